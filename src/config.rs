@@ -1,0 +1,469 @@
+//! The release configuration: where the gate is ([`Environment`]) and how it behaves
+//! ([`PromotionConfig`]), with validation that names the field and the value it refuses.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::error::{ConfigError, FlagError};
+
+/// Where a release stands.
+///
+/// Serialized in JSON as `{"canary": {"traffic_percent": 10.0}}`, `"staging"` or `"production"`.
+///
+/// # Example
+/// ```
+/// use promotion_gates::Environment;
+///
+/// let env = Environment::Canary { traffic_percent: 12.5 };
+/// assert_eq!(env.name(), "canary");
+/// assert_eq!(env.to_string(), "Canary{12.5}");
+/// let json = serde_json::to_string(&env).unwrap();
+/// assert_eq!(json, r#"{"canary":{"traffic_percent":12.5}}"#);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Environment {
+    /// `traffic_percent` % of requests (by bucket) go to the new version, the rest to stable.
+    Canary {
+        /// Share of requests routed to the new version, `0.0..=100.0`, resolved to 0.00001 %.
+        traffic_percent: f64,
+    },
+    /// All traffic goes to the new version with every flag on (internal validation).
+    Staging,
+    /// All traffic goes to the stable version; only graduated flags are on.
+    Production,
+}
+
+impl Environment {
+    /// The environment's name in lower case: `canary`, `staging` or `production`.
+    ///
+    /// # Example
+    /// ```
+    /// assert_eq!(promotion_gates::Environment::Staging.name(), "staging");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            Environment::Canary { .. } => "canary",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+
+    /// Checks the traffic percentage of a canary: finite and within `0..=100`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `environment.traffic_percent` and the refused value.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::Environment;
+    /// assert!(Environment::Canary { traffic_percent: f64::NAN }.validate().is_err());
+    /// assert!(Environment::Canary { traffic_percent: 0.01 }.validate().is_ok());
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Environment::Canary { traffic_percent } = *self {
+            if !traffic_percent.is_finite() || !(0.0..=100.0).contains(&traffic_percent) {
+                return Err(ConfigError::new(
+                    "environment.traffic_percent",
+                    traffic_percent,
+                    "a finite percentage from 0 to 100",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Environment {
+    /// `Canary{12.5}`, `Staging`, `Production`: the form used in rollback events.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Environment::Canary { traffic_percent } => write!(f, "Canary{{{traffic_percent}}}"),
+            Environment::Staging => f.write_str("Staging"),
+            Environment::Production => f.write_str("Production"),
+        }
+    }
+}
+
+/// Longest accepted gate name, salt or flag name, in bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// How a gate is set up: where the release stands, its flags and its rollback policy.
+///
+/// Fields beyond the specification's five have defaults, so `..Default::default()` works.
+/// The JSON form (serde) uses the same field names and refuses unknown fields.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{Environment, PromotionConfig};
+///
+/// let config = PromotionConfig {
+///     environment: Environment::Canary { traffic_percent: 10.0 },
+///     feature_flags: vec!["new_api".to_string()],
+///     gate: "checkout".to_string(),
+///     ..Default::default()
+/// };
+/// config.validate()?;
+/// let json = serde_json::to_string(&config).unwrap();
+/// let back: PromotionConfig = serde_json::from_str(&json).unwrap();
+/// assert_eq!(back, config);
+/// # Ok::<(), promotion_gates::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromotionConfig {
+    /// Where the release stands.
+    pub environment: Environment,
+    /// The release's feature flags: on for the new version's requests, off for stable ones.
+    pub feature_flags: Vec<String>,
+    /// Roll back by itself when the canary breaks its SLO (default `true`).
+    pub auto_rollback_enabled: bool,
+    /// Share of requests that must meet the SLO, `0.0..=1.0` (default `0.95`).
+    pub slo_threshold: f64,
+    /// Length of the sliding window the verdict looks at, in seconds (default 300).
+    pub rollback_window_seconds: u64,
+    /// The gate's name (a service or route); the default salt, so that two gates pick
+    /// different users. Default `"default"`.
+    pub gate: String,
+    /// The routing salt; `None` uses [`gate`](Self::gate). Changing it reshuffles users.
+    pub salt: Option<String>,
+    /// Flags that belong to the stable version: on for every request (set by promotion to
+    /// Production, which graduates the release's flags).
+    pub graduated_flags: Vec<String>,
+    /// How many rollback events the history keeps, oldest dropped first (default 100).
+    pub max_rollback_history: usize,
+}
+
+impl Default for PromotionConfig {
+    fn default() -> Self {
+        Self {
+            environment: Environment::Production,
+            feature_flags: Vec::new(),
+            auto_rollback_enabled: true,
+            slo_threshold: 0.95,
+            rollback_window_seconds: 300,
+            gate: "default".to_string(),
+            salt: None,
+            graduated_flags: Vec::new(),
+            max_rollback_history: 100,
+        }
+    }
+}
+
+/// Largest accepted [`PromotionConfig::max_rollback_history`].
+pub const MAX_ROLLBACK_HISTORY: usize = 100_000;
+
+/// Largest accepted [`PromotionConfig::rollback_window_seconds`] (one week).
+pub const MAX_WINDOW_SECONDS: u64 = 7 * 24 * 3600;
+
+impl PromotionConfig {
+    /// Checks every field; the first bad one is reported with its name and value.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for: a canary percentage outside `0..=100` or not finite, an
+    /// `slo_threshold` outside `0..=1`, a zero or over-long window, an empty or duplicate flag
+    /// name, an empty gate name or salt, a history bound of 0 or above 100 000.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::PromotionConfig;
+    ///
+    /// let config = PromotionConfig {
+    ///     feature_flags: vec!["a".into(), "a".into()],
+    ///     ..Default::default()
+    /// };
+    /// let err = config.validate().unwrap_err();
+    /// assert_eq!(err.field(), "feature_flags[1]");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.environment.validate()?;
+        if !self.slo_threshold.is_finite() || !(0.0..=1.0).contains(&self.slo_threshold) {
+            return Err(ConfigError::new(
+                "slo_threshold",
+                self.slo_threshold,
+                "a fraction from 0.0 to 1.0, e.g. 0.95",
+            ));
+        }
+        if self.rollback_window_seconds == 0 || self.rollback_window_seconds > MAX_WINDOW_SECONDS {
+            return Err(ConfigError::new(
+                "rollback_window_seconds",
+                self.rollback_window_seconds,
+                "a window from 1 second to 604800 (one week)",
+            ));
+        }
+        check_name("gate", &self.gate)?;
+        if let Some(salt) = &self.salt {
+            check_name("salt", salt)?;
+        }
+        if self.max_rollback_history == 0 || self.max_rollback_history > MAX_ROLLBACK_HISTORY {
+            return Err(ConfigError::new(
+                "max_rollback_history",
+                self.max_rollback_history,
+                "a bound from 1 to 100000 events",
+            ));
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for (list, names) in [
+            ("feature_flags", &self.feature_flags),
+            ("graduated_flags", &self.graduated_flags),
+        ] {
+            for (i, name) in names.iter().enumerate() {
+                let field = format!("{list}[{i}]");
+                validate_flag_name(name).map_err(|e| match e {
+                    FlagError::InvalidName { why, .. } => {
+                        ConfigError::new(field.clone(), format!("{name:?}"), why)
+                    }
+                    FlagError::NotEnabled(_) => {
+                        ConfigError::new(field.clone(), format!("{name:?}"), "a valid flag")
+                    }
+                })?;
+                if seen.contains(&name.as_str()) {
+                    return Err(ConfigError::new(
+                        field,
+                        format!("{name:?}"),
+                        "a flag name listed once across feature_flags and graduated_flags",
+                    ));
+                }
+                seen.push(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// The salt routing uses: [`salt`](Self::salt) if set, else [`gate`](Self::gate).
+    ///
+    /// # Example
+    /// ```
+    /// let config = promotion_gates::PromotionConfig { gate: "search".into(), ..Default::default() };
+    /// assert_eq!(config.effective_salt(), "search");
+    /// ```
+    pub fn effective_salt(&self) -> &str {
+        self.salt.as_deref().unwrap_or(&self.gate)
+    }
+
+    /// Reads a config from JSON and validates it.
+    ///
+    /// # Errors
+    /// [`Error::Json`](crate::Error::Json) for malformed JSON or unknown fields (serde's message
+    /// names the field, line and column), [`Error::Config`](crate::Error::Config) for a value
+    /// refused by [`validate`](Self::validate).
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::{Environment, PromotionConfig};
+    ///
+    /// let config = PromotionConfig::from_json(r#"{"environment": {"canary": {"traffic_percent": 5}}}"#)?;
+    /// assert_eq!(config.environment, Environment::Canary { traffic_percent: 5.0 });
+    /// assert!(PromotionConfig::from_json(r#"{"slo_treshold": 0.9}"#).is_err());
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn from_json(json: &str) -> Result<Self, crate::Error> {
+        let config: Self = serde_json::from_str(json)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), ConfigError> {
+    name_problem(value).map_or(Ok(()), |why| {
+        Err(ConfigError::new(field, format!("{value:?}"), why))
+    })
+}
+
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("a name must not be empty")
+    } else if name.len() > MAX_NAME_BYTES {
+        Some("a name must be at most 128 bytes")
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("a name must not hold whitespace or control characters")
+    } else {
+        None
+    }
+}
+
+/// Checks a feature flag name: 1 to 128 bytes, no whitespace, no control characters.
+///
+/// # Errors
+/// [`FlagError::InvalidName`] saying what is wrong.
+///
+/// # Example
+/// ```
+/// use promotion_gates::validate_flag_name;
+/// assert!(validate_flag_name("checkout.v2").is_ok());
+/// assert!(validate_flag_name("").is_err());
+/// ```
+pub fn validate_flag_name(name: &str) -> Result<(), FlagError> {
+    name_problem(name).map_or(Ok(()), |why| {
+        Err(FlagError::InvalidName {
+            name: name.to_string(),
+            why,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_production() {
+        let config = PromotionConfig::default();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.environment, Environment::Production);
+        assert_eq!(config.slo_threshold, 0.95);
+        assert_eq!(config.rollback_window_seconds, 300);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(PromotionConfig, &str, &str)> = vec![
+            (
+                PromotionConfig {
+                    environment: Environment::Canary {
+                        traffic_percent: -1.0,
+                    },
+                    ..Default::default()
+                },
+                "environment.traffic_percent",
+                "-1",
+            ),
+            (
+                PromotionConfig {
+                    environment: Environment::Canary {
+                        traffic_percent: f64::INFINITY,
+                    },
+                    ..Default::default()
+                },
+                "environment.traffic_percent",
+                "inf",
+            ),
+            (
+                PromotionConfig {
+                    slo_threshold: -0.1,
+                    ..Default::default()
+                },
+                "slo_threshold",
+                "-0.1",
+            ),
+            (
+                PromotionConfig {
+                    slo_threshold: f64::NAN,
+                    ..Default::default()
+                },
+                "slo_threshold",
+                "NaN",
+            ),
+            (
+                PromotionConfig {
+                    rollback_window_seconds: 0,
+                    ..Default::default()
+                },
+                "rollback_window_seconds",
+                "0",
+            ),
+            (
+                PromotionConfig {
+                    gate: String::new(),
+                    ..Default::default()
+                },
+                "gate",
+                "\"\"",
+            ),
+            (
+                PromotionConfig {
+                    salt: Some("a b".into()),
+                    ..Default::default()
+                },
+                "salt",
+                "\"a b\"",
+            ),
+            (
+                PromotionConfig {
+                    max_rollback_history: 0,
+                    ..Default::default()
+                },
+                "max_rollback_history",
+                "0",
+            ),
+            (
+                PromotionConfig {
+                    feature_flags: vec![String::new()],
+                    ..Default::default()
+                },
+                "feature_flags[0]",
+                "\"\"",
+            ),
+            (
+                PromotionConfig {
+                    feature_flags: vec!["x".into()],
+                    graduated_flags: vec!["x".into()],
+                    ..Default::default()
+                },
+                "graduated_flags[0]",
+                "\"x\"",
+            ),
+        ];
+        for (config, field, value) in cases {
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.field(), field, "{err}");
+            assert_eq!(err.value(), value, "{err}");
+            assert!(err.to_string().contains(field));
+        }
+    }
+
+    #[test]
+    fn boundaries_are_accepted() {
+        for p in [0.0, 0.00001, 50.0, 100.0] {
+            assert!(
+                Environment::Canary { traffic_percent: p }
+                    .validate()
+                    .is_ok(),
+                "{p}"
+            );
+        }
+        for t in [0.0, 1.0] {
+            assert!(
+                PromotionConfig {
+                    slo_threshold: t,
+                    ..Default::default()
+                }
+                .validate()
+                .is_ok()
+            );
+        }
+    }
+
+    #[test]
+    fn json_round_trips_and_refuses_unknown_fields() {
+        let config = PromotionConfig {
+            environment: Environment::Canary {
+                traffic_percent: 0.1,
+            },
+            feature_flags: vec!["a".into(), "b".into()],
+            graduated_flags: vec!["c".into()],
+            salt: Some("s".into()),
+            ..Default::default()
+        };
+        let json = serde_json::to_string_pretty(&config).unwrap();
+        assert_eq!(PromotionConfig::from_json(&json).unwrap(), config);
+        let err = PromotionConfig::from_json(r#"{"feature_flag": []}"#).unwrap_err();
+        assert!(err.to_string().contains("feature_flag"), "{err}");
+        let err =
+            PromotionConfig::from_json(r#"{"environment": {"canary": {"traffic_percent": 101}}}"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("101"), "{err}");
+    }
+
+    #[test]
+    fn environment_display_matches_the_rollback_event_form() {
+        assert_eq!(
+            Environment::Canary {
+                traffic_percent: 50.0
+            }
+            .to_string(),
+            "Canary{50}"
+        );
+        assert_eq!(Environment::Production.to_string(), "Production");
+    }
+}

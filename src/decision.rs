@@ -1,0 +1,223 @@
+//! What routing returns: [`RoutingDecision`], its [`RouteReason`] and the [`Cohort`] and
+//! [`StageId`] that outcome recording attributes to.
+
+use std::fmt;
+
+use crate::bucket::{BUCKETS_PER_PERCENT, Bucket};
+use crate::config::Environment;
+use crate::flags::EnabledFeatures;
+
+/// Which version a request was sent to, as the judge counts it.
+///
+/// # Example
+/// ```
+/// use promotion_gates::Cohort;
+/// assert_eq!(Cohort::Canary.name(), "canary");
+/// assert_eq!(Cohort::ALL.len(), 2);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Cohort {
+    /// The new version (a canary request, or any request in Staging).
+    Canary = 0,
+    /// The stable version.
+    Production = 1,
+}
+
+impl Cohort {
+    /// Both cohorts, in index order.
+    pub const ALL: [Cohort; 2] = [Cohort::Canary, Cohort::Production];
+
+    /// `canary` or `production`.
+    ///
+    /// # Example
+    /// ```
+    /// assert_eq!(promotion_gates::Cohort::Production.name(), "production");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Cohort::Canary => "canary",
+            Cohort::Production => "production",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The number of a release stage. Each environment change (promotion, ramp, rollback, a
+/// config swap to another environment) starts a new stage; outcomes are judged per stage.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// let gate = PromotionGateManager::new(
+///     PromotionConfig::default(),
+///     SloAdmissionController::new(SloConfig::default())?,
+/// )?;
+/// let before = gate.route_request("u").stage;
+/// gate.promote(Environment::Canary { traffic_percent: 5.0 })?;
+/// assert!(gate.route_request("u").stage > before);
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StageId(pub(crate) u64);
+
+impl StageId {
+    /// The stage number (starts at 1, grows by one per stage).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.route_request("u").stage.get(), 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Why a request went where it went: the bucket, the threshold and the environment.
+///
+/// Its `Display` reads e.g. `canary: bucket 1503119 (15.03119%) < threshold 2000000 (20%)`.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// let gate = PromotionGateManager::new(
+///     PromotionConfig { environment: Environment::Canary { traffic_percent: 20.0 }, ..Default::default() },
+///     SloAdmissionController::new(SloConfig::default())?,
+/// )?;
+/// let decision = gate.route_request("user-12345-session");
+/// let reason = decision.reason.to_string();
+/// assert!(reason.contains("threshold 2000000 (20%)"), "{reason}");
+/// assert_eq!(decision.is_canary, decision.reason.bucket().get() < 2_000_000);
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RouteReason {
+    pub(crate) environment: Environment,
+    pub(crate) bucket: Bucket,
+    pub(crate) threshold: u32,
+}
+
+impl RouteReason {
+    /// The request's bucket.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert!(gate.route_request("u").reason.bucket().get() < BUCKETS);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn bucket(&self) -> Bucket {
+        self.bucket
+    }
+
+    /// The threshold in buckets: requests below it go to the new version.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.route_request("u").reason.threshold(), 0); // Production: nobody
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn threshold(&self) -> u32 {
+        self.threshold
+    }
+}
+
+impl fmt::Display for RouteReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bucket = self.bucket.get();
+        let bucket_pct = self.bucket.percent();
+        let threshold_pct = f64::from(self.threshold) / BUCKETS_PER_PERCENT;
+        match self.environment {
+            Environment::Canary { .. } if bucket < self.threshold => write!(
+                f,
+                "canary: bucket {bucket} ({bucket_pct}%) < threshold {} ({threshold_pct}%)",
+                self.threshold
+            ),
+            Environment::Canary { .. } => write!(
+                f,
+                "stable: bucket {bucket} ({bucket_pct}%) >= threshold {} ({threshold_pct}%)",
+                self.threshold
+            ),
+            Environment::Staging => {
+                write!(
+                    f,
+                    "staging: all traffic to the new version (bucket {bucket})"
+                )
+            }
+            Environment::Production => {
+                write!(
+                    f,
+                    "production: all traffic to the stable version (bucket {bucket})"
+                )
+            }
+        }
+    }
+}
+
+/// Where one request goes, which flags it sees, and why.
+///
+/// It borrows its gate (for the flag names) and holds no reference count, so routing writes
+/// no shared memory. Pass it back to
+/// [`record_outcome`](crate::PromotionGateManager::record_outcome) so the outcome counts for the
+/// cohort and stage the request was routed under.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// let gate = PromotionGateManager::new(
+///     PromotionConfig {
+///         environment: Environment::Canary { traffic_percent: 10.0 },
+///         feature_flags: vec!["new_api".into()],
+///         ..Default::default()
+///     },
+///     SloAdmissionController::new(SloConfig::default())?,
+/// )?;
+/// let decision = gate.route_request("user-session-123");
+/// if decision.is_canary {
+///     assert!(decision.enabled_features.contains("new_api"));
+/// } else {
+///     assert!(decision.enabled_features.is_empty());
+/// }
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoutingDecision<'a> {
+    /// The environment the gate was in when the request was routed.
+    pub target_environment: Environment,
+    /// Whether the request goes to the new version.
+    pub is_canary: bool,
+    /// The flags on for this request.
+    pub enabled_features: EnabledFeatures<'a>,
+    /// The bucket and threshold behind the decision.
+    pub reason: RouteReason,
+    /// The stage the request was routed in.
+    pub stage: StageId,
+}
+
+impl RoutingDecision<'_> {
+    /// The cohort the request's outcome counts for.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.route_request("u").cohort(), Cohort::Production);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn cohort(&self) -> Cohort {
+        if self.is_canary {
+            Cohort::Canary
+        } else {
+            Cohort::Production
+        }
+    }
+}

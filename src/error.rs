@@ -1,0 +1,198 @@
+//! Error types, one per concern, gathered under [`Error`].
+//!
+//! Every message names the field or operation and the value that was refused, so that the
+//! person reading a log line knows what to change. No error leaves the engine half-changed: a
+//! call that returns an error has not published anything.
+
+use thiserror::Error as ThisError;
+
+/// A configuration value was refused by validation.
+///
+/// Returned by [`PromotionConfig::validate`](crate::PromotionConfig::validate),
+/// [`SloConfig::validate`](crate::SloConfig::validate) and every call that takes a config.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{Environment, PromotionConfig};
+///
+/// let config = PromotionConfig {
+///     environment: Environment::Canary { traffic_percent: 120.0 },
+///     ..Default::default()
+/// };
+/// let err = config.validate().unwrap_err();
+/// assert_eq!(err.field(), "environment.traffic_percent");
+/// assert!(err.to_string().contains("120"));
+/// ```
+#[derive(Debug, Clone, PartialEq, ThisError)]
+#[error("invalid {field} = {value}: {expected}")]
+pub struct ConfigError {
+    field: String,
+    value: String,
+    expected: String,
+}
+
+impl ConfigError {
+    /// Builds an error for `field`, which held `value`, with what a valid value looks like.
+    pub(crate) fn new(
+        field: impl Into<String>,
+        value: impl std::fmt::Display,
+        expected: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+
+    /// The dotted path of the refused field, e.g. `environment.traffic_percent`.
+    ///
+    /// # Example
+    /// ```
+    /// let config = promotion_gates::PromotionConfig { slo_threshold: 2.0, ..Default::default() };
+    /// assert_eq!(config.validate().unwrap_err().field(), "slo_threshold");
+    /// ```
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// The refused value, as written in the message.
+    ///
+    /// # Example
+    /// ```
+    /// let config = promotion_gates::PromotionConfig { slo_threshold: 2.0, ..Default::default() };
+    /// assert_eq!(config.validate().unwrap_err().value(), "2");
+    /// ```
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+/// A promotion was refused; the gate stays where it was.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{Environment, PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
+///
+/// let slo = SloAdmissionController::new(SloConfig::default())?;
+/// let gate = PromotionGateManager::new(PromotionConfig::default(), slo)?;
+/// // The default gate is in Production: Staging is only reachable from a canary.
+/// let err = gate.promote(Environment::Staging).unwrap_err();
+/// assert!(err.to_string().contains("production -> staging"));
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, ThisError)]
+pub enum PromotionError {
+    /// The state machine has no edge from `from` to `to`.
+    #[error("invalid promotion path {from} -> {to}: {hint}")]
+    InvalidPath {
+        /// Environment name the gate is in.
+        from: String,
+        /// Environment name that was asked for.
+        to: String,
+        /// What the valid moves from `from` are.
+        hint: &'static str,
+    },
+    /// The target is the environment the gate is already in.
+    #[error("the gate is already in {0}; nothing to promote")]
+    AlreadyThere(String),
+    /// The gated move was refused because the new version is not compliant.
+    #[error("SLO compliance below threshold: {evidence}")]
+    SloNotMet {
+        /// The verdict's evidence: samples, rates, p99s, the rule and its thresholds.
+        evidence: String,
+    },
+    /// The gated move was refused because there is not enough data yet to judge.
+    #[error("not enough data to judge the canary: {evidence}")]
+    InsufficientData {
+        /// How many samples there are and how many are needed.
+        evidence: String,
+    },
+}
+
+/// A feature flag operation was refused.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
+///
+/// let gate = PromotionGateManager::new(
+///     PromotionConfig::default(),
+///     SloAdmissionController::new(SloConfig::default())?,
+/// )?;
+/// let err = gate.enable_feature("has space").unwrap_err();
+/// assert!(err.to_string().contains("has space"));
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, ThisError)]
+pub enum FlagError {
+    /// The flag name is empty, too long, or holds whitespace or control characters.
+    #[error("invalid feature flag name {name:?}: {why}")]
+    InvalidName {
+        /// The refused name.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The flag to disable is not enabled.
+    #[error("feature flag {0:?} is not enabled, so it cannot be disabled")]
+    NotEnabled(String),
+}
+
+/// A rollback was refused.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
+///
+/// let gate = PromotionGateManager::new(
+///     PromotionConfig::default(),
+///     SloAdmissionController::new(SloConfig::default())?,
+/// )?;
+/// assert!(gate.rollback("drill").is_err()); // Production has nothing to roll back
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, ThisError)]
+pub enum RollbackError {
+    /// The gate is in Production: the stable version is all there is.
+    #[error("nothing to roll back: the gate is in production and serves only the stable version")]
+    NothingToRollBack,
+    /// The reason is empty; a rollback must say why.
+    #[error("a rollback reason must not be empty")]
+    EmptyReason,
+}
+
+/// Any error of this crate: one variant per concern.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{Error, PromotionConfig};
+///
+/// let bad = PromotionConfig { rollback_window_seconds: 0, ..Default::default() };
+/// let err: Error = bad.validate().unwrap_err().into();
+/// assert!(matches!(err, Error::Config(_)));
+/// ```
+#[derive(Debug, Clone, PartialEq, ThisError)]
+pub enum Error {
+    /// A configuration value was refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A promotion was refused.
+    #[error(transparent)]
+    Promotion(#[from] PromotionError),
+    /// A feature flag operation was refused.
+    #[error(transparent)]
+    Flag(#[from] FlagError),
+    /// A rollback was refused.
+    #[error(transparent)]
+    Rollback(#[from] RollbackError),
+    /// A JSON document could not be read as a config.
+    #[error("invalid JSON config: {0}")]
+    Json(String),
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Self {
+        Error::Json(err.to_string())
+    }
+}

@@ -1,0 +1,114 @@
+//! Rollback events and the bounded history a gate keeps of them.
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use crate::config::Environment;
+
+/// What started a rollback event.
+///
+/// # Example
+/// ```
+/// assert_eq!(promotion_gates::RollbackTrigger::Automatic.name(), "automatic");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackTrigger {
+    /// A host called [`rollback`](crate::PromotionGateManager::rollback).
+    Manual,
+    /// The judge found the canary in breach of its SLO.
+    Automatic,
+    /// A host disabled a feature flag (recorded, as the specification asks; the environment
+    /// does not change).
+    FlagDisabled,
+}
+
+impl RollbackTrigger {
+    /// `manual`, `automatic` or `flag_disabled`.
+    ///
+    /// # Example
+    /// ```
+    /// assert_eq!(promotion_gates::RollbackTrigger::Manual.name(), "manual");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            RollbackTrigger::Manual => "manual",
+            RollbackTrigger::Automatic => "automatic",
+            RollbackTrigger::FlagDisabled => "flag_disabled",
+        }
+    }
+}
+
+/// One entry of a gate's rollback history.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// let gate = PromotionGateManager::new(
+///     PromotionConfig { environment: Environment::Canary { traffic_percent: 50.0 }, ..Default::default() },
+///     SloAdmissionController::new(SloConfig::default())?,
+/// )?;
+/// gate.rollback("bad deploy")?;
+/// let event = &gate.get_rollback_history()[0];
+/// assert_eq!(event.feature, "Canary{50}");
+/// assert_eq!(event.reason, "bad deploy");
+/// assert_eq!(event.environment, Environment::Canary { traffic_percent: 50.0 });
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackEvent {
+    /// What was rolled back: the environment (`Canary{50}`) or the flag's name.
+    pub feature: String,
+    /// Why, with the judge's evidence for automatic rollbacks.
+    pub reason: String,
+    /// When, by the gate's clock.
+    pub timestamp: SystemTime,
+    /// The environment the gate was in before.
+    pub environment: Environment,
+    /// What started it.
+    pub trigger: RollbackTrigger,
+}
+
+/// Oldest-first history with a bound; the oldest event is dropped when full.
+#[derive(Debug, Default)]
+pub(crate) struct RollbackHistory {
+    events: VecDeque<RollbackEvent>,
+}
+
+impl RollbackHistory {
+    pub(crate) fn push(&mut self, event: RollbackEvent, bound: usize) {
+        self.events.push_back(event);
+        self.trim(bound);
+    }
+
+    pub(crate) fn trim(&mut self, bound: usize) {
+        while self.events.len() > bound.max(1) {
+            self.events.pop_front();
+        }
+    }
+
+    pub(crate) fn to_vec(&self) -> Vec<RollbackEvent> {
+        self.events.iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_the_newest_within_its_bound() {
+        let mut history = RollbackHistory::default();
+        for i in 0..5 {
+            let event = RollbackEvent {
+                feature: format!("f{i}"),
+                reason: String::new(),
+                timestamp: SystemTime::UNIX_EPOCH,
+                environment: Environment::Staging,
+                trigger: RollbackTrigger::Manual,
+            };
+            history.push(event, 3);
+        }
+        let names: Vec<_> = history.to_vec().into_iter().map(|e| e.feature).collect();
+        assert_eq!(names, ["f2", "f3", "f4"]);
+    }
+}

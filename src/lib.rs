@@ -1,0 +1,59 @@
+//! # promotion-gates
+//!
+//! Canary routing and promotion gates for load balancers: decide, per request, whether it goes
+//! to the stable or the new version of a service; move the release through
+//! Canary → Staging → Production behind gates; roll a bad canary back by itself.
+//!
+//! ## Why
+//! A canary is only safe when three things hold. The same user must always land on the same
+//! version (or sessions break and metrics mix), so routing is a pure function of a salted
+//! SHA-256 of the request id. Raising the canary share must never move a user back to stable,
+//! so the threshold only grows with the percentage. And the decision must cost nothing next to
+//! the request itself, so the route path reads one per-thread copy of an immutable snapshot,
+//! takes no lock, writes no shared memory and allocates nothing.
+//!
+//! ## How
+//! ```
+//! use promotion_gates::{Environment, PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
+//!
+//! let gate = PromotionGateManager::new(
+//!     PromotionConfig {
+//!         environment: Environment::Canary { traffic_percent: 5.0 },
+//!         feature_flags: vec!["new_checkout".into()],
+//!         gate: "checkout".into(),
+//!         ..Default::default()
+//!     },
+//!     SloAdmissionController::new(SloConfig::default())?,
+//! )?;
+//!
+//! let decision = gate.route_request("user-12345-session");
+//! let upstream = if decision.is_canary { "checkout-v2" } else { "checkout-v1" };
+//! println!("{upstream}: {}", decision.reason);
+//! # Ok::<(), promotion_gates::Error>(())
+//! ```
+//!
+//! The routing formula is written out in [`bucket`](crate::bucket) so that any language can
+//! recompute a decision; the release model is in [`release`](crate::release).
+
+pub mod bucket;
+mod clock;
+mod config;
+mod decision;
+mod error;
+mod flags;
+mod history;
+mod manager;
+pub mod release;
+mod slo;
+mod snapshot;
+
+pub use bucket::{BUCKETS, Bucket, SaltedHasher, reference_bucket, threshold_for_percent};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{Environment, MAX_NAME_BYTES, PromotionConfig, validate_flag_name};
+pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};
+pub use error::{ConfigError, Error, FlagError, PromotionError, RollbackError};
+pub use flags::EnabledFeatures;
+pub use history::{RollbackEvent, RollbackTrigger};
+pub use manager::PromotionGateManager;
+pub use release::{Promotion, PromotionKind, plan_promotion};
+pub use slo::{MAX_TRACKED_LATENCY, SloAdmissionController, SloConfig};

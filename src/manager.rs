@@ -1,0 +1,681 @@
+//! [`PromotionGateManager`]: the one place that owns the `ArcSwap` snapshot. Routing reads it
+//! (through a per-thread cache); promotions, flag changes, rollbacks and config swaps publish a
+//! new one.
+
+use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use thread_local::ThreadLocal;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Environment, PromotionConfig, validate_flag_name};
+use crate::decision::{RoutingDecision, StageId};
+use crate::error::{Error, FlagError, RollbackError};
+use crate::flags::{FlagSetIndex, FlagSets};
+use crate::history::{RollbackEvent, RollbackHistory, RollbackTrigger};
+use crate::release::{PromotionKind, plan_promotion};
+use crate::slo::SloAdmissionController;
+use crate::snapshot::{RouteTable, Snapshot};
+
+/// State only writers touch, behind the writer lock. Readers never take it.
+#[derive(Debug, Default)]
+struct WriterState {
+    flag_index: FlagSetIndex,
+    history: RollbackHistory,
+}
+
+/// The canary routing and promotion-gate engine for one gate (one service or route).
+///
+/// Share one manager between all threads of a host (`Arc<PromotionGateManager>`); every method
+/// takes `&self`. Routing is lock-free and allocation-free; writes are serialized among
+/// themselves and publish a new snapshot atomically, so readers see either the old state or
+/// the new one, never a mix.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{Environment, PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
+///
+/// let config = PromotionConfig {
+///     environment: Environment::Canary { traffic_percent: 10.0 },
+///     feature_flags: vec!["new_api".to_string()],
+///     auto_rollback_enabled: true,
+///     slo_threshold: 0.95,
+///     rollback_window_seconds: 300,
+///     ..Default::default()
+/// };
+/// let slo_controller = SloAdmissionController::new(SloConfig::default())?;
+/// let manager = PromotionGateManager::new(config, slo_controller)?;
+///
+/// let decision = manager.route_request("user-session-123");
+/// assert_eq!(decision.is_canary, manager.route_request("user-session-123").is_canary);
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+pub struct PromotionGateManager {
+    /// Bumped after each publication; the only shared word the route path reads.
+    generation: CachePadded<AtomicU64>,
+    current: ArcSwap<Snapshot>,
+    /// Each thread's copy of the current route table.
+    route_cache: ThreadLocal<Cell<RouteTable>>,
+    flag_sets: FlagSets,
+    writer: Mutex<WriterState>,
+    slo: SloAdmissionController,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for PromotionGateManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let snapshot = self.current.load();
+        f.debug_struct("PromotionGateManager")
+            .field("config", &snapshot.config)
+            .field("generation", &snapshot.route.generation)
+            .field("stage", &snapshot.route.stage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PromotionGateManager {
+    /// Validates `config` and builds a gate that judges with `slo_controller`'s policy.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first invalid field.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::{Environment, PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
+    ///
+    /// let slo = SloAdmissionController::new(SloConfig::default())?;
+    /// let bad = PromotionConfig { environment: Environment::Canary { traffic_percent: 150.0 }, ..Default::default() };
+    /// assert!(PromotionGateManager::new(bad, slo).is_err());
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn new(
+        config: PromotionConfig,
+        slo_controller: SloAdmissionController,
+    ) -> Result<Self, Error> {
+        Self::with_clock(config, slo_controller, Arc::new(SystemClock::new()))
+    }
+
+    /// Like [`new`](Self::new), with an injected clock (a [`ManualClock`](crate::ManualClock) in
+    /// tests and simulations).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first invalid field.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::*;
+    /// use std::sync::Arc;
+    ///
+    /// let clock = Arc::new(ManualClock::new());
+    /// let gate = PromotionGateManager::with_clock(
+    ///     PromotionConfig::default(),
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    ///     clock.clone(),
+    /// )?;
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn with_clock(
+        config: PromotionConfig,
+        slo_controller: SloAdmissionController,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        config.validate()?;
+        let flag_sets = FlagSets::new();
+        let mut writer = WriterState::default();
+        let snapshot = Snapshot::build(config, 1, StageId(1), &flag_sets, &mut writer.flag_index);
+        Ok(Self {
+            generation: CachePadded::new(AtomicU64::new(1)),
+            current: ArcSwap::from_pointee(snapshot),
+            route_cache: ThreadLocal::new(),
+            flag_sets,
+            writer: Mutex::new(writer),
+            slo: slo_controller,
+            clock,
+        })
+    }
+
+    /// Routes a request by its id: deterministic, lock-free, allocation-free.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { environment: Environment::Canary { traffic_percent: 20.0 }, ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// let decision = gate.route_request("user-12345-session");
+    /// println!("{}", decision.reason);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[inline]
+    pub fn route_request(&self, request_id: &str) -> RoutingDecision<'_> {
+        self.route_request_bytes(request_id.as_bytes())
+    }
+
+    /// Routes a request whose id is arbitrary bytes (not necessarily UTF-8).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let decision = gate.route_request_bytes(&[0xde, 0xad, 0xbe, 0xef]);
+    /// assert!(!decision.is_canary); // Production routes everyone to stable
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[inline]
+    pub fn route_request_bytes(&self, request_id: &[u8]) -> RoutingDecision<'_> {
+        let decision = self.route_table().route(&self.flag_sets, request_id);
+        tracing::debug!(
+            request_id = %String::from_utf8_lossy(request_id),
+            is_canary = decision.is_canary,
+            bucket = decision.reason.bucket().get(),
+            threshold = decision.reason.threshold(),
+            environment = decision.target_environment.name(),
+            "promotion.route_request"
+        );
+        decision
+    }
+
+    /// The current route table: this thread's cached copy while the generation is unchanged.
+    #[inline]
+    fn route_table(&self) -> RouteTable {
+        // Acquire pairs with the Release store in `publish`: seeing generation N means the
+        // snapshot of generation N (or newer) is already in `current`.
+        let generation = self.generation.load(Ordering::Acquire);
+        let cell = self
+            .route_cache
+            .get_or(|| Cell::new(self.current.load().route));
+        let cached = cell.get();
+        if cached.generation == generation {
+            return cached;
+        }
+        let fresh = self.current.load().route;
+        cell.set(fresh);
+        fresh
+    }
+
+    /// The current config: environment, flags and policy, as last published.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.config().environment, Environment::Production);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn config(&self) -> PromotionConfig {
+        self.current.load().config.clone()
+    }
+
+    /// The environment the gate is in.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.environment(), Environment::Production);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn environment(&self) -> Environment {
+        self.current.load().config.environment
+    }
+
+    /// The current release stage.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.stage().get(), 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn stage(&self) -> StageId {
+        self.current.load().route.stage
+    }
+
+    /// The SLO policy this gate judges with.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.slo_controller().config().max_error_rate, 0.05);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn slo_controller(&self) -> &SloAdmissionController {
+        &self.slo
+    }
+
+    /// The clock this gate reads.
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// Moves the release along the state machine (see [`plan_promotion`]).
+    ///
+    /// Promotion to Production graduates the release's flags: they become stable flags, on for
+    /// every request. A gated move is refused while the judge does not find the new version
+    /// compliant (once the judge is wired in; see [`crate::release`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid target, [`Error::Promotion`] for a path the state
+    /// machine does not have or a refused gate. Nothing changes on error.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// gate.promote(Environment::Canary { traffic_percent: 1.0 })?;
+    /// gate.promote(Environment::Canary { traffic_percent: 0.5 })?; // ramping down is never gated
+    /// assert_eq!(gate.environment(), Environment::Canary { traffic_percent: 0.5 });
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn promote(&self, target: Environment) -> Result<(), Error> {
+        target.validate()?;
+        let mut writer = self.lock_writer();
+        let current = self.current.load_full();
+        let step = plan_promotion(current.config.environment, target)?;
+        let mut config = current.config.clone();
+        config.environment = target;
+        if matches!(
+            step.kind,
+            PromotionKind::ToProduction | PromotionKind::CanaryToProduction
+        ) {
+            let released = std::mem::take(&mut config.feature_flags);
+            config.graduated_flags.extend(released);
+        }
+        if step.kind == PromotionKind::CanaryToProduction {
+            tracing::warn!(from = %current.config.environment, "promotion.promote skips staging: canary straight to production");
+        }
+        self.publish(&mut writer, config, true);
+        tracing::info!(from = %current.config.environment, to = %target, ?step.kind, "promotion.promote");
+        Ok(())
+    }
+
+    /// Turns a release flag on (idempotent).
+    ///
+    /// # Errors
+    /// [`Error::Flag`] for an invalid name. Nothing changes on error.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// gate.enable_feature("experimental_cache")?;
+    /// assert!(gate.is_feature_enabled("experimental_cache"));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn enable_feature(&self, name: impl AsRef<str>) -> Result<(), Error> {
+        let name = name.as_ref();
+        validate_flag_name(name)?;
+        let mut writer = self.lock_writer();
+        let current = self.current.load_full();
+        if current
+            .config
+            .feature_flags
+            .iter()
+            .chain(&current.config.graduated_flags)
+            .any(|f| f == name)
+        {
+            return Ok(());
+        }
+        let mut config = current.config.clone();
+        config.feature_flags.push(name.to_string());
+        self.publish(&mut writer, config, false);
+        tracing::info!(feature = name, "Feature flag enabled");
+        Ok(())
+    }
+
+    /// Turns a flag off, release or graduated, and records the disable in the rollback
+    /// history (trigger [`RollbackTrigger::FlagDisabled`]).
+    ///
+    /// # Errors
+    /// [`Error::Flag`] for an invalid name or a flag that is not on. Nothing changes on error.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// gate.enable_feature("experimental_cache")?;
+    /// gate.disable_feature("experimental_cache")?;
+    /// assert!(!gate.is_feature_enabled("experimental_cache"));
+    /// assert_eq!(gate.get_rollback_history()[0].feature, "experimental_cache");
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn disable_feature(&self, name: impl AsRef<str>) -> Result<(), Error> {
+        let name = name.as_ref();
+        validate_flag_name(name)?;
+        let mut writer = self.lock_writer();
+        let current = self.current.load_full();
+        let mut config = current.config.clone();
+        let before = config.feature_flags.len() + config.graduated_flags.len();
+        config.feature_flags.retain(|f| f != name);
+        config.graduated_flags.retain(|f| f != name);
+        if config.feature_flags.len() + config.graduated_flags.len() == before {
+            return Err(FlagError::NotEnabled(name.to_string()).into());
+        }
+        let event = RollbackEvent {
+            feature: name.to_string(),
+            reason: "feature flag disabled".to_string(),
+            timestamp: self.clock.wall(),
+            environment: current.config.environment,
+            trigger: RollbackTrigger::FlagDisabled,
+        };
+        writer.history.push(event, config.max_rollback_history);
+        self.publish(&mut writer, config, false);
+        tracing::info!(feature = name, "Feature flag disabled");
+        Ok(())
+    }
+
+    /// Whether a flag is on for the gate (as a release flag or a graduated one).
+    ///
+    /// Which flags one request sees is in its decision's
+    /// [`enabled_features`](RoutingDecision::enabled_features).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert!(!gate.is_feature_enabled("nope"));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn is_feature_enabled(&self, name: &str) -> bool {
+        let snapshot = self.current.load();
+        snapshot
+            .config
+            .feature_flags
+            .iter()
+            .chain(&snapshot.config.graduated_flags)
+            .any(|f| f == name)
+    }
+
+    /// Rolls the release back: records the event, turns the release's flags off, returns to
+    /// Production and starts a new stage (so the canary's metrics start from zero). Graduated
+    /// flags belong to the stable version and stay on.
+    ///
+    /// # Errors
+    /// [`Error::Rollback`] when the gate is already in Production or the reason is empty.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { environment: Environment::Staging, feature_flags: vec!["x".into()], ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// gate.rollback("error budget burned")?;
+    /// assert_eq!(gate.environment(), Environment::Production);
+    /// assert!(!gate.is_feature_enabled("x"));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn rollback(&self, reason: impl Into<String>) -> Result<(), Error> {
+        let reason = reason.into();
+        if reason.trim().is_empty() {
+            return Err(RollbackError::EmptyReason.into());
+        }
+        let mut writer = self.lock_writer();
+        self.rollback_locked(&mut writer, reason, RollbackTrigger::Manual, None)
+    }
+
+    /// Rolls back under the writer lock. With `only_in`, does nothing unless the gate is still
+    /// in that stage (an automatic rollback must not undo a later, unrelated stage).
+    fn rollback_locked(
+        &self,
+        writer: &mut WriterState,
+        reason: String,
+        trigger: RollbackTrigger,
+        only_in: Option<StageId>,
+    ) -> Result<(), Error> {
+        let current = self.current.load_full();
+        if only_in.is_some_and(|stage| stage != current.route.stage) {
+            return Ok(());
+        }
+        let previous = current.config.environment;
+        if previous == Environment::Production {
+            return Err(RollbackError::NothingToRollBack.into());
+        }
+        let mut config = current.config.clone();
+        config.environment = Environment::Production;
+        config.feature_flags.clear();
+        tracing::error!(reason = %reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
+        let event = RollbackEvent {
+            feature: previous.to_string(),
+            reason,
+            timestamp: self.clock.wall(),
+            environment: previous,
+            trigger,
+        };
+        writer.history.push(event, config.max_rollback_history);
+        self.publish(writer, config, true);
+        Ok(())
+    }
+
+    /// The rollback history, oldest first, at most
+    /// [`max_rollback_history`](PromotionConfig::max_rollback_history) events.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// for event in gate.get_rollback_history() {
+    ///     println!("Rollback: {} - {} at {:?}", event.feature, event.reason, event.timestamp);
+    /// }
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn get_rollback_history(&self) -> Vec<RollbackEvent> {
+        self.lock_writer().history.to_vec()
+    }
+
+    /// Replaces the whole config atomically (hot reload) and returns the one it replaced.
+    ///
+    /// This is an operator's override: it does not go through the promotion state machine or
+    /// the judge. A change of environment starts a new stage; a change of salt reshuffles users
+    /// (both are logged as warnings).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first invalid field; the gate is unchanged.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let mut next = gate.config();
+    /// next.feature_flags.push("dark_mode".into());
+    /// let old = gate.swap_config(next)?;
+    /// assert!(old.feature_flags.is_empty());
+    /// assert!(gate.is_feature_enabled("dark_mode"));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn swap_config(&self, config: PromotionConfig) -> Result<PromotionConfig, Error> {
+        config.validate()?;
+        let mut writer = self.lock_writer();
+        let current = self.current.load_full();
+        let new_stage = current.config.environment != config.environment;
+        if new_stage {
+            tracing::warn!(from = %current.config.environment, to = %config.environment, "promotion.swap_config changes the environment");
+        }
+        if current.config.effective_salt() != config.effective_salt() {
+            tracing::warn!(gate = %config.gate, "promotion.swap_config changes the routing salt: users are reshuffled");
+        }
+        writer.history.trim(config.max_rollback_history);
+        self.publish(&mut writer, config, new_stage);
+        Ok(current.config.clone())
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
+        // A writer that panicked mid-way published nothing (publication is the last step), so
+        // the state behind a poisoned lock is still consistent.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Builds and publishes the next snapshot. Called with the writer lock held.
+    fn publish(&self, writer: &mut WriterState, config: PromotionConfig, new_stage: bool) {
+        let current = self.current.load();
+        let generation = current.route.generation + 1;
+        let stage = if new_stage {
+            StageId(current.route.stage.0 + 1)
+        } else {
+            current.route.stage
+        };
+        let snapshot = Snapshot::build(
+            config,
+            generation,
+            stage,
+            &self.flag_sets,
+            &mut writer.flag_index,
+        );
+        self.current.store(Arc::new(snapshot));
+        self.generation.store(generation, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slo::SloConfig;
+
+    fn gate(config: PromotionConfig) -> PromotionGateManager {
+        PromotionGateManager::new(
+            config,
+            SloAdmissionController::new(SloConfig::default()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn canary(p: f64) -> Environment {
+        Environment::Canary { traffic_percent: p }
+    }
+
+    #[test]
+    fn manager_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<PromotionGateManager>();
+    }
+
+    #[test]
+    fn routing_follows_the_published_snapshot() {
+        let gate = gate(PromotionConfig::default());
+        assert!(!gate.route_request("a").is_canary);
+        gate.promote(canary(100.0)).unwrap();
+        assert!(gate.route_request("a").is_canary);
+        gate.promote(canary(0.0)).unwrap();
+        assert!(!gate.route_request("a").is_canary);
+    }
+
+    #[test]
+    fn flags_per_environment_and_cohort() {
+        let gate = gate(PromotionConfig {
+            environment: canary(50.0),
+            feature_flags: vec!["new".into()],
+            graduated_flags: vec!["old".into()],
+            ..Default::default()
+        });
+        let (mut seen_canary, mut seen_stable) = (false, false);
+        for i in 0..200 {
+            let d = gate.route_request(&format!("user-{i}"));
+            let names: Vec<_> = d.enabled_features.iter().collect();
+            if d.is_canary {
+                seen_canary = true;
+                assert_eq!(names, ["new", "old"]);
+            } else {
+                seen_stable = true;
+                assert_eq!(names, ["old"]);
+            }
+        }
+        assert!(seen_canary && seen_stable);
+        gate.promote(Environment::Staging).unwrap();
+        assert_eq!(gate.route_request("x").enabled_features.len(), 2);
+        gate.promote(Environment::Production).unwrap();
+        let d = gate.route_request("x");
+        assert!(!d.is_canary);
+        assert_eq!(
+            d.enabled_features.iter().collect::<Vec<_>>(),
+            ["new", "old"]
+        );
+        assert_eq!(gate.config().graduated_flags, ["old", "new"]);
+        assert!(gate.config().feature_flags.is_empty());
+    }
+
+    #[test]
+    fn invalid_moves_change_nothing() {
+        let gate = gate(PromotionConfig::default());
+        let before = gate.current.load().route.generation;
+        assert!(gate.promote(Environment::Staging).is_err());
+        assert!(gate.promote(canary(f64::NAN)).is_err());
+        assert!(gate.promote(Environment::Production).is_err());
+        assert!(gate.rollback("x").is_err());
+        assert!(gate.enable_feature("").is_err());
+        assert!(gate.disable_feature("never-on").is_err());
+        assert!(
+            gate.swap_config(PromotionConfig {
+                slo_threshold: 9.0,
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert_eq!(gate.current.load().route.generation, before);
+        assert!(gate.get_rollback_history().is_empty());
+    }
+
+    #[test]
+    fn rollback_resets_and_records() {
+        let gate = gate(PromotionConfig {
+            environment: canary(25.0),
+            feature_flags: vec!["a".into()],
+            graduated_flags: vec!["g".into()],
+            max_rollback_history: 2,
+            ..Default::default()
+        });
+        let stage = gate.stage();
+        gate.rollback("first").unwrap();
+        assert_eq!(gate.environment(), Environment::Production);
+        assert!(gate.stage() > stage);
+        assert!(!gate.is_feature_enabled("a") && gate.is_feature_enabled("g"));
+        for reason in ["second", "third"] {
+            gate.promote(canary(5.0)).unwrap();
+            gate.rollback(reason).unwrap();
+        }
+        let reasons: Vec<_> = gate
+            .get_rollback_history()
+            .into_iter()
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(reasons, ["second", "third"]);
+        assert!(matches!(
+            gate.rollback(" "),
+            Err(Error::Rollback(RollbackError::EmptyReason))
+        ));
+    }
+
+    #[test]
+    fn stage_guarded_rollback_ignores_a_later_stage() {
+        let gate = gate(PromotionConfig {
+            environment: canary(5.0),
+            ..Default::default()
+        });
+        let old = gate.stage();
+        gate.promote(canary(10.0)).unwrap();
+        let mut writer = gate.lock_writer();
+        gate.rollback_locked(
+            &mut writer,
+            "late".into(),
+            RollbackTrigger::Automatic,
+            Some(old),
+        )
+        .unwrap();
+        drop(writer);
+        assert_eq!(gate.environment(), canary(10.0));
+    }
+
+    #[test]
+    fn flag_sets_are_reused_across_repeated_writes() {
+        let gate = gate(PromotionConfig::default());
+        for _ in 0..100 {
+            gate.enable_feature("a").unwrap();
+            gate.disable_feature("a").unwrap();
+        }
+        assert!(gate.flag_sets.count() <= 3);
+    }
+}

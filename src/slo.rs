@@ -1,0 +1,331 @@
+//! The SLO policy a gate judges its canary with: [`SloConfig`] and the validated
+//! [`SloAdmissionController`] that holds it.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// The judging policy: what a compliant request is, and when a canary is rolled back.
+///
+/// In JSON, durations are milliseconds (`latency_target_ms`, `p99_budget_ms`,
+/// `evaluation_interval_ms`, fractions allowed).
+///
+/// # Example
+/// ```
+/// use promotion_gates::SloConfig;
+/// use std::time::Duration;
+///
+/// let slo = SloConfig { latency_target: Duration::from_millis(250), ..Default::default() };
+/// slo.validate()?;
+/// let json = serde_json::to_string(&slo).unwrap();
+/// assert!(json.contains(r#""latency_target_ms":250.0"#));
+/// # Ok::<(), promotion_gates::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SloConfig {
+    /// A request is compliant when it succeeds within this latency (default 500 ms).
+    #[serde(rename = "latency_target_ms", with = "millis")]
+    pub latency_target: Duration,
+    /// Roll back when the canary's error rate is significantly above this (default 0.05).
+    pub max_error_rate: f64,
+    /// Roll back when the canary's p99 is significantly above production's p99 times this
+    /// (default 1.5).
+    pub p99_ratio_limit: f64,
+    /// Roll back when the canary's p99 is significantly above this absolute budget (default
+    /// none).
+    #[serde(rename = "p99_budget_ms", with = "millis_opt")]
+    pub p99_budget: Option<Duration>,
+    /// Canary samples in the window before an ordinary rule may fire (default 100).
+    pub min_samples: u64,
+    /// One-sided significance level of each rule's test (default 0.001).
+    pub significance: f64,
+    /// Significance below which evidence is overwhelming and may act before `min_samples`
+    /// (default 1e-9).
+    pub overwhelming_significance: f64,
+    /// Least time between two automatic full evaluations on the record path (default 1 s).
+    #[serde(rename = "evaluation_interval_ms", with = "millis")]
+    pub evaluation_interval: Duration,
+}
+
+impl Default for SloConfig {
+    fn default() -> Self {
+        Self {
+            latency_target: Duration::from_millis(500),
+            max_error_rate: 0.05,
+            p99_ratio_limit: 1.5,
+            p99_budget: None,
+            min_samples: 100,
+            significance: 0.001,
+            overwhelming_significance: 1e-9,
+            evaluation_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The longest latency a histogram records exactly; longer ones count as this (60 s).
+pub const MAX_TRACKED_LATENCY: Duration = Duration::from_secs(60);
+
+impl SloConfig {
+    /// Checks every field; the first bad one is reported with its name and value.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a latency target of zero or above 60 s, an error rate outside
+    /// `0..=1`, a p99 ratio below 1, a zero p99 budget, `min_samples` of 0, significance levels
+    /// outside `(0, 0.5)` or an overwhelming level above the ordinary one, or an evaluation
+    /// interval of zero or above one hour.
+    ///
+    /// # Example
+    /// ```
+    /// let slo = promotion_gates::SloConfig { max_error_rate: 1.5, ..Default::default() };
+    /// assert_eq!(slo.validate().unwrap_err().field(), "max_error_rate");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.latency_target.is_zero() || self.latency_target > MAX_TRACKED_LATENCY {
+            return Err(ConfigError::new(
+                "latency_target_ms",
+                self.latency_target.as_secs_f64() * 1e3,
+                "a latency above 0 and at most 60000 ms",
+            ));
+        }
+        let fraction = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
+        if !fraction(self.max_error_rate) {
+            return Err(ConfigError::new(
+                "max_error_rate",
+                self.max_error_rate,
+                "a fraction from 0.0 to 1.0, e.g. 0.05",
+            ));
+        }
+        if !self.p99_ratio_limit.is_finite() || self.p99_ratio_limit < 1.0 {
+            return Err(ConfigError::new(
+                "p99_ratio_limit",
+                self.p99_ratio_limit,
+                "a finite ratio of at least 1.0, e.g. 1.5",
+            ));
+        }
+        if let Some(budget) = self.p99_budget {
+            if budget.is_zero() || budget > MAX_TRACKED_LATENCY {
+                return Err(ConfigError::new(
+                    "p99_budget_ms",
+                    budget.as_secs_f64() * 1e3,
+                    "a latency above 0 and at most 60000 ms, or null for none",
+                ));
+            }
+        }
+        if self.min_samples == 0 {
+            return Err(ConfigError::new(
+                "min_samples",
+                0,
+                "at least 1 sample (100 is usual)",
+            ));
+        }
+        let level = |x: f64| x.is_finite() && x > 0.0 && x < 0.5;
+        if !level(self.significance) {
+            return Err(ConfigError::new(
+                "significance",
+                self.significance,
+                "a probability above 0 and below 0.5, e.g. 0.001",
+            ));
+        }
+        if !level(self.overwhelming_significance)
+            || self.overwhelming_significance > self.significance
+        {
+            return Err(ConfigError::new(
+                "overwhelming_significance",
+                self.overwhelming_significance,
+                "a probability above 0 and at most `significance`, e.g. 1e-9",
+            ));
+        }
+        if self.evaluation_interval.is_zero()
+            || self.evaluation_interval > Duration::from_secs(3600)
+        {
+            return Err(ConfigError::new(
+                "evaluation_interval_ms",
+                self.evaluation_interval.as_secs_f64() * 1e3,
+                "an interval above 0 and at most 3600000 ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A validated [`SloConfig`], held by a [`PromotionGateManager`](crate::PromotionGateManager)
+/// to judge its canary.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{SloAdmissionController, SloConfig};
+///
+/// let controller = SloAdmissionController::new(SloConfig::default())?;
+/// assert_eq!(controller.config().min_samples, 100);
+/// assert!(SloAdmissionController::new(SloConfig { min_samples: 0, ..Default::default() }).is_err());
+/// # Ok::<(), promotion_gates::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloAdmissionController {
+    config: SloConfig,
+}
+
+impl SloAdmissionController {
+    /// Validates `config` and holds it.
+    ///
+    /// # Errors
+    /// [`ConfigError`] from [`SloConfig::validate`].
+    ///
+    /// # Example
+    /// ```
+    /// let c = promotion_gates::SloAdmissionController::new(Default::default())?;
+    /// # Ok::<(), promotion_gates::ConfigError>(())
+    /// ```
+    pub fn new(config: SloConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self { config })
+    }
+
+    /// The policy this controller judges with.
+    ///
+    /// # Example
+    /// ```
+    /// let c = promotion_gates::SloAdmissionController::new(Default::default())?;
+    /// assert_eq!(c.config().max_error_rate, 0.05);
+    /// # Ok::<(), promotion_gates::ConfigError>(())
+    /// ```
+    pub fn config(&self) -> &SloConfig {
+        &self.config
+    }
+}
+
+/// Serde as milliseconds (a float, so sub-millisecond values survive).
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64() * 1e3)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(ms / 1e3).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{ms} is not a duration in milliseconds (finite, not negative)"
+            ))
+        })
+    }
+}
+
+/// Serde of an optional duration as milliseconds or `null`.
+mod millis_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::millis::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<f64>::deserialize(d)? {
+            None => Ok(None),
+            Some(ms) => Duration::try_from_secs_f64(ms / 1e3)
+                .map(Some)
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{ms} is not a duration in milliseconds (finite, not negative)"
+                    ))
+                }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        assert!(SloConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases = [
+            (
+                SloConfig {
+                    latency_target: Duration::ZERO,
+                    ..Default::default()
+                },
+                "latency_target_ms",
+            ),
+            (
+                SloConfig {
+                    max_error_rate: f64::NAN,
+                    ..Default::default()
+                },
+                "max_error_rate",
+            ),
+            (
+                SloConfig {
+                    p99_ratio_limit: 0.5,
+                    ..Default::default()
+                },
+                "p99_ratio_limit",
+            ),
+            (
+                SloConfig {
+                    p99_budget: Some(Duration::ZERO),
+                    ..Default::default()
+                },
+                "p99_budget_ms",
+            ),
+            (
+                SloConfig {
+                    min_samples: 0,
+                    ..Default::default()
+                },
+                "min_samples",
+            ),
+            (
+                SloConfig {
+                    significance: 0.0,
+                    ..Default::default()
+                },
+                "significance",
+            ),
+            (
+                SloConfig {
+                    overwhelming_significance: 0.01,
+                    ..Default::default()
+                },
+                "overwhelming_significance",
+            ),
+            (
+                SloConfig {
+                    evaluation_interval: Duration::ZERO,
+                    ..Default::default()
+                },
+                "evaluation_interval_ms",
+            ),
+        ];
+        for (config, field) in cases {
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.field(), field, "{err}");
+        }
+    }
+
+    #[test]
+    fn json_uses_milliseconds() {
+        let slo = SloConfig {
+            p99_budget: Some(Duration::from_micros(1500)),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&slo).unwrap();
+        assert!(json.contains(r#""p99_budget_ms":1.5"#), "{json}");
+        let back: SloConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, slo);
+        assert!(serde_json::from_str::<SloConfig>(r#"{"latency_target_ms": -1}"#).is_err());
+    }
+}
