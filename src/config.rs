@@ -61,14 +61,14 @@ impl Environment {
     /// assert!(Environment::Canary { traffic_percent: 0.01 }.validate().is_ok());
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Environment::Canary { traffic_percent } = *self {
-            if !traffic_percent.is_finite() || !(0.0..=100.0).contains(&traffic_percent) {
-                return Err(ConfigError::new(
-                    "environment.traffic_percent",
-                    traffic_percent,
-                    "a finite percentage from 0 to 100",
-                ));
-            }
+        if let Environment::Canary { traffic_percent } = *self
+            && (!traffic_percent.is_finite() || !(0.0..=100.0).contains(&traffic_percent))
+        {
+            return Err(ConfigError::new(
+                "environment.traffic_percent",
+                traffic_percent,
+                "a finite percentage from 0 to 100",
+            ));
         }
         Ok(())
     }

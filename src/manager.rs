@@ -7,14 +7,18 @@ use crossbeam_utils::CachePadded;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 use thread_local::ThreadLocal;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Environment, PromotionConfig, validate_flag_name};
+use crate::decision::Cohort;
 use crate::decision::{RoutingDecision, StageId};
-use crate::error::{Error, FlagError, RollbackError};
+use crate::error::{Error, FlagError, PromotionError, RollbackError};
 use crate::flags::{FlagSetIndex, FlagSets};
 use crate::history::{RollbackEvent, RollbackHistory, RollbackTrigger};
+use crate::judge::{CanaryHealth, Policy, judge, screen};
+use crate::metrics::{CLOCK_CHECK_EVERY, CohortCounts, Metrics, Recorded, to_histogram};
 use crate::release::{PromotionKind, plan_promotion};
 use crate::slo::SloAdmissionController;
 use crate::snapshot::{RouteTable, Snapshot};
@@ -62,6 +66,7 @@ pub struct PromotionGateManager {
     writer: Mutex<WriterState>,
     slo: SloAdmissionController,
     clock: Arc<dyn Clock>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for PromotionGateManager {
@@ -133,6 +138,7 @@ impl PromotionGateManager {
             writer: Mutex::new(writer),
             slo: slo_controller,
             clock,
+            metrics: Metrics::new(),
         })
     }
 
@@ -248,28 +254,279 @@ impl PromotionGateManager {
         &self.slo
     }
 
-    /// The clock this gate reads.
-    pub(crate) fn clock(&self) -> &dyn Clock {
-        &*self.clock
+    /// Records the outcome of a routed request: whether it succeeded and how long it took.
+    ///
+    /// The outcome counts for the cohort and stage in `decision`, so an outcome that arrives
+    /// after a promotion or rollback cannot pollute the next stage (it is dropped and counted
+    /// as [`Recorded::Late`]). Lock-free; no shared cache line written; no allocation after the
+    /// thread's first record. The judge runs from here by itself: a quick check of the
+    /// counters after a canary error (on the 1st, 2nd, 4th, 8th and every 16th error of a
+    /// thread), and a full evaluation at most every
+    /// [`evaluation_interval`](crate::SloConfig::evaluation_interval), looked for every 64
+    /// records of a thread. Either may roll the canary back when `auto_rollback_enabled`.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// use std::time::Duration;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { environment: Environment::Canary { traffic_percent: 10.0 }, ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// let decision = gate.route_request("user-1");
+    /// // ... forward the request ...
+    /// assert_eq!(gate.record_outcome(&decision, true, Duration::from_millis(12)), Recorded::Counted);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[inline]
+    pub fn record_outcome(
+        &self,
+        decision: &RoutingDecision<'_>,
+        success: bool,
+        latency: Duration,
+    ) -> Recorded {
+        let target = self.slo.config().latency_target;
+        let tally =
+            self.metrics
+                .record(decision.stage, decision.cohort(), success, latency, target);
+        if tally.recorded == Recorded::Counted {
+            let e = tally.cohort_errors;
+            if decision.is_canary && !success && (e.is_power_of_two() || e.is_multiple_of(16)) {
+                self.screen_errors(decision.stage);
+            }
+            if tally.records.is_multiple_of(CLOCK_CHECK_EVERY) {
+                self.evaluate_if_due();
+            }
+        }
+        tally.recorded
     }
 
-    /// Moves the release along the state machine (see [`plan_promotion`]).
-    ///
-    /// Promotion to Production graduates the release's flags: they become stable flags, on for
-    /// every request. A gated move is refused while the judge does not find the new version
-    /// compliant (once the judge is wired in; see [`crate::release`]).
-    ///
-    /// # Errors
-    /// [`Error::Config`] for an invalid target, [`Error::Promotion`] for a path the state
-    /// machine does not have or a refused gate. Nothing changes on error.
+    /// Records an outcome by request id, as the specification's API does: the id is routed
+    /// again (one more hash) under the *current* snapshot. Prefer
+    /// [`record_outcome`](Self::record_outcome) with the decision the request was routed by.
     ///
     /// # Example
     /// ```
     /// # use promotion_gates::*;
     /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
-    /// gate.promote(Environment::Canary { traffic_percent: 1.0 })?;
-    /// gate.promote(Environment::Canary { traffic_percent: 0.5 })?; // ramping down is never gated
+    /// gate.record_request_outcome("req-1", true, std::time::Duration::from_millis(5));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn record_request_outcome(
+        &self,
+        request_id: &str,
+        success: bool,
+        latency: Duration,
+    ) -> Recorded {
+        let decision = self
+            .route_table()
+            .route(&self.flag_sets, request_id.as_bytes());
+        self.record_outcome(&decision, success, latency)
+    }
+
+    /// Outcomes dropped because their stage had ended, over the gate's life.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.late_outcomes(), 0);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn late_outcomes(&self) -> u64 {
+        self.metrics.late()
+    }
+
+    /// Judges the canary now, over the current window, and rolls it back if a rule fired and
+    /// `auto_rollback_enabled`. The returned health is the one judged (so after an automatic
+    /// rollback it still shows the canary's numbers and `ROLLBACK`).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let health = gate.monitor_canary_health();
+    /// if health.health_score >= 0.9 {
+    ///     println!("{}", health.recommendation);
+    /// }
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn monitor_canary_health(&self) -> CanaryHealth {
+        let health = self.evaluate();
+        self.apply_verdict(&health, None);
+        health
+    }
+
+    /// Whether the version under judgement meets its SLO: at least
+    /// [`min_samples`](crate::SloConfig::min_samples) samples in the window, compliance (success
+    /// within the latency target) at or above `slo_threshold`, and no rule fired. In
+    /// Production the stable version is judged. With too little data the answer is
+    /// `Ok(false)`. Like [`monitor_canary_health`](Self::monitor_canary_health), it rolls back a
+    /// canary a rule fired on.
+    ///
+    /// # Errors
+    /// None today: the judge reads only in-memory counters. The `Result` is kept for hosts
+    /// written against the specification and for judges that read external sources.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.check_slo_compliance(), Ok(false)); // no data yet
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn check_slo_compliance(&self) -> Result<bool, Error> {
+        let health = self.evaluate();
+        self.apply_verdict(&health, None);
+        let subject = if health.evidence.environment == Environment::Production {
+            &health.evidence.production
+        } else {
+            &health.evidence.canary
+        };
+        let threshold = self.current.load().config.slo_threshold;
+        Ok(subject.requests >= self.slo.config().min_samples
+            && subject.compliance >= threshold
+            && health.evidence.fired().next().is_none())
+    }
+
+    /// The latency histogram of `cohort` in the current window, in microseconds (1 µs ..= 60 s,
+    /// two significant figures), for export to a metrics system. `None` only if hdrhistogram
+    /// refuses the bounds, which it does not.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// gate.record_request_outcome("u", true, std::time::Duration::from_micros(1500));
+    /// let h = gate.latency_histogram(Cohort::Production).unwrap();
+    /// assert_eq!(h.len(), 1);
+    /// assert!(h.equivalent(h.max(), 1500));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn latency_histogram(&self, cohort: Cohort) -> Option<hdrhistogram::Histogram<u64>> {
+        let (_, windowed) = self.read_window();
+        to_histogram(&windowed[cohort.index()].histogram)
+    }
+
+    /// Reads the current stage's counts within the window (leaving a window reading).
+    fn read_window(&self) -> (Arc<Snapshot>, [CohortCounts; 2]) {
+        let snapshot = self.current.load_full();
+        let stage = snapshot.route.stage;
+        let length = Duration::from_secs(snapshot.config.rollback_window_seconds);
+        let reading = self.metrics.read(stage, true);
+        let (windowed, base) = {
+            let mut window = self.metrics.lock_window();
+            window.observe(stage, self.clock.monotonic(), length, reading)
+        };
+        self.metrics.set_window_base(stage, &base);
+        (snapshot, windowed)
+    }
+
+    /// Runs the judge over the current window, without acting.
+    fn evaluate(&self) -> CanaryHealth {
+        let (snapshot, [canary, production]) = self.read_window();
+        judge(
+            snapshot.route.stage,
+            snapshot.config.environment,
+            &canary,
+            &production,
+            self.policy(&snapshot.config),
+        )
+    }
+
+    fn policy<'a>(&'a self, config: &PromotionConfig) -> Policy<'a> {
+        Policy {
+            slo: self.slo.config(),
+            slo_threshold: config.slo_threshold,
+        }
+    }
+
+    /// Rolls back automatically if a rule fired, the policy allows it and the judged stage is
+    /// still current. With `writer`, the caller already holds the writer lock.
+    fn apply_verdict(&self, health: &CanaryHealth, writer: Option<&mut WriterState>) {
+        let mut fired = health.evidence.fired().map(|f| f.rule.name()).peekable();
+        if fired.peek().is_none() || !self.current.load().config.auto_rollback_enabled {
+            return;
+        }
+        let rules: Vec<&str> = fired.collect();
+        let reason = format!(
+            "automatic rollback: {} | {}",
+            rules.join(", "),
+            health.evidence
+        );
+        tracing::error!("Triggering automatic rollback: {reason}");
+        let stage = Some(health.evidence.stage);
+        // A stage that already left (another thread rolled back or promoted) is not rolled
+        // back again; Production has nothing to roll back. Neither is an error here.
+        let _ = match writer {
+            Some(writer) => self.rollback_locked(writer, reason, RollbackTrigger::Automatic, stage),
+            None => self.rollback_locked(
+                &mut self.lock_writer(),
+                reason,
+                RollbackTrigger::Automatic,
+                stage,
+            ),
+        };
+    }
+
+    /// The record path's quick check after a canary error: counters only, no lock, no
+    /// allocation unless a rule fires (then the full judge confirms and acts).
+    #[cold]
+    fn screen_errors(&self, stage: StageId) {
+        let snapshot = self.current.load();
+        if snapshot.route.stage != stage || !snapshot.config.auto_rollback_enabled {
+            return;
+        }
+        let [canary, production] = self.metrics.read_windowed_counters(stage);
+        if screen(
+            snapshot.config.environment,
+            &canary,
+            &production,
+            self.policy(&snapshot.config),
+        ) {
+            let health = self.evaluate();
+            self.apply_verdict(&health, None);
+        }
+    }
+
+    /// The record path's periodic full evaluation, when its interval has passed.
+    #[cold]
+    fn evaluate_if_due(&self) {
+        let interval = self.slo.config().evaluation_interval;
+        if self
+            .metrics
+            .claim_evaluation(self.clock.monotonic(), interval)
+        {
+            let health = self.evaluate();
+            self.apply_verdict(&health, None);
+        }
+    }
+
+    /// Moves the release along the state machine (see [`plan_promotion`]).
+    ///
+    /// Promotion to Production graduates the release's flags: they become stable flags, on for
+    /// every request. A gated move (ramping up, to Staging, to Production) is refused unless
+    /// the judge finds the new version compliant: enough samples in the window, compliance at
+    /// or above `slo_threshold`, and no rule fired (a fired rule also rolls back, when
+    /// `auto_rollback_enabled`). Ungated moves (a new rollout, ramping down) always pass.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid target; [`Error::Promotion`] for a path the state
+    /// machine does not have ([`PromotionError::InvalidPath`]), too little data
+    /// ([`PromotionError::InsufficientData`]) or a non-compliant canary
+    /// ([`PromotionError::SloNotMet`], "SLO compliance below threshold", with the evidence).
+    /// A refused promotion changes nothing (unless the judge rolled the canary back).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// gate.promote(Environment::Canary { traffic_percent: 1.0 })?; // a new rollout: not gated
+    /// gate.promote(Environment::Canary { traffic_percent: 0.5 })?; // ramping down: not gated
     /// assert_eq!(gate.environment(), Environment::Canary { traffic_percent: 0.5 });
+    /// // Ramping up is gated: no canary data yet.
+    /// let err = gate.promote(Environment::Canary { traffic_percent: 5.0 }).unwrap_err();
+    /// assert!(err.to_string().contains("not enough data"));
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn promote(&self, target: Environment) -> Result<(), Error> {
@@ -277,6 +534,9 @@ impl PromotionGateManager {
         let mut writer = self.lock_writer();
         let current = self.current.load_full();
         let step = plan_promotion(current.config.environment, target)?;
+        if step.gated {
+            self.gate(&mut writer)?;
+        }
         let mut config = current.config.clone();
         config.environment = target;
         if matches!(
@@ -291,6 +551,41 @@ impl PromotionGateManager {
         }
         self.publish(&mut writer, config, true);
         tracing::info!(from = %current.config.environment, to = %target, ?step.kind, "promotion.promote");
+        Ok(())
+    }
+
+    /// The promotion gate: the judge must find the new version compliant. Called with the
+    /// writer lock held; a fired rule rolls back here (under the same lock) before refusing.
+    fn gate(&self, writer: &mut WriterState) -> Result<(), Error> {
+        let health = self.evaluate();
+        let evidence = &health.evidence;
+        if evidence.fired().next().is_some() {
+            self.apply_verdict(&health, Some(writer));
+            return Err(PromotionError::SloNotMet {
+                evidence: evidence.to_string(),
+            }
+            .into());
+        }
+        if !evidence.sufficient_data() {
+            return Err(PromotionError::InsufficientData {
+                evidence: format!(
+                    "{} of {} canary samples needed in the window; {evidence}",
+                    evidence.canary.requests, evidence.min_samples
+                ),
+            }
+            .into());
+        }
+        let threshold = self.current.load().config.slo_threshold;
+        if evidence.canary.compliance < threshold {
+            return Err(PromotionError::SloNotMet {
+                evidence: format!(
+                    "compliance {:.3}% < slo_threshold {:.3}%; {evidence}",
+                    evidence.canary.compliance * 100.0,
+                    threshold * 100.0
+                ),
+            }
+            .into());
+        }
         Ok(())
     }
 
@@ -548,6 +843,17 @@ mod tests {
         Environment::Canary { traffic_percent: p }
     }
 
+    /// Records healthy outcomes until the new version has `n` in this stage.
+    fn feed_healthy(gate: &PromotionGateManager, n: u64) {
+        let (mut seen, mut i) = (0, 0u64);
+        while seen < n {
+            let d = gate.route_request(&format!("feed-{i}"));
+            i += 1;
+            gate.record_outcome(&d, true, Duration::from_millis(3));
+            seen += u64::from(d.is_canary);
+        }
+    }
+
     #[test]
     fn manager_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
@@ -585,8 +891,10 @@ mod tests {
             }
         }
         assert!(seen_canary && seen_stable);
+        feed_healthy(&gate, 200);
         gate.promote(Environment::Staging).unwrap();
         assert_eq!(gate.route_request("x").enabled_features.len(), 2);
+        feed_healthy(&gate, 200);
         gate.promote(Environment::Production).unwrap();
         let d = gate.route_request("x");
         assert!(!d.is_canary);
@@ -656,7 +964,7 @@ mod tests {
             ..Default::default()
         });
         let old = gate.stage();
-        gate.promote(canary(10.0)).unwrap();
+        gate.promote(canary(1.0)).unwrap();
         let mut writer = gate.lock_writer();
         gate.rollback_locked(
             &mut writer,
@@ -666,7 +974,7 @@ mod tests {
         )
         .unwrap();
         drop(writer);
-        assert_eq!(gate.environment(), canary(10.0));
+        assert_eq!(gate.environment(), canary(1.0));
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct SloConfig {
     pub latency_target: Duration,
     /// Roll back when the canary's error rate is significantly above this (default 0.05).
     pub max_error_rate: f64,
+    /// Roll back when the canary's error rate is significantly above production's times this
+    /// (default 1.5).
+    pub error_rate_ratio_limit: f64,
     /// Roll back when the canary's p99 is significantly above production's p99 times this
     /// (default 1.5).
     pub p99_ratio_limit: f64,
@@ -54,6 +57,7 @@ impl Default for SloConfig {
         Self {
             latency_target: Duration::from_millis(500),
             max_error_rate: 0.05,
+            error_rate_ratio_limit: 1.5,
             p99_ratio_limit: 1.5,
             p99_budget: None,
             min_samples: 100,
@@ -72,7 +76,7 @@ impl SloConfig {
     ///
     /// # Errors
     /// [`ConfigError`] for a latency target of zero or above 60 s, an error rate outside
-    /// `0..=1`, a p99 ratio below 1, a zero p99 budget, `min_samples` of 0, significance levels
+    /// `0..=1`, an error-rate or p99 ratio below 1, a zero p99 budget, `min_samples` of 0, significance levels
     /// outside `(0, 0.5)` or an overwhelming level above the ordinary one, or an evaluation
     /// interval of zero or above one hour.
     ///
@@ -97,6 +101,13 @@ impl SloConfig {
                 "a fraction from 0.0 to 1.0, e.g. 0.05",
             ));
         }
+        if !self.error_rate_ratio_limit.is_finite() || self.error_rate_ratio_limit < 1.0 {
+            return Err(ConfigError::new(
+                "error_rate_ratio_limit",
+                self.error_rate_ratio_limit,
+                "a finite ratio of at least 1.0, e.g. 1.5",
+            ));
+        }
         if !self.p99_ratio_limit.is_finite() || self.p99_ratio_limit < 1.0 {
             return Err(ConfigError::new(
                 "p99_ratio_limit",
@@ -104,14 +115,14 @@ impl SloConfig {
                 "a finite ratio of at least 1.0, e.g. 1.5",
             ));
         }
-        if let Some(budget) = self.p99_budget {
-            if budget.is_zero() || budget > MAX_TRACKED_LATENCY {
-                return Err(ConfigError::new(
-                    "p99_budget_ms",
-                    budget.as_secs_f64() * 1e3,
-                    "a latency above 0 and at most 60000 ms, or null for none",
-                ));
-            }
+        if let Some(budget) = self.p99_budget
+            && (budget.is_zero() || budget > MAX_TRACKED_LATENCY)
+        {
+            return Err(ConfigError::new(
+                "p99_budget_ms",
+                budget.as_secs_f64() * 1e3,
+                "a latency above 0 and at most 60000 ms, or null for none",
+            ));
         }
         if self.min_samples == 0 {
             return Err(ConfigError::new(

@@ -1,0 +1,287 @@
+//! One recording thread's counters and latency histograms, per cohort, for one stage.
+//!
+//! **Single writer.** A recorder is only ever written by the thread that owns it (the
+//! `thread_local::ThreadLocal` slot it lives in; a slot passes to a new thread only after its
+//! previous owner has exited). So an increment is a relaxed load and a relaxed store of the
+//! same atomic: plain `mov`s on x86-64, no `lock` prefix, no read-modify-write, and no cache
+//! line that another recording thread writes. Readers load the same atomics concurrently and
+//! see each counter as it was at some recent moment: never torn, never ahead of the writer.
+//!
+//! **Stage tag.** The recorder holds one stage's data. A record for a newer stage first clears
+//! the recorder; a record for an older stage is counted as late and dropped. A clear follows
+//! the seqlock pattern: the tag is set to [`CLEARING`], the counters are zeroed, then the new
+//! tag is published with `Release`. A reader takes the tag with `Acquire`, reads, fences
+//! (`Acquire`) and re-reads the tag; if it moved, what it read is discarded.
+
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+
+use super::layout::{LEN, index_of};
+use crate::decision::{Cohort, StageId};
+
+/// The tag a recorder shows while it is being cleared.
+const CLEARING: u64 = u64::MAX;
+
+/// Adds one to a counter that only the calling thread writes.
+#[inline]
+fn bump(counter: &AtomicU64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
+}
+
+/// One cohort's counters within a recorder.
+#[derive(Debug)]
+struct CohortCells {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    /// Requests that succeeded within the SLO latency target.
+    compliant: AtomicU64,
+    histogram: Box<[AtomicU64]>,
+}
+
+impl CohortCells {
+    fn new() -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            compliant: AtomicU64::new(0),
+            histogram: (0..LEN).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn clear(&self) {
+        for cell in [&self.requests, &self.errors, &self.compliant]
+            .into_iter()
+            .chain(self.histogram.iter())
+        {
+            cell.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What happened to a recorded outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Counted for its stage and cohort.
+    Counted,
+    /// Its stage had ended on this thread: dropped, so it cannot pollute the next stage.
+    Late,
+}
+
+/// What one record did, for the caller's evaluation trigger.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tally {
+    pub(crate) recorded: Recorded,
+    /// Records on this thread so far.
+    pub(crate) records: u64,
+    /// Errors of the outcome's cohort on this thread in this stage (after this record).
+    pub(crate) cohort_errors: u64,
+}
+
+/// One thread's recorder. About 40 KiB: two cohorts of 2560 eight-byte buckets.
+#[derive(Debug)]
+pub(crate) struct ThreadRecorder {
+    stage: AtomicU64,
+    late: AtomicU64,
+    /// Records since this recorder was made, for the evaluation trigger.
+    records: AtomicU64,
+    cohorts: [CohortCells; 2],
+}
+
+/// Counts read from recorders: the sum of one stage's data.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct CohortCounts {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) compliant: u64,
+    /// Empty when only counters were read.
+    pub(crate) histogram: Vec<u64>,
+}
+
+impl ThreadRecorder {
+    pub(crate) fn new() -> Self {
+        Self {
+            stage: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            cohorts: [CohortCells::new(), CohortCells::new()],
+        }
+    }
+
+    /// Records one outcome.
+    #[inline]
+    pub(crate) fn record(
+        &self,
+        stage: StageId,
+        cohort: Cohort,
+        success: bool,
+        micros: u64,
+        compliant: bool,
+    ) -> Tally {
+        let records = self.records.load(Ordering::Relaxed).wrapping_add(1);
+        self.records.store(records, Ordering::Relaxed);
+        let tag = self.stage.load(Ordering::Relaxed);
+        if tag != stage.0 {
+            if stage.0 < tag {
+                bump(&self.late);
+                return Tally {
+                    recorded: Recorded::Late,
+                    records,
+                    cohort_errors: 0,
+                };
+            }
+            self.clear_for(stage);
+        }
+        let cells = &self.cohorts[cohort.index()];
+        bump(&cells.histogram[index_of(micros)]);
+        bump(&cells.requests);
+        if !success {
+            bump(&cells.errors);
+        }
+        if compliant {
+            bump(&cells.compliant);
+        }
+        Tally {
+            recorded: Recorded::Counted,
+            records,
+            cohort_errors: cells.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    #[cold]
+    fn clear_for(&self, stage: StageId) {
+        self.stage.store(CLEARING, Ordering::Relaxed);
+        fence(Ordering::Release);
+        for cells in &self.cohorts {
+            cells.clear();
+        }
+        self.stage.store(stage.0, Ordering::Release);
+    }
+
+    /// Adds this recorder's data for `stage` into `into` (per cohort). With `histograms`
+    /// false only the counters are read. Returns false (adding nothing) if the recorder holds
+    /// another stage or was cleared while being read.
+    pub(crate) fn add_to(
+        &self,
+        stage: StageId,
+        into: &mut [CohortCounts; 2],
+        histograms: bool,
+    ) -> bool {
+        if self.stage.load(Ordering::Acquire) != stage.0 {
+            return false;
+        }
+        let mut read: [CohortCounts; 2] = Default::default();
+        for (cells, out) in self.cohorts.iter().zip(read.iter_mut()) {
+            out.requests = cells.requests.load(Ordering::Relaxed);
+            out.errors = cells.errors.load(Ordering::Relaxed);
+            out.compliant = cells.compliant.load(Ordering::Relaxed);
+            if histograms {
+                out.histogram = cells
+                    .histogram
+                    .iter()
+                    .map(|c| c.load(Ordering::Relaxed))
+                    .collect();
+            }
+        }
+        fence(Ordering::Acquire);
+        if self.stage.load(Ordering::Relaxed) != stage.0 {
+            return false;
+        }
+        for (out, add) in into.iter_mut().zip(read) {
+            out.add(&add);
+        }
+        true
+    }
+
+    /// Outcomes this thread dropped as late.
+    pub(crate) fn late(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
+    }
+}
+
+impl CohortCounts {
+    pub(crate) fn add(&mut self, other: &CohortCounts) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.compliant += other.compliant;
+        if self.histogram.len() < other.histogram.len() {
+            self.histogram.resize(other.histogram.len(), 0);
+        }
+        for (a, b) in self.histogram.iter_mut().zip(&other.histogram) {
+            *a += b;
+        }
+    }
+
+    /// `self - base`, element-wise, never below zero.
+    pub(crate) fn since(&self, base: &CohortCounts) -> CohortCounts {
+        CohortCounts {
+            requests: self.requests.saturating_sub(base.requests),
+            errors: self.errors.saturating_sub(base.errors),
+            compliant: self.compliant.saturating_sub(base.compliant),
+            histogram: self
+                .histogram
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v.saturating_sub(base.histogram.get(i).copied().unwrap_or(0)))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_cohort_and_drops_late_outcomes() {
+        let rec = ThreadRecorder::new();
+        let s1 = StageId(1);
+        assert_eq!(
+            rec.record(s1, Cohort::Canary, true, 100, true).recorded,
+            Recorded::Counted
+        );
+        rec.record(s1, Cohort::Canary, false, 200, false);
+        rec.record(s1, Cohort::Production, true, 300, true);
+        let mut sum: [CohortCounts; 2] = Default::default();
+        assert!(rec.add_to(s1, &mut sum, true));
+        assert_eq!(
+            (sum[0].requests, sum[0].errors, sum[0].compliant),
+            (2, 1, 1)
+        );
+        assert_eq!(sum[0].histogram.iter().sum::<u64>(), 2);
+        assert_eq!(sum[1].requests, 1);
+
+        // A newer stage clears; an older one is late.
+        rec.record(StageId(2), Cohort::Canary, true, 5, true);
+        assert_eq!(
+            rec.record(s1, Cohort::Canary, true, 5, true).recorded,
+            Recorded::Late
+        );
+        assert_eq!(rec.late(), 1);
+        let mut sum: [CohortCounts; 2] = Default::default();
+        assert!(!rec.add_to(s1, &mut sum, false));
+        assert!(rec.add_to(StageId(2), &mut sum, false));
+        assert_eq!(sum[0].requests, 1);
+        assert!(sum[0].histogram.is_empty());
+    }
+
+    #[test]
+    fn since_subtracts_without_underflow() {
+        let a = CohortCounts {
+            requests: 10,
+            errors: 2,
+            compliant: 7,
+            histogram: vec![3, 7],
+        };
+        let b = CohortCounts {
+            requests: 4,
+            errors: 3,
+            compliant: 1,
+            histogram: vec![1],
+        };
+        let d = a.since(&b);
+        assert_eq!((d.requests, d.errors, d.compliant), (6, 0, 6));
+        assert_eq!(d.histogram, vec![2, 7]);
+    }
+}
