@@ -285,20 +285,45 @@ impl PromotionGateManager {
         success: bool,
         latency: Duration,
     ) -> Recorded {
+        self.record_for(decision.stage, decision.is_canary, success, latency)
+    }
+
+    /// Records an outcome for a stage and cohort (the C ABI's decisions arrive as plain data).
+    #[inline]
+    pub(crate) fn record_for(
+        &self,
+        stage: StageId,
+        is_canary: bool,
+        success: bool,
+        latency: Duration,
+    ) -> Recorded {
         let target = self.slo.config().latency_target;
-        let tally =
-            self.metrics
-                .record(decision.stage, decision.cohort(), success, latency, target);
+        let cohort = if is_canary {
+            Cohort::Canary
+        } else {
+            Cohort::Production
+        };
+        let tally = self
+            .metrics
+            .record(stage, cohort, success, latency, target, || {
+                self.route_table().stage
+            });
         if tally.recorded == Recorded::Counted {
             let e = tally.cohort_errors;
-            if decision.is_canary && !success && (e.is_power_of_two() || e.is_multiple_of(16)) {
-                self.screen_errors(decision.stage);
+            if is_canary && !success && (e.is_power_of_two() || e.is_multiple_of(16)) {
+                self.screen_errors(stage);
             }
             if tally.records.is_multiple_of(CLOCK_CHECK_EVERY) {
                 self.evaluate_if_due();
             }
         }
         tally.recorded
+    }
+
+    /// The current stage as this thread's route cache has it (cheap).
+    #[inline]
+    pub(crate) fn current_stage(&self) -> StageId {
+        self.route_table().stage
     }
 
     /// Records an outcome by request id, as the specification's API does: the id is routed

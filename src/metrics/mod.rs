@@ -66,13 +66,14 @@ impl Metrics {
         success: bool,
         latency: Duration,
         latency_target: Duration,
+        newest: impl FnOnce() -> StageId,
     ) -> Tally {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let compliant = success && latency <= latency_target;
         let recorder = self
             .recorders
             .get_or(|| CachePadded::new(ThreadRecorder::new()));
-        recorder.record(stage, cohort, success, micros, compliant)
+        recorder.record(stage, cohort, success, micros, compliant, newest)
     }
 
     /// Sums every recorder's data for `stage`.
@@ -227,6 +228,7 @@ mod tests {
                             i % 10 != 0,
                             Duration::from_millis(1),
                             Duration::from_secs(1),
+                            || s,
                         );
                     }
                 });

@@ -67,6 +67,8 @@ pub enum Recorded {
     Counted,
     /// Its stage had ended on this thread: dropped, so it cannot pollute the next stage.
     Late,
+    /// Its stage is newer than the gate's: the decision was not made by this gate. Dropped.
+    Foreign,
 }
 
 /// What one record did, for the caller's evaluation trigger.
@@ -109,7 +111,8 @@ impl ThreadRecorder {
         }
     }
 
-    /// Records one outcome.
+    /// Records one outcome. `newest` gives the gate's current stage; it is asked only when
+    /// the outcome's stage is newer than the recorder's, to refuse a decision of another gate.
     #[inline]
     pub(crate) fn record(
         &self,
@@ -118,6 +121,7 @@ impl ThreadRecorder {
         success: bool,
         micros: u64,
         compliant: bool,
+        newest: impl FnOnce() -> StageId,
     ) -> Tally {
         let records = self.records.load(Ordering::Relaxed).wrapping_add(1);
         self.records.store(records, Ordering::Relaxed);
@@ -127,6 +131,13 @@ impl ThreadRecorder {
                 bump(&self.late);
                 return Tally {
                     recorded: Recorded::Late,
+                    records,
+                    cohort_errors: 0,
+                };
+            }
+            if stage > newest() {
+                return Tally {
+                    recorded: Recorded::Foreign,
                     records,
                     cohort_errors: 0,
                 };
@@ -238,11 +249,12 @@ mod tests {
         let rec = ThreadRecorder::new();
         let s1 = StageId(1);
         assert_eq!(
-            rec.record(s1, Cohort::Canary, true, 100, true).recorded,
+            rec.record(s1, Cohort::Canary, true, 100, true, || StageId(9))
+                .recorded,
             Recorded::Counted
         );
-        rec.record(s1, Cohort::Canary, false, 200, false);
-        rec.record(s1, Cohort::Production, true, 300, true);
+        rec.record(s1, Cohort::Canary, false, 200, false, || StageId(9));
+        rec.record(s1, Cohort::Production, true, 300, true, || StageId(9));
         let mut sum: [CohortCounts; 2] = Default::default();
         assert!(rec.add_to(s1, &mut sum, true));
         assert_eq!(
@@ -253,11 +265,13 @@ mod tests {
         assert_eq!(sum[1].requests, 1);
 
         // A newer stage clears; an older one is late.
-        rec.record(StageId(2), Cohort::Canary, true, 5, true);
-        assert_eq!(
-            rec.record(s1, Cohort::Canary, true, 5, true).recorded,
-            Recorded::Late
-        );
+        let newest = || StageId(9);
+        rec.record(StageId(2), Cohort::Canary, true, 5, true, newest);
+        let late = rec.record(s1, Cohort::Canary, true, 5, true, newest);
+        assert_eq!(late.recorded, Recorded::Late);
+        // A stage newer than the gate's is refused and clears nothing.
+        let foreign = rec.record(StageId(10), Cohort::Canary, true, 5, true, newest);
+        assert_eq!(foreign.recorded, Recorded::Foreign);
         assert_eq!(rec.late(), 1);
         let mut sum: [CohortCounts; 2] = Default::default();
         assert!(!rec.add_to(s1, &mut sum, false));
