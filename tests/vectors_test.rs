@@ -1,0 +1,250 @@
+//! The Rust engine against the shared routing vectors, `tests/vectors/routing.json`, which
+//! `tests/vectors/generate.py` computes from the documented formula alone (Python's hashlib).
+//! Every language binding reads the same file; this is the Rust side.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use promotion_gates::bucket::salt_block;
+use promotion_gates::{PromotionConfig, SaltedHasher, reference_bucket, threshold_for_percent};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use common::{canary, gate};
+
+/// The format this test reads; a new format needs a new reader, not a silent pass.
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VectorFile {
+    header: Header,
+    vectors: Vec<Vector>,
+}
+
+/// The header's machine-read parts; the formula and rules are prose for people.
+#[derive(Debug, Deserialize)]
+struct Header {
+    format_version: u32,
+    salt_block_sha256: Vec<SaltAnswer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SaltAnswer {
+    salt: String,
+    salt_sha256: String,
+    salt_block_sha256: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Vector {
+    name: String,
+    salt: String,
+    id: Option<String>,
+    id_hex: Option<String>,
+    id_rule: Option<IdRule>,
+    traffic_percent: f64,
+    bucket: u32,
+    threshold: u32,
+    is_canary: bool,
+    digest_prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdRule {
+    repeat: String,
+    length: usize,
+}
+
+impl Vector {
+    /// The request id's bytes, by the header's rules: exactly one of `id`, `id_hex`, `id_rule`.
+    fn request_id(&self) -> Vec<u8> {
+        match (&self.id, &self.id_hex, &self.id_rule) {
+            (Some(text), None, None) => text.as_bytes().to_vec(),
+            (None, Some(hex), None) => from_hex(hex),
+            (None, None, Some(rule)) => rule.repeat.bytes().cycle().take(rule.length).collect(),
+            _ => panic!("{}: needs exactly one of id, id_hex, id_rule", self.name),
+        }
+    }
+}
+
+fn load() -> VectorFile {
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "vectors",
+        "routing.json",
+    ]
+    .iter()
+    .collect();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run tests/vectors/generate.py to write it)",
+            path.display()
+        )
+    });
+    let file: VectorFile = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not a vector file: {e}", path.display()));
+    assert_eq!(file.header.format_version, FORMAT_VERSION);
+    assert!(
+        !file.vectors.is_empty(),
+        "{} holds no vectors",
+        path.display()
+    );
+    file
+}
+
+fn from_hex(hex: &str) -> Vec<u8> {
+    assert!(hex.len().is_multiple_of(2), "odd-length hex {hex:?}");
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or_else(|e| panic!("{hex:?}: {e}")))
+        .collect()
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn salt_blocks_match_the_known_answers() {
+    let file = load();
+    assert!(!file.header.salt_block_sha256.is_empty());
+    for answer in &file.header.salt_block_sha256 {
+        let block = salt_block(answer.salt.as_bytes());
+        assert_eq!(to_hex(&block[..32]), answer.salt_sha256, "{}", answer.salt);
+        assert_eq!(block[32..], [0u8; 32], "{}", answer.salt);
+        assert_eq!(
+            to_hex(&Sha256::digest(block)),
+            answer.salt_block_sha256,
+            "{}",
+            answer.salt
+        );
+    }
+}
+
+#[test]
+fn the_pure_functions_match_every_vector() {
+    let mut failures = Vec::new();
+    for v in &load().vectors {
+        let id = v.request_id();
+        let mut message = salt_block(v.salt.as_bytes()).to_vec();
+        message.extend_from_slice(&id);
+        let got = [
+            (
+                "digest_prefix",
+                to_hex(&Sha256::digest(&message)[..8]),
+                v.digest_prefix.clone(),
+            ),
+            (
+                "reference_bucket",
+                reference_bucket(v.salt.as_bytes(), &id).to_string(),
+                v.bucket.to_string(),
+            ),
+            (
+                "SaltedHasher::bucket",
+                SaltedHasher::new(v.salt.as_bytes())
+                    .bucket(&id)
+                    .get()
+                    .to_string(),
+                v.bucket.to_string(),
+            ),
+            (
+                "threshold_for_percent",
+                threshold_for_percent(v.traffic_percent).to_string(),
+                v.threshold.to_string(),
+            ),
+        ];
+        for (what, actual, expected) in got {
+            if actual != expected {
+                failures.push(format!(
+                    "{}: {what} = {actual}, expected {expected}",
+                    v.name
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn gates_route_every_vector_as_expected() {
+    let vectors = load().vectors;
+    // One pair of gates per (salt, percentage): the salt set explicitly, and the same string as
+    // the gate's name with no salt (the effective salt falls back to the gate).
+    let mut groups: BTreeMap<(&str, u64), Vec<&Vector>> = BTreeMap::new();
+    for v in &vectors {
+        groups
+            .entry((v.salt.as_str(), v.traffic_percent.to_bits()))
+            .or_default()
+            .push(v);
+    }
+    let mut failures = Vec::new();
+    for ((salt, percent_bits), group) in groups {
+        let percent = f64::from_bits(percent_bits);
+        let by_salt = PromotionConfig {
+            environment: canary(percent),
+            salt: Some(salt.to_string()),
+            ..Default::default()
+        };
+        let by_gate = PromotionConfig {
+            gate: salt.to_string(),
+            salt: None,
+            ..by_salt.clone()
+        };
+        for (via, config) in [("salt", by_salt), ("gate", by_gate)] {
+            let manager = gate(config);
+            for v in &group {
+                let id = v.request_id();
+                let decision = manager.route_request_bytes(&id);
+                let got = (
+                    decision.is_canary,
+                    decision.reason.bucket().get(),
+                    decision.reason.threshold(),
+                );
+                if got != (v.is_canary, v.bucket, v.threshold) {
+                    failures.push(format!(
+                        "{} (salted via {via}): (is_canary, bucket, threshold) = {got:?}, \
+                         expected ({}, {}, {})",
+                        v.name, v.is_canary, v.bucket, v.threshold
+                    ));
+                }
+                assert_eq!(decision.target_environment, canary(percent), "{}", v.name);
+                if let Some(text) = &v.id {
+                    assert_eq!(manager.route_request(text), decision, "{}", v.name);
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_vectors_cover_what_they_promise() {
+    let vectors = load().vectors;
+    let any = |f: &dyn Fn(&Vector) -> bool| vectors.iter().any(f);
+    assert!(any(&|v| v.is_canary) && any(&|v| !v.is_canary));
+    assert!(
+        any(&|v| v.bucket + 1 == v.threshold),
+        "no vector at bucket == threshold - 1"
+    );
+    assert!(
+        any(&|v| v.bucket == v.threshold),
+        "no vector at bucket == threshold"
+    );
+    assert!(any(&|v| v.id_hex.is_some()) && any(&|v| v.id_rule.is_some()));
+    assert!(any(&|v| v.id.as_deref() == Some("")), "no empty id");
+    for percent in [
+        0.0, 0.00001, 0.001, 0.01, 0.1, 1.0, 5.0, 12.345678, 25.0, 50.0, 99.99999, 100.0,
+    ] {
+        assert!(
+            any(&|v| v.traffic_percent == percent),
+            "no vector at {percent}%"
+        );
+    }
+}
