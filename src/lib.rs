@@ -35,11 +35,14 @@
 //! The routing formula is written out in [`bucket`](crate::bucket) so that any language can
 //! recompute a decision; the release model is in [`release`](crate::release).
 
+#![deny(unsafe_code)]
+
 pub mod bucket;
 mod clock;
 mod config;
 mod decision;
 mod error;
+pub mod ffi;
 mod flags;
 mod history;
 pub mod judge;

@@ -320,10 +320,9 @@ impl PromotionGateManager {
         tally.recorded
     }
 
-    /// The current stage as this thread's route cache has it (cheap).
-    #[inline]
-    pub(crate) fn current_stage(&self) -> StageId {
-        self.route_table().stage
+    /// The flag set numbered `id` (as the C ABI hands out), as a view.
+    pub(crate) fn flag_set(&self, id: u32) -> crate::EnabledFeatures<'_> {
+        crate::EnabledFeatures::new(&self.flag_sets, crate::flags::FlagSetId(id))
     }
 
     /// Records an outcome by request id, as the specification's API does: the id is routed

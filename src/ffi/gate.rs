@@ -1,0 +1,191 @@
+//! Gate handles: create from JSON, free, read and swap the config, the library version.
+
+use std::collections::BTreeSet;
+use std::ffi::c_char;
+use std::sync::{Mutex, PoisonError};
+
+use super::boundary::{Failure, copy_out, guard, guard_err, text};
+use super::error::pgate_error;
+use super::status::pgate_status;
+use crate::{PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
+
+/// An opaque gate: one [`PromotionGateManager`]. Made by `pgate_gate_new`, freed by
+/// `pgate_gate_free`. One handle may be used from many threads at once.
+#[allow(non_camel_case_types)]
+pub struct pgate_gate {
+    pub(crate) manager: PromotionGateManager,
+}
+
+/// Addresses of the live gates, so cold-path calls can refuse a freed or foreign handle.
+static LIVE: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
+
+fn live_set() -> std::sync::MutexGuard<'static, BTreeSet<usize>> {
+    LIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Borrows a gate on the hot path: NULL is refused; liveness is the caller's contract.
+///
+/// # Safety
+/// `gate` must be NULL or a live gate, not freed while the borrow lasts.
+pub(crate) unsafe fn hot<'a>(gate: *const pgate_gate) -> Result<&'a pgate_gate, pgate_status> {
+    // SAFETY: per the contract, gate is NULL or a live gate.
+    unsafe { gate.as_ref() }.ok_or(pgate_status::NullPointer)
+}
+
+/// Borrows a gate on a cold path: NULL and handles that are not live gates are refused.
+///
+/// # Safety
+/// `gate` must not be freed while the borrow lasts.
+pub(crate) unsafe fn cold<'a>(gate: *const pgate_gate) -> Result<&'a pgate_gate, pgate_status> {
+    if gate.is_null() {
+        return Err(pgate_status::NullPointer);
+    }
+    if !live_set().contains(&(gate as usize)) {
+        return Err(pgate_status::InvalidHandle);
+    }
+    // SAFETY: the address is in the live set, so it came from Box::into_raw in pgate_gate_new
+    // and has not been freed; the caller does not free it during the borrow.
+    Ok(unsafe { &*gate })
+}
+
+/// Reads an optional JSON document (NULL with length 0 means the default).
+fn parse<T: serde::de::DeserializeOwned + Default>(
+    json: Option<&str>,
+    what: &str,
+) -> Result<T, Failure> {
+    match json {
+        None => Ok(T::default()),
+        Some(doc) => serde_json::from_str(doc).map_err(|e| {
+            Failure::new(
+                pgate_status::InvalidJson,
+                format!("invalid JSON {what}: {e}"),
+            )
+        }),
+    }
+}
+
+/// Creates a gate from a JSON `PromotionConfig` and a JSON `SloConfig` (field names as in
+/// the Rust API; durations in milliseconds). Either document may be NULL with length 0 for the
+/// defaults. On success `*gate_out` receives a new gate, which the caller frees with
+/// `pgate_gate_free`; on failure nothing is written to it and, if `err` is not NULL, `*err`
+/// receives an error object naming the field and value.
+///
+/// # Safety
+/// The JSON pointers must be NULL or point to their lengths of readable bytes; `gate_out` must
+/// be valid for a write; `err` must be NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_gate_new(
+    config_json: *const u8,
+    config_len: usize,
+    slo_json: *const u8,
+    slo_len: usize,
+    gate_out: *mut *mut pgate_gate,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    guard_err(err, || {
+        if gate_out.is_null() {
+            return Err(pgate_status::NullPointer.into());
+        }
+        let optional = |ptr: *const u8, len: usize, what: &str| -> Result<Option<&str>, Failure> {
+            if ptr.is_null() && len == 0 {
+                return Ok(None);
+            }
+            // SAFETY: the caller guarantees len readable bytes at ptr.
+            unsafe { text(ptr, len, what) }.map(Some)
+        };
+        let config: PromotionConfig =
+            parse(optional(config_json, config_len, "config")?, "config")?;
+        let slo: SloConfig = parse(optional(slo_json, slo_len, "SLO config")?, "SLO config")?;
+        let slo = SloAdmissionController::new(slo).map_err(crate::Error::from)?;
+        let manager = PromotionGateManager::new(config, slo)?;
+        let gate = Box::into_raw(Box::new(pgate_gate { manager }));
+        live_set().insert(gate as usize);
+        // SAFETY: gate_out is non-NULL and valid for a write (caller's contract).
+        unsafe { gate_out.write(gate) };
+        Ok(())
+    })
+}
+
+/// Frees a gate. NULL is accepted. A handle that is not a live gate (freed already) is
+/// refused with `PGATE_STATUS_INVALID_HANDLE` and nothing is freed.
+///
+/// No other call may be in flight on the gate, and decisions and flag names read from it
+/// become invalid.
+///
+/// # Safety
+/// `gate` must be NULL or a pointer returned by `pgate_gate_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_gate_free(gate: *mut pgate_gate) -> pgate_status {
+    guard(|| {
+        if gate.is_null() {
+            return Ok(());
+        }
+        if !live_set().remove(&(gate as usize)) {
+            return Err(pgate_status::InvalidHandle);
+        }
+        // SAFETY: the address was live, so it came from Box::into_raw and is reclaimed once
+        // (it has just left the live set).
+        drop(unsafe { Box::from_raw(gate) });
+        Ok(())
+    })
+}
+
+/// Writes the gate's current `PromotionConfig` as JSON (NUL-terminated) into `buf` of `cap`
+/// bytes and its length (without the NUL) into `*len_out`. If `buf` is NULL or too small,
+/// only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again
+/// with `*len_out + 1` bytes.
+///
+/// # Safety
+/// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_config_json(
+    gate: *const pgate_gate,
+    buf: *mut c_char,
+    cap: usize,
+    len_out: *mut usize,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        let json =
+            serde_json::to_string(&gate.manager.config()).map_err(|_| pgate_status::InvalidJson)?;
+        // SAFETY: forwarded buffer contract.
+        unsafe { copy_out(&json, buf.cast(), cap, len_out) }
+    })
+}
+
+/// Replaces the gate's config atomically with a JSON `PromotionConfig` (hot reload: not
+/// gated). On failure the gate is unchanged and `*err` (if not NULL) says why.
+///
+/// # Safety
+/// `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a
+/// write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_swap_config(
+    gate: *const pgate_gate,
+    json: *const u8,
+    len: usize,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    guard_err(err, || {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        // SAFETY: the caller guarantees len readable bytes at json.
+        let doc = unsafe { text(json, len, "config") }?;
+        let config = PromotionConfig::from_json(doc)?;
+        gate.manager.swap_config(config)?;
+        Ok(())
+    })
+}
+
+/// The library's version, e.g. `"0.1.0"`: a static string the caller must not free.
+#[unsafe(no_mangle)]
+pub extern "C" fn pgate_version() -> *const c_char {
+    const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+    ) {
+        Ok(v) => v,
+        Err(_) => c"unknown",
+    };
+    VERSION.as_ptr()
+}

@@ -1,0 +1,183 @@
+//! Health and SLO compliance through the C ABI.
+
+use std::ffi::c_char;
+
+use super::boundary::{copy_out, guard, write};
+use super::gate::{cold, pgate_gate};
+use super::route::pgate_environment;
+use super::status::pgate_status;
+use crate::{Recommendation, Rule};
+
+/// What the judge advises.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum pgate_recommendation {
+    /// Enough data, no rule fired, score >= 0.9.
+    Healthy = 0,
+    /// Too little data, or score 0.8-0.9.
+    Monitor = 1,
+    /// A rule fired or the score is below 0.8.
+    Rollback = 2,
+}
+
+/// Bits of `pgate_health.rules_fired`, one per rule of the judge.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum pgate_rule {
+    /// Compliance below `slo_threshold`.
+    SloCompliance = 1,
+    /// Error rate above `max_error_rate`.
+    ErrorRateMax = 2,
+    /// Error rate above `error_rate_ratio_limit` x production's.
+    ErrorRateVsProduction = 4,
+    /// Errors improbable at any acceptable rate, before `min_samples`.
+    OverwhelmingErrors = 8,
+    /// p99 above production's x `p99_ratio_limit`.
+    P99VsProduction = 16,
+    /// p99 above `p99_budget_ms`.
+    P99Budget = 32,
+    /// Health score below 0.8.
+    HealthScore = 64,
+}
+
+impl From<Rule> for pgate_rule {
+    fn from(rule: Rule) -> Self {
+        match rule {
+            Rule::SloCompliance => pgate_rule::SloCompliance,
+            Rule::ErrorRateMax => pgate_rule::ErrorRateMax,
+            Rule::ErrorRateVsProduction => pgate_rule::ErrorRateVsProduction,
+            Rule::OverwhelmingErrors => pgate_rule::OverwhelmingErrors,
+            Rule::P99VsProduction => pgate_rule::P99VsProduction,
+            Rule::P99Budget => pgate_rule::P99Budget,
+            Rule::HealthScore => pgate_rule::HealthScore,
+        }
+    }
+}
+
+/// The canary's health in the current window (see the Rust `CanaryHealth`).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct pgate_health {
+    /// The stage judged.
+    pub stage: u64,
+    /// Requests to the new version in the window.
+    pub canary_requests: u64,
+    /// Requests to the stable version in the window.
+    pub production_requests: u64,
+    /// The new version's p99 latency, in nanoseconds.
+    pub canary_p99_ns: u64,
+    /// The stable version's p99 latency, in nanoseconds.
+    pub production_p99_ns: u64,
+    /// The canary share (100 in Staging, 0 in Production).
+    pub traffic_percent: f64,
+    /// The new version's error rate.
+    pub canary_error_rate: f64,
+    /// The stable version's error rate.
+    pub production_error_rate: f64,
+    /// The new version's share of requests that succeeded within the latency target.
+    pub canary_compliance: f64,
+    /// 1.0 minus the penalties, in 0..=1.
+    pub health_score: f64,
+    /// The environment judged.
+    pub environment: pgate_environment,
+    /// HEALTHY, MONITOR or ROLLBACK.
+    pub recommendation: pgate_recommendation,
+    /// The rules that fired, as a bitwise OR of `pgate_rule` values.
+    pub rules_fired: u32,
+    /// Whether the new version has at least `min_samples` samples in the window.
+    pub sufficient_data: bool,
+}
+
+/// Judges the canary now and writes its health to `*out`. Like the Rust
+/// `monitor_canary_health`, this rolls a canary back if a rule fired and
+/// `auto_rollback_enabled`. If `evidence` is not NULL, the evidence line (NUL-terminated) is
+/// copied into it and its length into `*evidence_len`; if it does not fit, `*out` is still
+/// written, `*evidence_len` holds the length needed and `PGATE_STATUS_BUFFER_TOO_SMALL` is
+/// returned.
+///
+/// # Safety
+/// `gate` must be a live gate; `out` valid for a write; `evidence` NULL or valid for
+/// `evidence_cap` bytes; `evidence_len` NULL (only if `evidence` is NULL) or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_monitor_health(
+    gate: *const pgate_gate,
+    out: *mut pgate_health,
+    evidence: *mut c_char,
+    evidence_cap: usize,
+    evidence_len: *mut usize,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        if out.is_null() || (!evidence.is_null() && evidence_len.is_null()) {
+            return Err(pgate_status::NullPointer);
+        }
+        let h = gate.manager.monitor_canary_health();
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let health = pgate_health {
+            stage: h.evidence.stage.get(),
+            canary_requests: h.canary_requests,
+            production_requests: h.production_requests,
+            canary_p99_ns: nanos(h.canary_p99_latency),
+            production_p99_ns: nanos(h.production_p99_latency),
+            traffic_percent: h.traffic_percent,
+            canary_error_rate: h.canary_error_rate,
+            production_error_rate: h.production_error_rate,
+            canary_compliance: h.evidence.canary.compliance,
+            health_score: h.health_score,
+            environment: h.evidence.environment.into(),
+            recommendation: match h.recommendation {
+                Recommendation::Healthy => pgate_recommendation::Healthy,
+                Recommendation::Monitor => pgate_recommendation::Monitor,
+                Recommendation::Rollback => pgate_recommendation::Rollback,
+            },
+            rules_fired: h
+                .evidence
+                .fired()
+                .fold(0, |bits, f| bits | pgate_rule::from(f.rule) as u32),
+            sufficient_data: h.evidence.sufficient_data(),
+        };
+        // SAFETY: out is non-NULL and valid for a write (caller's contract).
+        unsafe { write(out, health) }?;
+        if evidence.is_null() {
+            return Ok(());
+        }
+        // SAFETY: evidence is valid for evidence_cap bytes and evidence_len for a write.
+        unsafe {
+            copy_out(
+                &h.evidence.to_string(),
+                evidence.cast(),
+                evidence_cap,
+                evidence_len,
+            )
+        }
+    })
+}
+
+/// Writes whether the version under judgement meets its SLO to `*compliant` (see the Rust
+/// `check_slo_compliance`: false with too little data). May roll a failing canary back.
+///
+/// # Safety
+/// `gate` must be a live gate; `compliant` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_check_slo(
+    gate: *const pgate_gate,
+    compliant: *mut bool,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        if compliant.is_null() {
+            return Err(pgate_status::NullPointer);
+        }
+        let answer = gate
+            .manager
+            .check_slo_compliance()
+            .map_err(|e| pgate_status::from(&e))?;
+        // SAFETY: compliant is non-NULL and valid for a write (caller's contract).
+        unsafe { write(compliant, answer) }
+    })
+}

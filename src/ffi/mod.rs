@@ -1,0 +1,48 @@
+//! The C ABI (prefix `pgate_`): the only module with `unsafe` code.
+//!
+//! Conventions, after rustls-ffi:
+//! - Opaque handles with `_new` / `_free` pairs; one gate handle may be shared by threads.
+//! - Every fallible call returns a `pgate_status` (fixed numbers, `PGATE_STATUS_OK = 0`).
+//! - Inputs first, outputs last; outputs are written only on success. Byte strings are a
+//!   pointer and a length (request ids need not be UTF-8 or NUL-terminated); NULL with length
+//!   0 is the empty string.
+//! - Cold-path calls take an optional `pgate_error **err`: on failure it receives an error
+//!   object with the status and a message naming the field and value, freed with
+//!   `pgate_error_free`. There is no thread-local "last error".
+//! - Every body runs inside one boundary helper that catches panics (`PGATE_STATUS_PANIC`).
+//!   Pointers are checked for NULL and lengths against `PTRDIFF_MAX` before use; cold-path
+//!   calls also refuse a handle that is not a live gate (`PGATE_STATUS_INVALID_HANDLE`).
+//! - Hot calls (`pgate_route`, `pgate_record`, `pgate_flag_set_*`) never allocate (after a
+//!   thread's first call), take no lock and write only caller memory and the thread's own
+//!   recorder. They check the handle for NULL only: using a freed gate there is undefined.
+//!
+//! The header `include/promotion_gates.h` is generated from this module by cbindgen
+//! (`cbindgen.toml`); `tests/header.rs` fails when the checked-in header is stale.
+
+#![allow(unsafe_code)]
+
+mod boundary;
+mod error;
+mod gate;
+mod judge;
+mod release;
+mod route;
+mod status;
+
+pub use error::{pgate_error, pgate_error_free, pgate_error_message, pgate_error_status};
+pub use gate::{
+    pgate_config_json, pgate_gate, pgate_gate_free, pgate_gate_new, pgate_swap_config,
+    pgate_version,
+};
+pub use judge::{
+    pgate_check_slo, pgate_health, pgate_monitor_health, pgate_recommendation, pgate_rule,
+};
+pub use release::{
+    pgate_disable_feature, pgate_enable_feature, pgate_is_feature_enabled, pgate_promote,
+    pgate_rollback, pgate_rollback_history_json,
+};
+pub use route::{
+    pgate_decision, pgate_environment, pgate_flag_set_len, pgate_flag_set_name, pgate_record,
+    pgate_record_by_id, pgate_recorded, pgate_route,
+};
+pub use status::{pgate_status, pgate_status_str};

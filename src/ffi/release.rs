@@ -1,0 +1,190 @@
+//! Writes through the C ABI: promote, roll back, flags, the rollback history.
+
+use std::ffi::c_char;
+use std::time::UNIX_EPOCH;
+
+use super::boundary::{Failure, copy_out, guard, guard_err, text, write};
+use super::error::pgate_error;
+use super::gate::{cold, pgate_gate};
+use super::status::pgate_status;
+use crate::Environment;
+
+/// Promotes the gate to `environment` (0 Canary, 1 Staging, 2 Production; `traffic_percent`
+/// is read only for Canary). Gated moves may be refused with `PGATE_STATUS_SLO_NOT_MET` or
+/// `PGATE_STATUS_INSUFFICIENT_DATA`; invalid ones with `PGATE_STATUS_INVALID_PROMOTION`,
+/// `PGATE_STATUS_ALREADY_THERE` or `PGATE_STATUS_INVALID_CONFIG` (percentage outside 0..=100
+/// or NaN). On failure nothing changed and `*err` (if not NULL) holds the evidence.
+///
+/// # Safety
+/// `gate` must be a live gate; `err` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_promote(
+    gate: *const pgate_gate,
+    environment: u32,
+    traffic_percent: f64,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    guard_err(err, || {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        let target = match environment {
+            0 => Environment::Canary { traffic_percent },
+            1 => Environment::Staging,
+            2 => Environment::Production,
+            other => {
+                return Err(Failure::new(
+                    pgate_status::InvalidArgument,
+                    format!(
+                        "invalid environment = {other}: 0 (canary), 1 (staging) or 2 (production)"
+                    ),
+                ));
+            }
+        };
+        gate.manager.promote(target)?;
+        Ok(())
+    })
+}
+
+/// Rolls the release back to Production with a reason (UTF-8, `len` bytes, not empty).
+///
+/// # Safety
+/// `gate` must be a live gate; `reason` `len` readable bytes; `err` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_rollback(
+    gate: *const pgate_gate,
+    reason: *const u8,
+    len: usize,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    guard_err(err, || {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        // SAFETY: the caller guarantees len readable bytes at reason.
+        let reason = unsafe { text(reason, len, "reason") }?;
+        gate.manager.rollback(reason)?;
+        Ok(())
+    })
+}
+
+/// Which flag operation to run.
+#[derive(Clone, Copy)]
+enum FlagOp {
+    Enable,
+    Disable,
+}
+
+/// # Safety
+/// As the exported flag functions.
+unsafe fn flag_op(
+    gate: *const pgate_gate,
+    name: *const u8,
+    len: usize,
+    err: *mut *mut pgate_error,
+    op: FlagOp,
+) -> pgate_status {
+    guard_err(err, || {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        // SAFETY: the caller guarantees len readable bytes at name.
+        let name = unsafe { text(name, len, "flag name") }?;
+        match op {
+            FlagOp::Enable => gate.manager.enable_feature(name)?,
+            FlagOp::Disable => gate.manager.disable_feature(name)?,
+        }
+        Ok(())
+    })
+}
+
+/// Turns a release flag on (idempotent). The name is UTF-8, `len` bytes.
+///
+/// # Safety
+/// `gate` must be a live gate; `name` `len` readable bytes; `err` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_enable_feature(
+    gate: *const pgate_gate,
+    name: *const u8,
+    len: usize,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    // SAFETY: forwarded contract.
+    unsafe { flag_op(gate, name, len, err, FlagOp::Enable) }
+}
+
+/// Turns a flag off and records it in the rollback history.
+///
+/// # Safety
+/// `gate` must be a live gate; `name` `len` readable bytes; `err` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_disable_feature(
+    gate: *const pgate_gate,
+    name: *const u8,
+    len: usize,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    // SAFETY: forwarded contract.
+    unsafe { flag_op(gate, name, len, err, FlagOp::Disable) }
+}
+
+/// Writes whether a flag is on for the gate to `*enabled`.
+///
+/// # Safety
+/// `gate` must be a live gate; `name` `len` readable bytes; `enabled` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_is_feature_enabled(
+    gate: *const pgate_gate,
+    name: *const u8,
+    len: usize,
+    enabled: *mut bool,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        // SAFETY: the caller guarantees len readable bytes at name.
+        let name = unsafe { text(name, len, "flag name") }.map_err(|f| f.status)?;
+        let on = gate.manager.is_feature_enabled(name);
+        // SAFETY: caller's contract.
+        unsafe { write(enabled, on) }
+    })
+}
+
+/// Writes the rollback history as a JSON array, oldest first (NUL-terminated), into `buf` of
+/// `cap` bytes and its length into `*len_out`. Each event has `feature`, `reason`,
+/// `timestamp_ms` (milliseconds since the Unix epoch), `environment` and `trigger`. If `buf` is
+/// NULL or too small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is
+/// returned.
+///
+/// # Safety
+/// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_rollback_history_json(
+    gate: *const pgate_gate,
+    buf: *mut c_char,
+    cap: usize,
+    len_out: *mut usize,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        let events: Vec<serde_json::Value> = gate
+            .manager
+            .get_rollback_history()
+            .into_iter()
+            .map(|e| {
+                let ms = e
+                    .timestamp
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                serde_json::json!({
+                    "feature": e.feature,
+                    "reason": e.reason,
+                    "timestamp_ms": u64::try_from(ms).unwrap_or(u64::MAX),
+                    "environment": e.environment,
+                    "trigger": e.trigger.name(),
+                })
+            })
+            .collect();
+        let json = serde_json::Value::Array(events).to_string();
+        // SAFETY: forwarded buffer contract.
+        unsafe { copy_out(&json, buf.cast(), cap, len_out) }
+    })
+}

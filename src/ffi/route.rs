@@ -1,0 +1,238 @@
+//! The hot calls: route, record, and the flag names of a decision. None allocates, takes a
+//! lock or writes anything but the caller's memory and the calling thread's own recorder.
+
+use std::time::Duration;
+
+use super::boundary::{bytes, guard, write};
+use super::gate::{hot, pgate_gate};
+use super::status::pgate_status;
+use crate::decision::StageId;
+use crate::{Environment, Recorded};
+
+/// Where a gate stands.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum pgate_environment {
+    /// `traffic_percent` % of requests go to the new version.
+    Canary = 0,
+    /// All requests go to the new version, every flag on.
+    Staging = 1,
+    /// All requests go to the stable version.
+    Production = 2,
+}
+
+impl From<Environment> for pgate_environment {
+    fn from(env: Environment) -> Self {
+        match env {
+            Environment::Canary { .. } => pgate_environment::Canary,
+            Environment::Staging => pgate_environment::Staging,
+            Environment::Production => pgate_environment::Production,
+        }
+    }
+}
+
+/// One routing decision, written by `pgate_route` into caller memory. Pass it back unchanged
+/// to `pgate_record` so that the outcome counts for the stage and cohort it was routed in.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct pgate_decision {
+    /// The release stage the request was routed in.
+    pub stage: u64,
+    /// The canary share at routing time (100 in Staging, 0 in Production).
+    pub traffic_percent: f64,
+    /// The request's bucket, `0 ..= 9999999`.
+    pub bucket: u32,
+    /// Requests with a bucket below this go to the new version.
+    pub threshold: u32,
+    /// The flag set on for this request: read it with `pgate_flag_set_len` and
+    /// `pgate_flag_set_name` (0 is the empty set).
+    pub flag_set: u32,
+    /// The environment at routing time.
+    pub environment: pgate_environment,
+    /// Whether the request goes to the new version.
+    pub is_canary: bool,
+}
+
+/// What happened to a recorded outcome.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum pgate_recorded {
+    /// Counted for its stage and cohort.
+    Counted = 0,
+    /// Its stage had ended on this thread: dropped.
+    Late = 1,
+    /// Its stage is newer than the gate's (not a decision of this gate): dropped.
+    Foreign = 2,
+}
+
+/// Routes a request id (any bytes; NULL with length 0 is the empty id) and writes the decision
+/// to `*out`. Lock-free, allocation-free, deterministic. Thread-safe.
+///
+/// # Safety
+/// `gate` must be a live gate; `id` NULL (with `id_len` 0) or `id_len` readable bytes; `out`
+/// valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_route(
+    gate: *const pgate_gate,
+    id: *const u8,
+    id_len: usize,
+    out: *mut pgate_decision,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { hot(gate) }?;
+        if out.is_null() {
+            return Err(pgate_status::NullPointer);
+        }
+        // SAFETY: the caller guarantees id_len readable bytes at id.
+        let id = unsafe { bytes(id, id_len) }?;
+        let d = gate.manager.route_request_bytes(id);
+        let decision = pgate_decision {
+            stage: d.stage.get(),
+            traffic_percent: match d.target_environment {
+                Environment::Canary { traffic_percent } => traffic_percent,
+                Environment::Staging => 100.0,
+                Environment::Production => 0.0,
+            },
+            bucket: d.reason.bucket().get(),
+            threshold: d.reason.threshold(),
+            flag_set: d.enabled_features.set_id(),
+            environment: d.target_environment.into(),
+            is_canary: d.is_canary,
+        };
+        // SAFETY: out is non-NULL and valid for a write (caller's contract).
+        unsafe { write(out, decision) }
+    })
+}
+
+/// Records the outcome of a request routed by `*decision`: whether it succeeded and its
+/// latency in nanoseconds. If `recorded` is not NULL it receives what happened to the
+/// outcome. Lock-free; allocation-free after the calling thread's first record. May run the
+/// judge and roll a failing canary back (see the Rust docs of `record_outcome`).
+///
+/// # Safety
+/// `gate` must be a live gate; `decision` valid for a read; `recorded` NULL or valid for a
+/// write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_record(
+    gate: *const pgate_gate,
+    decision: *const pgate_decision,
+    success: bool,
+    latency_ns: u64,
+    recorded: *mut pgate_recorded,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { hot(gate) }?;
+        // SAFETY: decision is NULL or valid for a read (caller's contract). The struct's bool
+        // and enum fields were written by pgate_route, so they hold valid values.
+        let decision = unsafe { decision.as_ref() }.ok_or(pgate_status::NullPointer)?;
+        let outcome = gate.manager.record_for(
+            StageId(decision.stage),
+            decision.is_canary,
+            success,
+            Duration::from_nanos(latency_ns),
+        );
+        if recorded.is_null() {
+            return Ok(());
+        }
+        // SAFETY: recorded is non-NULL and valid for a write (caller's contract).
+        unsafe { write(recorded, to_c(outcome)) }
+    })
+}
+
+/// Records an outcome by request id: the id is routed again under the current snapshot (one
+/// more hash). Prefer `pgate_record` with the decision the request was routed by.
+///
+/// # Safety
+/// As `pgate_route` for `gate` and `id`; `recorded` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_record_by_id(
+    gate: *const pgate_gate,
+    id: *const u8,
+    id_len: usize,
+    success: bool,
+    latency_ns: u64,
+    recorded: *mut pgate_recorded,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { hot(gate) }?;
+        // SAFETY: the caller guarantees id_len readable bytes at id.
+        let id = unsafe { bytes(id, id_len) }?;
+        let d = gate.manager.route_request_bytes(id);
+        let outcome = gate
+            .manager
+            .record_outcome(&d, success, Duration::from_nanos(latency_ns));
+        if recorded.is_null() {
+            return Ok(());
+        }
+        // SAFETY: recorded is non-NULL and valid for a write (caller's contract).
+        unsafe { write(recorded, to_c(outcome)) }
+    })
+}
+
+fn to_c(outcome: Recorded) -> pgate_recorded {
+    match outcome {
+        Recorded::Counted => pgate_recorded::Counted,
+        Recorded::Late => pgate_recorded::Late,
+        Recorded::Foreign => pgate_recorded::Foreign,
+    }
+}
+
+/// Writes the number of flags in flag set `set` (from a decision) to `*len_out`. An unknown
+/// set number reads as the empty set. Lock-free, allocation-free.
+///
+/// # Safety
+/// `gate` must be a live gate; `len_out` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_flag_set_len(
+    gate: *const pgate_gate,
+    set: u32,
+    len_out: *mut usize,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { hot(gate) }?;
+        let len = gate.manager.flag_set(set).len();
+        // SAFETY: caller's contract.
+        unsafe { write(len_out, len) }
+    })
+}
+
+/// Writes a pointer to the name of flag `index` of flag set `set` to `*name_out` and its
+/// length in bytes to `*len_out`. The name is UTF-8, NOT NUL-terminated, owned by the gate and
+/// valid until the gate is freed. Names are in byte order. Lock-free, allocation-free.
+///
+/// # Safety
+/// `gate` must be a live gate; `name_out` and `len_out` valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_flag_set_name(
+    gate: *const pgate_gate,
+    set: u32,
+    index: usize,
+    name_out: *mut *const u8,
+    len_out: *mut usize,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { hot(gate) }?;
+        if name_out.is_null() || len_out.is_null() {
+            return Err(pgate_status::NullPointer);
+        }
+        let name = gate
+            .manager
+            .flag_set(set)
+            .iter()
+            .nth(index)
+            .ok_or(pgate_status::IndexOutOfRange)?;
+        // SAFETY: both are non-NULL and valid for writes (caller's contract).
+        unsafe {
+            write(name_out, name.as_ptr())?;
+            write(len_out, name.len())
+        }
+    })
+}

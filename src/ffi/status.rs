@@ -1,0 +1,102 @@
+//! Status codes of the C ABI: fixed numbers, never reused, `PGATE_STATUS_OK = 0`.
+
+use std::ffi::c_char;
+
+use crate::error::{Error, FlagError, PromotionError, RollbackError};
+
+/// The result of every fallible C call.
+///
+/// Numbers are part of the ABI: they never change and are never reused.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum pgate_status {
+    /// Success.
+    Ok = 0,
+    /// A required pointer was NULL.
+    NullPointer = 1,
+    /// An argument is out of range: a length above `PTRDIFF_MAX`, an unknown enum value, a
+    /// name that is not UTF-8.
+    InvalidArgument = 2,
+    /// A config value was refused by validation (the error names the field and value).
+    InvalidConfig = 3,
+    /// A JSON document could not be parsed (the error names the position and field).
+    InvalidJson = 4,
+    /// The promotion path does not exist in the release state machine.
+    InvalidPromotion = 5,
+    /// The gated promotion was refused: the new version is not compliant.
+    SloNotMet = 6,
+    /// The gated promotion was refused: not enough data to judge yet.
+    InsufficientData = 7,
+    /// The gate is already in the requested environment.
+    AlreadyThere = 8,
+    /// A feature flag name is invalid.
+    InvalidFlag = 9,
+    /// The flag to disable is not enabled.
+    FlagNotEnabled = 10,
+    /// A rollback was asked for in Production, or without a reason.
+    RollbackRefused = 11,
+    /// An output buffer is too small; the needed length was written.
+    BufferTooSmall = 12,
+    /// The handle is not a live gate (already freed, or never made by `pgate_gate_new`).
+    InvalidHandle = 13,
+    /// The library panicked; the call had no effect that can be relied on. A bug: report it.
+    Panic = 14,
+    /// An index is beyond the end of a list.
+    IndexOutOfRange = 15,
+}
+
+impl pgate_status {
+    /// The status's name as a static C string.
+    pub(crate) fn as_cstr(self) -> &'static std::ffi::CStr {
+        match self {
+            pgate_status::Ok => c"PGATE_STATUS_OK",
+            pgate_status::NullPointer => c"PGATE_STATUS_NULL_POINTER",
+            pgate_status::InvalidArgument => c"PGATE_STATUS_INVALID_ARGUMENT",
+            pgate_status::InvalidConfig => c"PGATE_STATUS_INVALID_CONFIG",
+            pgate_status::InvalidJson => c"PGATE_STATUS_INVALID_JSON",
+            pgate_status::InvalidPromotion => c"PGATE_STATUS_INVALID_PROMOTION",
+            pgate_status::SloNotMet => c"PGATE_STATUS_SLO_NOT_MET",
+            pgate_status::InsufficientData => c"PGATE_STATUS_INSUFFICIENT_DATA",
+            pgate_status::AlreadyThere => c"PGATE_STATUS_ALREADY_THERE",
+            pgate_status::InvalidFlag => c"PGATE_STATUS_INVALID_FLAG",
+            pgate_status::FlagNotEnabled => c"PGATE_STATUS_FLAG_NOT_ENABLED",
+            pgate_status::RollbackRefused => c"PGATE_STATUS_ROLLBACK_REFUSED",
+            pgate_status::BufferTooSmall => c"PGATE_STATUS_BUFFER_TOO_SMALL",
+            pgate_status::InvalidHandle => c"PGATE_STATUS_INVALID_HANDLE",
+            pgate_status::Panic => c"PGATE_STATUS_PANIC",
+            pgate_status::IndexOutOfRange => c"PGATE_STATUS_INDEX_OUT_OF_RANGE",
+        }
+    }
+}
+
+impl From<&Error> for pgate_status {
+    fn from(err: &Error) -> Self {
+        match err {
+            Error::Config(_) => pgate_status::InvalidConfig,
+            Error::Json(_) => pgate_status::InvalidJson,
+            Error::Promotion(PromotionError::InvalidPath { .. }) => pgate_status::InvalidPromotion,
+            Error::Promotion(PromotionError::AlreadyThere(_)) => pgate_status::AlreadyThere,
+            Error::Promotion(PromotionError::SloNotMet { .. }) => pgate_status::SloNotMet,
+            Error::Promotion(PromotionError::InsufficientData { .. }) => {
+                pgate_status::InsufficientData
+            }
+            Error::Flag(FlagError::InvalidName { .. }) => pgate_status::InvalidFlag,
+            Error::Flag(FlagError::NotEnabled(_)) => pgate_status::FlagNotEnabled,
+            Error::Rollback(RollbackError::NothingToRollBack | RollbackError::EmptyReason) => {
+                pgate_status::RollbackRefused
+            }
+        }
+    }
+}
+
+/// The name of a status code, e.g. `"PGATE_STATUS_SLO_NOT_MET"`: a static, NUL-terminated
+/// string that the caller must not free. Unknown numbers give `"PGATE_STATUS_UNKNOWN"`.
+///
+/// Thread-safe; never fails.
+#[unsafe(no_mangle)]
+pub extern "C" fn pgate_status_str(status: u32) -> *const c_char {
+    super::boundary::status_from_u32(status)
+        .map_or(c"PGATE_STATUS_UNKNOWN", pgate_status::as_cstr)
+        .as_ptr()
+}

@@ -1,0 +1,219 @@
+//! The C ABI called from Rust: statuses, outputs only on success, no panic across it.
+#![allow(unsafe_code)]
+
+use promotion_gates::ffi::*;
+use std::ptr::{null, null_mut};
+
+fn new_gate(config: &str) -> *mut pgate_gate {
+    let mut gate = null_mut();
+    // SAFETY: config is a live slice; gate is a valid out-pointer; err may be NULL.
+    let status = unsafe {
+        pgate_gate_new(
+            config.as_ptr(),
+            config.len(),
+            null(),
+            0,
+            &mut gate,
+            null_mut(),
+        )
+    };
+    assert_eq!(status, pgate_status::Ok);
+    gate
+}
+
+fn error_text(err: *mut pgate_error) -> String {
+    // SAFETY: err is a live error object from the library, freed right after reading.
+    unsafe {
+        let text = std::ffi::CStr::from_ptr(pgate_error_message(err))
+            .to_string_lossy()
+            .into_owned();
+        pgate_error_free(err);
+        text
+    }
+}
+
+#[test]
+fn route_and_record_through_the_abi() {
+    let gate = new_gate(
+        r#"{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["new_api"], "gate": "checkout"}"#,
+    );
+    let id = b"user-12345";
+    let mut d = pgate_decision {
+        stage: 0,
+        traffic_percent: 0.0,
+        bucket: 0,
+        threshold: 0,
+        flag_set: 0,
+        environment: pgate_environment::Production,
+        is_canary: false,
+    };
+    // SAFETY: live gate, live id slice, valid out-pointers throughout.
+    unsafe {
+        assert_eq!(
+            pgate_route(gate, id.as_ptr(), id.len(), &mut d),
+            pgate_status::Ok
+        );
+        assert_eq!(d.threshold, 5_000_000);
+        assert_eq!(d.is_canary, d.bucket < d.threshold);
+        assert_eq!(d.bucket, promotion_gates::reference_bucket(b"checkout", id));
+        let mut n = 99;
+        assert_eq!(
+            pgate_flag_set_len(gate, d.flag_set, &mut n),
+            pgate_status::Ok
+        );
+        assert_eq!(n, usize::from(d.is_canary));
+        let mut recorded = pgate_recorded::Late;
+        assert_eq!(
+            pgate_record(gate, &d, true, 1_500_000, &mut recorded),
+            pgate_status::Ok
+        );
+        assert_eq!(recorded, pgate_recorded::Counted);
+        // A forged decision from a future stage is refused, not counted.
+        let forged = pgate_decision { stage: 1_000, ..d };
+        assert_eq!(
+            pgate_record(gate, &forged, true, 1, &mut recorded),
+            pgate_status::Ok
+        );
+        assert_eq!(recorded, pgate_recorded::Foreign);
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+    }
+}
+
+#[test]
+fn bad_input_returns_a_status_and_changes_nothing() {
+    let gate = new_gate("{}");
+    // SAFETY: every pointer is live or deliberately NULL; the library must refuse the NULLs.
+    unsafe {
+        let mut d = std::mem::zeroed::<pgate_decision>();
+        assert_eq!(
+            pgate_route(null(), null(), 0, &mut d),
+            pgate_status::NullPointer
+        );
+        assert_eq!(
+            pgate_route(gate, null(), 3, &mut d),
+            pgate_status::NullPointer
+        );
+        assert_eq!(
+            pgate_route(gate, b"x".as_ptr(), usize::MAX, &mut d),
+            pgate_status::InvalidArgument
+        );
+        assert_eq!(pgate_route(gate, null(), 0, &mut d), pgate_status::Ok); // the empty id
+
+        let mut err = null_mut();
+        assert_eq!(
+            pgate_promote(gate, 0, f64::NAN, &mut err),
+            pgate_status::InvalidConfig
+        );
+        assert!(error_text(err).contains("environment.traffic_percent"));
+        assert_eq!(
+            pgate_promote(gate, 7, 1.0, &mut err),
+            pgate_status::InvalidArgument
+        );
+        assert!(error_text(err).contains("invalid environment = 7"));
+        assert_eq!(
+            pgate_promote(gate, 1, 0.0, &mut err),
+            pgate_status::InvalidPromotion
+        );
+        error_text(err);
+        let bad_utf8 = [0xffu8, 0xfe];
+        assert_eq!(
+            pgate_enable_feature(gate, bad_utf8.as_ptr(), 2, &mut err),
+            pgate_status::InvalidArgument
+        );
+        assert!(error_text(err).contains("UTF-8"));
+        assert_eq!(
+            pgate_rollback(gate, b"x".as_ptr(), 1, &mut err),
+            pgate_status::RollbackRefused
+        );
+        error_text(err);
+
+        let json = br#"{"slo_threshold": 7}"#;
+        assert_eq!(
+            pgate_swap_config(gate, json.as_ptr(), json.len(), &mut err),
+            pgate_status::InvalidConfig
+        );
+        assert!(error_text(err).contains("slo_threshold"));
+        let mut gate2 = null_mut();
+        let bad = b"{not json";
+        assert_eq!(
+            pgate_gate_new(bad.as_ptr(), bad.len(), null(), 0, &mut gate2, &mut err),
+            pgate_status::InvalidJson
+        );
+        assert!(gate2.is_null());
+        error_text(err);
+
+        let mut len = 0;
+        assert_eq!(
+            pgate_config_json(gate, null_mut(), 0, &mut len),
+            pgate_status::BufferTooSmall
+        );
+        let mut buf = vec![0u8; len + 1];
+        assert_eq!(
+            pgate_config_json(gate, buf.as_mut_ptr().cast(), buf.len(), &mut len),
+            pgate_status::Ok
+        );
+        let text = std::str::from_utf8(&buf[..len]).unwrap();
+        assert!(text.contains(r#""environment":"production""#), "{text}");
+
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+        assert_eq!(pgate_gate_free(gate), pgate_status::InvalidHandle); // double free detected
+        let mut on = false;
+        assert_eq!(
+            pgate_is_feature_enabled(gate, b"a".as_ptr(), 1, &mut on),
+            pgate_status::InvalidHandle
+        );
+        assert_eq!(pgate_gate_free(null_mut()), pgate_status::Ok);
+    }
+}
+
+#[test]
+fn health_and_rollback_through_the_abi() {
+    let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 100}}}"#);
+    // SAFETY: live gate and buffers throughout.
+    unsafe {
+        let mut d = std::mem::zeroed::<pgate_decision>();
+        for i in 0..10u32 {
+            let id = format!("u{i}");
+            assert_eq!(
+                pgate_route(gate, id.as_ptr(), id.len(), &mut d),
+                pgate_status::Ok
+            );
+            if d.environment != pgate_environment::Canary {
+                break;
+            }
+            assert_eq!(
+                pgate_record(gate, &d, false, 1_000, null_mut()),
+                pgate_status::Ok
+            );
+        }
+        // A canary failing every request rolled itself back.
+        let mut h = std::mem::zeroed::<pgate_health>();
+        let mut buf = [0u8; 2048];
+        let mut len = 0;
+        assert_eq!(
+            pgate_monitor_health(gate, &mut h, buf.as_mut_ptr().cast(), buf.len(), &mut len),
+            pgate_status::Ok
+        );
+        assert_eq!(h.environment, pgate_environment::Production);
+        assert_eq!(
+            pgate_rollback_history_json(gate, buf.as_mut_ptr().cast(), buf.len(), &mut len),
+            pgate_status::Ok
+        );
+        let history = std::str::from_utf8(&buf[..len]).unwrap();
+        assert!(
+            history.contains("overwhelming_errors") && history.contains(r#""trigger":"automatic""#),
+            "{history}"
+        );
+        let name = std::ffi::CStr::from_ptr(pgate_status_str(6))
+            .to_str()
+            .unwrap();
+        assert_eq!(name, "PGATE_STATUS_SLO_NOT_MET");
+        assert_eq!(
+            std::ffi::CStr::from_ptr(pgate_status_str(999))
+                .to_str()
+                .unwrap(),
+            "PGATE_STATUS_UNKNOWN"
+        );
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+    }
+}
