@@ -9,6 +9,11 @@
 //! canary     = bucket < threshold
 //! ```
 //!
+//! The threshold's product is one IEEE-754 double multiplication, rounded once to the nearest
+//! integer with ties away from zero (Rust's `f64::round`): so `0.000035 * 100_000` is
+//! `3.4999999999999996` and gives 3, not 4. `tests/vectors/routing.json` pins such cases for
+//! every language.
+//!
 //! One bucket is 0.00001 % of traffic. Raising the percentage only raises the threshold, so a
 //! request in the canary stays in it (monotone ramp); 0 % routes nobody and 100 % everybody.
 //! Because the salt fills exactly one block, its compression is done once per snapshot

@@ -162,6 +162,9 @@ impl PromotionGateManager {
 
     /// Routes a request whose id is arbitrary bytes (not necessarily UTF-8).
     ///
+    /// Lock-free, and allocation-free after the calling thread's first call on this gate (which
+    /// makes the thread's route cache). At debug level it logs the id's first 64 bytes.
+    ///
     /// # Example
     /// ```
     /// # use promotion_gates::*;
@@ -174,7 +177,7 @@ impl PromotionGateManager {
     pub fn route_request_bytes(&self, request_id: &[u8]) -> RoutingDecision<'_> {
         let decision = self.route_table().route(&self.flag_sets, request_id);
         tracing::debug!(
-            request_id = %String::from_utf8_lossy(request_id),
+            request_id = %LoggedId(request_id),
             is_canary = decision.is_canary,
             bucket = decision.reason.bucket().get(),
             threshold = decision.reason.threshold(),
@@ -615,6 +618,10 @@ impl PromotionGateManager {
 
     /// Turns a release flag on (idempotent).
     ///
+    /// Release flags are seen by requests to the new version. In Production there is none, so
+    /// a flag enabled there waits for the next rollout (`is_feature_enabled` says true; no
+    /// decision carries it until a canary starts).
+    ///
     /// # Errors
     /// [`Error::Flag`] for an invalid name. Nothing changes on error.
     ///
@@ -790,8 +797,9 @@ impl PromotionGateManager {
     /// Replaces the whole config atomically (hot reload) and returns the one it replaced.
     ///
     /// This is an operator's override: it does not go through the promotion state machine or
-    /// the judge. A change of environment starts a new stage; a change of salt reshuffles users
-    /// (both are logged as warnings).
+    /// the judge. A change of environment starts a new stage, and so does a change of salt,
+    /// which reshuffles users (both are logged as warnings): metrics of one set of canary users
+    /// are never judged together with another's.
     ///
     /// # Errors
     /// [`Error::Config`] naming the first invalid field; the gate is unchanged.
@@ -815,11 +823,12 @@ impl PromotionGateManager {
         if new_stage {
             tracing::warn!(from = %current.config.environment, to = %config.environment, "promotion.swap_config changes the environment");
         }
-        if current.config.effective_salt() != config.effective_salt() {
+        let new_salt = current.config.effective_salt() != config.effective_salt();
+        if new_salt {
             tracing::warn!(gate = %config.gate, "promotion.swap_config changes the routing salt: users are reshuffled");
         }
         writer.history.trim(config.max_rollback_history);
-        self.publish(&mut writer, config, new_stage);
+        self.publish(&mut writer, config, new_stage || new_salt);
         Ok(current.config.clone())
     }
 
@@ -850,10 +859,56 @@ impl PromotionGateManager {
     }
 }
 
+/// A request id as logs show it: at most 64 bytes, invalid UTF-8 as U+FFFD, no allocation.
+struct LoggedId<'a>(&'a [u8]);
+
+impl std::fmt::Display for LoggedId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = &self.0[..self.0.len().min(64)];
+        for chunk in shown.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{fffd}")?;
+            }
+        }
+        if self.0.len() > shown.len() {
+            write!(f, "...({} bytes)", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::slo::SloConfig;
+
+    #[test]
+    fn logged_ids_are_short_and_lossy() {
+        assert_eq!(LoggedId(b"user-1").to_string(), "user-1");
+        assert_eq!(LoggedId(&[b'a', 0xff, b'b']).to_string(), "a\u{fffd}b");
+        let long = vec![b'x'; 100];
+        assert_eq!(
+            LoggedId(&long).to_string(),
+            format!("{}...(100 bytes)", "x".repeat(64))
+        );
+    }
+
+    #[test]
+    fn a_new_salt_starts_a_new_stage() {
+        let gate = gate(PromotionConfig {
+            environment: canary(5.0),
+            ..Default::default()
+        });
+        let stage = gate.stage();
+        gate.swap_config(PromotionConfig {
+            environment: canary(5.0),
+            salt: Some("other".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(gate.stage() > stage);
+    }
 
     fn gate(config: PromotionConfig) -> PromotionGateManager {
         PromotionGateManager::new(
