@@ -32,8 +32,8 @@
 //! # Ok::<(), promotion_gates::Error>(())
 //! ```
 //!
-//! The routing formula is written out in [`bucket`](crate::bucket) so that any language can
-//! recompute a decision; the release model is in [`release`](crate::release).
+//! The routing formula is written out in [`bucket`] so that any language can
+//! recompute a decision; the release model is in [`release`].
 
 #![deny(unsafe_code)]
 
@@ -64,3 +64,8 @@ pub use manager::PromotionGateManager;
 pub use metrics::Recorded;
 pub use release::{Promotion, PromotionKind, plan_promotion};
 pub use slo::{MAX_TRACKED_LATENCY, SloAdmissionController, SloConfig};
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

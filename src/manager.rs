@@ -23,6 +23,10 @@ use crate::release::{PromotionKind, plan_promotion};
 use crate::slo::SloAdmissionController;
 use crate::snapshot::{RouteTable, Snapshot};
 
+/// A thread screens after each of its first this many canary errors of a stage, then after
+/// every 16th.
+const SCREEN_EVERY_ERROR_UP_TO: u64 = 32;
+
 /// State only writers touch, behind the writer lock. Readers never take it.
 #[derive(Debug, Default)]
 struct WriterState {
@@ -263,8 +267,9 @@ impl PromotionGateManager {
     /// after a promotion or rollback cannot pollute the next stage (it is dropped and counted
     /// as [`Recorded::Late`]). Lock-free; no shared cache line written; no allocation after the
     /// thread's first record. The judge runs from here by itself: a quick check of the
-    /// counters after a canary error (on the 1st, 2nd, 4th, 8th and every 16th error of a
-    /// thread), and a full evaluation at most every
+    /// counters after a canary error (each of a thread's first 32 canary errors in a stage, then
+    /// every 16th; so a canary failing every request rolls back at its 7th failure), and a
+    /// full evaluation at most every
     /// [`evaluation_interval`](crate::SloConfig::evaluation_interval), looked for every 64
     /// records of a thread. Either may roll the canary back when `auto_rollback_enabled`.
     ///
@@ -313,7 +318,7 @@ impl PromotionGateManager {
             });
         if tally.recorded == Recorded::Counted {
             let e = tally.cohort_errors;
-            if is_canary && !success && (e.is_power_of_two() || e.is_multiple_of(16)) {
+            if is_canary && !success && (e <= SCREEN_EVERY_ERROR_UP_TO || e.is_multiple_of(16)) {
                 self.screen_errors(stage);
             }
             if tally.records.is_multiple_of(CLOCK_CHECK_EVERY) {
@@ -891,6 +896,29 @@ mod tests {
         assert_eq!(
             LoggedId(&long).to_string(),
             format!("{}...(100 bytes)", "x".repeat(64))
+        );
+    }
+
+    #[test]
+    fn a_canary_failing_every_request_rolls_back_at_its_seventh_failure() {
+        let gate = gate(PromotionConfig {
+            environment: canary(100.0),
+            ..Default::default()
+        });
+        let mut failures = 0;
+        while gate.environment() != Environment::Production {
+            let d = gate.route_request(&format!("u{failures}"));
+            gate.record_outcome(&d, false, Duration::from_millis(1));
+            failures += 1;
+            assert!(failures <= 20, "no rollback after 20 failures");
+        }
+        assert_eq!(failures, 7); // 0.05^7 < 1e-9: overwhelming against max_error_rate
+        let event = &gate.get_rollback_history()[0];
+        assert_eq!(event.trigger, RollbackTrigger::Automatic);
+        assert!(
+            event.reason.contains("overwhelming_errors"),
+            "{}",
+            event.reason
         );
     }
 
