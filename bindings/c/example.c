@@ -1,0 +1,130 @@
+/*
+ * promotion-gates from C: a 10% canary with one release flag. Routes a few requests,
+ * records their outcomes, reads the canary's health, promotes, rolls back and prints the
+ * rollback history. Build and run: see README.md (test.sh builds and runs it too).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "promotion_gates.h"
+
+/* Prints a failed call's status and message, frees the error object, and says whether the
+ * call succeeded. */
+static int ok(const char *what, pgate_status status, pgate_error *err) {
+    if (status == PGATE_STATUS_OK) {
+        return 1;
+    }
+    fprintf(stderr, "%s: %s: %s\n", what, pgate_status_str(status),
+            err != NULL ? pgate_error_message(err) : "");
+    pgate_error_free(err);
+    return 0;
+}
+
+static const char *environment_name(pgate_environment env) {
+    switch (env) {
+    case PGATE_ENVIRONMENT_CANARY: return "canary";
+    case PGATE_ENVIRONMENT_STAGING: return "staging";
+    case PGATE_ENVIRONMENT_PRODUCTION: return "production";
+    default: return "?";
+    }
+}
+
+static void print_decision(const pgate_gate *gate, const char *id, const pgate_decision *d) {
+    printf("%-8s -> %-6s (%s, bucket %7u, threshold %7u) flags:", id,
+           d->is_canary ? "canary" : "stable", environment_name(d->environment),
+           (unsigned)d->bucket, (unsigned)d->threshold);
+    size_t n = 0;
+    if (pgate_flag_set_len(gate, d->flag_set, &n) != PGATE_STATUS_OK) {
+        n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *name = NULL;
+        size_t len = 0;
+        if (pgate_flag_set_name(gate, d->flag_set, i, &name, &len) == PGATE_STATUS_OK) {
+            printf(" %.*s", (int)len, (const char *)name); /* names are not NUL-terminated */
+        }
+    }
+    printf("%s\n", n == 0 ? " (none)" : "");
+}
+
+int main(void) {
+    static const char config[] = "{\"environment\": {\"canary\": {\"traffic_percent\": 10}},"
+                                 " \"feature_flags\": [\"new_checkout\"], \"gate\": \"checkout\"}";
+    static const char slo[] = "{\"latency_target_ms\": 250, \"min_samples\": 20}";
+    pgate_gate *gate = NULL;
+    pgate_error *err = NULL;
+    printf("promotion-gates %s\n", pgate_version());
+    if (!ok("pgate_gate_new",
+            pgate_gate_new((const uint8_t *)config, strlen(config), (const uint8_t *)slo,
+                           strlen(slo), &gate, &err),
+            err)) {
+        return 1;
+    }
+
+    /* Route requests by id (any bytes) and record how each went, with its own decision. */
+    char id[32];
+    for (int i = 0; i < 400; i++) {
+        pgate_decision d;
+        snprintf(id, sizeof id, "user-%d", i);
+        if (!ok("pgate_route", pgate_route(gate, (const uint8_t *)id, strlen(id), &d), NULL)) {
+            return 1;
+        }
+        if (i >= 10 && i < 14) { /* a few of them; user-11 goes to the canary */
+            print_decision(gate, id, &d);
+        }
+        uint64_t latency_ns = (uint64_t)(20 + i % 30) * 1000000u; /* 20-49 ms, all succeed */
+        if (!ok("pgate_record", pgate_record(gate, &d, true, latency_ns, NULL), NULL)) {
+            return 1;
+        }
+    }
+
+    /* The judge's view, with the evidence line behind it. */
+    pgate_health health;
+    char evidence[1024];
+    size_t evidence_len = 0;
+    if (!ok("pgate_monitor_health",
+            pgate_monitor_health(gate, &health, evidence, sizeof evidence, &evidence_len), NULL)) {
+        return 1;
+    }
+    static const char *const advice[] = {"healthy", "monitor", "rollback"};
+    printf("health: score %.3f, canary %llu requests, stable %llu, %s\n", health.health_score,
+           (unsigned long long)health.canary_requests,
+           (unsigned long long)health.production_requests,
+           health.recommendation <= PGATE_RECOMMENDATION_ROLLBACK
+               ? advice[health.recommendation]
+               : "?");
+    printf("evidence: %s\n", evidence);
+
+    /* Ramp up (gated: the judge must approve), then roll back by hand. */
+    pgate_status status = pgate_promote(gate, PGATE_ENVIRONMENT_CANARY, 25.0, &err);
+    printf("promote to 25%%: %s\n", pgate_status_str(status));
+    if (status != PGATE_STATUS_OK) {
+        printf("  why: %s\n", pgate_error_message(err));
+        pgate_error_free(err);
+        err = NULL;
+    }
+    static const char reason[] = "checkout errors reported by support";
+    if (!ok("pgate_rollback",
+            pgate_rollback(gate, (const uint8_t *)reason, strlen(reason), &err), err)) {
+        return 1;
+    }
+
+    /* The history as JSON: ask for the length first, then fetch. */
+    size_t len = 0;
+    status = pgate_rollback_history_json(gate, NULL, 0, &len);
+    if (status != PGATE_STATUS_BUFFER_TOO_SMALL) {
+        ok("pgate_rollback_history_json", status, NULL);
+        return 1;
+    }
+    char *history = malloc(len + 1);
+    if (history == NULL ||
+        !ok("pgate_rollback_history_json",
+            pgate_rollback_history_json(gate, history, len + 1, &len), NULL)) {
+        free(history);
+        return 1;
+    }
+    printf("history: %s\n", history);
+    free(history);
+    return ok("pgate_gate_free", pgate_gate_free(gate), NULL) ? 0 : 1;
+}
