@@ -1,0 +1,327 @@
+-- promotion-gates for LuaJIT (OpenResty / nginx): a thin FFI module over the C ABI.
+--
+--   local pg = require("promotion_gates")
+--   local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 10}}}'))
+--   local d = gate:route(ngx.var.cookie_session or ngx.var.remote_addr)
+--   if d.is_canary then ... end
+--   gate:record(d, ngx.status < 500, latency_ns)
+--
+-- Failures come back the lua-resty way: `nil, "PGATE_STATUS_NAME: message", status`. The
+-- declarations below mirror include/promotion_gates.h (the C99/C11 form: enums as uint32_t).
+
+local ffi = require("ffi")
+
+ffi.cdef [[
+typedef uint32_t pgate_status;
+typedef uint32_t pgate_environment;
+typedef uint32_t pgate_recommendation;
+typedef uint32_t pgate_recorded;
+typedef struct pgate_error pgate_error;
+typedef struct pgate_gate pgate_gate;
+
+typedef struct pgate_health {
+  uint64_t stage;
+  uint64_t canary_requests;
+  uint64_t production_requests;
+  uint64_t canary_p99_ns;
+  uint64_t production_p99_ns;
+  double traffic_percent;
+  double canary_error_rate;
+  double production_error_rate;
+  double canary_compliance;
+  double health_score;
+  pgate_environment environment;
+  pgate_recommendation recommendation;
+  uint32_t rules_fired;
+  bool sufficient_data;
+} pgate_health;
+
+typedef struct pgate_decision {
+  uint64_t stage;
+  double traffic_percent;
+  uint32_t bucket;
+  uint32_t threshold;
+  uint32_t flag_set;
+  pgate_environment environment;
+  bool is_canary;
+} pgate_decision;
+
+pgate_status pgate_error_status(const pgate_error *err);
+const char *pgate_error_message(const pgate_error *err);
+void pgate_error_free(pgate_error *err);
+pgate_status pgate_gate_new(const char *config_json, size_t config_len, const char *slo_json,
+                            size_t slo_len, pgate_gate **gate_out, pgate_error **err);
+pgate_status pgate_gate_free(pgate_gate *gate);
+pgate_status pgate_config_json(const pgate_gate *gate, char *buf, size_t cap, size_t *len_out);
+pgate_status pgate_swap_config(const pgate_gate *gate, const char *json, size_t len,
+                               pgate_error **err);
+const char *pgate_version(void);
+pgate_status pgate_monitor_health(const pgate_gate *gate, pgate_health *out, char *evidence,
+                                  size_t evidence_cap, size_t *evidence_len);
+pgate_status pgate_check_slo(const pgate_gate *gate, bool *compliant);
+pgate_status pgate_promote(const pgate_gate *gate, uint32_t environment, double traffic_percent,
+                           pgate_error **err);
+pgate_status pgate_rollback(const pgate_gate *gate, const char *reason, size_t len,
+                            pgate_error **err);
+pgate_status pgate_enable_feature(const pgate_gate *gate, const char *name, size_t len,
+                                  pgate_error **err);
+pgate_status pgate_disable_feature(const pgate_gate *gate, const char *name, size_t len,
+                                   pgate_error **err);
+pgate_status pgate_is_feature_enabled(const pgate_gate *gate, const char *name, size_t len,
+                                      bool *enabled);
+pgate_status pgate_rollback_history_json(const pgate_gate *gate, char *buf, size_t cap,
+                                         size_t *len_out);
+pgate_status pgate_route(const pgate_gate *gate, const char *id, size_t id_len,
+                         pgate_decision *out);
+pgate_status pgate_record(const pgate_gate *gate, const pgate_decision *decision, bool success,
+                          uint64_t latency_ns, pgate_recorded *recorded);
+pgate_status pgate_record_by_id(const pgate_gate *gate, const char *id, size_t id_len,
+                                bool success, uint64_t latency_ns, pgate_recorded *recorded);
+pgate_status pgate_flag_set_len(const pgate_gate *gate, uint32_t set, size_t *len_out);
+pgate_status pgate_flag_set_name(const pgate_gate *gate, uint32_t set, size_t index,
+                                 const char **name_out, size_t *len_out);
+const char *pgate_status_str(uint32_t status);
+]]
+
+local C -- the loaded library, set by M.load
+
+local M = {}
+
+M.OK = 0
+M.BUFFER_TOO_SMALL = 12
+M.environments = { [0] = "canary", [1] = "staging", [2] = "production",
+                   canary = 0, staging = 1, production = 2 }
+M.recommendations = { [0] = "healthy", [1] = "monitor", [2] = "rollback" }
+M.recorded = { [0] = "counted", [1] = "late", [2] = "foreign" }
+
+--- Loads the shared library: `path`, else $PGATE_LIB, else libpromotion_gates.so from the
+--- dynamic loader's search path (LD_LIBRARY_PATH, ld.so.conf). Other calls load it on first use.
+function M.load(path)
+  if not C then
+    C = ffi.load(path or os.getenv("PGATE_LIB") or "promotion_gates")
+  end
+  return C
+end
+
+local function lib()
+  return C or M.load()
+end
+
+function M.status_str(status)
+  return ffi.string(lib().pgate_status_str(status))
+end
+
+function M.version()
+  return ffi.string(lib().pgate_version())
+end
+
+-- nil, "NAME: message", status; takes ownership of `err_box[0]` (may be NULL).
+local function failure(status, err_box)
+  local message = M.status_str(status)
+  if err_box ~= nil and err_box[0] ~= nil then
+    message = message .. ": " .. ffi.string(C.pgate_error_message(err_box[0]))
+    C.pgate_error_free(err_box[0])
+    err_box[0] = nil
+  end
+  return nil, message, status
+end
+
+-- Runs a cold call `fn(gate, ..., err)` that reports failures in an error object.
+local function explained(fn, ...)
+  local err = ffi.new("pgate_error *[1]")
+  local n = select("#", ...)
+  local args = { ... }
+  args[n + 1] = err
+  local status = fn(unpack(args, 1, n + 1))
+  if status ~= M.OK then
+    return failure(status, err)
+  end
+  return true
+end
+
+-- Reads a string through the NULL-then-exact-size protocol.
+local function read_text(fn, gate)
+  local len = ffi.new("size_t[1]")
+  local status = fn(gate, nil, 0, len)
+  if status ~= M.BUFFER_TOO_SMALL then
+    return failure(status)
+  end
+  local cap = len[0] + 1
+  local buf = ffi.new("char[?]", cap)
+  status = fn(gate, buf, cap, len)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return ffi.string(buf, len[0])
+end
+
+local Gate = {}
+Gate.__index = Gate
+
+--- Creates a gate from a JSON PromotionConfig and a JSON SloConfig (either may be nil for the
+--- defaults). Returns the gate, or nil, message, status. The gate is freed by the garbage
+--- collector, or at once by gate:free().
+function M.new(config_json, slo_json)
+  local c = lib()
+  local out = ffi.new("pgate_gate *[1]")
+  local err = ffi.new("pgate_error *[1]")
+  local status = c.pgate_gate_new(config_json, config_json and #config_json or 0,
+                                  slo_json, slo_json and #slo_json or 0, out, err)
+  if status ~= M.OK then
+    return failure(status, err)
+  end
+  local self = setmetatable({
+    handle = ffi.gc(out[0], c.pgate_gate_free),
+    health_buf = ffi.new("pgate_health[1]"),
+    len_buf = ffi.new("size_t[1]"),
+    name_buf = ffi.new("const char *[1]"),
+    recorded_buf = ffi.new("pgate_recorded[1]"),
+    bool_buf = ffi.new("bool[1]"),
+  }, Gate)
+  return self
+end
+
+--- Frees the gate now. No other call may be in flight on it (decisions routed by it become
+--- useless). Calling it twice is harmless.
+function Gate:free()
+  if self.handle ~= nil then
+    local handle = ffi.gc(self.handle, nil)
+    self.handle = nil
+    C.pgate_gate_free(handle)
+  end
+end
+
+--- Routes a request id (a Lua string: any bytes). Writes into `out` (a pgate_decision cdata,
+--- to reuse across requests) or a new one; returns it, or nil, message, status.
+function Gate:route(id, out)
+  out = out or ffi.new("pgate_decision")
+  local status = C.pgate_route(self.handle, id, #id, out)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return out
+end
+
+--- Records the outcome of a request routed by `decision`; returns "counted", "late" or
+--- "foreign", or nil, message, status.
+function Gate:record(decision, success, latency_ns)
+  local status = C.pgate_record(self.handle, decision, success, latency_ns, self.recorded_buf)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return M.recorded[tonumber(self.recorded_buf[0])]
+end
+
+--- Records by id (routed again under the current snapshot); prefer Gate:record.
+function Gate:record_by_id(id, success, latency_ns)
+  local status = C.pgate_record_by_id(self.handle, id, #id, success, latency_ns,
+                                      self.recorded_buf)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return M.recorded[tonumber(self.recorded_buf[0])]
+end
+
+--- The names of the flags on for a decision, as a list of Lua strings (byte order).
+function Gate:flags(decision)
+  local status = C.pgate_flag_set_len(self.handle, decision.flag_set, self.len_buf)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  local names = {}
+  for i = 0, tonumber(self.len_buf[0]) - 1 do
+    status = C.pgate_flag_set_name(self.handle, decision.flag_set, i, self.name_buf, self.len_buf)
+    if status ~= M.OK then
+      return failure(status)
+    end
+    names[#names + 1] = ffi.string(self.name_buf[0], self.len_buf[0])
+  end
+  return names
+end
+
+--- Judges the canary now (may roll it back, like the Rust monitor_canary_health) and returns
+--- its health as a table with the evidence line, or nil, message, status.
+function Gate:health()
+  local h = self.health_buf
+  local cap = 1024
+  local evidence = ffi.new("char[?]", cap)
+  local status = C.pgate_monitor_health(self.handle, h, evidence, cap, self.len_buf)
+  if status == M.BUFFER_TOO_SMALL then -- judged again with room for the whole line
+    cap = self.len_buf[0] + 1
+    evidence = ffi.new("char[?]", cap)
+    status = C.pgate_monitor_health(self.handle, h, evidence, cap, self.len_buf)
+  end
+  if status ~= M.OK then
+    return failure(status)
+  end
+  h = h[0]
+  return {
+    stage = tonumber(h.stage),
+    environment = M.environments[tonumber(h.environment)],
+    traffic_percent = h.traffic_percent,
+    canary_requests = tonumber(h.canary_requests),
+    production_requests = tonumber(h.production_requests),
+    canary_error_rate = h.canary_error_rate,
+    production_error_rate = h.production_error_rate,
+    canary_p99_ms = tonumber(h.canary_p99_ns) / 1e6,
+    production_p99_ms = tonumber(h.production_p99_ns) / 1e6,
+    canary_compliance = h.canary_compliance,
+    health_score = h.health_score,
+    recommendation = M.recommendations[tonumber(h.recommendation)],
+    rules_fired = tonumber(h.rules_fired),
+    sufficient_data = h.sufficient_data,
+    evidence = ffi.string(evidence, self.len_buf[0]),
+  }
+end
+
+--- Whether the version under judgement meets its SLO (false with too little data).
+function Gate:check_slo()
+  local status = C.pgate_check_slo(self.handle, self.bool_buf)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return self.bool_buf[0]
+end
+
+--- Promotes to "canary" (with traffic_percent), "staging" or "production".
+function Gate:promote(environment, traffic_percent)
+  local number = M.environments[environment]
+  if type(number) ~= "number" then
+    return nil, "unknown environment " .. tostring(environment), 2
+  end
+  return explained(C.pgate_promote, self.handle, number, traffic_percent or 0)
+end
+
+function Gate:rollback(reason)
+  return explained(C.pgate_rollback, self.handle, reason, #reason)
+end
+
+function Gate:enable_feature(name)
+  return explained(C.pgate_enable_feature, self.handle, name, #name)
+end
+
+function Gate:disable_feature(name)
+  return explained(C.pgate_disable_feature, self.handle, name, #name)
+end
+
+function Gate:is_feature_enabled(name)
+  local status = C.pgate_is_feature_enabled(self.handle, name, #name, self.bool_buf)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return self.bool_buf[0]
+end
+
+function Gate:swap_config(json)
+  return explained(C.pgate_swap_config, self.handle, json, #json)
+end
+
+function Gate:config_json()
+  return read_text(C.pgate_config_json, self.handle)
+end
+
+function Gate:rollback_history_json()
+  return read_text(C.pgate_rollback_history_json, self.handle)
+end
+
+return M

@@ -1,0 +1,149 @@
+-- Tests of the LuaJIT module. Usage: luajit test.lua ROUTING_TSV
+-- (ROUTING_TSV: tests/vectors/routing.json converted by bindings/c/vectors_tsv.py; test.sh
+-- makes it and sets PGATE_LIB.) Ends with "N passed, M failed"; exits 1 on any failure.
+
+package.path = arg[0]:gsub("[^/]*$", "") .. "?.lua;" .. package.path
+local pg = require("promotion_gates")
+
+local passed, failed = 0, 0
+
+local function check(ok, what)
+  if ok then
+    passed = passed + 1
+  else
+    failed = failed + 1
+    io.stderr:write("FAILED: ", what, " (", debug.getinfo(2, "l").currentline, ")\n")
+  end
+  return ok
+end
+
+local function from_hex(hex)
+  return (hex:gsub("%x%x", function(byte) return string.char(tonumber(byte, 16)) end))
+end
+
+local function test_vectors(path)
+  local count = 0
+  for line in io.lines(path) do
+    local name, salt, id_hex, percent, bucket, threshold, is_canary =
+      line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([01])$")
+    if check(name ~= nil, "malformed vector line " .. (count + 1)) then
+      count = count + 1
+      local config = '{"salt": "' .. salt:gsub('[\\"]', "\\%0") .. '"}'
+      local gate = assert(pg.new(config))
+      local ok, err = gate:promote("canary", tonumber(percent))
+      local d = ok and gate:route(from_hex(id_hex))
+      check(d and d.bucket == tonumber(bucket) and d.threshold == tonumber(threshold)
+              and d.is_canary == (is_canary == "1") and d.traffic_percent == tonumber(percent),
+            string.format("vector %s: %s bucket %s threshold %s is_canary %s", name,
+                          tostring(err), d and d.bucket, d and d.threshold,
+                          d and tostring(d.is_canary)))
+      gate:free()
+    end
+  end
+  check(count >= 100, "only " .. count .. " vectors")
+  print("routing vectors: " .. count .. " routed")
+end
+
+local function find_id(gate, canary)
+  for i = 0, 100000 do
+    local id = "user-" .. i
+    local d = gate:route(id)
+    if d.is_canary == canary then
+      return id, d
+    end
+  end
+end
+
+local function test_wrappers()
+  check(pg.version():match("^%d+%.%d+%.%d+") ~= nil, "version")
+  check(pg.status_str(6) == "PGATE_STATUS_SLO_NOT_MET", "status_str")
+  check(pg.status_str(99) == "PGATE_STATUS_UNKNOWN", "status_str unknown")
+
+  local none, message, status = pg.new('{"slo_treshold": 0.9}')
+  check(none == nil and status == 4 and message:find("slo_treshold", 1, true), "unknown field")
+
+  local gate = assert(pg.new(
+    '{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["new_api", "beta"]}',
+    '{"min_samples": 10}'))
+  local _, canary = find_id(gate, true)
+  local flags = gate:flags(canary)
+  check(#flags == 2 and flags[1] == "beta" and flags[2] == "new_api", "canary flags")
+  local _, stable = find_id(gate, false)
+  check(#gate:flags(stable) == 0, "stable flags")
+
+  -- Route into a reused decision; ids are bytes, NULs included.
+  local reused = gate:route("a\0b")
+  check(gate:route("a\0b", reused) == reused and reused.bucket ~= gate:route("a").bucket,
+        "ids with NUL bytes")
+
+  check(gate:record(canary, true, 2e6) == "counted", "record")
+  check(gate:record_by_id("someone", true, 2e6) == "counted", "record_by_id")
+  local h = gate:health()
+  check(h.environment == "canary" and h.canary_requests >= 1 and not h.sufficient_data
+          and h.recommendation == "monitor" and h.evidence:find("min_samples 10", 1, true),
+        "health without enough data")
+  check(gate:check_slo() == false, "check_slo without data")
+
+  local ok
+  ok, message, status = gate:promote("canary", 75)
+  check(ok == nil and status == 7 and message:find("not enough data", 1, true), "gated ramp")
+  ok, message, status = gate:promote("canary", 0 / 0)
+  check(ok == nil and status == 3 and message:find("environment.traffic_percent", 1, true), "NaN")
+  ok, message, status = gate:promote("testing")
+  check(ok == nil and status == 2, "unknown environment name")
+
+  for i = 1, 400 do
+    gate:record(gate:route("feed-" .. i), true, 1e6)
+  end
+  h = gate:health()
+  check(h.sufficient_data and h.recommendation == "healthy" and h.health_score == 1, "healthy")
+  check(gate:check_slo() == true, "check_slo with data")
+  check(gate:promote("canary", 75) == true, "ramp up with data")
+
+  check(gate:enable_feature("dark_mode") == true and gate:is_feature_enabled("dark_mode"), "enable")
+  check(gate:disable_feature("dark_mode") == true and not gate:is_feature_enabled("dark_mode"),
+        "disable")
+  ok, message, status = gate:disable_feature("dark_mode")
+  check(ok == nil and status == 10, "disable twice")
+  ok, _, status = gate:enable_feature("\255")
+  check(ok == nil and status == 2, "flag name not UTF-8")
+
+  check(gate:rollback("lua test") == true, "rollback")
+  local history = gate:rollback_history_json()
+  check(history:find('"reason":"lua test"', 1, true) and history:find('"trigger":"manual"', 1, true)
+          and history:find('"trigger":"flag_disabled"', 1, true), "history")
+  check(gate:route("x").environment == 2, "rolled back to production")
+
+  local config = gate:config_json()
+  check(config:find('"environment":"production"', 1, true), "config_json")
+  ok, message, status = gate:swap_config('{"slo_threshold": 7}')
+  check(ok == nil and status == 3 and message:find("slo_threshold", 1, true), "bad swap")
+  check(gate:config_json() == config, "a refused swap changes nothing")
+  check(gate:swap_config('{"gate": "search"}') == true and gate:config_json():find('"search"'),
+        "swap")
+
+  -- After free, calls see a NULL handle: an error, never a use after free.
+  gate:free()
+  gate:free()
+  _, _, status = gate:route("x")
+  check(status == 1, "route after free")
+  _, _, status = gate:promote("canary", 5)
+  check(status == 1, "promote after free")
+
+  -- A gate left to the garbage collector is freed by its finalizer.
+  for _ = 1, 50 do
+    pg.new()
+  end
+  collectgarbage()
+  collectgarbage()
+end
+
+if not arg[1] then
+  io.stderr:write("usage: luajit test.lua ROUTING_TSV\n")
+  os.exit(2)
+end
+print("promotion-gates " .. pg.version() .. " on " .. jit.version)
+test_vectors(arg[1])
+test_wrappers()
+print(string.format("%d passed, %d failed", passed, failed))
+os.exit(failed == 0 and 0 or 1)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the library and runs the LuaJIT module's tests (all routing vectors, the wrappers).
+# Installs luajit with apt-get if it is missing. Run from anywhere.
+set -euo pipefail
+cd "$(dirname "$0")/../.." # the repository root; every path below is relative to it
+
+command -v luajit >/dev/null ||
+  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y luajit)
+
+echo "== cargo build --release --lib"
+cargo build --release --lib
+lib=$(realpath -m "${CARGO_TARGET_DIR:-target}/release/libpromotion_gates.so")
+
+# The same line format the C tests read (see bindings/c/README.md).
+mkdir -p bindings/lua/build
+python3 bindings/c/vectors_tsv.py tests/vectors/routing.json >bindings/lua/build/routing.tsv
+
+echo "== luajit test.lua"
+PGATE_LIB="$lib" luajit bindings/lua/test.lua bindings/lua/build/routing.tsv
