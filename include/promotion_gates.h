@@ -394,8 +394,10 @@ pgate_status pgate_gate_new(const uint8_t *config_json,
                             struct pgate_error **err);
 
 /**
- * Frees a gate. NULL is accepted. A handle that is not a live gate (freed already) is
- * refused with `PGATE_STATUS_INVALID_HANDLE` and nothing is freed.
+ * Frees a gate. NULL is accepted. A handle that is not a live gate is refused with
+ * `PGATE_STATUS_INVALID_HANDLE` and nothing is freed. Liveness is tracked by address, so a
+ * stale handle whose address a newer gate now has cannot be told apart: the check is a
+ * debugging aid, not a guarantee.
  *
  * No other call may be in flight on the gate, and decisions and flag names read from it
  * become invalid.
@@ -431,6 +433,18 @@ pgate_status pgate_swap_config(const struct pgate_gate *gate,
                                const uint8_t *json,
                                size_t len,
                                struct pgate_error **err);
+
+/**
+ * Writes where the gate stands: its environment, canary share (100 in Staging, 0 in
+ * Production) and stage. Reads the current snapshot only: no judging, no side effect.
+ *
+ * # Safety
+ * `gate` must be a live gate; the three outputs valid for writes.
+ */
+pgate_status pgate_state(const struct pgate_gate *gate,
+                         pgate_environment *environment,
+                         double *traffic_percent,
+                         uint64_t *stage);
 
 /**
  * The library's version, e.g. `"0.1.0"`: a static string the caller must not free.
@@ -554,7 +568,9 @@ pgate_status pgate_route(const struct pgate_gate *gate,
 
 /**
  * Records the outcome of a request routed by `*decision`: whether it succeeded and its
- * latency in nanoseconds. If `recorded` is not NULL it receives what happened to the
+ * latency in nanoseconds. Only `stage` and `is_canary` (any non-zero byte is true) are read,
+ * so a decision copied or built by the caller is safe; one whose stage is newer than the
+ * gate's is refused as `PGATE_RECORDED_FOREIGN`. If `recorded` is not NULL it receives what happened to the
  * outcome. Lock-free; allocation-free after the calling thread's first record. May run the
  * judge and roll a failing canary back (see the Rust docs of `record_outcome`).
  *

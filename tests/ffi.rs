@@ -217,3 +217,64 @@ fn health_and_rollback_through_the_abi() {
         assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
     }
 }
+
+#[test]
+fn a_decision_built_by_the_caller_is_read_safely() {
+    let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 100}}}"#);
+    // SAFETY: the decision is built from raw bytes as a C caller might (invalid bool and enum
+    // values included); the library must read only its stage and canary byte as integers.
+    unsafe {
+        let mut d = std::mem::zeroed::<pgate_decision>();
+        assert_eq!(
+            pgate_route(gate, b"a".as_ptr(), 1, &mut d),
+            pgate_status::Ok
+        );
+        let mut raw = std::mem::MaybeUninit::<pgate_decision>::zeroed();
+        let bytes = raw.as_mut_ptr().cast::<u8>();
+        std::ptr::copy_nonoverlapping(
+            (&raw const d).cast::<u8>(),
+            bytes,
+            std::mem::size_of::<pgate_decision>(),
+        );
+        let base = raw.as_ptr() as usize;
+        let env_at = std::ptr::addr_of!((*raw.as_ptr()).environment) as usize - base;
+        let canary_at = std::ptr::addr_of!((*raw.as_ptr()).is_canary) as usize - base;
+        bytes.add(env_at).cast::<u32>().write_unaligned(7);
+        bytes.add(canary_at).write(2);
+        let mut recorded = pgate_recorded::Late;
+        assert_eq!(
+            pgate_record(gate, raw.as_ptr(), true, 10, &mut recorded),
+            pgate_status::Ok
+        );
+        assert_eq!(recorded, pgate_recorded::Counted);
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+    }
+}
+
+#[test]
+fn a_refused_health_call_judges_nothing() {
+    let gate = new_gate(
+        r#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": true}"#,
+    );
+    // SAFETY: live gate; the oversized capacity is refused before any memory is touched.
+    unsafe {
+        let mut h = std::mem::zeroed::<pgate_health>();
+        let mut buf = [0u8; 8];
+        let mut len = 0;
+        let status =
+            pgate_monitor_health(gate, &mut h, buf.as_mut_ptr().cast(), usize::MAX, &mut len);
+        assert_eq!(status, pgate_status::InvalidArgument);
+        assert_eq!(h.stage, 0, "output written on failure");
+        let (mut env, mut pct, mut stage) = (pgate_environment::Production, 0.0, 0);
+        assert_eq!(
+            pgate_state(gate, &mut env, &mut pct, &mut stage),
+            pgate_status::Ok
+        );
+        assert_eq!((env, pct, stage), (pgate_environment::Canary, 100.0, 1));
+        assert_eq!(
+            pgate_state(gate, null_mut(), &mut pct, &mut stage),
+            pgate_status::NullPointer
+        );
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+    }
+}

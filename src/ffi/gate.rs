@@ -106,8 +106,10 @@ pub unsafe extern "C" fn pgate_gate_new(
     })
 }
 
-/// Frees a gate. NULL is accepted. A handle that is not a live gate (freed already) is
-/// refused with `PGATE_STATUS_INVALID_HANDLE` and nothing is freed.
+/// Frees a gate. NULL is accepted. A handle that is not a live gate is refused with
+/// `PGATE_STATUS_INVALID_HANDLE` and nothing is freed. Liveness is tracked by address, so a
+/// stale handle whose address a newer gate now has cannot be told apart: the check is a
+/// debugging aid, not a guarantee.
 ///
 /// No other call may be in flight on the gate, and decisions and flag names read from it
 /// become invalid.
@@ -174,6 +176,40 @@ pub unsafe extern "C" fn pgate_swap_config(
         let doc = unsafe { text(json, len, "config") }?;
         let config = PromotionConfig::from_json(doc)?;
         gate.manager.swap_config(config)?;
+        Ok(())
+    })
+}
+
+/// Writes where the gate stands: its environment, canary share (100 in Staging, 0 in
+/// Production) and stage. Reads the current snapshot only: no judging, no side effect.
+///
+/// # Safety
+/// `gate` must be a live gate; the three outputs valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_state(
+    gate: *const pgate_gate,
+    environment: *mut super::route::pgate_environment,
+    traffic_percent: *mut f64,
+    stage: *mut u64,
+) -> pgate_status {
+    guard(|| {
+        if environment.is_null() || traffic_percent.is_null() || stage.is_null() {
+            return Err(pgate_status::NullPointer);
+        }
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        let env = gate.manager.environment();
+        let percent = match env {
+            crate::Environment::Canary { traffic_percent } => traffic_percent,
+            crate::Environment::Staging => 100.0,
+            crate::Environment::Production => 0.0,
+        };
+        // SAFETY: all three are non-NULL and valid for writes (caller's contract).
+        unsafe {
+            environment.write(env.into());
+            traffic_percent.write(percent);
+            stage.write(gate.manager.stage().get());
+        }
         Ok(())
     })
 }

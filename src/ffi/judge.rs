@@ -110,11 +110,15 @@ pub unsafe extern "C" fn pgate_monitor_health(
     evidence_len: *mut usize,
 ) -> pgate_status {
     guard(|| {
-        // SAFETY: the caller keeps the gate alive during the call.
-        let gate = unsafe { cold(gate) }?;
+        // Every argument is checked before the judge runs: a refused call changes nothing.
         if out.is_null() || (!evidence.is_null() && evidence_len.is_null()) {
             return Err(pgate_status::NullPointer);
         }
+        if evidence_cap > isize::MAX as usize {
+            return Err(pgate_status::InvalidArgument);
+        }
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
         let h = gate.manager.monitor_canary_health();
         let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let health = pgate_health {

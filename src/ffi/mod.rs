@@ -31,7 +31,7 @@ mod status;
 
 pub use error::{pgate_error, pgate_error_free, pgate_error_message, pgate_error_status};
 pub use gate::{
-    pgate_config_json, pgate_gate, pgate_gate_free, pgate_gate_new, pgate_swap_config,
+    pgate_config_json, pgate_gate, pgate_gate_free, pgate_gate_new, pgate_state, pgate_swap_config,
     pgate_version,
 };
 pub use judge::{

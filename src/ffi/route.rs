@@ -109,7 +109,9 @@ pub unsafe extern "C" fn pgate_route(
 }
 
 /// Records the outcome of a request routed by `*decision`: whether it succeeded and its
-/// latency in nanoseconds. If `recorded` is not NULL it receives what happened to the
+/// latency in nanoseconds. Only `stage` and `is_canary` (any non-zero byte is true) are read,
+/// so a decision copied or built by the caller is safe; one whose stage is newer than the
+/// gate's is refused as `PGATE_RECORDED_FOREIGN`. If `recorded` is not NULL it receives what happened to the
 /// outcome. Lock-free; allocation-free after the calling thread's first record. May run the
 /// judge and roll a failing canary back (see the Rust docs of `record_outcome`).
 ///
@@ -127,12 +129,26 @@ pub unsafe extern "C" fn pgate_record(
     guard(|| {
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { hot(gate) }?;
-        // SAFETY: decision is NULL or valid for a read (caller's contract). The struct's bool
-        // and enum fields were written by pgate_route, so they hold valid values.
-        let decision = unsafe { decision.as_ref() }.ok_or(pgate_status::NullPointer)?;
+        if decision.is_null() {
+            return Err(pgate_status::NullPointer);
+        }
+        // The decision may have been copied or built by the caller, so its `bool` and enum
+        // fields are not trusted to hold valid values: only the stage and the canary byte are
+        // read, as plain integers.
+        // SAFETY: decision is non-NULL and valid for a read of a pgate_decision (caller's
+        // contract); addr_of! takes the fields' addresses without making a reference, and u64
+        // and u8 accept every bit pattern.
+        let (stage, canary_byte) = unsafe {
+            (
+                std::ptr::addr_of!((*decision).stage).read_unaligned(),
+                std::ptr::addr_of!((*decision).is_canary)
+                    .cast::<u8>()
+                    .read(),
+            )
+        };
         let outcome = gate.manager.record_for(
-            StageId(decision.stage),
-            decision.is_canary,
+            StageId(stage),
+            canary_byte != 0,
             success,
             Duration::from_nanos(latency_ns),
         );
