@@ -1,0 +1,39 @@
+"""Python binding of promotion-gates: deterministic canary routing and promotion gates.
+
+A :class:`Gate` routes each request id to the canary or the stable version (the same id always
+to the same side, by the formula in :mod:`promotion_gates.formula`), records outcomes, judges
+the canary against its SLO, rolls a failing canary back, and moves a release through
+Canary -> Staging -> Production behind gates::
+
+    from promotion_gates import Gate, Environment
+
+    with Gate({"environment": {"canary": {"traffic_percent": 10}}, "gate": "checkout"}) as gate:
+        decision = gate.route("user-42")
+        upstream = "canary" if decision.is_canary else "stable"
+        gate.record(decision, success=True, latency_s=0.012)
+        print(gate.health().recommendation)
+
+The library is loaded with ``ctypes`` on first use: from ``$PROMOTION_GATES_LIBRARY``, else
+the repository's ``target/release``, else the system loader. A ``Gate`` may be shared by
+threads (see :mod:`promotion_gates.gate`); failures raise :class:`PromotionGatesError`
+subclasses (see :mod:`promotion_gates.errors`).
+"""
+
+from . import decision, errors, gate, judge
+from ._ffi import LibraryNotFoundError, Status, library_path
+from .decision import *  # noqa: F403
+from .errors import *  # noqa: F403
+from .gate import *  # noqa: F403
+from .judge import *  # noqa: F403
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LibraryNotFoundError",
+    "Status",
+    "library_path",
+    *decision.__all__,
+    *errors.__all__,
+    *gate.__all__,
+    *judge.__all__,
+]

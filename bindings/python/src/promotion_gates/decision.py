@@ -1,0 +1,115 @@
+"""Routing values: where a gate stands (:class:`Environment`, :class:`State`), one request's
+:class:`Decision`, and what happened to a recorded outcome (:class:`Recorded`)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from . import _ffi
+
+__all__ = ["Decision", "Environment", "Recorded", "State"]
+
+
+class Environment(enum.IntEnum):
+    """Where a gate stands (``enum pgate_environment``)."""
+
+    #: ``traffic_percent`` % of requests go to the new version.
+    CANARY = 0
+    #: All requests go to the new version, every flag on.
+    STAGING = 1
+    #: All requests go to the stable version.
+    PRODUCTION = 2
+
+
+class Recorded(enum.IntEnum):
+    """What happened to a recorded outcome (``enum pgate_recorded``)."""
+
+    #: Counted for its stage and cohort.
+    COUNTED = 0
+    #: Its stage had ended on this thread (a promotion or rollback came between): dropped.
+    LATE = 1
+    #: Its stage is newer than the gate's (not a decision of this gate): dropped.
+    FOREIGN = 2
+
+
+_ENVIRONMENTS = tuple(Environment)
+_RECORDED = tuple(Recorded)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One routing decision. Pass it back unchanged to :meth:`Gate.record
+    <promotion_gates.Gate.record>` so the outcome counts for the stage and cohort it was
+    routed in.
+
+    ``is_canary`` is ``bucket < threshold``; ``threshold`` is ``traffic_percent`` in buckets
+    of 0.00001 % (see :mod:`promotion_gates.formula`).
+    """
+
+    #: Whether the request goes to the new (canary) version.
+    is_canary: bool
+    #: The environment at routing time.
+    environment: Environment
+    #: The canary share at routing time (100 in Staging, 0 in Production).
+    traffic_percent: float
+    #: The request's bucket, ``0 ..= 9_999_999``.
+    bucket: int
+    #: Requests with a bucket below this go to the new version, ``0 ..= 10_000_000``.
+    threshold: int
+    #: The release stage the request was routed in.
+    stage: int
+    #: The number of the flag set on for this request (read it with ``Gate.features``).
+    flag_set: int
+    # The C struct the library wrote, passed back as is by `Gate.record` (no re-packing).
+    # Not an __init__ argument, so `dataclasses.replace` yields a decision without it, and
+    # `Gate.record` packs that one from the fields.
+    _raw: _ffi.pgate_decision | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
+
+    @classmethod
+    def _from_c(cls, raw: _ffi.pgate_decision) -> Decision:
+        decision = cls(
+            raw.is_canary,
+            _ENVIRONMENTS[raw.environment],
+            raw.traffic_percent,
+            raw.bucket,
+            raw.threshold,
+            raw.stage,
+            raw.flag_set,
+        )
+        object.__setattr__(decision, "_raw", raw)
+        return decision
+
+    def _to_c(self) -> _ffi.pgate_decision:
+        if self._raw is not None:
+            return self._raw
+        # The library reads the struct as a Rust value: an environment outside the enum
+        # would be undefined behaviour there, so it is checked here (ValueError).
+        return _ffi.pgate_decision(
+            stage=self.stage,
+            traffic_percent=self.traffic_percent,
+            bucket=self.bucket,
+            threshold=self.threshold,
+            flag_set=self.flag_set,
+            environment=int(Environment(self.environment)),
+            is_canary=bool(self.is_canary),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Where a gate stands now (``pgate_state``): read without judging, no side effect."""
+
+    #: The gate's environment.
+    environment: Environment
+    #: The canary share (100 in Staging, 0 in Production).
+    traffic_percent: float
+    #: The current release stage (a new one at every promotion, rollback or config swap).
+    stage: int
+
+
+def recorded(value: int) -> Recorded:
+    """The :class:`Recorded` of a ``pgate_recorded`` value."""
+    return _RECORDED[value]

@@ -1,0 +1,195 @@
+"""Exceptions, one class per concern, and ``_check``: the one place status codes become them.
+
+Every exception carries ``.status`` (a :class:`Status`) and ``.message`` (the library's
+message, which names the field or operation and the refused value). The hierarchy::
+
+    PromotionGatesError
+    ├── InvalidArgumentError (ValueError)    INVALID_ARGUMENT, e.g. a name that is not UTF-8
+    ├── NullPointerError                     NULL_POINTER (a bug of this binding)
+    ├── InvalidConfigError (ValueError)      INVALID_CONFIG: a config value was refused
+    ├── InvalidJsonError (ValueError)        INVALID_JSON: a document could not be parsed
+    ├── InvalidPromotionError                INVALID_PROMOTION: no such path
+    │   └── AlreadyThereError                ALREADY_THERE
+    ├── PromotionRefusedError                the gate refused a gated promotion
+    │   ├── SloNotMetError                   SLO_NOT_MET
+    │   └── InsufficientDataError            INSUFFICIENT_DATA
+    ├── FlagError
+    │   ├── InvalidFlagError (ValueError)    INVALID_FLAG
+    │   └── FlagNotEnabledError              FLAG_NOT_ENABLED
+    ├── RollbackRefusedError                 ROLLBACK_REFUSED
+    ├── InvalidHandleError                   INVALID_HANDLE
+    │   └── GateClosedError                  the Gate was closed (raised by this binding)
+    ├── BufferTooSmallError                  BUFFER_TOO_SMALL (handled inside the binding)
+    ├── IndexOutOfRangeError (IndexError)    INDEX_OUT_OF_RANGE
+    └── PanicError                           PANIC: a bug of the library, please report it
+"""
+
+from __future__ import annotations
+
+from ctypes import c_void_p
+
+from ._ffi import Status, lib
+
+__all__ = [
+    "AlreadyThereError",
+    "BufferTooSmallError",
+    "FlagError",
+    "FlagNotEnabledError",
+    "GateClosedError",
+    "IndexOutOfRangeError",
+    "InsufficientDataError",
+    "InvalidArgumentError",
+    "InvalidConfigError",
+    "InvalidFlagError",
+    "InvalidHandleError",
+    "InvalidJsonError",
+    "InvalidPromotionError",
+    "NullPointerError",
+    "PanicError",
+    "PromotionGatesError",
+    "PromotionRefusedError",
+    "RollbackRefusedError",
+    "SloNotMetError",
+]
+
+
+class PromotionGatesError(Exception):
+    """A call into promotion-gates failed: ``.status`` says how, ``.message`` says why."""
+
+    #: The status the library returned (a :class:`Status` unless the library is newer).
+    status: Status | int
+    #: The library's message (or the status's name when it gave none).
+    message: str
+
+    def __init__(self, status: Status | int, message: str) -> None:
+        name = status.name if isinstance(status, Status) else f"status {status}"
+        super().__init__(f"{message} ({name})")
+        self.status = status
+        self.message = message
+
+
+class InvalidArgumentError(PromotionGatesError, ValueError):
+    """An argument is out of range: an unknown enum value, a name that is not UTF-8."""
+
+
+class NullPointerError(PromotionGatesError):
+    """The library was handed a NULL pointer: a bug of this binding, please report it."""
+
+
+class InvalidConfigError(PromotionGatesError, ValueError):
+    """A config value was refused by validation; the message names the field and value."""
+
+
+class InvalidJsonError(PromotionGatesError, ValueError):
+    """A JSON document could not be parsed (or has an unknown field); the message says where."""
+
+
+class InvalidPromotionError(PromotionGatesError):
+    """The promotion path does not exist in the release state machine."""
+
+
+class AlreadyThereError(InvalidPromotionError):
+    """The gate is already in the requested environment."""
+
+
+class PromotionRefusedError(PromotionGatesError):
+    """A gated promotion was refused by the judge; nothing changed (the message has evidence)."""
+
+
+class SloNotMetError(PromotionRefusedError):
+    """The gated promotion was refused: the new version is not compliant."""
+
+
+class InsufficientDataError(PromotionRefusedError):
+    """The gated promotion was refused: not enough data to judge yet."""
+
+
+class FlagError(PromotionGatesError):
+    """A feature flag operation was refused."""
+
+
+class InvalidFlagError(FlagError, ValueError):
+    """A feature flag name is invalid (empty, too long, whitespace or control characters)."""
+
+
+class FlagNotEnabledError(FlagError):
+    """The flag to disable is not enabled."""
+
+
+class RollbackRefusedError(PromotionGatesError):
+    """A rollback was asked for in Production, or without a reason."""
+
+
+class InvalidHandleError(PromotionGatesError):
+    """The handle is not a live gate."""
+
+
+class GateClosedError(InvalidHandleError):
+    """The :class:`~promotion_gates.Gate` was closed; it cannot be used any more."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(Status.INVALID_HANDLE, f"{operation} on a closed Gate")
+
+
+class BufferTooSmallError(PromotionGatesError):
+    """An output buffer was too small (the binding retries; seen only if it keeps growing)."""
+
+
+class IndexOutOfRangeError(PromotionGatesError, IndexError):
+    """An index is beyond the end of a list."""
+
+
+class PanicError(PromotionGatesError):
+    """The library panicked; the call had no effect that can be relied on. A bug: report it."""
+
+
+_BY_STATUS: dict[Status, type[PromotionGatesError]] = {
+    Status.NULL_POINTER: NullPointerError,
+    Status.INVALID_ARGUMENT: InvalidArgumentError,
+    Status.INVALID_CONFIG: InvalidConfigError,
+    Status.INVALID_JSON: InvalidJsonError,
+    Status.INVALID_PROMOTION: InvalidPromotionError,
+    Status.SLO_NOT_MET: SloNotMetError,
+    Status.INSUFFICIENT_DATA: InsufficientDataError,
+    Status.ALREADY_THERE: AlreadyThereError,
+    Status.INVALID_FLAG: InvalidFlagError,
+    Status.FLAG_NOT_ENABLED: FlagNotEnabledError,
+    Status.ROLLBACK_REFUSED: RollbackRefusedError,
+    Status.BUFFER_TOO_SMALL: BufferTooSmallError,
+    Status.INVALID_HANDLE: InvalidHandleError,
+    Status.PANIC: PanicError,
+    Status.INDEX_OUT_OF_RANGE: IndexOutOfRangeError,
+}
+
+
+def error_class(status: Status) -> type[PromotionGatesError]:
+    """The exception class raised for a (non-OK) status."""
+    return _BY_STATUS.get(status, PromotionGatesError)
+
+
+def _check(status: int, err: c_void_p | None = None) -> None:
+    """Raises the exception of ``status`` unless it is OK; always frees the error object.
+
+    ``err`` is the ``pgate_error *`` a cold-path call wrote (or ``None`` for calls without
+    one). Its message is copied before it is freed; without one, the status's name is the
+    message.
+    """
+    c = lib()
+    message = ""
+    if err is not None and err.value:
+        try:
+            message = (c.pgate_error_message(err) or b"").decode("utf-8", "replace")
+        finally:
+            c.pgate_error_free(err)
+            err.value = None
+    if status == Status.OK:
+        return
+    try:
+        known = Status(status)
+    except ValueError:
+        raise PromotionGatesError(
+            status, message or f"unknown status {status} from the library (a newer ABI?)"
+        ) from None
+    if not message:
+        message = (c.pgate_status_str(status) or b"").decode("ascii", "replace")
+    raise error_class(known)(known, message)

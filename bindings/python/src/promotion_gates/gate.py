@@ -1,0 +1,404 @@
+"""The :class:`Gate`: one promotion gate of the library, owned by a Python object.
+
+Thread safety
+-------------
+A ``Gate`` may be shared by any number of threads: every method may run concurrently with
+every other, except :meth:`Gate.close`. ``ctypes`` releases the GIL for the duration of each
+foreign call, so routing and recording on several threads run in parallel inside the library
+(lock-free; only the Python work around each call is serialized by the GIL). Outcomes are
+tallied per OS thread, so record an outcome on the thread that routed it when you can (an
+outcome recorded after a promotion or rollback is reported as ``Recorded.LATE``).
+
+Close a gate only when no call on it is in flight on another thread (as with ``pgate_gate_free``):
+``close`` makes later calls raise :class:`GateClosedError`, but it cannot wait for a call that
+already started. A ``with`` block whose body joins its worker threads is the simple way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import weakref
+from collections.abc import Mapping
+from ctypes import (
+    byref,
+    c_bool,
+    c_double,
+    c_size_t,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+    create_string_buffer,
+    string_at,
+)
+from types import TracebackType
+from typing import Any
+
+from . import _ffi
+from .decision import Decision, Environment, Recorded, State, recorded
+from .errors import BufferTooSmallError, GateClosedError, InvalidArgumentError, _check
+from .judge import Health, RollbackEvent
+
+__all__ = ["Gate", "version"]
+
+#: First guess for JSON and evidence buffers; grown to the needed length when too small.
+_BUFFER = 4096
+_U64_MAX = (1 << 64) - 1
+
+Config = Mapping[str, Any] | str | bytes
+#: A request id: any bytes (not necessarily UTF-8), or a str routed as its UTF-8 bytes.
+RequestId = bytes | bytearray | memoryview | str
+
+
+def version() -> str:
+    """The library's version, e.g. ``"0.1.0"`` (``pgate_version``)."""
+    return bytes(_ffi.lib().pgate_version() or b"").decode("ascii")
+
+
+def _document(value: Config | None, what: str) -> bytes | None:
+    """A config given as a mapping (dumped to JSON), a JSON string or JSON bytes."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value)).encode("utf-8")
+    raise TypeError(f"{what} must be a dict or a JSON string, not {type(value).__name__}")
+
+
+def _id_bytes(request_id: RequestId) -> bytes:
+    if isinstance(request_id, bytes):
+        return request_id
+    if isinstance(request_id, str):
+        return request_id.encode("utf-8")
+    if isinstance(request_id, (bytearray, memoryview)):
+        return bytes(request_id)
+    raise TypeError(f"a request id is bytes or str, not {type(request_id).__name__}")
+
+
+def _latency_ns(latency_s: float | None, latency_ns: int | None) -> int:
+    if (latency_s is None) == (latency_ns is None):
+        raise TypeError("give exactly one of latency_s and latency_ns")
+    if latency_ns is None:
+        assert latency_s is not None
+        if not math.isfinite(latency_s) or latency_s < 0:
+            raise InvalidArgumentError(
+                _ffi.Status.INVALID_ARGUMENT,
+                f"invalid latency_s = {latency_s!r}: a finite number of seconds >= 0",
+            )
+        latency_ns = round(latency_s * 1e9)
+    if not 0 <= latency_ns <= _U64_MAX:
+        raise InvalidArgumentError(
+            _ffi.Status.INVALID_ARGUMENT,
+            f"invalid latency_ns = {latency_ns!r}: an integer from 0 to 2**64 - 1",
+        )
+    return latency_ns
+
+
+def _free(handle: c_void_p) -> None:
+    """Frees a gate handle (the finalizer of a Gate: runs at most once)."""
+    _check(_ffi.lib().pgate_gate_free(handle))
+
+
+class Gate:
+    """A promotion gate: routes requests to the canary or stable version and judges the canary.
+
+    Args:
+        config: the ``PromotionConfig`` as a dict or JSON (field names as in the Rust API,
+            e.g. ``{"environment": {"canary": {"traffic_percent": 10}}, "gate": "checkout"}``);
+            ``None`` for the defaults (Production, gate ``"default"``).
+        slo: the ``SloConfig`` as a dict or JSON (durations in milliseconds, e.g.
+            ``{"latency_target_ms": 250}``); ``None`` for the defaults.
+
+    Raises:
+        InvalidJsonError: a document could not be parsed, or has an unknown field.
+        InvalidConfigError: a value was refused; the message names the field and value.
+
+    Use it as a context manager, or call :meth:`close`. See the module docs for the
+    thread-safety rules.
+    """
+
+    __slots__ = ("_c", "_handle", "_finalizer", "_flag_names", "__weakref__")
+
+    def __init__(self, config: Config | None = None, slo: Config | None = None) -> None:
+        c = _ffi.lib()
+        config_doc = _document(config, "config")
+        slo_doc = _document(slo, "slo")
+        handle = c_void_p()
+        err = c_void_p()
+        status = c.pgate_gate_new(
+            config_doc,
+            len(config_doc) if config_doc is not None else 0,
+            slo_doc,
+            len(slo_doc) if slo_doc is not None else 0,
+            byref(handle),
+            byref(err),
+        )
+        _check(status, err)
+        self._c = c
+        self._handle: c_void_p | None = handle
+        self._flag_names: dict[int, tuple[str, ...]] = {0: ()}
+        self._finalizer = weakref.finalize(self, _free, handle)
+        # At interpreter exit other threads may still be inside a call: leave the gate be.
+        self._finalizer.atexit = False
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Frees the gate. Idempotent; later calls on it raise :class:`GateClosedError`.
+
+        No call on this gate may be in flight on another thread.
+        """
+        self._handle = None
+        self._finalizer()  # runs `_free` once, however often and from however many threads
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._handle is None
+
+    def __enter__(self) -> Gate:
+        self._live("with")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._handle is None else f"at {self._handle.value:#x}"
+        return f"<promotion_gates.Gate {state}>"
+
+    def _live(self, operation: str) -> c_void_p:
+        handle = self._handle
+        if handle is None:
+            raise GateClosedError(operation)
+        return handle
+
+    # -- the hot path --------------------------------------------------------------------
+
+    def route(self, request_id: RequestId) -> Decision:
+        """Routes a request id (any bytes; a str is encoded as UTF-8). Deterministic.
+
+        Lock-free and allocation-free in the library; the GIL is released during the call.
+        """
+        handle = self._handle
+        if handle is None:
+            raise GateClosedError("route")
+        rid = request_id if type(request_id) is bytes else _id_bytes(request_id)
+        out = _ffi.pgate_decision()
+        status = self._c.pgate_route(handle, rid, len(rid), byref(out))
+        if status:
+            _check(status)
+        return Decision._from_c(out)
+
+    def features(self, decision: Decision) -> tuple[str, ...]:
+        """The feature flags on for a decision of this gate, in byte order."""
+        handle = self._live("features")
+        set_id = decision.flag_set
+        names = self._flag_names.get(set_id)
+        if names is not None:
+            return names
+        c = self._c
+        count = c_size_t()
+        _check(c.pgate_flag_set_len(handle, set_id, byref(count)))
+        name_ptr = c_void_p()
+        length = c_size_t()
+        found = []
+        for index in range(count.value):
+            _check(c.pgate_flag_set_name(handle, set_id, index, byref(name_ptr), byref(length)))
+            found.append(string_at(name_ptr.value or 0, length.value).decode("utf-8"))
+        names = tuple(found)
+        if names:
+            # Sets are interned append-only and never change; an unknown number reads as the
+            # empty set (it may be known later), so only non-empty answers are kept.
+            self._flag_names[set_id] = names
+        return names
+
+    def record(
+        self,
+        decision: Decision,
+        success: bool,
+        latency_s: float | None = None,
+        *,
+        latency_ns: int | None = None,
+    ) -> Recorded:
+        """Records the outcome of a request routed by ``decision``: whether it succeeded and
+        its latency (``latency_s`` seconds, or ``latency_ns`` nanoseconds).
+
+        May run the judge and roll a failing canary back (when ``auto_rollback_enabled``).
+        """
+        handle = self._handle
+        if handle is None:
+            raise GateClosedError("record")
+        ns = _latency_ns(latency_s, latency_ns)
+        what = c_uint32()
+        status = self._c.pgate_record(handle, byref(decision._to_c()), bool(success), ns, byref(what))
+        if status:
+            _check(status)
+        return recorded(what.value)
+
+    def record_by_id(
+        self,
+        request_id: RequestId,
+        success: bool,
+        latency_s: float | None = None,
+        *,
+        latency_ns: int | None = None,
+    ) -> Recorded:
+        """Records an outcome by request id: the id is routed again under the current config.
+
+        Prefer :meth:`record` with the decision the request was routed by.
+        """
+        ns = _latency_ns(latency_s, latency_ns)
+        rid = _id_bytes(request_id)
+        what = c_uint32()
+        status = self._c.pgate_record_by_id(
+            self._live("record_by_id"), rid, len(rid), bool(success), ns, byref(what)
+        )
+        if status:
+            _check(status)
+        return recorded(what.value)
+
+    def state(self) -> State:
+        """Where the gate stands: environment, canary share and stage. No judging."""
+        env = c_uint32()
+        percent = c_double()
+        stage = c_uint64()
+        handle = self._live("state")
+        _check(self._c.pgate_state(handle, byref(env), byref(percent), byref(stage)))
+        return State(Environment(env.value), percent.value, stage.value)
+
+    # -- the judge -----------------------------------------------------------------------
+
+    def health(self) -> Health:
+        """Judges the canary now; rolls it back if a rule fired and ``auto_rollback_enabled``.
+
+        The health returned is the one judged (after an automatic rollback it still shows the
+        canary's numbers and ``Recommendation.ROLLBACK``).
+        """
+        c = self._c
+        handle = self._live("health")
+        out = _ffi.pgate_health()
+        length = c_size_t()
+        cap = _BUFFER
+        for _ in range(8):
+            buf = create_string_buffer(cap)
+            status = c.pgate_monitor_health(handle, byref(out), buf, cap, byref(length))
+            if status != _ffi.Status.BUFFER_TOO_SMALL:
+                _check(status)
+                return Health._from_c(out, buf.raw[: length.value].decode("utf-8", "replace"))
+            # Rare (the evidence is one line): judge again with room for the evidence.
+            cap = length.value + 1
+        raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, "health evidence kept growing")
+
+    def check_slo(self) -> bool:
+        """Whether the version under judgement meets its SLO (False with too little data).
+
+        May roll a failing canary back.
+        """
+        compliant = c_bool()
+        _check(self._c.pgate_check_slo(self._live("check_slo"), byref(compliant)))
+        return compliant.value
+
+    # -- the release ---------------------------------------------------------------------
+
+    def promote(self, environment: Environment, percent: float = 0.0) -> None:
+        """Moves the gate to ``environment`` (``percent`` is read only for a canary).
+
+        Raises:
+            InsufficientDataError, SloNotMetError: a gated move was refused by the judge.
+            InvalidPromotionError: the state machine has no such move
+                (:class:`AlreadyThereError` for the current environment).
+            InvalidConfigError: ``percent`` outside 0..=100 or NaN.
+        """
+        env = Environment(environment)
+        err = c_void_p()
+        status = self._c.pgate_promote(self._live("promote"), int(env), float(percent), byref(err))
+        _check(status, err)
+
+    def rollback(self, reason: str) -> None:
+        """Rolls the release back to Production with a reason (not empty).
+
+        Raises:
+            RollbackRefusedError: the gate is in Production, or the reason is empty.
+        """
+        self._text_call("pgate_rollback", "rollback", reason)
+
+    def enable_feature(self, name: str) -> None:
+        """Turns a release flag on (idempotent). Raises :class:`InvalidFlagError` for a bad name."""
+        self._text_call("pgate_enable_feature", "enable_feature", name)
+
+    def disable_feature(self, name: str) -> None:
+        """Turns a flag off and records it in the rollback history.
+
+        Raises:
+            FlagNotEnabledError: the flag is not on.
+        """
+        self._text_call("pgate_disable_feature", "disable_feature", name)
+
+    def is_feature_enabled(self, name: str) -> bool:
+        """Whether a flag is on for the gate."""
+        raw = name.encode("utf-8")
+        on = c_bool()
+        handle = self._live("is_feature_enabled")
+        _check(self._c.pgate_is_feature_enabled(handle, raw, len(raw), byref(on)))
+        return on.value
+
+    def _text_call(self, function: str, operation: str, text: str) -> None:
+        raw = text.encode("utf-8")
+        err = c_void_p()
+        status = getattr(self._c, function)(self._live(operation), raw, len(raw), byref(err))
+        _check(status, err)
+
+    # -- config and history --------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The current ``PromotionConfig`` as a dict (the JSON form of the Rust API)."""
+        loaded: dict[str, Any] = json.loads(self._json("pgate_config_json", "config"))
+        return loaded
+
+    def swap_config(self, config: Config) -> None:
+        """Replaces the config atomically (hot reload: not gated). On failure nothing changes.
+
+        Raises:
+            InvalidJsonError, InvalidConfigError: as the constructor.
+        """
+        doc = _document(config, "config")
+        assert doc is not None
+        err = c_void_p()
+        status = self._c.pgate_swap_config(self._live("swap_config"), doc, len(doc), byref(err))
+        _check(status, err)
+
+    def rollback_history(self) -> list[RollbackEvent]:
+        """The rollback history, oldest first."""
+        events = json.loads(self._json("pgate_rollback_history_json", "rollback_history"))
+        return [RollbackEvent._from_json(event) for event in events]
+
+    def _json(self, function: str, operation: str) -> str:
+        """Reads a JSON document the library copies out (grows the buffer when too small)."""
+        call = getattr(self._c, function)
+        handle = self._live(operation)
+        length = c_size_t()
+        cap = _BUFFER
+        for _ in range(8):
+            buf = create_string_buffer(cap)
+            status = call(handle, buf, cap, byref(length))
+            if status != _ffi.Status.BUFFER_TOO_SMALL:
+                _check(status)
+                return buf.raw[: length.value].decode("utf-8")
+            cap = length.value + 1
+        raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, f"{operation} kept growing")
+
+    @staticmethod
+    def version() -> str:
+        """The library's version (``pgate_version``)."""
+        return version()

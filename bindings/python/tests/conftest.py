@@ -1,0 +1,43 @@
+"""Shared setup: import the package from this checkout, find the repo, load the vectors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PYTHON_DIR = Path(__file__).resolve().parents[1]
+REPO = PYTHON_DIR.parents[1]
+sys.path.insert(0, str(PYTHON_DIR / "src"))
+
+HEADER = REPO / "include" / "promotion_gates.h"
+VECTORS = REPO / "tests" / "vectors" / "routing.json"
+
+
+def canary(percent: float, **fields: Any) -> dict[str, Any]:
+    """A config dict for a canary at `percent`, with extra fields."""
+    return {"environment": {"canary": {"traffic_percent": percent}}, **fields}
+
+
+def request_id(vector: dict[str, Any]) -> bytes:
+    """A vector's request id, by the rules in the vector file's header."""
+    kinds = [k for k in ("id", "id_hex", "id_rule") if k in vector]
+    assert len(kinds) == 1, f"{vector['name']}: needs exactly one of id, id_hex, id_rule"
+    if "id" in vector:
+        return str(vector["id"]).encode("utf-8")
+    if "id_hex" in vector:
+        return bytes.fromhex(vector["id_hex"])
+    unit = vector["id_rule"]["repeat"].encode("utf-8")
+    length = vector["id_rule"]["length"]
+    return bytes((unit * (length // len(unit) + 1))[:length])
+
+
+@pytest.fixture(scope="session")
+def vector_file() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(VECTORS.read_text(encoding="utf-8"))
+    assert data["header"]["format_version"] == 1, "a new vector format needs a new reader"
+    assert data["vectors"], f"{VECTORS} holds no vectors"
+    return data

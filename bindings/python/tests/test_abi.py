@@ -1,0 +1,197 @@
+"""The ctypes declarations in `_ffi.py` against the header cbindgen wrote from the Rust code.
+
+The header is parsed (enums, struct fields in order, every prototype), and a C program
+compiled with gcc prints each structure's size, alignment and field offsets for comparison
+with ctypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import shutil
+import subprocess
+from ctypes import POINTER, c_bool, c_char, c_char_p, c_double, c_size_t, c_uint32, c_uint64
+from ctypes import c_void_p
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import HEADER
+
+from promotion_gates import Environment, Recommendation, Recorded, Rule, Status, _ffi
+
+STRUCTS = {"pgate_decision": _ffi.pgate_decision, "pgate_health": _ffi.pgate_health}
+
+# The header's C types and the ctypes each must be declared as.
+C_TO_CTYPES: dict[str, Any] = {
+    "void": None,
+    "bool": c_bool,
+    "double": c_double,
+    "uint32_t": c_uint32,
+    "uint64_t": c_uint64,
+    "size_t": c_size_t,
+    "pgate_status": c_uint32,
+    "pgate_environment": c_uint32,
+    "pgate_recommendation": c_uint32,
+    "const char *": c_char_p,
+    "char *": POINTER(c_char),
+    "const uint8_t *": c_char_p,
+    "const uint8_t **": POINTER(c_void_p),
+    "size_t *": POINTER(c_size_t),
+    "double *": POINTER(c_double),
+    "uint64_t *": POINTER(c_uint64),
+    "pgate_environment *": POINTER(c_uint32),
+    "bool *": POINTER(c_bool),
+    "pgate_recorded *": POINTER(c_uint32),
+    "const struct pgate_error *": c_void_p,
+    "struct pgate_error *": c_void_p,
+    "struct pgate_error **": POINTER(c_void_p),
+    "const struct pgate_gate *": c_void_p,
+    "struct pgate_gate *": c_void_p,
+    "struct pgate_gate **": POINTER(c_void_p),
+    "const struct pgate_decision *": POINTER(_ffi.pgate_decision),
+    "struct pgate_decision *": POINTER(_ffi.pgate_decision),
+    "struct pgate_health *": POINTER(_ffi.pgate_health),
+}
+
+
+def _code() -> str:
+    """The header without comments and preprocessor lines."""
+    text = HEADER.read_text(encoding="utf-8")
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", "", text)
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def _norm(c_type: str) -> str:
+    c_type = re.sub(r"\s*\*", " *", c_type.strip())
+    c_type = re.sub(r"\*\s+\*", "**", c_type)
+    return re.sub(r"\s+", " ", c_type)
+
+
+def header_enums() -> dict[str, dict[str, int]]:
+    found = {}
+    for name, body in re.findall(r"enum (\w+)\s*(?::\s*uint32_t\s*)?\{(.*?)\};", _code(), re.S):
+        values = dict(re.findall(r"(\w+)\s*=\s*(\d+)", body))
+        found[name] = {k: int(v) for k, v in values.items()}
+    return found
+
+
+def header_structs() -> dict[str, list[tuple[str, str]]]:
+    found = {}
+    for name, body in re.findall(r"typedef struct (\w+) \{(.*?)\} \1;", _code(), re.S):
+        fields = []
+        for decl in body.split(";"):
+            if decl.strip():
+                c_type, field = decl.strip().rsplit(None, 1)
+                fields.append((field, _norm(c_type)))
+        found[name] = fields
+    return found
+
+
+def header_functions() -> dict[str, tuple[str, list[str]]]:
+    found = {}
+    for statement in _code().split(";"):
+        tail = re.split(r"[{}]", statement)[-1]
+        m = re.fullmatch(r"\s*(.+?)\s*\b(pgate_\w+)\s*\((.*)\)\s*", tail, re.S)
+        if not m:
+            continue
+        ret, name, params = m.groups()
+        types = []
+        for param in params.split(","):
+            param = param.strip()
+            if param == "void":
+                continue
+            c_type = param[: re.search(r"\w+$", param).start()]  # type: ignore[union-attr]
+            types.append(_norm(c_type))
+        found[name] = (_norm(ret), types)
+    return found
+
+
+@pytest.mark.parametrize(
+    "enum_name, prefix, py_enum",
+    [
+        ("pgate_status", "PGATE_STATUS_", Status),
+        ("pgate_environment", "PGATE_ENVIRONMENT_", Environment),
+        ("pgate_recommendation", "PGATE_RECOMMENDATION_", Recommendation),
+        ("pgate_recorded", "PGATE_RECORDED_", Recorded),
+        ("pgate_rule", "PGATE_RULE_", Rule),
+    ],
+)
+def test_enums_match_the_header(enum_name: str, prefix: str, py_enum: Any) -> None:
+    in_header = header_enums()[enum_name]
+    ours = {prefix + m.name: int(m.value) for m in py_enum if m.name != "NONE"}
+    assert ours == in_header
+
+
+def test_status_names_match_the_library() -> None:
+    for status in Status:
+        assert _ffi.lib().pgate_status_str(status) == f"PGATE_STATUS_{status.name}".encode()
+    assert _ffi.lib().pgate_status_str(999) == b"PGATE_STATUS_UNKNOWN"
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTS))
+def test_struct_fields_match_the_header_in_order_and_type(name: str) -> None:
+    in_header = header_structs()[name]
+    ours = [(f[0], f[1]) for f in STRUCTS[name]._fields_]
+    assert [f for f, _ in ours] == [f for f, _ in in_header]
+    for (field, c_type), (_, header_type) in zip(ours, in_header):
+        assert C_TO_CTYPES[header_type] is c_type, f"{name}.{field}: {header_type}"
+
+
+def test_every_function_is_declared_once_with_the_header_types() -> None:
+    in_header = header_functions()
+    assert len(in_header) >= 20, "the header parser found too few functions"
+    assert sorted(_ffi.PROTOTYPES) == sorted(in_header)
+    for name, (ret, params) in in_header.items():
+        restype, argtypes = _ffi.PROTOTYPES[name]
+        assert C_TO_CTYPES[ret] is restype, f"{name} returns {ret}"
+        assert len(argtypes) == len(params), f"{name} takes {params}"
+        for i, (c_type, declared) in enumerate(zip(params, argtypes)):
+            assert C_TO_CTYPES[c_type] is declared, f"{name} parameter {i}: {c_type}"
+
+
+def test_the_loaded_library_has_the_prototypes() -> None:
+    loaded = _ffi.lib()
+    for name, (restype, argtypes) in _ffi.PROTOTYPES.items():
+        fn = getattr(loaded, name)
+        assert fn.restype is restype and fn.argtypes == argtypes, name
+
+
+def test_struct_layout_matches_the_c_compiler(tmp_path: Path) -> None:
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip("no C compiler to check the layout against")
+    lines = []
+    for name, struct in STRUCTS.items():
+        lines.append(
+            f'printf("{name} size %zu align %zu\\n", sizeof(struct {name}), '
+            f"_Alignof(struct {name}));"
+        )
+        for field in (f[0] for f in struct._fields_):
+            lines.append(
+                f'printf("{name}.{field} offset %zu size %zu\\n", '
+                f"offsetof(struct {name}, {field}), sizeof(((struct {name} *)0)->{field}));"
+            )
+    source = tmp_path / "layout.c"
+    source.write_text(
+        "#include <stdio.h>\n#include <stddef.h>\n#include \"promotion_gates.h\"\n"
+        "int main(void) {\n" + "\n".join(lines) + "\nreturn 0;\n}\n"
+    )
+    exe = tmp_path / "layout"
+    subprocess.run(
+        [gcc, "-std=c11", "-Wall", "-Werror", f"-I{HEADER.parent}", str(source), "-o", str(exe)],
+        check=True,
+    )
+    printed = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    expected = []
+    for name, struct in STRUCTS.items():
+        expected.append(f"{name} size {ctypes.sizeof(struct)} align {ctypes.alignment(struct)}")
+        for field in (f[0] for f in struct._fields_):
+            member = getattr(struct, field)
+            expected.append(f"{name}.{field} offset {member.offset} size {member.size}")
+    assert printed.splitlines() == expected
+    # The numbers themselves, for a reader (x86-64 and aarch64 alike).
+    assert ctypes.sizeof(_ffi.pgate_decision) == 40
+    assert ctypes.sizeof(_ffi.pgate_health) == 96

@@ -1,0 +1,185 @@
+"""Every failure becomes the exception of its concern, with the library's message."""
+
+from __future__ import annotations
+
+from ctypes import c_void_p
+from typing import Any
+
+import pytest
+from conftest import canary
+
+import promotion_gates as pg
+from promotion_gates import Environment, Gate, Status, _ffi
+from promotion_gates.errors import _check, error_class
+
+
+@pytest.mark.parametrize(
+    "config, slo, field",
+    [
+        (canary(120.0), None, "environment.traffic_percent"),
+        (canary(-1), None, "environment.traffic_percent"),
+        ({"slo_threshold": 7}, None, "slo_threshold"),
+        ({"rollback_window_seconds": 0}, None, "rollback_window_seconds"),
+        ({"gate": ""}, None, "gate"),
+        ({"salt": "a b"}, None, "salt"),
+        ({"max_rollback_history": 0}, None, "max_rollback_history"),
+        ({"feature_flags": ["a", "a"]}, None, "feature_flags[1]"),
+        ({"feature_flags": ["x"], "graduated_flags": ["x"]}, None, "graduated_flags[0]"),
+        (None, {"max_error_rate": 1.5}, "max_error_rate"),
+        (None, {"latency_target_ms": 0}, "latency_target_ms"),
+        (None, {"min_samples": 0}, "min_samples"),
+        (None, {"significance": 0.7}, "significance"),
+    ],
+)
+def test_invalid_config_names_the_field(config: Any, slo: Any, field: str) -> None:
+    with pytest.raises(pg.InvalidConfigError) as caught:
+        Gate(config, slo)
+    e = caught.value
+    assert e.status is Status.INVALID_CONFIG
+    assert field in e.message and field in str(e)
+    assert isinstance(e, ValueError) and isinstance(e, pg.PromotionGatesError)
+
+
+@pytest.mark.parametrize(
+    "config, slo, needle",
+    [
+        ("{not json", None, "line 1"),
+        ({"slo_treshold": 0.9}, None, "slo_treshold"),
+        ({"environment": "nowhere"}, None, "nowhere"),
+        (None, '{"latency_target": 5}', "latency_target"),
+        # A wrong type is located by position only (serde names no field for it).
+        (b'{"gate": 5}', None, "line 1 column 10"),
+    ],
+)
+def test_invalid_json_says_where(config: Any, slo: Any, needle: str) -> None:
+    with pytest.raises(pg.InvalidJsonError) as caught:
+        Gate(config, slo)
+    assert caught.value.status is Status.INVALID_JSON
+    assert needle in caught.value.message
+
+
+def test_a_config_of_the_wrong_type_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="config must be a dict or a JSON string"):
+        Gate(42)  # type: ignore[arg-type]
+
+
+def test_promotions_refused_by_the_state_machine() -> None:
+    with Gate() as gate:  # Production
+        with pytest.raises(pg.InvalidPromotionError, match="production -> staging"):
+            gate.promote(Environment.STAGING)
+        with pytest.raises(pg.AlreadyThereError, match="already in Production") as caught:
+            gate.promote(Environment.PRODUCTION)
+        assert isinstance(caught.value, pg.InvalidPromotionError)
+        with pytest.raises(pg.InvalidConfigError, match="environment.traffic_percent"):
+            gate.promote(Environment.CANARY, float("nan"))
+        with pytest.raises(pg.InvalidConfigError, match="environment.traffic_percent"):
+            gate.promote(Environment.CANARY, 100.5)
+        with pytest.raises(ValueError):
+            gate.promote(7)  # type: ignore[arg-type]  # not an Environment
+        assert gate.config["environment"] == "production", "a refused promotion changes nothing"
+
+
+def test_gated_promotion_without_data_is_refused() -> None:
+    with Gate(canary(1.0)) as gate:
+        with pytest.raises(pg.InsufficientDataError, match="not enough data") as caught:
+            gate.promote(Environment.CANARY, 5.0)  # ramping up is gated
+        assert isinstance(caught.value, pg.PromotionRefusedError)
+        assert caught.value.status is Status.INSUFFICIENT_DATA
+        assert "0 of 100 canary samples" in caught.value.message
+        gate.promote(Environment.CANARY, 0.5)  # ramping down is not
+        assert gate.config["environment"] == {"canary": {"traffic_percent": 0.5}}
+
+
+def test_gated_promotion_of_a_slow_canary_is_refused() -> None:
+    slo = {"latency_target_ms": 10, "min_samples": 20}
+    with Gate(canary(100.0, auto_rollback_enabled=False), slo) as gate:
+        for i in range(200):
+            d = gate.route(f"user-{i}")
+            assert gate.record(d, True, latency_s=0.5) is pg.Recorded.COUNTED  # all too slow
+        with pytest.raises(pg.SloNotMetError, match="SLO compliance below threshold") as caught:
+            gate.promote(Environment.STAGING)
+        assert isinstance(caught.value, pg.PromotionRefusedError)
+        assert caught.value.status is Status.SLO_NOT_MET
+        assert gate.config["environment"] == {"canary": {"traffic_percent": 100.0}}
+        assert gate.check_slo() is False
+
+
+def test_flag_errors() -> None:
+    with Gate() as gate:
+        with pytest.raises(pg.InvalidFlagError, match="has space") as bad:
+            gate.enable_feature("has space")
+        with pytest.raises(pg.InvalidFlagError, match="must not be empty"):
+            gate.enable_feature("")
+        with pytest.raises(pg.FlagNotEnabledError, match="nope") as off:
+            gate.disable_feature("nope")
+        for e in (bad.value, off.value):
+            assert isinstance(e, pg.FlagError)
+        assert bad.value.status is Status.INVALID_FLAG
+        assert off.value.status is Status.FLAG_NOT_ENABLED
+
+
+def test_rollback_refusals() -> None:
+    with Gate() as gate:
+        with pytest.raises(pg.RollbackRefusedError, match="nothing to roll back"):
+            gate.rollback("drill")
+    with Gate(canary(10)) as gate:
+        with pytest.raises(pg.RollbackRefusedError, match="reason must not be empty"):
+            gate.rollback("")
+        gate.rollback("drill")
+
+
+def test_bad_latencies_are_refused_before_the_call() -> None:
+    with Gate(canary(50)) as gate:
+        d = gate.route("u")
+        for kwargs in ({"latency_s": -1.0}, {"latency_s": float("inf")}, {"latency_ns": -1}):
+            with pytest.raises(pg.InvalidArgumentError, match="latency"):
+                gate.record(d, True, **kwargs)
+        with pytest.raises(pg.InvalidArgumentError, match="latency_ns"):
+            gate.record_by_id("u", True, latency_ns=1 << 64)
+        with pytest.raises(TypeError, match="exactly one"):
+            gate.record(d, True)
+        with pytest.raises(TypeError, match="exactly one"):
+            gate.record(d, True, 0.1, latency_ns=5)
+        with pytest.raises(TypeError, match="request id"):
+            gate.route(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("status", [s for s in Status if s is not Status.OK])
+def test_every_status_has_its_exception(status: Status) -> None:
+    """Statuses the API cannot provoke from Python (NULL pointer, panic, ...) included."""
+    with pytest.raises(pg.PromotionGatesError) as caught:
+        _check(status)
+    e = caught.value
+    assert type(e) is error_class(status)
+    assert e.status is status
+    assert e.message == f"PGATE_STATUS_{status.name}"  # no error object: the status's name
+
+
+def test_exception_classes() -> None:
+    assert error_class(Status.NULL_POINTER) is pg.NullPointerError
+    assert error_class(Status.INVALID_ARGUMENT) is pg.InvalidArgumentError
+    assert error_class(Status.INVALID_HANDLE) is pg.InvalidHandleError
+    assert error_class(Status.PANIC) is pg.PanicError
+    assert issubclass(pg.IndexOutOfRangeError, IndexError)
+    assert issubclass(pg.GateClosedError, pg.InvalidHandleError)
+    with pytest.raises(pg.PromotionGatesError, match="unknown status 99"):
+        _check(99)
+    _check(Status.OK)  # no exception
+
+
+def test_the_error_object_is_always_freed(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = _ffi.lib()
+    real_free = loaded.pgate_error_free
+    freed: list[int] = []
+
+    def counting_free(err: c_void_p) -> None:
+        freed.append(err.value or 0)
+        real_free(err)
+
+    monkeypatch.setattr(loaded, "pgate_error_free", counting_free)
+    with Gate() as gate:
+        for _ in range(3):
+            with pytest.raises(pg.InvalidFlagError):
+                gate.enable_feature("a b")
+        gate.enable_feature("ok")  # success: no error object
+    assert len(freed) == 3 and all(freed)

@@ -1,0 +1,292 @@
+"""The Gate: routing, recording, judging, releasing, flags, config, history, lifetime."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PYTHON_DIR, REPO, canary
+
+import promotion_gates as pg
+from promotion_gates import Environment, Gate, Recommendation, Recorded, RollbackTrigger, Rule
+from promotion_gates import _ffi, formula
+from promotion_gates.errors import _check
+
+
+def test_version() -> None:
+    cargo = (REPO / "Cargo.toml").read_text(encoding="utf-8")
+    assert f'version = "{pg.version()}"' in cargo
+    assert Gate.version() == pg.version() == pg.__version__
+
+
+def test_routing_is_deterministic_and_follows_the_formula() -> None:
+    with Gate(canary(30, gate="checkout")) as gate:
+        for i in range(500):
+            rid = f"user-{i}"
+            d = gate.route(rid)
+            assert d == gate.route(rid.encode()) == gate.route(bytearray(rid.encode()))
+            assert d.bucket == formula.bucket("checkout", rid)
+            assert d.threshold == 3_000_000 and d.traffic_percent == 30.0
+            assert d.is_canary == (d.bucket < d.threshold)
+            assert d.environment is Environment.CANARY and d.stage >= 1
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            d.bucket = 1  # type: ignore[misc]
+
+
+def test_environments_route_everyone_one_way() -> None:
+    with Gate() as gate:
+        d = gate.route("u")
+        assert (d.is_canary, d.environment, d.traffic_percent, d.threshold) == (
+            False,
+            Environment.PRODUCTION,
+            0.0,
+            0,
+        )
+    with Gate(canary(100.0)) as gate:
+        assert all(gate.route(str(i)).is_canary for i in range(100))
+
+
+def test_features_of_a_decision() -> None:
+    config = canary(50, feature_flags=["new_api", "beta_ui"], graduated_flags=["stable_thing"])
+    with Gate(config) as gate:
+        seen = {}
+        for i in range(200):
+            d = gate.route(f"u{i}")
+            seen[d.is_canary] = gate.features(d)
+        assert seen[True] == ("beta_ui", "new_api", "stable_thing")  # byte order
+        assert seen[False] == ("stable_thing",)
+        gate.enable_feature("later")
+        assert gate.is_feature_enabled("later") and not gate.is_feature_enabled("nope")
+        d = next(d for d in map(gate.route, map(str, range(100))) if d.is_canary)
+        assert "later" in gate.features(d)
+        gate.disable_feature("later")
+        assert not gate.is_feature_enabled("later")
+        assert "later" not in gate.features(gate.route(b"whoever"))
+        assert gate.rollback_history()[-1].trigger is RollbackTrigger.FLAG_DISABLED
+
+
+def test_state_reads_where_the_gate_stands() -> None:
+    with Gate(canary(12.5)) as gate:
+        first = gate.state()
+        assert first == pg.State(Environment.CANARY, 12.5, first.stage)
+        assert gate.route("u").stage == first.stage
+        assert gate.state() == first, "reading the state changes nothing"
+        gate.promote(Environment.CANARY, 2.5)
+        second = gate.state()
+        assert (second.traffic_percent, second.stage > first.stage) == (2.5, True)
+        gate.rollback("drill")
+        assert gate.state().environment is Environment.PRODUCTION
+        assert gate.state().traffic_percent == 0.0
+
+
+def test_record_counted_late_and_foreign() -> None:
+    with Gate(canary(50)) as gate:
+        old = gate.route("a")
+        assert gate.record(old, True, 0.010) is Recorded.COUNTED
+        assert gate.record_by_id("b", False, latency_ns=2_000_000) is Recorded.COUNTED
+        gate.promote(Environment.CANARY, 25.0)  # ramp down: a new stage
+        new = gate.route("a")
+        assert new.stage > old.stage
+        assert gate.record(new, True, 0.010) is Recorded.COUNTED
+        assert gate.record(old, True, 0.010) is Recorded.LATE  # its stage ended
+        forged = dataclasses.replace(new, stage=new.stage + 1000)
+        assert gate.record(forged, True, latency_ns=1) is Recorded.FOREIGN
+        with pytest.raises(ValueError):  # never handed to the library
+            bad = dataclasses.replace(new, environment=7)  # type: ignore[arg-type]
+            gate.record(bad, True, latency_ns=1)
+
+
+def test_health_of_a_good_canary_and_gated_promotions() -> None:
+    slo = {"min_samples": 20, "latency_target_ms": 100}
+    with Gate(canary(50), slo) as gate:
+        h = gate.health()
+        assert (h.canary_requests, h.sufficient_data) == (0, False)
+        assert h.recommendation is Recommendation.MONITOR
+        for i in range(400):
+            d = gate.route(f"user-{i}")
+            gate.record(d, True, latency_s=0.002)
+        h = gate.health()
+        assert h.canary_requests + h.production_requests == 400
+        assert h.canary_requests >= 20 and h.sufficient_data
+        assert h.environment is Environment.CANARY and h.traffic_percent == 50.0
+        assert h.recommendation is Recommendation.HEALTHY and h.rules_fired == Rule.NONE
+        assert h.canary_error_rate == 0.0 and h.canary_compliance == 1.0
+        assert h.health_score == 1.0
+        assert 1_000_000 <= h.canary_p99_ns <= 3_000_000
+        assert h.evidence.startswith(f"stage {h.stage} Canary{{50}}")
+        assert gate.check_slo() is True
+        gate.promote(Environment.CANARY, 80.0)  # gated ramp up: allowed
+        with pytest.raises(pg.InsufficientDataError):  # a new stage: its data starts at 0
+            gate.promote(Environment.STAGING)
+
+
+def test_a_canary_failing_every_request_rolls_itself_back() -> None:
+    with Gate(canary(100.0)) as gate:
+        for i in range(1000):
+            d = gate.route(f"u{i}")
+            if d.environment is not Environment.CANARY:
+                break
+            gate.record(d, False, latency_s=0.001)
+        else:
+            pytest.fail("a canary failing 1000 requests in a row was not rolled back")
+        assert i < 100, f"rolled back only after {i} failures"
+        assert gate.config["environment"] == "production"
+        assert gate.state().environment is Environment.PRODUCTION
+        h = gate.health()
+        assert h.environment is Environment.PRODUCTION
+        (event,) = gate.rollback_history()
+        assert event.trigger is RollbackTrigger.AUTOMATIC
+        assert event.feature == "Canary{100}"
+        assert (event.environment, event.traffic_percent) == (Environment.CANARY, 100.0)
+        assert "overwhelming_errors" in event.reason
+        assert abs(event.timestamp.timestamp() - time.time()) < 3600
+
+
+def test_history_keeps_every_kind_of_event_oldest_first() -> None:
+    with Gate(canary(10, feature_flags=["f"], max_rollback_history=3)) as gate:
+        gate.disable_feature("f")
+        gate.rollback("manual one")
+        gate.promote(Environment.CANARY, 5)
+        gate.rollback("manual two")
+        gate.promote(Environment.CANARY, 5)
+        gate.rollback("manual three")
+        history = gate.rollback_history()
+        assert [e.reason for e in history] == ["manual one", "manual two", "manual three"]
+        assert [e.trigger for e in history] == [RollbackTrigger.MANUAL] * 3
+        assert history[0].feature == "Canary{10}" and history[1].traffic_percent == 5.0
+        assert history[0].timestamp_ms <= history[2].timestamp_ms
+
+
+def test_a_full_release() -> None:
+    slo = {"min_samples": 10}
+    with Gate(canary(100.0, feature_flags=["new_api"]), slo) as gate:
+        for i in range(50):
+            gate.record(gate.route(f"u{i}"), True, 0.001)
+        gate.promote(Environment.STAGING)
+        d = gate.route("x")
+        assert (d.environment, d.is_canary, d.traffic_percent) == (Environment.STAGING, True, 100.0)
+        for i in range(50):
+            gate.record(gate.route(f"u{i}"), True, 0.001)
+        gate.promote(Environment.PRODUCTION)
+        config = gate.config
+        assert config["environment"] == "production"
+        assert config["graduated_flags"] == ["new_api"] and config["feature_flags"] == []
+        assert gate.features(gate.route("x")) == ("new_api",)
+
+
+def test_config_and_swap_config() -> None:
+    with Gate('{"gate": "search"}') as gate:
+        config = gate.config
+        assert config["gate"] == "search" and config["environment"] == "production"
+        before = gate.route("u")
+        gate.swap_config({**config, "environment": {"canary": {"traffic_percent": 100}}})
+        after = gate.route("u")
+        assert after.is_canary and after.stage > before.stage
+        with pytest.raises(pg.InvalidConfigError, match="slo_threshold"):
+            gate.swap_config({**config, "slo_threshold": 2})
+        with pytest.raises(pg.InvalidJsonError):
+            gate.swap_config("[")
+        assert gate.route("u") == after, "a refused swap changes nothing"
+
+
+def test_buffers_grow_when_too_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("promotion_gates.gate._BUFFER", 4)
+    with Gate(canary(10)) as gate:
+        assert gate.config["gate"] == "default"
+        assert gate.health().evidence.startswith("stage")
+        gate.rollback("a reason longer than four bytes")
+        assert gate.rollback_history()[0].reason == "a reason longer than four bytes"
+
+
+CLOSED_CALLS: dict[str, Any] = {
+    "route": lambda g, d: g.route("u"),
+    "features": lambda g, d: g.features(d),
+    "record": lambda g, d: g.record(d, True, 0.1),
+    "record_by_id": lambda g, d: g.record_by_id("u", True, 0.1),
+    "health": lambda g, d: g.health(),
+    "check_slo": lambda g, d: g.check_slo(),
+    "promote": lambda g, d: g.promote(Environment.CANARY, 1),
+    "rollback": lambda g, d: g.rollback("r"),
+    "enable_feature": lambda g, d: g.enable_feature("f"),
+    "disable_feature": lambda g, d: g.disable_feature("f"),
+    "is_feature_enabled": lambda g, d: g.is_feature_enabled("f"),
+    "state": lambda g, d: g.state(),
+    "config": lambda g, d: g.config,
+    "swap_config": lambda g, d: g.swap_config({}),
+    "rollback_history": lambda g, d: g.rollback_history(),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(CLOSED_CALLS))
+def test_use_after_close_raises(operation: str) -> None:
+    with Gate(canary(50)) as gate:
+        decision = gate.route("u")
+    assert gate.closed
+    with pytest.raises(pg.GateClosedError, match=f"{operation} on a closed Gate") as caught:
+        CLOSED_CALLS[operation](gate, decision)
+    assert isinstance(caught.value, pg.InvalidHandleError)
+    assert caught.value.status is pg.Status.INVALID_HANDLE
+
+
+def test_close_is_idempotent_and_the_library_refuses_a_stale_handle() -> None:
+    gate = Gate()
+    handle = gate._handle
+    assert not gate.closed and "Gate at 0x" in repr(gate)
+    gate.close()
+    gate.close()
+    assert gate.closed and "closed" in repr(gate)
+    with pytest.raises(pg.GateClosedError):
+        with gate:
+            pass
+    # The library keeps a set of live gates: freeing twice is refused, not a double free.
+    with pytest.raises(pg.InvalidHandleError):
+        _check(_ffi.lib().pgate_gate_free(handle))
+
+
+def test_a_dropped_gate_is_freed() -> None:
+    gate = Gate()
+    finalizer = gate._finalizer
+    assert finalizer.alive
+    del gate
+    gc.collect()
+    assert not finalizer.alive
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != _ffi.ENV_VAR}
+    environ.update(env)
+    environ["PYTHONPATH"] = str(PYTHON_DIR / "src")
+    return subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_library_discovery() -> None:
+    show = "import promotion_gates as pg; pg.version(); print(pg.library_path())"
+    in_repo = REPO / "target" / "release" / "libpromotion_gates.so"
+    if sys.platform.startswith("linux") and in_repo.is_file():
+        found = _python(show)
+        assert found.returncode == 0, found.stderr
+        assert Path(found.stdout.strip()) == in_repo
+    explicit = _python(show, **{_ffi.ENV_VAR: _ffi.library_path()})
+    assert explicit.returncode == 0 and explicit.stdout.strip() == _ffi.library_path()
+    missing = _python(show, **{_ffi.ENV_VAR: "/nonexistent/libpromotion_gates.so"})
+    assert missing.returncode != 0
+    assert "LibraryNotFoundError" in missing.stderr and _ffi.ENV_VAR in missing.stderr
+
+
+def test_the_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (PYTHON_DIR / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert blocks, "README.md has no Python example"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+    assert "stay at 10 %: not enough data" in capsys.readouterr().out
