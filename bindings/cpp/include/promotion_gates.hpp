@@ -1,0 +1,583 @@
+// promotion_gates.hpp: the C++17 binding of promotion-gates, header-only, over the C ABI in
+// promotion_gates.h (prefix pgate_).
+//
+// A Gate routes each request deterministically to the new (canary) or the stable version,
+// records how the request went, and judges the canary: it rolls a failing canary back by itself
+// and refuses a promotion the data does not support.
+//
+//     auto gate = promotion_gates::Gate::create(R"({"environment": {"canary": {"traffic_percent": 5}}})");
+//     auto decision = gate.route("user-42");             // deterministic, lock-free, no allocation
+//     forward(decision.is_canary ? new_backend : old_backend);
+//     gate.record(decision, ok, std::chrono::milliseconds(12));
+//
+// Ownership
+//   Gate owns one pgate_gate through std::unique_ptr; it is movable, not copyable. Every
+//   pgate_error the library hands out is owned by a std::unique_ptr as soon as it arrives and
+//   freed on every path, including when building the exception throws.
+//
+// Thread safety
+//   One Gate may be used from many threads at once: every member function is const, because
+//   the gate synchronizes itself (as the Rust API, where every method takes &self). Share it
+//   by reference or through std::shared_ptr<const Gate>. Moving from, assigning to or
+//   destroying a Gate while another thread uses it is not allowed (a data race on the handle).
+//   Decision, Health and FeatureNames are plain values; flag names (FeatureNames) stay valid
+//   until the gate is destroyed, even across moves of the Gate that owns it.
+//
+// Errors
+//   Failures throw promotion_gates::Error (a std::runtime_error): status() is the library's
+//   pgate_status code and what() its message, which names the field and value at fault.
+//   The hot calls route(), record(), record_by_id() and features() do not allocate and throw
+//   only when the Gate was moved from (PGATE_STATUS_NULL_POINTER, "... moved from") or if
+//   the library reports a bug (PGATE_STATUS_PANIC); on a live Gate they do not throw. Check a
+//   Gate with `if (gate)` where a moved-from one may turn up.
+
+#ifndef PROMOTION_GATES_HPP
+#define PROMOTION_GATES_HPP
+
+#include "promotion_gates.h"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace promotion_gates {
+
+/// A failed call: the library's status code and its message.
+class Error : public std::runtime_error {
+ public:
+  Error(pgate_status status, const std::string& message)
+      : std::runtime_error(message), status_(status) {}
+
+  /// The pgate_status code, e.g. PGATE_STATUS_INVALID_JSON.
+  [[nodiscard]] pgate_status status() const noexcept { return status_; }
+
+  /// The code's name, e.g. "PGATE_STATUS_INVALID_JSON" (a static string).
+  [[nodiscard]] const char* status_name() const noexcept {
+    return pgate_status_str(static_cast<std::uint32_t>(status_));
+  }
+
+ private:
+  pgate_status status_;
+};
+
+/// Where a gate stands.
+enum class Environment : std::uint32_t {
+  /// traffic_percent % of requests go to the new version.
+  Canary = PGATE_ENVIRONMENT_CANARY,
+  /// All requests go to the new version, every flag on.
+  Staging = PGATE_ENVIRONMENT_STAGING,
+  /// All requests go to the stable version.
+  Production = PGATE_ENVIRONMENT_PRODUCTION,
+};
+
+/// What the judge advises.
+enum class Recommendation : std::uint32_t {
+  Healthy = PGATE_RECOMMENDATION_HEALTHY,    ///< enough data, no rule fired, score >= 0.9
+  Monitor = PGATE_RECOMMENDATION_MONITOR,    ///< too little data, or score 0.8 to 0.9
+  Rollback = PGATE_RECOMMENDATION_ROLLBACK,  ///< a rule fired or the score is below 0.8
+};
+
+/// What happened to a recorded outcome.
+enum class Recorded : std::uint32_t {
+  Counted = PGATE_RECORDED_COUNTED,  ///< counted for its stage and cohort
+  Late = PGATE_RECORDED_LATE,        ///< its stage had ended on this thread: dropped
+  Foreign = PGATE_RECORDED_FOREIGN,  ///< its stage is newer than the gate's: dropped
+};
+
+/// The judge's rules, as the bits of Health::rules_fired.
+enum class Rule : std::uint32_t {
+  SloCompliance = PGATE_RULE_SLO_COMPLIANCE,
+  ErrorRateMax = PGATE_RULE_ERROR_RATE_MAX,
+  ErrorRateVsProduction = PGATE_RULE_ERROR_RATE_VS_PRODUCTION,
+  OverwhelmingErrors = PGATE_RULE_OVERWHELMING_ERRORS,
+  P99VsProduction = PGATE_RULE_P99_VS_PRODUCTION,
+  P99Budget = PGATE_RULE_P99_BUDGET,
+  HealthScore = PGATE_RULE_HEALTH_SCORE,
+};
+
+/// "canary", "staging", "production" (or "unknown").
+[[nodiscard]] constexpr std::string_view to_string(Environment environment) noexcept {
+  switch (environment) {
+    case Environment::Canary: return "canary";
+    case Environment::Staging: return "staging";
+    case Environment::Production: return "production";
+  }
+  return "unknown";
+}
+
+/// One routing decision. Pass it back unchanged to Gate::record, so that the outcome counts
+/// for the stage and cohort the request was routed in.
+struct Decision {
+  bool is_canary = false;                            ///< the request goes to the new version
+  Environment environment = Environment::Production; ///< the environment at routing time
+  double traffic_percent = 0.0;  ///< the canary share at routing time (100 Staging, 0 Production)
+  std::uint32_t bucket = 0;      ///< the request's bucket, 0 ..= 9999999
+  std::uint32_t threshold = 0;   ///< buckets below this go to the new version
+  std::uint64_t stage = 0;       ///< the release stage the request was routed in
+  std::uint32_t flag_set = 0;    ///< the flags on for this request (read with Gate::features)
+
+  friend bool operator==(const Decision& a, const Decision& b) noexcept {
+    return a.is_canary == b.is_canary && a.environment == b.environment &&
+           a.traffic_percent == b.traffic_percent && a.bucket == b.bucket &&
+           a.threshold == b.threshold && a.stage == b.stage && a.flag_set == b.flag_set;
+  }
+  friend bool operator!=(const Decision& a, const Decision& b) noexcept { return !(a == b); }
+};
+
+/// The canary's health in the current window, as judged by Gate::health.
+struct Health {
+  std::uint64_t stage = 0;                ///< the stage judged
+  std::uint64_t canary_requests = 0;      ///< requests to the new version in the window
+  std::uint64_t production_requests = 0;  ///< requests to the stable version in the window
+  std::chrono::nanoseconds canary_p99{0};      ///< the new version's p99 latency
+  std::chrono::nanoseconds production_p99{0};  ///< the stable version's p99 latency
+  double traffic_percent = 0.0;        ///< the canary share (100 in Staging, 0 in Production)
+  double canary_error_rate = 0.0;      ///< the new version's error rate
+  double production_error_rate = 0.0;  ///< the stable version's error rate
+  double canary_compliance = 0.0;  ///< share of the new version's requests within the SLO
+  double health_score = 0.0;       ///< 1.0 minus the penalties, in 0 ..= 1
+  Environment environment = Environment::Production;  ///< the environment judged
+  Recommendation recommendation = Recommendation::Monitor;
+  std::uint32_t rules_fired = 0;  ///< bitwise OR of Rule values
+  bool sufficient_data = false;   ///< at least min_samples canary samples in the window
+  std::string evidence;           ///< the judge's evidence line, for logs and people
+
+  /// Whether `rule` fired.
+  [[nodiscard]] bool fired(Rule rule) const noexcept {
+    return (rules_fired & static_cast<std::uint32_t>(rule)) != 0;
+  }
+};
+
+namespace detail {
+
+struct ErrorDeleter {
+  void operator()(pgate_error* err) const noexcept { pgate_error_free(err); }
+};
+/// Owns an error object from the moment the library hands it out.
+using ErrorPtr = std::unique_ptr<pgate_error, ErrorDeleter>;
+
+struct GateDeleter {
+  void operator()(pgate_gate* gate) const noexcept {
+    // Only a double free returns a failure, and unique_ptr frees once.
+    static_cast<void>(pgate_gate_free(gate));
+  }
+};
+
+/// A status without an error object: the message is the function and the status's name.
+[[noreturn]] inline void throw_status(pgate_status status, const char* function) {
+  throw Error(status, std::string(function) + ": " +
+                          pgate_status_str(static_cast<std::uint32_t>(status)));
+}
+
+/// A status with an error object: the message is the library's.
+[[noreturn]] inline void throw_error(pgate_status status, const pgate_error* err,
+                                     const char* function) {
+  const char* message = pgate_error_message(err);
+  if (message == nullptr || *message == '\0') {
+    throw_status(status, function);
+  }
+  throw Error(status, message);
+}
+
+[[noreturn]] inline void throw_moved_from(const char* member) {
+  throw Error(PGATE_STATUS_NULL_POINTER,
+              std::string("promotion_gates::Gate::") + member +
+                  ": this Gate was moved from and holds no gate");
+}
+
+inline void check(pgate_status status, const char* function) {
+  if (status != PGATE_STATUS_OK) {
+    throw_status(status, function);
+  }
+}
+
+/// Runs `call(pgate_error**)`; on failure throws its error, which is freed on every path.
+template <class Call>
+void check_with_error(const char* function, Call&& call) {
+  pgate_error* raw = nullptr;
+  const pgate_status status = std::forward<Call>(call)(&raw);
+  const ErrorPtr err(raw);
+  if (status != PGATE_STATUS_OK) {
+    throw_error(status, err.get(), function);
+  }
+}
+
+/// Reads a string through a (buf, cap, len_out) call, growing the buffer while the library
+/// answers PGATE_STATUS_BUFFER_TOO_SMALL (the text may grow between two calls).
+template <class Read>
+std::string read_text(const char* function, Read&& read) {
+  std::string text(256, '\0');
+  for (;;) {
+    std::size_t len = 0;
+    const pgate_status status = read(text.data(), text.size(), &len);
+    if (status == PGATE_STATUS_OK) {
+      text.resize(len);
+      return text;
+    }
+    if (status != PGATE_STATUS_BUFFER_TOO_SMALL) {
+      throw_status(status, function);
+    }
+    text.resize(len + 1);
+  }
+}
+
+/// A byte string for the C ABI. The empty view goes as NULL with length 0.
+inline const std::uint8_t* bytes(std::string_view text) noexcept {
+  return text.empty() ? nullptr : reinterpret_cast<const std::uint8_t*>(text.data());
+}
+
+inline std::uint64_t nanos(std::chrono::nanoseconds latency) noexcept {
+  return latency.count() < 0 ? 0 : static_cast<std::uint64_t>(latency.count());
+}
+
+inline std::chrono::nanoseconds duration(std::uint64_t ns) noexcept {
+  constexpr auto max = static_cast<std::uint64_t>(std::chrono::nanoseconds::max().count());
+  return std::chrono::nanoseconds(static_cast<std::chrono::nanoseconds::rep>(ns < max ? ns : max));
+}
+
+inline Decision from_c(const pgate_decision& d) noexcept {
+  Decision out;
+  out.is_canary = d.is_canary;
+  out.environment = static_cast<Environment>(d.environment);
+  out.traffic_percent = d.traffic_percent;
+  out.bucket = d.bucket;
+  out.threshold = d.threshold;
+  out.stage = d.stage;
+  out.flag_set = d.flag_set;
+  return out;
+}
+
+inline pgate_decision to_c(const Decision& d) noexcept {
+  pgate_decision out{};
+  out.stage = d.stage;
+  out.traffic_percent = d.traffic_percent;
+  out.bucket = d.bucket;
+  out.threshold = d.threshold;
+  out.flag_set = d.flag_set;
+  // The library reads this field as a Rust enum, for which a value out of range would be
+  // undefined behaviour; record() does not use it, so a forged value is replaced.
+  const auto environment = static_cast<std::uint32_t>(d.environment);
+  out.environment = environment <= PGATE_ENVIRONMENT_PRODUCTION
+                        ? static_cast<pgate_environment>(environment)
+                        : PGATE_ENVIRONMENT_PRODUCTION;
+  out.is_canary = d.is_canary;
+  return out;
+}
+
+}  // namespace detail
+
+/// The flag names on for one decision: a lightweight view (a gate pointer, a set number and
+/// a length). Names are in byte order, UTF-8, and stay valid as long as the gate lives, even
+/// after the flag is turned off or the Gate is moved. Reading a name does not allocate.
+class FeatureNames {
+ public:
+  class iterator {
+   public:
+    // The names are read on dereference, so `reference` is a value: an input iterator by
+    // C++17's rules, though it may be read again from a copy.
+    using iterator_category = std::input_iterator_tag;
+    using value_type = std::string_view;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = std::string_view;
+
+    iterator() = default;
+
+    [[nodiscard]] std::string_view operator*() const noexcept {
+      return FeatureNames::name(gate_, set_, index_);
+    }
+    iterator& operator++() noexcept {
+      ++index_;
+      return *this;
+    }
+    iterator operator++(int) noexcept {
+      iterator before = *this;
+      ++index_;
+      return before;
+    }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept {
+      return a.gate_ == b.gate_ && a.set_ == b.set_ && a.index_ == b.index_;
+    }
+    friend bool operator!=(const iterator& a, const iterator& b) noexcept { return !(a == b); }
+
+   private:
+    friend class FeatureNames;
+    iterator(const pgate_gate* gate, std::uint32_t set, std::size_t index) noexcept
+        : gate_(gate), set_(set), index_(index) {}
+
+    const pgate_gate* gate_ = nullptr;
+    std::uint32_t set_ = 0;
+    std::size_t index_ = 0;
+  };
+
+  FeatureNames() = default;
+
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  [[nodiscard]] iterator begin() const noexcept { return {gate_, set_, 0}; }
+  [[nodiscard]] iterator end() const noexcept { return {gate_, set_, size_}; }
+
+  /// The name at `index`; an empty view if `index >= size()`.
+  [[nodiscard]] std::string_view operator[](std::size_t index) const noexcept {
+    return index < size_ ? name(gate_, set_, index) : std::string_view{};
+  }
+
+  /// Whether `flag` is among the names.
+  [[nodiscard]] bool contains(std::string_view flag) const noexcept {
+    for (std::string_view name : *this) {
+      if (name == flag) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  friend class Gate;
+  FeatureNames(const pgate_gate* gate, std::uint32_t set, std::size_t size) noexcept
+      : gate_(gate), set_(set), size_(size) {}
+
+  static std::string_view name(const pgate_gate* gate, std::uint32_t set,
+                               std::size_t index) noexcept {
+    const std::uint8_t* data = nullptr;
+    std::size_t len = 0;
+    if (pgate_flag_set_name(gate, set, index, &data, &len) != PGATE_STATUS_OK) {
+      return {};
+    }
+    return {reinterpret_cast<const char*>(data), len};
+  }
+
+  const pgate_gate* gate_ = nullptr;
+  std::uint32_t set_ = 0;
+  std::size_t size_ = 0;
+};
+
+/// One gate (a service or a route): routing, recording, judging, promotion, flags.
+///
+/// Movable, not copyable. A moved-from Gate holds no gate: its member functions throw Error
+/// (PGATE_STATUS_NULL_POINTER); `if (gate)` tells. See the top of this file for threads.
+class Gate {
+ public:
+  /// Makes a gate from a JSON PromotionConfig and a JSON SloConfig (the Rust field names;
+  /// durations in milliseconds). An empty document means the defaults.
+  ///
+  /// Throws Error: PGATE_STATUS_INVALID_JSON (unparsable, unknown field: the message names
+  /// the position and the field), PGATE_STATUS_INVALID_CONFIG (a value refused: the message
+  /// names the field and the value), PGATE_STATUS_INVALID_ARGUMENT (not UTF-8).
+  [[nodiscard]] static Gate create(std::string_view config_json,
+                                   std::string_view slo_json = {}) {
+    pgate_gate* raw = nullptr;
+    detail::check_with_error("pgate_gate_new", [&](pgate_error** err) {
+      return pgate_gate_new(detail::bytes(config_json), config_json.size(),
+                            detail::bytes(slo_json), slo_json.size(), &raw, err);
+    });
+    return Gate(raw);
+  }
+
+  Gate(Gate&&) noexcept = default;
+  Gate& operator=(Gate&&) noexcept = default;
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+  ~Gate() = default;
+
+  /// Whether this Gate holds a gate (false once moved from).
+  [[nodiscard]] explicit operator bool() const noexcept { return gate_ != nullptr; }
+
+  /// The C handle, for calls this wrapper does not cover; still owned by this Gate.
+  [[nodiscard]] pgate_gate* native_handle() const noexcept { return gate_.get(); }
+
+  /// Routes a request id (any bytes). Deterministic, lock-free, allocation-free; throws only
+  /// on a moved-from Gate.
+  [[nodiscard]] Decision route(std::string_view request_id) const {
+    pgate_decision out;
+    detail::check(pgate_route(live("route"), detail::bytes(request_id), request_id.size(), &out),
+                  "pgate_route");
+    return detail::from_c(out);
+  }
+
+  /// The flag names on for `decision` (which this gate made): a view valid while the gate
+  /// lives. Lock-free, allocation-free.
+  [[nodiscard]] FeatureNames features(const Decision& decision) const {
+    const pgate_gate* gate = live("features");
+    std::size_t size = 0;
+    detail::check(pgate_flag_set_len(gate, decision.flag_set, &size), "pgate_flag_set_len");
+    return FeatureNames(gate, decision.flag_set, size);
+  }
+
+  /// Records the outcome of a request routed by `decision`. Lock-free; allocation-free after
+  /// the thread's first record. May run the judge and roll a failing canary back. Throws only
+  /// on a moved-from Gate. The result says whether the outcome counted; most callers need not
+  /// look at it, so it is not [[nodiscard]].
+  Recorded record(const Decision& decision, bool success,
+                  std::chrono::nanoseconds latency) const {
+    const pgate_decision c = detail::to_c(decision);
+    pgate_recorded recorded = PGATE_RECORDED_COUNTED;
+    detail::check(pgate_record(live("record"), &c, success, detail::nanos(latency), &recorded),
+                  "pgate_record");
+    return static_cast<Recorded>(recorded);
+  }
+
+  /// Records an outcome by request id: the id is routed again under the current state.
+  /// Prefer record() with the decision the request was routed by.
+  Recorded record_by_id(std::string_view request_id, bool success,
+                        std::chrono::nanoseconds latency) const {
+    pgate_recorded recorded = PGATE_RECORDED_COUNTED;
+    detail::check(pgate_record_by_id(live("record_by_id"), detail::bytes(request_id),
+                                     request_id.size(), success, detail::nanos(latency),
+                                     &recorded),
+                  "pgate_record_by_id");
+    return static_cast<Recorded>(recorded);
+  }
+
+  /// Judges the canary now, with the evidence line. Rolls a canary back if a rule fired and
+  /// auto_rollback_enabled (the health returned is the one judged).
+  [[nodiscard]] Health health() const {
+    const pgate_gate* gate = live("health");
+    std::string evidence(1024, '\0');
+    for (;;) {
+      pgate_health h;
+      std::size_t len = 0;
+      const pgate_status status =
+          pgate_monitor_health(gate, &h, evidence.data(), evidence.size(), &len);
+      if (status == PGATE_STATUS_OK) {
+        evidence.resize(len);
+        return from_c(h, std::move(evidence));
+      }
+      if (status != PGATE_STATUS_BUFFER_TOO_SMALL) {
+        detail::throw_status(status, "pgate_monitor_health");
+      }
+      // The C ABI hands out the evidence only with a judgement: judge again, with room.
+      evidence.resize(len + 1);
+    }
+  }
+
+  /// Whether the version under judgement meets its SLO (false with too little data). May roll
+  /// a failing canary back.
+  [[nodiscard]] bool check_slo() const {
+    bool compliant = false;
+    detail::check(pgate_check_slo(live("check_slo"), &compliant), "pgate_check_slo");
+    return compliant;
+  }
+
+  /// Promotes to `target` (`traffic_percent` is read only for Canary). Throws Error:
+  /// PGATE_STATUS_INVALID_PROMOTION, PGATE_STATUS_ALREADY_THERE, PGATE_STATUS_INVALID_CONFIG
+  /// (a percentage outside 0 ..= 100 or NaN), PGATE_STATUS_INVALID_ARGUMENT (an unknown
+  /// environment), and for gated moves PGATE_STATUS_SLO_NOT_MET or
+  /// PGATE_STATUS_INSUFFICIENT_DATA with the evidence. A refused promotion changes nothing.
+  void promote(Environment target, double traffic_percent = 0.0) const {
+    const pgate_gate* gate = live("promote");
+    detail::check_with_error("pgate_promote", [&](pgate_error** err) {
+      return pgate_promote(gate, static_cast<std::uint32_t>(target), traffic_percent, err);
+    });
+  }
+
+  /// Rolls the release back to Production. Throws Error PGATE_STATUS_ROLLBACK_REFUSED in
+  /// Production or for an empty reason.
+  void rollback(std::string_view reason) const {
+    const pgate_gate* gate = live("rollback");
+    detail::check_with_error("pgate_rollback", [&](pgate_error** err) {
+      return pgate_rollback(gate, detail::bytes(reason), reason.size(), err);
+    });
+  }
+
+  /// Turns a release flag on (idempotent). Throws Error PGATE_STATUS_INVALID_FLAG for an
+  /// invalid name (empty, over 128 bytes, whitespace or control characters).
+  void enable_feature(std::string_view name) const {
+    const pgate_gate* gate = live("enable_feature");
+    detail::check_with_error("pgate_enable_feature", [&](pgate_error** err) {
+      return pgate_enable_feature(gate, detail::bytes(name), name.size(), err);
+    });
+  }
+
+  /// Turns a flag off and records it in the rollback history. Throws Error
+  /// PGATE_STATUS_FLAG_NOT_ENABLED or PGATE_STATUS_INVALID_FLAG.
+  void disable_feature(std::string_view name) const {
+    const pgate_gate* gate = live("disable_feature");
+    detail::check_with_error("pgate_disable_feature", [&](pgate_error** err) {
+      return pgate_disable_feature(gate, detail::bytes(name), name.size(), err);
+    });
+  }
+
+  /// Whether a flag is on for the gate (as a release flag or a graduated one).
+  [[nodiscard]] bool is_feature_enabled(std::string_view name) const {
+    bool enabled = false;
+    detail::check(pgate_is_feature_enabled(live("is_feature_enabled"), detail::bytes(name),
+                                           name.size(), &enabled),
+                  "pgate_is_feature_enabled");
+    return enabled;
+  }
+
+  /// The current PromotionConfig as JSON.
+  [[nodiscard]] std::string config_json() const {
+    const pgate_gate* gate = live("config_json");
+    return detail::read_text("pgate_config_json", [&](char* buf, std::size_t cap,
+                                                     std::size_t* len) {
+      return pgate_config_json(gate, buf, cap, len);
+    });
+  }
+
+  /// Replaces the config atomically with a JSON PromotionConfig (hot reload, not gated).
+  /// Throws Error PGATE_STATUS_INVALID_JSON or PGATE_STATUS_INVALID_CONFIG; the gate is then
+  /// unchanged.
+  void swap_config(std::string_view config_json) const {
+    const pgate_gate* gate = live("swap_config");
+    detail::check_with_error("pgate_swap_config", [&](pgate_error** err) {
+      return pgate_swap_config(gate, detail::bytes(config_json), config_json.size(), err);
+    });
+  }
+
+  /// The rollback history as a JSON array, oldest first; each event has feature, reason,
+  /// timestamp_ms, environment and trigger ("manual", "automatic" or "flag_disabled").
+  [[nodiscard]] std::string rollback_history_json() const {
+    const pgate_gate* gate = live("rollback_history_json");
+    return detail::read_text("pgate_rollback_history_json",
+                             [&](char* buf, std::size_t cap, std::size_t* len) {
+                               return pgate_rollback_history_json(gate, buf, cap, len);
+                             });
+  }
+
+  /// The library's version, e.g. "0.1.0".
+  [[nodiscard]] static std::string_view version() noexcept { return pgate_version(); }
+
+ private:
+  explicit Gate(pgate_gate* gate) noexcept : gate_(gate) {}
+
+  const pgate_gate* live(const char* member) const {
+    if (!gate_) {
+      detail::throw_moved_from(member);
+    }
+    return gate_.get();
+  }
+
+  static Health from_c(const pgate_health& h, std::string evidence) {
+    Health out;
+    out.stage = h.stage;
+    out.canary_requests = h.canary_requests;
+    out.production_requests = h.production_requests;
+    out.canary_p99 = detail::duration(h.canary_p99_ns);
+    out.production_p99 = detail::duration(h.production_p99_ns);
+    out.traffic_percent = h.traffic_percent;
+    out.canary_error_rate = h.canary_error_rate;
+    out.production_error_rate = h.production_error_rate;
+    out.canary_compliance = h.canary_compliance;
+    out.health_score = h.health_score;
+    out.environment = static_cast<Environment>(h.environment);
+    out.recommendation = static_cast<Recommendation>(h.recommendation);
+    out.rules_fired = h.rules_fired;
+    out.sufficient_data = h.sufficient_data;
+    out.evidence = std::move(evidence);
+    return out;
+  }
+
+  std::unique_ptr<pgate_gate, detail::GateDeleter> gate_;
+};
+
+}  // namespace promotion_gates
+
+#endif  // PROMOTION_GATES_HPP

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the Rust library and runs the C++ binding's GoogleTest suite twice: a plain build in
+# bindings/cpp/build, then one with -fsanitize=address,undefined in bindings/cpp/build-asan.
+# Installs what it lacks (cmake, ninja, g++, GoogleTest, nlohmann-json) with apt-get.
+set -euo pipefail
+start=$SECONDS
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+command -v ninja >/dev/null || missing+=(ninja-build)
+command -v c++ >/dev/null || missing+=(g++)
+[ -f /usr/include/gtest/gtest.h ] || missing+=(libgtest-dev)
+[ -f /usr/include/nlohmann/json.hpp ] || missing+=(nlohmann-json3-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "== cargo build --release --lib"
+(cd "$root" && cargo build --release --lib)
+
+jobs=$(nproc 2>/dev/null || echo 4)
+run() {  # run BUILD_DIR [cmake args...]
+  local dir=$1
+  shift
+  echo "== $(basename "$dir"): configure, build, test"
+  cmake -S "$here" -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs"
+}
+
+run "$here/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# halt_on_error makes every sanitizer report fail the test.
+ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1} \
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
+  run "$here/build-asan" -DCMAKE_BUILD_TYPE=Debug -DPGATE_SANITIZE=address,undefined
+
+echo "== bindings/cpp: all tests passed in $((SECONDS - start)) s"

@@ -1,0 +1,419 @@
+// The C++ binding's behaviour: errors, flags, recording, the judge, history, moves.
+#include "promotion_gates.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+std::string_view header_alone_version();
+
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using promotion_gates::Decision;
+using promotion_gates::Environment;
+using promotion_gates::Error;
+using promotion_gates::Gate;
+using promotion_gates::Recommendation;
+using promotion_gates::Recorded;
+using promotion_gates::Rule;
+
+constexpr std::string_view kCanary50 =
+    R"({"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["new_api"], "gate": "checkout"})";
+constexpr std::string_view kCanary100 = R"({"environment": {"canary": {"traffic_percent": 100}}})";
+
+/// Runs `body`, which must throw Error with `status`, and returns the error's message.
+template <class Body>
+std::string expect_error(pgate_status status, Body&& body) {
+  try {
+    body();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), status) << e.status_name() << ": " << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << "no Error thrown; expected " << pgate_status_str(status);
+  return {};
+}
+
+TEST(Gate, TypeRules) {
+  static_assert(!std::is_copy_constructible_v<Gate>);
+  static_assert(!std::is_copy_assignable_v<Gate>);
+  static_assert(std::is_nothrow_move_constructible_v<Gate>);
+  static_assert(std::is_nothrow_move_assignable_v<Gate>);
+  static_assert(!std::is_default_constructible_v<Gate>);
+  static_assert(std::is_base_of_v<std::runtime_error, Error>);
+  static_assert(std::is_trivially_copyable_v<Decision>);
+}
+
+TEST(Gate, VersionAndTheHeaderAlone) {
+  EXPECT_FALSE(Gate::version().empty());
+  EXPECT_NE(Gate::version().find('.'), std::string_view::npos);
+  EXPECT_EQ(header_alone_version(), Gate::version());
+}
+
+TEST(Gate, DefaultsRouteEveryoneToStable) {
+  const Gate gate = Gate::create("");
+  ASSERT_TRUE(gate);
+  const Decision d = gate.route("user-1");
+  EXPECT_FALSE(d.is_canary);
+  EXPECT_EQ(d.environment, Environment::Production);
+  EXPECT_EQ(d.traffic_percent, 0.0);
+  EXPECT_EQ(d.threshold, 0u);
+  EXPECT_TRUE(gate.features(d).empty());
+  EXPECT_NE(gate.config_json().find(R"("environment":"production")"), std::string::npos)
+      << gate.config_json();
+}
+
+TEST(Gate, RoutesBytesAndEmptyIds) {
+  const Gate gate = Gate::create(kCanary50);
+  const std::string with_nul("a\0b", 3);
+  EXPECT_NE(gate.route(with_nul).bucket, gate.route("a").bucket);
+  EXPECT_EQ(gate.route(std::string_view{}), gate.route(""));
+  const Decision d = gate.route("user-12345");
+  EXPECT_EQ(d.threshold, 5'000'000u);
+  EXPECT_EQ(d.is_canary, d.bucket < d.threshold);
+  EXPECT_EQ(d.environment, Environment::Canary);
+  EXPECT_EQ(d.traffic_percent, 50.0);
+}
+
+TEST(Errors, InvalidJsonNamesTheField) {
+  std::string message = expect_error(PGATE_STATUS_INVALID_JSON,
+                                     [] { (void)Gate::create(R"({"slo_treshold": 0.9})"); });
+  EXPECT_NE(message.find("slo_treshold"), std::string::npos) << message;
+
+  message = expect_error(PGATE_STATUS_INVALID_JSON, [] {
+    (void)Gate::create("{}", R"({"latency_target": 250})");
+  });
+  EXPECT_NE(message.find("latency_target"), std::string::npos) << message;
+
+  message = expect_error(PGATE_STATUS_INVALID_JSON, [] { (void)Gate::create("{not json"); });
+  EXPECT_NE(message.find("line 1"), std::string::npos) << message;
+
+  try {
+    (void)Gate::create("42");
+    ADD_FAILURE() << "no Error";
+  } catch (const std::runtime_error& e) {  // catchable as the standard base
+    EXPECT_STREQ(dynamic_cast<const Error&>(e).status_name(), "PGATE_STATUS_INVALID_JSON");
+  }
+}
+
+TEST(Errors, InvalidConfigNamesFieldAndValue) {
+  std::string message = expect_error(PGATE_STATUS_INVALID_CONFIG,
+                                     [] { (void)Gate::create(R"({"slo_threshold": 7})"); });
+  EXPECT_NE(message.find("slo_threshold"), std::string::npos) << message;
+  EXPECT_NE(message.find('7'), std::string::npos) << message;
+
+  message = expect_error(PGATE_STATUS_INVALID_CONFIG, [] {
+    (void)Gate::create("", R"({"max_error_rate": 1.5})");
+  });
+  EXPECT_NE(message.find("max_error_rate"), std::string::npos) << message;
+
+  message = expect_error(PGATE_STATUS_INVALID_ARGUMENT,
+                         [] { (void)Gate::create("{\"gate\": \"\xff\"}"); });
+  EXPECT_NE(message.find("UTF-8"), std::string::npos) << message;
+}
+
+TEST(Errors, Promotions) {
+  const Gate gate = Gate::create("");
+  std::string message =
+      expect_error(PGATE_STATUS_INVALID_PROMOTION, [&] { gate.promote(Environment::Staging); });
+  EXPECT_NE(message.find("canary"), std::string::npos) << message;
+  expect_error(PGATE_STATUS_ALREADY_THERE, [&] { gate.promote(Environment::Production); });
+
+  message = expect_error(PGATE_STATUS_INVALID_CONFIG, [&] {
+    gate.promote(Environment::Canary, std::numeric_limits<double>::quiet_NaN());
+  });
+  EXPECT_NE(message.find("environment.traffic_percent"), std::string::npos) << message;
+  expect_error(PGATE_STATUS_INVALID_CONFIG, [&] { gate.promote(Environment::Canary, 100.5); });
+  message = expect_error(PGATE_STATUS_INVALID_ARGUMENT,
+                         [&] { gate.promote(static_cast<Environment>(7)); });
+  EXPECT_NE(message.find("invalid environment = 7"), std::string::npos) << message;
+  EXPECT_EQ(gate.route("u").environment, Environment::Production) << "refusals change nothing";
+
+  gate.promote(Environment::Canary, 1.0);    // a new rollout: not gated
+  gate.promote(Environment::Canary, 0.5);    // ramping down: not gated
+  message = expect_error(PGATE_STATUS_INSUFFICIENT_DATA,
+                         [&] { gate.promote(Environment::Canary, 5.0); });  // ramping up: gated
+  EXPECT_NE(message.find("canary samples needed"), std::string::npos) << message;
+  expect_error(PGATE_STATUS_INSUFFICIENT_DATA, [&] { gate.promote(Environment::Staging); });
+  const Decision d = gate.route("u");
+  EXPECT_EQ(d.environment, Environment::Canary);
+  EXPECT_EQ(d.traffic_percent, 0.5);
+}
+
+TEST(Errors, FlagsAndRollback) {
+  const Gate gate = Gate::create("");
+  for (std::string_view bad : {"", "has space", "tab\there"}) {
+    const std::string message =
+        expect_error(PGATE_STATUS_INVALID_FLAG, [&] { gate.enable_feature(bad); });
+    EXPECT_FALSE(message.empty());
+  }
+  expect_error(PGATE_STATUS_INVALID_FLAG, [&] { gate.enable_feature(std::string(129, 'x')); });
+  expect_error(PGATE_STATUS_INVALID_ARGUMENT, [&] { gate.enable_feature("\xff\xfe"); });
+  expect_error(PGATE_STATUS_FLAG_NOT_ENABLED, [&] { gate.disable_feature("never_on"); });
+
+  std::string message =
+      expect_error(PGATE_STATUS_ROLLBACK_REFUSED, [&] { gate.rollback("bad deploy"); });
+  EXPECT_NE(message.find("roduction"), std::string::npos) << message;
+  gate.promote(Environment::Canary, 10.0);
+  expect_error(PGATE_STATUS_ROLLBACK_REFUSED, [&] { gate.rollback(""); });
+  gate.rollback("bad deploy");
+  EXPECT_EQ(gate.route("u").environment, Environment::Production);
+}
+
+TEST(Features, ViewOfTheDecisionsFlags) {
+  Gate gate = Gate::create(
+      R"({"environment": "staging", "feature_flags": ["new_api", "fast_path"]})");
+  EXPECT_TRUE(gate.is_feature_enabled("new_api"));
+  EXPECT_FALSE(gate.is_feature_enabled("nope"));
+  const Decision d = gate.route("user-1");
+  ASSERT_TRUE(d.is_canary);
+  const auto names = gate.features(d);
+  ASSERT_EQ(names.size(), 2u);
+  EXPECT_EQ(names[0], "fast_path");  // byte order
+  EXPECT_EQ(names[1], "new_api");
+  EXPECT_EQ(names[2], "");
+  EXPECT_TRUE(names.contains("new_api"));
+  EXPECT_FALSE(names.contains("new"));
+  std::vector<std::string_view> seen(names.begin(), names.end());
+  EXPECT_EQ(seen, (std::vector<std::string_view>{"fast_path", "new_api"}));
+  seen.clear();
+  for (std::string_view name : gate.features(d)) seen.push_back(name);
+  EXPECT_EQ(seen.size(), 2u);
+
+  // Names stay valid as long as the gate lives: after the flag is turned off, after a config
+  // swap, after the Gate is moved.
+  gate.disable_feature("new_api");
+  gate.enable_feature("dark_mode");
+  EXPECT_FALSE(gate.is_feature_enabled("new_api"));
+  const Decision after = gate.route("user-1");
+  EXPECT_EQ(gate.features(after).size(), 2u);
+  EXPECT_TRUE(gate.features(after).contains("dark_mode"));
+  EXPECT_FALSE(gate.features(after).contains("new_api"));
+  gate.swap_config(R"({"environment": "staging"})");
+  const Gate moved = std::move(gate);
+  EXPECT_EQ(names[1], "new_api");
+  EXPECT_EQ(seen[0], "fast_path");
+  EXPECT_TRUE(moved.features(moved.route("user-1")).empty());
+}
+
+TEST(Features, CanaryRequestsSeeReleaseFlagsStableOnesDoNot) {
+  const Gate gate = Gate::create(kCanary50);
+  int canary = 0;
+  int stable = 0;
+  for (int i = 0; i < 200; ++i) {
+    const Decision d = gate.route("user-" + std::to_string(i));
+    const auto names = gate.features(d);
+    if (d.is_canary) {
+      ++canary;
+      ASSERT_EQ(names.size(), 1u);
+      EXPECT_EQ(*names.begin(), "new_api");
+    } else {
+      ++stable;
+      EXPECT_TRUE(names.empty());
+      EXPECT_EQ(names.begin(), names.end());
+    }
+  }
+  EXPECT_GT(canary, 50);
+  EXPECT_GT(stable, 50);
+}
+
+TEST(Record, CountedLateAndForeign) {
+  const Gate gate = Gate::create(kCanary50);
+  const Decision before = gate.route("user-1");
+  EXPECT_EQ(gate.record(before, true, 1500us), Recorded::Counted);
+  EXPECT_EQ(gate.record_by_id("user-2", false, 3ms), Recorded::Counted);
+
+  gate.promote(Environment::Canary, 10.0);  // ramping down starts a new stage
+  const Decision after = gate.route("user-1");
+  EXPECT_GT(after.stage, before.stage);
+  EXPECT_EQ(after.traffic_percent, 10.0);
+  EXPECT_EQ(gate.record(after, true, 2ms), Recorded::Counted);
+  // The old stage has ended on this thread: its outcome must not pollute the new one.
+  EXPECT_EQ(gate.record(before, true, 2ms), Recorded::Late);
+
+  Decision forged = after;
+  forged.stage += 1000;
+  forged.environment = static_cast<Environment>(42);  // sanitized before it reaches Rust
+  EXPECT_EQ(gate.record(forged, true, 1ms), Recorded::Foreign);
+  EXPECT_EQ(gate.record(after, true, -5ms), Recorded::Counted) << "negative latency is 0";
+}
+
+TEST(Judge, HealthAndEvidence) {
+  const Gate gate = Gate::create(kCanary100);
+  for (int i = 0; i < 20; ++i) {
+    const Decision d = gate.route("user-" + std::to_string(i));
+    ASSERT_TRUE(d.is_canary);
+    (void)gate.record(d, true, std::chrono::milliseconds(10 + i));
+  }
+  const auto h = gate.health();
+  EXPECT_EQ(h.environment, Environment::Canary);
+  EXPECT_EQ(h.canary_requests, 20u);
+  EXPECT_EQ(h.production_requests, 0u);
+  EXPECT_EQ(h.traffic_percent, 100.0);
+  EXPECT_EQ(h.canary_error_rate, 0.0);
+  EXPECT_EQ(h.canary_compliance, 1.0);
+  EXPECT_GE(h.canary_p99, 25ms);
+  EXPECT_LE(h.canary_p99, 35ms);
+  EXPECT_FALSE(h.sufficient_data);  // min_samples is 100
+  EXPECT_EQ(h.recommendation, Recommendation::Monitor);
+  EXPECT_EQ(h.rules_fired, 0u);
+  EXPECT_GE(h.health_score, 0.0);
+  EXPECT_LE(h.health_score, 1.0);
+  EXPECT_NE(h.evidence.find("canary 20 req"), std::string::npos) << h.evidence;
+  EXPECT_NE(h.evidence.find("no rule fired"), std::string::npos) << h.evidence;
+  EXPECT_EQ(h.evidence.find('\0'), std::string::npos);
+  EXPECT_FALSE(gate.check_slo()) << "too little data";
+}
+
+TEST(Judge, EnoughHealthyDataPassesTheGate) {
+  const Gate gate = Gate::create(kCanary100);
+  for (int i = 0; i < 150; ++i) {
+    (void)gate.record(gate.route("user-" + std::to_string(i)), true, 5ms);
+  }
+  EXPECT_TRUE(gate.check_slo());
+  const auto h = gate.health();
+  EXPECT_TRUE(h.sufficient_data);
+  EXPECT_EQ(h.recommendation, Recommendation::Healthy);
+  gate.promote(Environment::Staging);
+  EXPECT_EQ(gate.route("x").environment, Environment::Staging);
+}
+
+TEST(Judge, ACanaryFailingEveryRequestRollsItselfBack) {
+  const Gate gate = Gate::create(R"({"environment": {"canary": {"traffic_percent": 100}},
+                                     "feature_flags": ["risky"]})");
+  int failures = 0;
+  for (; failures < 100; ++failures) {
+    const Decision d = gate.route("user-" + std::to_string(failures));
+    if (d.environment != Environment::Canary) break;
+    (void)gate.record(d, false, 1ms);
+  }
+  EXPECT_LT(failures, 20) << "the judge should act on overwhelming evidence";
+  const Decision d = gate.route("user-x");
+  EXPECT_EQ(d.environment, Environment::Production);
+  EXPECT_FALSE(d.is_canary);
+  EXPECT_FALSE(gate.is_feature_enabled("risky")) << "a rollback turns release flags off";
+
+  const auto history = json::parse(gate.rollback_history_json());
+  ASSERT_TRUE(history.is_array());
+  ASSERT_EQ(history.size(), 1u) << history.dump();
+  const json& event = history[0];
+  EXPECT_EQ(event.at("trigger"), "automatic");
+  EXPECT_EQ(event.at("feature"), "Canary{100}");
+  EXPECT_NE(event.at("reason").get<std::string>().find("overwhelming_errors"), std::string::npos)
+      << event.dump();
+  EXPECT_EQ(event.at("environment"), json::parse(R"({"canary": {"traffic_percent": 100.0}})"));
+  EXPECT_GT(event.at("timestamp_ms").get<std::uint64_t>(), 1'600'000'000'000u);
+
+  const auto h = gate.health();
+  EXPECT_EQ(h.environment, Environment::Production);
+  EXPECT_EQ(h.recommendation == Recommendation::Rollback, h.rules_fired != 0);
+}
+
+TEST(Judge, RuleBits) {
+  promotion_gates::Health h;
+  h.rules_fired = PGATE_RULE_OVERWHELMING_ERRORS | PGATE_RULE_P99_BUDGET;
+  EXPECT_TRUE(h.fired(Rule::OverwhelmingErrors));
+  EXPECT_TRUE(h.fired(Rule::P99Budget));
+  EXPECT_FALSE(h.fired(Rule::SloCompliance));
+}
+
+TEST(History, ManualRollbackAndDisabledFlags) {
+  const Gate gate = Gate::create(R"({"max_rollback_history": 2})");
+  EXPECT_EQ(gate.rollback_history_json(), "[]");
+  gate.enable_feature("dark_mode");
+  gate.disable_feature("dark_mode");
+  gate.promote(Environment::Canary, 30.0);
+  const std::string long_reason(600, 'r');  // longer than the first read's buffer
+  gate.rollback(long_reason);
+  auto history = json::parse(gate.rollback_history_json());
+  ASSERT_EQ(history.size(), 2u) << history.dump();
+  EXPECT_EQ(history[0].at("feature"), "dark_mode");
+  EXPECT_EQ(history[0].at("trigger"), "flag_disabled");
+  EXPECT_EQ(history[0].at("environment"), "production");
+  EXPECT_EQ(history[1].at("feature"), "Canary{30}");
+  EXPECT_EQ(history[1].at("reason"), long_reason);
+  EXPECT_EQ(history[1].at("trigger"), "manual");
+  EXPECT_LE(history[0].at("timestamp_ms"), history[1].at("timestamp_ms"));
+
+  gate.promote(Environment::Canary, 1.0);
+  gate.rollback("third");  // the bound is 2: the oldest goes
+  history = json::parse(gate.rollback_history_json());
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[1].at("reason"), "third");
+}
+
+TEST(Config, ReadAndSwap) {
+  const Gate gate = Gate::create(kCanary50);
+  const json config = json::parse(gate.config_json());
+  EXPECT_EQ(config.at("gate"), "checkout");
+  EXPECT_EQ(config.at("feature_flags"), json::array({"new_api"}));
+  EXPECT_EQ(config.at("environment").at("canary").at("traffic_percent"), 50.0);
+
+  json next = config;
+  next["environment"]["canary"]["traffic_percent"] = 30.0;
+  gate.swap_config(next.dump());
+  EXPECT_EQ(gate.route("u").traffic_percent, 30.0);
+  EXPECT_EQ(json::parse(gate.config_json()), next);
+
+  std::string message = expect_error(PGATE_STATUS_INVALID_CONFIG,
+                                     [&] { gate.swap_config(R"({"slo_threshold": 7})"); });
+  EXPECT_NE(message.find("slo_threshold"), std::string::npos) << message;
+  expect_error(PGATE_STATUS_INVALID_JSON, [&] { gate.swap_config("{"); });
+  expect_error(PGATE_STATUS_INVALID_JSON, [&] { gate.swap_config(""); });
+  EXPECT_EQ(json::parse(gate.config_json()), next) << "a refused swap changes nothing";
+}
+
+TEST(Move, AMovedFromGateThrowsAClearError) {
+  Gate a = Gate::create(kCanary50);
+  const Decision d = a.route("user-1");
+  const auto names = a.features(d);
+  Gate b = std::move(a);
+  EXPECT_FALSE(a);  // NOLINT(bugprone-use-after-move): the point of the test
+  EXPECT_TRUE(b);
+  EXPECT_EQ(a.native_handle(), nullptr);
+  EXPECT_EQ(b.route("user-1"), d);
+  EXPECT_EQ(names.size(), b.features(d).size()) << "views survive the move";
+
+  const std::string message = expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.route("u"); });
+  EXPECT_NE(message.find("moved from"), std::string::npos) << message;
+  EXPECT_NE(message.find("route"), std::string::npos) << message;
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.record(d, true, 1ms); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.record_by_id("u", true, 1ms); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.features(d); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.health(); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.check_slo(); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.promote(Environment::Staging); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.rollback("x"); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.enable_feature("x"); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.disable_feature("x"); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.is_feature_enabled("x"); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.config_json(); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.swap_config("{}"); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.rollback_history_json(); });
+
+  a = std::move(b);  // a moved-from Gate can be assigned again
+  EXPECT_TRUE(a);
+  EXPECT_FALSE(b);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(a.route("user-1"), d);
+  Gate c = Gate::create("");
+  c = std::move(a);  // frees c's own gate first
+  EXPECT_EQ(c.route("user-1"), d);
+}
+
+TEST(Names, EnvironmentsHaveNames) {
+  EXPECT_EQ(promotion_gates::to_string(Environment::Staging), "staging");
+  EXPECT_EQ(promotion_gates::to_string(Environment::Production), "production");
+  EXPECT_EQ(promotion_gates::to_string(static_cast<Environment>(9)), "unknown");
+}
+
+}  // namespace
