@@ -1,0 +1,179 @@
+package promotiongates
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestConcurrentRoutingWhileTheReleaseMoves: goroutines route and record on one Gate while
+// another promotes, ramps, flips flags, swaps the config, judges and rolls back. Every
+// decision must be self-consistent; run with -race.
+func TestConcurrentRoutingWhileTheReleaseMoves(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["a"]}`, `{"min_samples": 20}`)
+	workers := max(3, runtime.GOMAXPROCS(0)+1)
+	var stop atomic.Bool
+	var routed, canaries atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers+1)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := []byte(fmt.Sprintf("worker-%d-request-00000000", w))
+			for i := 0; !stop.Load(); i++ {
+				copy(id[len(id)-8:], fmt.Sprintf("%08d", i))
+				d, err := g.Route(id)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if err := consistent(d); err != nil {
+					errs <- err
+					return
+				}
+				if s, err := g.RouteString(string(id)); err != nil || (s.Stage() == d.Stage() && s.IsCanary() != d.IsCanary()) {
+					errs <- fmt.Errorf("RouteString disagrees within a stage: %+v vs %+v (%v)", s, d, err)
+					return
+				}
+				if i%16 == 0 {
+					if _, err := g.HasFeature(d, "a"); err != nil {
+						errs <- err
+						return
+					}
+				}
+				// Canaries fail a tenth of their requests, enough for the judge to act sometimes.
+				success := !d.IsCanary() || i%10 != 0
+				if _, err := g.Record(d, success, time.Duration(i%50)*time.Millisecond); err != nil {
+					errs <- err
+					return
+				}
+				routed.Add(1)
+				if d.IsCanary() {
+					canaries.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // the operator
+		defer wg.Done()
+		defer stop.Store(true)
+		percents := []float64{50, 80, 30, 0, 90}
+		for i := range 96 { // twelve rounds of every operation
+			var err error
+			switch i % 8 {
+			case 0:
+				err = g.Rollback(fmt.Sprint("drill ", i))
+			case 1:
+				err = g.Promote(Canary, percents[(i/8)%len(percents)])
+			case 2:
+				err = g.Promote(Canary, 1) // ramping: up is gated, down is not
+			case 3:
+				err = g.EnableFeature(fmt.Sprint("flag_", i%3))
+			case 4:
+				err = g.DisableFeature(fmt.Sprint("flag_", (i+1)%3))
+			case 5:
+				_, err = g.Health()
+			case 6:
+				_, err = g.CheckSLO()
+			case 7:
+				err = g.Promote(Staging, 0)
+			}
+			var pe *Error
+			if err != nil && (!errors.As(err, &pe) || pe.Status == StatusPanic || pe.Status == StatusInvalidHandle) {
+				errs <- fmt.Errorf("operator step %d: %w", i, err)
+				return
+			}
+			if _, err := g.RollbackHistory(); err != nil {
+				errs <- err
+				return
+			}
+			runtime.Gosched()
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if routed.Load() == 0 {
+		t.Fatal("nothing routed")
+	}
+	t.Logf("%d requests routed, %d to the canary", routed.Load(), canaries.Load())
+}
+
+// consistent checks a decision against the routing rule and its environment.
+func consistent(d Decision) error {
+	if d.IsCanary() != (d.Bucket() < d.Threshold()) || d.Bucket() > 9_999_999 {
+		return fmt.Errorf("inconsistent decision %+v", d)
+	}
+	want := referenceThreshold(d.TrafficPercent())
+	switch d.Environment() {
+	case Production:
+		want = 0
+	case Staging:
+		want = 10_000_000
+	}
+	if d.Threshold() != want {
+		return fmt.Errorf("threshold %d for %v %v", d.Threshold(), d.Environment(), d.TrafficPercent())
+	}
+	return nil
+}
+
+// TestCloseWhileCallsAreInFlight: Close waits for the calls in flight; every call that starts
+// after it returns ErrClosed; nothing touches freed memory.
+func TestCloseWhileCallsAreInFlight(t *testing.T) {
+	for round := range 20 {
+		g, err := New(`{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["a"]}`, "")
+		ok(t, err)
+		var wg sync.WaitGroup
+		var calls atomic.Int64
+		errs := make(chan error, 8)
+		for w := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					var err error
+					switch (w + i) % 6 {
+					case 0, 1:
+						var d Decision
+						if d, err = g.RouteString("user"); err == nil {
+							_, err = g.Record(d, true, time.Millisecond)
+						}
+					case 2:
+						_, err = g.RecordByIDString("user", false, time.Millisecond)
+					case 3:
+						_, err = g.Features(Decision{})
+					case 4:
+						_, err = g.Health()
+					case 5:
+						_, err = g.Config()
+					}
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					calls.Add(1)
+				}
+			}()
+		}
+		for calls.Load() < 50 {
+			runtime.Gosched()
+		}
+		ok(t, g.Close())
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+}

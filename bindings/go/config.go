@@ -1,0 +1,231 @@
+package promotiongates
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Config is a PromotionConfig: where the release stands, its flags and its rollback policy.
+// It marshals to the JSON the library reads, with the Rust field names (environment,
+// feature_flags, auto_rollback_enabled, slo_threshold, rollback_window_seconds, gate, salt,
+// graduated_flags, max_rollback_history). Start from DefaultConfig: the zero Config is not
+// valid (a zero window, threshold and history bound).
+type Config struct {
+	Environment           Environment // where the release stands
+	TrafficPercent        float64     // canary share, 0..=100; only for Canary
+	FeatureFlags          []string    // release flags: on for the new version's requests
+	AutoRollbackEnabled   bool        // roll back by itself when the canary breaks its SLO
+	SLOThreshold          float64     // share of requests that must meet the SLO, 0..=1
+	RollbackWindowSeconds uint64      // the judge's sliding window, 1 ..= 604800 s
+	Gate                  string      // the gate's name; the default salt
+	Salt                  string      // the routing salt; "" means none (Gate is used)
+	GraduatedFlags        []string    // stable flags: on for every request
+	MaxRollbackHistory    uint64      // events the history keeps, 1 ..= 100000
+}
+
+// DefaultConfig returns the library's defaults: Production, no flags, automatic rollback on,
+// slo_threshold 0.95, a 300 s window, gate "default", 100 history events.
+func DefaultConfig() Config {
+	return Config{
+		Environment:           Production,
+		AutoRollbackEnabled:   true,
+		SLOThreshold:          0.95,
+		RollbackWindowSeconds: 300,
+		Gate:                  "default",
+		MaxRollbackHistory:    100,
+	}
+}
+
+// configJSON is the wire form of Config.
+type configJSON struct {
+	Environment           environmentJSON `json:"environment"`
+	FeatureFlags          []string        `json:"feature_flags"`
+	AutoRollbackEnabled   bool            `json:"auto_rollback_enabled"`
+	SLOThreshold          float64         `json:"slo_threshold"`
+	RollbackWindowSeconds uint64          `json:"rollback_window_seconds"`
+	Gate                  string          `json:"gate"`
+	Salt                  *string         `json:"salt"`
+	GraduatedFlags        []string        `json:"graduated_flags"`
+	MaxRollbackHistory    uint64          `json:"max_rollback_history"`
+}
+
+// MarshalJSON writes the library's JSON form (nil flag lists as [], "" salt as null).
+func (c Config) MarshalJSON() ([]byte, error) {
+	w := configJSON{
+		Environment:           environmentJSON{c.Environment, c.TrafficPercent},
+		FeatureFlags:          nonNil(c.FeatureFlags),
+		AutoRollbackEnabled:   c.AutoRollbackEnabled,
+		SLOThreshold:          c.SLOThreshold,
+		RollbackWindowSeconds: c.RollbackWindowSeconds,
+		Gate:                  c.Gate,
+		GraduatedFlags:        nonNil(c.GraduatedFlags),
+		MaxRollbackHistory:    c.MaxRollbackHistory,
+	}
+	if c.Salt != "" {
+		w.Salt = &c.Salt
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON reads the library's JSON form (Gate.Config's output). Missing fields take
+// the library's defaults, as in the library.
+func (c *Config) UnmarshalJSON(data []byte) error {
+	d := DefaultConfig()
+	w := configJSON{
+		Environment:           environmentJSON{d.Environment, d.TrafficPercent},
+		AutoRollbackEnabled:   d.AutoRollbackEnabled,
+		SLOThreshold:          d.SLOThreshold,
+		RollbackWindowSeconds: d.RollbackWindowSeconds,
+		Gate:                  d.Gate,
+		MaxRollbackHistory:    d.MaxRollbackHistory,
+	}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	*c = Config{
+		Environment:           w.Environment.Environment,
+		TrafficPercent:        w.Environment.TrafficPercent,
+		FeatureFlags:          w.FeatureFlags,
+		AutoRollbackEnabled:   w.AutoRollbackEnabled,
+		SLOThreshold:          w.SLOThreshold,
+		RollbackWindowSeconds: w.RollbackWindowSeconds,
+		Gate:                  w.Gate,
+		GraduatedFlags:        w.GraduatedFlags,
+		MaxRollbackHistory:    w.MaxRollbackHistory,
+	}
+	if w.Salt != nil {
+		c.Salt = *w.Salt
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// environmentJSON is the wire form of an environment: {"canary":{"traffic_percent":10.0}},
+// "staging" or "production".
+type environmentJSON struct {
+	Environment    Environment
+	TrafficPercent float64
+}
+
+func (e environmentJSON) MarshalJSON() ([]byte, error) {
+	switch e.Environment {
+	case Canary:
+		return json.Marshal(map[string]map[string]float64{"canary": {"traffic_percent": e.TrafficPercent}})
+	case Staging, Production:
+		return json.Marshal(e.Environment.String())
+	}
+	return nil, fmt.Errorf("promotiongates: unknown environment %d", uint32(e.Environment))
+}
+
+func (e *environmentJSON) UnmarshalJSON(data []byte) error {
+	var name string
+	if json.Unmarshal(data, &name) == nil {
+		switch name {
+		case "staging":
+			*e = environmentJSON{Environment: Staging}
+			return nil
+		case "production":
+			*e = environmentJSON{Environment: Production}
+			return nil
+		}
+		return fmt.Errorf("promotiongates: unknown environment %q", name)
+	}
+	var canary struct {
+		Canary *struct {
+			TrafficPercent float64 `json:"traffic_percent"`
+		} `json:"canary"`
+	}
+	if err := json.Unmarshal(data, &canary); err != nil {
+		return err
+	}
+	if canary.Canary == nil {
+		return fmt.Errorf("promotiongates: unknown environment %s", data)
+	}
+	*e = environmentJSON{Environment: Canary, TrafficPercent: canary.Canary.TrafficPercent}
+	return nil
+}
+
+// SLO is an SloConfig: what a compliant request is, and when a canary is rolled back. It
+// marshals to the library's JSON (latency_target_ms, max_error_rate, error_rate_ratio_limit,
+// p99_ratio_limit, p99_budget_ms, min_samples, significance, overwhelming_significance,
+// evaluation_interval_ms), durations as fractional milliseconds. Start from DefaultSLO.
+type SLO struct {
+	LatencyTarget            time.Duration // success within this is compliant (0 < x <= 60 s)
+	MaxErrorRate             float64       // roll back above this error rate, 0..=1
+	ErrorRateRatioLimit      float64       // roll back above production's error rate x this, >= 1
+	P99RatioLimit            float64       // roll back above production's p99 x this, >= 1
+	P99Budget                time.Duration // roll back above this p99; 0 means no budget (null)
+	MinSamples               uint64        // canary samples before an ordinary rule may fire, >= 1
+	Significance             float64       // one-sided level of each rule's test, (0, 0.5)
+	OverwhelmingSignificance float64       // level that may act before MinSamples, <= Significance
+	EvaluationInterval       time.Duration // least time between automatic evaluations (<= 1 h)
+}
+
+// DefaultSLO returns the library's defaults: 500 ms target, 5 % errors, ratios 1.5, no p99
+// budget, 100 samples, significance 0.001 and 1e-9, evaluation every second.
+func DefaultSLO() SLO {
+	return SLO{
+		LatencyTarget:            500 * time.Millisecond,
+		MaxErrorRate:             0.05,
+		ErrorRateRatioLimit:      1.5,
+		P99RatioLimit:            1.5,
+		MinSamples:               100,
+		Significance:             0.001,
+		OverwhelmingSignificance: 1e-9,
+		EvaluationInterval:       time.Second,
+	}
+}
+
+// sloJSON is the wire form of SLO.
+type sloJSON struct {
+	LatencyTargetMS          float64  `json:"latency_target_ms"`
+	MaxErrorRate             float64  `json:"max_error_rate"`
+	ErrorRateRatioLimit      float64  `json:"error_rate_ratio_limit"`
+	P99RatioLimit            float64  `json:"p99_ratio_limit"`
+	P99BudgetMS              *float64 `json:"p99_budget_ms"`
+	MinSamples               uint64   `json:"min_samples"`
+	Significance             float64  `json:"significance"`
+	OverwhelmingSignificance float64  `json:"overwhelming_significance"`
+	EvaluationIntervalMS     float64  `json:"evaluation_interval_ms"`
+}
+
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// MarshalJSON writes the library's JSON form.
+func (s SLO) MarshalJSON() ([]byte, error) {
+	w := sloJSON{
+		LatencyTargetMS:          millis(s.LatencyTarget),
+		MaxErrorRate:             s.MaxErrorRate,
+		ErrorRateRatioLimit:      s.ErrorRateRatioLimit,
+		P99RatioLimit:            s.P99RatioLimit,
+		MinSamples:               s.MinSamples,
+		Significance:             s.Significance,
+		OverwhelmingSignificance: s.OverwhelmingSignificance,
+		EvaluationIntervalMS:     millis(s.EvaluationInterval),
+	}
+	if s.P99Budget != 0 {
+		ms := millis(s.P99Budget)
+		w.P99BudgetMS = &ms
+	}
+	return json.Marshal(w)
+}
+
+// NewFromConfig creates a gate from typed configs (see New for the errors).
+func NewFromConfig(cfg Config, slo SLO) (*Gate, error) {
+	c, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, &Error{Status: StatusInvalidConfig, Message: err.Error()}
+	}
+	s, err := json.Marshal(slo)
+	if err != nil {
+		return nil, &Error{Status: StatusInvalidConfig, Message: err.Error()}
+	}
+	return New(string(c), string(s))
+}

@@ -1,0 +1,22 @@
+// Package promotiongates is the Go binding of promotion-gates: deterministic canary routing
+// and promotion gates, through the library's C ABI (prefix pgate_).
+//
+// A Gate routes each request id to the canary (the new version) or the stable version,
+// deterministically by a salted SHA-256 bucket; Record feeds the outcome back; the judge
+// rolls a failing canary back by itself and gates promotions on evidence.
+//
+//	gate, err := promotiongates.New(`{"environment":{"canary":{"traffic_percent":10}}}`, "")
+//	if err != nil { ... }
+//	defer gate.Close()
+//	d, _ := gate.RouteString("user-42")
+//	// ... serve the request with the version d.IsCanary() picks ...
+//	gate.Record(d, true, 12*time.Millisecond)
+//
+// Memory: request ids, names and JSON documents are passed to the library by pointer for the
+// duration of one call and never kept (cgo's pointer rules); everything the library returns
+// is copied into Go memory before the call's lock is released.
+//
+// Linking: by default the static archive target/release/libpromotion_gates.a of this
+// repository (build it with `cargo build --release --lib`); -tags pgate_shared links an
+// installed -lpromotion_gates instead (see link_shared.go).
+package promotiongates

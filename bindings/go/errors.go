@@ -1,0 +1,120 @@
+package promotiongates
+
+// #include "promotion_gates.h"
+import "C"
+
+// Status mirrors the C enum pgate_status. The numbers are part of the ABI: they never change
+// and are never reused.
+type Status uint32
+
+// The status codes of the C ABI, in the header's order.
+const (
+	StatusOK               Status = C.PGATE_STATUS_OK                // success
+	StatusNullPointer      Status = C.PGATE_STATUS_NULL_POINTER      // a required pointer was NULL
+	StatusInvalidArgument  Status = C.PGATE_STATUS_INVALID_ARGUMENT  // out of range, not UTF-8, negative latency
+	StatusInvalidConfig    Status = C.PGATE_STATUS_INVALID_CONFIG    // validation refused a value; the message names the field
+	StatusInvalidJSON      Status = C.PGATE_STATUS_INVALID_JSON      // a JSON document could not be read
+	StatusInvalidPromotion Status = C.PGATE_STATUS_INVALID_PROMOTION // no such edge in the release state machine
+	StatusSLONotMet        Status = C.PGATE_STATUS_SLO_NOT_MET       // gated promotion refused: not compliant
+	StatusInsufficientData Status = C.PGATE_STATUS_INSUFFICIENT_DATA // gated promotion refused: too little data
+	StatusAlreadyThere     Status = C.PGATE_STATUS_ALREADY_THERE     // already in the requested environment
+	StatusInvalidFlag      Status = C.PGATE_STATUS_INVALID_FLAG      // a feature flag name is invalid
+	StatusFlagNotEnabled   Status = C.PGATE_STATUS_FLAG_NOT_ENABLED  // the flag to disable is not enabled
+	StatusRollbackRefused  Status = C.PGATE_STATUS_ROLLBACK_REFUSED  // rollback in Production, or without a reason
+	StatusBufferTooSmall   Status = C.PGATE_STATUS_BUFFER_TOO_SMALL  // handled inside the binding; not returned
+	StatusInvalidHandle    Status = C.PGATE_STATUS_INVALID_HANDLE    // the gate is closed (or was never opened)
+	StatusPanic            Status = C.PGATE_STATUS_PANIC             // the library panicked: a bug, please report it
+	StatusIndexOutOfRange  Status = C.PGATE_STATUS_INDEX_OUT_OF_RANGE
+)
+
+// statusNames are the library's names of the statuses (pgate_status_str), read once so that
+// String costs no cgo call.
+var statusNames = func() (names [StatusIndexOutOfRange + 1]string) {
+	for s := range names {
+		names[s] = C.GoString(C.pgate_status_str(C.uint32_t(s)))
+	}
+	return names
+}()
+
+// String returns the C name of the status, e.g. "PGATE_STATUS_SLO_NOT_MET".
+func (s Status) String() string {
+	return enumName(statusNames[:], uint32(s), "PGATE_STATUS_UNKNOWN")
+}
+
+// Error is the error every method returns: the library's status and, where the C call
+// explains itself, its message (which names the field, value or evidence).
+//
+// Match a kind of failure with errors.Is and the sentinels below, or read the fields with
+// errors.As:
+//
+//	if errors.Is(err, promotiongates.ErrInsufficientData) { /* wait for more samples */ }
+//	var pe *promotiongates.Error
+//	if errors.As(err, &pe) { log.Print(pe.Status, pe.Message) }
+type Error struct {
+	Status  Status // what kind of failure
+	Message string // the library's explanation; the operation's name when the C call has none
+}
+
+// Error formats the message and the status name.
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return "promotiongates: " + e.Status.String()
+	}
+	return "promotiongates: " + e.Message + " (" + e.Status.String() + ")"
+}
+
+// Is reports whether target is a sentinel (an *Error without a message) of the same status,
+// so that errors.Is(err, ErrSLONotMet) works whatever the message.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Message == "" && t.Status == e.Status
+}
+
+// Sentinels for errors.Is, one per failure status.
+var (
+	ErrNullPointer      = &Error{Status: StatusNullPointer}
+	ErrInvalidArgument  = &Error{Status: StatusInvalidArgument}
+	ErrInvalidConfig    = &Error{Status: StatusInvalidConfig}
+	ErrInvalidJSON      = &Error{Status: StatusInvalidJSON}
+	ErrInvalidPromotion = &Error{Status: StatusInvalidPromotion}
+	ErrSLONotMet        = &Error{Status: StatusSLONotMet}
+	ErrInsufficientData = &Error{Status: StatusInsufficientData}
+	ErrAlreadyThere     = &Error{Status: StatusAlreadyThere}
+	ErrInvalidFlag      = &Error{Status: StatusInvalidFlag}
+	ErrFlagNotEnabled   = &Error{Status: StatusFlagNotEnabled}
+	ErrRollbackRefused  = &Error{Status: StatusRollbackRefused}
+	ErrBufferTooSmall   = &Error{Status: StatusBufferTooSmall}
+	ErrInvalidHandle    = &Error{Status: StatusInvalidHandle}
+	ErrPanic            = &Error{Status: StatusPanic}
+	ErrIndexOutOfRange  = &Error{Status: StatusIndexOutOfRange}
+
+	// ErrClosed matches every call on a Gate after Close (or on a nil *Gate). It is
+	// ErrInvalidHandle: the status the library itself gives a freed handle.
+	ErrClosed = ErrInvalidHandle
+)
+
+// errClosed is returned by every method of a closed gate.
+var errClosed error = &Error{Status: StatusInvalidHandle, Message: "the gate is closed"}
+
+// statusError turns a status without a C message into an error naming the operation.
+func statusError(op string, st C.pgate_status) error {
+	if st == C.PGATE_STATUS_OK {
+		return nil
+	}
+	return &Error{Status: Status(st), Message: op + " failed"}
+}
+
+// takeError turns a status and the error object a cold-path call wrote into an error, and
+// frees the object. The message is copied before the object is freed.
+func takeError(op string, st C.pgate_status, cerr *C.pgate_error) error {
+	if cerr == nil {
+		return statusError(op, st)
+	}
+	msg := C.GoString(C.pgate_error_message(cerr))
+	status := Status(C.pgate_error_status(cerr))
+	C.pgate_error_free(cerr)
+	if st == C.PGATE_STATUS_OK {
+		return nil // not written on success; freed defensively above
+	}
+	return &Error{Status: status, Message: msg}
+}

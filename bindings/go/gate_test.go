@@ -1,0 +1,615 @@
+package promotiongates
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestVersionAndNames(t *testing.T) {
+	if v := Version(); v == "" || strings.Count(v, ".") != 2 {
+		t.Fatalf("Version() = %q", v)
+	}
+	for s, want := range map[Status]string{
+		StatusOK:                  "PGATE_STATUS_OK",
+		StatusInsufficientData:    "PGATE_STATUS_INSUFFICIENT_DATA",
+		StatusIndexOutOfRange:     "PGATE_STATUS_INDEX_OUT_OF_RANGE",
+		StatusIndexOutOfRange + 1: "PGATE_STATUS_UNKNOWN(16)",
+	} {
+		if s.String() != want {
+			t.Fatalf("status %d: %q, want %q", s, s, want)
+		}
+	}
+	for s := StatusOK; s <= StatusIndexOutOfRange; s++ {
+		if !strings.HasPrefix(s.String(), "PGATE_STATUS_") || strings.Contains(s.String(), "UNKNOWN") {
+			t.Fatalf("status %d has no name: %q", s, s)
+		}
+	}
+	if Staging.String() != "staging" || Environment(9).String() != "Environment(9)" ||
+		Late.String() != "late" || Rollback.String() != "ROLLBACK" {
+		t.Fatal("enum names")
+	}
+	if (RuleErrorRateMax|RuleP99Budget).String() != "error_rate_max|p99_budget" || Rules(0).String() != "none" {
+		t.Fatalf("rules %q", RuleErrorRateMax|RuleP99Budget)
+	}
+}
+
+func TestErrorMatching(t *testing.T) {
+	err := error(&Error{Status: StatusSLONotMet, Message: "compliance 90% < 95%"})
+	if !errors.Is(err, ErrSLONotMet) || errors.Is(err, ErrInsufficientData) {
+		t.Fatal("errors.Is should match the status only")
+	}
+	wrapped := fmt.Errorf("promote: %w", err)
+	if pe := wantErr(t, wrapped, ErrSLONotMet); pe.Message != "compliance 90% < 95%" {
+		t.Fatalf("message %q", pe.Message)
+	}
+	if got := err.Error(); got != "promotiongates: compliance 90% < 95% (PGATE_STATUS_SLO_NOT_MET)" {
+		t.Fatalf("Error() = %q", got)
+	}
+	if ErrClosed != ErrInvalidHandle {
+		t.Fatal("ErrClosed is ErrInvalidHandle")
+	}
+}
+
+func TestDefaultsMatchTheLibrary(t *testing.T) {
+	g := newGate(t, "", "")
+	doc, err := g.Config()
+	ok(t, err)
+	var got Config
+	ok(t, json.Unmarshal([]byte(doc), &got))
+	want := DefaultConfig()
+	want.FeatureFlags, want.GraduatedFlags = []string{}, []string{}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("library defaults %+v, DefaultConfig %+v", got, want)
+	}
+	// DefaultConfig and DefaultSLO marshal to documents the library accepts, field by field.
+	g2, err := NewFromConfig(DefaultConfig(), DefaultSLO())
+	ok(t, err)
+	ok(t, g2.Close())
+	slo, err := json.Marshal(DefaultSLO())
+	ok(t, err)
+	for _, field := range []string{"latency_target_ms", "max_error_rate", "error_rate_ratio_limit",
+		"p99_ratio_limit", "p99_budget_ms", "min_samples", "significance",
+		"overwhelming_significance", "evaluation_interval_ms"} {
+		if !strings.Contains(string(slo), `"`+field+`":`) {
+			t.Fatalf("SLO JSON %s lacks %s", slo, field)
+		}
+	}
+}
+
+func TestConfigRoundTrip(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Environment, cfg.TrafficPercent = Canary, 12.5
+	cfg.FeatureFlags = []string{"new_api", "fast_path"}
+	cfg.GraduatedFlags = []string{"dark_mode"}
+	cfg.AutoRollbackEnabled = false
+	cfg.SLOThreshold = 0.9
+	cfg.RollbackWindowSeconds = 60
+	cfg.Gate, cfg.Salt = "checkout", "checkout-v2"
+	cfg.MaxRollbackHistory = 7
+	slo := DefaultSLO()
+	slo.LatencyTarget = 250 * time.Millisecond
+	slo.P99Budget = 1500 * time.Microsecond
+	slo.MinSamples = 10
+	g, err := NewFromConfig(cfg, slo)
+	ok(t, err)
+	defer g.Close()
+	doc, err := g.Config()
+	ok(t, err)
+	var back Config
+	ok(t, json.Unmarshal([]byte(doc), &back))
+	if fmt.Sprint(back) != fmt.Sprint(cfg) {
+		t.Fatalf("round trip\n got %+v\nwant %+v", back, cfg)
+	}
+
+	// SwapConfig: a valid document replaces the config, an invalid one changes nothing.
+	cfg.Environment, cfg.TrafficPercent = Staging, 0
+	next, err := json.Marshal(cfg)
+	ok(t, err)
+	ok(t, g.SwapConfig(string(next)))
+	d, err := g.RouteString("u")
+	ok(t, err)
+	if d.Environment() != Staging || !d.IsCanary() || d.TrafficPercent() != 100 {
+		t.Fatalf("after swap to staging: %+v", d)
+	}
+	pe := wantErr(t, g.SwapConfig(`{"slo_threshold": 7}`), ErrInvalidConfig)
+	if !strings.Contains(pe.Message, "slo_threshold") {
+		t.Fatalf("message should name the field: %q", pe.Message)
+	}
+	wantErr(t, g.SwapConfig(""), ErrInvalidJSON)
+	if d2, _ := g.RouteString("u"); d2.Environment() != Staging {
+		t.Fatal("a refused swap changed the gate")
+	}
+}
+
+func mustConfig(t *testing.T, g *Gate) string {
+	t.Helper()
+	doc, err := g.Config()
+	ok(t, err)
+	return doc
+}
+
+func TestConstructionErrors(t *testing.T) {
+	cases := []struct {
+		config, slo string
+		target      error
+		mentions    string
+	}{
+		{`{not json`, ``, ErrInvalidJSON, "line 1"},
+		{`{"slo_thresold": 0.9}`, ``, ErrInvalidJSON, "slo_thresold"},
+		{`{"slo_threshold": 1.5}`, ``, ErrInvalidConfig, "slo_threshold"},
+		{`{"environment": {"canary": {"traffic_percent": 150}}}`, ``, ErrInvalidConfig, "environment.traffic_percent"},
+		{`{"environment": "nowhere"}`, ``, ErrInvalidJSON, "nowhere"},
+		{`{"feature_flags": ["ok", "has space"]}`, ``, ErrInvalidConfig, "feature_flags[1]"},
+		{`{"max_rollback_history": 0}`, ``, ErrInvalidConfig, "max_rollback_history"},
+		{``, `{"min_samples": 0}`, ErrInvalidConfig, "min_samples"},
+		{``, `{"latency_target_ms": -1}`, ErrInvalidJSON, ""},
+		{``, `{"max_error_rate": 2}`, ErrInvalidConfig, "max_error_rate"},
+		{``, `{"significance": 0.1, "overwhelming_significance": 0.2}`, ErrInvalidConfig, "overwhelming_significance"},
+		{``, `{"unknown": 1}`, ErrInvalidJSON, "unknown"},
+		{"\xff", ``, ErrInvalidArgument, "UTF-8"},
+	}
+	for _, c := range cases {
+		g, err := New(c.config, c.slo)
+		if g != nil {
+			t.Fatalf("New(%q, %q) made a gate", c.config, c.slo)
+		}
+		pe := wantErr(t, err, c.target)
+		if !strings.Contains(pe.Message, c.mentions) {
+			t.Fatalf("New(%q, %q): message %q should mention %q", c.config, c.slo, pe.Message, c.mentions)
+		}
+	}
+	// The zero SLO is refused by name (its latency target is 0).
+	_, err := NewFromConfig(DefaultConfig(), SLO{})
+	if pe := wantErr(t, err, ErrInvalidConfig); !strings.Contains(pe.Message, "latency_target_ms") {
+		t.Fatalf("message %q", pe.Message)
+	}
+}
+
+func TestPromotionErrors(t *testing.T) {
+	g := newGate(t, "", "")
+	wantErr(t, g.Promote(Staging, 0), ErrInvalidPromotion)
+	wantErr(t, g.Promote(Production, 0), ErrAlreadyThere)
+	for _, bad := range []float64{math.NaN(), math.Inf(1), -1, 100.5} {
+		pe := wantErr(t, g.Promote(Canary, bad), ErrInvalidConfig)
+		if !strings.Contains(pe.Message, "environment.traffic_percent") {
+			t.Fatalf("percent %v: message %q should name the field", bad, pe.Message)
+		}
+	}
+	pe := wantErr(t, g.Promote(Environment(7), 0), ErrInvalidArgument)
+	if !strings.Contains(pe.Message, "7") {
+		t.Fatalf("message %q", pe.Message)
+	}
+
+	// A new rollout and ramping down are not gated; ramping up without data is refused.
+	ok(t, g.Promote(Canary, 1))
+	ok(t, g.Promote(Canary, 0.5))
+	pe = wantErr(t, g.Promote(Canary, 5), ErrInsufficientData)
+	if !strings.Contains(pe.Message, "canary samples needed") {
+		t.Fatalf("message %q should carry the evidence", pe.Message)
+	}
+	wantErr(t, g.Promote(Staging, 0), ErrInsufficientData)
+	if d, _ := g.RouteString("u"); d.Environment() != Canary || d.TrafficPercent() != 0.5 {
+		t.Fatalf("a refused promotion changed the gate: %v %v", d.Environment(), d.TrafficPercent())
+	}
+}
+
+func TestFlagAndRollbackErrors(t *testing.T) {
+	g := newGate(t, "", "")
+	for _, bad := range []string{"", "has space", "tab\there", strings.Repeat("x", 129)} {
+		wantErr(t, g.EnableFeature(bad), ErrInvalidFlag)
+	}
+	pe := wantErr(t, g.EnableFeature("bad\xffutf8"), ErrInvalidArgument)
+	if !strings.Contains(pe.Message, "UTF-8") {
+		t.Fatalf("message %q", pe.Message)
+	}
+	wantErr(t, g.DisableFeature("never_on"), ErrFlagNotEnabled)
+	if on, err := g.IsFeatureEnabled("bad\xff"); on || !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("IsFeatureEnabled(invalid UTF-8) = %v, %v", on, err)
+	}
+	pe = wantErr(t, g.Rollback("drill"), ErrRollbackRefused)
+	if !strings.Contains(pe.Message, "production") {
+		t.Fatalf("message %q", pe.Message)
+	}
+	ok(t, g.Promote(Canary, 10))
+	wantErr(t, g.Rollback(""), ErrRollbackRefused)
+	wantErr(t, g.Rollback("   "), ErrRollbackRefused)
+	ok(t, g.Rollback("bad deploy"))
+	if _, err := g.Record(Decision{}, true, -time.Millisecond); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("negative latency: %v", err)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["new_api", "fast_path"], "graduated_flags": ["dark_mode"]}`, "")
+	var canary, stable Decision
+	for i := 0; canary.Stage() == 0 || stable.Stage() == 0; i++ {
+		d, err := g.RouteString(fmt.Sprint("user-", i))
+		ok(t, err)
+		if d.IsCanary() {
+			canary = d
+		} else {
+			stable = d
+		}
+	}
+	names, err := g.Features(canary)
+	ok(t, err)
+	if want := []string{"dark_mode", "fast_path", "new_api"}; !slices.Equal(names, want) {
+		t.Fatalf("canary flags %v, want %v (byte order)", names, want)
+	}
+	names[0] = "mutated" // the caller owns the slice; the cache must not change
+	if again, _ := g.Features(canary); again[0] != "dark_mode" {
+		t.Fatal("Features must return a copy")
+	}
+	if names, _ := g.Features(stable); !slices.Equal(names, []string{"dark_mode"}) {
+		t.Fatalf("stable flags %v, want only the graduated one", names)
+	}
+	for _, c := range []struct {
+		d    Decision
+		name string
+		want bool
+	}{{canary, "new_api", true}, {canary, "nope", false}, {stable, "new_api", false}, {stable, "dark_mode", true}} {
+		if has, err := g.HasFeature(c.d, c.name); err != nil || has != c.want {
+			t.Fatalf("HasFeature(%s) = %v, %v", c.name, has, err)
+		}
+	}
+	if names, _ := g.Features(Decision{}); len(names) != 0 {
+		t.Fatalf("the zero decision has no flags: %v", names)
+	}
+
+	ok(t, g.EnableFeature("beta"))
+	ok(t, g.EnableFeature("beta")) // idempotent
+	if on, err := g.IsFeatureEnabled("beta"); !on || err != nil {
+		t.Fatalf("IsFeatureEnabled(beta) = %v, %v", on, err)
+	}
+	d, _ := g.Route(nil)
+	for !d.IsCanary() {
+		d, _ = g.RouteString(fmt.Sprint(d.Bucket()))
+	}
+	if has, _ := g.HasFeature(d, "beta"); !has {
+		t.Fatal("a flag enabled on a canary reaches canary decisions")
+	}
+	ok(t, g.DisableFeature("beta"))
+	if on, _ := g.IsFeatureEnabled("beta"); on {
+		t.Fatal("disabled flag still on")
+	}
+	// A decision keeps the flag set it was routed with, even after the flag is turned off.
+	if has, _ := g.HasFeature(d, "beta"); !has {
+		t.Fatal("flag sets are immutable")
+	}
+}
+
+func TestRecordCountedLateForeign(t *testing.T) {
+	// Late is decided per OS thread (the library's recorders are per thread): lock this
+	// goroutine to its thread so that every call records on the same recorder.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}}`, "")
+	old, err := g.RouteString("user-1")
+	ok(t, err)
+	if r, err := g.Record(old, true, 3*time.Millisecond); r != Counted || err != nil {
+		t.Fatalf("Record = %v, %v", r, err)
+	}
+	if r, err := g.RecordByIDString("user-2", false, time.Millisecond); r != Counted || err != nil {
+		t.Fatalf("RecordByIDString = %v, %v", r, err)
+	}
+	if r, err := g.RecordByID([]byte{0xff, 0x00}, true, 0); r != Counted || err != nil {
+		t.Fatalf("RecordByID = %v, %v", r, err)
+	}
+	ok(t, g.Promote(Canary, 20)) // ramping down starts a new stage
+	fresh, err := g.RouteString("user-1")
+	ok(t, err)
+	if fresh.Stage() <= old.Stage() {
+		t.Fatalf("stage %d after promotion, was %d", fresh.Stage(), old.Stage())
+	}
+	if r, _ := g.Record(fresh, true, time.Millisecond); r != Counted {
+		t.Fatalf("fresh outcome: %v", r)
+	}
+	if r, _ := g.Record(old, true, time.Millisecond); r != Late {
+		t.Fatalf("an outcome of an ended stage: %v, want late", r)
+	}
+
+	// A decision of another gate that is further along is foreign here.
+	other := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}}`, "")
+	for _, p := range []float64{40, 30, 20, 10} {
+		ok(t, other.Promote(Canary, p))
+	}
+	alien, _ := other.RouteString("user-1")
+	if r, _ := g.Record(alien, true, time.Millisecond); r != Foreign {
+		t.Fatalf("a decision of another gate: %v, want foreign", r)
+	}
+	for _, r := range []Recorded{Counted, Late, Foreign} {
+		if strings.HasPrefix(r.String(), "Recorded(") {
+			t.Fatalf("%d has no name", r)
+		}
+	}
+}
+
+// TestHealthyCanaryIsPromoted feeds a healthy canary and walks it to Production.
+func TestHealthyCanaryIsPromoted(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["new_api"]}`, `{"min_samples": 50}`)
+	feed := func(n int, success bool, latency time.Duration) {
+		for i := range n { // no collection per request here: the GC hammer covers bulk loops
+			d, err := g.RouteString(fmt.Sprint("user-", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := g.Record(d, success, latency); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	h, err := g.Health()
+	ok(t, err)
+	if h.SufficientData || h.Recommendation != Monitor || !strings.Contains(h.Evidence, "min_samples 50") {
+		t.Fatalf("no data yet: %+v", h)
+	}
+	if compliant, err := g.CheckSLO(); compliant || err != nil {
+		t.Fatalf("CheckSLO without data = %v, %v", compliant, err)
+	}
+	feed(400, true, 5*time.Millisecond)
+	h, err = g.Health()
+	ok(t, err)
+	if !h.SufficientData || h.Recommendation != Healthy || h.RulesFired != 0 || h.HealthScore < 0.9 ||
+		h.CanaryRequests+h.ProductionRequests != 400 || h.CanaryErrorRate != 0 || h.CanaryCompliance != 1 ||
+		h.Environment != Canary || h.TrafficPercent != 50 || h.CanaryP99 <= 0 || h.CanaryP99 > 10*time.Millisecond {
+		t.Fatalf("healthy canary: %+v", h)
+	}
+	if !strings.Contains(h.Evidence, "no rule fired") || !strings.HasPrefix(h.Evidence, fmt.Sprintf("stage %d ", h.Stage)) {
+		t.Fatalf("evidence %q", h.Evidence)
+	}
+	if compliant, err := g.CheckSLO(); !compliant || err != nil {
+		t.Fatalf("CheckSLO = %v, %v", compliant, err)
+	}
+	ok(t, g.Promote(Canary, 60)) // gated ramp-up passes on evidence
+	feed(400, true, 5*time.Millisecond)
+	ok(t, g.Promote(Staging, 0))
+	feed(200, true, 5*time.Millisecond)
+	ok(t, g.Promote(Production, 0))
+	if on, _ := g.IsFeatureEnabled("new_api"); !on {
+		t.Fatal("promotion to production graduates the release's flags")
+	}
+	var back Config
+	ok(t, json.Unmarshal([]byte(mustConfig(t, g)), &back))
+	if back.Environment != Production || !slices.Equal(back.GraduatedFlags, []string{"new_api"}) || len(back.FeatureFlags) != 0 {
+		t.Fatalf("after promotion to production: %+v", back)
+	}
+}
+
+// TestFailingCanaryRollsBackByItself sends every request to a canary that fails them all.
+func TestFailingCanaryRollsBackByItself(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}, "feature_flags": ["new_api"]}`, "")
+	var first Decision
+	rolledBack := false
+	for i := 0; i < 1000 && !rolledBack; i++ {
+		d, err := g.RouteString(fmt.Sprint("user-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = d
+		}
+		if !d.IsCanary() {
+			rolledBack = true // routed by the stable version: the gate has rolled back
+			break
+		}
+		if _, err := g.Record(d, false, 20*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !rolledBack {
+		t.Fatal("a canary failing every request was not rolled back")
+	}
+	d, _ := g.RouteString("user-0")
+	if d.Environment() != Production || d.IsCanary() || d.Stage() <= first.Stage() {
+		t.Fatalf("after the automatic rollback: %+v", d)
+	}
+	if on, _ := g.IsFeatureEnabled("new_api"); on {
+		t.Fatal("a rollback turns the release's flags off")
+	}
+	history, err := g.RollbackHistory()
+	ok(t, err)
+	if len(history) != 1 {
+		t.Fatalf("history %+v", history)
+	}
+	e := history[0]
+	if e.Trigger != TriggerAutomatic || e.Environment != Canary || e.TrafficPercent != 100 || e.Feature != "Canary{100}" ||
+		!strings.Contains(e.Reason, "automatic rollback") || !strings.Contains(e.Reason, "FIRED") ||
+		time.Since(e.Time) > time.Minute || time.Since(e.Time) < 0 {
+		t.Fatalf("event %+v", e)
+	}
+	// The judge of the new stage sees no canary.
+	h, err := g.Health()
+	ok(t, err)
+	if h.Environment != Production || h.CanaryRequests != 0 || h.Stage != d.Stage() {
+		t.Fatalf("health after rollback: %+v", h)
+	}
+}
+
+// TestHealthRollsBackAFailingCanary: with automatic rollback off, the record path leaves a
+// failing canary alone; once it is on, Health judges, rolls back and reports what it judged.
+func TestHealthRollsBackAFailingCanary(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Environment, cfg.TrafficPercent, cfg.AutoRollbackEnabled = Canary, 100, false
+	doc, _ := json.Marshal(cfg)
+	g := newGate(t, string(doc), "")
+	for i := range 200 {
+		if _, err := g.RecordByIDString(fmt.Sprint("user-", i), false, time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := g.Health()
+	ok(t, err)
+	if h.Recommendation != Rollback || !h.RulesFired.Has(RuleErrorRateMax) || h.CanaryErrorRate != 1 ||
+		h.CanaryRequests != 200 || !h.SufficientData || !strings.Contains(h.Evidence, "FIRED") {
+		t.Fatalf("failing canary: %+v", h)
+	}
+	if h.RulesFired.String() == "none" || !strings.Contains(h.RulesFired.String(), "error_rate_max") {
+		t.Fatalf("rules %q", h.RulesFired)
+	}
+	if compliant, _ := g.CheckSLO(); compliant {
+		t.Fatal("a failing canary is not compliant")
+	}
+	if history, _ := g.RollbackHistory(); len(history) != 0 {
+		t.Fatalf("auto_rollback_enabled false, yet %+v", history)
+	}
+	wantErr(t, g.Promote(Staging, 0), ErrSLONotMet)
+
+	cfg.AutoRollbackEnabled = true // same environment and salt: same stage, same data
+	doc, _ = json.Marshal(cfg)
+	ok(t, g.SwapConfig(string(doc)))
+	h, err = g.Health()
+	ok(t, err)
+	if h.Recommendation != Rollback || h.Environment != Canary || h.CanaryRequests != 200 {
+		t.Fatalf("the health returned is the one judged: %+v", h)
+	}
+	history, _ := g.RollbackHistory()
+	if len(history) != 1 || history[0].Trigger != TriggerAutomatic {
+		t.Fatalf("history %+v", history)
+	}
+	if d, _ := g.RouteString("u"); d.Environment() != Production {
+		t.Fatalf("not rolled back: %+v", d)
+	}
+}
+
+func TestRollbackHistory(t *testing.T) {
+	g := newGate(t, `{"max_rollback_history": 3}`, "")
+	if history, err := g.RollbackHistory(); err != nil || len(history) != 0 {
+		t.Fatalf("empty history: %v, %v", history, err)
+	}
+	before := time.Now().Add(-time.Second)
+	ok(t, g.EnableFeature("flag_a"))
+	ok(t, g.DisableFeature("flag_a"))
+	for i, p := range []float64{10, 20, 30} {
+		ok(t, g.Promote(Canary, p))
+		ok(t, g.Rollback(fmt.Sprintf("reason %d with \"quotes\" and ünïcode", i)))
+	}
+	history, err := g.RollbackHistory()
+	ok(t, err)
+	if len(history) != 3 {
+		t.Fatalf("bound 3 keeps the newest 3: %+v", history)
+	}
+	for i, e := range history {
+		p := []float64{10, 20, 30}[i]
+		if e.Trigger != TriggerManual || e.Environment != Canary || e.TrafficPercent != p ||
+			e.Reason != fmt.Sprintf("reason %d with \"quotes\" and ünïcode", i) || e.Time.Before(before) {
+			t.Fatalf("event %d: %+v", i, e)
+		}
+	}
+	ok(t, g.EnableFeature("flag_b"))
+	ok(t, g.DisableFeature("flag_b"))
+	history, _ = g.RollbackHistory()
+	last := history[len(history)-1]
+	if last.Trigger != TriggerFlagDisabled || last.Feature != "flag_b" || last.Environment != Production {
+		t.Fatalf("flag event %+v", last)
+	}
+}
+
+func TestCloseAndUseAfterClose(t *testing.T) {
+	g, err := New(`{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["x"]}`, "")
+	ok(t, err)
+	d, err := g.RouteString("u")
+	ok(t, err)
+	ok(t, g.Close())
+	ok(t, g.Close()) // idempotent
+	checks := map[string]error{}
+	checks["Route"] = second(g.Route([]byte("u")))
+	checks["RouteString"] = second(g.RouteString("u"))
+	checks["Record"] = second(g.Record(d, true, time.Millisecond))
+	checks["RecordByID"] = second(g.RecordByID([]byte("u"), true, 0))
+	checks["RecordByIDString"] = second(g.RecordByIDString("u", true, 0))
+	checks["Features"] = second(g.Features(d))
+	checks["HasFeature"] = second(g.HasFeature(d, "x"))
+	checks["Health"] = second(g.Health())
+	checks["CheckSLO"] = second(g.CheckSLO())
+	checks["Promote"] = g.Promote(Canary, 10)
+	checks["Rollback"] = g.Rollback("r")
+	checks["EnableFeature"] = g.EnableFeature("y")
+	checks["DisableFeature"] = g.DisableFeature("x")
+	checks["IsFeatureEnabled"] = second(g.IsFeatureEnabled("x"))
+	checks["Config"] = second(g.Config())
+	checks["SwapConfig"] = g.SwapConfig("{}")
+	checks["RollbackHistory"] = second(g.RollbackHistory())
+	for name, err := range checks {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
+	}
+	var nilGate *Gate
+	if _, err := nilGate.RouteString("u"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("nil gate: %v", err)
+	}
+	if err := nilGate.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+// TestUnclosedGatesAreFreed drops gates without Close and waits for their cleanups.
+func TestUnclosedGatesAreFreed(t *testing.T) {
+	base := cleanedGates.Load()
+	func() {
+		for range 20 {
+			g, err := New("", "")
+			ok(t, err)
+			if _, err := g.RouteString("u"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for cleanedGates.Load() < base+20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 20 unclosed gates freed by their cleanup", cleanedGates.Load()-base)
+		}
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	// Closed gates are not freed again by a cleanup.
+	before := cleanedGates.Load()
+	func() {
+		for range 10 {
+			g, err := New("", "")
+			ok(t, err)
+			ok(t, g.Close())
+		}
+	}()
+	for range 5 {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	if n := cleanedGates.Load() - before; n != 0 {
+		t.Fatalf("%d closed gates freed again by a cleanup", n)
+	}
+}
+
+// TestHotCallsDoNotAllocate: Route, RouteString, Record and HasFeature allocate nothing.
+func TestHotCallsDoNotAllocate(t *testing.T) {
+	if debugGC {
+		t.Skip("the GC hammer of -tags pgatedebug makes allocation counts meaningless")
+	}
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["x"]}`, "")
+	id := []byte("user-12345-session")
+	d, _ := g.Route(id)
+	_, _ = g.HasFeature(d, "x") // fills the flag-set cache
+	_, _ = g.Record(d, true, time.Millisecond)
+	for name, f := range map[string]func(){
+		"Route":       func() { d, _ = g.Route(id) },
+		"RouteString": func() { d, _ = g.RouteString("user-12345-session") },
+		"Record":      func() { _, _ = g.Record(d, true, time.Millisecond) },
+		"RecordByID":  func() { _, _ = g.RecordByID(id, true, time.Millisecond) },
+		"HasFeature":  func() { _, _ = g.HasFeature(d, "x") },
+	} {
+		if n := testing.AllocsPerRun(200, f); n != 0 {
+			t.Errorf("%s: %v allocations per call", name, n)
+		}
+	}
+}

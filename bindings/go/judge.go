@@ -1,0 +1,184 @@
+package promotiongates
+
+// #include "promotion_gates.h"
+import "C"
+
+import (
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+)
+
+// Recommendation is what the judge advises (pgate_recommendation).
+type Recommendation uint32
+
+// The judge's recommendations.
+const (
+	// Healthy: enough data, no rule fired, health score >= 0.9.
+	Healthy Recommendation = C.PGATE_RECOMMENDATION_HEALTHY
+	// Monitor: too little data, or a health score of 0.8 to 0.9.
+	Monitor Recommendation = C.PGATE_RECOMMENDATION_MONITOR
+	// Rollback: a rule fired or the health score is below 0.8.
+	Rollback Recommendation = C.PGATE_RECOMMENDATION_ROLLBACK
+)
+
+// String returns "HEALTHY", "MONITOR" or "ROLLBACK".
+func (r Recommendation) String() string {
+	return enumName([]string{"HEALTHY", "MONITOR", "ROLLBACK"}, uint32(r), "Recommendation")
+}
+
+// Rules is a set of the judge's rules (bits of pgate_health.rules_fired).
+type Rules uint32
+
+// The judge's rules, one bit each.
+const (
+	RuleSLOCompliance         Rules = C.PGATE_RULE_SLO_COMPLIANCE           // compliance below slo_threshold
+	RuleErrorRateMax          Rules = C.PGATE_RULE_ERROR_RATE_MAX           // error rate above max_error_rate
+	RuleErrorRateVsProduction Rules = C.PGATE_RULE_ERROR_RATE_VS_PRODUCTION // error rate above error_rate_ratio_limit x production's
+	RuleOverwhelmingErrors    Rules = C.PGATE_RULE_OVERWHELMING_ERRORS      // errors improbable at any acceptable rate, before min_samples
+	RuleP99VsProduction       Rules = C.PGATE_RULE_P99_VS_PRODUCTION        // p99 above production's x p99_ratio_limit
+	RuleP99Budget             Rules = C.PGATE_RULE_P99_BUDGET               // p99 above p99_budget_ms
+	RuleHealthScore           Rules = C.PGATE_RULE_HEALTH_SCORE             // health score below 0.8
+)
+
+var ruleNames = []struct {
+	rule Rules
+	name string
+}{
+	{RuleSLOCompliance, "slo_compliance"},
+	{RuleErrorRateMax, "error_rate_max"},
+	{RuleErrorRateVsProduction, "error_rate_vs_production"},
+	{RuleOverwhelmingErrors, "overwhelming_errors"},
+	{RuleP99VsProduction, "p99_vs_production"},
+	{RuleP99Budget, "p99_budget"},
+	{RuleHealthScore, "health_score"},
+}
+
+// Has reports whether every rule of r2 is in r.
+func (r Rules) Has(r2 Rules) bool { return r&r2 == r2 }
+
+// String lists the rules, e.g. "error_rate_max|overwhelming_errors"; "none" for no rule.
+func (r Rules) String() string {
+	if r == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, rn := range ruleNames {
+		if r&rn.rule != 0 {
+			parts = append(parts, rn.name)
+			r &^= rn.rule
+		}
+	}
+	if r != 0 {
+		parts = append(parts, "0x"+strconv.FormatUint(uint64(r), 16))
+	}
+	return strings.Join(parts, "|")
+}
+
+// Health is the canary's health in the current window (pgate_health plus the evidence line).
+type Health struct {
+	Stage               uint64         // the stage judged
+	Environment         Environment    // the environment judged
+	TrafficPercent      float64        // the canary share (100 in Staging, 0 in Production)
+	CanaryRequests      uint64         // requests to the new version in the window
+	ProductionRequests  uint64         // requests to the stable version in the window
+	CanaryErrorRate     float64        // the new version's error rate
+	ProductionErrorRate float64        // the stable version's error rate
+	CanaryP99           time.Duration  // the new version's p99 latency
+	ProductionP99       time.Duration  // the stable version's p99 latency
+	CanaryCompliance    float64        // share of canary requests that succeeded within the latency target
+	HealthScore         float64        // 1.0 minus the penalties, in 0..=1
+	Recommendation      Recommendation // HEALTHY, MONITOR or ROLLBACK
+	RulesFired          Rules          // the rules that fired
+	SufficientData      bool           // at least min_samples canary samples in the window
+	Evidence            string         // the judge's evidence line: samples, rates, p99s, findings
+}
+
+// evidenceBuffer is the first evidence buffer's size: above any evidence line the judge
+// writes today (all seven rules firing), so that one judgement is enough.
+const evidenceBuffer = 4096
+
+// Health judges the canary now and returns its health. Like the Rust
+// monitor_canary_health, it rolls a canary back when a rule fired and auto_rollback_enabled;
+// the health returned is the one judged (after an automatic rollback it still shows the
+// canary's numbers and ROLLBACK).
+//
+// The evidence is copied into a 4 KiB buffer on the stack. Should a line ever be longer, the
+// call is made again with a buffer of the length the library asked for, which judges again:
+// that second health is returned (see "ABI notes" in the README).
+func (g *Gate) Health() (Health, error) {
+	var buf [evidenceBuffer]byte
+	evidence := buf[:]
+	for {
+		h, n, st, err := g.monitor(evidence)
+		if err != nil {
+			return Health{}, err
+		}
+		switch st {
+		case C.PGATE_STATUS_OK:
+			h.Evidence = string(evidence[:n])
+			return h, nil
+		case C.PGATE_STATUS_BUFFER_TOO_SMALL:
+			evidence = make([]byte, n+1) // room for the NUL the library writes
+		default:
+			return Health{}, statusError("pgate_monitor_health", st)
+		}
+	}
+}
+
+// monitor makes one pgate_monitor_health call with the evidence buffer buf.
+func (g *Gate) monitor(buf []byte) (Health, int, C.pgate_status, error) {
+	p := g.acquire()
+	if p == nil {
+		return Health{}, 0, 0, errClosed
+	}
+	var ch C.pgate_health
+	var n C.size_t
+	st := C.pgate_monitor_health(p, &ch, (*C.char)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)), &n)
+	g.release()
+	runtime.KeepAlive(g)
+	return Health{
+		Stage:               uint64(ch.stage),
+		Environment:         Environment(ch.environment),
+		TrafficPercent:      float64(ch.traffic_percent),
+		CanaryRequests:      uint64(ch.canary_requests),
+		ProductionRequests:  uint64(ch.production_requests),
+		CanaryErrorRate:     float64(ch.canary_error_rate),
+		ProductionErrorRate: float64(ch.production_error_rate),
+		CanaryP99:           nanos(ch.canary_p99_ns),
+		ProductionP99:       nanos(ch.production_p99_ns),
+		CanaryCompliance:    float64(ch.canary_compliance),
+		HealthScore:         float64(ch.health_score),
+		Recommendation:      Recommendation(ch.recommendation),
+		RulesFired:          Rules(ch.rules_fired),
+		SufficientData:      bool(ch.sufficient_data),
+	}, int(n), st, nil
+}
+
+// nanos converts a latency in nanoseconds, saturating at the largest Duration.
+func nanos(ns C.uint64_t) time.Duration {
+	if uint64(ns) > uint64(1<<63-1) {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Duration(ns)
+}
+
+// CheckSLO reports whether the version under judgement meets its SLO: enough samples,
+// compliance at or above slo_threshold and no rule fired (false with too little data). Like
+// Health, it may roll a failing canary back.
+func (g *Gate) CheckSLO() (bool, error) {
+	p := g.acquire()
+	if p == nil {
+		return false, errClosed
+	}
+	var ok C.bool
+	st := C.pgate_check_slo(p, &ok)
+	g.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return false, statusError("pgate_check_slo", st)
+	}
+	return bool(ok), nil
+}

@@ -1,0 +1,11 @@
+//go:build !pgate_shared
+
+package promotiongates
+
+// Static link (the default): the archive built by `cargo build --release --lib` at the
+// repository root is linked into every binary, so tests and programs are self-contained.
+// Build with -tags pgate_shared to link an installed library instead (link_shared.go).
+
+// #cgo CFLAGS: -I${SRCDIR}/../../include
+// #cgo LDFLAGS: ${SRCDIR}/../../target/release/libpromotion_gates.a -lm -ldl -lpthread
+import "C"

@@ -1,0 +1,132 @@
+package promotiongates
+
+// #include "promotion_gates.h"
+import "C"
+
+import (
+	"encoding/json"
+	"runtime"
+	"time"
+	"unsafe"
+)
+
+// Promote moves the release along the state machine: Production -> Canary (a new rollout),
+// Canary -> Canary (ramping; up is gated), Canary -> Staging (gated), Staging or Canary ->
+// Production (gated; graduates the release's flags). percent is read only for Canary.
+//
+// Errors: ErrInvalidConfig (percent outside 0..=100 or NaN), ErrInvalidArgument (an unknown
+// Environment), ErrInvalidPromotion, ErrAlreadyThere, and for gated moves ErrInsufficientData
+// or ErrSLONotMet with the judge's evidence in the message. On error nothing changed (unless
+// the judge rolled a failing canary back).
+func (g *Gate) Promote(env Environment, percent float64) error {
+	p := g.acquire()
+	if p == nil {
+		return errClosed
+	}
+	var cerr *C.pgate_error
+	st := C.pgate_promote(p, C.uint32_t(env), C.double(percent), &cerr)
+	g.release()
+	runtime.KeepAlive(g)
+	return takeError("pgate_promote", st, cerr)
+}
+
+// Rollback rolls the release back to Production with a reason (not empty), turns the
+// release's flags off and starts a new stage. ErrRollbackRefused in Production.
+func (g *Gate) Rollback(reason string) error {
+	return g.textCall("pgate_rollback", reason, func(p *C.pgate_gate, s *C.uint8_t, n C.size_t, e **C.pgate_error) C.pgate_status {
+		return C.pgate_rollback(p, s, n, e)
+	})
+}
+
+// EnableFeature turns a release flag on (idempotent). ErrInvalidFlag for a name that is
+// empty, longer than 128 bytes, or holds whitespace or control characters.
+func (g *Gate) EnableFeature(name string) error {
+	return g.textCall("pgate_enable_feature", name, func(p *C.pgate_gate, s *C.uint8_t, n C.size_t, e **C.pgate_error) C.pgate_status {
+		return C.pgate_enable_feature(p, s, n, e)
+	})
+}
+
+// DisableFeature turns a flag off (release or graduated) and records it in the rollback
+// history. ErrFlagNotEnabled if it is not on.
+func (g *Gate) DisableFeature(name string) error {
+	return g.textCall("pgate_disable_feature", name, func(p *C.pgate_gate, s *C.uint8_t, n C.size_t, e **C.pgate_error) C.pgate_status {
+		return C.pgate_disable_feature(p, s, n, e)
+	})
+}
+
+// textCall runs a cold-path C call that takes one string (read only during the call) and
+// explains its failures with an error object.
+func (g *Gate) textCall(op, text string, call func(*C.pgate_gate, *C.uint8_t, C.size_t, **C.pgate_error) C.pgate_status) error {
+	p := g.acquire()
+	if p == nil {
+		return errClosed
+	}
+	var cerr *C.pgate_error
+	st := call(p, (*C.uint8_t)(unsafe.StringData(text)), C.size_t(len(text)), &cerr)
+	g.release()
+	runtime.KeepAlive(g)
+	return takeError(op, st, cerr)
+}
+
+// IsFeatureEnabled reports whether a flag is on for the gate (as a release flag or a
+// graduated one). Which flags one request sees is in its Decision (Features, HasFeature).
+func (g *Gate) IsFeatureEnabled(name string) (bool, error) {
+	p := g.acquire()
+	if p == nil {
+		return false, errClosed
+	}
+	var on C.bool
+	st := C.pgate_is_feature_enabled(p, (*C.uint8_t)(unsafe.StringData(name)), C.size_t(len(name)), &on)
+	g.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return false, statusError("pgate_is_feature_enabled", st)
+	}
+	return bool(on), nil
+}
+
+// Trigger is what started a rollback event.
+type Trigger string
+
+// The triggers of rollback events.
+const (
+	TriggerManual       Trigger = "manual"        // a host called Rollback
+	TriggerAutomatic    Trigger = "automatic"     // the judge found the canary in breach of its SLO
+	TriggerFlagDisabled Trigger = "flag_disabled" // a host disabled a flag (the environment did not change)
+)
+
+// RollbackEvent is one entry of a gate's rollback history.
+type RollbackEvent struct {
+	Feature        string      // what was rolled back: the environment ("Canary{50}") or the flag's name
+	Reason         string      // why, with the judge's evidence for automatic rollbacks
+	Time           time.Time   // when, by the gate's clock (millisecond resolution)
+	Environment    Environment // the environment the gate was in before
+	TrafficPercent float64     // the canary share before, when Environment is Canary
+	Trigger        Trigger     // what started it
+}
+
+// parseHistory decodes the JSON array of pgate_rollback_history_json.
+func parseHistory(doc string) ([]RollbackEvent, error) {
+	var wire []struct {
+		Feature     string          `json:"feature"`
+		Reason      string          `json:"reason"`
+		TimestampMS int64           `json:"timestamp_ms"`
+		Environment environmentJSON `json:"environment"`
+		Trigger     Trigger         `json:"trigger"`
+	}
+	if err := json.Unmarshal([]byte(doc), &wire); err != nil {
+		return nil, &Error{Status: StatusInvalidJSON, Message: "rollback history: " + err.Error()}
+	}
+	events := make([]RollbackEvent, len(wire))
+	for i, w := range wire {
+		events[i] = RollbackEvent{
+			Feature:        w.Feature,
+			Reason:         w.Reason,
+			Time:           time.UnixMilli(w.TimestampMS),
+			Environment:    w.Environment.Environment,
+			TrafficPercent: w.Environment.TrafficPercent,
+			Trigger:        w.Trigger,
+		}
+	}
+	return events, nil
+}

@@ -1,0 +1,259 @@
+package promotiongates
+
+// #include "promotion_gates.h"
+import "C"
+
+import (
+	"runtime"
+	"slices"
+	"strconv"
+	"time"
+	"unsafe"
+)
+
+// Environment is where a gate stands (pgate_environment).
+type Environment uint32
+
+// The environments of the release state machine.
+const (
+	// Canary sends TrafficPercent % of requests (by bucket) to the new version.
+	Canary Environment = C.PGATE_ENVIRONMENT_CANARY
+	// Staging sends every request to the new version, every release flag on.
+	Staging Environment = C.PGATE_ENVIRONMENT_STAGING
+	// Production sends every request to the stable version.
+	Production Environment = C.PGATE_ENVIRONMENT_PRODUCTION
+)
+
+// String returns "canary", "staging" or "production" (the names of the JSON config).
+func (e Environment) String() string {
+	return enumName([]string{"canary", "staging", "production"}, uint32(e), "Environment")
+}
+
+// enumName names value v of a C enum numbered 0, 1, 2... from names, or says typ(v).
+func enumName(names []string, v uint32, typ string) string {
+	if int(v) < len(names) {
+		return names[v]
+	}
+	return typ + "(" + strconv.FormatUint(uint64(v), 10) + ")"
+}
+
+// Recorded says what happened to a recorded outcome (pgate_recorded).
+type Recorded uint32
+
+// What Record can do with an outcome.
+const (
+	// Counted: counted for its stage and cohort.
+	Counted Recorded = C.PGATE_RECORDED_COUNTED
+	// Late: its stage had already ended on the OS thread that recorded it; dropped. Which
+	// thread a goroutine runs on is up to the Go scheduler, so an outcome of an ended stage
+	// may also come back Counted: it then counts for the ended stage, which is never judged
+	// again. Either way it cannot pollute the current stage.
+	Late Recorded = C.PGATE_RECORDED_LATE
+	// Foreign: its stage is newer than the gate's (a decision of another gate); dropped.
+	Foreign Recorded = C.PGATE_RECORDED_FOREIGN
+)
+
+// String returns "counted", "late" or "foreign".
+func (r Recorded) String() string {
+	return enumName([]string{"counted", "late", "foreign"}, uint32(r), "Recorded")
+}
+
+// Decision is one routing decision: a small value (40 bytes) to keep with the request and
+// pass back, unchanged, to Record, so that the outcome counts for the stage and cohort the
+// request was routed in. Its flag set belongs to the Gate that routed it.
+//
+// The zero Decision is valid: a stable-version decision of stage 0 with no flags.
+type Decision struct {
+	c C.pgate_decision
+}
+
+// IsCanary reports whether the request goes to the new version.
+func (d Decision) IsCanary() bool { return bool(d.c.is_canary) }
+
+// Environment is the gate's environment at routing time.
+func (d Decision) Environment() Environment { return Environment(d.c.environment) }
+
+// TrafficPercent is the canary share at routing time (100 in Staging, 0 in Production).
+func (d Decision) TrafficPercent() float64 { return float64(d.c.traffic_percent) }
+
+// Bucket is the request's bucket, 0 ..= 9_999_999.
+func (d Decision) Bucket() uint32 { return uint32(d.c.bucket) }
+
+// Threshold: requests with a bucket below it go to the new version.
+func (d Decision) Threshold() uint32 { return uint32(d.c.threshold) }
+
+// Stage is the release stage the request was routed in.
+func (d Decision) Stage() uint64 { return uint64(d.c.stage) }
+
+// FlagSet is the number of the gate's interned set of flags on for this request (0 is the
+// empty set). Read the names with Gate.Features or Gate.HasFeature.
+func (d Decision) FlagSet() uint32 { return uint32(d.c.flag_set) }
+
+// Route routes a request id (any bytes; nil is the empty id). Deterministic, lock-free in the
+// library, and allocation-free. The id is read only during the call.
+func (g *Gate) Route(id []byte) (Decision, error) {
+	return g.route((*C.uint8_t)(unsafe.SliceData(id)), len(id))
+}
+
+// RouteString routes a request id given as a string, without copying it: the string's bytes
+// are passed to the library (through unsafe.StringData) and read only during the call; Go
+// strings are immutable and the library never writes through the pointer.
+func (g *Gate) RouteString(id string) (Decision, error) {
+	return g.route((*C.uint8_t)(unsafe.StringData(id)), len(id))
+}
+
+func (g *Gate) route(id *C.uint8_t, n int) (Decision, error) {
+	var d Decision
+	p := g.acquire()
+	if p == nil {
+		return d, errClosed
+	}
+	st := C.pgate_route(p, id, C.size_t(n), &d.c)
+	g.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return Decision{}, statusError("pgate_route", st)
+	}
+	return d, nil
+}
+
+// latencyNanos converts a latency for the library, refusing a negative one.
+func latencyNanos(latency time.Duration) (C.uint64_t, error) {
+	if latency < 0 {
+		return 0, &Error{Status: StatusInvalidArgument, Message: "negative latency " + latency.String()}
+	}
+	return C.uint64_t(latency), nil
+}
+
+// Record records the outcome of a request routed by d: whether it succeeded and its latency.
+// Lock-free and allocation-free in the library. It may run the judge and roll a failing
+// canary back by itself (when auto_rollback_enabled).
+func (g *Gate) Record(d Decision, success bool, latency time.Duration) (Recorded, error) {
+	ns, err := latencyNanos(latency)
+	if err != nil {
+		return 0, err
+	}
+	p := g.acquire()
+	if p == nil {
+		return 0, errClosed
+	}
+	var r C.pgate_recorded
+	st := C.pgate_record(p, &d.c, C.bool(success), ns, &r)
+	g.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return 0, statusError("pgate_record", st)
+	}
+	return Recorded(r), nil
+}
+
+// RecordByID records an outcome by request id: the id is routed again under the gate's
+// current state (one more hash). Prefer Record with the request's Decision, which counts the
+// outcome for the stage the request was actually routed in.
+func (g *Gate) RecordByID(id []byte, success bool, latency time.Duration) (Recorded, error) {
+	return g.recordByID((*C.uint8_t)(unsafe.SliceData(id)), len(id), success, latency)
+}
+
+// RecordByIDString is RecordByID for a string id, passed without copying (as RouteString).
+func (g *Gate) RecordByIDString(id string, success bool, latency time.Duration) (Recorded, error) {
+	return g.recordByID((*C.uint8_t)(unsafe.StringData(id)), len(id), success, latency)
+}
+
+func (g *Gate) recordByID(id *C.uint8_t, n int, success bool, latency time.Duration) (Recorded, error) {
+	ns, err := latencyNanos(latency)
+	if err != nil {
+		return 0, err
+	}
+	p := g.acquire()
+	if p == nil {
+		return 0, errClosed
+	}
+	var r C.pgate_recorded
+	st := C.pgate_record_by_id(p, id, C.size_t(n), C.bool(success), ns, &r)
+	g.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return 0, statusError("pgate_record_by_id", st)
+	}
+	return Recorded(r), nil
+}
+
+// Features returns the names of the flags on for the request of d, in byte order, as a new
+// slice the caller owns.
+func (g *Gate) Features(d Decision) ([]string, error) {
+	names, err := g.flagSet(d.FlagSet())
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(names), nil
+}
+
+// HasFeature reports whether the flag name is on for the request of d. After the first
+// question about a flag set it costs a binary search in Go and allocates nothing.
+func (g *Gate) HasFeature(d Decision, name string) (bool, error) {
+	names, err := g.flagSet(d.FlagSet())
+	if err != nil {
+		return false, err
+	}
+	_, found := slices.BinarySearch(names, name)
+	return found, nil
+}
+
+// flagSet returns the names of interned set id, from the Gate's cache or, the first time,
+// from the library. The library never changes or removes an interned set while the gate
+// lives, so the cache never goes stale; it is copy-on-write, so readers take no lock.
+func (g *Gate) flagSet(id uint32) ([]string, error) {
+	if g == nil {
+		return nil, errClosed
+	}
+	if m := g.flagSets.Load(); m != nil {
+		if names, ok := (*m)[id]; ok {
+			if g.acquire() == nil { // closed gates answer nothing, as every other method
+				return nil, errClosed
+			}
+			g.release()
+			return names, nil
+		}
+	}
+	g.flagMu.Lock()
+	defer g.flagMu.Unlock()
+	names, err := g.readFlagSet(id)
+	if err != nil {
+		return nil, err
+	}
+	next := make(map[uint32][]string)
+	if m := g.flagSets.Load(); m != nil {
+		for k, v := range *m {
+			next[k] = v
+		}
+	}
+	next[id] = names
+	g.flagSets.Store(&next)
+	return names, nil
+}
+
+// readFlagSet copies the names of set id out of the library.
+func (g *Gate) readFlagSet(id uint32) ([]string, error) {
+	p := g.acquire()
+	if p == nil {
+		return nil, errClosed
+	}
+	defer g.release()
+	defer runtime.KeepAlive(g)
+	var n C.size_t
+	if st := C.pgate_flag_set_len(p, C.uint32_t(id), &n); st != C.PGATE_STATUS_OK {
+		return nil, statusError("pgate_flag_set_len", st)
+	}
+	names := make([]string, 0, int(n))
+	for i := range int(n) {
+		var name *C.uint8_t
+		var length C.size_t
+		st := C.pgate_flag_set_name(p, C.uint32_t(id), C.size_t(i), &name, &length)
+		if st != C.PGATE_STATUS_OK {
+			return nil, statusError("pgate_flag_set_name", st)
+		}
+		// Copied while the read lock keeps the gate (which owns the name) alive.
+		names = append(names, C.GoStringN((*C.char)(unsafe.Pointer(name)), C.int(length)))
+	}
+	return names, nil
+}
