@@ -377,8 +377,8 @@ void pgate_error_free(struct pgate_error *err);
 
 /**
  * Creates a gate from a JSON `PromotionConfig` and a JSON `SloConfig` (field names as in
- * the Rust API; durations in milliseconds). Either document may be NULL with length 0 for the
- * defaults. On success `*gate_out` receives a new gate, which the caller frees with
+ * the Rust API; durations in milliseconds). Either document may be empty (length 0, any
+ * pointer) for the defaults. On success `*gate_out` receives a new gate, which the caller frees with
  * `pgate_gate_free`; on failure nothing is written to it and, if `err` is not NULL, `*err`
  * receives an error object naming the field and value.
  *

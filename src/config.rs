@@ -258,10 +258,33 @@ impl PromotionConfig {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn from_json(json: &str) -> Result<Self, crate::Error> {
-        let config: Self = serde_json::from_str(json)?;
+        let config: Self = parse_json_object(json, "PromotionConfig")?;
         config.validate()?;
         Ok(config)
     }
+}
+
+/// Reads a JSON object into `T`. Serde would also accept an array of the fields in order; a
+/// config must name its fields, so anything but an object is refused.
+pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
+    json: &str,
+    what: &str,
+) -> Result<T, crate::Error> {
+    let value: serde_json::Value = serde_json::from_str(json)?;
+    if !value.is_object() {
+        return Err(crate::Error::Json(format!(
+            "a {what} must be a JSON object with named fields, not {}",
+            match value {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::Object(_) => "an object",
+            }
+        )));
+    }
+    Ok(serde_json::from_value(value)?)
 }
 
 fn check_name(field: &str, value: &str) -> Result<(), ConfigError> {
@@ -453,6 +476,8 @@ mod tests {
             PromotionConfig::from_json(r#"{"environment": {"canary": {"traffic_percent": 101}}}"#)
                 .unwrap_err();
         assert!(err.to_string().contains("101"), "{err}");
+        let err = PromotionConfig::from_json("[]").unwrap_err();
+        assert!(err.to_string().contains("not an array"), "{err}");
     }
 
     #[test]

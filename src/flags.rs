@@ -134,6 +134,19 @@ impl<'a> EnabledFeatures<'a> {
         self.names().iter().map(|name| &**name)
     }
 
+    /// The flag at `index` in byte order, if there is one (constant time).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.route_request("u").enabled_features.get(0), None);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn get(&self, index: usize) -> Option<&'a str> {
+        self.names().get(index).map(|name| &**name)
+    }
+
     /// How many flags are on.
     ///
     /// # Example

@@ -55,7 +55,7 @@ fn parse<T: serde::de::DeserializeOwned + Default>(
 ) -> Result<T, Failure> {
     match json {
         None => Ok(T::default()),
-        Some(doc) => serde_json::from_str(doc).map_err(|e| {
+        Some(doc) => crate::config::parse_json_object(doc, what).map_err(|e| {
             Failure::new(
                 pgate_status::InvalidJson,
                 format!("invalid JSON {what}: {e}"),
@@ -65,8 +65,8 @@ fn parse<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// Creates a gate from a JSON `PromotionConfig` and a JSON `SloConfig` (field names as in
-/// the Rust API; durations in milliseconds). Either document may be NULL with length 0 for the
-/// defaults. On success `*gate_out` receives a new gate, which the caller frees with
+/// the Rust API; durations in milliseconds). Either document may be empty (length 0, any
+/// pointer) for the defaults. On success `*gate_out` receives a new gate, which the caller frees with
 /// `pgate_gate_free`; on failure nothing is written to it and, if `err` is not NULL, `*err`
 /// receives an error object naming the field and value.
 ///
@@ -87,7 +87,7 @@ pub unsafe extern "C" fn pgate_gate_new(
             return Err(pgate_status::NullPointer.into());
         }
         let optional = |ptr: *const u8, len: usize, what: &str| -> Result<Option<&str>, Failure> {
-            if ptr.is_null() && len == 0 {
+            if len == 0 {
                 return Ok(None);
             }
             // SAFETY: the caller guarantees len readable bytes at ptr.

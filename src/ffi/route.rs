@@ -242,8 +242,7 @@ pub unsafe extern "C" fn pgate_flag_set_name(
         let name = gate
             .manager
             .flag_set(set)
-            .iter()
-            .nth(index)
+            .get(index)
             .ok_or(pgate_status::IndexOutOfRange)?;
         // SAFETY: both are non-NULL and valid for writes (caller's contract).
         unsafe {
