@@ -19,7 +19,7 @@ threads (see :mod:`promotion_gates.gate`); failures raise :class:`PromotionGates
 subclasses (see :mod:`promotion_gates.errors`).
 """
 
-from . import decision, errors, gate, judge
+from . import decision, errors, formula, gate, judge
 from ._ffi import LibraryNotFoundError, Status, library_path
 from .decision import *  # noqa: F403
 from .errors import *  # noqa: F403
@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LibraryNotFoundError",
     "Status",
+    "formula",
     "library_path",
     *decision.__all__,
     *errors.__all__,
