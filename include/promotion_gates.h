@@ -19,6 +19,12 @@
 #include <stdint.h>
 
 /**
+ * A buffer of this many bytes always holds the evidence line of `pgate_monitor_health`
+ * (longer evidence is cut at a character boundary with `...`).
+ */
+#define PGATE_EVIDENCE_CAPACITY 4096
+
+/**
  * The result of every fallible C call.
  *
  * Numbers are part of the ABI: they never change and are never reused.
@@ -346,6 +352,8 @@ typedef struct pgate_decision {
   bool is_canary;
 } pgate_decision;
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -422,6 +430,17 @@ pgate_status pgate_config_json(const struct pgate_gate *gate,
                                size_t *len_out);
 
 /**
+ * Writes the gate's `SloConfig` as JSON, like `pgate_config_json`.
+ *
+ * # Safety
+ * As `pgate_config_json`.
+ */
+pgate_status pgate_slo_json(const struct pgate_gate *gate,
+                            char *buf,
+                            size_t cap,
+                            size_t *len_out);
+
+/**
  * Replaces the gate's config atomically with a JSON `PromotionConfig` (hot reload: not
  * gated). On failure the gate is unchanged and `*err` (if not NULL) says why.
  *
@@ -457,7 +476,8 @@ const char *pgate_version(void);
  * `auto_rollback_enabled`. If `evidence` is not NULL, the evidence line (NUL-terminated) is
  * copied into it and its length into `*evidence_len`; if it does not fit, `*out` is still
  * written, `*evidence_len` holds the length needed and `PGATE_STATUS_BUFFER_TOO_SMALL` is
- * returned.
+ * returned. Judging again changes the window, so pass `PGATE_EVIDENCE_CAPACITY` bytes, which
+ * always suffice, rather than retrying.
  *
  * # Safety
  * `gate` must be a live gate; `out` valid for a write; `evidence` NULL or valid for

@@ -284,7 +284,9 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
             }
         )));
     }
-    Ok(serde_json::from_value(value)?)
+    // serde_path_to_error names the field of a type error ("slo_threshold: invalid type").
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| crate::Error::Json(format!("{}: {}", e.path(), e.inner())))
 }
 
 fn check_name(field: &str, value: &str) -> Result<(), ConfigError> {
@@ -476,6 +478,14 @@ mod tests {
             PromotionConfig::from_json(r#"{"environment": {"canary": {"traffic_percent": 101}}}"#)
                 .unwrap_err();
         assert!(err.to_string().contains("101"), "{err}");
+        let err =
+            PromotionConfig::from_json(r#"{"environment": {"canary": {"traffic_percent": "x"}}}"#)
+                .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("environment.canary.traffic_percent"),
+            "{err}"
+        );
         let err = PromotionConfig::from_json("[]").unwrap_err();
         assert!(err.to_string().contains("not an array"), "{err}");
     }

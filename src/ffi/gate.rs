@@ -156,6 +156,27 @@ pub unsafe extern "C" fn pgate_config_json(
     })
 }
 
+/// Writes the gate's `SloConfig` as JSON, like `pgate_config_json`.
+///
+/// # Safety
+/// As `pgate_config_json`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_slo_json(
+    gate: *const pgate_gate,
+    buf: *mut c_char,
+    cap: usize,
+    len_out: *mut usize,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        let json = serde_json::to_string(gate.manager.slo_controller().config())
+            .map_err(|_| pgate_status::InvalidJson)?;
+        // SAFETY: forwarded buffer contract.
+        unsafe { copy_out(&json, buf.cast(), cap, len_out) }
+    })
+}
+
 /// Replaces the gate's config atomically with a JSON `PromotionConfig` (hot reload: not
 /// gated). On failure the gate is unchanged and `*err` (if not NULL) says why.
 ///

@@ -91,12 +91,31 @@ pub struct pgate_health {
     pub sufficient_data: bool,
 }
 
+/// A buffer of this many bytes always holds the evidence line of `pgate_monitor_health`
+/// (longer evidence is cut at a character boundary with `...`).
+pub const PGATE_EVIDENCE_CAPACITY: usize = 4096;
+
+/// The evidence line, cut to fit [`PGATE_EVIDENCE_CAPACITY`] with its NUL.
+fn bounded(mut text: String) -> String {
+    if text.len() < PGATE_EVIDENCE_CAPACITY {
+        return text;
+    }
+    let mut end = PGATE_EVIDENCE_CAPACITY - 4;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str("...");
+    text
+}
+
 /// Judges the canary now and writes its health to `*out`. Like the Rust
 /// `monitor_canary_health`, this rolls a canary back if a rule fired and
 /// `auto_rollback_enabled`. If `evidence` is not NULL, the evidence line (NUL-terminated) is
 /// copied into it and its length into `*evidence_len`; if it does not fit, `*out` is still
 /// written, `*evidence_len` holds the length needed and `PGATE_STATUS_BUFFER_TOO_SMALL` is
-/// returned.
+/// returned. Judging again changes the window, so pass `PGATE_EVIDENCE_CAPACITY` bytes, which
+/// always suffice, rather than retrying.
 ///
 /// # Safety
 /// `gate` must be a live gate; `out` valid for a write; `evidence` NULL or valid for
@@ -152,7 +171,7 @@ pub unsafe extern "C" fn pgate_monitor_health(
         // SAFETY: evidence is valid for evidence_cap bytes and evidence_len for a write.
         unsafe {
             copy_out(
-                &h.evidence.to_string(),
+                &bounded(h.evidence.to_string()),
                 evidence.cast(),
                 evidence_cap,
                 evidence_len,
@@ -184,4 +203,17 @@ pub unsafe extern "C" fn pgate_check_slo(
         // SAFETY: compliant is non-NULL and valid for a write (caller's contract).
         unsafe { write(compliant, answer) }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_always_fits_the_documented_capacity() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(3000); // 6000 bytes, two per character
+        let cut = bounded(long);
+        assert!(cut.len() < PGATE_EVIDENCE_CAPACITY && cut.ends_with("..."));
+    }
 }

@@ -31,11 +31,12 @@ mod status;
 
 pub use error::{pgate_error, pgate_error_free, pgate_error_message, pgate_error_status};
 pub use gate::{
-    pgate_config_json, pgate_gate, pgate_gate_free, pgate_gate_new, pgate_state, pgate_swap_config,
-    pgate_version,
+    pgate_config_json, pgate_gate, pgate_gate_free, pgate_gate_new, pgate_slo_json, pgate_state,
+    pgate_swap_config, pgate_version,
 };
 pub use judge::{
-    pgate_check_slo, pgate_health, pgate_monitor_health, pgate_recommendation, pgate_rule,
+    PGATE_EVIDENCE_CAPACITY, pgate_check_slo, pgate_health, pgate_monitor_health,
+    pgate_recommendation, pgate_rule,
 };
 pub use release::{
     pgate_disable_feature, pgate_enable_feature, pgate_is_feature_enabled, pgate_promote,
