@@ -182,6 +182,13 @@ def test_a_full_release() -> None:
         assert gate.features(gate.route("x")) == ("new_api",)
 
 
+def test_slo_reads_back() -> None:
+    with Gate(None, {"latency_target_ms": 250, "p99_budget_ms": 800}) as gate:
+        slo = gate.slo
+        assert slo["latency_target_ms"] == 250.0 and slo["p99_budget_ms"] == 800.0
+        assert slo["min_samples"] == 100  # a default
+
+
 def test_config_and_swap_config() -> None:
     with Gate('{"gate": "search"}') as gate:
         config = gate.config
@@ -199,9 +206,9 @@ def test_config_and_swap_config() -> None:
 
 def test_buffers_grow_when_too_small(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("promotion_gates.gate._BUFFER", 4)
-    with Gate(canary(10)) as gate:
+    with Gate(canary(10), {"min_samples": 7}) as gate:
         assert gate.config["gate"] == "default"
-        assert gate.health().evidence.startswith("stage")
+        assert gate.slo["min_samples"] == 7
         gate.rollback("a reason longer than four bytes")
         assert gate.rollback_history()[0].reason == "a reason longer than four bytes"
 
@@ -220,6 +227,7 @@ CLOSED_CALLS: dict[str, Any] = {
     "is_feature_enabled": lambda g, d: g.is_feature_enabled("f"),
     "state": lambda g, d: g.state(),
     "config": lambda g, d: g.config,
+    "slo": lambda g, d: g.slo,
     "swap_config": lambda g, d: g.swap_config({}),
     "rollback_history": lambda g, d: g.rollback_history(),
 }

@@ -32,6 +32,7 @@ from typing import Any
 
 __all__ = [
     "ENV_VAR",
+    "EVIDENCE_CAPACITY",
     "LibraryNotFoundError",
     "PROTOTYPES",
     "Status",
@@ -43,6 +44,9 @@ __all__ = [
 
 #: Environment variable naming the shared library to load (a path), tried first.
 ENV_VAR = "PROMOTION_GATES_LIBRARY"
+
+#: ``PGATE_EVIDENCE_CAPACITY``: an evidence buffer of this many bytes always suffices.
+EVIDENCE_CAPACITY = 4096
 
 
 class LibraryNotFoundError(OSError):
@@ -131,6 +135,7 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     ),
     "pgate_gate_free": (c_status, [_gate]),
     "pgate_config_json": (c_status, [_gate, _buf_out, c_size_t, POINTER(c_size_t)]),
+    "pgate_slo_json": (c_status, [_gate, _buf_out, c_size_t, POINTER(c_size_t)]),
     "pgate_swap_config": (c_status, [_gate, _bytes_in, c_size_t, _error_out]),
     "pgate_state": (c_status, [_gate, POINTER(c_enum), POINTER(c_double), POINTER(c_uint64)]),
     "pgate_version": (c_char_p, []),

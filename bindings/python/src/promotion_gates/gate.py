@@ -284,20 +284,15 @@ class Gate:
         The health returned is the one judged (after an automatic rollback it still shows the
         canary's numbers and ``Recommendation.ROLLBACK``).
         """
-        c = self._c
         handle = self._live("health")
         out = _ffi.pgate_health()
         length = c_size_t()
-        cap = _BUFFER
-        for _ in range(8):
-            buf = create_string_buffer(cap)
-            status = c.pgate_monitor_health(handle, byref(out), buf, cap, byref(length))
-            if status != _ffi.Status.BUFFER_TOO_SMALL:
-                _check(status)
-                return Health._from_c(out, buf.raw[: length.value].decode("utf-8", "replace"))
-            # Rare (the evidence is one line): judge again with room for the evidence.
-            cap = length.value + 1
-        raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, "health evidence kept growing")
+        # PGATE_EVIDENCE_CAPACITY always suffices; judging twice would change the window, so
+        # there is no retry (a BUFFER_TOO_SMALL here would be a library bug, raised as such).
+        cap = _ffi.EVIDENCE_CAPACITY
+        buf = create_string_buffer(cap)
+        _check(self._c.pgate_monitor_health(handle, byref(out), buf, cap, byref(length)))
+        return Health._from_c(out, buf.raw[: length.value].decode("utf-8", "replace"))
 
     def check_slo(self) -> bool:
         """Whether the version under judgement meets its SLO (False with too little data).
@@ -364,6 +359,12 @@ class Gate:
     def config(self) -> dict[str, Any]:
         """The current ``PromotionConfig`` as a dict (the JSON form of the Rust API)."""
         loaded: dict[str, Any] = json.loads(self._json("pgate_config_json", "config"))
+        return loaded
+
+    @property
+    def slo(self) -> dict[str, Any]:
+        """The gate's ``SloConfig`` as a dict (durations in milliseconds)."""
+        loaded: dict[str, Any] = json.loads(self._json("pgate_slo_json", "slo"))
         return loaded
 
     def swap_config(self, config: Config) -> None:
