@@ -39,6 +39,12 @@ def test_routing_is_deterministic_and_follows_the_formula() -> None:
             assert d.environment is Environment.CANARY and d.stage >= 1
         with pytest.raises(dataclasses.FrozenInstanceError):
             d.bucket = 1  # type: ignore[misc]
+        # Built by Gate.route without __init__ (a fast path), yet the same value as with it.
+        fields = [getattr(d, f.name) for f in dataclasses.fields(d) if f.init]
+        assert d == pg.Decision(*fields) and repr(d) == repr(pg.Decision(*fields))
+        assert hash(d) == hash(pg.Decision(*fields))
+        assert d._raw is not None and dataclasses.replace(d)._raw is None
+        assert dataclasses.replace(d)._to_c().bucket == d.bucket
 
 
 def test_environments_route_everyone_one_way() -> None:
