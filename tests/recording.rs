@@ -192,14 +192,44 @@ enum Move {
 }
 
 const WORKERS: usize = 4;
-/// Records per worker per phase.
+/// Requests each worker routes (and records) per phase.
 const PER_PHASE: u64 = 6_000;
+/// Requests a worker has in flight: routed, not yet recorded.
+const IN_FLIGHT: usize = 32;
+
+/// One recording thread's view of a phase: what the gate said it did with each outcome.
+#[derive(Default)]
+struct Recorder {
+    counted: Tally,
+    late: u64,
+    recorded: u64,
+}
+
+impl Recorder {
+    /// Records the outcome of the worker's `n`-th request, routed by `decision`.
+    fn record(&mut self, gate: &PromotionGateManager, n: u64, decision: &RoutingDecision<'_>) {
+        let (success, latency) = outcome(n);
+        self.recorded += 1;
+        match gate.record_outcome(decision, success, latency) {
+            Recorded::Counted => self
+                .counted
+                .entry((decision.stage.get(), decision.cohort()))
+                .or_default()
+                .add(success, latency),
+            Recorded::Late => {
+                let stage = decision.stage;
+                assert!(stage < gate.stage(), "late, yet stage {stage:?} is current");
+                self.late += 1;
+            }
+        }
+    }
+}
 
 #[test]
 fn merged_counts_match_what_was_counted_while_stages_change() {
     let (gate, clock) = gate(quiet(canary(10.0)));
-    // Each phase: the workers record; half-way through, the release moves. The first phase
-    // only records, so that the first gated move has data.
+    // Each phase: the workers route and record; half-way through, the release moves. The
+    // first phase only records, so that the first gated move has data.
     let moves = [
         None,
         Some(Move::Promote(canary(50.0))), // ramp up: gated, needs 100+ healthy samples
@@ -221,37 +251,33 @@ fn merged_counts_match_what_was_counted_while_stages_change() {
                 let mut n = 0u64;
                 for phase in 0..moves.len() as u64 {
                     barrier.wait();
-                    let mut mine = Tally::new();
-                    let (mut recorded, mut mine_late) = (0u64, 0u64);
+                    let mut mine = Recorder::default();
+                    // Requests complete out of order: each new one takes a pseudo-random slot
+                    // and the request there completes. Across a move, some outcomes of the old
+                    // stage complete after the thread's first of the new stage: those are late.
+                    let mut in_flight: [Option<(u64, RoutingDecision<'_>)>; IN_FLIGHT] =
+                        [None; IN_FLIGHT];
                     for _ in 0..PER_PHASE {
                         n += 1;
                         let id = [worker.to_le_bytes(), n.to_le_bytes()].concat();
                         let decision = gate.route_request_bytes(&id);
-                        let (success, latency) = outcome(n);
-                        recorded += 1;
-                        match gate.record_outcome(&decision, success, latency) {
-                            Recorded::Counted => mine
-                                .entry((decision.stage.get(), decision.cohort()))
-                                .or_default()
-                                .add(success, latency),
-                            Recorded::Late => {
-                                assert!(
-                                    decision.stage < gate.stage(),
-                                    "late, yet its stage {:?} is current",
-                                    decision.stage
-                                );
-                                mine_late += 1;
-                            }
+                        let slot = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59) as usize;
+                        if let Some((m, earlier)) = in_flight[slot].replace((n, decision)) {
+                            mine.record(gate, m, &earlier);
                         }
                         progress.fetch_add(1, Ordering::Relaxed);
                     }
-                    let mine_counted: u64 = mine.values().map(|c| c.requests).sum();
-                    assert_eq!(mine_counted + mine_late, recorded, "phase {phase}");
+                    for (m, decision) in in_flight.iter_mut().filter_map(Option::take) {
+                        mine.record(gate, m, &decision);
+                    }
+                    let mine_counted: u64 = mine.counted.values().map(|c| c.requests).sum();
+                    assert_eq!(mine.recorded, PER_PHASE, "phase {phase}");
+                    assert_eq!(mine_counted + mine.late, mine.recorded, "phase {phase}");
                     let mut all = counted.lock().unwrap();
-                    for (key, counts) in &mine {
+                    for (key, counts) in &mine.counted {
                         all.entry(*key).or_default().merge(counts);
                     }
-                    late.fetch_add(mine_late, Ordering::Relaxed);
+                    late.fetch_add(mine.late, Ordering::Relaxed);
                     drop(all);
                     barrier.wait();
                 }
@@ -292,6 +318,17 @@ fn merged_counts_match_what_was_counted_while_stages_change() {
         gate.get_rollback_history()
             .iter()
             .any(|e| e.reason == "drill")
+    );
+    let counted = counted.into_inner().unwrap();
+    let stages: std::collections::BTreeSet<u64> = counted.keys().map(|(s, _)| *s).collect();
+    println!(
+        "concurrent recording: {} late outcomes; counted in stages {stages:?}",
+        late.into_inner()
+    );
+    assert_eq!(stages.len(), moves.len(), "every stage counted outcomes");
+    assert!(
+        gate.late_outcomes() > 0,
+        "moves happened with outcomes in flight"
     );
 }
 
