@@ -1,0 +1,550 @@
+//! The judge end to end: simulated traffic through the public API on a manual clock, each
+//! scenario asserting the verdict and how long (in time and in canary requests) it took.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a broken expectation is a failed test"
+)]
+
+mod traffic;
+
+use promotion_gates::{
+    Clock, Environment, Error, ManualClock, PromotionConfig, PromotionError, PromotionGateManager,
+    Recommendation, RollbackTrigger, SloConfig,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use traffic::{Driver, Run, Traffic, Users, Version, canary_gate, gate_on_manual_clock};
+
+/// Production in every scenario: 1 % errors, latency median 20 ms, p99 about 64 ms.
+fn production() -> Version {
+    Version::new(0.01, 20.0, 0.5)
+}
+
+/// Traffic at `rate` where the canary serves as `canary` and production as [`production`].
+fn traffic(rate: f64, canary: Version) -> Traffic {
+    Traffic {
+        rate,
+        canary,
+        production: production(),
+    }
+}
+
+fn canary(percent: f64) -> Environment {
+    Environment::Canary {
+        traffic_percent: percent,
+    }
+}
+
+/// The rules an automatic rollback's reason names: `automatic rollback: a, b | evidence`.
+fn fired_rules(reason: &str) -> Vec<&str> {
+    reason
+        .strip_prefix("automatic rollback: ")
+        .and_then(|rest| rest.split(" | ").next())
+        .map(|rules| rules.split(", ").collect())
+        .unwrap_or_default()
+}
+
+/// The health score a fired `health_score` finding observed, from the evidence text.
+fn fired_health_score(reason: &str) -> Option<f64> {
+    let (_, rest) = reason.split_once("health_score FIRED: observed ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Sends `traffic` to a fresh 10 % canary gate (automatic rollback on) per seed, for at most
+/// `bound`, and checks that each rolled back with a complete automatic rollback event: the
+/// trigger, the environment left, the evidence (whose counts are every request of the stage,
+/// as the run recorded them) and the time (the gate's clock). Prints the spread of canary
+/// requests and milliseconds to rollback under `name`.
+fn rollbacks(
+    name: &str,
+    traffic: &Traffic,
+    seeds: std::ops::Range<u64>,
+    users: Users,
+    bound: Duration,
+) -> Vec<Run> {
+    let from = canary(10.0);
+    let runs: Vec<Run> = seeds
+        .map(|seed| {
+            let (gate, clock) = canary_gate(10.0, true);
+            let run = Driver::new(&gate, clock.clone(), seed, users).run(traffic, bound);
+            let event = run
+                .rollback
+                .as_ref()
+                .unwrap_or_else(|| panic!("seed {seed}: {run:?}"));
+            assert_eq!(event.trigger, RollbackTrigger::Automatic);
+            assert_eq!(event.environment, from);
+            assert_eq!(event.feature, from.to_string());
+            assert_eq!(event.timestamp, clock.wall(), "stamped by the gate's clock");
+            assert_eq!(gate.environment(), Environment::Production);
+            let reason = &event.reason;
+            assert!(!fired_rules(reason).is_empty(), "{reason}");
+            assert!(reason.contains("FIRED: observed"), "{reason}");
+            let production = run.requests - run.canary_requests;
+            assert!(
+                reason.contains(&format!(
+                    "canary {} req, {:.3}% errors",
+                    run.canary_requests,
+                    run.canary_failures as f64 * 100.0 / run.canary_requests as f64
+                )) && reason.contains(&format!("production {production} req")),
+                "seed {seed}: the evidence counts every request of the stage: {reason}"
+            );
+            run
+        })
+        .collect();
+    let spread = |value: fn(&Run) -> u64| {
+        let mut values: Vec<u64> = runs.iter().map(value).collect();
+        values.sort_unstable();
+        (
+            values[0],
+            values[values.len() / 2],
+            values[values.len() - 1],
+        )
+    };
+    println!(
+        "{name}: canary requests to rollback (min, median, max) {:?}, ms {:?}",
+        spread(|r| r.canary_requests),
+        spread(|r| r.elapsed.as_millis() as u64)
+    );
+    runs
+}
+
+/// Seeds of the A/A experiment.
+const AA_SEEDS: u64 = 200;
+/// Simulated time of each A/A run at [`AA_RATE`]: 60 evaluations, about 3 000 canary requests.
+const AA_DURATION: Duration = Duration::from_secs(60);
+/// Requests per second of the A/A runs (kept modest so that 200 runs take seconds in debug).
+const AA_RATE: f64 = 500.0;
+/// Most A/A runs allowed to roll back: 1 % of seeds. Each rule tests at α = 0.001, but the
+/// judge looks again every second and after every 16th canary error, so the chance of a false
+/// rollback per run is above α; 1 % is what the judge is held to. Measured: 0 of these 200
+/// runs; 0 of 1 000 runs of 180 s at 2 000 rps (36 000 canary requests and 180 evaluations
+/// each, one request id per request) in a release build.
+const MAX_FALSE_ROLLBACKS: usize = AA_SEEDS as usize / 100;
+
+#[test]
+fn a_canary_identical_to_production_is_rarely_rolled_back() {
+    let aa = traffic(AA_RATE, production());
+    let next_seed = AtomicU64::new(0);
+    let rolled_back = Mutex::new(Vec::new());
+    let healthy_at_end = AtomicU64::new(0);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let seed = next_seed.fetch_add(1, Ordering::Relaxed);
+                    if seed >= AA_SEEDS {
+                        break;
+                    }
+                    let (gate, clock) = gate_on_manual_clock(
+                        PromotionConfig {
+                            environment: canary(10.0),
+                            gate: format!("a-a-{seed}"),
+                            ..Default::default()
+                        },
+                        SloConfig::default(),
+                    );
+                    let run = Driver::new(&gate, clock, seed, Users::Returning(500))
+                        .run(&aa, AA_DURATION);
+                    if run.rolled_back() {
+                        rolled_back
+                            .lock()
+                            .expect("no panic while held")
+                            .push((seed, run.reason().to_string()));
+                        continue;
+                    }
+                    assert!(!run.left_stage, "seed {seed}");
+                    assert_eq!(run.elapsed, AA_DURATION, "seed {seed}");
+                    if gate.monitor_canary_health().recommendation == Recommendation::Healthy {
+                        healthy_at_end.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let rolled_back = rolled_back.into_inner().expect("no panic while held");
+    let healthy = healthy_at_end.load(Ordering::Relaxed);
+    println!(
+        "A/A: {} of {AA_SEEDS} seeds rolled back in {AA_DURATION:?} at {AA_RATE} rps, 10 % canary; \
+         {healthy} ended HEALTHY; {rolled_back:?}",
+        rolled_back.len()
+    );
+    assert!(
+        rolled_back.len() <= MAX_FALSE_ROLLBACKS,
+        "{} false rollbacks of {AA_SEEDS}: {rolled_back:#?}",
+        rolled_back.len()
+    );
+    assert!(
+        healthy >= AA_SEEDS * 95 / 100,
+        "only {healthy} of {AA_SEEDS} A/A canaries ended HEALTHY"
+    );
+}
+
+#[test]
+fn ten_times_the_error_rate_rolls_back_within_500_canary_requests() {
+    let bad = traffic(2000.0, Version::new(0.10, 20.0, 0.5));
+    for run in rollbacks(
+        "10x errors",
+        &bad,
+        0..20,
+        Users::Fresh,
+        Duration::from_secs(60),
+    ) {
+        let error_rules = [
+            "error_rate_vs_production",
+            "error_rate_max",
+            "health_score",
+            "overwhelming_errors",
+        ];
+        let rules = fired_rules(run.reason());
+        assert!(rules.iter().any(|r| error_rules.contains(r)), "{run:?}");
+        // Over 100 seeds: 107 to 433 canary requests (0.5 to 2 s).
+        assert!(run.canary_requests < 500, "{run:?}");
+        assert!(run.elapsed < Duration::from_secs(3), "{run:?}");
+    }
+}
+
+#[test]
+fn twice_the_error_rate_rolls_back_once_the_difference_is_significant() {
+    let bad = traffic(2000.0, Version::new(0.02, 20.0, 0.5));
+    let users = Users::Returning(2000);
+    for run in rollbacks("2x errors", &bad, 0..8, users, Duration::from_secs(120)) {
+        let reason = run.reason();
+        let rules = fired_rules(reason);
+        assert!(
+            rules.contains(&"health_score") || rules.contains(&"error_rate_vs_production"),
+            "{reason}"
+        );
+        if let Some(score) = fired_health_score(reason) {
+            assert!(score < 0.8, "{reason}");
+        }
+        // Detection needs the canary's observed error rate to be significantly above 1.1 x
+        // production's with a score below 0.8 (observed ratio above 1.8), or significantly
+        // above 1.5 x: typically after 2 000 canary requests (10 s); over 40 seeds at most
+        // 7 702 (48 s).
+        assert!(run.canary_requests < 18_000, "{run:?}");
+        assert!(run.elapsed < Duration::from_secs(90), "{run:?}");
+    }
+}
+
+#[test]
+fn twice_the_error_rate_scores_as_the_worked_example() {
+    // Half the traffic each, 140 s at 2 000 rps: 140 000 requests per version, so the score's
+    // sampling noise (from both error rates) is about ±0.016, a third of the way to 0.8.
+    let (gate, clock) = canary_gate(50.0, false);
+    let bad = traffic(2000.0, Version::new(0.02, 20.0, 0.5));
+    let run =
+        Driver::new(&gate, clock, 7, Users::Returning(2000)).run(&bad, Duration::from_secs(140));
+    assert!(!run.left_stage);
+    let health = gate.monitor_canary_health();
+    println!(
+        "2x errors for 140 s without rollback: score {:.3}, {}",
+        health.health_score, health.evidence
+    );
+    // Worked example: production 1 %, canary 2 %: error penalty 0.25, score 0.75, ROLLBACK.
+    assert!(
+        (health.health_score - 0.75).abs() < 0.05,
+        "{}: {}",
+        health.health_score,
+        health.evidence
+    );
+    assert_eq!(health.recommendation, Recommendation::Rollback);
+    assert!(
+        health
+            .evidence
+            .fired()
+            .any(|f| f.rule.name() == "health_score"),
+        "{}",
+        health.evidence
+    );
+    assert_eq!(gate.environment(), canary(50.0));
+}
+
+#[test]
+fn twice_the_latency_rolls_back_on_p99_vs_production() {
+    let slow = traffic(2000.0, Version::new(0.01, 40.0, 0.5));
+    for run in rollbacks(
+        "2x latency",
+        &slow,
+        0..10,
+        Users::Fresh,
+        Duration::from_secs(60),
+    ) {
+        let rules = fired_rules(run.reason());
+        assert!(rules.contains(&"p99_vs_production"), "{run:?}");
+        assert!(
+            !rules.iter().any(|r| r.starts_with("error_rate")),
+            "{run:?}"
+        );
+        // Only the full evaluation (once a second) reads latencies: detection comes at the
+        // first evaluation where significantly more than 1 % of canary requests are slower
+        // than 1.5 x production's p99 (about 3.7 % are): over 40 seeds, 187 to 838 requests.
+        assert!(run.canary_requests < 1500, "{run:?}");
+        assert!(run.elapsed < Duration::from_secs(8), "{run:?}");
+    }
+}
+
+#[test]
+fn a_catastrophic_canary_rolls_back_within_20_canary_requests() {
+    let broken = Traffic {
+        rate: 2000.0,
+        canary: Version::new(1.0, 20.0, 0.5),
+        production: Version::new(0.005, 20.0, 0.5),
+    };
+    let users = Users::Fresh;
+    for run in rollbacks(
+        "catastrophic",
+        &broken,
+        0..50,
+        users,
+        Duration::from_secs(10),
+    ) {
+        assert!(
+            fired_rules(run.reason()).contains(&"overwhelming_errors"),
+            "{run:?}"
+        );
+        // 0.05^7 < 1e-9: the 7th or 8th failure (the screen runs on the 8th).
+        assert!(run.canary_requests <= 20, "{run:?}");
+    }
+}
+
+/// Failing canary requests a sudden total failure may take to roll back after a minute of
+/// healthy traffic (12 000 canary requests, about 120 errors, in the window): the error rate
+/// over the whole window must first rise significantly. Measured over 20 seeds: 86 to 129
+/// (0.4 to 0.7 s); after 4 minutes of healthy traffic instead, 298 to 420 (1.5 to 2 s).
+const SUDDEN_FAILURE_BOUND: u64 = 200;
+
+#[test]
+fn a_sudden_failure_mid_stage_rolls_back_within_200_failing_requests() {
+    let healthy = traffic(2000.0, production());
+    let failing = traffic(2000.0, Version::new(1.0, 20.0, 0.5));
+    let mut failing_requests = Vec::new();
+    for seed in 0..4 {
+        let (gate, clock) = canary_gate(10.0, true);
+        let mut driver = Driver::new(&gate, clock, seed, Users::Returning(2000));
+        let before = driver.run(&healthy, Duration::from_secs(60));
+        assert!(!before.left_stage, "seed {seed}: {before:?}");
+        let run = driver.run(&failing, Duration::from_secs(30));
+        assert!(run.rolled_back(), "seed {seed}: {run:?}");
+        assert_eq!(run.canary_failures, run.canary_requests);
+        assert!(
+            run.canary_requests <= SUDDEN_FAILURE_BOUND,
+            "seed {seed}: {run:?}"
+        );
+        failing_requests.push((run.canary_requests, run.elapsed.as_millis()));
+    }
+    println!(
+        "sudden failure after 60 s healthy: (failing canary requests, ms) to rollback \
+         {failing_requests:?}"
+    );
+}
+
+#[test]
+fn a_canary_with_too_few_requests_is_never_judged() {
+    let (gate, clock) = canary_gate(0.05, true);
+    let elevated = traffic(1000.0, Version::new(0.10, 20.0, 0.5));
+    let run = Driver::new(&gate, clock, 3, Users::Fresh).run(&elevated, Duration::from_secs(120));
+    assert!(!run.left_stage, "{run:?}");
+    assert!(
+        (1..100).contains(&run.canary_requests),
+        "{} canary requests",
+        run.canary_requests
+    );
+    assert!(run.canary_failures > 0, "{run:?}");
+    println!(
+        "too few: {} canary requests ({} failed) in {:?}",
+        run.canary_requests, run.canary_failures, run.elapsed
+    );
+    let health = gate.monitor_canary_health();
+    assert_eq!(health.evidence.fired().count(), 0, "{}", health.evidence);
+    assert_eq!(health.recommendation, Recommendation::Monitor);
+    assert_eq!(gate.check_slo_compliance(), Ok(false));
+
+    let (config, stage) = (gate.config(), gate.stage());
+    let err = gate.promote(Environment::Staging).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Promotion(PromotionError::InsufficientData { .. })
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("{} of 100 canary samples", run.canary_requests)),
+        "{err}"
+    );
+    assert_eq!(gate.config(), config);
+    assert_eq!(gate.stage(), stage);
+    assert!(gate.get_rollback_history().is_empty());
+}
+
+#[test]
+fn a_healthy_canary_is_promoted_to_production_and_its_flags_graduate() {
+    let (gate, clock) = gate_on_manual_clock(
+        PromotionConfig {
+            environment: canary(5.0),
+            feature_flags: vec!["new_checkout".into()],
+            ..Default::default()
+        },
+        SloConfig::default(),
+    );
+    let healthy = traffic(1000.0, production());
+    let mut driver = Driver::new(&gate, clock, 11, Users::Returning(2000));
+    for next in [
+        canary(25.0),
+        canary(50.0),
+        Environment::Staging,
+        Environment::Production,
+    ] {
+        // A new stage has no data yet: the gate refuses, and nothing changes.
+        let stage = gate.stage();
+        let refused = gate.promote(next).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                Error::Promotion(PromotionError::InsufficientData { .. })
+            ),
+            "{refused}"
+        );
+        assert_eq!(gate.stage(), stage);
+        let run = driver.run(&healthy, Duration::from_secs(30));
+        assert!(!run.left_stage, "{run:?}");
+        assert!(run.canary_requests >= 100, "{run:?}");
+        assert_eq!(gate.check_slo_compliance(), Ok(true));
+        gate.promote(next).unwrap();
+        assert_eq!(gate.environment(), next);
+        assert!(gate.stage() > stage);
+    }
+    let config = gate.config();
+    assert!(config.feature_flags.is_empty());
+    assert_eq!(config.graduated_flags, ["new_checkout"]);
+    assert!(gate.is_feature_enabled("new_checkout"));
+    let decision = gate.route_request("any-user");
+    assert!(!decision.is_canary);
+    assert!(decision.enabled_features.contains("new_checkout"));
+    assert!(gate.get_rollback_history().is_empty());
+}
+
+#[test]
+fn without_auto_rollback_a_bad_canary_is_reported_but_stays() {
+    let (gate, clock) = canary_gate(10.0, false);
+    let bad = traffic(2000.0, Version::new(0.10, 20.0, 0.5));
+    let run = Driver::new(&gate, clock, 5, Users::Fresh).run(&bad, Duration::from_secs(10));
+    assert!(!run.left_stage, "{run:?}");
+    assert_eq!(run.elapsed, Duration::from_secs(10));
+
+    let health = gate.monitor_canary_health();
+    assert_eq!(health.recommendation, Recommendation::Rollback);
+    assert!(
+        health
+            .evidence
+            .fired()
+            .any(|f| f.rule.name().starts_with("error_rate")),
+        "{}",
+        health.evidence
+    );
+    assert_eq!(health.canary_requests, run.canary_requests);
+    assert_eq!(gate.check_slo_compliance(), Ok(false));
+
+    let stage = gate.stage();
+    let err = gate.promote(Environment::Staging).unwrap_err();
+    assert!(
+        matches!(err, Error::Promotion(PromotionError::SloNotMet { .. })),
+        "{err}"
+    );
+    assert_eq!(gate.environment(), canary(10.0));
+    assert_eq!(gate.stage(), stage);
+    assert!(gate.get_rollback_history().is_empty());
+}
+
+/// The sliding window's length in the window scenarios.
+const WINDOW: u64 = 60;
+
+/// A canary gate at `percent` that judges a [`WINDOW`]-second window and never acts, with
+/// traffic at `rate` where the canary fails `burst_error_rate` of requests, and traffic where
+/// neither version fails.
+fn window_scenario(
+    percent: f64,
+    rate: f64,
+    burst_error_rate: f64,
+) -> (PromotionGateManager, Arc<ManualClock>, Traffic, Traffic) {
+    let (gate, clock) = gate_on_manual_clock(
+        PromotionConfig {
+            environment: canary(percent),
+            auto_rollback_enabled: false,
+            rollback_window_seconds: WINDOW,
+            ..Default::default()
+        },
+        SloConfig::default(),
+    );
+    let clean = Version::new(0.0, 20.0, 0.5);
+    let burst = Traffic {
+        rate,
+        canary: Version::new(burst_error_rate, 20.0, 0.5),
+        production: clean,
+    };
+    let healthy = Traffic {
+        rate,
+        canary: clean,
+        production: clean,
+    };
+    (gate, clock, burst, healthy)
+}
+
+#[test]
+fn errors_older_than_the_window_no_longer_count() {
+    let (gate, clock, burst, healthy) = window_scenario(10.0, 1000.0, 0.5);
+    let mut driver = Driver::new(&gate, clock, 13, Users::Returning(2000));
+    let burst = driver.run(&burst, Duration::from_secs(20));
+    assert!(burst.canary_failures > 100, "{burst:?}");
+
+    // 55 s in: the whole burst is within the window.
+    let early = driver.run(&healthy, Duration::from_secs(35));
+    let health = gate.monitor_canary_health();
+    assert_eq!(health.evidence.canary.errors, burst.canary_failures);
+    assert_eq!(
+        health.canary_requests,
+        burst.canary_requests + early.canary_requests
+    );
+    assert_eq!(health.recommendation, Recommendation::Rollback);
+
+    // 90 s in: the window (60 s, exact to one 6 s slot) starts after the burst ended at 20 s.
+    let late = driver.run(&healthy, Duration::from_secs(35));
+    let health = gate.monitor_canary_health();
+    assert_eq!(health.evidence.canary.errors, 0, "{}", health.evidence);
+    assert_eq!(health.evidence.fired().count(), 0, "{}", health.evidence);
+    assert_eq!(health.recommendation, Recommendation::Healthy);
+    let since_burst = early.canary_requests + late.canary_requests;
+    let per_second = since_burst as f64 / 70.0;
+    let windowed = health.canary_requests as f64;
+    assert!(
+        windowed >= per_second * WINDOW as f64 * 0.9 && windowed <= per_second * 67.0,
+        "{windowed} canary requests in the window, {per_second}/s"
+    );
+}
+
+/// Fails today: see the assertion's message.
+#[test]
+fn errors_older_than_the_window_no_longer_count_at_one_request_per_second() {
+    let (gate, clock, burst, healthy) = window_scenario(50.0, 1.0, 1.0);
+    let mut driver = Driver::new(&gate, clock, 1, Users::Fresh);
+    let burst = driver.run(&burst, Duration::from_secs(20));
+    assert!(burst.canary_failures > 5, "{burst:?}");
+    let after = driver.run(&healthy, Duration::from_secs(80));
+    // 100 s in, the window is 40 s..100 s; the burst ended at 20 s.
+    let health = gate.monitor_canary_health();
+    // The window's start is exact to one slot only if the gate is evaluated once a slot
+    // (metrics/window.rs), and the record path looks for a due evaluation only every 64
+    // records of a thread (manager.rs `record_outcome`): at 1 request/s the only reading
+    // is at 64 s, none is at or before 40 s, so the window reaches back to the stage's start.
+    assert_eq!(
+        health.evidence.canary.errors, 0,
+        "errors of 0..20 s still count at 100 s with a {WINDOW} s window: {} canary requests \
+         in the window, {} sent since the burst: {}",
+        health.canary_requests, after.canary_requests, health.evidence
+    );
+}

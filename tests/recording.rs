@@ -1,0 +1,531 @@
+//! Outcome recording through the public API: exact merged counts while stages change under
+//! concurrent recorders, no allocation per record, and nothing lost when threads exit.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a broken expectation is a failed test"
+)]
+
+use promotion_gates::{
+    Cohort, Environment, ManualClock, PromotionConfig, PromotionGateManager, Recorded,
+    RoutingDecision, SloAdmissionController, SloConfig,
+};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::Duration;
+
+/// The system allocator, counting the allocations of threads that ask (see
+/// [`allocations_during`]).
+struct CountingAllocator;
+
+thread_local! {
+    /// Whether this thread's allocations are being counted.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// This thread's allocations since counting started, and their bytes.
+    static ALLOCATED: Cell<Allocated> = const { Cell::new(Allocated { count: 0, bytes: 0 }) };
+}
+
+/// Allocations (and reallocations) counted on one thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Allocated {
+    count: u64,
+    bytes: u64,
+}
+
+/// Counts one allocation if this thread is counting. Const-initialized thread-locals without
+/// destructors neither allocate nor register anything, so this cannot recurse.
+fn note_allocation(bytes: usize) {
+    // `try_with`: the thread may be tearing its locals down.
+    let _ = COUNTING.try_with(|counting| {
+        if counting.get() {
+            let _ = ALLOCATED.try_with(|a| {
+                let Allocated {
+                    count,
+                    bytes: total,
+                } = a.get();
+                a.set(Allocated {
+                    count: count + 1,
+                    bytes: total + bytes as u64,
+                });
+            });
+        }
+    });
+}
+
+// SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
+// `GlobalAlloc` contract; counting touches only this thread's `Cell`s and never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        // SAFETY: the caller upholds `alloc`'s contract (non-zero size), as `System` needs.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation(new_size);
+        // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`; the
+        // caller upholds `realloc`'s contract for `new_size`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// What `f` returns, and the allocations (and reallocations) it made on this thread.
+fn allocations_during<R>(f: impl FnOnce() -> R) -> (R, Allocated) {
+    ALLOCATED.with(|a| a.set(Allocated::default()));
+    COUNTING.with(|c| c.set(true));
+    let result = f();
+    COUNTING.with(|c| c.set(false));
+    (result, ALLOCATED.with(Cell::get))
+}
+
+fn canary(percent: f64) -> Environment {
+    Environment::Canary {
+        traffic_percent: percent,
+    }
+}
+
+/// A gate on a manual clock at zero with the default SLO policy.
+fn gate(config: PromotionConfig) -> (PromotionGateManager, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new());
+    let gate = PromotionGateManager::with_clock(
+        config,
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+        clock.clone(),
+    )
+    .unwrap();
+    (gate, clock)
+}
+
+/// A config that keeps the judge out of the way: no automatic rollback, a week-long window.
+fn quiet(environment: Environment) -> PromotionConfig {
+    PromotionConfig {
+        environment,
+        auto_rollback_enabled: false,
+        rollback_window_seconds: 7 * 24 * 3600,
+        ..Default::default()
+    }
+}
+
+/// One cohort's counted outcomes, as the judge's evidence counts them.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Counts {
+    requests: u64,
+    errors: u64,
+    /// Successes within the default latency target (500 ms).
+    compliant: u64,
+}
+
+impl Counts {
+    fn add(&mut self, success: bool, latency: Duration) {
+        self.requests += 1;
+        self.errors += u64::from(!success);
+        self.compliant += u64::from(success && latency <= Duration::from_millis(500));
+    }
+
+    fn merge(&mut self, other: &Counts) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.compliant += other.compliant;
+    }
+}
+
+/// Counted outcomes per (stage, cohort).
+type Tally = HashMap<(u64, Cohort), Counts>;
+
+/// The `n`-th outcome of a recording thread: 1 % fail, 2 % of the rest are slower than the
+/// latency target, the others take 1 to 9 ms.
+fn outcome(n: u64) -> (bool, Duration) {
+    let success = n % 100 != 7;
+    let latency = if n % 50 == 3 {
+        Duration::from_millis(600)
+    } else {
+        Duration::from_millis(1 + n % 9)
+    };
+    (success, latency)
+}
+
+/// Asserts that the judge's window of the current stage holds exactly `tally`'s counts.
+fn assert_current_stage_counts(gate: &PromotionGateManager, tally: &Tally, when: &str) {
+    let stage = gate.stage().get();
+    let expected = |cohort| tally.get(&(stage, cohort)).copied().unwrap_or_default();
+    let (canary, production) = (expected(Cohort::Canary), expected(Cohort::Production));
+    let health = gate.monitor_canary_health();
+    let evidence = &health.evidence;
+    let seen = |c: &promotion_gates::CohortEvidence| Counts {
+        requests: c.requests,
+        errors: c.errors,
+        compliant: c.compliant,
+    };
+    assert_eq!(
+        health.canary_requests, canary.requests,
+        "{when}: {evidence}"
+    );
+    assert_eq!(health.production_requests, production.requests, "{when}");
+    assert_eq!(seen(&evidence.canary), canary, "{when}: {evidence}");
+    assert_eq!(seen(&evidence.production), production, "{when}: {evidence}");
+}
+
+/// A move of the release made while outcomes are being recorded.
+#[derive(Debug, Clone, Copy)]
+enum Move {
+    Promote(Environment),
+    Swap(Environment),
+    Rollback,
+}
+
+const WORKERS: usize = 4;
+/// Requests each worker routes (and records) per phase.
+const PER_PHASE: u64 = 6_000;
+/// Requests a worker has in flight: routed, not yet recorded.
+const IN_FLIGHT: usize = 32;
+
+/// One recording thread's view of a phase: what the gate said it did with each outcome.
+#[derive(Default)]
+struct Recorder {
+    counted: Tally,
+    late: u64,
+    recorded: u64,
+}
+
+impl Recorder {
+    /// Records the outcome of the worker's `n`-th request, routed by `decision`.
+    fn record(&mut self, gate: &PromotionGateManager, n: u64, decision: &RoutingDecision<'_>) {
+        let (success, latency) = outcome(n);
+        self.recorded += 1;
+        match gate.record_outcome(decision, success, latency) {
+            Recorded::Counted => self
+                .counted
+                .entry((decision.stage.get(), decision.cohort()))
+                .or_default()
+                .add(success, latency),
+            Recorded::Late => {
+                let stage = decision.stage;
+                assert!(stage < gate.stage(), "late, yet stage {stage:?} is current");
+                self.late += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn merged_counts_match_what_was_counted_while_stages_change() {
+    let (gate, clock) = gate(quiet(canary(10.0)));
+    // Each phase: the workers route and record; half-way through, the release moves. The
+    // first phase only records, so that the first gated move has data.
+    let moves = [
+        None,
+        Some(Move::Promote(canary(50.0))), // ramp up: gated, needs 100+ healthy samples
+        Some(Move::Promote(canary(5.0))),  // ramp down: not gated
+        Some(Move::Promote(Environment::Staging)), // gated
+        Some(Move::Swap(canary(30.0))),    // operator override, not gated
+        Some(Move::Rollback),
+        Some(Move::Promote(canary(20.0))), // a new rollout
+    ];
+    let barrier = Barrier::new(WORKERS + 1);
+    let progress = AtomicU64::new(0);
+    let counted = Mutex::new(Tally::new());
+    let late = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for worker in 0..WORKERS as u64 {
+            let (gate, barrier, progress, counted, late) =
+                (&gate, &barrier, &progress, &counted, &late);
+            scope.spawn(move || {
+                let mut n = 0u64;
+                for phase in 0..moves.len() as u64 {
+                    barrier.wait();
+                    let mut mine = Recorder::default();
+                    // Requests complete out of order: each new one takes a pseudo-random slot
+                    // and the request there completes. Across a move, some outcomes of the old
+                    // stage complete after the thread's first of the new stage: those are late.
+                    let mut in_flight: [Option<(u64, RoutingDecision<'_>)>; IN_FLIGHT] =
+                        [None; IN_FLIGHT];
+                    for _ in 0..PER_PHASE {
+                        n += 1;
+                        let id = [worker.to_le_bytes(), n.to_le_bytes()].concat();
+                        let decision = gate.route_request_bytes(&id);
+                        let slot = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59) as usize;
+                        if let Some((m, earlier)) = in_flight[slot].replace((n, decision)) {
+                            mine.record(gate, m, &earlier);
+                        }
+                        progress.fetch_add(1, Ordering::Relaxed);
+                    }
+                    for (m, decision) in in_flight.iter_mut().filter_map(Option::take) {
+                        mine.record(gate, m, &decision);
+                    }
+                    let mine_counted: u64 = mine.counted.values().map(|c| c.requests).sum();
+                    assert_eq!(mine.recorded, PER_PHASE, "phase {phase}");
+                    assert_eq!(mine_counted + mine.late, mine.recorded, "phase {phase}");
+                    let mut all = counted.lock().unwrap();
+                    for (key, counts) in &mine.counted {
+                        all.entry(*key).or_default().merge(counts);
+                    }
+                    late.fetch_add(mine.late, Ordering::Relaxed);
+                    drop(all);
+                    barrier.wait();
+                }
+            });
+        }
+
+        let per_phase = WORKERS as u64 * PER_PHASE;
+        for (phase, step) in moves.iter().enumerate() {
+            clock.advance(Duration::from_secs(1)); // lets the record path evaluate, too
+            barrier.wait();
+            if let Some(step) = step {
+                let half_way = per_phase * phase as u64 + per_phase / 2;
+                while progress.load(Ordering::Relaxed) < half_way {
+                    std::thread::yield_now();
+                }
+                let before = gate.stage();
+                match *step {
+                    Move::Promote(to) => gate.promote(to).unwrap(),
+                    Move::Swap(to) => {
+                        gate.swap_config(quiet(to)).unwrap();
+                    }
+                    Move::Rollback => gate.rollback("drill").unwrap(),
+                }
+                assert!(gate.stage() > before, "{step:?} starts a new stage");
+            }
+            barrier.wait();
+            // Quiescent: every worker has merged its counts and waits for the next phase.
+            let counted = counted.lock().unwrap();
+            assert_current_stage_counts(&gate, &counted, &format!("after phase {phase}"));
+            let total: u64 = counted.values().map(|c| c.requests).sum();
+            let late = late.load(Ordering::Relaxed);
+            assert_eq!(total + late, per_phase * (phase as u64 + 1));
+            assert_eq!(gate.late_outcomes(), late);
+        }
+    });
+    assert_eq!(gate.environment(), canary(20.0));
+    assert!(
+        gate.get_rollback_history()
+            .iter()
+            .any(|e| e.reason == "drill")
+    );
+    let counted = counted.into_inner().unwrap();
+    let stages: std::collections::BTreeSet<u64> = counted.keys().map(|(s, _)| *s).collect();
+    println!(
+        "concurrent recording: {} late outcomes; counted in stages {stages:?}",
+        late.into_inner()
+    );
+    assert_eq!(stages.len(), moves.len(), "every stage counted outcomes");
+    assert!(
+        gate.late_outcomes() > 0,
+        "moves happened with outcomes in flight"
+    );
+}
+
+#[test]
+fn threads_that_exit_keep_what_they_recorded() {
+    let (gate, _clock) = gate(quiet(canary(50.0)));
+    let mut counted = Tally::new();
+    for (batch, (threads, records)) in [(4u64, 1_000u64), (3, 700)].into_iter().enumerate() {
+        let tallies: Vec<Tally> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let gate = &gate;
+                    scope.spawn(move || {
+                        let mut mine = Tally::new();
+                        for n in 0..records {
+                            let id = format!("batch-{batch}-thread-{t}-request-{n}");
+                            let decision = gate.route_request(&id);
+                            let (success, latency) = outcome(n);
+                            assert_eq!(
+                                gate.record_outcome(&decision, success, latency),
+                                Recorded::Counted
+                            );
+                            mine.entry((decision.stage.get(), decision.cohort()))
+                                .or_default()
+                                .add(success, latency);
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // Every thread of the batch has exited.
+        for tally in &tallies {
+            for (key, counts) in tally {
+                counted.entry(*key).or_default().merge(counts);
+            }
+        }
+        assert_current_stage_counts(&gate, &counted, &format!("after batch {batch}"));
+    }
+    let total: u64 = counted.values().map(|c| c.requests).sum();
+    assert_eq!(total, 4 * 1_000 + 3 * 700);
+    assert_eq!(gate.late_outcomes(), 0);
+}
+
+/// Runs `test` on a new thread (so that its first record is the thread's first) with a 10 %
+/// canary gate, automatic rollback on (so canary errors run the quick screen), and its clock.
+fn on_a_new_thread(test: impl FnOnce(&PromotionGateManager, &ManualClock) + Send + 'static) {
+    std::thread::spawn(move || {
+        let (gate, clock) = gate(PromotionConfig {
+            environment: canary(10.0),
+            feature_flags: vec!["new_api".into()],
+            ..Default::default()
+        });
+        test(&gate, &clock);
+    })
+    .join()
+    .unwrap();
+}
+
+/// Decisions routed beforehand, 64 per cohort, served as a mix where every 10th request goes
+/// to the canary.
+struct Mix<'g> {
+    canary: Vec<RoutingDecision<'g>>,
+    stable: Vec<RoutingDecision<'g>>,
+}
+
+impl<'g> Mix<'g> {
+    fn route(gate: &'g PromotionGateManager) -> Self {
+        let mut mix = Mix {
+            canary: Vec::new(),
+            stable: Vec::new(),
+        };
+        let mut i = 0u64;
+        while mix.canary.len() < 64 || mix.stable.len() < 64 {
+            let decision = gate.route_request_bytes(&i.to_le_bytes());
+            i += 1;
+            let cohort = if decision.is_canary {
+                &mut mix.canary
+            } else {
+                &mut mix.stable
+            };
+            if cohort.len() < 64 {
+                cohort.push(decision);
+            }
+        }
+        mix
+    }
+
+    /// The `i`-th request's decision.
+    fn nth(&self, i: u64) -> &RoutingDecision<'g> {
+        if i.is_multiple_of(10) {
+            &self.canary[(i / 10) as usize % 64]
+        } else {
+            &self.stable[i as usize % 64]
+        }
+    }
+}
+
+/// Records measured for allocations.
+const MEASURED: u64 = 100_000;
+
+#[test]
+fn record_outcome_allocates_nothing_while_no_evaluation_is_due() {
+    on_a_new_thread(|gate, _clock| {
+        let mix = Mix::route(gate);
+        // The thread's first record makes its recorder; the counter sees that.
+        let (_, first) = allocations_during(|| gate.record_outcome(mix.nth(1), true, ms(3)));
+        assert!(first.count > 0, "the allocation counter works");
+        // The gate's first periodic evaluation is due at once (the clock stands still, so no
+        // other falls due): it runs within the thread's first 64 records.
+        for i in 2..=64 {
+            gate.record_outcome(mix.nth(i), true, ms(3));
+        }
+
+        // Production fails 1 %, the canary 1 % (every 100th canary request): the screen runs
+        // on the canary's 1st, 2nd, 4th, 8th and every 16th error, and finds nothing.
+        let kinds = [
+            "stable success",
+            "stable failure",
+            "canary success",
+            "canary failure",
+        ];
+        let mut calls = [0u64; 4];
+        let mut allocations = [0u64; 4];
+        for i in 0..MEASURED {
+            let decision = mix.nth(i);
+            let success = if decision.is_canary {
+                i % 1000 != 0
+            } else {
+                i % 100 != 1
+            };
+            let kind = usize::from(decision.is_canary) * 2 + usize::from(!success);
+            let (recorded, allocated) =
+                allocations_during(|| gate.record_outcome(decision, success, ms(2 + i % 7)));
+            assert_eq!(recorded, Recorded::Counted);
+            calls[kind] += 1;
+            allocations[kind] += allocated.count;
+        }
+        for ((kind, calls), allocations) in kinds.iter().zip(calls).zip(allocations) {
+            assert!(calls >= 100, "{kind}: {calls} calls");
+            assert_eq!(
+                allocations, 0,
+                "{kind}: {allocations} allocations in {calls} calls"
+            );
+        }
+        assert_eq!(gate.environment(), canary(10.0), "the screen must not act");
+        assert_eq!(gate.monitor_canary_health().evidence.canary.errors, 100);
+    });
+}
+
+/// Fails today: see the assertion's message.
+#[test]
+fn record_outcome_allocates_nothing_even_when_an_evaluation_falls_due() {
+    on_a_new_thread(|gate, clock| {
+        let mix = Mix::route(gate);
+        gate.record_outcome(mix.nth(1), true, ms(3)); // the thread's first record
+        // 1 ms per record: 100 s, so about 100 periodic evaluations fall due (one a second).
+        let (mut allocating_calls, mut total) = (0u64, Allocated::default());
+        for i in 0..MEASURED {
+            clock.advance(ms(1));
+            let (_, allocated) =
+                allocations_during(|| gate.record_outcome(mix.nth(i), true, ms(3)));
+            allocating_calls += u64::from(allocated.count > 0);
+            total.count += allocated.count;
+            total.bytes += allocated.bytes;
+        }
+        // `record_outcome` documents "no allocation after the thread's first record", and the
+        // house style says hot calls never allocate; but the periodic full evaluation runs on
+        // the record path (manager.rs `evaluate_if_due`), and reading the window's histograms
+        // allocates (metrics/mod.rs `Metrics::read`, `CohortCounts::since`, the window's
+        // readings, the judge's findings).
+        assert_eq!(
+            allocating_calls,
+            0,
+            "{allocating_calls} of {MEASURED} records allocated: {} allocations, {} KiB, \
+             one record per evaluation_interval (each with the full evaluation)",
+            total.count,
+            total.bytes / 1024
+        );
+    });
+}
+
+#[test]
+fn routing_allocates_nothing() {
+    on_a_new_thread(|gate, _clock| {
+        gate.route_request("first"); // the thread's first route caches the route table
+        let (canaries, allocated) = allocations_during(|| {
+            (0..10_000u64)
+                .filter(|i| gate.route_request_bytes(&i.to_le_bytes()).is_canary)
+                .count()
+        });
+        assert!(canaries > 0);
+        assert_eq!(allocated, Allocated::default(), "in 10 000 routes");
+    });
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
