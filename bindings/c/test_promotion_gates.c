@@ -427,6 +427,13 @@ static void test_gate_new(void) {
     free(config);
     CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
 
+    /* An empty document (any pointer, length 0) also means the defaults. */
+    gate = untouched;
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_new((const uint8_t *)"", 0, (const uint8_t *)"", 0, &gate, &err));
+    CHECK(gate != untouched && gate != NULL && err == NULL);
+    CHECK(environment_of(gate) == PGATE_ENVIRONMENT_PRODUCTION);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
+
     /* Each refusal writes nothing to gate_out and explains itself. */
     struct {
         const char *config, *slo;
@@ -434,7 +441,6 @@ static void test_gate_new(void) {
         const char *named;
     } bad[] = {
         {"{not json", NULL, PGATE_STATUS_INVALID_JSON, "config"},
-        {"", NULL, PGATE_STATUS_INVALID_JSON, "config"},
         {"{\"slo_treshold\": 0.9}", NULL, PGATE_STATUS_INVALID_JSON, "slo_treshold"},
         {"{\"environment\": {\"canary\": {\"traffic_percent\": 150}}}", NULL,
          PGATE_STATUS_INVALID_CONFIG, "environment.traffic_percent"},
