@@ -167,8 +167,8 @@ impl fmt::Display for Finding {
                 format!("{:.3}ms", self.limit),
             ),
             Rule::HealthScore => (
-                format!("{:.3}", self.observed),
-                format!("{:.3}", self.limit),
+                format!("{:.4}", self.observed),
+                format!("{:.4}", self.limit),
             ),
             _ => (
                 format!("{:.3}%", self.observed * 100.0),

@@ -18,7 +18,7 @@ use crate::error::{Error, FlagError, PromotionError, RollbackError};
 use crate::flags::{FlagSetIndex, FlagSets};
 use crate::history::{RollbackEvent, RollbackHistory, RollbackTrigger};
 use crate::judge::{CanaryHealth, Policy, judge, screen};
-use crate::metrics::{CLOCK_CHECK_EVERY, CohortCounts, Metrics, Recorded, to_histogram};
+use crate::metrics::{Metrics, Recorded, Window, to_histogram};
 use crate::release::{PromotionKind, plan_promotion};
 use crate::slo::SloAdmissionController;
 use crate::snapshot::{RouteTable, Snapshot};
@@ -321,9 +321,9 @@ impl PromotionGateManager {
             if is_canary && !success && (e <= SCREEN_EVERY_ERROR_UP_TO || e.is_multiple_of(16)) {
                 self.screen_errors(stage);
             }
-            if tally.records.is_multiple_of(CLOCK_CHECK_EVERY) {
-                self.evaluate_if_due();
-            }
+        }
+        if tally.check_clock {
+            self.look_at_the_clock();
         }
         tally.recorded
     }
@@ -436,32 +436,35 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn latency_histogram(&self, cohort: Cohort) -> Option<hdrhistogram::Histogram<u64>> {
-        let (_, windowed) = self.read_window();
-        to_histogram(&windowed[cohort.index()].histogram)
+        let mut window = self.metrics.lock_window();
+        self.refresh_window(&mut window);
+        to_histogram(&window.windowed[cohort.index()].histogram)
     }
 
-    /// Reads the current stage's counts within the window (leaving a window reading).
-    fn read_window(&self) -> (Arc<Snapshot>, [CohortCounts; 2]) {
-        let snapshot = self.current.load_full();
+    /// Reads the current stage into the window (leaving a reading) and returns the snapshot it
+    /// read. The window's buffers are reused: nothing is allocated.
+    fn refresh_window(&self, window: &mut Window) -> arc_swap::Guard<Arc<Snapshot>> {
+        window.prepare();
+        let snapshot = self.current.load();
         let stage = snapshot.route.stage;
         let length = Duration::from_secs(snapshot.config.rollback_window_seconds);
-        let reading = self.metrics.read(stage, true);
-        let (windowed, base) = {
-            let mut window = self.metrics.lock_window();
-            window.observe(stage, self.clock.monotonic(), length, reading)
-        };
-        self.metrics.set_window_base(stage, &base);
-        (snapshot, windowed)
+        let Window { now, scratch, .. } = window;
+        self.metrics.read_into(stage, now, scratch, true);
+        let base = window.observe(stage, self.clock.monotonic(), length);
+        self.metrics.set_window_base(stage, base);
+        snapshot
     }
 
     /// Runs the judge over the current window, without acting.
     fn evaluate(&self) -> CanaryHealth {
-        let (snapshot, [canary, production]) = self.read_window();
+        let mut window = self.metrics.lock_window();
+        let snapshot = self.refresh_window(&mut window);
+        let [canary, production] = &window.windowed;
         judge(
             snapshot.route.stage,
             snapshot.config.environment,
-            &canary,
-            &production,
+            canary,
+            production,
             self.policy(&snapshot.config),
         )
     }
@@ -521,17 +524,37 @@ impl PromotionGateManager {
         }
     }
 
-    /// The record path's periodic full evaluation, when its interval has passed.
+    /// The record path's look at the clock: paces this thread's next look to its rate, and
+    /// runs the periodic evaluation when `evaluation_interval` has passed. Never waits for a
+    /// lock and allocates nothing unless a rule fires (then the judge's evidence is built and
+    /// the canary rolled back, a write like any other).
     #[cold]
-    fn evaluate_if_due(&self) {
+    fn look_at_the_clock(&self) {
+        let now = self.clock.monotonic();
         let interval = self.slo.config().evaluation_interval;
-        if self
-            .metrics
-            .claim_evaluation(self.clock.monotonic(), interval)
-        {
-            let health = self.evaluate();
-            self.apply_verdict(&health, None);
+        self.metrics.paced(now, interval / 4);
+        if !self.metrics.claim_evaluation(now, interval) {
+            return;
         }
+        let Some(mut window) = self.metrics.try_lock_window() else {
+            return; // someone else is evaluating right now
+        };
+        let snapshot = self.refresh_window(&mut window);
+        let [canary, production] = &window.windowed;
+        let policy = self.policy(&snapshot.config);
+        let environment = snapshot.config.environment;
+        if !screen(environment, canary, production, policy) {
+            return;
+        }
+        let health = judge(
+            snapshot.route.stage,
+            environment,
+            canary,
+            production,
+            policy,
+        );
+        drop(window);
+        self.apply_verdict(&health, None);
     }
 
     /// Moves the release along the state machine (see [`plan_promotion`]).

@@ -221,6 +221,7 @@ impl Recorder {
                 assert!(stage < gate.stage(), "late, yet stage {stage:?} is current");
                 self.late += 1;
             }
+            Recorded::Foreign => panic!("a decision of this gate was refused as foreign"),
         }
     }
 }

@@ -55,11 +55,12 @@ fn parse<T: serde::de::DeserializeOwned + Default>(
 ) -> Result<T, Failure> {
     match json {
         None => Ok(T::default()),
-        Some(doc) => crate::config::parse_json_object(doc, what).map_err(|e| {
-            Failure::new(
+        Some(doc) => crate::config::parse_json_object(doc, what).map_err(|e| match e {
+            crate::Error::Json(detail) => Failure::new(
                 pgate_status::InvalidJson,
-                format!("invalid JSON {what}: {e}"),
-            )
+                format!("invalid JSON {what}: {detail}"),
+            ),
+            other => Failure::from(other),
         }),
     }
 }

@@ -2,7 +2,8 @@
 //! stage's totals, windowed in time. This module owns every atomic and histogram of the judge.
 //!
 //! Memory: about 40 KiB per recording thread (two cohorts of 2560 eight-byte buckets plus a few
-//! counters), whatever the traffic or window; about 480 KiB per gate for the window's readings.
+//! counters), whatever the traffic or window; about 600 KiB per gate that records, for the
+//! window's readings and an evaluation's scratch space (made at the first record, reused).
 //! Recorders live as long as their gate; a thread that exits leaves its recorder (and what it
 //! counted) to the next thread that starts, so their number is bounded by the most threads
 //! that ever recorded at once.
@@ -22,11 +23,7 @@ use crate::decision::{Cohort, StageId};
 pub(crate) use recorder::CohortCounts;
 pub use recorder::Recorded;
 use recorder::{Tally, ThreadRecorder};
-pub(crate) use window::Window;
-
-/// Every this many records on a thread, recording looks at the clock to see whether a full
-/// evaluation is due.
-pub(crate) const CLOCK_CHECK_EVERY: u64 = 64;
+pub(crate) use window::{Counts, Window};
 
 /// The recorders of one gate and the judge's window.
 #[derive(Debug)]
@@ -70,47 +67,63 @@ impl Metrics {
     ) -> Tally {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let compliant = success && latency <= latency_target;
-        let recorder = self
-            .recorders
-            .get_or(|| CachePadded::new(ThreadRecorder::new()));
+        let recorder = self.recorders.get_or(|| {
+            // A thread's first record also makes the gate's evaluation buffers (once per gate),
+            // so that evaluating from the record path never allocates.
+            self.lock_window().prepare();
+            CachePadded::new(ThreadRecorder::new())
+        });
         recorder.record(stage, cohort, success, micros, compliant, newest)
     }
 
-    /// Sums every recorder's data for `stage`.
-    pub(crate) fn read(&self, stage: StageId, histograms: bool) -> [CohortCounts; 2] {
-        let mut sum: [CohortCounts; 2] = Default::default();
-        if histograms {
-            for cohort in &mut sum {
-                cohort.histogram = vec![0; layout::LEN];
-            }
+    /// Sums every recorder's data for `stage` into `out`, reading through `scratch`. With
+    /// `histograms` false only the counters are read. Reuses the buffers: no allocation once
+    /// they have their size.
+    pub(crate) fn read_into(
+        &self,
+        stage: StageId,
+        out: &mut Counts,
+        scratch: &mut Counts,
+        histograms: bool,
+    ) {
+        for cohort in out.iter_mut() {
+            cohort.reset(histograms, layout::LEN);
         }
         for recorder in self.recorders.iter() {
             // A recorder cleared mid-read is re-read once; after that it has moved to a newer
             // stage and holds nothing of `stage`.
-            if !recorder.add_to(stage, &mut sum, histograms) {
-                recorder.add_to(stage, &mut sum, histograms);
+            if !recorder.add_to(stage, out, scratch, histograms) {
+                recorder.add_to(stage, out, scratch, histograms);
             }
         }
-        sum
+    }
+
+    /// Paces the calling thread's looks at the clock (see `ThreadRecorder::paced`).
+    pub(crate) fn paced(&self, now: Duration, target: Duration) {
+        if let Some(recorder) = self.recorders.get() {
+            let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            recorder.paced(ns(now), ns(target));
+        }
     }
 
     /// Remembers the counters at the start of the window just evaluated (the screen's base).
-    pub(crate) fn set_window_base(&self, stage: StageId, base: &[CohortCounts; 2]) {
+    pub(crate) fn set_window_base(&self, stage: StageId, base: [[u64; 3]; 2]) {
         let b = &self.window_base;
         // Invalidate first so a concurrent screen never pairs the old stage with new counts.
         b.stage.store(0, Ordering::Release);
         for (cells, counts) in b.counts.iter().zip(base) {
-            cells[0].store(counts.requests, Ordering::Relaxed);
-            cells[1].store(counts.errors, Ordering::Relaxed);
-            cells[2].store(counts.compliant, Ordering::Relaxed);
+            for (cell, value) in cells.iter().zip(counts) {
+                cell.store(value, Ordering::Relaxed);
+            }
         }
         b.stage.store(stage.0, Ordering::Release);
     }
 
     /// The stage's counters within the last evaluated window, read without a lock and without
     /// allocating (histograms empty).
-    pub(crate) fn read_windowed_counters(&self, stage: StageId) -> [CohortCounts; 2] {
-        let mut now = self.read(stage, false);
+    pub(crate) fn read_windowed_counters(&self, stage: StageId) -> Counts {
+        let (mut now, mut scratch): (Counts, Counts) = Default::default();
+        self.read_into(stage, &mut now, &mut scratch, false);
         let b = &self.window_base;
         if b.stage.load(Ordering::Acquire) == stage.0 {
             for (counts, cells) in now.iter_mut().zip(&b.counts) {
@@ -145,6 +158,15 @@ impl Metrics {
         self.next_evaluation
             .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// The window, if no one else is evaluating (the record path never waits).
+    pub(crate) fn try_lock_window(&self) -> Option<MutexGuard<'_, Window>> {
+        match self.window.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     /// The window, blocking.
@@ -234,7 +256,8 @@ mod tests {
                 });
             }
         });
-        let sum = metrics.read(s, true);
+        let (mut sum, mut scratch): (Counts, Counts) = Default::default();
+        metrics.read_into(s, &mut sum, &mut scratch, true);
         assert_eq!(sum[0].requests, 4000);
         assert_eq!(sum[0].errors, 400);
         assert_eq!(sum[0].compliant, 3600);

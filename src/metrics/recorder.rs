@@ -75,10 +75,10 @@ pub enum Recorded {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tally {
     pub(crate) recorded: Recorded,
-    /// Records on this thread so far.
-    pub(crate) records: u64,
     /// Errors of the outcome's cohort on this thread in this stage (after this record).
     pub(crate) cohort_errors: u64,
+    /// Whether this thread should look at the clock now (see [`ThreadRecorder::paced`]).
+    pub(crate) check_clock: bool,
 }
 
 /// One thread's recorder. About 40 KiB: two cohorts of 2560 eight-byte buckets.
@@ -88,6 +88,13 @@ pub(crate) struct ThreadRecorder {
     late: AtomicU64,
     /// Records since this recorder was made, for the evaluation trigger.
     records: AtomicU64,
+    /// The record count at which this thread next looks at the clock.
+    next_clock_check: AtomicU64,
+    /// Records between two looks at the clock (1 ..= 64), paced to the thread's rate.
+    clock_check_every: AtomicU64,
+    /// The clock (monotonic ns) and record count at the last look.
+    last_clock_check: AtomicU64,
+    records_at_last_check: AtomicU64,
     cohorts: [CohortCells; 2],
 }
 
@@ -107,6 +114,10 @@ impl ThreadRecorder {
             stage: AtomicU64::new(0),
             late: AtomicU64::new(0),
             records: AtomicU64::new(0),
+            next_clock_check: AtomicU64::new(1),
+            clock_check_every: AtomicU64::new(1),
+            last_clock_check: AtomicU64::new(0),
+            records_at_last_check: AtomicU64::new(0),
             cohorts: [CohortCells::new(), CohortCells::new()],
         }
     }
@@ -125,24 +136,25 @@ impl ThreadRecorder {
     ) -> Tally {
         let records = self.records.load(Ordering::Relaxed).wrapping_add(1);
         self.records.store(records, Ordering::Relaxed);
+        let check_clock = records >= self.next_clock_check.load(Ordering::Relaxed);
         let tag = self.stage.load(Ordering::Relaxed);
         if tag != stage.0 {
-            if stage.0 < tag {
+            let dropped = if stage.0 < tag {
                 bump(&self.late);
+                Some(Recorded::Late)
+            } else if stage > newest() {
+                Some(Recorded::Foreign)
+            } else {
+                self.clear_for(stage);
+                None
+            };
+            if let Some(recorded) = dropped {
                 return Tally {
-                    recorded: Recorded::Late,
-                    records,
+                    recorded,
                     cohort_errors: 0,
+                    check_clock,
                 };
             }
-            if stage > newest() {
-                return Tally {
-                    recorded: Recorded::Foreign,
-                    records,
-                    cohort_errors: 0,
-                };
-            }
-            self.clear_for(stage);
         }
         let cells = &self.cohorts[cohort.index()];
         bump(&cells.histogram[index_of(micros)]);
@@ -155,9 +167,36 @@ impl ThreadRecorder {
         }
         Tally {
             recorded: Recorded::Counted,
-            records,
             cohort_errors: cells.errors.load(Ordering::Relaxed),
+            check_clock,
         }
+    }
+
+    /// Paces this thread's looks at the clock: called at a look, with the time, it sets the
+    /// next look so that a thread looks about every `target` of its own time (every record
+    /// when it is slow, every 64 records when it is fast). Only the owning thread calls it.
+    #[cold]
+    pub(crate) fn paced(&self, now_ns: u64, target_ns: u64) {
+        let records = self.records.load(Ordering::Relaxed);
+        let last = self.last_clock_check.load(Ordering::Relaxed);
+        let since = records.saturating_sub(self.records_at_last_check.load(Ordering::Relaxed));
+        let elapsed = now_ns.saturating_sub(last);
+        let every = if last == 0 && since <= 1 {
+            1 // first look: learn the rate at the next record
+        } else if elapsed == 0 {
+            MAX_CLOCK_CHECK_EVERY
+        } else {
+            let fit = u128::from(since) * u128::from(target_ns) / u128::from(elapsed);
+            u64::try_from(fit)
+                .unwrap_or(u64::MAX)
+                .clamp(1, MAX_CLOCK_CHECK_EVERY)
+        };
+        self.clock_check_every.store(every, Ordering::Relaxed);
+        self.next_clock_check
+            .store(records + every, Ordering::Relaxed);
+        self.last_clock_check
+            .store(now_ns.max(1), Ordering::Relaxed);
+        self.records_at_last_check.store(records, Ordering::Relaxed);
     }
 
     #[cold]
@@ -170,37 +209,36 @@ impl ThreadRecorder {
         self.stage.store(stage.0, Ordering::Release);
     }
 
-    /// Adds this recorder's data for `stage` into `into` (per cohort). With `histograms`
-    /// false only the counters are read. Returns false (adding nothing) if the recorder holds
-    /// another stage or was cleared while being read.
+    /// Adds this recorder's data for `stage` into `into` (per cohort), reading through
+    /// `scratch` (whose buffers are reused: no allocation once they have their size). With
+    /// `histograms` false only the counters are read. Returns false (adding nothing) if the
+    /// recorder holds another stage or was cleared while being read.
     pub(crate) fn add_to(
         &self,
         stage: StageId,
         into: &mut [CohortCounts; 2],
+        scratch: &mut [CohortCounts; 2],
         histograms: bool,
     ) -> bool {
         if self.stage.load(Ordering::Acquire) != stage.0 {
             return false;
         }
-        let mut read: [CohortCounts; 2] = Default::default();
-        for (cells, out) in self.cohorts.iter().zip(read.iter_mut()) {
+        for (cells, out) in self.cohorts.iter().zip(scratch.iter_mut()) {
             out.requests = cells.requests.load(Ordering::Relaxed);
             out.errors = cells.errors.load(Ordering::Relaxed);
             out.compliant = cells.compliant.load(Ordering::Relaxed);
+            out.histogram.clear();
             if histograms {
-                out.histogram = cells
-                    .histogram
-                    .iter()
-                    .map(|c| c.load(Ordering::Relaxed))
-                    .collect();
+                out.histogram
+                    .extend(cells.histogram.iter().map(|c| c.load(Ordering::Relaxed)));
             }
         }
         fence(Ordering::Acquire);
         if self.stage.load(Ordering::Relaxed) != stage.0 {
             return false;
         }
-        for (out, add) in into.iter_mut().zip(read) {
-            out.add(&add);
+        for (out, add) in into.iter_mut().zip(scratch.iter()) {
+            out.add(add);
         }
         true
     }
@@ -224,21 +262,45 @@ impl CohortCounts {
         }
     }
 
-    /// `self - base`, element-wise, never below zero.
-    pub(crate) fn since(&self, base: &CohortCounts) -> CohortCounts {
-        CohortCounts {
-            requests: self.requests.saturating_sub(base.requests),
-            errors: self.errors.saturating_sub(base.errors),
-            compliant: self.compliant.saturating_sub(base.compliant),
-            histogram: self
-                .histogram
+    /// Writes `self - base` into `out`, element-wise, never below zero; `out`'s buffer is
+    /// reused. With an empty `base` histogram, `out` gets `self`'s histogram.
+    pub(crate) fn since_into(&self, base: &CohortCounts, out: &mut CohortCounts) {
+        out.requests = self.requests.saturating_sub(base.requests);
+        out.errors = self.errors.saturating_sub(base.errors);
+        out.compliant = self.compliant.saturating_sub(base.compliant);
+        out.histogram.clear();
+        out.histogram.extend(
+            self.histogram
                 .iter()
                 .enumerate()
-                .map(|(i, v)| v.saturating_sub(base.histogram.get(i).copied().unwrap_or(0)))
-                .collect(),
+                .map(|(i, v)| v.saturating_sub(base.histogram.get(i).copied().unwrap_or(0))),
+        );
+    }
+
+    /// Zeroes the counters and, with `histograms`, sizes the histogram to `len` zeros (keeping
+    /// its buffer); without, empties it.
+    pub(crate) fn reset(&mut self, histograms: bool, len: usize) {
+        self.requests = 0;
+        self.errors = 0;
+        self.compliant = 0;
+        self.histogram.clear();
+        if histograms {
+            self.histogram.resize(len, 0);
         }
     }
+
+    /// Copies `other` into `self`, reusing `self`'s buffer.
+    pub(crate) fn copy_from(&mut self, other: &CohortCounts) {
+        self.requests = other.requests;
+        self.errors = other.errors;
+        self.compliant = other.compliant;
+        self.histogram.clear();
+        self.histogram.extend_from_slice(&other.histogram);
+    }
 }
+
+/// Most records between two looks at the clock.
+pub(crate) const MAX_CLOCK_CHECK_EVERY: u64 = 64;
 
 #[cfg(test)]
 mod tests {
@@ -256,7 +318,8 @@ mod tests {
         rec.record(s1, Cohort::Canary, false, 200, false, || StageId(9));
         rec.record(s1, Cohort::Production, true, 300, true, || StageId(9));
         let mut sum: [CohortCounts; 2] = Default::default();
-        assert!(rec.add_to(s1, &mut sum, true));
+        let mut scratch: [CohortCounts; 2] = Default::default();
+        assert!(rec.add_to(s1, &mut sum, &mut scratch, true));
         assert_eq!(
             (sum[0].requests, sum[0].errors, sum[0].compliant),
             (2, 1, 1)
@@ -274,8 +337,8 @@ mod tests {
         assert_eq!(foreign.recorded, Recorded::Foreign);
         assert_eq!(rec.late(), 1);
         let mut sum: [CohortCounts; 2] = Default::default();
-        assert!(!rec.add_to(s1, &mut sum, false));
-        assert!(rec.add_to(StageId(2), &mut sum, false));
+        assert!(!rec.add_to(s1, &mut sum, &mut scratch, false));
+        assert!(rec.add_to(StageId(2), &mut sum, &mut scratch, false));
         assert_eq!(sum[0].requests, 1);
         assert!(sum[0].histogram.is_empty());
     }
@@ -294,8 +357,37 @@ mod tests {
             compliant: 1,
             histogram: vec![1],
         };
-        let d = a.since(&b);
+        let mut d = CohortCounts::default();
+        a.since_into(&b, &mut d);
         assert_eq!((d.requests, d.errors, d.compliant), (6, 0, 6));
         assert_eq!(d.histogram, vec![2, 7]);
+    }
+
+    #[test]
+    fn clock_looks_are_paced_to_the_thread_rate() {
+        let ms = 1_000_000u64;
+        let record = |rec: &ThreadRecorder| {
+            rec.record(StageId(1), Cohort::Production, true, 1, true, || StageId(1))
+        };
+        // A slow thread (one record a second, target 250 ms) looks at every record.
+        let slow = ThreadRecorder::new();
+        for i in 1..=5u64 {
+            let tally = record(&slow);
+            assert!(tally.check_clock, "record {i}");
+            slow.paced(i * 1000 * ms, 250 * ms);
+        }
+        // A fast thread (a record a microsecond) looks every 64 records.
+        let fast = ThreadRecorder::new();
+        let mut looks = 0;
+        for i in 1..=1000u64 {
+            if record(&fast).check_clock {
+                looks += 1;
+                fast.paced(i * 1000, 250 * ms);
+            }
+        }
+        assert!(
+            looks <= 2 + 1000 / MAX_CLOCK_CHECK_EVERY as usize,
+            "{looks} looks"
+        );
     }
 }

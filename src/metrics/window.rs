@@ -2,74 +2,117 @@
 //!
 //! Recorders only ever count up within a stage, so the window is a difference of two
 //! cumulative readings: the reading now, minus the latest reading taken at least one window
-//! ago. Each evaluation leaves its reading in a ring of [`SLOTS`] + 2 entries, at most one per
-//! slot (a window / 10), so the window's start is exact to one slot (30 s at the default 300 s
-//! window) as long as the gate is evaluated at least once a slot; evaluation runs on the record
-//! path, so a gate that sees traffic is. Memory: 12 readings of 2 x 20 KiB, about 480 KiB per
-//! gate, whatever the number of threads.
+//! ago. Each evaluation leaves its reading in a ring of at most [`SLOTS`] + 2 entries, at most
+//! one per slot (a window / 10), so the window's start is exact to one slot (30 s at the
+//! default 300 s window) as long as the gate is evaluated at least once a slot. Evaluation
+//! runs from the record path about every `evaluation_interval` (each thread paces its looks
+//! at the clock to its own rate), so a gate that sees traffic is evaluated often enough.
+//!
+//! All buffers (the ring's readings and the scratch space of an evaluation) are made once, by
+//! [`Window::prepare`], and reused: evaluating allocates nothing. Memory: 15 readings of
+//! 2 × 20 KiB, about 600 KiB per gate that records.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::layout::LEN;
 use super::recorder::CohortCounts;
 use crate::decision::StageId;
 
 /// Slots per window.
 pub(crate) const SLOTS: u32 = 10;
 
-/// Cumulative readings of one stage, oldest first.
+/// Readings the ring holds at most.
+const RING: usize = SLOTS as usize + 2;
+
+/// Per-cohort counts: `[canary, production]`.
+pub(crate) type Counts = [CohortCounts; 2];
+
+/// The window's readings of one stage, oldest first, and an evaluation's scratch space.
 #[derive(Debug, Default)]
 pub(crate) struct Window {
     stage: Option<StageId>,
-    readings: VecDeque<(Duration, [CohortCounts; 2])>,
+    readings: VecDeque<(Duration, Counts)>,
+    spare: Vec<Counts>,
+    /// The cumulative reading of the current evaluation.
+    pub(crate) now: Counts,
+    /// What happened within the window: `now` minus the base reading.
+    pub(crate) windowed: Counts,
+    /// Where each recorder is read before it is added.
+    pub(crate) scratch: Counts,
+}
+
+fn sized() -> Counts {
+    let mut counts: Counts = Default::default();
+    for c in &mut counts {
+        c.reset(true, LEN);
+    }
+    counts
 }
 
 impl Window {
-    /// Records a cumulative reading of `stage` taken at `now` and returns what happened within
-    /// the window `length` before it, and the base reading it was measured from (counters
-    /// only). A new stage starts the window afresh.
+    /// Makes every buffer an evaluation needs, once; later calls do nothing.
+    pub(crate) fn prepare(&mut self) {
+        if !self.spare.is_empty() || !self.readings.is_empty() {
+            return;
+        }
+        self.readings.reserve(RING);
+        self.spare = (0..RING).map(|_| sized()).collect();
+        self.now = sized();
+        self.windowed = sized();
+        self.scratch = sized();
+    }
+
+    /// Takes `self.now` as the cumulative reading of `stage` at `at`, computes
+    /// `self.windowed` over the window `length` before it, and keeps the reading. Returns the
+    /// base reading's counters per cohort (`[requests, errors, compliant]`). A new stage starts
+    /// the window afresh.
     pub(crate) fn observe(
         &mut self,
         stage: StageId,
-        now: Duration,
+        at: Duration,
         length: Duration,
-        reading: [CohortCounts; 2],
-    ) -> ([CohortCounts; 2], [CohortCounts; 2]) {
+    ) -> [[u64; 3]; 2] {
         if self.stage != Some(stage) {
             self.stage = Some(stage);
-            self.readings.clear();
+            while let Some((_, counts)) = self.readings.pop_front() {
+                self.spare.push(counts);
+            }
         }
-        let base = self.base(now, length);
-        let windowed = [reading[0].since(&base[0]), reading[1].since(&base[1])];
-        let slot = (length / SLOTS).max(Duration::from_millis(1));
-        let same_slot = self.readings.back().is_some_and(|(at, _)| {
-            at.as_nanos() / slot.as_nanos() == now.as_nanos() / slot.as_nanos()
-        });
-        if same_slot {
-            self.readings.pop_back();
+        let start = at.checked_sub(length);
+        let base = start.and_then(|start| self.readings.iter().rev().find(|(t, _)| *t <= start));
+        let zero = CohortCounts::default();
+        let mut base_counters = [[0u64; 3]; 2];
+        for (i, (now, out)) in self.now.iter().zip(self.windowed.iter_mut()).enumerate() {
+            let b = base.map_or(&zero, |(_, counts)| &counts[i]);
+            now.since_into(b, out);
+            base_counters[i] = [b.requests, b.errors, b.compliant];
         }
-        self.readings.push_back((now, reading));
-        // Keep one reading at or before the window's start, none older.
-        let start = now.saturating_sub(length);
-        while self.readings.len() > 1 && self.readings.get(1).is_some_and(|(at, _)| *at <= start) {
-            self.readings.pop_front();
-        }
-        (
-            windowed,
-            base.map(|c| CohortCounts {
-                histogram: Vec::new(),
-                ..c
-            }),
-        )
-    }
 
-    /// The latest reading at or before `now - length`, or zero if there is none.
-    fn base(&self, now: Duration, length: Duration) -> [CohortCounts; 2] {
-        let start = now.checked_sub(length);
-        start
-            .and_then(|start| self.readings.iter().rev().find(|(at, _)| *at <= start))
-            .map(|(_, counts)| counts.clone())
-            .unwrap_or_default()
+        let slot = (length / SLOTS).max(Duration::from_millis(1)).as_nanos();
+        let same_slot = self
+            .readings
+            .back()
+            .is_some_and(|(t, _)| t.as_nanos() / slot == at.as_nanos() / slot);
+        let mut entry = if same_slot {
+            self.readings.pop_back().map(|(_, counts)| counts)
+        } else {
+            None
+        }
+        .or_else(|| self.spare.pop())
+        .unwrap_or_default();
+        for (dst, src) in entry.iter_mut().zip(&self.now) {
+            dst.copy_from(src);
+        }
+        self.readings.push_back((at, entry));
+        // Keep one reading at or before the window's start, none older.
+        let start = at.saturating_sub(length);
+        while self.readings.len() > 1 && self.readings.get(1).is_some_and(|(t, _)| *t <= start) {
+            if let Some((_, counts)) = self.readings.pop_front() {
+                self.spare.push(counts);
+            }
+        }
+        base_counters
     }
 }
 
@@ -77,55 +120,72 @@ impl Window {
 mod tests {
     use super::*;
 
-    fn reading(canary_requests: u64, canary_errors: u64) -> [CohortCounts; 2] {
-        [
-            CohortCounts {
-                requests: canary_requests,
-                errors: canary_errors,
-                compliant: 0,
-                histogram: vec![canary_requests],
-            },
-            CohortCounts::default(),
-        ]
+    fn set(w: &mut Window, canary_requests: u64, canary_errors: u64) {
+        w.now[0] = CohortCounts {
+            requests: canary_requests,
+            errors: canary_errors,
+            compliant: 0,
+            histogram: vec![canary_requests],
+        };
+        w.now[1] = CohortCounts::default();
     }
 
     #[test]
     fn old_data_leaves_the_window() {
         let mut w = Window::default();
+        w.prepare();
         let s = StageId(1);
         let len = Duration::from_secs(300);
         let secs = Duration::from_secs;
-        assert_eq!(w.observe(s, secs(0), len, reading(0, 0)).0[0].requests, 0);
+        set(&mut w, 0, 0);
+        w.observe(s, secs(0), len);
+        assert_eq!(w.windowed[0].requests, 0);
         // 100 errors in the first 10 s.
-        assert_eq!(
-            w.observe(s, secs(10), len, reading(100, 100)).0[0].errors,
-            100
-        );
+        set(&mut w, 100, 100);
+        w.observe(s, secs(10), len);
+        assert_eq!(w.windowed[0].errors, 100);
         // Then clean traffic; evaluated every 30 s.
         let mut t = 40;
         let mut total = 100;
         while t <= 400 {
             total += 30;
-            let (win, _) = w.observe(s, secs(t), len, reading(total, 100));
+            set(&mut w, total, 100);
+            let base = w.observe(s, secs(t), len);
             if t >= 310 {
                 assert_eq!(
-                    win[0].errors, 0,
+                    w.windowed[0].errors, 0,
                     "at {t}s the errors of 0..10s are outside the window"
                 );
+                assert_eq!(base[0][1], 100);
             } else {
-                assert_eq!(win[0].errors, 100, "at {t}s");
+                assert_eq!(w.windowed[0].errors, 100, "at {t}s");
             }
             t += 30;
         }
-        assert!(w.readings.len() <= SLOTS as usize + 2);
+        assert!(w.readings.len() <= RING);
     }
 
     #[test]
     fn a_new_stage_starts_from_zero() {
         let mut w = Window::default();
+        w.prepare();
         let len = Duration::from_secs(60);
-        w.observe(StageId(1), Duration::from_secs(1), len, reading(50, 5));
-        let (win, _) = w.observe(StageId(2), Duration::from_secs(2), len, reading(3, 1));
-        assert_eq!((win[0].requests, win[0].errors), (3, 1));
+        set(&mut w, 50, 5);
+        w.observe(StageId(1), Duration::from_secs(1), len);
+        set(&mut w, 3, 1);
+        w.observe(StageId(2), Duration::from_secs(2), len);
+        assert_eq!((w.windowed[0].requests, w.windowed[0].errors), (3, 1));
+    }
+
+    #[test]
+    fn buffers_are_reused() {
+        let mut w = Window::default();
+        w.prepare();
+        let len = Duration::from_secs(10);
+        for t in 0..1000u64 {
+            set(&mut w, t, 0);
+            w.observe(StageId(1 + t / 300), Duration::from_millis(t * 100), len);
+        }
+        assert!(w.readings.len() + w.spare.len() <= RING + 1);
     }
 }
