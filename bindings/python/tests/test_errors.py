@@ -60,12 +60,6 @@ def test_invalid_json_says_where(config: Any, slo: Any, needle: str) -> None:
     assert needle in caught.value.message
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="src/ffi/gate.rs parse() prefixes 'invalid JSON {what}: ' to a crate::Error::Json "
-    "whose Display already starts with 'invalid JSON config: ', so every message says it "
-    "twice (and an SLO document's says 'invalid JSON SLO config: invalid JSON config: ...')",
-)
 def test_a_json_error_says_what_is_wrong_once() -> None:
     for config, slo in ((b'{"gate": 5}', None), (None, b'{"min_samples": -1}')):
         with pytest.raises(pg.InvalidJsonError) as caught:
