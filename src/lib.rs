@@ -33,7 +33,8 @@
 //! ```
 //!
 //! The routing formula is written out in [`bucket`] so that any language can
-//! recompute a decision; the release model is in [`release`].
+//! recompute a decision; the release model is in [`release`]; what a host may rely on is in
+//! [`guarantees`]; the judge's rules and score are in [`judge`]; the C ABI is in [`ffi`].
 
 #![deny(unsafe_code)]
 
@@ -44,6 +45,7 @@ mod decision;
 mod error;
 pub mod ffi;
 mod flags;
+pub mod guarantees;
 mod history;
 pub mod judge;
 mod manager;
