@@ -1,0 +1,96 @@
+//! The command's errors: each one a sentence that names the file, field or flag and the value
+//! refused, printed on one line to stderr.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Why a command failed.
+#[derive(Debug)]
+pub enum CliError {
+    /// A file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// A document is not valid JSON or TOML, or holds a field it should not (the message
+    /// names it, with the line and column).
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, on one line.
+        message: String,
+    },
+    /// A document parsed, but a value in it was refused (the message names the field).
+    Invalid {
+        /// The file, or `-` for values given as flags.
+        path: PathBuf,
+        /// `invalid FIELD = VALUE: EXPECTED`.
+        message: String,
+    },
+    /// A command-line value was refused.
+    Usage(String),
+    /// The engine refused a call the command made.
+    Engine(promotion_gates::Error),
+    /// The simulation could not be set up.
+    Simulation(String),
+    /// The plot could not be drawn.
+    Plot {
+        /// The SVG file.
+        path: PathBuf,
+        /// What plotters said.
+        message: String,
+    },
+    /// Standard input or output failed.
+    Io(io::Error),
+}
+
+impl CliError {
+    /// The exit code: 2 for a usage error (as for a bad flag), 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether stdout was closed under us (`| head`): not worth a message.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Io(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Read { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            CliError::Parse { path, message } | CliError::Invalid { path, message } => {
+                write!(f, "{}: {message}", path.display())
+            }
+            CliError::Usage(message) | CliError::Simulation(message) => f.write_str(message),
+            CliError::Engine(e) => write!(f, "the engine refused: {e}"),
+            CliError::Plot { path, message } => {
+                write!(f, "cannot draw {}: {message}", path.display())
+            }
+            CliError::Io(e) => write!(f, "input/output failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<io::Error> for CliError {
+    fn from(e: io::Error) -> Self {
+        CliError::Io(e)
+    }
+}
+
+impl From<promotion_gates::Error> for CliError {
+    fn from(e: promotion_gates::Error) -> Self {
+        CliError::Engine(e)
+    }
+}

@@ -1,0 +1,103 @@
+//! `promotion-gates`: the engine from the command line.
+//!
+//! - `simulate` runs a canary rollout on the real engine in simulated time, with synthetic
+//!   stable and canary services, and reports what the judge did (table, JSON, SVG timeline);
+//! - `route` prints each request id's decision and why (`--explain`: every step of the
+//!   formula);
+//! - `validate` checks a config file and names the field that is wrong.
+//!
+//! Every failure is one line on stderr and a non-zero exit code: 2 for a bad flag, 1 for
+//! anything else (unreadable file, invalid config, engine refusal).
+
+mod document;
+mod error;
+mod plot;
+mod progress;
+mod report;
+mod rollout;
+mod route;
+mod scenario;
+mod simulate;
+mod traffic;
+mod validate;
+
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand};
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use crate::error::CliError;
+
+/// Canary routing and promotion gates: simulate a rollout, route request ids, check configs.
+#[derive(Debug, Parser)]
+#[command(name = "promotion-gates", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a canary rollout on the real engine in simulated time and report the verdicts.
+    Simulate(simulate::SimulateArgs),
+    /// Print each request id's routing decision and why.
+    Route(route::RouteArgs),
+    /// Check a config file (PromotionConfig, SloConfig or scenario; JSON or TOML).
+    Validate(validate::ValidateArgs),
+}
+
+/// A clap error on one line: its first line, plus the valid values when it lists them.
+fn one_line(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut message = lines
+        .next()
+        .unwrap_or("error: invalid arguments")
+        .to_string();
+    for line in lines {
+        if line.starts_with("[possible values") || line.starts_with("tip:") {
+            message.push(' ');
+            message.push_str(line);
+        }
+    }
+    message.push_str(" (see --help)");
+    message
+}
+
+fn complain(error: &CliError) {
+    let _ = writeln!(io::stderr().lock(), "error: {error}");
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = e.exit_code();
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || matches!(
+                    e.kind(),
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                )
+            {
+                let _ = e.print();
+            } else {
+                let _ = writeln!(io::stderr().lock(), "{}", one_line(&e));
+            }
+            return ExitCode::from(u8::try_from(code).unwrap_or(2));
+        }
+    };
+    let result = match &cli.command {
+        Command::Simulate(args) => simulate::run(args).map(|()| true),
+        Command::Route(args) => route::run(args).map(|()| true),
+        Command::Validate(args) => validate::run(args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            complain(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! The timeline as an SVG (plotters' SVG backend: text is written as `<text>`, so no font is
+//! needed to draw it): canary share, error rates, p99s and health score over simulated time,
+//! with the rollback (and the incident, if any) marked.
+
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::path::Path;
+
+use crate::error::CliError;
+use crate::report::{Outcome, Report, TimelinePoint, human_duration, sampling};
+
+const WIDTH: u32 = 1100;
+const HEIGHT: u32 = 1150;
+const CANARY: RGBColor = RGBColor(214, 96, 0);
+const PRODUCTION: RGBColor = RGBColor(31, 96, 180);
+const SCORE: RGBColor = RGBColor(0, 130, 60);
+const ROLLBACK: RGBColor = RGBColor(200, 0, 0);
+const INCIDENT: RGBColor = RGBColor(140, 60, 160);
+const GUIDE: RGBColor = RGBColor(110, 110, 110);
+
+/// A cohort's numbers are drawn once its window holds this many requests (or `min_samples`,
+/// if fewer).
+const SHOWN_FROM: u64 = 100;
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The unit of the time axis: seconds, minutes or hours, whichever reads best.
+fn time_unit(total_s: f64) -> (f64, &'static str) {
+    if total_s <= 300.0 {
+        (1.0, "s")
+    } else if total_s <= 4.0 * 3600.0 {
+        (60.0, "min")
+    } else {
+        (3600.0, "h")
+    }
+}
+
+/// Splits `(x, value)` points into runs without gaps, for lines that stop where there is no
+/// data.
+fn runs(points: impl Iterator<Item = (f64, Option<f64>)>) -> Vec<Vec<(f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+    for (x, value) in points {
+        match (value, runs.last_mut()) {
+            (Some(y), Some(run)) => run.push((x, y)),
+            (None, Some(run)) if !run.is_empty() => runs.push(Vec::new()),
+            _ => {}
+        }
+    }
+    runs.retain(|run| !run.is_empty());
+    runs
+}
+
+/// One labelled line, drawn as runs between gaps.
+struct Line {
+    label: &'static str,
+    color: RGBColor,
+    runs: Vec<Vec<(f64, f64)>>,
+}
+
+/// A dot with its value written beside it (what the judge saw at the rollback).
+struct Dot {
+    at: (f64, f64),
+    color: RGBColor,
+    text: String,
+    /// Whether the text goes above the dot (else below), so that two close dots stay
+    /// readable.
+    above: bool,
+}
+
+/// What one panel shows besides its axes.
+#[derive(Default)]
+struct Content {
+    lines: Vec<Line>,
+    /// Horizontal dashed lines: value and label.
+    guides: Vec<(f64, &'static str)>,
+    dots: Vec<Dot>,
+    /// Whether the vertical markers carry their labels here (only in one panel, where they
+    /// cannot cover data).
+    marker_labels: bool,
+    /// Written across the panel when no line has a point.
+    empty_note: Option<String>,
+}
+
+/// Writes the timeline of `report` to `path`.
+pub fn write_svg(path: &Path, report: &Report) -> Result<(), CliError> {
+    draw(path, report).map_err(|message| CliError::Plot {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+fn draw(path: &Path, report: &Report) -> Result<(), String> {
+    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let verdict = match report.outcome {
+        Outcome::PromotedToProduction => "promoted to Production",
+        Outcome::RolledBack => "rolled back",
+        Outcome::Stalled => "stalled",
+    };
+    let body = root
+        .titled(
+            &format!("Scenario \"{}\": {verdict}", report.scenario),
+            ("sans-serif", 26).into_font(),
+        )
+        .map_err(|e| e.to_string())?;
+    let (subtitle, body) = body.split_vertically(44);
+    let lines = [
+        format!(
+            "{}. {} rps{}, seed {}.",
+            report.description,
+            report.rps,
+            sampling(report.sample),
+            report.seed,
+        ),
+        format!(
+            "Error rate, p99 and score as the judge saw them: its window (the last {} of the \
+             stage), drawn once it holds {} requests of the cohort ({} for the score).",
+            human_duration(report.window_s),
+            report.min_samples.min(SHOWN_FROM),
+            report.min_samples,
+        ),
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        subtitle
+            .draw_text(
+                line,
+                &("sans-serif", 14).into_font().color(&GUIDE),
+                (12, 2 + 19 * i as i32),
+            )
+            .map_err(|e| e.to_string())?;
+    }
+
+    let (scale, unit) = time_unit(report.simulated_s);
+    // Room after a rollback, so that its marker and label do not sit on the frame.
+    let room = if report.rollback.is_some() { 1.2 } else { 1.0 };
+    let frame = Frame {
+        x_max: (report.simulated_s * room / scale).max(1e-9),
+        x_desc: format!("simulated time ({unit})"),
+        markers: markers(report, scale),
+    };
+    let points = &report.timeline;
+    let x = |p: &TimelinePoint| p.t_s / scale;
+    // A window of a few requests says little; the judge itself waits for min_samples.
+    let shown_from = report.min_samples.min(SHOWN_FROM);
+    let enough = |p: &TimelinePoint, cohort: usize| p.window_requests[cohort] >= shown_from;
+    let cohorts = |value: &dyn Fn(&TimelinePoint, usize) -> f64| -> Vec<Line> {
+        [
+            (0, "canary (new version)", CANARY),
+            (1, "production (stable)", PRODUCTION),
+        ]
+        .into_iter()
+        .map(|(c, label, color)| Line {
+            label,
+            color,
+            runs: runs(
+                points
+                    .iter()
+                    .map(|p| (x(p), enough(p, c).then(|| value(p, c)))),
+            ),
+        })
+        .collect()
+    };
+    let judged = report.judged_at_rollback.as_ref();
+    let judged_dots = |value: &dyn Fn(&TimelinePoint, usize) -> f64,
+                       text: &dyn Fn(f64) -> String| {
+        judged.map_or_else(Vec::new, |p| {
+            [(0, CANARY), (1, PRODUCTION)]
+                .into_iter()
+                .map(|(c, color)| Dot {
+                    at: (x(p), value(p, c)),
+                    color,
+                    text: text(value(p, c)),
+                    above: c == 0,
+                })
+                .collect()
+        })
+    };
+    let panels = body.split_evenly((4, 1));
+
+    let share = Content {
+        lines: vec![Line {
+            label: "traffic to the new version",
+            color: CANARY,
+            runs: vec![points.iter().map(|p| (x(p), p.canary_percent)).collect()],
+        }],
+        marker_labels: true,
+        ..Content::default()
+    };
+    frame.panel(&panels[0], "Canary traffic share (%)", 105.0, &share)?;
+    share_labels(&panels[0], &frame, report, scale)?;
+
+    let error_value = |p: &TimelinePoint, c: usize| p.error_rate[c] * 100.0;
+    let errors = Content {
+        lines: cohorts(&error_value),
+        dots: judged_dots(&error_value, &|v| format!("{v:.2}%")),
+        ..Content::default()
+    };
+    frame.panel(&panels[1], "Error rate (%)", ceiling(&errors, 1.0), &errors)?;
+
+    let p99_value = |p: &TimelinePoint, c: usize| p.p99_ms[c];
+    let p99s = Content {
+        lines: cohorts(&p99_value),
+        dots: judged_dots(&p99_value, &|v| format!("{v:.0} ms")),
+        ..Content::default()
+    };
+    frame.panel(&panels[2], "p99 latency (ms)", ceiling(&p99s, 10.0), &p99s)?;
+
+    let score = Content {
+        lines: vec![Line {
+            label: "health score",
+            color: SCORE,
+            runs: runs(points.iter().map(|p| {
+                let scored = p.window_requests[0] >= report.min_samples;
+                (x(p), p.health_score.filter(|_| scored))
+            })),
+        }],
+        empty_note: Some(format!(
+            "no score yet: the judge scores once the canary has min_samples ({}) requests \
+             in its window",
+            report.min_samples
+        )),
+        guides: vec![(0.9, "0.9: HEALTHY above"), (0.8, "0.8: ROLLBACK below")],
+        dots: judged
+            .and_then(|p| Some((x(p), p.health_score?)))
+            .map(|at| Dot {
+                at,
+                color: SCORE,
+                text: format!("{:.2}", at.1),
+                above: false,
+            })
+            .into_iter()
+            .collect(),
+        ..Content::default()
+    };
+    frame.panel(&panels[3], "Health score (0-1)", 1.05, &score)?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// A y range that shows every line and dot with some room, at least `floor`.
+fn ceiling(content: &Content, floor: f64) -> f64 {
+    let lines = content
+        .lines
+        .iter()
+        .flat_map(|l| l.runs.iter().flatten())
+        .map(|&(_, y)| y);
+    let dots = content.dots.iter().map(|d| d.at.1);
+    (lines.chain(dots).fold(0.0, f64::max) * 1.25).max(floor)
+}
+
+/// Vertical markers (x, color, label): the incident's start, then the rollback.
+fn markers(report: &Report, scale: f64) -> Vec<(f64, RGBColor, String)> {
+    let mut markers = Vec::new();
+    if let Some(incident) = &report.incident {
+        markers.push((
+            incident.onset_s / scale,
+            INCIDENT,
+            format!("incident starts (stage {})", incident.stage),
+        ));
+    }
+    if let Some(rollback) = &report.rollback {
+        let rules = if rollback.rules.is_empty() {
+            rollback.trigger.clone()
+        } else {
+            rollback.rules.join(", ")
+        };
+        markers.push((
+            rollback.at_s / scale,
+            ROLLBACK,
+            format!("rollback: {rules}"),
+        ));
+    }
+    markers
+}
+
+/// What every panel shares: the time axis and the markers.
+struct Frame {
+    x_max: f64,
+    x_desc: String,
+    markers: Vec<(f64, RGBColor, String)>,
+}
+
+impl Frame {
+    fn chart<'a, 'b>(&self, area: &'a Area<'b>, y_max: f64) -> Result<Chart<'a, 'b>, String> {
+        ChartBuilder::on(area)
+            .margin_top(8)
+            .margin_right(24)
+            .margin_left(8)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..self.x_max, 0.0..y_max)
+            .map_err(|e| e.to_string())
+    }
+
+    /// One chart with its axes, lines, guides, dots and markers.
+    fn panel(
+        &self,
+        area: &Area<'_>,
+        y_desc: &str,
+        y_max: f64,
+        content: &Content,
+    ) -> Result<(), String> {
+        let mut chart = self.chart(area, y_max)?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc.as_str())
+            .y_desc(y_desc)
+            .axis_desc_style(("sans-serif", 16))
+            .label_style(("sans-serif", 13))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for &(y, label) in &content.guides {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(0.0, y), (self.x_max, y)],
+                    6,
+                    4,
+                    GUIDE.stroke_width(1),
+                ))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series([Text::new(
+                    label,
+                    (self.x_max * 0.995, y),
+                    ("sans-serif", 12)
+                        .into_font()
+                        .color(&GUIDE)
+                        .pos(Pos::new(HPos::Right, VPos::Bottom)),
+                )])
+                .map_err(|e| e.to_string())?;
+        }
+        for line in &content.lines {
+            let style = line.color.stroke_width(2);
+            for (i, run) in line.runs.iter().enumerate() {
+                let series = chart
+                    .draw_series(LineSeries::new(run.iter().copied(), style))
+                    .map_err(|e| e.to_string())?;
+                if i == 0 {
+                    let color = line.color;
+                    series.label(line.label).legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3))
+                    });
+                }
+            }
+        }
+        self.draw_markers(&mut chart, y_max, content.marker_labels)?;
+        for dot in &content.dots {
+            chart
+                .draw_series([Circle::new(dot.at, 5, dot.color.filled())])
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series([Text::new(
+                    format!("{} at rollback", dot.text),
+                    (dot.at.0 + self.x_max * 0.008, dot.at.1),
+                    ("sans-serif", 13)
+                        .into_font()
+                        .color(&dot.color)
+                        .pos(Pos::new(
+                            HPos::Left,
+                            if dot.above { VPos::Bottom } else { VPos::Top },
+                        )),
+                )])
+                .map_err(|e| e.to_string())?;
+        }
+        let drawn = content.lines.iter().any(|l| !l.runs.is_empty());
+        if let (false, Some(note)) = (drawn, &content.empty_note) {
+            chart
+                .draw_series([Text::new(
+                    note.clone(),
+                    (self.x_max * 0.02, y_max * 0.5),
+                    ("sans-serif", 14).into_font().color(&GUIDE),
+                )])
+                .map_err(|e| e.to_string())?;
+        }
+        if drawn {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .label_font(("sans-serif", 13))
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(200, 200, 200))
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn draw_markers(
+        &self,
+        chart: &mut Chart<'_, '_>,
+        y_max: f64,
+        labels: bool,
+    ) -> Result<(), String> {
+        let count = self.markers.len();
+        for (i, (at, color, label)) in self.markers.iter().enumerate() {
+            chart
+                .draw_series(LineSeries::new(
+                    [(*at, 0.0), (*at, y_max)],
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?;
+            if !labels {
+                continue;
+            }
+            // The rollback (last) is labelled on its right if the label fits there; an
+            // incident just before it on its left and lower, so that two close markers stay
+            // readable.
+            let room_px = (self.x_max - at) / self.x_max * f64::from(WIDTH - 110);
+            let fits_right = room_px > 8.5 * label.chars().count() as f64;
+            let height = if i + 1 == count { 0.80 } else { 0.62 };
+            let (anchor, nudge) = if i + 1 == count && fits_right {
+                (Pos::new(HPos::Left, VPos::Top), 0.006)
+            } else {
+                (Pos::new(HPos::Right, VPos::Top), -0.006)
+            };
+            chart
+                .draw_series([Text::new(
+                    label.clone(),
+                    (*at + self.x_max * nudge, y_max * height),
+                    ("sans-serif", 14).into_font().color(color).pos(anchor),
+                )])
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes each stage's share ("5%", "staging") above its step in the first panel.
+fn share_labels(area: &Area<'_>, frame: &Frame, report: &Report, scale: f64) -> Result<(), String> {
+    let mut chart = frame.chart(area, 105.0)?;
+    for stage in &report.stages {
+        let label = if stage.environment == "staging" {
+            "staging".to_string()
+        } else {
+            format!("{}%", stage.traffic_percent)
+        };
+        chart
+            .draw_series([Text::new(
+                label,
+                (
+                    stage.start_s / scale,
+                    stage.traffic_percent.min(100.0) + 3.0,
+                ),
+                ("sans-serif", 13)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Left, VPos::Bottom)),
+            )])
+            .map_err(|e| e.to_string())?;
+    }
+    if report.outcome == Outcome::PromotedToProduction
+        && let Some(last) = report.stages.last()
+    {
+        chart
+            .draw_series([Text::new(
+                "production",
+                ((last.start_s + last.duration_s) / scale, 103.0),
+                ("sans-serif", 13)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Right, VPos::Bottom)),
+            )])
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_break_at_gaps() {
+        let points = [
+            (0.0, None),
+            (1.0, Some(1.0)),
+            (2.0, Some(2.0)),
+            (3.0, None),
+            (4.0, Some(4.0)),
+        ];
+        assert_eq!(
+            runs(points.into_iter()),
+            vec![vec![(1.0, 1.0), (2.0, 2.0)], vec![(4.0, 4.0)]]
+        );
+    }
+
+    #[test]
+    fn time_axis_unit_fits_the_run() {
+        assert_eq!(time_unit(120.0).1, "s");
+        assert_eq!(time_unit(3600.0).1, "min");
+        assert_eq!(time_unit(86_400.0).1, "h");
+    }
+}

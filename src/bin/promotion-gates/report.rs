@@ -1,0 +1,572 @@
+//! What a simulation found: the stages, the outcome and the rollback, as a table for people
+//! and as JSON for machines.
+
+use promotion_gates::CanaryHealth;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// What the scenario shows.
+    pub description: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Requests per simulated second.
+    pub rps: f64,
+    /// Fast mode: 1 request in `sample` was simulated (1: all of them).
+    pub sample: u64,
+    /// How the rollout ended.
+    pub outcome: Outcome,
+    /// The gate's environment at the end, in the engine's words (`Production`, `Canary{5}`).
+    pub final_environment: String,
+    /// Simulated seconds, extensions included.
+    pub simulated_s: f64,
+    /// Requests routed and recorded through the engine.
+    pub requests: u64,
+    /// Requests they stand for (`requests × sample`).
+    pub represented_requests: u64,
+    /// Outcomes the engine dropped as late (their stage had ended).
+    pub late_outcomes: u64,
+    /// One entry per stage entered.
+    pub stages: Vec<StageReport>,
+    /// The rollback, if there was one.
+    pub rollback: Option<RollbackReport>,
+    /// What the scenario's incident cost before the rollback, if it had one.
+    pub incident: Option<IncidentReport>,
+    /// The judge sampled over time, for the plot.
+    #[serde(skip)]
+    pub timeline: Vec<TimelinePoint>,
+    /// What the judge saw when it rolled back (read from the event's evidence line).
+    #[serde(skip)]
+    pub judged_at_rollback: Option<TimelinePoint>,
+    /// The judge's `min_samples`: below it, the plot leaves a cohort's numbers out.
+    #[serde(skip)]
+    pub min_samples: u64,
+    /// The judge's window, in seconds.
+    #[serde(skip)]
+    pub window_s: f64,
+    /// Wall-clock seconds the simulation took (not in JSON, which is reproducible).
+    #[serde(skip)]
+    pub wall_s: f64,
+}
+
+/// How a rollout ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every stage passed its gate: the release is in Production.
+    PromotedToProduction,
+    /// The engine rolled the canary back.
+    RolledBack,
+    /// A promotion was refused more often than the scenario allows.
+    Stalled,
+}
+
+impl Outcome {
+    fn describe(self) -> &'static str {
+        match self {
+            Outcome::PromotedToProduction => "promoted to Production",
+            Outcome::RolledBack => "ROLLED BACK",
+            Outcome::Stalled => "stalled (a promotion was refused too often)",
+        }
+    }
+}
+
+/// One stage as it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    /// Stage number, from 1.
+    pub number: usize,
+    /// `canary` or `staging`.
+    pub environment: String,
+    /// Share of traffic to the new version.
+    pub traffic_percent: f64,
+    /// Simulated second it started.
+    pub start_s: f64,
+    /// How long it ran, extensions included.
+    pub duration_s: f64,
+    /// How long it was planned to run.
+    pub planned_s: f64,
+    /// How many times it was extended after a refused promotion.
+    pub extensions: u32,
+    /// The new version's requests in this stage.
+    pub canary: CohortReport,
+    /// The stable version's requests in this stage.
+    pub production: CohortReport,
+    /// The judge at the end of the stage (absent when the stage was cut short by a rollback).
+    pub judge: Option<JudgeReport>,
+    /// Why each refused promotion was refused, in the engine's words.
+    pub refusals: Vec<String>,
+    /// What happened at the end.
+    pub verdict: Verdict,
+    /// Where the gate went, when promoted.
+    pub promoted_to: Option<String>,
+}
+
+/// How a stage ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The gate let the release through to the next stage.
+    Promoted,
+    /// The engine rolled back during the stage (or at its gate).
+    RolledBack,
+    /// The gate kept refusing.
+    Stalled,
+}
+
+/// One cohort's traffic in a stage, as simulated (the whole stage, not the judge's window).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CohortReport {
+    /// Requests routed to this cohort.
+    pub requests: u64,
+    /// Of which failed.
+    pub errors: u64,
+    /// `errors / requests`; absent with no requests.
+    pub error_rate: Option<f64>,
+    /// Median latency in milliseconds.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency in milliseconds.
+    pub p99_ms: Option<f64>,
+}
+
+/// The judge's verdict on a window, reduced to what a report shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct JudgeReport {
+    /// Health score, `0..=1`.
+    pub health_score: f64,
+    /// HEALTHY, MONITOR or ROLLBACK.
+    pub recommendation: String,
+    /// New-version requests in the window.
+    pub window_canary_requests: u64,
+    /// Stable requests in the window.
+    pub window_production_requests: u64,
+    /// The rules that fired, each with what was observed against what limit.
+    pub fired: Vec<String>,
+    /// The whole evidence line.
+    pub evidence: String,
+}
+
+impl JudgeReport {
+    /// The report of one health check.
+    pub fn of(health: &CanaryHealth) -> Self {
+        Self {
+            health_score: health.health_score,
+            recommendation: health.recommendation.to_string(),
+            window_canary_requests: health.canary_requests,
+            window_production_requests: health.production_requests,
+            fired: health.evidence.fired().map(ToString::to_string).collect(),
+            evidence: health.evidence.to_string(),
+        }
+    }
+}
+
+/// The rollback event, with where the simulator saw it happen.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackReport {
+    /// Simulated second of the rollback (to the request when the record path fired).
+    pub at_s: f64,
+    /// The stage rolled back.
+    pub stage: usize,
+    /// Its environment, in the engine's words.
+    pub environment: String,
+    /// `automatic` or `manual`.
+    pub trigger: String,
+    /// Which call the judge acted in: `record_path` (an outcome being recorded),
+    /// `health_check` (the simulator's `monitor_canary_health`) or `promotion_gate`
+    /// (`promote`).
+    pub detected_by: String,
+    /// Names of the rules that fired.
+    pub rules: Vec<String>,
+    /// Each fired rule's finding: observed, limit, p-value.
+    pub fired: Vec<String>,
+    /// The evidence line of the event.
+    pub evidence: String,
+    /// The event's whole reason, as the engine wrote it.
+    pub reason: String,
+}
+
+impl RollbackReport {
+    /// Splits an automatic rollback's reason (`automatic rollback: RULES | EVIDENCE`).
+    pub fn parse_reason(reason: &str) -> (Vec<String>, Vec<String>, String) {
+        let Some((rules, evidence)) = reason
+            .strip_prefix("automatic rollback: ")
+            .and_then(|rest| rest.split_once(" | "))
+        else {
+            return (Vec::new(), Vec::new(), reason.to_string());
+        };
+        let rules = rules.split(", ").map(str::to_string).collect();
+        let fired = evidence
+            .split("; ")
+            .filter(|part| part.contains(" FIRED: "))
+            .map(str::to_string)
+            .collect();
+        (rules, fired, evidence.to_string())
+    }
+}
+
+/// An incident's cost: how much failed before the engine acted.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentReport {
+    /// The stage it started in.
+    pub stage: usize,
+    /// Simulated second it started.
+    pub onset_s: f64,
+    /// New-version requests during the incident, before the rollback (or the end).
+    pub canary_requests: u64,
+    /// Of which failed: what the incident cost users.
+    pub failing_canary_requests: u64,
+    /// Simulated seconds from onset to rollback.
+    pub seconds_to_rollback: Option<f64>,
+}
+
+/// The judge at one moment, for the plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelinePoint {
+    /// Simulated second.
+    pub t_s: f64,
+    /// Share of traffic routed to the new version.
+    pub canary_percent: f64,
+    /// Requests of each cohort in the judge's window: `[canary, production]`.
+    pub window_requests: [u64; 2],
+    /// Error rates in the window: `[canary, production]`.
+    pub error_rate: [f64; 2],
+    /// p99 latencies in the window, in milliseconds: `[canary, production]`.
+    pub p99_ms: [f64; 2],
+    /// Health score (unknown at a rollback whose evidence does not list it).
+    pub health_score: Option<f64>,
+}
+
+impl TimelinePoint {
+    /// A point from one health check at `t_s`.
+    pub fn of(t_s: f64, health: &CanaryHealth) -> Self {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        Self {
+            t_s,
+            canary_percent: health.traffic_percent,
+            window_requests: [health.canary_requests, health.production_requests],
+            error_rate: [health.canary_error_rate, health.production_error_rate],
+            p99_ms: [
+                ms(health.canary_p99_latency),
+                ms(health.production_p99_latency),
+            ],
+            health_score: Some(health.health_score),
+        }
+    }
+
+    /// The point the judge saw when it rolled back, read back from the event's evidence line
+    /// (`RollbackEvent` keeps only text). `None` if the line is not in the expected form.
+    pub fn of_evidence(t_s: f64, evidence: &str) -> Option<Self> {
+        let mut parts = evidence.split("; ");
+        let canary = parts.next()?.split_once(": ")?.1;
+        let production = parts.next()?;
+        let (canary, production) = (cohort_of_evidence(canary)?, cohort_of_evidence(production)?);
+        let health_score = parts
+            .filter_map(|finding| finding.strip_prefix("health_score FIRED: observed "))
+            .find_map(|rest| rest.split(' ').next()?.parse().ok());
+        Some(Self {
+            t_s,
+            canary_percent: 0.0,
+            window_requests: [canary.0, production.0],
+            error_rate: [canary.1, production.1],
+            p99_ms: [canary.2, production.2],
+            health_score,
+        })
+    }
+}
+
+/// `canary 6095 req, 1.050% errors, compliance 98.950%, p99 124.927ms` as (requests, error
+/// rate, p99 in ms).
+fn cohort_of_evidence(text: &str) -> Option<(u64, f64, f64)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        [
+            _,
+            requests,
+            "req,",
+            errors,
+            "errors,",
+            "compliance",
+            _,
+            "p99",
+            p99,
+        ] => Some((
+            requests.parse().ok()?,
+            errors.strip_suffix('%')?.parse::<f64>().ok()? / 100.0,
+            p99.strip_suffix("ms")?.parse().ok()?,
+        )),
+        _ => None,
+    }
+}
+
+/// Seconds as people read them: `45 s`, `2.5 min`, `4 h`.
+pub fn human_duration(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{} s", trim_float(seconds, 1))
+    } else if seconds < 7200.0 {
+        format!("{} min", trim_float(seconds / 60.0, 1))
+    } else {
+        format!("{} h", trim_float(seconds / 3600.0, 2))
+    }
+}
+
+/// ` (1 in N simulated)` in fast mode, nothing otherwise.
+pub fn sampling(sample: u64) -> String {
+    if sample > 1 {
+        format!(" (1 in {sample} simulated)")
+    } else {
+        String::new()
+    }
+}
+
+/// `n` with thousands separated: `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn trim_float(x: f64, decimals: usize) -> String {
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+fn percent(rate: Option<f64>) -> String {
+    rate.map_or("-".into(), |r| format!("{:.2}%", r * 100.0))
+}
+
+fn millis(ms: Option<f64>) -> String {
+    ms.map_or("-".into(), |ms| format!("{ms:.0} ms"))
+}
+
+/// The one-line summary printed as each stage ends.
+pub fn stage_line(stage: &StageReport) -> String {
+    let mut line = format!(
+        "stage {} {:>7} {:>6}  {:>8}  canary {:>9} req {:>6} err p99 {:>7} | production {:>9} req {:>6} err p99 {:>7}",
+        stage.number,
+        stage.environment,
+        format!("{}%", trim_float(stage.traffic_percent, 3)),
+        human_duration(stage.duration_s),
+        thousands(stage.canary.requests),
+        percent(stage.canary.error_rate),
+        millis(stage.canary.p99_ms),
+        thousands(stage.production.requests),
+        percent(stage.production.error_rate),
+        millis(stage.production.p99_ms),
+    );
+    if let Some(judge) = &stage.judge {
+        let _ = write!(
+            line,
+            " | score {:.2} {}",
+            judge.health_score, judge.recommendation
+        );
+    }
+    let _ = write!(line, " -> {}", verdict_text(stage));
+    line
+}
+
+fn verdict_text(stage: &StageReport) -> String {
+    let extended = if stage.extensions > 0 {
+        format!(
+            " after {} extension{}",
+            stage.extensions,
+            if stage.extensions == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    };
+    match stage.verdict {
+        Verdict::Promoted => format!(
+            "promoted to {}{extended}",
+            stage.promoted_to.as_deref().unwrap_or("?")
+        ),
+        Verdict::RolledBack => "ROLLED BACK".into(),
+        Verdict::Stalled => format!("stalled{extended}"),
+    }
+}
+
+/// The human report: the stage table, the outcome, the rollback and its evidence.
+pub fn write_text(out: &mut impl Write, report: &Report) -> io::Result<()> {
+    let header = [
+        "stage",
+        "environment",
+        "traffic",
+        "duration",
+        "canary req",
+        "prod req",
+        "canary err",
+        "prod err",
+        "canary p99",
+        "prod p99",
+        "score",
+        "judge",
+        "verdict",
+    ];
+    let rows: Vec<[String; 13]> = report
+        .stages
+        .iter()
+        .map(|s| {
+            [
+                s.number.to_string(),
+                s.environment.clone(),
+                format!("{}%", trim_float(s.traffic_percent, 3)),
+                human_duration(s.duration_s),
+                thousands(s.canary.requests),
+                thousands(s.production.requests),
+                percent(s.canary.error_rate),
+                percent(s.production.error_rate),
+                millis(s.canary.p99_ms),
+                millis(s.production.p99_ms),
+                s.judge
+                    .as_ref()
+                    .map_or("-".into(), |j| format!("{:.2}", j.health_score)),
+                s.judge
+                    .as_ref()
+                    .map_or("-".into(), |j| j.recommendation.clone()),
+                verdict_text(s),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    // Text columns left-aligned, numbers right-aligned.
+    let left = [
+        true, true, false, false, false, false, false, false, false, false, false, true, true,
+    ];
+    let write_row = |out: &mut dyn Write, cells: &[String]| -> io::Result<()> {
+        let mut line = String::new();
+        for ((cell, w), l) in cells.iter().zip(widths).zip(left) {
+            if l {
+                let _ = write!(line, "{cell:<w$}  ");
+            } else {
+                let _ = write!(line, "{cell:>w$}  ");
+            }
+        }
+        writeln!(out, "{}", line.trim_end())
+    };
+    writeln!(out)?;
+    write_row(out, &header.map(str::to_string))?;
+    for row in &rows {
+        write_row(out, row)?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Outcome: {} (final environment {}), {} simulated, {} requests through the engine{}, {} late.",
+        report.outcome.describe(),
+        report.final_environment,
+        human_duration(report.simulated_s),
+        thousands(report.requests),
+        if report.sample > 1 {
+            format!(
+                " (fast mode: 1 in {}, standing for {})",
+                report.sample,
+                thousands(report.represented_requests)
+            )
+        } else {
+            String::new()
+        },
+        thousands(report.late_outcomes),
+    )?;
+    if let Some(rollback) = &report.rollback {
+        writeln!(
+            out,
+            "Rolled back at {} in stage {} ({}), trigger {}, detected in the {}.",
+            human_duration(rollback.at_s),
+            rollback.stage,
+            rollback.environment,
+            rollback.trigger,
+            rollback.detected_by.replace('_', " "),
+        )?;
+        writeln!(out, "  rules fired: {}", rollback.rules.join(", "))?;
+        for finding in &rollback.fired {
+            writeln!(out, "    {finding}")?;
+        }
+        writeln!(out, "  evidence: {}", rollback.evidence)?;
+    }
+    if let Some(incident) = &report.incident {
+        writeln!(
+            out,
+            "Incident from {} (stage {}): {} failing canary requests of {} before {}.",
+            human_duration(incident.onset_s),
+            incident.stage,
+            thousands(incident.failing_canary_requests),
+            thousands(incident.canary_requests),
+            incident.seconds_to_rollback.map_or_else(
+                || "the end (no rollback)".to_string(),
+                |s| format!("the rollback, {} after onset", human_duration(s))
+            ),
+        )?;
+    }
+    for stage in report.stages.iter().filter(|s| !s.refusals.is_empty()) {
+        writeln!(out, "Stage {} promotion refused:", stage.number)?;
+        for refusal in &stage.refusals {
+            writeln!(out, "  {refusal}")?;
+        }
+    }
+    writeln!(
+        out,
+        "Simulated in {:.2} s wall time (seed {}).",
+        report.wall_s, report.seed
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1234), "1,234");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(human_duration(60.0), "60 s");
+        assert_eq!(human_duration(90.5), "90.5 s");
+        assert_eq!(human_duration(360.0), "6 min");
+        assert_eq!(human_duration(86_400.0), "24 h");
+    }
+
+    #[test]
+    fn rollback_reasons_split_into_rules_and_findings() {
+        let (rules, fired, evidence) = RollbackReport::parse_reason(
+            "automatic rollback: p99_vs_production, health_score | stage 3 Canary{1}: canary 9 req; \
+             p99_vs_production FIRED: observed 2ms vs limit 1ms (p=1e-5); health_score FIRED: x",
+        );
+        assert_eq!(rules, ["p99_vs_production", "health_score"]);
+        assert_eq!(fired.len(), 2);
+        assert!(evidence.starts_with("stage 3"));
+        let point = TimelinePoint::of_evidence(
+            9.0,
+            "stage 4 Canary{10}: canary 6095 req, 1.050% errors, compliance 98.950%, p99 \
+             124.927ms; production 54183 req, 0.476% errors, compliance 99.522%, p99 121.855ms; \
+             health_score FIRED: observed 0.699 vs limit 0.800 (p=0.00e0)",
+        )
+        .unwrap();
+        assert_eq!(point.window_requests, [6095, 54183]);
+        assert!((point.error_rate[0] - 0.0105).abs() < 1e-12);
+        assert_eq!(point.p99_ms, [124.927, 121.855]);
+        assert_eq!(point.health_score, Some(0.699));
+        assert!(TimelinePoint::of_evidence(1.0, "manual").is_none());
+        let (rules, _, evidence) = RollbackReport::parse_reason("operator said so");
+        assert!(rules.is_empty());
+        assert_eq!(evidence, "operator said so");
+    }
+}

@@ -1,0 +1,489 @@
+//! The driver: one rollout on the real engine ([`PromotionGateManager::with_clock`] and a
+//! [`ManualClock`]), in simulated time.
+//!
+//! Time moves in ticks of 10 ms. In each tick the driver sends the tick's share of `rps`
+//! (1 in `sample` of them in fast mode) as requests from random users: each is routed with
+//! `route_request_bytes`, served by the synthetic service of its cohort, and recorded with
+//! `record_outcome` and the decision it was routed by. The engine judges by itself on that
+//! record path and may roll back at any request; the driver notices from the next decision's
+//! stage and stops there. At the end of each stage the driver calls `promote(next)`; a refusal
+//! extends the stage (up to `max_extensions` times). Every sample interval it also reads the
+//! judge with `monitor_canary_health`, the only public read, which acts on its verdict too:
+//! a rollback found there is reported as such.
+
+use promotion_gates::{
+    Cohort, Environment, Error, ManualClock, PromotionError, PromotionGateManager,
+    SloAdmissionController, StageId,
+};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::CliError;
+use crate::progress::Progress;
+use crate::report::{
+    CohortReport, IncidentReport, JudgeReport, Outcome, Report, RollbackReport, StageReport,
+    TimelinePoint, Verdict, stage_line,
+};
+use crate::scenario::Scenario;
+use crate::traffic::{Conditions, Service};
+
+/// Simulated time between two batches of requests.
+const TICK_NS: u64 = 10_000_000;
+
+/// About this many health checks over a planned ramp.
+const TIMELINE_POINTS: f64 = 200.0;
+
+/// Least simulated time between two health checks. Each check judges and may act, like the
+/// record path's own evaluation (every `evaluation_interval`, 1 s by default): sampling five
+/// times less often leaves nearly every rollback to the record path.
+const LEAST_CHECK_INTERVAL_S: f64 = 5.0;
+
+/// Where the engine's rollback happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DetectedBy {
+    RecordPath,
+    HealthCheck,
+    PromotionGate,
+}
+
+impl DetectedBy {
+    fn name(self) -> &'static str {
+        match self {
+            DetectedBy::RecordPath => "record_path",
+            DetectedBy::HealthCheck => "health_check",
+            DetectedBy::PromotionGate => "promotion_gate",
+        }
+    }
+}
+
+/// Runs `scenario` (already validated) and reports what happened.
+pub fn run(scenario: &Scenario, progress: &Progress) -> Result<Report, CliError> {
+    let started = Instant::now();
+    let mut driver = Driver::new(scenario, progress)?;
+    let mut report = driver.rollout()?;
+    report.wall_s = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// One cohort's traffic in one stage.
+#[derive(Debug)]
+struct CohortTally {
+    requests: u64,
+    errors: u64,
+    latency_us: hdrhistogram::Histogram<u64>,
+}
+
+impl CohortTally {
+    fn new() -> Result<Self, CliError> {
+        let latency_us = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2)
+            .map_err(|e| CliError::Simulation(format!("latency histogram: {e}")))?;
+        Ok(Self {
+            requests: 0,
+            errors: 0,
+            latency_us,
+        })
+    }
+
+    fn report(&self) -> CohortReport {
+        let (rate, p50, p99) = if self.requests == 0 {
+            (None, None, None)
+        } else {
+            let ms = |q: f64| Some(self.latency_us.value_at_quantile(q) as f64 / 1e3);
+            (
+                Some(self.errors as f64 / self.requests as f64),
+                ms(0.5),
+                ms(0.99),
+            )
+        };
+        CohortReport {
+            requests: self.requests,
+            errors: self.errors,
+            error_rate: rate,
+            p50_ms: p50,
+            p99_ms: p99,
+        }
+    }
+}
+
+/// What an incident has cost so far.
+#[derive(Debug, Default)]
+struct IncidentTally {
+    canary_requests: u64,
+    failing: u64,
+}
+
+/// How a burst of traffic ended.
+enum Flow {
+    /// The time ran out; the stage goes on.
+    Done,
+    /// The engine rolled back, at this simulated second.
+    RolledBack(DetectedBy, f64),
+}
+
+/// Writes `user-<n>` ids without allocating.
+struct UserIds {
+    buffer: [u8; 25],
+}
+
+impl UserIds {
+    fn id(&mut self, mut n: u64) -> &[u8] {
+        let mut at = self.buffer.len();
+        loop {
+            at -= 1;
+            self.buffer[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        at -= 5;
+        self.buffer[at..at + 5].copy_from_slice(b"user-");
+        &self.buffer[at..]
+    }
+}
+
+struct Driver<'s> {
+    scenario: &'s Scenario,
+    progress: &'s Progress,
+    clock: Arc<ManualClock>,
+    gate: PromotionGateManager,
+    rng: Xoshiro256PlusPlus,
+    /// Indexed like the engine's cohorts: `[canary, production]`.
+    services: [Service; 2],
+    ids: UserIds,
+    now_ns: u64,
+    /// Fractional requests carried from one tick to the next.
+    carry: f64,
+    /// Requests sent to the engine per simulated nanosecond.
+    per_ns: f64,
+    /// The stage the driver last saw the gate in; another one means the engine rolled back.
+    stage: StageId,
+    requests: u64,
+    timeline: Vec<TimelinePoint>,
+    sample_every_ns: u64,
+    next_sample_ns: u64,
+    incident: IncidentTally,
+}
+
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+fn nanos(seconds: f64) -> u64 {
+    (seconds * 1e9).round() as u64
+}
+
+impl<'s> Driver<'s> {
+    fn new(scenario: &'s Scenario, progress: &'s Progress) -> Result<Self, CliError> {
+        let clock = Arc::new(ManualClock::new());
+        let slo = SloAdmissionController::new(scenario.slo.clone()).map_err(Error::from)?;
+        let gate = PromotionGateManager::with_clock(
+            scenario.promotion.clone(),
+            slo,
+            Arc::<ManualClock>::clone(&clock),
+        )?;
+        let service = |model| Service::new(model).map_err(CliError::Simulation);
+        let planned = scenario.planned_seconds();
+        let stage = gate.stage();
+        Ok(Self {
+            scenario,
+            progress,
+            clock,
+            gate,
+            rng: Xoshiro256PlusPlus::seed_from_u64(scenario.seed),
+            services: [service(&scenario.canary)?, service(&scenario.stable)?],
+            ids: UserIds { buffer: [0; 25] },
+            now_ns: 0,
+            carry: 0.0,
+            per_ns: scenario.rps / scenario.sample as f64 / 1e9,
+            stage,
+            requests: 0,
+            timeline: Vec::new(),
+            sample_every_ns: nanos((planned / TIMELINE_POINTS).max(LEAST_CHECK_INTERVAL_S)),
+            next_sample_ns: 0,
+            incident: IncidentTally::default(),
+        })
+    }
+
+    /// The whole ramp: each stage, its gate, until Production, a rollback or a stall.
+    fn rollout(&mut self) -> Result<Report, CliError> {
+        let scenario = self.scenario;
+        let mut stages = Vec::new();
+        let mut rollback = None;
+        let mut outcome = Outcome::PromotedToProduction;
+        // A new rollout from Production is not gated.
+        if let Some(first) = scenario.stages.first() {
+            self.gate.promote(first.environment())?;
+            self.stage = self.gate.stage();
+        }
+        for (index, spec) in scenario.stages.iter().enumerate() {
+            let number = index + 1;
+            let next = scenario
+                .stages
+                .get(index + 1)
+                .map_or(Environment::Production, |s| s.environment());
+            let start_ns = self.now_ns;
+            for service in &mut self.services {
+                service.enter_stage(number, seconds(start_ns));
+            }
+            self.progress
+                .message(format!("stage {number}: {}", self.gate.environment()));
+            let mut tallies = [CohortTally::new()?, CohortTally::new()?];
+            let mut refusals = Vec::new();
+            let mut extensions = 0;
+            let mut judge = None;
+            let mut flow = self.traffic(spec.duration_s, &mut tallies);
+            let verdict = loop {
+                if let Flow::RolledBack(by, at) = flow {
+                    rollback = Some((by, at, number));
+                    break Verdict::RolledBack;
+                }
+                let health = self.health_check();
+                judge = Some(JudgeReport::of(&health));
+                if self.rolled_back() {
+                    rollback = Some((DetectedBy::HealthCheck, seconds(self.now_ns), number));
+                    break Verdict::RolledBack;
+                }
+                match self.gate.promote(next) {
+                    Ok(()) => {
+                        self.stage = self.gate.stage();
+                        break Verdict::Promoted;
+                    }
+                    Err(Error::Promotion(
+                        refusal @ (PromotionError::InsufficientData { .. }
+                        | PromotionError::SloNotMet { .. }),
+                    )) => {
+                        refusals.push(refusal.to_string());
+                        if self.rolled_back() {
+                            rollback =
+                                Some((DetectedBy::PromotionGate, seconds(self.now_ns), number));
+                            break Verdict::RolledBack;
+                        }
+                        if extensions == scenario.max_extensions {
+                            break Verdict::Stalled;
+                        }
+                        extensions += 1;
+                        self.progress.extend(scenario.extension_s);
+                        flow = self.traffic(scenario.extension_s, &mut tallies);
+                    }
+                    Err(other) => return Err(other.into()),
+                }
+            };
+            let stage = StageReport {
+                number,
+                environment: spec.environment().name().to_string(),
+                traffic_percent: spec.percent(),
+                start_s: seconds(start_ns),
+                duration_s: seconds(self.now_ns - start_ns),
+                planned_s: spec.duration_s,
+                extensions,
+                canary: tallies[Cohort::Canary as usize].report(),
+                production: tallies[Cohort::Production as usize].report(),
+                judge: if verdict == Verdict::RolledBack {
+                    None
+                } else {
+                    judge
+                },
+                refusals,
+                verdict,
+                promoted_to: (verdict == Verdict::Promoted).then(|| next.to_string()),
+            };
+            self.progress.line(&stage_line(&stage))?;
+            stages.push(stage);
+            match verdict {
+                Verdict::Promoted => {
+                    // The new stage's first point: its share, an empty window. In Production
+                    // the new version has become the stable one and serves everybody.
+                    let health = self.gate.monitor_canary_health();
+                    let mut point = TimelinePoint::of(seconds(self.now_ns), &health);
+                    if next == Environment::Production {
+                        point.canary_percent = 100.0;
+                    }
+                    self.timeline.push(point);
+                }
+                Verdict::RolledBack => {
+                    outcome = Outcome::RolledBack;
+                    break;
+                }
+                Verdict::Stalled => {
+                    outcome = Outcome::Stalled;
+                    break;
+                }
+            }
+        }
+        let rollback = rollback.map(|(by, at, stage)| self.rollback_report(by, at, stage));
+        let mut judged_at_rollback = None;
+        if let Some(rollback) = &rollback {
+            // What the judge saw when it acted, then the share dropping to zero.
+            let at = self
+                .timeline
+                .last()
+                .map_or(rollback.at_s, |p| p.t_s.max(rollback.at_s));
+            judged_at_rollback = TimelinePoint::of_evidence(at, &rollback.evidence);
+            if let Some(last) = self.timeline.last() {
+                // The share held until the rollback: a step, not a slope.
+                self.timeline.push(TimelinePoint {
+                    t_s: at,
+                    window_requests: [0, 0],
+                    ..last.clone()
+                });
+            }
+            self.timeline.push(TimelinePoint {
+                t_s: at,
+                canary_percent: 0.0,
+                window_requests: [0, 0],
+                error_rate: [0.0, 0.0],
+                p99_ms: [0.0, 0.0],
+                health_score: None,
+            });
+        }
+        let incident = self.incident_report(rollback.as_ref());
+        self.progress.finish();
+        Ok(Report {
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            seed: scenario.seed,
+            rps: scenario.rps,
+            sample: scenario.sample,
+            outcome,
+            final_environment: self.gate.environment().to_string(),
+            simulated_s: seconds(self.now_ns),
+            requests: self.requests,
+            represented_requests: self.requests.saturating_mul(scenario.sample),
+            late_outcomes: self.gate.late_outcomes(),
+            stages,
+            rollback,
+            incident,
+            timeline: std::mem::take(&mut self.timeline),
+            judged_at_rollback,
+            min_samples: scenario.slo.min_samples,
+            window_s: scenario.promotion.rollback_window_seconds as f64,
+            wall_s: 0.0,
+        })
+    }
+
+    /// Whether the engine has left the stage the driver put it in.
+    fn rolled_back(&self) -> bool {
+        self.gate.stage() != self.stage
+    }
+
+    /// Reads the judge (which acts on its verdict) and keeps the point for the plot.
+    fn health_check(&mut self) -> promotion_gates::CanaryHealth {
+        let health = self.gate.monitor_canary_health();
+        self.timeline
+            .push(TimelinePoint::of(seconds(self.now_ns), &health));
+        health
+    }
+
+    /// Sends `duration_s` of traffic, or less if the engine rolls back.
+    fn traffic(&mut self, duration_s: f64, tallies: &mut [CohortTally; 2]) -> Flow {
+        let end = self.now_ns + nanos(duration_s);
+        while self.now_ns < end {
+            let tick_end = (self.now_ns + TICK_NS).min(end);
+            self.clock.set(Duration::from_nanos(self.now_ns));
+            let now_s = seconds(self.now_ns);
+            let conditions = [
+                self.services[0].conditions(now_s),
+                self.services[1].conditions(now_s),
+            ];
+            self.carry += (tick_end - self.now_ns) as f64 * self.per_ns;
+            let count = self.carry as u64;
+            self.carry -= count as f64;
+            for k in 0..count {
+                if !self.request(&conditions, tallies) {
+                    let at = now_s + seconds(tick_end - self.now_ns) * k as f64 / count as f64;
+                    self.now_ns = tick_end;
+                    return Flow::RolledBack(DetectedBy::RecordPath, at);
+                }
+            }
+            self.now_ns = tick_end;
+            if self.rolled_back() {
+                return Flow::RolledBack(DetectedBy::RecordPath, seconds(tick_end));
+            }
+            if self.now_ns >= self.next_sample_ns {
+                self.next_sample_ns = self.now_ns + self.sample_every_ns;
+                self.health_check();
+                if self.rolled_back() {
+                    return Flow::RolledBack(DetectedBy::HealthCheck, seconds(self.now_ns));
+                }
+                self.progress.at(seconds(self.now_ns));
+            }
+        }
+        Flow::Done
+    }
+
+    /// One request: routed, served, recorded. False when the gate had already rolled back
+    /// (the request is then not sent).
+    #[inline]
+    fn request(&mut self, conditions: &[Conditions; 2], tallies: &mut [CohortTally; 2]) -> bool {
+        let user = self.rng.random_range(0..self.scenario.users);
+        let decision = self.gate.route_request_bytes(self.ids.id(user));
+        if decision.stage != self.stage {
+            return false;
+        }
+        let cohort = decision.cohort() as usize;
+        let now = &conditions[cohort];
+        let (success, latency) = self.services[cohort].serve(&mut self.rng, now);
+        self.gate.record_outcome(&decision, success, latency);
+        self.requests += 1;
+        let tally = &mut tallies[cohort];
+        tally.requests += 1;
+        tally.errors += u64::from(!success);
+        tally
+            .latency_us
+            .saturating_record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        if decision.is_canary && now.incident {
+            self.incident.canary_requests += 1;
+            self.incident.failing += u64::from(!success);
+        }
+        true
+    }
+
+    fn rollback_report(&self, by: DetectedBy, at_s: f64, stage: usize) -> RollbackReport {
+        let history = self.gate.get_rollback_history();
+        let event = history.last();
+        let reason = event.map_or_else(String::new, |e| e.reason.clone());
+        let (rules, fired, evidence) = RollbackReport::parse_reason(&reason);
+        RollbackReport {
+            at_s,
+            stage,
+            environment: event.map_or_else(String::new, |e| e.environment.to_string()),
+            trigger: event.map_or("unknown", |e| e.trigger.name()).to_string(),
+            detected_by: by.name().to_string(),
+            rules,
+            fired,
+            evidence,
+            reason,
+        }
+    }
+
+    fn incident_report(&self, rollback: Option<&RollbackReport>) -> Option<IncidentReport> {
+        let onset = self.services[Cohort::Canary as usize].incident_onset()?;
+        let stage = self.scenario.canary.incident.as_ref()?.stage;
+        if onset > seconds(self.now_ns) {
+            return None;
+        }
+        Some(IncidentReport {
+            stage,
+            onset_s: onset,
+            canary_requests: self.incident.canary_requests,
+            failing_canary_requests: self.incident.failing,
+            seconds_to_rollback: rollback.map(|r| r.at_s - onset),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_written_in_place() {
+        let mut ids = UserIds { buffer: [0; 25] };
+        assert_eq!(ids.id(0), b"user-0");
+        assert_eq!(ids.id(12345), b"user-12345");
+        assert_eq!(ids.id(u64::MAX), b"user-18446744073709551615");
+    }
+}

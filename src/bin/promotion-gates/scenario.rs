@@ -1,0 +1,601 @@
+//! What a simulation runs: the ramp of stages, the traffic, the two synthetic services and the
+//! gate's policy. The five built-in scenarios live here, and so do the checks a scenario file
+//! must pass (each error names the field and the value).
+
+use promotion_gates::{PromotionConfig, SloConfig};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The built-in scenarios, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioName {
+    /// A healthy canary: promoted stage by stage to Production.
+    Good,
+    /// The canary fails six times as often as production: rolled back.
+    ErrorSpike,
+    /// The canary is twice as slow: rolled back on `p99_vs_production`.
+    LatencyRegression,
+    /// Same 1 % error rate as production, with short bursts that are not significant: promoted.
+    FlakyButFine,
+    /// Healthy, then mid-stage every canary request fails: rolled back within a few dozen.
+    Catastrophic,
+}
+
+impl ScenarioName {
+    /// The scenario's name as written on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioName::Good => "good",
+            ScenarioName::ErrorSpike => "error-spike",
+            ScenarioName::LatencyRegression => "latency-regression",
+            ScenarioName::FlakyButFine => "flaky-but-fine",
+            ScenarioName::Catastrophic => "catastrophic",
+        }
+    }
+}
+
+/// A whole simulation: read from a scenario file (every field optional, defaults are the
+/// `good` scenario's) or built in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Scenario {
+    /// A name for reports.
+    pub name: String,
+    /// One sentence on what the scenario shows.
+    pub description: String,
+    /// Seed of the random number generator: the same seed gives the same run.
+    pub seed: u64,
+    /// Requests per simulated second, all users together.
+    pub rps: f64,
+    /// Fast mode: only every `sample`-th request is simulated (routed and recorded through the
+    /// engine); 1 simulates every request.
+    pub sample: u64,
+    /// Distinct users; each request comes from one drawn at random and is routed by its id
+    /// (`user-<n>`), so a user sticks to one version.
+    pub users: u64,
+    /// The ramp, in order. After the last stage the driver promotes to Production.
+    pub stages: Vec<StageSpec>,
+    /// When a promotion is refused (not enough data, or not compliant), the stage goes on
+    /// this many simulated seconds before the next try.
+    pub extension_s: f64,
+    /// How many times a stage may be extended before the rollout is declared stalled.
+    pub max_extensions: u32,
+    /// The stable version.
+    pub stable: ServiceModel,
+    /// The new version.
+    pub canary: ServiceModel,
+    /// The gate's config. Its `environment` must be `production`: every rollout starts there.
+    pub promotion: PromotionConfig,
+    /// The judge's policy.
+    pub slo: SloConfig,
+}
+
+/// Where a stage routes the new version's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    /// `traffic_percent` of users go to the new version.
+    #[default]
+    Canary,
+    /// All traffic goes to the new version.
+    Staging,
+}
+
+/// One stage of the ramp.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    /// `canary` (the default) or `staging`.
+    #[serde(default)]
+    pub environment: StageKind,
+    /// The canary's share of traffic, for a canary stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_percent: Option<f64>,
+    /// Simulated seconds the stage runs before the driver tries to promote.
+    pub duration_s: f64,
+}
+
+/// A synthetic service: how often it fails and how long it takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceModel {
+    /// Share of requests that fail, `0..=1`.
+    pub error_rate: f64,
+    /// Median latency in milliseconds (latency is log-normal).
+    pub median_ms: f64,
+    /// 99th percentile latency in milliseconds; sets the spread. Give this or `sigma`, not
+    /// both; with neither, the p99 is 6 × the median.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    /// The spread as the log-normal's sigma, instead of `p99_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<f64>,
+    /// Short periodic bursts of errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bursts: Option<Bursts>,
+    /// One incident, from a point in one stage on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Incident>,
+}
+
+/// Error bursts: for `length_s` seconds out of every `every_s` (counted from the start of the
+/// simulation), the error rate is `error_rate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bursts {
+    /// Period, in simulated seconds.
+    pub every_s: f64,
+    /// Length of each burst, in simulated seconds.
+    pub length_s: f64,
+    /// Error rate during a burst.
+    pub error_rate: f64,
+}
+
+/// An incident: from `after_s` seconds into stage `stage` (1 is the first stage), the service
+/// fails at `error_rate` and is `latency_factor` times slower, for `length_s` seconds or until
+/// the end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incident {
+    /// The stage it starts in, counted from 1.
+    pub stage: usize,
+    /// Simulated seconds into that stage.
+    pub after_s: f64,
+    /// Error rate during the incident.
+    pub error_rate: f64,
+    /// Latency multiplier during the incident.
+    #[serde(default = "one")]
+    pub latency_factor: f64,
+    /// How long it lasts; until the end when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_s: Option<f64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for ServiceModel {
+    fn default() -> Self {
+        Self {
+            error_rate: 0.005,
+            median_ms: 20.0,
+            p99_ms: None,
+            sigma: None,
+            bursts: None,
+            incident: None,
+        }
+    }
+}
+
+/// The default ramp: 1 % → 5 % → 10 % → 25 % → 50 % → Staging, each `seconds` long.
+fn ramp(seconds: f64) -> Vec<StageSpec> {
+    let canary = |p: f64| StageSpec {
+        environment: StageKind::Canary,
+        traffic_percent: Some(p),
+        duration_s: seconds,
+    };
+    let mut stages: Vec<StageSpec> = [1.0, 5.0, 10.0, 25.0, 50.0].map(canary).into();
+    stages.push(StageSpec {
+        environment: StageKind::Staging,
+        traffic_percent: None,
+        duration_s: seconds,
+    });
+    stages
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Self {
+            name: "custom".into(),
+            description: String::new(),
+            seed: 42,
+            rps: 2000.0,
+            sample: 1,
+            users: 100_000,
+            stages: ramp(60.0),
+            extension_s: 30.0,
+            max_extensions: 4,
+            stable: ServiceModel::default(),
+            canary: ServiceModel::default(),
+            promotion: PromotionConfig {
+                gate: "checkout".into(),
+                feature_flags: vec!["checkout_v2".into()],
+                ..Default::default()
+            },
+            slo: SloConfig::default(),
+        }
+    }
+}
+
+impl Scenario {
+    /// The built-in scenario called `name`.
+    pub fn builtin(name: ScenarioName) -> Self {
+        let base = Scenario {
+            name: name.as_str().into(),
+            ..Default::default()
+        };
+        match name {
+            ScenarioName::Good => Scenario {
+                description: "canary as healthy as production: promoted stage by stage".into(),
+                ..base
+            },
+            ScenarioName::ErrorSpike => Scenario {
+                description: "canary fails 3% of requests against production's 0.5%".into(),
+                canary: ServiceModel {
+                    error_rate: 0.03,
+                    ..Default::default()
+                },
+                ..base
+            },
+            ScenarioName::LatencyRegression => Scenario {
+                description: "canary twice as slow (median 40 ms, p99 240 ms), judged once \
+                              2000 requests give its p99 a tail of 20"
+                    .into(),
+                canary: ServiceModel {
+                    median_ms: 40.0,
+                    p99_ms: Some(240.0),
+                    ..Default::default()
+                },
+                // With the default 100, the health score's latency penalty, computed from the
+                // p99 of ~100 requests (their maximum, near enough), fires first on noise in
+                // most runs; 2000 lets p99_vs_production, a test, speak first.
+                slo: SloConfig {
+                    min_samples: 2000,
+                    ..Default::default()
+                },
+                ..base
+            },
+            ScenarioName::FlakyButFine => {
+                let one_percent = ServiceModel {
+                    error_rate: 0.01,
+                    ..Default::default()
+                };
+                Scenario {
+                    description: "both at 1% errors; the canary has 5 s bursts to 1.5% every \
+                                  37 s, not significant"
+                        .into(),
+                    canary: ServiceModel {
+                        bursts: Some(Bursts {
+                            every_s: 37.0,
+                            length_s: 5.0,
+                            error_rate: 0.015,
+                        }),
+                        ..one_percent.clone()
+                    },
+                    stable: one_percent,
+                    ..base
+                }
+            }
+            ScenarioName::Catastrophic => Scenario {
+                description: "healthy, then 30 s into the 10% stage every canary request fails"
+                    .into(),
+                canary: ServiceModel {
+                    incident: Some(Incident {
+                        stage: 3,
+                        after_s: 30.0,
+                        error_rate: 1.0,
+                        latency_factor: 1.0,
+                        length_s: None,
+                    }),
+                    ..Default::default()
+                },
+                ..base
+            },
+        }
+    }
+
+    /// Scales every stage (and the extension step) so that the planned ramp lasts `total_s`.
+    pub fn scale_to(&mut self, total_s: f64) {
+        let planned = self.planned_seconds();
+        if planned > 0.0 {
+            let factor = total_s / planned;
+            for stage in &mut self.stages {
+                stage.duration_s *= factor;
+            }
+            self.extension_s *= factor;
+            for model in [&mut self.stable, &mut self.canary] {
+                if let Some(incident) = &mut model.incident {
+                    incident.after_s *= factor;
+                }
+            }
+        }
+    }
+
+    /// The ramp's planned length, without extensions.
+    pub fn planned_seconds(&self) -> f64 {
+        self.stages.iter().map(|s| s.duration_s).sum()
+    }
+
+    /// Checks every field the engine does not check itself; the first bad one is reported.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        positive("rps", self.rps)?;
+        if self.sample == 0 {
+            return Err(FieldError::new("sample", 0, "1 (every request) or more"));
+        }
+        if self.users == 0 {
+            return Err(FieldError::new("users", 0, "at least 1 user"));
+        }
+        if self.stages.is_empty() {
+            return Err(FieldError::new("stages", "[]", "at least one stage"));
+        }
+        for (i, stage) in self.stages.iter().enumerate() {
+            stage.validate(i, self.stages.len())?;
+            if i > 0 && stage.environment() == self.stages[i - 1].environment() {
+                return Err(FieldError::new(
+                    format!("stages[{i}].traffic_percent"),
+                    stage.percent(),
+                    "a share other than the previous stage's (a stage must move the gate)",
+                ));
+            }
+        }
+        positive("extension_s", self.extension_s)?;
+        self.stable.validate("stable", self.stages.len())?;
+        self.canary.validate("canary", self.stages.len())?;
+        if self.promotion.environment != promotion_gates::Environment::Production {
+            return Err(FieldError::new(
+                "promotion.environment",
+                self.promotion.environment,
+                "production: every simulated rollout starts from production",
+            ));
+        }
+        self.promotion
+            .validate()
+            .map_err(|e| FieldError::wrap("promotion", &e))?;
+        self.slo
+            .validate()
+            .map_err(|e| FieldError::wrap("slo", &e))?;
+        Ok(())
+    }
+}
+
+impl StageSpec {
+    fn validate(&self, index: usize, count: usize) -> Result<(), FieldError> {
+        let field = |name: &str| format!("stages[{index}].{name}");
+        positive(&field("duration_s"), self.duration_s)?;
+        match (self.environment, self.traffic_percent) {
+            (StageKind::Canary, None) => Err(FieldError::new(
+                field("traffic_percent"),
+                "(missing)",
+                "a percentage for a canary stage",
+            )),
+            (StageKind::Canary, Some(p)) if !(p.is_finite() && p > 0.0 && p <= 100.0) => {
+                Err(FieldError::new(
+                    field("traffic_percent"),
+                    p,
+                    "a percentage above 0, at most 100",
+                ))
+            }
+            (StageKind::Staging, Some(p)) => Err(FieldError::new(
+                field("traffic_percent"),
+                p,
+                "nothing: staging sends all traffic to the new version",
+            )),
+            (StageKind::Staging, None) if index + 1 != count => Err(FieldError::new(
+                field("environment"),
+                "staging",
+                "staging only as the last stage (the engine goes staging -> production)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The canary's share of traffic in this stage, in percent.
+    pub fn percent(&self) -> f64 {
+        match self.environment {
+            StageKind::Canary => self.traffic_percent.unwrap_or(0.0),
+            StageKind::Staging => 100.0,
+        }
+    }
+
+    /// The engine's environment for this stage.
+    pub fn environment(&self) -> promotion_gates::Environment {
+        match self.environment {
+            StageKind::Canary => promotion_gates::Environment::Canary {
+                traffic_percent: self.percent(),
+            },
+            StageKind::Staging => promotion_gates::Environment::Staging,
+        }
+    }
+}
+
+impl ServiceModel {
+    fn validate(&self, name: &str, stages: usize) -> Result<(), FieldError> {
+        let field = |f: &str| format!("{name}.{f}");
+        fraction(&field("error_rate"), self.error_rate)?;
+        positive(&field("median_ms"), self.median_ms)?;
+        match (self.p99_ms, self.sigma) {
+            (Some(_), Some(sigma)) => {
+                return Err(FieldError::new(
+                    field("sigma"),
+                    sigma,
+                    "absent when p99_ms is given (set one of p99_ms and sigma)",
+                ));
+            }
+            (Some(p99), None) if !(p99.is_finite() && p99 > self.median_ms) => {
+                return Err(FieldError::new(
+                    field("p99_ms"),
+                    p99,
+                    "a latency above median_ms",
+                ));
+            }
+            (None, Some(sigma)) => positive(&field("sigma"), sigma)?,
+            _ => {}
+        }
+        if let Some(b) = &self.bursts {
+            positive(&field("bursts.every_s"), b.every_s)?;
+            positive(&field("bursts.length_s"), b.length_s)?;
+            if b.length_s > b.every_s {
+                return Err(FieldError::new(
+                    field("bursts.length_s"),
+                    b.length_s,
+                    "at most bursts.every_s",
+                ));
+            }
+            fraction(&field("bursts.error_rate"), b.error_rate)?;
+        }
+        if let Some(i) = &self.incident {
+            if i.stage == 0 || i.stage > stages {
+                return Err(FieldError::new(
+                    field("incident.stage"),
+                    i.stage,
+                    format!("a stage number from 1 to {stages}"),
+                ));
+            }
+            if !(i.after_s.is_finite() && i.after_s >= 0.0) {
+                return Err(FieldError::new(
+                    field("incident.after_s"),
+                    i.after_s,
+                    "seconds, 0 or more",
+                ));
+            }
+            fraction(&field("incident.error_rate"), i.error_rate)?;
+            positive(&field("incident.latency_factor"), i.latency_factor)?;
+            if let Some(length) = i.length_s {
+                positive(&field("incident.length_s"), length)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn positive(field: &str, value: f64) -> Result<(), FieldError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, value, "a finite number above 0"))
+    }
+}
+
+fn fraction(field: &str, value: f64) -> Result<(), FieldError> {
+    if value.is_finite() && (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, value, "a fraction from 0.0 to 1.0"))
+    }
+}
+
+/// A scenario value refused by validation, in the library's words: field, value, expected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    field: String,
+    value: String,
+    expected: String,
+}
+
+impl FieldError {
+    fn new(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        expected: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+
+    /// A library `ConfigError` found inside the table `table`, its field prefixed.
+    fn wrap(table: &str, error: &promotion_gates::ConfigError) -> Self {
+        // ConfigError has no accessor for the expected form; its message ends with it.
+        let message = error.to_string();
+        let expected = message
+            .split_once(": ")
+            .map_or(message.as_str(), |(_, rest)| rest);
+        Self::new(
+            format!("{table}.{}", error.field()),
+            error.value(),
+            expected.to_string(),
+        )
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {} = {}: {}",
+            self.field, self.value, self.expected
+        )
+    }
+}
+
+/// Reads a simulated duration: `90`, `90s`, `1.5m`, `2h`, `1d`, `500ms`.
+pub fn parse_duration(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in duration {text:?} (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 90s, 6m, 24h)"))?;
+    let seconds = value * scale;
+    if seconds.is_finite() && seconds > 0.0 {
+        Ok(seconds)
+    } else {
+        Err(format!("duration {text:?} must be above zero"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn every_builtin_is_valid() {
+        for name in ScenarioName::value_variants() {
+            Scenario::builtin(*name).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn durations_read_with_units() {
+        assert_eq!(parse_duration("90").unwrap(), 90.0);
+        assert_eq!(parse_duration("1.5m").unwrap(), 90.0);
+        assert_eq!(parse_duration("24h").unwrap(), 86_400.0);
+        assert_eq!(parse_duration("500ms").unwrap(), 0.5);
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3 fortnights").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let mut s = Scenario::default();
+        s.stages[2].traffic_percent = Some(120.0);
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "invalid stages[2].traffic_percent = 120: a percentage above 0, at most 100"
+        );
+        let mut s = Scenario::default();
+        s.promotion.slo_threshold = 2.0;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid promotion.slo_threshold = 2: a fraction"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn scaling_keeps_proportions() {
+        let mut s = Scenario::builtin(ScenarioName::Catastrophic);
+        s.scale_to(36.0);
+        assert!((s.planned_seconds() - 36.0).abs() < 1e-9);
+        assert_eq!(s.canary.incident.as_ref().map(|i| i.after_s), Some(3.0));
+    }
+}

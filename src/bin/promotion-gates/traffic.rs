@@ -1,0 +1,169 @@
+//! The synthetic services behind the gate: each request's success and latency, drawn from a
+//! [`ServiceModel`] with the simulation's seeded generator.
+
+use rand::RngExt;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand_distr::{Distribution, LogNormal};
+use std::time::Duration;
+
+use crate::scenario::{Bursts, Incident, ServiceModel};
+
+/// The standard normal's 99th percentile: `p99 = median · exp(Z99 · sigma)`.
+const Z99: f64 = 2.326_347_874_040_841;
+
+/// `p99 / median` of a model that gives neither `p99_ms` nor `sigma`.
+const DEFAULT_P99_OVER_MEDIAN: f64 = 6.0;
+
+/// A synthetic service, ready to draw outcomes.
+#[derive(Debug, Clone)]
+pub struct Service {
+    error_rate: f64,
+    latency_ms: LogNormal<f64>,
+    bursts: Option<Bursts>,
+    incident: Option<Incident>,
+    /// Simulated second the incident starts, once its stage has begun.
+    incident_onset: Option<f64>,
+}
+
+/// What a service is like at one moment: its error rate and how much slower than usual.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Conditions {
+    /// Probability that a request fails.
+    pub error_rate: f64,
+    /// Latency multiplier.
+    pub latency_factor: f64,
+    /// Whether the incident is under way.
+    pub incident: bool,
+}
+
+impl Service {
+    /// Builds the service of a validated model.
+    pub fn new(model: &ServiceModel) -> Result<Self, String> {
+        let sigma = match (model.sigma, model.p99_ms) {
+            (Some(sigma), _) => sigma,
+            (None, Some(p99)) => (p99 / model.median_ms).ln() / Z99,
+            (None, None) => DEFAULT_P99_OVER_MEDIAN.ln() / Z99,
+        };
+        let latency_ms = LogNormal::new(model.median_ms.ln(), sigma)
+            .map_err(|e| format!("log-normal latency (median_ms, sigma {sigma}): {e}"))?;
+        Ok(Self {
+            error_rate: model.error_rate,
+            latency_ms,
+            bursts: model.bursts.clone(),
+            incident: model.incident.clone(),
+            incident_onset: None,
+        })
+    }
+
+    /// Tells the service that stage `number` (from 1) starts at `start_s`, so that an
+    /// incident planned for that stage is scheduled.
+    pub fn enter_stage(&mut self, number: usize, start_s: f64) {
+        if let Some(incident) = &self.incident
+            && incident.stage == number
+            && self.incident_onset.is_none()
+        {
+            self.incident_onset = Some(start_s + incident.after_s);
+        }
+    }
+
+    /// When the incident starts, once scheduled.
+    pub fn incident_onset(&self) -> Option<f64> {
+        self.incident_onset
+    }
+
+    /// The service's state at simulated second `now_s`.
+    pub fn conditions(&self, now_s: f64) -> Conditions {
+        if let (Some(incident), Some(onset)) = (&self.incident, self.incident_onset)
+            && now_s >= onset
+            && incident
+                .length_s
+                .is_none_or(|length| now_s < onset + length)
+        {
+            return Conditions {
+                error_rate: incident.error_rate,
+                latency_factor: incident.latency_factor,
+                incident: true,
+            };
+        }
+        let error_rate = match &self.bursts {
+            Some(b) if now_s.rem_euclid(b.every_s) < b.length_s => b.error_rate,
+            _ => self.error_rate,
+        };
+        Conditions {
+            error_rate,
+            latency_factor: 1.0,
+            incident: false,
+        }
+    }
+
+    /// One request's outcome: whether it succeeded, and its latency.
+    #[inline]
+    pub fn serve(&self, rng: &mut Xoshiro256PlusPlus, now: &Conditions) -> (bool, Duration) {
+        let success = rng.random::<f64>() >= now.error_rate;
+        let ms = self.latency_ms.sample(rng) * now.latency_factor;
+        // `as` saturates: an absurd draw becomes the longest Duration of u64 nanoseconds.
+        (success, Duration::from_nanos((ms * 1e6) as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn model() -> ServiceModel {
+        ServiceModel {
+            error_rate: 0.1,
+            median_ms: 20.0,
+            p99_ms: Some(120.0),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn draws_match_the_model() {
+        let service = Service::new(&model()).unwrap();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        let now = service.conditions(0.0);
+        let mut latencies: Vec<f64> = Vec::new();
+        let mut errors = 0;
+        for _ in 0..200_000 {
+            let (ok, latency) = service.serve(&mut rng, &now);
+            errors += u32::from(!ok);
+            latencies.push(latency.as_secs_f64() * 1e3);
+        }
+        latencies.sort_by(f64::total_cmp);
+        let at = |q: f64| latencies[(q * latencies.len() as f64) as usize];
+        assert!((f64::from(errors) / 200_000.0 - 0.1).abs() < 0.003);
+        assert!((at(0.5) - 20.0).abs() < 0.5, "median {}", at(0.5));
+        assert!((at(0.99) - 120.0).abs() < 5.0, "p99 {}", at(0.99));
+    }
+
+    #[test]
+    fn bursts_and_incidents_change_the_conditions() {
+        let mut m = model();
+        m.bursts = Some(Bursts {
+            every_s: 60.0,
+            length_s: 5.0,
+            error_rate: 0.5,
+        });
+        m.incident = Some(Incident {
+            stage: 2,
+            after_s: 10.0,
+            error_rate: 1.0,
+            latency_factor: 3.0,
+            length_s: Some(20.0),
+        });
+        let mut s = Service::new(&m).unwrap();
+        assert_eq!(s.conditions(2.0).error_rate, 0.5);
+        assert_eq!(s.conditions(7.0).error_rate, 0.1);
+        s.enter_stage(1, 0.0);
+        assert_eq!(s.incident_onset(), None);
+        s.enter_stage(2, 100.0);
+        assert_eq!(s.incident_onset(), Some(110.0));
+        assert!(!s.conditions(109.0).incident);
+        let during = s.conditions(115.0);
+        assert!(during.incident && during.error_rate == 1.0 && during.latency_factor == 3.0);
+        assert!(!s.conditions(130.0).incident);
+    }
+}

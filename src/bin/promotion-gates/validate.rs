@@ -1,0 +1,111 @@
+//! `promotion-gates validate`: checks a config file and says what is wrong, naming the field.
+//!
+//! The library's `validate()` stops at the first invalid value, and serde at the first unknown
+//! field, so each file gets at most one error: fix it and run again.
+
+use clap::{Args, ValueEnum};
+use promotion_gates::{PromotionConfig, SloConfig};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::document;
+use crate::error::CliError;
+use crate::scenario::Scenario;
+
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    /// A PromotionConfig (the gate's config).
+    Promotion,
+    /// An SloConfig (the judge's policy).
+    Slo,
+    /// A `simulate` scenario.
+    Scenario,
+}
+
+/// Flags of `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The file to check (JSON or TOML).
+    file: PathBuf,
+    /// What the file holds.
+    #[arg(long, value_enum, default_value = "promotion")]
+    kind: Kind,
+    /// Also check this SloConfig file.
+    #[arg(long, value_name = "FILE")]
+    slo: Option<PathBuf>,
+}
+
+/// Runs `validate`: true when every file is valid. Each verdict is printed as found.
+pub fn run(args: &ValidateArgs) -> Result<bool, CliError> {
+    let mut checks = vec![(args.file.as_path(), args.kind)];
+    if let Some(slo) = &args.slo {
+        checks.push((slo.as_path(), Kind::Slo));
+    }
+    let mut all_valid = true;
+    for (path, kind) in checks {
+        match check(path, kind) {
+            Ok(summary) => writeln!(io::stdout().lock(), "ok: {}: {summary}", path.display())?,
+            Err(error @ (CliError::Parse { .. } | CliError::Invalid { .. })) => {
+                all_valid = false;
+                let _ = writeln!(
+                    io::stderr().lock(),
+                    "error: {error} (the first error found: fix it and run again)"
+                );
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(all_valid)
+}
+
+/// Checks one file; returns a one-line summary of a valid one.
+fn check(path: &Path, kind: Kind) -> Result<String, CliError> {
+    let invalid = |message: String| CliError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    match kind {
+        Kind::Promotion => {
+            let config: PromotionConfig = document::load(path)?;
+            config.validate().map_err(|e| invalid(e.to_string()))?;
+            Ok(format!(
+                "a valid PromotionConfig: gate {}, salt {:?}, environment {}, {} feature flag(s), \
+                 slo_threshold {}, window {} s, auto rollback {}",
+                config.gate,
+                config.effective_salt(),
+                config.environment,
+                config.feature_flags.len(),
+                config.slo_threshold,
+                config.rollback_window_seconds,
+                if config.auto_rollback_enabled {
+                    "on"
+                } else {
+                    "off"
+                },
+            ))
+        }
+        Kind::Slo => {
+            let slo: SloConfig = document::load(path)?;
+            slo.validate().map_err(|e| invalid(e.to_string()))?;
+            Ok(format!(
+                "a valid SloConfig: latency target {} ms, max error rate {}, min samples {}, \
+                 significance {}",
+                slo.latency_target.as_secs_f64() * 1e3,
+                slo.max_error_rate,
+                slo.min_samples,
+                slo.significance,
+            ))
+        }
+        Kind::Scenario => {
+            let scenario: Scenario = document::load(path)?;
+            scenario.validate().map_err(|e| invalid(e.to_string()))?;
+            Ok(format!(
+                "a valid scenario: {} stages, {} rps, seed {}",
+                scenario.stages.len(),
+                scenario.rps,
+                scenario.seed
+            ))
+        }
+    }
+}
