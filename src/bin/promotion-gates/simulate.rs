@@ -26,7 +26,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Requests per simulated second.
-    #[arg(long, value_parser = positive_number)]
+    #[arg(long, value_parser = positive_number, allow_negative_numbers = true)]
     rps: Option<f64>,
     /// Planned length of the whole ramp in simulated time (e.g. 90s, 6m, 24h), shared among
     /// the stages in proportion to their own lengths.

@@ -1,0 +1,569 @@
+//! The `promotion-gates` binary, run as a process: each subcommand, each built-in scenario's
+//! verdict, the JSON report's shape, the SVG plot, and the error exits (a one-line message
+//! naming the flag, file or field; never a panic).
+
+#![cfg(feature = "cli")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a failed set-up is a failed test"
+)]
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_promotion-gates");
+
+/// Runs the binary with `args` and no stdin.
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
+
+/// Runs the binary with `args`, feeding `input` on stdin.
+fn run_with_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// A successful run's stdout, parsed as one JSON document (so nothing else was printed).
+fn json(args: &[&str]) -> Value {
+    let output = run(args);
+    assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).expect("stdout is one JSON document")
+}
+
+/// A failed run: the exit code and its one-line message.
+fn failure(args: &[&str]) -> (i32, String) {
+    let output = run(args);
+    let message = stderr(&output);
+    assert!(!output.status.success(), "{args:?} should fail");
+    assert!(!message.contains("panicked"), "{message}");
+    assert_eq!(message.trim_end().lines().count(), 1, "one line: {message}");
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    (output.status.code().unwrap(), message)
+}
+
+/// A file in the temporary directory, unique to this test process and `name`.
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("promotion-gates-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+fn text(path: &std::path::Path) -> &str {
+    path.to_str().unwrap()
+}
+
+// The scenarios' verdicts. `good` and `flaky-but-fine` run at 500 rps to stay quick in debug
+// builds; the verdicts below are those of seed 42 (the default) at these sizes.
+
+#[test]
+fn good_is_promoted_stage_by_stage_to_production() {
+    let report = json(&["simulate", "--scenario", "good", "--rps", "500", "--json"]);
+    assert_eq!(report["outcome"], "promoted_to_production");
+    assert_eq!(report["final_environment"], "Production");
+    assert!(report["rollback"].is_null());
+    let stages = report["stages"].as_array().unwrap();
+    let shares: Vec<f64> = stages
+        .iter()
+        .map(|s| s["traffic_percent"].as_f64().unwrap())
+        .collect();
+    assert_eq!(shares, [1.0, 5.0, 10.0, 25.0, 50.0, 100.0]);
+    assert_eq!(stages[5]["environment"], "staging");
+    assert!(stages.iter().all(|s| s["verdict"] == "promoted"));
+    assert_eq!(stages[5]["promoted_to"], "Production");
+    assert_eq!(report["late_outcomes"], 0);
+}
+
+#[test]
+fn error_spike_is_rolled_back_by_the_record_path() {
+    let report = json(&["simulate", "--scenario", "error-spike", "--json"]);
+    assert_eq!(report["outcome"], "rolled_back");
+    assert_eq!(report["final_environment"], "Production");
+    let rollback = &report["rollback"];
+    assert_eq!(rollback["trigger"], "automatic");
+    assert_eq!(rollback["detected_by"], "record_path");
+    assert_eq!(rollback["stage"], 1);
+    assert!(!rollback["rules"].as_array().unwrap().is_empty());
+    assert!(
+        rollback["evidence"].as_str().unwrap().contains("FIRED"),
+        "{rollback}"
+    );
+    let last = report["stages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["verdict"], "rolled_back");
+}
+
+#[test]
+fn latency_regression_is_rolled_back_on_p99_vs_production() {
+    let report = json(&["simulate", "--scenario", "latency-regression", "--json"]);
+    assert_eq!(report["outcome"], "rolled_back");
+    let rules = report["rollback"]["rules"].as_array().unwrap();
+    assert!(rules.iter().any(|r| r == "p99_vs_production"), "{rules:?}");
+    let stage = &report["stages"][0];
+    let (canary, production) = (
+        stage["canary"]["p99_ms"].as_f64().unwrap(),
+        stage["production"]["p99_ms"].as_f64().unwrap(),
+    );
+    assert!(canary > 1.7 * production, "{canary} vs {production}");
+}
+
+#[test]
+fn flaky_but_fine_is_not_rolled_back() {
+    let report = json(&[
+        "simulate",
+        "--scenario",
+        "flaky-but-fine",
+        "--rps",
+        "500",
+        "--json",
+    ]);
+    assert_eq!(
+        report["outcome"], "promoted_to_production",
+        "{}",
+        report["rollback"]
+    );
+    assert!(report["rollback"].is_null());
+}
+
+#[test]
+fn catastrophic_is_rolled_back_within_a_few_dozen_failing_requests() {
+    let report = json(&["simulate", "--scenario", "catastrophic", "--json"]);
+    assert_eq!(report["outcome"], "rolled_back");
+    let incident = &report["incident"];
+    assert_eq!(incident["stage"], 3);
+    let failing = incident["failing_canary_requests"].as_u64().unwrap();
+    assert!(
+        (1..=64).contains(&failing),
+        "{failing} failing canary requests"
+    );
+    assert_eq!(
+        incident["canary_requests"], failing,
+        "every incident request fails"
+    );
+    assert!(incident["seconds_to_rollback"].as_f64().unwrap() < 5.0);
+    assert_eq!(report["rollback"]["stage"], 3);
+}
+
+#[test]
+fn json_report_has_its_documented_shape_and_is_reproducible() {
+    let args = [
+        "simulate",
+        "--scenario",
+        "error-spike",
+        "--seed",
+        "7",
+        "--json",
+    ];
+    let first = stdout(&run(&args));
+    assert_eq!(
+        first,
+        stdout(&run(&args)),
+        "the same seed gives the same report"
+    );
+    let report: Value = serde_json::from_str(&first).unwrap();
+    for key in [
+        "scenario",
+        "description",
+        "seed",
+        "rps",
+        "sample",
+        "outcome",
+        "final_environment",
+        "simulated_s",
+        "requests",
+        "represented_requests",
+        "late_outcomes",
+        "stages",
+        "rollback",
+        "incident",
+    ] {
+        assert!(report.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(report["seed"], 7);
+    let stage = &report["stages"][0];
+    for key in [
+        "number",
+        "environment",
+        "traffic_percent",
+        "start_s",
+        "duration_s",
+        "planned_s",
+        "extensions",
+        "canary",
+        "production",
+        "judge",
+        "refusals",
+        "verdict",
+        "promoted_to",
+    ] {
+        assert!(stage.get(key).is_some(), "stage misses {key}");
+    }
+    for key in ["requests", "errors", "error_rate", "p50_ms", "p99_ms"] {
+        assert!(stage["canary"].get(key).is_some(), "cohort misses {key}");
+    }
+    for key in [
+        "at_s",
+        "stage",
+        "environment",
+        "trigger",
+        "detected_by",
+        "rules",
+        "fired",
+        "evidence",
+        "reason",
+    ] {
+        assert!(
+            report["rollback"].get(key).is_some(),
+            "rollback misses {key}"
+        );
+    }
+}
+
+#[test]
+fn text_report_shows_the_stage_table_and_the_rollback_evidence() {
+    let output = run(&["simulate", "--scenario", "error-spike"]);
+    assert!(output.status.success());
+    let out = stdout(&output);
+    assert!(
+        out.contains("stage  environment  traffic  duration"),
+        "{out}"
+    );
+    assert!(out.contains("Outcome: ROLLED BACK"), "{out}");
+    assert!(out.contains("rules fired:"), "{out}");
+    assert!(out.contains("evidence: stage"), "{out}");
+}
+
+#[test]
+fn fast_mode_simulates_one_request_in_n() {
+    let report = json(&[
+        "simulate",
+        "--scenario",
+        "good",
+        "--rps",
+        "5000",
+        "--sample",
+        "10",
+        "--json",
+    ]);
+    assert_eq!(report["outcome"], "promoted_to_production");
+    assert_eq!(report["sample"], 10);
+    let requests = report["requests"].as_u64().unwrap();
+    assert_eq!(
+        report["represented_requests"].as_u64().unwrap(),
+        10 * requests
+    );
+    assert_eq!(requests, 180_000); // 500 simulated requests a second for 6 minutes
+}
+
+#[test]
+fn plot_writes_an_svg_timeline_with_the_rollback_marked() {
+    let path = temp_file("catastrophic.svg", "");
+    let report = json(&[
+        "simulate",
+        "--scenario",
+        "catastrophic",
+        "--json",
+        "--plot",
+        text(&path),
+    ]);
+    assert_eq!(report["outcome"], "rolled_back");
+    let svg = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<svg").count(), 1);
+    for label in [
+        "Canary traffic share (%)",
+        "Error rate (%)",
+        "p99 latency (ms)",
+        "Health score (0-1)",
+        "simulated time (s)",
+        "rollback: ",
+        "incident starts (stage 3)",
+    ] {
+        assert!(svg.contains(label), "the SVG lacks {label:?}");
+    }
+}
+
+#[test]
+fn a_scenario_file_runs_and_round_trips_through_show_config() {
+    let shown = run(&["simulate", "--scenario", "error-spike", "--show-config"]);
+    assert!(shown.status.success());
+    let path = temp_file("error-spike.toml", &stdout(&shown));
+    let from_file = stdout(&run(&["simulate", "--config", text(&path), "--json"]));
+    let built_in = stdout(&run(&["simulate", "--scenario", "error-spike", "--json"]));
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(from_file, built_in);
+}
+
+#[test]
+fn a_json_scenario_file_with_its_own_ramp() {
+    let path = temp_file(
+        "ramp.json",
+        r#"{
+            "name": "two-step",
+            "rps": 400,
+            "stages": [
+                {"traffic_percent": 20, "duration_s": 30},
+                {"environment": "staging", "duration_s": 20}
+            ],
+            "canary": {"error_rate": 0.005, "median_ms": 20, "sigma": 0.7}
+        }"#,
+    );
+    let report = json(&["simulate", "--config", text(&path), "--json"]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(report["scenario"], "two-step");
+    assert_eq!(report["outcome"], "promoted_to_production");
+    assert_eq!(report["stages"].as_array().unwrap().len(), 2);
+    assert_eq!(report["requests"], 20_000);
+}
+
+// route
+
+#[test]
+fn route_prints_each_decision_and_its_reason() {
+    let output = run(&[
+        "route",
+        "--gate",
+        "checkout",
+        "--percent",
+        "50",
+        "user-1",
+        "user-2",
+    ]);
+    assert!(output.status.success());
+    let out = stdout(&output);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2);
+    // SHA-256(SHA-256("checkout") || 32 zero bytes || "user-1")[..8] = 726c68d0b0b500cc
+    // (Python's hashlib): x * 10^7 >> 64 = 4469666 < 5000000.
+    assert_eq!(
+        lines[0],
+        "user-1\tcanary\tcanary: bucket 4469666 (44.69666%) < threshold 5000000 (50%)"
+    );
+    assert!(lines[1].starts_with("user-2\t"));
+}
+
+#[test]
+fn route_explain_shows_every_step() {
+    let out = stdout(&run(&[
+        "route",
+        "--gate",
+        "checkout",
+        "--percent",
+        "5",
+        "--explain",
+        "user-1",
+    ]));
+    assert!(out.contains("salt           \"checkout\""), "{out}");
+    assert!(
+        out.contains("c7761e58969f7edd498186641b2021e8477e1bcd230de4cf3435242da4a40d14"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "digest prefix 726c68d0b0b500cc -> x = 8245080263335674060 -> bucket 4469666 >= threshold 500000 -> production"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn route_reads_ids_from_stdin_and_writes_json_lines() {
+    let output = run_with_stdin(
+        &[
+            "route",
+            "--salt",
+            "s1",
+            "--percent",
+            "100",
+            "--json",
+            "--explain",
+        ],
+        "alice\nbob\r\n\ncarol\n",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let decisions: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = decisions
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["alice", "bob", "carol"]);
+    for d in &decisions {
+        assert_eq!(d["is_canary"], true);
+        assert_eq!(d["cohort"], "canary");
+        assert_eq!(d["threshold"], 10_000_000);
+        assert_eq!(d["salt"], "s1");
+        assert_eq!(d["digest_prefix"].as_str().unwrap().len(), 16);
+        assert!(d["bucket"].as_u64().unwrap() < 10_000_000);
+    }
+}
+
+#[test]
+fn route_with_a_config_file() {
+    let path = temp_file(
+        "gate.toml",
+        "gate = \"search\"\nenvironment = { canary = { traffic_percent = 0 } }\n",
+    );
+    let out = stdout(&run(&["route", "--config", text(&path), "u"]));
+    std::fs::remove_file(&path).unwrap();
+    assert!(out.starts_with("u\tproduction\tstable: bucket "), "{out}");
+    assert!(out.contains("threshold 0 (0%)"), "{out}");
+}
+
+// validate
+
+#[test]
+fn validate_accepts_a_valid_config() {
+    let path = temp_file(
+        "valid.json",
+        r#"{"gate": "shop", "environment": {"canary": {"traffic_percent": 5}}}"#,
+    );
+    let output = run(&["validate", text(&path)]);
+    std::fs::remove_file(&path).unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("ok: "), "{}", stdout(&output));
+    assert!(stdout(&output).contains("environment Canary{5}"));
+}
+
+#[test]
+fn validate_names_the_invalid_field_and_its_value() {
+    let path = temp_file("threshold.json", r#"{"slo_threshold": 2}"#);
+    let (code, message) = failure(&["validate", text(&path)]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, 1);
+    assert!(message.contains("invalid slo_threshold = 2"), "{message}");
+    assert!(message.contains("the first error"), "{message}");
+}
+
+#[test]
+fn validate_names_an_unknown_field() {
+    let path = temp_file("unknown.toml", "gate = \"a\"\nslo_treshold = 0.9\n");
+    let (code, message) = failure(&["validate", text(&path)]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        message.contains("unknown field `slo_treshold`"),
+        "{message}"
+    );
+    assert!(message.contains("line 2"), "{message}");
+}
+
+#[test]
+fn validate_checks_slo_and_scenario_files() {
+    let promotion = temp_file("p.json", "{}");
+    let slo = temp_file("slo.toml", "min_samples = 0\n");
+    let output = run(&["validate", text(&promotion), "--slo", text(&slo)]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).starts_with("ok: "),
+        "the valid one: {}",
+        stdout(&output)
+    );
+    let message = stderr(&output);
+    assert!(message.contains("invalid min_samples = 0"), "{message}");
+    let scenario = temp_file("s.toml", "[canary]\nerror_rate = 1.5\n");
+    let (_, message) = failure(&["validate", "--kind", "scenario", text(&scenario)]);
+    assert!(
+        message.contains("invalid canary.error_rate = 1.5"),
+        "{message}"
+    );
+    for path in [promotion, slo, scenario] {
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
+// errors
+
+#[test]
+fn a_bad_flag_exits_2_with_one_line() {
+    let (code, message) = failure(&["simulate", "--bogus"]);
+    assert_eq!(code, 2);
+    assert!(message.contains("'--bogus'"), "{message}");
+    let (code, message) = failure(&["simulate", "--scenario", "nope"]);
+    assert_eq!(code, 2);
+    assert!(message.contains("possible values: good"), "{message}");
+    let (code, message) = failure(&["simulate", "--rps", "-3"]);
+    assert_eq!(code, 2);
+    assert!(message.contains("--rps"), "{message}");
+    let (code, message) = failure(&["route", "--percent", "150", "x"]);
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("environment.traffic_percent = 150"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_missing_file_exits_1_naming_it() {
+    let (code, message) = failure(&["simulate", "--config", "/no/such/scenario.toml"]);
+    assert_eq!(code, 1);
+    assert!(message.contains("/no/such/scenario.toml"), "{message}");
+    let (code, message) = failure(&["validate", "/no/such/config.json"]);
+    assert_eq!(code, 1);
+    assert!(message.contains("/no/such/config.json"), "{message}");
+}
+
+#[test]
+fn an_invalid_scenario_exits_1_naming_the_field() {
+    let path = temp_file(
+        "bad-stage.toml",
+        "[[stages]]\ntraffic_percent = 120\nduration_s = 10\n",
+    );
+    let (code, message) = failure(&["simulate", "--config", text(&path)]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        message.contains("invalid stages[0].traffic_percent = 120"),
+        "{message}"
+    );
+    let path = temp_file("typo.json", r#"{"canary": {"error_rat": 0.1}}"#);
+    let (code, message) = failure(&["simulate", "--config", text(&path)]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, 1);
+    assert!(message.contains("unknown field `error_rat`"), "{message}");
+}
+
+#[test]
+fn an_unwritable_plot_exits_1_naming_the_file() {
+    let (code, message) = failure(&[
+        "simulate",
+        "--scenario",
+        "error-spike",
+        "--json",
+        "--plot",
+        "/no/such/dir/plot.svg",
+    ]);
+    assert_eq!(code, 1);
+    assert!(message.contains("/no/such/dir/plot.svg"), "{message}");
+}
