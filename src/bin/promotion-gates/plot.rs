@@ -309,7 +309,9 @@ impl Frame {
             .y_desc(y_desc)
             .axis_desc_style(("sans-serif", 16))
             .label_style(("sans-serif", 13))
-            .light_line_style(RGBColor(235, 235, 235))
+            .light_line_style(RGBColor(238, 238, 238))
+            .x_max_light_lines(1)
+            .y_max_light_lines(1)
             .draw()
             .map_err(|e| e.to_string())?;
         for &(y, label) in &content.guides {
