@@ -15,7 +15,7 @@
 //! | `error_rate_vs_production` | the error rate is significantly above `error_rate_ratio_limit` (1.5) × the baseline's |
 //! | `p99_vs_production` | significantly more than 1 % of requests are slower than `p99_ratio_limit` (1.5) × the baseline's p99, and the p99 itself is |
 //! | `p99_budget` | the same against the absolute `p99_budget`, when set |
-//! | `health_score` | the health score is below 0.8 |
+//! | `health_score` | the data make sure the health score is below 0.8: its upper confidence bound (the score computed from the excess error rate's lower bound and the p99 ratio's lower bound) is below 0.8 |
 //! | `overwhelming_errors` | at any sample count: the errors would have probability below `overwhelming_significance` (1e-9) even at an error rate of max(`error_rate_ratio_limit` × baseline, `max_error_rate`, 1 %) |
 //!
 //! Binomial tails use the Chernoff–Hoeffding bound `P(X ≥ k) ≤ exp(-n·KL(k/n ‖ p))`, which
@@ -42,10 +42,17 @@
 //! | 1 % errors, p99 1.4× | 0 | 0.08 | 0.92 | HEALTHY |
 //! | 1.5 % errors, p99 2× | 0.125 | 0.2 | 0.675 | ROLLBACK |
 //!
+//! The `health_score` rule does not act on this point estimate, which is noisy at small
+//! samples (a p99 of 100 requests is nearly their maximum): it acts on the score's upper
+//! confidence bound at α, computed with the excess error rate at its lower bound
+//! (`(p_canary - p_prod) - z·σ`) and the p99 ratio at its lower bound (the canary's p99 read
+//! at quantile `0.99 - z·√(0.99·0.01/n)` over production's read at `0.99 + z·√(…/n)`).
+//!
 //! # Recommendation
-//! ROLLBACK when a rule fired; otherwise MONITOR while the subject has fewer than
-//! `min_samples` samples (never HEALTHY without enough data); otherwise by score: ≥ 0.9
-//! HEALTHY, ≥ 0.8 MONITOR, below ROLLBACK.
+//! ROLLBACK when a rule fired (so ROLLBACK always means the gate rolls back, or would with
+//! auto rollback on); otherwise MONITOR while the subject has fewer than `min_samples` samples
+//! (never HEALTHY without enough data) or while the score is below 0.9; otherwise HEALTHY. A
+//! score below 0.8 that the data are not yet sure of is MONITOR.
 
 use std::fmt;
 use std::time::Duration;
@@ -359,16 +366,14 @@ pub(crate) fn judge(
         min_samples: policy.slo.min_samples,
         findings,
     };
+    // ROLLBACK means a rule fired (the gate rolls back, or would with auto rollback on); a low
+    // score the data are not yet sure of is MONITOR.
     let recommendation = if evidence.fired().next().is_some() {
         Recommendation::Rollback
-    } else if judging && !evidence.sufficient_data() {
-        Recommendation::Monitor
-    } else if health_score >= 0.9 {
-        Recommendation::Healthy
-    } else if health_score >= 0.8 {
+    } else if (judging && !evidence.sufficient_data()) || health_score < 0.9 {
         Recommendation::Monitor
     } else {
-        Recommendation::Rollback
+        Recommendation::Healthy
     };
     CanaryHealth {
         traffic_percent: match environment {
@@ -459,15 +464,21 @@ fn assess(
 
     // Error rate against the baseline: the score's penalty from 1.1x, the rule at the limit.
     let relative_limit = slo.error_rate_ratio_limit * baseline_rate;
+    let z = normal_quantile_upper(alpha);
     let mut error_penalty = 0.0;
+    let mut sure_error_penalty = 0.0;
     if baseline_enough {
         let margin_rate = ERROR_RATE_MARGIN * baseline_rate;
+        let scale = baseline_rate.max(ERROR_RATE_FLOOR);
         if subject_rate > margin_rate
             && two_proportion_p(subject, baseline, ERROR_RATE_MARGIN) < alpha
         {
-            let excess = (subject_rate - baseline_rate) / baseline_rate.max(ERROR_RATE_FLOOR);
+            let excess = (subject_rate - baseline_rate) / scale;
             error_penalty = (0.25 * excess).clamp(0.0, 0.5);
         }
+        // The excess the data make sure of: its one-sided lower confidence bound at α.
+        let sure_excess = (subject_rate - baseline_rate) - z * difference_se(subject, baseline);
+        sure_error_penalty = (0.25 * sure_excess / scale).clamp(0.0, 0.5);
         let p = two_proportion_p(subject, baseline, slo.error_rate_ratio_limit);
         sink(Finding {
             rule: Rule::ErrorRateVsProduction,
@@ -492,6 +503,7 @@ fn assess(
     });
 
     let mut latency_penalty = 0.0;
+    let mut sure_latency_penalty = 0.0;
     if with_latency && baseline_enough && enough {
         let prod_p99 = quantile_micros(&baseline.histogram, 0.99);
         let canary_p99 = quantile_micros(&subject.histogram, 0.99);
@@ -500,6 +512,12 @@ fn assess(
             let ratio = canary_p99 as f64 / prod_p99.max(1) as f64;
             latency_penalty = ((ratio - 1.0) * 0.2).clamp(0.0, 0.3);
         }
+        // The ratio the data make sure of: the canary's p99 at its lower confidence bound
+        // over production's at its upper one (distribution-free bounds by order statistics).
+        let canary_low = quantile_micros(&subject.histogram, p99_bound(subject.requests, -z));
+        let prod_high = quantile_micros(&baseline.histogram, p99_bound(baseline.requests, z));
+        let sure_ratio = canary_low as f64 / prod_high.max(1) as f64;
+        sure_latency_penalty = ((sure_ratio - 1.0) * 0.2).clamp(0.0, 0.3);
         let limit = (prod_p99 as f64 * slo.p99_ratio_limit) as u64;
         sink(tail_finding(
             Rule::P99VsProduction,
@@ -522,14 +540,51 @@ fn assess(
     }
 
     let score = (1.0 - error_penalty - latency_penalty).clamp(0.0, 1.0);
+    // The rule tests the score's upper confidence bound, not its point estimate: it fires
+    // only when the data make sure the score is below 0.8.
+    let sure_score = (1.0 - sure_error_penalty - sure_latency_penalty).clamp(0.0, 1.0);
     sink(Finding {
         rule: Rule::HealthScore,
-        observed: score,
+        observed: sure_score,
         limit: 0.8,
-        p_value: if score < 0.8 { 0.0 } else { 1.0 },
-        fired: enough && score < 0.8,
+        p_value: if sure_score < 0.8 { alpha } else { 1.0 },
+        fired: enough && sure_score < 0.8,
     });
     score
+}
+
+/// Standard error of the difference of two error rates (unpooled, half-count smoothing).
+fn difference_se(subject: &CohortCounts, baseline: &CohortCounts) -> f64 {
+    let part = |c: &CohortCounts| {
+        let n = c.requests as f64;
+        if n == 0.0 {
+            return 0.25;
+        }
+        let p = (c.errors.min(c.requests) as f64 + 0.5) / (n + 1.0);
+        p * (1.0 - p) / n
+    };
+    (part(subject) + part(baseline)).sqrt()
+}
+
+/// The quantile to read for a confidence bound of the p99 from `n` samples: `0.99 + z·σ`,
+/// with `σ` the standard deviation of the share of samples below the true p99.
+fn p99_bound(n: u64, z: f64) -> f64 {
+    let sigma = (0.99 * 0.01 / n.max(1) as f64).sqrt();
+    (0.99 + z * sigma).clamp(0.5, 1.0)
+}
+
+/// The `z` with `P(Z > z) = alpha` for a standard normal `Z` (bisection on the tail).
+pub fn normal_quantile_upper(alpha: f64) -> f64 {
+    let (mut low, mut high) = (-40.0f64, 40.0f64);
+    for _ in 0..100 {
+        let mid = 0.5 * (low + high);
+        if normal_upper_tail(mid) > alpha {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    0.5 * (low + high)
 }
 
 fn tail_finding(
@@ -743,6 +798,37 @@ mod tests {
             })
             .unwrap();
         assert_eq!(first_firing, 7); // 0.05^7 = 7.8e-10 < 1e-9 (reference: max_error_rate)
+    }
+
+    #[test]
+    fn the_score_rule_needs_the_data_to_be_sure() {
+        let slo = SloConfig::default();
+        assert!((normal_quantile_upper(0.001) - 3.090_232).abs() < 1e-5);
+        let prod = cohort(100_000, 1_000, 10_000, 20_000);
+        // 100 canary requests whose slowest 2 took 40 ms: a point p99 ratio of 2 (score 0.8 or
+        // below by the point estimate), but 100 samples cannot make that sure.
+        let noisy = cohort(100, 1, 10_000, 40_000);
+        let h = judge(StageId(2), canary(10.0), &noisy, &prod, policy(&slo));
+        assert!(
+            !h.evidence.fired().any(|f| f.rule == Rule::HealthScore),
+            "{}",
+            h.evidence
+        );
+        assert_ne!(h.recommendation, Recommendation::Rollback);
+        // With a million samples the same shape is sure.
+        let sure = cohort(1_000_000, 20_000, 10_000, 20_000);
+        let h = judge(
+            StageId(2),
+            canary(50.0),
+            &sure,
+            &cohort(1_000_000, 10_000, 10_000, 20_000),
+            policy(&slo),
+        );
+        assert!(
+            h.evidence.fired().any(|f| f.rule == Rule::HealthScore),
+            "{}",
+            h.evidence
+        );
     }
 
     #[test]
