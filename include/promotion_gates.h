@@ -231,6 +231,10 @@ enum pgate_rule
    * Health score below 0.8.
    */
   PGATE_RULE_HEALTH_SCORE = 64,
+  /**
+   * Errors since the previous evaluation improbable at any acceptable rate.
+   */
+  PGATE_RULE_ERROR_BURST = 128,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

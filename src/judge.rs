@@ -16,6 +16,7 @@
 //! | `p99_vs_production` | significantly more than 1 % of requests are slower than `p99_ratio_limit` (1.5) × the baseline's p99, and the p99 itself is |
 //! | `p99_budget` | the same against the absolute `p99_budget`, when set |
 //! | `health_score` | the data make sure the health score is below 0.8: its upper confidence bound (the score computed from the excess error rate's lower bound and the p99 ratio's lower bound) is below 0.8 |
+//! | `error_burst` | at any sample count: the same test as `overwhelming_errors`, on the requests since the previous evaluation (about `evaluation_interval`), so a sudden outage is not diluted by a window of healthy traffic |
 //! | `overwhelming_errors` | at any sample count: the errors would have probability below `overwhelming_significance` (1e-9) even at an error rate of max(`error_rate_ratio_limit` × baseline, `max_error_rate`, 1 %) |
 //!
 //! Binomial tails use the Chernoff–Hoeffding bound `P(X ≥ k) ≤ exp(-n·KL(k/n ‖ p))`, which
@@ -118,6 +119,8 @@ pub enum Rule {
     P99Budget,
     /// Health score below 0.8.
     HealthScore,
+    /// Errors since the previous evaluation improbable at any acceptable rate.
+    ErrorBurst,
 }
 
 impl Rule {
@@ -136,6 +139,7 @@ impl Rule {
             Rule::P99VsProduction => "p99_vs_production",
             Rule::P99Budget => "p99_budget",
             Rule::HealthScore => "health_score",
+            Rule::ErrorBurst => "error_burst",
         }
     }
 }
@@ -337,6 +341,15 @@ pub struct CanaryHealth {
     pub evidence: Evidence,
 }
 
+/// The new version's requests and errors since the previous evaluation: what the
+/// `error_burst` rule looks at, so that a sudden outage is not diluted by a window of healthy
+/// traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Recent {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+}
+
 /// What the judge needs besides the counts.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Policy<'a> {
@@ -351,10 +364,11 @@ pub(crate) fn judge(
     environment: Environment,
     subject: &CohortCounts,
     baseline: &CohortCounts,
+    recent: Recent,
     policy: Policy<'_>,
 ) -> CanaryHealth {
     let mut findings = Vec::new();
-    let health_score = assess(environment, subject, baseline, policy, &mut |f| {
+    let health_score = assess(environment, subject, baseline, recent, policy, &mut |f| {
         findings.push(f)
     });
     let judging = !matches!(environment, Environment::Production);
@@ -399,10 +413,11 @@ pub(crate) fn screen(
     environment: Environment,
     subject: &CohortCounts,
     baseline: &CohortCounts,
+    recent: Recent,
     policy: Policy<'_>,
 ) -> bool {
     let mut fired = false;
-    assess(environment, subject, baseline, policy, &mut |f| {
+    assess(environment, subject, baseline, recent, policy, &mut |f| {
         fired |= f.fired
     });
     fired
@@ -413,6 +428,7 @@ fn assess(
     environment: Environment,
     subject: &CohortCounts,
     baseline: &CohortCounts,
+    recent: Recent,
     policy: Policy<'_>,
     sink: &mut impl FnMut(Finding),
 ) -> f64 {
@@ -497,6 +513,21 @@ fn assess(
     sink(Finding {
         rule: Rule::OverwhelmingErrors,
         observed: subject_rate,
+        limit: reference,
+        p_value: p,
+        fired: p < slo.overwhelming_significance,
+    });
+
+    // The same test on what happened since the previous evaluation: a sudden outage.
+    let burst_errors = recent.errors.min(recent.requests);
+    let p = binomial_tail(burst_errors, recent.requests, reference);
+    sink(Finding {
+        rule: Rule::ErrorBurst,
+        observed: if recent.requests == 0 {
+            0.0
+        } else {
+            burst_errors as f64 / recent.requests as f64
+        },
         limit: reference,
         p_value: p,
         fired: p < slo.overwhelming_significance,
@@ -734,7 +765,14 @@ mod tests {
         for (rate, score, rec) in cases {
             let errors = (rate * 1_000_000.0) as u64;
             let subject = cohort(1_000_000, errors, 5_000, 100_000);
-            let h = judge(StageId(2), canary(50.0), &subject, &prod, policy(&slo));
+            let h = judge(
+                StageId(2),
+                canary(50.0),
+                &subject,
+                &prod,
+                Recent::default(),
+                policy(&slo),
+            );
             assert!(
                 (h.health_score - score).abs() < 1e-9,
                 "rate {rate}: score {}",
@@ -750,12 +788,26 @@ mod tests {
         let prod = cohort(1_000_000, 10_000, 10_000, 20_000);
         // p99 1.4x: penalty 0.08, healthy, and the 1.5x rule does not fire.
         let subject = cohort(1_000_000, 10_000, 14_000, 28_000);
-        let h = judge(StageId(2), canary(50.0), &subject, &prod, policy(&slo));
+        let h = judge(
+            StageId(2),
+            canary(50.0),
+            &subject,
+            &prod,
+            Recent::default(),
+            policy(&slo),
+        );
         assert!((h.health_score - 0.92).abs() < 0.01, "{}", h.health_score);
         assert_eq!(h.recommendation, Recommendation::Healthy, "{}", h.evidence);
         // p99 2x: penalty 0.2, score 0.8 (MONITOR by score), but the p99 rule fires.
         let subject = cohort(1_000_000, 10_000, 20_000, 40_000);
-        let h = judge(StageId(2), canary(50.0), &subject, &prod, policy(&slo));
+        let h = judge(
+            StageId(2),
+            canary(50.0),
+            &subject,
+            &prod,
+            Recent::default(),
+            policy(&slo),
+        );
         assert!((h.health_score - 0.8).abs() < 0.01, "{}", h.health_score);
         assert!(
             h.evidence.fired().any(|f| f.rule == Rule::P99VsProduction),
@@ -776,7 +828,14 @@ mod tests {
         let prod = cohort(100_000, 500, 5_000, 10_000);
         // 30% errors over 50 requests: bad, but below min_samples and not overwhelming vs 1%.
         let subject = cohort(50, 4, 5_000, 10_000);
-        let h = judge(StageId(2), canary(1.0), &subject, &prod, policy(&slo));
+        let h = judge(
+            StageId(2),
+            canary(1.0),
+            &subject,
+            &prod,
+            Recent::default(),
+            policy(&slo),
+        );
         assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
         assert_eq!(h.recommendation, Recommendation::Monitor);
     }
@@ -792,6 +851,7 @@ mod tests {
                     canary(1.0),
                     &cohort(n, n, 5_000, 10_000),
                     &prod,
+                    Recent::default(),
                     policy(&slo),
                 );
                 h.recommendation == Recommendation::Rollback
@@ -808,7 +868,14 @@ mod tests {
         // 100 canary requests whose slowest 2 took 40 ms: a point p99 ratio of 2 (score 0.8 or
         // below by the point estimate), but 100 samples cannot make that sure.
         let noisy = cohort(100, 1, 10_000, 40_000);
-        let h = judge(StageId(2), canary(10.0), &noisy, &prod, policy(&slo));
+        let h = judge(
+            StageId(2),
+            canary(10.0),
+            &noisy,
+            &prod,
+            Recent::default(),
+            policy(&slo),
+        );
         assert!(
             !h.evidence.fired().any(|f| f.rule == Rule::HealthScore),
             "{}",
@@ -822,6 +889,7 @@ mod tests {
             canary(50.0),
             &sure,
             &cohort(1_000_000, 10_000, 10_000, 20_000),
+            Recent::default(),
             policy(&slo),
         );
         assert!(
@@ -829,6 +897,53 @@ mod tests {
             "{}",
             h.evidence
         );
+    }
+
+    #[test]
+    fn a_burst_of_errors_is_not_diluted_by_a_healthy_window() {
+        let slo = SloConfig::default();
+        let prod = cohort(1_000_000, 5_000, 5_000, 10_000);
+        // A long healthy window: 30 000 canary requests at 0.5 %, then 8 failures in a row.
+        let window = cohort(30_008, 158, 5_000, 10_000);
+        let quiet = judge(
+            StageId(2),
+            canary(10.0),
+            &window,
+            &prod,
+            Recent {
+                requests: 40,
+                errors: 0,
+            },
+            policy(&slo),
+        );
+        assert_eq!(quiet.evidence.fired().count(), 0, "{}", quiet.evidence);
+        let burst = Recent {
+            requests: 8,
+            errors: 8,
+        };
+        let h = judge(
+            StageId(2),
+            canary(10.0),
+            &window,
+            &prod,
+            burst,
+            policy(&slo),
+        );
+        let fired: Vec<_> = h.evidence.fired().map(|f| f.rule).collect();
+        assert_eq!(fired, [Rule::ErrorBurst], "{}", h.evidence);
+        // 7 failures are enough against the 5 % reference (0.05^7 < 1e-9); 6 are not.
+        let six = judge(
+            StageId(2),
+            canary(10.0),
+            &window,
+            &prod,
+            Recent {
+                requests: 6,
+                errors: 6,
+            },
+            policy(&slo),
+        );
+        assert_eq!(six.evidence.fired().count(), 0);
     }
 
     #[test]
@@ -840,6 +955,7 @@ mod tests {
             Environment::Production,
             &CohortCounts::default(),
             &prod,
+            Recent::default(),
             policy(&slo),
         );
         assert!(h.evidence.findings.is_empty());
@@ -852,7 +968,14 @@ mod tests {
         let slo = SloConfig::default();
         let prod = cohort(1_000_000, 1, 1_000, 2_000);
         let subject = cohort(1_000_000, 900_000, 59_000_000, 60_000_000);
-        let h = judge(StageId(2), canary(50.0), &subject, &prod, policy(&slo));
+        let h = judge(
+            StageId(2),
+            canary(50.0),
+            &subject,
+            &prod,
+            Recent::default(),
+            policy(&slo),
+        );
         assert!((0.0..=1.0).contains(&h.health_score));
         assert!((h.health_score - 0.2).abs() < 1e-9);
     }

@@ -17,7 +17,7 @@ use crate::decision::{RoutingDecision, StageId};
 use crate::error::{Error, FlagError, PromotionError, RollbackError};
 use crate::flags::{FlagSetIndex, FlagSets};
 use crate::history::{RollbackEvent, RollbackHistory, RollbackTrigger};
-use crate::judge::{CanaryHealth, Policy, judge, screen};
+use crate::judge::{CanaryHealth, Policy, Recent, judge, screen};
 use crate::metrics::{Metrics, Recorded, Window, to_histogram};
 use crate::release::{PromotionKind, plan_promotion};
 use crate::slo::SloAdmissionController;
@@ -26,6 +26,10 @@ use crate::snapshot::{RouteTable, Snapshot};
 /// A thread screens after each of its first this many canary errors of a stage, then after
 /// every 16th.
 const SCREEN_EVERY_ERROR_UP_TO: u64 = 32;
+
+/// ... and after every canary error that ends a run of at least this many in a row on the
+/// thread (a sudden outage; at a 1 % error rate a run of 4 happens once in 10^8 requests).
+const SCREEN_ON_STREAK: u64 = 4;
 
 /// State only writers touch, behind the writer lock. Readers never take it.
 #[derive(Debug, Default)]
@@ -268,7 +272,8 @@ impl PromotionGateManager {
     /// as [`Recorded::Late`]). Lock-free; no shared cache line written; no allocation after the
     /// thread's first record. The judge runs from here by itself: a quick check of the
     /// counters after a canary error (each of a thread's first 32 canary errors in a stage, then
-    /// every 16th; so a canary failing every request rolls back at its 7th failure), and a
+    /// every 16th, and every error of a run of 4 or more in a row; so a canary failing every
+    /// request rolls back at its 7th failure, and a sudden outage after 7 to 8), and a
     /// full evaluation at most every
     /// [`evaluation_interval`](crate::SloConfig::evaluation_interval), looked for every 64
     /// records of a thread. Either may roll the canary back when `auto_rollback_enabled`.
@@ -318,7 +323,11 @@ impl PromotionGateManager {
             });
         if tally.recorded == Recorded::Counted {
             let e = tally.cohort_errors;
-            if is_canary && !success && (e <= SCREEN_EVERY_ERROR_UP_TO || e.is_multiple_of(16)) {
+            let streak = tally.cohort_streak >= SCREEN_ON_STREAK;
+            if is_canary
+                && !success
+                && (e <= SCREEN_EVERY_ERROR_UP_TO || e.is_multiple_of(16) || streak)
+            {
                 self.screen_errors(stage);
             }
         }
@@ -437,34 +446,37 @@ impl PromotionGateManager {
     /// ```
     pub fn latency_histogram(&self, cohort: Cohort) -> Option<hdrhistogram::Histogram<u64>> {
         let mut window = self.metrics.lock_window();
-        self.refresh_window(&mut window);
+        let _ = self.refresh_window(&mut window);
         to_histogram(&window.windowed[cohort.index()].histogram)
     }
 
     /// Reads the current stage into the window (leaving a reading) and returns the snapshot it
-    /// read. The window's buffers are reused: nothing is allocated.
-    fn refresh_window(&self, window: &mut Window) -> arc_swap::Guard<Arc<Snapshot>> {
+    /// read and the canary's outcomes since the previous reading. The window's buffers are
+    /// reused: nothing is allocated.
+    fn refresh_window(&self, window: &mut Window) -> (arc_swap::Guard<Arc<Snapshot>>, Recent) {
         window.prepare();
         let snapshot = self.current.load();
         let stage = snapshot.route.stage;
         let length = Duration::from_secs(snapshot.config.rollback_window_seconds);
         let Window { now, scratch, .. } = window;
         self.metrics.read_into(stage, now, scratch, true);
-        let base = window.observe(stage, self.clock.monotonic(), length);
-        self.metrics.set_window_base(stage, base);
-        snapshot
+        let (base, [requests, errors]) = window.observe(stage, self.clock.monotonic(), length);
+        let last = [window.now[0].requests, window.now[0].errors];
+        self.metrics.set_window_base(stage, base, last);
+        (snapshot, Recent { requests, errors })
     }
 
     /// Runs the judge over the current window, without acting.
     fn evaluate(&self) -> CanaryHealth {
         let mut window = self.metrics.lock_window();
-        let snapshot = self.refresh_window(&mut window);
+        let (snapshot, recent) = self.refresh_window(&mut window);
         let [canary, production] = &window.windowed;
         judge(
             snapshot.route.stage,
             snapshot.config.environment,
             canary,
             production,
+            recent,
             self.policy(&snapshot.config),
         )
     }
@@ -512,11 +524,12 @@ impl PromotionGateManager {
         if snapshot.route.stage != stage || !snapshot.config.auto_rollback_enabled {
             return;
         }
-        let [canary, production] = self.metrics.read_windowed_counters(stage);
+        let ([canary, production], [requests, errors]) = self.metrics.read_windowed_counters(stage);
         if screen(
             snapshot.config.environment,
             &canary,
             &production,
+            Recent { requests, errors },
             self.policy(&snapshot.config),
         ) {
             let health = self.evaluate();
@@ -539,11 +552,11 @@ impl PromotionGateManager {
         let Some(mut window) = self.metrics.try_lock_window() else {
             return; // someone else is evaluating right now
         };
-        let snapshot = self.refresh_window(&mut window);
+        let (snapshot, recent) = self.refresh_window(&mut window);
         let [canary, production] = &window.windowed;
         let policy = self.policy(&snapshot.config);
         let environment = snapshot.config.environment;
-        if !screen(environment, canary, production, policy) {
+        if !screen(environment, canary, production, recent, policy) {
             return;
         }
         let health = judge(
@@ -551,6 +564,7 @@ impl PromotionGateManager {
             environment,
             canary,
             production,
+            recent,
             policy,
         );
         drop(window);

@@ -41,6 +41,7 @@ const (
 	RuleP99VsProduction       Rules = C.PGATE_RULE_P99_VS_PRODUCTION        // p99 above production's x p99_ratio_limit
 	RuleP99Budget             Rules = C.PGATE_RULE_P99_BUDGET               // p99 above p99_budget_ms
 	RuleHealthScore           Rules = C.PGATE_RULE_HEALTH_SCORE             // health score below 0.8
+	RuleErrorBurst            Rules = C.PGATE_RULE_ERROR_BURST              // errors since the previous evaluation improbable at any acceptable rate
 )
 
 var ruleNames = []struct {
@@ -54,6 +55,7 @@ var ruleNames = []struct {
 	{RuleP99VsProduction, "p99_vs_production"},
 	{RuleP99Budget, "p99_budget"},
 	{RuleHealthScore, "health_score"},
+	{RuleErrorBurst, "error_burst"},
 }
 
 // Has reports whether every rule of r2 is in r.

@@ -40,6 +40,8 @@ pub enum pgate_rule {
     P99Budget = 32,
     /// Health score below 0.8.
     HealthScore = 64,
+    /// Errors since the previous evaluation improbable at any acceptable rate.
+    ErrorBurst = 128,
 }
 
 impl From<Rule> for pgate_rule {
@@ -52,6 +54,7 @@ impl From<Rule> for pgate_rule {
             Rule::P99VsProduction => pgate_rule::P99VsProduction,
             Rule::P99Budget => pgate_rule::P99Budget,
             Rule::HealthScore => pgate_rule::HealthScore,
+            Rule::ErrorBurst => pgate_rule::ErrorBurst,
         }
     }
 }

@@ -36,11 +36,13 @@ pub(crate) struct Metrics {
     window_base: CachePadded<WindowBase>,
 }
 
-/// The stage and `[requests, errors, compliant]` per cohort at the window's start.
+/// The stage, `[requests, errors, compliant]` per cohort at the window's start, and the
+/// canary cohort's `[requests, errors]` at the last evaluation.
 #[derive(Debug, Default)]
 struct WindowBase {
     stage: AtomicU64,
     counts: [[AtomicU64; 3]; 2],
+    last: [AtomicU64; 2],
 }
 
 impl Metrics {
@@ -107,7 +109,7 @@ impl Metrics {
     }
 
     /// Remembers the counters at the start of the window just evaluated (the screen's base).
-    pub(crate) fn set_window_base(&self, stage: StageId, base: [[u64; 3]; 2]) {
+    pub(crate) fn set_window_base(&self, stage: StageId, base: [[u64; 3]; 2], last: [u64; 2]) {
         let b = &self.window_base;
         // Invalidate first so a concurrent screen never pairs the old stage with new counts.
         b.stage.store(0, Ordering::Release);
@@ -116,16 +118,23 @@ impl Metrics {
                 cell.store(value, Ordering::Relaxed);
             }
         }
+        for (cell, value) in b.last.iter().zip(last) {
+            cell.store(value, Ordering::Relaxed);
+        }
         b.stage.store(stage.0, Ordering::Release);
     }
 
     /// The stage's counters within the last evaluated window, read without a lock and without
     /// allocating (histograms empty).
-    pub(crate) fn read_windowed_counters(&self, stage: StageId) -> Counts {
+    /// Also returns the canary cohort's `[requests, errors]` since the last evaluation.
+    pub(crate) fn read_windowed_counters(&self, stage: StageId) -> (Counts, [u64; 2]) {
         let (mut now, mut scratch): (Counts, Counts) = Default::default();
         self.read_into(stage, &mut now, &mut scratch, false);
         let b = &self.window_base;
+        let mut recent = [now[0].requests, now[0].errors];
         if b.stage.load(Ordering::Acquire) == stage.0 {
+            recent[0] = recent[0].saturating_sub(b.last[0].load(Ordering::Relaxed));
+            recent[1] = recent[1].saturating_sub(b.last[1].load(Ordering::Relaxed));
             for (counts, cells) in now.iter_mut().zip(&b.counts) {
                 counts.requests = counts
                     .requests
@@ -138,7 +147,7 @@ impl Metrics {
                     .saturating_sub(cells[2].load(Ordering::Relaxed));
             }
         }
-        now
+        (now, recent)
     }
 
     /// Outcomes dropped as late, over all threads.

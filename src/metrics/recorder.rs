@@ -37,6 +37,8 @@ struct CohortCells {
     errors: AtomicU64,
     /// Requests that succeeded within the SLO latency target.
     compliant: AtomicU64,
+    /// Failures in a row on this thread (not reset by a stage change: a streak is a streak).
+    streak: AtomicU64,
     histogram: Box<[AtomicU64]>,
 }
 
@@ -46,6 +48,7 @@ impl CohortCells {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             compliant: AtomicU64::new(0),
+            streak: AtomicU64::new(0),
             histogram: (0..LEN).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -77,6 +80,8 @@ pub(crate) struct Tally {
     pub(crate) recorded: Recorded,
     /// Errors of the outcome's cohort on this thread in this stage (after this record).
     pub(crate) cohort_errors: u64,
+    /// Failures in a row of the outcome's cohort on this thread (after this record).
+    pub(crate) cohort_streak: u64,
     /// Whether this thread should look at the clock now (see [`ThreadRecorder::paced`]).
     pub(crate) check_clock: bool,
 }
@@ -152,6 +157,7 @@ impl ThreadRecorder {
                 return Tally {
                     recorded,
                     cohort_errors: 0,
+                    cohort_streak: 0,
                     check_clock,
                 };
             }
@@ -159,14 +165,22 @@ impl ThreadRecorder {
         let cells = &self.cohorts[cohort.index()];
         bump(&cells.histogram[index_of(micros)]);
         bump(&cells.requests);
-        if !success {
+        let streak = if success {
+            if cells.streak.load(Ordering::Relaxed) != 0 {
+                cells.streak.store(0, Ordering::Relaxed);
+            }
+            0
+        } else {
             bump(&cells.errors);
-        }
+            bump(&cells.streak);
+            cells.streak.load(Ordering::Relaxed)
+        };
         if compliant {
             bump(&cells.compliant);
         }
         Tally {
             recorded: Recorded::Counted,
+            cohort_streak: streak,
             cohort_errors: cells.errors.load(Ordering::Relaxed),
             check_clock,
         }

@@ -65,14 +65,15 @@ impl Window {
 
     /// Takes `self.now` as the cumulative reading of `stage` at `at`, computes
     /// `self.windowed` over the window `length` before it, and keeps the reading. Returns the
-    /// base reading's counters per cohort (`[requests, errors, compliant]`). A new stage starts
-    /// the window afresh.
+    /// base reading's counters per cohort (`[requests, errors, compliant]`) and the canary
+    /// cohort's `[requests, errors]` since the previous reading. A new stage starts the window
+    /// afresh.
     pub(crate) fn observe(
         &mut self,
         stage: StageId,
         at: Duration,
         length: Duration,
-    ) -> [[u64; 3]; 2] {
+    ) -> ([[u64; 3]; 2], [u64; 2]) {
         if self.stage != Some(stage) {
             self.stage = Some(stage);
             while let Some((_, counts)) = self.readings.pop_front() {
@@ -88,6 +89,15 @@ impl Window {
             now.since_into(b, out);
             base_counters[i] = [b.requests, b.errors, b.compliant];
         }
+
+        let previous = self
+            .readings
+            .back()
+            .map_or([0, 0], |(_, counts)| [counts[0].requests, counts[0].errors]);
+        let recent = [
+            self.now[0].requests.saturating_sub(previous[0]),
+            self.now[0].errors.saturating_sub(previous[1]),
+        ];
 
         let slot = (length / SLOTS).max(Duration::from_millis(1)).as_nanos();
         let same_slot = self
@@ -112,7 +122,7 @@ impl Window {
                 self.spare.push(counts);
             }
         }
-        base_counters
+        (base_counters, recent)
     }
 }
 
@@ -150,7 +160,8 @@ mod tests {
         while t <= 400 {
             total += 30;
             set(&mut w, total, 100);
-            let base = w.observe(s, secs(t), len);
+            let (base, recent) = w.observe(s, secs(t), len);
+            assert_eq!(recent, [30, 0], "since the previous reading");
             if t >= 310 {
                 assert_eq!(
                     w.windowed[0].errors, 0,

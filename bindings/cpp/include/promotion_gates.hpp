@@ -99,6 +99,7 @@ enum class Rule : std::uint32_t {
   P99VsProduction = PGATE_RULE_P99_VS_PRODUCTION,
   P99Budget = PGATE_RULE_P99_BUDGET,
   HealthScore = PGATE_RULE_HEALTH_SCORE,
+  ErrorBurst = PGATE_RULE_ERROR_BURST,
 };
 
 /// "canary", "staging", "production" (or "unknown").

@@ -43,6 +43,8 @@ class Rule(enum.IntFlag):
     P99_BUDGET = 32
     #: Health score below 0.8.
     HEALTH_SCORE = 64
+    #: Errors since the previous evaluation improbable at any acceptable rate.
+    ERROR_BURST = 128
 
 
 @dataclass(frozen=True, slots=True)
