@@ -56,6 +56,17 @@ impl ConfigError {
         &self.field
     }
 
+    /// What a valid value looks like, as written in the message.
+    ///
+    /// # Example
+    /// ```
+    /// let config = promotion_gates::PromotionConfig { slo_threshold: 2.0, ..Default::default() };
+    /// assert!(config.validate().unwrap_err().expected().contains("0.0 to 1.0"));
+    /// ```
+    pub fn expected(&self) -> &str {
+        &self.expected
+    }
+
     /// The refused value, as written in the message.
     ///
     /// # Example
