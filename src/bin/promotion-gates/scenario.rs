@@ -498,16 +498,7 @@ impl FieldError {
 
     /// A library `ConfigError` found inside the table `table`, its field prefixed.
     fn wrap(table: &str, error: &promotion_gates::ConfigError) -> Self {
-        // ConfigError has no accessor for the expected form; its message ends with it.
-        let message = error.to_string();
-        let expected = message
-            .split_once(": ")
-            .map_or(message.as_str(), |(_, rest)| rest);
-        Self::new(
-            format!("{table}.{}", error.field()),
-            error.value(),
-            expected.to_string(),
-        )
+        Self::new(format!("{table}.{}", error.field()), error.value(), error.expected())
     }
 }
 
