@@ -66,6 +66,9 @@ pub struct RollbackEvent {
     pub environment: Environment,
     /// What started it.
     pub trigger: RollbackTrigger,
+    /// For an automatic rollback, the judge's evidence: numbers and fired rules, structured
+    /// (the same as in `reason`, as text).
+    pub evidence: Option<crate::judge::Evidence>,
 }
 
 /// Oldest-first history with a bound; the oldest event is dropped when full.
@@ -105,6 +108,7 @@ mod tests {
                 timestamp: SystemTime::UNIX_EPOCH,
                 environment: Environment::Staging,
                 trigger: RollbackTrigger::Manual,
+                evidence: None,
             };
             history.push(event, 3);
         }

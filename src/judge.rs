@@ -247,6 +247,8 @@ pub struct Evidence {
     pub min_samples: u64,
     /// Every rule evaluated, fired or not.
     pub findings: Vec<Finding>,
+    /// The health score (point estimate) of this window.
+    pub health_score: f64,
 }
 
 impl Evidence {
@@ -379,6 +381,7 @@ pub(crate) fn judge(
         production: evidence_of(baseline),
         min_samples: policy.slo.min_samples,
         findings,
+        health_score,
     };
     // ROLLBACK means a rule fired (the gate rolls back, or would with auto rollback on); a low
     // score the data are not yet sure of is MONITOR.

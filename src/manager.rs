@@ -505,14 +505,11 @@ impl PromotionGateManager {
         let stage = Some(health.evidence.stage);
         // A stage that already left (another thread rolled back or promoted) is not rolled
         // back again; Production has nothing to roll back. Neither is an error here.
+        let evidence = Some(health.evidence.clone());
+        let trigger = RollbackTrigger::Automatic;
         let _ = match writer {
-            Some(writer) => self.rollback_locked(writer, reason, RollbackTrigger::Automatic, stage),
-            None => self.rollback_locked(
-                &mut self.lock_writer(),
-                reason,
-                RollbackTrigger::Automatic,
-                stage,
-            ),
+            Some(writer) => self.rollback_locked(writer, reason, trigger, stage, evidence),
+            None => self.rollback_locked(&mut self.lock_writer(), reason, trigger, stage, evidence),
         };
     }
 
@@ -730,6 +727,7 @@ impl PromotionGateManager {
             timestamp: self.clock.wall(),
             environment: current.config.environment,
             trigger: RollbackTrigger::FlagDisabled,
+            evidence: None,
         };
         writer.history.push(event, config.max_rollback_history);
         self.publish(&mut writer, config, false);
@@ -784,7 +782,7 @@ impl PromotionGateManager {
             return Err(RollbackError::EmptyReason.into());
         }
         let mut writer = self.lock_writer();
-        self.rollback_locked(&mut writer, reason, RollbackTrigger::Manual, None)
+        self.rollback_locked(&mut writer, reason, RollbackTrigger::Manual, None, None)
     }
 
     /// Rolls back under the writer lock. With `only_in`, does nothing unless the gate is still
@@ -795,6 +793,7 @@ impl PromotionGateManager {
         reason: String,
         trigger: RollbackTrigger,
         only_in: Option<StageId>,
+        evidence: Option<crate::judge::Evidence>,
     ) -> Result<(), Error> {
         let current = self.current.load_full();
         if only_in.is_some_and(|stage| stage != current.route.stage) {
@@ -814,6 +813,7 @@ impl PromotionGateManager {
             timestamp: self.clock.wall(),
             environment: previous,
             trigger,
+            evidence,
         };
         writer.history.push(event, config.max_rollback_history);
         self.publish(writer, config, true);
@@ -952,6 +952,16 @@ mod tests {
         assert_eq!(failures, 7); // 0.05^7 < 1e-9: overwhelming against max_error_rate
         let event = &gate.get_rollback_history()[0];
         assert_eq!(event.trigger, RollbackTrigger::Automatic);
+        let evidence = event
+            .evidence
+            .as_ref()
+            .expect("an automatic rollback carries evidence");
+        assert_eq!((evidence.canary.requests, evidence.canary.errors), (7, 7));
+        assert!(
+            evidence
+                .fired()
+                .any(|f| f.rule == crate::judge::Rule::OverwhelmingErrors)
+        );
         assert!(
             event.reason.contains("overwhelming_errors"),
             "{}",
@@ -1115,6 +1125,7 @@ mod tests {
             "late".into(),
             RollbackTrigger::Automatic,
             Some(old),
+            None,
         )
         .unwrap();
         drop(writer);

@@ -1,7 +1,7 @@
 //! What a simulation found: the stages, the outcome and the rollback, as a table for people
 //! and as JSON for machines.
 
-use promotion_gates::CanaryHealth;
+use promotion_gates::{CanaryHealth, Evidence, RollbackEvent};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -188,24 +188,35 @@ pub struct RollbackReport {
     pub evidence: String,
     /// The event's whole reason, as the engine wrote it.
     pub reason: String,
+    /// The judge's evidence, structured (automatic rollbacks only).
+    #[serde(skip)]
+    pub judged: Option<Evidence>,
 }
 
 impl RollbackReport {
-    /// Splits an automatic rollback's reason (`automatic rollback: RULES | EVIDENCE`).
-    pub fn parse_reason(reason: &str) -> (Vec<String>, Vec<String>, String) {
-        let Some((rules, evidence)) = reason
-            .strip_prefix("automatic rollback: ")
-            .and_then(|rest| rest.split_once(" | "))
-        else {
-            return (Vec::new(), Vec::new(), reason.to_string());
-        };
-        let rules = rules.split(", ").map(str::to_string).collect();
-        let fired = evidence
-            .split("; ")
-            .filter(|part| part.contains(" FIRED: "))
-            .map(str::to_string)
-            .collect();
-        (rules, fired, evidence.to_string())
+    /// The report of `event`, which the simulator saw at `at_s` in `stage`, detected `by`.
+    pub fn of_event(
+        event: Option<&RollbackEvent>,
+        at_s: f64,
+        stage: usize,
+        detected_by: &str,
+    ) -> Self {
+        let evidence = event.and_then(|e| e.evidence.as_ref());
+        let reason = event.map_or_else(String::new, |e| e.reason.clone());
+        Self {
+            at_s,
+            stage,
+            environment: event.map_or_else(String::new, |e| e.environment.to_string()),
+            trigger: event.map_or("unknown", |e| e.trigger.name()).to_string(),
+            detected_by: detected_by.to_string(),
+            rules: evidence.map_or_else(Vec::new, |e| {
+                e.fired().map(|f| f.rule.name().to_string()).collect()
+            }),
+            fired: evidence.map_or_else(Vec::new, |e| e.fired().map(ToString::to_string).collect()),
+            evidence: evidence.map_or_else(|| reason.clone(), ToString::to_string),
+            reason,
+            judged: evidence.cloned(),
+        }
     }
 }
 
@@ -258,48 +269,18 @@ impl TimelinePoint {
         }
     }
 
-    /// The point the judge saw when it rolled back, read back from the event's evidence line
-    /// (`RollbackEvent` keeps only text). `None` if the line is not in the expected form.
-    pub fn of_evidence(t_s: f64, evidence: &str) -> Option<Self> {
-        let mut parts = evidence.split("; ");
-        let canary = parts.next()?.split_once(": ")?.1;
-        let production = parts.next()?;
-        let (canary, production) = (cohort_of_evidence(canary)?, cohort_of_evidence(production)?);
-        let health_score = parts
-            .filter_map(|finding| finding.strip_prefix("health_score FIRED: observed "))
-            .find_map(|rest| rest.split(' ').next()?.parse().ok());
-        Some(Self {
+    /// The point the judge saw when it rolled back, from the event's evidence.
+    pub fn of_evidence(t_s: f64, evidence: &Evidence) -> Self {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let (c, p) = (&evidence.canary, &evidence.production);
+        Self {
             t_s,
             canary_percent: 0.0,
-            window_requests: [canary.0, production.0],
-            error_rate: [canary.1, production.1],
-            p99_ms: [canary.2, production.2],
-            health_score,
-        })
-    }
-}
-
-/// `canary 6095 req, 1.050% errors, compliance 98.950%, p99 124.927ms` as (requests, error
-/// rate, p99 in ms).
-fn cohort_of_evidence(text: &str) -> Option<(u64, f64, f64)> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    match words.as_slice() {
-        [
-            _,
-            requests,
-            "req,",
-            errors,
-            "errors,",
-            "compliance",
-            _,
-            "p99",
-            p99,
-        ] => Some((
-            requests.parse().ok()?,
-            errors.strip_suffix('%')?.parse::<f64>().ok()? / 100.0,
-            p99.strip_suffix("ms")?.parse().ok()?,
-        )),
-        _ => None,
+            window_requests: [c.requests, p.requests],
+            error_rate: [c.error_rate, p.error_rate],
+            p99_ms: [ms(c.p99), ms(p.p99)],
+            health_score: Some(evidence.health_score),
+        }
     }
 }
 
@@ -542,31 +523,5 @@ mod tests {
         assert_eq!(human_duration(90.5), "90.5 s");
         assert_eq!(human_duration(360.0), "6 min");
         assert_eq!(human_duration(86_400.0), "24 h");
-    }
-
-    #[test]
-    fn rollback_reasons_split_into_rules_and_findings() {
-        let (rules, fired, evidence) = RollbackReport::parse_reason(
-            "automatic rollback: p99_vs_production, health_score | stage 3 Canary{1}: canary 9 req; \
-             p99_vs_production FIRED: observed 2ms vs limit 1ms (p=1e-5); health_score FIRED: x",
-        );
-        assert_eq!(rules, ["p99_vs_production", "health_score"]);
-        assert_eq!(fired.len(), 2);
-        assert!(evidence.starts_with("stage 3"));
-        let point = TimelinePoint::of_evidence(
-            9.0,
-            "stage 4 Canary{10}: canary 6095 req, 1.050% errors, compliance 98.950%, p99 \
-             124.927ms; production 54183 req, 0.476% errors, compliance 99.522%, p99 121.855ms; \
-             health_score FIRED: observed 0.699 vs limit 0.800 (p=0.00e0)",
-        )
-        .unwrap();
-        assert_eq!(point.window_requests, [6095, 54183]);
-        assert!((point.error_rate[0] - 0.0105).abs() < 1e-12);
-        assert_eq!(point.p99_ms, [124.927, 121.855]);
-        assert_eq!(point.health_score, Some(0.699));
-        assert!(TimelinePoint::of_evidence(1.0, "manual").is_none());
-        let (rules, _, evidence) = RollbackReport::parse_reason("operator said so");
-        assert!(rules.is_empty());
-        assert_eq!(evidence, "operator said so");
     }
 }

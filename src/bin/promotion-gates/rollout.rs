@@ -321,7 +321,10 @@ impl<'s> Driver<'s> {
                 .timeline
                 .last()
                 .map_or(rollback.at_s, |p| p.t_s.max(rollback.at_s));
-            judged_at_rollback = TimelinePoint::of_evidence(at, &rollback.evidence);
+            judged_at_rollback = rollback
+                .judged
+                .as_ref()
+                .map(|e| TimelinePoint::of_evidence(at, e));
             if let Some(last) = self.timeline.last() {
                 // The share held until the rollback: a step, not a slope.
                 self.timeline.push(TimelinePoint {
@@ -443,20 +446,7 @@ impl<'s> Driver<'s> {
 
     fn rollback_report(&self, by: DetectedBy, at_s: f64, stage: usize) -> RollbackReport {
         let history = self.gate.get_rollback_history();
-        let event = history.last();
-        let reason = event.map_or_else(String::new, |e| e.reason.clone());
-        let (rules, fired, evidence) = RollbackReport::parse_reason(&reason);
-        RollbackReport {
-            at_s,
-            stage,
-            environment: event.map_or_else(String::new, |e| e.environment.to_string()),
-            trigger: event.map_or("unknown", |e| e.trigger.name()).to_string(),
-            detected_by: by.name().to_string(),
-            rules,
-            fired,
-            evidence,
-            reason,
-        }
+        RollbackReport::of_event(history.last(), at_s, stage, by.name())
     }
 
     fn incident_report(&self, rollback: Option<&RollbackReport>) -> Option<IncidentReport> {

@@ -498,7 +498,11 @@ impl FieldError {
 
     /// A library `ConfigError` found inside the table `table`, its field prefixed.
     fn wrap(table: &str, error: &promotion_gates::ConfigError) -> Self {
-        Self::new(format!("{table}.{}", error.field()), error.value(), error.expected())
+        Self::new(
+            format!("{table}.{}", error.field()),
+            error.value(),
+            error.expected(),
+        )
     }
 }
 
