@@ -1,0 +1,134 @@
+//! Routing and recording next to other threads.
+//!
+//! - `writes`: route throughput on one thread while another publishes a write every
+//!   millisecond (a flag toggle, or a whole config swap), beside the same loop without the
+//!   writer. Each write moves the generation, so every reader refreshes its cached route table
+//!   once per write.
+//! - `scaling`: route and record throughput on 1 and on 2 threads. Each thread does `iters`
+//!   operations; the time is the wall time from the first thread's start to the last one's
+//!   finish (threads are spawned and warmed before, joined after), and the throughput counts
+//!   every thread's operations, so the ratio of the two rates is the speed-up.
+
+mod common;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use promotion_gates::{Environment, PromotionConfig, PromotionGateManager};
+
+use common::{
+    Cycle, canary_config, decisions, gate, ids, latencies, on_threads, recording_config,
+    timed_group,
+};
+
+/// A write the writer thread publishes; `n` counts the writes so far.
+type Write = fn(&PromotionGateManager, &[PromotionConfig; 2], u64);
+
+fn toggle_flag(gate: &PromotionGateManager, _: &[PromotionConfig; 2], n: u64) {
+    let result = if n.is_multiple_of(2) {
+        gate.enable_feature("bench_toggle")
+    } else {
+        gate.disable_feature("bench_toggle")
+    };
+    assert!(result.is_ok(), "{result:?}");
+}
+
+fn swap_config(gate: &PromotionGateManager, configs: &[PromotionConfig; 2], n: u64) {
+    let result = gate.swap_config(configs[(n % 2) as usize].clone());
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// Routes `iters` ids on this thread, with `write` published every millisecond by another.
+fn route_beside_writer(
+    gate: &PromotionGateManager,
+    ids: &[String],
+    write: Option<Write>,
+    iters: u64,
+) -> Duration {
+    let stop = AtomicBool::new(false);
+    let mut ramped = canary_config();
+    ramped.environment = Environment::Canary {
+        traffic_percent: 20.0,
+    };
+    let configs = [canary_config(), ramped];
+    std::thread::scope(|scope| {
+        if let Some(write) = write {
+            let (stop, configs) = (&stop, &configs);
+            scope.spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    write(gate, configs, n);
+                    n += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+        }
+        let mut ids = Cycle::new(ids);
+        let start = Instant::now();
+        for _ in 0..iters {
+            black_box(gate.route_request(black_box(ids.next())));
+        }
+        let elapsed = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        elapsed
+    })
+}
+
+fn writes(c: &mut Criterion) {
+    let mut group = timed_group(c, "writes", Duration::from_secs(3));
+    let gate = gate(canary_config());
+    let ids = ids(36);
+    let cases: [(&str, Option<Write>); 3] = [
+        ("no_writer", None),
+        ("flag_toggle_every_1ms", Some(toggle_flag)),
+        ("config_swap_every_1ms", Some(swap_config)),
+    ];
+    for (name, write) in cases {
+        group.bench_function(BenchmarkId::new("route_request_36", name), |b| {
+            b.iter_custom(|iters| route_beside_writer(&gate, &ids, write, iters));
+        });
+    }
+    group.finish();
+}
+
+fn scaling(c: &mut Criterion) {
+    let mut group = timed_group(c, "scaling", Duration::from_secs(3));
+    let router = gate(canary_config());
+    let ids = ids(36);
+    let recorder = gate(recording_config());
+    let [canary, _] = decisions(&recorder);
+    let latencies = latencies();
+    for threads in [1, 2] {
+        group.throughput(Throughput::Elements(threads as u64));
+        group.bench_function(BenchmarkId::new("route_request_36", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |n| {
+                    let mut ids = Cycle::new(&ids);
+                    for _ in 0..n {
+                        black_box(router.route_request(black_box(ids.next())));
+                    }
+                })
+            });
+        });
+        group.bench_function(BenchmarkId::new("record_outcome", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |n| {
+                    let mut latencies = Cycle::new(&latencies);
+                    for _ in 0..n {
+                        black_box(recorder.record_outcome(
+                            black_box(&canary),
+                            true,
+                            *latencies.next(),
+                        ));
+                    }
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, writes, scaling);
+criterion_main!(benches);
