@@ -1,9 +1,9 @@
 //! Routing and recording next to other threads.
 //!
-//! - `writes`: route throughput on one thread while another publishes a write every
-//!   millisecond (a flag toggle, or a whole config swap), beside the same loop without the
-//!   writer. Each write moves the generation, so every reader refreshes its cached route table
-//!   once per write.
+//! - `writes`: route cost on one thread while another publishes a write every millisecond (a
+//!   flag toggle, or a whole config swap), beside the same loop without the writer. The writer
+//!   runs for the whole benchmark, warm-up included. Each write moves the generation, so the
+//!   reader refreshes its cached route table once per write.
 //! - `scaling`: route and record throughput on 1 and on 2 threads. Each thread does `iters`
 //!   operations; the time is the wall time from the first thread's start to the last one's
 //!   finish (threads are spawned and warmed before, joined after), and the throughput counts
@@ -13,7 +13,7 @@ mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use promotion_gates::{Environment, PromotionConfig, PromotionGateManager};
@@ -40,13 +40,9 @@ fn swap_config(gate: &PromotionGateManager, configs: &[PromotionConfig; 2], n: u
     assert!(result.is_ok(), "{result:?}");
 }
 
-/// Routes `iters` ids on this thread, with `write` published every millisecond by another.
-fn route_beside_writer(
-    gate: &PromotionGateManager,
-    ids: &[String],
-    write: Option<Write>,
-    iters: u64,
-) -> Duration {
+/// Runs `measure` while another thread publishes `write` every millisecond (from before the
+/// warm-up to after the last sample, as a control plane would), or with no other thread.
+fn beside_writer(gate: &PromotionGateManager, write: Option<Write>, measure: impl FnOnce()) {
     let stop = AtomicBool::new(false);
     let mut ramped = canary_config();
     ramped.environment = Environment::Canary {
@@ -65,15 +61,9 @@ fn route_beside_writer(
                 }
             });
         }
-        let mut ids = Cycle::new(ids);
-        let start = Instant::now();
-        for _ in 0..iters {
-            black_box(gate.route_request(black_box(ids.next())));
-        }
-        let elapsed = start.elapsed();
+        measure();
         stop.store(true, Ordering::Relaxed);
-        elapsed
-    })
+    });
 }
 
 fn writes(c: &mut Criterion) {
@@ -86,8 +76,11 @@ fn writes(c: &mut Criterion) {
         ("config_swap_every_1ms", Some(swap_config)),
     ];
     for (name, write) in cases {
-        group.bench_function(BenchmarkId::new("route_request_36", name), |b| {
-            b.iter_custom(|iters| route_beside_writer(&gate, &ids, write, iters));
+        beside_writer(&gate, write, || {
+            group.bench_function(BenchmarkId::new("route_request_36", name), |b| {
+                let mut ids = Cycle::new(&ids);
+                b.iter(|| black_box(gate.route_request(black_box(ids.next()))));
+            });
         });
     }
     group.finish();

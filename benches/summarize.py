@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Prints the medians of the last `cargo bench` run, and each subject's ratio to its baseline.
+
+Reads criterion's `target/criterion/<group>/<function>/<parameter>/new/estimates.json` (or
+`$CARGO_TARGET_DIR/criterion`), so every figure comes from the same run. Standard library only.
+
+    python3 benches/summarize.py            # markdown tables, as in BENCHMARKS.md
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(os.environ.get("CARGO_TARGET_DIR", Path(__file__).resolve().parent.parent / "target"))
+CRITERION = ROOT / "criterion"
+ID_LENGTHS = (16, 36, 128)
+
+
+def median_ns(*path: str) -> float | None:
+    """The median time per iteration of one benchmark, in nanoseconds, or None if absent."""
+    estimates = CRITERION.joinpath(*path, "new", "estimates.json")
+    if not estimates.exists():
+        return None
+    return json.loads(estimates.read_text())["median"]["point_estimate"]
+
+
+def ns(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value >= 10_000:
+        return f"{value / 1000:,.1f} µs"
+    return f"{value:,.1f} ns"
+
+
+def ratio(subject: float | None, baseline: float | None) -> str:
+    if subject is None or baseline is None:
+        return "–"
+    return f"{subject / baseline:.2f}x"
+
+
+def per_core_second(value: float | None) -> str:
+    """Operations one core does per second at this cost, in millions."""
+    return "–" if value is None else f"{1e3 / value:.1f} M/s"
+
+
+def table(header: list[str], rows: list[list[str]]) -> None:
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(" --- " for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
+def route() -> None:
+    print("### route (one thread; 1024 ids cycled)\n")
+    rows = []
+    for n in ID_LENGTHS:
+        r = median_ns("route", "route_request", str(n))
+        b = median_ns("route", "salted_hasher_bucket", str(n))
+        d = median_ns("route", "sha256_digest_salted", str(n))
+        blocks = 1 if n < 56 else (n // 64) + (1 if n % 64 < 56 else 2)
+        c = median_ns("route", f"compress256_x{blocks}", str(n))
+        rows.append([f"{n} B", ns(r), ns(b), ns(d), f"{ns(c)} (x{blocks})", ratio(r, d),
+                     ratio(r, b), ratio(r, c), per_core_second(r)])
+    table(["id", "route_request", "SaltedHasher::bucket", "Sha256::digest (salt block + id)",
+           "compress256 floor", "route / digest", "route / bucket", "route / floor",
+           "routes per core-second"], rows)
+
+
+def ffi_route() -> None:
+    print("### ffi_route (pgate_route called from Rust)\n")
+    rows = []
+    for n in ID_LENGTHS:
+        c = median_ns("ffi_route", "pgate_route", str(n))
+        r = median_ns("ffi_route", "route_request_bytes", str(n))
+        diff = "–" if c is None or r is None else f"{c - r:+.1f} ns"
+        rows.append([f"{n} B", ns(c), ns(r), diff, ratio(c, r)])
+    table(["id", "pgate_route", "route_request_bytes", "C ABI - Rust", "ratio"], rows)
+
+
+def record() -> None:
+    print("### record (one thread; 1024 latencies cycled, 200 µs ..= 2 s)\n")
+    base = median_ns("record", "hdrhistogram_record")
+    rows = []
+    for function, case in [("record_outcome", "stable_success"), ("record_outcome", "stable_failure"),
+                           ("record_outcome", "canary_success"), ("record_outcome", "canary_failure"),
+                           ("pgate_record", "canary_success")]:
+        m = median_ns("record", function, case)
+        rows.append([f"{function} {case}", ns(m), ratio(m, base), per_core_second(m)])
+    rows.append(["hdrhistogram::Histogram::record (baseline)", ns(base), "1.00x", per_core_second(base)])
+    table(["subject", "median", "/ hdrhistogram", "records per core-second"], rows)
+
+
+def health() -> None:
+    print("### health (monitor_canary_health, full 300 s window)\n")
+    rows = []
+    for threads in (1, 4, 16):
+        m = median_ns("health", "monitor_canary_health", f"{threads}_threads")
+        rows.append([f"{threads}", ns(m)])
+    table(["recording threads", "median"], rows)
+
+
+def writes() -> None:
+    print("### writes (route_request, 36-byte ids, one reader thread)\n")
+    base = median_ns("writes", "route_request_36", "no_writer")
+    rows = []
+    for case in ("no_writer", "flag_toggle_every_1ms", "config_swap_every_1ms"):
+        m = median_ns("writes", "route_request_36", case)
+        rows.append([case, ns(m), ratio(m, base)])
+    table(["writer", "median per route", "/ no writer"], rows)
+
+
+def scaling() -> None:
+    print("### scaling (each thread does the same number of operations; wall time)\n")
+    rows = []
+    for function in ("route_request_36", "record_outcome"):
+        one = median_ns("scaling", function, "1")
+        two = median_ns("scaling", function, "2")
+        t1 = None if one is None else 1e3 / one
+        t2 = None if two is None else 2e3 / two
+        speedup = "–" if t1 is None or t2 is None else f"{t2 / t1:.2f}x"
+        rows.append([function, "–" if t1 is None else f"{t1:.1f} M/s",
+                     "–" if t2 is None else f"{t2:.1f} M/s", speedup])
+    table(["operation", "1 thread", "2 threads", "speed-up"], rows)
+
+
+def main() -> int:
+    if not CRITERION.exists():
+        print(f"no criterion results under {CRITERION}: run `cargo bench` first", file=sys.stderr)
+        return 1
+    for section in (route, ffi_route, record, health, writes, scaling):
+        section()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
