@@ -6,7 +6,10 @@
 //!   route compresses after the salt's midstate (the physical floor).
 //! - `ffi_route`: the C ABI's `pgate_route`, called from Rust, beside `route_request_bytes`.
 //!
-//! Every iteration takes the next of 1024 precomputed ids, so nothing is constant-folded.
+//! - `route_latency`: the same subjects (36-byte ids) with each call's input chosen by the
+//!   previous call's result, so that calls cannot overlap: the latency of one decision.
+//!
+//! Every iteration takes another of 1024 precomputed ids, so nothing is constant-folded.
 
 mod common;
 
@@ -14,13 +17,13 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use promotion_gates::SaltedHasher;
 use promotion_gates::bucket::salt_block;
 use promotion_gates::ffi::pgate_route;
+use promotion_gates::{PromotionGateManager, SaltedHasher};
 use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
 
-use common::{CGate, Cycle, ID_LENGTHS, canary_config, gate, ids, timed_group};
+use common::{CGate, Cycle, ID_LENGTHS, INPUTS, canary_config, gate, ids, timed_group};
 
 /// The blocks routing compresses for each id, after the salt's midstate: the id's full
 /// 64-byte chunks, then the padded tail (one block, or two when 56 bytes or more are left).
@@ -38,57 +41,141 @@ fn route_blocks(id: &[u8]) -> Vec<[u8; 64]> {
     blocks
 }
 
-fn route(c: &mut Criterion) {
-    let mut group = timed_group(c, "route", Duration::from_secs(2));
-    let manager = gate(canary_config());
-    let salt = canary_config().effective_salt().as_bytes().to_vec();
-    let hasher = SaltedHasher::new(&salt);
-    let block = salt_block(&salt);
-    // The midstate after the salt block: what the floor's compressions start from.
-    let mut midstate = [
-        0x6a09e667u32,
-        0xbb67ae85,
-        0x3c6ef372,
-        0xa54ff53a,
-        0x510e527f,
-        0x9b05688c,
-        0x1f83d9ab,
-        0x5be0cd19,
-    ];
-    compress256(&mut midstate, &[block]);
-    for len in ID_LENGTHS {
+/// What the `route` groups measure, for one gate.
+struct Subjects {
+    manager: PromotionGateManager,
+    hasher: SaltedHasher,
+    /// The salt's block, which the bare digest hashes before each id.
+    block: [u8; 64],
+    /// The SHA-256 state after the salt's block: what the floor's compressions start from.
+    midstate: [u32; 8],
+}
+
+impl Subjects {
+    fn new() -> Self {
+        let salt = canary_config().effective_salt().as_bytes().to_vec();
+        let block = salt_block(&salt);
+        // FIPS 180-4's initial state, then the salt's block.
+        let mut midstate = [
+            0x6a09e667u32,
+            0xbb67ae85,
+            0x3c6ef372,
+            0xa54ff53a,
+            0x510e527f,
+            0x9b05688c,
+            0x1f83d9ab,
+            0x5be0cd19,
+        ];
+        compress256(&mut midstate, &[block]);
+        Self {
+            manager: gate(canary_config()),
+            hasher: SaltedHasher::new(&salt),
+            block,
+            midstate,
+        }
+    }
+}
+
+/// The inputs of one id length, each as its subject takes it.
+struct Inputs {
+    ids: Vec<String>,
+    /// Salt block + id: the message the formula hashes.
+    messages: Vec<Vec<u8>>,
+    /// The blocks routing compresses after the midstate.
+    blocks: Vec<Vec<[u8; 64]>>,
+}
+
+impl Inputs {
+    fn new(len: usize, block: &[u8; 64]) -> Self {
         let ids = ids(len);
-        let messages: Vec<Vec<u8>> = ids
+        let messages = ids
             .iter()
             .map(|id| [&block[..], id.as_bytes()].concat())
             .collect();
-        let blocks: Vec<Vec<[u8; 64]>> = ids.iter().map(|id| route_blocks(id.as_bytes())).collect();
-        let blocks_per_id = blocks[0].len();
+        let blocks = ids.iter().map(|id| route_blocks(id.as_bytes())).collect();
+        Self {
+            ids,
+            messages,
+            blocks,
+        }
+    }
 
+    /// `compress256_xN`: the floor's name, N the blocks per id.
+    fn floor_name(&self) -> String {
+        format!("compress256_x{}", self.blocks[0].len())
+    }
+}
+
+/// Back to back, each call independent of the last: the cost per call of a busy thread,
+/// where the CPU may overlap one call's tail with the next call's start.
+fn route(c: &mut Criterion) {
+    let mut group = timed_group(c, "route", Duration::from_secs(2));
+    let s = Subjects::new();
+    for len in ID_LENGTHS {
+        let inputs = Inputs::new(len, &s.block);
         group.bench_function(BenchmarkId::new("route_request", len), |b| {
-            let mut ids = Cycle::new(&ids);
-            b.iter(|| black_box(manager.route_request(black_box(ids.next()))));
+            let mut ids = Cycle::new(&inputs.ids);
+            b.iter(|| black_box(s.manager.route_request(black_box(ids.next()))));
         });
         group.bench_function(BenchmarkId::new("salted_hasher_bucket", len), |b| {
-            let mut ids = Cycle::new(&ids);
-            b.iter(|| black_box(hasher.bucket(black_box(ids.next().as_bytes()))));
+            let mut ids = Cycle::new(&inputs.ids);
+            b.iter(|| black_box(s.hasher.bucket(black_box(ids.next().as_bytes()))));
         });
         group.bench_function(BenchmarkId::new("sha256_digest_salted", len), |b| {
-            let mut messages = Cycle::new(&messages);
+            let mut messages = Cycle::new(&inputs.messages);
             b.iter(|| black_box(Sha256::digest(black_box(messages.next()))));
         });
-        group.bench_function(
-            BenchmarkId::new(format!("compress256_x{blocks_per_id}"), len),
-            |b| {
-                let mut blocks = Cycle::new(&blocks);
-                b.iter(|| {
-                    let mut state = black_box(midstate);
-                    compress256(&mut state, black_box(blocks.next()));
-                    black_box([state[0], state[1]])
-                });
-            },
-        );
+        group.bench_function(BenchmarkId::new(inputs.floor_name(), len), |b| {
+            let mut blocks = Cycle::new(&inputs.blocks);
+            b.iter(|| {
+                let mut state = black_box(s.midstate);
+                compress256(&mut state, black_box(blocks.next()));
+                black_box([state[0], state[1]])
+            });
+        });
     }
+    group.finish();
+}
+
+/// Latency: each call's input is chosen by the previous call's result, so calls cannot
+/// overlap. The cost of one routing decision in the middle of other work, as a proxy routes.
+fn route_latency(c: &mut Criterion) {
+    let mut group = timed_group(c, "route_latency", Duration::from_secs(2));
+    let s = Subjects::new();
+    let len = 36;
+    let inputs = Inputs::new(len, &s.block);
+    group.bench_function(BenchmarkId::new("route_request", len), |b| {
+        let mut next = 0;
+        b.iter(|| {
+            let decision = s.manager.route_request(&inputs.ids[next]);
+            next = decision.reason.bucket().get() as usize % INPUTS;
+            black_box(decision)
+        });
+    });
+    group.bench_function(BenchmarkId::new("salted_hasher_bucket", len), |b| {
+        let mut next = 0;
+        b.iter(|| {
+            next = s.hasher.bucket(inputs.ids[next].as_bytes()).get() as usize % INPUTS;
+            next
+        });
+    });
+    group.bench_function(BenchmarkId::new("sha256_digest_salted", len), |b| {
+        let mut next = 0;
+        b.iter(|| {
+            let digest = Sha256::digest(&inputs.messages[next]);
+            next = usize::from(u16::from_be_bytes([digest[0], digest[1]])) % INPUTS;
+            next
+        });
+    });
+    group.bench_function(BenchmarkId::new(inputs.floor_name(), len), |b| {
+        let mut next = 0;
+        b.iter(|| {
+            let mut state = s.midstate;
+            compress256(&mut state, &inputs.blocks[next]);
+            next = state[0] as usize % INPUTS;
+            next
+        });
+    });
     group.finish();
 }
 
@@ -126,5 +213,5 @@ fn ffi_route(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, route, ffi_route);
+criterion_group!(benches, route, route_latency, ffi_route);
 criterion_main!(benches);

@@ -68,6 +68,17 @@ def route() -> None:
            "routes per core-second"], rows)
 
 
+def route_latency() -> None:
+    print("### route_latency (36-byte ids; each input chosen by the previous result)\n")
+    r = median_ns("route_latency", "route_request", "36")
+    b = median_ns("route_latency", "salted_hasher_bucket", "36")
+    d = median_ns("route_latency", "sha256_digest_salted", "36")
+    c = median_ns("route_latency", "compress256_x1", "36")
+    table(["route_request", "SaltedHasher::bucket", "Sha256::digest (salt block + id)",
+           "compress256 floor", "route / digest", "route / bucket", "route / floor"],
+          [[ns(r), ns(b), ns(d), f"{ns(c)} (x1)", ratio(r, d), ratio(r, b), ratio(r, c)]])
+
+
 def ffi_route() -> None:
     print("### ffi_route (pgate_route called from Rust)\n")
     rows = []
@@ -129,7 +140,7 @@ def main() -> int:
     if not CRITERION.exists():
         print(f"no criterion results under {CRITERION}: run `cargo bench` first", file=sys.stderr)
         return 1
-    for section in (route, ffi_route, record, health, writes, scaling):
+    for section in (route, route_latency, ffi_route, record, health, writes, scaling):
         section()
     return 0
 
