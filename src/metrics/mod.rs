@@ -69,13 +69,24 @@ impl Metrics {
     ) -> Tally {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let compliant = success && latency <= latency_target;
-        let recorder = self.recorders.get_or(|| {
+        let recorder = match self.recorders.get() {
+            Some(recorder) => recorder,
+            None => self.first_recorder(),
+        };
+        recorder.record(stage, cohort, success, micros, compliant, newest)
+    }
+
+    /// The calling thread's recorder, made at its first record. Out of line, so that the
+    /// common path inlines `ThreadLocal::get` alone.
+    #[cold]
+    #[inline(never)]
+    fn first_recorder(&self) -> &ThreadRecorder {
+        self.recorders.get_or(|| {
             // A thread's first record also makes the gate's evaluation buffers (once per gate),
             // so that evaluating from the record path never allocates.
             self.lock_window().prepare();
             CachePadded::new(ThreadRecorder::new())
-        });
-        recorder.record(stage, cohort, success, micros, compliant, newest)
+        })
     }
 
     /// Sums every recorder's data for `stage` into `out`, reading through `scratch`. With

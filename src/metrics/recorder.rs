@@ -142,25 +142,15 @@ impl ThreadRecorder {
         let records = self.records.load(Ordering::Relaxed).wrapping_add(1);
         self.records.store(records, Ordering::Relaxed);
         let check_clock = records >= self.next_clock_check.load(Ordering::Relaxed);
-        let tag = self.stage.load(Ordering::Relaxed);
-        if tag != stage.0 {
-            let dropped = if stage.0 < tag {
-                bump(&self.late);
-                Some(Recorded::Late)
-            } else if stage > newest() {
-                Some(Recorded::Foreign)
-            } else {
-                self.clear_for(stage);
-                None
+        if self.stage.load(Ordering::Relaxed) != stage.0
+            && let Some(recorded) = self.change_stage(stage, newest)
+        {
+            return Tally {
+                recorded,
+                cohort_errors: 0,
+                cohort_streak: 0,
+                check_clock,
             };
-            if let Some(recorded) = dropped {
-                return Tally {
-                    recorded,
-                    cohort_errors: 0,
-                    cohort_streak: 0,
-                    check_clock,
-                };
-            }
         }
         let cells = &self.cohorts[cohort.index()];
         bump(&cells.histogram[index_of(micros)]);
@@ -213,7 +203,23 @@ impl ThreadRecorder {
         self.records_at_last_check.store(records, Ordering::Relaxed);
     }
 
+    /// The outcome's stage is not the recorder's: drops a late or foreign outcome (returning
+    /// why), or clears the recorder for a newer stage of this gate (returning `None`). Out of
+    /// line, so that the common path keeps a small frame.
     #[cold]
+    #[inline(never)]
+    fn change_stage(&self, stage: StageId, newest: impl FnOnce() -> StageId) -> Option<Recorded> {
+        if stage.0 < self.stage.load(Ordering::Relaxed) {
+            bump(&self.late);
+            Some(Recorded::Late)
+        } else if stage > newest() {
+            Some(Recorded::Foreign)
+        } else {
+            self.clear_for(stage);
+            None
+        }
+    }
+
     fn clear_for(&self, stage: StageId) {
         self.stage.store(CLEARING, Ordering::Relaxed);
         fence(Ordering::Release);
