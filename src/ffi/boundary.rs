@@ -10,6 +10,7 @@ use super::error::{pgate_error, set_error};
 use super::status::pgate_status;
 
 /// Runs `body`, turning a panic into [`pgate_status::Panic`].
+#[inline]
 pub(crate) fn guard(body: impl FnOnce() -> Result<(), pgate_status>) -> pgate_status {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => pgate_status::Ok,
