@@ -48,6 +48,51 @@ pub(crate) unsafe fn cold<'a>(gate: *const pgate_gate) -> Result<&'a pgate_gate,
     Ok(unsafe { &*gate })
 }
 
+/// Runs `op` on a live gate with a UTF-8 text argument (`what` names it in errors): the shape
+/// of every cold call that takes one string.
+///
+/// # Safety
+/// `gate` must be a live gate; `ptr` NULL (with `len` 0) or `len` readable bytes; `err` NULL or
+/// valid for a write.
+pub(crate) unsafe fn with_text(
+    gate: *const pgate_gate,
+    ptr: *const u8,
+    len: usize,
+    what: &str,
+    err: *mut *mut pgate_error,
+    op: impl FnOnce(&PromotionGateManager, &str) -> Result<(), crate::Error>,
+) -> pgate_status {
+    guard_err(err, || {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        // SAFETY: the caller guarantees len readable bytes at ptr.
+        let text = unsafe { text(ptr, len, what) }?;
+        Ok(op(&gate.manager, text)?)
+    })
+}
+
+/// Writes `value`, read from a live gate, as JSON into the caller's buffer (see
+/// `pgate_config_json` for the buffer contract).
+///
+/// # Safety
+/// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
+pub(crate) unsafe fn json_out<T: serde::Serialize>(
+    gate: *const pgate_gate,
+    buf: *mut c_char,
+    cap: usize,
+    len_out: *mut usize,
+    value: impl FnOnce(&PromotionGateManager) -> T,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        let json =
+            serde_json::to_string(&value(&gate.manager)).map_err(|_| pgate_status::InvalidJson)?;
+        // SAFETY: forwarded buffer contract.
+        unsafe { copy_out(&json, buf.cast(), cap, len_out) }
+    })
+}
+
 /// Reads an optional JSON document (NULL with length 0 means the default).
 fn parse<T: serde::de::DeserializeOwned + Default>(
     json: Option<&str>,
@@ -147,14 +192,8 @@ pub unsafe extern "C" fn pgate_config_json(
     cap: usize,
     len_out: *mut usize,
 ) -> pgate_status {
-    guard(|| {
-        // SAFETY: the caller keeps the gate alive during the call.
-        let gate = unsafe { cold(gate) }?;
-        let json =
-            serde_json::to_string(&gate.manager.config()).map_err(|_| pgate_status::InvalidJson)?;
-        // SAFETY: forwarded buffer contract.
-        unsafe { copy_out(&json, buf.cast(), cap, len_out) }
-    })
+    // SAFETY: forwarded contract.
+    unsafe { json_out(gate, buf, cap, len_out, PromotionGateManager::config) }
 }
 
 /// Writes the gate's `SloConfig` as JSON, like `pgate_config_json`.
@@ -168,14 +207,12 @@ pub unsafe extern "C" fn pgate_slo_json(
     cap: usize,
     len_out: *mut usize,
 ) -> pgate_status {
-    guard(|| {
-        // SAFETY: the caller keeps the gate alive during the call.
-        let gate = unsafe { cold(gate) }?;
-        let json = serde_json::to_string(gate.manager.slo_controller().config())
-            .map_err(|_| pgate_status::InvalidJson)?;
-        // SAFETY: forwarded buffer contract.
-        unsafe { copy_out(&json, buf.cast(), cap, len_out) }
-    })
+    // SAFETY: forwarded contract.
+    unsafe {
+        json_out(gate, buf, cap, len_out, |m| {
+            m.slo_controller().config().clone()
+        })
+    }
 }
 
 /// Replaces the gate's config atomically with a JSON `PromotionConfig` (hot reload: not
@@ -191,15 +228,14 @@ pub unsafe extern "C" fn pgate_swap_config(
     len: usize,
     err: *mut *mut pgate_error,
 ) -> pgate_status {
-    guard_err(err, || {
-        // SAFETY: the caller keeps the gate alive during the call.
-        let gate = unsafe { cold(gate) }?;
-        // SAFETY: the caller guarantees len readable bytes at json.
-        let doc = unsafe { text(json, len, "config") }?;
-        let config = PromotionConfig::from_json(doc)?;
-        gate.manager.swap_config(config)?;
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe {
+        with_text(gate, json, len, "config", err, |manager, doc| {
+            manager
+                .swap_config(PromotionConfig::from_json(doc)?)
+                .map(drop)
+        })
+    }
 }
 
 /// Writes where the gate stands: its environment, canary share (100 in Staging, 0 in

@@ -5,7 +5,7 @@ use std::time::UNIX_EPOCH;
 
 use super::boundary::{Failure, copy_out, guard, guard_err, text, write};
 use super::error::pgate_error;
-use super::gate::{cold, pgate_gate};
+use super::gate::{cold, pgate_gate, with_text};
 use super::status::pgate_status;
 use crate::Environment;
 
@@ -56,43 +56,12 @@ pub unsafe extern "C" fn pgate_rollback(
     len: usize,
     err: *mut *mut pgate_error,
 ) -> pgate_status {
-    guard_err(err, || {
-        // SAFETY: the caller keeps the gate alive during the call.
-        let gate = unsafe { cold(gate) }?;
-        // SAFETY: the caller guarantees len readable bytes at reason.
-        let reason = unsafe { text(reason, len, "reason") }?;
-        gate.manager.rollback(reason)?;
-        Ok(())
-    })
-}
-
-/// Which flag operation to run.
-#[derive(Clone, Copy)]
-enum FlagOp {
-    Enable,
-    Disable,
-}
-
-/// # Safety
-/// As the exported flag functions.
-unsafe fn flag_op(
-    gate: *const pgate_gate,
-    name: *const u8,
-    len: usize,
-    err: *mut *mut pgate_error,
-    op: FlagOp,
-) -> pgate_status {
-    guard_err(err, || {
-        // SAFETY: the caller keeps the gate alive during the call.
-        let gate = unsafe { cold(gate) }?;
-        // SAFETY: the caller guarantees len readable bytes at name.
-        let name = unsafe { text(name, len, "flag name") }?;
-        match op {
-            FlagOp::Enable => gate.manager.enable_feature(name)?,
-            FlagOp::Disable => gate.manager.disable_feature(name)?,
-        }
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe {
+        with_text(gate, reason, len, "reason", err, |manager, reason| {
+            manager.rollback(reason)
+        })
+    }
 }
 
 /// Turns a release flag on (idempotent). The name is UTF-8, `len` bytes.
@@ -107,7 +76,11 @@ pub unsafe extern "C" fn pgate_enable_feature(
     err: *mut *mut pgate_error,
 ) -> pgate_status {
     // SAFETY: forwarded contract.
-    unsafe { flag_op(gate, name, len, err, FlagOp::Enable) }
+    unsafe {
+        with_text(gate, name, len, "flag name", err, |manager, name| {
+            manager.enable_feature(name)
+        })
+    }
 }
 
 /// Turns a flag off and records it in the rollback history.
@@ -122,7 +95,11 @@ pub unsafe extern "C" fn pgate_disable_feature(
     err: *mut *mut pgate_error,
 ) -> pgate_status {
     // SAFETY: forwarded contract.
-    unsafe { flag_op(gate, name, len, err, FlagOp::Disable) }
+    unsafe {
+        with_text(gate, name, len, "flag name", err, |manager, name| {
+            manager.disable_feature(name)
+        })
+    }
 }
 
 /// Writes whether a flag is on for the gate to `*enabled`.
