@@ -741,6 +741,29 @@ mod tests {
         Environment::Canary { traffic_percent: p }
     }
 
+    /// The default policy's verdict on a canary at `percent` with nothing new since the
+    /// previous evaluation.
+    fn verdict(percent: f64, subject: &CohortCounts, baseline: &CohortCounts) -> CanaryHealth {
+        verdict_with(percent, subject, baseline, Recent::default())
+    }
+
+    fn verdict_with(
+        percent: f64,
+        subject: &CohortCounts,
+        baseline: &CohortCounts,
+        recent: Recent,
+    ) -> CanaryHealth {
+        let slo = SloConfig::default();
+        judge(
+            StageId(2),
+            canary(percent),
+            subject,
+            baseline,
+            recent,
+            policy(&slo),
+        )
+    }
+
     #[test]
     fn tails_against_hand_worked_values() {
         assert_eq!(binomial_tail(0, 10, 0.1), 1.0);
@@ -756,7 +779,6 @@ mod tests {
 
     #[test]
     fn worked_examples_of_the_score() {
-        let slo = SloConfig::default();
         let prod = cohort(1_000_000, 10_000, 5_000, 100_000);
         let cases = [
             (0.010, 1.00, Recommendation::Healthy),
@@ -768,14 +790,7 @@ mod tests {
         for (rate, score, rec) in cases {
             let errors = (rate * 1_000_000.0) as u64;
             let subject = cohort(1_000_000, errors, 5_000, 100_000);
-            let h = judge(
-                StageId(2),
-                canary(50.0),
-                &subject,
-                &prod,
-                Recent::default(),
-                policy(&slo),
-            );
+            let h = verdict(50.0, &subject, &prod);
             assert!(
                 (h.health_score - score).abs() < 1e-9,
                 "rate {rate}: score {}",
@@ -787,30 +802,15 @@ mod tests {
 
     #[test]
     fn latency_worked_examples() {
-        let slo = SloConfig::default();
         let prod = cohort(1_000_000, 10_000, 10_000, 20_000);
         // p99 1.4x: penalty 0.08, healthy, and the 1.5x rule does not fire.
         let subject = cohort(1_000_000, 10_000, 14_000, 28_000);
-        let h = judge(
-            StageId(2),
-            canary(50.0),
-            &subject,
-            &prod,
-            Recent::default(),
-            policy(&slo),
-        );
+        let h = verdict(50.0, &subject, &prod);
         assert!((h.health_score - 0.92).abs() < 0.01, "{}", h.health_score);
         assert_eq!(h.recommendation, Recommendation::Healthy, "{}", h.evidence);
         // p99 2x: penalty 0.2, score 0.8 (MONITOR by score), but the p99 rule fires.
         let subject = cohort(1_000_000, 10_000, 20_000, 40_000);
-        let h = judge(
-            StageId(2),
-            canary(50.0),
-            &subject,
-            &prod,
-            Recent::default(),
-            policy(&slo),
-        );
+        let h = verdict(50.0, &subject, &prod);
         assert!((h.health_score - 0.8).abs() < 0.01, "{}", h.health_score);
         assert!(
             h.evidence.fired().any(|f| f.rule == Rule::P99VsProduction),
@@ -827,36 +827,21 @@ mod tests {
 
     #[test]
     fn too_few_samples_never_fire_ordinary_rules() {
-        let slo = SloConfig::default();
         let prod = cohort(100_000, 500, 5_000, 10_000);
-        // 30% errors over 50 requests: bad, but below min_samples and not overwhelming vs 1%.
+        // 8 % errors over 50 requests: bad, but below min_samples and not overwhelming against the
+        // 5 % reference.
         let subject = cohort(50, 4, 5_000, 10_000);
-        let h = judge(
-            StageId(2),
-            canary(1.0),
-            &subject,
-            &prod,
-            Recent::default(),
-            policy(&slo),
-        );
+        let h = verdict(1.0, &subject, &prod);
         assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
         assert_eq!(h.recommendation, Recommendation::Monitor);
     }
 
     #[test]
     fn twenty_of_twenty_failures_is_overwhelming_early() {
-        let slo = SloConfig::default();
         let prod = cohort(100_000, 500, 5_000, 10_000);
         let first_firing = (1..=20)
             .find(|&n| {
-                let h = judge(
-                    StageId(2),
-                    canary(1.0),
-                    &cohort(n, n, 5_000, 10_000),
-                    &prod,
-                    Recent::default(),
-                    policy(&slo),
-                );
+                let h = verdict(1.0, &cohort(n, n, 5_000, 10_000), &prod);
                 h.recommendation == Recommendation::Rollback
             })
             .unwrap();
@@ -865,20 +850,12 @@ mod tests {
 
     #[test]
     fn the_score_rule_needs_the_data_to_be_sure() {
-        let slo = SloConfig::default();
         assert!((normal_quantile_upper(0.001) - 3.090_232).abs() < 1e-5);
         let prod = cohort(100_000, 1_000, 10_000, 20_000);
         // 100 canary requests whose slowest 2 took 40 ms: a point p99 ratio of 2 (score 0.8 or
         // below by the point estimate), but 100 samples cannot make that sure.
         let noisy = cohort(100, 1, 10_000, 40_000);
-        let h = judge(
-            StageId(2),
-            canary(10.0),
-            &noisy,
-            &prod,
-            Recent::default(),
-            policy(&slo),
-        );
+        let h = verdict(10.0, &noisy, &prod);
         assert!(
             !h.evidence.fired().any(|f| f.rule == Rule::HealthScore),
             "{}",
@@ -887,14 +864,7 @@ mod tests {
         assert_ne!(h.recommendation, Recommendation::Rollback);
         // With a million samples the same shape is sure.
         let sure = cohort(1_000_000, 20_000, 10_000, 20_000);
-        let h = judge(
-            StageId(2),
-            canary(50.0),
-            &sure,
-            &cohort(1_000_000, 10_000, 10_000, 20_000),
-            Recent::default(),
-            policy(&slo),
-        );
+        let h = verdict(50.0, &sure, &cohort(1_000_000, 10_000, 10_000, 20_000));
         assert!(
             h.evidence.fired().any(|f| f.rule == Rule::HealthScore),
             "{}",
@@ -904,47 +874,35 @@ mod tests {
 
     #[test]
     fn a_burst_of_errors_is_not_diluted_by_a_healthy_window() {
-        let slo = SloConfig::default();
         let prod = cohort(1_000_000, 5_000, 5_000, 10_000);
         // A long healthy window: 30 000 canary requests at 0.5 %, then 8 failures in a row.
         let window = cohort(30_008, 158, 5_000, 10_000);
-        let quiet = judge(
-            StageId(2),
-            canary(10.0),
+        let quiet = verdict_with(
+            10.0,
             &window,
             &prod,
             Recent {
                 requests: 40,
                 errors: 0,
             },
-            policy(&slo),
         );
         assert_eq!(quiet.evidence.fired().count(), 0, "{}", quiet.evidence);
         let burst = Recent {
             requests: 8,
             errors: 8,
         };
-        let h = judge(
-            StageId(2),
-            canary(10.0),
-            &window,
-            &prod,
-            burst,
-            policy(&slo),
-        );
+        let h = verdict_with(10.0, &window, &prod, burst);
         let fired: Vec<_> = h.evidence.fired().map(|f| f.rule).collect();
         assert_eq!(fired, [Rule::ErrorBurst], "{}", h.evidence);
         // 7 failures are enough against the 5 % reference (0.05^7 < 1e-9); 6 are not.
-        let six = judge(
-            StageId(2),
-            canary(10.0),
+        let six = verdict_with(
+            10.0,
             &window,
             &prod,
             Recent {
                 requests: 6,
                 errors: 6,
             },
-            policy(&slo),
         );
         assert_eq!(six.evidence.fired().count(), 0);
     }
@@ -968,17 +926,9 @@ mod tests {
 
     #[test]
     fn score_is_bounded() {
-        let slo = SloConfig::default();
         let prod = cohort(1_000_000, 1, 1_000, 2_000);
         let subject = cohort(1_000_000, 900_000, 59_000_000, 60_000_000);
-        let h = judge(
-            StageId(2),
-            canary(50.0),
-            &subject,
-            &prod,
-            Recent::default(),
-            policy(&slo),
-        );
+        let h = verdict(50.0, &subject, &prod);
         assert!((0.0..=1.0).contains(&h.health_score));
         assert!((h.health_score - 0.2).abs() < 1e-9);
     }
