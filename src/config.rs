@@ -49,6 +49,24 @@ impl Environment {
         }
     }
 
+    /// The share of requests that go to the new version: the canary's percentage, 100 in
+    /// Staging, 0 in Production.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::Environment;
+    /// assert_eq!(Environment::Canary { traffic_percent: 5.0 }.traffic_percent(), 5.0);
+    /// assert_eq!(Environment::Staging.traffic_percent(), 100.0);
+    /// assert_eq!(Environment::Production.traffic_percent(), 0.0);
+    /// ```
+    pub fn traffic_percent(&self) -> f64 {
+        match *self {
+            Environment::Canary { traffic_percent } => traffic_percent,
+            Environment::Staging => 100.0,
+            Environment::Production => 0.0,
+        }
+    }
+
     /// Checks the traffic percentage of a canary: finite and within `0..=100`.
     ///
     /// # Errors

@@ -41,6 +41,21 @@ impl Cohort {
         }
     }
 
+    /// The cohort of a request to the new version (`true`) or the stable one.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::Cohort;
+    /// assert_eq!(Cohort::of(true), Cohort::Canary);
+    /// ```
+    pub fn of(is_canary: bool) -> Self {
+        if is_canary {
+            Cohort::Canary
+        } else {
+            Cohort::Production
+        }
+    }
+
     pub(crate) fn index(self) -> usize {
         self as usize
     }
@@ -214,10 +229,6 @@ impl RoutingDecision<'_> {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn cohort(&self) -> Cohort {
-        if self.is_canary {
-            Cohort::Canary
-        } else {
-            Cohort::Production
-        }
+        Cohort::of(self.is_canary)
     }
 }

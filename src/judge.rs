@@ -393,11 +393,7 @@ pub(crate) fn judge(
         Recommendation::Healthy
     };
     CanaryHealth {
-        traffic_percent: match environment {
-            Environment::Canary { traffic_percent } => traffic_percent,
-            Environment::Staging => 100.0,
-            Environment::Production => 0.0,
-        },
+        traffic_percent: environment.traffic_percent(),
         canary_requests: evidence.canary.requests,
         production_requests: evidence.production.requests,
         canary_error_rate: evidence.canary.error_rate,

@@ -311,11 +311,7 @@ impl PromotionGateManager {
         latency: Duration,
     ) -> Recorded {
         let target = self.slo.config().latency_target;
-        let cohort = if is_canary {
-            Cohort::Canary
-        } else {
-            Cohort::Production
-        };
+        let cohort = Cohort::of(is_canary);
         let tally = self
             .metrics
             .record(stage, cohort, success, latency, target, || {

@@ -257,11 +257,7 @@ pub unsafe extern "C" fn pgate_state(
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold(gate) }?;
         let env = gate.manager.environment();
-        let percent = match env {
-            crate::Environment::Canary { traffic_percent } => traffic_percent,
-            crate::Environment::Staging => 100.0,
-            crate::Environment::Production => 0.0,
-        };
+        let percent = env.traffic_percent();
         // SAFETY: all three are non-NULL and valid for writes (caller's contract).
         unsafe {
             environment.write(env.into());

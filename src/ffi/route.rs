@@ -92,11 +92,7 @@ pub unsafe extern "C" fn pgate_route(
         let d = gate.manager.route_request_bytes(id);
         let decision = pgate_decision {
             stage: d.stage.get(),
-            traffic_percent: match d.target_environment {
-                Environment::Canary { traffic_percent } => traffic_percent,
-                Environment::Staging => 100.0,
-                Environment::Production => 0.0,
-            },
+            traffic_percent: d.target_environment.traffic_percent(),
             bucket: d.reason.bucket().get(),
             threshold: d.reason.threshold(),
             flag_set: d.enabled_features.set_id(),
