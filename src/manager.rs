@@ -201,9 +201,10 @@ impl PromotionGateManager {
         // Acquire pairs with the Release store in `publish`: seeing generation N means the
         // snapshot of generation N (or newer) is already in `current`.
         let generation = self.generation.load(Ordering::Acquire);
-        let cell = self
-            .route_cache
-            .get_or(|| Cell::new(self.current.load().route));
+        let cell = match self.route_cache.get() {
+            Some(cell) => cell,
+            None => self.first_route_cache(),
+        };
         let cached = cell.get();
         if cached.generation == generation {
             return cached;
@@ -211,6 +212,15 @@ impl PromotionGateManager {
         let fresh = self.current.load().route;
         cell.set(fresh);
         fresh
+    }
+
+    /// The calling thread's route cache, made at its first route. Out of line, so that the
+    /// common path inlines `ThreadLocal::get` alone.
+    #[cold]
+    #[inline(never)]
+    fn first_route_cache(&self) -> &Cell<RouteTable> {
+        self.route_cache
+            .get_or(|| Cell::new(self.current.load().route))
     }
 
     /// The current config: environment, flags and policy, as last published.
