@@ -21,13 +21,12 @@ use crate::decision::{Cohort, StageId};
 /// The tag a recorder shows while it is being cleared.
 const CLEARING: u64 = u64::MAX;
 
-/// Adds one to a counter that only the calling thread writes.
+/// Adds one to a counter that only the calling thread writes, and returns the new count.
 #[inline]
-fn bump(counter: &AtomicU64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(1),
-        Ordering::Relaxed,
-    );
+fn increment(counter: &AtomicU64) -> u64 {
+    let count = counter.load(Ordering::Relaxed).wrapping_add(1);
+    counter.store(count, Ordering::Relaxed);
+    count
 }
 
 /// One cohort's counters within a recorder.
@@ -78,9 +77,11 @@ pub enum Recorded {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tally {
     pub(crate) recorded: Recorded,
-    /// Errors of the outcome's cohort on this thread in this stage (after this record).
+    /// For a failure: errors of the outcome's cohort on this thread in this stage (after this
+    /// record); 0 for a success.
     pub(crate) cohort_errors: u64,
-    /// Failures in a row of the outcome's cohort on this thread (after this record).
+    /// For a failure: failures in a row of the outcome's cohort on this thread (after this
+    /// record); 0 for a success.
     pub(crate) cohort_streak: u64,
     /// Whether this thread should look at the clock now (see [`ThreadRecorder::paced`]).
     pub(crate) check_clock: bool,
@@ -91,15 +92,12 @@ pub(crate) struct Tally {
 pub(crate) struct ThreadRecorder {
     stage: AtomicU64,
     late: AtomicU64,
-    /// Records since this recorder was made, for the evaluation trigger.
-    records: AtomicU64,
-    /// The record count at which this thread next looks at the clock.
-    next_clock_check: AtomicU64,
-    /// Records between two looks at the clock (1 ..= 64), paced to the thread's rate.
+    /// Records left before this thread next looks at the clock (a look is due at 1 or 0).
+    clock_countdown: AtomicU64,
+    /// Records between the last two looks at the clock (1 ..= 64), paced to the thread's rate.
     clock_check_every: AtomicU64,
-    /// The clock (monotonic ns) and record count at the last look.
+    /// The clock (monotonic ns) at the last look; 0 before the first.
     last_clock_check: AtomicU64,
-    records_at_last_check: AtomicU64,
     cohorts: [CohortCells; 2],
 }
 
@@ -118,11 +116,9 @@ impl ThreadRecorder {
         Self {
             stage: AtomicU64::new(0),
             late: AtomicU64::new(0),
-            records: AtomicU64::new(0),
-            next_clock_check: AtomicU64::new(1),
+            clock_countdown: AtomicU64::new(1),
             clock_check_every: AtomicU64::new(1),
             last_clock_check: AtomicU64::new(0),
-            records_at_last_check: AtomicU64::new(0),
             cohorts: [CohortCells::new(), CohortCells::new()],
         }
     }
@@ -139,9 +135,11 @@ impl ThreadRecorder {
         compliant: bool,
         newest: impl FnOnce() -> StageId,
     ) -> Tally {
-        let records = self.records.load(Ordering::Relaxed).wrapping_add(1);
-        self.records.store(records, Ordering::Relaxed);
-        let check_clock = records >= self.next_clock_check.load(Ordering::Relaxed);
+        // One counter paces the looks at the clock: it stays at 0 until `paced` resets it.
+        let countdown = self.clock_countdown.load(Ordering::Relaxed);
+        let check_clock = countdown <= 1;
+        self.clock_countdown
+            .store(countdown.saturating_sub(1), Ordering::Relaxed);
         if self.stage.load(Ordering::Relaxed) != stage.0
             && let Some(recorded) = self.change_stage(stage, newest)
         {
@@ -153,26 +151,28 @@ impl ThreadRecorder {
             };
         }
         let cells = &self.cohorts[cohort.index()];
-        bump(&cells.histogram[index_of(micros)]);
-        bump(&cells.requests);
-        let streak = if success {
+        increment(&cells.histogram[index_of(micros)]);
+        increment(&cells.requests);
+        if success {
+            if compliant {
+                increment(&cells.compliant);
+            }
             if cells.streak.load(Ordering::Relaxed) != 0 {
                 cells.streak.store(0, Ordering::Relaxed);
             }
-            0
+            Tally {
+                recorded: Recorded::Counted,
+                cohort_errors: 0,
+                cohort_streak: 0,
+                check_clock,
+            }
         } else {
-            bump(&cells.errors);
-            bump(&cells.streak);
-            cells.streak.load(Ordering::Relaxed)
-        };
-        if compliant {
-            bump(&cells.compliant);
-        }
-        Tally {
-            recorded: Recorded::Counted,
-            cohort_streak: streak,
-            cohort_errors: cells.errors.load(Ordering::Relaxed),
-            check_clock,
+            Tally {
+                recorded: Recorded::Counted,
+                cohort_errors: increment(&cells.errors),
+                cohort_streak: increment(&cells.streak),
+                check_clock,
+            }
         }
     }
 
@@ -181,11 +181,11 @@ impl ThreadRecorder {
     /// when it is slow, every 64 records when it is fast). Only the owning thread calls it.
     #[cold]
     pub(crate) fn paced(&self, now_ns: u64, target_ns: u64) {
-        let records = self.records.load(Ordering::Relaxed);
+        // The countdown ran out, so the records since the last look are the last pacing.
+        let since = self.clock_check_every.load(Ordering::Relaxed);
         let last = self.last_clock_check.load(Ordering::Relaxed);
-        let since = records.saturating_sub(self.records_at_last_check.load(Ordering::Relaxed));
         let elapsed = now_ns.saturating_sub(last);
-        let every = if last == 0 && since <= 1 {
+        let every = if last == 0 {
             1 // first look: learn the rate at the next record
         } else if elapsed == 0 {
             MAX_CLOCK_CHECK_EVERY
@@ -196,11 +196,9 @@ impl ThreadRecorder {
                 .clamp(1, MAX_CLOCK_CHECK_EVERY)
         };
         self.clock_check_every.store(every, Ordering::Relaxed);
-        self.next_clock_check
-            .store(records + every, Ordering::Relaxed);
+        self.clock_countdown.store(every, Ordering::Relaxed);
         self.last_clock_check
             .store(now_ns.max(1), Ordering::Relaxed);
-        self.records_at_last_check.store(records, Ordering::Relaxed);
     }
 
     /// The outcome's stage is not the recorder's: drops a late or foreign outcome (returning
@@ -210,7 +208,7 @@ impl ThreadRecorder {
     #[inline(never)]
     fn change_stage(&self, stage: StageId, newest: impl FnOnce() -> StageId) -> Option<Recorded> {
         if stage.0 < self.stage.load(Ordering::Relaxed) {
-            bump(&self.late);
+            increment(&self.late);
             Some(Recorded::Late)
         } else if stage > newest() {
             Some(Recorded::Foreign)
