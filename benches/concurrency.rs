@@ -79,7 +79,9 @@ fn writes(c: &mut Criterion) {
         beside_writer(&gate, write, || {
             group.bench_function(BenchmarkId::new("route_request_36", name), |b| {
                 let mut ids = Cycle::new(&ids);
-                b.iter(|| black_box(gate.route_request(black_box(ids.next()))));
+                b.iter(|| {
+                    black_box(&gate.route_request(black_box(ids.next())));
+                });
             });
         });
     }
@@ -100,7 +102,7 @@ fn scaling(c: &mut Criterion) {
                 on_threads(threads, iters, |n| {
                     let mut ids = Cycle::new(&ids);
                     for _ in 0..n {
-                        black_box(router.route_request(black_box(ids.next())));
+                        black_box(&router.route_request(black_box(ids.next())));
                     }
                 })
             });

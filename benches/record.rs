@@ -6,7 +6,9 @@
 //! thread that claims it, so roughly one record per second pays for a whole evaluation), and
 //! canary errors run the lock-free error screen on the 1st, 2nd, 4th, 8th and every 16th error.
 //!
-//! Latencies cycle through 1024 values from 200 µs to 2 s, so the histogram bucket varies.
+//! Latencies cycle through 1024 values from 200 µs to 2 s, so the histogram bucket varies. They
+//! are read from one 4 KiB table by every subject, each converting them to its own unit, so
+//! that input loads weigh the same on the subject and on its baseline.
 
 #![allow(clippy::expect_used, reason = "a failed set-up is a failed bench")]
 
@@ -26,8 +28,12 @@ fn record(c: &mut Criterion) {
     let mut group = timed_group(c, "record", Duration::from_secs(2));
     let manager = gate(recording_config());
     let [canary, stable] = decisions(&manager);
-    let latencies = latencies();
-    let micros: Vec<u64> = latencies.iter().map(|l| l.as_micros() as u64).collect();
+    // Every subject reads the same 4 KiB of latencies (microseconds) and gets them in its own
+    // type: a `Duration` for the gate, nanoseconds for the C ABI, `u64` µs for hdrhistogram.
+    let micros: Vec<u32> = latencies()
+        .iter()
+        .map(|l| u32::try_from(l.as_micros()).expect("bench latencies are under 2 s"))
+        .collect();
 
     let cases = [
         ("stable_success", stable, true),
@@ -37,13 +43,11 @@ fn record(c: &mut Criterion) {
     ];
     for (name, decision, success) in cases {
         group.bench_function(BenchmarkId::new("record_outcome", name), |b| {
-            let mut latencies = Cycle::new(&latencies);
+            let mut micros = Cycle::new(&micros);
             b.iter(|| {
-                let recorded = manager.record_outcome(
-                    black_box(&decision),
-                    black_box(success),
-                    black_box(*latencies.next()),
-                );
+                let latency = Duration::from_micros(u64::from(black_box(*micros.next())));
+                let recorded =
+                    manager.record_outcome(black_box(&decision), black_box(success), latency);
                 debug_assert_eq!(recorded, Recorded::Counted);
                 black_box(recorded)
             });
@@ -57,10 +61,10 @@ fn record(c: &mut Criterion) {
         .find(|d| d.is_canary)
         .expect("a 50 % canary routes some ids to the canary");
     group.bench_function(BenchmarkId::new("pgate_record", "canary_success"), |b| {
-        let mut latencies = Cycle::new(&latencies);
+        let mut micros = Cycle::new(&micros);
         let mut recorded = pgate_recorded::Late;
         b.iter(|| {
-            let latency_ns = black_box(latencies.next().as_nanos() as u64);
+            let latency_ns = u64::from(black_box(*micros.next())) * 1_000;
             // SAFETY: the gate is live for the whole bench; the decision and `recorded` are
             // valid locals.
             let status =
@@ -73,7 +77,7 @@ fn record(c: &mut Criterion) {
         let mut histogram =
             Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
         let mut micros = Cycle::new(&micros);
-        b.iter(|| black_box(histogram.record(black_box(*micros.next()))));
+        b.iter(|| black_box(histogram.record(u64::from(black_box(*micros.next())))));
     });
     group.finish();
 }
