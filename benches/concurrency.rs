@@ -7,7 +7,11 @@
 //! - `scaling`: route and record throughput on 1 and on 2 threads. Each thread does `iters`
 //!   operations; the time is the wall time from the first thread's start to the last one's
 //!   finish (threads are spawned and warmed before, joined after), and the throughput counts
-//!   every thread's operations, so the ratio of the two rates is the speed-up.
+//!   every thread's operations, so the ratio of the two rates is the speed-up. Beside them,
+//!   the same for what each operation is bound by, sharing nothing at all: bare `compress256`
+//!   (one block per operation, as routing a 36-byte id) and a bare `hdrhistogram` record on a
+//!   histogram per thread. Their speed-up is what the two cores give; the subjects' is judged
+//!   against it.
 
 mod common;
 
@@ -20,8 +24,10 @@ use promotion_gates::{Environment, PromotionConfig, PromotionGateManager};
 
 use common::{
     Cycle, canary_config, decisions, gate, ids, latencies, on_threads, recording_config,
-    timed_group,
+    route_blocks, salt_midstate, timed_group,
 };
+use hdrhistogram::Histogram;
+use sha2::block_api::compress256;
 
 /// A write the writer thread publishes; `n` counts the writes so far.
 type Write = fn(&PromotionGateManager, &[PromotionConfig; 2], u64);
@@ -95,6 +101,14 @@ fn scaling(c: &mut Criterion) {
     let recorder = gate(recording_config());
     let [canary, _] = decisions(&recorder);
     let latencies = latencies();
+    // The baselines' own scaling: what the two cores give to the work each operation is bound
+    // by, with nothing shared at all (SHA-256 for routing, a histogram bump for recording).
+    let midstate = salt_midstate(canary_config().effective_salt().as_bytes());
+    let blocks: Vec<[u8; 64]> = ids
+        .iter()
+        .map(|id| route_blocks(id.as_bytes())[0])
+        .collect();
+    let micros: Vec<u64> = latencies.iter().map(|l| l.as_micros() as u64).collect();
     for threads in [1, 2] {
         group.throughput(Throughput::Elements(threads as u64));
         group.bench_function(BenchmarkId::new("route_request_36", threads), |b| {
@@ -117,6 +131,32 @@ fn scaling(c: &mut Criterion) {
                             true,
                             *latencies.next(),
                         ));
+                    }
+                })
+            });
+        });
+        group.bench_function(BenchmarkId::new("compress256_x1", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |n| {
+                    let mut blocks = Cycle::new(&blocks);
+                    for _ in 0..n {
+                        let mut state = black_box(midstate);
+                        compress256(&mut state, std::slice::from_ref(blocks.next()));
+                        black_box(&state);
+                    }
+                })
+            });
+        });
+        group.bench_function(BenchmarkId::new("hdrhistogram_record", threads), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |n| {
+                    // A histogram per thread, made before its loop: microseconds against the
+                    // millions of records timed.
+                    let mut histogram =
+                        Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
+                    let mut micros = Cycle::new(&micros);
+                    for _ in 0..n {
+                        black_box(histogram.record(black_box(*micros.next())).is_ok());
                     }
                 })
             });

@@ -27,23 +27,10 @@ use promotion_gates::{PromotionGateManager, SaltedHasher};
 use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
 
-use common::{CGate, Cycle, ID_LENGTHS, INPUTS, canary_config, gate, ids, timed_group};
-
-/// The blocks routing compresses for each id, after the salt's midstate: the id's full
-/// 64-byte chunks, then the padded tail (one block, or two when 56 bytes or more are left).
-fn route_blocks(id: &[u8]) -> Vec<[u8; 64]> {
-    let (full, tail) = id.as_chunks::<64>();
-    let mut blocks = full.to_vec();
-    let mut last = [[0u8; 64]; 2];
-    let flat = last.as_flattened_mut();
-    flat[..tail.len()].copy_from_slice(tail);
-    flat[tail.len()] = 0x80;
-    let n = if tail.len() < 56 { 1 } else { 2 };
-    let bits = ((64 + id.len()) as u64 * 8).to_be_bytes();
-    flat[n * 64 - 8..n * 64].copy_from_slice(&bits);
-    blocks.extend_from_slice(&last[..n]);
-    blocks
-}
+use common::{
+    CGate, Cycle, ID_LENGTHS, INPUTS, canary_config, gate, ids, route_blocks, salt_midstate,
+    timed_group,
+};
 
 /// What the `route` groups measure, for one gate.
 struct Subjects {
@@ -59,18 +46,7 @@ impl Subjects {
     fn new() -> Self {
         let salt = canary_config().effective_salt().as_bytes().to_vec();
         let block = salt_block(&salt);
-        // FIPS 180-4's initial state, then the salt's block.
-        let mut midstate = [
-            0x6a09e667u32,
-            0xbb67ae85,
-            0x3c6ef372,
-            0xa54ff53a,
-            0x510e527f,
-            0x9b05688c,
-            0x1f83d9ab,
-            0x5be0cd19,
-        ];
-        compress256(&mut midstate, &[block]);
+        let midstate = salt_midstate(&salt);
         Self {
             manager: gate(canary_config()),
             hasher: SaltedHasher::new(&salt),

@@ -125,15 +125,23 @@ def writes() -> None:
 def scaling() -> None:
     print("### scaling (each thread does the same number of operations; wall time)\n")
     rows = []
-    for function in ("route_request_36", "record_outcome"):
+    speedups = {}
+    for function in ("route_request_36", "compress256_x1", "record_outcome", "hdrhistogram_record"):
         one = median_ns("scaling", function, "1")
         two = median_ns("scaling", function, "2")
         t1 = None if one is None else 1e3 / one
         t2 = None if two is None else 2e3 / two
-        speedup = "–" if t1 is None or t2 is None else f"{t2 / t1:.2f}x"
+        speedups[function] = None if t1 is None or t2 is None else t2 / t1
+        speedup = "–" if speedups[function] is None else f"{speedups[function]:.2f}x"
         rows.append([function, "–" if t1 is None else f"{t1:.1f} M/s",
                      "–" if t2 is None else f"{t2:.1f} M/s", speedup])
     table(["operation", "1 thread", "2 threads", "speed-up"], rows)
+    for subject, baseline in (("route_request_36", "compress256_x1"),
+                              ("record_outcome", "hdrhistogram_record")):
+        s, b = speedups[subject], speedups[baseline]
+        if s is not None and b is not None:
+            print(f"{subject}: speed-up {s:.2f}x, {s / b:.2f} of its baseline's {b:.2f}x")
+    print()
 
 
 def main() -> int:

@@ -9,9 +9,11 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
+use sha2::block_api::compress256;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use promotion_gates::bucket::salt_block;
 use promotion_gates::ffi::{
     pgate_decision, pgate_environment, pgate_gate, pgate_gate_free, pgate_gate_new, pgate_route,
     pgate_status,
@@ -107,6 +109,39 @@ pub fn ids(len: usize) -> Vec<String> {
             id
         })
         .collect()
+}
+
+/// The blocks routing compresses for each id, after the salt's midstate: the id's full
+/// 64-byte chunks, then the padded tail (one block, or two when 56 bytes or more are left).
+pub fn route_blocks(id: &[u8]) -> Vec<[u8; 64]> {
+    let (full, tail) = id.as_chunks::<64>();
+    let mut blocks = full.to_vec();
+    let mut last = [[0u8; 64]; 2];
+    let flat = last.as_flattened_mut();
+    flat[..tail.len()].copy_from_slice(tail);
+    flat[tail.len()] = 0x80;
+    let n = if tail.len() < 56 { 1 } else { 2 };
+    let bits = ((64 + id.len()) as u64 * 8).to_be_bytes();
+    flat[n * 64 - 8..n * 64].copy_from_slice(&bits);
+    blocks.extend_from_slice(&last[..n]);
+    blocks
+}
+
+/// The SHA-256 state after the salt's block (FIPS 180-4's initial state, then the block): what
+/// routing's compressions start from.
+pub fn salt_midstate(salt: &[u8]) -> [u32; 8] {
+    let mut midstate = [
+        0x6a09e667u32,
+        0xbb67ae85,
+        0x3c6ef372,
+        0xa54ff53a,
+        0x510e527f,
+        0x9b05688c,
+        0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    compress256(&mut midstate, &[salt_block(salt)]);
+    midstate
 }
 
 /// [`INPUTS`] latencies, log-uniform from 200 µs to 2 s: many histogram buckets, as real
