@@ -13,6 +13,8 @@
 //!   histogram per thread. Their speed-up is what the two cores give; the subjects' is judged
 //!   against it.
 
+#![allow(clippy::expect_used, reason = "a failed set-up is a failed bench")]
+
 mod common;
 
 use std::hint::black_box;
