@@ -13,7 +13,7 @@ use thread_local::ThreadLocal;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Environment, PromotionConfig, validate_flag_name};
 use crate::decision::Cohort;
-use crate::decision::{RoutingDecision, StageId};
+use crate::decision::{RouteReason, RoutingDecision, StageId};
 use crate::error::{Error, FlagError, PromotionError, RollbackError};
 use crate::flags::{FlagSetIndex, FlagSets};
 use crate::history::{RollbackEvent, RollbackHistory, RollbackTrigger};
@@ -181,17 +181,12 @@ impl PromotionGateManager {
     /// assert!(!decision.is_canary); // Production routes everyone to stable
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn route_request_bytes(&self, request_id: &[u8]) -> RoutingDecision<'_> {
         let decision = self.route_table().route(&self.flag_sets, request_id);
-        tracing::debug!(
-            request_id = %LoggedId(request_id),
-            is_canary = decision.is_canary,
-            bucket = decision.reason.bucket().get(),
-            threshold = decision.reason.threshold(),
-            environment = decision.target_environment.name(),
-            "promotion.route_request"
-        );
+        if tracing::level_enabled!(tracing::Level::DEBUG) {
+            log_route(request_id, decision.is_canary, decision.reason);
+        }
         decision
     }
 
@@ -905,6 +900,21 @@ impl PromotionGateManager {
         self.current.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Release);
     }
+}
+
+/// Logs one routing decision at debug level (the id's first 64 bytes). Out of line: routing
+/// inlines only the level check.
+#[cold]
+#[inline(never)]
+fn log_route(request_id: &[u8], is_canary: bool, reason: RouteReason) {
+    tracing::debug!(
+        request_id = %LoggedId(request_id),
+        is_canary,
+        bucket = reason.bucket().get(),
+        threshold = reason.threshold(),
+        environment = reason.environment.name(),
+        "promotion.route_request"
+    );
 }
 
 /// A request id as logs show it: at most 64 bytes, invalid UTF-8 as U+FFFD, no allocation.
