@@ -4,7 +4,9 @@
 //!   block + id, what the formula hashes), beside `SaltedHasher::bucket` alone (the hash
 //!   without the snapshot read) and beside bare `compress256` calls on as many blocks as the
 //!   route compresses after the salt's midstate (the physical floor).
-//! - `ffi_route`: the C ABI's `pgate_route`, called from Rust, beside `route_request_bytes`.
+//! - `ffi_route`: the C ABI's `pgate_route`, called from Rust, beside `route_request_bytes`
+//!   inlined into the loop (as a Rust host calls it) and behind a call that is never inlined
+//!   (as a C host calls `pgate_route`).
 //!
 //! - `route_latency`: the same subjects (36-byte ids) with each call's input chosen by the
 //!   previous call's result, so that calls cannot overlap: the latency of one decision.
@@ -23,7 +25,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use promotion_gates::bucket::salt_block;
 use promotion_gates::ffi::pgate_route;
-use promotion_gates::{PromotionGateManager, SaltedHasher};
+use promotion_gates::{PromotionGateManager, RoutingDecision, SaltedHasher};
 use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
 
@@ -189,6 +191,13 @@ fn ffi_route(c: &mut Criterion) {
                 black_box((status, &out));
             });
         });
+        // The same Rust route behind a call the compiler may not inline, as a C host's call is.
+        group.bench_function(BenchmarkId::new("route_request_bytes_call", len), |b| {
+            let mut ids = Cycle::new(&ids);
+            b.iter(|| {
+                black_box(&routed_by_call(&manager, black_box(ids.next().as_bytes())));
+            });
+        });
         group.bench_function(BenchmarkId::new("route_request_bytes", len), |b| {
             let mut ids = Cycle::new(&ids);
             b.iter(|| {
@@ -197,6 +206,13 @@ fn ffi_route(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// `route_request_bytes` behind a call that is never inlined: what the C ABI's `pgate_route`
+/// adds to is a call, not code the compiler can interleave with the caller's loop.
+#[inline(never)]
+fn routed_by_call<'a>(gate: &'a PromotionGateManager, id: &[u8]) -> RoutingDecision<'a> {
+    gate.route_request_bytes(id)
 }
 
 criterion_group!(benches, route, route_latency, ffi_route);
