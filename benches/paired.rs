@@ -1,0 +1,227 @@
+//! Paired ratios: each subject and its baseline run in alternating short rounds, and the
+//! figure reported is the median over rounds of the per-round difference or ratio.
+//!
+//! Criterion measures one function after another, seconds apart. On a shared host whose speed
+//! moves in phases of seconds (see BENCHMARKS.md, "Variation"), two such medians can differ by
+//! ±10 ns for reasons that have nothing to do with the code. Here a subject and its baseline
+//! are timed within the same few milliseconds, round after round (their order alternating), so
+//! a phase slows both alike and cancels out of the pair. Use it for the small differences the
+//! budgets are about: the C ABI's cost over a Rust call, record over a bare histogram record.
+//!
+//! ```sh
+//! cargo bench --bench paired            # ~20 s; prints a markdown table
+//! cargo bench --bench paired -- --quick # fewer rounds
+//! ```
+//!
+//! Under `cargo test --all-targets` (criterion's `--bench` flag absent) it runs one tiny round
+//! of each pair, to keep the code working.
+
+#![allow(clippy::expect_used, reason = "a failed set-up is a failed bench")]
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use promotion_gates::ffi::{pgate_decision, pgate_record, pgate_recorded, pgate_route};
+use promotion_gates::{PromotionGateManager, RoutingDecision};
+use sha2::{Digest, Sha256};
+
+use common::{
+    CGate, Cycle, canary_config, decisions, gate, ids, latencies, recording_config, salt_midstate,
+};
+
+/// `route_request_bytes` behind a call that is never inlined, as a C host's call is.
+#[inline(never)]
+fn routed_by_call<'a>(gate: &'a PromotionGateManager, id: &[u8]) -> RoutingDecision<'a> {
+    gate.route_request_bytes(id)
+}
+
+/// One timed subject: runs `n` operations.
+type Subject<'a> = Box<dyn FnMut(usize) + 'a>;
+
+/// Routes `ids` in turn with `route_request_bytes`, inlined into the loop as a Rust host has it.
+fn routes_inlined<'a>(manager: &'a PromotionGateManager, ids: &'a [String]) -> Subject<'a> {
+    Box::new(move |n| {
+        let mut ids = Cycle::new(ids);
+        for _ in 0..n {
+            black_box(&manager.route_request_bytes(black_box(ids.next().as_bytes())));
+        }
+    })
+}
+
+/// Times `a` and `b` in `rounds` alternating rounds of `ops` operations each; returns the
+/// median ns per operation of each and the median of the per-round differences `a - b`.
+fn paired(rounds: usize, ops: usize, a: &mut Subject<'_>, b: &mut Subject<'_>) -> [f64; 3] {
+    let time = |f: &mut Subject<'_>| {
+        let start = Instant::now();
+        f(ops);
+        start.elapsed().as_nanos() as f64 / ops as f64
+    };
+    // Warm both (caches, the route cache, recorders) before anything counts.
+    a(ops);
+    b(ops);
+    let mut samples: Vec<(f64, f64)> = (0..rounds)
+        .map(|round| {
+            if round % 2 == 0 {
+                let x = time(a);
+                (x, time(b))
+            } else {
+                let y = time(b);
+                (time(a), y)
+            }
+        })
+        .collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let diffs = samples.iter().map(|(x, y)| x - y).collect();
+    let diff = median(diffs);
+    samples.sort_by(|p, q| p.0.total_cmp(&q.0));
+    let a_median = samples[samples.len() / 2].0;
+    samples.sort_by(|p, q| p.1.total_cmp(&q.1));
+    let b_median = samples[samples.len() / 2].1;
+    [a_median, b_median, diff]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let benching = args.iter().any(|a| a == "--bench");
+    let (rounds, ops) = match (benching, args.iter().any(|a| a == "--quick")) {
+        (false, _) => (1, 100),
+        (true, true) => (11, 50_000),
+        (true, false) => (41, 100_000),
+    };
+
+    let manager = gate(canary_config());
+    let c_gate = CGate::new(&canary_config());
+    let midstate = salt_midstate(canary_config().effective_salt().as_bytes());
+    let salt_block =
+        promotion_gates::bucket::salt_block(canary_config().effective_salt().as_bytes());
+    let mut rows: Vec<(String, [f64; 3])> = Vec::new();
+
+    for len in [16, 36, 128] {
+        let ids = ids(len);
+        let messages: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| [&salt_block[..], id.as_bytes()].concat())
+            .collect();
+        let mut out: pgate_decision = c_gate.route(ids[0].as_bytes());
+        let mut inlined = routes_inlined(&manager, &ids);
+        let mut called: Subject<'_> = Box::new(|n| {
+            let mut ids = Cycle::new(&ids);
+            for _ in 0..n {
+                black_box(&routed_by_call(&manager, black_box(ids.next().as_bytes())));
+            }
+        });
+        let mut digest: Subject<'_> = Box::new(|n| {
+            let mut messages = Cycle::new(&messages);
+            for _ in 0..n {
+                black_box(&Sha256::digest(black_box(messages.next())));
+            }
+        });
+        let mut c_abi: Subject<'_> = Box::new(|n| {
+            let mut ids = Cycle::new(&ids);
+            for _ in 0..n {
+                let id = black_box(ids.next());
+                // SAFETY: the gate is live for the whole bench; `id` is `id.len()` readable
+                // bytes; `out` is valid for a write.
+                let status = unsafe { pgate_route(c_gate.0, id.as_ptr(), id.len(), &mut out) };
+                black_box((status, &out));
+            }
+        });
+        rows.push((
+            format!("route_request_bytes (inlined) vs Sha256::digest, {len} B"),
+            paired(rounds, ops, &mut inlined, &mut digest),
+        ));
+        rows.push((
+            format!("pgate_route vs route_request_bytes behind a call, {len} B"),
+            paired(rounds, ops, &mut c_abi, &mut called),
+        ));
+        rows.push((
+            format!("pgate_route vs route_request_bytes inlined, {len} B"),
+            paired(rounds, ops, &mut c_abi, &mut inlined),
+        ));
+    }
+
+    let blocks: Vec<[u8; 64]> = ids(36)
+        .iter()
+        .map(|id| common::route_blocks(id.as_bytes())[0])
+        .collect();
+    let ids36 = ids(36);
+    let mut inlined = routes_inlined(&manager, &ids36);
+    let mut floor: Subject<'_> = Box::new(|n| {
+        let mut blocks = Cycle::new(&blocks);
+        for _ in 0..n {
+            let mut state = black_box(midstate);
+            sha2::block_api::compress256(&mut state, std::slice::from_ref(blocks.next()));
+            black_box(&state);
+        }
+    });
+    rows.push((
+        "route_request_bytes (inlined) vs compress256 floor, 36 B".to_string(),
+        paired(rounds, ops, &mut inlined, &mut floor),
+    ));
+
+    let recorder = gate(recording_config());
+    let [canary, _] = decisions(&recorder);
+    let c_recorder = CGate::new(&recording_config());
+    let c_canary = c_recorder.route(b"decision-0");
+    let micros: Vec<u32> = latencies()
+        .iter()
+        .map(|l| u32::try_from(l.as_micros()).expect("bench latencies are under 2 s"))
+        .collect();
+    let mut record: Subject<'_> = Box::new(|n| {
+        let mut micros = Cycle::new(&micros);
+        for _ in 0..n {
+            let latency = Duration::from_micros(u64::from(black_box(*micros.next())));
+            black_box(recorder.record_outcome(black_box(&canary), black_box(true), latency));
+        }
+    });
+    let mut c_record: Subject<'_> = Box::new(|n| {
+        let mut micros = Cycle::new(&micros);
+        let mut recorded = pgate_recorded::Late;
+        for _ in 0..n {
+            let latency_ns = u64::from(black_box(*micros.next())) * 1_000;
+            // SAFETY: the gate is live for the whole bench; the decision and `recorded` are
+            // valid locals.
+            let status =
+                unsafe { pgate_record(c_recorder.0, &c_canary, true, latency_ns, &mut recorded) };
+            black_box((status, recorded));
+        }
+    });
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("bounds");
+    let mut bare: Subject<'_> = Box::new(|n| {
+        let mut micros = Cycle::new(&micros);
+        for _ in 0..n {
+            black_box(
+                histogram
+                    .record(u64::from(black_box(*micros.next())))
+                    .is_ok(),
+            );
+        }
+    });
+    rows.push((
+        "record_outcome (canary success) vs hdrhistogram record".to_string(),
+        paired(rounds, ops, &mut record, &mut bare),
+    ));
+    rows.push((
+        "pgate_record vs record_outcome (canary success)".to_string(),
+        paired(rounds, ops, &mut c_record, &mut record),
+    ));
+
+    if !benching {
+        return;
+    }
+    println!("{rounds} rounds of {ops} operations per subject, alternating\n");
+    println!("| subject vs baseline | subject | baseline | difference | ratio |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (name, [a, b, diff]) in rows {
+        println!(
+            "| {name} | {a:.1} ns | {b:.1} ns | {diff:+.1} ns | {:.2}x |",
+            (b + diff) / b
+        );
+    }
+}
