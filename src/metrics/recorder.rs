@@ -362,6 +362,21 @@ mod tests {
     }
 
     #[test]
+    fn a_recorder_is_two_histograms_and_a_few_counters() {
+        // What BENCHMARKS.md states per recording thread: 2 × 2560 × 8 B of histograms on the
+        // heap, and the recorder itself within two cache lines of its thread-local slot.
+        let padded = std::mem::size_of::<crossbeam_utils::CachePadded<ThreadRecorder>>();
+        assert!(padded <= 256, "{padded} B");
+        let rec = ThreadRecorder::new();
+        let heap: usize = rec
+            .cohorts
+            .iter()
+            .map(|c| std::mem::size_of_val(&*c.histogram))
+            .sum();
+        assert_eq!(heap, 2 * LEN * 8);
+    }
+
+    #[test]
     fn since_subtracts_without_underflow() {
         let a = CohortCounts {
             requests: 10,
