@@ -6,10 +6,13 @@
 //! ±10 ns for reasons that have nothing to do with the code. Here a subject and its baseline
 //! are timed within the same few milliseconds, round after round (their order alternating), so
 //! a phase slows both alike and cancels out of the pair. Use it for the small differences the
-//! budgets are about: the C ABI's cost over a Rust call, record over a bare histogram record.
+//! budgets are about: the C ABI's cost over a Rust call, record over a bare histogram record,
+//! routing with and without a writer, and the speed-up of 2 threads over 1 (each beside the
+//! speed-up of what the operation is bound by: bare SHA-256 compressions, bare histogram
+//! records).
 //!
 //! ```sh
-//! cargo bench --bench paired            # ~20 s; prints a markdown table
+//! cargo bench --bench paired            # ~30 s; prints markdown tables
 //! cargo bench --bench paired -- --quick # fewer rounds
 //! ```
 //!
@@ -21,6 +24,7 @@
 mod common;
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -29,7 +33,8 @@ use promotion_gates::{PromotionGateManager, RoutingDecision};
 use sha2::{Digest, Sha256};
 
 use common::{
-    CGate, Cycle, canary_config, decisions, gate, ids, latencies, recording_config, salt_midstate,
+    CGate, Cycle, canary_config, decisions, gate, ids, latencies, on_threads, recording_config,
+    salt_midstate,
 };
 
 /// `route_request_bytes` behind a call that is never inlined, as a C host's call is.
@@ -48,6 +53,83 @@ fn routes_inlined<'a>(manager: &'a PromotionGateManager, ids: &'a [String]) -> S
         for _ in 0..n {
             black_box(&manager.route_request_bytes(black_box(ids.next().as_bytes())));
         }
+    })
+}
+
+/// The median of `values`.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The speed-up of 2 threads over 1 for `op(n)` (which runs `n` operations on the calling
+/// thread): in each round, the same `ops` per thread on 1 thread, then on 2; the median over
+/// rounds of `2 * t1 / t2`.
+fn speedup(rounds: usize, ops: u64, op: &(dyn Fn(u64) + Sync)) -> f64 {
+    median(
+        (0..rounds)
+            .map(|_| {
+                let one = on_threads(1, ops, op).as_secs_f64();
+                let two = on_threads(2, ops, op).as_secs_f64();
+                2.0 * one / two
+            })
+            .collect(),
+    )
+}
+
+/// Routing beside a writer: in alternate rounds a writer thread toggles a flag every
+/// millisecond or sleeps. Returns the median per-round ratio of the time per route with the
+/// writer to the time without, and the medians of both.
+fn beside_writer(
+    rounds: usize,
+    ops: usize,
+    manager: &PromotionGateManager,
+    ids: &[String],
+) -> [f64; 3] {
+    let writing = AtomicBool::new(false);
+    let done = AtomicBool::new(false);
+    let mut route = routes_inlined(manager, ids);
+    let mut time = |on: bool| {
+        writing.store(on, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(2)); // the writer has seen the switch
+        let start = Instant::now();
+        route(ops);
+        start.elapsed().as_nanos() as f64 / ops as f64
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut n = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                if writing.load(Ordering::Relaxed) {
+                    let result = if n.is_multiple_of(2) {
+                        manager.enable_feature("bench_toggle")
+                    } else {
+                        manager.disable_feature("bench_toggle")
+                    };
+                    assert!(result.is_ok(), "{result:?}");
+                    n += 1;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        time(false);
+        let pairs: Vec<(f64, f64)> = (0..rounds)
+            .map(|round| {
+                if round % 2 == 0 {
+                    let with = time(true);
+                    (with, time(false))
+                } else {
+                    let without = time(false);
+                    (time(true), without)
+                }
+            })
+            .collect();
+        done.store(true, Ordering::Relaxed);
+        [
+            median(pairs.iter().map(|p| p.0).collect()),
+            median(pairs.iter().map(|p| p.1).collect()),
+            median(pairs.iter().map(|p| p.0 / p.1).collect()),
+        ]
     })
 }
 
@@ -73,10 +155,6 @@ fn paired(rounds: usize, ops: usize, a: &mut Subject<'_>, b: &mut Subject<'_>) -
             }
         })
         .collect();
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let diffs = samples.iter().map(|(x, y)| x - y).collect();
     let diff = median(diffs);
     samples.sort_by(|p, q| p.0.total_cmp(&q.0));
@@ -212,6 +290,60 @@ fn main() {
         paired(rounds, ops, &mut c_record, &mut record),
     ));
 
+    // Writes and scaling: ratios of the same subject under two conditions, paired by round.
+    let writes = beside_writer(rounds, ops, &manager, &ids36);
+    // Enough operations that each thread runs for tens of milliseconds: a thread that the
+    // barrier wakes a little late must not show as lost throughput.
+    let (hash_ops, record_ops) = (ops as u64 * 4, ops as u64 * 30);
+    let route_op = |n: u64| {
+        let mut ids = Cycle::new(&ids36);
+        for _ in 0..n {
+            black_box(&manager.route_request_bytes(black_box(ids.next().as_bytes())));
+        }
+    };
+    let floor_op = |n: u64| {
+        let mut blocks = Cycle::new(&blocks);
+        for _ in 0..n {
+            let mut state = black_box(midstate);
+            sha2::block_api::compress256(&mut state, std::slice::from_ref(blocks.next()));
+            black_box(&state);
+        }
+    };
+    let record_op = |n: u64| {
+        let mut micros = Cycle::new(&micros);
+        for _ in 0..n {
+            let latency = Duration::from_micros(u64::from(black_box(*micros.next())));
+            black_box(recorder.record_outcome(black_box(&canary), black_box(true), latency));
+        }
+    };
+    let histogram_op = |n: u64| {
+        // A histogram per thread, made before its loop: microseconds against the records timed.
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("bounds");
+        let mut micros = Cycle::new(&micros);
+        for _ in 0..n {
+            black_box(
+                histogram
+                    .record(u64::from(black_box(*micros.next())))
+                    .is_ok(),
+            );
+        }
+    };
+    let speedups = [
+        (
+            "route_request_bytes, 36 B",
+            speedup(rounds, hash_ops, &route_op),
+        ),
+        (
+            "bare compress256 (its baseline)",
+            speedup(rounds, hash_ops, &floor_op),
+        ),
+        ("record_outcome", speedup(rounds, record_ops, &record_op)),
+        (
+            "bare hdrhistogram record (its baseline)",
+            speedup(rounds, record_ops, &histogram_op),
+        ),
+    ];
+
     if !benching {
         return;
     }
@@ -223,5 +355,14 @@ fn main() {
             "| {name} | {a:.1} ns | {b:.1} ns | {diff:+.1} ns | {:.2}x |",
             (b + diff) / b
         );
+    }
+    let [with, without, ratio] = writes;
+    println!("\n| routing, 36 B | with a writer toggling a flag every 1 ms | without | ratio |");
+    println!("| --- | --- | --- | --- |");
+    println!("| route_request_bytes | {with:.1} ns | {without:.1} ns | {ratio:.3}x |");
+    println!("\n| 2 threads over 1 | speed-up |");
+    println!("| --- | --- |");
+    for (name, x) in speedups {
+        println!("| {name} | {x:.2}x |");
     }
 }
