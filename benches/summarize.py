@@ -84,10 +84,12 @@ def ffi_route() -> None:
     rows = []
     for n in ID_LENGTHS:
         c = median_ns("ffi_route", "pgate_route", str(n))
-        r = median_ns("ffi_route", "route_request_bytes", str(n))
-        diff = "–" if c is None or r is None else f"{c - r:+.1f} ns"
-        rows.append([f"{n} B", ns(c), ns(r), diff, ratio(c, r)])
-    table(["id", "pgate_route", "route_request_bytes", "C ABI - Rust", "ratio"], rows)
+        call = median_ns("ffi_route", "route_request_bytes_call", str(n))
+        inlined = median_ns("ffi_route", "route_request_bytes", str(n))
+        diff = lambda a, b: "–" if a is None or b is None else f"{a - b:+.1f} ns"
+        rows.append([f"{n} B", ns(c), ns(call), ns(inlined), diff(c, call), diff(c, inlined)])
+    table(["id", "pgate_route", "Rust, behind a call", "Rust, inlined", "C ABI - call",
+           "C ABI - inlined"], rows)
 
 
 def record() -> None:
