@@ -1,7 +1,8 @@
 //! Routing and recording next to other threads.
 //!
 //! - `writes`: route cost on one thread while another publishes a write every millisecond (a
-//!   flag toggle, or a whole config swap), beside the same loop without the writer. The writer
+//!   flag toggle, a whole config swap, or a rollback and a new rollout by turns), beside the
+//!   same loop without the writer. The writer
 //!   runs for the whole benchmark, warm-up included. Each write moves the generation, so the
 //!   reader refreshes its cached route table once per write.
 //! - `scaling`: route and record throughput on 1 and on 2 threads. Each thread does `iters`
@@ -25,23 +26,14 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use promotion_gates::{Environment, PromotionConfig, PromotionGateManager};
 
 use common::{
-    Cycle, canary_config, decisions, gate, ids, latencies, on_threads, recording_config,
-    route_blocks, salt_midstate, timed_group,
+    Cycle, canary_config, decisions, gate, ids, latencies, on_threads, promote_or_roll_back,
+    recording_config, route_blocks, salt_midstate, timed_group, toggle_flag,
 };
 use hdrhistogram::Histogram;
 use sha2::block_api::compress256;
 
 /// A write the writer thread publishes; `n` counts the writes so far.
 type Write = fn(&PromotionGateManager, &[PromotionConfig; 2], u64);
-
-fn toggle_flag(gate: &PromotionGateManager, _: &[PromotionConfig; 2], n: u64) {
-    let result = if n.is_multiple_of(2) {
-        gate.enable_feature("bench_toggle")
-    } else {
-        gate.disable_feature("bench_toggle")
-    };
-    assert!(result.is_ok(), "{result:?}");
-}
 
 fn swap_config(gate: &PromotionGateManager, configs: &[PromotionConfig; 2], n: u64) {
     let result = gate.swap_config(configs[(n % 2) as usize].clone());
@@ -78,10 +70,14 @@ fn writes(c: &mut Criterion) {
     let mut group = timed_group(c, "writes", Duration::from_secs(3));
     let gate = gate(canary_config());
     let ids = ids(36);
-    let cases: [(&str, Option<Write>); 3] = [
+    let cases: [(&str, Option<Write>); 4] = [
         ("no_writer", None),
-        ("flag_toggle_every_1ms", Some(toggle_flag)),
+        ("flag_toggle_every_1ms", Some(|g, _, n| toggle_flag(g, n))),
         ("config_swap_every_1ms", Some(swap_config)),
+        (
+            "rollback_or_promote_every_1ms",
+            Some(|g, _, n| promote_or_roll_back(g, n)),
+        ),
     ];
     for (name, write) in cases {
         beside_writer(&gate, write, || {

@@ -33,8 +33,8 @@ use promotion_gates::{PromotionGateManager, RoutingDecision};
 use sha2::{Digest, Sha256};
 
 use common::{
-    CGate, Cycle, canary_config, decisions, gate, ids, latencies, on_threads, recording_config,
-    salt_midstate,
+    CGate, Cycle, canary_config, decisions, gate, ids, latencies, on_threads, promote_or_roll_back,
+    recording_config, salt_midstate, toggle_flag,
 };
 
 /// `route_request_bytes` behind a call that is never inlined, as a C host's call is.
@@ -77,7 +77,10 @@ fn speedup(rounds: usize, ops: u64, op: &(dyn Fn(u64) + Sync)) -> f64 {
     )
 }
 
-/// Routing beside a writer: in alternate rounds a writer thread toggles a flag every
+/// A write the writer thread publishes; `n` counts the writes so far.
+type Write = fn(&PromotionGateManager, u64);
+
+/// Routing beside a writer: in alternate rounds a writer thread publishes `write` every
 /// millisecond or sleeps. Returns the median per-round ratio of the time per route with the
 /// writer to the time without, and the medians of both.
 fn beside_writer(
@@ -85,6 +88,7 @@ fn beside_writer(
     ops: usize,
     manager: &PromotionGateManager,
     ids: &[String],
+    write: Write,
 ) -> [f64; 3] {
     let writing = AtomicBool::new(false);
     let done = AtomicBool::new(false);
@@ -101,12 +105,7 @@ fn beside_writer(
             let mut n = 0u64;
             while !done.load(Ordering::Relaxed) {
                 if writing.load(Ordering::Relaxed) {
-                    let result = if n.is_multiple_of(2) {
-                        manager.enable_feature("bench_toggle")
-                    } else {
-                        manager.disable_feature("bench_toggle")
-                    };
-                    assert!(result.is_ok(), "{result:?}");
+                    write(manager, n);
                     n += 1;
                 }
                 std::thread::sleep(Duration::from_millis(1));
@@ -291,7 +290,16 @@ fn main() {
     ));
 
     // Writes and scaling: ratios of the same subject under two conditions, paired by round.
-    let writes = beside_writer(rounds, ops, &manager, &ids36);
+    let writes = [
+        (
+            "a flag toggle",
+            beside_writer(rounds, ops, &manager, &ids36, toggle_flag),
+        ),
+        (
+            "a rollback or a new rollout, by turns",
+            beside_writer(rounds, ops, &manager, &ids36, promote_or_roll_back),
+        ),
+    ];
     // Enough operations that each thread runs for tens of milliseconds: a thread that the
     // barrier wakes a little late must not show as lost throughput.
     let (hash_ops, record_ops) = (ops as u64 * 4, ops as u64 * 30);
@@ -356,10 +364,11 @@ fn main() {
             (b + diff) / b
         );
     }
-    let [with, without, ratio] = writes;
-    println!("\n| routing, 36 B | with a writer toggling a flag every 1 ms | without | ratio |");
+    println!("\n| routing, 36 B, beside a writer publishing every 1 ms | with | without | ratio |");
     println!("| --- | --- | --- | --- |");
-    println!("| route_request_bytes | {with:.1} ns | {without:.1} ns | {ratio:.3}x |");
+    for (write, [with, without, ratio]) in writes {
+        println!("| {write} | {with:.1} ns | {without:.1} ns | {ratio:.3}x |");
+    }
     println!("\n| 2 threads over 1 | speed-up |");
     println!("| --- | --- |");
     for (name, x) in speedups {

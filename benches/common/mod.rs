@@ -127,6 +127,29 @@ pub fn route_blocks(id: &[u8]) -> Vec<[u8; 64]> {
     blocks
 }
 
+/// A flag write for a writer thread: turns `bench_toggle` on at even `n`, off at odd.
+pub fn toggle_flag(gate: &PromotionGateManager, n: u64) {
+    let result = if n.is_multiple_of(2) {
+        gate.enable_feature("bench_toggle")
+    } else {
+        gate.disable_feature("bench_toggle")
+    };
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// A release write for a writer thread: rolls the canary back at even `n` and starts it again
+/// (a new rollout, not gated) at odd: each a stage change and a whole new snapshot.
+pub fn promote_or_roll_back(gate: &PromotionGateManager, n: u64) {
+    let result = if n.is_multiple_of(2) {
+        gate.rollback("bench: roll back to start again")
+    } else {
+        gate.promote(Environment::Canary {
+            traffic_percent: 10.0,
+        })
+    };
+    assert!(result.is_ok(), "{result:?}");
+}
+
 /// The SHA-256 state after the salt's block (FIPS 180-4's initial state, then the block): what
 /// routing's compressions start from.
 pub fn salt_midstate(salt: &[u8]) -> [u32; 8] {
