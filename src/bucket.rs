@@ -263,6 +263,30 @@ mod tests {
     }
 
     #[test]
+    fn blocks_built_from_lanes_equal_the_byte_by_byte_padding() {
+        for len in 0..64usize {
+            let tail: Vec<u8> = (0..len)
+                .map(|i| (i as u8).wrapping_mul(37) ^ 0xa5)
+                .collect();
+            let mut expected = [0u8; 64];
+            expected[..len].copy_from_slice(&tail);
+            expected[len] = 0x80;
+            assert_eq!(
+                block_of_lanes(|k| padded_lane(&tail, k)),
+                expected,
+                "tail of {len} bytes"
+            );
+        }
+        let length = u64::from_le_bytes(1234u64.to_be_bytes());
+        let mut expected = [0u8; 64];
+        expected[56..].copy_from_slice(&1234u64.to_be_bytes());
+        assert_eq!(
+            block_of_lanes(|k| if k == 7 { length } else { 0 }),
+            expected
+        );
+    }
+
+    #[test]
     fn known_answer() {
         // Computed independently with Python's hashlib (see tests/vectors/routing.json).
         let salt_digest: String = Sha256::digest(b"default")
