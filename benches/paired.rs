@@ -62,6 +62,27 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// `rounds` pairs `(a(state), b(state))`, run in alternating order (a first in even rounds, b
+/// first in odd ones) so that neither always runs right after the other.
+fn alternate<S: ?Sized>(
+    rounds: usize,
+    state: &mut S,
+    mut a: impl FnMut(&mut S) -> f64,
+    mut b: impl FnMut(&mut S) -> f64,
+) -> Vec<(f64, f64)> {
+    (0..rounds)
+        .map(|round| {
+            if round % 2 == 0 {
+                let x = a(state);
+                (x, b(state))
+            } else {
+                let y = b(state);
+                (a(state), y)
+            }
+        })
+        .collect()
+}
+
 /// The speed-up of 2 threads over 1 for `op(n)` (which runs `n` operations on the calling
 /// thread): in each round, the same `ops` per thread on 1 thread, then on 2; the median over
 /// rounds of `2 * t1 / t2`.
@@ -112,17 +133,7 @@ fn beside_writer(
             }
         });
         time(false);
-        let pairs: Vec<(f64, f64)> = (0..rounds)
-            .map(|round| {
-                if round % 2 == 0 {
-                    let with = time(true);
-                    (with, time(false))
-                } else {
-                    let without = time(false);
-                    (time(true), without)
-                }
-            })
-            .collect();
+        let pairs = alternate(rounds, &mut time, |time| time(true), |time| time(false));
         done.store(true, Ordering::Relaxed);
         [
             median(pairs.iter().map(|p| p.0).collect()),
@@ -143,17 +154,8 @@ fn paired(rounds: usize, ops: usize, a: &mut Subject<'_>, b: &mut Subject<'_>) -
     // Warm both (caches, the route cache, recorders) before anything counts.
     a(ops);
     b(ops);
-    let mut samples: Vec<(f64, f64)> = (0..rounds)
-        .map(|round| {
-            if round % 2 == 0 {
-                let x = time(a);
-                (x, time(b))
-            } else {
-                let y = time(b);
-                (time(a), y)
-            }
-        })
-        .collect();
+    let mut subjects = (a, b);
+    let mut samples = alternate(rounds, &mut subjects, |(a, _)| time(a), |(_, b)| time(b));
     let diffs = samples.iter().map(|(x, y)| x - y).collect();
     let diff = median(diffs);
     samples.sort_by(|p, q| p.0.total_cmp(&q.0));
