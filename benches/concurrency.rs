@@ -26,11 +26,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use promotion_gates::{Environment, PromotionConfig, PromotionGateManager};
 
 use common::{
-    Cycle, canary_config, decisions, gate, ids, latencies, on_threads, promote_or_roll_back,
-    recording_config, route_blocks, salt_midstate, timed_group, toggle_flag,
+    Cycle, canary_config, compress_blocks, decisions, gate, ids, latency_micros, on_threads,
+    promote_or_roll_back, record_bare, recording_config, route_blocks, salt_midstate, timed_group,
+    toggle_flag,
 };
-use hdrhistogram::Histogram;
-use sha2::block_api::compress256;
 
 /// A write the writer thread publishes; `n` counts the writes so far.
 type Write = fn(&PromotionGateManager, &[PromotionConfig; 2], u64);
@@ -98,7 +97,7 @@ fn scaling(c: &mut Criterion) {
     let ids = ids(36);
     let recorder = gate(recording_config());
     let [canary, _] = decisions(&recorder);
-    let latencies = latencies();
+    let micros = latency_micros();
     // The baselines' own scaling: what the two cores give to the work each operation is bound
     // by, with nothing shared at all (SHA-256 for routing, a histogram bump for recording).
     let midstate = salt_midstate(canary_config().effective_salt().as_bytes());
@@ -106,7 +105,6 @@ fn scaling(c: &mut Criterion) {
         .iter()
         .map(|id| route_blocks(id.as_bytes())[0])
         .collect();
-    let micros: Vec<u64> = latencies.iter().map(|l| l.as_micros() as u64).collect();
     for threads in [1, 2] {
         group.throughput(Throughput::Elements(threads as u64));
         group.bench_function(BenchmarkId::new("route_request_36", threads), |b| {
@@ -122,12 +120,12 @@ fn scaling(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("record_outcome", threads), |b| {
             b.iter_custom(|iters| {
                 on_threads(threads, iters, |n| {
-                    let mut latencies = Cycle::new(&latencies);
+                    let mut micros = Cycle::new(&micros);
                     for _ in 0..n {
                         black_box(recorder.record_outcome(
                             black_box(&canary),
                             true,
-                            *latencies.next(),
+                            Duration::from_micros(u64::from(black_box(*micros.next()))),
                         ));
                     }
                 })
@@ -135,29 +133,11 @@ fn scaling(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("compress256_x1", threads), |b| {
             b.iter_custom(|iters| {
-                on_threads(threads, iters, |n| {
-                    let mut blocks = Cycle::new(&blocks);
-                    for _ in 0..n {
-                        let mut state = black_box(midstate);
-                        compress256(&mut state, std::slice::from_ref(blocks.next()));
-                        black_box(&state);
-                    }
-                })
+                on_threads(threads, iters, |n| compress_blocks(midstate, &blocks, n))
             });
         });
         group.bench_function(BenchmarkId::new("hdrhistogram_record", threads), |b| {
-            b.iter_custom(|iters| {
-                on_threads(threads, iters, |n| {
-                    // A histogram per thread, made before its loop: microseconds against the
-                    // millions of records timed.
-                    let mut histogram =
-                        Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
-                    let mut micros = Cycle::new(&micros);
-                    for _ in 0..n {
-                        black_box(histogram.record(black_box(*micros.next())).is_ok());
-                    }
-                })
-            });
+            b.iter_custom(|iters| on_threads(threads, iters, |n| record_bare(&micros, n)));
         });
     }
     group.finish();

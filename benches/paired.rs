@@ -27,14 +27,13 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use promotion_gates::ffi::{pgate_decision, pgate_record, pgate_recorded, pgate_route};
 use promotion_gates::{PromotionGateManager, RoutingDecision};
 use sha2::{Digest, Sha256};
 
 use common::{
-    CGate, Cycle, canary_config, decisions, gate, ids, latencies, on_threads, promote_or_roll_back,
-    recording_config, salt_midstate, toggle_flag,
+    CGate, Cycle, canary_config, compress_blocks, decisions, gate, ids, latency_micros, on_threads,
+    promote_or_roll_back, record_bare, recording_config, salt_midstate, toggle_flag,
 };
 
 /// `route_request_bytes` behind a call that is never inlined, as a C host's call is.
@@ -44,16 +43,19 @@ fn routed_by_call<'a>(gate: &'a PromotionGateManager, id: &[u8]) -> RoutingDecis
 }
 
 /// One timed subject: runs `n` operations.
-type Subject<'a> = Box<dyn FnMut(usize) + 'a>;
+type Subject<'a> = Box<dyn FnMut(u64) + 'a>;
 
 /// Routes `ids` in turn with `route_request_bytes`, inlined into the loop as a Rust host has it.
-fn routes_inlined<'a>(manager: &'a PromotionGateManager, ids: &'a [String]) -> Subject<'a> {
-    Box::new(move |n| {
+fn routes_inlined<'a>(
+    manager: &'a PromotionGateManager,
+    ids: &'a [String],
+) -> impl Fn(u64) + Sync + 'a {
+    move |n| {
         let mut ids = Cycle::new(ids);
         for _ in 0..n {
             black_box(&manager.route_request_bytes(black_box(ids.next().as_bytes())));
         }
-    })
+    }
 }
 
 /// The median of `values`.
@@ -106,14 +108,14 @@ type Write = fn(&PromotionGateManager, u64);
 /// writer to the time without, and the medians of both.
 fn beside_writer(
     rounds: usize,
-    ops: usize,
+    ops: u64,
     manager: &PromotionGateManager,
     ids: &[String],
     write: Write,
 ) -> [f64; 3] {
     let writing = AtomicBool::new(false);
     let done = AtomicBool::new(false);
-    let mut route = routes_inlined(manager, ids);
+    let route = routes_inlined(manager, ids);
     let mut time = |on: bool| {
         writing.store(on, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(2)); // the writer has seen the switch
@@ -145,7 +147,7 @@ fn beside_writer(
 
 /// Times `a` and `b` in `rounds` alternating rounds of `ops` operations each; returns the
 /// median ns per operation of each and the median of the per-round differences `a - b`.
-fn paired(rounds: usize, ops: usize, a: &mut Subject<'_>, b: &mut Subject<'_>) -> [f64; 3] {
+fn paired(rounds: usize, ops: u64, a: &mut Subject<'_>, b: &mut Subject<'_>) -> [f64; 3] {
     let time = |f: &mut Subject<'_>| {
         let start = Instant::now();
         f(ops);
@@ -169,7 +171,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let benching = args.iter().any(|a| a == "--bench");
     let (rounds, ops) = match (benching, args.iter().any(|a| a == "--quick")) {
-        (false, _) => (1, 100),
+        (false, _) => (1, 100u64),
         (true, true) => (11, 50_000),
         (true, false) => (41, 100_000),
     };
@@ -188,7 +190,8 @@ fn main() {
             .map(|id| [&salt_block[..], id.as_bytes()].concat())
             .collect();
         let mut out: pgate_decision = c_gate.route(ids[0].as_bytes());
-        let mut inlined = routes_inlined(&manager, &ids);
+        let route = routes_inlined(&manager, &ids);
+        let mut inlined: Subject<'_> = Box::new(&route);
         let mut called: Subject<'_> = Box::new(|n| {
             let mut ids = Cycle::new(&ids);
             for _ in 0..n {
@@ -230,15 +233,11 @@ fn main() {
         .map(|id| common::route_blocks(id.as_bytes())[0])
         .collect();
     let ids36 = ids(36);
-    let mut inlined = routes_inlined(&manager, &ids36);
-    let mut floor: Subject<'_> = Box::new(|n| {
-        let mut blocks = Cycle::new(&blocks);
-        for _ in 0..n {
-            let mut state = black_box(midstate);
-            sha2::block_api::compress256(&mut state, std::slice::from_ref(blocks.next()));
-            black_box(&state);
-        }
-    });
+    // The 36-byte route and the bare compression, for the floor pair and the speed-ups.
+    let route_op = routes_inlined(&manager, &ids36);
+    let floor_op = |n: u64| compress_blocks(midstate, &blocks, n);
+    let (mut inlined, mut floor): (Subject<'_>, Subject<'_>) =
+        (Box::new(&route_op), Box::new(&floor_op));
     rows.push((
         "route_request_bytes (inlined) vs compress256 floor, 36 B".to_string(),
         paired(rounds, ops, &mut inlined, &mut floor),
@@ -248,17 +247,17 @@ fn main() {
     let [canary, _] = decisions(&recorder);
     let c_recorder = CGate::new(&recording_config());
     let c_canary = c_recorder.route(b"decision-0");
-    let micros: Vec<u32> = latencies()
-        .iter()
-        .map(|l| u32::try_from(l.as_micros()).expect("bench latencies are under 2 s"))
-        .collect();
-    let mut record: Subject<'_> = Box::new(|n| {
+    let micros = latency_micros();
+    let record_op = |n: u64| {
         let mut micros = Cycle::new(&micros);
         for _ in 0..n {
             let latency = Duration::from_micros(u64::from(black_box(*micros.next())));
             black_box(recorder.record_outcome(black_box(&canary), black_box(true), latency));
         }
-    });
+    };
+    let histogram_op = |n: u64| record_bare(&micros, n);
+    let (mut record, mut bare): (Subject<'_>, Subject<'_>) =
+        (Box::new(&record_op), Box::new(&histogram_op));
     let mut c_record: Subject<'_> = Box::new(|n| {
         let mut micros = Cycle::new(&micros);
         let mut recorded = pgate_recorded::Late;
@@ -269,17 +268,6 @@ fn main() {
             let status =
                 unsafe { pgate_record(c_recorder.0, &c_canary, true, latency_ns, &mut recorded) };
             black_box((status, recorded));
-        }
-    });
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("bounds");
-    let mut bare: Subject<'_> = Box::new(|n| {
-        let mut micros = Cycle::new(&micros);
-        for _ in 0..n {
-            black_box(
-                histogram
-                    .record(u64::from(black_box(*micros.next())))
-                    .is_ok(),
-            );
         }
     });
     rows.push((
@@ -304,40 +292,7 @@ fn main() {
     ];
     // Enough operations that each thread runs for tens of milliseconds: a thread that the
     // barrier wakes a little late must not show as lost throughput.
-    let (hash_ops, record_ops) = (ops as u64 * 4, ops as u64 * 30);
-    let route_op = |n: u64| {
-        let mut ids = Cycle::new(&ids36);
-        for _ in 0..n {
-            black_box(&manager.route_request_bytes(black_box(ids.next().as_bytes())));
-        }
-    };
-    let floor_op = |n: u64| {
-        let mut blocks = Cycle::new(&blocks);
-        for _ in 0..n {
-            let mut state = black_box(midstate);
-            sha2::block_api::compress256(&mut state, std::slice::from_ref(blocks.next()));
-            black_box(&state);
-        }
-    };
-    let record_op = |n: u64| {
-        let mut micros = Cycle::new(&micros);
-        for _ in 0..n {
-            let latency = Duration::from_micros(u64::from(black_box(*micros.next())));
-            black_box(recorder.record_outcome(black_box(&canary), black_box(true), latency));
-        }
-    };
-    let histogram_op = |n: u64| {
-        // A histogram per thread, made before its loop: microseconds against the records timed.
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("bounds");
-        let mut micros = Cycle::new(&micros);
-        for _ in 0..n {
-            black_box(
-                histogram
-                    .record(u64::from(black_box(*micros.next())))
-                    .is_ok(),
-            );
-        }
-    };
+    let (hash_ops, record_ops) = (ops * 4, ops * 30);
     let speedups = [
         (
             "route_request_bytes, 36 B",

@@ -22,18 +22,13 @@ use hdrhistogram::Histogram;
 use promotion_gates::Recorded;
 use promotion_gates::ffi::{pgate_record, pgate_recorded};
 
-use common::{CGate, Cycle, decisions, gate, latencies, recording_config, timed_group};
+use common::{CGate, Cycle, decisions, gate, latency_micros, recording_config, timed_group};
 
 fn record(c: &mut Criterion) {
     let mut group = timed_group(c, "record", Duration::from_secs(2));
     let manager = gate(recording_config());
     let [canary, stable] = decisions(&manager);
-    // Every subject reads the same 4 KiB of latencies (microseconds) and gets them in its own
-    // type: a `Duration` for the gate, nanoseconds for the C ABI, `u64` µs for hdrhistogram.
-    let micros: Vec<u32> = latencies()
-        .iter()
-        .map(|l| u32::try_from(l.as_micros()).expect("bench latencies are under 2 s"))
-        .collect();
+    let micros = latency_micros();
 
     let cases = [
         ("stable_success", stable, true),

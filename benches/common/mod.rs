@@ -9,6 +9,7 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
+use hdrhistogram::Histogram;
 use sha2::block_api::compress256;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -175,6 +176,39 @@ pub fn latencies() -> Vec<Duration> {
             let unit = (mix(i ^ 0x1a7e) >> 11) as f64 / (1u64 << 53) as f64;
             Duration::from_micros((200.0 * 10f64.powf(4.0 * unit)) as u64)
         })
+        .collect()
+}
+
+/// The bare floor of routing: `n` single-block compressions from `midstate`, one block of
+/// `blocks` after another, each result kept.
+pub fn compress_blocks(midstate: [u32; 8], blocks: &[[u8; 64]], n: u64) {
+    let mut blocks = Cycle::new(blocks);
+    for _ in 0..n {
+        let mut state = std::hint::black_box(midstate);
+        compress256(&mut state, std::slice::from_ref(blocks.next()));
+        std::hint::black_box(&state);
+    }
+}
+
+/// The bare baseline of recording: `n` latencies of `micros` into a new hdrhistogram of the
+/// engine's layout. The histogram is made before the loop (microseconds against the records
+/// timed), so that each calling thread has its own.
+pub fn record_bare(micros: &[u32], n: u64) {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
+    let mut micros = Cycle::new(micros);
+    for _ in 0..n {
+        let micros = u64::from(std::hint::black_box(*micros.next()));
+        std::hint::black_box(histogram.record(micros).is_ok());
+    }
+}
+
+/// The same latencies in microseconds, as one 4 KiB table: what record subjects and their
+/// baselines read alike, each converting to its own unit (a `Duration` for the gate,
+/// nanoseconds for the C ABI, `u64` µs for hdrhistogram), so that input loads weigh the same.
+pub fn latency_micros() -> Vec<u32> {
+    latencies()
+        .iter()
+        .map(|l| u32::try_from(l.as_micros()).expect("bench latencies are under 2 s"))
         .collect()
 }
 
