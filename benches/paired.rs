@@ -27,8 +27,8 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use promotion_gates::ffi::{pgate_decision, pgate_record, pgate_recorded, pgate_route};
 use promotion_gates::{PromotionGateManager, RoutingDecision};
+use promotion_gates_ffi::{pgate_decision, pgate_record, pgate_recorded, pgate_route};
 use sha2::{Digest, Sha256};
 
 use common::{

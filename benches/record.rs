@@ -20,7 +20,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use hdrhistogram::Histogram;
 use promotion_gates::Recorded;
-use promotion_gates::ffi::{pgate_record, pgate_recorded};
+use promotion_gates_ffi::{pgate_record, pgate_recorded};
 
 use common::{CGate, Cycle, decisions, gate, latency_micros, recording_config, timed_group};
 

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use promotion_gates::bucket::salt_block;
-use promotion_gates::ffi::pgate_route;
 use promotion_gates::{PromotionGateManager, RoutingDecision, SaltedHasher};
+use promotion_gates_ffi::pgate_route;
 use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
 

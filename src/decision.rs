@@ -80,6 +80,18 @@ impl Cohort {
 pub struct StageId(pub(crate) u64);
 
 impl StageId {
+    /// The stage numbered `n`, for hosts that keep decisions as plain data (the C ABI) and
+    /// hand them back to [`record_for`](crate::PromotionGateManager::record_for).
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::StageId;
+    /// assert_eq!(StageId::new(3).get(), 3);
+    /// ```
+    pub const fn new(n: u64) -> Self {
+        Self(n)
+    }
+
     /// The stage number (starts at 1, grows by one per stage).
     ///
     /// # Example

@@ -34,16 +34,16 @@
 //!
 //! The routing formula is written out in [`bucket`] so that any language can
 //! recompute a decision; the release model is in [`release`]; what a host may rely on is in
-//! [`guarantees`]; the judge's rules and score are in [`judge`]; the C ABI is in [`ffi`].
+//! [`guarantees`]; the judge's rules and score are in [`judge`]. The C ABI is the `promotion-gates-ffi` crate
+//! (`ffi/` in the repository).
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod bucket;
 mod clock;
 mod config;
 mod decision;
 mod error;
-pub mod ffi;
 mod flags;
 pub mod guarantees;
 mod history;

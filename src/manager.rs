@@ -306,9 +306,22 @@ impl PromotionGateManager {
         self.record_for(decision.stage, decision.is_canary, success, latency)
     }
 
-    /// Records an outcome for a stage and cohort (the C ABI's decisions arrive as plain data).
+    /// Records an outcome for the stage and cohort of a decision kept as plain data (as the C
+    /// ABI hands decisions out): the same as [`record_outcome`](Self::record_outcome) with a
+    /// decision whose `stage` and `is_canary` are these.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let d = gate.route_request("user-1");
+    /// let (stage, is_canary) = (d.stage.get(), d.is_canary); // e.g. kept by a C host
+    /// let recorded = gate.record_for(StageId::new(stage), is_canary, true, std::time::Duration::from_millis(3));
+    /// assert_eq!(recorded, Recorded::Counted);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
     #[inline]
-    pub(crate) fn record_for(
+    pub fn record_for(
         &self,
         stage: StageId,
         is_canary: bool,
@@ -338,8 +351,22 @@ impl PromotionGateManager {
         tally.recorded
     }
 
-    /// The flag set numbered `id` (as the C ABI hands out), as a view.
-    pub(crate) fn flag_set(&self, id: u32) -> crate::EnabledFeatures<'_> {
+    /// The flag set numbered `id` (a decision's
+    /// [`EnabledFeatures::set_id`](crate::EnabledFeatures::set_id), as the C ABI hands it out),
+    /// as a view. A number this gate never published is the empty set.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { environment: Environment::Staging, feature_flags: vec!["new_api".into()], ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// let id = gate.route_request("user-1").enabled_features.set_id();
+    /// assert!(gate.flag_set(id).contains("new_api"));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn flag_set(&self, id: u32) -> crate::EnabledFeatures<'_> {
         crate::EnabledFeatures::new(&self.flag_sets, crate::flags::FlagSetId(id))
     }
 

@@ -72,6 +72,30 @@ impl Default for SloConfig {
 pub const MAX_TRACKED_LATENCY: Duration = Duration::from_secs(60);
 
 impl SloConfig {
+    /// Reads and validates an SLO config from a JSON object (durations in milliseconds, as
+    /// `latency_target_ms`, `p99_budget_ms` and `evaluation_interval_ms`; missing fields take
+    /// their defaults).
+    ///
+    /// # Errors
+    /// [`Error::Json`](crate::Error::Json) for malformed JSON, a wrong type or an unknown field
+    /// (the message names the field), [`Error::Config`](crate::Error::Config) for a value
+    /// refused by [`validate`](Self::validate).
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::SloConfig;
+    ///
+    /// let slo = SloConfig::from_json(r#"{"max_error_rate": 0.02, "latency_target_ms": 250}"#)?;
+    /// assert_eq!(slo.max_error_rate, 0.02);
+    /// assert!(SloConfig::from_json(r#"{"max_error_rate": 2}"#).is_err());
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn from_json(json: &str) -> Result<Self, crate::Error> {
+        let config: Self = crate::config::parse_json_object(json, "SloConfig")?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks every field; the first bad one is reported with its name and value.
     ///
     /// # Errors

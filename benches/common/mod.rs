@@ -15,13 +15,13 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use promotion_gates::bucket::salt_block;
-use promotion_gates::ffi::{
-    pgate_decision, pgate_environment, pgate_gate, pgate_gate_free, pgate_gate_new, pgate_route,
-    pgate_status,
-};
 use promotion_gates::{
     Clock, Environment, PromotionConfig, PromotionGateManager, RoutingDecision,
     SloAdmissionController, SloConfig, SystemClock,
+};
+use promotion_gates_ffi::{
+    pgate_decision, pgate_environment, pgate_gate, pgate_gate_free, pgate_gate_new, pgate_route,
+    pgate_status,
 };
 
 /// Inputs per array: a power of two, so the cursor wraps with a mask.

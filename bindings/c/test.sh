@@ -14,17 +14,17 @@ lib="$target/release"
 mkdir -p "$build"
 start=$SECONDS
 
-echo "== cargo build --release --lib"
-(cd "$root" && cargo build --release --lib)
+echo "== cargo build --release -p promotion-gates-ffi"
+(cd "$root" && cargo build --release -p promotion-gates-ffi)
 
 echo "== routing vectors -> $build/routing.tsv"
 python3 "$here/vectors_tsv.py" "$root/tests/vectors/routing.json" >"$build/routing.tsv"
 
-version=$(awk -F'"' '/^\[package\]/ {p = 1} p && /^version *=/ {print $2; exit}' "$root/Cargo.toml")
+version=$(awk -F'"' '/^\[workspace.package\]/ {p = 1} p && /^version *=/ {print $2; exit}' "$root/Cargo.toml")
 cflags=(-std=c11 -Wall -Wextra -Werror -pedantic -g -I"$root/include")
-shared=(-L"$lib" -lpromotion_gates -Wl,-rpath,"$lib")
+shared=(-L"$lib" -lpromotion_gates_ffi -Wl,-rpath,"$lib")
 # A Rust staticlib needs the system libraries the standard library uses.
-static=("$lib/libpromotion_gates.a" -lpthread -ldl -lm)
+static=("$lib/libpromotion_gates_ffi.a" -lpthread -ldl -lm)
 sanitize=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
 
 echo "== compile (cc: $(cc --version | head -n 1))"

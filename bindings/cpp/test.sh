@@ -21,8 +21,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "== cargo build --release --lib"
-(cd "$root" && cargo build --release --lib)
+echo "== cargo build --release -p promotion-gates-ffi"
+(cd "$root" && cargo build --release -p promotion-gates-ffi)
 
 jobs=$(nproc 2>/dev/null || echo 4)
 run() {  # run BUILD_DIR [cmake args...]

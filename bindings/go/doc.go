@@ -16,7 +16,7 @@
 // duration of one call and never kept (cgo's pointer rules); everything the library returns
 // is copied into Go memory before the call's lock is released.
 //
-// Linking: by default the static archive target/release/libpromotion_gates.a of this
-// repository (build it with `cargo build --release --lib`); -tags pgate_shared links an
-// installed -lpromotion_gates instead (see link_shared.go).
+// Linking: by default the static archive target/release/libpromotion_gates_ffi.a of this
+// repository (build it with `cargo build --release -p promotion-gates-ffi`); -tags pgate_shared links an
+// installed -lpromotion_gates_ffi instead (see link_shared.go).
 package promotiongates

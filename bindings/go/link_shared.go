@@ -2,7 +2,7 @@
 
 package promotiongates
 
-// Dynamic link (-tags pgate_shared): links -lpromotion_gates from the linker's search path.
+// Dynamic link (-tags pgate_shared): links -lpromotion_gates_ffi from the linker's search path.
 // Point cgo at an installed library and header with the environment, e.g.
 //
 //	CGO_CFLAGS=-I/usr/local/include \
@@ -14,5 +14,5 @@ package promotiongates
 // repository is on the include path too, as a fallback.
 
 // #cgo CFLAGS: -I${SRCDIR}/../../include
-// #cgo LDFLAGS: -lpromotion_gates -lm -ldl -lpthread
+// #cgo LDFLAGS: -lpromotion_gates_ffi -lm -ldl -lpthread
 import "C"

@@ -6,8 +6,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
-echo "== cargo build --release --lib"
-(cd "$root" && cargo build --release --lib)
+echo "== cargo build --release -p promotion-gates-ffi"
+(cd "$root" && cargo build --release -p promotion-gates-ffi)
 
 cd "$here"
 export CGO_ENABLED=1

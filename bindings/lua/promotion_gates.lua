@@ -94,7 +94,7 @@ M.environments = { [0] = "canary", [1] = "staging", [2] = "production",
 M.recommendations = { [0] = "healthy", [1] = "monitor", [2] = "rollback" }
 M.recorded = { [0] = "counted", [1] = "late", [2] = "foreign" }
 
---- Loads the shared library: `path`, else $PGATE_LIB, else libpromotion_gates.so from the
+--- Loads the shared library: `path`, else $PGATE_LIB, else libpromotion_gates_ffi.so from the
 --- dynamic loader's search path (LD_LIBRARY_PATH, ld.so.conf). Other calls load it on first use.
 function M.load(path)
   if not C then

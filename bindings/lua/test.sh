@@ -7,9 +7,9 @@ cd "$(dirname "$0")/../.." # the repository root; every path below is relative t
 command -v luajit >/dev/null ||
   (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y luajit)
 
-echo "== cargo build --release --lib"
-cargo build --release --lib
-lib=$(realpath -m "${CARGO_TARGET_DIR:-target}/release/libpromotion_gates.so")
+echo "== cargo build --release -p promotion-gates-ffi"
+cargo build --release -p promotion-gates-ffi
+lib=$(realpath -m "${CARGO_TARGET_DIR:-target}/release/libpromotion_gates_ffi.so")
 
 # The same line format the C tests read (see bindings/c/README.md).
 mkdir -p bindings/lua/build

@@ -6,11 +6,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 
-echo "== cargo build --release --lib"
-cargo build --release --lib
+echo "== cargo build --release -p promotion-gates-ffi"
+cargo build --release -p promotion-gates-ffi
 case "$(uname -s)" in
-  Darwin) lib="$root/target/release/libpromotion_gates.dylib" ;;
-  *) lib="$root/target/release/libpromotion_gates.so" ;;
+  Darwin) lib="$root/target/release/libpromotion_gates_ffi.dylib" ;;
+  *) lib="$root/target/release/libpromotion_gates_ffi.so" ;;
 esac
 test -f "$lib" || { echo "test.sh: $lib was not built" >&2; exit 1; }
 export PROMOTION_GATES_LIBRARY="$lib"

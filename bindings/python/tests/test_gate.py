@@ -285,14 +285,14 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 def test_library_discovery() -> None:
     show = "import promotion_gates as pg; pg.version(); print(pg.library_path())"
-    in_repo = REPO / "target" / "release" / "libpromotion_gates.so"
+    in_repo = REPO / "target" / "release" / "libpromotion_gates_ffi.so"
     if sys.platform.startswith("linux") and in_repo.is_file():
         found = _python(show)
         assert found.returncode == 0, found.stderr
         assert Path(found.stdout.strip()) == in_repo
     explicit = _python(show, **{_ffi.ENV_VAR: _ffi.library_path()})
     assert explicit.returncode == 0 and explicit.stdout.strip() == _ffi.library_path()
-    missing = _python(show, **{_ffi.ENV_VAR: "/nonexistent/libpromotion_gates.so"})
+    missing = _python(show, **{_ffi.ENV_VAR: "/nonexistent/libpromotion_gates_ffi.so"})
     assert missing.returncode != 0
     assert "LibraryNotFoundError" in missing.stderr and _ffi.ENV_VAR in missing.stderr
 

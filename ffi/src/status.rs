@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use crate::error::{Error, FlagError, PromotionError, RollbackError};
+use promotion_gates::{Error, FlagError, PromotionError, RollbackError};
 
 /// The result of every fallible C call.
 ///

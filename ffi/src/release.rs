@@ -3,11 +3,11 @@
 use std::ffi::c_char;
 use std::time::UNIX_EPOCH;
 
-use super::boundary::{Failure, copy_out, guard, guard_err, text, write};
-use super::error::pgate_error;
-use super::gate::{cold, pgate_gate, with_text};
-use super::status::pgate_status;
-use crate::Environment;
+use crate::boundary::{Failure, copy_out, guard, guard_err, text, write};
+use crate::error::pgate_error;
+use crate::gate::{cold, pgate_gate, with_text};
+use crate::status::pgate_status;
+use promotion_gates::Environment;
 
 /// Promotes the gate to `environment` (0 Canary, 1 Staging, 2 Production; `traffic_percent`
 /// is read only for Canary). Gated moves may be refused with `PGATE_STATUS_SLO_NOT_MET` or

@@ -1,5 +1,5 @@
 //! The checked-in C header must be what cbindgen generates from the code today.
-//! `PGATE_BLESS=1 cargo test --test header` rewrites it.
+//! `PGATE_BLESS=1 cargo test -p promotion-gates-ffi --test header` rewrites it.
 
 use std::path::Path;
 
@@ -15,7 +15,7 @@ fn checked_in_header_is_fresh() {
         .generate()
         .expect("cbindgen generates the header")
         .write(&mut generated);
-    let path = crate_dir.join("include").join("promotion_gates.h");
+    let path = crate_dir.join("../include/promotion_gates.h");
     if std::env::var_os("PGATE_BLESS").is_some() {
         std::fs::write(&path, &generated).expect("header written");
         return;
@@ -23,6 +23,6 @@ fn checked_in_header_is_fresh() {
     let checked_in = std::fs::read(&path).unwrap_or_default();
     assert!(
         checked_in == generated,
-        "include/promotion_gates.h is stale: run `PGATE_BLESS=1 cargo test --test header` and commit it"
+        "include/promotion_gates.h is stale: run `PGATE_BLESS=1 cargo test -p promotion-gates-ffi --test header` and commit it"
     );
 }

@@ -6,8 +6,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::error::{pgate_error, set_error};
-use super::status::pgate_status;
+use crate::error::{pgate_error, set_error};
+use crate::status::pgate_status;
 
 /// Runs `body`, turning a panic into [`pgate_status::Panic`].
 #[inline]
@@ -34,8 +34,8 @@ impl Failure {
     }
 }
 
-impl From<crate::Error> for Failure {
-    fn from(err: crate::Error) -> Self {
+impl From<promotion_gates::Error> for Failure {
+    fn from(err: promotion_gates::Error) -> Self {
         Failure::new(pgate_status::from(&err), err.to_string())
     }
 }

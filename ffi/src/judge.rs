@@ -2,11 +2,11 @@
 
 use std::ffi::c_char;
 
-use super::boundary::{copy_out, guard, write};
-use super::gate::{cold, pgate_gate};
-use super::route::pgate_environment;
-use super::status::pgate_status;
-use crate::{Recommendation, Rule};
+use crate::boundary::{copy_out, guard, write};
+use crate::gate::{cold, pgate_gate};
+use crate::route::pgate_environment;
+use crate::status::pgate_status;
+use promotion_gates::{Recommendation, Rule};
 
 /// What the judge advises.
 #[allow(non_camel_case_types)]

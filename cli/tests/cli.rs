@@ -2,7 +2,6 @@
 //! verdict, the JSON report's shape, the SVG plot, and the error exits (a one-line message
 //! naming the flag, file or field; never a panic).
 
-#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

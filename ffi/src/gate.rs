@@ -4,10 +4,10 @@ use std::collections::BTreeSet;
 use std::ffi::c_char;
 use std::sync::{Mutex, PoisonError};
 
-use super::boundary::{Failure, copy_out, guard, guard_err, text};
-use super::error::pgate_error;
-use super::status::pgate_status;
-use crate::{PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
+use crate::boundary::{Failure, copy_out, guard, guard_err, text};
+use crate::error::pgate_error;
+use crate::status::pgate_status;
+use promotion_gates::{PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
 
 /// An opaque gate: one [`PromotionGateManager`]. Made by `pgate_gate_new`, freed by
 /// `pgate_gate_free`. One handle may be used from many threads at once.
@@ -60,7 +60,7 @@ pub(crate) unsafe fn with_text(
     len: usize,
     what: &str,
     err: *mut *mut pgate_error,
-    op: impl FnOnce(&PromotionGateManager, &str) -> Result<(), crate::Error>,
+    op: impl FnOnce(&PromotionGateManager, &str) -> Result<(), promotion_gates::Error>,
 ) -> pgate_status {
     guard_err(err, || {
         // SAFETY: the caller keeps the gate alive during the call.
@@ -93,15 +93,17 @@ pub(crate) unsafe fn json_out<T: serde::Serialize>(
     })
 }
 
-/// Reads an optional JSON document (NULL with length 0 means the default).
-fn parse<T: serde::de::DeserializeOwned + Default>(
+/// Reads an optional JSON document (NULL with length 0 means the default) with `from_json`,
+/// which also validates it.
+fn parse<T: Default>(
     json: Option<&str>,
+    from_json: fn(&str) -> Result<T, promotion_gates::Error>,
     what: &str,
 ) -> Result<T, Failure> {
     match json {
         None => Ok(T::default()),
-        Some(doc) => crate::config::parse_json_object(doc, what).map_err(|e| match e {
-            crate::Error::Json(detail) => Failure::new(
+        Some(doc) => from_json(doc).map_err(|e| match e {
+            promotion_gates::Error::Json(detail) => Failure::new(
                 pgate_status::InvalidJson,
                 format!("invalid JSON {what}: {detail}"),
             ),
@@ -139,10 +141,17 @@ pub unsafe extern "C" fn pgate_gate_new(
             // SAFETY: the caller guarantees len readable bytes at ptr.
             unsafe { text(ptr, len, what) }.map(Some)
         };
-        let config: PromotionConfig =
-            parse(optional(config_json, config_len, "config")?, "config")?;
-        let slo: SloConfig = parse(optional(slo_json, slo_len, "SLO config")?, "SLO config")?;
-        let slo = SloAdmissionController::new(slo).map_err(crate::Error::from)?;
+        let config: PromotionConfig = parse(
+            optional(config_json, config_len, "config")?,
+            PromotionConfig::from_json,
+            "config",
+        )?;
+        let slo: SloConfig = parse(
+            optional(slo_json, slo_len, "SLO config")?,
+            SloConfig::from_json,
+            "SLO config",
+        )?;
+        let slo = SloAdmissionController::new(slo).map_err(promotion_gates::Error::from)?;
         let manager = PromotionGateManager::new(config, slo)?;
         let gate = Box::into_raw(Box::new(pgate_gate { manager }));
         live_set().insert(gate as usize);
@@ -246,7 +255,7 @@ pub unsafe extern "C" fn pgate_swap_config(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pgate_state(
     gate: *const pgate_gate,
-    environment: *mut super::route::pgate_environment,
+    environment: *mut crate::route::pgate_environment,
     traffic_percent: *mut f64,
     stage: *mut u64,
 ) -> pgate_status {

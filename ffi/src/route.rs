@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use super::boundary::{bytes, guard, write};
-use super::gate::{hot, pgate_gate};
-use super::status::pgate_status;
-use crate::decision::StageId;
-use crate::{Environment, Recorded};
+use crate::boundary::{bytes, guard, write};
+use crate::gate::{hot, pgate_gate};
+use crate::status::pgate_status;
+use promotion_gates::StageId;
+use promotion_gates::{Environment, Recorded};
 
 /// Where a gate stands.
 #[allow(non_camel_case_types)]
@@ -143,7 +143,7 @@ pub unsafe extern "C" fn pgate_record(
             )
         };
         let outcome = gate.manager.record_for(
-            StageId(stage),
+            StageId::new(stage),
             canary_byte != 0,
             success,
             Duration::from_nanos(latency_ns),

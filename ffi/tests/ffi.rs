@@ -1,7 +1,7 @@
 //! The C ABI called from Rust: statuses, outputs only on success, no panic across it.
 #![allow(unsafe_code)]
 
-use promotion_gates::ffi::*;
+use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
 
 fn new_gate(config: &str) -> *mut pgate_gate {

@@ -19,8 +19,6 @@
 //! The header `include/promotion_gates.h` is generated from this module by cbindgen
 //! (`cbindgen.toml`); `tests/header.rs` fails when the checked-in header is stale.
 
-#![allow(unsafe_code)]
-
 mod boundary;
 mod error;
 mod gate;

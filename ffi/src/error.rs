@@ -4,8 +4,8 @@
 
 use std::ffi::{CString, c_char};
 
-use super::boundary::{Failure, guard};
-use super::status::pgate_status;
+use crate::boundary::{Failure, guard};
+use crate::status::pgate_status;
 
 /// An error returned by a cold-path call through its `pgate_error **err` parameter.
 ///
