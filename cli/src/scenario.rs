@@ -17,7 +17,8 @@ pub enum ScenarioName {
     LatencyRegression,
     /// Same 1 % error rate as production, with short bursts that are not significant: promoted.
     FlakyButFine,
-    /// Healthy, then mid-stage every canary request fails: rolled back within a few dozen.
+    /// Healthy, then mid-stage every canary request fails: rolled back after 7 to 12 failures
+    /// (seeds 1 to 20).
     Catastrophic,
 }
 
