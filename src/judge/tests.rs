@@ -1,0 +1,207 @@
+//! The judge's unit tests: hand-worked tails, the score's worked examples, the rules' edges.
+
+use super::*;
+use crate::metrics::tests_support::cohort;
+
+fn policy(slo: &SloConfig) -> Policy<'_> {
+    Policy {
+        slo,
+        slo_threshold: 0.95,
+    }
+}
+
+fn canary(p: f64) -> Environment {
+    Environment::Canary { traffic_percent: p }
+}
+
+/// The default policy's verdict on a canary at `percent` with nothing new since the
+/// previous evaluation.
+fn verdict(percent: f64, subject: &CohortCounts, baseline: &CohortCounts) -> CanaryHealth {
+    verdict_with(percent, subject, baseline, Recent::default())
+}
+
+fn verdict_with(
+    percent: f64,
+    subject: &CohortCounts,
+    baseline: &CohortCounts,
+    recent: Recent,
+) -> CanaryHealth {
+    let slo = SloConfig::default();
+    judge(
+        StageId(2),
+        canary(percent),
+        subject,
+        baseline,
+        recent,
+        policy(&slo),
+    )
+}
+
+#[test]
+fn tails_against_hand_worked_values() {
+    assert_eq!(binomial_tail(0, 10, 0.1), 1.0);
+    assert_eq!(binomial_tail(1, 10, 0.2), 1.0); // observed rate below p
+    assert!((binomial_tail(20, 20, 0.01) - 1e-40).abs() < 1e-45); // exact at k = n
+    // 5 of 100 at p = 1%: the bound (0.0167) is above the exact tail (0.00343).
+    let b = binomial_tail(5, 100, 0.01);
+    assert!(b > 0.00343 && b < 0.02, "{b}");
+    assert!((normal_upper_tail(0.0) - 0.5).abs() < 1e-7);
+    assert!((normal_upper_tail(3.090_232) - 0.001).abs() < 1e-7);
+    assert!((normal_upper_tail(-1.644_854) - 0.95).abs() < 1e-7);
+}
+
+#[test]
+fn worked_examples_of_the_score() {
+    let prod = cohort(1_000_000, 10_000, 5_000, 100_000);
+    let cases = [
+        (0.010, 1.00, Recommendation::Healthy),
+        (0.012, 0.95, Recommendation::Healthy),
+        (0.015, 0.875, Recommendation::Monitor),
+        (0.020, 0.75, Recommendation::Rollback),
+        (0.030, 0.50, Recommendation::Rollback),
+    ];
+    for (rate, score, rec) in cases {
+        let errors = (rate * 1_000_000.0) as u64;
+        let subject = cohort(1_000_000, errors, 5_000, 100_000);
+        let h = verdict(50.0, &subject, &prod);
+        assert!(
+            (h.health_score - score).abs() < 1e-9,
+            "rate {rate}: score {}",
+            h.health_score
+        );
+        assert_eq!(h.recommendation, rec, "rate {rate}: {}", h.evidence);
+    }
+}
+
+#[test]
+fn latency_worked_examples() {
+    let prod = cohort(1_000_000, 10_000, 10_000, 20_000);
+    // p99 1.4x: penalty 0.08, healthy, and the 1.5x rule does not fire.
+    let subject = cohort(1_000_000, 10_000, 14_000, 28_000);
+    let h = verdict(50.0, &subject, &prod);
+    assert!((h.health_score - 0.92).abs() < 0.01, "{}", h.health_score);
+    assert_eq!(h.recommendation, Recommendation::Healthy, "{}", h.evidence);
+    // p99 2x: penalty 0.2, score 0.8 (MONITOR by score), but the p99 rule fires.
+    let subject = cohort(1_000_000, 10_000, 20_000, 40_000);
+    let h = verdict(50.0, &subject, &prod);
+    assert!((h.health_score - 0.8).abs() < 0.01, "{}", h.health_score);
+    assert!(
+        h.evidence.fired().any(|f| f.rule == Rule::P99VsProduction),
+        "{}",
+        h.evidence
+    );
+    assert!(
+        h.evidence
+            .fired()
+            .all(|f| matches!(f.rule, Rule::P99VsProduction | Rule::HealthScore))
+    );
+    assert_eq!(h.recommendation, Recommendation::Rollback);
+}
+
+#[test]
+fn too_few_samples_never_fire_ordinary_rules() {
+    let prod = cohort(100_000, 500, 5_000, 10_000);
+    // 8 % errors over 50 requests: bad, but below min_samples and not overwhelming against the
+    // 5 % reference.
+    let subject = cohort(50, 4, 5_000, 10_000);
+    let h = verdict(1.0, &subject, &prod);
+    assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
+    assert_eq!(h.recommendation, Recommendation::Monitor);
+}
+
+#[test]
+fn twenty_of_twenty_failures_is_overwhelming_early() {
+    let prod = cohort(100_000, 500, 5_000, 10_000);
+    let first_firing = (1..=20)
+        .find(|&n| {
+            let h = verdict(1.0, &cohort(n, n, 5_000, 10_000), &prod);
+            h.recommendation == Recommendation::Rollback
+        })
+        .unwrap();
+    assert_eq!(first_firing, 7); // 0.05^7 = 7.8e-10 < 1e-9 (reference: max_error_rate)
+}
+
+#[test]
+fn the_score_rule_needs_the_data_to_be_sure() {
+    assert!((normal_quantile_upper(0.001) - 3.090_232).abs() < 1e-5);
+    let prod = cohort(100_000, 1_000, 10_000, 20_000);
+    // 100 canary requests whose slowest 2 took 40 ms: a point p99 ratio of 2 (score 0.8 or
+    // below by the point estimate), but 100 samples cannot make that sure.
+    let noisy = cohort(100, 1, 10_000, 40_000);
+    let h = verdict(10.0, &noisy, &prod);
+    assert!(
+        !h.evidence.fired().any(|f| f.rule == Rule::HealthScore),
+        "{}",
+        h.evidence
+    );
+    assert_ne!(h.recommendation, Recommendation::Rollback);
+    // With a million samples the same shape is sure.
+    let sure = cohort(1_000_000, 20_000, 10_000, 20_000);
+    let h = verdict(50.0, &sure, &cohort(1_000_000, 10_000, 10_000, 20_000));
+    assert!(
+        h.evidence.fired().any(|f| f.rule == Rule::HealthScore),
+        "{}",
+        h.evidence
+    );
+}
+
+#[test]
+fn a_burst_of_errors_is_not_diluted_by_a_healthy_window() {
+    let prod = cohort(1_000_000, 5_000, 5_000, 10_000);
+    // A long healthy window: 30 000 canary requests at 0.5 %, then 8 failures in a row.
+    let window = cohort(30_008, 158, 5_000, 10_000);
+    let quiet = verdict_with(
+        10.0,
+        &window,
+        &prod,
+        Recent {
+            requests: 40,
+            errors: 0,
+        },
+    );
+    assert_eq!(quiet.evidence.fired().count(), 0, "{}", quiet.evidence);
+    let burst = Recent {
+        requests: 8,
+        errors: 8,
+    };
+    let h = verdict_with(10.0, &window, &prod, burst);
+    let fired: Vec<_> = h.evidence.fired().map(|f| f.rule).collect();
+    assert_eq!(fired, [Rule::ErrorBurst], "{}", h.evidence);
+    // 7 failures are enough against the 5 % reference (0.05^7 < 1e-9); 6 are not.
+    let six = verdict_with(
+        10.0,
+        &window,
+        &prod,
+        Recent {
+            requests: 6,
+            errors: 6,
+        },
+    );
+    assert_eq!(six.evidence.fired().count(), 0);
+}
+
+#[test]
+fn production_has_nothing_to_judge() {
+    let slo = SloConfig::default();
+    let prod = cohort(1000, 900, 5_000, 10_000);
+    let h = judge(
+        StageId(1),
+        Environment::Production,
+        &CohortCounts::default(),
+        &prod,
+        Recent::default(),
+        policy(&slo),
+    );
+    assert!(h.evidence.findings.is_empty());
+    assert_eq!(h.recommendation, Recommendation::Healthy);
+    assert_eq!(h.traffic_percent, 0.0);
+}
+
+#[test]
+fn score_is_bounded() {
+    let prod = cohort(1_000_000, 1, 1_000, 2_000);
+    let subject = cohort(1_000_000, 900_000, 59_000_000, 60_000_000);
+    let h = verdict(50.0, &subject, &prod);
+    assert!((0.0..=1.0).contains(&h.health_score));
+    assert!((h.health_score - 0.2).abs() < 1e-9);
+}
