@@ -58,10 +58,19 @@
 use std::fmt;
 use std::time::Duration;
 
+mod cohort;
+mod rules;
+mod score;
+mod stats;
+
 use crate::config::Environment;
 use crate::decision::StageId;
-use crate::metrics::{CohortCounts, count_above, quantile_micros};
+use crate::metrics::CohortCounts;
 use crate::slo::SloConfig;
+use cohort::CohortStats;
+use rules::{Case, RULES};
+use score::HEALTHY_FROM;
+pub use stats::{binomial_tail, normal_quantile_upper, normal_upper_tail};
 
 /// Relative margin over the baseline's error rate that is still acceptable (spec: 1.1×).
 pub const ERROR_RATE_MARGIN: f64 = 1.1;
@@ -343,9 +352,8 @@ pub struct CanaryHealth {
     pub evidence: Evidence,
 }
 
-/// The new version's requests and errors since the previous evaluation: what the
-/// `error_burst` rule looks at, so that a sudden outage is not diluted by a window of healthy
-/// traffic.
+/// The canary's requests and errors since the previous evaluation: what the `error_burst`
+/// rule looks at, so that a sudden outage is not diluted by a window of healthy traffic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Recent {
     pub(crate) requests: u64,
@@ -359,39 +367,32 @@ pub(crate) struct Policy<'a> {
     pub(crate) slo_threshold: f64,
 }
 
-/// Judges one window. `subject` is the new version's cohort, `baseline` the stable one's.
-/// Histograms may be empty (counters only): the latency rules are then skipped.
+/// Judges one window. `canary` is the new version's cohort (canary requests, or all requests
+/// in Staging), `stable` the stable version's. Histograms may be empty (counters only): the
+/// latency rules are then skipped.
 pub(crate) fn judge(
     stage: StageId,
     environment: Environment,
-    subject: &CohortCounts,
-    baseline: &CohortCounts,
+    canary: &CohortCounts,
+    stable: &CohortCounts,
     recent: Recent,
     policy: Policy<'_>,
 ) -> CanaryHealth {
+    let (canary, stable) = (CohortStats::of(canary), CohortStats::of(stable));
     let mut findings = Vec::new();
-    let health_score = assess(environment, subject, baseline, recent, policy, &mut |f| {
+    let health_score = assess(environment, canary, stable, recent, policy, &mut |f| {
         findings.push(f)
     });
-    let judging = !matches!(environment, Environment::Production);
     let evidence = Evidence {
         stage,
         environment,
-        canary: evidence_of(subject),
-        production: evidence_of(baseline),
+        canary: canary.evidence(),
+        production: stable.evidence(),
         min_samples: policy.slo.min_samples,
         findings,
         health_score,
     };
-    // ROLLBACK means a rule fired (the gate rolls back, or would with auto rollback on); a low
-    // score the data are not yet sure of is MONITOR.
-    let recommendation = if evidence.fired().next().is_some() {
-        Recommendation::Rollback
-    } else if (judging && !evidence.sufficient_data()) || health_score < 0.9 {
-        Recommendation::Monitor
-    } else {
-        Recommendation::Healthy
-    };
+    let recommendation = recommend(&evidence);
     CanaryHealth {
         traffic_percent: environment.traffic_percent(),
         canary_requests: evidence.canary.requests,
@@ -407,26 +408,28 @@ pub(crate) fn judge(
 }
 
 /// Whether any rule fires, without allocating: the record path's check after a canary error.
-/// Give it counters only (empty histograms); a rule it reports is confirmed by [`judge`].
+/// It runs the same rules as [`judge`]; a rule it reports is confirmed by [`judge`].
 pub(crate) fn screen(
     environment: Environment,
-    subject: &CohortCounts,
-    baseline: &CohortCounts,
+    canary: &CohortCounts,
+    stable: &CohortCounts,
     recent: Recent,
     policy: Policy<'_>,
 ) -> bool {
+    let (canary, stable) = (CohortStats::of(canary), CohortStats::of(stable));
     let mut fired = false;
-    assess(environment, subject, baseline, recent, policy, &mut |f| {
+    assess(environment, canary, stable, recent, policy, &mut |f| {
         fired |= f.fired
     });
     fired
 }
 
-/// Runs every rule, handing each finding to `sink`; returns the health score.
+/// Runs every rule in order, handing each finding to `sink`; returns the health score (its
+/// point estimate). Production has no canary: no findings, score 1.
 fn assess(
     environment: Environment,
-    subject: &CohortCounts,
-    baseline: &CohortCounts,
+    canary: CohortStats<'_>,
+    stable: CohortStats<'_>,
     recent: Recent,
     policy: Policy<'_>,
     sink: &mut impl FnMut(Finding),
@@ -434,291 +437,27 @@ fn assess(
     if matches!(environment, Environment::Production) {
         return 1.0;
     }
-    let slo = policy.slo;
-    let alpha = slo.significance;
-    let min = slo.min_samples;
-    let enough = subject.requests >= min;
-    let baseline_enough = baseline.requests >= min;
-    let with_latency = !subject.histogram.is_empty() && !baseline.histogram.is_empty();
-    let rate = |c: &CohortCounts| {
-        if c.requests == 0 {
-            0.0
-        } else {
-            c.errors.min(c.requests) as f64 / c.requests as f64
+    let case = Case::new(canary, stable, recent, policy);
+    for rule in RULES {
+        if let Some(finding) = rule(&case) {
+            sink(finding);
         }
-    };
-    let (subject_rate, baseline_rate) = (rate(subject), rate(baseline));
-    let errors = subject.errors.min(subject.requests);
+    }
+    case.score.point
+}
 
-    // SLO compliance.
-    let misses = subject.requests.saturating_sub(subject.compliant);
-    let allowed = 1.0 - policy.slo_threshold;
-    let p = binomial_tail(misses, subject.requests, allowed);
-    let observed = if subject.requests == 0 {
-        0.0
+/// ROLLBACK when a rule fired (the gate rolls back, or would with auto rollback on);
+/// otherwise MONITOR while the canary has too few samples or the score is below 0.9 (so a low
+/// score the data are not yet sure of is MONITOR); otherwise HEALTHY.
+fn recommend(evidence: &Evidence) -> Recommendation {
+    let judging = !matches!(evidence.environment, Environment::Production);
+    if evidence.fired().next().is_some() {
+        Recommendation::Rollback
+    } else if (judging && !evidence.sufficient_data()) || evidence.health_score < HEALTHY_FROM {
+        Recommendation::Monitor
     } else {
-        misses as f64 / subject.requests as f64
-    };
-    sink(Finding {
-        rule: Rule::SloCompliance,
-        observed,
-        limit: allowed,
-        p_value: p,
-        fired: enough && p < alpha,
-    });
-
-    // Absolute error rate.
-    let p = binomial_tail(errors, subject.requests, slo.max_error_rate);
-    sink(Finding {
-        rule: Rule::ErrorRateMax,
-        observed: subject_rate,
-        limit: slo.max_error_rate,
-        p_value: p,
-        fired: enough && p < alpha,
-    });
-
-    // Error rate against the baseline: the score's penalty from 1.1x, the rule at the limit.
-    let relative_limit = slo.error_rate_ratio_limit * baseline_rate;
-    let z = normal_quantile_upper(alpha);
-    let mut error_penalty = 0.0;
-    let mut sure_error_penalty = 0.0;
-    if baseline_enough {
-        let margin_rate = ERROR_RATE_MARGIN * baseline_rate;
-        let scale = baseline_rate.max(ERROR_RATE_FLOOR);
-        if subject_rate > margin_rate
-            && two_proportion_p(subject, baseline, ERROR_RATE_MARGIN) < alpha
-        {
-            let excess = (subject_rate - baseline_rate) / scale;
-            error_penalty = (0.25 * excess).clamp(0.0, 0.5);
-        }
-        // The excess the data make sure of: its one-sided lower confidence bound at α.
-        let sure_excess = (subject_rate - baseline_rate) - z * difference_se(subject, baseline);
-        sure_error_penalty = (0.25 * sure_excess / scale).clamp(0.0, 0.5);
-        let p = two_proportion_p(subject, baseline, slo.error_rate_ratio_limit);
-        sink(Finding {
-            rule: Rule::ErrorRateVsProduction,
-            observed: subject_rate,
-            limit: relative_limit,
-            p_value: p,
-            fired: enough && subject_rate > relative_limit && p < alpha,
-        });
+        Recommendation::Healthy
     }
-
-    // Overwhelming evidence, at any sample count: improbable even at the worst acceptable rate.
-    let reference = relative_limit
-        .max(slo.max_error_rate)
-        .max(OVERWHELMING_RATE_FLOOR);
-    let p = binomial_tail(errors, subject.requests, reference);
-    sink(Finding {
-        rule: Rule::OverwhelmingErrors,
-        observed: subject_rate,
-        limit: reference,
-        p_value: p,
-        fired: p < slo.overwhelming_significance,
-    });
-
-    // The same test on what happened since the previous evaluation: a sudden outage.
-    let burst_errors = recent.errors.min(recent.requests);
-    let p = binomial_tail(burst_errors, recent.requests, reference);
-    sink(Finding {
-        rule: Rule::ErrorBurst,
-        observed: if recent.requests == 0 {
-            0.0
-        } else {
-            burst_errors as f64 / recent.requests as f64
-        },
-        limit: reference,
-        p_value: p,
-        fired: p < slo.overwhelming_significance,
-    });
-
-    let mut latency_penalty = 0.0;
-    let mut sure_latency_penalty = 0.0;
-    if with_latency && baseline_enough && enough {
-        let prod_p99 = quantile_micros(&baseline.histogram, 0.99);
-        let canary_p99 = quantile_micros(&subject.histogram, 0.99);
-        let slower = count_above(&subject.histogram, prod_p99);
-        if canary_p99 > prod_p99 && binomial_tail(slower, subject.requests, 0.01) < alpha {
-            let ratio = canary_p99 as f64 / prod_p99.max(1) as f64;
-            latency_penalty = ((ratio - 1.0) * 0.2).clamp(0.0, 0.3);
-        }
-        // The ratio the data make sure of: the canary's p99 at its lower confidence bound
-        // over production's at its upper one (distribution-free bounds by order statistics).
-        let canary_low = quantile_micros(&subject.histogram, p99_bound(subject.requests, -z));
-        let prod_high = quantile_micros(&baseline.histogram, p99_bound(baseline.requests, z));
-        let sure_ratio = canary_low as f64 / prod_high.max(1) as f64;
-        sure_latency_penalty = ((sure_ratio - 1.0) * 0.2).clamp(0.0, 0.3);
-        let limit = (prod_p99 as f64 * slo.p99_ratio_limit) as u64;
-        sink(tail_finding(
-            Rule::P99VsProduction,
-            subject,
-            canary_p99,
-            limit,
-            alpha,
-        ));
-    }
-    if let (true, true, Some(budget)) = (with_latency, enough, slo.p99_budget) {
-        let canary_p99 = quantile_micros(&subject.histogram, 0.99);
-        let limit = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
-        sink(tail_finding(
-            Rule::P99Budget,
-            subject,
-            canary_p99,
-            limit,
-            alpha,
-        ));
-    }
-
-    let score = (1.0 - error_penalty - latency_penalty).clamp(0.0, 1.0);
-    // The rule tests the score's upper confidence bound, not its point estimate: it fires
-    // only when the data make sure the score is below 0.8.
-    let sure_score = (1.0 - sure_error_penalty - sure_latency_penalty).clamp(0.0, 1.0);
-    sink(Finding {
-        rule: Rule::HealthScore,
-        observed: sure_score,
-        limit: 0.8,
-        p_value: if sure_score < 0.8 { alpha } else { 1.0 },
-        fired: enough && sure_score < 0.8,
-    });
-    score
-}
-
-/// Standard error of the difference of two error rates (unpooled, half-count smoothing).
-fn difference_se(subject: &CohortCounts, baseline: &CohortCounts) -> f64 {
-    let part = |c: &CohortCounts| {
-        let n = c.requests as f64;
-        if n == 0.0 {
-            return 0.25;
-        }
-        let p = (c.errors.min(c.requests) as f64 + 0.5) / (n + 1.0);
-        p * (1.0 - p) / n
-    };
-    (part(subject) + part(baseline)).sqrt()
-}
-
-/// The quantile to read for a confidence bound of the p99 from `n` samples: `0.99 + z·σ`,
-/// with `σ` the standard deviation of the share of samples below the true p99.
-fn p99_bound(n: u64, z: f64) -> f64 {
-    let sigma = (0.99 * 0.01 / n.max(1) as f64).sqrt();
-    (0.99 + z * sigma).clamp(0.5, 1.0)
-}
-
-/// The `z` with `P(Z > z) = alpha` for a standard normal `Z` (bisection on the tail).
-pub fn normal_quantile_upper(alpha: f64) -> f64 {
-    let (mut low, mut high) = (-40.0f64, 40.0f64);
-    for _ in 0..100 {
-        let mid = 0.5 * (low + high);
-        if normal_upper_tail(mid) > alpha {
-            low = mid;
-        } else {
-            high = mid;
-        }
-    }
-    0.5 * (low + high)
-}
-
-fn tail_finding(
-    rule: Rule,
-    subject: &CohortCounts,
-    p99_micros: u64,
-    limit_micros: u64,
-    alpha: f64,
-) -> Finding {
-    let slower = count_above(&subject.histogram, limit_micros);
-    let p = binomial_tail(slower, subject.requests, 0.01);
-    Finding {
-        rule,
-        observed: p99_micros as f64 / 1e3,
-        limit: limit_micros as f64 / 1e3,
-        p_value: p,
-        fired: p99_micros > limit_micros && p < alpha,
-    }
-}
-
-fn evidence_of(c: &CohortCounts) -> CohortEvidence {
-    let requests = c.requests;
-    let errors = c.errors.min(requests);
-    let compliant = c.compliant.min(requests);
-    let (error_rate, compliance) = if requests == 0 {
-        (0.0, 1.0)
-    } else {
-        (
-            errors as f64 / requests as f64,
-            compliant as f64 / requests as f64,
-        )
-    };
-    let p99 = if c.histogram.is_empty() {
-        Duration::ZERO
-    } else {
-        Duration::from_micros(quantile_micros(&c.histogram, 0.99))
-    };
-    CohortEvidence {
-        requests,
-        errors,
-        compliant,
-        error_rate,
-        compliance,
-        p99,
-    }
-}
-
-/// Upper bound on `P(X >= k)` for `X ~ Binomial(n, p)`: 1 when `k/n <= p`, else
-/// `exp(-n * KL(k/n || p))` (Chernoff–Hoeffding). Exact at `k = n`: `p^n`.
-pub fn binomial_tail(k: u64, n: u64, p: f64) -> f64 {
-    if n == 0 || k == 0 {
-        return 1.0;
-    }
-    let q = (k.min(n)) as f64 / n as f64;
-    if q <= p {
-        return 1.0;
-    }
-    if p <= 0.0 {
-        return 0.0;
-    }
-    let kl = if q >= 1.0 {
-        -p.ln()
-    } else {
-        q * (q / p).ln() + (1.0 - q) * ((1.0 - q) / (1.0 - p)).ln()
-    };
-    (-(n as f64) * kl).exp()
-}
-
-/// One-sided p-value of `p_subject > margin * p_baseline` (unpooled z-test, half-count
-/// smoothing so that zero counts keep a variance).
-fn two_proportion_p(subject: &CohortCounts, baseline: &CohortCounts, margin: f64) -> f64 {
-    let rate = |c: &CohortCounts| (c.errors.min(c.requests) as f64, c.requests as f64);
-    let (xs, ns) = rate(subject);
-    let (xb, nb) = rate(baseline);
-    if ns == 0.0 || nb == 0.0 {
-        return 1.0;
-    }
-    let smooth = |x: f64, n: f64| (x + 0.5) / (n + 1.0);
-    let (ps, pb) = (smooth(xs, ns), smooth(xb, nb));
-    let variance = ps * (1.0 - ps) / ns + margin * margin * pb * (1.0 - pb) / nb;
-    let z = (xs / ns - margin * xb / nb) / variance.sqrt();
-    normal_upper_tail(z)
-}
-
-/// `P(Z > z)` for a standard normal `Z`.
-pub fn normal_upper_tail(z: f64) -> f64 {
-    0.5 * erfc(z / std::f64::consts::SQRT_2)
-}
-
-/// Complementary error function, relative error below 1.2e-7 everywhere (Chebyshev fit,
-/// Numerical Recipes §6.2).
-fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = t * poly.exp();
-    if x >= 0.0 { r } else { 2.0 - r }
 }
 
 #[cfg(test)]

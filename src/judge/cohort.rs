@@ -1,0 +1,96 @@
+//! One cohort's statistics in the judged window, computed once per evaluation from its
+//! counts: what every rule, the score and the evidence read.
+
+use std::time::Duration;
+
+use super::CohortEvidence;
+use super::stats::{Proportion, binomial_tail};
+use crate::metrics::{CohortCounts, count_above, quantile_micros};
+
+/// One cohort's numbers: the counts clamped to the requests, their rates, and the p99.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CohortStats<'a> {
+    pub(crate) requests: u64,
+    /// Failed requests, at most `requests`.
+    pub(crate) errors: u64,
+    /// Requests that succeeded within the latency target, at most `requests`.
+    pub(crate) compliant: u64,
+    /// Requests that failed or missed the latency target.
+    pub(crate) misses: u64,
+    /// `errors / requests`, 0 with no requests.
+    pub(crate) error_rate: f64,
+    /// `misses / requests`, 0 with no requests.
+    pub(crate) miss_rate: f64,
+    /// `compliant / requests`, 1 with no requests.
+    pub(crate) compliance: f64,
+    /// The p99 latency in microseconds; `None` when only counters were read.
+    pub(crate) p99_micros: Option<u64>,
+    /// The latency histogram, empty when only counters were read.
+    histogram: &'a [u64],
+}
+
+impl<'a> CohortStats<'a> {
+    /// The statistics of `counts`.
+    pub(crate) fn of(counts: &'a CohortCounts) -> Self {
+        let requests = counts.requests;
+        let errors = counts.errors.min(requests);
+        let compliant = counts.compliant.min(requests);
+        let misses = requests - compliant;
+        let share = |part: u64, empty: f64| {
+            if requests == 0 {
+                empty
+            } else {
+                part as f64 / requests as f64
+            }
+        };
+        let histogram = counts.histogram.as_slice();
+        Self {
+            requests,
+            errors,
+            compliant,
+            misses,
+            error_rate: share(errors, 0.0),
+            miss_rate: share(misses, 0.0),
+            compliance: share(compliant, 1.0),
+            p99_micros: (!histogram.is_empty()).then(|| quantile_micros(histogram, 0.99)),
+            histogram,
+        }
+    }
+
+    /// Errors out of requests.
+    pub(crate) fn errors(&self) -> Proportion {
+        Proportion {
+            events: self.errors,
+            trials: self.requests,
+        }
+    }
+
+    /// Whether the cohort has at least `min_samples` requests.
+    pub(crate) fn has(&self, min_samples: u64) -> bool {
+        self.requests >= min_samples
+    }
+
+    /// The latency at `quantile`, in microseconds (0 when only counters were read).
+    pub(crate) fn quantile_micros(&self, quantile: f64) -> u64 {
+        quantile_micros(self.histogram, quantile)
+    }
+
+    /// The p-value (an upper bound) of "more than 1 % of requests are slower than `micros`".
+    pub(crate) fn p_slower_than(&self, micros: u64) -> f64 {
+        binomial_tail(count_above(self.histogram, micros), self.requests, 0.01)
+    }
+
+    /// The public numbers of the cohort.
+    pub(crate) fn evidence(&self) -> CohortEvidence {
+        CohortEvidence {
+            requests: self.requests,
+            errors: self.errors,
+            compliant: self.compliant,
+            error_rate: self.error_rate,
+            compliance: self.compliance,
+            p99: self
+                .p99_micros
+                .map_or(Duration::ZERO, Duration::from_micros),
+        }
+    }
+}

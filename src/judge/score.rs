@@ -1,0 +1,125 @@
+//! The health score: `1 - error penalty - latency penalty`, as a point estimate and as an
+//! upper confidence bound. Both come from the same inputs in one pass: each penalty is
+//! computed once at its point value and once at the least value the data make sure of.
+
+use super::cohort::CohortStats;
+use super::stats::{difference_se, normal_quantile_upper, p99_bound, two_proportion_p};
+use super::{ERROR_RATE_FLOOR, ERROR_RATE_MARGIN};
+use crate::slo::SloConfig;
+
+/// A score below this is ROLLBACK once the data make sure of it (the `health_score` rule).
+pub(crate) const ROLLBACK_BELOW: f64 = 0.8;
+/// A score from this up, with enough data and no rule fired, is HEALTHY; below, MONITOR.
+pub(crate) const HEALTHY_FROM: f64 = 0.9;
+
+/// The health score of one window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct HealthScore {
+    /// The point estimate, reported as the health score.
+    pub(crate) point: f64,
+    /// The score's one-sided upper confidence bound at α: the `health_score` rule acts on it.
+    pub(crate) upper_bound: f64,
+}
+
+/// A penalty at its point value and at the least value the data make sure of.
+#[derive(Debug, Clone, Copy)]
+struct Penalty {
+    point: f64,
+    least: f64,
+}
+
+impl Penalty {
+    const NONE: Penalty = Penalty {
+        point: 0.0,
+        least: 0.0,
+    };
+}
+
+/// The canary's health score against the stable cohort. A penalty needs `min_samples` in the
+/// cohorts it compares; the latency penalty also needs both histograms.
+pub(crate) fn health_score(
+    canary: &CohortStats<'_>,
+    stable: &CohortStats<'_>,
+    slo: &SloConfig,
+) -> HealthScore {
+    let z = normal_quantile_upper(slo.significance);
+    let error = error_penalty(canary, stable, slo, z);
+    let latency = latency_penalty(canary, stable, slo, z);
+    HealthScore {
+        point: score(error.point, latency.point),
+        upper_bound: score(error.least, latency.least),
+    }
+}
+
+fn score(error_penalty: f64, latency_penalty: f64) -> f64 {
+    (1.0 - error_penalty - latency_penalty).clamp(0.0, 1.0)
+}
+
+/// `0.25 × excess / max(stable rate, 0.1 %)`, at most 0.5.
+fn error_share(excess: f64, stable_rate: f64) -> f64 {
+    (0.25 * excess / stable_rate.max(ERROR_RATE_FLOOR)).clamp(0.0, 0.5)
+}
+
+/// `0.2 × (p99 ratio − 1)`, at most 0.3.
+fn latency_share(p99_ratio: f64) -> f64 {
+    ((p99_ratio - 1.0) * 0.2).clamp(0.0, 0.3)
+}
+
+fn ratio(canary_micros: u64, stable_micros: u64) -> f64 {
+    canary_micros as f64 / stable_micros.max(1) as f64
+}
+
+/// The point penalty applies once the canary's error rate is significantly above
+/// [`ERROR_RATE_MARGIN`] × the stable one's; the least penalty takes the excess error rate at
+/// its one-sided lower confidence bound.
+fn error_penalty(
+    canary: &CohortStats<'_>,
+    stable: &CohortStats<'_>,
+    slo: &SloConfig,
+    z: f64,
+) -> Penalty {
+    if !stable.has(slo.min_samples) {
+        return Penalty::NONE;
+    }
+    let excess = canary.error_rate - stable.error_rate;
+    let significant = canary.error_rate > ERROR_RATE_MARGIN * stable.error_rate
+        && two_proportion_p(canary.errors(), stable.errors(), ERROR_RATE_MARGIN) < slo.significance;
+    let least_excess = excess - z * difference_se(canary.errors(), stable.errors());
+    Penalty {
+        point: if significant {
+            error_share(excess, stable.error_rate)
+        } else {
+            0.0
+        },
+        least: error_share(least_excess, stable.error_rate),
+    }
+}
+
+/// The point penalty applies once significantly more than 1 % of canary requests are slower
+/// than the stable p99; the least penalty reads the canary's p99 at its lower confidence bound
+/// and the stable one at its upper bound (distribution-free bounds by order statistics).
+fn latency_penalty(
+    canary: &CohortStats<'_>,
+    stable: &CohortStats<'_>,
+    slo: &SloConfig,
+    z: f64,
+) -> Penalty {
+    let (Some(canary_p99), Some(stable_p99)) = (canary.p99_micros, stable.p99_micros) else {
+        return Penalty::NONE;
+    };
+    if !canary.has(slo.min_samples) || !stable.has(slo.min_samples) {
+        return Penalty::NONE;
+    }
+    let significant =
+        canary_p99 > stable_p99 && canary.p_slower_than(stable_p99) < slo.significance;
+    let canary_low = canary.quantile_micros(p99_bound(canary.requests, -z));
+    let stable_high = stable.quantile_micros(p99_bound(stable.requests, z));
+    Penalty {
+        point: if significant {
+            latency_share(ratio(canary_p99, stable_p99))
+        } else {
+            0.0
+        },
+        least: latency_share(ratio(canary_low, stable_high)),
+    }
+}

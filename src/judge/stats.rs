@@ -1,0 +1,131 @@
+//! Pure statistics for the rules and the score: binomial tails, the standard normal's tail and
+//! quantile, the two-proportion test, and the order-statistics bound of a p99. Numbers in,
+//! numbers out: nothing here knows about cohorts or rules.
+
+/// A count of events out of a number of trials, such as errors out of requests. The count is
+/// at most the trials (the judge's cohort statistics clamp it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Proportion {
+    pub(crate) events: u64,
+    pub(crate) trials: u64,
+}
+
+/// Upper bound on `P(X >= k)` for `X ~ Binomial(n, p)`: 1 when `k/n <= p`, else
+/// `exp(-n * KL(k/n || p))` (Chernoff–Hoeffding). Exact at `k = n`: `p^n`.
+///
+/// # Example
+/// ```
+/// use promotion_gates::judge::binomial_tail;
+/// assert_eq!(binomial_tail(1, 100, 0.05), 1.0); // 1 % observed is not above 5 %
+/// assert!((binomial_tail(7, 7, 0.05) - 0.05f64.powi(7)).abs() < 1e-20); // exact at k = n
+/// assert!(binomial_tail(5, 100, 0.01) < 0.02);
+/// ```
+pub fn binomial_tail(k: u64, n: u64, p: f64) -> f64 {
+    if n == 0 || k == 0 {
+        return 1.0;
+    }
+    let q = (k.min(n)) as f64 / n as f64;
+    if q <= p {
+        return 1.0;
+    }
+    if p <= 0.0 {
+        return 0.0;
+    }
+    let kl = if q >= 1.0 {
+        -p.ln()
+    } else {
+        q * (q / p).ln() + (1.0 - q) * ((1.0 - q) / (1.0 - p)).ln()
+    };
+    (-(n as f64) * kl).exp()
+}
+
+/// `P(Z > z)` for a standard normal `Z`.
+///
+/// # Example
+/// ```
+/// use promotion_gates::judge::normal_upper_tail;
+/// assert!((normal_upper_tail(0.0) - 0.5).abs() < 1e-7);
+/// assert!((normal_upper_tail(3.090_232) - 0.001).abs() < 1e-7);
+/// ```
+pub fn normal_upper_tail(z: f64) -> f64 {
+    0.5 * erfc(z / std::f64::consts::SQRT_2)
+}
+
+/// The `z` with `P(Z > z) = alpha` for a standard normal `Z` (bisection on the tail).
+///
+/// # Example
+/// ```
+/// use promotion_gates::judge::normal_quantile_upper;
+/// assert!((normal_quantile_upper(0.001) - 3.090_232).abs() < 1e-5);
+/// ```
+pub fn normal_quantile_upper(alpha: f64) -> f64 {
+    let (mut low, mut high) = (-40.0f64, 40.0f64);
+    for _ in 0..100 {
+        let mid = 0.5 * (low + high);
+        if normal_upper_tail(mid) > alpha {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    0.5 * (low + high)
+}
+
+/// Complementary error function, relative error below 1.2e-7 everywhere (Chebyshev fit,
+/// Numerical Recipes §6.2).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+/// The proportion with half a count added to the events and one to the trials, so that zero
+/// counts keep a variance.
+fn smoothed(events: f64, trials: f64) -> f64 {
+    (events + 0.5) / (trials + 1.0)
+}
+
+/// One-sided p-value of `rate(a) > margin * rate(b)` (unpooled z-test, half-count smoothing
+/// so that zero counts keep a variance). 1 when either has no trials.
+pub(crate) fn two_proportion_p(a: Proportion, b: Proportion, margin: f64) -> f64 {
+    let (xa, na) = (a.events as f64, a.trials as f64);
+    let (xb, nb) = (b.events as f64, b.trials as f64);
+    if na == 0.0 || nb == 0.0 {
+        return 1.0;
+    }
+    let (pa, pb) = (smoothed(xa, na), smoothed(xb, nb));
+    let variance = pa * (1.0 - pa) / na + margin * margin * pb * (1.0 - pb) / nb;
+    let z = (xa / na - margin * xb / nb) / variance.sqrt();
+    normal_upper_tail(z)
+}
+
+/// Standard error of the difference of two rates (unpooled, half-count smoothing; a side
+/// without trials counts as the widest variance, 0.25).
+pub(crate) fn difference_se(a: Proportion, b: Proportion) -> f64 {
+    let part = |c: Proportion| {
+        let n = c.trials as f64;
+        if n == 0.0 {
+            return 0.25;
+        }
+        let p = smoothed(c.events as f64, n);
+        p * (1.0 - p) / n
+    };
+    (part(a) + part(b)).sqrt()
+}
+
+/// The quantile to read for a confidence bound of the p99 from `n` samples: `0.99 + z·σ`,
+/// with `σ` the standard deviation of the share of samples below the true p99 (a negative `z`
+/// gives a lower bound).
+pub(crate) fn p99_bound(n: u64, z: f64) -> f64 {
+    let sigma = (0.99 * 0.01 / n.max(1) as f64).sqrt();
+    (0.99 + z * sigma).clamp(0.5, 1.0)
+}
