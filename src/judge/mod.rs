@@ -1,59 +1,12 @@
-//! The judge, pure: one window of merged metrics plus the policy gives the canary's health, a
-//! recommendation and the evidence behind it. No state, no clock, no atomics.
+//! The judge, pure: one window of both cohorts' counts plus the policy gives the canary's
+//! health, a recommendation and the evidence behind it. No state, no clock, no atomics.
 //!
-//! # Rules
-//! The *subject* is the new version's cohort (canary requests, or all requests in Staging); the
-//! *baseline* is the stable version's cohort in the same window. Each rule is a one-sided test
-//! at [`significance`](crate::SloConfig::significance) (α, default 0.001) and fires only with
-//! at least [`min_samples`](crate::SloConfig::min_samples) subject samples (and as many
-//! baseline samples for the rules that compare with it):
+//! Inside, each rule is one small function returning its finding, the health score is computed
+//! once as a point estimate and an upper bound, and each cohort's statistics are computed once
+//! per evaluation; the full judge and the record path's allocation-free screen run the same
+//! rules. The rest of this page is `docs/judge.md`, included here so that it is written once.
 //!
-//! | rule | fires when |
-//! |---|---|
-//! | `slo_compliance` | the share of requests that failed or missed the latency target is significantly above `1 - slo_threshold` |
-//! | `error_rate_max` | the error rate is significantly above `max_error_rate` (5 %) |
-//! | `error_rate_vs_production` | the error rate is significantly above `error_rate_ratio_limit` (1.5) × the baseline's |
-//! | `p99_vs_production` | significantly more than 1 % of requests are slower than `p99_ratio_limit` (1.5) × the baseline's p99, and the p99 itself is |
-//! | `p99_budget` | the same against the absolute `p99_budget`, when set |
-//! | `health_score` | the data make sure the health score is below 0.8: its upper confidence bound (the score computed from the excess error rate's lower bound and the p99 ratio's lower bound) is below 0.8 |
-//! | `error_burst` | at any sample count: the same test as `overwhelming_errors`, on the requests since the previous evaluation (about `evaluation_interval`), so a sudden outage is not diluted by a window of healthy traffic |
-//! | `overwhelming_errors` | at any sample count: the errors would have probability below `overwhelming_significance` (1e-9) even at an error rate of max(`error_rate_ratio_limit` × baseline, `max_error_rate`, 1 %) |
-//!
-//! Binomial tails use the Chernoff–Hoeffding bound `P(X ≥ k) ≤ exp(-n·KL(k/n ‖ p))`, which
-//! over-states the p-value, so each test errs towards not rolling back. The comparison with the
-//! baseline is a two-proportion z-test (unpooled, with half-count smoothing).
-//!
-//! # Health score
-//! `1 - error_penalty - latency_penalty`, after the specification:
-//! - `error_penalty = min(0.5, 0.25 × (p_canary - p_prod) / max(p_prod, 0.1 %))`, applied once
-//!   the canary's error rate is significantly above 1.1 × production's (the same
-//!   two-proportion test with margin 1.1 has a p-value below α), else 0;
-//! - `latency_penalty = min(0.3, 0.2 × (p99_canary / p99_prod - 1))`, applied once
-//!   significantly more than 1 % of canary requests are slower than production's p99, else 0.
-//!
-//! Worked examples (production at 1 % errors, enough samples for significance):
-//!
-//! | canary | error penalty | latency penalty | score | recommendation |
-//! |---|---|---|---|---|
-//! | 1 % errors, same p99 | 0 | 0 | 1.00 | HEALTHY |
-//! | 1.2 % errors | 0.05 | 0 | 0.95 | HEALTHY |
-//! | 1.5 % errors | 0.125 | 0 | 0.875 | MONITOR |
-//! | 2 % errors (2×) | 0.25 | 0 | 0.75 | ROLLBACK |
-//! | 3 % errors (3×) | 0.5 | 0 | 0.50 | ROLLBACK |
-//! | 1 % errors, p99 1.4× | 0 | 0.08 | 0.92 | HEALTHY |
-//! | 1.5 % errors, p99 2× | 0.125 | 0.2 | 0.675 | ROLLBACK |
-//!
-//! The `health_score` rule does not act on this point estimate, which is noisy at small
-//! samples (a p99 of 100 requests is nearly their maximum): it acts on the score's upper
-//! confidence bound at α, computed with the excess error rate at its lower bound
-//! (`(p_canary - p_prod) - z·σ`) and the p99 ratio at its lower bound (the canary's p99 read
-//! at quantile `0.99 - z·√(0.99·0.01/n)` over production's read at `0.99 + z·√(…/n)`).
-//!
-//! # Recommendation
-//! ROLLBACK when a rule fired (so ROLLBACK always means the gate rolls back, or would with
-//! auto rollback on); otherwise MONITOR while the subject has fewer than `min_samples` samples
-//! (never HEALTHY without enough data) or while the score is below 0.9; otherwise HEALTHY. A
-//! score below 0.8 that the data are not yet sure of is MONITOR.
+#![doc = include_str!("../../docs/judge.md")]
 
 use std::fmt;
 use std::time::Duration;
@@ -72,11 +25,28 @@ use rules::{Case, RULES};
 use score::HEALTHY_FROM;
 pub use stats::{binomial_tail, normal_quantile_upper, normal_upper_tail};
 
-/// Relative margin over the baseline's error rate that is still acceptable (spec: 1.1×).
+/// Relative margin over the stable error rate that is still acceptable (spec: 1.1×): the
+/// score's error penalty applies once the canary's error rate is significantly above it.
+///
+/// # Example
+/// ```
+/// assert_eq!(promotion_gates::judge::ERROR_RATE_MARGIN, 1.1);
+/// ```
 pub const ERROR_RATE_MARGIN: f64 = 1.1;
-/// Error rate below which the baseline is treated as this, when scaling the error penalty.
+/// Stable error rate below which the stable cohort is treated as having this one, when scaling
+/// the error penalty.
+///
+/// # Example
+/// ```
+/// assert_eq!(promotion_gates::judge::ERROR_RATE_FLOOR, 0.001); // 0.1 %
+/// ```
 pub const ERROR_RATE_FLOOR: f64 = 0.001;
-/// Least error rate the overwhelming-evidence rule compares with.
+/// Least error rate the `overwhelming_errors` and `error_burst` rules compare with.
+///
+/// # Example
+/// ```
+/// assert_eq!(promotion_gates::judge::OVERWHELMING_RATE_FLOOR, 0.01); // 1 %
+/// ```
 pub const OVERWHELMING_RATE_FLOOR: f64 = 0.01;
 
 /// What the judge advises.
@@ -88,11 +58,15 @@ pub const OVERWHELMING_RATE_FLOOR: f64 = 0.01;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recommendation {
-    /// Enough data, no rule fired, score ≥ 0.9: ready to promote.
+    /// No rule fired, the canary has `min_samples` samples, and the score is at least 0.9:
+    /// ready to promote.
     Healthy,
-    /// Not enough data yet, or score 0.8–0.9: watch before promoting.
+    /// No rule fired, but the canary has fewer than `min_samples` samples or the score is
+    /// below 0.9 (a score below 0.8 that the data are not yet sure of included): watch before
+    /// promoting.
     Monitor,
-    /// A rule fired or the score is below 0.8.
+    /// A rule fired: the gate rolls back, or would with auto rollback on. A low score alone is
+    /// not enough: the `health_score` rule acts on the score's upper confidence bound.
     Rollback,
 }
 
@@ -118,15 +92,15 @@ pub enum Rule {
     SloCompliance,
     /// Error rate above `max_error_rate`.
     ErrorRateMax,
-    /// Error rate above `error_rate_ratio_limit` × production's.
+    /// Error rate above `error_rate_ratio_limit` × the stable cohort's.
     ErrorRateVsProduction,
-    /// Errors improbable at any acceptable rate, before `min_samples`.
+    /// Errors improbable at any acceptable rate, at any sample count.
     OverwhelmingErrors,
-    /// p99 above production's p99 × `p99_ratio_limit`.
+    /// p99 above the stable cohort's p99 × `p99_ratio_limit`.
     P99VsProduction,
     /// p99 above the absolute `p99_budget`.
     P99Budget,
-    /// Health score below 0.8.
+    /// Health score surely below 0.8: its upper confidence bound is.
     HealthScore,
     /// Errors since the previous evaluation improbable at any acceptable rate.
     ErrorBurst,
@@ -252,7 +226,7 @@ pub struct Evidence {
     pub canary: CohortEvidence,
     /// The stable version's numbers.
     pub production: CohortEvidence,
-    /// Samples the subject needs before ordinary rules may fire.
+    /// Samples the canary needs before ordinary rules may fire.
     pub min_samples: u64,
     /// Every rule evaluated, fired or not.
     pub findings: Vec<Finding>,
@@ -274,7 +248,7 @@ impl Evidence {
         self.findings.iter().filter(|f| f.fired)
     }
 
-    /// Whether the subject has at least `min_samples` samples.
+    /// Whether the canary has at least `min_samples` samples.
     ///
     /// # Example
     /// ```
