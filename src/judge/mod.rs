@@ -381,8 +381,9 @@ pub(crate) fn judge(
     }
 }
 
-/// Whether any rule fires, without allocating: the record path's check after a canary error.
-/// It runs the same rules as [`judge`]; a rule it reports is confirmed by [`judge`].
+/// Whether any rule fires, without allocating: the record path's check after a canary error
+/// (counters only) and before a periodic evaluation builds its evidence. It runs the same
+/// rules as [`judge`], which confirms a rule it reports.
 pub(crate) fn screen(
     environment: Environment,
     canary: &CohortCounts,

@@ -11,8 +11,8 @@ use crate::slo::SloConfig;
 /// outcomes since the previous evaluation, the policy, and the health score.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Case<'a> {
-    pub(crate) canary: CohortStats<'a>,
-    pub(crate) stable: CohortStats<'a>,
+    canary: CohortStats<'a>,
+    stable: CohortStats<'a>,
     recent: Recent,
     slo: &'a SloConfig,
     slo_threshold: f64,
