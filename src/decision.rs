@@ -55,9 +55,57 @@ impl Cohort {
             Cohort::Production
         }
     }
+}
 
-    pub(crate) fn index(self) -> usize {
-        self as usize
+/// One value per cohort, named: the canary's and the stable version's (in place of an array
+/// indexed by position). Index it with a [`Cohort`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct PerCohort<T> {
+    /// The new version's.
+    pub(crate) canary: T,
+    /// The stable version's.
+    pub(crate) stable: T,
+}
+
+impl<T> PerCohort<T> {
+    /// A value per cohort, made by `make`.
+    pub(crate) fn from_fn(mut make: impl FnMut(Cohort) -> T) -> Self {
+        Self {
+            canary: make(Cohort::Canary),
+            stable: make(Cohort::Production),
+        }
+    }
+
+    /// Both values, canary first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        [&self.canary, &self.stable].into_iter()
+    }
+
+    /// Both values, mutable, canary first.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        [&mut self.canary, &mut self.stable].into_iter()
+    }
+}
+
+impl<T> std::ops::Index<Cohort> for PerCohort<T> {
+    type Output = T;
+
+    #[inline]
+    fn index(&self, cohort: Cohort) -> &T {
+        match cohort {
+            Cohort::Canary => &self.canary,
+            Cohort::Production => &self.stable,
+        }
+    }
+}
+
+impl<T> std::ops::IndexMut<Cohort> for PerCohort<T> {
+    #[inline]
+    fn index_mut(&mut self, cohort: Cohort) -> &mut T {
+        match cohort {
+            Cohort::Canary => &mut self.canary,
+            Cohort::Production => &mut self.stable,
+        }
     }
 }
 

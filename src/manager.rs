@@ -146,7 +146,7 @@ impl PromotionGateManager {
             writer: Mutex::new(writer),
             slo: slo_controller,
             clock,
-            metrics: Metrics::new(),
+            metrics: Metrics::new(StageId(1)),
         })
     }
 
@@ -330,11 +330,7 @@ impl PromotionGateManager {
     ) -> Recorded {
         let target = self.slo.config().latency_target;
         let cohort = Cohort::of(is_canary);
-        let tally = self
-            .metrics
-            .record(stage, cohort, success, latency, target, || {
-                self.route_table().stage
-            });
+        let tally = self.metrics.record(stage, cohort, success, latency, target);
         if tally.recorded == Recorded::Counted {
             let e = tally.cohort_errors;
             let streak = tally.cohort_streak >= SCREEN_ON_STREAK;
@@ -475,7 +471,7 @@ impl PromotionGateManager {
     pub fn latency_histogram(&self, cohort: Cohort) -> Option<hdrhistogram::Histogram<u64>> {
         let mut window = self.metrics.lock_window();
         let _ = self.refresh_window(&mut window);
-        to_histogram(&window.windowed[cohort.index()].histogram)
+        to_histogram(&window.windowed[cohort].histogram)
     }
 
     /// Reads the current stage into the window (leaving a reading) and returns the snapshot it
@@ -489,7 +485,7 @@ impl PromotionGateManager {
         let Window { now, scratch, .. } = window;
         self.metrics.read_into(stage, now, scratch, true);
         let (base, [requests, errors]) = window.observe(stage, self.clock.monotonic(), length);
-        let last = [window.now[0].requests, window.now[0].errors];
+        let last = [window.now.canary.requests, window.now.canary.errors];
         self.metrics.set_window_base(stage, base, last);
         (snapshot, Recent { requests, errors })
     }
@@ -498,12 +494,11 @@ impl PromotionGateManager {
     fn evaluate(&self) -> CanaryHealth {
         let mut window = self.metrics.lock_window();
         let (snapshot, recent) = self.refresh_window(&mut window);
-        let [canary, production] = &window.windowed;
         judge(
             snapshot.route.stage,
             snapshot.config.environment,
-            canary,
-            production,
+            &window.windowed.canary,
+            &window.windowed.stable,
             recent,
             self.policy(&snapshot.config),
         )
@@ -549,11 +544,11 @@ impl PromotionGateManager {
         if snapshot.route.stage != stage || !snapshot.config.auto_rollback_enabled {
             return;
         }
-        let ([canary, production], [requests, errors]) = self.metrics.read_windowed_counters(stage);
+        let (counts, [requests, errors]) = self.metrics.read_windowed_counters(stage);
         if screen(
             snapshot.config.environment,
-            &canary,
-            &production,
+            &counts.canary,
+            &counts.stable,
             Recent { requests, errors },
             self.policy(&snapshot.config),
         ) {
@@ -578,17 +573,23 @@ impl PromotionGateManager {
             return; // someone else is evaluating right now
         };
         let (snapshot, recent) = self.refresh_window(&mut window);
-        let [canary, production] = &window.windowed;
+        let windowed = &window.windowed;
         let policy = self.policy(&snapshot.config);
         let environment = snapshot.config.environment;
-        if !screen(environment, canary, production, recent, policy) {
+        if !screen(
+            environment,
+            &windowed.canary,
+            &windowed.stable,
+            recent,
+            policy,
+        ) {
             return;
         }
         let health = judge(
             snapshot.route.stage,
             environment,
-            canary,
-            production,
+            &windowed.canary,
+            &windowed.stable,
             recent,
             policy,
         );
@@ -924,6 +925,9 @@ impl PromotionGateManager {
             &self.flag_sets,
             &mut writer.flag_index,
         );
+        // Before the snapshot: a decision of the new stage must never find the recorders'
+        // newest stage older than its own (it would be refused as another gate's).
+        self.metrics.stage_started(stage);
         self.current.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Release);
     }

@@ -19,10 +19,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use thread_local::ThreadLocal;
 
-use crate::decision::{Cohort, StageId};
+use crate::decision::{Cohort, PerCohort, StageId};
 pub(crate) use recorder::CohortCounts;
 pub use recorder::Recorded;
-use recorder::{Tally, ThreadRecorder};
+pub(crate) use recorder::Tally;
+use recorder::{NewestStage, ThreadRecorder};
 pub(crate) use window::{Counts, Window};
 
 /// The recorders of one gate and the judge's window.
@@ -34,6 +35,8 @@ pub(crate) struct Metrics {
     next_evaluation: CachePadded<AtomicU64>,
     /// The counters at the start of the last evaluated window, for the lock-free screen.
     window_base: CachePadded<WindowBase>,
+    /// The gate's newest stage (read only when a recorder changes stage).
+    newest_stage: NewestStage,
 }
 
 /// The stage, `[requests, errors, compliant]` per cohort at the window's start, and the
@@ -41,18 +44,26 @@ pub(crate) struct Metrics {
 #[derive(Debug, Default)]
 struct WindowBase {
     stage: AtomicU64,
-    counts: [[AtomicU64; 3]; 2],
+    counts: PerCohort<[AtomicU64; 3]>,
     last: [AtomicU64; 2],
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    /// Metrics of a gate whose first stage is `stage`.
+    pub(crate) fn new(stage: StageId) -> Self {
         Self {
             recorders: ThreadLocal::new(),
             window: Mutex::new(Window::default()),
             next_evaluation: CachePadded::new(AtomicU64::new(0)),
             window_base: CachePadded::new(WindowBase::default()),
+            newest_stage: NewestStage::new(stage),
         }
+    }
+
+    /// Tells the recorders that `stage` is the gate's newest. The writer calls it, under its
+    /// lock, before it publishes a snapshot of that stage.
+    pub(crate) fn stage_started(&self, stage: StageId) {
+        self.newest_stage.set(stage);
     }
 
     /// Records one outcome on the calling thread's recorder. Lock-free; allocates only on a
@@ -65,7 +76,6 @@ impl Metrics {
         success: bool,
         latency: Duration,
         latency_target: Duration,
-        newest: impl FnOnce() -> StageId,
     ) -> Tally {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let compliant = success && latency <= latency_target;
@@ -73,7 +83,14 @@ impl Metrics {
             Some(recorder) => recorder,
             None => self.first_recorder(),
         };
-        recorder.record(stage, cohort, success, micros, compliant, newest)
+        recorder.record(
+            stage,
+            cohort,
+            success,
+            micros,
+            compliant,
+            &self.newest_stage,
+        )
     }
 
     /// The calling thread's recorder, made at its first record. Out of line, so that the
@@ -120,12 +137,17 @@ impl Metrics {
     }
 
     /// Remembers the counters at the start of the window just evaluated (the screen's base).
-    pub(crate) fn set_window_base(&self, stage: StageId, base: [[u64; 3]; 2], last: [u64; 2]) {
+    pub(crate) fn set_window_base(
+        &self,
+        stage: StageId,
+        base: PerCohort<[u64; 3]>,
+        last: [u64; 2],
+    ) {
         let b = &self.window_base;
         // Invalidate first so a concurrent screen never pairs the old stage with new counts.
         b.stage.store(0, Ordering::Release);
-        for (cells, counts) in b.counts.iter().zip(base) {
-            for (cell, value) in cells.iter().zip(counts) {
+        for (cells, counts) in b.counts.iter().zip(base.iter()) {
+            for (cell, &value) in cells.iter().zip(counts) {
                 cell.store(value, Ordering::Relaxed);
             }
         }
@@ -142,11 +164,11 @@ impl Metrics {
         let (mut now, mut scratch): (Counts, Counts) = Default::default();
         self.read_into(stage, &mut now, &mut scratch, false);
         let b = &self.window_base;
-        let mut recent = [now[0].requests, now[0].errors];
+        let mut recent = [now.canary.requests, now.canary.errors];
         if b.stage.load(Ordering::Acquire) == stage.0 {
             recent[0] = recent[0].saturating_sub(b.last[0].load(Ordering::Relaxed));
             recent[1] = recent[1].saturating_sub(b.last[1].load(Ordering::Relaxed));
-            for (counts, cells) in now.iter_mut().zip(&b.counts) {
+            for (counts, cells) in now.iter_mut().zip(b.counts.iter()) {
                 counts.requests = counts
                     .requests
                     .saturating_sub(cells[0].load(Ordering::Relaxed));
@@ -258,8 +280,8 @@ mod tests {
 
     #[test]
     fn threads_that_exit_keep_what_they_recorded() {
-        let metrics = Metrics::new();
         let s = StageId(1);
+        let metrics = Metrics::new(s);
         std::thread::scope(|scope| {
             for _ in 0..4 {
                 scope.spawn(|| {
@@ -270,7 +292,6 @@ mod tests {
                             i % 10 != 0,
                             Duration::from_millis(1),
                             Duration::from_secs(1),
-                            || s,
                         );
                     }
                 });
@@ -278,10 +299,10 @@ mod tests {
         });
         let (mut sum, mut scratch): (Counts, Counts) = Default::default();
         metrics.read_into(s, &mut sum, &mut scratch, true);
-        assert_eq!(sum[0].requests, 4000);
-        assert_eq!(sum[0].errors, 400);
-        assert_eq!(sum[0].compliant, 3600);
-        assert_eq!(sum[0].histogram.iter().sum::<u64>(), 4000);
+        assert_eq!(sum.canary.requests, 4000);
+        assert_eq!(sum.canary.errors, 400);
+        assert_eq!(sum.canary.compliant, 3600);
+        assert_eq!(sum.canary.histogram.iter().sum::<u64>(), 4000);
     }
 }
 

@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use super::layout::{LEN, index_of};
-use crate::decision::{Cohort, StageId};
+use crate::decision::{Cohort, PerCohort, StageId};
 
 /// The tag a recorder shows while it is being cleared.
 const CLEARING: u64 = u64::MAX;
@@ -87,6 +87,28 @@ pub(crate) struct Tally {
     pub(crate) check_clock: bool,
 }
 
+/// The gate's newest stage, as its writers last published it. A record for a stage newer than
+/// its recorder's is checked against it (a decision of another gate is refused). Writers set
+/// it before they publish a snapshot of the stage, so a decision of that snapshot never finds
+/// it older; the record path reads it only when a recorder changes stage.
+#[derive(Debug)]
+pub(crate) struct NewestStage(AtomicU64);
+
+impl NewestStage {
+    pub(crate) fn new(stage: StageId) -> Self {
+        Self(AtomicU64::new(stage.0))
+    }
+
+    /// Called by the writer (under its lock) before publishing a snapshot of `stage`.
+    pub(crate) fn set(&self, stage: StageId) {
+        self.0.store(stage.0, Ordering::Release);
+    }
+
+    pub(crate) fn get(&self) -> StageId {
+        StageId(self.0.load(Ordering::Acquire))
+    }
+}
+
 /// One thread's recorder. About 40 KiB: two cohorts of 2560 eight-byte buckets.
 #[derive(Debug)]
 pub(crate) struct ThreadRecorder {
@@ -98,7 +120,7 @@ pub(crate) struct ThreadRecorder {
     clock_check_every: AtomicU64,
     /// The clock (monotonic ns) at the last look; 0 before the first.
     last_clock_check: AtomicU64,
-    cohorts: [CohortCells; 2],
+    cohorts: PerCohort<CohortCells>,
 }
 
 /// Counts read from recorders: the sum of one stage's data.
@@ -119,12 +141,12 @@ impl ThreadRecorder {
             clock_countdown: AtomicU64::new(1),
             clock_check_every: AtomicU64::new(1),
             last_clock_check: AtomicU64::new(0),
-            cohorts: [CohortCells::new(), CohortCells::new()],
+            cohorts: PerCohort::from_fn(|_| CohortCells::new()),
         }
     }
 
-    /// Records one outcome. `newest` gives the gate's current stage; it is asked only when
-    /// the outcome's stage is newer than the recorder's, to refuse a decision of another gate.
+    /// Records one outcome. `newest` is the gate's current stage; it is read only when the
+    /// outcome's stage is newer than the recorder's, to refuse a decision of another gate.
     #[inline]
     pub(crate) fn record(
         &self,
@@ -133,7 +155,7 @@ impl ThreadRecorder {
         success: bool,
         micros: u64,
         compliant: bool,
-        newest: impl FnOnce() -> StageId,
+        newest: &NewestStage,
     ) -> Tally {
         // One counter paces the looks at the clock: it stays at 0 until `paced` resets it.
         let countdown = self.clock_countdown.load(Ordering::Relaxed);
@@ -150,7 +172,7 @@ impl ThreadRecorder {
                 check_clock,
             };
         }
-        let cells = &self.cohorts[cohort.index()];
+        let cells = &self.cohorts[cohort];
         increment(&cells.histogram[index_of(micros)]);
         increment(&cells.requests);
         if success {
@@ -206,11 +228,11 @@ impl ThreadRecorder {
     /// line, so that the common path keeps a small frame.
     #[cold]
     #[inline(never)]
-    fn change_stage(&self, stage: StageId, newest: impl FnOnce() -> StageId) -> Option<Recorded> {
+    fn change_stage(&self, stage: StageId, newest: &NewestStage) -> Option<Recorded> {
         if stage.0 < self.stage.load(Ordering::Relaxed) {
             increment(&self.late);
             Some(Recorded::Late)
-        } else if stage > newest() {
+        } else if stage > newest.get() {
             Some(Recorded::Foreign)
         } else {
             self.clear_for(stage);
@@ -221,7 +243,7 @@ impl ThreadRecorder {
     fn clear_for(&self, stage: StageId) {
         self.stage.store(CLEARING, Ordering::Relaxed);
         fence(Ordering::Release);
-        for cells in &self.cohorts {
+        for cells in self.cohorts.iter() {
             cells.clear();
         }
         self.stage.store(stage.0, Ordering::Release);
@@ -234,8 +256,8 @@ impl ThreadRecorder {
     pub(crate) fn add_to(
         &self,
         stage: StageId,
-        into: &mut [CohortCounts; 2],
-        scratch: &mut [CohortCounts; 2],
+        into: &mut PerCohort<CohortCounts>,
+        scratch: &mut PerCohort<CohortCounts>,
         histograms: bool,
     ) -> bool {
         if self.stage.load(Ordering::Acquire) != stage.0 {
@@ -328,25 +350,26 @@ mod tests {
     fn counts_per_cohort_and_drops_late_outcomes() {
         let rec = ThreadRecorder::new();
         let s1 = StageId(1);
+        let nine = NewestStage::new(StageId(9));
         assert_eq!(
-            rec.record(s1, Cohort::Canary, true, 100, true, || StageId(9))
+            rec.record(s1, Cohort::Canary, true, 100, true, &nine)
                 .recorded,
             Recorded::Counted
         );
-        rec.record(s1, Cohort::Canary, false, 200, false, || StageId(9));
-        rec.record(s1, Cohort::Production, true, 300, true, || StageId(9));
-        let mut sum: [CohortCounts; 2] = Default::default();
-        let mut scratch: [CohortCounts; 2] = Default::default();
+        rec.record(s1, Cohort::Canary, false, 200, false, &nine);
+        rec.record(s1, Cohort::Production, true, 300, true, &nine);
+        let mut sum: PerCohort<CohortCounts> = Default::default();
+        let mut scratch: PerCohort<CohortCounts> = Default::default();
         assert!(rec.add_to(s1, &mut sum, &mut scratch, true));
         assert_eq!(
-            (sum[0].requests, sum[0].errors, sum[0].compliant),
+            (sum.canary.requests, sum.canary.errors, sum.canary.compliant),
             (2, 1, 1)
         );
-        assert_eq!(sum[0].histogram.iter().sum::<u64>(), 2);
-        assert_eq!(sum[1].requests, 1);
+        assert_eq!(sum.canary.histogram.iter().sum::<u64>(), 2);
+        assert_eq!(sum.stable.requests, 1);
 
         // A newer stage clears; an older one is late.
-        let newest = || StageId(9);
+        let newest = &nine;
         rec.record(StageId(2), Cohort::Canary, true, 5, true, newest);
         let late = rec.record(s1, Cohort::Canary, true, 5, true, newest);
         assert_eq!(late.recorded, Recorded::Late);
@@ -354,11 +377,11 @@ mod tests {
         let foreign = rec.record(StageId(10), Cohort::Canary, true, 5, true, newest);
         assert_eq!(foreign.recorded, Recorded::Foreign);
         assert_eq!(rec.late(), 1);
-        let mut sum: [CohortCounts; 2] = Default::default();
+        let mut sum: PerCohort<CohortCounts> = Default::default();
         assert!(!rec.add_to(s1, &mut sum, &mut scratch, false));
         assert!(rec.add_to(StageId(2), &mut sum, &mut scratch, false));
-        assert_eq!(sum[0].requests, 1);
-        assert!(sum[0].histogram.is_empty());
+        assert_eq!(sum.canary.requests, 1);
+        assert!(sum.canary.histogram.is_empty());
     }
 
     #[test]
@@ -399,9 +422,9 @@ mod tests {
     #[test]
     fn clock_looks_are_paced_to_the_thread_rate() {
         let ms = 1_000_000u64;
-        let record = |rec: &ThreadRecorder| {
-            rec.record(StageId(1), Cohort::Production, true, 1, true, || StageId(1))
-        };
+        let one = NewestStage::new(StageId(1));
+        let record =
+            |rec: &ThreadRecorder| rec.record(StageId(1), Cohort::Production, true, 1, true, &one);
         // A slow thread (one record a second, target 250 ms) looks at every record.
         let slow = ThreadRecorder::new();
         for i in 1..=5u64 {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::layout::LEN;
 use super::recorder::CohortCounts;
-use crate::decision::StageId;
+use crate::decision::{Cohort, PerCohort, StageId};
 
 /// Slots per window.
 pub(crate) const SLOTS: u32 = 10;
@@ -25,8 +25,8 @@ pub(crate) const SLOTS: u32 = 10;
 /// Readings the ring holds at most.
 const RING: usize = SLOTS as usize + 2;
 
-/// Per-cohort counts: `[canary, production]`.
-pub(crate) type Counts = [CohortCounts; 2];
+/// Per-cohort counts.
+pub(crate) type Counts = PerCohort<CohortCounts>;
 
 /// The window's readings of one stage, oldest first, and an evaluation's scratch space.
 #[derive(Debug, Default)]
@@ -43,11 +43,11 @@ pub(crate) struct Window {
 }
 
 fn sized() -> Counts {
-    let mut counts: Counts = Default::default();
-    for c in &mut counts {
-        c.reset(true, LEN);
-    }
-    counts
+    PerCohort::from_fn(|_| {
+        let mut counts = CohortCounts::default();
+        counts.reset(true, LEN);
+        counts
+    })
 }
 
 impl Window {
@@ -73,32 +73,54 @@ impl Window {
         stage: StageId,
         at: Duration,
         length: Duration,
-    ) -> ([[u64; 3]; 2], [u64; 2]) {
+    ) -> (PerCohort<[u64; 3]>, [u64; 2]) {
         if self.stage != Some(stage) {
             self.stage = Some(stage);
             while let Some((_, counts)) = self.readings.pop_front() {
                 self.spare.push(counts);
             }
         }
+        let measured = self.measure(stage, at, length);
+        self.keep(at, length);
+        measured
+    }
+
+    /// Computes `self.windowed` from `self.now` and the readings of `stage` (none if the ring
+    /// holds another stage's); returns what [`observe`](Self::observe) returns.
+    fn measure(
+        &mut self,
+        stage: StageId,
+        at: Duration,
+        length: Duration,
+    ) -> (PerCohort<[u64; 3]>, [u64; 2]) {
+        let readings = if self.stage == Some(stage) {
+            self.readings.range(..)
+        } else {
+            self.readings.range(0..0)
+        };
         let start = at.checked_sub(length);
-        let base = start.and_then(|start| self.readings.iter().rev().find(|(t, _)| *t <= start));
+        let base = start.and_then(|start| readings.clone().rev().find(|(t, _)| *t <= start));
         let zero = CohortCounts::default();
-        let mut base_counters = [[0u64; 3]; 2];
-        for (i, (now, out)) in self.now.iter().zip(self.windowed.iter_mut()).enumerate() {
-            let b = base.map_or(&zero, |(_, counts)| &counts[i]);
-            now.since_into(b, out);
-            base_counters[i] = [b.requests, b.errors, b.compliant];
+        let mut base_counters = PerCohort::<[u64; 3]>::default();
+        for cohort in Cohort::ALL {
+            let b = base.map_or(&zero, |(_, counts)| &counts[cohort]);
+            self.now[cohort].since_into(b, &mut self.windowed[cohort]);
+            base_counters[cohort] = [b.requests, b.errors, b.compliant];
         }
 
-        let previous = self
-            .readings
-            .back()
-            .map_or([0, 0], |(_, counts)| [counts[0].requests, counts[0].errors]);
+        let previous = readings.last().map_or([0, 0], |(_, counts)| {
+            [counts.canary.requests, counts.canary.errors]
+        });
         let recent = [
-            self.now[0].requests.saturating_sub(previous[0]),
-            self.now[0].errors.saturating_sub(previous[1]),
+            self.now.canary.requests.saturating_sub(previous[0]),
+            self.now.canary.errors.saturating_sub(previous[1]),
         ];
+        (base_counters, recent)
+    }
 
+    /// Keeps `self.now` as the reading at `at` (at most one per slot), and drops the readings
+    /// older than the window needs.
+    fn keep(&mut self, at: Duration, length: Duration) {
         let slot = (length / SLOTS).max(Duration::from_millis(1)).as_nanos();
         let same_slot = self
             .readings
@@ -111,7 +133,7 @@ impl Window {
         }
         .or_else(|| self.spare.pop())
         .unwrap_or_default();
-        for (dst, src) in entry.iter_mut().zip(&self.now) {
+        for (dst, src) in entry.iter_mut().zip(self.now.iter()) {
             dst.copy_from(src);
         }
         self.readings.push_back((at, entry));
@@ -122,7 +144,6 @@ impl Window {
                 self.spare.push(counts);
             }
         }
-        (base_counters, recent)
     }
 }
 
@@ -131,13 +152,13 @@ mod tests {
     use super::*;
 
     fn set(w: &mut Window, canary_requests: u64, canary_errors: u64) {
-        w.now[0] = CohortCounts {
+        w.now.canary = CohortCounts {
             requests: canary_requests,
             errors: canary_errors,
             compliant: 0,
             histogram: vec![canary_requests],
         };
-        w.now[1] = CohortCounts::default();
+        w.now.stable = CohortCounts::default();
     }
 
     #[test]
@@ -149,11 +170,11 @@ mod tests {
         let secs = Duration::from_secs;
         set(&mut w, 0, 0);
         w.observe(s, secs(0), len);
-        assert_eq!(w.windowed[0].requests, 0);
+        assert_eq!(w.windowed.canary.requests, 0);
         // 100 errors in the first 10 s.
         set(&mut w, 100, 100);
         w.observe(s, secs(10), len);
-        assert_eq!(w.windowed[0].errors, 100);
+        assert_eq!(w.windowed.canary.errors, 100);
         // Then clean traffic; evaluated every 30 s.
         let mut t = 40;
         let mut total = 100;
@@ -164,12 +185,12 @@ mod tests {
             assert_eq!(recent, [30, 0], "since the previous reading");
             if t >= 310 {
                 assert_eq!(
-                    w.windowed[0].errors, 0,
+                    w.windowed.canary.errors, 0,
                     "at {t}s the errors of 0..10s are outside the window"
                 );
-                assert_eq!(base[0][1], 100);
+                assert_eq!(base.canary[1], 100);
             } else {
-                assert_eq!(w.windowed[0].errors, 100, "at {t}s");
+                assert_eq!(w.windowed.canary.errors, 100, "at {t}s");
             }
             t += 30;
         }
@@ -185,7 +206,10 @@ mod tests {
         w.observe(StageId(1), Duration::from_secs(1), len);
         set(&mut w, 3, 1);
         w.observe(StageId(2), Duration::from_secs(2), len);
-        assert_eq!((w.windowed[0].requests, w.windowed[0].errors), (3, 1));
+        assert_eq!(
+            (w.windowed.canary.requests, w.windowed.canary.errors),
+            (3, 1)
+        );
     }
 
     #[test]
