@@ -48,7 +48,7 @@ impl RollbackTrigger {
 ///     SloAdmissionController::new(SloConfig::default())?,
 /// )?;
 /// gate.rollback("bad deploy")?;
-/// let event = &gate.get_rollback_history()[0];
+/// let event = &gate.rollback_history()[0];
 /// assert_eq!(event.feature, "Canary{50}");
 /// assert_eq!(event.reason, "bad deploy");
 /// assert_eq!(event.environment, Environment::Canary { traffic_percent: 50.0 });
@@ -77,8 +77,51 @@ pub(crate) struct RollbackHistory {
     events: VecDeque<RollbackEvent>,
 }
 
+/// What a rollback event undid.
+#[derive(Debug)]
+pub(crate) enum Undone {
+    /// The release (a manual or automatic rollback), for `reason`.
+    Release {
+        trigger: RollbackTrigger,
+        reason: String,
+        evidence: Option<crate::judge::Evidence>,
+    },
+    /// One flag, disabled.
+    Flag(String),
+}
+
 impl RollbackHistory {
-    pub(crate) fn push(&mut self, event: RollbackEvent, bound: usize) {
+    /// Records that `undone` was rolled back at `timestamp` from `environment` (the gate's
+    /// environment before the change), keeping at most `bound` events. The one place a
+    /// [`RollbackEvent`] is made.
+    pub(crate) fn record(
+        &mut self,
+        undone: Undone,
+        environment: Environment,
+        timestamp: SystemTime,
+        bound: usize,
+    ) {
+        let (feature, reason, trigger, evidence) = match undone {
+            Undone::Release {
+                trigger,
+                reason,
+                evidence,
+            } => (environment.to_string(), reason, trigger, evidence),
+            Undone::Flag(name) => (
+                name,
+                "feature flag disabled".to_string(),
+                RollbackTrigger::FlagDisabled,
+                None,
+            ),
+        };
+        let event = RollbackEvent {
+            feature,
+            reason,
+            timestamp,
+            environment,
+            trigger,
+            evidence,
+        };
         self.events.push_back(event);
         self.trim(bound);
     }
@@ -102,17 +145,24 @@ mod tests {
     fn history_keeps_the_newest_within_its_bound() {
         let mut history = RollbackHistory::default();
         for i in 0..5 {
-            let event = RollbackEvent {
-                feature: format!("f{i}"),
-                reason: String::new(),
-                timestamp: SystemTime::UNIX_EPOCH,
-                environment: Environment::Staging,
+            let undone = Undone::Release {
                 trigger: RollbackTrigger::Manual,
+                reason: format!("r{i}"),
                 evidence: None,
             };
-            history.push(event, 3);
+            history.record(undone, Environment::Staging, SystemTime::UNIX_EPOCH, 3);
         }
-        let names: Vec<_> = history.to_vec().into_iter().map(|e| e.feature).collect();
-        assert_eq!(names, ["f2", "f3", "f4"]);
+        history.record(
+            Undone::Flag("f".into()),
+            Environment::Production,
+            SystemTime::UNIX_EPOCH,
+            3,
+        );
+        let events = history.to_vec();
+        let reasons: Vec<_> = events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["r3", "r4", "feature flag disabled"]);
+        assert_eq!(events[0].feature, "Staging");
+        assert_eq!(events[2].feature, "f");
+        assert_eq!(events[2].trigger, RollbackTrigger::FlagDisabled);
     }
 }

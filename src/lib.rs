@@ -50,9 +50,11 @@ mod history;
 pub mod judge;
 mod manager;
 mod metrics;
+mod monitor;
 pub mod release;
 mod slo;
 mod snapshot;
+mod verdict;
 
 pub use bucket::{BUCKETS, Bucket, SaltedHasher, reference_bucket, threshold_for_percent};
 pub use clock::{Clock, ManualClock, SystemClock};

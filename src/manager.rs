@@ -14,22 +14,16 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Environment, PromotionConfig, validate_flag_name};
 use crate::decision::Cohort;
 use crate::decision::{RouteReason, RoutingDecision, StageId};
-use crate::error::{Error, FlagError, PromotionError, RollbackError};
+use crate::error::{Error, PromotionError, RollbackError};
 use crate::flags::{FlagSetIndex, FlagSets};
-use crate::history::{RollbackEvent, RollbackHistory, RollbackTrigger};
-use crate::judge::{CanaryHealth, Policy, Recent, judge, screen};
-use crate::metrics::{Metrics, Recorded, Window, to_histogram};
-use crate::release::{PromotionKind, plan_promotion};
+use crate::history::{RollbackEvent, RollbackHistory, RollbackTrigger, Undone};
+use crate::judge::{CanaryHealth, Evidence};
+use crate::metrics::Recorded;
+use crate::monitor::Monitor;
+use crate::release::{self, PromotionKind, plan_promotion};
 use crate::slo::SloAdmissionController;
 use crate::snapshot::{RouteTable, Snapshot};
-
-/// A thread screens after each of its first this many canary errors of a stage, then after
-/// every 16th.
-const SCREEN_EVERY_ERROR_UP_TO: u64 = 32;
-
-/// ... and after every canary error that ends a run of at least this many in a row on the
-/// thread (a sudden outage; at a 1 % error rate a run of 4 happens once in 10^8 requests).
-const SCREEN_ON_STREAK: u64 = 4;
+use crate::verdict::{Compliance, Verdict};
 
 /// State only writers touch, behind the writer lock. Readers never take it.
 #[derive(Debug, Default)]
@@ -72,9 +66,8 @@ pub struct PromotionGateManager {
     route_cache: ThreadLocal<Cell<RouteTable>>,
     flag_sets: FlagSets,
     writer: Mutex<WriterState>,
-    slo: SloAdmissionController,
-    clock: Arc<dyn Clock>,
-    metrics: Metrics,
+    /// Metrics, policy and clock: when to evaluate, and the verdicts this gate applies.
+    monitor: Monitor,
 }
 
 impl std::fmt::Debug for PromotionGateManager {
@@ -144,9 +137,7 @@ impl PromotionGateManager {
             route_cache: ThreadLocal::new(),
             flag_sets,
             writer: Mutex::new(writer),
-            slo: slo_controller,
-            clock,
-            metrics: Metrics::new(StageId(1)),
+            monitor: Monitor::new(slo_controller, clock, StageId(1)),
         })
     }
 
@@ -267,7 +258,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn slo_controller(&self) -> &SloAdmissionController {
-        &self.slo
+        self.monitor.slo()
     }
 
     /// Records the outcome of a routed request: whether it succeeded and how long it took.
@@ -328,23 +319,14 @@ impl PromotionGateManager {
         success: bool,
         latency: Duration,
     ) -> Recorded {
-        let target = self.slo.config().latency_target;
-        let cohort = Cohort::of(is_canary);
-        let tally = self.metrics.record(stage, cohort, success, latency, target);
-        if tally.recorded == Recorded::Counted {
-            let e = tally.cohort_errors;
-            let streak = tally.cohort_streak >= SCREEN_ON_STREAK;
-            if is_canary
-                && !success
-                && (e <= SCREEN_EVERY_ERROR_UP_TO || e.is_multiple_of(16) || streak)
-            {
-                self.screen_errors(stage);
-            }
+        let recording = self.monitor.record(stage, is_canary, success, latency);
+        if recording.screen {
+            self.screen_errors(stage);
         }
-        if tally.check_clock {
+        if recording.look_at_the_clock {
             self.look_at_the_clock();
         }
-        tally.recorded
+        recording.recorded
     }
 
     /// The flag set numbered `id` (a decision's
@@ -399,12 +381,14 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn late_outcomes(&self) -> u64 {
-        self.metrics.late()
+        self.monitor.late_outcomes()
     }
 
     /// Judges the canary now, over the current window, and rolls it back if a rule fired and
     /// `auto_rollback_enabled`. The returned health is the one judged (so after an automatic
-    /// rollback it still shows the canary's numbers and `ROLLBACK`).
+    /// rollback it still shows the canary's numbers and `ROLLBACK`). Each call starts a new
+    /// span for the `error_burst` rule (it looks at the requests since the previous judging
+    /// call); to look without acting, use [`health`](Self::health).
     ///
     /// # Example
     /// ```
@@ -417,9 +401,33 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn monitor_canary_health(&self) -> CanaryHealth {
-        let health = self.evaluate();
-        self.apply_verdict(&health, None);
-        health
+        let verdict = self.judge_now();
+        self.act_on(&verdict);
+        verdict.into_health()
+    }
+
+    /// The canary's health over the current window, judged as
+    /// [`monitor_canary_health`](Self::monitor_canary_health) judges it, without side effects:
+    /// it never rolls back, and it leaves the `error_burst` span (the requests since the
+    /// previous judging call) and the window as they were, so it may be called as often as a
+    /// dashboard likes. A rule may show as fired here; the gate acts on it at its next
+    /// judgement.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { environment: Environment::Canary { traffic_percent: 100.0 }, auto_rollback_enabled: true, ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// let health = gate.health();
+    /// assert_eq!(health.canary_requests, 0);
+    /// assert_eq!(gate.environment(), Environment::Canary { traffic_percent: 100.0 });
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn health(&self) -> CanaryHealth {
+        let evaluation = self.monitor.evaluation();
+        evaluation.health(&self.current.load())
     }
 
     /// Whether the version under judgement meets its SLO: at least
@@ -441,17 +449,10 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn check_slo_compliance(&self) -> Result<bool, Error> {
-        let health = self.evaluate();
-        self.apply_verdict(&health, None);
-        let subject = if health.evidence.environment == Environment::Production {
-            &health.evidence.production
-        } else {
-            &health.evidence.canary
-        };
+        let verdict = self.judge_now();
+        self.act_on(&verdict);
         let threshold = self.current.load().config.slo_threshold;
-        Ok(subject.requests >= self.slo.config().min_samples
-            && subject.compliance >= threshold
-            && health.evidence.fired().next().is_none())
+        Ok(verdict.compliance(threshold) == Compliance::Compliant)
     }
 
     /// The latency histogram of `cohort` in the current window, in microseconds (1 µs ..= 60 s,
@@ -469,132 +470,60 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn latency_histogram(&self, cohort: Cohort) -> Option<hdrhistogram::Histogram<u64>> {
-        let mut window = self.metrics.lock_window();
-        let _ = self.refresh_window(&mut window);
-        to_histogram(&window.windowed[cohort].histogram)
+        let evaluation = self.monitor.evaluation();
+        evaluation.latency_histogram(&self.current.load(), cohort)
     }
 
-    /// Reads the current stage into the window (leaving a reading) and returns the snapshot it
-    /// read and the canary's outcomes since the previous reading. The window's buffers are
-    /// reused: nothing is allocated.
-    fn refresh_window(&self, window: &mut Window) -> (arc_swap::Guard<Arc<Snapshot>>, Recent) {
-        window.prepare();
-        let snapshot = self.current.load();
-        let stage = snapshot.route.stage;
-        let length = Duration::from_secs(snapshot.config.rollback_window_seconds);
-        let Window { now, scratch, .. } = window;
-        self.metrics.read_into(stage, now, scratch, true);
-        let (base, [requests, errors]) = window.observe(stage, self.clock.monotonic(), length);
-        let last = [window.now.canary.requests, window.now.canary.errors];
-        self.metrics.set_window_base(stage, base, last);
-        (snapshot, Recent { requests, errors })
+    /// Judges the current stage now (waiting for an evaluation under way), without acting.
+    fn judge_now(&self) -> Verdict {
+        let evaluation = self.monitor.evaluation();
+        evaluation.judge(&self.current.load())
     }
 
-    /// Runs the judge over the current window, without acting.
-    fn evaluate(&self) -> CanaryHealth {
-        let mut window = self.metrics.lock_window();
-        let (snapshot, recent) = self.refresh_window(&mut window);
-        judge(
-            snapshot.route.stage,
-            snapshot.config.environment,
-            &window.windowed.canary,
-            &window.windowed.stable,
-            recent,
-            self.policy(&snapshot.config),
-        )
-    }
-
-    fn policy<'a>(&'a self, config: &PromotionConfig) -> Policy<'a> {
-        Policy {
-            slo: self.slo.config(),
-            slo_threshold: config.slo_threshold,
+    /// Applies `verdict`, taking the writer lock only when it calls for a rollback.
+    fn act_on(&self, verdict: &Verdict) {
+        if verdict.calls_for_rollback() {
+            self.apply_verdict(&mut self.lock_writer(), verdict);
         }
     }
 
-    /// Rolls back automatically if a rule fired, the policy allows it and the judged stage is
-    /// still current. With `writer`, the caller already holds the writer lock.
-    fn apply_verdict(&self, health: &CanaryHealth, writer: Option<&mut WriterState>) {
-        let mut fired = health.evidence.fired().map(|f| f.rule.name()).peekable();
-        if fired.peek().is_none() || !self.current.load().config.auto_rollback_enabled {
+    /// Rolls back automatically if a rule fired, the config allows it and the judged stage is
+    /// still current. A stage that already left (another thread rolled back or promoted) is not
+    /// rolled back again; Production has nothing to roll back. Neither is an error here.
+    fn apply_verdict(&self, writer: &mut WriterState, verdict: &Verdict) {
+        if !verdict.calls_for_rollback() {
             return;
         }
-        let rules: Vec<&str> = fired.collect();
-        let reason = format!(
-            "automatic rollback: {} | {}",
-            rules.join(", "),
-            health.evidence
-        );
+        let current = self.current.load_full();
+        if !current.config.auto_rollback_enabled || current.route.stage != verdict.stage() {
+            return;
+        }
+        let reason = verdict.rollback_reason();
         tracing::error!("Triggering automatic rollback: {reason}");
-        let stage = Some(health.evidence.stage);
-        // A stage that already left (another thread rolled back or promoted) is not rolled
-        // back again; Production has nothing to roll back. Neither is an error here.
-        let evidence = Some(health.evidence.clone());
-        let trigger = RollbackTrigger::Automatic;
-        let _ = match writer {
-            Some(writer) => self.rollback_locked(writer, reason, trigger, stage, evidence),
-            None => self.rollback_locked(&mut self.lock_writer(), reason, trigger, stage, evidence),
-        };
+        let evidence = Some(verdict.evidence().clone());
+        let _ = self.rollback_locked(writer, reason, RollbackTrigger::Automatic, evidence);
     }
 
-    /// The record path's quick check after a canary error: counters only, no lock, no
-    /// allocation unless a rule fires (then the full judge confirms and acts).
+    /// The record path's quick check after a canary error (see [`Monitor::screen`]). Out of
+    /// line: the record path inlines only the test that calls it.
     #[cold]
     fn screen_errors(&self, stage: StageId) {
-        let snapshot = self.current.load();
-        if snapshot.route.stage != stage || !snapshot.config.auto_rollback_enabled {
-            return;
-        }
-        let (counts, [requests, errors]) = self.metrics.read_windowed_counters(stage);
-        if screen(
-            snapshot.config.environment,
-            &counts.canary,
-            &counts.stable,
-            Recent { requests, errors },
-            self.policy(&snapshot.config),
-        ) {
-            let health = self.evaluate();
-            self.apply_verdict(&health, None);
+        if let Some(verdict) = self.monitor.screen(stage, &self.current.load()) {
+            self.act_on(&verdict);
         }
     }
 
-    /// The record path's look at the clock: paces this thread's next look to its rate, and
-    /// runs the periodic evaluation when `evaluation_interval` has passed. Never waits for a
+    /// The record path's look at the clock (see [`Monitor::due_evaluation`]): never waits for a
     /// lock and allocates nothing unless a rule fires (then the judge's evidence is built and
     /// the canary rolled back, a write like any other).
     #[cold]
     fn look_at_the_clock(&self) {
-        let now = self.clock.monotonic();
-        let interval = self.slo.config().evaluation_interval;
-        self.metrics.paced(now, interval / 4);
-        if !self.metrics.claim_evaluation(now, interval) {
+        let Some(evaluation) = self.monitor.due_evaluation() else {
             return;
-        }
-        let Some(mut window) = self.metrics.try_lock_window() else {
-            return; // someone else is evaluating right now
         };
-        let (snapshot, recent) = self.refresh_window(&mut window);
-        let windowed = &window.windowed;
-        let policy = self.policy(&snapshot.config);
-        let environment = snapshot.config.environment;
-        if !screen(
-            environment,
-            &windowed.canary,
-            &windowed.stable,
-            recent,
-            policy,
-        ) {
-            return;
+        if let Some(verdict) = evaluation.screen_then_judge(&self.current.load()) {
+            self.act_on(&verdict);
         }
-        let health = judge(
-            snapshot.route.stage,
-            environment,
-            &windowed.canary,
-            &windowed.stable,
-            recent,
-            policy,
-        );
-        drop(window);
-        self.apply_verdict(&health, None);
     }
 
     /// Moves the release along the state machine (see [`plan_promotion`]).
@@ -630,58 +559,55 @@ impl PromotionGateManager {
         let current = self.current.load_full();
         let step = plan_promotion(current.config.environment, target)?;
         if step.gated {
-            self.gate(&mut writer)?;
-        }
-        let mut config = current.config.clone();
-        config.environment = target;
-        if matches!(
-            step.kind,
-            PromotionKind::ToProduction | PromotionKind::CanaryToProduction
-        ) {
-            let released = std::mem::take(&mut config.feature_flags);
-            config.graduated_flags.extend(released);
+            self.gate(&mut writer, &current)?;
         }
         if step.kind == PromotionKind::CanaryToProduction {
             tracing::warn!(from = %current.config.environment, "promotion.promote skips staging: canary straight to production");
         }
+        let config = release::promoted(&current.config, target, step.kind);
         self.publish(&mut writer, config, true);
         tracing::info!(from = %current.config.environment, to = %target, ?step.kind, "promotion.promote");
         Ok(())
     }
 
-    /// The promotion gate: the judge must find the new version compliant. Called with the
-    /// writer lock held; a fired rule rolls back here (under the same lock) before refusing.
-    fn gate(&self, writer: &mut WriterState) -> Result<(), Error> {
-        let health = self.evaluate();
-        let evidence = &health.evidence;
-        if evidence.fired().next().is_some() {
-            self.apply_verdict(&health, Some(writer));
-            return Err(PromotionError::SloNotMet {
-                evidence: evidence.to_string(),
+    /// The promotion gate: the judge must find the new version of `current` compliant. Called
+    /// with the writer lock held; a fired rule rolls back here (under the same lock) before
+    /// refusing.
+    fn gate(&self, writer: &mut WriterState, current: &Snapshot) -> Result<(), Error> {
+        let verdict = self.monitor.evaluation().judge(current);
+        let evidence = verdict.evidence();
+        match verdict.compliance(current.config.slo_threshold) {
+            Compliance::Compliant => Ok(()),
+            Compliance::RuleFired => {
+                self.apply_verdict(writer, &verdict);
+                Err(PromotionError::SloNotMet {
+                    evidence: evidence.to_string(),
+                }
+                .into())
             }
-            .into());
-        }
-        if !evidence.sufficient_data() {
-            return Err(PromotionError::InsufficientData {
+            Compliance::TooFewSamples {
+                subject,
+                have,
+                need,
+            } => Err(PromotionError::InsufficientData {
                 evidence: format!(
-                    "{} of {} canary samples needed in the window; {evidence}",
-                    evidence.canary.requests, evidence.min_samples
+                    "{have} of {need} {} samples needed in the window; {evidence}",
+                    subject.name()
                 ),
             }
-            .into());
-        }
-        let threshold = self.current.load().config.slo_threshold;
-        if evidence.canary.compliance < threshold {
-            return Err(PromotionError::SloNotMet {
+            .into()),
+            Compliance::BelowThreshold {
+                compliance,
+                threshold,
+            } => Err(PromotionError::SloNotMet {
                 evidence: format!(
                     "compliance {:.3}% < slo_threshold {:.3}%; {evidence}",
-                    evidence.canary.compliance * 100.0,
+                    compliance * 100.0,
                     threshold * 100.0
                 ),
             }
-            .into());
+            .into()),
         }
-        Ok(())
     }
 
     /// Turns a release flag on (idempotent).
@@ -706,17 +632,9 @@ impl PromotionGateManager {
         validate_flag_name(name)?;
         let mut writer = self.lock_writer();
         let current = self.current.load_full();
-        if current
-            .config
-            .feature_flags
-            .iter()
-            .chain(&current.config.graduated_flags)
-            .any(|f| f == name)
-        {
+        let Some(config) = release::with_flag_enabled(&current.config, name) else {
             return Ok(());
-        }
-        let mut config = current.config.clone();
-        config.feature_flags.push(name.to_string());
+        };
         self.publish(&mut writer, config, false);
         tracing::info!(feature = name, "Feature flag enabled");
         Ok(())
@@ -735,7 +653,7 @@ impl PromotionGateManager {
     /// gate.enable_feature("experimental_cache")?;
     /// gate.disable_feature("experimental_cache")?;
     /// assert!(!gate.is_feature_enabled("experimental_cache"));
-    /// assert_eq!(gate.get_rollback_history()[0].feature, "experimental_cache");
+    /// assert_eq!(gate.rollback_history()[0].feature, "experimental_cache");
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn disable_feature(&self, name: impl AsRef<str>) -> Result<(), Error> {
@@ -743,22 +661,13 @@ impl PromotionGateManager {
         validate_flag_name(name)?;
         let mut writer = self.lock_writer();
         let current = self.current.load_full();
-        let mut config = current.config.clone();
-        let before = config.feature_flags.len() + config.graduated_flags.len();
-        config.feature_flags.retain(|f| f != name);
-        config.graduated_flags.retain(|f| f != name);
-        if config.feature_flags.len() + config.graduated_flags.len() == before {
-            return Err(FlagError::NotEnabled(name.to_string()).into());
-        }
-        let event = RollbackEvent {
-            feature: name.to_string(),
-            reason: "feature flag disabled".to_string(),
-            timestamp: self.clock.wall(),
-            environment: current.config.environment,
-            trigger: RollbackTrigger::FlagDisabled,
-            evidence: None,
-        };
-        writer.history.push(event, config.max_rollback_history);
+        let config = release::with_flag_disabled(&current.config, name)?;
+        writer.history.record(
+            Undone::Flag(name.to_string()),
+            current.config.environment,
+            self.monitor.wall(),
+            config.max_rollback_history,
+        );
         self.publish(&mut writer, config, false);
         tracing::info!(feature = name, "Feature flag disabled");
         Ok(())
@@ -777,13 +686,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn is_feature_enabled(&self, name: &str) -> bool {
-        let snapshot = self.current.load();
-        snapshot
-            .config
-            .feature_flags
-            .iter()
-            .chain(&snapshot.config.graduated_flags)
-            .any(|f| f == name)
+        release::flag_is_on(&self.current.load().config, name)
     }
 
     /// Rolls the release back: records the event, turns the release's flags off, returns to
@@ -811,40 +714,34 @@ impl PromotionGateManager {
             return Err(RollbackError::EmptyReason.into());
         }
         let mut writer = self.lock_writer();
-        self.rollback_locked(&mut writer, reason, RollbackTrigger::Manual, None, None)
+        self.rollback_locked(&mut writer, reason, RollbackTrigger::Manual, None)
     }
 
-    /// Rolls back under the writer lock. With `only_in`, does nothing unless the gate is still
-    /// in that stage (an automatic rollback must not undo a later, unrelated stage).
+    /// Rolls back under the writer lock: records the event and publishes the rolled-back
+    /// config (see [`release::rolled_back`]) as a new stage.
     fn rollback_locked(
         &self,
         writer: &mut WriterState,
         reason: String,
         trigger: RollbackTrigger,
-        only_in: Option<StageId>,
-        evidence: Option<crate::judge::Evidence>,
+        evidence: Option<Evidence>,
     ) -> Result<(), Error> {
         let current = self.current.load_full();
-        if only_in.is_some_and(|stage| stage != current.route.stage) {
-            return Ok(());
-        }
         let previous = current.config.environment;
         if previous == Environment::Production {
             return Err(RollbackError::NothingToRollBack.into());
         }
-        let mut config = current.config.clone();
-        config.environment = Environment::Production;
-        config.feature_flags.clear();
+        let config = release::rolled_back(&current.config);
         tracing::error!(reason = %reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
-        let event = RollbackEvent {
-            feature: previous.to_string(),
-            reason,
-            timestamp: self.clock.wall(),
-            environment: previous,
+        let undone = Undone::Release {
             trigger,
+            reason,
             evidence,
         };
-        writer.history.push(event, config.max_rollback_history);
+        let bound = config.max_rollback_history;
+        writer
+            .history
+            .record(undone, previous, self.monitor.wall(), bound);
         self.publish(writer, config, true);
         Ok(())
     }
@@ -856,13 +753,27 @@ impl PromotionGateManager {
     /// ```
     /// # use promotion_gates::*;
     /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
-    /// for event in gate.get_rollback_history() {
+    /// for event in gate.rollback_history() {
     ///     println!("Rollback: {} - {} at {:?}", event.feature, event.reason, event.timestamp);
     /// }
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
-    pub fn get_rollback_history(&self) -> Vec<RollbackEvent> {
+    pub fn rollback_history(&self) -> Vec<RollbackEvent> {
         self.lock_writer().history.to_vec()
+    }
+
+    /// The specification's name for [`rollback_history`](Self::rollback_history), kept as an
+    /// alias for hosts written against it.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.get_rollback_history(), gate.rollback_history());
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn get_rollback_history(&self) -> Vec<RollbackEvent> {
+        self.rollback_history()
     }
 
     /// Replaces the whole config atomically (hot reload) and returns the one it replaced.
@@ -927,7 +838,7 @@ impl PromotionGateManager {
         );
         // Before the snapshot: a decision of the new stage must never find the recorders'
         // newest stage older than its own (it would be refused as another gate's).
-        self.metrics.stage_started(stage);
+        self.monitor.stage_started(stage);
         self.current.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Release);
     }
@@ -968,224 +879,4 @@ impl std::fmt::Display for LoggedId<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::slo::SloConfig;
-
-    #[test]
-    fn logged_ids_are_short_and_lossy() {
-        assert_eq!(LoggedId(b"user-1").to_string(), "user-1");
-        assert_eq!(LoggedId(&[b'a', 0xff, b'b']).to_string(), "a\u{fffd}b");
-        let long = vec![b'x'; 100];
-        assert_eq!(
-            LoggedId(&long).to_string(),
-            format!("{}...(100 bytes)", "x".repeat(64))
-        );
-    }
-
-    #[test]
-    fn a_canary_failing_every_request_rolls_back_at_its_seventh_failure() {
-        let gate = gate(PromotionConfig {
-            environment: canary(100.0),
-            ..Default::default()
-        });
-        let mut failures = 0;
-        while gate.environment() != Environment::Production {
-            let d = gate.route_request(&format!("u{failures}"));
-            gate.record_outcome(&d, false, Duration::from_millis(1));
-            failures += 1;
-            assert!(failures <= 20, "no rollback after 20 failures");
-        }
-        assert_eq!(failures, 7); // 0.05^7 < 1e-9: overwhelming against max_error_rate
-        let event = &gate.get_rollback_history()[0];
-        assert_eq!(event.trigger, RollbackTrigger::Automatic);
-        let evidence = event
-            .evidence
-            .as_ref()
-            .expect("an automatic rollback carries evidence");
-        assert_eq!((evidence.canary.requests, evidence.canary.errors), (7, 7));
-        assert!(
-            evidence
-                .fired()
-                .any(|f| f.rule == crate::judge::Rule::OverwhelmingErrors)
-        );
-        assert!(
-            event.reason.contains("overwhelming_errors"),
-            "{}",
-            event.reason
-        );
-    }
-
-    #[test]
-    fn a_new_salt_starts_a_new_stage() {
-        let gate = gate(PromotionConfig {
-            environment: canary(5.0),
-            ..Default::default()
-        });
-        let stage = gate.stage();
-        gate.swap_config(PromotionConfig {
-            environment: canary(5.0),
-            salt: Some("other".into()),
-            ..Default::default()
-        })
-        .unwrap();
-        assert!(gate.stage() > stage);
-    }
-
-    fn gate(config: PromotionConfig) -> PromotionGateManager {
-        PromotionGateManager::new(
-            config,
-            SloAdmissionController::new(SloConfig::default()).unwrap(),
-        )
-        .unwrap()
-    }
-
-    fn canary(p: f64) -> Environment {
-        Environment::Canary { traffic_percent: p }
-    }
-
-    /// Records healthy outcomes until the new version has `n` in this stage.
-    fn feed_healthy(gate: &PromotionGateManager, n: u64) {
-        let (mut seen, mut i) = (0, 0u64);
-        while seen < n {
-            let d = gate.route_request(&format!("feed-{i}"));
-            i += 1;
-            gate.record_outcome(&d, true, Duration::from_millis(3));
-            seen += u64::from(d.is_canary);
-        }
-    }
-
-    #[test]
-    fn manager_is_send_and_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<PromotionGateManager>();
-    }
-
-    #[test]
-    fn routing_follows_the_published_snapshot() {
-        let gate = gate(PromotionConfig::default());
-        assert!(!gate.route_request("a").is_canary);
-        gate.promote(canary(100.0)).unwrap();
-        assert!(gate.route_request("a").is_canary);
-        gate.promote(canary(0.0)).unwrap();
-        assert!(!gate.route_request("a").is_canary);
-    }
-
-    #[test]
-    fn flags_per_environment_and_cohort() {
-        let gate = gate(PromotionConfig {
-            environment: canary(50.0),
-            feature_flags: vec!["new".into()],
-            graduated_flags: vec!["old".into()],
-            ..Default::default()
-        });
-        let (mut seen_canary, mut seen_stable) = (false, false);
-        for i in 0..200 {
-            let d = gate.route_request(&format!("user-{i}"));
-            let names: Vec<_> = d.enabled_features.iter().collect();
-            if d.is_canary {
-                seen_canary = true;
-                assert_eq!(names, ["new", "old"]);
-            } else {
-                seen_stable = true;
-                assert_eq!(names, ["old"]);
-            }
-        }
-        assert!(seen_canary && seen_stable);
-        feed_healthy(&gate, 200);
-        gate.promote(Environment::Staging).unwrap();
-        assert_eq!(gate.route_request("x").enabled_features.len(), 2);
-        feed_healthy(&gate, 200);
-        gate.promote(Environment::Production).unwrap();
-        let d = gate.route_request("x");
-        assert!(!d.is_canary);
-        assert_eq!(
-            d.enabled_features.iter().collect::<Vec<_>>(),
-            ["new", "old"]
-        );
-        assert_eq!(gate.config().graduated_flags, ["old", "new"]);
-        assert!(gate.config().feature_flags.is_empty());
-    }
-
-    #[test]
-    fn invalid_moves_change_nothing() {
-        let gate = gate(PromotionConfig::default());
-        let before = gate.current.load().route.generation;
-        assert!(gate.promote(Environment::Staging).is_err());
-        assert!(gate.promote(canary(f64::NAN)).is_err());
-        assert!(gate.promote(Environment::Production).is_err());
-        assert!(gate.rollback("x").is_err());
-        assert!(gate.enable_feature("").is_err());
-        assert!(gate.disable_feature("never-on").is_err());
-        assert!(
-            gate.swap_config(PromotionConfig {
-                slo_threshold: 9.0,
-                ..Default::default()
-            })
-            .is_err()
-        );
-        assert_eq!(gate.current.load().route.generation, before);
-        assert!(gate.get_rollback_history().is_empty());
-    }
-
-    #[test]
-    fn rollback_resets_and_records() {
-        let gate = gate(PromotionConfig {
-            environment: canary(25.0),
-            feature_flags: vec!["a".into()],
-            graduated_flags: vec!["g".into()],
-            max_rollback_history: 2,
-            ..Default::default()
-        });
-        let stage = gate.stage();
-        gate.rollback("first").unwrap();
-        assert_eq!(gate.environment(), Environment::Production);
-        assert!(gate.stage() > stage);
-        assert!(!gate.is_feature_enabled("a") && gate.is_feature_enabled("g"));
-        for reason in ["second", "third"] {
-            gate.promote(canary(5.0)).unwrap();
-            gate.rollback(reason).unwrap();
-        }
-        let reasons: Vec<_> = gate
-            .get_rollback_history()
-            .into_iter()
-            .map(|e| e.reason)
-            .collect();
-        assert_eq!(reasons, ["second", "third"]);
-        assert!(matches!(
-            gate.rollback(" "),
-            Err(Error::Rollback(RollbackError::EmptyReason))
-        ));
-    }
-
-    #[test]
-    fn stage_guarded_rollback_ignores_a_later_stage() {
-        let gate = gate(PromotionConfig {
-            environment: canary(5.0),
-            ..Default::default()
-        });
-        let old = gate.stage();
-        gate.promote(canary(1.0)).unwrap();
-        let mut writer = gate.lock_writer();
-        gate.rollback_locked(
-            &mut writer,
-            "late".into(),
-            RollbackTrigger::Automatic,
-            Some(old),
-            None,
-        )
-        .unwrap();
-        drop(writer);
-        assert_eq!(gate.environment(), canary(1.0));
-    }
-
-    #[test]
-    fn flag_sets_are_reused_across_repeated_writes() {
-        let gate = gate(PromotionConfig::default());
-        for _ in 0..100 {
-            gate.enable_feature("a").unwrap();
-            gate.disable_feature("a").unwrap();
-        }
-        assert!(gate.flag_sets.count() <= 3);
-    }
-}
+mod tests;

@@ -12,9 +12,13 @@
 //! ```
 //!
 //! Ramping down (or to 0 %) is never gated: it only sends fewer users to the new version.
+//!
+//! Every config change a release makes is here too, as a pure function of the config: a
+//! promotion (which graduates the release's flags when it reaches Production), a rollback, and
+//! the flag edits. The gate validates, serializes and publishes; it decides none of them.
 
-use crate::config::Environment;
-use crate::error::PromotionError;
+use crate::config::{Environment, PromotionConfig};
+use crate::error::{FlagError, PromotionError};
 
 /// The kind of a valid promotion.
 ///
@@ -118,6 +122,71 @@ fn invalid(from: Environment, to: Environment, hint: &'static str) -> PromotionE
     }
 }
 
+/// The config after a promotion of `kind` to `target`. A promotion to Production graduates the
+/// release's flags: they become stable flags, on for every request.
+pub(crate) fn promoted(
+    config: &PromotionConfig,
+    target: Environment,
+    kind: PromotionKind,
+) -> PromotionConfig {
+    let mut next = config.clone();
+    next.environment = target;
+    if matches!(
+        kind,
+        PromotionKind::ToProduction | PromotionKind::CanaryToProduction
+    ) {
+        let released = std::mem::take(&mut next.feature_flags);
+        next.graduated_flags.extend(released);
+    }
+    next
+}
+
+/// The config after a rollback: back to Production, the release's flags off. Graduated flags
+/// belong to the stable version and stay on.
+pub(crate) fn rolled_back(config: &PromotionConfig) -> PromotionConfig {
+    let mut next = config.clone();
+    next.environment = Environment::Production;
+    next.feature_flags.clear();
+    next
+}
+
+/// Whether flag `name` is on, as a release flag or a graduated one.
+pub(crate) fn flag_is_on(config: &PromotionConfig, name: &str) -> bool {
+    config
+        .feature_flags
+        .iter()
+        .chain(&config.graduated_flags)
+        .any(|f| f == name)
+}
+
+/// The config with release flag `name` on, or `None` when the flag is already on (as a release
+/// flag or a graduated one). `name` is assumed valid.
+pub(crate) fn with_flag_enabled(config: &PromotionConfig, name: &str) -> Option<PromotionConfig> {
+    if flag_is_on(config, name) {
+        return None;
+    }
+    let mut next = config.clone();
+    next.feature_flags.push(name.to_string());
+    Some(next)
+}
+
+/// The config with flag `name` off, release or graduated.
+///
+/// # Errors
+/// [`FlagError::NotEnabled`] when the flag is not on.
+pub(crate) fn with_flag_disabled(
+    config: &PromotionConfig,
+    name: &str,
+) -> Result<PromotionConfig, FlagError> {
+    if !flag_is_on(config, name) {
+        return Err(FlagError::NotEnabled(name.to_string()));
+    }
+    let mut next = config.clone();
+    next.feature_flags.retain(|f| f != name);
+    next.graduated_flags.retain(|f| f != name);
+    Ok(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +230,72 @@ mod tests {
                 Err(PromotionError::AlreadyThere(_))
             ));
         }
+    }
+
+    fn flags(release: &[&str], graduated: &[&str]) -> PromotionConfig {
+        PromotionConfig {
+            environment: canary(5.0),
+            feature_flags: release.iter().map(|f| f.to_string()).collect(),
+            graduated_flags: graduated.iter().map(|f| f.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_promotion_to_production_graduates_flags() {
+        let config = flags(&["new"], &["old"]);
+        for kind in [
+            PromotionKind::ToProduction,
+            PromotionKind::CanaryToProduction,
+        ] {
+            let next = promoted(&config, Production, kind);
+            assert_eq!(next.environment, Production);
+            assert!(next.feature_flags.is_empty());
+            assert_eq!(next.graduated_flags, ["old", "new"]);
+        }
+        for (kind, target) in [
+            (PromotionKind::RampUp, canary(10.0)),
+            (PromotionKind::RampDown, canary(1.0)),
+            (PromotionKind::ToStaging, Staging),
+            (PromotionKind::NewRollout, canary(1.0)),
+        ] {
+            let next = promoted(&config, target, kind);
+            assert_eq!(next.environment, target);
+            assert_eq!(
+                (next.feature_flags, next.graduated_flags),
+                (config.feature_flags.clone(), config.graduated_flags.clone())
+            );
+        }
+    }
+
+    #[test]
+    fn a_rollback_returns_to_production_with_the_release_flags_off() {
+        let next = rolled_back(&flags(&["new"], &["old"]));
+        assert_eq!(next.environment, Production);
+        assert!(next.feature_flags.is_empty());
+        assert_eq!(next.graduated_flags, ["old"]);
+    }
+
+    #[test]
+    fn flag_edits() {
+        let config = flags(&["new"], &["old"]);
+        assert!(flag_is_on(&config, "new") && flag_is_on(&config, "old"));
+        assert!(!flag_is_on(&config, "other"));
+        assert_eq!(with_flag_enabled(&config, "new"), None);
+        assert_eq!(with_flag_enabled(&config, "old"), None);
+        let enabled = with_flag_enabled(&config, "other").unwrap();
+        assert_eq!(enabled.feature_flags, ["new", "other"]);
+        assert_eq!(enabled.graduated_flags, ["old"]);
+
+        let without_new = with_flag_disabled(&config, "new").unwrap();
+        assert!(without_new.feature_flags.is_empty());
+        assert_eq!(without_new.graduated_flags, ["old"]);
+        let without_old = with_flag_disabled(&config, "old").unwrap();
+        assert_eq!(without_old.feature_flags, ["new"]);
+        assert!(without_old.graduated_flags.is_empty());
+        assert_eq!(
+            with_flag_disabled(&config, "other"),
+            Err(FlagError::NotEnabled("other".into()))
+        );
     }
 }

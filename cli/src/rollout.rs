@@ -445,7 +445,7 @@ impl<'s> Driver<'s> {
     }
 
     fn rollback_report(&self, by: DetectedBy, at_s: f64, stage: usize) -> RollbackReport {
-        let history = self.gate.get_rollback_history();
+        let history = self.gate.rollback_history();
         RollbackReport::of_event(history.last(), at_s, stage, by.name())
     }
 

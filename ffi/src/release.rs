@@ -144,7 +144,7 @@ pub unsafe extern "C" fn pgate_rollback_history_json(
         let gate = unsafe { cold(gate) }?;
         let events: Vec<serde_json::Value> = gate
             .manager
-            .get_rollback_history()
+            .rollback_history()
             .into_iter()
             .map(|e| {
                 let ms = e

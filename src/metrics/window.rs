@@ -85,6 +85,17 @@ impl Window {
         measured
     }
 
+    /// Like [`observe`](Self::observe), but keeps nothing: the readings (so the window's start
+    /// and the span "since the previous reading") are left as they were.
+    pub(crate) fn peek(
+        &mut self,
+        stage: StageId,
+        at: Duration,
+        length: Duration,
+    ) -> (PerCohort<[u64; 3]>, [u64; 2]) {
+        self.measure(stage, at, length)
+    }
+
     /// Computes `self.windowed` from `self.now` and the readings of `stage` (none if the ring
     /// holds another stage's); returns what [`observe`](Self::observe) returns.
     fn measure(
@@ -222,5 +233,26 @@ mod tests {
             w.observe(StageId(1 + t / 300), Duration::from_millis(t * 100), len);
         }
         assert!(w.readings.len() + w.spare.len() <= RING + 1);
+    }
+
+    #[test]
+    fn a_peek_keeps_nothing() {
+        let mut w = Window::default();
+        w.prepare();
+        let len = Duration::from_secs(60);
+        set(&mut w, 10, 2);
+        w.observe(StageId(1), Duration::from_secs(1), len);
+        set(&mut w, 15, 5);
+        for t in 2..5 {
+            let (_, recent) = w.peek(StageId(1), Duration::from_secs(t), len);
+            assert_eq!(recent, [5, 3], "the span since the last kept reading");
+        }
+        assert_eq!(w.readings.len(), 1);
+        // Another stage's readings are not its base.
+        let (base, recent) = w.peek(StageId(2), Duration::from_secs(90), len);
+        assert_eq!((base.canary, recent), ([0, 0, 0], [15, 5]));
+        assert_eq!(w.stage, Some(StageId(1)));
+        let (_, recent) = w.observe(StageId(1), Duration::from_secs(5), len);
+        assert_eq!(recent, [5, 3]);
     }
 }

@@ -1,0 +1,329 @@
+//! The gate's unit tests: routing, flags, rollbacks, verdicts and the health read.
+
+use super::*;
+use crate::slo::SloConfig;
+
+#[test]
+fn logged_ids_are_short_and_lossy() {
+    assert_eq!(LoggedId(b"user-1").to_string(), "user-1");
+    assert_eq!(LoggedId(&[b'a', 0xff, b'b']).to_string(), "a\u{fffd}b");
+    let long = vec![b'x'; 100];
+    assert_eq!(
+        LoggedId(&long).to_string(),
+        format!("{}...(100 bytes)", "x".repeat(64))
+    );
+}
+
+#[test]
+fn a_canary_failing_every_request_rolls_back_at_its_seventh_failure() {
+    let gate = gate(PromotionConfig {
+        environment: canary(100.0),
+        ..Default::default()
+    });
+    let mut failures = 0;
+    while gate.environment() != Environment::Production {
+        let d = gate.route_request(&format!("u{failures}"));
+        gate.record_outcome(&d, false, Duration::from_millis(1));
+        failures += 1;
+        assert!(failures <= 20, "no rollback after 20 failures");
+    }
+    assert_eq!(failures, 7); // 0.05^7 < 1e-9: overwhelming against max_error_rate
+    let event = &gate.rollback_history()[0];
+    assert_eq!(event.trigger, RollbackTrigger::Automatic);
+    let evidence = event
+        .evidence
+        .as_ref()
+        .expect("an automatic rollback carries evidence");
+    assert_eq!((evidence.canary.requests, evidence.canary.errors), (7, 7));
+    assert!(
+        evidence
+            .fired()
+            .any(|f| f.rule == crate::judge::Rule::OverwhelmingErrors)
+    );
+    assert!(
+        event.reason.contains("overwhelming_errors"),
+        "{}",
+        event.reason
+    );
+}
+
+#[test]
+fn a_new_salt_starts_a_new_stage() {
+    let gate = gate(PromotionConfig {
+        environment: canary(5.0),
+        ..Default::default()
+    });
+    let stage = gate.stage();
+    gate.swap_config(PromotionConfig {
+        environment: canary(5.0),
+        salt: Some("other".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(gate.stage() > stage);
+}
+
+fn gate(config: PromotionConfig) -> PromotionGateManager {
+    PromotionGateManager::new(
+        config,
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn canary(p: f64) -> Environment {
+    Environment::Canary { traffic_percent: p }
+}
+
+/// Records healthy outcomes until the new version has `n` in this stage.
+fn feed_healthy(gate: &PromotionGateManager, n: u64) {
+    let (mut seen, mut i) = (0, 0u64);
+    while seen < n {
+        let d = gate.route_request(&format!("feed-{i}"));
+        i += 1;
+        gate.record_outcome(&d, true, Duration::from_millis(3));
+        seen += u64::from(d.is_canary);
+    }
+}
+
+#[test]
+fn manager_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PromotionGateManager>();
+}
+
+#[test]
+fn routing_follows_the_published_snapshot() {
+    let gate = gate(PromotionConfig::default());
+    assert!(!gate.route_request("a").is_canary);
+    gate.promote(canary(100.0)).unwrap();
+    assert!(gate.route_request("a").is_canary);
+    gate.promote(canary(0.0)).unwrap();
+    assert!(!gate.route_request("a").is_canary);
+}
+
+#[test]
+fn flags_per_environment_and_cohort() {
+    let gate = gate(PromotionConfig {
+        environment: canary(50.0),
+        feature_flags: vec!["new".into()],
+        graduated_flags: vec!["old".into()],
+        ..Default::default()
+    });
+    let (mut seen_canary, mut seen_stable) = (false, false);
+    for i in 0..200 {
+        let d = gate.route_request(&format!("user-{i}"));
+        let names: Vec<_> = d.enabled_features.iter().collect();
+        if d.is_canary {
+            seen_canary = true;
+            assert_eq!(names, ["new", "old"]);
+        } else {
+            seen_stable = true;
+            assert_eq!(names, ["old"]);
+        }
+    }
+    assert!(seen_canary && seen_stable);
+    feed_healthy(&gate, 200);
+    gate.promote(Environment::Staging).unwrap();
+    assert_eq!(gate.route_request("x").enabled_features.len(), 2);
+    feed_healthy(&gate, 200);
+    gate.promote(Environment::Production).unwrap();
+    let d = gate.route_request("x");
+    assert!(!d.is_canary);
+    assert_eq!(
+        d.enabled_features.iter().collect::<Vec<_>>(),
+        ["new", "old"]
+    );
+    assert_eq!(gate.config().graduated_flags, ["old", "new"]);
+    assert!(gate.config().feature_flags.is_empty());
+}
+
+#[test]
+fn invalid_moves_change_nothing() {
+    let gate = gate(PromotionConfig::default());
+    let before = gate.current.load().route.generation;
+    assert!(gate.promote(Environment::Staging).is_err());
+    assert!(gate.promote(canary(f64::NAN)).is_err());
+    assert!(gate.promote(Environment::Production).is_err());
+    assert!(gate.rollback("x").is_err());
+    assert!(gate.enable_feature("").is_err());
+    assert!(gate.disable_feature("never-on").is_err());
+    assert!(
+        gate.swap_config(PromotionConfig {
+            slo_threshold: 9.0,
+            ..Default::default()
+        })
+        .is_err()
+    );
+    assert_eq!(gate.current.load().route.generation, before);
+    assert!(gate.rollback_history().is_empty());
+}
+
+#[test]
+fn rollback_resets_and_records() {
+    let gate = gate(PromotionConfig {
+        environment: canary(25.0),
+        feature_flags: vec!["a".into()],
+        graduated_flags: vec!["g".into()],
+        max_rollback_history: 2,
+        ..Default::default()
+    });
+    let stage = gate.stage();
+    gate.rollback("first").unwrap();
+    assert_eq!(gate.environment(), Environment::Production);
+    assert!(gate.stage() > stage);
+    assert!(!gate.is_feature_enabled("a") && gate.is_feature_enabled("g"));
+    for reason in ["second", "third"] {
+        gate.promote(canary(5.0)).unwrap();
+        gate.rollback(reason).unwrap();
+    }
+    let reasons: Vec<_> = gate
+        .rollback_history()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons, ["second", "third"]);
+    assert!(matches!(
+        gate.rollback(" "),
+        Err(Error::Rollback(RollbackError::EmptyReason))
+    ));
+}
+
+#[test]
+fn a_verdict_applies_only_to_the_stage_it_judged() {
+    use crate::judge::{Policy, Recent, judge};
+    use crate::metrics::tests_support::cohort;
+    let gate = gate(PromotionConfig {
+        environment: canary(5.0),
+        ..Default::default()
+    });
+    let slo = SloConfig::default();
+    let failing = |stage| {
+        let policy = Policy {
+            slo: &slo,
+            slo_threshold: 0.95,
+        };
+        let (subject, baseline) = (cohort(1000, 1000, 900, 900), cohort(1000, 0, 900, 900));
+        Verdict::new(judge(
+            stage,
+            canary(5.0),
+            &subject,
+            &baseline,
+            Recent::default(),
+            policy,
+        ))
+    };
+    let old = gate.stage();
+    gate.promote(canary(1.0)).unwrap();
+    gate.apply_verdict(&mut gate.lock_writer(), &failing(old));
+    assert_eq!(gate.environment(), canary(1.0));
+    assert!(gate.rollback_history().is_empty());
+    gate.apply_verdict(&mut gate.lock_writer(), &failing(gate.stage()));
+    assert_eq!(gate.environment(), Environment::Production);
+    assert_eq!(
+        gate.rollback_history()[0].trigger,
+        RollbackTrigger::Automatic
+    );
+}
+
+/// A gate on a clock that stands still: the record path evaluates once (at the first record)
+/// and never again, so only the calls of a test judge.
+fn still_gate(config: PromotionConfig) -> PromotionGateManager {
+    PromotionGateManager::with_clock(
+        config,
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+        Arc::new(crate::ManualClock::new()),
+    )
+    .unwrap()
+}
+
+fn record_canary(gate: &PromotionGateManager, n: u64, success: bool) {
+    for _ in 0..n {
+        let recorded = gate.record_for(gate.stage(), true, success, Duration::from_millis(2));
+        assert_eq!(recorded, Recorded::Counted);
+    }
+}
+
+fn fired(health: &CanaryHealth) -> Vec<crate::judge::Rule> {
+    health.evidence.fired().map(|f| f.rule).collect()
+}
+
+#[test]
+fn the_health_read_never_rolls_back() {
+    let failing = PromotionConfig {
+        environment: canary(100.0),
+        auto_rollback_enabled: false,
+        ..Default::default()
+    };
+    let gate = still_gate(failing.clone());
+    record_canary(&gate, 50, false);
+    // The record path left the canary alone (no automatic rollback); now it may act.
+    gate.swap_config(PromotionConfig {
+        auto_rollback_enabled: true,
+        ..failing
+    })
+    .unwrap();
+    for _ in 0..3 {
+        let health = gate.health();
+        assert_eq!(health.recommendation, crate::Recommendation::Rollback);
+        assert!(!fired(&health).is_empty(), "{}", health.evidence);
+        assert_eq!(gate.environment(), canary(100.0));
+        assert!(gate.rollback_history().is_empty());
+    }
+    // The judging call acts on the same window.
+    let judged = gate.monitor_canary_health();
+    assert_eq!(judged.recommendation, crate::Recommendation::Rollback);
+    assert_eq!(gate.environment(), Environment::Production);
+    assert_eq!(gate.rollback_history().len(), 1);
+}
+
+#[test]
+fn the_health_read_leaves_the_error_burst_to_the_next_judgement() {
+    use crate::judge::Rule::ErrorBurst;
+    let gate = still_gate(PromotionConfig {
+        environment: canary(100.0),
+        auto_rollback_enabled: false,
+        ..Default::default()
+    });
+    record_canary(&gate, 2000, true);
+    assert!(fired(&gate.monitor_canary_health()).is_empty());
+    // A sudden outage after a long healthy window: only error_burst sees it.
+    record_canary(&gate, 10, false);
+    for _ in 0..3 {
+        let health = gate.health();
+        assert_eq!(fired(&health), [ErrorBurst], "{}", health.evidence);
+    }
+    let judged = gate.monitor_canary_health();
+    assert_eq!(fired(&judged), [ErrorBurst], "{}", judged.evidence);
+    // A judging call starts a new span: the burst is behind it now.
+    assert!(fired(&gate.monitor_canary_health()).is_empty());
+    assert!(fired(&gate.health()).is_empty());
+}
+
+#[test]
+fn compliance_has_one_subject_per_environment() {
+    // In Production the stable version is judged: enough stable samples are compliant.
+    let gate = still_gate(PromotionConfig::default());
+    for _ in 0..150 {
+        gate.record_for(gate.stage(), false, true, Duration::from_millis(2));
+    }
+    assert_eq!(gate.check_slo_compliance(), Ok(true));
+    // Outside Production it is the new version, which has no samples in the new stage.
+    gate.promote(canary(10.0)).unwrap();
+    assert_eq!(gate.check_slo_compliance(), Ok(false));
+    let refused = gate.promote(canary(20.0)).unwrap_err();
+    assert!(
+        refused.to_string().contains("0 of 100 canary samples"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn flag_sets_are_reused_across_repeated_writes() {
+    let gate = gate(PromotionConfig::default());
+    for _ in 0..100 {
+        gate.enable_feature("a").unwrap();
+        gate.disable_feature("a").unwrap();
+    }
+    assert!(gate.flag_sets.count() <= 3);
+}

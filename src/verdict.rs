@@ -1,0 +1,176 @@
+//! What a judgement means for the gate: a [`Verdict`] (roll back or not) and [`Compliance`]
+//! (may the release move on), decided here once for every caller.
+
+use crate::config::Environment;
+use crate::decision::{Cohort, StageId};
+use crate::judge::{CanaryHealth, Evidence};
+
+/// The judge's health of one stage, for the gate to act on.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Verdict {
+    health: CanaryHealth,
+}
+
+impl Verdict {
+    pub(crate) fn new(health: CanaryHealth) -> Self {
+        Self { health }
+    }
+
+    /// The stage judged: a verdict applies to that stage only.
+    pub(crate) fn stage(&self) -> StageId {
+        self.health.evidence.stage
+    }
+
+    pub(crate) fn evidence(&self) -> &Evidence {
+        &self.health.evidence
+    }
+
+    pub(crate) fn into_health(self) -> CanaryHealth {
+        self.health
+    }
+
+    /// Whether a rule fired: the canary should be rolled back (when the config allows).
+    pub(crate) fn calls_for_rollback(&self) -> bool {
+        self.health.evidence.fired().next().is_some()
+    }
+
+    /// The reason written into an automatic rollback event: the fired rules, then the evidence.
+    pub(crate) fn rollback_reason(&self) -> String {
+        let evidence = &self.health.evidence;
+        let rules: Vec<&str> = evidence.fired().map(|f| f.rule.name()).collect();
+        format!("automatic rollback: {} | {evidence}", rules.join(", "))
+    }
+
+    /// Whether the version under judgement meets its SLO (see [`compliance`]).
+    pub(crate) fn compliance(&self, slo_threshold: f64) -> Compliance {
+        compliance(&self.health.evidence, slo_threshold)
+    }
+}
+
+/// Whether the version under judgement meets its SLO, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Compliance {
+    /// Enough samples, compliance at or above the threshold, no rule fired.
+    Compliant,
+    /// A rule fired.
+    RuleFired,
+    /// Fewer than `min_samples` samples of the subject in the window.
+    TooFewSamples {
+        subject: Cohort,
+        have: u64,
+        need: u64,
+    },
+    /// Compliance (success within the latency target) below `slo_threshold`.
+    BelowThreshold { compliance: f64, threshold: f64 },
+}
+
+/// The one compliance decision. The subject is the version under judgement: the new version,
+/// or in Production (where there is none) the stable one. It is compliant with at least
+/// `min_samples` samples in the window, compliance at or above `slo_threshold`, and no rule
+/// fired (checked in that order of precedence: a fired rule first).
+pub(crate) fn compliance(evidence: &Evidence, slo_threshold: f64) -> Compliance {
+    let (subject, numbers) = if evidence.environment == Environment::Production {
+        (Cohort::Production, &evidence.production)
+    } else {
+        (Cohort::Canary, &evidence.canary)
+    };
+    if evidence.fired().next().is_some() {
+        Compliance::RuleFired
+    } else if numbers.requests < evidence.min_samples {
+        Compliance::TooFewSamples {
+            subject,
+            have: numbers.requests,
+            need: evidence.min_samples,
+        }
+    } else if numbers.compliance < slo_threshold {
+        Compliance::BelowThreshold {
+            compliance: numbers.compliance,
+            threshold: slo_threshold,
+        }
+    } else {
+        Compliance::Compliant
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::{CohortEvidence, Finding, Rule};
+
+    fn evidence(environment: Environment, canary: u64, stable: u64, fired: bool) -> Evidence {
+        let numbers = |requests| CohortEvidence {
+            requests,
+            compliant: requests * 99 / 100,
+            compliance: 0.99,
+            ..Default::default()
+        };
+        Evidence {
+            stage: StageId(3),
+            environment,
+            canary: numbers(canary),
+            production: numbers(stable),
+            min_samples: 100,
+            findings: vec![Finding {
+                rule: Rule::OverwhelmingErrors,
+                observed: 0.0,
+                limit: 0.0,
+                p_value: 1.0,
+                fired,
+            }],
+            health_score: 1.0,
+        }
+    }
+
+    #[test]
+    fn the_subject_is_the_new_version_outside_production() {
+        let canary = Environment::Canary {
+            traffic_percent: 5.0,
+        };
+        for env in [canary, Environment::Staging] {
+            assert_eq!(
+                compliance(&evidence(env, 100, 0, false), 0.95),
+                Compliance::Compliant
+            );
+            assert_eq!(
+                compliance(&evidence(env, 99, 10_000, false), 0.95),
+                Compliance::TooFewSamples {
+                    subject: Cohort::Canary,
+                    have: 99,
+                    need: 100
+                }
+            );
+        }
+        let production = Environment::Production;
+        assert_eq!(
+            compliance(&evidence(production, 0, 100, false), 0.95),
+            Compliance::Compliant
+        );
+        assert!(matches!(
+            compliance(&evidence(production, 100, 99, false), 0.95),
+            Compliance::TooFewSamples {
+                subject: Cohort::Production,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_fired_rule_comes_first_then_samples_then_the_threshold() {
+        let env = Environment::Staging;
+        assert_eq!(
+            compliance(&evidence(env, 0, 0, true), 0.95),
+            Compliance::RuleFired
+        );
+        assert_eq!(
+            compliance(&evidence(env, 500, 0, false), 0.995),
+            Compliance::BelowThreshold {
+                compliance: 0.99,
+                threshold: 0.995
+            }
+        );
+        assert_eq!(
+            compliance(&evidence(env, 500, 0, false), 0.99),
+            Compliance::Compliant
+        );
+    }
+}
