@@ -1,6 +1,8 @@
-//! [`PromotionGateManager`]: the one place that owns the `ArcSwap` snapshot. Routing reads it
-//! (through a per-thread cache); promotions, flag changes, rollbacks and config swaps publish a
-//! new one.
+//! [`PromotionGateManager`]: the gate. It is the one place that owns the `ArcSwap` snapshot:
+//! routing reads it (through a per-thread cache, `route`); promotions, flag changes, rollbacks
+//! and config swaps publish a new one (`writes`), serialized by one writer lock that also keeps
+//! the rollback history. Evaluation is the [`Monitor`]'s: the gate hands it each outcome and
+//! the snapshot to judge, and applies the verdicts it returns.
 
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
@@ -11,16 +13,15 @@ use std::time::Duration;
 use thread_local::ThreadLocal;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Environment, PromotionConfig, validate_flag_name};
+use crate::config::{Environment, PromotionConfig};
 use crate::decision::Cohort;
-use crate::decision::{RouteReason, RoutingDecision, StageId};
-use crate::error::{Error, PromotionError, RollbackError};
+use crate::decision::{RoutingDecision, StageId};
+use crate::error::Error;
 use crate::flags::{FlagSetIndex, FlagSets};
-use crate::history::{RollbackEvent, RollbackHistory, RollbackTrigger, Undone};
-use crate::judge::{CanaryHealth, Evidence};
+use crate::history::{RollbackHistory, RollbackTrigger};
+use crate::judge::CanaryHealth;
 use crate::metrics::Recorded;
 use crate::monitor::Monitor;
-use crate::release::{self, PromotionKind, plan_promotion};
 use crate::slo::SloAdmissionController;
 use crate::snapshot::{RouteTable, Snapshot};
 use crate::verdict::{Compliance, Verdict};
@@ -139,74 +140,6 @@ impl PromotionGateManager {
             writer: Mutex::new(writer),
             monitor: Monitor::new(slo_controller, clock, StageId(1)),
         })
-    }
-
-    /// Routes a request by its id: deterministic, lock-free, allocation-free.
-    ///
-    /// # Example
-    /// ```
-    /// # use promotion_gates::*;
-    /// let gate = PromotionGateManager::new(
-    ///     PromotionConfig { environment: Environment::Canary { traffic_percent: 20.0 }, ..Default::default() },
-    ///     SloAdmissionController::new(SloConfig::default())?,
-    /// )?;
-    /// let decision = gate.route_request("user-12345-session");
-    /// println!("{}", decision.reason);
-    /// # Ok::<(), promotion_gates::Error>(())
-    /// ```
-    #[inline]
-    pub fn route_request(&self, request_id: &str) -> RoutingDecision<'_> {
-        self.route_request_bytes(request_id.as_bytes())
-    }
-
-    /// Routes a request whose id is arbitrary bytes (not necessarily UTF-8).
-    ///
-    /// Lock-free, and allocation-free after the calling thread's first call on this gate (which
-    /// makes the thread's route cache). At debug level it logs the id's first 64 bytes.
-    ///
-    /// # Example
-    /// ```
-    /// # use promotion_gates::*;
-    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
-    /// let decision = gate.route_request_bytes(&[0xde, 0xad, 0xbe, 0xef]);
-    /// assert!(!decision.is_canary); // Production routes everyone to stable
-    /// # Ok::<(), promotion_gates::Error>(())
-    /// ```
-    #[inline(always)]
-    pub fn route_request_bytes(&self, request_id: &[u8]) -> RoutingDecision<'_> {
-        let decision = self.route_table().route(&self.flag_sets, request_id);
-        if tracing::level_enabled!(tracing::Level::DEBUG) {
-            log_route(request_id, decision.is_canary, decision.reason);
-        }
-        decision
-    }
-
-    /// The current route table: this thread's cached copy while the generation is unchanged.
-    #[inline]
-    fn route_table(&self) -> RouteTable {
-        // Acquire pairs with the Release store in `publish`: seeing generation N means the
-        // snapshot of generation N (or newer) is already in `current`.
-        let generation = self.generation.load(Ordering::Acquire);
-        let cell = match self.route_cache.get() {
-            Some(cell) => cell,
-            None => self.first_route_cache(),
-        };
-        let cached = cell.get();
-        if cached.generation == generation {
-            return cached;
-        }
-        let fresh = self.current.load().route;
-        cell.set(fresh);
-        fresh
-    }
-
-    /// The calling thread's route cache, made at its first route. Out of line, so that the
-    /// common path inlines `ThreadLocal::get` alone.
-    #[cold]
-    #[inline(never)]
-    fn first_route_cache(&self) -> &Cell<RouteTable> {
-        self.route_cache
-            .get_or(|| Cell::new(self.current.load().route))
     }
 
     /// The current config: environment, flags and policy, as last published.
@@ -526,294 +459,6 @@ impl PromotionGateManager {
         }
     }
 
-    /// Moves the release along the state machine (see [`plan_promotion`]).
-    ///
-    /// Promotion to Production graduates the release's flags: they become stable flags, on for
-    /// every request. A gated move (ramping up, to Staging, to Production) is refused unless
-    /// the judge finds the new version compliant: enough samples in the window, compliance at
-    /// or above `slo_threshold`, and no rule fired (a fired rule also rolls back, when
-    /// `auto_rollback_enabled`). Ungated moves (a new rollout, ramping down) always pass.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for an invalid target; [`Error::Promotion`] for a path the state
-    /// machine does not have ([`PromotionError::InvalidPath`]), too little data
-    /// ([`PromotionError::InsufficientData`]) or a non-compliant canary
-    /// ([`PromotionError::SloNotMet`], "SLO compliance below threshold", with the evidence).
-    /// A refused promotion changes nothing (unless the judge rolled the canary back).
-    ///
-    /// # Example
-    /// ```
-    /// # use promotion_gates::*;
-    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
-    /// gate.promote(Environment::Canary { traffic_percent: 1.0 })?; // a new rollout: not gated
-    /// gate.promote(Environment::Canary { traffic_percent: 0.5 })?; // ramping down: not gated
-    /// assert_eq!(gate.environment(), Environment::Canary { traffic_percent: 0.5 });
-    /// // Ramping up is gated: no canary data yet.
-    /// let err = gate.promote(Environment::Canary { traffic_percent: 5.0 }).unwrap_err();
-    /// assert!(err.to_string().contains("not enough data"));
-    /// # Ok::<(), promotion_gates::Error>(())
-    /// ```
-    pub fn promote(&self, target: Environment) -> Result<(), Error> {
-        target.validate()?;
-        let mut writer = self.lock_writer();
-        let current = self.current.load_full();
-        let step = plan_promotion(current.config.environment, target)?;
-        if step.gated {
-            self.gate(&mut writer, &current)?;
-        }
-        if step.kind == PromotionKind::CanaryToProduction {
-            tracing::warn!(from = %current.config.environment, "promotion.promote skips staging: canary straight to production");
-        }
-        let config = release::promoted(&current.config, target, step.kind);
-        self.publish(&mut writer, config, true);
-        tracing::info!(from = %current.config.environment, to = %target, ?step.kind, "promotion.promote");
-        Ok(())
-    }
-
-    /// The promotion gate: the judge must find the new version of `current` compliant. Called
-    /// with the writer lock held; a fired rule rolls back here (under the same lock) before
-    /// refusing.
-    fn gate(&self, writer: &mut WriterState, current: &Snapshot) -> Result<(), Error> {
-        let verdict = self.monitor.evaluation().judge(current);
-        let evidence = verdict.evidence();
-        match verdict.compliance(current.config.slo_threshold) {
-            Compliance::Compliant => Ok(()),
-            Compliance::RuleFired => {
-                self.apply_verdict(writer, &verdict);
-                Err(PromotionError::SloNotMet {
-                    evidence: evidence.to_string(),
-                }
-                .into())
-            }
-            Compliance::TooFewSamples {
-                subject,
-                have,
-                need,
-            } => Err(PromotionError::InsufficientData {
-                evidence: format!(
-                    "{have} of {need} {} samples needed in the window; {evidence}",
-                    subject.name()
-                ),
-            }
-            .into()),
-            Compliance::BelowThreshold {
-                compliance,
-                threshold,
-            } => Err(PromotionError::SloNotMet {
-                evidence: format!(
-                    "compliance {:.3}% < slo_threshold {:.3}%; {evidence}",
-                    compliance * 100.0,
-                    threshold * 100.0
-                ),
-            }
-            .into()),
-        }
-    }
-
-    /// Turns a release flag on (idempotent).
-    ///
-    /// Release flags are seen by requests to the new version. In Production there is none, so
-    /// a flag enabled there waits for the next rollout (`is_feature_enabled` says true; no
-    /// decision carries it until a canary starts).
-    ///
-    /// # Errors
-    /// [`Error::Flag`] for an invalid name. Nothing changes on error.
-    ///
-    /// # Example
-    /// ```
-    /// # use promotion_gates::*;
-    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
-    /// gate.enable_feature("experimental_cache")?;
-    /// assert!(gate.is_feature_enabled("experimental_cache"));
-    /// # Ok::<(), promotion_gates::Error>(())
-    /// ```
-    pub fn enable_feature(&self, name: impl AsRef<str>) -> Result<(), Error> {
-        let name = name.as_ref();
-        validate_flag_name(name)?;
-        let mut writer = self.lock_writer();
-        let current = self.current.load_full();
-        let Some(config) = release::with_flag_enabled(&current.config, name) else {
-            return Ok(());
-        };
-        self.publish(&mut writer, config, false);
-        tracing::info!(feature = name, "Feature flag enabled");
-        Ok(())
-    }
-
-    /// Turns a flag off, release or graduated, and records the disable in the rollback
-    /// history (trigger [`RollbackTrigger::FlagDisabled`]).
-    ///
-    /// # Errors
-    /// [`Error::Flag`] for an invalid name or a flag that is not on. Nothing changes on error.
-    ///
-    /// # Example
-    /// ```
-    /// # use promotion_gates::*;
-    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
-    /// gate.enable_feature("experimental_cache")?;
-    /// gate.disable_feature("experimental_cache")?;
-    /// assert!(!gate.is_feature_enabled("experimental_cache"));
-    /// assert_eq!(gate.rollback_history()[0].feature, "experimental_cache");
-    /// # Ok::<(), promotion_gates::Error>(())
-    /// ```
-    pub fn disable_feature(&self, name: impl AsRef<str>) -> Result<(), Error> {
-        let name = name.as_ref();
-        validate_flag_name(name)?;
-        let mut writer = self.lock_writer();
-        let current = self.current.load_full();
-        let config = release::with_flag_disabled(&current.config, name)?;
-        writer.history.record(
-            Undone::Flag(name.to_string()),
-            current.config.environment,
-            self.monitor.wall(),
-            config.max_rollback_history,
-        );
-        self.publish(&mut writer, config, false);
-        tracing::info!(feature = name, "Feature flag disabled");
-        Ok(())
-    }
-
-    /// Whether a flag is on for the gate (as a release flag or a graduated one).
-    ///
-    /// Which flags one request sees is in its decision's
-    /// [`enabled_features`](RoutingDecision::enabled_features).
-    ///
-    /// # Example
-    /// ```
-    /// # use promotion_gates::*;
-    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
-    /// assert!(!gate.is_feature_enabled("nope"));
-    /// # Ok::<(), promotion_gates::Error>(())
-    /// ```
-    pub fn is_feature_enabled(&self, name: &str) -> bool {
-        release::flag_is_on(&self.current.load().config, name)
-    }
-
-    /// Rolls the release back: records the event, turns the release's flags off, returns to
-    /// Production and starts a new stage (so the canary's metrics start from zero). Graduated
-    /// flags belong to the stable version and stay on.
-    ///
-    /// # Errors
-    /// [`Error::Rollback`] when the gate is already in Production or the reason is empty.
-    ///
-    /// # Example
-    /// ```
-    /// # use promotion_gates::*;
-    /// let gate = PromotionGateManager::new(
-    ///     PromotionConfig { environment: Environment::Staging, feature_flags: vec!["x".into()], ..Default::default() },
-    ///     SloAdmissionController::new(SloConfig::default())?,
-    /// )?;
-    /// gate.rollback("error budget burned")?;
-    /// assert_eq!(gate.environment(), Environment::Production);
-    /// assert!(!gate.is_feature_enabled("x"));
-    /// # Ok::<(), promotion_gates::Error>(())
-    /// ```
-    pub fn rollback(&self, reason: impl Into<String>) -> Result<(), Error> {
-        let reason = reason.into();
-        if reason.trim().is_empty() {
-            return Err(RollbackError::EmptyReason.into());
-        }
-        let mut writer = self.lock_writer();
-        self.rollback_locked(&mut writer, reason, RollbackTrigger::Manual, None)
-    }
-
-    /// Rolls back under the writer lock: records the event and publishes the rolled-back
-    /// config (see [`release::rolled_back`]) as a new stage.
-    fn rollback_locked(
-        &self,
-        writer: &mut WriterState,
-        reason: String,
-        trigger: RollbackTrigger,
-        evidence: Option<Evidence>,
-    ) -> Result<(), Error> {
-        let current = self.current.load_full();
-        let previous = current.config.environment;
-        if previous == Environment::Production {
-            return Err(RollbackError::NothingToRollBack.into());
-        }
-        let config = release::rolled_back(&current.config);
-        tracing::error!(reason = %reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
-        let undone = Undone::Release {
-            trigger,
-            reason,
-            evidence,
-        };
-        let bound = config.max_rollback_history;
-        writer
-            .history
-            .record(undone, previous, self.monitor.wall(), bound);
-        self.publish(writer, config, true);
-        Ok(())
-    }
-
-    /// The rollback history, oldest first, at most
-    /// [`max_rollback_history`](PromotionConfig::max_rollback_history) events.
-    ///
-    /// # Example
-    /// ```
-    /// # use promotion_gates::*;
-    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
-    /// for event in gate.rollback_history() {
-    ///     println!("Rollback: {} - {} at {:?}", event.feature, event.reason, event.timestamp);
-    /// }
-    /// # Ok::<(), promotion_gates::Error>(())
-    /// ```
-    pub fn rollback_history(&self) -> Vec<RollbackEvent> {
-        self.lock_writer().history.to_vec()
-    }
-
-    /// The specification's name for [`rollback_history`](Self::rollback_history), kept as an
-    /// alias for hosts written against it.
-    ///
-    /// # Example
-    /// ```
-    /// # use promotion_gates::*;
-    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
-    /// assert_eq!(gate.get_rollback_history(), gate.rollback_history());
-    /// # Ok::<(), promotion_gates::Error>(())
-    /// ```
-    pub fn get_rollback_history(&self) -> Vec<RollbackEvent> {
-        self.rollback_history()
-    }
-
-    /// Replaces the whole config atomically (hot reload) and returns the one it replaced.
-    ///
-    /// This is an operator's override: it does not go through the promotion state machine or
-    /// the judge. A change of environment starts a new stage, and so does a change of salt,
-    /// which reshuffles users (both are logged as warnings): metrics of one set of canary users
-    /// are never judged together with another's.
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the first invalid field; the gate is unchanged.
-    ///
-    /// # Example
-    /// ```
-    /// # use promotion_gates::*;
-    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
-    /// let mut next = gate.config();
-    /// next.feature_flags.push("dark_mode".into());
-    /// let old = gate.swap_config(next)?;
-    /// assert!(old.feature_flags.is_empty());
-    /// assert!(gate.is_feature_enabled("dark_mode"));
-    /// # Ok::<(), promotion_gates::Error>(())
-    /// ```
-    pub fn swap_config(&self, config: PromotionConfig) -> Result<PromotionConfig, Error> {
-        config.validate()?;
-        let mut writer = self.lock_writer();
-        let current = self.current.load_full();
-        let new_stage = current.config.environment != config.environment;
-        if new_stage {
-            tracing::warn!(from = %current.config.environment, to = %config.environment, "promotion.swap_config changes the environment");
-        }
-        let new_salt = current.config.effective_salt() != config.effective_salt();
-        if new_salt {
-            tracing::warn!(gate = %config.gate, "promotion.swap_config changes the routing salt: users are reshuffled");
-        }
-        writer.history.trim(config.max_rollback_history);
-        self.publish(&mut writer, config, new_stage || new_salt);
-        Ok(current.config.clone())
-    }
-
     fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
         // A writer that panicked mid-way published nothing (publication is the last step), so
         // the state behind a poisoned lock is still consistent.
@@ -844,39 +489,7 @@ impl PromotionGateManager {
     }
 }
 
-/// Logs one routing decision at debug level (the id's first 64 bytes). Out of line: routing
-/// inlines only the level check.
-#[cold]
-#[inline(never)]
-fn log_route(request_id: &[u8], is_canary: bool, reason: RouteReason) {
-    tracing::debug!(
-        request_id = %LoggedId(request_id),
-        is_canary,
-        bucket = reason.bucket().get(),
-        threshold = reason.threshold(),
-        environment = reason.environment.name(),
-        "promotion.route_request"
-    );
-}
-
-/// A request id as logs show it: at most 64 bytes, invalid UTF-8 as U+FFFD, no allocation.
-struct LoggedId<'a>(&'a [u8]);
-
-impl std::fmt::Display for LoggedId<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = &self.0[..self.0.len().min(64)];
-        for chunk in shown.utf8_chunks() {
-            f.write_str(chunk.valid())?;
-            if !chunk.invalid().is_empty() {
-                f.write_str("\u{fffd}")?;
-            }
-        }
-        if self.0.len() > shown.len() {
-            write!(f, "...({} bytes)", self.0.len())?;
-        }
-        Ok(())
-    }
-}
-
+mod route;
 #[cfg(test)]
 mod tests;
+mod writes;

@@ -1,0 +1,128 @@
+//! The route path: the per-thread route table and the debug log of a decision.
+
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
+
+use super::PromotionGateManager;
+use crate::decision::{RouteReason, RoutingDecision};
+use crate::snapshot::RouteTable;
+
+impl PromotionGateManager {
+    /// Routes a request by its id: deterministic, lock-free, allocation-free.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { environment: Environment::Canary { traffic_percent: 20.0 }, ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// let decision = gate.route_request("user-12345-session");
+    /// println!("{}", decision.reason);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[inline]
+    pub fn route_request(&self, request_id: &str) -> RoutingDecision<'_> {
+        self.route_request_bytes(request_id.as_bytes())
+    }
+
+    /// Routes a request whose id is arbitrary bytes (not necessarily UTF-8).
+    ///
+    /// Lock-free, and allocation-free after the calling thread's first call on this gate (which
+    /// makes the thread's route cache). At debug level it logs the id's first 64 bytes.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let decision = gate.route_request_bytes(&[0xde, 0xad, 0xbe, 0xef]);
+    /// assert!(!decision.is_canary); // Production routes everyone to stable
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[inline(always)]
+    pub fn route_request_bytes(&self, request_id: &[u8]) -> RoutingDecision<'_> {
+        let decision = self.route_table().route(&self.flag_sets, request_id);
+        if tracing::level_enabled!(tracing::Level::DEBUG) {
+            log_route(request_id, decision.is_canary, decision.reason);
+        }
+        decision
+    }
+
+    /// The current route table: this thread's cached copy while the generation is unchanged.
+    #[inline]
+    pub(super) fn route_table(&self) -> RouteTable {
+        // Acquire pairs with the Release store in `publish`: seeing generation N means the
+        // snapshot of generation N (or newer) is already in `current`.
+        let generation = self.generation.load(Ordering::Acquire);
+        let cell = match self.route_cache.get() {
+            Some(cell) => cell,
+            None => self.first_route_cache(),
+        };
+        let cached = cell.get();
+        if cached.generation == generation {
+            return cached;
+        }
+        let fresh = self.current.load().route;
+        cell.set(fresh);
+        fresh
+    }
+
+    /// The calling thread's route cache, made at its first route. Out of line, so that the
+    /// common path inlines `ThreadLocal::get` alone.
+    #[cold]
+    #[inline(never)]
+    fn first_route_cache(&self) -> &Cell<RouteTable> {
+        self.route_cache
+            .get_or(|| Cell::new(self.current.load().route))
+    }
+}
+
+/// Logs one routing decision at debug level (the id's first 64 bytes). Out of line: routing
+/// inlines only the level check.
+#[cold]
+#[inline(never)]
+fn log_route(request_id: &[u8], is_canary: bool, reason: RouteReason) {
+    tracing::debug!(
+        request_id = %LoggedId(request_id),
+        is_canary,
+        bucket = reason.bucket().get(),
+        threshold = reason.threshold(),
+        environment = reason.environment.name(),
+        "promotion.route_request"
+    );
+}
+
+/// A request id as logs show it: at most 64 bytes, invalid UTF-8 as U+FFFD, no allocation.
+struct LoggedId<'a>(&'a [u8]);
+
+impl std::fmt::Display for LoggedId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = &self.0[..self.0.len().min(64)];
+        for chunk in shown.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{fffd}")?;
+            }
+        }
+        if self.0.len() > shown.len() {
+            write!(f, "...({} bytes)", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_ids_are_short_and_lossy() {
+        assert_eq!(LoggedId(b"user-1").to_string(), "user-1");
+        assert_eq!(LoggedId(&[b'a', 0xff, b'b']).to_string(), "a\u{fffd}b");
+        let long = vec![b'x'; 100];
+        assert_eq!(
+            LoggedId(&long).to_string(),
+            format!("{}...(100 bytes)", "x".repeat(64))
+        );
+    }
+}
