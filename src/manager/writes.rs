@@ -162,7 +162,7 @@ impl PromotionGateManager {
     /// Whether a flag is on for the gate (as a release flag or a graduated one).
     ///
     /// Which flags one request sees is in its decision's
-    /// [`enabled_features`](RoutingDecision::enabled_features).
+    /// [`enabled_features`](crate::RoutingDecision::enabled_features).
     ///
     /// # Example
     /// ```
