@@ -67,7 +67,7 @@ fn health(c: &mut Criterion) {
         let gate = full_window(threads);
         let health = gate.monitor_canary_health();
         let recorded = (SLOTS * PER_SLOT * threads) as u64;
-        let windowed = health.evidence.canary.requests + health.evidence.production.requests;
+        let windowed = health.evidence.canary.requests + health.evidence.stable.requests;
         assert!(
             windowed > 0 && windowed < recorded,
             "the window holds part of what was recorded: {windowed} of {recorded}"

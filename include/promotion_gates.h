@@ -212,17 +212,17 @@ enum pgate_rule
    */
   PGATE_RULE_ERROR_RATE_MAX = 2,
   /**
-   * Error rate above `error_rate_ratio_limit` x production's.
+   * Error rate above `error_rate_ratio_limit` x the stable version's.
    */
-  PGATE_RULE_ERROR_RATE_VS_PRODUCTION = 4,
+  PGATE_RULE_ERROR_RATE_VS_STABLE = 4,
   /**
    * Errors improbable at any acceptable rate, before `min_samples`.
    */
   PGATE_RULE_OVERWHELMING_ERRORS = 8,
   /**
-   * p99 above production's x `p99_ratio_limit`.
+   * p99 above the stable version's x `p99_ratio_limit`.
    */
-  PGATE_RULE_P99_VS_PRODUCTION = 16,
+  PGATE_RULE_P99_VS_STABLE = 16,
   /**
    * p99 above `p99_budget_ms`.
    */
@@ -562,7 +562,8 @@ pgate_status pgate_is_feature_enabled(const struct pgate_gate *gate,
 
 /**
  * Writes the rollback history as a JSON array, oldest first (NUL-terminated), into `buf` of
- * `cap` bytes and its length into `*len_out`. Each event has `feature`, `reason`,
+ * `cap` bytes and its length into `*len_out`. Each event has `rolled_back` (`release` or
+ * `flag`), `feature` (the environment rolled back from, or the flag's name), `reason`,
  * `timestamp_ms` (milliseconds since the Unix epoch), `environment` and `trigger`. If `buf` is
  * NULL or too small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is
  * returned.

@@ -21,23 +21,23 @@ pub enum Cohort {
     /// The new version (a canary request, or any request in Staging).
     Canary = 0,
     /// The stable version.
-    Production = 1,
+    Stable = 1,
 }
 
 impl Cohort {
     /// Both cohorts, in index order.
-    pub const ALL: [Cohort; 2] = [Cohort::Canary, Cohort::Production];
+    pub const ALL: [Cohort; 2] = [Cohort::Canary, Cohort::Stable];
 
-    /// `canary` or `production`.
+    /// `canary` or `stable`.
     ///
     /// # Example
     /// ```
-    /// assert_eq!(promotion_gates::Cohort::Production.name(), "production");
+    /// assert_eq!(promotion_gates::Cohort::Stable.name(), "stable");
     /// ```
     pub fn name(self) -> &'static str {
         match self {
             Cohort::Canary => "canary",
-            Cohort::Production => "production",
+            Cohort::Stable => "stable",
         }
     }
 
@@ -52,7 +52,7 @@ impl Cohort {
         if is_canary {
             Cohort::Canary
         } else {
-            Cohort::Production
+            Cohort::Stable
         }
     }
 }
@@ -72,7 +72,7 @@ impl<T> PerCohort<T> {
     pub(crate) fn from_fn(mut make: impl FnMut(Cohort) -> T) -> Self {
         Self {
             canary: make(Cohort::Canary),
-            stable: make(Cohort::Production),
+            stable: make(Cohort::Stable),
         }
     }
 
@@ -94,7 +94,7 @@ impl<T> std::ops::Index<Cohort> for PerCohort<T> {
     fn index(&self, cohort: Cohort) -> &T {
         match cohort {
             Cohort::Canary => &self.canary,
-            Cohort::Production => &self.stable,
+            Cohort::Stable => &self.stable,
         }
     }
 }
@@ -104,7 +104,7 @@ impl<T> std::ops::IndexMut<Cohort> for PerCohort<T> {
     fn index_mut(&mut self, cohort: Cohort) -> &mut T {
         match cohort {
             Cohort::Canary => &mut self.canary,
-            Cohort::Production => &mut self.stable,
+            Cohort::Stable => &mut self.stable,
         }
     }
 }
@@ -285,7 +285,7 @@ impl RoutingDecision<'_> {
     /// ```
     /// # use promotion_gates::*;
     /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
-    /// assert_eq!(gate.route_request("u").cohort(), Cohort::Production);
+    /// assert_eq!(gate.route_request("u").cohort(), Cohort::Stable);
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn cohort(&self) -> Cohort {

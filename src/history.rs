@@ -38,6 +38,41 @@ impl RollbackTrigger {
     }
 }
 
+/// What a rollback event rolled back.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+/// gate.enable_feature("dark_mode")?;
+/// gate.disable_feature("dark_mode")?;
+/// assert_eq!(gate.rollback_history()[0].rolled_back, RolledBack::Flag("dark_mode".into()));
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolledBack {
+    /// The release: the gate went from [`environment`](RollbackEvent::environment) back to
+    /// Production.
+    Release,
+    /// One feature flag, turned off; the environment did not change.
+    Flag(String),
+}
+
+impl RolledBack {
+    /// `release` or `flag`, as the C ABI's history JSON writes it.
+    ///
+    /// # Example
+    /// ```
+    /// assert_eq!(promotion_gates::RolledBack::Release.kind(), "release");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RolledBack::Release => "release",
+            RolledBack::Flag(_) => "flag",
+        }
+    }
+}
+
 /// One entry of a gate's rollback history.
 ///
 /// # Example
@@ -49,6 +84,7 @@ impl RollbackTrigger {
 /// )?;
 /// gate.rollback("bad deploy")?;
 /// let event = &gate.rollback_history()[0];
+/// assert_eq!(event.rolled_back, RolledBack::Release);
 /// assert_eq!(event.feature, "Canary{50}");
 /// assert_eq!(event.reason, "bad deploy");
 /// assert_eq!(event.environment, Environment::Canary { traffic_percent: 50.0 });
@@ -56,7 +92,10 @@ impl RollbackTrigger {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollbackEvent {
-    /// What was rolled back: the environment (`Canary{50}`) or the flag's name.
+    /// What was rolled back, typed.
+    pub rolled_back: RolledBack,
+    /// The specification's text for it: the environment rolled back from (`Canary{50}`) or the
+    /// flag's name. Derived from `rolled_back` and `environment` where the event is made.
     pub feature: String,
     /// Why, with the judge's evidence for automatic rollbacks.
     pub reason: String,
@@ -101,13 +140,20 @@ impl RollbackHistory {
         timestamp: SystemTime,
         bound: usize,
     ) {
-        let (feature, reason, trigger, evidence) = match undone {
+        let (rolled_back, feature, reason, trigger, evidence) = match undone {
             Undone::Release {
                 trigger,
                 reason,
                 evidence,
-            } => (environment.to_string(), reason, trigger, evidence),
+            } => (
+                RolledBack::Release,
+                environment.to_string(),
+                reason,
+                trigger,
+                evidence,
+            ),
             Undone::Flag(name) => (
+                RolledBack::Flag(name.clone()),
                 name,
                 "feature flag disabled".to_string(),
                 RollbackTrigger::FlagDisabled,
@@ -115,6 +161,7 @@ impl RollbackHistory {
             ),
         };
         let event = RollbackEvent {
+            rolled_back,
             feature,
             reason,
             timestamp,

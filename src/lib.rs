@@ -32,10 +32,41 @@
 //! # Ok::<(), promotion_gates::Error>(())
 //! ```
 //!
+//! ## Vocabulary
+//! One word for one thing, in the code, the docs, the CLI's output, JSON and every binding:
+//! - **canary** and **stable** are the two versions and their [`Cohort`]s: a request goes to the
+//!   canary (the new version: canary requests, or every request in Staging) or to the stable
+//!   version. The judge compares the canary cohort with the stable cohort.
+//! - **Canary, Staging, Production** are the [`Environment`]s, the release's stages. Production
+//!   is where every request goes to the stable version. The word "production" names that
+//!   environment only, and the specification's field names (`production_requests`,
+//!   `production_error_rate`, `production_p99_latency` in [`CanaryHealth`]), which mean the
+//!   stable cohort and are kept so that hosts written against the specification still work.
+//! - A **stage** ([`StageId`]) is one stretch of one environment; a **snapshot** is the
+//!   immutable state routing reads; a **verdict** is the judge's finding that the manager
+//!   applies; **evidence** is what a verdict rests on.
+//! - Environments print one way (`Canary{10}`, `Staging`, `Production`, their `Display`);
+//!   [`Environment::name`] gives the lower-case kind for labels, and config documents hold the
+//!   serde form (`{"canary": {"traffic_percent": 10}}`, `"production"`).
+//!
+//! ## The data path
+//! route → record → merge → judge → publish, one module a step:
+//! 1. **route** (`manager/route.rs` over [`bucket`] and `snapshot`): a per-thread copy of the
+//!    current snapshot's route table decides the cohort; lock-free, allocation-free.
+//! 2. **record** (`metrics/recorder.rs`): the outcome goes into the calling thread's own
+//!    recorder, under the stage and cohort of its decision.
+//! 3. **merge** (`metrics/window.rs`, `metrics/mod.rs`): a read merges every thread's recorder of
+//!    the current stage and keeps the last `rollback_window_seconds`.
+//! 4. **judge** ([`judge`], pure, driven by `monitor.rs`): the rules, the score and the
+//!    recommendation; the monitor decides when to judge and returns a verdict.
+//! 5. **publish** (`manager.rs`, `manager/writes.rs`, over the pure [`release`] model): the
+//!    manager serializes writers, applies verdicts and promotions, and publishes the next
+//!    snapshot.
+//!
 //! The routing formula is written out in [`bucket`] so that any language can
 //! recompute a decision; the release model is in [`release`]; what a host may rely on is in
-//! [`guarantees`]; the judge's rules and score are in [`judge`]. The C ABI is the `promotion-gates-ffi` crate
-//! (`ffi/` in the repository).
+//! [`guarantees`]; the judge's rules and score are in [`judge`]. The C ABI is the
+//! `promotion-gates-ffi` crate (`ffi/` in the repository), written on this crate's public API.
 
 #![forbid(unsafe_code)]
 
@@ -62,7 +93,7 @@ pub use config::{Environment, MAX_NAME_BYTES, PromotionConfig, validate_flag_nam
 pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};
 pub use error::{ConfigError, Error, FlagError, PromotionError, RollbackError};
 pub use flags::EnabledFeatures;
-pub use history::{RollbackEvent, RollbackTrigger};
+pub use history::{RollbackEvent, RollbackTrigger, RolledBack};
 pub use judge::{CanaryHealth, CohortEvidence, Evidence, Finding, Recommendation, Rule};
 pub use manager::PromotionGateManager;
 pub use metrics::Recorded;

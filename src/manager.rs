@@ -397,7 +397,7 @@ impl PromotionGateManager {
     /// # use promotion_gates::*;
     /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
     /// gate.record_request_outcome("u", true, std::time::Duration::from_micros(1500));
-    /// let h = gate.latency_histogram(Cohort::Production).unwrap();
+    /// let h = gate.latency_histogram(Cohort::Stable).unwrap();
     /// assert_eq!(h.len(), 1);
     /// assert!(h.equivalent(h.max(), 1500));
     /// # Ok::<(), promotion_gates::Error>(())

@@ -70,7 +70,7 @@ pub(crate) enum Compliance {
 /// fired (checked in that order of precedence: a fired rule first).
 pub(crate) fn compliance(evidence: &Evidence, slo_threshold: f64) -> Compliance {
     let (subject, numbers) = if evidence.environment == Environment::Production {
-        (Cohort::Production, &evidence.production)
+        (Cohort::Stable, &evidence.stable)
     } else {
         (Cohort::Canary, &evidence.canary)
     };
@@ -108,7 +108,7 @@ mod tests {
             stage: StageId(3),
             environment,
             canary: numbers(canary),
-            production: numbers(stable),
+            stable: numbers(stable),
             min_samples: 100,
             findings: vec![Finding {
                 rule: Rule::OverwhelmingErrors,
@@ -148,7 +148,7 @@ mod tests {
         assert!(matches!(
             compliance(&evidence(production, 100, 99, false), 0.95),
             Compliance::TooFewSamples {
-                subject: Cohort::Production,
+                subject: Cohort::Stable,
                 ..
             }
         ));

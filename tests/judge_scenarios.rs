@@ -88,7 +88,7 @@ fn rollbacks(
                     "canary {} req, {:.3}% errors",
                     run.canary_requests,
                     run.canary_failures as f64 * 100.0 / run.canary_requests as f64
-                )) && reason.contains(&format!("production {production} req")),
+                )) && reason.contains(&format!("stable {production} req")),
                 "seed {seed}: the evidence counts every request of the stage: {reason}"
             );
             run
@@ -194,7 +194,7 @@ fn ten_times_the_error_rate_rolls_back_within_500_canary_requests() {
         Duration::from_secs(60),
     ) {
         let error_rules = [
-            "error_rate_vs_production",
+            "error_rate_vs_stable",
             "error_rate_max",
             "health_score",
             "overwhelming_errors",
@@ -215,7 +215,7 @@ fn twice_the_error_rate_rolls_back_once_the_difference_is_significant() {
         let reason = run.reason();
         let rules = fired_rules(reason);
         assert!(
-            rules.contains(&"health_score") || rules.contains(&"error_rate_vs_production"),
+            rules.contains(&"health_score") || rules.contains(&"error_rate_vs_stable"),
             "{reason}"
         );
         if let Some(score) = fired_health_score(reason) {
@@ -264,7 +264,7 @@ fn twice_the_error_rate_scores_as_the_worked_example() {
 }
 
 #[test]
-fn twice_the_latency_rolls_back_on_p99_vs_production() {
+fn twice_the_latency_rolls_back_on_p99_vs_stable() {
     let slow = traffic(2000.0, Version::new(0.01, 40.0, 0.5));
     for run in rollbacks(
         "2x latency",
@@ -274,7 +274,7 @@ fn twice_the_latency_rolls_back_on_p99_vs_production() {
         Duration::from_secs(60),
     ) {
         let rules = fired_rules(run.reason());
-        assert!(rules.contains(&"p99_vs_production"), "{run:?}");
+        assert!(rules.contains(&"p99_vs_stable"), "{run:?}");
         assert!(
             !rules.iter().any(|r| r.starts_with("error_rate")),
             "{run:?}"

@@ -166,7 +166,7 @@ fn outcome(n: u64) -> (bool, Duration) {
 fn assert_current_stage_counts(gate: &PromotionGateManager, tally: &Tally, when: &str) {
     let stage = gate.stage().get();
     let expected = |cohort| tally.get(&(stage, cohort)).copied().unwrap_or_default();
-    let (canary, production) = (expected(Cohort::Canary), expected(Cohort::Production));
+    let (canary, production) = (expected(Cohort::Canary), expected(Cohort::Stable));
     let health = gate.monitor_canary_health();
     let evidence = &health.evidence;
     let seen = |c: &promotion_gates::CohortEvidence| Counts {
@@ -180,7 +180,7 @@ fn assert_current_stage_counts(gate: &PromotionGateManager, tally: &Tally, when:
     );
     assert_eq!(health.production_requests, production.requests, "{when}");
     assert_eq!(seen(&evidence.canary), canary, "{when}: {evidence}");
-    assert_eq!(seen(&evidence.production), production, "{when}: {evidence}");
+    assert_eq!(seen(&evidence.stable), production, "{when}: {evidence}");
 }
 
 /// A move of the release made while outcomes are being recorded.

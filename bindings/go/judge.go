@@ -34,14 +34,14 @@ type Rules uint32
 
 // The judge's rules, one bit each.
 const (
-	RuleSLOCompliance         Rules = C.PGATE_RULE_SLO_COMPLIANCE           // compliance below slo_threshold
-	RuleErrorRateMax          Rules = C.PGATE_RULE_ERROR_RATE_MAX           // error rate above max_error_rate
-	RuleErrorRateVsProduction Rules = C.PGATE_RULE_ERROR_RATE_VS_PRODUCTION // error rate above error_rate_ratio_limit x production's
-	RuleOverwhelmingErrors    Rules = C.PGATE_RULE_OVERWHELMING_ERRORS      // errors improbable at any acceptable rate, before min_samples
-	RuleP99VsProduction       Rules = C.PGATE_RULE_P99_VS_PRODUCTION        // p99 above production's x p99_ratio_limit
-	RuleP99Budget             Rules = C.PGATE_RULE_P99_BUDGET               // p99 above p99_budget_ms
-	RuleHealthScore           Rules = C.PGATE_RULE_HEALTH_SCORE             // health score below 0.8
-	RuleErrorBurst            Rules = C.PGATE_RULE_ERROR_BURST              // errors since the previous evaluation improbable at any acceptable rate
+	RuleSLOCompliance      Rules = C.PGATE_RULE_SLO_COMPLIANCE       // compliance below slo_threshold
+	RuleErrorRateMax       Rules = C.PGATE_RULE_ERROR_RATE_MAX       // error rate above max_error_rate
+	RuleErrorRateVsStable  Rules = C.PGATE_RULE_ERROR_RATE_VS_STABLE // error rate above error_rate_ratio_limit x the stable version's
+	RuleOverwhelmingErrors Rules = C.PGATE_RULE_OVERWHELMING_ERRORS  // errors improbable at any acceptable rate, before min_samples
+	RuleP99VsStable        Rules = C.PGATE_RULE_P99_VS_STABLE        // p99 above the stable version's x p99_ratio_limit
+	RuleP99Budget          Rules = C.PGATE_RULE_P99_BUDGET           // p99 above p99_budget_ms
+	RuleHealthScore        Rules = C.PGATE_RULE_HEALTH_SCORE         // health score below 0.8
+	RuleErrorBurst         Rules = C.PGATE_RULE_ERROR_BURST          // errors since the previous evaluation improbable at any acceptable rate
 )
 
 var ruleNames = []struct {
@@ -50,9 +50,9 @@ var ruleNames = []struct {
 }{
 	{RuleSLOCompliance, "slo_compliance"},
 	{RuleErrorRateMax, "error_rate_max"},
-	{RuleErrorRateVsProduction, "error_rate_vs_production"},
+	{RuleErrorRateVsStable, "error_rate_vs_stable"},
 	{RuleOverwhelmingErrors, "overwhelming_errors"},
-	{RuleP99VsProduction, "p99_vs_production"},
+	{RuleP99VsStable, "p99_vs_stable"},
 	{RuleP99Budget, "p99_budget"},
 	{RuleHealthScore, "health_score"},
 	{RuleErrorBurst, "error_burst"},

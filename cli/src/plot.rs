@@ -149,7 +149,7 @@ fn draw(path: &Path, report: &Report) -> Result<(), String> {
     let cohorts = |value: &dyn Fn(&TimelinePoint, usize) -> f64| -> Vec<Line> {
         [
             (0, "canary (new version)", CANARY),
-            (1, "production (stable)", PRODUCTION),
+            (1, "stable", PRODUCTION),
         ]
         .into_iter()
         .map(|(c, label, color)| Line {

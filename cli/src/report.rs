@@ -96,7 +96,7 @@ pub struct StageReport {
     /// The new version's requests in this stage.
     pub canary: CohortReport,
     /// The stable version's requests in this stage.
-    pub production: CohortReport,
+    pub stable: CohortReport,
     /// The judge at the end of the stage (absent when the stage was cut short by a rollback).
     pub judge: Option<JudgeReport>,
     /// Why each refused promotion was refused, in the engine's words.
@@ -144,7 +144,7 @@ pub struct JudgeReport {
     /// New-version requests in the window.
     pub window_canary_requests: u64,
     /// Stable requests in the window.
-    pub window_production_requests: u64,
+    pub window_stable_requests: u64,
     /// The rules that fired, each with what was observed against what limit.
     pub fired: Vec<String>,
     /// The whole evidence line.
@@ -158,7 +158,7 @@ impl JudgeReport {
             health_score: health.health_score,
             recommendation: health.recommendation.to_string(),
             window_canary_requests: health.canary_requests,
-            window_production_requests: health.production_requests,
+            window_stable_requests: health.production_requests,
             fired: health.evidence.fired().map(ToString::to_string).collect(),
             evidence: health.evidence.to_string(),
         }
@@ -242,11 +242,11 @@ pub struct TimelinePoint {
     pub t_s: f64,
     /// Share of traffic routed to the new version.
     pub canary_percent: f64,
-    /// Requests of each cohort in the judge's window: `[canary, production]`.
+    /// Requests of each cohort in the judge's window: `[canary, stable]`.
     pub window_requests: [u64; 2],
-    /// Error rates in the window: `[canary, production]`.
+    /// Error rates in the window: `[canary, stable]`.
     pub error_rate: [f64; 2],
-    /// p99 latencies in the window, in milliseconds: `[canary, production]`.
+    /// p99 latencies in the window, in milliseconds: `[canary, stable]`.
     pub p99_ms: [f64; 2],
     /// Health score (unknown at a rollback whose evidence does not list it).
     pub health_score: Option<f64>,
@@ -272,7 +272,7 @@ impl TimelinePoint {
     /// The point the judge saw when it rolled back, from the event's evidence.
     pub fn of_evidence(t_s: f64, evidence: &Evidence) -> Self {
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-        let (c, p) = (&evidence.canary, &evidence.production);
+        let (c, p) = (&evidence.canary, &evidence.stable);
         Self {
             t_s,
             canary_percent: 0.0,
@@ -337,7 +337,7 @@ fn millis(ms: Option<f64>) -> String {
 /// The one-line summary printed as each stage ends.
 pub fn stage_line(stage: &StageReport) -> String {
     let mut line = format!(
-        "stage {} {:>7} {:>6}  {:>8}  canary {:>9} req {:>6} err p99 {:>7} | production {:>9} req {:>6} err p99 {:>7}",
+        "stage {} {:>7} {:>6}  {:>8}  canary {:>9} req {:>6} err p99 {:>7} | stable {:>9} req {:>6} err p99 {:>7}",
         stage.number,
         stage.environment,
         format!("{}%", trim_float(stage.traffic_percent, 3)),
@@ -345,9 +345,9 @@ pub fn stage_line(stage: &StageReport) -> String {
         thousands(stage.canary.requests),
         percent(stage.canary.error_rate),
         millis(stage.canary.p99_ms),
-        thousands(stage.production.requests),
-        percent(stage.production.error_rate),
-        millis(stage.production.p99_ms),
+        thousands(stage.stable.requests),
+        percent(stage.stable.error_rate),
+        millis(stage.stable.p99_ms),
     );
     if let Some(judge) = &stage.judge {
         let _ = write!(
@@ -388,11 +388,11 @@ pub fn write_text(out: &mut impl Write, report: &Report) -> io::Result<()> {
         "traffic",
         "duration",
         "canary req",
-        "prod req",
+        "stable req",
         "canary err",
-        "prod err",
+        "stable err",
         "canary p99",
-        "prod p99",
+        "stable p99",
         "score",
         "judge",
         "verdict",
@@ -407,11 +407,11 @@ pub fn write_text(out: &mut impl Write, report: &Report) -> io::Result<()> {
                 format!("{}%", trim_float(s.traffic_percent, 3)),
                 human_duration(s.duration_s),
                 thousands(s.canary.requests),
-                thousands(s.production.requests),
+                thousands(s.stable.requests),
                 percent(s.canary.error_rate),
-                percent(s.production.error_rate),
+                percent(s.stable.error_rate),
                 millis(s.canary.p99_ms),
-                millis(s.production.p99_ms),
+                millis(s.stable.p99_ms),
                 s.judge
                     .as_ref()
                     .map_or("-".into(), |j| format!("{:.2}", j.health_score)),

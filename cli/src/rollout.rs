@@ -150,7 +150,7 @@ struct Driver<'s> {
     clock: Arc<ManualClock>,
     gate: PromotionGateManager,
     rng: Xoshiro256PlusPlus,
-    /// Indexed like the engine's cohorts: `[canary, production]`.
+    /// Indexed like the engine's cohorts: `[canary, stable]`.
     services: [Service; 2],
     ids: UserIds,
     now_ns: u64,
@@ -280,7 +280,7 @@ impl<'s> Driver<'s> {
                 planned_s: spec.duration_s,
                 extensions,
                 canary: tallies[Cohort::Canary as usize].report(),
-                production: tallies[Cohort::Production as usize].report(),
+                stable: tallies[Cohort::Stable as usize].report(),
                 judge: if verdict == Verdict::RolledBack {
                     None
                 } else {

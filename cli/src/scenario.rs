@@ -13,7 +13,7 @@ pub enum ScenarioName {
     Good,
     /// The canary fails six times as often as production: rolled back.
     ErrorSpike,
-    /// The canary is twice as slow: rolled back on `p99_vs_production`.
+    /// The canary is twice as slow: rolled back on `p99_vs_stable`.
     LatencyRegression,
     /// Same 1 % error rate as production, with short bursts that are not significant: promoted.
     FlakyButFine,
@@ -240,7 +240,7 @@ impl Scenario {
                 },
                 // With the default 100, the health score's latency penalty, computed from the
                 // p99 of ~100 requests (their maximum, near enough), fires first on noise in
-                // most runs; 2000 lets p99_vs_production, a test, speak first.
+                // most runs; 2000 lets p99_vs_stable, a test, speak first.
                 slo: SloConfig {
                     min_samples: 2000,
                     ..Default::default()

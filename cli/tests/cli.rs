@@ -120,15 +120,15 @@ fn error_spike_is_rolled_back_by_the_record_path() {
 }
 
 #[test]
-fn latency_regression_is_rolled_back_on_p99_vs_production() {
+fn latency_regression_is_rolled_back_on_p99_vs_stable() {
     let report = json(&["simulate", "--scenario", "latency-regression", "--json"]);
     assert_eq!(report["outcome"], "rolled_back");
     let rules = report["rollback"]["rules"].as_array().unwrap();
-    assert!(rules.iter().any(|r| r == "p99_vs_production"), "{rules:?}");
+    assert!(rules.iter().any(|r| r == "p99_vs_stable"), "{rules:?}");
     let stage = &report["stages"][0];
     let (canary, production) = (
         stage["canary"]["p99_ms"].as_f64().unwrap(),
-        stage["production"]["p99_ms"].as_f64().unwrap(),
+        stage["stable"]["p99_ms"].as_f64().unwrap(),
     );
     assert!(canary > 1.7 * production, "{canary} vs {production}");
 }
@@ -216,7 +216,7 @@ fn json_report_has_its_documented_shape_and_is_reproducible() {
         "planned_s",
         "extensions",
         "canary",
-        "production",
+        "stable",
         "judge",
         "refusals",
         "verdict",
@@ -388,7 +388,7 @@ fn route_explain_shows_every_step() {
     );
     assert!(
         out.contains(
-            "digest prefix 726c68d0b0b500cc -> x = 8245080263335674060 -> bucket 4469666 >= threshold 500000 -> production"
+            "digest prefix 726c68d0b0b500cc -> x = 8245080263335674060 -> bucket 4469666 >= threshold 500000 -> stable"
         ),
         "{out}"
     );
@@ -436,7 +436,7 @@ fn route_with_a_config_file() {
     );
     let out = stdout(&run(&["route", "--config", text(&path), "u"]));
     std::fs::remove_file(&path).unwrap();
-    assert!(out.starts_with("u\tproduction\tstable: bucket "), "{out}");
+    assert!(out.starts_with("u\tstable\tstable: bucket "), "{out}");
     assert!(out.contains("threshold 0 (0%)"), "{out}");
 }
 

@@ -30,12 +30,12 @@ pub enum pgate_rule {
     SloCompliance = 1,
     /// Error rate above `max_error_rate`.
     ErrorRateMax = 2,
-    /// Error rate above `error_rate_ratio_limit` x production's.
-    ErrorRateVsProduction = 4,
+    /// Error rate above `error_rate_ratio_limit` x the stable version's.
+    ErrorRateVsStable = 4,
     /// Errors improbable at any acceptable rate, before `min_samples`.
     OverwhelmingErrors = 8,
-    /// p99 above production's x `p99_ratio_limit`.
-    P99VsProduction = 16,
+    /// p99 above the stable version's x `p99_ratio_limit`.
+    P99VsStable = 16,
     /// p99 above `p99_budget_ms`.
     P99Budget = 32,
     /// Health score below 0.8.
@@ -49,9 +49,9 @@ impl From<Rule> for pgate_rule {
         match rule {
             Rule::SloCompliance => pgate_rule::SloCompliance,
             Rule::ErrorRateMax => pgate_rule::ErrorRateMax,
-            Rule::ErrorRateVsProduction => pgate_rule::ErrorRateVsProduction,
+            Rule::ErrorRateVsStable => pgate_rule::ErrorRateVsStable,
             Rule::OverwhelmingErrors => pgate_rule::OverwhelmingErrors,
-            Rule::P99VsProduction => pgate_rule::P99VsProduction,
+            Rule::P99VsStable => pgate_rule::P99VsStable,
             Rule::P99Budget => pgate_rule::P99Budget,
             Rule::HealthScore => pgate_rule::HealthScore,
             Rule::ErrorBurst => pgate_rule::ErrorBurst,

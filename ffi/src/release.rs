@@ -125,7 +125,8 @@ pub unsafe extern "C" fn pgate_is_feature_enabled(
 }
 
 /// Writes the rollback history as a JSON array, oldest first (NUL-terminated), into `buf` of
-/// `cap` bytes and its length into `*len_out`. Each event has `feature`, `reason`,
+/// `cap` bytes and its length into `*len_out`. Each event has `rolled_back` (`release` or
+/// `flag`), `feature` (the environment rolled back from, or the flag's name), `reason`,
 /// `timestamp_ms` (milliseconds since the Unix epoch), `environment` and `trigger`. If `buf` is
 /// NULL or too small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is
 /// returned.
@@ -152,6 +153,7 @@ pub unsafe extern "C" fn pgate_rollback_history_json(
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis());
                 serde_json::json!({
+                    "rolled_back": e.rolled_back.kind(),
                     "feature": e.feature,
                     "reason": e.reason,
                     "timestamp_ms": u64::try_from(ms).unwrap_or(u64::MAX),

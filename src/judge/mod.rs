@@ -84,7 +84,7 @@ impl fmt::Display for Recommendation {
 ///
 /// # Example
 /// ```
-/// assert_eq!(promotion_gates::Rule::P99VsProduction.name(), "p99_vs_production");
+/// assert_eq!(promotion_gates::Rule::P99VsStable.name(), "p99_vs_stable");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
@@ -93,11 +93,11 @@ pub enum Rule {
     /// Error rate above `max_error_rate`.
     ErrorRateMax,
     /// Error rate above `error_rate_ratio_limit` × the stable cohort's.
-    ErrorRateVsProduction,
+    ErrorRateVsStable,
     /// Errors improbable at any acceptable rate, at any sample count.
     OverwhelmingErrors,
     /// p99 above the stable cohort's p99 × `p99_ratio_limit`.
-    P99VsProduction,
+    P99VsStable,
     /// p99 above the absolute `p99_budget`.
     P99Budget,
     /// Health score surely below 0.8: its upper confidence bound is.
@@ -117,9 +117,9 @@ impl Rule {
         match self {
             Rule::SloCompliance => "slo_compliance",
             Rule::ErrorRateMax => "error_rate_max",
-            Rule::ErrorRateVsProduction => "error_rate_vs_production",
+            Rule::ErrorRateVsStable => "error_rate_vs_stable",
             Rule::OverwhelmingErrors => "overwhelming_errors",
-            Rule::P99VsProduction => "p99_vs_production",
+            Rule::P99VsStable => "p99_vs_stable",
             Rule::P99Budget => "p99_budget",
             Rule::HealthScore => "health_score",
             Rule::ErrorBurst => "error_burst",
@@ -156,7 +156,7 @@ impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = if self.fired { "FIRED" } else { "ok" };
         let (observed, limit) = match self.rule {
-            Rule::P99VsProduction | Rule::P99Budget => (
+            Rule::P99VsStable | Rule::P99Budget => (
                 format!("{:.3}ms", self.observed),
                 format!("{:.3}ms", self.limit),
             ),
@@ -225,7 +225,7 @@ pub struct Evidence {
     /// The new version's numbers.
     pub canary: CohortEvidence,
     /// The stable version's numbers.
-    pub production: CohortEvidence,
+    pub stable: CohortEvidence,
     /// Samples the canary needs before ordinary rules may fire.
     pub min_samples: u64,
     /// Every rule evaluated, fired or not.
@@ -277,7 +277,7 @@ impl fmt::Display for Evidence {
         write!(f, "stage {} {}: ", self.stage.get(), self.environment)?;
         cohort(f, "canary", &self.canary)?;
         f.write_str("; ")?;
-        cohort(f, "production", &self.production)?;
+        cohort(f, "stable", &self.stable)?;
         let mut fired = self.fired().peekable();
         if fired.peek().is_none() {
             write!(f, "; no rule fired (min_samples {})", self.min_samples)
@@ -361,7 +361,7 @@ pub(crate) fn judge(
         stage,
         environment,
         canary: canary.evidence(),
-        production: stable.evidence(),
+        stable: stable.evidence(),
         min_samples: policy.slo.min_samples,
         findings,
         health_score,
@@ -370,11 +370,11 @@ pub(crate) fn judge(
     CanaryHealth {
         traffic_percent: environment.traffic_percent(),
         canary_requests: evidence.canary.requests,
-        production_requests: evidence.production.requests,
+        production_requests: evidence.stable.requests,
         canary_error_rate: evidence.canary.error_rate,
-        production_error_rate: evidence.production.error_rate,
+        production_error_rate: evidence.stable.error_rate,
         canary_p99_latency: evidence.canary.p99,
-        production_p99_latency: evidence.production.p99,
+        production_p99_latency: evidence.stable.p99,
         health_score,
         recommendation,
         evidence,

@@ -104,7 +104,7 @@ fn error_rate_max(case: &Case<'_>) -> Option<Finding> {
     })
 }
 
-/// [`Rule::ErrorRateVsProduction`]: the canary's error rate against `error_rate_ratio_limit` ×
+/// [`Rule::ErrorRateVsStable`]: the canary's error rate against `error_rate_ratio_limit` ×
 /// the stable one's; applies once the stable cohort has `min_samples`.
 fn error_rate_vs_stable(case: &Case<'_>) -> Option<Finding> {
     if !case.stable.has(case.slo.min_samples) {
@@ -114,7 +114,7 @@ fn error_rate_vs_stable(case: &Case<'_>) -> Option<Finding> {
     let margin = case.slo.error_rate_ratio_limit;
     let p = two_proportion_p(case.canary.errors(), case.stable.errors(), margin);
     Some(Finding {
-        rule: Rule::ErrorRateVsProduction,
+        rule: Rule::ErrorRateVsStable,
         observed: case.canary.error_rate,
         limit,
         p_value: p,
@@ -156,7 +156,7 @@ fn error_burst(case: &Case<'_>) -> Option<Finding> {
     })
 }
 
-/// [`Rule::P99VsProduction`]: the canary's p99 against `p99_ratio_limit` × the stable p99;
+/// [`Rule::P99VsStable`]: the canary's p99 against `p99_ratio_limit` × the stable p99;
 /// applies with both histograms and `min_samples` in both cohorts.
 fn p99_vs_stable(case: &Case<'_>) -> Option<Finding> {
     let (canary_p99, stable_p99) = case.p99s()?;
@@ -164,7 +164,7 @@ fn p99_vs_stable(case: &Case<'_>) -> Option<Finding> {
         return None;
     }
     let limit = (stable_p99 as f64 * case.slo.p99_ratio_limit) as u64;
-    Some(p99_finding(case, Rule::P99VsProduction, canary_p99, limit))
+    Some(p99_finding(case, Rule::P99VsStable, canary_p99, limit))
 }
 
 /// [`Rule::P99Budget`]: the canary's p99 against the absolute `p99_budget`; applies when it is

@@ -86,14 +86,14 @@ fn latency_worked_examples() {
     let h = verdict(50.0, &subject, &prod);
     assert!((h.health_score - 0.8).abs() < 0.01, "{}", h.health_score);
     assert!(
-        h.evidence.fired().any(|f| f.rule == Rule::P99VsProduction),
+        h.evidence.fired().any(|f| f.rule == Rule::P99VsStable),
         "{}",
         h.evidence
     );
     assert!(
         h.evidence
             .fired()
-            .all(|f| matches!(f.rule, Rule::P99VsProduction | Rule::HealthScore))
+            .all(|f| matches!(f.rule, Rule::P99VsStable | Rule::HealthScore))
     );
     assert_eq!(h.recommendation, Recommendation::Rollback);
 }

@@ -357,7 +357,7 @@ mod tests {
             Recorded::Counted
         );
         rec.record(s1, Cohort::Canary, false, 200, false, &nine);
-        rec.record(s1, Cohort::Production, true, 300, true, &nine);
+        rec.record(s1, Cohort::Stable, true, 300, true, &nine);
         let mut sum: PerCohort<CohortCounts> = Default::default();
         let mut scratch: PerCohort<CohortCounts> = Default::default();
         assert!(rec.add_to(s1, &mut sum, &mut scratch, true));
@@ -424,7 +424,7 @@ mod tests {
         let ms = 1_000_000u64;
         let one = NewestStage::new(StageId(1));
         let record =
-            |rec: &ThreadRecorder| rec.record(StageId(1), Cohort::Production, true, 1, true, &one);
+            |rec: &ThreadRecorder| rec.record(StageId(1), Cohort::Stable, true, 1, true, &one);
         // A slow thread (one record a second, target 250 ms) looks at every record.
         let slow = ThreadRecorder::new();
         for i in 1..=5u64 {

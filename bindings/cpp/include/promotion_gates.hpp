@@ -94,9 +94,9 @@ enum class Recorded : std::uint32_t {
 enum class Rule : std::uint32_t {
   SloCompliance = PGATE_RULE_SLO_COMPLIANCE,
   ErrorRateMax = PGATE_RULE_ERROR_RATE_MAX,
-  ErrorRateVsProduction = PGATE_RULE_ERROR_RATE_VS_PRODUCTION,
+  ErrorRateVsStable = PGATE_RULE_ERROR_RATE_VS_STABLE,
   OverwhelmingErrors = PGATE_RULE_OVERWHELMING_ERRORS,
-  P99VsProduction = PGATE_RULE_P99_VS_PRODUCTION,
+  P99VsStable = PGATE_RULE_P99_VS_STABLE,
   P99Budget = PGATE_RULE_P99_BUDGET,
   HealthScore = PGATE_RULE_HEALTH_SCORE,
   ErrorBurst = PGATE_RULE_ERROR_BURST,
@@ -533,8 +533,8 @@ class Gate {
     });
   }
 
-  /// The rollback history as a JSON array, oldest first; each event has feature, reason,
-  /// timestamp_ms, environment and trigger ("manual", "automatic" or "flag_disabled").
+  /// The rollback history as a JSON array, oldest first; each event has rolled_back ("release" or
+  /// "flag"), feature, reason, timestamp_ms, environment and trigger ("manual", "automatic" or "flag_disabled").
   [[nodiscard]] std::string rollback_history_json() const {
     const pgate_gate* gate = live("rollback_history_json");
     return detail::read_text("pgate_rollback_history_json",

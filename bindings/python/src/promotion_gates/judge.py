@@ -33,12 +33,12 @@ class Rule(enum.IntFlag):
     SLO_COMPLIANCE = 1
     #: Error rate above ``max_error_rate``.
     ERROR_RATE_MAX = 2
-    #: Error rate above ``error_rate_ratio_limit`` x production's.
-    ERROR_RATE_VS_PRODUCTION = 4
+    #: Error rate above ``error_rate_ratio_limit`` x the stable version's.
+    ERROR_RATE_VS_STABLE = 4
     #: Errors improbable at any acceptable rate, before ``min_samples``.
     OVERWHELMING_ERRORS = 8
-    #: p99 above production's x ``p99_ratio_limit``.
-    P99_VS_PRODUCTION = 16
+    #: p99 above the stable version's x ``p99_ratio_limit``.
+    P99_VS_STABLE = 16
     #: p99 above ``p99_budget_ms``.
     P99_BUDGET = 32
     #: Health score below 0.8.
