@@ -1,78 +1,19 @@
 //! Routing allocates nothing: `route_request` and `route_request_bytes`, and reading the
 //! decision's flags, after the first call on a thread.
 //!
-//! A counting global allocator counts the allocations made by the measuring thread only (the
-//! test harness runs other tests on other threads). No tracing subscriber is installed, so the
-//! route path's `debug!` must cost no allocation either.
+//! The counting global allocator (`common::alloc`) counts the allocations made by the
+//! measuring thread only (the test harness runs other tests on other threads). No tracing
+//! subscriber is installed, so the route path's `debug!` must cost no allocation either.
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use promotion_gates::{Environment, PromotionConfig, PromotionGateManager, RoutingDecision};
 
+use common::alloc::{Allocated, allocations_during};
 use common::{canary, gate};
 
 /// Ids routed per measurement.
 const IDS: usize = 10_000;
-
-/// The system allocator, counting what the threads that asked for it allocate.
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    // `const` and without a destructor, so reading it never allocates.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_allocation() {
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract holds as it does for `System`; counting touches no allocated memory.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc_zeroed`'s contract.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: forwarded unchanged; `ptr` came from this allocator, that is from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged; `ptr` came from this allocator, that is from `System`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
-/// How many allocations (including reallocations) this thread makes while `f` runs.
-fn allocations_during<T>(f: impl FnOnce() -> T) -> usize {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNTING.with(|counting| counting.set(true));
-    black_box(f());
-    COUNTING.with(|counting| counting.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
-}
 
 /// Reads everything a host reads from a decision, without formatting it.
 fn read(decision: RoutingDecision<'_>) -> usize {
@@ -103,8 +44,16 @@ fn route_bytes(manager: &PromotionGateManager, ids: &[Vec<u8>]) -> usize {
 
 #[test]
 fn the_counter_sees_an_allocation() {
-    assert!(allocations_during(|| Vec::<u8>::with_capacity(16)) >= 1);
-    assert_eq!(allocations_during(|| 40 + 2), 0);
+    let (_, allocated) = allocations_during(|| Vec::<u8>::with_capacity(16));
+    assert_eq!(
+        allocated,
+        Allocated {
+            count: 1,
+            bytes: 16
+        }
+    );
+    let (_, allocated) = allocations_during(|| 40 + 2);
+    assert_eq!(allocated, Allocated::default());
 }
 
 #[test]
@@ -139,11 +88,11 @@ fn routing_allocates_nothing_after_warm_up() {
             config.environment = environment;
             manager.swap_config(config).expect("a valid config");
         }
-        let by_text = allocations_during(|| route_texts(&manager, &texts));
-        let by_bytes = allocations_during(|| route_bytes(&manager, &bytes));
+        let (_, by_text) = allocations_during(|| route_texts(&manager, &texts));
+        let (_, by_bytes) = allocations_during(|| route_bytes(&manager, &bytes));
         assert_eq!(
             (by_text, by_bytes),
-            (0, 0),
+            (Allocated::default(), Allocated::default()),
             "allocations for {IDS} route_request and {IDS} route_request_bytes in {environment}"
         );
     }

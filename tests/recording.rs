@@ -7,112 +7,19 @@
     reason = "test code: a broken expectation is a failed test"
 )]
 
+mod common;
+
 use promotion_gates::{
     Cohort, Environment, ManualClock, PromotionConfig, PromotionGateManager, Recorded,
-    RoutingDecision, SloAdmissionController, SloConfig,
+    RoutingDecision,
 };
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Barrier, Mutex};
 use std::time::Duration;
 
-/// The system allocator, counting the allocations of threads that ask (see
-/// [`allocations_during`]).
-struct CountingAllocator;
-
-thread_local! {
-    /// Whether this thread's allocations are being counted.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    /// This thread's allocations since counting started, and their bytes.
-    static ALLOCATED: Cell<Allocated> = const { Cell::new(Allocated { count: 0, bytes: 0 }) };
-}
-
-/// Allocations (and reallocations) counted on one thread.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Allocated {
-    count: u64,
-    bytes: u64,
-}
-
-/// Counts one allocation if this thread is counting. Const-initialized thread-locals without
-/// destructors neither allocate nor register anything, so this cannot recurse.
-fn note_allocation(bytes: usize) {
-    // `try_with`: the thread may be tearing its locals down.
-    let _ = COUNTING.try_with(|counting| {
-        if counting.get() {
-            let _ = ALLOCATED.try_with(|a| {
-                let Allocated {
-                    count,
-                    bytes: total,
-                } = a.get();
-                a.set(Allocated {
-                    count: count + 1,
-                    bytes: total + bytes as u64,
-                });
-            });
-        }
-    });
-}
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
-// `GlobalAlloc` contract; counting touches only this thread's `Cell`s and never allocates.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation(layout.size());
-        // SAFETY: the caller upholds `alloc`'s contract (non-zero size), as `System` needs.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation(layout.size());
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation(new_size);
-        // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`; the
-        // caller upholds `realloc`'s contract for `new_size`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-/// What `f` returns, and the allocations (and reallocations) it made on this thread.
-fn allocations_during<R>(f: impl FnOnce() -> R) -> (R, Allocated) {
-    ALLOCATED.with(|a| a.set(Allocated::default()));
-    COUNTING.with(|c| c.set(true));
-    let result = f();
-    COUNTING.with(|c| c.set(false));
-    (result, ALLOCATED.with(Cell::get))
-}
-
-fn canary(percent: f64) -> Environment {
-    Environment::Canary {
-        traffic_percent: percent,
-    }
-}
-
-/// A gate on a manual clock at zero with the default SLO policy.
-fn gate(config: PromotionConfig) -> (PromotionGateManager, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new());
-    let gate = PromotionGateManager::with_clock(
-        config,
-        SloAdmissionController::new(SloConfig::default()).unwrap(),
-        clock.clone(),
-    )
-    .unwrap();
-    (gate, clock)
-}
+use common::alloc::{Allocated, allocations_during};
+use common::{canary, gate_with_clock};
 
 /// A config that keeps the judge out of the way: no automatic rollback, a week-long window.
 fn quiet(environment: Environment) -> PromotionConfig {
@@ -228,7 +135,7 @@ impl Recorder {
 
 #[test]
 fn merged_counts_match_what_was_counted_while_stages_change() {
-    let (gate, clock) = gate(quiet(canary(10.0)));
+    let (gate, clock) = gate_with_clock(quiet(canary(10.0)));
     // Each phase: the workers route and record; half-way through, the release moves. The
     // first phase only records, so that the first gated move has data.
     let moves = [
@@ -335,7 +242,7 @@ fn merged_counts_match_what_was_counted_while_stages_change() {
 
 #[test]
 fn threads_that_exit_keep_what_they_recorded() {
-    let (gate, _clock) = gate(quiet(canary(50.0)));
+    let (gate, _clock) = gate_with_clock(quiet(canary(50.0)));
     let mut counted = Tally::new();
     for (batch, (threads, records)) in [(4u64, 1_000u64), (3, 700)].into_iter().enumerate() {
         let tallies: Vec<Tally> = std::thread::scope(|scope| {
@@ -379,7 +286,7 @@ fn threads_that_exit_keep_what_they_recorded() {
 /// canary gate, automatic rollback on (so canary errors run the quick screen), and its clock.
 fn on_a_new_thread(test: impl FnOnce(&PromotionGateManager, &ManualClock) + Send + 'static) {
     std::thread::spawn(move || {
-        let (gate, clock) = gate(PromotionConfig {
+        let (gate, clock) = gate_with_clock(PromotionConfig {
             environment: canary(10.0),
             feature_flags: vec!["new_api".into()],
             ..Default::default()
@@ -510,20 +417,6 @@ fn record_outcome_allocates_nothing_even_when_an_evaluation_falls_due() {
             total.count,
             total.bytes / 1024
         );
-    });
-}
-
-#[test]
-fn routing_allocates_nothing() {
-    on_a_new_thread(|gate, _clock| {
-        gate.route_request("first"); // the thread's first route caches the route table
-        let (canaries, allocated) = allocations_during(|| {
-            (0..10_000u64)
-                .filter(|i| gate.route_request_bytes(&i.to_le_bytes()).is_canary)
-                .count()
-        });
-        assert!(canaries > 0);
-        assert_eq!(allocated, Allocated::default(), "in 10 000 routes");
     });
 }
 

@@ -1,16 +1,32 @@
-//! Set-up shared by the integration tests: gates built with the default SLO policy.
+//! Set-up shared by the integration tests: gates built with the default SLO policy, and the
+//! counting allocator ([`alloc`]) that the allocation tests measure with.
 
 #![allow(dead_code, reason = "each test crate uses its own part of this module")]
 #![allow(clippy::expect_used, reason = "a failed set-up is a failed test")]
 
+pub mod alloc;
+
+use std::sync::Arc;
+
 use promotion_gates::{
-    Environment, PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig,
+    Environment, ManualClock, PromotionConfig, PromotionGateManager, SloAdmissionController,
+    SloConfig,
 };
 
 /// A gate with `config` and the default SLO policy; panics on an invalid config.
 pub fn gate(config: PromotionConfig) -> PromotionGateManager {
     let slo = SloAdmissionController::new(SloConfig::default()).expect("the default SLO is valid");
     PromotionGateManager::new(config, slo).expect("the test's config is valid")
+}
+
+/// A gate with `config` and the default SLO policy that reads a manual clock, at zero; panics
+/// on an invalid config.
+pub fn gate_with_clock(config: PromotionConfig) -> (PromotionGateManager, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new());
+    let slo = SloAdmissionController::new(SloConfig::default()).expect("the default SLO is valid");
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone())
+        .expect("the test's config is valid");
+    (gate, clock)
 }
 
 /// `Environment::Canary` at `traffic_percent`.

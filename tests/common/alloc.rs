@@ -1,0 +1,91 @@
+//! A counting global allocator: the system allocator, counting the allocations (and
+//! reallocations) of the threads that ask, with their bytes.
+//!
+//! Declared here as the `#[global_allocator]` of every test crate that has `mod common;`.
+//! Threads that do not count pay one read of a const thread-local per allocation and nothing
+//! else, so test crates that never measure are not disturbed.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+
+/// The system allocator, counting the allocations of threads that ask (see
+/// [`allocations_during`]).
+pub struct CountingAllocator;
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+thread_local! {
+    /// Whether this thread's allocations are being counted.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// This thread's allocations since counting started, and their bytes.
+    static ALLOCATED: Cell<Allocated> = const { Cell::new(Allocated { count: 0, bytes: 0 }) };
+}
+
+/// Allocations (and reallocations) counted on one thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allocated {
+    /// How many.
+    pub count: u64,
+    /// Their bytes (a reallocation counts its new size).
+    pub bytes: u64,
+}
+
+/// Counts one allocation if this thread is counting. Const-initialized thread-locals without
+/// destructors neither allocate nor register anything, so this cannot recurse.
+fn note_allocation(bytes: usize) {
+    // `try_with`: the thread may be tearing its locals down.
+    let _ = COUNTING.try_with(|counting| {
+        if counting.get() {
+            let _ = ALLOCATED.try_with(|a| {
+                let Allocated {
+                    count,
+                    bytes: total,
+                } = a.get();
+                a.set(Allocated {
+                    count: count + 1,
+                    bytes: total + bytes as u64,
+                });
+            });
+        }
+    });
+}
+
+// SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
+// `GlobalAlloc` contract; counting touches only this thread's `Cell`s and never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        // SAFETY: the caller upholds `alloc`'s contract (non-zero size), as `System` needs.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation(new_size);
+        // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`; the
+        // caller upholds `realloc`'s contract for `new_size`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// What `f` returns, and the allocations (and reallocations) it made on this thread. The
+/// result passes through [`black_box`], so work whose result is unused is still done.
+pub fn allocations_during<R>(f: impl FnOnce() -> R) -> (R, Allocated) {
+    ALLOCATED.with(|a| a.set(Allocated::default()));
+    COUNTING.with(|c| c.set(true));
+    let result = black_box(f());
+    COUNTING.with(|c| c.set(false));
+    (result, ALLOCATED.with(Cell::get))
+}
