@@ -7,16 +7,18 @@
     reason = "test code: a broken expectation is a failed test"
 )]
 
+mod common;
 mod traffic;
 
+use common::{canary, gate_with_clock};
 use promotion_gates::{
     Clock, Environment, Error, ManualClock, PromotionConfig, PromotionError, PromotionGateManager,
-    Recommendation, RollbackTrigger, SloConfig,
+    Recommendation, RollbackTrigger,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use traffic::{Driver, Run, Traffic, Users, Version, canary_gate, gate_on_manual_clock};
+use traffic::{Driver, Run, Traffic, Users, Version};
 
 /// Production in every scenario: 1 % errors, latency median 20 ms, p99 about 64 ms.
 fn production() -> Version {
@@ -32,10 +34,13 @@ fn traffic(rate: f64, canary: Version) -> Traffic {
     }
 }
 
-fn canary(percent: f64) -> Environment {
-    Environment::Canary {
-        traffic_percent: percent,
-    }
+/// A canary gate at `percent`, default SLO policy, on a manual clock at zero.
+fn canary_gate(percent: f64, auto_rollback: bool) -> (PromotionGateManager, Arc<ManualClock>) {
+    gate_with_clock(PromotionConfig {
+        environment: canary(percent),
+        auto_rollback_enabled: auto_rollback,
+        ..Default::default()
+    })
 }
 
 /// The rules an automatic rollback's reason names: `automatic rollback: a, b | evidence`.
@@ -139,14 +144,11 @@ fn a_canary_identical_to_production_is_rarely_rolled_back() {
                     if seed >= AA_SEEDS {
                         break;
                     }
-                    let (gate, clock) = gate_on_manual_clock(
-                        PromotionConfig {
-                            environment: canary(10.0),
-                            gate: format!("a-a-{seed}"),
-                            ..Default::default()
-                        },
-                        SloConfig::default(),
-                    );
+                    let (gate, clock) = gate_with_clock(PromotionConfig {
+                        environment: canary(10.0),
+                        gate: format!("a-a-{seed}"),
+                        ..Default::default()
+                    });
                     let run = Driver::new(&gate, clock, seed, Users::Returning(500))
                         .run(&aa, AA_DURATION);
                     if run.rolled_back() {
@@ -384,14 +386,11 @@ fn a_canary_with_too_few_requests_is_never_judged() {
 
 #[test]
 fn a_healthy_canary_is_promoted_to_production_and_its_flags_graduate() {
-    let (gate, clock) = gate_on_manual_clock(
-        PromotionConfig {
-            environment: canary(5.0),
-            feature_flags: vec!["new_checkout".into()],
-            ..Default::default()
-        },
-        SloConfig::default(),
-    );
+    let (gate, clock) = gate_with_clock(PromotionConfig {
+        environment: canary(5.0),
+        feature_flags: vec!["new_checkout".into()],
+        ..Default::default()
+    });
     let healthy = traffic(1000.0, production());
     let mut driver = Driver::new(&gate, clock, 11, Users::Returning(2000));
     for next in [
@@ -472,15 +471,12 @@ fn window_scenario(
     rate: f64,
     burst_error_rate: f64,
 ) -> (PromotionGateManager, Arc<ManualClock>, Traffic, Traffic) {
-    let (gate, clock) = gate_on_manual_clock(
-        PromotionConfig {
-            environment: canary(percent),
-            auto_rollback_enabled: false,
-            rollback_window_seconds: WINDOW,
-            ..Default::default()
-        },
-        SloConfig::default(),
-    );
+    let (gate, clock) = gate_with_clock(PromotionConfig {
+        environment: canary(percent),
+        auto_rollback_enabled: false,
+        rollback_window_seconds: WINDOW,
+        ..Default::default()
+    });
     let clean = Version::new(0.0, 20.0, 0.5);
     let burst = Traffic {
         rate,

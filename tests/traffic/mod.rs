@@ -2,44 +2,12 @@
 //! latencies, routed and recorded through the public API while a [`ManualClock`] advances by
 //! one request interval per request.
 
-use promotion_gates::{
-    Environment, ManualClock, PromotionConfig, PromotionGateManager, RollbackEvent,
-    RoutingDecision, SloAdmissionController, SloConfig, StageId,
-};
+use promotion_gates::{ManualClock, PromotionGateManager, RollbackEvent, RoutingDecision, StageId};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A gate on a manual clock at zero, judging with `slo`.
-pub fn gate_on_manual_clock(
-    config: PromotionConfig,
-    slo: SloConfig,
-) -> (PromotionGateManager, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new());
-    let gate = PromotionGateManager::with_clock(
-        config,
-        SloAdmissionController::new(slo).expect("valid SLO config"),
-        clock.clone(),
-    )
-    .expect("valid promotion config");
-    (gate, clock)
-}
-
-/// A canary gate at `percent`, default SLO policy, on a manual clock at zero.
-pub fn canary_gate(percent: f64, auto_rollback: bool) -> (PromotionGateManager, Arc<ManualClock>) {
-    gate_on_manual_clock(
-        PromotionConfig {
-            environment: Environment::Canary {
-                traffic_percent: percent,
-            },
-            auto_rollback_enabled: auto_rollback,
-            ..Default::default()
-        },
-        SloConfig::default(),
-    )
-}
 
 /// How one version serves: the share of requests that fail, and a log-normal latency.
 #[derive(Debug, Clone, Copy)]
