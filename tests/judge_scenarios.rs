@@ -13,7 +13,7 @@ mod traffic;
 use common::{canary, gate_with_clock};
 use promotion_gates::{
     Clock, Environment, Error, ManualClock, PromotionConfig, PromotionError, PromotionGateManager,
-    Recommendation, RollbackTrigger,
+    Recommendation, RollbackTrigger, Rule,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,19 +43,12 @@ fn canary_gate(percent: f64, auto_rollback: bool) -> (PromotionGateManager, Arc<
     })
 }
 
-/// The rules an automatic rollback's reason names: `automatic rollback: a, b | evidence`.
-fn fired_rules(reason: &str) -> Vec<&str> {
-    reason
-        .strip_prefix("automatic rollback: ")
-        .and_then(|rest| rest.split(" | ").next())
-        .map(|rules| rules.split(", ").collect())
-        .unwrap_or_default()
-}
-
-/// The health score a fired `health_score` finding observed, from the evidence text.
-fn fired_health_score(reason: &str) -> Option<f64> {
-    let (_, rest) = reason.split_once("health_score FIRED: observed ")?;
-    rest.split_whitespace().next()?.parse().ok()
+/// The rules that fired for a run's automatic rollback, from its evidence.
+fn fired_rules(run: &Run) -> Vec<Rule> {
+    let evidence = run
+        .evidence()
+        .unwrap_or_else(|| panic!("no evidence: {run:?}"));
+    evidence.fired().map(|f| f.rule).collect()
 }
 
 /// Sends `traffic` to a fresh 10 % canary gate (automatic rollback on) per seed, for at most
@@ -85,16 +78,23 @@ fn rollbacks(
             assert_eq!(event.timestamp, clock.wall(), "stamped by the gate's clock");
             assert_eq!(gate.environment(), Environment::Production);
             let reason = &event.reason;
-            assert!(!fired_rules(reason).is_empty(), "{reason}");
-            assert!(reason.contains("FIRED: observed"), "{reason}");
+            let evidence = event
+                .evidence
+                .as_ref()
+                .unwrap_or_else(|| panic!("seed {seed}: no evidence: {reason}"));
+            assert_eq!(evidence.environment, from, "{evidence}");
+            assert!(evidence.fired().count() > 0, "{evidence}");
+            // The reason carries the same evidence, as text.
+            assert!(reason.contains(&evidence.to_string()), "{reason}");
             let production = run.requests - run.canary_requests;
-            assert!(
-                reason.contains(&format!(
-                    "canary {} req, {:.3}% errors",
-                    run.canary_requests,
-                    run.canary_failures as f64 * 100.0 / run.canary_requests as f64
-                )) && reason.contains(&format!("stable {production} req")),
-                "seed {seed}: the evidence counts every request of the stage: {reason}"
+            assert_eq!(
+                (
+                    evidence.canary.requests,
+                    evidence.canary.errors,
+                    evidence.stable.requests
+                ),
+                (run.canary_requests, run.canary_failures, production),
+                "seed {seed}: the evidence counts every request of the stage: {evidence}"
             );
             run
         })
@@ -196,12 +196,12 @@ fn ten_times_the_error_rate_rolls_back_within_500_canary_requests() {
         Duration::from_secs(60),
     ) {
         let error_rules = [
-            "error_rate_vs_stable",
-            "error_rate_max",
-            "health_score",
-            "overwhelming_errors",
+            Rule::ErrorRateVsStable,
+            Rule::ErrorRateMax,
+            Rule::HealthScore,
+            Rule::OverwhelmingErrors,
         ];
-        let rules = fired_rules(run.reason());
+        let rules = fired_rules(&run);
         assert!(rules.iter().any(|r| error_rules.contains(r)), "{run:?}");
         // Over 100 seeds: 107 to 433 canary requests (0.5 to 2 s).
         assert!(run.canary_requests < 500, "{run:?}");
@@ -214,14 +214,14 @@ fn twice_the_error_rate_rolls_back_once_the_difference_is_significant() {
     let bad = traffic(2000.0, Version::new(0.02, 20.0, 0.5));
     let users = Users::Returning(2000);
     for run in rollbacks("2x errors", &bad, 0..8, users, Duration::from_secs(120)) {
-        let reason = run.reason();
-        let rules = fired_rules(reason);
+        let evidence = run.evidence().unwrap();
+        let rules = fired_rules(&run);
         assert!(
-            rules.contains(&"health_score") || rules.contains(&"error_rate_vs_stable"),
-            "{reason}"
+            rules.contains(&Rule::HealthScore) || rules.contains(&Rule::ErrorRateVsStable),
+            "{evidence}"
         );
-        if let Some(score) = fired_health_score(reason) {
-            assert!(score < 0.8, "{reason}");
+        if let Some(score) = evidence.fired().find(|f| f.rule == Rule::HealthScore) {
+            assert!(score.observed < 0.8, "{evidence}");
         }
         // Detection needs the canary's observed error rate to be significantly above 1.1 x
         // production's with a score below 0.8 (observed ratio above 1.8), or significantly
@@ -255,10 +255,7 @@ fn twice_the_error_rate_scores_as_the_worked_example() {
     );
     assert_eq!(health.recommendation, Recommendation::Rollback);
     assert!(
-        health
-            .evidence
-            .fired()
-            .any(|f| f.rule.name() == "health_score"),
+        health.evidence.fired().any(|f| f.rule == Rule::HealthScore),
         "{}",
         health.evidence
     );
@@ -275,10 +272,12 @@ fn twice_the_latency_rolls_back_on_p99_vs_stable() {
         Users::Fresh,
         Duration::from_secs(60),
     ) {
-        let rules = fired_rules(run.reason());
-        assert!(rules.contains(&"p99_vs_stable"), "{run:?}");
+        let rules = fired_rules(&run);
+        assert!(rules.contains(&Rule::P99VsStable), "{run:?}");
         assert!(
-            !rules.iter().any(|r| r.starts_with("error_rate")),
+            !rules
+                .iter()
+                .any(|r| matches!(r, Rule::ErrorRateMax | Rule::ErrorRateVsStable)),
             "{run:?}"
         );
         // Only the full evaluation (once a second) reads latencies: detection comes at the
@@ -305,7 +304,7 @@ fn a_catastrophic_canary_rolls_back_within_20_canary_requests() {
         Duration::from_secs(10),
     ) {
         assert!(
-            fired_rules(run.reason()).contains(&"overwhelming_errors"),
+            fired_rules(&run).contains(&Rule::OverwhelmingErrors),
             "{run:?}"
         );
         // 0.05^7 < 1e-9: the 7th or 8th failure (the screen runs on the 8th).
@@ -442,7 +441,7 @@ fn without_auto_rollback_a_bad_canary_is_reported_but_stays() {
         health
             .evidence
             .fired()
-            .any(|f| f.rule.name().starts_with("error_rate")),
+            .any(|f| matches!(f.rule, Rule::ErrorRateMax | Rule::ErrorRateVsStable)),
         "{}",
         health.evidence
     );

@@ -2,7 +2,9 @@
 //! latencies, routed and recorded through the public API while a [`ManualClock`] advances by
 //! one request interval per request.
 
-use promotion_gates::{ManualClock, PromotionGateManager, RollbackEvent, RoutingDecision, StageId};
+use promotion_gates::{
+    Evidence, ManualClock, PromotionGateManager, RollbackEvent, RoutingDecision, StageId,
+};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
@@ -75,6 +77,11 @@ impl Run {
     /// The rollback event's reason ("" without a rollback).
     pub fn reason(&self) -> &str {
         self.rollback.as_ref().map_or("", |e| e.reason.as_str())
+    }
+
+    /// The judge's evidence behind the rollback, if the gate rolled back automatically.
+    pub fn evidence(&self) -> Option<&Evidence> {
+        self.rollback.as_ref()?.evidence.as_ref()
     }
 }
 
