@@ -522,7 +522,7 @@ fn errors_older_than_the_window_no_longer_count() {
     );
 }
 
-/// Fails today: see the assertion's message.
+/// The window slides even when too few records arrive to evaluate the gate once a slot.
 #[test]
 fn errors_older_than_the_window_no_longer_count_at_one_request_per_second() {
     let (gate, clock, burst, healthy) = window_scenario(50.0, 1.0, 1.0);
@@ -532,10 +532,10 @@ fn errors_older_than_the_window_no_longer_count_at_one_request_per_second() {
     let after = driver.run(&healthy, Duration::from_secs(80));
     // 100 s in, the window is 40 s..100 s; the burst ended at 20 s.
     let health = gate.monitor_canary_health();
-    // The window's start is exact to one slot only if the gate is evaluated once a slot
-    // (metrics/window.rs), and the record path looks for a due evaluation only every 64
-    // records of a thread (manager.rs `record_outcome`): at 1 request/s the only reading
-    // is at 64 s, none is at or before 40 s, so the window reaches back to the stage's start.
+    // The record path looks for a due evaluation only every 64 records of a thread
+    // (manager.rs `record_outcome`): at 1 request/s the only reading is at 64 s, none at or
+    // before 40 s. A window whose start were exact only when the gate is evaluated once a
+    // slot would reach back to the stage's start here.
     assert_eq!(
         health.evidence.canary.errors, 0,
         "errors of 0..20 s still count at 100 s with a {WINDOW} s window: {} canary requests \

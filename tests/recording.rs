@@ -388,7 +388,7 @@ fn record_outcome_allocates_nothing_while_no_evaluation_is_due() {
     });
 }
 
-/// Fails today: see the assertion's message.
+/// The periodic full evaluation runs on the record path, and must not allocate either.
 #[test]
 fn record_outcome_allocates_nothing_even_when_an_evaluation_falls_due() {
     on_a_new_thread(|gate, clock| {
@@ -405,10 +405,8 @@ fn record_outcome_allocates_nothing_even_when_an_evaluation_falls_due() {
             total.bytes += allocated.bytes;
         }
         // `record_outcome` documents "no allocation after the thread's first record", and the
-        // house style says hot calls never allocate; but the periodic full evaluation runs on
-        // the record path (manager.rs `evaluate_if_due`), and reading the window's histograms
-        // allocates (metrics/mod.rs `Metrics::read`, `CohortCounts::since`, the window's
-        // readings, the judge's findings).
+        // house style says hot calls never allocate, also the records that run the periodic
+        // full evaluation (which reads the window's histograms and writes the findings).
         assert_eq!(
             allocating_calls,
             0,
