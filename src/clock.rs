@@ -1,7 +1,10 @@
 //! Time, injectable: the judge's window and the rollback timestamps read a [`Clock`], so tests
 //! and the simulator can run hours of traffic in milliseconds.
 //!
-//! The hot paths never read the clock: routing does not need time, and recording only counts.
+//! Routing never reads the clock. Recording reads it rarely: each thread looks at the clock
+//! once every 1 to 64 of its records (a countdown paced to the thread's rate, so a thread at
+//! one record a second still looks every second), to tell when the periodic evaluation is
+//! due.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
