@@ -68,7 +68,11 @@ impl Metrics {
 
     /// Records one outcome on the calling thread's recorder. Lock-free; allocates only on a
     /// thread's first record.
-    #[inline]
+    ///
+    /// `inline(always)`: with a plain `#[inline]`, LLVM duplicated the call per cohort in
+    /// `record_for` and then kept this function out of line, passing half its arguments and
+    /// the `Tally` through the stack; record went from 6.1 to 9.5 ns (paired bench).
+    #[inline(always)]
     pub(crate) fn record(
         &self,
         stage: StageId,
