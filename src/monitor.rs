@@ -197,13 +197,8 @@ impl Evaluation<'_> {
     /// Judges `snapshot`'s stage over the current window without leaving a reading: the
     /// window, the screen's base and the `error_burst` span stay as they were.
     pub(crate) fn health(mut self, snapshot: &Snapshot) -> CanaryHealth {
-        let (stage, length) = stage_and_length(snapshot);
-        let window = &mut *self.window;
-        window.prepare();
-        let Window { now, scratch, .. } = window;
-        self.monitor.metrics.read_into(stage, now, scratch, true);
-        let at = self.monitor.clock.monotonic();
-        let (_, [requests, errors]) = window.peek(stage, at, length);
+        let (stage, at, length) = self.read(snapshot);
+        let (_, [requests, errors]) = self.window.peek(stage, at, length);
         self.verdict(snapshot, Recent { requests, errors })
             .into_health()
     }
@@ -222,17 +217,24 @@ impl Evaluation<'_> {
     /// returns the canary's outcomes since the previous reading. The window's buffers are
     /// reused: nothing is allocated.
     fn refresh(&mut self, snapshot: &Snapshot) -> Recent {
-        let (stage, length) = stage_and_length(snapshot);
-        let metrics = &self.monitor.metrics;
+        let (stage, at, length) = self.read(snapshot);
+        let window = &mut *self.window;
+        let (base, [requests, errors]) = window.observe(stage, at, length);
+        let last = [window.now.canary.requests, window.now.canary.errors];
+        self.monitor.metrics.set_window_base(stage, base, last);
+        Recent { requests, errors }
+    }
+
+    /// Reads every recorder's outcomes of `snapshot`'s stage into the window's `now`, and
+    /// returns that stage, the time of the reading and the window's length.
+    fn read(&mut self, snapshot: &Snapshot) -> (StageId, Duration, Duration) {
+        let stage = snapshot.route.stage;
+        let length = Duration::from_secs(snapshot.config.rollback_window_seconds);
         let window = &mut *self.window;
         window.prepare();
         let Window { now, scratch, .. } = window;
-        metrics.read_into(stage, now, scratch, true);
-        let at = self.monitor.clock.monotonic();
-        let (base, [requests, errors]) = window.observe(stage, at, length);
-        let last = [window.now.canary.requests, window.now.canary.errors];
-        metrics.set_window_base(stage, base, last);
-        Recent { requests, errors }
+        self.monitor.metrics.read_into(stage, now, scratch, true);
+        (stage, self.monitor.clock.monotonic(), length)
     }
 
     /// Runs the judge over the window as last read.
@@ -247,9 +249,4 @@ impl Evaluation<'_> {
             self.monitor.policy(&snapshot.config),
         ))
     }
-}
-
-fn stage_and_length(snapshot: &Snapshot) -> (StageId, Duration) {
-    let length = Duration::from_secs(snapshot.config.rollback_window_seconds);
-    (snapshot.route.stage, length)
 }

@@ -851,6 +851,7 @@ static void test_manual_rollback(void) {
     CHECK(history != NULL && history[0] == '[' && count_of(history, "\"trigger\"") == 1);
     CHECK(contains(history, "\"reason\":\"latency \\\"spike\\\" \xe2\x9a\xa0\""));
     CHECK(contains(history, "\"trigger\":\"manual\""));
+    CHECK(contains(history, "\"rolled_back\":\"release\""));
     CHECK(contains(history, "\"feature\":\"Canary{10}\""));
     CHECK(contains(history, "\"environment\":{\"canary\":{\"traffic_percent\":10.0}}"));
     CHECK(contains(history, "\"timestamp_ms\":"));
@@ -900,6 +901,7 @@ static void test_flags(void) {
     CHECK(flag_count(gate, later.flag_set) == 1);
     CHECK(strcmp(flag_name(gate, canary.flag_set, 0, buf), "dark_mode") == 0);
     char *history = read_text(gate, pgate_rollback_history_json);
+    CHECK(contains(history, "\"rolled_back\":\"flag\""));
     CHECK(contains(history, "\"feature\":\"dark_mode\""));
     CHECK(contains(history, "\"trigger\":\"flag_disabled\""));
     free(history);

@@ -201,7 +201,9 @@ fn health_and_rollback_through_the_abi() {
         );
         let history = std::str::from_utf8(&buf[..len]).unwrap();
         assert!(
-            history.contains("overwhelming_errors") && history.contains(r#""trigger":"automatic""#),
+            history.contains("overwhelming_errors")
+                && history.contains(r#""trigger":"automatic""#)
+                && history.contains(r#""rolled_back":"release""#),
             "{history}"
         );
         let name = std::ffi::CStr::from_ptr(pgate_status_str(6))
