@@ -150,11 +150,13 @@ enum pgate_recommendation
    */
   PGATE_RECOMMENDATION_HEALTHY = 0,
   /**
-   * Too little data, or score 0.8-0.9.
+   * Too little data, or a score below 0.9 and no rule fired (a score below 0.8 that the
+   * data are not yet sure of included).
    */
   PGATE_RECOMMENDATION_MONITOR = 1,
   /**
-   * A rule fired or the score is below 0.8.
+   * A rule fired (`health_score` fires once the score's upper confidence bound is below
+   * 0.8): the gate rolls back, or would with auto rollback on.
    */
   PGATE_RECOMMENDATION_ROLLBACK = 2,
 };
@@ -228,7 +230,7 @@ enum pgate_rule
    */
   PGATE_RULE_P99_BUDGET = 32,
   /**
-   * Health score below 0.8.
+   * Health score surely below 0.8: its upper confidence bound is.
    */
   PGATE_RULE_HEALTH_SCORE = 64,
   /**

@@ -420,7 +420,7 @@ func TestFailingCanaryRollsBackByItself(t *testing.T) {
 		t.Fatalf("history %+v", history)
 	}
 	e := history[0]
-	if e.Trigger != TriggerAutomatic || e.Environment != Canary || e.TrafficPercent != 100 || e.Feature != "Canary{100}" ||
+	if e.Trigger != TriggerAutomatic || e.RolledBack != RolledBackRelease || e.Environment != Canary || e.TrafficPercent != 100 || e.Feature != "Canary{100}" ||
 		!strings.Contains(e.Reason, "automatic rollback") || !strings.Contains(e.Reason, "FIRED") ||
 		time.Since(e.Time) > time.Minute || time.Since(e.Time) < 0 {
 		t.Fatalf("event %+v", e)
@@ -507,7 +507,7 @@ func TestRollbackHistory(t *testing.T) {
 	ok(t, g.DisableFeature("flag_b"))
 	history, _ = g.RollbackHistory()
 	last := history[len(history)-1]
-	if last.Trigger != TriggerFlagDisabled || last.Feature != "flag_b" || last.Environment != Production {
+	if last.Trigger != TriggerFlagDisabled || last.RolledBack != RolledBackFlag || last.Feature != "flag_b" || last.Environment != Production {
 		t.Fatalf("flag event %+v", last)
 	}
 }

@@ -18,9 +18,11 @@ type Recommendation uint32
 const (
 	// Healthy: enough data, no rule fired, health score >= 0.9.
 	Healthy Recommendation = C.PGATE_RECOMMENDATION_HEALTHY
-	// Monitor: too little data, or a health score of 0.8 to 0.9.
+	// Monitor: too little data, or a health score below 0.9 and no rule fired (a score below
+	// 0.8 that the data are not yet sure of included).
 	Monitor Recommendation = C.PGATE_RECOMMENDATION_MONITOR
-	// Rollback: a rule fired or the health score is below 0.8.
+	// Rollback: a rule fired (health_score fires once the score's upper confidence bound is
+	// below 0.8): the gate rolls back, or would with auto rollback on.
 	Rollback Recommendation = C.PGATE_RECOMMENDATION_ROLLBACK
 )
 
@@ -40,7 +42,7 @@ const (
 	RuleOverwhelmingErrors Rules = C.PGATE_RULE_OVERWHELMING_ERRORS  // errors improbable at any acceptable rate, before min_samples
 	RuleP99VsStable        Rules = C.PGATE_RULE_P99_VS_STABLE        // p99 above the stable version's x p99_ratio_limit
 	RuleP99Budget          Rules = C.PGATE_RULE_P99_BUDGET           // p99 above p99_budget_ms
-	RuleHealthScore        Rules = C.PGATE_RULE_HEALTH_SCORE         // health score below 0.8
+	RuleHealthScore        Rules = C.PGATE_RULE_HEALTH_SCORE         // health score surely below 0.8 (its upper bound is)
 	RuleErrorBurst         Rules = C.PGATE_RULE_ERROR_BURST          // errors since the previous evaluation improbable at any acceptable rate
 )
 

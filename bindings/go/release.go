@@ -95,9 +95,19 @@ const (
 	TriggerFlagDisabled Trigger = "flag_disabled" // a host disabled a flag (the environment did not change)
 )
 
+// RolledBack says what a rollback event rolled back.
+type RolledBack string
+
+// What rollback events roll back.
+const (
+	RolledBackRelease RolledBack = "release" // the release: the gate went back to Production
+	RolledBackFlag    RolledBack = "flag"    // one feature flag, turned off
+)
+
 // RollbackEvent is one entry of a gate's rollback history.
 type RollbackEvent struct {
-	Feature        string      // what was rolled back: the environment ("Canary{50}") or the flag's name
+	RolledBack     RolledBack  // the release or a flag
+	Feature        string      // the specification's text: the environment ("Canary{50}") or the flag's name
 	Reason         string      // why, with the judge's evidence for automatic rollbacks
 	Time           time.Time   // when, by the gate's clock (millisecond resolution)
 	Environment    Environment // the environment the gate was in before
@@ -108,6 +118,7 @@ type RollbackEvent struct {
 // parseHistory decodes the JSON array of pgate_rollback_history_json.
 func parseHistory(doc string) ([]RollbackEvent, error) {
 	var wire []struct {
+		RolledBack  RolledBack      `json:"rolled_back"`
 		Feature     string          `json:"feature"`
 		Reason      string          `json:"reason"`
 		TimestampMS int64           `json:"timestamp_ms"`
@@ -120,6 +131,7 @@ func parseHistory(doc string) ([]RollbackEvent, error) {
 	events := make([]RollbackEvent, len(wire))
 	for i, w := range wire {
 		events[i] = RollbackEvent{
+			RolledBack:     w.RolledBack,
 			Feature:        w.Feature,
 			Reason:         w.Reason,
 			Time:           time.UnixMilli(w.TimestampMS),

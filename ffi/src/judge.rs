@@ -15,9 +15,11 @@ use promotion_gates::{Recommendation, Rule};
 pub enum pgate_recommendation {
     /// Enough data, no rule fired, score >= 0.9.
     Healthy = 0,
-    /// Too little data, or score 0.8-0.9.
+    /// Too little data, or a score below 0.9 and no rule fired (a score below 0.8 that the
+    /// data are not yet sure of included).
     Monitor = 1,
-    /// A rule fired or the score is below 0.8.
+    /// A rule fired (`health_score` fires once the score's upper confidence bound is below
+    /// 0.8): the gate rolls back, or would with auto rollback on.
     Rollback = 2,
 }
 
@@ -38,7 +40,7 @@ pub enum pgate_rule {
     P99VsStable = 16,
     /// p99 above `p99_budget_ms`.
     P99Budget = 32,
-    /// Health score below 0.8.
+    /// Health score surely below 0.8: its upper confidence bound is.
     HealthScore = 64,
     /// Errors since the previous evaluation improbable at any acceptable rate.
     ErrorBurst = 128,

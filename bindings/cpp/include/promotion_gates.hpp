@@ -79,8 +79,8 @@ enum class Environment : std::uint32_t {
 /// What the judge advises.
 enum class Recommendation : std::uint32_t {
   Healthy = PGATE_RECOMMENDATION_HEALTHY,    ///< enough data, no rule fired, score >= 0.9
-  Monitor = PGATE_RECOMMENDATION_MONITOR,    ///< too little data, or score 0.8 to 0.9
-  Rollback = PGATE_RECOMMENDATION_ROLLBACK,  ///< a rule fired or the score is below 0.8
+  Monitor = PGATE_RECOMMENDATION_MONITOR,    ///< too little data, or score < 0.9 and no rule fired
+  Rollback = PGATE_RECOMMENDATION_ROLLBACK,  ///< a rule fired (health_score: the score's upper bound < 0.8)
 };
 
 /// What happened to a recorded outcome.

@@ -16,7 +16,15 @@ import pytest
 from conftest import PYTHON_DIR, REPO, canary
 
 import promotion_gates as pg
-from promotion_gates import Environment, Gate, Recommendation, Recorded, RollbackTrigger, Rule
+from promotion_gates import (
+    Environment,
+    Gate,
+    Recommendation,
+    Recorded,
+    RollbackTrigger,
+    RolledBack,
+    Rule,
+)
 from promotion_gates import _ffi, formula
 from promotion_gates.errors import _check
 
@@ -77,6 +85,7 @@ def test_features_of_a_decision() -> None:
         assert not gate.is_feature_enabled("later")
         assert "later" not in gate.features(gate.route(b"whoever"))
         assert gate.rollback_history()[-1].trigger is RollbackTrigger.FLAG_DISABLED
+        assert gate.rollback_history()[-1].rolled_back is RolledBack.FLAG
 
 
 def test_state_reads_where_the_gate_stands() -> None:
@@ -150,6 +159,7 @@ def test_a_canary_failing_every_request_rolls_itself_back() -> None:
         assert h.environment is Environment.PRODUCTION
         (event,) = gate.rollback_history()
         assert event.trigger is RollbackTrigger.AUTOMATIC
+        assert event.rolled_back is RolledBack.RELEASE
         assert event.feature == "Canary{100}"
         assert (event.environment, event.traffic_percent) == (Environment.CANARY, 100.0)
         assert "overwhelming_errors" in event.reason
@@ -167,6 +177,7 @@ def test_history_keeps_every_kind_of_event_oldest_first() -> None:
         history = gate.rollback_history()
         assert [e.reason for e in history] == ["manual one", "manual two", "manual three"]
         assert [e.trigger for e in history] == [RollbackTrigger.MANUAL] * 3
+        assert [e.rolled_back for e in history] == [RolledBack.RELEASE] * 3
         assert history[0].feature == "Canary{10}" and history[1].traffic_percent == 5.0
         assert history[0].timestamp_ms <= history[2].timestamp_ms
 

@@ -11,7 +11,7 @@ from typing import Any
 from . import _ffi
 from .decision import Environment
 
-__all__ = ["Health", "Recommendation", "RollbackEvent", "RollbackTrigger", "Rule"]
+__all__ = ["Health", "Recommendation", "RollbackEvent", "RollbackTrigger", "RolledBack", "Rule"]
 
 
 class Recommendation(enum.IntEnum):
@@ -19,9 +19,11 @@ class Recommendation(enum.IntEnum):
 
     #: Enough data, no rule fired, score >= 0.9.
     HEALTHY = 0
-    #: Too little data, or score 0.8-0.9.
+    #: Too little data, or a score below 0.9 and no rule fired (a score below 0.8 that the
+    #: data are not yet sure of included).
     MONITOR = 1
-    #: A rule fired or the score is below 0.8.
+    #: A rule fired (``health_score`` fires once the score's upper confidence bound is below
+    #: 0.8): the gate rolls back, or would with auto rollback on.
     ROLLBACK = 2
 
 
@@ -41,7 +43,7 @@ class Rule(enum.IntFlag):
     P99_VS_STABLE = 16
     #: p99 above ``p99_budget_ms``.
     P99_BUDGET = 32
-    #: Health score below 0.8.
+    #: Health score surely below 0.8: its upper confidence bound is.
     HEALTH_SCORE = 64
     #: Errors since the previous evaluation improbable at any acceptable rate.
     ERROR_BURST = 128
@@ -103,6 +105,15 @@ class Health:
         )
 
 
+class RolledBack(str, enum.Enum):
+    """What a rollback event rolled back."""
+
+    #: The release: the gate went back to Production.
+    RELEASE = "release"
+    #: One feature flag, turned off (the environment did not change).
+    FLAG = "flag"
+
+
 class RollbackTrigger(str, enum.Enum):
     """What started a rollback event."""
 
@@ -118,7 +129,9 @@ class RollbackTrigger(str, enum.Enum):
 class RollbackEvent:
     """One entry of a gate's rollback history."""
 
-    #: What was rolled back: the environment (``Canary{50}``) or the flag's name.
+    #: What was rolled back: the release or a flag.
+    rolled_back: RolledBack
+    #: The specification's text for it: the environment (``Canary{50}``) or the flag's name.
     feature: str
     #: Why, with the judge's evidence for automatic rollbacks.
     reason: str
@@ -140,6 +153,7 @@ class RollbackEvent:
     def _from_json(cls, event: dict[str, Any]) -> RollbackEvent:
         environment, percent = environment_from_json(event["environment"])
         return cls(
+            rolled_back=RolledBack(event["rolled_back"]),
             feature=str(event["feature"]),
             reason=str(event["reason"]),
             timestamp_ms=int(event["timestamp_ms"]),
