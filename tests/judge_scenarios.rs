@@ -21,16 +21,16 @@ use std::time::Duration;
 use traffic::{Driver, Run, Traffic, Users, Version};
 
 /// Production in every scenario: 1 % errors, latency median 20 ms, p99 about 64 ms.
-fn production() -> Version {
+fn stable() -> Version {
     Version::new(0.01, 20.0, 0.5)
 }
 
-/// Traffic at `rate` where the canary serves as `canary` and production as [`production`].
+/// Traffic at `rate` where the canary serves as `canary` and the stable version as [`stable`].
 fn traffic(rate: f64, canary: Version) -> Traffic {
     Traffic {
         rate,
         canary,
-        production: production(),
+        stable: stable(),
     }
 }
 
@@ -86,14 +86,14 @@ fn rollbacks(
             assert!(evidence.fired().count() > 0, "{evidence}");
             // The reason carries the same evidence, as text.
             assert!(reason.contains(&evidence.to_string()), "{reason}");
-            let production = run.requests - run.canary_requests;
+            let stable = run.requests - run.canary_requests;
             assert_eq!(
                 (
                     evidence.canary.requests,
                     evidence.canary.errors,
                     evidence.stable.requests
                 ),
-                (run.canary_requests, run.canary_failures, production),
+                (run.canary_requests, run.canary_failures, stable),
                 "seed {seed}: the evidence counts every request of the stage: {evidence}"
             );
             run
@@ -130,8 +130,8 @@ const AA_RATE: f64 = 500.0;
 const MAX_FALSE_ROLLBACKS: usize = AA_SEEDS as usize / 100;
 
 #[test]
-fn a_canary_identical_to_production_is_rarely_rolled_back() {
-    let aa = traffic(AA_RATE, production());
+fn a_canary_identical_to_the_stable_version_is_rarely_rolled_back() {
+    let aa = traffic(AA_RATE, stable());
     let next_seed = AtomicU64::new(0);
     let rolled_back = Mutex::new(Vec::new());
     let healthy_at_end = AtomicU64::new(0);
@@ -224,7 +224,7 @@ fn twice_the_error_rate_rolls_back_once_the_difference_is_significant() {
             assert!(score.observed < 0.8, "{evidence}");
         }
         // Detection needs the canary's observed error rate to be significantly above 1.1 x
-        // production's with a score below 0.8 (observed ratio above 1.8), or significantly
+        // the stable one's with a score below 0.8 (observed ratio above 1.8), or significantly
         // above 1.5 x: typically after 2 000 canary requests (10 s); over 40 seeds at most
         // 7 702 (48 s).
         assert!(run.canary_requests < 18_000, "{run:?}");
@@ -246,7 +246,7 @@ fn twice_the_error_rate_scores_as_the_worked_example() {
         "2x errors for 140 s without rollback: score {:.3}, {}",
         health.health_score, health.evidence
     );
-    // Worked example: production 1 %, canary 2 %: error penalty 0.25, score 0.75, ROLLBACK.
+    // Worked example: stable 1 %, canary 2 %: error penalty 0.25, score 0.75, ROLLBACK.
     assert!(
         (health.health_score - 0.75).abs() < 0.05,
         "{}: {}",
@@ -282,7 +282,7 @@ fn twice_the_latency_rolls_back_on_p99_vs_stable() {
         );
         // Only the full evaluation (once a second) reads latencies: detection comes at the
         // first evaluation where significantly more than 1 % of canary requests are slower
-        // than 1.5 x production's p99 (about 3.7 % are): over 40 seeds, 187 to 838 requests.
+        // than 1.5 x the stable p99 (about 3.7 % are): over 40 seeds, 187 to 838 requests.
         assert!(run.canary_requests < 1500, "{run:?}");
         assert!(run.elapsed < Duration::from_secs(8), "{run:?}");
     }
@@ -293,7 +293,7 @@ fn a_catastrophic_canary_rolls_back_within_20_canary_requests() {
     let broken = Traffic {
         rate: 2000.0,
         canary: Version::new(1.0, 20.0, 0.5),
-        production: Version::new(0.005, 20.0, 0.5),
+        stable: Version::new(0.005, 20.0, 0.5),
     };
     let users = Users::Fresh;
     for run in rollbacks(
@@ -320,7 +320,7 @@ const SUDDEN_FAILURE_BOUND: u64 = 200;
 
 #[test]
 fn a_sudden_failure_mid_stage_rolls_back_within_200_failing_requests() {
-    let healthy = traffic(2000.0, production());
+    let healthy = traffic(2000.0, stable());
     let failing = traffic(2000.0, Version::new(1.0, 20.0, 0.5));
     let mut failing_requests = Vec::new();
     for seed in 0..4 {
@@ -390,7 +390,7 @@ fn a_healthy_canary_is_promoted_to_production_and_its_flags_graduate() {
         feature_flags: vec!["new_checkout".into()],
         ..Default::default()
     });
-    let healthy = traffic(1000.0, production());
+    let healthy = traffic(1000.0, stable());
     let mut driver = Driver::new(&gate, clock, 11, Users::Returning(2000));
     for next in [
         canary(25.0),
@@ -480,12 +480,12 @@ fn window_scenario(
     let burst = Traffic {
         rate,
         canary: Version::new(burst_error_rate, 20.0, 0.5),
-        production: clean,
+        stable: clean,
     };
     let healthy = Traffic {
         rate,
         canary: clean,
-        production: clean,
+        stable: clean,
     };
     (gate, clock, burst, healthy)
 }

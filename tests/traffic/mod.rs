@@ -38,7 +38,7 @@ pub struct Traffic {
     /// The new version.
     pub canary: Version,
     /// The stable version.
-    pub production: Version,
+    pub stable: Version,
 }
 
 /// Who sends the requests.
@@ -139,7 +139,7 @@ impl<'g> Driver<'g> {
             let version = if decision.is_canary {
                 &traffic.canary
             } else {
-                &traffic.production
+                &traffic.stable
             };
             let success = !self.rng.random_bool(version.error_rate);
             let latency = Duration::from_secs_f64(version.latency_ms.sample(&mut self.rng) / 1e3);
