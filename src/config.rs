@@ -103,6 +103,12 @@ impl fmt::Display for Environment {
     }
 }
 
+/// `Environment::Canary` at `traffic_percent`: the unit tests' one shorthand.
+#[cfg(test)]
+pub(crate) fn canary(traffic_percent: f64) -> Environment {
+    Environment::Canary { traffic_percent }
+}
+
 /// Longest accepted gate name, salt or flag name, in bytes.
 pub const MAX_NAME_BYTES: usize = 128;
 

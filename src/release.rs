@@ -190,11 +190,8 @@ pub(crate) fn with_flag_disabled(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::canary;
     use Environment::{Production, Staging};
-
-    fn canary(p: f64) -> Environment {
-        Environment::Canary { traffic_percent: p }
-    }
 
     #[test]
     fn the_whole_table() {

@@ -1,6 +1,7 @@
 //! The judge's unit tests: hand-worked tails, the score's worked examples, the rules' edges.
 
 use super::*;
+use crate::config::canary;
 use crate::metrics::tests_support::cohort;
 
 fn policy(slo: &SloConfig) -> Policy<'_> {
@@ -8,10 +9,6 @@ fn policy(slo: &SloConfig) -> Policy<'_> {
         slo,
         slo_threshold: 0.95,
     }
-}
-
-fn canary(p: f64) -> Environment {
-    Environment::Canary { traffic_percent: p }
 }
 
 /// The default policy's verdict on a canary at `percent` with nothing new since the

@@ -1,6 +1,7 @@
 //! The gate's unit tests: routing, flags, rollbacks, verdicts and the health read.
 
 use super::*;
+use crate::config::canary;
 use crate::error::RollbackError;
 use crate::slo::SloConfig;
 
@@ -59,10 +60,6 @@ fn gate(config: PromotionConfig) -> PromotionGateManager {
         SloAdmissionController::new(SloConfig::default()).unwrap(),
     )
     .unwrap()
-}
-
-fn canary(p: f64) -> Environment {
-    Environment::Canary { traffic_percent: p }
 }
 
 /// Records healthy outcomes until the new version has `n` in this stage.
