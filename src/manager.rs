@@ -389,8 +389,9 @@ impl PromotionGateManager {
     }
 
     /// The latency histogram of `cohort` in the current window, in microseconds (1 µs ..= 60 s,
-    /// two significant figures), for export to a metrics system. `None` only if hdrhistogram
-    /// refuses the bounds, which it does not.
+    /// two significant figures), for export to a metrics system. Like [`health`](Self::health)
+    /// it has no side effect: the window and the `error_burst` span stay as they were. `None`
+    /// only if hdrhistogram refuses the bounds, which it does not.
     ///
     /// # Example
     /// ```

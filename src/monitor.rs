@@ -203,13 +203,15 @@ impl Evaluation<'_> {
             .into_health()
     }
 
-    /// The latency histogram of `cohort` in the current window (leaving a reading).
+    /// The latency histogram of `cohort` in the current window, without leaving a reading (as
+    /// [`health`](Self::health)): exporting it never changes what the judge sees.
     pub(crate) fn latency_histogram(
         mut self,
         snapshot: &Snapshot,
         cohort: Cohort,
     ) -> Option<hdrhistogram::Histogram<u64>> {
-        let _ = self.refresh(snapshot);
+        let (stage, at, length) = self.read(snapshot);
+        let _ = self.window.peek(stage, at, length);
         to_histogram(&self.window.windowed[cohort].histogram)
     }
 

@@ -265,7 +265,7 @@ fn the_health_read_never_rolls_back() {
 }
 
 #[test]
-fn the_health_read_leaves_the_error_burst_to_the_next_judgement() {
+fn the_reads_leave_the_error_burst_to_the_next_judgement() {
     use crate::judge::Rule::ErrorBurst;
     let gate = still_gate(PromotionConfig {
         environment: canary(100.0),
@@ -279,6 +279,8 @@ fn the_health_read_leaves_the_error_burst_to_the_next_judgement() {
     for _ in 0..3 {
         let health = gate.health();
         assert_eq!(fired(&health), [ErrorBurst], "{}", health.evidence);
+        let exported = gate.latency_histogram(Cohort::Canary).unwrap();
+        assert_eq!(exported.len(), 2010);
     }
     let judged = gate.monitor_canary_health();
     assert_eq!(fired(&judged), [ErrorBurst], "{}", judged.evidence);
