@@ -1,5 +1,6 @@
 //! Config documents on disk, JSON or TOML (by extension; otherwise by the first character),
-//! read into the library's types with serde, whose errors name an unknown field.
+//! read into the library's types with serde; every error names the field path, the value and
+//! where it is, the same way in both formats.
 
 use serde::de::DeserializeOwned;
 use std::fs;
@@ -38,31 +39,86 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, CliError> {
 }
 
 /// Parses `text`, read from `path`, as a `T`.
+///
+/// Every error names what is wrong the same way in both formats: an empty document is refused
+/// (a config names at least one field), and a value of the wrong type, an unknown variant or a
+/// bad duration is reported under its field path (`slo.max_error_rate`, `stages[0].environment`),
+/// as the library's own `from_json` does, with the line and column.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, CliError> {
-    let message = match Format::of(path, text) {
-        Format::Json => match serde_json::from_str(text) {
-            Ok(value) => return Ok(value),
-            Err(e) => format!("invalid JSON: {e}"),
-        },
-        Format::Toml => match toml::from_str(text) {
-            Ok(value) => return Ok(value),
-            Err(e) => {
-                // toml's Display draws the line with a caret; one line is enough here.
-                let at = e.span().map(|span| position(text, span.start));
-                match at {
-                    Some((line, column)) => format!(
-                        "invalid TOML: {} at line {line} column {column}",
-                        e.message().trim()
-                    ),
-                    None => format!("invalid TOML: {}", e.message().trim()),
-                }
-            }
-        },
-    };
-    Err(CliError::Parse {
+    let refuse = |message: String| CliError::Parse {
         path: path.to_path_buf(),
         message,
-    })
+    };
+    if text.trim().is_empty() {
+        return Err(refuse(
+            "the document is empty (nothing but whitespace): write the fields to set \
+             (in JSON, `{}` takes every default)"
+                .into(),
+        ));
+    }
+    match Format::of(path, text) {
+        Format::Json => {
+            if let Some(what) = json_non_object(text) {
+                return Err(refuse(format!(
+                    "invalid JSON: a config must be a JSON object with named fields, not {what}"
+                )));
+            }
+            let mut json = serde_json::Deserializer::from_str(text);
+            let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+                refuse(format!(
+                    "invalid JSON: {}{}",
+                    field_prefix(e.path()),
+                    e.inner()
+                ))
+            })?;
+            // Whatever follows the object (`{} {}`) is refused, as serde_json::from_str does.
+            json.end()
+                .map_err(|e| refuse(format!("invalid JSON: {e}")))?;
+            Ok(value)
+        }
+        Format::Toml => {
+            let toml_error = |field: String, e: &toml::de::Error| {
+                // toml's Display draws the line with a caret; one line is enough here.
+                let message = e.message().trim();
+                refuse(match e.span().map(|span| position(text, span.start)) {
+                    Some((line, column)) => {
+                        format!("invalid TOML: {field}{message} at line {line} column {column}")
+                    }
+                    None => format!("invalid TOML: {field}{message}"),
+                })
+            };
+            let document =
+                toml::Deserializer::parse(text).map_err(|e| toml_error(String::new(), &e))?;
+            serde_path_to_error::deserialize(document)
+                .map_err(|e| toml_error(field_prefix(e.path()), e.inner()))
+        }
+    }
+}
+
+/// `FIELD: ` for an error inside a field, nothing for one at the top of the document.
+fn field_prefix(path: &serde_path_to_error::Path) -> String {
+    if path.iter().next().is_some() {
+        format!("{path}: ")
+    } else {
+        String::new()
+    }
+}
+
+/// What a JSON document that is valid but not an object holds (serde would read an array as the
+/// fields in order; a config must name its fields, as the library's `from_json` requires).
+fn json_non_object(text: &str) -> Option<&'static str> {
+    if text.trim_start().starts_with('{') {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    match value {
+        serde_json::Value::Object(_) => None,
+        serde_json::Value::Null => Some("null"),
+        serde_json::Value::Bool(_) => Some("a boolean"),
+        serde_json::Value::Number(_) => Some("a number"),
+        serde_json::Value::String(_) => Some("a string"),
+        serde_json::Value::Array(_) => Some("an array"),
+    }
 }
 
 /// Line and column (from 1) of byte `offset` in `text`.
@@ -76,7 +132,8 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use promotion_gates::PromotionConfig;
+    use crate::scenario::Scenario;
+    use promotion_gates::{PromotionConfig, SloConfig};
 
     #[test]
     fn unknown_fields_are_named_in_both_formats() {
@@ -84,7 +141,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("c.json: invalid JSON: unknown field `slo_treshold`"),
+            e.starts_with("c.json: invalid JSON: slo_treshold: unknown field `slo_treshold`"),
             "{e}"
         );
         let e = parse::<PromotionConfig>(Path::new("c.toml"), "gate = \"a\"\nslo_treshold = 0.9\n")
@@ -93,6 +150,102 @@ mod tests {
         assert!(e.contains("unknown field `slo_treshold`"), "{e}");
         assert!(e.ends_with("at line 2 column 1"), "{e}");
         assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn type_errors_name_the_field_path_and_the_value_in_both_formats() {
+        let e = parse::<PromotionConfig>(Path::new("c.json"), r#"{"slo_threshold": "high"}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "c.json: invalid JSON: slo_threshold: invalid type: string \"high\", expected f64 \
+             at line 1 column 24"
+        );
+        let e = parse::<PromotionConfig>(Path::new("c.toml"), "slo_threshold = \"high\"\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "c.toml: invalid TOML: slo_threshold: invalid type: string \"high\", expected f64 \
+             at line 1 column 17"
+        );
+        let e = parse::<Scenario>(Path::new("s.json"), r#"{"slo": {"max_error_rate": true}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("slo.max_error_rate: invalid type: boolean `true`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations_and_variants_name_their_field_path() {
+        let e = parse::<SloConfig>(Path::new("s.toml"), "latency_target_ms = -5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("latency_target_ms: -5 is not a duration in milliseconds"),
+            "{e}"
+        );
+        let e = parse::<Scenario>(
+            Path::new("s.toml"),
+            "[[stages]]\nduration_s = 5\n\n[[stages]]\nenvironment = \"prod\"\nduration_s = 5\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("stages[1].environment: unknown variant `prod`"),
+            "{e}"
+        );
+        assert!(e.ends_with("at line 5 column 15"), "{e}");
+        let e = parse::<Scenario>(
+            Path::new("s.json"),
+            r#"{"promotion": {"environment": {"canary": {"traffic_percent": "5"}}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("promotion.environment.canary.traffic_percent: invalid type: string \"5\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_empty_document_is_the_same_error_in_every_format() {
+        let expected = "the document is empty (nothing but whitespace)";
+        for (name, text) in [
+            ("c.json", ""),
+            ("c.toml", ""),
+            ("c.json", " \n\t"),
+            ("c.toml", "\n\n"),
+            ("/dev/null", ""),
+            ("c.conf", "   "),
+        ] {
+            let e = parse::<PromotionConfig>(Path::new(name), text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("{name}: {expected}")), "{e}");
+        }
+        assert!(parse::<PromotionConfig>(Path::new("c.json"), "{}").is_ok());
+        assert!(parse::<PromotionConfig>(Path::new("c.toml"), "# defaults\n").is_ok());
+    }
+
+    #[test]
+    fn a_json_document_must_be_one_object() {
+        for (text, what) in [("[]", "an array"), ("null", "null"), ("\"x\"", "a string")] {
+            let e = parse::<PromotionConfig>(Path::new("c.json"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.ends_with(&format!("with named fields, not {what}")),
+                "{e}"
+            );
+        }
+        let e = parse::<PromotionConfig>(Path::new("c.json"), "{} {}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trailing characters"), "{e}");
     }
 
     #[test]

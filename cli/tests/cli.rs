@@ -502,6 +502,78 @@ fn validate_checks_slo_and_scenario_files() {
     }
 }
 
+#[test]
+fn validate_names_the_field_path_of_a_type_error_in_both_formats() {
+    for (name, contents, expected) in [
+        (
+            "type.json",
+            r#"{"gate": "a", "slo_threshold": "high"}"#,
+            "invalid JSON: slo_threshold: invalid type: string \"high\", expected f64",
+        ),
+        (
+            "type.toml",
+            "gate = \"a\"\nslo_threshold = \"high\"\n",
+            "invalid TOML: slo_threshold: invalid type: string \"high\", expected f64 at line 2",
+        ),
+    ] {
+        let path = temp_file(name, contents);
+        let (code, message) = failure(&["validate", text(&path)]);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(code, 1);
+        assert!(message.contains(expected), "{message}");
+    }
+    let path = temp_file("slo-type.toml", "[slo]\nmax_error_rate = \"x\"\n");
+    let (_, message) = failure(&["validate", "--kind", "scenario", text(&path)]);
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        message.contains("slo.max_error_rate: invalid type: string \"x\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn validate_names_a_negative_duration_and_a_bad_variant() {
+    let path = temp_file("negative.json", r#"{"p99_budget_ms": -20}"#);
+    let (_, message) = failure(&["validate", "--kind", "slo", text(&path)]);
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        message.contains("p99_budget_ms: -20 is not a duration in milliseconds"),
+        "{message}"
+    );
+    let path = temp_file(
+        "variant.toml",
+        "[[stages]]\nenvironment = \"prod\"\nduration_s = 10\n",
+    );
+    let (_, message) = failure(&["validate", "--kind", "scenario", text(&path)]);
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        message.contains("stages[0].environment: unknown variant `prod`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_empty_document_is_one_error_in_every_format() {
+    let json = temp_file("empty.json", "");
+    let toml = temp_file("empty.toml", "  \n");
+    for path in [text(&json), text(&toml), "/dev/null"] {
+        let (code, message) = failure(&["validate", path]);
+        assert_eq!(code, 1, "{path}");
+        assert!(
+            message.starts_with(&format!(
+                "error: {path}: the document is empty (nothing but whitespace)"
+            )),
+            "{message}"
+        );
+        let (code, message) = failure(&["simulate", "--config", path]);
+        assert_eq!(code, 1, "{path}");
+        assert!(message.contains("the document is empty"), "{message}");
+    }
+    for path in [json, toml] {
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
 // errors
 
 #[test]
