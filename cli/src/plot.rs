@@ -6,7 +6,9 @@ use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use std::path::Path;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use crate::error::CliError;
 use crate::report::{Outcome, Report, TimelinePoint, human_duration, sampling};
@@ -84,16 +86,78 @@ struct Content {
     empty_note: Option<String>,
 }
 
-/// Writes the timeline of `report` to `path`.
-pub fn write_svg(path: &Path, report: &Report) -> Result<(), CliError> {
-    draw(path, report).map_err(|message| CliError::Plot {
-        path: path.to_path_buf(),
-        message,
-    })
+/// Reads `--plot`'s value: a file name ending in `.svg`, the only format drawn (a bitmap
+/// backend would need system fonts to write the labels).
+pub fn svg_path(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("svg") => Ok(path),
+        _ => Err(format!(
+            "{text:?} does not end in .svg: the timeline is drawn as SVG only"
+        )),
+    }
 }
 
-fn draw(path: &Path, report: &Report) -> Result<(), String> {
-    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+/// The `--plot` file, opened before the simulation runs, so that a path that cannot be written
+/// fails at once rather than after the whole run.
+#[derive(Debug)]
+pub struct PlotFile {
+    path: PathBuf,
+    file: File,
+    /// Whether opening it created it (then [`PlotFile::discard`] removes it again).
+    created: bool,
+}
+
+impl PlotFile {
+    /// Opens `path` for writing, creating it if need be; an existing file keeps its contents
+    /// until [`PlotFile::write`].
+    pub fn open(path: &Path) -> Result<Self, CliError> {
+        let refused = |e: io::Error| CliError::Plot {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let (file, created) = match OpenOptions::new().write(true).create_new(true).open(path) {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (
+                OpenOptions::new().write(true).open(path).map_err(refused)?,
+                false,
+            ),
+            Err(e) => return Err(refused(e)),
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            created,
+        })
+    }
+
+    /// Draws the timeline of `report` and writes it over the file's contents.
+    pub fn write(mut self, report: &Report) -> Result<(), CliError> {
+        let mut svg = String::new();
+        let refused = |message: String| CliError::Plot {
+            path: self.path.clone(),
+            message,
+        };
+        draw(&mut svg, report).map_err(refused)?;
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.write_all(svg.as_bytes()))
+            .and_then(|()| self.file.flush())
+            .map_err(|e| refused(e.to_string()))
+    }
+
+    /// Gives up on the plot (the simulation failed): a file created by [`PlotFile::open`] is
+    /// removed, an existing one is left as it was.
+    pub fn discard(self) {
+        if self.created {
+            drop(self.file);
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn draw(svg: &mut String, report: &Report) -> Result<(), String> {
+    let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let verdict = match report.outcome {
         Outcome::PromotedToProduction => "promoted to Production",
@@ -487,6 +551,69 @@ mod tests {
             runs(points.into_iter()),
             vec![vec![(1.0, 1.0), (2.0, 2.0)], vec![(4.0, 4.0)]]
         );
+    }
+
+    /// A path in the temporary directory, unique to this test process and `name`, not there.
+    fn fresh(name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "promotion-gates-plot-{}-{name}",
+            std::process::id()
+        ));
+        let _ = fs::remove_file(&path);
+        path
+    }
+
+    #[test]
+    fn only_svg_names_are_taken() {
+        assert_eq!(svg_path("a/b.svg").unwrap(), PathBuf::from("a/b.svg"));
+        assert!(svg_path("B.SVG").is_ok());
+        for name in ["out.png", "out", "dir/", "out.svg.png", ".svg"] {
+            let e = svg_path(name).unwrap_err();
+            assert!(e.contains("does not end in .svg"), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_written_fails_on_open() {
+        let e = PlotFile::open(Path::new("/nonexistent/dir/x.svg")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot draw /nonexistent/dir/x.svg: "),
+            "{e}"
+        );
+        let e = PlotFile::open(&std::env::temp_dir()).unwrap_err();
+        assert!(matches!(e, CliError::Plot { .. }), "{e}");
+    }
+
+    #[test]
+    fn discard_removes_only_a_file_it_created() {
+        let created = fresh("created.svg");
+        PlotFile::open(&created).unwrap().discard();
+        assert!(!created.exists());
+        let existing = fresh("existing.svg");
+        fs::write(&existing, "kept").unwrap();
+        PlotFile::open(&existing).unwrap().discard();
+        assert_eq!(fs::read_to_string(&existing).unwrap(), "kept");
+        fs::remove_file(existing).unwrap();
+    }
+
+    #[test]
+    fn write_replaces_a_longer_file_whole() {
+        let mut scenario = crate::scenario::Scenario {
+            rps: 50.0,
+            ..Default::default()
+        };
+        scenario.scale_to(12.0);
+        let progress = crate::progress::Progress::new(scenario.planned_seconds(), false, false);
+        let report = crate::rollout::run(&scenario, &progress).unwrap();
+        let path = fresh("longer.svg");
+        fs::write(&path, "x".repeat(1 << 20)).unwrap();
+        PlotFile::open(&path).unwrap().write(&report).unwrap();
+        let svg = fs::read_to_string(&path).unwrap();
+        fs::remove_file(&path).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert!(!svg.contains("xxx"));
     }
 
     #[test]

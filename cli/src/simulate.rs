@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::document;
 use crate::error::CliError;
-use crate::plot;
+use crate::plot::{self, PlotFile};
 use crate::progress::Progress;
 use crate::report::{self, human_duration, sampling, thousands};
 use crate::rollout;
@@ -41,8 +41,9 @@ pub struct SimulateArgs {
     /// Print a machine-readable report (JSON) and nothing else on stdout.
     #[arg(long)]
     json: bool,
-    /// Write the timeline as an SVG chart.
-    #[arg(long, value_name = "FILE.svg")]
+    /// Write the timeline as an SVG chart (the name must end in .svg; the file is opened
+    /// before the simulation runs).
+    #[arg(long, value_name = "FILE.svg", value_parser = plot::svg_path)]
     plot: Option<PathBuf>,
     /// Print the scenario that would run (TOML, a valid scenario file) and stop.
     #[arg(long)]
@@ -83,6 +84,7 @@ pub fn run(args: &SimulateArgs) -> Result<(), CliError> {
         out.write_all(text.as_bytes())?;
         return Ok(());
     }
+    let plot = args.plot.as_deref().map(PlotFile::open).transpose()?;
     let terminal = io::stdout().is_terminal();
     if !args.json {
         writeln!(
@@ -104,9 +106,17 @@ pub fn run(args: &SimulateArgs) -> Result<(), CliError> {
         terminal && !args.json,
         !args.json,
     );
-    let report = rollout::run(&scenario, &progress)?;
-    if let Some(path) = &args.plot {
-        plot::write_svg(path, &report)?;
+    let report = match rollout::run(&scenario, &progress) {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some(plot) = plot {
+                plot.discard();
+            }
+            return Err(e);
+        }
+    };
+    if let Some(plot) = plot {
+        plot.write(&report)?;
     }
     let mut out = io::stdout().lock();
     if args.json {

@@ -626,15 +626,31 @@ fn an_invalid_scenario_exits_1_naming_the_field() {
 }
 
 #[test]
-fn an_unwritable_plot_exits_1_naming_the_file() {
+fn an_unwritable_plot_exits_1_naming_the_file_before_simulating() {
+    // Without --json the scenario's header is printed when the simulation starts: `failure`
+    // checks that stdout stayed empty, so the path was refused first.
     let (code, message) = failure(&[
         "simulate",
         "--scenario",
         "error-spike",
-        "--json",
         "--plot",
         "/no/such/dir/plot.svg",
     ]);
     assert_eq!(code, 1);
-    assert!(message.contains("/no/such/dir/plot.svg"), "{message}");
+    assert!(
+        message.starts_with("error: cannot draw /no/such/dir/plot.svg: "),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_plot_not_named_svg_is_a_usage_error() {
+    let path = std::env::temp_dir().join(format!(
+        "promotion-gates-cli-{}-timeline.png",
+        std::process::id()
+    ));
+    let (code, message) = failure(&["simulate", "--plot", text(&path)]);
+    assert_eq!(code, 2);
+    assert!(message.contains("does not end in .svg"), "{message}");
+    assert!(!path.exists(), "nothing is written");
 }
