@@ -7,7 +7,9 @@
 //! - `validate` checks a config file and names the field that is wrong.
 //!
 //! Every failure is one line on stderr and a non-zero exit code: 2 for a bad flag, 1 for
-//! anything else (unreadable file, invalid config, engine refusal).
+//! anything else (unreadable file, invalid config, engine refusal). A simulation that ran
+//! exits 0 only when the release reached Production: 3 when it was rolled back, 4 when it
+//! stalled.
 
 mod document;
 mod error;
@@ -30,7 +32,14 @@ use crate::error::CliError;
 
 /// Canary routing and promotion gates: simulate a rollout, route request ids, check configs.
 #[derive(Debug, Parser)]
-#[command(name = "promotion-gates", version, propagate_version = true)]
+#[command(
+    name = "promotion-gates",
+    version,
+    propagate_version = true,
+    after_help = "Exit status: 0 success; 1 an error (unreadable or invalid file, engine refusal); \
+                  2 a bad flag. simulate also exits 3 when the canary was rolled back and 4 when \
+                  the rollout stalled (see simulate --help)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,6 +48,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a canary rollout on the real engine in simulated time and report the verdicts.
+    #[command(after_help = simulate::exit_status_help())]
     Simulate(simulate::SimulateArgs),
     /// Print each request id's routing decision and why.
     Route(route::RouteArgs),
@@ -87,13 +97,12 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Simulate(args) => simulate::run(args).map(|()| true),
-        Command::Route(args) => route::run(args).map(|()| true),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Route(args) => route::run(args).map(|()| 0),
         Command::Validate(args) => validate::run(args),
     };
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(status) => ExitCode::from(status),
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             complain(&e);

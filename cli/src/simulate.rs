@@ -9,9 +9,35 @@ use crate::document;
 use crate::error::CliError;
 use crate::plot::{self, PlotFile};
 use crate::progress::Progress;
-use crate::report::{self, human_duration, sampling, thousands};
+use crate::report::{self, Outcome, human_duration, sampling, thousands};
 use crate::rollout;
 use crate::scenario::{Scenario, ScenarioName, parse_duration};
+
+/// Exit status of a simulation whose canary was rolled back.
+pub const ROLLED_BACK: u8 = 3;
+/// Exit status of a simulation that stalled: a promotion was refused more often than the
+/// scenario allows, so the release was not in Production at the end.
+pub const STALLED: u8 = 4;
+
+/// The exit status of a simulation that ran, by how the rollout ended: 0 only when the release
+/// reached Production, so a script can tell a rollback from a stall from success.
+pub fn exit_status(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::PromotedToProduction => 0,
+        Outcome::RolledBack => ROLLED_BACK,
+        Outcome::Stalled => STALLED,
+    }
+}
+
+/// The exit statuses, as `simulate --help` lists them.
+pub fn exit_status_help() -> String {
+    format!(
+        "Exit status: 0 promoted to Production; {ROLLED_BACK} rolled back; {STALLED} stalled \
+         (a promotion refused more often than the scenario allows: not in Production at the \
+         end); 1 an error (unreadable or invalid file, engine refusal); 2 a bad flag. \
+         --show-config exits 0. The report is printed whatever the outcome."
+    )
+}
 
 /// Flags of `simulate`.
 #[derive(Debug, Args)]
@@ -57,8 +83,8 @@ fn positive_number(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Runs `simulate`.
-pub fn run(args: &SimulateArgs) -> Result<(), CliError> {
+/// Runs `simulate`; returns the exit status ([`exit_status`] of the outcome).
+pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
     let (mut scenario, source) = match &args.config {
         Some(path) => (document::load::<Scenario>(path)?, path.clone()),
         None => (
@@ -82,7 +108,7 @@ pub fn run(args: &SimulateArgs) -> Result<(), CliError> {
         let text = toml::to_string_pretty(&scenario)
             .map_err(|e| CliError::Simulation(format!("cannot write the scenario as TOML: {e}")))?;
         out.write_all(text.as_bytes())?;
-        return Ok(());
+        return Ok(0);
     }
     let plot = args.plot.as_deref().map(PlotFile::open).transpose()?;
     let terminal = io::stdout().is_terminal();
@@ -128,5 +154,30 @@ pub fn run(args: &SimulateArgs) -> Result<(), CliError> {
             writeln!(out, "Timeline written to {}.", path.display())?;
         }
     }
-    Ok(())
+    Ok(exit_status(report.outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_outcome_has_its_own_documented_status() {
+        let outcomes = [
+            Outcome::PromotedToProduction,
+            Outcome::RolledBack,
+            Outcome::Stalled,
+        ];
+        let statuses = outcomes.map(exit_status);
+        assert_eq!(statuses[0], 0);
+        // Distinct, and clear of 1 (an error) and 2 (a bad flag).
+        assert!(statuses[1..].iter().all(|s| *s > 2));
+        assert_ne!(statuses[1], statuses[2]);
+        let help = exit_status_help();
+        assert!(
+            help.contains(&format!("{} rolled back", statuses[1])),
+            "{help}"
+        );
+        assert!(help.contains(&format!("{} stalled", statuses[2])), "{help}");
+    }
 }

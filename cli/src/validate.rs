@@ -36,8 +36,9 @@ pub struct ValidateArgs {
     slo: Option<PathBuf>,
 }
 
-/// Runs `validate`: true when every file is valid. Each verdict is printed as found.
-pub fn run(args: &ValidateArgs) -> Result<bool, CliError> {
+/// Runs `validate`: exit status 0 when every file is valid, 1 otherwise. Each verdict is
+/// printed as found.
+pub fn run(args: &ValidateArgs) -> Result<u8, CliError> {
     let mut checks = vec![(args.file.as_path(), args.kind)];
     if let Some(slo) = &args.slo {
         checks.push((slo.as_path(), Kind::Slo));
@@ -56,7 +57,7 @@ pub fn run(args: &ValidateArgs) -> Result<bool, CliError> {
             Err(error) => return Err(error),
         }
     }
-    Ok(all_valid)
+    Ok(if all_valid { 0 } else { 1 })
 }
 
 /// Checks one file; returns a one-line summary of a valid one.

@@ -52,10 +52,24 @@ fn stderr(output: &Output) -> String {
 
 /// A successful run's stdout, parsed as one JSON document (so nothing else was printed).
 fn json(args: &[&str]) -> Value {
+    json_exiting(args, 0)
+}
+
+/// A run's stdout, parsed as one JSON document, checking that it exited with `status`.
+fn json_exiting(args: &[&str], status: i32) -> Value {
     let output = run(args);
-    assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(status),
+        "{args:?}: {}",
+        stderr(&output)
+    );
     serde_json::from_str(&stdout(&output)).expect("stdout is one JSON document")
 }
+
+/// `simulate`'s exit status for a rollback and for a stall, as `--help` documents them.
+const ROLLED_BACK: i32 = 3;
+const STALLED: i32 = 4;
 
 /// A failed run: the exit code and its one-line message.
 fn failure(args: &[&str]) -> (i32, String) {
@@ -84,6 +98,18 @@ fn text(path: &std::path::Path) -> &str {
 // builds; the verdicts below are those of seed 42 (the default) at these sizes.
 
 #[test]
+fn the_readmes_main_job_is_promoted_and_exits_0() {
+    // `cargo run --release -- simulate`: the built-in defaults, no flag.
+    let output = run(&["simulate"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("Outcome: promoted to Production (final environment Production)"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
 fn good_is_promoted_stage_by_stage_to_production() {
     let report = json(&["simulate", "--scenario", "good", "--rps", "500", "--json"]);
     assert_eq!(report["outcome"], "promoted_to_production");
@@ -103,7 +129,10 @@ fn good_is_promoted_stage_by_stage_to_production() {
 
 #[test]
 fn error_spike_is_rolled_back_by_the_record_path() {
-    let report = json(&["simulate", "--scenario", "error-spike", "--json"]);
+    let report = json_exiting(
+        &["simulate", "--scenario", "error-spike", "--json"],
+        ROLLED_BACK,
+    );
     assert_eq!(report["outcome"], "rolled_back");
     assert_eq!(report["final_environment"], "Production");
     let rollback = &report["rollback"];
@@ -121,7 +150,10 @@ fn error_spike_is_rolled_back_by_the_record_path() {
 
 #[test]
 fn latency_regression_is_rolled_back_on_p99_vs_stable() {
-    let report = json(&["simulate", "--scenario", "latency-regression", "--json"]);
+    let report = json_exiting(
+        &["simulate", "--scenario", "latency-regression", "--json"],
+        ROLLED_BACK,
+    );
     assert_eq!(report["outcome"], "rolled_back");
     let rules = report["rollback"]["rules"].as_array().unwrap();
     assert!(rules.iter().any(|r| r == "p99_vs_stable"), "{rules:?}");
@@ -153,7 +185,10 @@ fn flaky_but_fine_is_not_rolled_back() {
 
 #[test]
 fn catastrophic_is_rolled_back_within_a_few_dozen_failing_requests() {
-    let report = json(&["simulate", "--scenario", "catastrophic", "--json"]);
+    let report = json_exiting(
+        &["simulate", "--scenario", "catastrophic", "--json"],
+        ROLLED_BACK,
+    );
     assert_eq!(report["outcome"], "rolled_back");
     let incident = &report["incident"];
     assert_eq!(incident["stage"], 3);
@@ -248,7 +283,12 @@ fn json_report_has_its_documented_shape_and_is_reproducible() {
 #[test]
 fn text_report_shows_the_stage_table_and_the_rollback_evidence() {
     let output = run(&["simulate", "--scenario", "error-spike"]);
-    assert!(output.status.success());
+    assert_eq!(
+        output.status.code(),
+        Some(ROLLED_BACK),
+        "{}",
+        stderr(&output)
+    );
     let out = stdout(&output);
     assert!(
         out.contains("stage  environment  traffic  duration"),
@@ -257,6 +297,33 @@ fn text_report_shows_the_stage_table_and_the_rollback_evidence() {
     assert!(out.contains("Outcome: ROLLED BACK"), "{out}");
     assert!(out.contains("rules fired:"), "{out}");
     assert!(out.contains("evidence: stage"), "{out}");
+}
+
+#[test]
+fn a_stalled_rollout_exits_4_after_its_report() {
+    let path = temp_file(
+        "starved.toml",
+        "name = \"starved\"\nrps = 50\nmax_extensions = 1\nextension_s = 5\n\n\
+         [[stages]]\ntraffic_percent = 10\nduration_s = 10\n\n[slo]\nmin_samples = 100000\n",
+    );
+    let report = json_exiting(&["simulate", "--config", text(&path), "--json"], STALLED);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(report["outcome"], "stalled");
+    assert_eq!(report["final_environment"], "Canary{10}");
+}
+
+#[test]
+fn simulate_help_documents_every_exit_status() {
+    let help = stdout(&run(&["simulate", "--help"]));
+    for status in [
+        "0 promoted to Production".to_string(),
+        format!("{ROLLED_BACK} rolled back"),
+        format!("{STALLED} stalled"),
+        "1 an error".to_string(),
+        "2 a bad flag".to_string(),
+    ] {
+        assert!(help.contains(&status), "--help lacks {status:?}: {help}");
+    }
 }
 
 #[test]
@@ -284,14 +351,17 @@ fn fast_mode_simulates_one_request_in_n() {
 #[test]
 fn plot_writes_an_svg_timeline_with_the_rollback_marked() {
     let path = temp_file("catastrophic.svg", "");
-    let report = json(&[
-        "simulate",
-        "--scenario",
-        "catastrophic",
-        "--json",
-        "--plot",
-        text(&path),
-    ]);
+    let report = json_exiting(
+        &[
+            "simulate",
+            "--scenario",
+            "catastrophic",
+            "--json",
+            "--plot",
+            text(&path),
+        ],
+        ROLLED_BACK,
+    );
     assert_eq!(report["outcome"], "rolled_back");
     let svg = std::fs::read_to_string(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
