@@ -13,6 +13,7 @@
 
 mod document;
 mod error;
+mod flag;
 mod plot;
 mod progress;
 mod report;

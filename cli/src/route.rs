@@ -14,21 +14,25 @@ use std::path::PathBuf;
 
 use crate::document;
 use crate::error::CliError;
+use crate::flag::overriding;
 
-/// Flags of `route`.
+/// Flags of `route`. A flag that overrides a field of the config file has its help (with its
+/// default) written by [`overriding`].
 #[derive(Debug, Args)]
 pub struct RouteArgs {
-    /// A PromotionConfig file (JSON or TOML); the flags below override its fields.
+    /// A PromotionConfig file (JSON or TOML), whose fields the flags below override [default:
+    /// none, the library's PromotionConfig defaults]
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The gate's name (the default salt).
-    #[arg(long)]
+    #[arg(long, help = overriding("The gate's name (the default salt)", PromotionConfig::default().gate))]
     gate: Option<String>,
-    /// The routing salt (default: the gate's name).
-    #[arg(long)]
+    #[arg(long, help = overriding("The routing salt", "the gate's name"))]
     salt: Option<String>,
-    /// Canary share of traffic, in percent (sets the environment to a canary).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = overriding(
+        "Canary share of traffic, in percent (sets the environment to a canary; checked as the \
+         library checks a config)",
+        format!("none, the environment {}", PromotionConfig::default().environment),
+    ))]
     percent: Option<f64>,
     /// Show each step of the formula.
     #[arg(long)]
@@ -221,4 +225,63 @@ fn print(out: &mut impl Write, routed: &Routed, json: bool) -> Result<(), CliErr
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_percent(percent: f64) -> RouteArgs {
+        RouteArgs {
+            config: None,
+            gate: None,
+            salt: None,
+            percent: Some(percent),
+            explain: false,
+            json: false,
+            ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn percent_is_refused_exactly_when_the_library_refuses_it() {
+        // Below, at and around the formula's resolution (0.00001 % is one bucket of 10^7),
+        // and out of range.
+        for percent in [
+            1e-9,
+            1e-6,
+            4e-6,
+            5e-6,
+            1e-5,
+            0.01,
+            0.0,
+            50.0,
+            100.0,
+            100.5,
+            -1.0,
+            f64::NAN,
+        ] {
+            let library = PromotionConfig {
+                environment: Environment::Canary {
+                    traffic_percent: percent,
+                },
+                ..Default::default()
+            }
+            .validate();
+            match (config(&with_percent(percent)), library) {
+                (Ok(config), Ok(())) => assert_eq!(
+                    config.environment,
+                    Environment::Canary {
+                        traffic_percent: percent
+                    }
+                ),
+                (Err(CliError::Usage(message)), Err(e)) => {
+                    assert_eq!(message, format!("{e} (from the command-line flags)"));
+                }
+                (cli, library) => {
+                    panic!("{percent}: the CLI gave {cli:?}, the library {library:?}")
+                }
+            }
+        }
+    }
 }

@@ -367,6 +367,11 @@ impl StageSpec {
                     "a percentage above 0, at most 100",
                 ))
             }
+            // The library's own check of a canary share, under this stage's field name.
+            (StageKind::Canary, Some(_)) => self
+                .environment()
+                .validate()
+                .map_err(|e| FieldError::new(field("traffic_percent"), e.value(), e.expected())),
             (StageKind::Staging, Some(p)) => Err(FieldError::new(
                 field("traffic_percent"),
                 p,
@@ -585,6 +590,32 @@ mod tests {
             e.starts_with("invalid promotion.slo_threshold = 2: a fraction"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_stage_share_the_library_refuses_is_refused_under_its_field() {
+        for percent in [1e-9, 1e-6, 4e-6, 5e-6, 1e-5, 0.01, 0.5] {
+            let mut s = Scenario::default();
+            s.stages[0].traffic_percent = Some(percent);
+            let library = promotion_gates::Environment::Canary {
+                traffic_percent: percent,
+            }
+            .validate();
+            match (s.validate(), library) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err(l)) => assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "invalid stages[0].traffic_percent = {}: {}",
+                        l.value(),
+                        l.expected()
+                    )
+                ),
+                (scenario, library) => {
+                    panic!("{percent}: the scenario gave {scenario:?}, the library {library:?}")
+                }
+            }
+        }
     }
 
     #[test]

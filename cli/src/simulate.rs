@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::document;
 use crate::error::CliError;
+use crate::flag::overriding;
 use crate::plot::{self, PlotFile};
 use crate::progress::Progress;
 use crate::report::{self, Outcome, human_duration, sampling, thousands};
@@ -39,7 +40,8 @@ pub fn exit_status_help() -> String {
     )
 }
 
-/// Flags of `simulate`.
+/// Flags of `simulate`. A flag that overrides a scenario field has its help (with its default:
+/// every built-in scenario has the default scenario's value) written by [`overriding`].
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// A built-in scenario.
@@ -48,21 +50,31 @@ pub struct SimulateArgs {
     /// A scenario file (JSON or TOML) instead of a built-in one; see docs/simulator.md.
     #[arg(long, value_name = "FILE", conflicts_with = "scenario")]
     config: Option<PathBuf>,
-    /// Seed of the random number generator (the same seed gives the same run).
-    #[arg(long)]
+    #[arg(long, help = overriding(
+        "Seed of the random number generator (the same seed gives the same run)",
+        Scenario::default().seed,
+    ))]
     seed: Option<u64>,
-    /// Requests per simulated second.
-    #[arg(long, value_parser = positive_number, allow_negative_numbers = true)]
+    #[arg(long, value_parser = positive_number, allow_negative_numbers = true, help = overriding(
+        "Requests per simulated second",
+        Scenario::default().rps,
+    ))]
     rps: Option<f64>,
-    /// Planned length of the whole ramp in simulated time (e.g. 90s, 6m, 24h), shared among
-    /// the stages in proportion to their own lengths.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", help = overriding(
+        "Planned length of the whole ramp in simulated time (e.g. 90s, 6m, 24h), shared among \
+         the stages in proportion to their own lengths",
+        as_duration_flag(Scenario::default().planned_seconds()),
+    ))]
     duration: Option<f64>,
-    /// Fast mode: simulate 1 request in N (the judge then sees rps/N; see docs/simulator.md).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N", help = overriding(
+        "Fast mode: simulate 1 request in N (the judge then sees rps/N; see docs/simulator.md)",
+        Scenario::default().sample,
+    ))]
     sample: Option<u64>,
-    /// Number of distinct users.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), help = overriding(
+        "Number of distinct users",
+        Scenario::default().users,
+    ))]
     users: Option<u64>,
     /// Print a machine-readable report (JSON) and nothing else on stdout.
     #[arg(long)]
@@ -74,6 +86,15 @@ pub struct SimulateArgs {
     /// Print the scenario that would run (TOML, a valid scenario file) and stop.
     #[arg(long)]
     show_config: bool,
+}
+
+/// `seconds` as `--duration` reads it: `6m` for 360, `90s` for 90.
+fn as_duration_flag(seconds: f64) -> String {
+    if seconds >= 60.0 && seconds % 60.0 == 0.0 {
+        format!("{}m", seconds / 60.0)
+    } else {
+        format!("{seconds}s")
+    }
 }
 
 fn positive_number(text: &str) -> Result<f64, String> {
@@ -160,6 +181,37 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::ScenarioName;
+
+    #[test]
+    fn every_builtin_has_the_defaults_the_help_shows() {
+        use clap::ValueEnum;
+        let default = Scenario::default();
+        for name in ScenarioName::value_variants() {
+            let builtin = Scenario::builtin(*name);
+            assert_eq!(
+                (
+                    builtin.seed,
+                    builtin.rps,
+                    builtin.sample,
+                    builtin.users,
+                    builtin.planned_seconds()
+                ),
+                (
+                    default.seed,
+                    default.rps,
+                    default.sample,
+                    default.users,
+                    default.planned_seconds()
+                ),
+                "{}",
+                name.as_str()
+            );
+        }
+        assert_eq!(as_duration_flag(360.0), "6m");
+        assert_eq!(as_duration_flag(90.0), "90s");
+        assert_eq!(parse_duration(&as_duration_flag(90.0)), Ok(90.0));
+    }
 
     #[test]
     fn each_outcome_has_its_own_documented_status() {

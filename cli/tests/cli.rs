@@ -644,6 +644,75 @@ fn an_empty_document_is_one_error_in_every_format() {
     }
 }
 
+#[test]
+fn help_shows_every_default() {
+    let help = stdout(&run(&["simulate", "--help"]));
+    for default in [
+        "[default: good]",
+        "[default: 42; with --config, the file's]",
+        "[default: 2000; with --config, the file's]",
+        "[default: 6m; with --config, the file's]",
+        "[default: 1; with --config, the file's]",
+        "[default: 100000; with --config, the file's]",
+    ] {
+        assert!(
+            help.contains(default),
+            "simulate --help lacks {default}: {help}"
+        );
+    }
+    let help = stdout(&run(&["route", "--help"]));
+    for default in [
+        "[default: none, the library's PromotionConfig defaults]",
+        "[default: default; with --config, the file's]",
+        "[default: the gate's name; with --config, the file's]",
+        "[default: none, the environment Production; with --config, the file's]",
+    ] {
+        assert!(
+            help.contains(default),
+            "route --help lacks {default}: {help}"
+        );
+    }
+}
+
+#[test]
+fn a_percentage_below_the_formulas_resolution_gets_the_librarys_verdict() {
+    // 0.000001 % is a threshold of round(0.1) = 0 of the 10^7 buckets: it routes nobody. The
+    // CLI takes the library's verdict on it, for the flag and for a scenario's stage alike.
+    let tiny = "0.000001";
+    let library = promotion_gates::Environment::Canary {
+        traffic_percent: 0.000_001,
+    }
+    .validate();
+    let scenario = temp_file(
+        "tiny-stage.toml",
+        &format!("[[stages]]\ntraffic_percent = {tiny}\nduration_s = 10\n"),
+    );
+    match library {
+        Err(e) => {
+            let (code, message) = failure(&["route", "--percent", tiny, "x"]);
+            assert_eq!(code, 2);
+            assert!(message.contains(&e.to_string()), "{message}");
+            let (code, message) = failure(&["validate", "--kind", "scenario", text(&scenario)]);
+            assert_eq!(code, 1);
+            assert!(
+                message.contains(&format!(
+                    "invalid stages[0].traffic_percent = {}: {}",
+                    e.value(),
+                    e.expected()
+                )),
+                "{message}"
+            );
+        }
+        Ok(()) => {
+            let output = run(&["route", "--percent", tiny, "x"]);
+            assert!(output.status.success(), "{}", stderr(&output));
+            let output = run(&["validate", "--kind", "scenario", text(&scenario)]);
+            assert!(output.status.success(), "{}", stderr(&output));
+        }
+    }
+    std::fs::remove_file(&scenario).unwrap();
+}
+
 // errors
 
 #[test]
