@@ -572,54 +572,52 @@ fn validate_checks_slo_and_scenario_files() {
     }
 }
 
+/// `validate --kind KIND` on a file `name` holding `contents`: exits 1 with one line, returned.
+fn validate_error(kind: &str, name: &str, contents: &str) -> String {
+    let path = temp_file(name, contents);
+    let (code, message) = failure(&["validate", "--kind", kind, text(&path)]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, 1, "{message}");
+    message
+}
+
 #[test]
-fn validate_names_the_field_path_of_a_type_error_in_both_formats() {
-    for (name, contents, expected) in [
+fn validate_names_the_field_path_and_the_value_of_a_type_error_duration_or_variant() {
+    for (kind, name, contents, expected) in [
         (
+            "promotion",
             "type.json",
             r#"{"gate": "a", "slo_threshold": "high"}"#,
             "invalid JSON: slo_threshold: invalid type: string \"high\", expected f64",
         ),
         (
+            "promotion",
             "type.toml",
             "gate = \"a\"\nslo_threshold = \"high\"\n",
             "invalid TOML: slo_threshold: invalid type: string \"high\", expected f64 at line 2",
         ),
+        (
+            "scenario",
+            "slo-type.toml",
+            "[slo]\nmax_error_rate = \"x\"\n",
+            "slo.max_error_rate: invalid type: string \"x\"",
+        ),
+        (
+            "slo",
+            "negative.json",
+            r#"{"p99_budget_ms": -20}"#,
+            "p99_budget_ms: -20 is not a duration in milliseconds",
+        ),
+        (
+            "scenario",
+            "variant.toml",
+            "[[stages]]\nenvironment = \"prod\"\nduration_s = 10\n",
+            "stages[0].environment: unknown variant `prod`",
+        ),
     ] {
-        let path = temp_file(name, contents);
-        let (code, message) = failure(&["validate", text(&path)]);
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(code, 1);
+        let message = validate_error(kind, name, contents);
         assert!(message.contains(expected), "{message}");
     }
-    let path = temp_file("slo-type.toml", "[slo]\nmax_error_rate = \"x\"\n");
-    let (_, message) = failure(&["validate", "--kind", "scenario", text(&path)]);
-    std::fs::remove_file(&path).unwrap();
-    assert!(
-        message.contains("slo.max_error_rate: invalid type: string \"x\""),
-        "{message}"
-    );
-}
-
-#[test]
-fn validate_names_a_negative_duration_and_a_bad_variant() {
-    let path = temp_file("negative.json", r#"{"p99_budget_ms": -20}"#);
-    let (_, message) = failure(&["validate", "--kind", "slo", text(&path)]);
-    std::fs::remove_file(&path).unwrap();
-    assert!(
-        message.contains("p99_budget_ms: -20 is not a duration in milliseconds"),
-        "{message}"
-    );
-    let path = temp_file(
-        "variant.toml",
-        "[[stages]]\nenvironment = \"prod\"\nduration_s = 10\n",
-    );
-    let (_, message) = failure(&["validate", "--kind", "scenario", text(&path)]);
-    std::fs::remove_file(&path).unwrap();
-    assert!(
-        message.contains("stages[0].environment: unknown variant `prod`"),
-        "{message}"
-    );
 }
 
 #[test]
@@ -646,31 +644,28 @@ fn an_empty_document_is_one_error_in_every_format() {
 
 #[test]
 fn help_shows_every_default() {
-    let help = stdout(&run(&["simulate", "--help"]));
-    for default in [
+    let simulate: &[&str] = &[
         "[default: good]",
         "[default: 42; with --config, the file's]",
         "[default: 2000; with --config, the file's]",
         "[default: 6m; with --config, the file's]",
         "[default: 1; with --config, the file's]",
         "[default: 100000; with --config, the file's]",
-    ] {
-        assert!(
-            help.contains(default),
-            "simulate --help lacks {default}: {help}"
-        );
-    }
-    let help = stdout(&run(&["route", "--help"]));
-    for default in [
+    ];
+    let route: &[&str] = &[
         "[default: none, the library's PromotionConfig defaults]",
         "[default: default; with --config, the file's]",
         "[default: the gate's name; with --config, the file's]",
         "[default: none, the environment Production; with --config, the file's]",
-    ] {
-        assert!(
-            help.contains(default),
-            "route --help lacks {default}: {help}"
-        );
+    ];
+    for (command, defaults) in [("simulate", simulate), ("route", route)] {
+        let help = stdout(&run(&[command, "--help"]));
+        for default in defaults {
+            assert!(
+                help.contains(default),
+                "{command} --help lacks {default}: {help}"
+            );
+        }
     }
 }
 
