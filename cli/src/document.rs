@@ -41,7 +41,7 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, CliError> {
 /// Parses `text`, read from `path`, as a `T`.
 ///
 /// Every error names what is wrong the same way in both formats: an empty document is refused
-/// (a config names at least one field), and a value of the wrong type, an unknown variant or a
+/// (`{}` in JSON takes every default), and a value of the wrong type, an unknown variant or a
 /// bad duration is reported under its field path (`slo.max_error_rate`, `stages[0].environment`),
 /// as the library's own `from_json` does, with the line and column.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, CliError> {

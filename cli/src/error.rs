@@ -15,8 +15,8 @@ pub enum CliError {
         /// What the system said.
         source: io::Error,
     },
-    /// A document is not valid JSON or TOML, or holds a field it should not (the message
-    /// names it, with the line and column).
+    /// A document is empty, not valid JSON or TOML, or holds a field or a value of a type it
+    /// should not (the message names the field path and the value, with the line and column).
     Parse {
         /// The file.
         path: PathBuf,
