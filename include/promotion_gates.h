@@ -656,6 +656,57 @@ pgate_status pgate_flag_set_name(const struct pgate_gate *gate,
  */
 const char *pgate_status_str(uint32_t status);
 
+/**
+ * Writes the gate's metrics in the Prometheus text format 0.0.4 (NUL-terminated) into `buf`
+ * of `cap` bytes and its length into `*len_out`: `# HELP` and `# TYPE` lines, every series
+ * labelled with the gate's name (`gate="..."`), e.g. `promotion_health_score`,
+ * `promotion_canary_error_rate`, `promotion_rollbacks_total{trigger,rule}` and the window's
+ * latency histograms `promotion_window_latency_seconds`. Serve it with the content type
+ * `text/plain; version=0.0.4`. If `buf` is NULL or too small, only `*len_out` is written and
+ * `PGATE_STATUS_BUFFER_TOO_SMALL` is returned (the text may grow by a few bytes between two
+ * calls: allocate some slack).
+ *
+ * # Safety
+ * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
+ */
+pgate_status pgate_metrics_prometheus(const struct pgate_gate *gate,
+                                      char *buf,
+                                      size_t cap,
+                                      size_t *len_out);
+
+/**
+ * Like `pgate_metrics_prometheus`, for `count` gates in one exposition (each metric family
+ * once, one series per gate): a host with several gates serves this at `/metrics`. Give the
+ * gates distinct names. `gates` may be NULL only with `count` 0.
+ *
+ * # Safety
+ * `gates` must point to `count` live gates; `buf` NULL or valid for `cap` bytes; `len_out`
+ * valid for a write.
+ */
+pgate_status pgate_metrics_prometheus_gates(const struct pgate_gate *const *gates,
+                                            size_t count,
+                                            char *buf,
+                                            size_t cap,
+                                            size_t *len_out);
+
+/**
+ * Writes each cohort's latency histogram of the judged window as JSON (NUL-terminated) into
+ * `buf` of `cap` bytes and its length into `*len_out`:
+ * `{"encoding":"hdrhistogram-v2-deflate-base64","unit":"microseconds","canary":"HISTFAAA...","stable":"HISTFAAA..."}`.
+ * Each histogram is HdrHistogram's compressed V2 serialization in base64 (what
+ * HdrHistogram's log files hold), readable by its ports in Java, Go, Python, C and Rust,
+ * so a host can merge and plot them; values are microseconds (1 µs ..= 60 s, two
+ * significant figures). If `buf` is NULL or too small, only `*len_out` is written and
+ * `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+ *
+ * # Safety
+ * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
+ */
+pgate_status pgate_latency_histograms_json(const struct pgate_gate *gate,
+                                           char *buf,
+                                           size_t cap,
+                                           size_t *len_out);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -85,6 +85,7 @@ mod monitor;
 pub mod release;
 mod slo;
 mod snapshot;
+pub mod telemetry;
 mod verdict;
 
 pub use bucket::{BUCKETS, Bucket, SaltedHasher, reference_bucket, threshold_for_percent};

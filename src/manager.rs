@@ -24,6 +24,7 @@ use crate::metrics::Recorded;
 use crate::monitor::Monitor;
 use crate::slo::SloAdmissionController;
 use crate::snapshot::{RouteTable, Snapshot};
+use crate::telemetry::RollbackTally;
 use crate::verdict::{Compliance, Verdict};
 
 /// State only writers touch, behind the writer lock. Readers never take it.
@@ -31,6 +32,8 @@ use crate::verdict::{Compliance, Verdict};
 struct WriterState {
     flag_index: FlagSetIndex,
     history: RollbackHistory,
+    /// Rollback events counted by cause over the gate's life (the history drops old ones).
+    rollbacks: RollbackTally,
 }
 
 /// The canary routing and promotion-gate engine for one gate (one service or route).

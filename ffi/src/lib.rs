@@ -26,6 +26,7 @@ mod judge;
 mod release;
 mod route;
 mod status;
+mod telemetry;
 
 pub use error::{pgate_error, pgate_error_free, pgate_error_message, pgate_error_status};
 pub use gate::{
@@ -45,3 +46,6 @@ pub use route::{
     pgate_record_by_id, pgate_recorded, pgate_route,
 };
 pub use status::{pgate_status, pgate_status_str};
+pub use telemetry::{
+    pgate_latency_histograms_json, pgate_metrics_prometheus, pgate_metrics_prometheus_gates,
+};

@@ -148,6 +148,7 @@ impl PromotionGateManager {
         let mut writer = self.lock_writer();
         let current = self.current.load_full();
         let config = release::with_flag_disabled(&current.config, name)?;
+        writer.rollbacks.count(RollbackTrigger::FlagDisabled, None);
         writer.history.record(
             Undone::Flag(name.to_string()),
             current.config.environment,
@@ -219,6 +220,7 @@ impl PromotionGateManager {
         }
         let config = release::rolled_back(&current.config);
         tracing::error!(reason = %reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
+        writer.rollbacks.count(trigger, evidence.as_ref());
         let undone = Undone::Release {
             trigger,
             reason,
@@ -246,6 +248,25 @@ impl PromotionGateManager {
     /// ```
     pub fn rollback_history(&self) -> Vec<RollbackEvent> {
         self.lock_writer().history.to_vec()
+    }
+
+    /// Rollback events counted by cause since the gate was built, in order of each cause's
+    /// first event: unlike the bounded [`rollback_history`](Self::rollback_history), the
+    /// counts never decrease (the Prometheus exposition exports them as
+    /// `promotion_rollbacks_total`).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// gate.enable_feature("dark_mode")?;
+    /// gate.disable_feature("dark_mode")?;
+    /// let counts = gate.rollback_counts();
+    /// assert_eq!((counts[0].trigger, counts[0].count), (RollbackTrigger::FlagDisabled, 1));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn rollback_counts(&self) -> Vec<crate::telemetry::RollbackCount> {
+        self.lock_writer().rollbacks.to_vec()
     }
 
     /// The specification's name for [`rollback_history`](Self::rollback_history), kept as an

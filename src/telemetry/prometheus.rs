@@ -1,0 +1,421 @@
+//! The Prometheus text exposition format (version 0.0.4) of one or more gates, for hosts that
+//! serve `/metrics` (and, through the C ABI, for hosts that are not written in Rust).
+//!
+//! Every series carries a `gate` label (the config's `gate`); names and units follow the
+//! Prometheus conventions (seconds, ratios in `0..=1`, `_total` counters). The judged window
+//! is the last `rollback_window_seconds` of the current stage, so the `promotion_window_*`
+//! series are gauges that may fall: read the latency histogram with `histogram_quantile`
+//! directly, not over `rate()`.
+//!
+//! | Name | Type | Labels | What |
+//! |---|---|---|---|
+//! | `promotion_environment` | gauge | `environment` | 1 for the gate's environment, 0 for the others |
+//! | `promotion_stage` | gauge | | the release stage's number |
+//! | `promotion_canary_traffic_ratio` | gauge | | share of requests routed to the new version |
+//! | `promotion_health_score` | gauge | | the health score, `0..=1` |
+//! | `promotion_recommendation` | gauge | `recommendation` | 1 for the judge's recommendation, 0 for the others |
+//! | `promotion_canary_error_rate` | gauge | | the new version's error rate in the window |
+//! | `promotion_stable_error_rate` | gauge | | the stable version's error rate in the window |
+//! | `promotion_window_requests` | gauge | `cohort` | requests in the window |
+//! | `promotion_window_errors` | gauge | `cohort` | failed requests in the window |
+//! | `promotion_slo_compliance_ratio` | gauge | `cohort` | share of the window's requests that succeeded within the latency target |
+//! | `promotion_slo_threshold_ratio` | gauge | | the compliance the gate asks for (`slo_threshold`) |
+//! | `promotion_p99_latency_seconds` | gauge | `cohort` | the judge's p99 latency |
+//! | `promotion_rule_fired` | gauge | `rule` | 1 for each judge rule that fires on the window |
+//! | `promotion_window_latency_seconds` | histogram | `cohort`, `le` | the window's latency histogram |
+//! | `promotion_rollbacks_total` | counter | `trigger`, `rule` | rollback events since the gate was built |
+//! | `promotion_late_outcomes_total` | counter | | outcomes dropped because their stage had ended |
+
+use std::fmt::{self, Write};
+
+use hdrhistogram::Histogram;
+
+use crate::config::Environment;
+use crate::decision::{Cohort, PerCohort};
+use crate::history::RollbackTrigger;
+use crate::judge::{CanaryHealth, CohortEvidence, Recommendation, Rule};
+use crate::manager::PromotionGateManager;
+use crate::telemetry::RollbackCount;
+
+/// The upper bounds (`le`, in seconds) of `promotion_window_latency_seconds`' buckets; the
+/// last bucket, `+Inf`, holds every sample. They span the recorded range (1 µs ..= 60 s).
+pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// The exposition of `gate`, as [`write_exposition`] writes it.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// let gate = PromotionGateManager::new(
+///     PromotionConfig { environment: Environment::Canary { traffic_percent: 5.0 }, gate: "checkout".into(), ..Default::default() },
+///     SloAdmissionController::new(SloConfig::default())?,
+/// )?;
+/// let text = promotion_gates::telemetry::prometheus::exposition(&gate);
+/// assert!(text.contains("# TYPE promotion_health_score gauge\n"));
+/// assert!(text.contains("promotion_canary_traffic_ratio{gate=\"checkout\"} 0.05\n"));
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+pub fn exposition(gate: &PromotionGateManager) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_exposition(&[gate], &mut text);
+    text
+}
+
+/// Writes the metrics of `gates` in the Prometheus text format 0.0.4: each metric family once,
+/// with its `# HELP` and `# TYPE` lines, one series per gate (give the gates distinct `gate`
+/// names); nothing for no gate. Reads each gate without side effects (its health, latency histograms, config and
+/// counters), never its judging calls.
+///
+/// # Errors
+/// Only those of `out`.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// let slo = || SloAdmissionController::new(SloConfig::default());
+/// let web = PromotionGateManager::new(PromotionConfig { gate: "web".into(), ..Default::default() }, slo()?)?;
+/// let api = PromotionGateManager::new(PromotionConfig { gate: "api".into(), ..Default::default() }, slo()?)?;
+/// let mut text = String::new();
+/// promotion_gates::telemetry::prometheus::write_exposition(&[&web, &api], &mut text)?;
+/// assert_eq!(text.matches("# TYPE promotion_health_score gauge").count(), 1);
+/// assert!(text.contains("promotion_health_score{gate=\"api\"}"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_exposition(gates: &[&PromotionGateManager], out: &mut impl Write) -> fmt::Result {
+    if gates.is_empty() {
+        return Ok(());
+    }
+    let readings: Vec<Reading> = gates.iter().map(|gate| Reading::of(gate)).collect();
+    let mut e = Exposition {
+        out,
+        readings: &readings,
+    };
+    e.state_set(
+        "promotion_environment",
+        "The gate's environment: 1 for the current one.",
+        "environment",
+        &ENVIRONMENTS.map(|env| env.name()),
+        |r| r.environment.name(),
+    )?;
+    e.gauge("promotion_stage", "The release stage's number.", |r| {
+        r.stage as f64
+    })?;
+    e.gauge(
+        "promotion_canary_traffic_ratio",
+        "Share of requests routed to the new version.",
+        |r| r.environment.traffic_percent() / 100.0,
+    )?;
+    e.gauge(
+        "promotion_health_score",
+        "The canary's health score in the judged window, 0 to 1.",
+        |r| r.health.health_score,
+    )?;
+    e.state_set(
+        "promotion_recommendation",
+        "The judge's recommendation on the window: 1 for the current one.",
+        "recommendation",
+        &RECOMMENDATIONS,
+        |r| recommendation_name(r.health.recommendation),
+    )?;
+    e.gauge(
+        "promotion_canary_error_rate",
+        "The new version's error rate in the judged window.",
+        |r| r.health.canary_error_rate,
+    )?;
+    e.gauge(
+        "promotion_stable_error_rate",
+        "The stable version's error rate in the judged window.",
+        |r| r.health.production_error_rate,
+    )?;
+    e.per_cohort(
+        "promotion_window_requests",
+        "Requests in the judged window.",
+        |r, c| r.cohort(c).requests as f64,
+    )?;
+    e.per_cohort(
+        "promotion_window_errors",
+        "Failed requests in the judged window.",
+        |r, c| r.cohort(c).errors as f64,
+    )?;
+    e.per_cohort(
+        "promotion_slo_compliance_ratio",
+        "Share of the window's requests that succeeded within the SLO latency target.",
+        |r, c| r.cohort(c).compliance,
+    )?;
+    e.gauge(
+        "promotion_slo_threshold_ratio",
+        "The SLO compliance the gate asks for (slo_threshold).",
+        |r| r.slo_threshold,
+    )?;
+    e.per_cohort(
+        "promotion_p99_latency_seconds",
+        "The judge's p99 latency in the window.",
+        |r, c| r.cohort(c).p99.as_secs_f64(),
+    )?;
+    e.rules_fired()?;
+    e.latency_histograms()?;
+    e.rollbacks()?;
+    let late = "promotion_late_outcomes_total";
+    let help = "Outcomes dropped because their stage had ended.";
+    e.family(late, "counter", help, |e, r| {
+        e.sample(late, &r.labels(&[]), r.late as f64)
+    })
+}
+
+const ENVIRONMENTS: [Environment; 3] = [
+    Environment::Canary {
+        traffic_percent: 0.0,
+    },
+    Environment::Staging,
+    Environment::Production,
+];
+
+const RECOMMENDATIONS: [&str; 3] = ["healthy", "monitor", "rollback"];
+
+fn recommendation_name(recommendation: Recommendation) -> &'static str {
+    match recommendation {
+        Recommendation::Healthy => "healthy",
+        Recommendation::Monitor => "monitor",
+        Recommendation::Rollback => "rollback",
+    }
+}
+
+/// What one gate exports, read once per exposition.
+struct Reading {
+    /// The `gate="..."` label pair, escaped.
+    gate_label: String,
+    environment: Environment,
+    stage: u64,
+    slo_threshold: f64,
+    health: CanaryHealth,
+    latency: PerCohort<Option<Histogram<u64>>>,
+    rollbacks: Vec<RollbackCount>,
+    late: u64,
+}
+
+impl Reading {
+    fn of(gate: &PromotionGateManager) -> Self {
+        let config = gate.config();
+        Self {
+            gate_label: format!("gate=\"{}\"", escape_label(&config.gate)),
+            environment: config.environment,
+            stage: gate.stage().get(),
+            slo_threshold: config.slo_threshold,
+            health: gate.health(),
+            latency: PerCohort::from_fn(|c| gate.latency_histogram(c)),
+            rollbacks: gate.rollback_counts(),
+            late: gate.late_outcomes(),
+        }
+    }
+
+    fn cohort(&self, cohort: Cohort) -> &CohortEvidence {
+        match cohort {
+            Cohort::Canary => &self.health.evidence.canary,
+            Cohort::Stable => &self.health.evidence.stable,
+        }
+    }
+
+    /// `{gate="...",k="v",...}` with `pairs`' values escaped.
+    fn labels(&self, pairs: &[(&str, &str)]) -> String {
+        let mut labels = format!("{{{}", self.gate_label);
+        for (key, value) in pairs {
+            let _ = write!(labels, ",{key}=\"{}\"", escape_label(value));
+        }
+        labels.push('}');
+        labels
+    }
+}
+
+/// The writer of one exposition over the readings of its gates.
+struct Exposition<'a, W> {
+    out: &'a mut W,
+    readings: &'a [Reading],
+}
+
+impl<W: Write> Exposition<'_, W> {
+    fn sample(&mut self, name: &str, labels: &str, value: f64) -> fmt::Result {
+        writeln!(self.out, "{name}{labels} {}", Value(value))
+    }
+
+    /// A metric family: its HELP and TYPE lines, then `each` reading's samples.
+    fn family(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        mut each: impl FnMut(&mut Self, &Reading) -> fmt::Result,
+    ) -> fmt::Result {
+        writeln!(self.out, "# HELP {name} {}", escape_help(help))?;
+        writeln!(self.out, "# TYPE {name} {kind}")?;
+        let readings = self.readings;
+        readings.iter().try_for_each(|r| each(self, r))
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, value: impl Fn(&Reading) -> f64) -> fmt::Result {
+        self.family(name, "gauge", help, |e, r| {
+            e.sample(name, &r.labels(&[]), value(r))
+        })
+    }
+
+    fn per_cohort(
+        &mut self,
+        name: &str,
+        help: &str,
+        value: impl Fn(&Reading, Cohort) -> f64,
+    ) -> fmt::Result {
+        self.family(name, "gauge", help, |e, r| {
+            Cohort::ALL.into_iter().try_for_each(|cohort| {
+                e.sample(
+                    name,
+                    &r.labels(&[("cohort", cohort.name())]),
+                    value(r, cohort),
+                )
+            })
+        })
+    }
+
+    /// One series per state, 1 for the reading's current one and 0 for the others.
+    fn state_set(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        states: &[&str],
+        current: impl Fn(&Reading) -> &'static str,
+    ) -> fmt::Result {
+        self.family(name, "gauge", help, |e, r| {
+            states.iter().try_for_each(|state| {
+                let on = f64::from(u8::from(*state == current(r)));
+                e.sample(name, &r.labels(&[(label, state)]), on)
+            })
+        })
+    }
+
+    fn rules_fired(&mut self) -> fmt::Result {
+        let name = "promotion_rule_fired";
+        let help = "Whether the judge rule fires on the judged window (1) or not (0).";
+        self.family(name, "gauge", help, |e, r| {
+            r.health.evidence.findings.iter().try_for_each(|finding| {
+                let labels = r.labels(&[("rule", finding.rule.name())]);
+                e.sample(name, &labels, f64::from(u8::from(finding.fired)))
+            })
+        })
+    }
+
+    fn latency_histograms(&mut self) -> fmt::Result {
+        let name = "promotion_window_latency_seconds";
+        let help = "Latency of the requests in the judged window (a gauge histogram: it may fall).";
+        self.family(name, "histogram", help, |e, r| {
+            Cohort::ALL
+                .into_iter()
+                .try_for_each(|cohort| match &r.latency[cohort] {
+                    Some(histogram) => e.histogram(name, r, cohort, histogram),
+                    None => Ok(()),
+                })
+        })
+    }
+
+    /// A sample counts in every bucket whose bound is at or above its whole HDR bucket.
+    fn histogram(
+        &mut self,
+        name: &str,
+        r: &Reading,
+        cohort: Cohort,
+        histogram: &Histogram<u64>,
+    ) -> fmt::Result {
+        let recorded: Vec<(u64, u64)> = histogram
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        for le in LATENCY_BUCKETS_SECONDS {
+            let le_micros = (le * 1e6).round() as u64;
+            let count: u64 = recorded
+                .iter()
+                .filter(|(highest, _)| *highest <= le_micros)
+                .map(|(_, n)| n)
+                .sum();
+            let labels = r.labels(&[("cohort", cohort.name()), ("le", &Value(le).to_string())]);
+            self.sample(&format!("{name}_bucket"), &labels, count as f64)?;
+        }
+        let total = histogram.len();
+        let inf = r.labels(&[("cohort", cohort.name()), ("le", "+Inf")]);
+        self.sample(&format!("{name}_bucket"), &inf, total as f64)?;
+        let micros: f64 = recorded
+            .iter()
+            .map(|&(highest, n)| histogram.median_equivalent(highest) as f64 * n as f64)
+            .sum();
+        let labels = r.labels(&[("cohort", cohort.name())]);
+        self.sample(&format!("{name}_sum"), &labels, micros / 1e6)?;
+        self.sample(&format!("{name}_count"), &labels, total as f64)
+    }
+
+    /// Every rollback cause the gate can count has a series from the start (at 0), so that
+    /// `increase()` sees the first rollback.
+    fn rollbacks(&mut self) -> fmt::Result {
+        let name = "promotion_rollbacks_total";
+        let help = "Rollback events since the gate was built, by trigger and, for automatic ones, the first rule that fired.";
+        self.family(name, "counter", help, |e, r| {
+            let mut causes: Vec<(RollbackTrigger, Option<Rule>)> = vec![
+                (RollbackTrigger::Manual, None),
+                (RollbackTrigger::FlagDisabled, None),
+            ];
+            let judged = r.health.evidence.findings.iter();
+            causes.extend(judged.map(|f| (RollbackTrigger::Automatic, Some(f.rule))));
+            for counted in &r.rollbacks {
+                if !causes.contains(&(counted.trigger, counted.rule)) {
+                    causes.push((counted.trigger, counted.rule));
+                }
+            }
+            causes.into_iter().try_for_each(|(trigger, rule)| {
+                let count = r
+                    .rollbacks
+                    .iter()
+                    .find(|c| c.trigger == trigger && c.rule == rule)
+                    .map_or(0, |c| c.count);
+                let rule = rule.map_or("none", |rule| rule.name());
+                let labels = r.labels(&[("trigger", trigger.name()), ("rule", rule)]);
+                e.sample(name, &labels, count as f64)
+            })
+        })
+    }
+}
+
+/// A sample value as Prometheus reads it (`+Inf`, `-Inf`, `NaN`, or a decimal).
+struct Value(f64);
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            v if v.is_nan() => f.write_str("NaN"),
+            v if v == f64::INFINITY => f.write_str("+Inf"),
+            v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
+            v => write!(f, "{v}"),
+        }
+    }
+}
+
+/// A label value with `\`, `"` and line feeds escaped, as the text format asks.
+fn escape_label(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// A help text with `\` and line feeds escaped.
+fn escape_help(help: &str) -> String {
+    help.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,367 @@
+//! The exposition, read back by a small parser of the text format.
+
+use super::*;
+use crate::config::PromotionConfig;
+use crate::slo::{SloAdmissionController, SloConfig};
+use crate::{ManualClock, RollbackTrigger};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn gate(name: &str, environment: Environment) -> PromotionGateManager {
+    PromotionGateManager::with_clock(
+        PromotionConfig {
+            gate: name.into(),
+            environment,
+            ..Default::default()
+        },
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+        Arc::new(ManualClock::new()),
+    )
+    .unwrap()
+}
+
+/// One sample line: name, labels, value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses an exposition: the families (name → type, in order of their `# TYPE` line) and the
+/// samples. Checks on the way that each family has one HELP then one TYPE line before its
+/// samples, and that a family's samples are contiguous.
+fn parse(text: &str) -> (Vec<(String, String)>, Vec<Sample>) {
+    let mut families: Vec<(String, String)> = Vec::new();
+    let mut samples = Vec::new();
+    let mut help: Option<String> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap().to_string();
+            assert!(
+                help.replace(name).is_none(),
+                "HELP without TYPE before {line}"
+            );
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert_eq!(
+                help.take().as_deref(),
+                Some(name),
+                "TYPE without HELP: {line}"
+            );
+            assert!(
+                families.iter().all(|(n, _)| n != name),
+                "{name} declared twice"
+            );
+            families.push((name.to_string(), kind.to_string()));
+        } else {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let (name, labels) = series.split_once('{').unwrap();
+            let (family, kind) = families.last().unwrap();
+            let base = if kind == "histogram" {
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(name)
+            } else {
+                name
+            };
+            assert_eq!(base, family, "sample of another family: {line}");
+            samples.push(Sample {
+                name: name.to_string(),
+                labels: parse_labels(labels.strip_suffix('}').unwrap()),
+                value: match value {
+                    "+Inf" => f64::INFINITY,
+                    "-Inf" => f64::NEG_INFINITY,
+                    v => v.parse().unwrap(),
+                },
+            });
+        }
+    }
+    (families, samples)
+}
+
+/// `k="v",k2="v2"` with escapes undone.
+fn parse_labels(mut text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    while !text.is_empty() {
+        let (key, rest) = text.split_once("=\"").unwrap();
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next().unwrap() {
+                (_, '\\') => match chars.next().unwrap().1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (i, '"') => break i,
+                (_, c) => value.push(c),
+            }
+        };
+        labels.insert(key.to_string(), value);
+        text = rest[end + 1..]
+            .strip_prefix(',')
+            .unwrap_or(&rest[end + 1..]);
+    }
+    labels
+}
+
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<_> = samples
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(v))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}");
+    found[0].value
+}
+
+#[test]
+fn every_family_is_declared_once_with_help_and_type_and_every_sample_has_the_gate() {
+    let web = gate(
+        "web",
+        Environment::Canary {
+            traffic_percent: 5.0,
+        },
+    );
+    let api = gate("api", Environment::Staging);
+    let mut text = String::new();
+    write_exposition(&[&web, &api], &mut text).unwrap();
+    let (families, samples) = parse(&text);
+    for (name, kind) in &families {
+        assert!(name.starts_with("promotion_"), "{name}");
+        assert_eq!(name.ends_with("_total"), kind == "counter", "{name} {kind}");
+    }
+    for gate in ["web", "api"] {
+        assert!(
+            families.iter().all(|(family, _)| samples
+                .iter()
+                .any(|s| s.name.starts_with(family.as_str()) && s.labels["gate"] == gate)),
+            "a family without gate {gate}"
+        );
+    }
+    assert!(samples.iter().all(|s| s.labels.contains_key("gate")));
+}
+
+#[test]
+fn gauges_show_what_the_side_effect_free_reads_show() {
+    let gate = gate(
+        "checkout",
+        Environment::Canary {
+            traffic_percent: 25.0,
+        },
+    );
+    for i in 0..400 {
+        let d = gate.route_request(&format!("user-{i}"));
+        gate.record_outcome(&d, i % 50 != 0, Duration::from_millis(2 + i % 7));
+    }
+    let (_, samples) = parse(&exposition(&gate));
+    let health = gate.health();
+    let g = [("gate", "checkout")];
+    assert_eq!(
+        value(&samples, "promotion_health_score", &g),
+        health.health_score
+    );
+    assert_eq!(
+        value(&samples, "promotion_canary_error_rate", &g),
+        health.canary_error_rate
+    );
+    assert_eq!(
+        value(&samples, "promotion_stable_error_rate", &g),
+        health.production_error_rate
+    );
+    assert_eq!(
+        value(&samples, "promotion_canary_traffic_ratio", &g),
+        gate.environment().traffic_percent() / 100.0
+    );
+    assert_eq!(
+        value(&samples, "promotion_stage", &g),
+        gate.stage().get() as f64
+    );
+    for (cohort, evidence) in [
+        ("canary", health.evidence.canary),
+        ("stable", health.evidence.stable),
+    ] {
+        let c = [("gate", "checkout"), ("cohort", cohort)];
+        assert_eq!(
+            value(&samples, "promotion_window_requests", &c),
+            evidence.requests as f64
+        );
+        assert_eq!(
+            value(&samples, "promotion_window_errors", &c),
+            evidence.errors as f64
+        );
+        assert_eq!(
+            value(&samples, "promotion_slo_compliance_ratio", &c),
+            evidence.compliance
+        );
+        assert_eq!(
+            value(&samples, "promotion_p99_latency_seconds", &c),
+            evidence.p99.as_secs_f64()
+        );
+    }
+    assert!(health.evidence.canary.requests > 0 && health.evidence.stable.requests > 0);
+    for state in ["canary", "staging", "production"] {
+        let on = value(&samples, "promotion_environment", &[("environment", state)]);
+        assert_eq!(on == 1.0, state == "canary", "{state}");
+    }
+    let current = health.recommendation.to_string().to_lowercase();
+    for state in ["healthy", "monitor", "rollback"] {
+        let on = value(
+            &samples,
+            "promotion_recommendation",
+            &[("recommendation", state)],
+        );
+        assert_eq!(on == 1.0, state == current, "{state}");
+    }
+    for finding in &health.evidence.findings {
+        let fired = value(
+            &samples,
+            "promotion_rule_fired",
+            &[("rule", finding.rule.name())],
+        );
+        assert_eq!(fired == 1.0, finding.fired);
+    }
+}
+
+#[test]
+fn the_latency_histogram_counts_each_sample_in_the_buckets_at_or_above_it() {
+    let gate = gate("g", Environment::Staging);
+    let latencies_us: Vec<u64> = vec![200, 700, 3_000, 3_000, 40_000, 2_000_000, 45_000_000];
+    for (i, &us) in latencies_us.iter().enumerate() {
+        let d = gate.route_request(&format!("u{i}"));
+        gate.record_outcome(&d, true, Duration::from_micros(us));
+    }
+    let (_, samples) = parse(&exposition(&gate));
+    let canary = |le: &str| {
+        value(
+            &samples,
+            "promotion_window_latency_seconds_bucket",
+            &[("cohort", "canary"), ("le", le)],
+        )
+    };
+    for le in LATENCY_BUCKETS_SECONDS {
+        // None of the samples is within 1 % of a bound, where an HDR bucket could straddle it.
+        let naive = latencies_us
+            .iter()
+            .filter(|&&us| us as f64 <= le * 1e6)
+            .count();
+        assert_eq!(canary(&le.to_string()), naive as f64, "le {le}");
+    }
+    let n = latencies_us.len() as f64;
+    assert_eq!(canary("+Inf"), n);
+    let count = [("cohort", "canary")];
+    assert_eq!(
+        value(&samples, "promotion_window_latency_seconds_count", &count),
+        n
+    );
+    let sum = value(&samples, "promotion_window_latency_seconds_sum", &count);
+    let naive_sum: f64 = latencies_us.iter().map(|&us| us as f64 / 1e6).sum();
+    assert!(
+        (sum - naive_sum).abs() <= naive_sum * 0.01,
+        "{sum} vs {naive_sum}"
+    );
+    let stable = [("cohort", "stable"), ("le", "+Inf")];
+    assert_eq!(
+        value(&samples, "promotion_window_latency_seconds_bucket", &stable),
+        0.0
+    );
+}
+
+#[test]
+fn rollbacks_total_starts_at_zero_and_counts_each_cause() {
+    let gate = gate(
+        "g",
+        Environment::Canary {
+            traffic_percent: 100.0,
+        },
+    );
+    let rollbacks = |text: &str, trigger: &str, rule: &str| {
+        let (_, samples) = parse(text);
+        value(
+            &samples,
+            "promotion_rollbacks_total",
+            &[("trigger", trigger), ("rule", rule)],
+        )
+    };
+    let before = exposition(&gate);
+    assert_eq!(rollbacks(&before, "manual", "none"), 0.0);
+    assert_eq!(rollbacks(&before, "automatic", "error_rate_max"), 0.0);
+    let mut i = 0;
+    while gate.environment() != Environment::Production {
+        let d = gate.route_request(&format!("u{i}"));
+        gate.record_outcome(&d, false, Duration::from_millis(1));
+        i += 1;
+        assert!(i < 100, "no automatic rollback");
+    }
+    let event = &gate.rollback_history()[0];
+    assert_eq!(event.trigger, RollbackTrigger::Automatic);
+    let rule = event
+        .evidence
+        .as_ref()
+        .unwrap()
+        .fired()
+        .next()
+        .unwrap()
+        .rule;
+    gate.promote(Environment::Canary {
+        traffic_percent: 1.0,
+    })
+    .unwrap();
+    gate.rollback("by hand").unwrap();
+    let after = exposition(&gate);
+    assert_eq!(rollbacks(&after, "automatic", rule.name()), 1.0);
+    assert_eq!(rollbacks(&after, "manual", "none"), 1.0);
+    assert_eq!(rollbacks(&after, "flag_disabled", "none"), 0.0);
+}
+
+#[test]
+fn exporting_changes_nothing_the_gate_judges() {
+    let gate = gate(
+        "g",
+        Environment::Canary {
+            traffic_percent: 100.0,
+        },
+    );
+    for i in 0..5 {
+        let d = gate.route_request(&format!("u{i}"));
+        gate.record_outcome(&d, i % 2 == 0, Duration::from_millis(1));
+    }
+    let health = gate.health();
+    let first = exposition(&gate);
+    assert_eq!(exposition(&gate), first);
+    assert_eq!(gate.health(), health);
+    assert_eq!(
+        gate.environment(),
+        Environment::Canary {
+            traffic_percent: 100.0
+        }
+    );
+}
+
+#[test]
+fn label_values_and_help_are_escaped() {
+    let gate = gate(r#"we"b\1"#, Environment::Production);
+    let text = exposition(&gate);
+    assert!(
+        text.contains(r#"promotion_stage{gate="we\"b\\1"} 1"#),
+        "{text}"
+    );
+    let (_, samples) = parse(&text);
+    assert!(samples.iter().all(|s| s.labels["gate"] == r#"we"b\1"#));
+    assert_eq!(escape_label("a\nb"), "a\\nb");
+    assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
+}
+
+#[test]
+fn values_are_written_as_prometheus_reads_them() {
+    let written: Vec<String> = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.25, 3.0, 1e-7]
+        .map(|v| Value(v).to_string())
+        .into();
+    assert_eq!(written, ["NaN", "+Inf", "-Inf", "0.25", "3", "0.0000001"]);
+}
