@@ -417,8 +417,9 @@ impl PromotionGateManager {
         evaluation.judge(&self.current.load())
     }
 
-    /// Applies `verdict`, taking the writer lock only when it calls for a rollback.
+    /// Logs `verdict` and applies it, taking the writer lock only when it calls for a rollback.
     fn act_on(&self, verdict: &Verdict) {
+        crate::telemetry::log_verdict(verdict);
         if verdict.calls_for_rollback() {
             self.apply_verdict(&mut self.lock_writer(), verdict);
         }

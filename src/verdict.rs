@@ -3,7 +3,7 @@
 
 use crate::config::Environment;
 use crate::decision::{Cohort, StageId};
-use crate::judge::{CanaryHealth, Evidence};
+use crate::judge::{CanaryHealth, Evidence, Recommendation};
 
 /// The judge's health of one stage, for the gate to act on.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,11 @@ impl Verdict {
 
     pub(crate) fn evidence(&self) -> &Evidence {
         &self.health.evidence
+    }
+
+    /// The judge's recommendation.
+    pub(crate) fn recommendation(&self) -> Recommendation {
+        self.health.recommendation
     }
 
     pub(crate) fn into_health(self) -> CanaryHealth {

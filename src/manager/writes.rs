@@ -44,26 +44,38 @@ impl PromotionGateManager {
         let mut writer = self.lock_writer();
         let current = self.current.load_full();
         let step = plan_promotion(current.config.environment, target)?;
-        if step.gated {
-            self.gate(&mut writer, &current)?;
-        }
+        let evidence = if step.gated {
+            Some(self.gate(&mut writer, &current)?)
+        } else {
+            None
+        };
         if step.kind == PromotionKind::CanaryToProduction {
             tracing::warn!(from = %current.config.environment, "promotion.promote skips staging: canary straight to production");
         }
         let config = release::promoted(&current.config, target, step.kind);
         self.publish(&mut writer, config, true);
         tracing::info!(from = %current.config.environment, to = %target, ?step.kind, "promotion.promote");
+        #[cfg(feature = "otel")]
+        crate::telemetry::otel::promotion_span(
+            &current.config.gate,
+            current.config.environment,
+            target,
+            step.kind,
+            evidence.as_ref(),
+        );
+        #[cfg(not(feature = "otel"))]
+        drop(evidence);
         Ok(())
     }
 
-    /// The promotion gate: the judge must find the new version of `current` compliant. Called
-    /// with the writer lock held; a fired rule rolls back here (under the same lock) before
-    /// refusing.
-    fn gate(&self, writer: &mut WriterState, current: &Snapshot) -> Result<(), Error> {
+    /// The promotion gate: the judge must find the new version of `current` compliant, and
+    /// the evidence it passed on is returned. Called with the writer lock held; a fired rule
+    /// rolls back here (under the same lock) before refusing.
+    fn gate(&self, writer: &mut WriterState, current: &Snapshot) -> Result<Evidence, Error> {
         let verdict = self.monitor.evaluation().judge(current);
         let evidence = verdict.evidence();
         match verdict.compliance(current.config.slo_threshold) {
-            Compliance::Compliant => Ok(()),
+            Compliance::Compliant => Ok(evidence.clone()),
             Compliance::RuleFired => {
                 self.apply_verdict(writer, &verdict);
                 Err(PromotionError::SloNotMet {
@@ -122,7 +134,9 @@ impl PromotionGateManager {
             return Ok(());
         };
         self.publish(&mut writer, config, false);
-        tracing::info!(feature = name, "Feature flag enabled");
+        tracing::info!(feature = name, "Feature flag enabled: {name}");
+        #[cfg(feature = "otel")]
+        crate::telemetry::otel::flag_span(&current.config.gate, name, true);
         Ok(())
     }
 
@@ -156,7 +170,9 @@ impl PromotionGateManager {
             config.max_rollback_history,
         );
         self.publish(&mut writer, config, false);
-        tracing::info!(feature = name, "Feature flag disabled");
+        tracing::info!(feature = name, "Feature flag disabled: {name}");
+        #[cfg(feature = "otel")]
+        crate::telemetry::otel::flag_span(&current.config.gate, name, false);
         Ok(())
     }
 
@@ -221,6 +237,14 @@ impl PromotionGateManager {
         let config = release::rolled_back(&current.config);
         tracing::error!(reason = %reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
         writer.rollbacks.count(trigger, evidence.as_ref());
+        #[cfg(feature = "otel")]
+        crate::telemetry::otel::rollback_span(
+            &current.config.gate,
+            &reason,
+            previous,
+            trigger,
+            evidence.as_ref(),
+        );
         let undone = Undone::Release {
             trigger,
             reason,

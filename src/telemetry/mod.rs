@@ -1,5 +1,7 @@
 //! What a gate exports to monitoring systems: its rollbacks counted by cause
-//! ([`RollbackCount`]) and its state in the Prometheus text format ([`prometheus`]).
+//! ([`RollbackCount`]), its state in the Prometheus text format ([`prometheus`]), the
+//! specification's gauges and spans through OpenTelemetry (`otel`, behind the cargo feature
+//! `otel`), and routing that a host observes ([`route_request_observed`]).
 //!
 //! Every export reads the gate without side effects: the side-effect-free
 //! [`health`](crate::PromotionGateManager::health) and
@@ -7,8 +9,14 @@
 //! counters. Nothing here judges, so scraping as often as a dashboard likes never changes what
 //! the gate decides.
 
+mod logs;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod prometheus;
 mod rollbacks;
+mod route;
 
+pub(crate) use logs::log_verdict;
 pub use rollbacks::RollbackCount;
 pub(crate) use rollbacks::RollbackTally;
+pub use route::route_request_observed;

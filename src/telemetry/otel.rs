@@ -1,0 +1,342 @@
+//! OpenTelemetry (cargo feature `otel`): the specification's gauges and spans, over the
+//! host's providers. The library starts no exporter and sets no provider: metrics go to the
+//! [`Meter`] the host hands to [`observe`] (or the global one, [`observe_globally`]), spans to
+//! the global tracer provider (`opentelemetry::global::tracer("promotion-gates")`), a no-op
+//! until the host installs one.
+//!
+//! **Metrics** (observable instruments, read at each collection from the side-effect-free
+//! [`health`](crate::PromotionGateManager::health) and counters, never a judging call), every
+//! one with the attribute `promotion.gate`:
+//!
+//! | Name | Instrument | Unit | Attributes |
+//! |---|---|---|---|
+//! | `promotion.health_score` | gauge | `1` | |
+//! | `promotion.canary_error_rate` | gauge | `1` | |
+//! | `promotion.traffic_percent` | gauge | `%` | |
+//! | `promotion.environment` | gauge (1 for the current one, 0 for the others) | `1` | `promotion.environment` |
+//! | `promotion.window.requests` | gauge | `{request}` | `promotion.cohort` |
+//! | `promotion.window.errors` | gauge | `{request}` | `promotion.cohort` |
+//! | `promotion.slo_compliance` | gauge | `1` | `promotion.cohort` |
+//! | `promotion.p99_latency` | gauge | `s` | `promotion.cohort` |
+//! | `promotion.rollbacks` | counter | `{rollback}` | `promotion.trigger`, `promotion.rule` |
+//! | `promotion.late_outcomes` | counter | `{outcome}` | |
+//!
+//! **Spans**: `promotion.rollback` (attributes `promotion.reason`, `promotion.previous_env`,
+//! `promotion.trigger` and, for an automatic rollback, the evidence: `promotion.rules_fired`,
+//! `promotion.health_score`, `promotion.canary.requests`, `promotion.canary.error_rate`,
+//! `promotion.canary.p99_latency_s`, the same for `promotion.stable.*`, and
+//! `promotion.evidence`, its one-line text), `promotion.promote` (`promotion.from`,
+//! `promotion.to`, `promotion.kind`, and the gate's evidence for a gated move), and
+//! `promotion.flag` (`promotion.flag`, `promotion.enabled`). The per-request
+//! `promotion.route_request` span is made only by
+//! [`route_request_observed`](crate::telemetry::route_request_observed), which a host calls for
+//! the requests it samples: [`route_request`](crate::PromotionGateManager::route_request) stays
+//! span-free and allocation-free.
+
+use std::sync::{Arc, Weak};
+
+use opentelemetry::global;
+use opentelemetry::metrics::{AsyncInstrument, Meter, ObservableCounter, ObservableGauge};
+use opentelemetry::trace::{Span, Tracer};
+use opentelemetry::{KeyValue, StringValue, Value};
+
+use crate::config::Environment;
+use crate::decision::{Cohort, RoutingDecision};
+use crate::history::RollbackTrigger;
+use crate::judge::{CohortEvidence, Evidence};
+use crate::manager::PromotionGateManager;
+use crate::release::PromotionKind;
+
+/// The instrumentation scope's name: of the global meter and tracer this module uses.
+///
+/// # Example
+/// ```
+/// assert_eq!(promotion_gates::telemetry::otel::SCOPE, "promotion-gates");
+/// ```
+pub const SCOPE: &str = "promotion-gates";
+
+/// The observable instruments of one gate. Their callbacks hold the gate weakly: once the gate
+/// is dropped they report nothing. Keep this value as long as the gate should be observed.
+#[derive(Debug)]
+pub struct GateInstruments {
+    _gauges: Vec<ObservableGauge<f64>>,
+    _counters: Vec<ObservableCounter<u64>>,
+}
+
+/// Registers `gate`'s instruments (see the [module docs](self)) with the host's global meter
+/// provider, under the scope [`SCOPE`].
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// use std::sync::Arc;
+/// let gate = Arc::new(PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?);
+/// // After the host installed its meter provider (an OTLP exporter, say):
+/// let _instruments = promotion_gates::telemetry::otel::observe_globally(&gate);
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+pub fn observe_globally(gate: &Arc<PromotionGateManager>) -> GateInstruments {
+    observe(gate, &global::meter(SCOPE))
+}
+
+/// Registers `gate`'s instruments (see the [module docs](self)) with `meter`. Each collection
+/// reads the gate's [`health`](PromotionGateManager::health) once per health-based instrument.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// use std::sync::Arc;
+/// let gate = Arc::new(PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?);
+/// let meter = opentelemetry::global::meter("my-proxy");
+/// let _instruments = promotion_gates::telemetry::otel::observe(&gate, &meter);
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstruments {
+    let weak = Arc::downgrade(gate);
+    let gauge = |name: &'static str, unit: &'static str, help: &'static str, read: Reading| {
+        let gate = weak.clone();
+        meter
+            .f64_observable_gauge(name)
+            .with_unit(unit)
+            .with_description(help)
+            .with_callback(move |observer| with_gate(&gate, |g, attrs| read(g, observer, attrs)))
+            .build()
+    };
+    let gauges = vec![
+        gauge(
+            "promotion.health_score",
+            "1",
+            "The canary's health score in the judged window, 0 to 1.",
+            Box::new(|g, o, a| o.observe(g.health().health_score, a)),
+        ),
+        gauge(
+            "promotion.canary_error_rate",
+            "1",
+            "The new version's error rate in the judged window.",
+            Box::new(|g, o, a| o.observe(g.health().canary_error_rate, a)),
+        ),
+        gauge(
+            "promotion.traffic_percent",
+            "%",
+            "Share of requests routed to the new version, in percent.",
+            Box::new(|g, o, a| o.observe(g.environment().traffic_percent(), a)),
+        ),
+        gauge(
+            "promotion.environment",
+            "1",
+            "The gate's environment: 1 for the current one.",
+            Box::new(|g, o, a| {
+                let current = g.environment().name();
+                for env in [
+                    Environment::Canary {
+                        traffic_percent: 0.0,
+                    },
+                    Environment::Staging,
+                    Environment::Production,
+                ] {
+                    let on = f64::from(u8::from(env.name() == current));
+                    o.observe(on, &with(a, "promotion.environment", env.name()));
+                }
+            }),
+        ),
+        gauge(
+            "promotion.window.requests",
+            "{request}",
+            "Requests in the judged window.",
+            per_cohort(|c| c.requests as f64),
+        ),
+        gauge(
+            "promotion.window.errors",
+            "{request}",
+            "Failed requests in the judged window.",
+            per_cohort(|c| c.errors as f64),
+        ),
+        gauge(
+            "promotion.slo_compliance",
+            "1",
+            "Share of the window's requests that succeeded within the SLO latency target.",
+            per_cohort(|c| c.compliance),
+        ),
+        gauge(
+            "promotion.p99_latency",
+            "s",
+            "The judge's p99 latency in the window.",
+            per_cohort(|c| c.p99.as_secs_f64()),
+        ),
+    ];
+    let (rollbacks_gate, late_gate) = (weak.clone(), weak);
+    let counters = vec![
+        meter
+            .u64_observable_counter("promotion.rollbacks")
+            .with_unit("{rollback}")
+            .with_description(
+                "Rollback events since the gate was built, by trigger and first fired rule.",
+            )
+            .with_callback(move |observer| {
+                with_gate(&rollbacks_gate, |g, attrs| {
+                    for count in g.rollback_counts() {
+                        let rule = count.rule.map_or("none", |r| r.name());
+                        let mut attrs = with(attrs, "promotion.trigger", count.trigger.name());
+                        attrs.push(KeyValue::new("promotion.rule", rule));
+                        observer.observe(count.count, &attrs);
+                    }
+                })
+            })
+            .build(),
+        meter
+            .u64_observable_counter("promotion.late_outcomes")
+            .with_unit("{outcome}")
+            .with_description("Outcomes dropped because their stage had ended.")
+            .with_callback(move |observer| {
+                with_gate(&late_gate, |g, attrs| {
+                    observer.observe(g.late_outcomes(), attrs)
+                })
+            })
+            .build(),
+    ];
+    GateInstruments {
+        _gauges: gauges,
+        _counters: counters,
+    }
+}
+
+/// What one gauge reads from a live gate, given its observer and the gate's attributes.
+type Reading =
+    Box<dyn Fn(&PromotionGateManager, &dyn AsyncInstrument<f64>, &[KeyValue]) + Send + Sync>;
+
+/// A gauge observed for each cohort, from the window's evidence.
+fn per_cohort(value: fn(&CohortEvidence) -> f64) -> Reading {
+    Box::new(move |g, o, a| {
+        let evidence = g.health().evidence;
+        for (cohort, numbers) in [
+            (Cohort::Canary, &evidence.canary),
+            (Cohort::Stable, &evidence.stable),
+        ] {
+            o.observe(value(numbers), &with(a, "promotion.cohort", cohort.name()));
+        }
+    })
+}
+
+/// Runs `read` on the gate if it is still alive, with its `promotion.gate` attribute.
+fn with_gate(
+    gate: &Weak<PromotionGateManager>,
+    read: impl FnOnce(&PromotionGateManager, &[KeyValue]),
+) {
+    if let Some(gate) = gate.upgrade() {
+        let attrs = [KeyValue::new("promotion.gate", gate.config().gate)];
+        read(&gate, &attrs);
+    }
+}
+
+/// `attrs` plus `key = value`.
+fn with(attrs: &[KeyValue], key: &'static str, value: &'static str) -> Vec<KeyValue> {
+    let mut all = attrs.to_vec();
+    all.push(KeyValue::new(key, value));
+    all
+}
+
+/// Ends a span named `name` with `attributes` (and the evidence's, if any) at once: the
+/// events it stands for are instants.
+fn event_span(name: &'static str, mut attributes: Vec<KeyValue>, evidence: Option<&Evidence>) {
+    attributes.extend(evidence.map(evidence_attributes).unwrap_or_default());
+    let tracer = global::tracer(SCOPE);
+    let mut span = tracer
+        .span_builder(name)
+        .with_attributes(attributes)
+        .start(&tracer);
+    span.end();
+}
+
+/// The evidence a verdict or a gated promotion rests on, as span attributes.
+fn evidence_attributes(evidence: &Evidence) -> Vec<KeyValue> {
+    let rules: Vec<StringValue> = evidence.fired().map(|f| f.rule.name().into()).collect();
+    let mut attrs = vec![
+        KeyValue::new("promotion.rules_fired", Value::Array(rules.into())),
+        KeyValue::new("promotion.health_score", evidence.health_score),
+        KeyValue::new(
+            "promotion.stage",
+            i64::try_from(evidence.stage.get()).unwrap_or(i64::MAX),
+        ),
+        KeyValue::new("promotion.evidence", evidence.to_string()),
+    ];
+    for (cohort, numbers) in [("canary", &evidence.canary), ("stable", &evidence.stable)] {
+        let key = |field: &str| format!("promotion.{cohort}.{field}");
+        attrs.extend([
+            KeyValue::new(
+                key("requests"),
+                i64::try_from(numbers.requests).unwrap_or(i64::MAX),
+            ),
+            KeyValue::new(key("error_rate"), numbers.error_rate),
+            KeyValue::new(key("compliance"), numbers.compliance),
+            KeyValue::new(key("p99_latency_s"), numbers.p99.as_secs_f64()),
+        ]);
+    }
+    attrs
+}
+
+/// The `promotion.rollback` span of one rollback.
+pub(crate) fn rollback_span(
+    gate: &str,
+    reason: &str,
+    previous: Environment,
+    trigger: RollbackTrigger,
+    evidence: Option<&Evidence>,
+) {
+    let attrs = vec![
+        KeyValue::new("promotion.gate", gate.to_string()),
+        KeyValue::new("promotion.reason", reason.to_string()),
+        KeyValue::new("promotion.previous_env", previous.name()),
+        KeyValue::new("promotion.trigger", trigger.name()),
+    ];
+    event_span("promotion.rollback", attrs, evidence);
+}
+
+/// The `promotion.promote` span of one promotion, with the gate's evidence if it was gated.
+pub(crate) fn promotion_span(
+    gate: &str,
+    from: Environment,
+    to: Environment,
+    kind: PromotionKind,
+    evidence: Option<&Evidence>,
+) {
+    let attrs = vec![
+        KeyValue::new("promotion.gate", gate.to_string()),
+        KeyValue::new("promotion.from", from.name()),
+        KeyValue::new("promotion.to", to.name()),
+        KeyValue::new("promotion.traffic_percent", to.traffic_percent()),
+        KeyValue::new("promotion.kind", format!("{kind:?}")),
+    ];
+    event_span("promotion.promote", attrs, evidence);
+}
+
+/// The `promotion.flag` span of one flag change.
+pub(crate) fn flag_span(gate: &str, flag: &str, enabled: bool) {
+    let attrs = vec![
+        KeyValue::new("promotion.gate", gate.to_string()),
+        KeyValue::new("promotion.flag", flag.to_string()),
+        KeyValue::new("promotion.enabled", enabled),
+    ];
+    event_span("promotion.flag", attrs, None);
+}
+
+/// The `promotion.route_request` span of one decision.
+pub(crate) fn route_span(gate: &str, request_id: &[u8], decision: &RoutingDecision<'_>) {
+    let attrs = vec![
+        KeyValue::new("promotion.gate", gate.to_string()),
+        KeyValue::new(
+            "promotion.request_id",
+            String::from_utf8_lossy(request_id).into_owned(),
+        ),
+        KeyValue::new("promotion.is_canary", decision.is_canary),
+        KeyValue::new("promotion.environment", decision.target_environment.name()),
+        KeyValue::new(
+            "promotion.bucket",
+            i64::from(decision.reason.bucket().get()),
+        ),
+        KeyValue::new(
+            "promotion.stage",
+            i64::try_from(decision.stage.get()).unwrap_or(i64::MAX),
+        ),
+    ];
+    event_span("promotion.route_request", attrs, None);
+}

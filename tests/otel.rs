@@ -1,0 +1,235 @@
+//! The OpenTelemetry gauges, counters and spans, seen by the SDK's in-memory exporters (the
+//! way a host's OTLP exporter would receive them). One test: the tracer provider is global.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::{Array, KeyValue, Value, global};
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use promotion_gates::telemetry::{otel, route_request_observed};
+use promotion_gates::*;
+
+/// Every data point of the last collection: (metric name, attributes) → value.
+fn points(metrics: &[ResourceMetrics]) -> BTreeMap<(String, Vec<(String, String)>), f64> {
+    let mut points = BTreeMap::new();
+    let attrs = |kvs: &mut dyn Iterator<Item = &KeyValue>| -> Vec<(String, String)> {
+        let mut attrs: Vec<_> = kvs
+            .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+            .collect();
+        attrs.sort();
+        attrs
+    };
+    for metric in metrics
+        .iter()
+        .flat_map(|rm| rm.scope_metrics())
+        .flat_map(|sm| sm.metrics())
+    {
+        let name = metric.name().to_string();
+        match metric.data() {
+            AggregatedMetrics::F64(MetricData::Gauge(gauge)) => {
+                for p in gauge.data_points() {
+                    points.insert((name.clone(), attrs(&mut p.attributes())), p.value());
+                }
+            }
+            AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                assert!(sum.is_monotonic(), "{name}");
+                for p in sum.data_points() {
+                    points.insert((name.clone(), attrs(&mut p.attributes())), p.value() as f64);
+                }
+            }
+            other => panic!("{name}: unexpected data {other:?}"),
+        }
+    }
+    points
+}
+
+fn key(name: &str, attrs: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
+    let mut attrs: Vec<_> = attrs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    attrs.push(("promotion.gate".into(), "checkout".into()));
+    attrs.sort();
+    (name.to_string(), attrs)
+}
+
+/// A gate named `checkout`, a canary at `percent`, on a manual clock.
+#[allow(clippy::unwrap_used, reason = "a failed set-up is a failed test")]
+fn canary_gate(percent: f64) -> Arc<PromotionGateManager> {
+    let config = PromotionConfig {
+        gate: "checkout".into(),
+        environment: Environment::Canary {
+            traffic_percent: percent,
+        },
+        ..Default::default()
+    };
+    let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+    let gate = PromotionGateManager::with_clock(config, slo, Arc::new(ManualClock::new()));
+    Arc::new(gate.unwrap())
+}
+
+fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
+}
+
+#[test]
+fn gauges_counters_and_spans_reach_the_hosts_providers() {
+    let spans = InMemorySpanExporter::default();
+    let tracer_provider = SdkTracerProvider::builder()
+        .with_simple_exporter(spans.clone())
+        .build();
+    global::set_tracer_provider(tracer_provider.clone());
+    let metrics = InMemoryMetricExporter::default();
+    let meter_provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics.clone()).build())
+        .build();
+    let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, "host");
+
+    let gate = canary_gate(40.0);
+    let instruments = otel::observe(&gate, &meter);
+    for i in 0..300 {
+        let d = gate.route_request(&format!("user-{i}"));
+        gate.record_outcome(&d, i % 60 != 0, Duration::from_millis(3 + i % 5));
+    }
+    let observed = route_request_observed(&gate, "sampled-user");
+    gate.enable_feature("dark_mode").unwrap();
+    gate.rollback("bad deploy").unwrap();
+
+    meter_provider.force_flush().unwrap();
+    let got = points(&metrics.get_finished_metrics().unwrap());
+    let health = gate.health(); // the new stage's: nothing recorded since the rollback
+    assert_eq!(
+        got[&key("promotion.health_score", &[])],
+        health.health_score
+    );
+    assert_eq!(
+        got[&key("promotion.canary_error_rate", &[])],
+        health.canary_error_rate
+    );
+    assert_eq!(got[&key("promotion.traffic_percent", &[])], 0.0);
+    for env in ["canary", "staging", "production"] {
+        let on = got[&key("promotion.environment", &[("promotion.environment", env)])];
+        assert_eq!(on == 1.0, env == "production", "{env}");
+    }
+    for cohort in ["canary", "stable"] {
+        let c = [("promotion.cohort", cohort)];
+        for name in [
+            "promotion.window.requests",
+            "promotion.window.errors",
+            "promotion.slo_compliance",
+            "promotion.p99_latency",
+        ] {
+            assert!(got.contains_key(&key(name, &c)), "{name} {cohort}");
+        }
+    }
+    let manual = [("promotion.trigger", "manual"), ("promotion.rule", "none")];
+    assert_eq!(got[&key("promotion.rollbacks", &manual)], 1.0);
+    assert_eq!(got[&key("promotion.late_outcomes", &[])], 0.0);
+
+    let finished = spans.get_finished_spans().unwrap();
+    let named =
+        |name: &str| -> Vec<&SpanData> { finished.iter().filter(|s| s.name == name).collect() };
+    let route = named("promotion.route_request");
+    assert_eq!(route.len(), 1, "only the observed route has a span");
+    assert_eq!(
+        attribute(route[0], "promotion.request_id"),
+        Some(&Value::from("sampled-user"))
+    );
+    assert_eq!(
+        attribute(route[0], "promotion.is_canary"),
+        Some(&Value::Bool(observed.is_canary))
+    );
+    assert_eq!(
+        attribute(route[0], "promotion.environment"),
+        Some(&Value::from("canary"))
+    );
+    let flag = named("promotion.flag");
+    assert_eq!(flag.len(), 1);
+    assert_eq!(
+        attribute(flag[0], "promotion.flag"),
+        Some(&Value::from("dark_mode"))
+    );
+    assert_eq!(
+        attribute(flag[0], "promotion.enabled"),
+        Some(&Value::Bool(true))
+    );
+    let rollback = named("promotion.rollback");
+    assert_eq!(rollback.len(), 1);
+    assert_eq!(
+        attribute(rollback[0], "promotion.reason"),
+        Some(&Value::from("bad deploy"))
+    );
+    assert_eq!(
+        attribute(rollback[0], "promotion.previous_env"),
+        Some(&Value::from("canary"))
+    );
+
+    // A gated promotion carries the evidence the gate passed it on.
+    let staging = canary_gate(100.0);
+    for i in 0..200 {
+        let d = staging.route_request(&format!("u{i}"));
+        staging.record_outcome(&d, true, Duration::from_millis(2));
+    }
+    staging.promote(Environment::Staging).unwrap();
+    let finished = spans.get_finished_spans().unwrap();
+    let promote: Vec<_> = finished
+        .iter()
+        .filter(|s| s.name == "promotion.promote")
+        .collect();
+    assert_eq!(promote.len(), 1);
+    assert_eq!(
+        attribute(promote[0], "promotion.to"),
+        Some(&Value::from("staging"))
+    );
+    assert_eq!(
+        attribute(promote[0], "promotion.canary.requests"),
+        Some(&Value::I64(200))
+    );
+    assert!(attribute(promote[0], "promotion.evidence").is_some());
+
+    // An automatic rollback carries the judge's evidence.
+    staging
+        .promote(Environment::Canary {
+            traffic_percent: 100.0,
+        })
+        .unwrap_err(); // no path back
+    let mut i = 0;
+    while staging.environment() != Environment::Production {
+        let d = staging.route_request(&format!("failing-{i}"));
+        staging.record_outcome(&d, false, Duration::from_millis(2));
+        i += 1;
+        assert!(i < 100, "no automatic rollback");
+    }
+    let finished = spans.get_finished_spans().unwrap();
+    let automatic: Vec<_> = finished
+        .iter()
+        .filter(|s| s.name == "promotion.rollback")
+        .filter(|s| attribute(s, "promotion.trigger") == Some(&Value::from("automatic")))
+        .collect();
+    assert_eq!(automatic.len(), 1);
+    let event = &staging.rollback_history()[0];
+    let fired: Vec<String> = event
+        .evidence
+        .as_ref()
+        .unwrap()
+        .fired()
+        .map(|f| f.rule.name().to_string())
+        .collect();
+    let Some(Value::Array(Array::String(rules))) = attribute(automatic[0], "promotion.rules_fired")
+    else {
+        panic!("no promotion.rules_fired");
+    };
+    let rules: Vec<String> = rules.iter().map(|r| r.as_str().to_string()).collect();
+    assert_eq!(rules, fired);
+    assert!(!fired.is_empty());
+
+    drop(instruments);
+    meter_provider.shutdown().unwrap();
+    tracer_provider.shutdown().unwrap();
+}
