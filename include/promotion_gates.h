@@ -169,6 +169,43 @@ typedef uint32_t pgate_recommendation;
 #endif // __cplusplus
 
 /**
+ * The level of a log line, most severe first. The numbers are fixed.
+ */
+enum pgate_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * A rollback, an SLO violation.
+   */
+  PGATE_LOG_LEVEL_ERROR = 1,
+  /**
+   * A canary whose health score is below the healthy threshold; a risky config change.
+   */
+  PGATE_LOG_LEVEL_WARN = 2,
+  /**
+   * A promotion, a flag change.
+   */
+  PGATE_LOG_LEVEL_INFO = 3,
+  /**
+   * One line per observed route.
+   */
+  PGATE_LOG_LEVEL_DEBUG = 4,
+  /**
+   * Finer detail.
+   */
+  PGATE_LOG_LEVEL_TRACE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum pgate_log_level pgate_log_level;
+#else
+typedef uint32_t pgate_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * What happened to a recorded outcome.
  */
 enum pgate_recorded
@@ -321,6 +358,19 @@ typedef struct pgate_health {
    */
   bool sufficient_data;
 } pgate_health;
+
+/**
+ * Receives one log line: `user_data` as given to `pgate_set_log_callback`, the line's level,
+ * its target (the Rust module that wrote it, NUL-terminated) and its message (NUL-terminated,
+ * `message_len` bytes without the NUL): the text, then ` key=value` for each field. Both
+ * strings live only during the call. Called on the thread that logs, possibly on many threads
+ * at once; it must not call `pgate_set_log_callback`.
+ */
+typedef void (*pgate_log_callback)(void *user_data,
+                                   pgate_log_level level,
+                                   const char *target,
+                                   const char *message,
+                                   size_t message_len);
 
 /**
  * One routing decision, written by `pgate_route` into caller memory. Pass it back unchanged
@@ -502,6 +552,23 @@ pgate_status pgate_monitor_health(const struct pgate_gate *gate,
  */
 pgate_status pgate_check_slo(const struct pgate_gate *gate,
                              bool *compliant);
+
+/**
+ * Sends the library's log lines up to `max_level` (1 error, 2 warn, 3 info, 4 debug, 5 trace)
+ * to `callback`, with `user_data`; a NULL `callback` stops them. Without a callback the
+ * library logs nothing. The first call installs the process's `tracing` subscriber: it fails
+ * with `PGATE_STATUS_ALREADY_THERE` if the process (a Rust host) already installed another,
+ * whose lines then go where that one sends them. A `max_level` outside 1..=5 is refused with
+ * `PGATE_STATUS_INVALID_ARGUMENT`. On failure nothing changed and `*err` (if not NULL) says why.
+ *
+ * # Safety
+ * `callback`, if not NULL, must be safe to call from any thread with `user_data` until it is
+ * replaced; `err` NULL or valid for a write.
+ */
+pgate_status pgate_set_log_callback(pgate_log_callback callback,
+                                    void *user_data,
+                                    uint32_t max_level,
+                                    struct pgate_error **err);
 
 /**
  * Promotes the gate to `environment` (0 Canary, 1 Staging, 2 Production; `traffic_percent`

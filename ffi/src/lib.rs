@@ -23,6 +23,7 @@ mod boundary;
 mod error;
 mod gate;
 mod judge;
+mod log;
 mod release;
 mod route;
 mod status;
@@ -37,6 +38,7 @@ pub use judge::{
     PGATE_EVIDENCE_CAPACITY, pgate_check_slo, pgate_health, pgate_monitor_health,
     pgate_recommendation, pgate_rule,
 };
+pub use log::{pgate_log_callback, pgate_log_level, pgate_set_log_callback};
 pub use release::{
     pgate_disable_feature, pgate_enable_feature, pgate_is_feature_enabled, pgate_promote,
     pgate_rollback, pgate_rollback_history_json,

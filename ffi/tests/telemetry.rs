@@ -3,27 +3,13 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use common::new_gate;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
 
-fn new_gate(config: &str) -> *mut pgate_gate {
-    let mut gate = null_mut();
-    // SAFETY: config is a live slice; gate is a valid out-pointer; err may be NULL.
-    let status = unsafe {
-        pgate_gate_new(
-            config.as_ptr(),
-            config.len(),
-            null(),
-            0,
-            &mut gate,
-            null_mut(),
-        )
-    };
-    assert_eq!(status, pgate_status::Ok);
-    gate
-}
+mod common;
 
 type TextCall<'a> = dyn Fn(*mut std::ffi::c_char, usize, *mut usize) -> pgate_status + 'a;
 

@@ -1,0 +1,217 @@
+//! Log lines for C hosts: the library's `tracing` events (info on flag changes, warnings on low
+//! health, errors on SLO violations and rollbacks, debug per observed route) handed to a
+//! callback the host sets.
+
+use std::ffi::{CString, c_char, c_void};
+use std::fmt::Write;
+use std::sync::{PoisonError, RwLock};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
+
+use crate::boundary::{Failure, guard_err};
+use crate::error::pgate_error;
+use crate::status::pgate_status;
+
+/// The level of a log line, most severe first. The numbers are fixed.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[allow(non_camel_case_types)]
+pub enum pgate_log_level {
+    /// A rollback, an SLO violation.
+    Error = 1,
+    /// A canary whose health score is below the healthy threshold; a risky config change.
+    Warn = 2,
+    /// A promotion, a flag change.
+    Info = 3,
+    /// One line per observed route.
+    Debug = 4,
+    /// Finer detail.
+    Trace = 5,
+}
+
+impl pgate_log_level {
+    fn of(level: Level) -> Self {
+        match level {
+            Level::ERROR => Self::Error,
+            Level::WARN => Self::Warn,
+            Level::INFO => Self::Info,
+            Level::DEBUG => Self::Debug,
+            Level::TRACE => Self::Trace,
+        }
+    }
+}
+
+/// Receives one log line: `user_data` as given to `pgate_set_log_callback`, the line's level,
+/// its target (the Rust module that wrote it, NUL-terminated) and its message (NUL-terminated,
+/// `message_len` bytes without the NUL): the text, then ` key=value` for each field. Both
+/// strings live only during the call. Called on the thread that logs, possibly on many threads
+/// at once; it must not call `pgate_set_log_callback`.
+#[allow(non_camel_case_types)]
+pub type pgate_log_callback = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        level: pgate_log_level,
+        target: *const c_char,
+        message: *const c_char,
+        message_len: usize,
+    ),
+>;
+
+/// The host's callback: the function, its `user_data` (as an address, so the static is
+/// `Sync`) and the most verbose level it receives.
+#[derive(Clone, Copy)]
+struct Sink {
+    callback:
+        unsafe extern "C" fn(*mut c_void, pgate_log_level, *const c_char, *const c_char, usize),
+    user_data: usize,
+    max_level: pgate_log_level,
+}
+
+static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+
+fn sink() -> Option<Sink> {
+    *SINK.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The process-wide `tracing` subscriber that forwards events to the [`Sink`], if any.
+struct CallbackSubscriber;
+
+impl Subscriber for CallbackSubscriber {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        // The sink can change at any time: ask `enabled` at each event.
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.is_event()
+            && sink().is_some_and(|s| pgate_log_level::of(*metadata.level()) <= s.max_level)
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let Some(sink) = sink() else {
+            return;
+        };
+        let level = pgate_log_level::of(*event.metadata().level());
+        if level > sink.max_level {
+            return;
+        }
+        let mut line = Line::default();
+        event.record(&mut line);
+        let text = line.message + &line.fields;
+        // An interior NUL cannot be passed as a C string: cut the line there.
+        let message = CString::new(text).unwrap_or_else(|e| {
+            let end = e.nul_position();
+            let mut bytes = e.into_vec();
+            bytes.truncate(end);
+            CString::new(bytes).unwrap_or_default()
+        });
+        let target = CString::new(event.metadata().target()).unwrap_or_default();
+        let len = message.as_bytes().len();
+        // SAFETY: the host set this callback for these calls; both strings are NUL-terminated
+        // and live until it returns; user_data is the host's own pointer, passed back as is.
+        unsafe {
+            (sink.callback)(
+                sink.user_data as *mut c_void,
+                level,
+                target.as_ptr(),
+                message.as_ptr(),
+                len,
+            )
+        };
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
+/// An event's message and its other fields as ` key=value`.
+#[derive(Default)]
+struct Line {
+    message: String,
+    fields: String,
+}
+
+impl Visit for Line {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.fields, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.fields, " {}={value:?}", field.name());
+        }
+    }
+}
+
+/// Sends the library's log lines up to `max_level` (1 error, 2 warn, 3 info, 4 debug, 5 trace)
+/// to `callback`, with `user_data`; a NULL `callback` stops them. Without a callback the
+/// library logs nothing. The first call installs the process's `tracing` subscriber: it fails
+/// with `PGATE_STATUS_ALREADY_THERE` if the process (a Rust host) already installed another,
+/// whose lines then go where that one sends them. A `max_level` outside 1..=5 is refused with
+/// `PGATE_STATUS_INVALID_ARGUMENT`. On failure nothing changed and `*err` (if not NULL) says why.
+///
+/// # Safety
+/// `callback`, if not NULL, must be safe to call from any thread with `user_data` until it is
+/// replaced; `err` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_set_log_callback(
+    callback: pgate_log_callback,
+    user_data: *mut c_void,
+    max_level: u32,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    guard_err(err, || {
+        use pgate_log_level as L;
+        let max_level = [L::Error, L::Warn, L::Info, L::Debug, L::Trace]
+            .into_iter()
+            .find(|l| *l as u32 == max_level)
+            .ok_or_else(|| {
+                Failure::new(
+                    pgate_status::InvalidArgument,
+                    format!("max_level {max_level} is not a level (1 error ..= 5 trace)"),
+                )
+            })?;
+        install()?;
+        let sink = callback.map(|callback| Sink {
+            callback,
+            user_data: user_data as usize,
+            max_level,
+        });
+        *SINK.write().unwrap_or_else(PoisonError::into_inner) = sink;
+        tracing::callsite::rebuild_interest_cache();
+        Ok(())
+    })
+}
+
+/// Installs [`CallbackSubscriber`] once per process.
+fn install() -> Result<(), Failure> {
+    static INSTALLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ours = *INSTALLED
+        .get_or_init(|| tracing::subscriber::set_global_default(CallbackSubscriber).is_ok());
+    if ours {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            pgate_status::AlreadyThere,
+            "another tracing subscriber is already installed in this process",
+        ))
+    }
+}

@@ -1,0 +1,98 @@
+//! The library's log lines reach a C host's callback. One test: the subscriber is
+//! process-wide.
+#![allow(unsafe_code)]
+
+use promotion_gates_ffi::*;
+
+mod common;
+use std::ffi::{CStr, c_char, c_void};
+use std::ptr::null_mut;
+use std::sync::{Mutex, PoisonError};
+
+/// The lines received: (level, target, message).
+type Lines = Mutex<Vec<(pgate_log_level, String, String)>>;
+
+unsafe extern "C" fn collect(
+    user_data: *mut c_void,
+    level: pgate_log_level,
+    target: *const c_char,
+    message: *const c_char,
+    message_len: usize,
+) {
+    // SAFETY: user_data is the &Lines the test passed; the strings are live NUL-terminated C
+    // strings during the call.
+    let (lines, target, message) = unsafe {
+        (
+            &*(user_data as *const Lines),
+            CStr::from_ptr(target).to_string_lossy().into_owned(),
+            CStr::from_ptr(message).to_string_lossy().into_owned(),
+        )
+    };
+    assert_eq!(message.len(), message_len);
+    let mut lines = lines.lock().unwrap_or_else(PoisonError::into_inner);
+    lines.push((level, target, message));
+}
+
+fn set(callback: pgate_log_callback, lines: &Lines, max_level: u32) -> pgate_status {
+    let user_data = std::ptr::from_ref(lines).cast_mut().cast();
+    // SAFETY: collect is thread-safe and `lines` outlives the test's calls; err may be NULL.
+    unsafe { pgate_set_log_callback(callback, user_data, max_level, null_mut()) }
+}
+
+fn call(
+    gate: *mut pgate_gate,
+    op: unsafe extern "C" fn(
+        *const pgate_gate,
+        *const u8,
+        usize,
+        *mut *mut pgate_error,
+    ) -> pgate_status,
+    text: &str,
+) {
+    // SAFETY: live gate and text slice; err may be NULL.
+    let status = unsafe { op(gate, text.as_ptr(), text.len(), null_mut()) };
+    assert_eq!(status, pgate_status::Ok);
+}
+
+#[test]
+fn log_lines_reach_the_callback_up_to_its_level() {
+    let lines: &'static Lines = Box::leak(Box::new(Mutex::new(Vec::new())));
+    let config = r#"{"environment": "staging", "gate": "checkout"}"#;
+    let gate = common::new_gate(config);
+
+    assert_eq!(set(Some(collect), lines, 3), pgate_status::Ok);
+    call(gate, pgate_enable_feature, "dark_mode");
+    call(gate, pgate_rollback, "bad deploy");
+    let got = std::mem::take(&mut *lines.lock().unwrap());
+    let info = got
+        .iter()
+        .find(|(level, _, _)| *level == pgate_log_level::Info)
+        .expect("an info line");
+    assert!(
+        info.2.starts_with("Feature flag enabled: dark_mode"),
+        "{info:?}"
+    );
+    assert!(info.1.starts_with("promotion_gates"), "{info:?}");
+    let error = got
+        .iter()
+        .find(|(level, _, _)| *level == pgate_log_level::Error)
+        .expect("an error line");
+    assert!(
+        error.2.contains("promotion.rollback") && error.2.contains("reason=bad deploy"),
+        "{error:?}"
+    );
+
+    // Up to warnings only: the flag's info line is not sent.
+    assert_eq!(set(Some(collect), lines, 2), pgate_status::Ok);
+    call(gate, pgate_enable_feature, "other");
+    assert!(lines.lock().unwrap().is_empty());
+
+    // A level out of range is refused and changes nothing; NULL stops the lines.
+    assert_eq!(set(Some(collect), lines, 6), pgate_status::InvalidArgument);
+    assert_eq!(set(Some(collect), lines, 0), pgate_status::InvalidArgument);
+    assert_eq!(set(None, lines, 5), pgate_status::Ok);
+    call(gate, pgate_disable_feature, "other");
+    assert!(lines.lock().unwrap().is_empty());
+    // SAFETY: the gate is live until here.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}
