@@ -324,4 +324,37 @@ function Gate:rollback_history_json()
   return read_text(C.pgate_rollback_history_json, self.handle)
 end
 
+-- Telemetry (see the repository README, "Observability"): the Prometheus exposition and each
+-- cohort's latency histogram. Both read the gate without side effects.
+ffi.cdef [[
+pgate_status pgate_metrics_prometheus(const pgate_gate *gate, char *buf, size_t cap,
+                                      size_t *len_out);
+pgate_status pgate_latency_histograms_json(const pgate_gate *gate, char *buf, size_t cap,
+                                           size_t *len_out);
+]]
+
+--- The gate's Prometheus text exposition (format 0.0.4; serve it as
+--- "text/plain; version=0.0.4"). Returns the text, or nil, message, status.
+function Gate:metrics_prometheus()
+  local len = ffi.new("size_t[1]")
+  local cap = 16384
+  for _ = 1, 8 do
+    local buf = ffi.new("char[?]", cap)
+    local status = C.pgate_metrics_prometheus(self.handle, buf, cap, len)
+    if status == M.OK then
+      return ffi.string(buf, len[0])
+    elseif status ~= M.BUFFER_TOO_SMALL then
+      return failure(status)
+    end
+    cap = len[0] + 4096 -- the text may grow between two calls
+  end
+  return failure(M.BUFFER_TOO_SMALL)
+end
+
+--- Each cohort's latency histogram of the judged window as JSON: {"encoding":
+--- "hdrhistogram-v2-deflate-base64", "unit": "microseconds", "canary": "...", "stable": "..."}.
+function Gate:latency_histograms_json()
+  return read_text(C.pgate_latency_histograms_json, self.handle)
+end
+
 return M

@@ -138,6 +138,22 @@ local function test_wrappers()
   collectgarbage()
 end
 
+local function test_telemetry()
+  local gate = assert(pg.new('{"gate": "edge", "environment": {"canary": {"traffic_percent": 50}}}'))
+  local text = assert(gate:metrics_prometheus())
+  check(text:find('promotion_health_score{gate="edge"}', 1, true) ~= nil, "health score series")
+  local manual = 'promotion_rollbacks_total{gate="edge",trigger="manual",rule="none"}'
+  check(text:find(manual .. " 0\n", 1, true) ~= nil, "rollbacks start at 0")
+  assert(gate:rollback("bad deploy"))
+  check(gate:metrics_prometheus():find(manual .. " 1\n", 1, true) ~= nil, "a rollback counted")
+  local json = assert(gate:latency_histograms_json())
+  check(json:find('"encoding":"hdrhistogram-v2-deflate-base64"', 1, true) ~= nil, "encoding")
+  check(json:find('"canary":"HISTF', 1, true) ~= nil, "canary histogram in V2 base64")
+  gate:free()
+  local _, _, status = gate:metrics_prometheus()
+  check(status == 1, "exposition after free")
+end
+
 if not arg[1] then
   io.stderr:write("usage: luajit test.lua ROUTING_TSV\n")
   os.exit(2)
@@ -145,5 +161,6 @@ end
 print("promotion-gates " .. pg.version() .. " on " .. jit.version)
 test_vectors(arg[1])
 test_wrappers()
+test_telemetry()
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)

@@ -53,6 +53,9 @@ C_TO_CTYPES: dict[str, Any] = {
     "const struct pgate_decision *": POINTER(_ffi.pgate_decision),
     "struct pgate_decision *": POINTER(_ffi.pgate_decision),
     "struct pgate_health *": POINTER(_ffi.pgate_health),
+    "const struct pgate_gate *const *": POINTER(c_void_p),
+    "void *": c_void_p,
+    "pgate_log_callback": _ffi.pgate_log_callback,
 }
 
 

@@ -25,6 +25,8 @@ from .decision import *  # noqa: F403
 from .errors import *  # noqa: F403
 from .gate import *  # noqa: F403
 from .judge import *  # noqa: F403
+from . import telemetry
+from .telemetry import *  # noqa: F403
 
 __version__ = "0.1.0"
 
@@ -37,4 +39,5 @@ __all__ = [
     *errors.__all__,
     *gate.__all__,
     *judge.__all__,
+    *telemetry.__all__,
 ]

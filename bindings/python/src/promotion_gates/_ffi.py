@@ -27,6 +27,7 @@ from ctypes import (
     c_uint64,
     c_void_p,
 )
+from ctypes import CFUNCTYPE
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,9 @@ _error_out = POINTER(c_void_p)
 _bytes_in = c_char_p
 _buf_out = POINTER(c_char)
 
+#: ``pgate_log_callback``: (user_data, level, target, message, message_len), returns nothing.
+pgate_log_callback = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p, c_char_p, c_size_t)
+
 #: Every function of the header: name -> (restype, argtypes). Declared here and nowhere else.
 PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "pgate_error_status": (c_status, [c_void_p]),
@@ -165,6 +169,13 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         [_gate, c_uint32, c_size_t, POINTER(c_void_p), POINTER(c_size_t)],
     ),
     "pgate_status_str": (c_char_p, [c_uint32]),
+    "pgate_metrics_prometheus": (c_status, [_gate, _buf_out, c_size_t, POINTER(c_size_t)]),
+    "pgate_metrics_prometheus_gates": (
+        c_status,
+        [POINTER(c_void_p), c_size_t, _buf_out, c_size_t, POINTER(c_size_t)],
+    ),
+    "pgate_latency_histograms_json": (c_status, [_gate, _buf_out, c_size_t, POINTER(c_size_t)]),
+    "pgate_set_log_callback": (c_status, [pgate_log_callback, c_void_p, c_uint32, _error_out]),
 }
 
 

@@ -1,0 +1,103 @@
+package promotiongates
+
+/*
+#include "promotion_gates.h"
+
+// As in gate.go: the library keeps no pointer beyond the call and never calls back into Go.
+#cgo noescape pgate_metrics_prometheus_gates
+#cgo nocallback pgate_metrics_prometheus_gates
+#cgo noescape pgate_latency_histograms_json
+#cgo nocallback pgate_latency_histograms_json
+*/
+import "C"
+
+import (
+	"encoding/json"
+	"net/http"
+	"runtime"
+	"unsafe"
+)
+
+// PrometheusContentType is the content type of the Prometheus text exposition (format 0.0.4).
+const PrometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// MetricsPrometheus returns the Prometheus text exposition (format 0.0.4) of the gates: each
+// metric family once, one series per gate, labelled gate="<name>" (give the gates distinct
+// names, and pass each gate once). It reads the gates without side effects: a scrape never
+// judges, so it may run as often as wanted.
+func MetricsPrometheus(gates ...*Gate) (string, error) {
+	buf := make([]byte, 16384)
+	for {
+		handles := make([]*C.pgate_gate, 0, len(gates))
+		for _, g := range gates {
+			p := g.acquire()
+			if p == nil {
+				releaseAll(gates[:len(handles)])
+				return "", errClosed
+			}
+			handles = append(handles, p)
+		}
+		var n C.size_t
+		st := C.pgate_metrics_prometheus_gates(unsafe.SliceData(handles), C.size_t(len(handles)),
+			(*C.char)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)), &n)
+		releaseAll(gates)
+		runtime.KeepAlive(gates)
+		switch st {
+		case C.PGATE_STATUS_OK:
+			return string(buf[:n]), nil
+		case C.PGATE_STATUS_BUFFER_TOO_SMALL:
+			buf = make([]byte, int(n)+4096) // the text may grow between two calls
+		default:
+			return "", statusError("pgate_metrics_prometheus_gates", st)
+		}
+	}
+}
+
+func releaseAll(gates []*Gate) {
+	for _, g := range gates {
+		g.release()
+	}
+}
+
+// MetricsPrometheus returns this gate's Prometheus text exposition (see the function
+// MetricsPrometheus).
+func (g *Gate) MetricsPrometheus() (string, error) { return MetricsPrometheus(g) }
+
+// MetricsHandler serves the gates' Prometheus exposition (mount it at /metrics). A closed
+// gate makes it answer 503 Service Unavailable.
+func MetricsHandler(gates ...*Gate) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		text, err := MetricsPrometheus(gates...)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", PrometheusContentType)
+		_, _ = w.Write([]byte(text))
+	})
+}
+
+// LatencyHistograms holds each cohort's latency histogram of the judged window in
+// HdrHistogram's compressed V2 form, base64 (Encoding "hdrhistogram-v2-deflate-base64"),
+// values in microseconds: decode, merge and plot them with an HdrHistogram port (e.g.
+// github.com/HdrHistogram/hdrhistogram-go's Decode).
+type LatencyHistograms struct {
+	Encoding string `json:"encoding"`
+	Unit     string `json:"unit"`
+	Canary   string `json:"canary"`
+	Stable   string `json:"stable"`
+}
+
+// LatencyHistograms returns each cohort's latency histogram of the judged window. It has no
+// side effect on the gate.
+func (g *Gate) LatencyHistograms() (LatencyHistograms, error) {
+	var h LatencyHistograms
+	doc, err := g.readJSON("pgate_latency_histograms_json", func(p *C.pgate_gate, buf *C.char, n C.size_t, out *C.size_t) C.pgate_status {
+		return C.pgate_latency_histograms_json(p, buf, n, out)
+	})
+	if err != nil {
+		return h, err
+	}
+	err = json.Unmarshal([]byte(doc), &h)
+	return h, err
+}

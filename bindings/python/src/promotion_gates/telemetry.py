@@ -1,0 +1,92 @@
+"""Telemetry: the Prometheus exposition, each cohort's latency histogram, and log lines.
+
+Every read here is side-effect free on the gate (it never judges), so a ``/metrics`` handler
+may call :func:`metrics_prometheus` on every scrape::
+
+    from promotion_gates import Gate, metrics_prometheus
+
+    with Gate({"gate": "checkout"}) as gate:
+        body = metrics_prometheus(gate)  # serve as "text/plain; version=0.0.4"
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import threading
+from collections.abc import Callable
+from ctypes import byref, c_size_t, c_void_p, create_string_buffer
+from typing import Any
+
+from . import _ffi
+from .errors import BufferTooSmallError, _check
+from .gate import Gate
+
+__all__ = ["LogLevel", "latency_histograms", "metrics_prometheus", "set_log_callback"]
+
+_ATTEMPTS = 8
+
+
+class LogLevel(enum.IntEnum):
+    """``enum pgate_log_level``: a log line's level, most severe first (fixed numbers)."""
+
+    ERROR = 1
+    WARN = 2
+    INFO = 3
+    DEBUG = 4
+    TRACE = 5
+
+
+def metrics_prometheus(*gates: Gate) -> str:
+    """The Prometheus text exposition (format 0.0.4) of one or more gates: each metric family
+    once, one series per gate, labelled ``gate="<name>"``. Give the gates distinct names."""
+    handles = (c_void_p * len(gates))(*(g._live("metrics_prometheus") for g in gates))
+    cap = 16384
+    length = c_size_t()
+    for _ in range(_ATTEMPTS):
+        buf = create_string_buffer(cap)
+        status = _ffi.lib().pgate_metrics_prometheus_gates(
+            handles, len(gates), buf, cap, byref(length)
+        )
+        if status != _ffi.Status.BUFFER_TOO_SMALL:
+            _check(status)
+            return buf.raw[: length.value].decode("utf-8")
+        cap = length.value + 4096  # the text may grow between two calls
+    raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, "metrics_prometheus kept growing")
+
+
+def latency_histograms(gate: Gate) -> dict[str, Any]:
+    """Each cohort's latency histogram of the judged window: ``{"encoding":
+    "hdrhistogram-v2-deflate-base64", "unit": "microseconds", "canary": "...", "stable":
+    "..."}``, the histograms in HdrHistogram's compressed V2 form, base64 (decode them with
+    an HdrHistogram port, e.g. ``hdrh.histogram.HdrHistogram.decode``)."""
+    document: dict[str, Any] = json.loads(
+        gate._json("pgate_latency_histograms_json", "latency_histograms")
+    )
+    return document
+
+
+#: The ctypes callback that is installed, kept alive as long as the library may call it.
+_installed: Any = None
+_installed_lock = threading.Lock()
+
+
+def set_log_callback(
+    callback: Callable[[LogLevel, str, str], None] | None,
+    max_level: LogLevel = LogLevel.INFO,
+) -> None:
+    """Sends the library's log lines up to ``max_level`` to ``callback(level, target,
+    message)``; ``None`` stops them. The callback runs on the thread that logged (any thread
+    using a gate) and must not raise: an exception is printed by ctypes and dropped."""
+    global _installed
+
+    def trampoline(_: Any, level: int, target: bytes, message: bytes, length: int) -> None:
+        assert callback is not None
+        text = message[:length].decode("utf-8", "replace")
+        callback(LogLevel(level), target.decode("utf-8", "replace"), text)
+
+    with _installed_lock:
+        c_callback = _ffi.pgate_log_callback(trampoline) if callback else _ffi.pgate_log_callback()
+        err = c_void_p()
+        _check(_ffi.lib().pgate_set_log_callback(c_callback, None, int(max_level), byref(err)), err)
+        _installed = c_callback
