@@ -543,6 +543,27 @@ class Gate {
                              });
   }
 
+  /// The gate's Prometheus text exposition (format 0.0.4; serve it as
+  /// "text/plain; version=0.0.4"): every series labelled gate="<name>". No side effect.
+  [[nodiscard]] std::string metrics_prometheus() const {
+    const pgate_gate* gate = live("metrics_prometheus");
+    return detail::read_text("pgate_metrics_prometheus",
+                             [&](char* buf, std::size_t cap, std::size_t* len) {
+                               return pgate_metrics_prometheus(gate, buf, cap, len);
+                             });
+  }
+
+  /// Each cohort's latency histogram of the judged window as JSON: {"encoding":
+  /// "hdrhistogram-v2-deflate-base64", "unit": "microseconds", "canary": "...", "stable":
+  /// "..."}, in HdrHistogram's compressed V2 form, base64. No side effect.
+  [[nodiscard]] std::string latency_histograms_json() const {
+    const pgate_gate* gate = live("latency_histograms_json");
+    return detail::read_text("pgate_latency_histograms_json",
+                             [&](char* buf, std::size_t cap, std::size_t* len) {
+                               return pgate_latency_histograms_json(gate, buf, cap, len);
+                             });
+  }
+
   /// The library's version, e.g. "0.1.0".
   [[nodiscard]] static std::string_view version() noexcept { return pgate_version(); }
 
