@@ -64,6 +64,14 @@ command -v valgrind >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteract
 run "valgrind" valgrind -q --error-exitcode=1 --leak-check=full \
   --errors-for-leak-kinds=definite "$build/test_promotion_gates"
 
+echo "== telemetry: the exposition, the histograms and the log callback"
+cc "${cflags[@]}" "$here/test_telemetry.c" -o "$build/test_telemetry" "${shared[@]}"
+cc "${cflags[@]}" "${sanitize[@]}" "$here/test_telemetry.c" -o "$build/test_telemetry_asan" "${shared[@]}"
+run "telemetry" "$build/test_telemetry"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  run "telemetry asan+ubsan" "$build/test_telemetry_asan"
+
 echo "== example (shared library)"
 "$build/example"
 echo "== example (static library)"
