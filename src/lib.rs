@@ -65,7 +65,9 @@
 //!
 //! The routing formula is written out in [`bucket`] so that any language can
 //! recompute a decision; the release model is in [`release`]; what a host may rely on is in
-//! [`guarantees`]; the judge's rules and score are in [`judge`]. The C ABI is the
+//! [`guarantees`]; the judge's rules and score are in [`judge`]; what a gate exports to
+//! monitoring (the Prometheus exposition, OpenTelemetry with the `otel` feature, rollback
+//! counts) is in [`telemetry`]. The C ABI is the
 //! `promotion-gates-ffi` crate (`ffi/` in the repository), written on this crate's public API.
 
 #![forbid(unsafe_code)]
