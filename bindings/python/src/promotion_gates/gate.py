@@ -172,7 +172,8 @@ class Gate:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._handle is None else f"at {self._handle.value:#x}"
+        handle = self._handle  # read once: close() may clear it meanwhile
+        state = "closed" if handle is None else f"at {handle.value or 0:#x}"
         return f"<promotion_gates.Gate {state}>"
 
     def _call(self, operation: str) -> _Call:
