@@ -109,6 +109,9 @@ echo "== (d) Go: a module outside the repository"
 mkdir -p "$tmp/gohost"
 cp "$hosts/route.go" "$tmp/gohost/main.go"
 module=github.com/promotion-gates/promotion-gates/bindings/go
+# Go's build cache keeps a cgo package's pkg-config answer (golang/go#24544): a cache of its
+# own makes this build see this install, as a new host would.
+export GOCACHE="$tmp/gocache"
 (cd "$tmp/gohost" && go mod init example.com/pgatehost 2>/dev/null &&
   go mod edit -require "$module@v0.0.0" -replace "$module=$root/bindings/go" && go mod tidy)
 (cd "$tmp/gohost" && CGO_ENABLED=1 go build -o "$tmp/route_go" .)
