@@ -69,6 +69,7 @@ libs=$(pkg-config --libs promotion_gates)
 [[ " $libs " == *" -lpromotion_gates_ffi "* ]] ||
   { echo "pkg-config --libs promotion_gates gave '$libs', without -lpromotion_gates_ffi" >&2 && exit 1; }
 libdir=$(pkg-config --variable=libdir promotion_gates)
+version=$(pkg-config --modversion promotion_gates) # the workspace's, which the wheel and rock must carry
 
 echo "== (a) C, pkg-config: $libs"
 # shellcheck disable=SC2046 # pkg-config's output is a list of words
@@ -92,7 +93,8 @@ check "C (promotion_gates::c_static)" "$tmp/cmake/route_c_static"
 
 echo "== (c) Python: pip wheel ./bindings/python, then a venv"
 python3 -m pip wheel -q --no-deps -w "$tmp/wheel" "$root/bindings/python"
-wheel=$(echo "$tmp"/wheel/promotion_gates-*.whl)
+wheel=$(echo "$tmp"/wheel/promotion_gates-"$version"-py3-none-*.whl)
+[ -f "$wheel" ] || { echo "FAILED: no wheel of version $version: $(ls "$tmp/wheel")" >&2 && exit 1; }
 echo "built $(basename "$wheel")"
 python3 -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q "$wheel"
@@ -125,7 +127,7 @@ check "Go, static (default)" "$tmp/route_go"
 check "Go, shared (-tags pgate_shared)" "$tmp/route_go_shared"
 
 echo "== (e) LuaJIT: luarocks lint, luarocks make into a temporary tree"
-rockspec="$root/bindings/lua/promotion-gates-$(awk -F'"' '/^\[workspace.package\]/ {p = 1} p && /^version *=/ {print $2; exit}' "$root/Cargo.toml")-1.rockspec"
+rockspec="$root/bindings/lua/promotion-gates-$version-1.rockspec"
 [ -f "$rockspec" ] || { echo "FAILED: no rockspec $rockspec for the workspace's version" >&2 && exit 1; }
 luarocks lint "$rockspec"
 (cd "$root" && luarocks make --tree "$tmp/rocks" "$rockspec" >/dev/null)
