@@ -7,6 +7,11 @@
 #   lib/cmake/promotion_gates/promotion_gatesConfig.cmake (and ...ConfigVersion.cmake)
 # and prints each file it wrote. Run from anywhere.
 #
+# Why a script and not cargo-c: `cargo install cargo-c` compiles the whole of cargo (hundreds
+# of crates, libgit2 and curl among them) before the first install, and Debian's cargo-c is too
+# old for this workspace's edition; this script reuses the build every binding test already
+# made, so CI's install step costs seconds.
+#
 #   packaging/install.sh [--prefix DIR] [--libdir DIR] [--includedir DIR] [--destdir DIR] [--no-build]
 #   packaging/install.sh --build-tree-pc DIR
 #
@@ -23,7 +28,7 @@ root=$(cd "$here/.." && pwd)
 
 prefix=/usr/local libdir="" includedir="" destdir="" build=1 build_tree_pc=""
 usage() {
-  sed -n '10,11p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2
+  grep '^#   packaging/install.sh' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2
   exit 2
 }
 while [ $# -gt 0 ]; do
