@@ -8,7 +8,7 @@
 #       linked statically and, with -tags pgate_shared, to the shared library,
 #   (e) LuaJIT with the rock `luarocks make` installs into a temporary tree (after `luarocks lint`),
 # and checks each printed decision against the routing formula recomputed in Python.
-# Installs pkg-config, cmake, g++, luajit and luarocks with apt-get when missing. Everything
+# Installs pkg-config, cmake, g++, luajit2 and luarocks with apt-get when missing. Everything
 # it writes goes to one mktemp directory, removed at the end (and the build directories pip
 # leaves in bindings/python, when it made them). Run from anywhere.
 set -euo pipefail
@@ -19,7 +19,7 @@ hosts="$here/hosts"
 
 # command:Debian package, for each tool this test calls that may be missing.
 missing=()
-for need in pkg-config:pkg-config cmake:cmake c++:g++ luajit:luajit luarocks:luarocks; do
+for need in pkg-config:pkg-config cmake:cmake c++:g++ luajit:luajit2 luarocks:luarocks; do
   command -v "${need%%:*}" >/dev/null || missing+=("${need#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -132,7 +132,7 @@ rockspec="$root/bindings/lua/promotion-gates-$version-1.rockspec"
 luarocks lint "$rockspec"
 (cd "$root" && luarocks make --tree "$tmp/rocks" "$rockspec" >/dev/null)
 lua_path=$(luarocks path --tree "$tmp/rocks" --lr-path)
-check "LuaJIT (rock)" env -C "$tmp" LUA_PATH="$lua_path;;" PGATE_LIB="$libdir/libpromotion_gates_ffi.so" \
+check "LuaJIT (rock)" env -C "$tmp" LUA_PATH="$lua_path;;" LD_LIBRARY_PATH="$libdir" \
   luajit "$hosts/route.lua"
 
 echo "== packaging: $((SECONDS - start)) s"

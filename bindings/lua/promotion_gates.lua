@@ -106,7 +106,7 @@ M.recorded = { [0] = "counted", [1] = "late", [2] = "foreign" }
 --- dynamic loader's search path (LD_LIBRARY_PATH, ld.so.conf). Other calls load it on first use.
 function M.load(path)
   if not C then
-    C = ffi.load(path or os.getenv("PGATE_LIB") or "promotion_gates")
+    C = ffi.load(path or os.getenv("PGATE_LIB") or "promotion_gates_ffi")
   end
   return C
 end
