@@ -3,6 +3,7 @@
  * records their outcomes, reads the canary's health, promotes, rolls back and prints the
  * rollback history. Build and run: see README.md (test.sh builds and runs it too).
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,19 @@ static int ok(const char *what, pgate_status status, pgate_error *err) {
             err != NULL ? pgate_error_message(err) : "");
     pgate_error_free(err);
     return 0;
+}
+
+/* A latency in seconds as the uint64_t nanoseconds of pgate_record, rounded; false for one that
+ * is negative, NaN, infinite or 2^64 ns or more (casting those to uint64_t is undefined
+ * behaviour in C). The other bindings refuse the same latencies with
+ * PGATE_STATUS_INVALID_ARGUMENT. */
+static bool latency_ns(double seconds, uint64_t *ns) {
+    const double v = seconds * 1e9;
+    if (!(v >= 0 && v < 18446744073709551616.0)) { /* false for NaN too */
+        return false;
+    }
+    *ns = (uint64_t)(v + 0.5); /* below 2^64, doubles are 2048 apart: v + 0.5 stays below */
+    return true;
 }
 
 static const char *environment_name(pgate_environment env) {
@@ -73,10 +87,19 @@ int main(void) {
         if (i >= 10 && i < 14) { /* a few of them; user-11 goes to the canary */
             print_decision(gate, id, &d);
         }
-        uint64_t latency_ns = (uint64_t)(20 + i % 30) * 1000000u; /* 20-49 ms, all succeed */
-        if (!ok("pgate_record", pgate_record(gate, &d, true, latency_ns, NULL), NULL)) {
+        uint64_t ns = 0;
+        if (!latency_ns((20 + i % 30) / 1000.0, &ns)) { /* 20-49 ms, all succeed */
             return 1;
         }
+        if (!ok("pgate_record", pgate_record(gate, &d, true, ns, NULL), NULL)) {
+            return 1;
+        }
+    }
+
+    uint64_t refused = 0;
+    if (latency_ns(-0.001, &refused) || latency_ns(0.0 / 0.0, &refused)) {
+        fprintf(stderr, "latency_ns accepted a negative or NaN latency\n");
+        return 1;
     }
 
     /* The judge's view, with the evidence line behind it. */

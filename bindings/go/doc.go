@@ -16,7 +16,8 @@
 // duration of one call and never kept (cgo's pointer rules); everything the library returns
 // is copied into Go memory before the call's lock is released.
 //
-// Linking: by default the static archive target/release/libpromotion_gates_ffi.a of this
-// repository (build it with `cargo build --release -p promotion-gates-ffi`); -tags pgate_shared links an
-// installed -lpromotion_gates_ffi instead (see link_shared.go).
+// Linking: through pkg-config, after the library is installed (packaging/install.sh at the
+// repository root). By default the static archive libpromotion_gates_ffi.a that
+// promotion_gates-static.pc names (link_static.go); -tags pgate_shared links the shared
+// -lpromotion_gates_ffi that promotion_gates.pc gives instead (link_shared.go).
 package promotiongates

@@ -221,8 +221,102 @@ func TestFlagAndRollbackErrors(t *testing.T) {
 	wantErr(t, g.Rollback(""), ErrRollbackRefused)
 	wantErr(t, g.Rollback("   "), ErrRollbackRefused)
 	ok(t, g.Rollback("bad deploy"))
-	if _, err := g.Record(Decision{}, true, -time.Millisecond); !errors.Is(err, ErrInvalidArgument) {
-		t.Fatalf("negative latency: %v", err)
+}
+
+// TestNegativeLatencyIsTheOneLatencyError: the error every binding gives a bad latency (the
+// same status and words as C++, Python and Lua), and nothing is recorded.
+func TestNegativeLatencyIsTheOneLatencyError(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}}`, "")
+	d, err := g.RouteString("user-1")
+	ok(t, err)
+	for _, c := range []struct {
+		latency time.Duration
+		shown   string
+	}{{-1, "-1 ns"}, {-time.Second, "-1000000000 ns"}, {math.MinInt64, "-9223372036854775808 ns"}} {
+		_, err := g.Record(d, true, c.latency)
+		_, errByID := g.RecordByIDString("user-1", true, c.latency)
+		for _, err := range []error{err, errByID} {
+			pe := wantErr(t, err, ErrInvalidArgument)
+			if want := "invalid latency = " + c.shown + ": a latency must be finite, at least 0 and below 2^64 ns"; pe.Message != want {
+				t.Fatalf("message %q, want %q", pe.Message, want)
+			}
+		}
+	}
+	h, err := g.Health()
+	ok(t, err)
+	if h.CanaryRequests+h.ProductionRequests != 0 {
+		t.Fatalf("a refused latency was recorded: %+v", h)
+	}
+	if r, err := g.Record(d, true, 0); err != nil || r != Counted {
+		t.Fatalf("a zero latency: %v, %v", r, err)
+	}
+}
+
+// TestFlagCacheIgnoresAnotherGatesNumbers: a decision of another gate asks this gate about a
+// set number it has not given out yet. The answer (no flags, or an error from a library that
+// refuses unknown numbers) must not be kept: once this gate numbers a set so, its own
+// decisions read that set's names.
+func TestFlagCacheIgnoresAnotherGatesNumbers(t *testing.T) {
+	first := newGate(t, `{"environment": "staging", "feature_flags": ["a"]}`, "")
+	second := newGate(t, `{"environment": "staging"}`, "")
+	theirs, err := first.RouteString("user-1")
+	ok(t, err)
+	if theirs.FlagSet() == 0 {
+		t.Fatal("the first gate's staging decision has no flag set")
+	}
+	if names, err := second.Features(theirs); err == nil && len(names) != 0 {
+		t.Fatalf("an unknown number read as %v", names)
+	}
+	if has, err := second.HasFeature(theirs, "a"); has {
+		t.Fatalf("HasFeature(another gate's decision) = %v, %v", has, err)
+	}
+	ok(t, second.EnableFeature("b"))
+	ours, err := second.RouteString("user-1")
+	ok(t, err)
+	if ours.FlagSet() != theirs.FlagSet() {
+		t.Fatalf("set numbers %d and %d: the test needs the same number in both gates", ours.FlagSet(), theirs.FlagSet())
+	}
+	names, err := second.Features(ours)
+	ok(t, err)
+	if !slices.Equal(names, []string{"b"}) {
+		t.Fatalf("the second gate's own set reads %v, want [b]", names)
+	}
+	if has, err := second.HasFeature(ours, "b"); !has || err != nil {
+		t.Fatalf("HasFeature(b) = %v, %v", has, err)
+	}
+	// The first gate is unaffected, and a closed gate answers ErrClosed, cached or not.
+	if has, err := first.HasFeature(theirs, "a"); !has || err != nil {
+		t.Fatalf("first HasFeature(a) = %v, %v", has, err)
+	}
+	ok(t, first.Close())
+	if _, err := first.Features(theirs); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Features after Close: %v", err)
+	}
+}
+
+// TestFlagCacheIsBounded: a gate asked about more sets than flagCacheSize starts its cache
+// afresh and still answers every set right.
+func TestFlagCacheIsBounded(t *testing.T) {
+	g := newGate(t, `{"environment": "staging"}`, "")
+	var decisions []Decision
+	for i := range flagCacheSize + 10 {
+		ok(t, g.EnableFeature(fmt.Sprintf("f%03d", i)))
+		d, err := g.RouteString("user-1")
+		ok(t, err)
+		if _, err := g.HasFeature(d, "f000"); err != nil {
+			t.Fatal(err)
+		}
+		if m := g.flagSets.Load(); len(*m) > flagCacheSize {
+			t.Fatalf("the cache holds %d sets, more than %d", len(*m), flagCacheSize)
+		}
+		decisions = append(decisions, d)
+	}
+	for i, d := range decisions {
+		names, err := g.Features(d)
+		ok(t, err)
+		if len(names) != i+1 || names[i] != fmt.Sprintf("f%03d", i) {
+			t.Fatalf("set %d reads %d names ending %q", i, len(names), names[len(names)-1])
+		}
 	}
 }
 

@@ -117,13 +117,20 @@ func (g *Gate) route(id *C.uint8_t, n int) (Decision, error) {
 	return d, nil
 }
 
-// latencyNanos converts a latency for the library, refusing a negative one.
+// latencyNanos converts a latency for the library, refusing a negative one. A Duration is
+// whole nanoseconds in an int64, so it cannot be NaN, infinite or beyond the u64 of
+// pgate_record: negative is the only bad latency it can hold. The error is the one every
+// binding gives a bad latency (ErrInvalidArgument, the same text as C++, Python and Lua).
 func latencyNanos(latency time.Duration) (C.uint64_t, error) {
 	if latency < 0 {
-		return 0, &Error{Status: StatusInvalidArgument, Message: "negative latency " + latency.String()}
+		return 0, &Error{Status: StatusInvalidArgument, Message: "invalid latency = " +
+			strconv.FormatInt(int64(latency), 10) + " ns: " + latencyRule}
 	}
 	return C.uint64_t(latency), nil
 }
+
+// latencyRule is what every binding says of a bad latency, after its value.
+const latencyRule = "a latency must be finite, at least 0 and below 2^64 ns"
 
 // Record records the outcome of a request routed by d: whether it succeeded and its latency.
 // Lock-free and allocation-free in the library. It may run the judge and roll a failing
@@ -199,9 +206,20 @@ func (g *Gate) HasFeature(d Decision, name string) (bool, error) {
 	return found, nil
 }
 
+// flagCacheSize bounds the sets a Gate remembers: past it the cache starts afresh, so a gate
+// whose flags change often does not keep every set it was ever asked about.
+const flagCacheSize = 256
+
 // flagSet returns the names of interned set id, from the Gate's cache or, the first time,
-// from the library. The library never changes or removes an interned set while the gate
-// lives, so the cache never goes stale; it is copy-on-write, so readers take no lock.
+// from the library. The cache is the Gate's own (a number means nothing to another gate)
+// and copy-on-write, so readers take no lock.
+//
+// Only answers that name flags are kept. A number this gate does not know (a decision of
+// another gate, or of a gate closed during a reload) reads as the empty set, or fails in a
+// library that refuses unknown numbers; the gate may give that number to a set later, so an
+// empty answer for a number other than 0 is returned but never cached, and a failure is
+// returned as the error. A set's number never names another set while the gate lives, so a
+// kept answer never goes stale.
 func (g *Gate) flagSet(id uint32) ([]string, error) {
 	if g == nil {
 		return nil, errClosed
@@ -221,8 +239,11 @@ func (g *Gate) flagSet(id uint32) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(names) == 0 && id != 0 {
+		return names, nil
+	}
 	next := make(map[uint32][]string)
-	if m := g.flagSets.Load(); m != nil {
+	if m := g.flagSets.Load(); m != nil && len(*m) < flagCacheSize {
 		for k, v := range *m {
 			next[k] = v
 		}

@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Builds the Rust library, then vets, tests (with -race, with and without the pgatedebug GC
-# tag) and smoke-runs the benchmarks of the Go binding. Run from anywhere; exits non-zero on
-# the first failure.
+# tag) and smoke-runs the benchmarks of the Go binding, linked statically (the default), then
+# runs the vectors once linked to the shared library (-tags pgate_shared). pkg-config finds
+# this checkout's build through .pc files written into the target directory. Run from
+# anywhere; exits non-zero on the first failure.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 echo "== cargo build --release -p promotion-gates-ffi"
 (cd "$root" && cargo build --release -p promotion-gates-ffi)
+target="${CARGO_TARGET_DIR:-$root/target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+
+command -v pkg-config >/dev/null ||
+  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y pkg-config)
+echo "== pkg-config files for this checkout's build -> $target/pkgconfig"
+"$root/packaging/install.sh" --build-tree-pc "$target/pkgconfig"
+export PKG_CONFIG_PATH="$target/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 
 cd "$here"
 export CGO_ENABLED=1
@@ -31,5 +41,8 @@ go test -race -tags pgatedebug -count=1 ./...
 
 echo "== benchmarks (smoke run)"
 go test -run '^$' -bench . -benchtime 200ms ./...
+
+echo "== go test -race -tags pgate_shared -run Vector (linked to the shared library)"
+CGO_LDFLAGS="-Wl,-rpath,$target/release" go test -race -tags pgate_shared -count=1 -run Vector ./...
 
 echo "== bindings/go: all passed"

@@ -8,6 +8,12 @@
 --
 -- Failures come back the lua-resty way: `nil, "PGATE_STATUS_NAME: message", status`. The
 -- declarations below mirror include/promotion_gates.h (the C99/C11 form: enums as uint32_t).
+--
+-- Numbers are checked before the FFI converts them, which would wrap or saturate (-1 as a
+-- uint64_t is 2^63): a latency must be finite, at least 0 and below 2^64 ns, and a decision
+-- must be a pgate_decision cdata. After gate:free() every call fails with
+-- PGATE_STATUS_INVALID_HANDLE and never reaches the library. A C call never yields, so no
+-- coroutine can free a gate while another is inside a call on it.
 
 local ffi = require("ffi")
 
@@ -88,7 +94,9 @@ local C -- the loaded library, set by M.load
 local M = {}
 
 M.OK = 0
+M.INVALID_ARGUMENT = 2
 M.BUFFER_TOO_SMALL = 12
+M.INVALID_HANDLE = 13
 M.environments = { [0] = "canary", [1] = "staging", [2] = "production",
                    canary = 0, staging = 1, production = 2 }
 M.recommendations = { [0] = "healthy", [1] = "monitor", [2] = "rollback" }
@@ -98,7 +106,7 @@ M.recorded = { [0] = "counted", [1] = "late", [2] = "foreign" }
 --- dynamic loader's search path (LD_LIBRARY_PATH, ld.so.conf). Other calls load it on first use.
 function M.load(path)
   if not C then
-    C = ffi.load(path or os.getenv("PGATE_LIB") or "promotion_gates")
+    C = ffi.load(path or os.getenv("PGATE_LIB") or "promotion_gates_ffi")
   end
   return C
 end
@@ -155,6 +163,59 @@ local function read_text(fn, gate)
   return ffi.string(buf, len[0])
 end
 
+-- nil, "PGATE_STATUS_INVALID_ARGUMENT: message", 2: a value refused before the call.
+local function invalid(message)
+  return nil, M.status_str(M.INVALID_ARGUMENT) .. ": " .. message, M.INVALID_ARGUMENT
+end
+
+-- nil, "PGATE_STATUS_INVALID_HANDLE: ...", 13: a call on a gate after gate:free().
+local function freed(operation)
+  return nil, M.status_str(M.INVALID_HANDLE) .. ": " .. operation .. " on a freed gate",
+         M.INVALID_HANDLE
+end
+
+local int64_t, uint64_t = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
+local decision_t, decision_ptr_t = ffi.typeof("pgate_decision"), ffi.typeof("pgate_decision *")
+local TWO_64 = 2 ^ 64
+
+-- The error every binding gives a latency that is negative, NaN, infinite or 2^64 ns or more
+-- (the same status and words in C++, Go and Python).
+local function bad_latency(value)
+  local shown = type(value) == "cdata" and tostring(value):gsub("U?LL$", "") or tostring(value)
+  return invalid("invalid latency = " .. shown .. " ns: "
+                   .. "a latency must be finite, at least 0 and below 2^64 ns")
+end
+
+-- A latency in nanoseconds (a number, or an int64_t/uint64_t cdata) for a uint64_t
+-- parameter, rounded to the nearest nanosecond; or nil plus the error.
+local function latency_ns(value)
+  if type(value) == "number" then
+    if value >= 0 and value < TWO_64 then -- false for NaN
+      return math.floor(value + 0.5)
+    end
+    return bad_latency(value)
+  end
+  if ffi.istype(uint64_t, value) then
+    return value
+  end
+  if ffi.istype(int64_t, value) then
+    if value >= 0 then
+      return value
+    end
+    return bad_latency(value)
+  end
+  return invalid("invalid latency = " .. tostring(value) .. ": not a number of nanoseconds")
+end
+
+-- Whether `decision` is a pgate_decision cdata (or a pointer to one), as gate:route returns.
+local function is_decision(decision)
+  return ffi.istype(decision_t, decision) or ffi.istype(decision_ptr_t, decision)
+end
+
+local function not_a_decision(decision)
+  return invalid("invalid decision = " .. tostring(decision) .. ": a pgate_decision from gate:route")
+end
+
 local Gate = {}
 Gate.__index = Gate
 
@@ -181,8 +242,9 @@ function M.new(config_json, slo_json)
   return self
 end
 
---- Frees the gate now. No other call may be in flight on it (decisions routed by it become
---- useless). Calling it twice is harmless.
+--- Frees the gate now (decisions routed by it become useless). Calling it twice is
+--- harmless; every other call on it afterwards returns nil, "PGATE_STATUS_INVALID_HANDLE:
+--- ...", 13. (A C call never yields, so no other coroutine is inside a call on the gate.)
 function Gate:free()
   if self.handle ~= nil then
     local handle = ffi.gc(self.handle, nil)
@@ -194,8 +256,12 @@ end
 --- Routes a request id (a Lua string: any bytes). Writes into `out` (a pgate_decision cdata,
 --- to reuse across requests) or a new one; returns it, or nil, message, status.
 function Gate:route(id, out)
-  out = out or ffi.new("pgate_decision")
-  local status = C.pgate_route(self.handle, id, #id, out)
+  local handle = self.handle
+  if handle == nil then
+    return freed("route")
+  end
+  out = out or decision_t()
+  local status = C.pgate_route(handle, id, #id, out)
   if status ~= M.OK then
     return failure(status)
   end
@@ -203,19 +269,40 @@ function Gate:route(id, out)
 end
 
 --- Records the outcome of a request routed by `decision`; returns "counted", "late" or
---- "foreign", or nil, message, status.
-function Gate:record(decision, success, latency_ns)
-  local status = C.pgate_record(self.handle, decision, success, latency_ns, self.recorded_buf)
+--- "foreign", or nil, message, status. `latency` is in nanoseconds: a number (rounded to a
+--- whole nanosecond) or an int64_t/uint64_t cdata; one that is negative, NaN, infinite or
+--- 2^64 or more gives nil, "PGATE_STATUS_INVALID_ARGUMENT: invalid latency = ...", 2.
+function Gate:record(decision, success, latency)
+  local handle = self.handle
+  if handle == nil then
+    return freed("record")
+  end
+  if not is_decision(decision) then
+    return not_a_decision(decision)
+  end
+  local ns, message, code = latency_ns(latency)
+  if ns == nil then
+    return nil, message, code
+  end
+  local status = C.pgate_record(handle, decision, success, ns, self.recorded_buf)
   if status ~= M.OK then
     return failure(status)
   end
   return M.recorded[tonumber(self.recorded_buf[0])]
 end
 
---- Records by id (routed again under the current snapshot); prefer Gate:record.
-function Gate:record_by_id(id, success, latency_ns)
-  local status = C.pgate_record_by_id(self.handle, id, #id, success, latency_ns,
-                                      self.recorded_buf)
+--- Records by id (routed again under the current snapshot); prefer Gate:record. The latency
+--- is checked as Gate:record checks it.
+function Gate:record_by_id(id, success, latency)
+  local handle = self.handle
+  if handle == nil then
+    return freed("record_by_id")
+  end
+  local ns, message, code = latency_ns(latency)
+  if ns == nil then
+    return nil, message, code
+  end
+  local status = C.pgate_record_by_id(handle, id, #id, success, ns, self.recorded_buf)
   if status ~= M.OK then
     return failure(status)
   end
@@ -224,13 +311,20 @@ end
 
 --- The names of the flags on for a decision, as a list of Lua strings (byte order).
 function Gate:flags(decision)
-  local status = C.pgate_flag_set_len(self.handle, decision.flag_set, self.len_buf)
+  local handle = self.handle
+  if handle == nil then
+    return freed("flags")
+  end
+  if not is_decision(decision) then
+    return not_a_decision(decision)
+  end
+  local status = C.pgate_flag_set_len(handle, decision.flag_set, self.len_buf)
   if status ~= M.OK then
     return failure(status)
   end
   local names = {}
   for i = 0, tonumber(self.len_buf[0]) - 1 do
-    status = C.pgate_flag_set_name(self.handle, decision.flag_set, i, self.name_buf, self.len_buf)
+    status = C.pgate_flag_set_name(handle, decision.flag_set, i, self.name_buf, self.len_buf)
     if status ~= M.OK then
       return failure(status)
     end
@@ -242,6 +336,9 @@ end
 --- Judges the canary now (may roll it back, like the Rust monitor_canary_health) and returns
 --- its health as a table with the evidence line, or nil, message, status.
 function Gate:health()
+  if self.handle == nil then
+    return freed("health")
+  end
   local h = self.health_buf
   local cap = 1024
   local evidence = ffi.new("char[?]", cap)
@@ -276,6 +373,9 @@ end
 
 --- Whether the version under judgement meets its SLO (false with too little data).
 function Gate:check_slo()
+  if self.handle == nil then
+    return freed("check_slo")
+  end
   local status = C.pgate_check_slo(self.handle, self.bool_buf)
   if status ~= M.OK then
     return failure(status)
@@ -285,26 +385,45 @@ end
 
 --- Promotes to "canary" (with traffic_percent), "staging" or "production".
 function Gate:promote(environment, traffic_percent)
+  if self.handle == nil then
+    return freed("promote")
+  end
   local number = M.environments[environment]
   if type(number) ~= "number" then
-    return nil, "unknown environment " .. tostring(environment), 2
+    return invalid("invalid environment = " .. tostring(environment)
+                     .. ': "canary", "staging" or "production"')
+  end
+  if traffic_percent ~= nil and type(traffic_percent) ~= "number" then
+    return invalid("invalid traffic_percent = " .. tostring(traffic_percent) .. ": not a number")
   end
   return explained(C.pgate_promote, self.handle, number, traffic_percent or 0)
 end
 
 function Gate:rollback(reason)
+  if self.handle == nil then
+    return freed("rollback")
+  end
   return explained(C.pgate_rollback, self.handle, reason, #reason)
 end
 
 function Gate:enable_feature(name)
+  if self.handle == nil then
+    return freed("enable_feature")
+  end
   return explained(C.pgate_enable_feature, self.handle, name, #name)
 end
 
 function Gate:disable_feature(name)
+  if self.handle == nil then
+    return freed("disable_feature")
+  end
   return explained(C.pgate_disable_feature, self.handle, name, #name)
 end
 
 function Gate:is_feature_enabled(name)
+  if self.handle == nil then
+    return freed("is_feature_enabled")
+  end
   local status = C.pgate_is_feature_enabled(self.handle, name, #name, self.bool_buf)
   if status ~= M.OK then
     return failure(status)
@@ -313,14 +432,23 @@ function Gate:is_feature_enabled(name)
 end
 
 function Gate:swap_config(json)
+  if self.handle == nil then
+    return freed("swap_config")
+  end
   return explained(C.pgate_swap_config, self.handle, json, #json)
 end
 
 function Gate:config_json()
+  if self.handle == nil then
+    return freed("config_json")
+  end
   return read_text(C.pgate_config_json, self.handle)
 end
 
 function Gate:rollback_history_json()
+  if self.handle == nil then
+    return freed("rollback_history_json")
+  end
   return read_text(C.pgate_rollback_history_json, self.handle)
 end
 
@@ -336,6 +464,9 @@ pgate_status pgate_latency_histograms_json(const pgate_gate *gate, char *buf, si
 --- The gate's Prometheus text exposition (format 0.0.4; serve it as
 --- "text/plain; version=0.0.4"). Returns the text, or nil, message, status.
 function Gate:metrics_prometheus()
+  if self.handle == nil then
+    return freed("metrics_prometheus")
+  end
   local len = ffi.new("size_t[1]")
   local cap = 16384
   for _ = 1, 8 do
@@ -354,6 +485,9 @@ end
 --- Each cohort's latency histogram of the judged window as JSON: {"encoding":
 --- "hdrhistogram-v2-deflate-base64", "unit": "microseconds", "canary": "...", "stable": "..."}.
 function Gate:latency_histograms_json()
+  if self.handle == nil then
+    return freed("latency_histograms_json")
+  end
   return read_text(C.pgate_latency_histograms_json, self.handle)
 end
 

@@ -122,13 +122,32 @@ local function test_wrappers()
   check(gate:swap_config('{"gate": "search"}') == true and gate:config_json():find('"search"'),
         "swap")
 
-  -- After free, calls see a NULL handle: an error, never a use after free.
+  -- After free, every call fails before it reaches the library: never a use after free.
+  local decision = gate:route("x")
   gate:free()
   gate:free()
-  _, _, status = gate:route("x")
-  check(status == 1, "route after free")
-  _, _, status = gate:promote("canary", 5)
-  check(status == 1, "promote after free")
+  local calls = {
+    route = function() return gate:route("x") end,
+    record = function() return gate:record(decision, true, 1e6) end,
+    record_by_id = function() return gate:record_by_id("x", true, 1e6) end,
+    flags = function() return gate:flags(decision) end,
+    health = function() return gate:health() end,
+    check_slo = function() return gate:check_slo() end,
+    promote = function() return gate:promote("canary", 5) end,
+    rollback = function() return gate:rollback("r") end,
+    enable_feature = function() return gate:enable_feature("f") end,
+    disable_feature = function() return gate:disable_feature("f") end,
+    is_feature_enabled = function() return gate:is_feature_enabled("f") end,
+    swap_config = function() return gate:swap_config("{}") end,
+    config_json = function() return gate:config_json() end,
+    rollback_history_json = function() return gate:rollback_history_json() end,
+  }
+  for operation, call in pairs(calls) do
+    local result, why, code = call()
+    check(result == nil and code == 13
+            and why == "PGATE_STATUS_INVALID_HANDLE: " .. operation .. " on a freed gate",
+          operation .. " after free: " .. tostring(why))
+  end
 
   -- A gate left to the garbage collector is freed by its finalizer.
   for _ = 1, 50 do
@@ -150,8 +169,57 @@ local function test_telemetry()
   check(json:find('"encoding":"hdrhistogram-v2-deflate-base64"', 1, true) ~= nil, "encoding")
   check(json:find('"canary":"HISTF', 1, true) ~= nil, "canary histogram in V2 base64")
   gate:free()
-  local _, _, status = gate:metrics_prometheus()
-  check(status == 1, "exposition after free")
+  for operation, call in pairs({ metrics_prometheus = gate.metrics_prometheus,
+                                 latency_histograms_json = gate.latency_histograms_json }) do
+    local result, why, code = call(gate)
+    check(result == nil and code == 13
+            and why == "PGATE_STATUS_INVALID_HANDLE: " .. operation .. " on a freed gate",
+          operation .. " after free: " .. tostring(why))
+  end
+end
+
+-- A bad latency is the one error every binding gives it (the same status and words in C++,
+-- Go and Python), and nothing is recorded; decisions must be decisions.
+local function test_arguments()
+  local ffi = require("ffi")
+  local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 50}}}'))
+  local d = gate:route("user-1")
+  local rule = ": a latency must be finite, at least 0 and below 2^64 ns"
+  for _, case in ipairs({
+    { -1, "-1" }, { -0.5, "-0.5" }, { 0 / 0, "nan" }, { 1 / 0, "inf" }, { -1 / 0, "-inf" },
+    { 1e300, "1e+300" }, { 2 ^ 64, "1.844674407371e+19" }, { -1LL, "-1" },
+  }) do
+    for _, by_id in ipairs({ false, true }) do
+      local result, message, status
+      if by_id then
+        result, message, status = gate:record_by_id("user-1", true, case[1])
+      else
+        result, message, status = gate:record(d, true, case[1])
+      end
+      local want = "PGATE_STATUS_INVALID_ARGUMENT: invalid latency = " .. case[2] .. " ns" .. rule
+      check(result == nil and status == 2 and message == want,
+            "latency " .. case[2] .. (by_id and " by id" or "") .. ": " .. tostring(message))
+    end
+  end
+  local _, message, status = gate:record(d, true, "5")
+  check(status == 2 and message:find("invalid latency = 5: not a number", 1, true), "string latency")
+  local h = gate:health()
+  check(h.canary_requests + h.production_requests == 0, "a refused latency is not recorded")
+
+  check(gate:record(d, true, 0) == "counted", "latency 0")
+  check(gate:record(d, true, 2 ^ 64 - 2048) == "counted", "the largest number below 2^64")
+  check(gate:record(d, true, -1ULL) == "counted", "uint64_t max")
+  check(gate:record(d, true, 5LL) == "counted", "int64_t")
+  check(gate:record(d, true, 1.4) == "counted", "a fraction of a nanosecond")
+
+  _, message, status = gate:record({ stage = 2 ^ 64 + 1, is_canary = true }, true, 1)
+  check(status == 2 and message:find("invalid decision = table", 1, true), "a table is no decision")
+  _, message, status = gate:flags(5)
+  check(status == 2 and message:find("invalid decision = 5", 1, true), "flags of a number")
+  local array = ffi.new("pgate_decision[1]")
+  gate:route("user-1", array[0])
+  check(gate:record(array + 0, true, 1) == "counted", "a pointer to a decision")
+  gate:free()
 end
 
 if not arg[1] then
@@ -162,5 +230,6 @@ print("promotion-gates " .. pg.version() .. " on " .. jit.version)
 test_vectors(arg[1])
 test_wrappers()
 test_telemetry()
+test_arguments()
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)

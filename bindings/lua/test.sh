@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds the library and runs the LuaJIT module's tests (all routing vectors, the wrappers).
-# Installs luajit with apt-get if it is missing. Run from anywhere.
+# Installs luajit with apt-get if it is missing: Debian's `luajit2` (OpenResty's branch, which
+# also gives /usr/bin/luajit), not `luajit`, whose libluajit-5.1-2 conflicts with the
+# libluajit2-5.1-2 that libnginx-mod-http-lua needs. Run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/../.." # the repository root; every path below is relative to it
 
 command -v luajit >/dev/null ||
-  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y luajit)
+  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y luajit2)
 
 echo "== cargo build --release -p promotion-gates-ffi"
 cargo build --release -p promotion-gates-ffi

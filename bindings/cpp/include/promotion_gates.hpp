@@ -19,7 +19,11 @@
 //   One Gate may be used from many threads at once: every member function is const, because
 //   the gate synchronizes itself (as the Rust API, where every method takes &self). Share it
 //   by reference or through std::shared_ptr<const Gate>. Moving from, assigning to or
-//   destroying a Gate while another thread uses it is not allowed (a data race on the handle).
+//   destroying a Gate while another thread uses it is not allowed (a data race on the handle,
+//   as for any C++ object; a lock inside the Gate would die with it, so none is taken):
+//   join the threads first, or share a std::shared_ptr<const Gate> and let the last owner
+//   free it. After a move, every call on the moved-from Gate throws instead of touching the
+//   gate.
 //   Decision, Health and FeatureNames are plain values; flag names (FeatureNames) stay valid
 //   until the gate is destroyed, even across moves of the Gate that owns it.
 //
@@ -27,9 +31,10 @@
 //   Failures throw promotion_gates::Error (a std::runtime_error): status() is the library's
 //   pgate_status code and what() its message, which names the field and value at fault.
 //   The hot calls route(), record(), record_by_id() and features() do not allocate and throw
-//   only when the Gate was moved from (PGATE_STATUS_NULL_POINTER, "... moved from") or if
-//   the library reports a bug (PGATE_STATUS_PANIC); on a live Gate they do not throw. Check a
-//   Gate with `if (gate)` where a moved-from one may turn up.
+//   only when the Gate was moved from (PGATE_STATUS_NULL_POINTER, "... moved from"), for a
+//   bad latency (PGATE_STATUS_INVALID_ARGUMENT: negative, NaN, infinite or 2^64 ns or more,
+//   with the words every binding uses), or if the library reports a bug (PGATE_STATUS_PANIC).
+//   Check a Gate with `if (gate)` where a moved-from one may turn up.
 
 #ifndef PROMOTION_GATES_HPP
 #define PROMOTION_GATES_HPP
@@ -37,13 +42,19 @@
 #include "promotion_gates.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
+#include <limits>
+#include <locale>
 #include <memory>
+#include <ratio>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 namespace promotion_gates {
@@ -233,8 +244,72 @@ inline const std::uint8_t* bytes(std::string_view text) noexcept {
   return text.empty() ? nullptr : reinterpret_cast<const std::uint8_t*>(text.data());
 }
 
-inline std::uint64_t nanos(std::chrono::nanoseconds latency) noexcept {
-  return latency.count() < 0 ? 0 : static_cast<std::uint64_t>(latency.count());
+/// The unit a latency's value is shown in: "ns", "us", "ms", "s", "min", "h", or "s*N/D".
+template <class Period>
+std::string latency_unit() {
+  if constexpr (std::is_same_v<Period, std::nano>) {
+    return "ns";
+  } else if constexpr (std::is_same_v<Period, std::micro>) {
+    return "us";
+  } else if constexpr (std::is_same_v<Period, std::milli>) {
+    return "ms";
+  } else if constexpr (std::is_same_v<Period, std::ratio<1>>) {
+    return "s";
+  } else if constexpr (std::is_same_v<Period, std::ratio<60>>) {
+    return "min";
+  } else if constexpr (std::is_same_v<Period, std::ratio<3600>>) {
+    return "h";
+  } else {
+    return "s*" + std::to_string(Period::num) + "/" + std::to_string(Period::den);
+  }
+}
+
+/// The error every binding gives a latency that is negative, NaN, infinite or 2^64 ns or
+/// more (the same status and words in Go, Python and Lua).
+template <class Rep, class Period>
+[[noreturn]] void throw_bad_latency(std::chrono::duration<Rep, Period> latency) {
+  std::string value;
+  if constexpr (std::is_floating_point_v<Rep>) {
+    std::ostringstream shown;
+    shown.imbue(std::locale::classic());
+    shown << latency.count();
+    value = shown.str();
+  } else {
+    value = std::to_string(latency.count());
+  }
+  throw Error(PGATE_STATUS_INVALID_ARGUMENT,
+              "invalid latency = " + value + " " + latency_unit<Period>() +
+                  ": a latency must be finite, at least 0 and below 2^64 ns");
+}
+
+/// A latency of any std::chrono duration as the u64 nanoseconds of pgate_record, rounded to
+/// the nearest nanosecond; throws Error PGATE_STATUS_INVALID_ARGUMENT (throw_bad_latency)
+/// rather than wrap, clamp or overflow.
+template <class Rep, class Period>
+std::uint64_t nanos(std::chrono::duration<Rep, Period> latency) {
+  static_assert(std::is_arithmetic_v<Rep>, "a latency's count must be a number");
+  if constexpr (std::is_same_v<Period, std::nano> && std::is_integral_v<Rep>) {
+    // The common case, exact: no floating-point round trip.
+    if constexpr (std::is_signed_v<Rep>) {
+      if (latency.count() < 0) {
+        throw_bad_latency(latency);
+      }
+    }
+    return static_cast<std::uint64_t>(latency.count());
+  } else {
+    // long double holds every u64 exactly on x86-64; where it is a double, the checks still
+    // hold and a value near 2^64 is rounded to a neighbour.
+    const long double ns = static_cast<long double>(latency.count()) *
+                           static_cast<long double>(Period::num) * 1e9L /
+                           static_cast<long double>(Period::den);
+    constexpr long double limit = 18446744073709551616.0L;  // 2^64
+    if (!(std::isfinite(ns) && ns >= 0 && ns < limit)) {
+      throw_bad_latency(latency);
+    }
+    const long double rounded = std::floor(ns + 0.5L);
+    return rounded < limit ? static_cast<std::uint64_t>(rounded)
+                           : std::numeric_limits<std::uint64_t>::max();
+  }
 }
 
 inline std::chrono::nanoseconds duration(std::uint64_t ns) noexcept {
@@ -411,27 +486,34 @@ class Gate {
     return FeatureNames(gate, decision.flag_set, size);
   }
 
-  /// Records the outcome of a request routed by `decision`. Lock-free; allocation-free after
-  /// the thread's first record. May run the judge and roll a failing canary back. Throws only
-  /// on a moved-from Gate. The result says whether the outcome counted; most callers need not
-  /// look at it, so it is not [[nodiscard]].
+  /// Records the outcome of a request routed by `decision`: whether it succeeded and its
+  /// latency, any std::chrono duration (e.g. 12ms, or std::chrono::duration<double>(0.012)),
+  /// rounded to whole nanoseconds. Lock-free; allocation-free after the thread's first record.
+  /// May run the judge and roll a failing canary back. Throws Error
+  /// PGATE_STATUS_INVALID_ARGUMENT for a latency that is negative, NaN, infinite or 2^64 ns
+  /// or more ("invalid latency = -5 ms: a latency must be finite, at least 0 and below 2^64
+  /// ns", the words of every binding), and on a moved-from Gate; nothing is recorded then.
+  /// The result says whether the outcome counted; most callers need not look at it, so it is
+  /// not [[nodiscard]].
+  template <class Rep, class Period>
   Recorded record(const Decision& decision, bool success,
-                  std::chrono::nanoseconds latency) const {
+                  std::chrono::duration<Rep, Period> latency) const {
+    const std::uint64_t ns = detail::nanos(latency);
     const pgate_decision c = detail::to_c(decision);
     pgate_recorded recorded = PGATE_RECORDED_COUNTED;
-    detail::check(pgate_record(live("record"), &c, success, detail::nanos(latency), &recorded),
-                  "pgate_record");
+    detail::check(pgate_record(live("record"), &c, success, ns, &recorded), "pgate_record");
     return static_cast<Recorded>(recorded);
   }
 
   /// Records an outcome by request id: the id is routed again under the current state.
-  /// Prefer record() with the decision the request was routed by.
+  /// Prefer record() with the decision the request was routed by. Throws as record().
+  template <class Rep, class Period>
   Recorded record_by_id(std::string_view request_id, bool success,
-                        std::chrono::nanoseconds latency) const {
+                        std::chrono::duration<Rep, Period> latency) const {
+    const std::uint64_t ns = detail::nanos(latency);
     pgate_recorded recorded = PGATE_RECORDED_COUNTED;
     detail::check(pgate_record_by_id(live("record_by_id"), detail::bytes(request_id),
-                                     request_id.size(), success, detail::nanos(latency),
-                                     &recorded),
+                                     request_id.size(), success, ns, &recorded),
                   "pgate_record_by_id");
     return static_cast<Recorded>(recorded);
   }

@@ -245,7 +245,47 @@ TEST(Record, CountedLateAndForeign) {
   forged.stage += 1000;
   forged.environment = static_cast<Environment>(42);  // sanitized before it reaches Rust
   EXPECT_EQ(gate.record(forged, true, 1ms), Recorded::Foreign);
-  EXPECT_EQ(gate.record(after, true, -5ms), Recorded::Counted) << "negative latency is 0";
+}
+
+TEST(Record, ABadLatencyIsTheOneLatencyError) {
+  // The status and words every binding gives a bad latency (Go, Python and Lua test them too).
+  const Gate gate = Gate::create(kCanary50);
+  const Decision d = gate.route("user-1");
+  const std::string rule = ": a latency must be finite, at least 0 and below 2^64 ns";
+  const auto expect_refused = [&](auto latency, const std::string& shown) {
+    for (int by_id = 0; by_id < 2; ++by_id) {
+      const std::string message = expect_error(PGATE_STATUS_INVALID_ARGUMENT, [&] {
+        if (by_id == 1) {
+          gate.record_by_id("user-1", true, latency);
+        } else {
+          gate.record(d, true, latency);
+        }
+      });
+      EXPECT_EQ(message, "invalid latency = " + shown + rule);
+    }
+  };
+  using seconds_f = std::chrono::duration<double>;
+  constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  expect_refused(-1ns, "-1 ns");
+  expect_refused(-5ms, "-5 ms");
+  expect_refused(std::chrono::nanoseconds::min(), "-9223372036854775808 ns");
+  expect_refused(seconds_f(-1.0), "-1 s");
+  expect_refused(seconds_f(nan), "nan s");
+  expect_refused(seconds_f(inf), "inf s");
+  expect_refused(seconds_f(-inf), "-inf s");
+  expect_refused(seconds_f(1e300), "1e+300 s");
+  expect_refused(seconds_f(18446744074.0), "1.84467e+10 s");  // just past 2^64 ns
+  expect_refused(std::chrono::hours(6000000), "6000000 h");   // 2.16e22 ns: would overflow
+  const promotion_gates::Health h = gate.health();
+  EXPECT_EQ(h.canary_requests + h.production_requests, 0u) << "a refused latency is not recorded";
+
+  EXPECT_EQ(gate.record(d, true, 0ns), Recorded::Counted);
+  EXPECT_EQ(gate.record(d, true, std::chrono::nanoseconds::max()), Recorded::Counted);
+  EXPECT_EQ(gate.record(d, true, seconds_f(0.012)), Recorded::Counted);
+  EXPECT_EQ(gate.record(d, true, std::chrono::duration<std::uint64_t, std::nano>(
+                                     std::numeric_limits<std::uint64_t>::max())),
+            Recorded::Counted);
 }
 
 TEST(Judge, HealthAndEvidence) {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from ctypes import c_void_p
 from typing import Any
 
@@ -9,7 +11,7 @@ import pytest
 from conftest import canary
 
 import promotion_gates as pg
-from promotion_gates import Environment, Gate, Status, _ffi
+from promotion_gates import Environment, Gate, Recorded, Status, _ffi
 from promotion_gates.errors import _check, error_class
 
 
@@ -142,20 +144,97 @@ def test_rollback_refusals() -> None:
         gate.rollback("drill")
 
 
-def test_bad_latencies_are_refused_before_the_call() -> None:
+#: The one text every binding gives a bad latency (C++, Go and Lua test the same words).
+LATENCY_RULE = "a latency must be finite, at least 0 and below 2^64 ns"
+
+
+@pytest.mark.parametrize(
+    "kwargs, shown",
+    [
+        ({"latency_s": -1.0}, "-1.0 s"),
+        ({"latency_s": -1e-12}, "-1e-12 s"),
+        ({"latency_s": float("nan")}, "nan s"),
+        ({"latency_s": float("inf")}, "inf s"),
+        ({"latency_s": float("-inf")}, "-inf s"),
+        ({"latency_s": 1e300}, "1e+300 s"),
+        ({"latency_s": 18446744074.0}, "18446744074.0 s"),
+        ({"latency_s": 10**400}, f"{10**400} s"),
+        ({"latency_ns": -1}, "-1 ns"),
+        ({"latency_ns": 1 << 64}, "18446744073709551616 ns"),
+        ({"latency_ns": float("nan")}, "nan ns"),
+        ({"latency_ns": -0.5}, "-0.5 ns"),
+    ],
+)
+def test_a_bad_latency_is_one_error(kwargs: dict[str, Any], shown: str) -> None:
     with Gate(canary(50)) as gate:
         d = gate.route("u")
-        for kwargs in ({"latency_s": -1.0}, {"latency_s": float("inf")}, {"latency_ns": -1}):
-            with pytest.raises(pg.InvalidArgumentError, match="latency"):
-                gate.record(d, True, **kwargs)
-        with pytest.raises(pg.InvalidArgumentError, match="latency_ns"):
-            gate.record_by_id("u", True, latency_ns=1 << 64)
+        before = gate.health().canary_requests + gate.health().production_requests
+        calls: list[Callable[[], object]] = [
+            lambda: gate.record(d, True, **kwargs),
+            lambda: gate.record_by_id("u", True, **kwargs),
+        ]
+        for call in calls:
+            with pytest.raises(pg.InvalidArgumentError) as caught:
+                call()
+            assert caught.value.status is Status.INVALID_ARGUMENT
+            assert caught.value.message == f"invalid latency = {shown}: {LATENCY_RULE}"
+        assert gate.health().canary_requests + gate.health().production_requests == before
+
+
+def test_latency_edges_and_argument_errors() -> None:
+    with Gate(canary(50)) as gate:
+        d = gate.route("u")
+        assert gate.record(d, True, latency_ns=(1 << 64) - 1) is Recorded.COUNTED
+        assert gate.record(d, True, latency_s=0.0) is Recorded.COUNTED
+        assert gate.record(d, True, latency_s=18446744073.0) is Recorded.COUNTED
+        assert gate.record(d, True, latency_ns=1.5e6) is Recorded.COUNTED
         with pytest.raises(TypeError, match="exactly one"):
             gate.record(d, True)
         with pytest.raises(TypeError, match="exactly one"):
             gate.record(d, True, 0.1, latency_ns=5)
+        with pytest.raises(TypeError, match="a latency is a number, not str"):
+            gate.record(d, True, "0.1")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="request id"):
             gate.route(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("stage", (1 << 64) + 1, "invalid stage = 18446744073709551617: an integer from 0 to 2**64 - 1"),
+        ("stage", -1, "invalid stage = -1: an integer from 0 to 2**64 - 1"),
+        ("stage", 1.0, "invalid stage = 1.0: not an integer"),
+        ("bucket", 1 << 32, "invalid bucket = 4294967296: an integer from 0 to 2**32 - 1"),
+        ("threshold", -5, "invalid threshold = -5: an integer from 0 to 2**32 - 1"),
+        ("flag_set", (1 << 32) + 1, "invalid flag_set = 4294967297: an integer from 0 to 2**32 - 1"),
+        ("traffic_percent", 10**400, f"invalid traffic_percent = {10**400}: not a number a float holds"),
+        ("environment", 7, "invalid environment = 7: one of [0, 1, 2]"),
+    ],
+)
+def test_a_decision_built_by_hand_is_range_checked(field: str, value: Any, message: str) -> None:
+    with Gate(canary(50)) as gate:
+        d = gate.route("u")
+        forged = dataclasses.replace(d, **{field: value})
+        calls: list[Callable[[], object]] = [lambda: gate.record(forged, True, latency_ns=1)]
+        if field == "flag_set":
+            calls.append(lambda: gate.features(forged))
+        for call in calls:
+            with pytest.raises(pg.InvalidArgumentError) as caught:
+                call()
+            assert caught.value.status is Status.INVALID_ARGUMENT
+            assert caught.value.message == message
+        # Nothing was counted: ctypes never saw the wrapped value.
+        h = gate.health()
+        assert h.canary_requests + h.production_requests == 0
+
+
+def test_promote_arguments_are_checked() -> None:
+    with Gate() as gate:
+        with pytest.raises(pg.InvalidArgumentError, match=r"invalid environment = 3: one of \[0, 1, 2\]"):
+            gate.promote(3)  # type: ignore[arg-type]
+        with pytest.raises(pg.InvalidArgumentError, match="invalid percent = 10{400}"):
+            gate.promote(Environment.CANARY, 10**400)
+        assert gate.state().environment is Environment.PRODUCTION
 
 
 @pytest.mark.parametrize("status", [s for s in Status if s is not Status.OK])

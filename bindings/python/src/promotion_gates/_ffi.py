@@ -200,6 +200,9 @@ def _repo_library() -> Path | None:
 
 
 def _load() -> tuple[ctypes.CDLL, str]:
+    """Loads the first of: ``$PROMOTION_GATES_LIBRARY``, the library a wheel bundles beside
+    this file, the repository's ``target/release`` (run from the source tree), the system
+    loader's."""
     explicit = os.environ.get(ENV_VAR)
     if explicit:
         try:
@@ -207,6 +210,13 @@ def _load() -> tuple[ctypes.CDLL, str]:
         except OSError as e:
             raise LibraryNotFoundError(f"{ENV_VAR}={explicit!r} could not be loaded: {e}") from e
     tried = [f"${ENV_VAR} (not set)"]
+    bundled = Path(__file__).resolve().with_name(_file_name())
+    if bundled.is_file():
+        try:
+            return ctypes.CDLL(str(bundled)), str(bundled)
+        except OSError as e:
+            raise LibraryNotFoundError(f"the bundled {bundled} could not be loaded: {e}") from e
+    tried.append(f"{bundled} (not bundled: the package was not installed from a wheel)")
     in_repo = _repo_library()
     if in_repo is None:
         tried.append("the repository's target/release (not run from the source tree)")
@@ -222,7 +232,8 @@ def _load() -> tuple[ctypes.CDLL, str]:
         except OSError as e:
             tried.append(f"{name} via the system loader ({e})")
     raise LibraryNotFoundError(
-        "the promotion-gates shared library was not found; build it with "
+        "the promotion-gates shared library was not found; install the package from a "
+        "wheel (`pip install ./bindings/python` bundles it), or build it with "
         "`cargo build --release -p promotion-gates-ffi` and/or set "
         f"{ENV_VAR} to the path of {_file_name()}. Tried: " + "; ".join(tried)
     )

@@ -7,6 +7,8 @@ import enum
 from dataclasses import dataclass, field, fields
 
 from . import _ffi
+from ._arguments import finite_float, unsigned
+from .errors import InvalidArgumentError
 
 __all__ = ["Decision", "Environment", "Recorded", "State"]
 
@@ -87,17 +89,35 @@ class Decision:
     def _to_c(self) -> _ffi.pgate_decision:
         if self._raw is not None:
             return self._raw
-        # The library reads the struct as a Rust value: an environment outside the enum
-        # would be undefined behaviour there, so it is checked here (ValueError).
+        # A decision built by hand: ctypes would wrap an integer out of range (a stage of
+        # 2**64 + s would count for stage s), and the library reads the environment as a Rust
+        # enum, for which a value outside it would be undefined behaviour. So every field is
+        # checked here, and refused with InvalidArgumentError naming it.
         return _ffi.pgate_decision(
-            stage=self.stage,
-            traffic_percent=self.traffic_percent,
-            bucket=self.bucket,
-            threshold=self.threshold,
-            flag_set=self.flag_set,
-            environment=int(Environment(self.environment)),
+            stage=unsigned("stage", self.stage, 64),
+            traffic_percent=finite_float("traffic_percent", self.traffic_percent),
+            bucket=unsigned("bucket", self.bucket, 32),
+            threshold=unsigned("threshold", self.threshold, 32),
+            flag_set=self._flag_set(),
+            environment=_environment(self.environment),
             is_canary=bool(self.is_canary),
         )
+
+    def _flag_set(self) -> int:
+        """The flag set number, range-checked unless the library wrote it."""
+        if self._raw is not None:
+            return self.flag_set
+        return unsigned("flag_set", self.flag_set, 32)
+
+
+def _environment(value: int) -> int:
+    try:
+        return int(Environment(value))
+    except ValueError:
+        raise InvalidArgumentError(
+            _ffi.Status.INVALID_ARGUMENT,
+            f"invalid environment = {value!r}: one of {[int(e) for e in Environment]}",
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)

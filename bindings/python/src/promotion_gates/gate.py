@@ -3,22 +3,23 @@
 Thread safety
 -------------
 A ``Gate`` may be shared by any number of threads: every method may run concurrently with
-every other, except :meth:`Gate.close`. ``ctypes`` releases the GIL for the duration of each
+every other, :meth:`Gate.close` included. ``ctypes`` releases the GIL for the duration of each
 foreign call, so routing and recording on several threads run in parallel inside the library
 (lock-free; only the Python work around each call is serialized by the GIL). Outcomes are
 tallied per OS thread, so record an outcome on the thread that routed it when you can (an
 outcome recorded after a promotion or rollback is reported as ``Recorded.LATE``).
 
-Close a gate only when no call on it is in flight on another thread (as with ``pgate_gate_free``):
-``close`` makes later calls raise :class:`GateClosedError`, but it cannot wait for a call that
-already started. A ``with`` block whose body joins its worker threads is the simple way.
+:meth:`Gate.close` may run while other threads are inside calls on the gate: every call holds
+the gate for the duration of its foreign calls, and ``close`` first makes later calls raise
+:class:`GateClosedError`, then waits for the calls in flight to return before it frees the
+gate (Go's read/write guard, done with the GIL: see :class:`_Call`). A call racing with
+``close`` either completes or raises ``GateClosedError``; it never touches a freed gate.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import threading
+import time
 import weakref
 from collections.abc import Mapping
 from ctypes import (
@@ -36,15 +37,18 @@ from types import TracebackType
 from typing import Any
 
 from . import _ffi
-from .decision import Decision, Environment, Recorded, State, recorded
-from .errors import BufferTooSmallError, GateClosedError, InvalidArgumentError, _check
+from ._arguments import finite_float, latency_ns as _latency_ns
+from .decision import Decision, Environment, Recorded, State, _environment, recorded
+from .errors import BufferTooSmallError, GateClosedError, _check
 from .judge import Health, RollbackEvent
 
 __all__ = ["Gate", "version"]
 
 #: First guess for JSON and evidence buffers; grown to the needed length when too small.
 _BUFFER = 4096
-_U64_MAX = (1 << 64) - 1
+#: Flag sets a Gate remembers at most; past this many the cache starts afresh, so a gate
+#: whose flags change often does not keep every set it ever answered for.
+_FLAG_CACHE = 256
 
 Config = Mapping[str, Any] | str | bytes
 #: A request id: any bytes (not necessarily UTF-8), or a str routed as its UTF-8 bytes.
@@ -79,25 +83,6 @@ def _id_bytes(request_id: RequestId) -> bytes:
     raise TypeError(f"a request id is bytes or str, not {type(request_id).__name__}")
 
 
-def _latency_ns(latency_s: float | None, latency_ns: int | None) -> int:
-    if (latency_s is None) == (latency_ns is None):
-        raise TypeError("give exactly one of latency_s and latency_ns")
-    if latency_ns is None:
-        assert latency_s is not None
-        if not math.isfinite(latency_s) or latency_s < 0:
-            raise InvalidArgumentError(
-                _ffi.Status.INVALID_ARGUMENT,
-                f"invalid latency_s = {latency_s!r}: a finite number of seconds >= 0",
-            )
-        latency_ns = round(latency_s * 1e9)
-    if not 0 <= latency_ns <= _U64_MAX:
-        raise InvalidArgumentError(
-            _ffi.Status.INVALID_ARGUMENT,
-            f"invalid latency_ns = {latency_ns!r}: an integer from 0 to 2**64 - 1",
-        )
-    return latency_ns
-
-
 def _free(handle: c_void_p) -> None:
     """Frees a gate handle (the finalizer of a Gate: runs at most once)."""
     _check(_ffi.lib().pgate_gate_free(handle))
@@ -121,7 +106,7 @@ class Gate:
     thread-safety rules.
     """
 
-    __slots__ = ("_c", "_handle", "_finalizer", "_flag_names", "__weakref__")
+    __slots__ = ("_c", "_handle", "_finalizer", "_flag_names", "_enter", "_leave", "_calls", "__weakref__")
 
     def __init__(self, config: Config | None = None, slo: Config | None = None) -> None:
         c = _ffi.lib()
@@ -140,6 +125,11 @@ class Gate:
         _check(status, err)
         self._c = c
         self._handle: c_void_p | None = handle
+        # The calls in flight, one entry each (see _Call); the bound methods are kept so the
+        # hot path pays one C-level call to enter and one to leave.
+        self._calls: list[None] = []
+        self._enter = self._calls.append
+        self._leave = self._calls.pop
         self._flag_names: dict[int, tuple[str, ...]] = {0: ()}
         self._finalizer = weakref.finalize(self, _free, handle)
         # At interpreter exit other threads may still be inside a call: leave the gate be.
@@ -150,9 +140,17 @@ class Gate:
     def close(self) -> None:
         """Frees the gate. Idempotent; later calls on it raise :class:`GateClosedError`.
 
-        No call on this gate may be in flight on another thread.
+        Safe while other threads are inside calls on the gate: calls that start from now on
+        raise ``GateClosedError``, and ``close`` waits for those already in flight to return
+        before it frees the gate. Do not call it from a signal handler that may have
+        interrupted a call on the same thread: it would wait for that call forever.
         """
-        self._handle = None
+        self._handle = None  # from here on, a call that enters sees None and leaves
+        calls = self._calls
+        pause = 1e-6
+        while calls:  # calls in flight, or entering and about to leave
+            time.sleep(pause)
+            pause = min(pause * 2, 1e-3)
         self._finalizer()  # runs `_free` once, however often and from however many threads
 
     @property
@@ -161,7 +159,8 @@ class Gate:
         return self._handle is None
 
     def __enter__(self) -> Gate:
-        self._live("with")
+        if self._handle is None:
+            raise GateClosedError("with")
         return self
 
     def __exit__(
@@ -173,53 +172,66 @@ class Gate:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._handle is None else f"at {self._handle.value:#x}"
+        handle = self._handle  # read once: close() may clear it meanwhile
+        state = "closed" if handle is None else f"at {handle.value or 0:#x}"
         return f"<promotion_gates.Gate {state}>"
 
-    def _live(self, operation: str) -> c_void_p:
-        handle = self._handle
-        if handle is None:
-            raise GateClosedError(operation)
-        return handle
+    def _call(self, operation: str) -> _Call:
+        """``with self._call("op") as handle:`` holds the gate for the block's foreign calls."""
+        return _Call(self, operation)
 
     # -- the hot path --------------------------------------------------------------------
+    # route, record and record_by_id hold the gate inline (no _Call object): the guard costs
+    # one list append and one pop, each atomic under the GIL (see _Call).
 
     def route(self, request_id: RequestId) -> Decision:
         """Routes a request id (any bytes; a str is encoded as UTF-8). Deterministic.
 
         Lock-free and allocation-free in the library; the GIL is released during the call.
         """
-        handle = self._handle
-        if handle is None:
-            raise GateClosedError("route")
         rid = request_id if type(request_id) is bytes else _id_bytes(request_id)
         out = _ffi.pgate_decision()
-        status = self._c.pgate_route(handle, rid, len(rid), byref(out))
+        self._enter(None)
+        try:
+            handle = self._handle
+            if handle is None:
+                raise GateClosedError("route")
+            status = self._c.pgate_route(handle, rid, len(rid), byref(out))
+        finally:
+            self._leave()
         if status:
             _check(status)
         return Decision._from_c(out)
 
     def features(self, decision: Decision) -> tuple[str, ...]:
-        """The feature flags on for a decision of this gate, in byte order."""
-        handle = self._live("features")
-        set_id = decision.flag_set
-        names = self._flag_names.get(set_id)
-        if names is not None:
-            return names
-        c = self._c
-        count = c_size_t()
-        _check(c.pgate_flag_set_len(handle, set_id, byref(count)))
-        name_ptr = c_void_p()
-        length = c_size_t()
-        found = []
-        for index in range(count.value):
-            _check(c.pgate_flag_set_name(handle, set_id, index, byref(name_ptr), byref(length)))
-            found.append(string_at(name_ptr.value or 0, length.value).decode("utf-8"))
+        """The feature flags on for a decision of this gate, in byte order.
+
+        A decision of another gate reads whatever this gate numbers its set (often nothing).
+        """
+        set_id = decision._flag_set()
+        with self._call("features") as handle:
+            names = self._flag_names.get(set_id)
+            if names is not None:
+                return names
+            c = self._c
+            count = c_size_t()
+            _check(c.pgate_flag_set_len(handle, set_id, byref(count)))
+            name_ptr = c_void_p()
+            length = c_size_t()
+            found = []
+            for index in range(count.value):
+                _check(c.pgate_flag_set_name(handle, set_id, index, byref(name_ptr), byref(length)))
+                # Copied while the gate, which owns the name, is held.
+                found.append(string_at(name_ptr.value or 0, length.value).decode("utf-8"))
         names = tuple(found)
         if names:
-            # Sets are interned append-only and never change; an unknown number reads as the
-            # empty set (it may be known later), so only non-empty answers are kept.
-            self._flag_names[set_id] = names
+            # A set's number never names another set while the gate lives. An unknown number
+            # reads as the empty set (or fails): it may be interned later, so only non-empty
+            # answers are kept, and at most _FLAG_CACHE of them.
+            cache = self._flag_names
+            if len(cache) >= _FLAG_CACHE:
+                cache = self._flag_names = {0: ()}
+            cache[set_id] = names
         return names
 
     def record(
@@ -228,19 +240,29 @@ class Gate:
         success: bool,
         latency_s: float | None = None,
         *,
-        latency_ns: int | None = None,
+        latency_ns: int | float | None = None,
     ) -> Recorded:
         """Records the outcome of a request routed by ``decision``: whether it succeeded and
         its latency (``latency_s`` seconds, or ``latency_ns`` nanoseconds).
 
         May run the judge and roll a failing canary back (when ``auto_rollback_enabled``).
+
+        Raises:
+            InvalidArgumentError: the latency is negative, NaN, infinite or 2**64 ns or more
+                (``invalid latency = …``), or a field of a decision built by hand is out of
+                range (the message names the field and value).
         """
-        handle = self._handle
-        if handle is None:
-            raise GateClosedError("record")
         ns = _latency_ns(latency_s, latency_ns)
+        raw = decision._to_c()
         what = c_uint32()
-        status = self._c.pgate_record(handle, byref(decision._to_c()), bool(success), ns, byref(what))
+        self._enter(None)
+        try:
+            handle = self._handle
+            if handle is None:
+                raise GateClosedError("record")
+            status = self._c.pgate_record(handle, byref(raw), bool(success), ns, byref(what))
+        finally:
+            self._leave()
         if status:
             _check(status)
         return recorded(what.value)
@@ -251,18 +273,24 @@ class Gate:
         success: bool,
         latency_s: float | None = None,
         *,
-        latency_ns: int | None = None,
+        latency_ns: int | float | None = None,
     ) -> Recorded:
         """Records an outcome by request id: the id is routed again under the current config.
 
-        Prefer :meth:`record` with the decision the request was routed by.
+        Prefer :meth:`record` with the decision the request was routed by. Raises as
+        :meth:`record` for a bad latency.
         """
         ns = _latency_ns(latency_s, latency_ns)
         rid = _id_bytes(request_id)
         what = c_uint32()
-        status = self._c.pgate_record_by_id(
-            self._live("record_by_id"), rid, len(rid), bool(success), ns, byref(what)
-        )
+        self._enter(None)
+        try:
+            handle = self._handle
+            if handle is None:
+                raise GateClosedError("record_by_id")
+            status = self._c.pgate_record_by_id(handle, rid, len(rid), bool(success), ns, byref(what))
+        finally:
+            self._leave()
         if status:
             _check(status)
         return recorded(what.value)
@@ -272,8 +300,9 @@ class Gate:
         env = c_uint32()
         percent = c_double()
         stage = c_uint64()
-        handle = self._live("state")
-        _check(self._c.pgate_state(handle, byref(env), byref(percent), byref(stage)))
+        with self._call("state") as handle:
+            status = self._c.pgate_state(handle, byref(env), byref(percent), byref(stage))
+        _check(status)
         return State(Environment(env.value), percent.value, stage.value)
 
     # -- the judge -----------------------------------------------------------------------
@@ -284,14 +313,15 @@ class Gate:
         The health returned is the one judged (after an automatic rollback it still shows the
         canary's numbers and ``Recommendation.ROLLBACK``).
         """
-        handle = self._live("health")
         out = _ffi.pgate_health()
         length = c_size_t()
         # PGATE_EVIDENCE_CAPACITY always suffices; judging twice would change the window, so
         # there is no retry (a BUFFER_TOO_SMALL here would be a library bug, raised as such).
         cap = _ffi.EVIDENCE_CAPACITY
         buf = create_string_buffer(cap)
-        _check(self._c.pgate_monitor_health(handle, byref(out), buf, cap, byref(length)))
+        with self._call("health") as handle:
+            status = self._c.pgate_monitor_health(handle, byref(out), buf, cap, byref(length))
+        _check(status)
         return Health._from_c(out, buf.raw[: length.value].decode("utf-8", "replace"))
 
     def check_slo(self) -> bool:
@@ -300,7 +330,9 @@ class Gate:
         May roll a failing canary back.
         """
         compliant = c_bool()
-        _check(self._c.pgate_check_slo(self._live("check_slo"), byref(compliant)))
+        with self._call("check_slo") as handle:
+            status = self._c.pgate_check_slo(handle, byref(compliant))
+        _check(status)
         return compliant.value
 
     # -- the release ---------------------------------------------------------------------
@@ -313,10 +345,14 @@ class Gate:
             InvalidPromotionError: the state machine has no such move
                 (:class:`AlreadyThereError` for the current environment).
             InvalidConfigError: ``percent`` outside 0..=100 or NaN.
+            InvalidArgumentError: ``environment`` is not an :class:`Environment` value, or
+                ``percent`` is not a number a float holds.
         """
-        env = Environment(environment)
+        env = _environment(environment)
+        share = finite_float("percent", percent)
         err = c_void_p()
-        status = self._c.pgate_promote(self._live("promote"), int(env), float(percent), byref(err))
+        with self._call("promote") as handle:
+            status = self._c.pgate_promote(handle, env, share, byref(err))
         _check(status, err)
 
     def rollback(self, reason: str) -> None:
@@ -343,14 +379,16 @@ class Gate:
         """Whether a flag is on for the gate."""
         raw = name.encode("utf-8")
         on = c_bool()
-        handle = self._live("is_feature_enabled")
-        _check(self._c.pgate_is_feature_enabled(handle, raw, len(raw), byref(on)))
+        with self._call("is_feature_enabled") as handle:
+            status = self._c.pgate_is_feature_enabled(handle, raw, len(raw), byref(on))
+        _check(status)
         return on.value
 
     def _text_call(self, function: str, operation: str, text: str) -> None:
         raw = text.encode("utf-8")
         err = c_void_p()
-        status = getattr(self._c, function)(self._live(operation), raw, len(raw), byref(err))
+        with self._call(operation) as handle:
+            status = getattr(self._c, function)(handle, raw, len(raw), byref(err))
         _check(status, err)
 
     # -- config and history --------------------------------------------------------------
@@ -376,7 +414,8 @@ class Gate:
         doc = _document(config, "config")
         assert doc is not None
         err = c_void_p()
-        status = self._c.pgate_swap_config(self._live("swap_config"), doc, len(doc), byref(err))
+        with self._call("swap_config") as handle:
+            status = self._c.pgate_swap_config(handle, doc, len(doc), byref(err))
         _check(status, err)
 
     def rollback_history(self) -> list[RollbackEvent]:
@@ -387,12 +426,12 @@ class Gate:
     def _json(self, function: str, operation: str) -> str:
         """Reads a JSON document the library copies out (grows the buffer when too small)."""
         call = getattr(self._c, function)
-        handle = self._live(operation)
         length = c_size_t()
         cap = _BUFFER
         for _ in range(8):
             buf = create_string_buffer(cap)
-            status = call(handle, buf, cap, byref(length))
+            with self._call(operation) as handle:
+                status = call(handle, buf, cap, byref(length))
             if status != _ffi.Status.BUFFER_TOO_SMALL:
                 _check(status)
                 return buf.raw[: length.value].decode("utf-8")
@@ -403,3 +442,40 @@ class Gate:
     def version() -> str:
         """The library's version (``pgate_version``)."""
         return version()
+
+
+class _Call:
+    """One call's hold on a gate, for the duration of its foreign calls (the read side of Go's
+    read/write guard; :meth:`Gate.close` is the write side).
+
+    Entering appends to the gate's list of calls in flight, then reads the handle; leaving
+    pops an entry. ``close`` sets the handle to ``None``, then waits until the list is empty.
+    ``list.append``, ``list.pop`` and attribute reads are atomic under the GIL, so: a call
+    that found the handle set had appended before ``close`` cleared it, and its entry stays
+    in the list until it leaves; ``close`` therefore sees an empty list only once no call
+    that found the handle is still inside, and every later call finds ``None`` and raises
+    :class:`GateClosedError`. Cold calls use this class; the hot calls inline the same steps.
+    """
+
+    __slots__ = ("_gate", "_operation")
+
+    def __init__(self, gate: Gate, operation: str) -> None:
+        self._gate = gate
+        self._operation = operation
+
+    def __enter__(self) -> c_void_p:
+        gate = self._gate
+        gate._enter(None)
+        handle = gate._handle
+        if handle is None:
+            gate._leave()
+            raise GateClosedError(self._operation)
+        return handle
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._gate._leave()

@@ -15,6 +15,7 @@ import enum
 import json
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from ctypes import byref, c_size_t, c_void_p, create_string_buffer
 from typing import Any
 
@@ -40,18 +41,20 @@ class LogLevel(enum.IntEnum):
 def metrics_prometheus(*gates: Gate) -> str:
     """The Prometheus text exposition (format 0.0.4) of one or more gates: each metric family
     once, one series per gate, labelled ``gate="<name>"``. Give the gates distinct names."""
-    handles = (c_void_p * len(gates))(*(g._live("metrics_prometheus") for g in gates))
-    cap = 16384
-    length = c_size_t()
-    for _ in range(_ATTEMPTS):
-        buf = create_string_buffer(cap)
-        status = _ffi.lib().pgate_metrics_prometheus_gates(
-            handles, len(gates), buf, cap, byref(length)
-        )
-        if status != _ffi.Status.BUFFER_TOO_SMALL:
-            _check(status)
-            return buf.raw[: length.value].decode("utf-8")
-        cap = length.value + 4096  # the text may grow between two calls
+    with ExitStack() as held:  # every gate is held (close() waits) for the call
+        live = [held.enter_context(g._call("metrics_prometheus")) for g in gates]
+        handles = (c_void_p * len(live))(*live)
+        cap = 16384
+        length = c_size_t()
+        for _ in range(_ATTEMPTS):
+            buf = create_string_buffer(cap)
+            status = _ffi.lib().pgate_metrics_prometheus_gates(
+                handles, len(live), buf, cap, byref(length)
+            )
+            if status != _ffi.Status.BUFFER_TOO_SMALL:
+                _check(status)
+                return buf.raw[: length.value].decode("utf-8")
+            cap = length.value + 4096  # the text may grow between two calls
     raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, "metrics_prometheus kept growing")
 
 

@@ -1,0 +1,105 @@
+"""The wheel's build step: bundles the native library into the package.
+
+``pip wheel ./bindings/python`` (or ``pip install ./bindings/python``) runs
+``cargo build --release -p promotion-gates-ffi`` in the checkout this file sits in and copies
+``libpromotion_gates_ffi.so`` (``.dylib`` on macOS) next to ``_ffi.py``, without its debug
+information on Linux when ``strip`` is on the PATH. To bundle a library built elsewhere, name it in
+``PROMOTION_GATES_BUILD_LIBRARY``; cargo is not run then.
+
+The wheel is tagged ``py3-none-<platform>``: it holds no Python extension (the binding is
+``ctypes``), so any Python 3.10+ on that platform can use it. Everything else about the
+package is in ``pyproject.toml``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Distribution, setup
+from setuptools.command.bdist_wheel import bdist_wheel
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+#: Names a library to bundle, built beforehand; cargo is not run when it is set.
+BUILD_LIBRARY_VAR = "PROMOTION_GATES_BUILD_LIBRARY"
+
+
+def _library_file_name() -> str:
+    """The library's file name on this platform, as the package's loader spells it."""
+    spec = importlib.util.spec_from_file_location(
+        "_promotion_gates_ffi", HERE / "src" / "promotion_gates" / "_ffi.py"
+    )
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot read {HERE / 'src' / 'promotion_gates' / '_ffi.py'}")
+    ffi = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ffi)
+    return str(ffi._file_name())
+
+
+def _built_library() -> Path:
+    """The library to bundle: ``$PROMOTION_GATES_BUILD_LIBRARY``, or cargo's release build."""
+    explicit = os.environ.get(BUILD_LIBRARY_VAR)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise RuntimeError(f"{BUILD_LIBRARY_VAR}={explicit!r}: no such file")
+        return path
+    if not (ROOT / "Cargo.toml").is_file() or not (ROOT / "ffi").is_dir():
+        raise RuntimeError(
+            f"{ROOT} is not a promotion-gates checkout: build from bindings/python of one, "
+            f"or set {BUILD_LIBRARY_VAR} to a built {_library_file_name()}"
+        )
+    cargo = ["cargo", "build", "--release", "-p", "promotion-gates-ffi"]
+    subprocess.run(cargo, cwd=ROOT, check=True)
+    metadata = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    built = Path(json.loads(metadata.stdout)["target_directory"]) / "release" / _library_file_name()
+    if not built.is_file():
+        raise RuntimeError(f"`{' '.join(cargo)}` did not write {built}")
+    return built
+
+
+class BuildWithLibrary(build_py):
+    """``build_py`` that also copies the native library into the built package."""
+
+    def run(self) -> None:
+        super().run()
+        bundled = Path(self.build_lib) / "promotion_gates" / _library_file_name()
+        shutil.copyfile(_built_library(), bundled)
+        strip = shutil.which("strip")
+        if strip is not None and sys.platform.startswith("linux"):
+            subprocess.run([strip, "--strip-debug", str(bundled)], check=True)
+
+
+class WithNativeLibrary(Distribution):
+    """Says the package holds native code, so it installs into platlib and the wheel is not
+    pure."""
+
+    def has_ext_modules(self) -> bool:
+        return True
+
+
+class PlatformWheel(bdist_wheel):
+    """A wheel for this platform (it holds a native library) and any Python 3."""
+
+    def get_tag(self) -> tuple[str, str, str]:
+        _, _, platform = super().get_tag()
+        return "py3", "none", platform
+
+
+setup(
+    distclass=WithNativeLibrary,
+    cmdclass={"build_py": BuildWithLibrary, "bdist_wheel": PlatformWheel},
+)

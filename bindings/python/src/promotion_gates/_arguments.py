@@ -1,0 +1,87 @@
+"""Checks of the numbers this binding hands to ``ctypes``, which would otherwise wrap them.
+
+``ctypes`` converts a Python int to ``c_uint32``/``c_uint64`` modulo 2**32/2**64 without a
+word (``stage=2**64 + s`` would arrive as ``s``), and raises its own ``OverflowError`` or
+``TypeError`` for a float out of range. Every integer and latency crossing into the library
+goes through one of the functions below first, which raise :class:`InvalidArgumentError`
+naming the field and the value.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+
+from ._ffi import Status
+from .errors import InvalidArgumentError
+
+__all__ = ["finite_float", "latency_error", "latency_ns", "unsigned"]
+
+_U64_LIMIT = 1 << 64
+
+
+def unsigned(field: str, value: object, bits: int) -> int:
+    """``value`` as an int in ``0 ..= 2**bits - 1`` (a bool or an int-like object), or raises."""
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidArgumentError(
+            Status.INVALID_ARGUMENT, f"invalid {field} = {value!r}: not an integer"
+        ) from None
+    if not 0 <= number < 1 << bits:
+        raise InvalidArgumentError(
+            Status.INVALID_ARGUMENT,
+            f"invalid {field} = {number!r}: an integer from 0 to 2**{bits} - 1",
+        )
+    return number
+
+
+def finite_float(field: str, value: object) -> float:
+    """``value`` as a float for a ``c_double`` (any real number a float can hold), or raises.
+
+    NaN and infinities pass: the library judges those values itself (with the field's name).
+    """
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidArgumentError(
+            Status.INVALID_ARGUMENT, f"invalid {field} = {value!r}: not a number a float holds"
+        ) from None
+
+
+def latency_error(value: object, unit: str) -> InvalidArgumentError:
+    """The one error of every binding for a latency that is negative, NaN, infinite or too
+    large for the u64 nanoseconds of ``pgate_record``; the text is the same in C++, Go and Lua."""
+    return InvalidArgumentError(
+        Status.INVALID_ARGUMENT,
+        f"invalid latency = {value!r} {unit}: "
+        "a latency must be finite, at least 0 and below 2^64 ns",
+    )
+
+
+def latency_ns(latency_s: float | None, latency_ns: int | float | None) -> int:
+    """The latency given in seconds or in nanoseconds (exactly one), as u64 nanoseconds."""
+    if (latency_s is None) == (latency_ns is None):
+        raise TypeError("give exactly one of latency_s and latency_ns")
+    if latency_ns is not None:
+        if type(latency_ns) is int:  # the common case: no float round trip
+            if 0 <= latency_ns < _U64_LIMIT:
+                return latency_ns
+            raise latency_error(latency_ns, "ns")
+        return _rounded(latency_ns, 1.0, "ns")
+    return _rounded(latency_s, 1e9, "s")
+
+
+def _rounded(value: object, scale: float, unit: str) -> int:
+    """``value * scale`` rounded to whole nanoseconds, if that is a u64."""
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"a latency is a number, not {type(value).__name__}")
+    try:
+        ns = float(value) * scale
+    except OverflowError:  # an int beyond the largest float
+        raise latency_error(value, unit) from None
+    # NaN fails every comparison; the largest float below 2**64 rounds to itself.
+    if not (math.isfinite(ns) and 0 <= ns < _U64_LIMIT):
+        raise latency_error(value, unit)
+    return round(ns)

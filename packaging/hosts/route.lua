@@ -1,0 +1,10 @@
+-- A LuaJIT host of the installed rock: luajit route.lua GATE PERCENT ID routes one request on
+-- a canary of PERCENT % and prints "canary BUCKET" or "stable BUCKET" (the module finds the
+-- installed libpromotion_gates_ffi.so on the loader's path).
+local pg = require("promotion_gates")
+local gate_name, percent, id = arg[1], arg[2], arg[3]
+local gate = assert(pg.new(string.format(
+  '{"gate": "%s", "environment": {"canary": {"traffic_percent": %s}}}', gate_name, percent)))
+local d = gate:route(id)
+print((d.is_canary and "canary " or "stable ") .. tostring(d.bucket))
+gate:free()

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Installs promotion-gates for C, C++, Go and CMake hosts: builds the C ABI with
+# `cargo build --release -p promotion-gates-ffi`, then copies into PREFIX
+#   lib/libpromotion_gates_ffi.so, lib/libpromotion_gates_ffi.a
+#   include/promotion_gates.h (the checked-in header cbindgen generates), include/promotion_gates.hpp
+#   lib/pkgconfig/promotion_gates.pc, lib/pkgconfig/promotion_gates-static.pc
+#   lib/cmake/promotion_gates/promotion_gatesConfig.cmake (and ...ConfigVersion.cmake)
+# and prints each file it wrote. Run from anywhere.
+#
+# Why a script and not cargo-c: `cargo install cargo-c` compiles the whole of cargo (hundreds
+# of crates, libgit2 and curl among them) before the first install, and Debian's cargo-c is too
+# old for this workspace's edition; this script reuses the build every binding test already
+# made, so CI's install step costs seconds.
+#
+#   packaging/install.sh [--prefix DIR] [--libdir DIR] [--includedir DIR] [--destdir DIR] [--no-build]
+#   packaging/install.sh --build-tree-pc DIR
+#
+# --prefix      where the files will live (default /usr/local); named inside the .pc and CMake files
+# --libdir      default PREFIX/lib;  --includedir  default PREFIX/include
+# --destdir     a staging root prepended to every path written (for distribution packages)
+# --no-build    install what the last `cargo build --release -p promotion-gates-ffi` built
+# --build-tree-pc DIR  installs nothing: writes both .pc files into DIR, describing this
+#               checkout's build (CARGO_TARGET_DIR or target/, release) and include/, for
+#               PKG_CONFIG_PATH (bindings/go/test.sh uses it)
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+prefix=/usr/local libdir="" includedir="" destdir="" build=1 build_tree_pc=""
+usage() {
+  grep '^#   packaging/install.sh' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2
+  exit 2
+}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix | --libdir | --includedir | --destdir | --build-tree-pc)
+      [ $# -ge 2 ] || { echo "install.sh: $1 needs a directory" >&2; usage; }
+      case "$1" in
+        --prefix) prefix=$2 ;;
+        --libdir) libdir=$2 ;;
+        --includedir) includedir=$2 ;;
+        --destdir) destdir=$2 ;;
+        --build-tree-pc) build_tree_pc=$2 ;;
+      esac
+      shift 2
+      ;;
+    --no-build) build=0 && shift ;;
+    *) echo "install.sh: unknown argument $1" >&2 && usage ;;
+  esac
+done
+for dir in "$prefix" ${libdir:+"$libdir"} ${includedir:+"$includedir"}; do
+  case "$dir" in /*) ;; *) echo "install.sh: $dir is not an absolute path" >&2 && exit 2 ;; esac
+done
+
+target="${CARGO_TARGET_DIR:-$root/target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+version=$(awk -F'"' '/^\[workspace.package\]/ {p = 1} p && /^version *=/ {print $2; exit}' "$root/Cargo.toml")
+# What a Rust staticlib needs from the system on Linux with glibc (what rustc's
+# --print native-static-libs lists, less the libraries every C link has already).
+native_libs="-lpthread -ldl -lm"
+
+# write_from TEMPLATE OUT PREFIX LIBDIR INCLUDEDIR: fills the @...@ fields of a template.
+write_from() {
+  sed -e "s|@PREFIX@|$3|g" -e "s|@LIBDIR@|$4|g" -e "s|@INCLUDEDIR@|$5|g" \
+    -e "s|@VERSION@|$version|g" -e "s|@NATIVE_LIBS@|$native_libs|g" "$here/$1" >"$2"
+  echo "$2"
+}
+
+if [ -n "$build_tree_pc" ]; then
+  mkdir -p "$build_tree_pc"
+  for pc in promotion_gates promotion_gates-static; do
+    write_from "$pc.pc.in" "$build_tree_pc/$pc.pc" "$root" "$target/release" "$root/include"
+  done
+  exit 0
+fi
+
+libdir=${libdir:-$prefix/lib}
+includedir=${includedir:-$prefix/include}
+if [ "$build" -eq 1 ]; then
+  echo "== cargo build --release -p promotion-gates-ffi" >&2
+  (cd "$root" && cargo build --release -p promotion-gates-ffi >&2)
+fi
+for lib in libpromotion_gates_ffi.so libpromotion_gates_ffi.a; do
+  [ -f "$target/release/$lib" ] ||
+    { echo "install.sh: $target/release/$lib is missing: run without --no-build" >&2 && exit 1; }
+done
+
+lib_to="$destdir$libdir" include_to="$destdir$includedir"
+cmake_to="$lib_to/cmake/promotion_gates"
+mkdir -p "$lib_to/pkgconfig" "$include_to" "$cmake_to"
+install -m 755 "$target/release/libpromotion_gates_ffi.so" "$lib_to/"
+install -m 644 "$target/release/libpromotion_gates_ffi.a" "$lib_to/"
+install -m 644 "$root/include/promotion_gates.h" "$root/bindings/cpp/include/promotion_gates.hpp" "$include_to/"
+printf '%s\n' "$lib_to/libpromotion_gates_ffi.so" "$lib_to/libpromotion_gates_ffi.a" \
+  "$include_to/promotion_gates.h" "$include_to/promotion_gates.hpp"
+for pc in promotion_gates promotion_gates-static; do
+  write_from "$pc.pc.in" "$lib_to/pkgconfig/$pc.pc" "$prefix" "$libdir" "$includedir"
+done
+for file in promotion_gatesConfig promotion_gatesConfigVersion; do
+  write_from "$file.cmake.in" "$cmake_to/$file.cmake" "$prefix" "$libdir" "$includedir"
+done

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The packages a host installs, tested as a host uses them: runs the documented install step
+# (packaging/install.sh) into a temporary prefix, then routes one request from
+#   (a) C programs built with `pkg-config --cflags --libs promotion_gates` (and -static),
+#   (b) a CMake project using find_package(promotion_gates) (C++ wrapper and static C),
+#   (c) a Python venv with the wheel `pip wheel ./bindings/python` builds (no environment variable),
+#   (d) a Go module outside the repository (its own go.mod, `replace` to this checkout),
+#       linked statically and, with -tags pgate_shared, to the shared library,
+#   (e) LuaJIT with the rock `luarocks make` installs into a temporary tree (after `luarocks lint`),
+# and checks each printed decision against the routing formula recomputed in Python.
+# Installs pkg-config, cmake, g++, luajit2 and luarocks with apt-get when missing. Everything
+# it writes goes to one mktemp directory, removed at the end (and the build directories pip
+# leaves in bindings/python, when it made them). Run from anywhere.
+set -euo pipefail
+start=$SECONDS
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+hosts="$here/hosts"
+
+# command:Debian package, for each tool this test calls that may be missing.
+missing=()
+for need in pkg-config:pkg-config cmake:cmake c++:g++ luajit:luajit2 luarocks:luarocks; do
+  command -v "${need%%:*}" >/dev/null || missing+=("${need#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+tmp=$(mktemp -d)
+pip_made=()
+for dir in "$root/bindings/python/build" "$root/bindings/python/src/promotion_gates.egg-info"; do
+  [ -e "$dir" ] || pip_made+=("$dir")
+done
+cleanup() { rm -rf "$tmp" "${pip_made[@]}"; }
+trap cleanup EXIT
+prefix="$tmp/prefix"
+
+# The request every host routes, and what the formula says of it.
+gate=checkout percent=50 id=user-12345-session
+expected=$(PYTHONPATH="$root/bindings/python/src" python3 -c '
+import sys
+from promotion_gates.formula import bucket, threshold_for_percent
+gate, percent, request_id = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+b = bucket(gate, request_id)
+print("canary" if b < threshold_for_percent(percent) else "stable", b)
+' "$gate" "$percent" "$id")
+echo "== the formula routes $id of gate $gate at $percent %: $expected"
+
+passed=0 failed=0
+# check LABEL COMMAND...: runs a host and compares its first line with the formula's answer.
+check() {
+  local label=$1 got
+  shift
+  if got=$("$@" "$gate" "$percent" "$id" | head -n 1) && [ "$got" = "$expected" ]; then
+    echo "ok: $label: $got"
+    passed=$((passed + 1))
+  else
+    echo "FAILED: $label: got '${got:-}', expected '$expected'" >&2
+    failed=$((failed + 1))
+  fi
+}
+
+echo "== install: packaging/install.sh --prefix $prefix"
+"$root/packaging/install.sh" --prefix "$prefix"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+libs=$(pkg-config --libs promotion_gates)
+[[ " $libs " == *" -lpromotion_gates_ffi "* ]] ||
+  { echo "pkg-config --libs promotion_gates gave '$libs', without -lpromotion_gates_ffi" >&2 && exit 1; }
+libdir=$(pkg-config --variable=libdir promotion_gates)
+version=$(pkg-config --modversion promotion_gates) # the workspace's, which the wheel and rock must carry
+
+echo "== (a) C, pkg-config: $libs"
+# shellcheck disable=SC2046 # pkg-config's output is a list of words
+cc -std=c11 -Wall -Wextra -Werror "$hosts/route.c" -o "$tmp/route_c" \
+  $(pkg-config --cflags --libs promotion_gates) -Wl,-rpath,"$libdir"
+check "C, shared" "$tmp/route_c"
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror "$hosts/route.c" -o "$tmp/route_c_static" \
+  $(pkg-config --cflags --libs promotion_gates-static)
+if ldd "$tmp/route_c_static" | grep -q promotion_gates; then
+  echo "FAILED: the static C program loads the shared library" >&2
+  failed=$((failed + 1))
+fi
+check "C, static" "$tmp/route_c_static"
+
+echo "== (b) CMake, find_package(promotion_gates)"
+cmake -S "$hosts" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$tmp/cmake" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+check "C++ (promotion_gates::cpp)" "$tmp/cmake/route_cpp"
+check "C (promotion_gates::c_static)" "$tmp/cmake/route_c_static"
+
+echo "== (c) Python: pip wheel ./bindings/python, then a venv"
+python3 -m pip wheel -q --no-deps -w "$tmp/wheel" "$root/bindings/python"
+wheel=$(echo "$tmp"/wheel/promotion_gates-"$version"-py3-none-*.whl)
+[ -f "$wheel" ] || { echo "FAILED: no wheel of version $version: $(ls "$tmp/wheel")" >&2 && exit 1; }
+echo "built $(basename "$wheel")"
+python3 -m venv "$tmp/venv"
+"$tmp/venv/bin/pip" install -q "$wheel"
+# From another directory, without PROMOTION_GATES_LIBRARY: only the wheel can provide it.
+(cd "$tmp" && env -u PROMOTION_GATES_LIBRARY -u PYTHONPATH "$tmp/venv/bin/python" "$hosts/route.py" "$gate" "$percent" "$id" \
+  2>"$tmp/python_library" >/dev/null) || true
+if ! grep -q "^$tmp/venv/.*/promotion_gates/libpromotion_gates_ffi.so$" "$tmp/python_library"; then
+  echo "FAILED: Python loaded the library from $(cat "$tmp/python_library"), not from the wheel" >&2
+  failed=$((failed + 1))
+fi
+check "Python (wheel)" env -C "$tmp" -u PROMOTION_GATES_LIBRARY -u PYTHONPATH "$tmp/venv/bin/python" "$hosts/route.py"
+
+echo "== (d) Go: a module outside the repository"
+mkdir -p "$tmp/gohost"
+cp "$hosts/route.go" "$tmp/gohost/main.go"
+module=github.com/promotion-gates/promotion-gates/bindings/go
+# Go's build cache keeps a cgo package's pkg-config answer (golang/go#24544): a cache of its
+# own makes this build see this install, as a new host would.
+export GOCACHE="$tmp/gocache"
+(cd "$tmp/gohost" && go mod init example.com/pgatehost 2>/dev/null &&
+  go mod edit -require "$module@v0.0.0" -replace "$module=$root/bindings/go" && go mod tidy)
+(cd "$tmp/gohost" && CGO_ENABLED=1 go build -o "$tmp/route_go" .)
+if ldd "$tmp/route_go" | grep -q promotion_gates; then
+  echo "FAILED: the Go program (static, the default) loads the shared library" >&2
+  failed=$((failed + 1))
+fi
+check "Go, static (default)" "$tmp/route_go"
+(cd "$tmp/gohost" && CGO_ENABLED=1 CGO_LDFLAGS="-Wl,-rpath,$libdir" \
+  go build -tags pgate_shared -o "$tmp/route_go_shared" .)
+check "Go, shared (-tags pgate_shared)" "$tmp/route_go_shared"
+
+echo "== (e) LuaJIT: luarocks lint, luarocks make into a temporary tree"
+rockspec="$root/bindings/lua/promotion-gates-$version-1.rockspec"
+[ -f "$rockspec" ] || { echo "FAILED: no rockspec $rockspec for the workspace's version" >&2 && exit 1; }
+luarocks lint "$rockspec"
+(cd "$root" && luarocks make --tree "$tmp/rocks" "$rockspec" >/dev/null)
+lua_path=$(luarocks path --tree "$tmp/rocks" --lr-path)
+check "LuaJIT (rock)" env -C "$tmp" LUA_PATH="$lua_path;;" LD_LIBRARY_PATH="$libdir" \
+  luajit "$hosts/route.lua"
+
+echo "== packaging: $((SECONDS - start)) s"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
