@@ -80,7 +80,8 @@ enum pgate_status
    */
   PGATE_STATUS_FLAG_NOT_ENABLED = 10,
   /**
-   * A rollback was asked for in Production, or without a reason.
+   * A rollback was asked for in Production, or without a reason, or with a reason over
+   * `MAX_REASON_BYTES` (4096).
    */
   PGATE_STATUS_ROLLBACK_REFUSED = 11,
   /**
@@ -99,6 +100,17 @@ enum pgate_status
    * An index is beyond the end of a list.
    */
   PGATE_STATUS_INDEX_OUT_OF_RANGE = 15,
+  /**
+   * A flag set number the gate does not hold: its set was replaced more than
+   * `FLAG_SET_GRACE_WRITES` (60) writes ago, or the number is another gate's. A number is
+   * never given to a different set, so a host's cache keyed by it stays right.
+   */
+  PGATE_STATUS_UNKNOWN_FLAG_SET = 16,
+  /**
+   * The write needs a new flag set number and the gate has used them all (after about 4.2
+   * billion distinct sets); nothing changed. Create a new gate.
+   */
+  PGATE_STATUS_FLAG_SETS_EXHAUSTED = 17,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -691,8 +703,13 @@ pgate_status pgate_record_by_id(const struct pgate_gate *gate,
                                 pgate_recorded *recorded);
 
 /**
- * Writes the number of flags in flag set `set` (from a decision) to `*len_out`. An unknown
- * set number reads as the empty set. Lock-free, allocation-free.
+ * Writes the number of flags in flag set `set` (from a decision) to `*len_out`. Lock-free,
+ * allocation-free.
+ *
+ * A set number always names the same set (the gate never gives it to another). The set stays
+ * readable while the gate uses it and for at least 60 writes after (`FLAG_SET_GRACE_WRITES`);
+ * after that, or for another gate's number, the call returns `PGATE_STATUS_UNKNOWN_FLAG_SET`
+ * and writes nothing.
  *
  * # Safety
  * `gate` must be a live gate; `len_out` valid for a write.
@@ -704,7 +721,9 @@ pgate_status pgate_flag_set_len(const struct pgate_gate *gate,
 /**
  * Writes a pointer to the name of flag `index` of flag set `set` to `*name_out` and its
  * length in bytes to `*len_out`. The name is UTF-8, NOT NUL-terminated, owned by the gate and
- * valid until the gate is freed. Names are in byte order. Lock-free, allocation-free.
+ * valid until the gate is freed (even after the set is replaced). Names are in byte order.
+ * Lock-free, allocation-free. `PGATE_STATUS_UNKNOWN_FLAG_SET` for a set number the gate no
+ * longer holds (see `pgate_flag_set_len`), `PGATE_STATUS_INDEX_OUT_OF_RANGE` past the end.
  *
  * # Safety
  * `gate` must be a live gate; `name_out` and `len_out` valid for writes.

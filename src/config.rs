@@ -2,9 +2,14 @@
 //! ([`PromotionConfig`]), with validation that names the field and the value it refuses.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::fmt;
 
-use crate::error::{ConfigError, FlagError};
+use crate::error::{ConfigError, FlagError, quoted, shortened};
+use crate::limits::{
+    MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_ROLLBACK_HISTORY, MAX_WINDOW_SECONDS,
+    TRAFFIC_PERCENT_RESOLUTION,
+};
 
 /// Where a release stands.
 ///
@@ -67,7 +72,9 @@ impl Environment {
         }
     }
 
-    /// Checks the traffic percentage of a canary: finite and within `0..=100`.
+    /// Checks the traffic percentage of a canary: finite, within `0..=100`, and either 0 or
+    /// large enough to route someone (the formula's resolution is
+    /// [`TRAFFIC_PERCENT_RESOLUTION`](crate::TRAFFIC_PERCENT_RESOLUTION), 0.00001 %).
     ///
     /// # Errors
     /// [`ConfigError`] naming `environment.traffic_percent` and the refused value.
@@ -77,15 +84,28 @@ impl Environment {
     /// use promotion_gates::Environment;
     /// assert!(Environment::Canary { traffic_percent: f64::NAN }.validate().is_err());
     /// assert!(Environment::Canary { traffic_percent: 0.01 }.validate().is_ok());
+    /// assert!(Environment::Canary { traffic_percent: 0.0 }.validate().is_ok());
+    /// let err = Environment::Canary { traffic_percent: 1e-9 }.validate().unwrap_err();
+    /// assert!(err.to_string().contains("0.00001"));
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Environment::Canary { traffic_percent } = *self
-            && (!traffic_percent.is_finite() || !(0.0..=100.0).contains(&traffic_percent))
-        {
+        let Environment::Canary { traffic_percent } = *self else {
+            return Ok(());
+        };
+        if !traffic_percent.is_finite() || !(0.0..=100.0).contains(&traffic_percent) {
             return Err(ConfigError::new(
                 "environment.traffic_percent",
                 traffic_percent,
                 "a finite percentage from 0 to 100",
+            ));
+        }
+        if traffic_percent > 0.0 && crate::bucket::threshold_for_percent(traffic_percent) == 0 {
+            return Err(ConfigError::new(
+                "environment.traffic_percent",
+                traffic_percent,
+                format!(
+                    "0, or a percentage that routes at least one bucket: the routing resolution is {TRAFFIC_PERCENT_RESOLUTION} % (1 bucket in 10000000), so at least half of it"
+                ),
             ));
         }
         Ok(())
@@ -108,9 +128,6 @@ impl fmt::Display for Environment {
 pub(crate) fn canary(traffic_percent: f64) -> Environment {
     Environment::Canary { traffic_percent }
 }
-
-/// Longest accepted gate name, salt or flag name, in bytes.
-pub const MAX_NAME_BYTES: usize = 128;
 
 /// How a gate is set up: where the release stands, its flags and its rollback policy.
 ///
@@ -174,19 +191,16 @@ impl Default for PromotionConfig {
     }
 }
 
-/// Largest accepted [`PromotionConfig::max_rollback_history`].
-pub const MAX_ROLLBACK_HISTORY: usize = 100_000;
-
-/// Largest accepted [`PromotionConfig::rollback_window_seconds`] (one week).
-pub const MAX_WINDOW_SECONDS: u64 = 7 * 24 * 3600;
-
 impl PromotionConfig {
-    /// Checks every field; the first bad one is reported with its name and value.
+    /// Checks every field; the first bad one is reported with its name and value (a value
+    /// longer than [`MAX_SHOWN_VALUE_BYTES`](crate::MAX_SHOWN_VALUE_BYTES) is cut, with its
+    /// length). Takes `O(n log n)` for `n` flags.
     ///
     /// # Errors
-    /// [`ConfigError`] for: a canary percentage outside `0..=100` or not finite, an
-    /// `slo_threshold` outside `0..=1`, a zero or over-long window, an empty or duplicate flag
-    /// name, an empty gate name or salt, a history bound of 0 or above 100 000.
+    /// [`ConfigError`] for: a canary percentage outside `0..=100`, not finite, or non-zero but
+    /// below the routing resolution; an `slo_threshold` outside `0..=1`; a zero or over-long
+    /// window; an empty, over-long or duplicate flag name; an empty or over-long gate name or
+    /// salt; a history bound of 0 or above 100 000 (see [`limits`](crate::limits)).
     ///
     /// # Example
     /// ```
@@ -226,29 +240,25 @@ impl PromotionConfig {
                 "a bound from 1 to 100000 events",
             ));
         }
-        let mut seen: Vec<&str> = Vec::new();
+        // One pass with a hash set: O(n) expected, O(n log n) at worst.
+        let mut seen: HashSet<&str> =
+            HashSet::with_capacity(self.feature_flags.len() + self.graduated_flags.len());
         for (list, names) in [
             ("feature_flags", &self.feature_flags),
             ("graduated_flags", &self.graduated_flags),
         ] {
             for (i, name) in names.iter().enumerate() {
-                let field = format!("{list}[{i}]");
-                validate_flag_name(name).map_err(|e| match e {
-                    FlagError::InvalidName { why, .. } => {
-                        ConfigError::new(field.clone(), format!("{name:?}"), why)
-                    }
-                    FlagError::NotEnabled(_) => {
-                        ConfigError::new(field.clone(), format!("{name:?}"), "a valid flag")
-                    }
-                })?;
-                if seen.contains(&name.as_str()) {
+                let field = || format!("{list}[{i}]");
+                if let Some(why) = name_problem(name) {
+                    return Err(ConfigError::new(field(), quoted(name), why));
+                }
+                if !seen.insert(name) {
                     return Err(ConfigError::new(
-                        field,
-                        format!("{name:?}"),
+                        field(),
+                        quoted(name),
                         "a flag name listed once across feature_flags and graduated_flags",
                     ));
                 }
-                seen.push(name);
             }
         }
         Ok(())
@@ -270,7 +280,8 @@ impl PromotionConfig {
     /// # Errors
     /// [`Error::Json`](crate::Error::Json) for malformed JSON or unknown fields (serde's message
     /// names the field, line and column), [`Error::Config`](crate::Error::Config) for a value
-    /// refused by [`validate`](Self::validate).
+    /// refused by [`validate`](Self::validate) or a document over
+    /// [`MAX_DOCUMENT_BYTES`](crate::MAX_DOCUMENT_BYTES) (field `document`).
     ///
     /// # Example
     /// ```
@@ -282,9 +293,30 @@ impl PromotionConfig {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn from_json(json: &str) -> Result<Self, crate::Error> {
-        let config: Self = parse_json_object(json, "PromotionConfig")?;
+        let config = Self::parse_json(json)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Reads a config from JSON *without* validating it, for a caller that hands it straight
+    /// to a call that validates ([`PromotionGateManager::new`](crate::PromotionGateManager::new),
+    /// [`swap_config`](crate::PromotionGateManager::swap_config)), so that it is validated once.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) on field `document` for a document over
+    /// [`MAX_DOCUMENT_BYTES`](crate::MAX_DOCUMENT_BYTES); [`Error::Json`](crate::Error::Json)
+    /// as for [`from_json`](Self::from_json).
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::PromotionConfig;
+    ///
+    /// let config = PromotionConfig::parse_json(r#"{"slo_threshold": 2.0}"#)?;
+    /// assert!(config.validate().is_err());
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn parse_json(json: &str) -> Result<Self, crate::Error> {
+        parse_json_object(json, "PromotionConfig")
     }
 }
 
@@ -294,6 +326,14 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
     json: &str,
     what: &str,
 ) -> Result<T, crate::Error> {
+    if json.len() > MAX_DOCUMENT_BYTES {
+        return Err(ConfigError::new(
+            "document",
+            format!("a {what} of {} bytes", json.len()),
+            format!("at most {MAX_DOCUMENT_BYTES} bytes (MAX_DOCUMENT_BYTES)"),
+        )
+        .into());
+    }
     let value: serde_json::Value = serde_json::from_str(json)?;
     if !value.is_object() {
         return Err(crate::Error::Json(format!(
@@ -310,12 +350,12 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
     }
     // serde_path_to_error names the field of a type error ("slo_threshold: invalid type").
     serde_path_to_error::deserialize(value)
-        .map_err(|e| crate::Error::Json(format!("{}: {}", e.path(), e.inner())))
+        .map_err(|e| crate::Error::Json(shortened(&format!("{}: {}", e.path(), e.inner()))))
 }
 
 fn check_name(field: &str, value: &str) -> Result<(), ConfigError> {
     name_problem(value).map_or(Ok(()), |why| {
-        Err(ConfigError::new(field, format!("{value:?}"), why))
+        Err(ConfigError::new(field, quoted(value), why))
     })
 }
 
@@ -323,7 +363,7 @@ fn name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("a name must not be empty")
     } else if name.len() > MAX_NAME_BYTES {
-        Some("a name must be at most 128 bytes")
+        Some("a name must be at most 128 bytes (MAX_NAME_BYTES)")
     } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         Some("a name must not hold whitespace or control characters")
     } else {
@@ -345,7 +385,7 @@ fn name_problem(name: &str) -> Option<&'static str> {
 pub fn validate_flag_name(name: &str) -> Result<(), FlagError> {
     name_problem(name).map_or(Ok(()), |why| {
         Err(FlagError::InvalidName {
-            name: name.to_string(),
+            name: shortened(name),
             why,
         })
     })

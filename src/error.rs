@@ -32,7 +32,9 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// Builds an error for `field`, which held `value`, with what a valid value looks like.
+    /// Builds an error for `field`, which held `value`, with what a valid value looks like. A
+    /// value that may be huge (a name, a text) is passed through [`quoted`] or [`shortened`]
+    /// first.
     pub(crate) fn new(
         field: impl Into<String>,
         value: impl std::fmt::Display,
@@ -140,7 +142,8 @@ pub enum FlagError {
     /// The flag name is empty, too long, or holds whitespace or control characters.
     #[error("invalid feature flag name {name:?}: {why}")]
     InvalidName {
-        /// The refused name.
+        /// The refused name; a name longer than [`MAX_SHOWN_VALUE_BYTES`] is cut there and
+        /// ends with `...(N bytes)`.
         name: String,
         /// What is wrong with it.
         why: &'static str,
@@ -148,6 +151,20 @@ pub enum FlagError {
     /// The flag to disable is not enabled.
     #[error("feature flag {0:?} is not enabled, so it cannot be disabled")]
     NotEnabled(String),
+    /// A flag set number this gate does not hold: its set was replaced more than
+    /// [`FLAG_SET_GRACE_WRITES`](crate::FLAG_SET_GRACE_WRITES) writes ago, or the number was
+    /// never given out by this gate (a decision of another gate). Numbers are never reused.
+    #[error(
+        "flag set {0} is not held by this gate: it was replaced more than {grace} writes ago, or this gate never gave it out",
+        grace = crate::FLAG_SET_GRACE_WRITES
+    )]
+    UnknownSet(u32),
+    /// The write needs a new flag set number and the gate has none left (after about 4.2
+    /// billion distinct sets): numbers are never reused, so the write is refused.
+    #[error(
+        "this gate has used up its flag set numbers (about 4.2 billion distinct sets); create a new gate"
+    )]
+    SetNumbersExhausted,
 }
 
 /// A rollback was refused.
@@ -171,6 +188,14 @@ pub enum RollbackError {
     /// The reason is empty; a rollback must say why.
     #[error("a rollback reason must not be empty")]
     EmptyReason,
+    /// The reason is longer than [`MAX_REASON_BYTES`](crate::MAX_REASON_BYTES).
+    #[error("invalid reason: {bytes} bytes, the limit is {max} bytes (MAX_REASON_BYTES)")]
+    ReasonTooLong {
+        /// The refused reason's length in bytes.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Any error of this crate: one variant per concern.
@@ -204,6 +229,63 @@ pub enum Error {
 
 impl From<serde_json::Error> for Error {
     fn from(err: serde_json::Error) -> Self {
-        Error::Json(err.to_string())
+        Error::Json(shortened(&err.to_string()))
+    }
+}
+
+/// Longest value an error message shows, in bytes; a longer one is cut and its length given.
+pub const MAX_SHOWN_VALUE_BYTES: usize = 160;
+
+/// What an error message shows of `value`: at most [`MAX_SHOWN_VALUE_BYTES`], cut on a
+/// character boundary.
+pub(crate) fn shown_part(value: &str) -> &str {
+    let mut cut = value.len().min(MAX_SHOWN_VALUE_BYTES);
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &value[..cut]
+}
+
+/// `value`, or its [`shown_part`] followed by `...(N bytes)`, so that a huge input never makes
+/// a huge message. Copies only what it shows.
+pub(crate) fn shortened(value: &str) -> String {
+    let shown = shown_part(value);
+    if shown.len() == value.len() {
+        value.to_string()
+    } else {
+        format!("{shown}...({} bytes)", value.len())
+    }
+}
+
+/// `value` quoted as `{value:?}` shows it, shortened like [`shortened`].
+pub(crate) fn quoted(value: &str) -> String {
+    let shown = shown_part(value);
+    if shown.len() == value.len() {
+        format!("{value:?}")
+    } else {
+        format!("{shown:?}...({} bytes)", value.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_on_a_character_boundary_with_their_length() {
+        assert_eq!(shortened("short"), "short");
+        let long = "é".repeat(1000);
+        let shown = shortened(&long);
+        assert!(
+            shown.starts_with('é') && shown.ends_with("...(2000 bytes)"),
+            "{shown}"
+        );
+        assert!(shown.len() < MAX_SHOWN_VALUE_BYTES + 20);
+        assert_eq!(quoted("a b"), "\"a b\"");
+        let q = quoted(&long);
+        assert!(
+            q.starts_with("\"é") && q.ends_with("\"...(2000 bytes)"),
+            "{q}"
+        );
     }
 }

@@ -1,85 +1,291 @@
-//! Interned feature-flag sets and the allocation-free view a routing decision carries.
+//! Feature-flag sets: what a gate holds of them, and the allocation-free view a routing
+//! decision carries.
 //!
 //! A decision must tell its caller which flags are on without allocating and without holding
 //! a reference count on the snapshot (an `Arc` clone per request writes a shared cache line).
-//! So every distinct *set* of flag names a gate ever publishes is interned once, in an
-//! append-only arena owned by the gate, and a decision holds only the set's number and a
-//! borrow of the arena. Sets are never removed while the gate lives, so a decision stays
-//! valid across any number of writes; a gate that cycles through the same sets does not grow.
+//! So a decision carries only a *number* for its flag set and a borrow of the gate's
+//! [`FlagSets`], which resolves the number when the flags are read.
+//!
+//! What the gate holds, and for how long (the guarantee, also in the README's limits section):
+//! - Each distinct flag **name** is stored once, for the gate's life, so a name read from any
+//!   decision (and a C pointer to it) stays valid until the gate is freed. Names are at most
+//!   [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) long.
+//! - A flag **set** is a sorted list of name numbers in one of [`FLAG_SET_SLOTS`] slots (slot 0
+//!   is the empty set, never stored). The sets of the current snapshot are always held. A set no
+//!   snapshot uses any more is *retired*: it stays readable until its slot is reused, and slots
+//!   are reused oldest-retired first, so it stays readable for at least
+//!   [`FLAG_SET_GRACE_WRITES`] later writes (a write retires or revives at most two sets).
+//!   Memory for sets is therefore at most [`FLAG_SET_SLOTS`] sets, whatever the history.
+//! - A set number is `epoch << 7 | slot`, the epoch growing by one each time the slot is
+//!   reused: **a number is never given to a different set** while the gate lives. A slot whose
+//!   epoch is used up is never reused again; after about 4.2 billion distinct sets a write that
+//!   needs a new set is refused ([`FlagError::SetNumbersExhausted`]).
+//! - A number whose set was reclaimed (or that this gate never gave out) is detected:
+//!   [`PromotionGateManager::flag_set`](crate::PromotionGateManager::flag_set) answers
+//!   [`FlagError::UnknownSet`], the C ABI `PGATE_STATUS_UNKNOWN_FLAG_SET`, and a decision's
+//!   [`EnabledFeatures`] says [`is_stale`](EnabledFeatures::is_stale) and reads as empty.
 
-use std::collections::HashMap;
+use arc_swap::{ArcSwapOption, Guard};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 
-/// One interned set of flag names, sorted, without duplicates.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct FlagSet {
-    names: Box<[Box<str>]>,
-}
+use crate::error::FlagError;
 
-/// The number of an interned flag set within its gate. Set 0 is always the empty set.
+/// How many slots a gate has for flag sets (slot 0, the empty set, included): the most sets it
+/// holds at once, current and retired.
+pub const FLAG_SET_SLOTS: usize = 128;
+
+/// A set that no snapshot uses any more stays readable for at least this many later writes.
+///
+/// Why it holds: a write makes or revives at most two sets, each taking one slot from the
+/// front of the free queue, and a retired set joins its back. A write is refused unless
+/// `2 * FLAG_SET_GRACE_WRITES` free slots remain after it, so a set retired by a write has at
+/// least that many slots ahead of it.
+pub const FLAG_SET_GRACE_WRITES: usize = 60;
+
+/// Free slots a write must leave: enough for the grace (reached only as slots wear out, since
+/// at most two of the 127 are live).
+const RESERVED_SLOTS: usize = 2 * FLAG_SET_GRACE_WRITES;
+
+/// Bits of a set number that name its slot.
+const SLOT_BITS: u32 = FLAG_SET_SLOTS.trailing_zeros();
+
+/// The largest epoch a slot may reach before it is retired for good.
+const MAX_EPOCH: u32 = u32::MAX >> SLOT_BITS;
+
+/// The number of a flag set within its gate. Set 0 is always the empty set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub(crate) struct FlagSetId(pub(crate) u32);
 
-/// The append-only arena of a gate's flag sets. Reads are lock-free; interning is done by
-/// writers, which the manager serializes.
-pub(crate) struct FlagSets {
-    sets: boxcar::Vec<FlagSet>,
+impl FlagSetId {
+    const EMPTY: Self = Self(0);
+
+    fn new(slot: usize, epoch: u32) -> Self {
+        // slot < FLAG_SET_SLOTS and epoch <= MAX_EPOCH, so nothing is lost.
+        Self(epoch << SLOT_BITS | slot as u32)
+    }
+
+    fn slot(self) -> usize {
+        (self.0 as usize) & (FLAG_SET_SLOTS - 1)
+    }
 }
 
-/// The writer-side index that finds an already interned set. Lives in the writer's state.
-#[derive(Debug, Default)]
+/// A stored set: its number (to tell a reused slot from the set asked for) and its names'
+/// numbers, sorted by name (shared with the writer's index).
+#[derive(Debug)]
+struct StoredSet {
+    id: FlagSetId,
+    names: Arc<[u32]>,
+}
+
+/// The flag names and sets of a gate. Reads are lock-free and allocation-free; interning is
+/// done by writers, which the manager serializes, with a [`FlagSetIndex`].
+pub(crate) struct FlagSets {
+    /// Every distinct name, by number; append-only.
+    names: boxcar::Vec<Box<str>>,
+    /// The set slots; slot 0 stays empty (number 0 is the empty set).
+    slots: Box<[ArcSwapOption<StoredSet>]>,
+}
+
+/// The writer's side: finds interned names and sets, and knows which slots are free.
+#[derive(Debug)]
 pub(crate) struct FlagSetIndex {
-    by_names: HashMap<Box<[Box<str>]>, FlagSetId>,
+    name_numbers: HashMap<Box<str>, u32>,
+    /// The set each used slot holds, by its names' numbers.
+    by_names: HashMap<Arc<[u32]>, FlagSetId>,
+    /// The epoch each slot's next set gets, and the key of the set it holds.
+    slots: Vec<SlotState>,
+    /// Slots free for a new set, oldest-retired first. The sets they hold are still readable.
+    free: VecDeque<usize>,
+    /// The sets the current snapshot uses.
+    live: [FlagSetId; 2],
+}
+
+#[derive(Debug, Default, Clone)]
+struct SlotState {
+    next_epoch: u32,
+    key: Option<Arc<[u32]>>,
+}
+
+impl Default for FlagSetIndex {
+    fn default() -> Self {
+        Self {
+            name_numbers: HashMap::new(),
+            by_names: HashMap::new(),
+            slots: vec![SlotState::default(); FLAG_SET_SLOTS],
+            free: (1..FLAG_SET_SLOTS).collect(),
+            live: [FlagSetId::EMPTY; 2],
+        }
+    }
+}
+
+/// One set as read: the empty set, a guard on the slot that holds it, or a number the gate
+/// does not hold.
+enum Loaded {
+    Empty,
+    Stored(Guard<Option<Arc<StoredSet>>>),
+    Unknown,
+}
+
+impl Loaded {
+    fn numbers(&self) -> &[u32] {
+        match self {
+            Loaded::Stored(guard) => guard.as_ref().map_or(&[], |set| &set.names),
+            Loaded::Empty | Loaded::Unknown => &[],
+        }
+    }
 }
 
 impl FlagSets {
-    /// An arena holding only the empty set, as set 0.
+    /// No names, and only the empty set (number 0).
     pub(crate) fn new() -> Self {
-        let sets = boxcar::Vec::new();
-        sets.push(FlagSet::default());
-        Self { sets }
+        Self {
+            names: boxcar::Vec::new(),
+            slots: (0..FLAG_SET_SLOTS)
+                .map(|_| ArcSwapOption::empty())
+                .collect(),
+        }
     }
 
-    /// The names of the set numbered `id`; an unknown number reads as the empty set.
-    pub(crate) fn names(&self, id: FlagSetId) -> &[Box<str>] {
-        self.sets.get(id.0 as usize).map_or(&[], |set| &set.names)
+    /// Reads set `id`: its slot, if the slot still holds it.
+    fn load(&self, id: FlagSetId) -> Loaded {
+        if id == FlagSetId::EMPTY {
+            return Loaded::Empty;
+        }
+        let guard = self.slots[id.slot()].load();
+        if guard.as_ref().is_some_and(|set| set.id == id) {
+            Loaded::Stored(guard)
+        } else {
+            Loaded::Unknown
+        }
     }
 
-    /// Interns the set of `names` (order and repeats do not matter) and returns its number.
-    pub(crate) fn intern<'n>(
+    /// The name numbered `number` (always there: numbers come from stored sets).
+    fn name(&self, number: u32) -> &str {
+        self.names.get(number as usize).map_or("", |name| name)
+    }
+
+    /// Interns the two sets a snapshot uses (order and repeats within each do not matter),
+    /// makes them the live ones and retires the sets the previous snapshot used but this one
+    /// does not.
+    ///
+    /// # Errors
+    /// [`FlagError::SetNumbersExhausted`] when a new set is needed and no slot can take one;
+    /// then no set changed (new names may have been added, which nothing can observe).
+    pub(crate) fn intern_live<'n>(
+        &self,
+        index: &mut FlagSetIndex,
+        stable: impl IntoIterator<Item = &'n str>,
+        new_version: impl IntoIterator<Item = &'n str>,
+    ) -> Result<[FlagSetId; 2], FlagError> {
+        let mut keys = [self.key(index, stable), self.key(index, new_version)];
+        if keys[0] == keys[1] {
+            keys[1] = None;
+        }
+        let known = |key: &Option<Arc<[u32]>>| key.as_ref().and_then(|k| index.by_names.get(k));
+        let needed = keys
+            .iter()
+            .filter(|key| key.is_some() && known(key).is_none())
+            .count();
+        let revived_from_free = keys
+            .iter()
+            .filter_map(known)
+            .filter(|id| index.free.contains(&id.slot()))
+            .count();
+        if index.free.len() < needed + revived_from_free + RESERVED_SLOTS {
+            return Err(FlagError::SetNumbersExhausted);
+        }
+        let mut ids = [FlagSetId::EMPTY; 2];
+        for (id, key) in ids.iter_mut().zip(keys) {
+            let Some(key) = key else { continue };
+            *id = match index.by_names.get(&key) {
+                Some(&known) => {
+                    index.free.retain(|&slot| slot != known.slot());
+                    known
+                }
+                None => self.store(index, key),
+            };
+        }
+        if ids[1] == FlagSetId::EMPTY {
+            ids[1] = ids[0];
+        }
+        let previous = std::mem::replace(&mut index.live, ids);
+        for id in previous {
+            let slot = id.slot();
+            // A slot whose epochs are used up is never reused, so its numbers never recur.
+            let reusable = index.slots[slot].next_epoch <= MAX_EPOCH;
+            let retired = id != FlagSetId::EMPTY && !ids.contains(&id);
+            if retired && reusable && !index.free.contains(&slot) {
+                index.free.push_back(slot);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The sorted, deduplicated name numbers of `names`, or `None` for the empty set. Adds
+    /// names not seen before to the arena.
+    fn key<'n>(
         &self,
         index: &mut FlagSetIndex,
         names: impl IntoIterator<Item = &'n str>,
-    ) -> FlagSetId {
-        let mut sorted: Vec<Box<str>> = names.into_iter().map(Box::from).collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if sorted.is_empty() {
-            return FlagSetId(0);
+    ) -> Option<Arc<[u32]>> {
+        let mut numbers: Vec<u32> = names
+            .into_iter()
+            .map(|name| match index.name_numbers.get(name) {
+                Some(&number) => number,
+                None => {
+                    let pushed = self.names.push(Box::from(name));
+                    // Four billion distinct names would not fit in memory first.
+                    let number = u32::try_from(pushed).unwrap_or(u32::MAX);
+                    index.name_numbers.insert(Box::from(name), number);
+                    number
+                }
+            })
+            .collect();
+        numbers.sort_unstable_by(|a, b| self.name(*a).cmp(self.name(*b)));
+        numbers.dedup();
+        (!numbers.is_empty()).then(|| numbers.into())
+    }
+
+    /// Stores a new set in the oldest free slot, under a number never used before. The caller
+    /// checked that there is a free slot.
+    fn store(&self, index: &mut FlagSetIndex, key: Arc<[u32]>) -> FlagSetId {
+        let Some(slot) = index.free.pop_front() else {
+            return FlagSetId::EMPTY;
+        };
+        let state = &mut index.slots[slot];
+        if let Some(old) = state.key.replace(key.clone()) {
+            index.by_names.remove(&old);
         }
-        let key: Box<[Box<str>]> = sorted.into_boxed_slice();
-        if let Some(id) = index.by_names.get(&key) {
-            return *id;
-        }
-        let pushed = self.sets.push(FlagSet { names: key.clone() });
-        // The arena outgrowing u32 would take four billion distinct sets; saturate rather than
-        // wrap, so that a number never names the wrong set.
-        let id = FlagSetId(u32::try_from(pushed).unwrap_or(u32::MAX));
-        index.by_names.insert(key, id);
+        let id = FlagSetId::new(slot, state.next_epoch);
+        state.next_epoch += 1;
+        index.by_names.insert(key.clone(), id);
+        self.slots[slot].store(Some(Arc::new(StoredSet { id, names: key })));
         id
     }
 
-    /// How many distinct sets this gate has interned (the empty set included).
-    pub(crate) fn count(&self) -> usize {
-        self.sets.count()
+    /// How many sets the gate holds now (the empty set excluded), current and retired.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| slot.load().is_some())
+            .count()
+    }
+
+    /// How many distinct names the gate has stored.
+    #[cfg(test)]
+    pub(crate) fn names_stored(&self) -> usize {
+        self.names.count()
     }
 }
 
 impl fmt::Debug for FlagSets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FlagSets")
-            .field("count", &self.count())
-            .finish()
+            .field("names", &self.names.count())
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,8 +321,9 @@ impl<'a> EnabledFeatures<'a> {
         Self { sets, id }
     }
 
-    fn names(&self) -> &'a [Box<str>] {
-        self.sets.names(self.id)
+    /// The name numbers of this set, read now (empty if the gate no longer holds it).
+    fn load(&self) -> Loaded {
+        self.sets.load(self.id)
     }
 
     /// The flag names, in byte order.
@@ -131,7 +338,10 @@ impl<'a> EnabledFeatures<'a> {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
-        self.names().iter().map(|name| &**name)
+        let sets = self.sets;
+        let loaded = self.load();
+        let len = loaded.numbers().len();
+        (0..len).map(move |i| sets.name(loaded.numbers()[i]))
     }
 
     /// The flag at `index` in byte order, if there is one (constant time).
@@ -144,7 +354,9 @@ impl<'a> EnabledFeatures<'a> {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn get(&self, index: usize) -> Option<&'a str> {
-        self.names().get(index).map(|name| &**name)
+        let loaded = self.load();
+        let number = *loaded.numbers().get(index)?;
+        Some(self.sets.name(number))
     }
 
     /// How many flags are on.
@@ -157,7 +369,7 @@ impl<'a> EnabledFeatures<'a> {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn len(&self) -> usize {
-        self.names().len()
+        self.load().numbers().len()
     }
 
     /// Whether no flag is on.
@@ -170,7 +382,7 @@ impl<'a> EnabledFeatures<'a> {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.names().is_empty()
+        self.len() == 0
     }
 
     /// Whether the flag `name` is on (a binary search, no allocation).
@@ -183,12 +395,30 @@ impl<'a> EnabledFeatures<'a> {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn contains(&self, name: &str) -> bool {
-        self.names()
-            .binary_search_by(|probe| (**probe).cmp(name))
+        self.load()
+            .numbers()
+            .binary_search_by(|&probe| self.sets.name(probe).cmp(name))
             .is_ok()
     }
 
-    /// The interned set's number within its gate (what the C ABI hands out).
+    /// Whether the gate no longer holds this set: it was replaced more than
+    /// [`FLAG_SET_GRACE_WRITES`] writes ago (or the number is not one this gate gave out). A
+    /// stale set reads as empty; [`PromotionGateManager::flag_set`](crate::PromotionGateManager::flag_set)
+    /// answers its number with [`FlagError::UnknownSet`]. Once stale, always stale.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert!(!gate.route_request("u").enabled_features.is_stale());
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn is_stale(&self) -> bool {
+        matches!(self.load(), Loaded::Unknown)
+    }
+
+    /// The set's number within its gate (what the C ABI hands out): never given to another
+    /// set by this gate.
     ///
     /// # Example
     /// ```
@@ -210,7 +440,7 @@ impl fmt::Debug for EnabledFeatures<'_> {
 
 impl PartialEq for EnabledFeatures<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.names() == other.names()
+        self.iter().eq(other.iter())
     }
 }
 
@@ -218,23 +448,106 @@ impl PartialEq for EnabledFeatures<'_> {
 mod tests {
     use super::*;
 
+    fn intern(sets: &FlagSets, index: &mut FlagSetIndex, names: &[&str]) -> FlagSetId {
+        let ids = sets.intern_live(index, [], names.iter().copied()).unwrap();
+        ids[1]
+    }
+
     #[test]
     fn interning_dedupes_sets_regardless_of_order() {
         let sets = FlagSets::new();
         let mut index = FlagSetIndex::default();
-        let a = sets.intern(&mut index, ["b", "a"]);
-        let b = sets.intern(&mut index, ["a", "b", "a"]);
+        let a = intern(&sets, &mut index, &["b", "a"]);
+        let b = intern(&sets, &mut index, &["a", "b", "a"]);
         assert_eq!(a, b);
-        assert_eq!(sets.count(), 2);
-        assert_eq!(sets.intern(&mut index, []), FlagSetId(0));
+        assert_eq!(sets.held(), 1);
+        assert_eq!(intern(&sets, &mut index, &[]), FlagSetId(0));
         let view = EnabledFeatures::new(&sets, a);
         assert_eq!(view.iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(view.get(1), Some("b"));
         assert!(view.contains("a") && !view.contains("c"));
     }
 
     #[test]
-    fn an_unknown_id_reads_as_empty() {
+    fn an_unknown_id_reads_as_empty_and_stale() {
         let sets = FlagSets::new();
-        assert!(EnabledFeatures::new(&sets, FlagSetId(99)).is_empty());
+        let view = EnabledFeatures::new(&sets, FlagSetId(99));
+        assert!(view.is_empty() && view.is_stale());
+        assert!(!EnabledFeatures::new(&sets, FlagSetId(0)).is_stale());
+    }
+
+    #[test]
+    fn a_retired_set_stays_readable_for_the_grace_then_is_stale_and_its_number_never_recurs() {
+        let sets = FlagSets::new();
+        let mut index = FlagSetIndex::default();
+        let first = intern(&sets, &mut index, &["first"]);
+        let mut seen = std::collections::HashSet::from([first]);
+        let mut writes = 0;
+        while !EnabledFeatures::new(&sets, first).is_stale() {
+            assert_eq!(
+                EnabledFeatures::new(&sets, first)
+                    .iter()
+                    .collect::<Vec<_>>(),
+                ["first"]
+            );
+            writes += 1;
+            let stable = format!("s{writes}");
+            let new = format!("n{writes}");
+            let ids = sets
+                .intern_live(&mut index, [stable.as_str()], [new.as_str()])
+                .unwrap();
+            for id in ids {
+                assert!(seen.insert(id), "number {} given twice", id.0);
+            }
+            assert!(sets.held() < FLAG_SET_SLOTS);
+        }
+        assert!(
+            writes > FLAG_SET_GRACE_WRITES,
+            "stale after {writes} writes"
+        );
+        // Thousands of sets later, numbers are still new and the held sets bounded.
+        for i in 0..5_000 {
+            let name = format!("x{i}");
+            let [_, id] = sets.intern_live(&mut index, [], [name.as_str()]).unwrap();
+            assert!(seen.insert(id), "number {} given twice", id.0);
+        }
+        assert!(sets.held() < FLAG_SET_SLOTS);
+    }
+
+    #[test]
+    fn a_retired_set_wanted_again_keeps_its_number() {
+        let sets = FlagSets::new();
+        let mut index = FlagSetIndex::default();
+        let a = intern(&sets, &mut index, &["a"]);
+        let b = intern(&sets, &mut index, &["a", "b"]);
+        assert_ne!(a, b);
+        assert_eq!(intern(&sets, &mut index, &["a"]), a);
+        assert_eq!(intern(&sets, &mut index, &["b", "a"]), b);
+        assert_eq!(sets.held(), 2);
+    }
+
+    #[test]
+    fn a_slot_whose_epochs_are_used_up_is_never_reused() {
+        let sets = FlagSets::new();
+        let mut index = FlagSetIndex::default();
+        for state in &mut index.slots {
+            state.next_epoch = MAX_EPOCH;
+        }
+        let mut ids = std::collections::HashSet::new();
+        let mut i = 0;
+        let err = loop {
+            i += 1;
+            let name = format!("f{i}");
+            match sets.intern_live(&mut index, [], [name.as_str()]) {
+                Ok([_, id]) => assert!(ids.insert(id)),
+                Err(err) => break err,
+            }
+        };
+        assert_eq!(err, FlagError::SetNumbersExhausted);
+        // Every slot but the reserve gave one number, and none was given twice.
+        assert_eq!(ids.len(), FLAG_SET_SLOTS - 1 - RESERVED_SLOTS);
+        // The refused write changed nothing: the live set still reads.
+        let live = index.live[1];
+        assert_eq!(EnabledFeatures::new(&sets, live).len(), 1);
     }
 }

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::time::SystemTime;
 
 use crate::config::Environment;
+use crate::limits::MAX_ROLLBACK_HISTORY_BYTES;
 
 /// What started a rollback event.
 ///
@@ -110,10 +111,34 @@ pub struct RollbackEvent {
     pub evidence: Option<crate::judge::Evidence>,
 }
 
-/// Oldest-first history with a bound; the oldest event is dropped when full.
+/// Oldest-first history bounded in events and in bytes
+/// ([`MAX_ROLLBACK_HISTORY_BYTES`]); the oldest events are dropped first, the newest is always
+/// kept, and every dropped event is counted.
 #[derive(Debug, Default)]
 pub(crate) struct RollbackHistory {
     events: VecDeque<RollbackEvent>,
+    /// The sum of [`event_bytes`] over `events`.
+    bytes: usize,
+    /// Events dropped over the gate's life, by either bound.
+    dropped: u64,
+}
+
+/// What one event counts for against [`MAX_ROLLBACK_HISTORY_BYTES`]: its texts, plus the
+/// event's own size and its evidence's.
+fn event_bytes(event: &RollbackEvent) -> usize {
+    let flag = match &event.rolled_back {
+        RolledBack::Flag(name) => name.len(),
+        RolledBack::Release => 0,
+    };
+    let evidence = event
+        .evidence
+        .as_ref()
+        .map_or(0, |_| std::mem::size_of::<crate::judge::Evidence>());
+    std::mem::size_of::<RollbackEvent>()
+        + event.feature.len()
+        + event.reason.len()
+        + flag
+        + evidence
 }
 
 /// What a rollback event undid.
@@ -131,15 +156,16 @@ pub(crate) enum Undone {
 
 impl RollbackHistory {
     /// Records that `undone` was rolled back at `timestamp` from `environment` (the gate's
-    /// environment before the change), keeping at most `bound` events. The one place a
-    /// [`RollbackEvent`] is made.
+    /// environment before the change), keeping at most `bound` events and
+    /// [`MAX_ROLLBACK_HISTORY_BYTES`]. The one place a [`RollbackEvent`] is made. Returns how
+    /// many older events were dropped to make room.
     pub(crate) fn record(
         &mut self,
         undone: Undone,
         environment: Environment,
         timestamp: SystemTime,
         bound: usize,
-    ) {
+    ) -> u64 {
         let (rolled_back, feature, reason, trigger, evidence) = match undone {
             Undone::Release {
                 trigger,
@@ -169,14 +195,36 @@ impl RollbackHistory {
             trigger,
             evidence,
         };
+        self.bytes += event_bytes(&event);
         self.events.push_back(event);
-        self.trim(bound);
+        self.trim(bound)
     }
 
-    pub(crate) fn trim(&mut self, bound: usize) {
-        while self.events.len() > bound.max(1) {
-            self.events.pop_front();
+    /// Drops the oldest events until at most `bound` (at least 1) remain within
+    /// [`MAX_ROLLBACK_HISTORY_BYTES`], the newest always kept; returns how many it dropped.
+    pub(crate) fn trim(&mut self, bound: usize) -> u64 {
+        let mut dropped = 0;
+        while self.events.len() > 1
+            && (self.events.len() > bound.max(1) || self.bytes > MAX_ROLLBACK_HISTORY_BYTES)
+        {
+            if let Some(oldest) = self.events.pop_front() {
+                self.bytes -= event_bytes(&oldest);
+                dropped += 1;
+            }
         }
+        self.dropped += dropped;
+        dropped
+    }
+
+    /// Events dropped over the gate's life, by either bound.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The bytes the kept events count for (see [`MAX_ROLLBACK_HISTORY_BYTES`]).
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub(crate) fn to_vec(&self) -> Vec<RollbackEvent> {
@@ -211,5 +259,64 @@ mod tests {
         assert_eq!(events[0].feature, "Staging");
         assert_eq!(events[2].feature, "f");
         assert_eq!(events[2].trigger, RollbackTrigger::FlagDisabled);
+        assert_eq!(history.dropped(), 3);
+    }
+
+    fn release(reason: String) -> Undone {
+        Undone::Release {
+            trigger: RollbackTrigger::Manual,
+            reason,
+            evidence: None,
+        }
+    }
+
+    #[test]
+    fn history_is_bounded_in_bytes_and_keeps_the_newest() {
+        let mut history = RollbackHistory::default();
+        let reason = "r".repeat(crate::limits::MAX_REASON_BYTES);
+        let mut dropped = 0;
+        for _ in 0..5_000 {
+            dropped += history.record(
+                release(reason.clone()),
+                Environment::Staging,
+                SystemTime::UNIX_EPOCH,
+                crate::limits::MAX_ROLLBACK_HISTORY,
+            );
+            assert!(history.bytes() <= MAX_ROLLBACK_HISTORY_BYTES);
+        }
+        let kept = history.to_vec().len() as u64;
+        assert!(kept < 5_000 && kept > 100, "{kept}");
+        assert_eq!(kept + dropped, 5_000);
+        assert_eq!(history.dropped(), dropped);
+        let recount: usize = history.events.iter().map(event_bytes).sum();
+        assert_eq!(recount, history.bytes());
+        // One event over the byte bound on its own is still kept: the newest always is.
+        let mut history = RollbackHistory::default();
+        let huge = "h".repeat(MAX_ROLLBACK_HISTORY_BYTES + 1);
+        history.record(
+            release(huge),
+            Environment::Staging,
+            SystemTime::UNIX_EPOCH,
+            10,
+        );
+        assert_eq!(history.to_vec().len(), 1);
+    }
+
+    #[test]
+    fn lowering_the_bound_drops_the_oldest_and_says_how_many() {
+        let mut history = RollbackHistory::default();
+        for i in 0..10 {
+            history.record(
+                release(format!("r{i}")),
+                Environment::Staging,
+                SystemTime::UNIX_EPOCH,
+                10,
+            );
+        }
+        assert_eq!(history.trim(4), 6);
+        assert_eq!(history.trim(100), 0);
+        let reasons: Vec<_> = history.to_vec().into_iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, ["r6", "r7", "r8", "r9"]);
+        assert_eq!(history.dropped(), 6);
     }
 }

@@ -65,9 +65,10 @@
 //!
 //! The routing formula is written out in [`bucket`] so that any language can
 //! recompute a decision; the release model is in [`release`]; what a host may rely on is in
-//! [`guarantees`]; the judge's rules and score are in [`judge`]; what a gate exports to
-//! monitoring (the Prometheus exposition, OpenTelemetry with the `otel` feature, rollback
-//! counts) is in [`telemetry`]. The C ABI is the
+//! [`guarantees`]; every bound on inputs and on what a gate keeps is in [`limits`]; the judge's
+//! rules and score are in [`judge`]; what a gate exports to monitoring (the Prometheus
+//! exposition, OpenTelemetry with the `otel` feature, rollback counts) is in [`telemetry`]. The
+//! C ABI is the
 //! `promotion-gates-ffi` crate (`ffi/` in the repository), written on this crate's public API.
 
 #![forbid(unsafe_code)]
@@ -81,6 +82,7 @@ mod flags;
 pub mod guarantees;
 mod history;
 pub mod judge;
+pub mod limits;
 mod manager;
 mod metrics;
 mod monitor;
@@ -92,12 +94,17 @@ mod verdict;
 
 pub use bucket::{BUCKETS, Bucket, SaltedHasher, reference_bucket, threshold_for_percent};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Environment, MAX_NAME_BYTES, PromotionConfig, validate_flag_name};
+pub use config::{Environment, PromotionConfig, validate_flag_name};
 pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};
 pub use error::{ConfigError, Error, FlagError, PromotionError, RollbackError};
 pub use flags::EnabledFeatures;
 pub use history::{RollbackEvent, RollbackTrigger, RolledBack};
 pub use judge::{CanaryHealth, CohortEvidence, Evidence, Finding, Recommendation, Rule};
+pub use limits::{
+    FLAG_SET_GRACE_WRITES, FLAG_SET_SLOTS, MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES,
+    MAX_ROLLBACK_HISTORY, MAX_ROLLBACK_HISTORY_BYTES, MAX_SHOWN_VALUE_BYTES, MAX_WINDOW_SECONDS,
+    TRAFFIC_PERCENT_RESOLUTION,
+};
 pub use manager::PromotionGateManager;
 pub use metrics::Recorded;
 pub use release::{Promotion, PromotionKind, plan_promotion};

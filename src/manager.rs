@@ -134,7 +134,7 @@ impl PromotionGateManager {
         config.validate()?;
         let flag_sets = FlagSets::new();
         let mut writer = WriterState::default();
-        let snapshot = Snapshot::build(config, 1, StageId(1), &flag_sets, &mut writer.flag_index);
+        let snapshot = Snapshot::build(config, 1, StageId(1), &flag_sets, &mut writer.flag_index)?;
         Ok(Self {
             generation: CachePadded::new(AtomicU64::new(1)),
             current: ArcSwap::from_pointee(snapshot),
@@ -267,7 +267,17 @@ impl PromotionGateManager {
 
     /// The flag set numbered `id` (a decision's
     /// [`EnabledFeatures::set_id`](crate::EnabledFeatures::set_id), as the C ABI hands it out),
-    /// as a view. A number this gate never published is the empty set.
+    /// as a view. Lock-free, allocation-free.
+    ///
+    /// A number always names the same set: this gate never gives it to another one. The set
+    /// stays readable while a snapshot uses it and for at least
+    /// [`FLAG_SET_GRACE_WRITES`](crate::FLAG_SET_GRACE_WRITES) writes after (see
+    /// [`limits`](crate::limits)); the view returned can become
+    /// [stale](crate::EnabledFeatures::is_stale) later, never wrong.
+    ///
+    /// # Errors
+    /// [`FlagError::UnknownSet`](crate::FlagError::UnknownSet) for a number this gate no longer
+    /// holds or never gave out (e.g. a decision of another gate).
     ///
     /// # Example
     /// ```
@@ -277,11 +287,40 @@ impl PromotionGateManager {
     ///     SloAdmissionController::new(SloConfig::default())?,
     /// )?;
     /// let id = gate.route_request("user-1").enabled_features.set_id();
-    /// assert!(gate.flag_set(id).contains("new_api"));
+    /// assert!(gate.flag_set(id)?.contains("new_api"));
+    /// assert!(matches!(gate.flag_set(id + 1), Err(Error::Flag(FlagError::UnknownSet(_)))));
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
-    pub fn flag_set(&self, id: u32) -> crate::EnabledFeatures<'_> {
-        crate::EnabledFeatures::new(&self.flag_sets, crate::flags::FlagSetId(id))
+    pub fn flag_set(&self, id: u32) -> Result<crate::EnabledFeatures<'_>, Error> {
+        let view = crate::EnabledFeatures::new(&self.flag_sets, crate::flags::FlagSetId(id));
+        if view.is_stale() {
+            return Err(crate::FlagError::UnknownSet(id).into());
+        }
+        Ok(view)
+    }
+
+    /// How many rollback events the history has dropped over the gate's life: the oldest go
+    /// first when it holds more than `max_rollback_history` events or
+    /// [`MAX_ROLLBACK_HISTORY_BYTES`](crate::MAX_ROLLBACK_HISTORY_BYTES), and when
+    /// `swap_config` lowers `max_rollback_history` (raising it again cannot restore them).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { max_rollback_history: 1, ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// gate.enable_feature("a")?;
+    /// gate.disable_feature("a")?;
+    /// gate.enable_feature("a")?;
+    /// gate.disable_feature("a")?;
+    /// assert_eq!(gate.rollback_history().len(), 1);
+    /// assert_eq!(gate.rollback_events_dropped(), 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn rollback_events_dropped(&self) -> u64 {
+        self.lock_writer().history.dropped()
     }
 
     /// Records an outcome by request id, as the specification's API does: the id is routed
@@ -471,7 +510,16 @@ impl PromotionGateManager {
     }
 
     /// Builds and publishes the next snapshot. Called with the writer lock held.
-    fn publish(&self, writer: &mut WriterState, config: PromotionConfig, new_stage: bool) {
+    ///
+    /// # Errors
+    /// [`FlagError::SetNumbersExhausted`](crate::FlagError::SetNumbersExhausted) when the
+    /// config needs a new flag set and the gate has no number left; nothing is published then.
+    fn publish(
+        &self,
+        writer: &mut WriterState,
+        config: PromotionConfig,
+        new_stage: bool,
+    ) -> Result<(), Error> {
         let current = self.current.load();
         let generation = current.route.generation + 1;
         let stage = if new_stage {
@@ -485,12 +533,13 @@ impl PromotionGateManager {
             stage,
             &self.flag_sets,
             &mut writer.flag_index,
-        );
+        )?;
         // Before the snapshot: a decision of the new stage must never find the recorders'
         // newest stage older than its own (it would be refused as another gate's).
         self.monitor.stage_started(stage);
         self.current.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Release);
+        Ok(())
     }
 }
 

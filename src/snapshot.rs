@@ -8,6 +8,7 @@
 use crate::bucket::{BUCKETS, SaltedHasher};
 use crate::config::{Environment, PromotionConfig};
 use crate::decision::{RouteReason, RoutingDecision, StageId};
+use crate::error::FlagError;
 use crate::flags::{EnabledFeatures, FlagSetId, FlagSetIndex, FlagSets};
 
 /// Everything one routing decision needs, in about a cache line and a half.
@@ -60,14 +61,18 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    /// Compiles a validated config into a snapshot, interning its flag sets.
+    /// Compiles a validated config into a snapshot, interning its flag sets as the live ones.
+    ///
+    /// # Errors
+    /// [`FlagError::SetNumbersExhausted`] when a new set is needed and the gate has no number
+    /// left; nothing changed then.
     pub(crate) fn build(
         config: PromotionConfig,
         generation: u64,
         stage: StageId,
         sets: &FlagSets,
         index: &mut FlagSetIndex,
-    ) -> Self {
+    ) -> Result<Self, FlagError> {
         let threshold = match config.environment {
             Environment::Canary { traffic_percent } => {
                 crate::bucket::threshold_for_percent(traffic_percent)
@@ -76,11 +81,11 @@ impl Snapshot {
             Environment::Production => 0,
         };
         let graduated = config.graduated_flags.iter().map(String::as_str);
-        let stable_flags = sets.intern(index, graduated.clone());
-        let new_version_flags = sets.intern(
+        let [stable_flags, new_version_flags] = sets.intern_live(
             index,
+            graduated.clone(),
             graduated.chain(config.feature_flags.iter().map(String::as_str)),
-        );
+        )?;
         let route = RouteTable {
             generation,
             stage,
@@ -90,6 +95,6 @@ impl Snapshot {
             new_version_flags,
             stable_flags,
         };
-        Self { config, route }
+        Ok(Self { config, route })
     }
 }

@@ -93,8 +93,8 @@ pub(crate) unsafe fn json_out<T: serde::Serialize>(
     })
 }
 
-/// Reads an optional JSON document (NULL with length 0 means the default) with `from_json`,
-/// which also validates it.
+/// Reads an optional JSON document (NULL with length 0 means the default) with `from_json`
+/// (which may also validate it).
 fn parse<T: Default>(
     json: Option<&str>,
     from_json: fn(&str) -> Result<T, promotion_gates::Error>,
@@ -141,9 +141,10 @@ pub unsafe extern "C" fn pgate_gate_new(
             // SAFETY: the caller guarantees len readable bytes at ptr.
             unsafe { text(ptr, len, what) }.map(Some)
         };
+        // Read without validating: `PromotionGateManager::new` validates, once.
         let config: PromotionConfig = parse(
             optional(config_json, config_len, "config")?,
-            PromotionConfig::from_json,
+            PromotionConfig::parse_json,
             "config",
         )?;
         let slo: SloConfig = parse(
@@ -241,7 +242,8 @@ pub unsafe extern "C" fn pgate_swap_config(
     unsafe {
         with_text(gate, json, len, "config", err, |manager, doc| {
             manager
-                .swap_config(PromotionConfig::from_json(doc)?)
+                // Read without validating: `swap_config` validates, once.
+                .swap_config(PromotionConfig::parse_json(doc)?)
                 .map(drop)
         })
     }

@@ -195,8 +195,13 @@ fn to_c(outcome: Recorded) -> pgate_recorded {
     }
 }
 
-/// Writes the number of flags in flag set `set` (from a decision) to `*len_out`. An unknown
-/// set number reads as the empty set. Lock-free, allocation-free.
+/// Writes the number of flags in flag set `set` (from a decision) to `*len_out`. Lock-free,
+/// allocation-free.
+///
+/// A set number always names the same set (the gate never gives it to another). The set stays
+/// readable while the gate uses it and for at least 60 writes after (`FLAG_SET_GRACE_WRITES`);
+/// after that, or for another gate's number, the call returns `PGATE_STATUS_UNKNOWN_FLAG_SET`
+/// and writes nothing.
 ///
 /// # Safety
 /// `gate` must be a live gate; `len_out` valid for a write.
@@ -209,7 +214,14 @@ pub unsafe extern "C" fn pgate_flag_set_len(
     guard(|| {
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { hot(gate) }?;
-        let len = gate.manager.flag_set(set).len();
+        let flags = gate
+            .manager
+            .flag_set(set)
+            .map_err(|_| pgate_status::UnknownFlagSet)?;
+        let len = flags.len();
+        if flags.is_stale() {
+            return Err(pgate_status::UnknownFlagSet);
+        }
         // SAFETY: caller's contract.
         unsafe { write(len_out, len) }
     })
@@ -217,7 +229,9 @@ pub unsafe extern "C" fn pgate_flag_set_len(
 
 /// Writes a pointer to the name of flag `index` of flag set `set` to `*name_out` and its
 /// length in bytes to `*len_out`. The name is UTF-8, NOT NUL-terminated, owned by the gate and
-/// valid until the gate is freed. Names are in byte order. Lock-free, allocation-free.
+/// valid until the gate is freed (even after the set is replaced). Names are in byte order.
+/// Lock-free, allocation-free. `PGATE_STATUS_UNKNOWN_FLAG_SET` for a set number the gate no
+/// longer holds (see `pgate_flag_set_len`), `PGATE_STATUS_INDEX_OUT_OF_RANGE` past the end.
 ///
 /// # Safety
 /// `gate` must be a live gate; `name_out` and `len_out` valid for writes.
@@ -235,11 +249,16 @@ pub unsafe extern "C" fn pgate_flag_set_name(
         if name_out.is_null() || len_out.is_null() {
             return Err(pgate_status::NullPointer);
         }
-        let name = gate
+        let flags = gate
             .manager
             .flag_set(set)
-            .get(index)
-            .ok_or(pgate_status::IndexOutOfRange)?;
+            .map_err(|_| pgate_status::UnknownFlagSet)?;
+        let name = match flags.get(index) {
+            Some(name) => name,
+            // A set replaced between the two reads is stale, not short.
+            None if flags.is_stale() => return Err(pgate_status::UnknownFlagSet),
+            None => return Err(pgate_status::IndexOutOfRange),
+        };
         // SAFETY: both are non-NULL and valid for writes (caller's contract).
         unsafe {
             write(name_out, name.as_ptr())?;

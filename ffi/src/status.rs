@@ -34,7 +34,8 @@ pub enum pgate_status {
     InvalidFlag = 9,
     /// The flag to disable is not enabled.
     FlagNotEnabled = 10,
-    /// A rollback was asked for in Production, or without a reason.
+    /// A rollback was asked for in Production, or without a reason, or with a reason over
+    /// `MAX_REASON_BYTES` (4096).
     RollbackRefused = 11,
     /// An output buffer is too small; the needed length was written.
     BufferTooSmall = 12,
@@ -44,6 +45,13 @@ pub enum pgate_status {
     Panic = 14,
     /// An index is beyond the end of a list.
     IndexOutOfRange = 15,
+    /// A flag set number the gate does not hold: its set was replaced more than
+    /// `FLAG_SET_GRACE_WRITES` (60) writes ago, or the number is another gate's. A number is
+    /// never given to a different set, so a host's cache keyed by it stays right.
+    UnknownFlagSet = 16,
+    /// The write needs a new flag set number and the gate has used them all (after about 4.2
+    /// billion distinct sets); nothing changed. Create a new gate.
+    FlagSetsExhausted = 17,
 }
 
 impl pgate_status {
@@ -66,6 +74,8 @@ impl pgate_status {
             pgate_status::InvalidHandle => c"PGATE_STATUS_INVALID_HANDLE",
             pgate_status::Panic => c"PGATE_STATUS_PANIC",
             pgate_status::IndexOutOfRange => c"PGATE_STATUS_INDEX_OUT_OF_RANGE",
+            pgate_status::UnknownFlagSet => c"PGATE_STATUS_UNKNOWN_FLAG_SET",
+            pgate_status::FlagSetsExhausted => c"PGATE_STATUS_FLAG_SETS_EXHAUSTED",
         }
     }
 }
@@ -83,9 +93,13 @@ impl From<&Error> for pgate_status {
             }
             Error::Flag(FlagError::InvalidName { .. }) => pgate_status::InvalidFlag,
             Error::Flag(FlagError::NotEnabled(_)) => pgate_status::FlagNotEnabled,
-            Error::Rollback(RollbackError::NothingToRollBack | RollbackError::EmptyReason) => {
-                pgate_status::RollbackRefused
-            }
+            Error::Flag(FlagError::UnknownSet(_)) => pgate_status::UnknownFlagSet,
+            Error::Flag(FlagError::SetNumbersExhausted) => pgate_status::FlagSetsExhausted,
+            Error::Rollback(
+                RollbackError::NothingToRollBack
+                | RollbackError::EmptyReason
+                | RollbackError::ReasonTooLong { .. },
+            ) => pgate_status::RollbackRefused,
         }
     }
 }

@@ -280,3 +280,80 @@ fn a_refused_health_call_judges_nothing() {
         assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
     }
 }
+
+#[test]
+fn a_flag_set_number_the_gate_no_longer_holds_is_reported_not_read_as_empty() {
+    let gate = new_gate(r#"{"environment": "staging", "feature_flags": ["first"]}"#);
+    // SAFETY: every pointer is live; the gate is freed at the end.
+    unsafe {
+        let mut d = std::mem::zeroed::<pgate_decision>();
+        assert_eq!(
+            pgate_route(gate, b"u".as_ptr(), 1, &mut d),
+            pgate_status::Ok
+        );
+        let (mut name, mut len) = (null(), 0);
+        assert_eq!(
+            pgate_flag_set_name(gate, d.flag_set, 0, &mut name, &mut len),
+            pgate_status::Ok
+        );
+        let first = std::slice::from_raw_parts(name, len);
+        assert_eq!(first, b"first");
+        let mut n = 0;
+        let mut writes = 0;
+        while pgate_flag_set_len(gate, d.flag_set, &mut n) == pgate_status::Ok {
+            assert_eq!(n, 1);
+            writes += 1;
+            let flag = format!("f{writes}");
+            let status = pgate_enable_feature(gate, flag.as_ptr(), flag.len(), null_mut());
+            assert_eq!(status, pgate_status::Ok);
+        }
+        assert!(writes > promotion_gates::FLAG_SET_GRACE_WRITES);
+        assert_eq!(
+            pgate_flag_set_len(gate, d.flag_set, &mut n),
+            pgate_status::UnknownFlagSet
+        );
+        assert_eq!(
+            pgate_flag_set_name(gate, d.flag_set, 0, &mut name, &mut len),
+            pgate_status::UnknownFlagSet
+        );
+        // The name handed out before stays valid until the gate is freed.
+        assert_eq!(std::slice::from_raw_parts(name, len), b"first");
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+    }
+}
+
+#[test]
+fn byte_limits_are_statuses_with_messages_that_name_the_limit() {
+    let gate = new_gate(r#"{"environment": "staging"}"#);
+    // SAFETY: every pointer is live; the gate is freed at the end.
+    unsafe {
+        let mut err = null_mut();
+        let reason = "r".repeat(promotion_gates::MAX_REASON_BYTES + 1);
+        assert_eq!(
+            pgate_rollback(gate, reason.as_ptr(), reason.len(), &mut err),
+            pgate_status::RollbackRefused
+        );
+        assert!(error_text(err).contains("4096"));
+        let document = format!("{{}}{}", " ".repeat(promotion_gates::MAX_DOCUMENT_BYTES));
+        assert_eq!(
+            pgate_swap_config(gate, document.as_ptr(), document.len(), &mut err),
+            pgate_status::InvalidConfig
+        );
+        let text = error_text(err);
+        assert!(
+            text.contains("document") && text.contains("8388608"),
+            "{text}"
+        );
+        let name = "n".repeat(10 * 1024 * 1024);
+        assert_eq!(
+            pgate_enable_feature(gate, name.as_ptr(), name.len(), &mut err),
+            pgate_status::InvalidFlag
+        );
+        let text = error_text(err);
+        assert!(
+            text.len() < 1024 && text.contains("10485760 bytes"),
+            "{text}"
+        );
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+    }
+}

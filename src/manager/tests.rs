@@ -314,5 +314,37 @@ fn flag_sets_are_reused_across_repeated_writes() {
         gate.enable_feature("a").unwrap();
         gate.disable_feature("a").unwrap();
     }
-    assert!(gate.flag_sets.count() <= 3);
+    assert!(gate.flag_sets.held() <= 2);
+    assert_eq!(gate.flag_sets.names_stored(), 1);
+}
+
+#[test]
+fn a_decision_reads_its_flags_for_the_grace_then_reports_stale() {
+    let gate = gate(PromotionConfig {
+        environment: Environment::Staging,
+        feature_flags: vec!["first".into()],
+        ..Default::default()
+    });
+    let decision = gate.route_request("u");
+    let id = decision.enabled_features.set_id();
+    let mut writes = 0;
+    while !decision.enabled_features.is_stale() {
+        assert_eq!(
+            decision.enabled_features.iter().collect::<Vec<_>>(),
+            ["first"]
+        );
+        assert!(gate.flag_set(id).unwrap().contains("first"));
+        writes += 1;
+        gate.enable_feature(format!("f{writes}")).unwrap();
+    }
+    assert!(
+        writes > crate::FLAG_SET_GRACE_WRITES,
+        "stale after {writes} writes"
+    );
+    assert!(decision.enabled_features.is_empty());
+    let err = gate.flag_set(id).unwrap_err();
+    assert_eq!(err, Error::Flag(crate::FlagError::UnknownSet(id)));
+    assert!(err.to_string().contains(&id.to_string()), "{err}");
+    // The current decision reads every flag.
+    assert_eq!(gate.route_request("u").enabled_features.len(), writes + 1);
 }

@@ -7,9 +7,20 @@ use crate::config::{Environment, PromotionConfig, validate_flag_name};
 use crate::error::{Error, PromotionError, RollbackError};
 use crate::history::{RollbackEvent, RollbackTrigger, Undone};
 use crate::judge::Evidence;
+use crate::limits::MAX_REASON_BYTES;
 use crate::release::{self, PromotionKind, plan_promotion};
 use crate::snapshot::Snapshot;
 use crate::verdict::Compliance;
+
+/// Logs the rollback events the history dropped to stay within its bounds.
+fn log_dropped(dropped: u64) {
+    if dropped > 0 {
+        tracing::debug!(
+            dropped,
+            "promotion.rollback_history dropped its oldest events to stay within its bounds"
+        );
+    }
+}
 
 impl PromotionGateManager {
     /// Moves the release along the state machine (see [`plan_promotion`]).
@@ -53,7 +64,7 @@ impl PromotionGateManager {
             tracing::warn!(from = %current.config.environment, "promotion.promote skips staging: canary straight to production");
         }
         let config = release::promoted(&current.config, target, step.kind);
-        self.publish(&mut writer, config, true);
+        self.publish(&mut writer, config, true)?;
         tracing::info!(from = %current.config.environment, to = %target, ?step.kind, "promotion.promote");
         #[cfg(feature = "otel")]
         crate::telemetry::otel::promotion_span(
@@ -133,7 +144,7 @@ impl PromotionGateManager {
         let Some(config) = release::with_flag_enabled(&current.config, name) else {
             return Ok(());
         };
-        self.publish(&mut writer, config, false);
+        self.publish(&mut writer, config, false)?;
         tracing::info!(feature = name, "Feature flag enabled: {name}");
         #[cfg(feature = "otel")]
         crate::telemetry::otel::flag_span(&current.config.gate, name, true);
@@ -162,14 +173,16 @@ impl PromotionGateManager {
         let mut writer = self.lock_writer();
         let current = self.current.load_full();
         let config = release::with_flag_disabled(&current.config, name)?;
+        let bound = config.max_rollback_history;
+        self.publish(&mut writer, config, false)?;
         writer.rollbacks.count(RollbackTrigger::FlagDisabled, None);
-        writer.history.record(
+        let dropped = writer.history.record(
             Undone::Flag(name.to_string()),
             current.config.environment,
             self.monitor.wall(),
-            config.max_rollback_history,
+            bound,
         );
-        self.publish(&mut writer, config, false);
+        log_dropped(dropped);
         tracing::info!(feature = name, "Feature flag disabled: {name}");
         #[cfg(feature = "otel")]
         crate::telemetry::otel::flag_span(&current.config.gate, name, false);
@@ -197,7 +210,8 @@ impl PromotionGateManager {
     /// flags belong to the stable version and stay on.
     ///
     /// # Errors
-    /// [`Error::Rollback`] when the gate is already in Production or the reason is empty.
+    /// [`Error::Rollback`] when the gate is already in Production, or the reason is blank or
+    /// longer than [`MAX_REASON_BYTES`](crate::MAX_REASON_BYTES). Nothing changes on error.
     ///
     /// # Example
     /// ```
@@ -213,6 +227,13 @@ impl PromotionGateManager {
     /// ```
     pub fn rollback(&self, reason: impl Into<String>) -> Result<(), Error> {
         let reason = reason.into();
+        if reason.len() > MAX_REASON_BYTES {
+            return Err(RollbackError::ReasonTooLong {
+                bytes: reason.len(),
+                max: MAX_REASON_BYTES,
+            }
+            .into());
+        }
         if reason.trim().is_empty() {
             return Err(RollbackError::EmptyReason.into());
         }
@@ -251,10 +272,11 @@ impl PromotionGateManager {
             evidence,
         };
         let bound = config.max_rollback_history;
-        writer
+        self.publish(writer, config, true)?;
+        let dropped = writer
             .history
             .record(undone, previous, self.monitor.wall(), bound);
-        self.publish(writer, config, true);
+        log_dropped(dropped);
         Ok(())
     }
 
@@ -340,8 +362,16 @@ impl PromotionGateManager {
         if new_salt {
             tracing::warn!(gate = %config.gate, "promotion.swap_config changes the routing salt: users are reshuffled");
         }
-        writer.history.trim(config.max_rollback_history);
-        self.publish(&mut writer, config, new_stage || new_salt);
+        let bound = config.max_rollback_history;
+        self.publish(&mut writer, config, new_stage || new_salt)?;
+        let dropped = writer.history.trim(bound);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                max_rollback_history = bound,
+                "promotion.swap_config lowered max_rollback_history: the oldest rollback events were dropped (raising it again cannot restore them)"
+            );
+        }
         Ok(current.config.clone())
     }
 }

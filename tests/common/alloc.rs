@@ -1,13 +1,24 @@
 //! A counting global allocator: the system allocator, counting the allocations (and
-//! reallocations) of the threads that ask, with their bytes.
+//! reallocations) of the threads that ask, with their bytes, and the live heap of the whole
+//! process ([`live_bytes`]).
 //!
 //! Declared here as the `#[global_allocator]` of every test crate that has `mod common;`.
-//! Threads that do not count pay one read of a const thread-local per allocation and nothing
-//! else, so test crates that never measure are not disturbed.
+//! Threads that do not count pay one read of a const thread-local and one relaxed atomic add
+//! per allocation, so test crates that never measure are not disturbed.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Bytes allocated and not yet freed, by every thread of the process.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The process's live heap in bytes: allocated through this allocator and not yet freed, by
+/// every thread (measure in a test crate whose other tests do not run meanwhile).
+pub fn live_bytes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
 
 /// The system allocator, counting the allocations of threads that ask (see
 /// [`allocations_during`]).
@@ -57,24 +68,29 @@ fn note_allocation(bytes: usize) {
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note_allocation(layout.size());
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
         // SAFETY: the caller upholds `alloc`'s contract (non-zero size), as `System` needs.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note_allocation(layout.size());
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
         // SAFETY: as for `alloc`.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note_allocation(new_size);
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`; the
         // caller upholds `realloc`'s contract for `new_size`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`.
         unsafe { System.dealloc(ptr, layout) }
     }

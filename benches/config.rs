@@ -1,0 +1,90 @@
+//! What a 40,000-flag config costs: validating it, reading it from JSON, creating a gate from
+//! it and swapping it into a gate. Validation once took 9 s for such a config (a quadratic
+//! duplicate check) and `swap_config` 17 s (it validated twice); the budget is under a second.
+//!
+//! Each subject sits beside its baseline: validation beside hashing every flag name once into a
+//! `HashSet` (the least a duplicate check can do), and JSON reading beside serde_json reading
+//! the same document into an untyped `Value`.
+
+#![allow(clippy::expect_used, reason = "a failed set-up is a failed bench")]
+
+mod common;
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use promotion_gates::{
+    Environment, PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig,
+};
+
+use common::timed_group;
+
+/// Flags in the config: 30,000 release flags and 10,000 graduated ones.
+const FLAGS: usize = 40_000;
+
+/// A valid config with [`FLAGS`] distinct flags of 20 to 24 bytes.
+fn big_config() -> PromotionConfig {
+    let name = |i: usize| format!("feature_flag_{i:06}_{}", i % 977);
+    PromotionConfig {
+        environment: Environment::Canary {
+            traffic_percent: 10.0,
+        },
+        feature_flags: (0..FLAGS * 3 / 4).map(name).collect(),
+        graduated_flags: (FLAGS * 3 / 4..FLAGS).map(name).collect(),
+        gate: "checkout".into(),
+        ..Default::default()
+    }
+}
+
+fn slo() -> SloAdmissionController {
+    SloAdmissionController::new(SloConfig::default()).expect("the default SLO is valid")
+}
+
+fn config_40k(c: &mut Criterion) {
+    let config = big_config();
+    let json = serde_json::to_string(&config).expect("a config serializes");
+    let mut group = timed_group(c, "config_40k", Duration::from_secs(5));
+    group.sample_size(10);
+    group.bench_function("validate", |b| {
+        b.iter(|| black_box(&config).validate().expect("valid"));
+    });
+    group.bench_function("baseline: hash every name once", |b| {
+        b.iter(|| {
+            let names = black_box(&config).feature_flags.iter();
+            let set: HashSet<&str> = names
+                .chain(&config.graduated_flags)
+                .map(String::as_str)
+                .collect();
+            black_box(set.len())
+        });
+    });
+    group.bench_function("from_json (read and validate)", |b| {
+        b.iter(|| PromotionConfig::from_json(black_box(&json)).expect("valid"));
+    });
+    group.bench_function("baseline: serde_json to Value", |b| {
+        b.iter(|| serde_json::from_str::<serde_json::Value>(black_box(&json)).expect("JSON"));
+    });
+    group.bench_function("create a gate", |b| {
+        b.iter_with_large_drop(|| {
+            PromotionGateManager::new(black_box(&config).clone(), slo()).expect("valid")
+        });
+    });
+    let gate = PromotionGateManager::new(PromotionConfig::default(), slo()).expect("valid");
+    let mut other = config.clone();
+    other.feature_flags.pop();
+    let mut turn = false;
+    group.bench_function("swap_config", |b| {
+        b.iter_with_large_drop(|| {
+            // Alternate two configs, so that every swap publishes a different flag set.
+            turn = !turn;
+            let next = if turn { &config } else { &other };
+            gate.swap_config(black_box(next).clone()).expect("valid")
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, config_40k);
+criterion_main!(benches);

@@ -1,0 +1,61 @@
+//! # Limits
+//!
+//! Every bound the engine puts on its inputs and on what it keeps, in one place, so that memory
+//! and CPU follow what is live, never what a caller sent or what happened before. Each limit
+//! is a constant here (re-exported at the crate root); a value beyond one is refused with an
+//! error that names the field and the limit, and the refused call changes nothing.
+//!
+//! | What | Limit | Refused with |
+//! |---|---|---|
+//! | gate name, salt, each flag name | [`MAX_NAME_BYTES`] bytes, not empty, no whitespace or control characters | [`ConfigError`](crate::ConfigError) (`gate`, `salt`, `feature_flags[i]`...) or [`FlagError::InvalidName`](crate::FlagError::InvalidName) |
+//! | a manual rollback's reason | [`MAX_REASON_BYTES`] bytes, not blank | [`RollbackError::ReasonTooLong`](crate::RollbackError::ReasonTooLong) |
+//! | a JSON config document (`from_json`, `parse_json`, the C ABI) | [`MAX_DOCUMENT_BYTES`] bytes | [`ConfigError`](crate::ConfigError) on field `document` |
+//! | `max_rollback_history` | 1 to [`MAX_ROLLBACK_HISTORY`] events | [`ConfigError`](crate::ConfigError) |
+//! | `rollback_window_seconds` | 1 to [`MAX_WINDOW_SECONDS`] | [`ConfigError`](crate::ConfigError) |
+//! | a canary's `traffic_percent` | 0, or enough to route one bucket: at least half of [`TRAFFIC_PERCENT_RESOLUTION`] | [`ConfigError`](crate::ConfigError) |
+//!
+//! What the engine keeps, and how much:
+//! - **Rollback history:** at most `max_rollback_history` events *and* at most
+//!   [`MAX_ROLLBACK_HISTORY_BYTES`] (the events' texts plus a fixed size each); the oldest
+//!   events are dropped first, the newest is always kept. Every dropped event is counted
+//!   ([`PromotionGateManager::rollback_events_dropped`](crate::PromotionGateManager::rollback_events_dropped))
+//!   and logged. Lowering `max_rollback_history` (by `swap_config`) drops the oldest events at
+//!   once, counted the same way; raising it again cannot bring them back.
+//! - **Flag sets:** at most [`FLAG_SET_SLOTS`] sets at once, current and recently replaced; a
+//!   replaced set stays readable for at least [`FLAG_SET_GRACE_WRITES`] later writes, and its
+//!   number is never given to another set (see [`EnabledFeatures`](crate::EnabledFeatures)).
+//!   Each distinct flag name is kept once for the gate's life (so names handed to a C host stay
+//!   valid until the gate is freed): [`MAX_NAME_BYTES`] each at most.
+//! - **Error messages** show at most [`MAX_SHOWN_VALUE_BYTES`] of a refused value, then its
+//!   length: `"xxxx...(10485760 bytes)"`.
+//!
+//! CPU: validating a config is `O(n log n)` in its number of flags (a 40,000-flag config
+//! validates and builds a gate in milliseconds; `benches/config.rs`), and a config is validated
+//! once per call that takes it.
+
+pub use crate::error::MAX_SHOWN_VALUE_BYTES;
+pub use crate::flags::{FLAG_SET_GRACE_WRITES, FLAG_SET_SLOTS};
+
+/// Longest accepted gate name, salt or flag name, in bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Longest accepted reason for a manual rollback, in bytes.
+pub const MAX_REASON_BYTES: usize = 4096;
+
+/// Largest accepted JSON config document (a `PromotionConfig` or an `SloConfig`), in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Largest accepted [`PromotionConfig::max_rollback_history`](crate::PromotionConfig::max_rollback_history).
+pub const MAX_ROLLBACK_HISTORY: usize = 100_000;
+
+/// Most bytes the rollback history keeps: its events' texts (reason, feature, flag name) plus a
+/// fixed size per event. Beyond it the oldest events are dropped, the newest always kept.
+pub const MAX_ROLLBACK_HISTORY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest accepted [`PromotionConfig::rollback_window_seconds`](crate::PromotionConfig::rollback_window_seconds) (one week).
+pub const MAX_WINDOW_SECONDS: u64 = 7 * 24 * 3600;
+
+/// The routing formula's resolution, in percent: one bucket in
+/// [`BUCKETS`](crate::BUCKETS) = 10,000,000. A canary percentage is rounded to the nearest
+/// bucket, so a non-zero percentage below half of this would route nobody and is refused.
+pub const TRAFFIC_PERCENT_RESOLUTION: f64 = 100.0 / crate::bucket::BUCKETS as f64;
