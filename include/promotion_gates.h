@@ -102,8 +102,9 @@ enum pgate_status
   PGATE_STATUS_INDEX_OUT_OF_RANGE = 15,
   /**
    * A flag set number the gate does not hold: its set was replaced more than
-   * `FLAG_SET_GRACE_WRITES` (60) writes ago, or the number is another gate's. A number is
-   * never given to a different set, so a host's cache keyed by it stays right.
+   * `FLAG_SET_GRACE_WRITES` (60) writes ago, or the gate never gave it out (usually another
+   * gate's number; gates number sets from random starts). A gate never gives a number to a
+   * different set, so a host's cache keyed by gate and number stays right.
    */
   PGATE_STATUS_UNKNOWN_FLAG_SET = 16,
   /**

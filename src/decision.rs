@@ -270,7 +270,9 @@ pub struct RoutingDecision<'a> {
     pub target_environment: Environment,
     /// Whether the request goes to the new version.
     pub is_canary: bool,
-    /// The flags on for this request.
+    /// The flags on for this request (readable for at least
+    /// [`FLAG_SET_GRACE_WRITES`](crate::FLAG_SET_GRACE_WRITES) writes after the gate stops
+    /// using them; see [`EnabledFeatures`]).
     pub enabled_features: EnabledFeatures<'a>,
     /// The bucket and threshold behind the decision.
     pub reason: RouteReason,

@@ -153,7 +153,9 @@ pub enum FlagError {
     NotEnabled(String),
     /// A flag set number this gate does not hold: its set was replaced more than
     /// [`FLAG_SET_GRACE_WRITES`](crate::FLAG_SET_GRACE_WRITES) writes ago, or the number was
-    /// never given out by this gate (a decision of another gate). Numbers are never reused.
+    /// never given out by this gate (usually, a decision of another gate: gates number their
+    /// sets from random starts, but a host should key what it caches by gate too). A gate never
+    /// gives a number to a different set.
     #[error(
         "flag set {0} is not held by this gate: it was replaced more than {grace} writes ago, or this gate never gave it out",
         grace = crate::FLAG_SET_GRACE_WRITES

@@ -16,18 +16,22 @@
 //!   are reused oldest-retired first, so it stays readable for at least
 //!   [`FLAG_SET_GRACE_WRITES`] later writes (a write retires or revives at most two sets).
 //!   Memory for sets is therefore at most [`FLAG_SET_SLOTS`] sets, whatever the history.
-//! - A set number is `epoch << 7 | slot`, the epoch growing by one each time the slot is
-//!   reused: **a number is never given to a different set** while the gate lives. A slot whose
-//!   epoch is used up is never reused again; after about 4.2 billion distinct sets a write that
-//!   needs a new set is refused ([`FlagError::SetNumbersExhausted`]).
-//! - A number whose set was reclaimed (or that this gate never gave out) is detected:
+//! - A set number is `epoch << 7 | slot`, the epoch growing by one (from a random start per
+//!   gate) each time the slot is reused: **a number is never given to a different set** while
+//!   the gate lives. A slot whose 2^25 epochs are used up is never reused again; after about 4.2
+//!   billion distinct sets a write that needs a new set is refused
+//!   ([`FlagError::SetNumbersExhausted`]).
+//! - A number whose set was reclaimed is detected, and so, almost always, is another gate's
+//!   number (the random start makes a match unlikely; a host caching sets keys them by gate):
 //!   [`PromotionGateManager::flag_set`](crate::PromotionGateManager::flag_set) answers
 //!   [`FlagError::UnknownSet`], the C ABI `PGATE_STATUS_UNKNOWN_FLAG_SET`, and a decision's
 //!   [`EnabledFeatures`] says [`is_stale`](EnabledFeatures::is_stale) and reads as empty.
 
 use arc_swap::{ArcSwapOption, Guard};
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use crate::error::FlagError;
@@ -94,8 +98,10 @@ pub(crate) struct FlagSetIndex {
     name_numbers: HashMap<Box<str>, u32>,
     /// The set each used slot holds, by its names' numbers.
     by_names: HashMap<Arc<[u32]>, FlagSetId>,
-    /// The epoch each slot's next set gets, and the key of the set it holds.
+    /// How many sets each slot has held, and the key of the set it holds.
     slots: Vec<SlotState>,
+    /// This gate's first epoch (random), so that another gate's numbers rarely name a set here.
+    epoch_base: u32,
     /// Slots free for a new set, oldest-retired first. The sets they hold are still readable.
     free: VecDeque<usize>,
     /// The sets the current snapshot uses.
@@ -104,7 +110,8 @@ pub(crate) struct FlagSetIndex {
 
 #[derive(Debug, Default, Clone)]
 struct SlotState {
-    next_epoch: u32,
+    /// Sets stored in the slot so far; the slot is worn out past `MAX_EPOCH + 1` of them.
+    used: u32,
     key: Option<Arc<[u32]>>,
 }
 
@@ -114,6 +121,8 @@ impl Default for FlagSetIndex {
             name_numbers: HashMap::new(),
             by_names: HashMap::new(),
             slots: vec![SlotState::default(); FLAG_SET_SLOTS],
+            // `RandomState` is seeded from the OS and differs per instance.
+            epoch_base: (RandomState::new().hash_one(0u8) as u32) & MAX_EPOCH,
             free: (1..FLAG_SET_SLOTS).collect(),
             live: [FlagSetId::EMPTY; 2],
         }
@@ -214,7 +223,7 @@ impl FlagSets {
         for id in previous {
             let slot = id.slot();
             // A slot whose epochs are used up is never reused, so its numbers never recur.
-            let reusable = index.slots[slot].next_epoch <= MAX_EPOCH;
+            let reusable = index.slots[slot].used <= MAX_EPOCH;
             let retired = id != FlagSetId::EMPTY && !ids.contains(&id);
             if retired && reusable && !index.free.contains(&slot) {
                 index.free.push_back(slot);
@@ -230,21 +239,22 @@ impl FlagSets {
         index: &mut FlagSetIndex,
         names: impl IntoIterator<Item = &'n str>,
     ) -> Option<Arc<[u32]>> {
-        let mut numbers: Vec<u32> = names
+        let mut named: Vec<(&str, u32)> = names
             .into_iter()
             .map(|name| match index.name_numbers.get(name) {
-                Some(&number) => number,
+                Some(&number) => (name, number),
                 None => {
                     let pushed = self.names.push(Box::from(name));
                     // Four billion distinct names would not fit in memory first.
                     let number = u32::try_from(pushed).unwrap_or(u32::MAX);
                     index.name_numbers.insert(Box::from(name), number);
-                    number
+                    (name, number)
                 }
             })
             .collect();
-        numbers.sort_unstable_by(|a, b| self.name(*a).cmp(self.name(*b)));
-        numbers.dedup();
+        named.sort_unstable();
+        named.dedup();
+        let numbers: Vec<u32> = named.into_iter().map(|(_, number)| number).collect();
         (!numbers.is_empty()).then(|| numbers.into())
     }
 
@@ -258,8 +268,9 @@ impl FlagSets {
         if let Some(old) = state.key.replace(key.clone()) {
             index.by_names.remove(&old);
         }
-        let id = FlagSetId::new(slot, state.next_epoch);
-        state.next_epoch += 1;
+        // `used` <= MAX_EPOCH here, so the epochs of one slot never repeat.
+        let id = FlagSetId::new(slot, index.epoch_base.wrapping_add(state.used) & MAX_EPOCH);
+        state.used += 1;
         index.by_names.insert(key.clone(), id);
         self.slots[slot].store(Some(Arc::new(StoredSet { id, names: key })));
         id
@@ -290,6 +301,11 @@ impl fmt::Debug for FlagSets {
 }
 
 /// The feature flags on for one routed request: a borrowed, allocation-free view.
+///
+/// It holds the set's number and reads the set when asked (lock-free). The set stays readable
+/// while the gate uses it and for at least [`FLAG_SET_GRACE_WRITES`] writes after; read the
+/// flags when the request is routed, not hours later. A view of a set the gate no longer holds
+/// [`is_stale`](Self::is_stale) and reads as empty; it never reads as another set.
 ///
 /// # Example
 /// ```
@@ -531,7 +547,7 @@ mod tests {
         let sets = FlagSets::new();
         let mut index = FlagSetIndex::default();
         for state in &mut index.slots {
-            state.next_epoch = MAX_EPOCH;
+            state.used = MAX_EPOCH;
         }
         let mut ids = std::collections::HashSet::new();
         let mut i = 0;

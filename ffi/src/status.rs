@@ -46,8 +46,9 @@ pub enum pgate_status {
     /// An index is beyond the end of a list.
     IndexOutOfRange = 15,
     /// A flag set number the gate does not hold: its set was replaced more than
-    /// `FLAG_SET_GRACE_WRITES` (60) writes ago, or the number is another gate's. A number is
-    /// never given to a different set, so a host's cache keyed by it stays right.
+    /// `FLAG_SET_GRACE_WRITES` (60) writes ago, or the gate never gave it out (usually another
+    /// gate's number; gates number sets from random starts). A gate never gives a number to a
+    /// different set, so a host's cache keyed by gate and number stays right.
     UnknownFlagSet = 16,
     /// The write needs a new flag set number and the gate has used them all (after about 4.2
     /// billion distinct sets); nothing changed. Create a new gate.

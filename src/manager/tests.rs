@@ -348,3 +348,20 @@ fn a_decision_reads_its_flags_for_the_grace_then_reports_stale() {
     // The current decision reads every flag.
     assert_eq!(gate.route_request("u").enabled_features.len(), writes + 1);
 }
+
+#[test]
+fn another_gates_set_number_is_unknown_here() {
+    let config = PromotionConfig {
+        environment: Environment::Staging,
+        feature_flags: vec!["new_api".into()],
+        ..Default::default()
+    };
+    let (a, b) = (gate(config.clone()), gate(config));
+    let id = a.route_request("u").enabled_features.set_id();
+    assert!(a.flag_set(id).unwrap().contains("new_api"));
+    // Gates number their sets from random starts: a match has odds of 1 in 2^25.
+    assert_eq!(
+        b.flag_set(id).unwrap_err(),
+        Error::Flag(crate::FlagError::UnknownSet(id))
+    );
+}
