@@ -189,7 +189,9 @@ impl FlagSets {
         new_version: impl IntoIterator<Item = &'n str>,
     ) -> Result<[FlagSetId; 2], FlagError> {
         let mut keys = [self.key(index, stable), self.key(index, new_version)];
-        if keys[0] == keys[1] {
+        // The same set twice (no release flags) takes one number.
+        let same = keys[0] == keys[1];
+        if same {
             keys[1] = None;
         }
         let known = |key: &Option<Arc<[u32]>>| key.as_ref().and_then(|k| index.by_names.get(k));
@@ -213,10 +215,10 @@ impl FlagSets {
                     index.free.retain(|&slot| slot != known.slot());
                     known
                 }
-                None => self.store(index, key),
+                None => self.store(index, key)?,
             };
         }
-        if ids[1] == FlagSetId::EMPTY {
+        if same {
             ids[1] = ids[0];
         }
         let previous = std::mem::replace(&mut index.live, ids);
@@ -259,11 +261,12 @@ impl FlagSets {
     }
 
     /// Stores a new set in the oldest free slot, under a number never used before. The caller
-    /// checked that there is a free slot.
-    fn store(&self, index: &mut FlagSetIndex, key: Arc<[u32]>) -> FlagSetId {
-        let Some(slot) = index.free.pop_front() else {
-            return FlagSetId::EMPTY;
-        };
+    /// checked that there is a free slot (so the error is not reached).
+    fn store(&self, index: &mut FlagSetIndex, key: Arc<[u32]>) -> Result<FlagSetId, FlagError> {
+        let slot = index
+            .free
+            .pop_front()
+            .ok_or(FlagError::SetNumbersExhausted)?;
         let state = &mut index.slots[slot];
         if let Some(old) = state.key.replace(key.clone()) {
             index.by_names.remove(&old);
@@ -273,7 +276,7 @@ impl FlagSets {
         state.used += 1;
         index.by_names.insert(key.clone(), id);
         self.slots[slot].store(Some(Arc::new(StoredSet { id, names: key })));
-        id
+        Ok(id)
     }
 
     /// How many sets the gate holds now (the empty set excluded), current and retired.
@@ -482,6 +485,20 @@ mod tests {
         assert_eq!(view.iter().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(view.get(1), Some("b"));
         assert!(view.contains("a") && !view.contains("c"));
+    }
+
+    #[test]
+    fn the_same_set_for_both_cohorts_takes_one_number() {
+        let sets = FlagSets::new();
+        let mut index = FlagSetIndex::default();
+        let [stable, new] = sets.intern_live(&mut index, ["g"], ["g"]).unwrap();
+        assert_eq!(stable, new);
+        assert_ne!(stable, FlagSetId::EMPTY);
+        assert_eq!(sets.held(), 1);
+        let none = sets.intern_live(&mut index, [], []).unwrap();
+        assert_eq!(none, [FlagSetId::EMPTY; 2]);
+        // The retired set is still readable.
+        assert_eq!(EnabledFeatures::new(&sets, stable).get(0), Some("g"));
     }
 
     #[test]
