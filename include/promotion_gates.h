@@ -709,8 +709,8 @@ pgate_status pgate_record_by_id(const struct pgate_gate *gate,
  *
  * A set number always names the same set (the gate never gives it to another). The set stays
  * readable while the gate uses it and for at least 60 writes after (`FLAG_SET_GRACE_WRITES`);
- * after that, or for another gate's number, the call returns `PGATE_STATUS_UNKNOWN_FLAG_SET`
- * and writes nothing.
+ * after that (unless this thread read it among its last two sets), or for a number the gate
+ * never gave out, the call returns `PGATE_STATUS_UNKNOWN_FLAG_SET` and writes nothing.
  *
  * # Safety
  * `gate` must be a live gate; `len_out` valid for a write.

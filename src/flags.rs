@@ -25,9 +25,13 @@
 //!   number (the random start makes a match unlikely; a host caching sets keys them by gate):
 //!   [`PromotionGateManager::flag_set`](crate::PromotionGateManager::flag_set) answers
 //!   [`FlagError::UnknownSet`], the C ABI `PGATE_STATUS_UNKNOWN_FLAG_SET`, and a decision's
-//!   [`EnabledFeatures`] says [`is_stale`](EnabledFeatures::is_stale) and reads as empty.
+//!   [`EnabledFeatures`] says [`is_stale`](EnabledFeatures::is_stale) and may read as empty
+//!   (a thread that read the set recently still reads it right: it never reads as another set).
+//! - Reading a set takes no atomic read-modify-write in the common case: each thread remembers
+//!   the two sets it read last (keeping at most two sets alive per reading thread).
 
-use arc_swap::{ArcSwapOption, Guard};
+use arc_swap::ArcSwapOption;
+use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -81,21 +85,26 @@ impl FlagSetId {
 struct StoredSet {
     id: FlagSetId,
     names: Arc<[u32]>,
+    /// The same names as text, shared with the arena, so that `contains` compares directly.
+    texts: Box<[Arc<str>]>,
 }
 
 /// The flag names and sets of a gate. Reads are lock-free and allocation-free; interning is
 /// done by writers, which the manager serializes, with a [`FlagSetIndex`].
 pub(crate) struct FlagSets {
     /// Every distinct name, by number; append-only.
-    names: boxcar::Vec<Box<str>>,
+    names: boxcar::Vec<Arc<str>>,
     /// The set slots; slot 0 stays empty (number 0 is the empty set).
     slots: Box<[ArcSwapOption<StoredSet>]>,
+    /// A random number that tells this gate's sets from other gates' in a thread's
+    /// [`Recent`] sets (never 0, which marks an empty entry there).
+    token: u64,
 }
 
 /// The writer's side: finds interned names and sets, and knows which slots are free.
 #[derive(Debug)]
 pub(crate) struct FlagSetIndex {
-    name_numbers: HashMap<Box<str>, u32>,
+    name_numbers: HashMap<Arc<str>, u32>,
     /// The set each used slot holds, by its names' numbers.
     by_names: HashMap<Arc<[u32]>, FlagSetId>,
     /// How many sets each slot has held, and the key of the set it holds.
@@ -129,19 +138,52 @@ impl Default for FlagSetIndex {
     }
 }
 
-/// One set as read: the empty set, a guard on the slot that holds it, or a number the gate
-/// does not hold.
-enum Loaded {
+/// A reading thread's two most recently read sets (one per cohort, typically), of any gate,
+/// so that reading a decision's flags costs no atomic read-modify-write in the common case. A
+/// cached set is right even after its slot is reused (its gate's token and its number name it
+/// alone); the cache keeps at most two sets alive per thread.
+struct Recent {
+    /// The sets' gate tokens and numbers, beside them so that a look-up reads no set.
+    keys: [(u64, FlagSetId); 2],
+    sets: [Option<Arc<StoredSet>>; 2],
+}
+
+impl Recent {
+    const EMPTY: Self = Self {
+        keys: [(0, FlagSetId::EMPTY); 2],
+        sets: [None, None],
+    };
+
+    fn find(&self, key: (u64, FlagSetId)) -> Option<&Arc<StoredSet>> {
+        let i = self.keys.iter().position(|&known| known == key)?;
+        self.sets[i].as_ref()
+    }
+
+    fn insert(&mut self, token: u64, set: Arc<StoredSet>) {
+        self.keys.swap(0, 1);
+        self.sets.swap(0, 1);
+        self.keys[0] = (token, set.id);
+        self.sets[0] = Some(set);
+    }
+}
+
+thread_local! {
+    /// This thread's [`Recent`] sets.
+    static RECENT: RefCell<Recent> = const { RefCell::new(Recent::EMPTY) };
+}
+
+/// One set as found: the empty set, a stored set, or a number the gate does not hold.
+enum Found<'s> {
     Empty,
-    Stored(Guard<Option<Arc<StoredSet>>>),
+    Set(&'s Arc<StoredSet>),
     Unknown,
 }
 
-impl Loaded {
+impl Found<'_> {
     fn numbers(&self) -> &[u32] {
         match self {
-            Loaded::Stored(guard) => guard.as_ref().map_or(&[], |set| &set.names),
-            Loaded::Empty | Loaded::Unknown => &[],
+            Found::Set(set) => &set.names,
+            Found::Empty | Found::Unknown => &[],
         }
     }
 }
@@ -154,20 +196,58 @@ impl FlagSets {
             slots: (0..FLAG_SET_SLOTS)
                 .map(|_| ArcSwapOption::empty())
                 .collect(),
+            // `RandomState` is seeded from the OS and differs per instance.
+            token: RandomState::new().hash_one(1u8) | 1,
         }
     }
 
-    /// Reads set `id`: its slot, if the slot still holds it.
-    fn load(&self, id: FlagSetId) -> Loaded {
+    /// Calls `read` with set `id`: from this thread's recent sets, else from its slot if the
+    /// slot still holds it (and then remembers it). Lock-free and allocation-free.
+    fn with_set<R>(&self, id: FlagSetId, read: impl FnOnce(Found<'_>) -> R) -> R {
         if id == FlagSetId::EMPTY {
-            return Loaded::Empty;
+            return read(Found::Empty);
+        }
+        // `with` would panic while the thread's locals are torn down: then read the slot alone.
+        if RECENT.try_with(|_| ()).is_ok() {
+            RECENT.with(|recent| self.read_through(Some(recent), id, read))
+        } else {
+            self.read_through(None, id, read)
+        }
+    }
+
+    fn read_through<R>(
+        &self,
+        recent: Option<&RefCell<Recent>>,
+        id: FlagSetId,
+        read: impl FnOnce(Found<'_>) -> R,
+    ) -> R {
+        if let Some(cell) = recent
+            && let Ok(cached) = cell.try_borrow()
+            && let Some(set) = cached.find((self.token, id))
+        {
+            return read(Found::Set(set));
         }
         let guard = self.slots[id.slot()].load();
-        if guard.as_ref().is_some_and(|set| set.id == id) {
-            Loaded::Stored(guard)
-        } else {
-            Loaded::Unknown
+        match guard.as_ref() {
+            Some(set) if set.id == id => {
+                // Busy only while this thread reads a recent set: then it is not cached.
+                if let Some(Ok(mut cached)) = recent.map(RefCell::try_borrow_mut) {
+                    cached.insert(self.token, Arc::clone(set));
+                }
+                read(Found::Set(set))
+            }
+            _ => read(Found::Unknown),
         }
+    }
+
+    /// Whether the gate still holds set `id` (read from its slot, never from a cache).
+    #[cfg(test)]
+    fn holds(&self, id: FlagSetId) -> bool {
+        id == FlagSetId::EMPTY
+            || self.slots[id.slot()]
+                .load()
+                .as_ref()
+                .is_some_and(|set| set.id == id)
     }
 
     /// The name numbered `number` (always there: numbers come from stored sets).
@@ -246,10 +326,11 @@ impl FlagSets {
             .map(|name| match index.name_numbers.get(name) {
                 Some(&number) => (name, number),
                 None => {
-                    let pushed = self.names.push(Box::from(name));
+                    let text: Arc<str> = Arc::from(name);
+                    let pushed = self.names.push(Arc::clone(&text));
                     // Four billion distinct names would not fit in memory first.
                     let number = u32::try_from(pushed).unwrap_or(u32::MAX);
-                    index.name_numbers.insert(Box::from(name), number);
+                    index.name_numbers.insert(text, number);
                     (name, number)
                 }
             })
@@ -275,7 +356,15 @@ impl FlagSets {
         let id = FlagSetId::new(slot, index.epoch_base.wrapping_add(state.used) & MAX_EPOCH);
         state.used += 1;
         index.by_names.insert(key.clone(), id);
-        self.slots[slot].store(Some(Arc::new(StoredSet { id, names: key })));
+        let texts = key
+            .iter()
+            .filter_map(|&number| self.names.get(number as usize).cloned())
+            .collect();
+        self.slots[slot].store(Some(Arc::new(StoredSet {
+            id,
+            names: key,
+            texts,
+        })));
         Ok(id)
     }
 
@@ -305,9 +394,10 @@ impl fmt::Debug for FlagSets {
 
 /// The feature flags on for one routed request: a borrowed, allocation-free view.
 ///
-/// It holds the set's number and reads the set when asked (lock-free). The set stays readable
-/// while the gate uses it and for at least [`FLAG_SET_GRACE_WRITES`] writes after; read the
-/// flags when the request is routed, not hours later. A view of a set the gate no longer holds
+/// It holds the set's number and reads the set when asked (lock-free; from the calling
+/// thread's two most recently read sets, else from the gate). The set stays readable while the
+/// gate uses it and for at least [`FLAG_SET_GRACE_WRITES`] writes after; read the flags when
+/// the request is routed, not hours later. A view that can no longer be read
 /// [`is_stale`](Self::is_stale) and reads as empty; it never reads as another set.
 ///
 /// # Example
@@ -340,9 +430,9 @@ impl<'a> EnabledFeatures<'a> {
         Self { sets, id }
     }
 
-    /// The name numbers of this set, read now (empty if the gate no longer holds it).
-    fn load(&self) -> Loaded {
-        self.sets.load(self.id)
+    /// Calls `read` with this set, read now.
+    fn with_set<R>(&self, read: impl FnOnce(Found<'_>) -> R) -> R {
+        self.sets.with_set(self.id, read)
     }
 
     /// The flag names, in byte order.
@@ -358,9 +448,16 @@ impl<'a> EnabledFeatures<'a> {
     /// ```
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
         let sets = self.sets;
-        let loaded = self.load();
-        let len = loaded.numbers().len();
-        (0..len).map(move |i| sets.name(loaded.numbers()[i]))
+        // The iterator holds the set (one reference count), so it reads one set to its end.
+        let held: Option<Arc<StoredSet>> = self.with_set(|found| match found {
+            Found::Set(set) => Some(Arc::clone(set)),
+            Found::Empty | Found::Unknown => None,
+        });
+        let len = held.as_ref().map_or(0, |set| set.names.len());
+        (0..len).map(move |i| {
+            let number = held.as_ref().and_then(|set| set.names.get(i).copied());
+            number.map_or("", |number| sets.name(number))
+        })
     }
 
     /// The flag at `index` in byte order, if there is one (constant time).
@@ -373,8 +470,7 @@ impl<'a> EnabledFeatures<'a> {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn get(&self, index: usize) -> Option<&'a str> {
-        let loaded = self.load();
-        let number = *loaded.numbers().get(index)?;
+        let number = self.with_set(|found| found.numbers().get(index).copied())?;
         Some(self.sets.name(number))
     }
 
@@ -388,7 +484,7 @@ impl<'a> EnabledFeatures<'a> {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn len(&self) -> usize {
-        self.load().numbers().len()
+        self.with_set(|found| found.numbers().len())
     }
 
     /// Whether no flag is on.
@@ -414,15 +510,19 @@ impl<'a> EnabledFeatures<'a> {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn contains(&self, name: &str) -> bool {
-        self.load()
-            .numbers()
-            .binary_search_by(|&probe| self.sets.name(probe).cmp(name))
-            .is_ok()
+        self.with_set(|found| match found {
+            Found::Set(set) => set
+                .texts
+                .binary_search_by(|probe| (**probe).cmp(name))
+                .is_ok(),
+            Found::Empty | Found::Unknown => false,
+        })
     }
 
-    /// Whether the gate no longer holds this set: it was replaced more than
-    /// [`FLAG_SET_GRACE_WRITES`] writes ago (or the number is not one this gate gave out). A
-    /// stale set reads as empty; [`PromotionGateManager::flag_set`](crate::PromotionGateManager::flag_set)
+    /// Whether this set can no longer be read here: the gate replaced it more than
+    /// [`FLAG_SET_GRACE_WRITES`] writes ago and this thread does not remember it among the two
+    /// sets it read last (or the number is not one this gate gave out). A stale view reads as
+    /// empty, and [`PromotionGateManager::flag_set`](crate::PromotionGateManager::flag_set)
     /// answers its number with [`FlagError::UnknownSet`]. Once stale, always stale.
     ///
     /// # Example
@@ -433,7 +533,7 @@ impl<'a> EnabledFeatures<'a> {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn is_stale(&self) -> bool {
-        matches!(self.load(), Loaded::Unknown)
+        self.with_set(|found| matches!(found, Found::Unknown))
     }
 
     /// The set's number within its gate (what the C ABI hands out): never given to another
@@ -516,20 +616,17 @@ mod tests {
         let first = intern(&sets, &mut index, &["first"]);
         let mut seen = std::collections::HashSet::from([first]);
         let mut writes = 0;
-        while !EnabledFeatures::new(&sets, first).is_stale() {
-            assert_eq!(
-                EnabledFeatures::new(&sets, first)
-                    .iter()
-                    .collect::<Vec<_>>(),
-                ["first"]
-            );
+        let mut live = [FlagSetId::EMPTY; 2];
+        let view = EnabledFeatures::new(&sets, first);
+        while sets.holds(first) {
+            assert_eq!(view.iter().collect::<Vec<_>>(), ["first"]);
             writes += 1;
             let stable = format!("s{writes}");
             let new = format!("n{writes}");
-            let ids = sets
+            live = sets
                 .intern_live(&mut index, [stable.as_str()], [new.as_str()])
                 .unwrap();
-            for id in ids {
+            for id in live {
                 assert!(seen.insert(id), "number {} given twice", id.0);
             }
             assert!(sets.held() < FLAG_SET_SLOTS);
@@ -538,6 +635,15 @@ mod tests {
             writes > FLAG_SET_GRACE_WRITES,
             "stale after {writes} writes"
         );
+        // This thread read it last: it remembers it, and reads it right, not as the set that
+        // took its slot.
+        assert!(!view.is_stale());
+        assert_eq!(view.iter().collect::<Vec<_>>(), ["first"]);
+        // Once it has read two other sets, it no longer can.
+        for id in live {
+            assert_eq!(EnabledFeatures::new(&sets, id).len(), 1);
+        }
+        assert!(view.is_stale() && view.is_empty() && view.get(0).is_none());
         // Thousands of sets later, numbers are still new and the held sets bounded.
         for i in 0..5_000 {
             let name = format!("x{i}");
@@ -545,6 +651,23 @@ mod tests {
             assert!(seen.insert(id), "number {} given twice", id.0);
         }
         assert!(sets.held() < FLAG_SET_SLOTS);
+    }
+
+    #[test]
+    fn a_thread_remembers_the_two_sets_it_read_last() {
+        let sets = FlagSets::new();
+        let mut index = FlagSetIndex::default();
+        let a = intern(&sets, &mut index, &["a"]);
+        let b = intern(&sets, &mut index, &["b"]);
+        let c = intern(&sets, &mut index, &["c"]);
+        for (id, name) in [(a, "a"), (b, "b"), (c, "c")] {
+            assert!(EnabledFeatures::new(&sets, id).contains(name));
+        }
+        let remembered = RECENT.with(|cell| cell.borrow().keys);
+        assert_eq!(remembered, [(sets.token, c), (sets.token, b)]);
+        // Another gate's set of the same number is not taken for this one's.
+        let other = FlagSets::new();
+        assert!(EnabledFeatures::new(&other, c).is_stale());
     }
 
     #[test]

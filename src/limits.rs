@@ -21,9 +21,10 @@
 //!   ([`PromotionGateManager::rollback_events_dropped`](crate::PromotionGateManager::rollback_events_dropped))
 //!   and logged. Lowering `max_rollback_history` (by `swap_config`) drops the oldest events at
 //!   once, counted the same way; raising it again cannot bring them back.
-//! - **Flag sets:** at most [`FLAG_SET_SLOTS`] sets at once, current and recently replaced; a
-//!   replaced set stays readable for at least [`FLAG_SET_GRACE_WRITES`] later writes, and its
-//!   number is never given to another set (see [`EnabledFeatures`](crate::EnabledFeatures)).
+//! - **Flag sets:** at most [`FLAG_SET_SLOTS`] sets at once, current and recently replaced,
+//!   plus at most two per reading thread (the two it read last); a replaced set stays readable
+//!   for at least [`FLAG_SET_GRACE_WRITES`] later writes, and its number is never given to
+//!   another set (see [`EnabledFeatures`](crate::EnabledFeatures)).
 //!   Each distinct flag name is kept once for the gate's life (so names handed to a C host stay
 //!   valid until the gate is freed): [`MAX_NAME_BYTES`] each at most.
 //! - **Error messages** show at most [`MAX_SHOWN_VALUE_BYTES`] of a refused value, then its

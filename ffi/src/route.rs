@@ -200,8 +200,8 @@ fn to_c(outcome: Recorded) -> pgate_recorded {
 ///
 /// A set number always names the same set (the gate never gives it to another). The set stays
 /// readable while the gate uses it and for at least 60 writes after (`FLAG_SET_GRACE_WRITES`);
-/// after that, or for another gate's number, the call returns `PGATE_STATUS_UNKNOWN_FLAG_SET`
-/// and writes nothing.
+/// after that (unless this thread read it among its last two sets), or for a number the gate
+/// never gave out, the call returns `PGATE_STATUS_UNKNOWN_FLAG_SET` and writes nothing.
 ///
 /// # Safety
 /// `gate` must be a live gate; `len_out` valid for a write.
@@ -219,7 +219,8 @@ pub unsafe extern "C" fn pgate_flag_set_len(
             .flag_set(set)
             .map_err(|_| pgate_status::UnknownFlagSet)?;
         let len = flags.len();
-        if flags.is_stale() {
+        // A stored set is never empty: 0 for another number means the set went in between.
+        if len == 0 && set != 0 {
             return Err(pgate_status::UnknownFlagSet);
         }
         // SAFETY: caller's contract.

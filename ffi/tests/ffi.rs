@@ -300,12 +300,25 @@ fn a_flag_set_number_the_gate_no_longer_holds_is_reported_not_read_as_empty() {
         assert_eq!(first, b"first");
         let mut n = 0;
         let mut writes = 0;
+        let mut previous = d.flag_set;
         while pgate_flag_set_len(gate, d.flag_set, &mut n) == pgate_status::Ok {
             assert_eq!(n, 1);
             writes += 1;
             let flag = format!("f{writes}");
             let status = pgate_enable_feature(gate, flag.as_ptr(), flag.len(), null_mut());
             assert_eq!(status, pgate_status::Ok);
+            // Read two other sets, as a host routing requests does: the thread forgets this one.
+            let mut now = std::mem::zeroed::<pgate_decision>();
+            assert_eq!(
+                pgate_route(gate, b"u".as_ptr(), 1, &mut now),
+                pgate_status::Ok
+            );
+            assert_eq!(
+                pgate_flag_set_len(gate, now.flag_set, &mut n),
+                pgate_status::Ok
+            );
+            pgate_flag_set_len(gate, previous, &mut n);
+            previous = now.flag_set;
         }
         assert!(writes > promotion_gates::FLAG_SET_GRACE_WRITES);
         assert_eq!(

@@ -328,6 +328,7 @@ fn a_decision_reads_its_flags_for_the_grace_then_reports_stale() {
     let decision = gate.route_request("u");
     let id = decision.enabled_features.set_id();
     let mut writes = 0;
+    let mut previous = id;
     while !decision.enabled_features.is_stale() {
         assert_eq!(
             decision.enabled_features.iter().collect::<Vec<_>>(),
@@ -336,6 +337,13 @@ fn a_decision_reads_its_flags_for_the_grace_then_reports_stale() {
         assert!(gate.flag_set(id).unwrap().contains("first"));
         writes += 1;
         gate.enable_feature(format!("f{writes}")).unwrap();
+        // Read two other sets, as a host routing requests does, so this thread forgets it.
+        let current = gate.route_request("u").enabled_features;
+        assert_eq!(current.len(), writes + 1);
+        if let Ok(set) = gate.flag_set(previous) {
+            assert!(set.contains("first"));
+        }
+        previous = current.set_id();
     }
     assert!(
         writes > crate::FLAG_SET_GRACE_WRITES,
