@@ -10,8 +10,9 @@
 //! - Each distinct flag **name** is stored once, for the gate's life, so a name read from any
 //!   decision (and a C pointer to it) stays valid until the gate is freed. Names are at most
 //!   [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) long.
-//! - A flag **set** is a sorted list of name numbers in one of [`FLAG_SET_SLOTS`] slots (slot 0
-//!   is the empty set, never stored). The sets of the current snapshot are always held. A set no
+//! - A flag **set** is a sorted list of names (their numbers, and the names themselves shared
+//!   with the arena) in one of [`FLAG_SET_SLOTS`] slots (slot 0 is the empty set, never
+//!   stored). The sets of the current snapshot are always held. A set no
 //!   snapshot uses any more is *retired*: it stays readable until its slot is reused, and slots
 //!   are reused oldest-retired first, so it stays readable for at least
 //!   [`FLAG_SET_GRACE_WRITES`] later writes (a write retires or revives at most two sets).
