@@ -29,7 +29,8 @@
 //!   [`EnabledFeatures`] says [`is_stale`](EnabledFeatures::is_stale) and may read as empty
 //!   (a thread that read the set recently still reads it right: it never reads as another set).
 //! - Reading a set takes no atomic read-modify-write in the common case: each thread remembers
-//!   the two sets it read last (keeping at most two sets alive per reading thread).
+//!   the two sets of the gate it read last (keeping at most two sets alive per reading thread
+//!   and gate).
 
 use arc_swap::ArcSwapOption;
 use std::cell::RefCell;
@@ -38,6 +39,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use thread_local::ThreadLocal;
 
 use crate::error::FlagError;
 
@@ -97,9 +99,8 @@ pub(crate) struct FlagSets {
     names: boxcar::Vec<Arc<str>>,
     /// The set slots; slot 0 stays empty (number 0 is the empty set).
     slots: Box<[ArcSwapOption<StoredSet>]>,
-    /// A random number that tells this gate's sets from other gates' in a thread's
-    /// [`Recent`] sets (never 0, which marks an empty entry there).
-    token: u64,
+    /// Each reading thread's [`Recent`] sets of this gate.
+    recent: ThreadLocal<RefCell<Recent>>,
 }
 
 /// The writer's side: finds interned names and sets, and knows which slots are free.
@@ -139,38 +140,29 @@ impl Default for FlagSetIndex {
     }
 }
 
-/// A reading thread's two most recently read sets (one per cohort, typically), of any gate,
-/// so that reading a decision's flags costs no atomic read-modify-write in the common case. A
-/// cached set is right even after its slot is reused (its gate's token and its number name it
-/// alone); the cache keeps at most two sets alive per thread.
+/// A reading thread's two most recently read sets of one gate (one per cohort, typically), so
+/// that reading a decision's flags costs no atomic read-modify-write in the common case. A
+/// cached set is right even after its slot is reused (its number names it alone); the cache
+/// keeps at most two sets alive per thread and gate.
+#[derive(Default)]
 struct Recent {
-    /// The sets' gate tokens and numbers, beside them so that a look-up reads no set.
-    keys: [(u64, FlagSetId); 2],
+    /// The sets' numbers, beside them so that a look-up reads no set (0: an empty entry).
+    ids: [FlagSetId; 2],
     sets: [Option<Arc<StoredSet>>; 2],
 }
 
 impl Recent {
-    const EMPTY: Self = Self {
-        keys: [(0, FlagSetId::EMPTY); 2],
-        sets: [None, None],
-    };
-
-    fn find(&self, key: (u64, FlagSetId)) -> Option<&Arc<StoredSet>> {
-        let i = self.keys.iter().position(|&known| known == key)?;
+    fn find(&self, id: FlagSetId) -> Option<&Arc<StoredSet>> {
+        let i = self.ids.iter().position(|&known| known == id)?;
         self.sets[i].as_ref()
     }
 
-    fn insert(&mut self, token: u64, set: Arc<StoredSet>) {
-        self.keys.swap(0, 1);
+    fn insert(&mut self, set: Arc<StoredSet>) {
+        self.ids.swap(0, 1);
         self.sets.swap(0, 1);
-        self.keys[0] = (token, set.id);
+        self.ids[0] = set.id;
         self.sets[0] = Some(set);
     }
-}
-
-thread_local! {
-    /// This thread's [`Recent`] sets.
-    static RECENT: RefCell<Recent> = const { RefCell::new(Recent::EMPTY) };
 }
 
 /// One set as found: the empty set, a stored set, or a number the gate does not hold.
@@ -197,34 +189,20 @@ impl FlagSets {
             slots: (0..FLAG_SET_SLOTS)
                 .map(|_| ArcSwapOption::empty())
                 .collect(),
-            // `RandomState` is seeded from the OS and differs per instance.
-            token: RandomState::new().hash_one(1u8) | 1,
+            recent: ThreadLocal::new(),
         }
     }
 
     /// Calls `read` with set `id`: from this thread's recent sets, else from its slot if the
-    /// slot still holds it (and then remembers it). Lock-free and allocation-free.
+    /// slot still holds it (and then remembers it). Lock-free, and allocation-free after the
+    /// thread's first read on this gate.
     fn with_set<R>(&self, id: FlagSetId, read: impl FnOnce(Found<'_>) -> R) -> R {
         if id == FlagSetId::EMPTY {
             return read(Found::Empty);
         }
-        // `with` would panic while the thread's locals are torn down: then read the slot alone.
-        if RECENT.try_with(|_| ()).is_ok() {
-            RECENT.with(|recent| self.read_through(Some(recent), id, read))
-        } else {
-            self.read_through(None, id, read)
-        }
-    }
-
-    fn read_through<R>(
-        &self,
-        recent: Option<&RefCell<Recent>>,
-        id: FlagSetId,
-        read: impl FnOnce(Found<'_>) -> R,
-    ) -> R {
-        if let Some(cell) = recent
-            && let Ok(cached) = cell.try_borrow()
-            && let Some(set) = cached.find((self.token, id))
+        let recent = self.recent.get_or(RefCell::default);
+        if let Ok(cached) = recent.try_borrow()
+            && let Some(set) = cached.find(id)
         {
             return read(Found::Set(set));
         }
@@ -232,8 +210,8 @@ impl FlagSets {
         match guard.as_ref() {
             Some(set) if set.id == id => {
                 // Busy only while this thread reads a recent set: then it is not cached.
-                if let Some(Ok(mut cached)) = recent.map(RefCell::try_borrow_mut) {
-                    cached.insert(self.token, Arc::clone(set));
+                if let Ok(mut cached) = recent.try_borrow_mut() {
+                    cached.insert(Arc::clone(set));
                 }
                 read(Found::Set(set))
             }
@@ -664,8 +642,8 @@ mod tests {
         for (id, name) in [(a, "a"), (b, "b"), (c, "c")] {
             assert!(EnabledFeatures::new(&sets, id).contains(name));
         }
-        let remembered = RECENT.with(|cell| cell.borrow().keys);
-        assert_eq!(remembered, [(sets.token, c), (sets.token, b)]);
+        let remembered = sets.recent.get_or(RefCell::default).borrow().ids;
+        assert_eq!(remembered, [c, b]);
         // Another gate's set of the same number is not taken for this one's.
         let other = FlagSets::new();
         assert!(EnabledFeatures::new(&other, c).is_stale());
