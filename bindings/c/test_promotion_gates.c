@@ -348,6 +348,8 @@ static void test_status_names(void) {
         "PGATE_STATUS_INVALID_HANDLE",
         "PGATE_STATUS_PANIC",
         "PGATE_STATUS_INDEX_OUT_OF_RANGE",
+        "PGATE_STATUS_UNKNOWN_FLAG_SET",
+        "PGATE_STATUS_FLAG_SETS_EXHAUSTED",
     };
     /* The header's constants carry the numbers the names belong to. */
     static const pgate_status codes[] = {
@@ -367,13 +369,15 @@ static void test_status_names(void) {
         PGATE_STATUS_INVALID_HANDLE,
         PGATE_STATUS_PANIC,
         PGATE_STATUS_INDEX_OUT_OF_RANGE,
+        PGATE_STATUS_UNKNOWN_FLAG_SET,
+        PGATE_STATUS_FLAG_SETS_EXHAUSTED,
     };
     for (uint32_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *got = pgate_status_str(i);
         check_at(codes[i] == i && got != NULL && strcmp(got, names[i]) == 0, __LINE__,
                  "pgate_status_str(%u) = %s, expected %s", (unsigned)i, got, names[i]);
     }
-    CHECK(strcmp(pgate_status_str(16), "PGATE_STATUS_UNKNOWN") == 0);
+    CHECK(strcmp(pgate_status_str(18), "PGATE_STATUS_UNKNOWN") == 0);
     CHECK(strcmp(pgate_status_str(UINT32_MAX), "PGATE_STATUS_UNKNOWN") == 0);
 }
 
@@ -569,12 +573,14 @@ static void test_route(void) {
     CHECK_STATUS(PGATE_STATUS_INDEX_OUT_OF_RANGE,
                  pgate_flag_set_name(gate, canary.flag_set, SIZE_MAX, &name, &len));
 
-    /* A stable request sees none; an unknown set number reads as the empty set. */
+    /* A stable request sees none; a set number the gate never gave out is refused. */
     pgate_decision stable = find_id(gate, false, id);
     CHECK(stable.bucket >= stable.threshold && stable.environment == PGATE_ENVIRONMENT_CANARY);
     CHECK(flag_count(gate, stable.flag_set) == 0);
-    CHECK(flag_count(gate, UINT32_MAX) == 0);
-    CHECK_STATUS(PGATE_STATUS_INDEX_OUT_OF_RANGE,
+    size_t unknown_len = 7;
+    CHECK_STATUS(PGATE_STATUS_UNKNOWN_FLAG_SET, pgate_flag_set_len(gate, UINT32_MAX, &unknown_len));
+    CHECK(unknown_len == 7);
+    CHECK_STATUS(PGATE_STATUS_UNKNOWN_FLAG_SET,
                  pgate_flag_set_name(gate, UINT32_MAX, 0, &name, &len));
 
     /* Ids are bytes: not UTF-8, with NULs inside; NULL with length 0 is the empty id. */

@@ -9,27 +9,29 @@ type Status uint32
 
 // The status codes of the C ABI, in the header's order.
 const (
-	StatusOK               Status = C.PGATE_STATUS_OK                // success
-	StatusNullPointer      Status = C.PGATE_STATUS_NULL_POINTER      // a required pointer was NULL
-	StatusInvalidArgument  Status = C.PGATE_STATUS_INVALID_ARGUMENT  // out of range, not UTF-8, negative latency
-	StatusInvalidConfig    Status = C.PGATE_STATUS_INVALID_CONFIG    // validation refused a value; the message names the field
-	StatusInvalidJSON      Status = C.PGATE_STATUS_INVALID_JSON      // a JSON document could not be read
-	StatusInvalidPromotion Status = C.PGATE_STATUS_INVALID_PROMOTION // no such edge in the release state machine
-	StatusSLONotMet        Status = C.PGATE_STATUS_SLO_NOT_MET       // gated promotion refused: not compliant
-	StatusInsufficientData Status = C.PGATE_STATUS_INSUFFICIENT_DATA // gated promotion refused: too little data
-	StatusAlreadyThere     Status = C.PGATE_STATUS_ALREADY_THERE     // already in the requested environment
-	StatusInvalidFlag      Status = C.PGATE_STATUS_INVALID_FLAG      // a feature flag name is invalid
-	StatusFlagNotEnabled   Status = C.PGATE_STATUS_FLAG_NOT_ENABLED  // the flag to disable is not enabled
-	StatusRollbackRefused  Status = C.PGATE_STATUS_ROLLBACK_REFUSED  // rollback in Production, or without a reason
-	StatusBufferTooSmall   Status = C.PGATE_STATUS_BUFFER_TOO_SMALL  // handled inside the binding; not returned
-	StatusInvalidHandle    Status = C.PGATE_STATUS_INVALID_HANDLE    // the gate is closed (or was never opened)
-	StatusPanic            Status = C.PGATE_STATUS_PANIC             // the library panicked: a bug, please report it
-	StatusIndexOutOfRange  Status = C.PGATE_STATUS_INDEX_OUT_OF_RANGE
+	StatusOK                Status = C.PGATE_STATUS_OK                  // success
+	StatusNullPointer       Status = C.PGATE_STATUS_NULL_POINTER        // a required pointer was NULL
+	StatusInvalidArgument   Status = C.PGATE_STATUS_INVALID_ARGUMENT    // out of range, not UTF-8, negative latency
+	StatusInvalidConfig     Status = C.PGATE_STATUS_INVALID_CONFIG      // validation refused a value; the message names the field
+	StatusInvalidJSON       Status = C.PGATE_STATUS_INVALID_JSON        // a JSON document could not be read
+	StatusInvalidPromotion  Status = C.PGATE_STATUS_INVALID_PROMOTION   // no such edge in the release state machine
+	StatusSLONotMet         Status = C.PGATE_STATUS_SLO_NOT_MET         // gated promotion refused: not compliant
+	StatusInsufficientData  Status = C.PGATE_STATUS_INSUFFICIENT_DATA   // gated promotion refused: too little data
+	StatusAlreadyThere      Status = C.PGATE_STATUS_ALREADY_THERE       // already in the requested environment
+	StatusInvalidFlag       Status = C.PGATE_STATUS_INVALID_FLAG        // a feature flag name is invalid
+	StatusFlagNotEnabled    Status = C.PGATE_STATUS_FLAG_NOT_ENABLED    // the flag to disable is not enabled
+	StatusRollbackRefused   Status = C.PGATE_STATUS_ROLLBACK_REFUSED    // rollback in Production, or without a reason
+	StatusBufferTooSmall    Status = C.PGATE_STATUS_BUFFER_TOO_SMALL    // handled inside the binding; not returned
+	StatusInvalidHandle     Status = C.PGATE_STATUS_INVALID_HANDLE      // the gate is closed (or was never opened)
+	StatusPanic             Status = C.PGATE_STATUS_PANIC               // the library panicked: a bug, please report it
+	StatusIndexOutOfRange   Status = C.PGATE_STATUS_INDEX_OUT_OF_RANGE  // an index beyond the end of a list
+	StatusUnknownFlagSet    Status = C.PGATE_STATUS_UNKNOWN_FLAG_SET    // a stale or foreign decision's flag set
+	StatusFlagSetsExhausted Status = C.PGATE_STATUS_FLAG_SETS_EXHAUSTED // every flag-set number given out
 )
 
 // statusNames are the library's names of the statuses (pgate_status_str), read once so that
 // String costs no cgo call.
-var statusNames = func() (names [StatusIndexOutOfRange + 1]string) {
+var statusNames = func() (names [StatusFlagSetsExhausted + 1]string) {
 	for s := range names {
 		names[s] = C.GoString(C.pgate_status_str(C.uint32_t(s)))
 	}
@@ -72,21 +74,23 @@ func (e *Error) Is(target error) bool {
 
 // Sentinels for errors.Is, one per failure status.
 var (
-	ErrNullPointer      = &Error{Status: StatusNullPointer}
-	ErrInvalidArgument  = &Error{Status: StatusInvalidArgument}
-	ErrInvalidConfig    = &Error{Status: StatusInvalidConfig}
-	ErrInvalidJSON      = &Error{Status: StatusInvalidJSON}
-	ErrInvalidPromotion = &Error{Status: StatusInvalidPromotion}
-	ErrSLONotMet        = &Error{Status: StatusSLONotMet}
-	ErrInsufficientData = &Error{Status: StatusInsufficientData}
-	ErrAlreadyThere     = &Error{Status: StatusAlreadyThere}
-	ErrInvalidFlag      = &Error{Status: StatusInvalidFlag}
-	ErrFlagNotEnabled   = &Error{Status: StatusFlagNotEnabled}
-	ErrRollbackRefused  = &Error{Status: StatusRollbackRefused}
-	ErrBufferTooSmall   = &Error{Status: StatusBufferTooSmall}
-	ErrInvalidHandle    = &Error{Status: StatusInvalidHandle}
-	ErrPanic            = &Error{Status: StatusPanic}
-	ErrIndexOutOfRange  = &Error{Status: StatusIndexOutOfRange}
+	ErrNullPointer       = &Error{Status: StatusNullPointer}
+	ErrInvalidArgument   = &Error{Status: StatusInvalidArgument}
+	ErrInvalidConfig     = &Error{Status: StatusInvalidConfig}
+	ErrInvalidJSON       = &Error{Status: StatusInvalidJSON}
+	ErrInvalidPromotion  = &Error{Status: StatusInvalidPromotion}
+	ErrSLONotMet         = &Error{Status: StatusSLONotMet}
+	ErrInsufficientData  = &Error{Status: StatusInsufficientData}
+	ErrAlreadyThere      = &Error{Status: StatusAlreadyThere}
+	ErrInvalidFlag       = &Error{Status: StatusInvalidFlag}
+	ErrFlagNotEnabled    = &Error{Status: StatusFlagNotEnabled}
+	ErrRollbackRefused   = &Error{Status: StatusRollbackRefused}
+	ErrBufferTooSmall    = &Error{Status: StatusBufferTooSmall}
+	ErrInvalidHandle     = &Error{Status: StatusInvalidHandle}
+	ErrPanic             = &Error{Status: StatusPanic}
+	ErrIndexOutOfRange   = &Error{Status: StatusIndexOutOfRange}
+	ErrUnknownFlagSet    = &Error{Status: StatusUnknownFlagSet}
+	ErrFlagSetsExhausted = &Error{Status: StatusFlagSetsExhausted}
 
 	// ErrClosed matches every call on a Gate after Close (or on a nil *Gate). It is
 	// ErrInvalidHandle: the status the library itself gives a freed handle.

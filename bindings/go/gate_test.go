@@ -17,17 +17,19 @@ func TestVersionAndNames(t *testing.T) {
 		t.Fatalf("Version() = %q", v)
 	}
 	for s, want := range map[Status]string{
-		StatusOK:                  "PGATE_STATUS_OK",
-		StatusInsufficientData:    "PGATE_STATUS_INSUFFICIENT_DATA",
-		StatusIndexOutOfRange:     "PGATE_STATUS_INDEX_OUT_OF_RANGE",
-		StatusIndexOutOfRange + 1: "PGATE_STATUS_UNKNOWN(16)",
+		StatusOK:                    "PGATE_STATUS_OK",
+		StatusInsufficientData:      "PGATE_STATUS_INSUFFICIENT_DATA",
+		StatusIndexOutOfRange:       "PGATE_STATUS_INDEX_OUT_OF_RANGE",
+		StatusUnknownFlagSet:        "PGATE_STATUS_UNKNOWN_FLAG_SET",
+		StatusFlagSetsExhausted:     "PGATE_STATUS_FLAG_SETS_EXHAUSTED",
+		StatusFlagSetsExhausted + 1: "PGATE_STATUS_UNKNOWN(18)",
 	} {
 		if s.String() != want {
 			t.Fatalf("status %d: %q, want %q", s, s, want)
 		}
 	}
-	for s := StatusOK; s <= StatusIndexOutOfRange; s++ {
-		if !strings.HasPrefix(s.String(), "PGATE_STATUS_") || strings.Contains(s.String(), "UNKNOWN") {
+	for s := StatusOK; s <= StatusFlagSetsExhausted; s++ {
+		if !strings.HasPrefix(s.String(), "PGATE_STATUS_") || strings.HasPrefix(s.String(), "PGATE_STATUS_UNKNOWN(") {
 			t.Fatalf("status %d has no name: %q", s, s)
 		}
 	}
@@ -253,9 +255,8 @@ func TestNegativeLatencyIsTheOneLatencyError(t *testing.T) {
 }
 
 // TestFlagCacheIgnoresAnotherGatesNumbers: a decision of another gate asks this gate about a
-// set number it has not given out yet. The answer (no flags, or an error from a library that
-// refuses unknown numbers) must not be kept: once this gate numbers a set so, its own
-// decisions read that set's names.
+// set number it has not given out. The library refuses it, and the refusal is not kept: had
+// it been kept, the number would read wrong once this gate gave it out.
 func TestFlagCacheIgnoresAnotherGatesNumbers(t *testing.T) {
 	first := newGate(t, `{"environment": "staging", "feature_flags": ["a"]}`, "")
 	second := newGate(t, `{"environment": "staging"}`, "")
@@ -264,8 +265,19 @@ func TestFlagCacheIgnoresAnotherGatesNumbers(t *testing.T) {
 	if theirs.FlagSet() == 0 {
 		t.Fatal("the first gate's staging decision has no flag set")
 	}
-	if names, err := second.Features(theirs); err == nil && len(names) != 0 {
-		t.Fatalf("an unknown number read as %v", names)
+	// Each gate numbers its sets from its own random start, so the library refuses the number.
+	cacheLen := func() int {
+		if m := second.flagSets.Load(); m != nil {
+			return len(*m)
+		}
+		return 0
+	}
+	cached := cacheLen()
+	if names, err := second.Features(theirs); !errors.Is(err, ErrUnknownFlagSet) {
+		t.Fatalf("another gate's number read as %v, %v; want ErrUnknownFlagSet", names, err)
+	}
+	if n := cacheLen(); n != cached {
+		t.Fatalf("the refused number was cached: %d sets, %d before", n, cached)
 	}
 	if has, err := second.HasFeature(theirs, "a"); has {
 		t.Fatalf("HasFeature(another gate's decision) = %v, %v", has, err)
@@ -273,9 +285,6 @@ func TestFlagCacheIgnoresAnotherGatesNumbers(t *testing.T) {
 	ok(t, second.EnableFeature("b"))
 	ours, err := second.RouteString("user-1")
 	ok(t, err)
-	if ours.FlagSet() != theirs.FlagSet() {
-		t.Fatalf("set numbers %d and %d: the test needs the same number in both gates", ours.FlagSet(), theirs.FlagSet())
-	}
 	names, err := second.Features(ours)
 	ok(t, err)
 	if !slices.Equal(names, []string{"b"}) {
@@ -311,8 +320,14 @@ func TestFlagCacheIsBounded(t *testing.T) {
 		}
 		decisions = append(decisions, d)
 	}
+	// A set the gate still keeps reads right through the cache; one it has reclaimed since (the
+	// library keeps replaced sets for a number of writes, not for ever) reads right from the
+	// cache or is refused as unknown, never as another set.
 	for i, d := range decisions {
 		names, err := g.Features(d)
+		if errors.Is(err, ErrUnknownFlagSet) && i < len(decisions)-50 {
+			continue
+		}
 		ok(t, err)
 		if len(names) != i+1 || names[i] != fmt.Sprintf("f%03d", i) {
 			t.Fatalf("set %d reads %d names ending %q", i, len(names), names[len(names)-1])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import canary, request_id
 
-from promotion_gates import Environment, Gate, formula
+from promotion_gates import Environment, Gate, InvalidConfigError, formula
 
 
 def test_salt_blocks_match_the_known_answers(vector_file: dict[str, Any]) -> None:
@@ -115,7 +115,13 @@ def test_the_library_rounds_where_floor_plus_half_would_not() -> None:
     assert percent * 100_000.0 == 0.49999999999999994
     assert math.floor(percent * 100_000.0 + 0.5) == 1  # the naive formula is wrong here
     assert formula.threshold_for_percent(percent) == 0
-    for p in (percent, 0.000035, 12.345678, 0.00001):
+    # A share that routes no bucket is refused, through promote() and a config alike.
+    with Gate() as gate:
+        with pytest.raises(InvalidConfigError, match="environment.traffic_percent"):
+            gate.promote(Environment.CANARY, percent)
+    with pytest.raises(InvalidConfigError, match="environment.traffic_percent"):
+        Gate(canary(percent))
+    for p in (0.000005, 0.000035, 12.345678, 0.00001):
         # promote() hands the library the exact double (a config's JSON may not: see below).
         with Gate() as gate:
             gate.promote(Environment.CANARY, p)
@@ -126,7 +132,7 @@ def test_the_library_rounds_where_floor_plus_half_would_not() -> None:
 
 def test_config_json_percentages_arrive_exactly() -> None:
     rng = random.Random(7)
-    percents = [4.9999999999999996e-06] + [rng.uniform(0, 100) for _ in range(300)]
+    percents = [0.000005, 0.00001] + [rng.uniform(0, 100) for _ in range(300)]
     off = []
     for p in percents:
         with Gate(canary(p)) as gate:

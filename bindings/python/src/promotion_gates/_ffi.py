@@ -73,6 +73,8 @@ class Status(enum.IntEnum):
     INVALID_HANDLE = 13
     PANIC = 14
     INDEX_OUT_OF_RANGE = 15
+    UNKNOWN_FLAG_SET = 16
+    FLAG_SETS_EXHAUSTED = 17
 
 
 # C enums of the header are `uint32_t` (cbindgen emits `typedef uint32_t pgate_...` before

@@ -15,7 +15,9 @@ message, which names the field or operation and the refused value). The hierarch
     │   └── InsufficientDataError            INSUFFICIENT_DATA
     ├── FlagError
     │   ├── InvalidFlagError (ValueError)    INVALID_FLAG
-    │   └── FlagNotEnabledError              FLAG_NOT_ENABLED
+    │   ├── FlagNotEnabledError              FLAG_NOT_ENABLED
+    │   ├── UnknownFlagSetError              UNKNOWN_FLAG_SET: a stale or foreign decision
+    │   └── FlagSetsExhaustedError           FLAG_SETS_EXHAUSTED
     ├── RollbackRefusedError                 ROLLBACK_REFUSED
     ├── InvalidHandleError                   INVALID_HANDLE
     │   └── GateClosedError                  the Gate was closed (raised by this binding)
@@ -35,6 +37,7 @@ __all__ = [
     "BufferTooSmallError",
     "FlagError",
     "FlagNotEnabledError",
+    "FlagSetsExhaustedError",
     "GateClosedError",
     "IndexOutOfRangeError",
     "InsufficientDataError",
@@ -50,6 +53,7 @@ __all__ = [
     "PromotionRefusedError",
     "RollbackRefusedError",
     "SloNotMetError",
+    "UnknownFlagSetError",
 ]
 
 
@@ -124,6 +128,16 @@ class InvalidHandleError(PromotionGatesError):
     """The handle is not a live gate."""
 
 
+class UnknownFlagSetError(FlagError):
+    """A decision's flag set is no longer (or never was) one of this gate's: a decision of
+    another gate, or one kept long after its flags changed (see the library's flag-set limits)."""
+
+
+class FlagSetsExhaustedError(FlagError):
+    """The gate has given out every flag-set number it can; a write that needs a new set is
+    refused and nothing changed (after about 4.2 billion distinct sets)."""
+
+
 class GateClosedError(InvalidHandleError):
     """The :class:`~promotion_gates.Gate` was closed; it cannot be used any more."""
 
@@ -159,6 +173,8 @@ _BY_STATUS: dict[Status, type[PromotionGatesError]] = {
     Status.INVALID_HANDLE: InvalidHandleError,
     Status.PANIC: PanicError,
     Status.INDEX_OUT_OF_RANGE: IndexOutOfRangeError,
+    Status.UNKNOWN_FLAG_SET: UnknownFlagSetError,
+    Status.FLAG_SETS_EXHAUSTED: FlagSetsExhaustedError,
 }
 
 
