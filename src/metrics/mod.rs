@@ -9,7 +9,10 @@
 //! that ever recorded at once.
 
 mod layout;
+#[cfg(all(test, promotion_gates_loom))]
+mod loom_model;
 mod recorder;
+mod sync;
 mod window;
 
 use crossbeam_utils::CachePadded;

@@ -1,0 +1,177 @@
+//! A loom model of the recorder's protocol: one writer per recorder, readers merging
+//! concurrently, stage changes as a seqlock, and [`NewestStage`] set before a snapshot is
+//! published. Loom runs each model under every interleaving (bounded by
+//! `LOOM_MAX_PREEMPTIONS`) and every value a relaxed load may return, so these assertions hold
+//! for all of them, not for the ones a stress test happens to meet.
+//!
+//! Built only with `--cfg promotion_gates_loom`, where the recorder's atomics are loom's
+//! (`sync.rs`):
+//!
+//! ```sh
+//! .ci/loom            # LOOM_MAX_PREEMPTIONS=3
+//! ```
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::thread;
+
+use super::recorder::{CohortCounts, NewestStage, Recorded, ThreadRecorder};
+use crate::decision::{Cohort, PerCohort, StageId};
+
+const S1: StageId = StageId(1);
+const S2: StageId = StageId(2);
+
+/// A latency that every record below uses (any value does; one keeps the histogram sums easy).
+const MICROS: u64 = 250;
+
+/// Runs `model` under loom with room for the clears: every atomic operation is a branch of
+/// loom's path, and a clear stores each of the two histograms' 2 × 2560 buckets.
+fn explore(model: impl Fn() + Send + Sync + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = builder.max_branches.max(MAX_BRANCHES);
+    builder.check(model);
+}
+
+/// Enough for a model's longest path: two clears and two full reads of a recorder.
+const MAX_BRANCHES: usize = 50_000;
+
+/// Records a success (within the latency target) or a failure for `cohort` in `stage`.
+fn record(rec: &ThreadRecorder, stage: StageId, cohort: Cohort, success: bool) -> Recorded {
+    let newest = NewestStage::new(S2);
+    rec.record(stage, cohort, success, MICROS, success, &newest)
+        .recorded
+}
+
+/// What a reader gets for `stage` from `recorders`, or `None` if a recorder moved under it.
+fn read(
+    recorders: &[&ThreadRecorder],
+    stage: StageId,
+    histograms: bool,
+) -> Option<PerCohort<CohortCounts>> {
+    let mut sum: PerCohort<CohortCounts> = Default::default();
+    let mut scratch: PerCohort<CohortCounts> = Default::default();
+    for rec in recorders {
+        if !rec.add_to(stage, &mut sum, &mut scratch, histograms) {
+            return None;
+        }
+    }
+    Some(sum)
+}
+
+fn totals(counts: &CohortCounts) -> (u64, u64, u64) {
+    (counts.requests, counts.errors, counts.compliant)
+}
+
+fn zero(counts: &CohortCounts) -> bool {
+    totals(counts) == (0, 0, 0) && counts.histogram.iter().all(|&n| n == 0)
+}
+
+/// A reader that races a stage change sees the old stage's counts whole (never the zeros of a
+/// clear in progress) or the new stage's alone (never the old stage's leftovers), and a late
+/// record is dropped and counted.
+#[test]
+fn a_stage_change_is_never_read_half_done() {
+    explore(|| {
+        let rec = Arc::new(ThreadRecorder::new());
+        // Stage 1 so far: two canary successes and a canary failure.
+        for success in [true, true, false] {
+            assert_eq!(record(&rec, S1, Cohort::Canary, success), Recorded::Counted);
+        }
+
+        let writer = {
+            let rec = Arc::clone(&rec);
+            thread::spawn(move || {
+                assert_eq!(record(&rec, S2, Cohort::Stable, false), Recorded::Counted);
+                assert_eq!(record(&rec, S1, Cohort::Canary, true), Recorded::Late);
+            })
+        };
+
+        if let Some(old) = read(&[&rec], S1, false) {
+            assert_eq!(totals(&old.canary), (3, 1, 2), "stage 1 read torn");
+            assert!(zero(&old.stable), "stage 2 leaked into stage 1");
+        }
+        if let Some(new) = read(&[&rec], S2, false) {
+            assert!(zero(&new.canary), "stage 1 leftovers under stage 2");
+            assert!(new.stable.requests <= 1 && new.stable.errors <= 1);
+            assert_eq!(new.stable.compliant, 0);
+        }
+        writer.join().ok();
+
+        let done = read(&[&rec], S2, true);
+        let done = done
+            .as_ref()
+            .map(|c| (totals(&c.canary), totals(&c.stable)));
+        assert_eq!(done, Some(((0, 0, 0), (1, 1, 0))));
+        assert_eq!(rec.late(), 1);
+        assert!(read(&[&rec], S1, false).is_none());
+    });
+}
+
+/// Per-thread recorders merged while their writers run: each counter read is one the writer
+/// wrote (never ahead of it, never torn), and once the writers are done the merge is exact.
+#[test]
+fn merged_counts_are_never_ahead_and_exact_once_written() {
+    explore(|| {
+        let recorders = [
+            Arc::new(ThreadRecorder::new()),
+            Arc::new(ThreadRecorder::new()),
+        ];
+        let writers: Vec<_> = recorders
+            .iter()
+            .map(|rec| {
+                let rec = Arc::clone(rec);
+                thread::spawn(move || {
+                    record(&rec, S1, Cohort::Canary, true);
+                    record(&rec, S1, Cohort::Canary, false);
+                })
+            })
+            .collect();
+
+        let [a, b] = &recorders;
+        // Before a writer's first record its recorder is at stage 0: the merge is refused
+        // or, once both are at stage 1, within what was written.
+        if let Some(partial) = read(&[a, b], S1, false) {
+            let (requests, errors, compliant) = totals(&partial.canary);
+            assert!(requests <= 4 && errors <= 2 && compliant <= 2);
+            assert!(zero(&partial.stable));
+        }
+        for writer in writers {
+            writer.join().ok();
+        }
+
+        let merged = read(&[a, b], S1, true);
+        let merged = merged.as_ref().map(|c| {
+            (
+                totals(&c.canary),
+                c.canary.histogram.iter().sum::<u64>(),
+                zero(&c.stable),
+            )
+        });
+        assert_eq!(merged, Some(((4, 2, 2), 4, true)));
+    });
+}
+
+/// The writer sets [`NewestStage`] before it publishes a snapshot of the stage (here an atomic
+/// stands for the snapshot's `ArcSwap`), so a record of a decision routed in that snapshot is
+/// counted, never refused as foreign.
+#[test]
+fn a_published_stage_is_never_foreign() {
+    explore(|| {
+        let newest = Arc::new(NewestStage::new(S1));
+        let published = Arc::new(AtomicU64::new(S1.0));
+        let rec = ThreadRecorder::new();
+
+        let publisher = {
+            let (newest, published) = (Arc::clone(&newest), Arc::clone(&published));
+            thread::spawn(move || {
+                newest.set(S2);
+                published.store(S2.0, Ordering::Release);
+            })
+        };
+
+        let stage = StageId(published.load(Ordering::Acquire));
+        let tally = rec.record(stage, Cohort::Canary, true, MICROS, true, &newest);
+        assert_eq!(tally.recorded, Recorded::Counted, "stage {stage:?}");
+        publisher.join().ok();
+    });
+}
