@@ -13,7 +13,9 @@ use promotion_gates::Environment;
 /// is read only for Canary). Gated moves may be refused with `PGATE_STATUS_SLO_NOT_MET` or
 /// `PGATE_STATUS_INSUFFICIENT_DATA`; invalid ones with `PGATE_STATUS_INVALID_PROMOTION`,
 /// `PGATE_STATUS_ALREADY_THERE` or `PGATE_STATUS_INVALID_CONFIG` (percentage outside 0..=100
-/// or NaN). On failure nothing changed and `*err` (if not NULL) holds the evidence.
+/// or NaN). On failure `*err` (if not NULL) holds the evidence and nothing changed, with one
+/// exception: a `PGATE_STATUS_SLO_NOT_MET` whose judge fired a rule has rolled the canary back
+/// if `auto_rollback_enabled` (as the Rust `promote` does).
 ///
 /// # Safety
 /// `gate` must be a live gate; `err` NULL or valid for a write.
