@@ -1,0 +1,81 @@
+//! The config documents through the C ABI: `pgate_gate_new` (a `PromotionConfig` and a
+//! `SloConfig` document) and `pgate_swap_config`.
+//!
+//! Input: the config document, then optionally a 0xFF byte (never part of UTF-8) and the SLO
+//! document. For any input:
+//! - no panic, and a refusal is `INVALID_JSON` or `INVALID_CONFIG` with a message
+//!   (`INVALID_ARGUMENT` only for a document that is not UTF-8);
+//! - an accepted pair reads back (`pgate_config_json`, `pgate_slo_json`) as documents that are
+//!   accepted again and read back the same (a fixed point);
+//! - `pgate_swap_config` accepts a config document exactly when `pgate_gate_new` does, leaves
+//!   the gate as it was when it refuses, and otherwise holds the same config as a new gate
+//!   (an empty document is the exception: the defaults for a new gate, refused as a reload).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use promotion_gates_ffi::pgate_status;
+use promotion_gates_fuzz::{Gate, Refusal};
+
+fn check_refusal(refusal: &Refusal, documents: &[&[u8]]) {
+    let utf8 = documents.iter().all(|d| std::str::from_utf8(d).is_ok());
+    assert!(
+        match refusal.status {
+            pgate_status::InvalidJson | pgate_status::InvalidConfig => true,
+            pgate_status::InvalidArgument => !utf8,
+            _ => false,
+        },
+        "a document refused with {refusal:?}"
+    );
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (config, slo) = match data.iter().position(|&b| b == 0xFF) {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+
+    let created = Gate::new(config, slo);
+    match &created {
+        Err(refusal) => check_refusal(refusal, &[config, slo]),
+        Ok(gate) => {
+            let (config_out, slo_out) = (gate.config_json(), gate.slo_json());
+            let again = match Gate::new(config_out.as_bytes(), slo_out.as_bytes()) {
+                Ok(again) => again,
+                Err(refusal) => {
+                    panic!("{config_out} / {slo_out} read back and refused: {refusal:?}")
+                }
+            };
+            assert_eq!(again.config_json(), config_out);
+            assert_eq!(again.slo_json(), slo_out);
+        }
+    }
+
+    // The config document alone, as a new gate and as a hot reload of a default gate.
+    let alone = if config.is_empty() {
+        Err(Refusal {
+            status: pgate_status::InvalidJson,
+            message: "an empty reload".into(),
+        })
+    } else {
+        Gate::new(config, b"")
+    };
+    let reloaded = match Gate::new(b"", b"") {
+        Ok(gate) => gate,
+        Err(refusal) => panic!("the defaults refused: {refusal:?}"),
+    };
+    let before = reloaded.observe(&[]);
+    match (alone, reloaded.swap_config(config)) {
+        (Ok(alone), Ok(())) => assert_eq!(reloaded.config_json(), alone.config_json()),
+        (Err(new), Err(swap)) => {
+            check_refusal(&swap, &[config]);
+            assert_eq!(new.status, swap.status, "{new:?} vs {swap:?}");
+            assert_eq!(
+                reloaded.observe(&[]),
+                before,
+                "a refused swap_config changed the gate"
+            );
+        }
+        (alone, swap) => panic!("pgate_gate_new: {alone:?}; pgate_swap_config: {swap:?}"),
+    }
+});
