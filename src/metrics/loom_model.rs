@@ -8,8 +8,13 @@
 //! (`sync.rs`):
 //!
 //! ```sh
-//! .ci/loom            # LOOM_MAX_PREEMPTIONS=3
+//! .ci/loom 3          # LOOM_MAX_PREEMPTIONS=3 (.ci/run uses 2)
 //! ```
+//!
+//! Readers that race a writer read the counters only: the histogram buckets are written and
+//! read exactly as the counters are, under the same stage tag, and a racing read of all 2 × 2560
+//! of them multiplies the interleavings past what CI can explore. The histograms are checked
+//! once the writers are done.
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU64, Ordering};
