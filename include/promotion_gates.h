@@ -159,12 +159,13 @@ enum pgate_recommendation
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * Enough data, no rule fired, score >= 0.9.
+   * Enough data, no rule fired, score >= 0.9, and the canary shown not worse than the
+   * stable version beyond the tolerated limits: promotable.
    */
   PGATE_RECOMMENDATION_HEALTHY = 0,
   /**
-   * Too little data, or a score below 0.9 and no rule fired (a score below 0.8 that the
-   * data are not yet sure of included).
+   * Too little data, a finding that holds (the whole service breaches its SLO), a score
+   * below 0.9, or non-inferiority not yet shown; no rule fired.
    */
   PGATE_RECOMMENDATION_MONITOR = 1,
   /**
@@ -172,6 +173,11 @@ enum pgate_recommendation
    * 0.8): the gate rolls back, or would with auto rollback on.
    */
   PGATE_RECOMMENDATION_ROLLBACK = 2,
+  /**
+   * The canary has reported no outcome for `no_data_ms` while some were due: never
+   * promotable; check that the host records canary outcomes.
+   */
+  PGATE_RECOMMENDATION_NO_DATA = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -284,9 +290,21 @@ enum pgate_rule
    */
   PGATE_RULE_HEALTH_SCORE = 64,
   /**
-   * Errors since the previous evaluation improbable at any acceptable rate.
+   * Errors in the burst span improbable at any acceptable rate given the stable version's.
    */
   PGATE_RULE_ERROR_BURST = 128,
+  /**
+   * Over the stage, the error rate surely above the stable version's beyond the margin.
+   */
+  PGATE_RULE_ERRORS_OVER_STAGE = 256,
+  /**
+   * Over the stage after warm-up, the latency distribution surely slower than tolerated.
+   */
+  PGATE_RULE_LATENCY_SHIFT = 512,
+  /**
+   * No canary outcome for `no_data_ms` (holds; never set in `rules_fired`).
+   */
+  PGATE_RULE_NO_DATA = 1024,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -108,7 +108,7 @@ pub use limits::{
 pub use manager::PromotionGateManager;
 pub use metrics::Recorded;
 pub use release::{Promotion, PromotionKind, plan_promotion};
-pub use slo::{MAX_TRACKED_LATENCY, SloAdmissionController, SloConfig};
+pub use slo::{MAX_TRACKED_LATENCY, MIN_SAMPLES_FLOOR, SloAdmissionController, SloConfig};
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -427,7 +427,8 @@ impl PromotionGateManager {
         let verdict = self.judge_now();
         self.act_on(&verdict);
         let threshold = self.current.load().config.slo_threshold;
-        Ok(verdict.compliance(threshold) == Compliance::Compliant)
+        let evidence = self.monitor.slo().config().promotion_evidence;
+        Ok(verdict.compliance(threshold, evidence) == Compliance::Compliant)
     }
 
     /// The latency histogram of `cohort` in the current window, in microseconds (1 µs ..= 60 s,

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 use crate::clock::Clock;
 use crate::config::PromotionConfig;
 use crate::decision::{Cohort, StageId};
-use crate::judge::{CanaryHealth, Policy, Recent, judge, screen};
-use crate::metrics::{Metrics, Recorded, Window, to_histogram};
+use crate::judge::{CanaryHealth, Policy, Sample, judge, screen};
+use crate::metrics::{Counts, Measured, Metrics, Recorded, Spans, Window, to_histogram};
 use crate::slo::SloAdmissionController;
 use crate::snapshot::Snapshot;
 use crate::verdict::Verdict;
@@ -47,8 +47,10 @@ pub(crate) struct Recording {
 impl Monitor {
     /// The monitor of a gate whose first stage is `stage`.
     pub(crate) fn new(slo: SloAdmissionController, clock: Arc<dyn Clock>, stage: StageId) -> Self {
+        let metrics = Metrics::new(stage);
+        metrics.stage_started(stage, clock.monotonic());
         Self {
-            metrics: Metrics::new(stage),
+            metrics,
             slo,
             clock,
         }
@@ -67,7 +69,7 @@ impl Monitor {
     /// Tells the recorders that `stage` is the gate's newest: the writer calls it, under its
     /// lock, before it publishes a snapshot of that stage.
     pub(crate) fn stage_started(&self, stage: StageId) {
-        self.metrics.stage_started(stage);
+        self.metrics.stage_started(stage, self.clock.monotonic());
     }
 
     /// Outcomes dropped as late, over all threads.
@@ -112,16 +114,17 @@ impl Monitor {
         if snapshot.route.stage != stage || !config.auto_rollback_enabled {
             return None;
         }
-        let (counts, [requests, errors]) = self.metrics.read_windowed_counters(stage);
-        let recent = Recent { requests, errors };
-        let policy = self.policy(config);
-        if !screen(
-            config.environment,
-            &counts.canary,
-            &counts.stable,
-            recent,
-            policy,
-        ) {
+        let counts = self.metrics.read_screen_counters(stage);
+        let empty = Counts::default();
+        let sample = Sample {
+            window: &counts.windowed,
+            stage: &counts.stage,
+            latency: &empty,
+            stage_latency: &empty,
+            burst: counts.burst,
+            stage_age: self.stage_age(),
+        };
+        if !screen(config.environment, &sample, self.policy(config)) {
             return None;
         }
         Some(self.evaluation().judge(snapshot))
@@ -153,6 +156,26 @@ impl Monitor {
         }
     }
 
+    /// Time since the newest stage started.
+    fn stage_age(&self) -> Duration {
+        self.clock
+            .monotonic()
+            .saturating_sub(self.metrics.stage_start())
+    }
+
+    /// The spans an evaluation of `config`'s stage at `at` measures.
+    fn spans(&self, config: &PromotionConfig, at: Duration) -> Spans {
+        let slo = self.slo.config();
+        let stage_start = self.metrics.stage_start();
+        Spans {
+            at,
+            length: Duration::from_secs(config.rollback_window_seconds),
+            stage_start,
+            settled_from: stage_start.saturating_add(slo.warm_up),
+            burst: slo.evaluation_interval,
+        }
+    }
+
     fn policy<'a>(&'a self, config: &PromotionConfig) -> Policy<'a> {
         Policy {
             slo: self.slo.config(),
@@ -169,38 +192,30 @@ pub(crate) struct Evaluation<'a> {
 }
 
 impl Evaluation<'_> {
-    /// Judges `snapshot`'s stage over the current window. Leaves a reading: the next judging
-    /// call's `error_burst` span starts here.
+    /// Judges `snapshot`'s stage over the current window. Leaves a reading (at most one per
+    /// slot; the burst span restarts at most once per `evaluation_interval`).
     pub(crate) fn judge(mut self, snapshot: &Snapshot) -> Verdict {
-        let recent = self.refresh(snapshot);
-        self.verdict(snapshot, recent)
+        let measured = self.refresh(snapshot);
+        self.verdict(snapshot, measured)
     }
 
     /// Screens the current window (leaving a reading) and judges it only if a rule fires.
     pub(crate) fn screen_then_judge(mut self, snapshot: &Snapshot) -> Option<Verdict> {
-        let recent = self.refresh(snapshot);
-        let windowed = &self.window.windowed;
+        let measured = self.refresh(snapshot);
         let policy = self.monitor.policy(&snapshot.config);
-        let environment = snapshot.config.environment;
-        if !screen(
-            environment,
-            &windowed.canary,
-            &windowed.stable,
-            recent,
-            policy,
-        ) {
+        let sample = self.sample(measured);
+        if !screen(snapshot.config.environment, &sample, policy) {
             return None;
         }
-        Some(self.verdict(snapshot, recent))
+        Some(self.verdict(snapshot, measured))
     }
 
     /// Judges `snapshot`'s stage over the current window without leaving a reading: the
-    /// window, the screen's base and the `error_burst` span stay as they were.
+    /// window, the screen's base, the warm-up's end and the burst span stay as they were.
     pub(crate) fn health(mut self, snapshot: &Snapshot) -> CanaryHealth {
-        let (stage, at, length) = self.read(snapshot);
-        let (_, [requests, errors]) = self.window.peek(stage, at, length);
-        self.verdict(snapshot, Recent { requests, errors })
-            .into_health()
+        let (stage, spans) = self.read(snapshot);
+        let measured = self.window.peek(stage, spans);
+        self.verdict(snapshot, measured).into_health()
     }
 
     /// The latency histogram of `cohort` in the current window, without leaving a reading (as
@@ -210,44 +225,55 @@ impl Evaluation<'_> {
         snapshot: &Snapshot,
         cohort: Cohort,
     ) -> Option<hdrhistogram::Histogram<u64>> {
-        let (stage, at, length) = self.read(snapshot);
-        let _ = self.window.peek(stage, at, length);
+        let (stage, spans) = self.read(snapshot);
+        let _ = self.window.peek(stage, spans);
         to_histogram(&self.window.windowed[cohort].histogram)
     }
 
     /// Reads `snapshot`'s stage into the window (leaving a reading, and the screen's base) and
-    /// returns the canary's outcomes since the previous reading. The window's buffers are
-    /// reused: nothing is allocated.
-    fn refresh(&mut self, snapshot: &Snapshot) -> Recent {
-        let (stage, at, length) = self.read(snapshot);
+    /// returns what it measured. The window's buffers are reused: nothing is allocated.
+    fn refresh(&mut self, snapshot: &Snapshot) -> Measured {
+        let (stage, spans) = self.read(snapshot);
         let window = &mut *self.window;
-        let (base, [requests, errors]) = window.observe(stage, at, length);
-        let last = [window.now.canary.requests, window.now.canary.errors];
-        self.monitor.metrics.set_window_base(stage, base, last);
-        Recent { requests, errors }
+        let measured = window.observe(stage, spans);
+        // The screen's burst span starts where the judge's next one does.
+        let burst_start = window.burst_start();
+        self.monitor
+            .metrics
+            .set_window_base(stage, measured.0, burst_start);
+        measured
     }
 
     /// Reads every recorder's outcomes of `snapshot`'s stage into the window's `now`, and
-    /// returns that stage, the time of the reading and the window's length.
-    fn read(&mut self, snapshot: &Snapshot) -> (StageId, Duration, Duration) {
+    /// returns that stage and the spans to measure.
+    fn read(&mut self, snapshot: &Snapshot) -> (StageId, Spans) {
         let stage = snapshot.route.stage;
-        let length = Duration::from_secs(snapshot.config.rollback_window_seconds);
         let window = &mut *self.window;
         window.prepare();
         let Window { now, scratch, .. } = window;
         self.monitor.metrics.read_into(stage, now, scratch, true);
-        (stage, self.monitor.clock.monotonic(), length)
+        let at = self.monitor.clock.monotonic();
+        (stage, self.monitor.spans(&snapshot.config, at))
+    }
+
+    fn sample(&self, (_, burst): Measured) -> Sample<'_> {
+        let window = &*self.window;
+        Sample {
+            window: &window.windowed,
+            stage: &window.now,
+            latency: &window.latency,
+            stage_latency: &window.stage_latency,
+            burst,
+            stage_age: self.monitor.stage_age(),
+        }
     }
 
     /// Runs the judge over the window as last read.
-    fn verdict(&self, snapshot: &Snapshot, recent: Recent) -> Verdict {
-        let windowed = &self.window.windowed;
+    fn verdict(&self, snapshot: &Snapshot, measured: Measured) -> Verdict {
         Verdict::new(judge(
             snapshot.route.stage,
             snapshot.config.environment,
-            &windowed.canary,
-            &windowed.stable,
-            recent,
+            &self.sample(measured),
             self.monitor.policy(&snapshot.config),
         ))
     }

@@ -50,6 +50,34 @@ pub struct SloConfig {
     /// Least time between two automatic full evaluations on the record path (default 1 s).
     #[serde(rename = "evaluation_interval_ms", with = "millis")]
     pub evaluation_interval: Duration,
+    /// Absolute tolerance beside `error_rate_ratio_limit`: an excess over the stable error rate
+    /// up to this is tolerated whatever the ratio, so a stable version without errors does not
+    /// make the limit zero (default 0.002, 0.2 percentage points).
+    pub error_rate_tolerance: f64,
+    /// Whole-distribution latency: the canary is worse when its latencies, divided by this,
+    /// are still surely slower than the stable version's (Mann-Whitney), and shown not worse
+    /// when they are surely not (default 1.1).
+    pub latency_shift_limit: f64,
+    /// Absolute tolerance beside `p99_ratio_limit` and `latency_shift_limit`, in milliseconds
+    /// (default 1 ms).
+    #[serde(rename = "latency_tolerance_ms", with = "millis")]
+    pub latency_tolerance: Duration,
+    /// The latency rules skip this first part of each stage (cold caches, JIT); the error rules
+    /// keep full power (default 30 s).
+    #[serde(rename = "warm_up_ms", with = "millis")]
+    pub warm_up: Duration,
+    /// A stage this old whose canary has reported no outcome, while outcomes were expected, is
+    /// flagged NO_DATA and never promotable (default 120 s).
+    #[serde(rename = "no_data_ms", with = "millis")]
+    pub no_data_after: Duration,
+    /// Level of the confidence bounds a promotion needs: the canary's error rate and latency
+    /// not worse than the stable version's beyond the tolerated limits (default 0.05).
+    pub promotion_significance: f64,
+    /// Whether a gated promotion from a canary stage with stable traffic needs that positive
+    /// evidence (default true). Off, the gate asks only for samples, compliance and no fired
+    /// rule, as before the evidence existed: for tests of the release state machine, or when
+    /// another system judges the canary. The evidence is reported either way.
+    pub promotion_evidence: bool,
 }
 
 impl Default for SloConfig {
@@ -64,6 +92,13 @@ impl Default for SloConfig {
             significance: 0.001,
             overwhelming_significance: 1e-9,
             evaluation_interval: Duration::from_secs(1),
+            error_rate_tolerance: 0.002,
+            latency_shift_limit: 1.1,
+            latency_tolerance: Duration::from_millis(1),
+            warm_up: Duration::from_secs(30),
+            no_data_after: Duration::from_secs(120),
+            promotion_significance: 0.05,
+            promotion_evidence: true,
         }
     }
 }
@@ -100,9 +135,10 @@ impl SloConfig {
     ///
     /// # Errors
     /// [`ConfigError`] for a latency target of zero or above 60 s, an error rate outside
-    /// `0..=1`, an error-rate or p99 ratio below 1, a zero p99 budget, `min_samples` of 0, significance levels
+    /// `0..=1`, an error-rate or p99 ratio below 1, a zero p99 budget, `min_samples` below 5, significance levels
     /// outside `(0, 0.5)` or an overwhelming level above the ordinary one, or an evaluation
-    /// interval of zero or above one hour.
+    /// interval of zero or above one hour; or a bad tolerance, warm-up, no-data time or
+    /// promotion level (each named).
     ///
     /// # Example
     /// ```
@@ -148,11 +184,11 @@ impl SloConfig {
                 "a latency above 0 and at most 60000 ms, or null for none",
             ));
         }
-        if self.min_samples == 0 {
+        if self.min_samples < MIN_SAMPLES_FLOOR {
             return Err(ConfigError::new(
                 "min_samples",
-                0,
-                "at least 1 sample (100 is usual)",
+                self.min_samples,
+                "at least 5 samples, so no rule acts on a single one (100 is usual)",
             ));
         }
         let level = |x: f64| x.is_finite() && x > 0.0 && x < 0.5;
@@ -172,6 +208,7 @@ impl SloConfig {
                 "a probability above 0 and at most `significance`, e.g. 1e-9",
             ));
         }
+        self.validate_tolerances()?;
         if self.evaluation_interval.is_zero()
             || self.evaluation_interval > Duration::from_secs(3600)
         {
@@ -179,6 +216,70 @@ impl SloConfig {
                 "evaluation_interval_ms",
                 self.evaluation_interval.as_secs_f64() * 1e3,
                 "an interval above 0 and at most 3600000 ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The least `min_samples` accepted: below it an ordinary rule could act on a single sample.
+///
+/// # Example
+/// ```
+/// let slo = promotion_gates::SloConfig { min_samples: promotion_gates::MIN_SAMPLES_FLOOR - 1, ..Default::default() };
+/// assert_eq!(slo.validate().unwrap_err().field(), "min_samples");
+/// ```
+pub const MIN_SAMPLES_FLOOR: u64 = 5;
+
+impl SloConfig {
+    /// The tolerances, the warm-up, the no-data time and the promotion level.
+    fn validate_tolerances(&self) -> Result<(), ConfigError> {
+        if !(self.error_rate_tolerance.is_finite()
+            && (0.0..=1.0).contains(&self.error_rate_tolerance))
+        {
+            return Err(ConfigError::new(
+                "error_rate_tolerance",
+                self.error_rate_tolerance,
+                "a fraction from 0.0 to 1.0, e.g. 0.002",
+            ));
+        }
+        if !self.latency_shift_limit.is_finite() || self.latency_shift_limit < 1.0 {
+            return Err(ConfigError::new(
+                "latency_shift_limit",
+                self.latency_shift_limit,
+                "a finite ratio of at least 1.0, e.g. 1.1",
+            ));
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        if self.latency_tolerance > MAX_TRACKED_LATENCY {
+            return Err(ConfigError::new(
+                "latency_tolerance_ms",
+                ms(self.latency_tolerance),
+                "a latency from 0 to 60000 ms",
+            ));
+        }
+        if self.warm_up > Duration::from_secs(3600) {
+            return Err(ConfigError::new(
+                "warm_up_ms",
+                ms(self.warm_up),
+                "from 0 to 3600000 ms",
+            ));
+        }
+        if self.no_data_after < Duration::from_secs(1)
+            || self.no_data_after > Duration::from_secs(86_400)
+        {
+            return Err(ConfigError::new(
+                "no_data_ms",
+                ms(self.no_data_after),
+                "from 1000 to 86400000 ms",
+            ));
+        }
+        let level = self.promotion_significance;
+        if !(level.is_finite() && level > 0.0 && level < 0.5) {
+            return Err(ConfigError::new(
+                "promotion_significance",
+                level,
+                "a probability above 0 and below 0.5, e.g. 0.05",
             ));
         }
         Ok(())
@@ -322,6 +423,55 @@ mod tests {
                     ..Default::default()
                 },
                 "min_samples",
+            ),
+            (
+                SloConfig {
+                    min_samples: 1,
+                    ..Default::default()
+                },
+                "min_samples",
+            ),
+            (
+                SloConfig {
+                    error_rate_tolerance: -0.1,
+                    ..Default::default()
+                },
+                "error_rate_tolerance",
+            ),
+            (
+                SloConfig {
+                    latency_shift_limit: 0.9,
+                    ..Default::default()
+                },
+                "latency_shift_limit",
+            ),
+            (
+                SloConfig {
+                    latency_tolerance: Duration::from_secs(61),
+                    ..Default::default()
+                },
+                "latency_tolerance_ms",
+            ),
+            (
+                SloConfig {
+                    warm_up: Duration::from_secs(3601),
+                    ..Default::default()
+                },
+                "warm_up_ms",
+            ),
+            (
+                SloConfig {
+                    no_data_after: Duration::ZERO,
+                    ..Default::default()
+                },
+                "no_data_ms",
+            ),
+            (
+                SloConfig {
+                    promotion_significance: 0.5,
+                    ..Default::default()
+                },
+                "promotion_significance",
             ),
             (
                 SloConfig {

@@ -3,7 +3,7 @@
 
 use crate::config::Environment;
 use crate::decision::{Cohort, StageId};
-use crate::judge::{CanaryHealth, Evidence, Recommendation};
+use crate::judge::{CanaryHealth, Evidence, Recommendation, Rule};
 
 /// The judge's health of one stage, for the gate to act on.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,9 +46,15 @@ impl Verdict {
         format!("automatic rollback: {} | {evidence}", rules.join(", "))
     }
 
-    /// Whether the version under judgement meets its SLO (see [`compliance`]).
-    pub(crate) fn compliance(&self, slo_threshold: f64) -> Compliance {
-        compliance(&self.health.evidence, slo_threshold)
+    /// Whether the version under judgement meets its SLO (see [`compliance`]); without
+    /// `evidence_needed` (`promotion_evidence` off) non-inferiority not yet shown is no
+    /// objection.
+    pub(crate) fn compliance(&self, slo_threshold: f64, evidence_needed: bool) -> Compliance {
+        let shown = compliance(&self.health.evidence, slo_threshold);
+        match shown {
+            Compliance::NotShown { .. } if !evidence_needed => Compliance::Compliant,
+            _ => shown,
+        }
     }
 }
 
@@ -59,28 +65,48 @@ pub(crate) enum Compliance {
     Compliant,
     /// A rule fired.
     RuleFired,
+    /// The canary has reported no outcome for `no_data_ms` while some were due.
+    NoData,
+    /// An absolute limit is breached, but the canary is not significantly worse than the
+    /// stable version: the whole service breaches its SLO. Nothing is rolled back.
+    ServiceBreach { rule: Rule },
     /// Fewer than `min_samples` samples of the subject in the window.
     TooFewSamples {
         subject: Cohort,
         have: u64,
         need: u64,
     },
-    /// Compliance (success within the latency target) below `slo_threshold`.
-    BelowThreshold { compliance: f64, threshold: f64 },
+    /// Compliance (success within the latency target) below `slo_threshold`;
+    /// `service_wide` when the stable version's is below it too.
+    BelowThreshold {
+        compliance: f64,
+        threshold: f64,
+        service_wide: bool,
+    },
+    /// The stage does not yet show the canary not worse than the stable version beyond the
+    /// tolerated limits (on errors, on latency, or both).
+    NotShown { errors: bool, latency: bool },
 }
 
 /// The one compliance decision. The subject is the version under judgement: the new version,
-/// or in Production (where there is none) the stable one. It is compliant with at least
-/// `min_samples` samples in the window, compliance at or above `slo_threshold`, and no rule
-/// fired (checked in that order of precedence: a fired rule first).
+/// or in Production (where there is none) the stable one. It is compliant when no rule fired,
+/// no finding holds, it has at least `min_samples` samples in the window, compliance at or
+/// above `slo_threshold`, and (a canary with stable traffic to compare with) the stage shows
+/// it not worse than the stable version beyond the tolerated limits; checked in that order.
 pub(crate) fn compliance(evidence: &Evidence, slo_threshold: f64) -> Compliance {
     let (subject, numbers) = if evidence.environment == Environment::Production {
         (Cohort::Stable, &evidence.stable)
     } else {
         (Cohort::Canary, &evidence.canary)
     };
+    let held = evidence.findings.iter().find(|f| f.holds).map(|f| f.rule);
+    let shown = evidence.non_inferiority;
     if evidence.fired().next().is_some() {
         Compliance::RuleFired
+    } else if held == Some(Rule::NoData) {
+        Compliance::NoData
+    } else if let Some(rule) = held {
+        Compliance::ServiceBreach { rule }
     } else if numbers.requests < evidence.min_samples {
         Compliance::TooFewSamples {
             subject,
@@ -91,6 +117,14 @@ pub(crate) fn compliance(evidence: &Evidence, slo_threshold: f64) -> Compliance 
         Compliance::BelowThreshold {
             compliance: numbers.compliance,
             threshold: slo_threshold,
+            service_wide: subject == Cohort::Canary
+                && evidence.stable.requests >= evidence.min_samples
+                && evidence.stable.compliance < slo_threshold,
+        }
+    } else if !shown.sufficient() {
+        Compliance::NotShown {
+            errors: shown.errors,
+            latency: shown.latency,
         }
     } else {
         Compliance::Compliant
@@ -100,7 +134,7 @@ pub(crate) fn compliance(evidence: &Evidence, slo_threshold: f64) -> Compliance 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::{CohortEvidence, Finding, Rule};
+    use crate::judge::{CohortEvidence, Finding};
 
     fn evidence(environment: Environment, canary: u64, stable: u64, fired: bool) -> Evidence {
         let numbers = |requests| CohortEvidence {
@@ -121,8 +155,11 @@ mod tests {
                 limit: 0.0,
                 p_value: 1.0,
                 fired,
+                holds: false,
+                acting: "overwhelming_significance",
             }],
             health_score: 1.0,
+            non_inferiority: Default::default(),
         }
     }
 
@@ -170,7 +207,8 @@ mod tests {
             compliance(&evidence(env, 500, 0, false), 0.995),
             Compliance::BelowThreshold {
                 compliance: 0.99,
-                threshold: 0.995
+                threshold: 0.995,
+                service_wide: false
             }
         );
         assert_eq!(

@@ -19,7 +19,7 @@ use std::sync::{Barrier, Mutex};
 use std::time::Duration;
 
 use common::alloc::{Allocated, allocations_during};
-use common::{canary, gate_with_clock};
+use common::{canary, gate_for_moves, gate_with_clock};
 
 /// A config that keeps the judge out of the way: no automatic rollback, a week-long window.
 fn quiet(environment: Environment) -> PromotionConfig {
@@ -135,7 +135,7 @@ impl Recorder {
 
 #[test]
 fn merged_counts_match_what_was_counted_while_stages_change() {
-    let (gate, clock) = gate_with_clock(quiet(canary(10.0)));
+    let (gate, clock) = gate_for_moves(quiet(canary(10.0)));
     // Each phase: the workers route and record; half-way through, the release moves. The
     // first phase only records, so that the first gated move has data.
     let moves = [

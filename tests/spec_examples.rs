@@ -3,7 +3,7 @@
 //! Where the API differs from the specification's sketch it is on purpose: calls that can fail
 //! return `Result`, the manager is shared (`&self`), and a decision's flags are a borrowed view.
 //! Example 3 serves healthy traffic on a manual clock before each promotion, so that the judge
-//! has the samples it gates promotions on.
+//! has the samples and the evidence it gates promotions on.
 
 mod common;
 
@@ -84,8 +84,9 @@ fn example_3_promotion_workflow() {
         ..Default::default()
     });
 
-    // The canary serves healthy traffic until the judge has enough samples to call it.
-    let served = serve_healthy_traffic(&manager, &clock, "canary");
+    // The canary serves healthy traffic until the judge has the evidence to call it: enough
+    // samples, past the 30 s warm-up, to show it not worse than production (160 s here).
+    let served = serve_healthy_traffic(&manager, &clock, "canary", 160_000);
     assert!(served.canary >= 100, "{served:?} at 5%");
     let health = manager.monitor_canary_health();
     assert_eq!(
@@ -106,7 +107,7 @@ fn example_3_promotion_workflow() {
     );
     assert!(decision.enabled_features.contains("new_api"));
 
-    let served = serve_healthy_traffic(&manager, &clock, "staging");
+    let served = serve_healthy_traffic(&manager, &clock, "staging", 4_000);
     assert_eq!(
         served.production, 0,
         "staging sends nobody to the stable version"
@@ -136,15 +137,16 @@ struct Served {
     production: u64,
 }
 
-/// Routes 4 000 sessions named after `round` at 1 000 requests per second of `clock` and
+/// Routes `sessions` sessions named after `round` at 1 000 requests per second of `clock` and
 /// records each as a success, taking 8 to 47 ms: a healthy canary, as fast as production.
 fn serve_healthy_traffic(
     manager: &PromotionGateManager,
     clock: &ManualClock,
     round: &str,
+    sessions: u64,
 ) -> Served {
     let mut served = Served::default();
-    for i in 0..4_000u64 {
+    for i in 0..sessions {
         clock.advance(Duration::from_millis(1));
         let decision = manager.route_request(&format!("user-session-{round}-{i}"));
         let latency = Duration::from_millis(8 + (i * 17) % 40);

@@ -204,7 +204,12 @@ impl Default for Scenario {
                 feature_flags: vec!["checkout_v2".into()],
                 ..Default::default()
             },
-            slo: SloConfig::default(),
+            // The built-in ramps (a minute a stage) are too short for the judge's positive
+            // evidence at their traffic: they promote on samples, compliance and no fired rule.
+            slo: SloConfig {
+                promotion_evidence: false,
+                ..SloConfig::default()
+            },
         }
     }
 }
@@ -243,7 +248,7 @@ impl Scenario {
                 // most runs; 2000 lets p99_vs_stable, a test, speak first.
                 slo: SloConfig {
                     min_samples: 2000,
-                    ..Default::default()
+                    ..base.slo.clone()
                 },
                 ..base
             },

@@ -13,14 +13,18 @@ use promotion_gates::{Recommendation, Rule};
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum pgate_recommendation {
-    /// Enough data, no rule fired, score >= 0.9.
+    /// Enough data, no rule fired, score >= 0.9, and the canary shown not worse than the
+    /// stable version beyond the tolerated limits: promotable.
     Healthy = 0,
-    /// Too little data, or a score below 0.9 and no rule fired (a score below 0.8 that the
-    /// data are not yet sure of included).
+    /// Too little data, a finding that holds (the whole service breaches its SLO), a score
+    /// below 0.9, or non-inferiority not yet shown; no rule fired.
     Monitor = 1,
     /// A rule fired (`health_score` fires once the score's upper confidence bound is below
     /// 0.8): the gate rolls back, or would with auto rollback on.
     Rollback = 2,
+    /// The canary has reported no outcome for `no_data_ms` while some were due: never
+    /// promotable; check that the host records canary outcomes.
+    NoData = 3,
 }
 
 /// Bits of `pgate_health.rules_fired`, one per rule of the judge.
@@ -42,8 +46,14 @@ pub enum pgate_rule {
     P99Budget = 32,
     /// Health score surely below 0.8: its upper confidence bound is.
     HealthScore = 64,
-    /// Errors since the previous evaluation improbable at any acceptable rate.
+    /// Errors in the burst span improbable at any acceptable rate given the stable version's.
     ErrorBurst = 128,
+    /// Over the stage, the error rate surely above the stable version's beyond the margin.
+    ErrorsOverStage = 256,
+    /// Over the stage after warm-up, the latency distribution surely slower than tolerated.
+    LatencyShift = 512,
+    /// No canary outcome for `no_data_ms` (holds; never set in `rules_fired`).
+    NoData = 1024,
 }
 
 impl From<Rule> for pgate_rule {
@@ -57,6 +67,9 @@ impl From<Rule> for pgate_rule {
             Rule::P99Budget => pgate_rule::P99Budget,
             Rule::HealthScore => pgate_rule::HealthScore,
             Rule::ErrorBurst => pgate_rule::ErrorBurst,
+            Rule::ErrorsOverStage => pgate_rule::ErrorsOverStage,
+            Rule::LatencyShift => pgate_rule::LatencyShift,
+            Rule::NoData => pgate_rule::NoData,
         }
     }
 }
@@ -161,6 +174,7 @@ pub unsafe extern "C" fn pgate_monitor_health(
                 Recommendation::Healthy => pgate_recommendation::Healthy,
                 Recommendation::Monitor => pgate_recommendation::Monitor,
                 Recommendation::Rollback => pgate_recommendation::Rollback,
+                Recommendation::NoData => pgate_recommendation::NoData,
             },
             rules_fired: h
                 .evidence

@@ -65,6 +65,22 @@ impl<'a> CohortStats<'a> {
         }
     }
 
+    /// Requests that failed or missed the latency target, out of requests.
+    pub(crate) fn misses(&self) -> Proportion {
+        Proportion {
+            events: self.misses,
+            trials: self.requests,
+        }
+    }
+
+    /// Requests slower than `micros` (counting whole buckets above it), out of requests.
+    pub(crate) fn slower_than(&self, micros: u64) -> Proportion {
+        Proportion {
+            events: count_above(self.histogram, micros).min(self.requests),
+            trials: self.requests,
+        }
+    }
+
     /// Whether the cohort has at least `min_samples` requests.
     pub(crate) fn has(&self, min_samples: u64) -> bool {
         self.requests >= min_samples
@@ -80,17 +96,15 @@ impl<'a> CohortStats<'a> {
         binomial_tail(count_above(self.histogram, micros), self.requests, 0.01)
     }
 
-    /// The public numbers of the cohort.
-    pub(crate) fn evidence(&self) -> CohortEvidence {
+    /// The public numbers of the cohort, with the p99 of its latencies after warm-up.
+    pub(crate) fn evidence(&self, p99_micros: Option<u64>) -> CohortEvidence {
         CohortEvidence {
             requests: self.requests,
             errors: self.errors,
             compliant: self.compliant,
             error_rate: self.error_rate,
             compliance: self.compliance,
-            p99: self
-                .p99_micros
-                .map_or(Duration::ZERO, Duration::from_micros),
+            p99: p99_micros.map_or(Duration::ZERO, Duration::from_micros),
         }
     }
 }

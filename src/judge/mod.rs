@@ -12,15 +12,18 @@ use std::fmt;
 use std::time::Duration;
 
 mod cohort;
+mod latency;
+mod promotion;
 mod rules;
 mod score;
+mod sequential;
+mod shift;
 mod stats;
 
 use crate::config::Environment;
-use crate::decision::StageId;
-use crate::metrics::CohortCounts;
+use crate::decision::{PerCohort, StageId};
+use crate::metrics::Counts;
 use crate::slo::SloConfig;
-use cohort::CohortStats;
 use rules::{Case, RULES};
 use score::HEALTHY_FROM;
 pub use stats::{binomial_tail, normal_quantile_upper, normal_upper_tail};
@@ -68,6 +71,10 @@ pub enum Recommendation {
     /// A rule fired: the gate rolls back, or would with auto rollback on. A low score alone is
     /// not enough: the `health_score` rule acts on the score's upper confidence bound.
     Rollback,
+    /// The canary is routed (or the stage old enough) but has reported no outcome for
+    /// `no_data_ms`: nothing can be judged, and it is never promotable. Check that the host
+    /// records outcomes for canary requests.
+    NoData,
 }
 
 impl fmt::Display for Recommendation {
@@ -76,6 +83,7 @@ impl fmt::Display for Recommendation {
             Recommendation::Healthy => "HEALTHY",
             Recommendation::Monitor => "MONITOR",
             Recommendation::Rollback => "ROLLBACK",
+            Recommendation::NoData => "NO_DATA",
         })
     }
 }
@@ -102,8 +110,17 @@ pub enum Rule {
     P99Budget,
     /// Health score surely below 0.8: its upper confidence bound is.
     HealthScore,
-    /// Errors since the previous evaluation improbable at any acceptable rate.
+    /// Errors in the burst span improbable at any acceptable rate given the stable version's
+    /// in the same span.
     ErrorBurst,
+    /// Over the whole stage, the error rate surely above the stable version's beyond the
+    /// margin and `error_rate_tolerance` (a confidence sequence, valid at every look).
+    ErrorsOverStage,
+    /// Over the stage after warm-up, the whole latency distribution surely slower than the
+    /// stable version's beyond `latency_shift_limit` (Mann-Whitney, confidence sequence).
+    LatencyShift,
+    /// No canary outcome for `no_data_ms` while some were due: holds, never rolls back.
+    NoData,
 }
 
 impl Rule {
@@ -123,6 +140,9 @@ impl Rule {
             Rule::P99Budget => "p99_budget",
             Rule::HealthScore => "health_score",
             Rule::ErrorBurst => "error_burst",
+            Rule::ErrorsOverStage => "errors_over_stage",
+            Rule::LatencyShift => "latency_shift",
+            Rule::NoData => "no_data",
         }
     }
 }
@@ -148,22 +168,34 @@ pub struct Finding {
     pub limit: f64,
     /// The test's p-value (an upper bound); 0 or 1 for rules without a test.
     pub p_value: f64,
-    /// Whether the rule fired.
+    /// Whether the rule fired: the canary is to blame and is rolled back.
     pub fired: bool,
+    /// Whether the finding holds the promotion without rolling back: an absolute limit
+    /// breached by the whole service (the canary not significantly worse than the stable
+    /// version), or no data.
+    pub holds: bool,
+    /// The setting whose limit acted, e.g. `error_rate_ratio_limit` or
+    /// `error_rate_tolerance` (whichever is more lenient for the data at hand).
+    pub acting: &'static str,
 }
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.fired { "FIRED" } else { "ok" };
+        let verdict = match (self.fired, self.holds) {
+            (true, _) => "FIRED",
+            (false, true) => "HOLDS",
+            (false, false) => "ok",
+        };
         let (observed, limit) = match self.rule {
             Rule::P99VsStable | Rule::P99Budget => (
                 format!("{:.3}ms", self.observed),
                 format!("{:.3}ms", self.limit),
             ),
-            Rule::HealthScore => (
+            Rule::HealthScore | Rule::LatencyShift => (
                 format!("{:.4}", self.observed),
                 format!("{:.4}", self.limit),
             ),
+            Rule::NoData => ("no outcome".to_owned(), format!("{:.0}s", self.limit)),
             _ => (
                 format!("{:.3}%", self.observed * 100.0),
                 format!("{:.3}%", self.limit * 100.0),
@@ -171,8 +203,9 @@ impl fmt::Display for Finding {
         };
         write!(
             f,
-            "{} {verdict}: observed {observed} vs limit {limit} (p={:.2e})",
+            "{} {verdict}: observed {observed} vs limit {limit} by {} (p={:.2e})",
             self.rule.name(),
+            self.acting,
             self.p_value
         )
     }
@@ -232,6 +265,47 @@ pub struct Evidence {
     pub findings: Vec<Finding>,
     /// The health score (point estimate) of this window.
     pub health_score: f64,
+    /// The positive evidence a promotion needs (see [`NonInferiority`]).
+    pub non_inferiority: NonInferiority,
+}
+
+/// Whether the data show the canary not worse than the stable version beyond the tolerated
+/// limits, over the whole stage: confidence bounds at `promotion_significance` that hold at
+/// every look. A promotion from a canary stage with stable traffic needs both.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+/// let shown = gate.monitor_canary_health().evidence.non_inferiority;
+/// assert!(!shown.errors && !shown.latency); // nothing recorded, nothing shown
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct NonInferiority {
+    /// Whether a comparison was possible: a canary stage with `min_samples` of both cohorts.
+    pub compared: bool,
+    /// The canary's error rate is shown below `error_rate_ratio_limit` × the stable one's, or
+    /// below the stable one's + `error_rate_tolerance`.
+    pub errors: bool,
+    /// The canary's latencies after warm-up are shown no slower than `latency_shift_limit` ×
+    /// (or `latency_tolerance_ms` +) the stable version's.
+    pub latency: bool,
+}
+
+impl NonInferiority {
+    /// Whether a promotion may rely on it: no comparison was possible (Staging, Production),
+    /// or both are shown.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::judge::NonInferiority;
+    /// assert!(NonInferiority::default().sufficient());
+    /// assert!(!NonInferiority { compared: true, errors: true, latency: false }.sufficient());
+    /// ```
+    pub fn sufficient(&self) -> bool {
+        !self.compared || (self.errors && self.latency)
+    }
 }
 
 impl Evidence {
@@ -278,15 +352,28 @@ impl fmt::Display for Evidence {
         cohort(f, "canary", &self.canary)?;
         f.write_str("; ")?;
         cohort(f, "stable", &self.stable)?;
-        let mut fired = self.fired().peekable();
-        if fired.peek().is_none() {
-            write!(f, "; no rule fired (min_samples {})", self.min_samples)
-        } else {
-            for finding in fired {
-                write!(f, "; {finding}")?;
-            }
-            Ok(())
+        let mut acted = self
+            .findings
+            .iter()
+            .filter(|x| x.fired || x.holds)
+            .peekable();
+        if acted.peek().is_none() {
+            write!(f, "; no rule fired (min_samples {})", self.min_samples)?;
         }
+        for finding in acted {
+            write!(f, "; {finding}")?;
+        }
+        let shown = self.non_inferiority;
+        if shown.compared {
+            let yes = |b: bool| if b { "shown" } else { "not shown" };
+            write!(
+                f,
+                "; not worse than stable: errors {}, latency {}",
+                yes(shown.errors),
+                yes(shown.latency)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -326,12 +413,23 @@ pub struct CanaryHealth {
     pub evidence: Evidence,
 }
 
-/// The canary's requests and errors since the previous evaluation: what the `error_burst`
-/// rule looks at, so that a sudden outage is not diluted by a window of healthy traffic.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Recent {
-    pub(crate) requests: u64,
-    pub(crate) errors: u64,
+/// What the judge reads of one stage: the window, the stage as a whole, the latencies after
+/// warm-up, the burst span, and the stage's age. Histograms may be empty (counters only, or
+/// still warming up): the latency rules are then skipped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sample<'a> {
+    /// Both cohorts in the window.
+    pub(crate) window: &'a Counts,
+    /// Both cohorts over the whole stage (counters are read).
+    pub(crate) stage: &'a Counts,
+    /// Both cohorts in the window after the stage's warm-up.
+    pub(crate) latency: &'a Counts,
+    /// Both cohorts over the stage after its warm-up.
+    pub(crate) stage_latency: &'a Counts,
+    /// Both cohorts' `[requests, errors]` in the burst span.
+    pub(crate) burst: PerCohort<[u64; 2]>,
+    /// Time since the stage started.
+    pub(crate) stage_age: Duration,
 }
 
 /// What the judge needs besides the counts.
@@ -341,30 +439,32 @@ pub(crate) struct Policy<'a> {
     pub(crate) slo_threshold: f64,
 }
 
-/// Judges one window. `canary` is the new version's cohort (canary requests, or all requests
-/// in Staging), `stable` the stable version's. Histograms may be empty (counters only): the
-/// latency rules are then skipped.
+/// Judges one stage of `environment`: the canary cohort is the new version's (canary
+/// requests, or all requests in Staging), the stable cohort the stable version's.
 pub(crate) fn judge(
     stage: StageId,
     environment: Environment,
-    canary: &CohortCounts,
-    stable: &CohortCounts,
-    recent: Recent,
+    sample: &Sample<'_>,
     policy: Policy<'_>,
 ) -> CanaryHealth {
-    let (canary, stable) = (CohortStats::of(canary), CohortStats::of(stable));
     let mut findings = Vec::new();
-    let health_score = assess(environment, canary, stable, recent, policy, &mut |f| {
-        findings.push(f)
-    });
+    let (health_score, non_inferiority) =
+        assess(environment, sample, policy, &mut |f| findings.push(f));
+    let window = PerCohort::from_fn(|c| cohort::CohortStats::of(&sample.window[c]));
+    let latency = PerCohort::from_fn(|c| cohort::CohortStats::of(&sample.latency[c]));
     let evidence = Evidence {
         stage,
         environment,
-        canary: canary.evidence(),
-        stable: stable.evidence(),
+        canary: window
+            .canary
+            .evidence(latency.canary.p99_micros.or(window.canary.p99_micros)),
+        stable: window
+            .stable
+            .evidence(latency.stable.p99_micros.or(window.stable.p99_micros)),
         min_samples: policy.slo.min_samples,
         findings,
         health_score,
+        non_inferiority,
     };
     let recommendation = recommend(&evidence);
     CanaryHealth {
@@ -384,51 +484,49 @@ pub(crate) fn judge(
 /// Whether any rule fires, without allocating: the record path's check after a canary error
 /// (counters only) and before a periodic evaluation builds its evidence. It runs the same
 /// rules as [`judge`], which confirms a rule it reports.
-pub(crate) fn screen(
-    environment: Environment,
-    canary: &CohortCounts,
-    stable: &CohortCounts,
-    recent: Recent,
-    policy: Policy<'_>,
-) -> bool {
-    let (canary, stable) = (CohortStats::of(canary), CohortStats::of(stable));
+pub(crate) fn screen(environment: Environment, sample: &Sample<'_>, policy: Policy<'_>) -> bool {
     let mut fired = false;
-    assess(environment, canary, stable, recent, policy, &mut |f| {
-        fired |= f.fired
-    });
+    assess(environment, sample, policy, &mut |f| fired |= f.fired);
     fired
 }
 
 /// Runs every rule in order, handing each finding to `sink`; returns the health score (its
-/// point estimate). Production has no canary: no findings, score 1.
+/// point estimate) and the non-inferiority shown. Production has no canary: no findings,
+/// score 1.
 fn assess(
     environment: Environment,
-    canary: CohortStats<'_>,
-    stable: CohortStats<'_>,
-    recent: Recent,
+    sample: &Sample<'_>,
     policy: Policy<'_>,
     sink: &mut impl FnMut(Finding),
-) -> f64 {
+) -> (f64, NonInferiority) {
     if matches!(environment, Environment::Production) {
-        return 1.0;
+        return (1.0, NonInferiority::default());
     }
-    let case = Case::new(canary, stable, recent, policy);
+    let case = Case::new(sample, environment, policy);
     for rule in RULES {
         if let Some(finding) = rule(&case) {
             sink(finding);
         }
     }
-    case.score.point
+    (case.score.point, promotion::non_inferiority(&case))
 }
 
-/// ROLLBACK when a rule fired (the gate rolls back, or would with auto rollback on);
-/// otherwise MONITOR while the canary has too few samples or the score is below 0.9 (so a low
-/// score the data are not yet sure of is MONITOR); otherwise HEALTHY.
+/// ROLLBACK when a rule fired (the gate rolls back, or would with auto rollback on); NO_DATA
+/// when the canary reports nothing; otherwise MONITOR while a finding holds, the canary has
+/// too few samples, the score is below 0.9 (so a low score the data are not yet sure of is
+/// MONITOR) or non-inferiority is not yet shown; otherwise HEALTHY.
 fn recommend(evidence: &Evidence) -> Recommendation {
     let judging = !matches!(evidence.environment, Environment::Production);
+    let holds = |rule| evidence.findings.iter().any(|f| f.holds && f.rule == rule);
     if evidence.fired().next().is_some() {
         Recommendation::Rollback
-    } else if (judging && !evidence.sufficient_data()) || evidence.health_score < HEALTHY_FROM {
+    } else if holds(Rule::NoData) {
+        Recommendation::NoData
+    } else if evidence.findings.iter().any(|f| f.holds)
+        || (judging && !evidence.sufficient_data())
+        || evidence.health_score < HEALTHY_FROM
+        || !evidence.non_inferiority.sufficient()
+    {
         Recommendation::Monitor
     } else {
         Recommendation::Healthy
@@ -436,4 +534,4 @@ fn recommend(evidence: &Evidence) -> Recommendation {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,64 +1,139 @@
-//! The rules: each one small function from the [`Case`] to its [`Finding`], `None` when the
-//! rule does not apply (too few stable samples to compare with, or no histograms).
+//! The error rules and the no-data hold: each one small function from the [`Case`] to its
+//! [`Finding`], `None` when the rule does not apply. The latency rules are in `latency`.
+//!
+//! **Relative blame.** With stable traffic to compare with, a rule rolls back only on a
+//! two-sample test against the stable version over the same span; an absolute limit that the
+//! canary breaches without being significantly worse than the stable version *holds* the
+//! promotion instead. Without stable traffic (Staging) the absolute limits act alone.
+
+use std::time::Duration;
 
 use super::cohort::CohortStats;
-use super::score::{HealthScore, ROLLBACK_BELOW, health_score};
-use super::stats::{binomial_tail, two_proportion_p};
-use super::{Finding, OVERWHELMING_RATE_FLOOR, Policy, Recent, Rule};
+use super::latency::{health_score_rule, latency_shift, p99_budget, p99_vs_stable};
+use super::score::{HealthScore, health_score};
+use super::sequential::Difference;
+use super::stats::{Proportion, binomial_tail, binomial_upper, excess_p, two_proportion_p};
+use super::{
+    ERROR_RATE_FLOOR, ERROR_RATE_MARGIN, Finding, OVERWHELMING_RATE_FLOOR, Policy, Rule, Sample,
+};
+use crate::config::Environment;
+use crate::decision::PerCohort;
 use crate::slo::SloConfig;
 
-/// What the rules read, computed once per evaluation: both cohorts' statistics, the canary's
-/// outcomes since the previous evaluation, the policy, and the health score.
+/// Expected canary outcomes (from the stable traffic and the share) above which none at all is
+/// no longer chance: `e^-20 ≈ 2·10⁻⁹`.
+const NO_DATA_EXPECTED: f64 = 20.0;
+
+/// Mixing scale of the stage-long error test, as a share of the stable error rate: tuned to
+/// find a doubling fastest.
+const ERROR_TAU_FLOOR: f64 = 0.002;
+
+/// What the rules read, computed once per evaluation.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Case<'a> {
-    canary: CohortStats<'a>,
-    stable: CohortStats<'a>,
-    recent: Recent,
-    slo: &'a SloConfig,
-    slo_threshold: f64,
+    /// Both cohorts in the window (counters).
+    pub(super) canary: CohortStats<'a>,
+    pub(super) stable: CohortStats<'a>,
+    /// Both cohorts in the window after the stage's warm-up (latencies).
+    pub(super) latency: PerCohort<CohortStats<'a>>,
+    /// Both cohorts' latencies over the stage after its warm-up.
+    pub(super) stage_latency: PerCohort<&'a [u64]>,
+    /// Both cohorts' errors over the stage.
+    pub(super) stage: PerCohort<Proportion>,
+    /// Both cohorts' errors in the burst span.
+    pub(super) burst: PerCohort<Proportion>,
+    pub(super) stage_age: Duration,
+    pub(super) environment: Environment,
+    pub(super) slo: &'a SloConfig,
+    pub(super) slo_threshold: f64,
     pub(crate) score: HealthScore,
 }
 
 impl<'a> Case<'a> {
-    pub(crate) fn new(
-        canary: CohortStats<'a>,
-        stable: CohortStats<'a>,
-        recent: Recent,
-        policy: Policy<'a>,
-    ) -> Self {
+    pub(crate) fn new(sample: &Sample<'a>, environment: Environment, policy: Policy<'a>) -> Self {
+        let stats = |counts: &'a crate::metrics::Counts| {
+            PerCohort::from_fn(|cohort| CohortStats::of(&counts[cohort]))
+        };
+        let (window, latency) = (stats(sample.window), stats(sample.latency));
+        let errors = |c: &crate::metrics::CohortCounts| Proportion {
+            events: c.errors.min(c.requests),
+            trials: c.requests,
+        };
+        let burst = |[requests, errors]: [u64; 2]| Proportion {
+            events: errors.min(requests),
+            trials: requests,
+        };
         Self {
-            canary,
-            stable,
-            recent,
+            canary: window.canary,
+            stable: window.stable,
+            latency,
+            stage_latency: PerCohort::from_fn(|c| sample.stage_latency[c].histogram.as_slice()),
+            stage: PerCohort::from_fn(|c| errors(&sample.stage[c])),
+            burst: PerCohort::from_fn(|c| burst(sample.burst[c])),
+            stage_age: sample.stage_age,
+            environment,
             slo: policy.slo,
             slo_threshold: policy.slo_threshold,
-            score: health_score(&canary, &stable, policy.slo),
+            score: health_score(&window, &latency, policy.slo),
         }
     }
 
     /// Whether an ordinary rule whose test gave `p` fires: the canary has at least
     /// `min_samples` requests and `p` is below α.
-    fn convinced(&self, p: f64) -> bool {
+    pub(super) fn convinced(&self, p: f64) -> bool {
         self.canary.has(self.slo.min_samples) && p < self.slo.significance
     }
 
-    /// Both p99s in microseconds, when both histograms were read and the canary has
-    /// `min_samples`.
-    fn p99s(&self) -> Option<(u64, u64)> {
-        let both = (self.canary.p99_micros?, self.stable.p99_micros?);
-        self.canary.has(self.slo.min_samples).then_some(both)
+    /// Whether the window has stable traffic to compare with (`min_samples` of it); without,
+    /// as in Staging, the absolute limits act alone.
+    pub(super) fn comparable(&self) -> bool {
+        self.stable.has(self.slo.min_samples)
     }
 
-    /// `error_rate_ratio_limit` × the stable error rate.
-    fn relative_error_limit(&self) -> f64 {
-        self.slo.error_rate_ratio_limit * self.stable.error_rate
+    /// The p-value of "`canary`'s rate is above both `error_rate_ratio_limit` × `stable`'s
+    /// and `stable`'s + `error_rate_tolerance`" (two-sample tests; the larger p-value): what
+    /// blames an absolute breach on the canary. The margin keeps repeated looks at an
+    /// identical canary from blaming it by chance.
+    pub(super) fn worse_than_tolerated(&self, canary: Proportion, stable: Proportion) -> f64 {
+        let by_ratio = two_proportion_p(canary, stable, self.slo.error_rate_ratio_limit);
+        by_ratio.max(excess_p(canary, stable, self.slo.error_rate_tolerance))
     }
 
-    /// The worst acceptable error rate: max(relative limit, `max_error_rate`, 1 %).
-    fn error_rate_ceiling(&self) -> f64 {
-        self.relative_error_limit()
-            .max(self.slo.max_error_rate)
-            .max(OVERWHELMING_RATE_FLOOR)
+    /// Whether the stage has both cohorts' samples for its stage-long tests.
+    pub(super) fn stage_comparable(&self) -> bool {
+        let n = self.slo.min_samples;
+        self.stage.canary.trials >= n && self.stage.stable.trials >= n
+    }
+
+    /// The worst acceptable error rate given `stable`'s errors in the same span: the highest
+    /// of its upper confidence bound at `significance`, its rate times
+    /// `error_rate_ratio_limit` or plus `error_rate_tolerance`, and 1 %. Without stable traffic in
+    /// the span (Staging, or no stable outcome in it): max(`max_error_rate`, 1 %).
+    fn error_rate_ceiling(&self, stable: Proportion) -> f64 {
+        let floor = OVERWHELMING_RATE_FLOOR;
+        if matches!(self.environment, Environment::Staging) || stable.trials == 0 {
+            return self.slo.max_error_rate.max(floor);
+        }
+        let upper = binomial_upper(stable.events, stable.trials, self.slo.significance);
+        let (limit, _) = self.error_limit(stable.rate(), self.slo.error_rate_ratio_limit, "");
+        upper.max(limit).max(floor).min(1.0)
+    }
+
+    /// The tolerated error rate over the stable one: (`ratio` × stable) or (stable +
+    /// `error_rate_tolerance`), whichever is higher, and which of the two that is.
+    fn error_limit(
+        &self,
+        stable_rate: f64,
+        ratio: f64,
+        ratio_name: &'static str,
+    ) -> (f64, &'static str) {
+        let by_ratio = ratio * stable_rate;
+        let by_tolerance = stable_rate + self.slo.error_rate_tolerance;
+        if by_ratio >= by_tolerance {
+            (by_ratio, ratio_name)
+        } else {
+            (by_tolerance, "error_rate_tolerance")
+        }
     }
 }
 
@@ -66,142 +141,199 @@ impl<'a> Case<'a> {
 pub(crate) type RuleFn = fn(&Case<'_>) -> Option<Finding>;
 
 /// Every rule, in the order of their findings.
-pub(crate) const RULES: [RuleFn; 8] = [
+pub(crate) const RULES: [RuleFn; 11] = [
     slo_compliance,
     error_rate_max,
     error_rate_vs_stable,
+    errors_over_stage,
     overwhelming_errors,
     error_burst,
     p99_vs_stable,
     p99_budget,
+    latency_shift,
     health_score_rule,
+    no_data,
 ];
 
-/// [`Rule::SloCompliance`]: the share of canary requests that failed or missed the latency
-/// target against `1 - slo_threshold`.
-fn slo_compliance(case: &Case<'_>) -> Option<Finding> {
-    let allowed = 1.0 - case.slo_threshold;
-    let p = binomial_tail(case.canary.misses, case.canary.requests, allowed);
-    Some(Finding {
-        rule: Rule::SloCompliance,
-        observed: case.canary.miss_rate,
-        limit: allowed,
-        p_value: p,
-        fired: case.convinced(p),
-    })
-}
-
-/// [`Rule::ErrorRateMax`]: the canary's error rate against `max_error_rate`.
-fn error_rate_max(case: &Case<'_>) -> Option<Finding> {
-    let limit = case.slo.max_error_rate;
-    let p = binomial_tail(case.canary.errors, case.canary.requests, limit);
-    Some(Finding {
-        rule: Rule::ErrorRateMax,
-        observed: case.canary.error_rate,
+/// An absolute limit's finding: with stable traffic it rolls back only when the canary is
+/// also significantly worse than the stable version on the same measure (`blame` is that
+/// test's p-value), and otherwise holds the promotion; without, it acts alone.
+pub(super) fn absolute(
+    case: &Case<'_>,
+    rule: Rule,
+    observed: f64,
+    limit: f64,
+    p: f64,
+    blame: f64,
+) -> Finding {
+    let breached = case.convinced(p);
+    let (fired, holds) = if case.comparable() {
+        let blamed = blame < case.slo.significance;
+        (breached && blamed, breached && !blamed)
+    } else {
+        (breached, false)
+    };
+    Finding {
+        rule,
+        observed,
         limit,
         p_value: p,
-        fired: case.convinced(p),
-    })
+        fired,
+        holds,
+        acting: "absolute",
+    }
 }
 
-/// [`Rule::ErrorRateVsStable`]: the canary's error rate against `error_rate_ratio_limit` ×
-/// the stable one's; applies once the stable cohort has `min_samples`.
+/// [`Rule::SloCompliance`]: the share of canary requests that failed or missed the latency
+/// target against `1 - slo_threshold` (at least 0.1 %, so a threshold of 1 cannot act on one
+/// miss).
+fn slo_compliance(case: &Case<'_>) -> Option<Finding> {
+    let allowed = (1.0 - case.slo_threshold).max(ERROR_RATE_FLOOR);
+    let (canary, stable) = (&case.canary, &case.stable);
+    let p = binomial_tail(canary.misses, canary.requests, allowed);
+    let blame = case.worse_than_tolerated(canary.misses(), stable.misses());
+    Some(absolute(
+        case,
+        Rule::SloCompliance,
+        canary.miss_rate,
+        allowed,
+        p,
+        blame,
+    ))
+}
+
+/// [`Rule::ErrorRateMax`]: the canary's error rate against `max_error_rate` (at least 0.1 %).
+fn error_rate_max(case: &Case<'_>) -> Option<Finding> {
+    let limit = case.slo.max_error_rate.max(ERROR_RATE_FLOOR);
+    let (canary, stable) = (&case.canary, &case.stable);
+    let p = binomial_tail(canary.errors, canary.requests, limit);
+    let blame = case.worse_than_tolerated(canary.errors(), stable.errors());
+    Some(absolute(
+        case,
+        Rule::ErrorRateMax,
+        canary.error_rate,
+        limit,
+        p,
+        blame,
+    ))
+}
+
+/// [`Rule::ErrorRateVsStable`]: over the window, the canary's error rate against both
+/// `error_rate_ratio_limit` × the stable one's and the stable one's + `error_rate_tolerance`
+/// (two-sample tests); fires when it is significantly above both.
 fn error_rate_vs_stable(case: &Case<'_>) -> Option<Finding> {
-    if !case.stable.has(case.slo.min_samples) {
+    if !case.comparable() {
         return None;
     }
-    let limit = case.relative_error_limit();
-    let margin = case.slo.error_rate_ratio_limit;
-    let p = two_proportion_p(case.canary.errors(), case.stable.errors(), margin);
+    let (c, s) = (case.canary.errors(), case.stable.errors());
+    let ratio = case.slo.error_rate_ratio_limit;
+    let by_ratio = two_proportion_p(c, s, ratio);
+    let by_tolerance = excess_p(c, s, case.slo.error_rate_tolerance);
+    let p = case.worse_than_tolerated(c, s);
+    let acting = if by_ratio >= by_tolerance {
+        "error_rate_ratio_limit"
+    } else {
+        "error_rate_tolerance"
+    };
+    let (limit, _) = case.error_limit(case.stable.error_rate, ratio, "error_rate_ratio_limit");
     Some(Finding {
         rule: Rule::ErrorRateVsStable,
         observed: case.canary.error_rate,
         limit,
         p_value: p,
-        fired: case.canary.error_rate > limit && case.convinced(p),
+        fired: case.convinced(p),
+        holds: false,
+        acting,
     })
 }
 
-/// [`Rule::OverwhelmingErrors`], at any sample count: the canary's errors against the worst
-/// acceptable error rate, at `overwhelming_significance`.
-fn overwhelming_errors(case: &Case<'_>) -> Option<Finding> {
-    let ceiling = case.error_rate_ceiling();
-    let p = binomial_tail(case.canary.errors, case.canary.requests, ceiling);
-    Some(Finding {
-        rule: Rule::OverwhelmingErrors,
-        observed: case.canary.error_rate,
-        limit: ceiling,
-        p_value: p,
-        fired: p < case.slo.overwhelming_significance,
-    })
-}
-
-/// [`Rule::ErrorBurst`], at any sample count: the overwhelming-errors test on the canary's
-/// outcomes since the previous evaluation, so a sudden outage is not diluted by the window.
-fn error_burst(case: &Case<'_>) -> Option<Finding> {
-    let Recent { requests, errors } = case.recent;
-    let errors = errors.min(requests);
-    let ceiling = case.error_rate_ceiling();
-    let p = binomial_tail(errors, requests, ceiling);
-    Some(Finding {
-        rule: Rule::ErrorBurst,
-        observed: if requests == 0 {
-            0.0
-        } else {
-            errors as f64 / requests as f64
-        },
-        limit: ceiling,
-        p_value: p,
-        fired: p < case.slo.overwhelming_significance,
-    })
-}
-
-/// [`Rule::P99VsStable`]: the canary's p99 against `p99_ratio_limit` × the stable p99;
-/// applies with both histograms and `min_samples` in both cohorts.
-fn p99_vs_stable(case: &Case<'_>) -> Option<Finding> {
-    let (canary_p99, stable_p99) = case.p99s()?;
-    if !case.stable.has(case.slo.min_samples) {
+/// [`Rule::ErrorsOverStage`]: over the whole stage, a confidence sequence (valid at every
+/// look) on the canary's error rate against both [`ERROR_RATE_MARGIN`] × the stable one's and
+/// the stable one's + `error_rate_tolerance`; fires when its lower bound is above both.
+fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
+    if !case.stage_comparable() {
         return None;
     }
-    let limit = (stable_p99 as f64 * case.slo.p99_ratio_limit) as u64;
-    Some(p99_finding(case, Rule::P99VsStable, canary_p99, limit))
+    let (c, s) = (case.stage.canary, case.stage.stable);
+    let alpha = case.slo.significance;
+    let tau = s.rate().max(ERROR_TAU_FLOOR);
+    let by_ratio = Difference::of(c, s, ERROR_RATE_MARGIN, 0.0)?.lower(tau, alpha);
+    let by_tolerance = Difference::of(c, s, 1.0, case.slo.error_rate_tolerance)?.lower(tau, alpha);
+    let fired = by_ratio > 0.0 && by_tolerance > 0.0;
+    let (limit, acting) = case.error_limit(s.rate(), ERROR_RATE_MARGIN, "error_rate_margin");
+    Some(Finding {
+        rule: Rule::ErrorsOverStage,
+        observed: c.rate(),
+        limit,
+        p_value: if fired { alpha } else { 1.0 },
+        fired,
+        holds: false,
+        acting,
+    })
 }
 
-/// [`Rule::P99Budget`]: the canary's p99 against the absolute `p99_budget`; applies when it is
-/// set, with both histograms and `min_samples` canary requests.
-fn p99_budget(case: &Case<'_>) -> Option<Finding> {
-    let (canary_p99, _) = case.p99s()?;
-    let budget = case.slo.p99_budget?;
-    let limit = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
-    Some(p99_finding(case, Rule::P99Budget, canary_p99, limit))
+/// [`Rule::OverwhelmingErrors`], at any sample count: the canary's errors in the window
+/// against the worst acceptable rate given the stable version's errors in the same window.
+fn overwhelming_errors(case: &Case<'_>) -> Option<Finding> {
+    let ceiling = case.error_rate_ceiling(case.stable.errors());
+    Some(overwhelming(
+        case,
+        Rule::OverwhelmingErrors,
+        case.canary.errors(),
+        ceiling,
+    ))
 }
 
-/// A p99 rule fires when the p99 is above `limit_micros` and significantly more than 1 % of
-/// canary requests are slower than it.
-fn p99_finding(case: &Case<'_>, rule: Rule, p99_micros: u64, limit_micros: u64) -> Finding {
-    let p = case.canary.p_slower_than(limit_micros);
+/// [`Rule::ErrorBurst`], at any sample count: the same test on both cohorts' outcomes in the
+/// burst span (a new span starts at most once per `evaluation_interval`, however often anyone
+/// evaluates), so a sudden outage is not diluted by a window of healthy traffic, and an
+/// outage the stable version shares is not blamed on the canary.
+fn error_burst(case: &Case<'_>) -> Option<Finding> {
+    let ceiling = case.error_rate_ceiling(case.burst.stable);
+    Some(overwhelming(
+        case,
+        Rule::ErrorBurst,
+        case.burst.canary,
+        ceiling,
+    ))
+}
+
+fn overwhelming(case: &Case<'_>, rule: Rule, canary: Proportion, ceiling: f64) -> Finding {
+    let p = binomial_tail(canary.events, canary.trials, ceiling);
     Finding {
         rule,
-        observed: p99_micros as f64 / 1e3,
-        limit: limit_micros as f64 / 1e3,
+        observed: canary.rate(),
+        limit: ceiling,
         p_value: p,
-        fired: p99_micros > limit_micros && case.convinced(p),
+        fired: p < case.slo.overwhelming_significance,
+        holds: false,
+        acting: "overwhelming_significance",
     }
 }
 
-/// [`Rule::HealthScore`]: fires when the score's upper confidence bound is below 0.8, so the
-/// data make sure the score is.
-fn health_score_rule(case: &Case<'_>) -> Option<Finding> {
-    let sure = case.score.upper_bound;
+/// [`Rule::NoData`]: the stage is `no_data_ms` old and the canary has reported no outcome,
+/// though the stable traffic and the canary's share say at least 20 were due (in Staging,
+/// any). Holds the promotion; rolls nothing back.
+fn no_data(case: &Case<'_>) -> Option<Finding> {
+    let share = case.environment.traffic_percent() / 100.0;
+    let expected = match case.environment {
+        Environment::Production => return None,
+        Environment::Staging => f64::INFINITY,
+        Environment::Canary { .. } if share >= 1.0 => f64::INFINITY,
+        Environment::Canary { .. } => case.stage.stable.trials as f64 * share / (1.0 - share),
+    };
+    let silent = case.stage.canary.trials == 0 && case.stage_age >= case.slo.no_data_after;
     Some(Finding {
-        rule: Rule::HealthScore,
-        observed: sure,
-        limit: ROLLBACK_BELOW,
-        p_value: if sure < ROLLBACK_BELOW {
-            case.slo.significance
+        rule: Rule::NoData,
+        observed: 0.0,
+        limit: case.slo.no_data_after.as_secs_f64(),
+        p_value: if silent {
+            (-expected.min(700.0)).exp()
         } else {
             1.0
         },
-        fired: case.canary.has(case.slo.min_samples) && sure < ROLLBACK_BELOW,
+        fired: false,
+        holds: silent && expected >= NO_DATA_EXPECTED,
+        acting: "no_data_ms",
     })
 }

@@ -5,6 +5,7 @@
 use super::cohort::CohortStats;
 use super::stats::{difference_se, normal_quantile_upper, p99_bound, two_proportion_p};
 use super::{ERROR_RATE_FLOOR, ERROR_RATE_MARGIN};
+use crate::decision::PerCohort;
 use crate::slo::SloConfig;
 
 /// A score below this is ROLLBACK once the data make sure of it (the `health_score` rule).
@@ -35,16 +36,17 @@ impl Penalty {
     };
 }
 
-/// The canary's health score against the stable cohort. A penalty needs `min_samples` in the
-/// cohorts it compares; the latency penalty also needs both histograms.
+/// The canary's health score against the stable cohort: errors from the window, latencies
+/// from the window after warm-up. A penalty needs `min_samples` in the cohorts it compares;
+/// the latency penalty also needs both histograms.
 pub(crate) fn health_score(
-    canary: &CohortStats<'_>,
-    stable: &CohortStats<'_>,
+    window: &PerCohort<CohortStats<'_>>,
+    latency: &PerCohort<CohortStats<'_>>,
     slo: &SloConfig,
 ) -> HealthScore {
     let z = normal_quantile_upper(slo.significance);
-    let error = error_penalty(canary, stable, slo, z);
-    let latency = latency_penalty(canary, stable, slo, z);
+    let error = error_penalty(&window.canary, &window.stable, slo, z);
+    let latency = latency_penalty(&latency.canary, &latency.stable, slo, z);
     HealthScore {
         point: score(error.point, latency.point),
         upper_bound: score(error.least, latency.least),

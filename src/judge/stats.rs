@@ -10,6 +10,17 @@ pub(crate) struct Proportion {
     pub(crate) trials: u64,
 }
 
+impl Proportion {
+    /// `events / trials`, 0 with no trials.
+    pub(crate) fn rate(self) -> f64 {
+        if self.trials == 0 {
+            0.0
+        } else {
+            self.events.min(self.trials) as f64 / self.trials as f64
+        }
+    }
+}
+
 /// Upper bound on `P(X >= k)` for `X ~ Binomial(n, p)`: 1 when `k/n <= p`, else
 /// `exp(-n * KL(k/n || p))` (Chernoff–Hoeffding). Exact at `k = n`: `p^n`.
 ///
@@ -128,4 +139,47 @@ pub(crate) fn difference_se(a: Proportion, b: Proportion) -> f64 {
 pub(crate) fn p99_bound(n: u64, z: f64) -> f64 {
     let sigma = (0.99 * 0.01 / n.max(1) as f64).sqrt();
     (0.99 + z * sigma).clamp(0.5, 1.0)
+}
+
+/// Upper confidence bound of a rate from `k` events in `n` trials at level `alpha`: the
+/// largest `p` whose Chernoff–Hoeffding lower tail still allows `k` (`n·KL(k/n ‖ p) ≤
+/// ln(1/α)`), found by bisection. 1 with no trials.
+pub(crate) fn binomial_upper(k: u64, n: u64, alpha: f64) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    let q = k.min(n) as f64 / n as f64;
+    let budget = (1.0 / alpha).ln() / n as f64;
+    let kl = |p: f64| {
+        let a = if q > 0.0 { q * (q / p).ln() } else { 0.0 };
+        let b = if q < 1.0 {
+            (1.0 - q) * ((1.0 - q) / (1.0 - p)).ln()
+        } else {
+            0.0
+        };
+        a + b
+    };
+    let (mut low, mut high) = (q, 1.0f64);
+    for _ in 0..60 {
+        let mid = 0.5 * (low + high);
+        if mid >= 1.0 || kl(mid) > budget {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    high
+}
+
+/// One-sided p-value of `rate(a) > rate(b) + offset` (unpooled z-test, half-count smoothing).
+/// 1 when either has no trials.
+pub(crate) fn excess_p(a: Proportion, b: Proportion, offset: f64) -> f64 {
+    let (xa, na) = (a.events as f64, a.trials as f64);
+    let (xb, nb) = (b.events as f64, b.trials as f64);
+    if na == 0.0 || nb == 0.0 {
+        return 1.0;
+    }
+    let (pa, pb) = (smoothed(xa, na), smoothed(xb, nb));
+    let variance = pa * (1.0 - pa) / na + pb * (1.0 - pb) / nb;
+    normal_upper_tail((xa / na - xb / nb - offset) / variance.sqrt())
 }

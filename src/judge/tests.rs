@@ -2,7 +2,33 @@
 
 use super::*;
 use crate::config::canary;
+use crate::metrics::CohortCounts;
 use crate::metrics::tests_support::cohort;
+
+/// Judges hand-made cohorts: the same counts serve as the window, the stage and the
+/// latencies after warm-up; `burst` is each cohort's `[requests, errors]` in the burst span.
+pub(crate) fn judge_cohorts(
+    stage: StageId,
+    environment: Environment,
+    canary: &CohortCounts,
+    stable: &CohortCounts,
+    burst: PerCohort<[u64; 2]>,
+    policy: Policy<'_>,
+) -> CanaryHealth {
+    let counts = PerCohort {
+        canary: canary.clone(),
+        stable: stable.clone(),
+    };
+    let sample = Sample {
+        window: &counts,
+        stage: &counts,
+        latency: &counts,
+        stage_latency: &counts,
+        burst,
+        stage_age: Duration::from_secs(3600),
+    };
+    judge(stage, environment, &sample, policy)
+}
 
 fn policy(slo: &SloConfig) -> Policy<'_> {
     Policy {
@@ -14,22 +40,22 @@ fn policy(slo: &SloConfig) -> Policy<'_> {
 /// The default policy's verdict on a canary at `percent` with nothing new since the
 /// previous evaluation.
 fn verdict(percent: f64, subject: &CohortCounts, baseline: &CohortCounts) -> CanaryHealth {
-    verdict_with(percent, subject, baseline, Recent::default())
+    verdict_with(percent, subject, baseline, PerCohort::default())
 }
 
 fn verdict_with(
     percent: f64,
     subject: &CohortCounts,
     baseline: &CohortCounts,
-    recent: Recent,
+    burst: PerCohort<[u64; 2]>,
 ) -> CanaryHealth {
     let slo = SloConfig::default();
-    judge(
+    judge_cohorts(
         StageId(2),
         canary(percent),
         subject,
         baseline,
-        recent,
+        burst,
         policy(&slo),
     )
 }
@@ -53,7 +79,8 @@ fn worked_examples_of_the_score() {
     let cases = [
         (0.010, 1.00, Recommendation::Healthy),
         (0.012, 0.95, Recommendation::Healthy),
-        (0.015, 0.875, Recommendation::Monitor),
+        // Above 1.1x the stable rate over the stage, surely: `errors_over_stage` fires.
+        (0.015, 0.875, Recommendation::Rollback),
         (0.020, 0.75, Recommendation::Rollback),
         (0.030, 0.50, Recommendation::Rollback),
     ];
@@ -73,10 +100,20 @@ fn worked_examples_of_the_score() {
 #[test]
 fn latency_worked_examples() {
     let prod = cohort(1_000_000, 10_000, 10_000, 20_000);
-    // p99 1.4x: penalty 0.08, healthy, and the 1.5x rule does not fire.
+    // Every latency 1.4x: penalty 0.08, but the whole distribution is surely slower than
+    // the tolerated 1.1x, so latency_shift rolls it back.
     let subject = cohort(1_000_000, 10_000, 14_000, 28_000);
     let h = verdict(50.0, &subject, &prod);
     assert!((h.health_score - 0.92).abs() < 0.01, "{}", h.health_score);
+    assert!(
+        h.evidence.fired().any(|f| f.rule == Rule::LatencyShift),
+        "{}",
+        h.evidence
+    );
+    // Every latency 1.05x: within the tolerated shift, and shown to be.
+    let subject = cohort(1_000_000, 10_000, 10_500, 21_000);
+    let h = verdict(50.0, &subject, &prod);
+    assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
     assert_eq!(h.recommendation, Recommendation::Healthy, "{}", h.evidence);
     // p99 2x: penalty 0.2, score 0.8 (MONITOR by score), but the p99 rule fires.
     let subject = cohort(1_000_000, 10_000, 20_000, 40_000);
@@ -87,11 +124,10 @@ fn latency_worked_examples() {
         "{}",
         h.evidence
     );
-    assert!(
-        h.evidence
-            .fired()
-            .all(|f| matches!(f.rule, Rule::P99VsStable | Rule::HealthScore))
-    );
+    assert!(h.evidence.fired().all(|f| matches!(
+        f.rule,
+        Rule::P99VsStable | Rule::HealthScore | Rule::LatencyShift
+    )));
     assert_eq!(h.recommendation, Recommendation::Rollback);
 }
 
@@ -107,7 +143,7 @@ fn too_few_samples_never_fire_ordinary_rules() {
 }
 
 #[test]
-fn twenty_of_twenty_failures_is_overwhelming_early() {
+fn a_failing_canary_is_overwhelming_early() {
     let prod = cohort(100_000, 500, 5_000, 10_000);
     let first_firing = (1..=20)
         .find(|&n| {
@@ -115,7 +151,14 @@ fn twenty_of_twenty_failures_is_overwhelming_early() {
             h.recommendation == Recommendation::Rollback
         })
         .unwrap();
-    assert_eq!(first_firing, 7); // 0.05^7 = 7.8e-10 < 1e-9 (reference: max_error_rate)
+    // The ceiling: the stable rate's upper bound at 0.001 (500 of 100 000), times 1.5 or plus
+    // 0.2 %, and at least 1 %.
+    let upper = stats::binomial_upper(500, 100_000, 0.001);
+    let ceiling = (upper * 1.5).max(upper + 0.002).max(0.01);
+    assert!((0.01..0.011).contains(&ceiling), "{ceiling}");
+    let expected = (1..=20).find(|&k| ceiling.powi(k) < 1e-9).unwrap();
+    assert_eq!(first_firing, expected as u64);
+    assert!(first_firing <= 7);
 }
 
 #[test]
@@ -142,51 +185,66 @@ fn the_score_rule_needs_the_data_to_be_sure() {
     );
 }
 
+fn burst(canary: [u64; 2], stable: [u64; 2]) -> PerCohort<[u64; 2]> {
+    PerCohort { canary, stable }
+}
+
 #[test]
 fn a_burst_of_errors_is_not_diluted_by_a_healthy_window() {
     let prod = cohort(1_000_000, 5_000, 5_000, 10_000);
-    // A long healthy window: 30 000 canary requests at 0.5 %, then 8 failures in a row.
+    // A long healthy window: 30 000 canary requests at 0.5 %, then failures in a row while the
+    // stable version serves 1 900 requests at 0.5 % in the same span.
     let window = cohort(30_008, 158, 5_000, 10_000);
-    let quiet = verdict_with(
-        10.0,
-        &window,
-        &prod,
-        Recent {
-            requests: 40,
-            errors: 0,
-        },
-    );
+    let stable = [1_900, 10];
+    let quiet = verdict_with(10.0, &window, &prod, burst([40, 0], stable));
     assert_eq!(quiet.evidence.fired().count(), 0, "{}", quiet.evidence);
-    let burst = Recent {
-        requests: 8,
-        errors: 8,
-    };
-    let h = verdict_with(10.0, &window, &prod, burst);
+    let h = verdict_with(10.0, &window, &prod, burst([8, 8], stable));
     let fired: Vec<_> = h.evidence.fired().map(|f| f.rule).collect();
     assert_eq!(fired, [Rule::ErrorBurst], "{}", h.evidence);
-    // 7 failures are enough against the 5 % reference (0.05^7 < 1e-9); 6 are not.
-    let six = verdict_with(
-        10.0,
-        &window,
-        &prod,
-        Recent {
-            requests: 6,
-            errors: 6,
-        },
+    // The ceiling is the stable rate's upper bound at 0.001, about 1.4 %: 1.4 %^5 < 1e-9,
+    // 1.4 %^4 is not.
+    let five = verdict_with(10.0, &window, &prod, burst([5, 5], stable));
+    assert_eq!(five.evidence.fired().count(), 1, "{}", five.evidence);
+    let four = verdict_with(10.0, &window, &prod, burst([4, 4], stable));
+    assert_eq!(four.evidence.fired().count(), 0, "{}", four.evidence);
+}
+
+#[test]
+fn an_outage_the_stable_version_shares_is_not_blamed_on_the_canary() {
+    // Both fail 30 % in the burst span (a shared database is down), and in the window.
+    let prod = cohort(100_000, 30_000, 5_000, 10_000);
+    let window = cohort(5_000, 1_500, 5_000, 10_000);
+    let h = verdict_with(5.0, &window, &prod, burst([100, 30], [1_900, 570]));
+    assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
+    // The absolute limits hold the promotion instead: the whole service breaches its SLO.
+    assert!(
+        h.evidence
+            .findings
+            .iter()
+            .any(|f| f.holds && f.rule == Rule::ErrorRateMax),
+        "{}",
+        h.evidence
     );
-    assert_eq!(six.evidence.fired().count(), 0);
+    assert_eq!(h.recommendation, Recommendation::Monitor);
+    // A canary failing everything in the same span is still blamed.
+    let h = verdict_with(5.0, &window, &prod, burst([100, 100], [1_900, 570]));
+    assert!(
+        h.evidence.fired().any(|f| f.rule == Rule::ErrorBurst),
+        "{}",
+        h.evidence
+    );
 }
 
 #[test]
 fn production_has_nothing_to_judge() {
     let slo = SloConfig::default();
     let prod = cohort(1000, 900, 5_000, 10_000);
-    let h = judge(
+    let h = judge_cohorts(
         StageId(1),
         Environment::Production,
         &CohortCounts::default(),
         &prod,
-        Recent::default(),
+        PerCohort::default(),
         policy(&slo),
     );
     assert!(h.evidence.findings.is_empty());

@@ -54,12 +54,14 @@ fn a_new_salt_starts_a_new_stage() {
     assert!(gate.stage() > stage);
 }
 
+/// A gate on the system clock whose latency rules need no warm-up, so that a promotion can
+/// rest on a few thousand samples recorded at once.
 fn gate(config: PromotionConfig) -> PromotionGateManager {
-    PromotionGateManager::new(
-        config,
-        SloAdmissionController::new(SloConfig::default()).unwrap(),
-    )
-    .unwrap()
+    let slo = SloConfig {
+        warm_up: Duration::ZERO,
+        ..Default::default()
+    };
+    PromotionGateManager::new(config, SloAdmissionController::new(slo).unwrap()).unwrap()
 }
 
 /// Records healthy outcomes until the new version has `n` in this stage.
@@ -110,7 +112,8 @@ fn flags_per_environment_and_cohort() {
         }
     }
     assert!(seen_canary && seen_stable);
-    feed_healthy(&gate, 200);
+    // Both cohorts' thousands of clean outcomes show the canary not worse than stable.
+    feed_healthy(&gate, 8000);
     gate.promote(Environment::Staging).unwrap();
     assert_eq!(gate.route_request("x").enabled_features.len(), 2);
     feed_healthy(&gate, 200);
@@ -178,7 +181,8 @@ fn rollback_resets_and_records() {
 
 #[test]
 fn a_verdict_applies_only_to_the_stage_it_judged() {
-    use crate::judge::{Policy, Recent, judge};
+    use crate::judge::Policy;
+    use crate::judge::tests::judge_cohorts;
     use crate::metrics::tests_support::cohort;
     let gate = gate(PromotionConfig {
         environment: canary(5.0),
@@ -191,12 +195,12 @@ fn a_verdict_applies_only_to_the_stage_it_judged() {
             slo_threshold: 0.95,
         };
         let (subject, baseline) = (cohort(1000, 1000, 900, 900), cohort(1000, 0, 900, 900));
-        Verdict::new(judge(
+        Verdict::new(judge_cohorts(
             stage,
             canary(5.0),
             &subject,
             &baseline,
-            Recent::default(),
+            Default::default(),
             policy,
         ))
     };
@@ -265,14 +269,22 @@ fn the_health_read_never_rolls_back() {
 }
 
 #[test]
-fn the_reads_leave_the_error_burst_to_the_next_judgement() {
+fn the_burst_span_does_not_shrink_however_often_anyone_judges() {
     use crate::judge::Rule::ErrorBurst;
-    let gate = still_gate(PromotionConfig {
-        environment: canary(100.0),
-        auto_rollback_enabled: false,
-        ..Default::default()
-    });
+    let clock = Arc::new(crate::ManualClock::new());
+    let gate = PromotionGateManager::with_clock(
+        PromotionConfig {
+            environment: canary(100.0),
+            auto_rollback_enabled: false,
+            ..Default::default()
+        },
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+        clock.clone(),
+    )
+    .unwrap();
     record_canary(&gate, 2000, true);
+    clock.advance(Duration::from_secs(1));
+    // A judging call a second later starts a new burst span.
     assert!(fired(&gate.monitor_canary_health()).is_empty());
     // A sudden outage after a long healthy window: only error_burst sees it.
     record_canary(&gate, 10, false);
@@ -282,9 +294,15 @@ fn the_reads_leave_the_error_burst_to_the_next_judgement() {
         let exported = gate.latency_histogram(Cohort::Canary).unwrap();
         assert_eq!(exported.len(), 2010);
     }
-    let judged = gate.monitor_canary_health();
-    assert_eq!(fired(&judged), [ErrorBurst], "{}", judged.evidence);
-    // A judging call starts a new span: the burst is behind it now.
+    // Judging on every request does not restart the span: it restarts at most once per
+    // evaluation_interval.
+    for _ in 0..100 {
+        let judged = gate.monitor_canary_health();
+        assert_eq!(fired(&judged), [ErrorBurst], "{}", judged.evidence);
+    }
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(fired(&gate.monitor_canary_health()), [ErrorBurst]);
+    // That call started a new span: the burst is behind it now.
     assert!(fired(&gate.monitor_canary_health()).is_empty());
     assert!(fired(&gate.health()).is_empty());
 }

@@ -22,6 +22,11 @@ fn log_dropped(dropped: u64) {
     }
 }
 
+/// How a refused promotion says that the stable version breaches the SLO as much as the
+/// canary: nothing is rolled back, the whole service must be fixed first.
+const SERVICE_WIDE: &str =
+    "the whole service breaches its SLO (the canary is not significantly worse than stable): ";
+
 impl PromotionGateManager {
     /// Moves the release along the state machine (see [`plan_promotion`]).
     ///
@@ -85,7 +90,8 @@ impl PromotionGateManager {
     fn gate(&self, writer: &mut WriterState, current: &Snapshot) -> Result<Evidence, Error> {
         let verdict = self.monitor.evaluation().judge(current);
         let evidence = verdict.evidence();
-        match verdict.compliance(current.config.slo_threshold) {
+        let evidence_needed = self.monitor.slo().config().promotion_evidence;
+        match verdict.compliance(current.config.slo_threshold, evidence_needed) {
             Compliance::Compliant => Ok(evidence.clone()),
             Compliance::RuleFired => {
                 self.apply_verdict(writer, &verdict);
@@ -108,11 +114,29 @@ impl PromotionGateManager {
             Compliance::BelowThreshold {
                 compliance,
                 threshold,
+                service_wide,
             } => Err(PromotionError::SloNotMet {
                 evidence: format!(
-                    "compliance {:.3}% < slo_threshold {:.3}%; {evidence}",
+                    "{}compliance {:.3}% < slo_threshold {:.3}%; {evidence}",
+                    if service_wide { SERVICE_WIDE } else { "" },
                     compliance * 100.0,
                     threshold * 100.0
+                ),
+            }
+            .into()),
+            Compliance::ServiceBreach { rule } => Err(PromotionError::SloNotMet {
+                evidence: format!("{SERVICE_WIDE}{} holds; {evidence}", rule.name()),
+            }
+            .into()),
+            Compliance::NoData => Err(PromotionError::InsufficientData {
+                evidence: format!("no canary outcome recorded (no_data); {evidence}"),
+            }
+            .into()),
+            Compliance::NotShown { errors, latency } => Err(PromotionError::InsufficientData {
+                evidence: format!(
+                    "the stage does not yet show the canary not worse than stable (errors {}, latency {}); {evidence}",
+                    if errors { "shown" } else { "not shown" },
+                    if latency { "shown" } else { "not shown" },
                 ),
             }
             .into()),

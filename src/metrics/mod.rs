@@ -27,7 +27,7 @@ pub(crate) use recorder::CohortCounts;
 pub use recorder::Recorded;
 pub(crate) use recorder::Tally;
 use recorder::{NewestStage, ThreadRecorder};
-pub(crate) use window::{Counts, Window};
+pub(crate) use window::{Counts, Measured, Spans, Window};
 
 /// The recorders of one gate and the judge's window.
 #[derive(Debug)]
@@ -40,15 +40,26 @@ pub(crate) struct Metrics {
     window_base: CachePadded<WindowBase>,
     /// The gate's newest stage (read only when a recorder changes stage).
     newest_stage: NewestStage,
+    /// When the newest stage started (monotonic ns).
+    stage_start: AtomicU64,
 }
 
-/// The stage, `[requests, errors, compliant]` per cohort at the window's start, and the
-/// canary cohort's `[requests, errors]` at the last evaluation.
+/// The stage, `[requests, errors, compliant]` per cohort at the window's start, and each
+/// cohort's `[requests, errors]` at the start of the burst span.
 #[derive(Debug, Default)]
 struct WindowBase {
     stage: AtomicU64,
     counts: PerCohort<[AtomicU64; 3]>,
-    last: [AtomicU64; 2],
+    burst: PerCohort<[AtomicU64; 2]>,
+}
+
+/// What the lock-free screen reads: the stage's counters, the window's, and the burst span's
+/// `[requests, errors]` per cohort (histograms empty).
+#[derive(Debug, Default)]
+pub(crate) struct ScreenCounts {
+    pub(crate) stage: Counts,
+    pub(crate) windowed: Counts,
+    pub(crate) burst: PerCohort<[u64; 2]>,
 }
 
 impl Metrics {
@@ -60,13 +71,21 @@ impl Metrics {
             next_evaluation: CachePadded::new(AtomicU64::new(0)),
             window_base: CachePadded::new(WindowBase::default()),
             newest_stage: NewestStage::new(stage),
+            stage_start: AtomicU64::new(0),
         }
     }
 
-    /// Tells the recorders that `stage` is the gate's newest. The writer calls it, under its
-    /// lock, before it publishes a snapshot of that stage.
-    pub(crate) fn stage_started(&self, stage: StageId) {
+    /// Tells the recorders that `stage` is the gate's newest, started at `now` (monotonic).
+    /// The writer calls it, under its lock, before it publishes a snapshot of that stage.
+    pub(crate) fn stage_started(&self, stage: StageId, now: Duration) {
+        let ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        self.stage_start.store(ns, Ordering::Relaxed);
         self.newest_stage.set(stage);
+    }
+
+    /// When the newest stage started (monotonic).
+    pub(crate) fn stage_start(&self) -> Duration {
+        Duration::from_nanos(self.stage_start.load(Ordering::Relaxed))
     }
 
     /// Records one outcome on the calling thread's recorder. Lock-free; allocates only on a
@@ -148,7 +167,7 @@ impl Metrics {
         &self,
         stage: StageId,
         base: PerCohort<[u64; 3]>,
-        last: [u64; 2],
+        burst: PerCohort<[u64; 2]>,
     ) {
         let b = &self.window_base;
         // Invalidate first so a concurrent screen never pairs the old stage with new counts.
@@ -158,36 +177,42 @@ impl Metrics {
                 cell.store(value, Ordering::Relaxed);
             }
         }
-        for (cell, value) in b.last.iter().zip(last) {
-            cell.store(value, Ordering::Relaxed);
+        for (cells, counts) in b.burst.iter().zip(burst.iter()) {
+            for (cell, &value) in cells.iter().zip(counts) {
+                cell.store(value, Ordering::Relaxed);
+            }
         }
         b.stage.store(stage.0, Ordering::Release);
     }
 
-    /// The stage's counters within the last evaluated window, read without a lock and without
-    /// allocating (histograms empty).
-    /// Also returns the canary cohort's `[requests, errors]` since the last evaluation.
-    pub(crate) fn read_windowed_counters(&self, stage: StageId) -> (Counts, [u64; 2]) {
-        let (mut now, mut scratch): (Counts, Counts) = Default::default();
-        self.read_into(stage, &mut now, &mut scratch, false);
+    /// The stage's counters, those within the last evaluated window and those of the burst
+    /// span, read without a lock and without allocating (histograms empty).
+    pub(crate) fn read_screen_counters(&self, stage: StageId) -> ScreenCounts {
+        let mut counts = ScreenCounts::default();
+        let mut scratch = Counts::default();
+        self.read_into(stage, &mut counts.stage, &mut scratch, false);
         let b = &self.window_base;
-        let mut recent = [now.canary.requests, now.canary.errors];
-        if b.stage.load(Ordering::Acquire) == stage.0 {
-            recent[0] = recent[0].saturating_sub(b.last[0].load(Ordering::Relaxed));
-            recent[1] = recent[1].saturating_sub(b.last[1].load(Ordering::Relaxed));
-            for (counts, cells) in now.iter_mut().zip(b.counts.iter()) {
-                counts.requests = counts
-                    .requests
-                    .saturating_sub(cells[0].load(Ordering::Relaxed));
-                counts.errors = counts
-                    .errors
-                    .saturating_sub(cells[1].load(Ordering::Relaxed));
-                counts.compliant = counts
-                    .compliant
-                    .saturating_sub(cells[2].load(Ordering::Relaxed));
+        let ours = b.stage.load(Ordering::Acquire) == stage.0;
+        let load = |cell: &AtomicU64| {
+            if ours {
+                cell.load(Ordering::Relaxed)
+            } else {
+                0
             }
+        };
+        for cohort in Cohort::ALL {
+            let (now, base) = (&counts.stage[cohort], &b.counts[cohort]);
+            let windowed = &mut counts.windowed[cohort];
+            windowed.requests = now.requests.saturating_sub(load(&base[0]));
+            windowed.errors = now.errors.saturating_sub(load(&base[1]));
+            windowed.compliant = now.compliant.saturating_sub(load(&base[2]));
+            let burst = &b.burst[cohort];
+            counts.burst[cohort] = [
+                now.requests.saturating_sub(load(&burst[0])),
+                now.errors.saturating_sub(load(&burst[1])),
+            ];
         }
-        (now, recent)
+        counts
     }
 
     /// Outcomes dropped as late, over all threads.
@@ -235,6 +260,12 @@ pub(crate) fn to_histogram(buckets: &[u64]) -> Option<Histogram<u64>> {
         }
     }
     Some(h)
+}
+
+/// The middle of bucket `index`, in microseconds: the value a bucket's samples count as when
+/// two histograms are compared.
+pub(crate) fn bucket_midpoint(index: usize) -> f64 {
+    (layout::lowest_of(index) + layout::highest_of(index)) as f64 / 2.0
 }
 
 /// Count of samples strictly above `micros`, counting only buckets entirely above it.
@@ -317,6 +348,15 @@ mod tests {
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::*;
+
+    /// A histogram of `values` (microseconds).
+    pub(crate) fn histogram_of(values: &[u64]) -> Vec<u64> {
+        let mut histogram = vec![0u64; layout::LEN];
+        for &v in values {
+            histogram[layout::index_of(v)] += 1;
+        }
+        histogram
+    }
 
     /// `requests` requests, `errors` of them failed; 98 % take `typical_us`, 2 % `slow_us`.
     /// Successes within 500 ms (the default target) are compliant.

@@ -40,7 +40,37 @@ pub(crate) struct Window {
     pub(crate) windowed: Counts,
     /// Where each recorder is read before it is added.
     pub(crate) scratch: Counts,
+    /// The window's latencies after the stage's warm-up (empty while it lasts).
+    pub(crate) latency: Counts,
+    /// The stage's latencies after its warm-up: `now` minus the settled reading.
+    pub(crate) stage_latency: Counts,
+    /// When the stage's warm-up ended for the latency rules, and the reading then.
+    settled: Option<Duration>,
+    settled_counts: Counts,
+    /// The start of the current burst span and the counters then, `[requests, errors]` per
+    /// cohort; `None` when the span starts with the stage.
+    burst_base: Option<(Duration, PerCohort<[u64; 2]>)>,
 }
+
+/// The spans one evaluation measures, all on the gate's monotonic clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Spans {
+    /// The time of the reading.
+    pub(crate) at: Duration,
+    /// The window's length (`rollback_window_seconds`).
+    pub(crate) length: Duration,
+    /// When the stage started.
+    pub(crate) stage_start: Duration,
+    /// When the latency rules' warm-up ends (`stage_start + warm_up`).
+    pub(crate) settled_from: Duration,
+    /// The burst span: a new one starts at most this often, however often anyone evaluates.
+    pub(crate) burst: Duration,
+}
+
+/// What a measurement returns besides the window: the base reading's counters per cohort
+/// (`[requests, errors, compliant]`, the screen's base) and each cohort's `[requests,
+/// errors]` in the burst span.
+pub(crate) type Measured = (PerCohort<[u64; 3]>, PerCohort<[u64; 2]>);
 
 fn sized() -> Counts {
     PerCohort::from_fn(|_| {
@@ -61,72 +91,110 @@ impl Window {
         self.now = sized();
         self.windowed = sized();
         self.scratch = sized();
+        self.latency = sized();
+        self.stage_latency = sized();
+        self.settled_counts = sized();
     }
 
-    /// Takes `self.now` as the cumulative reading of `stage` at `at`, computes
-    /// `self.windowed` over the window `length` before it, and keeps the reading. Returns the
-    /// base reading's counters per cohort (`[requests, errors, compliant]`) and the canary
-    /// cohort's `[requests, errors]` since the previous reading. A new stage starts the window
-    /// afresh.
-    pub(crate) fn observe(
-        &mut self,
-        stage: StageId,
-        at: Duration,
-        length: Duration,
-    ) -> (PerCohort<[u64; 3]>, [u64; 2]) {
+    /// Takes `self.now` as the cumulative reading of `stage` at `spans.at`, computes the
+    /// window (`self.windowed`, and the latencies after warm-up), and keeps the reading.
+    /// Returns the base reading's counters and the burst span's. A new stage starts the window,
+    /// the warm-up and the burst span afresh.
+    pub(crate) fn observe(&mut self, stage: StageId, spans: Spans) -> Measured {
         if self.stage != Some(stage) {
             self.stage = Some(stage);
+            self.settled = None;
+            self.burst_base = None;
             while let Some((_, counts)) = self.readings.pop_front() {
                 self.spare.push(counts);
             }
         }
-        let measured = self.measure(stage, at, length);
-        self.keep(at, length);
+        self.settle(spans);
+        let measured = self.measure(stage, spans);
+        self.keep(spans.at, spans.length);
+        let burst_due = self
+            .burst_base
+            .is_none_or(|(t, _)| spans.at.saturating_sub(t) >= spans.burst);
+        if burst_due {
+            let counters = |c: &CohortCounts| [c.requests, c.errors];
+            let base = PerCohort::from_fn(|cohort| counters(&self.now[cohort]));
+            self.burst_base = Some((spans.at, base));
+        }
         measured
     }
 
-    /// Like [`observe`](Self::observe), but keeps nothing: the readings (so the window's start
-    /// and the span "since the previous reading") are left as they were.
-    pub(crate) fn peek(
-        &mut self,
-        stage: StageId,
-        at: Duration,
-        length: Duration,
-    ) -> (PerCohort<[u64; 3]>, [u64; 2]) {
-        self.measure(stage, at, length)
+    /// Like [`observe`](Self::observe), but keeps nothing: the readings (so the window's start,
+    /// the warm-up's end and the burst span) are left as they were.
+    pub(crate) fn peek(&mut self, stage: StageId, spans: Spans) -> Measured {
+        self.measure(stage, spans)
     }
 
-    /// Computes `self.windowed` from `self.now` and the readings of `stage` (none if the ring
-    /// holds another stage's); returns what [`observe`](Self::observe) returns.
-    fn measure(
-        &mut self,
-        stage: StageId,
-        at: Duration,
-        length: Duration,
-    ) -> (PerCohort<[u64; 3]>, [u64; 2]) {
-        let readings = if self.stage == Some(stage) {
+    /// Each cohort's `[requests, errors]` where the current burst span started (zeros when it
+    /// started with the stage).
+    pub(crate) fn burst_start(&self) -> PerCohort<[u64; 2]> {
+        self.burst_base
+            .map_or_else(Default::default, |(_, base)| base)
+    }
+
+    /// Takes the settled reading at the first observation after the warm-up (the stage's
+    /// start, when the warm-up is zero).
+    fn settle(&mut self, spans: Spans) {
+        if self.settled.is_some() || spans.at < spans.settled_from {
+            return;
+        }
+        let from_start = spans.settled_from <= spans.stage_start;
+        for (dst, src) in self.settled_counts.iter_mut().zip(self.now.iter()) {
+            if from_start {
+                dst.reset(true, LEN);
+            } else {
+                dst.copy_from(src);
+            }
+        }
+        self.settled = Some(spans.at);
+    }
+
+    /// Computes `self.windowed` and the latencies from `self.now` and the readings of `stage`
+    /// (none if the ring holds another stage's); returns what [`observe`](Self::observe)
+    /// returns.
+    fn measure(&mut self, stage: StageId, spans: Spans) -> Measured {
+        let ours = self.stage == Some(stage);
+        let readings = if ours {
             self.readings.range(..)
         } else {
             self.readings.range(0..0)
         };
-        let start = at.checked_sub(length);
+        let start = spans.at.checked_sub(spans.length);
         let base = start.and_then(|start| readings.clone().rev().find(|(t, _)| *t <= start));
+        let settled = self.settled.filter(|_| ours);
         let zero = CohortCounts::default();
         let mut base_counters = PerCohort::<[u64; 3]>::default();
         for cohort in Cohort::ALL {
             let b = base.map_or(&zero, |(_, counts)| &counts[cohort]);
             self.now[cohort].since_into(b, &mut self.windowed[cohort]);
             base_counters[cohort] = [b.requests, b.errors, b.compliant];
+            let settled_base = &self.settled_counts[cohort];
+            let latency_base = match (settled, base) {
+                (Some(s), Some((t, _))) if *t > s => b,
+                _ => settled_base,
+            };
+            if settled.is_some() {
+                self.now[cohort].since_into(latency_base, &mut self.latency[cohort]);
+                self.now[cohort].since_into(settled_base, &mut self.stage_latency[cohort]);
+            } else {
+                self.latency[cohort].reset(false, 0);
+                self.stage_latency[cohort].reset(false, 0);
+            }
         }
-
-        let previous = readings.last().map_or([0, 0], |(_, counts)| {
-            [counts.canary.requests, counts.canary.errors]
+        let burst_base = self.burst_base.filter(|_| ours).map(|(_, b)| b);
+        let burst = PerCohort::from_fn(|cohort| {
+            let now = &self.now[cohort];
+            let [requests, errors] = burst_base.map_or([0, 0], |b| b[cohort]);
+            [
+                now.requests.saturating_sub(requests),
+                now.errors.saturating_sub(errors),
+            ]
         });
-        let recent = [
-            self.now.canary.requests.saturating_sub(previous[0]),
-            self.now.canary.errors.saturating_sub(previous[1]),
-        ];
-        (base_counters, recent)
+        (base_counters, burst)
     }
 
     /// Keeps `self.now` as the reading at `at` (at most one per slot), and drops the readings
@@ -162,6 +230,18 @@ impl Window {
 mod tests {
     use super::*;
 
+    /// Spans at `at` for a window of `length`, the stage started at zero with no warm-up, and
+    /// a burst span of one second.
+    fn spans(at: Duration, length: Duration) -> Spans {
+        Spans {
+            at,
+            length,
+            stage_start: Duration::ZERO,
+            settled_from: Duration::ZERO,
+            burst: Duration::from_secs(1),
+        }
+    }
+
     fn set(w: &mut Window, canary_requests: u64, canary_errors: u64) {
         w.now.canary = CohortCounts {
             requests: canary_requests,
@@ -180,11 +260,11 @@ mod tests {
         let len = Duration::from_secs(300);
         let secs = Duration::from_secs;
         set(&mut w, 0, 0);
-        w.observe(s, secs(0), len);
+        w.observe(s, spans(secs(0), len));
         assert_eq!(w.windowed.canary.requests, 0);
         // 100 errors in the first 10 s.
         set(&mut w, 100, 100);
-        w.observe(s, secs(10), len);
+        w.observe(s, spans(secs(10), len));
         assert_eq!(w.windowed.canary.errors, 100);
         // Then clean traffic; evaluated every 30 s.
         let mut t = 40;
@@ -192,8 +272,8 @@ mod tests {
         while t <= 400 {
             total += 30;
             set(&mut w, total, 100);
-            let (base, recent) = w.observe(s, secs(t), len);
-            assert_eq!(recent, [30, 0], "since the previous reading");
+            let (base, recent) = w.observe(s, spans(secs(t), len));
+            assert_eq!(recent.canary, [30, 0], "since the previous reading");
             if t >= 310 {
                 assert_eq!(
                     w.windowed.canary.errors, 0,
@@ -214,9 +294,9 @@ mod tests {
         w.prepare();
         let len = Duration::from_secs(60);
         set(&mut w, 50, 5);
-        w.observe(StageId(1), Duration::from_secs(1), len);
+        w.observe(StageId(1), spans(Duration::from_secs(1), len));
         set(&mut w, 3, 1);
-        w.observe(StageId(2), Duration::from_secs(2), len);
+        w.observe(StageId(2), spans(Duration::from_secs(2), len));
         assert_eq!(
             (w.windowed.canary.requests, w.windowed.canary.errors),
             (3, 1)
@@ -230,7 +310,10 @@ mod tests {
         let len = Duration::from_secs(10);
         for t in 0..1000u64 {
             set(&mut w, t, 0);
-            w.observe(StageId(1 + t / 300), Duration::from_millis(t * 100), len);
+            w.observe(
+                StageId(1 + t / 300),
+                spans(Duration::from_millis(t * 100), len),
+            );
         }
         assert!(w.readings.len() + w.spare.len() <= RING + 1);
     }
@@ -241,18 +324,22 @@ mod tests {
         w.prepare();
         let len = Duration::from_secs(60);
         set(&mut w, 10, 2);
-        w.observe(StageId(1), Duration::from_secs(1), len);
+        w.observe(StageId(1), spans(Duration::from_secs(1), len));
         set(&mut w, 15, 5);
         for t in 2..5 {
-            let (_, recent) = w.peek(StageId(1), Duration::from_secs(t), len);
-            assert_eq!(recent, [5, 3], "the span since the last kept reading");
+            let (_, recent) = w.peek(StageId(1), spans(Duration::from_secs(t), len));
+            assert_eq!(
+                recent.canary,
+                [5, 3],
+                "the span since the last kept reading"
+            );
         }
         assert_eq!(w.readings.len(), 1);
         // Another stage's readings are not its base.
-        let (base, recent) = w.peek(StageId(2), Duration::from_secs(90), len);
-        assert_eq!((base.canary, recent), ([0, 0, 0], [15, 5]));
+        let (base, recent) = w.peek(StageId(2), spans(Duration::from_secs(90), len));
+        assert_eq!((base.canary, recent.canary), ([0, 0, 0], [15, 5]));
         assert_eq!(w.stage, Some(StageId(1)));
-        let (_, recent) = w.observe(StageId(1), Duration::from_secs(5), len);
-        assert_eq!(recent, [5, 3]);
+        let (_, recent) = w.observe(StageId(1), spans(Duration::from_secs(5), len));
+        assert_eq!(recent.canary, [5, 3]);
     }
 }

@@ -29,6 +29,20 @@ pub fn gate_with_clock(config: PromotionConfig) -> (PromotionGateManager, Arc<Ma
     (gate, clock)
 }
 
+/// A gate on a manual clock, at zero, whose promotions need no positive evidence
+/// (`promotion_evidence` off): for tests of the release state machine, not of the judge.
+pub fn gate_for_moves(config: PromotionConfig) -> (PromotionGateManager, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new());
+    let slo = SloConfig {
+        promotion_evidence: false,
+        ..Default::default()
+    };
+    let slo = SloAdmissionController::new(slo).expect("the SLO is valid");
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone())
+        .expect("the test's config is valid");
+    (gate, clock)
+}
+
 /// `Environment::Canary` at `traffic_percent`.
 pub fn canary(traffic_percent: f64) -> Environment {
     Environment::Canary { traffic_percent }

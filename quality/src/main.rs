@@ -1,0 +1,115 @@
+//! `judge-quality`: the decision-quality benchmark of issue 15. Runs every scenario for a
+//! number of seeded trials in simulated time and prints, per scenario and judge (the engine
+//! at its default settings, a Kayenta-style and a Flagger-style judge on the same outcomes),
+//! the rollback rate, canary requests and seconds to rollback (median and p90), how often the
+//! judge called the canary promotable before rolling it back, and the canary requests at its
+//! first promotable look. With `--check` it exits non-zero when a "Done when" criterion that
+//! the run can check is not met.
+//!
+//! Usage: `judge-quality [--trials N] [--reduced] [--check]`.
+
+mod criteria;
+mod reference;
+mod scenario;
+mod service;
+mod summary;
+mod trial;
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use scenario::Scenario;
+use trial::Trial;
+
+struct Args {
+    trials: u64,
+    reduced: bool,
+    check: bool,
+}
+
+fn args() -> Result<Args, String> {
+    let mut args = Args {
+        trials: 50,
+        reduced: false,
+        check: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--trials" => {
+                let n = it.next().ok_or("--trials needs a number")?;
+                args.trials = n
+                    .parse()
+                    .map_err(|_| format!("--trials: not a number: {n}"))?;
+            }
+            "--reduced" => args.reduced = true,
+            "--check" => args.check = true,
+            other => {
+                return Err(format!(
+                    "unknown argument {other}; usage: judge-quality [--trials N] [--reduced] [--check]"
+                ));
+            }
+        }
+    }
+    Ok(args)
+}
+
+/// Runs `trials` seeded trials of `scenario` on two threads; the seeds are 1..=trials.
+fn trials(scenario: &Scenario, trials: u64) -> Vec<Trial> {
+    let next = AtomicU64::new(1);
+    let out = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed > trials {
+                        break;
+                    }
+                    let trial = trial::run(scenario, seed);
+                    if let Ok(mut out) = out.lock() {
+                        out.push(trial);
+                    }
+                }
+            });
+        }
+    });
+    out.into_inner().unwrap_or_default()
+}
+
+fn main() -> ExitCode {
+    let args = match args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut results = Vec::new();
+    println!("{}", summary::HEADER);
+    for scenario in scenario::all(args.reduced) {
+        // The low-traffic scenario simulates a week per trial: a few trials suffice.
+        let n = if scenario.horizon_s > 86_400.0 {
+            args.trials.min(6)
+        } else {
+            args.trials
+        };
+        let runs = trials(&scenario, n);
+        for line in summary::lines(&scenario, &runs) {
+            println!("{line}");
+        }
+        results.push((scenario, runs));
+    }
+    let failures = criteria::check(&results);
+    for failure in &failures {
+        println!("NOT MET: {failure}");
+    }
+    if failures.is_empty() {
+        println!("every checked criterion met");
+    }
+    if args.check && !failures.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,222 @@
+//! The scenarios of issue 15: A/A cells, shared incidents, a service-wide breach, warm-up,
+//! error and latency regressions, a slow leak, a dead canary, low traffic and no data.
+
+use crate::service::{Change, Latency, Outage, Service};
+
+/// What a scenario is for, and so which criterion it is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The canary is as good as the stable version: any rollback is false.
+    Healthy,
+    /// The canary is worse: it should be rolled back, and never promotable before.
+    Bad,
+    /// Shown for information (no criterion), e.g. a 60 s warm-up longer than the default.
+    Info,
+}
+
+/// One scenario: traffic, service, horizon and how often the engine is asked.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub kind: Kind,
+    pub rps: f64,
+    pub share: f64,
+    pub service: Service,
+    pub horizon_s: f64,
+    pub look_s: f64,
+    /// Canary outcomes never reach the gate.
+    pub no_outcomes: bool,
+}
+
+const LIGHT: Latency = Latency::LogNormal {
+    median_ms: 20.0,
+    sigma: 0.5,
+};
+const HEAVY: Latency = Latency::Pareto {
+    scale_ms: 10.0,
+    shape: 1.8,
+};
+
+fn service(error_rate: f64, latency: Latency, canary: Change) -> Service {
+    Service {
+        error_rate,
+        latency,
+        canary,
+        outage: None,
+    }
+}
+
+fn scenario(name: &str, kind: Kind, rps: f64, share: f64, service: Service) -> Scenario {
+    Scenario {
+        name: name.to_owned(),
+        kind,
+        rps,
+        share,
+        service,
+        horizon_s: 1800.0,
+        look_s: 5.0,
+        no_outcomes: false,
+    }
+}
+
+/// The A/A cells: production at 0.1, 1 and 5 % errors, light and heavy tails, shares 1-50 %.
+fn healthy() -> Vec<Scenario> {
+    let aa = |rps: f64, share: f64, errors: f64, latency: Latency, tail: &str| {
+        let name = format!(
+            "A/A {rps} rps {}% canary, {}% errors, {tail}",
+            share * 100.0,
+            errors * 100.0
+        );
+        scenario(
+            &name,
+            Kind::Healthy,
+            rps,
+            share,
+            service(errors, latency, Change::None),
+        )
+    };
+    let mut list = vec![
+        aa(2000.0, 0.05, 0.005, LIGHT, "light"),
+        aa(2000.0, 0.05, 0.01, LIGHT, "light"),
+        aa(2000.0, 0.05, 0.05, LIGHT, "light"),
+        aa(2000.0, 0.05, 0.001, HEAVY, "heavy"),
+        aa(2000.0, 0.01, 0.01, HEAVY, "heavy"),
+        aa(2000.0, 0.5, 0.01, LIGHT, "light"),
+        aa(100.0, 0.05, 0.01, LIGHT, "light"),
+        aa(100.0, 0.5, 0.05, HEAVY, "heavy"),
+    ];
+    for share in [0.05, 0.5] {
+        let mut s = service(0.01, LIGHT, Change::None);
+        s.outage = Some(Outage {
+            at_s: 300.0,
+            for_s: 20.0,
+            error_rate: 0.3,
+        });
+        let name = format!(
+            "shared 20 s outage at 30 %, 2000 rps {}% canary",
+            share * 100.0
+        );
+        list.push(scenario(&name, Kind::Healthy, 2000.0, share, s));
+    }
+    let breach = service(0.08, HEAVY, Change::None);
+    list.push(scenario(
+        "service-wide breach: 8% errors, heavy tails",
+        Kind::Healthy,
+        2000.0,
+        0.05,
+        breach,
+    ));
+    let warm = service(
+        0.01,
+        LIGHT,
+        Change::WarmUp {
+            factor: 3.0,
+            for_s: 20.0,
+        },
+    );
+    list.push(scenario(
+        "warm-up: 3x latency for 20 s",
+        Kind::Healthy,
+        2000.0,
+        0.05,
+        warm,
+    ));
+    let long = service(
+        0.01,
+        LIGHT,
+        Change::WarmUp {
+            factor: 3.0,
+            for_s: 60.0,
+        },
+    );
+    list.push(scenario(
+        "warm-up: 3x latency for 60 s",
+        Kind::Info,
+        2000.0,
+        0.05,
+        long,
+    ));
+    list
+}
+
+/// The regressions.
+fn bad() -> Vec<Scenario> {
+    let at = |name: &str, rps: f64, change: Change, base: f64| {
+        let name = format!("{name}, {rps} rps 5% canary");
+        scenario(&name, Kind::Bad, rps, 0.05, service(base, LIGHT, change))
+    };
+    vec![
+        at("errors 2x", 2000.0, Change::Errors(2.0), 0.01),
+        at("errors 2x", 100.0, Change::Errors(2.0), 0.01),
+        at("errors 3x", 2000.0, Change::Errors(3.0), 0.01),
+        at("errors 3x", 100.0, Change::Errors(3.0), 0.01),
+        at("errors 10x", 2000.0, Change::Errors(10.0), 0.01),
+        at("latency +20%", 2000.0, Change::Slower(1.2), 0.01),
+        at("latency +50%", 2000.0, Change::Slower(1.5), 0.01),
+        at("latency +50%", 100.0, Change::Slower(1.5), 0.01),
+        at("latency 2x", 2000.0, Change::Slower(2.0), 0.01),
+        at(
+            "tail: 2% of requests 5x slower",
+            2000.0,
+            Change::Tail {
+                share: 0.02,
+                factor: 5.0,
+            },
+            0.01,
+        ),
+        at(
+            "tail: 2% of requests 5x slower",
+            100.0,
+            Change::Tail {
+                share: 0.02,
+                factor: 5.0,
+            },
+            0.01,
+        ),
+        at(
+            "leak 0.5% to 10% over 10 min",
+            2000.0,
+            Change::Leak {
+                from: 0.005,
+                to: 0.10,
+                over_s: 600.0,
+            },
+            0.005,
+        ),
+        at("dead canary", 2000.0, Change::Dead, 0.005),
+    ]
+}
+
+/// Every scenario; `reduced` shortens the A/A horizons and drops the slowest cells.
+pub fn all(reduced: bool) -> Vec<Scenario> {
+    let mut list = healthy();
+    list.extend(bad());
+    let mut low = scenario(
+        "low traffic: 1 canary request a minute",
+        Kind::Healthy,
+        1.0 / 60.0 / 0.05,
+        0.05,
+        service(0.01, LIGHT, Change::None),
+    );
+    low.horizon_s = 7.0 * 86_400.0;
+    low.look_s = 600.0;
+    let mut silent = scenario(
+        "no data: canary outcomes never arrive",
+        Kind::Info,
+        100.0,
+        0.05,
+        service(0.01, LIGHT, Change::None),
+    );
+    silent.horizon_s = 600.0;
+    silent.no_outcomes = true;
+    list.push(silent);
+    if reduced {
+        for s in list.iter_mut().filter(|s| s.kind == Kind::Healthy) {
+            s.horizon_s = s.horizon_s.min(600.0);
+        }
+        list.retain(|s| s.rps >= 100.0 || s.kind == Kind::Bad);
+    } else {
+        list.push(low);
+    }
+    list
+}

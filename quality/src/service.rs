@@ -1,0 +1,102 @@
+//! The simulated service: how each version answers a request at a given time in its stage
+//! (error probability and latency), as plain functions of seeded random numbers.
+
+use rand::RngExt;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand_distr::{Distribution, LogNormal, Pareto};
+
+/// The latency distribution of a version, before any slowdown.
+#[derive(Debug, Clone, Copy)]
+pub enum Latency {
+    /// Log-normal with this median (ms) and log-scale sigma: light tails.
+    LogNormal { median_ms: f64, sigma: f64 },
+    /// Pareto with this scale (ms) and shape: heavy tails.
+    Pareto { scale_ms: f64, shape: f64 },
+}
+
+/// A change of the canary over time since its stage started, in seconds.
+#[derive(Debug, Clone, Copy)]
+pub enum Change {
+    /// Identical to the stable version.
+    None,
+    /// Error rate times this factor (or plus, for a dead canary: factor of infinity = 1.0).
+    Errors(f64),
+    /// Every request fails.
+    Dead,
+    /// Error rate climbs linearly from `from` to `to` over `over_s` seconds.
+    Leak { from: f64, to: f64, over_s: f64 },
+    /// Every latency times this factor.
+    Slower(f64),
+    /// This share of requests is this many times slower.
+    Tail { share: f64, factor: f64 },
+    /// Latency times `factor` for the first `for_s` seconds, then identical.
+    WarmUp { factor: f64, for_s: f64 },
+}
+
+/// A shared incident: both versions fail this share of requests from `at_s` for `for_s`.
+#[derive(Debug, Clone, Copy)]
+pub struct Outage {
+    pub at_s: f64,
+    pub for_s: f64,
+    pub error_rate: f64,
+}
+
+/// Both versions of one simulated service.
+#[derive(Debug, Clone, Copy)]
+pub struct Service {
+    pub error_rate: f64,
+    pub latency: Latency,
+    pub canary: Change,
+    pub outage: Option<Outage>,
+}
+
+/// A request's outcome: success and latency in milliseconds.
+pub type Outcome = (bool, f64);
+
+impl Service {
+    /// The outcome of one request of `canary` (or the stable version) at `t` seconds.
+    pub fn serve(&self, rng: &mut Xoshiro256PlusPlus, canary: bool, t: f64) -> Outcome {
+        let mut error_rate = self.error_rate;
+        let mut factor = 1.0;
+        if canary {
+            match self.canary {
+                Change::None => {}
+                Change::Errors(x) => error_rate = (error_rate * x).min(1.0),
+                Change::Dead => error_rate = 1.0,
+                Change::Leak { from, to, over_s } => {
+                    error_rate = from + (to - from) * (t / over_s).min(1.0)
+                }
+                Change::Slower(x) => factor = x,
+                Change::Tail { share, factor: x } => {
+                    if rng.random::<f64>() < share {
+                        factor = x
+                    }
+                }
+                Change::WarmUp { factor: x, for_s } => {
+                    if t < for_s {
+                        factor = x
+                    }
+                }
+            }
+        }
+        if let Some(o) = self.outage
+            && t >= o.at_s
+            && t < o.at_s + o.for_s
+        {
+            error_rate = error_rate.max(o.error_rate);
+        }
+        let ok = rng.random::<f64>() >= error_rate;
+        (ok, self.draw_latency(rng) * factor)
+    }
+
+    fn draw_latency(&self, rng: &mut Xoshiro256PlusPlus) -> f64 {
+        match self.latency {
+            Latency::LogNormal { median_ms, sigma } => {
+                LogNormal::new(median_ms.ln(), sigma).map_or(median_ms, |d| d.sample(rng))
+            }
+            Latency::Pareto { scale_ms, shape } => {
+                Pareto::new(scale_ms, shape).map_or(scale_ms, |d| d.sample(rng))
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The table: one row per scenario and judge.
+
+use crate::scenario::Scenario;
+use crate::trial::{Decision, Trial};
+
+/// The table's header (Markdown).
+pub const HEADER: &str = "| scenario | judge | rolled back | canary req. to rollback (median / p90) | s to rollback (median / p90) | promotable before rollback | canary req. to first promotable (median) |\n|---|---|---|---|---|---|---|";
+
+/// How to read one judge's decision from a trial.
+pub type Reader = fn(&Trial) -> Decision;
+
+/// The judges, in the table's order, with how to read each from a trial.
+pub const JUDGES: [(&str, Reader); 3] = [
+    ("engine", |t| t.engine),
+    ("Kayenta-style", |t| t.kayenta),
+    ("Flagger-style", |t| t.flagger),
+];
+
+/// The `q` quantile of `values` (nearest rank), `None` when empty.
+pub fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
+}
+
+/// One judge's numbers over a scenario's trials.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Figures {
+    pub trials: usize,
+    pub rolled_back: usize,
+    pub requests: (Option<f64>, Option<f64>),
+    pub seconds: (Option<f64>, Option<f64>),
+    pub promotable_before: usize,
+    pub first_promotable: Option<f64>,
+}
+
+impl Figures {
+    pub fn of(runs: &[Trial], judge: fn(&Trial) -> Decision) -> Self {
+        let decisions: Vec<Decision> = runs.iter().map(judge).collect();
+        let mut requests: Vec<f64> = decisions
+            .iter()
+            .filter_map(|d| d.rollback.map(|r| r.1 as f64))
+            .collect();
+        let mut seconds: Vec<f64> = decisions
+            .iter()
+            .filter_map(|d| d.rollback.map(|r| r.0))
+            .collect();
+        let mut promotable: Vec<f64> = decisions
+            .iter()
+            .filter_map(|d| d.first_promotable.map(|p| p.0 as f64))
+            .collect();
+        Figures {
+            trials: runs.len(),
+            rolled_back: requests.len(),
+            requests: (quantile(&mut requests, 0.5), quantile(&mut requests, 0.9)),
+            seconds: (quantile(&mut seconds, 0.5), quantile(&mut seconds, 0.9)),
+            promotable_before: decisions.iter().filter(|d| d.promotable_before).count(),
+            first_promotable: quantile(&mut promotable, 0.5),
+        }
+    }
+
+    pub fn rate(&self, count: usize) -> f64 {
+        count as f64 / self.trials.max(1) as f64
+    }
+}
+
+fn pair((a, b): (Option<f64>, Option<f64>)) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{a:.0} / {b:.0}"),
+        _ => "-".to_owned(),
+    }
+}
+
+/// The scenario's rows, and for the no-data scenario when NO_DATA was first said.
+pub fn lines(scenario: &Scenario, runs: &[Trial]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, judge) in JUDGES {
+        let f = Figures::of(runs, judge);
+        out.push(format!(
+            "| {} | {name} | {}/{} | {} | {} | {}/{} | {} |",
+            scenario.name,
+            f.rolled_back,
+            f.trials,
+            pair(f.requests),
+            pair(f.seconds),
+            f.promotable_before,
+            f.trials,
+            f.first_promotable
+                .map_or("never".to_owned(), |r| format!("{r:.0}")),
+        ));
+    }
+    if scenario.no_outcomes {
+        let mut at: Vec<f64> = runs.iter().filter_map(|t| t.no_data_at).collect();
+        let flagged = at.len();
+        out.push(format!(
+            "| {} | engine NO_DATA | flagged in {flagged}/{}, median after {} s | | | | |",
+            scenario.name,
+            runs.len(),
+            quantile(&mut at, 0.5).map_or("-".to_owned(), |s| format!("{s:.0}"))
+        ));
+    }
+    out
+}

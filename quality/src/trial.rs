@@ -1,0 +1,170 @@
+//! One seeded trial in simulated time: Poisson arrivals, the canary's share by a coin, each
+//! outcome recorded into a gate on a manual clock (automatic rollback on) and into the
+//! reference judges' tallies; the engine is asked `check_slo_compliance` every few seconds,
+//! the references analyse every 60 s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use promotion_gates::{
+    Environment, ManualClock, PromotionConfig, PromotionGateManager, Recommendation,
+    SloAdmissionController, SloConfig,
+};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+use crate::reference::{Call, FLAGGER_THRESHOLD, Tally, flagger, kayenta};
+use crate::scenario::Scenario;
+
+/// What one judge did in a trial.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Decision {
+    /// Seconds and canary requests at rollback.
+    pub rollback: Option<(f64, u64)>,
+    /// Whether a look said promotable before the rollback (or the end).
+    pub promotable_before: bool,
+    /// Canary requests and seconds at the first promotable look.
+    pub first_promotable: Option<(u64, f64)>,
+}
+
+impl Decision {
+    fn look(&mut self, promotable: bool, canary: u64, t: f64) {
+        if self.rollback.is_none() && promotable {
+            self.promotable_before = true;
+            self.first_promotable.get_or_insert((canary, t));
+        }
+    }
+}
+
+/// The three judges' decisions in one trial, and when the engine first said NO_DATA.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Trial {
+    pub engine: Decision,
+    pub kayenta: Decision,
+    pub flagger: Decision,
+    pub no_data_at: Option<f64>,
+}
+
+struct References {
+    stage: [Tally; 2],
+    last_minute: Tally,
+    flagger_failures: u32,
+}
+
+/// Runs one trial of `scenario` with `seed`.
+pub fn run(scenario: &Scenario, seed: u64) -> Trial {
+    let clock = Arc::new(ManualClock::new());
+    let config = PromotionConfig {
+        environment: Environment::Canary {
+            traffic_percent: scenario.share * 100.0,
+        },
+        ..Default::default()
+    };
+    let slo = SloAdmissionController::new(SloConfig::default()).ok();
+    let gate =
+        slo.and_then(|slo| PromotionGateManager::with_clock(config, slo, clock.clone()).ok());
+    let Some(gate) = gate else {
+        return Trial::default();
+    };
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut refs = References {
+        stage: Default::default(),
+        last_minute: Tally::default(),
+        flagger_failures: 0,
+    };
+    let mut trial = Trial::default();
+    let (stage, mut canary_requests) = (gate.stage(), 0u64);
+    let (mut t, mut next_look, mut next_analysis) = (0.0f64, scenario.look_s, 60.0);
+    while t < scenario.horizon_s && !decided(&trial) {
+        t += -rng.random::<f64>().max(1e-300).ln() / scenario.rps;
+        while next_look <= t {
+            clock.set(Duration::from_secs_f64(next_look));
+            engine_look(&gate, stage, &mut trial, canary_requests, next_look);
+            next_look += scenario.look_s;
+        }
+        while next_analysis <= t {
+            analyse(&mut refs, &mut trial, canary_requests, next_analysis);
+            next_analysis += 60.0;
+        }
+        let canary = rng.random::<f64>() < scenario.share;
+        let (ok, ms) = scenario.service.serve(&mut rng, canary, t);
+        canary_requests += u64::from(canary);
+        if canary && scenario.no_outcomes {
+            continue;
+        }
+        refs.stage[usize::from(canary)].record(ok, ms);
+        if canary {
+            refs.last_minute.record(ok, ms);
+        }
+        if trial.engine.rollback.is_none() {
+            clock.set(Duration::from_secs_f64(t));
+            gate.record_for(stage, canary, ok, Duration::from_secs_f64(ms / 1e3));
+            if gate.stage() != stage {
+                trial.engine.rollback = Some((t, canary_requests));
+            }
+        }
+    }
+    if trial.engine.rollback.is_some() {
+        explain(&gate, scenario, seed);
+    }
+    trial
+}
+
+/// Every judge has rolled back: nothing more to learn.
+fn decided(trial: &Trial) -> bool {
+    trial.engine.rollback.is_some()
+        && trial.kayenta.rollback.is_some()
+        && trial.flagger.rollback.is_some()
+}
+
+fn engine_look(
+    gate: &PromotionGateManager,
+    stage: promotion_gates::StageId,
+    trial: &mut Trial,
+    canary: u64,
+    t: f64,
+) {
+    if trial.engine.rollback.is_some() {
+        return;
+    }
+    let health = gate.monitor_canary_health();
+    if gate.stage() != stage {
+        trial.engine.rollback = Some((t, canary));
+        return;
+    }
+    if health.recommendation == Recommendation::NoData {
+        trial.no_data_at.get_or_insert(t);
+    }
+    let promotable = gate.check_slo_compliance() == Ok(true);
+    trial.engine.look(promotable, canary, t);
+}
+
+fn analyse(refs: &mut References, trial: &mut Trial, canary: u64, t: f64) {
+    if trial.kayenta.rollback.is_none() {
+        match kayenta(&refs.stage[1], &refs.stage[0]) {
+            Call::Fail => trial.kayenta.rollback = Some((t, canary)),
+            Call::Pass => trial.kayenta.look(refs.stage[1].requests > 0, canary, t),
+        }
+    }
+    if trial.flagger.rollback.is_none() {
+        match flagger(&refs.last_minute) {
+            Call::Fail => {
+                refs.flagger_failures += 1;
+                if refs.flagger_failures >= FLAGGER_THRESHOLD {
+                    trial.flagger.rollback = Some((t, canary));
+                }
+            }
+            Call::Pass => trial.flagger.look(refs.last_minute.requests > 0, canary, t),
+        }
+    }
+    refs.last_minute.clear();
+}
+
+/// With `JUDGE_QUALITY_REASONS` set, prints why the engine rolled back (to stderr).
+fn explain(gate: &PromotionGateManager, scenario: &Scenario, seed: u64) {
+    if std::env::var_os("JUDGE_QUALITY_REASONS").is_some()
+        && let Some(event) = gate.rollback_history().last()
+    {
+        eprintln!("{} seed {seed}: {}", scenario.name, event.reason);
+    }
+}

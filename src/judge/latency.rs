@@ -1,0 +1,136 @@
+//! The latency rules and the score's rule. They read the latencies after the stage's warm-up
+//! only (`warm_up_ms`), so a canary slow while its caches fill is not blamed for it; they are
+//! skipped while it lasts, and by the record path's screen, which reads counters only.
+
+use super::rules::{Case, absolute};
+use super::score::ROLLBACK_BELOW;
+use super::sequential::radius;
+use super::shift::shift;
+use super::stats::{normal_quantile_upper, p99_bound, two_proportion_p};
+use super::{Finding, Rule};
+
+/// Mixing scale of the stage-long latency test, on the Mann-Whitney statistic: tuned to find a
+/// shift of about 0.05 in the probability that a canary request is the slower one fastest.
+const SHIFT_TAU: f64 = 0.05;
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// [`Rule::P99VsStable`]: over the window after warm-up, the tail against the stable
+/// version's. The threshold is the stable p99 at its upper confidence bound; the rule fires
+/// when the share of canary requests slower than it (plus `latency_tolerance_ms`) is
+/// significantly above `p99_ratio_limit` × the stable version's share (about 1 %): a
+/// two-sample test, so both sides' noise count, and a tail that only 2 % of requests hit is
+/// seen as well as a shift of the whole distribution.
+pub(super) fn p99_vs_stable(case: &Case<'_>) -> Option<Finding> {
+    let (canary, stable) = (&case.latency.canary, &case.latency.stable);
+    let canary_p99 = canary.p99_micros?;
+    stable.p99_micros?;
+    let n = case.slo.min_samples;
+    if !canary.has(n) || !stable.has(n) {
+        return None;
+    }
+    let z = normal_quantile_upper(case.slo.significance);
+    let threshold = stable.quantile_micros(p99_bound(stable.requests, z));
+    let canary_threshold = threshold.saturating_add(micros(case.slo.latency_tolerance));
+    let ratio = case.slo.p99_ratio_limit;
+    let p = two_proportion_p(
+        canary.slower_than(canary_threshold),
+        stable.slower_than(threshold),
+        ratio,
+    );
+    Some(Finding {
+        rule: Rule::P99VsStable,
+        observed: canary_p99 as f64 / 1e3,
+        limit: canary_threshold as f64 / 1e3,
+        p_value: p,
+        fired: p < case.slo.significance,
+        holds: false,
+        acting: "p99_ratio_limit",
+    })
+}
+
+/// [`Rule::P99Budget`]: the canary's p99 against the absolute `p99_budget`; applies when it is
+/// set. With stable traffic it rolls back only if the canary's share of requests slower than
+/// the budget is significantly above the stable version's; otherwise it holds.
+pub(super) fn p99_budget(case: &Case<'_>) -> Option<Finding> {
+    let (canary, stable) = (&case.latency.canary, &case.latency.stable);
+    let canary_p99 = canary.p99_micros?;
+    let budget = micros(case.slo.p99_budget?);
+    let p = canary.p_slower_than(budget);
+    let blame = case.worse_than_tolerated(canary.slower_than(budget), stable.slower_than(budget));
+    let p = if canary_p99 > budget { p } else { 1.0 };
+    let mut finding = absolute(
+        case,
+        Rule::P99Budget,
+        canary_p99 as f64 / 1e3,
+        0.0,
+        p,
+        blame,
+    );
+    finding.limit = budget as f64 / 1e3;
+    finding.acting = "p99_budget_ms";
+    Some(finding)
+}
+
+/// [`Rule::LatencyShift`]: over the stage after warm-up, the Mann-Whitney statistic of the
+/// canary's latencies divided by `latency_shift_limit` (or less `latency_tolerance_ms`, if
+/// that is more lenient) against the stable version's; fires when its always-valid lower bound
+/// is above ½: the canary's whole distribution is surely slower than tolerated.
+pub(super) fn latency_shift(case: &Case<'_>) -> Option<Finding> {
+    let (lower, theta) = shift_bounds(case, case.slo.significance)?;
+    let fired = lower > 0.5;
+    Some(Finding {
+        rule: Rule::LatencyShift,
+        observed: theta,
+        limit: 0.5,
+        p_value: if fired { case.slo.significance } else { 1.0 },
+        fired,
+        holds: false,
+        acting: if case.slo.latency_tolerance.is_zero() {
+            "latency_shift_limit"
+        } else {
+            "latency_shift_limit or latency_tolerance_ms"
+        },
+    })
+}
+
+/// The stage-long latency statistic's always-valid lower bound at `alpha` and its estimate;
+/// `None` without `min_samples` of both cohorts after warm-up.
+pub(super) fn shift_bounds(case: &Case<'_>, alpha: f64) -> Option<(f64, f64)> {
+    let (canary, stable) = (case.stage_latency.canary, case.stage_latency.stable);
+    let n = case.slo.min_samples;
+    if canary.iter().sum::<u64>() < n || stable.iter().sum::<u64>() < n {
+        return None;
+    }
+    let tolerance = case.slo.latency_tolerance.as_secs_f64() * 1e6;
+    let s = shift(canary, stable, case.slo.latency_shift_limit, tolerance)?;
+    Some((s.theta - radius(s.variance, SHIFT_TAU, alpha), s.theta))
+}
+
+/// The stage-long latency statistic's always-valid upper bound at `alpha`: below ½, the
+/// canary is shown no slower than tolerated.
+pub(super) fn shift_upper(case: &Case<'_>, alpha: f64) -> Option<f64> {
+    let (lower, theta) = shift_bounds(case, alpha)?;
+    Some(theta + (theta - lower))
+}
+
+/// [`Rule::HealthScore`]: fires when the score's upper confidence bound is below 0.8, so the
+/// data make sure the score is.
+pub(super) fn health_score_rule(case: &Case<'_>) -> Option<Finding> {
+    let sure = case.score.upper_bound;
+    Some(Finding {
+        rule: Rule::HealthScore,
+        observed: sure,
+        limit: ROLLBACK_BELOW,
+        p_value: if sure < ROLLBACK_BELOW {
+            case.slo.significance
+        } else {
+            1.0
+        },
+        fired: case.canary.has(case.slo.min_samples) && sure < ROLLBACK_BELOW,
+        holds: false,
+        acting: "health_score",
+    })
+}

@@ -1,0 +1,36 @@
+//! The positive evidence a promotion needs: over the whole stage, the canary shown not worse
+//! than the stable version beyond the tolerated limits, by confidence bounds at
+//! `promotion_significance` that hold at every look (so looking often does not make a bad
+//! canary promotable by chance).
+
+use super::NonInferiority;
+use super::latency::shift_upper;
+use super::rules::Case;
+use super::sequential::Difference;
+
+/// Mixing scale of the error bound, as for the stage-long error test: at least this.
+const TAU_FLOOR: f64 = 0.002;
+
+/// What the stage shows. Errors: the upper bound of `canary − ratio × stable`, or of
+/// `canary − stable − error_rate_tolerance`, below zero (either limit suffices, as either
+/// tolerates). Latency: the upper bound of the Mann-Whitney statistic with the tolerated
+/// shift below ½.
+pub(super) fn non_inferiority(case: &Case<'_>) -> NonInferiority {
+    if !case.stage_comparable() {
+        return NonInferiority::default();
+    }
+    let (c, s) = (case.stage.canary, case.stage.stable);
+    let alpha = case.slo.promotion_significance;
+    let tau = s.rate().max(TAU_FLOOR);
+    let below = |margin: f64, offset: f64| {
+        Difference::of(c, s, margin, offset).is_some_and(|d| d.upper(tau, alpha) < 0.0)
+    };
+    let errors =
+        below(case.slo.error_rate_ratio_limit, 0.0) || below(1.0, case.slo.error_rate_tolerance);
+    let latency = shift_upper(case, alpha).is_some_and(|upper| upper < 0.5);
+    NonInferiority {
+        compared: true,
+        errors,
+        latency,
+    }
+}
