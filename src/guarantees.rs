@@ -34,7 +34,7 @@
 //! - Through the C ABI the same holds for `pgate_route` and `pgate_record`.
 //!
 //! ## Memory
-//! - About 40 KiB per thread that records on a gate, and about 600 KiB per gate that is recorded
+//! - About 40 KiB per thread that records on a gate, and about 720 KiB per gate that is recorded
 //!   on (the window's readings and an evaluation's scratch space); neither grows with traffic.
 //! - Bounded by what is live, not by history: at most [`FLAG_SET_SLOTS`](crate::FLAG_SET_SLOTS)
 //!   flag sets (current and recently replaced), two more per reading thread, and each distinct
@@ -58,6 +58,13 @@
 //! ## Judging
 //! - A stage's outcomes are judged only with that stage's outcomes: outcomes of a request
 //!   routed before a promotion or rollback are dropped as late.
-//! - No ordinary rule fires below `min_samples`; the overwhelming-evidence rule needs a p-value
-//!   below 1e-9 at the worst acceptable error rate. The measured false-rollback rate of an A/A
-//!   canary is 0 of 200 runs (`tests/judge_scenarios.rs`; see `docs/judge.md`).
+//! - No ordinary rule fires below `min_samples` (at least 5); the overwhelming-evidence rules
+//!   need a p-value below 1e-9 at the worst acceptable error rate given the stable version's
+//!   in the same span. Every rule that rolls back compares with the stable version when there
+//!   is stable traffic; an absolute limit breached by the whole service holds instead. The
+//!   measured false-rollback rate of an A/A canary is 0 of 200 runs
+//!   (`tests/judge_scenarios.rs`), and the decision-quality benchmark (`quality/`) measures
+//!   A/A cells, shared outages and warm-up; see `docs/judge.md`.
+//! - A promotion from a canary stage with stable traffic needs positive evidence (unless
+//!   `promotion_evidence` is off): confidence sequences over the stage show the canary not
+//!   worse than the stable version beyond the tolerated limits.

@@ -99,7 +99,9 @@ pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};
 pub use error::{ConfigError, Error, FlagError, PromotionError, RollbackError};
 pub use flags::EnabledFeatures;
 pub use history::{RollbackEvent, RollbackTrigger, RolledBack};
-pub use judge::{CanaryHealth, CohortEvidence, Evidence, Finding, Recommendation, Rule};
+pub use judge::{
+    CanaryHealth, CohortEvidence, Evidence, Finding, NonInferiority, Recommendation, Rule,
+};
 pub use limits::{
     FLAG_SET_GRACE_WRITES, FLAG_SET_SLOTS, MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES,
     MAX_ROLLBACK_HISTORY, MAX_ROLLBACK_HISTORY_BYTES, MAX_SHOWN_VALUE_BYTES, MAX_WINDOW_SECONDS,

@@ -427,8 +427,7 @@ impl PromotionGateManager {
         let verdict = self.judge_now();
         self.act_on(&verdict);
         let threshold = self.current.load().config.slo_threshold;
-        let evidence = self.monitor.slo().config().promotion_evidence;
-        Ok(verdict.compliance(threshold, evidence) == Compliance::Compliant)
+        Ok(verdict.compliance(threshold) == Compliance::Compliant)
     }
 
     /// The latency histogram of `cohort` in the current window, in microseconds (1 µs ..= 60 s,

@@ -46,15 +46,9 @@ impl Verdict {
         format!("automatic rollback: {} | {evidence}", rules.join(", "))
     }
 
-    /// Whether the version under judgement meets its SLO (see [`compliance`]); without
-    /// `evidence_needed` (`promotion_evidence` off) non-inferiority not yet shown is no
-    /// objection.
-    pub(crate) fn compliance(&self, slo_threshold: f64, evidence_needed: bool) -> Compliance {
-        let shown = compliance(&self.health.evidence, slo_threshold);
-        match shown {
-            Compliance::NotShown { .. } if !evidence_needed => Compliance::Compliant,
-            _ => shown,
-        }
+    /// Whether the version under judgement meets its SLO (see [`compliance`]).
+    pub(crate) fn compliance(&self, slo_threshold: f64) -> Compliance {
+        compliance(&self.health.evidence, slo_threshold)
     }
 }
 

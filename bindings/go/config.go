@@ -155,7 +155,9 @@ func (e *environmentJSON) UnmarshalJSON(data []byte) error {
 // SLO is an SloConfig: what a compliant request is, and when a canary is rolled back. It
 // marshals to the library's JSON (latency_target_ms, max_error_rate, error_rate_ratio_limit,
 // p99_ratio_limit, p99_budget_ms, min_samples, significance, overwhelming_significance,
-// evaluation_interval_ms), durations as fractional milliseconds. Start from DefaultSLO.
+// evaluation_interval_ms, error_rate_tolerance, latency_shift_limit, latency_tolerance_ms,
+// warm_up_ms, no_data_ms, promotion_significance, promotion_evidence), durations as
+// fractional milliseconds. Start from DefaultSLO.
 type SLO struct {
 	LatencyTarget            time.Duration // success within this is compliant (0 < x <= 60 s)
 	MaxErrorRate             float64       // roll back above this error rate, 0..=1
@@ -166,10 +168,18 @@ type SLO struct {
 	Significance             float64       // one-sided level of each rule's test, (0, 0.5)
 	OverwhelmingSignificance float64       // level that may act before MinSamples, <= Significance
 	EvaluationInterval       time.Duration // least time between automatic evaluations (<= 1 h)
+	ErrorRateTolerance       float64       // absolute tolerance beside ErrorRateRatioLimit, 0..=1
+	LatencyShiftLimit        float64       // tolerated whole-distribution slowdown (Mann-Whitney), >= 1
+	LatencyTolerance         time.Duration // absolute tolerance beside the latency ratios (<= 60 s)
+	WarmUp                   time.Duration // latency rules skip this first part of a stage (<= 1 h)
+	NoDataAfter              time.Duration // no canary outcome this long: NO_DATA (1 s..=24 h)
+	PromotionSignificance    float64       // level of the promotion's confidence bounds, (0, 0.5)
+	PromotionEvidence        bool          // promotion needs the canary shown not worse than stable
 }
 
 // DefaultSLO returns the library's defaults: 500 ms target, 5 % errors, ratios 1.5, no p99
-// budget, 100 samples, significance 0.001 and 1e-9, evaluation every second.
+// budget, 100 samples, significance 0.001 and 1e-9, evaluation every second, tolerances 0.2 %
+// and 1 ms, latency shift 1.1, 30 s warm-up, NO_DATA after 120 s, promotion evidence at 0.05.
 func DefaultSLO() SLO {
 	return SLO{
 		LatencyTarget:            500 * time.Millisecond,
@@ -180,6 +190,13 @@ func DefaultSLO() SLO {
 		Significance:             0.001,
 		OverwhelmingSignificance: 1e-9,
 		EvaluationInterval:       time.Second,
+		ErrorRateTolerance:       0.002,
+		LatencyShiftLimit:        1.1,
+		LatencyTolerance:         time.Millisecond,
+		WarmUp:                   30 * time.Second,
+		NoDataAfter:              120 * time.Second,
+		PromotionSignificance:    0.05,
+		PromotionEvidence:        true,
 	}
 }
 
@@ -194,6 +211,13 @@ type sloJSON struct {
 	Significance             float64  `json:"significance"`
 	OverwhelmingSignificance float64  `json:"overwhelming_significance"`
 	EvaluationIntervalMS     float64  `json:"evaluation_interval_ms"`
+	ErrorRateTolerance       float64  `json:"error_rate_tolerance"`
+	LatencyShiftLimit        float64  `json:"latency_shift_limit"`
+	LatencyToleranceMS       float64  `json:"latency_tolerance_ms"`
+	WarmUpMS                 float64  `json:"warm_up_ms"`
+	NoDataMS                 float64  `json:"no_data_ms"`
+	PromotionSignificance    float64  `json:"promotion_significance"`
+	PromotionEvidence        bool     `json:"promotion_evidence"`
 }
 
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -209,6 +233,13 @@ func (s SLO) MarshalJSON() ([]byte, error) {
 		Significance:             s.Significance,
 		OverwhelmingSignificance: s.OverwhelmingSignificance,
 		EvaluationIntervalMS:     millis(s.EvaluationInterval),
+		ErrorRateTolerance:       s.ErrorRateTolerance,
+		LatencyShiftLimit:        s.LatencyShiftLimit,
+		LatencyToleranceMS:       millis(s.LatencyTolerance),
+		WarmUpMS:                 millis(s.WarmUp),
+		NoDataMS:                 millis(s.NoDataAfter),
+		PromotionSignificance:    s.PromotionSignificance,
+		PromotionEvidence:        s.PromotionEvidence,
 	}
 	if s.P99Budget != 0 {
 		ms := millis(s.P99Budget)

@@ -78,7 +78,9 @@ func TestDefaultsMatchTheLibrary(t *testing.T) {
 	ok(t, err)
 	for _, field := range []string{"latency_target_ms", "max_error_rate", "error_rate_ratio_limit",
 		"p99_ratio_limit", "p99_budget_ms", "min_samples", "significance",
-		"overwhelming_significance", "evaluation_interval_ms"} {
+		"overwhelming_significance", "evaluation_interval_ms", "error_rate_tolerance",
+		"latency_shift_limit", "latency_tolerance_ms", "warm_up_ms", "no_data_ms",
+		"promotion_significance", "promotion_evidence"} {
 		if !strings.Contains(string(slo), `"`+field+`":`) {
 			t.Fatalf("SLO JSON %s lacks %s", slo, field)
 		}
@@ -443,7 +445,7 @@ func TestRecordCountedLateForeign(t *testing.T) {
 
 // TestHealthyCanaryIsPromoted feeds a healthy canary and walks it to Production.
 func TestHealthyCanaryIsPromoted(t *testing.T) {
-	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["new_api"]}`, `{"min_samples": 50}`)
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["new_api"]}`, `{"min_samples": 50, "promotion_evidence": false}`)
 	feed := func(n int, success bool, latency time.Duration) {
 		for i := range n { // no collection per request here: the GC hammer covers bulk loops
 			d, err := g.RouteString(fmt.Sprint("user-", i))

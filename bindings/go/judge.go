@@ -16,7 +16,8 @@ type Recommendation uint32
 
 // The judge's recommendations.
 const (
-	// Healthy: enough data, no rule fired, health score >= 0.9.
+	// Healthy: enough data, no rule fired, health score >= 0.9, and the canary shown not worse
+	// than the stable version beyond the tolerated limits: promotable.
 	Healthy Recommendation = C.PGATE_RECOMMENDATION_HEALTHY
 	// Monitor: too little data, or a health score below 0.9 and no rule fired (a score below
 	// 0.8 that the data are not yet sure of included).
@@ -24,11 +25,14 @@ const (
 	// Rollback: a rule fired (health_score fires once the score's upper confidence bound is
 	// below 0.8): the gate rolls back, or would with auto rollback on.
 	Rollback Recommendation = C.PGATE_RECOMMENDATION_ROLLBACK
+	// NoData: the canary reported no outcome for no_data_ms while some were due; never
+	// promotable.
+	NoData Recommendation = C.PGATE_RECOMMENDATION_NO_DATA
 )
 
-// String returns "HEALTHY", "MONITOR" or "ROLLBACK".
+// String returns "HEALTHY", "MONITOR", "ROLLBACK" or "NO_DATA".
 func (r Recommendation) String() string {
-	return enumName([]string{"HEALTHY", "MONITOR", "ROLLBACK"}, uint32(r), "Recommendation")
+	return enumName([]string{"HEALTHY", "MONITOR", "ROLLBACK", "NO_DATA"}, uint32(r), "Recommendation")
 }
 
 // Rules is a set of the judge's rules (bits of pgate_health.rules_fired).
@@ -43,7 +47,10 @@ const (
 	RuleP99VsStable        Rules = C.PGATE_RULE_P99_VS_STABLE        // p99 above the stable version's x p99_ratio_limit
 	RuleP99Budget          Rules = C.PGATE_RULE_P99_BUDGET           // p99 above p99_budget_ms
 	RuleHealthScore        Rules = C.PGATE_RULE_HEALTH_SCORE         // health score surely below 0.8 (its upper bound is)
-	RuleErrorBurst         Rules = C.PGATE_RULE_ERROR_BURST          // errors since the previous evaluation improbable at any acceptable rate
+	RuleErrorBurst         Rules = C.PGATE_RULE_ERROR_BURST          // errors in the burst span improbable given the stable version's
+	RuleErrorsOverStage    Rules = C.PGATE_RULE_ERRORS_OVER_STAGE    // over the stage, errors surely above the stable version's beyond the margin
+	RuleLatencyShift       Rules = C.PGATE_RULE_LATENCY_SHIFT        // over the stage, latencies surely slower than tolerated (Mann-Whitney)
+	RuleNoData             Rules = C.PGATE_RULE_NO_DATA              // no canary outcome for no_data_ms (holds; never fired)
 )
 
 var ruleNames = []struct {
@@ -58,6 +65,9 @@ var ruleNames = []struct {
 	{RuleP99Budget, "p99_budget"},
 	{RuleHealthScore, "health_score"},
 	{RuleErrorBurst, "error_burst"},
+	{RuleErrorsOverStage, "errors_over_stage"},
+	{RuleLatencyShift, "latency_shift"},
+	{RuleNoData, "no_data"},
 }
 
 // Has reports whether every rule of r2 is in r.

@@ -99,7 +99,7 @@ M.BUFFER_TOO_SMALL = 12
 M.INVALID_HANDLE = 13
 M.environments = { [0] = "canary", [1] = "staging", [2] = "production",
                    canary = 0, staging = 1, production = 2 }
-M.recommendations = { [0] = "healthy", [1] = "monitor", [2] = "rollback" }
+M.recommendations = { [0] = "healthy", [1] = "monitor", [2] = "rollback", [3] = "no_data" }
 M.recorded = { [0] = "counted", [1] = "late", [2] = "foreign" }
 
 --- Loads the shared library: `path`, else $PGATE_LIB, else libpromotion_gates_ffi.so from the

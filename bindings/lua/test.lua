@@ -64,7 +64,7 @@ local function test_wrappers()
 
   local gate = assert(pg.new(
     '{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["new_api", "beta"]}',
-    '{"min_samples": 10}'))
+    '{"min_samples": 10, "promotion_evidence": false}'))
   local _, canary = find_id(gate, true)
   local flags = gate:flags(canary)
   check(#flags == 2 and flags[1] == "beta" and flags[2] == "new_api", "canary flags")

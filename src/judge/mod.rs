@@ -283,6 +283,8 @@ pub struct Evidence {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct NonInferiority {
+    /// Whether promotions need it (`promotion_evidence`).
+    pub required: bool,
     /// Whether a comparison was possible: a canary stage with `min_samples` of both cohorts.
     pub compared: bool,
     /// The canary's error rate is shown below `error_rate_ratio_limit` × the stable one's, or
@@ -294,17 +296,19 @@ pub struct NonInferiority {
 }
 
 impl NonInferiority {
-    /// Whether a promotion may rely on it: no comparison was possible (Staging, Production),
-    /// or both are shown.
+    /// Whether a promotion may rely on it: not required, no comparison possible (Staging,
+    /// Production), or both shown.
     ///
     /// # Example
     /// ```
-    /// use promotion_gates::judge::NonInferiority;
+    /// use promotion_gates::NonInferiority;
     /// assert!(NonInferiority::default().sufficient());
-    /// assert!(!NonInferiority { compared: true, errors: true, latency: false }.sufficient());
+    /// let half = NonInferiority { required: true, compared: true, errors: true, latency: false };
+    /// assert!(!half.sufficient());
+    /// assert!(NonInferiority { required: false, ..half }.sufficient());
     /// ```
     pub fn sufficient(&self) -> bool {
-        !self.compared || (self.errors && self.latency)
+        !self.required || !self.compared || (self.errors && self.latency)
     }
 }
 

@@ -29,6 +29,7 @@ pub(super) fn non_inferiority(case: &Case<'_>) -> NonInferiority {
         below(case.slo.error_rate_ratio_limit, 0.0) || below(1.0, case.slo.error_rate_tolerance);
     let latency = shift_upper(case, alpha).is_some_and(|upper| upper < 0.5);
     NonInferiority {
+        required: case.slo.promotion_evidence,
         compared: true,
         errors,
         latency,

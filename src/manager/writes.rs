@@ -90,8 +90,7 @@ impl PromotionGateManager {
     fn gate(&self, writer: &mut WriterState, current: &Snapshot) -> Result<Evidence, Error> {
         let verdict = self.monitor.evaluation().judge(current);
         let evidence = verdict.evidence();
-        let evidence_needed = self.monitor.slo().config().promotion_evidence;
-        match verdict.compliance(current.config.slo_threshold, evidence_needed) {
+        match verdict.compliance(current.config.slo_threshold) {
             Compliance::Compliant => Ok(evidence.clone()),
             Compliance::RuleFired => {
                 self.apply_verdict(writer, &verdict);

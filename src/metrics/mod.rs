@@ -2,7 +2,7 @@
 //! stage's totals, windowed in time. This module owns every atomic and histogram of the judge.
 //!
 //! Memory: about 40 KiB per recording thread (two cohorts of 2560 eight-byte buckets plus a few
-//! counters), whatever the traffic or window; about 600 KiB per gate that records, for the
+//! counters), whatever the traffic or window; about 720 KiB per gate that records, for the
 //! window's readings and an evaluation's scratch space (made at the first record, reused).
 //! Recorders live as long as their gate; a thread that exits leaves its recorder (and what it
 //! counted) to the next thread that starts, so their number is bounded by the most threads

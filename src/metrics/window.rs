@@ -9,8 +9,8 @@
 //! at the clock to its own rate), so a gate that sees traffic is evaluated often enough.
 //!
 //! All buffers (the ring's readings and the scratch space of an evaluation) are made once, by
-//! [`Window::prepare`], and reused: evaluating allocates nothing. Memory: 15 readings of
-//! 2 × 20 KiB, about 600 KiB per gate that records.
+//! [`Window::prepare`], and reused: evaluating allocates nothing. Memory: 18 sets of
+//! 2 × 20 KiB (readings, the settled reading, scratch), about 720 KiB per gate that records.
 
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -92,6 +92,7 @@ enum class Recommendation : std::uint32_t {
   Healthy = PGATE_RECOMMENDATION_HEALTHY,    ///< enough data, no rule fired, score >= 0.9
   Monitor = PGATE_RECOMMENDATION_MONITOR,    ///< too little data, or score < 0.9 and no rule fired
   Rollback = PGATE_RECOMMENDATION_ROLLBACK,  ///< a rule fired (health_score: the score's upper bound < 0.8)
+  NoData = PGATE_RECOMMENDATION_NO_DATA,     ///< no canary outcome for no_data_ms: never promotable
 };
 
 /// What happened to a recorded outcome.
@@ -111,6 +112,9 @@ enum class Rule : std::uint32_t {
   P99Budget = PGATE_RULE_P99_BUDGET,
   HealthScore = PGATE_RULE_HEALTH_SCORE,
   ErrorBurst = PGATE_RULE_ERROR_BURST,
+  ErrorsOverStage = PGATE_RULE_ERRORS_OVER_STAGE,
+  LatencyShift = PGATE_RULE_LATENCY_SHIFT,
+  NoData = PGATE_RULE_NO_DATA,
 };
 
 /// "canary", "staging", "production" (or "unknown").

@@ -17,7 +17,8 @@ __all__ = ["Health", "Recommendation", "RollbackEvent", "RollbackTrigger", "Roll
 class Recommendation(enum.IntEnum):
     """What the judge advises (``enum pgate_recommendation``)."""
 
-    #: Enough data, no rule fired, score >= 0.9.
+    #: Enough data, no rule fired, score >= 0.9, and the canary shown not worse than the
+    #: stable version beyond the tolerated limits: promotable.
     HEALTHY = 0
     #: Too little data, or a score below 0.9 and no rule fired (a score below 0.8 that the
     #: data are not yet sure of included).
@@ -25,6 +26,9 @@ class Recommendation(enum.IntEnum):
     #: A rule fired (``health_score`` fires once the score's upper confidence bound is below
     #: 0.8): the gate rolls back, or would with auto rollback on.
     ROLLBACK = 2
+    #: The canary reported no outcome for ``no_data_ms`` while some were due: never
+    #: promotable.
+    NO_DATA = 3
 
 
 class Rule(enum.IntFlag):
@@ -45,8 +49,14 @@ class Rule(enum.IntFlag):
     P99_BUDGET = 32
     #: Health score surely below 0.8: its upper confidence bound is.
     HEALTH_SCORE = 64
-    #: Errors since the previous evaluation improbable at any acceptable rate.
+    #: Errors in the burst span improbable given the stable version's in the same span.
     ERROR_BURST = 128
+    #: Over the stage, errors surely above the stable version's beyond the margin.
+    ERRORS_OVER_STAGE = 256
+    #: Over the stage after warm-up, latencies surely slower than tolerated (Mann-Whitney).
+    LATENCY_SHIFT = 512
+    #: No canary outcome for ``no_data_ms`` (holds the promotion; never fired).
+    NO_DATA = 1024
 
 
 @dataclass(frozen=True, slots=True)
