@@ -30,17 +30,38 @@ pub fn check(results: &Results) -> Vec<String> {
     failures
 }
 
-/// At most 1 % false rollbacks in every healthy scenario.
-fn false_rollbacks(results: &Results, failures: &mut Vec<String>) {
-    for (s, runs) in results.iter().filter(|(s, _)| s.kind == Kind::Healthy) {
-        let f = engine(runs);
-        if f.rate(f.rolled_back) > 0.01 {
-            failures.push(format!(
-                "{}: {} of {} rolled back (at most 1 %)",
-                s.name, f.rolled_back, f.trials
-            ));
+/// Checks the engine's figures of every scenario whose name starts with one of `prefixes`:
+/// `unmet` says what is wrong with them, if anything.
+fn each(
+    results: &Results,
+    prefixes: &[&str],
+    failures: &mut Vec<String>,
+    unmet: impl Fn(&Figures) -> Option<String>,
+) {
+    for prefix in prefixes {
+        for (s, runs) in named(results, prefix) {
+            if let Some(why) = unmet(&engine(runs)) {
+                failures.push(format!("{}: {why}", s.name));
+            }
         }
     }
+}
+
+/// At most 1 % false rollbacks in every healthy scenario.
+fn false_rollbacks(results: &Results, failures: &mut Vec<String>) {
+    let healthy: Vec<&str> = results
+        .iter()
+        .filter(|(s, _)| s.kind == Kind::Healthy)
+        .map(|(s, _)| s.name.as_str())
+        .collect();
+    each(results, &healthy, failures, |f| {
+        (f.rate(f.rolled_back) > 0.01).then(|| {
+            format!(
+                "{} of {} rolled back (at most 1 %)",
+                f.rolled_back, f.trials
+            )
+        })
+    });
 }
 
 /// 2x errors or more, 1.5x latency or more: promotable before the rollback in at most 1 %.
@@ -53,17 +74,14 @@ fn never_promotable(results: &Results, failures: &mut Vec<String>) {
         "latency 2x",
         "dead canary",
     ];
-    for prefix in strong {
-        for (s, runs) in named(results, prefix) {
-            let f = engine(runs);
-            if f.rate(f.promotable_before) > 0.01 {
-                failures.push(format!(
-                    "{}: promotable before rollback in {} of {}",
-                    s.name, f.promotable_before, f.trials
-                ));
-            }
-        }
-    }
+    each(results, &strong, failures, |f| {
+        (f.rate(f.promotable_before) > 0.01).then(|| {
+            format!(
+                "promotable before rollback in {} of {}",
+                f.promotable_before, f.trials
+            )
+        })
+    });
 }
 
 /// Caught within 30 min in 90 % of trials; the dead canary within 8 canary requests and 10x
@@ -75,48 +93,39 @@ fn detection(results: &Results, failures: &mut Vec<String>) {
         "latency +50%",
         "tail: 2% of requests 5x slower, 2000",
     ];
-    for prefix in caught {
-        for (s, runs) in named(results, prefix) {
-            let f = engine(runs);
-            if f.rate(f.rolled_back) < 0.9 {
-                failures.push(format!(
-                    "{}: caught in {} of {} within 30 min (at least 90 %)",
-                    s.name, f.rolled_back, f.trials
-                ));
-            }
-        }
-    }
+    each(results, &caught, failures, |f| {
+        (f.rate(f.rolled_back) < 0.9).then(|| {
+            format!(
+                "caught in {} of {} within 30 min (at least 90 %)",
+                f.rolled_back, f.trials
+            )
+        })
+    });
     for (prefix, limit) in [("dead canary", 8.0), ("errors 10x", 500.0)] {
-        for (s, runs) in named(results, prefix) {
-            let median = engine(runs).requests.0;
-            if median.is_none_or(|m| m > limit) {
-                failures.push(format!(
-                    "{}: median canary requests to rollback {median:?} (at most {limit})",
-                    s.name
-                ));
-            }
-        }
+        each(results, &[prefix], failures, |f| {
+            let median = f.requests.0;
+            median
+                .is_none_or(|m| m > limit)
+                .then(|| format!("median canary requests to rollback {median:?} (at most {limit})"))
+        });
     }
 }
 
 /// A healthy canary promotable within 5 000 canary requests at 2 000 rps and 5 % (median, 1 %
 /// errors), and the low-traffic canary promotable at all.
 fn promotable(results: &Results, failures: &mut Vec<String>) {
-    for (s, runs) in named(results, "A/A 2000 rps 5% canary, 1% errors") {
-        let median = engine(runs).first_promotable;
-        if median.is_none_or(|m| m > 5000.0) {
-            failures.push(format!(
-                "{}: median canary requests to promotable {median:?} (at most 5000)",
-                s.name
-            ));
-        }
-    }
-    for (s, runs) in named(results, "low traffic") {
-        let f = engine(runs);
-        if f.first_promotable.is_none() {
-            failures.push(format!("{}: never promotable", s.name));
-        }
-    }
+    let healthy = ["A/A 2000 rps 5% canary, 1% errors"];
+    each(results, &healthy, failures, |f| {
+        let median = f.first_promotable;
+        median
+            .is_none_or(|m| m > 5000.0)
+            .then(|| format!("median canary requests to promotable {median:?} (at most 5000)"))
+    });
+    each(results, &["low traffic"], failures, |f| {
+        f.first_promotable
+            .is_none()
+            .then(|| "never promotable".to_owned())
+    });
 }
 
 /// Fewer false rollbacks than both references in total; every regression the Kayenta-style

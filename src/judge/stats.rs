@@ -108,6 +108,16 @@ fn smoothed(events: f64, trials: f64) -> f64 {
 /// One-sided p-value of `rate(a) > margin * rate(b)` (unpooled z-test, half-count smoothing
 /// so that zero counts keep a variance). 1 when either has no trials.
 pub(crate) fn two_proportion_p(a: Proportion, b: Proportion, margin: f64) -> f64 {
+    difference_p(a, b, margin, 0.0)
+}
+
+/// One-sided p-value of `rate(a) > rate(b) + offset` (the same test, with an offset).
+pub(crate) fn excess_p(a: Proportion, b: Proportion, offset: f64) -> f64 {
+    difference_p(a, b, 1.0, offset)
+}
+
+/// One-sided p-value of `rate(a) > margin * rate(b) + offset`.
+fn difference_p(a: Proportion, b: Proportion, margin: f64, offset: f64) -> f64 {
     let (xa, na) = (a.events as f64, a.trials as f64);
     let (xb, nb) = (b.events as f64, b.trials as f64);
     if na == 0.0 || nb == 0.0 {
@@ -115,8 +125,7 @@ pub(crate) fn two_proportion_p(a: Proportion, b: Proportion, margin: f64) -> f64
     }
     let (pa, pb) = (smoothed(xa, na), smoothed(xb, nb));
     let variance = pa * (1.0 - pa) / na + margin * margin * pb * (1.0 - pb) / nb;
-    let z = (xa / na - margin * xb / nb) / variance.sqrt();
-    normal_upper_tail(z)
+    normal_upper_tail((xa / na - margin * xb / nb - offset) / variance.sqrt())
 }
 
 /// Standard error of the difference of two rates (unpooled, half-count smoothing; a side
@@ -169,17 +178,4 @@ pub(crate) fn binomial_upper(k: u64, n: u64, alpha: f64) -> f64 {
         }
     }
     high
-}
-
-/// One-sided p-value of `rate(a) > rate(b) + offset` (unpooled z-test, half-count smoothing).
-/// 1 when either has no trials.
-pub(crate) fn excess_p(a: Proportion, b: Proportion, offset: f64) -> f64 {
-    let (xa, na) = (a.events as f64, a.trials as f64);
-    let (xb, nb) = (b.events as f64, b.trials as f64);
-    if na == 0.0 || nb == 0.0 {
-        return 1.0;
-    }
-    let (pa, pb) = (smoothed(xa, na), smoothed(xb, nb));
-    let variance = pa * (1.0 - pa) / na + pb * (1.0 - pb) / nb;
-    normal_upper_tail((xa / na - xb / nb - offset) / variance.sqrt())
 }
