@@ -19,6 +19,16 @@ fn named<'a>(
         .filter(move |(s, _)| s.name.starts_with(prefix))
 }
 
+/// The criteria this version does not meet, by the start of their message (docs/judge.md
+/// says which and why): `--check` reports them as open and does not fail on them; any other
+/// unmet criterion fails it.
+pub const OPEN: &[&str] = &[];
+
+/// Whether an unmet criterion is a known, documented open one.
+pub fn is_open(failure: &str) -> bool {
+    OPEN.iter().any(|open| failure.starts_with(open))
+}
+
 /// Every criterion the run can check; the list of those not met.
 pub fn check(results: &Results) -> Vec<String> {
     let mut failures = Vec::new();
