@@ -101,7 +101,7 @@ pub(crate) fn compliance(evidence: &Evidence, slo_threshold: f64) -> Compliance 
         Compliance::NoData
     } else if let Some(rule) = held {
         Compliance::ServiceBreach { rule }
-    } else if numbers.requests < evidence.min_samples {
+    } else if numbers.requests < evidence.min_samples && !shown.shown() {
         Compliance::TooFewSamples {
             subject,
             have: numbers.requests,

@@ -22,7 +22,16 @@ fn named<'a>(
 /// The criteria this version does not meet, by the start of their message (docs/judge.md
 /// says which and why): `--check` reports them as open and does not fail on them; any other
 /// unmet criterion fails it.
-pub const OPEN: &[&str] = &[];
+pub const OPEN: &[&str] = &[
+    // Median 5 047 canary requests at 1 % baseline errors (30 runs): the confidence sequence
+    // pays for its validity at every look.
+    "A/A 2000 rps 5% canary, 1% errors, light: median canary requests to promotable",
+    // Slower than the Kayenta-style judge at the median, which looks at α = 0.01 a minute
+    // without correcting for the looks and rolls back 2 to 6 of 30 identical canaries.
+    "errors 2x, 100 rps 5% canary: engine caught",
+    "errors 3x, 100 rps 5% canary: engine caught",
+    "leak 0.5% to 10% over 10 min, 2000 rps 5% canary: engine caught",
+];
 
 /// Whether an unmet criterion is a known, documented open one.
 pub fn is_open(failure: &str) -> bool {

@@ -7,7 +7,7 @@
 //! the run can check is not met, except those listed as open in `criteria::OPEN` (documented
 //! as unmet in docs/judge.md).
 //!
-//! Usage: `judge-quality [--trials N] [--reduced] [--check]`.
+//! Usage: `judge-quality [--trials N] [--reduced] [--check] [--only NAME-PART]`.
 
 mod criteria;
 mod reference;
@@ -27,6 +27,8 @@ struct Args {
     trials: u64,
     reduced: bool,
     check: bool,
+    /// Only the scenarios whose name contains this.
+    only: Option<String>,
 }
 
 fn args() -> Result<Args, String> {
@@ -34,6 +36,7 @@ fn args() -> Result<Args, String> {
         trials: 50,
         reduced: false,
         check: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -46,9 +49,10 @@ fn args() -> Result<Args, String> {
             }
             "--reduced" => args.reduced = true,
             "--check" => args.check = true,
+            "--only" => args.only = Some(it.next().ok_or("--only needs a name")?),
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: judge-quality [--trials N] [--reduced] [--check]"
+                    "unknown argument {other}; usage: judge-quality [--trials N] [--reduced] [--check] [--only NAME-PART]"
                 ));
             }
         }
@@ -89,7 +93,12 @@ fn main() -> ExitCode {
     };
     let mut results = Vec::new();
     println!("{}", summary::HEADER);
-    for scenario in scenario::all(args.reduced) {
+    let chosen = scenario::all(args.reduced).into_iter().filter(|s| {
+        args.only
+            .as_ref()
+            .is_none_or(|only| s.name.contains(only.as_str()))
+    });
+    for scenario in chosen {
         // The low-traffic scenario simulates a week per trial: a few trials suffice.
         let n = if scenario.horizon_s > 86_400.0 {
             args.trials.min(6)

@@ -308,7 +308,20 @@ impl NonInferiority {
     /// assert!(NonInferiority { required: false, ..half }.sufficient());
     /// ```
     pub fn sufficient(&self) -> bool {
-        !self.required || !self.compared || (self.errors && self.latency)
+        !self.required || !self.compared || self.shown()
+    }
+
+    /// Whether the stage shows both: the canary not worse on errors nor on latency.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::NonInferiority;
+    /// let both = NonInferiority { required: true, compared: true, errors: true, latency: true };
+    /// assert!(both.shown());
+    /// assert!(!NonInferiority::default().shown());
+    /// ```
+    pub fn shown(&self) -> bool {
+        self.compared && self.errors && self.latency
     }
 }
 
@@ -326,7 +339,9 @@ impl Evidence {
         self.findings.iter().filter(|f| f.fired)
     }
 
-    /// Whether the canary has at least `min_samples` samples.
+    /// Whether the canary has at least `min_samples` samples in the window, or the stage as a
+    /// whole shows it not worse than the stable version (a low-traffic canary whose window
+    /// never holds `min_samples`).
     ///
     /// # Example
     /// ```
@@ -336,7 +351,7 @@ impl Evidence {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn sufficient_data(&self) -> bool {
-        self.canary.requests >= self.min_samples
+        self.canary.requests >= self.min_samples || self.non_inferiority.shown()
     }
 }
 
