@@ -332,50 +332,8 @@ impl SloAdmissionController {
     }
 }
 
-/// Serde as milliseconds (a float, so sub-millisecond values survive).
-mod millis {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64() * 1e3)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let ms = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(ms / 1e3).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "{ms} is not a duration in milliseconds (finite, not negative)"
-            ))
-        })
-    }
-}
-
-/// Serde of an optional duration as milliseconds or `null`.
-mod millis_opt {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::millis::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        match Option::<f64>::deserialize(d)? {
-            None => Ok(None),
-            Some(ms) => Duration::try_from_secs_f64(ms / 1e3)
-                .map(Some)
-                .map_err(|_| {
-                    serde::de::Error::custom(format!(
-                        "{ms} is not a duration in milliseconds (finite, not negative)"
-                    ))
-                }),
-        }
-    }
-}
+mod millis;
+mod millis_opt;
 
 #[cfg(test)]
 mod tests {

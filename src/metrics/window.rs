@@ -342,4 +342,43 @@ mod tests {
         let (_, recent) = w.observe(StageId(1), spans(Duration::from_secs(5), len));
         assert_eq!(recent.canary, [5, 3]);
     }
+
+    #[test]
+    fn latencies_wait_for_the_warm_up_and_bursts_for_their_interval() {
+        let mut w = Window::default();
+        w.prepare();
+        let s = StageId(1);
+        let at = |ms: u64| Spans {
+            at: Duration::from_millis(ms),
+            length: Duration::from_secs(300),
+            stage_start: Duration::ZERO,
+            settled_from: Duration::from_secs(30),
+            burst: Duration::from_secs(1),
+        };
+        set(&mut w, 100, 0);
+        w.observe(s, at(10_000));
+        assert!(w.latency.canary.histogram.is_empty(), "warming up");
+        assert!(w.stage_latency.canary.histogram.is_empty());
+        set(&mut w, 300, 0);
+        w.observe(s, at(31_000)); // the settled reading
+        set(&mut w, 500, 0);
+        w.observe(s, at(40_000));
+        assert_eq!(w.stage_latency.canary.histogram, [200]);
+        assert_eq!(w.latency.canary.histogram, [200]);
+        // The burst span started at 40 s; judging again within a second does not restart it.
+        for (ms, total) in [(40_300, 510), (40_600, 520), (40_900, 530)] {
+            set(&mut w, total, 0);
+            let (_, burst) = w.observe(s, at(ms));
+            assert_eq!(burst.canary, [total - 500, 0], "at {ms} ms");
+        }
+        set(&mut w, 540, 0);
+        let (_, burst) = w.observe(s, at(41_000));
+        assert_eq!(
+            burst.canary,
+            [40, 0],
+            "a second later: the last of this span"
+        );
+        let (_, burst) = w.observe(s, at(41_100));
+        assert_eq!(burst.canary, [0, 0], "a new span");
+    }
 }

@@ -1,0 +1,295 @@
+//! What a verdict rests on, as the public types the judge hands out: each rule's
+//! [`Finding`], each cohort's numbers, the positive evidence a promotion needs, and the
+//! [`CanaryHealth`] that gathers them.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::{Recommendation, Rule};
+use crate::config::Environment;
+use crate::decision::StageId;
+
+/// One rule's evaluation: what was seen, against what limit, how surely.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+/// for finding in gate.monitor_canary_health().evidence.findings {
+///     println!("{finding}");
+/// }
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// The rule.
+    pub rule: Rule,
+    /// The observed value (a rate, or a latency in milliseconds, or the score).
+    pub observed: f64,
+    /// The limit it was held against, in the same unit.
+    pub limit: f64,
+    /// The test's p-value (an upper bound); 0 or 1 for rules without a test.
+    pub p_value: f64,
+    /// Whether the rule fired: the canary is to blame and is rolled back.
+    pub fired: bool,
+    /// Whether the finding holds the promotion without rolling back: an absolute limit
+    /// breached by the whole service (the canary not significantly worse than the stable
+    /// version), or no data.
+    pub holds: bool,
+    /// The setting whose limit acted, e.g. `error_rate_ratio_limit` or
+    /// `error_rate_tolerance` (whichever is more lenient for the data at hand).
+    pub acting: &'static str,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = match (self.fired, self.holds) {
+            (true, _) => "FIRED",
+            (false, true) => "HOLDS",
+            (false, false) => "ok",
+        };
+        let (observed, limit) = match self.rule {
+            Rule::P99VsStable | Rule::P99Budget => (
+                format!("{:.3}ms", self.observed),
+                format!("{:.3}ms", self.limit),
+            ),
+            Rule::HealthScore | Rule::LatencyShift => (
+                format!("{:.4}", self.observed),
+                format!("{:.4}", self.limit),
+            ),
+            Rule::NoData => ("no outcome".to_owned(), format!("{:.0}s", self.limit)),
+            _ => (
+                format!("{:.3}%", self.observed * 100.0),
+                format!("{:.3}%", self.limit * 100.0),
+            ),
+        };
+        write!(
+            f,
+            "{} {verdict}: observed {observed} vs limit {limit} by {} (p={:.2e})",
+            self.rule.name(),
+            self.acting,
+            self.p_value
+        )
+    }
+}
+
+/// One cohort's numbers in the judged window.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+/// let health = gate.monitor_canary_health();
+/// assert_eq!(health.evidence.canary.requests, 0);
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CohortEvidence {
+    /// Requests in the window.
+    pub requests: u64,
+    /// Failed requests in the window.
+    pub errors: u64,
+    /// Requests that succeeded within the SLO latency target.
+    pub compliant: u64,
+    /// `errors / requests` (0 with no requests).
+    pub error_rate: f64,
+    /// `compliant / requests` (1 with no requests).
+    pub compliance: f64,
+    /// 99th percentile latency (zero with no requests or when only counters were read).
+    pub p99: Duration,
+}
+
+/// Everything a verdict rests on: the numbers and each rule's finding.
+///
+/// Its `Display` is one line, written into automatic rollback events.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+/// let evidence = gate.monitor_canary_health().evidence;
+/// assert!(evidence.to_string().contains("canary 0 req"));
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    /// The stage judged.
+    pub stage: StageId,
+    /// The environment of that stage.
+    pub environment: Environment,
+    /// The new version's numbers.
+    pub canary: CohortEvidence,
+    /// The stable version's numbers.
+    pub stable: CohortEvidence,
+    /// Samples the canary needs before ordinary rules may fire.
+    pub min_samples: u64,
+    /// Every rule evaluated, fired or not.
+    pub findings: Vec<Finding>,
+    /// The health score (point estimate) of this window.
+    pub health_score: f64,
+    /// The positive evidence a promotion needs (see [`NonInferiority`]).
+    pub non_inferiority: NonInferiority,
+}
+
+/// Whether the data show the canary not worse than the stable version beyond the tolerated
+/// limits, over the whole stage: confidence bounds at `promotion_significance` that hold at
+/// every look. A promotion from a canary stage with stable traffic needs both.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+/// let shown = gate.monitor_canary_health().evidence.non_inferiority;
+/// assert!(!shown.errors && !shown.latency); // nothing recorded, nothing shown
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct NonInferiority {
+    /// Whether promotions need it (`promotion_evidence`).
+    pub required: bool,
+    /// Whether a comparison was possible: a canary stage with `min_samples` of both cohorts.
+    pub compared: bool,
+    /// The canary's error rate is shown below `error_rate_ratio_limit` × the stable one's, or
+    /// below the stable one's + `error_rate_tolerance`.
+    pub errors: bool,
+    /// The canary's latencies after warm-up are shown no slower than `latency_shift_limit` ×
+    /// (or `latency_tolerance_ms` +) the stable version's.
+    pub latency: bool,
+}
+
+impl NonInferiority {
+    /// Whether a promotion may rely on it: not required, no comparison possible (Staging,
+    /// Production), or both shown.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::NonInferiority;
+    /// assert!(NonInferiority::default().sufficient());
+    /// let half = NonInferiority { required: true, compared: true, errors: true, latency: false };
+    /// assert!(!half.sufficient());
+    /// assert!(NonInferiority { required: false, ..half }.sufficient());
+    /// ```
+    pub fn sufficient(&self) -> bool {
+        !self.required || !self.compared || self.shown()
+    }
+
+    /// Whether the stage shows both: the canary not worse on errors nor on latency.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::NonInferiority;
+    /// let both = NonInferiority { required: true, compared: true, errors: true, latency: true };
+    /// assert!(both.shown());
+    /// assert!(!NonInferiority::default().shown());
+    /// ```
+    pub fn shown(&self) -> bool {
+        self.compared && self.errors && self.latency
+    }
+}
+
+impl Evidence {
+    /// The findings that fired.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.monitor_canary_health().evidence.fired().count(), 0);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn fired(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.fired)
+    }
+
+    /// Whether the canary has at least `min_samples` samples in the window, or the stage as a
+    /// whole shows it not worse than the stable version (a low-traffic canary whose window
+    /// never holds `min_samples`).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert!(!gate.monitor_canary_health().evidence.sufficient_data());
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn sufficient_data(&self) -> bool {
+        self.canary.requests >= self.min_samples || self.non_inferiority.shown()
+    }
+}
+
+impl fmt::Display for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cohort = |f: &mut fmt::Formatter<'_>, name: &str, c: &CohortEvidence| {
+            write!(
+                f,
+                "{name} {} req, {:.3}% errors, compliance {:.3}%, p99 {:.3}ms",
+                c.requests,
+                c.error_rate * 100.0,
+                c.compliance * 100.0,
+                c.p99.as_secs_f64() * 1e3
+            )
+        };
+        write!(f, "stage {} {}: ", self.stage.get(), self.environment)?;
+        cohort(f, "canary", &self.canary)?;
+        f.write_str("; ")?;
+        cohort(f, "stable", &self.stable)?;
+        let mut acted = self
+            .findings
+            .iter()
+            .filter(|x| x.fired || x.holds)
+            .peekable();
+        if acted.peek().is_none() {
+            write!(f, "; no rule fired (min_samples {})", self.min_samples)?;
+        }
+        for finding in acted {
+            write!(f, "; {finding}")?;
+        }
+        let shown = self.non_inferiority;
+        if shown.compared {
+            let yes = |b: bool| if b { "shown" } else { "not shown" };
+            write!(
+                f,
+                "; not worse than stable: errors {}, latency {}",
+                yes(shown.errors),
+                yes(shown.latency)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The canary's health in the current window (the specification's fields, plus evidence).
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+/// let health = gate.monitor_canary_health();
+/// println!("Canary error rate: {}", health.canary_error_rate);
+/// println!("Health score: {}", health.health_score);
+/// println!("Recommendation: {}", health.recommendation);
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryHealth {
+    /// The canary's traffic share (100 in Staging, 0 in Production).
+    pub traffic_percent: f64,
+    /// Requests to the new version in the window.
+    pub canary_requests: u64,
+    /// Requests to the stable version in the window.
+    pub production_requests: u64,
+    /// The new version's error rate.
+    pub canary_error_rate: f64,
+    /// The stable version's error rate.
+    pub production_error_rate: f64,
+    /// The new version's p99 latency.
+    pub canary_p99_latency: Duration,
+    /// The stable version's p99 latency.
+    pub production_p99_latency: Duration,
+    /// 1.0 minus the error and latency penalties, in `0.0..=1.0`.
+    pub health_score: f64,
+    /// HEALTHY, MONITOR or ROLLBACK.
+    pub recommendation: Recommendation,
+    /// Numbers and findings behind the recommendation.
+    pub evidence: Evidence,
+}

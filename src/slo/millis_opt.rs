@@ -1,0 +1,24 @@
+//! Serde of an optional duration as milliseconds or `null`.
+
+use serde::{Deserialize, Deserializer, Serializer};
+use std::time::Duration;
+
+pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => super::millis::serialize(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(None),
+        Some(ms) => Duration::try_from_secs_f64(ms / 1e3)
+            .map(Some)
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "{ms} is not a duration in milliseconds (finite, not negative)"
+                ))
+            }),
+    }
+}
