@@ -23,7 +23,7 @@ fn named<'a>(
 /// says which and why): `--check` reports them as open and does not fail on them; any other
 /// unmet criterion fails it.
 pub const OPEN: &[&str] = &[
-    // Median 5 047 canary requests at 1 % baseline errors (30 runs): the confidence sequence
+    // Median 5 009 canary requests at 1 % baseline errors (30 runs): the confidence sequence
     // pays for its validity at every look.
     "A/A 2000 rps 5% canary, 1% errors, light: median canary requests to promotable",
     // Slower than the Kayenta-style judge at the median, which looks at α = 0.01 a minute

@@ -8,7 +8,7 @@ use super::latency::shift_upper;
 use super::rules::Case;
 use super::sequential::Difference;
 
-/// Mixing scale of the error bound, as for the stage-long error test: at least this.
+/// Least mixing scale of the error bounds.
 const TAU_FLOOR: f64 = 0.002;
 
 /// What the stage shows. Errors: the upper bound of `canary − ratio × stable`, or of
@@ -21,12 +21,15 @@ pub(super) fn non_inferiority(case: &Case<'_>) -> NonInferiority {
     }
     let (c, s) = (case.stage.canary, case.stage.stable);
     let alpha = case.slo.promotion_significance;
-    let tau = s.rate().max(TAU_FLOOR);
-    let below = |margin: f64, offset: f64| {
+    // Each bound's mixing scale is the excess it tolerates: the sequence is tightest where
+    // the decision is made.
+    let below = |margin: f64, offset: f64, tau: f64| {
+        let tau = tau.max(TAU_FLOOR);
         Difference::of(c, s, margin, offset).is_some_and(|d| d.upper(tau, alpha) < 0.0)
     };
-    let errors =
-        below(case.slo.error_rate_ratio_limit, 0.0) || below(1.0, case.slo.error_rate_tolerance);
+    let ratio = case.slo.error_rate_ratio_limit;
+    let tolerance = case.slo.error_rate_tolerance;
+    let errors = below(ratio, 0.0, (ratio - 1.0) * s.rate()) || below(1.0, tolerance, tolerance);
     let latency = shift_upper(case, alpha).is_some_and(|upper| upper < 0.5);
     NonInferiority {
         required: case.slo.promotion_evidence,
