@@ -174,13 +174,14 @@ const ENVIRONMENTS: [Environment; 3] = [
     Environment::Production,
 ];
 
-const RECOMMENDATIONS: [&str; 3] = ["healthy", "monitor", "rollback"];
+const RECOMMENDATIONS: [&str; 4] = ["healthy", "monitor", "rollback", "no_data"];
 
 fn recommendation_name(recommendation: Recommendation) -> &'static str {
     match recommendation {
         Recommendation::Healthy => "healthy",
         Recommendation::Monitor => "monitor",
         Recommendation::Rollback => "rollback",
+        Recommendation::NoData => "no_data",
     }
 }
 

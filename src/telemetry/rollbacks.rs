@@ -78,6 +78,8 @@ mod tests {
             limit: 0.1,
             p_value: 0.0,
             fired,
+            holds: false,
+            acting: "max_error_rate",
         };
         let mut findings = vec![finding(Rule::SloCompliance, false)];
         findings.extend(fired.iter().map(|&rule| finding(rule, true)));
@@ -89,6 +91,7 @@ mod tests {
             min_samples: 10,
             findings,
             health_score: 0.2,
+            non_inferiority: Default::default(),
         }
     }
 
