@@ -359,6 +359,24 @@ impl PromotionGateManager {
         self.monitor.late_outcomes()
     }
 
+    /// Outcomes dropped as foreign over the gate's life: their decision names a stage this gate
+    /// never published (a decision of another gate, or one built by hand).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let routed = gate.route_request("user-1");
+    /// let forged = StageId::new(routed.stage.get() + 1_000);
+    /// let outcome = gate.record_for(forged, routed.is_canary, true, std::time::Duration::from_millis(5));
+    /// assert_eq!(outcome, Recorded::Foreign);
+    /// assert_eq!(gate.foreign_outcomes(), 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn foreign_outcomes(&self) -> u64 {
+        self.monitor.foreign_outcomes()
+    }
+
     /// Judges the canary now, over the current window, and rolls it back if a rule fired and
     /// `auto_rollback_enabled`. The returned health is the one judged (so after an automatic
     /// rollback it still shows the canary's numbers and `ROLLBACK`). Each call starts a new

@@ -77,6 +77,11 @@ impl Monitor {
         self.metrics.late()
     }
 
+    /// Outcomes dropped as foreign, over all threads.
+    pub(crate) fn foreign_outcomes(&self) -> u64 {
+        self.metrics.foreign()
+    }
+
     /// Records one outcome and says what it calls for: the screen after a canary error (each of
     /// a thread's first 32 in a stage, then every 16th, and every error of a run of 4 or more
     /// in a row), and the paced look at the clock. Lock-free; no allocation after the thread's

@@ -131,6 +131,7 @@ fn gauges_counters_and_spans_reach_the_hosts_providers() {
     let manual = [("promotion.trigger", "manual"), ("promotion.rule", "none")];
     assert_eq!(got[&key("promotion.rollbacks", &manual)], 1.0);
     assert_eq!(got[&key("promotion.late_outcomes", &[])], 0.0);
+    assert_eq!(got[&key("promotion.foreign_outcomes", &[])], 0.0);
 
     let finished = spans.get_finished_spans().unwrap();
     let named =

@@ -220,6 +220,11 @@ impl Metrics {
         self.recorders.iter().map(|r| r.late()).sum()
     }
 
+    /// Outcomes dropped as foreign, over all threads.
+    pub(crate) fn foreign(&self) -> u64 {
+        self.recorders.iter().map(|r| r.foreign()).sum()
+    }
+
     /// Claims the full evaluation due at `now`, if one is: true for exactly one caller per
     /// `interval`, which must then evaluate.
     pub(crate) fn claim_evaluation(&self, now: Duration, interval: Duration) -> bool {

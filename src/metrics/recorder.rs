@@ -114,6 +114,7 @@ impl NewestStage {
 pub(crate) struct ThreadRecorder {
     stage: AtomicU64,
     late: AtomicU64,
+    foreign: AtomicU64,
     /// Records left before this thread next looks at the clock (a look is due at 1 or 0).
     clock_countdown: AtomicU64,
     /// Records between the last two looks at the clock (1 ..= 64), paced to the thread's rate.
@@ -138,6 +139,7 @@ impl ThreadRecorder {
         Self {
             stage: AtomicU64::new(0),
             late: AtomicU64::new(0),
+            foreign: AtomicU64::new(0),
             clock_countdown: AtomicU64::new(1),
             clock_check_every: AtomicU64::new(1),
             last_clock_check: AtomicU64::new(0),
@@ -233,6 +235,7 @@ impl ThreadRecorder {
             increment(&self.late);
             Some(Recorded::Late)
         } else if stage > newest.get() {
+            increment(&self.foreign);
             Some(Recorded::Foreign)
         } else {
             self.clear_for(stage);
@@ -286,6 +289,11 @@ impl ThreadRecorder {
     /// Outcomes this thread dropped as late.
     pub(crate) fn late(&self) -> u64 {
         self.late.load(Ordering::Relaxed)
+    }
+
+    /// Outcomes this thread dropped as foreign.
+    pub(crate) fn foreign(&self) -> u64 {
+        self.foreign.load(Ordering::Relaxed)
     }
 }
 
@@ -376,6 +384,7 @@ mod tests {
         // A stage newer than the gate's is refused and clears nothing.
         let foreign = rec.record(StageId(10), Cohort::Canary, true, 5, true, newest);
         assert_eq!(foreign.recorded, Recorded::Foreign);
+        assert_eq!((rec.late(), rec.foreign()), (1, 1));
         assert_eq!(rec.late(), 1);
         let mut sum: PerCohort<CohortCounts> = Default::default();
         assert!(!rec.add_to(s1, &mut sum, &mut scratch, false));

@@ -20,6 +20,7 @@
 //! | `promotion.p99_latency` | gauge | `s` | `promotion.cohort` |
 //! | `promotion.rollbacks` | counter | `{rollback}` | `promotion.trigger`, `promotion.rule` |
 //! | `promotion.late_outcomes` | counter | `{outcome}` | |
+//! | `promotion.foreign_outcomes` | counter | `{outcome}` | |
 //!
 //! **Spans**: `promotion.rollback` (attributes `promotion.reason`, `promotion.previous_env`,
 //! `promotion.trigger` and, for an automatic rollback, the evidence: `promotion.rules_fired`,
@@ -164,7 +165,7 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             per_cohort(|c| c.p99.as_secs_f64()),
         ),
     ];
-    let (rollbacks_gate, late_gate) = (weak.clone(), weak);
+    let (rollbacks_gate, late_gate, foreign_gate) = (weak.clone(), weak.clone(), weak);
     let counters = vec![
         meter
             .u64_observable_counter("promotion.rollbacks")
@@ -190,6 +191,18 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             .with_callback(move |observer| {
                 with_gate(&late_gate, |g, attrs| {
                     observer.observe(g.late_outcomes(), attrs)
+                })
+            })
+            .build(),
+        meter
+            .u64_observable_counter("promotion.foreign_outcomes")
+            .with_unit("{outcome}")
+            .with_description(
+                "Outcomes dropped because their decision names a stage the gate never published.",
+            )
+            .with_callback(move |observer| {
+                with_gate(&foreign_gate, |g, attrs| {
+                    observer.observe(g.foreign_outcomes(), attrs)
                 })
             })
             .build(),

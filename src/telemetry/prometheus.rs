@@ -25,6 +25,7 @@
 //! | `promotion_window_latency_seconds` | histogram | `cohort`, `le` | the window's latency histogram |
 //! | `promotion_rollbacks_total` | counter | `trigger`, `rule` | rollback events since the gate was built |
 //! | `promotion_late_outcomes_total` | counter | | outcomes dropped because their stage had ended |
+//! | `promotion_foreign_outcomes_total` | counter | | outcomes dropped because their decision names a stage the gate never published |
 
 use std::fmt::{self, Write};
 
@@ -163,6 +164,11 @@ pub fn write_exposition(gates: &[&PromotionGateManager], out: &mut impl Write) -
     let help = "Outcomes dropped because their stage had ended.";
     e.family(late, "counter", help, |e, r| {
         e.sample(late, &r.labels(&[]), r.late as f64)
+    })?;
+    let foreign = "promotion_foreign_outcomes_total";
+    let help = "Outcomes dropped because their decision names a stage the gate never published.";
+    e.family(foreign, "counter", help, |e, r| {
+        e.sample(foreign, &r.labels(&[]), r.foreign as f64)
     })
 }
 
@@ -196,6 +202,7 @@ struct Reading {
     latency: PerCohort<Option<Histogram<u64>>>,
     rollbacks: Vec<RollbackCount>,
     late: u64,
+    foreign: u64,
 }
 
 impl Reading {
@@ -210,6 +217,7 @@ impl Reading {
             latency: PerCohort::from_fn(|c| gate.latency_histogram(c)),
             rollbacks: gate.rollback_counts(),
             late: gate.late_outcomes(),
+            foreign: gate.foreign_outcomes(),
         }
     }
 

@@ -3,7 +3,7 @@
 use super::*;
 use crate::config::PromotionConfig;
 use crate::slo::{SloAdmissionController, SloConfig};
-use crate::{ManualClock, RollbackTrigger};
+use crate::{ManualClock, RollbackTrigger, StageId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -318,6 +318,45 @@ fn rollbacks_total_starts_at_zero_and_counts_each_cause() {
     assert_eq!(rollbacks(&after, "automatic", rule.name()), 1.0);
     assert_eq!(rollbacks(&after, "manual", "none"), 1.0);
     assert_eq!(rollbacks(&after, "flag_disabled", "none"), 0.0);
+}
+
+#[test]
+fn late_and_foreign_outcomes_are_counted_apart() {
+    let gate = gate(
+        "g",
+        Environment::Canary {
+            traffic_percent: 50.0,
+        },
+    );
+    let counts = |gate: &PromotionGateManager| {
+        let (_, samples) = parse(&exposition(gate));
+        (
+            value(&samples, "promotion_late_outcomes_total", &[]),
+            value(&samples, "promotion_foreign_outcomes_total", &[]),
+        )
+    };
+    assert_eq!(counts(&gate), (0.0, 0.0));
+    let old = gate.route_request("u").stage;
+    gate.record_for(
+        StageId::new(old.get() + 7),
+        true,
+        true,
+        Duration::from_millis(1),
+    );
+    gate.record_for(
+        StageId::new(old.get() + 7),
+        false,
+        true,
+        Duration::from_millis(1),
+    );
+    assert_eq!(counts(&gate), (0.0, 2.0));
+    gate.rollback("a new stage").unwrap();
+    // The first outcome of the new stage clears the thread's recorder; then the old one is late.
+    let now = gate.route_request("u");
+    gate.record_outcome(&now, true, Duration::from_millis(1));
+    gate.record_for(old, true, true, Duration::from_millis(1));
+    assert_eq!(counts(&gate), (1.0, 2.0));
+    assert_eq!((gate.late_outcomes(), gate.foreign_outcomes()), (1, 2));
 }
 
 #[test]
