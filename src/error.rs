@@ -34,7 +34,8 @@ pub struct ConfigError {
 impl ConfigError {
     /// Builds an error for `field`, which held `value`, with what a valid value looks like. A
     /// value that may be huge (a name, a text) is passed through [`quoted`] or [`shortened`]
-    /// first.
+    /// first; a number whose decimal form is long (`1e300` has 301 digits) is written in
+    /// scientific notation.
     pub(crate) fn new(
         field: impl Into<String>,
         value: impl std::fmt::Display,
@@ -42,7 +43,7 @@ impl ConfigError {
     ) -> Self {
         Self {
             field: field.into(),
-            value: value.to_string(),
+            value: readable_number(value.to_string()),
             expected: expected.into(),
         }
     }
@@ -259,6 +260,22 @@ pub(crate) fn shortened(value: &str) -> String {
     }
 }
 
+/// Longest decimal form of a number an error message writes as it is; a longer one (a tiny
+/// or huge float) is written in scientific notation.
+const MAX_DECIMAL_NUMBER_BYTES: usize = 24;
+
+/// `value` as it is, unless it is a number too long to read in decimal form: then in
+/// scientific notation (`6.793767e-317`, not 317 digits).
+fn readable_number(value: String) -> String {
+    if value.len() <= MAX_DECIMAL_NUMBER_BYTES {
+        return value;
+    }
+    match value.parse::<f64>() {
+        Ok(number) => format!("{number:e}"),
+        Err(_) => value,
+    }
+}
+
 /// `value` quoted as `{value:?}` shows it, shortened like [`shortened`].
 pub(crate) fn quoted(value: &str) -> String {
     let shown = shown_part(value);
@@ -272,6 +289,22 @@ pub(crate) fn quoted(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_numbers_are_written_in_scientific_notation() {
+        let tiny = ConfigError::new("f", 6.793767e-317_f64, "x");
+        assert_eq!(tiny.value(), "6.793767e-317");
+        assert_eq!(ConfigError::new("f", 1e300_f64, "x").value(), "1e300");
+        assert_eq!(ConfigError::new("f", 2.0_f64, "x").value(), "2");
+        assert_eq!(ConfigError::new("f", 0.000001_f64, "x").value(), "0.000001");
+        let digits = "1".repeat(40);
+        assert_eq!(
+            ConfigError::new("f", &digits, "x").value(),
+            "1.1111111111111112e39"
+        );
+        let text = "not a number, but long enough to pass the limit";
+        assert_eq!(ConfigError::new("f", text, "x").value(), text);
+    }
 
     #[test]
     fn long_values_are_cut_on_a_character_boundary_with_their_length() {
