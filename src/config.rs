@@ -173,6 +173,10 @@ pub struct PromotionConfig {
     pub graduated_flags: Vec<String>,
     /// How many rollback events the history keeps, oldest dropped first (default 100).
     pub max_rollback_history: usize,
+    /// Where the release state and history are kept and shared (see [`StoreConfig`](crate::StoreConfig));
+    /// `None` (no `store` key) keeps them in this process only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<crate::store::StoreConfig>,
 }
 
 impl Default for PromotionConfig {
@@ -187,6 +191,7 @@ impl Default for PromotionConfig {
             salt: None,
             graduated_flags: Vec::new(),
             max_rollback_history: 100,
+            store: None,
         }
     }
 }
@@ -200,7 +205,8 @@ impl PromotionConfig {
     /// [`ConfigError`] for: a canary percentage outside `0..=100`, not finite, or non-zero but
     /// below the routing resolution; an `slo_threshold` outside `0..=1`; a zero or over-long
     /// window; an empty, over-long or duplicate flag name; an empty or over-long gate name or
-    /// salt; a history bound of 0 or above 100 000 (see [`limits`](crate::limits)).
+    /// salt; a history bound of 0 or above 100 000 (see [`limits`](crate::limits)); a `store`
+    /// refused by [`StoreConfig::validate`](crate::StoreConfig::validate).
     ///
     /// # Example
     /// ```
@@ -239,6 +245,9 @@ impl PromotionConfig {
                 self.max_rollback_history,
                 "a bound from 1 to 100000 events",
             ));
+        }
+        if let Some(store) = &self.store {
+            store.validate()?;
         }
         // One pass with a hash set: O(n) expected, O(n log n) at worst.
         let mut seen: HashSet<&str> =

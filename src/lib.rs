@@ -89,6 +89,8 @@ mod monitor;
 pub mod release;
 mod slo;
 mod snapshot;
+#[allow(dead_code)] // the manager commits and syncs through it from the next commit on
+mod store;
 pub mod telemetry;
 mod verdict;
 
@@ -111,6 +113,7 @@ pub use manager::PromotionGateManager;
 pub use metrics::Recorded;
 pub use release::{Promotion, PromotionKind, plan_promotion};
 pub use slo::{MAX_TRACKED_LATENCY, MIN_SAMPLES_FLOOR, SloAdmissionController, SloConfig};
+pub use store::{EtcdStoreConfig, SqliteStoreConfig, StoreConfig};
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]

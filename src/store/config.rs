@@ -1,0 +1,310 @@
+//! The `store` key of a config document: which state store keeps a gate's release state.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// Where a gate keeps its release state and history, shared by every process that opens the
+/// same store. No `store` key means in-memory only: state lives and dies with the gate.
+///
+/// In JSON: `{"sqlite": {"path": "/var/lib/promotion-gates/checkout.db"}}` or
+/// `{"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "/promotion-gates/checkout"}}`.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{PromotionConfig, StoreConfig};
+///
+/// let config = PromotionConfig::from_json(
+///     r#"{"gate": "checkout", "store": {"sqlite": {"path": "/var/lib/promotion-gates/checkout.db"}}}"#,
+/// )?;
+/// let Some(StoreConfig::Sqlite(sqlite)) = &config.store else { panic!("a sqlite store") };
+/// assert_eq!(sqlite.path, "/var/lib/promotion-gates/checkout.db");
+/// assert_eq!(sqlite.sync_interval_ms, 250);
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// One SQLite file on one host, shared by every process that opens it.
+    Sqlite(SqliteStoreConfig),
+    /// An etcd cluster, shared by a fleet.
+    Etcd(EtcdStoreConfig),
+}
+
+/// The SQLite store: a file path, and how often to look for other processes' writes.
+///
+/// # Example
+/// ```
+/// use promotion_gates::SqliteStoreConfig;
+/// let sqlite: SqliteStoreConfig = serde_json::from_str(r#"{"path": "/tmp/gate.db"}"#).unwrap();
+/// assert_eq!(sqlite.busy_timeout_ms, 2000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteStoreConfig {
+    /// The database file; created (with its tables) when missing. Its directory must exist.
+    pub path: String,
+    /// How often the sync thread looks for other processes' writes, in milliseconds
+    /// (default 250, accepted 10 to 60000).
+    #[serde(default = "default_sqlite_sync_ms")]
+    pub sync_interval_ms: u64,
+    /// How long a write waits for another process's write lock before it fails, in
+    /// milliseconds (default 2000, accepted 0 to 60000).
+    #[serde(default = "default_busy_timeout_ms")]
+    pub busy_timeout_ms: u64,
+}
+
+/// The etcd store: the cluster's endpoints and the key prefix of this gate.
+///
+/// # Example
+/// ```
+/// use promotion_gates::EtcdStoreConfig;
+/// let etcd: EtcdStoreConfig = serde_json::from_str(
+///     r#"{"endpoints": ["http://127.0.0.1:2379"], "prefix": "/promotion-gates/checkout"}"#,
+/// ).unwrap();
+/// assert_eq!(etcd.sync_interval_ms, 1000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdStoreConfig {
+    /// `http://host:port` or `https://host:port` of one or more cluster members.
+    pub endpoints: Vec<String>,
+    /// The key prefix under which this gate's keys live, e.g. `/promotion-gates/checkout`.
+    pub prefix: String,
+    /// How often the sync thread re-reads the state besides the watch, in milliseconds
+    /// (default 1000, accepted 10 to 60000).
+    #[serde(default = "default_etcd_sync_ms")]
+    pub sync_interval_ms: u64,
+}
+
+fn default_sqlite_sync_ms() -> u64 {
+    250
+}
+
+fn default_etcd_sync_ms() -> u64 {
+    1000
+}
+
+fn default_busy_timeout_ms() -> u64 {
+    2000
+}
+
+const SYNC_RANGE_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
+
+impl StoreConfig {
+    /// Checks every field; the first bad one is reported with its dotted path and value.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an empty path or one holding a NUL byte, no endpoints, an endpoint
+    /// that is not `http://` or `https://` with a host, a prefix that does not start with `/`
+    /// or ends with `/`, or an interval out of range.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::{EtcdStoreConfig, StoreConfig};
+    /// let etcd = StoreConfig::Etcd(EtcdStoreConfig {
+    ///     endpoints: vec!["127.0.0.1:2379".into()],
+    ///     prefix: "/pg/checkout".into(),
+    ///     sync_interval_ms: 1000,
+    /// });
+    /// assert_eq!(etcd.validate().unwrap_err().field(), "store.etcd.endpoints[0]");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            StoreConfig::Sqlite(sqlite) => sqlite.validate(),
+            StoreConfig::Etcd(etcd) => etcd.validate(),
+        }
+    }
+
+    /// How often the sync thread runs.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::{SqliteStoreConfig, StoreConfig};
+    /// let store = StoreConfig::Sqlite(SqliteStoreConfig { path: "g.db".into(), sync_interval_ms: 100, busy_timeout_ms: 0 });
+    /// assert_eq!(store.sync_interval(), std::time::Duration::from_millis(100));
+    /// ```
+    pub fn sync_interval(&self) -> Duration {
+        Duration::from_millis(match self {
+            StoreConfig::Sqlite(sqlite) => sqlite.sync_interval_ms,
+            StoreConfig::Etcd(etcd) => etcd.sync_interval_ms,
+        })
+    }
+}
+
+impl SqliteStoreConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.path.is_empty() || self.path.contains('\0') {
+            return Err(ConfigError::new(
+                "store.sqlite.path",
+                format!("{:?}", self.path),
+                "a file path, not empty, without NUL bytes",
+            ));
+        }
+        check_interval("store.sqlite.sync_interval_ms", self.sync_interval_ms)?;
+        if self.busy_timeout_ms > 60_000 {
+            return Err(ConfigError::new(
+                "store.sqlite.busy_timeout_ms",
+                self.busy_timeout_ms,
+                "a wait from 0 to 60000 milliseconds",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl EtcdStoreConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.endpoints.is_empty() {
+            return Err(ConfigError::new(
+                "store.etcd.endpoints",
+                "[]",
+                "at least one endpoint, e.g. \"http://127.0.0.1:2379\"",
+            ));
+        }
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            let host = endpoint
+                .strip_prefix("http://")
+                .or_else(|| endpoint.strip_prefix("https://"));
+            if !host.is_some_and(|h| !h.is_empty() && !h.contains(char::is_whitespace)) {
+                return Err(ConfigError::new(
+                    format!("store.etcd.endpoints[{i}]"),
+                    format!("{endpoint:?}"),
+                    "an http:// or https:// URL with a host, e.g. \"http://127.0.0.1:2379\"",
+                ));
+            }
+        }
+        let prefix = &self.prefix;
+        if !prefix.starts_with('/')
+            || prefix.len() < 2
+            || prefix.ends_with('/')
+            || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::new(
+                "store.etcd.prefix",
+                format!("{prefix:?}"),
+                "a key prefix starting with / and not ending with /, without whitespace, e.g. \"/promotion-gates/checkout\"",
+            ));
+        }
+        check_interval("store.etcd.sync_interval_ms", self.sync_interval_ms)
+    }
+}
+
+fn check_interval(field: &str, ms: u64) -> Result<(), ConfigError> {
+    if SYNC_RANGE_MS.contains(&ms) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            ms,
+            "an interval from 10 to 60000 milliseconds",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PromotionConfig;
+
+    fn field_of(json: &str) -> (String, String) {
+        let store: StoreConfig = serde_json::from_str(json).unwrap();
+        let err = store.validate().unwrap_err();
+        (err.field().to_string(), err.value().to_string())
+    }
+
+    #[test]
+    fn the_issue_s_documents_are_read_as_written() {
+        let sqlite = PromotionConfig::from_json(
+            r#"{"store": {"sqlite": {"path": "/var/lib/promotion-gates/checkout.db"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            sqlite.store,
+            Some(StoreConfig::Sqlite(SqliteStoreConfig {
+                path: "/var/lib/promotion-gates/checkout.db".into(),
+                sync_interval_ms: 250,
+                busy_timeout_ms: 2000,
+            }))
+        );
+        let etcd = PromotionConfig::from_json(
+            r#"{"store": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "/promotion-gates/checkout"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            etcd.store,
+            Some(StoreConfig::Etcd(EtcdStoreConfig {
+                endpoints: vec!["http://127.0.0.1:2379".into()],
+                prefix: "/promotion-gates/checkout".into(),
+                sync_interval_ms: 1000,
+            }))
+        );
+        assert_eq!(PromotionConfig::from_json("{}").unwrap().store, None);
+    }
+
+    #[test]
+    fn each_bad_field_is_named_with_its_value() {
+        let cases = [
+            (r#"{"sqlite": {"path": ""}}"#, "store.sqlite.path", "\"\""),
+            (
+                r#"{"sqlite": {"path": "a.db", "sync_interval_ms": 5}}"#,
+                "store.sqlite.sync_interval_ms",
+                "5",
+            ),
+            (
+                r#"{"sqlite": {"path": "a.db", "busy_timeout_ms": 60001}}"#,
+                "store.sqlite.busy_timeout_ms",
+                "60001",
+            ),
+            (
+                r#"{"etcd": {"endpoints": [], "prefix": "/p"}}"#,
+                "store.etcd.endpoints",
+                "[]",
+            ),
+            (
+                r#"{"etcd": {"endpoints": ["http://a:1", "ftp://b"], "prefix": "/p"}}"#,
+                "store.etcd.endpoints[1]",
+                "\"ftp://b\"",
+            ),
+            (
+                r#"{"etcd": {"endpoints": ["http://"], "prefix": "/p"}}"#,
+                "store.etcd.endpoints[0]",
+                "\"http://\"",
+            ),
+            (
+                r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "p"}}"#,
+                "store.etcd.prefix",
+                "\"p\"",
+            ),
+            (
+                r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "/p/"}}"#,
+                "store.etcd.prefix",
+                "\"/p/\"",
+            ),
+            (
+                r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "/p", "sync_interval_ms": 60001}}"#,
+                "store.etcd.sync_interval_ms",
+                "60001",
+            ),
+        ];
+        for (json, field, value) in cases {
+            assert_eq!(
+                field_of(json),
+                (field.to_string(), value.to_string()),
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_config_with_a_bad_store_is_refused_naming_the_field() {
+        let err = PromotionConfig::from_json(r#"{"store": {"sqlite": {"path": ""}}}"#).unwrap_err();
+        assert!(err.to_string().contains("store.sqlite.path"), "{err}");
+        let err =
+            PromotionConfig::from_json(r#"{"store": {"sqlite": {"file": "a.db"}}}"#).unwrap_err();
+        assert!(err.to_string().contains("file"), "{err}");
+        let err = PromotionConfig::from_json(r#"{"store": {"redis": {}}}"#).unwrap_err();
+        assert!(err.to_string().contains("redis"), "{err}");
+    }
+}

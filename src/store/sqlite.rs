@@ -1,0 +1,332 @@
+//! The SQLite store: one file on one host, in WAL mode, shared by every process that opens it
+//! (nginx workers, a restarted proxy). Each gate is one row of `release` and its rows of
+//! `history`; a write is one `BEGIN IMMEDIATE` transaction that checks the guard first. The
+//! schema is in `docs/store.md`.
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use super::{
+    Commit, Guard, SCHEMA_VERSION, SqliteStoreConfig, StateStore, StoreError, StoreProblem,
+    StoredEvent, StoredRelease, StoredState, StoredWrite,
+};
+use crate::config::{Environment, PromotionConfig};
+
+/// Marks a file as ours in the SQLite header (`PRAGMA application_id`): "PGAT".
+const APPLICATION_ID: i32 = 0x5047_4154;
+
+const CREATE_SCHEMA: &str = "
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE release (
+    gate TEXT PRIMARY KEY NOT NULL,
+    version INTEGER NOT NULL,
+    stage INTEGER NOT NULL,
+    environment TEXT NOT NULL,
+    config TEXT NOT NULL
+);
+CREATE TABLE history (
+    gate TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    rolled_back TEXT NOT NULL,
+    feature TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    rollback_trigger TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    timestamp_ns INTEGER NOT NULL,
+    PRIMARY KEY (gate, version)
+);
+";
+
+/// A gate's state in one SQLite file.
+#[derive(Debug)]
+pub(crate) struct SqliteStore {
+    path: String,
+    gate: String,
+    /// One connection per store; the writer and the sync thread take turns.
+    connection: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the file at `config.path`, in WAL mode, and checks that
+    /// it is a promotion-gates store of a schema this version reads.
+    pub(crate) fn open(config: &SqliteStoreConfig, gate: &str) -> Result<Self, StoreError> {
+        let path = config.path.clone();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection =
+            Connection::open_with_flags(&path, flags).map_err(|e| failure(&path, &e))?;
+        connection
+            .busy_timeout(Duration::from_millis(config.busy_timeout_ms))
+            .map_err(|e| failure(&path, &e))?;
+        let store = Self {
+            path,
+            gate: gate.to_string(),
+            connection: Mutex::new(connection),
+        };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the connection leaves no transaction open: rusqlite rolls an
+        // unfinished one back when it is dropped during the unwind.
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// WAL mode, full sync, and the schema: created in an empty file, checked in ours,
+    /// refused in anything else.
+    fn prepare(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let fail = |e: rusqlite::Error| failure(&self.path, &e);
+        let journal: String = connection
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+            .map_err(fail)?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return Err(self.error(
+                StoreProblem::Unavailable,
+                format!("the file cannot be put in WAL mode (journal_mode is {journal})"),
+            ));
+        }
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(fail)?;
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let application_id: i32 = tx
+            .pragma_query_value(None, "application_id", |row| row.get(0))
+            .map_err(fail)?;
+        let tables: i64 = tx
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+            .map_err(fail)?;
+        match (application_id, tables) {
+            (0, 0) => {
+                tx.execute_batch(CREATE_SCHEMA).map_err(fail)?;
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(fail)?;
+                tx.pragma_update(None, "application_id", APPLICATION_ID)
+                    .map_err(fail)?;
+            }
+            (APPLICATION_ID, _) => {
+                let version: Option<i64> = tx
+                    .query_row("SELECT max(version) FROM schema_version", [], |row| {
+                        row.get(0)
+                    })
+                    .map_err(|e| self.error(StoreProblem::NotOurs, e))?;
+                if version != Some(i64::from(SCHEMA_VERSION)) {
+                    return Err(self.error(
+                        StoreProblem::NotOurs,
+                        format!(
+                            "schema version {} (this build reads {SCHEMA_VERSION})",
+                            version.map_or("none".to_string(), |v| v.to_string())
+                        ),
+                    ));
+                }
+            }
+            (0, _) => {
+                return Err(self.error(
+                    StoreProblem::NotOurs,
+                    format!("another program's database ({tables} tables, no promotion-gates application id)"),
+                ));
+            }
+            (other, _) => {
+                return Err(self.error(
+                    StoreProblem::NotOurs,
+                    format!("another program's database (application_id {other:#x})"),
+                ));
+            }
+        }
+        tx.commit().map_err(fail)
+    }
+
+    fn error(&self, problem: StoreProblem, detail: impl std::fmt::Display) -> StoreError {
+        StoreError::new(self.path.clone(), problem, detail)
+    }
+
+    fn read(&self, connection: &Connection, since: u64) -> Result<Option<StoredState>, StoreError> {
+        let fail = |e: rusqlite::Error| failure(&self.path, &e);
+        let row: Option<(i64, i64, String)> = connection
+            .query_row(
+                "SELECT version, stage, config FROM release WHERE gate = ?1",
+                [&self.gate],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()
+            .map_err(fail)?;
+        let Some((version, stage, config)) = row else {
+            return Ok(None);
+        };
+        let version = self.count("release.version", version)?;
+        if version <= since {
+            return Ok(None);
+        }
+        let config = PromotionConfig::from_json(&config)
+            .map_err(|e| self.error(StoreProblem::NotOurs, format!("release.config: {e}")))?;
+        let release = StoredRelease {
+            version,
+            stage: self.count("release.stage", stage)?,
+            config,
+        };
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT version, rolled_back, feature, reason, rollback_trigger, environment, timestamp_ns
+                 FROM history WHERE gate = ?1 AND version > ?2 ORDER BY version",
+            )
+            .map_err(fail)?;
+        let rows = statement
+            .query_map(params![self.gate, self.signed(since)?], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(fail)?;
+        let mut history = Vec::new();
+        for row in rows {
+            let (version, rolled_back, feature, reason, trigger, environment, timestamp_ns) =
+                row.map_err(fail)?;
+            let environment: Environment = serde_json::from_str(&environment).map_err(|e| {
+                self.error(StoreProblem::NotOurs, format!("history.environment: {e}"))
+            })?;
+            history.push(StoredEvent {
+                version: self.count("history.version", version)?,
+                rolled_back,
+                feature,
+                reason,
+                trigger,
+                environment,
+                timestamp_ns,
+            });
+        }
+        Ok(Some(StoredState { release, history }))
+    }
+
+    fn count(&self, column: &str, value: i64) -> Result<u64, StoreError> {
+        u64::try_from(value)
+            .map_err(|_| self.error(StoreProblem::NotOurs, format!("{column} = {value}")))
+    }
+
+    fn signed(&self, value: u64) -> Result<i64, StoreError> {
+        i64::try_from(value).map_err(|_| {
+            self.error(
+                StoreProblem::Unavailable,
+                format!("{value} is beyond SQLite's integers"),
+            )
+        })
+    }
+}
+
+impl StateStore for SqliteStore {
+    fn location(&self) -> &str {
+        &self.path
+    }
+
+    fn changes_since(&self, version: u64) -> Result<Option<StoredState>, StoreError> {
+        let mut connection = self.connection();
+        // One read transaction: the release and its history from the same commit.
+        let tx = connection
+            .transaction()
+            .map_err(|e| failure(&self.path, &e))?;
+        let state = self.read(&tx, version)?;
+        tx.commit().map_err(|e| failure(&self.path, &e))?;
+        Ok(state)
+    }
+
+    fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError> {
+        let mut connection = self.connection();
+        let fail = |e: rusqlite::Error| failure(&self.path, &e);
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let found: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT version, stage FROM release WHERE gate = ?1",
+                [&self.gate],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(fail)?;
+        let found = match found {
+            Some((version, stage)) => Some(Guard {
+                version: self.count("release.version", version)?,
+                stage: self.count("release.stage", stage)?,
+            }),
+            None => None,
+        };
+        let expected = (write.guard.version != 0).then_some(write.guard);
+        if found != expected {
+            return Ok(Commit::Conflict { found });
+        }
+        let release = &write.release;
+        let config = serde_json::to_string(&release.config)
+            .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
+        tx.execute(
+            "INSERT INTO release (gate, version, stage, environment, config)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (gate) DO UPDATE SET
+                 version = excluded.version, stage = excluded.stage,
+                 environment = excluded.environment, config = excluded.config",
+            params![
+                self.gate,
+                self.signed(release.version)?,
+                self.signed(release.stage)?,
+                release.config.environment.to_string(),
+                config
+            ],
+        )
+        .map_err(fail)?;
+        if let Some(event) = &write.event {
+            let environment = serde_json::to_string(&event.environment)
+                .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
+            tx.execute(
+                "INSERT INTO history (gate, version, rolled_back, feature, reason, rollback_trigger, environment, timestamp_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    self.gate,
+                    self.signed(event.version)?,
+                    event.rolled_back,
+                    event.feature,
+                    event.reason,
+                    event.trigger,
+                    environment,
+                    event.timestamp_ns
+                ],
+            )
+            .map_err(fail)?;
+        }
+        let bound = i64::try_from(write.history_bound.max(1)).unwrap_or(i64::MAX);
+        tx.execute(
+            "DELETE FROM history WHERE gate = ?1 AND version NOT IN
+                 (SELECT version FROM history WHERE gate = ?1 ORDER BY version DESC LIMIT ?2)",
+            params![self.gate, bound],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(Commit::Written)
+    }
+}
+
+/// Sorts SQLite's failures: a file that is not a database (or a damaged one) is not ours and
+/// will not get better; anything else (locked, I/O, cannot open) may.
+fn failure(path: &str, error: &rusqlite::Error) -> StoreError {
+    let problem = match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreProblem::NotOurs,
+        _ => StoreProblem::Unavailable,
+    };
+    StoreError::new(path, problem, error)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,412 @@
+use super::*;
+use crate::config::canary;
+use crate::history::{RollbackEvent, RollbackTrigger, RolledBack};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// A directory of its own under the system's temporary directory, removed on drop.
+pub(crate) struct Scratch(PathBuf);
+
+impl Scratch {
+    pub(crate) fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "promotion-gates-{name}-{}-{:?}",
+            std::process::id(),
+            SystemTime::now()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub(crate) fn file(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn settings(path: &str) -> SqliteStoreConfig {
+    SqliteStoreConfig {
+        path: path.to_string(),
+        sync_interval_ms: 250,
+        busy_timeout_ms: 5000,
+    }
+}
+
+fn open(path: &str, gate: &str) -> SqliteStore {
+    SqliteStore::open(&settings(path), gate).unwrap()
+}
+
+fn rollback_event(reason: &str) -> RollbackEvent {
+    RollbackEvent {
+        rolled_back: RolledBack::Release,
+        feature: "Canary{5}".into(),
+        reason: reason.into(),
+        timestamp: SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(1_234_567_891),
+        environment: canary(5.0),
+        trigger: RollbackTrigger::Manual,
+        evidence: None,
+    }
+}
+
+fn config(environment: Environment) -> PromotionConfig {
+    PromotionConfig {
+        environment,
+        ..Default::default()
+    }
+}
+
+/// Commits one write on top of whatever is stored, retrying on conflict; returns the number
+/// of conflicts seen.
+fn commit_on_top(store: &SqliteStore, reason: &str) -> u64 {
+    let mut conflicts = 0;
+    loop {
+        let guard = store.load().unwrap().map_or(
+            Guard {
+                version: 0,
+                stage: 0,
+            },
+            |s| Guard {
+                version: s.release.version,
+                stage: s.release.stage,
+            },
+        );
+        let env = canary((guard.version % 100) as f64);
+        let event = rollback_event(reason);
+        let write = StoredWrite::new(guard, guard.stage + 1, &config(env), Some(&event));
+        match store.commit(&write).unwrap() {
+            Commit::Written => return conflicts,
+            Commit::Conflict { .. } => conflicts += 1,
+        }
+    }
+}
+
+fn first_write(store: &SqliteStore) {
+    let guard = Guard {
+        version: 0,
+        stage: 0,
+    };
+    let write = StoredWrite::new(guard, 1, &config(canary(10.0)), None);
+    assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+}
+
+#[test]
+fn a_state_survives_closing_and_reopening_the_file() {
+    let dir = Scratch::new("reopen");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    assert_eq!(store.load().unwrap(), None);
+    first_write(&store);
+    let guard = Guard {
+        version: 1,
+        stage: 1,
+    };
+    let event = rollback_event("bad deploy");
+    let rollback = StoredWrite::new(guard, 2, &config(Environment::Production), Some(&event));
+    assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
+    let before = store.load().unwrap().unwrap();
+    drop(store);
+
+    let reopened = open(&path, "checkout");
+    let after = reopened.load().unwrap().unwrap();
+    assert_eq!(after, before);
+    assert_eq!(after.release.version, 2);
+    assert_eq!(after.release.stage, 2);
+    assert_eq!(after.release.config.environment, Environment::Production);
+    assert_eq!(after.history.len(), 1);
+    assert_eq!(after.history[0].to_event().unwrap(), event);
+    // Nothing newer than what was read.
+    assert_eq!(reopened.changes_since(2).unwrap(), None);
+}
+
+#[test]
+fn a_stale_guard_writes_nothing_and_names_what_is_stored() {
+    let dir = Scratch::new("guard");
+    let store = open(&dir.file("gate.db"), "checkout");
+    first_write(&store);
+    // A second "first write" (another process created the state meanwhile).
+    let again = StoredWrite::new(
+        Guard {
+            version: 0,
+            stage: 0,
+        },
+        1,
+        &config(canary(50.0)),
+        None,
+    );
+    let stored = Some(Guard {
+        version: 1,
+        stage: 1,
+    });
+    assert_eq!(
+        store.commit(&again).unwrap(),
+        Commit::Conflict { found: stored }
+    );
+    // The right version but another stage: refused too.
+    let wrong_stage = StoredWrite::new(
+        Guard {
+            version: 1,
+            stage: 7,
+        },
+        8,
+        &config(Environment::Production),
+        Some(&rollback_event("late")),
+    );
+    assert_eq!(
+        store.commit(&wrong_stage).unwrap(),
+        Commit::Conflict { found: stored }
+    );
+    let state = store.load().unwrap().unwrap();
+    assert_eq!(state.release.config.environment, canary(10.0));
+    assert!(state.history.is_empty());
+}
+
+#[test]
+fn changes_since_gives_only_newer_events_and_the_history_keeps_its_bound() {
+    let dir = Scratch::new("since");
+    let store = open(&dir.file("gate.db"), "checkout");
+    first_write(&store);
+    let mut bounded = config(Environment::Production);
+    bounded.max_rollback_history = 3;
+    for v in 1..=5 {
+        let guard = Guard {
+            version: v,
+            stage: v,
+        };
+        let event = rollback_event(&format!("r{v}"));
+        let write = StoredWrite::new(guard, v + 1, &bounded, Some(&event));
+        assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+    }
+    let all = store.load().unwrap().unwrap();
+    let reasons: Vec<_> = all.history.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["r3", "r4", "r5"]);
+    let newer = store.changes_since(5).unwrap().unwrap();
+    assert_eq!(newer.release.version, 6);
+    let reasons: Vec<_> = newer.history.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["r5"]);
+    assert_eq!(store.changes_since(6).unwrap(), None);
+}
+
+#[test]
+fn two_gates_share_one_file_and_two_handles_of_one_gate_see_each_other() {
+    let dir = Scratch::new("two-gates");
+    let path = dir.file("gates.db");
+    let checkout = open(&path, "checkout");
+    let checkout_too = open(&path, "checkout");
+    let search = open(&path, "search");
+    first_write(&checkout);
+    assert_eq!(search.load().unwrap(), None);
+    let seen = checkout_too.changes_since(0).unwrap().unwrap();
+    assert_eq!(seen.release.config.environment, canary(10.0));
+
+    commit_on_top(&search, "search's own");
+    commit_on_top(&search, "search's own");
+    assert_eq!(checkout.load().unwrap().unwrap().release.version, 1);
+    assert_eq!(search.load().unwrap().unwrap().release.version, 2);
+    assert!(checkout.load().unwrap().unwrap().history.is_empty());
+}
+
+#[test]
+fn concurrent_writers_one_wins_each_round_and_nothing_is_lost() {
+    const WRITERS: usize = 4;
+    const WRITES: usize = 20;
+    let dir = Scratch::new("cas");
+    let path = Arc::new(dir.file("gate.db"));
+    let conflicts: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let path = Arc::clone(&path);
+                scope.spawn(move || {
+                    let store = open(&path, "checkout");
+                    (0..WRITES)
+                        .map(|i| commit_on_top(&store, &format!("w{w}-{i}")))
+                        .sum::<u64>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_every_write_is_there(&open(&path, "checkout"), WRITERS, WRITES);
+    // Not asserted: how often writers collided (scheduling decides); printed for the curious.
+    println!("{conflicts} conflicts retried");
+}
+
+fn assert_every_write_is_there(store: &SqliteStore, writers: usize, writes: usize) {
+    let state = store.load().unwrap().unwrap();
+    let total = (writers * writes) as u64;
+    assert_eq!(state.release.version, total);
+    assert_eq!(state.release.stage, total);
+    let mut reasons: Vec<_> = state.history.iter().map(|e| e.reason.clone()).collect();
+    let versions: Vec<_> = state.history.iter().map(|e| e.version).collect();
+    assert_eq!(versions, (1..=total).collect::<Vec<_>>());
+    reasons.sort();
+    let mut expected: Vec<_> = (0..writers)
+        .flat_map(|w| (0..writes).map(move |i| format!("w{w}-{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(reasons, expected);
+}
+
+/// The child side of the multi-process test: set, this test writes into the file named.
+const CHILD_ENV: &str = "PGATE_STORE_TEST_CHILD";
+
+#[test]
+fn real_processes_share_one_file_without_losing_a_write() {
+    const PROCESSES: usize = 4;
+    const WRITES: usize = 15;
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        // Child: "<path>|<writer number>".
+        let (path, writer) = spec.split_once('|').unwrap();
+        let store = open(path, "checkout");
+        for i in 0..WRITES {
+            commit_on_top(&store, &format!("w{writer}-{i}"));
+        }
+        return;
+    }
+    let dir = Scratch::new("processes");
+    let path = dir.file("gate.db");
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|w| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "store::sqlite::tests::real_processes_share_one_file_without_losing_a_write",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, format!("{path}|{w}"))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    assert_every_write_is_there(&open(&path, "checkout"), PROCESSES, WRITES);
+}
+
+fn expect_refused(path: &str, problem: StoreProblem, words: &str) {
+    let err = SqliteStore::open(&settings(path), "checkout").unwrap_err();
+    assert_eq!(err.problem(), problem, "{err}");
+    assert_eq!(err.location(), path);
+    let message = err.to_string();
+    assert!(message.contains(path), "{message}");
+    assert!(message.contains(words), "{message}");
+}
+
+#[test]
+fn a_corrupt_file_is_refused_naming_its_path() {
+    let dir = Scratch::new("corrupt");
+    let garbage = dir.file("garbage.db");
+    std::fs::write(&garbage, b"this is not a database, only text. ".repeat(200)).unwrap();
+    expect_refused(&garbage, StoreProblem::NotOurs, "not a database");
+
+    // A real store whose pages were overwritten after the header.
+    let damaged = dir.file("damaged.db");
+    let store = open(&damaged, "checkout");
+    first_write(&store);
+    drop(store);
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    for b in bytes.iter_mut().skip(100) {
+        *b = 0xA5;
+    }
+    std::fs::write(&damaged, bytes).unwrap();
+    let _ = std::fs::remove_file(format!("{damaged}-wal"));
+    let _ = std::fs::remove_file(format!("{damaged}-shm"));
+    let err = SqliteStore::open(&settings(&damaged), "checkout")
+        .and_then(|store| store.load().map(|_| ()))
+        .unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    assert!(err.to_string().contains(&damaged), "{err}");
+}
+
+#[test]
+fn a_foreign_or_newer_database_is_refused_naming_its_path() {
+    let dir = Scratch::new("foreign");
+    let foreign = dir.file("foreign.db");
+    let other = Connection::open(&foreign).unwrap();
+    other
+        .execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);")
+        .unwrap();
+    drop(other);
+    expect_refused(
+        &foreign,
+        StoreProblem::NotOurs,
+        "another program's database",
+    );
+
+    let tagged = dir.file("tagged.db");
+    let other = Connection::open(&tagged).unwrap();
+    other.pragma_update(None, "application_id", 42).unwrap();
+    drop(other);
+    expect_refused(&tagged, StoreProblem::NotOurs, "application_id 0x2a");
+
+    let newer = dir.file("newer.db");
+    drop(open(&newer, "checkout"));
+    let other = Connection::open(&newer).unwrap();
+    other
+        .execute("UPDATE schema_version SET version = 2", [])
+        .unwrap();
+    drop(other);
+    expect_refused(&newer, StoreProblem::NotOurs, "schema version 2");
+}
+
+#[test]
+fn a_missing_directory_is_unavailable_naming_the_path() {
+    let dir = Scratch::new("missing");
+    let path = Path::new(&dir.file("no-such-dir")).join("gate.db");
+    let path = path.to_str().unwrap();
+    expect_refused(path, StoreProblem::Unavailable, "unable to open");
+}
+
+#[test]
+fn a_write_locked_out_too_long_is_unavailable_and_changes_nothing() {
+    let dir = Scratch::new("locked");
+    let path = dir.file("gate.db");
+    let store = SqliteStore::open(
+        &SqliteStoreConfig {
+            busy_timeout_ms: 50,
+            ..settings(&path)
+        },
+        "checkout",
+    )
+    .unwrap();
+    first_write(&store);
+    let holder = Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let write = StoredWrite::new(
+        Guard {
+            version: 1,
+            stage: 1,
+        },
+        2,
+        &config(Environment::Production),
+        Some(&rollback_event("while locked")),
+    );
+    let err = store.commit(&write).unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::Unavailable, "{err}");
+    assert!(err.to_string().contains("locked"), "{err}");
+    // Readers are not blocked by a writer in WAL mode.
+    assert_eq!(store.load().unwrap().unwrap().release.version, 1);
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+}
+
+#[test]
+fn the_file_is_in_wal_mode() {
+    let dir = Scratch::new("wal");
+    let path = dir.file("gate.db");
+    drop(open(&path, "checkout"));
+    let other = Connection::open(&path).unwrap();
+    let mode: String = other
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}

@@ -1,0 +1,243 @@
+//! What a store keeps of a gate: the release (its version, stage and config) and the history,
+//! in a form every backend writes the same way.
+
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime};
+
+use crate::config::{Environment, PromotionConfig};
+use crate::history::{RollbackEvent, RollbackTrigger, RolledBack};
+
+/// The stored schema's version. A store written with a newer one is refused, never guessed at.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// The release as stored: which write made it, its stage and its config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoredRelease {
+    /// The write that made this state: 1 for the first, one more per committed write.
+    pub(crate) version: u64,
+    /// The release stage ([`StageId`](crate::StageId)) of this state.
+    pub(crate) stage: u64,
+    /// The config, without its `store` key (where the state lives is not part of it).
+    pub(crate) config: PromotionConfig,
+}
+
+/// One rollback event as stored. The structured evidence of an automatic rollback stays in
+/// the process that judged; its text is part of `reason`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoredEvent {
+    /// The write that recorded the event (its [`StoredRelease::version`]).
+    pub(crate) version: u64,
+    /// `release` or `flag`.
+    pub(crate) rolled_back: String,
+    /// The environment rolled back from, or the flag's name.
+    pub(crate) feature: String,
+    pub(crate) reason: String,
+    /// `manual`, `automatic` or `flag_disabled`.
+    pub(crate) trigger: String,
+    pub(crate) environment: Environment,
+    /// Nanoseconds since the Unix epoch (negative before it).
+    pub(crate) timestamp_ns: i64,
+}
+
+/// A gate's stored state: the release and the history, oldest event first.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredState {
+    pub(crate) release: StoredRelease,
+    pub(crate) history: Vec<StoredEvent>,
+}
+
+/// What a write expects to find: the version and stage it was decided on. Version 0 means an
+/// empty store (the gate's first write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Guard {
+    pub(crate) version: u64,
+    pub(crate) stage: u64,
+}
+
+/// One write: the state it was decided on, the release it makes and the history event it
+/// records, committed together or not at all.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredWrite {
+    pub(crate) guard: Guard,
+    /// The new release; its version is `guard.version + 1`.
+    pub(crate) release: StoredRelease,
+    /// The event this write records, with `version == release.version`.
+    pub(crate) event: Option<StoredEvent>,
+    /// How many events the stored history keeps; older ones are deleted in the same write.
+    pub(crate) history_bound: usize,
+}
+
+impl StoredWrite {
+    /// The write that moves the state at `guard` to `stage` with `config`, recording `event`.
+    pub(crate) fn new(
+        guard: Guard,
+        stage: u64,
+        config: &PromotionConfig,
+        event: Option<&RollbackEvent>,
+    ) -> Self {
+        let version = guard.version + 1;
+        let mut config = config.clone();
+        config.store = None;
+        let history_bound = config.max_rollback_history;
+        Self {
+            guard,
+            release: StoredRelease {
+                version,
+                stage,
+                config,
+            },
+            event: event.map(|e| StoredEvent::from_event(version, e)),
+            history_bound,
+        }
+    }
+}
+
+/// The outcome of a commit that reached the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// The write is stored.
+    Written,
+    /// The stored state is not the one the write was decided on (another writer won, or the
+    /// store was created meanwhile): nothing was written. `found` is the stored state's guard.
+    Conflict { found: Option<Guard> },
+}
+
+impl StoredEvent {
+    pub(crate) fn from_event(version: u64, event: &RollbackEvent) -> Self {
+        let timestamp_ns = match event.timestamp.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+        };
+        Self {
+            version,
+            rolled_back: event.rolled_back.kind().to_string(),
+            feature: event.feature.clone(),
+            reason: event.reason.clone(),
+            trigger: event.trigger.name().to_string(),
+            environment: event.environment,
+            timestamp_ns,
+        }
+    }
+
+    /// The event as the gate's history holds it, or what in it is not understood.
+    pub(crate) fn to_event(&self) -> Result<RollbackEvent, String> {
+        let rolled_back = match self.rolled_back.as_str() {
+            "release" => RolledBack::Release,
+            "flag" => RolledBack::Flag(self.feature.clone()),
+            other => {
+                return Err(format!(
+                    "unknown rolled_back {other:?} in event {}",
+                    self.version
+                ));
+            }
+        };
+        let trigger = match self.trigger.as_str() {
+            "manual" => RollbackTrigger::Manual,
+            "automatic" => RollbackTrigger::Automatic,
+            "flag_disabled" => RollbackTrigger::FlagDisabled,
+            other => {
+                return Err(format!(
+                    "unknown trigger {other:?} in event {}",
+                    self.version
+                ));
+            }
+        };
+        let magnitude = Duration::from_nanos(self.timestamp_ns.unsigned_abs());
+        let timestamp = if self.timestamp_ns >= 0 {
+            SystemTime::UNIX_EPOCH.checked_add(magnitude)
+        } else {
+            SystemTime::UNIX_EPOCH.checked_sub(magnitude)
+        }
+        .ok_or_else(|| format!("timestamp_ns {} out of range", self.timestamp_ns))?;
+        Ok(RollbackEvent {
+            rolled_back,
+            feature: self.feature.clone(),
+            reason: self.reason.clone(),
+            timestamp,
+            environment: self.environment,
+            trigger,
+            evidence: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::canary;
+
+    fn event(rolled_back: RolledBack, trigger: RollbackTrigger, at: SystemTime) -> RollbackEvent {
+        RollbackEvent {
+            feature: match &rolled_back {
+                RolledBack::Release => "Canary{12.5}".into(),
+                RolledBack::Flag(name) => name.clone(),
+            },
+            rolled_back,
+            reason: "why".into(),
+            timestamp: at,
+            environment: canary(12.5),
+            trigger,
+            evidence: None,
+        }
+    }
+
+    #[test]
+    fn events_round_trip_to_the_nanosecond_on_both_sides_of_the_epoch() {
+        let after = SystemTime::UNIX_EPOCH + Duration::new(1_800_000_000, 123_456_789);
+        let before = SystemTime::UNIX_EPOCH - Duration::new(5, 7);
+        for original in [
+            event(RolledBack::Release, RollbackTrigger::Manual, after),
+            event(RolledBack::Release, RollbackTrigger::Automatic, before),
+            event(
+                RolledBack::Flag("f".into()),
+                RollbackTrigger::FlagDisabled,
+                after,
+            ),
+        ] {
+            let stored = StoredEvent::from_event(7, &original);
+            assert_eq!(stored.version, 7);
+            let json = serde_json::to_string(&stored).unwrap();
+            let back: StoredEvent = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.to_event().unwrap(), original);
+        }
+    }
+
+    #[test]
+    fn an_event_with_unknown_words_is_refused_with_what_is_wrong() {
+        let at = SystemTime::UNIX_EPOCH;
+        let mut stored =
+            StoredEvent::from_event(3, &event(RolledBack::Release, RollbackTrigger::Manual, at));
+        stored.trigger = "cosmic_ray".into();
+        assert!(stored.to_event().unwrap_err().contains("\"cosmic_ray\""));
+        stored.trigger = "manual".into();
+        stored.rolled_back = "everything".into();
+        assert!(stored.to_event().unwrap_err().contains("\"everything\""));
+    }
+
+    #[test]
+    fn a_write_is_the_next_version_and_drops_the_store_key() {
+        let config = PromotionConfig {
+            store: Some(crate::StoreConfig::Sqlite(crate::SqliteStoreConfig {
+                path: "g.db".into(),
+                sync_interval_ms: 250,
+                busy_timeout_ms: 0,
+            })),
+            max_rollback_history: 9,
+            ..Default::default()
+        };
+        let guard = Guard {
+            version: 4,
+            stage: 2,
+        };
+        let at = SystemTime::UNIX_EPOCH;
+        let rollback = event(RolledBack::Release, RollbackTrigger::Manual, at);
+        let write = StoredWrite::new(guard, 3, &config, Some(&rollback));
+        assert_eq!(write.release.version, 5);
+        assert_eq!(write.release.stage, 3);
+        assert_eq!(write.release.config.store, None);
+        assert_eq!(write.event.as_ref().map(|e| e.version), Some(5));
+        assert_eq!(write.history_bound, 9);
+    }
+}
