@@ -27,7 +27,9 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use promotion_gates::{PromotionGateManager, RoutingDecision};
+use promotion_gates::{
+    PromotionConfig, PromotionGateManager, RoutingDecision, SqliteStoreConfig, StoreConfig,
+};
 use promotion_gates_ffi::{pgate_decision, pgate_record, pgate_recorded, pgate_route};
 use sha2::{Digest, Sha256};
 
@@ -279,6 +281,51 @@ fn main() {
         paired(rounds, ops, &mut c_record, &mut record),
     ));
 
+    // The same gate with a SQLite state store (its sync thread polling every 250 ms): route
+    // and record read and write only memory, so the pair should differ by noise alone.
+    let store_dir = std::env::temp_dir().join(format!("pg-paired-store-{}", std::process::id()));
+    std::fs::create_dir_all(&store_dir).expect("a temporary directory");
+    let store_path = store_dir.join("gate.db");
+    let with_store = |config: PromotionConfig| PromotionConfig {
+        store: Some(StoreConfig::Sqlite(SqliteStoreConfig {
+            path: store_path
+                .to_str()
+                .expect("a UTF-8 temporary path")
+                .to_string(),
+            sync_interval_ms: 250,
+            busy_timeout_ms: 2000,
+        })),
+        gate: config.gate.clone() + "-" + config.environment.name(),
+        ..config
+    };
+    let stored = gate(with_store(canary_config()));
+    let stored_route_op = routes_inlined(&stored, &ids36);
+    let (mut stored_route, mut plain_route): (Subject<'_>, Subject<'_>) =
+        (Box::new(&stored_route_op), Box::new(&route_op));
+    rows.push((
+        "route_request_bytes with a SQLite store vs without, 36 B".to_string(),
+        paired(rounds, ops, &mut stored_route, &mut plain_route),
+    ));
+    let stored_recorder = gate(with_store(recording_config()));
+    let [stored_canary, _] = decisions(&stored_recorder);
+    let stored_record_op = |n: u64| {
+        let mut micros = Cycle::new(&micros);
+        for _ in 0..n {
+            let latency = Duration::from_micros(u64::from(black_box(*micros.next())));
+            black_box(stored_recorder.record_outcome(
+                black_box(&stored_canary),
+                black_box(true),
+                latency,
+            ));
+        }
+    };
+    let (mut stored_record, mut plain_record): (Subject<'_>, Subject<'_>) =
+        (Box::new(&stored_record_op), Box::new(&record_op));
+    rows.push((
+        "record_outcome with a SQLite store vs without (canary success)".to_string(),
+        paired(rounds, ops, &mut stored_record, &mut plain_record),
+    ));
+
     // Writes and scaling: ratios of the same subject under two conditions, paired by round.
     let writes = [
         (
@@ -309,6 +356,8 @@ fn main() {
         ),
     ];
 
+    // The gates keep their (unlinked) file open until the end of the process.
+    let _ = std::fs::remove_dir_all(&store_dir);
     if !benching {
         return;
     }

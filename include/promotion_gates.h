@@ -112,6 +112,11 @@ enum pgate_status
    * billion distinct sets); nothing changed. Create a new gate.
    */
   PGATE_STATUS_FLAG_SETS_EXHAUSTED = 17,
+  /**
+   * The state store could not be opened, read or written, or another process wrote first
+   * (the error names the store's path or endpoints). Routing goes on from the last state.
+   */
+  PGATE_STATUS_STORE = 18,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -228,6 +228,9 @@ pub enum Error {
     /// A JSON document could not be read as a config.
     #[error("invalid JSON config: {0}")]
     Json(String),
+    /// The state store could not be opened, read or written (see [`StoreError`](crate::StoreError)).
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
 }
 
 impl From<serde_json::Error> for Error {

@@ -111,6 +111,42 @@ pub struct RollbackEvent {
     pub evidence: Option<crate::judge::Evidence>,
 }
 
+impl RollbackEvent {
+    /// The event for `undone`, rolled back at `timestamp` from `environment` (the gate's
+    /// environment before the change). The one place a [`RollbackEvent`] is made.
+    pub(crate) fn made(undone: Undone, environment: Environment, timestamp: SystemTime) -> Self {
+        let (rolled_back, feature, reason, trigger, evidence) = match undone {
+            Undone::Release {
+                trigger,
+                reason,
+                evidence,
+            } => (
+                RolledBack::Release,
+                environment.to_string(),
+                reason,
+                trigger,
+                evidence,
+            ),
+            Undone::Flag(name) => (
+                RolledBack::Flag(name.clone()),
+                name,
+                "feature flag disabled".to_string(),
+                RollbackTrigger::FlagDisabled,
+                None,
+            ),
+        };
+        Self {
+            rolled_back,
+            feature,
+            reason,
+            timestamp,
+            environment,
+            trigger,
+            evidence,
+        }
+    }
+}
+
 /// Oldest-first history bounded in events and in bytes
 /// ([`MAX_ROLLBACK_HISTORY_BYTES`]); the oldest events are dropped first, the newest is always
 /// kept, and every dropped event is counted.
@@ -155,10 +191,17 @@ pub(crate) enum Undone {
 }
 
 impl RollbackHistory {
-    /// Records that `undone` was rolled back at `timestamp` from `environment` (the gate's
-    /// environment before the change), keeping at most `bound` events and
-    /// [`MAX_ROLLBACK_HISTORY_BYTES`]. The one place a [`RollbackEvent`] is made. Returns how
+    /// Appends an event made elsewhere (by [`RollbackEvent::made`], or read from a state
+    /// store), keeping at most `bound` events and [`MAX_ROLLBACK_HISTORY_BYTES`]. Returns how
     /// many older events were dropped to make room.
+    pub(crate) fn push(&mut self, event: RollbackEvent, bound: usize) -> u64 {
+        self.bytes += event_bytes(&event);
+        self.events.push_back(event);
+        self.trim(bound)
+    }
+
+    /// [`push`](Self::push) of the event [`RollbackEvent::made`] makes: the tests' shorthand.
+    #[cfg(test)]
     pub(crate) fn record(
         &mut self,
         undone: Undone,
@@ -166,38 +209,7 @@ impl RollbackHistory {
         timestamp: SystemTime,
         bound: usize,
     ) -> u64 {
-        let (rolled_back, feature, reason, trigger, evidence) = match undone {
-            Undone::Release {
-                trigger,
-                reason,
-                evidence,
-            } => (
-                RolledBack::Release,
-                environment.to_string(),
-                reason,
-                trigger,
-                evidence,
-            ),
-            Undone::Flag(name) => (
-                RolledBack::Flag(name.clone()),
-                name,
-                "feature flag disabled".to_string(),
-                RollbackTrigger::FlagDisabled,
-                None,
-            ),
-        };
-        let event = RollbackEvent {
-            rolled_back,
-            feature,
-            reason,
-            timestamp,
-            environment,
-            trigger,
-            evidence,
-        };
-        self.bytes += event_bytes(&event);
-        self.events.push_back(event);
-        self.trim(bound)
+        self.push(RollbackEvent::made(undone, environment, timestamp), bound)
     }
 
     /// Drops the oldest events until at most `bound` (at least 1) remain within

@@ -61,7 +61,9 @@
 //!    recommendation; the monitor decides when to judge and returns a verdict.
 //! 5. **publish** (`manager.rs`, `manager/writes.rs`, over the pure [`release`] model): the
 //!    manager serializes writers, applies verdicts and promotions, and publishes the next
-//!    snapshot.
+//!    snapshot. With a [`StoreConfig`] in the config, a write is first committed to the state
+//!    store (`store/`, the only module that does I/O, never on the route or record path), and a
+//!    sync thread applies other processes' writes (`manager/stored.rs`).
 //!
 //! The routing formula is written out in [`bucket`] so that any language can
 //! recompute a decision; the release model is in [`release`]; what a host may rely on is in
@@ -89,7 +91,6 @@ mod monitor;
 pub mod release;
 mod slo;
 mod snapshot;
-#[allow(dead_code)] // the manager commits and syncs through it from the next commit on
 mod store;
 pub mod telemetry;
 mod verdict;
@@ -113,7 +114,7 @@ pub use manager::PromotionGateManager;
 pub use metrics::Recorded;
 pub use release::{Promotion, PromotionKind, plan_promotion};
 pub use slo::{MAX_TRACKED_LATENCY, MIN_SAMPLES_FLOOR, SloAdmissionController, SloConfig};
-pub use store::{EtcdStoreConfig, SqliteStoreConfig, StoreConfig};
+pub use store::{EtcdStoreConfig, SqliteStoreConfig, StoreConfig, StoreError, StoreProblem};
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -34,6 +34,8 @@ struct WriterState {
     history: RollbackHistory,
     /// Rollback events counted by cause over the gate's life (the history drops old ones).
     rollbacks: RollbackTally,
+    /// The state store and where this process stands in it, when the config names one.
+    store: Option<stored::StoreLink>,
 }
 
 /// The canary routing and promotion-gate engine for one gate (one service or route).
@@ -63,20 +65,31 @@ struct WriterState {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 pub struct PromotionGateManager {
+    shared: Arc<Shared>,
+    /// Each thread's copy of the current route table.
+    route_cache: ThreadLocal<Cell<RouteTable>>,
+    /// Applies other processes' writes from the state store, when the config names one.
+    /// Held for its `Drop`, which stops and joins the thread.
+    _sync: Option<stored::SyncThread>,
+}
+
+/// What the gate's callers and its state store's sync thread share: the snapshot, the writer
+/// lock and the monitor.
+struct Shared {
     /// Bumped after each publication; the only shared word the route path reads.
     generation: CachePadded<AtomicU64>,
     current: ArcSwap<Snapshot>,
-    /// Each thread's copy of the current route table.
-    route_cache: ThreadLocal<Cell<RouteTable>>,
     flag_sets: FlagSets,
     writer: Mutex<WriterState>,
     /// Metrics, policy and clock: when to evaluate, and the verdicts this gate applies.
     monitor: Monitor,
+    /// How the static config differed from the stored state the gate opened on, if it did.
+    difference_at_open: Option<String>,
 }
 
 impl std::fmt::Debug for PromotionGateManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let snapshot = self.current.load();
+        let snapshot = self.shared.current.load();
         f.debug_struct("PromotionGateManager")
             .field("config", &snapshot.config)
             .field("generation", &snapshot.route.generation)
@@ -134,14 +147,37 @@ impl PromotionGateManager {
         config.validate()?;
         let flag_sets = FlagSets::new();
         let mut writer = WriterState::default();
-        let snapshot = Snapshot::build(config, 1, StageId(1), &flag_sets, &mut writer.flag_index)?;
-        Ok(Self {
+        // With a store, the stored state (when there is one) wins over `config`.
+        let opened = stored::open(&config)?;
+        let (config, stage, difference_at_open) = match opened {
+            Some(opened) => {
+                for event in opened.history {
+                    writer
+                        .history
+                        .push(event, opened.config.max_rollback_history);
+                }
+                writer.store = Some(opened.link);
+                (opened.config, opened.stage, opened.difference)
+            }
+            None => (config, StageId(1), None),
+        };
+        let sync_interval = config.store.as_ref().map(|store| store.sync_interval());
+        let snapshot = Snapshot::build(config, 1, stage, &flag_sets, &mut writer.flag_index)?;
+        let shared = Arc::new(Shared {
             generation: CachePadded::new(AtomicU64::new(1)),
             current: ArcSwap::from_pointee(snapshot),
-            route_cache: ThreadLocal::new(),
             flag_sets,
             writer: Mutex::new(writer),
-            monitor: Monitor::new(slo_controller, clock, StageId(1)),
+            monitor: Monitor::new(slo_controller, clock, stage),
+            difference_at_open,
+        });
+        let sync = sync_interval
+            .map(|interval| stored::SyncThread::start(&shared, interval))
+            .transpose()?;
+        Ok(Self {
+            shared,
+            route_cache: ThreadLocal::new(),
+            _sync: sync,
         })
     }
 
@@ -155,7 +191,43 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn config(&self) -> PromotionConfig {
-        self.current.load().config.clone()
+        self.shared.current.load().config.clone()
+    }
+
+    /// How the static config differed from the stored state this gate opened on, as
+    /// `field: static X, stored Y` pairs joined by `; `, or `None` when they agreed (or there
+    /// is no store, or the store held no state yet and the static config was written to it).
+    ///
+    /// With a `store`, a gate opened on a store that already holds this gate's state starts
+    /// from the stored state: a rolled-back canary stays rolled back, the stage and the
+    /// history survive, and the static config's own values are not applied (the difference is
+    /// logged as a warning and reported here). To start a new rollout, promote from
+    /// Production ([`promote`](Self::promote) to a canary), or replace the stored state for
+    /// every process with [`swap_config`](Self::swap_config).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let dir = std::env::temp_dir().join(format!("pg-doc-difference-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("gate.db");
+    /// let json = |percent: f64| format!(
+    ///     r#"{{"environment": {{"canary": {{"traffic_percent": {percent}}}}}, "store": {{"sqlite": {{"path": {:?}}}}}}}"#,
+    ///     path.display().to_string(),
+    /// );
+    /// let slo = || SloAdmissionController::new(SloConfig::default());
+    /// let first = PromotionGateManager::new(PromotionConfig::from_json(&json(10.0))?, slo()?)?;
+    /// assert_eq!(first.stored_state_difference(), None);
+    /// drop(first);
+    /// let second = PromotionGateManager::new(PromotionConfig::from_json(&json(20.0))?, slo()?)?;
+    /// assert_eq!(second.environment(), Environment::Canary { traffic_percent: 10.0 });
+    /// assert!(second.stored_state_difference().unwrap().starts_with("environment: static"));
+    /// # drop(second);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn stored_state_difference(&self) -> Option<&str> {
+        self.shared.difference_at_open.as_deref()
     }
 
     /// The environment the gate is in.
@@ -168,7 +240,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn environment(&self) -> Environment {
-        self.current.load().config.environment
+        self.shared.current.load().config.environment
     }
 
     /// The current release stage.
@@ -181,7 +253,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn stage(&self) -> StageId {
-        self.current.load().route.stage
+        self.shared.current.load().route.stage
     }
 
     /// The SLO policy this gate judges with.
@@ -194,7 +266,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn slo_controller(&self) -> &SloAdmissionController {
-        self.monitor.slo()
+        self.shared.monitor.slo()
     }
 
     /// Records the outcome of a routed request: whether it succeeded and how long it took.
@@ -255,7 +327,10 @@ impl PromotionGateManager {
         success: bool,
         latency: Duration,
     ) -> Recorded {
-        let recording = self.monitor.record(stage, is_canary, success, latency);
+        let recording = self
+            .shared
+            .monitor
+            .record(stage, is_canary, success, latency);
         if recording.screen {
             self.screen_errors(stage);
         }
@@ -292,7 +367,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn flag_set(&self, id: u32) -> Result<crate::EnabledFeatures<'_>, Error> {
-        let view = crate::EnabledFeatures::new(&self.flag_sets, crate::flags::FlagSetId(id));
+        let view = crate::EnabledFeatures::new(&self.shared.flag_sets, crate::flags::FlagSetId(id));
         if view.is_stale() {
             return Err(crate::FlagError::UnknownSet(id).into());
         }
@@ -342,7 +417,7 @@ impl PromotionGateManager {
     ) -> Recorded {
         let decision = self
             .route_table()
-            .route(&self.flag_sets, request_id.as_bytes());
+            .route(&self.shared.flag_sets, request_id.as_bytes());
         self.record_outcome(&decision, success, latency)
     }
 
@@ -356,7 +431,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn late_outcomes(&self) -> u64 {
-        self.monitor.late_outcomes()
+        self.shared.monitor.late_outcomes()
     }
 
     /// Outcomes dropped as foreign over the gate's life: their decision names a stage this gate
@@ -374,7 +449,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn foreign_outcomes(&self) -> u64 {
-        self.monitor.foreign_outcomes()
+        self.shared.monitor.foreign_outcomes()
     }
 
     /// Judges the canary now, over the current window, and rolls it back if a rule fired and
@@ -419,8 +494,8 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn health(&self) -> CanaryHealth {
-        let evaluation = self.monitor.evaluation();
-        evaluation.health(&self.current.load())
+        let evaluation = self.shared.monitor.evaluation();
+        evaluation.health(&self.shared.current.load())
     }
 
     /// Whether the version under judgement meets its SLO: at least
@@ -444,7 +519,7 @@ impl PromotionGateManager {
     pub fn check_slo_compliance(&self) -> Result<bool, Error> {
         let verdict = self.judge_now();
         self.act_on(&verdict);
-        let threshold = self.current.load().config.slo_threshold;
+        let threshold = self.shared.current.load().config.slo_threshold;
         Ok(verdict.compliance(threshold) == Compliance::Compliant)
     }
 
@@ -464,14 +539,14 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn latency_histogram(&self, cohort: Cohort) -> Option<hdrhistogram::Histogram<u64>> {
-        let evaluation = self.monitor.evaluation();
-        evaluation.latency_histogram(&self.current.load(), cohort)
+        let evaluation = self.shared.monitor.evaluation();
+        evaluation.latency_histogram(&self.shared.current.load(), cohort)
     }
 
     /// Judges the current stage now (waiting for an evaluation under way), without acting.
     fn judge_now(&self) -> Verdict {
-        let evaluation = self.monitor.evaluation();
-        evaluation.judge(&self.current.load())
+        let evaluation = self.shared.monitor.evaluation();
+        evaluation.judge(&self.shared.current.load())
     }
 
     /// Logs `verdict` and applies it, taking the writer lock only when it calls for a rollback.
@@ -489,7 +564,7 @@ impl PromotionGateManager {
         if !verdict.calls_for_rollback() {
             return;
         }
-        let current = self.current.load_full();
+        let current = self.shared.current.load_full();
         if !current.config.auto_rollback_enabled || current.route.stage != verdict.stage() {
             return;
         }
@@ -503,7 +578,11 @@ impl PromotionGateManager {
     /// line: the record path inlines only the test that calls it.
     #[cold]
     fn screen_errors(&self, stage: StageId) {
-        if let Some(verdict) = self.monitor.screen(stage, &self.current.load()) {
+        if let Some(verdict) = self
+            .shared
+            .monitor
+            .screen(stage, &self.shared.current.load())
+        {
             self.act_on(&verdict);
         }
     }
@@ -513,14 +592,20 @@ impl PromotionGateManager {
     /// the canary rolled back, a write like any other).
     #[cold]
     fn look_at_the_clock(&self) {
-        let Some(evaluation) = self.monitor.due_evaluation() else {
+        let Some(evaluation) = self.shared.monitor.due_evaluation() else {
             return;
         };
-        if let Some(verdict) = evaluation.screen_then_judge(&self.current.load()) {
+        if let Some(verdict) = evaluation.screen_then_judge(&self.shared.current.load()) {
             self.act_on(&verdict);
         }
     }
 
+    fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
+        self.shared.lock_writer()
+    }
+}
+
+impl Shared {
     fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
         // A writer that panicked mid-way published nothing (publication is the last step), so
         // the state behind a poisoned lock is still consistent.
@@ -538,6 +623,23 @@ impl PromotionGateManager {
         config: PromotionConfig,
         new_stage: bool,
     ) -> Result<(), Error> {
+        let snapshot = self.prepare(writer, config, new_stage)?;
+        self.install(snapshot);
+        Ok(())
+    }
+
+    /// Builds the next snapshot without publishing it (a write commits it to the state store
+    /// in between). Called with the writer lock held.
+    ///
+    /// # Errors
+    /// [`FlagError::SetNumbersExhausted`](crate::FlagError::SetNumbersExhausted), as
+    /// [`publish`](Self::publish).
+    fn prepare(
+        &self,
+        writer: &mut WriterState,
+        config: PromotionConfig,
+        new_stage: bool,
+    ) -> Result<Snapshot, Error> {
         let current = self.current.load();
         let generation = current.route.generation + 1;
         let stage = if new_stage {
@@ -545,23 +647,28 @@ impl PromotionGateManager {
         } else {
             current.route.stage
         };
-        let snapshot = Snapshot::build(
+        Ok(Snapshot::build(
             config,
             generation,
             stage,
             &self.flag_sets,
             &mut writer.flag_index,
-        )?;
+        )?)
+    }
+
+    /// Publishes a snapshot [`prepare`](Self::prepare) built, under the same writer lock.
+    fn install(&self, snapshot: Snapshot) {
+        let (stage, generation) = (snapshot.route.stage, snapshot.route.generation);
         // Before the snapshot: a decision of the new stage must never find the recorders'
         // newest stage older than its own (it would be refused as another gate's).
         self.monitor.stage_started(stage);
         self.current.store(Arc::new(snapshot));
         self.generation.store(generation, Ordering::Release);
-        Ok(())
     }
 }
 
 mod route;
+mod stored;
 #[cfg(test)]
 mod tests;
 mod writes;

@@ -350,6 +350,7 @@ static void test_status_names(void) {
         "PGATE_STATUS_INDEX_OUT_OF_RANGE",
         "PGATE_STATUS_UNKNOWN_FLAG_SET",
         "PGATE_STATUS_FLAG_SETS_EXHAUSTED",
+        "PGATE_STATUS_STORE",
     };
     /* The header's constants carry the numbers the names belong to. */
     static const pgate_status codes[] = {
@@ -371,13 +372,14 @@ static void test_status_names(void) {
         PGATE_STATUS_INDEX_OUT_OF_RANGE,
         PGATE_STATUS_UNKNOWN_FLAG_SET,
         PGATE_STATUS_FLAG_SETS_EXHAUSTED,
+        PGATE_STATUS_STORE,
     };
     for (uint32_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *got = pgate_status_str(i);
         check_at(codes[i] == i && got != NULL && strcmp(got, names[i]) == 0, __LINE__,
                  "pgate_status_str(%u) = %s, expected %s", (unsigned)i, got, names[i]);
     }
-    CHECK(strcmp(pgate_status_str(18), "PGATE_STATUS_UNKNOWN") == 0);
+    CHECK(strcmp(pgate_status_str(19), "PGATE_STATUS_UNKNOWN") == 0);
     CHECK(strcmp(pgate_status_str(UINT32_MAX), "PGATE_STATUS_UNKNOWN") == 0);
 }
 

@@ -27,11 +27,12 @@ const (
 	StatusIndexOutOfRange   Status = C.PGATE_STATUS_INDEX_OUT_OF_RANGE  // an index beyond the end of a list
 	StatusUnknownFlagSet    Status = C.PGATE_STATUS_UNKNOWN_FLAG_SET    // a stale or foreign decision's flag set
 	StatusFlagSetsExhausted Status = C.PGATE_STATUS_FLAG_SETS_EXHAUSTED // every flag-set number given out
+	StatusStore             Status = C.PGATE_STATUS_STORE               // the state store failed, or another process wrote first
 )
 
 // statusNames are the library's names of the statuses (pgate_status_str), read once so that
 // String costs no cgo call.
-var statusNames = func() (names [StatusFlagSetsExhausted + 1]string) {
+var statusNames = func() (names [StatusStore + 1]string) {
 	for s := range names {
 		names[s] = C.GoString(C.pgate_status_str(C.uint32_t(s)))
 	}
@@ -91,6 +92,7 @@ var (
 	ErrIndexOutOfRange   = &Error{Status: StatusIndexOutOfRange}
 	ErrUnknownFlagSet    = &Error{Status: StatusUnknownFlagSet}
 	ErrFlagSetsExhausted = &Error{Status: StatusFlagSetsExhausted}
+	ErrStore             = &Error{Status: StatusStore}
 
 	// ErrClosed matches every call on a Gate after Close (or on a nil *Gate). It is
 	// ErrInvalidHandle: the status the library itself gives a freed handle.

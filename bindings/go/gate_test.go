@@ -17,18 +17,19 @@ func TestVersionAndNames(t *testing.T) {
 		t.Fatalf("Version() = %q", v)
 	}
 	for s, want := range map[Status]string{
-		StatusOK:                    "PGATE_STATUS_OK",
-		StatusInsufficientData:      "PGATE_STATUS_INSUFFICIENT_DATA",
-		StatusIndexOutOfRange:       "PGATE_STATUS_INDEX_OUT_OF_RANGE",
-		StatusUnknownFlagSet:        "PGATE_STATUS_UNKNOWN_FLAG_SET",
-		StatusFlagSetsExhausted:     "PGATE_STATUS_FLAG_SETS_EXHAUSTED",
-		StatusFlagSetsExhausted + 1: "PGATE_STATUS_UNKNOWN(18)",
+		StatusOK:                "PGATE_STATUS_OK",
+		StatusInsufficientData:  "PGATE_STATUS_INSUFFICIENT_DATA",
+		StatusIndexOutOfRange:   "PGATE_STATUS_INDEX_OUT_OF_RANGE",
+		StatusUnknownFlagSet:    "PGATE_STATUS_UNKNOWN_FLAG_SET",
+		StatusFlagSetsExhausted: "PGATE_STATUS_FLAG_SETS_EXHAUSTED",
+		StatusStore:             "PGATE_STATUS_STORE",
+		StatusStore + 1:         "PGATE_STATUS_UNKNOWN(19)",
 	} {
 		if s.String() != want {
 			t.Fatalf("status %d: %q, want %q", s, s, want)
 		}
 	}
-	for s := StatusOK; s <= StatusFlagSetsExhausted; s++ {
+	for s := StatusOK; s <= StatusStore; s++ {
 		if !strings.HasPrefix(s.String(), "PGATE_STATUS_") || strings.HasPrefix(s.String(), "PGATE_STATUS_UNKNOWN(") {
 			t.Fatalf("status %d has no name: %q", s, s)
 		}

@@ -71,7 +71,7 @@ pub(crate) fn guard_err(
 /// Reads a status number coming from C without trusting it to be a valid enum value.
 pub(crate) fn status_from_u32(status: u32) -> Option<pgate_status> {
     use pgate_status as S;
-    const ALL: [pgate_status; 18] = [
+    const ALL: [pgate_status; 19] = [
         S::Ok,
         S::NullPointer,
         S::InvalidArgument,
@@ -90,6 +90,7 @@ pub(crate) fn status_from_u32(status: u32) -> Option<pgate_status> {
         S::IndexOutOfRange,
         S::UnknownFlagSet,
         S::FlagSetsExhausted,
+        S::Store,
     ];
     ALL.into_iter().find(|s| *s as u32 == status)
 }
@@ -194,10 +195,10 @@ mod tests {
 
     #[test]
     fn every_status_round_trips_through_its_number() {
-        for n in 0..18 {
+        for n in 0..19 {
             assert_eq!(status_from_u32(n).map(|s| s as u32), Some(n));
         }
-        assert_eq!(status_from_u32(18), None);
+        assert_eq!(status_from_u32(19), None);
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub enum pgate_status {
     /// The write needs a new flag set number and the gate has used them all (after about 4.2
     /// billion distinct sets); nothing changed. Create a new gate.
     FlagSetsExhausted = 17,
+    /// The state store could not be opened, read or written, or another process wrote first
+    /// (the error names the store's path or endpoints). Routing goes on from the last state.
+    Store = 18,
 }
 
 impl pgate_status {
@@ -77,6 +80,7 @@ impl pgate_status {
             pgate_status::IndexOutOfRange => c"PGATE_STATUS_INDEX_OUT_OF_RANGE",
             pgate_status::UnknownFlagSet => c"PGATE_STATUS_UNKNOWN_FLAG_SET",
             pgate_status::FlagSetsExhausted => c"PGATE_STATUS_FLAG_SETS_EXHAUSTED",
+            pgate_status::Store => c"PGATE_STATUS_STORE",
         }
     }
 }
@@ -86,6 +90,7 @@ impl From<&Error> for pgate_status {
         match err {
             Error::Config(_) => pgate_status::InvalidConfig,
             Error::Json(_) => pgate_status::InvalidJson,
+            Error::Store(_) => pgate_status::Store,
             Error::Promotion(PromotionError::InvalidPath { .. }) => pgate_status::InvalidPromotion,
             Error::Promotion(PromotionError::AlreadyThere(_)) => pgate_status::AlreadyThere,
             Error::Promotion(PromotionError::SloNotMet { .. }) => pgate_status::SloNotMet,

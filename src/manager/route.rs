@@ -41,7 +41,7 @@ impl PromotionGateManager {
     /// ```
     #[inline(always)]
     pub fn route_request_bytes(&self, request_id: &[u8]) -> RoutingDecision<'_> {
-        let decision = self.route_table().route(&self.flag_sets, request_id);
+        let decision = self.route_table().route(&self.shared.flag_sets, request_id);
         if tracing::level_enabled!(tracing::Level::DEBUG) {
             log_route(request_id, decision.is_canary, decision.reason);
         }
@@ -53,7 +53,7 @@ impl PromotionGateManager {
     pub(super) fn route_table(&self) -> RouteTable {
         // Acquire pairs with the Release store in `publish`: seeing generation N means the
         // snapshot of generation N (or newer) is already in `current`.
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = self.shared.generation.load(Ordering::Acquire);
         let cell = match self.route_cache.get() {
             Some(cell) => cell,
             None => self.first_route_cache(),
@@ -62,7 +62,7 @@ impl PromotionGateManager {
         if cached.generation == generation {
             return cached;
         }
-        let fresh = self.current.load().route;
+        let fresh = self.shared.current.load().route;
         cell.set(fresh);
         fresh
     }
@@ -73,7 +73,7 @@ impl PromotionGateManager {
     #[inline(never)]
     fn first_route_cache(&self) -> &Cell<RouteTable> {
         self.route_cache
-            .get_or(|| Cell::new(self.current.load().route))
+            .get_or(|| Cell::new(self.shared.current.load().route))
     }
 }
 

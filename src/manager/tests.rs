@@ -131,7 +131,7 @@ fn flags_per_environment_and_cohort() {
 #[test]
 fn invalid_moves_change_nothing() {
     let gate = gate(PromotionConfig::default());
-    let before = gate.current.load().route.generation;
+    let before = gate.shared.current.load().route.generation;
     assert!(gate.promote(Environment::Staging).is_err());
     assert!(gate.promote(canary(f64::NAN)).is_err());
     assert!(gate.promote(Environment::Production).is_err());
@@ -145,7 +145,7 @@ fn invalid_moves_change_nothing() {
         })
         .is_err()
     );
-    assert_eq!(gate.current.load().route.generation, before);
+    assert_eq!(gate.shared.current.load().route.generation, before);
     assert!(gate.rollback_history().is_empty());
 }
 
@@ -332,8 +332,8 @@ fn flag_sets_are_reused_across_repeated_writes() {
         gate.enable_feature("a").unwrap();
         gate.disable_feature("a").unwrap();
     }
-    assert!(gate.flag_sets.held() <= 2);
-    assert_eq!(gate.flag_sets.names_stored(), 1);
+    assert!(gate.shared.flag_sets.held() <= 2);
+    assert_eq!(gate.shared.flag_sets.names_stored(), 1);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! swaps. Each decides its config change in [`crate::release`], then records and publishes it
 //! under the writer lock.
 
+use super::stored::Durability;
 use super::{PromotionGateManager, WriterState};
 use crate::config::{Environment, PromotionConfig, validate_flag_name};
 use crate::error::{Error, PromotionError, RollbackError};
@@ -10,10 +11,11 @@ use crate::judge::Evidence;
 use crate::limits::MAX_REASON_BYTES;
 use crate::release::{self, PromotionKind, plan_promotion};
 use crate::snapshot::Snapshot;
+use crate::store::{StoreError, StoreProblem};
 use crate::verdict::Compliance;
 
 /// Logs the rollback events the history dropped to stay within its bounds.
-fn log_dropped(dropped: u64) {
+pub(super) fn log_dropped(dropped: u64) {
     if dropped > 0 {
         tracing::debug!(
             dropped,
@@ -41,6 +43,8 @@ impl PromotionGateManager {
     /// machine does not have ([`PromotionError::InvalidPath`]), too little data
     /// ([`PromotionError::InsufficientData`]) or a non-compliant canary
     /// ([`PromotionError::SloNotMet`], "SLO compliance below threshold", with the evidence).
+    /// With a state store, [`Error::Store`] when the store cannot be written (or holds a
+    /// rollback not yet written), or when another process moved the gate first.
     /// A refused promotion changes nothing (unless the judge rolled the canary back).
     ///
     /// # Example
@@ -57,38 +61,75 @@ impl PromotionGateManager {
     /// ```
     pub fn promote(&self, target: Environment) -> Result<(), Error> {
         target.validate()?;
+        let mut first_kind = None;
+        self.write(|writer| {
+            let current = self.shared.current.load_full();
+            let step = plan_promotion(current.config.environment, target)?;
+            // Decided again after another process's write: the same kind of move, or none (a
+            // ramp down that lost to a rollback must not become a new rollout).
+            if *first_kind.get_or_insert(step.kind) != step.kind {
+                let location = writer.store.as_ref().map_or("", |link| link.location());
+                return Err(StoreError::new(
+                    location,
+                    StoreProblem::Conflict,
+                    format!(
+                        "another process moved the gate to {} first; the promotion to {target} was not made",
+                        current.config.environment
+                    ),
+                )
+                .into());
+            }
+            let evidence = if step.gated {
+                Some(self.gate(writer, &current)?)
+            } else {
+                None
+            };
+            if step.kind == PromotionKind::CanaryToProduction {
+                tracing::warn!(from = %current.config.environment, "promotion.promote skips staging: canary straight to production");
+            }
+            let config = release::promoted(&current.config, target, step.kind);
+            self.shared
+                .commit(writer, config, true, None, Durability::Required)?;
+            tracing::info!(from = %current.config.environment, to = %target, ?step.kind, "promotion.promote");
+            #[cfg(feature = "otel")]
+            crate::telemetry::otel::promotion_span(
+                &current.config.gate,
+                current.config.environment,
+                target,
+                step.kind,
+                evidence.as_ref(),
+            );
+            #[cfg(not(feature = "otel"))]
+            drop(evidence);
+            Ok(())
+        })
+    }
+
+    /// Runs a write under the writer lock. With a store, a write that another process's write
+    /// overtook (a lost compare-and-swap) brings the gate up to the stored state and is
+    /// decided again, a few times at most.
+    fn write<T>(
+        &self,
+        mut decide: impl FnMut(&mut WriterState) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut writer = self.lock_writer();
-        let current = self.current.load_full();
-        let step = plan_promotion(current.config.environment, target)?;
-        let evidence = if step.gated {
-            Some(self.gate(&mut writer, &current)?)
-        } else {
-            None
-        };
-        if step.kind == PromotionKind::CanaryToProduction {
-            tracing::warn!(from = %current.config.environment, "promotion.promote skips staging: canary straight to production");
+        let mut attempts = 0;
+        loop {
+            match decide(&mut writer) {
+                Err(Error::Store(e)) if e.problem() == StoreProblem::Conflict && attempts < 3 => {
+                    attempts += 1;
+                    self.shared.catch_up_locked(&mut writer)?;
+                }
+                result => return result,
+            }
         }
-        let config = release::promoted(&current.config, target, step.kind);
-        self.publish(&mut writer, config, true)?;
-        tracing::info!(from = %current.config.environment, to = %target, ?step.kind, "promotion.promote");
-        #[cfg(feature = "otel")]
-        crate::telemetry::otel::promotion_span(
-            &current.config.gate,
-            current.config.environment,
-            target,
-            step.kind,
-            evidence.as_ref(),
-        );
-        #[cfg(not(feature = "otel"))]
-        drop(evidence);
-        Ok(())
     }
 
     /// The promotion gate: the judge must find the new version of `current` compliant, and
     /// the evidence it passed on is returned. Called with the writer lock held; a fired rule
     /// rolls back here (under the same lock) before refusing.
     fn gate(&self, writer: &mut WriterState, current: &Snapshot) -> Result<Evidence, Error> {
-        let verdict = self.monitor.evaluation().judge(current);
+        let verdict = self.shared.monitor.evaluation().judge(current);
         let evidence = verdict.evidence();
         match verdict.compliance(current.config.slo_threshold) {
             Compliance::Compliant => Ok(evidence.clone()),
@@ -149,7 +190,8 @@ impl PromotionGateManager {
     /// decision carries it until a canary starts).
     ///
     /// # Errors
-    /// [`Error::Flag`] for an invalid name. Nothing changes on error.
+    /// [`Error::Flag`] for an invalid name; with a state store, [`Error::Store`] when it cannot
+    /// be written. Nothing changes on error.
     ///
     /// # Example
     /// ```
@@ -162,23 +204,26 @@ impl PromotionGateManager {
     pub fn enable_feature(&self, name: impl AsRef<str>) -> Result<(), Error> {
         let name = name.as_ref();
         validate_flag_name(name)?;
-        let mut writer = self.lock_writer();
-        let current = self.current.load_full();
-        let Some(config) = release::with_flag_enabled(&current.config, name) else {
-            return Ok(());
-        };
-        self.publish(&mut writer, config, false)?;
-        tracing::info!(feature = name, "Feature flag enabled: {name}");
-        #[cfg(feature = "otel")]
-        crate::telemetry::otel::flag_span(&current.config.gate, name, true);
-        Ok(())
+        self.write(|writer| {
+            let current = self.shared.current.load_full();
+            let Some(config) = release::with_flag_enabled(&current.config, name) else {
+                return Ok(());
+            };
+            self.shared
+                .commit(writer, config, false, None, Durability::Required)?;
+            tracing::info!(feature = name, "Feature flag enabled: {name}");
+            #[cfg(feature = "otel")]
+            crate::telemetry::otel::flag_span(&current.config.gate, name, true);
+            Ok(())
+        })
     }
 
     /// Turns a flag off, release or graduated, and records the disable in the rollback
     /// history (trigger [`RollbackTrigger::FlagDisabled`]).
     ///
     /// # Errors
-    /// [`Error::Flag`] for an invalid name or a flag that is not on. Nothing changes on error.
+    /// [`Error::Flag`] for an invalid name or a flag that is not on; with a state store,
+    /// [`Error::Store`] when it cannot be written. Nothing changes on error.
     ///
     /// # Example
     /// ```
@@ -193,23 +238,22 @@ impl PromotionGateManager {
     pub fn disable_feature(&self, name: impl AsRef<str>) -> Result<(), Error> {
         let name = name.as_ref();
         validate_flag_name(name)?;
-        let mut writer = self.lock_writer();
-        let current = self.current.load_full();
-        let config = release::with_flag_disabled(&current.config, name)?;
-        let bound = config.max_rollback_history;
-        self.publish(&mut writer, config, false)?;
-        writer.rollbacks.count(RollbackTrigger::FlagDisabled, None);
-        let dropped = writer.history.record(
-            Undone::Flag(name.to_string()),
-            current.config.environment,
-            self.monitor.wall(),
-            bound,
-        );
-        log_dropped(dropped);
-        tracing::info!(feature = name, "Feature flag disabled: {name}");
-        #[cfg(feature = "otel")]
-        crate::telemetry::otel::flag_span(&current.config.gate, name, false);
-        Ok(())
+        self.write(|writer| {
+            let current = self.shared.current.load_full();
+            let config = release::with_flag_disabled(&current.config, name)?;
+            let event = RollbackEvent::made(
+                Undone::Flag(name.to_string()),
+                current.config.environment,
+                self.shared.monitor.wall(),
+            );
+            self.shared
+                .commit(writer, config, false, Some(event), Durability::Required)?;
+            writer.rollbacks.count(RollbackTrigger::FlagDisabled, None);
+            tracing::info!(feature = name, "Feature flag disabled: {name}");
+            #[cfg(feature = "otel")]
+            crate::telemetry::otel::flag_span(&current.config.gate, name, false);
+            Ok(())
+        })
     }
 
     /// Whether a flag is on for the gate (as a release flag or a graduated one).
@@ -225,7 +269,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn is_feature_enabled(&self, name: &str) -> bool {
-        release::flag_is_on(&self.current.load().config, name)
+        release::flag_is_on(&self.shared.current.load().config, name)
     }
 
     /// Rolls the release back: records the event, turns the release's flags off, returns to
@@ -234,7 +278,9 @@ impl PromotionGateManager {
     ///
     /// # Errors
     /// [`Error::Rollback`] when the gate is already in Production, or the reason is blank or
-    /// longer than [`MAX_REASON_BYTES`](crate::MAX_REASON_BYTES). Nothing changes on error.
+    /// longer than [`MAX_REASON_BYTES`](crate::MAX_REASON_BYTES). Nothing changes on error. A
+    /// state store that cannot be written is not an error: the rollback is made at once and
+    /// written when the store answers again.
     ///
     /// # Example
     /// ```
@@ -260,12 +306,15 @@ impl PromotionGateManager {
         if reason.trim().is_empty() {
             return Err(RollbackError::EmptyReason.into());
         }
-        let mut writer = self.lock_writer();
-        self.rollback_locked(&mut writer, reason, RollbackTrigger::Manual, None)
+        self.write(|writer| {
+            self.rollback_locked(writer, reason.clone(), RollbackTrigger::Manual, None)
+        })
     }
 
     /// Rolls back under the writer lock: records the event and publishes the rolled-back
-    /// config (see [`release::rolled_back`]) as a new stage.
+    /// config (see [`release::rolled_back`]) as a new stage. With a store, a manual rollback
+    /// is committed first when the store answers; an automatic one, and any rollback while the
+    /// store is unavailable, is published at once and written by the sync thread.
     pub(super) fn rollback_locked(
         &self,
         writer: &mut WriterState,
@@ -273,14 +322,13 @@ impl PromotionGateManager {
         trigger: RollbackTrigger,
         evidence: Option<Evidence>,
     ) -> Result<(), Error> {
-        let current = self.current.load_full();
+        let current = self.shared.current.load_full();
         let previous = current.config.environment;
         if previous == Environment::Production {
             return Err(RollbackError::NothingToRollBack.into());
         }
         let config = release::rolled_back(&current.config);
         tracing::error!(reason = %reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
-        writer.rollbacks.count(trigger, evidence.as_ref());
         #[cfg(feature = "otel")]
         crate::telemetry::otel::rollback_span(
             &current.config.gate,
@@ -294,12 +342,16 @@ impl PromotionGateManager {
             reason,
             evidence,
         };
-        let bound = config.max_rollback_history;
-        self.publish(writer, config, true)?;
-        let dropped = writer
-            .history
-            .record(undone, previous, self.monitor.wall(), bound);
-        log_dropped(dropped);
+        let event = RollbackEvent::made(undone, previous, self.shared.monitor.wall());
+        let durability = match trigger {
+            RollbackTrigger::Automatic => Durability::Deferred,
+            RollbackTrigger::Manual | RollbackTrigger::FlagDisabled => Durability::BestEffort,
+        };
+        // Counted once the rollback is made (a write that lost a race is decided again).
+        let counted = event.evidence.clone();
+        self.shared
+            .commit(writer, config, true, Some(event), durability)?;
+        writer.rollbacks.count(trigger, counted.as_ref());
         Ok(())
     }
 
@@ -357,10 +409,13 @@ impl PromotionGateManager {
     /// This is an operator's override: it does not go through the promotion state machine or
     /// the judge. A change of environment starts a new stage, and so does a change of salt,
     /// which reshuffles users (both are logged as warnings): metrics of one set of canary users
-    /// are never judged together with another's.
+    /// are never judged together with another's. With a state store, the new config replaces
+    /// the stored state for every process (the explicit way to start over from a config
+    /// document); it must keep the gate's `store` and `gate` name.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first invalid field; the gate is unchanged.
+    /// [`Error::Config`] naming the first invalid field (or a changed `store` or `gate` with a
+    /// store), [`Error::Store`] when the store cannot be written; the gate is unchanged.
     ///
     /// # Example
     /// ```
@@ -375,26 +430,31 @@ impl PromotionGateManager {
     /// ```
     pub fn swap_config(&self, config: PromotionConfig) -> Result<PromotionConfig, Error> {
         config.validate()?;
-        let mut writer = self.lock_writer();
-        let current = self.current.load_full();
-        let new_stage = current.config.environment != config.environment;
-        if new_stage {
-            tracing::warn!(from = %current.config.environment, to = %config.environment, "promotion.swap_config changes the environment");
-        }
-        let new_salt = current.config.effective_salt() != config.effective_salt();
-        if new_salt {
-            tracing::warn!(gate = %config.gate, "promotion.swap_config changes the routing salt: users are reshuffled");
-        }
-        let bound = config.max_rollback_history;
-        self.publish(&mut writer, config, new_stage || new_salt)?;
-        let dropped = writer.history.trim(bound);
-        if dropped > 0 {
-            tracing::warn!(
-                dropped,
-                max_rollback_history = bound,
-                "promotion.swap_config lowered max_rollback_history: the oldest rollback events were dropped (raising it again cannot restore them)"
-            );
-        }
-        Ok(current.config.clone())
+        self.write(|writer| {
+            let current = self.shared.current.load_full();
+            if let Some(link) = &writer.store {
+                link.check_same_store(&config, &current.config.gate)?;
+            }
+            let new_stage = current.config.environment != config.environment;
+            if new_stage {
+                tracing::warn!(from = %current.config.environment, to = %config.environment, "promotion.swap_config changes the environment");
+            }
+            let new_salt = current.config.effective_salt() != config.effective_salt();
+            if new_salt {
+                tracing::warn!(gate = %config.gate, "promotion.swap_config changes the routing salt: users are reshuffled");
+            }
+            let (bound, next) = (config.max_rollback_history, config.clone());
+            self.shared
+                .commit(writer, next, new_stage || new_salt, None, Durability::Required)?;
+            let dropped = writer.history.trim(bound);
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    max_rollback_history = bound,
+                    "promotion.swap_config lowered max_rollback_history: the oldest rollback events were dropped (raising it again cannot restore them)"
+                );
+            }
+            Ok(current.config.clone())
+        })
     }
 }

@@ -28,7 +28,8 @@ use crate::error::ConfigError;
 pub enum StoreConfig {
     /// One SQLite file on one host, shared by every process that opens it.
     Sqlite(SqliteStoreConfig),
-    /// An etcd cluster, shared by a fleet.
+    /// An etcd cluster, shared by a fleet (opened only by builds with the cargo feature
+    /// `etcd`; others refuse it with [`StoreProblem::Unsupported`](crate::StoreProblem)).
     Etcd(EtcdStoreConfig),
 }
 

@@ -5,14 +5,20 @@
 //! A store holds, per gate, one release (version, stage, config) and the bounded rollback
 //! history. Every write is one transaction guarded by the version and stage it was decided on
 //! (a compare-and-swap): of two writers deciding on the same state, exactly one wins and the
-//! other is told so, with nothing written. Backends: [`sqlite`] (one host), and etcd (a fleet).
+//! other is told so, with nothing written. Backends: `sqlite` (one host) and, with the cargo
+//! feature `etcd`, `etcd` (a fleet).
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 mod config;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod sqlite;
 mod state;
+#[cfg(test)]
+mod testing;
 
 pub use config::{EtcdStoreConfig, SqliteStoreConfig, StoreConfig};
 pub(crate) use state::{
@@ -20,17 +26,34 @@ pub(crate) use state::{
 };
 
 /// A state store failed; the gate's in-process state is unchanged by the failed call.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{Error, PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
+///
+/// let config = PromotionConfig::from_json(r#"{"store": {"sqlite": {"path": "/nonexistent-dir/gate.db"}}}"#)?;
+/// let err = PromotionGateManager::new(config, SloAdmissionController::new(SloConfig::default())?).unwrap_err();
+/// assert!(matches!(err, Error::Store(_)));
+/// assert!(err.to_string().contains("/nonexistent-dir/gate.db"), "{err}");
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("state store {location}: {problem}: {detail}")]
-pub(crate) struct StoreError {
+pub struct StoreError {
     location: String,
     problem: StoreProblem,
     detail: String,
 }
 
 /// What kind of failure a [`StoreError`] is.
+///
+/// # Example
+/// ```
+/// use promotion_gates::StoreProblem;
+/// assert_eq!(StoreProblem::Unavailable.to_string(), "unavailable");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StoreProblem {
+pub enum StoreProblem {
     /// The store cannot be reached, opened or written now (a missing directory, a lock held
     /// too long, an I/O error, a cluster that does not answer). Routing goes on from the last
     /// snapshot; retrying may succeed.
@@ -38,6 +61,10 @@ pub(crate) enum StoreProblem {
     /// The store holds something that is not a promotion-gates state this version reads: a
     /// corrupt file, another program's database, a newer schema. Retrying will not help.
     NotOurs,
+    /// Another process wrote first: the write was decided on a state that is no longer the
+    /// stored one. Nothing was written; the gate follows the stored state, and the call may be
+    /// made again.
+    Conflict,
     /// The build has no support for this kind of store.
     Unsupported,
 }
@@ -47,6 +74,7 @@ impl fmt::Display for StoreProblem {
         f.write_str(match self {
             StoreProblem::Unavailable => "unavailable",
             StoreProblem::NotOurs => "not a promotion-gates state store (corrupt or foreign)",
+            StoreProblem::Conflict => "another process wrote first",
             StoreProblem::Unsupported => "not supported by this build",
         })
     }
@@ -66,12 +94,30 @@ impl StoreError {
     }
 
     /// The store: a file path, or an etcd cluster's endpoints and prefix.
-    pub(crate) fn location(&self) -> &str {
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let config = PromotionConfig::from_json(r#"{"store": {"sqlite": {"path": "/nonexistent-dir/g.db"}}}"#)?;
+    /// let Err(Error::Store(err)) = PromotionGateManager::new(config, SloAdmissionController::new(SloConfig::default())?) else { panic!() };
+    /// assert_eq!(err.location(), "/nonexistent-dir/g.db");
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn location(&self) -> &str {
         &self.location
     }
 
     /// What kind of failure it is.
-    pub(crate) fn problem(&self) -> StoreProblem {
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let config = PromotionConfig::from_json(r#"{"store": {"sqlite": {"path": "/nonexistent-dir/g.db"}}}"#)?;
+    /// let Err(Error::Store(err)) = PromotionGateManager::new(config, SloAdmissionController::new(SloConfig::default())?) else { panic!() };
+    /// assert_eq!(err.problem(), StoreProblem::Unavailable);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn problem(&self) -> StoreProblem {
         self.problem
     }
 }
@@ -95,16 +141,26 @@ pub(crate) trait StateStore: Send + Sync + fmt::Debug {
     /// Commits `write` if the stored state is still the one at `write.guard` (no state at all
     /// for version 0): the release, the event and the history trim, in one transaction.
     fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError>;
+
+    /// Calls `wake` (on a thread of the store's own) whenever another writer may have changed
+    /// the state, until `stop` is set. Stores that cannot push changes do nothing: the sync
+    /// interval finds them.
+    fn watch(&self, wake: Box<dyn Fn() + Send>, stop: Arc<AtomicBool>) {
+        let _ = (wake, stop);
+    }
 }
 
 /// Opens the store `config` names, for the gate called `gate`.
 pub(crate) fn open(config: &StoreConfig, gate: &str) -> Result<Arc<dyn StateStore>, StoreError> {
     match config {
         StoreConfig::Sqlite(sqlite) => Ok(Arc::new(sqlite::SqliteStore::open(sqlite, gate)?)),
+        #[cfg(feature = "etcd")]
+        StoreConfig::Etcd(etcd) => Ok(Arc::new(etcd::EtcdStore::open(etcd)?)),
+        #[cfg(not(feature = "etcd"))]
         StoreConfig::Etcd(etcd) => Err(StoreError::new(
             format!("{} {}", etcd.endpoints.join(","), etcd.prefix),
             StoreProblem::Unsupported,
-            "etcd support is not built in yet",
+            "this build has no etcd support (cargo feature `etcd` of promotion-gates)",
         )),
     }
 }

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::canary;
-use crate::history::{RollbackEvent, RollbackTrigger, RolledBack};
+use crate::store::testing::{commit_on_top, config, rollback_event};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -41,50 +41,6 @@ fn settings(path: &str) -> SqliteStoreConfig {
 
 fn open(path: &str, gate: &str) -> SqliteStore {
     SqliteStore::open(&settings(path), gate).unwrap()
-}
-
-fn rollback_event(reason: &str) -> RollbackEvent {
-    RollbackEvent {
-        rolled_back: RolledBack::Release,
-        feature: "Canary{5}".into(),
-        reason: reason.into(),
-        timestamp: SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(1_234_567_891),
-        environment: canary(5.0),
-        trigger: RollbackTrigger::Manual,
-        evidence: None,
-    }
-}
-
-fn config(environment: Environment) -> PromotionConfig {
-    PromotionConfig {
-        environment,
-        ..Default::default()
-    }
-}
-
-/// Commits one write on top of whatever is stored, retrying on conflict; returns the number
-/// of conflicts seen.
-fn commit_on_top(store: &SqliteStore, reason: &str) -> u64 {
-    let mut conflicts = 0;
-    loop {
-        let guard = store.load().unwrap().map_or(
-            Guard {
-                version: 0,
-                stage: 0,
-            },
-            |s| Guard {
-                version: s.release.version,
-                stage: s.release.stage,
-            },
-        );
-        let env = canary((guard.version % 100) as f64);
-        let event = rollback_event(reason);
-        let write = StoredWrite::new(guard, guard.stage + 1, &config(env), Some(&event));
-        match store.commit(&write).unwrap() {
-            Commit::Written => return conflicts,
-            Commit::Conflict { .. } => conflicts += 1,
-        }
-    }
 }
 
 fn first_write(store: &SqliteStore) {
@@ -205,8 +161,8 @@ fn two_gates_share_one_file_and_two_handles_of_one_gate_see_each_other() {
     let seen = checkout_too.changes_since(0).unwrap().unwrap();
     assert_eq!(seen.release.config.environment, canary(10.0));
 
-    commit_on_top(&search, "search's own");
-    commit_on_top(&search, "search's own");
+    commit_on_top(&search, "search's own", 100);
+    commit_on_top(&search, "search's own", 100);
     assert_eq!(checkout.load().unwrap().unwrap().release.version, 1);
     assert_eq!(search.load().unwrap().unwrap().release.version, 2);
     assert!(checkout.load().unwrap().unwrap().history.is_empty());
@@ -225,7 +181,7 @@ fn concurrent_writers_one_wins_each_round_and_nothing_is_lost() {
                 scope.spawn(move || {
                     let store = open(&path, "checkout");
                     (0..WRITES)
-                        .map(|i| commit_on_top(&store, &format!("w{w}-{i}")))
+                        .map(|i| commit_on_top(&store, &format!("w{w}-{i}"), 100))
                         .sum::<u64>()
                 })
             })
@@ -265,7 +221,7 @@ fn real_processes_share_one_file_without_losing_a_write() {
         let (path, writer) = spec.split_once('|').unwrap();
         let store = open(path, "checkout");
         for i in 0..WRITES {
-            commit_on_top(&store, &format!("w{writer}-{i}"));
+            commit_on_top(&store, &format!("w{writer}-{i}"), 100);
         }
         return;
     }

@@ -75,6 +75,7 @@ class Status(enum.IntEnum):
     INDEX_OUT_OF_RANGE = 15
     UNKNOWN_FLAG_SET = 16
     FLAG_SETS_EXHAUSTED = 17
+    STORE = 18
 
 
 # C enums of the header are `uint32_t` (cbindgen emits `typedef uint32_t pgate_...` before

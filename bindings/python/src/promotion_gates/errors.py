@@ -23,6 +23,7 @@ message, which names the field or operation and the refused value). The hierarch
     │   └── GateClosedError                  the Gate was closed (raised by this binding)
     ├── BufferTooSmallError                  BUFFER_TOO_SMALL (handled inside the binding)
     ├── IndexOutOfRangeError (IndexError)    INDEX_OUT_OF_RANGE
+    ├── StoreError                           STORE: the state store failed, or another process wrote first
     └── PanicError                           PANIC: a bug of the library, please report it
 """
 
@@ -53,6 +54,7 @@ __all__ = [
     "PromotionRefusedError",
     "RollbackRefusedError",
     "SloNotMetError",
+    "StoreError",
     "UnknownFlagSetError",
 ]
 
@@ -153,6 +155,13 @@ class IndexOutOfRangeError(PromotionGatesError, IndexError):
     """An index is beyond the end of a list."""
 
 
+class StoreError(PromotionGatesError):
+    """The state store could not be opened, read or written, or another process wrote first.
+
+    The message names the store's path or endpoints; routing goes on from the last state.
+    """
+
+
 class PanicError(PromotionGatesError):
     """The library panicked; the call had no effect that can be relied on. A bug: report it."""
 
@@ -175,6 +184,7 @@ _BY_STATUS: dict[Status, type[PromotionGatesError]] = {
     Status.INDEX_OUT_OF_RANGE: IndexOutOfRangeError,
     Status.UNKNOWN_FLAG_SET: UnknownFlagSetError,
     Status.FLAG_SETS_EXHAUSTED: FlagSetsExhaustedError,
+    Status.STORE: StoreError,
 }
 
 

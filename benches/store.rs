@@ -1,0 +1,208 @@
+//! The state store's costs off the request path: what one sync tick costs when nothing
+//! changed (CPU time of the sync thread, from `/proc/self/task/*/schedstat`, over many ticks),
+//! and how long a write made by one process takes to reach another process's routing (wall
+//! time from the end of the writer's call to the moment the reader's gate routes by it).
+//!
+//! ```sh
+//! cargo bench --bench store            # ~40 s; prints markdown tables
+//! ```
+//!
+//! Under `cargo test --all-targets` (no `--bench` flag) it runs a few ticks and changes, to
+//! keep the code working. Built with `--features etcd` and run beside an etcd
+//! (`.ci/etcd -- cargo bench --bench store --features etcd`), it measures etcd as well.
+
+#![allow(clippy::expect_used, reason = "a failed set-up is a failed bench")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use promotion_gates::{
+    EtcdStoreConfig, PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig,
+    SqliteStoreConfig, StoreConfig,
+};
+
+const READER_ENV: &str = "PGATE_BENCH_STORE_READER";
+
+/// The stores measured: SQLite at `path`, and etcd when built in and an endpoint is given.
+fn stores(path: &str, sync_interval_ms: u64) -> Vec<(&'static str, StoreConfig)> {
+    let mut stores = vec![(
+        "SQLite",
+        StoreConfig::Sqlite(SqliteStoreConfig {
+            path: path.to_string(),
+            sync_interval_ms,
+            busy_timeout_ms: 2000,
+        }),
+    )];
+    if let (true, Ok(endpoint)) = (cfg!(feature = "etcd"), std::env::var("PGATE_ETCD_ENDPOINT")) {
+        stores.push((
+            "etcd",
+            StoreConfig::Etcd(EtcdStoreConfig {
+                endpoints: vec![endpoint],
+                prefix: format!("/pg-bench/{}-{sync_interval_ms}", std::process::id()),
+                sync_interval_ms,
+            }),
+        ));
+    }
+    stores
+}
+
+fn gate_on(store: &StoreConfig) -> PromotionGateManager {
+    let config = PromotionConfig {
+        gate: "bench".into(),
+        store: Some(store.clone()),
+        ..Default::default()
+    };
+    let slo = SloAdmissionController::new(SloConfig::default()).expect("the default SLO");
+    PromotionGateManager::new(config, slo).expect("a gate on the store")
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos()
+}
+
+/// CPU time the sync threads of this process have used, in nanoseconds.
+fn sync_thread_cpu_ns() -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").expect("procfs") {
+        let dir = task.expect("a task").path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if name.trim() == "pgate-sync" {
+            let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// The reader process: opens the gate, and for each line on stdin waits until its routing
+/// shows the flag state named there, then prints the wall time it saw it.
+fn reader(store: &StoreConfig) {
+    let gate = gate_on(store);
+    let stdout = std::io::stdout();
+    println!("ready");
+    for line in std::io::stdin().lock().lines() {
+        let want_on = line.expect("a line") == "on";
+        while gate.is_feature_enabled("probe") != want_on {
+            std::hint::spin_loop();
+        }
+        let mut out = stdout.lock();
+        writeln!(out, "{}", now_ns()).expect("stdout");
+        out.flush().expect("stdout");
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    if let Ok(store) = std::env::var(READER_ENV) {
+        reader(&serde_json::from_str(&store).expect("a store config"));
+        return;
+    }
+    let benching = std::env::args().any(|a| a == "--bench");
+    let dir = std::env::temp_dir().join(format!("pg-bench-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let path = dir.join("gate.db").to_str().expect("UTF-8").to_string();
+
+    // 1. One idle sync tick: the sync thread's CPU time over many ticks of a fast interval.
+    let tick_ms = 10;
+    let idle_for = if benching {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_millis(100)
+    };
+    let mut ticks_rows = Vec::new();
+    for (name, store) in stores(&path, tick_ms) {
+        let idle = gate_on(&store);
+        let cpu_before = sync_thread_cpu_ns();
+        let start = Instant::now();
+        std::thread::sleep(idle_for);
+        let cpu = sync_thread_cpu_ns() - cpu_before;
+        let ticks = start.elapsed().as_millis() as f64 / tick_ms as f64;
+        drop(idle);
+        ticks_rows.push((name, cpu as f64 / ticks, ticks));
+    }
+
+    // 2. Propagation to another process, at the default interval and a fast one.
+    let changes = if benching { 60 } else { 2 };
+    let mut propagation = Vec::new();
+    for interval in [250u64, 10] {
+        for (name, store) in stores(&path, interval) {
+            propagation.push((name, interval, travel(&store, interval, changes)));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if !benching {
+        return;
+    }
+    println!("| sync tick, nothing changed | CPU per tick (this process) | ticks |");
+    println!("| --- | --- | --- |");
+    for (name, per_tick_ns, ticks) in ticks_rows {
+        println!(
+            "| {name}, `changes_since` on an idle store, every {tick_ms} ms | {:.1} µs | {ticks:.0} |",
+            per_tick_ns / 1e3
+        );
+    }
+    println!("\n| a flag write reaching another process | median | p90 | max | changes |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (name, interval, ms) in propagation {
+        println!(
+            "| {name}, `sync_interval_ms` {interval} | {:.1} ms | {:.1} ms | {:.1} ms | {} |",
+            percentile(&ms, 0.5),
+            percentile(&ms, 0.9),
+            ms[ms.len() - 1],
+            ms.len()
+        );
+    }
+}
+
+/// Times `changes` flag writes from this process until a reader process routes by them, in
+/// milliseconds, sorted.
+fn travel(store: &StoreConfig, interval: u64, changes: usize) -> Vec<f64> {
+    let writer = gate_on(store);
+    let mut child = Command::new(std::env::current_exe().expect("this executable"))
+        .env(
+            READER_ENV,
+            serde_json::to_string(store).expect("a store config"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the reader process");
+    let mut to_child = child.stdin.take().expect("stdin");
+    let mut from_child = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(from_child.next().expect("ready").expect("a line"), "ready");
+    let mut latencies_ms = Vec::new();
+    for i in 0..changes {
+        let on = i % 2 == 0;
+        if on {
+            writer.enable_feature("probe").expect("a write");
+        } else {
+            writer.disable_feature("probe").expect("a write");
+        }
+        let written = now_ns();
+        writeln!(to_child, "{}", if on { "on" } else { "off" }).expect("to the reader");
+        let seen: u128 = from_child
+            .next()
+            .expect("an answer")
+            .expect("a line")
+            .parse()
+            .expect("a time");
+        latencies_ms.push(seen.saturating_sub(written) as f64 / 1e6);
+        // Start the next change at a point of the interval that does not follow the tick.
+        std::thread::sleep(Duration::from_millis(7 + (i as u64 * 13) % interval));
+    }
+    drop(to_child);
+    child.wait().expect("the reader ends");
+    latencies_ms.sort_by(f64::total_cmp);
+    latencies_ms
+}

@@ -1,0 +1,564 @@
+//! Keeping the gate and its state store in step: the stored state a gate opens on, each write
+//! committed before it is published, and a sync thread that applies other processes' writes
+//! and writes a rollback made while the store was unavailable once it answers again.
+//!
+//! Every store call here runs either in a host's own write (promote, flags, rollback,
+//! `swap_config`) or on the sync thread, never on the route or record path: an automatic
+//! rollback decided while recording is published at once and written by the sync thread.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{Shared, WriterState};
+use crate::config::{Environment, PromotionConfig};
+use crate::decision::StageId;
+use crate::error::Error;
+use crate::history::{RollbackEvent, RollbackHistory};
+use crate::release;
+use crate::store::{
+    self, Commit, Guard, StateStore, StoreConfig, StoreError, StoreProblem, StoredRelease,
+    StoredWrite,
+};
+
+/// How a write treats a store that cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Durability {
+    /// Committed before it is published; refused while the store cannot be written.
+    Required,
+    /// Committed before it is published when the store answers; otherwise published at once
+    /// and written by the sync thread when the store is back (a manual rollback).
+    BestEffort,
+    /// Published at once and written by the sync thread, without waiting for the store (an
+    /// automatic rollback, which may be decided on the record path).
+    Deferred,
+}
+
+/// The gate's side of its store: the store, the stored state this process last wrote or read,
+/// and a rollback not yet written.
+#[derive(Debug)]
+pub(super) struct StoreLink {
+    store: Arc<dyn StateStore>,
+    /// The `store` key of the gate's config, put back on every config read from the store.
+    config: StoreConfig,
+    known: Guard,
+    pending: Option<Pending>,
+    /// Wakes the sync thread (to write a pending rollback now).
+    wake: Option<mpsc::Sender<Signal>>,
+    /// Whether the last store call failed; outages are logged once, and their end.
+    down: bool,
+}
+
+/// A rollback published here but not yet in the store.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// Its history event (with the judge's evidence, when automatic).
+    event: Option<RollbackEvent>,
+    /// The stored state it was decided on.
+    decided_on: Guard,
+}
+
+/// A gate opened on a store: the state to start from.
+pub(super) struct Opened {
+    pub(super) link: StoreLink,
+    pub(super) config: PromotionConfig,
+    /// The stored stage: the gate's stage numbers go on from it.
+    pub(super) stage: StageId,
+    pub(super) history: Vec<RollbackEvent>,
+    pub(super) difference: Option<String>,
+}
+
+/// Opens the store `config` names and returns the state to start from: the stored one when
+/// the store holds one for this gate (the static config then only supplies the store key), or
+/// `config`, written as the first state. `None` without a `store` key.
+pub(super) fn open(config: &PromotionConfig) -> Result<Option<Opened>, Error> {
+    let Some(store_config) = &config.store else {
+        return Ok(None);
+    };
+    let store = store::open(store_config, &config.gate)?;
+    for _ in 0..3 {
+        if let Some(state) = store.load()? {
+            let stored = with_store_key(state.release.config.clone(), store_config);
+            let difference = difference(config, &stored);
+            if let Some(difference) = &difference {
+                tracing::warn!(
+                    gate = %config.gate,
+                    store = store.location(),
+                    "promotion.store the stored state wins over the static config: {difference}"
+                );
+            }
+            let history = events(store.as_ref(), &state.history)?;
+            let known = guard_of(&state.release);
+            return Ok(Some(Opened {
+                link: StoreLink::new(store, store_config, known),
+                config: stored,
+                stage: StageId(known.stage.max(1)),
+                history,
+                difference,
+            }));
+        }
+        let first = StoredWrite::new(
+            Guard {
+                version: 0,
+                stage: 0,
+            },
+            1,
+            config,
+            None,
+        );
+        if store.commit(&first)? == Commit::Written {
+            let known = guard_of(&first.release);
+            return Ok(Some(Opened {
+                link: StoreLink::new(store, store_config, known),
+                config: config.clone(),
+                stage: StageId(1),
+                history: Vec::new(),
+                difference: None,
+            }));
+        }
+        // Another process created the state first: read it.
+    }
+    Err(conflict(
+        store.location(),
+        "the stored state kept changing while the gate opened",
+    )
+    .into())
+}
+
+impl StoreLink {
+    fn new(store: Arc<dyn StateStore>, config: &StoreConfig, known: Guard) -> Self {
+        Self {
+            store,
+            config: config.clone(),
+            known,
+            pending: None,
+            wake: None,
+            down: false,
+        }
+    }
+
+    /// Where the store is.
+    pub(super) fn location(&self) -> &str {
+        self.store.location()
+    }
+
+    /// Whether `config` keeps this link's store (a running gate cannot move its state).
+    pub(super) fn check_same_store(
+        &self,
+        config: &PromotionConfig,
+        gate: &str,
+    ) -> Result<(), Error> {
+        if config.store.as_ref() != Some(&self.config) {
+            return Err(crate::ConfigError::new(
+                "store",
+                serde_json::to_string(&config.store).unwrap_or_default(),
+                "the store the gate was opened with: a running gate cannot move its state",
+            )
+            .into());
+        }
+        if config.gate != gate {
+            return Err(crate::ConfigError::new(
+                "gate",
+                format!("{:?}", config.gate),
+                format!("{gate:?}: the gate's name keys its stored state"),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Commits a write of `config` (a new stage when `new_stage`) with `event`, as
+    /// `durability` says. `Ok` means the caller may publish.
+    fn write(
+        &mut self,
+        config: &PromotionConfig,
+        new_stage: bool,
+        event: Option<&RollbackEvent>,
+        durability: Durability,
+    ) -> Result<(), Error> {
+        if durability == Durability::Deferred {
+            self.defer(event);
+            return Ok(());
+        }
+        if self.pending.is_some() {
+            return Err(StoreError::new(
+                self.store.location(),
+                StoreProblem::Unavailable,
+                "a rollback made while the store was unavailable is not written yet; this write waits for it",
+            )
+            .into());
+        }
+        let stage = self.known.stage + u64::from(new_stage);
+        let write = StoredWrite::new(self.known, stage, config, event);
+        match self.store.commit(&write) {
+            Ok(Commit::Written) => {
+                self.known = guard_of(&write.release);
+                self.came_back();
+                Ok(())
+            }
+            Ok(Commit::Conflict { found }) => Err(conflict(
+                self.store.location(),
+                format!(
+                    "another process wrote first (stored version {}, this write was decided on {})",
+                    found.map_or(0, |g| g.version),
+                    self.known.version
+                ),
+            )
+            .into()),
+            Err(error) => {
+                self.went_down(&error);
+                if durability == Durability::BestEffort {
+                    self.defer(event);
+                    Ok(())
+                } else {
+                    Err(error.into())
+                }
+            }
+        }
+    }
+
+    fn defer(&mut self, event: Option<&RollbackEvent>) {
+        self.pending = Some(Pending {
+            event: event.cloned(),
+            decided_on: self.known,
+        });
+        if let Some(wake) = &self.wake {
+            let _ = wake.send(Signal::Wake);
+        }
+    }
+
+    fn went_down(&mut self, error: &StoreError) {
+        if !self.down {
+            tracing::error!(%error, "promotion.store unavailable: routing goes on from the last snapshot, promotions are refused");
+            self.down = true;
+        }
+    }
+
+    fn came_back(&mut self) {
+        if self.down {
+            tracing::info!(
+                store = self.store.location(),
+                "promotion.store available again"
+            );
+            self.down = false;
+        }
+    }
+}
+
+/// What the store says has changed since a known state, to apply under the writer lock.
+struct CatchUp {
+    /// The state the catch-up was computed from; applied only if it is still the known one.
+    from: Guard,
+    release: StoredRelease,
+    /// Events to add to the history, oldest first.
+    events: Vec<RollbackEvent>,
+    /// Whether `events` is the whole history (it replaces the local one).
+    whole_history: bool,
+    /// Whether the local gate starts a new stage.
+    new_stage: bool,
+    /// Whether the pending rollback is now settled (written, or overtaken by another write).
+    settles_pending: bool,
+}
+
+impl CatchUp {
+    /// Follows the stored `state` read after `from`: its history is the whole history when
+    /// `settles_pending` (a pending rollback yields to it), else the events since `from`.
+    fn following(
+        store: &dyn StateStore,
+        from: Guard,
+        state: store::StoredState,
+        settles_pending: bool,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            from,
+            new_stage: state.release.stage != from.stage,
+            events: events(store, &state.history)?,
+            release: state.release,
+            whole_history: settles_pending,
+            settles_pending,
+        })
+    }
+}
+
+/// Reads what changed in the store since `from`, writing `pending` first if there is one.
+/// Store I/O only: no lock held.
+fn catch_up(
+    store: &dyn StateStore,
+    from: Guard,
+    pending: Option<&Pending>,
+) -> Result<Option<CatchUp>, StoreError> {
+    let Some(pending) = pending else {
+        let Some(state) = store.changes_since(from.version)? else {
+            return Ok(None);
+        };
+        return CatchUp::following(store, from, state, false).map(Some);
+    };
+    for _ in 0..4 {
+        let state = store.load()?.ok_or_else(|| {
+            StoreError::new(
+                store.location(),
+                StoreProblem::NotOurs,
+                "the gate's stored state is gone",
+            )
+        })?;
+        let rolled_back_since = state
+            .history
+            .iter()
+            .any(|e| e.version > pending.decided_on.version && e.rolled_back == "release");
+        if rolled_back_since || state.release.config.environment == Environment::Production {
+            // Another write settled the release first: follow it, and drop ours.
+            return CatchUp::following(store, from, state, true).map(Some);
+        }
+        let stored = guard_of(&state.release);
+        let config = release::rolled_back(&state.release.config);
+        let write = StoredWrite::new(stored, stored.stage + 1, &config, pending.event.as_ref());
+        if store.commit(&write)? == Commit::Written {
+            let mut history = events(store, &state.history)?;
+            history.extend(pending.event.clone());
+            return Ok(Some(CatchUp {
+                from,
+                // The local gate started the rollback's stage when it published it.
+                new_stage: false,
+                events: history,
+                release: write.release,
+                whole_history: true,
+                settles_pending: true,
+            }));
+        }
+    }
+    Err(conflict(
+        store.location(),
+        "the stored state kept changing while a rollback was written",
+    ))
+}
+
+impl Shared {
+    /// Commits a write to the store (when there is one) as `durability` says, then records
+    /// `event` and publishes `config`. Called with the writer lock held; on error nothing
+    /// changed.
+    pub(super) fn commit(
+        &self,
+        writer: &mut WriterState,
+        config: PromotionConfig,
+        new_stage: bool,
+        event: Option<RollbackEvent>,
+        durability: Durability,
+    ) -> Result<(), Error> {
+        // Built first: a config the gate cannot publish (no flag set number left) is never
+        // stored.
+        let bound = config.max_rollback_history;
+        let snapshot = self.prepare(writer, config, new_stage)?;
+        if let Some(link) = writer.store.as_mut() {
+            link.write(&snapshot.config, new_stage, event.as_ref(), durability)?;
+        }
+        self.install(snapshot);
+        if let Some(event) = event {
+            super::writes::log_dropped(writer.history.push(event, bound));
+        }
+        Ok(())
+    }
+
+    /// Brings the gate up to the store's state, under the writer lock (a host's write that
+    /// lost a race calls it before trying again).
+    pub(super) fn catch_up_locked(&self, writer: &mut WriterState) -> Result<(), Error> {
+        let Some(link) = writer.store.as_mut() else {
+            return Ok(());
+        };
+        match catch_up(link.store.as_ref(), link.known, link.pending.as_ref()) {
+            Ok(Some(update)) => {
+                self.apply(writer, update);
+                Ok(())
+            }
+            Ok(None) => {
+                link.came_back();
+                Ok(())
+            }
+            Err(error) => {
+                link.went_down(&error);
+                Err(error.into())
+            }
+        }
+    }
+
+    /// One tick of the sync thread: the store I/O without the writer lock, then the result
+    /// applied under it (if no write moved the gate meanwhile).
+    fn sync_once(&self) {
+        let (store, from, pending) = {
+            let writer = self.lock_writer();
+            let Some(link) = writer.store.as_ref() else {
+                return;
+            };
+            (Arc::clone(&link.store), link.known, link.pending.clone())
+        };
+        let result = catch_up(store.as_ref(), from, pending.as_ref());
+        let mut writer = self.lock_writer();
+        match result {
+            Ok(Some(update)) => self.apply(&mut writer, update),
+            Ok(None) => {
+                if let Some(link) = writer.store.as_mut() {
+                    link.came_back();
+                }
+            }
+            Err(error) => {
+                if let Some(link) = writer.store.as_mut() {
+                    link.went_down(&error);
+                }
+            }
+        }
+    }
+
+    /// Applies a catch-up: the stored release becomes the gate's, its events join the
+    /// history, and a snapshot is published if routing changes.
+    fn apply(&self, writer: &mut WriterState, update: CatchUp) {
+        let Some(link) = writer.store.as_mut() else {
+            return;
+        };
+        if link.known != update.from {
+            return; // a host's write moved the gate meanwhile; the next tick looks again
+        }
+        link.came_back();
+        if update.settles_pending {
+            link.pending = None;
+        }
+        link.known = guard_of(&update.release);
+        let config = with_store_key(update.release.config, &link.config);
+        if update.whole_history {
+            writer.history = RollbackHistory::default();
+        }
+        for event in update.events {
+            super::writes::log_dropped(writer.history.push(event, config.max_rollback_history));
+        }
+        let current = self.current.load_full();
+        if update.new_stage || current.config != config {
+            tracing::info!(from = %current.config.environment, to = %config.environment, "promotion.store applies a write from the store");
+            if let Err(error) = self.publish(writer, config, update.new_stage) {
+                tracing::error!(%error, "promotion.store cannot publish the stored state; routing stays on the last snapshot");
+            }
+        }
+    }
+}
+
+/// What the gate tells its sync thread.
+#[derive(Debug)]
+enum Signal {
+    /// A rollback waits to be written: try now.
+    Wake,
+    /// The gate is dropped.
+    Stop,
+}
+
+/// The thread that applies other processes' writes every sync interval (and writes a pending
+/// rollback as soon as it can). Stopped and joined when the gate is dropped.
+#[derive(Debug)]
+pub(super) struct SyncThread {
+    signals: mpsc::Sender<Signal>,
+    thread: Option<JoinHandle<()>>,
+    /// Tells the store's watch thread, if it has one, to end.
+    stop_watch: Arc<AtomicBool>,
+}
+
+impl SyncThread {
+    pub(super) fn start(shared: &Arc<Shared>, interval: Duration) -> Result<Self, Error> {
+        let (signals, inbox) = mpsc::channel();
+        let stop_watch = Arc::new(AtomicBool::new(false));
+        if let Some(link) = shared.lock_writer().store.as_mut() {
+            link.wake = Some(signals.clone());
+            let wake = signals.clone();
+            link.store.watch(
+                Box::new(move || {
+                    let _ = wake.send(Signal::Wake);
+                }),
+                Arc::clone(&stop_watch),
+            );
+        }
+        let weak: Weak<Shared> = Arc::downgrade(shared);
+        let thread = std::thread::Builder::new()
+            .name("pgate-sync".into())
+            .spawn(move || {
+                loop {
+                    match inbox.recv_timeout(interval) {
+                        Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                        Ok(Signal::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                    }
+                    let Some(shared) = weak.upgrade() else {
+                        return;
+                    };
+                    shared.sync_once();
+                }
+            })
+            .map_err(|e| {
+                StoreError::new(
+                    "sync thread",
+                    StoreProblem::Unavailable,
+                    format!("cannot start: {e}"),
+                )
+            })?;
+        Ok(Self {
+            signals,
+            thread: Some(thread),
+            stop_watch,
+        })
+    }
+}
+
+impl Drop for SyncThread {
+    fn drop(&mut self) {
+        self.stop_watch.store(true, Ordering::Relaxed);
+        let _ = self.signals.send(Signal::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn guard_of(release: &StoredRelease) -> Guard {
+    Guard {
+        version: release.version,
+        stage: release.stage,
+    }
+}
+
+fn with_store_key(mut config: PromotionConfig, store: &StoreConfig) -> PromotionConfig {
+    config.store = Some(store.clone());
+    config
+}
+
+fn conflict(location: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::new(location, StoreProblem::Conflict, detail)
+}
+
+fn events(
+    store: &dyn StateStore,
+    stored: &[store::StoredEvent],
+) -> Result<Vec<RollbackEvent>, StoreError> {
+    stored
+        .iter()
+        .map(|e| {
+            e.to_event()
+                .map_err(|why| StoreError::new(store.location(), StoreProblem::NotOurs, why))
+        })
+        .collect()
+}
+
+/// The fields in which the static config differs from the stored one, as
+/// `field: static X, stored Y`, or `None` when they agree.
+fn difference(static_config: &PromotionConfig, stored: &PromotionConfig) -> Option<String> {
+    let as_map = |config: &PromotionConfig| match serde_json::to_value(config) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (ours, theirs) = (as_map(static_config), as_map(stored));
+    let differences: Vec<String> = ours
+        .iter()
+        .filter(|(field, value)| theirs.get(*field) != Some(*value))
+        .map(|(field, value)| {
+            let stored = theirs
+                .get(field)
+                .map_or("none".to_string(), |v| v.to_string());
+            format!("{field}: static {value}, stored {stored}")
+        })
+        .collect();
+    (!differences.is_empty()).then(|| differences.join("; "))
+}

@@ -1,0 +1,336 @@
+//! The etcd store: a fleet's gates share one key prefix of an etcd cluster, through etcd's
+//! JSON gateway (`/v3/kv/range`, `/v3/kv/txn`, `/v3/watch`) over plain HTTP. A write is one
+//! transaction whose compare is the release key's revision as read with the guard checked; a
+//! watch on the release key wakes the sync thread at once. The key layout is in
+//! `docs/store.md`.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::{
+    Commit, EtcdStoreConfig, Guard, SCHEMA_VERSION, StateStore, StoreError, StoreProblem,
+    StoredEvent, StoredRelease, StoredState, StoredWrite,
+};
+
+/// How long one request may take before the store counts as unavailable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one watch request lives before it is made again (and the stop flag looked at).
+const WATCH_SPAN: Duration = Duration::from_secs(1);
+
+/// A gate's state under one etcd key prefix.
+#[derive(Debug)]
+pub(crate) struct EtcdStore {
+    location: String,
+    endpoints: Vec<String>,
+    prefix: String,
+    agent: ureq::Agent,
+}
+
+/// A key's value and the revision that last changed it.
+struct Found {
+    value: Vec<u8>,
+    mod_revision: String,
+}
+
+impl EtcdStore {
+    /// Connects to the cluster and checks (or writes) the prefix's schema version.
+    pub(crate) fn open(config: &EtcdStoreConfig) -> Result<Self, StoreError> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let store = Self {
+            location: format!("{} {}", config.endpoints.join(","), config.prefix),
+            endpoints: config.endpoints.clone(),
+            prefix: config.prefix.clone(),
+            agent,
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}/{suffix}", self.prefix)
+    }
+
+    fn history_key(&self, version: u64) -> String {
+        self.key(&format!("history/{version:020}"))
+    }
+
+    /// The end of the history keys' range: `history0` follows every `history/...` key.
+    fn history_end(&self) -> String {
+        self.key("history0")
+    }
+
+    fn error(&self, problem: StoreProblem, detail: impl std::fmt::Display) -> StoreError {
+        StoreError::new(self.location.clone(), problem, detail)
+    }
+
+    /// POSTs `body` to `path` on the first endpoint that answers.
+    fn call(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
+        let mut last = String::new();
+        for endpoint in &self.endpoints {
+            let url = format!("{endpoint}{path}");
+            match self.agent.post(&url).send(body.to_string()) {
+                Ok(mut response) => {
+                    let status = response.status();
+                    let text = response.body_mut().read_to_string().map_err(|e| {
+                        self.error(StoreProblem::Unavailable, format!("{url}: {e}"))
+                    })?;
+                    if !status.is_success() {
+                        return Err(self.error(
+                            StoreProblem::Unavailable,
+                            format!("{url}: HTTP {status}: {text}"),
+                        ));
+                    }
+                    return serde_json::from_str(&text).map_err(|e| {
+                        self.error(StoreProblem::NotOurs, format!("{url}: not JSON: {e}"))
+                    });
+                }
+                Err(e) => last = format!("{url}: {e}"),
+            }
+        }
+        Err(self.error(StoreProblem::Unavailable, last))
+    }
+
+    /// Reads one key, at `revision` if given; returns it and the response's revision.
+    fn get(
+        &self,
+        key: &str,
+        revision: Option<&str>,
+    ) -> Result<(Option<Found>, String), StoreError> {
+        let mut body = json!({ "key": BASE64.encode(key) });
+        if let Some(revision) = revision {
+            body["revision"] = json!(revision);
+        }
+        let response = self.call("/v3/kv/range", &body)?;
+        let revision = text_of(&response["header"]["revision"]);
+        let found = match response["kvs"].as_array().and_then(|kvs| kvs.first()) {
+            Some(kv) => Some(Found {
+                value: self.decode(&kv["value"])?,
+                mod_revision: text_of(&kv["mod_revision"]),
+            }),
+            None => None,
+        };
+        Ok((found, revision))
+    }
+
+    fn decode(&self, value: &Value) -> Result<Vec<u8>, StoreError> {
+        BASE64
+            .decode(value.as_str().unwrap_or(""))
+            .map_err(|e| self.error(StoreProblem::NotOurs, format!("a value not in base64: {e}")))
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let key = self.key("schema");
+        for _ in 0..3 {
+            let (found, _) = self.get(&key, None)?;
+            if let Some(found) = found {
+                let text = String::from_utf8_lossy(&found.value);
+                if text.trim() == SCHEMA_VERSION.to_string() {
+                    return Ok(());
+                }
+                return Err(self.error(
+                    StoreProblem::NotOurs,
+                    format!("{key} = {text:?} (this build reads schema {SCHEMA_VERSION})"),
+                ));
+            }
+            let created = self.call(
+                "/v3/kv/txn",
+                &json!({
+                    "compare": [{"key": BASE64.encode(&key), "target": "VERSION", "result": "EQUAL", "version": "0"}],
+                    "success": [{"request_put": {"key": BASE64.encode(&key), "value": BASE64.encode(SCHEMA_VERSION.to_string())}}],
+                }),
+            )?;
+            if created["succeeded"].as_bool() == Some(true) {
+                return Ok(());
+            }
+        }
+        Err(self.error(StoreProblem::Conflict, "the schema key kept changing"))
+    }
+
+    /// The history keys a write must delete to keep `history_bound` events, oldest first.
+    fn history_to_trim(&self, write: &StoredWrite) -> Result<Vec<String>, StoreError> {
+        let response = self.call(
+            "/v3/kv/range",
+            &json!({
+                "key": BASE64.encode(self.key("history/")),
+                "range_end": BASE64.encode(self.history_end()),
+                "keys_only": true,
+            }),
+        )?;
+        let mut keys = Vec::new();
+        for kv in response["kvs"].as_array().into_iter().flatten() {
+            keys.push(String::from_utf8_lossy(&self.decode(&kv["key"])?).into_owned());
+        }
+        let total = keys.len() + usize::from(write.event.is_some());
+        let excess = total.saturating_sub(write.history_bound.max(1));
+        keys.truncate(excess);
+        Ok(keys)
+    }
+
+    fn release(&self, found: &Found) -> Result<StoredRelease, StoreError> {
+        serde_json::from_slice(&found.value).map_err(|e| {
+            self.error(
+                StoreProblem::NotOurs,
+                format!("{}: {e}", self.key("release")),
+            )
+        })
+    }
+}
+
+impl StateStore for EtcdStore {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn changes_since(&self, version: u64) -> Result<Option<StoredState>, StoreError> {
+        let (found, revision) = self.get(&self.key("release"), None)?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let release = self.release(&found)?;
+        if release.version <= version {
+            return Ok(None);
+        }
+        // The history at the same revision as the release.
+        let response = self.call(
+            "/v3/kv/range",
+            &json!({
+                "key": BASE64.encode(self.history_key(version + 1)),
+                "range_end": BASE64.encode(self.history_end()),
+                "revision": revision,
+            }),
+        )?;
+        let mut history = Vec::new();
+        for kv in response["kvs"].as_array().into_iter().flatten() {
+            let value = self.decode(&kv["value"])?;
+            let event: StoredEvent = serde_json::from_slice(&value)
+                .map_err(|e| self.error(StoreProblem::NotOurs, format!("a history event: {e}")))?;
+            history.push(event);
+        }
+        Ok(Some(StoredState { release, history }))
+    }
+
+    fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError> {
+        let release_key = self.key("release");
+        for _ in 0..5 {
+            let (found, _) = self.get(&release_key, None)?;
+            let stored = match &found {
+                Some(found) => {
+                    let release = self.release(found)?;
+                    Some(Guard {
+                        version: release.version,
+                        stage: release.stage,
+                    })
+                }
+                None => None,
+            };
+            let expected = (write.guard.version != 0).then_some(write.guard);
+            if stored != expected {
+                return Ok(Commit::Conflict { found: stored });
+            }
+            // The guard holds for the release as read: write only if it is still that one.
+            let compare = match &found {
+                Some(found) => {
+                    json!({"key": BASE64.encode(&release_key), "target": "MOD", "result": "EQUAL", "mod_revision": found.mod_revision})
+                }
+                None => {
+                    json!({"key": BASE64.encode(&release_key), "target": "VERSION", "result": "EQUAL", "version": "0"})
+                }
+            };
+            let release = serde_json::to_vec(&write.release)
+                .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
+            let mut success = vec![put(&release_key, &release)];
+            if let Some(event) = &write.event {
+                let value = serde_json::to_vec(event)
+                    .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
+                success.push(put(&self.history_key(event.version), &value));
+            }
+            for key in self.history_to_trim(write)? {
+                success.push(json!({"request_delete_range": {"key": BASE64.encode(key)}}));
+            }
+            let response = self.call(
+                "/v3/kv/txn",
+                &json!({"compare": [compare], "success": success}),
+            )?;
+            if response["succeeded"].as_bool() == Some(true) {
+                return Ok(Commit::Written);
+            }
+            // Another writer committed between the read and the transaction: look again.
+        }
+        Err(self.error(
+            StoreProblem::Conflict,
+            "the release key kept changing under this write",
+        ))
+    }
+
+    fn watch(&self, wake: Box<dyn Fn() + Send>, stop: Arc<AtomicBool>) {
+        let agent = self.agent.clone();
+        let endpoints = self.endpoints.clone();
+        let key = BASE64.encode(self.key("release"));
+        let spawned = std::thread::Builder::new()
+            .name("pgate-watch".into())
+            .spawn(move || {
+                let mut next = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let endpoint = &endpoints[next % endpoints.len()];
+                    next += 1;
+                    let request = json!({"create_request": {"key": key}});
+                    let response = agent
+                        .post(format!("{endpoint}/v3/watch"))
+                        .config()
+                        .timeout_global(Some(WATCH_SPAN))
+                        .build()
+                        .send(request.to_string());
+                    let Ok(mut response) = response else {
+                        std::thread::sleep(WATCH_SPAN);
+                        continue;
+                    };
+                    let reader = BufReader::new(response.body_mut().as_reader());
+                    for line in reader.lines() {
+                        let Ok(line) = line else { break };
+                        let Ok(message) = serde_json::from_str::<Value>(&line) else {
+                            continue;
+                        };
+                        if message["result"]["events"]
+                            .as_array()
+                            .is_some_and(|events| !events.is_empty())
+                        {
+                            wake();
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                    }
+                    // A span ended (or the stream broke): the sync interval's read catches
+                    // anything written between two watches.
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(store = %self.location, "promotion.store no watch thread ({e}): changes arrive at the sync interval");
+        }
+    }
+}
+
+fn put(key: &str, value: &[u8]) -> Value {
+    json!({"request_put": {"key": BASE64.encode(key), "value": BASE64.encode(value)}})
+}
+
+/// etcd's JSON gateway writes 64-bit numbers as strings, and leaves zeros out.
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => "0".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

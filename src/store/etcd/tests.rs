@@ -1,0 +1,147 @@
+//! Against a real etcd: `PGATE_ETCD_ENDPOINT` (set by `.ci/etcd`). Without it the tests say so
+//! loudly and pass, except in CI (`CI=true`), where a missing etcd fails them.
+
+use super::*;
+use crate::config::Environment;
+use crate::store::testing::{commit_on_top, config, rollback_event as event};
+use std::time::SystemTime;
+
+/// The endpoint, or `None` (outside CI only) after saying loudly that the test did not run.
+pub(crate) fn endpoint(test: &str) -> Option<String> {
+    match std::env::var("PGATE_ETCD_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
+        _ => {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "{test}: CI must run the etcd tests: start etcd with .ci/etcd (PGATE_ETCD_ENDPOINT is not set)"
+            );
+            eprintln!(
+                "!!! {test}: NOT RUN: no etcd (set PGATE_ETCD_ENDPOINT, e.g. with `.ci/etcd -- cargo test --features etcd`)"
+            );
+            None
+        }
+    }
+}
+
+fn settings(endpoint: &str, name: &str) -> EtcdStoreConfig {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    EtcdStoreConfig {
+        endpoints: vec![endpoint.to_string()],
+        prefix: format!("/pg-test/{name}-{}-{nanos}", std::process::id()),
+        sync_interval_ms: 1000,
+    }
+}
+
+#[test]
+fn a_state_survives_reopening_and_stale_guards_write_nothing() {
+    let Some(endpoint) = endpoint("etcd reopen") else {
+        return;
+    };
+    let settings = settings(&endpoint, "reopen");
+    let store = EtcdStore::open(&settings).unwrap();
+    assert_eq!(store.load().unwrap(), None);
+    let first = StoredWrite::new(
+        Guard {
+            version: 0,
+            stage: 0,
+        },
+        1,
+        &config(Environment::Canary {
+            traffic_percent: 10.0,
+        }),
+        None,
+    );
+    assert_eq!(store.commit(&first).unwrap(), Commit::Written);
+    assert_eq!(
+        store.commit(&first).unwrap(),
+        Commit::Conflict {
+            found: Some(Guard {
+                version: 1,
+                stage: 1
+            })
+        }
+    );
+    let rollback = StoredWrite::new(
+        Guard {
+            version: 1,
+            stage: 1,
+        },
+        2,
+        &config(Environment::Production),
+        Some(&event("bad deploy")),
+    );
+    assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
+    let before = store.load().unwrap().unwrap();
+    drop(store);
+    let reopened = EtcdStore::open(&settings).unwrap();
+    let after = reopened.load().unwrap().unwrap();
+    assert_eq!(after, before);
+    assert_eq!(after.release.config.environment, Environment::Production);
+    assert_eq!(after.history[0].to_event().unwrap(), event("bad deploy"));
+    assert_eq!(reopened.changes_since(2).unwrap(), None);
+}
+
+#[test]
+fn concurrent_writers_lose_nothing_and_the_history_keeps_its_bound() {
+    let Some(endpoint) = endpoint("etcd concurrent writers") else {
+        return;
+    };
+    let settings = settings(&endpoint, "cas");
+    std::thread::scope(|scope| {
+        for w in 0..3 {
+            let settings = &settings;
+            scope.spawn(move || {
+                let store = EtcdStore::open(settings).unwrap();
+                for i in 0..8 {
+                    commit_on_top(&store, &format!("w{w}-{i}"), 100);
+                }
+            });
+        }
+    });
+    let store = EtcdStore::open(&settings).unwrap();
+    let state = store.load().unwrap().unwrap();
+    assert_eq!(state.release.version, 24);
+    let mut reasons: Vec<_> = state.history.iter().map(|e| e.reason.clone()).collect();
+    reasons.sort();
+    let mut expected: Vec<_> = (0..3)
+        .flat_map(|w| (0..8).map(move |i| format!("w{w}-{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(reasons, expected);
+    // A smaller bound trims the oldest events in the same transaction.
+    commit_on_top(&store, "last", 5);
+    let state = store.load().unwrap().unwrap();
+    let versions: Vec<_> = state.history.iter().map(|e| e.version).collect();
+    assert_eq!(versions, [21, 22, 23, 24, 25]);
+}
+
+#[test]
+fn a_foreign_schema_and_an_unreachable_cluster_are_errors_naming_the_store() {
+    let Some(endpoint) = endpoint("etcd foreign schema") else {
+        return;
+    };
+    let settings = settings(&endpoint, "foreign");
+    let store = EtcdStore::open(&settings).unwrap();
+    let key = store.key("schema");
+    store
+        .call(
+            "/v3/kv/put",
+            &json!({"key": BASE64.encode(&key), "value": BASE64.encode("7")}),
+        )
+        .unwrap();
+    let err = EtcdStore::open(&settings).unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    assert!(err.to_string().contains(&settings.prefix), "{err}");
+
+    let nowhere = EtcdStoreConfig {
+        endpoints: vec!["http://127.0.0.1:9".into()],
+        ..settings
+    };
+    let err = EtcdStore::open(&nowhere).unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::Unavailable, "{err}");
+    assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
+}

@@ -1,0 +1,58 @@
+//! Helpers of the backends' tests: a history event, a config, and a write committed on top of
+//! whatever is stored.
+
+use super::{Commit, Guard, StateStore, StoredWrite};
+use crate::config::{Environment, PromotionConfig};
+use crate::history::{RollbackEvent, RollbackTrigger, RolledBack};
+use std::time::{Duration, SystemTime};
+
+/// A manual rollback of Canary{5} for `reason`.
+pub(crate) fn rollback_event(reason: &str) -> RollbackEvent {
+    RollbackEvent {
+        rolled_back: RolledBack::Release,
+        feature: "Canary{5}".into(),
+        reason: reason.into(),
+        timestamp: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_234_567_891),
+        environment: Environment::Canary {
+            traffic_percent: 5.0,
+        },
+        trigger: RollbackTrigger::Manual,
+        evidence: None,
+    }
+}
+
+/// The default config in `environment`.
+pub(crate) fn config(environment: Environment) -> PromotionConfig {
+    PromotionConfig {
+        environment,
+        ..Default::default()
+    }
+}
+
+/// Commits one write recording `reason` on top of whatever is stored (keeping `bound`
+/// events), retrying on conflict; returns the number of conflicts seen.
+pub(crate) fn commit_on_top(store: &dyn StateStore, reason: &str, bound: usize) -> u64 {
+    let mut conflicts = 0;
+    loop {
+        let guard = store.load().unwrap().map_or(
+            Guard {
+                version: 0,
+                stage: 0,
+            },
+            |s| Guard {
+                version: s.release.version,
+                stage: s.release.stage,
+            },
+        );
+        let mut next = config(Environment::Canary {
+            traffic_percent: (guard.version % 100) as f64,
+        });
+        next.max_rollback_history = bound;
+        let event = rollback_event(reason);
+        let write = StoredWrite::new(guard, guard.stage + 1, &next, Some(&event));
+        match store.commit(&write).unwrap() {
+            Commit::Written => return conflicts,
+            Commit::Conflict { .. } => conflicts += 1,
+        }
+    }
+}

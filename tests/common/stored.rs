@@ -1,0 +1,127 @@
+//! Helpers of the state store tests (SQLite and etcd): polling for another gate's write,
+//! failing a canary, the race between a rollback and a ramp, and a store that cannot be written.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a broken expectation is a failed test"
+)]
+
+use promotion_gates::{Environment, Error, PromotionGateManager, StoreProblem};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// Polls until `done`, for at most 5 s: a bound for correctness, not a measure of speed
+/// (`benches/store.rs` measures how fast a change travels).
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "not within 5 s: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Records failures for canary requests (and successes for stable ones) until the gate rolls
+/// back by itself.
+pub fn fail_the_canary(gate: &PromotionGateManager) {
+    for i in 0..100_000 {
+        let decision = gate.route_request(&format!("user-{i}"));
+        let canary = decision.is_canary;
+        gate.record_outcome(&decision, !canary, Duration::from_millis(5));
+        if gate.environment() == Environment::Production {
+            return;
+        }
+    }
+    panic!("the failing canary was never rolled back");
+}
+
+/// Whether any of 2000 probe ids routes to the canary.
+pub fn routes_to_canary(gate: &PromotionGateManager) -> bool {
+    (0..2000).any(|i| gate.route_request(&format!("probe-{i}")).is_canary)
+}
+
+/// Two gates on one store, at Canary{10}: one rolls back while the other ramps down to 5 %, at
+/// the same moment. The rollback always lands (a lost race is decided again on the winner's
+/// state); the ramp lands when it went first, and after the rollback it is refused (never
+/// turned into a new rollout from Production). Both converge on Production with one event.
+pub fn race_a_rollback_against_a_ramp(gates: &[PromotionGateManager; 2]) {
+    let barrier = Barrier::new(2);
+    let (rollback, ramp) = std::thread::scope(|s| {
+        let rollback = s.spawn(|| {
+            barrier.wait();
+            gates[0].rollback("race")
+        });
+        let ramp = s.spawn(|| {
+            barrier.wait();
+            gates[1].promote(Environment::Canary {
+                traffic_percent: 5.0,
+            })
+        });
+        (rollback.join(), ramp.join())
+    });
+    assert!(matches!(rollback, Ok(Ok(()))), "{rollback:?}");
+    match ramp {
+        Ok(Ok(()) | Err(Error::Promotion(_))) => {}
+        Ok(Err(Error::Store(e))) => assert_eq!(e.problem(), StoreProblem::Conflict, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    eventually("both gates converge", || {
+        gates[0].environment() == gates[1].environment()
+            && gates[0].rollback_history() == gates[1].rollback_history()
+    });
+    assert_eq!(gates[1].environment(), Environment::Production);
+    assert_eq!(gates[0].rollback_history().len(), 1);
+}
+
+/// The etcd endpoint of `.ci/etcd`, or `None` after saying loudly that `test` did not run
+/// (outside CI only: with `CI=true` a missing etcd fails the test).
+pub fn etcd_endpoint(test: &str) -> Option<String> {
+    match std::env::var("PGATE_ETCD_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
+        _ => {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "{test}: CI must run the etcd tests: start etcd with .ci/etcd (PGATE_ETCD_ENDPOINT is not set)"
+            );
+            eprintln!(
+                "!!! {test}: NOT RUN: no etcd (set PGATE_ETCD_ENDPOINT, e.g. with `.ci/etcd -- cargo test --features etcd`)"
+            );
+            None
+        }
+    }
+}
+
+/// On a gate at Canary{10} whose store at `location` cannot be written: routing goes on, a
+/// promotion is refused with an error naming the store and changes nothing, a rollback happens
+/// at once, and a promotion then waits for that rollback to be written.
+pub fn roll_back_while_the_store_is_unavailable(gate: &PromotionGateManager, location: &str) {
+    assert!(routes_to_canary(gate));
+    let err = gate
+        .promote(Environment::Canary {
+            traffic_percent: 5.0,
+        })
+        .unwrap_err();
+    let Error::Store(store_err) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(store_err.problem(), StoreProblem::Unavailable, "{err}");
+    assert!(err.to_string().contains(location), "{err}");
+    let canary = Environment::Canary {
+        traffic_percent: 10.0,
+    };
+    assert_eq!(gate.environment(), canary);
+
+    gate.rollback("the store is unavailable, the canary is bad")
+        .unwrap();
+    assert_eq!(gate.environment(), Environment::Production);
+    assert!(!routes_to_canary(gate));
+    let err = gate
+        .promote(Environment::Canary {
+            traffic_percent: 1.0,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("not written yet"), "{err}");
+}

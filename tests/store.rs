@@ -1,0 +1,409 @@
+//! Gates on a SQLite state store, through the public API: restart, several gates and several
+//! real processes on one file, lost races, and the store's faults (locked, killed mid-write,
+//! corrupt). Waits for another process's write are bounded polls (a correctness bound, many
+//! times the sync interval); how fast a change travels is measured by `benches/store.rs`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a broken expectation is a failed test"
+)]
+
+mod common;
+
+use common::stored::{
+    eventually, fail_the_canary, race_a_rollback_against_a_ramp,
+    roll_back_while_the_store_is_unavailable, routes_to_canary,
+};
+use promotion_gates::{
+    Environment, Error, PromotionConfig, PromotionGateManager, RollbackTrigger,
+    SloAdmissionController, SloConfig, StoreProblem,
+};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+/// A directory of its own, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "pg-store-{name}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn db(&self) -> String {
+        self.0.join("gate.db").to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const SYNC_MS: u64 = 20;
+
+/// The config document every process of a test opens the gate with.
+fn document(path: &str, percent: f64, busy_timeout_ms: u64) -> String {
+    format!(
+        r#"{{"gate": "checkout", "environment": {{"canary": {{"traffic_percent": {percent}}}}},
+            "feature_flags": ["checkout_v2"],
+            "store": {{"sqlite": {{"path": {path:?}, "sync_interval_ms": {SYNC_MS}, "busy_timeout_ms": {busy_timeout_ms}}}}}}}"#
+    )
+}
+
+fn open_with(
+    path: &str,
+    percent: f64,
+    busy_timeout_ms: u64,
+) -> Result<PromotionGateManager, Error> {
+    let config = PromotionConfig::from_json(&document(path, percent, busy_timeout_ms))?;
+    PromotionGateManager::new(config, SloAdmissionController::new(SloConfig::default())?)
+}
+
+fn open(path: &str) -> PromotionGateManager {
+    open_with(path, 10.0, 5000).unwrap()
+}
+
+#[test]
+fn a_rolled_back_canary_stays_rolled_back_after_a_restart() {
+    let dir = Scratch::new("restart");
+    let path = dir.db();
+    let gate = open(&path);
+    assert_eq!(gate.stored_state_difference(), None);
+    gate.promote(Environment::Canary {
+        traffic_percent: 5.0,
+    })
+    .unwrap(); // ramping down: ungated
+    gate.rollback("bad deploy").unwrap();
+    let history = gate.rollback_history();
+    let stage = gate.stage();
+    let config = gate.config();
+    drop(gate);
+
+    let reopened = open(&path);
+    assert_eq!(reopened.environment(), Environment::Production);
+    assert!(!reopened.is_feature_enabled("checkout_v2"));
+    assert_eq!(reopened.rollback_history(), history);
+    assert_eq!(reopened.stage(), stage);
+    assert_eq!(reopened.config(), config);
+    assert!(!routes_to_canary(&reopened));
+    // The static document still says Canary{10} with a flag: reported, not applied.
+    let difference = reopened.stored_state_difference().unwrap();
+    assert!(difference.contains("environment: static"), "{difference}");
+    assert!(difference.contains("feature_flags"), "{difference}");
+}
+
+#[test]
+fn a_new_rollout_is_explicit_and_reaches_every_gate() {
+    let dir = Scratch::new("new-rollout");
+    let path = dir.db();
+    let first = open(&path);
+    first.rollback("bad deploy").unwrap();
+    let second = open(&path);
+    assert_eq!(second.environment(), Environment::Production);
+    // A new rollout from Production (ungated), or an operator's swap_config.
+    second
+        .promote(Environment::Canary {
+            traffic_percent: 1.0,
+        })
+        .unwrap();
+    eventually("the first gate follows the new rollout", || {
+        first.environment()
+            == Environment::Canary {
+                traffic_percent: 1.0,
+            }
+    });
+    let mut next = second.config();
+    next.environment = Environment::Canary {
+        traffic_percent: 20.0,
+    };
+    next.feature_flags = vec!["checkout_v3".into()];
+    second.swap_config(next).unwrap();
+    eventually("the first gate follows swap_config", || {
+        first.is_feature_enabled("checkout_v3")
+    });
+    assert_eq!(first.config(), second.config());
+}
+
+#[test]
+fn swap_config_cannot_move_the_state_or_rename_the_gate() {
+    let dir = Scratch::new("swap-store");
+    let gate = open(&dir.db());
+    let mut elsewhere = gate.config();
+    elsewhere.store = None;
+    let Err(Error::Config(err)) = gate.swap_config(elsewhere) else {
+        panic!("a swap without the store was accepted");
+    };
+    assert_eq!(err.field(), "store");
+    let mut renamed = gate.config();
+    renamed.gate = "search".into();
+    let Err(Error::Config(err)) = gate.swap_config(renamed) else {
+        panic!("a rename was accepted");
+    };
+    assert_eq!(err.field(), "gate");
+}
+
+#[test]
+fn two_gates_on_one_file_follow_each_other() {
+    let dir = Scratch::new("two-gates");
+    let path = dir.db();
+    let (a, b) = (open(&path), open(&path));
+    a.enable_feature("dark_mode").unwrap();
+    eventually("b sees a's flag", || b.is_feature_enabled("dark_mode"));
+    fail_the_canary(&b);
+    eventually("a follows b's automatic rollback", || {
+        a.environment() == Environment::Production
+    });
+    assert!(!routes_to_canary(&a));
+    let history = a.rollback_history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
+    assert_eq!(b.rollback_history().len(), 1);
+}
+
+#[test]
+fn a_race_between_a_rollback_and_a_ramp_has_one_winner_and_both_converge() {
+    for round in 0..10 {
+        let dir = Scratch::new(&format!("race-{round}"));
+        let path = dir.db();
+        race_a_rollback_against_a_ramp(&[open(&path), open(&path)]);
+    }
+}
+
+/// The child side of the multi-process tests, set to `<role>|<path>`.
+const CHILD: &str = "PGATE_STORE_TEST_ROLE";
+
+fn child(test: &str, role: &str, path: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--test-threads=1", "--nocapture"])
+        .env(CHILD, format!("{role}|{path}"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn child_role() -> Option<(String, String)> {
+    let spec = std::env::var(CHILD).ok()?;
+    let (role, path) = spec.split_once('|').unwrap();
+    Some((role.to_string(), path.to_string()))
+}
+
+#[test]
+fn four_processes_stop_routing_to_a_canary_one_of_them_saw_fail() {
+    const TEST: &str = "four_processes_stop_routing_to_a_canary_one_of_them_saw_fail";
+    if let Some((role, path)) = child_role() {
+        let gate = open(&path);
+        std::fs::write(format!("{path}.ready-{}", std::process::id()), b"").unwrap();
+        if role == "recorder" {
+            // Wait for every process to be up, then fail the canary.
+            eventually("all four processes opened the gate", || {
+                std::fs::read_dir(std::path::Path::new(&path).parent().unwrap())
+                    .unwrap()
+                    .filter(|e| {
+                        e.as_ref()
+                            .unwrap()
+                            .file_name()
+                            .to_string_lossy()
+                            .contains(".ready-")
+                    })
+                    .count()
+                    == 4
+            });
+            fail_the_canary(&gate);
+        }
+        // Every process, the recorder included: routing reaches Production by itself.
+        eventually("this process stops routing to the canary", || {
+            !routes_to_canary(&gate)
+        });
+        println!("converged");
+        return;
+    }
+    let dir = Scratch::new("processes");
+    let path = dir.db();
+    let children: Vec<_> = ["recorder", "router", "router", "router"]
+        .iter()
+        .map(|role| child(TEST, role, &path))
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        assert!(String::from_utf8_lossy(&output.stdout).contains("converged"));
+    }
+    // After a restart, no process routes to the canary either.
+    let restarted = open(&path);
+    assert_eq!(restarted.environment(), Environment::Production);
+    assert!(!routes_to_canary(&restarted));
+    assert_eq!(restarted.rollback_history().len(), 1);
+}
+
+#[test]
+fn a_process_killed_in_the_middle_of_writes_leaves_the_store_consistent() {
+    const TEST: &str = "a_process_killed_in_the_middle_of_writes_leaves_the_store_consistent";
+    if let Some((_, path)) = child_role() {
+        let gate = open(&path);
+        std::fs::write(format!("{path}.ready"), b"").unwrap();
+        for i in 0.. {
+            let flag = format!("flag_{}", i % 50);
+            if gate.is_feature_enabled(&flag) {
+                gate.disable_feature(&flag).unwrap();
+            } else {
+                gate.enable_feature(&flag).unwrap();
+            }
+        }
+        return;
+    }
+    let dir = Scratch::new("kill");
+    let path = dir.db();
+    for _ in 0..3 {
+        let _ = std::fs::remove_file(format!("{path}.ready"));
+        let mut writer = child(TEST, "writer", &path);
+        eventually("the writer started", || {
+            std::path::Path::new(&format!("{path}.ready")).exists()
+        });
+        std::thread::sleep(Duration::from_millis(30));
+        writer.kill().unwrap(); // SIGKILL
+        writer.wait().unwrap();
+        // The store opens, and its state is one a write left: flags on are exactly those
+        // the history does not show off since.
+        let gate = open(&path);
+        let check = rusqlite::Connection::open(&path).unwrap();
+        let integrity: String = check
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(integrity, "ok");
+        let versions: Vec<i64> = check
+            .prepare("SELECT version FROM history ORDER BY version")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(versions.windows(2).all(|w| w[0] < w[1]));
+        let (version, config): (i64, String) = check
+            .query_row("SELECT version, config FROM release", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        assert!(versions.last().is_none_or(|&v| v <= version));
+        let stored = PromotionConfig::from_json(&config).unwrap();
+        assert_eq!(
+            stored.feature_flags.len(),
+            gate.config().feature_flags.len()
+        );
+        drop(gate);
+    }
+}
+
+/// Holds SQLite's write lock on `path` from another connection until dropped.
+struct WriteLock(#[allow(dead_code, reason = "held for its lock")] rusqlite::Connection);
+
+impl WriteLock {
+    fn take(path: &str) -> Self {
+        let connection = rusqlite::Connection::open(path).unwrap();
+        connection.execute_batch("BEGIN IMMEDIATE").unwrap();
+        Self(connection)
+    }
+}
+
+fn stored_environment(path: &str) -> String {
+    let check = rusqlite::Connection::open(path).unwrap();
+    check
+        .query_row("SELECT environment FROM release", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn while_the_store_is_locked_routing_goes_on_a_rollback_happens_and_promotion_is_refused() {
+    let dir = Scratch::new("locked");
+    let path = dir.db();
+    let gate = open_with(&path, 10.0, 20).unwrap();
+    let lock = WriteLock::take(&path);
+
+    // SQLite's error names the lock; a flag edit is refused like a promotion.
+    let err = gate.enable_feature("x").unwrap_err();
+    assert!(err.to_string().contains("locked"), "{err}");
+    assert!(!gate.is_feature_enabled("x"));
+    roll_back_while_the_store_is_unavailable(&gate, &path);
+    assert_eq!(stored_environment(&path), "Canary{10}");
+
+    // The store returns: the sync thread writes the rollback.
+    drop(lock);
+    eventually("the rollback is written", || {
+        stored_environment(&path) == "Production"
+    });
+    let other = open(&path);
+    assert_eq!(other.environment(), Environment::Production);
+    assert_eq!(other.rollback_history(), gate.rollback_history());
+    gate.promote(Environment::Canary {
+        traffic_percent: 1.0,
+    })
+    .unwrap();
+}
+
+#[test]
+fn an_automatic_rollback_while_the_store_is_locked_is_immediate_and_written_later() {
+    let dir = Scratch::new("locked-auto");
+    let path = dir.db();
+    let gate = open_with(&path, 50.0, 20).unwrap();
+    let watcher = open_with(&path, 50.0, 20).unwrap();
+    let lock = WriteLock::take(&path);
+    fail_the_canary(&gate);
+    assert!(!routes_to_canary(&gate));
+    assert!(
+        routes_to_canary(&watcher),
+        "the store was written while locked"
+    );
+    drop(lock);
+    eventually("the other gate follows once the store is back", || {
+        !routes_to_canary(&watcher)
+    });
+    let history = watcher.rollback_history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
+    assert_eq!(history[0].reason, gate.rollback_history()[0].reason);
+}
+
+#[test]
+fn a_rollback_made_offline_yields_to_one_already_stored() {
+    let dir = Scratch::new("offline-overtaken");
+    let path = dir.db();
+    let offline = open_with(&path, 10.0, 20).unwrap();
+    let online = open(&path);
+    let lock = WriteLock::take(&path);
+    offline.rollback("seen offline").unwrap();
+    drop(lock);
+    // Before the offline gate's sync thread writes its rollback, another rolls back too; at
+    // most one release rollback is stored for the stage.
+    let _ = online.rollback("seen online");
+    eventually("both gates agree", || {
+        // (Their configs differ in the store key's busy timeout only.)
+        offline.rollback_history() == online.rollback_history()
+            && offline.environment() == online.environment()
+    });
+    assert_eq!(offline.rollback_history().len(), 1);
+    assert_eq!(stored_environment(&path), "Production");
+}
+
+#[test]
+fn a_corrupt_store_file_is_an_error_naming_the_path() {
+    let dir = Scratch::new("corrupt");
+    let path = dir.db();
+    std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+    let Err(Error::Store(err)) = open_with(&path, 10.0, 20) else {
+        panic!("a corrupt file was opened");
+    };
+    assert_eq!(err.problem(), StoreProblem::NotOurs);
+    assert_eq!(err.location(), path);
+    assert!(err.to_string().contains(&path));
+}
