@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the canaryproxy benchmarks A/B alternated: ROUNDS rounds (default 9), each running the
+# "gate" and the "fnv" variant of BENCHMARK (default ProxyHTTP) once, in alternating order,
+# from one test binary; prints each round's cpu-ns/req and their ratio, then the median of the
+# ratios. Needs the library's pkg-config files on PKG_CONFIG_PATH, as test.sh sets them up.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+rounds=${ROUNDS:-9}
+bench=${BENCHMARK:-ProxyHTTP}
+benchtime=${BENCHTIME:-2s}
+bin=$(mktemp)
+trap 'rm -f "$bin"' EXIT
+CGO_ENABLED=1 go test -c -o "$bin" .
+cpu() { "$bin" -test.run '^$' -test.bench "^Benchmark$bench/$1\$" -test.benchtime "$benchtime" |
+  awk '{ for (i = 2; i <= NF; i++) if ($i == "cpu-ns/req") print $(i - 1) }'; }
+for ((r = 1; r <= rounds; r++)); do
+  if ((r % 2)); then gate=$(cpu gate); fnv=$(cpu fnv); else fnv=$(cpu fnv); gate=$(cpu gate); fi
+  echo "round $r: gate $gate cpu-ns/req, fnv $fnv cpu-ns/req, ratio $(awk -v a="$gate" -v b="$fnv" 'BEGIN { printf "%.4f", a / b }')"
+done | tee /dev/stderr | awk '{ print $NF }' | sort -n |
+  awk -v b="$bench" '{ r[NR] = $1 } END { printf "%s: median gate/fnv cpu per request %.4f over %d rounds\n", b, (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2, NR }'

@@ -1,0 +1,137 @@
+package canaryproxy
+
+import (
+	"bufio"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	promotiongates "github.com/promotion-gates/promotion-gates/bindings/go"
+)
+
+// newGate makes a gate that the test closes when it ends.
+func newGate(t testing.TB, config string) *promotiongates.Gate {
+	t.Helper()
+	g, err := promotiongates.New(config, "")
+	if err != nil {
+		t.Fatalf("New(%s): %v", config, err)
+	}
+	t.Cleanup(func() {
+		if err := g.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return g
+}
+
+// upstream starts a server that answers every request with status and its name as the body.
+func upstream(t testing.TB, name string, status int) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(name))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func mustURL(t testing.TB, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// newProxy builds a Proxy over gate and the two upstream URLs with opts' other fields.
+func newProxy(t testing.TB, opts Options, gate *promotiongates.Gate, stable, canary string) *Proxy {
+	t.Helper()
+	opts.Gate, opts.Stable, opts.Canary = gate, mustURL(t, stable), mustURL(t, canary)
+	p, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// metric reads a series of the gate's Prometheus exposition: the value of the first line of
+// family name whose labels contain every one of labels (e.g. `cohort="canary"`).
+func metric(t testing.TB, g *promotiongates.Gate, name string, labels ...string) float64 {
+	t.Helper()
+	text, err := g.MetricsPrometheus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(text))
+lines:
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		series, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(series, l) {
+				continue lines
+			}
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		return v
+	}
+	t.Fatalf("no series %s%v in:\n%s", name, labels, text)
+	return 0
+}
+
+// fnvProxy is the baseline of the benchmark and of the allocation test: the same two
+// ReverseProxies and the same key, split by FNV-1a of the key at the same share, recording
+// nothing.
+type fnvProxy struct {
+	stable, canary *httputil.ReverseProxy
+	threshold      uint32 // keys hashing below it go to the canary
+	header         string
+}
+
+func newFNVProxy(stable, canary *url.URL, transport http.RoundTripper, percent float64) *fnvProxy {
+	rp := func(target *url.URL) *httputil.ReverseProxy {
+		return &httputil.ReverseProxy{
+			Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
+			Transport: transport,
+		}
+	}
+	return &fnvProxy{
+		stable:    rp(stable),
+		canary:    rp(canary),
+		threshold: uint32(percent / 100 * (1 << 32)),
+		header:    DefaultKeyHeader,
+	}
+}
+
+func (f *fnvProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var key string
+	if v := r.Header[f.header]; len(v) > 0 && v[0] != "" {
+		key = v[0]
+	} else {
+		key = ClientAddress(r)
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	if h < f.threshold {
+		f.canary.ServeHTTP(w, r)
+		return
+	}
+	f.stable.ServeHTTP(w, r)
+}

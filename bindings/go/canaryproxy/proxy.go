@@ -1,0 +1,267 @@
+// Package canaryproxy is net/http middleware over the promotion-gates binding: a reverse
+// proxy that routes each request to the stable or the canary upstream by the gate's decision
+// for the request's routing key, and records every request's outcome on the gate, so that
+// the judge can roll a failing canary back by itself.
+//
+// What is recorded, precisely:
+//
+//   - success: the upstream's status, by Options.IsFailure (default: 5xx is a failure);
+//     an error reaching the upstream (dial refused, reset, a response-header timeout, an
+//     error of Options.ModifyResponse) is a failure of the version it was routed to;
+//   - latency: from the moment the request is handed to the version's
+//     httputil.ReverseProxy until the upstream's response headers have been received and
+//     are about to be written to the client (time to headers; the ReverseProxy's own request
+//     preparation, a few microseconds, is included; the copy of the body to the client, and
+//     so a slow client, is not). For an upstream error it is the time until the error;
+//   - not recorded: a request whose client went away (its context canceled, which
+//     ReverseProxy otherwise reports as a 502), a request routed while the gate is closed,
+//     and a connection upgrade (101), which writes no headers through the ResponseWriter.
+//     A request whose context ended by a deadline (a server or TimeoutHandler limit) is a
+//     failure: the upstream was too slow.
+//
+// The outcome is recorded when the response headers are written (or the error is handled),
+// before the body is copied: the judge sees it at once, and a failure while streaming the
+// body is not seen.
+package canaryproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"net/url"
+	"sync"
+	"time"
+
+	promotiongates "github.com/promotion-gates/promotion-gates/bindings/go"
+)
+
+// DefaultKeyHeader is the header read for the routing key when Options.KeyHeader is empty.
+const DefaultKeyHeader = "X-Request-Id"
+
+// Options configure a Proxy. Gate, Stable and Canary are required.
+type Options struct {
+	// Gate routes the requests and receives their outcomes. The Proxy does not close it.
+	Gate *promotiongates.Gate
+	// Stable and Canary are the two upstreams (as for httputil.NewSingleHostReverseProxy:
+	// scheme, host and an optional base path).
+	Stable, Canary *url.URL
+	// KeyHeader is the header holding the routing key (default DefaultKeyHeader). Set
+	// NoKeyHeader to read no header.
+	KeyHeader   string
+	NoKeyHeader bool
+	// KeyCookie, when not empty, names a cookie holding the routing key, read when the
+	// header is absent or empty.
+	KeyCookie string
+	// Fallback gives the key of a request with neither header nor cookie. Default: the
+	// client's IP address (the host part of Request.RemoteAddr), so that a client without a
+	// key is routed the same way on every request and every host.
+	Fallback func(*http.Request) string
+	// IsFailure says whether an upstream status is a failure (default: status >= 500).
+	IsFailure func(status int) bool
+	// Transport is the upstreams' round tripper (default http.DefaultTransport).
+	Transport http.RoundTripper
+	// ModifyResponse, ErrorHandler and ErrorLog are passed to the ReverseProxies. The
+	// default ErrorHandler answers 502 Bad Gateway (and writes nothing to a client that went
+	// away); the outcome is recorded before either runs.
+	ModifyResponse func(*http.Response) error
+	ErrorHandler   func(http.ResponseWriter, *http.Request, error)
+	ErrorLog       *log.Logger
+	// Rewrite, when set, runs after the upstream's URL is set (see httputil.ProxyRequest),
+	// with canary true for the canary upstream: add headers, change the path.
+	Rewrite func(pr *httputil.ProxyRequest, canary bool)
+}
+
+// Proxy is an http.Handler that routes by the gate and records outcomes. Safe for
+// concurrent use.
+type Proxy struct {
+	gate      *promotiongates.Gate
+	header    string // canonical header key, "" for none
+	cookie    string
+	fallback  func(*http.Request) string
+	isFailure func(int) bool
+	onError   func(http.ResponseWriter, *http.Request, error)
+	stable    *httputil.ReverseProxy
+	canary    *httputil.ReverseProxy
+	writers   sync.Pool // of *outcomeWriter
+}
+
+// New builds a Proxy. It fails when the gate or an upstream is missing or an upstream URL
+// has no scheme or host.
+func New(opts Options) (*Proxy, error) {
+	if opts.Gate == nil {
+		return nil, errors.New("canaryproxy: Options.Gate is nil")
+	}
+	for _, u := range []struct {
+		name string
+		url  *url.URL
+	}{{"Stable", opts.Stable}, {"Canary", opts.Canary}} {
+		if u.url == nil || u.url.Scheme == "" || u.url.Host == "" {
+			return nil, fmt.Errorf("canaryproxy: Options.%s = %v: an upstream needs a scheme and a host", u.name, u.url)
+		}
+	}
+	p := &Proxy{
+		gate:      opts.Gate,
+		cookie:    opts.KeyCookie,
+		fallback:  opts.Fallback,
+		isFailure: opts.IsFailure,
+		onError:   opts.ErrorHandler,
+	}
+	if !opts.NoKeyHeader {
+		h := opts.KeyHeader
+		if h == "" {
+			h = DefaultKeyHeader
+		}
+		p.header = textproto.CanonicalMIMEHeaderKey(h)
+	}
+	if p.fallback == nil {
+		p.fallback = ClientAddress
+	}
+	if p.isFailure == nil {
+		p.isFailure = func(status int) bool { return status >= 500 }
+	}
+	if p.onError == nil {
+		p.onError = badGateway
+	}
+	p.stable = p.reverseProxy(opts, opts.Stable, false)
+	p.canary = p.reverseProxy(opts, opts.Canary, true)
+	p.writers.New = func() any { return new(outcomeWriter) }
+	return p, nil
+}
+
+// reverseProxy is the ReverseProxy of one upstream.
+func (p *Proxy) reverseProxy(opts Options, target *url.URL, canary bool) *httputil.ReverseProxy {
+	rewrite := opts.Rewrite
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+			if rewrite != nil {
+				rewrite(pr, canary)
+			}
+		},
+		Transport:      opts.Transport,
+		ModifyResponse: opts.ModifyResponse,
+		ErrorLog:       opts.ErrorLog,
+		ErrorHandler:   p.handleError,
+	}
+}
+
+// ClientAddress is the default fallback key: the host part of r.RemoteAddr (the client's IP
+// address, or the whole RemoteAddr if it has no port).
+func ClientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// Key returns the request's routing key: the key header, else the key cookie, else the
+// fallback.
+func (p *Proxy) Key(r *http.Request) string {
+	if p.header != "" {
+		if v := r.Header[p.header]; len(v) > 0 && v[0] != "" {
+			return v[0]
+		}
+	}
+	if p.cookie != "" {
+		if v, ok := cookieValue(r.Header["Cookie"], p.cookie); ok && v != "" {
+			return v
+		}
+	}
+	return p.fallback(r)
+}
+
+// Route returns the gate's decision for the request (by Key), as ServeHTTP takes it.
+func (p *Proxy) Route(r *http.Request) (promotiongates.Decision, error) {
+	return p.gate.RouteString(p.Key(r))
+}
+
+// ServeHTTP routes the request, proxies it to the chosen upstream and records its outcome.
+// When the gate cannot route (it was closed), the request goes to the stable upstream and
+// nothing is recorded.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d, err := p.Route(r)
+	rp := p.stable
+	if err == nil && d.IsCanary() {
+		rp = p.canary
+	}
+	ow := p.writers.Get().(*outcomeWriter)
+	*ow = outcomeWriter{ResponseWriter: w, proxy: p, decision: d, pending: err == nil, start: time.Now()}
+	rp.ServeHTTP(ow, r)
+	*ow = outcomeWriter{}
+	p.writers.Put(ow)
+}
+
+// MetricsHandler serves the gate's Prometheus exposition, read without side effects (never
+// judges). Mount it beside the proxy, e.g. mux.Handle("GET /metrics", p.MetricsHandler()).
+func (p *Proxy) MetricsHandler() http.Handler { return promotiongates.MetricsHandler(p.gate) }
+
+// handleError is the ReverseProxies' error handler: it records an upstream failure, unless
+// the client went away, then runs Options.ErrorHandler.
+func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
+	if ow, ok := w.(*outcomeWriter); ok {
+		if clientGone(r) {
+			ow.pending = false
+		} else {
+			ow.record(false)
+		}
+		w = ow.ResponseWriter
+	}
+	p.onError(w, r, err)
+}
+
+// clientGone reports whether the request failed because its client went away: its context
+// was canceled (not ended by a deadline, which is the upstream's slowness).
+func clientGone(r *http.Request) bool {
+	return errors.Is(r.Context().Err(), context.Canceled)
+}
+
+// badGateway is the default error handler: 502, unless the client is gone.
+func badGateway(w http.ResponseWriter, r *http.Request, _ error) {
+	if clientGone(r) {
+		return
+	}
+	w.WriteHeader(http.StatusBadGateway)
+}
+
+// outcomeWriter wraps the client's ResponseWriter for one request: the first final status
+// written records the outcome. It unwraps for http.ResponseController (flush, hijack).
+type outcomeWriter struct {
+	http.ResponseWriter
+	proxy    *Proxy
+	decision promotiongates.Decision
+	start    time.Time
+	pending  bool // an outcome is still to be recorded
+}
+
+// WriteHeader records the outcome of a final status (1xx are informational), then writes it.
+func (ow *outcomeWriter) WriteHeader(status int) {
+	if status >= 200 && ow.pending {
+		ow.record(!ow.proxy.isFailure(status))
+	}
+	ow.ResponseWriter.WriteHeader(status)
+}
+
+// Write records an implicit 200 (when no status was written) and writes b.
+func (ow *outcomeWriter) Write(b []byte) (int, error) {
+	if ow.pending {
+		ow.record(!ow.proxy.isFailure(http.StatusOK))
+	}
+	return ow.ResponseWriter.Write(b)
+}
+
+// Unwrap returns the client's ResponseWriter (for http.ResponseController).
+func (ow *outcomeWriter) Unwrap() http.ResponseWriter { return ow.ResponseWriter }
+
+// record records the request's outcome once. An error (the gate was closed meanwhile) is
+// dropped: the request is served all the same.
+func (ow *outcomeWriter) record(success bool) {
+	ow.pending = false
+	_, _ = ow.proxy.gate.Record(ow.decision, success, time.Since(ow.start))
+}

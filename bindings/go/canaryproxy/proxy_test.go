@@ -1,0 +1,354 @@
+package canaryproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	promotiongates "github.com/promotion-gates/promotion-gates/bindings/go"
+)
+
+// get sends a GET through front with the given header and cookie (either may be empty) and
+// returns the status and body.
+func get(t testing.TB, front string, header, cookie string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, front, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if header != "" {
+		req.Header.Set("X-Request-Id", header)
+	}
+	if cookie != "" {
+		req.AddCookie(&http.Cookie{Name: "session", Value: cookie})
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, string(body)
+}
+
+// want is the upstream's name for the gate's decision on key.
+func want(t testing.TB, g *promotiongates.Gate, key string) string {
+	t.Helper()
+	d, err := g.RouteString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.IsCanary() {
+		return "canary"
+	}
+	return "stable"
+}
+
+// TestRoutesByHeaderCookieAndFallback: every request reaches the upstream the gate decides
+// for its key: the header, else the cookie, else the client's address.
+func TestRoutesByHeaderCookieAndFallback(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}}`)
+	stable, canary := upstream(t, "stable", 200), upstream(t, "canary", 200)
+	front := httptest.NewServer(newProxy(t, Options{KeyCookie: "session"}, g, stable.URL, canary.URL))
+	defer front.Close()
+
+	seen := map[string]int{}
+	for i := range 100 {
+		key := fmt.Sprint("user-", i)
+		other := fmt.Sprint("other-", i)
+		if _, body := get(t, front.URL, key, ""); body != want(t, g, key) {
+			t.Fatalf("header %s went to %s, the gate says %s", key, body, want(t, g, key))
+		}
+		if _, body := get(t, front.URL, "", key); body != want(t, g, key) {
+			t.Fatalf("cookie %s went to %s, the gate says %s", key, body, want(t, g, key))
+		}
+		if _, body := get(t, front.URL, key, other); body != want(t, g, key) {
+			t.Fatalf("header %s and cookie %s went to %s: the header wins", key, other, body)
+		}
+		_, body := get(t, front.URL, "", "")
+		if body != want(t, g, "127.0.0.1") {
+			t.Fatalf("no key went to %s, the gate says %s for the client address", body, want(t, g, "127.0.0.1"))
+		}
+		seen[want(t, g, key)]++
+	}
+	if seen["canary"] == 0 || seen["stable"] == 0 {
+		t.Fatalf("50%% canary, yet %v", seen)
+	}
+	if n := metric(t, g, "promotion_window_requests", `cohort="canary"`) + metric(t, g, "promotion_window_requests", `cohort="stable"`); n != 400 {
+		t.Fatalf("400 requests proxied, %v recorded", n)
+	}
+}
+
+// TestFailingCanaryIsRolledBack: a canary answering 500 to every request is rolled back by
+// the outcomes the proxy records, and then every request goes to the stable upstream.
+func TestFailingCanaryIsRolledBack(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}}`)
+	stable, canary := upstream(t, "stable", 200), upstream(t, "canary", 500)
+	front := httptest.NewServer(newProxy(t, Options{}, g, stable.URL, canary.URL))
+	defer front.Close()
+
+	canaryServed := 0
+	for i := 0; i < 2000; i++ {
+		if history, _ := g.RollbackHistory(); len(history) > 0 {
+			break
+		}
+		status, body := get(t, front.URL, fmt.Sprint("user-", i), "")
+		if body == "canary" {
+			canaryServed++
+			if status != 500 {
+				t.Fatalf("canary status %d", status)
+			}
+		}
+	}
+	history, err := g.RollbackHistory()
+	if err != nil || len(history) != 1 || !strings.Contains(history[0].Reason, "automatic rollback") {
+		t.Fatalf("after %d canary failures: history %+v, %v", canaryServed, history, err)
+	}
+	for i := range 200 {
+		if status, body := get(t, front.URL, fmt.Sprint("user-", i), ""); body != "stable" || status != 200 {
+			t.Fatalf("after the rollback, user-%d went to %s (%d)", i, body, status)
+		}
+	}
+}
+
+// TestIsFailureConfigurable: with IsFailure 4xx-or-5xx, a 404 counts as a failure; by
+// default it does not.
+func TestIsFailureConfigurable(t *testing.T) {
+	for _, tc := range []struct {
+		isFailure func(int) bool
+		errors    float64
+	}{{nil, 0}, {func(s int) bool { return s >= 400 }, 1}} {
+		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+		notFound := upstream(t, "canary", 404)
+		front := httptest.NewServer(newProxy(t, Options{IsFailure: tc.isFailure}, g, notFound.URL, notFound.URL))
+		if status, _ := get(t, front.URL, "k", ""); status != 404 {
+			t.Fatalf("status %d", status)
+		}
+		front.Close()
+		if n := metric(t, g, "promotion_window_errors", `cohort="canary"`); n != tc.errors {
+			t.Fatalf("404 recorded as %v errors, want %v", n, tc.errors)
+		}
+		if n := metric(t, g, "promotion_window_requests", `cohort="canary"`); n != 1 {
+			t.Fatalf("%v requests recorded, want 1", n)
+		}
+	}
+}
+
+// TestClientCancellationIsNotCounted: a client that goes away while the canary upstream
+// works makes ReverseProxy's error handler run, and the gate counts nothing.
+func TestClientCancellationIsNotCounted(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	arrived := make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-r.Context().Done() // the proxy hung up: its client went away
+	}))
+	defer slow.Close()
+	var handlerErr atomic.Value
+	p := newProxy(t, Options{ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+		handlerErr.Store(err)
+		w.WriteHeader(http.StatusBadGateway)
+	}}, g, slow.URL, slow.URL)
+	done := make(chan struct{})
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		p.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, front.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { <-arrived; cancel() }()
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		res.Body.Close()
+		t.Fatalf("the canceled request answered %d", res.StatusCode)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proxy did not finish the canceled request")
+	}
+	if err, _ := handlerErr.Load().(error); !errors.Is(err, context.Canceled) {
+		t.Fatalf("ReverseProxy's error handler got %v, want context.Canceled", err)
+	}
+	for _, cohort := range []string{`cohort="canary"`, `cohort="stable"`} {
+		if n := metric(t, g, "promotion_window_requests", cohort); n != 0 {
+			t.Fatalf("a client cancellation was recorded: %v requests %s", n, cohort)
+		}
+	}
+}
+
+// TestUpstreamDialFailureIsCounted: an upstream that refuses connections fails the requests
+// routed to it, which answer 502.
+func TestUpstreamDialFailureIsCounted(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close() // its port now refuses connections
+	stable := upstream(t, "stable", 200)
+	front := httptest.NewServer(newProxy(t, Options{}, g, stable.URL, gone.URL))
+	defer front.Close()
+	for i := range 3 {
+		if status, _ := get(t, front.URL, fmt.Sprint("user-", i), ""); status != http.StatusBadGateway {
+			t.Fatalf("status %d, want 502", status)
+		}
+	}
+	if n := metric(t, g, "promotion_window_errors", `cohort="canary"`); n != 3 {
+		t.Fatalf("3 dial failures, %v canary errors recorded", n)
+	}
+}
+
+// TestDeadlineIsCounted: a request whose context ends by a deadline (a server's limit) while
+// the upstream is slow is a failure of that upstream, not a client that went away.
+func TestDeadlineIsCounted(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	defer slow.Close()
+	p := newProxy(t, Options{}, g, slow.URL, slow.URL)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 20*time.Millisecond)
+		defer cancel()
+		p.ServeHTTP(w, r.WithContext(ctx))
+	}))
+	defer front.Close()
+	if status, _ := get(t, front.URL, "k", ""); status != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502", status)
+	}
+	if n := metric(t, g, "promotion_window_errors", `cohort="canary"`); n != 1 {
+		t.Fatalf("a deadline recorded as %v errors, want 1", n)
+	}
+}
+
+// TestConcurrentRequests: many clients at once (run with -race): every request is routed by
+// the gate and recorded once.
+func TestConcurrentRequests(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 30}}}`)
+	stable, canary := upstream(t, "stable", 200), upstream(t, "canary", 200)
+	front := httptest.NewServer(newProxy(t, Options{}, g, stable.URL, canary.URL))
+	defer front.Close()
+	const workers, each = 8, 50
+	var wg sync.WaitGroup
+	var wrong atomic.Int64
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				key := fmt.Sprintf("w%d-%d", w, i)
+				if _, body := get(t, front.URL, key, ""); body != want(t, g, key) {
+					wrong.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if wrong.Load() != 0 {
+		t.Fatalf("%d requests reached the wrong upstream", wrong.Load())
+	}
+	if n := metric(t, g, "promotion_window_requests", `cohort="canary"`) + metric(t, g, "promotion_window_requests", `cohort="stable"`); n != workers*each {
+		t.Fatalf("%d requests, %v recorded", workers*each, n)
+	}
+}
+
+// TestClosedGateServesStable: a gate closed under the proxy routes nothing and records
+// nothing; the requests go to the stable upstream.
+func TestClosedGateServesStable(t *testing.T) {
+	g, err := promotiongates.New(`{"environment": {"canary": {"traffic_percent": 100}}}`, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stable, canary := upstream(t, "stable", 200), upstream(t, "canary", 200)
+	front := httptest.NewServer(newProxy(t, Options{}, g, stable.URL, canary.URL))
+	defer front.Close()
+	if _, body := get(t, front.URL, "k", ""); body != "canary" {
+		t.Fatalf("open gate at 100%%: %s", body)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := get(t, front.URL, "k", ""); body != "stable" {
+		t.Fatalf("closed gate: %s", body)
+	}
+}
+
+func TestNewRefusesMissingParts(t *testing.T) {
+	g := newGate(t, "")
+	u := mustURL(t, "http://127.0.0.1:1")
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{Stable: u, Canary: u}, "Options.Gate is nil"},
+		{Options{Gate: g, Canary: u}, "Options.Stable = <nil>"},
+		{Options{Gate: g, Stable: u, Canary: mustURL(t, "/relative")}, "Options.Canary = /relative"},
+	} {
+		if _, err := New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New: %v, want %q", err, tc.want)
+		}
+	}
+}
+
+func TestCookieValue(t *testing.T) {
+	for _, tc := range []struct {
+		lines []string
+		value string
+		found bool
+	}{
+		{[]string{"session=abc"}, "abc", true},
+		{[]string{"a=1; session=abc; b=2"}, "abc", true},
+		{[]string{"a=1;session=\"q v\""}, "q v", true},
+		{[]string{"a=1", "session=second-line"}, "second-line", true},
+		{[]string{"session=first; session=second"}, "first", true},
+		{[]string{"sessions=x; xsession=y; session"}, "", false},
+		{nil, "", false},
+	} {
+		if v, ok := cookieValue(tc.lines, "session"); v != tc.value || ok != tc.found {
+			t.Errorf("cookieValue(%q) = %q, %v; want %q, %v", tc.lines, v, ok, tc.value, tc.found)
+		}
+	}
+}
+
+// staticTransport answers every request at once with an empty 200, without a network: the
+// allocation test counts the proxies' own allocations only.
+type staticTransport struct{}
+
+func (staticTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+}
+
+// TestAllocatesNoMoreThanAnFNVProxy: routing and recording add no allocation to what the
+// same ReverseProxies split by FNV-1a allocate.
+func TestAllocatesNoMoreThanAnFNVProxy(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 10}}}`)
+	stable, canary := mustURL(t, "http://stable.invalid"), mustURL(t, "http://canary.invalid")
+	p := newProxy(t, Options{Transport: staticTransport{}}, g, stable.String(), canary.String())
+	f := newFNVProxy(stable, canary, staticTransport{}, 10)
+	req := httptest.NewRequest(http.MethodGet, "http://front/", nil)
+	req.Header.Set("X-Request-Id", "user-000042-session-7f3a9c")
+	w := httptest.NewRecorder()
+	serve := func(h http.Handler) func() {
+		return func() { w.Body.Reset(); h.ServeHTTP(w, req) }
+	}
+	gateAllocs := testing.AllocsPerRun(200, serve(p))
+	fnvAllocs := testing.AllocsPerRun(200, serve(f))
+	if gateAllocs > fnvAllocs {
+		t.Fatalf("the gate proxy allocates %v per request, the FNV proxy %v", gateAllocs, fnvAllocs)
+	}
+	t.Logf("allocations per request: gate proxy %v, FNV proxy %v", gateAllocs, fnvAllocs)
+}
