@@ -26,6 +26,7 @@ package canaryproxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -87,6 +88,7 @@ type Proxy struct {
 	onError   func(http.ResponseWriter, *http.Request, error)
 	stable    *httputil.ReverseProxy
 	canary    *httputil.ReverseProxy
+	upstreams [2]string // the stable and canary URLs, for StatusHandler
 	writers   sync.Pool // of *outcomeWriter
 }
 
@@ -127,6 +129,7 @@ func New(opts Options) (*Proxy, error) {
 	if p.onError == nil {
 		p.onError = badGateway
 	}
+	p.upstreams = [2]string{opts.Stable.String(), opts.Canary.String()}
 	p.stable = p.reverseProxy(opts, opts.Stable, false)
 	p.canary = p.reverseProxy(opts, opts.Canary, true)
 	p.writers.New = func() any { return new(outcomeWriter) }
@@ -201,6 +204,32 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // MetricsHandler serves the gate's Prometheus exposition, read without side effects (never
 // judges). Mount it beside the proxy, e.g. mux.Handle("GET /metrics", p.MetricsHandler()).
 func (p *Proxy) MetricsHandler() http.Handler { return promotiongates.MetricsHandler(p.gate) }
+
+// StatusHandler serves a read-only status document, application/json:
+// {"stable": URL, "canary": URL, "config": the gate's current config} (whose environment
+// says where the release stands; after a rollback it is production). It reads the config
+// only: it never judges, so a scrape cannot roll anything back (the binding's Health judges,
+// and is not used). A closed gate makes it answer 503.
+func (p *Proxy) StatusHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		config, err := p.gate.Config()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		doc, err := json.Marshal(struct {
+			Stable string          `json:"stable"`
+			Canary string          `json:"canary"`
+			Config json.RawMessage `json:"config"`
+		}{p.upstreams[0], p.upstreams[1], json.RawMessage(config)})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(doc)
+	})
+}
 
 // handleError is the ReverseProxies' error handler: it records an upstream failure, unless
 // the client went away, then runs Options.ErrorHandler.

@@ -120,6 +120,12 @@ func TestFailingCanaryIsRolledBack(t *testing.T) {
 			t.Fatalf("after the rollback, user-%d went to %s (%d)", i, body, status)
 		}
 	}
+	status := httptest.NewServer(newProxy(t, Options{}, g, stable.URL, canary.URL).StatusHandler())
+	defer status.Close()
+	if code, body := get(t, status.URL, "", ""); code != 200 || !strings.Contains(body, `"environment":"production"`) ||
+		!strings.Contains(body, `"canary":"`+canary.URL+`"`) {
+		t.Fatalf("status after the rollback: %d %s", code, body)
+	}
 }
 
 // TestIsFailureConfigurable: with IsFailure 4xx-or-5xx, a 404 counts as a failure; by
