@@ -13,8 +13,12 @@ trap 'rm -f "$bin"' EXIT
 CGO_ENABLED=1 go test -c -o "$bin" .
 cpu() { "$bin" -test.run '^$' -test.bench "^Benchmark$bench/$1\$" -test.benchtime "$benchtime" |
   awk '{ for (i = 2; i <= NF; i++) if ($i == "cpu-ns/req") print $(i - 1) }'; }
+ratios=()
 for ((r = 1; r <= rounds; r++)); do
   if ((r % 2)); then gate=$(cpu gate); fnv=$(cpu fnv); else fnv=$(cpu fnv); gate=$(cpu gate); fi
-  echo "round $r: gate $gate cpu-ns/req, fnv $fnv cpu-ns/req, ratio $(awk -v a="$gate" -v b="$fnv" 'BEGIN { printf "%.4f", a / b }')"
-done | tee /dev/stderr | awk '{ print $NF }' | sort -n |
-  awk -v b="$bench" '{ r[NR] = $1 } END { printf "%s: median gate/fnv cpu per request %.4f over %d rounds\n", b, (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2, NR }'
+  ratio=$(awk -v a="$gate" -v b="$fnv" 'BEGIN { printf "%.4f", a / b }')
+  echo "round $r: gate $gate cpu-ns/req, fnv $fnv cpu-ns/req, ratio $ratio"
+  ratios+=("$ratio")
+done
+printf '%s\n' "${ratios[@]}" | sort -n |
+  awk -v b="$bench" '{ r[NR] = $1 } END { printf "%s: median gate/fnv cpu per request %.4f over %d rounds (min %.4f, max %.4f)\n", b, (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2, NR, r[1], r[NR] }'

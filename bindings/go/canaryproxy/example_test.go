@@ -35,7 +35,8 @@ func Example() {
 		log.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", proxy.MetricsHandler()) // read-only: a scrape never judges
+	mux.Handle("GET /metrics", proxy.MetricsHandler())      // read-only: a scrape never judges
+	mux.Handle("GET /canary/status", proxy.StatusHandler()) // read-only: config and upstreams
 	mux.Handle("/", proxy)
 	front := httptest.NewServer(mux) // http.ListenAndServe(":8080", mux)
 	defer front.Close()

@@ -66,9 +66,10 @@ type Options struct {
 	IsFailure func(status int) bool
 	// Transport is the upstreams' round tripper (default http.DefaultTransport).
 	Transport http.RoundTripper
-	// ModifyResponse, ErrorHandler and ErrorLog are passed to the ReverseProxies. The
-	// default ErrorHandler answers 502 Bad Gateway (and writes nothing to a client that went
-	// away); the outcome is recorded before either runs.
+	// ModifyResponse, ErrorHandler and ErrorLog are passed to the ReverseProxies.
+	// ModifyResponse runs before the outcome is recorded (an error it returns is a failure),
+	// ErrorHandler after. The default ErrorHandler answers 502 Bad Gateway (and writes
+	// nothing to a client that went away).
 	ModifyResponse func(*http.Response) error
 	ErrorHandler   func(http.ResponseWriter, *http.Request, error)
 	ErrorLog       *log.Logger

@@ -90,6 +90,32 @@ func TestRoutesByHeaderCookieAndFallback(t *testing.T) {
 	}
 }
 
+// TestKeyOptions: NoKeyHeader ignores the header; Fallback gives the key of a request
+// without one.
+func TestKeyOptions(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}}`)
+	p := newProxy(t, Options{NoKeyHeader: true, Fallback: func(*http.Request) string { return "fallback" }}, g,
+		"http://127.0.0.1:1", "http://127.0.0.1:2")
+	r := httptest.NewRequest(http.MethodGet, "http://front/", nil)
+	r.Header.Set("X-Request-Id", "ignored")
+	if key := p.Key(r); key != "fallback" {
+		t.Fatalf("NoKeyHeader: key %q", key)
+	}
+	p = newProxy(t, Options{KeyHeader: "x-user"}, g, "http://127.0.0.1:1", "http://127.0.0.1:2")
+	r.Header.Set("X-User", "u1")
+	if key := p.Key(r); key != "u1" {
+		t.Fatalf("KeyHeader x-user: key %q", key)
+	}
+	r.Header.Del("X-User")
+	if key := p.Key(r); key != "192.0.2.1" { // httptest.NewRequest's RemoteAddr, 192.0.2.1:1234
+		t.Fatalf("fallback: key %q", key)
+	}
+	d, err := p.Route(r)
+	if want, _ := g.RouteString("192.0.2.1"); err != nil || d != want {
+		t.Fatalf("Route: %+v, %v; want %+v", d, err, want)
+	}
+}
+
 // TestFailingCanaryIsRolledBack: a canary answering 500 to every request is rolled back by
 // the outcomes the proxy records, and then every request goes to the stable upstream.
 func TestFailingCanaryIsRolledBack(t *testing.T) {
