@@ -1,25 +1,11 @@
 //! The C ABI called from Rust: statuses, outputs only on success, no panic across it.
 #![allow(unsafe_code)]
 
+mod common;
+
+use common::new_gate;
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
-
-fn new_gate(config: &str) -> *mut pgate_gate {
-    let mut gate = null_mut();
-    // SAFETY: config is a live slice; gate is a valid out-pointer; err may be NULL.
-    let status = unsafe {
-        pgate_gate_new(
-            config.as_ptr(),
-            config.len(),
-            null(),
-            0,
-            &mut gate,
-            null_mut(),
-        )
-    };
-    assert_eq!(status, pgate_status::Ok);
-    gate
-}
 
 fn error_text(err: *mut pgate_error) -> String {
     // SAFETY: err is a live error object from the library, freed right after reading.

@@ -1,4 +1,4 @@
-//! Set-up shared by the C ABI's telemetry and log tests.
+//! Set-up shared by the C ABI's tests.
 #![allow(unsafe_code, dead_code)]
 
 use promotion_gates_ffi::*;
