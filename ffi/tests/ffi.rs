@@ -451,7 +451,10 @@ fn a_stored_rollback_survives_freeing_the_gate_and_making_it_again() {
 /// missing etcd is said loudly and the test passes; in CI it fails).
 #[cfg(feature = "etcd")]
 #[test]
-#[cfg_attr(miri, ignore = "etcd is reached over sockets, which Miri does not model")]
+#[cfg_attr(
+    miri,
+    ignore = "etcd is reached over sockets, which Miri does not model"
+)]
 fn a_rollback_stored_in_etcd_survives_freeing_the_gate_and_making_it_again() {
     let Some(endpoint) = std::env::var("PGATE_ETCD_ENDPOINT")
         .ok()
