@@ -24,8 +24,9 @@ use serde_json::Value;
 /// Flag names a sequence picks from (so enabling, disabling and reading meet), beside raw bytes.
 const FLAGS: [&[u8]; 4] = [b"new_api", b"dark_mode", b"beta", b"x"];
 
-/// The gate's SLO: few samples, so that a sequence can earn a gated promotion.
-const SLO: &[u8] = br#"{"min_samples": 4, "latency_target_ms": 100}"#;
+/// The gate's SLO: few samples and no stage-long evidence, so that a sequence can earn a gated
+/// promotion (5 is the least `min_samples` validation takes).
+const SLO: &[u8] = br#"{"min_samples": 5, "latency_target_ms": 100, "promotion_evidence": false}"#;
 
 #[derive(Debug, Arbitrary)]
 enum Name {
