@@ -57,15 +57,16 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection =
             Connection::open_with_flags(&path, flags).map_err(|e| failure(&path, &e))?;
+        let busy_timeout = Duration::from_millis(config.busy_timeout_ms);
         connection
-            .busy_timeout(Duration::from_millis(config.busy_timeout_ms))
+            .busy_timeout(busy_timeout)
             .map_err(|e| failure(&path, &e))?;
         let store = Self {
             path,
             gate: gate.to_string(),
             connection: Mutex::new(connection),
         };
-        store.prepare()?;
+        store.prepare(busy_timeout)?;
         Ok(store)
     }
 
@@ -79,12 +80,10 @@ impl SqliteStore {
 
     /// WAL mode, full sync, and the schema: created in an empty file, checked in ours,
     /// refused in anything else.
-    fn prepare(&self) -> Result<(), StoreError> {
+    fn prepare(&self, busy_timeout: Duration) -> Result<(), StoreError> {
         let mut connection = self.connection();
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
-        let journal: String = connection
-            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-            .map_err(fail)?;
+        let journal = wal_mode(&connection, busy_timeout).map_err(fail)?;
         if !journal.eq_ignore_ascii_case("wal") {
             return Err(self.error(
                 StoreProblem::Unavailable,
@@ -320,6 +319,30 @@ impl StateStore for SqliteStore {
 
 /// Sorts SQLite's failures: a file that is not a database (or a damaged one) is not ours and
 /// will not get better; anything else (locked, I/O, cannot open) may.
+/// Puts the file in WAL mode and returns the journal mode it is in. Several processes opening
+/// one new file at once (the workers of a proxy starting together) contend for the lock this
+/// takes, and SQLite answers `SQLITE_BUSY` at once there instead of calling the busy handler
+/// (which would deadlock); so the change is retried, with a growing pause, for as long as the
+/// busy timeout allows.
+fn wal_mode(connection: &Connection, busy_timeout: Duration) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + busy_timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match connection.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0)) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() + pause < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
+}
+
 fn failure(path: &str, error: &rusqlite::Error) -> StoreError {
     let problem = match error.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreProblem::NotOurs,

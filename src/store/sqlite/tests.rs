@@ -169,6 +169,28 @@ fn two_gates_share_one_file_and_two_handles_of_one_gate_see_each_other() {
 }
 
 #[test]
+fn many_connections_opening_one_new_file_at_once_all_open_it() {
+    // The workers of a proxy start together: every one of them must open the new file (SQLite
+    // answers the switch to WAL mode with SQLITE_BUSY at once, without the busy handler).
+    const OPENERS: usize = 8;
+    let dir = Scratch::new("open-race");
+    for round in 0..20 {
+        let path = dir.file(&format!("gate-{round}.db"));
+        let start = std::sync::Barrier::new(OPENERS);
+        std::thread::scope(|scope| {
+            for _ in 0..OPENERS {
+                scope.spawn(|| {
+                    start.wait();
+                    if let Err(e) = SqliteStore::open(&settings(&path), "checkout") {
+                        panic!("round {round}: {e}");
+                    }
+                });
+            }
+        });
+    }
+}
+
+#[test]
 fn concurrent_writers_one_wins_each_round_and_nothing_is_lost() {
     const WRITERS: usize = 4;
     const WRITES: usize = 20;
