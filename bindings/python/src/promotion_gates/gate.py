@@ -143,7 +143,10 @@ class Gate:
         Safe while other threads are inside calls on the gate: calls that start from now on
         raise ``GateClosedError``, and ``close`` waits for those already in flight to return
         before it frees the gate. Do not call it from a signal handler that may have
-        interrupted a call on the same thread: it would wait for that call forever.
+        interrupted a call on the same thread: it would wait for that call forever. For the
+        same reason, do not call it from a log callback (see
+        :func:`~promotion_gates.telemetry.set_log_callback`) that runs inside a call on this gate,
+        such as ``record``.
         """
         self._handle = None  # from here on, a call that enters sees None and leaves
         calls = self._calls

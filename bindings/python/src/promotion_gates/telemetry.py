@@ -69,8 +69,11 @@ def latency_histograms(gate: Gate) -> dict[str, Any]:
     return document
 
 
-#: The ctypes callback that is installed, kept alive as long as the library may call it.
-_installed: Any = None
+#: Every ctypes callback ever installed, kept alive for the life of the process: the library
+#: calls a callback after releasing its lock, so another thread may still be inside the old one
+#: after ``set_log_callback`` has replaced it, and freeing its trampoline would let that thread
+#: run freed memory. Setting a callback is rare, so the list stays short.
+_installed: list[Any] = []
 _installed_lock = threading.Lock()
 
 
@@ -80,8 +83,13 @@ def set_log_callback(
 ) -> None:
     """Sends the library's log lines up to ``max_level`` to ``callback(level, target,
     message)``; ``None`` stops them. The callback runs on the thread that logged (any thread
-    using a gate) and must not raise: an exception is printed by ctypes and dropped."""
-    global _installed
+    using a gate) and must not raise: an exception is printed by ctypes and dropped.
+
+    Each callback passed here stays referenced until the process exits (a thread may still be
+    running the previous one after this returns), so set callbacks rarely, not per request.
+    The callback must not call :meth:`Gate.close` on a gate that is logging on the same thread
+    (for example from inside ``record``): ``close`` waits for that thread's own call to return,
+    so it would wait forever."""
 
     def trampoline(_: Any, level: int, target: bytes, message: bytes, length: int) -> None:
         assert callback is not None
@@ -90,6 +98,6 @@ def set_log_callback(
 
     with _installed_lock:
         c_callback = _ffi.pgate_log_callback(trampoline) if callback else _ffi.pgate_log_callback()
+        _installed.append(c_callback)  # before the library can call it, never removed
         err = c_void_p()
         _check(_ffi.lib().pgate_set_log_callback(c_callback, None, int(max_level), byref(err)), err)
-        _installed = c_callback
