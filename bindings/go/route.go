@@ -214,12 +214,10 @@ const flagCacheSize = 256
 // from the library. The cache is the Gate's own (a number means nothing to another gate)
 // and copy-on-write, so readers take no lock.
 //
-// Only answers that name flags are kept. A number this gate does not know (a decision of
-// another gate, or of a gate closed during a reload) reads as the empty set, or fails in a
-// library that refuses unknown numbers; the gate may give that number to a set later, so an
-// empty answer for a number other than 0 is returned but never cached, and a failure is
-// returned as the error. A set's number never names another set while the gate lives, so a
-// kept answer never goes stale.
+// The library refuses a number this gate does not know (a decision of another gate, or of a
+// gate closed during a reload) with ErrUnknownFlagSet, which is returned and never cached;
+// every answer it gives is a set the gate numbered, and a set's number never names another
+// set while the gate lives, so a kept answer never goes stale.
 func (g *Gate) flagSet(id uint32) ([]string, error) {
 	if g == nil {
 		return nil, errClosed
@@ -238,9 +236,6 @@ func (g *Gate) flagSet(id uint32) ([]string, error) {
 	names, err := g.readFlagSet(id)
 	if err != nil {
 		return nil, err
-	}
-	if len(names) == 0 && id != 0 {
-		return names, nil
 	}
 	next := make(map[uint32][]string)
 	if m := g.flagSets.Load(); m != nil && len(*m) < flagCacheSize {

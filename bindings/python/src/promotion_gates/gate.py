@@ -209,7 +209,8 @@ class Gate:
     def features(self, decision: Decision) -> tuple[str, ...]:
         """The feature flags on for a decision of this gate, in byte order.
 
-        A decision of another gate reads whatever this gate numbers its set (often nothing).
+        Raises :class:`UnknownFlagSetError` for a decision of another gate (or a set this gate
+        no longer keeps): each gate numbers its own sets.
         """
         set_id = decision._flag_set()
         with self._call("features") as handle:
@@ -227,14 +228,12 @@ class Gate:
                 # Copied while the gate, which owns the name, is held.
                 found.append(string_at(name_ptr.value or 0, length.value).decode("utf-8"))
         names = tuple(found)
-        if names:
-            # A set's number never names another set while the gate lives. An unknown number
-            # reads as the empty set (or fails): it may be interned later, so only non-empty
-            # answers are kept, and at most _FLAG_CACHE of them.
-            cache = self._flag_names
-            if len(cache) >= _FLAG_CACHE:
-                cache = self._flag_names = {0: ()}
-            cache[set_id] = names
+        # The library refused an unknown number above (UnknownFlagSetError, never kept), and a
+        # set's number never names another set while the gate lives: keep at most _FLAG_CACHE.
+        cache = self._flag_names
+        if len(cache) >= _FLAG_CACHE:
+            cache = self._flag_names = {0: ()}
+        cache[set_id] = names
         return names
 
     def record(
