@@ -329,6 +329,24 @@ impl PromotionConfig {
     }
 }
 
+/// Checks that `json` is a document the library reads as a config: at most
+/// [`MAX_DOCUMENT_BYTES`](crate::MAX_DOCUMENT_BYTES) bytes (else a
+/// [`ConfigError`](crate::ConfigError) on field `document`) and one JSON object with named
+/// fields (else [`Error::Json`](crate::Error::Json) naming what it holds; `what` names the
+/// document in that message). The values are not checked: that is the parse's job.
+///
+/// # Example
+/// ```
+/// use promotion_gates::check_json_document;
+///
+/// assert!(check_json_document(r#"{"gate": "checkout"}"#, "config").is_ok());
+/// let e = check_json_document("[1, 2]", "config").unwrap_err();
+/// assert!(e.to_string().ends_with("with named fields, not an array"), "{e}");
+/// ```
+pub fn check_json_document(json: &str, what: &str) -> Result<(), crate::Error> {
+    parse_json_object::<serde::de::IgnoredAny>(json, what).map(|_| ())
+}
+
 /// Reads a JSON object into `T`. Serde would also accept an array of the fields in order; a
 /// config must name its fields, so anything but an object is refused.
 pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(

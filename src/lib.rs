@@ -97,7 +97,7 @@ mod verdict;
 
 pub use bucket::{BUCKETS, Bucket, SaltedHasher, reference_bucket, threshold_for_percent};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Environment, PromotionConfig, validate_flag_name};
+pub use config::{Environment, PromotionConfig, check_json_document, validate_flag_name};
 pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};
 pub use error::{ConfigError, Error, FlagError, PromotionError, RollbackError};
 pub use flags::EnabledFeatures;

@@ -2,7 +2,8 @@
 //! read into the library's types with serde; every error names the field path, the value and
 //! where it is, the same way in both formats.
 
-use serde::de::DeserializeOwned;
+use promotion_gates::{MAX_DOCUMENT_BYTES, check_json_document};
+use serde::de::{DeserializeOwned, IgnoredAny};
 use std::fs;
 use std::path::Path;
 
@@ -40,8 +41,9 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, CliError> {
 
 /// Parses `text`, read from `path`, as a `T`.
 ///
-/// Every error names what is wrong the same way in both formats: an empty document is refused
-/// (`{}` in JSON takes every default), and a value of the wrong type, an unknown variant or a
+/// Every error names what is wrong the same way in both formats: an empty document, or one
+/// longer than [`MAX_DOCUMENT_BYTES`] (the library's limit), is refused (`{}` in JSON takes
+/// every default), and a value of the wrong type, an unknown variant or a
 /// bad duration is reported under its field path (`slo.max_error_rate`, `stages[0].environment`),
 /// as the library's own `from_json` does, with the line and column.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, CliError> {
@@ -56,12 +58,19 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, CliError
                 .into(),
         ));
     }
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(refuse(format!(
+            "invalid document = {} bytes: at most {MAX_DOCUMENT_BYTES} bytes (MAX_DOCUMENT_BYTES), \
+             the most the library reads",
+            text.len()
+        )));
+    }
     match Format::of(path, text) {
         Format::Json => {
-            if let Some(what) = json_non_object(text) {
-                return Err(refuse(format!(
-                    "invalid JSON: a config must be a JSON object with named fields, not {what}"
-                )));
+            // The library's check (one JSON object: serde would read an array as the fields in
+            // order). A syntax error is left to the reader below, which names line and column.
+            if serde_json::from_str::<IgnoredAny>(text).is_ok() {
+                check_json_document(text, "config").map_err(|e| refuse(e.to_string()))?;
             }
             let mut json = serde_json::Deserializer::from_str(text);
             let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
@@ -101,23 +110,6 @@ fn field_prefix(path: &serde_path_to_error::Path) -> String {
         format!("{path}: ")
     } else {
         String::new()
-    }
-}
-
-/// What a JSON document that is valid but not an object holds (serde would read an array as the
-/// fields in order; a config must name its fields, as the library's `from_json` requires).
-fn json_non_object(text: &str) -> Option<&'static str> {
-    if text.trim_start().starts_with('{') {
-        return None;
-    }
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    match value {
-        serde_json::Value::Object(_) => None,
-        serde_json::Value::Null => Some("null"),
-        serde_json::Value::Bool(_) => Some("a boolean"),
-        serde_json::Value::Number(_) => Some("a number"),
-        serde_json::Value::String(_) => Some("a string"),
-        serde_json::Value::Array(_) => Some("an array"),
     }
 }
 
@@ -246,6 +238,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("trailing characters"), "{e}");
+    }
+
+    #[test]
+    fn a_document_longer_than_the_library_reads_is_refused_in_both_formats() {
+        for (name, body) in [("c.json", "{}"), ("c.toml", "# defaults")] {
+            let at_limit = format!("{body}{}", " ".repeat(MAX_DOCUMENT_BYTES - body.len()));
+            assert!(
+                parse::<PromotionConfig>(Path::new(name), &at_limit).is_ok(),
+                "{name}"
+            );
+            let over = format!("{at_limit} ");
+            let e = parse::<PromotionConfig>(Path::new(name), &over)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "{name}: invalid document = {} bytes: at most {MAX_DOCUMENT_BYTES} bytes \
+                     (MAX_DOCUMENT_BYTES), the most the library reads",
+                    MAX_DOCUMENT_BYTES + 1
+                )
+            );
+        }
+        // The library refuses the same JSON document.
+        let over = format!("{{}}{}", " ".repeat(MAX_DOCUMENT_BYTES - 1));
+        assert!(PromotionConfig::parse_json(&over).is_err());
     }
 
     #[test]
