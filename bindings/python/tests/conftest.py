@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,22 @@ sys.path.insert(0, str(PYTHON_DIR / "src"))
 
 HEADER = REPO / "include" / "promotion_gates.h"
 VECTORS = REPO / "tests" / "vectors" / "routing.json"
+
+
+def run_child(source: str, *args: str) -> str:
+    """Runs `source` in a child Python that imports this checkout's package, so that a crash
+    fails the calling test rather than killing pytest; returns its stdout, failing on a
+    non-zero exit (a signal is a negative one)."""
+    env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR / "src"))
+    run = subprocess.run(
+        [sys.executable, "-c", source, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout}\n{run.stderr[-4000:]}"
+    return run.stdout
 
 
 def canary(percent: float, **fields: Any) -> dict[str, Any]:

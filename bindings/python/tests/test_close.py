@@ -5,12 +5,9 @@ killing pytest."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
-from conftest import PYTHON_DIR
+from conftest import run_child
 
 ROUNDS = 100
 
@@ -68,13 +65,5 @@ CHILD = textwrap.dedent(
 
 
 def test_close_during_calls_from_other_threads_never_crashes() -> None:
-    env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR / "src"))
-    run = subprocess.run(
-        [sys.executable, "-c", CHILD, str(ROUNDS)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout}\n{run.stderr[-4000:]}"
-    assert run.stdout.startswith(f"{ROUNDS} rounds"), run.stdout
+    stdout = run_child(CHILD, str(ROUNDS))
+    assert stdout.startswith(f"{ROUNDS} rounds"), stdout

@@ -5,12 +5,9 @@ in a child process, so that a crash fails this test rather than killing pytest."
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
-from conftest import PYTHON_DIR
+from conftest import run_child
 
 ROUNDS = 300
 
@@ -57,13 +54,5 @@ CHILD = textwrap.dedent(
 
 
 def test_replacing_the_log_callback_while_threads_log_never_crashes() -> None:
-    env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR / "src"))
-    run = subprocess.run(
-        [sys.executable, "-c", CHILD, str(ROUNDS)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout}\n{run.stderr[-4000:]}"
-    assert run.stdout.startswith(f"{ROUNDS} callbacks"), run.stdout
+    stdout = run_child(CHILD, str(ROUNDS))
+    assert stdout.startswith(f"{ROUNDS} callbacks"), stdout
