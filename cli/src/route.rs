@@ -230,6 +230,7 @@ fn print(out: &mut impl Write, routed: &Routed, json: bool) -> Result<(), CliErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use promotion_gates::TRAFFIC_PERCENT_RESOLUTION;
 
     fn with_percent(percent: f64) -> RouteArgs {
         RouteArgs {
@@ -268,7 +269,21 @@ mod tests {
                 ..Default::default()
             }
             .validate();
-            match (config(&with_percent(percent)), library) {
+            let cli = config(&with_percent(percent));
+            // Below half the resolution a share routes nobody: refused outright, naming the
+            // field, the value and the resolution (whatever the library says).
+            if percent > 0.0 && percent < TRAFFIC_PERCENT_RESOLUTION / 2.0 {
+                let Err(CliError::Usage(message)) = &cli else {
+                    panic!("{percent}: the CLI gave {cli:?}, not a refusal");
+                };
+                for part in [
+                    format!("environment.traffic_percent = {percent}"),
+                    format!("{TRAFFIC_PERCENT_RESOLUTION}"),
+                ] {
+                    assert!(message.contains(&part), "{percent}: {message}");
+                }
+            }
+            match (cli, library) {
                 (Ok(config), Ok(())) => assert_eq!(
                     config.environment,
                     Environment::Canary {

@@ -606,7 +606,24 @@ mod tests {
                 traffic_percent: percent,
             }
             .validate();
-            match (s.validate(), library) {
+            let scenario = s.validate();
+            // Below half the resolution a share routes nobody: refused outright under its field.
+            if percent < promotion_gates::TRAFFIC_PERCENT_RESOLUTION / 2.0 {
+                let Err(e) = &scenario else {
+                    panic!("{percent}: the scenario was accepted");
+                };
+                let message = e.to_string();
+                assert!(
+                    message
+                        .starts_with(&format!("invalid stages[0].traffic_percent = {percent}: ")),
+                    "{message}"
+                );
+                assert!(
+                    message.contains(&promotion_gates::TRAFFIC_PERCENT_RESOLUTION.to_string()),
+                    "{message}"
+                );
+            }
+            match (scenario, library) {
                 (Ok(()), Ok(())) => {}
                 (Err(e), Err(l)) => assert_eq!(
                     e.to_string(),

@@ -683,11 +683,24 @@ fn a_percentage_below_the_formulas_resolution_gets_the_librarys_verdict() {
         &format!("[[stages]]\ntraffic_percent = {tiny}\nduration_s = 10\n"),
     );
     let e = library.expect_err("the library refuses a share that routes no bucket");
+    let resolution = promotion_gates::TRAFFIC_PERCENT_RESOLUTION.to_string();
     let (code, message) = failure(&["route", "--percent", tiny, "x"]);
     assert_eq!(code, 2);
     assert!(message.contains(&e.to_string()), "{message}");
+    let (route_message, field) = (message, "environment.traffic_percent");
     let (code, message) = failure(&["validate", "--kind", "scenario", text(&scenario)]);
     assert_eq!(code, 1);
+    // Refused outright, not only as the library does: the field, the value, the resolution.
+    for (message, field) in [
+        (&route_message, field),
+        (&message, "stages[0].traffic_percent"),
+    ] {
+        assert!(message.contains(&format!("{field} = {tiny}")), "{message}");
+        assert!(
+            message.contains("resolution") && message.contains(&resolution),
+            "{message}"
+        );
+    }
     assert!(
         message.contains(&format!(
             "invalid stages[0].traffic_percent = {}: {}",
