@@ -12,6 +12,7 @@ from conftest import canary
 
 import promotion_gates as pg
 from promotion_gates import Environment, Gate, Recorded, Status, _ffi
+from promotion_gates._arguments import latency_ns
 from promotion_gates.errors import _check, error_class
 
 
@@ -179,6 +180,13 @@ def test_a_bad_latency_is_one_error(kwargs: dict[str, Any], shown: str) -> None:
             assert caught.value.status is Status.INVALID_ARGUMENT
             assert caught.value.message == f"invalid latency = {shown}: {LATENCY_RULE}"
         assert gate.health().canary_requests + gate.health().production_requests == before
+
+
+@pytest.mark.parametrize(
+    "ns, rounded", [(0.5, 1), (1.5, 2), (2.5, 3), (2.4999, 2), (3.5, 4), (1e6 + 0.5, 1_000_001)]
+)
+def test_a_latency_rounds_half_a_nanosecond_up_as_cpp_and_lua_do(ns: float, rounded: int) -> None:
+    assert latency_ns(None, ns) == rounded
 
 
 def test_latency_edges_and_argument_errors() -> None:

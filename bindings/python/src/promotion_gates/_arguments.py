@@ -74,7 +74,7 @@ def latency_ns(latency_s: float | None, latency_ns: int | float | None) -> int:
 
 
 def _rounded(value: object, scale: float, unit: str) -> int:
-    """``value * scale`` rounded to whole nanoseconds, if that is a u64."""
+    """``value * scale`` rounded to the nearest whole nanosecond (half up), if that is a u64."""
     if not isinstance(value, numbers.Real):
         raise TypeError(f"a latency is a number, not {type(value).__name__}")
     try:
@@ -84,4 +84,5 @@ def _rounded(value: object, scale: float, unit: str) -> int:
     # NaN fails every comparison; the largest float below 2**64 rounds to itself.
     if not (math.isfinite(ns) and 0 <= ns < _U64_LIMIT):
         raise latency_error(value, unit)
-    return round(ns)
+    # Half a nanosecond rounds up, as in C++ and Lua (round() would round 2.5 to even, 2).
+    return math.floor(ns + 0.5)
