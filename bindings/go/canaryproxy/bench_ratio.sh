@@ -3,6 +3,8 @@
 # "gate" and the "fnv" variant of BENCHMARK (default ProxyHTTP) once, in alternating order,
 # from one test binary; prints each round's cpu-ns/req and their ratio, then the median of the
 # ratios. Needs the library's pkg-config files on PKG_CONFIG_PATH, as test.sh sets them up.
+# ProxyHTTP's cpu-ns/req counts the client and upstreams too (one process); ProxyInMemory's
+# is the proxy-only figure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 rounds=${ROUNDS:-9}
