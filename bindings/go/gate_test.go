@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -228,24 +231,60 @@ func TestFlagAndRollbackErrors(t *testing.T) {
 	ok(t, g.Rollback("bad deploy"))
 }
 
+// latencyVector is one whole-nanosecond line of tests/vectors/latency.tsv (a Duration holds
+// no fraction: the file's float lines are the other bindings').
+type latencyVector struct {
+	latency time.Duration
+	expect  string // the nanoseconds recorded, or the exact error message
+}
+
+func loadLatencyVectors(t *testing.T) []latencyVector {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "tests", "vectors", "latency.tsv"))
+	ok(t, err)
+	var cases []latencyVector
+	for _, line := range strings.Split(string(raw), "\n") {
+		fields := strings.Split(line, "\t")
+		if line == "" || strings.HasPrefix(line, "#") || fields[0] != "int" {
+			continue
+		}
+		if len(fields) != 3 {
+			t.Fatalf("latency.tsv: %q is not KIND, NS, EXPECT", line)
+		}
+		ns, err := strconv.ParseInt(fields[1], 10, 64)
+		ok(t, err)
+		cases = append(cases, latencyVector{time.Duration(ns), fields[2]})
+	}
+	if len(cases) == 0 {
+		t.Fatal("latency.tsv holds no int cases")
+	}
+	return cases
+}
+
 // TestNegativeLatencyIsTheOneLatencyError: the error every binding gives a bad latency (the
-// same status and words as C++, Python and Lua), and nothing is recorded.
+// shared vectors of tests/vectors/latency.tsv, which C++, Python and Lua read too), and
+// nothing is recorded.
 func TestNegativeLatencyIsTheOneLatencyError(t *testing.T) {
 	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}}`, "")
 	d, err := g.RouteString("user-1")
 	ok(t, err)
-	for _, c := range []struct {
-		latency time.Duration
-		shown   string
-	}{{-1, "-1 ns"}, {-time.Second, "-1000000000 ns"}, {math.MinInt64, "-9223372036854775808 ns"}} {
+	refused := 0
+	for _, c := range loadLatencyVectors(t) {
+		if _, err := strconv.ParseUint(c.expect, 10, 64); err == nil {
+			continue // recorded: checked below, after nothing refused was
+		}
+		refused++
 		_, err := g.Record(d, true, c.latency)
 		_, errByID := g.RecordByIDString("user-1", true, c.latency)
 		for _, err := range []error{err, errByID} {
 			pe := wantErr(t, err, ErrInvalidArgument)
-			if want := "invalid latency = " + c.shown + ": a latency must be finite, at least 0 and below 2^64 ns"; pe.Message != want {
-				t.Fatalf("message %q, want %q", pe.Message, want)
+			if pe.Message != c.expect {
+				t.Fatalf("message %q, want %q", pe.Message, c.expect)
 			}
 		}
+	}
+	if refused == 0 {
+		t.Fatal("latency.tsv holds no refused int case")
 	}
 	h, err := g.Health()
 	ok(t, err)
@@ -254,6 +293,18 @@ func TestNegativeLatencyIsTheOneLatencyError(t *testing.T) {
 	}
 	if r, err := g.Record(d, true, 0); err != nil || r != Counted {
 		t.Fatalf("a zero latency: %v, %v", r, err)
+	}
+	for _, c := range loadLatencyVectors(t) {
+		want, err := strconv.ParseUint(c.expect, 10, 64)
+		if err != nil {
+			continue // refused: checked above
+		}
+		if ns, err := latencyNanos(c.latency); err != nil || uint64(ns) != want {
+			t.Fatalf("latency %d: %d ns, %v; want %d ns", c.latency, ns, err, want)
+		}
+		if r, err := g.Record(d, true, c.latency); err != nil || r != Counted {
+			t.Fatalf("latency %d: %v, %v", c.latency, r, err)
+		}
 	}
 }
 

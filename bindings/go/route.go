@@ -129,7 +129,8 @@ func latencyNanos(latency time.Duration) (C.uint64_t, error) {
 	return C.uint64_t(latency), nil
 }
 
-// latencyRule is what every binding says of a bad latency, after its value.
+// latencyRule is what every binding says of a bad latency, after its value (every binding's
+// tests check it against tests/vectors/latency.tsv).
 const latencyRule = "a latency must be finite, at least 0 and below 2^64 ns"
 
 // Record records the outcome of a request routed by d: whether it succeeded and its latency.

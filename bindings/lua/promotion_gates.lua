@@ -179,7 +179,7 @@ local decision_t, decision_ptr_t = ffi.typeof("pgate_decision"), ffi.typeof("pga
 local TWO_64 = 2 ^ 64
 
 -- The error every binding gives a latency that is negative, NaN, infinite or 2^64 ns or more
--- (the same status and words in C++, Go and Python).
+-- (the same status and words in C++, Go and Python; tests/vectors/latency.tsv holds them).
 local function bad_latency(value)
   local shown = type(value) == "cdata" and tostring(value):gsub("U?LL$", "") or tostring(value)
   return invalid("invalid latency = " .. shown .. " ns: "

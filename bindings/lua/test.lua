@@ -1,4 +1,4 @@
--- Tests of the LuaJIT module. Usage: luajit test.lua ROUTING_TSV
+-- Tests of the LuaJIT module. Usage: luajit test.lua ROUTING_TSV LATENCY_TSV
 -- (ROUTING_TSV: tests/vectors/routing.json converted by bindings/c/vectors_tsv.py; test.sh
 -- makes it and sets PGATE_LIB.) Ends with "N passed, M failed"; exits 1 on any failure.
 
@@ -222,8 +222,42 @@ local function test_arguments()
   gate:free()
 end
 
-if not arg[1] then
-  io.stderr:write("usage: luajit test.lua ROUTING_TSV\n")
+-- tests/vectors/latency.tsv, which C++, Go and Python read too: KIND (int: an int64_t cdata;
+-- float: a number), NS, EXPECT (the nanoseconds recorded, or the exact error message).
+local function test_latency_vectors(path)
+  local ffi = require("ffi")
+  local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 50}}}'))
+  local d = gate:route("user-1")
+  local cases = 0
+  for line in assert(io.open(path)):lines() do
+    if line ~= "" and line:sub(1, 1) ~= "#" then
+      local kind, ns, expect = line:match("^(%a+)\t([^\t]+)\t(.+)$")
+      check(kind == "int" or kind == "float", "latency.tsv line: " .. line)
+      local value
+      if kind == "int" then -- digit by digit, negative first, so int64's minimum fits
+        value = ffi.new("int64_t", 0)
+        for digit in ns:gmatch("%d") do value = value * 10 - tonumber(digit) end
+        if ns:sub(1, 1) ~= "-" then value = -value end
+      else
+        value = ({ inf = 1 / 0, ["-inf"] = -1 / 0 })[ns] or tonumber(ns)
+      end
+      local result, message, status = gate:record(d, true, value)
+      if expect:match("^%d+$") then
+        check(result == "counted", "latency " .. ns .. ": " .. tostring(message))
+      else
+        check(result == nil and status == 2
+                and message == "PGATE_STATUS_INVALID_ARGUMENT: " .. expect,
+              "latency " .. ns .. ": " .. tostring(message))
+      end
+      cases = cases + 1
+    end
+  end
+  check(cases > 0, "latency.tsv holds cases")
+  gate:free()
+end
+
+if not arg[2] then
+  io.stderr:write("usage: luajit test.lua ROUTING_TSV LATENCY_TSV\n")
   os.exit(2)
 end
 print("promotion-gates " .. pg.version() .. " on " .. jit.version)
@@ -231,5 +265,6 @@ test_vectors(arg[1])
 test_wrappers()
 test_telemetry()
 test_arguments()
+test_latency_vectors(arg[2])
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)

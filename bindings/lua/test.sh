@@ -18,4 +18,4 @@ mkdir -p bindings/lua/build
 python3 bindings/c/vectors_tsv.py tests/vectors/routing.json >bindings/lua/build/routing.tsv
 
 echo "== luajit test.lua"
-PGATE_LIB="$lib" luajit bindings/lua/test.lua bindings/lua/build/routing.tsv
+PGATE_LIB="$lib" luajit bindings/lua/test.lua bindings/lua/build/routing.tsv tests/vectors/latency.tsv

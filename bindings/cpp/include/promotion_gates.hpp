@@ -269,7 +269,7 @@ std::string latency_unit() {
 }
 
 /// The error every binding gives a latency that is negative, NaN, infinite or 2^64 ns or
-/// more (the same status and words in Go, Python and Lua).
+/// more (the same status and words in Go, Python and Lua; tests/vectors/latency.tsv holds them).
 template <class Rep, class Period>
 [[noreturn]] void throw_bad_latency(std::chrono::duration<Rep, Period> latency) {
   std::string value;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -247,11 +248,65 @@ TEST(Record, CountedLateAndForeign) {
   EXPECT_EQ(gate.record(forged, true, 1ms), Recorded::Foreign);
 }
 
-TEST(Record, ABadLatencyIsTheOneLatencyError) {
-  // The status and words every binding gives a bad latency (Go, Python and Lua test them too).
+/// One line of tests/vectors/latency.tsv: KIND (int or float), NS, EXPECT (the nanoseconds
+/// recorded, or the exact error message).
+struct LatencyVector {
+  std::string kind, ns, expect;
+  bool recorded() const { return expect.find_first_not_of("0123456789") == std::string::npos; }
+};
+
+std::vector<LatencyVector> latency_vectors() {
+  std::ifstream file(PGATE_LATENCY_VECTORS);
+  EXPECT_TRUE(file.good()) << PGATE_LATENCY_VECTORS;
+  std::vector<LatencyVector> cases;
+  for (std::string line; std::getline(file, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const std::size_t a = line.find('\t');
+    const std::size_t b = line.find('\t', a + 1);
+    EXPECT_NE(b, std::string::npos) << line;
+    cases.push_back({line.substr(0, a), line.substr(a + 1, b - a - 1), line.substr(b + 1)});
+  }
+  EXPECT_FALSE(cases.empty());
+  return cases;
+}
+
+/// ": " and the rule after the value, as the shared vectors write it.
+std::string latency_rule() {
+  for (const LatencyVector& c : latency_vectors()) {
+    if (!c.recorded()) return c.expect.substr(c.expect.find(" ns: ") + 3);
+  }
+  return "latency.tsv holds no refusal";
+}
+
+TEST(Record, TheSharedLatencyVectors) {
+  // tests/vectors/latency.tsv, which Go, Python and Lua read too.
   const Gate gate = Gate::create(kCanary50);
   const Decision d = gate.route("user-1");
-  const std::string rule = ": a latency must be finite, at least 0 and below 2^64 ns";
+  for (const LatencyVector& c : latency_vectors()) {
+    const auto check = [&](auto latency) {
+      if (c.recorded()) {
+        EXPECT_EQ(promotion_gates::detail::nanos(latency), std::stoull(c.expect)) << c.ns;
+        EXPECT_EQ(gate.record(d, true, latency), Recorded::Counted) << c.ns;
+      } else {
+        EXPECT_EQ(expect_error(PGATE_STATUS_INVALID_ARGUMENT,
+                               [&] { gate.record(d, true, latency); }),
+                  c.expect);
+      }
+    };
+    if (c.kind == "int") {
+      check(std::chrono::nanoseconds(std::stoll(c.ns)));
+    } else {
+      ASSERT_EQ(c.kind, "float") << c.ns;
+      check(std::chrono::duration<double, std::nano>(std::stod(c.ns)));
+    }
+  }
+}
+
+TEST(Record, ABadLatencyIsTheOneLatencyError) {
+  // The status and words every binding gives a bad latency (the shared vectors' rule).
+  const Gate gate = Gate::create(kCanary50);
+  const Decision d = gate.route("user-1");
+  const std::string rule = latency_rule();
   const auto expect_refused = [&](auto latency, const std::string& shown) {
     for (int by_id = 0; by_id < 2; ++by_id) {
       const std::string message = expect_error(PGATE_STATUS_INVALID_ARGUMENT, [&] {

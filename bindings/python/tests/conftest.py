@@ -17,6 +17,18 @@ sys.path.insert(0, str(PYTHON_DIR / "src"))
 
 HEADER = REPO / "include" / "promotion_gates.h"
 VECTORS = REPO / "tests" / "vectors" / "routing.json"
+LATENCY_VECTORS = REPO / "tests" / "vectors" / "latency.tsv"
+
+
+def latency_vectors() -> list[tuple[int | float, str]]:
+    """The shared latency cases: (the latency in ns, as an int or a float, what to expect)."""
+    cases: list[tuple[int | float, str]] = []
+    for line in LATENCY_VECTORS.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            kind, ns, expect = line.split("\t")
+            cases.append((int(ns) if kind == "int" else float(ns), expect))
+    assert cases, LATENCY_VECTORS
+    return cases
 
 
 def run_child(source: str, *args: str) -> str:

@@ -8,7 +8,7 @@ from ctypes import c_void_p
 from typing import Any
 
 import pytest
-from conftest import canary
+from conftest import canary, latency_vectors
 
 import promotion_gates as pg
 from promotion_gates import Environment, Gate, Recorded, Status, _ffi
@@ -145,8 +145,9 @@ def test_rollback_refusals() -> None:
         gate.rollback("drill")
 
 
-#: The one text every binding gives a bad latency (C++, Go and Lua test the same words).
-LATENCY_RULE = "a latency must be finite, at least 0 and below 2^64 ns"
+#: The one text every binding gives a bad latency, from the shared vectors (C++, Go and Lua
+#: read the same file).
+LATENCY_RULE = next(e for _, e in latency_vectors() if not e.isdigit()).split(": ", 1)[1]
 
 
 @pytest.mark.parametrize(
@@ -187,6 +188,21 @@ def test_a_bad_latency_is_one_error(kwargs: dict[str, Any], shown: str) -> None:
 )
 def test_a_latency_rounds_half_a_nanosecond_up_as_cpp_and_lua_do(ns: float, rounded: int) -> None:
     assert latency_ns(None, ns) == rounded
+
+
+@pytest.mark.parametrize("ns, expect", latency_vectors())
+def test_the_shared_latency_vectors(ns: int | float, expect: str) -> None:
+    with Gate(canary(50)) as gate:
+        d = gate.route("u")
+        if expect.isdigit():
+            assert latency_ns(None, ns) == int(expect)
+            assert gate.record(d, True, latency_ns=ns) is Recorded.COUNTED
+            return
+        with pytest.raises(pg.InvalidArgumentError) as caught:
+            gate.record(d, True, latency_ns=ns)
+        assert caught.value.status is Status.INVALID_ARGUMENT
+        assert caught.value.message == expect
+        assert gate.health().canary_requests + gate.health().production_requests == 0
 
 
 def test_latency_edges_and_argument_errors() -> None:

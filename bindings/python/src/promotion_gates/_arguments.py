@@ -52,7 +52,8 @@ def finite_float(field: str, value: object) -> float:
 
 def latency_error(value: object, unit: str) -> InvalidArgumentError:
     """The one error of every binding for a latency that is negative, NaN, infinite or too
-    large for the u64 nanoseconds of ``pgate_record``; the text is the same in C++, Go and Lua."""
+    large for the u64 nanoseconds of ``pgate_record``; the text is the same in C++, Go and Lua
+    (every binding's tests check it against ``tests/vectors/latency.tsv``)."""
     return InvalidArgumentError(
         Status.INVALID_ARGUMENT,
         f"invalid latency = {value!r} {unit}: "
