@@ -56,7 +56,11 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
 version=$(awk -F'"' '/^\[workspace.package\]/ {p = 1} p && /^version *=/ {print $2; exit}' "$root/Cargo.toml")
 # What a Rust staticlib needs from the system on Linux with glibc (what rustc's
-# --print native-static-libs lists, less the libraries every C link has already).
+# --print native-static-libs lists, less the libraries every C link has already). Written out
+# rather than asked of rustc at install time: rustc prints the list only while it links, and
+# asking for it with `cargo rustc -- --print native-static-libs` rebuilds the library with other
+# flags than every binding's build. packaging/test.sh links the static library through this
+# list from C, CMake and Go, so a system library a new dependency needs fails that test.
 native_libs="-lpthread -ldl -lm"
 
 # write_from TEMPLATE OUT PREFIX LIBDIR INCLUDEDIR: fills the @...@ fields of a template.
