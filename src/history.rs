@@ -159,17 +159,17 @@ pub(crate) struct RollbackHistory {
     dropped: u64,
 }
 
-/// What one event counts for against [`MAX_ROLLBACK_HISTORY_BYTES`]: its texts, plus the
-/// event's own size and its evidence's.
+/// What one event counts for against [`MAX_ROLLBACK_HISTORY_BYTES`]: the event's own size
+/// (which holds its evidence inline), plus the heap it owns: its texts and its evidence's
+/// findings.
 fn event_bytes(event: &RollbackEvent) -> usize {
     let flag = match &event.rolled_back {
         RolledBack::Flag(name) => name.len(),
         RolledBack::Release => 0,
     };
-    let evidence = event
-        .evidence
-        .as_ref()
-        .map_or(0, |_| std::mem::size_of::<crate::judge::Evidence>());
+    let evidence = event.evidence.as_ref().map_or(0, |evidence| {
+        evidence.findings.capacity() * std::mem::size_of::<crate::judge::Finding>()
+    });
     std::mem::size_of::<RollbackEvent>()
         + event.feature.len()
         + event.reason.len()
@@ -198,6 +198,22 @@ impl RollbackHistory {
         self.bytes += event_bytes(&event);
         self.events.push_back(event);
         self.trim(bound)
+    }
+
+    /// Replaces the kept events by `events` (the whole history, read from a state store),
+    /// oldest first, within `bound` and [`MAX_ROLLBACK_HISTORY_BYTES`]. The count of dropped
+    /// events carries on: it never goes back. Returns how many of `events` were dropped.
+    pub(crate) fn replace(
+        &mut self,
+        events: impl IntoIterator<Item = RollbackEvent>,
+        bound: usize,
+    ) -> u64 {
+        self.events.clear();
+        self.bytes = 0;
+        events
+            .into_iter()
+            .map(|event| self.push(event, bound))
+            .sum()
     }
 
     /// [`push`](Self::push) of the event [`RollbackEvent::made`] makes: the tests' shorthand.
@@ -312,6 +328,69 @@ mod tests {
             10,
         );
         assert_eq!(history.to_vec().len(), 1);
+    }
+
+    #[test]
+    fn an_automatic_rollback_counts_its_findings_once_and_its_inline_evidence_not_twice() {
+        use crate::judge::{Evidence, Finding, Rule};
+        let finding = Finding {
+            rule: Rule::OverwhelmingErrors,
+            observed: 0.5,
+            limit: 0.1,
+            p_value: 0.0,
+            fired: true,
+            holds: false,
+            acting: "overwhelming_significance",
+        };
+        let evidence = Evidence {
+            stage: crate::StageId(1),
+            environment: Environment::Production,
+            canary: Default::default(),
+            stable: Default::default(),
+            min_samples: 5,
+            findings: vec![finding; 7],
+            health_score: 0.0,
+            non_inferiority: Default::default(),
+        };
+        let findings_heap = evidence.findings.capacity() * std::mem::size_of::<Finding>();
+        let undone = Undone::Release {
+            trigger: RollbackTrigger::Automatic,
+            reason: "r".into(),
+            evidence: Some(evidence),
+        };
+        let event = RollbackEvent::made(undone, Environment::Production, SystemTime::UNIX_EPOCH);
+        let texts = event.feature.len() + event.reason.len();
+        assert_eq!(
+            event_bytes(&event),
+            std::mem::size_of::<RollbackEvent>() + texts + findings_heap
+        );
+    }
+
+    #[test]
+    fn replacing_the_history_keeps_the_count_of_dropped_events() {
+        let mut history = RollbackHistory::default();
+        for i in 0..4 {
+            history.record(
+                release(format!("r{i}")),
+                Environment::Staging,
+                SystemTime::UNIX_EPOCH,
+                2,
+            );
+        }
+        assert_eq!(history.dropped(), 2);
+        let whole = |i: usize| {
+            RollbackEvent::made(
+                release(format!("s{i}")),
+                Environment::Staging,
+                SystemTime::UNIX_EPOCH,
+            )
+        };
+        assert_eq!(history.replace((0..3).map(whole), 2), 1);
+        assert_eq!(history.dropped(), 3);
+        let reasons: Vec<_> = history.to_vec().into_iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, ["s1", "s2"]);
+        let recount: usize = history.events.iter().map(event_bytes).sum();
+        assert_eq!(recount, history.bytes());
     }
 
     #[test]

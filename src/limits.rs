@@ -16,8 +16,9 @@
 //!
 //! What the engine keeps, and how much:
 //! - **Rollback history:** at most `max_rollback_history` events *and* at most
-//!   [`MAX_ROLLBACK_HISTORY_BYTES`] (the events' texts plus a fixed size each); the oldest
-//!   events are dropped first, the newest is always kept. Every dropped event is counted
+//!   [`MAX_ROLLBACK_HISTORY_BYTES`] (the events' texts and evidence findings plus a fixed
+//!   size each); the oldest events are dropped first, the newest is always kept. Every dropped
+//!   event is counted
 //!   ([`PromotionGateManager::rollback_events_dropped`](crate::PromotionGateManager::rollback_events_dropped))
 //!   and logged. Lowering `max_rollback_history` (by `swap_config`) drops the oldest events at
 //!   once, counted the same way; raising it again cannot bring them back.
@@ -49,8 +50,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 8 * 1024 * 1024;
 /// Largest accepted [`PromotionConfig::max_rollback_history`](crate::PromotionConfig::max_rollback_history).
 pub const MAX_ROLLBACK_HISTORY: usize = 100_000;
 
-/// Most bytes the rollback history keeps: its events' texts (reason, feature, flag name) plus a
-/// fixed size per event. Beyond it the oldest events are dropped, the newest always kept.
+/// Most bytes the rollback history keeps: its events' texts (reason, feature, flag name) and
+/// evidence findings, plus a fixed size per event. Beyond it the oldest events are dropped, the newest always kept.
 pub const MAX_ROLLBACK_HISTORY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Largest accepted [`PromotionConfig::rollback_window_seconds`](crate::PromotionConfig::rollback_window_seconds) (one week).

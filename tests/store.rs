@@ -375,6 +375,42 @@ fn an_automatic_rollback_while_the_store_is_locked_is_immediate_and_written_late
 }
 
 #[test]
+fn the_count_of_dropped_rollback_events_never_goes_back_when_the_store_catches_up() {
+    let dir = Scratch::new("dropped-count");
+    let path = dir.db();
+    let mut config = PromotionConfig::from_json(&document(&path, 10.0, 20)).unwrap();
+    config.max_rollback_history = 2;
+    config.feature_flags = vec!["a".into(), "b".into(), "c".into()];
+    let gate = PromotionGateManager::new(
+        config,
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+    )
+    .unwrap();
+    for flag in ["a", "b", "c"] {
+        gate.disable_feature(flag).unwrap();
+    }
+    assert_eq!(gate.rollback_events_dropped(), 1);
+    let lock = WriteLock::take(&path);
+    gate.rollback("written later").unwrap();
+    assert_eq!(gate.rollback_events_dropped(), 2);
+    drop(lock);
+    // The written rollback settles the pending one: the stored history replaces the local
+    // one, and the count carries on from where it was.
+    eventually("the rollback is written", || {
+        stored_environment(&path) == "Production"
+    });
+    eventually("the gate has caught up", || {
+        gate.promote(Environment::Canary {
+            traffic_percent: 1.0,
+        })
+        .is_ok()
+    });
+    assert_eq!(gate.rollback_history().len(), 2);
+    let dropped = gate.rollback_events_dropped();
+    assert!(dropped >= 2, "the count went back from 2 to {dropped}");
+}
+
+#[test]
 fn a_rollback_made_offline_yields_to_one_already_stored() {
     let dir = Scratch::new("offline-overtaken");
     let path = dir.db();

@@ -16,7 +16,7 @@ use super::{Shared, WriterState};
 use crate::config::{Environment, PromotionConfig};
 use crate::decision::StageId;
 use crate::error::Error;
-use crate::history::{RollbackEvent, RollbackHistory};
+use crate::history::RollbackEvent;
 use crate::release;
 use crate::store::{
     self, Commit, Guard, StateStore, StoreConfig, StoreError, StoreProblem, StoredRelease,
@@ -424,12 +424,17 @@ impl Shared {
         }
         link.known = guard_of(&update.release);
         let config = with_store_key(update.release.config, &link.config);
-        if update.whole_history {
-            writer.history = RollbackHistory::default();
-        }
-        for event in update.events {
-            super::writes::log_dropped(writer.history.push(event, config.max_rollback_history));
-        }
+        let bound = config.max_rollback_history;
+        let dropped = if update.whole_history {
+            writer.history.replace(update.events, bound)
+        } else {
+            update
+                .events
+                .into_iter()
+                .map(|event| writer.history.push(event, bound))
+                .sum()
+        };
+        super::writes::log_dropped(dropped);
         let current = self.current.load_full();
         if update.new_stage || current.config != config {
             tracing::info!(from = %current.config.environment, to = %config.environment, "promotion.store applies a write from the store");
