@@ -414,7 +414,9 @@ impl<'a> EnabledFeatures<'a> {
         self.sets.with_set(self.id, read)
     }
 
-    /// The flag names, in byte order.
+    /// The flag names, in byte order. Each step reads the set as [`get`](Self::get) does (no
+    /// atomic read-modify-write in the common case); should the set turn stale mid-way, the
+    /// names left read as "".
     ///
     /// # Example
     /// ```
@@ -426,17 +428,11 @@ impl<'a> EnabledFeatures<'a> {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a str> + 'a {
-        let sets = self.sets;
-        // The iterator holds the set (one reference count), so it reads one set to its end.
-        let held: Option<Arc<StoredSet>> = self.with_set(|found| match found {
-            Found::Set(set) => Some(Arc::clone(set)),
-            Found::Empty | Found::Unknown => None,
-        });
-        let len = held.as_ref().map_or(0, |set| set.names.len());
-        (0..len).map(move |i| {
-            let number = held.as_ref().and_then(|set| set.names.get(i).copied());
-            number.map_or("", |number| sets.name(number))
-        })
+        // By index through `get`, which finds the set in the thread's cache: no reference
+        // count taken. A set that turns stale mid-way (this thread read two other sets of the
+        // gate meanwhile, and the gate reclaimed it) yields "" for the names left.
+        let features = *self;
+        (0..features.len()).map(move |i| features.get(i).unwrap_or(""))
     }
 
     /// The flag at `index` in byte order, if there is one (constant time).
@@ -545,6 +541,25 @@ impl PartialEq for EnabledFeatures<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iterating_a_read_set_takes_no_reference_to_it() {
+        let sets = FlagSets::new();
+        let mut index = FlagSetIndex::default();
+        let id = intern(&sets, &mut index, &["b", "a", "c"]);
+        let features = EnabledFeatures::new(&sets, id);
+        assert_eq!(features.len(), 3); // now in this thread's cache
+        let count = || {
+            let slot = sets.slots[id.slot()].load();
+            slot.as_ref().map_or(0, Arc::strong_count)
+        };
+        let before = count();
+        let mut names = features.iter();
+        assert_eq!(names.next(), Some("a"));
+        assert_eq!(count(), before);
+        assert_eq!(names.collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(features, features);
+    }
 
     fn intern(sets: &FlagSets, index: &mut FlagSetIndex, names: &[&str]) -> FlagSetId {
         let ids = sets.intern_live(index, [], names.iter().copied()).unwrap();
