@@ -36,9 +36,11 @@
 //! ## Memory
 //! - About 40 KiB per thread that records on a gate, and about 720 KiB per gate that is recorded
 //!   on (the window's readings and an evaluation's scratch space); neither grows with traffic.
-//! - Bounded by what is live, not by history: at most [`FLAG_SET_SLOTS`](crate::FLAG_SET_SLOTS)
-//!   flag sets (current and recently replaced), two more per reading thread, and each distinct
-//!   flag name once. Enabling 4,000
+//! - Flag sets are bounded by what is live, not by history: at most
+//!   [`FLAG_SET_SLOTS`](crate::FLAG_SET_SLOTS) (current and recently replaced), two more per
+//!   reading thread. Flag names are not: every distinct name ever enabled is kept, once, at
+//!   most [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) each, until the gate is dropped, because
+//!   the C ABI hands out name pointers valid until the gate is freed. Enabling 4,000
 //!   flags one by one and disabling them again peaks at about 11 MB of live heap
 //!   (`tests/bounded_memory.rs` holds it under 16 MB).
 //! - A flag set number is never given to another set; a replaced set stays readable for at

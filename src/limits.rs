@@ -1,8 +1,9 @@
 //! # Limits
 //!
 //! Every bound the engine puts on its inputs and on what it keeps, in one place, so that memory
-//! and CPU follow what is live, never what a caller sent or what happened before. Each limit
-//! is a constant here (re-exported at the crate root); a value beyond one is refused with an
+//! and CPU follow what is live, never what a caller sent or what happened before, except flag
+//! names: every distinct name ever enabled is kept until the gate is dropped (see below). Each
+//! limit is a constant here (re-exported at the crate root); a value beyond one is refused with an
 //! error that names the field and the limit, and the refused call changes nothing.
 //!
 //! | What | Limit | Refused with |
