@@ -34,16 +34,16 @@ pub struct ConfigError {
 impl ConfigError {
     /// Builds an error for `field`, which held `value`, with what a valid value looks like. A
     /// value that may be huge (a name, a text) is passed through [`quoted`] or [`shortened`]
-    /// first; a number whose decimal form is long (`1e300` has 301 digits) is written in
-    /// scientific notation.
+    /// first; an `f64` whose decimal form is long (`1e300` has 301 digits) is written in
+    /// scientific notation (see [`Shown`]).
     pub(crate) fn new(
         field: impl Into<String>,
-        value: impl std::fmt::Display,
+        value: impl Shown,
         expected: impl Into<String>,
     ) -> Self {
         Self {
             field: field.into(),
-            value: readable_number(value.to_string()),
+            value: value.shown(),
             expected: expected.into(),
         }
     }
@@ -267,15 +267,52 @@ pub(crate) fn shortened(value: &str) -> String {
 /// or huge float) is written in scientific notation.
 const MAX_DECIMAL_NUMBER_BYTES: usize = 24;
 
-/// `value` as it is, unless it is a number too long to read in decimal form: then in
-/// scientific notation (`6.793767e-317`, not 317 digits).
-fn readable_number(value: String) -> String {
-    if value.len() <= MAX_DECIMAL_NUMBER_BYTES {
-        return value;
+/// A refused value as a [`ConfigError`] shows it: a text as it is, an integer in decimal, an
+/// `f64` in decimal unless that is longer than [`MAX_DECIMAL_NUMBER_BYTES`], then in scientific
+/// notation (`6.793767e-317`, not 317 digits).
+pub(crate) trait Shown {
+    /// The value's text in the error.
+    fn shown(self) -> String;
+}
+
+impl Shown for f64 {
+    fn shown(self) -> String {
+        let decimal = self.to_string();
+        if decimal.len() <= MAX_DECIMAL_NUMBER_BYTES {
+            decimal
+        } else {
+            format!("{self:e}")
+        }
     }
-    match value.parse::<f64>() {
-        Ok(number) => format!("{number:e}"),
-        Err(_) => value,
+}
+
+impl Shown for String {
+    fn shown(self) -> String {
+        self
+    }
+}
+
+impl Shown for &str {
+    fn shown(self) -> String {
+        self.to_owned()
+    }
+}
+
+impl Shown for &String {
+    fn shown(self) -> String {
+        self.clone()
+    }
+}
+
+impl Shown for u64 {
+    fn shown(self) -> String {
+        self.to_string()
+    }
+}
+
+impl Shown for usize {
+    fn shown(self) -> String {
+        self.to_string()
     }
 }
 
@@ -294,19 +331,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_numbers_are_written_in_scientific_notation() {
+    fn long_floats_are_written_in_scientific_notation_and_text_stays_text() {
         let tiny = ConfigError::new("f", 6.793767e-317_f64, "x");
         assert_eq!(tiny.value(), "6.793767e-317");
         assert_eq!(ConfigError::new("f", 1e300_f64, "x").value(), "1e300");
         assert_eq!(ConfigError::new("f", 2.0_f64, "x").value(), "2");
         assert_eq!(ConfigError::new("f", 0.000001_f64, "x").value(), "0.000001");
+        // A text that parses as a number is still text: shown as it was given.
         let digits = "1".repeat(40);
-        assert_eq!(
-            ConfigError::new("f", &digits, "x").value(),
-            "1.1111111111111112e39"
-        );
+        assert_eq!(ConfigError::new("f", &digits, "x").value(), digits);
+        assert_eq!(ConfigError::new("f", digits.as_str(), "x").value(), digits);
         let text = "not a number, but long enough to pass the limit";
         assert_eq!(ConfigError::new("f", text, "x").value(), text);
+        assert_eq!(
+            ConfigError::new("f", u64::MAX, "x").value(),
+            u64::MAX.to_string()
+        );
     }
 
     #[test]
