@@ -570,7 +570,6 @@ impl PromotionGateManager {
             return;
         }
         let reason = verdict.rollback_reason();
-        tracing::error!("Triggering automatic rollback: {reason}");
         let evidence = Some(verdict.evidence().clone());
         let _ = self.rollback_locked(writer, reason, RollbackTrigger::Automatic, evidence);
     }

@@ -39,11 +39,16 @@ impl Verdict {
         self.health.evidence.fired().next().is_some()
     }
 
-    /// The reason written into an automatic rollback event: the fired rules, then the evidence.
-    pub(crate) fn rollback_reason(&self) -> String {
+    /// What fired and on what: the fired rules, then the evidence (the SLO violation log line).
+    pub(crate) fn violation(&self) -> String {
         let evidence = &self.health.evidence;
         let rules: Vec<&str> = evidence.fired().map(|f| f.rule.name()).collect();
-        format!("automatic rollback: {} | {evidence}", rules.join(", "))
+        format!("{} | {evidence}", rules.join(", "))
+    }
+
+    /// The reason written into an automatic rollback event: the [`Self::violation`].
+    pub(crate) fn rollback_reason(&self) -> String {
+        format!("automatic rollback: {}", self.violation())
     }
 
     /// Whether the version under judgement meets its SLO (see [`compliance`]).
