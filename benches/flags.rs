@@ -2,8 +2,9 @@
 //! one flag is on for each request (`contains`) and one that walks every name (`iter`), each
 //! beside the route alone and beside the same read of a plain sorted slice of the names (what
 //! a decision read before flag sets were reclaimed: a borrowed `&[Box<str>]`), in alternating
-//! rounds; the figure is the median over rounds of the per-round difference (this host's speed
-//! moves in phases, see BENCHMARKS.md).
+//! rounds after a warm-up round (`common::paired`, as `benches/paired.rs` times); the figure is
+//! the median over rounds of the per-round difference (this host's speed moves in phases, see
+//! BENCHMARKS.md).
 //!
 //! Staging, so every request goes to the new version and sees the gate's four flags.
 //!
@@ -23,31 +24,27 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use promotion_gates::{Environment, PromotionConfig, PromotionGateManager};
 
-use common::{Cycle, gate, ids};
+use common::{Cycle, Subject, gate, ids, paired, per_op};
 
-/// Times `n` routes of `ids`, each followed by `read` of its flags; nanoseconds per route.
-fn per_route(
-    manager: &PromotionGateManager,
-    ids: &[String],
-    n: u64,
-    read: &dyn Fn(promotion_gates::EnabledFeatures<'_>) -> usize,
-) -> f64 {
-    let mut cursor = Cycle::new(ids);
-    let start = Instant::now();
-    for _ in 0..n {
-        let decision = manager.route_request(black_box(cursor.next()));
-        black_box(read(decision.enabled_features));
-    }
-    start.elapsed().as_nanos() as f64 / n as f64
-}
+/// What a subject does after each route: reads the decision's flags.
+type Read<'r> = &'r dyn Fn(promotion_gates::EnabledFeatures<'_>) -> usize;
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+/// A subject that routes `ids` in turn, reading each decision's flags with `read`.
+fn subject<'a>(
+    manager: &'a PromotionGateManager,
+    ids: &'a [String],
+    read: Read<'a>,
+) -> Subject<'a> {
+    Box::new(move |n| {
+        let mut cursor = Cycle::new(ids);
+        for _ in 0..n {
+            let decision = manager.route_request(black_box(cursor.next()));
+            black_box(read(decision.enabled_features));
+        }
+    })
 }
 
 fn main() {
@@ -81,7 +78,7 @@ fn main() {
     };
     // `PGATE_FLAGS_ONLY=<subject>`: that subject alone, 10 million times (for `perf stat`).
     if let Ok(only) = std::env::var("PGATE_FLAGS_ONLY") {
-        let read: &dyn Fn(promotion_gates::EnabledFeatures<'_>) -> usize = match only.as_str() {
+        let read: Read<'_> = match only.as_str() {
             "contains" => &contains,
             "contains_plain" => &contains_plain,
             "iter" => &iter,
@@ -90,13 +87,15 @@ fn main() {
         };
         let count =
             std::env::var("PGATE_FLAGS_COUNT").map_or(10_000_000, |n| n.parse().unwrap_or(1));
-        println!("{only}: {:.1} ns", per_route(&manager, &ids, count, read));
+        println!(
+            "{only}: {:.1} ns",
+            per_op(&mut subject(&manager, &ids, read), count)
+        );
         return;
     }
     println!("{rounds} rounds of {ops} routes per subject, alternating\n");
     println!("| subject vs baseline, after a route of 36 B | subject | baseline | difference |");
     println!("| --- | --- | --- | --- |");
-    type Read<'r> = &'r dyn Fn(promotion_gates::EnabledFeatures<'_>) -> usize;
     let pairs: [(&str, Read<'_>, Read<'_>); 4] = [
         ("`contains` vs nothing", &contains, &nothing),
         ("`contains` vs a plain slice's", &contains, &contains_plain),
@@ -104,24 +103,11 @@ fn main() {
         ("`iter` vs a plain slice's", &iter, &iter_plain),
     ];
     for (name, read, baseline) in pairs {
-        let (mut with, mut without, mut differences) = (vec![], vec![], vec![]);
-        for round in 0..rounds {
-            let (a, b) = if round % 2 == 0 {
-                let a = per_route(&manager, &ids, ops, read);
-                (a, per_route(&manager, &ids, ops, baseline))
-            } else {
-                let b = per_route(&manager, &ids, ops, baseline);
-                (per_route(&manager, &ids, ops, read), b)
-            };
-            with.push(a);
-            without.push(b);
-            differences.push(a - b);
-        }
-        println!(
-            "| {name} | {:.1} ns | {:.1} ns | {:+.1} ns |",
-            median(with),
-            median(without),
-            median(differences)
+        let (mut a, mut b) = (
+            subject(&manager, &ids, read),
+            subject(&manager, &ids, baseline),
         );
+        let [with, without, difference] = paired(rounds, ops, &mut a, &mut b);
+        println!("| {name} | {with:.1} ns | {without:.1} ns | {difference:+.1} ns |");
     }
 }

@@ -25,7 +25,7 @@ mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use promotion_gates::{
     PromotionConfig, PromotionGateManager, RoutingDecision, SqliteStoreConfig, StoreConfig,
@@ -34,8 +34,9 @@ use promotion_gates_ffi::{pgate_decision, pgate_record, pgate_recorded, pgate_ro
 use sha2::{Digest, Sha256};
 
 use common::{
-    CGate, Cycle, canary_config, compress_blocks, decisions, gate, ids, latency_micros, on_threads,
-    promote_or_roll_back, record_bare, recording_config, salt_midstate, toggle_flag,
+    CGate, Cycle, Subject, alternate, canary_config, compress_blocks, decisions, gate, ids,
+    latency_micros, median, on_threads, paired, per_op, promote_or_roll_back, record_bare,
+    recording_config, salt_midstate, toggle_flag,
 };
 
 /// `route_request_bytes` behind a call that is never inlined, as a C host's call is.
@@ -43,9 +44,6 @@ use common::{
 fn routed_by_call<'a>(gate: &'a PromotionGateManager, id: &[u8]) -> RoutingDecision<'a> {
     gate.route_request_bytes(id)
 }
-
-/// One timed subject: runs `n` operations.
-type Subject<'a> = Box<dyn FnMut(u64) + 'a>;
 
 /// Routes `ids` in turn with `route_request_bytes`, inlined into the loop as a Rust host has it.
 fn routes_inlined<'a>(
@@ -58,33 +56,6 @@ fn routes_inlined<'a>(
             black_box(&manager.route_request_bytes(black_box(ids.next().as_bytes())));
         }
     }
-}
-
-/// The median of `values`.
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// `rounds` pairs `(a(state), b(state))`, run in alternating order (a first in even rounds, b
-/// first in odd ones) so that neither always runs right after the other.
-fn alternate<S: ?Sized>(
-    rounds: usize,
-    state: &mut S,
-    mut a: impl FnMut(&mut S) -> f64,
-    mut b: impl FnMut(&mut S) -> f64,
-) -> Vec<(f64, f64)> {
-    (0..rounds)
-        .map(|round| {
-            if round % 2 == 0 {
-                let x = a(state);
-                (x, b(state))
-            } else {
-                let y = b(state);
-                (a(state), y)
-            }
-        })
-        .collect()
 }
 
 /// The speed-up of 2 threads over 1 for `op(n)` (which runs `n` operations on the calling
@@ -121,9 +92,7 @@ fn beside_writer(
     let mut time = |on: bool| {
         writing.store(on, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(2)); // the writer has seen the switch
-        let start = Instant::now();
-        route(ops);
-        start.elapsed().as_nanos() as f64 / ops as f64
+        per_op(&mut &route, ops)
     };
     std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -145,28 +114,6 @@ fn beside_writer(
             median(pairs.iter().map(|p| p.0 / p.1).collect()),
         ]
     })
-}
-
-/// Times `a` and `b` in `rounds` alternating rounds of `ops` operations each; returns the
-/// median ns per operation of each and the median of the per-round differences `a - b`.
-fn paired(rounds: usize, ops: u64, a: &mut Subject<'_>, b: &mut Subject<'_>) -> [f64; 3] {
-    let time = |f: &mut Subject<'_>| {
-        let start = Instant::now();
-        f(ops);
-        start.elapsed().as_nanos() as f64 / ops as f64
-    };
-    // Warm both (caches, the route cache, recorders) before anything counts.
-    a(ops);
-    b(ops);
-    let mut subjects = (a, b);
-    let mut samples = alternate(rounds, &mut subjects, |(a, _)| time(a), |(_, b)| time(b));
-    let diffs = samples.iter().map(|(x, y)| x - y).collect();
-    let diff = median(diffs);
-    samples.sort_by(|p, q| p.0.total_cmp(&q.0));
-    let a_median = samples[samples.len() / 2].0;
-    samples.sort_by(|p, q| p.1.total_cmp(&q.1));
-    let b_median = samples[samples.len() / 2].1;
-    [a_median, b_median, diff]
 }
 
 fn main() {

@@ -345,3 +345,61 @@ impl Drop for CGate {
         unsafe { pgate_gate_free(self.0) };
     }
 }
+
+/// One timed subject of a paired bench: runs `n` operations.
+pub type Subject<'a> = Box<dyn FnMut(u64) + 'a>;
+
+/// The median of `values`.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// `rounds` pairs `(a(state), b(state))`, run in alternating order (a first in even rounds, b
+/// first in odd ones) so that neither always runs right after the other.
+pub fn alternate<S: ?Sized>(
+    rounds: usize,
+    state: &mut S,
+    mut a: impl FnMut(&mut S) -> f64,
+    mut b: impl FnMut(&mut S) -> f64,
+) -> Vec<(f64, f64)> {
+    (0..rounds)
+        .map(|round| {
+            if round % 2 == 0 {
+                let x = a(state);
+                (x, b(state))
+            } else {
+                let y = b(state);
+                (a(state), y)
+            }
+        })
+        .collect()
+}
+
+/// Nanoseconds per operation of `subject(ops)`, timed once.
+pub fn per_op(subject: &mut dyn FnMut(u64), ops: u64) -> f64 {
+    let start = Instant::now();
+    subject(ops);
+    start.elapsed().as_nanos() as f64 / ops as f64
+}
+
+/// Times `a` and `b` in `rounds` alternating rounds of `ops` operations each, after one
+/// untimed warm-up round of each; returns the median ns per operation of each and the median
+/// of the per-round differences `a - b`.
+pub fn paired(rounds: usize, ops: u64, a: &mut Subject<'_>, b: &mut Subject<'_>) -> [f64; 3] {
+    // Warm both (caches, the route cache, recorders) before anything counts.
+    a(ops);
+    b(ops);
+    let mut subjects = (a, b);
+    let samples = alternate(
+        rounds,
+        &mut subjects,
+        |(a, _)| per_op(a, ops),
+        |(_, b)| per_op(b, ops),
+    );
+    [
+        median(samples.iter().map(|p| p.0).collect()),
+        median(samples.iter().map(|p| p.1).collect()),
+        median(samples.iter().map(|p| p.0 - p.1).collect()),
+    ]
+}
