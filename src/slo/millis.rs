@@ -8,9 +8,14 @@ pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let ms = f64::deserialize(d)?;
+    from_millis(f64::deserialize(d)?)
+}
+
+/// The duration of `ms` milliseconds, or an error naming `ms` (negative, not finite, or too
+/// long for a `Duration`).
+pub(super) fn from_millis<E: serde::de::Error>(ms: f64) -> Result<Duration, E> {
     Duration::try_from_secs_f64(ms / 1e3).map_err(|_| {
-        serde::de::Error::custom(format!(
+        E::custom(format!(
             "{ms} is not a duration in milliseconds (finite, not negative)"
         ))
     })

@@ -11,14 +11,7 @@ pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::
 }
 
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    match Option::<f64>::deserialize(d)? {
-        None => Ok(None),
-        Some(ms) => Duration::try_from_secs_f64(ms / 1e3)
-            .map(Some)
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "{ms} is not a duration in milliseconds (finite, not negative)"
-                ))
-            }),
-    }
+    Option::<f64>::deserialize(d)?
+        .map(super::millis::from_millis)
+        .transpose()
 }
