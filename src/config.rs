@@ -104,7 +104,8 @@ impl Environment {
                 "environment.traffic_percent",
                 traffic_percent,
                 format!(
-                    "0, or a percentage that routes at least one bucket: the routing resolution is {TRAFFIC_PERCENT_RESOLUTION} % (1 bucket in 10000000), so at least half of it"
+                    "0, or a percentage that routes at least one bucket: the routing resolution is {TRAFFIC_PERCENT_RESOLUTION} % (1 bucket in {}), so at least half of it",
+                    crate::bucket::BUCKETS
                 ),
             ));
         }
@@ -232,7 +233,7 @@ impl PromotionConfig {
             return Err(ConfigError::new(
                 "rollback_window_seconds",
                 self.rollback_window_seconds,
-                "a window from 1 second to 604800 (one week)",
+                format!("a window from 1 to {MAX_WINDOW_SECONDS} seconds"),
             ));
         }
         check_name("gate", &self.gate)?;
@@ -243,13 +244,13 @@ impl PromotionConfig {
             return Err(ConfigError::new(
                 "max_rollback_history",
                 self.max_rollback_history,
-                "a bound from 1 to 100000 events",
+                format!("a bound from 1 to {MAX_ROLLBACK_HISTORY} events"),
             ));
         }
         if let Some(store) = &self.store {
             store.validate()?;
         }
-        // One pass with a hash set: O(n) expected, O(n log n) at worst.
+        // One pass with a hash set: O(n) expected (O(n^2) at worst, were every name to collide).
         let mut seen: HashSet<&str> =
             HashSet::with_capacity(self.feature_flags.len() + self.graduated_flags.len());
         for (list, names) in [

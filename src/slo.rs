@@ -106,6 +106,12 @@ impl Default for SloConfig {
 /// The longest latency a histogram records exactly; longer ones count as this (60 s).
 pub const MAX_TRACKED_LATENCY: Duration = Duration::from_secs(60);
 
+/// The longest `evaluation_interval` and `warm_up` accepted.
+const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The shortest and the longest `no_data_ms` accepted.
+const NO_DATA_BOUNDS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(86_400)];
+
 impl SloConfig {
     /// Reads and validates an SLO config from a JSON object (durations in milliseconds, as
     /// `latency_target_ms`, `p99_budget_ms` and `evaluation_interval_ms`; missing fields take
@@ -150,7 +156,10 @@ impl SloConfig {
             return Err(ConfigError::new(
                 "latency_target_ms",
                 self.latency_target.as_secs_f64() * 1e3,
-                "a latency above 0 and at most 60000 ms",
+                format!(
+                    "a latency above 0 and at most {} ms",
+                    MAX_TRACKED_LATENCY.as_millis()
+                ),
             ));
         }
         let fraction = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
@@ -181,14 +190,19 @@ impl SloConfig {
             return Err(ConfigError::new(
                 "p99_budget_ms",
                 budget.as_secs_f64() * 1e3,
-                "a latency above 0 and at most 60000 ms, or null for none",
+                format!(
+                    "a latency above 0 and at most {} ms, or null for none",
+                    MAX_TRACKED_LATENCY.as_millis()
+                ),
             ));
         }
         if self.min_samples < MIN_SAMPLES_FLOOR {
             return Err(ConfigError::new(
                 "min_samples",
                 self.min_samples,
-                "at least 5 samples, so no rule acts on a single one (100 is usual)",
+                format!(
+                    "at least {MIN_SAMPLES_FLOOR} samples, so no rule acts on a single one (100 is usual)"
+                ),
             ));
         }
         let level = |x: f64| x.is_finite() && x > 0.0 && x < 0.5;
@@ -209,13 +223,14 @@ impl SloConfig {
             ));
         }
         self.validate_tolerances()?;
-        if self.evaluation_interval.is_zero()
-            || self.evaluation_interval > Duration::from_secs(3600)
-        {
+        if self.evaluation_interval.is_zero() || self.evaluation_interval > MAX_INTERVAL {
             return Err(ConfigError::new(
                 "evaluation_interval_ms",
                 self.evaluation_interval.as_secs_f64() * 1e3,
-                "an interval above 0 and at most 3600000 ms",
+                format!(
+                    "an interval above 0 and at most {} ms",
+                    MAX_INTERVAL.as_millis()
+                ),
             ));
         }
         Ok(())
@@ -255,23 +270,22 @@ impl SloConfig {
             return Err(ConfigError::new(
                 "latency_tolerance_ms",
                 ms(self.latency_tolerance),
-                "a latency from 0 to 60000 ms",
+                format!("a latency from 0 to {} ms", MAX_TRACKED_LATENCY.as_millis()),
             ));
         }
-        if self.warm_up > Duration::from_secs(3600) {
+        if self.warm_up > MAX_INTERVAL {
             return Err(ConfigError::new(
                 "warm_up_ms",
                 ms(self.warm_up),
-                "from 0 to 3600000 ms",
+                format!("from 0 to {} ms", MAX_INTERVAL.as_millis()),
             ));
         }
-        if self.no_data_after < Duration::from_secs(1)
-            || self.no_data_after > Duration::from_secs(86_400)
-        {
+        let [least, most] = NO_DATA_BOUNDS;
+        if self.no_data_after < least || self.no_data_after > most {
             return Err(ConfigError::new(
                 "no_data_ms",
                 ms(self.no_data_after),
-                "from 1000 to 86400000 ms",
+                format!("from {} to {} ms", least.as_millis(), most.as_millis()),
             ));
         }
         let level = self.promotion_significance;

@@ -99,7 +99,8 @@ fn a_huge_name_in_a_config_is_refused_naming_its_field() {
             err.value()
         );
         assert!(err.to_string().len() < SHORT_MESSAGE);
-        assert!(err.expected().contains("128 bytes"), "{err}");
+        let limit = format!("{MAX_NAME_BYTES} bytes");
+        assert!(err.expected().contains(&limit), "{err}");
     }
     assert_eq!(state(&gate), before);
 }
@@ -125,7 +126,7 @@ fn a_rollback_reason_over_the_limit_is_refused_and_changes_nothing() {
     );
     let message = err.to_string();
     assert!(
-        message.contains("reason") && message.contains("4096"),
+        message.contains("reason") && message.contains(&MAX_REASON_BYTES.to_string()),
         "{message}"
     );
     assert!(message.len() < SHORT_MESSAGE);
