@@ -69,8 +69,18 @@ pub struct PromotionGateManager {
     /// Each thread's copy of the current route table.
     route_cache: ThreadLocal<Cell<RouteTable>>,
     /// Applies other processes' writes from the state store, when the config names one.
-    /// Held for its `Drop`, which stops and joins the thread.
-    _sync: Option<stored::SyncThread>,
+    /// Stopped by the gate's `Drop`, which then stores a rollback the thread has not written.
+    sync: Option<stored::SyncThread>,
+}
+
+impl Drop for PromotionGateManager {
+    fn drop(&mut self) {
+        // Explicitly, while the shared state still lives: an automatic rollback published
+        // but not yet stored must reach the store before the gate goes (a reload, `pgate_free`).
+        if let Some(sync) = self.sync.take() {
+            sync.stop(&self.shared);
+        }
+    }
 }
 
 /// What the gate's callers and its state store's sync thread share: the snapshot, the writer
@@ -177,7 +187,7 @@ impl PromotionGateManager {
         Ok(Self {
             shared,
             route_cache: ThreadLocal::new(),
-            _sync: sync,
+            sync,
         })
     }
 

@@ -443,3 +443,30 @@ fn a_corrupt_store_file_is_an_error_naming_the_path() {
     assert_eq!(err.location(), path);
     assert!(err.to_string().contains(&path));
 }
+
+#[test]
+fn an_automatic_rollback_is_stored_even_when_the_gate_is_dropped_at_once() {
+    // Dropping the gate right after an automatic rollback (a reload, `pgate_free`) races the
+    // sync thread that writes it: run it many times.
+    for round in 0..20 {
+        let dir = Scratch::new(&format!("drop-at-once-{round}"));
+        let path = dir.db();
+        let gate = open_with(&path, 50.0, 5000).unwrap();
+        fail_the_canary(&gate);
+        drop(gate);
+        assert_eq!(stored_environment(&path), "Production", "round {round}");
+        let reopened = open(&path);
+        assert_eq!(
+            reopened.environment(),
+            Environment::Production,
+            "round {round}"
+        );
+        let history = reopened.rollback_history();
+        assert_eq!(history.len(), 1, "round {round}");
+        assert_eq!(
+            history[0].trigger,
+            RollbackTrigger::Automatic,
+            "round {round}"
+        );
+    }
+}

@@ -508,6 +508,30 @@ impl SyncThread {
     }
 }
 
+impl SyncThread {
+    /// Stops and joins the thread, then writes a rollback still pending, once, on the calling
+    /// thread (the gate is being dropped: nothing else will write it). A store that still
+    /// cannot be written keeps its state, and that is logged.
+    pub(super) fn stop(self, shared: &Shared) {
+        drop(self);
+        let pending = |shared: &Shared| {
+            shared
+                .lock_writer()
+                .store
+                .as_ref()
+                .is_some_and(|link| link.pending.is_some())
+        };
+        if pending(shared) {
+            shared.sync_once();
+            if pending(shared) {
+                tracing::error!(
+                    "promotion.store the gate is dropped with a rollback not written: the store still holds the rolled-back stage"
+                );
+            }
+        }
+    }
+}
+
 impl Drop for SyncThread {
     fn drop(&mut self) {
         self.stop_watch.store(true, Ordering::Relaxed);
