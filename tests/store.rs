@@ -470,3 +470,32 @@ fn an_automatic_rollback_is_stored_even_when_the_gate_is_dropped_at_once() {
         );
     }
 }
+
+#[test]
+fn failed_store_writes_leave_the_live_flags_readable() {
+    let dir = Scratch::new("failed-writes");
+    let path = dir.db();
+    let gate = open_with(&path, 100.0, 0).unwrap();
+    let lock = WriteLock::take(&path);
+    // Many more failed writes than the gate has flag set numbers.
+    let attempts = 2 * promotion_gates::FLAG_SET_SLOTS;
+    for i in 0..attempts {
+        let err = gate.enable_feature(format!("f{i}")).unwrap_err();
+        assert!(err.to_string().contains("locked"), "{err}");
+    }
+    drop(lock);
+    assert_eq!(gate.config().feature_flags, ["checkout_v2"]);
+    // A thread that never read the gate before: no recent set to fall back on.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let decision = gate.route_request("user-1");
+            assert!(decision.is_canary);
+            assert!(!decision.enabled_features.is_stale());
+            assert!(decision.enabled_features.contains("checkout_v2"));
+            assert_eq!(decision.enabled_features.len(), 1);
+        });
+    });
+    // And the gate still writes.
+    gate.enable_feature("f0").unwrap();
+    assert!(gate.route_request("user-1").enabled_features.contains("f0"));
+}

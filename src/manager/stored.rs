@@ -350,14 +350,37 @@ impl Shared {
         // stored.
         let bound = config.max_rollback_history;
         let snapshot = self.prepare(writer, config, new_stage)?;
-        if let Some(link) = writer.store.as_mut() {
-            link.write(&snapshot.config, new_stage, event.as_ref(), durability)?;
+        if let Some(link) = writer.store.as_mut()
+            && let Err(error) = link.write(&snapshot.config, new_stage, event.as_ref(), durability)
+        {
+            self.restore_live_flags(writer);
+            return Err(error);
         }
         self.install(snapshot);
         if let Some(event) = event {
             super::writes::log_dropped(writer.history.push(event, bound));
         }
         Ok(())
+    }
+
+    /// Makes the published snapshot's flag sets the live ones again after a write that
+    /// prepared a snapshot but was not stored: preparing made the new sets live and retired the
+    /// published ones, whose numbers a later write would then reuse under the routing's feet.
+    /// Re-interning sets the gate still holds needs no new number: no error is expected (one
+    /// would be logged).
+    fn restore_live_flags(&self, writer: &mut WriterState) {
+        let current = self.current.load_full();
+        let published = [current.route.stable_flags, current.route.new_version_flags];
+        match self.prepare(writer, current.config.clone(), false) {
+            Ok(snapshot)
+                if [
+                    snapshot.route.stable_flags,
+                    snapshot.route.new_version_flags,
+                ] == published => {}
+            Ok(_) | Err(_) => tracing::error!(
+                "promotion.store cannot make the published flag sets live again after a failed write"
+            ),
+        }
     }
 
     /// Brings the gate up to the store's state, under the writer lock (a host's write that
