@@ -441,6 +441,12 @@ impl Shared {
         if link.known != update.from {
             return; // a host's write moved the gate meanwhile; the next tick looks again
         }
+        if link.pending.is_some() && !update.settles_pending {
+            // A rollback was made (and published) during this catch-up's unlocked I/O, which
+            // did not know it: applying would put the stored, not rolled-back stage back. The
+            // rollback's wake-up writes it and catches up.
+            return;
+        }
         link.came_back();
         if update.settles_pending {
             link.pending = None;
