@@ -247,14 +247,45 @@ fn four_processes_stop_routing_to_a_canary_one_of_them_saw_fail() {
     assert_eq!(restarted.rollback_history().len(), 1);
 }
 
+/// How many flags the writer child toggles in turn.
+const WRITER_FLAGS: i64 = 5;
+
+/// The writer child's fixed sequence of writes: write `j` (stored as version `j + 2`, the first
+/// state being version 1) toggles `flag_{j % WRITER_FLAGS}`. Returns the flags on and the history
+/// `(version, flag)` of the flags turned off (the newest `bound`) after the writes up to
+/// stored `version`.
+fn after_the_writer(version: i64, bound: usize) -> (Vec<String>, Vec<(i64, String)>) {
+    let mut flags = vec!["checkout_v2".to_string()];
+    let mut history = Vec::new();
+    for j in 0..version - 1 {
+        let flag = format!("flag_{}", j % WRITER_FLAGS);
+        if let Some(at) = flags.iter().position(|f| *f == flag) {
+            flags.remove(at);
+            history.push((j + 2, flag));
+        } else {
+            flags.push(flag);
+        }
+    }
+    let kept = history.len().saturating_sub(bound);
+    (flags, history.split_off(kept))
+}
+
+fn stored_version(check: &rusqlite::Connection) -> i64 {
+    check
+        .query_row("SELECT version FROM release", [], |row| row.get(0))
+        .unwrap()
+}
+
 #[test]
 fn a_process_killed_in_the_middle_of_writes_leaves_the_store_consistent() {
     const TEST: &str = "a_process_killed_in_the_middle_of_writes_leaves_the_store_consistent";
     if let Some((_, path)) = child_role() {
         let gate = open(&path);
+        // Go on with the fixed sequence from the write the stored version says is next.
+        let start = stored_version(&rusqlite::Connection::open(&path).unwrap()) - 1;
         std::fs::write(format!("{path}.ready"), b"").unwrap();
-        for i in 0.. {
-            let flag = format!("flag_{}", i % 50);
+        for j in start.. {
+            let flag = format!("flag_{}", j % WRITER_FLAGS);
             if gate.is_feature_enabled(&flag) {
                 gate.disable_feature(&flag).unwrap();
             } else {
@@ -265,6 +296,7 @@ fn a_process_killed_in_the_middle_of_writes_leaves_the_store_consistent() {
     }
     let dir = Scratch::new("kill");
     let path = dir.db();
+    let mut last_version = 0;
     for _ in 0..3 {
         let _ = std::fs::remove_file(format!("{path}.ready"));
         let mut writer = child(TEST, "writer", &path);
@@ -274,33 +306,47 @@ fn a_process_killed_in_the_middle_of_writes_leaves_the_store_consistent() {
         std::thread::sleep(Duration::from_millis(30));
         writer.kill().unwrap(); // SIGKILL
         writer.wait().unwrap();
-        // The store opens, and its state is one a write left: flags on are exactly those
-        // the history does not show off since.
+        // The store opens, and holds exactly the state the sequence's writes up to its stored
+        // version leave: each write all or nothing, none lost, none half done.
         let gate = open(&path);
         let check = rusqlite::Connection::open(&path).unwrap();
         let integrity: String = check
             .query_row("PRAGMA integrity_check", [], |row| row.get(0))
             .unwrap();
         assert_eq!(integrity, "ok");
-        let versions: Vec<i64> = check
-            .prepare("SELECT version FROM history ORDER BY version")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert!(versions.windows(2).all(|w| w[0] < w[1]));
         let (version, config): (i64, String) = check
             .query_row("SELECT version, config FROM release", [], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })
             .unwrap();
-        assert!(versions.last().is_none_or(|&v| v <= version));
+        assert!(version >= last_version, "the store went back: {version}");
+        last_version = version;
         let stored = PromotionConfig::from_json(&config).unwrap();
-        assert_eq!(
-            stored.feature_flags.len(),
-            gate.config().feature_flags.len()
-        );
+        let (flags, history) = after_the_writer(version, stored.max_rollback_history);
+        assert_eq!(stored.feature_flags, flags, "at version {version}");
+        let stored_history: Vec<(i64, String)> = check
+            .prepare(
+                "SELECT version, feature FROM history WHERE rolled_back = 'flag' ORDER BY version",
+            )
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(stored_history, history, "at version {version}");
+        let all_events: i64 = check
+            .query_row("SELECT count(*) FROM history", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(all_events as usize, history.len());
+        // The gate opened on it agrees.
+        assert_eq!(gate.config().feature_flags, flags);
+        let opened: Vec<String> = gate
+            .rollback_history()
+            .into_iter()
+            .map(|e| e.feature)
+            .collect();
+        let expected: Vec<String> = history.into_iter().map(|(_, flag)| flag).collect();
+        assert_eq!(opened, expected);
         drop(gate);
     }
 }
