@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::scratch::Scratch;
 use common::stored::{
     eventually, fail_the_canary, race_a_rollback_against_a_ramp,
     roll_back_while_the_store_is_unavailable, routes_to_canary,
@@ -19,37 +20,8 @@ use promotion_gates::{
     Environment, Error, PromotionConfig, PromotionGateManager, RollbackTrigger,
     SloAdmissionController, SloConfig, StoreProblem,
 };
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
-
-/// A directory of its own, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "pg-store-{name}-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn db(&self) -> String {
-        self.0.join("gate.db").to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use std::time::Duration;
 
 const SYNC_MS: u64 = 20;
 
@@ -78,7 +50,7 @@ fn open(path: &str) -> PromotionGateManager {
 #[test]
 fn a_rolled_back_canary_stays_rolled_back_after_a_restart() {
     let dir = Scratch::new("restart");
-    let path = dir.db();
+    let path = dir.file("gate.db");
     let gate = open(&path);
     assert_eq!(gate.stored_state_difference(), None);
     gate.promote(Environment::Canary {
@@ -107,7 +79,7 @@ fn a_rolled_back_canary_stays_rolled_back_after_a_restart() {
 #[test]
 fn a_new_rollout_is_explicit_and_reaches_every_gate() {
     let dir = Scratch::new("new-rollout");
-    let path = dir.db();
+    let path = dir.file("gate.db");
     let first = open(&path);
     first.rollback("bad deploy").unwrap();
     let second = open(&path);
@@ -139,7 +111,7 @@ fn a_new_rollout_is_explicit_and_reaches_every_gate() {
 #[test]
 fn swap_config_cannot_move_the_state_or_rename_the_gate() {
     let dir = Scratch::new("swap-store");
-    let gate = open(&dir.db());
+    let gate = open(&dir.file("gate.db"));
     let mut elsewhere = gate.config();
     elsewhere.store = None;
     let Err(Error::Config(err)) = gate.swap_config(elsewhere) else {
@@ -157,7 +129,7 @@ fn swap_config_cannot_move_the_state_or_rename_the_gate() {
 #[test]
 fn two_gates_on_one_file_follow_each_other() {
     let dir = Scratch::new("two-gates");
-    let path = dir.db();
+    let path = dir.file("gate.db");
     let (a, b) = (open(&path), open(&path));
     a.enable_feature("dark_mode").unwrap();
     eventually("b sees a's flag", || b.is_feature_enabled("dark_mode"));
@@ -176,7 +148,7 @@ fn two_gates_on_one_file_follow_each_other() {
 fn a_race_between_a_rollback_and_a_ramp_has_one_winner_and_both_converge() {
     for round in 0..10 {
         let dir = Scratch::new(&format!("race-{round}"));
-        let path = dir.db();
+        let path = dir.file("gate.db");
         race_a_rollback_against_a_ramp(&[open(&path), open(&path)]);
     }
 }
@@ -230,7 +202,7 @@ fn four_processes_stop_routing_to_a_canary_one_of_them_saw_fail() {
         return;
     }
     let dir = Scratch::new("processes");
-    let path = dir.db();
+    let path = dir.file("gate.db");
     let children: Vec<_> = ["recorder", "router", "router", "router"]
         .iter()
         .map(|role| child(TEST, role, &path))
@@ -295,7 +267,7 @@ fn a_process_killed_in_the_middle_of_writes_leaves_the_store_consistent() {
         return;
     }
     let dir = Scratch::new("kill");
-    let path = dir.db();
+    let path = dir.file("gate.db");
     let mut last_version = 0;
     for _ in 0..3 {
         let _ = std::fs::remove_file(format!("{path}.ready"));
@@ -372,7 +344,7 @@ fn stored_environment(path: &str) -> String {
 #[test]
 fn while_the_store_is_locked_routing_goes_on_a_rollback_happens_and_promotion_is_refused() {
     let dir = Scratch::new("locked");
-    let path = dir.db();
+    let path = dir.file("gate.db");
     let gate = open_with(&path, 10.0, 20).unwrap();
     let lock = WriteLock::take(&path);
 
@@ -400,7 +372,7 @@ fn while_the_store_is_locked_routing_goes_on_a_rollback_happens_and_promotion_is
 #[test]
 fn an_automatic_rollback_while_the_store_is_locked_is_immediate_and_written_later() {
     let dir = Scratch::new("locked-auto");
-    let path = dir.db();
+    let path = dir.file("gate.db");
     let gate = open_with(&path, 50.0, 20).unwrap();
     let watcher = open_with(&path, 50.0, 20).unwrap();
     let lock = WriteLock::take(&path);
@@ -459,7 +431,7 @@ fn the_count_of_dropped_rollback_events_never_goes_back_when_the_store_catches_u
 #[test]
 fn a_rollback_made_offline_yields_to_one_already_stored() {
     let dir = Scratch::new("offline-overtaken");
-    let path = dir.db();
+    let path = dir.file("gate.db");
     let offline = open_with(&path, 10.0, 20).unwrap();
     let online = open(&path);
     let lock = WriteLock::take(&path);
@@ -480,7 +452,7 @@ fn a_rollback_made_offline_yields_to_one_already_stored() {
 #[test]
 fn a_corrupt_store_file_is_an_error_naming_the_path() {
     let dir = Scratch::new("corrupt");
-    let path = dir.db();
+    let path = dir.file("gate.db");
     std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
     let Err(Error::Store(err)) = open_with(&path, 10.0, 20) else {
         panic!("a corrupt file was opened");
@@ -496,7 +468,7 @@ fn an_automatic_rollback_is_stored_even_when_the_gate_is_dropped_at_once() {
     // sync thread that writes it: run it many times.
     for round in 0..20 {
         let dir = Scratch::new(&format!("drop-at-once-{round}"));
-        let path = dir.db();
+        let path = dir.file("gate.db");
         let gate = open_with(&path, 50.0, 5000).unwrap();
         fail_the_canary(&gate);
         drop(gate);
@@ -520,7 +492,7 @@ fn an_automatic_rollback_is_stored_even_when_the_gate_is_dropped_at_once() {
 #[test]
 fn failed_store_writes_leave_the_live_flags_readable() {
     let dir = Scratch::new("failed-writes");
-    let path = dir.db();
+    let path = dir.file("gate.db");
     let gate = open_with(&path, 100.0, 0).unwrap();
     let lock = WriteLock::take(&path);
     // Many more failed writes than the gate has flag set numbers.

@@ -12,8 +12,9 @@
 
 mod common;
 
+use common::scratch::etcd_endpoint as endpoint;
 use common::stored::{
-    etcd_endpoint as endpoint, eventually, fail_the_canary, race_a_rollback_against_a_ramp,
+    eventually, fail_the_canary, race_a_rollback_against_a_ramp,
     roll_back_while_the_store_is_unavailable, routes_to_canary,
 };
 use promotion_gates::{

@@ -15,6 +15,10 @@ use std::sync::atomic::AtomicBool;
 mod config;
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(test)]
+#[path = "../../tests/common/scratch.rs"]
+#[allow(dead_code, reason = "each backend's tests use their own part")]
+mod scratch;
 mod sqlite;
 mod state;
 #[cfg(test)]

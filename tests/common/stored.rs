@@ -75,25 +75,6 @@ pub fn race_a_rollback_against_a_ramp(gates: &[PromotionGateManager; 2]) {
     assert_eq!(gates[0].rollback_history().len(), 1);
 }
 
-/// The etcd endpoint of `.ci/etcd`, or `None` after saying loudly that `test` did not run
-/// (outside CI only: with `CI=true` a missing etcd fails the test).
-pub fn etcd_endpoint(test: &str) -> Option<String> {
-    match std::env::var("PGATE_ETCD_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
-        _ => {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "{test}: CI must run the etcd tests: start etcd with .ci/etcd (PGATE_ETCD_ENDPOINT is not set)"
-            );
-            eprintln!(
-                "!!! {test}: NOT RUN: no etcd (set PGATE_ETCD_ENDPOINT, e.g. with `.ci/etcd -- cargo test --features etcd`)"
-            );
-            None
-        }
-    }
-}
-
 /// On a gate at Canary{10} whose store at `location` cannot be written: routing goes on, a
 /// promotion is refused with an error naming the store and changes nothing, a rollback happens
 /// at once, and a promotion then waits for that rollback to be written.

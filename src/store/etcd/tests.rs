@@ -3,26 +3,9 @@
 
 use super::*;
 use crate::config::Environment;
+use crate::store::scratch::etcd_endpoint as endpoint;
 use crate::store::testing::{commit_on_top, config, rollback_event as event};
 use std::time::SystemTime;
-
-/// The endpoint, or `None` (outside CI only) after saying loudly that the test did not run.
-pub(crate) fn endpoint(test: &str) -> Option<String> {
-    match std::env::var("PGATE_ETCD_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
-        _ => {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "{test}: CI must run the etcd tests: start etcd with .ci/etcd (PGATE_ETCD_ENDPOINT is not set)"
-            );
-            eprintln!(
-                "!!! {test}: NOT RUN: no etcd (set PGATE_ETCD_ENDPOINT, e.g. with `.ci/etcd -- cargo test --features etcd`)"
-            );
-            None
-        }
-    }
-}
 
 fn settings(endpoint: &str, name: &str) -> EtcdStoreConfig {
     let nanos = SystemTime::now()

@@ -1,35 +1,10 @@
 use super::*;
 use crate::config::canary;
+use crate::store::scratch::Scratch;
 use crate::store::testing::{commit_on_top, config, rollback_event};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::SystemTime;
-
-/// A directory of its own under the system's temporary directory, removed on drop.
-pub(crate) struct Scratch(PathBuf);
-
-impl Scratch {
-    pub(crate) fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "promotion-gates-{name}-{}-{:?}",
-            std::process::id(),
-            SystemTime::now()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    pub(crate) fn file(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn settings(path: &str) -> SqliteStoreConfig {
     SqliteStoreConfig {
