@@ -1,7 +1,7 @@
 //! Gates on an etcd state store, through the public API: restart, two gates following each
 //! other through the watch, a lost race, an unreachable cluster. Needs `PGATE_ETCD_ENDPOINT`
 //! (set by `.ci/etcd`); without it the tests say so loudly and pass, except in CI (`CI=true`),
-//! where a missing etcd fails them.
+//! where a missing etcd fails them. The unreachable cluster's test needs no etcd and always runs.
 
 #![cfg(feature = "etcd")]
 #![allow(
@@ -21,8 +21,9 @@ use promotion_gates::{
     Environment, Error, PromotionConfig, PromotionGateManager, RollbackTrigger,
     SloAdmissionController, SloConfig, StoreProblem,
 };
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -35,10 +36,15 @@ fn unique_prefix(name: &str) -> String {
 }
 
 fn open(endpoint: &str, prefix: &str) -> Result<PromotionGateManager, Error> {
+    open_on(&[endpoint], prefix)
+}
+
+fn open_on(endpoints: &[&str], prefix: &str) -> Result<PromotionGateManager, Error> {
+    let endpoints = serde_json::to_string(endpoints).unwrap();
     let document = format!(
         r#"{{"gate": "checkout", "environment": {{"canary": {{"traffic_percent": 10}}}},
             "feature_flags": ["checkout_v2"],
-            "store": {{"etcd": {{"endpoints": [{endpoint:?}], "prefix": {prefix:?}}}}}}}"#
+            "store": {{"etcd": {{"endpoints": {endpoints}, "prefix": {prefix:?}}}}}}}"#
     );
     let config = PromotionConfig::from_json(&document)?;
     PromotionGateManager::new(config, SloAdmissionController::new(SloConfig::default())?)
@@ -101,14 +107,82 @@ fn a_race_between_a_rollback_and_a_ramp_converges() {
 
 #[test]
 fn an_unreachable_cluster_is_an_error_naming_it() {
-    if endpoint("etcd unreachable").is_none() {
-        return;
-    }
-    let Err(Error::Store(err)) = open("http://127.0.0.1:9", &unique_prefix("nowhere")) else {
+    // Needs no etcd: nothing listens on port 9, and the other member cannot answer.
+    let failing = Unavailable::start();
+    let endpoints = ["http://127.0.0.1:9", failing.url.as_str()];
+    let Err(Error::Store(err)) = open_on(&endpoints, &unique_prefix("nowhere")) else {
         panic!("a gate opened on a cluster that is not there");
     };
     assert_eq!(err.problem(), StoreProblem::Unavailable);
-    assert!(err.to_string().contains("http://127.0.0.1:9"), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("http://127.0.0.1:9/"), "{message}");
+    assert!(message.contains(&format!("{}/", failing.url)), "{message}");
+    assert!(message.contains("HTTP 503"), "{message}");
+}
+
+#[test]
+fn a_member_that_cannot_answer_passes_the_request_to_the_next() {
+    let Some(endpoint) = endpoint("etcd 5xx fallback") else {
+        return;
+    };
+    let failing = Unavailable::start();
+    let gate = open_on(
+        &[failing.url.as_str(), &endpoint],
+        &unique_prefix("fallback"),
+    )
+    .unwrap();
+    gate.rollback("through the second member").unwrap();
+    assert_eq!(gate.environment(), Environment::Production);
+    assert!(failing.requests.load(Ordering::Relaxed) > 0);
+}
+
+/// An etcd member that answers every request with HTTP 503 (no leader).
+struct Unavailable {
+    url: String,
+    requests: Arc<AtomicUsize>,
+}
+
+impl Unavailable {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                counted.fetch_add(1, Ordering::Relaxed);
+                read_request(&mut client);
+                let body = "etcdserver: no leader";
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Self { url, requests }
+    }
+}
+
+/// Reads one HTTP request (its head, then a body of `Content-Length` bytes).
+fn read_request(client: &mut TcpStream) {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => seen.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    let _ = client.read_exact(&mut body);
 }
 
 /// A TCP relay to etcd that can be cut and restored: an etcd cluster unreachable on demand.

@@ -98,7 +98,7 @@ impl StoreConfig {
     ///
     /// # Errors
     /// [`ConfigError`] for an empty path or one holding a NUL byte, no endpoints, an endpoint
-    /// that is not `http://` or `https://` with a host, a prefix that does not start with `/`
+    /// that is not `http://` with a host (`https://` too: this build has no TLS), a prefix that does not start with `/`
     /// or ends with `/`, or an interval out of range.
     ///
     /// # Example
@@ -165,14 +165,12 @@ impl EtcdStoreConfig {
             ));
         }
         for (i, endpoint) in self.endpoints.iter().enumerate() {
-            let host = endpoint
-                .strip_prefix("http://")
-                .or_else(|| endpoint.strip_prefix("https://"));
+            let host = endpoint.strip_prefix("http://");
             if !host.is_some_and(|h| !h.is_empty() && !h.contains(char::is_whitespace)) {
                 return Err(ConfigError::new(
                     format!("store.etcd.endpoints[{i}]"),
                     format!("{endpoint:?}"),
-                    "an http:// or https:// URL with a host, e.g. \"http://127.0.0.1:2379\"",
+                    "an http:// URL with a host, e.g. \"http://127.0.0.1:2379\" (this build has no TLS: no https://)",
                 ));
             }
         }
@@ -272,6 +270,11 @@ mod tests {
                 r#"{"etcd": {"endpoints": ["http://"], "prefix": "/p"}}"#,
                 "store.etcd.endpoints[0]",
                 "\"http://\"",
+            ),
+            (
+                r#"{"etcd": {"endpoints": ["http://a:1", "https://b:2379"], "prefix": "/p"}}"#,
+                "store.etcd.endpoints[1]",
+                "\"https://b:2379\"",
             ),
             (
                 r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "p"}}"#,

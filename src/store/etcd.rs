@@ -72,31 +72,43 @@ impl EtcdStore {
         StoreError::new(self.location.clone(), problem, detail)
     }
 
-    /// POSTs `body` to `path` on the first endpoint that answers.
+    /// POSTs `body` to `path` on the first endpoint that answers: one that cannot be reached,
+    /// or answers with a server error (5xx), passes the request to the next.
     fn call(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
-        let mut last = String::new();
+        // What each endpoint tried answered: the error names them all.
+        let mut failures = Vec::new();
         for endpoint in &self.endpoints {
             let url = format!("{endpoint}{path}");
-            match self.agent.post(&url).send(body.to_string()) {
-                Ok(mut response) => {
-                    let status = response.status();
-                    let text = response.body_mut().read_to_string().map_err(|e| {
-                        self.error(StoreProblem::Unavailable, format!("{url}: {e}"))
-                    })?;
-                    if !status.is_success() {
-                        return Err(self.error(
-                            StoreProblem::Unavailable,
-                            format!("{url}: HTTP {status}: {text}"),
-                        ));
-                    }
-                    return serde_json::from_str(&text).map_err(|e| {
-                        self.error(StoreProblem::NotOurs, format!("{url}: not JSON: {e}"))
-                    });
+            let mut response = match self.agent.post(&url).send(body.to_string()) {
+                Ok(response) => response,
+                Err(e) => {
+                    failures.push(format!("{url}: {e}"));
+                    continue;
                 }
-                Err(e) => last = format!("{url}: {e}"),
+            };
+            let status = response.status();
+            let text = match response.body_mut().read_to_string() {
+                Ok(text) => text,
+                Err(e) => {
+                    failures.push(format!("{url}: {e}"));
+                    continue;
+                }
+            };
+            if status.is_server_error() {
+                // This member cannot answer now (no leader, shutting down): another may.
+                failures.push(format!("{url}: HTTP {status}: {text}"));
+                continue;
             }
+            if !status.is_success() {
+                return Err(self.error(
+                    StoreProblem::Unavailable,
+                    format!("{url}: HTTP {status}: {text}"),
+                ));
+            }
+            return serde_json::from_str(&text)
+                .map_err(|e| self.error(StoreProblem::NotOurs, format!("{url}: not JSON: {e}")));
         }
-        Err(self.error(StoreProblem::Unavailable, last))
+        Err(self.error(StoreProblem::Unavailable, failures.join("; ")))
     }
 
     /// Reads one key, at `revision` if given; returns it and the response's revision.
