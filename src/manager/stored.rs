@@ -484,30 +484,22 @@ enum Signal {
 }
 
 /// The thread that applies other processes' writes every sync interval (and writes a pending
-/// rollback as soon as it can). Stopped and joined when the gate is dropped.
+/// rollback as soon as it can), and the store's watch thread if it has one. Both stopped and
+/// joined when the gate is dropped.
 #[derive(Debug)]
 pub(super) struct SyncThread {
     signals: mpsc::Sender<Signal>,
     thread: Option<JoinHandle<()>>,
     /// Tells the store's watch thread, if it has one, to end.
     stop_watch: Arc<AtomicBool>,
+    watch: Option<JoinHandle<()>>,
 }
 
 impl SyncThread {
     pub(super) fn start(shared: &Arc<Shared>, interval: Duration) -> Result<Self, Error> {
         let (signals, inbox) = mpsc::channel();
-        let stop_watch = Arc::new(AtomicBool::new(false));
-        if let Some(link) = shared.lock_writer().store.as_mut() {
-            link.wake = Some(signals.clone());
-            let wake = signals.clone();
-            link.store.watch(
-                Box::new(move || {
-                    let _ = wake.send(Signal::Wake);
-                }),
-                Arc::clone(&stop_watch),
-            );
-        }
         let weak: Weak<Shared> = Arc::downgrade(shared);
+        // Started first: if it cannot start, no watch thread is left running.
         let thread = std::thread::Builder::new()
             .name("pgate-sync".into())
             .spawn(move || {
@@ -529,10 +521,23 @@ impl SyncThread {
                     format!("cannot start: {e}"),
                 )
             })?;
+        let stop_watch = Arc::new(AtomicBool::new(false));
+        let mut watch = None;
+        if let Some(link) = shared.lock_writer().store.as_mut() {
+            link.wake = Some(signals.clone());
+            let wake = signals.clone();
+            watch = link.store.watch(
+                Box::new(move || {
+                    let _ = wake.send(Signal::Wake);
+                }),
+                Arc::clone(&stop_watch),
+            );
+        }
         Ok(Self {
             signals,
             thread: Some(thread),
             stop_watch,
+            watch,
         })
     }
 }
@@ -567,6 +572,10 @@ impl Drop for SyncThread {
         let _ = self.signals.send(Signal::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        // Ends within one watch span (it looks at the flag between requests).
+        if let Some(watch) = self.watch.take() {
+            let _ = watch.join();
         }
     }
 }

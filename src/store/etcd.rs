@@ -9,7 +9,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{
@@ -29,6 +30,8 @@ pub(crate) struct EtcdStore {
     endpoints: Vec<String>,
     prefix: String,
     agent: ureq::Agent,
+    /// The newest revision a read of this store saw: the watch starts after it.
+    read_revision: AtomicU64,
 }
 
 /// A key's value and the revision that last changed it.
@@ -50,6 +53,7 @@ impl EtcdStore {
             endpoints: config.endpoints.clone(),
             prefix: config.prefix.clone(),
             agent,
+            read_revision: AtomicU64::new(0),
         };
         store.check_schema()?;
         Ok(store)
@@ -123,6 +127,9 @@ impl EtcdStore {
         }
         let response = self.call("/v3/kv/range", &body)?;
         let revision = text_of(&response["header"]["revision"]);
+        if let Ok(read) = revision.parse::<u64>() {
+            self.read_revision.fetch_max(read, Ordering::Relaxed);
+        }
         let found = match response["kvs"].as_array().and_then(|kvs| kvs.first()) {
             Some(kv) => Some(Found {
                 value: self.decode(&kv["value"])?,
@@ -283,10 +290,13 @@ impl StateStore for EtcdStore {
         ))
     }
 
-    fn watch(&self, wake: Box<dyn Fn() + Send>, stop: Arc<AtomicBool>) {
+    fn watch(&self, wake: Box<dyn Fn() + Send>, stop: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
         let agent = self.agent.clone();
         let endpoints = self.endpoints.clone();
         let key = BASE64.encode(self.key("release"));
+        // The first watch starts after the state the gate read when it opened; each next one
+        // after the last event received, so nothing written between two watches is missed.
+        let mut from = self.read_revision.load(Ordering::Relaxed) + 1;
         let spawned = std::thread::Builder::new()
             .name("pgate-watch".into())
             .spawn(move || {
@@ -294,15 +304,18 @@ impl StateStore for EtcdStore {
                 while !stop.load(Ordering::Relaxed) {
                     let endpoint = &endpoints[next % endpoints.len()];
                     next += 1;
-                    let request = json!({"create_request": {"key": key}});
+                    let mut create = json!({"key": key});
+                    if from > 1 {
+                        create["start_revision"] = json!(from.to_string());
+                    }
                     let response = agent
                         .post(format!("{endpoint}/v3/watch"))
                         .config()
                         .timeout_global(Some(WATCH_SPAN))
                         .build()
-                        .send(request.to_string());
+                        .send(json!({ "create_request": create }).to_string());
                     let Ok(mut response) = response else {
-                        std::thread::sleep(WATCH_SPAN);
+                        pause(&stop);
                         continue;
                     };
                     let reader = BufReader::new(response.body_mut().as_reader());
@@ -311,23 +324,49 @@ impl StateStore for EtcdStore {
                         let Ok(message) = serde_json::from_str::<Value>(&line) else {
                             continue;
                         };
-                        if message["result"]["events"]
-                            .as_array()
-                            .is_some_and(|events| !events.is_empty())
-                        {
+                        let result = &message["result"];
+                        if result["canceled"].as_bool() == Some(true) {
+                            // `from` was compacted away: watch from now on, and read now.
+                            from = 0;
+                            wake();
+                            break;
+                        }
+                        let events = result["events"].as_array().map_or(&[][..], Vec::as_slice);
+                        for event in events {
+                            if let Ok(revision) =
+                                text_of(&event["kv"]["mod_revision"]).parse::<u64>()
+                            {
+                                from = from.max(revision + 1);
+                            }
+                        }
+                        if !events.is_empty() {
                             wake();
                         }
                         if stop.load(Ordering::Relaxed) {
                             return;
                         }
                     }
-                    // A span ended (or the stream broke): the sync interval's read catches
-                    // anything written between two watches.
+                    // A span ended (or the stream broke): the next watch resumes at `from`.
                 }
             });
-        if let Err(e) = spawned {
-            tracing::warn!(store = %self.location, "promotion.store no watch thread ({e}): changes arrive at the sync interval");
+        match spawned {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                tracing::warn!(store = %self.location, "promotion.store no watch thread ({e}): changes arrive at the sync interval");
+                None
+            }
         }
+    }
+}
+
+/// Waits one watch span before the next try, or less if `stop` is set meanwhile.
+fn pause(stop: &AtomicBool) {
+    let step = WATCH_SPAN / 10;
+    for _ in 0..10 {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep(step);
     }
 }
 

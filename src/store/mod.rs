@@ -11,6 +11,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
 
 mod config;
 #[cfg(feature = "etcd")]
@@ -146,11 +147,12 @@ pub(crate) trait StateStore: Send + Sync + fmt::Debug {
     /// for version 0): the release, the event and the history trim, in one transaction.
     fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError>;
 
-    /// Calls `wake` (on a thread of the store's own) whenever another writer may have changed
-    /// the state, until `stop` is set. Stores that cannot push changes do nothing: the sync
-    /// interval finds them.
-    fn watch(&self, wake: Box<dyn Fn() + Send>, stop: Arc<AtomicBool>) {
+    /// Calls `wake` (on a thread of the store's own, returned for the caller to join once it
+    /// set `stop`) whenever another writer may have changed the state, until `stop` is set.
+    /// Stores that cannot push changes start no thread: the sync interval finds the changes.
+    fn watch(&self, wake: Box<dyn Fn() + Send>, stop: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
         let _ = (wake, stop);
+        None
     }
 }
 

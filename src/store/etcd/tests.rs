@@ -5,7 +5,23 @@ use super::*;
 use crate::config::Environment;
 use crate::store::scratch::etcd_endpoint as endpoint;
 use crate::store::testing::{commit_on_top, config, rollback_event as event};
-use std::time::SystemTime;
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Held by the tests that start watch threads, so each counts only its own.
+static WATCH_THREADS: Mutex<()> = Mutex::new(());
+
+/// The threads of this process named `pgate-watch`.
+fn watch_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter(|task| {
+            let comm = task.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|name| name.trim() == "pgate-watch")
+        })
+        .count()
+}
 
 fn settings(endpoint: &str, name: &str) -> EtcdStoreConfig {
     let nanos = SystemTime::now()
@@ -127,4 +143,71 @@ fn a_foreign_schema_and_an_unreachable_cluster_are_errors_naming_the_store() {
     let err = EtcdStore::open(&nowhere).unwrap_err();
     assert_eq!(err.problem(), StoreProblem::Unavailable, "{err}");
     assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
+}
+
+#[test]
+fn a_watch_resumes_after_the_state_read_and_ends_when_stopped() {
+    let Some(endpoint) = endpoint("etcd watch resumes") else {
+        return;
+    };
+    let _alone = WATCH_THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    let settings = settings(&endpoint, "resume");
+    let reader = EtcdStore::open(&settings).unwrap();
+    // Written after `reader` read the state and before its watch starts.
+    commit_on_top(&EtcdStore::open(&settings).unwrap(), "between", 10);
+    let (woken, wakes) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = reader
+        .watch(
+            Box::new(move || {
+                let _ = woken.send(());
+            }),
+            Arc::clone(&stop),
+        )
+        .unwrap();
+    assert_eq!(
+        wakes.recv_timeout(Duration::from_secs(5)),
+        Ok(()),
+        "the write made before the watch started wakes it"
+    );
+    // The next spans resume after that event: it does not wake the watch again.
+    assert_eq!(
+        wakes.recv_timeout(WATCH_SPAN * 3),
+        Err(mpsc::RecvTimeoutError::Timeout)
+    );
+    stop.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + WATCH_SPAN * 5;
+    while !watch.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(watch.is_finished(), "the watch thread ends once stopped");
+    watch.join().unwrap();
+}
+
+#[test]
+fn dropping_a_gate_ends_its_watch_thread() {
+    let Some(endpoint) = endpoint("etcd watch joined") else {
+        return;
+    };
+    let _alone = WATCH_THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = watch_threads();
+    let config = crate::PromotionConfig {
+        gate: "checkout".into(),
+        store: Some(crate::StoreConfig::Etcd(settings(&endpoint, "joined"))),
+        ..Default::default()
+    };
+    let slo = crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap();
+    let gate = crate::PromotionGateManager::new(config, slo).unwrap();
+    // A thread takes its name once it runs.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while watch_threads() != before + 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(watch_threads(), before + 1);
+    drop(gate);
+    assert_eq!(
+        watch_threads(),
+        before,
+        "the watch thread is joined on drop"
+    );
 }
