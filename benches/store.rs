@@ -1,5 +1,6 @@
 //! The state store's costs off the request path: what one sync tick costs when nothing
-//! changed (CPU time of the sync thread, from `/proc/self/task/*/schedstat`, over many ticks),
+//! changed (CPU time of the sync thread and, with etcd, of the watch thread, from
+//! `/proc/self/task/*/schedstat`, over many ticks),
 //! and how long a write made by one process takes to reach another process's routing (wall
 //! time from the end of the writer's call to the moment the reader's gate routes by it).
 //!
@@ -64,13 +65,13 @@ fn now_ns() -> u128 {
         .as_nanos()
 }
 
-/// CPU time the sync threads of this process have used, in nanoseconds.
-fn sync_thread_cpu_ns() -> u64 {
+/// CPU time the store's threads of this process (sync and watch) have used, in nanoseconds.
+fn store_threads_cpu_ns() -> u64 {
     let mut total = 0;
     for task in std::fs::read_dir("/proc/self/task").expect("procfs") {
         let dir = task.expect("a task").path();
         let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if name.trim() == "pgate-sync" {
+        if matches!(name.trim(), "pgate-sync" | "pgate-watch") {
             let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
             total += stat
                 .split_whitespace()
@@ -113,7 +114,7 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     let path = dir.join("gate.db").to_str().expect("UTF-8").to_string();
 
-    // 1. One idle sync tick: the sync thread's CPU time over many ticks of a fast interval.
+    // 1. One idle sync tick: the store threads' CPU time over many ticks of a fast interval.
     let tick_ms = 10;
     let idle_for = if benching {
         Duration::from_secs(10)
@@ -123,10 +124,10 @@ fn main() {
     let mut ticks_rows = Vec::new();
     for (name, store) in stores(&path, tick_ms) {
         let idle = gate_on(&store);
-        let cpu_before = sync_thread_cpu_ns();
+        let cpu_before = store_threads_cpu_ns();
         let start = Instant::now();
         std::thread::sleep(idle_for);
-        let cpu = sync_thread_cpu_ns() - cpu_before;
+        let cpu = store_threads_cpu_ns() - cpu_before;
         let ticks = start.elapsed().as_millis() as f64 / tick_ms as f64;
         drop(idle);
         ticks_rows.push((name, cpu as f64 / ticks, ticks));
@@ -144,7 +145,7 @@ fn main() {
     if !benching {
         return;
     }
-    println!("| sync tick, nothing changed | CPU per tick (this process) | ticks |");
+    println!("| sync tick, nothing changed | CPU per tick, sync and watch threads | ticks |");
     println!("| --- | --- | --- |");
     for (name, per_tick_ns, ticks) in ticks_rows {
         println!(
