@@ -198,11 +198,10 @@ impl StoreLink {
                 self.came_back();
                 Ok(())
             }
-            Ok(Commit::Conflict { found }) => Err(conflict(
+            Ok(Commit::Conflict { stored_version }) => Err(conflict(
                 self.store.location(),
                 format!(
-                    "another process wrote first (stored version {}, this write was decided on {})",
-                    found.map_or(0, |g| g.version),
+                    "another process wrote first (stored version {stored_version}, this write was decided on {})",
                     self.known.version
                 ),
             )

@@ -14,8 +14,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{
-    Commit, EtcdStoreConfig, Guard, SCHEMA_VERSION, StateStore, StoreError, StoreProblem,
-    StoredEvent, StoredRelease, StoredState, StoredWrite,
+    Commit, EtcdStoreConfig, SCHEMA_VERSION, StateStore, StoreError, StoreProblem, StoredEvent,
+    StoredRelease, StoredState, StoredWrite,
 };
 
 /// How long one request may take before the store counts as unavailable.
@@ -241,19 +241,12 @@ impl StateStore for EtcdStore {
         let release_key = self.key("release");
         for _ in 0..5 {
             let (found, _) = self.get(&release_key, None)?;
-            let stored = match &found {
-                Some(found) => {
-                    let release = self.release(found)?;
-                    Some(Guard {
-                        version: release.version,
-                        stage: release.stage,
-                    })
-                }
-                None => None,
+            let stored_version = match &found {
+                Some(found) => self.release(found)?.version,
+                None => 0,
             };
-            let expected = (write.guard.version != 0).then_some(write.guard);
-            if stored != expected {
-                return Ok(Commit::Conflict { found: stored });
+            if stored_version != write.guard.version {
+                return Ok(Commit::Conflict { stored_version });
             }
             // The guard holds for the release as read: write only if it is still that one.
             let compare = match &found {

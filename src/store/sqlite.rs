@@ -8,8 +8,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::{
-    Commit, Guard, SCHEMA_VERSION, SqliteStoreConfig, StateStore, StoreError, StoreProblem,
-    StoredEvent, StoredRelease, StoredState, StoredWrite,
+    Commit, SCHEMA_VERSION, SqliteStoreConfig, StateStore, StoreError, StoreProblem, StoredEvent,
+    StoredRelease, StoredState, StoredWrite,
 };
 use crate::config::{Environment, PromotionConfig};
 
@@ -249,24 +249,20 @@ impl StateStore for SqliteStore {
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
-        let found: Option<(i64, i64)> = tx
+        let found: Option<i64> = tx
             .query_row(
-                "SELECT version, stage FROM release WHERE gate = ?1",
+                "SELECT version FROM release WHERE gate = ?1",
                 [&self.gate],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| row.get(0),
             )
             .optional()
             .map_err(fail)?;
-        let found = match found {
-            Some((version, stage)) => Some(Guard {
-                version: self.count("release.version", version)?,
-                stage: self.count("release.stage", stage)?,
-            }),
-            None => None,
+        let stored_version = match found {
+            Some(version) => self.count("release.version", version)?,
+            None => 0,
         };
-        let expected = (write.guard.version != 0).then_some(write.guard);
-        if found != expected {
-            return Ok(Commit::Conflict { found });
+        if stored_version != write.guard.version {
+            return Ok(Commit::Conflict { stored_version });
         }
         let release = &write.release;
         let config = serde_json::to_string(&release.config)

@@ -48,8 +48,8 @@ pub(crate) struct StoredState {
     pub(crate) history: Vec<StoredEvent>,
 }
 
-/// What a write expects to find: the version and stage it was decided on. Version 0 means an
-/// empty store (the gate's first write).
+/// The stored state a write was decided on: its version, which the store compares (0 means an
+/// empty store: the gate's first write), and its stage, from which the write's stage follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Guard {
     pub(crate) version: u64,
@@ -100,8 +100,9 @@ pub(crate) enum Commit {
     /// The write is stored.
     Written,
     /// The stored state is not the one the write was decided on (another writer won, or the
-    /// store was created meanwhile): nothing was written. `found` is the stored state's guard.
-    Conflict { found: Option<Guard> },
+    /// store was created meanwhile): nothing was written. `stored_version` is the stored
+    /// state's version (0: none).
+    Conflict { stored_version: u64 },
 }
 
 impl StoredEvent {

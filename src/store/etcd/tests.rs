@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::Environment;
+use crate::store::Guard;
 use crate::store::scratch::etcd_endpoint as endpoint;
 use crate::store::testing::{commit_on_top, config, rollback_event as event};
 use std::sync::Mutex;
@@ -57,12 +58,7 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
     assert_eq!(store.commit(&first).unwrap(), Commit::Written);
     assert_eq!(
         store.commit(&first).unwrap(),
-        Commit::Conflict {
-            found: Some(Guard {
-                version: 1,
-                stage: 1
-            })
-        }
+        Commit::Conflict { stored_version: 1 }
     );
     let rollback = StoredWrite::new(
         Guard {
