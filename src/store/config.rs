@@ -98,8 +98,8 @@ impl StoreConfig {
     ///
     /// # Errors
     /// [`ConfigError`] for an empty path or one holding a NUL byte, no endpoints, an endpoint
-    /// that is not `http://` with a host (`https://` too: this build has no TLS), a prefix that does not start with `/`
-    /// or ends with `/`, or an interval out of range.
+    /// that is not `http://` with a host (`https://` too: this build has no TLS), a prefix
+    /// that does not start with `/` or ends with `/`, or an interval out of range.
     ///
     /// # Example
     /// ```
