@@ -395,7 +395,7 @@ fn an_automatic_rollback_while_the_store_is_locked_is_immediate_and_written_late
 #[test]
 fn the_count_of_dropped_rollback_events_never_goes_back_when_the_store_catches_up() {
     let dir = Scratch::new("dropped-count");
-    let path = dir.db();
+    let path = dir.file("gate.db");
     let mut config = PromotionConfig::from_json(&document(&path, 10.0, 20)).unwrap();
     config.max_rollback_history = 2;
     config.feature_flags = vec!["a".into(), "b".into(), "c".into()];
