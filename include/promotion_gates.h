@@ -449,6 +449,40 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * Writes the number of the gate's newest state change (0 before the first) to `*count`. A
+ * hot call: one atomic load, no lock, no allocation, cheap enough for every request. Each
+ * promotion, rollback (with its evidence), flag change and config swap, and each write of
+ * another process applied from the state store, adds one; `pgate_changes_json` says what
+ * changed.
+ *
+ * # Safety
+ * `gate` must be a live gate (checked for NULL only, as on the route path); `count` valid for
+ * a write.
+ */
+pgate_status pgate_change_count(const struct pgate_gate *gate,
+                                uint64_t *count);
+
+/**
+ * Writes the gate's kept changes numbered above `after` (the last 64 at most), oldest first,
+ * as a JSON array (NUL-terminated) into `buf` of `cap` bytes and its length into `*len_out`.
+ * Each change has `sequence`, `kind` (`rollback`, `promotion`, `flags` or `config`),
+ * `origin` (`this_gate`, or `store` for another process's write), `stage`, `from` and `to`
+ * (environments, as in the config document), `at_ms` (milliseconds since the Unix epoch),
+ * `flags_enabled`, `flags_disabled` (at most 32 names together), `flags_unlisted` (how many
+ * more) and `rollback` (the event, as in `pgate_rollback_history_json`, or null). A gap in
+ * the `sequence` numbers shows changes no longer kept. If `buf` is NULL or too small, only
+ * `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+ *
+ * # Safety
+ * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
+ */
+pgate_status pgate_changes_json(const struct pgate_gate *gate,
+                                uint64_t after,
+                                char *buf,
+                                size_t cap,
+                                size_t *len_out);
+
+/**
  * The status code of an error object; `PGATE_STATUS_NULL_POINTER` for NULL.
  *
  * # Safety
@@ -671,9 +705,9 @@ pgate_status pgate_is_feature_enabled(const struct pgate_gate *gate,
  * Writes the rollback history as a JSON array, oldest first (NUL-terminated), into `buf` of
  * `cap` bytes and its length into `*len_out`. Each event has `rolled_back` (`release` or
  * `flag`), `feature` (the environment rolled back from, or the flag's name), `reason`,
- * `timestamp_ms` (milliseconds since the Unix epoch), `environment` and `trigger`. If `buf` is
- * NULL or too small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is
- * returned.
+ * `timestamp_ms` (milliseconds since the Unix epoch), `environment`, `trigger` and `rules`
+ * (the rules that fired, for an automatic rollback). If `buf` is NULL or too small, only
+ * `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
  *
  * # Safety
  * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.

@@ -76,6 +76,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bucket;
+pub mod changes;
 mod clock;
 mod config;
 mod decision;
@@ -96,6 +97,10 @@ pub mod telemetry;
 mod verdict;
 
 pub use bucket::{BUCKETS, Bucket, SaltedHasher, reference_bucket, threshold_for_percent};
+pub use changes::{
+    ChangeKind, ChangeOrigin, FlagChanges, MAX_LISTED_FLAG_CHANGES, MAX_QUEUED_CHANGES,
+    MAX_RECENT_CHANGES, StateChange, Subscription,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Environment, PromotionConfig, check_json_document, validate_flag_name};
 pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};

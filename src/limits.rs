@@ -29,6 +29,11 @@
 //!   another set (see [`EnabledFeatures`](crate::EnabledFeatures)).
 //!   Each distinct flag name is kept once for the gate's life (so names handed to a C host stay
 //!   valid until the gate is freed): [`MAX_NAME_BYTES`] each at most.
+//! - **Changes:** the last [`MAX_RECENT_CHANGES`](crate::MAX_RECENT_CHANGES), at most
+//!   [`MAX_QUEUED_CHANGES`](crate::MAX_QUEUED_CHANGES) queued per subscription (a slow
+//!   subscriber misses the oldest, counted), at most
+//!   [`MAX_LISTED_FLAG_CHANGES`](crate::MAX_LISTED_FLAG_CHANGES) flag names listed per change
+//!   (see [`changes`](crate::changes)).
 //! - **Error messages** show at most [`MAX_SHOWN_VALUE_BYTES`] of a refused value, then its
 //!   length: `"xxxx...(10485760 bytes)"`.
 //!

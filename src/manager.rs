@@ -12,13 +12,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use thread_local::ThreadLocal;
 
+use crate::changes::{ChangeFeed, ChangeOrigin, Published};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Environment, PromotionConfig};
 use crate::decision::Cohort;
 use crate::decision::{RoutingDecision, StageId};
 use crate::error::Error;
 use crate::flags::{FlagSetIndex, FlagSets};
-use crate::history::{RollbackHistory, RollbackTrigger};
+use crate::history::{RollbackEvent, RollbackHistory, RollbackTrigger};
 use crate::judge::CanaryHealth;
 use crate::metrics::Recorded;
 use crate::monitor::Monitor;
@@ -95,6 +96,8 @@ struct Shared {
     monitor: Monitor,
     /// How the static config differed from the stored state the gate opened on, if it did.
     difference_at_open: Option<String>,
+    /// Every published change, for hosts that watch the gate.
+    changes: ChangeFeed,
 }
 
 impl std::fmt::Debug for PromotionGateManager {
@@ -180,6 +183,7 @@ impl PromotionGateManager {
             writer: Mutex::new(writer),
             monitor: Monitor::new(slo_controller, clock, stage),
             difference_at_open,
+            changes: ChangeFeed::default(),
         });
         let sync = sync_interval
             .map(|interval| stored::SyncThread::start(&shared, interval))
@@ -632,9 +636,11 @@ impl Shared {
         writer: &mut WriterState,
         config: PromotionConfig,
         new_stage: bool,
+        origin: ChangeOrigin,
+        events: &[RollbackEvent],
     ) -> Result<(), Error> {
         let snapshot = self.prepare(writer, config, new_stage)?;
-        self.install(snapshot);
+        self.install(snapshot, origin, events);
         Ok(())
     }
 
@@ -666,17 +672,28 @@ impl Shared {
         )?)
     }
 
-    /// Publishes a snapshot [`prepare`](Self::prepare) built, under the same writer lock.
-    fn install(&self, snapshot: Snapshot) {
+    /// Publishes a snapshot [`prepare`](Self::prepare) built, under the same writer lock, then
+    /// tells the change feed what changed (`events`: the history events it came with).
+    fn install(&self, snapshot: Snapshot, origin: ChangeOrigin, events: &[RollbackEvent]) {
         let (stage, generation) = (snapshot.route.stage, snapshot.route.generation);
         // Before the snapshot: a decision of the new stage must never find the recorders'
         // newest stage older than its own (it would be refused as another gate's).
         self.monitor.stage_started(stage);
-        self.current.store(Arc::new(snapshot));
+        let snapshot = Arc::new(snapshot);
+        let before = self.current.swap(Arc::clone(&snapshot));
         self.generation.store(generation, Ordering::Release);
+        self.changes.publish(Published {
+            origin,
+            before: &before.config,
+            after: &snapshot.config,
+            stage,
+            events,
+            at: self.monitor.wall(),
+        });
     }
 }
 
+mod notify;
 mod route;
 mod stored;
 #[cfg(test)]

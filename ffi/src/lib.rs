@@ -12,7 +12,7 @@
 //! - Every body runs inside one boundary helper that catches panics (`PGATE_STATUS_PANIC`).
 //!   Pointers are checked for NULL and lengths against `PTRDIFF_MAX` before use; cold-path
 //!   calls also refuse a handle that is not a live gate (`PGATE_STATUS_INVALID_HANDLE`).
-//! - Hot calls (`pgate_route`, `pgate_record`, `pgate_flag_set_*`) never allocate (after a
+//! - Hot calls (`pgate_route`, `pgate_record`, `pgate_flag_set_*`, `pgate_change_count`) never allocate (after a
 //!   thread's first call), take no lock and write only caller memory and the thread's own
 //!   recorder. They check the handle for NULL only: using a freed gate there is undefined.
 //!
@@ -20,6 +20,7 @@
 //! (`cbindgen.toml`); `tests/header.rs` fails when the checked-in header is stale.
 
 mod boundary;
+mod changes;
 mod error;
 mod gate;
 mod judge;
@@ -29,6 +30,7 @@ mod route;
 mod status;
 mod telemetry;
 
+pub use changes::{pgate_change_count, pgate_changes_json};
 pub use error::{pgate_error, pgate_error_free, pgate_error_message, pgate_error_status};
 pub use gate::{
     pgate_config_json, pgate_gate, pgate_gate_free, pgate_gate_new, pgate_slo_json, pgate_state,

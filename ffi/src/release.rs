@@ -1,13 +1,13 @@
 //! Writes through the C ABI: promote, roll back, flags, the rollback history.
 
 use std::ffi::c_char;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::boundary::{Failure, copy_out, guard, guard_err, text, write};
+use crate::boundary::{Failure, guard, guard_err, text, write};
 use crate::error::pgate_error;
-use crate::gate::{cold, pgate_gate, with_text};
+use crate::gate::{cold, json_out, pgate_gate, with_text};
 use crate::status::pgate_status;
-use promotion_gates::Environment;
+use promotion_gates::{Environment, RollbackEvent};
 
 /// Promotes the gate to `environment` (0 Canary, 1 Staging, 2 Production; `traffic_percent`
 /// is read only for Canary). Gated moves may be refused with `PGATE_STATUS_SLO_NOT_MET` or
@@ -129,9 +129,9 @@ pub unsafe extern "C" fn pgate_is_feature_enabled(
 /// Writes the rollback history as a JSON array, oldest first (NUL-terminated), into `buf` of
 /// `cap` bytes and its length into `*len_out`. Each event has `rolled_back` (`release` or
 /// `flag`), `feature` (the environment rolled back from, or the flag's name), `reason`,
-/// `timestamp_ms` (milliseconds since the Unix epoch), `environment` and `trigger`. If `buf` is
-/// NULL or too small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is
-/// returned.
+/// `timestamp_ms` (milliseconds since the Unix epoch), `environment`, `trigger` and `rules`
+/// (the rules that fired, for an automatic rollback). If `buf` is NULL or too small, only
+/// `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
 ///
 /// # Safety
 /// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -142,30 +142,41 @@ pub unsafe extern "C" fn pgate_rollback_history_json(
     cap: usize,
     len_out: *mut usize,
 ) -> pgate_status {
-    guard(|| {
-        // SAFETY: the caller keeps the gate alive during the call.
-        let gate = unsafe { cold(gate) }?;
-        let events: Vec<serde_json::Value> = gate
-            .manager
-            .rollback_history()
-            .into_iter()
-            .map(|e| {
-                let ms = e
-                    .timestamp
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis());
-                serde_json::json!({
-                    "rolled_back": e.rolled_back.kind(),
-                    "feature": e.feature,
-                    "reason": e.reason,
-                    "timestamp_ms": u64::try_from(ms).unwrap_or(u64::MAX),
-                    "environment": e.environment,
-                    "trigger": e.trigger.name(),
-                })
-            })
-            .collect();
-        let json = serde_json::Value::Array(events).to_string();
-        // SAFETY: forwarded buffer contract.
-        unsafe { copy_out(&json, buf.cast(), cap, len_out) }
+    // SAFETY: forwarded contract (live gate, buffer, len_out).
+    unsafe {
+        json_out(gate, buf, cap, len_out, |manager| {
+            manager
+                .rollback_history()
+                .iter()
+                .map(event_json)
+                .collect::<Vec<_>>()
+        })
+    }
+}
+
+/// One rollback event as the C ABI writes it (the rollback history, a change's `rollback`):
+/// `rolled_back`, `feature`, `reason`, `timestamp_ms`, `environment`, `trigger` and `rules`
+/// (the rules that fired, for an automatic rollback; empty otherwise).
+pub(crate) fn event_json(event: &RollbackEvent) -> serde_json::Value {
+    let rules: Vec<&str> = event
+        .evidence
+        .iter()
+        .flat_map(|evidence| evidence.fired())
+        .map(|finding| finding.rule.name())
+        .collect();
+    serde_json::json!({
+        "rolled_back": event.rolled_back.kind(),
+        "feature": event.feature,
+        "reason": event.reason,
+        "timestamp_ms": unix_ms(event.timestamp),
+        "environment": event.environment,
+        "trigger": event.trigger.name(),
+        "rules": rules,
     })
+}
+
+/// Milliseconds since the Unix epoch (0 before it, `u64::MAX` past its range).
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
+    let ms = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }

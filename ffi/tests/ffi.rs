@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::new_gate;
+use common::{fail_the_canary, new_gate};
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
 
@@ -157,21 +157,8 @@ fn health_and_rollback_through_the_abi() {
     let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 100}}}"#);
     // SAFETY: live gate and buffers throughout.
     unsafe {
-        let mut d = std::mem::zeroed::<pgate_decision>();
-        for i in 0..10u32 {
-            let id = format!("u{i}");
-            assert_eq!(
-                pgate_route(gate, id.as_ptr(), id.len(), &mut d),
-                pgate_status::Ok
-            );
-            if d.environment != pgate_environment::Canary {
-                break;
-            }
-            assert_eq!(
-                pgate_record(gate, &d, false, 1_000, null_mut()),
-                pgate_status::Ok
-            );
-        }
+        let d = fail_the_canary(gate);
+        assert_eq!(d.environment, pgate_environment::Production);
         // A canary failing every request rolled itself back.
         let mut h = std::mem::zeroed::<pgate_health>();
         let mut buf = [0u8; 2048];

@@ -13,10 +13,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{Shared, WriterState};
+use crate::changes::ChangeOrigin;
 use crate::config::{Environment, PromotionConfig};
 use crate::decision::StageId;
 use crate::error::Error;
-use crate::history::RollbackEvent;
+use crate::history::{RollbackEvent, RolledBack};
 use crate::release;
 use crate::store::{
     self, Commit, Guard, StateStore, StoreConfig, StoreError, StoreProblem, StoredRelease,
@@ -355,7 +356,7 @@ impl Shared {
             self.restore_live_flags(writer);
             return Err(error);
         }
-        self.install(snapshot);
+        self.install(snapshot, ChangeOrigin::ThisGate, event.as_slice());
         if let Some(event) = event {
             super::writes::log_dropped(writer.history.push(event, bound));
         }
@@ -452,6 +453,14 @@ impl Shared {
         }
         link.known = guard_of(&update.release);
         let config = with_store_key(update.release.config, &link.config);
+        // The newest release rollback among the events, for the change feed (the events
+        // themselves move into the history).
+        let rollback = update
+            .events
+            .iter()
+            .rev()
+            .find(|event| event.rolled_back == RolledBack::Release)
+            .cloned();
         let bound = config.max_rollback_history;
         let dropped = if update.whole_history {
             writer.history.replace(update.events, bound)
@@ -466,7 +475,14 @@ impl Shared {
         let current = self.current.load_full();
         if update.new_stage || current.config != config {
             tracing::info!(from = %current.config.environment, to = %config.environment, "promotion.store applies a write from the store");
-            if let Err(error) = self.publish(writer, config, update.new_stage) {
+            let published = self.publish(
+                writer,
+                config,
+                update.new_stage,
+                ChangeOrigin::Store,
+                rollback.as_slice(),
+            );
+            if let Err(error) = published {
                 tracing::error!(%error, "promotion.store cannot publish the stored state; routing stays on the last snapshot");
             }
         }

@@ -21,3 +21,26 @@ pub fn new_gate(config: &str) -> *mut pgate_gate {
     assert_eq!(status, pgate_status::Ok);
     gate
 }
+
+/// Routes ids `u0`, `u1`... and records every canary request as failed until the gate routes
+/// outside the canary (the judge rolled it back) or 100 ids passed; returns the last decision.
+///
+/// # Safety
+/// `gate` must be a live gate.
+pub unsafe fn fail_the_canary(gate: *const pgate_gate) -> pgate_decision {
+    // SAFETY: a zeroed decision is a valid value of the plain C struct.
+    let mut d = unsafe { std::mem::zeroed::<pgate_decision>() };
+    for i in 0..100u32 {
+        let id = format!("u{i}");
+        // SAFETY: live gate (caller's contract), live id, valid out-pointer.
+        let status = unsafe { pgate_route(gate, id.as_ptr(), id.len(), &mut d) };
+        assert_eq!(status, pgate_status::Ok);
+        if d.environment != pgate_environment::Canary {
+            break;
+        }
+        // SAFETY: live gate, a decision it returned; the status pointer may be NULL.
+        let status = unsafe { pgate_record(gate, &d, false, 1_000, null_mut()) };
+        assert_eq!(status, pgate_status::Ok);
+    }
+    d
+}

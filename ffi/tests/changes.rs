@@ -1,0 +1,100 @@
+//! Change notifications through the C ABI: the counter moves once per change, and the JSON
+//! says what changed, including the judge's rollback with the rules that fired.
+#![allow(unsafe_code)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a broken expectation is a failed test"
+)]
+
+mod common;
+
+use common::{fail_the_canary, new_gate};
+use promotion_gates_ffi::*;
+use std::ptr::null_mut;
+
+/// The changes above `after` as JSON, through a first call that asks for the length.
+///
+/// # Safety
+/// `gate` must be a live gate.
+unsafe fn changes(gate: *const pgate_gate, after: u64) -> serde_json::Value {
+    let mut len = 0;
+    // SAFETY: live gate; a NULL buffer asks for the length only.
+    let status = unsafe { pgate_changes_json(gate, after, null_mut(), 0, &mut len) };
+    assert_eq!(status, pgate_status::BufferTooSmall);
+    let mut buf = vec![0u8; len + 1];
+    // SAFETY: live gate; buf holds len + 1 bytes.
+    let status =
+        unsafe { pgate_changes_json(gate, after, buf.as_mut_ptr().cast(), buf.len(), &mut len) };
+    assert_eq!(status, pgate_status::Ok);
+    serde_json::from_slice(&buf[..len]).unwrap()
+}
+
+/// The gate's change counter.
+///
+/// # Safety
+/// `gate` must be a live gate.
+unsafe fn count(gate: *const pgate_gate) -> u64 {
+    let mut n = u64::MAX;
+    // SAFETY: live gate, valid out-pointer.
+    let status = unsafe { pgate_change_count(gate, &mut n) };
+    assert_eq!(status, pgate_status::Ok);
+    n
+}
+
+#[test]
+fn the_counter_and_the_changes_say_what_changed() {
+    let gate = new_gate(
+        r#"{"environment": {"canary": {"traffic_percent": 100}}, "feature_flags": ["new_api"]}"#,
+    );
+    // SAFETY: live gate and buffers throughout.
+    unsafe {
+        assert_eq!(count(gate), 0);
+        assert_eq!(changes(gate, 0), serde_json::json!([]));
+        assert_eq!(
+            pgate_enable_feature(gate, b"dark".as_ptr(), 4, null_mut()),
+            pgate_status::Ok
+        );
+        assert_eq!(count(gate), 1);
+        let d = fail_the_canary(gate);
+        assert_eq!(
+            d.environment,
+            pgate_environment::Production,
+            "rolled back by the judge"
+        );
+        assert_eq!(count(gate), 2);
+        let all = changes(gate, 0);
+        assert_eq!(all[0]["kind"], "flags");
+        assert_eq!(all[0]["flags_enabled"], serde_json::json!(["dark"]));
+        assert_eq!(all[0]["rollback"], serde_json::Value::Null);
+        let rollback = &all[1];
+        assert_eq!(rollback["sequence"], 2);
+        assert_eq!(rollback["kind"], "rollback");
+        assert_eq!(rollback["origin"], "this_gate");
+        assert_eq!(rollback["to"], "production");
+        assert_eq!(
+            rollback["flags_disabled"],
+            serde_json::json!(["dark", "new_api"])
+        );
+        assert_eq!(rollback["rollback"]["trigger"], "automatic");
+        let rules = rollback["rollback"]["rules"].as_array().unwrap();
+        assert!(!rules.is_empty(), "{rollback}");
+        assert_eq!(changes(gate, 1).as_array().map(Vec::len), Some(1));
+        assert_eq!(changes(gate, 2), serde_json::json!([]));
+
+        assert_eq!(
+            pgate_change_count(gate, null_mut()),
+            pgate_status::NullPointer
+        );
+        let mut n = 0;
+        assert_eq!(
+            pgate_change_count(std::ptr::null(), &mut n),
+            pgate_status::NullPointer
+        );
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+        let mut len = 0;
+        assert_eq!(
+            pgate_changes_json(gate, 0, null_mut(), 0, &mut len),
+            pgate_status::InvalidHandle
+        );
+    }
+}

@@ -1,0 +1,533 @@
+//! Change notifications: every state change a gate publishes (a rollback with its evidence, a
+//! promotion, a flag change, a config swap, or another process's write applied from the state
+//! store) becomes one numbered [`StateChange`]. A host learns of it without polling the judge:
+//! - a cheap counter, [`change_count`](crate::PromotionGateManager::change_count) (one atomic
+//!   load), then [`changes_since`](crate::PromotionGateManager::changes_since) for what changed;
+//! - or a [`Subscription`] ([`subscribe`](crate::PromotionGateManager::subscribe)) that
+//!   receives each change on the host's own thread.
+//!
+//! Nothing here runs host code: a change is queued, never delivered by calling back, so a
+//! change made on the record path (an automatic rollback) costs that path one short queue
+//! operation per subscriber, and no host code ever runs while the gate holds a lock. Memory is
+//! bounded: the gate keeps the last [`MAX_RECENT_CHANGES`] changes, a subscription queues at
+//! most [`MAX_QUEUED_CHANGES`] (a slow subscriber misses the oldest, counted in
+//! [`Subscription::missed`], and can read them again with `changes_since` while they are
+//! recent), and a change lists at most [`MAX_LISTED_FLAG_CHANGES`] flag names.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{Environment, PromotionConfig};
+use crate::decision::StageId;
+use crate::history::{RollbackEvent, RolledBack};
+
+/// How many of its latest changes a gate keeps for
+/// [`changes_since`](crate::PromotionGateManager::changes_since).
+pub const MAX_RECENT_CHANGES: usize = 64;
+
+/// How many changes a [`Subscription`] queues before it misses the oldest.
+pub const MAX_QUEUED_CHANGES: usize = 64;
+
+/// How many flag names one [`StateChange`] lists, enabled and disabled together (a config swap
+/// can change thousands); the rest are counted in [`FlagChanges::unlisted`].
+pub const MAX_LISTED_FLAG_CHANGES: usize = 32;
+
+/// What kind of change a [`StateChange`] is, by what matters most in it.
+///
+/// # Example
+/// ```
+/// use promotion_gates::ChangeKind;
+/// assert_eq!(ChangeKind::Rollback.name(), "rollback");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// The release was rolled back (manually, or by the judge with its evidence).
+    Rollback,
+    /// The environment moved otherwise: a promotion, a new rollout, a ramp, a config swap to
+    /// another environment.
+    Promotion,
+    /// Flags were turned on or off, the environment unchanged.
+    Flags,
+    /// Anything else in the config (a swap of the policy, the salt, the history bound).
+    Config,
+}
+
+impl ChangeKind {
+    /// `rollback`, `promotion`, `flags` or `config`.
+    ///
+    /// # Example
+    /// ```
+    /// assert_eq!(promotion_gates::ChangeKind::Flags.name(), "flags");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeKind::Rollback => "rollback",
+            ChangeKind::Promotion => "promotion",
+            ChangeKind::Flags => "flags",
+            ChangeKind::Config => "config",
+        }
+    }
+}
+
+/// Where a change was made.
+///
+/// # Example
+/// ```
+/// use promotion_gates::ChangeOrigin;
+/// assert_eq!(ChangeOrigin::Store.name(), "store");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeOrigin {
+    /// By a call on this gate, or by its judge.
+    ThisGate,
+    /// By another process sharing the gate's state store; applied by the sync thread.
+    Store,
+}
+
+impl ChangeOrigin {
+    /// `this_gate` or `store`.
+    ///
+    /// # Example
+    /// ```
+    /// assert_eq!(promotion_gates::ChangeOrigin::ThisGate.name(), "this_gate");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeOrigin::ThisGate => "this_gate",
+            ChangeOrigin::Store => "store",
+        }
+    }
+}
+
+/// The flags a change turned on and off (release and graduated flags alike), in byte order,
+/// at most [`MAX_LISTED_FLAG_CHANGES`] names listed.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+/// gate.enable_feature("dark_mode")?;
+/// let change = &gate.changes_since(0)[0];
+/// assert_eq!(change.flags.enabled, ["dark_mode"]);
+/// assert!(change.flags.disabled.is_empty());
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagChanges {
+    /// Flags now on that were off.
+    pub enabled: Vec<String>,
+    /// Flags now off that were on.
+    pub disabled: Vec<String>,
+    /// Changed flags beyond the listed ones.
+    pub unlisted: usize,
+}
+
+impl FlagChanges {
+    /// The flags on in `before` and not in `after` (and the reverse), listing at most
+    /// [`MAX_LISTED_FLAG_CHANGES`] names.
+    fn between(before: &PromotionConfig, after: &PromotionConfig) -> Self {
+        let on = |config: &PromotionConfig| -> BTreeSet<String> {
+            config
+                .feature_flags
+                .iter()
+                .chain(&config.graduated_flags)
+                .cloned()
+                .collect()
+        };
+        let (was, is) = (on(before), on(after));
+        let enabled = is.difference(&was);
+        let disabled = was.difference(&is);
+        let changed = enabled.clone().count() + disabled.clone().count();
+        let enabled: Vec<String> = enabled.take(MAX_LISTED_FLAG_CHANGES).cloned().collect();
+        let room = MAX_LISTED_FLAG_CHANGES - enabled.len();
+        let disabled: Vec<String> = disabled.take(room).cloned().collect();
+        let unlisted = changed - enabled.len() - disabled.len();
+        FlagChanges {
+            enabled,
+            disabled,
+            unlisted,
+        }
+    }
+
+    /// Whether no flag changed.
+    ///
+    /// # Example
+    /// ```
+    /// assert!(promotion_gates::FlagChanges::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.enabled.is_empty() && self.disabled.is_empty() && self.unlisted == 0
+    }
+}
+
+/// One state change of a gate, as published.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// let gate = PromotionGateManager::new(
+///     PromotionConfig { environment: Environment::Canary { traffic_percent: 10.0 }, ..Default::default() },
+///     SloAdmissionController::new(SloConfig::default())?,
+/// )?;
+/// gate.rollback("bad deploy")?;
+/// let change = &gate.changes_since(0)[0];
+/// assert_eq!(change.kind(), ChangeKind::Rollback);
+/// assert_eq!((change.from, change.to), (Environment::Canary { traffic_percent: 10.0 }, Environment::Production));
+/// assert_eq!(change.rollback.as_ref().map(|e| e.reason.as_str()), Some("bad deploy"));
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateChange {
+    /// The change's number: 1 for the gate's first, then one more for each.
+    pub sequence: u64,
+    /// When, by the gate's clock.
+    pub at: SystemTime,
+    /// Where the change was made.
+    pub origin: ChangeOrigin,
+    /// The stage after the change.
+    pub stage: StageId,
+    /// The environment before the change.
+    pub from: Environment,
+    /// The environment after it.
+    pub to: Environment,
+    /// The flags it turned on and off.
+    pub flags: FlagChanges,
+    /// For a rollback, its event: trigger, reason and, for an automatic one, the judge's
+    /// evidence (as in the rollback history).
+    pub rollback: Option<RollbackEvent>,
+}
+
+impl StateChange {
+    /// What matters most in the change: a rollback, then an environment move, then flags.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// gate.promote(Environment::Canary { traffic_percent: 1.0 })?;
+    /// assert_eq!(gate.changes_since(0)[0].kind(), ChangeKind::Promotion);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn kind(&self) -> ChangeKind {
+        if self.rollback.is_some() {
+            ChangeKind::Rollback
+        } else if self.from != self.to {
+            ChangeKind::Promotion
+        } else if !self.flags.is_empty() {
+            ChangeKind::Flags
+        } else {
+            ChangeKind::Config
+        }
+    }
+}
+
+/// What the gate knows of a publication when it describes it as a change.
+pub(crate) struct Published<'a> {
+    pub(crate) origin: ChangeOrigin,
+    pub(crate) before: &'a PromotionConfig,
+    pub(crate) after: &'a PromotionConfig,
+    pub(crate) stage: StageId,
+    /// The history events the publication came with (a release rollback among them makes it
+    /// a rollback).
+    pub(crate) events: &'a [RollbackEvent],
+    pub(crate) at: SystemTime,
+}
+
+/// A gate's changes: the counter, the recent ones and the subscribers' queues.
+#[derive(Debug, Default)]
+pub(crate) struct ChangeFeed {
+    /// The newest change's sequence number (0 before the first).
+    count: AtomicU64,
+    state: Mutex<FeedState>,
+}
+
+#[derive(Debug, Default)]
+struct FeedState {
+    recent: VecDeque<Arc<StateChange>>,
+    subscribers: Vec<Weak<Inbox>>,
+}
+
+impl ChangeFeed {
+    /// The newest change's sequence number: one atomic load.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Describes a publication as the next change, keeps it and queues it for every live
+    /// subscriber. Called by the gate's writer after the snapshot is published.
+    pub(crate) fn publish(&self, published: Published<'_>) {
+        let rollback = published
+            .events
+            .iter()
+            .rev()
+            .find(|event| event.rolled_back == RolledBack::Release)
+            .filter(|_| published.before.environment != published.after.environment)
+            .cloned();
+        let mut state = self.lock();
+        let sequence = self.count.load(Ordering::Relaxed) + 1;
+        let change = Arc::new(StateChange {
+            sequence,
+            at: published.at,
+            origin: published.origin,
+            stage: published.stage,
+            from: published.before.environment,
+            to: published.after.environment,
+            flags: FlagChanges::between(published.before, published.after),
+            rollback,
+        });
+        if state.recent.len() == MAX_RECENT_CHANGES {
+            state.recent.pop_front();
+        }
+        state.recent.push_back(Arc::clone(&change));
+        state.subscribers.retain(|weak| match weak.upgrade() {
+            Some(inbox) => {
+                inbox.push(Arc::clone(&change));
+                true
+            }
+            None => false,
+        });
+        self.count.store(sequence, Ordering::Release);
+    }
+
+    /// The kept changes numbered above `after`, oldest first.
+    pub(crate) fn since(&self, after: u64) -> Vec<Arc<StateChange>> {
+        self.lock()
+            .recent
+            .iter()
+            .filter(|change| change.sequence > after)
+            .cloned()
+            .collect()
+    }
+
+    /// A new subscription, receiving every change from now on.
+    pub(crate) fn subscribe(&self) -> Subscription {
+        let inbox = Arc::new(Inbox::default());
+        let mut state = self.lock();
+        state.subscribers.retain(|weak| weak.strong_count() > 0);
+        state.subscribers.push(Arc::downgrade(&inbox));
+        Subscription { inbox }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FeedState> {
+        // Every update of the state is one push or pop: consistent after any panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One subscriber's queue.
+#[derive(Debug, Default)]
+struct Inbox {
+    queue: Mutex<Queued>,
+    arrived: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Queued {
+    changes: VecDeque<Arc<StateChange>>,
+    missed: u64,
+}
+
+impl Inbox {
+    fn push(&self, change: Arc<StateChange>) {
+        let mut queued = self.lock();
+        if queued.changes.len() == MAX_QUEUED_CHANGES {
+            queued.changes.pop_front();
+            queued.missed += 1;
+        }
+        queued.changes.push_back(change);
+        drop(queued);
+        self.arrived.notify_all();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queued> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A host's subscription to a gate's changes
+/// ([`subscribe`](crate::PromotionGateManager::subscribe)): the changes made after it was
+/// taken, in order, received on the host's own thread. Dropping it unsubscribes.
+///
+/// It queues at most [`MAX_QUEUED_CHANGES`]; when a slow host lets more pile up, the oldest
+/// are dropped and counted in [`missed`](Self::missed) (their `sequence` numbers show the
+/// gap, and [`changes_since`](crate::PromotionGateManager::changes_since) still has the last
+/// [`MAX_RECENT_CHANGES`]).
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// # use std::time::Duration;
+/// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+/// let changes = gate.subscribe();
+/// gate.enable_feature("dark_mode")?;
+/// let change = changes.recv_timeout(Duration::from_secs(1)).expect("a change");
+/// assert_eq!(change.kind(), ChangeKind::Flags);
+/// assert!(changes.try_recv().is_none());
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Subscription {
+    inbox: Arc<Inbox>,
+}
+
+impl Subscription {
+    /// The next change if one is queued, without waiting.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert!(gate.subscribe().try_recv().is_none());
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn try_recv(&self) -> Option<Arc<StateChange>> {
+        self.inbox.lock().changes.pop_front()
+    }
+
+    /// The next change, waiting at most `timeout` for one.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # use std::time::Duration;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert!(gate.subscribe().recv_timeout(Duration::from_millis(1)).is_none());
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Arc<StateChange>> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut queued = self.inbox.lock();
+        loop {
+            if let Some(change) = queued.changes.pop_front() {
+                return Some(change);
+            }
+            let left = match deadline {
+                Some(deadline) => deadline.checked_duration_since(Instant::now())?,
+                None => timeout, // a timeout past the clock's range: wait in long steps
+            };
+            queued = self
+                .inbox
+                .arrived
+                .wait_timeout(queued, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// How many changes this subscription dropped because its queue was full.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.subscribe().missed(), 0);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn missed(&self) -> u64 {
+        self.inbox.lock().missed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(flags: &[&str]) -> PromotionConfig {
+        PromotionConfig {
+            feature_flags: flags.iter().map(|f| f.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn publish(feed: &ChangeFeed, before: &PromotionConfig, after: &PromotionConfig) {
+        feed.publish(Published {
+            origin: ChangeOrigin::ThisGate,
+            before,
+            after,
+            stage: StageId(1),
+            events: &[],
+            at: SystemTime::UNIX_EPOCH,
+        });
+    }
+
+    #[test]
+    fn flag_changes_list_a_bounded_number_of_names_and_count_the_rest() {
+        let many: Vec<String> = (0..MAX_LISTED_FLAG_CHANGES + 10)
+            .map(|i| format!("f{i:03}"))
+            .collect();
+        let after = PromotionConfig {
+            feature_flags: many,
+            ..Default::default()
+        };
+        let changes = FlagChanges::between(&config(&["old"]), &after);
+        assert_eq!(changes.enabled.len(), MAX_LISTED_FLAG_CHANGES);
+        assert_eq!(changes.enabled[0], "f000");
+        assert!(changes.disabled.is_empty());
+        assert_eq!(changes.unlisted, 11); // 10 more enabled, "old" disabled
+        let small = FlagChanges::between(&config(&["a", "b"]), &config(&["b", "c"]));
+        assert_eq!(
+            (small.enabled, small.disabled),
+            (vec!["c".to_string()], vec!["a".to_string()])
+        );
+    }
+
+    #[test]
+    fn the_feed_keeps_the_latest_changes_numbered() {
+        let feed = ChangeFeed::default();
+        let (a, b) = (config(&[]), config(&["x"]));
+        for _ in 0..MAX_RECENT_CHANGES + 5 {
+            publish(&feed, &a, &b);
+        }
+        let total = (MAX_RECENT_CHANGES + 5) as u64;
+        assert_eq!(feed.count(), total);
+        let recent = feed.since(0);
+        assert_eq!(recent.len(), MAX_RECENT_CHANGES);
+        assert_eq!(recent[0].sequence, 6);
+        assert_eq!(recent.last().map(|c| c.sequence), Some(total));
+        assert_eq!(feed.since(total - 2).len(), 2);
+        assert!(feed.since(total).is_empty());
+    }
+
+    #[test]
+    fn a_full_subscription_drops_its_oldest_and_counts_them() {
+        let feed = ChangeFeed::default();
+        let subscription = feed.subscribe();
+        let (a, b) = (config(&[]), config(&["x"]));
+        for _ in 0..MAX_QUEUED_CHANGES + 3 {
+            publish(&feed, &a, &b);
+        }
+        assert_eq!(subscription.missed(), 3);
+        assert_eq!(subscription.try_recv().map(|c| c.sequence), Some(4));
+    }
+
+    #[test]
+    fn a_dropped_subscription_is_forgotten() {
+        let feed = ChangeFeed::default();
+        let kept = feed.subscribe();
+        for _ in 0..10 {
+            drop(feed.subscribe());
+        }
+        let (a, b) = (config(&[]), config(&["x"]));
+        publish(&feed, &a, &b);
+        assert_eq!(feed.lock().subscribers.len(), 1);
+        assert!(kept.try_recv().is_some());
+    }
+
+    #[test]
+    fn recv_timeout_wakes_for_a_change_from_another_thread() {
+        let feed = Arc::new(ChangeFeed::default());
+        let subscription = feed.subscribe();
+        let writer = {
+            let feed = Arc::clone(&feed);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                publish(&feed, &config(&[]), &config(&["x"]));
+            })
+        };
+        let change = subscription.recv_timeout(Duration::from_secs(30));
+        assert_eq!(change.map(|c| c.kind()), Some(ChangeKind::Flags));
+        assert!(writer.join().is_ok());
+    }
+}

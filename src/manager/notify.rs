@@ -1,0 +1,68 @@
+//! How a host learns of the gate's changes: the change counter, the recent changes and
+//! subscriptions (see [`crate::changes`]).
+
+use std::sync::Arc;
+
+use super::PromotionGateManager;
+use crate::changes::{StateChange, Subscription};
+
+impl PromotionGateManager {
+    /// The number of the gate's newest change (0 before the first): one atomic load, cheap
+    /// enough to call on every request. When it moves, [`changes_since`](Self::changes_since)
+    /// says what changed.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let seen = gate.change_count();
+    /// gate.enable_feature("dark_mode")?;
+    /// assert_eq!(gate.change_count(), seen + 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn change_count(&self) -> u64 {
+        self.shared.changes.count()
+    }
+
+    /// The kept changes numbered above `after`, oldest first: the last
+    /// [`MAX_RECENT_CHANGES`](crate::MAX_RECENT_CHANGES) at most (a gap in their `sequence`
+    /// numbers shows what is no longer kept).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// gate.promote(Environment::Canary { traffic_percent: 5.0 })?;
+    /// gate.enable_feature("dark_mode")?;
+    /// let kinds: Vec<_> = gate.changes_since(0).iter().map(|c| c.kind()).collect();
+    /// assert_eq!(kinds, [ChangeKind::Promotion, ChangeKind::Flags]);
+    /// assert_eq!(gate.changes_since(1).len(), 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn changes_since(&self, after: u64) -> Vec<Arc<StateChange>> {
+        self.shared.changes.since(after)
+    }
+
+    /// Subscribes to the gate's changes: every change from now on is queued for the returned
+    /// [`Subscription`], which the host reads on its own thread. The gate never calls host
+    /// code: it only queues, also for a rollback the judge makes on the record path. Dropping
+    /// the subscription ends it.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # use std::time::Duration;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { environment: Environment::Canary { traffic_percent: 10.0 }, ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// let changes = gate.subscribe();
+    /// gate.rollback("drill")?;
+    /// let change = changes.recv_timeout(Duration::from_secs(1)).expect("the rollback");
+    /// assert_eq!(change.kind(), ChangeKind::Rollback);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn subscribe(&self) -> Subscription {
+        self.shared.changes.subscribe()
+    }
+}
