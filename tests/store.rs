@@ -17,8 +17,8 @@ use common::stored::{
     roll_back_while_the_store_is_unavailable, routes_to_canary,
 };
 use promotion_gates::{
-    Environment, Error, PromotionConfig, PromotionGateManager, RollbackTrigger,
-    SloAdmissionController, SloConfig, StoreProblem,
+    ChangeKind, ChangeOrigin, Environment, Error, PromotionConfig, PromotionGateManager,
+    RollbackTrigger, SloAdmissionController, SloConfig, StoreProblem,
 };
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -106,6 +106,31 @@ fn a_new_rollout_is_explicit_and_reaches_every_gate() {
         first.is_feature_enabled("checkout_v3")
     });
     assert_eq!(first.config(), second.config());
+}
+
+#[test]
+fn another_gates_rollback_reaches_a_subscriber_as_a_change_from_the_store() {
+    let dir = Scratch::new("changes");
+    let path = dir.file("gate.db");
+    let (writer, watcher) = (open(&path), open(&path));
+    let changes = watcher.subscribe();
+    writer.rollback("bad deploy").unwrap();
+    let change = changes
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the other gate's rollback, within the sync interval");
+    assert_eq!(change.origin, ChangeOrigin::Store);
+    assert_eq!(change.kind(), ChangeKind::Rollback);
+    assert_eq!(change.to, Environment::Production);
+    assert_eq!(change.flags.disabled, ["checkout_v2"]);
+    let event = change.rollback.as_ref().expect("the stored event");
+    assert_eq!(
+        (event.trigger, event.reason.as_str()),
+        (RollbackTrigger::Manual, "bad deploy")
+    );
+    assert_eq!(watcher.change_count(), 1);
+    let own = writer.changes_since(0);
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].origin, ChangeOrigin::ThisGate);
 }
 
 #[test]
