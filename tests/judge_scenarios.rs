@@ -134,7 +134,6 @@ fn a_canary_identical_to_the_stable_version_is_rarely_rolled_back() {
     let aa = traffic(AA_RATE, stable());
     let next_seed = AtomicU64::new(0);
     let rolled_back = Mutex::new(Vec::new());
-    let healthy_at_end = AtomicU64::new(0);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -160,18 +159,14 @@ fn a_canary_identical_to_the_stable_version_is_rarely_rolled_back() {
                     }
                     assert!(!run.left_stage, "seed {seed}");
                     assert_eq!(run.elapsed, AA_DURATION, "seed {seed}");
-                    if gate.monitor_canary_health().recommendation == Recommendation::Healthy {
-                        healthy_at_end.fetch_add(1, Ordering::Relaxed);
-                    }
                 }
             });
         }
     });
     let rolled_back = rolled_back.into_inner().expect("no panic while held");
-    let healthy = healthy_at_end.load(Ordering::Relaxed);
     println!(
         "A/A: {} of {AA_SEEDS} seeds rolled back in {AA_DURATION:?} at {AA_RATE} rps, 10 % canary; \
-         {healthy} ended HEALTHY; {rolled_back:?}",
+         {rolled_back:?}",
         rolled_back.len()
     );
     assert!(
@@ -179,9 +174,6 @@ fn a_canary_identical_to_the_stable_version_is_rarely_rolled_back() {
         "{} false rollbacks of {AA_SEEDS}: {rolled_back:#?}",
         rolled_back.len()
     );
-    // HEALTHY also needs the stage to show the canary not worse than stable (a confidence
-    // bound over 3 000 canary requests at 1 % errors rarely does yet): no bound on it here.
-    assert!(healthy <= AA_SEEDS);
 }
 
 #[test]
@@ -556,4 +548,63 @@ fn errors_older_than_the_window_no_longer_count_at_one_request_per_second() {
          in the window, {} sent since the burst: {}",
         health.canary_requests, after.canary_requests, health.evidence
     );
+}
+
+#[test]
+fn a_canary_that_reports_nothing_is_no_data_and_cannot_be_promoted() {
+    let (gate, clock) = canary_gate(5.0, true);
+    let stage = gate.stage();
+    // 20 stable requests a second for 130 s, past the default `no_data_after` of 120 s:
+    // at 5 % about 137 canary outcomes were due, and none arrived.
+    for tick in 0..2_600u64 {
+        clock.set(Duration::from_millis(tick * 50));
+        gate.record_for(stage, false, tick % 100 != 0, Duration::from_millis(20));
+    }
+    let health = gate.monitor_canary_health();
+    assert_eq!(
+        health.recommendation,
+        Recommendation::NoData,
+        "{}",
+        health.evidence
+    );
+    let refused = gate.promote(Environment::Staging).unwrap_err();
+    assert!(
+        matches!(&refused, Error::Promotion(PromotionError::InsufficientData { evidence })
+            if evidence.contains("no_data")),
+        "{refused}"
+    );
+    assert_eq!(gate.stage(), stage);
+    assert!(gate.get_rollback_history().is_empty());
+}
+
+#[test]
+fn a_service_wide_breach_holds_the_promotion_and_rolls_nothing_back() {
+    let (gate, clock) = canary_gate(5.0, true);
+    let stage = gate.stage();
+    // Both versions fail 8 % of requests: the absolute error limit is breached, but the
+    // canary is no worse than the stable version.
+    let breaching = Version::new(0.08, 20.0, 0.5);
+    let service = Traffic {
+        rate: 2000.0,
+        canary: breaching,
+        stable: breaching,
+    };
+    let run = Driver::new(&gate, clock, 3, Users::Fresh).run(&service, Duration::from_secs(120));
+    assert!(!run.left_stage, "{run:?}");
+    let health = gate.monitor_canary_health();
+    assert_eq!(health.evidence.fired().count(), 0, "{}", health.evidence);
+    assert!(
+        health.evidence.findings.iter().any(|f| f.holds),
+        "{}",
+        health.evidence
+    );
+    let refused = gate.promote(Environment::Staging).unwrap_err();
+    assert!(
+        matches!(&refused, Error::Promotion(PromotionError::SloNotMet { evidence })
+            if evidence.contains("the whole service breaches its SLO")),
+        "{refused}"
+    );
+    assert_eq!(gate.stage(), stage);
+    assert_eq!(gate.environment(), canary(5.0));
+    assert!(gate.get_rollback_history().is_empty());
 }

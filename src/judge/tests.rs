@@ -15,6 +15,25 @@ pub(crate) fn judge_cohorts(
     burst: PerCohort<[u64; 2]>,
     policy: Policy<'_>,
 ) -> CanaryHealth {
+    judge_aged(
+        stage,
+        environment,
+        [canary, stable],
+        burst,
+        Duration::from_secs(3600),
+        policy,
+    )
+}
+
+/// [`judge_cohorts`] on a stage `stage_age` old; `[canary, stable]` counts.
+fn judge_aged(
+    stage: StageId,
+    environment: Environment,
+    [canary, stable]: [&CohortCounts; 2],
+    burst: PerCohort<[u64; 2]>,
+    stage_age: Duration,
+    policy: Policy<'_>,
+) -> CanaryHealth {
     let counts = PerCohort {
         canary: canary.clone(),
         stable: stable.clone(),
@@ -25,7 +44,7 @@ pub(crate) fn judge_cohorts(
         latency: &counts,
         stage_latency: &counts,
         burst,
-        stage_age: Duration::from_secs(3600),
+        stage_age,
     };
     judge(stage, environment, &sample, policy)
 }
@@ -259,4 +278,71 @@ fn score_is_bounded() {
     let h = verdict(50.0, &subject, &prod);
     assert!((0.0..=1.0).contains(&h.health_score));
     assert!((h.health_score - 0.2).abs() < 1e-9);
+}
+
+#[test]
+fn a_silent_canary_is_no_data_once_outcomes_were_due() {
+    let slo = SloConfig::default();
+    let silent = CohortCounts::default();
+    // At 5 %, 1 000 stable requests mean about 53 canary outcomes were due (at least 20).
+    let stable = cohort(1_000, 10, 5_000, 10_000);
+    let at = |age: Duration, stable: &CohortCounts| {
+        judge_aged(
+            StageId(2),
+            canary(5.0),
+            [&silent, stable],
+            PerCohort::default(),
+            age,
+            policy(&slo),
+        )
+    };
+    let h = at(slo.no_data_after, &stable);
+    assert_eq!(h.recommendation, Recommendation::NoData, "{}", h.evidence);
+    let finding = h.evidence.findings.iter().find(|f| f.rule == Rule::NoData);
+    assert!(
+        finding.is_some_and(|f| f.holds && !f.fired),
+        "{}",
+        h.evidence
+    );
+    assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
+    // Younger than `no_data_after`: not yet.
+    let young = at(slo.no_data_after - Duration::from_secs(1), &stable);
+    assert_ne!(young.recommendation, Recommendation::NoData);
+    // 100 stable requests: about 5 canary outcomes due, too few to call the silence.
+    let quiet = at(slo.no_data_after, &cohort(100, 1, 5_000, 10_000));
+    assert_ne!(quiet.recommendation, Recommendation::NoData);
+}
+
+#[test]
+fn absolute_limits_of_zero_are_floored_at_a_tenth_of_a_percent() {
+    // One error in 5 requests against limits of 0 (every request must succeed): with a limit
+    // of exactly 0 that one error would be certain proof of a breach; floored at 0.1 % it
+    // is not significant.
+    let slo = SloConfig {
+        max_error_rate: 0.0,
+        min_samples: 5,
+        ..SloConfig::default()
+    };
+    let policy = Policy {
+        slo: &slo,
+        slo_threshold: 1.0,
+    };
+    let subject = cohort(5, 1, 5_000, 10_000);
+    let h = judge_cohorts(
+        StageId(2),
+        Environment::Staging,
+        &subject,
+        &CohortCounts::default(),
+        PerCohort::default(),
+        policy,
+    );
+    for rule in [Rule::ErrorRateMax, Rule::SloCompliance] {
+        let finding = h.evidence.findings.iter().find(|f| f.rule == rule);
+        assert!(
+            finding.is_some_and(|f| f.limit == ERROR_RATE_FLOOR && !f.fired && !f.holds),
+            "{rule:?}: {}",
+            h.evidence
+        );
+    }
+    assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
 }
