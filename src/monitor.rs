@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use crate::clock::Clock;
 use crate::config::PromotionConfig;
 use crate::decision::{Cohort, StageId};
-use crate::judge::{CanaryHealth, Policy, Sample, judge, screen};
+use crate::judge::{CanaryHealth, Policy, Sample, judge, judge_if_fired, screen};
 use crate::metrics::{Counts, Measured, Metrics, Recorded, Spans, Window, to_histogram};
 use crate::slo::SloAdmissionController;
 use crate::snapshot::Snapshot;
@@ -31,6 +31,8 @@ const SCREEN_ON_STREAK: u64 = 4;
 pub(crate) struct Monitor {
     metrics: Metrics,
     slo: SloAdmissionController,
+    /// The SLO's normal quantile ([`Policy::z`]), computed once here.
+    z: f64,
     clock: Arc<dyn Clock>,
 }
 
@@ -49,9 +51,11 @@ impl Monitor {
     pub(crate) fn new(slo: SloAdmissionController, clock: Arc<dyn Clock>, stage: StageId) -> Self {
         let metrics = Metrics::new(stage);
         metrics.stage_started(stage, clock.monotonic());
+        let z = Policy::z_of(slo.config());
         Self {
             metrics,
             slo,
+            z,
             clock,
         }
     }
@@ -185,6 +189,7 @@ impl Monitor {
         Policy {
             slo: self.slo.config(),
             slo_threshold: config.slo_threshold,
+            z: self.z,
         }
     }
 }
@@ -204,15 +209,17 @@ impl Evaluation<'_> {
         self.verdict(snapshot, measured)
     }
 
-    /// Screens the current window (leaving a reading) and judges it only if a rule fires.
+    /// Screens the current window (leaving a reading) and judges it only if a rule fires; the
+    /// rules run once.
     pub(crate) fn screen_then_judge(mut self, snapshot: &Snapshot) -> Option<Verdict> {
         let measured = self.refresh(snapshot);
-        let policy = self.monitor.policy(&snapshot.config);
-        let sample = self.sample(measured);
-        if !screen(snapshot.config.environment, &sample, policy) {
-            return None;
-        }
-        Some(self.verdict(snapshot, measured))
+        judge_if_fired(
+            snapshot.route.stage,
+            snapshot.config.environment,
+            &self.sample(measured),
+            self.monitor.policy(&snapshot.config),
+        )
+        .map(Verdict::new)
     }
 
     /// Judges `snapshot`'s stage over the current window without leaving a reading: the

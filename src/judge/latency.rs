@@ -5,8 +5,7 @@
 use super::rules::{Case, absolute};
 use super::score::ROLLBACK_BELOW;
 use super::sequential::radius;
-use super::shift::shift;
-use super::stats::{normal_quantile_upper, p99_bound, two_proportion_p};
+use super::stats::{p99_bound, two_proportion_p};
 use super::{Finding, Rule};
 
 /// Mixing scale of the stage-long latency test, on the Mann-Whitney statistic: tuned to find a
@@ -31,8 +30,7 @@ pub(super) fn p99_vs_stable(case: &Case<'_>) -> Option<Finding> {
     if !canary.has(n) || !stable.has(n) {
         return None;
     }
-    let z = normal_quantile_upper(case.slo.significance);
-    let threshold = stable.quantile_micros(p99_bound(stable.requests, z));
+    let threshold = stable.quantile_micros(p99_bound(stable.requests, case.z));
     let canary_threshold = threshold.saturating_add(micros(case.slo.latency_tolerance));
     let ratio = case.slo.p99_ratio_limit;
     let p = two_proportion_p(
@@ -61,17 +59,14 @@ pub(super) fn p99_budget(case: &Case<'_>) -> Option<Finding> {
     let p = canary.p_slower_than(budget);
     let blame = case.worse_than_tolerated(canary.slower_than(budget), stable.slower_than(budget));
     let p = if canary_p99 > budget { p } else { 1.0 };
-    let mut finding = absolute(
+    Some(absolute(
         case,
-        Rule::P99Budget,
+        (Rule::P99Budget, "p99_budget_ms"),
         canary_p99 as f64 / 1e3,
-        0.0,
+        budget as f64 / 1e3,
         p,
         blame,
-    );
-    finding.limit = budget as f64 / 1e3;
-    finding.acting = "p99_budget_ms";
-    Some(finding)
+    ))
 }
 
 /// [`Rule::LatencyShift`]: over the stage after warm-up, the Mann-Whitney statistic of the
@@ -99,13 +94,7 @@ pub(super) fn latency_shift(case: &Case<'_>) -> Option<Finding> {
 /// The stage-long latency statistic's always-valid lower bound at `alpha` and its estimate;
 /// `None` without `min_samples` of both cohorts after warm-up.
 pub(super) fn shift_bounds(case: &Case<'_>, alpha: f64) -> Option<(f64, f64)> {
-    let (canary, stable) = (case.stage_latency.canary, case.stage_latency.stable);
-    let n = case.slo.min_samples;
-    if canary.iter().sum::<u64>() < n || stable.iter().sum::<u64>() < n {
-        return None;
-    }
-    let tolerance = case.slo.latency_tolerance.as_secs_f64() * 1e6;
-    let s = shift(canary, stable, case.slo.latency_shift_limit, tolerance)?;
+    let s = case.shift?;
     Some((s.theta - radius(s.variance, SHIFT_TAU, alpha), s.theta))
 }
 

@@ -173,6 +173,27 @@ pub(crate) struct Sample<'a> {
 pub(crate) struct Policy<'a> {
     pub(crate) slo: &'a SloConfig,
     pub(crate) slo_threshold: f64,
+    /// The standard normal's upper quantile at `slo.significance` (a bisection): computed
+    /// once per SLO config ([`Policy::z_of`]), never on the record path.
+    pub(crate) z: f64,
+}
+
+impl<'a> Policy<'a> {
+    /// The policy of `slo` at `slo_threshold`, with its quantile computed (the tests' way;
+    /// the monitor keeps its quantile).
+    #[cfg(test)]
+    pub(crate) fn new(slo: &'a SloConfig, slo_threshold: f64) -> Self {
+        Self {
+            slo,
+            slo_threshold,
+            z: Self::z_of(slo),
+        }
+    }
+
+    /// The quantile [`Policy::z`] of `slo`: whoever keeps an SLO config computes it once.
+    pub(crate) fn z_of(slo: &SloConfig) -> f64 {
+        normal_quantile_upper(slo.significance)
+    }
 }
 
 /// Judges one stage of `environment`: the canary cohort is the new version's (canary
@@ -183,22 +204,65 @@ pub(crate) fn judge(
     sample: &Sample<'_>,
     policy: Policy<'_>,
 ) -> CanaryHealth {
-    let mut findings = Vec::new();
-    let (health_score, non_inferiority) =
-        assess(environment, sample, policy, &mut |f| findings.push(f));
-    let window = PerCohort::from_fn(|c| cohort::CohortStats::of(&sample.window[c]));
-    let latency = PerCohort::from_fn(|c| cohort::CohortStats::of(&sample.latency[c]));
+    let case = Case::new(sample, environment, policy);
+    let findings = findings(&case);
+    health(stage, &case, findings)
+}
+
+/// Whether any rule fires, without allocating: the record path's check after a canary error
+/// (counters only). It runs the same rules as [`judge`], which confirms a rule it reports.
+pub(crate) fn screen(environment: Environment, sample: &Sample<'_>, policy: Policy<'_>) -> bool {
+    let case = Case::new(sample, environment, policy);
+    findings(&case).iter().flatten().any(|f| f.fired)
+}
+
+/// [`judge`] only if a rule fires, else `None`, without allocating: the periodic evaluation
+/// on the record path. The rules run once, and their findings become the evidence.
+pub(crate) fn judge_if_fired(
+    stage: StageId,
+    environment: Environment,
+    sample: &Sample<'_>,
+    policy: Policy<'_>,
+) -> Option<CanaryHealth> {
+    let case = Case::new(sample, environment, policy);
+    let findings = findings(&case);
+    findings
+        .iter()
+        .flatten()
+        .any(|f| f.fired)
+        .then(|| health(stage, &case, findings))
+}
+
+/// Every rule's finding on `case`, in order, without allocating. Production has no canary:
+/// no findings.
+fn findings(case: &Case<'_>) -> [Option<Finding>; RULES.len()] {
+    if matches!(case.environment, Environment::Production) {
+        return [const { None }; RULES.len()];
+    }
+    RULES.map(|rule| rule(case))
+}
+
+/// The health of `case` given its `findings`: the evidence (the case's cohort statistics, the
+/// positive evidence computed here only) and the recommendation. Production scores 1.
+fn health(
+    stage: StageId,
+    case: &Case<'_>,
+    findings: [Option<Finding>; RULES.len()],
+) -> CanaryHealth {
+    let environment = case.environment;
+    let (health_score, non_inferiority) = if matches!(environment, Environment::Production) {
+        (1.0, NonInferiority::default())
+    } else {
+        (case.score.point, promotion::non_inferiority(case))
+    };
+    let (canary, stable) = (&case.canary, &case.stable);
     let evidence = Evidence {
         stage,
         environment,
-        canary: window
-            .canary
-            .evidence(latency.canary.p99_micros.or(window.canary.p99_micros)),
-        stable: window
-            .stable
-            .evidence(latency.stable.p99_micros.or(window.stable.p99_micros)),
-        min_samples: policy.slo.min_samples,
-        findings,
+        canary: canary.evidence(case.latency.canary.p99_micros.or(canary.p99_micros)),
+        stable: stable.evidence(case.latency.stable.p99_micros.or(stable.p99_micros)),
+        min_samples: case.slo.min_samples,
+        findings: findings.into_iter().flatten().collect(),
         health_score,
         non_inferiority,
     };
@@ -215,36 +279,6 @@ pub(crate) fn judge(
         recommendation,
         evidence,
     }
-}
-
-/// Whether any rule fires, without allocating: the record path's check after a canary error
-/// (counters only) and before a periodic evaluation builds its evidence. It runs the same
-/// rules as [`judge`], which confirms a rule it reports.
-pub(crate) fn screen(environment: Environment, sample: &Sample<'_>, policy: Policy<'_>) -> bool {
-    let mut fired = false;
-    assess(environment, sample, policy, &mut |f| fired |= f.fired);
-    fired
-}
-
-/// Runs every rule in order, handing each finding to `sink`; returns the health score (its
-/// point estimate) and the non-inferiority shown. Production has no canary: no findings,
-/// score 1.
-fn assess(
-    environment: Environment,
-    sample: &Sample<'_>,
-    policy: Policy<'_>,
-    sink: &mut impl FnMut(Finding),
-) -> (f64, NonInferiority) {
-    if matches!(environment, Environment::Production) {
-        return (1.0, NonInferiority::default());
-    }
-    let case = Case::new(sample, environment, policy);
-    for rule in RULES {
-        if let Some(finding) = rule(&case) {
-            sink(finding);
-        }
-    }
-    (case.score.point, promotion::non_inferiority(&case))
 }
 
 /// ROLLBACK when a rule fired (the gate rolls back, or would with auto rollback on); NO_DATA

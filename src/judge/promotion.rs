@@ -6,10 +6,7 @@
 use super::NonInferiority;
 use super::latency::shift_upper;
 use super::rules::Case;
-use super::sequential::Difference;
-
-/// Least mixing scale of the error bounds.
-const TAU_FLOOR: f64 = 0.002;
+use super::sequential::{Difference, TAU_FLOOR};
 
 /// What the stage shows. Errors: the upper bound of `canary − ratio × stable`, or of
 /// `canary − stable − error_rate_tolerance`, below zero (either limit suffices, as either

@@ -11,7 +11,8 @@ use std::time::Duration;
 use super::cohort::CohortStats;
 use super::latency::{health_score_rule, latency_shift, p99_budget, p99_vs_stable};
 use super::score::{HealthScore, health_score};
-use super::sequential::Difference;
+use super::sequential::{Difference, TAU_FLOOR};
+use super::shift::{Shift, shift};
 use super::stats::{Proportion, binomial_tail, binomial_upper, excess_p, two_proportion_p};
 use super::{
     ERROR_RATE_FLOOR, ERROR_RATE_MARGIN, Finding, OVERWHELMING_RATE_FLOOR, Policy, Rule, Sample,
@@ -24,10 +25,6 @@ use crate::slo::SloConfig;
 /// no longer chance: `e^-20 ≈ 2·10⁻⁹`.
 const NO_DATA_EXPECTED: f64 = 20.0;
 
-/// Mixing scale of the stage-long error test, as a share of the stable error rate: tuned to
-/// find a doubling fastest.
-const ERROR_TAU_FLOOR: f64 = 0.002;
-
 /// What the rules read, computed once per evaluation.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Case<'a> {
@@ -36,8 +33,10 @@ pub(crate) struct Case<'a> {
     pub(super) stable: CohortStats<'a>,
     /// Both cohorts in the window after the stage's warm-up (latencies).
     pub(super) latency: PerCohort<CohortStats<'a>>,
-    /// Both cohorts' latencies over the stage after its warm-up.
-    pub(super) stage_latency: PerCohort<&'a [u64]>,
+    /// The stage-long latency statistic after warm-up (computed once: the `latency_shift`
+    /// rule and the positive evidence both read it); `None` without `min_samples` of both
+    /// cohorts.
+    pub(super) shift: Option<Shift>,
     /// Both cohorts' errors over the stage.
     pub(super) stage: PerCohort<Proportion>,
     /// Both cohorts' errors in the burst span.
@@ -46,6 +45,8 @@ pub(crate) struct Case<'a> {
     pub(super) environment: Environment,
     pub(super) slo: &'a SloConfig,
     pub(super) slo_threshold: f64,
+    /// [`Policy::z`].
+    pub(super) z: f64,
     pub(crate) score: HealthScore,
 }
 
@@ -67,14 +68,15 @@ impl<'a> Case<'a> {
             canary: window.canary,
             stable: window.stable,
             latency,
-            stage_latency: PerCohort::from_fn(|c| sample.stage_latency[c].histogram.as_slice()),
+            shift: stage_shift(sample.stage_latency, policy.slo),
             stage: PerCohort::from_fn(|c| errors(&sample.stage[c])),
             burst: PerCohort::from_fn(|c| burst(sample.burst[c])),
             stage_age: sample.stage_age,
             environment,
             slo: policy.slo,
             slo_threshold: policy.slo_threshold,
-            score: health_score(&window, &latency, policy.slo),
+            z: policy.z,
+            score: health_score(&window, &latency, policy.slo, policy.z),
         }
     }
 
@@ -137,6 +139,22 @@ impl<'a> Case<'a> {
     }
 }
 
+/// The Mann-Whitney statistic of the canary's latencies over the stage after warm-up, divided
+/// by `latency_shift_limit` (or less `latency_tolerance_ms`), against the stable version's;
+/// `None` without `min_samples` of both cohorts.
+fn stage_shift(stage_latency: &crate::metrics::Counts, slo: &SloConfig) -> Option<Shift> {
+    let (canary, stable) = (
+        stage_latency.canary.histogram.as_slice(),
+        stage_latency.stable.histogram.as_slice(),
+    );
+    let n = slo.min_samples;
+    if canary.iter().sum::<u64>() < n || stable.iter().sum::<u64>() < n {
+        return None;
+    }
+    let tolerance = slo.latency_tolerance.as_secs_f64() * 1e6;
+    shift(canary, stable, slo.latency_shift_limit, tolerance)
+}
+
 /// A rule: its finding on a case, if it applies.
 pub(crate) type RuleFn = fn(&Case<'_>) -> Option<Finding>;
 
@@ -155,12 +173,13 @@ pub(crate) const RULES: [RuleFn; 11] = [
     no_data,
 ];
 
-/// An absolute limit's finding: with stable traffic it rolls back only when the canary is
-/// also significantly worse than the stable version on the same measure (`blame` is that
-/// test's p-value), and otherwise holds the promotion; without, it acts alone.
+/// An absolute limit's finding: the limit is `setting`'s. With stable traffic it rolls back
+/// only when the canary is also significantly worse than the stable version on the same
+/// measure (`blame` is that test's p-value), and otherwise holds the promotion; without, it
+/// acts alone.
 pub(super) fn absolute(
     case: &Case<'_>,
-    rule: Rule,
+    (rule, setting): (Rule, &'static str),
     observed: f64,
     limit: f64,
     p: f64,
@@ -180,7 +199,7 @@ pub(super) fn absolute(
         p_value: p,
         fired,
         holds,
-        acting: "absolute",
+        acting: setting,
     }
 }
 
@@ -194,7 +213,7 @@ fn slo_compliance(case: &Case<'_>) -> Option<Finding> {
     let blame = case.worse_than_tolerated(canary.misses(), stable.misses());
     Some(absolute(
         case,
-        Rule::SloCompliance,
+        (Rule::SloCompliance, "slo_threshold"),
         canary.miss_rate,
         allowed,
         p,
@@ -210,7 +229,7 @@ fn error_rate_max(case: &Case<'_>) -> Option<Finding> {
     let blame = case.worse_than_tolerated(canary.errors(), stable.errors());
     Some(absolute(
         case,
-        Rule::ErrorRateMax,
+        (Rule::ErrorRateMax, "max_error_rate"),
         canary.error_rate,
         limit,
         p,
@@ -225,17 +244,12 @@ fn error_rate_vs_stable(case: &Case<'_>) -> Option<Finding> {
     if !case.comparable() {
         return None;
     }
-    let (c, s) = (case.canary.errors(), case.stable.errors());
-    let ratio = case.slo.error_rate_ratio_limit;
-    let by_ratio = two_proportion_p(c, s, ratio);
-    let by_tolerance = excess_p(c, s, case.slo.error_rate_tolerance);
-    let p = case.worse_than_tolerated(c, s);
-    let acting = if by_ratio >= by_tolerance {
-        "error_rate_ratio_limit"
-    } else {
-        "error_rate_tolerance"
-    };
-    let (limit, _) = case.error_limit(case.stable.error_rate, ratio, "error_rate_ratio_limit");
+    let p = case.worse_than_tolerated(case.canary.errors(), case.stable.errors());
+    let (limit, acting) = case.error_limit(
+        case.stable.error_rate,
+        case.slo.error_rate_ratio_limit,
+        "error_rate_ratio_limit",
+    );
     Some(Finding {
         rule: Rule::ErrorRateVsStable,
         observed: case.canary.error_rate,
@@ -256,7 +270,7 @@ fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
     }
     let (c, s) = (case.stage.canary, case.stage.stable);
     let alpha = case.slo.significance;
-    let tau = s.rate().max(ERROR_TAU_FLOOR);
+    let tau = s.rate().max(TAU_FLOOR);
     let by_ratio = Difference::of(c, s, ERROR_RATE_MARGIN, 0.0)?.lower(tau, alpha);
     let by_tolerance = Difference::of(c, s, 1.0, case.slo.error_rate_tolerance)?.lower(tau, alpha);
     let fired = by_ratio > 0.0 && by_tolerance > 0.0;

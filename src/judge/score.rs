@@ -3,7 +3,7 @@
 //! computed once at its point value and once at the least value the data make sure of.
 
 use super::cohort::CohortStats;
-use super::stats::{difference_se, normal_quantile_upper, p99_bound, two_proportion_p};
+use super::stats::{difference_se, p99_bound, two_proportion_p};
 use super::{ERROR_RATE_FLOOR, ERROR_RATE_MARGIN};
 use crate::decision::PerCohort;
 use crate::slo::SloConfig;
@@ -38,13 +38,14 @@ impl Penalty {
 
 /// The canary's health score against the stable cohort: errors from the window, latencies
 /// from the window after warm-up. A penalty needs `min_samples` in the cohorts it compares;
-/// the latency penalty also needs both histograms.
+/// the latency penalty also needs both histograms. `z` is the normal quantile at
+/// `slo.significance` ([`super::Policy::z`]).
 pub(crate) fn health_score(
     window: &PerCohort<CohortStats<'_>>,
     latency: &PerCohort<CohortStats<'_>>,
     slo: &SloConfig,
+    z: f64,
 ) -> HealthScore {
-    let z = normal_quantile_upper(slo.significance);
     let error = error_penalty(&window.canary, &window.stable, slo, z);
     let latency = latency_penalty(&latency.canary, &latency.stable, slo, z);
     HealthScore {

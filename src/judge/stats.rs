@@ -118,14 +118,29 @@ pub(crate) fn excess_p(a: Proportion, b: Proportion, offset: f64) -> f64 {
 
 /// One-sided p-value of `rate(a) > margin * rate(b) + offset`.
 fn difference_p(a: Proportion, b: Proportion, margin: f64, offset: f64) -> f64 {
-    let (xa, na) = (a.events as f64, a.trials as f64);
-    let (xb, nb) = (b.events as f64, b.trials as f64);
-    if na == 0.0 || nb == 0.0 {
-        return 1.0;
+    difference(a, b, margin, offset, 0.0).map_or(1.0, |(estimate, variance)| {
+        normal_upper_tail(estimate / variance.sqrt())
+    })
+}
+
+/// `rate(a) − margin·rate(b) − offset` and its variance (unpooled, half-count smoothing so
+/// that zero counts keep a variance), `a`'s rate taken in the variance at least at
+/// `a_floor`; `None` when either has no trials.
+pub(crate) fn difference(
+    a: Proportion,
+    b: Proportion,
+    margin: f64,
+    offset: f64,
+    a_floor: f64,
+) -> Option<(f64, f64)> {
+    if a.trials == 0 || b.trials == 0 {
+        return None;
     }
-    let (pa, pb) = (smoothed(xa, na), smoothed(xb, nb));
-    let variance = pa * (1.0 - pa) / na + margin * margin * pb * (1.0 - pb) / nb;
-    normal_upper_tail((xa / na - margin * xb / nb - offset) / variance.sqrt())
+    let smoothed = |p: Proportion| smoothed(p.events.min(p.trials) as f64, p.trials as f64);
+    let (pa, pb) = (smoothed(a).max(a_floor), smoothed(b));
+    let variance =
+        pa * (1.0 - pa) / a.trials as f64 + margin * margin * pb * (1.0 - pb) / b.trials as f64;
+    Some((a.rate() - margin * b.rate() - offset, variance))
 }
 
 /// Standard error of the difference of two rates (unpooled, half-count smoothing; a side

@@ -50,10 +50,7 @@ fn judge_aged(
 }
 
 fn policy(slo: &SloConfig) -> Policy<'_> {
-    Policy {
-        slo,
-        slo_threshold: 0.95,
-    }
+    Policy::new(slo, 0.95)
 }
 
 /// The default policy's verdict on a canary at `percent` with nothing new since the
@@ -323,10 +320,7 @@ fn absolute_limits_of_zero_are_floored_at_a_tenth_of_a_percent() {
         min_samples: 5,
         ..SloConfig::default()
     };
-    let policy = Policy {
-        slo: &slo,
-        slo_threshold: 1.0,
-    };
+    let policy = Policy::new(&slo, 1.0);
     let subject = cohort(5, 1, 5_000, 10_000);
     let h = judge_cohorts(
         StageId(2),

@@ -190,10 +190,7 @@ fn a_verdict_applies_only_to_the_stage_it_judged() {
     });
     let slo = SloConfig::default();
     let failing = |stage| {
-        let policy = Policy {
-            slo: &slo,
-            slo_threshold: 0.95,
-        };
+        let policy = Policy::new(&slo, 0.95);
         let (subject, baseline) = (cohort(1000, 1000, 900, 900), cohort(1000, 0, 900, 900));
         Verdict::new(judge_cohorts(
             stage,
