@@ -101,6 +101,12 @@ M.environments = { [0] = "canary", [1] = "staging", [2] = "production",
                    canary = 0, staging = 1, production = 2 }
 M.recommendations = { [0] = "healthy", [1] = "monitor", [2] = "rollback", [3] = "no_data" }
 M.recorded = { [0] = "counted", [1] = "late", [2] = "foreign" }
+-- The judge's rules, as the bits of `health().rules_fired` (PGATE_RULE_* in the C header).
+M.rules = {
+  slo_compliance = 1, error_rate_max = 2, error_rate_vs_stable = 4, overwhelming_errors = 8,
+  p99_vs_stable = 16, p99_budget = 32, health_score = 64, error_burst = 128,
+  errors_over_stage = 256, latency_shift = 512, no_data = 1024,
+}
 
 --- Loads the shared library: `path`, else $PGATE_LIB, else libpromotion_gates_ffi.so from the
 --- dynamic loader's search path (LD_LIBRARY_PATH, ld.so.conf). Other calls load it on first use.

@@ -256,12 +256,44 @@ local function test_latency_vectors(path)
   gate:free()
 end
 
+-- The rule bits and recommendations mirror the C header's PGATE_RULE_* and
+-- PGATE_RECOMMENDATION_*, both ways.
+local function test_header_constants()
+  local header = arg[0]:gsub("[^/]*$", "") .. "../../include/promotion_gates.h"
+  local rules, recommendations = 0, 0
+  for line in io.lines(header) do
+    local rule, bit = line:match("^%s*PGATE_RULE_([%u%d_]+) = (%d+),")
+    if rule then
+      rules = rules + 1
+      check(pg.rules[rule:lower()] == tonumber(bit), "rule " .. rule .. " = " .. bit)
+    end
+    local name, value = line:match("^%s*PGATE_RECOMMENDATION_([%u%d_]+) = (%d+),")
+    if name then
+      recommendations = recommendations + 1
+      check(pg.recommendations[tonumber(value)] == name:lower(),
+            "recommendation " .. name .. " = " .. value)
+    end
+  end
+  local mirrored = 0
+  for _ in pairs(pg.rules) do
+    mirrored = mirrored + 1
+  end
+  check(rules > 0 and mirrored == rules, mirrored .. " rules in Lua, " .. rules .. " in the header")
+  local known = 0
+  for _ in pairs(pg.recommendations) do
+    known = known + 1
+  end
+  check(recommendations > 0 and known == recommendations,
+        known .. " recommendations in Lua, " .. recommendations .. " in the header")
+end
+
 if not arg[2] then
   io.stderr:write("usage: luajit test.lua ROUTING_TSV LATENCY_TSV\n")
   os.exit(2)
 end
 print("promotion-gates " .. pg.version() .. " on " .. jit.version)
 test_vectors(arg[1])
+test_header_constants()
 test_wrappers()
 test_telemetry()
 test_arguments()
