@@ -67,7 +67,8 @@ pub struct Scenario {
     pub canary: ServiceModel,
     /// The gate's config. Its `environment` must be `production`: every rollout starts there.
     pub promotion: PromotionConfig,
-    /// The judge's policy.
+    /// The judge's policy: the library's defaults unless set; the built-in scenarios turn
+    /// `promotion_evidence` off (their minute-long stages are too short to show it).
     pub slo: SloConfig,
 }
 
@@ -204,12 +205,7 @@ impl Default for Scenario {
                 feature_flags: vec!["checkout_v2".into()],
                 ..Default::default()
             },
-            // The built-in ramps (a minute a stage) are too short for the judge's positive
-            // evidence at their traffic: they promote on samples, compliance and no fired rule.
-            slo: SloConfig {
-                promotion_evidence: false,
-                ..SloConfig::default()
-            },
+            slo: SloConfig::default(),
         }
     }
 }
@@ -217,8 +213,15 @@ impl Default for Scenario {
 impl Scenario {
     /// The built-in scenario called `name`.
     pub fn builtin(name: ScenarioName) -> Self {
+        // The built-in ramps (a minute a stage) are too short for the judge's positive
+        // evidence at their traffic: they promote on samples, compliance and no fired rule. A
+        // scenario file judges as the library does unless its `slo` says otherwise.
         let base = Scenario {
             name: name.as_str().into(),
+            slo: SloConfig {
+                promotion_evidence: false,
+                ..SloConfig::default()
+            },
             ..Default::default()
         };
         match name {

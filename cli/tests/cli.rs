@@ -403,7 +403,8 @@ fn a_json_scenario_file_with_its_own_ramp() {
                 {"traffic_percent": 20, "duration_s": 30},
                 {"environment": "staging", "duration_s": 20}
             ],
-            "canary": {"error_rate": 0.005, "median_ms": 20, "sigma": 0.7}
+            "canary": {"error_rate": 0.005, "median_ms": 20, "sigma": 0.7},
+            "slo": {"promotion_evidence": false}
         }"#,
     );
     let report = json(&["simulate", "--config", text(&path), "--json"]);

@@ -28,7 +28,9 @@ pub struct Finding {
     pub observed: f64,
     /// The limit it was held against, in the same unit.
     pub limit: f64,
-    /// The test's p-value (an upper bound); 0 or 1 for rules without a test.
+    /// The test's p-value (an upper bound). The rules on a confidence bound (`errors_over_stage`,
+    /// `latency_shift`, `health_score`) report `significance` when they fire and 1 otherwise;
+    /// `no_data` reports the chance of no canary outcome at all given those due.
     pub p_value: f64,
     /// Whether the rule fired: the canary is to blame and is rolled back.
     pub fired: bool,
@@ -288,7 +290,7 @@ pub struct CanaryHealth {
     pub production_p99_latency: Duration,
     /// 1.0 minus the error and latency penalties, in `0.0..=1.0`.
     pub health_score: f64,
-    /// HEALTHY, MONITOR or ROLLBACK.
+    /// HEALTHY, MONITOR, ROLLBACK or NO_DATA.
     pub recommendation: Recommendation,
     /// Numbers and findings behind the recommendation.
     pub evidence: Evidence,
