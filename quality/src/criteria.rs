@@ -1,7 +1,7 @@
 //! The "Done when" criteria of issue 15 that a run can check, each returning what is not met.
 
 use crate::scenario::{Kind, Scenario};
-use crate::summary::{Figures, JUDGES};
+use crate::summary::{Figures, JUDGES, figure};
 use crate::trial::Trial;
 
 type Results = [(Scenario, Vec<Trial>)];
@@ -23,9 +23,10 @@ fn named<'a>(
 /// says which and why): `--check` reports them as open and does not fail on them; any other
 /// unmet criterion fails it.
 pub const OPEN: &[&str] = &[
-    // Median 5 009 canary requests at 1 % baseline errors (30 runs): the confidence sequence
-    // pays for its validity at every look.
-    "A/A 2000 rps 5% canary, 1% errors, light: median canary requests to promotable",
+    // Median 5 009 canary requests at 1 % baseline errors (30 runs; 5 516 in the reduced
+    // 12-trial run): the confidence sequence pays for its validity at every look. Excused only
+    // up to `PROMOTABLE_OPEN_UP_TO`; beyond it, or never promotable, the check fails.
+    "A/A 2000 rps 5% canary, 1% errors, light: median canary requests to promotable above 5000",
     // Slower than the Kayenta-style judge at the median, which looks at α = 0.01 a minute
     // without correcting for the looks and rolls back 2 to 6 of 30 identical canaries.
     "errors 2x, 100 rps 5% canary: engine caught",
@@ -38,122 +39,199 @@ pub fn is_open(failure: &str) -> bool {
     OPEN.iter().any(|open| failure.starts_with(open))
 }
 
-/// Every criterion the run can check; the list of those not met.
-pub fn check(results: &Results) -> Vec<String> {
+/// The median canary requests to promotable that the open criterion on the A/A 1 % cell is
+/// excused up to (docs/judge.md: 5 009 in 30 runs, 5 516 in the reduced 12-trial run).
+const PROMOTABLE_OPEN_UP_TO: f64 = 6000.0;
+
+/// Every criterion the run can check; the list of those not met. `skipped` names the
+/// scenarios that `--reduced` or `--only` left out: a criterion about one of them is not
+/// checked; a criterion that names no scenario at all fails.
+pub fn check(results: &Results, skipped: &[String]) -> Vec<String> {
     let mut failures = Vec::new();
-    false_rollbacks(results, &mut failures);
-    never_promotable(results, &mut failures);
-    detection(results, &mut failures);
-    promotable(results, &mut failures);
-    against_references(results, &mut failures);
+    let mut run = Criteria {
+        results,
+        skipped,
+        failures: &mut failures,
+    };
+    run.false_rollbacks();
+    run.held();
+    run.no_data();
+    run.never_promotable();
+    run.detection();
+    run.promotable();
+    against_references(results, run.failures);
     failures
 }
 
-/// Checks the engine's figures of every scenario whose name starts with one of `prefixes`:
-/// `unmet` says what is wrong with them, if anything.
-fn each(
-    results: &Results,
-    prefixes: &[&str],
-    failures: &mut Vec<String>,
-    unmet: impl Fn(&Figures) -> Option<String>,
-) {
-    for prefix in prefixes {
-        for (s, runs) in named(results, prefix) {
-            if let Some(why) = unmet(&engine(runs)) {
-                failures.push(format!("{}: {why}", s.name));
+/// A run's results, what it left out and what it found unmet so far.
+struct Criteria<'a> {
+    results: &'a Results,
+    skipped: &'a [String],
+    failures: &'a mut Vec<String>,
+}
+
+/// Whether the canary of a scenario of this kind is as good as the stable version.
+fn healthy(kind: Kind) -> bool {
+    matches!(kind, Kind::Healthy | Kind::Held)
+}
+
+impl<'a> Criteria<'a> {
+    /// Checks every scenario whose name starts with one of `prefixes`: `unmet` says what is
+    /// wrong with it, if anything. A prefix that matches no scenario run fails, unless it
+    /// matches one that `--reduced` or `--only` left out.
+    fn each(&mut self, prefixes: &[&str], unmet: impl Fn(&[Trial], &Figures) -> Option<String>) {
+        for prefix in prefixes {
+            let mut matched = false;
+            for (s, runs) in named(self.results, prefix) {
+                matched = true;
+                if let Some(why) = unmet(runs, &engine(runs)) {
+                    self.failures.push(format!("{}: {why}", s.name));
+                }
+            }
+            let left_out = self.skipped.iter().any(|name| name.starts_with(prefix));
+            if !matched && !left_out {
+                self.failures
+                    .push(format!("{prefix}: no scenario has this name"));
             }
         }
     }
-}
 
-/// At most 1 % false rollbacks in every healthy scenario.
-fn false_rollbacks(results: &Results, failures: &mut Vec<String>) {
-    let healthy: Vec<&str> = results
-        .iter()
-        .filter(|(s, _)| s.kind == Kind::Healthy)
-        .map(|(s, _)| s.name.as_str())
-        .collect();
-    each(results, &healthy, failures, |f| {
-        (f.rate(f.rolled_back) > 0.01).then(|| {
-            format!(
-                "{} of {} rolled back (at most 1 %)",
-                f.rolled_back, f.trials
-            )
-        })
-    });
-}
+    /// Checks every scenario run of a kind that `which` accepts: `unmet` says what is wrong
+    /// with it, if anything.
+    fn every(&mut self, which: fn(Kind) -> bool, unmet: impl Fn(&Figures) -> Option<String>) {
+        for (s, runs) in self.results.iter().filter(|(s, _)| which(s.kind)) {
+            if let Some(why) = unmet(&engine(runs)) {
+                self.failures.push(format!("{}: {why}", s.name));
+            }
+        }
+    }
 
-/// 2x errors or more, 1.5x latency or more: promotable before the rollback in at most 1 %.
-fn never_promotable(results: &Results, failures: &mut Vec<String>) {
-    let strong = [
-        "errors 2x",
-        "errors 3x",
-        "errors 10x",
-        "latency +50%",
-        "latency 2x",
-        "dead canary",
-    ];
-    each(results, &strong, failures, |f| {
-        (f.rate(f.promotable_before) > 0.01).then(|| {
-            format!(
-                "promotable before rollback in {} of {}",
-                f.promotable_before, f.trials
-            )
-        })
-    });
-}
-
-/// Caught within 30 min in 90 % of trials; the dead canary within 8 canary requests and 10x
-/// errors within 500 (medians).
-fn detection(results: &Results, failures: &mut Vec<String>) {
-    let caught = [
-        "errors 2x",
-        "errors 3x",
-        "latency +50%",
-        "tail: 2% of requests 5x slower, 2000",
-    ];
-    each(results, &caught, failures, |f| {
-        (f.rate(f.rolled_back) < 0.9).then(|| {
-            format!(
-                "caught in {} of {} within 30 min (at least 90 %)",
-                f.rolled_back, f.trials
-            )
-        })
-    });
-    for (prefix, limit) in [("dead canary", 8.0), ("errors 10x", 500.0)] {
-        each(results, &[prefix], failures, |f| {
-            let median = f.requests.0;
-            median
-                .is_none_or(|m| m > limit)
-                .then(|| format!("median canary requests to rollback {median:?} (at most {limit})"))
+    /// At most 1 % false rollbacks in every healthy or held scenario.
+    fn false_rollbacks(&mut self) {
+        self.every(healthy, |f| {
+            (f.rate(f.rolled_back) > 0.01).then(|| {
+                format!(
+                    "{} of {} rolled back (at most 1 %)",
+                    f.rolled_back, f.trials
+                )
+            })
         });
     }
-}
 
-/// A healthy canary promotable within 5 000 canary requests at 2 000 rps and 5 % (median, 1 %
-/// errors), and the low-traffic canary promotable at all.
-fn promotable(results: &Results, failures: &mut Vec<String>) {
-    let healthy = ["A/A 2000 rps 5% canary, 1% errors"];
-    each(results, &healthy, failures, |f| {
-        let median = f.first_promotable;
-        median
-            .is_none_or(|m| m > 5000.0)
-            .then(|| format!("median canary requests to promotable {median:?} (at most 5000)"))
-    });
-    each(results, &["low traffic"], failures, |f| {
-        f.first_promotable
-            .is_none()
-            .then(|| "never promotable".to_owned())
-    });
+    /// A held scenario (the whole service breaches its SLO) is never promotable.
+    fn held(&mut self) {
+        self.every(
+            |k| k == Kind::Held,
+            |f| {
+                (f.promotable_before > 0).then(|| {
+                    format!(
+                        "promotable in {} of {} (held: never)",
+                        f.promotable_before, f.trials
+                    )
+                })
+            },
+        );
+    }
+
+    /// When canary outcomes never arrive, NO_DATA is said in every trial and the canary is
+    /// never promotable.
+    fn no_data(&mut self) {
+        self.each(&["no data"], |runs, f| {
+            let flagged = runs.iter().filter(|t| t.no_data_at.is_some()).count();
+            (flagged < runs.len() || f.promotable_before > 0).then(|| {
+                format!(
+                    "NO_DATA in {flagged} of {} (every one), promotable in {} (none)",
+                    runs.len(),
+                    f.promotable_before
+                )
+            })
+        });
+    }
+
+    /// 2x errors or more, 1.5x latency or more: promotable before the rollback in at most 1 %.
+    fn never_promotable(&mut self) {
+        let strong = [
+            "errors 2x",
+            "errors 3x",
+            "errors 10x",
+            "latency +50%",
+            "latency 2x",
+            "dead canary",
+        ];
+        self.each(&strong, |_, f| {
+            (f.rate(f.promotable_before) > 0.01).then(|| {
+                format!(
+                    "promotable before rollback in {} of {}",
+                    f.promotable_before, f.trials
+                )
+            })
+        });
+    }
+
+    /// Caught within 30 min in 90 % of trials; the dead canary within 8 canary requests and
+    /// 10x errors within 500 (medians, a trial without a rollback counting as never).
+    fn detection(&mut self) {
+        let caught = [
+            "errors 2x",
+            "errors 3x",
+            "latency +50%",
+            "tail: 2% of requests 5x slower, 2000",
+            "leak",
+        ];
+        self.each(&caught, |_, f| {
+            (f.rate(f.rolled_back) < 0.9).then(|| {
+                format!(
+                    "caught in {} of {} within 30 min (at least 90 %)",
+                    f.rolled_back, f.trials
+                )
+            })
+        });
+        for (prefix, limit) in [("dead canary", 8.0), ("errors 10x", 500.0)] {
+            self.each(&[prefix], |_, f| {
+                let median = f.requests.0;
+                median.is_none_or(|m| m > limit).then(|| {
+                    format!(
+                        "median canary requests to rollback {} (at most {limit})",
+                        median.map_or("-".to_owned(), figure)
+                    )
+                })
+            });
+        }
+    }
+
+    /// A healthy canary promotable within 5 000 canary requests at 2 000 rps and 5 % (median,
+    /// 1 % errors; a trial never promotable counting as never), and the low-traffic canary
+    /// promotable within the week in at least half the trials.
+    fn promotable(&mut self) {
+        self.each(&["A/A 2000 rps 5% canary, 1% errors"], |_, f| {
+            let median = f.first_promotable.unwrap_or(f64::INFINITY);
+            if median <= 5000.0 {
+                None
+            } else if median <= PROMOTABLE_OPEN_UP_TO {
+                Some(format!(
+                    "median canary requests to promotable above 5000: {median:.0} (open up to \
+                     {PROMOTABLE_OPEN_UP_TO})"
+                ))
+            } else {
+                Some(format!(
+                    "median canary requests to promotable {} (at most 5000, open only up to \
+                     {PROMOTABLE_OPEN_UP_TO})",
+                    figure(median)
+                ))
+            }
+        });
+        self.each(&["low traffic"], |_, f| {
+            f.first_promotable
+                .is_none_or(|m| m.is_infinite())
+                .then(|| format!("promotable in only {} of {}", f.promotable_before, f.trials))
+        });
+    }
 }
 
 /// Fewer false rollbacks than both references in total; every regression the Kayenta-style
 /// judge catches (90 %) caught as often and no later at the median.
 fn against_references(results: &Results, failures: &mut Vec<String>) {
-    let healthy: Vec<_> = results
-        .iter()
-        .filter(|(s, _)| s.kind == Kind::Healthy)
-        .collect();
+    let healthy: Vec<_> = results.iter().filter(|(s, _)| healthy(s.kind)).collect();
     let total = |judge: usize| -> usize {
         healthy
             .iter()
@@ -178,5 +256,78 @@ fn against_references(results: &Results, failures: &mut Vec<String>) {
                 s.name, f.rolled_back, f.trials, f.seconds.0, k.rolled_back, k.trials, k.seconds.0
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario;
+    use crate::trial::Decision;
+
+    /// `name`'s scenario with `runs`, and every other scenario's name as left out.
+    fn only(name: &str, runs: Vec<Trial>) -> (Vec<(Scenario, Vec<Trial>)>, Vec<String>) {
+        let (chosen, others): (Vec<Scenario>, Vec<Scenario>) = scenario::all(false)
+            .into_iter()
+            .partition(|s| s.name == name);
+        assert_eq!(chosen.len(), 1, "{name}");
+        let skipped = others.into_iter().map(|s| s.name).collect();
+        (
+            chosen.into_iter().map(|s| (s, runs.clone())).collect(),
+            skipped,
+        )
+    }
+
+    fn engine(rollback: Option<(f64, u64)>, first_promotable: Option<(u64, f64)>) -> Trial {
+        Trial {
+            engine: Decision {
+                rollback,
+                first_promotable,
+            },
+            ..Trial::default()
+        }
+    }
+
+    #[test]
+    fn a_median_counts_the_trials_without_a_rollback_as_never() {
+        // One of 30 dead canaries caught at 5 requests: the median is not 5.
+        let mut runs = vec![engine(None, None); 29];
+        runs.push(engine(Some((0.1, 5)), None));
+        let (results, skipped) = only("dead canary, 2000 rps 5% canary", runs);
+        let failures = check(&results, &skipped);
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.contains("median canary requests to rollback >horizon")),
+            "{failures:?}"
+        );
+    }
+
+    #[test]
+    fn never_promotable_is_not_excused_as_open() {
+        let name = "A/A 2000 rps 5% canary, 1% errors, light";
+        let (results, skipped) = only(name, vec![engine(None, None); 30]);
+        let unmet: Vec<String> = check(&results, &skipped)
+            .into_iter()
+            .filter(|f| !is_open(f))
+            .collect();
+        assert!(unmet.iter().any(|f| f.starts_with(name)), "{unmet:?}");
+        let (results, skipped) = only(name, vec![engine(None, Some((5_500, 55.0))); 30]);
+        let failures = check(&results, &skipped);
+        assert!(failures.iter().all(|f| is_open(f)), "{failures:?}");
+        assert!(!failures.is_empty());
+    }
+
+    #[test]
+    fn a_criterion_naming_no_scenario_fails_unless_it_was_left_out() {
+        let failures = check(&[], &[]);
+        assert!(
+            failures
+                .iter()
+                .any(|f| f == "dead canary: no scenario has this name"),
+            "{failures:?}"
+        );
+        let everything: Vec<String> = scenario::all(false).into_iter().map(|s| s.name).collect();
+        assert_eq!(check(&[], &everything), Vec::<String>::new());
     }
 }

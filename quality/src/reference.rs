@@ -7,6 +7,8 @@
 //! - **Flagger-style:** every 60 s, on the canary's last 60 s: success rate at least 99 % and
 //!   p99 at most 500 ms; the fifth failed check rolls back, a passed one is promotable.
 
+use promotion_gates::judge::normal_upper_tail;
+
 /// Latency histogram with buckets 1 % wide from 1 µs, for the reference judges.
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
@@ -65,7 +67,7 @@ pub fn mann_whitney_p(canary: &Tally, stable: &Tally) -> f64 {
         below += *s as f64;
     }
     let z = (u - n1 * n2 / 2.0) / (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt();
-    upper_tail(z)
+    normal_upper_tail(z)
 }
 
 /// One-sided Fisher exact p-value of "canary error rate above stable's".
@@ -100,22 +102,6 @@ fn ln_factorial(n: u64) -> f64 {
     let x = n as f64;
     x * x.ln() - x + 0.5 * (2.0 * std::f64::consts::PI * x).ln() + 1.0 / (12.0 * x)
         - 1.0 / (360.0 * x * x * x)
-}
-
-/// `P(Z > z)` for a standard normal (Abramowitz-Stegun 7.1.26 on erfc).
-fn upper_tail(z: f64) -> f64 {
-    let x = z.abs() / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.327_591_1 * x);
-    let poly = t
-        * (0.254_829_592
-            + t * (-0.284_496_736
-                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
-    let erfc = poly * (-x * x).exp();
-    if z >= 0.0 {
-        0.5 * erfc
-    } else {
-        1.0 - 0.5 * erfc
-    }
 }
 
 /// What a reference judge says at one analysis.

@@ -38,26 +38,30 @@ pub struct Figures {
 }
 
 impl Figures {
+    /// The judge's figures over `runs`. A trial without the event (no rollback, never
+    /// promotable) counts as infinitely late, so a median is finite only when at least half
+    /// the trials had the event.
     pub fn of(runs: &[Trial], judge: fn(&Trial) -> Decision) -> Self {
         let decisions: Vec<Decision> = runs.iter().map(judge).collect();
+        let late = |value: Option<f64>| value.unwrap_or(f64::INFINITY);
         let mut requests: Vec<f64> = decisions
             .iter()
-            .filter_map(|d| d.rollback.map(|r| r.1 as f64))
+            .map(|d| late(d.rollback.map(|r| r.1 as f64)))
             .collect();
         let mut seconds: Vec<f64> = decisions
             .iter()
-            .filter_map(|d| d.rollback.map(|r| r.0))
+            .map(|d| late(d.rollback.map(|r| r.0)))
             .collect();
         let mut promotable: Vec<f64> = decisions
             .iter()
-            .filter_map(|d| d.first_promotable.map(|p| p.0 as f64))
+            .map(|d| late(d.first_promotable.map(|p| p.0 as f64)))
             .collect();
         Figures {
             trials: runs.len(),
-            rolled_back: requests.len(),
+            rolled_back: decisions.iter().filter(|d| d.rollback.is_some()).count(),
             requests: (quantile(&mut requests, 0.5), quantile(&mut requests, 0.9)),
             seconds: (quantile(&mut seconds, 0.5), quantile(&mut seconds, 0.9)),
-            promotable_before: decisions.iter().filter(|d| d.promotable_before).count(),
+            promotable_before: decisions.iter().filter(|d| d.promotable_before()).count(),
             first_promotable: quantile(&mut promotable, 0.5),
         }
     }
@@ -67,9 +71,18 @@ impl Figures {
     }
 }
 
-fn pair((a, b): (Option<f64>, Option<f64>)) -> String {
+/// A figure for the table: ">horizon" when the trials at that rank never had the event.
+pub fn figure(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value:.0}")
+    } else {
+        ">horizon".to_owned()
+    }
+}
+
+fn pair(rolled_back: usize, (a, b): (Option<f64>, Option<f64>)) -> String {
     match (a, b) {
-        (Some(a), Some(b)) => format!("{a:.0} / {b:.0}"),
+        (Some(a), Some(b)) if rolled_back > 0 => format!("{} / {}", figure(a), figure(b)),
         _ => "-".to_owned(),
     }
 }
@@ -84,12 +97,14 @@ pub fn lines(scenario: &Scenario, runs: &[Trial]) -> Vec<String> {
             scenario.name,
             f.rolled_back,
             f.trials,
-            pair(f.requests),
-            pair(f.seconds),
+            pair(f.rolled_back, f.requests),
+            pair(f.rolled_back, f.seconds),
             f.promotable_before,
             f.trials,
-            f.first_promotable
-                .map_or("never".to_owned(), |r| format!("{r:.0}")),
+            match f.first_promotable {
+                Some(median) if f.promotable_before > 0 => figure(median),
+                _ => "never".to_owned(),
+            },
         ));
     }
     if scenario.no_outcomes {

@@ -21,18 +21,21 @@ use crate::scenario::Scenario;
 pub struct Decision {
     /// Seconds and canary requests at rollback.
     pub rollback: Option<(f64, u64)>,
-    /// Whether a look said promotable before the rollback (or the end).
-    pub promotable_before: bool,
-    /// Canary requests and seconds at the first promotable look.
+    /// Canary requests and seconds at the first look that said promotable before the
+    /// rollback (or the end).
     pub first_promotable: Option<(u64, f64)>,
 }
 
 impl Decision {
     fn look(&mut self, promotable: bool, canary: u64, t: f64) {
         if self.rollback.is_none() && promotable {
-            self.promotable_before = true;
             self.first_promotable.get_or_insert((canary, t));
         }
+    }
+
+    /// Whether a look said promotable before the rollback (or the end).
+    pub fn promotable_before(&self) -> bool {
+        self.first_promotable.is_some()
     }
 }
 
@@ -51,8 +54,8 @@ struct References {
     flagger_failures: u32,
 }
 
-/// Runs one trial of `scenario` with `seed`.
-pub fn run(scenario: &Scenario, seed: u64) -> Trial {
+/// Runs one trial of `scenario` with `seed`; an error when the gate cannot be built.
+pub fn run(scenario: &Scenario, seed: u64) -> Result<Trial, String> {
     let clock = Arc::new(ManualClock::new());
     let config = PromotionConfig {
         environment: Environment::Canary {
@@ -60,12 +63,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> Trial {
         },
         ..Default::default()
     };
-    let slo = SloAdmissionController::new(SloConfig::default()).ok();
-    let gate =
-        slo.and_then(|slo| PromotionGateManager::with_clock(config, slo, clock.clone()).ok());
-    let Some(gate) = gate else {
-        return Trial::default();
-    };
+    let slo = SloAdmissionController::new(SloConfig::default())
+        .map_err(|e| format!("{}: the SLO controller: {e}", scenario.name))?;
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone())
+        .map_err(|e| format!("{}: the gate: {e}", scenario.name))?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut refs = References {
         stage: Default::default(),
@@ -107,7 +108,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Trial {
     if trial.engine.rollback.is_some() {
         explain(&gate, scenario, seed);
     }
-    trial
+    Ok(trial)
 }
 
 /// Every judge has rolled back: nothing more to learn.
