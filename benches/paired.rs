@@ -30,7 +30,10 @@ use std::time::Duration;
 use promotion_gates::{
     PromotionConfig, PromotionGateManager, RoutingDecision, SqliteStoreConfig, StoreConfig,
 };
-use promotion_gates_ffi::{pgate_decision, pgate_record, pgate_recorded, pgate_route};
+use promotion_gates_ffi::{
+    pgate_decision, pgate_log_level, pgate_record, pgate_recorded, pgate_route,
+    pgate_set_log_callback, pgate_status,
+};
 use sha2::{Digest, Sha256};
 
 use common::{
@@ -43,6 +46,31 @@ use common::{
 #[inline(never)]
 fn routed_by_call<'a>(gate: &'a PromotionGateManager, id: &[u8]) -> RoutingDecision<'a> {
     gate.route_request_bytes(id)
+}
+
+/// A C host's log callback that drops every line.
+unsafe extern "C" fn drop_line(
+    _: *mut std::ffi::c_void,
+    _: pgate_log_level,
+    _: *const std::ffi::c_char,
+    _: *const std::ffi::c_char,
+    _: usize,
+) {
+}
+
+/// Sets [`drop_line`] as the log callback up to `max_level`, or none.
+fn set_log_callback(max_level: Option<u32>) {
+    let callback = max_level.map(|_| drop_line as _);
+    // SAFETY: drop_line is callable from any thread with any user_data; err may be NULL.
+    let status = unsafe {
+        pgate_set_log_callback(
+            callback,
+            std::ptr::null_mut(),
+            max_level.unwrap_or(1),
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(status, pgate_status::Ok, "set the log callback");
 }
 
 /// Routes `ids` in turn with `route_request_bytes`, inlined into the loop as a Rust host has it.
@@ -177,11 +205,51 @@ fn main() {
         ));
     }
 
+    // A host that asked for error lines only must not pay for the debug line it does not want:
+    // `pgate_route` beside a digest (which no log setting touches), with no callback ever set,
+    // then with one at level 1 (set before each timed loop, removed after it).
+    let ids36 = ids(36);
+    let messages36: Vec<Vec<u8>> = ids36
+        .iter()
+        .map(|id| [&salt_block[..], id.as_bytes()].concat())
+        .collect();
+    let digest36 = |n: u64| {
+        let mut messages = Cycle::new(&messages36);
+        for _ in 0..n {
+            black_box(&Sha256::digest(black_box(messages.next())));
+        }
+    };
+    let first = c_gate.route(ids36[0].as_bytes());
+    let c_route = |n: u64| {
+        let (mut ids, mut out) = (Cycle::new(&ids36), first);
+        for _ in 0..n {
+            let id = black_box(ids.next());
+            // SAFETY: the gate is live for the whole bench; `id` is `id.len()` readable bytes;
+            // `out` is valid for a write.
+            let status = unsafe { pgate_route(c_gate.0, id.as_ptr(), id.len(), &mut out) };
+            black_box((status, &out));
+        }
+    };
+    let (mut unlogged, mut digest): (Subject<'_>, Subject<'_>) =
+        (Box::new(&c_route), Box::new(&digest36));
+    rows.push((
+        "pgate_route, no log callback ever set, vs Sha256::digest, 36 B".to_string(),
+        paired(rounds, ops, &mut unlogged, &mut digest),
+    ));
+    let mut logged: Subject<'_> = Box::new(|n| {
+        set_log_callback(Some(pgate_log_level::Error as u32));
+        c_route(n);
+        set_log_callback(None);
+    });
+    rows.push((
+        "pgate_route with a log callback at level 1 (error) vs Sha256::digest, 36 B".to_string(),
+        paired(rounds, ops, &mut logged, &mut digest),
+    ));
+
     let blocks: Vec<[u8; 64]> = ids(36)
         .iter()
         .map(|id| common::route_blocks(id.as_bytes())[0])
         .collect();
-    let ids36 = ids(36);
     // The 36-byte route and the bare compression, for the floor pair and the speed-ups.
     let route_op = routes_inlined(&manager, &ids36);
     let floor_op = |n: u64| compress_blocks(midstate, &blocks, n);

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use std::sync::{PoisonError, RwLock};
 
 use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -40,6 +41,16 @@ impl pgate_log_level {
             Level::INFO => Self::Info,
             Level::DEBUG => Self::Debug,
             Level::TRACE => Self::Trace,
+        }
+    }
+
+    fn filter(self) -> LevelFilter {
+        match self {
+            Self::Error => LevelFilter::ERROR,
+            Self::Warn => LevelFilter::WARN,
+            Self::Info => LevelFilter::INFO,
+            Self::Debug => LevelFilter::DEBUG,
+            Self::Trace => LevelFilter::TRACE,
         }
     }
 }
@@ -88,6 +99,14 @@ impl Subscriber for CallbackSubscriber {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.is_event()
             && sink().is_some_and(|s| pgate_log_level::of(*metadata.level()) <= s.max_level)
+    }
+
+    /// The sink's level, or off without a sink: `tracing` keeps it as the process's maximum
+    /// (recomputed by `rebuild_interest_cache` at each change of the sink), so a
+    /// `level_enabled!(DEBUG)` on the route path stays false, without a lock, unless the host
+    /// asked for debug lines.
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(sink().map_or(LevelFilter::OFF, |s| s.max_level.filter()))
     }
 
     fn new_span(&self, _: &Attributes<'_>) -> Id {

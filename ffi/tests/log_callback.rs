@@ -9,6 +9,8 @@ use std::ffi::{CStr, c_char, c_void};
 use std::ptr::null_mut;
 use std::sync::{Mutex, PoisonError};
 
+use tracing::Level;
+
 /// The lines received: (level, target, message).
 type Lines = Mutex<Vec<(pgate_log_level, String, String)>>;
 
@@ -54,6 +56,13 @@ fn call(
     assert_eq!(status, pgate_status::Ok);
 }
 
+fn route(gate: *mut pgate_gate, id: &[u8]) {
+    let mut out = std::mem::MaybeUninit::<pgate_decision>::uninit();
+    // SAFETY: live gate, `id` readable, `out` valid for a write.
+    let status = unsafe { pgate_route(gate, id.as_ptr(), id.len(), out.as_mut_ptr()) };
+    assert_eq!(status, pgate_status::Ok);
+}
+
 #[test]
 fn log_lines_reach_the_callback_up_to_its_level() {
     let lines: &'static Lines = Box::leak(Box::new(Mutex::new(Vec::new())));
@@ -82,16 +91,60 @@ fn log_lines_reach_the_callback_up_to_its_level() {
         "{error:?}"
     );
 
-    // Up to warnings only: the flag's info line is not sent.
+    // Up to warnings only: the flag's info line is not sent, and the route path's debug check
+    // is false (no lock taken, no line built per route).
     assert_eq!(set(Some(collect), lines, 2), pgate_status::Ok);
     call(gate, pgate_enable_feature, "other");
     assert!(lines.lock().unwrap().is_empty());
+    assert!(tracing::level_enabled!(Level::WARN));
+    assert!(!tracing::level_enabled!(Level::INFO));
+    assert!(!tracing::level_enabled!(Level::DEBUG));
+    route(gate, b"request-1");
+    assert!(lines.lock().unwrap().is_empty());
 
-    // A level out of range is refused and changes nothing; NULL stops the lines.
+    // A level out of range is refused and changes nothing: level 2 and the callback stay.
     assert_eq!(set(Some(collect), lines, 6), pgate_status::InvalidArgument);
     assert_eq!(set(Some(collect), lines, 0), pgate_status::InvalidArgument);
+    assert!(tracing::level_enabled!(Level::WARN));
+    assert!(!tracing::level_enabled!(Level::INFO));
+    call(gate, pgate_enable_feature, "third");
+    // A new gate name reshuffles users: a warning.
+    call(
+        gate,
+        pgate_swap_config,
+        r#"{"environment": "staging", "gate": "checkout-2"}"#,
+    );
+    let got = std::mem::take(&mut *lines.lock().unwrap());
+    assert!(!got.is_empty(), "the callback was dropped");
+    assert!(
+        got.iter()
+            .all(|(level, _, _)| *level <= pgate_log_level::Warn),
+        "{got:?}"
+    );
+
+    // At debug level each route sends one line.
+    assert_eq!(set(Some(collect), lines, 4), pgate_status::Ok);
+    assert!(tracing::level_enabled!(Level::DEBUG));
+    route(gate, b"request-2");
+    let got = std::mem::take(&mut *lines.lock().unwrap());
+    assert_eq!(
+        got.iter()
+            .filter(|(level, _, _)| *level == pgate_log_level::Debug)
+            .count(),
+        1,
+        "{got:?}"
+    );
+
+    // NULL stops the lines, and with them every level.
     assert_eq!(set(None, lines, 5), pgate_status::Ok);
-    call(gate, pgate_disable_feature, "other");
+    assert!(!tracing::level_enabled!(Level::ERROR));
+    call(gate, pgate_enable_feature, "other"); // the swap dropped it
+    call(
+        gate,
+        pgate_swap_config,
+        r#"{"environment": "staging", "gate": "checkout-3"}"#,
+    );
+    route(gate, b"request-3");
     assert!(lines.lock().unwrap().is_empty());
     // SAFETY: the gate is live until here.
     assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
