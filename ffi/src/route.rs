@@ -219,8 +219,8 @@ pub unsafe extern "C" fn pgate_flag_set_len(
             .flag_set(set)
             .map_err(|_| pgate_status::UnknownFlagSet)?;
         let len = flags.len();
-        // A stored set is never empty: 0 for another number means the set went in between.
-        if len == 0 && set != 0 {
+        // A set replaced between the two reads reads as empty: stale, not empty.
+        if len == 0 && flags.is_stale() {
             return Err(pgate_status::UnknownFlagSet);
         }
         // SAFETY: caller's contract.
