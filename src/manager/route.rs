@@ -41,11 +41,18 @@ impl PromotionGateManager {
     /// ```
     #[inline(always)]
     pub fn route_request_bytes(&self, request_id: &[u8]) -> RoutingDecision<'_> {
-        let decision = self.route_table().route(&self.shared.flag_sets, request_id);
+        let decision = self.route_unlogged(request_id);
         if tracing::level_enabled!(tracing::Level::DEBUG) {
             log_route(request_id, decision.is_canary, decision.reason);
         }
         decision
+    }
+
+    /// The decision of [`route_request_bytes`](Self::route_request_bytes) without its debug
+    /// line, for callers that log the route their own way.
+    #[inline(always)]
+    pub(crate) fn route_unlogged(&self, request_id: &[u8]) -> RoutingDecision<'_> {
+        self.route_table().route(&self.shared.flag_sets, request_id)
     }
 
     /// The current route table: this thread's cached copy while the generation is unchanged.

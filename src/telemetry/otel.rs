@@ -333,13 +333,10 @@ pub(crate) fn flag_span(gate: &str, flag: &str, enabled: bool) {
 }
 
 /// The `promotion.route_request` span of one decision.
-pub(crate) fn route_span(gate: &str, request_id: &[u8], decision: &RoutingDecision<'_>) {
+pub(crate) fn route_span(gate: &str, request_id: &str, decision: &RoutingDecision<'_>) {
     let attrs = vec![
         KeyValue::new("promotion.gate", gate.to_string()),
-        KeyValue::new(
-            "promotion.request_id",
-            String::from_utf8_lossy(request_id).into_owned(),
-        ),
+        KeyValue::new("promotion.request_id", request_id.to_string()),
         KeyValue::new("promotion.is_canary", decision.is_canary),
         KeyValue::new("promotion.environment", decision.target_environment.name()),
         KeyValue::new(

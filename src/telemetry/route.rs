@@ -9,7 +9,8 @@ use crate::manager::PromotionGateManager;
 /// (hash …%)") and, with the `otel` feature, a `promotion.route_request` span with
 /// `promotion.request_id`, `promotion.is_canary`, `promotion.environment`, `promotion.bucket`
 /// and `promotion.stage`. It allocates: call it for the requests a host samples or debugs,
-/// and `route_request` (allocation-free, no span, no log) for the others.
+/// and `route_request` (allocation-free, no span; at debug level its own short line) for the
+/// others. Each observed route makes one debug line, this one, not the route path's as well.
 ///
 /// # Example
 /// ```
@@ -28,7 +29,8 @@ pub fn route_request_observed<'g>(
     gate: &'g PromotionGateManager,
     request_id: &str,
 ) -> RoutingDecision<'g> {
-    let decision = gate.route_request(request_id);
+    // Its own line, the specification's: not the route path's as well.
+    let decision = gate.route_unlogged(request_id.as_bytes());
     let bucket = decision.reason.bucket();
     tracing::debug!(
         request_id,
@@ -39,6 +41,55 @@ pub fn route_request_observed<'g>(
         bucket.percent()
     );
     #[cfg(feature = "otel")]
-    crate::telemetry::otel::route_span(&gate.config().gate, request_id.as_bytes(), &decision);
+    crate::telemetry::otel::route_span(&gate.config().gate, request_id, &decision);
     decision
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Level, Metadata, Subscriber};
+
+    use super::route_request_observed;
+    use crate::{PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
+
+    /// Counts the debug events it sees.
+    struct DebugLines(Arc<AtomicUsize>);
+
+    impl Subscriber for DebugLines {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            if *event.metadata().level() == Level::DEBUG {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    #[test]
+    fn an_observed_route_logs_one_debug_line() {
+        let gate = PromotionGateManager::new(
+            PromotionConfig::default(),
+            SloAdmissionController::new(SloConfig::default()).unwrap(),
+        )
+        .unwrap();
+        let lines = Arc::new(AtomicUsize::new(0));
+        tracing::subscriber::with_default(DebugLines(Arc::clone(&lines)), || {
+            route_request_observed(&gate, "user-1");
+            assert_eq!(lines.load(Ordering::Relaxed), 1, "observed route");
+            gate.route_request("user-1");
+            assert_eq!(lines.load(Ordering::Relaxed), 2, "plain route");
+        });
+    }
 }
