@@ -126,6 +126,36 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule, in the order of the enum.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::Rule;
+    /// // A new rule fails this match until it is added here, and to `ALL`.
+    /// for rule in Rule::ALL {
+    ///     match rule {
+    ///         Rule::SloCompliance | Rule::ErrorRateMax | Rule::ErrorRateVsStable
+    ///         | Rule::OverwhelmingErrors | Rule::P99VsStable | Rule::P99Budget
+    ///         | Rule::HealthScore | Rule::ErrorBurst | Rule::ErrorsOverStage
+    ///         | Rule::LatencyShift | Rule::NoData => {}
+    ///     }
+    /// }
+    /// assert!(Rule::ALL.contains(&Rule::NoData));
+    /// ```
+    pub const ALL: [Rule; 11] = [
+        Rule::SloCompliance,
+        Rule::ErrorRateMax,
+        Rule::ErrorRateVsStable,
+        Rule::OverwhelmingErrors,
+        Rule::P99VsStable,
+        Rule::P99Budget,
+        Rule::HealthScore,
+        Rule::ErrorBurst,
+        Rule::ErrorsOverStage,
+        Rule::LatencyShift,
+        Rule::NoData,
+    ];
+
     /// The rule's name in snake case.
     ///
     /// # Example

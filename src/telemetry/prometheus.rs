@@ -372,8 +372,10 @@ impl<W: Write> Exposition<'_, W> {
                 (RollbackTrigger::Manual, None),
                 (RollbackTrigger::FlagDisabled, None),
             ];
-            let judged = r.health.evidence.findings.iter();
-            causes.extend(judged.map(|f| (RollbackTrigger::Automatic, Some(f.rule))));
+            // Every rule that can roll back, judged in this window or not (a relative rule is
+            // not judged without stable traffic, none is in Production).
+            let rules = Rule::ALL.into_iter().filter(|rule| *rule != Rule::NoData);
+            causes.extend(rules.map(|rule| (RollbackTrigger::Automatic, Some(rule))));
             for counted in &r.rollbacks {
                 if !causes.contains(&(counted.trigger, counted.rule)) {
                     causes.push((counted.trigger, counted.rule));

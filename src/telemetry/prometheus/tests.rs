@@ -211,7 +211,7 @@ fn gauges_show_what_the_side_effect_free_reads_show() {
         assert_eq!(on == 1.0, state == "canary", "{state}");
     }
     let current = health.recommendation.to_string().to_lowercase();
-    for state in ["healthy", "monitor", "rollback"] {
+    for state in ["healthy", "monitor", "rollback", "no_data"] {
         let on = value(
             &samples,
             "promotion_recommendation",
@@ -291,7 +291,25 @@ fn rollbacks_total_starts_at_zero_and_counts_each_cause() {
     };
     let before = exposition(&gate);
     assert_eq!(rollbacks(&before, "manual", "none"), 0.0);
-    assert_eq!(rollbacks(&before, "automatic", "error_rate_max"), 0.0);
+    assert_eq!(rollbacks(&before, "flag_disabled", "none"), 0.0);
+    // Every rule that can roll back, even one not judged yet (no stable traffic).
+    assert!(
+        !gate
+            .health()
+            .evidence
+            .findings
+            .iter()
+            .any(|f| f.rule == Rule::ErrorRateVsStable)
+    );
+    for rule in Rule::ALL.into_iter().filter(|r| *r != Rule::NoData) {
+        assert_eq!(rollbacks(&before, "automatic", rule.name()), 0.0, "{rule:?}");
+    }
+    let (_, samples) = parse(&before);
+    assert!(
+        !samples
+            .iter()
+            .any(|s| s.name == "promotion_rollbacks_total" && s.labels["rule"] == "no_data")
+    );
     let mut i = 0;
     while gate.environment() != Environment::Production {
         let d = gate.route_request(&format!("u{i}"));
