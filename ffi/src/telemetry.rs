@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 
-use crate::boundary::{copy_out, guard};
+use crate::boundary::{copy_out, guard, slice};
 use crate::gate::{cold, pgate_gate};
 use crate::status::pgate_status;
 use promotion_gates::Cohort;
@@ -52,17 +52,8 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_gates(
     len_out: *mut usize,
 ) -> pgate_status {
     guard(|| {
-        if count > isize::MAX as usize / size_of::<*const pgate_gate>() {
-            return Err(pgate_status::InvalidArgument);
-        }
-        let handles: &[*const pgate_gate] = if count == 0 {
-            &[]
-        } else if gates.is_null() {
-            return Err(pgate_status::NullPointer);
-        } else {
-            // SAFETY: non-NULL, and the caller guarantees `count` readable pointers.
-            unsafe { std::slice::from_raw_parts(gates, count) }
-        };
+        // SAFETY: the caller guarantees `count` readable pointers at `gates` (or NULL with 0).
+        let handles = unsafe { slice(gates, count) }?;
         let managers = handles
             .iter()
             // SAFETY: the caller keeps every gate alive during the call.

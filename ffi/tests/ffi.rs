@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fail_the_canary, new_gate};
+use common::{fail_the_canary, new_gate, text_of};
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
 
@@ -128,17 +128,7 @@ fn bad_input_returns_a_status_and_changes_nothing() {
         assert!(gate2.is_null());
         error_text(err);
 
-        let mut len = 0;
-        assert_eq!(
-            pgate_config_json(gate, null_mut(), 0, &mut len),
-            pgate_status::BufferTooSmall
-        );
-        let mut buf = vec![0u8; len + 1];
-        assert_eq!(
-            pgate_config_json(gate, buf.as_mut_ptr().cast(), buf.len(), &mut len),
-            pgate_status::Ok
-        );
-        let text = std::str::from_utf8(&buf[..len]).unwrap();
+        let text = text_of(&|b, c, l| pgate_config_json(gate, b, c, l));
         assert!(text.contains(r#""environment":"production""#), "{text}");
 
         assert_eq!(pgate_gate_free(gate), pgate_status::Ok);

@@ -3,29 +3,13 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::new_gate;
+use common::{new_gate, text_of};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
 
 mod common;
-
-type TextCall<'a> = dyn Fn(*mut std::ffi::c_char, usize, *mut usize) -> pgate_status + 'a;
-
-/// Runs a caller-owned-buffer call as a C host does: ask the length, then fill a buffer of it.
-fn text_of(call: &TextCall<'_>) -> String {
-    let mut len = 0;
-    assert_eq!(call(null_mut(), 0, &mut len), pgate_status::BufferTooSmall);
-    let mut buf = vec![0xAAu8; len + 1];
-    let mut written = 0;
-    assert_eq!(
-        call(buf.as_mut_ptr().cast(), buf.len(), &mut written),
-        pgate_status::Ok
-    );
-    assert_eq!((written, buf[len]), (len, 0));
-    String::from_utf8_lossy(&buf[..len]).into_owned()
-}
 
 fn record(gate: *mut pgate_gate, id: &str, success: bool, latency_ns: u64) {
     // SAFETY: live gate and id slice; recorded may be NULL.

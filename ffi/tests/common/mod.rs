@@ -2,6 +2,7 @@
 #![allow(unsafe_code, dead_code)]
 
 use promotion_gates_ffi::*;
+use std::ffi::c_char;
 use std::ptr::{null, null_mut};
 
 /// A new gate from a JSON config (the default SLO); the caller frees it.
@@ -43,4 +44,21 @@ pub unsafe fn fail_the_canary(gate: *const pgate_gate) -> pgate_decision {
         assert_eq!(status, pgate_status::Ok);
     }
     d
+}
+
+/// A call that writes text into a caller-owned buffer: `(buf, cap, len_out)`.
+pub type TextCall<'a> = dyn Fn(*mut c_char, usize, *mut usize) -> pgate_status + 'a;
+
+/// Runs a caller-owned-buffer call as a C host does: ask the length, then fill a buffer of it.
+pub fn text_of(call: &TextCall<'_>) -> String {
+    let mut len = 0;
+    assert_eq!(call(null_mut(), 0, &mut len), pgate_status::BufferTooSmall);
+    let mut buf = vec![0xAAu8; len + 1];
+    let mut written = 0;
+    assert_eq!(
+        call(buf.as_mut_ptr().cast(), buf.len(), &mut written),
+        pgate_status::Ok
+    );
+    assert_eq!((written, buf[len]), (len, 0));
+    String::from_utf8_lossy(&buf[..len]).into_owned()
 }
