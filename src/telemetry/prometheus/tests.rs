@@ -302,7 +302,11 @@ fn rollbacks_total_starts_at_zero_and_counts_each_cause() {
             .any(|f| f.rule == Rule::ErrorRateVsStable)
     );
     for rule in Rule::ALL.into_iter().filter(|r| *r != Rule::NoData) {
-        assert_eq!(rollbacks(&before, "automatic", rule.name()), 0.0, "{rule:?}");
+        assert_eq!(
+            rollbacks(&before, "automatic", rule.name()),
+            0.0,
+            "{rule:?}"
+        );
     }
     let (_, samples) = parse(&before);
     assert!(
