@@ -842,8 +842,8 @@ pgate_status pgate_metrics_prometheus_gates(const struct pgate_gate *const *gate
  * Each histogram is HdrHistogram's compressed V2 serialization in base64 (what
  * HdrHistogram's log files hold), readable by its ports in Java, Go, Python, C and Rust,
  * so a host can merge and plot them; values are microseconds (1 µs ..= 60 s, two
- * significant figures). If `buf` is NULL or too small, only `*len_out` is written and
- * `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+ * significant figures); both come from one read of the window. If `buf` is NULL or too
+ * small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
  *
  * # Safety
  * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.

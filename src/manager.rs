@@ -558,6 +558,26 @@ impl PromotionGateManager {
         evaluation.latency_histogram(&self.shared.current.load(), cohort)
     }
 
+    /// The canary's [`health`](Self::health) and both cohorts'
+    /// [`latency_histogram`](Self::latency_histogram)s from one read of the window, so that they
+    /// agree (two calls may see different windows): what an exporter shows at a scrape. Like
+    /// them it has no side effect.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// gate.record_request_outcome("u", true, std::time::Duration::from_micros(1500));
+    /// let window = gate.window_export();
+    /// let stable = window.latency_histogram(Cohort::Stable).unwrap();
+    /// assert_eq!(stable.len(), window.evidence(Cohort::Stable).requests);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn window_export(&self) -> crate::telemetry::WindowExport {
+        let evaluation = self.shared.monitor.evaluation();
+        evaluation.export(&self.shared.current.load())
+    }
+
     /// Judges the current stage now (waiting for an evaluation under way), without acting.
     fn judge_now(&self) -> Verdict {
         let evaluation = self.shared.monitor.evaluation();

@@ -11,11 +11,12 @@ use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
 use crate::config::PromotionConfig;
-use crate::decision::{Cohort, StageId};
+use crate::decision::{Cohort, PerCohort, StageId};
 use crate::judge::{CanaryHealth, Policy, Sample, judge, judge_if_fired, screen};
 use crate::metrics::{Counts, Measured, Metrics, Recorded, Spans, Window, to_histogram};
 use crate::slo::SloAdmissionController;
 use crate::snapshot::Snapshot;
+use crate::telemetry::WindowExport;
 use crate::verdict::Verdict;
 
 /// A thread screens after each of its first this many canary errors of a stage, then after
@@ -240,6 +241,17 @@ impl Evaluation<'_> {
         let (stage, spans) = self.read(snapshot);
         let _ = self.window.peek(stage, spans);
         to_histogram(&self.window.windowed[cohort].histogram)
+    }
+
+    /// The health and both cohorts' latency histograms from one read of the window, without
+    /// leaving a reading (as [`health`](Self::health)): what the exporters show agrees with
+    /// itself.
+    pub(crate) fn export(mut self, snapshot: &Snapshot) -> WindowExport {
+        let (stage, spans) = self.read(snapshot);
+        let measured = self.window.peek(stage, spans);
+        let health = self.verdict(snapshot, measured).into_health();
+        let latency = PerCohort::from_fn(|c| to_histogram(&self.window.windowed[c].histogram));
+        WindowExport::new(health, latency)
     }
 
     /// Reads `snapshot`'s stage into the window (leaving a reading, and the screen's base) and

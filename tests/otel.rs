@@ -12,8 +12,11 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData
 use promotion_gates::telemetry::{otel, route_request_observed};
 use promotion_gates::*;
 
-/// Every data point of the last collection: (metric name, attributes) → value.
-fn points(metrics: &[ResourceMetrics]) -> BTreeMap<(String, Vec<(String, String)>), f64> {
+/// Data points: (metric name, attributes) → value.
+type Points = BTreeMap<(String, Vec<(String, String)>), f64>;
+
+/// Every data point of the last collection.
+fn points(metrics: &[ResourceMetrics]) -> Points {
     let mut points = BTreeMap::new();
     let attrs = |kvs: &mut dyn Iterator<Item = &KeyValue>| -> Vec<(String, String)> {
         let mut attrs: Vec<_> = kvs
@@ -71,6 +74,30 @@ fn canary_gate(percent: f64) -> Arc<PromotionGateManager> {
     Arc::new(gate.unwrap())
 }
 
+/// The window gauges show what the side-effect-free `health` shows (bit for bit).
+fn assert_window_gauges(got: &Points, health: &CanaryHealth) {
+    let same = |name: &str, attrs: &[(&str, &str)], value: f64| {
+        let got = got[&key(name, attrs)];
+        assert_eq!(
+            got.to_bits(),
+            value.to_bits(),
+            "{name} {attrs:?}: {got} vs {value}"
+        );
+    };
+    same("promotion.health_score", &[], health.health_score);
+    same("promotion.canary_error_rate", &[], health.canary_error_rate);
+    for (cohort, evidence) in [
+        ("canary", &health.evidence.canary),
+        ("stable", &health.evidence.stable),
+    ] {
+        let c = [("promotion.cohort", cohort)];
+        same("promotion.window.requests", &c, evidence.requests as f64);
+        same("promotion.window.errors", &c, evidence.errors as f64);
+        same("promotion.slo_compliance", &c, evidence.compliance);
+        same("promotion.p99_latency", &c, evidence.p99.as_secs_f64());
+    }
+}
+
 fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
     span.attributes
         .iter()
@@ -97,6 +124,17 @@ fn gauges_counters_and_spans_reach_the_hosts_providers() {
         let d = gate.route_request(&format!("user-{i}"));
         gate.record_outcome(&d, i % 60 != 0, Duration::from_millis(3 + i % 5));
     }
+
+    // The window gauges show what the side-effect-free health shows (a manual clock: the window
+    // stays as it is between the two reads).
+    meter_provider.force_flush().unwrap();
+    let got = points(&metrics.get_finished_metrics().unwrap());
+    metrics.reset();
+    let health = gate.health();
+    let cohorts = [&health.evidence.canary, &health.evidence.stable];
+    assert!(cohorts.iter().all(|c| c.requests > 0 && c.errors > 0));
+    assert_window_gauges(&got, &health);
+
     let observed = route_request_observed(&gate, "sampled-user");
     gate.enable_feature("dark_mode").unwrap();
     gate.rollback("bad deploy").unwrap();
@@ -104,29 +142,12 @@ fn gauges_counters_and_spans_reach_the_hosts_providers() {
     meter_provider.force_flush().unwrap();
     let got = points(&metrics.get_finished_metrics().unwrap());
     let health = gate.health(); // the new stage's: nothing recorded since the rollback
-    assert_eq!(
-        got[&key("promotion.health_score", &[])],
-        health.health_score
-    );
-    assert_eq!(
-        got[&key("promotion.canary_error_rate", &[])],
-        health.canary_error_rate
-    );
+    assert_eq!(health.evidence.canary.requests, 0);
+    assert_window_gauges(&got, &health);
     assert_eq!(got[&key("promotion.traffic_percent", &[])], 0.0);
     for env in ["canary", "staging", "production"] {
         let on = got[&key("promotion.environment", &[("promotion.environment", env)])];
         assert_eq!(on == 1.0, env == "production", "{env}");
-    }
-    for cohort in ["canary", "stable"] {
-        let c = [("promotion.cohort", cohort)];
-        for name in [
-            "promotion.window.requests",
-            "promotion.window.errors",
-            "promotion.slo_compliance",
-            "promotion.p99_latency",
-        ] {
-            assert!(got.contains_key(&key(name, &c)), "{name} {cohort}");
-        }
     }
     let manual = [("promotion.trigger", "manual"), ("promotion.rule", "none")];
     assert_eq!(got[&key("promotion.rollbacks", &manual)], 1.0);

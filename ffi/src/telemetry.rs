@@ -72,8 +72,8 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_gates(
 /// Each histogram is HdrHistogram's compressed V2 serialization in base64 (what
 /// HdrHistogram's log files hold), readable by its ports in Java, Go, Python, C and Rust,
 /// so a host can merge and plot them; values are microseconds (1 µs ..= 60 s, two
-/// significant figures). If `buf` is NULL or too small, only `*len_out` is written and
-/// `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+/// significant figures); both come from one read of the window. If `buf` is NULL or too
+/// small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
 ///
 /// # Safety
 /// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -87,15 +87,16 @@ pub unsafe extern "C" fn pgate_latency_histograms_json(
     guard(|| {
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold(gate) }?;
+        // Both cohorts from one read of the window.
+        let window = gate.manager.window_export();
         let mut serializer = V2DeflateSerializer::new();
         let mut encoded = |cohort| -> Result<String, pgate_status> {
-            let histogram = gate
-                .manager
+            let histogram = window
                 .latency_histogram(cohort)
                 .ok_or(pgate_status::Panic)?;
             let mut bytes = Vec::new();
             serializer
-                .serialize(&histogram, &mut bytes)
+                .serialize(histogram, &mut bytes)
                 .map_err(|_| pgate_status::Panic)?;
             Ok(STANDARD.encode(bytes))
         };

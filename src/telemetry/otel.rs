@@ -5,8 +5,9 @@
 //! until the host installs one.
 //!
 //! **Metrics** (observable instruments, read at each collection from the side-effect-free
-//! [`health`](crate::PromotionGateManager::health) and counters, never a judging call), every
-//! one with the attribute `promotion.gate`:
+//! [`window_export`](crate::PromotionGateManager::window_export), once per collection for all
+//! the window gauges, and counters, never a judging call), every one with the attribute
+//! `promotion.gate`:
 //!
 //! | Name | Instrument | Unit | Attributes |
 //! |---|---|---|---|
@@ -34,7 +35,7 @@
 //! the requests it samples: [`route_request`](crate::PromotionGateManager::route_request) stays
 //! span-free and allocation-free.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use opentelemetry::global;
 use opentelemetry::metrics::{AsyncInstrument, Meter, ObservableCounter, ObservableGauge};
@@ -47,6 +48,7 @@ use crate::history::RollbackTrigger;
 use crate::judge::{CohortEvidence, Evidence};
 use crate::manager::PromotionGateManager;
 use crate::release::PromotionKind;
+use crate::telemetry::{ENVIRONMENTS, WindowExport};
 
 /// The instrumentation scope's name: of the global meter and tracer this module uses.
 ///
@@ -81,7 +83,8 @@ pub fn observe_globally(gate: &Arc<PromotionGateManager>) -> GateInstruments {
 }
 
 /// Registers `gate`'s instruments (see the [module docs](self)) with `meter`. Each collection
-/// reads the gate's [`health`](PromotionGateManager::health) once per health-based instrument.
+/// reads the gate's window once
+/// ([`window_export`](PromotionGateManager::window_export)), for every window gauge.
 ///
 /// # Example
 /// ```
@@ -94,6 +97,7 @@ pub fn observe_globally(gate: &Arc<PromotionGateManager>) -> GateInstruments {
 /// ```
 pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstruments {
     let weak = Arc::downgrade(gate);
+    let window = Arc::new(SharedWindow::default());
     let gauge = |name: &'static str, unit: &'static str, help: &'static str, read: Reading| {
         let gate = weak.clone();
         meter
@@ -108,13 +112,13 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             "promotion.health_score",
             "1",
             "The canary's health score in the judged window, 0 to 1.",
-            Box::new(|g, o, a| o.observe(g.health().health_score, a)),
+            window.gauge(|w, o, a| o.observe(w.health.health_score, a)),
         ),
         gauge(
             "promotion.canary_error_rate",
             "1",
             "The new version's error rate in the judged window.",
-            Box::new(|g, o, a| o.observe(g.health().canary_error_rate, a)),
+            window.gauge(|w, o, a| o.observe(w.health.canary_error_rate, a)),
         ),
         gauge(
             "promotion.traffic_percent",
@@ -128,13 +132,7 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             "The gate's environment: 1 for the current one.",
             Box::new(|g, o, a| {
                 let current = g.environment().name();
-                for env in [
-                    Environment::Canary {
-                        traffic_percent: 0.0,
-                    },
-                    Environment::Staging,
-                    Environment::Production,
-                ] {
+                for env in ENVIRONMENTS {
                     let on = f64::from(u8::from(env.name() == current));
                     o.observe(on, &with(a, "promotion.environment", env.name()));
                 }
@@ -144,25 +142,25 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             "promotion.window.requests",
             "{request}",
             "Requests in the judged window.",
-            per_cohort(|c| c.requests as f64),
+            window.gauge(per_cohort(|c| c.requests as f64)),
         ),
         gauge(
             "promotion.window.errors",
             "{request}",
             "Failed requests in the judged window.",
-            per_cohort(|c| c.errors as f64),
+            window.gauge(per_cohort(|c| c.errors as f64)),
         ),
         gauge(
             "promotion.slo_compliance",
             "1",
             "Share of the window's requests that succeeded within the SLO latency target.",
-            per_cohort(|c| c.compliance),
+            window.gauge(per_cohort(|c| c.compliance)),
         ),
         gauge(
             "promotion.p99_latency",
             "s",
             "The judge's p99 latency in the window.",
-            per_cohort(|c| c.p99.as_secs_f64()),
+            window.gauge(per_cohort(|c| c.p99.as_secs_f64())),
         ),
     ];
     let (rollbacks_gate, late_gate, foreign_gate) = (weak.clone(), weak.clone(), weak);
@@ -217,17 +215,69 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
 type Reading =
     Box<dyn Fn(&PromotionGateManager, &dyn AsyncInstrument<f64>, &[KeyValue]) + Send + Sync>;
 
+/// What one window gauge reads from the window, given its observer and the gate's attributes.
+type WindowRead = dyn Fn(&WindowExport, &dyn AsyncInstrument<f64>, &[KeyValue]) + Send + Sync;
+
 /// A gauge observed for each cohort, from the window's evidence.
-fn per_cohort(value: fn(&CohortEvidence) -> f64) -> Reading {
-    Box::new(move |g, o, a| {
-        let evidence = g.health().evidence;
-        for (cohort, numbers) in [
-            (Cohort::Canary, &evidence.canary),
-            (Cohort::Stable, &evidence.stable),
-        ] {
-            o.observe(value(numbers), &with(a, "promotion.cohort", cohort.name()));
+fn per_cohort(value: fn(&CohortEvidence) -> f64) -> Box<WindowRead> {
+    Box::new(move |w, o, a| {
+        for cohort in Cohort::ALL {
+            let attrs = with(a, "promotion.cohort", cohort.name());
+            o.observe(value(w.evidence(cohort)), &attrs);
         }
     })
+}
+
+/// One read of a gate's window ([`window_export`](PromotionGateManager::window_export)) shared
+/// by its window gauges, so that a collection's gauges agree with each other and the window
+/// is read once per collection, not once per gauge. A collection calls each gauge once: a
+/// gauge takes the read unless it took it already, in which case a new collection has begun
+/// and it reads the window again.
+#[derive(Default)]
+struct SharedWindow {
+    state: Mutex<SharedState>,
+}
+
+#[derive(Default)]
+struct SharedState {
+    /// The last read, if any.
+    window: Option<Arc<WindowExport>>,
+    /// The gauges (by bit) that took `window`.
+    taken: u64,
+    /// How many gauges share the reads.
+    gauges: u32,
+}
+
+impl SharedWindow {
+    /// A gauge's reading (at most 64 gauges share one window).
+    fn gauge<F>(self: &Arc<Self>, read: F) -> Reading
+    where
+        F: Fn(&WindowExport, &dyn AsyncInstrument<f64>, &[KeyValue]) + Send + Sync + 'static,
+    {
+        let bit = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.gauges += 1;
+            1u64 << (state.gauges - 1)
+        };
+        let shared = Arc::clone(self);
+        Box::new(move |g, o, a| read(&shared.take(g, bit), o, a))
+    }
+
+    /// The read the gauge `bit` is to show: the current one unless it took it already.
+    fn take(&self, gate: &PromotionGateManager, bit: u64) -> Arc<WindowExport> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(window) = &state.window
+            && state.taken & bit == 0
+        {
+            let window = Arc::clone(window);
+            state.taken |= bit;
+            return window;
+        }
+        let window = Arc::new(gate.window_export());
+        state.window = Some(Arc::clone(&window));
+        state.taken = bit;
+        window
+    }
 }
 
 /// Runs `read` on the gate if it is still alive, with its `promotion.gate` attribute.
@@ -349,4 +399,34 @@ pub(crate) fn route_span(gate: &str, request_id: &str, decision: &RoutingDecisio
         ),
     ];
     event_span("promotion.route_request", attrs, None);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{PromotionConfig, SloAdmissionController, SloConfig};
+
+    #[test]
+    fn the_window_gauges_of_a_collection_share_one_read_and_the_next_collection_reads_again() {
+        let gate = PromotionGateManager::new(
+            PromotionConfig::default(),
+            SloAdmissionController::new(SloConfig::default()).unwrap(),
+        )
+        .unwrap();
+        let shared = SharedWindow::default();
+        let first = shared.take(&gate, 1);
+        assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
+        gate.record_request_outcome("u", true, Duration::from_millis(1));
+        // Still the same collection: the same read, not the request since.
+        let third = shared.take(&gate, 4);
+        assert!(Arc::ptr_eq(&first, &third));
+        assert_eq!(third.evidence(Cohort::Stable).requests, 0);
+        // The first gauge again: a new collection, a new read.
+        let next = shared.take(&gate, 1);
+        assert!(!Arc::ptr_eq(&first, &next));
+        assert_eq!(next.evidence(Cohort::Stable).requests, 1);
+        assert!(Arc::ptr_eq(&next, &shared.take(&gate, 4)));
+    }
 }

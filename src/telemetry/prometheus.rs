@@ -5,7 +5,9 @@
 //! Prometheus conventions (seconds, ratios in `0..=1`, `_total` counters). The judged window
 //! is the last `rollback_window_seconds` of the current stage, so the `promotion_window_*`
 //! series are gauges that may fall: read the latency histogram with `histogram_quantile`
-//! directly, not over `rate()`.
+//! directly, not over `rate()`. A gate's window series, its histogram included, come from one
+//! read of the window ([`window_export`](crate::PromotionGateManager::window_export)), so they
+//! agree with each other.
 //!
 //! | Name | Type | Labels | What |
 //! |---|---|---|---|
@@ -32,11 +34,11 @@ use std::fmt::{self, Write};
 use hdrhistogram::Histogram;
 
 use crate::config::Environment;
-use crate::decision::{Cohort, PerCohort};
+use crate::decision::Cohort;
 use crate::history::RollbackTrigger;
-use crate::judge::{CanaryHealth, CohortEvidence, Recommendation, Rule};
+use crate::judge::{CohortEvidence, Recommendation, Rule};
 use crate::manager::PromotionGateManager;
-use crate::telemetry::RollbackCount;
+use crate::telemetry::{ENVIRONMENTS, RollbackCount, WindowExport};
 
 /// The upper bounds (`le`, in seconds) of `promotion_window_latency_seconds`' buckets; the
 /// last bucket, `+Inf`, holds every sample. They span the recorded range (1 µs ..= 60 s).
@@ -113,24 +115,24 @@ pub fn write_exposition(gates: &[&PromotionGateManager], out: &mut impl Write) -
     e.gauge(
         "promotion_health_score",
         "The canary's health score in the judged window, 0 to 1.",
-        |r| r.health.health_score,
+        |r| r.window.health.health_score,
     )?;
     e.state_set(
         "promotion_recommendation",
         "The judge's recommendation on the window: 1 for the current one.",
         "recommendation",
         &RECOMMENDATIONS,
-        |r| recommendation_name(r.health.recommendation),
+        |r| recommendation_name(r.window.health.recommendation),
     )?;
     e.gauge(
         "promotion_canary_error_rate",
         "The new version's error rate in the judged window.",
-        |r| r.health.canary_error_rate,
+        |r| r.window.health.canary_error_rate,
     )?;
     e.gauge(
         "promotion_stable_error_rate",
         "The stable version's error rate in the judged window.",
-        |r| r.health.production_error_rate,
+        |r| r.window.health.production_error_rate,
     )?;
     e.per_cohort(
         "promotion_window_requests",
@@ -172,14 +174,6 @@ pub fn write_exposition(gates: &[&PromotionGateManager], out: &mut impl Write) -
     })
 }
 
-const ENVIRONMENTS: [Environment; 3] = [
-    Environment::Canary {
-        traffic_percent: 0.0,
-    },
-    Environment::Staging,
-    Environment::Production,
-];
-
 const RECOMMENDATIONS: [&str; 4] = ["healthy", "monitor", "rollback", "no_data"];
 
 fn recommendation_name(recommendation: Recommendation) -> &'static str {
@@ -198,8 +192,7 @@ struct Reading {
     environment: Environment,
     stage: u64,
     slo_threshold: f64,
-    health: CanaryHealth,
-    latency: PerCohort<Option<Histogram<u64>>>,
+    window: WindowExport,
     rollbacks: Vec<RollbackCount>,
     late: u64,
     foreign: u64,
@@ -213,8 +206,7 @@ impl Reading {
             environment: config.environment,
             stage: gate.stage().get(),
             slo_threshold: config.slo_threshold,
-            health: gate.health(),
-            latency: PerCohort::from_fn(|c| gate.latency_histogram(c)),
+            window: gate.window_export(),
             rollbacks: gate.rollback_counts(),
             late: gate.late_outcomes(),
             foreign: gate.foreign_outcomes(),
@@ -222,10 +214,7 @@ impl Reading {
     }
 
     fn cohort(&self, cohort: Cohort) -> &CohortEvidence {
-        match cohort {
-            Cohort::Canary => &self.health.evidence.canary,
-            Cohort::Stable => &self.health.evidence.stable,
-        }
+        self.window.evidence(cohort)
     }
 
     /// `{gate="...",k="v",...}` with `pairs`' values escaped.
@@ -308,10 +297,15 @@ impl<W: Write> Exposition<'_, W> {
         let name = "promotion_rule_fired";
         let help = "Whether the judge rule fires on the judged window (1) or not (0).";
         self.family(name, "gauge", help, |e, r| {
-            r.health.evidence.findings.iter().try_for_each(|finding| {
-                let labels = r.labels(&[("rule", finding.rule.name())]);
-                e.sample(name, &labels, f64::from(u8::from(finding.fired)))
-            })
+            r.window
+                .health
+                .evidence
+                .findings
+                .iter()
+                .try_for_each(|finding| {
+                    let labels = r.labels(&[("rule", finding.rule.name())]);
+                    e.sample(name, &labels, f64::from(u8::from(finding.fired)))
+                })
         })
     }
 
@@ -319,12 +313,12 @@ impl<W: Write> Exposition<'_, W> {
         let name = "promotion_window_latency_seconds";
         let help = "Latency of the requests in the judged window (a gauge histogram: it may fall).";
         self.family(name, "histogram", help, |e, r| {
-            Cohort::ALL
-                .into_iter()
-                .try_for_each(|cohort| match &r.latency[cohort] {
+            Cohort::ALL.into_iter().try_for_each(|cohort| {
+                match r.window.latency_histogram(cohort) {
                     Some(histogram) => e.histogram(name, r, cohort, histogram),
                     None => Ok(()),
-                })
+                }
+            })
         })
     }
 
