@@ -1,4 +1,7 @@
-//! Routing while the gate is rewritten: every decision must come from one published state.
+//! Routing while the gate is rewritten: every decision must come from one published state,
+//! and its outcome, recorded at once, is never refused as another gate's (the real `install`'s
+//! order, which the loom model of `src/metrics/loom_model.rs` checks only on a stand-in; a
+//! reversed order shows here only when the writer is preempted between its two steps).
 //!
 //! A writer runs a fixed script of writes (config swaps, flag changes, ramps, rollbacks) while
 //! readers route without pause. The script is simulated up front, so every state the writer
@@ -14,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use promotion_gates::{
-    BUCKETS, Environment, PromotionConfig, PromotionGateManager, RoutingDecision,
+    BUCKETS, Environment, PromotionConfig, PromotionGateManager, Recorded, RoutingDecision,
     threshold_for_percent,
 };
 
@@ -26,6 +29,8 @@ const MAX_CYCLES: usize = 2_000;
 const WRITER_TIME: Duration = Duration::from_millis(800);
 /// Percentages the script ramps to, one per cycle, in turn.
 const PERCENTS: [f64; 6] = [1.0, 5.0, 12.5, 25.0, 50.0, 100.0];
+/// The latency every reader records (a success well within the SLO: no rule fires).
+const LATENCY: Duration = Duration::from_millis(1);
 
 /// One write of the script.
 #[derive(Debug, Clone)]
@@ -228,6 +233,10 @@ fn every_decision_comes_from_one_published_state() {
                         }
                         let decision = manager.route_request(id);
                         check(&decision, published);
+                        // The gate publishes a stage only after its recorders know it: a
+                        // decision just routed is counted (or late), never foreign.
+                        let recorded = manager.record_outcome(&decision, true, LATENCY);
+                        assert_ne!(recorded, Recorded::Foreign, "{decision:?}");
                         let stage = decision.stage.get();
                         assert!(
                             stage >= last_stage,
@@ -271,6 +280,7 @@ fn every_decision_comes_from_one_published_state() {
         (last.release.clone(), last.graduated.clone())
     );
     check(&manager.route_request("user-1"), &published);
+    assert_eq!(manager.foreign_outcomes(), 0);
     let events = script[..writes]
         .iter()
         .filter(|w| matches!(w, Write::Disable(_) | Write::Rollback))

@@ -159,6 +159,13 @@ fn merged_counts_are_never_ahead_and_exact_once_written() {
 /// The writer sets [`NewestStage`] before it publishes a snapshot of the stage (here an atomic
 /// stands for the snapshot's `ArcSwap`), so a record of a decision routed in that snapshot is
 /// counted, never refused as foreign.
+///
+/// This checks the order on a stand-in written here, not the manager's `install` itself (its
+/// `ArcSwap` is not loom's): nothing here fails if `install` reverses it. `tests/concurrency.rs`
+/// runs the real `install` (its readers record each decision they route while a writer
+/// publishes stages, and no outcome may be foreign), but a stress test sees a reversed order
+/// only when the writer is preempted between the two steps: it fails at once with a pause put
+/// there, and rarely without one.
 #[test]
 fn a_published_stage_is_never_foreign() {
     explore(|| {
