@@ -260,7 +260,7 @@ fn step(gate: &Gate, op: &Op, decisions: &mut Vec<pgate_decision>) -> Result<(),
         } => {
             for i in 0..*count {
                 let decision = gate.route(&user(i));
-                gate.record(&decision, *success, u64::from(*latency_ms) * 1_000);
+                gate.record(&decision, *success, u64::from(*latency_ms) * 1_000_000);
             }
         }
         Op::Promote {
