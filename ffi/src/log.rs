@@ -71,15 +71,25 @@ pub type pgate_log_callback = Option<
     ),
 >;
 
-/// The host's callback: the function, its `user_data` (as an address, so the static is
-/// `Sync`) and the most verbose level it receives.
+/// The host's callback: the function, its `user_data` and the most verbose level it receives.
 #[derive(Clone, Copy)]
 struct Sink {
     callback:
         unsafe extern "C" fn(*mut c_void, pgate_log_level, *const c_char, *const c_char, usize),
-    user_data: usize,
+    user_data: UserData,
     max_level: pgate_log_level,
 }
+
+/// The host's `user_data`, kept as a pointer (its provenance intact) and only handed back.
+#[derive(Clone, Copy)]
+struct UserData(*mut c_void);
+
+// SAFETY: the library never reads or writes through the pointer: it only passes it back to the
+// host's callback, which `pgate_set_log_callback`'s contract makes safe to call from any
+// thread with it.
+unsafe impl Send for UserData {}
+// SAFETY: as for `Send`: shared references only copy the pointer.
+unsafe impl Sync for UserData {}
 
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 
@@ -141,7 +151,7 @@ impl Subscriber for CallbackSubscriber {
         // and live until it returns; user_data is the host's own pointer, passed back as is.
         unsafe {
             (sink.callback)(
-                sink.user_data as *mut c_void,
+                sink.user_data.0,
                 level,
                 target.as_ptr(),
                 message.as_ptr(),
@@ -211,7 +221,7 @@ pub unsafe extern "C" fn pgate_set_log_callback(
         install()?;
         let sink = callback.map(|callback| Sink {
             callback,
-            user_data: user_data as usize,
+            user_data: UserData(user_data),
             max_level,
         });
         *SINK.write().unwrap_or_else(PoisonError::into_inner) = sink;

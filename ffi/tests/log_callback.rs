@@ -65,7 +65,8 @@ fn route(gate: *mut pgate_gate, id: &[u8]) {
 
 #[test]
 fn log_lines_reach_the_callback_up_to_its_level() {
-    let lines: &'static Lines = Box::leak(Box::new(Mutex::new(Vec::new())));
+    static LINES: Lines = Mutex::new(Vec::new());
+    let lines = &LINES;
     let config = r#"{"environment": "staging", "gate": "checkout"}"#;
     let gate = common::new_gate(config);
 
