@@ -72,6 +72,12 @@ fn several_gates_share_one_exposition() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "did not finish in 10 minutes under Miri (hdrhistogram's serialization, deflate \
+              and inflate); the boundary helpers this call uses (cold, copy_out) run in the \
+              other tests"
+)]
 fn each_cohorts_histogram_decodes_to_what_was_recorded() {
     let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 50}}}"#);
     let latencies_us: Vec<u64> = (1..=300).map(|i| i * 97).collect();
