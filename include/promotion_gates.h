@@ -382,7 +382,7 @@ typedef struct pgate_health {
    */
   pgate_environment environment;
   /**
-   * HEALTHY, MONITOR or ROLLBACK.
+   * HEALTHY, MONITOR, ROLLBACK or NO_DATA.
    */
   pgate_recommendation recommendation;
   /**
@@ -390,7 +390,9 @@ typedef struct pgate_health {
    */
   uint32_t rules_fired;
   /**
-   * Whether the new version has at least `min_samples` samples in the window.
+   * Whether the new version has at least `min_samples` samples in the window, or the stage
+   * as a whole shows it not worse than the stable version (a low-traffic canary whose
+   * window never holds `min_samples`).
    */
   bool sufficient_data;
 } pgate_health;

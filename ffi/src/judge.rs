@@ -101,11 +101,13 @@ pub struct pgate_health {
     pub health_score: f64,
     /// The environment judged.
     pub environment: pgate_environment,
-    /// HEALTHY, MONITOR or ROLLBACK.
+    /// HEALTHY, MONITOR, ROLLBACK or NO_DATA.
     pub recommendation: pgate_recommendation,
     /// The rules that fired, as a bitwise OR of `pgate_rule` values.
     pub rules_fired: u32,
-    /// Whether the new version has at least `min_samples` samples in the window.
+    /// Whether the new version has at least `min_samples` samples in the window, or the stage
+    /// as a whole shows it not worse than the stable version (a low-traffic canary whose
+    /// window never holds `min_samples`).
     pub sufficient_data: bool,
 }
 
