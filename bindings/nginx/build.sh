@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the nginx dynamic module against Debian's nginx-dev sources (the same configure flags
+# as Debian's nginx, so the module's ABI signature matches the installed binary) and the
+# library it links (cargo build --release -p promotion-gates-ffi). Installs nginx, nginx-dev
+# and wrk with apt-get when missing. Prints the module's path as its last line.
+# Outputs go to bindings/nginx/build/ (gitignored).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.." # the repository root
+root=$PWD
+here="$root/bindings/nginx"
+build="$here/build"
+lib_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}/release")
+
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || [ ! -d /usr/share/nginx/src ]; then
+  echo "== apt-get install nginx nginx-dev wrk" >&2
+  apt_get=(apt-get)
+  [ "$(id -u)" -eq 0 ] || apt_get=(sudo apt-get)
+  "${apt_get[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends \
+    nginx nginx-dev wrk >&2
+fi
+
+echo "== cargo build --release -p promotion-gates-ffi" >&2
+cargo build -q --release -p promotion-gates-ffi >&2
+
+src="$build/nginx-src"
+module="$src/objs/ngx_http_promotion_gate_module.so"
+if [ ! -f "$src/objs/Makefile" ] || [ /usr/share/nginx/src/configure -nt "$src/objs/Makefile" ] ||
+  [ "$(cat "$build/lib_dir" 2>/dev/null)" != "$lib_dir" ]; then
+  echo "== configure ($(nginx -v 2>&1))" >&2
+  rm -rf "$src"
+  mkdir -p "$build"
+  cp -r /usr/share/nginx/src "$src"
+  # shellcheck source=/dev/null
+  . /usr/share/nginx/src/conf_flags # NGX_CONF_FLAGS, Debian's own
+  (cd "$src" && PGATE_INCLUDE="$root/include" PGATE_LIB_DIR="$lib_dir" \
+    ./configure "${NGX_CONF_FLAGS[@]}" --with-cc-opt="-g -O2" --add-dynamic-module="$here" >"$build/configure.log" 2>&1) ||
+    { tail -n 30 "$build/configure.log" >&2; exit 1; }
+  echo "$lib_dir" >"$build/lib_dir"
+fi
+echo "== make modules" >&2
+make -s -C "$src" -f objs/Makefile modules >&2
+echo "$module"

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# End-to-end test of the nginx module under load, on loopback only. One nginx (2 workers)
+# serves, on free ports of 127.0.0.1:
+#   - a proxy for gate `aa` (A/A: both of its upstreams are healthy) and one for gate
+#     `checkout`, each routing by $promotion_gate_<name> to its canary or stable upstream{};
+#   - the upstream servers themselves (extra server blocks): stable answers 200, checkout's
+#     canary answers 500 while the file $tmp/canary-fails exists;
+#   - /gate/status and /metrics beside each proxy.
+# Both gates keep their state in one SQLite store in the temporary directory. Checks, in order:
+#   1. the split of a wrk run through `aa` matches its canary share; a request id always
+#      reaches the same version (header and cookie keys);
+#   2. once checkout's canary fails, it is rolled back: the canary failures counted in the
+#      access log before every worker stopped routing there are at most $max_failures; the
+#      rollback is in the error log; status and metrics say production (promtool checks the
+#      exposition);
+#   3. after `nginx -s reload` (SIGHUP) and after a worker killed with SIGKILL, checkout
+#      stays rolled back and routes nothing to the canary;
+#   4. the A/A gate rolled nothing back.
+# Usage: e2e.sh <module.so> (test.sh builds it). Every process started here is stopped by its
+# pid on exit. Last line:
+#   e2e nginx: <N> canary failures before rollback across <W> workers; restart kept rollback: yes|no
+set -euo pipefail
+
+module=$(realpath "$1")
+max_failures=${PGATE_E2E_MAX_FAILURES:-15}
+workers=2
+load_seconds=3
+connections=${PGATE_E2E_CONNECTIONS:-16}
+
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+mkdir -p "$tmp/conf" "$tmp/logs" "$tmp/store"
+master=""
+cleanup() {
+  if [ -n "$master" ]; then
+    kill -QUIT "$master" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$master" 2>/dev/null || true
+    wait "$master" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  echo "-- error log (last 30 lines)" >&2
+  tail -n 30 "$tmp/logs/error.log" >&2 || true
+  exit 1
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+aa_port=$(free_port)
+checkout_port=$(free_port)
+stable_port=$(free_port)
+canary_port=$(free_port)
+
+user_line=""
+if [ "$(id -u)" -eq 0 ]; then # workers run as nobody: the module opens the store as them
+  user_line="user nobody nogroup;"
+  chown nobody:nogroup "$tmp/store"
+fi
+
+for gate in aa checkout; do
+  cat >"$tmp/conf/$gate.json" <<JSON
+{"gate": "$gate",
+ "environment": {"canary": {"traffic_percent": 20}},
+ "store": {"sqlite": {"path": "$tmp/store/gates.db", "sync_interval_ms": 20}}}
+JSON
+done
+
+cat >"$tmp/conf/nginx.conf" <<CONF
+$user_line
+load_module $module;
+worker_processes $workers;
+daemon off;
+pid logs/nginx.pid;
+error_log logs/error.log notice;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    log_format aa '\$pid \$promotion_gate_aa \$upstream_status \$status';
+    log_format checkout '\$pid \$promotion_gate_checkout \$upstream_status \$status';
+
+    promotion_gate aa aa.json;
+    promotion_gate checkout checkout.json key=\$http_x_request_id key=\$cookie_uid;
+
+    upstream aa_stable { server 127.0.0.1:$stable_port; keepalive 16; }
+    upstream aa_canary { server 127.0.0.1:$stable_port; keepalive 16; }
+    upstream checkout_stable { server 127.0.0.1:$stable_port; keepalive 16; }
+    upstream checkout_canary { server 127.0.0.1:$canary_port; keepalive 16; }
+
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+
+    server {
+        listen 127.0.0.1:$aa_port;
+        access_log logs/aa.log aa;
+        location / { proxy_pass http://aa_\$promotion_gate_aa; }
+        location = /gate/status { promotion_gate_status aa; }
+    }
+    server {
+        listen 127.0.0.1:$checkout_port;
+        access_log logs/checkout.log checkout;
+        location / { proxy_pass http://checkout_\$promotion_gate_checkout; }
+        location = /gate/status { promotion_gate_status checkout; }
+        location = /metrics { promotion_gate_metrics; }
+    }
+    server {
+        listen 127.0.0.1:$stable_port;
+        location / { return 200 "stable\n"; }
+    }
+    server {
+        listen 127.0.0.1:$canary_port;
+        location / {
+            if (-f $tmp/canary-fails) { return 500 "canary fails\n"; }
+            return 200 "canary\n";
+        }
+    }
+}
+CONF
+
+nginx -p "$tmp" -c conf/nginx.conf -t -q || fail "nginx -t refused the configuration"
+nginx -p "$tmp" -c conf/nginx.conf &
+master=$!
+
+worker_pids() { pgrep -P "$master" | sort || true; }
+wait_workers() { # until $workers workers run, none of them in $1
+  for _ in $(seq 100); do
+    local pids
+    pids=$(worker_pids)
+    if [ "$(echo "$pids" | grep -c .)" -eq "$workers" ] && ! grep -qxF -f <(echo "${1:-none}") <<<"$pids"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "workers did not start (have: $(worker_pids | tr '\n' ' '))"
+}
+wait_workers
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$aa_port/gate/status" >/dev/null && break; sleep 0.1; done
+
+# field <json> <name>: a top-level string or number field of the status document
+field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+# Asks for the status over new connections until both workers answered; prints each answer.
+statuses() {
+  local port=$1 seen="" answer pid
+  for _ in $(seq 200); do
+    answer=$(curl -fs "http://127.0.0.1:$port/gate/status")
+    pid=$(field "$answer" worker_pid)
+    if ! grep -qw "$pid" <<<"$seen"; then
+      seen="$seen $pid"
+      echo "$answer"
+    fi
+    [ "$(wc -w <<<"$seen")" -ge "$workers" ] && return 0
+  done
+  fail "the status location was not answered by $workers workers (only$seen)"
+}
+# canary lines / all lines of an access log from line $2 on
+count() { tail -n +"$2" "$1" | awk -v v="$3" '$2 == v' | grep -c . || true; }
+
+echo "== 1. split (gate aa, 20 % canary): wrk -t2 -c$connections -d${load_seconds}s"
+wrk -t2 -c$connections -d${load_seconds}s "http://127.0.0.1:$aa_port/" | grep -E 'Requests/sec|Non-2xx' || true
+total=$(grep -c . "$tmp/logs/aa.log")
+canary=$(count "$tmp/logs/aa.log" 1 canary)
+share=$(python3 -c "print(round(100 * $canary / $total, 2))")
+echo "aa: $canary of $total requests to the canary ($share %)"
+[ "$total" -ge 1000 ] || fail "too few requests to judge the split: $total"
+python3 -c "import sys; sys.exit(0 if 17 <= $share <= 23 else 1)" || fail "split $share % is not 20 +- 3 %"
+
+for key in "-H X-Request-Id:order-42" "-b uid=user-7"; do
+  # shellcheck disable=SC2086
+  versions=$(for _ in $(seq 20); do curl -fs $key "http://127.0.0.1:$checkout_port/"; done | sort -u)
+  [ "$(echo "$versions" | grep -c .)" -eq 1 ] || fail "key '$key' reached more than one version: $versions"
+  echo "key '$key' -> always $versions"
+done
+
+echo "== 2. checkout's canary fails: wrk -t2 -c$connections -d${load_seconds}s"
+start=$(($(grep -c . "$tmp/logs/checkout.log") + 1))
+touch "$tmp/canary-fails"
+wrk -t2 -c$connections -d${load_seconds}s "http://127.0.0.1:$checkout_port/" | grep -E 'Requests/sec|Non-2xx' || true
+tail -n +"$start" "$tmp/logs/checkout.log" >"$tmp/phase2.log"
+failures=$(awk '$2 == "canary" && $3 == "500"' "$tmp/phase2.log" | grep -c . || true)
+canary_total=$(count "$tmp/phase2.log" 1 canary)
+phase2_total=$(grep -c . "$tmp/phase2.log")
+serving=$(awk '{print $1}' "$tmp/phase2.log" | sort -u | grep -c .)
+per_worker=$(awk '$2 == "canary" && $3 == "500" {n[$1]++} END {for (p in n) printf "%s:%d ", p, n[p]}' "$tmp/phase2.log")
+last_canary=$(awk '$2 == "canary" {n = NR} END {print n + 0}' "$tmp/phase2.log")
+echo "checkout: $phase2_total requests by $serving workers, $canary_total to the canary," \
+  "$failures failed (per worker pid: $per_worker); the last canary request is line $last_canary"
+[ "$serving" -eq "$workers" ] || fail "only $serving of $workers workers served the load"
+[ "$failures" -ge 1 ] || fail "no canary failure was seen: the canary never failed"
+[ "$last_canary" -le $((phase2_total / 2)) ] || fail "the canary was still routed to late in the run"
+
+for answer in $(statuses "$checkout_port" | tr -d ' '); do
+  [ "$(field "$answer" environment)" = production ] || fail "a worker still routes to the canary: $answer"
+done
+echo "status: production on both workers"
+history=$(curl -fs "http://127.0.0.1:$checkout_port/gate/status")
+grep -q '"trigger":"automatic"' <<<"$history" || fail "no automatic rollback in the history: $history"
+sleep 0.2 # the worker timer writes queued library lines every 50 ms
+grep -q 'promotion.rollback' "$tmp/logs/error.log" || fail "no rollback line in the error log"
+grep 'promotion.rollback' "$tmp/logs/error.log" | head -n 1 | cut -c1-220
+
+curl -fs "http://127.0.0.1:$checkout_port/metrics" >"$tmp/metrics.txt"
+grep -q '^promotion_environment{gate="checkout",environment="production"} 1' "$tmp/metrics.txt" ||
+  fail "the metrics do not say checkout is in production: $(grep promotion_environment "$tmp/metrics.txt")"
+grep -q '^promotion_health_score{gate="aa"}' "$tmp/metrics.txt" || fail "no health score of gate aa"
+if command -v promtool >/dev/null; then
+  promtool check metrics <"$tmp/metrics.txt" || fail "promtool refused the exposition"
+  echo "metrics: promtool check metrics passed"
+else
+  echo "metrics: promtool not installed, format not checked"
+fi
+
+# Sends a short load and fails if any request reached checkout's canary.
+no_canary_after() {
+  local from
+  from=$(($(grep -c . "$tmp/logs/checkout.log") + 1))
+  wrk -t1 -c8 -d1s "http://127.0.0.1:$checkout_port/" >/dev/null
+  local n
+  n=$(count "$tmp/logs/checkout.log" "$from" canary)
+  [ "$n" -eq 0 ] || return 1
+  for answer in $(statuses "$checkout_port" | tr -d ' '); do
+    [ "$(field "$answer" environment)" = production ] || return 1
+  done
+}
+
+echo "== 3. reload and a killed worker"
+kept=yes
+old=$(worker_pids)
+kill -HUP "$master"
+wait_workers "$old"
+no_canary_after || kept=no
+echo "after reload (workers $(worker_pids | tr '\n' ' ')): kept=$kept"
+victim=$(worker_pids | head -n 1)
+kill -KILL "$victim"
+wait_workers "$victim"
+no_canary_after || kept=no
+echo "after kill -9 of worker $victim (workers $(worker_pids | tr '\n' ' ')): kept=$kept"
+
+echo "== 4. the A/A gate"
+for answer in $(statuses "$aa_port" | tr -d ' '); do
+  [ "$(field "$answer" environment)" = canary ] || fail "the A/A gate left its canary stage: $answer"
+  [ "$(python3 -c 'import json, sys; print(len(json.loads(sys.argv[1])["history"]))' "$answer")" -eq 0 ] ||
+    fail "the A/A gate has history events: $answer"
+done
+echo "aa: still canary at 20 %, no history event"
+
+[ "$kept" = yes ] || fail "the rollback did not survive a reload or a killed worker"
+[ "$failures" -le "$max_failures" ] || fail "$failures canary failures before rollback (at most $max_failures)"
+echo "e2e nginx: $failures canary failures before rollback across $serving workers; restart kept rollback: $kept"

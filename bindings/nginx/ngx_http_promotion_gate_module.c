@@ -1,0 +1,1319 @@
+/*
+ * promotion-gates inside nginx: routes requests between a canary and a stable upstream,
+ * records each upstream outcome for the gate's judge, and serves the gate's state and its
+ * Prometheus metrics. Calls the C ABI of include/promotion_gates.h; see README.md beside
+ * this file for the directives and the design (one gate per worker, evidence pooled through
+ * a shared memory ring, microsecond upstream timing by wrapping the peer, log lines queued
+ * from library threads and written by a worker timer).
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <pthread.h>
+#include <time.h>
+
+#include "promotion_gates.h"
+
+
+/* Outcomes kept in each gate's shared ring; a worker further behind skips the oldest. */
+#define PGATE_RING_OUTCOMES    4096
+/* A claimed slot still unpublished this far behind the head belongs to a dead writer. */
+#define PGATE_RING_ABANDONED   64
+/* Library log lines held between two drains of the worker timer; more are counted, dropped. */
+#define PGATE_LOG_QUEUE_LINES  64
+#define PGATE_LOG_LINE_BYTES   1024
+/* How often each worker drains the log queue and the other workers' outcomes. */
+#define PGATE_TIMER_MS         50
+/* The largest config or SLO document read. */
+#define PGATE_DOCUMENT_MAX     (1024 * 1024)
+
+#define PGATE_FLAG_CANARY      1
+#define PGATE_FLAG_SUCCESS     2
+
+
+/* One upstream outcome in shared memory; `seq` is the slot's index + 1 once published. */
+typedef struct {
+    uint64_t                     seq;
+    uint64_t                     stage;
+    uint64_t                     latency_ns;
+    uint64_t                     pid;
+    uint64_t                     flags;
+} ngx_http_pgate_outcome_t;
+
+typedef struct {
+    uint64_t                     head;
+    ngx_http_pgate_outcome_t     outcomes[PGATE_RING_OUTCOMES];
+} ngx_http_pgate_ring_t;
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_str_t                    config_path;
+    ngx_str_t                    config;
+    ngx_str_t                    slo;
+    ngx_array_t                 *keys;        /* ngx_http_complex_value_t */
+    ngx_shm_zone_t              *zone;
+    ngx_http_pgate_ring_t       *ring;
+    uint64_t                     cursor;      /* the next shared outcome this worker reads */
+    pgate_gate                  *gate;        /* this worker's, from init_process */
+} ngx_http_pgate_gate_t;
+
+typedef struct {
+    ngx_array_t                  gates;       /* ngx_http_pgate_gate_t */
+    ngx_int_t                    request_id_index;
+    ngx_event_t                  timer;
+} ngx_http_pgate_main_conf_t;
+
+typedef struct {
+    ngx_int_t                    status_gate; /* index, or NGX_CONF_UNSET */
+} ngx_http_pgate_loc_conf_t;
+
+/* Per upstream{} block: the peer init this module wraps. */
+typedef struct {
+    ngx_http_upstream_init_peer_pt  original_init;
+} ngx_http_pgate_srv_conf_t;
+
+typedef struct {
+    pgate_decision               decision;
+    unsigned                     routed:1;    /* route asked (decision valid if canary_known) */
+    unsigned                     recordable:1;
+} ngx_http_pgate_route_t;
+
+/* Per request: the decision of each gate and the upstream's timing. */
+typedef struct {
+    ngx_http_pgate_route_t      *routes;
+    uint64_t                     upstream_start_ns;
+    uint64_t                     upstream_end_ns;
+    ngx_event_get_peer_pt        original_get;
+    ngx_event_free_peer_pt       original_free;
+    ngx_event_notify_peer_pt     original_notify;
+#if (NGX_HTTP_SSL)
+    ngx_event_set_peer_session_pt   original_set_session;
+    ngx_event_save_peer_session_pt  original_save_session;
+#endif
+    void                        *original_data;
+} ngx_http_pgate_ctx_t;
+
+/* Lines from the library's log callback, which may run on a library thread. */
+typedef struct {
+    pgate_log_level              level;
+    size_t                       len;
+    u_char                       text[PGATE_LOG_LINE_BYTES];
+} ngx_http_pgate_log_line_t;
+
+typedef struct {
+    pthread_mutex_t              lock;
+    ngx_uint_t                   first;
+    ngx_uint_t                   count;
+    ngx_uint_t                   dropped;
+    ngx_http_pgate_log_line_t    lines[PGATE_LOG_QUEUE_LINES];
+} ngx_http_pgate_log_queue_t;
+
+
+static void *ngx_http_pgate_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_pgate_create_srv_conf(ngx_conf_t *cf);
+static void *ngx_http_pgate_create_loc_conf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_pgate_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_pgate_init_process(ngx_cycle_t *cycle);
+static void ngx_http_pgate_exit_process(ngx_cycle_t *cycle);
+static char *ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_pgate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+
+static ngx_http_pgate_log_queue_t  ngx_http_pgate_log_queue = {
+    PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, {{ 0, 0, { 0 } }}
+};
+
+
+static ngx_command_t  ngx_http_pgate_commands[] = {
+
+    { ngx_string("promotion_gate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_pgate_declare,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("promotion_gate_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_pgate_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("promotion_gate_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pgate_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_pgate_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_pgate_postconfiguration,      /* postconfiguration */
+    ngx_http_pgate_create_main_conf,       /* create main configuration */
+    NULL,                                  /* init main configuration */
+    ngx_http_pgate_create_srv_conf,        /* create server configuration */
+    NULL,                                  /* merge server configuration */
+    ngx_http_pgate_create_loc_conf,        /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_promotion_gate_module = {
+    NGX_MODULE_V1,
+    &ngx_http_pgate_module_ctx,            /* module context */
+    ngx_http_pgate_commands,               /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_pgate_init_process,           /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_pgate_exit_process,           /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* nginx's own clock is cached per event loop turn in milliseconds: time upstreams here. */
+static uint64_t
+ngx_http_pgate_now_ns(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000 + (uint64_t) ts.tv_nsec;
+}
+
+
+/* ---- configuration ---------------------------------------------------------------- */
+
+static void *
+ngx_http_pgate_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    pmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_pgate_main_conf_t));
+    if (pmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&pmcf->gates, cf->pool, 2, sizeof(ngx_http_pgate_gate_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    pmcf->request_id_index = NGX_ERROR;
+    return pmcf;
+}
+
+
+static void *
+ngx_http_pgate_create_srv_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_pgate_srv_conf_t));
+}
+
+
+static void *
+ngx_http_pgate_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_pgate_loc_conf_t  *plcf;
+
+    plcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_pgate_loc_conf_t));
+    if (plcf == NULL) {
+        return NULL;
+    }
+
+    plcf->status_gate = NGX_CONF_UNSET;
+    return plcf;
+}
+
+
+/* Reads a whole file (a config or SLO document) at configuration time. */
+static char *
+ngx_http_pgate_read_document(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *out)
+{
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_file_info_t  fi;
+
+    if (ngx_conf_full_name(cf->cycle, path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", path);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > PGATE_DOCUMENT_MAX)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is not a readable document of at most %d bytes",
+                           path, PGATE_DOCUMENT_MAX);
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    out->len = (size_t) ngx_file_size(&fi);
+    out->data = ngx_pnalloc(cf->pool, out->len + 1);
+    if (out->data == NULL) {
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, out->data, out->len);
+    ngx_close_file(fd);
+
+    if (n < 0 || (size_t) n != out->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "reading \"%V\" failed", path);
+        return NGX_CONF_ERROR;
+    }
+
+    out->data[out->len] = '\0';
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Validates a gate's documents by making a gate and freeing it (its store is opened, so a
+ * bad store path fails here too). When the master runs as root, the gate is made with the
+ * workers' user and group, so that a SQLite file it creates belongs to them.
+ */
+static char *
+ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
+{
+    char             *rv;
+    pgate_gate       *gate;
+    pgate_error      *err;
+    pgate_status      st;
+    ngx_core_conf_t  *ccf;
+    ngx_uint_t        switched;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx, ngx_core_module);
+    switched = 0;
+
+    if (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        if (setegid(ccf->group) == -1 || seteuid(ccf->user) == -1) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "promotion_gate \"%V\": cannot take the workers' user "
+                               "to open the store", &g->name);
+            (void) setegid(0);
+            return NGX_CONF_ERROR;
+        }
+        switched = 1;
+    }
+
+    gate = NULL;
+    err = NULL;
+    st = pgate_gate_new(g->config.data, g->config.len, g->slo.data, g->slo.len,
+                        &gate, &err);
+
+    if (switched && (seteuid(0) == -1 || setegid(0) == -1)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "promotion_gate \"%V\": cannot become root again", &g->name);
+        rv = NGX_CONF_ERROR;
+        goto done;
+    }
+
+    if (st != PGATE_STATUS_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "promotion_gate \"%V\": %s: %s (in \"%V\")", &g->name,
+                           pgate_status_str(st), pgate_error_message(err),
+                           &g->config_path);
+        rv = NGX_CONF_ERROR;
+        goto done;
+    }
+
+    rv = NGX_CONF_OK;
+
+done:
+
+    pgate_error_free(err);
+    (void) pgate_gate_free(gate);
+    return rv;
+}
+
+
+static ngx_int_t ngx_http_pgate_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data);
+
+
+/*
+ * promotion_gate <name> <config.json> [slo=<slo.json>] [key=<value>]...;
+ */
+static char *
+ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pgate_main_conf_t  *pmcf = conf;
+
+    u_char                            *p;
+    ngx_str_t                         *value, slo_path, var, zone;
+    ngx_uint_t                         i;
+    ngx_http_variable_t               *v;
+    ngx_http_pgate_gate_t             *g, *gates;
+    ngx_http_complex_value_t          *key;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        goto bad_name;
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        p = &value[1].data[i];
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '_'))
+        {
+            goto bad_name;
+        }
+    }
+
+    gates = pmcf->gates.elts;
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        if (gates[i].name.len == value[1].len
+            && ngx_strncmp(gates[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate gate \"%V\" in \"%V\" directive",
+                               &value[1], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    g = ngx_array_push(&pmcf->gates);
+    if (g == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_memzero(g, sizeof(ngx_http_pgate_gate_t));
+
+    g->name = value[1];
+    g->config_path = value[2];
+
+    if (ngx_http_pgate_read_document(cf, &g->config_path, &g->config) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    g->keys = ngx_array_create(cf->pool, 2, sizeof(ngx_http_complex_value_t));
+    if (g->keys == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (value[i].len > 4 && ngx_strncmp(value[i].data, "slo=", 4) == 0) {
+            slo_path.data = value[i].data + 4;
+            slo_path.len = value[i].len - 4;
+            if (ngx_http_pgate_read_document(cf, &slo_path, &g->slo) != NGX_CONF_OK) {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (value[i].len > 4 && ngx_strncmp(value[i].data, "key=", 4) == 0) {
+            key = ngx_array_push(g->keys);
+            if (key == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+            ccv.cf = cf;
+            ccv.value = &value[i];
+            ccv.value->data += 4;
+            ccv.value->len -= 4;
+            ccv.complex_value = key;
+
+            if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V\" directive: "
+                           "expected slo=<file> or key=<value>", &value[i], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_pgate_validate(cf, g) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* $promotion_gate_<name>: canary or stable */
+    var.len = sizeof("promotion_gate_") - 1 + g->name.len;
+    var.data = ngx_pnalloc(cf->pool, var.len);
+    if (var.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_sprintf(var.data, "promotion_gate_%V", &g->name);
+
+    zone = var;
+    v = ngx_http_add_variable(cf, &var, 0);
+    if (v == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    v->get_handler = ngx_http_pgate_variable;
+    v->data = pmcf->gates.nelts - 1;
+
+    if (pmcf->request_id_index == NGX_ERROR) {
+        ngx_str_set(&var, "request_id");
+        pmcf->request_id_index = ngx_http_get_variable_index(cf, &var);
+        if (pmcf->request_id_index == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /* the ring through which the workers pool their outcomes */
+    g->zone = ngx_shared_memory_add(cf, &zone,
+                                    2 * sizeof(ngx_http_pgate_ring_t) + 8 * ngx_pagesize,
+                                    &ngx_http_promotion_gate_module);
+    if (g->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    g->zone->init = ngx_http_pgate_init_zone;
+
+    return NGX_CONF_OK;
+
+bad_name:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid gate name \"%V\" in \"%V\" directive: "
+                       "letters, digits and _ only", &value[1], &cmd->name);
+    return NGX_CONF_ERROR;
+}
+
+
+/* Finds a declared gate by name for promotion_gate_status. */
+static ngx_int_t
+ngx_http_pgate_find(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *name)
+{
+    ngx_uint_t                   i;
+    ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_promotion_gate_module);
+    gates = pmcf->gates.elts;
+
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        if (gates[i].name.len == name->len
+            && ngx_strncmp(gates[i].name.data, name->data, name->len) == 0)
+        {
+            return (ngx_int_t) i;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown gate \"%V\" in \"%V\" directive: declare it first with "
+                       "\"promotion_gate %V <config.json>\" in the http block",
+                       name, &cmd->name, name);
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t ngx_http_pgate_status_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pgate_metrics_handler(ngx_http_request_t *r);
+
+
+static char *
+ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pgate_loc_conf_t  *plcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (plcf->status_gate != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    plcf->status_gate = ngx_http_pgate_find(cf, cmd, &value[1]);
+    if (plcf->status_gate == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_pgate_status_handler;
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pgate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_pgate_metrics_handler;
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_slab_pool_t        *shpool;
+    ngx_http_pgate_ring_t  *ring;
+
+    if (data) {                 /* reload: the old cycle's zone, same size */
+        zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    if (zone->shm.exists) {
+        zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    ring = ngx_slab_calloc(shpool, sizeof(ngx_http_pgate_ring_t));
+    if (ring == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = ring;
+    zone->data = ring;
+    return NGX_OK;
+}
+
+
+/* ---- peer wrapping: the upstream's time, in nanoseconds --------------------------- */
+
+static ngx_int_t
+ngx_http_pgate_peer_get(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_pgate_ctx_t  *ctx = data;
+
+    if (ctx->upstream_start_ns == 0) {
+        ctx->upstream_start_ns = ngx_http_pgate_now_ns();
+    }
+
+    return ctx->original_get(pc, ctx->original_data);
+}
+
+
+static void
+ngx_http_pgate_peer_free(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
+{
+    ngx_http_pgate_ctx_t  *ctx = data;
+
+    ctx->upstream_end_ns = ngx_http_pgate_now_ns();
+    ctx->original_free(pc, ctx->original_data, state);
+}
+
+
+static void
+ngx_http_pgate_peer_notify(ngx_peer_connection_t *pc, void *data, ngx_uint_t type)
+{
+    ngx_http_pgate_ctx_t  *ctx = data;
+
+    ctx->original_notify(pc, ctx->original_data, type);
+}
+
+
+#if (NGX_HTTP_SSL)
+
+static ngx_int_t
+ngx_http_pgate_peer_set_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_pgate_ctx_t  *ctx = data;
+
+    return ctx->original_set_session(pc, ctx->original_data);
+}
+
+
+static void
+ngx_http_pgate_peer_save_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_pgate_ctx_t  *ctx = data;
+
+    ctx->original_save_session(pc, ctx->original_data);
+}
+
+#endif
+
+
+/* Wraps the peer of routed requests' upstreams (upstream{} blocks only). */
+static ngx_int_t
+ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_int_t                   rc;
+    ngx_peer_connection_t      *peer;
+    ngx_http_pgate_ctx_t       *ctx;
+    ngx_http_pgate_srv_conf_t  *pscf;
+
+    pscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_promotion_gate_module);
+
+    rc = pscf->original_init(r, us);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_promotion_gate_module);
+    if (ctx == NULL || ctx->original_get != NULL) {
+        return NGX_OK;
+    }
+
+    peer = &r->upstream->peer;
+
+    ctx->original_get = peer->get;
+    ctx->original_free = peer->free;
+    ctx->original_notify = peer->notify;
+    ctx->original_data = peer->data;
+
+    peer->data = ctx;
+    peer->get = ngx_http_pgate_peer_get;
+    peer->free = ngx_http_pgate_peer_free;
+    peer->notify = ctx->original_notify ? ngx_http_pgate_peer_notify : NULL;
+
+#if (NGX_HTTP_SSL)
+    ctx->original_set_session = peer->set_session;
+    ctx->original_save_session = peer->save_session;
+    peer->set_session = ngx_http_pgate_peer_set_session;
+    peer->save_session = ngx_http_pgate_peer_save_session;
+#endif
+
+    return NGX_OK;
+}
+
+
+/* ---- routing ----------------------------------------------------------------------- */
+
+/* The request's decision for gate `index`, made once per request. NULL on no memory. */
+static ngx_http_pgate_route_t *
+ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
+{
+    ngx_str_t                    id;
+    ngx_uint_t                   i;
+    pgate_status                 st;
+    ngx_http_pgate_ctx_t        *ctx;
+    ngx_http_pgate_gate_t       *g;
+    ngx_http_pgate_route_t      *route;
+    ngx_http_complex_value_t    *keys;
+    ngx_http_variable_value_t   *vv;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_promotion_gate_module);
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pgate_ctx_t)
+                          + pmcf->gates.nelts * sizeof(ngx_http_pgate_route_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+        ctx->routes = (ngx_http_pgate_route_t *) (ctx + 1);
+        ngx_http_set_ctx(r, ctx, ngx_http_promotion_gate_module);
+    }
+
+    route = &ctx->routes[index];
+    if (route->routed) {
+        return route;
+    }
+    route->routed = 1;
+
+    g = &((ngx_http_pgate_gate_t *) pmcf->gates.elts)[index];
+    if (g->gate == NULL) {
+        return route;           /* the worker could not open its gate: stable */
+    }
+
+    ngx_str_null(&id);
+    keys = g->keys->elts;
+
+    for (i = 0; i < g->keys->nelts && id.len == 0; i++) {
+        if (ngx_http_complex_value(r, &keys[i], &id) != NGX_OK) {
+            return NULL;
+        }
+    }
+
+    if (id.len == 0) {
+        vv = ngx_http_get_indexed_variable(r, pmcf->request_id_index);
+        if (vv != NULL && !vv->not_found) {
+            id.data = vv->data;
+            id.len = vv->len;
+        }
+    }
+
+    st = pgate_route(g->gate, id.data, id.len, &route->decision);
+    if (st != PGATE_STATUS_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "promotion gate \"%V\": route: %s", &g->name, pgate_status_str(st));
+        ngx_memzero(&route->decision, sizeof(pgate_decision));
+        return route;
+    }
+
+    route->recordable = 1;
+    return route;
+}
+
+
+static ngx_int_t
+ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    ngx_http_pgate_route_t  *route;
+
+    route = ngx_http_pgate_route(r, data);
+    if (route == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (route->recordable && route->decision.is_canary) {
+        v->data = (u_char *) "canary";
+        v->len = sizeof("canary") - 1;
+    } else {
+        v->data = (u_char *) "stable";
+        v->len = sizeof("stable") - 1;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    return NGX_OK;
+}
+
+
+/* ---- recording and pooling -------------------------------------------------------- */
+
+static void
+ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
+    ngx_uint_t is_canary, ngx_uint_t success, uint64_t latency_ns)
+{
+    pgate_status    st;
+    pgate_decision  decision;
+
+    ngx_memzero(&decision, sizeof(pgate_decision));
+    decision.stage = stage;
+    decision.is_canary = is_canary ? true : false;
+
+    st = pgate_record(g->gate, &decision, success ? true : false, latency_ns, NULL);
+    if (st != PGATE_STATUS_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": record: %s",
+                      &g->name, pgate_status_str(st));
+    }
+}
+
+
+/* Puts this worker's outcome in the gate's ring for the other workers. Lock-free. */
+static void
+ngx_http_pgate_share(ngx_http_pgate_gate_t *g, uint64_t stage, ngx_uint_t flags,
+    uint64_t latency_ns)
+{
+    uint64_t                   index;
+    ngx_http_pgate_outcome_t  *slot;
+
+    index = __atomic_fetch_add(&g->ring->head, 1, __ATOMIC_RELAXED);
+    slot = &g->ring->outcomes[index % PGATE_RING_OUTCOMES];
+
+    __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    __atomic_store_n(&slot->stage, stage, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->latency_ns, latency_ns, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->pid, (uint64_t) ngx_pid, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->flags, (uint64_t) flags, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->seq, index + 1, __ATOMIC_RELEASE);
+}
+
+
+/* Records into this worker's gate the outcomes other workers put in the ring since. */
+static void
+ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
+{
+    uint64_t                   head, index, seq, stage, latency_ns, pid, flags;
+    ngx_http_pgate_outcome_t  *slot;
+
+    head = __atomic_load_n(&g->ring->head, __ATOMIC_ACQUIRE);
+
+    if (head - g->cursor > PGATE_RING_OUTCOMES) {
+        g->cursor = head - PGATE_RING_OUTCOMES;
+    }
+
+    for (index = g->cursor; index < head; index++) {
+        slot = &g->ring->outcomes[index % PGATE_RING_OUTCOMES];
+
+        seq = __atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE);
+        if (seq != index + 1) {
+            if (seq < index + 1 && head - index < PGATE_RING_ABANDONED) {
+                break;          /* still being written: read it next time */
+            }
+            continue;           /* overwritten, or its writer died */
+        }
+
+        stage = __atomic_load_n(&slot->stage, __ATOMIC_RELAXED);
+        latency_ns = __atomic_load_n(&slot->latency_ns, __ATOMIC_RELAXED);
+        pid = __atomic_load_n(&slot->pid, __ATOMIC_RELAXED);
+        flags = __atomic_load_n(&slot->flags, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+
+        if (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) != index + 1
+            || pid == (uint64_t) ngx_pid)
+        {
+            continue;
+        }
+
+        ngx_http_pgate_record(log, g, stage, flags & PGATE_FLAG_CANARY,
+                              flags & PGATE_FLAG_SUCCESS, latency_ns);
+    }
+
+    g->cursor = index;
+}
+
+
+static ngx_int_t
+ngx_http_pgate_log_handler(ngx_http_request_t *r)
+{
+    uint64_t                     latency_ns;
+    ngx_uint_t                   i, status, flags;
+    ngx_http_pgate_ctx_t        *ctx;
+    ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_route_t      *route;
+    ngx_http_upstream_state_t   *state;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_promotion_gate_module);
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    status = r->err_status ? r->err_status : r->headers_out.status;
+    if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST
+        || r->upstream_states == NULL || r->upstream_states->nelts == 0)
+    {
+        return NGX_OK;          /* a client abort, or no upstream reached */
+    }
+
+    state = r->upstream_states->elts;
+    state = &state[r->upstream_states->nelts - 1];
+    if (state->status == 0) {
+        return NGX_OK;          /* no upstream answered nor failed (no live peer) */
+    }
+
+    if (ctx->upstream_start_ns != 0 && ctx->upstream_end_ns >= ctx->upstream_start_ns) {
+        latency_ns = ctx->upstream_end_ns - ctx->upstream_start_ns;
+
+    } else if (state->response_time != (ngx_msec_t) -1) {
+        latency_ns = (uint64_t) state->response_time * 1000000;   /* not an upstream{} */
+
+    } else {
+        return NGX_OK;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
+    gates = pmcf->gates.elts;
+
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        route = &ctx->routes[i];
+        if (!route->recordable || gates[i].gate == NULL) {
+            continue;
+        }
+
+        flags = (route->decision.is_canary ? PGATE_FLAG_CANARY : 0)
+                | (state->status < 500 ? PGATE_FLAG_SUCCESS : 0);
+
+        ngx_http_pgate_record(r->connection->log, &gates[i], route->decision.stage,
+                              flags & PGATE_FLAG_CANARY, flags & PGATE_FLAG_SUCCESS,
+                              latency_ns);
+        ngx_http_pgate_share(&gates[i], route->decision.stage, flags, latency_ns);
+        ngx_http_pgate_pool(r->connection->log, &gates[i]);
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---- the library's log lines ------------------------------------------------------ */
+
+/* May run on any thread: copies the line into the queue and nothing else. */
+static void
+ngx_http_pgate_log_callback(void *user_data, pgate_log_level level, const char *target,
+    const char *message, size_t message_len)
+{
+    ngx_http_pgate_log_queue_t  *q = &ngx_http_pgate_log_queue;
+    ngx_http_pgate_log_line_t   *line;
+
+    pthread_mutex_lock(&q->lock);
+
+    if (q->count == PGATE_LOG_QUEUE_LINES) {
+        q->dropped++;
+
+    } else {
+        line = &q->lines[(q->first + q->count) % PGATE_LOG_QUEUE_LINES];
+        line->level = level;
+        line->len = ngx_min(message_len, PGATE_LOG_LINE_BYTES);
+        ngx_memcpy(line->text, message, line->len);
+        q->count++;
+    }
+
+    pthread_mutex_unlock(&q->lock);
+}
+
+
+/* Writes the queued lines to the error log, on the worker's own thread. */
+static void
+ngx_http_pgate_log_drain(ngx_log_t *log)
+{
+    ngx_uint_t                   i, n, dropped, level;
+    ngx_http_pgate_log_queue_t  *q = &ngx_http_pgate_log_queue;
+    ngx_http_pgate_log_line_t    lines[PGATE_LOG_QUEUE_LINES];
+
+    pthread_mutex_lock(&q->lock);
+    n = q->count;
+    for (i = 0; i < n; i++) {
+        lines[i] = q->lines[(q->first + i) % PGATE_LOG_QUEUE_LINES];
+    }
+    q->first = (q->first + n) % PGATE_LOG_QUEUE_LINES;
+    q->count = 0;
+    dropped = q->dropped;
+    q->dropped = 0;
+    pthread_mutex_unlock(&q->lock);
+
+    for (i = 0; i < n; i++) {
+        switch (lines[i].level) {
+        case PGATE_LOG_LEVEL_ERROR:
+            level = NGX_LOG_ERR;
+            break;
+        case PGATE_LOG_LEVEL_WARN:
+            level = NGX_LOG_WARN;
+            break;
+        case PGATE_LOG_LEVEL_INFO:
+            level = NGX_LOG_NOTICE;
+            break;
+        default:
+            level = NGX_LOG_INFO;
+        }
+
+        ngx_log_error(level, log, 0, "promotion gate: %*s", lines[i].len, lines[i].text);
+    }
+
+    if (dropped) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "promotion gate: %ui library log lines dropped (queue full)", dropped);
+    }
+}
+
+
+static void
+ngx_http_pgate_timer(ngx_event_t *ev)
+{
+    ngx_uint_t                   i;
+    ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_main_conf_t  *pmcf = ev->data;
+
+    ngx_http_pgate_log_drain(ev->log);
+
+    gates = pmcf->gates.elts;
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        if (gates[i].gate != NULL) {
+            ngx_http_pgate_pool(ev->log, &gates[i]);
+        }
+    }
+
+    if (!ngx_exiting && !ngx_quit) {
+        ngx_add_timer(ev, PGATE_TIMER_MS);
+    }
+}
+
+
+/* ---- worker life ------------------------------------------------------------------ */
+
+static ngx_int_t
+ngx_http_pgate_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                   i;
+    pgate_error                 *err;
+    pgate_status                 st;
+    ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_promotion_gate_module);
+    if (pmcf == NULL || pmcf->gates.nelts == 0) {
+        return NGX_OK;
+    }
+
+    err = NULL;
+    st = pgate_set_log_callback(ngx_http_pgate_log_callback, NULL, PGATE_LOG_LEVEL_INFO,
+                                &err);
+    if (st != PGATE_STATUS_OK) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "promotion gate: no library log lines: %s", pgate_error_message(err));
+        pgate_error_free(err);
+    }
+
+    gates = pmcf->gates.elts;
+
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        gates[i].ring = gates[i].zone->data;
+        gates[i].cursor = __atomic_load_n(&gates[i].ring->head, __ATOMIC_ACQUIRE);
+
+        err = NULL;
+        st = pgate_gate_new(gates[i].config.data, gates[i].config.len,
+                            gates[i].slo.data, gates[i].slo.len, &gates[i].gate, &err);
+        if (st != PGATE_STATUS_OK) {
+            ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                          "promotion gate \"%V\": %s: %s; this worker routes every "
+                          "request to stable", &gates[i].name, pgate_status_str(st),
+                          pgate_error_message(err));
+            pgate_error_free(err);
+            gates[i].gate = NULL;
+        }
+    }
+
+    pmcf->timer.handler = ngx_http_pgate_timer;
+    pmcf->timer.data = pmcf;
+    pmcf->timer.log = cycle->log;
+    pmcf->timer.cancelable = 1;
+    ngx_add_timer(&pmcf->timer, PGATE_TIMER_MS);
+
+    ngx_http_pgate_log_drain(cycle->log);
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_pgate_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                   i;
+    ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_promotion_gate_module);
+    if (pmcf == NULL || pmcf->gates.nelts == 0) {
+        return;
+    }
+
+    gates = pmcf->gates.elts;
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        (void) pgate_gate_free(gates[i].gate);     /* joins the gate's threads */
+        gates[i].gate = NULL;
+    }
+
+    (void) pgate_set_log_callback(NULL, NULL, PGATE_LOG_LEVEL_INFO, NULL);
+    ngx_http_pgate_log_drain(cycle->log);
+}
+
+
+static ngx_int_t
+ngx_http_pgate_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_uint_t                       i;
+    ngx_http_handler_pt             *h;
+    ngx_http_pgate_srv_conf_t       *pscf;
+    ngx_http_core_main_conf_t       *cmcf;
+    ngx_http_pgate_main_conf_t      *pmcf;
+    ngx_http_upstream_srv_conf_t   **uscfp;
+    ngx_http_upstream_main_conf_t   *umcf;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_promotion_gate_module);
+    if (pmcf->gates.nelts == 0) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+    *h = ngx_http_pgate_log_handler;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        if (uscfp[i]->srv_conf == NULL || uscfp[i]->peer.init == NULL) {
+            continue;           /* not an upstream{} block */
+        }
+
+        pscf = ngx_http_conf_upstream_srv_conf(uscfp[i], ngx_http_promotion_gate_module);
+        pscf->original_init = uscfp[i]->peer.init;
+        uscfp[i]->peer.init = ngx_http_pgate_peer_init;
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---- the status and metrics locations --------------------------------------------- */
+
+static ngx_int_t
+ngx_http_pgate_send(ngx_http_request_t *r, ngx_str_t *type, u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = len ? 1 : 0;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_pgate_status_handler(ngx_http_request_t *r)
+{
+    u_char                      *body, *p;
+    size_t                       history_len, cap;
+    double                       percent;
+    uint64_t                     stage;
+    ngx_str_t                    type = ngx_string("application/json");
+    const char                  *environment;
+    pgate_status                 st;
+    pgate_environment            env;
+    ngx_http_pgate_gate_t       *g;
+    ngx_http_pgate_loc_conf_t   *plcf;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_promotion_gate_module);
+    g = &((ngx_http_pgate_gate_t *) pmcf->gates.elts)[plcf->status_gate];
+
+    if (g->gate == NULL) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    st = pgate_state(g->gate, &env, &percent, &stage);
+    if (st != PGATE_STATUS_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    switch (env) {
+    case PGATE_ENVIRONMENT_CANARY:
+        environment = "canary";
+        break;
+    case PGATE_ENVIRONMENT_STAGING:
+        environment = "staging";
+        break;
+    default:
+        environment = "production";
+    }
+
+    /* the history may grow between the two calls: retry with the new length */
+    history_len = 0;
+    body = NULL;
+    cap = 0;
+
+    for ( ;; ) {
+        st = pgate_rollback_history_json(g->gate, (char *) body, cap, &history_len);
+        if (st == PGATE_STATUS_OK) {
+            break;
+        }
+        if (st != PGATE_STATUS_BUFFER_TOO_SMALL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        cap = history_len + 1;
+        body = ngx_pnalloc(r->pool, cap);
+        if (body == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    p = ngx_pnalloc(r->pool, history_len + g->name.len + 256);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body = ngx_sprintf(p, "{\"gate\":\"%V\",\"environment\":\"%s\","
+                       "\"traffic_percent\":%.3f,\"stage\":%uL,\"library_version\":\"%s\","
+                       "\"worker_pid\":%P,\"history\":%*s}\n",
+                       &g->name, environment, percent, stage, pgate_version(), ngx_pid,
+                       history_len, body ? body : (u_char *) "[]");
+
+    return ngx_http_pgate_send(r, &type, p, body - p);
+}
+
+
+static ngx_int_t
+ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
+{
+    char                        *body;
+    size_t                       len, cap;
+    ngx_str_t                    type = ngx_string("text/plain; version=0.0.4");
+    ngx_uint_t                   i, n;
+    pgate_status                 st;
+    const pgate_gate           **live;
+    ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
+    gates = pmcf->gates.elts;
+
+    live = ngx_pnalloc(r->pool, (pmcf->gates.nelts + 1) * sizeof(pgate_gate *));
+    if (live == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    n = 0;
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        if (gates[i].gate != NULL) {
+            live[n++] = gates[i].gate;
+        }
+    }
+
+    body = NULL;
+    cap = 0;
+    len = 0;
+
+    for ( ;; ) {
+        st = pgate_metrics_prometheus_gates(live, n, body, cap, &len);
+        if (st == PGATE_STATUS_OK) {
+            break;
+        }
+        if (st != PGATE_STATUS_BUFFER_TOO_SMALL) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "promotion gate metrics: %s", pgate_status_str(st));
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        cap = len + 1 + 1024;           /* the text may grow a little in between */
+        body = ngx_pnalloc(r->pool, cap);
+        if (body == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_http_pgate_send(r, &type, (u_char *) body, len);
+}
