@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Paired benchmark (not run by CI): the same nginx proxy splitting by `split_clients` (A) and
+# by the promotion-gates module (B), alternated in one run (A B, then B A, ...), each run a
+# `wrk` load of a few seconds. Measures each run's throughput (wrk's requests/s) and the CPU
+# time of the proxy's workers per request (utime + stime from /proc/<pid>/stat, all threads,
+# so the gate's sync thread counts). Prints each round and the medians of the B/A ratios,
+# against the budget of at least 0.95x throughput at no more than 1.05x CPU per request.
+# Both proxies route 20 % to a canary upstream and 80 % to a stable one, both served by a
+# third nginx (one worker); B's gate keeps its state in a SQLite store (sync_interval_ms
+# ${PGATE_BENCH_SYNC_MS:-250}).
+# Usage: bench.sh [rounds] (default 7); PGATE_BENCH_WORKERS (proxy workers, default 1),
+# PGATE_BENCH_SECONDS (per run, default 4), PGATE_BENCH_CONNECTIONS (default 32);
+# PGATE_BENCH_CONTROL=1 makes B a second split_clients proxy (the A/A noise floor).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+rounds=${1:-7}
+workers=${PGATE_BENCH_WORKERS:-1}
+seconds=${PGATE_BENCH_SECONDS:-4}
+connections=${PGATE_BENCH_CONNECTIONS:-32}
+sync_ms=${PGATE_BENCH_SYNC_MS:-250}
+module=$("$here/build.sh" | tail -n 1)
+
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+masters=()
+cleanup() {
+  for pid in "${masters[@]}"; do kill -QUIT "$pid" 2>/dev/null || true; done
+  for pid in "${masters[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+app_port=$(free_port)
+declare -A port=([A]=$(free_port) [B]=$(free_port))
+user_line=""
+[ "$(id -u)" -ne 0 ] || user_line="user nobody nogroup;"
+
+# start <name> <worker count> <http block>: one nginx, its master's pid in masters[]
+start() {
+  mkdir -p "$tmp/$1/conf" "$tmp/$1/logs" "$tmp/$1/store"
+  [ "$(id -u)" -ne 0 ] || chown nobody:nogroup "$tmp/$1/store"
+  cat >"$tmp/$1/conf/nginx.conf" <<CONF
+$user_line
+load_module $module;
+worker_processes $2;
+daemon off;
+pid logs/nginx.pid;
+error_log logs/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    upstream app_stable { server 127.0.0.1:$app_port; keepalive 64; }
+    upstream app_canary { server 127.0.0.1:$app_port; keepalive 64; }
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    $3
+}
+CONF
+  nginx -p "$tmp/$1" -c conf/nginx.conf &
+  masters+=($!)
+}
+
+echo '{"gate": "bench", "environment": {"canary": {"traffic_percent": 20}},
+ "store": {"sqlite": {"path": "'"$tmp/B/store/bench.db"'", "sync_interval_ms": '"$sync_ms"'}}}' \
+  >"$tmp/gate.json"
+start app 1 "server { listen 127.0.0.1:$app_port; location / { return 200 \"ok\n\"; } }"
+start A "$workers" "split_clients \"\$request_id\" \$variant { 20% canary; * stable; }
+    server { listen 127.0.0.1:${port[A]}; location / { proxy_pass http://app_\$variant; } }"
+if [ -n "${PGATE_BENCH_CONTROL:-}" ]; then # the noise floor: B is A again
+  start B "$workers" "split_clients \"\$request_id\" \$variant { 20% canary; * stable; }
+    server { listen 127.0.0.1:${port[B]}; location / { proxy_pass http://app_\$variant; } }"
+else
+  start B "$workers" "promotion_gate bench $tmp/gate.json;
+    server { listen 127.0.0.1:${port[B]}; location / { proxy_pass http://app_\$promotion_gate_bench; } }"
+fi
+for p in "$app_port" "${port[A]}" "${port[B]}"; do
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$p/" >/dev/null && break; sleep 0.1; done
+done
+declare -A master=([A]=${masters[1]} [B]=${masters[2]})
+ticks=$(getconf CLK_TCK)
+
+# cpu_ticks <variant>: utime + stime of its workers so far
+cpu_ticks() {
+  local total=0 pid
+  for pid in $(pgrep -P "${master[$1]}"); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+# run <variant>: prints "<requests/s> <CPU microseconds per request>"
+run() {
+  local before after out requests
+  before=$(cpu_ticks "$1")
+  out=$(wrk -t1 -c"$connections" -d"${seconds}s" "http://127.0.0.1:${port[$1]}/")
+  after=$(cpu_ticks "$1")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  awk -v out="$out" -v req="$requests" -v t=$((after - before)) -v hz="$ticks" 'BEGIN {
+    split(out, lines, "\n"); for (i in lines) if (lines[i] ~ /Requests\/sec/) { split(lines[i], f, " "); rps = f[2] }
+    printf "%.0f %.2f\n", rps, t / hz * 1e6 / req }'
+}
+
+echo "== warm-up"
+run A >/dev/null
+run B >/dev/null
+echo "== $rounds rounds, $workers proxy worker(s), wrk -t1 -c$connections -d${seconds}s"
+printf '%-6s %12s %12s %12s %12s %9s %9s\n' round "A req/s" "B req/s" "A cpu us/req" "B cpu us/req" "tput B/A" "cpu B/A"
+ratios=()
+for i in $(seq "$rounds"); do
+  if [ $((i % 2)) -eq 1 ]; then
+    a=$(run A)
+    b=$(run B)
+  else
+    b=$(run B)
+    a=$(run A)
+  fi
+  read -r a_rps a_cpu <<<"$a"
+  read -r b_rps b_cpu <<<"$b"
+  t=$(awk -v a="$a_rps" -v b="$b_rps" 'BEGIN {printf "%.3f", b / a}')
+  c=$(awk -v a="$a_cpu" -v b="$b_cpu" 'BEGIN {printf "%.3f", b / a}')
+  printf '%-6s %12s %12s %12s %12s %9s %9s\n' "$i" "$a_rps" "$b_rps" "$a_cpu" "$b_cpu" "$t" "$c"
+  ratios+=("$t $c")
+done
+
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+tput=$(printf '%s\n' "${ratios[@]}" | awk '{print $1}' | median)
+cpu=$(printf '%s\n' "${ratios[@]}" | awk '{print $2}' | median)
+verdict=$(awk -v t="$tput" -v c="$cpu" 'BEGIN {print (t >= 0.95 && c <= 1.05) ? "met" : "NOT met"}')
+echo "median B/A: throughput ${tput}x, CPU per request ${cpu}x (budget >= 0.95x at <= 1.05x: $verdict)"
