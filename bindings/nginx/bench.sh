@@ -10,7 +10,8 @@
 # ${PGATE_BENCH_SYNC_MS:-250}).
 # Usage: bench.sh [rounds] (default 7); PGATE_BENCH_WORKERS (proxy workers, default 1),
 # PGATE_BENCH_SECONDS (per run, default 4), PGATE_BENCH_CONNECTIONS (default 32);
-# PGATE_BENCH_CONTROL=1 makes B a second split_clients proxy (the A/A noise floor).
+# PGATE_BENCH_CONTROL=1 makes B a second split_clients proxy (the A/A noise floor);
+# PGATE_BENCH_STORE=0 gives B's gate no store (so no sync thread).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -64,9 +65,9 @@ CONF
   masters+=($!)
 }
 
-echo '{"gate": "bench", "environment": {"canary": {"traffic_percent": 20}},
- "store": {"sqlite": {"path": "'"$tmp/B/store/bench.db"'", "sync_interval_ms": '"$sync_ms"'}}}' \
-  >"$tmp/gate.json"
+store=', "store": {"sqlite": {"path": "'"$tmp/B/store/bench.db"'", "sync_interval_ms": '"$sync_ms"'}}'
+[ "${PGATE_BENCH_STORE:-1}" = 1 ] || store="" # a gate without a store starts no thread
+echo '{"gate": "bench", "environment": {"canary": {"traffic_percent": 20}}'"$store"'}' >"$tmp/gate.json"
 start app 1 "server { listen 127.0.0.1:$app_port; location / { return 200 \"ok\n\"; } }"
 start A "$workers" "split_clients \"\$request_id\" \$variant { 20% canary; * stable; }
     server { listen 127.0.0.1:${port[A]}; location / { proxy_pass http://app_\$variant; } }"

@@ -901,14 +901,17 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
     state = r->upstream_states->elts;
     state = &state[r->upstream_states->nelts - 1];
     if (state->status == 0) {
-        return NGX_OK;          /* no upstream answered nor failed (no live peer) */
+        return NGX_OK;          /* no upstream answered nor failed */
     }
 
-    if (ctx->upstream_start_ns != 0 && ctx->upstream_end_ns >= ctx->upstream_start_ns) {
+    if (ctx->original_get != NULL) {          /* an upstream{} block: timed here */
+        if (ctx->upstream_end_ns == 0) {
+            return NGX_OK;      /* no peer was ever obtained (no live upstream) */
+        }
         latency_ns = ctx->upstream_end_ns - ctx->upstream_start_ns;
 
     } else if (state->response_time != (ngx_msec_t) -1) {
-        latency_ns = (uint64_t) state->response_time * 1000000;   /* not an upstream{} */
+        latency_ns = (uint64_t) state->response_time * 1000000;
 
     } else {
         return NGX_OK;
@@ -1041,6 +1044,10 @@ ngx_http_pgate_init_process(ngx_cycle_t *cycle)
     ngx_http_pgate_gate_t       *gates;
     ngx_http_pgate_main_conf_t  *pmcf;
 
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) {
+        return NGX_OK;          /* cache manager and loader: no requests, no gate */
+    }
+
     pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_promotion_gate_module);
     if (pmcf == NULL || pmcf->gates.nelts == 0) {
         return NGX_OK;
@@ -1091,6 +1098,10 @@ ngx_http_pgate_exit_process(ngx_cycle_t *cycle)
     ngx_uint_t                   i;
     ngx_http_pgate_gate_t       *gates;
     ngx_http_pgate_main_conf_t  *pmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE) {
+        return;
+    }
 
     pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_promotion_gate_module);
     if (pmcf == NULL || pmcf->gates.nelts == 0) {
