@@ -7,7 +7,7 @@
 # against the budget of at least 0.95x throughput at no more than 1.05x CPU per request.
 # Both proxies route 20 % to a canary upstream and 80 % to a stable one, both served by a
 # third nginx (one worker); B's gate keeps its state in a SQLite store (sync_interval_ms
-# ${PGATE_BENCH_SYNC_MS:-250}).
+# ${PGATE_BENCH_SYNC_MS:-250}). As root, every process runs at nice -20 (fewer preemptions).
 # Usage: bench.sh [rounds] (default 7); PGATE_BENCH_WORKERS (proxy workers, default 1),
 # PGATE_BENCH_SECONDS (per run, default 4), PGATE_BENCH_CONNECTIONS (default 32);
 # PGATE_BENCH_CONTROL=1 makes B a second split_clients proxy (the A/A noise floor);
@@ -38,7 +38,11 @@ free_port() {
 app_port=$(free_port)
 declare -A port=([A]=$(free_port) [B]=$(free_port))
 user_line=""
-[ "$(id -u)" -ne 0 ] || user_line="user nobody nogroup;"
+nice=()
+if [ "$(id -u)" -eq 0 ]; then # fewer preemptions by other work on the host
+  user_line="user nobody nogroup;"
+  nice=(nice -n -20)
+fi
 
 # start <name> <worker count> <http block>: one nginx, its master's pid in masters[]
 start() {
@@ -61,7 +65,7 @@ http {
     $3
 }
 CONF
-  nginx -p "$tmp/$1" -c conf/nginx.conf &
+  "${nice[@]}" nginx -p "$tmp/$1" -c conf/nginx.conf &
   masters+=($!)
 }
 
@@ -96,7 +100,7 @@ cpu_ticks() {
 run() {
   local before after out requests
   before=$(cpu_ticks "$1")
-  out=$(wrk -t1 -c"$connections" -d"${seconds}s" "http://127.0.0.1:${port[$1]}/")
+  out=$("${nice[@]}" wrk -t1 -c"$connections" -d"${seconds}s" "http://127.0.0.1:${port[$1]}/")
   after=$(cpu_ticks "$1")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   awk -v out="$out" -v req="$requests" -v t=$((after - before)) -v hz="$ticks" 'BEGIN {

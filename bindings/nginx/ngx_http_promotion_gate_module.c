@@ -685,8 +685,9 @@ ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us
 #if (NGX_HTTP_SSL)
     ctx->original_set_session = peer->set_session;
     ctx->original_save_session = peer->save_session;
-    peer->set_session = ngx_http_pgate_peer_set_session;
-    peer->save_session = ngx_http_pgate_peer_save_session;
+    peer->set_session = ctx->original_set_session ? ngx_http_pgate_peer_set_session : NULL;
+    peer->save_session = ctx->original_save_session ? ngx_http_pgate_peer_save_session
+                                                    : NULL;
 #endif
 
     return NGX_OK;
