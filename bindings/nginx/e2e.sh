@@ -15,7 +15,9 @@
 #      exposition);
 #   3. after `nginx -s reload` (SIGHUP) and after a worker killed with SIGKILL, checkout
 #      stays rolled back and routes nothing to the canary;
-#   4. the A/A gate rolled nothing back.
+#   4. client aborts (499) to a canary that would answer 500 are not counted as failures (no
+#      rollback), the same requests answered are (rollback);
+#   5. the A/A gate rolled nothing back.
 # Usage: e2e.sh <module.so> (test.sh builds it). Every process started here is stopped by its
 # pid on exit. Last line:
 #   e2e nginx: <N> canary failures before rollback across <W> workers; restart kept rollback: yes|no
@@ -31,14 +33,16 @@ tmp=$(mktemp -d)
 chmod 755 "$tmp"
 mkdir -p "$tmp/conf" "$tmp/logs" "$tmp/store"
 master=""
+slow=""
 cleanup() {
+  if [ -n "$slow" ]; then kill "$slow" 2>/dev/null || true; fi
   if [ -n "$master" ]; then
     kill -QUIT "$master" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$master" 2>/dev/null || true
     wait "$master" 2>/dev/null || true
   fi
-  rm -rf "$tmp"
+  [ -n "${PGATE_E2E_KEEP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
 }
 trap cleanup EXIT
 
@@ -56,6 +60,8 @@ aa_port=$(free_port)
 checkout_port=$(free_port)
 stable_port=$(free_port)
 canary_port=$(free_port)
+abort_port=$(free_port)
+slow_port=$(free_port)
 
 user_line=""
 if [ "$(id -u)" -eq 0 ]; then # workers run as nobody: the module opens the store as them
@@ -63,10 +69,10 @@ if [ "$(id -u)" -eq 0 ]; then # workers run as nobody: the module opens the stor
   chown nobody:nogroup "$tmp/store"
 fi
 
-for gate in aa checkout; do
-  cat >"$tmp/conf/$gate.json" <<JSON
-{"gate": "$gate",
- "environment": {"canary": {"traffic_percent": 20}},
+for gate in aa:20 checkout:20 abort:100; do
+  cat >"$tmp/conf/${gate%:*}.json" <<JSON
+{"gate": "${gate%:*}",
+ "environment": {"canary": {"traffic_percent": ${gate#*:}}},
  "store": {"sqlite": {"path": "$tmp/store/gates.db", "sync_interval_ms": 20}}}
 JSON
 done
@@ -83,14 +89,18 @@ http {
     access_log off;
     log_format aa '\$pid \$promotion_gate_aa \$upstream_status \$status';
     log_format checkout '\$pid \$promotion_gate_checkout \$upstream_status \$status';
+    log_format abort '\$pid \$promotion_gate_abort \$upstream_status \$status \$upstream_response_time';
 
     promotion_gate aa aa.json;
     promotion_gate checkout checkout.json key=\$http_x_request_id key=\$cookie_uid;
+    promotion_gate abort abort.json;
 
     upstream aa_stable { server 127.0.0.1:$stable_port; keepalive 16; }
     upstream aa_canary { server 127.0.0.1:$stable_port; keepalive 16; }
     upstream checkout_stable { server 127.0.0.1:$stable_port; keepalive 16; }
     upstream checkout_canary { server 127.0.0.1:$canary_port; keepalive 16; }
+    upstream abort_stable { server 127.0.0.1:$stable_port; }
+    upstream abort_canary { server 127.0.0.1:$slow_port; }
 
     proxy_http_version 1.1;
     proxy_set_header Connection "";
@@ -107,6 +117,12 @@ http {
         location / { proxy_pass http://checkout_\$promotion_gate_checkout; }
         location = /gate/status { promotion_gate_status checkout; }
         location = /metrics { promotion_gate_metrics; }
+    }
+    server {
+        listen 127.0.0.1:$abort_port;
+        access_log logs/abort.log abort;
+        location / { proxy_pass http://abort_\$promotion_gate_abort; }
+        location = /gate/status { promotion_gate_status abort; }
     }
     server {
         listen 127.0.0.1:$stable_port;
@@ -240,7 +256,40 @@ wait_workers "$victim"
 no_canary_after || kept=no
 echo "after kill -9 of worker $victim (workers $(worker_pids | tr '\n' ' ')): kept=$kept"
 
-echo "== 4. the A/A gate"
+echo "== 4. client aborts are not counted (gate abort: 100 % canary, answering 500 after 1 s)"
+# A canary that answers 500 after a second: Python, since nginx cannot delay its headers.
+python3 - "$slow_port" <<'PY' &
+import http.server, sys, time
+class Slow(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(1)
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_forever()
+PY
+slow=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$slow_port") 2>/dev/null && break; sleep 0.1; done
+# 40 clients give up after 0.3 s: 499, never an upstream answer; then 20 wait for the 500s
+seq 40 | xargs -P 40 -I{} curl -s -o /dev/null --max-time 0.3 "http://127.0.0.1:$abort_port/" || true
+sleep 0.5
+for answer in $(statuses "$abort_port" | tr -d ' '); do
+  [ "$(field "$answer" environment)" = canary ] || fail "client aborts rolled the canary back: $answer"
+done
+aborts=$(awk '$4 == 499' "$tmp/logs/abort.log" | grep -c . || true)
+[ "$aborts" -eq 40 ] || fail "expected 40 client aborts (499) in the access log, found $aborts: $(sort "$tmp/logs/abort.log" | uniq -c)"
+echo "abort: 40 client aborts (499) later, still canary"
+seq 20 | xargs -P 20 -I{} curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$abort_port/" || true
+for answer in $(statuses "$abort_port" | tr -d ' '); do
+  [ "$(field "$answer" environment)" = production ] || fail "20 answered 500s did not roll back: $answer"
+done
+echo "abort: the same requests answered (500) rolled it back"
+kill "$slow" && wait "$slow" 2>/dev/null || true
+slow=""
+
+echo "== 5. the A/A gate"
 for answer in $(statuses "$aa_port" | tr -d ' '); do
   [ "$(field "$answer" environment)" = canary ] || fail "the A/A gate left its canary stage: $answer"
   [ "$(python3 -c 'import json, sys; print(len(json.loads(sys.argv[1])["history"]))' "$answer")" -eq 0 ] ||
