@@ -106,13 +106,13 @@ http {
     proxy_set_header Connection "";
 
     server {
-        listen 127.0.0.1:$aa_port;
+        listen 127.0.0.1:$aa_port reuseport;
         access_log logs/aa.log aa;
         location / { proxy_pass http://aa_\$promotion_gate_aa; }
         location = /gate/status { promotion_gate_status aa; }
     }
     server {
-        listen 127.0.0.1:$checkout_port;
+        listen 127.0.0.1:$checkout_port reuseport;
         access_log logs/checkout.log checkout;
         location / { proxy_pass http://checkout_\$promotion_gate_checkout; }
         location = /gate/status { promotion_gate_status checkout; }
