@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Paired benchmark (not run by CI): the same nginx proxy splitting by `split_clients` (A) and
-# by the promotion-gates module (B), alternated in one run (A B, then B A, ...), each run a
+# Paired benchmark (not run by CI): the same nginx proxying through a server block that splits
+# by `split_clients` (A) and through one that splits by the promotion-gates module (B), alternated in one run (A B, then B A, ...), each run a
 # `wrk` load of a few seconds. Measures each run's throughput (wrk's requests/s) and the CPU
 # time of the proxy's workers per request (utime + stime from /proc/<pid>/stat, all threads,
 # so the gate's sync thread counts). Prints each round and the medians of the B/A ratios,
 # against the budget of at least 0.95x throughput at no more than 1.05x CPU per request.
-# Both proxies route 20 % to a canary upstream and 80 % to a stable one, both served by a
-# third nginx (one worker); B's gate keeps its state in a SQLite store (sync_interval_ms
+# Both route 20 % to a canary upstream and 80 % to a stable one, both served by a second nginx
+# (one worker); B's gate keeps its state in a SQLite store (sync_interval_ms
 # ${PGATE_BENCH_SYNC_MS:-250}). As root, every process runs at nice -20 (fewer preemptions).
 # Usage: bench.sh [rounds] (default 7); PGATE_BENCH_WORKERS (proxy workers, default 1),
 # PGATE_BENCH_SECONDS (per run, default 4), PGATE_BENCH_CONNECTIONS (default 32);
 # PGATE_BENCH_CONTROL=1 makes B a second split_clients proxy (the A/A noise floor);
-# PGATE_BENCH_STORE=0 gives B's gate no store (so no sync thread).
+# PGATE_BENCH_STORE=0 gives B's gate no store (so no sync thread). A and B are two server blocks
+# of one nginx (the same workers, so nothing differs between them but the split; the gate and
+# its sync thread exist during A's runs too); PGATE_BENCH_TWO_NGINX=1 makes them two nginx.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,8 +48,7 @@ fi
 
 # start <name> <worker count> <http block>: one nginx, its master's pid in masters[]
 start() {
-  mkdir -p "$tmp/$1/conf" "$tmp/$1/logs" "$tmp/$1/store"
-  [ "$(id -u)" -ne 0 ] || chown nobody:nogroup "$tmp/$1/store"
+  mkdir -p "$tmp/$1/conf" "$tmp/$1/logs"
   cat >"$tmp/$1/conf/nginx.conf" <<CONF
 $user_line
 load_module $module;
@@ -69,23 +70,33 @@ CONF
   masters+=($!)
 }
 
-store=', "store": {"sqlite": {"path": "'"$tmp/B/store/bench.db"'", "sync_interval_ms": '"$sync_ms"'}}'
+mkdir -p "$tmp/store"
+[ "$(id -u)" -ne 0 ] || chown nobody:nogroup "$tmp/store"
+store=', "store": {"sqlite": {"path": "'"$tmp/store/bench.db"'", "sync_interval_ms": '"$sync_ms"'}}'
 [ "${PGATE_BENCH_STORE:-1}" = 1 ] || store="" # a gate without a store starts no thread
 echo '{"gate": "bench", "environment": {"canary": {"traffic_percent": 20}}'"$store"'}' >"$tmp/gate.json"
-start app 1 "server { listen 127.0.0.1:$app_port; location / { return 200 \"ok\n\"; } }"
-start A "$workers" "split_clients \"\$request_id\" \$variant { 20% canary; * stable; }
-    server { listen 127.0.0.1:${port[A]}; location / { proxy_pass http://app_\$variant; } }"
+a_conf="split_clients \"\$request_id\" \$variant_a { 20% canary; * stable; }
+    server { listen 127.0.0.1:${port[A]}; location / { proxy_pass http://app_\$variant_a; } }"
 if [ -n "${PGATE_BENCH_CONTROL:-}" ]; then # the noise floor: B is A again
-  start B "$workers" "split_clients \"\$request_id\" \$variant { 20% canary; * stable; }
-    server { listen 127.0.0.1:${port[B]}; location / { proxy_pass http://app_\$variant; } }"
+  b_conf="split_clients \"\$request_id\" \$variant_b { 20% canary; * stable; }
+    server { listen 127.0.0.1:${port[B]}; location / { proxy_pass http://app_\$variant_b; } }"
 else
-  start B "$workers" "promotion_gate bench $tmp/gate.json;
+  b_conf="promotion_gate bench $tmp/gate.json;
     server { listen 127.0.0.1:${port[B]}; location / { proxy_pass http://app_\$promotion_gate_bench; } }"
+fi
+start app 1 "server { listen 127.0.0.1:$app_port; location / { return 200 \"ok\n\"; } }"
+if [ -z "${PGATE_BENCH_TWO_NGINX:-}" ]; then # A and B are two server blocks of one nginx
+  start AB "$workers" "$a_conf
+    $b_conf"
+  declare -A master=([A]=${masters[1]} [B]=${masters[1]})
+else
+  start A "$workers" "$a_conf"
+  start B "$workers" "$b_conf"
+  declare -A master=([A]=${masters[1]} [B]=${masters[2]})
 fi
 for p in "$app_port" "${port[A]}" "${port[B]}"; do
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$p/" >/dev/null && break; sleep 0.1; done
 done
-declare -A master=([A]=${masters[1]} [B]=${masters[2]})
 ticks=$(getconf CLK_TCK)
 
 # cpu_ticks <variant>: utime + stime of its workers so far

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # End-to-end test of the nginx module under load, on loopback only. One nginx (2 workers)
 # serves, on free ports of 127.0.0.1:
-#   - a proxy for gate `aa` (A/A: both of its upstreams are healthy) and one for gate
-#     `checkout`, each routing by $promotion_gate_<name> to its canary or stable upstream{};
+#   - proxies for gates `aa` (A/A: both of its upstreams are healthy), `checkout` and `abort`,
+#     each routing by $promotion_gate_<name> to its canary or stable upstream{};
 #   - the upstream servers themselves (extra server blocks): stable answers 200, checkout's
-#     canary answers 500 while the file $tmp/canary-fails exists;
-#   - /gate/status and /metrics beside each proxy.
-# Both gates keep their state in one SQLite store in the temporary directory. Checks, in order:
+#     canary answers 500 while the file $tmp/canary-fails exists; abort's canary is a Python
+#     server answering 500 after a second;
+#   - /gate/status beside each proxy, /metrics beside checkout's.
+# The gates keep their state in one SQLite store in the temporary directory. Checks, in order:
 #   1. the split of a wrk run through `aa` matches its canary share; a request id always
 #      reaches the same version (header and cookie keys);
 #   2. once checkout's canary fails, it is rolled back: the canary failures counted in the
@@ -19,7 +20,7 @@
 #      rollback), the same requests answered are (rollback);
 #   5. the A/A gate rolled nothing back.
 # Usage: e2e.sh <module.so> (test.sh builds it). Every process started here is stopped by its
-# pid on exit. Last line:
+# pid on exit (PGATE_E2E_KEEP=1 keeps the temporary directory). Last line:
 #   e2e nginx: <N> canary failures before rollback across <W> workers; restart kept rollback: yes|no
 set -euo pipefail
 
@@ -37,12 +38,16 @@ slow=""
 cleanup() {
   if [ -n "$slow" ]; then kill "$slow" 2>/dev/null || true; fi
   if [ -n "$master" ]; then
+    local workers_left
+    workers_left=$(pgrep -P "$master" || true)
     kill -QUIT "$master" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$master" 2>/dev/null || true
+    if kill -KILL "$master" 2>/dev/null; then # it did not stop: neither may its workers
+      for pid in $workers_left; do kill -KILL "$pid" 2>/dev/null || true; done
+    fi
     wait "$master" 2>/dev/null || true
   fi
-  [ -n "${PGATE_E2E_KEEP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
+  if [ -n "${PGATE_E2E_KEEP:-}" ]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 
