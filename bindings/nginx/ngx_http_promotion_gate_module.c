@@ -51,6 +51,7 @@ typedef struct {
     ngx_str_t                    name;
     ngx_str_t                    config_path;
     ngx_str_t                    config;
+    ngx_str_t                    slo_path;    /* empty without slo= */
     ngx_str_t                    slo;
     ngx_array_t                 *keys;        /* ngx_http_complex_value_t */
     ngx_shm_zone_t              *zone;
@@ -331,9 +332,10 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
 
     if (st != PGATE_STATUS_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "promotion_gate \"%V\": %s: %s (in \"%V\")", &g->name,
+                           "promotion_gate \"%V\": %s: %s (in \"%V\"%s%V%s)", &g->name,
                            pgate_status_str(st), pgate_error_message(err),
-                           &g->config_path);
+                           &g->config_path, g->slo_path.len ? " or \"" : "",
+                           &g->slo_path, g->slo_path.len ? "\"" : "");
         rv = NGX_CONF_ERROR;
         goto done;
     }
@@ -362,7 +364,7 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_pgate_main_conf_t  *pmcf = conf;
 
     u_char                            *p;
-    ngx_str_t                         *value, slo_path, var, zone;
+    ngx_str_t                         *value, var, zone;
     ngx_uint_t                         i;
     ngx_http_variable_t               *v;
     ngx_http_pgate_gate_t             *g, *gates;
@@ -417,9 +419,9 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     for (i = 3; i < cf->args->nelts; i++) {
 
         if (value[i].len > 4 && ngx_strncmp(value[i].data, "slo=", 4) == 0) {
-            slo_path.data = value[i].data + 4;
-            slo_path.len = value[i].len - 4;
-            if (ngx_http_pgate_read_document(cf, &slo_path, &g->slo) != NGX_CONF_OK) {
+            g->slo_path.data = value[i].data + 4;
+            g->slo_path.len = value[i].len - 4;
+            if (ngx_http_pgate_read_document(cf, &g->slo_path, &g->slo) != NGX_CONF_OK) {
                 return NGX_CONF_ERROR;
             }
             continue;
