@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the nginx dynamic module against Debian's nginx-dev sources (the same configure flags
 # as Debian's nginx, so the module's ABI signature matches the installed binary) and the
-# library it links (cargo build --release -p promotion-gates-ffi). Installs nginx, nginx-dev
+# library it links (cargo build --release -p promotion-gates-ffi, or the directory in
+# PGATE_LIB_DIR, e.g. an installed /usr/local/lib). Installs nginx, nginx-dev
 # and wrk with apt-get when missing. Prints the module's path as its last line.
 # Outputs go to bindings/nginx/build/ (gitignored).
 set -euo pipefail
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/../.." # the repository root
 root=$PWD
 here="$root/bindings/nginx"
 build="$here/build"
-lib_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}/release")
+lib_dir=${PGATE_LIB_DIR:-$(realpath -m "${CARGO_TARGET_DIR:-target}/release")}
 
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || [ ! -d /usr/share/nginx/src ]; then
   echo "== apt-get install nginx nginx-dev wrk" >&2
@@ -21,8 +22,10 @@ if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || [ ! -d /usr/s
     nginx nginx-dev wrk >&2
 fi
 
-echo "== cargo build --release -p promotion-gates-ffi" >&2
-cargo build -q --release -p promotion-gates-ffi >&2
+if [ -z "${PGATE_LIB_DIR:-}" ]; then # else: an installed library's directory
+  echo "== cargo build --release -p promotion-gates-ffi" >&2
+  cargo build -q --release -p promotion-gates-ffi >&2
+fi
 
 src="$build/nginx-src"
 module="$src/objs/ngx_http_promotion_gate_module.so"
