@@ -77,8 +77,8 @@ typedef struct {
 
 typedef struct {
     pgate_decision               decision;
-    unsigned                     routed:1;    /* route asked (decision valid if canary_known) */
-    unsigned                     recordable:1;
+    unsigned                     routed:1;    /* this request asked already */
+    unsigned                     recordable:1;  /* the library decided: record it */
 } ngx_http_pgate_route_t;
 
 /* Per request: the decision of each gate and the upstream's timing. */
