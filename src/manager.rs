@@ -655,11 +655,11 @@ impl Shared {
         &self,
         writer: &mut WriterState,
         config: PromotionConfig,
-        new_stage: bool,
+        stage: StageId,
         origin: ChangeOrigin,
         events: &[RollbackEvent],
     ) -> Result<(), Error> {
-        let snapshot = self.prepare(writer, config, new_stage)?;
+        let snapshot = self.prepare_at(writer, config, stage)?;
         self.install(snapshot, origin, events);
         Ok(())
     }
@@ -676,13 +676,27 @@ impl Shared {
         config: PromotionConfig,
         new_stage: bool,
     ) -> Result<Snapshot, Error> {
-        let current = self.current.load();
-        let generation = current.route.generation + 1;
+        let stage = self.current.load().route.stage;
         let stage = if new_stage {
-            StageId(current.route.stage.0 + 1)
+            StageId(stage.0 + 1)
         } else {
-            current.route.stage
+            stage
         };
+        self.prepare_at(writer, config, stage)
+    }
+
+    /// Builds the next snapshot at `stage` (the stored stage, when the gate follows its
+    /// store), without publishing it. Called with the writer lock held.
+    ///
+    /// # Errors
+    /// As [`prepare`](Self::prepare).
+    fn prepare_at(
+        &self,
+        writer: &mut WriterState,
+        config: PromotionConfig,
+        stage: StageId,
+    ) -> Result<Snapshot, Error> {
+        let generation = self.current.load().route.generation + 1;
         Ok(Snapshot::build(
             config,
             generation,

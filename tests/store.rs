@@ -134,6 +134,40 @@ fn another_gates_rollback_reaches_a_subscriber_as_a_change_from_the_store() {
 }
 
 #[test]
+fn two_gates_rolling_back_at_once_end_on_the_stored_stage_with_one_change_each() {
+    let dir = Scratch::new("double-rollback");
+    let path = dir.file("gate.db");
+    let gates = [
+        open_with(&path, 10.0, 20).unwrap(),
+        open_with(&path, 10.0, 20).unwrap(),
+    ];
+    // Both roll back before either can write: each publishes its own rollback's stage.
+    let lock = WriteLock::take(&path);
+    for gate in &gates {
+        fail_the_canary(gate);
+    }
+    drop(lock);
+    eventually("one rollback is written", || {
+        stored_environment(&path) == "Production"
+    });
+    let stored_stage = || -> u64 {
+        let check = rusqlite::Connection::open(&path).unwrap();
+        let stage: i64 = check
+            .query_row("SELECT stage FROM release", [], |row| row.get(0))
+            .unwrap();
+        u64::try_from(stage).unwrap()
+    };
+    // The writer settles its rollback; the other follows the stored state, where its stage
+    // already is: no stage of its own, no second change.
+    std::thread::sleep(Duration::from_millis(10 * SYNC_MS));
+    for gate in &gates {
+        assert_eq!(gate.stage().get(), stored_stage());
+        let kinds: Vec<_> = gate.changes_since(0).iter().map(|c| c.kind()).collect();
+        assert_eq!(kinds, [ChangeKind::Rollback]);
+    }
+}
+
+#[test]
 fn swap_config_cannot_move_the_state_or_rename_the_gate() {
     let dir = Scratch::new("swap-store");
     let gate = open(&dir.file("gate.db"));

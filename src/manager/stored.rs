@@ -256,8 +256,6 @@ struct CatchUp {
     events: Vec<RollbackEvent>,
     /// Whether `events` is the whole history (it replaces the local one).
     whole_history: bool,
-    /// Whether the local gate starts a new stage.
-    new_stage: bool,
     /// Whether the pending rollback is now settled (written, or overtaken by another write).
     settles_pending: bool,
 }
@@ -273,7 +271,6 @@ impl CatchUp {
     ) -> Result<Self, StoreError> {
         Ok(Self {
             from,
-            new_stage: state.release.stage != from.stage,
             events: events(store, &state.history)?,
             release: state.release,
             whole_history: settles_pending,
@@ -319,8 +316,6 @@ fn catch_up(
             history.extend(pending.event.clone());
             return Ok(Some(CatchUp {
                 from,
-                // The local gate started the rollback's stage when it published it.
-                new_stage: false,
                 events: history,
                 release: write.release,
                 whole_history: true,
@@ -473,12 +468,15 @@ impl Shared {
         };
         super::writes::log_dropped(dropped);
         let current = self.current.load_full();
-        if update.new_stage || current.config != config {
+        // The gate follows the stored stage (never going back): a stage this gate already
+        // started itself (its own rollback, written later) is not started again.
+        let stage = current.route.stage.max(StageId(update.release.stage));
+        if stage != current.route.stage || current.config != config {
             tracing::info!(from = %current.config.environment, to = %config.environment, "promotion.store applies a write from the store");
             let published = self.publish(
                 writer,
                 config,
-                update.new_stage,
+                stage,
                 ChangeOrigin::Store,
                 rollback.as_slice(),
             );
