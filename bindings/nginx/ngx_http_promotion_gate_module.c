@@ -58,6 +58,7 @@ typedef struct {
     ngx_http_pgate_ring_t       *ring;
     uint64_t                     cursor;      /* the next shared outcome this worker reads */
     pgate_gate                  *gate;        /* this worker's, from init_process */
+    uint64_t                     changes_seen; /* the last change this worker logged */
 } ngx_http_pgate_gate_t;
 
 typedef struct {
@@ -1014,6 +1015,50 @@ ngx_http_pgate_log_drain(ngx_log_t *log)
 }
 
 
+/*
+ * Logs the gate's state changes since the last look (a rollback with its rules, a promotion,
+ * a flag change, a config swap, another worker's or process's write from the store), one
+ * notice line each look: the change counter is one atomic load, so a look costs nothing when
+ * nothing changed. The JSON is pgate_changes_json's (nginx cuts a line at its error-line size).
+ */
+static void
+ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g)
+{
+    size_t        len;
+    u_char       *json;
+    uint64_t      count;
+    pgate_status  st;
+
+    if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK || count == g->changes_seen) {
+        return;
+    }
+
+    len = 0;
+    st = pgate_changes_json(g->gate, g->changes_seen, NULL, 0, &len);
+    if (st != PGATE_STATUS_BUFFER_TOO_SMALL && st != PGATE_STATUS_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": changes: %s",
+                      &g->name, pgate_status_str(st));
+        return;
+    }
+
+    json = ngx_alloc(len + 1, log);
+    if (json == NULL) {
+        return;
+    }
+
+    /* The changes may have moved on between the two calls: read what the buffer holds. */
+    st = pgate_changes_json(g->gate, g->changes_seen, (char *) json, len + 1, &len);
+    if (st == PGATE_STATUS_OK) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "promotion gate \"%V\": state changes %uL to %uL: %*s",
+                      &g->name, g->changes_seen + 1, count, len, json);
+        g->changes_seen = count;
+    }
+
+    ngx_free(json);
+}
+
+
 static void
 ngx_http_pgate_timer(ngx_event_t *ev)
 {
@@ -1027,6 +1072,7 @@ ngx_http_pgate_timer(ngx_event_t *ev)
     for (i = 0; i < pmcf->gates.nelts; i++) {
         if (gates[i].gate != NULL) {
             ngx_http_pgate_pool(ev->log, &gates[i]);
+            ngx_http_pgate_log_changes(ev->log, &gates[i]);
         }
     }
 
