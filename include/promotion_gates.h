@@ -567,6 +567,25 @@ pgate_status pgate_slo_json(const struct pgate_gate *gate,
                             size_t *len_out);
 
 /**
+ * Replaces the gate's SLO policy with a JSON `SloConfig` (the document `pgate_slo_json`
+ * writes; missing fields take their defaults), keeping the gate's state: its stage,
+ * environment, flags, the outcomes in the window and the rollback history. The judge uses
+ * the new policy from its next evaluation; outcomes already recorded keep the compliance
+ * they were counted with. Published as a change of kind `config`. With a state store the SLO
+ * stays this process's own (the store does not keep it). On failure (malformed JSON, an
+ * unknown field, an invalid value: the message names the field and the value) the gate is
+ * unchanged and `*err` (if not NULL) says why.
+ *
+ * # Safety
+ * `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a
+ * write.
+ */
+pgate_status pgate_swap_slo(const struct pgate_gate *gate,
+                            const uint8_t *json,
+                            size_t len,
+                            struct pgate_error **err);
+
+/**
  * Replaces the gate's config atomically with a JSON `PromotionConfig` (hot reload: not
  * gated). On failure the gate is unchanged and `*err` (if not NULL) says why.
  *
@@ -603,7 +622,7 @@ const char *pgate_version(void);
  * copied into it and its length into `*evidence_len`; if it does not fit, `*out` is still
  * written, `*evidence_len` holds the length needed and `PGATE_STATUS_BUFFER_TOO_SMALL` is
  * returned. Judging again changes the window, so pass `PGATE_EVIDENCE_CAPACITY` bytes, which
- * always suffice, rather than retrying.
+ * always suffice, rather than retrying. `pgate_read_health` reads the same without judging.
  *
  * # Safety
  * `gate` must be a live gate; `out` valid for a write; `evidence` NULL or valid for
@@ -614,6 +633,23 @@ pgate_status pgate_monitor_health(const struct pgate_gate *gate,
                                   char *evidence,
                                   size_t evidence_cap,
                                   size_t *evidence_len);
+
+/**
+ * Reads the canary's health over the current window, as `pgate_monitor_health` judges it,
+ * without side effects (the Rust `health`): it never rolls back and leaves the window as it
+ * was, so a status page or a metrics scrape may call it as often as it likes. A rule may show
+ * as fired here; the gate acts on it at its next judgement (the record path judges by
+ * itself). `out` and the evidence line as in `pgate_monitor_health`; reading again changes
+ * nothing, so a caller may retry with a larger buffer.
+ *
+ * # Safety
+ * As `pgate_monitor_health`.
+ */
+pgate_status pgate_read_health(const struct pgate_gate *gate,
+                               struct pgate_health *out,
+                               char *evidence,
+                               size_t evidence_cap,
+                               size_t *evidence_len);
 
 /**
  * Writes whether the version under judgement meets its SLO to `*compliant` (see the Rust

@@ -270,7 +270,8 @@ impl PromotionGateManager {
         self.shared.current.load().route.stage
     }
 
-    /// The SLO policy this gate judges with.
+    /// The SLO policy this gate judges with now (a copy: [`swap_slo`](Self::swap_slo) may
+    /// replace it).
     ///
     /// # Example
     /// ```
@@ -279,8 +280,8 @@ impl PromotionGateManager {
     /// assert_eq!(gate.slo_controller().config().max_error_rate, 0.05);
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
-    pub fn slo_controller(&self) -> &SloAdmissionController {
-        self.shared.monitor.slo()
+    pub fn slo_controller(&self) -> SloAdmissionController {
+        SloAdmissionController::clone(&self.shared.monitor.slo())
     }
 
     /// Records the outcome of a routed request: whether it succeeded and how long it took.
@@ -728,6 +729,7 @@ impl Shared {
 }
 
 mod notify;
+mod policy;
 mod route;
 mod stored;
 #[cfg(test)]

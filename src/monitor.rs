@@ -1,12 +1,16 @@
-//! [`Monitor`]: when to evaluate, and on what window. It owns the metrics, the SLO policy and
-//! the clock; it decides when the record path evaluates (a quick screen after canary errors,
+//! [`Monitor`]: when to evaluate, and on what window. It owns the metrics, the SLO policy (which
+//! the gate may swap: each evaluation judges with the policy current when it starts) and the
+//! clock; it decides when the record path evaluates (a quick screen after canary errors,
 //! a paced look at the clock, one evaluating thread elected by `try_lock`) and returns a
 //! [`Verdict`]. It never acts: the gate applies verdicts.
 //!
 //! The monitor reads no snapshot by itself (only the gate touches the `ArcSwap`): each
 //! evaluation is handed the snapshot it judges.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
@@ -14,7 +18,7 @@ use crate::config::PromotionConfig;
 use crate::decision::{Cohort, PerCohort, StageId};
 use crate::judge::{CanaryHealth, Policy, Sample, judge, judge_if_fired, screen};
 use crate::metrics::{Counts, Measured, Metrics, Recorded, Spans, Window, to_histogram};
-use crate::slo::SloAdmissionController;
+use crate::slo::{SloAdmissionController, SloConfig};
 use crate::snapshot::Snapshot;
 use crate::telemetry::WindowExport;
 use crate::verdict::Verdict;
@@ -31,9 +35,11 @@ const SCREEN_ON_STREAK: u64 = 4;
 #[derive(Debug)]
 pub(crate) struct Monitor {
     metrics: Metrics,
-    slo: SloAdmissionController,
-    /// The SLO's normal quantile ([`Policy::z`]), computed once here.
-    z: f64,
+    /// The policy, swapped whole by [`swap_slo`](Self::swap_slo); evaluations load it once.
+    slo: ArcSwap<SloAdmissionController>,
+    /// The policy's `latency_target` in nanoseconds, for the record path: one relaxed load
+    /// instead of an arc-swap guard on every record.
+    latency_target_nanos: AtomicU64,
     clock: Arc<dyn Clock>,
 }
 
@@ -52,18 +58,28 @@ impl Monitor {
     pub(crate) fn new(slo: SloAdmissionController, clock: Arc<dyn Clock>, stage: StageId) -> Self {
         let metrics = Metrics::new(stage);
         metrics.stage_started(stage, clock.monotonic());
-        let z = Policy::z_of(slo.config());
         Self {
             metrics,
-            slo,
-            z,
+            latency_target_nanos: AtomicU64::new(nanos(slo.config().latency_target)),
+            slo: ArcSwap::from_pointee(slo),
             clock,
         }
     }
 
     /// The SLO policy judged with.
-    pub(crate) fn slo(&self) -> &SloAdmissionController {
-        &self.slo
+    pub(crate) fn slo(&self) -> Arc<SloAdmissionController> {
+        self.slo.load_full()
+    }
+
+    /// Judges with `slo` from the next evaluation on (one under way finishes with the old
+    /// policy) and returns the old one. Outcomes recorded from now on are compliant within the
+    /// new `latency_target`; those already recorded keep what they were counted as. The
+    /// caller serializes swaps (the gate's writer lock), so the two stores stay paired.
+    pub(crate) fn swap_slo(&self, slo: SloAdmissionController) -> Arc<SloAdmissionController> {
+        let target = nanos(slo.config().latency_target);
+        let old = self.slo.swap(Arc::new(slo));
+        self.latency_target_nanos.store(target, Ordering::Relaxed);
+        old
     }
 
     /// Wall-clock time, for the events the gate records.
@@ -99,7 +115,7 @@ impl Monitor {
         success: bool,
         latency: Duration,
     ) -> Recording {
-        let target = self.slo.config().latency_target;
+        let target = Duration::from_nanos(self.latency_target_nanos.load(Ordering::Relaxed));
         let cohort = Cohort::of(is_canary);
         let tally = self.metrics.record(stage, cohort, success, latency, target);
         let e = tally.cohort_errors;
@@ -134,7 +150,8 @@ impl Monitor {
             burst: counts.burst,
             stage_age: self.stage_age(),
         };
-        if !screen(config.environment, &sample, self.policy(config)) {
+        let slo = self.slo.load();
+        if !screen(config.environment, &sample, policy(&slo, config)) {
             return None;
         }
         Some(self.evaluation().judge(snapshot))
@@ -146,7 +163,7 @@ impl Monitor {
     /// window). `None` when there is nothing to do.
     pub(crate) fn due_evaluation(&self) -> Option<Evaluation<'_>> {
         let now = self.clock.monotonic();
-        let interval = self.slo.config().evaluation_interval;
+        let interval = self.slo.load().config().evaluation_interval;
         self.metrics.paced(now, interval / 4);
         if !self.metrics.claim_evaluation(now, interval) {
             return None;
@@ -154,15 +171,18 @@ impl Monitor {
         let window = self.metrics.try_lock_window()?; // someone else is evaluating right now
         Some(Evaluation {
             monitor: self,
+            slo: self.slo.load_full(),
             window,
         })
     }
 
     /// An evaluation now, waiting for the window if another is under way.
     pub(crate) fn evaluation(&self) -> Evaluation<'_> {
+        let window = self.metrics.lock_window();
         Evaluation {
             monitor: self,
-            window: self.metrics.lock_window(),
+            slo: self.slo.load_full(),
+            window,
         }
     }
 
@@ -173,9 +193,8 @@ impl Monitor {
             .saturating_sub(self.metrics.stage_start())
     }
 
-    /// The spans an evaluation of `config`'s stage at `at` measures.
-    fn spans(&self, config: &PromotionConfig, at: Duration) -> Spans {
-        let slo = self.slo.config();
+    /// The spans an evaluation of `config`'s stage at `at` measures under `slo`.
+    fn spans(&self, slo: &SloConfig, config: &PromotionConfig, at: Duration) -> Spans {
         let stage_start = self.metrics.stage_start();
         Spans {
             at,
@@ -185,20 +204,29 @@ impl Monitor {
             burst: slo.evaluation_interval,
         }
     }
+}
 
-    fn policy<'a>(&'a self, config: &PromotionConfig) -> Policy<'a> {
-        Policy {
-            slo: self.slo.config(),
-            slo_threshold: config.slo_threshold,
-            z: self.z,
-        }
+/// What the judge applies: `slo` with `config`'s threshold.
+fn policy<'a>(slo: &'a SloAdmissionController, config: &PromotionConfig) -> Policy<'a> {
+    Policy {
+        slo: slo.config(),
+        slo_threshold: config.slo_threshold,
+        z: slo.z(),
     }
+}
+
+/// A latency target in nanoseconds for the record path (a validated target is far below the
+/// bound; saturating keeps the conversion total).
+fn nanos(latency: Duration) -> u64 {
+    u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// One evaluation, holding the window: judge it, screen it, or read it. Each consumes the
 /// evaluation, so the window is released before the gate acts on what it returns.
 pub(crate) struct Evaluation<'a> {
     monitor: &'a Monitor,
+    /// The policy as it was when the evaluation started.
+    slo: Arc<SloAdmissionController>,
     window: MutexGuard<'a, Window>,
 }
 
@@ -218,7 +246,7 @@ impl Evaluation<'_> {
             snapshot.route.stage,
             snapshot.config.environment,
             &self.sample(measured),
-            self.monitor.policy(&snapshot.config),
+            policy(&self.slo, &snapshot.config),
         )
         .map(Verdict::new)
     }
@@ -277,7 +305,10 @@ impl Evaluation<'_> {
         let Window { now, scratch, .. } = window;
         self.monitor.metrics.read_into(stage, now, scratch, true);
         let at = self.monitor.clock.monotonic();
-        (stage, self.monitor.spans(&snapshot.config, at))
+        (
+            stage,
+            self.monitor.spans(self.slo.config(), &snapshot.config, at),
+        )
     }
 
     fn sample(&self, (_, burst): Measured) -> Sample<'_> {
@@ -298,7 +329,7 @@ impl Evaluation<'_> {
             snapshot.route.stage,
             snapshot.config.environment,
             &self.sample(measured),
-            self.monitor.policy(&snapshot.config),
+            policy(&self.slo, &snapshot.config),
         ))
     }
 }

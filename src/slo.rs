@@ -315,6 +315,9 @@ impl SloConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SloAdmissionController {
     config: SloConfig,
+    /// The standard normal's upper quantile at `config.significance`, for the judge: a
+    /// bisection, so computed once here, never on the record path.
+    z: f64,
 }
 
 impl SloAdmissionController {
@@ -330,7 +333,8 @@ impl SloAdmissionController {
     /// ```
     pub fn new(config: SloConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Self { config })
+        let z = crate::judge::Policy::z_of(&config);
+        Ok(Self { config, z })
     }
 
     /// The policy this controller judges with.
@@ -343,6 +347,11 @@ impl SloAdmissionController {
     /// ```
     pub fn config(&self) -> &SloConfig {
         &self.config
+    }
+
+    /// The judge's normal quantile at `significance` (see `judge::Policy::z`).
+    pub(crate) fn z(&self) -> f64 {
+        self.z
     }
 }
 

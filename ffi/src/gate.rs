@@ -225,6 +225,33 @@ pub unsafe extern "C" fn pgate_slo_json(
     }
 }
 
+/// Replaces the gate's SLO policy with a JSON `SloConfig` (the document `pgate_slo_json`
+/// writes; missing fields take their defaults), keeping the gate's state: its stage,
+/// environment, flags, the outcomes in the window and the rollback history. The judge uses
+/// the new policy from its next evaluation; outcomes already recorded keep the compliance
+/// they were counted with. Published as a change of kind `config`. With a state store the SLO
+/// stays this process's own (the store does not keep it). On failure (malformed JSON, an
+/// unknown field, an invalid value: the message names the field and the value) the gate is
+/// unchanged and `*err` (if not NULL) says why.
+///
+/// # Safety
+/// `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a
+/// write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_swap_slo(
+    gate: *const pgate_gate,
+    json: *const u8,
+    len: usize,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with_text(gate, json, len, "slo", err, |manager, doc| {
+            manager.swap_slo(SloConfig::from_json(doc)?).map(drop)
+        })
+    }
+}
+
 /// Replaces the gate's config atomically with a JSON `PromotionConfig` (hot reload: not
 /// gated). On failure the gate is unchanged and `*err` (if not NULL) says why.
 ///

@@ -6,7 +6,7 @@ use crate::boundary::{copy_out, guard, write};
 use crate::gate::{cold, pgate_gate};
 use crate::route::pgate_environment;
 use crate::status::pgate_status;
-use promotion_gates::{Recommendation, Rule};
+use promotion_gates::{CanaryHealth, PromotionGateManager, Recommendation, Rule};
 
 /// What the judge advises.
 #[allow(non_camel_case_types)]
@@ -135,7 +135,7 @@ fn bounded(mut text: String) -> String {
 /// copied into it and its length into `*evidence_len`; if it does not fit, `*out` is still
 /// written, `*evidence_len` holds the length needed and `PGATE_STATUS_BUFFER_TOO_SMALL` is
 /// returned. Judging again changes the window, so pass `PGATE_EVIDENCE_CAPACITY` bytes, which
-/// always suffice, rather than retrying.
+/// always suffice, rather than retrying. `pgate_read_health` reads the same without judging.
 ///
 /// # Safety
 /// `gate` must be a live gate; `out` valid for a write; `evidence` NULL or valid for
@@ -148,6 +148,52 @@ pub unsafe extern "C" fn pgate_monitor_health(
     evidence_cap: usize,
     evidence_len: *mut usize,
 ) -> pgate_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        health_out(gate, out, evidence, evidence_cap, evidence_len, |m| {
+            m.monitor_canary_health()
+        })
+    }
+}
+
+/// Reads the canary's health over the current window, as `pgate_monitor_health` judges it,
+/// without side effects (the Rust `health`): it never rolls back and leaves the window as it
+/// was, so a status page or a metrics scrape may call it as often as it likes. A rule may show
+/// as fired here; the gate acts on it at its next judgement (the record path judges by
+/// itself). `out` and the evidence line as in `pgate_monitor_health`; reading again changes
+/// nothing, so a caller may retry with a larger buffer.
+///
+/// # Safety
+/// As `pgate_monitor_health`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_read_health(
+    gate: *const pgate_gate,
+    out: *mut pgate_health,
+    evidence: *mut c_char,
+    evidence_cap: usize,
+    evidence_len: *mut usize,
+) -> pgate_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        health_out(gate, out, evidence, evidence_cap, evidence_len, |m| {
+            m.health()
+        })
+    }
+}
+
+/// Checks every argument, then runs `read` on the live gate and writes the health and its
+/// evidence line: the body of `pgate_monitor_health` and `pgate_read_health`.
+///
+/// # Safety
+/// As `pgate_monitor_health`.
+unsafe fn health_out(
+    gate: *const pgate_gate,
+    out: *mut pgate_health,
+    evidence: *mut c_char,
+    evidence_cap: usize,
+    evidence_len: *mut usize,
+    read: impl FnOnce(&PromotionGateManager) -> CanaryHealth,
+) -> pgate_status {
     guard(|| {
         // Every argument is checked before the judge runs: a refused call changes nothing.
         if out.is_null() || (!evidence.is_null() && evidence_len.is_null()) {
@@ -158,7 +204,7 @@ pub unsafe extern "C" fn pgate_monitor_health(
         }
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold(gate) }?;
-        let h = gate.manager.monitor_canary_health();
+        let h = read(&gate.manager);
         let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let health = pgate_health {
             stage: h.evidence.stage.get(),

@@ -1,0 +1,169 @@
+//! The read-only health read and the SLO change through the C ABI: reading judges nothing, and
+//! a changed SLO keeps the gate's stage and the recorded counts.
+#![allow(unsafe_code)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a broken expectation is a failed test"
+)]
+
+mod common;
+
+use common::new_gate;
+use promotion_gates_ffi::*;
+use std::ptr::null_mut;
+
+/// Routes `n` ids and records each as failed or successful.
+///
+/// # Safety
+/// `gate` must be a live gate.
+unsafe fn record(gate: *const pgate_gate, n: u32, success: bool) {
+    for i in 0..n {
+        let id = format!("user-{i}");
+        // SAFETY: a zeroed decision is a valid value of the plain C struct.
+        let mut d = unsafe { std::mem::zeroed::<pgate_decision>() };
+        // SAFETY: live gate, live id, valid out-pointers.
+        unsafe {
+            assert_eq!(
+                pgate_route(gate, id.as_ptr(), id.len(), &mut d),
+                pgate_status::Ok
+            );
+            assert_eq!(
+                pgate_record(gate, &d, success, 20_000_000, null_mut()),
+                pgate_status::Ok
+            );
+        }
+    }
+}
+
+/// The health through `pgate_read_health`, and its evidence line.
+///
+/// # Safety
+/// `gate` must be a live gate.
+unsafe fn read_health(gate: *const pgate_gate) -> (pgate_health, String) {
+    // SAFETY: zeroed is a valid value of the plain C struct.
+    let mut h = unsafe { std::mem::zeroed::<pgate_health>() };
+    let mut evidence = vec![0u8; PGATE_EVIDENCE_CAPACITY];
+    let mut len = 0;
+    // SAFETY: live gate; evidence holds its capacity; valid out-pointers.
+    let status = unsafe {
+        pgate_read_health(
+            gate,
+            &mut h,
+            evidence.as_mut_ptr().cast(),
+            evidence.len(),
+            &mut len,
+        )
+    };
+    assert_eq!(status, pgate_status::Ok);
+    (h, String::from_utf8(evidence[..len].to_vec()).unwrap())
+}
+
+/// The gate's environment and stage through `pgate_state`.
+///
+/// # Safety
+/// `gate` must be a live gate.
+unsafe fn state(gate: *const pgate_gate) -> (pgate_environment, u64) {
+    let (mut env, mut percent, mut stage) = (pgate_environment::Production, 0.0, 0);
+    // SAFETY: live gate, valid out-pointers.
+    let status = unsafe { pgate_state(gate, &mut env, &mut percent, &mut stage) };
+    assert_eq!(status, pgate_status::Ok);
+    (env, stage)
+}
+
+#[test]
+fn reading_the_health_never_rolls_back() {
+    let gate = new_gate(
+        r#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": true}"#,
+    );
+    // SAFETY: live gate and buffers throughout.
+    unsafe {
+        // Without auto-rollback on the record path: failures judged only when asked.
+        let config = br#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": false}"#;
+        assert_eq!(
+            pgate_swap_config(gate, config.as_ptr(), config.len(), null_mut()),
+            pgate_status::Ok
+        );
+        record(gate, 20, false);
+        // Rolling back allowed again: a judging call would act now, a read must not.
+        let config = br#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": true}"#;
+        assert_eq!(
+            pgate_swap_config(gate, config.as_ptr(), config.len(), null_mut()),
+            pgate_status::Ok
+        );
+        let (h, evidence) = read_health(gate);
+        assert_eq!(h.canary_requests, 20);
+        assert_eq!(h.recommendation, pgate_recommendation::Rollback);
+        assert!(evidence.contains("overwhelming_errors"), "{evidence}");
+        assert_eq!(read_health(gate).0.canary_requests, 20);
+        assert_eq!(state(gate).0, pgate_environment::Canary);
+        let mut count = 0;
+        assert_eq!(pgate_change_count(gate, &mut count), pgate_status::Ok);
+        assert_eq!(count, 2); // the two config swaps only
+        // SAFETY: zeroed is a valid value of the plain C struct.
+        let mut judged = std::mem::zeroed::<pgate_health>();
+        assert_eq!(
+            pgate_monitor_health(gate, &mut judged, null_mut(), 0, null_mut()),
+            pgate_status::Ok
+        );
+        assert_eq!(state(gate).0, pgate_environment::Production);
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+    }
+}
+
+#[test]
+fn a_changed_slo_keeps_the_stage_and_the_recorded_counts() {
+    let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 50}}}"#);
+    // SAFETY: live gate and buffers throughout.
+    unsafe {
+        record(gate, 200, true);
+        let (before, _) = read_health(gate);
+        let (env, stage) = state(gate);
+        let slo = br#"{"min_samples": 1000, "max_error_rate": 0.01}"#;
+        let mut err = null_mut();
+        assert_eq!(
+            pgate_swap_slo(gate, slo.as_ptr(), slo.len(), &mut err),
+            pgate_status::Ok
+        );
+        assert_eq!(state(gate), (env, stage));
+        let (after, evidence) = read_health(gate);
+        assert_eq!(
+            (after.canary_requests, after.production_requests),
+            (before.canary_requests, before.production_requests)
+        );
+        assert!(!after.sufficient_data, "{evidence}");
+        let mut len = 0;
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(
+            pgate_slo_json(gate, buf.as_mut_ptr().cast(), buf.len(), &mut len),
+            pgate_status::Ok
+        );
+        let slo: serde_json::Value = serde_json::from_slice(&buf[..len]).unwrap();
+        assert_eq!(slo["min_samples"], 1000);
+        assert_eq!(slo["max_error_rate"], 0.01);
+
+        let bad = br#"{"max_error_rate": 2.5}"#;
+        assert_eq!(
+            pgate_swap_slo(gate, bad.as_ptr(), bad.len(), &mut err),
+            pgate_status::InvalidConfig
+        );
+        let message = std::ffi::CStr::from_ptr(pgate_error_message(err))
+            .to_string_lossy()
+            .into_owned();
+        pgate_error_free(err);
+        assert!(
+            message.contains("max_error_rate") && message.contains("2.5"),
+            "{message}"
+        );
+        let unknown = br#"{"max_eror_rate": 0.1}"#;
+        assert_eq!(
+            pgate_swap_slo(gate, unknown.as_ptr(), unknown.len(), null_mut()),
+            pgate_status::InvalidJson
+        );
+        assert_eq!(
+            pgate_swap_slo(gate, bad.as_ptr(), bad.len(), null_mut()),
+            pgate_status::InvalidConfig
+        );
+        assert_eq!(state(gate), (env, stage));
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+    }
+}
