@@ -114,19 +114,21 @@ type Health struct {
 // writes today (all seven rules firing), so that one judgement is enough.
 const evidenceBuffer = 4096
 
-// Health judges the canary now and returns its health. Like the Rust
-// monitor_canary_health, it rolls a canary back when a rule fired and auto_rollback_enabled;
-// the health returned is the one judged (after an automatic rollback it still shows the
-// canary's numbers and ROLLBACK).
+// Health is MonitorHealth: it judges the canary now and may roll it back.
 //
-// The evidence is copied into a 4 KiB buffer on the stack. Should a line ever be longer, the
-// call is made again with a buffer of the length the library asked for, which judges again:
-// that second health is returned (see "ABI notes" in the README).
+// Deprecated: call MonitorHealth to judge (the same call), or ReadHealth for a read without
+// side effects (a status page, a metrics scrape).
 func (g *Gate) Health() (Health, error) {
+	return g.MonitorHealth()
+}
+
+// health reads the health through pgate_monitor_health (judge) or pgate_read_health,
+// growing the evidence buffer if the library asks for more.
+func (g *Gate) health(judge bool) (Health, error) {
 	var buf [evidenceBuffer]byte
 	evidence := buf[:]
 	for {
-		h, n, st, err := g.monitor(evidence)
+		h, n, st, err := g.healthCall(evidence, judge)
 		if err != nil {
 			return Health{}, err
 		}
@@ -137,20 +139,30 @@ func (g *Gate) Health() (Health, error) {
 		case C.PGATE_STATUS_BUFFER_TOO_SMALL:
 			evidence = make([]byte, n+1) // room for the NUL the library writes
 		default:
-			return Health{}, statusError("pgate_monitor_health", st)
+			if judge {
+				return Health{}, statusError("pgate_monitor_health", st)
+			}
+			return Health{}, statusError("pgate_read_health", st)
 		}
 	}
 }
 
-// monitor makes one pgate_monitor_health call with the evidence buffer buf.
-func (g *Gate) monitor(buf []byte) (Health, int, C.pgate_status, error) {
+// healthCall makes one pgate_monitor_health (judge) or pgate_read_health call with the
+// evidence buffer buf.
+func (g *Gate) healthCall(buf []byte, judge bool) (Health, int, C.pgate_status, error) {
 	p := g.acquire()
 	if p == nil {
 		return Health{}, 0, 0, errClosed
 	}
 	var ch C.pgate_health
 	var n C.size_t
-	st := C.pgate_monitor_health(p, &ch, (*C.char)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)), &n)
+	evidence := (*C.char)(unsafe.Pointer(unsafe.SliceData(buf)))
+	var st C.pgate_status
+	if judge {
+		st = C.pgate_monitor_health(p, &ch, evidence, C.size_t(len(buf)), &n)
+	} else {
+		st = C.pgate_read_health(p, &ch, evidence, C.size_t(len(buf)), &n)
+	}
 	g.release()
 	runtime.KeepAlive(g)
 	return Health{
@@ -181,7 +193,7 @@ func nanos(ns C.uint64_t) time.Duration {
 
 // CheckSLO reports whether the version under judgement meets its SLO: enough samples,
 // compliance at or above slo_threshold and no rule fired (false with too little data). Like
-// Health, it may roll a failing canary back.
+// MonitorHealth, it may roll a failing canary back.
 func (g *Gate) CheckSLO() (bool, error) {
 	p := g.acquire()
 	if p == nil {

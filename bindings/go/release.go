@@ -113,32 +113,52 @@ type RollbackEvent struct {
 	Environment    Environment // the environment the gate was in before
 	TrafficPercent float64     // the canary share before, when Environment is Canary
 	Trigger        Trigger     // what started it
+	Rules          Rules       // for an automatic rollback, the rules that fired
+}
+
+// rollbackEventJSON is the wire form of a RollbackEvent (pgate_rollback_history_json, and a
+// rollback change's event in pgate_changes_json).
+type rollbackEventJSON struct {
+	RolledBack  RolledBack      `json:"rolled_back"`
+	Feature     string          `json:"feature"`
+	Reason      string          `json:"reason"`
+	TimestampMS int64           `json:"timestamp_ms"`
+	Environment environmentJSON `json:"environment"`
+	Trigger     Trigger         `json:"trigger"`
+	Rules       []string        `json:"rules"`
+}
+
+// event decodes the wire form; rule names this binding does not know are left out of Rules.
+func (w rollbackEventJSON) event() RollbackEvent {
+	var rules Rules
+	for _, name := range w.Rules {
+		for _, rn := range ruleNames {
+			if rn.name == name {
+				rules |= rn.rule
+			}
+		}
+	}
+	return RollbackEvent{
+		RolledBack:     w.RolledBack,
+		Feature:        w.Feature,
+		Reason:         w.Reason,
+		Time:           time.UnixMilli(w.TimestampMS),
+		Environment:    w.Environment.Environment,
+		TrafficPercent: w.Environment.TrafficPercent,
+		Trigger:        w.Trigger,
+		Rules:          rules,
+	}
 }
 
 // parseHistory decodes the JSON array of pgate_rollback_history_json.
 func parseHistory(doc string) ([]RollbackEvent, error) {
-	var wire []struct {
-		RolledBack  RolledBack      `json:"rolled_back"`
-		Feature     string          `json:"feature"`
-		Reason      string          `json:"reason"`
-		TimestampMS int64           `json:"timestamp_ms"`
-		Environment environmentJSON `json:"environment"`
-		Trigger     Trigger         `json:"trigger"`
-	}
+	var wire []rollbackEventJSON
 	if err := json.Unmarshal([]byte(doc), &wire); err != nil {
 		return nil, &Error{Status: StatusInvalidJSON, Message: "rollback history: " + err.Error()}
 	}
 	events := make([]RollbackEvent, len(wire))
 	for i, w := range wire {
-		events[i] = RollbackEvent{
-			RolledBack:     w.RolledBack,
-			Feature:        w.Feature,
-			Reason:         w.Reason,
-			Time:           time.UnixMilli(w.TimestampMS),
-			Environment:    w.Environment.Environment,
-			TrafficPercent: w.Environment.TrafficPercent,
-			Trigger:        w.Trigger,
-		}
+		events[i] = w.event()
 	}
 	return events, nil
 }

@@ -1,0 +1,191 @@
+package promotiongates
+
+/*
+#include "promotion_gates.h"
+
+#cgo noescape pgate_change_count
+#cgo nocallback pgate_change_count
+#cgo noescape pgate_changes_json
+#cgo nocallback pgate_changes_json
+*/
+import "C"
+
+import (
+	"context"
+	"encoding/json"
+	"runtime"
+	"time"
+)
+
+// ChangeKind is what kind of state change a Change is, by what matters most in it.
+type ChangeKind string
+
+// The kinds of changes.
+const (
+	ChangeRollback  ChangeKind = "rollback"  // the release was rolled back (manually, or by the judge)
+	ChangePromotion ChangeKind = "promotion" // the environment moved otherwise (promotion, new rollout, ramp)
+	ChangeFlags     ChangeKind = "flags"     // flags turned on or off, the environment unchanged
+	ChangeConfig    ChangeKind = "config"    // anything else: a config swap of the policy, salt or bounds, an SLO swap
+)
+
+// ChangeOrigin says where a change was made.
+type ChangeOrigin string
+
+// The origins of changes.
+const (
+	OriginThisGate ChangeOrigin = "this_gate" // a call on this gate, or its judge
+	OriginStore    ChangeOrigin = "store"     // another process sharing the state store
+)
+
+// Change is one state change of a gate (an element of pgate_changes_json): numbered, with the
+// environments before and after, the flags it turned on and off and, for a rollback, its
+// event (for an automatic one, with the rules that fired).
+type Change struct {
+	Sequence      uint64         // 1 for the gate's first change, one more for each
+	Kind          ChangeKind     // rollback, promotion, flags or config
+	Origin        ChangeOrigin   // this gate or the state store
+	Stage         uint64         // the release stage after the change
+	From          Environment    // the environment before
+	FromPercent   float64        // the canary share before, when From is Canary
+	To            Environment    // the environment after
+	ToPercent     float64        // the canary share after, when To is Canary
+	Time          time.Time      // when, by the gate's clock (millisecond resolution)
+	FlagsEnabled  []string       // flags now on that were off (at most 32 names with FlagsDisabled)
+	FlagsDisabled []string       // flags now off that were on
+	FlagsUnlisted int            // changed flags beyond the listed ones
+	Rollback      *RollbackEvent // the rollback's event, or nil
+}
+
+// changeJSON is the wire form of a Change.
+type changeJSON struct {
+	Sequence      uint64             `json:"sequence"`
+	Kind          ChangeKind         `json:"kind"`
+	Origin        ChangeOrigin       `json:"origin"`
+	Stage         uint64             `json:"stage"`
+	From          environmentJSON    `json:"from"`
+	To            environmentJSON    `json:"to"`
+	AtMS          int64              `json:"at_ms"`
+	FlagsEnabled  []string           `json:"flags_enabled"`
+	FlagsDisabled []string           `json:"flags_disabled"`
+	FlagsUnlisted int                `json:"flags_unlisted"`
+	Rollback      *rollbackEventJSON `json:"rollback"`
+}
+
+// ChangeCount returns the number of the gate's newest state change (0 before the first):
+// pgate_change_count, one atomic load in the library, cheap enough for every request. When
+// it moves, ChangesSince says what changed.
+func (g *Gate) ChangeCount() (uint64, error) {
+	p := g.acquire()
+	if p == nil {
+		return 0, errClosed
+	}
+	var n C.uint64_t
+	st := C.pgate_change_count(p, &n)
+	g.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return 0, statusError("pgate_change_count", st)
+	}
+	return uint64(n), nil
+}
+
+// ChangesSince returns the gate's kept changes numbered above after, oldest first: the last
+// 64 at most (a gap in their Sequence numbers shows changes no longer kept).
+func (g *Gate) ChangesSince(after uint64) ([]Change, error) {
+	doc, err := g.readJSON("pgate_changes_json", func(p *C.pgate_gate, buf *C.char, n C.size_t, out *C.size_t) C.pgate_status {
+		return C.pgate_changes_json(p, C.uint64_t(after), buf, n, out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return parseChanges(doc)
+}
+
+// parseChanges decodes the JSON array of pgate_changes_json.
+func parseChanges(doc string) ([]Change, error) {
+	var wire []changeJSON
+	if err := json.Unmarshal([]byte(doc), &wire); err != nil {
+		return nil, &Error{Status: StatusInvalidJSON, Message: "changes: " + err.Error()}
+	}
+	changes := make([]Change, len(wire))
+	for i, w := range wire {
+		changes[i] = Change{
+			Sequence:      w.Sequence,
+			Kind:          w.Kind,
+			Origin:        w.Origin,
+			Stage:         w.Stage,
+			From:          w.From.Environment,
+			FromPercent:   w.From.TrafficPercent,
+			To:            w.To.Environment,
+			ToPercent:     w.To.TrafficPercent,
+			Time:          time.UnixMilli(w.AtMS),
+			FlagsEnabled:  nonNil(w.FlagsEnabled),
+			FlagsDisabled: nonNil(w.FlagsDisabled),
+			FlagsUnlisted: w.FlagsUnlisted,
+		}
+		if w.Rollback != nil {
+			event := w.Rollback.event()
+			changes[i].Rollback = &event
+		}
+	}
+	return changes, nil
+}
+
+// Changes delivers the gate's state changes made after the call (rollbacks with their
+// evidence, promotions, flag changes, config and SLO swaps, and writes of other processes
+// applied from the state store) on the returned channel, in order. The library never calls
+// Go for a change: a goroutine reads the change counter every `every` (one atomic load in
+// the library, no lock) and, when it moved, the changes. The channel is closed when ctx is
+// done or, at the next look, when the gate is closed. every must be positive (as for
+// time.NewTicker).
+//
+// A slow reader: the goroutine waits for the reader to take each change (it never drops one
+// it has read), while the gate keeps only its last 64 changes. A reader that falls more than
+// 64 changes behind misses the oldest: the Sequence numbers it receives then jump, and the
+// gap is the number missed. Read the gate's State to learn where it stands after a gap.
+func (g *Gate) Changes(ctx context.Context, every time.Duration) <-chan Change {
+	out := make(chan Change)
+	seen, err := g.ChangeCount()
+	if err != nil {
+		close(out)
+		return out
+	}
+	ticker := time.NewTicker(every)
+	go func() {
+		defer ticker.Stop()
+		g.deliver(ctx, ticker.C, seen, out)
+	}()
+	return out
+}
+
+// deliver sends the changes numbered above seen on out, looking at each tick, until ctx is
+// done or the gate is closed; then it closes out.
+func (g *Gate) deliver(ctx context.Context, tick <-chan time.Time, seen uint64, out chan<- Change) {
+	defer close(out)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		}
+		n, err := g.ChangeCount()
+		if err != nil {
+			return // closed
+		}
+		if n == seen {
+			continue
+		}
+		changes, err := g.ChangesSince(seen)
+		if err != nil {
+			return
+		}
+		for _, c := range changes {
+			select {
+			case out <- c:
+				seen = c.Sequence
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,146 @@
+package promotiongates
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// next receives one change, failing the test after a generous wait.
+func next(t *testing.T, ch <-chan Change) Change {
+	t.Helper()
+	select {
+	case c, open := <-ch:
+		if !open {
+			t.Fatal("the changes channel closed early")
+		}
+		return c
+	case <-time.After(30 * time.Second):
+		t.Fatal("no change arrived")
+	}
+	return Change{}
+}
+
+// failCanary records failures for canary requests until the gate stops routing there.
+func failCanary(t *testing.T, g *Gate) {
+	t.Helper()
+	for i := range 1000 {
+		d, err := g.RouteString(fmt.Sprint("user-", i))
+		ok(t, err)
+		if !d.IsCanary() {
+			return
+		}
+		_, err = g.Record(d, false, time.Millisecond)
+		ok(t, err)
+	}
+	t.Fatal("a canary failing every request was not rolled back")
+}
+
+func TestChangesDeliversFlagsManualAndAutomaticRollbacks(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}, "feature_flags": ["new_api"]}`, "")
+	ok(t, g.EnableFeature("warm_up")) // before the subscription: not delivered
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := g.Changes(ctx, time.Millisecond)
+
+	ok(t, g.EnableFeature("dark_mode"))
+	c := next(t, ch)
+	if c.Sequence != 2 || c.Kind != ChangeFlags || c.Origin != OriginThisGate || c.Rollback != nil ||
+		!slices.Equal(c.FlagsEnabled, []string{"dark_mode"}) || len(c.FlagsDisabled) != 0 ||
+		c.From != Canary || c.To != Canary || c.ToPercent != 100 || time.Since(c.Time) > time.Minute {
+		t.Fatalf("flag change %+v", c)
+	}
+
+	ok(t, g.Rollback("drill"))
+	c = next(t, ch)
+	if c.Kind != ChangeRollback || c.From != Canary || c.FromPercent != 100 || c.To != Production ||
+		c.Rollback == nil || c.Rollback.Trigger != TriggerManual || c.Rollback.Reason != "drill" ||
+		c.Rollback.Rules != 0 || !slices.Contains(c.FlagsDisabled, "new_api") {
+		t.Fatalf("manual rollback %+v (event %+v)", c, c.Rollback)
+	}
+	stage := c.Stage
+
+	ok(t, g.Promote(Canary, 100))
+	c = next(t, ch)
+	if c.Kind != ChangePromotion || c.From != Production || c.To != Canary || c.Stage != stage+1 {
+		t.Fatalf("new rollout %+v", c)
+	}
+
+	failCanary(t, g)
+	c = next(t, ch)
+	if c.Kind != ChangeRollback || c.Sequence != 5 || c.Rollback == nil ||
+		c.Rollback.Trigger != TriggerAutomatic || !c.Rollback.Rules.Has(RuleOverwhelmingErrors) ||
+		!strings.Contains(c.Rollback.Reason, "FIRED") {
+		t.Fatalf("automatic rollback %+v (event %+v)", c, c.Rollback)
+	}
+	// The same event, with its rules, in the history.
+	history, err := g.RollbackHistory()
+	ok(t, err)
+	if len(history) != 2 || history[1].Rules != c.Rollback.Rules {
+		t.Fatalf("history %+v", history)
+	}
+	n, err := g.ChangeCount()
+	ok(t, err)
+	if n != 5 {
+		t.Fatalf("change count %d", n)
+	}
+}
+
+func TestChangesStopsWhenTheContextIsDoneOrTheGateClosed(t *testing.T) {
+	g := newGate(t, "", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := g.Changes(ctx, time.Millisecond)
+	cancel()
+	for range ch { // drains until closed; nothing changed
+		t.Fatal("a change without a write")
+	}
+
+	g2, err := New("", "")
+	ok(t, err)
+	ch = g2.Changes(context.Background(), time.Millisecond)
+	ok(t, g2.Close())
+	for range ch {
+		t.Fatal("a change without a write")
+	}
+	if _, open := <-g2.Changes(context.Background(), time.Millisecond); open {
+		t.Fatal("Changes on a closed gate delivers")
+	}
+	wantErr(t, func() error { _, err := g2.ChangeCount(); return err }(), ErrClosed)
+}
+
+// TestASlowReaderSeesTheGapInSequence: the gate keeps 64 changes; a reader 100 behind
+// receives the last 64, and their Sequence numbers show the 36 it missed.
+func TestASlowReaderSeesTheGapInSequence(t *testing.T) {
+	g := newGate(t, "", "")
+	tick := make(chan time.Time)
+	out := make(chan Change)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go g.deliver(ctx, tick, 0, out)
+	for i := range 50 {
+		ok(t, g.EnableFeature(fmt.Sprint("f", i)))
+		ok(t, g.DisableFeature(fmt.Sprint("f", i)))
+	}
+	tick <- time.Now()
+	var got []uint64
+	for len(got) < 64 {
+		got = append(got, next(t, out).Sequence)
+	}
+	if got[0] != 37 || got[63] != 100 {
+		t.Fatalf("sequences %v", got)
+	}
+	changes, err := g.ChangesSince(0)
+	ok(t, err)
+	if len(changes) != 64 || changes[0].Sequence != 37 {
+		t.Fatalf("kept %d from %d", len(changes), changes[0].Sequence)
+	}
+	// A later change arrives at the next look.
+	ok(t, g.EnableFeature("late"))
+	tick <- time.Now()
+	if c := next(t, out); c.Sequence != 101 || !slices.Equal(c.FlagsEnabled, []string{"late"}) {
+		t.Fatalf("late change %+v", c)
+	}
+}

@@ -1,0 +1,151 @@
+package promotiongates
+
+/*
+#include "promotion_gates.h"
+
+#cgo noescape pgate_state
+#cgo nocallback pgate_state
+#cgo noescape pgate_slo_json
+#cgo nocallback pgate_slo_json
+#cgo noescape pgate_swap_slo
+#cgo nocallback pgate_swap_slo
+#cgo noescape pgate_read_health
+#cgo nocallback pgate_read_health
+*/
+import "C"
+
+import (
+	"encoding/json"
+	"runtime"
+	"time"
+)
+
+// State is where a gate stands (pgate_state): read without judging, no side effect.
+type State struct {
+	Environment    Environment // canary, staging or production
+	TrafficPercent float64     // the canary share: 100 in Staging, 0 in Production
+	Stage          uint64      // the release stage; grows by one per environment change
+}
+
+// State reads where the gate stands now. It judges nothing and never rolls back.
+func (g *Gate) State() (State, error) {
+	p := g.acquire()
+	if p == nil {
+		return State{}, errClosed
+	}
+	var env C.pgate_environment
+	var percent C.double
+	var stage C.uint64_t
+	st := C.pgate_state(p, &env, &percent, &stage)
+	g.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return State{}, statusError("pgate_state", st)
+	}
+	return State{Environment(env), float64(percent), uint64(stage)}, nil
+}
+
+// SLO returns the SLO policy the gate judges with now (pgate_slo_json, decoded).
+func (g *Gate) SLO() (SLO, error) {
+	doc, err := g.readJSON("pgate_slo_json", func(p *C.pgate_gate, buf *C.char, n C.size_t, out *C.size_t) C.pgate_status {
+		return C.pgate_slo_json(p, buf, n, out)
+	})
+	if err != nil {
+		return SLO{}, err
+	}
+	var slo SLO
+	if err := json.Unmarshal([]byte(doc), &slo); err != nil {
+		return SLO{}, &Error{Status: StatusInvalidJSON, Message: "slo: " + err.Error()}
+	}
+	return slo, nil
+}
+
+// SwapSLO replaces the gate's SLO policy with a JSON SloConfig (as New's sloJSON; missing
+// fields take the defaults) and keeps the gate's state: its stage, environment, flags, the
+// outcomes in the window and the rollback history. The judge uses the new policy from its
+// next evaluation; outcomes already recorded keep the compliance they were counted with. The
+// swap is a change of kind ChangeConfig. With a state store, the SLO stays this process's own
+// (the store does not keep it).
+//
+// Errors: ErrInvalidJSON (malformed JSON or an unknown field), ErrInvalidConfig (the message
+// names the field and value); the gate is unchanged then.
+func (g *Gate) SwapSLO(sloJSON string) error {
+	p := g.acquire()
+	if p == nil {
+		return errClosed
+	}
+	doc, n := optionalBytes(sloJSON)
+	var cerr *C.pgate_error
+	st := C.pgate_swap_slo(p, doc, n, &cerr)
+	g.release()
+	runtime.KeepAlive(g)
+	return takeError("pgate_swap_slo", st, cerr)
+}
+
+// UnmarshalJSON reads the library's JSON form (Gate.SLO's source). Missing fields take the
+// library's defaults, as in the library.
+func (s *SLO) UnmarshalJSON(data []byte) error {
+	d := DefaultSLO()
+	w := sloJSON{
+		LatencyTargetMS:          millis(d.LatencyTarget),
+		MaxErrorRate:             d.MaxErrorRate,
+		ErrorRateRatioLimit:      d.ErrorRateRatioLimit,
+		P99RatioLimit:            d.P99RatioLimit,
+		MinSamples:               d.MinSamples,
+		Significance:             d.Significance,
+		OverwhelmingSignificance: d.OverwhelmingSignificance,
+		EvaluationIntervalMS:     millis(d.EvaluationInterval),
+		ErrorRateTolerance:       d.ErrorRateTolerance,
+		LatencyShiftLimit:        d.LatencyShiftLimit,
+		LatencyToleranceMS:       millis(d.LatencyTolerance),
+		WarmUpMS:                 millis(d.WarmUp),
+		NoDataMS:                 millis(d.NoDataAfter),
+		PromotionSignificance:    d.PromotionSignificance,
+		PromotionEvidence:        d.PromotionEvidence,
+	}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	duration := func(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
+	*s = SLO{
+		LatencyTarget:            duration(w.LatencyTargetMS),
+		MaxErrorRate:             w.MaxErrorRate,
+		ErrorRateRatioLimit:      w.ErrorRateRatioLimit,
+		P99RatioLimit:            w.P99RatioLimit,
+		MinSamples:               w.MinSamples,
+		Significance:             w.Significance,
+		OverwhelmingSignificance: w.OverwhelmingSignificance,
+		EvaluationInterval:       duration(w.EvaluationIntervalMS),
+		ErrorRateTolerance:       w.ErrorRateTolerance,
+		LatencyShiftLimit:        w.LatencyShiftLimit,
+		LatencyTolerance:         duration(w.LatencyToleranceMS),
+		WarmUp:                   duration(w.WarmUpMS),
+		NoDataAfter:              duration(w.NoDataMS),
+		PromotionSignificance:    w.PromotionSignificance,
+		PromotionEvidence:        w.PromotionEvidence,
+	}
+	if w.P99BudgetMS != nil {
+		s.P99Budget = duration(*w.P99BudgetMS)
+	}
+	return nil
+}
+
+// ReadHealth reads the canary's health over the current window, as MonitorHealth judges it,
+// without side effects (pgate_read_health): it never rolls back and leaves the window as it
+// was, so a status page or a metrics scrape may call it as often as it likes. A rule may show
+// as fired here; the gate acts on it at its next judgement (the record path judges by itself).
+func (g *Gate) ReadHealth() (Health, error) {
+	return g.health(false)
+}
+
+// MonitorHealth judges the canary now and returns its health (pgate_monitor_health). Like the
+// Rust monitor_canary_health, it rolls a canary back when a rule fired and
+// auto_rollback_enabled; the health returned is the one judged (after an automatic rollback it
+// still shows the canary's numbers and ROLLBACK). ReadHealth reads the same without judging.
+//
+// The evidence is copied into a 4 KiB buffer on the stack. Should a line ever be longer, the
+// call is made again with a buffer of the length the library asked for, which judges again:
+// that second health is returned (see "ABI notes" in the README).
+func (g *Gate) MonitorHealth() (Health, error) {
+	return g.health(true)
+}

@@ -1,0 +1,119 @@
+package promotiongates
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStateAndSLOAreReadWithoutJudging(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 25}}}`, `{"min_samples": 40}`)
+	s, err := g.State()
+	ok(t, err)
+	if s != (State{Environment: Canary, TrafficPercent: 25, Stage: 1}) {
+		t.Fatalf("state %+v", s)
+	}
+	slo, err := g.SLO()
+	ok(t, err)
+	want := DefaultSLO()
+	want.MinSamples = 40
+	if slo != want {
+		t.Fatalf("SLO %+v, want %+v", slo, want)
+	}
+	closed, err := New("", "")
+	ok(t, err)
+	ok(t, closed.Close())
+	_, err = closed.State()
+	wantErr(t, err, ErrClosed)
+	_, err = closed.SLO()
+	wantErr(t, err, ErrClosed)
+	wantErr(t, closed.SwapSLO(""), ErrClosed)
+	_, err = closed.ReadHealth()
+	wantErr(t, err, ErrClosed)
+}
+
+// TestReadHealthNeverRollsBack: a failing canary recorded with automatic rollback off, then
+// allowed: ReadHealth shows ROLLBACK and leaves the canary, MonitorHealth rolls it back.
+func TestReadHealthNeverRollsBack(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Environment, cfg.TrafficPercent, cfg.AutoRollbackEnabled = Canary, 100, false
+	g := newGate(t, mustJSON(t, cfg), "")
+	for i := range 50 {
+		_, err := g.RecordByIDString(fmt.Sprint("user-", i), false, time.Millisecond)
+		ok(t, err)
+	}
+	cfg.AutoRollbackEnabled = true // same environment and salt: same stage, same data
+	ok(t, g.SwapConfig(mustJSON(t, cfg)))
+	for range 3 {
+		h, err := g.ReadHealth()
+		ok(t, err)
+		if h.Recommendation != Rollback || h.CanaryRequests != 50 || !strings.Contains(h.Evidence, "FIRED") {
+			t.Fatalf("read health %+v", h)
+		}
+	}
+	if s, _ := g.State(); s.Environment != Canary {
+		t.Fatalf("a read rolled back: %+v", s)
+	}
+	h, err := g.MonitorHealth()
+	ok(t, err)
+	if h.Recommendation != Rollback {
+		t.Fatalf("judged health %+v", h)
+	}
+	if s, _ := g.State(); s.Environment != Production {
+		t.Fatalf("MonitorHealth did not roll back: %+v", s)
+	}
+}
+
+func TestSwapSLOKeepsTheStageAndTheRecordedCounts(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}}`, "")
+	for i := range 300 {
+		_, err := g.RecordByIDString(fmt.Sprint("user-", i), true, 20*time.Millisecond)
+		ok(t, err)
+	}
+	before, err := g.ReadHealth()
+	ok(t, err)
+	state, err := g.State()
+	ok(t, err)
+	seen, err := g.ChangeCount()
+	ok(t, err)
+
+	ok(t, g.SwapSLO(`{"min_samples": 1000, "latency_target_ms": 250}`))
+	after, err := g.ReadHealth()
+	ok(t, err)
+	if after.CanaryRequests != before.CanaryRequests || after.ProductionRequests != before.ProductionRequests ||
+		after.Stage != before.Stage || after.SufficientData {
+		t.Fatalf("before %+v, after %+v", before, after)
+	}
+	if s, _ := g.State(); s != state {
+		t.Fatalf("state %+v, was %+v", s, state)
+	}
+	slo, err := g.SLO()
+	ok(t, err)
+	if slo.MinSamples != 1000 || slo.LatencyTarget != 250*time.Millisecond {
+		t.Fatalf("SLO %+v", slo)
+	}
+	changes, err := g.ChangesSince(seen)
+	ok(t, err)
+	if len(changes) != 1 || changes[0].Kind != ChangeConfig || changes[0].Stage != state.Stage {
+		t.Fatalf("changes %+v", changes)
+	}
+
+	e := wantErr(t, g.SwapSLO(`{"max_error_rate": 2.5}`), ErrInvalidConfig)
+	if !strings.Contains(e.Message, "max_error_rate") || !strings.Contains(e.Message, "2.5") {
+		t.Fatalf("message %q", e.Message)
+	}
+	wantErr(t, g.SwapSLO(`{"max_eror_rate": 0.1}`), ErrInvalidJSON)
+	if slo2, _ := g.SLO(); slo2 != slo {
+		t.Fatalf("a refused swap changed the SLO: %+v", slo2)
+	}
+}
+
+// mustJSON marshals a config for New and SwapConfig.
+func mustJSON(t *testing.T, cfg Config) string {
+	t.Helper()
+	doc, err := json.Marshal(cfg)
+	ok(t, err)
+	return string(doc)
+}
