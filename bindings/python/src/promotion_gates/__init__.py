@@ -19,8 +19,9 @@ threads (see :mod:`promotion_gates.gate`); failures raise :class:`PromotionGates
 subclasses (see :mod:`promotion_gates.errors`).
 """
 
-from . import decision, errors, formula, gate, judge
+from . import changes, decision, errors, formula, gate, judge
 from ._ffi import LibraryNotFoundError, Status, library_path
+from .changes import *  # noqa: F403
 from .decision import *  # noqa: F403
 from .errors import *  # noqa: F403
 from .gate import *  # noqa: F403
@@ -35,6 +36,7 @@ __all__ = [
     "Status",
     "formula",
     "library_path",
+    *changes.__all__,
     *decision.__all__,
     *errors.__all__,
     *gate.__all__,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from ctypes import (
     byref,
     c_bool,
@@ -38,6 +38,7 @@ from typing import Any
 
 from . import _ffi
 from ._arguments import finite_float, latency_ns as _latency_ns
+from .changes import Change, ChangeWatcher
 from .decision import Decision, Environment, Recorded, State, _environment, recorded
 from .errors import BufferTooSmallError, GateClosedError, _check
 from .judge import Health, RollbackEvent
@@ -309,20 +310,38 @@ class Gate:
 
     # -- the judge -----------------------------------------------------------------------
 
-    def health(self) -> Health:
-        """Judges the canary now; rolls it back if a rule fired and ``auto_rollback_enabled``.
+    def read_health(self) -> Health:
+        """The canary's health over the current window, as :meth:`monitor_health` judges it,
+        read without side effects (``pgate_read_health``): it never rolls back and leaves the
+        window as it was, so a status page or a metrics scrape may call it as often as it
+        likes. A rule may show as fired here; the gate acts on it at its next judgement (the
+        record path judges by itself)."""
+        return self._health("pgate_read_health", "read_health")
+
+    def monitor_health(self) -> Health:
+        """Judges the canary now; rolls it back if a rule fired and ``auto_rollback_enabled``
+        (``pgate_monitor_health``).
 
         The health returned is the one judged (after an automatic rollback it still shows the
-        canary's numbers and ``Recommendation.ROLLBACK``).
+        canary's numbers and ``Recommendation.ROLLBACK``). :meth:`read_health` reads the same
+        without judging.
         """
+        return self._health("pgate_monitor_health", "monitor_health")
+
+    def health(self) -> Health:
+        """The former name of :meth:`monitor_health`, kept with its meaning: it judges and may
+        roll back. Deprecated: call :meth:`monitor_health`, or :meth:`read_health` to read."""
+        return self._health("pgate_monitor_health", "health")
+
+    def _health(self, function: str, operation: str) -> Health:
         out = _ffi.pgate_health()
         length = c_size_t()
         # PGATE_EVIDENCE_CAPACITY always suffices; judging twice would change the window, so
         # there is no retry (a BUFFER_TOO_SMALL here would be a library bug, raised as such).
         cap = _ffi.EVIDENCE_CAPACITY
         buf = create_string_buffer(cap)
-        with self._call("health") as handle:
-            status = self._c.pgate_monitor_health(handle, byref(out), buf, cap, byref(length))
+        with self._call(operation) as handle:
+            status = getattr(self._c, function)(handle, byref(out), buf, cap, byref(length))
         _check(status)
         return Health._from_c(out, buf.raw[: length.value].decode("utf-8", "replace"))
 
@@ -420,6 +439,24 @@ class Gate:
             status = self._c.pgate_swap_config(handle, doc, len(doc), byref(err))
         _check(status, err)
 
+    def swap_slo(self, slo: Config) -> None:
+        """Replaces the SLO policy (a dict or JSON, as the constructor's ``slo``; missing
+        fields take the defaults) and keeps the gate's state: its stage, environment, flags,
+        the outcomes in the window and the rollback history (``pgate_swap_slo``). The judge
+        uses the new policy from its next evaluation; outcomes already recorded keep the
+        compliance they were counted with. A change of kind :attr:`ChangeKind.CONFIG`. With a
+        state store the SLO stays this process's own (the store does not keep it).
+
+        Raises:
+            InvalidJsonError, InvalidConfigError: as the constructor; nothing changes then.
+        """
+        doc = _document(slo, "slo")
+        assert doc is not None
+        err = c_void_p()
+        with self._call("swap_slo") as handle:
+            status = self._c.pgate_swap_slo(handle, doc, len(doc), byref(err))
+        _check(status, err)
+
     def rollback_history(self) -> list[RollbackEvent]:
         """The rollback history, oldest first."""
         events = json.loads(self._json("pgate_rollback_history_json", "rollback_history"))
@@ -427,18 +464,60 @@ class Gate:
 
     def _json(self, function: str, operation: str) -> str:
         """Reads a JSON document the library copies out (grows the buffer when too small)."""
-        call = getattr(self._c, function)
+        return self._json_with(operation, lambda c, *args: getattr(c, function)(*args))
+
+    def _json_with(self, operation: str, call: Callable[..., int]) -> str:
+        """As :meth:`_json`, with ``call(library, handle, buf, cap, length)`` making the call."""
+        c = self._c
         length = c_size_t()
         cap = _BUFFER
         for _ in range(8):
             buf = create_string_buffer(cap)
             with self._call(operation) as handle:
-                status = call(handle, buf, cap, byref(length))
+                status = call(c, handle, buf, cap, byref(length))
             if status != _ffi.Status.BUFFER_TOO_SMALL:
                 _check(status)
                 return buf.raw[: length.value].decode("utf-8")
             cap = length.value + 1
         raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, f"{operation} kept growing")
+
+    # -- change notifications ------------------------------------------------------------
+
+    def change_count(self) -> int:
+        """The number of the gate's newest state change (0 before the first):
+        ``pgate_change_count``, one atomic load in the library. When it moves,
+        :meth:`changes_since` says what changed."""
+        count = c_uint64()
+        with self._call("change_count") as handle:
+            status = self._c.pgate_change_count(handle, byref(count))
+        _check(status)
+        return count.value
+
+    def changes_since(self, after: int) -> list[Change]:
+        """The gate's kept changes numbered above ``after``, oldest first: the last 64 at most
+        (a gap in their :attr:`Change.sequence` shows changes no longer kept)."""
+        number = c_uint64(after)  # wraps a negative or too large int: checked below
+        if number.value != after:
+            raise ValueError(f"after must be an integer from 0 to 2**64 - 1, not {after!r}")
+        loaded = json.loads(
+            self._json_with("changes_since", lambda c, h, *out: c.pgate_changes_json(h, number, *out))
+        )
+        return [Change._from_json(change) for change in loaded]
+
+    def on_change(self, callback: Callable[[Change], object], interval: float = 0.1) -> ChangeWatcher:
+        """Calls ``callback(change)`` for each state change made from now on (rollbacks with
+        their evidence, promotions, flag changes, config and SLO swaps, writes of other
+        processes from the state store), in order.
+
+        A daemon thread of the returned :class:`ChangeWatcher` reads :meth:`change_count`
+        every ``interval`` seconds and, when it moved, :meth:`changes_since`; the callback runs
+        on that thread, never on the library's and never while the gate is held (it may call
+        the gate, :meth:`close` included). The watcher ends with :meth:`ChangeWatcher.stop`,
+        when the gate is closed or collected, or when the callback raises. A callback slower
+        than the gate's changes falls behind; past 64 changes behind it misses the oldest, and
+        the jump in :attr:`Change.sequence` is the number missed.
+        """
+        return ChangeWatcher(self, callback, interval)
 
     @staticmethod
     def version() -> str:

@@ -153,6 +153,8 @@ class RollbackEvent:
     traffic_percent: float
     #: What started it.
     trigger: RollbackTrigger
+    #: For an automatic rollback, the rules that fired (:attr:`Rule.NONE` otherwise).
+    rules: Rule = Rule.NONE
 
     @property
     def timestamp(self) -> datetime:
@@ -170,7 +172,17 @@ class RollbackEvent:
             environment=environment,
             traffic_percent=percent,
             trigger=RollbackTrigger(event["trigger"]),
+            rules=_rules(event.get("rules", ())),
         )
+
+
+def _rules(names: Any) -> Rule:
+    """The :class:`Rule` bits of rule names (``error_rate_max``...); names this binding does
+    not know are left out."""
+    rules = Rule.NONE
+    for name in names:
+        rules |= Rule.__members__.get(str(name).upper(), Rule.NONE)
+    return rules
 
 
 def environment_from_json(value: Any) -> tuple[Environment, float]:

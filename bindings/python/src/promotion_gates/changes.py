@@ -1,0 +1,173 @@
+"""A gate's state changes: :class:`Change` (one numbered change, as ``pgate_changes_json``
+describes it) and :class:`ChangeWatcher`, the thread behind :meth:`Gate.on_change
+<promotion_gates.Gate.on_change>`.
+
+The library never calls Python for a change: a host reads the change counter
+(``pgate_change_count``, one atomic load) where it likes and, when it moved, the changes. The
+watcher does that on a daemon thread of its own and calls the callback there, never on a
+thread of the library and never while the gate is held, so the callback may call the gate,
+:meth:`~promotion_gates.Gate.close` included.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from .decision import Environment
+from .errors import GateClosedError
+from .judge import RollbackEvent, environment_from_json
+
+if TYPE_CHECKING:
+    from .gate import Gate
+
+__all__ = ["Change", "ChangeKind", "ChangeOrigin", "ChangeWatcher"]
+
+
+class ChangeKind(str, enum.Enum):
+    """What kind of change a :class:`Change` is, by what matters most in it."""
+
+    #: The release was rolled back (manually, or by the judge with its evidence).
+    ROLLBACK = "rollback"
+    #: The environment moved otherwise: a promotion, a new rollout, a ramp.
+    PROMOTION = "promotion"
+    #: Flags were turned on or off, the environment unchanged.
+    FLAGS = "flags"
+    #: Anything else: a config swap of the policy, salt or bounds, an SLO swap.
+    CONFIG = "config"
+
+
+class ChangeOrigin(str, enum.Enum):
+    """Where a change was made."""
+
+    #: A call on this gate, or its judge.
+    THIS_GATE = "this_gate"
+    #: Another process sharing the gate's state store.
+    STORE = "store"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One state change of a gate."""
+
+    #: 1 for the gate's first change, one more for each: a gap shows changes missed.
+    sequence: int
+    #: What kind of change it is.
+    kind: ChangeKind
+    #: Where it was made.
+    origin: ChangeOrigin
+    #: The release stage after the change.
+    stage: int
+    #: The environment before, and its canary share.
+    from_environment: Environment
+    from_percent: float
+    #: The environment after, and its canary share.
+    to_environment: Environment
+    to_percent: float
+    #: When, in milliseconds since the Unix epoch (the gate's clock).
+    at_ms: int
+    #: Flags now on that were off, and now off that were on (at most 32 names together).
+    flags_enabled: tuple[str, ...]
+    flags_disabled: tuple[str, ...]
+    #: Changed flags beyond the listed ones.
+    flags_unlisted: int
+    #: For a rollback, its event (for an automatic one with :attr:`RollbackEvent.rules`).
+    rollback: RollbackEvent | None
+
+    @property
+    def at(self) -> datetime:
+        """:attr:`at_ms` as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.at_ms / 1000, tz=timezone.utc)
+
+    @classmethod
+    def _from_json(cls, change: dict[str, Any]) -> Change:
+        before, before_percent = environment_from_json(change["from"])
+        after, after_percent = environment_from_json(change["to"])
+        rollback = change.get("rollback")
+        return cls(
+            sequence=int(change["sequence"]),
+            kind=ChangeKind(change["kind"]),
+            origin=ChangeOrigin(change["origin"]),
+            stage=int(change["stage"]),
+            from_environment=before,
+            from_percent=before_percent,
+            to_environment=after,
+            to_percent=after_percent,
+            at_ms=int(change["at_ms"]),
+            flags_enabled=tuple(str(f) for f in change["flags_enabled"]),
+            flags_disabled=tuple(str(f) for f in change["flags_disabled"]),
+            flags_unlisted=int(change["flags_unlisted"]),
+            rollback=None if rollback is None else RollbackEvent._from_json(rollback),
+        )
+
+
+class ChangeWatcher:
+    """Calls a callback with each change of a gate, on a daemon thread of its own (made by
+    :meth:`Gate.on_change <promotion_gates.Gate.on_change>`; see there).
+
+    Stop it with :meth:`stop`, or use it as a context manager. It stops by itself when the
+    gate is closed or collected (it holds the gate weakly), and when the callback raises (the
+    exception is reported through :func:`threading.excepthook` and kept in :attr:`error`).
+    """
+
+    __slots__ = ("_gate", "_callback", "_interval", "_stop", "_thread", "_seen", "error")
+
+    def __init__(self, gate: Gate, callback: Callable[[Change], object], interval: float) -> None:
+        if not interval > 0:
+            raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
+        self._gate = weakref.ref(gate)
+        self._callback = callback
+        self._interval = float(interval)
+        self._stop = threading.Event()
+        #: The exception the callback raised, if it stopped the watcher.
+        self.error: BaseException | None = None
+        # The changes made from now on; read before the thread starts, so none is lost.
+        self._seen = gate.change_count()
+        self._thread = threading.Thread(target=self._run, name="promotion-gates-changes", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """Whether the watcher's thread still runs."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stops the watcher and waits (at most ``timeout`` seconds) for its thread to end; a
+        callback under way finishes first. From the callback itself it only asks the thread to
+        end after the callback returns."""
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> ChangeWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            gate = self._gate()
+            if gate is None:
+                return  # collected
+            try:
+                if gate.change_count() == self._seen:
+                    continue
+                changes = gate.changes_since(self._seen)
+            except GateClosedError:
+                return
+            del gate  # not held while the callback runs: it may close the last reference
+            for change in changes:
+                if self._stop.is_set():
+                    return
+                self._seen = change.sequence
+                try:
+                    self._callback(change)
+                except BaseException as error:
+                    self.error = error
+                    raise

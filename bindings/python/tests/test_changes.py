@@ -1,0 +1,204 @@
+"""State changes (change_count, changes_since, on_change) and the parity reads: the
+read-only health, the state, the SLO and its swap."""
+
+from __future__ import annotations
+
+import gc
+import queue
+import threading
+import time
+from typing import Any
+
+import pytest
+from conftest import canary
+
+from promotion_gates import (
+    Change,
+    ChangeKind,
+    ChangeOrigin,
+    Environment,
+    Gate,
+    GateClosedError,
+    InvalidConfigError,
+    InvalidJsonError,
+    Recommendation,
+    RollbackTrigger,
+    Rule,
+)
+
+
+def fail_canary(gate: Gate) -> None:
+    """Records a failure for each canary request until the gate stops routing there."""
+    for i in range(1000):
+        decision = gate.route(f"user-{i}")
+        if not decision.is_canary:
+            return
+        gate.record(decision, False, 0.001)
+    raise AssertionError("a canary failing every request was not rolled back")
+
+
+def take(changes: queue.Queue[Change]) -> Change:
+    return changes.get(timeout=30)
+
+
+def test_changes_since_says_what_changed() -> None:
+    with Gate(canary(100, feature_flags=["new_api"])) as gate:
+        assert gate.change_count() == 0
+        assert gate.changes_since(0) == []
+        gate.enable_feature("dark_mode")
+        gate.rollback("drill")
+        assert gate.change_count() == 2
+        flags, rollback = gate.changes_since(0)
+        assert (flags.sequence, flags.kind, flags.origin) == (1, ChangeKind.FLAGS, ChangeOrigin.THIS_GATE)
+        assert flags.flags_enabled == ("dark_mode",) and flags.flags_disabled == ()
+        assert flags.rollback is None and abs(time.time() - flags.at.timestamp()) < 60
+        assert rollback.kind == ChangeKind.ROLLBACK
+        assert (rollback.from_environment, rollback.from_percent) == (Environment.CANARY, 100.0)
+        assert rollback.to_environment == Environment.PRODUCTION
+        assert rollback.rollback is not None and rollback.rollback.reason == "drill"
+        assert rollback.rollback.trigger == RollbackTrigger.MANUAL
+        assert rollback.rollback.rules == Rule.NONE
+        assert [c.sequence for c in gate.changes_since(1)] == [2]
+        with pytest.raises(ValueError):
+            gate.changes_since(-1)
+
+
+def test_on_change_calls_back_for_flags_and_both_rollbacks_off_the_library_threads() -> None:
+    got: queue.Queue[Change] = queue.Queue()
+    threads: set[str] = set()
+
+    def seen(change: Change) -> None:
+        threads.add(threading.current_thread().name)
+        got.put(change)
+
+    with Gate(canary(100)) as gate:
+        gate.enable_feature("before")  # before the watcher: not delivered
+        with gate.on_change(seen, interval=0.001) as watcher:
+            gate.enable_feature("dark_mode")
+            change = take(got)
+            assert (change.sequence, change.kind) == (2, ChangeKind.FLAGS)
+            assert change.flags_enabled == ("dark_mode",)
+            gate.rollback("drill")
+            change = take(got)
+            assert change.kind == ChangeKind.ROLLBACK and change.rollback is not None
+            assert change.rollback.trigger == RollbackTrigger.MANUAL
+            gate.promote(Environment.CANARY, 100)
+            assert take(got).kind == ChangeKind.PROMOTION
+            fail_canary(gate)
+            change = take(got)
+            assert change.kind == ChangeKind.ROLLBACK and change.sequence == 5
+            assert change.rollback is not None
+            assert change.rollback.trigger == RollbackTrigger.AUTOMATIC
+            assert Rule.OVERWHELMING_ERRORS in change.rollback.rules
+            assert gate.rollback_history()[-1].rules == change.rollback.rules
+            assert watcher.running
+        assert not watcher.running
+        assert threads == {"promotion-gates-changes"}
+        gate.enable_feature("after")  # after stop: not delivered
+        time.sleep(0.02)
+        assert got.empty()
+
+
+def test_the_watcher_stops_when_the_gate_is_closed_even_from_the_callback() -> None:
+    gate = Gate(canary(100))
+    closed = threading.Event()
+
+    def close_it(change: Change) -> None:
+        gate.close()  # the gate is not held while the callback runs
+        closed.set()
+
+    watcher = gate.on_change(close_it, interval=0.001)
+    gate.enable_feature("x")
+    assert closed.wait(30)
+    watcher._thread.join(30)
+    assert not watcher.running and watcher.error is None
+    with pytest.raises(GateClosedError):
+        gate.change_count()
+    with pytest.raises(GateClosedError):
+        gate.on_change(close_it)
+
+
+def test_the_watcher_holds_the_gate_weakly_and_stops_when_it_is_collected() -> None:
+    gate = Gate(canary(100))
+    watcher = gate.on_change(lambda change: None, interval=0.001)
+    del gate
+    gc.collect()
+    watcher._thread.join(30)
+    assert not watcher.running
+
+
+def test_a_raising_callback_stops_the_watcher_and_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    reported: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", reported.append)
+    with Gate(canary(100)) as gate:
+        watcher = gate.on_change(lambda change: 1 / 0, interval=0.001)
+        gate.enable_feature("x")
+        watcher._thread.join(30)
+        assert isinstance(watcher.error, ZeroDivisionError)
+        assert len(reported) == 1
+    with Gate() as gate, pytest.raises(ValueError, match="interval"):
+        gate.on_change(lambda change: None, interval=0)
+
+
+def test_a_slow_callback_sees_the_gap_in_sequence() -> None:
+    got: list[int] = []
+    release = threading.Event()
+
+    def slow(change: Change) -> None:
+        got.append(change.sequence)
+        release.wait(30)
+
+    with Gate() as gate:
+        watcher = gate.on_change(slow, interval=0.001)
+        gate.enable_feature("f")
+        while not got:
+            time.sleep(0.001)
+        for i in range(50):  # 100 more changes while the callback waits
+            gate.enable_feature(f"g{i}")
+            gate.disable_feature(f"g{i}")
+        release.set()
+        deadline = time.monotonic() + 30
+        while got[-1] != 101 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        watcher.stop()
+    # The first change, then the last 64 kept (38..101): changes 2..37 were missed.
+    assert got[0] == 1 and got[1] == 38 and got[-1] == 101 and len(got) == 65
+
+
+def test_read_health_never_rolls_back_and_monitor_health_does() -> None:
+    with Gate(canary(100, auto_rollback_enabled=False)) as gate:
+        for i in range(50):
+            gate.record_by_id(f"user-{i}", False, 0.001)
+        gate.swap_config(canary(100, auto_rollback_enabled=True))  # same stage, same data
+        for _ in range(3):
+            health = gate.read_health()
+            assert health.recommendation == Recommendation.ROLLBACK
+            assert health.canary_requests == 50 and "FIRED" in health.evidence
+        assert gate.state().environment == Environment.CANARY
+        assert gate.monitor_health().recommendation == Recommendation.ROLLBACK
+        assert gate.state().environment == Environment.PRODUCTION
+
+
+def test_a_swapped_slo_keeps_the_stage_and_the_recorded_counts() -> None:
+    with Gate(canary(50), slo={"min_samples": 40}) as gate:
+        assert gate.slo["min_samples"] == 40
+        for i in range(300):
+            gate.record_by_id(f"user-{i}", True, 0.02)
+        before, state, seen = gate.read_health(), gate.state(), gate.change_count()
+        gate.swap_slo({"min_samples": 1000, "latency_target_ms": 250})
+        after = gate.read_health()
+        assert (after.canary_requests, after.production_requests, after.stage) == (
+            before.canary_requests,
+            before.production_requests,
+            before.stage,
+        )
+        assert before.sufficient_data and not after.sufficient_data
+        assert gate.state() == state
+        assert gate.slo["min_samples"] == 1000 and gate.slo["latency_target_ms"] == 250
+        [change] = gate.changes_since(seen)
+        assert change.kind == ChangeKind.CONFIG and change.stage == state.stage
+        with pytest.raises(InvalidConfigError, match=r"max_error_rate.*2\.5"):
+            gate.swap_slo({"max_error_rate": 2.5})
+        with pytest.raises(InvalidJsonError, match="max_eror_rate"):
+            gate.swap_slo('{"max_eror_rate": 0.1}')
+        assert gate.slo["min_samples"] == 1000
