@@ -146,7 +146,14 @@ struct Decision {
   friend bool operator!=(const Decision& a, const Decision& b) noexcept { return !(a == b); }
 };
 
-/// The canary's health in the current window, as judged by Gate::health.
+/// Where a gate stands (Gate::state): read without judging.
+struct State {
+  Environment environment = Environment::Production;  ///< canary, staging or production
+  double traffic_percent = 0.0;  ///< the canary share (100 in Staging, 0 in Production)
+  std::uint64_t stage = 0;       ///< the release stage; grows by one per environment change
+};
+
+/// The canary's health in the current window (Gate::read_health, Gate::monitor_health).
 struct Health {
   std::uint64_t stage = 0;                ///< the stage judged
   std::uint64_t canary_requests = 0;      ///< requests to the new version in the window
@@ -522,27 +529,20 @@ class Gate {
     return static_cast<Recorded>(recorded);
   }
 
-  /// Judges the canary now, with the evidence line. Rolls a canary back if a rule fired and
-  /// auto_rollback_enabled (the health returned is the one judged).
-  [[nodiscard]] Health health() const {
-    const pgate_gate* gate = live("health");
-    std::string evidence(1024, '\0');
-    for (;;) {
-      pgate_health h;
-      std::size_t len = 0;
-      const pgate_status status =
-          pgate_monitor_health(gate, &h, evidence.data(), evidence.size(), &len);
-      if (status == PGATE_STATUS_OK) {
-        evidence.resize(len);
-        return from_c(h, std::move(evidence));
-      }
-      if (status != PGATE_STATUS_BUFFER_TOO_SMALL) {
-        detail::throw_status(status, "pgate_monitor_health");
-      }
-      // The C ABI hands out the evidence only with a judgement: judge again, with room.
-      evidence.resize(len + 1);
-    }
-  }
+  /// Judges the canary now, with the evidence line (pgate_monitor_health). Rolls a canary back
+  /// if a rule fired and auto_rollback_enabled (the health returned is the one judged).
+  /// read_health() reads the same without judging.
+  [[nodiscard]] Health monitor_health() const { return health_of(true, "monitor_health"); }
+
+  /// The former name of monitor_health(), kept with its meaning: it judges and may roll back.
+  /// Deprecated: call monitor_health(), or read_health() to read.
+  [[nodiscard]] Health health() const { return health_of(true, "health"); }
+
+  /// The canary's health over the current window, as monitor_health() judges it, read without
+  /// side effects (pgate_read_health): it never rolls back and leaves the window as it was, so
+  /// a status page or a metrics scrape may call it as often as it likes. A rule may show as
+  /// fired here; the gate acts on it at its next judgement (the record path judges by itself).
+  [[nodiscard]] Health read_health() const { return health_of(false, "read_health"); }
 
   /// Whether the version under judgement meets its SLO (false with too little data). May roll
   /// a failing canary back.
@@ -650,6 +650,60 @@ class Gate {
                              });
   }
 
+  /// Where the gate stands now (pgate_state): read without judging, no side effect.
+  [[nodiscard]] State state() const {
+    pgate_environment environment = PGATE_ENVIRONMENT_PRODUCTION;
+    State out;
+    detail::check(pgate_state(live("state"), &environment, &out.traffic_percent, &out.stage),
+                  "pgate_state");
+    out.environment = static_cast<Environment>(environment);
+    return out;
+  }
+
+  /// The SLO policy the gate judges with now, as JSON (an SloConfig; durations in ms).
+  [[nodiscard]] std::string slo_json() const {
+    const pgate_gate* gate = live("slo_json");
+    return detail::read_text("pgate_slo_json", [&](char* buf, std::size_t cap, std::size_t* len) {
+      return pgate_slo_json(gate, buf, cap, len);
+    });
+  }
+
+  /// Replaces the SLO policy with a JSON SloConfig (missing fields take the defaults) and
+  /// keeps the gate's state: its stage, environment, flags, the outcomes in the window and the
+  /// rollback history (pgate_swap_slo). The judge uses the new policy from its next
+  /// evaluation; outcomes already recorded keep the compliance they were counted with. A
+  /// change of kind "config". With a state store the SLO stays this process's own. Throws
+  /// Error PGATE_STATUS_INVALID_JSON or PGATE_STATUS_INVALID_CONFIG (the message names the
+  /// field and value); the gate is then unchanged.
+  void swap_slo(std::string_view slo_json) const {
+    const pgate_gate* gate = live("swap_slo");
+    detail::check_with_error("pgate_swap_slo", [&](pgate_error** err) {
+      return pgate_swap_slo(gate, detail::bytes(slo_json), slo_json.size(), err);
+    });
+  }
+
+  /// The number of the gate's newest state change, 0 before the first (pgate_change_count):
+  /// one atomic load, cheap enough for every request. When it moves, changes_json() says
+  /// what changed. The library never calls the host for a change: read this where you like.
+  [[nodiscard]] std::uint64_t change_count() const {
+    std::uint64_t count = 0;
+    detail::check(pgate_change_count(live("change_count"), &count), "pgate_change_count");
+    return count;
+  }
+
+  /// The gate's kept changes numbered above `after` (the last 64 at most), oldest first, as a
+  /// JSON array (pgate_changes_json): each with sequence, kind ("rollback", "promotion",
+  /// "flags" or "config"), origin ("this_gate" or "store"), stage, from, to, at_ms,
+  /// flags_enabled, flags_disabled, flags_unlisted and rollback (the event, with the rules
+  /// that fired, or null). A gap in the sequence numbers shows changes no longer kept.
+  [[nodiscard]] std::string changes_json(std::uint64_t after) const {
+    const pgate_gate* gate = live("changes_json");
+    return detail::read_text("pgate_changes_json", [&](char* buf, std::size_t cap,
+                                                      std::size_t* len) {
+      return pgate_changes_json(gate, after, buf, cap, len);
+    });
+  }
+
   /// The library's version, e.g. "0.1.0".
   [[nodiscard]] static std::string_view version() noexcept { return pgate_version(); }
 
@@ -661,6 +715,29 @@ class Gate {
       detail::throw_moved_from(member);
     }
     return gate_.get();
+  }
+
+  /// The health through pgate_monitor_health (`judge`) or pgate_read_health.
+  Health health_of(bool judge, const char* member) const {
+    const pgate_gate* gate = live(member);
+    const char* function = judge ? "pgate_monitor_health" : "pgate_read_health";
+    std::string evidence(1024, '\0');
+    for (;;) {
+      pgate_health h;
+      std::size_t len = 0;
+      const pgate_status status =
+          judge ? pgate_monitor_health(gate, &h, evidence.data(), evidence.size(), &len)
+                : pgate_read_health(gate, &h, evidence.data(), evidence.size(), &len);
+      if (status == PGATE_STATUS_OK) {
+        evidence.resize(len);
+        return from_c(h, std::move(evidence));
+      }
+      if (status != PGATE_STATUS_BUFFER_TOO_SMALL) {
+        detail::throw_status(status, function);
+      }
+      // The C ABI hands out the evidence only with the health: judge (or read) again, with room.
+      evidence.resize(len + 1);
+    }
   }
 
   static Health from_c(const pgate_health& h, std::string evidence) {
