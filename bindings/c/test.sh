@@ -72,6 +72,14 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   run "telemetry asan+ubsan" "$build/test_telemetry_asan"
 
+echo "== changes: the change counter and the changes, the health read, the SLO swap"
+cc "${cflags[@]}" "$here/test_changes.c" -o "$build/test_changes" "${shared[@]}"
+cc "${cflags[@]}" "${sanitize[@]}" "$here/test_changes.c" -o "$build/test_changes_asan" "${shared[@]}"
+run "changes" "$build/test_changes"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  run "changes asan+ubsan" "$build/test_changes_asan"
+
 echo "== example (shared library)"
 "$build/example"
 echo "== example (static library)"
