@@ -339,20 +339,20 @@ function Gate:flags(decision)
   return names
 end
 
---- Judges the canary now (may roll it back, like the Rust monitor_canary_health) and returns
---- its health as a table with the evidence line, or nil, message, status.
-function Gate:health()
+-- The health as a table with the evidence line, through `call` (pgate_monitor_health, which
+-- judges, or pgate_read_health), or nil, message, status.
+local function health_via(self, call, operation)
   if self.handle == nil then
-    return freed("health")
+    return freed(operation)
   end
   local h = self.health_buf
   local cap = 1024
   local evidence = ffi.new("char[?]", cap)
-  local status = C.pgate_monitor_health(self.handle, h, evidence, cap, self.len_buf)
-  if status == M.BUFFER_TOO_SMALL then -- judged again with room for the whole line
+  local status = call(self.handle, h, evidence, cap, self.len_buf)
+  if status == M.BUFFER_TOO_SMALL then -- called again with room for the whole line
     cap = self.len_buf[0] + 1
     evidence = ffi.new("char[?]", cap)
-    status = C.pgate_monitor_health(self.handle, h, evidence, cap, self.len_buf)
+    status = call(self.handle, h, evidence, cap, self.len_buf)
   end
   if status ~= M.OK then
     return failure(status)
@@ -375,6 +375,12 @@ function Gate:health()
     sufficient_data = h.sufficient_data,
     evidence = ffi.string(evidence, self.len_buf[0]),
   }
+end
+
+--- The former name of gate:monitor_health(), kept with its meaning: it judges the canary now
+--- and may roll it back. Deprecated: call gate:monitor_health(), or gate:read_health() to read.
+function Gate:health()
+  return health_via(self, C.pgate_monitor_health, "health")
 end
 
 --- Whether the version under judgement meets its SLO (false with too little data).
@@ -495,6 +501,113 @@ function Gate:latency_histograms_json()
     return freed("latency_histograms_json")
   end
   return read_text(C.pgate_latency_histograms_json, self.handle)
+end
+
+-- Parity and change notifications: the read-only health, the state, the SLO read and swap,
+-- and the change counter with the changes (see the repository README, "Change
+-- notifications"). The library never calls Lua for a change: read the counter where you like
+-- (each request, a timer) and, when it moved, the changes.
+ffi.cdef [[
+pgate_status pgate_read_health(const pgate_gate *gate, pgate_health *out, char *evidence,
+                               size_t evidence_cap, size_t *evidence_len);
+pgate_status pgate_slo_json(const pgate_gate *gate, char *buf, size_t cap, size_t *len_out);
+pgate_status pgate_swap_slo(const pgate_gate *gate, const char *json, size_t len,
+                            pgate_error **err);
+pgate_status pgate_state(const pgate_gate *gate, pgate_environment *environment,
+                         double *traffic_percent, uint64_t *stage);
+pgate_status pgate_change_count(const pgate_gate *gate, uint64_t *count);
+pgate_status pgate_changes_json(const pgate_gate *gate, uint64_t after, char *buf, size_t cap,
+                                size_t *len_out);
+]]
+
+--- Judges the canary now and returns its health (a table with the evidence line), or nil,
+--- message, status. Like the Rust monitor_canary_health, it rolls a canary back when a rule
+--- fired and auto_rollback_enabled; the health returned is the one judged.
+function Gate:monitor_health()
+  return health_via(self, C.pgate_monitor_health, "monitor_health")
+end
+
+--- The canary's health over the current window, as gate:monitor_health() judges it, read
+--- without side effects (pgate_read_health): it never rolls back and leaves the window as it
+--- was, so a status location may call it on every request. A rule may show as fired here; the
+--- gate acts on it at its next judgement (the record path judges by itself).
+function Gate:read_health()
+  return health_via(self, C.pgate_read_health, "read_health")
+end
+
+--- Where the gate stands, read without judging: a table {environment = "canary", "staging"
+--- or "production", traffic_percent = the canary share, stage = the release stage}, or nil,
+--- message, status.
+function Gate:state()
+  if self.handle == nil then
+    return freed("state")
+  end
+  local env = ffi.new("pgate_environment[1]")
+  local percent = ffi.new("double[1]")
+  local stage = ffi.new("uint64_t[1]")
+  local status = C.pgate_state(self.handle, env, percent, stage)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return { environment = M.environments[tonumber(env[0])], traffic_percent = percent[0],
+           stage = tonumber(stage[0]) }
+end
+
+--- The SLO policy the gate judges with, as JSON (an SloConfig; durations in milliseconds).
+function Gate:slo_json()
+  if self.handle == nil then
+    return freed("slo_json")
+  end
+  return read_text(C.pgate_slo_json, self.handle)
+end
+
+--- Replaces the SLO policy with a JSON SloConfig (missing fields take the defaults) and keeps
+--- the gate's state: its stage, environment, flags, the outcomes in the window and the
+--- rollback history. The judge uses the new policy from its next evaluation. Returns true, or
+--- nil, message (naming the field and value), status; the gate is then unchanged. With a
+--- state store the SLO stays this process's own: set it in every worker.
+function Gate:swap_slo(json)
+  if self.handle == nil then
+    return freed("swap_slo")
+  end
+  return explained(C.pgate_swap_slo, self.handle, json, #json)
+end
+
+--- The number of the gate's newest state change (0 before the first), as a Lua number: one
+--- atomic load in the library, cheap enough for every request. When it moves,
+--- gate:changes_since(n) says what changed.
+function Gate:change_count()
+  if self.handle == nil then
+    return freed("change_count")
+  end
+  local count = self.count_buf
+  if count == nil then
+    count = ffi.new("uint64_t[1]")
+    self.count_buf = count
+  end
+  local status = C.pgate_change_count(self.handle, count)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return tonumber(count[0])
+end
+
+--- The gate's kept changes numbered above `after` (the last 64 at most), oldest first, as the
+--- JSON text of pgate_changes_json (LuaJIT has no JSON decoder: decode it with lua-cjson,
+--- which OpenResty bundles, if you need a table). Each change has sequence, kind ("rollback",
+--- "promotion", "flags" or "config"), origin ("this_gate" or "store"), stage, from, to,
+--- at_ms, flags_enabled, flags_disabled, flags_unlisted and rollback (the event, with the
+--- rules that fired, or null); a gap in the sequence numbers shows changes no longer kept.
+function Gate:changes_since(after)
+  if self.handle == nil then
+    return freed("changes_since")
+  end
+  if type(after) ~= "number" or after < 0 or after >= 2 ^ 53 or after % 1 ~= 0 then
+    return invalid("invalid after = " .. tostring(after) .. ": a change number from 0 to 2^53")
+  end
+  return read_text(function(gate, buf, cap, len)
+    return C.pgate_changes_json(gate, after, buf, cap, len)
+  end, self.handle)
 end
 
 return M

@@ -287,6 +287,96 @@ local function test_header_constants()
         known .. " recommendations in Lua, " .. recommendations .. " in the header")
 end
 
+-- Change notifications: the counter moves once per change, and the JSON says what changed,
+-- including an automatic rollback with the rules that fired.
+local function test_changes()
+  local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 100}}}'))
+  check(gate:change_count() == 0, "no change yet")
+  check(gate:changes_since(0) == "[]", "no changes yet")
+  assert(gate:enable_feature("dark_mode"))
+  check(gate:change_count() == 1, "a flag change counted")
+  local failures = 0
+  for i = 0, 999 do
+    local d = gate:route("user-" .. i)
+    if not d.is_canary then
+      break
+    end
+    assert(gate:record(d, false, 1e6))
+    failures = failures + 1
+  end
+  check(failures > 0 and gate:state().environment == "production", "the judge rolled back")
+  check(gate:change_count() == 2, "the rollback counted")
+  local all = assert(gate:changes_since(0))
+  check(all:find('"kind":"flags"', 1, true) and all:find('"flags_enabled":["dark_mode"]', 1, true),
+        "the flag change: " .. all)
+  check(all:find('"kind":"rollback"', 1, true) and all:find('"trigger":"automatic"', 1, true)
+          and all:find('"overwhelming_errors"', 1, true), "the rollback with its rules: " .. all)
+  local last = assert(gate:changes_since(1))
+  check(last:find('"sequence":2', 1, true) and not last:find('"sequence":1,', 1, true),
+        "changes above 1: " .. last)
+  check(gate:changes_since(2) == "[]", "nothing above the newest")
+  for _, bad in ipairs({ -1, 0.5, 2 ^ 53, "1" }) do
+    local result, message, status = gate:changes_since(bad)
+    check(result == nil and status == 2 and message:find("invalid after", 1, true),
+          "changes_since(" .. tostring(bad) .. "): " .. tostring(message))
+  end
+  gate:free()
+end
+
+-- Parity: the read-only health, the state, the SLO read and a swap that keeps the stage and
+-- the recorded counts.
+local function test_parity()
+  local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 100}}, '
+                               .. '"auto_rollback_enabled": false}'))
+  for i = 1, 50 do
+    assert(gate:record_by_id("user-" .. i, false, 1e6))
+  end
+  -- Same environment and salt: same stage, same data; rolling back allowed from now on.
+  assert(gate:swap_config('{"environment": {"canary": {"traffic_percent": 100}}, '
+                            .. '"auto_rollback_enabled": true}'))
+  for _ = 1, 3 do
+    local h = assert(gate:read_health())
+    check(h.recommendation == "rollback" and h.canary_requests == 50
+            and h.evidence:find("FIRED", 1, true), "read_health: " .. tostring(h.evidence))
+  end
+  check(gate:state().environment == "canary", "a read never rolls back")
+  check(assert(gate:monitor_health()).recommendation == "rollback", "monitor_health judges")
+  check(gate:state().environment == "production", "and rolls back")
+  gate:free()
+
+  gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 50}}}',
+                       '{"min_samples": 40}'))
+  check(gate:slo_json():find('"min_samples":40', 1, true), "slo_json")
+  for i = 1, 300 do
+    assert(gate:record_by_id("user-" .. i, true, 20e6))
+  end
+  local before, state = assert(gate:read_health()), assert(gate:state())
+  check(state.environment == "canary" and state.traffic_percent == 50, "state")
+  local seen = gate:change_count()
+  check(gate:swap_slo('{"min_samples": 1000}') == true, "swap_slo")
+  local after = assert(gate:read_health())
+  check(after.canary_requests == before.canary_requests
+          and after.production_requests == before.production_requests
+          and after.stage == before.stage, "a swapped SLO keeps the recorded counts")
+  check(before.sufficient_data and not after.sufficient_data, "and judges with the new policy")
+  check(gate:state().stage == state.stage, "a swapped SLO keeps the stage")
+  check(gate:slo_json():find('"min_samples":1000', 1, true), "the new SLO")
+  check(gate:changes_since(seen):find('"kind":"config"', 1, true), "an SLO swap is a change")
+  local ok, message, status = gate:swap_slo('{"max_error_rate": 2.5}')
+  check(ok == nil and status == 3 and message:find("max_error_rate", 1, true)
+          and message:find("2.5", 1, true), "a bad SLO: " .. tostring(message))
+  check(gate:slo_json():find('"min_samples":1000', 1, true), "a refused swap changes nothing")
+
+  gate:free()
+  for _, operation in ipairs({ "read_health", "monitor_health", "state", "slo_json", "swap_slo",
+                               "change_count", "changes_since" }) do
+    local result, why, code = gate[operation](gate, operation == "swap_slo" and "{}" or 0)
+    check(result == nil and code == 13
+            and why == "PGATE_STATUS_INVALID_HANDLE: " .. operation .. " on a freed gate",
+          operation .. " after free: " .. tostring(why))
+  end
+end
+
 if not arg[2] then
   io.stderr:write("usage: luajit test.lua ROUTING_TSV LATENCY_TSV\n")
   os.exit(2)
@@ -298,5 +388,7 @@ test_wrappers()
 test_telemetry()
 test_arguments()
 test_latency_vectors(arg[2])
+test_changes()
+test_parity()
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)

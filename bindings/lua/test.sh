@@ -17,5 +17,8 @@ lib=$(realpath -m "${CARGO_TARGET_DIR:-target}/release/libpromotion_gates_ffi.so
 mkdir -p bindings/lua/build
 python3 bindings/c/vectors_tsv.py tests/vectors/routing.json >bindings/lua/build/routing.tsv
 
+echo "== the module's ffi.cdef against include/promotion_gates.h"
+python3 bindings/lua/check_cdef.py include/promotion_gates.h bindings/lua/promotion_gates.lua
+
 echo "== luajit test.lua"
 PGATE_LIB="$lib" luajit bindings/lua/test.lua bindings/lua/build/routing.tsv tests/vectors/latency.tsv
