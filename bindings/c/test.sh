@@ -64,21 +64,23 @@ command -v valgrind >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteract
 run "valgrind" valgrind -q --error-exitcode=1 --leak-check=full \
   --errors-for-leak-kinds=definite "$build/test_promotion_gates"
 
+# Builds a small test plainly and with the sanitizers, and runs both.
+run_twice() {  # run_twice LABEL SOURCE
+  local label=$1 name
+  name=$(basename "$2" .c)
+  cc "${cflags[@]}" "$2" -o "$build/$name" "${shared[@]}"
+  cc "${cflags[@]}" "${sanitize[@]}" "$2" -o "$build/${name}_asan" "${shared[@]}"
+  run "$label" "$build/$name"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    run "$label asan+ubsan" "$build/${name}_asan"
+}
+
 echo "== telemetry: the exposition, the histograms and the log callback"
-cc "${cflags[@]}" "$here/test_telemetry.c" -o "$build/test_telemetry" "${shared[@]}"
-cc "${cflags[@]}" "${sanitize[@]}" "$here/test_telemetry.c" -o "$build/test_telemetry_asan" "${shared[@]}"
-run "telemetry" "$build/test_telemetry"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
-  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  run "telemetry asan+ubsan" "$build/test_telemetry_asan"
+run_twice "telemetry" "$here/test_telemetry.c"
 
 echo "== changes: the change counter and the changes, the health read, the SLO swap"
-cc "${cflags[@]}" "$here/test_changes.c" -o "$build/test_changes" "${shared[@]}"
-cc "${cflags[@]}" "${sanitize[@]}" "$here/test_changes.c" -o "$build/test_changes_asan" "${shared[@]}"
-run "changes" "$build/test_changes"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
-  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  run "changes asan+ubsan" "$build/test_changes_asan"
+run_twice "changes" "$here/test_changes.c"
 
 echo "== example (shared library)"
 "$build/example"

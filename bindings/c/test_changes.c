@@ -8,28 +8,7 @@
 #include <string.h>
 
 #include "promotion_gates.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                  \
-  do {                                                               \
-    if (cond) {                                                      \
-      passed++;                                                      \
-    } else {                                                         \
-      failed++;                                                      \
-      fprintf(stderr, "FAILED line %d: %s\n", __LINE__, #cond);      \
-    }                                                                \
-  } while (0)
-
-static pgate_gate *new_gate(const char *config, const char *slo) {
-  pgate_gate *gate = NULL;
-  if (pgate_gate_new((const uint8_t *)config, strlen(config), (const uint8_t *)slo,
-                     slo ? strlen(slo) : 0, &gate, NULL) != PGATE_STATUS_OK) {
-    fprintf(stderr, "pgate_gate_new(%s) failed\n", config);
-    exit(1);
-  }
-  return gate;
-}
+#include "test_check.h"
 
 static uint64_t change_count(const pgate_gate *gate) {
   uint64_t count = UINT64_MAX;

@@ -6,18 +6,7 @@
 #include <string.h>
 
 #include "promotion_gates.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                  \
-  do {                                                               \
-    if (cond) {                                                      \
-      passed++;                                                      \
-    } else {                                                         \
-      failed++;                                                      \
-      fprintf(stderr, "FAILED line %d: %s\n", __LINE__, #cond);      \
-    }                                                                \
-  } while (0)
+#include "test_check.h"
 
 /* Reads a (buf, cap, len_out) call's text into a malloc'd string, as the README says: the
  * length first, then a buffer with room for the NUL (and slack: the exposition may grow). */
@@ -36,18 +25,8 @@ static char *read_text(text_call call, const pgate_gate *gate) {
   return buf;
 }
 
-static pgate_gate *new_gate(const char *config) {
-  pgate_gate *gate = NULL;
-  if (pgate_gate_new((const uint8_t *)config, strlen(config), NULL, 0, &gate, NULL) !=
-      PGATE_STATUS_OK) {
-    fprintf(stderr, "pgate_gate_new(%s) failed\n", config);
-    exit(1);
-  }
-  return gate;
-}
-
 static void test_exposition(void) {
-  pgate_gate *gate = new_gate("{\"gate\": \"edge\", \"environment\": \"staging\"}");
+  pgate_gate *gate = new_gate("{\"gate\": \"edge\", \"environment\": \"staging\"}", NULL);
   const char *manual =
       "promotion_rollbacks_total{gate=\"edge\",trigger=\"manual\",rule=\"none\"} ";
   char *before = read_text(pgate_metrics_prometheus, gate);
@@ -95,7 +74,7 @@ static void collect(void *user_data, pgate_log_level level, const char *target,
 static void test_log_callback(void) {
   struct lines lines = {0, 0, 0};
   CHECK(pgate_set_log_callback(collect, &lines, PGATE_LOG_LEVEL_INFO, NULL) == PGATE_STATUS_OK);
-  pgate_gate *gate = new_gate("{\"environment\": \"staging\"}");
+  pgate_gate *gate = new_gate("{\"environment\": \"staging\"}", NULL);
   CHECK(pgate_enable_feature(gate, (const uint8_t *)"dark_mode", 9, NULL) == PGATE_STATUS_OK);
   CHECK(lines.info_flag_enabled == 1);
   CHECK(pgate_rollback(gate, (const uint8_t *)"bad", 3, NULL) == PGATE_STATUS_OK);

@@ -70,16 +70,9 @@ func (g *Gate) SLO() (SLO, error) {
 // Errors: ErrInvalidJSON (malformed JSON or an unknown field), ErrInvalidConfig (the message
 // names the field and value); the gate is unchanged then.
 func (g *Gate) SwapSLO(sloJSON string) error {
-	p := g.acquire()
-	if p == nil {
-		return errClosed
-	}
-	doc, n := optionalBytes(sloJSON)
-	var cerr *C.pgate_error
-	st := C.pgate_swap_slo(p, doc, n, &cerr)
-	g.release()
-	runtime.KeepAlive(g)
-	return takeError("pgate_swap_slo", st, cerr)
+	return g.textCall("pgate_swap_slo", sloJSON, func(p *C.pgate_gate, doc *C.uint8_t, n C.size_t, cerr **C.pgate_error) C.pgate_status {
+		return C.pgate_swap_slo(p, doc, n, cerr)
+	})
 }
 
 // UnmarshalJSON reads the library's JSON form (Gate.SLO's source). Missing fields take the

@@ -314,7 +314,9 @@ def test_the_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert blocks, "README.md has no Python example"
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
-    assert "stay at 10 %: not enough data" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "stay at 10 %: not enough data" in out
+    assert "rolled back: bad deploy" in out  # the change notifications example
 
 
 def test_features_of_another_gates_decision_do_not_stick(monkeypatch: pytest.MonkeyPatch) -> None:
