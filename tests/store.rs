@@ -576,3 +576,34 @@ fn failed_store_writes_leave_the_live_flags_readable() {
     gate.enable_feature("f0").unwrap();
     assert!(gate.route_request("user-1").enabled_features.contains("f0"));
 }
+
+#[test]
+fn a_swapped_slo_is_this_process_own_and_the_stored_state_stays() {
+    let dir = Scratch::new("swap-slo");
+    let path = dir.file("gate.db");
+    let first = open(&path);
+    let second = open(&path);
+    let stage = first.stage();
+    let stricter = SloConfig {
+        min_samples: 500,
+        ..Default::default()
+    };
+    first.swap_slo(stricter).unwrap();
+    assert_eq!(first.slo_controller().config().min_samples, 500);
+    assert_eq!(first.stage(), stage);
+    // The swap wrote nothing to the store: the other process's next write is not refused as
+    // a lost race, it sees no change from the store, and it keeps its own SLO.
+    second.enable_feature("after_swap").unwrap();
+    let seen: Vec<_> = second.changes_since(0).iter().map(|c| c.origin).collect();
+    assert_eq!(seen, [ChangeOrigin::ThisGate]);
+    assert_eq!(second.slo_controller().config().min_samples, 100);
+    eventually("the other process's flag reaches the swapped gate", || {
+        first.is_feature_enabled("after_swap")
+    });
+    assert_eq!(first.slo_controller().config().min_samples, 500);
+    drop((first, second));
+    let reopened = open(&path);
+    assert_eq!(reopened.slo_controller().config().min_samples, 100);
+    assert_eq!(reopened.stage(), stage);
+    assert!(reopened.is_feature_enabled("after_swap"));
+}
