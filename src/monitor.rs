@@ -115,7 +115,7 @@ impl Monitor {
         success: bool,
         latency: Duration,
     ) -> Recording {
-        let target = Duration::from_nanos(self.latency_target_nanos.load(Ordering::Relaxed));
+        let target = self.latency_target_nanos.load(Ordering::Relaxed);
         let cohort = Cohort::of(is_canary);
         let tally = self.metrics.record(stage, cohort, success, latency, target);
         let e = tally.cohort_errors;

@@ -101,10 +101,10 @@ impl Metrics {
         cohort: Cohort,
         success: bool,
         latency: Duration,
-        latency_target: Duration,
+        latency_target_ns: u64,
     ) -> Tally {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        let compliant = success && latency <= latency_target;
+        let compliant = success && latency.as_nanos() <= u128::from(latency_target_ns);
         let recorder = match self.recorders.get() {
             Some(recorder) => recorder,
             None => self.first_recorder(),
@@ -334,7 +334,7 @@ mod tests {
                             Cohort::Canary,
                             i % 10 != 0,
                             Duration::from_millis(1),
-                            Duration::from_secs(1),
+                            1_000_000_000, // a 1 s latency target
                         );
                     }
                 });
