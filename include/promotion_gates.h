@@ -230,6 +230,36 @@ typedef uint32_t pgate_log_level;
 #endif // __cplusplus
 
 /**
+ * Whether an override forced a decision, and by what (`forced` in `pgate_decision`).
+ */
+enum pgate_forced
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint8_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Routed by its bucket.
+   */
+  PGATE_FORCED_NONE = 0,
+  /**
+   * Forced by the forcing value passed to `pgate_route_forced` (from the header or cookie
+   * the config's `overrides` names).
+   */
+  PGATE_FORCED_VALUE = 1,
+  /**
+   * Forced by the config's `overrides.canary_ids` or `overrides.stable_ids`.
+   */
+  PGATE_FORCED_ID_LIST = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum pgate_forced pgate_forced;
+#else
+typedef uint8_t pgate_forced;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * What happened to a recorded outcome.
  */
 enum pgate_recorded
@@ -249,6 +279,10 @@ enum pgate_recorded
    * Its stage is newer than the gate's (not a decision of this gate): dropped.
    */
   PGATE_RECORDED_FOREIGN = 2,
+  /**
+   * Its request was forced by an override: counted apart, in neither cohort.
+   */
+  PGATE_RECORDED_FORCED = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -413,6 +447,10 @@ typedef void (*pgate_log_callback)(void *user_data,
 /**
  * One routing decision, written by `pgate_route` into caller memory. Pass it back unchanged
  * to `pgate_record` so that the outcome counts for the stage and cohort it was routed in.
+ *
+ * 40 bytes on every supported target: `forced` took one byte of the padding after
+ * `is_canary`, so the size and every other field's offset are those of the release before it.
+ * A caller that builds a decision by hand must zero it first (`forced` 0).
  */
 typedef struct pgate_decision {
   /**
@@ -444,6 +482,11 @@ typedef struct pgate_decision {
    * Whether the request goes to the new version.
    */
   bool is_canary;
+  /**
+   * Whether an override forced the request (then `is_canary` is the version forced to, and
+   * `pgate_record` counts the outcome in neither cohort), and by what.
+   */
+  pgate_forced forced;
 } pgate_decision;
 
 #ifdef __cplusplus
@@ -769,10 +812,29 @@ pgate_status pgate_route(const struct pgate_gate *gate,
                          struct pgate_decision *out);
 
 /**
+ * Routes a request id like `pgate_route`, with the forcing value the host read from the
+ * request (the value of the header or cookie named by the config's `overrides`): `value` NULL
+ * when the request carried none, else `value_len` bytes (any bytes; `canary` or `stable`,
+ * ASCII case ignored, force the request; any other value is ignored and counted, never an
+ * error). The config's id lists win over the value. A forced decision has `forced` set.
+ * Lock-free, allocation-free, thread-safe.
+ *
+ * # Safety
+ * As `pgate_route`; `value` NULL or `value_len` readable bytes.
+ */
+pgate_status pgate_route_forced(const struct pgate_gate *gate,
+                                const uint8_t *id,
+                                size_t id_len,
+                                const uint8_t *value,
+                                size_t value_len,
+                                struct pgate_decision *out);
+
+/**
  * Records the outcome of a request routed by `*decision`: whether it succeeded and its
- * latency in nanoseconds. Only `stage` and `is_canary` (any non-zero byte is true) are read,
- * so a decision copied or built by the caller is safe; one whose stage is newer than the
- * gate's is refused as `PGATE_RECORDED_FOREIGN`. If `recorded` is not NULL it receives what happened to the
+ * latency in nanoseconds. Only `stage`, `is_canary` and `forced` (any non-zero byte is true)
+ * are read, so a decision copied or built by the caller is safe; one whose stage is newer than
+ * the gate's is refused as `PGATE_RECORDED_FOREIGN`; a forced one is counted in neither
+ * cohort, as `PGATE_RECORDED_FORCED`. If `recorded` is not NULL it receives what happened to the
  * outcome. Lock-free; allocation-free after the calling thread's first record. May run the
  * judge and roll a failing canary back (see the Rust docs of `record_outcome`).
  *

@@ -178,6 +178,10 @@ pub struct PromotionConfig {
     /// `None` (no `store` key) keeps them in this process only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<crate::store::StoreConfig>,
+    /// Requests forced to the canary or the stable version, past their bucket (see
+    /// [`Overrides`](crate::Overrides)); `None` (no `overrides` key) forces nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<crate::overrides::Overrides>,
 }
 
 impl Default for PromotionConfig {
@@ -193,6 +197,7 @@ impl Default for PromotionConfig {
             graduated_flags: Vec::new(),
             max_rollback_history: 100,
             store: None,
+            overrides: None,
         }
     }
 }
@@ -207,7 +212,8 @@ impl PromotionConfig {
     /// below the routing resolution; an `slo_threshold` outside `0..=1`; a zero or over-long
     /// window; an empty, over-long or duplicate flag name; an empty or over-long gate name or
     /// salt; a history bound of 0 or above 100 000 (see [`limits`](crate::limits)); a `store`
-    /// refused by [`StoreConfig::validate`](crate::StoreConfig::validate).
+    /// refused by [`StoreConfig::validate`](crate::StoreConfig::validate); `overrides` refused by
+    /// [`Overrides::validate`](crate::Overrides::validate).
     ///
     /// # Example
     /// ```
@@ -249,6 +255,9 @@ impl PromotionConfig {
         }
         if let Some(store) = &self.store {
             store.validate()?;
+        }
+        if let Some(overrides) = &self.overrides {
+            overrides.validate()?;
         }
         // One pass with a hash set: O(n) expected (O(n^2) at worst, were every name to collide).
         let mut seen: HashSet<&str> =
@@ -381,7 +390,7 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
         .map_err(|e| crate::Error::Json(shortened(&format!("{}: {}", e.path(), e.inner()))))
 }
 
-fn check_name(field: &str, value: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_name(field: &str, value: &str) -> Result<(), ConfigError> {
     name_problem(value).map_or(Ok(()), |why| {
         Err(ConfigError::new(field, quoted(value), why))
     })

@@ -6,6 +6,7 @@ use std::fmt;
 use crate::bucket::{BUCKETS_PER_PERCENT, Bucket};
 use crate::config::Environment;
 use crate::flags::EnabledFeatures;
+use crate::overrides::Forced;
 
 /// Which version a request was sent to, as the judge counts it.
 ///
@@ -176,6 +177,7 @@ pub struct RouteReason {
     pub(crate) environment: Environment,
     pub(crate) bucket: Bucket,
     pub(crate) threshold: u32,
+    pub(crate) forced: Option<Forced>,
 }
 
 impl RouteReason {
@@ -204,6 +206,24 @@ impl RouteReason {
     pub fn threshold(&self) -> u32 {
         self.threshold
     }
+
+    /// The override that decided the request, if one did (then the bucket did not).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { overrides: Some(Overrides { canary_ids: vec!["tester-1".into()], ..Default::default() }), ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// let reason = gate.route_request("tester-1").reason;
+    /// assert_eq!(reason.forced().map(|f| f.by), Some(ForcedBy::IdList));
+    /// assert_eq!(reason.to_string(), format!("forced to canary by overrides.canary_ids (bucket {})", reason.bucket().get()));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn forced(&self) -> Option<Forced> {
+        self.forced
+    }
 }
 
 impl fmt::Display for RouteReason {
@@ -211,6 +231,9 @@ impl fmt::Display for RouteReason {
         let bucket = self.bucket.get();
         let bucket_pct = self.bucket.percent();
         let threshold_pct = f64::from(self.threshold) / BUCKETS_PER_PERCENT;
+        if let Some(forced) = self.forced {
+            return write!(f, "{forced} (bucket {bucket})");
+        }
         match self.environment {
             Environment::Canary { .. } if bucket < self.threshold => write!(
                 f,
@@ -278,6 +301,11 @@ pub struct RoutingDecision<'a> {
     pub reason: RouteReason,
     /// The stage the request was routed in.
     pub stage: StageId,
+    /// Set when an override forced the request (an id list of the config, or the forcing value
+    /// the host passed to
+    /// [`route_request_forced`](crate::PromotionGateManager::route_request_forced)); its
+    /// outcome then counts in neither cohort ([`Recorded::Forced`](crate::Recorded::Forced)).
+    pub forced: Option<Forced>,
 }
 
 impl RoutingDecision<'_> {

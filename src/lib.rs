@@ -89,6 +89,7 @@ pub mod limits;
 mod manager;
 mod metrics;
 mod monitor;
+mod overrides;
 pub mod release;
 mod slo;
 mod snapshot;
@@ -111,12 +112,13 @@ pub use judge::{
     CanaryHealth, CohortEvidence, Evidence, Finding, NonInferiority, Recommendation, Rule,
 };
 pub use limits::{
-    FLAG_SET_GRACE_WRITES, FLAG_SET_SLOTS, MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES,
-    MAX_ROLLBACK_HISTORY, MAX_ROLLBACK_HISTORY_BYTES, MAX_SHOWN_VALUE_BYTES, MAX_WINDOW_SECONDS,
-    TRAFFIC_PERCENT_RESOLUTION,
+    FLAG_SET_GRACE_WRITES, FLAG_SET_SLOTS, MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_OVERRIDE_IDS,
+    MAX_REASON_BYTES, MAX_ROLLBACK_HISTORY, MAX_ROLLBACK_HISTORY_BYTES, MAX_SHOWN_VALUE_BYTES,
+    MAX_WINDOW_SECONDS, TRAFFIC_PERCENT_RESOLUTION,
 };
 pub use manager::PromotionGateManager;
 pub use metrics::Recorded;
+pub use overrides::{Forced, ForcedBy, Overrides, forcing_value};
 pub use release::{Promotion, PromotionKind, plan_promotion};
 pub use slo::{MAX_TRACKED_LATENCY, MIN_SAMPLES_FLOOR, SloAdmissionController, SloConfig};
 pub use store::{EtcdStoreConfig, SqliteStoreConfig, StoreConfig, StoreError, StoreProblem};

@@ -9,6 +9,8 @@
 //! | What | Limit | Refused with |
 //! |---|---|---|
 //! | gate name, salt, each flag name | [`MAX_NAME_BYTES`] bytes, not empty, no whitespace or control characters | [`ConfigError`](crate::ConfigError) (`gate`, `salt`, `feature_flags[i]`...) or [`FlagError::InvalidName`](crate::FlagError::InvalidName) |
+//! | `overrides`: header and cookie names, each listed request id | [`MAX_NAME_BYTES`] bytes, not empty (names: no whitespace or control characters) | [`ConfigError`](crate::ConfigError) (`overrides.header`, `overrides.canary_ids[i]`...) |
+//! | `overrides`: ids in `canary_ids` and `stable_ids` together | [`MAX_OVERRIDE_IDS`] | [`ConfigError`](crate::ConfigError) on `overrides.canary_ids` |
 //! | a manual rollback's reason | [`MAX_REASON_BYTES`] bytes, not blank | [`RollbackError::ReasonTooLong`](crate::RollbackError::ReasonTooLong) |
 //! | a JSON config document (`from_json`, `parse_json`, the C ABI) | [`MAX_DOCUMENT_BYTES`] bytes | [`ConfigError`](crate::ConfigError) on field `document` |
 //! | `max_rollback_history` | 1 to [`MAX_ROLLBACK_HISTORY`] events | [`ConfigError`](crate::ConfigError) |
@@ -46,6 +48,10 @@ pub use crate::flags::{FLAG_SET_GRACE_WRITES, FLAG_SET_SLOTS};
 
 /// Longest accepted gate name, salt or flag name, in bytes.
 pub const MAX_NAME_BYTES: usize = 128;
+
+/// Most request ids the `overrides` section lists, in `canary_ids` and `stable_ids` together
+/// (each id at most [`MAX_NAME_BYTES`]): about 1.3 MiB of ids at most, searched in `O(log n)`.
+pub const MAX_OVERRIDE_IDS: usize = 10_000;
 
 /// Longest accepted reason for a manual rollback, in bytes.
 pub const MAX_REASON_BYTES: usize = 4096;

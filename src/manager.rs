@@ -317,7 +317,67 @@ impl PromotionGateManager {
         success: bool,
         latency: Duration,
     ) -> Recorded {
+        if decision.forced.is_some() {
+            return self.record_forced();
+        }
         self.record_for(decision.stage, decision.is_canary, success, latency)
+    }
+
+    /// Records the outcome of a forced request (one whose decision has
+    /// [`forced`](RoutingDecision::forced) set): it counts in neither cohort, so testers and
+    /// allow-lists never distort the judge's comparison, only in
+    /// [`forced_outcomes`](Self::forced_outcomes). Returns [`Recorded::Forced`]. For hosts that
+    /// keep decisions as plain data (the C ABI); [`record_outcome`](Self::record_outcome) calls
+    /// it for a forced decision. Lock-free; no allocation after the thread's first record.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.record_forced(), Recorded::Forced);
+    /// assert_eq!(gate.forced_outcomes(), 1);
+    /// assert_eq!(gate.health().canary_requests + gate.health().production_requests, 0);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[cold]
+    pub fn record_forced(&self) -> Recorded {
+        self.shared.monitor.forced_outcome();
+        Recorded::Forced
+    }
+
+    /// Outcomes of forced requests, over the gate's life (counted in neither cohort).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { overrides: Some(Overrides { stable_ids: vec!["vip-7".into()], ..Default::default() }), ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// let decision = gate.route_request("vip-7");
+    /// assert_eq!(gate.record_outcome(&decision, false, std::time::Duration::from_millis(5)), Recorded::Forced);
+    /// assert_eq!(gate.forced_outcomes(), 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn forced_outcomes(&self) -> u64 {
+        self.shared.monitor.forced_outcomes()
+    }
+
+    /// Forcing values passed to
+    /// [`route_request_forced`](Self::route_request_forced) and ignored, over the gate's life:
+    /// neither `canary` nor `stable`, or passed to a gate whose config names no header or cookie.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let decision = gate.route_request_forced(b"u", Some(b"canary")); // no header configured
+    /// assert_eq!(decision.forced, None);
+    /// assert_eq!(gate.ignored_override_values(), 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn ignored_override_values(&self) -> u64 {
+        self.shared.monitor.ignored_override_values()
     }
 
     /// Records an outcome for the stage and cohort of a decision kept as plain data (as the C
@@ -430,9 +490,7 @@ impl PromotionGateManager {
         success: bool,
         latency: Duration,
     ) -> Recorded {
-        let decision = self
-            .route_table()
-            .route(&self.shared.flag_sets, request_id.as_bytes());
+        let decision = self.decide(request_id.as_bytes(), None);
         self.record_outcome(&decision, success, latency)
     }
 

@@ -103,6 +103,26 @@ impl Monitor {
         self.metrics.foreign()
     }
 
+    /// Counts the outcome of a forced request (in neither cohort).
+    pub(crate) fn forced_outcome(&self) {
+        self.metrics.forced_outcome();
+    }
+
+    /// Outcomes of forced requests, over all threads.
+    pub(crate) fn forced_outcomes(&self) -> u64 {
+        self.metrics.forced()
+    }
+
+    /// Counts a forcing value routing ignored.
+    pub(crate) fn ignored_override_value(&self) {
+        self.metrics.ignored_override_value();
+    }
+
+    /// Forcing values ignored, over all threads.
+    pub(crate) fn ignored_override_values(&self) -> u64 {
+        self.metrics.ignored_overrides()
+    }
+
     /// Records one outcome and says what it calls for: the screen after a canary error (each of
     /// a thread's first 32 in a stage, then every 16th, and every error of a run of 4 or more
     /// in a row), and the paced look at the clock. Lock-free; no allocation after the thread's

@@ -1,7 +1,8 @@
 //! The immutable compiled state that routing reads: one [`Snapshot`] per published write.
 //!
 //! A snapshot holds the full config (for readers of the config) and a small `Copy`
-//! [`RouteTable`]: the salt's SHA-256 midstate, the threshold in buckets and the two flag sets.
+//! [`RouteTable`]: the salt's SHA-256 midstate, the threshold in buckets, the two flag sets and
+//! whether overrides list ids (the overrides themselves stay in the snapshot).
 //! Routing copies the table into a per-thread cache and only looks at the shared snapshot again
 //! when the gate's generation number moves.
 
@@ -10,6 +11,7 @@ use crate::config::{Environment, PromotionConfig};
 use crate::decision::{RouteReason, RoutingDecision, StageId};
 use crate::error::FlagError;
 use crate::flags::{EnabledFeatures, FlagSetId, FlagSetIndex, FlagSets};
+use crate::overrides::OverrideTable;
 
 /// Everything one routing decision needs, in about a cache line and a half.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +28,9 @@ pub(crate) struct RouteTable {
     pub(crate) new_version_flags: FlagSetId,
     /// Flags seen by requests to the stable version: the graduated ones.
     pub(crate) stable_flags: FlagSetId,
+    /// Whether the snapshot's [`OverrideTable`] lists ids: routing looks at it only then, or
+    /// when the host passed a forcing value.
+    pub(crate) lists_ids: bool,
 }
 
 impl RouteTable {
@@ -34,21 +39,28 @@ impl RouteTable {
     pub(crate) fn route<'a>(&self, sets: &'a FlagSets, request_id: &[u8]) -> RoutingDecision<'a> {
         let bucket = self.hasher.bucket(request_id);
         let is_canary = bucket.get() < self.threshold;
-        let flags = if is_canary {
-            self.new_version_flags
-        } else {
-            self.stable_flags
-        };
         RoutingDecision {
             target_environment: self.environment,
             is_canary,
-            enabled_features: EnabledFeatures::new(sets, flags),
+            enabled_features: EnabledFeatures::new(sets, self.flags(is_canary)),
             reason: RouteReason {
                 environment: self.environment,
                 bucket,
                 threshold: self.threshold,
+                forced: None,
             },
             stage: self.stage,
+            forced: None,
+        }
+    }
+
+    /// The flag set of a request to the new version (`true`) or the stable one.
+    #[inline]
+    fn flags(&self, is_canary: bool) -> FlagSetId {
+        if is_canary {
+            self.new_version_flags
+        } else {
+            self.stable_flags
         }
     }
 }
@@ -58,9 +70,42 @@ impl RouteTable {
 pub(crate) struct Snapshot {
     pub(crate) config: PromotionConfig,
     pub(crate) route: RouteTable,
+    /// The config's overrides, compiled for lookup.
+    pub(crate) overrides: OverrideTable,
+}
+
+/// A decision made with the overrides, and whether a forcing value passed was not honoured.
+pub(crate) struct Overridden<'a> {
+    pub(crate) decision: RoutingDecision<'a>,
+    pub(crate) ignored_value: bool,
 }
 
 impl Snapshot {
+    /// Routes one request id with this snapshot's overrides: an id list first, then the
+    /// forcing value `value`, then the bucket. Allocation-free.
+    pub(crate) fn route_overridden<'a>(
+        &self,
+        sets: &'a FlagSets,
+        request_id: &[u8],
+        value: Option<&[u8]>,
+    ) -> Overridden<'a> {
+        let mut decision = self.route.route(sets, request_id);
+        let (forced, ignored_value) =
+            self.overrides
+                .force(request_id, decision.reason.bucket, value);
+        if let Some(forced) = forced {
+            decision.is_canary = forced.to == crate::decision::Cohort::Canary;
+            decision.enabled_features =
+                EnabledFeatures::new(sets, self.route.flags(decision.is_canary));
+            decision.forced = Some(forced);
+            decision.reason.forced = Some(forced);
+        }
+        Overridden {
+            decision,
+            ignored_value,
+        }
+    }
+
     /// Compiles a validated config into a snapshot, interning its flag sets as the live ones.
     ///
     /// # Errors
@@ -86,15 +131,22 @@ impl Snapshot {
             graduated.clone(),
             graduated.chain(config.feature_flags.iter().map(String::as_str)),
         )?;
+        let hasher = SaltedHasher::new(config.effective_salt().as_bytes());
+        let overrides = OverrideTable::build(config.overrides.as_ref(), &hasher);
         let route = RouteTable {
             generation,
             stage,
             environment: config.environment,
             threshold,
-            hasher: SaltedHasher::new(config.effective_salt().as_bytes()),
+            hasher,
             new_version_flags,
             stable_flags,
+            lists_ids: overrides.lists_ids(),
         };
-        Ok(Self { config, route })
+        Ok(Self {
+            config,
+            route,
+            overrides,
+        })
     }
 }

@@ -1,4 +1,5 @@
-//! Routing allocates nothing: `route_request` and `route_request_bytes`, and reading the
+//! Routing allocates nothing: `route_request`, `route_request_bytes` and `route_request_forced`
+//! (by id list, by forcing value, ignored value), and reading the
 //! decision's flags, after the first call on a thread.
 //!
 //! The counting global allocator (`common::alloc`) counts the allocations made by the
@@ -7,7 +8,9 @@
 
 mod common;
 
-use promotion_gates::{Environment, PromotionConfig, PromotionGateManager, RoutingDecision};
+use promotion_gates::{
+    Environment, Overrides, PromotionConfig, PromotionGateManager, RoutingDecision,
+};
 
 use common::alloc::{Allocated, allocations_during};
 use common::{canary, gate};
@@ -96,4 +99,42 @@ fn routing_allocates_nothing_after_warm_up() {
             "allocations for {IDS} route_request and {IDS} route_request_bytes in {environment}"
         );
     }
+}
+
+#[test]
+fn forced_routing_allocates_nothing_after_warm_up() {
+    let listed: Vec<String> = (0..100).map(|i| format!("tester-{i}")).collect();
+    let manager = gate(PromotionConfig {
+        environment: canary(10.0),
+        feature_flags: vec!["new_api".to_string()],
+        overrides: Some(Overrides {
+            header: Some("X-Canary".to_string()),
+            cookie: None,
+            canary_ids: listed[..50].to_vec(),
+            stable_ids: listed[50..].to_vec(),
+        }),
+        ..Default::default()
+    });
+    let ids: Vec<String> = (0..IDS).map(|i| format!("user-{i}-session")).collect();
+    let values: [Option<&[u8]>; 4] = [None, Some(b"canary"), Some(b"Stable"), Some(b"bogus")];
+    let forced = |manager: &PromotionGateManager| -> usize {
+        let by_value: usize = ids
+            .iter()
+            .zip(values.iter().cycle())
+            .map(|(id, value)| read(manager.route_request_forced(id.as_bytes(), *value)))
+            .sum();
+        by_value + route_texts(manager, &listed)
+    };
+    forced(&manager);
+    let (_, allocated) = allocations_during(|| forced(&manager));
+    assert_eq!(allocated, Allocated::default());
+    // Every kind of decision was made: by list, by value, by bucket, and ignored values.
+    assert!(manager.route_request("tester-0").forced.is_some());
+    assert!(
+        manager
+            .route_request_forced(b"u", Some(b"canary"))
+            .forced
+            .is_some()
+    );
+    assert_eq!(manager.ignored_override_values(), 2 * (IDS as u64 / 4));
 }

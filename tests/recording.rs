@@ -129,6 +129,7 @@ impl Recorder {
                 self.late += 1;
             }
             Recorded::Foreign => panic!("a decision of this gate was refused as foreign"),
+            Recorded::Forced => panic!("a gate without overrides forced a decision"),
         }
     }
 }

@@ -17,8 +17,8 @@ use common::stored::{
     roll_back_while_the_store_is_unavailable, routes_to_canary,
 };
 use promotion_gates::{
-    ChangeKind, ChangeOrigin, Environment, Error, PromotionConfig, PromotionGateManager,
-    RollbackTrigger, SloAdmissionController, SloConfig, StoreProblem,
+    ChangeKind, ChangeOrigin, Environment, Error, Overrides, PromotionConfig,
+    PromotionGateManager, RollbackTrigger, SloAdmissionController, SloConfig, StoreProblem,
 };
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -606,4 +606,24 @@ fn a_swapped_slo_is_this_process_own_and_the_stored_state_stays() {
     assert_eq!(reopened.slo_controller().config().min_samples, 100);
     assert_eq!(reopened.stage(), stage);
     assert!(reopened.is_feature_enabled("after_swap"));
+
+fn overrides_survive_a_reopen() {
+    let scratch = Scratch::new("overrides");
+    let path = scratch.db();
+    {
+        let first = open(&path);
+        let mut config = first.config();
+        config.overrides = Some(Overrides {
+            canary_ids: vec!["tester-1".into()],
+            ..Default::default()
+        });
+        first.swap_config(config).unwrap();
+        assert!(first.route_request("tester-1").forced.is_some());
+    }
+    // The static config has no overrides; the stored state, which wins, has them.
+    let reopened = open(&path);
+    let overrides = reopened.config().overrides.unwrap();
+    assert_eq!(overrides.canary_ids, ["tester-1"]);
+    let tester = reopened.route_request("tester-1");
+    assert!(tester.is_canary && tester.forced.is_some());
 }

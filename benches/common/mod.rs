@@ -20,8 +20,8 @@ use promotion_gates::{
     SloAdmissionController, SloConfig, SystemClock,
 };
 use promotion_gates_ffi::{
-    pgate_decision, pgate_environment, pgate_gate, pgate_gate_free, pgate_gate_new, pgate_route,
-    pgate_status,
+    pgate_decision, pgate_environment, pgate_forced, pgate_gate, pgate_gate_free, pgate_gate_new,
+    pgate_route, pgate_status,
 };
 
 /// Inputs per array: a power of two, so the cursor wraps with a mask.
@@ -330,6 +330,7 @@ impl CGate {
             flag_set: 0,
             environment: pgate_environment::Production,
             is_canary: false,
+            forced: pgate_forced::None,
         };
         // SAFETY: the gate is live; `id` is `id.len()` readable bytes; `out` is valid for a
         // write.

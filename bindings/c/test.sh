@@ -45,7 +45,7 @@ run() {
   local label=$1
   shift
   echo "== tests: $label"
-  "$@" "$build/routing.tsv" | tee "$build/last.log"
+  "$@" "$build/routing.tsv" "$root/tests/vectors/overrides.tsv" | tee "$build/last.log"
   local last
   last=$(tail -n 1 "$build/last.log")
   if ! [[ $last =~ ^[0-9]+\ passed,\ 0\ failed$ ]]; then

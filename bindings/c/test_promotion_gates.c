@@ -1,9 +1,10 @@
 /*
  * Tests of the promotion-gates C ABI (include/promotion_gates.h), plain C11 plus pthreads.
  *
- * Usage: test_promotion_gates ROUTING_TSV
+ * Usage: test_promotion_gates ROUTING_TSV OVERRIDES_TSV
  *   ROUTING_TSV is tests/vectors/routing.json converted by vectors_tsv.py (test.sh does it):
  *   name, salt, id_hex, traffic_percent, bucket, threshold, is_canary, tab-separated.
+ *   OVERRIDES_TSV is tests/vectors/overrides.tsv.
  *
  * Prints each failed check and ends with the line "N passed, M failed"; exits 1 on any failure.
  */
@@ -329,6 +330,128 @@ static void test_vectors(const char *path) {
 }
 
 /* ---- statuses, version, error objects -------------------------------------------------- */
+
+/* ---- the override vectors ------------------------------------------------------------- */
+
+/* Routes each `route` line of tests/vectors/overrides.tsv with pgate_route_forced under its
+ * named config, checks is_canary and forced, and that recording it counts (or not). */
+static void test_override_vectors(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!check_at(f != NULL, __LINE__, "cannot open %s", path)) {
+        return;
+    }
+    enum { MAX_CONFIGS = 16 };
+    char names[MAX_CONFIGS][32];
+    pgate_gate *gates[MAX_CONFIGS];
+    int configs = 0;
+    unsigned cases = 0;
+    char *line = NULL;
+    size_t line_cap = 0;
+    while (getline(&line, &line_cap, f) != -1) {
+        char *field[6];
+        if (line[0] == '#') {
+            continue;
+        }
+        if (strncmp(line, "config\t", 7) == 0) {
+            if (check_at(split_tabs(line, field, 3) && configs < MAX_CONFIGS, __LINE__,
+                         "malformed config line")) {
+                snprintf(names[configs], sizeof names[configs], "%s", field[1]);
+                gates[configs++] = new_gate(field[2], NULL);
+            }
+            continue;
+        }
+        if (!check_at(split_tabs(line, field, 6) && strcmp(field[0], "route") == 0, __LINE__,
+                      "malformed route line %u", cases + 1)) {
+            continue;
+        }
+        cases++;
+        const pgate_gate *gate = NULL;
+        for (int i = 0; i < configs; i++) {
+            if (strcmp(names[i], field[1]) == 0) {
+                gate = gates[i];
+            }
+        }
+        if (!check_at(gate != NULL, __LINE__, "no config %s", field[1])) {
+            continue;
+        }
+        const char *value = field[3];
+        bool none = strcmp(value, "-") == 0;
+        pgate_decision d;
+        memset(&d, 0xa5, sizeof d); /* written only on success */
+        pgate_status status =
+            pgate_route_forced(gate, BYTES(field[2]), none ? NULL : (const uint8_t *)value,
+                               none ? 0 : strlen(value), &d);
+        pgate_forced forced = strcmp(field[5], "value") == 0     ? PGATE_FORCED_VALUE
+                              : strcmp(field[5], "id_list") == 0 ? PGATE_FORCED_ID_LIST
+                                                                 : PGATE_FORCED_NONE;
+        bool is_canary = strcmp(field[4], "1") == 0;
+        check_at(status == PGATE_STATUS_OK && d.is_canary == is_canary && d.forced == forced,
+                 __LINE__, "%s id %s value \"%s\": is_canary %d forced %d, expected %d %d",
+                 field[1], field[2], value, (int)d.is_canary, (int)d.forced, (int)is_canary,
+                 (int)forced);
+        pgate_recorded recorded = PGATE_RECORDED_LATE;
+        CHECK_STATUS(PGATE_STATUS_OK, pgate_record(gate, &d, true, 1000, &recorded));
+        check_at(recorded == (forced == PGATE_FORCED_NONE ? PGATE_RECORDED_COUNTED
+                                                           : PGATE_RECORDED_FORCED),
+                 __LINE__, "%s id %s value \"%s\": recorded %d", field[1], field[2], value,
+                 (int)recorded);
+    }
+    free(line);
+    fclose(f);
+    for (int i = 0; i < configs; i++) {
+        CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gates[i]));
+    }
+    check_at(cases >= 30 && configs >= 5, __LINE__, "only %u cases, %d configs read from %s",
+             cases, configs, path);
+    printf("override vectors: %u routed\n", cases);
+}
+
+/* A forced request reaches its version; its failures count in neither cohort, so a failing
+ * tester never rolls the canary back; the decision keeps its size. */
+static void test_forced(void) {
+    CHECK(sizeof(pgate_decision) == 40 && offsetof(pgate_decision, forced) == 33);
+    pgate_gate *gate = canary_gate(
+        0, "\"overrides\": {\"header\": \"X-Canary\", \"canary_ids\": [\"tester-1\"]}",
+        "{\"min_samples\": 20}");
+    pgate_decision d;
+    pgate_recorded recorded = PGATE_RECORDED_LATE;
+    for (int i = 0; i < 200; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "user-%d", i);
+        CHECK_STATUS(PGATE_STATUS_OK,
+                     pgate_route_forced(gate, BYTES(id), (const uint8_t *)"canary", 6, &d));
+        CHECK(d.is_canary && d.forced == PGATE_FORCED_VALUE);
+        CHECK_STATUS(PGATE_STATUS_OK, pgate_record(gate, &d, false, 5000000000u, &recorded));
+        CHECK(recorded == PGATE_RECORDED_FORCED);
+    }
+    d = route(gate, "tester-1"); /* pgate_route checks the id lists too */
+    CHECK(d.is_canary && d.forced == PGATE_FORCED_ID_LIST);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_record_by_id(gate, BYTES("tester-1"), false, 1, &recorded));
+    CHECK(recorded == PGATE_RECORDED_FORCED);
+    pgate_health h;
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_monitor_health(gate, &h, NULL, 0, NULL));
+    CHECK(h.canary_requests == 0 && h.production_requests == 0);
+    CHECK(environment_of(gate) == PGATE_ENVIRONMENT_CANARY);
+    /* A forced byte set by hand is honoured; an unforced decision counts. */
+    d = route(gate, "user-1");
+    CHECK(!d.is_canary && d.forced == PGATE_FORCED_NONE);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_record(gate, &d, true, 1000, &recorded));
+    CHECK(recorded == PGATE_RECORDED_COUNTED);
+    d.forced = PGATE_FORCED_VALUE;
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_record(gate, &d, true, 1000, &recorded));
+    CHECK(recorded == PGATE_RECORDED_FORCED);
+    /* The arguments: NULL out, NULL gate, an over-long value. */
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER,
+                 pgate_route_forced(gate, BYTES("u"), (const uint8_t *)"canary", 6, NULL));
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER,
+                 pgate_route_forced(NULL, BYTES("u"), (const uint8_t *)"canary", 6, &d));
+    CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT,
+                 pgate_route_forced(gate, BYTES("u"), (const uint8_t *)"c", TOO_LONG, &d));
+    char *metrics = read_text(gate, pgate_metrics_prometheus);
+    CHECK(contains(metrics, "promotion_forced_outcomes_total{gate=\"default\"} 202"));
+    free(metrics);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
+}
 
 static void test_status_names(void) {
     static const char *const names[] = {
@@ -1174,8 +1297,9 @@ static void test_threads(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s ROUTING_TSV (made by vectors_tsv.py)\n", argv[0]);
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s ROUTING_TSV (made by vectors_tsv.py) OVERRIDES_TSV\n",
+                argv[0]);
         return 2;
     }
     printf("promotion-gates %s\n", pgate_version());
@@ -1183,6 +1307,8 @@ int main(int argc, char **argv) {
     test_version();
     test_error_objects();
     test_vectors(argv[1]);
+    test_override_vectors(argv[2]);
+    test_forced();
     test_gate_new();
     test_config();
     test_route();

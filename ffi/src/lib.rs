@@ -46,8 +46,8 @@ pub use release::{
     pgate_rollback, pgate_rollback_history_json,
 };
 pub use route::{
-    pgate_decision, pgate_environment, pgate_flag_set_len, pgate_flag_set_name, pgate_record,
-    pgate_record_by_id, pgate_recorded, pgate_route,
+    pgate_decision, pgate_environment, pgate_flag_set_len, pgate_flag_set_name, pgate_forced,
+    pgate_record, pgate_record_by_id, pgate_recorded, pgate_route, pgate_route_forced,
 };
 pub use status::{pgate_status, pgate_status_str};
 pub use telemetry::{

@@ -7,7 +7,7 @@ use crate::boundary::{bytes, guard, write};
 use crate::gate::{hot, pgate_gate};
 use crate::status::pgate_status;
 use promotion_gates::StageId;
-use promotion_gates::{Environment, Recorded};
+use promotion_gates::{Environment, Forced, ForcedBy, Recorded, RoutingDecision};
 
 /// Where a gate stands.
 #[allow(non_camel_case_types)]
@@ -32,8 +32,36 @@ impl From<Environment> for pgate_environment {
     }
 }
 
+/// Whether an override forced a decision, and by what (`forced` in `pgate_decision`).
+#[allow(non_camel_case_types)]
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum pgate_forced {
+    /// Routed by its bucket.
+    None = 0,
+    /// Forced by the forcing value passed to `pgate_route_forced` (from the header or cookie
+    /// the config's `overrides` names).
+    Value = 1,
+    /// Forced by the config's `overrides.canary_ids` or `overrides.stable_ids`.
+    IdList = 2,
+}
+
+impl From<Option<Forced>> for pgate_forced {
+    fn from(forced: Option<Forced>) -> Self {
+        match forced.map(|f| f.by) {
+            None => pgate_forced::None,
+            Some(ForcedBy::Value) => pgate_forced::Value,
+            Some(ForcedBy::IdList) => pgate_forced::IdList,
+        }
+    }
+}
+
 /// One routing decision, written by `pgate_route` into caller memory. Pass it back unchanged
 /// to `pgate_record` so that the outcome counts for the stage and cohort it was routed in.
+///
+/// 40 bytes on every supported target: `forced` took one byte of the padding after
+/// `is_canary`, so the size and every other field's offset are those of the release before it.
+/// A caller that builds a decision by hand must zero it first (`forced` 0).
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,6 +81,9 @@ pub struct pgate_decision {
     pub environment: pgate_environment,
     /// Whether the request goes to the new version.
     pub is_canary: bool,
+    /// Whether an override forced the request (then `is_canary` is the version forced to, and
+    /// `pgate_record` counts the outcome in neither cohort), and by what.
+    pub forced: pgate_forced,
 }
 
 /// What happened to a recorded outcome.
@@ -66,6 +97,8 @@ pub enum pgate_recorded {
     Late = 1,
     /// Its stage is newer than the gate's (not a decision of this gate): dropped.
     Foreign = 2,
+    /// Its request was forced by an override: counted apart, in neither cohort.
+    Forced = 3,
 }
 
 /// Routes a request id (any bytes; NULL with length 0 is the empty id) and writes the decision
@@ -90,24 +123,67 @@ pub unsafe extern "C" fn pgate_route(
         // SAFETY: the caller guarantees id_len readable bytes at id.
         let id = unsafe { bytes(id, id_len) }?;
         let d = gate.manager.route_request_bytes(id);
-        let decision = pgate_decision {
-            stage: d.stage.get(),
-            traffic_percent: d.target_environment.traffic_percent(),
-            bucket: d.reason.bucket().get(),
-            threshold: d.reason.threshold(),
-            flag_set: d.enabled_features.set_id(),
-            environment: d.target_environment.into(),
-            is_canary: d.is_canary,
-        };
         // SAFETY: out is non-NULL and valid for a write (caller's contract).
-        unsafe { write(out, decision) }
+        unsafe { write(out, to_c_decision(&d)) }
     })
 }
 
+/// Routes a request id like `pgate_route`, with the forcing value the host read from the
+/// request (the value of the header or cookie named by the config's `overrides`): `value` NULL
+/// when the request carried none, else `value_len` bytes (any bytes; `canary` or `stable`,
+/// ASCII case ignored, force the request; any other value is ignored and counted, never an
+/// error). The config's id lists win over the value. A forced decision has `forced` set.
+/// Lock-free, allocation-free, thread-safe.
+///
+/// # Safety
+/// As `pgate_route`; `value` NULL or `value_len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_route_forced(
+    gate: *const pgate_gate,
+    id: *const u8,
+    id_len: usize,
+    value: *const u8,
+    value_len: usize,
+    out: *mut pgate_decision,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { hot(gate) }?;
+        if out.is_null() {
+            return Err(pgate_status::NullPointer);
+        }
+        // SAFETY: the caller guarantees id_len readable bytes at id.
+        let id = unsafe { bytes(id, id_len) }?;
+        let value = if value.is_null() {
+            None
+        } else {
+            // SAFETY: value is non-NULL, and the caller guarantees value_len readable bytes.
+            Some(unsafe { bytes(value, value_len) }?)
+        };
+        let d = gate.manager.route_request_forced(id, value);
+        // SAFETY: out is non-NULL and valid for a write (caller's contract).
+        unsafe { write(out, to_c_decision(&d)) }
+    })
+}
+
+fn to_c_decision(d: &RoutingDecision<'_>) -> pgate_decision {
+    pgate_decision {
+        stage: d.stage.get(),
+        traffic_percent: d.target_environment.traffic_percent(),
+        bucket: d.reason.bucket().get(),
+        threshold: d.reason.threshold(),
+        flag_set: d.enabled_features.set_id(),
+        environment: d.target_environment.into(),
+        is_canary: d.is_canary,
+        forced: d.forced.into(),
+    }
+}
+
 /// Records the outcome of a request routed by `*decision`: whether it succeeded and its
-/// latency in nanoseconds. Only `stage` and `is_canary` (any non-zero byte is true) are read,
-/// so a decision copied or built by the caller is safe; one whose stage is newer than the
-/// gate's is refused as `PGATE_RECORDED_FOREIGN`. If `recorded` is not NULL it receives what happened to the
+/// latency in nanoseconds. Only `stage`, `is_canary` and `forced` (any non-zero byte is true)
+/// are read, so a decision copied or built by the caller is safe; one whose stage is newer than
+/// the gate's is refused as `PGATE_RECORDED_FOREIGN`; a forced one is counted in neither
+/// cohort, as `PGATE_RECORDED_FORCED`. If `recorded` is not NULL it receives what happened to the
 /// outcome. Lock-free; allocation-free after the calling thread's first record. May run the
 /// judge and roll a failing canary back (see the Rust docs of `record_outcome`).
 ///
@@ -134,20 +210,25 @@ pub unsafe extern "C" fn pgate_record(
         // SAFETY: decision is non-NULL and valid for a read of a pgate_decision (caller's
         // contract); addr_of! takes the fields' addresses without making a reference, and u64
         // and u8 accept every bit pattern.
-        let (stage, canary_byte) = unsafe {
+        let (stage, canary_byte, forced_byte) = unsafe {
             (
                 std::ptr::addr_of!((*decision).stage).read_unaligned(),
                 std::ptr::addr_of!((*decision).is_canary)
                     .cast::<u8>()
                     .read(),
+                std::ptr::addr_of!((*decision).forced).cast::<u8>().read(),
             )
         };
-        let outcome = gate.manager.record_for(
-            StageId::new(stage),
-            canary_byte != 0,
-            success,
-            Duration::from_nanos(latency_ns),
-        );
+        let outcome = if forced_byte != 0 {
+            gate.manager.record_forced()
+        } else {
+            gate.manager.record_for(
+                StageId::new(stage),
+                canary_byte != 0,
+                success,
+                Duration::from_nanos(latency_ns),
+            )
+        };
         if recorded.is_null() {
             return Ok(());
         }
@@ -192,6 +273,7 @@ fn to_c(outcome: Recorded) -> pgate_recorded {
         Recorded::Counted => pgate_recorded::Counted,
         Recorded::Late => pgate_recorded::Late,
         Recorded::Foreign => pgate_recorded::Foreign,
+        Recorded::Forced => pgate_recorded::Forced,
     }
 }
 

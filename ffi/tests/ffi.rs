@@ -32,6 +32,7 @@ fn route_and_record_through_the_abi() {
         flag_set: 0,
         environment: pgate_environment::Production,
         is_canary: false,
+        forced: pgate_forced::None,
     };
     // SAFETY: live gate, live id slice, valid out-pointers throughout.
     unsafe {

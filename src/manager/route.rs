@@ -41,7 +41,51 @@ impl PromotionGateManager {
     /// ```
     #[inline(always)]
     pub fn route_request_bytes(&self, request_id: &[u8]) -> RoutingDecision<'_> {
-        let decision = self.route_unlogged(request_id);
+        self.route_logged(request_id, None)
+    }
+
+    /// Routes a request with the forcing value the host read from it (from the header or
+    /// cookie named by [`Overrides`](crate::Overrides)), or `None` when it carried none.
+    ///
+    /// `canary` or `stable` (ASCII case ignored) force the request when the config names a
+    /// header or a cookie; the config's id lists win over the value. Any other value, or a
+    /// value with no header or cookie configured, is ignored (the request is routed by its
+    /// bucket) and counted ([`ignored_override_values`](Self::ignored_override_values)). A
+    /// forced decision has [`forced`](RoutingDecision::forced) set, and its outcome counts in
+    /// neither cohort. Lock-free and allocation-free like
+    /// [`route_request_bytes`](Self::route_request_bytes), which it is with `None`.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig {
+    ///         environment: Environment::Canary { traffic_percent: 0.0 },
+    ///         overrides: Some(Overrides { header: Some("X-Canary".into()), ..Default::default() }),
+    ///         ..Default::default()
+    ///     },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// let decision = gate.route_request_forced(b"tester-1", Some(b"canary"));
+    /// assert!(decision.is_canary);
+    /// assert_eq!(decision.forced, Some(Forced { to: Cohort::Canary, by: ForcedBy::Value }));
+    /// assert!(!gate.route_request_forced(b"tester-1", Some(b"maybe")).is_canary);
+    /// assert_eq!(gate.ignored_override_values(), 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[inline(always)]
+    pub fn route_request_forced(
+        &self,
+        request_id: &[u8],
+        forcing_value: Option<&[u8]>,
+    ) -> RoutingDecision<'_> {
+        self.route_logged(request_id, forcing_value)
+    }
+
+    /// Routes and logs at debug level.
+    #[inline(always)]
+    fn route_logged(&self, request_id: &[u8], forcing_value: Option<&[u8]>) -> RoutingDecision<'_> {
+        let decision = self.decide(request_id, forcing_value);
         if tracing::level_enabled!(tracing::Level::DEBUG) {
             log_route(request_id, decision.is_canary, decision.reason);
         }
@@ -52,7 +96,42 @@ impl PromotionGateManager {
     /// line, for callers that log the route their own way.
     #[inline(always)]
     pub(crate) fn route_unlogged(&self, request_id: &[u8]) -> RoutingDecision<'_> {
-        self.route_table().route(&self.shared.flag_sets, request_id)
+        self.decide(request_id, None)
+    }
+
+    /// Routes one request: by the per-thread route table alone when the gate lists no override
+    /// ids and no forcing value was passed (one predictable branch), else with the snapshot's
+    /// overrides.
+    #[inline(always)]
+    pub(super) fn decide(
+        &self,
+        request_id: &[u8],
+        forcing_value: Option<&[u8]>,
+    ) -> RoutingDecision<'_> {
+        let table = self.route_table();
+        if !table.lists_ids && forcing_value.is_none() {
+            table.route(&self.shared.flag_sets, request_id)
+        } else {
+            self.route_overridden(request_id, forcing_value)
+        }
+    }
+
+    /// Routes with the current snapshot's overrides (its id lists are not in the `Copy` route
+    /// table). Out of line: a gate without overrides never calls it. Lock-free and
+    /// allocation-free (an `arc-swap` load, a binary search of the listed ids' buckets).
+    #[inline(never)]
+    fn route_overridden(
+        &self,
+        request_id: &[u8],
+        forcing_value: Option<&[u8]>,
+    ) -> RoutingDecision<'_> {
+        let snapshot = self.shared.current.load();
+        let overridden =
+            snapshot.route_overridden(&self.shared.flag_sets, request_id, forcing_value);
+        if overridden.ignored_value {
+            self.shared.monitor.ignored_override_value();
+        }
+        overridden.decision
     }
 
     /// The current route table: this thread's cached copy while the generation is unchanged.

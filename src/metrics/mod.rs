@@ -225,6 +225,34 @@ impl Metrics {
         self.recorders.iter().map(|r| r.foreign()).sum()
     }
 
+    /// Counts a forced request's outcome on the calling thread's recorder.
+    pub(crate) fn forced_outcome(&self) {
+        self.recorder().count_forced();
+    }
+
+    /// Outcomes of forced requests, over all threads.
+    pub(crate) fn forced(&self) -> u64 {
+        self.recorders.iter().map(|r| r.forced()).sum()
+    }
+
+    /// Counts an ignored forcing value on the calling thread's recorder.
+    pub(crate) fn ignored_override_value(&self) {
+        self.recorder().count_ignored_override();
+    }
+
+    /// Forcing values ignored, over all threads.
+    pub(crate) fn ignored_overrides(&self) -> u64 {
+        self.recorders.iter().map(|r| r.ignored_overrides()).sum()
+    }
+
+    /// The calling thread's recorder, made at its first use.
+    fn recorder(&self) -> &ThreadRecorder {
+        match self.recorders.get() {
+            Some(recorder) => recorder,
+            None => self.first_recorder(),
+        }
+    }
+
     /// Claims the full evaluation due at `now`, if one is: true for exactly one caller per
     /// `interval`, which must then evaluate.
     pub(crate) fn claim_evaluation(&self, now: Duration, interval: Duration) -> bool {

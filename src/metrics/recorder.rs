@@ -71,6 +71,9 @@ pub enum Recorded {
     Late,
     /// Its stage is newer than the gate's: the decision was not made by this gate. Dropped.
     Foreign,
+    /// Its request was forced by an override: counted apart, in neither cohort, so that it
+    /// never distorts the judge's comparison.
+    Forced,
 }
 
 /// What one record did, for the caller's evaluation trigger.
@@ -115,6 +118,10 @@ pub(crate) struct ThreadRecorder {
     stage: AtomicU64,
     late: AtomicU64,
     foreign: AtomicU64,
+    /// Outcomes of forced requests (in neither cohort).
+    forced: AtomicU64,
+    /// Forcing values routing ignored on this thread.
+    ignored_overrides: AtomicU64,
     /// Records left before this thread next looks at the clock (a look is due at 1 or 0).
     clock_countdown: AtomicU64,
     /// Records between the last two looks at the clock (1 ..= 64), paced to the thread's rate.
@@ -140,6 +147,8 @@ impl ThreadRecorder {
             stage: AtomicU64::new(0),
             late: AtomicU64::new(0),
             foreign: AtomicU64::new(0),
+            forced: AtomicU64::new(0),
+            ignored_overrides: AtomicU64::new(0),
             clock_countdown: AtomicU64::new(1),
             clock_check_every: AtomicU64::new(1),
             last_clock_check: AtomicU64::new(0),
@@ -294,6 +303,26 @@ impl ThreadRecorder {
     /// Outcomes this thread dropped as foreign.
     pub(crate) fn foreign(&self) -> u64 {
         self.foreign.load(Ordering::Relaxed)
+    }
+
+    /// Counts a forced request's outcome. Only the owning thread calls it.
+    pub(crate) fn count_forced(&self) {
+        increment(&self.forced);
+    }
+
+    /// Outcomes of forced requests this thread counted.
+    pub(crate) fn forced(&self) -> u64 {
+        self.forced.load(Ordering::Relaxed)
+    }
+
+    /// Counts an ignored forcing value. Only the owning thread calls it.
+    pub(crate) fn count_ignored_override(&self) {
+        increment(&self.ignored_overrides);
+    }
+
+    /// Forcing values this thread's routing ignored.
+    pub(crate) fn ignored_overrides(&self) -> u64 {
+        self.ignored_overrides.load(Ordering::Relaxed)
     }
 }
 

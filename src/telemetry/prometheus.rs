@@ -28,6 +28,8 @@
 //! | `promotion_rollbacks_total` | counter | `trigger`, `rule` | rollback events since the gate was built |
 //! | `promotion_late_outcomes_total` | counter | | outcomes dropped because their stage had ended |
 //! | `promotion_foreign_outcomes_total` | counter | | outcomes dropped because their decision names a stage the gate never published |
+//! | `promotion_forced_outcomes_total` | counter | | outcomes of requests an override forced, counted in neither cohort |
+//! | `promotion_ignored_override_values_total` | counter | | forcing values routing ignored (neither `canary` nor `stable`, or no header or cookie configured) |
 
 use std::fmt::{self, Write};
 
@@ -162,16 +164,26 @@ pub fn write_exposition(gates: &[&PromotionGateManager], out: &mut impl Write) -
     e.rules_fired()?;
     e.latency_histograms()?;
     e.rollbacks()?;
-    let late = "promotion_late_outcomes_total";
-    let help = "Outcomes dropped because their stage had ended.";
-    e.family(late, "counter", help, |e, r| {
-        e.sample(late, &r.labels(&[]), r.late as f64)
-    })?;
-    let foreign = "promotion_foreign_outcomes_total";
-    let help = "Outcomes dropped because their decision names a stage the gate never published.";
-    e.family(foreign, "counter", help, |e, r| {
-        e.sample(foreign, &r.labels(&[]), r.foreign as f64)
-    })
+    e.counter(
+        "promotion_late_outcomes_total",
+        "Outcomes dropped because their stage had ended.",
+        |r| r.late,
+    )?;
+    e.counter(
+        "promotion_foreign_outcomes_total",
+        "Outcomes dropped because their decision names a stage the gate never published.",
+        |r| r.foreign,
+    )?;
+    e.counter(
+        "promotion_forced_outcomes_total",
+        "Outcomes of requests an override forced, counted in neither cohort.",
+        |r| r.forced,
+    )?;
+    e.counter(
+        "promotion_ignored_override_values_total",
+        "Forcing values routing ignored.",
+        |r| r.ignored_override_values,
+    )
 }
 
 const RECOMMENDATIONS: [&str; 4] = ["healthy", "monitor", "rollback", "no_data"];
@@ -196,6 +208,8 @@ struct Reading {
     rollbacks: Vec<RollbackCount>,
     late: u64,
     foreign: u64,
+    forced: u64,
+    ignored_override_values: u64,
 }
 
 impl Reading {
@@ -210,6 +224,8 @@ impl Reading {
             rollbacks: gate.rollback_counts(),
             late: gate.late_outcomes(),
             foreign: gate.foreign_outcomes(),
+            forced: gate.forced_outcomes(),
+            ignored_override_values: gate.ignored_override_values(),
         }
     }
 
@@ -256,6 +272,12 @@ impl<W: Write> Exposition<'_, W> {
     fn gauge(&mut self, name: &str, help: &str, value: impl Fn(&Reading) -> f64) -> fmt::Result {
         self.family(name, "gauge", help, |e, r| {
             e.sample(name, &r.labels(&[]), value(r))
+        })
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: impl Fn(&Reading) -> u64) -> fmt::Result {
+        self.family(name, "counter", help, |e, r| {
+            e.sample(name, &r.labels(&[]), value(r) as f64)
         })
     }
 

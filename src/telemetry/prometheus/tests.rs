@@ -426,3 +426,40 @@ fn values_are_written_as_prometheus_reads_them() {
         .into();
     assert_eq!(written, ["NaN", "+Inf", "-Inf", "0.25", "3", "0.0000001"]);
 }
+
+#[test]
+fn forced_outcomes_and_ignored_values_are_counted_apart() {
+    let gate = PromotionGateManager::new(
+        PromotionConfig {
+            gate: "g".into(),
+            environment: Environment::Canary {
+                traffic_percent: 50.0,
+            },
+            overrides: Some(crate::Overrides {
+                header: Some("X-Canary".into()),
+                canary_ids: vec!["tester".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+    )
+    .unwrap();
+    let counts = |gate: &PromotionGateManager| {
+        let (_, samples) = parse(&exposition(gate));
+        (
+            value(&samples, "promotion_forced_outcomes_total", &[]),
+            value(&samples, "promotion_ignored_override_values_total", &[]),
+            value(
+                &samples,
+                "promotion_window_requests",
+                &[("cohort", "canary")],
+            ),
+        )
+    };
+    assert_eq!(counts(&gate), (0.0, 0.0, 0.0));
+    let tester = gate.route_request("tester");
+    gate.record_outcome(&tester, false, Duration::from_millis(1));
+    gate.route_request_forced(b"u", Some(b"nope"));
+    assert_eq!(counts(&gate), (1.0, 1.0, 0.0));
+}

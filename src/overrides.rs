@@ -1,0 +1,531 @@
+//! Overrides: forcing a request to the canary or the stable version, past its bucket.
+//!
+//! Two ways, both set by the `overrides` section of the config ([`Overrides`]):
+//! - **a forcing value** the host reads from the request, from the header or cookie the config
+//!   names ([`Overrides::header`], [`Overrides::cookie`]), and hands to
+//!   [`route_request_forced`](crate::PromotionGateManager::route_request_forced): `canary` or
+//!   `stable` (ASCII case ignored) force the request; any other value is ignored and counted
+//!   ([`ignored_override_values`](crate::PromotionGateManager::ignored_override_values)), never
+//!   an error on the request path;
+//! - **allow-lists of request ids** ([`Overrides::canary_ids`], [`Overrides::stable_ids`]),
+//!   checked by every route call.
+//!
+//! An id list wins over a forcing value (an operator's pin is not undone by a header). A forced
+//! decision says so ([`RoutingDecision::forced`](crate::RoutingDecision::forced)); its outcome is
+//! counted apart ([`Recorded::Forced`](crate::Recorded::Forced)), in neither cohort, so testers
+//! never distort the judge's comparison.
+//!
+//! The compiled [`OverrideTable`] lives in the snapshot; the route table carries one bit saying
+//! whether any id is listed, so a route without a forcing value on a gate that lists no ids
+//! pays one predictable branch.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::bucket::{Bucket, SaltedHasher};
+use crate::decision::Cohort;
+use crate::error::{ConfigError, quoted};
+use crate::limits::{MAX_NAME_BYTES, MAX_OVERRIDE_IDS};
+
+/// The `overrides` section of a config: where a host reads a forcing value, and the ids forced
+/// by list. Every field is optional; a missing section forces nothing.
+///
+/// In JSON: `{"header": "X-Canary", "cookie": "canary", "canary_ids": ["tester-1"],
+/// "stable_ids": ["vip-7"]}`.
+///
+/// # Example
+/// ```
+/// use promotion_gates::PromotionConfig;
+///
+/// let config = PromotionConfig::from_json(
+///     r#"{"overrides": {"header": "X-Canary", "canary_ids": ["tester-1"]}}"#,
+/// )?;
+/// let overrides = config.overrides.unwrap();
+/// assert_eq!(overrides.header.as_deref(), Some("X-Canary"));
+/// assert_eq!(overrides.canary_ids, ["tester-1"]);
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Overrides {
+    /// The request header whose value (`canary` or `stable`) forces the request. The core
+    /// reads no headers: this names it for the host, which passes the value to
+    /// [`route_request_forced`](crate::PromotionGateManager::route_request_forced).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// The cookie whose value (`canary` or `stable`) forces the request, read by the host like
+    /// [`header`](Self::header). A host that finds both uses the header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// Request ids always sent to the new version.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub canary_ids: Vec<String>,
+    /// Request ids always sent to the stable version.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stable_ids: Vec<String>,
+}
+
+impl Overrides {
+    /// Checks the section: header and cookie names are 1 to
+    /// [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) bytes without whitespace or control
+    /// characters; each id is 1 to `MAX_NAME_BYTES` bytes; at most
+    /// [`MAX_OVERRIDE_IDS`](crate::MAX_OVERRIDE_IDS) ids in both lists together; no id in both
+    /// lists (or twice in one).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the field (`overrides.header`, `overrides.canary_ids[3]`...) and
+    /// the refused value.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::Overrides;
+    ///
+    /// let both = Overrides {
+    ///     canary_ids: vec!["u-1".into()],
+    ///     stable_ids: vec!["u-1".into()],
+    ///     ..Default::default()
+    /// };
+    /// let err = both.validate().unwrap_err();
+    /// assert_eq!(err.field(), "overrides.stable_ids[0]");
+    /// assert_eq!(err.value(), "\"u-1\"");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, name) in [
+            ("overrides.header", &self.header),
+            ("overrides.cookie", &self.cookie),
+        ] {
+            if let Some(name) = name {
+                crate::config::check_name(field, name)?;
+            }
+        }
+        let count = self.canary_ids.len() + self.stable_ids.len();
+        if count > MAX_OVERRIDE_IDS {
+            return Err(ConfigError::new(
+                "overrides.canary_ids",
+                format!("{count} ids in canary_ids and stable_ids"),
+                format!("at most {MAX_OVERRIDE_IDS} ids in both lists (MAX_OVERRIDE_IDS)"),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(count);
+        for (list, ids) in [
+            ("canary_ids", &self.canary_ids),
+            ("stable_ids", &self.stable_ids),
+        ] {
+            for (i, id) in ids.iter().enumerate() {
+                let field = || format!("overrides.{list}[{i}]");
+                if id.is_empty() || id.len() > MAX_NAME_BYTES {
+                    return Err(ConfigError::new(
+                        field(),
+                        quoted(id),
+                        "a request id of 1 to 128 bytes (MAX_NAME_BYTES)",
+                    ));
+                }
+                if !seen.insert(id.as_str()) {
+                    return Err(ConfigError::new(
+                        field(),
+                        quoted(id),
+                        "an id listed once across canary_ids and stable_ids",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a request was forced: by the forcing value the host read from the request (the
+/// configured header or cookie) or by an id list of the config.
+///
+/// # Example
+/// ```
+/// assert_eq!(promotion_gates::ForcedBy::IdList.name(), "id_list");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ForcedBy {
+    /// The request's forcing value (from [`Overrides::header`] or [`Overrides::cookie`]).
+    Value,
+    /// [`Overrides::canary_ids`] or [`Overrides::stable_ids`].
+    IdList,
+}
+
+impl ForcedBy {
+    /// `value` or `id_list`.
+    ///
+    /// # Example
+    /// ```
+    /// assert_eq!(promotion_gates::ForcedBy::Value.name(), "value");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            ForcedBy::Value => "value",
+            ForcedBy::IdList => "id_list",
+        }
+    }
+}
+
+/// A forced routing: the version the request was forced to, and by what.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{Cohort, Forced, ForcedBy};
+/// let forced = Forced { to: Cohort::Canary, by: ForcedBy::IdList };
+/// assert_eq!(forced.to_string(), "forced to canary by overrides.canary_ids");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Forced {
+    /// The version forced to.
+    pub to: Cohort,
+    /// What forced it.
+    pub by: ForcedBy,
+}
+
+impl fmt::Display for Forced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let to = self.to.name();
+        match self.by {
+            ForcedBy::Value => write!(f, "forced to {to} by the request's override value"),
+            ForcedBy::IdList => write!(f, "forced to {to} by overrides.{to}_ids"),
+        }
+    }
+}
+
+/// Reads a forcing value: `canary` or `stable`, ASCII case ignored; `None` for anything else.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{Cohort, forcing_value};
+/// assert_eq!(forcing_value(b"Canary"), Some(Cohort::Canary));
+/// assert_eq!(forcing_value(b"stable"), Some(Cohort::Stable));
+/// assert_eq!(forcing_value(b"yes"), None);
+/// ```
+pub fn forcing_value(value: &[u8]) -> Option<Cohort> {
+    if value.eq_ignore_ascii_case(b"canary") {
+        Some(Cohort::Canary)
+    } else if value.eq_ignore_ascii_case(b"stable") {
+        Some(Cohort::Stable)
+    } else {
+        None
+    }
+}
+
+/// The compiled overrides of one snapshot: the listed ids in an open-addressing table keyed
+/// by their bucket under the snapshot's salt, and whether a forcing value is honoured.
+///
+/// Routing has the request's bucket already (its SHA-256 is the route's one hash), and buckets
+/// are uniform, so the bucket's low bits are the slot: a lookup reads one slot (a few more
+/// after a collision; the table is at most half full), and compares the id's bytes only when
+/// a listed id has the same bucket (for an id on no list, about once in 10 000 000 / ids
+/// routes). No allocation on lookup.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OverrideTable {
+    /// Per slot, the bucket of the id in it, or [`EMPTY`]; a power of two long (or empty).
+    slots: Vec<u32>,
+    /// Per slot, the id and its version (`None` in an empty slot).
+    listed: Vec<Option<(Box<[u8]>, Cohort)>>,
+    /// Whether the config names a header or a cookie.
+    by_value: bool,
+}
+
+/// An empty slot: no bucket is this large.
+const EMPTY: u32 = u32::MAX;
+
+impl OverrideTable {
+    /// Compiles a validated section (`None`: no overrides), bucketing its ids with the
+    /// snapshot's `hasher`.
+    pub(crate) fn build(overrides: Option<&Overrides>, hasher: &SaltedHasher) -> Self {
+        let Some(overrides) = overrides else {
+            return Self::default();
+        };
+        let count = overrides.canary_ids.len() + overrides.stable_ids.len();
+        let len = if count == 0 {
+            0
+        } else {
+            (2 * count).next_power_of_two()
+        };
+        let mut table = Self {
+            slots: vec![EMPTY; len],
+            listed: vec![None; len],
+            by_value: overrides.header.is_some() || overrides.cookie.is_some(),
+        };
+        for (ids, to) in [
+            (&overrides.canary_ids, Cohort::Canary),
+            (&overrides.stable_ids, Cohort::Stable),
+        ] {
+            for id in ids {
+                let bytes = id.as_bytes();
+                let bucket = hasher.bucket(bytes).get();
+                let mut slot = table.first_slot(bucket);
+                while table.slots[slot] != EMPTY {
+                    slot = (slot + 1) & (len - 1);
+                }
+                table.slots[slot] = bucket;
+                table.listed[slot] = Some((Box::from(bytes), to));
+            }
+        }
+        table
+    }
+
+    /// The slot a bucket's probe starts at (the table is not empty).
+    #[inline]
+    fn first_slot(&self, bucket: u32) -> usize {
+        bucket as usize & (self.slots.len() - 1)
+    }
+
+    /// Whether any id is listed: when not, and no forcing value is passed, routing needs no
+    /// look at the table (the route table keeps this bit).
+    pub(crate) fn lists_ids(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
+    /// The version `request_id` (of `bucket`) is listed for, if it is.
+    #[inline]
+    fn listed(&self, request_id: &[u8], bucket: u32) -> Option<Cohort> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut slot = self.first_slot(bucket);
+        // At most half the slots are full, so the probe meets an empty one.
+        loop {
+            match self.slots.get(slot) {
+                Some(&b) if b == bucket => {
+                    if let Some(Some((id, to))) = self.listed.get(slot)
+                        && **id == *request_id
+                    {
+                        return Some(*to);
+                    }
+                }
+                Some(&EMPTY) | None => return None,
+                Some(_) => {}
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// Decides whether `request_id` (whose bucket is `bucket`) with forcing value `value` is
+    /// forced. The second result is true for a value that was passed but not honoured (not
+    /// `canary`/`stable`, or no header or cookie configured), which the caller counts.
+    pub(crate) fn force(
+        &self,
+        request_id: &[u8],
+        bucket: Bucket,
+        value: Option<&[u8]>,
+    ) -> (Option<Forced>, bool) {
+        if let Some(to) = self.listed(request_id, bucket.get()) {
+            return (
+                Some(Forced {
+                    to,
+                    by: ForcedBy::IdList,
+                }),
+                false,
+            );
+        }
+        let Some(value) = value else {
+            return (None, false);
+        };
+        match forcing_value(value) {
+            Some(to) if self.by_value => (
+                Some(Forced {
+                    to,
+                    by: ForcedBy::Value,
+                }),
+                false,
+            ),
+            _ => (None, true),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section() -> Overrides {
+        Overrides {
+            header: Some("X-Canary".into()),
+            cookie: None,
+            canary_ids: vec!["t-2".into(), "t-1".into()],
+            stable_ids: vec!["vip".into()],
+        }
+    }
+
+    #[test]
+    fn id_lists_win_over_values_and_values_force_only_when_named() {
+        let hasher = SaltedHasher::new(b"checkout");
+        let table = OverrideTable::build(Some(&section()), &hasher);
+        let force = |table: &OverrideTable, id: &[u8], value: Option<&[u8]>| {
+            table.force(id, hasher.bucket(id), value)
+        };
+        let forced = |to, by| Some(Forced { to, by });
+        assert_eq!(
+            force(&table, b"t-1", Some(b"stable")),
+            (forced(Cohort::Canary, ForcedBy::IdList), false)
+        );
+        assert_eq!(
+            force(&table, b"vip", None),
+            (forced(Cohort::Stable, ForcedBy::IdList), false)
+        );
+        assert_eq!(
+            force(&table, b"u", Some(b"STABLE")),
+            (forced(Cohort::Stable, ForcedBy::Value), false)
+        );
+        assert_eq!(force(&table, b"u", Some(b"beta")), (None, true));
+        assert_eq!(force(&table, b"u", None), (None, false));
+        let ids_only = OverrideTable::build(
+            Some(&Overrides {
+                header: None,
+                ..section()
+            }),
+            &hasher,
+        );
+        assert_eq!(force(&ids_only, b"u", Some(b"canary")), (None, true));
+        assert!(ids_only.lists_ids());
+        let values_only = Overrides {
+            canary_ids: vec![],
+            stable_ids: vec![],
+            ..section()
+        };
+        assert!(!OverrideTable::build(Some(&values_only), &hasher).lists_ids());
+        assert!(!OverrideTable::build(None, &hasher).lists_ids());
+    }
+
+    #[test]
+    fn ids_sharing_a_bucket_are_told_apart_by_their_bytes() {
+        let hasher = SaltedHasher::new(b"checkout");
+        let shared = hasher.bucket(b"t-1");
+        // Three ids put in the slots one bucket would probe, as colliding ids are: the
+        // second and third under the first's bucket, the fourth under the next bucket.
+        let mut table = OverrideTable::build(
+            Some(&Overrides {
+                canary_ids: vec!["a".into(), "b".into(), "c".into()],
+                ..Default::default()
+            }),
+            &hasher,
+        );
+        let mask = table.slots.len() - 1;
+        table.slots.fill(EMPTY);
+        table.listed.fill(None);
+        let start = table.first_slot(shared.get());
+        for (i, (bucket, id, to)) in [
+            (shared.get(), &b"t-1"[..], Cohort::Canary),
+            (shared.get(), b"vip", Cohort::Stable),
+            (shared.get() + 1, b"next", Cohort::Canary),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            table.slots[(start + i) & mask] = bucket;
+            table.listed[(start + i) & mask] = Some((Box::from(id), to));
+        }
+        let by_list = |to| {
+            Some(Forced {
+                to,
+                by: ForcedBy::IdList,
+            })
+        };
+        assert_eq!(
+            table.force(b"t-1", shared, None),
+            (by_list(Cohort::Canary), false)
+        );
+        assert_eq!(
+            table.force(b"vip", shared, None),
+            (by_list(Cohort::Stable), false)
+        );
+        // Same bucket, other bytes; a listed id's bytes under another bucket.
+        assert_eq!(table.force(b"t-2", shared, None), (None, false));
+        assert_eq!(table.force(b"next", shared, None), (None, false));
+    }
+
+    #[test]
+    fn every_listed_id_is_found_and_no_other() {
+        let hasher = SaltedHasher::new(b"checkout");
+        let ids: Vec<String> = (0..MAX_OVERRIDE_IDS).map(|i| format!("u-{i}")).collect();
+        let (canary, stable) = ids.split_at(MAX_OVERRIDE_IDS / 2);
+        let table = OverrideTable::build(
+            Some(&Overrides {
+                canary_ids: canary.to_vec(),
+                stable_ids: stable.to_vec(),
+                ..Default::default()
+            }),
+            &hasher,
+        );
+        for (list, to) in [(canary, Cohort::Canary), (stable, Cohort::Stable)] {
+            for id in list {
+                assert_eq!(
+                    table.listed(id.as_bytes(), hasher.bucket(id.as_bytes()).get()),
+                    Some(to),
+                    "{id}"
+                );
+            }
+        }
+        for i in 0..20_000 {
+            let id = format!("other-{i}");
+            assert_eq!(
+                table.listed(id.as_bytes(), hasher.bucket(id.as_bytes()).get()),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field_and_the_value() {
+        let cases: [(Overrides, &str, &str); 5] = [
+            (
+                Overrides {
+                    header: Some("X Canary".into()),
+                    ..section()
+                },
+                "overrides.header",
+                "\"X Canary\"",
+            ),
+            (
+                Overrides {
+                    cookie: Some(String::new()),
+                    ..section()
+                },
+                "overrides.cookie",
+                "\"\"",
+            ),
+            (
+                Overrides {
+                    canary_ids: vec!["a".into(), String::new()],
+                    ..section()
+                },
+                "overrides.canary_ids[1]",
+                "\"\"",
+            ),
+            (
+                Overrides {
+                    stable_ids: vec!["x".repeat(MAX_NAME_BYTES + 1)],
+                    ..section()
+                },
+                "overrides.stable_ids[0]",
+                &quoted(&"x".repeat(MAX_NAME_BYTES + 1)),
+            ),
+            (
+                Overrides {
+                    canary_ids: vec!["a".into(), "a".into()],
+                    ..section()
+                },
+                "overrides.canary_ids[1]",
+                "\"a\"",
+            ),
+        ];
+        for (overrides, field, value) in cases {
+            let err = overrides.validate().unwrap_err();
+            assert_eq!((err.field(), err.value()), (field, value), "{err}");
+        }
+        let many = Overrides {
+            canary_ids: (0..=MAX_OVERRIDE_IDS).map(|i| format!("u-{i}")).collect(),
+            ..Default::default()
+        };
+        let err = many.validate().unwrap_err();
+        assert_eq!(err.field(), "overrides.canary_ids");
+        assert!(
+            err.value()
+                .starts_with(&format!("{}", MAX_OVERRIDE_IDS + 1)),
+            "{err}"
+        );
+        section().validate().unwrap();
+    }
+}
