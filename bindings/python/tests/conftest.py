@@ -18,6 +18,26 @@ sys.path.insert(0, str(PYTHON_DIR / "src"))
 HEADER = REPO / "include" / "promotion_gates.h"
 VECTORS = REPO / "tests" / "vectors" / "routing.json"
 LATENCY_VECTORS = REPO / "tests" / "vectors" / "latency.tsv"
+OVERRIDE_VECTORS = REPO / "tests" / "vectors" / "overrides.tsv"
+
+
+def override_vectors() -> tuple[dict[str, str], list[tuple[str, str, str | None, bool, str]]]:
+    """The shared override cases: the config documents by name, and each route line as
+    (config name, request id, forcing value or None, is_canary, forced)."""
+    configs: dict[str, str] = {}
+    cases: list[tuple[str, str, str | None, bool, str]] = []
+    for line in OVERRIDE_VECTORS.read_text(encoding="utf-8").split("\n"):
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if fields[0] == "config":
+            configs[fields[1]] = fields[2]
+        else:
+            kind, config, rid, value, is_canary, forced = fields
+            assert kind == "route", line
+            cases.append((config, rid, None if value == "-" else value, is_canary == "1", forced))
+    assert len(cases) >= 30 and len(configs) >= 5, OVERRIDE_VECTORS
+    return configs, cases
 
 
 def latency_vectors() -> list[tuple[int | float, str]]:

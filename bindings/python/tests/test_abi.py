@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from conftest import HEADER
 
-from promotion_gates import Environment, Recommendation, Recorded, Rule, Status, _ffi
+from promotion_gates import Environment, Forced, Recommendation, Recorded, Rule, Status, _ffi
 
 STRUCTS = {"pgate_decision": _ffi.pgate_decision, "pgate_health": _ffi.pgate_health}
 
@@ -34,6 +34,7 @@ C_TO_CTYPES: dict[str, Any] = {
     "pgate_status": c_uint32,
     "pgate_environment": c_uint32,
     "pgate_recommendation": c_uint32,
+    "pgate_forced": ctypes.c_uint8,
     "const char *": c_char_p,
     "char *": POINTER(c_char),
     "const uint8_t *": c_char_p,
@@ -75,7 +76,7 @@ def _norm(c_type: str) -> str:
 
 def header_enums() -> dict[str, dict[str, int]]:
     found = {}
-    for name, body in re.findall(r"enum (\w+)\s*(?::\s*uint32_t\s*)?\{(.*?)\};", _code(), re.S):
+    for name, body in re.findall(r"enum (\w+)\s*(?::\s*uint(?:8|32)_t\s*)?\{(.*?)\};", _code(), re.S):
         values = dict(re.findall(r"(\w+)\s*=\s*(\d+)", body))
         found[name] = {k: int(v) for k, v in values.items()}
     return found
@@ -120,11 +121,15 @@ def header_functions() -> dict[str, tuple[str, list[str]]]:
         ("pgate_recommendation", "PGATE_RECOMMENDATION_", Recommendation),
         ("pgate_recorded", "PGATE_RECORDED_", Recorded),
         ("pgate_rule", "PGATE_RULE_", Rule),
+        ("pgate_forced", "PGATE_FORCED_", Forced),
     ],
 )
 def test_enums_match_the_header(enum_name: str, prefix: str, py_enum: Any) -> None:
     in_header = header_enums()[enum_name]
-    ours = {prefix + m.name: int(m.value) for m in py_enum if m.name != "NONE"}
+    # Rule.NONE is the binding's own (no rule fired); pgate_forced has its NONE in the header.
+    ours = {
+        prefix + m.name: int(m.value) for m in py_enum if py_enum is not Rule or m.name != "NONE"
+    }
     assert ours == in_header
 
 

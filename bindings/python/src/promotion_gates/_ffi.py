@@ -25,6 +25,7 @@ from ctypes import (
     c_size_t,
     c_uint32,
     c_uint64,
+    c_uint8,
     c_void_p,
 )
 from ctypes import CFUNCTYPE
@@ -95,6 +96,7 @@ class pgate_decision(Structure):
         ("flag_set", c_uint32),
         ("environment", c_enum),
         ("is_canary", c_bool),
+        ("forced", c_uint8),
     ]
 
 
@@ -165,6 +167,10 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "pgate_is_feature_enabled": (c_status, [_gate, _bytes_in, c_size_t, POINTER(c_bool)]),
     "pgate_rollback_history_json": (c_status, [_gate, _buf_out, c_size_t, POINTER(c_size_t)]),
     "pgate_route": (c_status, [_gate, _bytes_in, c_size_t, POINTER(pgate_decision)]),
+    "pgate_route_forced": (
+        c_status,
+        [_gate, _bytes_in, c_size_t, _bytes_in, c_size_t, POINTER(pgate_decision)],
+    ),
     "pgate_record": (
         c_status,
         [_gate, POINTER(pgate_decision), c_bool, c_uint64, POINTER(c_enum)],

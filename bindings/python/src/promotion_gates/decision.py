@@ -10,7 +10,7 @@ from . import _ffi
 from ._arguments import finite_float, unsigned
 from .errors import InvalidArgumentError
 
-__all__ = ["Decision", "Environment", "Recorded", "State"]
+__all__ = ["Decision", "Environment", "Forced", "Recorded", "State"]
 
 
 class Environment(enum.IntEnum):
@@ -33,10 +33,25 @@ class Recorded(enum.IntEnum):
     LATE = 1
     #: Its stage is newer than the gate's (not a decision of this gate): dropped.
     FOREIGN = 2
+    #: Its request was forced by an override: counted apart, in neither cohort.
+    FORCED = 3
+
+
+class Forced(enum.IntEnum):
+    """Whether an override forced a decision, and by what (``enum pgate_forced``)."""
+
+    #: Routed by its bucket.
+    NONE = 0
+    #: By the forcing value passed to :meth:`Gate.route_forced <promotion_gates.Gate.route_forced>`
+    #: (read from the header or cookie the config's ``overrides`` names).
+    VALUE = 1
+    #: By the config's ``overrides.canary_ids`` or ``overrides.stable_ids``.
+    ID_LIST = 2
 
 
 _ENVIRONMENTS = tuple(Environment)
 _RECORDED = tuple(Recorded)
+_FORCED = tuple(Forced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +78,9 @@ class Decision:
     stage: int
     #: The number of the flag set on for this request (read it with ``Gate.features``).
     flag_set: int
+    #: Whether an override forced the request (then ``is_canary`` is the version forced to, and
+    #: its outcome counts in neither cohort: :attr:`Recorded.FORCED`).
+    forced: Forced = Forced.NONE
     # The C struct the library wrote, passed back as is by `Gate.record` (no re-packing).
     # Not an __init__ argument, so `dataclasses.replace` yields a decision without it, and
     # `Gate.record` packs that one from the fields.
@@ -83,6 +101,7 @@ class Decision:
         _set_threshold(decision, raw.threshold)
         _set_stage(decision, raw.stage)
         _set_flag_set(decision, raw.flag_set)
+        _set_forced(decision, _FORCED[raw.forced])
         _set_raw(decision, raw)
         return decision
 
@@ -101,6 +120,7 @@ class Decision:
             flag_set=self._flag_set(),
             environment=_environment(self.environment),
             is_canary=bool(self.is_canary),
+            forced=_forced(self.forced),
         )
 
     def _flag_set(self) -> int:
@@ -117,6 +137,16 @@ def _environment(value: int) -> int:
         raise InvalidArgumentError(
             _ffi.Status.INVALID_ARGUMENT,
             f"invalid environment = {value!r}: one of {[int(e) for e in Environment]}",
+        ) from None
+
+
+def _forced(value: int) -> int:
+    try:
+        return int(Forced(value))
+    except ValueError:
+        raise InvalidArgumentError(
+            _ffi.Status.INVALID_ARGUMENT,
+            f"invalid forced = {value!r}: one of {[int(f) for f in Forced]}",
         ) from None
 
 
@@ -141,6 +171,7 @@ _new = object.__new__
     _set_threshold,
     _set_stage,
     _set_flag_set,
+    _set_forced,
     _set_raw,
 ) = (vars(Decision)[f.name].__set__ for f in fields(Decision))
 

@@ -207,6 +207,32 @@ class Gate:
             _check(status)
         return Decision._from_c(out)
 
+    def route_forced(self, request_id: RequestId, forcing_value: RequestId | None) -> Decision:
+        """Routes a request id with the forcing value the host read from the request (the
+        value of the header or cookie the config's ``overrides`` names), ``None`` for none.
+
+        ``"canary"`` or ``"stable"`` (ASCII case ignored) force the request; any other value is
+        ignored and counted, never an error. The config's id lists win over the value. A forced
+        decision has :attr:`Decision.forced` set, and :meth:`record` counts its outcome in
+        neither cohort (:attr:`Recorded.FORCED`).
+        """
+        rid = request_id if type(request_id) is bytes else _id_bytes(request_id)
+        value = None if forcing_value is None else _id_bytes(forcing_value)
+        out = _ffi.pgate_decision()
+        self._enter(None)
+        try:
+            handle = self._handle
+            if handle is None:
+                raise GateClosedError("route_forced")
+            status = self._c.pgate_route_forced(
+                handle, rid, len(rid), value, 0 if value is None else len(value), byref(out)
+            )
+        finally:
+            self._leave()
+        if status:
+            _check(status)
+        return Decision._from_c(out)
+
     def features(self, decision: Decision) -> tuple[str, ...]:
         """The feature flags on for a decision of this gate, in byte order.
 
