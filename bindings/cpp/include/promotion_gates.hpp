@@ -49,6 +49,7 @@
 #include <limits>
 #include <locale>
 #include <memory>
+#include <optional>
 #include <ratio>
 #include <sstream>
 #include <stdexcept>
@@ -100,6 +101,14 @@ enum class Recorded : std::uint32_t {
   Counted = PGATE_RECORDED_COUNTED,  ///< counted for its stage and cohort
   Late = PGATE_RECORDED_LATE,        ///< its stage had ended on this thread: dropped
   Foreign = PGATE_RECORDED_FOREIGN,  ///< its stage is newer than the gate's: dropped
+  Forced = PGATE_RECORDED_FORCED,    ///< its request was forced by an override: in no cohort
+};
+
+/// Whether an override forced a decision, and by what.
+enum class Forced : std::uint8_t {
+  None = PGATE_FORCED_NONE,      ///< routed by its bucket
+  Value = PGATE_FORCED_VALUE,    ///< by the forcing value passed to Gate::route_forced
+  IdList = PGATE_FORCED_ID_LIST, ///< by the config's overrides.canary_ids or stable_ids
 };
 
 /// The judge's rules, as the bits of Health::rules_fired.
@@ -137,11 +146,15 @@ struct Decision {
   std::uint32_t threshold = 0;   ///< buckets below this go to the new version
   std::uint64_t stage = 0;       ///< the release stage the request was routed in
   std::uint32_t flag_set = 0;    ///< the flags on for this request (read with Gate::features)
+  /// Whether an override forced the request (then is_canary is the version forced to, and
+  /// Gate::record counts its outcome in neither cohort: Recorded::Forced).
+  Forced forced = Forced::None;
 
   friend bool operator==(const Decision& a, const Decision& b) noexcept {
     return a.is_canary == b.is_canary && a.environment == b.environment &&
            a.traffic_percent == b.traffic_percent && a.bucket == b.bucket &&
-           a.threshold == b.threshold && a.stage == b.stage && a.flag_set == b.flag_set;
+           a.threshold == b.threshold && a.stage == b.stage && a.flag_set == b.flag_set &&
+           a.forced == b.forced;
   }
   friend bool operator!=(const Decision& a, const Decision& b) noexcept { return !(a == b); }
 };
@@ -337,6 +350,7 @@ inline Decision from_c(const pgate_decision& d) noexcept {
   out.threshold = d.threshold;
   out.stage = d.stage;
   out.flag_set = d.flag_set;
+  out.forced = static_cast<Forced>(d.forced);
   return out;
 }
 
@@ -354,6 +368,7 @@ inline pgate_decision to_c(const Decision& d) noexcept {
                         ? static_cast<pgate_environment>(environment)
                         : PGATE_ENVIRONMENT_PRODUCTION;
   out.is_canary = d.is_canary;
+  out.forced = static_cast<pgate_forced>(d.forced);  // read as a byte: any value is safe
   return out;
 }
 
@@ -485,6 +500,23 @@ class Gate {
     pgate_decision out;
     detail::check(pgate_route(live("route"), detail::bytes(request_id), request_id.size(), &out),
                   "pgate_route");
+    return detail::from_c(out);
+  }
+
+  /// Routes a request id with the forcing value the host read from the request (the value of
+  /// the header or cookie the config's "overrides" names), std::nullopt for none. "canary" or
+  /// "stable" (ASCII case ignored) force the request; any other value is ignored and counted,
+  /// never an error. The config's id lists win over the value. A forced decision has
+  /// Decision::forced set, and record() counts its outcome in neither cohort.
+  [[nodiscard]] Decision route_forced(std::string_view request_id,
+                                      std::optional<std::string_view> forcing_value) const {
+    pgate_decision out;
+    // NULL means "no value"; an empty value (still a value, ignored) needs a non-NULL pointer.
+    const char* value = !forcing_value ? nullptr : forcing_value->empty() ? "" : forcing_value->data();
+    detail::check(pgate_route_forced(live("route_forced"), detail::bytes(request_id),
+                                     request_id.size(), reinterpret_cast<const std::uint8_t*>(value),
+                                     forcing_value ? forcing_value->size() : 0, &out),
+                  "pgate_route_forced");
     return detail::from_c(out);
   }
 

@@ -27,6 +27,7 @@ struct RouterTally {
   std::uint64_t counted = 0;
   std::uint64_t late = 0;
   std::uint64_t foreign = 0;
+  std::uint64_t forced = 0;
   std::uint64_t canary = 0;
   std::vector<std::string> problems;
 };
@@ -90,6 +91,7 @@ TEST(Concurrency, RoutersRecordWhileAWriterPromotesAndRollsBack) {
               case Recorded::Counted: ++tally.counted; break;
               case Recorded::Late: ++tally.late; break;
               case Recorded::Foreign: ++tally.foreign; break;
+              case Recorded::Forced: ++tally.forced; break;
             }
           }
           pending.clear();
@@ -144,6 +146,7 @@ TEST(Concurrency, RoutersRecordWhileAWriterPromotesAndRollsBack) {
   for (const RouterTally& tally : tallies) {
     for (const std::string& p : tally.problems) ADD_FAILURE() << p;
     EXPECT_EQ(tally.foreign, 0u) << "a decision of this gate was taken as foreign";
+    EXPECT_EQ(tally.forced, 0u) << "a gate without overrides forced a decision";
     EXPECT_GT(tally.routed, 100u);
     routed += tally.routed;
     canary += tally.canary;

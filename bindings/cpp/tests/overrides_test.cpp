@@ -1,0 +1,94 @@
+// Overrides: the shared vectors (tests/vectors/overrides.tsv, read by every language), and
+// forced requests counted in neither cohort.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "promotion_gates.hpp"
+
+namespace {
+
+using promotion_gates::Decision;
+using promotion_gates::Environment;
+using promotion_gates::Forced;
+using promotion_gates::Gate;
+using promotion_gates::Recorded;
+
+std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> fields;
+  std::size_t start = 0;
+  for (std::size_t tab; (tab = line.find('\t', start)) != std::string::npos; start = tab + 1) {
+    fields.push_back(line.substr(start, tab - start));
+  }
+  fields.push_back(line.substr(start));
+  return fields;
+}
+
+Forced forced_named(const std::string& name) {
+  if (name == "value") return Forced::Value;
+  if (name == "id_list") return Forced::IdList;
+  EXPECT_EQ(name, "none");
+  return Forced::None;
+}
+
+TEST(Overrides, TheSharedVectors) {
+  std::ifstream file(PGATE_OVERRIDE_VECTORS);
+  ASSERT_TRUE(file.good()) << PGATE_OVERRIDE_VECTORS;
+  std::map<std::string, Gate> gates;
+  int cases = 0;
+  for (std::string line; std::getline(file, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const std::vector<std::string> f = split_tabs(line);
+    if (f[0] == "config") {
+      ASSERT_EQ(f.size(), 3u) << line;
+      gates.emplace(f[1], Gate::create(f[2]));
+      continue;
+    }
+    ASSERT_EQ(f.size(), 6u) << line;
+    ASSERT_EQ(f[0], "route") << line;
+    const Gate& gate = gates.at(f[1]);
+    const std::optional<std::string_view> value =
+        f[3] == "-" ? std::nullopt : std::optional<std::string_view>(f[3]);
+    const Decision d = gate.route_forced(f[2], value);
+    const Forced forced = forced_named(f[5]);
+    EXPECT_EQ(d.is_canary, f[4] == "1") << line;
+    EXPECT_EQ(d.forced, forced) << line;
+    EXPECT_EQ(gate.record(d, true, std::chrono::microseconds(1)),
+              forced == Forced::None ? Recorded::Counted : Recorded::Forced)
+        << line;
+    cases++;
+  }
+  EXPECT_GE(cases, 30);
+  EXPECT_GE(gates.size(), 5u);
+}
+
+TEST(Overrides, ForcedRequestsStayOutOfTheCohorts) {
+  const Gate gate = Gate::create(
+      R"({"environment": {"canary": {"traffic_percent": 0}},
+          "overrides": {"header": "X-Canary", "canary_ids": ["tester-1"]}})",
+      R"({"min_samples": 20})");
+  for (int i = 0; i < 200; i++) {
+    const Decision d = gate.route_forced("user-" + std::to_string(i), "canary");
+    EXPECT_TRUE(d.is_canary);
+    EXPECT_EQ(d.forced, Forced::Value);
+    EXPECT_EQ(gate.record(d, false, std::chrono::seconds(5)), Recorded::Forced);
+  }
+  const Decision tester = gate.route("tester-1");  // route checks the id lists too
+  EXPECT_TRUE(tester.is_canary);
+  EXPECT_EQ(tester.forced, Forced::IdList);
+  const auto health = gate.health();
+  EXPECT_EQ(health.canary_requests + health.production_requests, 0u);
+  EXPECT_EQ(gate.route("probe").environment, Environment::Canary);
+  // An empty value is a value (ignored), not "none".
+  const Decision empty = gate.route_forced("user-1", std::string_view());
+  EXPECT_EQ(empty.forced, Forced::None);
+  EXPECT_EQ(empty, gate.route_forced("user-1", std::nullopt));
+  EXPECT_EQ(gate.record(empty, true, std::chrono::microseconds(1)), Recorded::Counted);
+}
+
+}  // namespace
