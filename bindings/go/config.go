@@ -9,7 +9,7 @@ import (
 // Config is a PromotionConfig: where the release stands, its flags and its rollback policy.
 // It marshals to the JSON the library reads, with the Rust field names (environment,
 // feature_flags, auto_rollback_enabled, slo_threshold, rollback_window_seconds, gate, salt,
-// graduated_flags, max_rollback_history). Start from DefaultConfig: the zero Config is not
+// graduated_flags, max_rollback_history, overrides). Start from DefaultConfig: the zero Config is not
 // valid (a zero window, threshold and history bound).
 type Config struct {
 	Environment           Environment // where the release stands
@@ -22,6 +22,16 @@ type Config struct {
 	Salt                  string      // the routing salt; "" means none (Gate is used)
 	GraduatedFlags        []string    // stable flags: on for every request
 	MaxRollbackHistory    uint64      // events the history keeps, 1 ..= 100000
+	Overrides             *Overrides  // requests forced to a version; nil forces nothing
+}
+
+// Overrides is the config's overrides section: where a host reads a forcing value ("canary"
+// or "stable"), and request ids forced by list. Empty fields are left out of the JSON.
+type Overrides struct {
+	Header    string   `json:"header,omitempty"`     // request header holding a forcing value
+	Cookie    string   `json:"cookie,omitempty"`     // cookie holding a forcing value
+	CanaryIDs []string `json:"canary_ids,omitempty"` // ids always sent to the new version
+	StableIDs []string `json:"stable_ids,omitempty"` // ids always sent to the stable version
 }
 
 // DefaultConfig returns the library's defaults: Production, no flags, automatic rollback on,
@@ -48,6 +58,7 @@ type configJSON struct {
 	Salt                  *string         `json:"salt"`
 	GraduatedFlags        []string        `json:"graduated_flags"`
 	MaxRollbackHistory    uint64          `json:"max_rollback_history"`
+	Overrides             *Overrides      `json:"overrides,omitempty"`
 }
 
 // MarshalJSON writes the library's JSON form (nil flag lists as [], "" salt as null).
@@ -61,6 +72,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		Gate:                  c.Gate,
 		GraduatedFlags:        nonNil(c.GraduatedFlags),
 		MaxRollbackHistory:    c.MaxRollbackHistory,
+		Overrides:             c.Overrides,
 	}
 	if c.Salt != "" {
 		w.Salt = &c.Salt
@@ -93,6 +105,7 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 		Gate:                  w.Gate,
 		GraduatedFlags:        w.GraduatedFlags,
 		MaxRollbackHistory:    w.MaxRollbackHistory,
+		Overrides:             w.Overrides,
 	}
 	if w.Salt != nil {
 		c.Salt = *w.Salt

@@ -51,11 +51,33 @@ const (
 	Late Recorded = C.PGATE_RECORDED_LATE
 	// Foreign: its stage is newer than the gate's (a decision of another gate); dropped.
 	Foreign Recorded = C.PGATE_RECORDED_FOREIGN
+	// Forced: its request was forced by an override; counted apart, in neither cohort, so
+	// that testers and allow-lists never distort the judge's comparison.
+	Forced Recorded = C.PGATE_RECORDED_FORCED
 )
 
-// String returns "counted", "late" or "foreign".
+// String returns "counted", "late", "foreign" or "forced".
 func (r Recorded) String() string {
-	return enumName([]string{"counted", "late", "foreign"}, uint32(r), "Recorded")
+	return enumName([]string{"counted", "late", "foreign", "forced"}, uint32(r), "Recorded")
+}
+
+// ForcedBy says whether an override forced a decision, and by what (pgate_forced).
+type ForcedBy uint8
+
+// What can force a request.
+const (
+	// NotForced: routed by its bucket.
+	NotForced ForcedBy = C.PGATE_FORCED_NONE
+	// ForcedByValue: by the forcing value passed to RouteForced (read from the header or
+	// cookie the config's overrides name).
+	ForcedByValue ForcedBy = C.PGATE_FORCED_VALUE
+	// ForcedByIDList: by the config's overrides.canary_ids or overrides.stable_ids.
+	ForcedByIDList ForcedBy = C.PGATE_FORCED_ID_LIST
+)
+
+// String returns "none", "value" or "id_list" (the names of tests/vectors/overrides.tsv).
+func (f ForcedBy) String() string {
+	return enumName([]string{"none", "value", "id_list"}, uint32(f), "ForcedBy")
 }
 
 // Decision is one routing decision: a small value (40 bytes) to keep with the request and
@@ -85,6 +107,10 @@ func (d Decision) Threshold() uint32 { return uint32(d.c.threshold) }
 // Stage is the release stage the request was routed in.
 func (d Decision) Stage() uint64 { return uint64(d.c.stage) }
 
+// ForcedBy says whether an override forced the request (then IsCanary is the version forced
+// to, and Record counts the outcome in neither cohort), and by what.
+func (d Decision) ForcedBy() ForcedBy { return ForcedBy(d.c.forced) }
+
 // FlagSet is the number of the gate's interned set of flags on for this request (0 is the
 // empty set). Read the names with Gate.Features or Gate.HasFeature.
 func (d Decision) FlagSet() uint32 { return uint32(d.c.flag_set) }
@@ -100,6 +126,46 @@ func (g *Gate) Route(id []byte) (Decision, error) {
 // strings are immutable and the library never writes through the pointer.
 func (g *Gate) RouteString(id string) (Decision, error) {
 	return g.route((*C.uint8_t)(unsafe.StringData(id)), len(id))
+}
+
+// RouteForced routes a request id with the forcing value the host read from the request (the
+// value of the header or cookie the config's overrides name): nil for none; an empty
+// non-nil slice is a value (ignored). "canary" or "stable" (ASCII case ignored) force the
+// request; any other value is ignored and counted, never an error. The config's id lists win
+// over the value. Lock-free and allocation-free like Route.
+func (g *Gate) RouteForced(id, value []byte) (Decision, error) {
+	return g.routeForced((*C.uint8_t)(unsafe.SliceData(id)), len(id), value != nil,
+		(*C.uint8_t)(unsafe.SliceData(value)), len(value))
+}
+
+// RouteForcedString is RouteForced for strings, passed without copying (as RouteString);
+// present false means the request carried no forcing value.
+func (g *Gate) RouteForcedString(id, value string, present bool) (Decision, error) {
+	return g.routeForced((*C.uint8_t)(unsafe.StringData(id)), len(id), present,
+		(*C.uint8_t)(unsafe.StringData(value)), len(value))
+}
+
+// emptyValue is the pointer passed for a present but empty forcing value (NULL means none).
+var emptyValue = [1]C.uint8_t{}
+
+func (g *Gate) routeForced(id *C.uint8_t, n int, present bool, value *C.uint8_t, m int) (Decision, error) {
+	if !present {
+		value, m = nil, 0
+	} else if value == nil {
+		value = &emptyValue[0]
+	}
+	var d Decision
+	p := g.acquire()
+	if p == nil {
+		return d, errClosed
+	}
+	st := C.pgate_route_forced(p, id, C.size_t(n), value, C.size_t(m), &d.c)
+	g.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return Decision{}, statusError("pgate_route_forced", st)
+	}
+	return d, nil
 }
 
 func (g *Gate) route(id *C.uint8_t, n int) (Decision, error) {

@@ -13,6 +13,9 @@
 //     are about to be written to the client (time to headers; the ReverseProxy's own request
 //     preparation, a few microseconds, is included; the copy of the body to the client, and
 //     so a slow client, is not). For an upstream error it is the time until the error;
+//   - forced requests (an override sent them: the config's id lists, or the forcing value of
+//     the header or cookie its overrides section names, which the Proxy reads and passes
+//     to the gate) are recorded as promotiongates.Forced: in neither cohort;
 //   - not recorded: a request whose client went away (its context canceled, which
 //     ReverseProxy otherwise reports as a 502), a request routed while the gate is closed,
 //     and a connection upgrade (101), which writes no headers through the ResponseWriter.
@@ -76,6 +79,10 @@ type Options struct {
 	// Rewrite, when set, runs after the upstream's URL is set (see httputil.ProxyRequest),
 	// with canary true for the canary upstream: add headers, change the path.
 	Rewrite func(pr *httputil.ProxyRequest, canary bool)
+	// OverrideHeader and OverrideCookie name where a forcing value ("canary" or "stable")
+	// is read (the header first). Both empty: those of the gate's config, its "overrides"
+	// section, read once by New (a later SwapConfig that renames them needs a new Proxy).
+	OverrideHeader, OverrideCookie string
 }
 
 // Proxy is an http.Handler that routes by the gate and records outcomes. Safe for
@@ -90,7 +97,9 @@ type Proxy struct {
 	stable    *httputil.ReverseProxy
 	canary    *httputil.ReverseProxy
 	upstreams [2]string // the stable and canary URLs, for StatusHandler
-	writers   sync.Pool // of *outcomeWriter
+	// Where a forcing value is read: a canonical header key and a cookie name, "" for none.
+	overrideHeader, overrideCookie string
+	writers                        sync.Pool // of *outcomeWriter
 }
 
 // New builds a Proxy. It fails when the gate or an upstream is missing or an upstream URL
@@ -129,6 +138,9 @@ func New(opts Options) (*Proxy, error) {
 	}
 	if p.onError == nil {
 		p.onError = badGateway
+	}
+	if err := p.readOverrides(opts); err != nil {
+		return nil, err
 	}
 	p.upstreams = [2]string{opts.Stable.String(), opts.Canary.String()}
 	p.stable = p.reverseProxy(opts, opts.Stable, false)
@@ -181,9 +193,53 @@ func (p *Proxy) Key(r *http.Request) string {
 	return p.fallback(r)
 }
 
-// Route returns the gate's decision for the request (by Key), as ServeHTTP takes it.
+// Route returns the gate's decision for the request (by Key, and by its ForcingValue when
+// an override header or cookie is named), as ServeHTTP takes it.
 func (p *Proxy) Route(r *http.Request) (promotiongates.Decision, error) {
-	return p.gate.RouteString(p.Key(r))
+	if p.overrideHeader == "" && p.overrideCookie == "" {
+		return p.gate.RouteString(p.Key(r))
+	}
+	value, present := p.ForcingValue(r)
+	return p.gate.RouteForcedString(p.Key(r), value, present)
+}
+
+// ForcingValue returns the request's forcing value: the override header's, else the
+// override cookie's; present is false when it carries neither.
+func (p *Proxy) ForcingValue(r *http.Request) (value string, present bool) {
+	if p.overrideHeader != "" {
+		if v := r.Header[p.overrideHeader]; len(v) > 0 {
+			return v[0], true
+		}
+	}
+	if p.overrideCookie != "" {
+		return cookieValue(r.Header["Cookie"], p.overrideCookie)
+	}
+	return "", false
+}
+
+// readOverrides sets where forcing values are read: opts' names, else the gate's config's.
+func (p *Proxy) readOverrides(opts Options) error {
+	header, cookie := opts.OverrideHeader, opts.OverrideCookie
+	if header == "" && cookie == "" {
+		text, err := opts.Gate.Config()
+		if err != nil {
+			return fmt.Errorf("canaryproxy: reading the gate's overrides: %w", err)
+		}
+		var config struct {
+			Overrides *promotiongates.Overrides `json:"overrides"`
+		}
+		if err := json.Unmarshal([]byte(text), &config); err != nil {
+			return fmt.Errorf("canaryproxy: reading the gate's overrides: %w", err)
+		}
+		if config.Overrides != nil {
+			header, cookie = config.Overrides.Header, config.Overrides.Cookie
+		}
+	}
+	if header != "" {
+		p.overrideHeader = textproto.CanonicalMIMEHeaderKey(header)
+	}
+	p.overrideCookie = cookie
+	return nil
 }
 
 // ServeHTTP routes the request, proxies it to the chosen upstream and records its outcome.

@@ -20,15 +20,26 @@ import (
 // returns the status and body.
 func get(t testing.TB, front string, header, cookie string) (int, string) {
 	t.Helper()
+	return send(t, front, map[string]string{"X-Request-Id": header}, map[string]string{"session": cookie})
+}
+
+// send sends a GET to front with the non-empty headers and cookies; returns the status and
+// the body.
+func send(t testing.TB, front string, headers, cookies map[string]string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, front, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if header != "" {
-		req.Header.Set("X-Request-Id", header)
+	for k, v := range headers {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
 	}
-	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: "session", Value: cookie})
+	for k, v := range cookies {
+		if v != "" {
+			req.AddCookie(&http.Cookie{Name: k, Value: v})
+		}
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -383,4 +394,60 @@ func TestAllocatesNoMoreThanAnFNVProxy(t *testing.T) {
 		t.Fatalf("the gate proxy allocates %v per request, the FNV proxy %v", gateAllocs, fnvAllocs)
 	}
 	t.Logf("allocations per request: gate proxy %v, FNV proxy %v", gateAllocs, fnvAllocs)
+}
+
+// TestOverridesReachTheForcedVersion: the override header and cookie named by the gate's
+// config (or by Options) force a request; forced requests are recorded in neither cohort.
+func TestOverridesReachTheForcedVersion(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 0}},
+		"overrides": {"header": "X-Canary", "cookie": "canary", "canary_ids": ["tester-1"]}}`)
+	stable, canary := upstream(t, "stable", 200), upstream(t, "canary", 500)
+	front := httptest.NewServer(newProxy(t, Options{}, g, stable.URL, canary.URL))
+	defer front.Close()
+	through := func(key string, header, cookie string) string {
+		_, body := send(t, front.URL, map[string]string{DefaultKeyHeader: key, "X-Canary": header},
+			map[string]string{"canary": cookie})
+		return body
+	}
+	for i := range 50 {
+		key := fmt.Sprint("user-", i)
+		for _, c := range []struct{ header, cookie, want string }{
+			{"", "", "stable"},
+			{"canary", "", "canary"},
+			{"", "Canary", "canary"},
+			{"stable", "canary", "stable"}, // the header wins
+			{"maybe", "", "stable"},        // ignored
+		} {
+			if got := through(key, c.header, c.cookie); got != c.want {
+				t.Fatalf("%s with header %q cookie %q went to %s, want %s", key, c.header, c.cookie, got, c.want)
+			}
+		}
+	}
+	if got := through("tester-1", "", ""); got != "canary" {
+		t.Fatalf("tester-1 went to %s", got)
+	}
+	// 150 forced requests (100 of them failing canary requests) and 100 ordinary ones.
+	if n := metric(t, g, "promotion_forced_outcomes_total"); n != 151 {
+		t.Fatalf("151 forced requests, %v counted as forced", n)
+	}
+	if n := metric(t, g, "promotion_window_requests", `cohort="canary"`); n != 0 {
+		t.Fatalf("forced canary requests reached the judge: %v", n)
+	}
+	if n := metric(t, g, "promotion_window_requests", `cohort="stable"`); n != 100 {
+		t.Fatalf("100 ordinary stable requests, %v counted", n)
+	}
+	if n := metric(t, g, "promotion_ignored_override_values_total"); n != 50 {
+		t.Fatalf("50 ignored values, %v counted", n)
+	}
+	// Options name other places; the gate's are then not read.
+	p := newProxy(t, Options{OverrideCookie: "beta"}, g, stable.URL, canary.URL)
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("X-Canary", "canary")
+	if v, present := p.ForcingValue(req); present {
+		t.Fatalf("X-Canary read as %q though Options name only the cookie beta", v)
+	}
+	req.AddCookie(&http.Cookie{Name: "beta", Value: "canary"})
+	if v, present := p.ForcingValue(req); !present || v != "canary" {
+		t.Fatalf("cookie beta read as %q, %v", v, present)
+	}
 }
