@@ -22,6 +22,7 @@ typedef uint32_t pgate_status;
 typedef uint32_t pgate_environment;
 typedef uint32_t pgate_recommendation;
 typedef uint32_t pgate_recorded;
+typedef uint8_t pgate_forced;
 typedef struct pgate_error pgate_error;
 typedef struct pgate_gate pgate_gate;
 
@@ -50,6 +51,7 @@ typedef struct pgate_decision {
   uint32_t flag_set;
   pgate_environment environment;
   bool is_canary;
+  pgate_forced forced;
 } pgate_decision;
 
 pgate_status pgate_error_status(const pgate_error *err);
@@ -79,6 +81,8 @@ pgate_status pgate_rollback_history_json(const pgate_gate *gate, char *buf, size
                                          size_t *len_out);
 pgate_status pgate_route(const pgate_gate *gate, const char *id, size_t id_len,
                          pgate_decision *out);
+pgate_status pgate_route_forced(const pgate_gate *gate, const char *id, size_t id_len,
+                                const char *value, size_t value_len, pgate_decision *out);
 pgate_status pgate_record(const pgate_gate *gate, const pgate_decision *decision, bool success,
                           uint64_t latency_ns, pgate_recorded *recorded);
 pgate_status pgate_record_by_id(const pgate_gate *gate, const char *id, size_t id_len,
@@ -100,7 +104,10 @@ M.INVALID_HANDLE = 13
 M.environments = { [0] = "canary", [1] = "staging", [2] = "production",
                    canary = 0, staging = 1, production = 2 }
 M.recommendations = { [0] = "healthy", [1] = "monitor", [2] = "rollback", [3] = "no_data" }
-M.recorded = { [0] = "counted", [1] = "late", [2] = "foreign" }
+M.recorded = { [0] = "counted", [1] = "late", [2] = "foreign", [3] = "forced" }
+-- A decision's `forced` field (pgate_forced): 0 routed by its bucket, 1 forced by the forcing
+-- value passed to gate:route_forced, 2 by the config's overrides id lists.
+M.forced = { [0] = "none", [1] = "value", [2] = "id_list" }
 -- The judge's rules, as the bits of `health().rules_fired` (PGATE_RULE_* in the C header).
 M.rules = {
   slo_compliance = 1, error_rate_max = 2, error_rate_vs_stable = 4, overwhelming_errors = 8,
@@ -274,8 +281,27 @@ function Gate:route(id, out)
   return out
 end
 
---- Records the outcome of a request routed by `decision`; returns "counted", "late" or
---- "foreign", or nil, message, status. `latency` is in nanoseconds: a number (rounded to a
+--- Routes a request id with the forcing value the host read from the request (the value of
+--- the header or cookie the config's "overrides" names; nil for none): "canary" or "stable"
+--- (ASCII case ignored) force the request, any other value is ignored and counted, never an
+--- error; the config's id lists win over the value. The decision's `forced` field says
+--- whether and how it was forced (M.forced). As gate:route for `out` and failures.
+function Gate:route_forced(id, value, out)
+  local handle = self.handle
+  if handle == nil then
+    return freed("route_forced")
+  end
+  out = out or decision_t()
+  local status = C.pgate_route_forced(handle, id, #id, value, value and #value or 0, out)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return out
+end
+
+--- Records the outcome of a request routed by `decision`; returns "counted", "late",
+--- "foreign" or "forced" (a forced request: counted in neither cohort), or nil, message,
+--- status. `latency` is in nanoseconds: a number (rounded to a
 --- whole nanosecond) or an int64_t/uint64_t cdata; one that is negative, NaN, infinite or
 --- 2^64 or more gives nil, "PGATE_STATUS_INVALID_ARGUMENT: invalid latency = ...", 2.
 function Gate:record(decision, success, latency)

@@ -1,4 +1,4 @@
--- Tests of the LuaJIT module. Usage: luajit test.lua ROUTING_TSV LATENCY_TSV
+-- Tests of the LuaJIT module. Usage: luajit test.lua ROUTING_TSV LATENCY_TSV OVERRIDES_TSV
 -- (ROUTING_TSV: tests/vectors/routing.json converted by bindings/c/vectors_tsv.py; test.sh
 -- makes it and sets PGATE_LIB.) Ends with "N passed, M failed"; exits 1 on any failure.
 
@@ -377,11 +377,63 @@ local function test_parity()
   end
 end
 
-if not arg[2] then
-  io.stderr:write("usage: luajit test.lua ROUTING_TSV LATENCY_TSV\n")
+if not arg[3] then
+  io.stderr:write("usage: luajit test.lua ROUTING_TSV LATENCY_TSV OVERRIDES_TSV\n")
   os.exit(2)
 end
 print("promotion-gates " .. pg.version() .. " on " .. jit.version)
+-- tests/vectors/overrides.tsv, which Rust, C, C++, Go and Python read too: each route line's
+-- version and `forced`, and what recording it does; then a forced canary failing every
+-- request, counted in neither cohort.
+local function test_overrides(path)
+  local gates, cases = {}, 0
+  for line in io.lines(path) do
+    if line:sub(1, 1) ~= "#" then
+      local name, json = line:match("^config\t([^\t]*)\t(.*)$")
+      if name then
+        gates[name] = assert(pg.new(json))
+      else
+        local config, id, value, is_canary, forced =
+          line:match("^route\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([01])\t([%a_]+)$")
+        if check(config and gates[config], "overrides.tsv line: " .. line) then
+          local gate = gates[config]
+          local d = gate:route_forced(id, value ~= "-" and value or nil)
+          check(d and d.is_canary == (is_canary == "1") and pg.forced[d.forced] == forced,
+                string.format("%s: is_canary %s forced %s", line, d and tostring(d.is_canary),
+                              d and tostring(d.forced)))
+          local recorded = gate:record(d, true, 1000)
+          check(recorded == (forced == "none" and "counted" or "forced"),
+                line .. ": recorded " .. tostring(recorded))
+          cases = cases + 1
+        end
+      end
+    end
+  end
+  check(cases >= 30, "only " .. cases .. " override cases")
+  for _, gate in pairs(gates) do
+    gate:free()
+  end
+
+  local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 0}}, '
+                               .. '"overrides": {"header": "X-Canary", "canary_ids": ["tester-1"]}}'))
+  for i = 1, 200 do
+    local d = gate:route_forced("user-" .. i, "canary")
+    check(d.is_canary and pg.forced[d.forced] == "value", "forced by value")
+    check(gate:record(d, false, 5e9) == "forced", "a forced failure is recorded apart")
+  end
+  local tester = gate:route("tester-1") -- route checks the id lists too
+  check(tester.is_canary and pg.forced[tester.forced] == "id_list", "forced by id list")
+  local h = gate:health()
+  check(h.canary_requests + h.production_requests == 0, "forced outcomes in no cohort")
+  check(gate:metrics_prometheus():find('promotion_forced_outcomes_total{gate="default"} 200', 1,
+                                       true) ~= nil, "the forced count is exported")
+  local plain = gate:route_forced("user-1", nil)
+  check(not plain.is_canary and plain.forced == 0, "no value: routed by bucket")
+  check(gate:record(plain, true, 1000) == "counted", "an unforced outcome counts")
+  gate:free()
+  print("override vectors: " .. cases .. " routed")
+end
+
 test_vectors(arg[1])
 test_header_constants()
 test_wrappers()
@@ -390,5 +442,6 @@ test_arguments()
 test_latency_vectors(arg[2])
 test_changes()
 test_parity()
+test_overrides(arg[3])
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)

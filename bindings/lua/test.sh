@@ -21,4 +21,5 @@ echo "== the module's ffi.cdef against include/promotion_gates.h"
 python3 bindings/lua/check_cdef.py include/promotion_gates.h bindings/lua/promotion_gates.lua
 
 echo "== luajit test.lua"
-PGATE_LIB="$lib" luajit bindings/lua/test.lua bindings/lua/build/routing.tsv tests/vectors/latency.tsv
+PGATE_LIB="$lib" luajit bindings/lua/test.lua bindings/lua/build/routing.tsv tests/vectors/latency.tsv \
+  tests/vectors/overrides.tsv
