@@ -6,7 +6,7 @@
 
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -69,6 +69,11 @@ pub struct PromotionGateManager {
     shared: Arc<Shared>,
     /// Each thread's copy of the current route table.
     route_cache: ThreadLocal<Cell<RouteTable>>,
+    /// Each thread's reference to the snapshot whose overrides it last read, made at its first
+    /// route that needs them (a gate that lists override ids, or a forcing value passed), so
+    /// that such routes read no shared atomic while the generation is unchanged. Holds that
+    /// snapshot alive until the thread routes under a newer one (or the gate is dropped).
+    override_cache: ThreadLocal<RefCell<Option<Arc<Snapshot>>>>,
     /// Applies other processes' writes from the state store, when the config names one.
     /// Stopped by the gate's `Drop`, which then stores a rollback the thread has not written.
     sync: Option<stored::SyncThread>,
@@ -192,6 +197,7 @@ impl PromotionGateManager {
             shared,
             route_cache: ThreadLocal::new(),
             sync,
+            override_cache: ThreadLocal::new(),
         })
     }
 

@@ -83,6 +83,7 @@ pub(crate) struct Overridden<'a> {
 impl Snapshot {
     /// Routes one request id with this snapshot's overrides: an id list first, then the
     /// forcing value `value`, then the bucket. Allocation-free.
+    #[inline]
     pub(crate) fn route_overridden<'a>(
         &self,
         sets: &'a FlagSets,

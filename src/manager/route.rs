@@ -1,6 +1,6 @@
 //! The route path: the per-thread route table and the debug log of a decision.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
 
 use super::PromotionGateManager;
@@ -112,22 +112,56 @@ impl PromotionGateManager {
         if !table.lists_ids && forcing_value.is_none() {
             table.route(&self.shared.flag_sets, request_id)
         } else {
-            self.route_overridden(request_id, forcing_value)
+            self.route_overridden(table.generation, request_id, forcing_value)
         }
     }
 
-    /// Routes with the current snapshot's overrides (its id lists are not in the `Copy` route
-    /// table). Out of line: a gate without overrides never calls it. Lock-free and
-    /// allocation-free (an `arc-swap` load, a binary search of the listed ids' buckets).
+    /// Routes with the snapshot's overrides (its id table is not in the `Copy` route table),
+    /// read through this thread's reference to the snapshot of the route table's generation.
+    /// Out of line: a gate without overrides never calls it. Lock-free and allocation-free
+    /// after the thread's first call (one hash-table probe of the listed ids' buckets).
     #[inline(never)]
     fn route_overridden(
+        &self,
+        generation: u64,
+        request_id: &[u8],
+        forcing_value: Option<&[u8]>,
+    ) -> RoutingDecision<'_> {
+        let cell = self
+            .override_cache
+            .get_or(|| RefCell::new(Some(self.shared.current.load_full())));
+        // Not reentrant (routing calls nothing of the host's), so the cell is never borrowed
+        // here already; if it were, the shared snapshot would serve.
+        let Ok(mut cached) = cell.try_borrow_mut() else {
+            return self.route_overridden_shared(request_id, forcing_value);
+        };
+        if cached.as_ref().map(|s| s.route.generation) != Some(generation) {
+            *cached = Some(self.shared.current.load_full());
+        }
+        let Some(snapshot) = cached.as_deref() else {
+            return self.route_overridden_shared(request_id, forcing_value);
+        };
+        let overridden =
+            snapshot.route_overridden(&self.shared.flag_sets, request_id, forcing_value);
+        if overridden.ignored_value {
+            self.shared.monitor.ignored_override_value();
+        }
+        overridden.decision
+    }
+
+    /// [`route_overridden`](Self::route_overridden) through the shared snapshot (an `arc-swap`
+    /// load), should the thread's reference be unreadable.
+    #[cold]
+    fn route_overridden_shared(
         &self,
         request_id: &[u8],
         forcing_value: Option<&[u8]>,
     ) -> RoutingDecision<'_> {
-        let snapshot = self.shared.current.load();
-        let overridden =
-            snapshot.route_overridden(&self.shared.flag_sets, request_id, forcing_value);
+        let overridden = self.shared.current.load().route_overridden(
+            &self.shared.flag_sets,
+            request_id,
+            forcing_value,
+        );
         if overridden.ignored_value {
             self.shared.monitor.ignored_override_value();
         }
