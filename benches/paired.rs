@@ -7,9 +7,9 @@
 //! are timed within the same few milliseconds, round after round (their order alternating), so
 //! a phase slows both alike and cancels out of the pair. Use it for the small differences the
 //! budgets are about: the C ABI's cost over a Rust call, record over a bare histogram record,
-//! routing with and without a writer, and the speed-up of 2 threads over 1 (each beside the
-//! speed-up of what the operation is bound by: bare SHA-256 compressions, bare histogram
-//! records).
+//! routing with and without a writer, routing with and without overrides, and the speed-up
+//! of 2 threads over 1 (each beside the speed-up of what the operation is bound by: bare
+//! SHA-256 compressions, bare histogram records).
 //!
 //! ```sh
 //! cargo bench --bench paired            # ~30 s; prints markdown tables
@@ -28,7 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use promotion_gates::{
-    PromotionConfig, PromotionGateManager, RoutingDecision, SqliteStoreConfig, StoreConfig,
+    Overrides, PromotionConfig, PromotionGateManager, RoutingDecision, SqliteStoreConfig,
+    StoreConfig,
 };
 use promotion_gates_ffi::{
     pgate_decision, pgate_log_level, pgate_record, pgate_recorded, pgate_route,
@@ -339,6 +340,40 @@ fn main() {
     rows.push((
         "record_outcome with a SQLite store vs without (canary success)".to_string(),
         paired(rounds, ops, &mut stored_record, &mut plain_record),
+    ));
+
+    // A gate with overrides (100 listed ids and a header): the ids routed are on no list, so
+    // each route reads the snapshot and searches the ids, then routes by bucket; and the same
+    // gate forcing each request by value.
+    let overridden = gate(PromotionConfig {
+        overrides: Some(Overrides {
+            header: Some("X-Canary".to_string()),
+            cookie: None,
+            canary_ids: (0..50).map(|i| format!("tester-{i}")).collect(),
+            stable_ids: (0..50).map(|i| format!("vip-{i}")).collect(),
+        }),
+        ..canary_config()
+    });
+    let overridden_op = routes_inlined(&overridden, &ids36);
+    let forced_op = |n: u64| {
+        let mut ids = Cycle::new(&ids36);
+        for _ in 0..n {
+            let id = black_box(ids.next().as_bytes());
+            black_box(&overridden.route_request_forced(id, black_box(Some(&b"canary"[..]))));
+        }
+    };
+    let (mut with_overrides, mut forced, mut plain_route): (Subject<'_>, Subject<'_>, Subject<'_>) = (
+        Box::new(&overridden_op),
+        Box::new(&forced_op),
+        Box::new(&route_op),
+    );
+    rows.push((
+        "route_request_bytes with 100 override ids (none matching) vs without, 36 B".to_string(),
+        paired(rounds, ops, &mut with_overrides, &mut plain_route),
+    ));
+    rows.push((
+        "route_request_forced by value vs route_request_bytes without overrides, 36 B".to_string(),
+        paired(rounds, ops, &mut forced, &mut plain_route),
     ));
 
     // Writes and scaling: ratios of the same subject under two conditions, paired by round.
