@@ -36,6 +36,9 @@
 //!   subscriber misses the oldest, counted), at most
 //!   [`MAX_LISTED_FLAG_CHANGES`](crate::MAX_LISTED_FLAG_CHANGES) flag names listed per change
 //!   (see [`changes`](crate::changes)).
+//! - **Overrides:** the `overrides` section's ids (at most [`MAX_OVERRIDE_IDS`]) in a table of
+//!   twice their number of slots; each thread that routed with overrides keeps a reference to
+//!   the snapshot it last read until it routes under a newer one (at most one per thread).
 //! - **Error messages** show at most [`MAX_SHOWN_VALUE_BYTES`] of a refused value, then its
 //!   length: `"xxxx...(10485760 bytes)"`.
 //!
