@@ -130,24 +130,24 @@ class Decision:
         return unsigned("flag_set", self.flag_set, 32)
 
 
-def _environment(value: int) -> int:
+def _member(kind: type[enum.IntEnum], field_name: str, value: int) -> int:
+    """``value`` as a member of the C enum ``kind``, else InvalidArgumentError naming the field
+    and the value (the library reads these fields as Rust enums or checks them as bytes)."""
     try:
-        return int(Environment(value))
+        return int(kind(value))
     except ValueError:
         raise InvalidArgumentError(
             _ffi.Status.INVALID_ARGUMENT,
-            f"invalid environment = {value!r}: one of {[int(e) for e in Environment]}",
+            f"invalid {field_name} = {value!r}: one of {[int(m) for m in kind]}",
         ) from None
+
+
+def _environment(value: int) -> int:
+    return _member(Environment, "environment", value)
 
 
 def _forced(value: int) -> int:
-    try:
-        return int(Forced(value))
-    except ValueError:
-        raise InvalidArgumentError(
-            _ffi.Status.INVALID_ARGUMENT,
-            f"invalid forced = {value!r}: one of {[int(f) for f in Forced]}",
-        ) from None
+    return _member(Forced, "forced", value)
 
 
 @dataclass(frozen=True, slots=True)
