@@ -136,6 +136,12 @@ fn gauges_counters_and_spans_reach_the_hosts_providers() {
     assert_window_gauges(&got, &health);
 
     let observed = route_request_observed(&gate, "sampled-user");
+    // No override section: a forcing value is ignored (and counted); one forced outcome.
+    assert_eq!(
+        gate.route_request_forced(b"u", Some(b"canary")).forced,
+        None
+    );
+    gate.record_forced();
     gate.enable_feature("dark_mode").unwrap();
     gate.rollback("bad deploy").unwrap();
 
@@ -153,6 +159,8 @@ fn gauges_counters_and_spans_reach_the_hosts_providers() {
     assert_eq!(got[&key("promotion.rollbacks", &manual)], 1.0);
     assert_eq!(got[&key("promotion.late_outcomes", &[])], 0.0);
     assert_eq!(got[&key("promotion.foreign_outcomes", &[])], 0.0);
+    assert_eq!(got[&key("promotion.forced_outcomes", &[])], 1.0);
+    assert_eq!(got[&key("promotion.ignored_override_values", &[])], 1.0);
 
     let finished = spans.get_finished_spans().unwrap();
     let named =

@@ -22,6 +22,8 @@
 //! | `promotion.rollbacks` | counter | `{rollback}` | `promotion.trigger`, `promotion.rule` |
 //! | `promotion.late_outcomes` | counter | `{outcome}` | |
 //! | `promotion.foreign_outcomes` | counter | `{outcome}` | |
+//! | `promotion.forced_outcomes` | counter | `{outcome}` | |
+//! | `promotion.ignored_override_values` | counter | `{outcome}` | |
 //!
 //! **Spans**: `promotion.rollback` (attributes `promotion.reason`, `promotion.previous_env`,
 //! `promotion.trigger` and, for an automatic rollback, the evidence: `promotion.rules_fired`,
@@ -163,7 +165,7 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             window.gauge(per_cohort(|c| c.p99.as_secs_f64())),
         ),
     ];
-    let (rollbacks_gate, late_gate, foreign_gate) = (weak.clone(), weak.clone(), weak);
+    let rollbacks_gate = weak.clone();
     let counters = vec![
         meter
             .u64_observable_counter("promotion.rollbacks")
@@ -182,28 +184,34 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
                 })
             })
             .build(),
-        meter
-            .u64_observable_counter("promotion.late_outcomes")
-            .with_unit("{outcome}")
-            .with_description("Outcomes dropped because their stage had ended.")
-            .with_callback(move |observer| {
-                with_gate(&late_gate, |g, attrs| {
-                    observer.observe(g.late_outcomes(), attrs)
-                })
-            })
-            .build(),
-        meter
-            .u64_observable_counter("promotion.foreign_outcomes")
-            .with_unit("{outcome}")
-            .with_description(
-                "Outcomes dropped because their decision names a stage the gate never published.",
-            )
-            .with_callback(move |observer| {
-                with_gate(&foreign_gate, |g, attrs| {
-                    observer.observe(g.foreign_outcomes(), attrs)
-                })
-            })
-            .build(),
+        outcome_counter(
+            meter,
+            "promotion.late_outcomes",
+            "Outcomes dropped because their stage had ended.",
+            &weak,
+            PromotionGateManager::late_outcomes,
+        ),
+        outcome_counter(
+            meter,
+            "promotion.foreign_outcomes",
+            "Outcomes dropped because their decision names a stage the gate never published.",
+            &weak,
+            PromotionGateManager::foreign_outcomes,
+        ),
+        outcome_counter(
+            meter,
+            "promotion.forced_outcomes",
+            "Outcomes of requests an override forced, counted in neither cohort.",
+            &weak,
+            PromotionGateManager::forced_outcomes,
+        ),
+        outcome_counter(
+            meter,
+            "promotion.ignored_override_values",
+            "Forcing values routing ignored.",
+            &weak,
+            PromotionGateManager::ignored_override_values,
+        ),
     ];
     GateInstruments {
         _gauges: gauges,
@@ -226,6 +234,25 @@ fn per_cohort(value: fn(&CohortEvidence) -> f64) -> Box<WindowRead> {
             o.observe(value(w.evidence(cohort)), &attrs);
         }
     })
+}
+
+/// An observable counter of `read` on the gate, in `{outcome}`.
+fn outcome_counter(
+    meter: &Meter,
+    name: &'static str,
+    description: &'static str,
+    gate: &Weak<PromotionGateManager>,
+    read: fn(&PromotionGateManager) -> u64,
+) -> ObservableCounter<u64> {
+    let gate = gate.clone();
+    meter
+        .u64_observable_counter(name)
+        .with_unit("{outcome}")
+        .with_description(description)
+        .with_callback(move |observer| {
+            with_gate(&gate, |g, attrs| observer.observe(read(g), attrs))
+        })
+        .build()
 }
 
 /// One read of a gate's window ([`window_export`](PromotionGateManager::window_export)) shared
