@@ -11,6 +11,8 @@
 
 mod common;
 
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{canary, gate};
@@ -284,4 +286,79 @@ fn the_shared_vectors_hold() {
         };
         assert_eq!(recorded, expected, "{line}");
     }
+}
+
+/// Routing while a writer swaps between two configs that list one id on opposite lists: every
+/// forced decision comes from one published state (its version, threshold and flags agree),
+/// never from one config's lists and the other's route table.
+#[test]
+fn forced_decisions_come_from_one_published_state() {
+    let listed = |canary_ids: Vec<String>, stable_ids| Overrides {
+        canary_ids,
+        stable_ids,
+        ..Default::default()
+    };
+    let to_canary = PromotionConfig {
+        environment: canary(1.0),
+        feature_flags: vec!["flag-a".into()],
+        overrides: Some(listed(vec!["tester".into()], vec![])),
+        ..Default::default()
+    };
+    let to_stable = PromotionConfig {
+        environment: canary(2.0),
+        feature_flags: vec!["flag-b".into()],
+        overrides: Some(listed(vec![], vec!["tester".into()])),
+        ..Default::default()
+    };
+    let gate = gate(to_canary.clone());
+    // This thread routes first, so that its reference to the first snapshot must be renewed.
+    assert!(gate.route_request("tester").is_canary);
+    let stop = AtomicBool::new(false);
+    // Decisions seen per version (stable, canary), over both readers.
+    let seen = [AtomicU64::new(0), AtomicU64::new(0)];
+    let start = Barrier::new(3);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                start.wait();
+                while !stop.load(Ordering::Relaxed) {
+                    let d = gate.route_request("tester");
+                    let flags: Vec<&str> = d.enabled_features.iter().collect();
+                    let expected = if d.is_canary {
+                        (canary(1.0), Cohort::Canary, vec!["flag-a"])
+                    } else {
+                        (canary(2.0), Cohort::Stable, vec![])
+                    };
+                    assert_eq!(
+                        (d.target_environment, d.forced.map(|f| f.to), flags),
+                        (expected.0, Some(expected.1), expected.2),
+                        "{d:?}"
+                    );
+                    seen[usize::from(d.is_canary)].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        start.wait();
+        // At least 400 writes, and on until the readers saw both states (bounded); the last
+        // one is to the stable version.
+        for i in 0..100_000 {
+            let next = if i % 2 == 0 { &to_stable } else { &to_canary };
+            gate.swap_config(next.clone()).unwrap();
+            if i % 2 == 0 && i >= 400 && seen.iter().all(|n| n.load(Ordering::Relaxed) > 0) {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let last = gate.route_request("tester");
+    assert_eq!(
+        (last.is_canary, last.target_environment),
+        (false, canary(2.0))
+    );
+    let seen = seen.map(AtomicU64::into_inner);
+    assert!(
+        seen.iter().all(|&n| n > 0),
+        "both states were routed under: {seen:?}"
+    );
 }
