@@ -17,8 +17,8 @@ use common::stored::{
     roll_back_while_the_store_is_unavailable, routes_to_canary,
 };
 use promotion_gates::{
-    ChangeKind, ChangeOrigin, Environment, Error, Overrides, PromotionConfig,
-    PromotionGateManager, RollbackTrigger, SloAdmissionController, SloConfig, StoreProblem,
+    ChangeKind, ChangeOrigin, Environment, Error, Overrides, PromotionConfig, PromotionGateManager,
+    RollbackTrigger, SloAdmissionController, SloConfig, StoreProblem,
 };
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -606,10 +606,12 @@ fn a_swapped_slo_is_this_process_own_and_the_stored_state_stays() {
     assert_eq!(reopened.slo_controller().config().min_samples, 100);
     assert_eq!(reopened.stage(), stage);
     assert!(reopened.is_feature_enabled("after_swap"));
+}
 
+#[test]
 fn overrides_survive_a_reopen() {
     let scratch = Scratch::new("overrides");
-    let path = scratch.db();
+    let path = scratch.file("gate.db");
     {
         let first = open(&path);
         let mut config = first.config();
