@@ -351,6 +351,7 @@ mod tests {
             findings: vec![finding; 7],
             health_score: 0.0,
             non_inferiority: Default::default(),
+            instances: 1,
         };
         let findings_heap = evidence.findings.capacity() * std::mem::size_of::<Finding>();
         let undone = Undone::Release {

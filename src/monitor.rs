@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::config::PromotionConfig;
 use crate::decision::{Cohort, PerCohort, StageId};
 use crate::judge::{CanaryHealth, Policy, Sample, judge, judge_if_fired, screen};
-use crate::metrics::{Counts, Measured, Metrics, Recorded, Spans, Window, to_histogram};
+use crate::metrics::{Counts, Fleet, Measured, Metrics, Recorded, Spans, Window, to_histogram};
 use crate::slo::{SloAdmissionController, SloConfig};
 use crate::snapshot::Snapshot;
 use crate::telemetry::WindowExport;
@@ -91,6 +91,17 @@ impl Monitor {
     /// lock, before it publishes a snapshot of that stage.
     pub(crate) fn stage_started(&self, stage: StageId) {
         self.metrics.stage_started(stage, self.clock.monotonic());
+    }
+
+    /// This process's cumulative counts of `stage`, for the store's sync thread to publish.
+    pub(crate) fn stage_counts(&self, stage: StageId) -> Counts {
+        self.metrics.stage_counts(stage)
+    }
+
+    /// Replaces the other gate instances' counts every evaluation adds to this process's
+    /// (`None`: judge this process's data alone). The store's sync thread calls it.
+    pub(crate) fn set_fleet(&self, fleet: Option<Fleet>) {
+        self.metrics.set_fleet(fleet);
     }
 
     /// Outcomes dropped as late, over all threads.
@@ -169,6 +180,7 @@ impl Monitor {
             stage_latency: &empty,
             burst: counts.burst,
             stage_age: self.stage_age(),
+            instances: counts.instances,
         };
         let slo = self.slo.load();
         if !screen(config.environment, &sample, policy(&slo, config)) {
@@ -193,6 +205,7 @@ impl Monitor {
             monitor: self,
             slo: self.slo.load_full(),
             window,
+            instances: 1,
         })
     }
 
@@ -203,6 +216,7 @@ impl Monitor {
             monitor: self,
             slo: self.slo.load_full(),
             window,
+            instances: 1,
         }
     }
 
@@ -248,6 +262,8 @@ pub(crate) struct Evaluation<'a> {
     /// The policy as it was when the evaluation started.
     slo: Arc<SloAdmissionController>,
     window: MutexGuard<'a, Window>,
+    /// How many gate instances the last reading is of (see [`Monitor::set_fleet`]).
+    instances: u32,
 }
 
 impl Evaluation<'_> {
@@ -316,14 +332,16 @@ impl Evaluation<'_> {
         measured
     }
 
-    /// Reads every recorder's outcomes of `snapshot`'s stage into the window's `now`, and
-    /// returns that stage and the spans to measure.
+    /// Reads every recorder's outcomes of `snapshot`'s stage into the window's `now`, adds the
+    /// other gate instances' (on a state store), and returns that stage and the spans to
+    /// measure.
     fn read(&mut self, snapshot: &Snapshot) -> (StageId, Spans) {
         let stage = snapshot.route.stage;
         let window = &mut *self.window;
         window.prepare();
         let Window { now, scratch, .. } = window;
         self.monitor.metrics.read_into(stage, now, scratch, true);
+        self.instances = self.monitor.metrics.add_fleet(stage, now, true);
         let at = self.monitor.clock.monotonic();
         (
             stage,
@@ -340,6 +358,7 @@ impl Evaluation<'_> {
             stage_latency: &window.stage_latency,
             burst,
             stage_age: self.monitor.stage_age(),
+            instances: self.instances,
         }
     }
 

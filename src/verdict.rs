@@ -159,6 +159,7 @@ mod tests {
             }],
             health_score: 1.0,
             non_inferiority: Default::default(),
+            instances: 1,
         }
     }
 

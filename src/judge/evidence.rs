@@ -131,6 +131,10 @@ pub struct Evidence {
     pub health_score: f64,
     /// The positive evidence a promotion needs (see [`NonInferiority`]).
     pub non_inferiority: NonInferiority,
+    /// How many gate instances the numbers are of: 1 for a gate judging its own process's
+    /// traffic; on a shared state store, this process and every live instance whose
+    /// contribution to the stage was merged (shown in the text when more than 1).
+    pub instances: u32,
 }
 
 /// Whether the data show the canary not worse than the stable version beyond the tolerated
@@ -232,6 +236,9 @@ impl fmt::Display for Evidence {
             )
         };
         write!(f, "stage {} {}: ", self.stage.get(), self.environment)?;
+        if self.instances > 1 {
+            write!(f, "{} instances, ", self.instances)?;
+        }
         cohort(f, "canary", &self.canary)?;
         f.write_str("; ")?;
         cohort(f, "stable", &self.stable)?;

@@ -196,6 +196,8 @@ pub(crate) struct Sample<'a> {
     pub(crate) burst: PerCohort<[u64; 2]>,
     /// Time since the stage started.
     pub(crate) stage_age: Duration,
+    /// How many gate instances the counts are of (more than 1 on a shared state store).
+    pub(crate) instances: u32,
 }
 
 /// What the judge needs besides the counts.
@@ -236,7 +238,7 @@ pub(crate) fn judge(
 ) -> CanaryHealth {
     let case = Case::new(sample, environment, policy);
     let findings = findings(&case);
-    health(stage, &case, findings)
+    health(stage, &case, findings, sample.instances)
 }
 
 /// Whether any rule fires, without allocating: the record path's check after a canary error
@@ -260,7 +262,7 @@ pub(crate) fn judge_if_fired(
         .iter()
         .flatten()
         .any(|f| f.fired)
-        .then(|| health(stage, &case, findings))
+        .then(|| health(stage, &case, findings, sample.instances))
 }
 
 /// Every rule's finding on `case`, in order, without allocating. Production has no canary:
@@ -278,6 +280,7 @@ fn health(
     stage: StageId,
     case: &Case<'_>,
     findings: [Option<Finding>; RULES.len()],
+    instances: u32,
 ) -> CanaryHealth {
     let environment = case.environment;
     let (health_score, non_inferiority) = if matches!(environment, Environment::Production) {
@@ -295,6 +298,7 @@ fn health(
         findings: findings.into_iter().flatten().collect(),
         health_score,
         non_inferiority,
+        instances,
     };
     let recommendation = recommend(&evidence);
     CanaryHealth {

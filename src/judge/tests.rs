@@ -45,6 +45,7 @@ fn judge_aged(
         stage_latency: &counts,
         burst,
         stage_age,
+        instances: 1,
     };
     judge(stage, environment, &sample, policy)
 }

@@ -18,10 +18,11 @@ use crate::config::{Environment, PromotionConfig};
 use crate::decision::StageId;
 use crate::error::Error;
 use crate::history::{RollbackEvent, RolledBack};
+use crate::metrics::{Counts, Fleet};
 use crate::release;
 use crate::store::{
-    self, Commit, Guard, StateStore, StoreConfig, StoreError, StoreProblem, StoredRelease,
-    StoredWrite,
+    self, BadContribution, Commit, Contribution, Guard, StateStore, StoreConfig, StoreError,
+    StoreProblem, StoredRelease, StoredWrite,
 };
 
 /// How a write treats a store that cannot be written.
@@ -50,6 +51,10 @@ pub(super) struct StoreLink {
     wake: Option<mpsc::Sender<Signal>>,
     /// Whether the last store call failed; outages are logged once, and their end.
     down: bool,
+    /// This gate's instance id among those that share the store (fleet-wide judging).
+    instance: String,
+    /// How long a contribution counts after it was published.
+    ttl: Duration,
 }
 
 /// A rollback published here but not yet in the store.
@@ -137,6 +142,8 @@ impl StoreLink {
             pending: None,
             wake: None,
             down: false,
+            instance: store::instance_id(),
+            ttl: store::time_to_live(config.sync_interval()),
         }
     }
 
@@ -411,20 +418,66 @@ impl Shared {
             (Arc::clone(&link.store), link.known, link.pending.clone())
         };
         let result = catch_up(store.as_ref(), from, pending.as_ref());
-        let mut writer = self.lock_writer();
-        match result {
-            Ok(Some(update)) => self.apply(&mut writer, update),
-            Ok(None) => {
-                if let Some(link) = writer.store.as_mut() {
-                    link.came_back();
+        {
+            let mut writer = self.lock_writer();
+            match result {
+                Ok(Some(update)) => self.apply(&mut writer, update),
+                Ok(None) => {
+                    if let Some(link) = writer.store.as_mut() {
+                        link.came_back();
+                    }
                 }
-            }
-            Err(error) => {
-                if let Some(link) = writer.store.as_mut() {
-                    link.went_down(&error);
+                Err(error) => {
+                    if let Some(link) = writer.store.as_mut() {
+                        link.went_down(&error);
+                    }
                 }
             }
         }
+        self.exchange_contributions();
+    }
+
+    /// Fleet-wide judging, at each sync tick: publishes this process's counts of the current
+    /// stage, reads the other live instances' and leaves their sum where evaluations add it.
+    /// Judges alone (no others' counts) while a rollback waits to be written (the local stage
+    /// is ahead of the stored one) and while the store cannot be read.
+    fn exchange_contributions(&self) {
+        let (store, instance, ttl, stored_stage, stage) = {
+            let writer = self.lock_writer();
+            let Some(link) = writer.store.as_ref() else {
+                return;
+            };
+            if link.pending.is_some() || link.down {
+                drop(writer);
+                self.monitor.set_fleet(None);
+                return;
+            }
+            // Under the writer lock: the local stage is the stored one's.
+            let stage = self.current.load().route.stage;
+            let link_stage = link.known.stage;
+            (
+                Arc::clone(&link.store),
+                link.instance.clone(),
+                link.ttl,
+                link_stage,
+                stage,
+            )
+        };
+        let ours = self.monitor.stage_counts(stage);
+        let published = store::encode(&instance, stored_stage, &ours)
+            .map_err(|why| StoreError::new(store.location(), StoreProblem::Unavailable, why))
+            .and_then(|contribution| store.publish(&contribution, ttl));
+        if let Err(error) = published {
+            tracing::warn!(%error, instance, "promotion.store cannot publish this instance's counts");
+        }
+        let fleet = match store.contributions(stored_stage, &instance, ttl) {
+            Ok(rows) => merge(&rows, stored_stage, stage),
+            Err(error) => {
+                tracing::warn!(%error, "promotion.store cannot read the other instances' counts; judging this process's alone");
+                None
+            }
+        };
+        self.monitor.set_fleet(fleet);
     }
 
     /// Applies a catch-up: the stored release becomes the gate's, its events join the
@@ -591,6 +644,40 @@ impl Drop for SyncThread {
             let _ = watch.join();
         }
     }
+}
+
+/// The sum of the contributions in `rows` to the stored stage `stored_stage` (the local
+/// `stage`), skipping (and logging) those refused; `None` when none is left.
+fn merge(
+    rows: &[Result<Contribution, BadContribution>],
+    stored_stage: u64,
+    stage: StageId,
+) -> Option<Fleet> {
+    let mut fleet = Fleet {
+        stage,
+        others: 0,
+        counts: Counts::default(),
+    };
+    for row in rows {
+        match row
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|c| store::decode(c, stored_stage))
+        {
+            Ok(counts) => {
+                for (sum, add) in fleet.counts.iter_mut().zip(counts.iter()) {
+                    sum.add(add);
+                }
+                fleet.others += 1;
+            }
+            Err(bad) => tracing::error!(
+                instance = bad.instance,
+                field = bad.field,
+                "promotion.store skips a bad contribution: {bad}"
+            ),
+        }
+    }
+    (fleet.others > 0).then_some(fleet)
 }
 
 fn guard_of(release: &StoredRelease) -> Guard {

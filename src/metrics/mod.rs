@@ -8,6 +8,7 @@
 //! counted) to the next thread that starts, so their number is bounded by the most threads
 //! that ever recorded at once.
 
+mod fleet;
 mod layout;
 #[cfg(all(test, promotion_gates_loom))]
 mod loom_model;
@@ -23,6 +24,8 @@ use std::time::Duration;
 use thread_local::ThreadLocal;
 
 use crate::decision::{Cohort, PerCohort, StageId};
+pub(crate) use fleet::Fleet;
+use fleet::FleetCache;
 pub(crate) use recorder::CohortCounts;
 pub use recorder::Recorded;
 pub(crate) use recorder::Tally;
@@ -42,6 +45,8 @@ pub(crate) struct Metrics {
     newest_stage: NewestStage,
     /// When the newest stage started (monotonic ns).
     stage_start: AtomicU64,
+    /// Other instances' counts of the stage, when the gate is on a state store.
+    fleet: FleetCache,
 }
 
 /// The stage, `[requests, errors, compliant]` per cohort at the window's start, and each
@@ -60,6 +65,8 @@ pub(crate) struct ScreenCounts {
     pub(crate) stage: Counts,
     pub(crate) windowed: Counts,
     pub(crate) burst: PerCohort<[u64; 2]>,
+    /// How many instances the counts are of: this one and those in the fleet's data.
+    pub(crate) instances: u32,
 }
 
 impl Metrics {
@@ -72,6 +79,7 @@ impl Metrics {
             window_base: CachePadded::new(WindowBase::default()),
             newest_stage: NewestStage::new(stage),
             stage_start: AtomicU64::new(0),
+            fleet: FleetCache::default(),
         }
     }
 
@@ -154,6 +162,33 @@ impl Metrics {
         }
     }
 
+    /// Adds the other instances' counts of `stage` (as the store's sync thread last read them)
+    /// to `into`, a reading of this process's recorders; returns how many instances the sum is
+    /// of (1: this one alone). Lock-free, no allocation.
+    pub(crate) fn add_fleet(&self, stage: StageId, into: &mut Counts, histograms: bool) -> u32 {
+        1 + self.fleet.add_to(stage, into, histograms)
+    }
+
+    /// Replaces the other instances' counts that evaluations add (`None`: none).
+    pub(crate) fn set_fleet(&self, fleet: Option<Fleet>) {
+        self.fleet.set(fleet);
+    }
+
+    /// This process's cumulative counts of `stage`, with histograms, in new buffers (for the
+    /// store's sync thread, which publishes them).
+    pub(crate) fn stage_counts(&self, stage: StageId) -> Counts {
+        let sized = || {
+            PerCohort::from_fn(|_| {
+                let mut counts = CohortCounts::default();
+                counts.reset(true, layout::LEN);
+                counts
+            })
+        };
+        let (mut out, mut scratch): (Counts, Counts) = (sized(), sized());
+        self.read_into(stage, &mut out, &mut scratch, true);
+        out
+    }
+
     /// Paces the calling thread's looks at the clock (see `ThreadRecorder::paced`).
     pub(crate) fn paced(&self, now: Duration, target: Duration) {
         if let Some(recorder) = self.recorders.get() {
@@ -191,6 +226,7 @@ impl Metrics {
         let mut counts = ScreenCounts::default();
         let mut scratch = Counts::default();
         self.read_into(stage, &mut counts.stage, &mut scratch, false);
+        counts.instances = self.add_fleet(stage, &mut counts.stage, false);
         let b = &self.window_base;
         let ours = b.stage.load(Ordering::Acquire) == stage.0;
         let load = |cell: &AtomicU64| {
@@ -286,13 +322,30 @@ impl Metrics {
 /// A latency histogram of one cohort, as an `hdrhistogram::Histogram` in microseconds
 /// (1 µs ..= 60 s, two significant figures): the same layout, so the conversion is exact.
 pub(crate) fn to_histogram(buckets: &[u64]) -> Option<Histogram<u64>> {
-    let mut h = Histogram::new_with_bounds(1, layout::MAX_MICROS, 2).ok()?;
+    let (lowest, highest, digits) = histogram_bounds();
+    let mut h = Histogram::new_with_bounds(lowest, highest, digits).ok()?;
     for (i, &count) in buckets.iter().enumerate() {
         if count > 0 {
             h.record_n(layout::lowest_of(i), count).ok()?;
         }
     }
     Some(h)
+}
+
+/// The bounds and precision of the gate's latency histograms: lowest and highest trackable
+/// microseconds, significant figures.
+pub(crate) fn histogram_bounds() -> (u64, u64, u8) {
+    (1, layout::MAX_MICROS, 2)
+}
+
+/// Writes `histogram`'s counts into `buckets` in the gate's layout (sized to it); exact for a
+/// histogram of [`histogram_bounds`].
+pub(crate) fn from_histogram(histogram: &Histogram<u64>, buckets: &mut Vec<u64>) {
+    buckets.clear();
+    buckets.resize(layout::LEN, 0);
+    for value in histogram.iter_recorded() {
+        buckets[layout::index_of(value.value_iterated_to())] += value.count_at_value();
+    }
 }
 
 /// The middle of bucket `index`, in microseconds: the value a bucket's samples count as when

@@ -8,15 +8,17 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::contribution::{MAX_LATENCY_BYTES, PublishedCohort};
 use super::{
-    Commit, EtcdStoreConfig, SCHEMA_VERSION, StateStore, StoreError, StoreProblem, StoredEvent,
-    StoredRelease, StoredState, StoredWrite,
+    BadContribution, Commit, Contribution, EtcdStoreConfig, MAX_INSTANCES, SCHEMA_VERSION,
+    StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease, StoredState, StoredWrite,
 };
+use crate::decision::PerCohort;
 
 /// How long one request may take before the store counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -32,6 +34,9 @@ pub(crate) struct EtcdStore {
     agent: ureq::Agent,
     /// The newest revision a read of this store saw: the watch starts after it.
     read_revision: AtomicU64,
+    /// The lease this instance's contribution key is attached to, once granted: kept alive at
+    /// each publication, so the key expires with the instance.
+    lease: Mutex<Option<String>>,
 }
 
 /// A key's value and the revision that last changed it.
@@ -54,6 +59,7 @@ impl EtcdStore {
             prefix: config.prefix.clone(),
             agent,
             read_revision: AtomicU64::new(0),
+            lease: Mutex::new(None),
         };
         store.check_schema()?;
         Ok(store)
@@ -194,6 +200,35 @@ impl EtcdStore {
         Ok(keys)
     }
 
+    /// The contribution key of `instance`.
+    fn contribution_key(&self, instance: &str) -> String {
+        self.key(&format!("contributions/{instance}"))
+    }
+
+    /// A live lease of `ttl` for this instance's contribution: the one granted before, kept
+    /// alive, or a new one when it expired (or none was granted yet).
+    fn live_lease(&self, ttl: Duration) -> Result<String, StoreError> {
+        let mut lease = self.lease.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(id) = lease.as_ref() {
+            let response = self.call("/v3/lease/keepalive", &json!({ "ID": id }))?;
+            // An expired lease answers with no TTL (or 0).
+            if text_of(&response["result"]["TTL"]) != "0" {
+                return Ok(id.clone());
+            }
+        }
+        let seconds = ttl.as_secs_f64().ceil().max(1.0) as u64;
+        let granted = self.call("/v3/lease/grant", &json!({ "TTL": seconds.to_string() }))?;
+        let id = text_of(&granted["ID"]);
+        if id == "0" {
+            return Err(self.error(
+                StoreProblem::Unavailable,
+                format!("no lease granted: {granted}"),
+            ));
+        }
+        *lease = Some(id.clone());
+        Ok(id)
+    }
+
     fn release(&self, found: &Found) -> Result<StoredRelease, StoreError> {
         serde_json::from_slice(&found.value).map_err(|e| {
             self.error(
@@ -283,6 +318,82 @@ impl StateStore for EtcdStore {
         ))
     }
 
+    fn publish(&self, contribution: &Contribution, ttl: Duration) -> Result<(), StoreError> {
+        let cohort = |c: &PublishedCohort| {
+            json!({
+                "requests": c.requests,
+                "errors": c.errors,
+                "compliant": c.compliant,
+                "latency": BASE64.encode(&c.latency),
+            })
+        };
+        let value = json!({
+            "stage": contribution.stage,
+            "canary": cohort(&contribution.cohorts.canary),
+            "stable": cohort(&contribution.cohorts.stable),
+        });
+        let key = BASE64.encode(self.contribution_key(&contribution.instance));
+        let value = BASE64.encode(value.to_string());
+        for _ in 0..2 {
+            let lease = self.live_lease(ttl)?;
+            let put = self.call(
+                "/v3/kv/put",
+                &json!({ "key": key, "value": value, "lease": lease }),
+            );
+            match put {
+                Ok(_) => return Ok(()),
+                // The lease expired between the keep-alive and the put: grant another.
+                Err(e) if e.to_string().contains("lease not found") => {
+                    *self.lease.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(self.error(
+            StoreProblem::Unavailable,
+            "the contribution's lease kept expiring",
+        ))
+    }
+
+    fn contributions(
+        &self,
+        stage: u64,
+        except: &str,
+        _ttl: Duration,
+    ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
+        // Expiry is the lease's: every key read is live.
+        let start = self.key("contributions/");
+        let response = self.call(
+            "/v3/kv/range",
+            &json!({
+                "key": BASE64.encode(&start),
+                "range_end": BASE64.encode(self.key("contributions0")),
+                "limit": (MAX_INSTANCES + 1).to_string(),
+                "sort_order": "DESCEND",
+                "sort_target": "MOD",
+            }),
+        )?;
+        let mut found = Vec::new();
+        for kv in response["kvs"].as_array().into_iter().flatten() {
+            let key = String::from_utf8_lossy(&self.decode(&kv["key"])?).into_owned();
+            let instance = key.strip_prefix(&start).unwrap_or(&key).to_string();
+            if instance == except {
+                continue;
+            }
+            let read = self
+                .decode(&kv["value"])
+                .map_err(|e| BadContribution::new(&instance, "value", e))
+                .and_then(|value| contribution_of(&instance, &value));
+            match read {
+                // Another stage's (an instance that has not moved yet): not ours to count.
+                Ok(c) if c.stage != stage => {}
+                read => found.push(read),
+            }
+        }
+        found.truncate(MAX_INSTANCES);
+        Ok(found)
+    }
+
     fn watch(&self, wake: Box<dyn Fn() + Send>, stop: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
         let agent = self.agent.clone();
         let endpoints = self.endpoints.clone();
@@ -361,6 +472,47 @@ fn pause(stop: &AtomicBool) {
         }
         std::thread::sleep(step);
     }
+}
+
+/// An instance's contribution value (JSON; latencies in base64) read as a contribution, or
+/// what in it is not.
+fn contribution_of(instance: &str, value: &[u8]) -> Result<Contribution, BadContribution> {
+    let bad = |field: &str, problem: &str| BadContribution::new(instance, field, problem);
+    let value: Value = serde_json::from_slice(value).map_err(|e| bad("value", &e.to_string()))?;
+    let count = |v: &Value, field: &str| v.as_u64().ok_or_else(|| bad(field, &v.to_string()));
+    let cohort = |name: &str| -> Result<PublishedCohort, BadContribution> {
+        let c = &value[name];
+        let field = |f: &str| format!("{name}.{f}");
+        let latency = c["latency"]
+            .as_str()
+            .ok_or_else(|| bad(&field("latency"), "not text"))?;
+        // Base64 of at most MAX_LATENCY_BYTES is at most 4/3 as long: longer is not decoded.
+        if latency.len() > MAX_LATENCY_BYTES / 3 * 4 + 4 {
+            return Err(bad(
+                &field("latency"),
+                &format!(
+                    "{} base64 characters is above {MAX_LATENCY_BYTES} bytes",
+                    latency.len()
+                ),
+            ));
+        }
+        Ok(PublishedCohort {
+            requests: count(&c["requests"], &field("requests"))?,
+            errors: count(&c["errors"], &field("errors"))?,
+            compliant: count(&c["compliant"], &field("compliant"))?,
+            latency: BASE64
+                .decode(latency)
+                .map_err(|e| bad(&field("latency"), &e.to_string()))?,
+        })
+    };
+    Ok(Contribution {
+        instance: instance.to_string(),
+        stage: count(&value["stage"], "stage")?,
+        cohorts: PerCohort {
+            canary: cohort("canary")?,
+            stable: cohort("stable")?,
+        },
+    })
 }
 
 fn put(key: &str, value: &[u8]) -> Value {

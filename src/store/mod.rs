@@ -12,8 +12,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 mod config;
+mod contribution;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(test)]
@@ -26,6 +28,9 @@ mod state;
 mod testing;
 
 pub use config::{EtcdStoreConfig, SqliteStoreConfig, StoreConfig};
+pub(crate) use contribution::{
+    BadContribution, Contribution, MAX_INSTANCES, decode, encode, instance_id, time_to_live,
+};
 pub(crate) use state::{
     Commit, Guard, SCHEMA_VERSION, StoredEvent, StoredRelease, StoredState, StoredWrite,
 };
@@ -146,6 +151,21 @@ pub(crate) trait StateStore: Send + Sync + fmt::Debug {
     /// Commits `write` if the stored state is still the one at `write.guard` (no state at all
     /// for version 0): the release, the event and the history trim, in one transaction.
     fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError>;
+
+    /// Stores this instance's contribution to its stage (replacing the one it stored before
+    /// for that stage), to count for `ttl` unless published again, and forgets every
+    /// contribution not published again within `ttl`.
+    fn publish(&self, contribution: &Contribution, ttl: Duration) -> Result<(), StoreError>;
+
+    /// The live contributions to `stage` of instances other than `except` (published within
+    /// `ttl`), newest first, at most [`MAX_INSTANCES`]: each one read, or refused with what in
+    /// it is wrong (the caller logs it and goes on).
+    fn contributions(
+        &self,
+        stage: u64,
+        except: &str,
+        ttl: Duration,
+    ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError>;
 
     /// Calls `wake` (on a thread of the store's own, returned for the caller to join once it
     /// set `stop`) whenever another writer may have changed the state, until `stop` is set.

@@ -3,15 +3,20 @@
 //! `history`; a write is one `BEGIN IMMEDIATE` transaction that checks the guard first. The
 //! schema is in `docs/store.md`.
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::types::ValueRef;
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params,
+};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use super::contribution::{MAX_LATENCY_BYTES, PublishedCohort};
 use super::{
-    Commit, SCHEMA_VERSION, SqliteStoreConfig, StateStore, StoreError, StoreProblem, StoredEvent,
-    StoredRelease, StoredState, StoredWrite,
+    BadContribution, Commit, Contribution, MAX_INSTANCES, SCHEMA_VERSION, SqliteStoreConfig,
+    StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease, StoredState, StoredWrite,
 };
 use crate::config::{Environment, PromotionConfig};
+use crate::decision::PerCohort;
 
 /// Marks a file as ours in the SQLite header (`PRAGMA application_id`): "PGAT".
 const APPLICATION_ID: i32 = 0x5047_4154;
@@ -35,6 +40,26 @@ CREATE TABLE history (
     environment TEXT NOT NULL,
     timestamp_ns INTEGER NOT NULL,
     PRIMARY KEY (gate, version)
+);
+";
+
+/// Each gate instance's contribution to a stage (fleet-wide judging): made in new files with
+/// the schema, and added to files of this schema made before it.
+const CREATE_CONTRIBUTIONS: &str = "
+CREATE TABLE IF NOT EXISTS contribution (
+    gate TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    stage INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    canary_requests INTEGER NOT NULL,
+    canary_errors INTEGER NOT NULL,
+    canary_compliant INTEGER NOT NULL,
+    canary_latency BLOB NOT NULL,
+    stable_requests INTEGER NOT NULL,
+    stable_errors INTEGER NOT NULL,
+    stable_compliant INTEGER NOT NULL,
+    stable_latency BLOB NOT NULL,
+    PRIMARY KEY (gate, instance, stage)
 );
 ";
 
@@ -105,6 +130,7 @@ impl SqliteStore {
         match (application_id, tables) {
             (0, 0) => {
                 tx.execute_batch(CREATE_SCHEMA).map_err(fail)?;
+                tx.execute_batch(CREATE_CONTRIBUTIONS).map_err(fail)?;
                 tx.execute(
                     "INSERT INTO schema_version (version) VALUES (?1)",
                     [SCHEMA_VERSION],
@@ -128,6 +154,7 @@ impl SqliteStore {
                         ),
                     ));
                 }
+                tx.execute_batch(CREATE_CONTRIBUTIONS).map_err(fail)?;
             }
             (0, _) => {
                 return Err(self.error(
@@ -225,6 +252,50 @@ impl SqliteStore {
             )
         })
     }
+
+    /// Stores `contribution` as published at `now` (ms) and deletes those older than `ttl`, in
+    /// one transaction.
+    fn publish_in(
+        &self,
+        connection: &mut Connection,
+        contribution: &Contribution,
+        now: i64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let fail = |e: rusqlite::Error| failure(&self.path, &e);
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let PerCohort { canary, stable } = &contribution.cohorts;
+        let count = |value: u64| self.signed(value);
+        tx.execute(
+            "INSERT OR REPLACE INTO contribution (gate, instance, stage, updated_at_ms,
+                 canary_requests, canary_errors, canary_compliant, canary_latency,
+                 stable_requests, stable_errors, stable_compliant, stable_latency)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                self.gate,
+                contribution.instance,
+                count(contribution.stage)?,
+                now,
+                count(canary.requests)?,
+                count(canary.errors)?,
+                count(canary.compliant)?,
+                canary.latency,
+                count(stable.requests)?,
+                count(stable.errors)?,
+                count(stable.compliant)?,
+                stable.latency,
+            ],
+        )
+        .map_err(fail)?;
+        tx.execute(
+            "DELETE FROM contribution WHERE gate = ?1 AND updated_at_ms < ?2",
+            params![self.gate, now.saturating_sub(millis(ttl))],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)
+    }
 }
 
 impl StateStore for SqliteStore {
@@ -311,6 +382,105 @@ impl StateStore for SqliteStore {
         tx.commit().map_err(fail)?;
         Ok(Commit::Written)
     }
+
+    fn publish(&self, contribution: &Contribution, ttl: Duration) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut connection = self.connection();
+        let fail = |e: rusqlite::Error| failure(&self.path, &e);
+        // A contribution is replaced every sync tick and worthless after a crash: its commit
+        // does not wait for the disk (`synchronous = NORMAL`: in WAL mode the file stays
+        // consistent, the last commits may be lost with the machine). Release writes keep FULL.
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(fail)?;
+        let published = self.publish_in(&mut connection, contribution, now, ttl);
+        let restored = connection.pragma_update(None, "synchronous", "FULL");
+        published?;
+        restored.map_err(fail)
+    }
+
+    fn contributions(
+        &self,
+        stage: u64,
+        except: &str,
+        ttl: Duration,
+    ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
+        let connection = self.connection();
+        let fail = |e: rusqlite::Error| failure(&self.path, &e);
+        // A latency blob above the bound is not read (NULL), only its length.
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT instance, canary_requests, canary_errors, canary_compliant,
+                     length(canary_latency),
+                     CASE WHEN length(canary_latency) <= ?5 THEN canary_latency END,
+                     stable_requests, stable_errors, stable_compliant,
+                     length(stable_latency),
+                     CASE WHEN length(stable_latency) <= ?5 THEN stable_latency END
+                 FROM contribution
+                 WHERE gate = ?1 AND stage = ?2 AND instance <> ?3 AND updated_at_ms >= ?4
+                 ORDER BY updated_at_ms DESC LIMIT ?6",
+            )
+            .map_err(fail)?;
+        let cutoff = now_ms().saturating_sub(millis(ttl));
+        let bound = i64::try_from(MAX_LATENCY_BYTES).unwrap_or(i64::MAX);
+        let limit = i64::try_from(MAX_INSTANCES).unwrap_or(i64::MAX);
+        let rows = statement
+            .query_map(
+                params![self.gate, self.signed(stage)?, except, cutoff, bound, limit],
+                |row| Ok(contribution_of(row, stage)),
+            )
+            .map_err(fail)?;
+        rows.map(|row| row.map_err(fail)).collect()
+    }
+}
+
+/// A row of `contribution` (as selected by `contributions`) read as a contribution to
+/// `stage`, or what in it is not.
+fn contribution_of(row: &Row<'_>, stage: u64) -> Result<Contribution, BadContribution> {
+    let instance = match row.get_ref(0) {
+        Ok(ValueRef::Text(text)) => String::from_utf8_lossy(text).into_owned(),
+        _ => return Err(BadContribution::new("?", "instance", "not text")),
+    };
+    let bad = |field: &str, problem: &str| BadContribution::new(&instance, field, problem);
+    let count = |at: usize, field: &str| match row.get_ref(at) {
+        Ok(ValueRef::Integer(n)) => u64::try_from(n).map_err(|_| bad(field, &n.to_string())),
+        _ => Err(bad(field, "not an integer")),
+    };
+    let latency = |at: usize, field: &str| match (row.get_ref(at), row.get_ref(at + 1)) {
+        (_, Ok(ValueRef::Blob(bytes))) => Ok(bytes.to_vec()),
+        (Ok(ValueRef::Integer(n)), Ok(ValueRef::Null)) => Err(bad(
+            field,
+            &format!("{n} bytes is above {MAX_LATENCY_BYTES}"),
+        )),
+        _ => Err(bad(field, "not a blob")),
+    };
+    let cohort = |at: usize, name: &str| -> Result<PublishedCohort, BadContribution> {
+        Ok(PublishedCohort {
+            requests: count(at, &format!("{name}_requests"))?,
+            errors: count(at + 1, &format!("{name}_errors"))?,
+            compliant: count(at + 2, &format!("{name}_compliant"))?,
+            latency: latency(at + 3, &format!("{name}_latency"))?,
+        })
+    };
+    Ok(Contribution {
+        stage,
+        cohorts: PerCohort {
+            canary: cohort(1, "canary")?,
+            stable: cohort(6, "stable")?,
+        },
+        instance: instance.clone(),
+    })
+}
+
+/// Wall-clock milliseconds since the Unix epoch: contributions' `updated_at_ms` (0 before it).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Sorts SQLite's failures: a file that is not a database (or a damaged one) is not ours and

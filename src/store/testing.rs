@@ -56,3 +56,18 @@ pub(crate) fn commit_on_top(store: &dyn StateStore, reason: &str, bound: usize) 
         }
     }
 }
+
+/// `instance`'s contribution to `stage`: `canary_requests` canary requests (10 % failed),
+/// 900 stable ones (1 % failed).
+pub(crate) fn contribution(
+    instance: &str,
+    stage: u64,
+    canary_requests: u64,
+) -> super::Contribution {
+    use crate::metrics::tests_support::cohort;
+    let counts = crate::decision::PerCohort {
+        canary: cohort(canary_requests, canary_requests / 10, 2_000, 50_000),
+        stable: cohort(900, 9, 1_500, 40_000),
+    };
+    super::encode(instance, stage, &counts).unwrap()
+}

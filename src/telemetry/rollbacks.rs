@@ -92,6 +92,7 @@ mod tests {
             findings,
             health_score: 0.2,
             non_inferiority: Default::default(),
+            instances: 1,
         }
     }
 

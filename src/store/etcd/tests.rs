@@ -5,7 +5,7 @@ use super::*;
 use crate::config::Environment;
 use crate::store::Guard;
 use crate::store::scratch::etcd_endpoint as endpoint;
-use crate::store::testing::{commit_on_top, config, rollback_event as event};
+use crate::store::testing::{commit_on_top, config, contribution, rollback_event as event};
 use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -205,5 +205,66 @@ fn dropping_a_gate_ends_its_watch_thread() {
         watch_threads(),
         before,
         "the watch thread is joined on drop"
+    );
+}
+
+#[test]
+fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
+    let Some(endpoint) = endpoint("etcd contributions") else {
+        return;
+    };
+    let settings = settings(&endpoint, "contributions");
+    let (a, b) = (
+        EtcdStore::open(&settings).unwrap(),
+        EtcdStore::open(&settings).unwrap(),
+    );
+    let ttl = Duration::from_secs(1);
+    a.publish(&contribution("a", 2, 100), ttl).unwrap();
+    b.publish(&contribution("b", 2, 200), ttl).unwrap();
+    // Publishing again keeps the lease alive and replaces the value.
+    b.publish(&contribution("b", 2, 250), ttl).unwrap();
+    let read = a.contributions(2, "a", ttl).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].as_ref().unwrap(), &contribution("b", 2, 250));
+    assert!(
+        a.contributions(3, "a", ttl).unwrap().is_empty(),
+        "another stage"
+    );
+    // A foreign or corrupt value is refused on its own, naming the instance and the field.
+    let bad = json!({"stage": 2, "canary": {"requests": 5, "errors": 1, "compliant": 4, "latency": "@@"}});
+    a.call(
+        "/v3/kv/put",
+        &json!({"key": BASE64.encode(a.contribution_key("forged")), "value": BASE64.encode(bad.to_string())}),
+    )
+    .unwrap();
+    let mut read: Vec<String> = a
+        .contributions(2, "a", ttl)
+        .unwrap()
+        .into_iter()
+        .map(|r| match r {
+            Ok(c) => format!("{} ok", c.instance),
+            Err(bad) => format!("{} {}", bad.instance, bad.field),
+        })
+        .collect();
+    read.sort();
+    assert_eq!(read, ["b ok", "forged canary.latency"]);
+    // b stops publishing (a dead instance): its key goes with its lease. etcd may round a short
+    // lease up to its minimum, so the bound is generous.
+    let start = Instant::now();
+    while a
+        .contributions(2, "a", ttl)
+        .unwrap()
+        .iter()
+        .any(|r| r.as_ref().is_ok_and(|c| c.instance == "b"))
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "b never expired");
+        a.publish(&contribution("a", 2, 100), ttl).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // a's own key lives on while a publishes.
+    assert_eq!(
+        b.contributions(2, "b", ttl).unwrap().len(),
+        2,
+        "a's and forged"
     );
 }

@@ -2,10 +2,11 @@ use super::*;
 use crate::config::canary;
 use crate::store::Guard;
 use crate::store::scratch::Scratch;
-use crate::store::testing::{commit_on_top, config, rollback_event};
+use crate::store::testing::{commit_on_top, config, contribution, rollback_event};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn settings(path: &str) -> SqliteStoreConfig {
     SqliteStoreConfig {
@@ -345,4 +346,149 @@ fn the_file_is_in_wal_mode() {
         .pragma_query_value(None, "journal_mode", |row| row.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+}
+
+#[test]
+fn contributions_are_read_per_stage_without_the_readers_own() {
+    let dir = Scratch::new("contributions");
+    let path = dir.file("gate.db");
+    let (a, b) = (open(&path, "checkout"), open(&path, "checkout"));
+    let other_gate = open(&path, "search");
+    let ttl = Duration::from_secs(60);
+    a.publish(&contribution("a", 2, 100), ttl).unwrap();
+    b.publish(&contribution("b", 2, 200), ttl).unwrap();
+    b.publish(&contribution("b", 3, 300), ttl).unwrap();
+    other_gate.publish(&contribution("c", 2, 400), ttl).unwrap();
+    // Publishing again replaces the instance's row of that stage.
+    a.publish(&contribution("a", 2, 150), ttl).unwrap();
+    let seen = |store: &SqliteStore, stage, except| {
+        let mut found: Vec<(String, u64)> = store
+            .contributions(stage, except, ttl)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.unwrap())
+            .map(|c| (c.instance, c.cohorts.canary.requests))
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(seen(&a, 2, "a"), [("b".to_string(), 200)]);
+    assert_eq!(
+        seen(&b, 2, "nobody"),
+        [("a".to_string(), 150), ("b".to_string(), 200)]
+    );
+    assert_eq!(seen(&a, 3, "a"), [("b".to_string(), 300)]);
+    assert_eq!(seen(&other_gate, 2, "x"), [("c".to_string(), 400)]);
+    assert_eq!(
+        a.contributions(2, "a", ttl).unwrap()[0].as_ref().unwrap(),
+        &contribution("b", 2, 200),
+        "read back as published"
+    );
+}
+
+#[test]
+fn contributions_older_than_their_time_to_live_are_ignored_then_pruned() {
+    let dir = Scratch::new("contributions-ttl");
+    let path = dir.file("gate.db");
+    let (a, b) = (open(&path, "checkout"), open(&path, "checkout"));
+    let ttl = Duration::from_millis(300);
+    b.publish(&contribution("b", 1, 200), ttl).unwrap();
+    assert_eq!(a.contributions(1, "a", ttl).unwrap().len(), 1);
+    // b stops publishing (a dead instance); once the time to live has passed, a ignores it...
+    let start = std::time::Instant::now();
+    while a.contributions(1, "a", ttl).unwrap().len() == 1 {
+        assert!(start.elapsed() < Duration::from_secs(5), "never expired");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(start.elapsed() >= ttl - Duration::from_millis(50));
+    let rows = |store: &SqliteStore| -> i64 {
+        store
+            .connection()
+            .query_row("SELECT count(*) FROM contribution", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(rows(&a), 1, "ignored, still there");
+    // ... and a's next publication prunes it.
+    a.publish(&contribution("a", 1, 100), ttl).unwrap();
+    assert_eq!(rows(&a), 1, "only a's own row is left");
+    assert!(a.contributions(1, "a", ttl).unwrap().is_empty());
+}
+
+#[test]
+fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_column() {
+    let dir = Scratch::new("contributions-bad");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    let ttl = Duration::from_secs(60);
+    for instance in ["good", "negative", "text", "huge", "corrupt"] {
+        store.publish(&contribution(instance, 1, 100), ttl).unwrap();
+    }
+    {
+        let c = store.connection();
+        let set = |sql: &str, instance: &str| {
+            c.execute(sql, [instance]).unwrap();
+        };
+        set(
+            "UPDATE contribution SET canary_errors = -3 WHERE instance = ?1",
+            "negative",
+        );
+        set(
+            "UPDATE contribution SET stable_requests = 'many' WHERE instance = ?1",
+            "text",
+        );
+        set(
+            "UPDATE contribution SET stable_latency = zeroblob(70000) WHERE instance = ?1",
+            "huge",
+        );
+        set(
+            "UPDATE contribution SET canary_latency = x'1c849313deadbeef' WHERE instance = ?1",
+            "corrupt",
+        );
+    }
+    let mut found: Vec<String> = store
+        .contributions(1, "me", ttl)
+        .unwrap()
+        .into_iter()
+        .map(
+            |row| match row.and_then(|c| crate::store::decode(&c, 1).map(|_| c)) {
+                Ok(c) => format!("{} ok", c.instance),
+                Err(bad) => format!("{} {}", bad.instance, bad.field),
+            },
+        )
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "corrupt canary.latency",
+            "good ok",
+            "huge stable_latency",
+            "negative canary_errors",
+            "text stable_requests"
+        ]
+    );
+}
+
+#[test]
+fn at_most_max_instances_contributions_are_read() {
+    let dir = Scratch::new("contributions-many");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    let ttl = Duration::from_secs(60);
+    let one = contribution("x", 1, 10);
+    {
+        let c = store.connection();
+        for i in 0..MAX_INSTANCES + 10 {
+            let PerCohort { canary, stable } = &one.cohorts;
+            c.execute(
+                "INSERT INTO contribution VALUES ('checkout', ?1, 1, ?2, 10, 1, 9, ?3, 900, 9, 891, ?4)",
+                params![format!("i{i}"), now_ms(), canary.latency, stable.latency],
+            )
+            .unwrap();
+        }
+    }
+    assert_eq!(
+        store.contributions(1, "me", ttl).unwrap().len(),
+        MAX_INSTANCES
+    );
 }

@@ -1,0 +1,362 @@
+//! Fleet-wide judging's data: what each gate instance on a store publishes of its current
+//! stage at every sync tick, and the checks a contribution read back must pass before the
+//! judge adds it to its own counts.
+//!
+//! A contribution is the instance's cumulative counts of the stage (since the stage started),
+//! per cohort: requests, errors, requests within the latency target, and the latency
+//! histogram in HdrHistogram's V2 encoding, not deflated (cookie `0x1c849313`; Java's
+//! `decodeFromByteBuffer` and the Rust crate's `Deserializer` read it, and its header can be
+//! checked before anything is allocated). Cumulative counts, not a window: each process's
+//! judge adds the others' to its own cumulative reading and takes its window of the sum, so
+//! the merged judgement is the one a single process seeing all the traffic makes, with the
+//! others' data at most two sync intervals old.
+
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crate::decision::{Cohort, PerCohort};
+use crate::metrics::{CohortCounts, Counts, from_histogram, histogram_bounds, to_histogram};
+
+/// Other instances' contributions read per sync tick, at most (the newest first).
+pub(crate) const MAX_INSTANCES: usize = 256;
+
+/// The largest latency histogram read back, in bytes. The densest histogram of the gate's
+/// layout (2560 buckets, each a nine-byte count) needs about 23 KiB.
+pub(crate) const MAX_LATENCY_BYTES: usize = 64 * 1024;
+
+/// The largest count a contribution may hold (2^48): above it, the row is absurd, and 256 of
+/// them still sum within a `u64`.
+pub(crate) const MAX_COUNT: u64 = 1 << 48;
+
+/// The V2 encoding's cookie and header length.
+const V2_COOKIE: u32 = 0x1c84_9313;
+const V2_HEADER: usize = 40;
+
+/// One cohort as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PublishedCohort {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) compliant: u64,
+    /// The latency histogram (microseconds), V2-encoded.
+    pub(crate) latency: Vec<u8>,
+}
+
+/// One instance's contribution to a stage, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Contribution {
+    /// The instance that published it (see [`instance_id`]).
+    pub(crate) instance: String,
+    /// The stored stage it counts.
+    pub(crate) stage: u64,
+    pub(crate) cohorts: PerCohort<PublishedCohort>,
+}
+
+/// A contribution refused: which instance published it, which field is wrong, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BadContribution {
+    pub(crate) instance: String,
+    pub(crate) field: String,
+    pub(crate) problem: String,
+}
+
+impl fmt::Display for BadContribution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "contribution of instance {:?}: {}: {}",
+            self.instance, self.field, self.problem
+        )
+    }
+}
+
+impl BadContribution {
+    pub(crate) fn new(
+        instance: &str,
+        field: impl Into<String>,
+        problem: impl fmt::Display,
+    ) -> Self {
+        Self {
+            instance: instance.to_string(),
+            field: field.into(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
+/// This gate's instance id, unique per process and gate: the host name, the process id, the
+/// gate's number among those this process opened, and the wall-clock nanoseconds at opening
+/// (so that a restarted process reusing a pid is another instance), as
+/// `host:pid:gate:nanos-in-hex`.
+pub(crate) fn instance_id() -> String {
+    static GATES: AtomicU64 = AtomicU64::new(0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .take(64)
+        .collect::<String>();
+    let host = if host.is_empty() { "host".into() } else { host };
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let gate = GATES.fetch_add(1, Ordering::Relaxed);
+    format!("{host}:{}:{gate}:{nanos:x}", std::process::id())
+}
+
+/// How long a contribution counts after its instance last published it: five sync intervals,
+/// and at least one second (an instance whose sync thread is late a few ticks is not dropped).
+pub(crate) fn time_to_live(sync_interval: Duration) -> Duration {
+    (sync_interval * 5).max(Duration::from_secs(1))
+}
+
+/// `counts` (with histograms) as `instance`'s contribution to the stored `stage`.
+pub(crate) fn encode(instance: &str, stage: u64, counts: &Counts) -> Result<Contribution, String> {
+    let mut serializer = V2Serializer::new();
+    let mut cohort = |c: &CohortCounts| -> Result<PublishedCohort, String> {
+        let histogram = to_histogram(&c.histogram).ok_or("the latency histogram's bounds")?;
+        let mut latency = Vec::new();
+        serializer
+            .serialize(&histogram, &mut latency)
+            .map_err(|e| format!("the latency histogram: {e:?}"))?;
+        Ok(PublishedCohort {
+            requests: c.requests,
+            errors: c.errors,
+            compliant: c.compliant,
+            latency,
+        })
+    };
+    Ok(Contribution {
+        instance: instance.to_string(),
+        stage,
+        cohorts: PerCohort {
+            canary: cohort(&counts.canary)?,
+            stable: cohort(&counts.stable)?,
+        },
+    })
+}
+
+/// The counts of `contribution`, if it is one of `stage` and sane: counts at most
+/// [`MAX_COUNT`], errors and compliant requests at most the requests, a latency histogram of
+/// at most [`MAX_LATENCY_BYTES`] in the gate's layout (1 µs to 60 s, two significant figures).
+pub(crate) fn decode(contribution: &Contribution, stage: u64) -> Result<Counts, BadContribution> {
+    let instance = contribution.instance.as_str();
+    if contribution.stage != stage {
+        return Err(BadContribution::new(
+            instance,
+            "stage",
+            format!("{} (the current stage is {stage})", contribution.stage),
+        ));
+    }
+    let mut counts = Counts::default();
+    for cohort in Cohort::ALL {
+        counts[cohort] = decode_cohort(instance, cohort, &contribution.cohorts[cohort])?;
+    }
+    Ok(counts)
+}
+
+fn decode_cohort(
+    instance: &str,
+    cohort: Cohort,
+    published: &PublishedCohort,
+) -> Result<CohortCounts, BadContribution> {
+    let bad = |field: &str, problem: String| {
+        BadContribution::new(instance, format!("{}.{field}", cohort.name()), problem)
+    };
+    let requests = published.requests;
+    if requests > MAX_COUNT {
+        return Err(bad("requests", format!("{requests} is above {MAX_COUNT}")));
+    }
+    for (field, value) in [
+        ("errors", published.errors),
+        ("compliant", published.compliant),
+    ] {
+        if value > requests {
+            return Err(bad(
+                field,
+                format!("{value} is above the {requests} requests"),
+            ));
+        }
+    }
+    let latency = &published.latency;
+    check_header(latency).map_err(|problem| bad("latency", problem))?;
+    let histogram: hdrhistogram::Histogram<u64> = Deserializer::new()
+        .deserialize(&mut latency.as_slice())
+        .map_err(|e| bad("latency", format!("not a V2 histogram: {e:?}")))?;
+    if histogram.len() > MAX_COUNT {
+        return Err(bad(
+            "latency",
+            format!("{} samples is above {MAX_COUNT}", histogram.len()),
+        ));
+    }
+    let mut buckets = Vec::new();
+    from_histogram(&histogram, &mut buckets);
+    Ok(CohortCounts {
+        requests,
+        errors: published.errors,
+        compliant: published.compliant,
+        histogram: buckets,
+    })
+}
+
+/// Checks a V2 histogram's size and header (cookie, payload length, the gate's bounds and
+/// precision) before it is decoded, so that decoding allocates only the gate's layout.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() > MAX_LATENCY_BYTES {
+        return Err(format!(
+            "{} bytes is above {MAX_LATENCY_BYTES}",
+            bytes.len()
+        ));
+    }
+    if bytes.len() < V2_HEADER {
+        return Err(format!("{} bytes is shorter than a V2 header", bytes.len()));
+    }
+    let word = |at: usize, len: usize| {
+        bytes[at..at + len]
+            .iter()
+            .fold(0u64, |v, b| v << 8 | u64::from(*b))
+    };
+    if word(0, 4) != u64::from(V2_COOKIE) {
+        return Err(format!(
+            "cookie {:#x} is not V2's uncompressed {V2_COOKIE:#x}",
+            word(0, 4)
+        ));
+    }
+    let payload = word(4, 4);
+    if payload > (bytes.len() - V2_HEADER) as u64 {
+        return Err(format!(
+            "payload length {payload} is beyond the {} bytes",
+            bytes.len()
+        ));
+    }
+    let (lowest, highest, digits) = histogram_bounds();
+    let found = (word(16, 8), word(24, 8), word(12, 4));
+    if found != (lowest, highest, u64::from(digits)) {
+        return Err(format!(
+            "bounds {}..={} with {} significant figures (the gate's are {lowest}..={highest} with {digits})",
+            found.0, found.1, found.2
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` are the same counts (a decoded contribution and what was encoded).
+#[cfg(test)]
+fn same(a: &CohortCounts, b: &CohortCounts) -> bool {
+    a.requests == b.requests
+        && a.errors == b.errors
+        && a.compliant == b.compliant
+        && a.histogram == b.histogram
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::tests_support::{cohort, histogram_of};
+
+    fn counts() -> Counts {
+        PerCohort {
+            canary: cohort(1000, 100, 2_000, 90_000),
+            stable: cohort(9000, 90, 1_500, 40_000),
+        }
+    }
+
+    #[test]
+    fn a_contribution_round_trips_exactly() {
+        let original = counts();
+        let published = encode("a:1:0:ff", 7, &original).unwrap();
+        assert_eq!(published.stage, 7);
+        let back = decode(&published, 7).unwrap();
+        for c in Cohort::ALL {
+            assert!(same(&back[c], &original[c]), "{c:?}");
+        }
+        // Every latency the layout holds, at both ends.
+        let mut edges = Counts::default();
+        edges.canary.histogram = histogram_of(&[1, 2, 255, 256, 59_999_999, 60_000_000]);
+        edges.canary.requests = 6;
+        edges.stable.histogram = histogram_of(&[]);
+        let back = decode(&encode("a", 1, &edges).unwrap(), 1).unwrap();
+        assert_eq!(back.canary.histogram, edges.canary.histogram);
+    }
+
+    #[test]
+    fn the_latency_is_hdrhistograms_v2_encoding() {
+        let published = encode("a", 1, &counts()).unwrap();
+        let bytes = &published.cohorts.canary.latency;
+        assert_eq!(&bytes[..4], &[0x1c, 0x84, 0x93, 0x13]);
+        let h: hdrhistogram::Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .unwrap();
+        assert_eq!(h.len(), 1000);
+        assert!(h.equivalent(h.max(), 90_000));
+    }
+
+    #[test]
+    fn bad_contributions_are_refused_naming_the_instance_and_the_field() {
+        let good = encode("host:42:0:1", 3, &counts()).unwrap();
+        let refused = |change: &dyn Fn(&mut Contribution), stage: u64| {
+            let mut c = good.clone();
+            change(&mut c);
+            let err = decode(&c, stage).unwrap_err();
+            assert_eq!(err.instance, "host:42:0:1");
+            (err.field.clone(), err.to_string())
+        };
+        let (field, text) = refused(&|_| {}, 4);
+        assert_eq!(field, "stage");
+        assert!(text.contains("host:42:0:1") && text.contains("3 (the current stage is 4)"));
+        let (field, _) = refused(&|c| c.cohorts.canary.errors = 1001, 3);
+        assert_eq!(field, "canary.errors");
+        let (field, _) = refused(&|c| c.cohorts.stable.compliant = 9001, 3);
+        assert_eq!(field, "stable.compliant");
+        let (field, text) = refused(&|c| c.cohorts.stable.requests = u64::MAX, 3);
+        assert_eq!(field, "stable.requests", "{text}");
+        let (field, text) = refused(&|c| c.cohorts.canary.latency.truncate(20), 3);
+        assert_eq!(field, "canary.latency");
+        assert!(text.contains("shorter than a V2 header"), "{text}");
+        let (_, text) = refused(&|c| c.cohorts.canary.latency[3] = 0x14, 3);
+        assert!(text.contains("cookie"), "{text}");
+        let (_, text) = refused(
+            &|c| c.cohorts.canary.latency = vec![0; MAX_LATENCY_BYTES + 1],
+            3,
+        );
+        assert!(text.contains("bytes is above"), "{text}");
+        // Another histogram's bounds (a foreign writer) are refused before decoding.
+        let mut foreign = Vec::new();
+        let h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, u64::MAX / 2, 5).unwrap();
+        V2Serializer::new().serialize(&h, &mut foreign).unwrap();
+        let (_, text) = refused(&|c| c.cohorts.stable.latency = foreign.clone(), 3);
+        assert!(text.contains("significant figures"), "{text}");
+        // A payload cut short, or garbage after a good header.
+        let (_, text) = refused(
+            &|c| {
+                let l = &mut c.cohorts.canary.latency;
+                l.truncate(l.len() - 1);
+            },
+            3,
+        );
+        assert!(text.contains("payload length"), "{text}");
+        let (_, text) = refused(
+            &|c| {
+                let l = &mut c.cohorts.canary.latency;
+                for b in &mut l[V2_HEADER..] {
+                    *b = 0xff;
+                }
+            },
+            3,
+        );
+        assert!(text.contains("not a V2 histogram"), "{text}");
+    }
+
+    #[test]
+    fn instance_ids_differ_per_gate_and_name_the_process() {
+        let (a, b) = (instance_id(), instance_id());
+        assert_ne!(a, b);
+        let pid = std::process::id().to_string();
+        assert_eq!(a.split(':').nth(1), Some(pid.as_str()), "{a}");
+        assert!(time_to_live(Duration::from_millis(20)) >= Duration::from_secs(1));
+        assert_eq!(time_to_live(Duration::from_secs(1)), Duration::from_secs(5));
+    }
+}
