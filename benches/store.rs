@@ -1,6 +1,7 @@
 //! The state store's costs off the request path: what one sync tick costs when nothing
-//! changed (CPU time of the sync thread and, with etcd, of the watch thread, from
-//! `/proc/self/task/*/schedstat`, over many ticks),
+//! changed, and with fleet-wide judging's contributions (four gates that record traffic, each
+//! publishing its counts and reading the three others'), as CPU time of the sync thread and,
+//! with etcd, of the watch thread, from `/proc/self/task/*/schedstat`, over many ticks;
 //! and how long a write made by one process takes to reach another process's routing (wall
 //! time from the end of the writer's call to the moment the reader's gate routes by it).
 //!
@@ -19,8 +20,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use promotion_gates::{
-    EtcdStoreConfig, PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig,
-    SqliteStoreConfig, StoreConfig,
+    Environment, EtcdStoreConfig, PromotionConfig, PromotionGateManager, SloAdmissionController,
+    SloConfig, SqliteStoreConfig, StoreConfig,
 };
 
 const READER_ENV: &str = "PGATE_BENCH_STORE_READER";
@@ -49,9 +50,14 @@ fn stores(path: &str, sync_interval_ms: u64) -> Vec<(&'static str, StoreConfig)>
 }
 
 fn gate_on(store: &StoreConfig) -> PromotionGateManager {
+    gate_in(store, Environment::Production)
+}
+
+fn gate_in(store: &StoreConfig, environment: Environment) -> PromotionGateManager {
     let config = PromotionConfig {
         gate: "bench".into(),
         store: Some(store.clone()),
+        environment,
         ..Default::default()
     };
     let slo = SloAdmissionController::new(SloConfig::default()).expect("the default SLO");
@@ -63,6 +69,17 @@ fn now_ns() -> u128 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .expect("after 1970")
         .as_nanos()
+}
+
+/// The store threads' CPU time per tick and gate over `span`, for `gates` gates ticking every
+/// `tick_ms`; and the ticks each gate made.
+fn per_tick_cpu_ns(span: Duration, tick_ms: u64, gates: usize) -> (f64, f64) {
+    let cpu_before = store_threads_cpu_ns();
+    let start = Instant::now();
+    std::thread::sleep(span);
+    let cpu = store_threads_cpu_ns() - cpu_before;
+    let ticks = start.elapsed().as_millis() as f64 / tick_ms as f64;
+    (cpu as f64 / ticks / gates as f64, ticks)
 }
 
 /// CPU time the store's threads of this process (sync and watch) have used, in nanoseconds.
@@ -124,13 +141,33 @@ fn main() {
     let mut ticks_rows = Vec::new();
     for (name, store) in stores(&path, tick_ms) {
         let idle = gate_on(&store);
-        let cpu_before = store_threads_cpu_ns();
-        let start = Instant::now();
-        std::thread::sleep(idle_for);
-        let cpu = store_threads_cpu_ns() - cpu_before;
-        let ticks = start.elapsed().as_millis() as f64 / tick_ms as f64;
+        let (per_tick, ticks) = per_tick_cpu_ns(idle_for, tick_ms, 1);
         drop(idle);
-        ticks_rows.push((name, cpu as f64 / ticks, ticks));
+        ticks_rows.push((name, "nothing recorded, no other instance", per_tick, ticks));
+    }
+    // 1b. The same with contributions: four gates (four instances) at Canary{50} that have
+    // recorded 20 000 outcomes each, over a spread of latencies; each tick publishes one
+    // gate's counts and histograms and reads the three others'.
+    let fleet_path = dir.join("fleet.db").to_str().expect("UTF-8").to_string();
+    for (name, store) in stores(&fleet_path, tick_ms) {
+        let canary = Environment::Canary {
+            traffic_percent: 50.0,
+        };
+        let gates: Vec<_> = (0..4).map(|_| gate_in(&store, canary)).collect();
+        for (g, gate) in gates.iter().enumerate() {
+            for i in 0..20_000u64 {
+                let latency = Duration::from_micros(500 + (i * 7919 + g as u64) % 200_000);
+                gate.record_request_outcome(&format!("user-{i}"), true, latency);
+            }
+        }
+        let (per_tick, ticks) = per_tick_cpu_ns(idle_for, tick_ms, gates.len());
+        drop(gates);
+        ticks_rows.push((
+            name,
+            "4 instances recording: publish 1, read 3",
+            per_tick,
+            ticks,
+        ));
     }
 
     // 2. Propagation to another process, at the default interval and a fast one.
@@ -145,11 +182,13 @@ fn main() {
     if !benching {
         return;
     }
-    println!("| sync tick, nothing changed | CPU per tick, sync and watch threads | ticks |");
-    println!("| --- | --- | --- |");
-    for (name, per_tick_ns, ticks) in ticks_rows {
+    println!(
+        "| sync tick, no release change, every {tick_ms} ms | contributions | CPU per tick and gate, sync and watch threads | ticks per gate |"
+    );
+    println!("| --- | --- | --- | --- |");
+    for (name, contributions, per_tick_ns, ticks) in ticks_rows {
         println!(
-            "| {name}, `changes_since` on an idle store, every {tick_ms} ms | {:.1} µs | {ticks:.0} |",
+            "| {name} | {contributions} | {:.1} µs | {ticks:.0} |",
             per_tick_ns / 1e3
         );
     }

@@ -12,7 +12,10 @@
 
 mod common;
 
-use common::scratch::etcd_endpoint as endpoint;
+use common::fleet::{
+    SYNC_MS, a_bad_canary_is_rolled_back_by_four_as_by_one, no_a_a_canary_is_rolled_back_by_four,
+};
+use common::scratch::{Scratch, etcd_endpoint as endpoint};
 use common::stored::{
     eventually, fail_the_canary, race_a_rollback_against_a_ramp,
     roll_back_while_the_store_is_unavailable, routes_to_canary,
@@ -260,4 +263,44 @@ fn while_etcd_is_unreachable_routing_goes_on_a_rollback_happens_and_promotion_is
         || watcher.environment() == Environment::Production,
     );
     assert_eq!(watcher.rollback_history(), gate.rollback_history());
+}
+
+/// A new etcd store (a prefix of its own) on `endpoint`: the `store` key's JSON.
+fn etcd(endpoint: &str, name: &str) -> String {
+    let prefix = unique_prefix(name);
+    format!(
+        r#"{{"etcd": {{"endpoints": [{endpoint:?}], "prefix": {prefix:?}, "sync_interval_ms": {SYNC_MS}}}}}"#
+    )
+}
+
+#[test]
+fn four_processes_with_a_quarter_of_a_bad_canarys_traffic_each_roll_it_back_as_one_would() {
+    if common::fleet::child() {
+        return;
+    }
+    let Some(endpoint) = endpoint("etcd fleet, bad canary") else {
+        return;
+    };
+    let dir = Scratch::new("etcd-fleet-bad");
+    a_bad_canary_is_rolled_back_by_four_as_by_one(
+        "four_processes_with_a_quarter_of_a_bad_canarys_traffic_each_roll_it_back_as_one_would",
+        &etcd(&endpoint, "fleet-bad"),
+        &dir.file(""),
+    );
+}
+
+#[test]
+fn four_processes_on_a_a_traffic_roll_back_no_canary_one_process_keeps() {
+    if common::fleet::child() {
+        return;
+    }
+    let Some(endpoint) = endpoint("etcd fleet, A/A") else {
+        return;
+    };
+    let dir = Scratch::new("etcd-fleet-a-a");
+    no_a_a_canary_is_rolled_back_by_four(
+        "four_processes_on_a_a_traffic_roll_back_no_canary_one_process_keeps",
+        &etcd(&endpoint, "fleet-a-a"),
+        &dir.file(""),
+    );
 }

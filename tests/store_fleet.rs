@@ -1,305 +1,45 @@
 //! Fleet-wide judging on a SQLite state store, with real processes: four processes that each
-//! see a quarter of a canary's traffic judge it as one process seeing all of it would.
-//!
-//! Every process (and the single-process reference) reads a manual clock that never moves, so
-//! when the gate judges depends on the traffic only: after each canary error the record path
-//! screens (as it always does), and after each round of traffic the test judges
-//! (`monitor_canary_health`). The four processes go round by round: after its share of a
-//! round, a process waits (a bounded poll) until its merged evidence counts every process's
-//! share of that round, or the canary is rolled back. The sync interval decides how long that
-//! takes, never what is judged.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "test code: a broken expectation is a failed test"
-)]
+//! see a quarter of a canary's traffic judge it as one process seeing all of it would
+//! (`common::fleet`; the same on etcd in `tests/store_etcd.rs`).
 
 mod common;
 
-use common::scratch::Scratch;
-use common::stored::eventually;
-use promotion_gates::{
-    Environment, ManualClock, PromotionConfig, PromotionGateManager, SloAdmissionController,
-    SloConfig,
+use common::fleet::{
+    SYNC_MS, a_bad_canary_is_rolled_back_by_four_as_by_one, child,
+    no_a_a_canary_is_rolled_back_by_four,
 };
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
+use common::scratch::Scratch;
 
-const PROCESSES: u64 = 4;
-/// The production (stable) error rate; the bad canary's is ten times as high.
-const STABLE_ERRORS: f64 = 0.01;
-const SYNC_MS: u64 = 10;
-
-/// The config document: a canary taking half the traffic, on the store at `path` if any.
-fn document(path: Option<&str>) -> String {
-    let store = path.map_or(String::new(), |path| {
-        format!(r#", "store": {{"sqlite": {{"path": {path:?}, "sync_interval_ms": {SYNC_MS}, "busy_timeout_ms": 5000}}}}"#)
-    });
+/// A new SQLite store in `dir`: the `store` key's JSON.
+fn sqlite(dir: &Scratch) -> String {
+    let path = dir.file("gate.db");
     format!(
-        r#"{{"gate": "checkout", "environment": {{"canary": {{"traffic_percent": 50.0}}}},
-            "auto_rollback_enabled": true{store}}}"#
+        r#"{{"sqlite": {{"path": {path:?}, "sync_interval_ms": {SYNC_MS}, "busy_timeout_ms": 5000}}}}"#
     )
 }
 
-/// A gate on a manual clock that never moves.
-fn open(path: Option<&str>) -> PromotionGateManager {
-    let config = PromotionConfig::from_json(&document(path)).unwrap();
-    let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
-    PromotionGateManager::with_clock(config, slo, Arc::new(ManualClock::new())).unwrap()
-}
-
-fn rolled_back(gate: &PromotionGateManager) -> bool {
-    gate.environment() == Environment::Production
-}
-
-/// Request `i` of the traffic: its id, and whether it fails if routed to the canary (at
-/// `canary_errors`) or to the stable version. The same for every process (a fixed seed).
-fn request(i: u64, canary_errors: f64) -> (String, [bool; 2]) {
-    let mut x = i
-        .wrapping_add(0x9e37_79b9_7f4a_7c15)
-        .wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 31)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^= x >> 29;
-    let u = (x >> 11) as f64 / (1u64 << 53) as f64;
-    (format!("user-{i}"), [u < canary_errors, u < STABLE_ERRORS])
-}
-
-/// Records request `i` on `gate`; returns whether it went to the canary.
-fn record(gate: &PromotionGateManager, i: u64, canary_errors: f64) -> bool {
-    let (id, [canary_fails, stable_fails]) = request(i, canary_errors);
-    let decision = gate.route_request(&id);
-    let fails = if decision.is_canary {
-        canary_fails
-    } else {
-        stable_fails
-    };
-    gate.record_outcome(&decision, !fails, Duration::from_millis(5));
-    decision.is_canary
-}
-
-/// What one run of the traffic did: canary requests recorded before the rollback, whether it
-/// rolled back, and the instances the last evidence named.
-#[derive(Debug, PartialEq)]
-struct Run {
-    canary: u64,
-    rolled_back: bool,
-    instances: u32,
-}
-
-/// How the traffic runs: the canary's error rate, and rounds of `round` requests (over all
-/// processes: each of four records a quarter), at most `rounds` of them.
-#[derive(Debug, Clone, Copy)]
-struct Traffic {
-    canary_errors: f64,
-    round: u64,
-    rounds: u64,
-}
-
-impl Run {
-    /// `gate`'s run, after `canary` canary requests.
-    fn of(gate: &PromotionGateManager, canary: u64) -> Self {
-        Self {
-            canary,
-            rolled_back: rolled_back(gate),
-            instances: gate.health().evidence.instances,
-        }
-    }
-}
-
-/// One process seeing all the traffic.
-fn single_process(traffic: Traffic) -> Run {
-    let Traffic {
-        canary_errors,
-        round: round_len,
-        rounds,
-    } = traffic;
-    let gate = open(None);
-    let mut canary = 0;
-    'rounds: for round in 0..rounds {
-        for i in round * round_len..(round + 1) * round_len {
-            canary += u64::from(record(&gate, i, canary_errors));
-            if rolled_back(&gate) {
-                break 'rounds;
-            }
-        }
-        gate.monitor_canary_health();
-        if rolled_back(&gate) {
-            break;
-        }
-    }
-    Run::of(&gate, canary)
-}
-
-/// Process `p` of four on the store at `path`: records its quarter of each round (requests
-/// `i` with `i % 4 == p`), then waits for the others' share of the round and judges.
-fn one_of_four(p: u64, path: &str, traffic: Traffic) -> Run {
-    let Traffic {
-        canary_errors,
-        round: round_len,
-        rounds,
-    } = traffic;
-    let gate = open(Some(path));
-    let dir = std::path::Path::new(path).parent().unwrap();
-    std::fs::write(dir.join(format!("ready-{p}")), b"").unwrap();
-    eventually("all four processes opened the gate", || {
-        (0..PROCESSES).all(|q| dir.join(format!("ready-{q}")).exists())
-    });
-    // Which requests go to the canary while it is routed (the same in every process).
-    let routed = |i: u64| gate.route_request(&request(i, canary_errors).0).is_canary;
-    let is_canary: Vec<bool> = (0..rounds * round_len).map(routed).collect();
-    let mut canary = 0;
-    'rounds: for round in 0..rounds {
-        let end = (round + 1) * round_len;
-        for i in (round * round_len..end).filter(|i| i % PROCESSES == p) {
-            if rolled_back(&gate) {
-                break 'rounds;
-            }
-            canary += u64::from(record(&gate, i, canary_errors));
-        }
-        let expected = is_canary[..end as usize].iter().filter(|c| **c).count() as u64;
-        eventually("every process's share of the round is merged", || {
-            rolled_back(&gate) || gate.health().canary_requests >= expected
-        });
-        gate.monitor_canary_health();
-        if rolled_back(&gate) {
-            break;
-        }
-    }
-    Run::of(&gate, canary)
-}
-
-/// The child side: `PGATE_FLEET_TEST` is `<process>|<path>|<canary error rate>|<round>|<rounds>`.
-const CHILD: &str = "PGATE_FLEET_TEST";
-
-fn child_run() -> Option<Run> {
-    let spec = std::env::var(CHILD).ok()?;
-    let parts: Vec<&str> = spec.split('|').collect();
-    let [p, path, rate, round, rounds] = parts[..] else {
-        panic!("{spec}")
-    };
-    let traffic = Traffic {
-        canary_errors: rate.parse().unwrap(),
-        round: round.parse().unwrap(),
-        rounds: rounds.parse().unwrap(),
-    };
-    Some(one_of_four(p.parse().unwrap(), path, traffic))
-}
-
-/// Runs four child processes of `test` on one new store; returns each one's run and the
-/// stored history's automatic rollbacks (their reasons).
-fn four_processes(test: &str, traffic: Traffic) -> (Vec<Run>, Vec<String>) {
-    let dir = Scratch::new(test);
-    let path = dir.file("gate.db");
-    let children: Vec<_> = (0..PROCESSES)
-        .map(|p| {
-            Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", test, "--test-threads=1", "--nocapture"])
-                .env(
-                    CHILD,
-                    format!(
-                        "{p}|{path}|{}|{}|{}",
-                        traffic.canary_errors, traffic.round, traffic.rounds
-                    ),
-                )
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let runs = children
-        .into_iter()
-        .map(|child| {
-            let output = child.wait_with_output().unwrap();
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            assert!(output.status.success(), "{stdout}");
-            let line = stdout
-                .lines()
-                .find_map(|l| l.split_once("fleet-run: ").map(|(_, run)| run))
-                .unwrap_or_else(|| panic!("no run in {stdout}"));
-            let n: Vec<u64> = line.split(' ').map(|w| w.parse().unwrap()).collect();
-            Run {
-                canary: n[0],
-                rolled_back: n[1] == 1,
-                instances: n[2] as u32,
-            }
-        })
-        .collect();
-    let check = rusqlite::Connection::open(&path).unwrap();
-    let mut statement = check
-        .prepare("SELECT reason FROM history WHERE rollback_trigger = 'automatic'")
-        .unwrap();
-    let reasons = statement
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    (runs, reasons)
-}
-
-fn report(run: &Run) {
-    println!(
-        "fleet-run: {} {} {}",
-        run.canary,
-        u8::from(run.rolled_back),
-        run.instances
-    );
-}
-
 #[test]
-fn four_processes_with_a_quarter_of_a_bad_canarys_traffic_each_roll_it_back_as_soon_as_one_would() {
-    const TEST: &str = "four_processes_with_a_quarter_of_a_bad_canarys_traffic_each_roll_it_back_as_soon_as_one_would";
-    if let Some(run) = child_run() {
-        return report(&run);
+fn four_processes_with_a_quarter_of_a_bad_canarys_traffic_each_roll_it_back_as_one_would() {
+    if child() {
+        return;
     }
-    let traffic = Traffic {
-        canary_errors: STABLE_ERRORS * 10.0,
-        round: 8,
-        rounds: 2000,
-    };
-    let single = single_process(traffic);
-    assert!(single.rolled_back, "{single:?}");
-    assert_eq!(single.instances, 1);
-    let (runs, reasons) = four_processes(TEST, traffic);
-    assert!(runs.iter().all(|r| r.rolled_back), "{runs:?}");
-    let total: u64 = runs.iter().map(|r| r.canary).sum();
-    println!(
-        "canary requests before the rollback: one process {}, four processes {total} ({runs:?})",
-        single.canary
+    let dir = Scratch::new("fleet-bad");
+    a_bad_canary_is_rolled_back_by_four_as_by_one(
+        "four_processes_with_a_quarter_of_a_bad_canarys_traffic_each_roll_it_back_as_one_would",
+        &sqlite(&dir),
+        &dir.file(""),
     );
-    assert!(
-        total as f64 <= 1.5 * single.canary as f64,
-        "four processes needed {total} canary requests, one needs {}",
-        single.canary
-    );
-    // One writer won the stage-guarded write; its evidence merged all four processes'.
-    assert_eq!(reasons.len(), 1, "{reasons:?}");
-    assert!(reasons[0].contains("4 instances"), "{}", reasons[0]);
 }
 
 #[test]
 fn four_processes_on_a_a_traffic_roll_back_no_canary_one_process_keeps() {
-    const TEST: &str = "four_processes_on_a_a_traffic_roll_back_no_canary_one_process_keeps";
-    if let Some(run) = child_run() {
-        return report(&run);
+    if child() {
+        return;
     }
-    let traffic = Traffic {
-        canary_errors: STABLE_ERRORS,
-        round: 100,
-        rounds: 60,
-    };
-    let single = single_process(traffic);
-    assert!(!single.rolled_back, "{single:?}");
-    let (runs, reasons) = four_processes(TEST, traffic);
-    for run in &runs {
-        assert!(!run.rolled_back, "{runs:?}");
-        assert_eq!(run.instances, 4, "{runs:?}");
-    }
-    assert_eq!(
-        runs.iter().map(|r| r.canary).sum::<u64>(),
-        single.canary,
-        "every canary request recorded once"
+    let dir = Scratch::new("fleet-a-a");
+    no_a_a_canary_is_rolled_back_by_four(
+        "four_processes_on_a_a_traffic_roll_back_no_canary_one_process_keeps",
+        &sqlite(&dir),
+        &dir.file(""),
     );
-    assert!(reasons.is_empty(), "{reasons:?}");
 }

@@ -729,3 +729,33 @@ fn difference(static_config: &PromotionConfig, stored: &PromotionConfig) -> Opti
         .collect();
     (!differences.is_empty()).then(|| differences.join("; "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::contribution;
+
+    #[test]
+    fn merging_sums_the_good_contributions_and_skips_the_bad() {
+        let mut bad = contribution("liar", 4, 100);
+        bad.cohorts.canary.errors = 101;
+        let rows = vec![
+            Ok(contribution("a", 4, 100)),
+            Ok(bad),
+            Err(BadContribution::new(
+                "mangled",
+                "stable_requests",
+                "not an integer",
+            )),
+            Ok(contribution("b", 4, 300)),
+            Ok(contribution("late", 3, 1000)),
+        ];
+        let fleet = merge(&rows, 4, StageId(9)).unwrap();
+        assert_eq!((fleet.stage, fleet.others), (StageId(9), 2));
+        assert_eq!(fleet.counts.canary.requests, 400);
+        assert_eq!(fleet.counts.canary.errors, 40);
+        assert_eq!(fleet.counts.stable.requests, 1800);
+        assert_eq!(fleet.counts.canary.histogram.iter().sum::<u64>(), 400);
+        assert_eq!(merge(&rows[1..3], 4, StageId(9)), None, "none left");
+    }
+}

@@ -51,3 +51,48 @@ impl FleetCache {
         fleet.others
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::tests_support::cohort;
+
+    #[test]
+    fn the_others_counts_are_added_to_their_stage_only() {
+        let cache = FleetCache::default();
+        let ours = || Counts {
+            canary: cohort(100, 10, 1_000, 9_000),
+            stable: cohort(1000, 10, 1_000, 9_000),
+        };
+        let mut into = ours();
+        assert_eq!(cache.add_to(StageId(2), &mut into, true), 0, "nothing yet");
+        assert_eq!(into, ours());
+        cache.set(Some(Fleet {
+            stage: StageId(2),
+            others: 3,
+            counts: Counts {
+                canary: cohort(300, 30, 1_000, 9_000),
+                stable: cohort(3000, 30, 1_000, 9_000),
+            },
+        }));
+        assert_eq!(
+            cache.add_to(StageId(3), &mut into, true),
+            0,
+            "another stage"
+        );
+        assert_eq!(into, ours());
+        assert_eq!(cache.add_to(StageId(2), &mut into, true), 3);
+        assert_eq!(into.canary, cohort(400, 40, 1_000, 9_000));
+        assert_eq!(into.stable, cohort(4000, 40, 1_000, 9_000));
+        // Counters only (the screen): the histograms are left alone.
+        let mut counters = Counts::default();
+        assert_eq!(cache.add_to(StageId(2), &mut counters, false), 3);
+        assert_eq!(
+            (counters.canary.requests, counters.canary.errors),
+            (300, 30)
+        );
+        assert!(counters.canary.histogram.is_empty());
+        cache.set(None);
+        assert_eq!(cache.add_to(StageId(2), &mut ours(), true), 0);
+    }
+}

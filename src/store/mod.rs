@@ -25,7 +25,7 @@ mod scratch;
 mod sqlite;
 mod state;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use config::{EtcdStoreConfig, SqliteStoreConfig, StoreConfig};
 pub(crate) use contribution::{

@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, reason = "a failed set-up is a failed test")]
 
 pub mod alloc;
+pub mod fleet;
 pub mod scratch;
 pub mod stored;
 
