@@ -1,14 +1,17 @@
 //! Fleet-wide judging on a SQLite state store, with real processes: four processes that each
 //! see a quarter of a canary's traffic judge it as one process seeing all of it would
-//! (`common::fleet`; the same on etcd in `tests/store_etcd.rs`).
+//! (`common::fleet`; the same on etcd in `tests/store_etcd.rs`), and an instance that stops
+//! publishing stops counting.
 
 mod common;
 
 use common::fleet::{
     SYNC_MS, a_bad_canary_is_rolled_back_by_four_as_by_one, child,
-    no_a_a_canary_is_rolled_back_by_four,
+    no_a_a_canary_is_rolled_back_by_four, open,
 };
 use common::scratch::Scratch;
+use common::stored::eventually;
+use std::time::Duration;
 
 /// A new SQLite store in `dir`: the `store` key's JSON.
 fn sqlite(dir: &Scratch) -> String {
@@ -42,4 +45,31 @@ fn four_processes_on_a_a_traffic_roll_back_no_canary_one_process_keeps() {
         &sqlite(&dir),
         &dir.file(""),
     );
+}
+
+#[test]
+fn a_gate_that_stops_publishing_stops_counting_after_its_time_to_live() {
+    let dir = Scratch::new("fleet-ttl");
+    let store = sqlite(&dir);
+    let (watcher, recorder) = (open(Some(&store)), open(Some(&store)));
+    for i in 0..400 {
+        let decision = recorder.route_request(&format!("user-{i}"));
+        recorder.record_outcome(&decision, true, Duration::from_millis(5));
+    }
+    // The watcher records nothing: whatever it merged, the recorder's numbers are its own.
+    let recorded = recorder.health();
+    let total = recorded.canary_requests + recorded.production_requests;
+    assert_eq!(total, 400);
+    // Two gates of one process are two instances: each counts the other's.
+    eventually("the watcher merges the recorder's counts", || {
+        let health = watcher.health();
+        health.evidence.instances == 2
+            && health.canary_requests + health.production_requests == total
+    });
+    drop(recorder);
+    // The dropped gate's row outlives it, until its time to live (1 s here) has passed.
+    eventually("the dropped gate's counts expire", || {
+        watcher.health().evidence.instances == 1
+    });
+    assert_eq!(watcher.health().canary_requests, 0);
 }

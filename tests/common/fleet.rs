@@ -164,7 +164,14 @@ fn one_of_four(p: u64, dir: &str, store: &str, traffic: Traffic) -> Run {
             break;
         }
     }
-    Run::of(&gate, canary)
+    let run = Run::of(&gate, canary);
+    // The gate stays open (and publishing) until every process is through: one that has seen
+    // the others' last round may not have published its own yet.
+    std::fs::write(dir.join(format!("done-{p}")), b"").unwrap();
+    eventually("all four processes are through", || {
+        (0..PROCESSES).all(|q| dir.join(format!("done-{q}")).exists())
+    });
+    run
 }
 
 /// In a child process of [`four_processes`]: runs this process's share and prints its run,
