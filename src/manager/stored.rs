@@ -452,15 +452,14 @@ impl Shared {
                 self.monitor.set_fleet(None);
                 return;
             }
-            // Under the writer lock: the local stage is the stored one's.
-            let stage = self.current.load().route.stage;
-            let link_stage = link.known.stage;
+            // Read together under the writer lock: the local stage is the stored one's (the
+            // gates of a store number their stages alike only in the store).
             (
                 Arc::clone(&link.store),
                 link.instance.clone(),
                 link.ttl,
-                link_stage,
-                stage,
+                link.known.stage,
+                self.current.load().route.stage,
             )
         };
         let ours = self.monitor.stage_counts(stage);

@@ -177,14 +177,7 @@ impl Metrics {
     /// This process's cumulative counts of `stage`, with histograms, in new buffers (for the
     /// store's sync thread, which publishes them).
     pub(crate) fn stage_counts(&self, stage: StageId) -> Counts {
-        let sized = || {
-            PerCohort::from_fn(|_| {
-                let mut counts = CohortCounts::default();
-                counts.reset(true, layout::LEN);
-                counts
-            })
-        };
-        let (mut out, mut scratch): (Counts, Counts) = (sized(), sized());
+        let (mut out, mut scratch) = (window::sized(), window::sized());
         self.read_into(stage, &mut out, &mut scratch, true);
         out
     }

@@ -72,7 +72,8 @@ pub(crate) struct Spans {
 /// errors]` in the burst span.
 pub(crate) type Measured = (PerCohort<[u64; 3]>, PerCohort<[u64; 2]>);
 
-fn sized() -> Counts {
+/// Counts of both cohorts with their histograms sized to the layout, zero.
+pub(crate) fn sized() -> Counts {
     PerCohort::from_fn(|_| {
         let mut counts = CohortCounts::default();
         counts.reset(true, LEN);
