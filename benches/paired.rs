@@ -310,6 +310,7 @@ fn main() {
                 .to_string(),
             sync_interval_ms: 250,
             busy_timeout_ms: 2000,
+            fleet_judging: true,
         })),
         gate: config.gate.clone() + "-" + config.environment.name(),
         ..config

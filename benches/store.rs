@@ -34,6 +34,7 @@ fn stores(path: &str, sync_interval_ms: u64) -> Vec<(&'static str, StoreConfig)>
             path: path.to_string(),
             sync_interval_ms,
             busy_timeout_ms: 2000,
+            fleet_judging: true,
         }),
     )];
     if let (true, Ok(endpoint)) = (cfg!(feature = "etcd"), std::env::var("PGATE_ETCD_ENDPOINT")) {
@@ -43,6 +44,7 @@ fn stores(path: &str, sync_interval_ms: u64) -> Vec<(&'static str, StoreConfig)>
                 endpoints: vec![endpoint],
                 prefix: format!("/pg-bench/{}-{sync_interval_ms}", std::process::id()),
                 sync_interval_ms,
+                fleet_judging: true,
             }),
         ));
     }

@@ -73,3 +73,28 @@ fn a_gate_that_stops_publishing_stops_counting_after_its_time_to_live() {
     });
     assert_eq!(watcher.health().canary_requests, 0);
 }
+
+#[test]
+fn with_fleet_judging_off_each_gate_judges_its_own_outcomes() {
+    let dir = Scratch::new("fleet-off");
+    let path = dir.file("gate.db");
+    let store = format!(
+        r#"{{"sqlite": {{"path": {path:?}, "sync_interval_ms": {SYNC_MS}, "fleet_judging": false}}}}"#
+    );
+    let (watcher, recorder) = (open(Some(&store)), open(Some(&store)));
+    for i in 0..400 {
+        let decision = recorder.route_request(&format!("user-{i}"));
+        recorder.record_outcome(&decision, true, Duration::from_millis(5));
+    }
+    // A flag write travels between them (they share the release state) ...
+    recorder.enable_feature("shared").unwrap();
+    eventually("the watcher follows the recorder's write", || {
+        watcher.is_feature_enabled("shared")
+    });
+    // ... and many sync ticks later, the watcher still judges only what it recorded.
+    std::thread::sleep(Duration::from_millis(10 * SYNC_MS));
+    let health = watcher.health();
+    assert_eq!(health.evidence.instances, 1);
+    assert_eq!(health.canary_requests + health.production_requests, 0);
+    assert_eq!(recorder.health().evidence.instances, 1);
+}

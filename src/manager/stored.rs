@@ -440,14 +440,15 @@ impl Shared {
     /// Fleet-wide judging, at each sync tick: publishes this process's counts of the current
     /// stage, reads the other live instances' and leaves their sum where evaluations add it.
     /// Judges alone (no others' counts) while a rollback waits to be written (the local stage
-    /// is ahead of the stored one) and while the store cannot be read.
+    /// is ahead of the stored one), while the store cannot be read, and always when the store's
+    /// `fleet_judging` is off.
     fn exchange_contributions(&self) {
         let (store, instance, ttl, stored_stage, stage) = {
             let writer = self.lock_writer();
             let Some(link) = writer.store.as_ref() else {
                 return;
             };
-            if link.pending.is_some() || link.down {
+            if link.pending.is_some() || link.down || !link.config.fleet_judging() {
                 drop(writer);
                 self.monitor.set_fleet(None);
                 return;

@@ -54,6 +54,11 @@ pub struct SqliteStoreConfig {
     /// milliseconds (default 2000, accepted 0 to 60000).
     #[serde(default = "default_busy_timeout_ms")]
     pub busy_timeout_ms: u64,
+    /// Whether the processes on the store judge their summed outcomes (fleet-wide judging;
+    /// default true). Turn it off when the host pools its processes' outcomes itself, as the
+    /// nginx module's workers do through shared memory: the store would count them again.
+    #[serde(default = "default_fleet_judging")]
+    pub fleet_judging: bool,
 }
 
 /// The etcd store: the cluster's endpoints and the key prefix of this gate.
@@ -77,6 +82,10 @@ pub struct EtcdStoreConfig {
     /// (default 1000, accepted 10 to 60000).
     #[serde(default = "default_etcd_sync_ms")]
     pub sync_interval_ms: u64,
+    /// Whether the processes on the store judge their summed outcomes (as
+    /// [`SqliteStoreConfig::fleet_judging`]; default true).
+    #[serde(default = "default_fleet_judging")]
+    pub fleet_judging: bool,
 }
 
 fn default_sqlite_sync_ms() -> u64 {
@@ -89,6 +98,10 @@ fn default_etcd_sync_ms() -> u64 {
 
 fn default_busy_timeout_ms() -> u64 {
     2000
+}
+
+fn default_fleet_judging() -> bool {
+    true
 }
 
 const SYNC_RANGE_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
@@ -108,6 +121,7 @@ impl StoreConfig {
     ///     endpoints: vec!["127.0.0.1:2379".into()],
     ///     prefix: "/pg/checkout".into(),
     ///     sync_interval_ms: 1000,
+    ///     fleet_judging: true,
     /// });
     /// assert_eq!(etcd.validate().unwrap_err().field(), "store.etcd.endpoints[0]");
     /// ```
@@ -123,7 +137,7 @@ impl StoreConfig {
     /// # Example
     /// ```
     /// use promotion_gates::{SqliteStoreConfig, StoreConfig};
-    /// let store = StoreConfig::Sqlite(SqliteStoreConfig { path: "g.db".into(), sync_interval_ms: 100, busy_timeout_ms: 0 });
+    /// let store = StoreConfig::Sqlite(SqliteStoreConfig { path: "g.db".into(), sync_interval_ms: 100, busy_timeout_ms: 0, fleet_judging: true });
     /// assert_eq!(store.sync_interval(), std::time::Duration::from_millis(100));
     /// ```
     pub fn sync_interval(&self) -> Duration {
@@ -131,6 +145,22 @@ impl StoreConfig {
             StoreConfig::Sqlite(sqlite) => sqlite.sync_interval_ms,
             StoreConfig::Etcd(etcd) => etcd.sync_interval_ms,
         })
+    }
+
+    /// Whether the gate publishes its counts and judges the sum of every live instance's
+    /// (`fleet_judging`, on unless the document turns it off).
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::StoreConfig;
+    /// let store: StoreConfig = serde_json::from_str(r#"{"sqlite": {"path": "g.db", "fleet_judging": false}}"#).unwrap();
+    /// assert!(!store.fleet_judging());
+    /// ```
+    pub fn fleet_judging(&self) -> bool {
+        match self {
+            StoreConfig::Sqlite(sqlite) => sqlite.fleet_judging,
+            StoreConfig::Etcd(etcd) => etcd.fleet_judging,
+        }
     }
 }
 
@@ -225,6 +255,7 @@ mod tests {
                 path: "/var/lib/promotion-gates/checkout.db".into(),
                 sync_interval_ms: 250,
                 busy_timeout_ms: 2000,
+                fleet_judging: true,
             }))
         );
         let etcd = PromotionConfig::from_json(
@@ -237,6 +268,7 @@ mod tests {
                 endpoints: vec!["http://127.0.0.1:2379".into()],
                 prefix: "/promotion-gates/checkout".into(),
                 sync_interval_ms: 1000,
+                fleet_judging: true,
             }))
         );
         assert_eq!(PromotionConfig::from_json("{}").unwrap().store, None);

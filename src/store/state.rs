@@ -224,6 +224,7 @@ mod tests {
                 path: "g.db".into(),
                 sync_interval_ms: 250,
                 busy_timeout_ms: 0,
+                fleet_judging: true,
             })),
             max_rollback_history: 9,
             ..Default::default()

@@ -33,6 +33,7 @@ fn settings(endpoint: &str, name: &str) -> EtcdStoreConfig {
         endpoints: vec![endpoint.to_string()],
         prefix: format!("/pg-test/{name}-{}-{nanos}", std::process::id()),
         sync_interval_ms: 1000,
+        fleet_judging: true,
     }
 }
 

@@ -13,6 +13,7 @@ fn settings(path: &str) -> SqliteStoreConfig {
         path: path.to_string(),
         sync_interval_ms: 250,
         busy_timeout_ms: 5000,
+        fleet_judging: true,
     }
 }
 
