@@ -78,7 +78,8 @@ for gate in aa:20 checkout:20 abort:100; do
   cat >"$tmp/conf/${gate%:*}.json" <<JSON
 {"gate": "${gate%:*}",
  "environment": {"canary": {"traffic_percent": ${gate#*:}}},
- "store": {"sqlite": {"path": "$tmp/store/gates.db", "sync_interval_ms": 20}}}
+ "store": {"sqlite": {"path": "$tmp/store/gates.db", "sync_interval_ms": 20,
+                     "fleet_judging": false}}}
 JSON
 done
 

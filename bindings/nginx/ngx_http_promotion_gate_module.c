@@ -119,6 +119,8 @@ static void *ngx_http_pgate_create_loc_conf(ngx_conf_t *cf);
 static ngx_int_t ngx_http_pgate_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_pgate_init_process(ngx_cycle_t *cycle);
 static void ngx_http_pgate_exit_process(ngx_cycle_t *cycle);
+static char *ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g,
+    pgate_gate *gate);
 static char *ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_pgate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -341,12 +343,60 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
         goto done;
     }
 
-    rv = NGX_CONF_OK;
+    rv = ngx_http_pgate_check_pooling(cf, g, gate);
 
 done:
 
     pgate_error_free(err);
     (void) pgate_gate_free(gate);
+    return rv;
+}
+
+
+/*
+ * The workers pool their outcomes through the gate's shared memory ring, so a store that also
+ * sums every process's counts (fleet-wide judging) would count each outcome once per worker:
+ * the document's store must say "fleet_judging": false. Read from the gate's own config JSON,
+ * which holds every default.
+ */
+static char *
+ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_gate *gate)
+{
+    char          *rv;
+    size_t         len;
+    u_char        *json;
+    pgate_status   st;
+
+    len = 0;
+    st = pgate_config_json(gate, NULL, 0, &len);
+    if (st != PGATE_STATUS_BUFFER_TOO_SMALL && st != PGATE_STATUS_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "promotion_gate \"%V\": config: %s",
+                           &g->name, pgate_status_str(st));
+        return NGX_CONF_ERROR;
+    }
+
+    json = ngx_alloc(len + 1, cf->log);
+    if (json == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rv = NGX_CONF_OK;
+    st = pgate_config_json(gate, (char *) json, len + 1, &len);
+    if (st != PGATE_STATUS_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "promotion_gate \"%V\": config: %s",
+                           &g->name, pgate_status_str(st));
+        rv = NGX_CONF_ERROR;
+
+    } else if (ngx_strstr(json, "\"fleet_judging\":true") != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "promotion_gate \"%V\": invalid store fleet_judging = true in \"%V\": "
+                           "the workers pool their outcomes through shared memory, so the "
+                           "store must not sum them again: write \"fleet_judging\": false",
+                           &g->name, &g->config_path);
+        rv = NGX_CONF_ERROR;
+    }
+
+    ngx_free(json);
     return rv;
 }
 

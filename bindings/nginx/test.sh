@@ -23,6 +23,8 @@ mkdir -p "$tmp/conf" "$tmp/logs"
 echo '{"gate": "g", "environment": {"canary": {"traffic_percent": 150}}}' >"$tmp/conf/bad.json"
 echo '{"gate": "g", "environment": {"canary": {"traffic_percent": 5}}}' >"$tmp/conf/good.json"
 echo '{"gate": "g", "store": {"sqlite": {"path": "/nonexistent/dir/g.db"}}}' >"$tmp/conf/store.json"
+mkdir -m 777 "$tmp/fleet" # nginx -t opens the store as the workers' user
+echo "{\"gate\": \"g\", \"store\": {\"sqlite\": {\"path\": \"$tmp/fleet/g.db\"}}}" >"$tmp/conf/fleet.json"
 echo '{"min_samples": 1}' >"$tmp/conf/slo.json"
 # expect_refusal <expected text> <http block lines>
 expect_refusal() {
@@ -50,6 +52,7 @@ CONF
 }
 expect_refusal 'invalid environment.traffic_percent = 150' 'promotion_gate g bad.json;'
 expect_refusal 'state store /nonexistent/dir/g.db' 'promotion_gate g store.json;'
+expect_refusal 'invalid store fleet_judging = true' 'promotion_gate g fleet.json;'
 expect_refusal 'min_samples = 1' 'promotion_gate g good.json slo=slo.json;'
 expect_refusal 'invalid gate name "g-1" in "promotion_gate" directive' 'promotion_gate g-1 good.json;'
 expect_refusal 'invalid parameter "keys=$http_x" in "promotion_gate" directive' 'promotion_gate g good.json keys=$http_x;'
