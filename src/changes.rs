@@ -281,6 +281,9 @@ impl ChangeFeed {
             state.recent.pop_front();
         }
         state.recent.push_back(Arc::clone(&change));
+        // Counted before any subscriber can receive it: a subscriber that reads the counter
+        // after a change arrived sees that change counted.
+        self.count.store(sequence, Ordering::Release);
         state.subscribers.retain(|weak| match weak.upgrade() {
             Some(inbox) => {
                 inbox.push(Arc::clone(&change));
@@ -288,7 +291,6 @@ impl ChangeFeed {
             }
             None => false,
         });
-        self.count.store(sequence, Ordering::Release);
     }
 
     /// The kept changes numbered above `after`, oldest first.

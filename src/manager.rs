@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 use thread_local::ThreadLocal;
 
@@ -103,6 +103,8 @@ struct Shared {
     difference_at_open: Option<String>,
     /// Every published change, for hosts that watch the gate.
     changes: ChangeFeed,
+    /// An automatic rollback the record path left for the sync thread.
+    handoff: stored::Handoff,
 }
 
 impl std::fmt::Debug for PromotionGateManager {
@@ -189,6 +191,7 @@ impl PromotionGateManager {
             monitor: Monitor::new(slo_controller, clock, stage),
             difference_at_open,
             changes: ChangeFeed::default(),
+            handoff: stored::Handoff::default(),
         });
         let sync = sync_interval
             .map(|interval| stored::SyncThread::start(&shared, interval))
@@ -653,24 +656,31 @@ impl PromotionGateManager {
     fn act_on(&self, verdict: &Verdict) {
         crate::telemetry::log_verdict(verdict);
         if verdict.calls_for_rollback() {
-            self.apply_verdict(&mut self.lock_writer(), verdict);
+            self.shared.apply_verdict(&mut self.lock_writer(), verdict);
         }
     }
 
-    /// Rolls back automatically if a rule fired, the config allows it and the judged stage is
-    /// still current. A stage that already left (another thread rolled back or promoted) is not
-    /// rolled back again; Production has nothing to roll back. Neither is an error here.
-    fn apply_verdict(&self, writer: &mut WriterState, verdict: &Verdict) {
+    /// [`act_on`](Self::act_on) for the record path, which never waits for store I/O: when the
+    /// writer lock is held (a host's write may be storing itself, up to the store's timeout),
+    /// the rollback is handed to the sync thread, which makes it as soon as the lock is free.
+    /// A gate without a store holds that lock only for in-memory work, and waits for it.
+    fn act_on_recording(&self, verdict: &Verdict) {
+        crate::telemetry::log_verdict(verdict);
         if !verdict.calls_for_rollback() {
             return;
         }
-        let current = self.shared.current.load_full();
-        if !current.config.auto_rollback_enabled || current.route.stage != verdict.stage() {
-            return;
+        match self.shared.writer.try_lock() {
+            Ok(mut writer) => self.shared.apply_verdict(&mut writer, verdict),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                self.shared
+                    .apply_verdict(&mut poisoned.into_inner(), verdict);
+            }
+            Err(TryLockError::WouldBlock) => {
+                if !self.shared.handoff.offer(verdict) {
+                    self.shared.apply_verdict(&mut self.lock_writer(), verdict);
+                }
+            }
         }
-        let reason = verdict.rollback_reason();
-        let evidence = Some(verdict.evidence().clone());
-        let _ = self.rollback_locked(writer, reason, RollbackTrigger::Automatic, evidence);
     }
 
     /// The record path's quick check after a canary error (see [`Monitor::screen`]). Out of
@@ -682,7 +692,7 @@ impl PromotionGateManager {
             .monitor
             .screen(stage, &self.shared.current.load())
         {
-            self.act_on(&verdict);
+            self.act_on_recording(&verdict);
         }
     }
 
@@ -695,7 +705,7 @@ impl PromotionGateManager {
             return;
         };
         if let Some(verdict) = evaluation.screen_then_judge(&self.shared.current.load()) {
-            self.act_on(&verdict);
+            self.act_on_recording(&verdict);
         }
     }
 
@@ -705,6 +715,22 @@ impl PromotionGateManager {
 }
 
 impl Shared {
+    /// Rolls back automatically if a rule fired, the config allows it and the judged stage is
+    /// still current. A stage that already left (another thread rolled back or promoted) is not
+    /// rolled back again; Production has nothing to roll back. Neither is an error here.
+    fn apply_verdict(&self, writer: &mut WriterState, verdict: &Verdict) {
+        if !verdict.calls_for_rollback() {
+            return;
+        }
+        let current = self.current.load_full();
+        if !current.config.auto_rollback_enabled || current.route.stage != verdict.stage() {
+            return;
+        }
+        let reason = verdict.rollback_reason();
+        let evidence = Some(verdict.evidence().clone());
+        let _ = self.rollback_locked(writer, reason, RollbackTrigger::Automatic, evidence);
+    }
+
     fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
         // A writer that panicked mid-way published nothing (publication is the last step), so
         // the state behind a poisoned lock is still consistent.

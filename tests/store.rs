@@ -168,6 +168,50 @@ fn two_gates_rolling_back_at_once_end_on_the_stored_stage_with_one_change_each()
 }
 
 #[test]
+fn recording_never_waits_for_a_hosts_write_being_stored() {
+    let dir = Scratch::new("handoff");
+    let path = dir.file("gate.db");
+    let gate = open_with(&path, 50.0, 10_000).unwrap();
+    let lock = WriteLock::take(&path);
+    let written = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // A host's write waits for the store (up to busy_timeout_ms), holding the writer lock.
+        let host = scope.spawn(|| {
+            let result = gate.enable_feature("during_the_wait");
+            written.store(true, std::sync::atomic::Ordering::SeqCst);
+            result
+        });
+        std::thread::sleep(Duration::from_millis(200)); // set-up: let the host's write start
+        // Recording a failing canary decides a rollback; it must not wait for that write.
+        let mut failed = 0;
+        for i in 0..400 {
+            let decision = gate.route_request(&format!("user-{i}"));
+            if decision.is_canary {
+                gate.record_outcome(&decision, false, Duration::from_millis(5));
+                failed += 1;
+            }
+        }
+        assert!(failed > 50, "{failed} canary requests");
+        assert!(
+            !written.load(std::sync::atomic::Ordering::SeqCst),
+            "the host's write ended before the records: the test did not hold the writer lock"
+        );
+        // The rollback was handed to the sync thread, not made under the held lock.
+        assert_ne!(gate.environment(), Environment::Production);
+        drop(lock);
+        host.join().unwrap().unwrap();
+    });
+    eventually("the sync thread makes the handed-off rollback", || {
+        gate.environment() == Environment::Production
+    });
+    let history = gate.rollback_history();
+    assert_eq!(
+        history.last().map(|e| e.trigger),
+        Some(RollbackTrigger::Automatic)
+    );
+}
+
+#[test]
 fn swap_config_cannot_move_the_state_or_rename_the_gate() {
     let dir = Scratch::new("swap-store");
     let gate = open(&dir.file("gate.db"));

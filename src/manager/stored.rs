@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use crate::store::{
     self, BadContribution, Commit, Contribution, Guard, StateStore, StoreConfig, StoreError,
     StoreProblem, StoredRelease, StoredWrite,
 };
+use crate::verdict::Verdict;
 
 /// How a write treats a store that cannot be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,6 +411,9 @@ impl Shared {
     /// One tick of the sync thread: the store I/O without the writer lock, then the result
     /// applied under it (if no write moved the gate meanwhile).
     fn sync_once(&self) {
+        if let Some(verdict) = self.handoff.take() {
+            self.apply_verdict(&mut self.lock_writer(), &verdict);
+        }
         let (store, from, pending) = {
             let writer = self.lock_writer();
             let Some(link) = writer.store.as_ref() else {
@@ -549,6 +553,38 @@ enum Signal {
     Stop,
 }
 
+/// An automatic rollback the record path could not make because a host's write held the writer
+/// lock (storing its write can take up to the store's timeout): the verdict is left here and
+/// the sync thread, woken, applies it under the lock, so recording never waits for store I/O.
+#[derive(Debug, Default)]
+pub(super) struct Handoff {
+    verdict: Mutex<Option<Verdict>>,
+    /// Wakes the sync thread; set when it starts (a gate without a store has none).
+    wake: OnceLock<mpsc::Sender<Signal>>,
+}
+
+impl Handoff {
+    /// Leaves `verdict` for the sync thread (replacing an older one) and wakes it; false when
+    /// the gate has no sync thread.
+    pub(super) fn offer(&self, verdict: &Verdict) -> bool {
+        let Some(wake) = self.wake.get() else {
+            return false;
+        };
+        *self.lock() = Some(verdict.clone());
+        let _ = wake.send(Signal::Wake);
+        true
+    }
+
+    fn take(&self) -> Option<Verdict> {
+        self.lock().take()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Verdict>> {
+        // Each update is one assignment: consistent after any panic.
+        self.verdict.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The thread that applies other processes' writes every sync interval (and writes a pending
 /// rollback as soon as it can), and the store's watch thread if it has one. Both stopped and
 /// joined when the gate is dropped.
@@ -587,6 +623,7 @@ impl SyncThread {
                     format!("cannot start: {e}"),
                 )
             })?;
+        let _ = shared.handoff.wake.set(signals.clone());
         let stop_watch = Arc::new(AtomicBool::new(false));
         let mut watch = None;
         if let Some(link) = shared.lock_writer().store.as_mut() {
@@ -614,6 +651,9 @@ impl SyncThread {
     /// cannot be written keeps its state, and that is logged.
     pub(super) fn stop(self, shared: &Shared) {
         drop(self);
+        if let Some(verdict) = shared.handoff.take() {
+            shared.apply_verdict(&mut shared.lock_writer(), &verdict);
+        }
         let pending = |shared: &Shared| {
             shared
                 .lock_writer()

@@ -203,10 +203,12 @@ fn a_verdict_applies_only_to_the_stage_it_judged() {
     };
     let old = gate.stage();
     gate.promote(canary(1.0)).unwrap();
-    gate.apply_verdict(&mut gate.lock_writer(), &failing(old));
+    gate.shared
+        .apply_verdict(&mut gate.lock_writer(), &failing(old));
     assert_eq!(gate.environment(), canary(1.0));
     assert!(gate.rollback_history().is_empty());
-    gate.apply_verdict(&mut gate.lock_writer(), &failing(gate.stage()));
+    gate.shared
+        .apply_verdict(&mut gate.lock_writer(), &failing(gate.stage()));
     assert_eq!(gate.environment(), Environment::Production);
     assert_eq!(
         gate.rollback_history()[0].trigger,

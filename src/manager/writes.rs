@@ -3,7 +3,7 @@
 //! under the writer lock.
 
 use super::stored::Durability;
-use super::{PromotionGateManager, WriterState};
+use super::{PromotionGateManager, Shared, WriterState};
 use crate::config::{Environment, PromotionConfig, validate_flag_name};
 use crate::error::{Error, PromotionError, RollbackError};
 use crate::history::{RollbackEvent, RollbackTrigger, Undone};
@@ -134,7 +134,7 @@ impl PromotionGateManager {
         match verdict.compliance(current.config.slo_threshold) {
             Compliance::Compliant => Ok(evidence.clone()),
             Compliance::RuleFired => {
-                self.apply_verdict(writer, &verdict);
+                self.shared.apply_verdict(writer, &verdict);
                 Err(PromotionError::SloNotMet {
                     evidence: evidence.to_string(),
                 }
@@ -307,52 +307,9 @@ impl PromotionGateManager {
             return Err(RollbackError::EmptyReason.into());
         }
         self.write(|writer| {
-            self.rollback_locked(writer, reason.clone(), RollbackTrigger::Manual, None)
+            self.shared
+                .rollback_locked(writer, reason.clone(), RollbackTrigger::Manual, None)
         })
-    }
-
-    /// Rolls back under the writer lock: records the event and publishes the rolled-back
-    /// config (see [`release::rolled_back`]) as a new stage. With a store, a manual rollback
-    /// is committed first when the store answers; an automatic one, and any rollback while the
-    /// store is unavailable, is published at once and written by the sync thread.
-    pub(super) fn rollback_locked(
-        &self,
-        writer: &mut WriterState,
-        reason: String,
-        trigger: RollbackTrigger,
-        evidence: Option<Evidence>,
-    ) -> Result<(), Error> {
-        let current = self.shared.current.load_full();
-        let previous = current.config.environment;
-        if previous == Environment::Production {
-            return Err(RollbackError::NothingToRollBack.into());
-        }
-        let config = release::rolled_back(&current.config);
-        tracing::error!(reason = %reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
-        #[cfg(feature = "otel")]
-        crate::telemetry::otel::rollback_span(
-            &current.config.gate,
-            &reason,
-            previous,
-            trigger,
-            evidence.as_ref(),
-        );
-        let undone = Undone::Release {
-            trigger,
-            reason,
-            evidence,
-        };
-        let event = RollbackEvent::made(undone, previous, self.shared.monitor.wall());
-        let durability = match trigger {
-            RollbackTrigger::Automatic => Durability::Deferred,
-            RollbackTrigger::Manual | RollbackTrigger::FlagDisabled => Durability::BestEffort,
-        };
-        // Counted once the rollback is made (a write that lost a race is decided again).
-        let counted = event.evidence.clone();
-        self.shared
-            .commit(writer, config, true, Some(event), durability)?;
-        writer.rollbacks.count(trigger, counted.as_ref());
-        Ok(())
     }
 
     /// The rollback history, oldest first, at most
@@ -456,5 +413,50 @@ impl PromotionGateManager {
             }
             Ok(current.config.clone())
         })
+    }
+}
+
+impl Shared {
+    /// Rolls back under the writer lock: records the event and publishes the rolled-back
+    /// config (see [`release::rolled_back`]) as a new stage. With a store, a manual rollback
+    /// is committed first when the store answers; an automatic one, and any rollback while the
+    /// store is unavailable, is published at once and written by the sync thread.
+    pub(super) fn rollback_locked(
+        &self,
+        writer: &mut WriterState,
+        reason: String,
+        trigger: RollbackTrigger,
+        evidence: Option<Evidence>,
+    ) -> Result<(), Error> {
+        let current = self.current.load_full();
+        let previous = current.config.environment;
+        if previous == Environment::Production {
+            return Err(RollbackError::NothingToRollBack.into());
+        }
+        let config = release::rolled_back(&current.config);
+        tracing::error!(reason = %reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
+        #[cfg(feature = "otel")]
+        crate::telemetry::otel::rollback_span(
+            &current.config.gate,
+            &reason,
+            previous,
+            trigger,
+            evidence.as_ref(),
+        );
+        let undone = Undone::Release {
+            trigger,
+            reason,
+            evidence,
+        };
+        let event = RollbackEvent::made(undone, previous, self.monitor.wall());
+        let durability = match trigger {
+            RollbackTrigger::Automatic => Durability::Deferred,
+            RollbackTrigger::Manual | RollbackTrigger::FlagDisabled => Durability::BestEffort,
+        };
+        // Counted once the rollback is made (a write that lost a race is decided again).
+        let counted = event.evidence.clone();
+        self.commit(writer, config, true, Some(event), durability)?;
+        writer.rollbacks.count(trigger, counted.as_ref());
+        Ok(())
     }
 }
