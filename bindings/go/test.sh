@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Rust library, then vets, tests (with -race, with and without the pgatedebug GC
 # tag) and smoke-runs the benchmarks of the Go binding, linked statically (the default), then
-# runs the vectors once linked to the shared library (-tags pgate_shared). pkg-config finds
+# runs the vectors once linked to the shared library (-tags pgate_shared), and the end-to-end
+# test of the reverse-proxy middleware under load (e2e.sh). pkg-config finds
 # this checkout's build through .pc files written into the target directory. Run from
 # anywhere; exits non-zero on the first failure.
 set -euo pipefail
@@ -44,5 +45,8 @@ go test -run '^$' -bench . -benchtime 200ms ./...
 
 echo "== go test -race -tags pgate_shared -run Vector (linked to the shared library)"
 CGO_LDFLAGS="-Wl,-rpath,$target/release" go test -race -tags pgate_shared -count=1 -run Vector ./...
+
+echo "== e2e.sh: 2 proxy processes on canaryproxy under wrk load (~15 s)"
+"$here/e2e.sh"
 
 echo "== bindings/go: all passed"
