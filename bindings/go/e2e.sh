@@ -2,7 +2,7 @@
 # End-to-end test of the Go reverse-proxy middleware (canaryproxy) under load, on loopback
 # only. It builds the program e2e/ (e2e/main.go) and starts, on free ports of 127.0.0.1:
 #   - the upstreams (one process): stable answers 200, the canary answers 500 while the file
-#     $tmp/canary-fails exists;
+#     $tmp/canary-fails exists, and 500 after a second on the path /slow;
 #   - 2 proxy processes (the "workers"), each on its own port, with its own admin port
 #     (/gate/status, /metrics), sharing gate `checkout` (20 % canary, override header
 #     X-Canary) through one SQLite store, fleet-wide judging on (the default): each process
@@ -30,7 +30,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-# Measured: 21 to 32 over 6 runs on a 2-core host, 10 to 17 per proxy (bindings/go/README.md);
+# Measured: 21 to 32 over 13 runs on a 2-core host, 9 to 17 per proxy (bindings/go/README.md);
 # the bound leaves room for a slower CI machine.
 max_failures=${PGATE_E2E_MAX_FAILURES:-45}
 workers=2
