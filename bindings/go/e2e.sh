@@ -30,7 +30,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-# Measured: 21 to 32 over 13 runs on a 2-core host, 9 to 17 per proxy (bindings/go/README.md);
+# Measured: 21 to 33 over 19 runs on a 2-core host, about 10 to 17 per proxy (bindings/go/README.md);
 # the bound leaves room for a slower CI machine.
 max_failures=${PGATE_E2E_MAX_FAILURES:-45}
 workers=2
