@@ -16,9 +16,13 @@
 #      exposition);
 #   3. after `nginx -s reload` (SIGHUP) and after a worker killed with SIGKILL, checkout
 #      stays rolled back and routes nothing to the canary;
-#   4. client aborts (499) to a canary that would answer 500 are not counted as failures (no
+#   4. overrides (checkout's document names the header X-Canary and the cookie pgate_version):
+#      after the rollback, `canary` still reaches the canary upstream and `stable` the stable
+#      one, the header before the cookie; the forced outcomes are counted apart
+#      (promotion_forced_outcomes_total), not in the cohorts (promotion_window_requests);
+#   5. client aborts (499) to a canary that would answer 500 are not counted as failures (no
 #      rollback), the same requests answered are (rollback);
-#   5. the A/A gate rolled nothing back.
+#   6. the A/A gate rolled nothing back.
 # Usage: e2e.sh <module.so> (test.sh builds it). Every process started here is stopped by its
 # pid on exit (PGATE_E2E_KEEP=1 keeps the temporary directory). Last line:
 #   e2e nginx: <N> canary failures before rollback across <W> workers; restart kept rollback: yes|no
@@ -75,9 +79,11 @@ if [ "$(id -u)" -eq 0 ]; then # workers run as nobody: the module opens the stor
 fi
 
 for gate in aa:20 checkout:20 abort:100; do
+  overrides=""
+  [ "${gate%:*}" = checkout ] && overrides='"overrides": {"header": "X-Canary", "cookie": "pgate_version"},'
   cat >"$tmp/conf/${gate%:*}.json" <<JSON
 {"gate": "${gate%:*}",
- "environment": {"canary": {"traffic_percent": ${gate#*:}}},
+ "environment": {"canary": {"traffic_percent": ${gate#*:}}}, $overrides
  "store": {"sqlite": {"path": "$tmp/store/gates.db", "sync_interval_ms": 20,
                      "fleet_judging": false}}}
 JSON
@@ -267,7 +273,64 @@ wait_workers "$victim"
 no_canary_after || kept=no
 echo "after kill -9 of worker $victim (workers $(worker_pids | tr '\n' ' ')): kept=$kept"
 
-echo "== 4. client aborts are not counted (gate abort: 100 % canary, answering 500 after 1 s)"
+echo "== 4. overrides after the rollback (checkout: header X-Canary, cookie pgate_version)"
+# worker_counts: for each worker, "<pid> <forced outcomes> <cohort requests>" of checkout
+# (promotion_forced_outcomes_total, promotion_window_requests summed over the cohorts): the
+# status and the metrics asked over one connection, so both from one worker. The two workers'
+# windows differ (the one started after the kill saw less), so each is compared with itself.
+worker_counts() {
+  local seen="" line
+  for _ in $(seq 200); do
+    line=$(curl -fs "http://127.0.0.1:$checkout_port/gate/status" "http://127.0.0.1:$checkout_port/metrics" |
+      python3 -c '
+import json, sys
+lines = sys.stdin.read().split("\n")
+sums = {"promotion_forced_outcomes_total": 0, "promotion_window_requests": 0}
+for line in lines[1:]:
+    name = line.split("{")[0]
+    if name in sums and "gate=\"checkout\"" in line:
+        sums[name] += int(float(line.split()[-1]))
+print(json.loads(lines[0])["worker_pid"], *sums.values())')
+    grep -qw "${line%% *}" <<<"$seen" || { seen="$seen ${line%% *}"; echo "$line"; }
+    [ "$(wc -w <<<"$seen")" -ge "$workers" ] && return 0
+  done
+  fail "the metrics were not answered by $workers workers (only$seen)"
+}
+before=$(worker_counts | sort)
+forced=0
+# forced_to <version> <curl arguments>...: the answer must come from that version's upstream
+forced_to() {
+  local want=$1 body
+  shift
+  body=$(curl -s "$@" "http://127.0.0.1:$checkout_port/")
+  case "$want:$body" in
+    canary:canary*|stable:stable) forced=$((forced + 1)) ;;
+    *) fail "curl $* reached '$body', not the $want upstream" ;;
+  esac
+}
+for _ in $(seq 5); do
+  forced_to canary -H "X-Canary: canary"
+  forced_to stable -H "X-Canary: STABLE"
+done
+forced_to canary -b "pgate_version=canary"
+forced_to canary -b "uid=user-7; pgate_version=Canary"
+forced_to stable -H "X-Canary: stable" -b "pgate_version=canary" # the header first
+sleep 0.3 # the other worker pools the outcomes in its timer, every 50 ms
+after=$(worker_counts | sort)
+echo "overrides: $forced forced requests reached their version; per worker (pid, forced" \
+  "outcomes, cohort requests): before $(tr '\n' ' ' <<<"$before")after $(tr '\n' ' ' <<<"$after")"
+while read -r pid forced_before cohorts_before && read -r pid_after forced_after cohorts_after <&3; do
+  [ "$pid" = "$pid_after" ] || fail "the workers changed during the overrides check"
+  [ $((forced_after - forced_before)) -eq "$forced" ] ||
+    fail "worker $pid: promotion_forced_outcomes_total rose by $((forced_after - forced_before)), not $forced"
+  [ "$cohorts_after" -eq "$cohorts_before" ] ||
+    fail "worker $pid: forced outcomes were counted in the cohorts ($cohorts_before -> $cohorts_after)"
+done <<<"$before" 3<<<"$after"
+routed=$(curl -s -H "X-Canary: blue" "http://127.0.0.1:$checkout_port/")
+[ "$routed" = stable ] || fail "an ignored forcing value reached '$routed' after the rollback"
+echo "overrides: an ignored value (blue) is routed by its bucket: $routed"
+
+echo "== 5. client aborts are not counted (gate abort: 100 % canary, answering 500 after 1 s)"
 # A canary that answers 500 after a second: Python, since nginx cannot delay its headers.
 python3 - "$slow_port" <<'PY' &
 import http.server, sys, time
@@ -300,7 +363,7 @@ echo "abort: the same requests answered (500) rolled it back"
 kill "$slow" && wait "$slow" 2>/dev/null || true
 slow=""
 
-echo "== 5. the A/A gate"
+echo "== 6. the A/A gate"
 for answer in $(statuses "$aa_port" | tr -d ' '); do
   [ "$(field "$answer" environment)" = canary ] || fail "the A/A gate left its canary stage: $answer"
   [ "$(python3 -c 'import json, sys; print(len(json.loads(sys.argv[1])["history"]))' "$answer")" -eq 0 ] ||

@@ -4,7 +4,8 @@
  * Prometheus metrics. Calls the C ABI of include/promotion_gates.h; see README.md beside
  * this file for the directives and the design (one gate per worker, evidence pooled through
  * a shared memory ring, microsecond upstream timing by wrapping the peer, log lines queued
- * from library threads and written by a worker timer).
+ * from library threads and written by a worker timer, forcing values read from the header or
+ * cookie the gate's own config names).
  */
 
 #include <ngx_config.h>
@@ -29,8 +30,14 @@
 /* The largest config or SLO document read. */
 #define PGATE_DOCUMENT_MAX     (1024 * 1024)
 
+/* The longest override header or cookie name the library accepts (MAX_NAME_BYTES). */
+#define PGATE_NAME_MAX         128
+
+/* An outcome's flags, in the ring and between the log handler and pgate_record. */
 #define PGATE_FLAG_CANARY      1
 #define PGATE_FLAG_SUCCESS     2
+/* The decision's `forced` byte (pgate_forced), kept as it was routed, from bit 2 on. */
+#define PGATE_FLAG_FORCED_SHIFT  2
 
 
 /* One upstream outcome in shared memory; `seq` is the slot's index + 1 once published. */
@@ -59,6 +66,12 @@ typedef struct {
     uint64_t                     cursor;      /* the next shared outcome this worker reads */
     pgate_gate                  *gate;        /* this worker's, from init_process */
     uint64_t                     changes_seen; /* the last change this worker logged */
+    /* where this worker reads a forcing value, from its gate's config (0: not named) */
+    uint64_t                     overrides_seen; /* the change count they were read at */
+    size_t                       override_header_len;
+    size_t                       override_cookie_len;
+    u_char                       override_header[PGATE_NAME_MAX];
+    u_char                       override_cookie[PGATE_NAME_MAX];
 } ngx_http_pgate_gate_t;
 
 typedef struct {
@@ -354,15 +367,14 @@ done:
 
 
 /*
- * The workers pool their outcomes through the gate's shared memory ring, so a store that also
- * sums every process's counts (fleet-wide judging) would count each outcome once per worker:
- * the document's store must say "fleet_judging": false. Read from the gate's own config JSON,
- * which holds every default.
+ * The gate's current config as JSON (NUL-terminated, every default written), allocated with
+ * ngx_alloc: the caller frees it. NULL, logged at `level`, on failure. Not for the request
+ * path: the config is read at configuration time and when the gate's state changed.
  */
-static char *
-ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_gate *gate)
+static u_char *
+ngx_http_pgate_config_json(ngx_log_t *log, ngx_uint_t level, ngx_http_pgate_gate_t *g,
+    pgate_gate *gate)
 {
-    char          *rv;
     size_t         len;
     u_char        *json;
     pgate_status   st;
@@ -370,29 +382,228 @@ ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_gat
     len = 0;
     st = pgate_config_json(gate, NULL, 0, &len);
     if (st != PGATE_STATUS_BUFFER_TOO_SMALL && st != PGATE_STATUS_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "promotion_gate \"%V\": config: %s",
-                           &g->name, pgate_status_str(st));
-        return NGX_CONF_ERROR;
+        ngx_log_error(level, log, 0, "promotion gate \"%V\": config: %s", &g->name,
+                      pgate_status_str(st));
+        return NULL;
     }
 
-    json = ngx_alloc(len + 1, cf->log);
+    json = ngx_alloc(len + 1, log);
+    if (json == NULL) {
+        return NULL;
+    }
+
+    /* a store write may have changed the config in between: then ask again next time */
+    st = pgate_config_json(gate, (char *) json, len + 1, &len);
+    if (st != PGATE_STATUS_OK) {
+        ngx_log_error(level, log, 0, "promotion gate \"%V\": config: %s", &g->name,
+                      pgate_status_str(st));
+        ngx_free(json);
+        return NULL;
+    }
+
+    return json;
+}
+
+
+/*
+ * Reads the JSON string at `p` (its opening quote) into `out` of `cap` bytes, or skips it when
+ * `out` is NULL. Returns the byte after its closing quote, or NULL for a string it cannot
+ * read. serde_json escapes only quotes, backslashes and control characters; names hold no
+ * control characters, so a name needs only `\"` and `\\` undone.
+ */
+static u_char *
+ngx_http_pgate_json_string(u_char *p, u_char *last, u_char *out, size_t cap, size_t *len)
+{
+    u_char  c;
+    size_t  n;
+
+    if (p == last || *p++ != '"') {
+        return NULL;
+    }
+
+    for (n = 0; p < last && *p != '"'; n++) {
+        c = *p++;
+
+        if (c == '\\') {
+            if (p == last) {
+                return NULL;
+            }
+            c = *p++;           /* skipped: any escape; \uXXXX goes on as four plain bytes */
+            if (out != NULL && c != '"' && c != '\\' && c != '/') {
+                return NULL;
+            }
+        }
+
+        if (out != NULL) {
+            if (n == cap) {
+                return NULL;
+            }
+            out[n] = c;
+        }
+    }
+
+    if (p == last) {
+        return NULL;
+    }
+
+    if (len != NULL) {
+        *len = n;
+    }
+
+    return p + 1;
+}
+
+
+/* Skips a value of the overrides section: a string, an array of strings, or null. */
+static u_char *
+ngx_http_pgate_json_skip(u_char *p, u_char *last)
+{
+    if (p == last) {
+        return NULL;
+    }
+
+    if (*p == '"') {
+        return ngx_http_pgate_json_string(p, last, NULL, 0, NULL);
+    }
+
+    if (last - p >= 4 && ngx_strncmp(p, "null", 4) == 0) {
+        return p + 4;
+    }
+
+    if (*p++ != '[') {
+        return NULL;
+    }
+
+    while (p != NULL && p < last && *p != ']') {
+        p = ngx_http_pgate_json_string(p, last, NULL, 0, NULL);
+        if (p != NULL && p < last && *p == ',') {
+            p++;
+        }
+    }
+
+    return (p == NULL || p == last) ? NULL : p + 1;
+}
+
+
+/*
+ * Sets where this worker reads a forcing value: `overrides.header` and `overrides.cookie` of
+ * the gate's config JSON (compact, as pgate_config_json writes it), none without them.
+ * NGX_ERROR, with the names left as they were, for a section it cannot read.
+ */
+static ngx_int_t
+ngx_http_pgate_parse_overrides(ngx_http_pgate_gate_t *g, u_char *json)
+{
+    u_char  *p, *last, header[PGATE_NAME_MAX], cookie[PGATE_NAME_MAX];
+    size_t   header_len, cookie_len;
+
+    header_len = 0;
+    cookie_len = 0;
+    last = json + ngx_strlen(json);
+
+    /* outside a string only: inside one, a quote is written \" */
+    p = (u_char *) ngx_strstr(json, "\"overrides\":{");
+
+    if (p != NULL) {
+        p += sizeof("\"overrides\":{") - 1;
+
+        while (p != NULL && p < last && *p == '"') {
+            if (ngx_strncmp(p, "\"header\":", sizeof("\"header\":") - 1) == 0) {
+                p = ngx_http_pgate_json_string(p + sizeof("\"header\":") - 1, last,
+                                               header, PGATE_NAME_MAX, &header_len);
+
+            } else if (ngx_strncmp(p, "\"cookie\":", sizeof("\"cookie\":") - 1) == 0) {
+                p = ngx_http_pgate_json_string(p + sizeof("\"cookie\":") - 1, last,
+                                               cookie, PGATE_NAME_MAX, &cookie_len);
+
+            } else {            /* the id lists, and any later field */
+                p = ngx_http_pgate_json_string(p, last, NULL, 0, NULL);
+                p = (p != NULL && p < last && *p == ':')
+                    ? ngx_http_pgate_json_skip(p + 1, last) : NULL;
+            }
+
+            if (p != NULL && p < last && *p == ',') {
+                p++;
+            }
+        }
+
+        if (p == NULL || p == last || *p != '}') {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_memcpy(g->override_header, header, header_len);
+    g->override_header_len = header_len;
+    ngx_memcpy(g->override_cookie, cookie, cookie_len);
+    g->override_cookie_len = cookie_len;
+    return NGX_OK;
+}
+
+
+/*
+ * Reads the gate's override names again when its state changed since the last read (a config
+ * swap applied from the store may rename them): one atomic load when nothing changed. Run at
+ * init_process and from the worker timer, never per request.
+ */
+static void
+ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
+{
+    u_char    *json;
+    uint64_t   count;
+
+    if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK
+        || count == g->overrides_seen)
+    {
+        return;
+    }
+
+    json = ngx_http_pgate_config_json(log, NGX_LOG_ERR, g, g->gate);
+    if (json == NULL) {
+        return;
+    }
+
+    if (ngx_http_pgate_parse_overrides(g, json) == NGX_OK) {
+        g->overrides_seen = count;
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": unreadable overrides "
+                      "section, forcing values read as before: %s", &g->name, json);
+    }
+
+    ngx_free(json);
+}
+
+
+/*
+ * The workers pool their outcomes through the gate's shared memory ring, so a store that also
+ * sums every process's counts (fleet-wide judging) would count each outcome once per worker:
+ * the document's store must say "fleet_judging": false. Read from the gate's own config JSON,
+ * which holds every default; its overrides section must be readable too.
+ */
+static char *
+ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_gate *gate)
+{
+    char    *rv;
+    u_char  *json;
+
+    json = ngx_http_pgate_config_json(cf->log, NGX_LOG_EMERG, g, gate);
     if (json == NULL) {
         return NGX_CONF_ERROR;
     }
 
     rv = NGX_CONF_OK;
-    st = pgate_config_json(gate, (char *) json, len + 1, &len);
-    if (st != PGATE_STATUS_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "promotion_gate \"%V\": config: %s",
-                           &g->name, pgate_status_str(st));
-        rv = NGX_CONF_ERROR;
 
-    } else if (ngx_strstr(json, "\"fleet_judging\":true") != NULL) {
+    if (ngx_strstr(json, "\"fleet_judging\":true") != NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "promotion_gate \"%V\": invalid store fleet_judging = true in \"%V\": "
                            "the workers pool their outcomes through shared memory, so the "
                            "store must not sum them again: write \"fleet_judging\": false",
                            &g->name, &g->config_path);
+        rv = NGX_CONF_ERROR;
+
+    } else if (ngx_http_pgate_parse_overrides(g, json) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "promotion_gate \"%V\": unreadable overrides section: %s",
+                           &g->name, json);
         rv = NGX_CONF_ERROR;
     }
 
@@ -749,11 +960,72 @@ ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us
 
 /* ---- routing ----------------------------------------------------------------------- */
 
+/*
+ * The request's forcing value: the first header named `overrides.header` (ASCII case
+ * ignored), else the cookie named `overrides.cookie`, found by nginx's own cookie parser.
+ * Points into the request's headers: no copy, no allocation. NGX_DECLINED when it has none.
+ */
+static ngx_int_t
+ngx_http_pgate_forcing_value(ngx_http_request_t *r, ngx_http_pgate_gate_t *g,
+    ngx_str_t *value)
+{
+    ngx_str_t         cookie;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (g->override_header_len) {
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */; i++) {
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (h[i].key.len == g->override_header_len
+                && ngx_strncasecmp(h[i].key.data, g->override_header,
+                                   g->override_header_len) == 0)
+            {
+                *value = h[i].value;
+                return NGX_OK;
+            }
+        }
+    }
+
+    if (g->override_cookie_len == 0) {
+        return NGX_DECLINED;
+    }
+
+    cookie.data = g->override_cookie;
+    cookie.len = g->override_cookie_len;
+
+#if (nginx_version >= 1023000)
+    if (ngx_http_parse_multi_header_lines(r, r->headers_in.cookie, &cookie, value) == NULL) {
+        return NGX_DECLINED;
+    }
+#else
+    if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies, &cookie, value)
+        == NGX_DECLINED)
+    {
+        return NGX_DECLINED;
+    }
+#endif
+
+    return NGX_OK;
+}
+
+
 /* The request's decision for gate `index`, made once per request. NULL on no memory. */
 static ngx_http_pgate_route_t *
 ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
 {
-    ngx_str_t                    id;
+    ngx_str_t                    id, value;
     ngx_uint_t                   i;
     pgate_status                 st;
     ngx_http_pgate_ctx_t        *ctx;
@@ -804,7 +1076,14 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
         }
     }
 
-    st = pgate_route(g->gate, id.data, id.len, &route->decision);
+    if (ngx_http_pgate_forcing_value(r, g, &value) == NGX_OK) {
+        /* present, even empty: the library counts a value it ignores */
+        st = pgate_route_forced(g->gate, id.data, id.len,
+                                value.data ? value.data : (u_char *) "", value.len,
+                                &route->decision);
+    } else {
+        st = pgate_route(g->gate, id.data, id.len, &route->decision);
+    }
     if (st != PGATE_STATUS_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "promotion gate \"%V\": route: %s", &g->name, pgate_status_str(st));
@@ -845,18 +1124,24 @@ ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
 /* ---- recording and pooling -------------------------------------------------------- */
 
+/*
+ * Records an outcome (PGATE_FLAG_*): the decision's stage, cohort and `forced` byte as routed,
+ * so a forced outcome is counted apart by the library, in neither cohort.
+ */
 static void
 ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
-    ngx_uint_t is_canary, ngx_uint_t success, uint64_t latency_ns)
+    uint64_t flags, uint64_t latency_ns)
 {
     pgate_status    st;
     pgate_decision  decision;
 
     ngx_memzero(&decision, sizeof(pgate_decision));
     decision.stage = stage;
-    decision.is_canary = is_canary ? true : false;
+    decision.is_canary = (flags & PGATE_FLAG_CANARY) ? true : false;
+    decision.forced = (pgate_forced) (flags >> PGATE_FLAG_FORCED_SHIFT);
 
-    st = pgate_record(g->gate, &decision, success ? true : false, latency_ns, NULL);
+    st = pgate_record(g->gate, &decision, (flags & PGATE_FLAG_SUCCESS) ? true : false,
+                      latency_ns, NULL);
     if (st != PGATE_STATUS_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": record: %s",
                       &g->name, pgate_status_str(st));
@@ -921,8 +1206,7 @@ ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
             continue;
         }
 
-        ngx_http_pgate_record(log, g, stage, flags & PGATE_FLAG_CANARY,
-                              flags & PGATE_FLAG_SUCCESS, latency_ns);
+        ngx_http_pgate_record(log, g, stage, flags, latency_ns);
     }
 
     g->cursor = index;
@@ -981,10 +1265,10 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
         }
 
         flags = (route->decision.is_canary ? PGATE_FLAG_CANARY : 0)
-                | (state->status < 500 ? PGATE_FLAG_SUCCESS : 0);
+                | (state->status < 500 ? PGATE_FLAG_SUCCESS : 0)
+                | ((ngx_uint_t) route->decision.forced << PGATE_FLAG_FORCED_SHIFT);
 
-        ngx_http_pgate_record(r->connection->log, &gates[i], route->decision.stage,
-                              flags & PGATE_FLAG_CANARY, flags & PGATE_FLAG_SUCCESS,
+        ngx_http_pgate_record(r->connection->log, &gates[i], route->decision.stage, flags,
                               latency_ns);
         ngx_http_pgate_share(&gates[i], route->decision.stage, flags, latency_ns);
         ngx_http_pgate_pool(r->connection->log, &gates[i]);
@@ -1123,6 +1407,7 @@ ngx_http_pgate_timer(ngx_event_t *ev)
         if (gates[i].gate != NULL) {
             ngx_http_pgate_pool(ev->log, &gates[i]);
             ngx_http_pgate_log_changes(ev->log, &gates[i]);
+            ngx_http_pgate_refresh_overrides(ev->log, &gates[i]);
         }
     }
 
@@ -1177,7 +1462,12 @@ ngx_http_pgate_init_process(ngx_cycle_t *cycle)
                           pgate_error_message(err));
             pgate_error_free(err);
             gates[i].gate = NULL;
+            continue;
         }
+
+        /* this worker's gate may hold the store's config rather than the document's */
+        gates[i].overrides_seen = (uint64_t) -1;
+        ngx_http_pgate_refresh_overrides(cycle->log, &gates[i]);
     }
 
     pmcf->timer.handler = ngx_http_pgate_timer;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the nginx module (build.sh), checks that `nginx -t` names the directive, the field and
-# the value of bad configurations, then runs the end-to-end test under load (e2e.sh, ~25 s).
+# the value of bad configurations, then runs the end-to-end test under load (e2e.sh, ~30 s).
 # Installs what it lacks with apt-get (nginx, nginx-dev, wrk; prometheus for promtool).
 # Run from anywhere.
 set -euo pipefail
