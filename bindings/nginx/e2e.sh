@@ -19,7 +19,8 @@
 #   4. overrides (checkout's document names the header X-Canary and the cookie pgate_version):
 #      after the rollback, `canary` still reaches the canary upstream and `stable` the stable
 #      one, the header before the cookie; the forced outcomes are counted apart
-#      (promotion_forced_outcomes_total), not in the cohorts (promotion_window_requests);
+#      (promotion_forced_outcomes_total), not in the cohorts (promotion_window_requests); a
+#      config swap stored by another process that renames the header is followed;
 #   5. client aborts (499) to a canary that would answer 500 are not counted as failures (no
 #      rollback), the same requests answered are (rollback);
 #   6. the A/A gate rolled nothing back.
@@ -329,6 +330,32 @@ done <<<"$before" 3<<<"$after"
 routed=$(curl -s -H "X-Canary: blue" "http://127.0.0.1:$checkout_port/")
 [ "$routed" = stable ] || fail "an ignored forcing value reached '$routed' after the rollback"
 echo "overrides: an ignored value (blue) is routed by its bucket: $routed"
+# Another process (the Python binding) swaps checkout's config in the store to read X-Force
+# instead: the workers apply the write (sync 20 ms) and read the names again (50 ms timer).
+library=$(ldd "$module" | awk '/libpromotion_gates_ffi/ {print $3}')
+PYTHONPATH="$(dirname "$0")/../python/src" PROMOTION_GATES_LIBRARY="$library" \
+  python3 - "$tmp/conf/checkout.json" <<'PY' || fail "the config swap failed"
+import sys
+from promotion_gates import Gate
+with open(sys.argv[1]) as document, Gate(document.read()) as gate:
+    config = gate.config
+    config["overrides"] = {"header": "X-Force"}
+    gate.swap_config(config)
+PY
+renamed=0
+for _ in $(seq 60); do # 6 answers in a row from the canary, over new connections
+  if [ "$(curl -s -H "X-Force: canary" "http://127.0.0.1:$checkout_port/")" = "canary fails" ]; then
+    renamed=$((renamed + 1))
+    [ "$renamed" -ge 6 ] && break
+  else
+    renamed=0
+    sleep 0.05
+  fi
+done
+[ "$renamed" -ge 6 ] || fail "after a config swap naming X-Force, X-Force: canary did not reach the canary"
+routed=$(curl -s -H "X-Canary: canary" "http://127.0.0.1:$checkout_port/")
+[ "$routed" = stable ] || fail "X-Canary still forced a request after the swap renamed it: $routed"
+echo "overrides: after a config swap in the store, X-Force: canary reaches the canary, X-Canary no longer"
 
 echo "== 5. client aborts are not counted (gate abort: 100 % canary, answering 500 after 1 s)"
 # A canary that answers 500 after a second: Python, since nginx cannot delay its headers.
