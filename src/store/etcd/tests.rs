@@ -13,15 +13,17 @@ use std::time::{Duration, Instant, SystemTime};
 /// Held by the tests that start watch threads, so each counts only its own.
 static WATCH_THREADS: Mutex<()> = Mutex::new(());
 
-/// The threads of this process named `pgate-watch`.
-fn watch_threads() -> usize {
+/// The thread ids of this process's threads named `pgate-watch`.
+fn watch_threads() -> std::collections::BTreeSet<String> {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
+        .map(|task| task.unwrap().path())
         .filter(|task| {
-            let comm = task.as_ref().unwrap().path().join("comm");
-            std::fs::read_to_string(comm).is_ok_and(|name| name.trim() == "pgate-watch")
+            std::fs::read_to_string(task.join("comm"))
+                .is_ok_and(|name| name.trim() == "pgate-watch")
         })
-        .count()
+        .map(|task| task.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
 }
 
 fn settings(endpoint: &str, name: &str) -> EtcdStoreConfig {
@@ -195,17 +197,20 @@ fn dropping_a_gate_ends_its_watch_thread() {
     };
     let slo = crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap();
     let gate = crate::PromotionGateManager::new(config, slo).unwrap();
-    // A thread takes its name once it runs.
+    // This gate's watch thread, by its thread id: other tests' threads may come and go. A
+    // thread takes its name once it runs.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while watch_threads() != before + 1 && Instant::now() < deadline {
+    let mut ours = Vec::new();
+    while ours.is_empty() && Instant::now() < deadline {
+        ours = watch_threads().difference(&before).cloned().collect();
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(watch_threads(), before + 1);
+    assert!(!ours.is_empty(), "the gate started a watch thread");
     drop(gate);
-    assert_eq!(
-        watch_threads(),
-        before,
-        "the watch thread is joined on drop"
+    let left = watch_threads();
+    assert!(
+        ours.iter().all(|id| !left.contains(id)),
+        "the watch thread is joined on drop: {ours:?} still in {left:?}"
     );
 }
 
