@@ -48,9 +48,10 @@ impl PromotionGateManager {
     /// cookie named by [`Overrides`](crate::Overrides)), or `None` when it carried none.
     ///
     /// `canary` or `stable` (ASCII case ignored) force the request when the config names a
-    /// header or a cookie; the config's id lists win over the value. Any other value, or a
-    /// value with no header or cookie configured, is ignored (the request is routed by its
-    /// bucket) and counted ([`ignored_override_values`](Self::ignored_override_values)). A
+    /// header or a cookie; the config's id lists win over the value (a listed id's value is
+    /// not looked at, so it is never counted as ignored). Any other value, or a value with no
+    /// header or cookie configured, is ignored (the request is routed by its bucket) and
+    /// counted ([`ignored_override_values`](Self::ignored_override_values)). A
     /// forced decision has [`forced`](RoutingDecision::forced) set, and its outcome counts in
     /// neither cohort. Lock-free and allocation-free like
     /// [`route_request_bytes`](Self::route_request_bytes), which it is with `None`.
