@@ -121,6 +121,10 @@ def test_the_watcher_stops_when_the_gate_is_closed_even_from_the_callback() -> N
 def test_the_watcher_holds_the_gate_weakly_and_stops_when_it_is_collected() -> None:
     gate = Gate(canary(100))
     watcher = gate.on_change(lambda change: None, interval=0.001)
+    # Let the watcher look at the unchanged gate many times first: it must not keep it alive
+    # between two looks.
+    time.sleep(0.05)
+    assert watcher.running
     del gate
     gc.collect()
     watcher._thread.join(30)

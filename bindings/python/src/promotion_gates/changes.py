@@ -156,12 +156,13 @@ class ChangeWatcher:
             if gate is None:
                 return  # collected
             try:
-                if gate.change_count() == self._seen:
-                    continue
-                changes = gate.changes_since(self._seen)
+                moved = gate.change_count() != self._seen
+                changes = gate.changes_since(self._seen) if moved else []
             except GateClosedError:
                 return
-            del gate  # not held while the callback runs: it may close the last reference
+            # Never held across the wait or while the callback runs: the watcher must not keep
+            # a gate alive, and the callback may close the last reference.
+            del gate
             for change in changes:
                 if self._stop.is_set():
                     return
