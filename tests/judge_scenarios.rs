@@ -134,6 +134,7 @@ fn a_canary_identical_to_the_stable_version_is_rarely_rolled_back() {
     let aa = traffic(AA_RATE, stable());
     let next_seed = AtomicU64::new(0);
     let rolled_back = Mutex::new(Vec::new());
+    let healthy = AtomicU64::new(0);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -159,15 +160,21 @@ fn a_canary_identical_to_the_stable_version_is_rarely_rolled_back() {
                     }
                     assert!(!run.left_stage, "seed {seed}");
                     assert_eq!(run.elapsed, AA_DURATION, "seed {seed}");
+                    let verdict = gate.monitor_canary_health().recommendation;
+                    healthy.fetch_add(
+                        u64::from(verdict == Recommendation::Healthy),
+                        Ordering::Relaxed,
+                    );
                 }
             });
         }
     });
     let rolled_back = rolled_back.into_inner().expect("no panic while held");
     println!(
-        "A/A: {} of {AA_SEEDS} seeds rolled back in {AA_DURATION:?} at {AA_RATE} rps, 10 % canary; \
-         {rolled_back:?}",
-        rolled_back.len()
+        "A/A: {} of {AA_SEEDS} seeds rolled back in {AA_DURATION:?} at {AA_RATE} rps, 10 % canary, \
+         {} HEALTHY at the end; {rolled_back:?}",
+        rolled_back.len(),
+        healthy.into_inner()
     );
     assert!(
         rolled_back.len() <= MAX_FALSE_ROLLBACKS,

@@ -159,7 +159,8 @@ pub struct NonInferiority {
     /// below the stable one's + `error_rate_tolerance`.
     pub errors: bool,
     /// The canary's latencies after warm-up are shown no slower than `latency_shift_limit` ×
-    /// (or `latency_tolerance_ms` +) the stable version's.
+    /// (or `latency_tolerance_ms` +) the stable version's, and its share of requests slower
+    /// than the stable p99 is not significantly above `p99_ratio_limit` × the stable share.
     pub latency: bool,
 }
 

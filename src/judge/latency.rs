@@ -2,10 +2,11 @@
 //! only (`warm_up_ms`), so a canary slow while its caches fill is not blamed for it; they are
 //! skipped while it lasts, and by the record path's screen, which reads counters only.
 
+use super::cohort::CohortStats;
 use super::rules::{Case, absolute};
 use super::score::ROLLBACK_BELOW;
 use super::sequential::radius;
-use super::stats::{p99_bound, two_proportion_p};
+use super::stats::{Proportion, p99_bound, two_proportion_p};
 use super::{Finding, Rule};
 
 /// Mixing scale of the stage-long latency test, on the Mann-Whitney statistic: tuned to find a
@@ -31,22 +32,36 @@ pub(super) fn p99_vs_stable(case: &Case<'_>) -> Option<Finding> {
         return None;
     }
     let threshold = stable.quantile_micros(p99_bound(stable.requests, case.z));
-    let canary_threshold = threshold.saturating_add(micros(case.slo.latency_tolerance));
-    let ratio = case.slo.p99_ratio_limit;
-    let p = two_proportion_p(
-        canary.slower_than(canary_threshold),
-        stable.slower_than(threshold),
-        ratio,
-    );
+    let (slower, stable_slower) = tail_shares(case, canary, stable, threshold);
+    let p = two_proportion_p(slower, stable_slower, case.slo.p99_ratio_limit);
     Some(Finding {
         rule: Rule::P99VsStable,
         observed: canary_p99 as f64 / 1e3,
-        limit: canary_threshold as f64 / 1e3,
+        limit: canary_threshold(case, threshold) as f64 / 1e3,
         p_value: p,
         fired: p < case.slo.significance,
         holds: false,
         acting: "p99_ratio_limit",
     })
+}
+
+/// The canary's share of requests slower than `threshold` + `latency_tolerance_ms`, and the
+/// stable version's share slower than `threshold`: the tail each side has beyond one stable
+/// latency.
+pub(super) fn tail_shares(
+    case: &Case<'_>,
+    canary: &CohortStats<'_>,
+    stable: &CohortStats<'_>,
+    threshold: u64,
+) -> (Proportion, Proportion) {
+    (
+        canary.slower_than(canary_threshold(case, threshold)),
+        stable.slower_than(threshold),
+    )
+}
+
+fn canary_threshold(case: &Case<'_>, threshold: u64) -> u64 {
+    threshold.saturating_add(micros(case.slo.latency_tolerance))
 }
 
 /// [`Rule::P99Budget`]: the canary's p99 against the absolute `p99_budget`; applies when it is

@@ -4,14 +4,15 @@
 //! canary promotable by chance).
 
 use super::NonInferiority;
-use super::latency::shift_upper;
+use super::latency::{shift_upper, tail_shares};
 use super::rules::Case;
 use super::sequential::{Difference, TAU_FLOOR};
+use super::stats::two_proportion_p;
 
 /// What the stage shows. Errors: the upper bound of `canary − ratio × stable`, or of
 /// `canary − stable − error_rate_tolerance`, below zero (either limit suffices, as either
 /// tolerates). Latency: the upper bound of the Mann-Whitney statistic with the tolerated
-/// shift below ½.
+/// shift below ½, and the tail not significantly worse than tolerated (`tail_not_worse`).
 pub(super) fn non_inferiority(case: &Case<'_>) -> NonInferiority {
     if !case.stage_comparable() {
         return NonInferiority::default();
@@ -22,16 +23,33 @@ pub(super) fn non_inferiority(case: &Case<'_>) -> NonInferiority {
     // the decision is made.
     let below = |margin: f64, offset: f64, tau: f64| {
         let tau = tau.max(TAU_FLOOR);
-        Difference::of(c, s, margin, offset).is_some_and(|d| d.upper(tau, alpha) < 0.0)
+        Difference::within(c, s, margin, offset).is_some_and(|d| d.upper(tau, alpha) < 0.0)
     };
     let ratio = case.slo.error_rate_ratio_limit;
     let tolerance = case.slo.error_rate_tolerance;
     let errors = below(ratio, 0.0, (ratio - 1.0) * s.rate()) || below(1.0, tolerance, tolerance);
-    let latency = shift_upper(case, alpha).is_some_and(|upper| upper < 0.5);
+    let latency =
+        shift_upper(case, alpha).is_some_and(|upper| upper < 0.5) && tail_not_worse(case, alpha);
     NonInferiority {
         required: case.slo.promotion_evidence,
         compared: true,
         errors,
         latency,
     }
+}
+
+/// The tail over the stage after warm-up: the canary's share of requests slower than the
+/// stable p99 (+ `latency_tolerance_ms`) not significantly above `p99_ratio_limit` × the
+/// stable share at `promotion_significance` (`p99_vs_stable`'s test over the stage). The
+/// Mann-Whitney statistic hardly moves when only 2 % of requests are slow; this share does.
+/// A veto, not positive evidence: showing the share within the limit would take about 4 000
+/// canary requests after warm-up, far more than the errors and the whole distribution need.
+/// The stable p99 is read at its estimate: both shares are counted at the same threshold.
+fn tail_not_worse(case: &Case<'_>, alpha: f64) -> bool {
+    let (canary, stable) = (&case.stage_latency.canary, &case.stage_latency.stable);
+    let Some(p99) = stable.p99_micros else {
+        return false;
+    };
+    let (c, s) = tail_shares(case, canary, stable, p99);
+    two_proportion_p(c, s, case.slo.p99_ratio_limit) >= alpha
 }

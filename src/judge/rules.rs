@@ -33,6 +33,9 @@ pub(crate) struct Case<'a> {
     pub(super) stable: CohortStats<'a>,
     /// Both cohorts in the window after the stage's warm-up (latencies).
     pub(super) latency: PerCohort<CohortStats<'a>>,
+    /// Both cohorts over the stage after warm-up (latencies): what the positive evidence
+    /// reads of the tail.
+    pub(super) stage_latency: PerCohort<CohortStats<'a>>,
     /// The stage-long latency statistic after warm-up (computed once: the `latency_shift`
     /// rule and the positive evidence both read it); `None` without `min_samples` of both
     /// cohorts.
@@ -68,6 +71,7 @@ impl<'a> Case<'a> {
             canary: window.canary,
             stable: window.stable,
             latency,
+            stage_latency: stats(sample.stage_latency),
             shift: stage_shift(sample.stage_latency, policy.slo),
             stage: PerCohort::from_fn(|c| errors(&sample.stage[c])),
             burst: PerCohort::from_fn(|c| burst(sample.burst[c])),

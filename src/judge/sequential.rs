@@ -33,9 +33,9 @@ pub(crate) fn radius(variance: f64, tau: f64, alpha: f64) -> f64 {
     (2.0 * variance * (1.0 + variance / tau2) * log_term).sqrt()
 }
 
-/// The difference `rate(a) − margin·rate(b) − offset`, estimated with its variance. The
-/// variance takes `a`'s rate at least at `floor` (the boundary of the hypothesis being
-/// tested), so a handful of samples with no events cannot look precise.
+/// The difference `rate(a) − margin·rate(b) − offset`, estimated with its variance. `a`'s
+/// rate in the variance has a floor, so a handful of samples with no events cannot look
+/// precise: which floor depends on the side of the boundary being shown (`of`, `within`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Difference {
     pub(crate) estimate: f64,
@@ -43,10 +43,23 @@ pub(crate) struct Difference {
 }
 
 impl Difference {
-    /// `rate(a) − margin·rate(b) − offset`.
+    /// `rate(a) − margin·rate(b) − offset`, to show `a` beyond the boundary `margin·rate(b) +
+    /// offset` (a lower bound above zero): `a`'s rate in the variance is at least the
+    /// boundary's, the least variance `a` can have where it is not beyond (rates below ½).
     pub(crate) fn of(a: Proportion, b: Proportion, margin: f64, offset: f64) -> Option<Self> {
         let floor = (margin * b.rate() + offset).min(1.0);
         let (estimate, variance) = difference(a, b, margin, offset, floor)?;
+        Some(Self { estimate, variance })
+    }
+
+    /// `rate(a) − margin·rate(b) − offset`, to show `a` within the boundary (an upper bound
+    /// below zero): `a`'s rate in the variance is its own, at least `b`'s. Where `a` is in
+    /// truth beyond the boundary its own rate is above `b`'s, so the floor only keeps a few
+    /// clean samples from looking precise; taking the boundary's rate instead would charge a
+    /// canary as good as stable the variance of one 1.5 times as bad, about half as many
+    /// samples again.
+    pub(crate) fn within(a: Proportion, b: Proportion, margin: f64, offset: f64) -> Option<Self> {
+        let (estimate, variance) = difference(a, b, margin, offset, b.rate())?;
         Some(Self { estimate, variance })
     }
 
@@ -91,6 +104,35 @@ mod tests {
         assert!(
             d.upper(0.01, 0.05) > 0.0,
             "20 clean requests do not show non-inferiority"
+        );
+    }
+
+    #[test]
+    fn showing_a_canary_within_charges_it_its_own_variance_at_least_stable_s() {
+        let stable = Proportion {
+            events: 1_000,
+            trials: 100_000,
+        };
+        let canary = |events| Proportion {
+            events,
+            trials: 4_000,
+        };
+        // As good as stable (1 %): charged 1 %, not the 1.5 % boundary's variance.
+        let good = Difference::within(canary(40), stable, 1.5, 0.0).unwrap();
+        let beyond = Difference::of(canary(40), stable, 1.5, 0.0).unwrap();
+        assert!(
+            good.variance < beyond.variance * 0.75,
+            "{good:?} {beyond:?}"
+        );
+        // No errors yet: charged stable's rate, so the bound stays wide.
+        let clean = Difference::within(canary(0), stable, 1.5, 0.0).unwrap();
+        assert!(clean.variance > 0.0099 / 4_000.0, "{clean:?}");
+        // Worse than the boundary: its own, larger, rate.
+        let bad = Difference::within(canary(120), stable, 1.5, 0.0).unwrap();
+        assert!(bad.variance > 0.0295 / 4_000.0, "{bad:?}");
+        assert!(
+            bad.upper(0.005, 0.05) > 0.0,
+            "a 3 % canary is not shown within 1.5 %"
         );
     }
 

@@ -341,3 +341,35 @@ fn absolute_limits_of_zero_are_floored_at_a_tenth_of_a_percent() {
     }
     assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
 }
+
+/// `requests` requests at 1 % errors, latencies spread evenly over 10–30 ms, and `tail` of
+/// every 100 requests at 150 ms instead.
+fn spread_cohort(requests: u64, tail: u64) -> CohortCounts {
+    let values: Vec<u64> = (0..requests)
+        .map(|i| {
+            if i % 100 < tail {
+                150_000
+            } else {
+                10_000 + (i * 7_919) % 20_000
+            }
+        })
+        .collect();
+    CohortCounts {
+        requests,
+        errors: requests / 100,
+        compliant: requests - requests / 100,
+        histogram: crate::metrics::tests_support::histogram_of(&values),
+    }
+}
+
+#[test]
+fn a_slow_tail_vetoes_the_promotion_the_whole_distribution_would_allow() {
+    let stable = spread_cohort(400_000, 0);
+    let shown = |canary: &CohortCounts| verdict(5.0, canary, &stable).evidence.non_inferiority;
+    let same = shown(&spread_cohort(20_000, 0));
+    assert!(same.errors && same.latency, "{same:?}");
+    // 2 % of requests 5x slower: the Mann-Whitney statistic is still shown within the
+    // tolerated shift, but 2 % of requests beyond the stable p99 is above 1.5 × its 1 %.
+    let tail = shown(&spread_cohort(20_000, 2));
+    assert!(tail.errors && !tail.latency, "{tail:?}");
+}
