@@ -19,6 +19,12 @@
 #include <stdint.h>
 
 /**
+ * A buffer of this many bytes always holds a name `pgate_override_names` writes, with its
+ * NUL: the library refuses override header and cookie names over `MAX_NAME_BYTES` (128).
+ */
+#define PGATE_NAME_CAPACITY 129
+
+/**
  * A buffer of this many bytes always holds the evidence line of `pgate_monitor_health`
  * (longer evidence is cut at a character boundary with `...`).
  */
@@ -652,6 +658,47 @@ pgate_status pgate_state(const struct pgate_gate *gate,
                          pgate_environment *environment,
                          double *traffic_percent,
                          uint64_t *stage);
+
+/**
+ * Writes where the gate's config says a host reads a forcing value: the `overrides.header`
+ * name into `header` of `header_cap` bytes and the `overrides.cookie` name into `cookie` of
+ * `cookie_cap` bytes, each NUL-terminated, and their lengths (without the NUL) into
+ * `*header_len` and `*cookie_len`. A name the config does not give has length 0 (and is
+ * written as the empty string). Both names are read from one config, so they belong
+ * together. A config swap (this process's, or another's applied from the state store) moves
+ * `pgate_change_count`: a host that keeps the names reads them again when the count moved.
+ *
+ * If a buffer is NULL or too small for its name, both lengths are written, neither name is,
+ * and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned; buffers of `PGATE_NAME_CAPACITY` bytes
+ * always suffice. A NULL `header_len` or `cookie_len` is `PGATE_STATUS_NULL_POINTER`, a
+ * capacity above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`, and then nothing is
+ * written.
+ *
+ * # Safety
+ * `gate` must be a live gate; `header` NULL or valid for `header_cap` bytes, `cookie` NULL
+ * or valid for `cookie_cap` bytes; `header_len` and `cookie_len` valid for writes.
+ */
+pgate_status pgate_override_names(const struct pgate_gate *gate,
+                                  char *header,
+                                  size_t header_cap,
+                                  size_t *header_len,
+                                  char *cookie,
+                                  size_t cookie_cap,
+                                  size_t *cookie_len);
+
+/**
+ * Writes whether the gate's state store sums the outcomes every process records for the
+ * judge (`fleet_judging` of the config's `store` section, on unless the document turns it
+ * off) to `*fleet_judging`; false for a gate without a store. A running gate keeps the store
+ * it was opened with, so the answer never changes for a gate. A host that already pools its
+ * processes' outcomes itself (the nginx module's workers) refuses a gate that answers true:
+ * every outcome would be counted once per process.
+ *
+ * # Safety
+ * `gate` must be a live gate; `fleet_judging` valid for a write.
+ */
+pgate_status pgate_fleet_judging(const struct pgate_gate *gate,
+                                 bool *fleet_judging);
 
 /**
  * The library's version, e.g. `"0.1.0"`: a static string the caller must not free.

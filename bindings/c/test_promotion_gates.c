@@ -453,6 +453,34 @@ static void test_forced(void) {
     CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
 }
 
+/* Where a host reads the forcing value, without parsing the config: the names the config's
+ * overrides section gives (length 0: not given), in buffers of PGATE_NAME_CAPACITY; a too
+ * small buffer gets both lengths and no name. And whether the store sums every process's
+ * outcomes (no store here: false). */
+static void test_override_names(void) {
+    pgate_gate *gate = canary_gate(5, "\"overrides\": {\"header\": \"X-Canary\"}", NULL);
+    char header[PGATE_NAME_CAPACITY], cookie[PGATE_NAME_CAPACITY];
+    size_t header_len = 0, cookie_len = 0;
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_override_names(gate, header, sizeof header, &header_len,
+                                                       cookie, sizeof cookie, &cookie_len));
+    CHECK(header_len == 8 && strcmp(header, "X-Canary") == 0);
+    CHECK(cookie_len == 0 && cookie[0] == '\0');
+    char small[8] = "abc";
+    header_len = cookie_len = 99;
+    CHECK_STATUS(PGATE_STATUS_BUFFER_TOO_SMALL,
+                 pgate_override_names(gate, small, sizeof small, &header_len, cookie,
+                                      sizeof cookie, &cookie_len));
+    CHECK(header_len == 8 && cookie_len == 0 && strcmp(small, "abc") == 0);
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_override_names(gate, header, sizeof header,
+                                                                 NULL, cookie, sizeof cookie,
+                                                                 &cookie_len));
+    bool fleet_judging = true;
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_fleet_judging(gate, &fleet_judging));
+    CHECK(!fleet_judging);
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_fleet_judging(gate, NULL));
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
+}
+
 static void test_status_names(void) {
     static const char *const names[] = {
         "PGATE_STATUS_OK",
@@ -1087,6 +1115,12 @@ static void check_cold_calls_refuse(const pgate_gate *gate, pgate_status expecte
     CHECK_STATUS(expected, pgate_monitor_health(gate, &h, buf, sizeof buf, &len));
     CHECK_STATUS(expected, pgate_check_slo(gate, &flag));
     CHECK_STATUS(expected, pgate_is_feature_enabled(gate, BYTES("x"), &flag));
+    size_t cookie_len = 7;
+    char cookie[8] = "abc";
+    CHECK_STATUS(expected, pgate_override_names(gate, buf, sizeof buf, &len, cookie,
+                                                sizeof cookie, &cookie_len));
+    CHECK_STATUS(expected, pgate_fleet_judging(gate, &flag));
+    CHECK(cookie_len == 7 && strcmp(cookie, "abc") == 0);
     CHECK(len == 7 && flag && h.stage == UINT64_MAX && strcmp(buf, "abc") == 0);
     const text_call text_calls[] = {pgate_swap_config, pgate_rollback, pgate_enable_feature,
                                     pgate_disable_feature};
@@ -1309,6 +1343,7 @@ int main(int argc, char **argv) {
     test_vectors(argv[1]);
     test_override_vectors(argv[2]);
     test_forced();
+    test_override_names();
     test_gate_new();
     test_config();
     test_route();

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::ffi::c_char;
 use std::sync::{Mutex, PoisonError};
 
-use crate::boundary::{Failure, copy_out, guard, guard_err, text};
+use crate::boundary::{Failure, copy_out, guard, guard_err, text, write};
 use crate::error::pgate_error;
 use crate::status::pgate_status;
 use promotion_gates::{PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
@@ -306,6 +306,98 @@ pub unsafe extern "C" fn pgate_state(
     })
 }
 
+/// A buffer of this many bytes always holds a name `pgate_override_names` writes, with its
+/// NUL: the library refuses override header and cookie names over `MAX_NAME_BYTES` (128).
+pub const PGATE_NAME_CAPACITY: usize = 129;
+
+/// Writes where the gate's config says a host reads a forcing value: the `overrides.header`
+/// name into `header` of `header_cap` bytes and the `overrides.cookie` name into `cookie` of
+/// `cookie_cap` bytes, each NUL-terminated, and their lengths (without the NUL) into
+/// `*header_len` and `*cookie_len`. A name the config does not give has length 0 (and is
+/// written as the empty string). Both names are read from one config, so they belong
+/// together. A config swap (this process's, or another's applied from the state store) moves
+/// `pgate_change_count`: a host that keeps the names reads them again when the count moved.
+///
+/// If a buffer is NULL or too small for its name, both lengths are written, neither name is,
+/// and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned; buffers of `PGATE_NAME_CAPACITY` bytes
+/// always suffice. A NULL `header_len` or `cookie_len` is `PGATE_STATUS_NULL_POINTER`, a
+/// capacity above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`, and then nothing is
+/// written.
+///
+/// # Safety
+/// `gate` must be a live gate; `header` NULL or valid for `header_cap` bytes, `cookie` NULL
+/// or valid for `cookie_cap` bytes; `header_len` and `cookie_len` valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_override_names(
+    gate: *const pgate_gate,
+    header: *mut c_char,
+    header_cap: usize,
+    header_len: *mut usize,
+    cookie: *mut c_char,
+    cookie_cap: usize,
+    cookie_len: *mut usize,
+) -> pgate_status {
+    guard(|| {
+        if header_len.is_null() || cookie_len.is_null() {
+            return Err(pgate_status::NullPointer);
+        }
+        if header_cap > isize::MAX as usize || cookie_cap > isize::MAX as usize {
+            return Err(pgate_status::InvalidArgument);
+        }
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        let overrides = gate.manager.config().overrides.unwrap_or_default();
+        let header_name = overrides.header.unwrap_or_default();
+        let cookie_name = overrides.cookie.unwrap_or_default();
+        let fits = |buf: *mut c_char, cap: usize, name: &str| !buf.is_null() && cap > name.len();
+        if !fits(header, header_cap, &header_name) || !fits(cookie, cookie_cap, &cookie_name) {
+            // SAFETY: both are non-NULL and valid for writes (caller's contract).
+            unsafe {
+                header_len.write(header_name.len());
+                cookie_len.write(cookie_name.len());
+            }
+            return Err(pgate_status::BufferTooSmall);
+        }
+        // SAFETY: both buffers are non-NULL with room for their names and a NUL (checked
+        // above) and valid for their capacities, the lengths valid for writes (caller's
+        // contract).
+        unsafe {
+            copy_out(&header_name, header.cast(), header_cap, header_len)?;
+            copy_out(&cookie_name, cookie.cast(), cookie_cap, cookie_len)
+        }
+    })
+}
+
+/// Writes whether the gate's state store sums the outcomes every process records for the
+/// judge (`fleet_judging` of the config's `store` section, on unless the document turns it
+/// off) to `*fleet_judging`; false for a gate without a store. A running gate keeps the store
+/// it was opened with, so the answer never changes for a gate. A host that already pools its
+/// processes' outcomes itself (the nginx module's workers) refuses a gate that answers true:
+/// every outcome would be counted once per process.
+///
+/// # Safety
+/// `gate` must be a live gate; `fleet_judging` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_fleet_judging(
+    gate: *const pgate_gate,
+    fleet_judging: *mut bool,
+) -> pgate_status {
+    guard(|| {
+        if fleet_judging.is_null() {
+            return Err(pgate_status::NullPointer);
+        }
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        let sums = gate
+            .manager
+            .config()
+            .store
+            .is_some_and(|store| store.fleet_judging());
+        // SAFETY: fleet_judging is non-NULL and valid for a write (caller's contract).
+        unsafe { write(fleet_judging, sums) }
+    })
+}
+
 /// The library's version, e.g. `"0.1.0"`: a static string the caller must not free.
 #[unsafe(no_mangle)]
 pub extern "C" fn pgate_version() -> *const c_char {
@@ -316,4 +408,14 @@ pub extern "C" fn pgate_version() -> *const c_char {
         Err(_) => c"unknown",
     };
     VERSION.as_ptr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_capacity_holds_the_longest_name_and_its_nul() {
+        assert_eq!(PGATE_NAME_CAPACITY, promotion_gates::MAX_NAME_BYTES + 1);
+    }
 }

@@ -140,6 +140,13 @@ def test_the_evidence_capacity_matches_the_header() -> None:
     assert int(found.group(1)) == _ffi.EVIDENCE_CAPACITY
 
 
+def test_the_name_capacity_matches_the_header() -> None:
+    text = HEADER.read_text(encoding="utf-8")
+    found = re.search(r"#define PGATE_NAME_CAPACITY (\d+)", text)
+    assert found, "PGATE_NAME_CAPACITY is not in the header"
+    assert int(found.group(1)) == _ffi.NAME_CAPACITY
+
+
 def test_status_names_match_the_library() -> None:
     for status in Status:
         assert _ffi.lib().pgate_status_str(status) == f"PGATE_STATUS_{status.name}".encode()

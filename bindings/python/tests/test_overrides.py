@@ -4,6 +4,7 @@ neither cohort."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from conftest import canary, override_vectors
@@ -51,3 +52,23 @@ def test_forced_requests_reach_their_version_and_stay_out_of_the_cohorts() -> No
             gate.record(dataclasses.replace(plain, forced=9), True, latency_ns=1)  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             gate.route_forced("u", 3)  # type: ignore[arg-type]
+
+
+def test_the_override_names_are_read_from_the_config_and_follow_a_swap() -> None:
+    with Gate(canary(5, overrides={"header": "X-Canary", "cookie": "pg_canary"})) as gate:
+        assert gate.override_names() == ("X-Canary", "pg_canary")
+        before = gate.change_count()
+        gate.swap_config(canary(5, overrides={"cookie": 'say-"canary"'}))
+        assert gate.change_count() > before
+        assert gate.override_names() == (None, 'say-"canary"')
+    with Gate(canary(5)) as gate:
+        assert gate.override_names() == (None, None)
+
+
+def test_fleet_judging_is_the_stores_and_off_without_one(tmp_path: Path) -> None:
+    with Gate(canary(5)) as gate:
+        assert gate.fleet_judging() is False
+    for i, (store, expected) in enumerate([({}, True), ({"fleet_judging": False}, False)]):
+        sqlite = {"path": str(tmp_path / f"g{i}.db"), **store}
+        with Gate(canary(5, store={"sqlite": sqlite})) as gate:
+            assert gate.fleet_judging() is expected

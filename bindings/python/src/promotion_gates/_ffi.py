@@ -36,6 +36,7 @@ __all__ = [
     "ENV_VAR",
     "EVIDENCE_CAPACITY",
     "LibraryNotFoundError",
+    "NAME_CAPACITY",
     "PROTOTYPES",
     "Status",
     "pgate_decision",
@@ -49,6 +50,9 @@ ENV_VAR = "PROMOTION_GATES_LIBRARY"
 
 #: ``PGATE_EVIDENCE_CAPACITY``: an evidence buffer of this many bytes always suffices.
 EVIDENCE_CAPACITY = 4096
+
+#: ``PGATE_NAME_CAPACITY``: a buffer of this many bytes always holds an override name.
+NAME_CAPACITY = 129
 
 
 class LibraryNotFoundError(OSError):
@@ -148,6 +152,11 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "pgate_swap_config": (c_status, [_gate, _bytes_in, c_size_t, _error_out]),
     "pgate_swap_slo": (c_status, [_gate, _bytes_in, c_size_t, _error_out]),
     "pgate_state": (c_status, [_gate, POINTER(c_enum), POINTER(c_double), POINTER(c_uint64)]),
+    "pgate_override_names": (
+        c_status,
+        [_gate, _buf_out, c_size_t, POINTER(c_size_t), _buf_out, c_size_t, POINTER(c_size_t)],
+    ),
+    "pgate_fleet_judging": (c_status, [_gate, POINTER(c_bool)]),
     "pgate_version": (c_char_p, []),
     "pgate_monitor_health": (
         c_status,

@@ -334,6 +334,34 @@ class Gate:
         _check(status)
         return State(Environment(env.value), percent.value, stage.value)
 
+    def override_names(self) -> tuple[str | None, str | None]:
+        """Where the host reads a forcing value: the ``overrides.header`` and
+        ``overrides.cookie`` names of the gate's current config, ``None`` for a name it does
+        not give (``pgate_override_names``). A config swap may rename them; the change count
+        (:meth:`change_count`) moves then."""
+        cap = _ffi.NAME_CAPACITY  # PGATE_NAME_CAPACITY always suffices: no retry
+        header, cookie = create_string_buffer(cap), create_string_buffer(cap)
+        header_len, cookie_len = c_size_t(), c_size_t()
+        with self._call("override_names") as handle:
+            status = self._c.pgate_override_names(
+                handle, header, cap, byref(header_len), cookie, cap, byref(cookie_len)
+            )
+        _check(status)
+
+        def name(buf: Any, length: c_size_t) -> str | None:
+            return buf.raw[: length.value].decode("utf-8") if length.value else None
+
+        return name(header, header_len), name(cookie, cookie_len)
+
+    def fleet_judging(self) -> bool:
+        """Whether the gate's state store sums every process's outcomes for the judge (the
+        store's ``fleet_judging``; False without a store) (``pgate_fleet_judging``)."""
+        sums = c_bool()
+        with self._call("fleet_judging") as handle:
+            status = self._c.pgate_fleet_judging(handle, byref(sums))
+        _check(status)
+        return sums.value
+
     # -- the judge -----------------------------------------------------------------------
 
     def read_health(self) -> Health:

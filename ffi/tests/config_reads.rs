@@ -1,0 +1,279 @@
+//! The config reads a host needs without parsing the config's JSON: where it reads a forcing
+//! value (`pgate_override_names`) and whether the store sums every process's outcomes
+//! (`pgate_fleet_judging`).
+#![allow(unsafe_code)]
+
+mod common;
+
+use common::new_gate;
+use promotion_gates_ffi::*;
+use std::ptr::{null, null_mut};
+
+/// Calls `pgate_override_names` with two caller buffers; returns the status and both lengths
+/// (`usize::MAX` where the library wrote none).
+fn names_into(
+    gate: *const pgate_gate,
+    header: &mut [u8],
+    cookie: &mut [u8],
+) -> (pgate_status, usize, usize) {
+    let (mut header_len, mut cookie_len) = (usize::MAX, usize::MAX);
+    // SAFETY: live gate; each buffer holds the capacity passed; valid out-pointers.
+    let status = unsafe {
+        pgate_override_names(
+            gate,
+            header.as_mut_ptr().cast(),
+            header.len(),
+            &mut header_len,
+            cookie.as_mut_ptr().cast(),
+            cookie.len(),
+            &mut cookie_len,
+        )
+    };
+    (status, header_len, cookie_len)
+}
+
+/// The two names as `pgate_override_names` writes them into buffers of `PGATE_NAME_CAPACITY`.
+fn override_names(gate: *const pgate_gate) -> (String, String) {
+    let mut header = [0xAAu8; PGATE_NAME_CAPACITY];
+    let mut cookie = [0xAAu8; PGATE_NAME_CAPACITY];
+    let (status, header_len, cookie_len) = names_into(gate, &mut header, &mut cookie);
+    assert_eq!(status, pgate_status::Ok);
+    assert_eq!(
+        (header[header_len], cookie[cookie_len]),
+        (0, 0),
+        "NUL-terminated"
+    );
+    let text = |buf: &[u8], len| String::from_utf8_lossy(&buf[..len]).into_owned();
+    (text(&header, header_len), text(&cookie, cookie_len))
+}
+
+/// What `pgate_fleet_judging` answers, read into variables holding false and true first, so a
+/// call that wrote nothing could not pass.
+fn fleet_judging(gate: *const pgate_gate) -> bool {
+    let answers = [false, true].map(|mut answer| {
+        // SAFETY: live gate; a valid out-pointer.
+        let status = unsafe { pgate_fleet_judging(gate, &mut answer) };
+        assert_eq!(status, pgate_status::Ok);
+        answer
+    });
+    assert_eq!(answers[0], answers[1], "the answer is written");
+    answers[0]
+}
+
+#[test]
+fn the_override_names_are_the_configs_and_follow_a_swap() {
+    let gate = new_gate(r#"{"overrides": {"header": "X-Canary", "cookie": "pg_canary"}}"#);
+    assert_eq!(
+        override_names(gate),
+        ("X-Canary".to_string(), "pg_canary".to_string())
+    );
+
+    // A rename by a config swap moves the change count and shows in the next read.
+    let mut before = 0;
+    let mut after = 0;
+    let swapped = r#"{"overrides": {"cookie": "\"quoted\"-looking\\name"}}"#;
+    // SAFETY: live gate; valid out-pointers; the document is a live slice; err may be NULL.
+    unsafe {
+        assert_eq!(pgate_change_count(gate, &mut before), pgate_status::Ok);
+        assert_eq!(
+            pgate_swap_config(gate, swapped.as_ptr(), swapped.len(), null_mut()),
+            pgate_status::Ok
+        );
+        assert_eq!(pgate_change_count(gate, &mut after), pgate_status::Ok);
+    }
+    assert!(after > before);
+    // No header any more: length 0; the cookie's quotes and backslash come back as they are.
+    assert_eq!(
+        override_names(gate),
+        (String::new(), r#""quoted"-looking\name"#.to_string())
+    );
+    // SAFETY: live gate, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}
+
+#[test]
+fn a_gate_without_overrides_names_nothing_and_the_longest_name_fits_the_capacity() {
+    let gate = new_gate("{}");
+    assert_eq!(override_names(gate), (String::new(), String::new()));
+    // SAFETY: live gate, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+
+    let longest = "h".repeat(PGATE_NAME_CAPACITY - 1);
+    let gate = new_gate(&format!(
+        r#"{{"overrides": {{"header": "{longest}", "cookie": "c"}}}}"#
+    ));
+    assert_eq!(override_names(gate), (longest, "c".to_string()));
+    // SAFETY: live gate, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}
+
+#[test]
+fn a_too_small_buffer_gets_both_lengths_and_no_name() {
+    let gate = new_gate(r#"{"overrides": {"header": "X-Canary", "cookie": "pg_canary"}}"#);
+    let mut header = [0xAAu8; 8]; // "X-Canary" is 8 bytes: no room for the NUL
+    let mut cookie = [0xAAu8; PGATE_NAME_CAPACITY];
+    let (status, header_len, cookie_len) = names_into(gate, &mut header, &mut cookie);
+    assert_eq!(status, pgate_status::BufferTooSmall);
+    assert_eq!((header_len, cookie_len), (8, 9));
+    assert!(
+        header.iter().chain(&cookie).all(|&b| b == 0xAA),
+        "no name written"
+    );
+
+    // NULL buffers ask for the lengths, as with every caller-owned buffer.
+    let (mut header_len, mut cookie_len) = (0, 0);
+    // SAFETY: live gate; NULL buffers with capacity 0; valid out-pointers.
+    let status = unsafe {
+        pgate_override_names(
+            gate,
+            null_mut(),
+            0,
+            &mut header_len,
+            null_mut(),
+            0,
+            &mut cookie_len,
+        )
+    };
+    assert_eq!(status, pgate_status::BufferTooSmall);
+    assert_eq!((header_len, cookie_len), (8, 9));
+    // SAFETY: live gate, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}
+
+#[test]
+fn bad_arguments_are_statuses_and_write_nothing() {
+    let gate = new_gate(r#"{"overrides": {"header": "X-Canary"}}"#);
+    let mut buf = [0xAAu8; PGATE_NAME_CAPACITY];
+    let mut other = [0xAAu8; PGATE_NAME_CAPACITY];
+    let mut len = 7usize;
+    let mut other_len = 7usize;
+    let buf_ptr = buf.as_mut_ptr().cast();
+    let other_ptr = other.as_mut_ptr().cast();
+    let cap = PGATE_NAME_CAPACITY;
+    // A gate address that was never made by pgate_gate_new (only compared, never read).
+    let foreign = std::ptr::dangling::<pgate_gate>();
+    let len_ptr: *mut usize = &mut len;
+    let other_len_ptr: *mut usize = &mut other_len;
+    // (gate, header capacity, header length out, cookie capacity, cookie length out, status)
+    let cases = [
+        (
+            null(),
+            cap,
+            len_ptr,
+            cap,
+            other_len_ptr,
+            pgate_status::NullPointer,
+        ),
+        (
+            gate.cast_const(),
+            cap,
+            null_mut(),
+            cap,
+            other_len_ptr,
+            pgate_status::NullPointer,
+        ),
+        (
+            gate.cast_const(),
+            cap,
+            len_ptr,
+            cap,
+            null_mut(),
+            pgate_status::NullPointer,
+        ),
+        (
+            gate.cast_const(),
+            usize::MAX,
+            len_ptr,
+            cap,
+            other_len_ptr,
+            pgate_status::InvalidArgument,
+        ),
+        (
+            gate.cast_const(),
+            cap,
+            len_ptr,
+            usize::MAX,
+            other_len_ptr,
+            pgate_status::InvalidArgument,
+        ),
+        (
+            foreign,
+            cap,
+            len_ptr,
+            cap,
+            other_len_ptr,
+            pgate_status::InvalidHandle,
+        ),
+    ];
+    for (i, (g, header_cap, header_len, cookie_cap, cookie_len, expected)) in
+        cases.into_iter().enumerate()
+    {
+        // SAFETY: every pointer is NULL, a live gate, a foreign address the cold check
+        // refuses before use, a buffer of at least the capacity passed (the over-long
+        // capacities are refused before use), or a live length.
+        let status = unsafe {
+            pgate_override_names(
+                g, buf_ptr, header_cap, header_len, other_ptr, cookie_cap, cookie_len,
+            )
+        };
+        assert_eq!(status, expected, "case {i}");
+    }
+    assert_eq!((len, other_len), (7, 7), "no length written");
+    assert!(
+        buf.iter().chain(&other).all(|&b| b == 0xAA),
+        "no name written"
+    );
+
+    let mut sums = true;
+    // SAFETY: NULL, foreign or live gates (the foreign one is refused before use); a valid
+    // out-pointer or NULL.
+    unsafe {
+        assert_eq!(
+            pgate_fleet_judging(null(), &mut sums),
+            pgate_status::NullPointer
+        );
+        assert_eq!(
+            pgate_fleet_judging(gate, null_mut()),
+            pgate_status::NullPointer
+        );
+        assert_eq!(
+            pgate_fleet_judging(foreign, &mut sums),
+            pgate_status::InvalidHandle
+        );
+    }
+    assert!(sums, "nothing written");
+    // SAFETY: live gate, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "SQLite is C code, which Miri cannot run")]
+fn fleet_judging_is_the_stores_and_off_without_a_store() {
+    let gate = new_gate("{}");
+    assert!(!fleet_judging(gate), "no store: nothing summed");
+    // SAFETY: live gate, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+
+    let dir = std::env::temp_dir().join(format!("pg-ffi-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, (store, expected)) in [
+        (r#""fleet_judging": true"#, true),
+        (r#""fleet_judging": false"#, false),
+        // Without the key: on, the default (the config JSON the gate writes holds it).
+        (r#""busy_timeout_ms": 0"#, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = dir.join(format!("g{i}.db"));
+        let document = format!(
+            r#"{{"gate": "checkout", "store": {{"sqlite": {{"path": {:?}, {store}}}}}}}"#,
+            path.to_str().unwrap()
+        );
+        let gate = new_gate(&document);
+        assert_eq!(fleet_judging(gate), expected, "{document}");
+        // SAFETY: live gate, freed once.
+        assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
