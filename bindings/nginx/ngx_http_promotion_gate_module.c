@@ -30,9 +30,6 @@
 /* The largest config or SLO document read. */
 #define PGATE_DOCUMENT_MAX     (1024 * 1024)
 
-/* The longest override header or cookie name the library accepts (MAX_NAME_BYTES). */
-#define PGATE_NAME_MAX         128
-
 /* An outcome's flags, in the ring and between the log handler and pgate_record. */
 #define PGATE_FLAG_CANARY      1
 #define PGATE_FLAG_SUCCESS     2
@@ -70,8 +67,8 @@ typedef struct {
     uint64_t                     overrides_seen; /* the change count they were read at */
     size_t                       override_header_len;
     size_t                       override_cookie_len;
-    u_char                       override_header[PGATE_NAME_MAX];
-    u_char                       override_cookie[PGATE_NAME_MAX];
+    u_char                       override_header[PGATE_NAME_CAPACITY];
+    u_char                       override_cookie[PGATE_NAME_CAPACITY];
 } ngx_http_pgate_gate_t;
 
 typedef struct {
@@ -367,188 +364,16 @@ done:
 
 
 /*
- * The gate's current config as JSON (NUL-terminated, every default written), allocated with
- * ngx_alloc: the caller frees it. NULL, logged at `level`, on failure. Not for the request
- * path: the config is read at configuration time and when the gate's state changed.
- */
-static u_char *
-ngx_http_pgate_config_json(ngx_log_t *log, ngx_uint_t level, ngx_http_pgate_gate_t *g,
-    pgate_gate *gate)
-{
-    size_t         len;
-    u_char        *json;
-    pgate_status   st;
-
-    len = 0;
-    st = pgate_config_json(gate, NULL, 0, &len);
-    if (st != PGATE_STATUS_BUFFER_TOO_SMALL && st != PGATE_STATUS_OK) {
-        ngx_log_error(level, log, 0, "promotion gate \"%V\": config: %s", &g->name,
-                      pgate_status_str(st));
-        return NULL;
-    }
-
-    json = ngx_alloc(len + 1, log);
-    if (json == NULL) {
-        return NULL;
-    }
-
-    /* a store write may have changed the config in between: then ask again next time */
-    st = pgate_config_json(gate, (char *) json, len + 1, &len);
-    if (st != PGATE_STATUS_OK) {
-        ngx_log_error(level, log, 0, "promotion gate \"%V\": config: %s", &g->name,
-                      pgate_status_str(st));
-        ngx_free(json);
-        return NULL;
-    }
-
-    return json;
-}
-
-
-/*
- * Reads the JSON string at `p` (its opening quote) into `out` of `cap` bytes, or skips it when
- * `out` is NULL. Returns the byte after its closing quote, or NULL for a string it cannot
- * read. serde_json escapes only quotes, backslashes and control characters; names hold no
- * control characters, so a name needs only `\"` and `\\` undone.
- */
-static u_char *
-ngx_http_pgate_json_string(u_char *p, u_char *last, u_char *out, size_t cap, size_t *len)
-{
-    u_char  c;
-    size_t  n;
-
-    if (p == last || *p++ != '"') {
-        return NULL;
-    }
-
-    for (n = 0; p < last && *p != '"'; n++) {
-        c = *p++;
-
-        if (c == '\\') {
-            if (p == last) {
-                return NULL;
-            }
-            c = *p++;           /* skipped: any escape; \uXXXX goes on as four plain bytes */
-            if (out != NULL && c != '"' && c != '\\' && c != '/') {
-                return NULL;
-            }
-        }
-
-        if (out != NULL) {
-            if (n == cap) {
-                return NULL;
-            }
-            out[n] = c;
-        }
-    }
-
-    if (p == last) {
-        return NULL;
-    }
-
-    if (len != NULL) {
-        *len = n;
-    }
-
-    return p + 1;
-}
-
-
-/* Skips a value of the overrides section: a string, an array of strings, or null. */
-static u_char *
-ngx_http_pgate_json_skip(u_char *p, u_char *last)
-{
-    if (p == last) {
-        return NULL;
-    }
-
-    if (*p == '"') {
-        return ngx_http_pgate_json_string(p, last, NULL, 0, NULL);
-    }
-
-    if (last - p >= 4 && ngx_strncmp(p, "null", 4) == 0) {
-        return p + 4;
-    }
-
-    if (*p++ != '[') {
-        return NULL;
-    }
-
-    while (p != NULL && p < last && *p != ']') {
-        p = ngx_http_pgate_json_string(p, last, NULL, 0, NULL);
-        if (p != NULL && p < last && *p == ',') {
-            p++;
-        }
-    }
-
-    return (p == NULL || p == last) ? NULL : p + 1;
-}
-
-
-/*
- * Sets where this worker reads a forcing value: `overrides.header` and `overrides.cookie` of
- * the gate's config JSON (compact, as pgate_config_json writes it), none without them.
- * NGX_ERROR, with the names left as they were, for a section it cannot read.
- */
-static ngx_int_t
-ngx_http_pgate_parse_overrides(ngx_http_pgate_gate_t *g, u_char *json)
-{
-    u_char  *p, *last, header[PGATE_NAME_MAX], cookie[PGATE_NAME_MAX];
-    size_t   header_len, cookie_len;
-
-    header_len = 0;
-    cookie_len = 0;
-    last = json + ngx_strlen(json);
-
-    /* outside a string only: inside one, a quote is written \" */
-    p = (u_char *) ngx_strstr(json, "\"overrides\":{");
-
-    if (p != NULL) {
-        p += sizeof("\"overrides\":{") - 1;
-
-        while (p != NULL && p < last && *p == '"') {
-            if (ngx_strncmp(p, "\"header\":", sizeof("\"header\":") - 1) == 0) {
-                p = ngx_http_pgate_json_string(p + sizeof("\"header\":") - 1, last,
-                                               header, PGATE_NAME_MAX, &header_len);
-
-            } else if (ngx_strncmp(p, "\"cookie\":", sizeof("\"cookie\":") - 1) == 0) {
-                p = ngx_http_pgate_json_string(p + sizeof("\"cookie\":") - 1, last,
-                                               cookie, PGATE_NAME_MAX, &cookie_len);
-
-            } else {            /* the id lists, and any later field */
-                p = ngx_http_pgate_json_string(p, last, NULL, 0, NULL);
-                p = (p != NULL && p < last && *p == ':')
-                    ? ngx_http_pgate_json_skip(p + 1, last) : NULL;
-            }
-
-            if (p != NULL && p < last && *p == ',') {
-                p++;
-            }
-        }
-
-        if (p == NULL || p == last || *p != '}') {
-            return NGX_ERROR;
-        }
-    }
-
-    ngx_memcpy(g->override_header, header, header_len);
-    g->override_header_len = header_len;
-    ngx_memcpy(g->override_cookie, cookie, cookie_len);
-    g->override_cookie_len = cookie_len;
-    return NGX_OK;
-}
-
-
-/*
  * Reads the gate's override names again when its state changed since the last read (a config
- * swap applied from the store may rename them): one atomic load when nothing changed. Run at
- * init_process and from the worker timer, never per request.
+ * swap, this worker's or one applied from the store, may rename them): one atomic load when
+ * nothing changed. Run at init_process and from the worker timer, never per request.
  */
 static void
 ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
-    u_char    *json;
-    uint64_t   count;
+    size_t        header_len, cookie_len;
+    uint64_t      count;
+    pgate_status  st;
 
     if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK
         || count == g->overrides_seen)
@@ -556,59 +381,50 @@ ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
         return;
     }
 
-    json = ngx_http_pgate_config_json(log, NGX_LOG_ERR, g, g->gate);
-    if (json == NULL) {
+    /* PGATE_NAME_CAPACITY bytes always hold a name and its NUL */
+    st = pgate_override_names(g->gate, (char *) g->override_header, PGATE_NAME_CAPACITY,
+                              &header_len, (char *) g->override_cookie,
+                              PGATE_NAME_CAPACITY, &cookie_len);
+    if (st != PGATE_STATUS_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": override names: %s; "
+                      "forcing values read as before", &g->name, pgate_status_str(st));
         return;
     }
 
-    if (ngx_http_pgate_parse_overrides(g, json) == NGX_OK) {
-        g->overrides_seen = count;
-
-    } else {
-        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": unreadable overrides "
-                      "section, forcing values read as before: %s", &g->name, json);
-    }
-
-    ngx_free(json);
+    g->override_header_len = header_len;
+    g->override_cookie_len = cookie_len;
+    g->overrides_seen = count;
 }
 
 
 /*
  * The workers pool their outcomes through the gate's shared memory ring, so a store that also
  * sums every process's counts (fleet-wide judging) would count each outcome once per worker:
- * the document's store must say "fleet_judging": false. Read from the gate's own config JSON,
- * which holds every default; its overrides section must be readable too.
+ * the document's store must say "fleet_judging": false (the library's default is true).
  */
 static char *
 ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_gate *gate)
 {
-    char    *rv;
-    u_char  *json;
+    bool          fleet_judging;
+    pgate_status  st;
 
-    json = ngx_http_pgate_config_json(cf->log, NGX_LOG_EMERG, g, gate);
-    if (json == NULL) {
+    st = pgate_fleet_judging(gate, &fleet_judging);
+    if (st != PGATE_STATUS_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "promotion_gate \"%V\": fleet_judging: %s",
+                           &g->name, pgate_status_str(st));
         return NGX_CONF_ERROR;
     }
 
-    rv = NGX_CONF_OK;
-
-    if (ngx_strstr(json, "\"fleet_judging\":true") != NULL) {
+    if (fleet_judging) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "promotion_gate \"%V\": invalid store fleet_judging = true in \"%V\": "
                            "the workers pool their outcomes through shared memory, so the "
                            "store must not sum them again: write \"fleet_judging\": false",
                            &g->name, &g->config_path);
-        rv = NGX_CONF_ERROR;
-
-    } else if (ngx_http_pgate_parse_overrides(g, json) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "promotion_gate \"%V\": unreadable overrides section: %s",
-                           &g->name, json);
-        rv = NGX_CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
 
-    ngx_free(json);
-    return rv;
+    return NGX_CONF_OK;
 }
 
 

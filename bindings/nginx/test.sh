@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the nginx module (build.sh), checks that `nginx -t` names the directive, the field and
-# the value of bad configurations, then runs the end-to-end test under load (e2e.sh, ~30 s).
+# the value of bad configurations, that one request retried over 70 upstream servers is one
+# outcome of its gate, then runs the end-to-end test under load (e2e.sh, ~30 s).
 # Installs what it lacks with apt-get (nginx, nginx-dev, wrk; prometheus for promtool).
 # Run from anywhere.
 set -euo pipefail
@@ -59,6 +60,57 @@ expect_refusal 'invalid parameter "keys=$http_x" in "promotion_gate" directive' 
 expect_refusal 'duplicate gate "g" in "promotion_gate" directive' 'promotion_gate g good.json; promotion_gate g good.json;'
 expect_refusal 'missing.json' 'promotion_gate g missing.json;'
 expect_refusal 'unknown gate "g" in "promotion_gate_status" directive' ''
+
+echo "== one request retried over many upstream servers is one outcome"
+# A request contributes one outcome to each gate that routed it, whatever the number of upstream
+# attempts proxy_next_upstream makes (the last attempt's status, timed from the first connect
+# to the last release), so no request can fill the workers' shared ring (PGATE_RING_OUTCOMES).
+# Here 70 servers that all refuse (distinct loopback addresses, one closed port) are each tried
+# once by one request; the gate's canary window must hold 1 request, not one per attempt.
+attempts=70
+closed=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+servers=$(for i in $(seq 2 $((attempts + 1))); do printf 'server 127.0.0.%d:%d; ' "$i" "$closed"; done)
+echo '{"gate": "retry", "environment": {"canary": {"traffic_percent": 100}}}' >"$tmp/conf/retry.json"
+cat >"$tmp/conf/nginx.conf" <<CONF
+load_module $module;
+daemon off;
+worker_processes 1;
+error_log logs/error.log notice;
+pid logs/nginx.pid;
+events {}
+http {
+    log_format attempts '\$upstream_status';
+    promotion_gate retry retry.json;
+    upstream retry_canary { $servers }
+    upstream retry_stable { $servers }
+    server {
+        listen 127.0.0.1:$port;
+        access_log logs/attempts.log attempts;
+        location / {
+            proxy_next_upstream error;
+            proxy_next_upstream_tries 0;
+            proxy_pass http://retry_\$promotion_gate_retry;
+        }
+        location = /metrics { access_log off; promotion_gate_metrics; }
+    }
+}
+CONF
+nginx -p "$tmp" -c conf/nginx.conf &
+retry_master=$!
+trap 'kill -QUIT "$retry_master" 2>/dev/null || true; wait "$retry_master" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/metrics" >/dev/null && break; sleep 0.1; done
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")
+tried=$(tr ',' '\n' <"$tmp/logs/attempts.log" | grep -c 502 || true)
+recorded=$(curl -fs "http://127.0.0.1:$port/metrics" |
+  sed -n 's/^promotion_window_requests{gate="retry",cohort="canary"} //p')
+echo "one request: HTTP $code after $tried upstream attempts; the gate's canary window holds $recorded"
+[ "$code" = 502 ] && [ "$tried" -eq "$attempts" ] ||
+  { echo "FAIL: expected 502 after $attempts attempts" >&2; exit 1; }
+[ "$recorded" = 1 ] || { echo "FAIL: one request recorded $recorded outcomes, not 1" >&2; exit 1; }
+kill -QUIT "$retry_master"
+wait "$retry_master" || true
+trap 'rm -rf "$tmp"' EXIT
 
 echo "== e2e.sh"
 "$here/e2e.sh" "$module"
