@@ -102,11 +102,15 @@ trap 'kill -QUIT "$retry_master" 2>/dev/null || true; wait "$retry_master" 2>/de
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/metrics" >/dev/null && break; sleep 0.1; done
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")
 tried=$(tr ',' '\n' <"$tmp/logs/attempts.log" | grep -c 502 || true)
-recorded=$(curl -fs "http://127.0.0.1:$port/metrics" |
-  sed -n 's/^promotion_window_requests{gate="retry",cohort="canary"} //p')
+metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
+recorded=$(sed -n 's/^promotion_window_requests{gate="retry",cohort="canary"} //p' <<<"$metrics")
+in_canary=$(sed -n 's/^promotion_environment{gate="retry",environment="canary"} //p' <<<"$metrics")
 echo "one request: HTTP $code after $tried upstream attempts; the gate's canary window holds $recorded"
 [ "$code" = 502 ] && [ "$tried" -eq "$attempts" ] ||
   { echo "FAIL: expected 502 after $attempts attempts" >&2; exit 1; }
+# An outcome per attempt would also let this one request roll the canary back (7 failures
+# suffice for overwhelming_errors), emptying the window.
+[ "$in_canary" = 1 ] || { echo "FAIL: one retried request rolled the canary back" >&2; exit 1; }
 [ "$recorded" = 1 ] || { echo "FAIL: one request recorded $recorded outcomes, not 1" >&2; exit 1; }
 kill -QUIT "$retry_master"
 wait "$retry_master" || true
