@@ -19,8 +19,8 @@
 #   3. once the canary fails, it is rolled back: the canary failures counted in the proxies'
 #      logs before both stopped routing there are at most $max_failures; each proxy logged
 #      the rollback; both statuses say production;
-#   4. after both proxies are stopped and started again, they start rolled back (the stored
-#      state) and route nothing to the canary;
+#   4. after both proxies are killed (SIGKILL, a crash: no gate is closed) and started
+#      again, they start rolled back (the stored state) and route nothing to the canary;
 #   5. a request with X-Canary: canary reaches the canary upstream all the same (overrides
 #      apply in every environment) and is counted as forced, not in the canary cohort.
 # Usage: e2e.sh (from anywhere; builds the library). Every process started here is stopped by
@@ -47,9 +47,11 @@ fi
 tmp=$(mktemp -d)
 upstreams=""
 proxies=()
+# stop_proxies [signal]: stops every proxy (SIGTERM: it closes its gate and flushes its log;
+# KILL: a crash, nothing closed)
 stop_proxies() {
   local pid
-  for pid in "${proxies[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${proxies[@]}"; do kill -"${1:-TERM}" "$pid" 2>/dev/null || true; done
   for pid in "${proxies[@]}"; do wait "$pid" 2>/dev/null || true; done
   proxies=()
 }
@@ -218,8 +220,8 @@ done
 echo "rolled back: both proxies in production, $failures canary failures (per proxy: $per_worker)"
 grep -h -m 1 'change rollback' "$tmp"/proxy*.err | cut -c1-220
 
-echo "== 4. both proxies stopped and started again"
-stop_proxies
+echo "== 4. both proxies killed (SIGKILL: no gate closed, nothing flushed) and started again"
+stop_proxies KILL
 start_proxies
 kept=yes
 for i in $(seq 0 $((workers - 1))); do
