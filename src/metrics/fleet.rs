@@ -39,13 +39,9 @@ impl FleetCache {
         };
         for cohort in Cohort::ALL {
             let (to, from) = (&mut into[cohort], &fleet.counts[cohort]);
-            to.requests += from.requests;
-            to.errors += from.errors;
-            to.compliant += from.compliant;
+            to.add_counters(from);
             if histograms {
-                for (a, b) in to.histogram.iter_mut().zip(&from.histogram) {
-                    *a += b;
-                }
+                to.add_histogram(from);
             }
         }
         fleet.others
@@ -81,7 +77,9 @@ mod tests {
             "another stage"
         );
         assert_eq!(into, ours());
+        let buffer = into.canary.histogram.as_ptr();
         assert_eq!(cache.add_to(StageId(2), &mut into, true), 3);
+        assert_eq!(into.canary.histogram.as_ptr(), buffer, "added in place");
         assert_eq!(into.canary, cohort(400, 40, 1_000, 9_000));
         assert_eq!(into.stable, cohort(4000, 40, 1_000, 9_000));
         // Counters only (the screen): the histograms are left alone.

@@ -327,13 +327,26 @@ impl ThreadRecorder {
 }
 
 impl CohortCounts {
+    /// Adds `other` to `self`, histogram included: `self`'s histogram first grows to
+    /// `other`'s length if it is shorter (the one case that allocates).
     pub(crate) fn add(&mut self, other: &CohortCounts) {
-        self.requests += other.requests;
-        self.errors += other.errors;
-        self.compliant += other.compliant;
+        self.add_counters(other);
         if self.histogram.len() < other.histogram.len() {
             self.histogram.resize(other.histogram.len(), 0);
         }
+        self.add_histogram(other);
+    }
+
+    /// Adds `other`'s requests, errors and compliant requests, not its histogram.
+    pub(crate) fn add_counters(&mut self, other: &CohortCounts) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.compliant += other.compliant;
+    }
+
+    /// Adds `other`'s histogram to `self`'s, bucket by bucket, over the buckets both have:
+    /// never allocates (the caller gives `self` the length it needs first).
+    pub(crate) fn add_histogram(&mut self, other: &CohortCounts) {
         for (a, b) in self.histogram.iter_mut().zip(&other.histogram) {
             *a += b;
         }
@@ -455,6 +468,60 @@ mod tests {
         a.since_into(&b, &mut d);
         assert_eq!((d.requests, d.errors, d.compliant), (6, 0, 6));
         assert_eq!(d.histogram, vec![2, 7]);
+    }
+
+    #[test]
+    fn counters_and_histograms_add_apart() {
+        let other = CohortCounts {
+            requests: 10,
+            errors: 2,
+            compliant: 7,
+            histogram: vec![3, 7, 1],
+        };
+        let base = || CohortCounts {
+            requests: 1,
+            errors: 1,
+            compliant: 0,
+            histogram: vec![5, 5],
+        };
+        let mut counters = base();
+        counters.add_counters(&other);
+        assert_eq!(
+            (counters.requests, counters.errors, counters.compliant),
+            (11, 3, 7)
+        );
+        assert_eq!(
+            counters.histogram,
+            vec![5, 5],
+            "the histogram is left alone"
+        );
+
+        // Over the buckets both have, in the same buffer: a shorter one is not grown.
+        let mut histogram = base();
+        let buffer = (histogram.histogram.as_ptr(), histogram.histogram.capacity());
+        histogram.add_histogram(&other);
+        assert_eq!(histogram.histogram, vec![8, 12]);
+        assert_eq!(
+            buffer,
+            (histogram.histogram.as_ptr(), histogram.histogram.capacity())
+        );
+        assert_eq!((histogram.requests, histogram.errors), (1, 1));
+
+        // Both, the histogram grown to the longer length.
+        let mut both = base();
+        both.add(&other);
+        assert_eq!(
+            both,
+            CohortCounts {
+                requests: 11,
+                errors: 3,
+                compliant: 7,
+                histogram: vec![8, 12, 1],
+            }
+        );
+        let mut empty = CohortCounts::default();
+        empty.add(&other);
+        assert_eq!(empty, other);
     }
 
     #[test]
