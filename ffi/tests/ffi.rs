@@ -3,20 +3,9 @@
 
 mod common;
 
-use common::{fail_the_canary, new_gate, text_of};
+use common::{error_text, fail_the_canary, new_gate, text_of};
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
-
-fn error_text(err: *mut pgate_error) -> String {
-    // SAFETY: err is a live error object from the library, freed right after reading.
-    unsafe {
-        let text = std::ffi::CStr::from_ptr(pgate_error_message(err))
-            .to_string_lossy()
-            .into_owned();
-        pgate_error_free(err);
-        text
-    }
-}
 
 #[test]
 fn route_and_record_through_the_abi() {
@@ -420,7 +409,8 @@ fn a_stored_rollback_survives_freeing_the_gate_and_making_it_again() {
     };
     assert_eq!(status, pgate_status::Store);
     assert!(gate.is_null());
-    let message = error_text(err);
+    // SAFETY: the error object the failed call returned, read once.
+    let message = unsafe { error_text(err) };
     assert!(message.contains(&path), "{message}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,6 +5,7 @@
 use promotion_gates_ffi::*;
 
 mod common;
+use common::route;
 use std::ffi::{CStr, c_char, c_void};
 use std::ptr::null_mut;
 use std::sync::{Mutex, PoisonError};
@@ -56,13 +57,6 @@ fn call(
     assert_eq!(status, pgate_status::Ok);
 }
 
-fn route(gate: *mut pgate_gate, id: &[u8]) {
-    let mut out = std::mem::MaybeUninit::<pgate_decision>::uninit();
-    // SAFETY: live gate, `id` readable, `out` valid for a write.
-    let status = unsafe { pgate_route(gate, id.as_ptr(), id.len(), out.as_mut_ptr()) };
-    assert_eq!(status, pgate_status::Ok);
-}
-
 #[test]
 fn log_lines_reach_the_callback_up_to_its_level() {
     static LINES: Lines = Mutex::new(Vec::new());
@@ -100,7 +94,8 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     assert!(tracing::level_enabled!(Level::WARN));
     assert!(!tracing::level_enabled!(Level::INFO));
     assert!(!tracing::level_enabled!(Level::DEBUG));
-    route(gate, b"request-1");
+    // SAFETY: the gate is live until it is freed at the end.
+    unsafe { route(gate, b"request-1") };
     assert!(lines.lock().unwrap().is_empty());
 
     // A level out of range is refused and changes nothing: level 2 and the callback stay.
@@ -126,7 +121,8 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     // At debug level each route sends one line.
     assert_eq!(set(Some(collect), lines, 4), pgate_status::Ok);
     assert!(tracing::level_enabled!(Level::DEBUG));
-    route(gate, b"request-2");
+    // SAFETY: the gate is live until it is freed at the end.
+    unsafe { route(gate, b"request-2") };
     let got = std::mem::take(&mut *lines.lock().unwrap());
     assert_eq!(
         got.iter()
@@ -145,7 +141,8 @@ fn log_lines_reach_the_callback_up_to_its_level() {
         pgate_swap_config,
         r#"{"environment": "staging", "gate": "checkout-3"}"#,
     );
-    route(gate, b"request-3");
+    // SAFETY: the gate is live until it is freed at the end.
+    unsafe { route(gate, b"request-3") };
     assert!(lines.lock().unwrap().is_empty());
     // SAFETY: the gate is live until here.
     assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);

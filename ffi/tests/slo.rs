@@ -8,32 +8,9 @@
 
 mod common;
 
-use common::new_gate;
+use common::{error_text, new_gate, route_and_record};
 use promotion_gates_ffi::*;
 use std::ptr::null_mut;
-
-/// Routes `n` ids and records each as failed or successful.
-///
-/// # Safety
-/// `gate` must be a live gate.
-unsafe fn record(gate: *const pgate_gate, n: u32, success: bool) {
-    for i in 0..n {
-        let id = format!("user-{i}");
-        // SAFETY: a zeroed decision is a valid value of the plain C struct.
-        let mut d = unsafe { std::mem::zeroed::<pgate_decision>() };
-        // SAFETY: live gate, live id, valid out-pointers.
-        unsafe {
-            assert_eq!(
-                pgate_route(gate, id.as_ptr(), id.len(), &mut d),
-                pgate_status::Ok
-            );
-            assert_eq!(
-                pgate_record(gate, &d, success, 20_000_000, null_mut()),
-                pgate_status::Ok
-            );
-        }
-    }
-}
 
 /// The health through `pgate_read_health`, and its evidence line.
 ///
@@ -83,7 +60,7 @@ fn reading_the_health_never_rolls_back() {
             pgate_swap_config(gate, config.as_ptr(), config.len(), null_mut()),
             pgate_status::Ok
         );
-        record(gate, 20, false);
+        route_and_record(gate, 20, false, 20_000_000);
         // Rolling back allowed again: a judging call would act now, a read must not.
         let config = br#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": true}"#;
         assert_eq!(
@@ -115,7 +92,7 @@ fn a_changed_slo_keeps_the_stage_and_the_recorded_counts() {
     let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 50}}}"#);
     // SAFETY: live gate and buffers throughout.
     unsafe {
-        record(gate, 200, true);
+        route_and_record(gate, 200, true, 20_000_000);
         let (before, _) = read_health(gate);
         let (env, stage) = state(gate);
         let slo = br#"{"min_samples": 1000, "max_error_rate": 0.01}"#;
@@ -146,10 +123,7 @@ fn a_changed_slo_keeps_the_stage_and_the_recorded_counts() {
             pgate_swap_slo(gate, bad.as_ptr(), bad.len(), &mut err),
             pgate_status::InvalidConfig
         );
-        let message = std::ffi::CStr::from_ptr(pgate_error_message(err))
-            .to_string_lossy()
-            .into_owned();
-        pgate_error_free(err);
+        let message = error_text(err);
         assert!(
             message.contains("max_error_rate") && message.contains("2.5"),
             "{message}"

@@ -23,6 +23,45 @@ pub fn new_gate(config: &str) -> *mut pgate_gate {
     gate
 }
 
+/// Routes `id` and returns the decision.
+///
+/// # Safety
+/// `gate` must be a live gate.
+pub unsafe fn route(gate: *const pgate_gate, id: &[u8]) -> pgate_decision {
+    let mut d = std::mem::MaybeUninit::<pgate_decision>::uninit();
+    // SAFETY: live gate (caller's contract), live id, `d` valid for a write.
+    let status = unsafe { pgate_route(gate, id.as_ptr(), id.len(), d.as_mut_ptr()) };
+    assert_eq!(status, pgate_status::Ok);
+    // SAFETY: `pgate_route` returned OK, so it wrote the decision.
+    unsafe { d.assume_init() }
+}
+
+/// Records the outcome of the request `d` decided (the status pointer left NULL).
+///
+/// # Safety
+/// `gate` must be a live gate.
+pub unsafe fn record(gate: *const pgate_gate, d: &pgate_decision, success: bool, latency_ns: u64) {
+    // SAFETY: live gate (caller's contract), a live decision; the status pointer may be NULL.
+    let status = unsafe { pgate_record(gate, d, success, latency_ns, null_mut()) };
+    assert_eq!(status, pgate_status::Ok);
+}
+
+/// Routes ids `user-0` .. `user-{n - 1}` and records each outcome as `success`, taking
+/// `latency_ns`.
+///
+/// # Safety
+/// `gate` must be a live gate.
+pub unsafe fn route_and_record(gate: *const pgate_gate, n: u32, success: bool, latency_ns: u64) {
+    for i in 0..n {
+        let id = format!("user-{i}");
+        // SAFETY: live gate (caller's contract).
+        unsafe {
+            let d = route(gate, id.as_bytes());
+            record(gate, &d, success, latency_ns);
+        }
+    }
+}
+
 /// Routes ids `u0`, `u1`... and records every canary request as failed until the gate routes
 /// outside the canary (the judge rolled it back) or 100 ids passed; returns the last decision.
 ///
@@ -32,18 +71,30 @@ pub unsafe fn fail_the_canary(gate: *const pgate_gate) -> pgate_decision {
     // SAFETY: a zeroed decision is a valid value of the plain C struct.
     let mut d = unsafe { std::mem::zeroed::<pgate_decision>() };
     for i in 0..100u32 {
-        let id = format!("u{i}");
-        // SAFETY: live gate (caller's contract), live id, valid out-pointer.
-        let status = unsafe { pgate_route(gate, id.as_ptr(), id.len(), &mut d) };
-        assert_eq!(status, pgate_status::Ok);
+        // SAFETY: live gate (caller's contract).
+        d = unsafe { route(gate, format!("u{i}").as_bytes()) };
         if d.environment != pgate_environment::Canary {
             break;
         }
-        // SAFETY: live gate, a decision it returned; the status pointer may be NULL.
-        let status = unsafe { pgate_record(gate, &d, false, 1_000, null_mut()) };
-        assert_eq!(status, pgate_status::Ok);
+        // SAFETY: live gate, a decision it returned.
+        unsafe { record(gate, &d, false, 1_000) };
     }
     d
+}
+
+/// The message of the error object `err`, which it frees.
+///
+/// # Safety
+/// `err` must be an error object the library returned, not yet freed.
+pub unsafe fn error_text(err: *mut pgate_error) -> String {
+    // SAFETY: a live error object (caller's contract), freed only after its message is copied.
+    unsafe {
+        let text = std::ffi::CStr::from_ptr(pgate_error_message(err))
+            .to_string_lossy()
+            .into_owned();
+        pgate_error_free(err);
+        text
+    }
 }
 
 /// A call that writes text into a caller-owned buffer: `(buf, cap, len_out)`.
