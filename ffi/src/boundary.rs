@@ -68,32 +68,29 @@ pub(crate) fn guard_err(
     status
 }
 
-/// Reads a status number coming from C without trusting it to be a valid enum value.
-pub(crate) fn status_from_u32(status: u32) -> Option<pgate_status> {
-    use pgate_status as S;
-    const ALL: [pgate_status; 19] = [
-        S::Ok,
-        S::NullPointer,
-        S::InvalidArgument,
-        S::InvalidConfig,
-        S::InvalidJson,
-        S::InvalidPromotion,
-        S::SloNotMet,
-        S::InsufficientData,
-        S::AlreadyThere,
-        S::InvalidFlag,
-        S::FlagNotEnabled,
-        S::RollbackRefused,
-        S::BufferTooSmall,
-        S::InvalidHandle,
-        S::Panic,
-        S::IndexOutOfRange,
-        S::UnknownFlagSet,
-        S::FlagSetsExhausted,
-        S::Store,
-    ];
-    ALL.into_iter().find(|s| *s as u32 == status)
+/// Gives a fieldless `#[repr(u32)]` enum of the C ABI `ALL`, its variants in the enum's order,
+/// and `from_u32`, which reads a number coming from C without trusting it to be a variant's.
+/// The variants are named once, in the call; one missing from it is a compile error (an
+/// exhaustive `match` over the names), so a new variant cannot be left out.
+macro_rules! numbered {
+    ($enum:ident { $($variant:ident),+ $(,)? }) => {
+        impl $enum {
+            /// Every variant, in the order of the enum.
+            pub(crate) const ALL: &'static [$enum] = &[$($enum::$variant),+];
+
+            /// The variant numbered `number`, if any.
+            pub(crate) fn from_u32(number: u32) -> Option<$enum> {
+                Self::ALL.iter().copied().find(|v| *v as u32 == number)
+            }
+        }
+
+        // Fails to compile when a variant of the enum is missing from the call.
+        const _: fn($enum) = |v| match v {
+            $($enum::$variant)|+ => {}
+        };
+    };
 }
+pub(crate) use numbered;
 
 /// Borrows `len` values of `T` at `ptr`. NULL is accepted only with `len == 0`; a length whose
 /// size in bytes passes `isize::MAX` is refused.
@@ -202,14 +199,41 @@ mod tests {
         assert_eq!(guard(|| Ok(())), pgate_status::Ok);
     }
 
-    #[test]
-    fn every_status_round_trips_through_its_number() {
-        // Store is the last status: a status missing from the list fails here.
-        let past = pgate_status::Store as u32 + 1;
-        for n in 0..past {
-            assert_eq!(status_from_u32(n).map(|s| s as u32), Some(n));
+    /// `all` are numbered `first ..= last` without a gap, each round-trips through its
+    /// number, and the numbers around that range are refused.
+    fn numbered_without_gaps<T: Copy + PartialEq + std::fmt::Debug>(
+        all: &[T],
+        number: fn(T) -> u32,
+        from_u32: fn(u32) -> Option<T>,
+    ) {
+        let first = number(all[0]);
+        for (n, variant) in (first..).zip(all) {
+            assert_eq!(number(*variant), n, "{variant:?}");
+            assert_eq!(from_u32(n), Some(*variant));
         }
-        assert_eq!(status_from_u32(past), None);
+        let past = first + all.len() as u32;
+        assert_eq!(from_u32(past), None);
+        assert_eq!(from_u32(u32::MAX), None);
+        if let Some(before) = first.checked_sub(1) {
+            assert_eq!(from_u32(before), None);
+        }
+    }
+
+    #[test]
+    fn every_enum_read_from_c_round_trips_through_its_numbers() {
+        use crate::log::pgate_log_level;
+        use crate::route::pgate_environment;
+        numbered_without_gaps(pgate_status::ALL, |s| s as u32, pgate_status::from_u32);
+        numbered_without_gaps(
+            pgate_log_level::ALL,
+            |l| l as u32,
+            pgate_log_level::from_u32,
+        );
+        numbered_without_gaps(
+            pgate_environment::ALL,
+            |e| e as u32,
+            pgate_environment::from_u32,
+        );
     }
 
     #[test]

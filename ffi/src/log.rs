@@ -33,7 +33,25 @@ pub enum pgate_log_level {
     Trace = 5,
 }
 
+crate::boundary::numbered!(pgate_log_level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+});
+
 impl pgate_log_level {
+    /// The level a host asked for as `max_level`, or the failure that says which are levels.
+    fn max_level(max_level: u32) -> Result<Self, Failure> {
+        Self::from_u32(max_level).ok_or_else(|| {
+            Failure::new(
+                pgate_status::InvalidArgument,
+                format!("max_level {max_level} is not a level (1 error ..= 5 trace)"),
+            )
+        })
+    }
+
     fn of(level: Level) -> Self {
         match level {
             Level::ERROR => Self::Error,
@@ -208,16 +226,7 @@ pub unsafe extern "C" fn pgate_set_log_callback(
     err: *mut *mut pgate_error,
 ) -> pgate_status {
     guard_err(err, || {
-        use pgate_log_level as L;
-        let max_level = [L::Error, L::Warn, L::Info, L::Debug, L::Trace]
-            .into_iter()
-            .find(|l| *l as u32 == max_level)
-            .ok_or_else(|| {
-                Failure::new(
-                    pgate_status::InvalidArgument,
-                    format!("max_level {max_level} is not a level (1 error ..= 5 trace)"),
-                )
-            })?;
+        let max_level = pgate_log_level::max_level(max_level)?;
         install()?;
         let sink = callback.map(|callback| Sink {
             callback,
@@ -242,5 +251,41 @@ fn install() -> Result<(), Failure> {
             pgate_status::AlreadyThere,
             "another tracing subscriber is already installed in this process",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_number_past_the_last_level_is_refused_with_the_levels_range() {
+        let all = pgate_log_level::ALL;
+        let (first, last) = (all[0], all[all.len() - 1]);
+        let name = |level: pgate_log_level| format!("{level:?}").to_lowercase();
+        let range = format!(
+            "{} {} ..= {} {}",
+            first as u32,
+            name(first),
+            last as u32,
+            name(last)
+        );
+        for level in all {
+            assert!(
+                pgate_log_level::max_level(*level as u32).is_ok(),
+                "{level:?}"
+            );
+        }
+        // The message names the range of the levels the enum has, the last one included.
+        for refused in [first as u32 - 1, last as u32 + 1, u32::MAX] {
+            let failure = pgate_log_level::max_level(refused).err();
+            assert_eq!(
+                failure.map(|f| (f.status, f.message)),
+                Some((
+                    pgate_status::InvalidArgument,
+                    format!("max_level {refused} is not a level ({range})")
+                ))
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::boundary::{Failure, guard, guard_err, text, write};
 use crate::error::pgate_error;
 use crate::gate::{cold, json_out, pgate_gate, with_text};
+use crate::route::pgate_environment;
 use crate::status::pgate_status;
 use promotion_gates::{Environment, RollbackEvent};
 
@@ -29,15 +30,15 @@ pub unsafe extern "C" fn pgate_promote(
     guard_err(err, || {
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold(gate) }?;
-        let target = match environment {
-            0 => Environment::Canary { traffic_percent },
-            1 => Environment::Staging,
-            2 => Environment::Production,
-            other => {
+        let target = match pgate_environment::from_u32(environment) {
+            Some(pgate_environment::Canary) => Environment::Canary { traffic_percent },
+            Some(pgate_environment::Staging) => Environment::Staging,
+            Some(pgate_environment::Production) => Environment::Production,
+            None => {
                 return Err(Failure::new(
                     pgate_status::InvalidArgument,
                     format!(
-                        "invalid environment = {other}: 0 (canary), 1 (staging) or 2 (production)"
+                        "invalid environment = {environment}: 0 (canary), 1 (staging) or 2 (production)"
                     ),
                 ));
             }

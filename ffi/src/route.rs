@@ -22,6 +22,12 @@ pub enum pgate_environment {
     Production = 2,
 }
 
+crate::boundary::numbered!(pgate_environment {
+    Canary,
+    Staging,
+    Production,
+});
+
 impl From<Environment> for pgate_environment {
     fn from(env: Environment) -> Self {
         match env {

@@ -58,6 +58,28 @@ pub enum pgate_status {
     Store = 18,
 }
 
+crate::boundary::numbered!(pgate_status {
+    Ok,
+    NullPointer,
+    InvalidArgument,
+    InvalidConfig,
+    InvalidJson,
+    InvalidPromotion,
+    SloNotMet,
+    InsufficientData,
+    AlreadyThere,
+    InvalidFlag,
+    FlagNotEnabled,
+    RollbackRefused,
+    BufferTooSmall,
+    InvalidHandle,
+    Panic,
+    IndexOutOfRange,
+    UnknownFlagSet,
+    FlagSetsExhausted,
+    Store,
+});
+
 impl pgate_status {
     /// The status's name as a static C string.
     pub(crate) fn as_cstr(self) -> &'static std::ffi::CStr {
@@ -116,7 +138,7 @@ impl From<&Error> for pgate_status {
 /// Thread-safe; never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn pgate_status_str(status: u32) -> *const c_char {
-    super::boundary::status_from_u32(status)
+    pgate_status::from_u32(status)
         .map_or(c"PGATE_STATUS_UNKNOWN", pgate_status::as_cstr)
         .as_ptr()
 }
