@@ -1,16 +1,18 @@
 //! Fleet-wide judging on a SQLite state store, with real processes: four processes that each
 //! see a quarter of a canary's traffic judge it as one process seeing all of it would
 //! (`common::fleet`; the same on etcd in `tests/store_etcd.rs`), and an instance that stops
-//! publishing stops counting.
+//! publishing stops counting, and recording with the others' counts allocates nothing.
 
 mod common;
 
+use common::alloc::allocations_during;
 use common::fleet::{
     SYNC_MS, a_bad_canary_is_rolled_back_by_four_as_by_one, child,
     no_a_a_canary_is_rolled_back_by_four, open,
 };
 use common::scratch::Scratch;
 use common::stored::eventually;
+use promotion_gates::{Environment, PromotionConfig};
 use std::time::Duration;
 
 /// A new SQLite store in `dir`: the `store` key's JSON.
@@ -97,4 +99,57 @@ fn with_fleet_judging_off_each_gate_judges_its_own_outcomes() {
     assert_eq!(health.evidence.instances, 1);
     assert_eq!(health.canary_requests + health.production_requests, 0);
     assert_eq!(recorder.health().evidence.instances, 1);
+}
+
+/// With another instance's counts merged, the record path still allocates nothing: its
+/// screen adds their counters, its periodic evaluations their histograms, in place.
+#[test]
+fn recording_with_the_other_instances_counts_allocates_nothing() {
+    let dir = Scratch::new("fleet-alloc");
+    let store = sqlite(&dir);
+    let other = open(Some(&store));
+    for i in 0..400 {
+        let decision = other.route_request(&format!("other-{i}"));
+        other.record_outcome(&decision, true, Duration::from_millis(5));
+    }
+    // On a new thread, so that its first record is the thread's first.
+    std::thread::spawn(move || {
+        let (gate, clock) = common::gate_with_clock(
+            PromotionConfig::from_json(&format!(
+                r#"{{"gate": "checkout", "environment": {{"canary": {{"traffic_percent": 50.0}}}},
+                    "auto_rollback_enabled": true, "store": {store}}}"#
+            ))
+            .unwrap(),
+        );
+        let decisions: Vec<_> = (0..64)
+            .map(|i| gate.route_request(&format!("user-{i}")))
+            .collect();
+        assert!(decisions.iter().any(|d| d.is_canary) && decisions.iter().any(|d| !d.is_canary));
+        gate.record_outcome(&decisions[0], true, Duration::from_millis(5)); // the thread's first
+        eventually("the gate merges the other's counts", || {
+            gate.health().evidence.instances == 2
+        });
+        // 1 ms per record: about 20 periodic evaluations (one a second); one failure in 50,
+        // so that the screen runs on the canary's errors, too few to act on.
+        let (mut allocations, mut canary_failures) = (0, 0);
+        for i in 0..20_000u64 {
+            clock.advance(Duration::from_millis(1));
+            let decision = &decisions[(i % 64) as usize];
+            let success = i % 50 != 0;
+            canary_failures += u64::from(decision.is_canary && !success);
+            let (_, allocated) = allocations_during(|| {
+                gate.record_outcome(decision, success, Duration::from_millis(5))
+            });
+            allocations += allocated.count;
+        }
+        assert!(canary_failures > 0);
+        assert_eq!(gate.health().evidence.instances, 2, "merged while measured");
+        assert!(
+            matches!(gate.environment(), Environment::Canary { .. }),
+            "nothing acted"
+        );
+        assert_eq!(allocations, 0);
+    })
+    .join()
+    .unwrap();
 }
