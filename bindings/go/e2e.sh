@@ -37,12 +37,9 @@ workers=2
 load_seconds=3
 connections=${PGATE_E2E_CONNECTIONS:-8}
 
-if ! command -v wrk >/dev/null; then
-  apt_get=(apt-get)
-  [ "$(id -u)" -eq 0 ] || apt_get=(sudo apt-get)
-  "${apt_get[@]}" update -qq
-  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends wrk
-fi
+# shellcheck source=loopback.sh
+. "$here/loopback.sh"
+install_wrk
 
 tmp=$(mktemp -d)
 upstreams=""
@@ -75,16 +72,8 @@ fail() {
 }
 
 echo "== build the library and bindings/go/e2e"
-(cd "$root" && cargo build --release -q -p promotion-gates-ffi)
-target="${CARGO_TARGET_DIR:-$root/target}"
-case "$target" in /*) ;; *) target="$root/$target" ;; esac
-"$root/packaging/install.sh" --build-tree-pc "$target/pkgconfig" >/dev/null
-(cd "$here" && PKG_CONFIG_PATH="$target/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" CGO_ENABLED=1 \
-  go build -o "$tmp/e2e" ./e2e)
+build_e2e "$tmp/e2e"
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 stable_port=$(free_port)
 canary_port=$(free_port)
 ports=()
@@ -100,16 +89,7 @@ cat >"$tmp/checkout.json" <<JSON
  "overrides": {"header": "X-Canary"},
  "store": {"sqlite": {"path": "$tmp/gates.db", "sync_interval_ms": 20}}}
 JSON
-# A random routing key per request, as clients with their own request ids would send.
-cat >"$tmp/ids.lua" <<'LUA'
-local n = 0
-local prefix
-function init(args) math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000); prefix = math.random(1, 1e9) end
-function request()
-  n = n + 1
-  return wrk.format(nil, nil, {["X-Request-Id"] = prefix .. "-" .. n})
-end
-LUA
+write_ids_lua "$tmp/ids.lua"
 
 "$tmp/e2e" upstreams -stable "127.0.0.1:$stable_port" -canary "127.0.0.1:$canary_port" \
   -fail-file "$tmp/canary-fails" 2>"$tmp/upstreams.err" &

@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 
 	promotiongates "github.com/promotion-gates/promotion-gates/bindings/go"
+	"github.com/promotion-gates/promotion-gates/bindings/go/internal/fnvsplit"
 )
 
 // newGate makes a gate that the test closes when it ends.
@@ -93,45 +93,9 @@ lines:
 	return 0
 }
 
-// fnvProxy is the baseline of the benchmark and of the allocation test: the same two
-// ReverseProxies and the same key, split by FNV-1a of the key at the same share, recording
-// nothing.
-type fnvProxy struct {
-	stable, canary *httputil.ReverseProxy
-	threshold      uint32 // keys hashing below it go to the canary
-	header         string
-}
-
-func newFNVProxy(stable, canary *url.URL, transport http.RoundTripper, percent float64) *fnvProxy {
-	rp := func(target *url.URL) *httputil.ReverseProxy {
-		return &httputil.ReverseProxy{
-			Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
-			Transport: transport,
-		}
-	}
-	return &fnvProxy{
-		stable:    rp(stable),
-		canary:    rp(canary),
-		threshold: uint32(percent / 100 * (1 << 32)),
-		header:    DefaultKeyHeader,
-	}
-}
-
-func (f *fnvProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var key string
-	if v := r.Header[f.header]; len(v) > 0 && v[0] != "" {
-		key = v[0]
-	} else {
-		key = ClientAddress(r)
-	}
-	h := uint32(2166136261)
-	for i := 0; i < len(key); i++ {
-		h ^= uint32(key[i])
-		h *= 16777619
-	}
-	if h < f.threshold {
-		f.canary.ServeHTTP(w, r)
-		return
-	}
-	f.stable.ServeHTTP(w, r)
+// newFNVProxy is the baseline of the benchmarks and of the allocation test (fnvsplit, which
+// bindings/go/bench.sh measures against too): the same two ReverseProxies and the same key,
+// split by FNV-1a of the key at the same share, recording nothing.
+func newFNVProxy(stable, canary *url.URL, transport http.RoundTripper, percent float64) *fnvsplit.Proxy {
+	return fnvsplit.New(stable, canary, transport, percent, DefaultKeyHeader, ClientAddress)
 }

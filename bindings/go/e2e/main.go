@@ -1,8 +1,10 @@
-// Command e2e is the program bindings/go/e2e.sh runs: a reverse proxy on the canaryproxy
-// package, or the two upstream servers it proxies to, all on loopback addresses.
+// Command e2e is the program bindings/go/e2e.sh and bindings/go/bench.sh run: a reverse
+// proxy on the canaryproxy package, or the two upstream servers it proxies to, or the two
+// proxies the benchmark compares, all on loopback addresses.
 //
 //	e2e proxy -listen ADDR -admin ADDR -config FILE -stable URL -canary URL -log FILE
 //	e2e upstreams -stable ADDR -canary ADDR -fail-file FILE
+//	e2e bench [-a ADDR] [-b ADDR] [-control] -config FILE -stable URL -canary URL [-cpuprofile FILE]
 //
 // proxy makes a gate from the config document FILE (with its "store", a restarted proxy
 // starts from the stored state), serves canaryproxy.Proxy on -listen, and the gate's
@@ -17,6 +19,8 @@
 // upstreams serves the stable upstream (always 200, body "stable") and the canary upstream
 // (200, body "canary"; 500 while the file -fail-file exists, and 500 after a second on the
 // path /slow: a canary a client may give up on).
+//
+// bench serves the FNV-split baseline on -a and canaryproxy.Proxy on -b (see runBench).
 package main
 
 import (
@@ -43,7 +47,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		log.Fatal("usage: e2e proxy|upstreams [flags]")
+		log.Fatal("usage: e2e proxy|upstreams|bench [flags]")
 	}
 	var err error
 	switch os.Args[1] {
@@ -51,8 +55,10 @@ func main() {
 		err = runProxy(os.Args[2:])
 	case "upstreams":
 		err = runUpstreams(os.Args[2:])
+	case "bench":
+		err = runBench(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q: proxy or upstreams", os.Args[1])
+		err = fmt.Errorf("unknown command %q: proxy, upstreams or bench", os.Args[1])
 	}
 	if err != nil {
 		log.Fatal(err)
@@ -122,11 +128,7 @@ func runProxy(args []string) error {
 	if err != nil {
 		return err
 	}
-	stable, err := url.Parse(*stableURL)
-	if err != nil {
-		return err
-	}
-	canary, err := url.Parse(*canaryURL)
+	stable, canary, err := upstreamURLs(*stableURL, *canaryURL)
 	if err != nil {
 		return err
 	}
@@ -208,6 +210,19 @@ func runProxy(args []string) error {
 		err = ferr
 	}
 	return err
+}
+
+// upstreamURLs parses the stable and the canary upstream's URLs.
+func upstreamURLs(stable, canary string) (*url.URL, *url.URL, error) {
+	s, err := url.Parse(stable)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := url.Parse(canary)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, c, nil
 }
 
 // gateStatus is the /gate/status document, read without judging.

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Paired benchmark (not run by CI) of the Go reverse-proxy middleware, for issue 12's budget:
+# the proxy's CPU per request at most 1.02x that of the same proxy splitting by FNV and
+# recording nothing. A proxy process of its own (the program e2e/, mode `bench`, see
+# e2e/bench.go) serves on two loopback ports:
+#   A: the baseline (internal/fnvsplit): two httputil.ReverseProxys, the routing key read as
+#      canaryproxy reads it (the X-Request-Id header, else the client's address), split by
+#      FNV-1a of the key, nothing recorded;
+#   B: canaryproxy.Proxy over a gate (in memory; PGATE_BENCH_STORE=1 gives it a SQLite store
+#      with sync_interval_ms ${PGATE_BENCH_SYNC_MS:-250}, as the e2e test's): routes by the
+#      gate, records every outcome. No request log, nothing else on the request path.
+# Both send 20 % of keys to a canary upstream and the rest to a stable one, each variant
+# through its own connection pool (64 idle connections per upstream); both upstreams are
+# served by a second process (e2e upstreams: 200 and a 7-byte body). Each run is
+# `wrk -t1 -c32 -d4s` with a new X-Request-Id per request (a wrk Lua script) against one
+# port; the rounds run A then B, or B then A (alternating by round), after one warm-up run
+# each. Per run: the throughput (wrk's requests/s) and the proxy process's CPU per request
+# (utime + stime of /proc/<pid>/stat, every thread: the runtime's, the GC's, the gate's
+# sync thread's, over the run, divided by wrk's request count). Prints each round, then the
+# median and range of the B/A ratios of both, against the budget (CPU per request B/A at
+# most 1.02x; throughput is reported, no budget). The load average before and after is
+# printed: on a busy host the rounds scatter, and the A/A control says by how much.
+# Usage: bench.sh [rounds] (default 15; ~2.5 min with the builds done); PGATE_BENCH_SECONDS
+# (per run, default 4), PGATE_BENCH_CONNECTIONS (default 32);
+# PGATE_BENCH_CONTROL=1 makes B a second FNV-split proxy (the A/A noise floor, measured the
+# same way); PGATE_BENCH_TWO_PROCESSES=1 serves A and B from two proxy processes instead of
+# one (by default one process serves both: the same runtime, the same GC state, the same
+# scheduler, so nothing differs between them but the handler; the gate, and its store's
+# thread, then exist during A's runs too); PGATE_BENCH_CPUPROFILE=DIR writes a CPU profile of
+# each proxy process (DIR/AB.pprof, or DIR/A.pprof and DIR/B.pprof) and the program
+# (DIR/e2e), for `go tool pprof -top DIR/e2e DIR/B.pprof`. As root, every process runs at
+# nice -20 (fewer preemptions by other work). Every process started here is stopped by its
+# pid on exit; all on 127.0.0.1; every load run is bounded by wrk's -d (and a timeout).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+rounds=${1:-15}
+seconds=${PGATE_BENCH_SECONDS:-4}
+connections=${PGATE_BENCH_CONNECTIONS:-32}
+sync_ms=${PGATE_BENCH_SYNC_MS:-250}
+percent=20
+profile_dir=${PGATE_BENCH_CPUPROFILE:-}
+
+# shellcheck source=loopback.sh
+. "$here/loopback.sh"
+install_wrk
+
+tmp=$(mktemp -d)
+pids=()
+stop_all() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+cleanup() {
+  stop_all
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+echo "== build the library and bindings/go/e2e"
+build_e2e "$tmp/e2e"
+
+stable_port=$(free_port)
+canary_port=$(free_port)
+declare -A port=([A]=$(free_port) [B]=$(free_port))
+nice=()
+[ "$(id -u)" -ne 0 ] || nice=(nice -n -20) # fewer preemptions by other work on the host
+
+store=""
+gate="in memory"
+if [ "${PGATE_BENCH_STORE:-0}" = 1 ]; then
+  store=', "store": {"sqlite": {"path": "'"$tmp/bench.db"'", "sync_interval_ms": '"$sync_ms"'}}'
+  gate="SQLite store, sync_interval_ms $sync_ms"
+fi
+echo '{"gate": "bench", "environment": {"canary": {"traffic_percent": '"$percent"'}}'"$store"'}' >"$tmp/gate.json"
+b_what="canaryproxy.Proxy, gate $gate"
+control=()
+if [ -n "${PGATE_BENCH_CONTROL:-}" ]; then # the noise floor: B is A again
+  control=(-control)
+  b_what="a second FNV-split proxy (A/A control)"
+fi
+write_ids_lua "$tmp/ids.lua"
+
+"${nice[@]}" "$tmp/e2e" upstreams -stable "127.0.0.1:$stable_port" -canary "127.0.0.1:$canary_port" \
+  -fail-file "$tmp/never" 2>"$tmp/upstreams.err" &
+pids+=($!)
+# proxy <name> <flags>: one bench process, its pid in proxy_pid[name]
+declare -A proxy_pid
+proxy() {
+  local name=$1 profile=()
+  shift
+  [ -z "$profile_dir" ] || profile=(-cpuprofile "$tmp/$name.pprof")
+  "${nice[@]}" "$tmp/e2e" bench "$@" "${control[@]}" -percent "$percent" -config "$tmp/gate.json" \
+    -stable "http://127.0.0.1:$stable_port" -canary "http://127.0.0.1:$canary_port" "${profile[@]}" \
+    2>"$tmp/$name.err" &
+  pids+=($!)
+  proxy_pid[$name]=$!
+}
+if [ -z "${PGATE_BENCH_TWO_PROCESSES:-}" ]; then
+  harness="one proxy process serving A and B"
+  proxy AB -a "127.0.0.1:${port[A]}" -b "127.0.0.1:${port[B]}"
+  declare -A pid=([A]=${proxy_pid[AB]} [B]=${proxy_pid[AB]})
+else
+  harness="two proxy processes, one per variant"
+  proxy A -a "127.0.0.1:${port[A]}"
+  proxy B -b "127.0.0.1:${port[B]}"
+  declare -A pid=([A]=${proxy_pid[A]} [B]=${proxy_pid[B]})
+fi
+for p in "$stable_port" "${port[A]}" "${port[B]}"; do
+  for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
+  curl -fs -o /dev/null "http://127.0.0.1:$p/" || { echo "nothing answers on port $p" >&2; cat "$tmp"/*.err >&2; exit 1; }
+done
+ticks=$(getconf CLK_TCK)
+
+# cpu_ticks <variant>: utime + stime of its proxy process so far, every thread
+cpu_ticks() { awk '{print $14 + $15}' "/proc/${pid[$1]}/stat"; }
+# run <variant>: prints "<requests/s> <CPU microseconds per request>"
+run() {
+  local before after out requests
+  before=$(cpu_ticks "$1")
+  out=$("${nice[@]}" timeout $((seconds + 30)) wrk -t1 -c"$connections" -d"${seconds}s" -s "$tmp/ids.lua" \
+    "http://127.0.0.1:${port[$1]}/")
+  after=$(cpu_ticks "$1")
+  if grep -q -e 'Non-2xx' -e 'Socket errors' <<<"$out"; then
+    echo "variant $1: wrk saw errors:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  awk -v out="$out" -v req="$requests" -v t=$((after - before)) -v hz="$ticks" 'BEGIN {
+    split(out, lines, "\n"); for (i in lines) if (lines[i] ~ /Requests\/sec/) { split(lines[i], f, " "); rps = f[2] }
+    printf "%.0f %.2f\n", rps, t / hz * 1e6 / req }'
+}
+
+echo "== go bench.sh, $(date -u '+%Y-%m-%d %H:%M:%S') UTC, $(nproc) CPUs, $(go version | awk '{print $3}')"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "A: FNV-split proxy; B: $b_what; $percent % canary; $harness${nice[*]:+; ${nice[*]}}"
+echo "== warm-up"
+run A >/dev/null
+run B >/dev/null
+echo "== $rounds rounds, wrk -t1 -c$connections -d${seconds}s, a new X-Request-Id per request"
+printf '%-6s %-5s %9s %9s %12s %12s %9s %9s\n' round order "A req/s" "B req/s" "A cpu us/req" "B cpu us/req" "tput B/A" "cpu B/A"
+ratios=()
+for i in $(seq "$rounds"); do
+  if [ $((i % 2)) -eq 1 ]; then
+    order="A B"
+    a=$(run A)
+    b=$(run B)
+  else
+    order="B A"
+    b=$(run B)
+    a=$(run A)
+  fi
+  read -r a_rps a_cpu <<<"$a"
+  read -r b_rps b_cpu <<<"$b"
+  t=$(awk -v a="$a_rps" -v b="$b_rps" 'BEGIN {printf "%.3f", b / a}')
+  c=$(awk -v a="$a_cpu" -v b="$b_cpu" 'BEGIN {printf "%.3f", b / a}')
+  printf '%-6s %-5s %9s %9s %12s %12s %9s %9s\n' "$i" "$order" "$a_rps" "$b_rps" "$a_cpu" "$b_cpu" "$t" "$c"
+  ratios+=("$t $c")
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+stop_all
+# gate_at <start|exit>: where B's gate stood then, as its proxy process wrote it
+gate_at() { cat "$tmp"/*.err | sed -n "s/.*bench: gate at $1: //p"; }
+if [ -n "$profile_dir" ]; then
+  mkdir -p "$profile_dir"
+  cp "$tmp"/*.pprof "$tmp/e2e" "$profile_dir/"
+  echo "CPU profiles: $(cd "$profile_dir" && ls ./*.pprof | tr '\n' ' ')in $profile_dir (go tool pprof -top $profile_dir/e2e <profile>)"
+fi
+
+# summary <column>: "median (min – max)" of a column of the ratios
+summary() {
+  printf '%s\n' "${ratios[@]}" | awk -v c="$1" '{print $c}' | sort -g |
+    awk '{v[NR] = $1} END {printf "%.3f (%.3f – %.3f)", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[1], v[NR]}'
+}
+tput=$(summary 1)
+cpu=$(summary 2)
+echo "load average after: $load_after"
+echo "B/A over $rounds rounds, median (range): CPU per request ${cpu}, throughput ${tput}"
+if [ -n "${PGATE_BENCH_CONTROL:-}" ]; then
+  echo "A/A control: B is A again, so the medians' distance from 1.000 and the ranges are the noise floor"
+  exit 0
+fi
+if [ "$(gate_at exit)" != "$(gate_at start)" ]; then
+  echo "B's gate moved during the run (at start: $(gate_at start); at exit: $(gate_at exit)): its split changed, the figures do not compare" >&2
+  exit 1
+fi
+echo "B's gate at start and at exit: $(gate_at exit) (its split never changed)"
+verdict=$(awk -v c="${cpu%% *}" 'BEGIN {print (c <= 1.02) ? "met" : "NOT met"}')
+echo "budget: CPU per request B/A at most 1.02x: $verdict by this run (median ${cpu%% *}x)"
