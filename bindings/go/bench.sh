@@ -28,7 +28,11 @@
 # scheduler, so nothing differs between them but the handler; the gate, and its store's
 # thread, then exist during A's runs too); PGATE_BENCH_CPUPROFILE=DIR writes a CPU profile of
 # each proxy process (DIR/AB.pprof, or DIR/A.pprof and DIR/B.pprof) and the program
-# (DIR/e2e), for `go tool pprof -top DIR/e2e DIR/B.pprof`. As root, every process runs at
+# (DIR/e2e), for `go tool pprof -top DIR/e2e DIR/B.pprof`. PGATE_BENCH_SIMULTANEOUS=1 loads A
+# and B at the same time instead (two proxy processes, one wrk each, round "A+B"): what
+# disturbs one run disturbs the other, so the A/A ratios scatter less on a busy host, but a
+# difference between the two processes counts as the variants' (see BENCHMARKS.md: it is not
+# the budget's measurement). As root, every process runs at
 # nice -20 (fewer preemptions by other work). Every process started here is stopped by its
 # pid on exit; all on 127.0.0.1; every load run is bounded by wrk's -d (and a timeout).
 set -euo pipefail
@@ -99,7 +103,7 @@ proxy() {
   pids+=($!)
   proxy_pid[$name]=$!
 }
-if [ -z "${PGATE_BENCH_TWO_PROCESSES:-}" ]; then
+if [ -z "${PGATE_BENCH_TWO_PROCESSES:-}${PGATE_BENCH_SIMULTANEOUS:-}" ]; then
   harness="one proxy process serving A and B"
   proxy AB -a "127.0.0.1:${port[A]}" -b "127.0.0.1:${port[B]}"
   declare -A pid=([A]=${proxy_pid[AB]} [B]=${proxy_pid[AB]})
@@ -117,35 +121,64 @@ ticks=$(getconf CLK_TCK)
 
 # cpu_ticks <variant>: utime + stime of its proxy process so far, every thread
 cpu_ticks() { awk '{print $14 + $15}' "/proc/${pid[$1]}/stat"; }
-# run <variant>: prints "<requests/s> <CPU microseconds per request>"
-run() {
-  local before after out requests
-  before=$(cpu_ticks "$1")
-  out=$("${nice[@]}" timeout $((seconds + 30)) wrk -t1 -c"$connections" -d"${seconds}s" -s "$tmp/ids.lua" \
-    "http://127.0.0.1:${port[$1]}/")
-  after=$(cpu_ticks "$1")
-  if grep -q -e 'Non-2xx' -e 'Socket errors' <<<"$out"; then
+# load <variant> <file>: one wrk run against the variant's port, its output into file
+load() {
+  "${nice[@]}" timeout $((seconds + 30)) wrk -t1 -c"$connections" -d"${seconds}s" -s "$tmp/ids.lua" \
+    "http://127.0.0.1:${port[$1]}/" >"$2"
+}
+# figures <variant> <file> <ticks>: "<requests/s> <CPU microseconds per request>" of a run
+figures() {
+  if grep -q -e 'Non-2xx' -e 'Socket errors' "$2"; then
     echo "variant $1: wrk saw errors:" >&2
-    echo "$out" >&2
+    cat "$2" >&2
     exit 1
   fi
-  requests=$(awk '/requests in/ {print $1}' <<<"$out")
-  awk -v out="$out" -v req="$requests" -v t=$((after - before)) -v hz="$ticks" 'BEGIN {
-    split(out, lines, "\n"); for (i in lines) if (lines[i] ~ /Requests\/sec/) { split(lines[i], f, " "); rps = f[2] }
-    printf "%.0f %.2f\n", rps, t / hz * 1e6 / req }'
+  awk -v t="$3" -v hz="$ticks" '/requests in/ {req = $1} /Requests\/sec/ {rps = $2}
+    END {printf "%.0f %.2f\n", rps, t / hz * 1e6 / req}' "$2"
+}
+# run <variant>: prints "<requests/s> <CPU microseconds per request>"
+run() {
+  local before after
+  before=$(cpu_ticks "$1")
+  load "$1" "$tmp/wrk.out"
+  after=$(cpu_ticks "$1")
+  figures "$1" "$tmp/wrk.out" $((after - before))
+}
+# run_both: A and B loaded at the same time (two processes, two wrk); prints run A's figures,
+# then run B's
+run_both() {
+  local a0 b0 a1 b1 other
+  a0=$(cpu_ticks A)
+  b0=$(cpu_ticks B)
+  load A "$tmp/wrk-A.out" &
+  other=$!
+  load B "$tmp/wrk-B.out"
+  wait "$other"
+  a1=$(cpu_ticks A)
+  b1=$(cpu_ticks B)
+  echo "$(figures A "$tmp/wrk-A.out" $((a1 - a0))) $(figures B "$tmp/wrk-B.out" $((b1 - b0)))"
 }
 
 echo "== go bench.sh, $(date -u '+%Y-%m-%d %H:%M:%S') UTC, $(nproc) CPUs, $(go version | awk '{print $3}')"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "A: FNV-split proxy; B: $b_what; $percent % canary; $harness${nice[*]:+; ${nice[*]}}"
 echo "== warm-up"
-run A >/dev/null
-run B >/dev/null
+if [ -n "${PGATE_BENCH_SIMULTANEOUS:-}" ]; then
+  run_both >/dev/null
+else
+  run A >/dev/null
+  run B >/dev/null
+fi
 echo "== $rounds rounds, wrk -t1 -c$connections -d${seconds}s, a new X-Request-Id per request"
 printf '%-6s %-5s %9s %9s %12s %12s %9s %9s\n' round order "A req/s" "B req/s" "A cpu us/req" "B cpu us/req" "tput B/A" "cpu B/A"
 ratios=()
 for i in $(seq "$rounds"); do
-  if [ $((i % 2)) -eq 1 ]; then
+  if [ -n "${PGATE_BENCH_SIMULTANEOUS:-}" ]; then
+    order="A+B"
+    read -r a_rps a_cpu b_rps b_cpu <<<"$(run_both)"
+    a="$a_rps $a_cpu"
+    b="$b_rps $b_cpu"
+  elif [ $((i % 2)) -eq 1 ]; then
     order="A B"
     a=$(run A)
     b=$(run B)

@@ -4,7 +4,8 @@
 # from one test binary; prints each round's cpu-ns/req and their ratio, then the median of the
 # ratios. Needs the library's pkg-config files on PKG_CONFIG_PATH, as test.sh sets them up.
 # ProxyHTTP's cpu-ns/req counts the client and upstreams too (one process); ProxyInMemory's
-# is the proxy-only figure.
+# is the proxy-only figure. This is the in-process variant: ../bench.sh measures the proxy in a
+# process of its own under wrk (BENCHMARKS.md, "Go reverse-proxy middleware").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 rounds=${ROUNDS:-9}
