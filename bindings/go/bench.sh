@@ -26,7 +26,8 @@
 # same way); PGATE_BENCH_TWO_PROCESSES=1 serves A and B from two proxy processes instead of
 # one (by default one process serves both: the same runtime, the same GC state, the same
 # scheduler, so nothing differs between them but the handler; the gate, and its store's
-# thread, then exist during A's runs too); PGATE_BENCH_CPUPROFILE=DIR writes a CPU profile of
+# thread, then exist during A's runs too; with two processes, A's holds an idle gate too);
+# PGATE_BENCH_CPUPROFILE=DIR writes a CPU profile of
 # each proxy process (DIR/AB.pprof, or DIR/A.pprof and DIR/B.pprof) and the program
 # (DIR/e2e), for `go tool pprof -top DIR/e2e DIR/B.pprof`. PGATE_BENCH_SIMULTANEOUS=1 loads A
 # and B at the same time instead (two proxy processes, one wrk each, round "A+B"): what
@@ -197,7 +198,7 @@ done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 stop_all
 # gate_at <start|exit>: where B's gate stood then, as its proxy process wrote it
-gate_at() { cat "$tmp"/*.err | sed -n "s/.*bench: gate at $1: //p"; }
+gate_at() { cat "$tmp"/*B.err | sed -n "s/.*bench: gate at $1: //p"; }
 if [ -n "$profile_dir" ]; then
   mkdir -p "$profile_dir"
   cp "$tmp"/*.pprof "$tmp/e2e" "$profile_dir/"

@@ -23,8 +23,9 @@ import (
 // ReverseProxys, the same key, the X-Request-Id header else the client's address, split by
 // FNV-1a, recording nothing), on -a; B, canaryproxy.Proxy over the gate of -config (or, with
 // -control, a second FNV-split proxy: the A/A noise floor), on -b. Either address may be left
-// out, to serve one variant per process; the gate is made only when B is served and is not
-// the control. Both split -percent % to the canary: the gate's canary share must be that
+// out, to serve one variant per process; the gate is made unless -control, also by a process
+// serving A alone (where it routes nothing), so that two processes differ only by their
+// handlers. Both split -percent % to the canary: the gate's canary share must be that
 // (checked at start). Each variant has its own connection pool to the upstreams. It writes
 // the gate's state to standard error at start and, on SIGTERM or SIGINT, at exit ("bench:
 // gate at exit: environment canary, stage 1, canary share 20 %"), then stops the CPU profile
@@ -58,16 +59,18 @@ func runBench(args []string) error {
 		servers = append(servers, &http.Server{Addr: *addrA, Handler: baseline()})
 	}
 	var gate *promotiongates.Gate
+	if !*control { // also when serving A alone: two processes then differ only by their handlers
+		gate, err = benchGate(*configPath, *percent)
+		if err != nil {
+			return err
+		}
+		defer gate.Close()
+	}
 	if *addrB != "" {
 		var b http.Handler
 		if *control {
 			b = baseline()
 		} else {
-			gate, err = benchGate(*configPath, *percent)
-			if err != nil {
-				return err
-			}
-			defer gate.Close()
 			b, err = canaryproxy.New(canaryproxy.Options{
 				Gate: gate, Stable: stable, Canary: canary, Transport: upstreamTransport(),
 			})
