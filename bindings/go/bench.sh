@@ -171,6 +171,7 @@ else
   run B >/dev/null
 fi
 echo "== $rounds rounds, wrk -t1 -c$connections -d${seconds}s, a new X-Request-Id per request"
+echo "cpu us/req: the proxy process's utime + stime (/proc/<pid>/stat, every thread) over the run / wrk's requests"
 printf '%-6s %-5s %9s %9s %12s %12s %9s %9s\n' round order "A req/s" "B req/s" "A cpu us/req" "B cpu us/req" "tput B/A" "cpu B/A"
 ratios=()
 for i in $(seq "$rounds"); do
@@ -225,3 +226,4 @@ fi
 echo "B's gate at start and at exit: $(gate_at exit) (its split never changed)"
 verdict=$(awk -v c="${cpu%% *}" 'BEGIN {print (c <= 1.02) ? "met" : "NOT met"}')
 echo "budget: CPU per request B/A at most 1.02x: $verdict by this run (median ${cpu%% *}x)"
+echo "(read it beside an A/A control, PGATE_BENCH_CONTROL=1 $0 $rounds: a median no further from 1 than the control's is noise)"
