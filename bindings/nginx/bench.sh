@@ -72,7 +72,7 @@ CONF
 
 mkdir -p "$tmp/store"
 [ "$(id -u)" -ne 0 ] || chown nobody:nogroup "$tmp/store"
-store=', "store": {"sqlite": {"path": "'"$tmp/store/bench.db"'", "sync_interval_ms": '"$sync_ms"'}}'
+store=', "store": {"sqlite": {"path": "'"$tmp/store/bench.db"'", "sync_interval_ms": '"$sync_ms"', "fleet_judging": false}}'
 [ "${PGATE_BENCH_STORE:-1}" = 1 ] || store="" # a gate without a store starts no thread
 echo '{"gate": "bench", "environment": {"canary": {"traffic_percent": 20}}'"$store"'}' >"$tmp/gate.json"
 a_conf="split_clients \"\$request_id\" \$variant_a { 20% canary; * stable; }
