@@ -47,6 +47,8 @@ profile_dir=${PGATE_BENCH_CPUPROFILE:-}
 
 # shellcheck source=loopback.sh
 . "$here/loopback.sh"
+# shellcheck source=../ab_rounds.sh
+. "$here/../ab_rounds.sh"
 install_wrk
 
 tmp=$(mktemp -d)
@@ -160,25 +162,7 @@ run A >/dev/null
 run B >/dev/null
 echo "== $rounds rounds, wrk -t1 -c$connections -d${seconds}s, a new X-Request-Id per request"
 echo "cpu us/req: the proxy process's utime + stime (/proc/<pid>/stat, every thread) over the run / wrk's requests"
-printf '%-6s %-5s %9s %9s %12s %12s %9s %9s\n' round order "A req/s" "B req/s" "A cpu us/req" "B cpu us/req" "tput B/A" "cpu B/A"
-ratios=()
-for i in $(seq "$rounds"); do
-  if [ $((i % 2)) -eq 1 ]; then
-    order="A B"
-    a=$(run A)
-    b=$(run B)
-  else
-    order="B A"
-    b=$(run B)
-    a=$(run A)
-  fi
-  read -r a_rps a_cpu <<<"$a"
-  read -r b_rps b_cpu <<<"$b"
-  t=$(awk -v a="$a_rps" -v b="$b_rps" 'BEGIN {printf "%.3f", b / a}')
-  c=$(awk -v a="$a_cpu" -v b="$b_cpu" 'BEGIN {printf "%.3f", b / a}')
-  printf '%-6s %-5s %9s %9s %12s %12s %9s %9s\n' "$i" "$order" "$a_rps" "$b_rps" "$a_cpu" "$b_cpu" "$t" "$c"
-  ratios+=("$t $c")
-done
+ab_rounds "$rounds"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 stop_all
 # gate_at <start|exit>: where B's gate stood then, as its proxy process wrote it

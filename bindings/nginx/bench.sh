@@ -17,6 +17,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../ab_rounds.sh
+. "$here/../ab_rounds.sh"
 rounds=${1:-7}
 workers=${PGATE_BENCH_WORKERS:-1}
 seconds=${PGATE_BENCH_SECONDS:-4}
@@ -123,23 +125,7 @@ echo "== warm-up"
 run A >/dev/null
 run B >/dev/null
 echo "== $rounds rounds, $workers proxy worker(s), wrk -t1 -c$connections -d${seconds}s"
-printf '%-6s %12s %12s %12s %12s %9s %9s\n' round "A req/s" "B req/s" "A cpu us/req" "B cpu us/req" "tput B/A" "cpu B/A"
-ratios=()
-for i in $(seq "$rounds"); do
-  if [ $((i % 2)) -eq 1 ]; then
-    a=$(run A)
-    b=$(run B)
-  else
-    b=$(run B)
-    a=$(run A)
-  fi
-  read -r a_rps a_cpu <<<"$a"
-  read -r b_rps b_cpu <<<"$b"
-  t=$(awk -v a="$a_rps" -v b="$b_rps" 'BEGIN {printf "%.3f", b / a}')
-  c=$(awk -v a="$a_cpu" -v b="$b_cpu" 'BEGIN {printf "%.3f", b / a}')
-  printf '%-6s %12s %12s %12s %12s %9s %9s\n' "$i" "$a_rps" "$b_rps" "$a_cpu" "$b_cpu" "$t" "$c"
-  ratios+=("$t $c")
-done
+ab_rounds "$rounds"
 
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 tput=$(printf '%s\n' "${ratios[@]}" | awk '{print $1}' | median)

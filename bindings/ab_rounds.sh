@@ -1,0 +1,28 @@
+# Sourced by bindings/go/bench.sh and bindings/nginx/bench.sh: the alternated A/B rounds both
+# benchmarks run. The caller defines `run <A|B>`, which loads one variant and prints
+# "<requests/s> <CPU microseconds per request>".
+
+# ab_rounds <rounds>: runs A then B, or B then A (alternating by round), prints a row per
+# round, and leaves each round's "<throughput B/A> <CPU per request B/A>" in ratios[]
+ab_rounds() {
+  local i order a b a_rps a_cpu b_rps b_cpu t c
+  ratios=()
+  printf '%-6s %-5s %9s %9s %12s %12s %9s %9s\n' round order "A req/s" "B req/s" "A cpu us/req" "B cpu us/req" "tput B/A" "cpu B/A"
+  for i in $(seq "$1"); do
+    if [ $((i % 2)) -eq 1 ]; then
+      order="A B"
+      a=$(run A)
+      b=$(run B)
+    else
+      order="B A"
+      b=$(run B)
+      a=$(run A)
+    fi
+    read -r a_rps a_cpu <<<"$a"
+    read -r b_rps b_cpu <<<"$b"
+    t=$(awk -v a="$a_rps" -v b="$b_rps" 'BEGIN {printf "%.3f", b / a}')
+    c=$(awk -v a="$a_cpu" -v b="$b_cpu" 'BEGIN {printf "%.3f", b / a}')
+    printf '%-6s %-5s %9s %9s %12s %12s %9s %9s\n' "$i" "$order" "$a_rps" "$b_rps" "$a_cpu" "$b_cpu" "$t" "$c"
+    ratios+=("$t $c")
+  done
+}
