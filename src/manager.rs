@@ -73,7 +73,7 @@ pub struct PromotionGateManager {
     /// route that needs them (a gate that lists override ids, or a forcing value passed), so
     /// that such routes read no shared atomic while the generation is unchanged. Holds that
     /// snapshot alive until the thread routes under a newer one (or the gate is dropped).
-    override_cache: ThreadLocal<RefCell<Option<Arc<Snapshot>>>>,
+    override_cache: ThreadLocal<RefCell<Arc<Snapshot>>>,
     /// Applies other processes' writes from the state store, when the config names one.
     /// Stopped by the gate's `Drop`, which then stores a rollback the thread has not written.
     sync: Option<stored::SyncThread>,

@@ -129,6 +129,12 @@ impl Monitor {
         self.metrics.ignored_override_value();
     }
 
+    /// Makes the calling thread's recorder now if it has none, so that counting on this
+    /// thread later allocates nothing.
+    pub(crate) fn prepare_thread(&self) {
+        self.metrics.prepare_thread();
+    }
+
     /// Forcing values ignored, over all threads.
     pub(crate) fn ignored_override_values(&self) -> u64 {
         self.metrics.ignored_overrides()

@@ -6,12 +6,12 @@
 //! Routing copies the table into a per-thread cache and only looks at the shared snapshot again
 //! when the gate's generation number moves.
 
-use crate::bucket::{BUCKETS, SaltedHasher};
+use crate::bucket::{BUCKETS, Bucket, SaltedHasher};
 use crate::config::{Environment, PromotionConfig};
-use crate::decision::{RouteReason, RoutingDecision, StageId};
+use crate::decision::{Cohort, RouteReason, RoutingDecision, StageId};
 use crate::error::FlagError;
 use crate::flags::{EnabledFeatures, FlagSetId, FlagSetIndex, FlagSets};
-use crate::overrides::OverrideTable;
+use crate::overrides::{Forced, OverrideTable};
 
 /// Everything one routing decision needs, in about a cache line and a half.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +38,19 @@ impl RouteTable {
     #[inline]
     pub(crate) fn route<'a>(&self, sets: &'a FlagSets, request_id: &[u8]) -> RoutingDecision<'a> {
         let bucket = self.hasher.bucket(request_id);
-        let is_canary = bucket.get() < self.threshold;
+        self.decision(sets, bucket, bucket.get() < self.threshold, None)
+    }
+
+    /// The decision for a request in `bucket` sent to the new version (`is_canary`) or the
+    /// stable one, by its bucket or, with `forced`, by an override.
+    #[inline]
+    fn decision<'a>(
+        &self,
+        sets: &'a FlagSets,
+        bucket: Bucket,
+        is_canary: bool,
+        forced: Option<Forced>,
+    ) -> RoutingDecision<'a> {
         RoutingDecision {
             target_environment: self.environment,
             is_canary,
@@ -47,10 +59,10 @@ impl RouteTable {
                 environment: self.environment,
                 bucket,
                 threshold: self.threshold,
-                forced: None,
+                forced,
             },
             stage: self.stage,
-            forced: None,
+            forced,
         }
     }
 
@@ -90,17 +102,14 @@ impl Snapshot {
         request_id: &[u8],
         value: Option<&[u8]>,
     ) -> Overridden<'a> {
-        let mut decision = self.route.route(sets, request_id);
-        let (forced, ignored_value) =
-            self.overrides
-                .force(request_id, decision.reason.bucket, value);
-        if let Some(forced) = forced {
-            decision.is_canary = forced.to == crate::decision::Cohort::Canary;
-            decision.enabled_features =
-                EnabledFeatures::new(sets, self.route.flags(decision.is_canary));
-            decision.forced = Some(forced);
-            decision.reason.forced = Some(forced);
-        }
+        let table = &self.route;
+        let bucket = table.hasher.bucket(request_id);
+        let (forced, ignored_value) = self.overrides.force(request_id, bucket, value);
+        let is_canary = match forced {
+            Some(forced) => forced.to == Cohort::Canary,
+            None => bucket.get() < table.threshold,
+        };
+        let decision = table.decision(sets, bucket, is_canary, forced);
         Overridden {
             decision,
             ignored_value,

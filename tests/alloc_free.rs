@@ -156,3 +156,34 @@ fn forced_routing_allocates_nothing_after_warm_up() {
     assert!(ignored_per_run > 0);
     assert_eq!(manager.ignored_override_values(), 3 * ignored_per_run);
 }
+
+#[test]
+fn a_threads_first_ignored_forcing_value_allocates_nothing_after_its_first_call() {
+    let manager = gate(PromotionConfig {
+        environment: canary(10.0),
+        overrides: Some(Overrides {
+            header: Some("X-Canary".to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    // A thread that only routes (it records nothing, so nothing else made its recorder): its
+    // first call passes an honoured value, and only later does a value get ignored.
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let first = manager.route_request_forced(b"tester", Some(b"canary"));
+            assert!(first.forced.is_some());
+            // The allocator counts on this thread: a check that the measure below can fail.
+            let (_, allocated) = allocations_during(|| std::hint::black_box(vec![0u8; 8]).len());
+            assert_eq!(allocated.count, 1);
+            let ids: Vec<String> = (0..IDS).map(|i| format!("user-{i}-session")).collect();
+            let (_, allocated) = allocations_during(|| {
+                ids.iter()
+                    .map(|id| read(manager.route_request_forced(id.as_bytes(), Some(b"bogus"))))
+                    .sum::<usize>()
+            });
+            assert_eq!(allocated, Allocated::default());
+        });
+    });
+    assert_eq!(manager.ignored_override_values(), IDS as u64);
+}

@@ -29,6 +29,8 @@ package promotiongates
 #cgo nocallback pgate_rollback_history_json
 #cgo noescape pgate_route
 #cgo nocallback pgate_route
+#cgo noescape pgate_route_forced
+#cgo nocallback pgate_route_forced
 #cgo noescape pgate_record
 #cgo nocallback pgate_record
 #cgo noescape pgate_record_by_id

@@ -759,12 +759,14 @@ func TestUnclosedGatesAreFreed(t *testing.T) {
 	}
 }
 
-// TestHotCallsDoNotAllocate: Route, RouteString, Record and HasFeature allocate nothing.
+// TestHotCallsDoNotAllocate: Route, RouteString, RouteForced, RouteForcedString, Record and
+// HasFeature allocate nothing (a forcing value honoured or ignored alike).
 func TestHotCallsDoNotAllocate(t *testing.T) {
 	if debugGC {
 		t.Skip("the GC hammer of -tags pgatedebug makes allocation counts meaningless")
 	}
-	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["x"]}`, "")
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["x"],
+		"overrides": {"header": "X-Canary"}}`, "")
 	id := []byte("user-12345-session")
 	d, _ := g.Route(id)
 	_, _ = g.HasFeature(d, "x") // fills the flag-set cache
@@ -772,9 +774,13 @@ func TestHotCallsDoNotAllocate(t *testing.T) {
 	for name, f := range map[string]func(){
 		"Route":       func() { d, _ = g.Route(id) },
 		"RouteString": func() { d, _ = g.RouteString("user-12345-session") },
-		"Record":      func() { _, _ = g.Record(d, true, time.Millisecond) },
-		"RecordByID":  func() { _, _ = g.RecordByID(id, true, time.Millisecond) },
-		"HasFeature":  func() { _, _ = g.HasFeature(d, "x") },
+		"RouteForced": func() { d, _ = g.RouteForced(id, []byte("canary")) },
+		"RouteForcedString, ignored value": func() {
+			d, _ = g.RouteForcedString("user-12345-session", "bogus", true)
+		},
+		"Record":     func() { _, _ = g.Record(d, true, time.Millisecond) },
+		"RecordByID": func() { _, _ = g.RecordByID(id, true, time.Millisecond) },
+		"HasFeature": func() { _, _ = g.HasFeature(d, "x") },
 	} {
 		if n := testing.AllocsPerRun(200, f); n != 0 {
 			t.Errorf("%s: %v allocations per call", name, n)

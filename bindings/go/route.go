@@ -168,6 +168,8 @@ func (g *Gate) routeForced(id *C.uint8_t, n int, present bool, value *C.uint8_t,
 	return d, nil
 }
 
+// route is routeForced with no value, written out: calling routeForced made RouteString
+// about 14 ns slower in BenchmarkRouteString (the canaryproxy's call on every request).
 func (g *Gate) route(id *C.uint8_t, n int) (Decision, error) {
 	var d Decision
 	p := g.acquire()

@@ -120,18 +120,8 @@ pub unsafe extern "C" fn pgate_route(
     id_len: usize,
     out: *mut pgate_decision,
 ) -> pgate_status {
-    guard(|| {
-        // SAFETY: the caller keeps the gate alive during the call.
-        let gate = unsafe { hot(gate) }?;
-        if out.is_null() {
-            return Err(pgate_status::NullPointer);
-        }
-        // SAFETY: the caller guarantees id_len readable bytes at id.
-        let id = unsafe { bytes(id, id_len) }?;
-        let d = gate.manager.route_request_bytes(id);
-        // SAFETY: out is non-NULL and valid for a write (caller's contract).
-        unsafe { write(out, to_c_decision(&d)) }
-    })
+    // SAFETY: the caller's contract is `route_into`'s.
+    unsafe { route_into(gate, id, id_len, out, || Ok(None)) }
 }
 
 /// Routes a request id like `pgate_route`, with the forcing value the host read from the
@@ -152,6 +142,32 @@ pub unsafe extern "C" fn pgate_route_forced(
     value_len: usize,
     out: *mut pgate_decision,
 ) -> pgate_status {
+    let value = || {
+        if value.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: value is non-NULL, and the caller guarantees value_len readable bytes.
+        unsafe { bytes(value, value_len) }.map(Some)
+    };
+    // SAFETY: the caller's contract is `route_into`'s.
+    unsafe { route_into(gate, id, id_len, out, value) }
+}
+
+/// The body of `pgate_route` and `pgate_route_forced`: routes `id` with the forcing value
+/// `value` reads (after the id). Inlined, and generic over `value`, so that each entry point
+/// has its own copy and `pgate_route` pays nothing for forcing values.
+///
+/// # Safety
+/// `gate` must be a live gate; `id` NULL (with `id_len` 0) or `id_len` readable bytes; `out`
+/// valid for a write.
+#[inline(always)]
+unsafe fn route_into<'v>(
+    gate: *const pgate_gate,
+    id: *const u8,
+    id_len: usize,
+    out: *mut pgate_decision,
+    value: impl FnOnce() -> Result<Option<&'v [u8]>, pgate_status>,
+) -> pgate_status {
     guard(|| {
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { hot(gate) }?;
@@ -160,13 +176,7 @@ pub unsafe extern "C" fn pgate_route_forced(
         }
         // SAFETY: the caller guarantees id_len readable bytes at id.
         let id = unsafe { bytes(id, id_len) }?;
-        let value = if value.is_null() {
-            None
-        } else {
-            // SAFETY: value is non-NULL, and the caller guarantees value_len readable bytes.
-            Some(unsafe { bytes(value, value_len) }?)
-        };
-        let d = gate.manager.route_request_forced(id, value);
+        let d = gate.manager.route_request_forced(id, value()?);
         // SAFETY: out is non-NULL and valid for a write (caller's contract).
         unsafe { write(out, to_c_decision(&d)) }
     })

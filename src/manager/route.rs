@@ -120,7 +120,8 @@ impl PromotionGateManager {
     /// Routes with the snapshot's overrides (its id table is not in the `Copy` route table),
     /// read through this thread's reference to the snapshot of the route table's generation.
     /// Out of line: a gate without overrides never calls it. Lock-free and allocation-free
-    /// after the thread's first call (one hash-table probe of the listed ids' buckets).
+    /// after the thread's first call (one hash-table probe of the listed ids' buckets); that
+    /// call also makes the thread's recorder, which counts the ignored forcing values.
     #[inline(never)]
     fn route_overridden(
         &self,
@@ -128,22 +129,19 @@ impl PromotionGateManager {
         request_id: &[u8],
         forcing_value: Option<&[u8]>,
     ) -> RoutingDecision<'_> {
-        let cell = self
-            .override_cache
-            .get_or(|| RefCell::new(Some(self.shared.current.load_full())));
+        let cell = self.override_cache.get_or(|| {
+            self.shared.monitor.prepare_thread();
+            RefCell::new(self.shared.current.load_full())
+        });
         // Not reentrant (routing calls nothing of the host's), so the cell is never borrowed
         // here already; if it were, the shared snapshot would serve.
         let Ok(mut cached) = cell.try_borrow_mut() else {
             return self.route_overridden_shared(request_id, forcing_value);
         };
-        if cached.as_ref().map(|s| s.route.generation) != Some(generation) {
-            *cached = Some(self.shared.current.load_full());
+        if cached.route.generation != generation {
+            *cached = self.shared.current.load_full();
         }
-        let Some(snapshot) = cached.as_deref() else {
-            return self.route_overridden_shared(request_id, forcing_value);
-        };
-        let overridden =
-            snapshot.route_overridden(&self.shared.flag_sets, request_id, forcing_value);
+        let overridden = cached.route_overridden(&self.shared.flag_sets, request_id, forcing_value);
         if overridden.ignored_value {
             self.shared.monitor.ignored_override_value();
         }

@@ -269,6 +269,11 @@ impl Metrics {
         self.recorder().count_ignored_override();
     }
 
+    /// Makes the calling thread's recorder if it has none.
+    pub(crate) fn prepare_thread(&self) {
+        self.recorder();
+    }
+
     /// Forcing values ignored, over all threads.
     pub(crate) fn ignored_overrides(&self) -> u64 {
         self.recorders.iter().map(|r| r.ignored_overrides()).sum()

@@ -12,7 +12,7 @@
 // exposition (/metrics) on -admin. It writes one line per proxied request to -log,
 // "<pid> <version> <status> <forced> <key>" (version canary or stable: the upstream it was
 // sent to; status 0 when the client went away before an answer; forced 1 when an override
-// forced it; key the routing key), and one line per state change of the gate to standard
+// forced it, by the gate's decision; key the routing key), and one line per state change of the gate to standard
 // error ("change rollback from canary to production (origin this_gate): <reason>"). SIGTERM or SIGINT stop it: the
 // servers shut down, the log is flushed and the gate closed.
 //
@@ -163,7 +163,11 @@ func runProxy(args []string) error {
 		s := &served{version: "stable"}
 		sw := &statusWriter{ResponseWriter: w}
 		proxy.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), servedKey{}, s)))
-		_, forced := proxy.ForcingValue(r)
+		// Routed again for the log: whether an override forced the request (routing is
+		// deterministic, and an override's effect does not depend on the stage), not merely
+		// whether a forcing value was sent. An ignored value is counted twice by the gate.
+		d, err := proxy.Route(r)
+		forced := err == nil && d.ForcedBy() != promotiongates.NotForced
 		requests.write(s.version, sw.status, forced, proxy.Key(r))
 	})
 	adminMux := http.NewServeMux()
