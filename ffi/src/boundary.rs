@@ -82,6 +82,14 @@ macro_rules! numbered {
             pub(crate) fn from_u32(number: u32) -> Option<$enum> {
                 Self::ALL.iter().copied().find(|v| *v as u32 == number)
             }
+
+            /// What a refusal of another number lists: each variant's number and lower-case
+            /// name, "0 (canary), 1 (staging) or 2 (production)".
+            #[allow(dead_code)] // not every enum read from C is named in an error
+            pub(crate) fn choices() -> String {
+                let names = [$(stringify!($variant)),+];
+                $crate::boundary::choices(Self::ALL.iter().map(|v| *v as u32).zip(names))
+            }
         }
 
         // Fails to compile when a variant of the enum is missing from the call.
@@ -91,6 +99,24 @@ macro_rules! numbered {
     };
 }
 pub(crate) use numbered;
+
+/// "0 (canary), 1 (staging) or 2 (production)" from numbered names (lower-cased).
+pub(crate) fn choices(numbered: impl ExactSizeIterator<Item = (u32, &'static str)>) -> String {
+    let last = numbered.len().saturating_sub(1);
+    let mut text = String::new();
+    for (i, (number, name)) in numbered.enumerate() {
+        let separator = match i {
+            0 => "",
+            _ if i == last => " or ",
+            _ => ", ",
+        };
+        text.push_str(&format!(
+            "{separator}{number} ({})",
+            name.to_ascii_lowercase()
+        ));
+    }
+    text
+}
 
 /// Borrows `len` values of `T` at `ptr`. NULL is accepted only with `len == 0`; a length whose
 /// size in bytes passes `isize::MAX` is refused.
@@ -234,6 +260,22 @@ mod tests {
             |e| e as u32,
             pgate_environment::from_u32,
         );
+    }
+
+    #[test]
+    fn refusals_list_every_variant_by_number_and_name() {
+        use crate::log::pgate_log_level;
+        use crate::route::pgate_environment;
+        assert_eq!(
+            pgate_environment::choices(),
+            "0 (canary), 1 (staging) or 2 (production)"
+        );
+        assert_eq!(
+            pgate_log_level::choices(),
+            "1 (error), 2 (warn), 3 (info), 4 (debug) or 5 (trace)"
+        );
+        assert_eq!(choices([(7, "One")].into_iter()), "7 (one)");
+        assert_eq!(choices(std::iter::empty()), "");
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub unsafe extern "C" fn pgate_promote(
                 return Err(Failure::new(
                     pgate_status::InvalidArgument,
                     format!(
-                        "invalid environment = {environment}: 0 (canary), 1 (staging) or 2 (production)"
+                        "invalid environment = {environment}: {}",
+                        pgate_environment::choices()
                     ),
                 ));
             }

@@ -85,7 +85,10 @@ fn bad_input_returns_a_status_and_changes_nothing() {
             pgate_promote(gate, 7, 1.0, &mut err),
             pgate_status::InvalidArgument
         );
-        assert!(error_text(err).contains("invalid environment = 7"));
+        assert_eq!(
+            error_text(err),
+            "invalid environment = 7: 0 (canary), 1 (staging) or 2 (production)"
+        );
         assert_eq!(
             pgate_promote(gate, 1, 0.0, &mut err),
             pgate_status::InvalidPromotion
