@@ -802,8 +802,12 @@ impl Shared {
     fn install(&self, snapshot: Snapshot, origin: ChangeOrigin, events: &[RollbackEvent]) {
         let (stage, generation) = (snapshot.route.stage, snapshot.route.generation);
         // Before the snapshot: a decision of the new stage must never find the recorders'
-        // newest stage older than its own (it would be refused as another gate's).
-        self.monitor.stage_started(stage);
+        // newest stage older than its own (it would be refused as another gate's). Only a new
+        // stage restarts the stage's clock: a flag change or a config swap within the stage
+        // must not push back its warm-up or its no-data alarm.
+        if stage != self.current.load().route.stage {
+            self.monitor.stage_started(stage);
+        }
         let snapshot = Arc::new(snapshot);
         let before = self.current.swap(Arc::clone(&snapshot));
         self.generation.store(generation, Ordering::Release);

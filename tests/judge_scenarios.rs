@@ -557,16 +557,21 @@ fn errors_older_than_the_window_no_longer_count_at_one_request_per_second() {
     );
 }
 
-#[test]
-fn a_canary_that_reports_nothing_is_no_data_and_cannot_be_promoted() {
-    let (gate, clock) = canary_gate(5.0, true);
+/// 20 stable requests a second for 130 s, past the default `no_data_after` of 120 s, and no
+/// canary outcome (at 5 % about 137 were due); `at_tick(tick)` runs before each request, one
+/// every 50 ms. Asserts that the canary is then flagged NO_DATA.
+fn a_silent_canary_for_130_s(
+    gate: &PromotionGateManager,
+    clock: &ManualClock,
+    mut at_tick: impl FnMut(u64),
+) {
     let stage = gate.stage();
-    // 20 stable requests a second for 130 s, past the default `no_data_after` of 120 s:
-    // at 5 % about 137 canary outcomes were due, and none arrived.
     for tick in 0..2_600u64 {
         clock.set(Duration::from_millis(tick * 50));
+        at_tick(tick);
         gate.record_for(stage, false, tick % 100 != 0, Duration::from_millis(20));
     }
+    assert_eq!(gate.stage(), stage);
     let health = gate.monitor_canary_health();
     assert_eq!(
         health.recommendation,
@@ -574,6 +579,13 @@ fn a_canary_that_reports_nothing_is_no_data_and_cannot_be_promoted() {
         "{}",
         health.evidence
     );
+}
+
+#[test]
+fn a_canary_that_reports_nothing_is_no_data_and_cannot_be_promoted() {
+    let (gate, clock) = canary_gate(5.0, true);
+    let stage = gate.stage();
+    a_silent_canary_for_130_s(&gate, &clock, |_| {});
     let refused = gate.promote(Environment::Staging).unwrap_err();
     assert!(
         matches!(&refused, Error::Promotion(PromotionError::InsufficientData { evidence })
@@ -582,6 +594,21 @@ fn a_canary_that_reports_nothing_is_no_data_and_cannot_be_promoted() {
     );
     assert_eq!(gate.stage(), stage);
     assert!(gate.get_rollback_history().is_empty());
+}
+
+#[test]
+fn a_flag_change_within_the_stage_does_not_restart_its_no_data_clock() {
+    let (gate, clock) = canary_gate(5.0, true);
+    // A flag switched on and off every 20 s: each change publishes a new snapshot of the same
+    // stage, which must not restart the stage's clock (else the silent canary would look
+    // 10 s old, and a flag toggled often would hide it forever).
+    a_silent_canary_for_130_s(&gate, &clock, |tick| {
+        if tick % 400 == 200 {
+            gate.enable_feature("dark_mode").expect("a flag change");
+        } else if tick % 400 == 0 && tick > 0 {
+            gate.disable_feature("dark_mode").expect("a flag change");
+        }
+    });
 }
 
 #[test]

@@ -108,6 +108,81 @@ fn a_race_between_a_rollback_and_a_ramp_converges() {
     ]);
 }
 
+/// Writes `value` at `key` of the etcd on `endpoint`, as another program (or etcdctl) would.
+fn put(endpoint: &str, key: &str, value: &str) {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let body = serde_json::json!({"key": engine.encode(key), "value": engine.encode(value)});
+    ureq::post(format!("{endpoint}/v3/kv/put"))
+        .send(body.to_string())
+        .unwrap();
+}
+
+#[test]
+fn a_tampered_release_is_refused_naming_the_field_and_its_value() {
+    let Some(endpoint) = endpoint("etcd tampered release") else {
+        return;
+    };
+    for (value, named) in [
+        (
+            r#"{"version": 18446744073709551615, "stage": 1, "config": {}}"#,
+            "release.version = 18446744073709551615",
+        ),
+        (
+            r#"{"version": 2, "stage": 9223372036854775808, "config": {}}"#,
+            "release.stage = 9223372036854775808",
+        ),
+        (
+            r#"{"version": 2, "stage": 1, "config": {"rollback_window_seconds": 0}}"#,
+            "release.config: ",
+        ),
+    ] {
+        let prefix = unique_prefix("tampered");
+        drop(open(&endpoint, &prefix).unwrap());
+        put(&endpoint, &format!("{prefix}/release"), value);
+        let Err(Error::Store(err)) = open(&endpoint, &prefix) else {
+            panic!("a gate opened on the release {value}");
+        };
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+        let message = err.to_string();
+        assert!(message.contains(named), "{message}");
+    }
+}
+
+#[test]
+fn lowering_the_history_bound_below_many_stored_events_trims_them_in_one_write() {
+    let Some(endpoint) = endpoint("etcd history trim") else {
+        return;
+    };
+    let prefix = unique_prefix("trim");
+    let gate = open(&endpoint, &prefix).unwrap();
+    let mut config = gate.config();
+    config.max_rollback_history = 1_000;
+    gate.swap_config(config).unwrap();
+    // More events than etcd's default limit of operations in one transaction (128), so that
+    // deleting them one key per operation would be refused.
+    for i in 0..140 {
+        gate.promote(Environment::Canary {
+            traffic_percent: 5.0,
+        })
+        .unwrap();
+        gate.rollback(format!("rollback {i}")).unwrap();
+    }
+    assert_eq!(gate.rollback_history().len(), 140);
+    let mut config = gate.config();
+    config.max_rollback_history = 10;
+    gate.swap_config(config).unwrap();
+    let kept = gate.rollback_history();
+    assert_eq!(kept.len(), 10);
+    drop(gate);
+    let reopened = open(&endpoint, &prefix).unwrap();
+    assert_eq!(reopened.rollback_history(), kept);
+    assert_eq!(
+        reopened.rollback_history().last().map(|e| e.reason.clone()),
+        Some("rollback 139".to_string())
+    );
+}
+
 #[test]
 fn an_unreachable_cluster_is_an_error_naming_it() {
     // Needs no etcd: nothing listens on port 9, and the other member cannot answer.

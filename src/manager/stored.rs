@@ -565,14 +565,18 @@ pub(super) struct Handoff {
 
 impl Handoff {
     /// Leaves `verdict` for the sync thread (replacing an older one) and wakes it; false when
-    /// the gate has no sync thread.
+    /// the gate has no sync thread, or when it has ended (the verdict is then taken back, and
+    /// the caller must act on it itself).
     pub(super) fn offer(&self, verdict: &Verdict) -> bool {
         let Some(wake) = self.wake.get() else {
             return false;
         };
         *self.lock() = Some(verdict.clone());
-        let _ = wake.send(Signal::Wake);
-        true
+        if wake.send(Signal::Wake).is_ok() {
+            return true;
+        }
+        self.take();
+        false
     }
 
     fn take(&self) -> Option<Verdict> {

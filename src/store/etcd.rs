@@ -180,8 +180,10 @@ impl EtcdStore {
         Err(self.error(StoreProblem::Conflict, "the schema key kept changing"))
     }
 
-    /// The history keys a write must delete to keep `history_bound` events, oldest first.
-    fn history_to_trim(&self, write: &StoredWrite) -> Result<Vec<String>, StoreError> {
+    /// The one delete a write needs to keep `history_bound` events: the range from the oldest
+    /// history key up to the first one kept (one operation however many go: etcd limits the
+    /// operations of a transaction, 128 by default), or none when nothing goes.
+    fn history_trim(&self, write: &StoredWrite) -> Result<Option<Value>, StoreError> {
         let response = self.call(
             "/v3/kv/range",
             &json!({
@@ -190,14 +192,21 @@ impl EtcdStore {
                 "keys_only": true,
             }),
         )?;
-        let mut keys = Vec::new();
-        for kv in response["kvs"].as_array().into_iter().flatten() {
-            keys.push(String::from_utf8_lossy(&self.decode(&kv["key"])?).into_owned());
-        }
-        let total = keys.len() + usize::from(write.event.is_some());
+        let stored = response["kvs"].as_array().map_or(0, Vec::len);
+        let total = stored + usize::from(write.event.is_some());
         let excess = total.saturating_sub(write.history_bound.max(1));
-        keys.truncate(excess);
-        Ok(keys)
+        if excess == 0 {
+            return Ok(None);
+        }
+        // etcd returns the keys in byte order: the zero-padded versions, oldest first.
+        let end = match response["kvs"].as_array().and_then(|kvs| kvs.get(excess)) {
+            Some(kept) => self.decode(&kept["key"])?,
+            None => self.history_end().into_bytes(),
+        };
+        Ok(Some(json!({"request_delete_range": {
+            "key": BASE64.encode(self.key("history/")),
+            "range_end": BASE64.encode(end),
+        }})))
     }
 
     /// The contribution key of `instance`.
@@ -229,13 +238,19 @@ impl EtcdStore {
         Ok(id)
     }
 
+    /// The stored release, read and checked ([`StoredRelease::checked`]): another process, or
+    /// a hand edit, may have written anything there.
     fn release(&self, found: &Found) -> Result<StoredRelease, StoreError> {
-        serde_json::from_slice(&found.value).map_err(|e| {
+        let not_ours = |e: String| {
             self.error(
                 StoreProblem::NotOurs,
                 format!("{}: {e}", self.key("release")),
             )
-        })
+        };
+        serde_json::from_slice::<StoredRelease>(&found.value)
+            .map_err(|e| not_ours(e.to_string()))?
+            .checked()
+            .map_err(not_ours)
     }
 }
 
@@ -300,9 +315,7 @@ impl StateStore for EtcdStore {
                     .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
                 success.push(put(&self.history_key(event.version), &value));
             }
-            for key in self.history_to_trim(write)? {
-                success.push(json!({"request_delete_range": {"key": BASE64.encode(key)}}));
-            }
+            success.extend(self.history_trim(write)?);
             let response = self.call(
                 "/v3/kv/txn",
                 &json!({"compare": [compare], "success": success}),

@@ -193,13 +193,15 @@ impl SqliteStore {
         if version <= since {
             return Ok(None);
         }
-        let config = PromotionConfig::from_json(&config)
+        let config = PromotionConfig::parse_json(&config)
             .map_err(|e| self.error(StoreProblem::NotOurs, format!("release.config: {e}")))?;
         let release = StoredRelease {
             version,
             stage: self.count("release.stage", stage)?,
             config,
-        };
+        }
+        .checked()
+        .map_err(|e| self.error(StoreProblem::NotOurs, e))?;
         let mut statement = connection
             .prepare_cached(
                 "SELECT version, rolled_back, feature, reason, rollback_trigger, environment, timestamp_ns

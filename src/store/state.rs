@@ -22,6 +22,24 @@ pub(crate) struct StoredRelease {
     pub(crate) config: PromotionConfig,
 }
 
+impl StoredRelease {
+    /// Checks a release read from a store, which another process or a hand edit may have
+    /// written: its config valid, its version and stage at most `i64::MAX` (what SQLite can
+    /// hold, so that the next write's `+ 1` never overflows). Every backend reads its release
+    /// through it. The error names the field and its value.
+    pub(crate) fn checked(self) -> Result<Self, String> {
+        for (field, value) in [("version", self.version), ("stage", self.stage)] {
+            if i64::try_from(value).is_err() {
+                return Err(format!("release.{field} = {value}: at most {}", i64::MAX));
+            }
+        }
+        self.config
+            .validate()
+            .map_err(|e| format!("release.config: {e}"))?;
+        Ok(self)
+    }
+}
+
 /// One rollback event as stored. The structured evidence of an automatic rollback stays in
 /// the process that judged; its text is part of `reason`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
