@@ -12,9 +12,12 @@ package promotiongates
 import "C"
 
 import (
+	"cmp"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"runtime"
+	"slices"
 	"unsafe"
 )
 
@@ -23,24 +26,41 @@ const PrometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 
 // MetricsPrometheus returns the Prometheus text exposition (format 0.0.4) of the gates: each
 // metric family once, one series per gate, labelled gate="<name>" (give the gates distinct
-// names, and pass each gate once). It reads the gates without side effects: a scrape never
-// judges, so it may run as often as wanted.
+// names). A gate passed twice is an error. It reads the gates without side effects: a scrape
+// never judges, so it may run as often as wanted.
 func MetricsPrometheus(gates ...*Gate) (string, error) {
+	// The gates are held in one order whatever the caller's (their addresses), so that two
+	// scrapes of the same gates in other orders, with Close waiting on both, cannot deadlock.
+	order := make([]int, len(gates))
+	for i := range order {
+		order[i] = i
+	}
+	address := func(i int) uintptr { return uintptr(unsafe.Pointer(gates[i])) }
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(address(a), address(b)) })
+	for k := 1; k < len(order); k++ {
+		if gates[order[k]] != nil && gates[order[k]] == gates[order[k-1]] {
+			return "", fmt.Errorf("promotiongates: MetricsPrometheus: gates[%d] and gates[%d] are the same gate",
+				min(order[k-1], order[k]), max(order[k-1], order[k]))
+		}
+	}
 	buf := make([]byte, 16384)
+	handles := make([]*C.pgate_gate, len(gates))
 	for {
-		handles := make([]*C.pgate_gate, 0, len(gates))
-		for _, g := range gates {
-			p := g.acquire()
-			if p == nil {
-				releaseAll(gates[:len(handles)])
+		for k, i := range order {
+			handles[i] = gates[i].acquire()
+			if handles[i] == nil {
+				for _, j := range order[:k] {
+					gates[j].release()
+				}
 				return "", errClosed
 			}
-			handles = append(handles, p)
 		}
 		var n C.size_t
 		st := C.pgate_metrics_prometheus_gates(unsafe.SliceData(handles), C.size_t(len(handles)),
 			(*C.char)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)), &n)
-		releaseAll(gates)
+		for _, g := range gates {
+			g.release()
+		}
 		runtime.KeepAlive(gates)
 		switch st {
 		case C.PGATE_STATUS_OK:
@@ -50,12 +70,6 @@ func MetricsPrometheus(gates ...*Gate) (string, error) {
 		default:
 			return "", statusError("pgate_metrics_prometheus_gates", st)
 		}
-	}
-}
-
-func releaseAll(gates []*Gate) {
-	for _, g := range gates {
-		g.release()
 	}
 }
 

@@ -61,6 +61,34 @@ func TestMetricsPrometheusNamesEachGateAndCountsARollback(t *testing.T) {
 	}
 }
 
+// A gate passed twice is refused (it would take its read lock twice, which deadlocks against
+// a Close waiting in between), and the gates' order is the caller's whatever order they are
+// locked in.
+func TestMetricsPrometheusRefusesAGatePassedTwice(t *testing.T) {
+	web := newGate(t, `{"gate": "web"}`, "")
+	api := newGate(t, `{"gate": "api"}`, "")
+	_, err := MetricsPrometheus(api, web, api)
+	if err == nil || !strings.Contains(err.Error(), "gates[0] and gates[2] are the same gate") {
+		t.Fatalf("a gate passed twice: %v", err)
+	}
+	names := map[*Gate]string{web: "web", api: "api"}
+	for _, gates := range [][]*Gate{{web, api}, {api, web}} {
+		text, err := MetricsPrometheus(gates...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := strings.Index(text, fmt.Sprintf("promotion_health_score{gate=%q}", names[gates[0]]))
+		second := strings.Index(text, fmt.Sprintf("promotion_health_score{gate=%q}", names[gates[1]]))
+		if first < 0 || second < first {
+			t.Fatalf("series not in the order given:\n%s", text)
+		}
+	}
+	// Still usable: nothing was left locked.
+	if err := api.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // v2TotalCount decodes a compressed V2 histogram by hand (zlib, the 40-byte header, ZigZag
 // LEB128 counts where a negative one is a run of empty buckets) and returns its sample count.
 func v2TotalCount(t *testing.T, encoded string) int64 {
