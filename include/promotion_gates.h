@@ -442,7 +442,9 @@ typedef struct pgate_health {
  * its target (the Rust module that wrote it, NUL-terminated) and its message (NUL-terminated,
  * `message_len` bytes without the NUL): the text, then ` key=value` for each field. Both
  * strings live only during the call. Called on the thread that logs, possibly on many threads
- * at once; it must not call `pgate_set_log_callback`.
+ * at once, sometimes while a gate holds its writer lock (which is not reentrant): it must
+ * call no `pgate_` function (a call back into that gate would wait forever), and should
+ * return quickly (the thread may be recording: copy the line and write it elsewhere).
  */
 typedef void (*pgate_log_callback)(void *user_data,
                                    pgate_log_level level,
@@ -882,8 +884,9 @@ pgate_status pgate_route_forced(const struct pgate_gate *gate,
  * are read, so a decision copied or built by the caller is safe; one whose stage is newer than
  * the gate's is refused as `PGATE_RECORDED_FOREIGN`; a forced one is counted in neither
  * cohort, as `PGATE_RECORDED_FORCED`. If `recorded` is not NULL it receives what happened to the
- * outcome. Lock-free; allocation-free after the calling thread's first record. May run the
- * judge and roll a failing canary back (see the Rust docs of `record_outcome`).
+ * outcome. Allocation-free after the calling thread's first record, and never waits for a
+ * lock, except to roll a failing canary back while a host's write holds the gate on a gate
+ * without a store (see the Rust docs of `record_outcome`). May run the judge and roll back.
  *
  * # Safety
  * `gate` must be a live gate; `decision` valid for a read; `recorded` NULL or valid for a

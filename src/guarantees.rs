@@ -20,8 +20,13 @@
 //!   exactly one published state, never a mix (`tests/concurrency.rs`).
 //! - **Writers never lose each other's change.** Promotions, flag changes, rollbacks and config
 //!   swaps are serialized; each one reads the latest state and publishes the next.
-//! - **Recording never blocks.** Each thread writes only its own recorder; the judge's periodic
-//!   evaluation on the record path takes its lock with `try_lock` and skips if busy.
+//! - **Recording never waits for a lock** (after a thread's first record, which registers its
+//!   recorder). Each thread writes only its own recorder; the judge's periodic evaluation and
+//!   the screen after a canary error take the window's lock with `try_lock` and skip if busy
+//!   (the next screen or evaluation looks again). One exception: a rollback the record path
+//!   must make needs the writer lock; when a host's write holds it, a gate with a store hands
+//!   the rollback to its sync thread, and a gate without one waits for that write (in-memory
+//!   work, and the log lines it sends to a log callback).
 //! - **Nothing is lost when threads exit.** A thread's recorder outlives it and is reused by the
 //!   next thread (`metrics` tests).
 //!

@@ -171,7 +171,9 @@ impl Monitor {
 
     /// The quick check after a canary error of `stage`: counters only, no lock, no allocation
     /// unless a rule fires; then the full judge confirms, and its verdict is returned. Nothing
-    /// when `snapshot` is of another stage or does not roll back automatically.
+    /// when `snapshot` is of another stage or does not roll back automatically, or when the
+    /// window is busy (an evaluation or a reader holds it): recording never waits for it, and
+    /// the canary's next screened error, or the next periodic evaluation, looks again.
     pub(crate) fn screen(&self, stage: StageId, snapshot: &Snapshot) -> Option<Verdict> {
         let config = &snapshot.config;
         if snapshot.route.stage != stage || !config.auto_rollback_enabled {
@@ -192,7 +194,10 @@ impl Monitor {
         if !screen(config.environment, &sample, policy(&slo, config)) {
             return None;
         }
-        Some(self.evaluation().judge(snapshot))
+        Some(
+            self.evaluating(self.metrics.try_lock_window()?)
+                .judge(snapshot),
+        )
     }
 
     /// The record path's look at the clock: paces this thread's next look to its rate and,
@@ -207,17 +212,16 @@ impl Monitor {
             return None;
         }
         let window = self.metrics.try_lock_window()?; // someone else is evaluating right now
-        Some(Evaluation {
-            monitor: self,
-            slo: self.slo.load_full(),
-            window,
-            instances: 1,
-        })
+        Some(self.evaluating(window))
     }
 
     /// An evaluation now, waiting for the window if another is under way.
     pub(crate) fn evaluation(&self) -> Evaluation<'_> {
-        let window = self.metrics.lock_window();
+        self.evaluating(self.metrics.lock_window())
+    }
+
+    /// An evaluation over `window`, held.
+    fn evaluating<'a>(&'a self, window: MutexGuard<'a, Window>) -> Evaluation<'a> {
         Evaluation {
             monitor: self,
             slo: self.slo.load_full(),

@@ -13,9 +13,12 @@
 //!   Pointers are checked for NULL and lengths against `PTRDIFF_MAX` before use; cold-path
 //!   calls also refuse a handle that is not a live gate (`PGATE_STATUS_INVALID_HANDLE`).
 //! - Hot calls (`pgate_route`, `pgate_route_forced`, `pgate_record`, `pgate_flag_set_*`,
-//!   `pgate_change_count`) never allocate (after a thread's first call), take no lock and write
-//!   only caller memory and the thread's own recorder. They check the handle for NULL only:
-//!   using a freed gate there is undefined.
+//!   `pgate_change_count`) never allocate (after a thread's first call), never wait for a lock
+//!   and write only caller memory and the thread's own recorder. The one exception is
+//!   `pgate_record` calling for a rollback while a host's write holds the gate's writer lock
+//!   on a gate without a store: it waits for that write (in-memory work, and the log callback
+//!   of its lines); with a store the rollback is handed to the store's thread. They check the
+//!   handle for NULL only: using a freed gate there is undefined.
 //!
 //! The header `include/promotion_gates.h` is generated from this module by cbindgen
 //! (`cbindgen.toml`); `tests/header.rs` fails when the checked-in header is stale.

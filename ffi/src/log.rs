@@ -77,7 +77,9 @@ impl pgate_log_level {
 /// its target (the Rust module that wrote it, NUL-terminated) and its message (NUL-terminated,
 /// `message_len` bytes without the NUL): the text, then ` key=value` for each field. Both
 /// strings live only during the call. Called on the thread that logs, possibly on many threads
-/// at once; it must not call `pgate_set_log_callback`.
+/// at once, sometimes while a gate holds its writer lock (which is not reentrant): it must
+/// call no `pgate_` function (a call back into that gate would wait forever), and should
+/// return quickly (the thread may be recording: copy the line and write it elsewhere).
 #[allow(non_camel_case_types)]
 pub type pgate_log_callback = Option<
     unsafe extern "C" fn(

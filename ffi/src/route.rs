@@ -200,8 +200,9 @@ fn to_c_decision(d: &RoutingDecision<'_>) -> pgate_decision {
 /// are read, so a decision copied or built by the caller is safe; one whose stage is newer than
 /// the gate's is refused as `PGATE_RECORDED_FOREIGN`; a forced one is counted in neither
 /// cohort, as `PGATE_RECORDED_FORCED`. If `recorded` is not NULL it receives what happened to the
-/// outcome. Lock-free; allocation-free after the calling thread's first record. May run the
-/// judge and roll a failing canary back (see the Rust docs of `record_outcome`).
+/// outcome. Allocation-free after the calling thread's first record, and never waits for a
+/// lock, except to roll a failing canary back while a host's write holds the gate on a gate
+/// without a store (see the Rust docs of `record_outcome`). May run the judge and roll back.
 ///
 /// # Safety
 /// `gate` must be a live gate; `decision` valid for a read; `recorded` NULL or valid for a

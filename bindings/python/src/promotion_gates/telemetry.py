@@ -87,9 +87,10 @@ def set_log_callback(
 
     Each callback passed here stays referenced until the process exits (a thread may still be
     running the previous one after this returns), so set callbacks rarely, not per request.
-    The callback must not call :meth:`Gate.close` on a gate that is logging on the same thread
-    (for example from inside ``record``): ``close`` waits for that thread's own call to return,
-    so it would wait forever."""
+    The callback must not call any method of a gate: some lines are logged while the gate
+    holds its writer lock, which is not reentrant, and :meth:`Gate.close` waits for the logging
+    thread's own call to return, so either would wait forever. Keep it quick (the logging thread
+    may be recording): append the line somewhere and return."""
 
     def trampoline(_: Any, level: int, target: bytes, message: bytes, length: int) -> None:
         assert callback is not None
