@@ -61,18 +61,14 @@ expect_refusal 'duplicate gate "g" in "promotion_gate" directive' 'promotion_gat
 expect_refusal 'missing.json' 'promotion_gate g missing.json;'
 expect_refusal 'unknown gate "g" in "promotion_gate_status" directive' ''
 
-echo "== one request retried over many upstream servers is one outcome"
-# A request contributes one outcome to each gate that routed it, whatever the number of upstream
-# attempts proxy_next_upstream makes (the last attempt's status, timed from the first connect
-# to the last release), so no request can fill the workers' shared ring (PGATE_RING_OUTCOMES).
-# Here 70 servers that all refuse (distinct loopback addresses, one closed port) are each tried
-# once by one request; the gate's canary window must hold 1 request, not one per attempt.
-attempts=70
-closed=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-servers=$(for i in $(seq 2 $((attempts + 1))); do printf 'server 127.0.0.%d:%d; ' "$i" "$closed"; done)
-echo '{"gate": "retry", "environment": {"canary": {"traffic_percent": 100}}}' >"$tmp/conf/retry.json"
-cat >"$tmp/conf/nginx.conf" <<CONF
+# free_port: a loopback port nothing listens on (bound, then closed)
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# serve <http block>: runs nginx (one worker, error log at notice) with that http block until
+# stop_serving, once the server on $port answers its /metrics location.
+serve() {
+  cat >"$tmp/conf/nginx.conf" <<CONF
 load_module $module;
 daemon off;
 worker_processes 1;
@@ -80,6 +76,32 @@ error_log logs/error.log notice;
 pid logs/nginx.pid;
 events {}
 http {
+$1
+}
+CONF
+  nginx -p "$tmp" -c conf/nginx.conf &
+  master=$!
+  trap 'kill -QUIT "$master" 2>/dev/null || true; wait "$master" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/metrics" >/dev/null && break; sleep 0.1; done
+}
+stop_serving() {
+  kill -QUIT "$master"
+  wait "$master" || true
+  trap 'rm -rf "$tmp"' EXIT
+}
+
+echo "== one request retried over many upstream servers is one outcome"
+# A request contributes one outcome to each gate that routed it, whatever the number of upstream
+# attempts proxy_next_upstream makes (the last attempt's status, timed from the first connect
+# to the last release), so no request can fill the workers' shared ring (PGATE_RING_OUTCOMES).
+# Here 70 servers that all refuse (distinct loopback addresses, one closed port) are each tried
+# once by one request; the gate's canary window must hold 1 request, not one per attempt.
+attempts=70
+closed=$(free_port)
+port=$(free_port)
+servers=$(for i in $(seq 2 $((attempts + 1))); do printf 'server 127.0.0.%d:%d; ' "$i" "$closed"; done)
+echo '{"gate": "retry", "environment": {"canary": {"traffic_percent": 100}}}' >"$tmp/conf/retry.json"
+serve "$(cat <<CONF
     log_format attempts '\$upstream_status';
     promotion_gate retry retry.json;
     upstream retry_canary { $servers }
@@ -94,13 +116,11 @@ http {
         }
         location = /metrics { access_log off; promotion_gate_metrics; }
     }
-}
 CONF
-nginx -p "$tmp" -c conf/nginx.conf &
-retry_master=$!
-trap 'kill -QUIT "$retry_master" 2>/dev/null || true; wait "$retry_master" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/metrics" >/dev/null && break; sleep 0.1; done
+)"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")
+# nginx writes the access log line just after the answer: wait for it
+for _ in $(seq 50); do [ -s "$tmp/logs/attempts.log" ] && break; sleep 0.02; done
 tried=$(tr ',' '\n' <"$tmp/logs/attempts.log" | grep -c 502 || true)
 metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
 recorded=$(sed -n 's/^promotion_window_requests{gate="retry",cohort="canary"} //p' <<<"$metrics")
@@ -112,9 +132,7 @@ echo "one request: HTTP $code after $tried upstream attempts; the gate's canary 
 # suffice for overwhelming_errors), emptying the window.
 [ "$in_canary" = 1 ] || { echo "FAIL: one retried request rolled the canary back" >&2; exit 1; }
 [ "$recorded" = 1 ] || { echo "FAIL: one request recorded $recorded outcomes, not 1" >&2; exit 1; }
-kill -QUIT "$retry_master"
-wait "$retry_master" || true
-trap 'rm -rf "$tmp"' EXIT
+stop_serving
 
 echo "== e2e.sh"
 "$here/e2e.sh" "$module"
