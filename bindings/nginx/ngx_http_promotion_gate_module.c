@@ -5,7 +5,7 @@
  * this file for the directives and the design (one gate per worker, evidence pooled through
  * a shared memory ring, microsecond upstream timing by wrapping the peer, log lines queued
  * from library threads and written by a worker timer, forcing values read from the header or
- * cookie the gate's own config names).
+ * cookie the gate's own config names, a request's routing kept across internal redirects).
  */
 
 #include <ngx_config.h>
@@ -92,9 +92,18 @@ typedef struct {
     unsigned                     recordable:1;  /* the library decided: record it */
 } ngx_http_pgate_route_t;
 
-/* Per request: the decision of each gate and the upstream's timing. */
+/*
+ * Per request: the decision of each gate and the upstream's timing. It lives for the whole
+ * request: an internal redirect or a named location clears r->ctx, and
+ * ngx_http_pgate_get_ctx finds it again through its pool cleanup.
+ */
 typedef struct {
+    ngx_http_request_t          *request;
     ngx_http_pgate_route_t      *routes;
+    /* how many r->upstream_states it had when first routed: the routed upstream's follow */
+    ngx_uint_t                   states_before;
+    /* 1 + the index in r->upstream_states of the timed upstream's last attempt (0: none) */
+    ngx_uint_t                   timed_state_end;
     uint64_t                     upstream_start_ns;
     uint64_t                     upstream_end_ns;
     ngx_event_get_peer_pt        original_get;
@@ -673,6 +682,79 @@ ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data)
 }
 
 
+/* ---- the request's context, kept across redirects -------------------------------- */
+
+/* Marks the pool cleanup that holds a request's context; nothing to free. */
+static void
+ngx_http_pgate_ctx_cleanup(void *data)
+{
+}
+
+
+/*
+ * The request's context, or NULL before it was routed. An internal redirect (error_page to a
+ * URI, X-Accel-Redirect, a try_files fallback), a named location or a filter finalization
+ * zeroes r->ctx; the context is then found again through the cleanup it was made with on
+ * the request's pool (a subrequest shares that pool, hence the request test) and set back,
+ * so a request is routed once and its outcome recorded once, whatever redirects happen.
+ */
+static ngx_http_pgate_ctx_t *
+ngx_http_pgate_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t    *cln;
+    ngx_http_pgate_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_promotion_gate_module);
+    if (ctx != NULL || !(r->internal || r->filter_finalize)) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler != ngx_http_pgate_ctx_cleanup) {
+            continue;
+        }
+
+        ctx = cln->data;
+        if (ctx->request == r) {
+            ngx_http_set_ctx(r, ctx, ngx_http_promotion_gate_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* Makes the request's context with the pool cleanup that lets it outlive r->ctx. */
+static ngx_http_pgate_ctx_t *
+ngx_http_pgate_create_ctx(ngx_http_request_t *r, ngx_uint_t gates)
+{
+    ngx_pool_cleanup_t    *cln;
+    ngx_http_pgate_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pgate_ctx_t)
+                      + gates * sizeof(ngx_http_pgate_route_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_pgate_ctx_cleanup;
+    cln->data = ctx;
+
+    ctx->request = r;
+    ctx->routes = (ngx_http_pgate_route_t *) (ctx + 1);
+    ctx->states_before = r->upstream_states ? r->upstream_states->nelts : 0;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_promotion_gate_module);
+    return ctx;
+}
+
+
 /* ---- peer wrapping: the upstream's time, in nanoseconds --------------------------- */
 
 static ngx_int_t
@@ -694,6 +776,8 @@ ngx_http_pgate_peer_free(ngx_peer_connection_t *pc, void *data, ngx_uint_t state
     ngx_http_pgate_ctx_t  *ctx = data;
 
     ctx->upstream_end_ns = ngx_http_pgate_now_ns();
+    /* this attempt's state is the last one: the next attempt or upstream pushes its own */
+    ctx->timed_state_end = ctx->request->upstream_states->nelts;
     ctx->original_free(pc, ctx->original_data, state);
 }
 
@@ -729,7 +813,11 @@ ngx_http_pgate_peer_save_session(ngx_peer_connection_t *pc, void *data)
 #endif
 
 
-/* Wraps the peer of routed requests' upstreams (upstream{} blocks only). */
+/*
+ * Wraps the peer of the first upstream a routed request reaches (upstream{} blocks only):
+ * the routed version's. A later upstream of the same request (a named location that
+ * error_page sends to stable, say) is not the routed attempt and is left alone.
+ */
 static ngx_int_t
 ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 {
@@ -745,9 +833,11 @@ ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us
         return rc;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_promotion_gate_module);
-    if (ctx == NULL || ctx->original_get != NULL) {
-        return NGX_OK;
+    ctx = ngx_http_pgate_get_ctx(r);
+    if (ctx == NULL || ctx->original_get != NULL
+        || r->upstream_states->nelts > ctx->states_before + 1)
+    {
+        return NGX_OK;          /* not routed, or not its first upstream since */
     }
 
     peer = &r->upstream->peer;
@@ -853,15 +943,12 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_promotion_gate_module);
+    ctx = ngx_http_pgate_get_ctx(r);
     if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pgate_ctx_t)
-                          + pmcf->gates.nelts * sizeof(ngx_http_pgate_route_t));
+        ctx = ngx_http_pgate_create_ctx(r, pmcf->gates.nelts);
         if (ctx == NULL) {
             return NULL;
         }
-        ctx->routes = (ngx_http_pgate_route_t *) (ctx + 1);
-        ngx_http_set_ctx(r, ctx, ngx_http_promotion_gate_module);
     }
 
     route = &ctx->routes[index];
@@ -1029,6 +1116,45 @@ ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 }
 
 
+/*
+ * The state of the routed upstream's last attempt, or NULL if the request never reached it.
+ * r->upstream_states holds every upstream of the request, across redirects (each upstream
+ * after the first starts with an empty separator state): the last one may be that of a
+ * fallback the canary's failure was redirected to (`error_page 502 = @fallback` proxying to
+ * stable), whose success is not the routed version's. The routed upstream is the first one
+ * the request reached after it was routed: for an upstream{} block, the attempt its wrapped
+ * peer released last; else the last attempt of that first upstream.
+ */
+static ngx_http_upstream_state_t *
+ngx_http_pgate_routed_state(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
+{
+    ngx_uint_t                  i;
+    ngx_http_upstream_state_t  *states, *last;
+
+    if (r->upstream_states == NULL) {
+        return NULL;
+    }
+
+    states = r->upstream_states->elts;
+
+    if (ctx->original_get != NULL) {
+        return ctx->timed_state_end ? &states[ctx->timed_state_end - 1] : NULL;
+    }
+
+    i = ctx->states_before;
+    if (i > 0) {
+        i++;                    /* the separator before the routed upstream's attempts */
+    }
+
+    last = NULL;
+    for ( /* void */ ; i < r->upstream_states->nelts && states[i].peer != NULL; i++) {
+        last = &states[i];
+    }
+
+    return last;
+}
+
+
 static ngx_int_t
 ngx_http_pgate_log_handler(ngx_http_request_t *r)
 {
@@ -1040,22 +1166,19 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
     ngx_http_upstream_state_t   *state;
     ngx_http_pgate_main_conf_t  *pmcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_promotion_gate_module);
+    ctx = ngx_http_pgate_get_ctx(r);
     if (ctx == NULL) {
         return NGX_OK;
     }
 
     status = r->err_status ? r->err_status : r->headers_out.status;
-    if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST
-        || r->upstream_states == NULL || r->upstream_states->nelts == 0)
-    {
-        return NGX_OK;          /* a client abort, or no upstream reached */
+    if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
+        return NGX_OK;          /* a client abort */
     }
 
-    state = r->upstream_states->elts;
-    state = &state[r->upstream_states->nelts - 1];
-    if (state->status == 0) {
-        return NGX_OK;          /* no upstream answered nor failed */
+    state = ngx_http_pgate_routed_state(r, ctx);
+    if (state == NULL || state->status == 0) {
+        return NGX_OK;          /* the routed upstream never answered nor failed */
     }
 
     if (ctx->original_get != NULL) {          /* an upstream{} block: timed here */

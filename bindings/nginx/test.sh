@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the nginx module (build.sh), checks that `nginx -t` names the directive, the field and
 # the value of bad configurations, that one request retried over 70 upstream servers is one
-# outcome of its gate, then runs the end-to-end test under load (e2e.sh, ~30 s).
+# outcome of its gate, that a canary failure redirected by error_page (to a static page or to a
+# named location proxying to stable) is still the canary's outcome, then runs the end-to-end
+# test under load (e2e.sh, ~30 s).
 # Installs what it lacks with apt-get (nginx, nginx-dev, wrk; prometheus for promtool).
 # Run from anywhere.
 set -euo pipefail
@@ -132,6 +134,82 @@ echo "one request: HTTP $code after $tried upstream attempts; the gate's canary 
 # suffice for overwhelming_errors), emptying the window.
 [ "$in_canary" = 1 ] || { echo "FAIL: one retried request rolled the canary back" >&2; exit 1; }
 [ "$recorded" = 1 ] || { echo "FAIL: one request recorded $recorded outcomes, not 1" >&2; exit 1; }
+stop_serving
+
+echo "== a canary failure redirected by error_page is the canary's outcome"
+# nginx zeroes every module's context on an internal redirect or a named location; the
+# module finds its context again, so a request routed to a dead canary (connection refused:
+# nginx's own 502) still records that failure after error_page sends it to a static page
+# (gate `page`) or to a named location proxying to stable, whose 200 must not count as the
+# canary's (gate `api`). A build losing the context records nothing and a build recording
+# the fallback's status records successes: either way no canary is rolled back here.
+port=$(free_port)
+stable=$(free_port)
+mkdir -p "$tmp/html"
+chmod a+rx "$tmp" "$tmp/html" # the workers' user serves the page
+echo 'the page is down' >"$tmp/html/50x.html"
+for gate in page api; do
+  echo "{\"gate\": \"$gate\", \"environment\": {\"canary\": {\"traffic_percent\": 100}}}" >"$tmp/conf/$gate.json"
+done
+serve "$(cat <<CONF
+    log_format page '\$uri \$promotion_gate_page \$upstream_status';
+    log_format api '\$uri \$promotion_gate_api \$upstream_status';
+    promotion_gate page page.json;
+    promotion_gate api api.json;
+    upstream page_canary { server 127.0.0.1:$closed; }
+    upstream page_stable { server 127.0.0.1:$stable; }
+    upstream api_canary { server 127.0.0.1:$closed; }
+    upstream api_stable { server 127.0.0.1:$stable; }
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        access_log off;
+        error_page 502 /50x.html;
+        location = /50x.html { access_log logs/page.log page; root $tmp/html; }
+        location /page { proxy_pass http://page_\$promotion_gate_page; }
+        location /api {
+            proxy_pass http://api_\$promotion_gate_api;
+            error_page 502 = @stable;
+        }
+        location @stable { access_log logs/api.log api; proxy_pass http://api_stable; }
+        location = /metrics { access_log off; promotion_gate_metrics; }
+    }
+CONF
+)"
+requests=20
+for path in page api; do
+  # the canary's failures (502 and the static page, or stable's 200 from the fallback) until
+  # the rollback, then stable's 200
+  answers=$(for _ in $(seq "$requests"); do
+    code=$(curl -s -o "$tmp/body" -w '%{http_code}' "http://127.0.0.1:$port/$path")
+    echo "$(cat "$tmp/body") $code"
+  done | sort | uniq -c | sed 's/^ *//')
+  echo "/$path:" $answers
+  if grep -qv '^[0-9]* \(the page is down 502\|stable 200\)$' <<<"$answers"; then
+    echo "FAIL: /$path answered other than the error page or stable" >&2
+    exit 1
+  fi
+done
+for _ in $(seq 40); do # the judge decides on record; the timer logs the change within 50 ms
+  metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
+  rolled=$(grep -c '^promotion_environment{gate="\(page\|api\)",environment="production"} 1' <<<"$metrics" || true)
+  [ "$rolled" = 2 ] && grep -q 'promotion gate "api": state changes .*"kind":"rollback"' "$tmp/logs/error.log" &&
+    grep -q 'promotion gate "page": state changes .*"kind":"rollback"' "$tmp/logs/error.log" && break
+  sleep 0.05
+done
+grep 'promotion_environment{gate="\(page\|api\)"' <<<"$metrics"
+[ "$rolled" = 2 ] ||
+  { echo "FAIL: a canary failing behind error_page was not rolled back" >&2; exit 1; }
+for gate in page api; do
+  grep -q "promotion gate \"$gate\": state changes .*\"kind\":\"rollback\"" "$tmp/logs/error.log" ||
+    { echo "FAIL: no rollback of gate $gate in the error log" >&2; exit 1; }
+done
+# After the redirect the request still reads the version it was routed to (each log, in the
+# redirect's target location, names one gate: evaluating the other would route it there).
+[ "$(sort -u "$tmp/logs/page.log")" = '/50x.html canary 502' ] ||
+  { echo "FAIL: /page logged as: $(sort -u "$tmp/logs/page.log")" >&2; exit 1; }
+[ "$(sort -u "$tmp/logs/api.log")" = '/api canary 502 : 200' ] ||
+  { echo "FAIL: /api logged as: $(sort -u "$tmp/logs/api.log")" >&2; exit 1; }
 stop_serving
 
 echo "== e2e.sh"
