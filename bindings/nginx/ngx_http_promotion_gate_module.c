@@ -12,7 +12,9 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <grp.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <time.h>
 
 #include "promotion_gates.h"
@@ -290,6 +292,14 @@ ngx_http_pgate_read_document(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *out)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_file_size(&fi) == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is empty: a gate's document is a JSON object "
+                           "(\"{}\" for every default)", path);
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
     out->len = (size_t) ngx_file_size(&fi);
     out->data = ngx_pnalloc(cf->pool, out->len + 1);
     if (out->data == NULL) {
@@ -314,7 +324,9 @@ ngx_http_pgate_read_document(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *out)
 /*
  * Validates a gate's documents by making a gate and freeing it (its store is opened, so a
  * bad store path fails here too). When the master runs as root, the gate is made with the
- * workers' user and group, so that a SQLite file it creates belongs to them.
+ * workers' user and group, so that a SQLite file it creates belongs to them: those of the
+ * `user` directive, or without one (yet: put `user` before `http`) nginx's defaults, which
+ * the core module sets only after the http block was read.
  */
 static char *
 ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
@@ -325,12 +337,33 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
     pgate_status      st;
     ngx_core_conf_t  *ccf;
     ngx_uint_t        switched;
+    ngx_uid_t         user;
+    ngx_gid_t         group;
+    struct passwd    *pwd;
+    struct group     *grp;
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx, ngx_core_module);
     switched = 0;
 
-    if (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
-        if (setegid(ccf->group) == -1 || seteuid(ccf->user) == -1) {
+    if (geteuid() == 0) {
+        user = ccf->user;
+        group = ccf->group;
+
+        if (user == (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+            pwd = getpwnam(NGX_USER);
+            grp = getgrnam(NGX_GROUP);
+            if (pwd == NULL || grp == NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "promotion_gate \"%V\": no \"user\" directive before "
+                                   "http, and nginx's default user \"" NGX_USER "\" or "
+                                   "group \"" NGX_GROUP "\" does not exist", &g->name);
+                return NGX_CONF_ERROR;
+            }
+            user = pwd->pw_uid;
+            group = grp->gr_gid;
+        }
+
+        if (setegid(group) == -1 || seteuid(user) == -1) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                                "promotion_gate \"%V\": cannot take the workers' user "
                                "to open the store", &g->name);
@@ -506,6 +539,13 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     for (i = 3; i < cf->args->nelts; i++) {
 
         if (value[i].len > 4 && ngx_strncmp(value[i].data, "slo=", 4) == 0) {
+            if (g->slo_path.len) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "duplicate parameter \"%V\" in \"%V\" directive: "
+                                   "the gate already has slo=%V", &value[i], &cmd->name,
+                                   &g->slo_path);
+                return NGX_CONF_ERROR;
+            }
             g->slo_path.data = value[i].data + 4;
             g->slo_path.len = value[i].len - 4;
             if (ngx_http_pgate_read_document(cf, &g->slo_path, &g->slo) != NGX_CONF_OK) {
@@ -892,6 +932,10 @@ ngx_http_pgate_forcing_value(ngx_http_request_t *r, ngx_http_pgate_gate_t *g,
                 part = part->next;
                 h = part->elts;
                 i = 0;
+            }
+
+            if (h[i].hash == 0) {
+                continue;       /* deleted by another module */
             }
 
             if (h[i].key.len == g->override_header_len
@@ -1621,7 +1665,7 @@ ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
     gates = pmcf->gates.elts;
 
-    live = ngx_pnalloc(r->pool, (pmcf->gates.nelts + 1) * sizeof(pgate_gate *));
+    live = ngx_palloc(r->pool, (pmcf->gates.nelts + 1) * sizeof(pgate_gate *));
     if (live == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -22,6 +22,7 @@ fi
 echo "== nginx -t names what is wrong"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+chmod 755 "$tmp" # as root, nginx -t opens a gate's store as the workers' user (nobody)
 mkdir -p "$tmp/conf" "$tmp/logs"
 echo '{"gate": "g", "environment": {"canary": {"traffic_percent": 150}}}' >"$tmp/conf/bad.json"
 echo '{"gate": "g", "environment": {"canary": {"traffic_percent": 5}}}' >"$tmp/conf/good.json"
@@ -61,7 +62,22 @@ expect_refusal 'invalid gate name "g-1" in "promotion_gate" directive' 'promotio
 expect_refusal 'invalid parameter "keys=$http_x" in "promotion_gate" directive' 'promotion_gate g good.json keys=$http_x;'
 expect_refusal 'duplicate gate "g" in "promotion_gate" directive' 'promotion_gate g good.json; promotion_gate g good.json;'
 expect_refusal 'missing.json' 'promotion_gate g missing.json;'
+: >"$tmp/conf/empty.json"
+expect_refusal 'empty.json" is empty' 'promotion_gate g empty.json;'
+expect_refusal 'duplicate parameter "slo=slo.json" in "promotion_gate" directive: the gate already has slo=' \
+  'promotion_gate g good.json slo=good.json slo=slo.json;'
 expect_refusal 'unknown gate "g" in "promotion_gate_status" directive' ''
+if [ "$(id -u)" -eq 0 ]; then
+  # Without a `user` directive the workers run as nginx's default user: nginx -t, run by root,
+  # must create the store as that user too, or the workers could not open it.
+  mkdir -m 777 "$tmp/owned"
+  echo "{\"gate\": \"g\", \"store\": {\"sqlite\": {\"path\": \"$tmp/owned/g.db\", \"fleet_judging\": false}}}" \
+    >"$tmp/conf/owned.json"
+  expect_refusal 'unknown gate "g" in "promotion_gate_status" directive' 'promotion_gate h owned.json;'
+  owner=$(stat -c %U "$tmp/owned/g.db")
+  [ "$owner" = nobody ] || { echo "FAIL: nginx -t created the store as $owner, not as the workers' nobody" >&2; exit 1; }
+  echo "nginx -t created the store as the workers' default user: $owner"
+fi
 
 # free_port: a loopback port nothing listens on (bound, then closed)
 free_port() {
