@@ -32,11 +32,19 @@ use crate::verdict::{Compliance, Verdict};
 #[derive(Debug, Default)]
 struct WriterState {
     flag_index: FlagSetIndex,
+    /// The state store and where this process stands in it, when the config names one.
+    store: Option<stored::StoreLink>,
+}
+
+/// What the gate keeps of its rollbacks, behind a lock of its own: readers (the history, the
+/// metrics exposition) never wait for a write that is storing itself under the writer lock.
+/// A writer takes it, after the writer lock, only to publish: the snapshot, the event and its
+/// count change together, never across I/O.
+#[derive(Default)]
+struct Records {
     history: RollbackHistory,
     /// Rollback events counted by cause over the gate's life (the history drops old ones).
     rollbacks: RollbackTally,
-    /// The state store and where this process stands in it, when the config names one.
-    store: Option<stored::StoreLink>,
 }
 
 /// The canary routing and promotion-gate engine for one gate (one service or route).
@@ -97,6 +105,7 @@ struct Shared {
     current: ArcSwap<Snapshot>,
     flag_sets: FlagSets,
     writer: Mutex<WriterState>,
+    records: Mutex<Records>,
     /// Metrics, policy and clock: when to evaluate, and the verdicts this gate applies.
     monitor: Monitor,
     /// How the static config differed from the stored state the gate opened on, if it did.
@@ -167,12 +176,13 @@ impl PromotionGateManager {
         config.validate()?;
         let flag_sets = FlagSets::new();
         let mut writer = WriterState::default();
+        let mut records = Records::default();
         // With a store, the stored state (when there is one) wins over `config`.
         let opened = stored::open(&config)?;
         let (config, stage, difference_at_open) = match opened {
             Some(opened) => {
                 for event in opened.history {
-                    writer
+                    records
                         .history
                         .push(event, opened.config.max_rollback_history);
                 }
@@ -188,6 +198,7 @@ impl PromotionGateManager {
             current: ArcSwap::from_pointee(snapshot),
             flag_sets,
             writer: Mutex::new(writer),
+            records: Mutex::new(records),
             monitor: Monitor::new(slo_controller, clock, stage),
             difference_at_open,
             changes: ChangeFeed::default(),
@@ -480,7 +491,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn rollback_events_dropped(&self) -> u64 {
-        self.lock_writer().history.dropped()
+        self.shared.lock_records().history.dropped()
     }
 
     /// Records an outcome by request id, as the specification's API does: the id is routed
@@ -736,6 +747,12 @@ impl Shared {
         // A writer that panicked mid-way published nothing (publication is the last step), so
         // the state behind a poisoned lock is still consistent.
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The rollback records. Taken after the writer lock by a writer, alone by a reader.
+    fn lock_records(&self) -> MutexGuard<'_, Records> {
+        // Each update (an event pushed and counted, a trim) leaves them consistent.
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Builds and publishes the next snapshot. Called with the writer lock held.

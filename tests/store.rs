@@ -212,6 +212,42 @@ fn recording_never_waits_for_a_hosts_write_being_stored() {
 }
 
 #[test]
+fn the_history_and_the_metrics_never_wait_for_a_hosts_write_being_stored() {
+    let dir = Scratch::new("reads");
+    let path = dir.file("gate.db");
+    let gate = open_with(&path, 50.0, 10_000).unwrap();
+    gate.rollback("bad deploy").unwrap();
+    let lock = WriteLock::take(&path);
+    let written = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // A host's write waits for the store (up to busy_timeout_ms), holding the writer lock.
+        let host = scope.spawn(|| {
+            let result = gate.enable_feature("during_the_wait");
+            written.store(true, std::sync::atomic::Ordering::SeqCst);
+            result
+        });
+        std::thread::sleep(Duration::from_millis(200)); // set-up: let the host's write start
+        // What a scrape and an operator read: answered now, not after the write (10 s).
+        assert_eq!(gate.rollback_history().len(), 1);
+        assert_eq!(gate.rollback_counts()[0].count, 1);
+        assert_eq!(gate.rollback_events_dropped(), 0);
+        let text = promotion_gates::telemetry::prometheus::exposition(&gate);
+        assert!(
+            text.contains(
+                r#"promotion_rollbacks_total{gate="checkout",trigger="manual",rule="none"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            !written.load(std::sync::atomic::Ordering::SeqCst),
+            "the host's write ended before the reads: they may have waited for it"
+        );
+        drop(lock);
+        host.join().unwrap().unwrap();
+    });
+}
+
+#[test]
 fn swap_config_cannot_move_the_state_or_rename_the_gate() {
     let dir = Scratch::new("swap-store");
     let gate = open(&dir.file("gate.db"));

@@ -338,9 +338,11 @@ fn catch_up(
 }
 
 impl Shared {
-    /// Commits a write to the store (when there is one) as `durability` says, then records
-    /// `event` and publishes `config`. Called with the writer lock held; on error nothing
-    /// changed.
+    /// Commits a write to the store (when there is one) as `durability` says, then publishes
+    /// `config` and records `event` (in the history and the count by cause) at once, under the
+    /// records lock. Returns how many old events the history dropped to keep within the
+    /// config's bound (logged here when `event` pushed them out). Called with the writer lock
+    /// held; on error nothing changed.
     pub(super) fn commit(
         &self,
         writer: &mut WriterState,
@@ -348,7 +350,7 @@ impl Shared {
         new_stage: bool,
         event: Option<RollbackEvent>,
         durability: Durability,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         // Built first: a config the gate cannot publish (no flag set number left) is never
         // stored.
         let bound = config.max_rollback_history;
@@ -359,11 +361,18 @@ impl Shared {
             self.restore_live_flags(writer);
             return Err(error);
         }
+        let mut records = self.lock_records();
         self.install(snapshot, ChangeOrigin::ThisGate, event.as_slice());
-        if let Some(event) = event {
-            super::writes::log_dropped(writer.history.push(event, bound));
-        }
-        Ok(())
+        let Some(event) = event else {
+            return Ok(records.history.trim(bound));
+        };
+        records
+            .rollbacks
+            .count(event.trigger, event.evidence.as_ref());
+        let dropped = records.history.push(event, bound);
+        drop(records);
+        super::writes::log_dropped(dropped);
+        Ok(dropped)
     }
 
     /// Makes the published snapshot's flag sets the live ones again after a write that
@@ -514,30 +523,41 @@ impl Shared {
             .find(|event| event.rolled_back == RolledBack::Release)
             .cloned();
         let bound = config.max_rollback_history;
+        // The history and the snapshot change together for readers.
+        let mut records = self.lock_records();
         let dropped = if update.whole_history {
-            writer.history.replace(update.events, bound)
+            records.history.replace(update.events, bound)
         } else {
             update
                 .events
                 .into_iter()
-                .map(|event| writer.history.push(event, bound))
+                .map(|event| records.history.push(event, bound))
                 .sum()
         };
-        super::writes::log_dropped(dropped);
         let current = self.current.load_full();
         // The gate follows the stored stage (never going back): a stage this gate already
         // started itself (its own rollback, written later) is not started again.
         let stage = current.route.stage.max(StageId(update.release.stage));
-        if stage != current.route.stage || current.config != config {
-            tracing::info!(from = %current.config.environment, to = %config.environment, "promotion.store applies a write from the store");
-            let published = self.publish(
-                writer,
-                config,
-                stage,
-                ChangeOrigin::Store,
-                rollback.as_slice(),
-            );
-            if let Err(error) = published {
+        if stage == current.route.stage && current.config == config {
+            drop(records);
+            super::writes::log_dropped(dropped);
+            return;
+        }
+        let to = config.environment;
+        let published = self.publish(
+            writer,
+            config,
+            stage,
+            ChangeOrigin::Store,
+            rollback.as_slice(),
+        );
+        drop(records);
+        super::writes::log_dropped(dropped);
+        match published {
+            Ok(()) => {
+                tracing::info!(from = %current.config.environment, %to, "promotion.store applied a write from the store");
+            }
+            Err(error) => {
                 tracing::error!(%error, "promotion.store cannot publish the stored state; routing stays on the last snapshot");
             }
         }

@@ -248,7 +248,6 @@ impl PromotionGateManager {
             );
             self.shared
                 .commit(writer, config, false, Some(event), Durability::Required)?;
-            writer.rollbacks.count(RollbackTrigger::FlagDisabled, None);
             tracing::info!(feature = name, "Feature flag disabled: {name}");
             #[cfg(feature = "otel")]
             crate::telemetry::otel::flag_span(&current.config.gate, name, false);
@@ -325,7 +324,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn rollback_history(&self) -> Vec<RollbackEvent> {
-        self.lock_writer().history.to_vec()
+        self.shared.lock_records().history.to_vec()
     }
 
     /// Rollback events counted by cause since the gate was built, in order of each cause's
@@ -344,7 +343,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn rollback_counts(&self) -> Vec<crate::telemetry::RollbackCount> {
-        self.lock_writer().rollbacks.to_vec()
+        self.shared.lock_records().rollbacks.to_vec()
     }
 
     /// The specification's name for [`rollback_history`](Self::rollback_history), kept as an
@@ -401,9 +400,13 @@ impl PromotionGateManager {
                 tracing::warn!(gate = %config.gate, "promotion.swap_config changes the routing salt: users are reshuffled");
             }
             let (bound, next) = (config.max_rollback_history, config.clone());
-            self.shared
-                .commit(writer, next, new_stage || new_salt, None, Durability::Required)?;
-            let dropped = writer.history.trim(bound);
+            let dropped = self.shared.commit(
+                writer,
+                next,
+                new_stage || new_salt,
+                None,
+                Durability::Required,
+            )?;
             if dropped > 0 {
                 tracing::warn!(
                     dropped,
@@ -453,10 +456,9 @@ impl Shared {
             RollbackTrigger::Automatic => Durability::Deferred,
             RollbackTrigger::Manual | RollbackTrigger::FlagDisabled => Durability::BestEffort,
         };
-        // Counted once the rollback is made (a write that lost a race is decided again).
-        let counted = event.evidence.clone();
+        // Counted by `commit` once the rollback is made (a write that lost a race is decided
+        // again).
         self.commit(writer, config, true, Some(event), durability)?;
-        writer.rollbacks.count(trigger, counted.as_ref());
         Ok(())
     }
 }
