@@ -167,21 +167,35 @@ fn two_gates_rolling_back_at_once_end_on_the_stored_stage_with_one_change_each()
     }
 }
 
-#[test]
-fn recording_never_waits_for_a_hosts_write_being_stored() {
-    let dir = Scratch::new("handoff");
-    let path = dir.file("gate.db");
-    let gate = open_with(&path, 50.0, 10_000).unwrap();
-    let lock = WriteLock::take(&path);
+/// Runs `during` while a host's write (a flag edit) waits for the store, locked by another
+/// connection, holding the gate's writer lock (up to busy_timeout_ms), and checks that the
+/// write was still waiting when `during` returned: what `during` did never waited for it.
+fn while_a_hosts_write_waits(path: &str, gate: &PromotionGateManager, during: impl FnOnce()) {
+    let lock = WriteLock::take(path);
     let written = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
-        // A host's write waits for the store (up to busy_timeout_ms), holding the writer lock.
         let host = scope.spawn(|| {
             let result = gate.enable_feature("during_the_wait");
             written.store(true, std::sync::atomic::Ordering::SeqCst);
             result
         });
         std::thread::sleep(Duration::from_millis(200)); // set-up: let the host's write start
+        during();
+        assert!(
+            !written.load(std::sync::atomic::Ordering::SeqCst),
+            "the host's write ended first: what ran meanwhile may have waited for it"
+        );
+        drop(lock);
+        host.join().unwrap().unwrap();
+    });
+}
+
+#[test]
+fn recording_never_waits_for_a_hosts_write_being_stored() {
+    let dir = Scratch::new("handoff");
+    let path = dir.file("gate.db");
+    let gate = open_with(&path, 50.0, 10_000).unwrap();
+    while_a_hosts_write_waits(&path, &gate, || {
         // Recording a failing canary decides a rollback; it must not wait for that write.
         let mut failed = 0;
         for i in 0..400 {
@@ -192,14 +206,8 @@ fn recording_never_waits_for_a_hosts_write_being_stored() {
             }
         }
         assert!(failed > 50, "{failed} canary requests");
-        assert!(
-            !written.load(std::sync::atomic::Ordering::SeqCst),
-            "the host's write ended before the records: the test did not hold the writer lock"
-        );
         // The rollback was handed to the sync thread, not made under the held lock.
         assert_ne!(gate.environment(), Environment::Production);
-        drop(lock);
-        host.join().unwrap().unwrap();
     });
     eventually("the sync thread makes the handed-off rollback", || {
         gate.environment() == Environment::Production
@@ -217,16 +225,7 @@ fn the_history_and_the_metrics_never_wait_for_a_hosts_write_being_stored() {
     let path = dir.file("gate.db");
     let gate = open_with(&path, 50.0, 10_000).unwrap();
     gate.rollback("bad deploy").unwrap();
-    let lock = WriteLock::take(&path);
-    let written = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        // A host's write waits for the store (up to busy_timeout_ms), holding the writer lock.
-        let host = scope.spawn(|| {
-            let result = gate.enable_feature("during_the_wait");
-            written.store(true, std::sync::atomic::Ordering::SeqCst);
-            result
-        });
-        std::thread::sleep(Duration::from_millis(200)); // set-up: let the host's write start
+    while_a_hosts_write_waits(&path, &gate, || {
         // What a scrape and an operator read: answered now, not after the write (10 s).
         assert_eq!(gate.rollback_history().len(), 1);
         assert_eq!(gate.rollback_counts()[0].count, 1);
@@ -238,12 +237,6 @@ fn the_history_and_the_metrics_never_wait_for_a_hosts_write_being_stored() {
             ),
             "{text}"
         );
-        assert!(
-            !written.load(std::sync::atomic::Ordering::SeqCst),
-            "the host's write ended before the reads: they may have waited for it"
-        );
-        drop(lock);
-        host.join().unwrap().unwrap();
     });
 }
 
