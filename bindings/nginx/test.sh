@@ -158,7 +158,9 @@ echo "== a canary failure redirected by error_page is the canary's outcome"
 # nginx's own 502) still records that failure after error_page sends it to a static page
 # (gate `page`) or to a named location proxying to stable, whose 200 must not count as the
 # canary's (gate `api`). A build losing the context records nothing and a build recording
-# the fallback's status records successes: either way no canary is rolled back here.
+# the fallback's status records successes: either way no canary is rolled back here. The
+# canaries are on port 9 (discard), where nothing listens: a port freed by free_port could be
+# handed out again, to a server of this very nginx.
 port=$(free_port)
 stable=$(free_port)
 mkdir -p "$tmp/html"
@@ -172,9 +174,9 @@ serve "$(cat <<CONF
     log_format api '\$uri \$promotion_gate_api \$upstream_status';
     promotion_gate page page.json;
     promotion_gate api api.json;
-    upstream page_canary { server 127.0.0.1:$closed; }
+    upstream page_canary { server 127.0.0.1:9; }
     upstream page_stable { server 127.0.0.1:$stable; }
-    upstream api_canary { server 127.0.0.1:$closed; }
+    upstream api_canary { server 127.0.0.1:9; }
     upstream api_stable { server 127.0.0.1:$stable; }
     server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
     server {

@@ -239,10 +239,11 @@ func TestClientCancellationIsNotCounted(t *testing.T) {
 // routed to it, which answer 502.
 func TestUpstreamDialFailureIsCounted(t *testing.T) {
 	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
-	gone := httptest.NewServer(http.NotFoundHandler())
-	gone.Close() // its port now refuses connections
+	// Port 9 (discard): nothing listens there. A port freed by closing a test server could be
+	// handed to the next server this test starts, which would then answer for the canary.
+	const refusing = "http://127.0.0.1:9"
 	stable := upstream(t, "stable", 200)
-	front := httptest.NewServer(newProxy(t, Options{}, g, stable.URL, gone.URL))
+	front := httptest.NewServer(newProxy(t, Options{}, g, stable.URL, refusing))
 	defer front.Close()
 	for i := range 3 {
 		if status, _ := get(t, front.URL, fmt.Sprint("user-", i), ""); status != http.StatusBadGateway {
