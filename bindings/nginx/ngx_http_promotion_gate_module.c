@@ -413,15 +413,19 @@ done:
 static void
 ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
-    size_t        header_len, cookie_len;
+    size_t        header_len, cookie_len, old_len;
     uint64_t      count;
     pgate_status  st;
+    u_char        old[PGATE_NAME_CAPACITY];
 
     if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK
         || count == g->overrides_seen)
     {
         return;
     }
+
+    old_len = g->override_header_len;
+    ngx_memcpy(old, g->override_header, old_len);
 
     /* PGATE_NAME_CAPACITY bytes always hold a name and its NUL */
     st = pgate_override_names(g->gate, (char *) g->override_header, PGATE_NAME_CAPACITY,
@@ -436,6 +440,17 @@ ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
     g->override_header_len = header_len;
     g->override_cookie_len = cookie_len;
     g->overrides_seen = count;
+
+    /* nginx drops request headers with an underscore unless underscores_in_headers is on */
+    if (header_len
+        && (header_len != old_len || ngx_memcmp(old, g->override_header, header_len) != 0)
+        && ngx_strlchr(g->override_header, g->override_header + header_len, '_') != NULL)
+    {
+        ngx_log_error(NGX_LOG_WARN, log, 0, "promotion gate \"%V\": overrides.header "
+                      "\"%*s\" has an underscore: nginx ignores such request headers unless "
+                      "\"underscores_in_headers on\" is set in the server",
+                      &g->name, header_len, g->override_header);
+    }
 }
 
 

@@ -2,8 +2,8 @@
 # Builds the nginx module (build.sh), checks that `nginx -t` names the directive, the field and
 # the value of bad configurations, that one request retried over 70 upstream servers is one
 # outcome of its gate, that a canary failure redirected by error_page (to a static page or to a
-# named location proxying to stable) is still the canary's outcome, then runs the end-to-end
-# test under load (e2e.sh, ~30 s).
+# named location proxying to stable) is still the canary's outcome, and that an override header
+# with an underscore is warned of, then runs the end-to-end test under load (e2e.sh, ~30 s).
 # Installs what it lacks with apt-get (nginx, nginx-dev, wrk; prometheus for promtool).
 # Run from anywhere.
 set -euo pipefail
@@ -228,6 +228,29 @@ done
   { echo "FAIL: /page logged as: $(sort -u "$tmp/logs/page.log")" >&2; exit 1; }
 [ "$(sort -u "$tmp/logs/api.log")" = '/api canary 502 : 200' ] ||
   { echo "FAIL: /api logged as: $(sort -u "$tmp/logs/api.log")" >&2; exit 1; }
+stop_serving
+
+echo "== an override header with an underscore: a warning, and it works where nginx keeps it"
+# nginx drops request headers whose names have an underscore unless the server sets
+# underscores_in_headers: the worker warns when the document's overrides.header has one.
+port=$(free_port)
+kept=$(free_port)
+echo '{"gate": "u", "environment": {"canary": {"traffic_percent": 0}}, "overrides": {"header": "X_Force"}}' >"$tmp/conf/u.json"
+serve "$(cat <<CONF
+    promotion_gate u u.json;
+    server { listen 127.0.0.1:$port; location / { return 200 "\$promotion_gate_u\n"; }
+             location = /metrics { promotion_gate_metrics; } }
+    server { listen 127.0.0.1:$kept; underscores_in_headers on;
+             location / { return 200 "\$promotion_gate_u\n"; } }
+CONF
+)"
+dropped=$(curl -fs -H "X_Force: canary" "http://127.0.0.1:$port/")
+forced=$(curl -fs -H "X_Force: canary" "http://127.0.0.1:$kept/")
+echo "X_Force: canary reaches: $dropped by default, $forced with underscores_in_headers on"
+[ "$dropped" = stable ] && [ "$forced" = canary ] ||
+  { echo "FAIL: expected stable, then canary" >&2; exit 1; }
+grep -q 'promotion gate "u": overrides.header "X_Force" has an underscore' "$tmp/logs/error.log" ||
+  { echo "FAIL: no warning of the underscore in the error log" >&2; exit 1; }
 stop_serving
 
 echo "== e2e.sh"

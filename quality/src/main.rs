@@ -9,6 +9,7 @@
 //!
 //! Usage: `judge-quality [--trials N] [--reduced] [--check] [--only NAME-PART]`.
 
+mod bound;
 mod criteria;
 mod reference;
 mod scenario;

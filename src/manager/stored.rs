@@ -822,4 +822,60 @@ mod tests {
         assert_eq!(fleet.counts.canary.histogram.iter().sum::<u64>(), 400);
         assert_eq!(merge(&rows[1..3], 4, StageId(9)), None, "none left");
     }
+
+    #[test]
+    fn a_rollback_an_ended_sync_thread_cannot_take_is_made_by_the_recording_thread() {
+        use crate::judge::Policy;
+        use crate::judge::tests::judge_cohorts;
+        use crate::metrics::tests_support::cohort;
+        use crate::slo::SloConfig;
+        use crate::{PromotionGateManager, config::canary};
+        let slo = SloConfig::default();
+        let gate = PromotionGateManager::new(
+            PromotionConfig {
+                environment: canary(5.0),
+                ..Default::default()
+            },
+            crate::SloAdmissionController::new(slo.clone()).unwrap(),
+        )
+        .unwrap();
+        let (subject, baseline) = (cohort(1000, 1000, 900, 900), cohort(1000, 0, 900, 900));
+        let failing = Verdict::new(judge_cohorts(
+            gate.stage(),
+            canary(5.0),
+            &subject,
+            &baseline,
+            Default::default(),
+            Policy::new(&slo, 0.95),
+        ));
+        assert!(failing.calls_for_rollback());
+        assert!(!gate.shared.handoff.offer(&failing), "no sync thread");
+        // A sync thread that has ended: the receiving end of its channel is gone.
+        let (wake, ended) = mpsc::channel();
+        drop(ended);
+        gate.shared.handoff.wake.set(wake).unwrap();
+        assert!(
+            !gate.shared.handoff.offer(&failing),
+            "the sync thread ended"
+        );
+        assert!(
+            gate.shared.handoff.take().is_none(),
+            "offered back, not left"
+        );
+        // A host's write holds the writer lock while the record path acts: the hand-off fails,
+        // so the recording thread waits for the lock and rolls back itself.
+        let (locked, holding) = mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let writer = gate.shared.lock_writer();
+                locked.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                drop(writer);
+            });
+            holding.recv().unwrap();
+            gate.act_on_recording(&failing);
+        });
+        assert_eq!(gate.environment(), Environment::Production);
+        assert_eq!(gate.rollback_history().len(), 1);
+    }
 }
