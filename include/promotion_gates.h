@@ -19,8 +19,9 @@
 #include <stdint.h>
 
 /**
- * A buffer of this many bytes always holds a name `pgate_override_names` writes, with its
- * NUL: the library refuses override header and cookie names over `MAX_NAME_BYTES` (128).
+ * A buffer of this many bytes always holds a name `pgate_gate_name` or
+ * `pgate_override_names` writes, with its NUL: the library refuses gate names and override
+ * header and cookie names over `MAX_NAME_BYTES` (128).
  */
 #define PGATE_NAME_CAPACITY 129
 
@@ -662,6 +663,27 @@ pgate_status pgate_state(const struct pgate_gate *gate,
                          uint64_t *stage);
 
 /**
+ * Writes the gate's name (its config's `gate`: its key in the state store, the `gate` label
+ * of its metrics, the `gate` field of its log lines) into `name` of `capacity` bytes,
+ * NUL-terminated, and its length (without the NUL) into `*len`. A host declaring several
+ * gates refuses two of one name: they would share one state in a store, and their metrics'
+ * series would repeat.
+ *
+ * If `name` is NULL or too small, only `*len` is written and `PGATE_STATUS_BUFFER_TOO_SMALL`
+ * is returned; a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len` is
+ * `PGATE_STATUS_NULL_POINTER`, a capacity above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`,
+ * and then nothing is written.
+ *
+ * # Safety
+ * `gate` must be a live gate; `name` NULL or valid for `capacity` bytes; `len` valid for a
+ * write.
+ */
+pgate_status pgate_gate_name(const struct pgate_gate *gate,
+                             char *name,
+                             size_t capacity,
+                             size_t *len);
+
+/**
  * Writes where the gate's config says a host reads a forcing value: the `overrides.header`
  * name into `header` of `header_cap` bytes and the `overrides.cookie` name into `cookie` of
  * `cookie_cap` bytes, each NUL-terminated, and their lengths (without the NUL) into
@@ -972,8 +994,10 @@ pgate_status pgate_metrics_prometheus(const struct pgate_gate *gate,
 
 /**
  * Like `pgate_metrics_prometheus`, for `count` gates in one exposition (each metric family
- * once, one series per gate): a host with several gates serves this at `/metrics`. Give the
- * gates distinct names. `gates` may be NULL only with `count` 0.
+ * once, one series per gate): a host with several gates serves this at `/metrics`. Two gates
+ * of one name (`pgate_gate_name`) would repeat each other's series: that is
+ * `PGATE_STATUS_INVALID_ARGUMENT`, and nothing is written. `gates` may be NULL only with
+ * `count` 0.
  *
  * # Safety
  * `gates` must point to `count` live gates; `buf` NULL or valid for `cap` bytes; `len_out`

@@ -455,8 +455,8 @@ static void test_forced(void) {
 
 /* Where a host reads the forcing value, without parsing the config: the names the config's
  * overrides section gives (length 0: not given), in buffers of PGATE_NAME_CAPACITY; a too
- * small buffer gets both lengths and no name. And whether the store sums every process's
- * outcomes (no store here: false). */
+ * small buffer gets both lengths and no name. The gate's own name, the same way. And whether
+ * the store sums every process's outcomes (no store here: false). */
 static void test_override_names(void) {
     pgate_gate *gate = canary_gate(5, "\"overrides\": {\"header\": \"X-Canary\"}", NULL);
     char header[PGATE_NAME_CAPACITY], cookie[PGATE_NAME_CAPACITY];
@@ -474,6 +474,14 @@ static void test_override_names(void) {
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_override_names(gate, header, sizeof header,
                                                                  NULL, cookie, sizeof cookie,
                                                                  &cookie_len));
+    char name[PGATE_NAME_CAPACITY];
+    size_t name_len = 0;
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_name(gate, name, sizeof name, &name_len));
+    CHECK(name_len == 7 && strcmp(name, "default") == 0);
+    strcpy(small, "abc");
+    CHECK_STATUS(PGATE_STATUS_BUFFER_TOO_SMALL, pgate_gate_name(gate, small, 7, &name_len));
+    CHECK(name_len == 7 && strcmp(small, "abc") == 0);
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_gate_name(gate, name, sizeof name, NULL));
     bool fleet_judging = true;
     CHECK_STATUS(PGATE_STATUS_OK, pgate_fleet_judging(gate, &fleet_judging));
     CHECK(!fleet_judging);
@@ -1120,6 +1128,7 @@ static void check_cold_calls_refuse(const pgate_gate *gate, pgate_status expecte
     CHECK_STATUS(expected, pgate_override_names(gate, buf, sizeof buf, &len, cookie,
                                                 sizeof cookie, &cookie_len));
     CHECK_STATUS(expected, pgate_fleet_judging(gate, &flag));
+    CHECK_STATUS(expected, pgate_gate_name(gate, buf, sizeof buf, &len));
     CHECK(cookie_len == 7 && strcmp(cookie, "abc") == 0);
     CHECK(len == 7 && flag && h.stage == UINT64_MAX && strcmp(buf, "abc") == 0);
     const text_call text_calls[] = {pgate_swap_config, pgate_rollback, pgate_enable_feature,

@@ -51,6 +51,19 @@ static void test_exposition(void) {
   free(before);
   free(after);
   free(histograms);
+  /* Two gates of one name in one exposition would repeat their series: refused, and nothing
+   * written; two names are served. */
+  pgate_gate *twin = new_gate("{\"gate\": \"edge\"}", NULL);
+  pgate_gate *other = new_gate("{\"gate\": \"api\"}", NULL);
+  const pgate_gate *same[] = {gate, other, twin};
+  char buf[16] = "abc";
+  size_t len = 7;
+  CHECK(pgate_metrics_prometheus_gates(same, 3, buf, sizeof buf, &len) ==
+        PGATE_STATUS_INVALID_ARGUMENT);
+  CHECK(len == 7 && strcmp(buf, "abc") == 0);
+  CHECK(pgate_metrics_prometheus_gates(same, 2, NULL, 0, &len) == PGATE_STATUS_BUFFER_TOO_SMALL);
+  CHECK(pgate_gate_free(twin) == PGATE_STATUS_OK);
+  CHECK(pgate_gate_free(other) == PGATE_STATUS_OK);
   CHECK(pgate_gate_free(gate) == PGATE_STATUS_OK);
 }
 

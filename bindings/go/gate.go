@@ -157,6 +157,14 @@ func (g *Gate) Config() (string, error) {
 	})
 }
 
+// Name returns the gate's name: its config's "gate", its key in a state store and the gate
+// label of its metrics.
+func (g *Gate) Name() (string, error) {
+	return g.readJSON("pgate_gate_name", func(p *C.pgate_gate, buf *C.char, n C.size_t, out *C.size_t) C.pgate_status {
+		return C.pgate_gate_name(p, buf, n, out)
+	})
+}
+
 // RollbackHistory returns the rollback events, oldest first.
 func (g *Gate) RollbackHistory() ([]RollbackEvent, error) {
 	doc, err := g.readJSON("pgate_rollback_history_json", func(p *C.pgate_gate, buf *C.char, n C.size_t, out *C.size_t) C.pgate_status {

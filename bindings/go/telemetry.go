@@ -25,9 +25,10 @@ import (
 const PrometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 
 // MetricsPrometheus returns the Prometheus text exposition (format 0.0.4) of the gates: each
-// metric family once, one series per gate, labelled gate="<name>" (give the gates distinct
-// names). A gate passed twice is an error. It reads the gates without side effects: a scrape
-// never judges, so it may run as often as wanted.
+// metric family once, one series per gate, labelled gate="<name>". A gate passed twice, or
+// two gates of one name (whose series would repeat), is an error naming both positions. It
+// reads the gates without side effects: a scrape never judges, so it may run as often as
+// wanted.
 func MetricsPrometheus(gates ...*Gate) (string, error) {
 	// The gates are held in one order whatever the caller's (their addresses), so that two
 	// scrapes of the same gates in other orders, with Close waiting on both, cannot deadlock.
@@ -67,10 +68,30 @@ func MetricsPrometheus(gates ...*Gate) (string, error) {
 			return string(buf[:n]), nil
 		case C.PGATE_STATUS_BUFFER_TOO_SMALL:
 			buf = make([]byte, int(n)+4096) // the text may grow between two calls
+		case C.PGATE_STATUS_INVALID_ARGUMENT:
+			return "", sameNames(gates, statusError("pgate_metrics_prometheus_gates", st))
 		default:
 			return "", statusError("pgate_metrics_prometheus_gates", st)
 		}
 	}
+}
+
+// sameNames explains the library's refusal of gates of one name by their positions, wrapping
+// err; err itself when no two names are the same.
+func sameNames(gates []*Gate, err error) error {
+	first := make(map[string]int, len(gates))
+	for i, g := range gates {
+		name, nameErr := g.Name()
+		if nameErr != nil {
+			return err
+		}
+		if j, seen := first[name]; seen {
+			return fmt.Errorf("promotiongates: MetricsPrometheus: gates[%d] is named %q, as gates[%d] is: their series would repeat: %w",
+				i, name, j, err)
+		}
+		first[name] = i
+	}
+	return err
 }
 
 // MetricsPrometheus returns this gate's Prometheus text exposition (see the function

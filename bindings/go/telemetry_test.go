@@ -89,6 +89,24 @@ func TestMetricsPrometheusRefusesAGatePassedTwice(t *testing.T) {
 	}
 }
 
+// Two gates of one name would repeat each other's series: the library refuses them, and the
+// binding names their positions.
+func TestMetricsPrometheusRefusesTwoGatesOfOneName(t *testing.T) {
+	web := newGate(t, `{"gate": "web"}`, "")
+	api := newGate(t, `{"gate": "api"}`, "")
+	twin := newGate(t, `{"gate": "web", "environment": {"canary": {"traffic_percent": 5}}}`, "")
+	if name, err := twin.Name(); err != nil || name != "web" {
+		t.Fatalf("Name: %q, %v", name, err)
+	}
+	_, err := MetricsPrometheus(web, api, twin)
+	if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), `gates[2] is named "web", as gates[0] is`) {
+		t.Fatalf("two gates named web: %v", err)
+	}
+	if _, err := MetricsPrometheus(web, api); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // v2TotalCount decodes a compressed V2 histogram by hand (zlib, the 40-byte header, ZigZag
 // LEB128 counts where a negative one is a run of empty buckets) and returns its sample count.
 func v2TotalCount(t *testing.T, encoded string) int64 {

@@ -59,6 +59,7 @@ typedef struct {
     ngx_str_t                    config;
     ngx_str_t                    slo_path;    /* empty without slo= */
     ngx_str_t                    slo;
+    ngx_str_t                    gate_name;   /* the document's "gate" */
     ngx_array_t                 *keys;        /* ngx_http_complex_value_t */
     ngx_shm_zone_t              *zone;
     ngx_http_pgate_ring_t       *ring;
@@ -141,6 +142,8 @@ static ngx_int_t ngx_http_pgate_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_pgate_init_process(ngx_cycle_t *cycle);
 static void ngx_http_pgate_exit_process(ngx_cycle_t *cycle);
 static char *ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g,
+    pgate_gate *gate);
+static char *ngx_http_pgate_check_name(ngx_conf_t *cf, ngx_http_pgate_gate_t *g,
     pgate_gate *gate);
 static char *ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -396,6 +399,9 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
     }
 
     rv = ngx_http_pgate_check_pooling(cf, g, gate);
+    if (rv == NGX_CONF_OK) {
+        rv = ngx_http_pgate_check_name(cf, g, gate);
+    }
 
 done:
 
@@ -479,6 +485,55 @@ ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_gat
                            "store must not sum them again: write \"fleet_judging\": false",
                            &g->name, &g->config_path);
         return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Two gates whose documents name one gate would share one state in a store and repeat each
+ * other's series in the metrics: the later declaration is refused.
+ */
+static char *
+ngx_http_pgate_check_name(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_gate *gate)
+{
+    size_t                       len;
+    u_char                       name[PGATE_NAME_CAPACITY];
+    ngx_uint_t                   i;
+    pgate_status                 st;
+    ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    st = pgate_gate_name(gate, (char *) name, PGATE_NAME_CAPACITY, &len);
+    if (st != PGATE_STATUS_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "promotion_gate \"%V\": gate name: %s",
+                           &g->name, pgate_status_str(st));
+        return NGX_CONF_ERROR;
+    }
+
+    g->gate_name.data = ngx_pnalloc(cf->pool, len);
+    if (g->gate_name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_memcpy(g->gate_name.data, name, len);
+    g->gate_name.len = len;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_promotion_gate_module);
+    gates = pmcf->gates.elts;
+
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        if (&gates[i] != g && gates[i].gate_name.len == len
+            && ngx_memcmp(gates[i].gate_name.data, name, len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "promotion_gate \"%V\": \"%V\" names gate \"%V\", as the "
+                               "document of promotion_gate \"%V\" does: two gates of one name "
+                               "would share one state in a store and repeat each other's "
+                               "metric series", &g->name, &g->config_path, &g->gate_name,
+                               &gates[i].name);
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;

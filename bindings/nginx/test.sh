@@ -58,6 +58,8 @@ expect_refusal 'invalid environment.traffic_percent = 150' 'promotion_gate g bad
 expect_refusal 'state store /nonexistent/dir/g.db' 'promotion_gate g store.json;'
 expect_refusal 'invalid store fleet_judging = true' 'promotion_gate g fleet.json;'
 expect_refusal 'min_samples = 1' 'promotion_gate g good.json slo=slo.json;'
+expect_refusal 'good.json" names gate "g", as the document of promotion_gate "g" does' \
+  'promotion_gate g good.json; promotion_gate h good.json;'
 expect_refusal 'invalid gate name "g-1" in "promotion_gate" directive' 'promotion_gate g-1 good.json;'
 expect_refusal 'invalid parameter "keys=$http_x" in "promotion_gate" directive' 'promotion_gate g good.json keys=$http_x;'
 expect_refusal 'duplicate gate "g" in "promotion_gate" directive' 'promotion_gate g good.json; promotion_gate g good.json;'

@@ -306,9 +306,40 @@ pub unsafe extern "C" fn pgate_state(
     })
 }
 
-/// A buffer of this many bytes always holds a name `pgate_override_names` writes, with its
-/// NUL: the library refuses override header and cookie names over `MAX_NAME_BYTES` (128).
+/// A buffer of this many bytes always holds a name `pgate_gate_name` or
+/// `pgate_override_names` writes, with its NUL: the library refuses gate names and override
+/// header and cookie names over `MAX_NAME_BYTES` (128).
 pub const PGATE_NAME_CAPACITY: usize = 129;
+
+/// Writes the gate's name (its config's `gate`: its key in the state store, the `gate` label
+/// of its metrics, the `gate` field of its log lines) into `name` of `capacity` bytes,
+/// NUL-terminated, and its length (without the NUL) into `*len`. A host declaring several
+/// gates refuses two of one name: they would share one state in a store, and their metrics'
+/// series would repeat.
+///
+/// If `name` is NULL or too small, only `*len` is written and `PGATE_STATUS_BUFFER_TOO_SMALL`
+/// is returned; a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len` is
+/// `PGATE_STATUS_NULL_POINTER`, a capacity above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`,
+/// and then nothing is written.
+///
+/// # Safety
+/// `gate` must be a live gate; `name` NULL or valid for `capacity` bytes; `len` valid for a
+/// write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_gate_name(
+    gate: *const pgate_gate,
+    name: *mut c_char,
+    capacity: usize,
+    len: *mut usize,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        let config = gate.manager.config();
+        // SAFETY: forwarded buffer contract (copy_out checks NULL, the capacity and the fit).
+        unsafe { copy_out(&config.gate, name.cast(), capacity, len) }
+    })
+}
 
 /// Writes where the gate's config says a host reads a forcing value: the `overrides.header`
 /// name into `header` of `header_cap` bytes and the `overrides.cookie` name into `cookie` of

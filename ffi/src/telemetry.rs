@@ -2,6 +2,7 @@
 //! histogram, for hosts that serve `/metrics` or merge histograms themselves. Both read the
 //! gate without side effects (never its judging calls).
 
+use std::collections::HashSet;
 use std::ffi::c_char;
 
 use base64::Engine;
@@ -37,8 +38,10 @@ pub unsafe extern "C" fn pgate_metrics_prometheus(
 }
 
 /// Like `pgate_metrics_prometheus`, for `count` gates in one exposition (each metric family
-/// once, one series per gate): a host with several gates serves this at `/metrics`. Give the
-/// gates distinct names. `gates` may be NULL only with `count` 0.
+/// once, one series per gate): a host with several gates serves this at `/metrics`. Two gates
+/// of one name (`pgate_gate_name`) would repeat each other's series: that is
+/// `PGATE_STATUS_INVALID_ARGUMENT`, and nothing is written. `gates` may be NULL only with
+/// `count` 0.
 ///
 /// # Safety
 /// `gates` must point to `count` live gates; `buf` NULL or valid for `cap` bytes; `len_out`
@@ -59,6 +62,11 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_gates(
             // SAFETY: the caller keeps every gate alive during the call.
             .map(|&gate| unsafe { cold(gate) }.map(|g| &g.manager))
             .collect::<Result<Vec<_>, _>>()?;
+        let names: Vec<String> = managers.iter().map(|m| m.config().gate).collect();
+        let mut seen = HashSet::with_capacity(names.len());
+        if !names.iter().all(|name| seen.insert(name.as_str())) {
+            return Err(pgate_status::InvalidArgument);
+        }
         let mut text = String::new();
         prometheus::write_exposition(&managers, &mut text).map_err(|_| pgate_status::Panic)?;
         // SAFETY: forwarded buffer contract.

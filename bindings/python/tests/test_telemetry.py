@@ -5,12 +5,17 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
+from ctypes import byref, c_size_t, c_void_p
 
+import pytest
 from conftest import canary
 
 from promotion_gates import (
     Gate,
+    InvalidArgumentError,
     LogLevel,
+    Status,
+    _ffi,
     latency_histograms,
     metrics_prometheus,
     set_log_callback,
@@ -54,6 +59,18 @@ def test_the_exposition_names_each_gate_and_counts_a_rollback() -> None:
         web.rollback("bad deploy")
         assert f"{manual} 1\n" in metrics_prometheus(web)
         assert metrics_prometheus() == ""
+
+
+def test_two_gates_of_one_name_are_refused_by_the_binding_and_the_library() -> None:
+    with Gate(canary(5, gate="web")) as web, Gate(canary(50, gate="web")) as twin:
+        assert (web.name(), twin.name()) == ("web", "web")
+        with pytest.raises(InvalidArgumentError, match=r"gates\[1\] is named 'web', as gates\[0\]"):
+            metrics_prometheus(web, twin)
+        # The library refuses them too, whoever calls it.
+        handles = (c_void_p * 2)(web._handle, twin._handle)
+        length = c_size_t()
+        status = _ffi.lib().pgate_metrics_prometheus_gates(handles, 2, None, 0, byref(length))
+        assert status == Status.INVALID_ARGUMENT
 
 
 def test_each_cohorts_histogram_holds_what_was_recorded() -> None:

@@ -353,6 +353,16 @@ class Gate:
 
         return name(header, header_len), name(cookie, cookie_len)
 
+    def name(self) -> str:
+        """The gate's name: its config's ``gate``, its key in a state store and the ``gate``
+        label of its metrics (``pgate_gate_name``)."""
+        cap = _ffi.NAME_CAPACITY  # PGATE_NAME_CAPACITY always suffices: no retry
+        buf, length = create_string_buffer(cap), c_size_t()
+        with self._call("name") as handle:
+            status = self._c.pgate_gate_name(handle, buf, cap, byref(length))
+        _check(status)
+        return buf.raw[: length.value].decode("utf-8")
+
     def fleet_judging(self) -> bool:
         """Whether the gate's state store sums every process's outcomes for the judge (the
         store's ``fleet_judging``; False without a store) (``pgate_fleet_judging``)."""

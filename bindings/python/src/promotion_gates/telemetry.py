@@ -20,7 +20,7 @@ from ctypes import byref, c_size_t, c_void_p, create_string_buffer
 from typing import Any
 
 from . import _ffi
-from .errors import BufferTooSmallError, _check
+from .errors import BufferTooSmallError, InvalidArgumentError, _check
 from .gate import Gate
 
 __all__ = ["LogLevel", "latency_histograms", "metrics_prometheus", "set_log_callback"]
@@ -40,7 +40,8 @@ class LogLevel(enum.IntEnum):
 
 def metrics_prometheus(*gates: Gate) -> str:
     """The Prometheus text exposition (format 0.0.4) of one or more gates: each metric family
-    once, one series per gate, labelled ``gate="<name>"``. Give the gates distinct names."""
+    once, one series per gate, labelled ``gate="<name>"``. Two gates of one name would repeat
+    each other's series: :class:`InvalidArgumentError`, naming both positions."""
     with ExitStack() as held:  # every gate is held (close() waits) for the call
         live = [held.enter_context(g._call("metrics_prometheus")) for g in gates]
         handles = (c_void_p * len(live))(*live)
@@ -51,11 +52,27 @@ def metrics_prometheus(*gates: Gate) -> str:
             status = _ffi.lib().pgate_metrics_prometheus_gates(
                 handles, len(live), buf, cap, byref(length)
             )
+            if status == _ffi.Status.INVALID_ARGUMENT:
+                _same_names(gates)
             if status != _ffi.Status.BUFFER_TOO_SMALL:
                 _check(status)
                 return buf.raw[: length.value].decode("utf-8")
             cap = length.value + 4096  # the text may grow between two calls
     raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, "metrics_prometheus kept growing")
+
+
+def _same_names(gates: tuple[Gate, ...]) -> None:
+    """Explains the library's refusal of gates of one name by their positions."""
+    first: dict[str, int] = {}
+    for i, gate in enumerate(gates):
+        name = gate.name()
+        if name in first:
+            raise InvalidArgumentError(
+                _ffi.Status.INVALID_ARGUMENT,
+                f"gates[{i}] is named {name!r}, as gates[{first[name]}] is: "
+                "their series would repeat",
+            )
+        first[name] = i
 
 
 def latency_histograms(gate: Gate) -> dict[str, Any]:
