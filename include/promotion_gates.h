@@ -921,6 +921,26 @@ pgate_status pgate_record(const struct pgate_gate *gate,
                           pgate_recorded *recorded);
 
 /**
+ * Records a request routed by `*decision` whose client went away before the version
+ * answered, `waited_ns` nanoseconds after the request was sent to it (a proxy's 499). A
+ * wait of at least the SLO's `latency_target` counts as a success that missed its target,
+ * with latency `waited_ns` (a lower bound): a canary that hangs is rolled back even when every
+ * client gives up before the host's upstream timeout. A shorter wait says nothing of the
+ * version and records nothing. A client leaving is never a failure. `*recorded` (if not
+ * NULL) is true when the request was recorded (as `pgate_record` would: a forced one apart,
+ * a late one dropped), false for a shorter wait. The decision is read as by `pgate_record`.
+ * For the cold path: it reads the SLO, and may run the judge and roll back.
+ *
+ * # Safety
+ * `gate` must be a live gate; `decision` valid for a read; `recorded` NULL or valid for a
+ * write.
+ */
+pgate_status pgate_record_abandoned(const struct pgate_gate *gate,
+                                    const struct pgate_decision *decision,
+                                    uint64_t waited_ns,
+                                    bool *recorded);
+
+/**
  * Records an outcome by request id: the id is routed again under the current snapshot (one
  * more hash). Prefer `pgate_record` with the decision the request was routed by.
  *

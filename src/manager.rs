@@ -436,6 +436,79 @@ impl PromotionGateManager {
         recording.recorded
     }
 
+    /// Records a request whose client went away before the version answered, `waited` after
+    /// the request was sent to it (a proxy's 499, a canceled request context).
+    ///
+    /// A client leaving is never the version's failure, but a wait of at least the SLO's
+    /// `latency_target` is evidence all the same: the request missed its target, whatever its
+    /// answer would have been. So it counts as a success with latency `waited`, a lower bound
+    /// of the true one: not compliant, and at least that slow for the latency rules. A canary
+    /// that hangs is then rolled back even when every client gives up before the proxy's own
+    /// upstream timeout (whose error a host records with
+    /// [`record_outcome`](Self::record_outcome), as a failure). A shorter wait says nothing of
+    /// the version: nothing is recorded, and `None` is returned. Otherwise what
+    /// [`record_outcome`](Self::record_outcome) returns (a forced request is counted apart, a
+    /// late one dropped).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// use std::time::Duration;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { environment: Environment::Canary { traffic_percent: 100.0 }, ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig { latency_target: Duration::from_millis(500), ..Default::default() })?,
+    /// )?;
+    /// let decision = gate.route_request("user-1");
+    /// // The client gave up after 100 ms: nothing to say of the canary.
+    /// assert_eq!(gate.record_abandoned(&decision, Duration::from_millis(100)), None);
+    /// // After 2 s without an answer: a request that missed its target.
+    /// assert_eq!(gate.record_abandoned(&decision, Duration::from_secs(2)), Some(Recorded::Counted));
+    /// assert_eq!(gate.health().canary_requests, 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[cold]
+    pub fn record_abandoned(
+        &self,
+        decision: &RoutingDecision<'_>,
+        waited: Duration,
+    ) -> Option<Recorded> {
+        self.record_abandoned_for(
+            decision.stage,
+            decision.is_canary,
+            decision.forced.is_some(),
+            waited,
+        )
+    }
+
+    /// [`record_abandoned`](Self::record_abandoned) for a decision kept as plain data (as
+    /// [`record_for`](Self::record_for)), `forced` when an override sent the request.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let d = gate.route_request("user-1");
+    /// let waited = std::time::Duration::from_secs(30);
+    /// assert_eq!(gate.record_abandoned_for(d.stage, d.is_canary, false, waited), Some(Recorded::Counted));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[cold]
+    pub fn record_abandoned_for(
+        &self,
+        stage: StageId,
+        is_canary: bool,
+        forced: bool,
+        waited: Duration,
+    ) -> Option<Recorded> {
+        if waited < self.shared.monitor.slo().config().latency_target {
+            return None;
+        }
+        if forced {
+            return Some(self.record_forced());
+        }
+        Some(self.record_for(stage, is_canary, true, waited))
+    }
+
     /// The flag set numbered `id` (a decision's
     /// [`EnabledFeatures::set_id`](crate::EnabledFeatures::set_id), as the C ABI hands it out),
     /// as a view. Lock-free, allocation-free.

@@ -801,11 +801,21 @@ static void test_record(void) {
     CHECK_STATUS(PGATE_STATUS_OK, pgate_record(gate, &old, true, 1000, &recorded));
     CHECK(recorded == PGATE_RECORDED_LATE);
 
+    /* A client that went away: nothing before the SLO's latency target (500 ms), a slow
+     * success after it; never a failure. */
+    bool abandoned = true;
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_record_abandoned(gate, &fresh, 100000000u, &abandoned));
+    CHECK(!abandoned);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_record_abandoned(gate, &fresh, 2000000000u, &abandoned));
+    CHECK(abandoned);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_record_abandoned(gate, &fresh, 2000000000u, NULL));
+
     /* The judge counts only what was Counted in the current stage. */
     pgate_health h;
     CHECK_STATUS(PGATE_STATUS_OK, pgate_monitor_health(gate, &h, NULL, 0, NULL));
     CHECK(h.stage == fresh.stage);
-    CHECK(h.canary_requests + h.production_requests == 1);
+    CHECK(h.canary_requests + h.production_requests == 3);
+    CHECK(h.canary_error_rate == 0.0 && h.production_error_rate == 0.0);
     CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
 }
 
@@ -1148,6 +1158,7 @@ static void test_null_gate(void) {
     memset(&d, 0, sizeof d);
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_route(NULL, BYTES("x"), &d));
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_record(NULL, &d, true, 1, NULL));
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_record_abandoned(NULL, &d, 1, NULL));
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_record_by_id(NULL, BYTES("x"), true, 1, NULL));
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_flag_set_len(NULL, 0, &len));
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_flag_set_name(NULL, 0, 0, &name, &len));
@@ -1171,6 +1182,9 @@ static void test_hot_path_arguments(void) {
 
     pgate_recorded recorded = PGATE_RECORDED_FOREIGN;
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_record(gate, NULL, true, 1, &recorded));
+    bool abandoned = true;
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_record_abandoned(gate, NULL, 1, &abandoned));
+    CHECK(abandoned);
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER,
                  pgate_record_by_id(gate, NULL, 5, true, 1, &recorded));
     CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT,

@@ -223,6 +223,31 @@ func (g *Gate) Record(d Decision, success bool, latency time.Duration) (Recorded
 	return Recorded(r), nil
 }
 
+// RecordAbandoned records a request routed by d whose client went away before the version
+// answered, waited after the request was sent to it. A wait of at least the SLO's
+// latency_target counts as a success that missed its target, with latency waited (a lower
+// bound), so a canary that hangs is rolled back even when every client gives up before the
+// proxy's own upstream timeout; a shorter wait says nothing of the version, and nothing is
+// recorded (recorded false). A client leaving is never a failure. For the cold path.
+func (g *Gate) RecordAbandoned(d Decision, waited time.Duration) (recorded bool, err error) {
+	ns, err := latencyNanos(waited)
+	if err != nil {
+		return false, err
+	}
+	p := g.acquire()
+	if p == nil {
+		return false, errClosed
+	}
+	var r C.bool
+	st := C.pgate_record_abandoned(p, &d.c, ns, &r)
+	g.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return false, statusError("pgate_record_abandoned", st)
+	}
+	return bool(r), nil
+}
+
 // RecordByID records an outcome by request id: the id is routed again under the gate's
 // current state (one more hash). Prefer Record with the request's Decision, which counts the
 // outcome for the stage the request was actually routed in.

@@ -373,7 +373,8 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_for
 PY
 slow=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$slow_port") 2>/dev/null && break; sleep 0.1; done
-# 40 clients give up after 0.3 s: 499, never an upstream answer; then 20 wait for the 500s
+# 40 clients give up after 0.3 s, before the SLO's latency target (500 ms): 499, never an
+# upstream answer, so nothing recorded; then 20 wait for the 500s
 seq 40 | xargs -P 40 -I{} curl -s -o /dev/null --max-time 0.3 "http://127.0.0.1:$abort_port/" || true
 sleep 0.5
 for answer in $(statuses "$abort_port" | tr -d ' '); do

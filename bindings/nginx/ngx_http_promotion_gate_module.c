@@ -35,8 +35,11 @@
 /* An outcome's flags, in the ring and between the log handler and pgate_record. */
 #define PGATE_FLAG_CANARY      1
 #define PGATE_FLAG_SUCCESS     2
-/* The decision's `forced` byte (pgate_forced), kept as it was routed, from bit 2 on. */
+/* The decision's `forced` byte (pgate_forced: 0, 1 or 2), kept as it was routed, bits 2-3. */
 #define PGATE_FLAG_FORCED_SHIFT  2
+#define PGATE_FLAG_FORCED_MASK   3
+/* The client went away before the routed upstream answered; the latency is its wait. */
+#define PGATE_FLAG_ABANDONED   16
 
 
 /* One upstream outcome in shared memory; `seq` is the slot's index + 1 once published. */
@@ -1143,7 +1146,9 @@ ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
 /*
  * Records an outcome (PGATE_FLAG_*): the decision's stage, cohort and `forced` byte as routed,
- * so a forced outcome is counted apart by the library, in neither cohort.
+ * so a forced outcome is counted apart by the library, in neither cohort. An abandoned request
+ * goes to pgate_record_abandoned, which records a wait of at least the SLO's latency target as
+ * a slow success and a shorter one not at all.
  */
 static void
 ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
@@ -1155,10 +1160,17 @@ ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
     ngx_memzero(&decision, sizeof(pgate_decision));
     decision.stage = stage;
     decision.is_canary = (flags & PGATE_FLAG_CANARY) ? true : false;
-    decision.forced = (pgate_forced) (flags >> PGATE_FLAG_FORCED_SHIFT);
+    decision.forced = (pgate_forced) ((flags >> PGATE_FLAG_FORCED_SHIFT)
+                                      & PGATE_FLAG_FORCED_MASK);
 
-    st = pgate_record(g->gate, &decision, (flags & PGATE_FLAG_SUCCESS) ? true : false,
-                      latency_ns, NULL);
+    if (flags & PGATE_FLAG_ABANDONED) {
+        st = pgate_record_abandoned(g->gate, &decision, latency_ns, NULL);
+
+    } else {
+        st = pgate_record(g->gate, &decision, (flags & PGATE_FLAG_SUCCESS) ? true : false,
+                          latency_ns, NULL);
+    }
+
     if (st != PGATE_STATUS_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": record: %s",
                       &g->name, pgate_status_str(st));
@@ -1273,7 +1285,7 @@ static ngx_int_t
 ngx_http_pgate_log_handler(ngx_http_request_t *r)
 {
     uint64_t                     latency_ns;
-    ngx_uint_t                   i, status, flags;
+    ngx_uint_t                   i, status, outcome, flags;
     ngx_http_pgate_ctx_t        *ctx;
     ngx_http_pgate_gate_t       *gates;
     ngx_http_pgate_route_t      *route;
@@ -1286,13 +1298,23 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
     }
 
     status = r->err_status ? r->err_status : r->headers_out.status;
-    if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
-        return NGX_OK;          /* a client abort */
-    }
 
     state = ngx_http_pgate_routed_state(r, ctx);
-    if (state == NULL || state->status == 0) {
+    if (state == NULL) {
+        return NGX_OK;          /* the request never reached the routed upstream */
+    }
+
+    if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
+        if (state->status != 0) {
+            return NGX_OK;      /* answered: its client went away during the body */
+        }
+        outcome = PGATE_FLAG_ABANDONED;     /* went away while the upstream worked */
+
+    } else if (state->status == 0) {
         return NGX_OK;          /* the routed upstream never answered nor failed */
+
+    } else {
+        outcome = state->status < 500 ? PGATE_FLAG_SUCCESS : 0;
     }
 
     if (ctx->original_get != NULL) {          /* an upstream{} block: timed here */
@@ -1317,9 +1339,9 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
             continue;
         }
 
-        flags = (route->decision.is_canary ? PGATE_FLAG_CANARY : 0)
-                | (state->status < 500 ? PGATE_FLAG_SUCCESS : 0)
-                | ((ngx_uint_t) route->decision.forced << PGATE_FLAG_FORCED_SHIFT);
+        flags = (route->decision.is_canary ? PGATE_FLAG_CANARY : 0) | outcome
+                | (((ngx_uint_t) route->decision.forced & PGATE_FLAG_FORCED_MASK)
+                   << PGATE_FLAG_FORCED_SHIFT);
 
         ngx_http_pgate_record(r->connection->log, &gates[i], route->decision.stage, flags,
                               latency_ns);

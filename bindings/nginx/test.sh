@@ -2,8 +2,9 @@
 # Builds the nginx module (build.sh), checks that `nginx -t` names the directive, the field and
 # the value of bad configurations, that one request retried over 70 upstream servers is one
 # outcome of its gate, that a canary failure redirected by error_page (to a static page or to a
-# named location proxying to stable) is still the canary's outcome, and that an override header
-# with an underscore is warned of, then runs the end-to-end test under load (e2e.sh, ~30 s).
+# named location proxying to stable) is still the canary's outcome, that an override header
+# with an underscore is warned of and that a client giving up on a hung canary is recorded as
+# a slow success, then runs the end-to-end test under load (e2e.sh, ~30 s).
 # Installs what it lacks with apt-get (nginx, nginx-dev, wrk; prometheus for promtool).
 # Run from anywhere.
 set -euo pipefail
@@ -254,6 +255,58 @@ echo "X_Force: canary reaches: $dropped by default, $forced with underscores_in_
 grep -q 'promotion gate "u": overrides.header "X_Force" has an underscore' "$tmp/logs/error.log" ||
   { echo "FAIL: no warning of the underscore in the error log" >&2; exit 1; }
 stop_serving
+
+echo "== a client that gives up on a hung canary: a slow success after the latency target"
+# The canary accepts and never answers; curl gives up (nginx: 499). A wait shorter than the
+# SLO's latency target (100 ms here) records nothing; a longer one is a success that missed
+# its target (pgate_record_abandoned), so a hung canary is judged even when every client
+# gives up before proxy_read_timeout. Never a failure.
+port=$(free_port)
+hung=$(free_port)
+python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+held = []
+while True:
+    held.append(s.accept()[0])  # accepted, never answered
+' "$hung" &
+hung_pid=$!
+stop_hung() { kill "$hung_pid" 2>/dev/null || true; wait "$hung_pid" 2>/dev/null || true; }
+for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$hung") 2>/dev/null && break; sleep 0.1; done
+echo '{"gate": "hung", "environment": {"canary": {"traffic_percent": 100}}}' >"$tmp/conf/hung.json"
+echo '{"latency_target_ms": 100}' >"$tmp/conf/hung-slo.json"
+serve "$(cat <<CONF
+    log_format hung '\$status \$upstream_status \$upstream_response_time';
+    promotion_gate hung hung.json slo=hung-slo.json;
+    upstream hung_canary { server 127.0.0.1:$hung; }
+    upstream hung_stable { server 127.0.0.1:$hung; }
+    server {
+        listen 127.0.0.1:$port;
+        location / { access_log logs/hung.log hung; proxy_pass http://hung_\$promotion_gate_hung; }
+        location = /metrics { promotion_gate_metrics; }
+    }
+CONF
+)"
+# canary_window <errors|requests>: the gate's canary window count
+canary_window() {
+  curl -fs "http://127.0.0.1:$port/metrics" |
+    sed -n "s/^promotion_window_$1{gate=\"hung\",cohort=\"canary\"} //p"
+}
+for max_time in 0.02 0.02 0.02 0.4 0.4 0.4; do
+  curl -s -o /dev/null --max-time "$max_time" "http://127.0.0.1:$port/" || true
+  [ "$max_time" = 0.4 ] || early=$(canary_window requests)
+done
+for _ in $(seq 50); do [ "$(canary_window requests)" = 3 ] && break; sleep 0.05; done
+late=$(canary_window requests)
+errors=$(canary_window errors)
+echo "clients gone after 20 ms: $early recorded; after 400 ms: $late recorded, $errors errors"
+stop_serving
+stop_hung
+[ "$early" = 0 ] && [ "$late" = 3 ] && [ "$errors" = 0 ] ||
+  { echo "FAIL: expected 0, then 3 recorded with 0 errors; nginx logged:" >&2; cat "$tmp/logs/hung.log" >&2; grep -i upstream "$tmp/logs/error.log" | tail -3 >&2; exit 1; }
 
 echo "== e2e.sh"
 "$here/e2e.sh" "$module"

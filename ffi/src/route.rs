@@ -182,6 +182,31 @@ unsafe fn route_into<'v>(
     })
 }
 
+/// The stage, canary byte and forced byte of a decision the caller may have copied or built:
+/// its `bool` and enum fields are not trusted to hold valid values, so they are read as plain
+/// integers.
+///
+/// # Safety
+/// `decision` must be NULL or valid for a read of a `pgate_decision`.
+#[inline(always)]
+unsafe fn decision_fields(decision: *const pgate_decision) -> Result<(u64, u8, u8), pgate_status> {
+    if decision.is_null() {
+        return Err(pgate_status::NullPointer);
+    }
+    // SAFETY: decision is non-NULL and valid for a read of a pgate_decision (caller's
+    // contract); addr_of! takes the fields' addresses without making a reference, and u64 and
+    // u8 accept every bit pattern.
+    Ok(unsafe {
+        (
+            std::ptr::addr_of!((*decision).stage).read_unaligned(),
+            std::ptr::addr_of!((*decision).is_canary)
+                .cast::<u8>()
+                .read(),
+            std::ptr::addr_of!((*decision).forced).cast::<u8>().read(),
+        )
+    })
+}
+
 fn to_c_decision(d: &RoutingDecision<'_>) -> pgate_decision {
     pgate_decision {
         stage: d.stage.get(),
@@ -218,24 +243,8 @@ pub unsafe extern "C" fn pgate_record(
     guard(|| {
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { hot(gate) }?;
-        if decision.is_null() {
-            return Err(pgate_status::NullPointer);
-        }
-        // The decision may have been copied or built by the caller, so its `bool` and enum
-        // fields are not trusted to hold valid values: only the stage and the canary byte are
-        // read, as plain integers.
-        // SAFETY: decision is non-NULL and valid for a read of a pgate_decision (caller's
-        // contract); addr_of! takes the fields' addresses without making a reference, and u64
-        // and u8 accept every bit pattern.
-        let (stage, canary_byte, forced_byte) = unsafe {
-            (
-                std::ptr::addr_of!((*decision).stage).read_unaligned(),
-                std::ptr::addr_of!((*decision).is_canary)
-                    .cast::<u8>()
-                    .read(),
-                std::ptr::addr_of!((*decision).forced).cast::<u8>().read(),
-            )
-        };
+        // SAFETY: forwarded: decision NULL or valid for a read (caller's contract).
+        let (stage, canary_byte, forced_byte) = unsafe { decision_fields(decision) }?;
         let outcome = if forced_byte != 0 {
             gate.manager.record_forced()
         } else {
@@ -251,6 +260,45 @@ pub unsafe extern "C" fn pgate_record(
         }
         // SAFETY: recorded is non-NULL and valid for a write (caller's contract).
         unsafe { write(recorded, to_c(outcome)) }
+    })
+}
+
+/// Records a request routed by `*decision` whose client went away before the version
+/// answered, `waited_ns` nanoseconds after the request was sent to it (a proxy's 499). A
+/// wait of at least the SLO's `latency_target` counts as a success that missed its target,
+/// with latency `waited_ns` (a lower bound): a canary that hangs is rolled back even when every
+/// client gives up before the host's upstream timeout. A shorter wait says nothing of the
+/// version and records nothing. A client leaving is never a failure. `*recorded` (if not
+/// NULL) is true when the request was recorded (as `pgate_record` would: a forced one apart,
+/// a late one dropped), false for a shorter wait. The decision is read as by `pgate_record`.
+/// For the cold path: it reads the SLO, and may run the judge and roll back.
+///
+/// # Safety
+/// `gate` must be a live gate; `decision` valid for a read; `recorded` NULL or valid for a
+/// write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_record_abandoned(
+    gate: *const pgate_gate,
+    decision: *const pgate_decision,
+    waited_ns: u64,
+    recorded: *mut bool,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { hot(gate) }?;
+        // SAFETY: forwarded: decision NULL or valid for a read (caller's contract).
+        let (stage, canary_byte, forced_byte) = unsafe { decision_fields(decision) }?;
+        let outcome = gate.manager.record_abandoned_for(
+            StageId::new(stage),
+            canary_byte != 0,
+            forced_byte != 0,
+            Duration::from_nanos(waited_ns),
+        );
+        if recorded.is_null() {
+            return Ok(());
+        }
+        // SAFETY: recorded is non-NULL and valid for a write (caller's contract).
+        unsafe { write(recorded, outcome.is_some()) }
     })
 }
 

@@ -390,3 +390,48 @@ fn another_gates_set_number_is_unknown_here() {
         Error::Flag(crate::FlagError::UnknownSet(id))
     );
 }
+
+#[test]
+fn a_hung_canary_whose_clients_give_up_is_rolled_back_and_early_leavers_say_nothing() {
+    let gate = gate(PromotionConfig {
+        environment: canary(50.0),
+        ..Default::default()
+    });
+    let target = gate.slo_controller().config().latency_target;
+    let mut abandoned = 0;
+    for i in 0..10_000u64 {
+        let d = gate.route_request(&format!("u{i}"));
+        if !d.is_canary {
+            gate.record_outcome(&d, true, Duration::from_millis(20));
+            continue;
+        }
+        // Clients that leave before the target tell nothing: never recorded.
+        assert_eq!(gate.record_abandoned(&d, target / 2), None);
+        // The canary never answers; its clients give up after 2 s.
+        if gate.record_abandoned(&d, Duration::from_secs(2)) == Some(Recorded::Counted) {
+            abandoned += 1;
+        }
+        if abandoned % 10 == 0 {
+            gate.monitor_canary_health(); // a host's health check: judges, and acts
+        }
+        if gate.environment() == Environment::Production {
+            break;
+        }
+    }
+    assert_eq!(
+        gate.environment(),
+        Environment::Production,
+        "never rolled back"
+    );
+    assert!(
+        (100..200).contains(&abandoned),
+        "{abandoned} abandoned requests"
+    );
+    let event = &gate.rollback_history()[0];
+    let evidence = event.evidence.as_ref().expect("evidence");
+    assert_eq!(
+        evidence.canary.errors, 0,
+        "a client leaving is not a failure"
+    );
+    assert!(event.reason.contains("slo_compliance"), "{}", event.reason);
+}

@@ -16,11 +16,14 @@
 //   - forced requests (an override sent them: the config's id lists, or the forcing value of
 //     the header or cookie its overrides section names, which the Proxy reads and passes
 //     to the gate) are recorded as promotiongates.Forced: in neither cohort;
-//   - not recorded: a request whose client went away (its context canceled, which
-//     ReverseProxy otherwise reports as a 502), a request routed while the gate is closed,
-//     and a connection upgrade (101), which writes no headers through the ResponseWriter.
-//     A request whose context ended by a deadline (a server or TimeoutHandler limit) is a
-//     failure: the upstream was too slow.
+//   - a request whose client went away before the upstream answered (its context canceled,
+//     which ReverseProxy otherwise reports as a 502) is never a failure: after a wait of at
+//     least the SLO's latency_target it is recorded as a slow success, latency the wait
+//     (Gate.RecordAbandoned: a canary that hangs is rolled back even when every client gives
+//     up first), and before that not at all. A request whose context ended by a deadline (a
+//     server or TimeoutHandler limit) is a failure: the upstream was too slow;
+//   - not recorded: a request routed while the gate is closed, and a connection upgrade
+//     (101), which writes no headers through the ResponseWriter.
 //
 // The outcome is recorded when the response headers are written (or the error is handled),
 // before the body is copied: the judge sees it at once, and a failure while streaming the
@@ -293,7 +296,7 @@ func (p *Proxy) StatusHandler() http.Handler {
 func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	if ow, ok := w.(*outcomeWriter); ok {
 		if clientGone(r) {
-			ow.pending = false
+			ow.abandoned()
 		} else {
 			ow.record(false)
 		}
@@ -350,4 +353,14 @@ func (ow *outcomeWriter) Unwrap() http.ResponseWriter { return ow.ResponseWriter
 func (ow *outcomeWriter) record(success bool) {
 	ow.pending = false
 	_, _ = ow.proxy.gate.Record(ow.decision, success, time.Since(ow.start))
+}
+
+// abandoned records, once, that the client went away before the upstream answered: a slow
+// request when it waited at least the SLO's latency target, else nothing (see
+// promotiongates.Gate.RecordAbandoned).
+func (ow *outcomeWriter) abandoned() {
+	if ow.pending {
+		ow.pending = false
+		_, _ = ow.proxy.gate.RecordAbandoned(ow.decision, time.Since(ow.start))
+	}
 }

@@ -188,10 +188,41 @@ func TestIsFailureConfigurable(t *testing.T) {
 	}
 }
 
-// TestClientCancellationIsNotCounted: a client that goes away while the canary upstream
-// works makes ReverseProxy's error handler run, and the gate counts nothing.
-func TestClientCancellationIsNotCounted(t *testing.T) {
-	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+// TestClientCancellationIsNotAFailure: a client that goes away while the canary upstream
+// works makes ReverseProxy's error handler run. The gate counts no failure: nothing when the
+// client left before the SLO's latency target, and a slow success, timed to when it left,
+// when it waited longer (a hung canary is rolled back even when its clients give up first).
+func TestClientCancellationIsNotAFailure(t *testing.T) {
+	early := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`) // target 500 ms
+	cancelWhileUpstreamWorks(t, early, 0)
+	for _, cohort := range []string{`cohort="canary"`, `cohort="stable"`} {
+		if n := metric(t, early, "promotion_window_requests", cohort); n != 0 {
+			t.Fatalf("an early client cancellation was recorded: %v requests %s", n, cohort)
+		}
+	}
+	late, err := promotiongates.New(`{"environment": {"canary": {"traffic_percent": 100}}}`,
+		`{"latency_target_ms": 50}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	cancelWhileUpstreamWorks(t, late, 120*time.Millisecond)
+	canary := `cohort="canary"`
+	if n := metric(t, late, "promotion_window_requests", canary); n != 1 {
+		t.Fatalf("a client that waited past the target: %v requests recorded, want 1", n)
+	}
+	if n := metric(t, late, "promotion_window_errors", canary); n != 0 {
+		t.Fatalf("a client that went away was recorded as %v errors", n)
+	}
+	if n := metric(t, late, "promotion_window_latency_seconds_bucket", canary, `le="0.1"`); n != 0 {
+		t.Fatalf("the request that waited 120 ms was timed under 100 ms")
+	}
+}
+
+// cancelWhileUpstreamWorks sends one request through a Proxy over g to an upstream that never
+// answers, and cancels it after the upstream has held it for wait.
+func cancelWhileUpstreamWorks(t *testing.T, g *promotiongates.Gate, wait time.Duration) {
+	t.Helper()
 	arrived := make(chan struct{}, 1)
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
@@ -215,7 +246,7 @@ func TestClientCancellationIsNotCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { <-arrived; cancel() }()
+	go func() { <-arrived; time.Sleep(wait); cancel() }()
 	if res, err := http.DefaultClient.Do(req); err == nil {
 		res.Body.Close()
 		t.Fatalf("the canceled request answered %d", res.StatusCode)
@@ -227,11 +258,6 @@ func TestClientCancellationIsNotCounted(t *testing.T) {
 	}
 	if err, _ := handlerErr.Load().(error); !errors.Is(err, context.Canceled) {
 		t.Fatalf("ReverseProxy's error handler got %v, want context.Canceled", err)
-	}
-	for _, cohort := range []string{`cohort="canary"`, `cohort="stable"`} {
-		if n := metric(t, g, "promotion_window_requests", cohort); n != 0 {
-			t.Fatalf("a client cancellation was recorded: %v requests %s", n, cohort)
-		}
 	}
 }
 

@@ -19,6 +19,7 @@ import promotion_gates as pg
 from promotion_gates import (
     Environment,
     Gate,
+    InvalidArgumentError,
     Recommendation,
     Recorded,
     RollbackTrigger,
@@ -117,6 +118,18 @@ def test_record_counted_late_and_foreign() -> None:
         with pytest.raises(ValueError):  # never handed to the library
             bad = dataclasses.replace(new, environment=7)  # type: ignore[arg-type]
             gate.record(bad, True, latency_ns=1)
+
+
+def test_a_client_that_gave_up_is_a_slow_success_after_the_target_else_nothing() -> None:
+    with Gate(canary(100), {"latency_target_ms": 200}) as gate:
+        d = gate.route("a")
+        assert gate.record_abandoned(d, 0.050) is False
+        assert gate.health().canary_requests == 0
+        assert gate.record_abandoned(d, waited_ns=3_000_000_000) is True
+        h = gate.health()
+        assert (h.canary_requests, h.canary_error_rate) == (1, 0.0)
+        with pytest.raises(InvalidArgumentError, match="invalid latency = "):
+            gate.record_abandoned(d, -1.0)
 
 
 def test_health_of_a_good_canary_and_gated_promotions() -> None:

@@ -185,6 +185,10 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         c_status,
         [_gate, POINTER(pgate_decision), c_bool, c_uint64, POINTER(c_enum)],
     ),
+    "pgate_record_abandoned": (
+        c_status,
+        [_gate, POINTER(pgate_decision), c_uint64, POINTER(c_bool)],
+    ),
     "pgate_record_by_id": (
         c_status,
         [_gate, _bytes_in, c_size_t, c_bool, c_uint64, POINTER(c_enum)],

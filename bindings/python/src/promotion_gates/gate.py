@@ -296,6 +296,33 @@ class Gate:
             _check(status)
         return recorded(what.value)
 
+    def record_abandoned(
+        self,
+        decision: Decision,
+        waited_s: float | None = None,
+        *,
+        waited_ns: int | float | None = None,
+    ) -> bool:
+        """Records a request routed by ``decision`` whose client went away before the version
+        answered, ``waited_s`` seconds (or ``waited_ns`` nanoseconds) after it was sent there.
+
+        A wait of at least the SLO's ``latency_target_ms`` counts as a success that missed its
+        target, timed to the wait (a lower bound), so a canary that hangs is rolled back even
+        when every client gives up before the proxy's upstream timeout; a shorter wait says
+        nothing of the version and records nothing. A client leaving is never a failure.
+        Returns whether the request was recorded. For the cold path.
+
+        Raises:
+            InvalidArgumentError: the wait is not a valid latency (``invalid latency = …``).
+        """
+        ns = _latency_ns(waited_s, waited_ns)
+        raw = decision._to_c()
+        done = c_bool()
+        with self._call("record_abandoned") as handle:
+            status = self._c.pgate_record_abandoned(handle, byref(raw), ns, byref(done))
+        _check(status)
+        return done.value
+
     def record_by_id(
         self,
         request_id: RequestId,
