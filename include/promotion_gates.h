@@ -922,14 +922,16 @@ pgate_status pgate_record(const struct pgate_gate *gate,
 
 /**
  * Records a request routed by `*decision` whose client went away before the version
- * answered, `waited_ns` nanoseconds after the request was sent to it (a proxy's 499). A
- * wait of at least the SLO's `latency_target` counts as a success that missed its target,
- * with latency `waited_ns` (a lower bound): a canary that hangs is rolled back even when every
- * client gives up before the host's upstream timeout. A shorter wait says nothing of the
- * version and records nothing. A client leaving is never a failure. `*recorded` (if not
- * NULL) is true when the request was recorded (as `pgate_record` would: a forced one apart,
- * a late one dropped), false for a shorter wait. The decision is read as by `pgate_record`.
- * For the cold path: it reads the SLO, and may run the judge and roll back.
+ * answered, `waited_ns` nanoseconds after the request was sent to it (a proxy's 499). A wait
+ * longer than the SLO's `latency_target` counts as a success that missed its target, with
+ * latency `waited_ns` (a lower bound): a canary that hangs is rolled back even when every
+ * client gives up before the host's upstream timeout. A wait up to the target says nothing
+ * of the version and records nothing. A client leaving is never a failure. `*recorded` (if
+ * not NULL) is true when the wait was long enough and the request was passed on as such a
+ * success (then counted, counted apart if forced, or dropped if late, as `pgate_record`
+ * would), false for a wait up to the target. The decision is read as by `pgate_record`. A
+ * cold-path call: the handle is checked (`PGATE_STATUS_INVALID_HANDLE` for a freed or
+ * foreign one); it reads the SLO, and may run the judge and roll back.
  *
  * # Safety
  * `gate` must be a live gate; `decision` valid for a read; `recorded` NULL or valid for a

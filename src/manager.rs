@@ -439,13 +439,13 @@ impl PromotionGateManager {
     /// Records a request whose client went away before the version answered, `waited` after
     /// the request was sent to it (a proxy's 499, a canceled request context).
     ///
-    /// A client leaving is never the version's failure, but a wait of at least the SLO's
+    /// A client leaving is never the version's failure, but a wait longer than the SLO's
     /// `latency_target` is evidence all the same: the request missed its target, whatever its
     /// answer would have been. So it counts as a success with latency `waited`, a lower bound
     /// of the true one: not compliant, and at least that slow for the latency rules. A canary
     /// that hangs is then rolled back even when every client gives up before the proxy's own
     /// upstream timeout (whose error a host records with
-    /// [`record_outcome`](Self::record_outcome), as a failure). A shorter wait says nothing of
+    /// [`record_outcome`](Self::record_outcome), as a failure). A wait up to the target says nothing of
     /// the version: nothing is recorded, and `None` is returned. Otherwise what
     /// [`record_outcome`](Self::record_outcome) returns (a forced request is counted apart, a
     /// late one dropped).
@@ -500,7 +500,7 @@ impl PromotionGateManager {
         forced: bool,
         waited: Duration,
     ) -> Option<Recorded> {
-        if waited < self.shared.monitor.slo().config().latency_target {
+        if waited <= self.shared.monitor.slo().config().latency_target {
             return None;
         }
         if forced {

@@ -9,6 +9,8 @@ package promotiongates
 #cgo nocallback pgate_gate_new
 #cgo noescape pgate_config_json
 #cgo nocallback pgate_config_json
+#cgo noescape pgate_gate_name
+#cgo nocallback pgate_gate_name
 #cgo noescape pgate_swap_config
 #cgo nocallback pgate_swap_config
 #cgo noescape pgate_monitor_health

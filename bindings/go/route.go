@@ -224,10 +224,10 @@ func (g *Gate) Record(d Decision, success bool, latency time.Duration) (Recorded
 }
 
 // RecordAbandoned records a request routed by d whose client went away before the version
-// answered, waited after the request was sent to it. A wait of at least the SLO's
+// answered, waited after the request was sent to it. A wait longer than the SLO's
 // latency_target counts as a success that missed its target, with latency waited (a lower
 // bound), so a canary that hangs is rolled back even when every client gives up before the
-// proxy's own upstream timeout; a shorter wait says nothing of the version, and nothing is
+// proxy's own upstream timeout; a wait up to the target says nothing of the version, and nothing is
 // recorded (recorded false). A client leaving is never a failure. For the cold path.
 func (g *Gate) RecordAbandoned(d Decision, waited time.Duration) (recorded bool, err error) {
 	ns, err := latencyNanos(waited)

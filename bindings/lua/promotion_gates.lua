@@ -85,6 +85,8 @@ pgate_status pgate_route_forced(const pgate_gate *gate, const char *id, size_t i
                                 const char *value, size_t value_len, pgate_decision *out);
 pgate_status pgate_record(const pgate_gate *gate, const pgate_decision *decision, bool success,
                           uint64_t latency_ns, pgate_recorded *recorded);
+pgate_status pgate_record_abandoned(const pgate_gate *gate, const pgate_decision *decision,
+                                    uint64_t waited_ns, bool *recorded);
 pgate_status pgate_record_by_id(const pgate_gate *gate, const char *id, size_t id_len,
                                 bool success, uint64_t latency_ns, pgate_recorded *recorded);
 pgate_status pgate_flag_set_len(const pgate_gate *gate, uint32_t set, size_t *len_out);
@@ -321,6 +323,31 @@ function Gate:record(decision, success, latency)
     return failure(status)
   end
   return M.recorded[tonumber(self.recorded_buf[0])]
+end
+
+--- Records a request routed by `decision` whose client went away before the version answered,
+--- `waited` nanoseconds after it was sent there (checked as Gate:record checks a latency). A
+--- wait longer than the SLO's latency_target counts as a success that missed its target,
+--- timed to the wait (a lower bound), so a canary that hangs is rolled back even when every
+--- client gives up first; a wait up to the target records nothing. Never a failure. Returns
+--- true when recorded, false when not, or nil, message, status.
+function Gate:record_abandoned(decision, waited)
+  local handle = self.handle
+  if handle == nil then
+    return freed("record_abandoned")
+  end
+  if not is_decision(decision) then
+    return not_a_decision(decision)
+  end
+  local ns, message, code = latency_ns(waited)
+  if ns == nil then
+    return nil, message, code
+  end
+  local status = C.pgate_record_abandoned(handle, decision, ns, self.bool_buf)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return self.bool_buf[0]
 end
 
 --- Records by id (routed again under the current snapshot); prefer Gate:record. The latency

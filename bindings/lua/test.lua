@@ -78,6 +78,11 @@ local function test_wrappers()
 
   check(gate:record(canary, true, 2e6) == "counted", "record")
   check(gate:record_by_id("someone", true, 2e6) == "counted", "record_by_id")
+  -- A client gone before the SLO's latency target (500 ms): nothing; after it: recorded.
+  check(gate:record_abandoned(canary, 1e6) == false, "record_abandoned before the target")
+  check(gate:record_abandoned(canary, 2e9) == true, "record_abandoned after the target")
+  local _, bad_message = gate:record_abandoned(canary, -1)
+  check(bad_message and bad_message:find("invalid latency = ", 1, true), "record_abandoned -1")
   local h = gate:health()
   check(h.environment == "canary" and h.canary_requests >= 1 and not h.sufficient_data
           and h.recommendation == "monitor" and h.evidence:find("min_samples 10", 1, true),

@@ -457,7 +457,8 @@ ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
     {
         ngx_log_error(NGX_LOG_WARN, log, 0, "promotion gate \"%V\": overrides.header "
                       "\"%*s\" has an underscore: nginx ignores such request headers unless "
-                      "\"underscores_in_headers on\" is set in the server",
+                      "the server sets \"underscores_in_headers on\" (or "
+                      "\"ignore_invalid_headers off\")",
                       &g->name, header_len, g->override_header);
     }
 }
@@ -1147,13 +1148,15 @@ ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 /*
  * Records an outcome (PGATE_FLAG_*): the decision's stage, cohort and `forced` byte as routed,
  * so a forced outcome is counted apart by the library, in neither cohort. An abandoned request
- * goes to pgate_record_abandoned, which records a wait of at least the SLO's latency target as
- * a slow success and a shorter one not at all.
+ * goes to pgate_record_abandoned, which records a wait longer than the SLO's latency target as
+ * a slow success and a shorter one not at all. Returns whether the library took the outcome
+ * (an abandoned request it left out need not be shared: every worker reads the same SLO).
  */
-static void
+static ngx_uint_t
 ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
     uint64_t flags, uint64_t latency_ns)
 {
+    bool            recorded;
     pgate_status    st;
     pgate_decision  decision;
 
@@ -1163,8 +1166,10 @@ ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
     decision.forced = (pgate_forced) ((flags >> PGATE_FLAG_FORCED_SHIFT)
                                       & PGATE_FLAG_FORCED_MASK);
 
+    recorded = true;
+
     if (flags & PGATE_FLAG_ABANDONED) {
-        st = pgate_record_abandoned(g->gate, &decision, latency_ns, NULL);
+        st = pgate_record_abandoned(g->gate, &decision, latency_ns, &recorded);
 
     } else {
         st = pgate_record(g->gate, &decision, (flags & PGATE_FLAG_SUCCESS) ? true : false,
@@ -1175,6 +1180,8 @@ ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
         ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": record: %s",
                       &g->name, pgate_status_str(st));
     }
+
+    return recorded;
 }
 
 
@@ -1235,7 +1242,7 @@ ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
             continue;
         }
 
-        ngx_http_pgate_record(log, g, stage, flags, latency_ns);
+        (void) ngx_http_pgate_record(log, g, stage, flags, latency_ns);
     }
 
     g->cursor = index;
@@ -1304,17 +1311,16 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
         return NGX_OK;          /* the request never reached the routed upstream */
     }
 
-    if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
-        if (state->status != 0) {
-            return NGX_OK;      /* answered: its client went away during the body */
-        }
+    if (state->status != 0) {
+        /* its answer or failure, even if the client then went away (a 499 before anything
+         * was sent, or while error_page's fallback worked) */
+        outcome = state->status < 500 ? PGATE_FLAG_SUCCESS : 0;
+
+    } else if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
         outcome = PGATE_FLAG_ABANDONED;     /* went away while the upstream worked */
 
-    } else if (state->status == 0) {
-        return NGX_OK;          /* the routed upstream never answered nor failed */
-
     } else {
-        outcome = state->status < 500 ? PGATE_FLAG_SUCCESS : 0;
+        return NGX_OK;          /* the routed upstream never answered nor failed */
     }
 
     if (ctx->original_get != NULL) {          /* an upstream{} block: timed here */
@@ -1343,9 +1349,11 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
                 | (((ngx_uint_t) route->decision.forced & PGATE_FLAG_FORCED_MASK)
                    << PGATE_FLAG_FORCED_SHIFT);
 
-        ngx_http_pgate_record(r->connection->log, &gates[i], route->decision.stage, flags,
-                              latency_ns);
-        ngx_http_pgate_share(&gates[i], route->decision.stage, flags, latency_ns);
+        if (ngx_http_pgate_record(r->connection->log, &gates[i], route->decision.stage,
+                                  flags, latency_ns))
+        {
+            ngx_http_pgate_share(&gates[i], route->decision.stage, flags, latency_ns);
+        }
         ngx_http_pgate_pool(r->connection->log, &gates[i]);
     }
 

@@ -38,8 +38,8 @@ pub use changes::{pgate_change_count, pgate_changes_json};
 pub use error::{pgate_error, pgate_error_free, pgate_error_message, pgate_error_status};
 pub use gate::{
     PGATE_NAME_CAPACITY, pgate_config_json, pgate_fleet_judging, pgate_gate, pgate_gate_free,
-    pgate_gate_new, pgate_override_names, pgate_slo_json, pgate_state, pgate_swap_config,
-    pgate_swap_slo, pgate_version,
+    pgate_gate_name, pgate_gate_new, pgate_override_names, pgate_slo_json, pgate_state,
+    pgate_swap_config, pgate_swap_slo, pgate_version,
 };
 pub use judge::{
     PGATE_EVIDENCE_CAPACITY, pgate_check_slo, pgate_health, pgate_monitor_health,
@@ -52,7 +52,8 @@ pub use release::{
 };
 pub use route::{
     pgate_decision, pgate_environment, pgate_flag_set_len, pgate_flag_set_name, pgate_forced,
-    pgate_record, pgate_record_by_id, pgate_recorded, pgate_route, pgate_route_forced,
+    pgate_record, pgate_record_abandoned, pgate_record_by_id, pgate_recorded, pgate_route,
+    pgate_route_forced,
 };
 pub use status::{pgate_status, pgate_status_str};
 pub use telemetry::{

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::boundary::{bytes, guard, write};
-use crate::gate::{hot, pgate_gate};
+use crate::gate::{cold, hot, pgate_gate};
 use crate::status::pgate_status;
 use promotion_gates::StageId;
 use promotion_gates::{Environment, Forced, ForcedBy, Recorded, RoutingDecision};
@@ -264,14 +264,16 @@ pub unsafe extern "C" fn pgate_record(
 }
 
 /// Records a request routed by `*decision` whose client went away before the version
-/// answered, `waited_ns` nanoseconds after the request was sent to it (a proxy's 499). A
-/// wait of at least the SLO's `latency_target` counts as a success that missed its target,
-/// with latency `waited_ns` (a lower bound): a canary that hangs is rolled back even when every
-/// client gives up before the host's upstream timeout. A shorter wait says nothing of the
-/// version and records nothing. A client leaving is never a failure. `*recorded` (if not
-/// NULL) is true when the request was recorded (as `pgate_record` would: a forced one apart,
-/// a late one dropped), false for a shorter wait. The decision is read as by `pgate_record`.
-/// For the cold path: it reads the SLO, and may run the judge and roll back.
+/// answered, `waited_ns` nanoseconds after the request was sent to it (a proxy's 499). A wait
+/// longer than the SLO's `latency_target` counts as a success that missed its target, with
+/// latency `waited_ns` (a lower bound): a canary that hangs is rolled back even when every
+/// client gives up before the host's upstream timeout. A wait up to the target says nothing
+/// of the version and records nothing. A client leaving is never a failure. `*recorded` (if
+/// not NULL) is true when the wait was long enough and the request was passed on as such a
+/// success (then counted, counted apart if forced, or dropped if late, as `pgate_record`
+/// would), false for a wait up to the target. The decision is read as by `pgate_record`. A
+/// cold-path call: the handle is checked (`PGATE_STATUS_INVALID_HANDLE` for a freed or
+/// foreign one); it reads the SLO, and may run the judge and roll back.
 ///
 /// # Safety
 /// `gate` must be a live gate; `decision` valid for a read; `recorded` NULL or valid for a
@@ -284,8 +286,9 @@ pub unsafe extern "C" fn pgate_record_abandoned(
     recorded: *mut bool,
 ) -> pgate_status {
     guard(|| {
-        // SAFETY: the caller keeps the gate alive during the call.
-        let gate = unsafe { hot(gate) }?;
+        // SAFETY: the caller keeps the gate alive during the call (checked against the
+        // registry of live gates).
+        let gate = unsafe { cold(gate) }?;
         // SAFETY: forwarded: decision NULL or valid for a read (caller's contract).
         let (stage, canary_byte, forced_byte) = unsafe { decision_fields(decision) }?;
         let outcome = gate.manager.record_abandoned_for(

@@ -1,6 +1,6 @@
 //! The config reads a host needs without parsing the config's JSON: where it reads a forcing
-//! value (`pgate_override_names`) and whether the store sums every process's outcomes
-//! (`pgate_fleet_judging`).
+//! value (`pgate_override_names`), whether the store sums every process's outcomes
+//! (`pgate_fleet_judging`) and the gate's name (`pgate_gate_name`).
 #![allow(unsafe_code)]
 
 mod common;
@@ -276,4 +276,33 @@ fn fleet_judging_is_the_stores_and_off_without_a_store() {
         assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_gate_name_is_the_configs_and_a_freed_handle_is_refused() {
+    let gate = new_gate(r#"{"gate": "checkout"}"#);
+    let mut name = [0xAAu8; PGATE_NAME_CAPACITY];
+    let mut len = 0usize;
+    // SAFETY: live gate; a buffer of its capacity; a valid out-pointer.
+    let status = unsafe { pgate_gate_name(gate, name.as_mut_ptr().cast(), name.len(), &mut len) };
+    assert_eq!(
+        (status, &name[..=len]),
+        (pgate_status::Ok, &b"checkout\0"[..])
+    );
+    let mut small = [0xAAu8; 4];
+    len = 0;
+    // SAFETY: as above, with a buffer too small for the name.
+    let status = unsafe { pgate_gate_name(gate, small.as_mut_ptr().cast(), small.len(), &mut len) };
+    assert_eq!(
+        (status, len, small),
+        (pgate_status::BufferTooSmall, 8, [0xAA; 4])
+    );
+    // SAFETY: a NULL length out-pointer is refused before anything is written.
+    let status = unsafe { pgate_gate_name(gate, name.as_mut_ptr().cast(), name.len(), null_mut()) };
+    assert_eq!(status, pgate_status::NullPointer);
+    // SAFETY: the gate was made by pgate_gate_new and is freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+    // SAFETY: a freed handle is only compared against the live gates, never read.
+    let status = unsafe { pgate_gate_name(gate, name.as_mut_ptr().cast(), name.len(), &mut len) };
+    assert_eq!(status, pgate_status::InvalidHandle);
 }

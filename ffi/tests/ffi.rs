@@ -445,3 +445,34 @@ fn a_rollback_stored_in_etcd_survives_freeing_the_gate_and_making_it_again() {
             "store": {{"etcd": {{"endpoints": [{endpoint:?}], "prefix": {prefix:?}}}}}}}"#
     ));
 }
+
+#[test]
+fn an_abandoned_request_is_recorded_only_past_the_latency_target() {
+    let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 100}}}"#);
+    // SAFETY: live gate.
+    let decision = unsafe { common::route(gate, b"user-1") };
+    let target_ns = 500_000_000; // the default SLO's latency_target
+    for (waited_ns, expected) in [
+        (1_000_000, false),
+        (target_ns, false),
+        (target_ns + 1, true),
+    ] {
+        let mut recorded = !expected;
+        // SAFETY: live gate; a decision it made; a valid out-pointer.
+        let status = unsafe { pgate_record_abandoned(gate, &decision, waited_ns, &mut recorded) };
+        assert_eq!(
+            (status, recorded),
+            (pgate_status::Ok, expected),
+            "{waited_ns} ns"
+        );
+    }
+    let mut recorded = true;
+    // SAFETY: live gate; a NULL decision is refused, nothing written.
+    let status = unsafe { pgate_record_abandoned(gate, null(), 1, &mut recorded) };
+    assert_eq!((status, recorded), (pgate_status::NullPointer, true));
+    // SAFETY: the gate was made by pgate_gate_new and is freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+    // SAFETY: a freed handle is only compared against the live gates, never read.
+    let status = unsafe { pgate_record_abandoned(gate, &decision, 1, null_mut()) };
+    assert_eq!(status, pgate_status::InvalidHandle);
+}

@@ -15,6 +15,9 @@
 /// the likelihood ratio of the canary's requests and errors `(n, x)`, which are sufficient:
 /// `(p1 / p0)^x ((1 - p1) / (1 - p0))^(n - x)`.
 pub fn best_power(mean_requests: f64, p0: f64, p1: f64, alpha: f64) -> f64 {
+    if p1 >= 1.0 || p0 <= 0.0 {
+        return 1.0; // a single error, or a single success, tells the two apart
+    }
     let spread = 10.0 * mean_requests.sqrt() + 20.0;
     let low = (mean_requests - spread).max(0.0) as usize;
     let high = (mean_requests + spread) as usize;
@@ -29,7 +32,9 @@ pub fn best_power(mean_requests: f64, p0: f64, p1: f64, alpha: f64) -> f64 {
     // within ten standard deviations (the rest weighs nothing at f64 precision).
     let mut cells = Vec::new();
     for n in low..=high {
-        let x_high = n.min((n as f64 * p1.max(p0) + 10.0 * (n as f64).sqrt() + 20.0) as usize);
+        let p = p1.max(p0);
+        let mean = n as f64 * p;
+        let x_high = n.min((mean + 10.0 * (mean * (1.0 - p)).sqrt() + 20.0) as usize);
         for x in 0..=x_high {
             let ln_ratio =
                 x as f64 * (p1 / p0).ln() + (n - x) as f64 * ((1.0 - p1) / (1.0 - p0)).ln();
@@ -38,7 +43,13 @@ pub fn best_power(mean_requests: f64, p0: f64, p1: f64, alpha: f64) -> f64 {
             cells.push((ln_ratio, null, alternative));
         }
     }
-    // Reject the most likely outcomes under p1 relative to p0 first, until alpha is spent.
+    most_powerful(cells, alpha)
+}
+
+/// The power of the level-`alpha` test that rejects the outcomes of highest likelihood ratio
+/// first, randomized on the last one: `cells` are each outcome's (likelihood ratio, or its
+/// logarithm: only the order counts), probability under the null and under the alternative.
+fn most_powerful(mut cells: Vec<(f64, f64, f64)>, alpha: f64) -> f64 {
     cells.sort_by(|a, b| b.0.total_cmp(&a.0));
     let (mut spent, mut power) = (0.0, 0.0);
     for (_, null, alternative) in cells {
@@ -83,6 +94,42 @@ mod tests {
         // Three times the errors, the same span: most of the time.
         let power = best_power(600.0, 0.01, 0.03, 0.01);
         assert!((0.88..0.95).contains(&power), "{power}");
+    }
+
+    /// The same power from another parameterization: a Poisson number of requests, each an
+    /// error with probability p, is a Poisson number of errors and an independent Poisson
+    /// number of successes, so the outcomes (x errors, y successes) are a grid of products.
+    fn power_on_the_grid(mean: f64, p0: f64, p1: f64, alpha: f64) -> f64 {
+        let pmf = |k: usize, m: f64| {
+            let ln = k as f64 * m.ln() - m - (1..=k).map(|i| (i as f64).ln()).sum::<f64>();
+            ln.exp()
+        };
+        let mut cells = Vec::new();
+        for x in 0..120 {
+            for y in 0..160 {
+                let ratio = (p1 / p0).powi(x as i32) * ((1.0 - p1) / (1.0 - p0)).powi(y as i32);
+                let null = pmf(x, mean * p0) * pmf(y, mean * (1.0 - p0));
+                let alternative = pmf(x, mean * p1) * pmf(y, mean * (1.0 - p1));
+                cells.push((ratio, null, alternative));
+            }
+        }
+        most_powerful(cells, alpha)
+    }
+
+    #[test]
+    fn the_power_agrees_with_the_errors_and_successes_grid() {
+        for (p0, p1, alpha) in [(0.1, 0.2, 0.05), (0.05, 0.15, 0.01), (0.2, 0.3, 0.1)] {
+            let (ours, grid) = (
+                best_power(60.0, p0, p1, alpha),
+                power_on_the_grid(60.0, p0, p1, alpha),
+            );
+            assert!(
+                (ours - grid).abs() < 1e-6,
+                "{p0} vs {p1}: {ours} against {grid}"
+            );
+            assert!(ours > alpha + 0.05, "{ours}");
+        }
+        assert_eq!(best_power(600.0, 0.01, 1.0, 0.01), 1.0);
     }
 
     #[test]

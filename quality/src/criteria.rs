@@ -279,7 +279,7 @@ fn best_possible(s: &Scenario, kayenta_median_s: Option<f64>) -> String {
         MAX_FALSE_ROLLBACKS * 100.0,
         power * 100.0,
         if power < 0.5 {
-            ": no judge within the false-rollback criterion catches half the trials by then"
+            ": on average, no judge within the false-rollback criterion catches half the trials by then"
         } else {
             ""
         }

@@ -869,7 +869,8 @@ mod tests {
             scope.spawn(|| {
                 let writer = gate.shared.lock_writer();
                 locked.send(()).unwrap();
-                std::thread::sleep(Duration::from_millis(50));
+                // Long enough that the recording thread finds the lock held (its try_lock).
+                std::thread::sleep(Duration::from_millis(200));
                 drop(writer);
             });
             holding.recv().unwrap();

@@ -548,6 +548,22 @@ class Gate {
     return static_cast<Recorded>(recorded);
   }
 
+  /// Records a request routed by `decision` whose client went away before the version
+  /// answered, `waited` after it was sent there (a proxy's 499, a canceled request). A wait
+  /// longer than the SLO's latency_target counts as a success that missed its target, timed
+  /// to the wait (a lower bound), so a canary that hangs is rolled back even when every client
+  /// gives up first; a wait up to the target records nothing. Never a failure. Returns whether
+  /// the request was recorded. Cold path. Throws as record().
+  template <class Rep, class Period>
+  bool record_abandoned(const Decision& decision, std::chrono::duration<Rep, Period> waited) const {
+    const std::uint64_t ns = detail::nanos(waited);
+    const pgate_decision c = detail::to_c(decision);
+    bool recorded = false;
+    detail::check(pgate_record_abandoned(live("record_abandoned"), &c, ns, &recorded),
+                  "pgate_record_abandoned");
+    return recorded;
+  }
+
   /// Records an outcome by request id: the id is routed again under the current state.
   /// Prefer record() with the decision the request was routed by. Throws as record().
   template <class Rep, class Period>

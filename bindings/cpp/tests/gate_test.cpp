@@ -228,6 +228,17 @@ TEST(Features, CanaryRequestsSeeReleaseFlagsStableOnesDoNot) {
   EXPECT_GT(stable, 50);
 }
 
+TEST(Record, AClientGoneIsASlowSuccessAfterTheLatencyTargetElseNothing) {
+  const Gate gate = Gate::create(kCanary50);
+  const Decision d = gate.route("user-1");
+  EXPECT_FALSE(gate.record_abandoned(d, 100ms));  // before the default 500 ms target
+  EXPECT_TRUE(gate.record_abandoned(d, 2s));
+  const auto health = gate.read_health();
+  EXPECT_EQ(health.canary_requests + health.production_requests, 1u);
+  EXPECT_EQ(health.canary_error_rate + health.production_error_rate, 0.0);
+  expect_error(PGATE_STATUS_INVALID_ARGUMENT, [&] { (void)gate.record_abandoned(d, -1ms); });
+}
+
 TEST(Record, CountedLateAndForeign) {
   const Gate gate = Gate::create(kCanary50);
   const Decision before = gate.route("user-1");

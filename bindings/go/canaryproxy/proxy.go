@@ -356,7 +356,7 @@ func (ow *outcomeWriter) record(success bool) {
 }
 
 // abandoned records, once, that the client went away before the upstream answered: a slow
-// request when it waited at least the SLO's latency target, else nothing (see
+// request when it waited longer than the SLO's latency target, else nothing (see
 // promotiongates.Gate.RecordAbandoned).
 func (ow *outcomeWriter) abandoned() {
 	if ow.pending {

@@ -66,6 +66,8 @@ def test_two_gates_of_one_name_are_refused_by_the_binding_and_the_library() -> N
         assert (web.name(), twin.name()) == ("web", "web")
         with pytest.raises(InvalidArgumentError, match=r"gates\[1\] is named 'web', as gates\[0\]"):
             metrics_prometheus(web, twin)
+        with pytest.raises(InvalidArgumentError, match=r"gates\[0\] and gates\[1\] are the same gate"):
+            metrics_prometheus(web, web)
         # The library refuses them too, whoever calls it.
         handles = (c_void_p * 2)(web._handle, twin._handle)
         length = c_size_t()

@@ -306,9 +306,9 @@ class Gate:
         """Records a request routed by ``decision`` whose client went away before the version
         answered, ``waited_s`` seconds (or ``waited_ns`` nanoseconds) after it was sent there.
 
-        A wait of at least the SLO's ``latency_target_ms`` counts as a success that missed its
+        A wait longer than the SLO's ``latency_target_ms`` counts as a success that missed its
         target, timed to the wait (a lower bound), so a canary that hangs is rolled back even
-        when every client gives up before the proxy's upstream timeout; a shorter wait says
+        when every client gives up before the proxy's upstream timeout; a wait up to the target says
         nothing of the version and records nothing. A client leaving is never a failure.
         Returns whether the request was recorded. For the cold path.
 

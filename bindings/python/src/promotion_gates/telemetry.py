@@ -62,9 +62,16 @@ def metrics_prometheus(*gates: Gate) -> str:
 
 
 def _same_names(gates: tuple[Gate, ...]) -> None:
-    """Explains the library's refusal of gates of one name by their positions."""
+    """Explains the library's refusal of gates of one name (or one gate passed twice) by
+    their positions."""
     first: dict[str, int] = {}
+    position: dict[int, int] = {}
     for i, gate in enumerate(gates):
+        j = position.setdefault(id(gate), i)
+        if j != i:
+            raise InvalidArgumentError(
+                _ffi.Status.INVALID_ARGUMENT, f"gates[{j}] and gates[{i}] are the same gate"
+            )
         name = gate.name()
         if name in first:
             raise InvalidArgumentError(
