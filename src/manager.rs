@@ -228,6 +228,20 @@ impl PromotionGateManager {
         self.shared.current.load().config.clone()
     }
 
+    /// The gate's name (its config's `gate`), without copying the rest of the config.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let config = PromotionConfig { gate: "checkout".into(), ..Default::default() };
+    /// let gate = PromotionGateManager::new(config, SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.gate_name(), "checkout");
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn gate_name(&self) -> String {
+        self.shared.current.load().config.gate.clone()
+    }
+
     /// How the static config differed from the stored state this gate opened on, as
     /// `field: static X, stored Y` pairs joined by `; `, or `None` when they agreed (or there
     /// is no store, or the store held no state yet and the static config was written to it).

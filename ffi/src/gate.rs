@@ -335,9 +335,9 @@ pub unsafe extern "C" fn pgate_gate_name(
     guard(|| {
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold(gate) }?;
-        let config = gate.manager.config();
+        let gate_name = gate.manager.gate_name();
         // SAFETY: forwarded buffer contract (copy_out checks NULL, the capacity and the fit).
-        unsafe { copy_out(&config.gate, name.cast(), capacity, len) }
+        unsafe { copy_out(&gate_name, name.cast(), capacity, len) }
     })
 }
 

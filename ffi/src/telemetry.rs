@@ -2,7 +2,6 @@
 //! histogram, for hosts that serve `/metrics` or merge histograms themselves. Both read the
 //! gate without side effects (never its judging calls).
 
-use std::collections::HashSet;
 use std::ffi::c_char;
 
 use base64::Engine;
@@ -13,7 +12,7 @@ use crate::boundary::{copy_out, guard, slice};
 use crate::gate::{cold, pgate_gate};
 use crate::status::pgate_status;
 use promotion_gates::Cohort;
-use promotion_gates::telemetry::prometheus;
+use promotion_gates::telemetry::prometheus::{self, ExpositionError};
 
 /// Writes the gate's metrics in the Prometheus text format 0.0.4 (NUL-terminated) into `buf`
 /// of `cap` bytes and its length into `*len_out`: `# HELP` and `# TYPE` lines, every series
@@ -62,13 +61,11 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_gates(
             // SAFETY: the caller keeps every gate alive during the call.
             .map(|&gate| unsafe { cold(gate) }.map(|g| &g.manager))
             .collect::<Result<Vec<_>, _>>()?;
-        let names: Vec<String> = managers.iter().map(|m| m.config().gate).collect();
-        let mut seen = HashSet::with_capacity(names.len());
-        if !names.iter().all(|name| seen.insert(name.as_str())) {
-            return Err(pgate_status::InvalidArgument);
-        }
         let mut text = String::new();
-        prometheus::write_exposition(&managers, &mut text).map_err(|_| pgate_status::Panic)?;
+        prometheus::write_exposition(&managers, &mut text).map_err(|e| match e {
+            ExpositionError::SameName { .. } => pgate_status::InvalidArgument,
+            ExpositionError::Write(_) => pgate_status::Panic,
+        })?;
         // SAFETY: forwarded buffer contract.
         unsafe { copy_out(&text, buf.cast(), cap, len_out) }
     })

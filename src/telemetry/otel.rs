@@ -313,7 +313,7 @@ fn with_gate(
     read: impl FnOnce(&PromotionGateManager, &[KeyValue]),
 ) {
     if let Some(gate) = gate.upgrade() {
-        let attrs = [KeyValue::new("promotion.gate", gate.config().gate)];
+        let attrs = [KeyValue::new("promotion.gate", gate.gate_name())];
         read(&gate, &attrs);
     }
 }

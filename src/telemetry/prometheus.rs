@@ -42,6 +42,40 @@ use crate::judge::{CohortEvidence, Recommendation, Rule};
 use crate::manager::PromotionGateManager;
 use crate::telemetry::{ENVIRONMENTS, RollbackCount, WindowExport};
 
+/// Why [`write_exposition`] wrote nothing, or stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpositionError {
+    /// `gates[second]` carries the name `gates[first]` does: their series would repeat.
+    #[error("gates[{second}] is named {name:?}, as gates[{first}] is: their series would repeat")]
+    SameName {
+        /// The name both carry.
+        name: String,
+        /// The earlier position.
+        first: usize,
+        /// The later position.
+        second: usize,
+    },
+    /// The output refused a write.
+    #[error("the exposition could not be written: {0}")]
+    Write(#[from] fmt::Error),
+}
+
+/// Refuses two readings of one gate name, naming the first pair found.
+fn check_names(readings: &[Reading]) -> Result<(), ExpositionError> {
+    let mut first = std::collections::HashMap::with_capacity(readings.len());
+    for (second, reading) in readings.iter().enumerate() {
+        if let Some(&first) = first.get(reading.name.as_str()) {
+            return Err(ExpositionError::SameName {
+                name: reading.name.clone(),
+                first,
+                second,
+            });
+        }
+        first.insert(reading.name.as_str(), second);
+    }
+    Ok(())
+}
+
 /// The upper bounds (`le`, in seconds) of `promotion_window_latency_seconds`' buckets; the
 /// last bucket, `+Inf`, holds every sample. They span the recorded range (1 µs ..= 60 s).
 pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
@@ -71,12 +105,14 @@ pub fn exposition(gate: &PromotionGateManager) -> String {
 }
 
 /// Writes the metrics of `gates` in the Prometheus text format 0.0.4: each metric family once,
-/// with its `# HELP` and `# TYPE` lines, one series per gate (give the gates distinct `gate`
-/// names); nothing for no gate. Reads each gate without side effects (its health, latency histograms, config and
-/// counters), never its judging calls.
+/// with its `# HELP` and `# TYPE` lines, one series per gate; nothing for no gate. Reads each
+/// gate without side effects (its health, latency histograms, config and counters), never its
+/// judging calls.
 ///
 /// # Errors
-/// Only those of `out`.
+/// [`ExpositionError::SameName`] when two of `gates` carry one `gate` name (or one gate is
+/// given twice): their series would repeat, which Prometheus refuses; nothing is written.
+/// [`ExpositionError::Write`] when `out` refuses a write (a `String` never does).
 ///
 /// # Example
 /// ```
@@ -88,13 +124,20 @@ pub fn exposition(gate: &PromotionGateManager) -> String {
 /// promotion_gates::telemetry::prometheus::write_exposition(&[&web, &api], &mut text)?;
 /// assert_eq!(text.matches("# TYPE promotion_health_score gauge").count(), 1);
 /// assert!(text.contains("promotion_health_score{gate=\"api\"}"));
+///
+/// let again = promotion_gates::telemetry::prometheus::write_exposition(&[&web, &api, &web], &mut String::new());
+/// assert_eq!(again.unwrap_err().to_string(), r#"gates[2] is named "web", as gates[0] is: their series would repeat"#);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn write_exposition(gates: &[&PromotionGateManager], out: &mut impl Write) -> fmt::Result {
+pub fn write_exposition(
+    gates: &[&PromotionGateManager],
+    out: &mut impl Write,
+) -> Result<(), ExpositionError> {
     if gates.is_empty() {
         return Ok(());
     }
     let readings: Vec<Reading> = gates.iter().map(|gate| Reading::of(gate)).collect();
+    check_names(&readings)?;
     let mut e = Exposition {
         out,
         readings: &readings,
@@ -183,7 +226,8 @@ pub fn write_exposition(gates: &[&PromotionGateManager], out: &mut impl Write) -
         "promotion_ignored_override_values_total",
         "Forcing values routing ignored.",
         |r| r.ignored_override_values,
-    )
+    )?;
+    Ok(())
 }
 
 const RECOMMENDATIONS: [&str; 4] = ["healthy", "monitor", "rollback", "no_data"];
@@ -199,6 +243,8 @@ fn recommendation_name(recommendation: Recommendation) -> &'static str {
 
 /// What one gate exports, read once per exposition.
 struct Reading {
+    /// The gate's name, as its config gives it.
+    name: String,
     /// The `gate="..."` label pair, escaped.
     gate_label: String,
     environment: Environment,
@@ -217,6 +263,7 @@ impl Reading {
         let config = gate.config();
         Self {
             gate_label: format!("gate=\"{}\"", escape_label(&config.gate)),
+            name: config.gate,
             environment: config.environment,
             stage: gate.stage().get(),
             slo_threshold: config.slo_threshold,

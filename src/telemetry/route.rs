@@ -41,7 +41,7 @@ pub fn route_request_observed<'g>(
         bucket.percent()
     );
     #[cfg(feature = "otel")]
-    crate::telemetry::otel::route_span(&gate.config().gate, request_id, &decision);
+    crate::telemetry::otel::route_span(&gate.gate_name(), request_id, &decision);
     decision
 }
 

@@ -149,6 +149,37 @@ fn every_family_is_declared_once_with_help_and_type_and_every_sample_has_the_gat
 }
 
 #[test]
+fn two_gates_of_one_name_are_refused_naming_both_positions_and_nothing_is_written() {
+    let web = gate("web", Environment::Staging);
+    let api = gate("api", Environment::Staging);
+    let other_web = gate("web", Environment::Production);
+    let mut text = String::new();
+    let err = write_exposition(&[&web, &api, &other_web], &mut text).unwrap_err();
+    assert_eq!(
+        err,
+        ExpositionError::SameName {
+            name: "web".into(),
+            first: 0,
+            second: 2
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        r#"gates[2] is named "web", as gates[0] is: their series would repeat"#
+    );
+    assert!(text.is_empty(), "{text}");
+    // One gate given twice is refused the same way.
+    assert!(matches!(
+        write_exposition(&[&api, &api], &mut text),
+        Err(ExpositionError::SameName {
+            first: 0,
+            second: 1,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn gauges_show_what_the_side_effect_free_reads_show() {
     let gate = gate(
         "checkout",
