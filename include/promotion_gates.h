@@ -581,8 +581,10 @@ pgate_status pgate_gate_new(const uint8_t *config_json,
 
 /**
  * Frees a gate. NULL is accepted. A handle that is not a live gate is refused with
- * `PGATE_STATUS_INVALID_HANDLE` and nothing is freed. Liveness is tracked by address, so a
- * stale handle whose address a newer gate now has cannot be told apart: the check is a
+ * `PGATE_STATUS_INVALID_HANDLE` and nothing is freed. Liveness is tracked by address, and a
+ * freed gate's address is held back from new gates until 256 later gates were freed: until
+ * then a stale handle is refused by every call that checks its handle (a double free, or a
+ * cold-path call after the free); after that it could name a newer gate. The check is a
  * debugging aid, not a guarantee.
  *
  * No other call may be in flight on the gate, and decisions and flag names read from it

@@ -1,7 +1,8 @@
 //! Gate handles: create from JSON, free, read and swap the config, the library version.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::ffi::c_char;
+use std::mem::ManuallyDrop;
 use std::sync::{Mutex, PoisonError};
 
 use crate::boundary::{Failure, copy_out, guard, guard_err, text, write};
@@ -13,7 +14,8 @@ use promotion_gates::{PromotionConfig, PromotionGateManager, SloAdmissionControl
 /// `pgate_gate_free`. One handle may be used from many threads at once.
 #[allow(non_camel_case_types)]
 pub struct pgate_gate {
-    pub(crate) manager: PromotionGateManager,
+    /// Dropped by `pgate_gate_free`; the allocation itself outlives it in [`QUARANTINE`].
+    pub(crate) manager: ManuallyDrop<PromotionGateManager>,
 }
 
 /// Addresses of the live gates, so cold-path calls can refuse a freed or foreign handle.
@@ -22,6 +24,22 @@ static LIVE: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
 fn live_set() -> std::sync::MutexGuard<'static, BTreeSet<usize>> {
     LIVE.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+/// How many freed gates keep their allocation, so that no new gate is given their address: a
+/// stale handle is refused until this many later gates were freed (1,104 bytes each on x86-64,
+/// so about 280 KB in all).
+pub(crate) const QUARANTINED_GATES: usize = 256;
+
+/// A freed gate's allocation, its manager already dropped.
+struct Freed(*mut pgate_gate);
+
+// SAFETY: a Freed is only an allocation waiting to be released; no thread reads through it
+// (its manager was dropped, and its address is not in the live set), and the one that pops it
+// from the quarantine releases it.
+unsafe impl Send for Freed {}
+
+/// The freed gates whose addresses are held back, oldest first.
+static QUARANTINE: Mutex<VecDeque<Freed>> = Mutex::new(VecDeque::new());
 
 /// Borrows a gate on the hot path: NULL is refused; liveness is the caller's contract.
 ///
@@ -154,7 +172,9 @@ pub unsafe extern "C" fn pgate_gate_new(
         )?;
         let slo = SloAdmissionController::new(slo).map_err(promotion_gates::Error::from)?;
         let manager = PromotionGateManager::new(config, slo)?;
-        let gate = Box::into_raw(Box::new(pgate_gate { manager }));
+        let gate = Box::into_raw(Box::new(pgate_gate {
+            manager: ManuallyDrop::new(manager),
+        }));
         live_set().insert(gate as usize);
         // SAFETY: gate_out is non-NULL and valid for a write (caller's contract).
         unsafe { gate_out.write(gate) };
@@ -163,8 +183,10 @@ pub unsafe extern "C" fn pgate_gate_new(
 }
 
 /// Frees a gate. NULL is accepted. A handle that is not a live gate is refused with
-/// `PGATE_STATUS_INVALID_HANDLE` and nothing is freed. Liveness is tracked by address, so a
-/// stale handle whose address a newer gate now has cannot be told apart: the check is a
+/// `PGATE_STATUS_INVALID_HANDLE` and nothing is freed. Liveness is tracked by address, and a
+/// freed gate's address is held back from new gates until 256 later gates were freed: until
+/// then a stale handle is refused by every call that checks its handle (a double free, or a
+/// cold-path call after the free); after that it could name a newer gate. The check is a
 /// debugging aid, not a guarantee.
 ///
 /// No other call may be in flight on the gate, and decisions and flag names read from it
@@ -181,9 +203,24 @@ pub unsafe extern "C" fn pgate_gate_free(gate: *mut pgate_gate) -> pgate_status 
         if !live_set().remove(&(gate as usize)) {
             return Err(pgate_status::InvalidHandle);
         }
-        // SAFETY: the address was live, so it came from Box::into_raw and is reclaimed once
-        // (it has just left the live set).
-        drop(unsafe { Box::from_raw(gate) });
+        // SAFETY: the address was live, so it came from Box::into_raw and its manager has not
+        // been dropped; it has just left the live set, so this runs once for it.
+        unsafe { ManuallyDrop::drop(&mut (*gate).manager) };
+        let released = {
+            let mut quarantine = QUARANTINE.lock().unwrap_or_else(PoisonError::into_inner);
+            quarantine.push_back(Freed(gate));
+            if quarantine.len() > QUARANTINED_GATES {
+                quarantine.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some(Freed(oldest)) = released {
+            // SAFETY: the allocation came from Box::into_raw in pgate_gate_new, its manager was
+            // dropped when it was freed (ManuallyDrop: not again here), and it left the
+            // quarantine just now, once.
+            drop(unsafe { Box::from_raw(oldest) });
+        }
         Ok(())
     })
 }

@@ -59,7 +59,7 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_gates(
         let managers = handles
             .iter()
             // SAFETY: the caller keeps every gate alive during the call.
-            .map(|&gate| unsafe { cold(gate) }.map(|g| &g.manager))
+            .map(|&gate| unsafe { cold(gate) }.map(|g| &*g.manager))
             .collect::<Result<Vec<_>, _>>()?;
         let mut text = String::new();
         prometheus::write_exposition(&managers, &mut text).map_err(|e| match e {
