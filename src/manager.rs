@@ -827,7 +827,11 @@ impl Shared {
         }
         let reason = verdict.rollback_reason();
         let evidence = Some(verdict.evidence().clone());
-        let _ = self.rollback_locked(writer, reason, RollbackTrigger::Automatic, evidence);
+        if let Err(error) =
+            self.rollback_locked(writer, reason, RollbackTrigger::Automatic, evidence)
+        {
+            tracing::error!(%error, stage = verdict.stage().get(), "promotion.rollback failed: the canary is still routed");
+        }
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, WriterState> {

@@ -277,6 +277,42 @@ fn two_gates_on_one_file_follow_each_other() {
 }
 
 #[test]
+fn a_swap_decided_before_another_gates_rollback_does_not_undo_it() {
+    let dir = Scratch::new("swap-after-rollback");
+    let path = dir.file("gate.db");
+    // This gate does not learn of the other's writes by itself within the test.
+    let slow_sync = document(&path, 10.0, 5000).replace(
+        &format!(r#""sync_interval_ms": {SYNC_MS}"#),
+        r#""sync_interval_ms": 60000"#,
+    );
+    let stale = PromotionGateManager::new(
+        PromotionConfig::from_json(&slow_sync).unwrap(),
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+    )
+    .unwrap();
+    let other = open(&path);
+    other.rollback("bad deploy").unwrap();
+    let mut next = stale.config();
+    assert!(matches!(next.environment, Environment::Canary { .. }));
+    next.feature_flags.push("dark_mode".into());
+    let err = stale.swap_config(next).unwrap_err();
+    assert!(
+        matches!(&err, Error::Store(e) if e.problem() == StoreProblem::Conflict),
+        "{err}"
+    );
+    assert!(err.to_string().contains("was not swapped"), "{err}");
+    assert_eq!(stored_environment(&path), "Production");
+    assert_eq!(stale.environment(), Environment::Production);
+    assert!(!stale.is_feature_enabled("dark_mode"));
+    // Read again, the same swap is made.
+    let mut again = stale.config();
+    again.feature_flags.push("dark_mode".into());
+    stale.swap_config(again).unwrap();
+    assert_eq!(stored_environment(&path), "Production");
+    assert!(stale.is_feature_enabled("dark_mode"));
+}
+
+#[test]
 fn a_race_between_a_rollback_and_a_ramp_has_one_winner_and_both_converge() {
     for round in 0..10 {
         let dir = Scratch::new(&format!("race-{round}"));

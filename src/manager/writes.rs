@@ -68,16 +68,8 @@ impl PromotionGateManager {
             // Decided again after another process's write: the same kind of move, or none (a
             // ramp down that lost to a rollback must not become a new rollout).
             if *first_kind.get_or_insert(step.kind) != step.kind {
-                let location = writer.store.as_ref().map_or("", |link| link.location());
-                return Err(StoreError::new(
-                    location,
-                    StoreProblem::Conflict,
-                    format!(
-                        "another process moved the gate to {} first; the promotion to {target} was not made",
-                        current.config.environment
-                    ),
-                )
-                .into());
+                let not_made = format!("the promotion to {target} was not made");
+                return Err(moved_first(writer, &current, &not_made));
             }
             let evidence = if step.gated {
                 Some(self.gate(writer, &current)?)
@@ -371,7 +363,9 @@ impl PromotionGateManager {
     ///
     /// # Errors
     /// [`Error::Config`] naming the first invalid field (or a changed `store` or `gate` with a
-    /// store), [`Error::Store`] when the store cannot be written; the gate is unchanged.
+    /// store), [`Error::Store`] when the store cannot be written, or when another process began
+    /// a stage first (a rollback or a promotion this process had not applied yet: the swap
+    /// would undo it; read the config again); the gate is unchanged.
     ///
     /// # Example
     /// ```
@@ -386,10 +380,18 @@ impl PromotionGateManager {
     /// ```
     pub fn swap_config(&self, config: PromotionConfig) -> Result<PromotionConfig, Error> {
         config.validate()?;
+        let mut first_stage = None;
         self.write(|writer| {
             let current = self.shared.current.load_full();
             if let Some(link) = &writer.store {
                 link.check_same_store(&config, &current.config.gate)?;
+            }
+            // Decided again after another process's write: only if that write left the stage
+            // alone (a flag edit, say). One that began a stage (a rollback, a promotion) is not
+            // written over: the caller read a release that is no longer there.
+            if *first_stage.get_or_insert(current.route.stage) != current.route.stage {
+                let not_made = "the config was not swapped: read it again";
+                return Err(moved_first(writer, &current, not_made));
             }
             let new_stage = current.config.environment != config.environment;
             if new_stage {
@@ -417,6 +419,15 @@ impl PromotionGateManager {
             Ok(current.config.clone())
         })
     }
+}
+
+/// The conflict of a write decided again after another process's write moved the gate to
+/// `current`, which the write will not be made over (`not_made` says what was not done).
+fn moved_first(writer: &WriterState, current: &Snapshot, not_made: &str) -> Error {
+    let location = writer.store.as_ref().map_or("", |link| link.location());
+    let environment = current.config.environment;
+    let detail = format!("another process moved the gate to {environment} first; {not_made}");
+    StoreError::new(location, StoreProblem::Conflict, detail).into()
 }
 
 impl Shared {
