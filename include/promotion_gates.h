@@ -517,6 +517,21 @@ pgate_status pgate_change_count(const struct pgate_gate *gate,
                                 uint64_t *count);
 
 /**
+ * Asks the gate's state store sync thread to read the store now rather than at its next
+ * `sync_interval_ms`, for a host that learned by its own means that another process wrote (the
+ * nginx module's workers share a generation counter in shared memory for this). Returns at
+ * once, having done no I/O; the sync thread reads the store and publishes what changed, and
+ * `pgate_change_count` then moves. Asks made before the thread begins that read are merged
+ * into one, so asking often queues nothing. `*asked` (if not NULL) is false when the gate has
+ * no store. A cold call: the handle is checked.
+ *
+ * # Safety
+ * `gate` must be a live gate; `asked` NULL or valid for a write.
+ */
+pgate_status pgate_sync_now(const struct pgate_gate *gate,
+                            bool *asked);
+
+/**
  * Writes the gate's kept changes numbered above `after` (the last 64 at most), oldest first,
  * as a JSON array (NUL-terminated) into `buf` of `cap` bytes and its length into `*len_out`.
  * Each change has `sequence`, `kind` (`rollback`, `promotion`, `flags` or `config`),

@@ -276,22 +276,56 @@ fn two_gates_on_one_file_follow_each_other() {
     assert_eq!(b.rollback_history().len(), 1);
 }
 
-#[test]
-fn a_swap_decided_before_another_gates_rollback_does_not_undo_it() {
-    let dir = Scratch::new("swap-after-rollback");
-    let path = dir.file("gate.db");
-    // This gate does not learn of the other's writes by itself within the test.
-    let slow_sync = document(&path, 10.0, 5000).replace(
+/// A gate on `path` that reads the store only once a minute: within a test it learns of other
+/// gates' writes only when it writes itself or is asked to sync.
+fn open_slow(path: &str) -> PromotionGateManager {
+    let slow_sync = document(path, 10.0, 5000).replace(
         &format!(r#""sync_interval_ms": {SYNC_MS}"#),
         r#""sync_interval_ms": 60000"#,
     );
-    let stale = PromotionGateManager::new(
+    PromotionGateManager::new(
         PromotionConfig::from_json(&slow_sync).unwrap(),
         SloAdmissionController::new(SloConfig::default()).unwrap(),
     )
+    .unwrap()
+}
+
+/// A slow gate (see [`open_slow`]) on a new file, and another gate there that rolled back.
+fn a_slow_gate_and_another_gates_rollback(name: &str) -> (Scratch, PromotionGateManager) {
+    let dir = Scratch::new(name);
+    let path = dir.file("gate.db");
+    let slow = open_slow(&path);
+    open(&path).rollback("bad deploy").unwrap();
+    (dir, slow)
+}
+
+#[test]
+fn a_gate_asked_to_sync_reads_another_gates_rollback_at_once() {
+    let (_dir, slow) = a_slow_gate_and_another_gates_rollback("sync-now");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(routes_to_canary(&slow), "not read before it is asked");
+    // Asked many times before the sync thread runs: merged, and the change is read once.
+    let seen = slow.change_count();
+    for _ in 0..10_000 {
+        assert!(slow.sync_now());
+    }
+    eventually("the slow gate reads the rollback", || {
+        slow.environment() == Environment::Production
+    });
+    assert!(!routes_to_canary(&slow));
+    assert_eq!(slow.change_count(), seen + 1);
+    let storeless = PromotionGateManager::new(
+        PromotionConfig::default(),
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+    )
     .unwrap();
-    let other = open(&path);
-    other.rollback("bad deploy").unwrap();
+    assert!(!storeless.sync_now());
+}
+
+#[test]
+fn a_swap_decided_before_another_gates_rollback_does_not_undo_it() {
+    let (dir, stale) = a_slow_gate_and_another_gates_rollback("swap-after-rollback");
+    let path = dir.file("gate.db");
     let mut next = stale.config();
     assert!(matches!(next.environment, Environment::Canary { .. }));
     next.feature_flags.push("dark_mode".into());

@@ -6,7 +6,7 @@
 use std::ffi::c_char;
 
 use crate::boundary::{guard, write};
-use crate::gate::{hot, json_out, pgate_gate};
+use crate::gate::{cold, hot, json_out, pgate_gate};
 use crate::release::{event_json, unix_ms};
 use crate::status::pgate_status;
 
@@ -29,6 +29,31 @@ pub unsafe extern "C" fn pgate_change_count(
         let gate = unsafe { hot(gate) }?;
         // SAFETY: caller's contract.
         unsafe { write(count, gate.manager.change_count()) }
+    })
+}
+
+/// Asks the gate's state store sync thread to read the store now rather than at its next
+/// `sync_interval_ms`, for a host that learned by its own means that another process wrote (the
+/// nginx module's workers share a generation counter in shared memory for this). Returns at
+/// once, having done no I/O; the sync thread reads the store and publishes what changed, and
+/// `pgate_change_count` then moves. Asks made before the thread begins that read are merged
+/// into one, so asking often queues nothing. `*asked` (if not NULL) is false when the gate has
+/// no store. A cold call: the handle is checked.
+///
+/// # Safety
+/// `gate` must be a live gate; `asked` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_sync_now(gate: *const pgate_gate, asked: *mut bool) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call (checked against the
+        // registry of live gates).
+        let gate = unsafe { cold(gate) }?;
+        let has_store = gate.manager.sync_now();
+        if asked.is_null() {
+            return Ok(());
+        }
+        // SAFETY: asked is non-NULL and valid for a write (caller's contract).
+        unsafe { write(asked, has_store) }
     })
 }
 

@@ -34,7 +34,7 @@ mod route;
 mod status;
 mod telemetry;
 
-pub use changes::{pgate_change_count, pgate_changes_json};
+pub use changes::{pgate_change_count, pgate_changes_json, pgate_sync_now};
 pub use error::{pgate_error, pgate_error_free, pgate_error_message, pgate_error_status};
 pub use gate::{
     PGATE_NAME_CAPACITY, pgate_config_json, pgate_fleet_judging, pgate_gate, pgate_gate_free,

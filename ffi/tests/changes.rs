@@ -98,3 +98,64 @@ fn the_counter_and_the_changes_say_what_changed() {
         );
     }
 }
+
+/// The gate's change count.
+fn change_count(gate: *const pgate_gate) -> u64 {
+    let mut n = 0;
+    // SAFETY: a live gate; n is a valid out-pointer.
+    let status = unsafe { pgate_change_count(gate, &mut n) };
+    assert_eq!(status, pgate_status::Ok);
+    n
+}
+
+#[test]
+fn a_gate_asked_to_sync_reads_another_gates_rollback_at_once() {
+    let dir = std::env::temp_dir().join(format!("pg-ffi-sync-now-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gate.db").to_str().unwrap().to_string();
+    let document = |sync_ms: u64| {
+        format!(
+            r#"{{"environment": {{"canary": {{"traffic_percent": 10}}}},
+                "store": {{"sqlite": {{"path": {path:?}, "sync_interval_ms": {sync_ms}}}}}}}"#
+        )
+    };
+    // Reads the store once a minute: within the test only when asked.
+    let slow = new_gate(&document(60_000));
+    let other = new_gate(&document(20));
+    let seen = change_count(slow);
+    let reason = "bad deploy";
+    // SAFETY: live gate; the reason is a live slice; err may be NULL.
+    let status = unsafe { pgate_rollback(other, reason.as_ptr(), reason.len(), null_mut()) };
+    assert_eq!(status, pgate_status::Ok);
+    let mut asked = false;
+    // SAFETY: a live gate; asked is a valid out-pointer, or NULL.
+    unsafe {
+        assert_eq!(pgate_sync_now(slow, &mut asked), pgate_status::Ok);
+        assert_eq!(pgate_sync_now(slow, null_mut()), pgate_status::Ok);
+    }
+    assert!(asked);
+    let start = std::time::Instant::now();
+    while change_count(slow) == seen {
+        assert!(start.elapsed().as_secs() < 5, "the rollback was not read");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let storeless = new_gate("{}");
+    // SAFETY: live gates, a NULL one (refused), each freed once, then a freed one (refused
+    // before use).
+    unsafe {
+        assert_eq!(pgate_sync_now(storeless, &mut asked), pgate_status::Ok);
+        assert!(!asked, "no store: nothing to read");
+        assert_eq!(
+            pgate_sync_now(std::ptr::null(), &mut asked),
+            pgate_status::NullPointer
+        );
+        for gate in [slow, other, storeless] {
+            assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+        }
+        assert_eq!(
+            pgate_sync_now(storeless, &mut asked),
+            pgate_status::InvalidHandle
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -7,6 +7,24 @@ use super::PromotionGateManager;
 use crate::changes::{StateChange, Subscription};
 
 impl PromotionGateManager {
+    /// Asks the state store's sync thread to read the store now rather than at its next
+    /// `sync_interval_ms`: for a host that learned by its own means that another process wrote
+    /// (the nginx module's workers share a generation counter in shared memory for this).
+    /// Returns at once, having done no I/O: the sync thread reads the store and publishes what
+    /// changed (the change count then moves). Asks made before the thread begins that read are
+    /// merged into one. False when the gate has no store (nothing to read).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert!(!gate.sync_now(), "no store: nothing to read");
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn sync_now(&self) -> bool {
+        self.shared.handoff.ask_sync()
+    }
+
     /// The number of the gate's newest change (0 before the first): one atomic load, cheap
     /// enough to call on every request. When it moves, [`changes_since`](Self::changes_since)
     /// says what changed.

@@ -581,9 +581,24 @@ pub(super) struct Handoff {
     verdict: Mutex<Option<Verdict>>,
     /// Wakes the sync thread; set when it starts (a gate without a store has none).
     wake: OnceLock<mpsc::Sender<Signal>>,
+    /// A host asked for a sync the thread has not begun yet: later asks are merged into it, so
+    /// asking often queues at most one wake-up.
+    sync_asked: AtomicBool,
 }
 
 impl Handoff {
+    /// Wakes the sync thread to read the store now, unless an earlier ask is still waiting;
+    /// false when the gate has no sync thread (no store) or it has ended.
+    pub(super) fn ask_sync(&self) -> bool {
+        let Some(wake) = self.wake.get() else {
+            return false;
+        };
+        if self.sync_asked.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        wake.send(Signal::Wake).is_ok()
+    }
+
     /// Leaves `verdict` for the sync thread (replacing an older one) and wakes it; false when
     /// the gate has no sync thread, or when it has ended (the verdict is then taken back, and
     /// the caller must act on it itself).
@@ -637,6 +652,8 @@ impl SyncThread {
                     let Some(shared) = weak.upgrade() else {
                         return;
                     };
+                    // Cleared before the store is read: an ask from now on gets a read after it.
+                    shared.handoff.sync_asked.store(false, Ordering::Release);
                     shared.sync_once();
                 }
             })
