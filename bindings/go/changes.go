@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"runtime"
 	"time"
+	"weak"
 )
 
 // ChangeKind is what kind of state change a Change is, by what matters most in it.
@@ -135,49 +136,54 @@ func parseChanges(doc string) ([]Change, error) {
 // evidence, promotions, flag changes, config and SLO swaps, and writes of other processes
 // applied from the state store) on the returned channel, in order. The library never calls
 // Go for a change: a goroutine reads the change counter every `every` (one atomic load in
-// the library, no lock) and, when it moved, the changes. The channel is closed when ctx is
-// done or, at the next look, when the gate is closed. every must be positive (as for
-// time.NewTicker).
+// the library, no lock) and, when it moved, the changes.
+//
+// The channel is closed when ctx is done, or when the gate is closed or garbage collected
+// (at once, also while the goroutine waits for the reader): changes not yet delivered then
+// are dropped. The goroutine holds no reference to the Gate, so a Gate dropped without Close
+// is still collected and freed, and the goroutine ends with it. A closed gate, or an every
+// that is not positive (which time.NewTicker would refuse by a panic), gives a channel that
+// is already closed.
 //
 // A slow reader: the goroutine waits for the reader to take each change (it never drops one
-// it has read), while the gate keeps only its last 64 changes. A reader that falls more than
-// 64 changes behind misses the oldest: the Sequence numbers it receives then jump, and the
-// gap is the number missed. Read the gate's State to learn where it stands after a gap.
+// it has read while the gate lives), while the gate keeps only its last 64 changes. A reader
+// that falls more than 64 changes behind misses the oldest: the Sequence numbers it receives
+// then jump, and the gap is the number missed. Read the gate's State to learn where it
+// stands after a gap. A reader that stops reading keeps the goroutine waiting until ctx is
+// done or the gate is closed or collected.
 func (g *Gate) Changes(ctx context.Context, every time.Duration) <-chan Change {
 	out := make(chan Change)
 	seen, err := g.ChangeCount()
-	if err != nil {
+	if err != nil || every <= 0 {
 		close(out)
 		return out
 	}
-	ticker := time.NewTicker(every)
-	go func() {
-		defer ticker.Stop()
-		g.deliver(ctx, ticker.C, seen, out)
-	}()
+	go deliverEvery(ctx, weak.Make(g), g.done, time.NewTicker(every), seen, out)
 	return out
 }
 
+// deliverEvery is the goroutine of Changes: deliver, looking at each tick of ticker.
+func deliverEvery(ctx context.Context, gate weak.Pointer[Gate], done <-chan struct{}, ticker *time.Ticker, seen uint64, out chan<- Change) {
+	defer ticker.Stop()
+	deliver(ctx, gate, done, ticker.C, seen, out)
+}
+
 // deliver sends the changes numbered above seen on out, looking at each tick, until ctx is
-// done or the gate is closed; then it closes out.
-func (g *Gate) deliver(ctx context.Context, tick <-chan time.Time, seen uint64, out chan<- Change) {
+// done or the gate is closed or collected (done); then it closes out. It holds the gate only
+// while it reads the changes, never while it waits.
+func deliver(ctx context.Context, gate weak.Pointer[Gate], done <-chan struct{}, tick <-chan time.Time, seen uint64, out chan<- Change) {
 	defer close(out)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-done:
+			return
 		case <-tick:
 		}
-		n, err := g.ChangeCount()
+		changes, err := changesAfter(gate, seen)
 		if err != nil {
-			return // closed
-		}
-		if n == seen {
-			continue
-		}
-		changes, err := g.ChangesSince(seen)
-		if err != nil {
-			return
+			return // closed or collected
 		}
 		for _, c := range changes {
 			select {
@@ -185,7 +191,23 @@ func (g *Gate) deliver(ctx context.Context, tick <-chan time.Time, seen uint64, 
 				seen = c.Sequence
 			case <-ctx.Done():
 				return
+			case <-done:
+				return
 			}
 		}
 	}
+}
+
+// changesAfter reads the gate's changes numbered above seen (none when its counter has not
+// moved), holding the Gate only during the reads. A collected gate is ErrClosed.
+func changesAfter(gate weak.Pointer[Gate], seen uint64) ([]Change, error) {
+	g := gate.Value()
+	if g == nil {
+		return nil, errClosed
+	}
+	n, err := g.ChangeCount()
+	if err != nil || n == seen {
+		return nil, err
+	}
+	return g.ChangesSince(seen)
 }

@@ -3,10 +3,12 @@ package promotiongates
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"weak"
 )
 
 // next receives one change, failing the test after a generous wait.
@@ -119,7 +121,7 @@ func TestASlowReaderSeesTheGapInSequence(t *testing.T) {
 	out := make(chan Change)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go g.deliver(ctx, tick, 0, out)
+	go deliver(ctx, weak.Make(g), g.done, tick, 0, out)
 	for i := range 50 {
 		ok(t, g.EnableFeature(fmt.Sprint("f", i)))
 		ok(t, g.DisableFeature(fmt.Sprint("f", i)))
@@ -142,5 +144,68 @@ func TestASlowReaderSeesTheGapInSequence(t *testing.T) {
 	tick <- time.Now()
 	if c := next(t, out); c.Sequence != 101 || !slices.Equal(c.FlagsEnabled, []string{"late"}) {
 		t.Fatalf("late change %+v", c)
+	}
+}
+
+// TestChangesKeepsNoGateAlive: five gates subscribed to with a context that never ends, each
+// with a change its reader never takes, dropped without Close, are freed by their cleanups,
+// and their goroutines end.
+func TestChangesKeepsNoGateAlive(t *testing.T) {
+	live, goroutines := liveGates.Load(), runtime.NumGoroutine()
+	for range 5 {
+		subscribeAndDrop(t)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for (liveGates.Load() > live || runtime.NumGoroutine() > goroutines) && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	if n := liveGates.Load() - live; n > 0 {
+		t.Fatalf("%d of 5 dropped gates with a Changes goroutine not freed", n)
+	}
+	if n := runtime.NumGoroutine() - goroutines; n > 0 {
+		t.Fatalf("%d goroutines of Changes outlived their gates", n)
+	}
+}
+
+// subscribeAndDrop makes a gate, subscribes to its changes with context.Background(), makes a
+// change no one reads, and drops the gate without closing it.
+func subscribeAndDrop(t *testing.T) {
+	g, err := New("", "")
+	ok(t, err)
+	_ = g.Changes(context.Background(), time.Millisecond)
+	ok(t, g.EnableFeature("dark_mode"))
+	time.Sleep(5 * time.Millisecond) // the goroutine reads the change and waits for a reader
+}
+
+// TestCloseEndsAChangesGoroutineWaitingForItsReader: a reader that stops reading does not keep
+// the goroutine once the gate is closed.
+func TestCloseEndsAChangesGoroutineWaitingForItsReader(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
+	g, err := New("", "")
+	ok(t, err)
+	ch := g.Changes(context.Background(), time.Millisecond)
+	ok(t, g.EnableFeature("dark_mode"))
+	time.Sleep(5 * time.Millisecond) // the goroutine reads the change and waits for a reader
+	ok(t, g.Close())
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := runtime.NumGoroutine() - goroutines; n > 0 {
+		t.Fatalf("%d goroutines of Changes outlived Close", n)
+	}
+	if _, open := <-ch; open {
+		t.Fatal("a change delivered after its goroutine ended")
+	}
+}
+
+// TestChangesWithoutAPositiveIntervalIsClosed: every <= 0 gives a closed channel (no panic).
+func TestChangesWithoutAPositiveIntervalIsClosed(t *testing.T) {
+	g := newGate(t, "", "")
+	for _, every := range []time.Duration{0, -time.Second} {
+		if _, open := <-g.Changes(context.Background(), every); open {
+			t.Fatalf("Changes(ctx, %v) delivered", every)
+		}
 	}
 }

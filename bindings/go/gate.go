@@ -69,7 +69,10 @@ type Gate struct {
 	mu  sync.RWMutex  // read-held by every C call, write-held by Close
 	ptr *C.pgate_gate // nil once closed
 
-	cleanup runtime.Cleanup // frees ptr if the Gate is collected without Close
+	// done is closed when the gate is closed or collected: the goroutines of Changes wait on
+	// it, holding no reference to the Gate.
+	done    chan struct{}
+	cleanup runtime.Cleanup // frees ptr and closes done if the Gate is collected without Close
 
 	flagMu   sync.Mutex                          // serializes fills of flagSets
 	flagSets atomic.Pointer[map[uint32][]string] // copy-on-write cache of interned flag sets
@@ -94,8 +97,8 @@ func New(configJSON, sloJSON string) (*Gate, error) {
 		return nil, takeError("pgate_gate_new", st, cerr)
 	}
 	liveGates.Add(1)
-	g := &Gate{ptr: ptr}
-	g.cleanup = runtime.AddCleanup(g, freeGate, ptr)
+	g := &Gate{ptr: ptr, done: make(chan struct{})}
+	g.cleanup = runtime.AddCleanup(g, freeGate, collected{ptr, g.done})
 	return g, nil
 }
 
@@ -108,10 +111,18 @@ func optionalBytes(s string) (*C.uint8_t, C.size_t) {
 	return (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(s))), C.size_t(len(s))
 }
 
+// collected is what the cleanup of a Gate needs, without the Gate (which a cleanup's argument
+// must not reach).
+type collected struct {
+	ptr  *C.pgate_gate
+	done chan struct{}
+}
+
 // freeGate is the cleanup of a Gate that was collected without Close. It runs only once the
 // Gate is unreachable, so no call can be in flight on it.
-func freeGate(ptr *C.pgate_gate) {
-	C.pgate_gate_free(ptr)
+func freeGate(g collected) {
+	C.pgate_gate_free(g.ptr)
+	close(g.done)
 	liveGates.Add(-1)
 	cleanedGates.Add(1)
 }
@@ -147,6 +158,7 @@ func (g *Gate) Close() error {
 		return nil
 	}
 	g.cleanup.Stop()
+	close(g.done)
 	st := C.pgate_gate_free(ptr)
 	liveGates.Add(-1)
 	runtime.KeepAlive(g)
