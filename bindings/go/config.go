@@ -2,7 +2,10 @@ package promotiongates
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"time"
 )
 
@@ -61,8 +64,18 @@ type configJSON struct {
 	Overrides             *Overrides      `json:"overrides,omitempty"`
 }
 
-// MarshalJSON writes the library's JSON form (nil flag lists as [], "" salt as null).
+// MarshalJSON writes the library's JSON form (nil flag lists as [], "" salt as null). A NaN
+// or infinite TrafficPercent (of a Canary) or SLOThreshold, which JSON cannot carry, is an
+// ErrInvalidConfig naming its JSON field and value, as the library names a value it refuses.
 func (c Config) MarshalJSON() ([]byte, error) {
+	percent := 0.0 // written only for a Canary
+	if c.Environment == Canary {
+		percent = c.TrafficPercent
+	}
+	if err := finite(namedFloat{"environment.traffic_percent", percent},
+		namedFloat{"slo_threshold", c.SLOThreshold}); err != nil {
+		return nil, err
+	}
 	w := configJSON{
 		Environment:           environmentJSON{c.Environment, c.TrafficPercent},
 		FeatureFlags:          nonNil(c.FeatureFlags),
@@ -235,8 +248,22 @@ type sloJSON struct {
 
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// MarshalJSON writes the library's JSON form.
+// MarshalJSON writes the library's JSON form. A NaN or infinite ratio, rate or level, which
+// JSON cannot carry, is an ErrInvalidConfig naming its JSON field and value (durations are
+// always finite).
 func (s SLO) MarshalJSON() ([]byte, error) {
+	if err := finite(
+		namedFloat{"max_error_rate", s.MaxErrorRate},
+		namedFloat{"error_rate_ratio_limit", s.ErrorRateRatioLimit},
+		namedFloat{"p99_ratio_limit", s.P99RatioLimit},
+		namedFloat{"significance", s.Significance},
+		namedFloat{"overwhelming_significance", s.OverwhelmingSignificance},
+		namedFloat{"error_rate_tolerance", s.ErrorRateTolerance},
+		namedFloat{"latency_shift_limit", s.LatencyShiftLimit},
+		namedFloat{"promotion_significance", s.PromotionSignificance},
+	); err != nil {
+		return nil, err
+	}
 	w := sloJSON{
 		LatencyTargetMS:          millis(s.LatencyTarget),
 		MaxErrorRate:             s.MaxErrorRate,
@@ -261,15 +288,45 @@ func (s SLO) MarshalJSON() ([]byte, error) {
 	return json.Marshal(w)
 }
 
-// NewFromConfig creates a gate from typed configs (see New for the errors).
+// namedFloat is a float field of a config with its JSON name.
+type namedFloat struct {
+	field string
+	value float64
+}
+
+// finite returns an ErrInvalidConfig naming the first field that is NaN or infinite (JSON
+// has neither), in the library's words: "invalid max_error_rate = NaN: ...".
+func finite(fields ...namedFloat) error {
+	for _, f := range fields {
+		if math.IsNaN(f.value) || math.IsInf(f.value, 0) {
+			return &Error{Status: StatusInvalidConfig, Message: "invalid " + f.field + " = " +
+				strconv.FormatFloat(f.value, 'g', -1, 64) + ": a finite number (JSON has no NaN or infinity)"}
+		}
+	}
+	return nil
+}
+
+// NewFromConfig creates a gate from typed configs (see New for the errors). A NaN or
+// infinite float is refused before the library is called, with ErrInvalidConfig naming its
+// JSON field and value (see Config.MarshalJSON and SLO.MarshalJSON).
 func NewFromConfig(cfg Config, slo SLO) (*Gate, error) {
 	c, err := json.Marshal(cfg)
 	if err != nil {
-		return nil, &Error{Status: StatusInvalidConfig, Message: err.Error()}
+		return nil, marshalError(err)
 	}
 	s, err := json.Marshal(slo)
 	if err != nil {
-		return nil, &Error{Status: StatusInvalidConfig, Message: err.Error()}
+		return nil, marshalError(err)
 	}
 	return New(string(c), string(s))
+}
+
+// marshalError is the error of a typed config that did not marshal: the *Error a MarshalJSON
+// returned (json.Marshal wraps it), else an ErrInvalidConfig with json's message.
+func marshalError(err error) error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return &Error{Status: StatusInvalidConfig, Message: err.Error()}
 }

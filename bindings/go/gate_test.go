@@ -180,6 +180,48 @@ func TestConstructionErrors(t *testing.T) {
 	}
 }
 
+// TestNonFiniteFloatsAreNamed: a NaN or infinite float of a typed config, which JSON cannot
+// carry, is refused by NewFromConfig (and json.Marshal) naming its JSON field and value.
+func TestNonFiniteFloatsAreNamed(t *testing.T) {
+	fields := map[string]func(*Config, *SLO, float64){
+		"environment.traffic_percent": func(c *Config, _ *SLO, v float64) { c.Environment, c.TrafficPercent = Canary, v },
+		"slo_threshold":               func(c *Config, _ *SLO, v float64) { c.SLOThreshold = v },
+		"max_error_rate":              func(_ *Config, s *SLO, v float64) { s.MaxErrorRate = v },
+		"error_rate_ratio_limit":      func(_ *Config, s *SLO, v float64) { s.ErrorRateRatioLimit = v },
+		"p99_ratio_limit":             func(_ *Config, s *SLO, v float64) { s.P99RatioLimit = v },
+		"significance":                func(_ *Config, s *SLO, v float64) { s.Significance = v },
+		"overwhelming_significance":   func(_ *Config, s *SLO, v float64) { s.OverwhelmingSignificance = v },
+		"error_rate_tolerance":        func(_ *Config, s *SLO, v float64) { s.ErrorRateTolerance = v },
+		"latency_shift_limit":         func(_ *Config, s *SLO, v float64) { s.LatencyShiftLimit = v },
+		"promotion_significance":      func(_ *Config, s *SLO, v float64) { s.PromotionSignificance = v },
+	}
+	for field, set := range fields {
+		for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+			cfg, slo := DefaultConfig(), DefaultSLO()
+			set(&cfg, &slo, v)
+			want := fmt.Sprintf("invalid %s = %v: a finite number (JSON has no NaN or infinity)", field, v)
+			g, err := NewFromConfig(cfg, slo)
+			if g != nil {
+				t.Fatalf("%s = %v made a gate", field, v)
+			}
+			if pe := wantErr(t, err, ErrInvalidConfig); pe.Message != want {
+				t.Fatalf("%s = %v: message %q, want %q", field, v, pe.Message, want)
+			}
+			_, errConfig := json.Marshal(cfg)
+			_, errSLO := json.Marshal(slo)
+			if err := errors.Join(errConfig, errSLO); err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("json.Marshal with %s = %v: %v", field, v, err)
+			}
+		}
+	}
+	// Outside a Canary the percentage is not written, so it is not read.
+	cfg := DefaultConfig()
+	cfg.TrafficPercent = math.NaN()
+	g, err := NewFromConfig(cfg, DefaultSLO())
+	ok(t, err)
+	ok(t, g.Close())
+}
+
 func TestPromotionErrors(t *testing.T) {
 	g := newGate(t, "", "")
 	wantErr(t, g.Promote(Staging, 0), ErrInvalidPromotion)
