@@ -11,6 +11,8 @@ package promotiongates
 #cgo nocallback pgate_config_json
 #cgo noescape pgate_gate_name
 #cgo nocallback pgate_gate_name
+#cgo noescape pgate_override_names
+#cgo nocallback pgate_override_names
 #cgo noescape pgate_swap_config
 #cgo nocallback pgate_swap_config
 #cgo noescape pgate_monitor_health
@@ -179,6 +181,28 @@ func (g *Gate) Name() (string, error) {
 	return g.readJSON("pgate_gate_name", func(p *C.pgate_gate, buf *C.char, n C.size_t, out *C.size_t) C.pgate_status {
 		return C.pgate_gate_name(p, buf, n, out)
 	})
+}
+
+// OverrideNames returns where the gate's config says a host reads a forcing value: the
+// header and cookie names of its overrides section, "" for a name it does not give
+// (pgate_override_names: both from one config, no JSON parsed). A config swap, this
+// process's or another's applied from the state store, may rename them and moves
+// ChangeCount: a host that keeps the names reads them again when the count moved, as
+// canaryproxy does.
+func (g *Gate) OverrideNames() (header, cookie string, err error) {
+	var h, c [C.PGATE_NAME_CAPACITY]C.char // always large enough
+	var hn, cn C.size_t
+	p := g.acquire()
+	if p == nil {
+		return "", "", errClosed
+	}
+	st := C.pgate_override_names(p, &h[0], C.size_t(len(h)), &hn, &c[0], C.size_t(len(c)), &cn)
+	g.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return "", "", statusError("pgate_override_names", st)
+	}
+	return C.GoStringN(&h[0], C.int(hn)), C.GoStringN(&c[0], C.int(cn)), nil
 }
 
 // RollbackHistory returns the rollback events, oldest first.

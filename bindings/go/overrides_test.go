@@ -106,3 +106,27 @@ func TestForcedRequestsStayOutOfTheCohorts(t *testing.T) {
 		t.Errorf("overrides lost in %s", text)
 	}
 }
+
+// TestOverrideNames: the config's override header and cookie names, "" for one it does not
+// give; a SwapConfig that renames them moves the change counter and OverrideNames follows.
+func TestOverrideNames(t *testing.T) {
+	g := newGate(t, `{"overrides": {"header": "X-Canary", "cookie": "pgate_version"}}`, "")
+	header, cookie, err := g.OverrideNames()
+	ok(t, err)
+	if header != "X-Canary" || cookie != "pgate_version" {
+		t.Fatalf("names %q, %q", header, cookie)
+	}
+	before, err := g.ChangeCount()
+	ok(t, err)
+	ok(t, g.SwapConfig(`{"overrides": {"cookie": "beta"}}`))
+	after, err := g.ChangeCount()
+	ok(t, err)
+	header, cookie, err = g.OverrideNames()
+	ok(t, err)
+	if after == before || header != "" || cookie != "beta" {
+		t.Fatalf("after the swap: count %d -> %d, names %q, %q", before, after, header, cookie)
+	}
+	ok(t, g.Close())
+	_, _, err = g.OverrideNames()
+	wantErr(t, err, ErrClosed)
+}

@@ -15,7 +15,10 @@
 //     so a slow client, is not). For an upstream error it is the time until the error;
 //   - forced requests (an override sent them: the config's id lists, or the forcing value of
 //     the header or cookie its overrides section names, which the Proxy reads and passes
-//     to the gate) are recorded as promotiongates.Forced: in neither cohort;
+//     to the gate) are recorded as promotiongates.Forced: in neither cohort. When the
+//     config renames the header or cookie (a SwapConfig, or another process's write applied
+//     from the state store), the Proxy reads the new names within 50 ms, off the request
+//     path (see Options.OverrideHeader);
 //   - a request whose client went away before the upstream answered (its context canceled,
 //     which ReverseProxy otherwise reports as a 502) is never a failure: after a wait of at
 //     least the SLO's latency_target it is recorded as a slow success, latency the wait
@@ -42,7 +45,9 @@ import (
 	"net/textproto"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
+	"weak"
 
 	promotiongates "github.com/promotion-gates/promotion-gates/bindings/go"
 )
@@ -84,7 +89,12 @@ type Options struct {
 	Rewrite func(pr *httputil.ProxyRequest, canary bool)
 	// OverrideHeader and OverrideCookie name where a forcing value ("canary" or "stable")
 	// is read (the header first). Both empty: those of the gate's config, its "overrides"
-	// section, read once by New (a later SwapConfig that renames them needs a new Proxy).
+	// section (Gate.OverrideNames), followed when the config renames them: a goroutine
+	// looks at the gate's change counter every 50 ms (one atomic load in the library) and,
+	// when it moved (a SwapConfig, or another process's write applied from the state
+	// store), reads the names again. The request path reads them with one atomic pointer
+	// load. The goroutine holds the Proxy only through a weak pointer: it ends when the
+	// Proxy is garbage collected or the gate closed.
 	OverrideHeader, OverrideCookie string
 }
 
@@ -99,11 +109,28 @@ type Proxy struct {
 	onError   func(http.ResponseWriter, *http.Request, error)
 	stable    *httputil.ReverseProxy
 	canary    *httputil.ReverseProxy
-	upstreams [2]string // the stable and canary URLs, for StatusHandler
-	// Where a forcing value is read: a canonical header key and a cookie name, "" for none.
-	overrideHeader, overrideCookie string
-	writers                        sync.Pool // of *outcomeWriter
+	upstreams [2]string               // the stable and canary URLs, for StatusHandler
+	forcing   atomic.Pointer[forcing] // where a forcing value is read; replaced on a rename
+	writers   sync.Pool               // of *outcomeWriter
 }
+
+// forcing is where a forcing value is read: a canonical header key and a cookie name, ""
+// for none. Never changed once published: a rename publishes another.
+type forcing struct {
+	header, cookie string
+}
+
+// newForcing canonicalizes the header name.
+func newForcing(header, cookie string) *forcing {
+	if header != "" {
+		header = textproto.CanonicalMIMEHeaderKey(header)
+	}
+	return &forcing{header, cookie}
+}
+
+// overridesRefresh is how often a Proxy that follows its gate's override names looks at the
+// gate's change counter (as often as the nginx module's timer).
+const overridesRefresh = 50 * time.Millisecond
 
 // New builds a Proxy. It fails when the gate or an upstream is missing or an upstream URL
 // has no scheme or host.
@@ -142,13 +169,19 @@ func New(opts Options) (*Proxy, error) {
 	if p.onError == nil {
 		p.onError = badGateway
 	}
-	if err := p.readOverrides(opts); err != nil {
-		return nil, err
-	}
 	p.upstreams = [2]string{opts.Stable.String(), opts.Canary.String()}
 	p.stable = p.reverseProxy(opts, opts.Stable, false)
 	p.canary = p.reverseProxy(opts, opts.Canary, true)
 	p.writers.New = func() any { return new(outcomeWriter) }
+	if opts.OverrideHeader != "" || opts.OverrideCookie != "" {
+		p.forcing.Store(newForcing(opts.OverrideHeader, opts.OverrideCookie))
+		return p, nil
+	}
+	seen, err := p.refreshOverrides(unread)
+	if err != nil {
+		return nil, fmt.Errorf("canaryproxy: reading the gate's overrides: %w", err)
+	}
+	go followOverrides(weak.Make(p), seen)
 	return p, nil
 }
 
@@ -199,50 +232,77 @@ func (p *Proxy) Key(r *http.Request) string {
 // Route returns the gate's decision for the request (by Key, and by its ForcingValue when
 // an override header or cookie is named), as ServeHTTP takes it.
 func (p *Proxy) Route(r *http.Request) (promotiongates.Decision, error) {
-	if p.overrideHeader == "" && p.overrideCookie == "" {
+	f := p.forcing.Load()
+	if f.header == "" && f.cookie == "" {
 		return p.gate.RouteString(p.Key(r))
 	}
-	value, present := p.ForcingValue(r)
+	value, present := f.value(r)
 	return p.gate.RouteForcedString(p.Key(r), value, present)
 }
 
 // ForcingValue returns the request's forcing value: the override header's, else the
 // override cookie's; present is false when it carries neither.
 func (p *Proxy) ForcingValue(r *http.Request) (value string, present bool) {
-	if p.overrideHeader != "" {
-		if v := r.Header[p.overrideHeader]; len(v) > 0 {
+	return p.forcing.Load().value(r)
+}
+
+func (f *forcing) value(r *http.Request) (value string, present bool) {
+	if f.header != "" {
+		if v := r.Header[f.header]; len(v) > 0 {
 			return v[0], true
 		}
 	}
-	if p.overrideCookie != "" {
-		return cookieValue(r.Header["Cookie"], p.overrideCookie)
+	if f.cookie != "" {
+		return cookieValue(r.Header["Cookie"], f.cookie)
 	}
 	return "", false
 }
 
-// readOverrides sets where forcing values are read: opts' names, else the gate's config's.
-func (p *Proxy) readOverrides(opts Options) error {
-	header, cookie := opts.OverrideHeader, opts.OverrideCookie
-	if header == "" && cookie == "" {
-		text, err := opts.Gate.Config()
-		if err != nil {
-			return fmt.Errorf("canaryproxy: reading the gate's overrides: %w", err)
-		}
-		var config struct {
-			Overrides *promotiongates.Overrides `json:"overrides"`
-		}
-		if err := json.Unmarshal([]byte(text), &config); err != nil {
-			return fmt.Errorf("canaryproxy: reading the gate's overrides: %w", err)
-		}
-		if config.Overrides != nil {
-			header, cookie = config.Overrides.Header, config.Overrides.Cookie
+// unread is the change count of names never read: no count of a gate reaches it.
+const unread = ^uint64(0)
+
+// refreshOverrides reads the gate's override names again when its change counter moved past
+// seen, and returns the count the names now belong to (the counter is read first, so a
+// rename made between the two reads is read again at the next look, never missed).
+func (p *Proxy) refreshOverrides(seen uint64) (uint64, error) {
+	n, err := p.gate.ChangeCount()
+	if err != nil || n == seen {
+		return seen, err
+	}
+	header, cookie, err := p.gate.OverrideNames()
+	if err != nil {
+		return seen, err
+	}
+	p.forcing.Store(newForcing(header, cookie))
+	return n, nil
+}
+
+// followOverrides is the goroutine of a Proxy that follows its gate's override names: every
+// overridesRefresh it refreshes them, off the request path, until the Proxy is collected or
+// its gate closed. It holds the Proxy only while it looks.
+func followOverrides(proxy weak.Pointer[Proxy], seen uint64) {
+	ticker := time.NewTicker(overridesRefresh)
+	defer ticker.Stop()
+	for range ticker.C {
+		var err error
+		if seen, err = refreshFollowed(proxy, seen); err != nil {
+			return
 		}
 	}
-	if header != "" {
-		p.overrideHeader = textproto.CanonicalMIMEHeaderKey(header)
+}
+
+// refreshFollowed is one look of followOverrides. A collected Proxy or a closed gate ends
+// the goroutine (ErrClosed); another error keeps the names as they were until the next look.
+func refreshFollowed(proxy weak.Pointer[Proxy], seen uint64) (uint64, error) {
+	p := proxy.Value()
+	if p == nil {
+		return seen, promotiongates.ErrClosed
 	}
-	p.overrideCookie = cookie
-	return nil
+	n, err := p.refreshOverrides(seen)
+	if errors.Is(err, promotiongates.ErrClosed) {
+		return seen, err
+	}
+	return n, nil
 }
 
 // ServeHTTP routes the request, proxies it to the chosen upstream and records its outcome.

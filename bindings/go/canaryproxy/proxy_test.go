@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -477,4 +479,82 @@ func TestOverridesReachTheForcedVersion(t *testing.T) {
 	if v, present := p.ForcingValue(req); !present || v != "canary" {
 		t.Fatalf("cookie beta read as %q, %v", v, present)
 	}
+}
+
+// TestOverrideRenamesAreFollowed: a Proxy that reads its gate's override names follows a
+// rename, by a SwapConfig of this process or by another process's write applied from the
+// state store (here a second gate on the same SQLite file).
+func TestOverrideRenamesAreFollowed(t *testing.T) {
+	store := fmt.Sprintf(`"gate": "renames", "store": {"sqlite": {"path": %q, "sync_interval_ms": 10}}`,
+		filepath.Join(t.TempDir(), "gate.db"))
+	config := func(header string) string {
+		return fmt.Sprintf(`{"environment": {"canary": {"traffic_percent": 0}}, "overrides": {"header": %q}, %s}`,
+			header, store)
+	}
+	g := newGate(t, config("X-Canary"))
+	other := newGate(t, config("X-Canary")) // another process sharing the store
+	p := newProxy(t, Options{}, g, "http://stable.invalid", "http://canary.invalid")
+	if by := forcedBy(t, p, "X-Canary"); by != promotiongates.ForcedByValue {
+		t.Fatalf("X-Canary: forced by %v", by)
+	}
+
+	// rename has writer rename the header from to to, and waits for p to read the new name.
+	rename := func(writer *promotiongates.Gate, from, to, what string) {
+		t.Helper()
+		if err := writer.SwapConfig(config(to)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, to+" forcing after "+what, func() bool {
+			return forcedBy(t, p, to) == promotiongates.ForcedByValue
+		})
+		if by := forcedBy(t, p, from); by != promotiongates.NotForced {
+			t.Fatalf("the old name %s still read after the rename: forced by %v", from, by)
+		}
+	}
+	rename(g, "X-Canary", "X-Force", "this process's SwapConfig")
+	rename(other, "X-Force", "X-Beta", "another process's write through the store")
+}
+
+// forcedBy routes a request carrying "canary" in header through p and says what forced it.
+func forcedBy(t testing.TB, p *Proxy, header string) promotiongates.ForcedBy {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set(DefaultKeyHeader, "user-1")
+	req.Header.Set(header, "canary")
+	d, err := p.Route(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.ForcedBy()
+}
+
+// eventually fails the test unless cond becomes true within 10 s.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10 s: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestFollowingEndsWithTheProxyOrTheGate: the goroutine that follows the gate's override
+// names ends when its Proxy is collected, and when the gate is closed.
+func TestFollowingEndsWithTheProxyOrTheGate(t *testing.T) {
+	g := newGate(t, `{"overrides": {"header": "X-Canary"}}`)
+	goroutines := runtime.NumGoroutine()
+	newProxy(t, Options{}, g, "http://stable.invalid", "http://canary.invalid") // dropped
+	eventually(t, "the goroutine of a dropped Proxy ends", func() bool {
+		runtime.GC()
+		return runtime.NumGoroutine() <= goroutines
+	})
+	p := newProxy(t, Options{}, g, "http://stable.invalid", "http://canary.invalid")
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the goroutine of a Proxy on a closed gate ends", func() bool {
+		return runtime.NumGoroutine() <= goroutines
+	})
+	runtime.KeepAlive(p)
 }
