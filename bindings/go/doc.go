@@ -16,6 +16,13 @@
 // duration of one call and never kept (cgo's pointer rules); everything the library returns
 // is copied into Go memory before the call's lock is released.
 //
+// Logging: never pass a Go function to the C ABI's pgate_set_log_callback. The binding's C
+// calls are declared #cgo nocallback, the library calls the log callback inside them (on the
+// thread that logs), and the runtime panics at the first line ("function marked with #cgo
+// nocallback called back into Go"). Read Gate.Changes for rollbacks, promotions and flag
+// changes, or install a callback written in C that never calls Go (see "Logging" in the
+// README).
+//
 // Linking: through pkg-config, after the library is installed (packaging/install.sh at the
 // repository root). By default the static archive libpromotion_gates_ffi.a that
 // promotion_gates-static.pc names (link_static.go); -tags pgate_shared links the shared

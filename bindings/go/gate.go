@@ -5,6 +5,8 @@ package promotiongates
 
 // No function of the library keeps a pointer it is given beyond the call, and none calls back
 // into Go: these directives let Go pass pointers to stack memory without moving it to the heap.
+// (A log callback written in Go would call back into Go from inside them: the runtime panics,
+// hence "Logging" in the README.)
 #cgo noescape pgate_gate_new
 #cgo nocallback pgate_gate_new
 #cgo noescape pgate_config_json
