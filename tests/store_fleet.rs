@@ -52,7 +52,11 @@ fn four_processes_on_a_a_traffic_roll_back_no_canary_one_process_keeps() {
 #[test]
 fn a_gate_that_stops_publishing_stops_counting_after_its_time_to_live() {
     let dir = Scratch::new("fleet-ttl");
-    let store = sqlite(&dir);
+    let path = dir.file("gate.db");
+    // Time to live: max(5 x 10 ms, 200 ms + 2 x 10 ms, 1 s) = 1 s.
+    let store = format!(
+        r#"{{"sqlite": {{"path": {path:?}, "sync_interval_ms": {SYNC_MS}, "busy_timeout_ms": 200}}}}"#
+    );
     let (watcher, recorder) = (open(Some(&store)), open(Some(&store)));
     for i in 0..400 {
         let decision = recorder.route_request(&format!("user-{i}"));

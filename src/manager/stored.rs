@@ -144,7 +144,7 @@ impl StoreLink {
             wake: None,
             down: false,
             instance: store::instance_id(),
-            ttl: store::time_to_live(config.sync_interval()),
+            ttl: store::time_to_live(config),
         }
     }
 

@@ -16,6 +16,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use super::StoreConfig;
 use crate::decision::{Cohort, PerCohort};
 use crate::metrics::{CohortCounts, Counts, from_histogram, histogram_bounds, to_histogram};
 
@@ -108,9 +109,17 @@ pub(crate) fn instance_id() -> String {
 }
 
 /// How long a contribution counts after its instance last published it: five sync intervals,
-/// and at least one second (an instance whose sync thread is late a few ticks is not dropped).
-pub(crate) fn time_to_live(sync_interval: Duration) -> Duration {
-    (sync_interval * 5).max(Duration::from_secs(1))
+/// at least one second (an instance whose sync thread is late a few ticks is not dropped), and
+/// with SQLite at least `busy_timeout_ms` plus two sync intervals: a publication stamped when
+/// it starts may wait that long for the write lock, so one slow tick does not expire a live
+/// instance (the default 250 ms and 2 s give 2.5 s).
+pub(crate) fn time_to_live(store: &StoreConfig) -> Duration {
+    let interval = store.sync_interval();
+    let slowest_tick = match store {
+        StoreConfig::Sqlite(sqlite) => Duration::from_millis(sqlite.busy_timeout_ms) + interval * 2,
+        StoreConfig::Etcd(_) => Duration::ZERO,
+    };
+    (interval * 5).max(slowest_tick).max(Duration::from_secs(1))
 }
 
 /// `counts` (with histograms) as `instance`'s contribution to the stored `stage`.
@@ -356,7 +365,29 @@ mod tests {
         assert_ne!(a, b);
         let pid = std::process::id().to_string();
         assert_eq!(a.split(':').nth(1), Some(pid.as_str()), "{a}");
-        assert!(time_to_live(Duration::from_millis(20)) >= Duration::from_secs(1));
-        assert_eq!(time_to_live(Duration::from_secs(1)), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_contribution_outlives_a_tick_that_waits_the_whole_busy_timeout() {
+        let sqlite = |sync_interval_ms, busy_timeout_ms| {
+            time_to_live(&StoreConfig::Sqlite(crate::SqliteStoreConfig {
+                path: "g.db".into(),
+                sync_interval_ms,
+                busy_timeout_ms,
+                fleet_judging: true,
+            }))
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(sqlite(250, 2000), ms(2500), "the defaults");
+        assert_eq!(sqlite(20, 0), ms(1000), "at least a second");
+        assert_eq!(sqlite(1000, 2000), ms(5000), "at least five intervals");
+        assert_eq!(sqlite(10, 60_000), ms(60_020));
+        let etcd = time_to_live(&StoreConfig::Etcd(crate::EtcdStoreConfig {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            prefix: "/pg".into(),
+            sync_interval_ms: 1000,
+            fleet_judging: true,
+        }));
+        assert_eq!(etcd, ms(5000));
     }
 }
