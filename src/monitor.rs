@@ -87,6 +87,11 @@ impl Monitor {
         self.clock.wall()
     }
 
+    /// The gate's monotonic time, which its windows are measured on.
+    pub(crate) fn monotonic(&self) -> Duration {
+        self.clock.monotonic()
+    }
+
     /// Tells the recorders that `stage` is the gate's newest: the writer calls it, under its
     /// lock, before it publishes a snapshot of that stage.
     pub(crate) fn stage_started(&self, stage: StageId) {

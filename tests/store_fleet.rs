@@ -1,7 +1,13 @@
 //! Fleet-wide judging on a SQLite state store, with real processes: four processes that each
 //! see a quarter of a canary's traffic judge it as one process seeing all of it would
-//! (`common::fleet`; the same on etcd in `tests/store_etcd.rs`), and an instance that stops
-//! publishing stops counting, and recording with the others' counts allocates nothing.
+//! (`common::fleet`; the same on etcd in `tests/store_etcd.rs`); an instance that stops
+//! publishing keeps its counts in the others' windows until they age out, and its errors do not
+//! come back when it publishes again; and recording with the others' counts allocates nothing.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a broken expectation is a failed test"
+)]
 
 mod common;
 
@@ -12,8 +18,9 @@ use common::fleet::{
 };
 use common::scratch::Scratch;
 use common::stored::eventually;
-use promotion_gates::{Environment, PromotionConfig};
-use std::time::Duration;
+use promotion_gates::{Environment, ManualClock, PromotionConfig, PromotionGateManager};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// A new SQLite store in `dir`: the `store` key's JSON.
 fn sqlite(dir: &Scratch) -> String {
@@ -49,35 +56,172 @@ fn four_processes_on_a_a_traffic_roll_back_no_canary_one_process_keeps() {
     );
 }
 
-#[test]
-fn a_gate_that_stops_publishing_stops_counting_after_its_time_to_live() {
-    let dir = Scratch::new("fleet-ttl");
-    let path = dir.file("gate.db");
-    // Time to live: max(5 x 10 ms, 200 ms + 2 x 10 ms, 1 s) = 1 s.
-    let store = format!(
-        r#"{{"sqlite": {{"path": {path:?}, "sync_interval_ms": {SYNC_MS}, "busy_timeout_ms": 200}}}}"#
-    );
-    let (watcher, recorder) = (open(Some(&store)), open(Some(&store)));
-    for i in 0..400 {
-        let decision = recorder.route_request(&format!("user-{i}"));
-        recorder.record_outcome(&decision, true, Duration::from_millis(5));
+/// Two gates on one SQLite store, as in two processes (two instances): `watcher`, on a manual
+/// clock, records nothing; `failing` has recorded canary traffic that all failed, and the
+/// watcher has merged it (and judged once, leaving a reading at 0 s).
+struct DropOut {
+    watcher: PromotionGateManager,
+    clock: Arc<ManualClock>,
+    failing: Option<PromotionGateManager>,
+    /// The failing gate's canary errors, all of them.
+    errors: u64,
+    /// A connection of the test's own to the store's file, and each gate's instance id there.
+    check: rusqlite::Connection,
+    watcher_id: String,
+    failing_id: String,
+}
+
+impl DropOut {
+    fn new(dir: &Scratch) -> Self {
+        let path = dir.file("gate.db");
+        // Time to live: max(5 x 10 ms, 200 ms + 2 x 10 ms, 1 s) = 1 s.
+        let document = format!(
+            r#"{{"gate": "checkout", "environment": {{"canary": {{"traffic_percent": 50.0}}}},
+                "auto_rollback_enabled": false,
+                "store": {{"sqlite": {{"path": {path:?}, "sync_interval_ms": {SYNC_MS}, "busy_timeout_ms": 200}}}}}}"#
+        );
+        let config = PromotionConfig::from_json(&document).unwrap();
+        let (watcher, clock) = common::gate_with_clock(config.clone());
+        let check = rusqlite::Connection::open(&path).unwrap();
+        let ids = |check: &rusqlite::Connection| -> Vec<String> {
+            let mut statement = check
+                .prepare("SELECT instance FROM contribution ORDER BY instance")
+                .unwrap();
+            let rows = statement.query_map([], |row| row.get(0)).unwrap();
+            rows.map(Result::unwrap).collect()
+        };
+        eventually("the watcher publishes", || ids(&check).len() == 1);
+        let watcher_id = ids(&check).remove(0);
+        let (failing, _) = common::gate_with_clock(config);
+        let mut errors = 0;
+        for i in 0..400 {
+            let decision = failing.route_request(&format!("user-{i}"));
+            errors += u64::from(decision.is_canary);
+            failing.record_outcome(&decision, !decision.is_canary, Duration::from_millis(5));
+        }
+        assert!(errors > 100, "{errors}");
+        eventually("the watcher merges the failing gate's errors", || {
+            let health = watcher.health();
+            health.evidence.instances == 2 && health.evidence.canary.errors == errors
+        });
+        let failing_id = ids(&check)
+            .into_iter()
+            .find(|id| *id != watcher_id)
+            .unwrap();
+        watcher.monitor_canary_health(); // a reading at 0 s
+        Self {
+            watcher,
+            clock,
+            failing: Some(failing),
+            errors,
+            check,
+            watcher_id,
+            failing_id,
+        }
     }
-    // The watcher records nothing: whatever it merged, the recorder's numbers are its own.
-    let recorded = recorder.health();
-    let total = recorded.canary_requests + recorded.production_requests;
-    assert_eq!(total, 400);
-    // Two gates of one process are two instances: each counts the other's.
-    eventually("the watcher merges the recorder's counts", || {
-        let health = watcher.health();
-        health.evidence.instances == 2
-            && health.canary_requests + health.production_requests == total
-    });
-    drop(recorder);
-    // The dropped gate's row outlives it, until its time to live (1 s here) has passed.
-    eventually("the dropped gate's counts expire", || {
-        watcher.health().evidence.instances == 1
-    });
-    assert_eq!(watcher.health().canary_requests, 0);
+
+    /// When `instance` last published (ms since the epoch), if its row is there.
+    fn published_at(&self, instance: &str) -> Option<i64> {
+        self.check
+            .query_row(
+                "SELECT updated_at_ms FROM contribution WHERE instance = ?1",
+                [instance],
+                |row| row.get(0),
+            )
+            .ok()
+    }
+
+    /// Waits until the watcher's sync thread has read the store, start to end, after this
+    /// call began (two of its publications), doing `meanwhile` at each look.
+    fn watcher_reads_again(&self, mut meanwhile: impl FnMut()) {
+        let mut seen = Vec::new();
+        eventually("two publications of the watcher", || {
+            meanwhile();
+            let at = self.published_at(&self.watcher_id);
+            if seen.last() != Some(&at) {
+                seen.push(at);
+            }
+            seen.len() > 2
+        });
+    }
+
+    /// Drops the failing gate, then waits until its row expired (its time to live passed and
+    /// the watcher's next publication deleted it) and the watcher read the store without it.
+    fn drop_the_failing_gate(&mut self) {
+        drop(self.failing.take());
+        eventually("the failing gate's row expires", || {
+            self.published_at(&self.failing_id).is_none()
+        });
+        self.watcher_reads_again(|| {});
+    }
+}
+
+/// Milliseconds since the epoch, as the store stamps a publication.
+fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+    i64::try_from(since.unwrap().as_millis()).unwrap()
+}
+
+#[test]
+fn an_instance_that_drops_out_stays_in_the_others_window_until_its_errors_age_out() {
+    let dir = Scratch::new("fleet-drop-out");
+    let mut fleet = DropOut::new(&dir);
+    fleet.drop_the_failing_gate();
+    let health = fleet.watcher.health();
+    assert_eq!(
+        health.evidence.canary.errors, fleet.errors,
+        "the dropped gate's errors are still in the window"
+    );
+    assert_eq!(health.evidence.instances, 2);
+    // They leave the window as time passes, as the watcher's own would.
+    fleet.clock.advance(Duration::from_secs(301));
+    let canary = fleet.watcher.health().evidence.canary;
+    assert_eq!((canary.requests, canary.errors), (0, 0));
+}
+
+#[test]
+fn errors_that_left_the_window_do_not_come_back_with_their_instance() {
+    let dir = Scratch::new("fleet-come-back");
+    let mut fleet = DropOut::new(&dir);
+    fleet
+        .check
+        .execute(
+            "CREATE TEMP TABLE kept AS SELECT * FROM contribution WHERE instance = ?1",
+            [&fleet.failing_id],
+        )
+        .unwrap();
+    fleet.drop_the_failing_gate();
+    // Two windows pass, judged after each (readings at 301 s and 602 s): the errors left.
+    for _ in 0..2 {
+        fleet.clock.advance(Duration::from_secs(301));
+        let canary = fleet.watcher.monitor_canary_health().evidence.canary;
+        assert_eq!(canary.errors, 0);
+    }
+    // The instance publishes again, the same counts: nothing happened since.
+    fleet
+        .check
+        .execute("INSERT INTO contribution SELECT * FROM kept", [])
+        .unwrap();
+    let refresh = || {
+        fleet
+            .check
+            .execute(
+                "UPDATE contribution SET updated_at_ms = ?1 WHERE instance = ?2",
+                (now_ms(), &fleet.failing_id),
+            )
+            .unwrap();
+    };
+    fleet.watcher_reads_again(refresh);
+    let health = fleet.watcher.monitor_canary_health();
+    assert_eq!(health.evidence.instances, 2);
+    assert_eq!(
+        (
+            health.evidence.canary.requests,
+            health.evidence.canary.errors
+        ),
+        (0, 0),
+        "no old error comes back into the window (nor its burst span)"
+    );
 }
 
 #[test]

@@ -132,8 +132,9 @@ pub struct Evidence {
     /// The positive evidence a promotion needs (see [`NonInferiority`]).
     pub non_inferiority: NonInferiority,
     /// How many gate instances the numbers are of: 1 for a gate judging its own process's
-    /// traffic; on a shared state store, this process and every live instance whose
-    /// contribution to the stage was merged (shown in the text when more than 1).
+    /// traffic; on a shared state store, this process and every other instance whose counts of
+    /// the stage are in them, those that stopped publishing included (shown in the text when
+    /// more than 1).
     pub instances: u32,
 }
 

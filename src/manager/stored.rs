@@ -18,13 +18,17 @@ use crate::config::{Environment, PromotionConfig};
 use crate::decision::StageId;
 use crate::error::Error;
 use crate::history::{RollbackEvent, RolledBack};
-use crate::metrics::{Counts, Fleet};
+use crate::metrics::{Counts, FleetLedger, MAX_REMEMBERED};
 use crate::release;
 use crate::store::{
     self, BadContribution, Commit, Contribution, Guard, StateStore, StoreConfig, StoreError,
     StoreProblem, StoredRelease, StoredWrite,
 };
 use crate::verdict::Verdict;
+
+// The instances read at one tick are all remembered by the book: none of them is folded (and
+// then taken back at its next reading, losing what it gained meanwhile).
+const _: () = assert!(MAX_REMEMBERED >= store::MAX_INSTANCES);
 
 /// How a write treats a store that cannot be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,8 +421,9 @@ impl Shared {
         }
     }
 
-    /// One tick of the sync thread: the store I/O without the writer lock, then the result
-    /// applied under it (if no write moved the gate meanwhile).
+    /// One catch-up of the sync thread (each tick, before it exchanges contributions): the store
+    /// I/O without the writer lock, then the result applied under it (if no write moved the gate
+    /// meanwhile).
     fn sync_once(&self) {
         if let Some(verdict) = self.handoff.take() {
             self.apply_verdict(&mut self.lock_writer(), &verdict);
@@ -447,33 +452,40 @@ impl Shared {
                 }
             }
         }
-        self.exchange_contributions();
     }
 
     /// Fleet-wide judging, at each sync tick: publishes this process's counts of the current
-    /// stage, reads the other live instances' and leaves their sum where evaluations add it.
-    /// Judges alone (no others' counts) while a rollback waits to be written (the local stage
-    /// is ahead of the stored one), while the store cannot be read, and always when the store's
-    /// `fleet_judging` is off.
-    fn exchange_contributions(&self) {
-        let (store, instance, ttl, stored_stage, stage) = {
+    /// stage, reads the other live instances' into `ledger` (the sync thread's) and leaves
+    /// their total, which never falls within the stage, where evaluations add it. Judges alone
+    /// (no others' counts) while a rollback waits to be written (the local stage is ahead of
+    /// the stored one), and always when the store's `fleet_judging` is off. While the store
+    /// cannot be reached or read, evaluations go on adding the others' counts as last read:
+    /// taking them away, then back, would hide their failures for a window and then count old
+    /// errors as new ones.
+    fn exchange_contributions(&self, ledger: &mut FleetLedger) {
+        let (store, instance, ttl, stored_stage, stage, window) = {
             let writer = self.lock_writer();
             let Some(link) = writer.store.as_ref() else {
                 return;
             };
-            if link.pending.is_some() || link.down || !link.config.fleet_judging() {
+            if link.pending.is_some() || !link.config.fleet_judging() {
                 drop(writer);
                 self.monitor.set_fleet(None);
                 return;
             }
+            if link.down {
+                return;
+            }
             // Read together under the writer lock: the local stage is the stored one's (the
             // gates of a store number their stages alike only in the store).
+            let current = self.current.load();
             (
                 Arc::clone(&link.store),
                 link.instance.clone(),
                 link.ttl,
                 link.known.stage,
-                self.current.load().route.stage,
+                current.route.stage,
+                Duration::from_secs(current.config.rollback_window_seconds),
             )
         };
         let ours = self.monitor.stage_counts(stage);
@@ -483,14 +495,17 @@ impl Shared {
         if let Err(error) = published {
             tracing::warn!(%error, instance, "promotion.store cannot publish this instance's counts");
         }
-        let fleet = match store.contributions(stored_stage, &instance, ttl) {
-            Ok(rows) => merge(&rows, stored_stage, stage),
-            Err(error) => {
-                tracing::warn!(%error, "promotion.store cannot read the other instances' counts; judging this process's alone");
-                None
+        match store.contributions(stored_stage, &instance, ttl) {
+            Ok(rows) => {
+                let now = self.monitor.monotonic();
+                let read = readable(&rows, stored_stage);
+                let fleet = ledger.update((stage, stored_stage), now, window, read);
+                self.monitor.set_fleet(fleet);
             }
-        };
-        self.monitor.set_fleet(fleet);
+            Err(error) => {
+                tracing::warn!(%error, "promotion.store cannot read the other instances' counts; judging with them as last read");
+            }
+        }
     }
 
     /// Applies a catch-up: the stored release becomes the gate's, its events join the
@@ -644,6 +659,8 @@ impl SyncThread {
         let thread = std::thread::Builder::new()
             .name("pgate-sync".into())
             .spawn(move || {
+                // The other instances' counts of the stage, as this thread last read them.
+                let mut ledger = FleetLedger::default();
                 loop {
                     match inbox.recv_timeout(interval) {
                         Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
@@ -655,6 +672,7 @@ impl SyncThread {
                     // Cleared before the store is read: an ask from now on gets a read after it.
                     shared.handoff.sync_asked.store(false, Ordering::Release);
                     shared.sync_once();
+                    shared.exchange_contributions(&mut ledger);
                 }
             })
             .map_err(|e| {
@@ -727,38 +745,28 @@ impl Drop for SyncThread {
     }
 }
 
-/// The sum of the contributions in `rows` to the stored stage `stored_stage` (the local
-/// `stage`), skipping (and logging) those refused; `None` when none is left.
-fn merge(
+/// The contributions in `rows` to the stored stage `stored_stage`, as each instance's counts,
+/// skipping (and logging) those refused.
+fn readable(
     rows: &[Result<Contribution, BadContribution>],
     stored_stage: u64,
-    stage: StageId,
-) -> Option<Fleet> {
-    let mut fleet = Fleet {
-        stage,
-        others: 0,
-        counts: Counts::default(),
-    };
-    for row in rows {
-        match row
-            .as_ref()
-            .map_err(Clone::clone)
-            .and_then(|c| store::decode(c, stored_stage))
-        {
-            Ok(counts) => {
-                for (sum, add) in fleet.counts.iter_mut().zip(counts.iter()) {
-                    sum.add(add);
-                }
-                fleet.others += 1;
+) -> impl Iterator<Item = (&str, Counts)> {
+    rows.iter().filter_map(move |row| {
+        let read = row.as_ref().map_err(Clone::clone).and_then(|contribution| {
+            store::decode(contribution, stored_stage).map(|c| (contribution.instance.as_str(), c))
+        });
+        match read {
+            Ok(read) => Some(read),
+            Err(bad) => {
+                tracing::error!(
+                    instance = bad.instance,
+                    field = bad.field,
+                    "promotion.store skips a bad contribution: {bad}"
+                );
+                None
             }
-            Err(bad) => tracing::error!(
-                instance = bad.instance,
-                field = bad.field,
-                "promotion.store skips a bad contribution: {bad}"
-            ),
         }
-    }
-    (fleet.others > 0).then_some(fleet)
+    })
 }
 
 fn guard_of(release: &StoredRelease) -> Guard {
@@ -817,7 +825,7 @@ mod tests {
     use crate::store::testing::contribution;
 
     #[test]
-    fn merging_sums_the_good_contributions_and_skips_the_bad() {
+    fn only_the_good_contributions_to_the_stage_are_read() {
         let mut bad = contribution("liar", 4, 100);
         bad.cohorts.canary.errors = 101;
         let rows = vec![
@@ -831,13 +839,11 @@ mod tests {
             Ok(contribution("b", 4, 300)),
             Ok(contribution("late", 3, 1000)),
         ];
-        let fleet = merge(&rows, 4, StageId(9)).unwrap();
-        assert_eq!((fleet.stage, fleet.others), (StageId(9), 2));
-        assert_eq!(fleet.counts.canary.requests, 400);
-        assert_eq!(fleet.counts.canary.errors, 40);
-        assert_eq!(fleet.counts.stable.requests, 1800);
-        assert_eq!(fleet.counts.canary.histogram.iter().sum::<u64>(), 400);
-        assert_eq!(merge(&rows[1..3], 4, StageId(9)), None, "none left");
+        let read: Vec<_> = readable(&rows, 4)
+            .map(|(instance, counts)| (instance, counts.canary.requests, counts.canary.errors))
+            .collect();
+        assert_eq!(read, [("a", 100, 10), ("b", 300, 30)]);
+        assert_eq!(readable(&rows[1..3], 4).count(), 0, "none left");
     }
 
     #[test]

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use super::Counts;
 use crate::decision::{Cohort, StageId};
 
-/// The sum of the other instances' contributions to one stage.
+/// The other instances' counts of one stage: the total the sync thread's
+/// [`FleetLedger`](super::FleetLedger) keeps, which never falls within the stage.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Fleet {
     /// The local stage they count (the stored stage, as this process numbers it).
     pub(crate) stage: StageId,
-    /// How many other instances contributed.
+    /// How many other instances the counts are of (those no longer read included).
     pub(crate) others: u32,
-    /// Their summed cumulative counts of the stage, with histograms.
+    /// Their cumulative counts of the stage, with histograms.
     pub(crate) counts: Counts,
 }
 

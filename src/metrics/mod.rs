@@ -10,6 +10,7 @@
 
 mod fleet;
 mod layout;
+mod ledger;
 #[cfg(all(test, promotion_gates_loom))]
 mod loom_model;
 mod recorder;
@@ -26,6 +27,7 @@ use thread_local::ThreadLocal;
 use crate::decision::{Cohort, PerCohort, StageId};
 pub(crate) use fleet::Fleet;
 use fleet::FleetCache;
+pub(crate) use ledger::{FleetLedger, MAX_REMEMBERED};
 pub(crate) use recorder::CohortCounts;
 pub use recorder::Recorded;
 pub(crate) use recorder::Tally;

@@ -1,0 +1,426 @@
+//! The sync thread's book of the other gate instances' counts of one stage, from which it makes
+//! the [`Fleet`] evaluations add: a total that never falls within the stage.
+//!
+//! The judge's window is the cumulative reading now minus one taken about a window ago, which
+//! holds only if the reading never falls. Summing the contributions read at each tick falls
+//! whenever one drops out (its row expired: a restarted process, a late tick, the 256 read
+//! limit) and rises by the whole of it when it comes back: the window then misses the others'
+//! failures for up to a window, and counts old errors again as a fresh burst. The book keeps
+//! each instance's last-seen counts instead: the total is the sum of what every instance seen in
+//! the stage last showed, so an instance that drops out keeps its counts in it (they leave the
+//! window as time passes, like this process's own), and one that comes back adds only what it
+//! gained.
+//!
+//! Memory: at most [`MAX_REMEMBERED`] instances are remembered one by one, each with its
+//! counts (40 KiB with histograms), beside the total (40 KiB) and the hashes of at most
+//! [`MAX_FOLDED`] folded instances (8 KiB): about 10 MiB at worst, 40 KiB per other instance in
+//! practice. An instance not read for longer than the judged window (all its counts are then
+//! older than the window), or the longest gone beyond [`MAX_REMEMBERED`], is folded: it is
+//! forgotten, its counts stay in the total, and it is counted among the departed.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use super::layout::LEN;
+use super::{CohortCounts, Counts, Fleet, window};
+use crate::decision::StageId;
+
+/// Instances remembered one by one, at most: the store's read limit (256 per tick), so that
+/// the instances read at one tick never have to be folded.
+pub(crate) const MAX_REMEMBERED: usize = 256;
+
+/// Folded instances whose ids (their hashes) are remembered, at most.
+pub(crate) const MAX_FOLDED: usize = 1024;
+
+/// Each field of the total stops here (2^62): far above any real traffic, and low enough that
+/// adding this process's own counts to it cannot overflow.
+pub(crate) const MAX_TOTAL: u64 = 1 << 62;
+
+/// The other instances' counts of one stage, as this process last saw them.
+#[derive(Debug, Default)]
+pub(crate) struct FleetLedger {
+    /// The stage (local, and the stored one the contributions count) the book is of.
+    stage: Option<(StageId, u64)>,
+    /// The instances remembered, by their id's hash.
+    seen: HashMap<u64, Seen>,
+    /// The sum of every instance's gains in the stage: what evaluations add.
+    total: Counts,
+    /// Instances folded: forgotten one by one, their counts still in `total`.
+    departed: u32,
+    /// The hashes of the newest folded instances, oldest first, at most [`MAX_FOLDED`].
+    folded: VecDeque<u64>,
+    /// Updates so far: which remembered instance has been gone longest, even on a clock that
+    /// does not move.
+    tick: u64,
+    /// Hashes the instance ids (random keys, per book).
+    ids: RandomState,
+}
+
+/// One remembered instance.
+#[derive(Debug)]
+struct Seen {
+    /// Per field, the most it has shown in the stage (its baseline for what it gains next).
+    counts: Counts,
+    /// When it was last read (the gate's monotonic clock), and at which update.
+    at: Duration,
+    tick: u64,
+}
+
+impl FleetLedger {
+    /// Takes one tick's reading of the other instances' cumulative counts of `stage` (the
+    /// stored stage `stored_stage`), read at `now`, and returns what evaluations add: the
+    /// total, and how many instances it is of (those remembered and the departed); `None` when
+    /// no instance was ever seen in the stage. A new stage (local or stored) starts the book
+    /// afresh; instances not read for longer than `window` are folded.
+    ///
+    /// An instance read again adds, per field, what it shows above the most it showed before,
+    /// so the total never falls. Counts that go backwards within a stage add nothing until they
+    /// pass that mark again: ids are unique per gate opening, so a restart is another
+    /// instance and going backwards is a partial reading (the instance's gate moved to a new
+    /// stage while it read its recorders), whose counts were already added; starting a new
+    /// baseline there would add them again, the false burst this book exists to prevent.
+    ///
+    /// A folded instance read again (longer than `window` without being read, or pushed out by
+    /// the cap) is taken back at what it shows, adding nothing: what it showed before is in the
+    /// total already, and what it gained while unseen cannot be told apart from it (it judges
+    /// those outcomes itself, and the others see what it gains from now on).
+    pub(crate) fn update<'a>(
+        &mut self,
+        (stage, stored_stage): (StageId, u64),
+        now: Duration,
+        window: Duration,
+        read: impl IntoIterator<Item = (&'a str, Counts)>,
+    ) -> Option<Fleet> {
+        if self.stage != Some((stage, stored_stage)) {
+            self.start(stage, stored_stage);
+        }
+        self.tick += 1;
+        for (instance, counts) in read {
+            let id = self.ids.hash_one(instance);
+            self.saw(id, counts, now);
+        }
+        self.fold_gone(now, window);
+        let others = u32::try_from(self.seen.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.departed);
+        (others > 0).then(|| Fleet {
+            stage,
+            others,
+            counts: self.total.clone(),
+        })
+    }
+
+    fn start(&mut self, stage: StageId, stored_stage: u64) {
+        self.stage = Some((stage, stored_stage));
+        self.seen.clear();
+        self.total = window::sized();
+        self.departed = 0;
+        self.folded.clear();
+    }
+
+    /// Adds what instance `id` gained since it was last seen, and remembers it.
+    fn saw(&mut self, id: u64, counts: Counts, now: Duration) {
+        let tick = self.tick;
+        if let Some(seen) = self.seen.get_mut(&id) {
+            let lasts = seen.counts.iter_mut().zip(counts.iter());
+            for (total, (last, new)) in self.total.iter_mut().zip(lasts) {
+                gain(total, last, new);
+            }
+            (seen.at, seen.tick) = (now, tick);
+            return;
+        }
+        if let Some(at) = self.folded.iter().position(|folded| *folded == id) {
+            self.folded.remove(at);
+            self.departed = self.departed.saturating_sub(1);
+        } else {
+            for (total, new) in self.total.iter_mut().zip(counts.iter()) {
+                gain(total, &mut CohortCounts::default(), new);
+            }
+        }
+        self.seen.insert(
+            id,
+            Seen {
+                counts,
+                at: now,
+                tick,
+            },
+        );
+    }
+
+    /// Folds the instances not read for longer than `window`, then the longest gone while more
+    /// than [`MAX_REMEMBERED`] are remembered.
+    fn fold_gone(&mut self, now: Duration, window: Duration) {
+        let gone: Vec<u64> = self
+            .seen
+            .iter()
+            .filter(|(_, seen)| now.saturating_sub(seen.at) > window)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.fold(id);
+        }
+        let excess = self.seen.len().saturating_sub(MAX_REMEMBERED);
+        if excess == 0 {
+            return;
+        }
+        let mut oldest: Vec<(u64, u64)> = self
+            .seen
+            .iter()
+            .map(|(id, seen)| (seen.tick, *id))
+            .collect();
+        oldest.sort_unstable();
+        for (_, id) in oldest.into_iter().take(excess) {
+            self.fold(id);
+        }
+    }
+
+    /// Forgets instance `id`, leaving its counts in the total.
+    fn fold(&mut self, id: u64) {
+        if self.seen.remove(&id).is_none() {
+            return;
+        }
+        self.departed = self.departed.saturating_add(1);
+        if self.folded.len() == MAX_FOLDED {
+            self.folded.pop_front();
+        }
+        self.folded.push_back(id);
+    }
+}
+
+/// Adds to `total` what `new` shows above `last`, field by field (bucket by bucket), and raises
+/// `last` to it: `total` never falls, and whatever went backwards adds nothing.
+fn gain(total: &mut CohortCounts, last: &mut CohortCounts, new: &CohortCounts) {
+    let field = |total: &mut u64, last: &mut u64, new: u64| {
+        *total = total
+            .saturating_add(new.saturating_sub(*last))
+            .min(MAX_TOTAL);
+        *last = (*last).max(new);
+    };
+    field(&mut total.requests, &mut last.requests, new.requests);
+    field(&mut total.errors, &mut last.errors, new.errors);
+    field(&mut total.compliant, &mut last.compliant, new.compliant);
+    let len = new.histogram.len().min(LEN);
+    for histogram in [&mut total.histogram, &mut last.histogram] {
+        if histogram.len() < len {
+            histogram.resize(len, 0);
+        }
+    }
+    for ((total, last), new) in total
+        .histogram
+        .iter_mut()
+        .zip(last.histogram.iter_mut())
+        .zip(&new.histogram)
+    {
+        field(total, last, *new);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::PerCohort;
+    use crate::metrics::tests_support::cohort;
+    use proptest::prelude::*;
+
+    const STAGE: (StageId, u64) = (StageId(3), 7);
+    const WINDOW: Duration = Duration::from_secs(300);
+
+    /// `canary` requests with `errors` of them failed, and ten times the stable requests.
+    fn counts(canary: u64, errors: u64) -> Counts {
+        PerCohort {
+            canary: cohort(canary, errors, 2_000, 90_000),
+            stable: cohort(canary * 10, errors / 10, 2_000, 90_000),
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    /// `book` updated at `s` seconds (of `STAGE`) with each `(instance, canary requests,
+    /// canary errors)`.
+    fn tick(book: &mut FleetLedger, s: u64, rows: &[(&'static str, u64, u64)]) -> Option<Fleet> {
+        let read = rows.iter().map(|&(i, r, e)| (i, counts(r, e)));
+        book.update(STAGE, secs(s), WINDOW, read)
+    }
+
+    /// The canary's `[requests, errors]` and the instances of an update's fleet.
+    fn canary(fleet: &Option<Fleet>) -> ([u64; 2], u32) {
+        let fleet = fleet.as_ref().unwrap();
+        let c = &fleet.counts.canary;
+        assert_eq!(
+            c.histogram.iter().sum::<u64>(),
+            c.requests,
+            "histogram and counters agree"
+        );
+        ([c.requests, c.errors], fleet.others)
+    }
+
+    #[test]
+    fn an_instance_that_drops_out_keeps_its_counts_and_adds_only_what_it_gained_on_return() {
+        let mut book = FleetLedger::default();
+        assert_eq!(tick(&mut book, 0, &[]), None, "nobody yet");
+        let both = tick(&mut book, 1, &[("a", 100, 10), ("b", 200, 100)]);
+        assert_eq!(canary(&both), ([300, 110], 2));
+        assert_eq!(both.as_ref().unwrap().stage, StageId(3));
+        // b's row expired: its counts stay in the total.
+        let alone = tick(&mut book, 2, &[("a", 150, 10)]);
+        assert_eq!(canary(&alone), ([350, 110], 2));
+        let nobody = tick(&mut book, 3, &[]);
+        assert_eq!(
+            canary(&nobody),
+            ([350, 110], 2),
+            "a store read with no rows"
+        );
+        // b comes back with 20 more requests, 5 more errors: only those are added.
+        let back = tick(&mut book, 4, &[("b", 220, 105), ("a", 150, 10)]);
+        assert_eq!(canary(&back), ([370, 115], 2));
+        assert_eq!(
+            back.unwrap().counts.stable.requests,
+            1500 + 2200,
+            "every cohort"
+        );
+    }
+
+    #[test]
+    fn counts_that_go_backwards_never_lower_the_total() {
+        let mut book = FleetLedger::default();
+        tick(&mut book, 1, &[("a", 100, 50)]);
+        // A partial reading: fewer requests, more errors.
+        let dip = tick(&mut book, 2, &[("a", 60, 55)]);
+        assert_eq!(canary(&dip).0, [100, 55], "only the errors above the mark");
+        let before = dip.unwrap();
+        // Back above the marks: only what passes them is added.
+        let on = tick(&mut book, 3, &[("a", 130, 61)]);
+        assert_eq!(canary(&on).0, [130, 61]);
+        let on = on.unwrap();
+        for (before, after) in before.counts.iter().zip(on.counts.iter()) {
+            assert!(after.requests >= before.requests && after.errors >= before.errors);
+            assert!(after.compliant >= before.compliant);
+            assert!(
+                after
+                    .histogram
+                    .iter()
+                    .zip(&before.histogram)
+                    .all(|(a, b)| a >= b)
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_stage_starts_the_book_afresh() {
+        let mut book = FleetLedger::default();
+        tick(&mut book, 1, &[("a", 100, 50)]);
+        let next = (StageId(4), 8);
+        let fresh = book.update(next, secs(2), WINDOW, [("b", counts(10, 1))]);
+        assert_eq!(canary(&fresh), ([10, 1], 1));
+        assert_eq!(fresh.unwrap().stage, StageId(4));
+        // The stored stage alone moving is another stage too.
+        let fresh = book.update((StageId(4), 9), secs(3), WINDOW, [("b", counts(10, 1))]);
+        assert_eq!(canary(&fresh), ([10, 1], 1));
+        assert_eq!(book.update((StageId(5), 10), secs(4), WINDOW, []), None);
+    }
+
+    #[test]
+    fn instances_gone_longer_than_the_window_are_folded_and_taken_back_without_adding() {
+        let mut book = FleetLedger::default();
+        tick(&mut book, 0, &[("a", 100, 10), ("b", 200, 20)]);
+        let kept = tick(&mut book, 300, &[("a", 100, 10)]);
+        assert_eq!((book.seen.len(), book.departed), (2, 0), "gone one window");
+        let folded = tick(&mut book, 301, &[("a", 100, 10)]);
+        assert_eq!((book.seen.len(), book.departed), (1, 1));
+        assert_eq!(canary(&folded), canary(&kept), "its counts stay");
+        // b publishes again: what it shows is taken as its mark, nothing added.
+        let back = tick(&mut book, 302, &[("a", 100, 10), ("b", 250, 30)]);
+        assert_eq!(canary(&back), ([300, 30], 2));
+        assert_eq!((book.seen.len(), book.departed), (2, 0));
+        let on = tick(&mut book, 303, &[("b", 260, 31)]);
+        assert_eq!(canary(&on).0, [310, 31], "then its gains");
+    }
+
+    #[test]
+    fn the_cap_holds_and_folding_keeps_the_total() {
+        let mut book = FleetLedger::default();
+        let names: Vec<String> = (0..3 * MAX_REMEMBERED).map(|i| format!("i{i}")).collect();
+        let read = |range: std::ops::Range<usize>| {
+            names[range]
+                .iter()
+                .map(|n| (n.as_str(), counts(10, 1)))
+                .collect::<Vec<_>>()
+        };
+        // A clock that never moves: the cap folds those gone longest, never those just read.
+        let first = book.update(STAGE, secs(0), WINDOW, read(0..MAX_REMEMBERED));
+        assert_eq!(canary(&first), ([2560, 256], 256));
+        let second = book.update(
+            STAGE,
+            secs(0),
+            WINDOW,
+            read(MAX_REMEMBERED..2 * MAX_REMEMBERED),
+        );
+        assert_eq!(book.seen.len(), MAX_REMEMBERED);
+        assert_eq!(canary(&second), ([5120, 512], 512));
+        assert!(
+            names[MAX_REMEMBERED..2 * MAX_REMEMBERED]
+                .iter()
+                .all(|n| book.seen.contains_key(&book.ids.hash_one(n.as_str()))),
+            "the instances just read are remembered"
+        );
+        // Beyond the store's read limit: the cap still holds.
+        let flood = book.update(STAGE, secs(0), WINDOW, read(0..3 * MAX_REMEMBERED));
+        assert_eq!(book.seen.len(), MAX_REMEMBERED);
+        assert!(book.folded.len() <= MAX_FOLDED);
+        assert_eq!(
+            canary(&flood),
+            ([7680, 768], 768),
+            "the newcomers added once"
+        );
+    }
+
+    proptest! {
+        /// Whatever the instances show, and whichever are read at each tick, no field of the
+        /// total ever falls; with counts that only grow and nothing folded, the total is the
+        /// sum of each instance's last-seen counts.
+        #[test]
+        fn the_total_never_falls(
+            ticks in prop::collection::vec(
+                prop::collection::vec((0usize..5, 0u64..400, 0u64..100), 0..6),
+                1..40,
+            ),
+            grows in any::<bool>(),
+        ) {
+            let mut book = FleetLedger::default();
+            let names = ["a", "b", "c", "d", "e"];
+            let mut last: [Option<(u64, u64)>; 5] = [None; 5];
+            let mut previous = window::sized();
+            for (t, reads) in ticks.into_iter().enumerate() {
+                let mut read = Vec::new();
+                for (i, requests, errors) in reads {
+                    let (requests, errors) = if grows {
+                        let (r, e) = last[i].unwrap_or((0, 0));
+                        (r + requests, e + errors.min(requests))
+                    } else {
+                        (requests, errors.min(requests))
+                    };
+                    last[i] = Some((requests, errors));
+                    read.push((names[i], counts(requests, errors)));
+                }
+                let Some(fleet) = book.update(STAGE, secs(t as u64), WINDOW, read) else {
+                    continue;
+                };
+                for (before, now) in previous.iter().zip(fleet.counts.iter()) {
+                    prop_assert!(now.requests >= before.requests);
+                    prop_assert!(now.errors >= before.errors);
+                    prop_assert!(now.compliant >= before.compliant);
+                    prop_assert!(now.histogram.iter().zip(&before.histogram).all(|(n, b)| n >= b));
+                }
+                if grows {
+                    let sum = |f: fn(&(u64, u64)) -> u64| last.iter().flatten().map(f).sum::<u64>();
+                    prop_assert_eq!(fleet.counts.canary.requests, sum(|c| c.0));
+                    prop_assert_eq!(fleet.counts.canary.errors, sum(|c| c.1));
+                }
+                previous = fleet.counts;
+            }
+        }
+    }
+}
