@@ -5,6 +5,8 @@ package promotiongates
 
 #cgo noescape pgate_change_count
 #cgo nocallback pgate_change_count
+#cgo noescape pgate_sync_now
+#cgo nocallback pgate_sync_now
 #cgo noescape pgate_changes_json
 #cgo nocallback pgate_changes_json
 */
@@ -88,6 +90,26 @@ func (g *Gate) ChangeCount() (uint64, error) {
 		return 0, statusError("pgate_change_count", st)
 	}
 	return uint64(n), nil
+}
+
+// SyncNow asks the gate's state store sync thread to read the store at once rather than at
+// its next sync_interval_ms (pgate_sync_now), for a host told by its own means that another
+// process wrote. It returns at once, having done no I/O; the sync thread then publishes what
+// changed, and ChangeCount moves. Asks made before that read begins are merged into one.
+// asked is false when the gate has no store.
+func (g *Gate) SyncNow() (asked bool, err error) {
+	p := g.acquire()
+	if p == nil {
+		return false, errClosed
+	}
+	var a C.bool
+	st := C.pgate_sync_now(p, &a)
+	g.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return false, statusError("pgate_sync_now", st)
+	}
+	return bool(a), nil
 }
 
 // ChangesSince returns the gate's kept changes numbered above after, oldest first: the last

@@ -2,7 +2,9 @@ package promotiongates
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -207,5 +209,49 @@ func TestChangesWithoutAPositiveIntervalIsClosed(t *testing.T) {
 		if _, open := <-g.Changes(context.Background(), every); open {
 			t.Fatalf("Changes(ctx, %v) delivered", every)
 		}
+	}
+}
+
+func TestSyncNowReadsAnotherGatesRollbackAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gate.db")
+	doc := func(syncMS int) string {
+		return fmt.Sprintf(`{"environment": {"canary": {"traffic_percent": 10}},
+			"store": {"sqlite": {"path": %q, "sync_interval_ms": %d}}}`, path, syncMS)
+	}
+	slow := newGate(t, doc(60000), "") // reads the store once a minute: here only when asked
+	other := newGate(t, doc(20), "")
+	seen, err := slow.ChangeCount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Rollback("bad deploy"); err != nil {
+		t.Fatal(err)
+	}
+	if asked, err := slow.SyncNow(); err != nil || !asked {
+		t.Fatalf("SyncNow: %v %v", asked, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := slow.ChangeCount()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != seen {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the rollback was not read within 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	storeless := newGate(t, "", "")
+	if asked, err := storeless.SyncNow(); err != nil || asked {
+		t.Fatalf("no store: %v %v", asked, err)
+	}
+	if err := storeless.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storeless.SyncNow(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed: %v", err)
 	}
 }
