@@ -94,9 +94,35 @@ def test_on_change_calls_back_for_flags_and_both_rollbacks_off_the_library_threa
             assert watcher.running
         assert not watcher.running
         assert threads == {"promotion-gates-changes"}
-        gate.enable_feature("after")  # after stop: not delivered
-        time.sleep(0.02)
-        assert got.empty()
+
+
+@pytest.mark.parametrize("from_callback", [False, True])
+def test_no_change_is_delivered_after_stop_while_a_callback_still_runs(from_callback: bool) -> None:
+    """stop() from another thread returns while the callback of change 1 still runs, and changes
+    2..4 come after it; from the callback of change 2, it drops 3 and 4, read with 2."""
+    got: list[int] = []
+    running, release = threading.Event(), threading.Event()
+
+    def held(change: Change) -> None:
+        got.append(change.sequence)
+        running.set()
+        release.wait(30)
+        if from_callback and change.sequence == 2:
+            watcher.stop()
+
+    with Gate() as gate:
+        watcher = gate.on_change(held, interval=0.001)
+        gate.enable_feature("f1")
+        assert running.wait(30)  # the callback of change 1 runs: 2..4 are read together next
+        if not from_callback:
+            watcher.stop(timeout=0.01)
+            assert watcher.running
+        for i in (2, 3, 4):
+            gate.enable_feature(f"f{i}")
+        release.set()
+        watcher._thread.join(30)
+        assert not watcher.running and watcher.error is None
+    assert got == ([1, 2] if from_callback else [1])
 
 
 def test_the_watcher_stops_when_the_gate_is_closed_even_from_the_callback() -> None:

@@ -20,11 +20,13 @@ CHILD = textwrap.dedent(
     ROUNDS, WORKERS = int(sys.argv[1]), 3
     config = {"environment": {"canary": {"traffic_percent": 50}}}
     calls = [0] * ROUNDS
+    used = [threading.Event() for _ in range(ROUNDS)]
     stop = threading.Event()
 
     def callback_for(round_):
         def collect(level, target, message):
             calls[round_] += 1
+            used[round_].set()
         return collect
 
     def work(gate, seed):
@@ -41,8 +43,8 @@ CHILD = textwrap.dedent(
             t.start()
         for round_ in range(1, ROUNDS):
             set_log_callback(callback_for(round_), LogLevel.DEBUG)
-            while calls[round_] == 0:  # the new callback is in use before the next swap
-                pass
+            # The new callback is in use before the next swap (waiting without the GIL).
+            assert used[round_].wait(60), f"round {round_}: the callback was never called"
         set_log_callback(None)
         stop.set()
         for t in threads:
