@@ -444,8 +444,11 @@ typedef struct pgate_health {
  * `message_len` bytes without the NUL): the text, then ` key=value` for each field. Both
  * strings live only during the call. Called on the thread that logs, possibly on many threads
  * at once, sometimes while a gate holds its writer lock (which is not reentrant): it must
- * call no `pgate_` function (a call back into that gate would wait forever), and should
- * return quickly (the thread may be recording: copy the line and write it elsewhere).
+ * call no `pgate_` function (a call back into that gate would wait forever; lines logged
+ * on a thread while it runs the callback are dropped, and `pgate_set_log_callback` called
+ * from it is refused), and should return quickly (the thread may be recording, and
+ * `pgate_set_log_callback` waits for it: copy the line and write it elsewhere). It must not
+ * wait for a thread that is calling `pgate_set_log_callback`, which waits for it.
  */
 typedef void (*pgate_log_callback)(void *user_data,
                                    pgate_log_level level,
@@ -798,11 +801,19 @@ pgate_status pgate_check_slo(const struct pgate_gate *gate,
  * library logs nothing. The first call installs the process's `tracing` subscriber: it fails
  * with `PGATE_STATUS_ALREADY_THERE` if the process (a Rust host) already installed another,
  * whose lines then go where that one sends them. A `max_level` outside 1..=5 is refused with
- * `PGATE_STATUS_INVALID_ARGUMENT`. On failure nothing changed and `*err` (if not NULL) says why.
+ * `PGATE_STATUS_INVALID_ARGUMENT`, and so is a call from inside the callback (which must call
+ * no `pgate_` function; it would wait for itself). On failure nothing changed and `*err` (if
+ * not NULL) says why.
+ *
+ * Returns only once no thread is still running the callback it replaced (it waits for the
+ * calls under way, which is why a callback must return quickly and never wait for a thread
+ * that sets the callback): after a NULL `callback`, the old one is never called again, and
+ * what it uses may be freed. A host whose threads end abruptly at exit (Python's, during
+ * finalization) sets NULL before.
  *
  * # Safety
- * `callback`, if not NULL, must be safe to call from any thread with `user_data` until it is
- * replaced; `err` NULL or valid for a write.
+ * `callback`, if not NULL, must be safe to call from any thread with `user_data` until this
+ * function returns from replacing it; `err` NULL or valid for a write.
  */
 pgate_status pgate_set_log_callback(pgate_log_callback callback,
                                     void *user_data,

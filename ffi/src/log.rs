@@ -2,6 +2,7 @@
 //! health, errors on SLO violations and rollbacks, debug per observed route) handed to a
 //! callback the host sets.
 
+use std::cell::Cell;
 use std::ffi::{CString, c_char, c_void};
 use std::fmt::Write;
 use std::sync::{PoisonError, RwLock};
@@ -78,8 +79,11 @@ impl pgate_log_level {
 /// `message_len` bytes without the NUL): the text, then ` key=value` for each field. Both
 /// strings live only during the call. Called on the thread that logs, possibly on many threads
 /// at once, sometimes while a gate holds its writer lock (which is not reentrant): it must
-/// call no `pgate_` function (a call back into that gate would wait forever), and should
-/// return quickly (the thread may be recording: copy the line and write it elsewhere).
+/// call no `pgate_` function (a call back into that gate would wait forever; lines logged
+/// on a thread while it runs the callback are dropped, and `pgate_set_log_callback` called
+/// from it is refused), and should return quickly (the thread may be recording, and
+/// `pgate_set_log_callback` waits for it: copy the line and write it elsewhere). It must not
+/// wait for a thread that is calling `pgate_set_log_callback`, which waits for it.
 #[allow(non_camel_case_types)]
 pub type pgate_log_callback = Option<
     unsafe extern "C" fn(
@@ -111,10 +115,43 @@ unsafe impl Send for UserData {}
 // SAFETY: as for `Send`: shared references only copy the pointer.
 unsafe impl Sync for UserData {}
 
+/// The host's callback. A thread holds the read lock while it runs the callback, so that
+/// `pgate_set_log_callback`, which takes the write lock, returns only once no thread is still
+/// inside the callback it replaced: a host may then free what the old callback uses, or end
+/// its threads abruptly (Python's `pthread_exit` of threads entering the interpreter while it
+/// finalizes would unwind through these frames, which aborts: it detaches the callback first).
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 
 fn sink() -> Option<Sink> {
     *SINK.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+thread_local! {
+    /// Whether this thread is running the host's callback (and holds [`SINK`]'s read lock).
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is running the host's callback: a line it logs meanwhile is dropped
+/// (taking the read lock again could wait behind a waiting writer, which waits for this
+/// thread), and `pgate_set_log_callback` is refused (it would wait for itself).
+fn in_callback() -> bool {
+    IN_CALLBACK.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Marks this thread as running the host's callback until dropped.
+struct Inside;
+
+impl Inside {
+    fn enter() -> Self {
+        let _ = IN_CALLBACK.try_with(|inside| inside.set(true));
+        Inside
+    }
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        let _ = IN_CALLBACK.try_with(|inside| inside.set(false));
+    }
 }
 
 /// The process-wide `tracing` subscriber that forwards events to the [`Sink`], if any.
@@ -128,6 +165,7 @@ impl Subscriber for CallbackSubscriber {
 
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.is_event()
+            && !in_callback()
             && sink().is_some_and(|s| pgate_log_level::of(*metadata.level()) <= s.max_level)
     }
 
@@ -148,7 +186,12 @@ impl Subscriber for CallbackSubscriber {
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
-        let Some(sink) = sink() else {
+        if in_callback() {
+            return;
+        }
+        // Held until the callback returns: `pgate_set_log_callback` waits for it (see SINK).
+        let held = SINK.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(sink) = *held else {
             return;
         };
         let level = pgate_log_level::of(*event.metadata().level());
@@ -167,6 +210,7 @@ impl Subscriber for CallbackSubscriber {
         });
         let target = CString::new(event.metadata().target()).unwrap_or_default();
         let len = message.as_bytes().len();
+        let _inside = Inside::enter();
         // SAFETY: the host set this callback for these calls; both strings are NUL-terminated
         // and live until it returns; user_data is the host's own pointer, passed back as is.
         unsafe {
@@ -215,11 +259,19 @@ impl Visit for Line {
 /// library logs nothing. The first call installs the process's `tracing` subscriber: it fails
 /// with `PGATE_STATUS_ALREADY_THERE` if the process (a Rust host) already installed another,
 /// whose lines then go where that one sends them. A `max_level` outside 1..=5 is refused with
-/// `PGATE_STATUS_INVALID_ARGUMENT`. On failure nothing changed and `*err` (if not NULL) says why.
+/// `PGATE_STATUS_INVALID_ARGUMENT`, and so is a call from inside the callback (which must call
+/// no `pgate_` function; it would wait for itself). On failure nothing changed and `*err` (if
+/// not NULL) says why.
+///
+/// Returns only once no thread is still running the callback it replaced (it waits for the
+/// calls under way, which is why a callback must return quickly and never wait for a thread
+/// that sets the callback): after a NULL `callback`, the old one is never called again, and
+/// what it uses may be freed. A host whose threads end abruptly at exit (Python's, during
+/// finalization) sets NULL before.
 ///
 /// # Safety
-/// `callback`, if not NULL, must be safe to call from any thread with `user_data` until it is
-/// replaced; `err` NULL or valid for a write.
+/// `callback`, if not NULL, must be safe to call from any thread with `user_data` until this
+/// function returns from replacing it; `err` NULL or valid for a write.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pgate_set_log_callback(
     callback: pgate_log_callback,
@@ -228,6 +280,13 @@ pub unsafe extern "C" fn pgate_set_log_callback(
     err: *mut *mut pgate_error,
 ) -> pgate_status {
     guard_err(err, || {
+        if in_callback() {
+            return Err(Failure::new(
+                pgate_status::InvalidArgument,
+                "pgate_set_log_callback was called from inside the log callback, \
+                 which must call no pgate_ function (it would wait for itself)",
+            ));
+        }
         let max_level = pgate_log_level::max_level(max_level)?;
         install()?;
         let sink = callback.map(|callback| Sink {
@@ -259,6 +318,66 @@ fn install() -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::ffi::CStr;
+    use std::ptr::null_mut;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::thread;
+    use std::time::Duration;
+
+    /// The start of the lines `slow` acts on (other tests of this binary may log meanwhile).
+    const MARK: &str = "log.rs test line";
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    static RETURNED: AtomicBool = AtomicBool::new(false);
+    static SET_INSIDE: Mutex<Option<pgate_status>> = Mutex::new(None);
+
+    /// For a marked line: logs another, sets the callback from inside, then takes its time.
+    unsafe extern "C" fn slow(
+        _: *mut c_void,
+        _: pgate_log_level,
+        _: *const c_char,
+        message: *const c_char,
+        _: usize,
+    ) {
+        // SAFETY: the message is NUL-terminated and live during the call.
+        let message = unsafe { CStr::from_ptr(message) };
+        if !message.to_bytes().starts_with(MARK.as_bytes()) {
+            return;
+        }
+        CALLS.fetch_add(1, SeqCst);
+        tracing::info!("{MARK} logged from inside the callback");
+        // SAFETY: err may be NULL.
+        let status = unsafe { pgate_set_log_callback(None, null_mut(), 3, null_mut()) };
+        *SET_INSIDE.lock().unwrap() = Some(status);
+        thread::sleep(Duration::from_millis(200));
+        RETURNED.store(true, SeqCst);
+    }
+
+    #[test]
+    fn setting_the_callback_waits_for_the_calls_under_way_and_is_refused_from_inside_one() {
+        // SAFETY: `slow` may be called from any thread; it ignores user_data.
+        let set = unsafe { pgate_set_log_callback(Some(slow), null_mut(), 3, null_mut()) };
+        assert_eq!(set, pgate_status::Ok);
+        let logger = thread::spawn(|| tracing::info!("{MARK}"));
+        while CALLS.load(SeqCst) == 0 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        // SAFETY: err may be NULL.
+        let set = unsafe { pgate_set_log_callback(None, null_mut(), 3, null_mut()) };
+        assert_eq!(set, pgate_status::Ok);
+        assert!(
+            RETURNED.load(SeqCst),
+            "pgate_set_log_callback returned while the callback it replaced still ran"
+        );
+        logger.join().unwrap();
+        assert_eq!(
+            *SET_INSIDE.lock().unwrap(),
+            Some(pgate_status::InvalidArgument),
+            "pgate_set_log_callback from inside the callback"
+        );
+        assert_eq!(CALLS.load(SeqCst), 1, "the line logged inside the callback");
+    }
 
     #[test]
     fn a_number_past_the_last_level_is_refused_with_the_levels() {

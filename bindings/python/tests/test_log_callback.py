@@ -1,17 +1,25 @@
-"""Replacing the log callback while other threads log: the library may call the old callback
-after ``set_log_callback`` returns, so the binding keeps every installed callback alive (it used
-to drop the old ctypes trampoline, and a logging thread could run freed memory). The rounds run
-in a child process, so that a crash fails this test rather than killing pytest."""
+"""The log callback against the threads that log: replacing it while they log, exiting while
+they log, and its arguments. The rounds run in child processes, so that a crash fails a test
+rather than killing pytest."""
 
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
+import pytest
 from conftest import run_child
+
+import promotion_gates as pg
+from promotion_gates import Gate, LogLevel, set_log_callback
 
 ROUNDS = 300
 
-CHILD = textwrap.dedent(
+#: Replaces the callback ROUNDS times while three threads route and record at debug level
+#: (one line per route). The library may call the old callback until set_log_callback
+#: returns; the binding used to drop the old ctypes trampoline, and a logging thread could run
+#: freed memory.
+REPLACING = textwrap.dedent(
     """
     import sys, threading
     import promotion_gates as pg
@@ -56,5 +64,68 @@ CHILD = textwrap.dedent(
 
 
 def test_replacing_the_log_callback_while_threads_log_never_crashes() -> None:
-    stdout = run_child(CHILD, str(ROUNDS))
+    stdout = run_child(REPLACING, str(ROUNDS))
     assert stdout.startswith(f"{ROUNDS} callbacks"), stdout
+
+
+#: Exits while library threads log to a Python callback: three daemon threads routing at
+#: trace level, and the threads of two gates sharing one SQLite store (gates are left open at
+#: exit). A thread entering the callback while the interpreter finalizes is ended by
+#: pthread_exit, whose unwinding through the library's frames aborted the process ("FATAL:
+#: exception not rethrown"); the binding detaches the callback at exit, and the library's
+#: detaching waits for the calls under way.
+EXITING = textwrap.dedent(
+    """
+    import sys, threading, time
+    import promotion_gates as pg
+    from promotion_gates.telemetry import LogLevel, set_log_callback
+
+    lines = [0]
+    def count(level, target, message):
+        lines[0] += 1
+    set_log_callback(count, LogLevel.TRACE)
+    gate = pg.Gate({"environment": {"canary": {"traffic_percent": 50}}})
+    store = {"sqlite": {"path": sys.argv[1], "sync_interval_ms": 10}}
+    a = pg.Gate({"gate": "exiting", "store": store})
+    b = pg.Gate({"gate": "exiting", "store": store})
+
+    def work(seed):
+        n = 0
+        while True:
+            d = gate.route(b"user-%d" % (n * 7 + seed))
+            gate.record(d, True, latency_ns=1_000)
+            n += 1
+
+    for seed in range(3):
+        threading.Thread(target=work, args=(seed,), daemon=True).start()
+    for i in range(20):
+        a.enable_feature(f"f{i}")  # b's thread reads each from the store, and logs it
+    time.sleep(0.05)
+    print("logged" if lines[0] else "nothing logged")
+    """
+)
+
+
+@pytest.mark.parametrize("run", range(5))
+def test_exiting_while_threads_log_to_the_callback_exits_cleanly(tmp_path: Path, run: int) -> None:
+    assert run_child(EXITING, str(tmp_path / "store.db")) == "logged\n"
+
+
+def test_setting_the_callback_from_inside_it_is_refused() -> None:
+    refusals: list[BaseException] = []
+
+    def reset(level: LogLevel, target: str, message: str) -> None:
+        try:
+            set_log_callback(None)
+        except pg.InvalidArgumentError as error:
+            refusals.append(error)
+
+    try:
+        set_log_callback(reset)
+        with Gate({"environment": "staging"}) as gate:
+            gate.enable_feature("once")
+            gate.enable_feature("twice")  # still set: the first refusal changed nothing
+        assert len(refusals) == 2
+        assert "from inside the log callback" in str(refusals[0])
+    finally:
+        set_log_callback(None)

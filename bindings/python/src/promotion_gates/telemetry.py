@@ -11,6 +11,7 @@ may call :func:`metrics_prometheus` on every scrape::
 
 from __future__ import annotations
 
+import atexit
 import enum
 import json
 import threading
@@ -93,12 +94,17 @@ def latency_histograms(gate: Gate) -> dict[str, Any]:
     return document
 
 
-#: Every ctypes callback ever installed, kept alive for the life of the process: the library
-#: calls a callback after releasing its lock, so another thread may still be inside the old one
-#: after ``set_log_callback`` has replaced it, and freeing its trampoline would let that thread
-#: run freed memory. Setting a callback is rare, so the list stays short.
-_installed: list[Any] = []
-_installed_lock = threading.Lock()
+#: The ctypes callback the library holds (the library keeps only its address): kept alive
+#: until it is replaced, since the library returns from a replacement only once no thread is
+#: still inside the old callback.
+_current: Any = None
+#: Serializes the setting of callbacks, so that ``_current`` is the library's.
+_setting = threading.Lock()
+#: Whether the atexit hook that detaches the callback is registered, and whether it ran.
+_hooked = False
+_exiting = False
+#: ``_thread.inside`` is True while this thread runs the callback.
+_thread = threading.local()
 
 
 def set_log_callback(
@@ -107,22 +113,65 @@ def set_log_callback(
 ) -> None:
     """Sends the library's log lines up to ``max_level`` to ``callback(level, target,
     message)``; ``None`` stops them. The callback runs on the thread that logged (any thread
-    using a gate) and must not raise: an exception is printed by ctypes and dropped.
+    using a gate, or a state store's own thread) and must not raise: an exception is printed
+    by ctypes and dropped.
 
-    Each callback passed here stays referenced until the process exits (a thread may still be
-    running the previous one after this returns), so set callbacks rarely, not per request.
-    The callback must not call any method of a gate: some lines are logged while the gate
-    holds its writer lock, which is not reentrant, and :meth:`Gate.close` waits for the logging
-    thread's own call to return, so either would wait forever. Keep it quick (the logging thread
-    may be recording): append the line somewhere and return."""
+    Returns once no thread is still running the callback it replaces: so the callback must
+    return quickly, and must never wait for a thread that is setting a callback. The callback
+    must not call any method of a gate: some lines are logged while the gate holds its writer
+    lock, which is not reentrant, and :meth:`Gate.close` waits for the logging thread's own call
+    to return, so either would wait forever. Nor may it call this function, which would wait for
+    itself (it raises :class:`InvalidArgumentError`). Append the line somewhere and return.
+
+    At interpreter exit the callback is detached (an :mod:`atexit` hook): a thread still
+    logging then, such as a daemon thread inside ``route`` or a state store's thread, would
+    otherwise enter Python while it finalizes, which aborts the process. From then on this
+    function installs no callback.
+
+    Raises:
+        InvalidArgumentError: this is called from inside the callback, or ``max_level`` is
+            not a level.
+    """
+    number = int(max_level)
+    if getattr(_thread, "inside", False):
+        raise InvalidArgumentError(
+            _ffi.Status.INVALID_ARGUMENT,
+            "set_log_callback was called from inside the log callback (it would wait for itself)",
+        )
 
     def trampoline(_: Any, level: int, target: bytes, message: bytes, length: int) -> None:
         assert callback is not None
         text = message[:length].decode("utf-8", "replace")
-        callback(LogLevel(level), target.decode("utf-8", "replace"), text)
+        _thread.inside = True
+        try:
+            callback(LogLevel(level), target.decode("utf-8", "replace"), text)
+        finally:
+            _thread.inside = False
 
-    with _installed_lock:
-        c_callback = _ffi.pgate_log_callback(trampoline) if callback else _ffi.pgate_log_callback()
-        _installed.append(c_callback)  # before the library can call it, never removed
-        err = c_void_p()
-        _check(_ffi.lib().pgate_set_log_callback(c_callback, None, int(max_level), byref(err)), err)
+    global _current, _hooked
+    with _setting:
+        if _exiting:
+            callback = None
+        c_callback = None if callback is None else _ffi.pgate_log_callback(trampoline)
+        _current = _install(c_callback, number)
+        if callback is not None and not _hooked:
+            atexit.register(_detach)
+            _hooked = True
+
+
+def _install(c_callback: Any, max_level: int) -> Any:
+    """Hands ``c_callback`` (a ctypes callback, or None) to the library; returns it once the
+    library returned (no thread runs the one it replaced any more)."""
+    err = c_void_p()
+    native = c_callback if c_callback is not None else _ffi.pgate_log_callback()
+    _check(_ffi.lib().pgate_set_log_callback(native, None, max_level, byref(err)), err)
+    return c_callback
+
+
+def _detach() -> None:
+    """The atexit hook: detaches the callback, waiting for the threads inside it to return."""
+    global _current, _exiting
+    with _setting:
+        _exiting = True
+        if _current is not None:
+            _current = _install(None, LogLevel.INFO)
