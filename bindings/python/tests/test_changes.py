@@ -19,11 +19,14 @@ from promotion_gates import (
     Environment,
     Gate,
     GateClosedError,
+    InvalidArgumentError,
     InvalidConfigError,
     InvalidJsonError,
+    PanicError,
     Recommendation,
     RollbackTrigger,
     Rule,
+    Status,
 )
 
 
@@ -166,8 +169,46 @@ def test_a_raising_callback_stops_the_watcher_and_is_kept(monkeypatch: pytest.Mo
         watcher._thread.join(30)
         assert isinstance(watcher.error, ZeroDivisionError)
         assert len(reported) == 1
-    with Gate() as gate, pytest.raises(ValueError, match="interval"):
-        gate.on_change(lambda change: None, interval=0)
+
+
+@pytest.mark.parametrize(
+    "interval, shown",
+    [
+        (0, "0"),
+        (-1.5, "-1.5"),
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        (threading.TIMEOUT_MAX * 2, repr(threading.TIMEOUT_MAX * 2)),
+        (10**400, str(10**400)),
+        (None, "None"),
+    ],
+)
+def test_an_interval_a_wait_cannot_take_is_refused(interval: Any, shown: str) -> None:
+    with Gate() as gate:
+        with pytest.raises(InvalidArgumentError) as caught:
+            gate.on_change(lambda change: None, interval=interval)
+        assert caught.value.message.startswith(f"invalid interval = {shown}: ")
+        with pytest.raises(InvalidArgumentError, match="invalid callback = 5: not callable"):
+            gate.on_change(5, interval=0.01)  # type: ignore[arg-type]
+        assert not [t for t in threading.enumerate() if t.name == "promotion-gates-changes"]
+
+
+def test_a_watcher_ended_by_a_failing_read_keeps_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    reported: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", reported.append)
+    failure = PanicError(Status.PANIC, "the read failed")
+
+    def failing_read(self: Gate, after: int) -> list[Change]:
+        raise failure
+
+    with Gate() as gate:
+        watcher = gate.on_change(lambda change: None, interval=0.001)
+        monkeypatch.setattr(Gate, "changes_since", failing_read)
+        gate.enable_feature("x")
+        watcher._thread.join(30)
+        assert not watcher.running
+        assert watcher.error is failure
+        assert [r.exc_value for r in reported] == [failure]
 
 
 def test_a_slow_callback_sees_the_gap_in_sequence() -> None:

@@ -75,9 +75,19 @@ def test_an_empty_document_means_the_defaults() -> None:
         assert gate.config["gate"] == "default"
 
 
-def test_a_config_of_the_wrong_type_is_a_type_error() -> None:
-    with pytest.raises(TypeError, match="config must be a dict or a JSON string"):
-        Gate(42)  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    "config, slo, message",
+    [
+        (42, None, "invalid config = 42: a dict or a JSON string, not int"),
+        (None, [], "invalid slo = []: a dict or a JSON string, not list"),
+        ('{"gate": "\ud800"}', None, "invalid config = '{\"gate\": \"\\ud800\"}': not UTF-8: a lone surrogate at index 10"),
+        ({"gate": {1, 2}}, None, "invalid config = {'gate': {1, 2}}: not JSON: Object of type set is not JSON serializable"),
+    ],
+)
+def test_a_document_of_the_wrong_kind_names_its_field(config: Any, slo: Any, message: str) -> None:
+    with pytest.raises(pg.InvalidArgumentError) as caught:
+        Gate(config, slo)
+    assert caught.value.message == message
 
 
 def test_promotions_refused_by_the_state_machine() -> None:
@@ -212,13 +222,13 @@ def test_latency_edges_and_argument_errors() -> None:
         assert gate.record(d, True, latency_s=0.0) is Recorded.COUNTED
         assert gate.record(d, True, latency_s=18446744073.0) is Recorded.COUNTED
         assert gate.record(d, True, latency_ns=1.5e6) is Recorded.COUNTED
-        with pytest.raises(TypeError, match="exactly one"):
+        with pytest.raises(pg.InvalidArgumentError, match="invalid latency_s = None with latency_ns = None: give exactly one"):
             gate.record(d, True)
-        with pytest.raises(TypeError, match="exactly one"):
+        with pytest.raises(pg.InvalidArgumentError, match="invalid latency_s = 0.1 with latency_ns = 5: give exactly one"):
             gate.record(d, True, 0.1, latency_ns=5)
-        with pytest.raises(TypeError, match="a latency is a number, not str"):
+        with pytest.raises(pg.InvalidArgumentError, match="invalid latency_s = '0.1': a number, not str"):
             gate.record(d, True, "0.1")  # type: ignore[arg-type]
-        with pytest.raises(TypeError, match="request id"):
+        with pytest.raises(pg.InvalidArgumentError, match="invalid request_id = 5: bytes or a str, not int"):
             gate.route(5)  # type: ignore[arg-type]
 
 
@@ -300,3 +310,55 @@ def test_the_error_object_is_always_freed(monkeypatch: pytest.MonkeyPatch) -> No
                 gate.enable_feature("a b")
         gate.enable_feature("ok")  # success: no error object
     assert len(freed) == 3 and all(freed)
+
+
+#: A text with a lone surrogate, which has no UTF-8 form.
+SURROGATE = "ab\udc80"
+SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda g, d: g.rollback(None), "invalid reason = None: a str, not NoneType"),
+        (lambda g, d: g.rollback(b"drill"), "invalid reason = b'drill': a str, not bytes"),
+        (lambda g, d: g.rollback(SURROGATE), f"invalid reason = {SURROGATE_SHOWN}"),
+        (lambda g, d: g.enable_feature(5), "invalid name = 5: a str, not int"),
+        (lambda g, d: g.enable_feature(SURROGATE), f"invalid name = {SURROGATE_SHOWN}"),
+        (lambda g, d: g.disable_feature(None), "invalid name = None: a str, not NoneType"),
+        (lambda g, d: g.is_feature_enabled(SURROGATE), f"invalid name = {SURROGATE_SHOWN}"),
+        (lambda g, d: g.record(None, True, 0.1), "invalid decision = None: a Decision, not NoneType"),
+        (lambda g, d: g.record("u", True, 0.1), "invalid decision = 'u': a Decision, not str"),
+        (lambda g, d: g.record_abandoned(None, 9.0), "invalid decision = None: a Decision, not NoneType"),
+        (lambda g, d: g.features(None), "invalid decision = None: a Decision, not NoneType"),
+        (lambda g, d: g.swap_config(None), "invalid config = None: a dict or a JSON string, not NoneType"),
+        (lambda g, d: g.swap_config(SURROGATE), f"invalid config = {SURROGATE_SHOWN}"),
+        (lambda g, d: g.swap_slo(None), "invalid slo = None: a dict or a JSON string, not NoneType"),
+        (lambda g, d: g.swap_slo({"min_samples": object}), "invalid slo = {'min_samples': <class 'object'>}: not JSON: Object of type type is not JSON serializable"),
+        (lambda g, d: g.route(SURROGATE), f"invalid request_id = {SURROGATE_SHOWN}"),
+        (lambda g, d: g.route(None), "invalid request_id = None: bytes or a str, not NoneType"),
+        (lambda g, d: g.record_by_id(SURROGATE, True, 0.1), f"invalid request_id = {SURROGATE_SHOWN}"),
+        (lambda g, d: g.route_forced("u", SURROGATE), f"invalid forcing_value = {SURROGATE_SHOWN}"),
+        (lambda g, d: g.route_forced("u", 3), "invalid forcing_value = 3: bytes or a str, not int"),
+        (lambda g, d: g.changes_since("0"), "invalid after = '0': not an integer"),
+        (lambda g, d: g.changes_since(-1), "invalid after = -1: an integer from 0 to 2**64 - 1"),
+    ],
+)
+def test_a_bad_argument_names_its_field_and_value_and_changes_nothing(
+    call: Callable[[Gate, pg.Decision], object], message: str
+) -> None:
+    with Gate(canary(100, feature_flags=["on"]), slo={"min_samples": 5}) as gate:
+        decision = gate.route("u")
+        gate.record(decision, True, 0.1)
+
+        def seen() -> tuple[object, ...]:
+            health = gate.read_health()
+            return (gate.config, gate.slo, gate.state(), gate.change_count(),
+                    health.canary_requests + health.production_requests)
+
+        before = seen()
+        with pytest.raises(pg.InvalidArgumentError) as caught:
+            call(gate, decision)
+        assert caught.value.status is Status.INVALID_ARGUMENT
+        assert caught.value.message == message
+        assert seen() == before

@@ -111,6 +111,29 @@ def test_exiting_while_threads_log_to_the_callback_exits_cleanly(tmp_path: Path,
     assert run_child(EXITING, str(tmp_path / "store.db")) == "logged\n"
 
 
+def test_the_arguments_are_checked_and_a_refusal_changes_nothing() -> None:
+    lines: list[str] = []
+
+    def collect(level: LogLevel, target: str, message: str) -> None:
+        lines.append(message)
+
+    try:
+        set_log_callback(collect, LogLevel.WARN)
+        for level, shown in [(2**32 + 3, "4294967299"), (-1, "-1"), (0, "0"), ("3", "'3'")]:
+            with pytest.raises(pg.InvalidArgumentError) as caught:
+                set_log_callback(collect, level)  # type: ignore[arg-type]
+            assert caught.value.message == f"invalid max_level = {shown}: one of [1, 2, 3, 4, 5]"
+        with pytest.raises(pg.InvalidArgumentError, match="invalid callback = 'print': not callable"):
+            set_log_callback("print")  # type: ignore[arg-type]
+        with Gate({"environment": "staging"}) as gate:
+            gate.enable_feature("quiet")  # an info line: still up to warnings only
+            assert lines == []
+            gate.rollback("drill")
+            assert any("drill" in line for line in lines)
+    finally:
+        set_log_callback(None)
+
+
 def test_setting_the_callback_from_inside_it_is_refused() -> None:
     refusals: list[BaseException] = []
 

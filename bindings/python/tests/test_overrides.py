@@ -50,7 +50,7 @@ def test_forced_requests_reach_their_version_and_stay_out_of_the_cohorts() -> No
         assert gate.record(rebuilt, True, latency_ns=1000) is Recorded.FORCED
         with pytest.raises(pg.InvalidArgumentError, match="invalid forced = 9"):
             gate.record(dataclasses.replace(plain, forced=9), True, latency_ns=1)  # type: ignore[arg-type]
-        with pytest.raises(TypeError):
+        with pytest.raises(pg.InvalidArgumentError, match="invalid forcing_value = 3"):
             gate.route_forced("u", 3)  # type: ignore[arg-type]
 
 

@@ -1,14 +1,16 @@
-"""Checks of the numbers this binding hands to ``ctypes``, which would otherwise wrap them.
+"""Checks of the arguments this binding hands to ``ctypes`` and the library.
 
 ``ctypes`` converts a Python int to ``c_uint32``/``c_uint64`` modulo 2**32/2**64 without a
-word (``stage=2**64 + s`` would arrive as ``s``), and raises its own ``OverflowError`` or
-``TypeError`` for a float out of range. Every integer and latency crossing into the library
-goes through one of the functions below first, which raise :class:`InvalidArgumentError`
-naming the field and the value.
+word (``stage=2**64 + s`` would arrive as ``s``), raises its own ``OverflowError`` or
+``TypeError`` for a float out of range, and a text must be encoded first (a lone surrogate
+cannot be). Every argument crossing into the library goes through one of the functions below
+first, which raise :class:`InvalidArgumentError` naming the field and the value, before
+anything is called.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import numbers
 import operator
@@ -16,9 +18,23 @@ import operator
 from ._ffi import Status
 from .errors import InvalidArgumentError
 
-__all__ = ["finite_float", "latency_error", "latency_ns", "unsigned"]
+__all__ = [
+    "finite_float",
+    "latency_error",
+    "latency_ns",
+    "member",
+    "refused",
+    "unsigned",
+    "utf8",
+]
 
 _U64_LIMIT = 1 << 64
+
+
+def refused(field: str, value: object, why: str) -> InvalidArgumentError:
+    """The error for an argument refused before the library is called:
+    ``invalid <field> = <value>: <why>``."""
+    return InvalidArgumentError(Status.INVALID_ARGUMENT, f"invalid {field} = {value!r}: {why}")
 
 
 def unsigned(field: str, value: object, bits: int) -> int:
@@ -26,15 +42,31 @@ def unsigned(field: str, value: object, bits: int) -> int:
     try:
         number = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        raise InvalidArgumentError(
-            Status.INVALID_ARGUMENT, f"invalid {field} = {value!r}: not an integer"
-        ) from None
+        raise refused(field, value, "not an integer") from None
     if not 0 <= number < 1 << bits:
-        raise InvalidArgumentError(
-            Status.INVALID_ARGUMENT,
-            f"invalid {field} = {number!r}: an integer from 0 to 2**{bits} - 1",
-        )
+        raise refused(field, number, f"an integer from 0 to 2**{bits} - 1")
     return number
+
+
+def member(kind: type[enum.IntEnum], field: str, value: object) -> int:
+    """``value`` as a member of the C enum ``kind``, else raises (the library reads these
+    numbers as Rust enums or checks them; ctypes would wrap one out of range)."""
+    try:
+        return int(kind(value))  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        raise refused(field, value, f"one of {[int(m) for m in kind]}") from None
+
+
+def utf8(field: str, value: object) -> bytes:
+    """A text as its UTF-8 bytes, else raises (not a str, or a str with a lone surrogate)."""
+    if not isinstance(value, str):
+        raise refused(field, value, f"a str, not {type(value).__name__}")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise refused(
+            field, value, f"not UTF-8: a lone surrogate at index {error.start}"
+        ) from None
 
 
 def finite_float(field: str, value: object) -> float:
@@ -45,9 +77,7 @@ def finite_float(field: str, value: object) -> float:
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
-        raise InvalidArgumentError(
-            Status.INVALID_ARGUMENT, f"invalid {field} = {value!r}: not a number a float holds"
-        ) from None
+        raise refused(field, value, "not a number a float holds") from None
 
 
 def latency_error(value: object, unit: str) -> InvalidArgumentError:
@@ -64,7 +94,11 @@ def latency_error(value: object, unit: str) -> InvalidArgumentError:
 def latency_ns(latency_s: float | None, latency_ns: int | float | None) -> int:
     """The latency given in seconds or in nanoseconds (exactly one), as u64 nanoseconds."""
     if (latency_s is None) == (latency_ns is None):
-        raise TypeError("give exactly one of latency_s and latency_ns")
+        raise InvalidArgumentError(
+            Status.INVALID_ARGUMENT,
+            f"invalid latency_s = {latency_s!r} with latency_ns = {latency_ns!r}: "
+            "give exactly one of them",
+        )
     if latency_ns is not None:
         if type(latency_ns) is int:  # the common case: no float round trip
             if 0 <= latency_ns < _U64_LIMIT:
@@ -77,7 +111,7 @@ def latency_ns(latency_s: float | None, latency_ns: int | float | None) -> int:
 def _rounded(value: object, scale: float, unit: str) -> int:
     """``value * scale`` rounded to the nearest whole nanosecond (half up), if that is a u64."""
     if not isinstance(value, numbers.Real):
-        raise TypeError(f"a latency is a number, not {type(value).__name__}")
+        raise refused(f"latency_{unit}", value, f"a number, not {type(value).__name__}")
     try:
         ns = float(value) * scale
     except OverflowError:  # an int beyond the largest float

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from ._arguments import finite_float, refused
 from .decision import Environment
 from .errors import GateClosedError
 from .judge import RollbackEvent, environment_from_json
@@ -111,20 +112,27 @@ class ChangeWatcher:
     :meth:`Gate.on_change <promotion_gates.Gate.on_change>`; see there).
 
     Stop it with :meth:`stop`, or use it as a context manager. It stops by itself when the
-    gate is closed or collected (it holds the gate weakly), and when the callback raises (the
-    exception is reported through :func:`threading.excepthook` and kept in :attr:`error`).
+    gate is closed or collected (it holds the gate weakly), when the callback raises, and when
+    reading the gate fails otherwise (the exception is reported through
+    :func:`threading.excepthook` and kept in :attr:`error`).
     """
 
     __slots__ = ("_gate", "_callback", "_interval", "_stop", "_thread", "_seen", "error")
 
     def __init__(self, gate: Gate, callback: Callable[[Change], object], interval: float) -> None:
-        if not interval > 0:
-            raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
+        seconds = finite_float("interval", interval)
+        # threading's waits take at most TIMEOUT_MAX (a longer one raises OverflowError).
+        if not 0 < seconds <= threading.TIMEOUT_MAX:
+            raise refused(
+                "interval", interval, f"seconds above 0, at most {threading.TIMEOUT_MAX:g}"
+            )
+        if not callable(callback):
+            raise refused("callback", callback, "not callable")
         self._gate = weakref.ref(gate)
         self._callback = callback
-        self._interval = float(interval)
+        self._interval = seconds
         self._stop = threading.Event()
-        #: The exception the callback raised, if it stopped the watcher.
+        #: The exception that ended the watcher: the callback's, or one reading the gate.
         self.error: BaseException | None = None
         # The changes made from now on; read before the thread starts, so none is lost.
         self._seen = gate.change_count()
@@ -151,6 +159,13 @@ class ChangeWatcher:
         self.stop()
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        except BaseException as error:
+            self.error = error
+            raise  # reported through threading.excepthook
+
+    def _watch(self) -> None:
         while not self._stop.wait(self._interval):
             gate = self._gate()
             if gate is None:
@@ -167,8 +182,4 @@ class ChangeWatcher:
                 if self._stop.is_set():
                     return
                 self._seen = change.sequence
-                try:
-                    self._callback(change)
-                except BaseException as error:
-                    self.error = error
-                    raise
+                self._callback(change)

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass, field, fields
 
 from . import _ffi
-from ._arguments import finite_float, unsigned
+from ._arguments import finite_float, member, refused, unsigned
 from .errors import InvalidArgumentError
 
 __all__ = ["Decision", "Environment", "Forced", "Recorded", "State"]
@@ -130,24 +130,34 @@ class Decision:
         return unsigned("flag_set", self.flag_set, 32)
 
 
-def _member(kind: type[enum.IntEnum], field_name: str, value: int) -> int:
-    """``value`` as a member of the C enum ``kind``, else InvalidArgumentError naming the field
-    and the value (the library reads these fields as Rust enums or checks them as bytes)."""
-    try:
-        return int(kind(value))
-    except ValueError:
-        raise InvalidArgumentError(
-            _ffi.Status.INVALID_ARGUMENT,
-            f"invalid {field_name} = {value!r}: one of {[int(m) for m in kind]}",
-        ) from None
-
-
 def _environment(value: int) -> int:
-    return _member(Environment, "environment", value)
+    return member(Environment, "environment", value)
 
 
 def _forced(value: int) -> int:
-    return _member(Forced, "forced", value)
+    return member(Forced, "forced", value)
+
+
+def packed(decision: Decision) -> _ffi.pgate_decision:
+    """The C struct of a decision passed to ``record``, or InvalidArgumentError for a value
+    that is not a :class:`Decision` (checked only when it fails: the hot path pays nothing)."""
+    try:
+        return decision._to_c()
+    except AttributeError:
+        raise not_a_decision(decision) from None
+
+
+def flag_set_of(decision: Decision) -> int:
+    """A decision's flag set number, as :func:`packed` checks it."""
+    try:
+        return decision._flag_set()
+    except AttributeError:
+        raise not_a_decision(decision) from None
+
+
+def not_a_decision(value: object) -> InvalidArgumentError:
+    """The error for a value passed as a decision that is not a :class:`Decision`."""
+    return refused("decision", value, f"a Decision, not {type(value).__name__}")
 
 
 @dataclass(frozen=True, slots=True)

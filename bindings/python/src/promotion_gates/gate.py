@@ -37,9 +37,19 @@ from types import TracebackType
 from typing import Any
 
 from . import _ffi
-from ._arguments import finite_float, latency_ns as _latency_ns
+from ._arguments import finite_float, latency_ns as _latency_ns, refused, unsigned, utf8
 from .changes import Change, ChangeWatcher
-from .decision import Decision, Environment, Recorded, State, _environment, recorded
+from .decision import (
+    Decision,
+    Environment,
+    Recorded,
+    State,
+    _environment,
+    flag_set_of,
+    not_a_decision,
+    packed,
+    recorded,
+)
 from .errors import BufferTooSmallError, GateClosedError, _check
 from .judge import Health, RollbackEvent
 
@@ -61,27 +71,28 @@ def version() -> str:
     return bytes(_ffi.lib().pgate_version() or b"").decode("ascii")
 
 
-def _document(value: Config | None, what: str) -> bytes | None:
+def _document(value: Config, what: str) -> bytes:
     """A config given as a mapping (dumped to JSON), a JSON string or JSON bytes."""
-    if value is None:
-        return None
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
-        return value.encode("utf-8")
+        return utf8(what, value)
     if isinstance(value, Mapping):
-        return json.dumps(dict(value)).encode("utf-8")
-    raise TypeError(f"{what} must be a dict or a JSON string, not {type(value).__name__}")
+        try:
+            return json.dumps(dict(value)).encode("utf-8")
+        except (TypeError, ValueError) as error:  # a value JSON has no form for
+            raise refused(what, value, f"not JSON: {error}") from None
+    raise refused(what, value, f"a dict or a JSON string, not {type(value).__name__}")
 
 
-def _id_bytes(request_id: RequestId) -> bytes:
+def _id_bytes(request_id: RequestId, what: str = "request_id") -> bytes:
     if isinstance(request_id, bytes):
         return request_id
     if isinstance(request_id, str):
-        return request_id.encode("utf-8")
+        return utf8(what, request_id)
     if isinstance(request_id, (bytearray, memoryview)):
         return bytes(request_id)
-    raise TypeError(f"a request id is bytes or str, not {type(request_id).__name__}")
+    raise refused(what, request_id, f"bytes or a str, not {type(request_id).__name__}")
 
 
 def _free(handle: c_void_p) -> None:
@@ -102,6 +113,8 @@ class Gate:
     Raises:
         InvalidJsonError: a document could not be parsed, or has an unknown field.
         InvalidConfigError: a value was refused; the message names the field and value.
+        InvalidArgumentError: a document is not a dict, str or bytes, a dict holds a value
+            JSON has no form for, or a str is not UTF-8 (a lone surrogate).
 
     Use it as a context manager, or call :meth:`close`. See the module docs for the
     thread-safety rules.
@@ -111,8 +124,8 @@ class Gate:
 
     def __init__(self, config: Config | None = None, slo: Config | None = None) -> None:
         c = _ffi.lib()
-        config_doc = _document(config, "config")
-        slo_doc = _document(slo, "slo")
+        config_doc = None if config is None else _document(config, "config")
+        slo_doc = None if slo is None else _document(slo, "slo")
         handle = c_void_p()
         err = c_void_p()
         status = c.pgate_gate_new(
@@ -217,7 +230,7 @@ class Gate:
         neither cohort (:attr:`Recorded.FORCED`).
         """
         rid = request_id if type(request_id) is bytes else _id_bytes(request_id)
-        value = None if forcing_value is None else _id_bytes(forcing_value)
+        value = None if forcing_value is None else _id_bytes(forcing_value, "forcing_value")
         out = _ffi.pgate_decision()
         self._enter(None)
         try:
@@ -239,7 +252,7 @@ class Gate:
         Raises :class:`UnknownFlagSetError` for a decision of another gate (or a set this gate
         no longer keeps): each gate numbers its own sets.
         """
-        set_id = decision._flag_set()
+        set_id = flag_set_of(decision)
         with self._call("features") as handle:
             names = self._flag_names.get(set_id)
             if names is not None:
@@ -278,11 +291,15 @@ class Gate:
 
         Raises:
             InvalidArgumentError: the latency is negative, NaN, infinite or 2**64 ns or more
-                (``invalid latency = …``), or a field of a decision built by hand is out of
-                range (the message names the field and value).
+                (``invalid latency = …``), ``decision`` is not a :class:`Decision`, or a field
+                of a decision built by hand is out of range (the message names the field and
+                value).
         """
         ns = _latency_ns(latency_s, latency_ns)
-        raw = decision._to_c()
+        try:  # packed(decision), inlined for the hot path
+            raw = decision._to_c()
+        except AttributeError:
+            raise not_a_decision(decision) from None
         what = c_uint32()
         self._enter(None)
         try:
@@ -316,7 +333,7 @@ class Gate:
             InvalidArgumentError: the wait is not a valid latency (``invalid latency = …``).
         """
         ns = _latency_ns(waited_s, waited_ns)
-        raw = decision._to_c()
+        raw = packed(decision)
         done = c_bool()
         with self._call("record_abandoned") as handle:
             status = self._c.pgate_record_abandoned(handle, byref(raw), ns, byref(done))
@@ -472,32 +489,35 @@ class Gate:
 
         Raises:
             RollbackRefusedError: the gate is in Production, or the reason is empty.
+            InvalidArgumentError: the reason is not a str, or not UTF-8 (a lone surrogate).
         """
-        self._text_call("pgate_rollback", "rollback", reason)
+        self._text_call("pgate_rollback", "rollback", "reason", reason)
 
     def enable_feature(self, name: str) -> None:
-        """Turns a release flag on (idempotent). Raises :class:`InvalidFlagError` for a bad name."""
-        self._text_call("pgate_enable_feature", "enable_feature", name)
+        """Turns a release flag on (idempotent). Raises :class:`InvalidFlagError` for a bad name,
+        :class:`InvalidArgumentError` for one that is not a str or not UTF-8."""
+        self._text_call("pgate_enable_feature", "enable_feature", "name", name)
 
     def disable_feature(self, name: str) -> None:
         """Turns a flag off and records it in the rollback history.
 
         Raises:
             FlagNotEnabledError: the flag is not on.
+            InvalidArgumentError: the name is not a str, or not UTF-8.
         """
-        self._text_call("pgate_disable_feature", "disable_feature", name)
+        self._text_call("pgate_disable_feature", "disable_feature", "name", name)
 
     def is_feature_enabled(self, name: str) -> bool:
         """Whether a flag is on for the gate."""
-        raw = name.encode("utf-8")
+        raw = utf8("name", name)
         on = c_bool()
         with self._call("is_feature_enabled") as handle:
             status = self._c.pgate_is_feature_enabled(handle, raw, len(raw), byref(on))
         _check(status)
         return on.value
 
-    def _text_call(self, function: str, operation: str, text: str) -> None:
-        raw = text.encode("utf-8")
+    def _text_call(self, function: str, operation: str, field: str, text: str) -> None:
+        raw = utf8(field, text)
         err = c_void_p()
         with self._call(operation) as handle:
             status = getattr(self._c, function)(handle, raw, len(raw), byref(err))
@@ -521,10 +541,10 @@ class Gate:
         """Replaces the config atomically (hot reload: not gated). On failure nothing changes.
 
         Raises:
-            InvalidJsonError, InvalidConfigError: as the constructor.
+            InvalidJsonError, InvalidConfigError, InvalidArgumentError: as the constructor
+                (``None`` is refused: pass ``{}`` for the defaults).
         """
         doc = _document(config, "config")
-        assert doc is not None
         err = c_void_p()
         with self._call("swap_config") as handle:
             status = self._c.pgate_swap_config(handle, doc, len(doc), byref(err))
@@ -539,10 +559,10 @@ class Gate:
         state store the SLO stays this process's own (the store does not keep it).
 
         Raises:
-            InvalidJsonError, InvalidConfigError: as the constructor; nothing changes then.
+            InvalidJsonError, InvalidConfigError, InvalidArgumentError: as the constructor
+                (``None`` is refused: pass ``{}`` for the defaults); nothing changes then.
         """
         doc = _document(slo, "slo")
-        assert doc is not None
         err = c_void_p()
         with self._call("swap_slo") as handle:
             status = self._c.pgate_swap_slo(handle, doc, len(doc), byref(err))
@@ -587,9 +607,7 @@ class Gate:
     def changes_since(self, after: int) -> list[Change]:
         """The gate's kept changes numbered above ``after``, oldest first: the last 64 at most
         (a gap in their :attr:`Change.sequence` shows changes no longer kept)."""
-        number = c_uint64(after)  # wraps a negative or too large int: checked below
-        if number.value != after:
-            raise ValueError(f"after must be an integer from 0 to 2**64 - 1, not {after!r}")
+        number = c_uint64(unsigned("after", after, 64))
         loaded = json.loads(
             self._json_with("changes_since", lambda c, h, *out: c.pgate_changes_json(h, number, *out))
         )
@@ -607,6 +625,10 @@ class Gate:
         when the gate is closed or collected, or when the callback raises. A callback slower
         than the gate's changes falls behind; past 64 changes behind it misses the oldest, and
         the jump in :attr:`Change.sequence` is the number missed.
+
+        Raises:
+            InvalidArgumentError: ``interval`` is not a number of seconds above 0 and at most
+                :data:`threading.TIMEOUT_MAX`, or ``callback`` is not callable.
         """
         return ChangeWatcher(self, callback, interval)
 

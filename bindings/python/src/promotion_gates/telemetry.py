@@ -21,6 +21,7 @@ from ctypes import byref, c_size_t, c_void_p, create_string_buffer
 from typing import Any
 
 from . import _ffi
+from ._arguments import member, refused
 from .errors import BufferTooSmallError, InvalidArgumentError, _check
 from .gate import Gate
 
@@ -129,10 +130,12 @@ def set_log_callback(
     function installs no callback.
 
     Raises:
-        InvalidArgumentError: this is called from inside the callback, or ``max_level`` is
-            not a level.
+        InvalidArgumentError: ``max_level`` is not a :class:`LogLevel` value, ``callback`` is
+            not callable, or this is called from inside the callback.
     """
-    number = int(max_level)
+    number = member(LogLevel, "max_level", max_level)
+    if callback is not None and not callable(callback):
+        raise refused("callback", callback, "not callable or None")
     if getattr(_thread, "inside", False):
         raise InvalidArgumentError(
             _ffi.Status.INVALID_ARGUMENT,
