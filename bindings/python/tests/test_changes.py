@@ -273,3 +273,25 @@ def test_a_swapped_slo_keeps_the_stage_and_the_recorded_counts() -> None:
         with pytest.raises(InvalidJsonError, match="max_eror_rate"):
             gate.swap_slo('{"max_eror_rate": 0.1}')
         assert gate.slo["min_samples"] == 1000
+
+
+def test_sync_now_reads_another_gates_rollback_at_once(tmp_path: Any) -> None:
+    def config(sync_ms: int) -> dict[str, Any]:
+        store = {"sqlite": {"path": str(tmp_path / "gate.db"), "sync_interval_ms": sync_ms}}
+        return {"environment": {"canary": {"traffic_percent": 10}}, "store": store}
+
+    slow = Gate(config(60000))  # reads the store once a minute: here only when asked
+    other = Gate(config(20))
+    seen = slow.change_count()
+    other.rollback("bad deploy")
+    assert slow.sync_now() is True
+    deadline = time.monotonic() + 5
+    while slow.change_count() == seen:
+        assert time.monotonic() < deadline, "the rollback was not read within 5 s"
+        time.sleep(0.001)
+    storeless = Gate()
+    assert storeless.sync_now() is False
+    for gate in (slow, other, storeless):
+        gate.close()
+    with pytest.raises(GateClosedError):
+        storeless.sync_now()

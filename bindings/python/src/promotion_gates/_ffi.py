@@ -169,6 +169,7 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     ),
     "pgate_check_slo": (c_status, [_gate, POINTER(c_bool)]),
     "pgate_change_count": (c_status, [_gate, POINTER(c_uint64)]),
+    "pgate_sync_now": (c_status, [_gate, POINTER(c_bool)]),
     "pgate_changes_json": (c_status, [_gate, c_uint64, _buf_out, c_size_t, POINTER(c_size_t)]),
     "pgate_promote": (c_status, [_gate, c_uint32, c_double, _error_out]),
     "pgate_rollback": (c_status, [_gate, _bytes_in, c_size_t, _error_out]),

@@ -604,6 +604,18 @@ class Gate:
         _check(status)
         return count.value
 
+    def sync_now(self) -> bool:
+        """With a state store: the gate's sync thread reads the store at once rather than at
+        its next ``sync_interval_ms`` (``pgate_sync_now``), for a host told by its own means
+        that another process wrote. Returns at once, having done no I/O; asks made before that
+        read begins are merged into one, and :meth:`change_count` moves when it found a change.
+        False when the gate has no store."""
+        asked = c_bool()
+        with self._call("sync_now") as handle:
+            status = self._c.pgate_sync_now(handle, byref(asked))
+        _check(status)
+        return asked.value
+
     def changes_since(self, after: int) -> list[Change]:
         """The gate's kept changes numbered above ``after``, oldest first: the last 64 at most
         (a gap in their :attr:`Change.sequence` shows changes no longer kept)."""
