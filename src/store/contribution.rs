@@ -123,6 +123,17 @@ pub(crate) fn time_to_live(store: &StoreConfig) -> Duration {
 }
 
 /// `counts` (with histograms) as `instance`'s contribution to the stored `stage`.
+///
+/// The requests published are at least the errors plus the compliant requests, and at least
+/// the histogram's samples, so that every row this build publishes passes [`decode`]'s checks.
+/// A reading of the recorders can fall short of that: each recorder is read while its thread
+/// records, requests first, then errors, compliant requests and the histogram, and a thread
+/// counts a request's latency before the request and its error or compliance after it (see
+/// `metrics/recorder.rs`). The records a reading catches that way are real (the next tick
+/// counts them in full), but how many there are depends on how long the reading took, not on
+/// any fixed number: a reader descheduled between two loads sees every record made meanwhile.
+/// So the row is made consistent here, where the reading is known, rather than tolerated by a
+/// slack on the reader's side, which no fixed number could size.
 pub(crate) fn encode(instance: &str, stage: u64, counts: &Counts) -> Result<Contribution, String> {
     let mut serializer = V2Serializer::new();
     let mut cohort = |c: &CohortCounts| -> Result<PublishedCohort, String> {
@@ -131,8 +142,12 @@ pub(crate) fn encode(instance: &str, stage: u64, counts: &Counts) -> Result<Cont
         serializer
             .serialize(&histogram, &mut latency)
             .map_err(|e| format!("the latency histogram: {e:?}"))?;
+        let requests = c
+            .requests
+            .max(c.errors.saturating_add(c.compliant))
+            .max(histogram.len());
         Ok(PublishedCohort {
-            requests: c.requests,
+            requests,
             errors: c.errors,
             compliant: c.compliant,
             latency,
@@ -149,8 +164,11 @@ pub(crate) fn encode(instance: &str, stage: u64, counts: &Counts) -> Result<Cont
 }
 
 /// The counts of `contribution`, if it is one of `stage` and sane: counts at most
-/// [`MAX_COUNT`], errors and compliant requests at most the requests, a latency histogram of
-/// at most [`MAX_LATENCY_BYTES`] in the gate's layout (1 µs to 60 s, two significant figures).
+/// [`MAX_COUNT`], errors plus compliant requests (successes within the latency target, so
+/// never an error) at most the requests, a latency histogram of at most [`MAX_LATENCY_BYTES`]
+/// in the gate's layout (1 µs to 60 s, two significant figures) with at most one sample per
+/// request (the recorder takes one per request; [`encode`] publishes no fewer requests than
+/// samples).
 pub(crate) fn decode(contribution: &Contribution, stage: u64) -> Result<Counts, BadContribution> {
     let instance = contribution.instance.as_str();
     if contribution.stage != stage {
@@ -179,10 +197,8 @@ fn decode_cohort(
     if requests > MAX_COUNT {
         return Err(bad("requests", format!("{requests} is above {MAX_COUNT}")));
     }
-    for (field, value) in [
-        ("errors", published.errors),
-        ("compliant", published.compliant),
-    ] {
+    let (errors, compliant) = (published.errors, published.compliant);
+    for (field, value) in [("errors", errors), ("compliant", compliant)] {
         if value > requests {
             return Err(bad(
                 field,
@@ -190,23 +206,33 @@ fn decode_cohort(
             ));
         }
     }
+    // Each at most `requests` <= 2^48: the sum cannot overflow.
+    if errors + compliant > requests {
+        return Err(bad(
+            "compliant",
+            format!("{compliant} plus {errors} errors is above the {requests} requests"),
+        ));
+    }
     let latency = &published.latency;
     check_header(latency).map_err(|problem| bad("latency", problem))?;
     let histogram: hdrhistogram::Histogram<u64> = Deserializer::new()
         .deserialize(&mut latency.as_slice())
         .map_err(|e| bad("latency", format!("not a V2 histogram: {e:?}")))?;
-    if histogram.len() > MAX_COUNT {
+    if histogram.len() > requests {
         return Err(bad(
             "latency",
-            format!("{} samples is above {MAX_COUNT}", histogram.len()),
+            format!(
+                "{} samples is above the {requests} requests",
+                histogram.len()
+            ),
         ));
     }
     let mut buckets = Vec::new();
     from_histogram(&histogram, &mut buckets);
     Ok(CohortCounts {
         requests,
-        errors: published.errors,
-        compliant: published.compliant,
+        errors,
+        compliant,
         histogram: buckets,
     })
 }
@@ -357,6 +383,64 @@ mod tests {
             3,
         );
         assert!(text.contains("not a V2 histogram"), "{text}");
+    }
+
+    #[test]
+    fn errors_and_compliant_requests_together_and_latency_samples_are_at_most_the_requests() {
+        // canary: 1000 requests, 100 errors, 900 compliant, 1000 latency samples.
+        let good = encode("host:42:0:1", 3, &counts()).unwrap();
+        let refused = |change: &dyn Fn(&mut PublishedCohort)| {
+            let mut c = good.clone();
+            change(&mut c.cohorts.canary);
+            let err = decode(&c, 3).unwrap_err();
+            (err.field.clone(), err.to_string())
+        };
+        // Each at most the requests, but not both together.
+        let (field, text) = refused(&|c| c.errors = 101);
+        assert_eq!(field, "canary.compliant", "{text}");
+        assert!(
+            text.contains("900 plus 101 errors is above the 1000 requests"),
+            "{text}"
+        );
+        // More latency samples than requests.
+        let (field, text) = refused(&|c| {
+            c.requests = 999;
+            c.errors = 0;
+            c.compliant = 0;
+        });
+        assert_eq!(field, "canary.latency", "{text}");
+        assert!(
+            text.contains("1000 samples is above the 999 requests"),
+            "{text}"
+        );
+        // A histogram of 2^48 + 1 samples is refused however many requests are claimed
+        // (at most 2^48).
+        let mut many = Counts::default();
+        many.canary.histogram = histogram_of(&[100]);
+        for n in many.canary.histogram.iter_mut().filter(|n| **n == 1) {
+            *n = MAX_COUNT + 1;
+        }
+        many.stable.histogram = histogram_of(&[]);
+        let mut c = encode("a", 1, &many).unwrap();
+        c.cohorts.canary.requests = MAX_COUNT;
+        let err = decode(&c, 1).unwrap_err();
+        assert_eq!(err.field, "canary.latency", "{err}");
+    }
+
+    #[test]
+    fn a_reading_taken_while_threads_record_is_published_consistent() {
+        // A reading that caught threads between their increments: latencies counted before
+        // their requests, errors and compliant requests counted after the requests were read.
+        let mut caught = counts();
+        caught.canary.requests = 997; // 1000 latency samples
+        caught.stable.requests = 9000;
+        caught.stable.errors = 95; // 8910 compliant: 9005 together
+        let published = encode("a", 5, &caught).unwrap();
+        assert_eq!(published.cohorts.canary.requests, 1000);
+        assert_eq!(published.cohorts.stable.requests, 9005);
+        let back = decode(&published, 5).unwrap();
+        assert_eq!(back.canary.histogram, caught.canary.histogram);
+        assert_eq!((back.stable.errors, back.stable.compliant), (95, 8910));
     }
 
     #[test]
