@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::contribution::{MAX_LATENCY_BYTES, PublishedCohort};
 use super::{
@@ -48,21 +48,26 @@ struct Found {
 impl EtcdStore {
     /// Connects to the cluster and checks (or writes) the prefix's schema version.
     pub(crate) fn open(config: &EtcdStoreConfig) -> Result<Self, StoreError> {
+        let store = Self::new(config);
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// The store `config` names, before any request is made.
+    fn new(config: &EtcdStoreConfig) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(false)
             .build()
             .into();
-        let store = Self {
+        Self {
             location: format!("{} {}", config.endpoints.join(","), config.prefix),
             endpoints: config.endpoints.clone(),
             prefix: config.prefix.clone(),
             agent,
             read_revision: AtomicU64::new(0),
             lease: Mutex::new(None),
-        };
-        store.check_schema()?;
-        Ok(store)
+        }
     }
 
     fn key(&self, suffix: &str) -> String {
@@ -425,16 +430,23 @@ impl StateStore for EtcdStore {
                     if from > 1 {
                         create["start_revision"] = json!(from.to_string());
                     }
+                    let started = Instant::now();
                     let response = agent
                         .post(format!("{endpoint}/v3/watch"))
                         .config()
                         .timeout_global(Some(WATCH_SPAN))
                         .build()
                         .send(json!({ "create_request": create }).to_string());
-                    let Ok(mut response) = response else {
+                    // A status other than success is no error here (`http_status_as_error` is
+                    // off for the other calls): a member that answers every request at once
+                    // with one (no leader, shutting down, a proxy in front) is not asked again
+                    // at once.
+                    let Some(mut response) = response.ok().filter(|r| r.status().is_success())
+                    else {
                         pause(&stop);
                         continue;
                     };
+                    let mut canceled = false;
                     let reader = BufReader::new(response.body_mut().as_reader());
                     for line in reader.lines() {
                         let Ok(line) = line else { break };
@@ -445,6 +457,7 @@ impl StateStore for EtcdStore {
                         if result["canceled"].as_bool() == Some(true) {
                             // `from` was compacted away: watch from now on, and read now.
                             from = 0;
+                            canceled = true;
                             wake();
                             break;
                         }
@@ -463,7 +476,13 @@ impl StateStore for EtcdStore {
                             return;
                         }
                     }
-                    // A span ended (or the stream broke): the next watch resumes at `from`.
+                    // A span ended (or the stream broke): the next watch resumes at `from`. One
+                    // that ended early (an empty answer, a stream the member closed) waits as a
+                    // failed request does, so that a member ending every stream at once is not
+                    // asked again in a tight loop.
+                    if !canceled && started.elapsed() < WATCH_SPAN / 2 {
+                        pause(&stop);
+                    }
                 }
             });
         match spawned {

@@ -183,6 +183,57 @@ fn a_watch_resumes_after_the_state_read_and_ends_when_stopped() {
     watch.join().unwrap();
 }
 
+/// A loopback HTTP server that answers every request at once with `answer` and closes the
+/// connection: its endpoint, and how many requests it was sent.
+fn answering_at_once(answer: &'static str) -> (String, Arc<AtomicU64>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for connection in listener.incoming() {
+            let Ok(mut connection) = connection else {
+                continue;
+            };
+            // The request's head is enough: the answer does not depend on its body.
+            let mut head = Vec::new();
+            let mut byte = [0; 1];
+            while !head.ends_with(b"\r\n\r\n") && connection.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            counted.fetch_add(1, Ordering::Relaxed);
+            let _ = connection.write_all(answer.as_bytes());
+        }
+    });
+    (endpoint, requests)
+}
+
+#[test]
+fn a_watch_answered_at_once_with_an_error_or_nothing_pauses_between_requests() {
+    let _alone = WATCH_THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    for answer in [
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
+        // A stream that ends before its span: no event, no error.
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    ] {
+        let (endpoint, requests) = answering_at_once(answer);
+        let store = EtcdStore::new(&settings(&endpoint, "fast-errors"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let watch = store.watch(Box::new(|| {}), Arc::clone(&stop)).unwrap();
+        // One and a half spans: the first request, a pause of one span, the second request.
+        std::thread::sleep(WATCH_SPAN * 3 / 2);
+        stop.store(true, Ordering::Relaxed);
+        watch.join().unwrap();
+        let sent = requests.load(Ordering::Relaxed);
+        assert!(
+            (1..=3).contains(&sent),
+            "{sent} watch requests in 1.5 s to a member answering {answer:?}"
+        );
+    }
+}
+
 #[test]
 fn dropping_a_gate_ends_its_watch_thread() {
     let Some(endpoint) = endpoint("etcd watch joined") else {
