@@ -90,6 +90,13 @@ impl EtcdStore {
     /// POSTs `body` to `path` on the first endpoint that answers: one that cannot be reached,
     /// or answers with a server error (5xx), passes the request to the next.
     fn call(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
+        self.call_noting(path, body).0
+    }
+
+    /// [`call`](Self::call), also saying whether an endpoint failed before the answer (or
+    /// the error): such an endpoint may have applied the request all the same (a timeout
+    /// after etcd committed it, a member that answered 5xx with the proposal under way).
+    fn call_noting(&self, path: &str, body: &Value) -> (Result<Value, StoreError>, bool) {
         // What each endpoint tried answered: the error names them all.
         let mut failures = Vec::new();
         for endpoint in &self.endpoints {
@@ -114,16 +121,19 @@ impl EtcdStore {
                 failures.push(format!("{url}: HTTP {status}: {text}"));
                 continue;
             }
-            if !status.is_success() {
-                return Err(self.error(
+            let answer = if status.is_success() {
+                serde_json::from_str(&text)
+                    .map_err(|e| self.error(StoreProblem::NotOurs, format!("{url}: not JSON: {e}")))
+            } else {
+                Err(self.error(
                     StoreProblem::Unavailable,
                     format!("{url}: HTTP {status}: {text}"),
-                ));
-            }
-            return serde_json::from_str(&text)
-                .map_err(|e| self.error(StoreProblem::NotOurs, format!("{url}: not JSON: {e}")));
+                ))
+            };
+            return (answer, !failures.is_empty());
         }
-        Err(self.error(StoreProblem::Unavailable, failures.join("; ")))
+        let error = self.error(StoreProblem::Unavailable, failures.join("; "));
+        (Err(error), true)
     }
 
     /// Reads one key, at `revision` if given; returns it and the response's revision.
@@ -243,6 +253,25 @@ impl EtcdStore {
         Ok(id)
     }
 
+    /// Whether `write` is stored, by its content: its event as the stored one of its version
+    /// (the transaction that makes a version alone writes that key, and an event holds its
+    /// reason and its time to the nanosecond), or, without an event, its release as the
+    /// stored one (version, stage and config: another writer's equal release is the same
+    /// state). Read after a transaction whose answer was lost.
+    fn holds(&self, write: &StoredWrite) -> Result<bool, StoreError> {
+        let Some(event) = &write.event else {
+            let (found, _) = self.get(&self.key("release"), None)?;
+            return match found {
+                Some(found) => Ok(self.release(&found)? == write.release),
+                None => Ok(false),
+            };
+        };
+        let (found, _) = self.get(&self.history_key(event.version), None)?;
+        Ok(found.is_some_and(|found| {
+            serde_json::from_slice::<StoredEvent>(&found.value).is_ok_and(|stored| stored == *event)
+        }))
+    }
+
     /// The stored release, read and checked ([`StoredRelease::checked`]): another process, or
     /// a hand edit, may have written anything there.
     fn release(&self, found: &Found) -> Result<StoredRelease, StoreError> {
@@ -321,14 +350,31 @@ impl StateStore for EtcdStore {
                 success.push(put(&self.history_key(event.version), &value));
             }
             success.extend(self.history_trim(write)?);
-            let response = self.call(
+            let (answer, doubt) = self.call_noting(
                 "/v3/kv/txn",
                 &json!({"compare": [compare], "success": success}),
-            )?;
-            if response["succeeded"].as_bool() == Some(true) {
-                return Ok(Commit::Written);
+            );
+            match answer {
+                Ok(response) if response["succeeded"].as_bool() == Some(true) => {
+                    return Ok(Commit::Written);
+                }
+                // An endpoint tried first may have applied it, so that the compare failed on
+                // this very write. If its compare failed on another writer's, this one can no
+                // longer apply: the compare names the revision that writer changed.
+                Ok(_) if doubt && self.holds(write)? => return Ok(Commit::Written),
+                // Another writer committed between the read and the transaction: look again.
+                Ok(_) => {}
+                // No endpoint answered (or the last refused it after others failed): stored if
+                // it is there now, else unknown (a proposal may still commit), which the
+                // caller treats as a store it cannot reach.
+                Err(error) if doubt => {
+                    return match self.holds(write) {
+                        Ok(true) => Ok(Commit::Written),
+                        _ => Err(error),
+                    };
+                }
+                Err(error) => return Err(error),
             }
-            // Another writer committed between the read and the transaction: look again.
         }
         Err(self.error(
             StoreProblem::Conflict,

@@ -29,6 +29,17 @@ pub(crate) fn config(environment: Environment) -> PromotionConfig {
     }
 }
 
+/// The write made on the stored state of version and stage `on` (0: none), to stage `on + 1`
+/// with the default config in `environment`, recording a manual rollback for `reason` if any.
+pub(crate) fn write_on(on: u64, environment: Environment, reason: Option<&str>) -> StoredWrite {
+    let guard = Guard {
+        version: on,
+        stage: on,
+    };
+    let event = reason.map(rollback_event);
+    StoredWrite::new(guard, on + 1, &config(environment), event.as_ref())
+}
+
 /// Commits one write recording `reason` on top of whatever is stored (keeping `bound`
 /// events), retrying on conflict; returns the number of conflicts seen.
 pub(crate) fn commit_on_top(store: &dyn StateStore, reason: &str, bound: usize) -> u64 {

@@ -5,7 +5,9 @@ use super::*;
 use crate::config::Environment;
 use crate::store::Guard;
 use crate::store::scratch::etcd_endpoint as endpoint;
-use crate::store::testing::{commit_on_top, config, contribution, rollback_event as event};
+use crate::store::testing::{
+    commit_on_top, config, contribution, rollback_event as event, write_on,
+};
 use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -115,6 +117,80 @@ fn concurrent_writers_lose_nothing_and_the_history_keeps_its_bound() {
     let state = store.load().unwrap().unwrap();
     let versions: Vec<_> = state.history.iter().map(|e| e.version).collect();
     assert_eq!(versions, [21, 22, 23, 24, 25]);
+}
+
+/// A loopback endpoint that never answers: it reads each request, hands the body of a
+/// transaction to `on_txn` (which may apply it, as a member that times out after committing
+/// does), then closes the connection. The store then passes the request to its next endpoint.
+fn losing_answers(on_txn: impl Fn(String) + Send + 'static) -> String {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for connection in listener.incoming() {
+            let Ok(connection) = connection else {
+                continue;
+            };
+            let mut reader = BufReader::new(connection);
+            let (mut request_line, mut line, mut length) = (String::new(), String::new(), 0);
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() && request_line.contains(" /v3/kv/txn ") {
+                on_txn(String::from_utf8_lossy(&body).into_owned());
+            }
+        }
+    });
+    endpoint
+}
+
+#[test]
+fn a_write_whose_answer_is_lost_after_etcd_applied_it_is_written_not_a_conflict() {
+    let Some(endpoint) = endpoint("etcd lost answers") else {
+        return;
+    };
+    let etcd = endpoint.clone();
+    let applies = losing_answers(move |txn| {
+        ureq::post(format!("{etcd}/v3/kv/txn")).send(txn).unwrap();
+    });
+    let direct = settings(&endpoint, "lost");
+    let through = |first: String| EtcdStoreConfig {
+        endpoints: vec![first, endpoint.clone()],
+        ..direct.clone()
+    };
+    let store = EtcdStore::open(&through(applies)).unwrap();
+    let first = write_on(0, crate::config::canary(10.0), None);
+    // Applied by the first endpoint, then refused by the second's compare: this write's own.
+    assert_eq!(store.commit(&first).unwrap(), Commit::Written);
+    let rollback = write_on(1, Environment::Production, Some("bad deploy"));
+    assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
+    let stored = store.load().unwrap().unwrap();
+    assert_eq!(stored.release, rollback.release);
+    assert_eq!(stored.history, [rollback.event.clone().unwrap()]);
+    // The answer lost while another writer's transaction went in: a conflict, and nothing of
+    // this write is stored (its compare can no longer hold).
+    let rival = EtcdStore::open(&direct).unwrap();
+    let races = losing_answers(move |_| {
+        commit_on_top(&rival, "rival", 10);
+    });
+    let racing = EtcdStore::open(&through(races)).unwrap();
+    let late = write_on(2, Environment::Production, Some("late"));
+    assert_eq!(
+        racing.commit(&late).unwrap(),
+        Commit::Conflict { stored_version: 3 }
+    );
+    let stored = store.load().unwrap().unwrap();
+    let reasons: Vec<_> = stored.history.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["bad deploy", "rival"]);
 }
 
 #[test]
