@@ -652,6 +652,38 @@ fn a_rollback_made_offline_yields_to_one_already_stored() {
 }
 
 #[test]
+fn a_bad_event_written_by_hand_leaves_the_gate_as_it_was_until_it_is_mended() {
+    let dir = Scratch::new("bad-event");
+    let path = dir.file("gate.db");
+    let gate = open(&path);
+    let hand = rusqlite::Connection::open(&path).unwrap();
+    gate.rollback("first").unwrap();
+    let before = gate.rollback_history();
+    // The next version, written by hand with an event whose reason is too long.
+    hand.execute("UPDATE release SET version = version + 1", [])
+        .unwrap();
+    hand.execute(
+        r#"INSERT INTO history SELECT gate, version, 'release', 'Canary{10}', ?1, 'manual',
+               '{"canary":{"traffic_percent":10.0}}', 0 FROM release"#,
+        ["r".repeat(promotion_gates::MAX_REASON_BYTES + 1)],
+    )
+    .unwrap();
+    // Many sync intervals: every read of it is refused, and the gate keeps its history.
+    std::thread::sleep(Duration::from_millis(SYNC_MS * 20));
+    assert_eq!(gate.rollback_history(), before);
+    assert_eq!(gate.environment(), Environment::Production);
+    hand.execute(
+        "UPDATE history SET reason = 'mended' WHERE reason <> 'first'",
+        [],
+    )
+    .unwrap();
+    eventually("the mended event is read", || {
+        gate.rollback_history().len() == 2
+    });
+    assert_eq!(gate.rollback_history()[1].reason, "mended");
+}
+
+#[test]
 fn a_corrupt_store_file_is_an_error_naming_the_path() {
     let dir = Scratch::new("corrupt");
     let path = dir.file("gate.db");

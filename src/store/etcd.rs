@@ -302,23 +302,40 @@ impl StateStore for EtcdStore {
         if release.version <= version {
             return Ok(None);
         }
-        // The history at the same revision as the release.
+        // The history at the same revision as the release: the newest events the release
+        // keeps, at most (keys written by hand may be more).
         let response = self.call(
             "/v3/kv/range",
             &json!({
                 "key": BASE64.encode(self.history_key(version + 1)),
                 "range_end": BASE64.encode(self.history_end()),
                 "revision": revision,
+                "limit": release.history_bound().to_string(),
+                "sort_order": "DESCEND",
+                "sort_target": "KEY",
             }),
         )?;
+        let not_ours = |e: String| self.error(StoreProblem::NotOurs, e);
         let mut history = Vec::new();
         for kv in response["kvs"].as_array().into_iter().flatten() {
+            let key = String::from_utf8_lossy(&self.decode(&kv["key"])?).into_owned();
             let value = self.decode(&kv["value"])?;
             let event: StoredEvent = serde_json::from_slice(&value)
-                .map_err(|e| self.error(StoreProblem::NotOurs, format!("a history event: {e}")))?;
+                .map_err(|e| not_ours(format!("{key}: not a history event: {e}")))?;
+            // The key names the version of the write that recorded it, as the event does.
+            if key != self.history_key(event.version) {
+                return Err(not_ours(format!(
+                    "{key}: holds history.version = {}",
+                    event.version
+                )));
+            }
             history.push(event);
         }
-        Ok(Some(StoredState { release, history }))
+        history.reverse();
+        StoredState { release, history }
+            .checked()
+            .map(Some)
+            .map_err(not_ours)
     }
 
     fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError> {

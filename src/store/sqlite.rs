@@ -202,14 +202,16 @@ impl SqliteStore {
         }
         .checked()
         .map_err(|e| self.error(StoreProblem::NotOurs, e))?;
+        // The newest events the release keeps, at most (a file written by hand may hold more).
         let mut statement = connection
             .prepare_cached(
                 "SELECT version, rolled_back, feature, reason, rollback_trigger, environment, timestamp_ns
-                 FROM history WHERE gate = ?1 AND version > ?2 ORDER BY version",
+                 FROM history WHERE gate = ?1 AND version > ?2 ORDER BY version DESC LIMIT ?3",
             )
             .map_err(fail)?;
+        let bound = i64::try_from(release.history_bound()).unwrap_or(i64::MAX);
         let rows = statement
-            .query_map(params![self.gate, self.signed(since)?], |row| {
+            .query_map(params![self.gate, self.signed(since)?, bound], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
                     row.get::<_, String>(1)?,
@@ -238,7 +240,11 @@ impl SqliteStore {
                 timestamp_ns,
             });
         }
-        Ok(Some(StoredState { release, history }))
+        history.reverse();
+        StoredState { release, history }
+            .checked()
+            .map(Some)
+            .map_err(|e| self.error(StoreProblem::NotOurs, e))
     }
 
     fn count(&self, column: &str, value: i64) -> Result<u64, StoreError> {

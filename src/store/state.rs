@@ -4,8 +4,10 @@
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
-use crate::config::{Environment, PromotionConfig};
+use crate::config::{Environment, PromotionConfig, check_name};
+use crate::error::{ConfigError, quoted};
 use crate::history::{RollbackEvent, RollbackTrigger, RolledBack};
+use crate::limits::MAX_REASON_BYTES;
 
 /// The stored schema's version. A store written with a newer one is refused, never guessed at.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
@@ -38,6 +40,13 @@ impl StoredRelease {
             .map_err(|e| format!("release.config: {e}"))?;
         Ok(self)
     }
+
+    /// The most history events a store holds with this release, and so the most a read of
+    /// it takes (the newest): its config's `max_rollback_history`, to which every write trims
+    /// the stored history (a write that lowers it trims at once; raising it brings none back).
+    pub(crate) fn history_bound(&self) -> usize {
+        self.config.max_rollback_history.max(1)
+    }
 }
 
 /// One rollback event as stored. The structured evidence of an automatic rollback stays in
@@ -64,6 +73,30 @@ pub(crate) struct StoredEvent {
 pub(crate) struct StoredState {
     pub(crate) release: StoredRelease,
     pub(crate) history: Vec<StoredEvent>,
+}
+
+impl StoredState {
+    /// Checks a state read from a store (the release already checked, the history read as
+    /// at most [`StoredRelease::history_bound`] events, oldest first): each event's fields
+    /// ([`StoredEvent::to_event`]) and its version, the one of the write that recorded it, so
+    /// from 1 to the release's and increasing. Every backend reads its state through it. The
+    /// error names the field and its value.
+    pub(crate) fn checked(self) -> Result<Self, String> {
+        let mut previous = 0;
+        for event in &self.history {
+            let version = event.version;
+            if version == 0 || version > self.release.version || version <= previous {
+                return Err(format!(
+                    "invalid history.version = {version}: from {} to the release's version {}",
+                    previous + 1,
+                    self.release.version
+                ));
+            }
+            previous = version;
+            event.to_event()?;
+        }
+        Ok(self)
+    }
 }
 
 /// The stored state a write was decided on: its version, which the store compares (0 means an
@@ -140,36 +173,64 @@ impl StoredEvent {
         }
     }
 
-    /// The event as the gate's history holds it, or what in it is not understood.
+    /// The event as the gate's history holds it, or what in it is not one this build writes,
+    /// naming the field and its value: `rolled_back` and `trigger` among their words and
+    /// matching (a flag is rolled back by `flag_disabled`, a release manually or
+    /// automatically), `feature` a name (the flag's, or the environment's text: at most
+    /// [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) bytes, no whitespace), `reason` at most
+    /// [`MAX_REASON_BYTES`], `environment` valid, `timestamp_ns` a time this system holds.
     pub(crate) fn to_event(&self) -> Result<RollbackEvent, String> {
-        let rolled_back = match self.rolled_back.as_str() {
-            "release" => RolledBack::Release,
-            "flag" => RolledBack::Flag(self.feature.clone()),
-            other => {
-                return Err(format!(
-                    "unknown rolled_back {other:?} in event {}",
-                    self.version
-                ));
+        let refused = |e: ConfigError| {
+            format!(
+                "invalid history.{} = {}: {} (event {})",
+                e.field(),
+                e.value(),
+                e.expected(),
+                self.version
+            )
+        };
+        let (rolled_back, trigger) = match (self.rolled_back.as_str(), self.trigger.as_str()) {
+            ("release", "manual") => (RolledBack::Release, RollbackTrigger::Manual),
+            ("release", "automatic") => (RolledBack::Release, RollbackTrigger::Automatic),
+            ("flag", "flag_disabled") => (
+                RolledBack::Flag(self.feature.clone()),
+                RollbackTrigger::FlagDisabled,
+            ),
+            ("release", other) => {
+                let why = "manual or automatic for a release";
+                return Err(refused(ConfigError::new("trigger", quoted(other), why)));
+            }
+            ("flag", other) => {
+                let why = "flag_disabled for a flag";
+                return Err(refused(ConfigError::new("trigger", quoted(other), why)));
+            }
+            (other, _) => {
+                let why = "release or flag";
+                return Err(refused(ConfigError::new("rolled_back", quoted(other), why)));
             }
         };
-        let trigger = match self.trigger.as_str() {
-            "manual" => RollbackTrigger::Manual,
-            "automatic" => RollbackTrigger::Automatic,
-            "flag_disabled" => RollbackTrigger::FlagDisabled,
-            other => {
-                return Err(format!(
-                    "unknown trigger {other:?} in event {}",
-                    self.version
-                ));
-            }
-        };
+        check_name("feature", &self.feature).map_err(refused)?;
+        if self.reason.len() > MAX_REASON_BYTES {
+            return Err(refused(ConfigError::new(
+                "reason",
+                quoted(&self.reason),
+                format!("at most {MAX_REASON_BYTES} bytes (MAX_REASON_BYTES)"),
+            )));
+        }
+        self.environment.validate().map_err(refused)?;
         let magnitude = Duration::from_nanos(self.timestamp_ns.unsigned_abs());
         let timestamp = if self.timestamp_ns >= 0 {
             SystemTime::UNIX_EPOCH.checked_add(magnitude)
         } else {
             SystemTime::UNIX_EPOCH.checked_sub(magnitude)
         }
-        .ok_or_else(|| format!("timestamp_ns {} out of range", self.timestamp_ns))?;
+        .ok_or_else(|| {
+            refused(ConfigError::new(
+                "timestamp_ns",
+                self.timestamp_ns.to_string(),
+                "a time this system holds",
+            ))
+        })?;
         Ok(RollbackEvent {
             rolled_back,
             feature: self.feature.clone(),
@@ -233,6 +294,112 @@ mod tests {
         stored.trigger = "manual".into();
         stored.rolled_back = "everything".into();
         assert!(stored.to_event().unwrap_err().contains("\"everything\""));
+    }
+
+    #[test]
+    fn each_field_of_a_stored_event_is_checked_naming_it_and_its_value() {
+        let at = SystemTime::UNIX_EPOCH;
+        let release =
+            StoredEvent::from_event(3, &event(RolledBack::Release, RollbackTrigger::Manual, at));
+        let flag = StoredEvent::from_event(
+            3,
+            &event(
+                RolledBack::Flag("f".into()),
+                RollbackTrigger::FlagDisabled,
+                at,
+            ),
+        );
+        // The event changed, and words its refusal holds.
+        type Case<'a> = (&'a StoredEvent, fn(&mut StoredEvent), &'a [&'a str]);
+        let cases: [Case; 7] = [
+            (
+                &release,
+                |e| e.reason = "r".repeat(MAX_REASON_BYTES + 1),
+                &[
+                    "history.reason = \"rrrr",
+                    "(4097 bytes)",
+                    "MAX_REASON_BYTES",
+                    "event 3",
+                ],
+            ),
+            (
+                &flag,
+                |e| e.feature = "two words".into(),
+                &["history.feature = \"two words\"", "whitespace"],
+            ),
+            (
+                &flag,
+                |e| e.feature.clear(),
+                &["history.feature = \"\"", "empty"],
+            ),
+            (
+                &release,
+                |e| e.feature = "x".repeat(129),
+                &["history.feature", "128 bytes"],
+            ),
+            (
+                &flag,
+                |e| e.trigger = "manual".into(),
+                &["history.trigger = \"manual\"", "flag_disabled for a flag"],
+            ),
+            (
+                &release,
+                |e| e.trigger = "flag_disabled".into(),
+                &["history.trigger = \"flag_disabled\"", "for a release"],
+            ),
+            (
+                &release,
+                |e| e.environment = canary(120.0),
+                &["history.environment.traffic_percent = 120"],
+            ),
+        ];
+        for (base, change, words) in cases {
+            let mut stored = base.clone();
+            change(&mut stored);
+            let err = stored.to_event().unwrap_err();
+            for word in words {
+                assert!(err.contains(word), "{word:?} not in {err}");
+            }
+            assert!(err.len() < 400, "the value is shortened: {err}");
+        }
+        // At the bound it is read.
+        let mut at_bound = release.clone();
+        at_bound.reason = "r".repeat(MAX_REASON_BYTES);
+        assert!(at_bound.to_event().is_ok());
+    }
+
+    #[test]
+    fn a_stored_events_version_is_at_most_the_releases_and_increasing() {
+        let at = SystemTime::UNIX_EPOCH;
+        let one = |version| {
+            StoredEvent::from_event(
+                version,
+                &event(RolledBack::Release, RollbackTrigger::Manual, at),
+            )
+        };
+        let state = |versions: &[u64]| StoredState {
+            release: StoredRelease {
+                version: 5,
+                stage: 5,
+                config: PromotionConfig::default(),
+            },
+            history: versions.iter().map(|&v| one(v)).collect(),
+        };
+        assert!(state(&[2, 5]).checked().is_ok());
+        for (versions, words) in [
+            (
+                &[2, 6][..],
+                "history.version = 6: from 3 to the release's version 5",
+            ),
+            (&[0][..], "history.version = 0"),
+            (&[3, 3][..], "history.version = 3: from 4"),
+        ] {
+            let err = state(versions).checked().unwrap_err();
+            assert!(err.contains(words), "{err}");
+        }
+        let mut bad = state(&[4]);
+        bad.history[0].reason = "r".repeat(MAX_REASON_BYTES + 1);
+        assert!(bad.checked().unwrap_err().contains("history.reason"));
     }
 
     #[test]

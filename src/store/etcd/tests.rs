@@ -194,6 +194,46 @@ fn a_write_whose_answer_is_lost_after_etcd_applied_it_is_written_not_a_conflict(
 }
 
 #[test]
+fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming_it() {
+    let Some(endpoint) = endpoint("etcd history read") else {
+        return;
+    };
+    let store = EtcdStore::open(&settings(&endpoint, "history-read")).unwrap();
+    for i in 1..=4 {
+        commit_on_top(&store, &format!("r{i}"), 100);
+    }
+    let put = |key: String, value: Vec<u8>| {
+        let put = json!({"key": BASE64.encode(key), "value": BASE64.encode(value)});
+        store.call("/v3/kv/put", &put).unwrap();
+    };
+    // A release that keeps 2 events beside 4 stored keys (written by hand): the read takes
+    // the newest 2, never every key.
+    let state = store.load().unwrap().unwrap();
+    let mut release = state.release.clone();
+    release.config.max_rollback_history = 2;
+    put(store.key("release"), serde_json::to_vec(&release).unwrap());
+    let reasons = |state: StoredState| -> Vec<String> {
+        state.history.into_iter().map(|e| e.reason).collect()
+    };
+    assert_eq!(reasons(store.load().unwrap().unwrap()), ["r3", "r4"]);
+    let refused = |words: &[&str]| {
+        let err = store.load().unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+        for word in words {
+            assert!(err.to_string().contains(word), "{word:?} not in {err}");
+        }
+    };
+    let mut last = state.history[3].clone();
+    last.reason = "r".repeat(crate::MAX_REASON_BYTES + 1);
+    put(store.history_key(4), serde_json::to_vec(&last).unwrap());
+    refused(&["history.reason = \"rrr", "4097 bytes", "event 4"]);
+    last.reason = "r4".into();
+    last.version = 3;
+    put(store.history_key(4), serde_json::to_vec(&last).unwrap());
+    refused(&["history/00000000000000000004: holds history.version = 3"]);
+}
+
+#[test]
 fn a_foreign_schema_and_an_unreachable_cluster_are_errors_naming_the_store() {
     let Some(endpoint) = endpoint("etcd foreign schema") else {
         return;

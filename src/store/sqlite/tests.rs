@@ -1,4 +1,5 @@
 use super::*;
+use crate::MAX_REASON_BYTES;
 use crate::config::canary;
 use crate::store::Guard;
 use crate::store::scratch::Scratch;
@@ -228,6 +229,47 @@ fn real_processes_share_one_file_without_losing_a_write() {
         assert!(child.wait().unwrap().success());
     }
     assert_every_write_is_there(&open(&path, "checkout"), PROCESSES, WRITES);
+}
+
+#[test]
+fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming_it() {
+    let dir = Scratch::new("history-read");
+    let store = open(&dir.file("gate.db"), "checkout");
+    for i in 1..=4 {
+        commit_on_top(&store, &format!("r{i}"), 100);
+    }
+    let hand = |sql: &str, value: &dyn rusqlite::ToSql| {
+        store.connection().execute(sql, [value]).unwrap();
+    };
+    // A release that keeps 2 events beside 4 stored rows (a file edited by hand): the read
+    // takes the newest 2, never every row.
+    hand(
+        "UPDATE release SET config = json_set(config, '$.max_rollback_history', ?1)",
+        &2,
+    );
+    let state = store.load().unwrap().unwrap();
+    let reasons: Vec<_> = state.history.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["r3", "r4"]);
+    let refused = |words: &[&str]| {
+        let err = store.load().unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+        for word in words {
+            assert!(err.to_string().contains(word), "{word:?} not in {err}");
+        }
+    };
+    hand(
+        "UPDATE history SET reason = ?1 WHERE version = 4",
+        &"r".repeat(MAX_REASON_BYTES + 1),
+    );
+    refused(&["history.reason = \"rrr", "4097 bytes", "event 4"]);
+    hand("UPDATE history SET reason = 'r4' WHERE version = ?1", &4);
+    hand(
+        "UPDATE history SET rolled_back = 'flag', feature = ?1, rollback_trigger = 'flag_disabled' WHERE version = 4",
+        &"dark mode",
+    );
+    refused(&["history.feature = \"dark mode\"", "whitespace"]);
+    hand("UPDATE history SET version = ?1 WHERE version = 4", &9);
+    refused(&["history.version = 9", "release's version 4"]);
 }
 
 fn expect_refused(path: &str, problem: StoreProblem, words: &str) {
