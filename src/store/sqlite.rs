@@ -15,8 +15,9 @@ use super::{
     BadContribution, Commit, Contribution, MAX_INSTANCES, SCHEMA_VERSION, SqliteStoreConfig,
     StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease, StoredState, StoredWrite,
 };
-use crate::config::{Environment, PromotionConfig};
+use crate::config::PromotionConfig;
 use crate::decision::PerCohort;
+use crate::error::{Shown, quoted};
 
 /// Marks a file as ours in the SQLite header (`PRAGMA application_id`): "PGAT".
 const APPLICATION_ID: i32 = 0x5047_4154;
@@ -140,10 +141,14 @@ impl SqliteStore {
                     .map_err(fail)?;
             }
             (APPLICATION_ID, _) => {
-                let version: Option<i64> = tx
+                let version = tx
                     .query_row("SELECT max(version) FROM schema_version", [], |row| {
-                        row.get(0)
+                        Ok(match row.get_ref(0) {
+                            Ok(ValueRef::Null) => Ok(None),
+                            _ => integer(row, 0, "schema_version.version").map(Some),
+                        })
                     })
+                    .map_err(|e| self.error(StoreProblem::NotOurs, e))?
                     .map_err(|e| self.error(StoreProblem::NotOurs, e))?;
                 if version != Some(i64::from(SCHEMA_VERSION)) {
                     return Err(self.error(
@@ -178,30 +183,30 @@ impl SqliteStore {
 
     fn read(&self, connection: &Connection, since: u64) -> Result<Option<StoredState>, StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
-        let row: Option<(i64, i64, String)> = connection
+        let not_ours = |e: String| self.error(StoreProblem::NotOurs, e);
+        let row = connection
             .query_row(
                 "SELECT version, stage, config FROM release WHERE gate = ?1",
                 [&self.gate],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                |row| Ok(release_of(row)),
             )
             .optional()
             .map_err(fail)?;
-        let Some((version, stage, config)) = row else {
+        let Some((version, stage, config)) = row.transpose().map_err(not_ours)? else {
             return Ok(None);
         };
-        let version = self.count("release.version", version)?;
         if version <= since {
             return Ok(None);
         }
         let config = PromotionConfig::parse_json(&config)
-            .map_err(|e| self.error(StoreProblem::NotOurs, format!("release.config: {e}")))?;
+            .map_err(|e| not_ours(format!("release.config: {e}")))?;
         let release = StoredRelease {
             version,
-            stage: self.count("release.stage", stage)?,
+            stage,
             config,
         }
         .checked()
-        .map_err(|e| self.error(StoreProblem::NotOurs, e))?;
+        .map_err(not_ours)?;
         // The newest events the release keeps, at most (a file written by hand may hold more).
         let mut statement = connection
             .prepare_cached(
@@ -212,44 +217,18 @@ impl SqliteStore {
         let bound = i64::try_from(release.history_bound()).unwrap_or(i64::MAX);
         let rows = statement
             .query_map(params![self.gate, self.signed(since)?, bound], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, i64>(6)?,
-                ))
+                Ok(event_of(row))
             })
             .map_err(fail)?;
         let mut history = Vec::new();
         for row in rows {
-            let (version, rolled_back, feature, reason, trigger, environment, timestamp_ns) =
-                row.map_err(fail)?;
-            let environment: Environment = serde_json::from_str(&environment).map_err(|e| {
-                self.error(StoreProblem::NotOurs, format!("history.environment: {e}"))
-            })?;
-            history.push(StoredEvent {
-                version: self.count("history.version", version)?,
-                rolled_back,
-                feature,
-                reason,
-                trigger,
-                environment,
-                timestamp_ns,
-            });
+            history.push(row.map_err(fail)?.map_err(not_ours)?);
         }
         history.reverse();
         StoredState { release, history }
             .checked()
             .map(Some)
-            .map_err(|e| self.error(StoreProblem::NotOurs, e))
-    }
-
-    fn count(&self, column: &str, value: i64) -> Result<u64, StoreError> {
-        u64::try_from(value)
-            .map_err(|_| self.error(StoreProblem::NotOurs, format!("{column} = {value}")))
+            .map_err(not_ours)
     }
 
     fn signed(&self, value: u64) -> Result<i64, StoreError> {
@@ -328,18 +307,17 @@ impl StateStore for SqliteStore {
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
-        let found: Option<i64> = tx
+        let stored_version = tx
             .query_row(
                 "SELECT version FROM release WHERE gate = ?1",
                 [&self.gate],
-                |row| row.get(0),
+                |row| Ok(count(row, 0, "release.version")),
             )
             .optional()
-            .map_err(fail)?;
-        let stored_version = match found {
-            Some(version) => self.count("release.version", version)?,
-            None => 0,
-        };
+            .map_err(fail)?
+            .transpose()
+            .map_err(|e| self.error(StoreProblem::NotOurs, e))?
+            .unwrap_or(0);
         if stored_version != write.guard.version {
             return Ok(Commit::Conflict { stored_version });
         }
@@ -480,6 +458,77 @@ fn contribution_of(row: &Row<'_>, stage: u64) -> Result<Contribution, BadContrib
     })
 }
 
+/// A row of `release` as selected by `read` (version, stage, config), or which column holds
+/// what instead.
+fn release_of(row: &Row<'_>) -> Result<(u64, u64, String), String> {
+    Ok((
+        count(row, 0, "release.version")?,
+        count(row, 1, "release.stage")?,
+        text(row, 2, "release.config")?,
+    ))
+}
+
+/// A row of `history` as selected by `read`, or which column holds what instead.
+fn event_of(row: &Row<'_>) -> Result<StoredEvent, String> {
+    let environment = text(row, 5, "history.environment")?;
+    Ok(StoredEvent {
+        version: count(row, 0, "history.version")?,
+        rolled_back: text(row, 1, "history.rolled_back")?,
+        feature: text(row, 2, "history.feature")?,
+        reason: text(row, 3, "history.reason")?,
+        trigger: text(row, 4, "history.rollback_trigger")?,
+        environment: serde_json::from_str(&environment)
+            .map_err(|e| format!("history.environment = {}: {e}", quoted(&environment)))?,
+        timestamp_ns: integer(row, 6, "history.timestamp_ns")?,
+    })
+}
+
+/// Column `at` of `row` as an integer, or what `column` holds instead (a column's declared
+/// type does not stop a hand-made value of another: `'x'` in an INTEGER column stays text).
+fn integer(row: &Row<'_>, at: usize, column: &str) -> Result<i64, String> {
+    match row.get_ref(at) {
+        Ok(ValueRef::Integer(n)) => Ok(n),
+        other => Err(wrong_type(column, other, "an integer")),
+    }
+}
+
+/// Column `at` of `row` as a count (an integer, not negative), or what `column` holds instead.
+fn count(row: &Row<'_>, at: usize, column: &str) -> Result<u64, String> {
+    let n = integer(row, at, column)?;
+    u64::try_from(n).map_err(|_| format!("{column} = {n}: not negative"))
+}
+
+/// Column `at` of `row` as UTF-8 text, or what `column` holds instead.
+fn text(row: &Row<'_>, at: usize, column: &str) -> Result<String, String> {
+    match row.get_ref(at) {
+        Ok(ValueRef::Text(bytes)) => std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|e| wrong_type(column, Ok(ValueRef::Text(bytes)), &format!("UTF-8 ({e})"))),
+        other => Err(wrong_type(column, other, "text")),
+    }
+}
+
+/// `column = value (type): expected ...`: the value shown as SQLite writes it (shortened),
+/// and its type as `typeof()` names it.
+fn wrong_type(column: &str, value: rusqlite::Result<ValueRef<'_>>, expected: &str) -> String {
+    let value = match value {
+        Ok(value) => value,
+        Err(e) => return format!("{column}: {e}"),
+    };
+    let (shown, kind) = match value {
+        ValueRef::Null => ("NULL".to_string(), "null"),
+        ValueRef::Integer(n) => (n.to_string(), "integer"),
+        ValueRef::Real(x) => (x.shown(), "real"),
+        ValueRef::Text(bytes) => (quoted(&String::from_utf8_lossy(bytes)), "text"),
+        ValueRef::Blob(bytes) => {
+            let hex: String = bytes.iter().take(16).map(|b| format!("{b:02x}")).collect();
+            let more = if bytes.len() > 16 { "..." } else { "" };
+            (format!("x'{hex}'{more}({} bytes)", bytes.len()), "blob")
+        }
+    };
+    format!("{column} = {shown} ({kind}): expected {expected}")
+}
+
 /// Wall-clock milliseconds since the Unix epoch: contributions' `updated_at_ms` (0 before it).
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -518,8 +567,18 @@ fn wal_mode(connection: &Connection, busy_timeout: Duration) -> rusqlite::Result
 }
 
 fn failure(path: &str, error: &rusqlite::Error) -> StoreError {
+    use rusqlite::Error::{FromSqlConversionFailure, IntegralValueOutOfRange, InvalidColumnType};
     let problem = match error.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreProblem::NotOurs,
+        // A value of another type than its column's (the columns are read through `integer`
+        // and `text`, which name the value; this is what any other read would meet).
+        None if matches!(
+            error,
+            InvalidColumnType(..) | FromSqlConversionFailure(..) | IntegralValueOutOfRange(..)
+        ) =>
+        {
+            StoreProblem::NotOurs
+        }
         _ => StoreProblem::Unavailable,
     };
     StoreError::new(path, problem, error)

@@ -1,9 +1,9 @@
 use super::*;
 use crate::MAX_REASON_BYTES;
-use crate::config::canary;
+use crate::config::{Environment, canary};
 use crate::store::Guard;
 use crate::store::scratch::Scratch;
-use crate::store::testing::{commit_on_top, config, contribution, rollback_event};
+use crate::store::testing::{commit_on_top, config, contribution, rollback_event, write_on};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -270,6 +270,82 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
     refused(&["history.feature = \"dark mode\"", "whitespace"]);
     hand("UPDATE history SET version = ?1 WHERE version = 4", &9);
     refused(&["history.version = 9", "release's version 4"]);
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_not_ours_naming_the_column_and_the_value() {
+    let dir = Scratch::new("column-types");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    commit_on_top(&store, "r1", 100);
+    commit_on_top(&store, "r2", 100);
+    let good = store.load().unwrap().unwrap();
+    let hand = Connection::open(&path).unwrap();
+    let refused_by = |sql: &str, words: &[&str], commit_too: bool| {
+        hand.execute_batch(sql).unwrap();
+        let mut errors = vec![store.load().unwrap_err()];
+        if commit_too {
+            // A commit reads the release's version only.
+            errors.push(store.commit(&write_on(2, canary(5.0), None)).unwrap_err());
+        }
+        for err in errors {
+            assert_eq!(err.problem(), StoreProblem::NotOurs, "{sql}: {err}");
+            for word in words {
+                assert!(err.to_string().contains(word), "{word:?} not in {err}");
+            }
+        }
+    };
+    refused_by(
+        "UPDATE release SET version = 'x'",
+        &["release.version = \"x\" (text): expected an integer"],
+        true,
+    );
+    refused_by(
+        "UPDATE release SET version = 1.5",
+        &["release.version = 1.5 (real): expected an integer"],
+        true,
+    );
+    refused_by(
+        "UPDATE release SET version = -2",
+        &["release.version = -2: not negative"],
+        true,
+    );
+    let refused = |sql: &str, words: &[&str]| refused_by(sql, words, false);
+    refused(
+        "UPDATE release SET version = 2, stage = x'00ff'",
+        &["release.stage = x'00ff'(2 bytes) (blob): expected an integer"],
+    );
+    refused(
+        "UPDATE release SET stage = 2; UPDATE history SET reason = x'00ff' WHERE version = 2",
+        &["history.reason = x'00ff'(2 bytes) (blob): expected text"],
+    );
+    refused(
+        "UPDATE history SET reason = CAST(x'72ff' AS TEXT) WHERE version = 2",
+        &["history.reason = \"r\u{fffd}\" (text): expected UTF-8"],
+    );
+    refused(
+        "UPDATE history SET reason = 'r2', timestamp_ns = 'noon' WHERE version = 2",
+        &["history.timestamp_ns = \"noon\" (text): expected an integer"],
+    );
+    refused(
+        r#"UPDATE history SET timestamp_ns = 0, environment = '{"canary": 5}' WHERE version = 2"#,
+        &[r#"history.environment = "{\"canary\": 5}""#],
+    );
+    hand.execute(
+        r#"UPDATE history SET environment = '{"canary":{"traffic_percent":5.0}}' WHERE version = 2"#,
+        [],
+    )
+    .unwrap();
+    let mended = store.load().unwrap().unwrap();
+    assert_eq!(mended.release, good.release);
+    // A schema version of another type is refused when the file is opened.
+    hand.execute("UPDATE schema_version SET version = 'one'", [])
+        .unwrap();
+    expect_refused(
+        &path,
+        StoreProblem::NotOurs,
+        "schema_version.version = \"one\" (text)",
+    );
 }
 
 fn expect_refused(path: &str, problem: StoreProblem, words: &str) {
