@@ -684,6 +684,32 @@ fn a_bad_event_written_by_hand_leaves_the_gate_as_it_was_until_it_is_mended() {
 }
 
 #[test]
+fn a_stored_state_of_another_gate_is_refused_naming_both_gates() {
+    let dir = Scratch::new("other-gate");
+    let path = dir.file("gate.db");
+    drop(open(&path));
+    // The row of `checkout` holds the config of `payments` (edited by hand): the gate would
+    // run under that name.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE release SET config = json_set(config, '$.gate', 'payments')",
+            [],
+        )
+        .unwrap();
+    let Err(Error::Store(err)) = open_with(&path, 10.0, 5000) else {
+        panic!("a gate opened on another gate's state");
+    };
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    assert!(
+        err.to_string().contains(
+            r#"release.config.gate = "payments": the state of another gate, this one is "checkout""#
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_corrupt_store_file_is_an_error_naming_the_path() {
     let dir = Scratch::new("corrupt");
     let path = dir.file("gate.db");

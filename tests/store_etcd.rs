@@ -136,6 +136,11 @@ fn a_tampered_release_is_refused_naming_the_field_and_its_value() {
             r#"{"version": 2, "stage": 1, "config": {"rollback_window_seconds": 0}}"#,
             "release.config: ",
         ),
+        // Another gate's state (a prefix shared by two gates): this one would take its name.
+        (
+            r#"{"version": 2, "stage": 1, "config": {"gate": "payments"}}"#,
+            r#"release.config.gate = "payments": the state of another gate, this one is "checkout""#,
+        ),
     ] {
         let prefix = unique_prefix("tampered");
         drop(open(&endpoint, &prefix).unwrap());

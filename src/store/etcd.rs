@@ -31,6 +31,8 @@ pub(crate) struct EtcdStore {
     location: String,
     endpoints: Vec<String>,
     prefix: String,
+    /// The gate whose state the prefix holds: a release of another is refused.
+    gate: String,
     agent: ureq::Agent,
     /// The newest revision a read of this store saw: the watch starts after it.
     read_revision: AtomicU64,
@@ -46,15 +48,16 @@ struct Found {
 }
 
 impl EtcdStore {
-    /// Connects to the cluster and checks (or writes) the prefix's schema version.
-    pub(crate) fn open(config: &EtcdStoreConfig) -> Result<Self, StoreError> {
-        let store = Self::new(config);
+    /// Connects to the cluster and checks (or writes) the prefix's schema version, for the
+    /// gate called `gate`.
+    pub(crate) fn open(config: &EtcdStoreConfig, gate: &str) -> Result<Self, StoreError> {
+        let store = Self::new(config, gate);
         store.check_schema()?;
         Ok(store)
     }
 
-    /// The store `config` names, before any request is made.
-    fn new(config: &EtcdStoreConfig) -> Self {
+    /// The store `config` names, for the gate called `gate`, before any request is made.
+    fn new(config: &EtcdStoreConfig, gate: &str) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(false)
@@ -64,6 +67,7 @@ impl EtcdStore {
             location: format!("{} {}", config.endpoints.join(","), config.prefix),
             endpoints: config.endpoints.clone(),
             prefix: config.prefix.clone(),
+            gate: gate.to_string(),
             agent,
             read_revision: AtomicU64::new(0),
             lease: Mutex::new(None),
@@ -283,7 +287,7 @@ impl EtcdStore {
         };
         serde_json::from_slice::<StoredRelease>(&found.value)
             .map_err(|e| not_ours(e.to_string()))?
-            .checked()
+            .checked(&self.gate)
             .map_err(not_ours)
     }
 }

@@ -181,7 +181,7 @@ pub(crate) fn open(config: &StoreConfig, gate: &str) -> Result<Arc<dyn StateStor
     match config {
         StoreConfig::Sqlite(sqlite) => Ok(Arc::new(sqlite::SqliteStore::open(sqlite, gate)?)),
         #[cfg(feature = "etcd")]
-        StoreConfig::Etcd(etcd) => Ok(Arc::new(etcd::EtcdStore::open(etcd)?)),
+        StoreConfig::Etcd(etcd) => Ok(Arc::new(etcd::EtcdStore::open(etcd, gate)?)),
         #[cfg(not(feature = "etcd"))]
         StoreConfig::Etcd(etcd) => Err(StoreError::new(
             format!("{} {}", etcd.endpoints.join(","), etcd.prefix),

@@ -205,7 +205,7 @@ impl SqliteStore {
             stage,
             config,
         }
-        .checked()
+        .checked(&self.gate)
         .map_err(not_ours)?;
         // The newest events the release keeps, at most (a file written by hand may hold more).
         let mut statement = connection

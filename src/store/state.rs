@@ -25,11 +25,12 @@ pub(crate) struct StoredRelease {
 }
 
 impl StoredRelease {
-    /// Checks a release read from a store, which another process or a hand edit may have
-    /// written: its config valid, its version and stage at most `i64::MAX` (what SQLite can
-    /// hold, so that the next write's `+ 1` never overflows). Every backend reads its release
-    /// through it. The error names the field and its value.
-    pub(crate) fn checked(self) -> Result<Self, String> {
+    /// Checks a release read from the store of the gate called `gate`, which another process
+    /// or a hand edit may have written: its config valid and of that gate (the gate would
+    /// otherwise run under the stored name), its version and stage at most `i64::MAX` (what
+    /// SQLite can hold, so that the next write's `+ 1` never overflows). Every backend reads
+    /// its release through it. The error names the field and its value.
+    pub(crate) fn checked(self, gate: &str) -> Result<Self, String> {
         for (field, value) in [("version", self.version), ("stage", self.stage)] {
             if i64::try_from(value).is_err() {
                 return Err(format!("release.{field} = {value}: at most {}", i64::MAX));
@@ -38,6 +39,13 @@ impl StoredRelease {
         self.config
             .validate()
             .map_err(|e| format!("release.config: {e}"))?;
+        if self.config.gate != gate {
+            return Err(format!(
+                "release.config.gate = {}: the state of another gate, this one is {} (the gate's name keys its stored state)",
+                quoted(&self.config.gate),
+                quoted(gate)
+            ));
+        }
         Ok(self)
     }
 
@@ -400,6 +408,26 @@ mod tests {
         let mut bad = state(&[4]);
         bad.history[0].reason = "r".repeat(MAX_REASON_BYTES + 1);
         assert!(bad.checked().unwrap_err().contains("history.reason"));
+    }
+
+    #[test]
+    fn a_release_of_another_gate_is_refused_naming_both() {
+        let release = |gate: &str| StoredRelease {
+            version: 2,
+            stage: 1,
+            config: PromotionConfig {
+                gate: gate.into(),
+                ..Default::default()
+            },
+        };
+        assert!(release("checkout").checked("checkout").is_ok());
+        let err = release("payments").checked("checkout").unwrap_err();
+        assert!(
+            err.starts_with(
+                r#"release.config.gate = "payments": the state of another gate, this one is "checkout""#
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,9 +21,13 @@ pub(crate) fn rollback_event(reason: &str) -> RollbackEvent {
     }
 }
 
-/// The default config in `environment`.
+/// The gate the backends' tests store the state of.
+pub(crate) const GATE: &str = "checkout";
+
+/// The default config of the gate [`GATE`] in `environment`.
 pub(crate) fn config(environment: Environment) -> PromotionConfig {
     PromotionConfig {
+        gate: GATE.into(),
         environment,
         ..Default::default()
     }

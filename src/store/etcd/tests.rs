@@ -6,7 +6,7 @@ use crate::config::Environment;
 use crate::store::Guard;
 use crate::store::scratch::etcd_endpoint as endpoint;
 use crate::store::testing::{
-    commit_on_top, config, contribution, rollback_event as event, write_on,
+    GATE, commit_on_top, config, contribution, rollback_event as event, write_on,
 };
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -47,7 +47,7 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
         return;
     };
     let settings = settings(&endpoint, "reopen");
-    let store = EtcdStore::open(&settings).unwrap();
+    let store = EtcdStore::open(&settings, GATE).unwrap();
     assert_eq!(store.load().unwrap(), None);
     let first = StoredWrite::new(
         Guard {
@@ -77,7 +77,7 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
     assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
     let before = store.load().unwrap().unwrap();
     drop(store);
-    let reopened = EtcdStore::open(&settings).unwrap();
+    let reopened = EtcdStore::open(&settings, GATE).unwrap();
     let after = reopened.load().unwrap().unwrap();
     assert_eq!(after, before);
     assert_eq!(after.release.config.environment, Environment::Production);
@@ -95,14 +95,14 @@ fn concurrent_writers_lose_nothing_and_the_history_keeps_its_bound() {
         for w in 0..3 {
             let settings = &settings;
             scope.spawn(move || {
-                let store = EtcdStore::open(settings).unwrap();
+                let store = EtcdStore::open(settings, GATE).unwrap();
                 for i in 0..8 {
                     commit_on_top(&store, &format!("w{w}-{i}"), 100);
                 }
             });
         }
     });
-    let store = EtcdStore::open(&settings).unwrap();
+    let store = EtcdStore::open(&settings, GATE).unwrap();
     let state = store.load().unwrap().unwrap();
     assert_eq!(state.release.version, 24);
     let mut reasons: Vec<_> = state.history.iter().map(|e| e.reason.clone()).collect();
@@ -167,7 +167,7 @@ fn a_write_whose_answer_is_lost_after_etcd_applied_it_is_written_not_a_conflict(
         endpoints: vec![first, endpoint.clone()],
         ..direct.clone()
     };
-    let store = EtcdStore::open(&through(applies)).unwrap();
+    let store = EtcdStore::open(&through(applies), GATE).unwrap();
     let first = write_on(0, crate::config::canary(10.0), None);
     // Applied by the first endpoint, then refused by the second's compare: this write's own.
     assert_eq!(store.commit(&first).unwrap(), Commit::Written);
@@ -178,11 +178,11 @@ fn a_write_whose_answer_is_lost_after_etcd_applied_it_is_written_not_a_conflict(
     assert_eq!(stored.history, [rollback.event.clone().unwrap()]);
     // The answer lost while another writer's transaction went in: a conflict, and nothing of
     // this write is stored (its compare can no longer hold).
-    let rival = EtcdStore::open(&direct).unwrap();
+    let rival = EtcdStore::open(&direct, GATE).unwrap();
     let races = losing_answers(move |_| {
         commit_on_top(&rival, "rival", 10);
     });
-    let racing = EtcdStore::open(&through(races)).unwrap();
+    let racing = EtcdStore::open(&through(races), GATE).unwrap();
     let late = write_on(2, Environment::Production, Some("late"));
     assert_eq!(
         racing.commit(&late).unwrap(),
@@ -198,7 +198,7 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
     let Some(endpoint) = endpoint("etcd history read") else {
         return;
     };
-    let store = EtcdStore::open(&settings(&endpoint, "history-read")).unwrap();
+    let store = EtcdStore::open(&settings(&endpoint, "history-read"), GATE).unwrap();
     for i in 1..=4 {
         commit_on_top(&store, &format!("r{i}"), 100);
     }
@@ -239,7 +239,7 @@ fn a_foreign_schema_and_an_unreachable_cluster_are_errors_naming_the_store() {
         return;
     };
     let settings = settings(&endpoint, "foreign");
-    let store = EtcdStore::open(&settings).unwrap();
+    let store = EtcdStore::open(&settings, GATE).unwrap();
     let key = store.key("schema");
     store
         .call(
@@ -247,7 +247,7 @@ fn a_foreign_schema_and_an_unreachable_cluster_are_errors_naming_the_store() {
             &json!({"key": BASE64.encode(&key), "value": BASE64.encode("7")}),
         )
         .unwrap();
-    let err = EtcdStore::open(&settings).unwrap_err();
+    let err = EtcdStore::open(&settings, GATE).unwrap_err();
     assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
     assert!(err.to_string().contains(&settings.prefix), "{err}");
 
@@ -255,7 +255,7 @@ fn a_foreign_schema_and_an_unreachable_cluster_are_errors_naming_the_store() {
         endpoints: vec!["http://127.0.0.1:9".into()],
         ..settings
     };
-    let err = EtcdStore::open(&nowhere).unwrap_err();
+    let err = EtcdStore::open(&nowhere, GATE).unwrap_err();
     assert_eq!(err.problem(), StoreProblem::Unavailable, "{err}");
     assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
 }
@@ -267,9 +267,9 @@ fn a_watch_resumes_after_the_state_read_and_ends_when_stopped() {
     };
     let _alone = WATCH_THREADS.lock().unwrap_or_else(|e| e.into_inner());
     let settings = settings(&endpoint, "resume");
-    let reader = EtcdStore::open(&settings).unwrap();
+    let reader = EtcdStore::open(&settings, GATE).unwrap();
     // Written after `reader` read the state and before its watch starts.
-    commit_on_top(&EtcdStore::open(&settings).unwrap(), "between", 10);
+    commit_on_top(&EtcdStore::open(&settings, GATE).unwrap(), "between", 10);
     let (woken, wakes) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
     let watch = reader
@@ -335,7 +335,7 @@ fn a_watch_answered_at_once_with_an_error_or_nothing_pauses_between_requests() {
         "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     ] {
         let (endpoint, requests) = answering_at_once(answer);
-        let store = EtcdStore::new(&settings(&endpoint, "fast-errors"));
+        let store = EtcdStore::new(&settings(&endpoint, "fast-errors"), GATE);
         let stop = Arc::new(AtomicBool::new(false));
         let watch = store.watch(Box::new(|| {}), Arc::clone(&stop)).unwrap();
         // One and a half spans: the first request, a pause of one span, the second request.
@@ -388,8 +388,8 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
     };
     let settings = settings(&endpoint, "contributions");
     let (a, b) = (
-        EtcdStore::open(&settings).unwrap(),
-        EtcdStore::open(&settings).unwrap(),
+        EtcdStore::open(&settings, GATE).unwrap(),
+        EtcdStore::open(&settings, GATE).unwrap(),
     );
     let ttl = Duration::from_secs(1);
     a.publish(&contribution("a", 2, 100), ttl).unwrap();

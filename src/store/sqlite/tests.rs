@@ -122,8 +122,17 @@ fn two_gates_share_one_file_and_two_handles_of_one_gate_see_each_other() {
     let seen = checkout_too.changes_since(0).unwrap().unwrap();
     assert_eq!(seen.release.config.environment, canary(10.0));
 
-    commit_on_top(&search, "search's own", 100);
-    commit_on_top(&search, "search's own", 100);
+    let mut own = config(canary(5.0));
+    own.gate = "search".into();
+    for version in 0..2 {
+        let guard = Guard {
+            version,
+            stage: version,
+        };
+        let event = rollback_event("search's own");
+        let write = StoredWrite::new(guard, version + 1, &own, Some(&event));
+        assert_eq!(search.commit(&write).unwrap(), Commit::Written);
+    }
     assert_eq!(checkout.load().unwrap().unwrap().release.version, 1);
     assert_eq!(search.load().unwrap().unwrap().release.version, 2);
     assert!(checkout.load().unwrap().unwrap().history.is_empty());
