@@ -578,7 +578,8 @@ class Gate {
   }
 
   /// Judges the canary now, with the evidence line (pgate_monitor_health). Rolls a canary back
-  /// if a rule fired and auto_rollback_enabled (the health returned is the one judged).
+  /// if a rule fired and auto_rollback_enabled (the health returned is the one judged: one
+  /// call, never repeated, with room for PGATE_EVIDENCE_CAPACITY bytes of evidence).
   /// read_health() reads the same without judging.
   [[nodiscard]] Health monitor_health() const { return health_of(true, "monitor_health"); }
 
@@ -768,24 +769,23 @@ class Gate {
   /// The health through pgate_monitor_health (`judge`) or pgate_read_health.
   Health health_of(bool judge, const char* member) const {
     const pgate_gate* gate = live(member);
-    const char* function = judge ? "pgate_monitor_health" : "pgate_read_health";
-    std::string evidence(1024, '\0');
-    for (;;) {
-      pgate_health h;
+    pgate_health h;
+    if (judge) {
+      // Judging again would judge another window (after a rollback, a healthy Production), so
+      // one call, with the room the library says always suffices (longer lines are cut).
+      std::string evidence(PGATE_EVIDENCE_CAPACITY, '\0');
       std::size_t len = 0;
-      const pgate_status status =
-          judge ? pgate_monitor_health(gate, &h, evidence.data(), evidence.size(), &len)
-                : pgate_read_health(gate, &h, evidence.data(), evidence.size(), &len);
-      if (status == PGATE_STATUS_OK) {
-        evidence.resize(len);
-        return from_c(h, std::move(evidence));
-      }
-      if (status != PGATE_STATUS_BUFFER_TOO_SMALL) {
-        detail::throw_status(status, function);
-      }
-      // The C ABI hands out the evidence only with the health: judge (or read) again, with room.
-      evidence.resize(len + 1);
+      detail::check(pgate_monitor_health(gate, &h, evidence.data(), evidence.size(), &len),
+                    "pgate_monitor_health");
+      evidence.resize(len);
+      return from_c(h, std::move(evidence));
     }
+    // A read has no side effect: read again, with room, while the line does not fit.
+    std::string evidence = detail::read_text(
+        "pgate_read_health", [&](char* buf, std::size_t cap, std::size_t* len) {
+          return pgate_read_health(gate, &h, buf, cap, len);
+        });
+    return from_c(h, std::move(evidence));
   }
 
   static Health from_c(const pgate_health& h, std::string evidence) {

@@ -79,6 +79,35 @@ TEST(Parity, ReadHealthNeverRollsBackMonitorHealthDoes) {
   EXPECT_EQ(gate.state().environment, Environment::Production);
 }
 
+// With every rule firing the evidence line is over 1 KiB. monitor_health judges once: judging
+// again after the rollback would return Production's health and hide the rollback.
+TEST(Parity, MonitorHealthReturnsTheRollbackItJudgedWhateverTheEvidenceLength) {
+  constexpr std::string_view slo = R"({"p99_budget_ms": 10, "warm_up_ms": 0, "min_samples": 10})";
+  const Gate gate = Gate::create(
+      R"({"environment": {"canary": {"traffic_percent": 50}}, "auto_rollback_enabled": false})",
+      slo);
+  for (int i = 0; i < 5000; ++i) {
+    const auto d = gate.route("user-" + std::to_string(i));
+    if (d.is_canary) {  // a third fail, all slow
+      gate.record(d, i % 3 != 0, std::chrono::milliseconds(900 + (i % 7) * 100));
+    } else {
+      gate.record(d, true, 1ms);
+    }
+  }
+  gate.swap_config(
+      R"({"environment": {"canary": {"traffic_percent": 50}}, "auto_rollback_enabled": true})");
+  const auto read = gate.read_health();
+  ASSERT_GT(read.evidence.size(), 1024u) << "the case needs a long evidence line";
+  const auto h = gate.monitor_health();
+  EXPECT_EQ(h.recommendation, Recommendation::Rollback) << h.evidence;
+  EXPECT_EQ(h.environment, Environment::Canary);
+  EXPECT_EQ(h.rules_fired, read.rules_fired);
+  EXPECT_TRUE(h.fired(promotion_gates::Rule::ErrorRateMax));
+  EXPECT_TRUE(h.fired(promotion_gates::Rule::P99Budget));
+  EXPECT_EQ(h.evidence, read.evidence);
+  EXPECT_EQ(gate.state().environment, Environment::Production);
+}
+
 TEST(Parity, ASwappedSloKeepsTheStageAndTheRecordedCounts) {
   const Gate gate = Gate::create(R"({"environment": {"canary": {"traffic_percent": 50}}})",
                                  R"({"min_samples": 40})");
