@@ -103,6 +103,8 @@ M.OK = 0
 M.INVALID_ARGUMENT = 2
 M.BUFFER_TOO_SMALL = 12
 M.INVALID_HANDLE = 13
+-- PGATE_EVIDENCE_CAPACITY: room for any evidence line of pgate_monitor_health.
+M.EVIDENCE_CAPACITY = 4096
 M.environments = { [0] = "canary", [1] = "staging", [2] = "production",
                    canary = 0, staging = 1, production = 2 }
 M.recommendations = { [0] = "healthy", [1] = "monitor", [2] = "rollback", [3] = "no_data" }
@@ -392,25 +394,8 @@ function Gate:flags(decision)
   return names
 end
 
--- The health as a table with the evidence line, through `call` (pgate_monitor_health, which
--- judges, or pgate_read_health), or nil, message, status.
-local function health_via(self, call, operation)
-  if self.handle == nil then
-    return freed(operation)
-  end
-  local h = self.health_buf
-  local cap = 1024
-  local evidence = ffi.new("char[?]", cap)
-  local status = call(self.handle, h, evidence, cap, self.len_buf)
-  if status == M.BUFFER_TOO_SMALL then -- called again with room for the whole line
-    cap = self.len_buf[0] + 1
-    evidence = ffi.new("char[?]", cap)
-    status = call(self.handle, h, evidence, cap, self.len_buf)
-  end
-  if status ~= M.OK then
-    return failure(status)
-  end
-  h = h[0]
+-- The health `h` (a pgate_health) as a table, with its evidence line.
+local function health_table(h, evidence)
   return {
     stage = tonumber(h.stage),
     environment = M.environments[tonumber(h.environment)],
@@ -426,14 +411,30 @@ local function health_via(self, call, operation)
     recommendation = M.recommendations[tonumber(h.recommendation)],
     rules_fired = tonumber(h.rules_fired),
     sufficient_data = h.sufficient_data,
-    evidence = ffi.string(evidence, self.len_buf[0]),
+    evidence = evidence,
   }
+end
+
+-- Judges now (pgate_monitor_health): the health table, or nil, message, status. One call:
+-- judging again would judge another window (after a rollback, a healthy Production), so the
+-- evidence gets the room the library says always suffices (longer lines are cut).
+local function judged_health(self, operation)
+  if self.handle == nil then
+    return freed(operation)
+  end
+  local cap = M.EVIDENCE_CAPACITY
+  local evidence = ffi.new("char[?]", cap)
+  local status = C.pgate_monitor_health(self.handle, self.health_buf, evidence, cap, self.len_buf)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return health_table(self.health_buf[0], ffi.string(evidence, self.len_buf[0]))
 end
 
 --- The former name of gate:monitor_health(), kept with its meaning: it judges the canary now
 --- and may roll it back. Deprecated: call gate:monitor_health(), or gate:read_health() to read.
 function Gate:health()
-  return health_via(self, C.pgate_monitor_health, "health")
+  return judged_health(self, "health")
 end
 
 --- Whether the version under judgement meets its SLO (false with too little data).
@@ -575,9 +576,10 @@ pgate_status pgate_changes_json(const pgate_gate *gate, uint64_t after, char *bu
 
 --- Judges the canary now and returns its health (a table with the evidence line), or nil,
 --- message, status. Like the Rust monitor_canary_health, it rolls a canary back when a rule
---- fired and auto_rollback_enabled; the health returned is the one judged.
+--- fired and auto_rollback_enabled; the health returned is the one judged (one call, never
+--- repeated, with room for M.EVIDENCE_CAPACITY bytes of evidence).
 function Gate:monitor_health()
-  return health_via(self, C.pgate_monitor_health, "monitor_health")
+  return judged_health(self, "monitor_health")
 end
 
 --- The canary's health over the current window, as gate:monitor_health() judges it, read
@@ -585,7 +587,21 @@ end
 --- was, so a status location may call it on every request. A rule may show as fired here; the
 --- gate acts on it at its next judgement (the record path judges by itself).
 function Gate:read_health()
-  return health_via(self, C.pgate_read_health, "read_health")
+  if self.handle == nil then
+    return freed("read_health")
+  end
+  local h, cap = self.health_buf, 1024
+  local evidence = ffi.new("char[?]", cap)
+  local status = C.pgate_read_health(self.handle, h, evidence, cap, self.len_buf)
+  if status == M.BUFFER_TOO_SMALL then -- a read has no side effect: read again, with room
+    cap = self.len_buf[0] + 1
+    evidence = ffi.new("char[?]", cap)
+    status = C.pgate_read_health(self.handle, h, evidence, cap, self.len_buf)
+  end
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return health_table(h[0], ffi.string(evidence, self.len_buf[0]))
 end
 
 --- Where the gate stands, read without judging: a table {environment = "canary", "staging"

@@ -267,6 +267,10 @@ local function test_header_constants()
   local header = arg[0]:gsub("[^/]*$", "") .. "../../include/promotion_gates.h"
   local rules, recommendations = 0, 0
   for line in io.lines(header) do
+    local capacity, bytes = line:match("^#define PGATE_(EVIDENCE_CAPACITY) (%d+)$")
+    if capacity then
+      check(pg[capacity] == tonumber(bytes), capacity .. " = " .. bytes)
+    end
     local rule, bit = line:match("^%s*PGATE_RULE_([%u%d_]+) = (%d+),")
     if rule then
       rules = rules + 1
@@ -347,6 +351,32 @@ local function test_parity()
   check(gate:state().environment == "canary", "a read never rolls back")
   check(assert(gate:monitor_health()).recommendation == "rollback", "monitor_health judges")
   check(gate:state().environment == "production", "and rolls back")
+  gate:free()
+
+  -- With every rule firing the evidence line is over 1 KiB. monitor_health judges once:
+  -- judging again after the rollback would return Production's health and hide the rollback.
+  local config = '{"environment": {"canary": {"traffic_percent": 50}}, "auto_rollback_enabled": %s}'
+  gate = assert(pg.new(config:format("false"), '{"p99_budget_ms": 10, "warm_up_ms": 0, '
+                                                 .. '"min_samples": 10}'))
+  for i = 0, 4999 do
+    local d = gate:route("user-" .. i)
+    if d.is_canary then -- a third fail, all slow
+      assert(gate:record(d, i % 3 ~= 0, (900 + (i % 7) * 100) * 1e6))
+    else
+      assert(gate:record(d, true, 1e6))
+    end
+  end
+  assert(gate:swap_config(config:format("true")))
+  local read = assert(gate:read_health())
+  check(#read.evidence > 1024, "the case needs a long evidence line: " .. #read.evidence)
+  local judged = assert(gate:monitor_health())
+  check(judged.recommendation == "rollback" and judged.environment == "canary"
+          and judged.rules_fired == read.rules_fired
+          and bit.band(judged.rules_fired, pg.rules.error_rate_max) ~= 0
+          and bit.band(judged.rules_fired, pg.rules.p99_budget) ~= 0
+          and judged.evidence == read.evidence,
+        "monitor_health returns the rollback it judged: " .. judged.evidence)
+  check(gate:state().environment == "production", "and rolled back")
   gate:free()
 
   gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 50}}}',
