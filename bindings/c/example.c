@@ -102,19 +102,25 @@ int main(void) {
         return 1;
     }
 
-    /* The judge's view, with the evidence line behind it. */
+    /* The judge's view, with the evidence line behind it. This call judges (and may roll
+     * back): call it once, with room for any evidence line, rather than again with more. */
     pgate_health health;
-    char evidence[1024];
+    char evidence[PGATE_EVIDENCE_CAPACITY];
     size_t evidence_len = 0;
     if (!ok("pgate_monitor_health",
             pgate_monitor_health(gate, &health, evidence, sizeof evidence, &evidence_len), NULL)) {
         return 1;
     }
-    static const char *const advice[] = {"healthy", "monitor", "rollback"};
+    static const char *const advice[] = {
+        [PGATE_RECOMMENDATION_HEALTHY] = "healthy",
+        [PGATE_RECOMMENDATION_MONITOR] = "monitor",
+        [PGATE_RECOMMENDATION_ROLLBACK] = "rollback",
+        [PGATE_RECOMMENDATION_NO_DATA] = "no_data",
+    };
     printf("health: score %.3f, canary %llu requests, stable %llu, %s\n", health.health_score,
            (unsigned long long)health.canary_requests,
            (unsigned long long)health.production_requests,
-           health.recommendation <= PGATE_RECOMMENDATION_ROLLBACK
+           health.recommendation < sizeof advice / sizeof advice[0]
                ? advice[health.recommendation]
                : "?");
     printf("evidence: %s\n", evidence);
