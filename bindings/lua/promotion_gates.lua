@@ -164,20 +164,24 @@ local function explained(fn, ...)
   return true
 end
 
--- Reads a string through the NULL-then-exact-size protocol.
-local function read_text(fn, gate)
+-- Reads a string through `fn(gate, buf, cap, len_out)`: first with `cap` bytes (1024 if
+-- nil), then, while the library answers BUFFER_TOO_SMALL, with the length it asked for and
+-- some slack: the text may grow between two calls (a state store's sync thread applies
+-- other processes' writes at any time).
+local function read_text(fn, gate, cap)
   local len = ffi.new("size_t[1]")
-  local status = fn(gate, nil, 0, len)
-  if status ~= M.BUFFER_TOO_SMALL then
-    return failure(status)
+  cap = cap or 1024
+  for _ = 1, 8 do
+    local buf = ffi.new("char[?]", cap)
+    local status = fn(gate, buf, cap, len)
+    if status == M.OK then
+      return ffi.string(buf, len[0])
+    elseif status ~= M.BUFFER_TOO_SMALL then
+      return failure(status)
+    end
+    cap = tonumber(len[0]) + 4096
   end
-  local cap = len[0] + 1
-  local buf = ffi.new("char[?]", cap)
-  status = fn(gate, buf, cap, len)
-  if status ~= M.OK then
-    return failure(status)
-  end
-  return ffi.string(buf, len[0])
+  return nil, M.status_str(M.BUFFER_TOO_SMALL) .. ": the text kept growing", M.BUFFER_TOO_SMALL
 end
 
 -- nil, "PGATE_STATUS_INVALID_ARGUMENT: message", 2: a value refused before the call.
@@ -533,19 +537,7 @@ function Gate:metrics_prometheus()
   if self.handle == nil then
     return freed("metrics_prometheus")
   end
-  local len = ffi.new("size_t[1]")
-  local cap = 16384
-  for _ = 1, 8 do
-    local buf = ffi.new("char[?]", cap)
-    local status = C.pgate_metrics_prometheus(self.handle, buf, cap, len)
-    if status == M.OK then
-      return ffi.string(buf, len[0])
-    elseif status ~= M.BUFFER_TOO_SMALL then
-      return failure(status)
-    end
-    cap = len[0] + 4096 -- the text may grow between two calls
-  end
-  return failure(M.BUFFER_TOO_SMALL)
+  return read_text(C.pgate_metrics_prometheus, self.handle, 16384)
 end
 
 --- Each cohort's latency histogram of the judged window as JSON: {"encoding":
@@ -590,18 +582,14 @@ function Gate:read_health()
   if self.handle == nil then
     return freed("read_health")
   end
-  local h, cap = self.health_buf, 1024
-  local evidence = ffi.new("char[?]", cap)
-  local status = C.pgate_read_health(self.handle, h, evidence, cap, self.len_buf)
-  if status == M.BUFFER_TOO_SMALL then -- a read has no side effect: read again, with room
-    cap = self.len_buf[0] + 1
-    evidence = ffi.new("char[?]", cap)
-    status = C.pgate_read_health(self.handle, h, evidence, cap, self.len_buf)
+  local h = self.health_buf
+  local evidence, message, status = read_text(function(gate, buf, cap, len) -- no side effect
+    return C.pgate_read_health(gate, h, buf, cap, len)
+  end, self.handle)
+  if evidence == nil then
+    return nil, message, status
   end
-  if status ~= M.OK then
-    return failure(status)
-  end
-  return health_table(h[0], ffi.string(evidence, self.len_buf[0]))
+  return health_table(h[0], evidence)
 end
 
 --- Where the gate stands, read without judging: a table {environment = "canary", "staging"

@@ -412,6 +412,51 @@ local function test_parity()
   end
 end
 
+-- With a state store, the sync thread may lengthen a document between two calls of a read.
+-- The test puts a growth exactly there: it swaps the module's library (the upvalue C its
+-- functions share) for a proxy whose read lengthens the document after the call.
+local function test_growing_text()
+  local flags = {}
+  for i = 1, 40 do
+    flags[i] = '"a_release_flag_with_a_rather_long_name_' .. i .. '"'
+  end
+  local gate = assert(pg.new('{"feature_flags": [' .. table.concat(flags, ", ") .. "]}"))
+  local config_json = getmetatable(gate).__index.config_json
+  local up, real
+  for i = 1, 20 do
+    local name, value = debug.getupvalue(config_json, i)
+    if name == "C" then
+      up, real = i, value
+      break
+    end
+  end
+  assert(up, "Gate.config_json has no upvalue C")
+  local reads, always_short = 0, 0
+  debug.setupvalue(config_json, up, setmetatable({
+    pgate_config_json = function(handle, buf, cap, len)
+      local status = real.pgate_config_json(handle, buf, cap, len)
+      reads = reads + 1
+      assert(gate:enable_feature("grown_" .. reads))
+      return status
+    end,
+    pgate_slo_json = function(_, _, cap, len) -- a text that never fits
+      always_short = always_short + 1
+      len[0] = cap + 1
+      return pg.BUFFER_TOO_SMALL
+    end,
+  }, { __index = real }))
+  local text, message = gate:config_json()
+  local slo, why, status = gate:slo_json()
+  debug.setupvalue(config_json, up, real)
+  check(text and text:find('"grown_1"', 1, true) and #text > 1024,
+        "a document that grew between two reads: " .. tostring(message))
+  check(slo == nil and status == pg.BUFFER_TOO_SMALL and why:find("kept growing", 1, true)
+          and always_short == 8, "a text that never fits: " .. tostring(why) .. ", "
+          .. always_short .. " calls")
+  check(gate:slo_json():find('"min_samples"', 1, true), "the library is back")
+  gate:free()
+end
+
 if not arg[3] then
   io.stderr:write("usage: luajit test.lua ROUTING_TSV LATENCY_TSV OVERRIDES_TSV\n")
   os.exit(2)
@@ -478,5 +523,6 @@ test_latency_vectors(arg[2])
 test_changes()
 test_parity()
 test_overrides(arg[3])
+test_growing_text()
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)
