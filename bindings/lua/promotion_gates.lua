@@ -9,9 +9,11 @@
 -- Failures come back the lua-resty way: `nil, "PGATE_STATUS_NAME: message", status`. The
 -- declarations below mirror include/promotion_gates.h (the C99/C11 form: enums as uint32_t).
 --
--- Numbers are checked before the FFI converts them, which would wrap or saturate (-1 as a
--- uint64_t is 2^63): a latency must be finite, at least 0 and below 2^64 ns, and a decision
--- must be a pgate_decision cdata. After gate:free() every call fails with
+-- Arguments are checked before the FFI converts them, which would wrap or saturate numbers (-1
+-- as a uint64_t is 2^63) and raise for other types: a latency must be finite, at least 0 and
+-- below 2^64 ns, a decision a pgate_decision cdata, ids, names, reasons and documents strings,
+-- and `success` a boolean; anything else is nil, "PGATE_STATUS_INVALID_ARGUMENT: invalid
+-- <argument> = <value>: ...", 2. After gate:free() every call fails with
 -- PGATE_STATUS_INVALID_HANDLE and never reaches the library. A C call never yields, so no
 -- coroutine can free a gate while another is inside a call on it.
 
@@ -237,6 +239,16 @@ local function not_a_decision(decision)
   return invalid("invalid decision = " .. tostring(decision) .. ": a pgate_decision from gate:route")
 end
 
+-- The error for argument `name`, whose `value` is not a string (`optional`: nor nil).
+local function not_a_string(name, value, optional)
+  return invalid("invalid " .. name .. " = " .. tostring(value) .. ": not a string"
+                   .. (optional and " or nil" or ""))
+end
+
+local function not_a_boolean(name, value)
+  return invalid("invalid " .. name .. " = " .. tostring(value) .. ": not true or false")
+end
+
 local Gate = {}
 Gate.__index = Gate
 
@@ -244,6 +256,11 @@ Gate.__index = Gate
 --- defaults). Returns the gate, or nil, message, status. The gate is freed by the garbage
 --- collector, or at once by gate:free().
 function M.new(config_json, slo_json)
+  if config_json ~= nil and type(config_json) ~= "string" then
+    return not_a_string("config_json", config_json, true)
+  elseif slo_json ~= nil and type(slo_json) ~= "string" then
+    return not_a_string("slo_json", slo_json, true)
+  end
   local c = lib()
   local out = ffi.new("pgate_gate *[1]")
   local err = ffi.new("pgate_error *[1]")
@@ -280,6 +297,10 @@ function Gate:route(id, out)
   local handle = self.handle
   if handle == nil then
     return freed("route")
+  elseif type(id) ~= "string" then
+    return not_a_string("id", id)
+  elseif out ~= nil and not is_decision(out) then
+    return not_a_decision(out)
   end
   out = out or decision_t()
   local status = C.pgate_route(handle, id, #id, out)
@@ -298,6 +319,12 @@ function Gate:route_forced(id, value, out)
   local handle = self.handle
   if handle == nil then
     return freed("route_forced")
+  elseif type(id) ~= "string" then
+    return not_a_string("id", id)
+  elseif value ~= nil and type(value) ~= "string" then
+    return not_a_string("value", value, true)
+  elseif out ~= nil and not is_decision(out) then
+    return not_a_decision(out)
   end
   out = out or decision_t()
   local status = C.pgate_route_forced(handle, id, #id, value, value and #value or 0, out)
@@ -316,9 +343,10 @@ function Gate:record(decision, success, latency)
   local handle = self.handle
   if handle == nil then
     return freed("record")
-  end
-  if not is_decision(decision) then
+  elseif not is_decision(decision) then
     return not_a_decision(decision)
+  elseif type(success) ~= "boolean" then
+    return not_a_boolean("success", success)
   end
   local ns, message, code = latency_ns(latency)
   if ns == nil then
@@ -362,6 +390,10 @@ function Gate:record_by_id(id, success, latency)
   local handle = self.handle
   if handle == nil then
     return freed("record_by_id")
+  elseif type(id) ~= "string" then
+    return not_a_string("id", id)
+  elseif type(success) ~= "boolean" then
+    return not_a_boolean("success", success)
   end
   local ns, message, code = latency_ns(latency)
   if ns == nil then
@@ -472,6 +504,8 @@ end
 function Gate:rollback(reason)
   if self.handle == nil then
     return freed("rollback")
+  elseif type(reason) ~= "string" then
+    return not_a_string("reason", reason)
   end
   return explained(C.pgate_rollback, self.handle, reason, #reason)
 end
@@ -479,6 +513,8 @@ end
 function Gate:enable_feature(name)
   if self.handle == nil then
     return freed("enable_feature")
+  elseif type(name) ~= "string" then
+    return not_a_string("name", name)
   end
   return explained(C.pgate_enable_feature, self.handle, name, #name)
 end
@@ -486,6 +522,8 @@ end
 function Gate:disable_feature(name)
   if self.handle == nil then
     return freed("disable_feature")
+  elseif type(name) ~= "string" then
+    return not_a_string("name", name)
   end
   return explained(C.pgate_disable_feature, self.handle, name, #name)
 end
@@ -493,6 +531,8 @@ end
 function Gate:is_feature_enabled(name)
   if self.handle == nil then
     return freed("is_feature_enabled")
+  elseif type(name) ~= "string" then
+    return not_a_string("name", name)
   end
   local status = C.pgate_is_feature_enabled(self.handle, name, #name, self.bool_buf)
   if status ~= M.OK then
@@ -504,6 +544,8 @@ end
 function Gate:swap_config(json)
   if self.handle == nil then
     return freed("swap_config")
+  elseif type(json) ~= "string" then
+    return not_a_string("json", json)
   end
   return explained(C.pgate_swap_config, self.handle, json, #json)
 end
@@ -626,6 +668,8 @@ end
 function Gate:swap_slo(json)
   if self.handle == nil then
     return freed("swap_slo")
+  elseif type(json) ~= "string" then
+    return not_a_string("json", json)
   end
   return explained(C.pgate_swap_slo, self.handle, json, #json)
 end

@@ -224,6 +224,36 @@ local function test_arguments()
   local array = ffi.new("pgate_decision[1]")
   gate:route("user-1", array[0])
   check(gate:record(array + 0, true, 1) == "counted", "a pointer to a decision")
+
+  -- Any other wrong type is an error return naming the argument and its value, never a raise
+  -- from the FFI's conversions ("attempt to get length", "cannot convert 'nil' to 'bool'").
+  for _, case in ipairs({
+    { "invalid id = nil: not a string", function() return gate:route(nil) end },
+    { "invalid id = 42: not a string", function() return gate:route(42) end },
+    { "invalid decision = 5: ", function() return gate:route("u", 5) end },
+    { "invalid id = nil: not a string", function() return gate:route_forced(nil, "canary") end },
+    { "invalid value = 1: not a string or nil", function() return gate:route_forced("u", 1) end },
+    { "invalid success = nil: not true or false", function() return gate:record(d, nil, 1) end },
+    { "invalid success = 0: not true or false", function() return gate:record(d, 0, 1) end },
+    { "invalid id = false: not a string", function() return gate:record_by_id(false, true, 1) end },
+    { "invalid success = ok: not true or false",
+      function() return gate:record_by_id("u", "ok", 1) end },
+    { "invalid reason = nil: not a string", function() return gate:rollback(nil) end },
+    { "invalid name = nil: not a string", function() return gate:enable_feature(nil) end },
+    { "invalid name = 7: not a string", function() return gate:disable_feature(7) end },
+    { "invalid name = nil: not a string", function() return gate:is_feature_enabled() end },
+    { "invalid json = nil: not a string", function() return gate:swap_config(nil) end },
+    { "invalid json = nil: not a string", function() return gate:swap_slo(nil) end },
+    { "invalid config_json = 42: not a string or nil", function() return pg.new(42) end },
+    { "invalid slo_json = true: not a string or nil", function() return pg.new(nil, true) end },
+  }) do
+    local ok, result, message, status = pcall(case[2])
+    check(ok and result == nil and status == 2
+            and message:find("PGATE_STATUS_INVALID_ARGUMENT: " .. case[1], 1, true) == 1,
+          case[1] .. ": " .. tostring(ok) .. " " .. tostring(message or result))
+  end
+  local h = gate:read_health()
+  check(h.canary_requests + h.production_requests == 6, "a refused call records nothing")
   gate:free()
 end
 
