@@ -24,8 +24,10 @@
 //   join the threads first, or share a std::shared_ptr<const Gate> and let the last owner
 //   free it. After a move, every call on the moved-from Gate throws instead of touching the
 //   gate.
-//   Decision, Health and FeatureNames are plain values; flag names (FeatureNames) stay valid
-//   until the gate is destroyed, even across moves of the Gate that owns it.
+//   Decision and Health are plain values. FeatureNames is a view that reads the gate: read it
+//   while handling the request (it throws PGATE_STATUS_UNKNOWN_FLAG_SET once the gate forgot
+//   a replaced set); the names it gave stay valid until the gate is destroyed, even across
+//   moves of the Gate that owns it.
 //
 // Errors
 //   Failures throw promotion_gates::Error (a std::runtime_error): status() is the library's
@@ -33,8 +35,9 @@
 //   The hot calls route(), record(), record_by_id() and features() do not allocate and throw
 //   only when the Gate was moved from (PGATE_STATUS_NULL_POINTER, "... moved from"), for a
 //   bad latency (PGATE_STATUS_INVALID_ARGUMENT: negative, NaN, infinite or 2^64 ns or more,
-//   with the words every binding uses), or if the library reports a bug (PGATE_STATUS_PANIC).
-//   Check a Gate with `if (gate)` where a moved-from one may turn up.
+//   with the words every binding uses), for a flag set the gate no longer holds (features()
+//   and reading its FeatureNames: PGATE_STATUS_UNKNOWN_FLAG_SET), or if the library reports a
+//   bug (PGATE_STATUS_PANIC). Check a Gate with `if (gate)` where a moved-from one may turn up.
 
 #ifndef PROMOTION_GATES_HPP
 #define PROMOTION_GATES_HPP
@@ -375,8 +378,15 @@ inline pgate_decision to_c(const Decision& d) noexcept {
 }  // namespace detail
 
 /// The flag names on for one decision: a lightweight view (a gate pointer, a set number and
-/// a length). Names are in byte order, UTF-8, and stay valid as long as the gate lives, even
-/// after the flag is turned off or the Gate is moved. Reading a name does not allocate.
+/// a length) that reads each name from the gate when asked, without allocating. Names are in
+/// byte order, UTF-8; a std::string_view read from the view stays valid as long as the gate
+/// lives, even after the flag is turned off or the Gate is moved.
+///
+/// Read the view while handling the request. The gate keeps a replaced flag set readable for
+/// at least 60 writes (enable, disable, promote, swap, or a store's sync), then forgets it:
+/// from then on reading the view (operator[], contains(), iterating) throws Error
+/// PGATE_STATUS_UNKNOWN_FLAG_SET rather than answer as if the set were empty. To keep the
+/// names longer, copy them: `std::vector<std::string> kept(names.begin(), names.end())`.
 class FeatureNames {
  public:
   class iterator {
@@ -391,7 +401,8 @@ class FeatureNames {
 
     iterator() = default;
 
-    [[nodiscard]] std::string_view operator*() const noexcept {
+    /// Throws Error PGATE_STATUS_UNKNOWN_FLAG_SET once the gate forgot the set.
+    [[nodiscard]] std::string_view operator*() const {
       return FeatureNames::name(gate_, set_, index_);
     }
     iterator& operator++() noexcept {
@@ -425,13 +436,15 @@ class FeatureNames {
   [[nodiscard]] iterator begin() const noexcept { return {gate_, set_, 0}; }
   [[nodiscard]] iterator end() const noexcept { return {gate_, set_, size_}; }
 
-  /// The name at `index`; an empty view if `index >= size()`.
-  [[nodiscard]] std::string_view operator[](std::size_t index) const noexcept {
+  /// The name at `index`; an empty view if `index >= size()`. Throws Error
+  /// PGATE_STATUS_UNKNOWN_FLAG_SET once the gate forgot the set.
+  [[nodiscard]] std::string_view operator[](std::size_t index) const {
     return index < size_ ? name(gate_, set_, index) : std::string_view{};
   }
 
-  /// Whether `flag` is among the names.
-  [[nodiscard]] bool contains(std::string_view flag) const noexcept {
+  /// Whether `flag` is among the names. Throws Error PGATE_STATUS_UNKNOWN_FLAG_SET once the
+  /// gate forgot the set (never a false "no").
+  [[nodiscard]] bool contains(std::string_view flag) const {
     for (std::string_view name : *this) {
       if (name == flag) {
         return true;
@@ -445,13 +458,17 @@ class FeatureNames {
   FeatureNames(const pgate_gate* gate, std::uint32_t set, std::size_t size) noexcept
       : gate_(gate), set_(set), size_(size) {}
 
-  static std::string_view name(const pgate_gate* gate, std::uint32_t set,
-                               std::size_t index) noexcept {
+  static std::string_view name(const pgate_gate* gate, std::uint32_t set, std::size_t index) {
     const std::uint8_t* data = nullptr;
     std::size_t len = 0;
-    if (pgate_flag_set_name(gate, set, index, &data, &len) != PGATE_STATUS_OK) {
-      return {};
+    const pgate_status status = pgate_flag_set_name(gate, set, index, &data, &len);
+    if (status == PGATE_STATUS_UNKNOWN_FLAG_SET) {
+      throw Error(status, "promotion_gates::FeatureNames: the gate no longer holds flag set " +
+                              std::to_string(set) +
+                              " (kept for at least 60 writes after it was replaced): read the "
+                              "names while handling the request, or copy them");
     }
+    detail::check(status, "pgate_flag_set_name");
     return {reinterpret_cast<const char*>(data), len};
   }
 
@@ -520,8 +537,9 @@ class Gate {
     return detail::from_c(out);
   }
 
-  /// The flag names on for `decision` (which this gate made): a view valid while the gate
-  /// lives. Lock-free, allocation-free.
+  /// The flag names on for `decision` (which this gate made): a view that reads them from the
+  /// gate (see FeatureNames for how long it can). Lock-free, allocation-free. Throws Error
+  /// PGATE_STATUS_UNKNOWN_FLAG_SET for a set the gate no longer holds.
   [[nodiscard]] FeatureNames features(const Decision& decision) const {
     const pgate_gate* gate = live("features");
     std::size_t size = 0;

@@ -207,6 +207,41 @@ TEST(Features, ViewOfTheDecisionsFlags) {
   EXPECT_TRUE(moved.features(moved.route("user-1")).empty());
 }
 
+// The gate keeps a replaced flag set for at least 60 writes, then forgets it: a view read
+// after that throws UNKNOWN_FLAG_SET, never answers "not there", and the names it gave stay.
+TEST(Features, AViewOfAForgottenSetThrowsInsteadOfAnsweringEmpty) {
+  const Gate gate = Gate::create(R"({"environment": "staging", "feature_flags": ["first"]})");
+  const Decision d = gate.route("u");
+  const auto names = gate.features(d);
+  const std::string_view first = names[0];
+  ASSERT_EQ(first, "first");
+  int writes = 0;
+  for (; writes < 1000; ++writes) {
+    gate.enable_feature("f" + std::to_string(writes));
+    // Read two other sets, as a host routing requests does, so this thread forgets it.
+    (void)gate.features(gate.route("u")).size();
+    (void)gate.features(gate.route("v")).size();
+    try {
+      if (!names.contains("first")) {
+        ADD_FAILURE() << "contains() answered false after " << writes << " writes";
+        break;
+      }
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), PGATE_STATUS_UNKNOWN_FLAG_SET) << e.what();
+      EXPECT_NE(std::string(e.what()).find(std::to_string(d.flag_set)), std::string::npos)
+          << e.what();
+      break;
+    }
+  }
+  EXPECT_GE(writes, 60) << "the set is kept for at least 60 writes";
+  EXPECT_LT(writes, 1000) << "the set was never forgotten";
+  expect_error(PGATE_STATUS_UNKNOWN_FLAG_SET, [&] { (void)names[0]; });
+  expect_error(PGATE_STATUS_UNKNOWN_FLAG_SET, [&] { (void)*names.begin(); });
+  expect_error(PGATE_STATUS_UNKNOWN_FLAG_SET, [&] { (void)gate.features(d); });
+  EXPECT_EQ(names[1], "") << "past the end reads nothing";
+  EXPECT_EQ(first, "first") << "a name read stays valid while the gate lives";
+}
+
 TEST(Features, CanaryRequestsSeeReleaseFlagsStableOnesDoNot) {
   const Gate gate = Gate::create(kCanary50);
   int canary = 0;
