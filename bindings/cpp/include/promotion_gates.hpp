@@ -60,6 +60,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace promotion_gates {
 
@@ -167,6 +168,13 @@ struct State {
   Environment environment = Environment::Production;  ///< canary, staging or production
   double traffic_percent = 0.0;  ///< the canary share (100 in Staging, 0 in Production)
   std::uint64_t stage = 0;       ///< the release stage; grows by one per environment change
+};
+
+/// Where a host reads a request's forcing value (Gate::override_names): the names the config's
+/// "overrides" section gives, std::nullopt for a name it does not give.
+struct OverrideNames {
+  std::optional<std::string> header;  ///< overrides.header: the request header's name
+  std::optional<std::string> cookie;   ///< overrides.cookie: the cookie's name
 };
 
 /// The canary's health in the current window (Gate::read_health, Gate::monitor_health).
@@ -697,13 +705,40 @@ class Gate {
   }
 
   /// The gate's Prometheus text exposition (format 0.0.4; serve it as
-  /// "text/plain; version=0.0.4"): every series labelled gate="<name>". No side effect.
+  /// "text/plain; version=0.0.4"): every series labelled gate="<name>". No side effect. For
+  /// several gates in one exposition, the free function metrics_prometheus({&a, &b}).
   [[nodiscard]] std::string metrics_prometheus() const {
     const pgate_gate* gate = live("metrics_prometheus");
     return detail::read_text("pgate_metrics_prometheus",
                              [&](char* buf, std::size_t cap, std::size_t* len) {
                                return pgate_metrics_prometheus(gate, buf, cap, len);
                              });
+  }
+
+  /// The gate's name: its config's "gate" (its key in a state store, the `gate` label of its
+  /// metrics; "default" when the config names none) (pgate_gate_name).
+  [[nodiscard]] std::string name() const {
+    char buf[PGATE_NAME_CAPACITY];  // always suffices: no retry
+    std::size_t len = 0;
+    detail::check(pgate_gate_name(live("name"), buf, sizeof buf, &len), "pgate_gate_name");
+    return std::string(buf, len);
+  }
+
+  /// Where the host reads a forcing value for route_forced(): the header and cookie names of
+  /// the config's "overrides" section, std::nullopt for a name it does not give, both from one
+  /// config (pgate_override_names). A config swap may rename them; change_count() moves then.
+  [[nodiscard]] OverrideNames override_names() const {
+    char header[PGATE_NAME_CAPACITY];  // always suffices: no retry
+    char cookie[PGATE_NAME_CAPACITY];
+    std::size_t header_len = 0;
+    std::size_t cookie_len = 0;
+    detail::check(pgate_override_names(live("override_names"), header, sizeof header,
+                                       &header_len, cookie, sizeof cookie, &cookie_len),
+                  "pgate_override_names");
+    OverrideNames out;
+    if (header_len > 0) out.header.emplace(header, header_len);
+    if (cookie_len > 0) out.cookie.emplace(cookie, cookie_len);
+    return out;
   }
 
   /// Each cohort's latency histogram of the judged window as JSON: {"encoding":
@@ -828,6 +863,69 @@ class Gate {
 
   std::unique_ptr<pgate_gate, detail::GateDeleter> gate_;
 };
+
+namespace detail {
+
+/// Explains the library's refusal of gates of one name (or one gate given twice) by their
+/// positions; throws the plain status when no two are alike.
+[[noreturn]] inline void throw_same_names(const std::vector<const Gate*>& gates,
+                                          pgate_status status, const char* function) {
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < gates.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (gates[j] == gates[i]) {
+        throw Error(status, std::string(function) + ": gates[" + std::to_string(j) +
+                                "] and gates[" + std::to_string(i) + "] are the same gate");
+      }
+    }
+    names.push_back(gates[i]->name());
+    for (std::size_t j = 0; j < i; ++j) {
+      if (names[j] == names[i]) {
+        throw Error(status, std::string(function) + ": gates[" + std::to_string(i) +
+                                "] is named \"" + names[i] + "\", as gates[" +
+                                std::to_string(j) + "] is: their series would repeat");
+      }
+    }
+  }
+  throw_status(status, function);
+}
+
+}  // namespace detail
+
+/// The Prometheus text exposition (format 0.0.4) of several gates, as a host serving one
+/// /metrics for all of them needs: each metric family once, one series per gate, labelled
+/// gate="<name>" (pgate_metrics_prometheus_gates). No side effect.
+///
+///     const std::string text = promotion_gates::metrics_prometheus({&checkout, &search});
+///
+/// Throws Error PGATE_STATUS_INVALID_ARGUMENT for two gates of one name (their series would
+/// repeat) or one gate given twice, naming both positions, and for a null pointer;
+/// PGATE_STATUS_NULL_POINTER for a moved-from Gate.
+[[nodiscard]] inline std::string metrics_prometheus(const std::vector<const Gate*>& gates) {
+  constexpr const char* function = "promotion_gates::metrics_prometheus";
+  std::vector<const pgate_gate*> handles;
+  handles.reserve(gates.size());
+  for (std::size_t i = 0; i < gates.size(); ++i) {
+    if (gates[i] == nullptr) {
+      throw Error(PGATE_STATUS_INVALID_ARGUMENT,
+                  std::string(function) + ": gates[" + std::to_string(i) + "] is null");
+    }
+    if (!*gates[i]) {
+      throw Error(PGATE_STATUS_NULL_POINTER, std::string(function) + ": gates[" +
+                                                 std::to_string(i) +
+                                                 "] was moved from and holds no gate");
+    }
+    handles.push_back(gates[i]->native_handle());
+  }
+  return detail::read_text(function, [&](char* buf, std::size_t cap, std::size_t* len) {
+    const pgate_status status =
+        pgate_metrics_prometheus_gates(handles.data(), handles.size(), buf, cap, len);
+    if (status == PGATE_STATUS_INVALID_ARGUMENT) {
+      detail::throw_same_names(gates, status, function);
+    }
+    return status;
+  });
+}
 
 }  // namespace promotion_gates
 
