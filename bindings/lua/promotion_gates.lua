@@ -107,6 +107,8 @@ M.BUFFER_TOO_SMALL = 12
 M.INVALID_HANDLE = 13
 -- PGATE_EVIDENCE_CAPACITY: room for any evidence line of pgate_monitor_health.
 M.EVIDENCE_CAPACITY = 4096
+-- PGATE_NAME_CAPACITY: room for any name of pgate_gate_name and pgate_override_names.
+M.NAME_CAPACITY = 129
 M.environments = { [0] = "canary", [1] = "staging", [2] = "production",
                    canary = 0, staging = 1, production = 2 }
 M.recommendations = { [0] = "healthy", [1] = "monitor", [2] = "rollback", [3] = "no_data" }
@@ -557,6 +559,43 @@ function Gate:config_json()
   return read_text(C.pgate_config_json, self.handle)
 end
 
+-- Names (see the repository README, "Overrides" and "Observability"): the gate's, and the
+-- header and cookie the config's overrides read. PGATE_NAME_CAPACITY bytes always suffice.
+ffi.cdef [[
+pgate_status pgate_gate_name(const pgate_gate *gate, char *name, size_t capacity, size_t *len);
+pgate_status pgate_override_names(const pgate_gate *gate, char *header, size_t header_cap,
+                                  size_t *header_len, char *cookie, size_t cookie_cap,
+                                  size_t *cookie_len);
+]]
+
+--- The gate's name: its config's "gate" ("default" when it names none), its key in a state
+--- store and the `gate` label of its metrics (pgate_gate_name). Or nil, message, status.
+function Gate:name()
+  if self.handle == nil then
+    return freed("name")
+  end
+  return read_text(C.pgate_gate_name, self.handle, M.NAME_CAPACITY) -- always room: one call
+end
+
+--- Where the host reads a forcing value for gate:route_forced: a table {header = the
+--- overrides.header name, cookie = the overrides.cookie name}, a field nil for a name the
+--- config does not give; both from one config (pgate_override_names). A config swap may
+--- rename them; gate:change_count() moves then. Or nil, message, status.
+function Gate:override_names()
+  if self.handle == nil then
+    return freed("override_names")
+  end
+  local cap = M.NAME_CAPACITY
+  local header, cookie = ffi.new("char[?]", cap), ffi.new("char[?]", cap)
+  local lens = ffi.new("size_t[2]")
+  local status = C.pgate_override_names(self.handle, header, cap, lens, cookie, cap, lens + 1)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return { header = lens[0] > 0 and ffi.string(header, lens[0]) or nil,
+           cookie = lens[1] > 0 and ffi.string(cookie, lens[1]) or nil }
+end
+
 function Gate:rollback_history_json()
   if self.handle == nil then
     return freed("rollback_history_json")
@@ -571,7 +610,29 @@ pgate_status pgate_metrics_prometheus(const pgate_gate *gate, char *buf, size_t 
                                       size_t *len_out);
 pgate_status pgate_latency_histograms_json(const pgate_gate *gate, char *buf, size_t cap,
                                            size_t *len_out);
+pgate_status pgate_metrics_prometheus_gates(const pgate_gate *const *gates, size_t count,
+                                            char *buf, size_t cap, size_t *len_out);
 ]]
+
+-- Why the library refused gates for one exposition, by their positions: "gates[j] and
+-- gates[i] are the same gate" or "gates[i] is named "x", as gates[j] is: ...", or nil.
+local function same_names(gates, n)
+  local names = {}
+  for i = 1, n do
+    for j = 1, i - 1 do
+      if gates[j] == gates[i] then
+        return "gates[" .. j .. "] and gates[" .. i .. "] are the same gate"
+      end
+    end
+    names[i] = gates[i]:name()
+    for j = 1, i - 1 do
+      if names[j] == names[i] then
+        return string.format("gates[%d] is named %q, as gates[%d] is: their series would repeat",
+                             i, names[i], j)
+      end
+    end
+  end
+end
 
 --- The gate's Prometheus text exposition (format 0.0.4; serve it as
 --- "text/plain; version=0.0.4"). Returns the text, or nil, message, status.
@@ -580,6 +641,34 @@ function Gate:metrics_prometheus()
     return freed("metrics_prometheus")
   end
   return read_text(C.pgate_metrics_prometheus, self.handle, 16384)
+end
+
+--- The Prometheus text exposition of several gates (`pg.metrics_prometheus(web, api)`), as a
+--- host serving one /metrics for all of them needs: each metric family once, one series per
+--- gate, labelled gate="<name>". No side effect. Two gates of one name (gate:name()) would
+--- repeat each other's series: nil, "PGATE_STATUS_INVALID_ARGUMENT: gates[2] is named "web",
+--- as gates[1] is: ...", 2 (positions count from 1), as for one gate given twice.
+function M.metrics_prometheus(...)
+  local n = select("#", ...)
+  local gates = { ... }
+  local handles = ffi.new("const pgate_gate *[?]", n)
+  for i = 1, n do
+    local gate = gates[i]
+    if getmetatable(gate) ~= Gate then
+      return invalid("invalid gates[" .. i .. "] = " .. tostring(gate) .. ": not a gate")
+    elseif gate.handle == nil then
+      return nil, M.status_str(M.INVALID_HANDLE) .. ": metrics_prometheus on a freed gate (gates["
+                    .. i .. "])", M.INVALID_HANDLE
+    end
+    handles[i - 1] = gate.handle
+  end
+  local text, message, status = read_text(function(_, buf, cap, len)
+    return lib().pgate_metrics_prometheus_gates(handles, n, buf, cap, len)
+  end, nil, 16384)
+  if status == M.INVALID_ARGUMENT then
+    return invalid(same_names(gates, n) or message)
+  end
+  return text, message, status
 end
 
 --- Each cohort's latency histogram of the judged window as JSON: {"encoding":

@@ -297,7 +297,7 @@ local function test_header_constants()
   local header = arg[0]:gsub("[^/]*$", "") .. "../../include/promotion_gates.h"
   local rules, recommendations = 0, 0
   for line in io.lines(header) do
-    local capacity, bytes = line:match("^#define PGATE_(EVIDENCE_CAPACITY) (%d+)$")
+    local capacity, bytes = line:match("^#define PGATE_([%u_]+_CAPACITY) (%d+)$")
     if capacity then
       check(pg[capacity] == tonumber(bytes), capacity .. " = " .. bytes)
     end
@@ -442,6 +442,64 @@ local function test_parity()
   end
 end
 
+-- Parity with C++, Go and Python: the gate's name, the override names, and one exposition for
+-- several gates, which refuses two gates of one name naming both positions.
+local function test_names()
+  local web = assert(pg.new('{"gate": "web", "environment": {"canary": {"traffic_percent": 50}}, '
+                              .. '"overrides": {"header": "X-Canary", "cookie": "pg_canary"}}'))
+  local api = assert(pg.new('{"gate": "api"}'))
+  check(web:name() == "web" and api:name() == "api", "name")
+  check(assert(pg.new()):name() == "default", "the default name")
+  local longest = string.rep("g", 128) -- the longest name the library takes
+  check(assert(pg.new('{"gate": "' .. longest .. '"}')):name() == longest, "the longest name")
+
+  local names = assert(web:override_names())
+  check(names.header == "X-Canary" and names.cookie == "pg_canary", "override names")
+  local seen = web:change_count()
+  assert(web:swap_config('{"gate": "web", "environment": {"canary": {"traffic_percent": 50}}, '
+                           .. '"overrides": {"cookie": "say-\\"canary\\""}}'))
+  names = assert(web:override_names())
+  check(web:change_count() > seen and names.header == nil and names.cookie == 'say-"canary"',
+        "override names after a swap: " .. tostring(names.header) .. ", " .. tostring(names.cookie))
+  names = assert(api:override_names())
+  check(names.header == nil and names.cookie == nil, "no override names")
+
+  assert(web:rollback("bad deploy"))
+  local text = assert(pg.metrics_prometheus(web, api))
+  local _, families = text:gsub("# TYPE promotion_health_score gauge", "")
+  local manual = 'promotion_rollbacks_total{gate="%s",trigger="manual",rule="none"} %d\n'
+  check(families == 1 and text:find(manual:format("web", 1), 1, true)
+          and text:find(manual:format("api", 0), 1, true), "one exposition, one series per gate")
+  check(pg.metrics_prometheus(web) == web:metrics_prometheus(), "one gate's exposition")
+  check(not assert(pg.metrics_prometheus()):find('gate="', 1, true), "no gate")
+
+  local twin = assert(pg.new('{"gate": "web", "environment": "staging"}'))
+  for _, case in ipairs({
+    { { web, api, twin }, 2, 'gates[3] is named "web", as gates[1] is: their series would repeat' },
+    { { api, web, web }, 2, "gates[2] and gates[3] are the same gate" },
+    { { web, {} }, 2, "invalid gates[2] = table" },
+    { { web, 5 }, 2, "invalid gates[2] = 5: not a gate" },
+  }) do
+    local result, message, status = pg.metrics_prometheus(unpack(case[1]))
+    check(result == nil and status == case[2]
+            and message:find(pg.status_str(status) .. ": " .. case[3], 1, true) == 1,
+          case[3] .. ": " .. tostring(message))
+  end
+  twin:free()
+  local result, message, status = pg.metrics_prometheus(web, twin)
+  check(result == nil and status == 13
+          and message == "PGATE_STATUS_INVALID_HANDLE: metrics_prometheus on a freed gate (gates[2])",
+        "a freed gate: " .. tostring(message))
+  for _, operation in ipairs({ "name", "override_names" }) do
+    local none, why, code = twin[operation](twin)
+    check(none == nil and code == 13
+            and why == "PGATE_STATUS_INVALID_HANDLE: " .. operation .. " on a freed gate",
+          operation .. " after free: " .. tostring(why))
+  end
+  web:free()
+  api:free()
+end
+
 -- With a state store, the sync thread may lengthen a document between two calls of a read.
 -- The test puts a growth exactly there: it swaps the module's library (the upvalue C its
 -- functions share) for a proxy whose read lengthens the document after the call.
@@ -554,5 +612,6 @@ test_changes()
 test_parity()
 test_overrides(arg[3])
 test_growing_text()
+test_names()
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)
