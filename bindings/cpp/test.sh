@@ -23,13 +23,16 @@ fi
 
 echo "== cargo build --release -p promotion-gates-ffi"
 (cd "$root" && cargo build --release -p promotion-gates-ffi)
+# Where cargo put the library: $CARGO_TARGET_DIR (relative to the root) or the root's target/.
+target="${CARGO_TARGET_DIR:-$root/target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
 
 jobs=$(nproc 2>/dev/null || echo 4)
 run() {  # run BUILD_DIR [cmake args...]
   local dir=$1
   shift
   echo "== $(basename "$dir"): configure, build, test"
-  cmake -S "$here" -B "$dir" -G Ninja "$@" >/dev/null
+  cmake -S "$here" -B "$dir" -G Ninja -DPGATE_LIBRARY_DIR="$target/release" "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
   ctest --test-dir "$dir" --output-on-failure -j "$jobs"
 }
