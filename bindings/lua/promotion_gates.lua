@@ -693,6 +693,7 @@ pgate_status pgate_swap_slo(const pgate_gate *gate, const char *json, size_t len
 pgate_status pgate_state(const pgate_gate *gate, pgate_environment *environment,
                          double *traffic_percent, uint64_t *stage);
 pgate_status pgate_change_count(const pgate_gate *gate, uint64_t *count);
+pgate_status pgate_sync_now(const pgate_gate *gate, bool *asked);
 pgate_status pgate_changes_json(const pgate_gate *gate, uint64_t after, char *buf, size_t cap,
                                 size_t *len_out);
 ]]
@@ -780,6 +781,23 @@ function Gate:change_count()
     return failure(status)
   end
   return tonumber(count[0])
+end
+
+--- With a state store: the gate's sync thread reads the store at once rather than at its next
+--- sync_interval_ms (pgate_sync_now), for a host told by its own means that another process
+--- wrote. Returns true at once, having done no I/O (asks made before that read begins are
+--- merged; gate:change_count() moves when it found a change); false without a store; or nil,
+--- message, status.
+function Gate:sync_now()
+  if self.handle == nil then
+    return freed("sync_now")
+  end
+  local asked = ffi.new("bool[1]")
+  local status = C.pgate_sync_now(self.handle, asked)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return asked[0]
 end
 
 --- The gate's kept changes numbered above `after` (the last 64 at most), oldest first, as the

@@ -602,6 +602,40 @@ local function test_overrides(path)
   print("override vectors: " .. cases .. " routed")
 end
 
+-- sync_now: a gate that reads its store once a minute reads another gate's rollback at once
+-- when asked; without a store there is nothing to read.
+local function test_sync_now()
+  local ffi = require("ffi")
+  ffi.cdef("int usleep(unsigned int usec);")
+  local path = os.tmpname()
+  os.remove(path)
+  local function document(sync_ms)
+    return '{"environment": {"canary": {"traffic_percent": 10}}, "store": {"sqlite": {"path": "'
+      .. path .. '", "sync_interval_ms": ' .. sync_ms .. '}}}'
+  end
+  local slow = assert(pg.new(document(60000)))
+  local other = assert(pg.new(document(20)))
+  local seen = slow:change_count()
+  assert(other:rollback("bad deploy"))
+  check(slow:sync_now() == true, "asked")
+  local deadline = os.time() + 5
+  while slow:change_count() == seen do
+    assert(os.time() <= deadline, "the rollback was not read within 5 s")
+    ffi.C.usleep(1000)
+  end
+  check(slow:state().environment == "production", "the slow gate follows the rollback")
+  local storeless = assert(pg.new())
+  check(storeless:sync_now() == false, "no store: nothing to read")
+  for _, gate in ipairs({ slow, other, storeless }) do
+    gate:free()
+  end
+  local none, message = storeless:sync_now()
+  check(none == nil and message:find("INVALID_HANDLE", 1, true), "freed: " .. tostring(message))
+  for _, suffix in ipairs({ "", "-wal", "-shm" }) do
+    os.remove(path .. suffix)
+  end
+end
+
 test_vectors(arg[1])
 test_header_constants()
 test_wrappers()
@@ -613,5 +647,6 @@ test_parity()
 test_overrides(arg[3])
 test_growing_text()
 test_names()
+test_sync_now()
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)

@@ -793,6 +793,16 @@ class Gate {
     return count;
   }
 
+  /// With a state store: the gate's sync thread reads the store at once rather than at its
+  /// next sync_interval_ms (pgate_sync_now), for a host told by its own means that another
+  /// process wrote. Returns at once, having done no I/O; asks made before that read begins are
+  /// merged into one, and change_count() moves when it found a change. False without a store.
+  bool sync_now() const {
+    bool asked = false;
+    detail::check(pgate_sync_now(live("sync_now"), &asked), "pgate_sync_now");
+    return asked;
+  }
+
   /// The gate's kept changes numbered above `after` (the last 64 at most), oldest first, as a
   /// JSON array (pgate_changes_json): each with sequence, kind ("rollback", "promotion",
   /// "flags" or "config"), origin ("this_gate" or "store"), stage, from, to, at_ms,

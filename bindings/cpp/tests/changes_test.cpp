@@ -4,7 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -143,6 +147,38 @@ TEST(Parity, ASwappedSloKeepsTheStageAndTheRecordedCounts) {
     EXPECT_NE(std::string(e.what()).find("2.5"), std::string::npos) << e.what();
   }
   EXPECT_EQ(json::parse(gate.slo_json())["min_samples"], 1000);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Changes, SyncNowReadsAnotherGatesRollbackAtOnce) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("pgate-cpp-sync-now-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto document = [&](int sync_ms) {
+    return json{{"environment", {{"canary", {{"traffic_percent", 10}}}}},
+                {"store", {{"sqlite", {{"path", (dir / "gate.db").string()},
+                                       {"sync_interval_ms", sync_ms}}}}}}
+        .dump();
+  };
+  {
+    // Reads the store once a minute: here only when asked.
+    const Gate slow = Gate::create(document(60000));
+    const Gate other = Gate::create(document(20));
+    const auto seen = slow.change_count();
+    other.rollback("bad deploy");
+    EXPECT_TRUE(slow.sync_now());
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (slow.change_count() == seen) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the rollback was not read";
+      std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_EQ(slow.state().environment, Environment::Production);
+  }
+  EXPECT_FALSE(Gate::create("{}").sync_now()) << "no store: nothing to read";
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
