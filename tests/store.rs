@@ -543,6 +543,100 @@ fn stored_environment(path: &str) -> String {
         .unwrap()
 }
 
+/// The stored release's version, or `None` when the store holds none.
+fn stored_version_if_any(path: &str) -> Option<i64> {
+    let check = rusqlite::Connection::open(path).unwrap();
+    check
+        .query_row("SELECT version FROM release", [], |row| row.get(0))
+        .ok()
+}
+
+#[test]
+fn a_store_emptied_under_running_gates_is_given_their_state_again_and_they_go_on() {
+    let dir = Scratch::new("emptied");
+    let path = dir.file("gate.db");
+    let (a, b) = (open(&path), open(&path));
+    a.rollback("bad deploy").unwrap();
+    eventually("b follows the rollback", || {
+        b.environment() == Environment::Production
+    });
+    // The gate's state is deleted by hand (a reset): the running gates write theirs again.
+    let wipe = rusqlite::Connection::open(&path).unwrap();
+    wipe.execute_batch("DELETE FROM history; DELETE FROM release;")
+        .unwrap();
+    eventually("the state is written again", || {
+        stored_version_if_any(&path).is_some()
+    });
+    assert_eq!(stored_environment(&path), "Production", "still rolled back");
+    assert_eq!(a.stage(), b.stage());
+    // Both write again, and follow each other.
+    a.promote(Environment::Canary {
+        traffic_percent: 5.0,
+    })
+    .unwrap();
+    eventually("b follows the new rollout", || {
+        b.environment()
+            == Environment::Canary {
+                traffic_percent: 5.0,
+            }
+    });
+    b.rollback("again").unwrap();
+    eventually("a follows b's rollback", || {
+        a.environment() == Environment::Production
+    });
+    assert_eq!(a.stage(), b.stage());
+}
+
+#[test]
+fn a_store_put_back_to_an_older_state_is_followed_with_stages_numbered_above() {
+    let dir = Scratch::new("older");
+    let path = dir.file("gate.db");
+    let a = open(&path);
+    let old_release: (i64, i64, String, String) = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT version, stage, environment, config FROM release",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .unwrap();
+    a.promote(Environment::Canary {
+        traffic_percent: 5.0,
+    })
+    .unwrap();
+    a.rollback("bad deploy").unwrap();
+    let stage = a.stage();
+    // The store is put back to the canary at 10 % of its first state (a restored backup).
+    let restore = rusqlite::Connection::open(&path).unwrap();
+    restore
+        .execute_batch("DELETE FROM history; DELETE FROM release;")
+        .unwrap();
+    restore
+        .execute(
+            "INSERT INTO release (gate, version, stage, environment, config)
+             VALUES ('checkout', ?1, ?2, ?3, ?4)",
+            rusqlite::params![old_release.0, old_release.1, old_release.2, old_release.3],
+        )
+        .unwrap();
+    eventually("a follows the restored state", || {
+        a.environment()
+            == Environment::Canary {
+                traffic_percent: 10.0,
+            }
+    });
+    assert!(a.stage() > stage, "a gate's stage never goes back");
+    let stored_stage: i64 = restore
+        .query_row("SELECT stage FROM release", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        u64::try_from(stored_stage).unwrap(),
+        a.stage().get(),
+        "numbered above the local stage"
+    );
+    let b = open(&path);
+    assert_eq!(b.stage(), a.stage());
+}
+
 #[test]
 fn while_the_store_is_locked_routing_goes_on_a_rollback_happens_and_promotion_is_refused() {
     let dir = Scratch::new("locked");

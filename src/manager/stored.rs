@@ -20,8 +20,9 @@ use crate::error::Error;
 use crate::history::{RollbackEvent, RolledBack};
 use crate::metrics::{Counts, FleetLedger, MAX_REMEMBERED};
 use crate::release;
+use crate::snapshot::Snapshot;
 use crate::store::{
-    self, BadContribution, Commit, Contribution, Guard, StateStore, StoreConfig, StoreError,
+    self, BadContribution, Commit, Contribution, Guard, Since, StateStore, StoreConfig, StoreError,
     StoreProblem, StoredRelease, StoredWrite,
 };
 use crate::verdict::Verdict;
@@ -289,6 +290,29 @@ impl CatchUp {
             settles_pending,
         })
     }
+
+    /// The same, its events replacing the local history (they were read whole, from a store
+    /// that went back).
+    fn whole(mut self) -> Self {
+        self.whole_history = true;
+        self
+    }
+}
+
+/// This process's published stage and config, read with the known state: what a store that
+/// went back is given again, or what its stages are numbered above.
+struct Local {
+    stage: u64,
+    config: PromotionConfig,
+}
+
+impl Local {
+    fn of(current: &Snapshot) -> Self {
+        Self {
+            stage: current.route.stage.get(),
+            config: current.config.clone(),
+        }
+    }
 }
 
 /// Reads what changed in the store since `from`, writing `pending` first if there is one.
@@ -297,21 +321,27 @@ fn catch_up(
     store: &dyn StateStore,
     from: Guard,
     pending: Option<&Pending>,
+    local: &Local,
 ) -> Result<Option<CatchUp>, StoreError> {
     let Some(pending) = pending else {
-        let Some(state) = store.changes_since(from.version)? else {
-            return Ok(None);
+        return match store.changes_since(from)? {
+            Since::Same => Ok(None),
+            Since::Newer(state) => CatchUp::following(store, from, state, false).map(Some),
+            Since::Reset(state) => went_back(store, from, state, local),
         };
-        return CatchUp::following(store, from, state, false).map(Some);
     };
     for _ in 0..4 {
-        let state = store.load()?.ok_or_else(|| {
-            StoreError::new(
-                store.location(),
-                StoreProblem::NotOurs,
-                "the gate's stored state is gone",
-            )
-        })?;
+        let Some(state) = store.load()? else {
+            // The store lost the gate's state: this process's rolled-back release is its first.
+            tracing::error!(
+                known = from.version,
+                "promotion.store the stored state is gone (deleted or replaced): the pending rollback is written as the store's first state"
+            );
+            match reseed(store, from, local, pending.event.as_ref())? {
+                Some(update) => return Ok(Some(update)),
+                None => continue,
+            }
+        };
         let rolled_back_since = state
             .history
             .iter()
@@ -322,7 +352,10 @@ fn catch_up(
         }
         let stored = guard_of(&state.release);
         let config = release::rolled_back(&state.release.config);
-        let write = StoredWrite::new(stored, stored.stage + 1, &config, pending.event.as_ref());
+        // Above the local stage too, if the store went back below it: every process numbers
+        // the stored stages alike.
+        let stage = (stored.stage + 1).max(local.stage);
+        let write = StoredWrite::new(stored, stage, &config, pending.event.as_ref());
         if store.commit(&write)? == Commit::Written {
             let mut history = events(store, &state.history)?;
             history.extend(pending.event.clone());
@@ -339,6 +372,82 @@ fn catch_up(
         store.location(),
         "the stored state kept changing while a rollback was written",
     ))
+}
+
+/// Follows a store that went back below the known state `from` (its state deleted, or replaced
+/// by an older or another one): an empty store is given this process's state again (one
+/// process wins that write; the others follow it at their next tick); a stored state is
+/// adopted, its stages first numbered above the local one if they are below it (the gates of a
+/// store number their stages alike, and a gate's stage never goes back). `None`: another
+/// process wrote between the reads, and the next tick looks again.
+fn went_back(
+    store: &dyn StateStore,
+    from: Guard,
+    state: Option<store::StoredState>,
+    local: &Local,
+) -> Result<Option<CatchUp>, StoreError> {
+    let stored = state.as_ref().map(|s| (s.release.version, s.release.stage));
+    tracing::error!(
+        known_version = from.version,
+        known_stage = from.stage,
+        ?stored,
+        "promotion.store the store went back (its state was deleted or replaced): following it"
+    );
+    let Some(state) = state else {
+        if let Some(update) = reseed(store, from, local, None)? {
+            return Ok(Some(update));
+        }
+        // Another process wrote the emptied store first: follow what it wrote.
+        return match store.load()? {
+            Some(state) => went_back(store, from, Some(state), local),
+            None => Ok(None),
+        };
+    };
+    if state.release.stage >= local.stage {
+        return CatchUp::following(store, from, state, false).map(|update| Some(update.whole()));
+    }
+    let write = StoredWrite::new(
+        guard_of(&state.release),
+        local.stage + 1,
+        &state.release.config,
+        None,
+    );
+    match store.commit(&write)? {
+        Commit::Written => Ok(Some(CatchUp {
+            from,
+            events: events(store, &state.history)?,
+            release: write.release,
+            whole_history: true,
+            settles_pending: false,
+        })),
+        Commit::Conflict { .. } => Ok(None),
+    }
+}
+
+/// Writes the local state as the first of an empty store, with `event` (a pending rollback's,
+/// which it then settles). `None` when another process wrote first.
+fn reseed(
+    store: &dyn StateStore,
+    from: Guard,
+    local: &Local,
+    event: Option<&RollbackEvent>,
+) -> Result<Option<CatchUp>, StoreError> {
+    let empty = Guard {
+        version: 0,
+        stage: 0,
+    };
+    let write = StoredWrite::new(empty, local.stage, &local.config, event);
+    Ok(match store.commit(&write)? {
+        // The local history already holds the event: it is kept as it is.
+        Commit::Written => Some(CatchUp {
+            from,
+            events: Vec::new(),
+            release: write.release,
+            whole_history: false,
+            settles_pending: event.is_some(),
+        }),
+        Commit::Conflict { .. } => None,
+    })
 }
 
 impl Shared {
@@ -405,7 +514,13 @@ impl Shared {
         let Some(link) = writer.store.as_mut() else {
             return Ok(());
         };
-        match catch_up(link.store.as_ref(), link.known, link.pending.as_ref()) {
+        let local = Local::of(&self.current.load());
+        match catch_up(
+            link.store.as_ref(),
+            link.known,
+            link.pending.as_ref(),
+            &local,
+        ) {
             Ok(Some(update)) => {
                 self.apply(writer, update);
                 Ok(())
@@ -428,14 +543,20 @@ impl Shared {
         if let Some(verdict) = self.handoff.take() {
             self.apply_verdict(&mut self.lock_writer(), &verdict);
         }
-        let (store, from, pending) = {
+        let (store, from, pending, local) = {
             let writer = self.lock_writer();
             let Some(link) = writer.store.as_ref() else {
                 return;
             };
-            (Arc::clone(&link.store), link.known, link.pending.clone())
+            let local = Local::of(&self.current.load());
+            (
+                Arc::clone(&link.store),
+                link.known,
+                link.pending.clone(),
+                local,
+            )
         };
-        let result = catch_up(store.as_ref(), from, pending.as_ref());
+        let result = catch_up(store.as_ref(), from, pending.as_ref(), &local);
         {
             let mut writer = self.lock_writer();
             match result {

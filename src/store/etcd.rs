@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use super::contribution::{MAX_LATENCY_BYTES, PublishedCohort};
 use super::{
-    BadContribution, Commit, Contribution, EtcdStoreConfig, MAX_INSTANCES, SCHEMA_VERSION,
-    StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease, StoredState, StoredWrite,
+    BadContribution, Commit, Contribution, EtcdStoreConfig, Guard, MAX_INSTANCES, SCHEMA_VERSION,
+    Since, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease, StoredState,
+    StoredWrite,
 };
 use crate::decision::PerCohort;
 
@@ -297,15 +298,18 @@ impl StateStore for EtcdStore {
         &self.location
     }
 
-    fn changes_since(&self, version: u64) -> Result<Option<StoredState>, StoreError> {
+    fn changes_since(&self, known: Guard) -> Result<Since, StoreError> {
         let (found, revision) = self.get(&self.key("release"), None)?;
-        let Some(found) = found else {
-            return Ok(None);
+        let release = found
+            .as_ref()
+            .map(|found| self.release(found))
+            .transpose()?;
+        let stored = release
+            .as_ref()
+            .map(|release| (release.version, release.stage));
+        let (Some(version), Some(release)) = (Since::read_after(stored, known), release) else {
+            return Ok(Since::unread(stored, known));
         };
-        let release = self.release(&found)?;
-        if release.version <= version {
-            return Ok(None);
-        }
         // The history at the same revision as the release: the newest events the release
         // keeps, at most (keys written by hand may be more).
         let response = self.call(
@@ -338,7 +342,7 @@ impl StateStore for EtcdStore {
         history.reverse();
         StoredState { release, history }
             .checked()
-            .map(Some)
+            .map(|state| Since::of(state, known))
             .map_err(not_ours)
     }
 

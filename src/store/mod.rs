@@ -132,20 +132,82 @@ impl StoreError {
     }
 }
 
+/// What a store holds against the version a process knows ([`StateStore::changes_since`]).
+#[derive(Debug, PartialEq)]
+pub(crate) enum Since {
+    /// The version known: nothing changed.
+    Same,
+    /// A newer state: its release, and the history events recorded after the known version.
+    Newer(StoredState),
+    /// The store went back: it holds no state although a version above 0 is known, or a lower
+    /// version (its state was deleted or replaced). The whole stored state, if any.
+    Reset(Option<StoredState>),
+}
+
+impl Since {
+    /// Which history events a read of the stored release (its version and stage; `None`: no
+    /// state) takes against the `known` state: those after the returned version (0 for a store
+    /// that went back); `None` when nothing is to be read ([`unread`](Self::unread) says what
+    /// that means). In a store that did not go back neither the version nor the stage ever
+    /// falls, and a version is never written twice with two stages.
+    pub(crate) fn read_after(stored: Option<(u64, u64)>, known: Guard) -> Option<u64> {
+        let (version, stage) = stored?;
+        if (version, stage) == (known.version, known.stage) {
+            None
+        } else if Self::went_back(version, stage, known) {
+            Some(0)
+        } else {
+            Some(known.version)
+        }
+    }
+
+    /// What a read with nothing to take means: no state although one is known is a reset.
+    pub(crate) fn unread(stored: Option<(u64, u64)>, known: Guard) -> Self {
+        if stored.is_none() && known.version > 0 {
+            Self::Reset(None)
+        } else {
+            Self::Same
+        }
+    }
+
+    /// The state read for the `known` one: newer, or the whole state of a store that went back.
+    pub(crate) fn of(state: StoredState, known: Guard) -> Self {
+        if Self::went_back(state.release.version, state.release.stage, known) {
+            Self::Reset(Some(state))
+        } else {
+            Self::Newer(state)
+        }
+    }
+
+    fn went_back(version: u64, stage: u64, known: Guard) -> bool {
+        version < known.version
+            || stage < known.stage
+            || (version == known.version && stage != known.stage)
+    }
+}
+
 /// A place that keeps gates' release state: load it, commit a write as one guarded
 /// transaction, and read what changed since a version.
 pub(crate) trait StateStore: Send + Sync + fmt::Debug {
     /// Where the store is, for messages and logs.
     fn location(&self) -> &str;
 
-    /// The stored state if its version is above `version`: the release, and the history
-    /// events recorded after `version` (all of them for 0). `None` when nothing is newer (or
-    /// the store holds no state for the gate yet).
-    fn changes_since(&self, version: u64) -> Result<Option<StoredState>, StoreError>;
+    /// What the store holds against a state of `version` a process knows (0: none): the same
+    /// version, a newer state (the release and the history events recorded after `version`),
+    /// or, when the store went back (no state at all for a known version above 0, or a lower
+    /// version: its state was deleted or replaced), the whole stored state if any.
+    fn changes_since(&self, known: Guard) -> Result<Since, StoreError>;
 
     /// The whole stored state, if any.
     fn load(&self) -> Result<Option<StoredState>, StoreError> {
-        self.changes_since(0)
+        let nothing = Guard {
+            version: 0,
+            stage: 0,
+        };
+        Ok(match self.changes_since(nothing)? {
+            Since::Newer(state) => Some(state),
+            Since::Same | Since::Reset(_) => None,
+        })
     }
 
     /// Commits `write` if the stored state is still the one at `write.guard` (no state at all

@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use super::contribution::{MAX_LATENCY_BYTES, PublishedCohort};
 use super::{
-    BadContribution, Commit, Contribution, MAX_INSTANCES, SCHEMA_VERSION, SqliteStoreConfig,
-    StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease, StoredState, StoredWrite,
+    BadContribution, Commit, Contribution, Guard, MAX_INSTANCES, SCHEMA_VERSION, Since,
+    SqliteStoreConfig, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
+    StoredState, StoredWrite,
 };
 use crate::config::PromotionConfig;
 use crate::decision::PerCohort;
@@ -181,7 +182,7 @@ impl SqliteStore {
         StoreError::new(self.path.clone(), problem, detail)
     }
 
-    fn read(&self, connection: &Connection, since: u64) -> Result<Option<StoredState>, StoreError> {
+    fn read(&self, connection: &Connection, known: Guard) -> Result<Since, StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
         let not_ours = |e: String| self.error(StoreProblem::NotOurs, e);
         let row = connection
@@ -192,12 +193,12 @@ impl SqliteStore {
             )
             .optional()
             .map_err(fail)?;
-        let Some((version, stage, config)) = row.transpose().map_err(not_ours)? else {
-            return Ok(None);
+        let row = row.transpose().map_err(not_ours)?;
+        let stored = row.as_ref().map(|(version, stage, _)| (*version, *stage));
+        let (Some(since), Some((version, stage, config))) = (Since::read_after(stored, known), row)
+        else {
+            return Ok(Since::unread(stored, known));
         };
-        if version <= since {
-            return Ok(None);
-        }
         let config = PromotionConfig::parse_json(&config)
             .map_err(|e| not_ours(format!("release.config: {e}")))?;
         let release = StoredRelease {
@@ -227,7 +228,7 @@ impl SqliteStore {
         history.reverse();
         StoredState { release, history }
             .checked()
-            .map(Some)
+            .map(|state| Since::of(state, known))
             .map_err(not_ours)
     }
 
@@ -290,13 +291,13 @@ impl StateStore for SqliteStore {
         &self.path
     }
 
-    fn changes_since(&self, version: u64) -> Result<Option<StoredState>, StoreError> {
+    fn changes_since(&self, known: Guard) -> Result<Since, StoreError> {
         let mut connection = self.connection();
         // One read transaction: the release and its history from the same commit.
         let tx = connection
             .transaction()
             .map_err(|e| failure(&self.path, &e))?;
-        let state = self.read(&tx, version)?;
+        let state = self.read(&tx, known)?;
         tx.commit().map_err(|e| failure(&self.path, &e))?;
         Ok(state)
     }

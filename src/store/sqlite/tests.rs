@@ -57,7 +57,7 @@ fn a_state_survives_closing_and_reopening_the_file() {
     assert_eq!(after.history.len(), 1);
     assert_eq!(after.history[0].to_event().unwrap(), event);
     // Nothing newer than what was read.
-    assert_eq!(reopened.changes_since(2).unwrap(), None);
+    assert_eq!(reopened.changes_since(known(2)).unwrap(), Since::Same);
 }
 
 #[test]
@@ -103,11 +103,19 @@ fn changes_since_gives_only_newer_events_and_the_history_keeps_its_bound() {
     let all = store.load().unwrap().unwrap();
     let reasons: Vec<_> = all.history.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, ["r3", "r4", "r5"]);
-    let newer = store.changes_since(5).unwrap().unwrap();
+    let Since::Newer(newer) = store.changes_since(known(5)).unwrap() else {
+        panic!("nothing newer")
+    };
     assert_eq!(newer.release.version, 6);
     let reasons: Vec<_> = newer.history.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, ["r5"]);
-    assert_eq!(store.changes_since(6).unwrap(), None);
+    assert_eq!(store.changes_since(known(6)).unwrap(), Since::Same);
+    // A process that knows a later version than the store's: the store went back, and its
+    // whole state is read.
+    let Since::Reset(Some(whole)) = store.changes_since(known(9)).unwrap() else {
+        panic!("not a reset")
+    };
+    assert_eq!(whole, all);
 }
 
 #[test]
@@ -119,7 +127,11 @@ fn two_gates_share_one_file_and_two_handles_of_one_gate_see_each_other() {
     let search = open(&path, "search");
     first_write(&checkout);
     assert_eq!(search.load().unwrap(), None);
-    let seen = checkout_too.changes_since(0).unwrap().unwrap();
+    assert_eq!(search.changes_since(known(0)).unwrap(), Since::Same);
+    assert_eq!(search.changes_since(known(3)).unwrap(), Since::Reset(None));
+    let Since::Newer(seen) = checkout_too.changes_since(known(0)).unwrap() else {
+        panic!("nothing newer")
+    };
     assert_eq!(seen.release.config.environment, canary(10.0));
 
     let mut own = config(canary(5.0));
@@ -619,4 +631,12 @@ fn at_most_max_instances_contributions_are_read() {
         store.contributions(1, "me", ttl).unwrap().len(),
         MAX_INSTANCES
     );
+}
+
+/// A known state of version and stage `n` (the tests' writes keep the two equal).
+fn known(n: u64) -> Guard {
+    Guard {
+        version: n,
+        stage: n,
+    }
 }
