@@ -588,6 +588,30 @@ fn a_store_emptied_under_running_gates_is_given_their_state_again_and_they_go_on
 }
 
 #[test]
+fn a_rollback_waiting_to_be_written_when_the_store_is_emptied_is_its_first_state() {
+    let dir = Scratch::new("emptied-pending");
+    let path = dir.file("gate.db");
+    let gate = open_with(&path, 10.0, 20).unwrap();
+    // Another connection holds the write lock, then empties the store and lets go.
+    let mut wiper = rusqlite::Connection::open(&path).unwrap();
+    let wipe = wiper
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    roll_back_while_the_store_is_unavailable(&gate, &path);
+    wipe.execute_batch("DELETE FROM history; DELETE FROM release;")
+        .unwrap();
+    wipe.commit().unwrap();
+    eventually("the rollback is written as the first state", || {
+        stored_version_if_any(&path).is_some()
+    });
+    assert_eq!(stored_environment(&path), "Production");
+    let other = open(&path);
+    assert_eq!(other.environment(), Environment::Production);
+    assert_eq!(other.rollback_history(), gate.rollback_history());
+    assert_eq!(other.stage(), gate.stage());
+}
+
+#[test]
 fn a_store_put_back_to_an_older_state_is_followed_with_stages_numbered_above() {
     let dir = Scratch::new("older");
     let path = dir.file("gate.db");
