@@ -745,6 +745,33 @@ pgate_status pgate_fleet_judging(const struct pgate_gate *gate,
                                  bool *fleet_judging);
 
 /**
+ * Writes where a config document's state store keeps the gate's state, read from the document
+ * alone (nothing is opened or created): `sqlite:` and the file path as the document writes it
+ * (a relative path is opened against the working directory of the process that opens the
+ * gate), `etcd:` and the key prefix, or the empty string for a document without a `store`
+ * (its gate's state lives and dies with the gate). NUL-terminated into `location` of `cap`
+ * bytes, its length (without the NUL) into `*len_out`. A host that resolves paths itself, or
+ * refuses a relative one, asks before `pgate_gate_new` would create the file; a host that
+ * shares memory between the processes of one gate keys it by this and the gate's name.
+ *
+ * The document is read and validated as `pgate_gate_new` reads it: on failure nothing is
+ * written and, if `err` is not NULL, `*err` receives an error object naming the field and
+ * value. If `location` is NULL or too small, only `*len_out` (and `*err`) is written and
+ * `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+ *
+ * # Safety
+ * `config_json` must be NULL or point to `config_len` readable bytes (length 0 for the
+ * default document); `location` NULL or valid for `cap` bytes; `len_out` valid for a write;
+ * `err` NULL or valid for a write.
+ */
+pgate_status pgate_store_location(const uint8_t *config_json,
+                                  size_t config_len,
+                                  char *location,
+                                  size_t cap,
+                                  size_t *len_out,
+                                  struct pgate_error **err);
+
+/**
  * The library's version, e.g. `"0.1.0"`: a static string the caller must not free.
  */
 const char *pgate_version(void);

@@ -8,7 +8,9 @@ use std::sync::{Mutex, PoisonError};
 use crate::boundary::{Failure, copy_out, guard, guard_err, text, write};
 use crate::error::pgate_error;
 use crate::status::pgate_status;
-use promotion_gates::{PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
+use promotion_gates::{
+    PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig, StoreConfig,
+};
 
 /// An opaque gate: one [`PromotionGateManager`]. Made by `pgate_gate_new`, freed by
 /// `pgate_gate_free`. One handle may be used from many threads at once.
@@ -463,6 +465,51 @@ pub unsafe extern "C" fn pgate_fleet_judging(
             .is_some_and(|store| store.fleet_judging());
         // SAFETY: fleet_judging is non-NULL and valid for a write (caller's contract).
         unsafe { write(fleet_judging, sums) }
+    })
+}
+
+/// Writes where a config document's state store keeps the gate's state, read from the document
+/// alone (nothing is opened or created): `sqlite:` and the file path as the document writes it
+/// (a relative path is opened against the working directory of the process that opens the
+/// gate), `etcd:` and the key prefix, or the empty string for a document without a `store`
+/// (its gate's state lives and dies with the gate). NUL-terminated into `location` of `cap`
+/// bytes, its length (without the NUL) into `*len_out`. A host that resolves paths itself, or
+/// refuses a relative one, asks before `pgate_gate_new` would create the file; a host that
+/// shares memory between the processes of one gate keys it by this and the gate's name.
+///
+/// The document is read and validated as `pgate_gate_new` reads it: on failure nothing is
+/// written and, if `err` is not NULL, `*err` receives an error object naming the field and
+/// value. If `location` is NULL or too small, only `*len_out` (and `*err`) is written and
+/// `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+///
+/// # Safety
+/// `config_json` must be NULL or point to `config_len` readable bytes (length 0 for the
+/// default document); `location` NULL or valid for `cap` bytes; `len_out` valid for a write;
+/// `err` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_store_location(
+    config_json: *const u8,
+    config_len: usize,
+    location: *mut c_char,
+    cap: usize,
+    len_out: *mut usize,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    guard_err(err, || {
+        let document = if config_len == 0 {
+            None
+        } else {
+            // SAFETY: the caller guarantees config_len readable bytes at config_json.
+            Some(unsafe { text(config_json, config_len, "config") }?)
+        };
+        let config: PromotionConfig = parse(document, PromotionConfig::from_json, "config")?;
+        let place = match &config.store {
+            None => String::new(),
+            Some(StoreConfig::Sqlite(sqlite)) => format!("sqlite:{}", sqlite.path),
+            Some(StoreConfig::Etcd(etcd)) => format!("etcd:{}", etcd.prefix),
+        };
+        // SAFETY: forwarded buffer contract (copy_out checks NULL, the capacity and the fit).
+        unsafe { copy_out(&place, location.cast(), cap, len_out) }.map_err(Failure::from)
     })
 }
 

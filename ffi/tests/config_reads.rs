@@ -306,3 +306,129 @@ fn the_gate_name_is_the_configs_and_a_freed_handle_is_refused() {
     let status = unsafe { pgate_gate_name(gate, name.as_mut_ptr().cast(), name.len(), &mut len) };
     assert_eq!(status, pgate_status::InvalidHandle);
 }
+
+/// What `pgate_store_location` answers for `document`: its status, and the location written
+/// (`None` when nothing was), with the error object's message on failure.
+fn store_location(document: &str, cap: usize) -> (pgate_status, usize, Option<String>, String) {
+    let mut location = vec![0xAAu8; cap];
+    let mut len = usize::MAX;
+    let mut err = null_mut();
+    // SAFETY: the document is a live slice; the buffer holds `cap` bytes; valid out-pointers.
+    let status = unsafe {
+        pgate_store_location(
+            document.as_ptr(),
+            document.len(),
+            location.as_mut_ptr().cast(),
+            cap,
+            &mut len,
+            &mut err,
+        )
+    };
+    let written = (status == pgate_status::Ok).then(|| {
+        assert_eq!(location[len], 0, "NUL-terminated");
+        String::from_utf8_lossy(&location[..len]).into_owned()
+    });
+    if status != pgate_status::Ok && status != pgate_status::BufferTooSmall {
+        assert!(location.iter().all(|&b| b == 0xAA), "nothing written");
+    }
+    // SAFETY: err is NULL or an error object made by this call, read then freed once.
+    let message = unsafe {
+        let message = std::ffi::CStr::from_ptr(pgate_error_message(err))
+            .to_string_lossy()
+            .into_owned();
+        pgate_error_free(err);
+        message
+    };
+    (status, len, written, message)
+}
+
+#[test]
+fn the_store_location_is_read_from_the_document_without_opening_it() {
+    // A relative path is written as the document gives it, and no file is created: the
+    // directory does not even exist.
+    let relative = r#"{"gate": "g", "store": {"sqlite": {"path": "no-such-dir/rel.db"}}}"#;
+    assert_eq!(
+        store_location(relative, 64),
+        (
+            pgate_status::Ok,
+            25,
+            Some("sqlite:no-such-dir/rel.db".to_string()),
+            String::new()
+        )
+    );
+    assert!(!std::path::Path::new("no-such-dir").exists());
+    let etcd = r#"{"store": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "/pg/checkout"}}}"#;
+    assert_eq!(
+        store_location(etcd, 64).2.as_deref(),
+        Some("etcd:/pg/checkout")
+    );
+    // No store, and the default document (length 0): the empty string.
+    assert_eq!(store_location(r#"{"gate": "g"}"#, 1).2.as_deref(), Some(""));
+    let mut len = usize::MAX;
+    let mut location = [0xAAu8; 4];
+    // SAFETY: a NULL document of length 0 is the default; a live buffer; valid out-pointers.
+    let status = unsafe {
+        pgate_store_location(
+            null(),
+            0,
+            location.as_mut_ptr().cast(),
+            location.len(),
+            &mut len,
+            null_mut(),
+        )
+    };
+    assert_eq!((status, len, location[0]), (pgate_status::Ok, 0, 0));
+}
+
+#[test]
+fn a_bad_document_or_a_small_buffer_writes_no_location() {
+    // Too small: the length, no text (the error object names the status); NULL asks for the
+    // length the same way.
+    let document = r#"{"store": {"sqlite": {"path": "/var/lib/pg/g.db"}}}"#;
+    assert_eq!(
+        store_location(document, 23),
+        (
+            pgate_status::BufferTooSmall,
+            23,
+            None,
+            "PGATE_STATUS_BUFFER_TOO_SMALL".to_string()
+        )
+    );
+    let mut len = 0;
+    // SAFETY: a live document; a NULL buffer of capacity 0; a valid out-pointer.
+    let status = unsafe {
+        pgate_store_location(
+            document.as_ptr(),
+            document.len(),
+            null_mut(),
+            0,
+            &mut len,
+            null_mut(),
+        )
+    };
+    assert_eq!((status, len), (pgate_status::BufferTooSmall, 23));
+
+    // Validated as pgate_gate_new validates: the message names the field and the value.
+    let (status, len, written, message) =
+        store_location(r#"{"store": {"sqlite": {"path": ""}}}"#, 64);
+    assert_eq!(
+        (status, len, written),
+        (pgate_status::InvalidConfig, usize::MAX, None)
+    );
+    assert!(message.contains("store.sqlite.path"), "{message}");
+    let (status, _, _, message) = store_location(r#"{"store": "#, 64);
+    assert_eq!(status, pgate_status::InvalidJson, "{message}");
+
+    // SAFETY: a NULL length out-pointer is refused before anything is read or written.
+    let status = unsafe {
+        pgate_store_location(
+            document.as_ptr(),
+            document.len(),
+            null_mut(),
+            0,
+            null_mut(),
+            null_mut(),
+        )
+    };
+    assert_eq!(status, pgate_status::NullPointer);
+}
