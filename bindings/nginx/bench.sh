@@ -10,8 +10,8 @@
 # ${PGATE_BENCH_SYNC_MS:-250}). As root, every process runs at nice -20 (fewer preemptions).
 # Usage: bench.sh [rounds] (default 7); PGATE_BENCH_WORKERS (proxy workers, default 1),
 # PGATE_BENCH_SECONDS (per run, default 4), PGATE_BENCH_CONNECTIONS (default 32);
-# PGATE_BENCH_CONTROL=1 makes B a second split_clients proxy (the A/A noise floor);
-# PGATE_BENCH_STORE=0 gives B's gate no store (so no sync thread). A and B are two server blocks
+# PGATE_BENCH_CONTROL=1 makes B a second split_clients proxy (the A/A noise floor). B's gate
+# always has its store: the module refuses a gate without one. A and B are two server blocks
 # of one nginx (the same workers, so nothing differs between them but the split; the gate and
 # its sync thread exist during A's runs too); PGATE_BENCH_TWO_NGINX=1 makes them two nginx.
 set -euo pipefail
@@ -75,7 +75,6 @@ CONF
 mkdir -p "$tmp/store"
 [ "$(id -u)" -ne 0 ] || chown nobody:nogroup "$tmp/store"
 store=', "store": {"sqlite": {"path": "'"$tmp/store/bench.db"'", "sync_interval_ms": '"$sync_ms"', "fleet_judging": false}}'
-[ "${PGATE_BENCH_STORE:-1}" = 1 ] || store="" # a gate without a store starts no thread
 echo '{"gate": "bench", "environment": {"canary": {"traffic_percent": 20}}'"$store"'}' >"$tmp/gate.json"
 a_conf="split_clients \"\$request_id\" \$variant_a { 20% canary; * stable; }
     server { listen 127.0.0.1:${port[A]}; location / { proxy_pass http://app_\$variant_a; } }"

@@ -30,7 +30,7 @@ fi
 src="$build/nginx-src"
 module="$src/objs/ngx_http_promotion_gate_module.so"
 if [ ! -f "$src/objs/Makefile" ] || [ /usr/share/nginx/src/configure -nt "$src/objs/Makefile" ] ||
-  [ "$(cat "$build/lib_dir" 2>/dev/null)" != "$lib_dir" ]; then
+  [ "$here/config" -nt "$src/objs/Makefile" ] || [ "$(cat "$build/lib_dir" 2>/dev/null)" != "$lib_dir" ]; then
   echo "== configure ($(nginx -v 2>&1))" >&2
   rm -rf "$src"
   mkdir -p "$build"

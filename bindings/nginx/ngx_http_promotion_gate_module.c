@@ -56,6 +56,19 @@ typedef struct {
     ngx_http_pgate_outcome_t     outcomes[PGATE_RING_OUTCOMES];
 } ngx_http_pgate_ring_t;
 
+/*
+ * How nginx -t opened a gate's store, for the zone's init to check once the whole file was
+ * read. Allocated apart and pointed to by the zone: the array of gates moves as it grows.
+ */
+typedef struct {
+    ngx_str_t                    name;
+    ngx_cycle_t                 *cycle;       /* the configuration's, for its core module */
+    /* the user and group it opened the store as, when it ran as root */
+    ngx_uid_t                    user;
+    ngx_gid_t                    group;
+    unsigned                     switched:1;
+} ngx_http_pgate_opened_t;
+
 typedef struct {
     ngx_str_t                    name;
     ngx_str_t                    config_path;
@@ -63,7 +76,9 @@ typedef struct {
     ngx_str_t                    slo_path;    /* empty without slo= */
     ngx_str_t                    slo;
     ngx_str_t                    gate_name;   /* the document's "gate" */
+    ngx_str_t                    store;       /* pgate_store_location: sqlite:<path>, etcd:... */
     ngx_array_t                 *keys;        /* ngx_http_complex_value_t */
+    ngx_http_pgate_opened_t     *opened;
     ngx_shm_zone_t              *zone;
     ngx_http_pgate_ring_t       *ring;
     uint64_t                     cursor;      /* the next shared outcome this worker reads */
@@ -141,6 +156,7 @@ typedef struct {
 static void *ngx_http_pgate_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_pgate_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_pgate_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_pgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child);
 static ngx_int_t ngx_http_pgate_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_pgate_init_process(ngx_cycle_t *cycle);
 static void ngx_http_pgate_exit_process(ngx_cycle_t *cycle);
@@ -193,7 +209,7 @@ static ngx_http_module_t  ngx_http_pgate_module_ctx = {
     ngx_http_pgate_create_srv_conf,        /* create server configuration */
     NULL,                                  /* merge server configuration */
     ngx_http_pgate_create_loc_conf,        /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_http_pgate_merge_loc_conf          /* merge location configuration */
 };
 
 
@@ -269,6 +285,21 @@ ngx_http_pgate_create_loc_conf(ngx_conf_t *cf)
 }
 
 
+/*
+ * A block nested in a status location (an `if`, a location) runs the status handler it
+ * inherits: it inherits the gate too.
+ */
+static char *
+ngx_http_pgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_pgate_loc_conf_t  *prev = parent;
+    ngx_http_pgate_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_value(conf->status_gate, prev->status_gate, NGX_CONF_UNSET);
+    return NGX_CONF_OK;
+}
+
+
 /* Reads a whole file (a config or SLO document) at configuration time. */
 static char *
 ngx_http_pgate_read_document(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *out)
@@ -327,12 +358,90 @@ ngx_http_pgate_read_document(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *out)
 }
 
 
+/* Refuses a gate's documents with the library's message, which names the field and value. */
+static char *
+ngx_http_pgate_refuse(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_status st,
+    pgate_error *err)
+{
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "promotion_gate \"%V\": %s: %s (in \"%V\"%s%V%s)", &g->name,
+                       pgate_status_str(st), pgate_error_message(err),
+                       &g->config_path, g->slo_path.len ? " or \"" : "",
+                       &g->slo_path, g->slo_path.len ? "\"" : "");
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * Reads where the document's store keeps the gate's state (pgate_store_location: from the
+ * document alone, before any gate opens the store) and refuses what the workers cannot share:
+ * no store (each worker would keep a state of its own, and a reload or a restarted worker
+ * would start from the document again, a rolled-back canary taking traffic again), and a
+ * relative SQLite path (opened against the working directory of whichever process opens it,
+ * not against the configuration's: nginx -t run elsewhere would leave a stray database).
+ */
+static char *
+ngx_http_pgate_check_store(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
+{
+    char         *rv;
+    size_t        cap, len;
+    u_char       *location;
+    pgate_error  *err;
+    pgate_status  st;
+
+    /* the location is the document's path or prefix behind a short scheme: it fits */
+    cap = g->config.len + sizeof("sqlite:");
+    location = ngx_pnalloc(cf->pool, cap);
+    if (location == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    err = NULL;
+    st = pgate_store_location(g->config.data, g->config.len, (char *) location, cap, &len,
+                              &err);
+    if (st != PGATE_STATUS_OK) {
+        rv = ngx_http_pgate_refuse(cf, g, st, err);
+        pgate_error_free(err);
+        return rv;
+    }
+
+    if (len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "promotion_gate \"%V\": \"%V\" has no \"store\": each worker would "
+                           "keep a release state of its own, and a reload or a restarted "
+                           "worker would start again from the document (a rolled-back canary "
+                           "taking traffic again): add e.g. \"store\": {\"sqlite\": "
+                           "{\"path\": \"/var/lib/promotion-gates/%V.db\", "
+                           "\"fleet_judging\": false}}", &g->name, &g->config_path, &g->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (len > sizeof("sqlite:") - 1
+        && ngx_strncmp(location, "sqlite:", sizeof("sqlite:") - 1) == 0
+        && location[sizeof("sqlite:") - 1] != '/')
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "promotion_gate \"%V\": invalid store.sqlite.path = \"%s\" in "
+                           "\"%V\": a relative path is opened against the working directory "
+                           "of the process that opens it (nginx -t's, the master's), not the "
+                           "configuration's: write an absolute path", &g->name,
+                           location + sizeof("sqlite:") - 1, &g->config_path);
+        return NGX_CONF_ERROR;
+    }
+
+    g->store.data = location;
+    g->store.len = len;
+    return NGX_CONF_OK;
+}
+
+
 /*
  * Validates a gate's documents by making a gate and freeing it (its store is opened, so a
  * bad store path fails here too). When the master runs as root, the gate is made with the
  * workers' user and group, so that a SQLite file it creates belongs to them: those of the
- * `user` directive, or without one (yet: put `user` before `http`) nginx's defaults, which
- * the core module sets only after the http block was read.
+ * `user` directive, or without one (yet) nginx's defaults, which the core module sets only
+ * after the whole file was read. The user and group used are kept: a `user` directive after
+ * the http block is refused when the zone is made (ngx_http_pgate_check_user).
  */
 static char *
 ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
@@ -347,6 +456,10 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
     ngx_gid_t         group;
     struct passwd    *pwd;
     struct group     *grp;
+
+    if (ngx_http_pgate_check_store(cf, g) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx, ngx_core_module);
     switched = 0;
@@ -377,6 +490,9 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
             return NGX_CONF_ERROR;
         }
         switched = 1;
+        g->opened->user = user;
+        g->opened->group = group;
+        g->opened->switched = 1;
     }
 
     gate = NULL;
@@ -392,12 +508,7 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
     }
 
     if (st != PGATE_STATUS_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "promotion_gate \"%V\": %s: %s (in \"%V\"%s%V%s)", &g->name,
-                           pgate_status_str(st), pgate_error_message(err),
-                           &g->config_path, g->slo_path.len ? " or \"" : "",
-                           &g->slo_path, g->slo_path.len ? "\"" : "");
-        rv = NGX_CONF_ERROR;
+        rv = ngx_http_pgate_refuse(cf, g, st, err);
         goto done;
     }
 
@@ -411,6 +522,39 @@ done:
     pgate_error_free(err);
     (void) pgate_gate_free(gate);
     return rv;
+}
+
+
+/*
+ * Refuses a configuration whose workers would not run as the user nginx -t opened the store
+ * as: a `user` directive written after the http block was not read yet when promotion_gate
+ * opened it, so the store's file could belong to a user the workers are not. Run when the
+ * gate's zone is made, after the whole file was read and the core module set its defaults
+ * (an error here fails nginx -t, and a reload keeps the running configuration; an
+ * init_module hook could only exit the master).
+ */
+static ngx_int_t
+ngx_http_pgate_check_user(ngx_log_t *log, ngx_http_pgate_opened_t *opened)
+{
+    ngx_core_conf_t  *ccf;
+
+    if (!opened->switched) {
+        return NGX_OK;          /* not root: the workers run as nginx -t did */
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(opened->cycle->conf_ctx, ngx_core_module);
+
+    if (ccf->user == opened->user && ccf->group == opened->group) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, log, 0,
+                  "promotion_gate \"%V\": the store was opened as uid %d gid %d, the users "
+                  "known when the directive was read, but the workers run as \"user %s\" "
+                  "(uid %d gid %d): write the \"user\" directive before the http block",
+                  &opened->name, (int) opened->user, (int) opened->group,
+                  ccf->username ? ccf->username : "?", (int) ccf->user, (int) ccf->group);
+    return NGX_ERROR;
 }
 
 
@@ -547,6 +691,7 @@ ngx_http_pgate_check_name(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_gate *
 static ngx_int_t ngx_http_pgate_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data);
+static uint64_t ngx_http_pgate_identity(ngx_str_t *gate_name, ngx_str_t *store);
 
 
 /*
@@ -600,6 +745,13 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     g->name = value[1];
     g->config_path = value[2];
+
+    g->opened = ngx_pcalloc(cf->pool, sizeof(ngx_http_pgate_opened_t));
+    if (g->opened == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    g->opened->name = g->name;
+    g->opened->cycle = cf->cycle;
 
     if (ngx_http_pgate_read_document(cf, &g->config_path, &g->config) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
@@ -665,7 +817,6 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
     ngx_sprintf(var.data, "promotion_gate_%V", &g->name);
 
-    zone = var;
     v = ngx_http_add_variable(cf, &var, 0);
     if (v == NULL) {
         return NGX_CONF_ERROR;
@@ -681,7 +832,20 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    /* the ring through which the workers pool their outcomes */
+    /*
+     * The zone through which the workers pool their outcomes, named by the gate and where its
+     * state is kept: a reload keeps it (and its outcomes) while both stay, and gives a gate
+     * whose document names another gate or another store a zone of its own, which neither the
+     * old workers still draining nor the old release's outcomes reach.
+     */
+    zone.len = sizeof("promotion_gate__") - 1 + g->name.len + 16;
+    zone.data = ngx_pnalloc(cf->pool, zone.len);
+    if (zone.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_sprintf(zone.data, "promotion_gate_%V_%016xL", &g->name,
+                ngx_http_pgate_identity(&g->gate_name, &g->store));
+
     g->zone = ngx_shared_memory_add(cf, &zone,
                                     2 * sizeof(ngx_http_pgate_ring_t) + 8 * ngx_pagesize,
                                     &ngx_http_promotion_gate_module);
@@ -689,6 +853,7 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
     g->zone->init = ngx_http_pgate_init_zone;
+    g->zone->data = g->opened;
 
     return NGX_CONF_OK;
 
@@ -767,30 +932,63 @@ ngx_http_pgate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* 64-bit FNV-1a of the gate's name and its store location: what a gate's zone is named by. */
+static uint64_t
+ngx_http_pgate_identity(ngx_str_t *gate_name, ngx_str_t *store)
+{
+    size_t     i;
+    uint64_t   hash;
+    ngx_str_t *part[2];
+    ngx_uint_t n;
+
+    hash = 0xcbf29ce484222325ULL;
+    part[0] = gate_name;
+    part[1] = store;
+
+    for (n = 0; n < 2; n++) {
+        for (i = 0; i < part[n]->len; i++) {
+            hash = (hash ^ part[n]->data[i]) * 0x100000001b3ULL;
+        }
+        hash = (hash ^ 0) * 0x100000001b3ULL;     /* the end of a part */
+    }
+
+    return hash;
+}
+
+
+/*
+ * Makes the gate's zone, or takes the old cycle's on a reload (`data`: same name, so the same
+ * gate and store, and the same size). zone->data is how nginx -t opened the gate's store until
+ * then, and the ring afterwards, which the workers and a later reload are handed. The
+ * configuration's users are final here: the store's owner is checked first.
+ */
 static ngx_int_t
 ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data)
 {
-    ngx_slab_pool_t        *shpool;
-    ngx_http_pgate_ring_t  *ring;
+    ngx_slab_pool_t          *shpool;
+    ngx_http_pgate_ring_t    *ring;
+    ngx_http_pgate_opened_t  *opened = zone->data;
 
-    if (data) {                 /* reload: the old cycle's zone, same size */
-        zone->data = data;
-        return NGX_OK;
+    if (ngx_http_pgate_check_user(zone->shm.log, opened) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     shpool = (ngx_slab_pool_t *) zone->shm.addr;
 
-    if (zone->shm.exists) {
-        zone->data = shpool->data;
-        return NGX_OK;
+    if (data) {
+        ring = data;
+
+    } else if (zone->shm.exists) {
+        ring = shpool->data;
+
+    } else {
+        ring = ngx_slab_calloc(shpool, sizeof(ngx_http_pgate_ring_t));
+        if (ring == NULL) {
+            return NGX_ERROR;
+        }
+        shpool->data = ring;
     }
 
-    ring = ngx_slab_calloc(shpool, sizeof(ngx_http_pgate_ring_t));
-    if (ring == NULL) {
-        return NGX_ERROR;
-    }
-
-    shpool->data = ring;
     zone->data = ring;
     return NGX_OK;
 }
@@ -1693,6 +1891,13 @@ ngx_http_pgate_status_handler(ngx_http_request_t *r)
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_promotion_gate_module);
+
+    if (plcf->status_gate < 0 || (ngx_uint_t) plcf->status_gate >= pmcf->gates.nelts) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "promotion gate status: no gate in this location's configuration");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     g = &((ngx_http_pgate_gate_t *) pmcf->gates.elts)[plcf->status_gate];
 
     if (g->gate == NULL) {

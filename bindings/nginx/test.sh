@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the nginx module (build.sh), checks that `nginx -t` names the directive, the field and
-# the value of bad configurations, that one request retried over 70 upstream servers is one
-# outcome of its gate, that a canary failure redirected by error_page (to a static page or to a
-# named location proxying to stable) is still the canary's outcome, that an override header
-# with an underscore is warned of and that a client giving up on a hung canary is recorded as
-# a slow success, then runs the end-to-end test under load (e2e.sh, ~30 s).
-# Installs what it lacks with apt-get (nginx, nginx-dev, wrk; prometheus for promtool).
-# Run from anywhere.
+# the value of bad configurations (a document without a store, a relative store path, a `user`
+# directive after http), that one request retried over 70 upstream servers is one outcome of
+# its gate, that a canary failure redirected by error_page (to a static page or to a named
+# location proxying to stable) is still the canary's outcome, that a status location holding
+# an `if` answers, that an override header with an underscore is warned of and that a client
+# giving up on a hung canary is recorded as a slow success, then runs the end-to-end test
+# under load (e2e.sh, ~30 s; PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get
+# (nginx, nginx-dev, wrk; prometheus for promtool). Run from anywhere.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,11 +26,21 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 chmod 755 "$tmp" # as root, nginx -t opens a gate's store as the workers' user (nobody)
 mkdir -p "$tmp/conf" "$tmp/logs"
+mkdir -m 777 "$tmp/fleet" # the gates' stores: nginx -t and the workers open them as nobody
+# gate_document <gate> <canary percent> [<more fields>, [<sync_interval_ms>]]: conf/<gate>.json,
+# the gate's state kept in its own SQLite file (every gate needs a store)
+gate_document() {
+  echo "{\"gate\": \"$1\", \"environment\": {\"canary\": {\"traffic_percent\": $2}}, ${3:-}
+ \"store\": {\"sqlite\": {\"path\": \"$tmp/fleet/$1.db\", \"sync_interval_ms\": ${4:-250},
+                     \"fleet_judging\": false}}}" >"$tmp/conf/$1.json"
+}
 echo '{"gate": "g", "environment": {"canary": {"traffic_percent": 150}}}' >"$tmp/conf/bad.json"
-echo '{"gate": "g", "environment": {"canary": {"traffic_percent": 5}}}' >"$tmp/conf/good.json"
+gate_document g 5
+cp "$tmp/conf/g.json" "$tmp/conf/good.json"
 echo '{"gate": "g", "store": {"sqlite": {"path": "/nonexistent/dir/g.db"}}}' >"$tmp/conf/store.json"
-mkdir -m 777 "$tmp/fleet" # nginx -t opens the store as the workers' user
 echo "{\"gate\": \"g\", \"store\": {\"sqlite\": {\"path\": \"$tmp/fleet/g.db\"}}}" >"$tmp/conf/fleet.json"
+echo '{"gate": "g", "environment": {"canary": {"traffic_percent": 5}}}' >"$tmp/conf/nostore.json"
+echo '{"gate": "g", "store": {"sqlite": {"path": "rel.db", "fleet_judging": false}}}' >"$tmp/conf/relative.json"
 echo '{"min_samples": 1}' >"$tmp/conf/slo.json"
 # expect_refusal <expected text> <http block lines>
 expect_refusal() {
@@ -58,6 +69,13 @@ CONF
 expect_refusal 'invalid environment.traffic_percent = 150' 'promotion_gate g bad.json;'
 expect_refusal 'state store /nonexistent/dir/g.db' 'promotion_gate g store.json;'
 expect_refusal 'invalid store fleet_judging = true' 'promotion_gate g fleet.json;'
+expect_refusal 'nostore.json" has no "store": each worker would keep a release state of its own' \
+  'promotion_gate g nostore.json;'
+# A relative store path is refused before anything opens it: nginx -t, run from a directory it
+# may write, leaves no database there.
+mkdir -m 777 "$tmp/cwd"
+(cd "$tmp/cwd" && expect_refusal 'invalid store.sqlite.path = "rel.db" in' 'promotion_gate g relative.json;')
+[ -z "$(ls -A "$tmp/cwd")" ] || { echo "FAIL: nginx -t left $(ls -A "$tmp/cwd") in its working directory" >&2; exit 1; }
 expect_refusal 'min_samples = 1' 'promotion_gate g good.json slo=slo.json;'
 expect_refusal 'good.json" names gate "g", as the document of promotion_gate "g" does' \
   'promotion_gate g good.json; promotion_gate h good.json;'
@@ -80,19 +98,41 @@ if [ "$(id -u)" -eq 0 ]; then
   owner=$(stat -c %U "$tmp/owned/g.db")
   [ "$owner" = nobody ] || { echo "FAIL: nginx -t created the store as $owner, not as the workers' nobody" >&2; exit 1; }
   echo "nginx -t created the store as the workers' default user: $owner"
+  # A `user` directive after http is read after promotion_gate opened the store (as nobody,
+  # nginx's default): the workers would run as another user than the store's owner.
+  cat >"$tmp/conf/nginx.conf" <<CONF
+load_module $module;
+error_log logs/error.log;
+pid logs/nginx.pid;
+events {}
+http { promotion_gate g good.json; }
+user daemon;
+CONF
+  if out=$(nginx -p "$tmp" -c conf/nginx.conf -t 2>&1); then
+    echo "FAIL: nginx -t accepted a user directive after http" >&2
+    exit 1
+  fi
+  grep -qF 'write the "user" directive before the http block' <<<"$out" ||
+    { echo "FAIL: nginx -t did not name the user directive: $out" >&2; exit 1; }
+  echo "refused: $(grep -F '"user"' <<<"$out" | head -n 1 | cut -c1-200)"
+  sed -i '/^user daemon;$/d; 1i user daemon;' "$tmp/conf/nginx.conf"
+  chown daemon "$tmp/fleet/g.db"
+  nginx -p "$tmp" -c conf/nginx.conf -t -q || { echo "FAIL: user daemon before http refused" >&2; exit 1; }
+  echo "accepted: the same user directive before http"
+  chown nobody "$tmp/fleet/g.db"
 fi
 
 # free_port: a loopback port nothing listens on (bound, then closed)
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-# serve <http block>: runs nginx (one worker, error log at notice) with that http block until
-# stop_serving, once the server on $port answers its /metrics location.
+# serve <http block> [<workers>]: runs nginx (one worker, error log at notice) with that http
+# block until stop_serving, once the server on $port answers its /metrics location.
 serve() {
   cat >"$tmp/conf/nginx.conf" <<CONF
 load_module $module;
 daemon off;
-worker_processes 1;
+worker_processes ${2:-1};
 error_log logs/error.log notice;
 pid logs/nginx.pid;
 events {}
@@ -103,7 +143,10 @@ CONF
   nginx -p "$tmp" -c conf/nginx.conf &
   master=$!
   trap 'kill -QUIT "$master" 2>/dev/null || true; wait "$master" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/metrics" >/dev/null && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -fs --max-time 1 "http://127.0.0.1:$port/metrics" >/dev/null && return 0; sleep 0.1; done
+  echo "FAIL: nginx did not answer on port $port; its error log ends:" >&2
+  tail -n 5 "$tmp/logs/error.log" >&2
+  exit 1
 }
 stop_serving() {
   kill -QUIT "$master"
@@ -121,7 +164,7 @@ attempts=70
 closed=$(free_port)
 port=$(free_port)
 servers=$(for i in $(seq 2 $((attempts + 1))); do printf 'server 127.0.0.%d:%d; ' "$i" "$closed"; done)
-echo '{"gate": "retry", "environment": {"canary": {"traffic_percent": 100}}}' >"$tmp/conf/retry.json"
+gate_document retry 100
 serve "$(cat <<CONF
     log_format attempts '\$upstream_status';
     promotion_gate retry retry.json;
@@ -161,7 +204,9 @@ echo "== a canary failure redirected by error_page is the canary's outcome"
 # nginx's own 502) still records that failure after error_page sends it to a static page
 # (gate `page`) or to a named location proxying to stable, whose 200 must not count as the
 # canary's (gate `api`). A build losing the context records nothing and a build recording
-# the fallback's status records successes: either way no canary is rolled back here. The
+# the fallback's status records successes: either way no canary is rolled back here. A third
+# gate, never used, makes the array of gates grow past its first allocation (a build keeping
+# a pointer into it for the zones crashed every worker at start). The
 # canaries are on port 9 (discard), where nothing listens: a port freed by free_port could be
 # handed out again, to a server of this very nginx.
 port=$(free_port)
@@ -169,14 +214,13 @@ stable=$(free_port)
 mkdir -p "$tmp/html"
 chmod a+rx "$tmp" "$tmp/html" # the workers' user serves the page
 echo 'the page is down' >"$tmp/html/50x.html"
-for gate in page api; do
-  echo "{\"gate\": \"$gate\", \"environment\": {\"canary\": {\"traffic_percent\": 100}}}" >"$tmp/conf/$gate.json"
-done
+for gate in page api idle; do gate_document "$gate" 100; done
 serve "$(cat <<CONF
     log_format page '\$uri \$promotion_gate_page \$upstream_status';
     log_format api '\$uri \$promotion_gate_api \$upstream_status';
     promotion_gate page page.json;
     promotion_gate api api.json;
+    promotion_gate idle idle.json;
     upstream page_canary { server 127.0.0.1:9; }
     upstream page_stable { server 127.0.0.1:$stable; }
     upstream api_canary { server 127.0.0.1:9; }
@@ -238,10 +282,13 @@ echo "== an override header with an underscore: a warning, and it works where ng
 # underscores_in_headers: the worker warns when the document's overrides.header has one.
 port=$(free_port)
 kept=$(free_port)
-echo '{"gate": "u", "environment": {"canary": {"traffic_percent": 0}}, "overrides": {"header": "X_Force"}}' >"$tmp/conf/u.json"
+gate_document u 0 '"overrides": {"header": "X_Force"},'
+# The server also has a status location holding an `if` block, whose configuration nginx makes
+# apart: it must inherit the gate (a build without a merge read the gate before the first).
 serve "$(cat <<CONF
     promotion_gate u u.json;
     server { listen 127.0.0.1:$port; location / { return 200 "\$promotion_gate_u\n"; }
+             location = /si { promotion_gate_status u; if (\$arg_x) { add_header X-Debug 1; } }
              location = /metrics { promotion_gate_metrics; } }
     server { listen 127.0.0.1:$kept; underscores_in_headers on;
              location / { return 200 "\$promotion_gate_u\n"; } }
@@ -254,6 +301,13 @@ echo "X_Force: canary reaches: $dropped by default, $forced with underscores_in_
   { echo "FAIL: expected stable, then canary" >&2; exit 1; }
 grep -q 'promotion gate "u": overrides.header "X_Force" has an underscore' "$tmp/logs/error.log" ||
   { echo "FAIL: no warning of the underscore in the error log" >&2; exit 1; }
+for query in "" "?x=1"; do
+  answer=$(curl -s -D "$tmp/headers" "http://127.0.0.1:$port/si$query")
+  grep -q '^{"gate":"u","environment":"canary"' <<<"$answer" ||
+    { echo "FAIL: the status location (/si$query) answered: $(head -n 1 "$tmp/headers") $answer" >&2; exit 1; }
+done
+grep -qi '^X-Debug: 1' "$tmp/headers" || { echo "FAIL: the if block did not run" >&2; exit 1; }
+echo "a status location holding an if block: the gate's status, with and without the if"
 stop_serving
 
 echo "== a client that gives up on a hung canary: a slow success after the latency target"
@@ -276,7 +330,7 @@ while True:
 hung_pid=$!
 stop_hung() { kill "$hung_pid" 2>/dev/null || true; wait "$hung_pid" 2>/dev/null || true; }
 for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$hung") 2>/dev/null && break; sleep 0.1; done
-echo '{"gate": "hung", "environment": {"canary": {"traffic_percent": 100}}}' >"$tmp/conf/hung.json"
+gate_document hung 100
 echo '{"latency_target_ms": 100}' >"$tmp/conf/hung-slo.json"
 serve "$(cat <<CONF
     log_format hung '\$status \$upstream_status \$upstream_response_time';
@@ -308,6 +362,11 @@ stop_hung
 [ "$early" = 0 ] && [ "$late" = 3 ] && [ "$errors" = 0 ] ||
   { echo "FAIL: expected 0, then 3 recorded with 0 errors; nginx logged:" >&2; cat "$tmp/logs/hung.log" >&2; grep -i upstream "$tmp/logs/error.log" | tail -3 >&2; exit 1; }
 
-echo "== e2e.sh"
-"$here/e2e.sh" "$module"
+
+if [ "${PGATE_NGINX_E2E:-1}" = 0 ]; then
+  echo "== e2e.sh skipped (PGATE_NGINX_E2E=0)"
+else
+  echo "== e2e.sh"
+  "$here/e2e.sh" "$module"
+fi
 echo "== nginx module: $((SECONDS - start)) s"
