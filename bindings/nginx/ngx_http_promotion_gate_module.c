@@ -121,8 +121,10 @@ typedef struct {
 typedef struct {
     ngx_http_request_t          *request;
     ngx_http_pgate_route_t      *routes;
-    /* how many r->upstream_states it had when first routed: the routed upstream's follow */
+    /* how many r->upstream_states it had when first routed (if it had them: states_existed),
+     * see ngx_http_pgate_routed_first */
     ngx_uint_t                   states_before;
+    unsigned                     states_existed:1;
     /* 1 + the index in r->upstream_states of the timed upstream's last attempt (0: none) */
     ngx_uint_t                   timed_state_end;
     uint64_t                     upstream_start_ns;
@@ -1037,6 +1039,23 @@ ngx_http_pgate_get_ctx(ngx_http_request_t *r)
 }
 
 
+/*
+ * The index in r->upstream_states of the routed upstream's first attempt, the routed upstream
+ * being the first one the request starts after it was routed. nginx makes the array when a
+ * request starts its first upstream (and pushes nothing yet), and every later upstream first
+ * pushes an empty separator: so the routed upstream's attempts start at 0 if the request had
+ * no array when it was routed, else one after the states it had. An upstream that gave up
+ * before trying any peer (a name no upstream{} block has, with no resolver) pushed nothing:
+ * its fallback's separator then sits where the routed attempts would, and nothing of the
+ * fallback is taken for the routed version's.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_pgate_routed_first(ngx_http_pgate_ctx_t *ctx)
+{
+    return ctx->states_existed ? ctx->states_before + 1 : 0;
+}
+
+
 /* Makes the request's context with the pool cleanup that lets it outlive r->ctx. */
 static ngx_http_pgate_ctx_t *
 ngx_http_pgate_create_ctx(ngx_http_request_t *r, ngx_uint_t gates)
@@ -1060,7 +1079,11 @@ ngx_http_pgate_create_ctx(ngx_http_request_t *r, ngx_uint_t gates)
 
     ctx->request = r;
     ctx->routes = (ngx_http_pgate_route_t *) (ctx + 1);
-    ctx->states_before = r->upstream_states ? r->upstream_states->nelts : 0;
+
+    if (r->upstream_states != NULL) {
+        ctx->states_before = r->upstream_states->nelts;
+        ctx->states_existed = 1;
+    }
 
     ngx_http_set_ctx(r, ctx, ngx_http_promotion_gate_module);
     return ctx;
@@ -1126,30 +1149,23 @@ ngx_http_pgate_peer_save_session(ngx_peer_connection_t *pc, void *data)
 
 
 /*
- * Wraps the peer of the first upstream a routed request reaches (upstream{} blocks only):
- * the routed version's. A later upstream of the same request (a named location that
- * error_page sends to stable, say) is not the routed attempt and is left alone.
+ * Wraps the peer of the routed upstream, just made by its peer init: the first upstream a
+ * routed request starts after it was routed (ngx_http_pgate_routed_first: no attempt of any
+ * upstream pushed since). A later upstream of the same request (a named location that
+ * error_page sends to stable, say, also after a routed upstream that never tried a peer) is
+ * not the routed one and is left alone.
  */
 static ngx_int_t
-ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
+ngx_http_pgate_wrap_peer(ngx_http_request_t *r)
 {
-    ngx_int_t                   rc;
     ngx_peer_connection_t      *peer;
     ngx_http_pgate_ctx_t       *ctx;
-    ngx_http_pgate_srv_conf_t  *pscf;
-
-    pscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_promotion_gate_module);
-
-    rc = pscf->original_init(r, us);
-    if (rc != NGX_OK) {
-        return rc;
-    }
 
     ctx = ngx_http_pgate_get_ctx(r);
     if (ctx == NULL || ctx->original_get != NULL
-        || r->upstream_states->nelts > ctx->states_before + 1)
+        || r->upstream_states->nelts != ngx_http_pgate_routed_first(ctx))
     {
-        return NGX_OK;          /* not routed, or not its first upstream since */
+        return NGX_OK;          /* not routed, or not the routed upstream */
     }
 
     peer = &r->upstream->peer;
@@ -1173,6 +1189,42 @@ ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us
 #endif
 
     return NGX_OK;
+}
+
+
+/* The peer init of an upstream{} block: the block's own, then the wrap. */
+static ngx_int_t
+ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_int_t                   rc;
+    ngx_http_pgate_srv_conf_t  *pscf;
+
+    pscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_promotion_gate_module);
+
+    rc = pscf->original_init(r, us);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_pgate_wrap_peer(r);
+}
+
+
+/*
+ * The peer init of an implicit upstream (an address written in proxy_pass, which has no
+ * module configuration to keep an original in): always nginx's round robin, then the wrap.
+ */
+static ngx_int_t
+ngx_http_pgate_implicit_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_upstream_init_round_robin_peer(r, us);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_pgate_wrap_peer(r);
 }
 
 
@@ -1453,8 +1505,9 @@ ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
  * after the first starts with an empty separator state): the last one may be that of a
  * fallback the canary's failure was redirected to (`error_page 502 = @fallback` proxying to
  * stable), whose success is not the routed version's. The routed upstream is the first one
- * the request reached after it was routed: for an upstream{} block, the attempt its wrapped
- * peer released last; else the last attempt of that first upstream.
+ * the request started after it was routed (ngx_http_pgate_routed_first): for a wrapped peer
+ * (an upstream{} block, an address in proxy_pass), the attempt it released last; else (a
+ * name resolved at run time) the last attempt of that upstream, none if it tried no peer.
  */
 static ngx_http_upstream_state_t *
 ngx_http_pgate_routed_state(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
@@ -1472,12 +1525,9 @@ ngx_http_pgate_routed_state(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
         return ctx->timed_state_end ? &states[ctx->timed_state_end - 1] : NULL;
     }
 
-    i = ctx->states_before;
-    if (i > 0) {
-        i++;                    /* the separator before the routed upstream's attempts */
-    }
-
     last = NULL;
+    i = ngx_http_pgate_routed_first(ctx);
+
     for ( /* void */ ; i < r->upstream_states->nelts && states[i].peer != NULL; i++) {
         last = &states[i];
     }
@@ -1816,8 +1866,16 @@ ngx_http_pgate_postconfiguration(ngx_conf_t *cf)
     uscfp = umcf->upstreams.elts;
 
     for (i = 0; i < umcf->upstreams.nelts; i++) {
-        if (uscfp[i]->srv_conf == NULL || uscfp[i]->peer.init == NULL) {
-            continue;           /* not an upstream{} block */
+        if (uscfp[i]->peer.init == NULL) {
+            continue;
+        }
+
+        if (uscfp[i]->srv_conf == NULL) {
+            /* an address in proxy_pass (and the like): nginx's round robin, unless not */
+            if (uscfp[i]->peer.init == ngx_http_upstream_init_round_robin_peer) {
+                uscfp[i]->peer.init = ngx_http_pgate_implicit_peer_init;
+            }
+            continue;
         }
 
         pscf = ngx_http_conf_upstream_srv_conf(uscfp[i], ngx_http_promotion_gate_module);

@@ -3,11 +3,12 @@
 # the value of bad configurations (a document without a store, a relative store path, a `user`
 # directive after http), that one request retried over 70 upstream servers is one outcome of
 # its gate, that a canary failure redirected by error_page (to a static page or to a named
-# location proxying to stable) is still the canary's outcome, that a status location holding
-# an `if` answers, that an override header with an underscore is warned of and that a client
-# giving up on a hung canary is recorded as a slow success, then runs the end-to-end test
-# under load (e2e.sh, ~30 s; PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get
-# (nginx, nginx-dev, wrk; prometheus for promtool). Run from anywhere.
+# location proxying to stable) is still the canary's outcome while a canary that never reached
+# a peer is no outcome, that a status location holding an `if` answers, that an override
+# header with an underscore is warned of, that a client giving up on a hung canary is recorded
+# as a slow success and that upstream latencies are timed in microseconds, then runs the
+# end-to-end test under load (e2e.sh, ~30 s; PGATE_NGINX_E2E=0 skips it). Installs what it
+# lacks with apt-get (nginx, nginx-dev, wrk; prometheus for promtool). Run from anywhere.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -277,6 +278,38 @@ done
   { echo "FAIL: /api logged as: $(sort -u "$tmp/logs/api.log")" >&2; exit 1; }
 stop_serving
 
+echo "== a canary that never reached a peer is no outcome, not its fallback's success"
+# No upstream{} block is named x_canary (a typo, a canary not deployed): nginx takes the name
+# for a host to resolve and, with no resolver, gives up before trying any peer (502), leaving
+# r->upstream_states empty; error_page sends the request to stable. The fallback is not the
+# routed upstream: nothing is recorded (the request never reached the canary), where a build
+# taking the fallback for it counted every request as a canary success.
+port=$(free_port)
+stable=$(free_port)
+gate_document x 100
+serve "$(cat <<CONF
+    promotion_gate x x.json;
+    upstream x_stable { server 127.0.0.1:$stable; }
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        access_log off;
+        location / { proxy_pass http://x_\$promotion_gate_x; error_page 502 = @stable; }
+        location @stable { proxy_pass http://x_stable; }
+        location = /metrics { promotion_gate_metrics; }
+    }
+CONF
+)"
+answers=$(for _ in $(seq 5); do curl -s "http://127.0.0.1:$port/"; done | sort | uniq -c | sed 's/^ *//')
+metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
+recorded=$(sed -n 's/^promotion_window_requests{gate="x",cohort="canary"} //p' <<<"$metrics")
+echo "5 requests to a canary with no upstream: answered" $answers"; the canary window holds $recorded"
+[ "$answers" = "5 stable" ] || { echo "FAIL: expected stable's answer 5 times" >&2; exit 1; }
+[ "$recorded" = 0 ] || { echo "FAIL: the fallback's answers were recorded for the canary ($recorded)" >&2; exit 1; }
+grep -q 'no resolver defined to resolve x_canary' "$tmp/logs/error.log" ||
+  { echo "FAIL: nginx did not give up on x_canary as expected" >&2; exit 1; }
+stop_serving
+
 echo "== an override header with an underscore: a warning, and it works where nginx keeps it"
 # nginx drops request headers whose names have an underscore unless the server sets
 # underscores_in_headers: the worker warns when the document's overrides.header has one.
@@ -362,6 +395,54 @@ stop_hung
 [ "$early" = 0 ] && [ "$late" = 3 ] && [ "$errors" = 0 ] ||
   { echo "FAIL: expected 0, then 3 recorded with 0 errors; nginx logged:" >&2; cat "$tmp/logs/hung.log" >&2; grep -i upstream "$tmp/logs/error.log" | tail -3 >&2; exit 1; }
 
+
+echo "== upstream latencies in microseconds, through an upstream{} block and an address"
+# nginx's own clock counts milliseconds, so a fast upstream would read as 0 or 1 ms: the module
+# times the peer it wraps. Each request's latency (the change of the window's latency sum) must
+# lie strictly between 0 and 1 ms, in the sub-millisecond buckets, for the upstream{} block
+# (gate `block`) and for an address written in proxy_pass (gate `addr`, routed by an `if`).
+port=$(free_port)
+fast=$(free_port)
+gate_document block 100
+gate_document addr 100
+serve "$(cat <<CONF
+    promotion_gate block block.json;
+    promotion_gate addr addr.json;
+    upstream block_canary { server 127.0.0.1:$fast; }
+    upstream block_stable { server 127.0.0.1:$fast; }
+    server { listen 127.0.0.1:$fast; access_log off; return 200 "fast\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        access_log off;
+        location /block { proxy_pass http://block_\$promotion_gate_block; }
+        location /addr {
+            if (\$promotion_gate_addr = canary) { proxy_pass http://127.0.0.1:$fast; }
+            proxy_pass http://127.0.0.1:$fast;
+        }
+        location = /metrics { promotion_gate_metrics; }
+    }
+CONF
+)"
+# latency_sum <gate>: the canary window's latency sum, in seconds
+latency_sum() {
+  curl -fs "http://127.0.0.1:$port/metrics" |
+    sed -n "s/^promotion_window_latency_seconds_sum{gate=\"$1\",cohort=\"canary\"} //p"
+}
+for gate in block addr; do
+  sums="$(latency_sum "$gate")"
+  for _ in $(seq 10); do
+    curl -fs -o /dev/null "http://127.0.0.1:$port/$gate"
+    sums="$sums $(latency_sum "$gate")"
+  done
+  metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
+  sub_ms=$(sed -n "s/^promotion_window_latency_seconds_bucket{gate=\"$gate\",cohort=\"canary\",le=\"0.0005\"} //p" <<<"$metrics")
+  # requests whose latency was strictly between 0 and 1 ms: none at millisecond resolution
+  between=$(python3 -c 'import sys; s = [float(x) for x in sys.argv[1:]]; print(sum(0 < b - a < 0.001 for a, b in zip(s, s[1:])))' $sums)
+  echo "$gate: $between of 10 latencies strictly between 0 and 1 ms; $sub_ms in the bucket le=0.0005"
+  [ "$between" -ge 8 ] && [ "${sub_ms:-0}" -ge 5 ] ||
+    { echo "FAIL: $gate's latencies are not timed in microseconds (window sums: $sums)" >&2; exit 1; }
+done
+stop_serving
 
 if [ "${PGATE_NGINX_E2E:-1}" = 0 ]; then
   echo "== e2e.sh skipped (PGATE_NGINX_E2E=0)"
