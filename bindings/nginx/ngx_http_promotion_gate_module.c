@@ -31,6 +31,12 @@
 #define PGATE_TIMER_MS         50
 /* The largest config or SLO document read. */
 #define PGATE_DOCUMENT_MAX     (1024 * 1024)
+/* How long a worker told of another worker's change asks its store again, every timer tick,
+ * until its gate applied a change: the other worker's store write may land after the ask. */
+#define PGATE_RESYNC_MS        1000
+/* Keeps the ring's head, written by every worker on every request, and the generation, read
+ * by every worker on every request, on cache lines of their own. */
+#define PGATE_CACHE_LINE       64
 
 /* An outcome's flags, in the ring and between the log handler and pgate_record. */
 #define PGATE_FLAG_CANARY      1
@@ -51,8 +57,16 @@ typedef struct {
     uint64_t                     flags;
 } ngx_http_pgate_outcome_t;
 
+/*
+ * A gate's shared memory zone: the ring of outcomes the workers pool, and the generation, which
+ * a worker bumps when its own gate changed state (a rollback or a promotion its judge decided)
+ * and every worker compares on each routed request, asking its store at once when it moved.
+ */
 typedef struct {
     uint64_t                     head;
+    u_char                       head_line[PGATE_CACHE_LINE - sizeof(uint64_t)];
+    uint64_t                     generation;
+    u_char                       generation_line[PGATE_CACHE_LINE - sizeof(uint64_t)];
     ngx_http_pgate_outcome_t     outcomes[PGATE_RING_OUTCOMES];
 } ngx_http_pgate_ring_t;
 
@@ -84,6 +98,12 @@ typedef struct {
     uint64_t                     cursor;      /* the next shared outcome this worker reads */
     pgate_gate                  *gate;        /* this worker's, from init_process */
     uint64_t                     changes_seen; /* the last change this worker logged */
+    uint64_t                     changes_announced; /* the last change it looked at for
+                                                     * its own, to bump the generation */
+    uint64_t                     generation_seen;
+    /* after an ask: the change count then, and until when to ask again (0: not asking) */
+    uint64_t                     resync_count;
+    ngx_msec_t                   resync_until;
     /* where this worker reads a forcing value, from its gate's config (0: not named) */
     uint64_t                     overrides_seen; /* the change count they were read at */
     size_t                       override_header_len;
@@ -692,6 +712,8 @@ ngx_http_pgate_check_name(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_gate *
 
 static ngx_int_t ngx_http_pgate_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_inline void ngx_http_pgate_follow(ngx_log_t *log, ngx_http_pgate_gate_t *g);
+static void ngx_http_pgate_announce(ngx_log_t *log, ngx_http_pgate_gate_t *g);
 static ngx_int_t ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data);
 static uint64_t ngx_http_pgate_identity(ngx_str_t *gate_name, ngx_str_t *store);
 
@@ -1330,6 +1352,8 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
         return route;           /* the worker could not open its gate: stable */
     }
 
+    ngx_http_pgate_follow(r->connection->log, g);
+
     ngx_str_null(&id);
     keys = g->keys->elts;
 
@@ -1603,6 +1627,7 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
             ngx_http_pgate_share(&gates[i], route->decision.stage, flags, latency_ns);
         }
         ngx_http_pgate_pool(r->connection->log, &gates[i]);
+        ngx_http_pgate_announce(r->connection->log, &gates[i]);
     }
 
     return NGX_OK;
@@ -1681,6 +1706,42 @@ ngx_http_pgate_log_drain(ngx_log_t *log)
 
 
 /*
+ * The gate's changes numbered above `after`, pgate_changes_json's JSON array, in memory from
+ * ngx_alloc (the caller ngx_frees it); NULL on an error (logged). Cold: called when the
+ * change count moved.
+ */
+static u_char *
+ngx_http_pgate_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t after,
+    size_t *len)
+{
+    u_char        *json;
+    ngx_uint_t     tries;
+    pgate_status   st;
+
+    *len = 0;
+    st = pgate_changes_json(g->gate, after, NULL, 0, len);
+
+    /* the changes may move on between two calls: ask again with the new length */
+    for (tries = 0; tries < 4 && st == PGATE_STATUS_BUFFER_TOO_SMALL; tries++) {
+        json = ngx_alloc(*len + 1, log);
+        if (json == NULL) {
+            return NULL;
+        }
+
+        st = pgate_changes_json(g->gate, after, (char *) json, *len + 1, len);
+        if (st == PGATE_STATUS_OK) {
+            return json;
+        }
+        ngx_free(json);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": changes: %s",
+                  &g->name, pgate_status_str(st));
+    return NULL;
+}
+
+
+/*
  * Logs the gate's state changes since the last look (a rollback with its rules, a promotion,
  * a flag change, a config swap, another worker's or process's write from the store), one
  * notice line each look: the change counter is one atomic load, so a look costs nothing when
@@ -1689,38 +1750,121 @@ ngx_http_pgate_log_drain(ngx_log_t *log)
 static void
 ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
-    size_t        len;
-    u_char       *json;
-    uint64_t      count;
-    pgate_status  st;
+    u_char    *json;
+    size_t     len;
+    uint64_t   count;
 
     if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK || count == g->changes_seen) {
         return;
     }
 
-    len = 0;
-    st = pgate_changes_json(g->gate, g->changes_seen, NULL, 0, &len);
-    if (st != PGATE_STATUS_BUFFER_TOO_SMALL && st != PGATE_STATUS_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": changes: %s",
-                      &g->name, pgate_status_str(st));
-        return;
-    }
-
-    json = ngx_alloc(len + 1, log);
+    json = ngx_http_pgate_changes(log, g, g->changes_seen, &len);
     if (json == NULL) {
         return;
     }
 
-    /* The changes may have moved on between the two calls: read what the buffer holds. */
-    st = pgate_changes_json(g->gate, g->changes_seen, (char *) json, len + 1, &len);
-    if (st == PGATE_STATUS_OK) {
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "promotion gate \"%V\": state changes %uL to %uL: %*s",
-                      &g->name, g->changes_seen + 1, count, len, json);
-        g->changes_seen = count;
+    /* a change made between the two reads may be logged twice, never missed */
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "promotion gate \"%V\": state changes %uL to %uL: %*s",
+                  &g->name, g->changes_seen + 1, count, len, json);
+    g->changes_seen = count;
+    ngx_free(json);
+}
+
+
+/*
+ * Tells the other workers when this worker's gate changed state itself (origin this_gate: a
+ * rollback or a promotion its judge decided while recording, this worker's outcome or one
+ * pooled from the ring), by bumping the zone's generation. A change applied from the store
+ * (origin store) is another process's, already in the store: not bumped again. One atomic
+ * load (the change count) when nothing changed; run after recording and after pooling.
+ */
+static void
+ngx_http_pgate_announce(ngx_log_t *log, ngx_http_pgate_gate_t *g)
+{
+    u_char    *json;
+    size_t     len;
+    uint64_t   count, generation;
+
+    if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK
+        || count == g->changes_announced)
+    {
+        return;
+    }
+
+    json = ngx_http_pgate_changes(log, g, g->changes_announced, &len);
+    if (json == NULL) {
+        return;
+    }
+
+    g->changes_announced = count;
+
+    /* the pattern cannot occur inside a JSON string, whose quotes are escaped */
+    if (ngx_strnstr(json, "\"origin\":\"this_gate\"", len) != NULL) {
+        generation = __atomic_add_fetch(&g->ring->generation, 1, __ATOMIC_ACQ_REL);
+        if (generation == g->generation_seen + 1) {
+            g->generation_seen = generation;        /* only its own bump: no need to read */
+        }
     }
 
     ngx_free(json);
+}
+
+
+/*
+ * Asks the gate's store sync thread to read the store now (another worker changed it), and
+ * keeps asking every timer tick until this gate applied a change or PGATE_RESYNC_MS passed:
+ * the other worker's judge publishes a rollback at once and its sync thread writes it, so the
+ * first read may come before the write. No I/O here; asks are merged by the library.
+ */
+static void
+ngx_http_pgate_resync(ngx_log_t *log, ngx_http_pgate_gate_t *g, ngx_uint_t first)
+{
+    uint64_t      count;
+    pgate_status  st;
+
+    if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK) {
+        return;
+    }
+
+    if (first) {
+        g->resync_count = count;
+        g->resync_until = ngx_current_msec + PGATE_RESYNC_MS;
+        if (g->resync_until == 0) {
+            g->resync_until = 1;
+        }
+
+    } else if (count != g->resync_count
+               || (ngx_msec_int_t) (ngx_current_msec - g->resync_until) >= 0)
+    {
+        g->resync_until = 0;    /* applied, or given up: the sync interval goes on */
+        return;
+    }
+
+    st = pgate_sync_now(g->gate, NULL);
+    if (st != PGATE_STATUS_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": sync now: %s",
+                      &g->name, pgate_status_str(st));
+        g->resync_until = 0;
+    }
+}
+
+
+/*
+ * Follows the other workers' changes: one atomic load of the zone's generation; when it moved,
+ * the gate reads its store at once (ngx_http_pgate_resync). Run on every routed request and
+ * every timer tick.
+ */
+static ngx_inline void
+ngx_http_pgate_follow(ngx_log_t *log, ngx_http_pgate_gate_t *g)
+{
+    uint64_t  generation;
+
+    generation = __atomic_load_n(&g->ring->generation, __ATOMIC_ACQUIRE);
+    if (generation != g->generation_seen) {
+        g->generation_seen = generation;
+        ngx_http_pgate_resync(log, g, 1);
+    }
 }
 
 
@@ -1737,6 +1881,11 @@ ngx_http_pgate_timer(ngx_event_t *ev)
     for (i = 0; i < pmcf->gates.nelts; i++) {
         if (gates[i].gate != NULL) {
             ngx_http_pgate_pool(ev->log, &gates[i]);
+            ngx_http_pgate_announce(ev->log, &gates[i]);
+            ngx_http_pgate_follow(ev->log, &gates[i]);
+            if (gates[i].resync_until) {
+                ngx_http_pgate_resync(ev->log, &gates[i], 0);
+            }
             ngx_http_pgate_log_changes(ev->log, &gates[i]);
             ngx_http_pgate_refresh_overrides(ev->log, &gates[i]);
         }
@@ -1782,6 +1931,8 @@ ngx_http_pgate_init_process(ngx_cycle_t *cycle)
     for (i = 0; i < pmcf->gates.nelts; i++) {
         gates[i].ring = gates[i].zone->data;
         gates[i].cursor = __atomic_load_n(&gates[i].ring->head, __ATOMIC_ACQUIRE);
+        gates[i].generation_seen = __atomic_load_n(&gates[i].ring->generation,
+                                                   __ATOMIC_ACQUIRE);
 
         err = NULL;
         st = pgate_gate_new(gates[i].config.data, gates[i].config.len,
@@ -1795,6 +1946,9 @@ ngx_http_pgate_init_process(ngx_cycle_t *cycle)
             gates[i].gate = NULL;
             continue;
         }
+
+        /* what the gate did on opening is no news for the other workers */
+        (void) pgate_change_count(gates[i].gate, &gates[i].changes_announced);
 
         /* this worker's gate may hold the store's config rather than the document's */
         gates[i].overrides_seen = (uint64_t) -1;

@@ -6,9 +6,10 @@
 # location proxying to stable) is still the canary's outcome while a canary that never reached
 # a peer is no outcome, that a status location holding an `if` answers, that an override
 # header with an underscore is warned of, that a client giving up on a hung canary is recorded
-# as a slow success and that upstream latencies are timed in microseconds, then runs the
-# end-to-end test under load (e2e.sh, ~30 s; PGATE_NGINX_E2E=0 skips it). Installs what it
-# lacks with apt-get (nginx, nginx-dev, wrk; prometheus for promtool). Run from anywhere.
+# as a slow success, that upstream latencies are timed in microseconds and that a rollback one
+# worker decided reaches the other within milliseconds, then runs the end-to-end test under
+# load (e2e.sh, ~30 s; PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get
+# (nginx, nginx-dev, wrk; prometheus for promtool). Run from anywhere.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -442,6 +443,78 @@ for gate in block addr; do
   [ "$between" -ge 8 ] && [ "${sub_ms:-0}" -ge 5 ] ||
     { echo "FAIL: $gate's latencies are not timed in microseconds (window sums: $sums)" >&2; exit 1; }
 done
+stop_serving
+
+echo "== a rollback one worker decided reaches the other within milliseconds"
+# Two workers, the store read every 60 s. Six failures (a rollback needs seven) are in both
+# workers' windows (pooled); a worker is then killed, and its successor starts with an empty
+# window. The seventh failure rolls the canary back in the surviving worker only (the new one
+# has seen one failure): the new worker must apply the rollback from the store well within
+# its sync interval, told by the zone's generation, not after 60 s.
+port=$(free_port)
+failing=$(free_port)
+stable=$(free_port)
+gate_document gen 100 "" 60000
+serve "$(cat <<CONF
+    promotion_gate gen gen.json;
+    upstream gen_canary { server 127.0.0.1:$failing; }
+    upstream gen_stable { server 127.0.0.1:$stable; }
+    server { listen 127.0.0.1:$failing; access_log off; return 500; }
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$port reuseport;
+        access_log off;
+        location / { proxy_pass http://gen_\$promotion_gate_gen; }
+        location = /status { promotion_gate_status gen; }
+        location = /metrics { promotion_gate_metrics; }
+    }
+CONF
+)" 2
+# status_of <pid>: the gate's environment as worker <pid> says (new connections until it answers)
+status_of() {
+  local answer
+  for _ in $(seq 200); do
+    answer=$(curl -fs "http://127.0.0.1:$port/status")
+    if grep -q "\"worker_pid\":$1," <<<"$answer"; then
+      sed 's/.*"environment":"\([a-z]*\)".*/\1/' <<<"$answer"
+      return 0
+    fi
+  done
+  echo "FAIL: worker $1 never answered the status location" >&2
+  exit 1
+}
+workers() { pgrep -P "$master" | sort; }
+for _ in $(seq 50); do [ "$(workers | grep -c .)" = 2 ] && break; sleep 0.1; done
+for _ in $(seq 6); do curl -s -o /dev/null "http://127.0.0.1:$port/"; done
+sleep 0.3 # each worker pools the other's outcomes within 50 ms
+victim=$(workers | head -n 1)
+survivor=$(workers | tail -n 1)
+kill -KILL "$victim"
+for _ in $(seq 50); do
+  successor=$(workers | grep -vx "$survivor" | grep -vx "$victim" || true)
+  [ -n "$successor" ] && [ "$(workers | grep -c .)" = 2 ] && break
+  sleep 0.1
+done
+[ "$(status_of "$successor")" = canary ] && [ "$(status_of "$survivor")" = canary ] ||
+  { echo "FAIL: six failures rolled the canary back" >&2; exit 1; }
+curl -s -o /dev/null "http://127.0.0.1:$port/"
+for _ in $(seq 50); do [ "$(status_of "$survivor")" = production ] && break; sleep 0.02; done
+[ "$(status_of "$survivor")" = production ] || { echo "FAIL: the seventh failure did not roll back worker $survivor" >&2; exit 1; }
+rolled_at=$(date +%s%N)
+for _ in $(seq 150); do [ "$(status_of "$successor")" = production ] && break; sleep 0.02; done
+learned_ms=$((($(date +%s%N) - rolled_at) / 1000000))
+for _ in $(seq 20); do # each worker's timer logs its changes every 50 ms
+  [ "$(grep -c 'promotion gate "gen": state changes ' "$tmp/logs/error.log")" -ge 2 ] && break
+  sleep 0.05
+done
+grep -q "\[notice\] $survivor#.*promotion gate \"gen\": state changes .*\"origin\":\"this_gate\"" "$tmp/logs/error.log" ||
+  { echo "FAIL: worker $survivor did not log its own rollback" >&2; exit 1; }
+[ "$(status_of "$successor")" = production ] ||
+  { echo "FAIL: worker $successor still routes to the rolled-back canary after $learned_ms ms" >&2; exit 1; }
+grep -q "\[notice\] $successor#.*promotion gate \"gen\": state changes .*\"origin\":\"store\"" "$tmp/logs/error.log" ||
+  { echo "FAIL: worker $successor did not apply the rollback from the store" >&2; exit 1; }
+echo "worker $survivor rolled back; worker $successor (one failure seen) followed within $learned_ms ms (sync interval 60 s)"
+[ "$learned_ms" -lt 1000 ] || { echo "FAIL: $learned_ms ms is not within milliseconds" >&2; exit 1; }
 stop_serving
 
 if [ "${PGATE_NGINX_E2E:-1}" = 0 ]; then
