@@ -232,10 +232,10 @@ sleep 0.2 # the worker timer writes queued library lines every 50 ms
 grep -q 'promotion.rollback' "$tmp/logs/error.log" || fail "no rollback line in the error log"
 grep 'promotion.rollback' "$tmp/logs/error.log" | head -n 1 | cut -c1-220
 # Each worker logs the gate's changes (its own rollback, or the other worker's from the store).
-changes=$(grep -c 'promotion gate "checkout": state changes .*"kind":"rollback"' "$tmp/logs/error.log" || true)
+changes=$(grep -c 'promotion gate "checkout": state change: .*"kind":"rollback"' "$tmp/logs/error.log" || true)
 [ "$changes" -ge "$workers" ] || fail "$changes of $workers workers logged the rollback as a state change"
 echo "state change lines: $changes, e.g.:"
-grep 'promotion gate "checkout": state changes .*"kind":"rollback"' "$tmp/logs/error.log" | head -n 1 | cut -c1-220
+grep 'promotion gate "checkout": state change: .*"kind":"rollback"' "$tmp/logs/error.log" | head -n 1 | cut -c1-220
 
 curl -fs "http://127.0.0.1:$checkout_port/metrics" >"$tmp/metrics.txt"
 grep -q '^promotion_environment{gate="checkout",environment="production"} 1' "$tmp/metrics.txt" ||

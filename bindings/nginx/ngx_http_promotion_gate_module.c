@@ -34,6 +34,9 @@
 /* How long a worker told of another worker's change asks its store again, every timer tick,
  * until its gate applied a change: the other worker's store write may land after the ask. */
 #define PGATE_RESYNC_MS        1000
+/* The most of one state change's JSON written on one error log line: nginx cuts a line at
+ * NGX_MAX_ERROR_STR (2048) bytes, its time, level, pid and our prefix included. */
+#define PGATE_CHANGE_LINE_BYTES  1536
 /* Keeps the ring's head, written by every worker on every request, and the generation, read
  * by every worker on every request, on cache lines of their own. */
 #define PGATE_CACHE_LINE       64
@@ -1742,17 +1745,65 @@ ngx_http_pgate_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t after,
 
 
 /*
+ * Logs one change (one object of pgate_changes_json's array) on one line: a rollback or a
+ * promotion at warn, a flag change or a config swap at notice. A change longer than a line
+ * holds (a rollback with the judge's evidence may take 4 KiB; nginx cuts a line at 2 KiB)
+ * goes in numbered parts.
+ */
+static void
+ngx_http_pgate_log_change(ngx_log_t *log, ngx_http_pgate_gate_t *g, u_char *change,
+    size_t len)
+{
+    u_char      *kind;
+    size_t       n;
+    ngx_uint_t   level, part, parts;
+
+    /* the object's own "kind" comes before its nested "rollback" (keys are sorted) */
+    level = NGX_LOG_NOTICE;
+    kind = ngx_strnstr(change, "\"kind\":\"", len);
+    if (kind != NULL) {
+        kind += sizeof("\"kind\":\"") - 1;
+        n = change + len - kind;
+        if ((n > sizeof("rollback\"") - 1
+             && ngx_strncmp(kind, "rollback\"", sizeof("rollback\"") - 1) == 0)
+            || (n > sizeof("promotion\"") - 1
+                && ngx_strncmp(kind, "promotion\"", sizeof("promotion\"") - 1) == 0))
+        {
+            level = NGX_LOG_WARN;
+        }
+    }
+
+    if (len <= PGATE_CHANGE_LINE_BYTES) {
+        ngx_log_error(level, log, 0, "promotion gate \"%V\": state change: %*s",
+                      &g->name, len, change);
+        return;
+    }
+
+    parts = (len + PGATE_CHANGE_LINE_BYTES - 1) / PGATE_CHANGE_LINE_BYTES;
+
+    for (part = 0; part < parts; part++) {
+        n = ngx_min(len - part * PGATE_CHANGE_LINE_BYTES, PGATE_CHANGE_LINE_BYTES);
+        ngx_log_error(level, log, 0,
+                      "promotion gate \"%V\": state change (part %ui of %ui): %*s",
+                      &g->name, part + 1, parts, n, change + part * PGATE_CHANGE_LINE_BYTES);
+    }
+}
+
+
+/*
  * Logs the gate's state changes since the last look (a rollback with its rules, a promotion,
  * a flag change, a config swap, another worker's or process's write from the store), one
- * notice line each look: the change counter is one atomic load, so a look costs nothing when
- * nothing changed. The JSON is pgate_changes_json's (nginx cuts a line at its error-line size).
+ * line each: the change counter is one atomic load, so a look costs nothing when nothing
+ * changed. The array is split into its objects at the commas between them, strings skipped:
+ * no JSON is parsed.
  */
 static void
 ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
-    u_char    *json;
-    size_t     len;
-    uint64_t   count;
+    u_char       *json, *p, *end, *start;
+    size_t        len;
+    uint64_t      count;
+    ngx_uint_t    depth, in_string;
 
     if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK || count == g->changes_seen) {
         return;
@@ -1763,10 +1814,42 @@ ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g)
         return;
     }
 
+    depth = 0;
+    in_string = 0;
+    start = NULL;
+    end = json + len;
+
+    for (p = json; p < end; p++) {
+        if (in_string) {
+            if (*p == '\\') {
+                p++;
+            } else if (*p == '"') {
+                in_string = 0;
+            }
+            continue;
+        }
+
+        switch (*p) {
+        case '"':
+            in_string = 1;
+            break;
+        case '{':
+        case '[':
+            if (depth++ == 1) {
+                start = p;      /* a change: an object in the top array */
+            }
+            break;
+        case '}':
+        case ']':
+            if (--depth == 1 && start != NULL) {
+                ngx_http_pgate_log_change(log, g, start, p + 1 - start);
+                start = NULL;
+            }
+            break;
+        }
+    }
+
     /* a change made between the two reads may be logged twice, never missed */
-    ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "promotion gate \"%V\": state changes %uL to %uL: %*s",
-                  &g->name, g->changes_seen + 1, count, len, json);
     g->changes_seen = count;
     ngx_free(json);
 }

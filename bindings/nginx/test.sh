@@ -6,10 +6,11 @@
 # location proxying to stable) is still the canary's outcome while a canary that never reached
 # a peer is no outcome, that a status location holding an `if` answers, that an override
 # header with an underscore is warned of, that a client giving up on a hung canary is recorded
-# as a slow success, that upstream latencies are timed in microseconds and that a rollback one
-# worker decided reaches the other within milliseconds, then runs the end-to-end test under
-# load (e2e.sh, ~30 s; PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get
-# (nginx, nginx-dev, wrk; prometheus for promtool). Run from anywhere.
+# as a slow success, that upstream latencies are timed in microseconds, that a rollback one
+# worker decided reaches the other within milliseconds and that each state change gets its own
+# error log line, then runs the end-to-end test under load (e2e.sh, ~30 s; PGATE_NGINX_E2E=0
+# skips it). Installs what it lacks with apt-get (nginx, nginx-dev, wrk; prometheus for
+# promtool). Run from anywhere.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -260,15 +261,15 @@ done
 for _ in $(seq 40); do # the judge decides on record; the timer logs the change within 50 ms
   metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
   rolled=$(grep -c '^promotion_environment{gate="\(page\|api\)",environment="production"} 1' <<<"$metrics" || true)
-  [ "$rolled" = 2 ] && grep -q 'promotion gate "api": state changes .*"kind":"rollback"' "$tmp/logs/error.log" &&
-    grep -q 'promotion gate "page": state changes .*"kind":"rollback"' "$tmp/logs/error.log" && break
+  [ "$rolled" = 2 ] && grep -q 'promotion gate "api": state change: .*"kind":"rollback"' "$tmp/logs/error.log" &&
+    grep -q 'promotion gate "page": state change: .*"kind":"rollback"' "$tmp/logs/error.log" && break
   sleep 0.05
 done
 grep 'promotion_environment{gate="\(page\|api\)"' <<<"$metrics"
 [ "$rolled" = 2 ] ||
   { echo "FAIL: a canary failing behind error_page was not rolled back" >&2; exit 1; }
 for gate in page api; do
-  grep -q "promotion gate \"$gate\": state changes .*\"kind\":\"rollback\"" "$tmp/logs/error.log" ||
+  grep -q "promotion gate \"$gate\": state change: .*\"kind\":\"rollback\"" "$tmp/logs/error.log" ||
     { echo "FAIL: no rollback of gate $gate in the error log" >&2; exit 1; }
 done
 # After the redirect the request still reads the version it was routed to (each log, in the
@@ -504,17 +505,66 @@ rolled_at=$(date +%s%N)
 for _ in $(seq 150); do [ "$(status_of "$successor")" = production ] && break; sleep 0.02; done
 learned_ms=$((($(date +%s%N) - rolled_at) / 1000000))
 for _ in $(seq 20); do # each worker's timer logs its changes every 50 ms
-  [ "$(grep -c 'promotion gate "gen": state changes ' "$tmp/logs/error.log")" -ge 2 ] && break
+  [ "$(grep -c 'promotion gate "gen": state change: ' "$tmp/logs/error.log")" -ge 2 ] && break
   sleep 0.05
 done
-grep -q "\[notice\] $survivor#.*promotion gate \"gen\": state changes .*\"origin\":\"this_gate\"" "$tmp/logs/error.log" ||
+grep -q "\[warn\] $survivor#.*promotion gate \"gen\": state change: .*\"origin\":\"this_gate\"" "$tmp/logs/error.log" ||
   { echo "FAIL: worker $survivor did not log its own rollback" >&2; exit 1; }
 [ "$(status_of "$successor")" = production ] ||
   { echo "FAIL: worker $successor still routes to the rolled-back canary after $learned_ms ms" >&2; exit 1; }
-grep -q "\[notice\] $successor#.*promotion gate \"gen\": state changes .*\"origin\":\"store\"" "$tmp/logs/error.log" ||
+grep -q "\[warn\] $successor#.*promotion gate \"gen\": state change: .*\"origin\":\"store\"" "$tmp/logs/error.log" ||
   { echo "FAIL: worker $successor did not apply the rollback from the store" >&2; exit 1; }
 echo "worker $survivor rolled back; worker $successor (one failure seen) followed within $learned_ms ms (sync interval 60 s)"
 [ "$learned_ms" -lt 1000 ] || { echo "FAIL: $learned_ms ms is not within milliseconds" >&2; exit 1; }
+stop_serving
+
+echo "== state changes: one error log line each"
+# Another process (the Python binding) enables ten flags one after another; the worker applies
+# each from the store (sync every 10 ms) and its 50 ms timer logs what it found: several changes
+# a tick, each on its own line (a build writing one line a tick puts several in one). Then one
+# change longer than a line holds (nginx cuts lines at 2048 bytes) is logged in parts.
+port=$(free_port)
+gate_document flags 5 "" 10
+serve "$(cat <<CONF
+    promotion_gate flags flags.json;
+    server { listen 127.0.0.1:$port; location = /metrics { promotion_gate_metrics; } }
+CONF
+)"
+library=$(ldd "$module" | awk '/libpromotion_gates_ffi/ {print $3}')
+PYTHONPATH="$here/../python/src" PROMOTION_GATES_LIBRARY="$library" \
+  python3 - "$tmp/conf/flags.json" <<'PY' || { echo "FAIL: the flag changes failed" >&2; exit 1; }
+import sys, time
+from promotion_gates import Gate
+with open(sys.argv[1]) as document, Gate(document.read()) as gate:
+    for i in range(10):
+        gate.enable_feature(f"flag_{i}")
+        time.sleep(0.012)
+    time.sleep(0.1)
+    # one change naming twenty flags of 100 bytes: longer than a line holds
+    config = gate.config
+    config["feature_flags"] = [f"long_{i:02d}_" + "x" * 92 for i in range(20)]
+    gate.swap_config(config)
+PY
+for _ in $(seq 50); do
+  grep -q 'promotion gate "flags": state change (part [0-9]* of [0-9]*): .*long_19_x*"' "$tmp/logs/error.log" && break
+  sleep 0.05
+done
+grep 'promotion gate "flags": state change' "$tmp/logs/error.log" >"$tmp/changes.log" || true
+lines=$(grep -c 'state change: ' "$tmp/changes.log" || true)
+changes=$(grep 'state change: ' "$tmp/changes.log" | grep -o '"sequence":' | grep -c . || true)
+# the long change's parts, put together again: one whole change
+whole=$(sed -n 's/.*state change (part [0-9]* of [0-9]*): //p' "$tmp/changes.log" | tr -d '\n')
+parts=$(grep -c 'state change (part ' "$tmp/changes.log" || true)
+longest=$(awk '{ if (length($0) > n) n = length($0) } END { print n + 0 }' "$tmp/changes.log")
+echo "ten flag writes: $changes changes logged on $lines lines; a change naming twenty long flags:" \
+  "$parts parts of one change; the longest line $longest bytes"
+[ "$lines" -ge 3 ] && [ "$changes" = "$lines" ] ||
+  { echo "FAIL: expected one change a line:" >&2; cut -c1-200 "$tmp/changes.log" >&2; exit 1; }
+grep -q '\[notice\] .*promotion gate "flags": state change: .*"kind":"flags"' "$tmp/changes.log" ||
+  { echo "FAIL: flag changes are not logged at notice" >&2; exit 1; }
+python3 -c 'import json, sys; c = json.loads(sys.argv[1]); assert len(c["flags_enabled"]) == 20, c' "$whole" &&
+  [ "$parts" -ge 2 ] && [ "$longest" -lt 2048 ] ||
+  { echo "FAIL: the long change was not logged whole in parts under 2048 bytes" >&2; exit 1; }
 stop_serving
 
 if [ "${PGATE_NGINX_E2E:-1}" = 0 ]; then
