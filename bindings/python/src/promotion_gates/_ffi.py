@@ -157,6 +157,10 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         [_gate, _buf_out, c_size_t, POINTER(c_size_t), _buf_out, c_size_t, POINTER(c_size_t)],
     ),
     "pgate_fleet_judging": (c_status, [_gate, POINTER(c_bool)]),
+    "pgate_store_location": (
+        c_status,
+        [_bytes_in, c_size_t, _buf_out, c_size_t, POINTER(c_size_t), _error_out],
+    ),
     "pgate_gate_name": (c_status, [_gate, _buf_out, c_size_t, POINTER(c_size_t)]),
     "pgate_version": (c_char_p, []),
     "pgate_monitor_health": (
