@@ -304,7 +304,8 @@ fn a_gate_asked_to_sync_reads_another_gates_rollback_at_once() {
     let (_dir, slow) = a_slow_gate_and_another_gates_rollback("sync-now");
     std::thread::sleep(Duration::from_millis(100));
     assert!(routes_to_canary(&slow), "not read before it is asked");
-    // Asked many times before the sync thread runs: merged, and the change is read once.
+    // Asked many times in a row: every ask is taken (asks are merged into one wake-up, which
+    // this does not observe), and the rollback is applied once.
     let seen = slow.change_count();
     for _ in 0..10_000 {
         assert!(slow.sync_now());

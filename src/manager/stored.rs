@@ -299,18 +299,19 @@ impl CatchUp {
     }
 }
 
-/// This process's published stage and config, read with the known state: what a store that
-/// went back is given again, or what its stages are numbered above.
+/// This process's published snapshot, read with the known state: what a store that went back
+/// is given again, or what its stages are numbered above. Shared, not copied: most ticks
+/// never read it.
 struct Local {
     stage: u64,
-    config: PromotionConfig,
+    snapshot: Arc<Snapshot>,
 }
 
 impl Local {
-    fn of(current: &Snapshot) -> Self {
+    fn of(snapshot: Arc<Snapshot>) -> Self {
         Self {
-            stage: current.route.stage.get(),
-            config: current.config.clone(),
+            stage: snapshot.route.stage.get(),
+            snapshot,
         }
     }
 }
@@ -436,7 +437,7 @@ fn reseed(
         version: 0,
         stage: 0,
     };
-    let write = StoredWrite::new(empty, local.stage, &local.config, event);
+    let write = StoredWrite::new(empty, local.stage, &local.snapshot.config, event);
     Ok(match store.commit(&write)? {
         // The local history already holds the event: it is kept as it is.
         Commit::Written => Some(CatchUp {
@@ -514,7 +515,7 @@ impl Shared {
         let Some(link) = writer.store.as_mut() else {
             return Ok(());
         };
-        let local = Local::of(&self.current.load());
+        let local = Local::of(self.current.load_full());
         match catch_up(
             link.store.as_ref(),
             link.known,
@@ -548,7 +549,7 @@ impl Shared {
             let Some(link) = writer.store.as_ref() else {
                 return;
             };
-            let local = Local::of(&self.current.load());
+            let local = Local::of(self.current.load_full());
             (
                 Arc::clone(&link.store),
                 link.known,
@@ -732,7 +733,12 @@ impl Handoff {
         if self.sync_asked.swap(true, Ordering::AcqRel) {
             return true;
         }
-        wake.send(Signal::Wake).is_ok()
+        let sent = wake.send(Signal::Wake).is_ok();
+        if !sent {
+            // The thread has ended: no ask is waiting, and later ones get false too.
+            self.sync_asked.store(false, Ordering::Release);
+        }
+        sent
     }
 
     /// Leaves `verdict` for the sync thread (replacing an older one) and wakes it; false when
@@ -944,6 +950,23 @@ fn difference(static_config: &PromotionConfig, stored: &PromotionConfig) -> Opti
 mod tests {
     use super::*;
     use crate::store::testing::contribution;
+
+    #[test]
+    fn asking_a_sync_thread_that_ended_says_so_every_time() {
+        let handoff = Handoff::default();
+        assert!(!handoff.ask_sync(), "no sync thread");
+        let (wake, inbox) = mpsc::channel();
+        handoff.wake.set(wake).unwrap();
+        assert!(handoff.ask_sync());
+        assert!(handoff.ask_sync(), "merged into the waiting ask");
+        drop(inbox);
+        handoff.sync_asked.store(false, Ordering::Release); // the thread began its read
+        assert!(!handoff.ask_sync(), "the thread has ended");
+        assert!(
+            !handoff.ask_sync(),
+            "and a later ask is not taken for a waiting one"
+        );
+    }
 
     #[test]
     fn only_the_good_contributions_to_the_stage_are_read() {
