@@ -37,9 +37,6 @@
 /* The most of one state change's JSON written on one error log line: nginx cuts a line at
  * NGX_MAX_ERROR_STR (2048) bytes, its time, level, pid and our prefix included. */
 #define PGATE_CHANGE_LINE_BYTES  1536
-/* Keeps the ring's head, written by every worker on every request, and the generation, read
- * by every worker on every request, on cache lines of their own. */
-#define PGATE_CACHE_LINE       64
 
 /* An outcome's flags, in the ring and between the log handler and pgate_record. */
 #define PGATE_FLAG_CANARY      1
@@ -64,12 +61,14 @@ typedef struct {
  * A gate's shared memory zone: the ring of outcomes the workers pool, and the generation, which
  * a worker bumps when its own gate changed state (a rollback or a promotion its judge decided)
  * and every worker compares on each routed request, asking its store at once when it moved.
+ * The head, written by every worker on every request, and the generation, read on every
+ * request, each have a cache line of their own.
  */
 typedef struct {
     uint64_t                     head;
-    u_char                       head_line[PGATE_CACHE_LINE - sizeof(uint64_t)];
+    u_char                       head_line[NGX_CPU_CACHE_LINE - sizeof(uint64_t)];
     uint64_t                     generation;
-    u_char                       generation_line[PGATE_CACHE_LINE - sizeof(uint64_t)];
+    u_char                       generation_line[NGX_CPU_CACHE_LINE - sizeof(uint64_t)];
     ngx_http_pgate_outcome_t     outcomes[PGATE_RING_OUTCOMES];
 } ngx_http_pgate_ring_t;
 
