@@ -19,6 +19,19 @@
 #include <stdint.h>
 
 /**
+ * How many freed gates keep their allocation, so that no new gate is given their address: a
+ * stale handle is refused by `pgate_gate_free` and the calls that check their handle until
+ * this many later gates were freed. Each holds a gate's handle allocation, at most 2 KiB (a
+ * unit test holds it), so at most 512 KiB in all.
+ *
+ * # Example
+ * ```
+ * assert_eq!(promotion_gates_ffi::PGATE_QUARANTINED_GATES, 256);
+ * ```
+ */
+#define PGATE_QUARANTINED_GATES 256
+
+/**
  * A buffer of this many bytes always holds a name `pgate_gate_name` or
  * `pgate_override_names` writes, with its NUL: the library refuses gate names and override
  * header and cookie names over `MAX_NAME_BYTES` (128).
@@ -600,10 +613,10 @@ pgate_status pgate_gate_new(const uint8_t *config_json,
 /**
  * Frees a gate. NULL is accepted. A handle that is not a live gate is refused with
  * `PGATE_STATUS_INVALID_HANDLE` and nothing is freed. Liveness is tracked by address, and a
- * freed gate's address is held back from new gates until 256 later gates were freed: until
- * then a stale handle is refused by every call that checks its handle (a double free, or a
- * cold-path call after the free); after that it could name a newer gate. The check is a
- * debugging aid, not a guarantee.
+ * freed gate's address is held back from new gates until `PGATE_QUARANTINED_GATES` (256)
+ * later gates were freed: until then a stale handle is refused by every call that checks its
+ * handle (a double free, or a cold-path call after the free); after that it could name a
+ * newer gate. The check is a debugging aid, not a guarantee.
  *
  * No other call may be in flight on the gate, and decisions and flag names read from it
  * become invalid.

@@ -180,14 +180,12 @@ func (g *Gate) Changes(ctx context.Context, every time.Duration) <-chan Change {
 		close(out)
 		return out
 	}
-	go deliverEvery(ctx, weak.Make(g), g.done, time.NewTicker(every), seen, out)
+	gate, done, ticker := weak.Make(g), g.done, time.NewTicker(every)
+	go func() {
+		defer ticker.Stop()
+		deliver(ctx, gate, done, ticker.C, seen, out)
+	}()
 	return out
-}
-
-// deliverEvery is the goroutine of Changes: deliver, looking at each tick of ticker.
-func deliverEvery(ctx context.Context, gate weak.Pointer[Gate], done <-chan struct{}, ticker *time.Ticker, seen uint64, out chan<- Change) {
-	defer ticker.Stop()
-	deliver(ctx, gate, done, ticker.C, seen, out)
 }
 
 // deliver sends the changes numbered above seen on out, looking at each tick, until ctx is

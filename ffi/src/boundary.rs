@@ -166,6 +166,23 @@ pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize, what: &str) -> Result<
     })
 }
 
+/// Borrows `len` bytes at `ptr` as UTF-8 when `len` is not 0; `None` for an absent text
+/// (length 0, whatever `ptr` is).
+///
+/// # Safety
+/// As [`bytes`] when `len` is not 0.
+pub(crate) unsafe fn optional_text<'a>(
+    ptr: *const u8,
+    len: usize,
+    what: &str,
+) -> Result<Option<&'a str>, Failure> {
+    if len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: forwarded to the caller.
+    unsafe { text(ptr, len, what) }.map(Some)
+}
+
 /// Writes `value` to `out`.
 ///
 /// # Safety

@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use std::mem::ManuallyDrop;
 use std::sync::{Mutex, PoisonError};
 
-use crate::boundary::{Failure, copy_out, guard, guard_err, text, write};
+use crate::boundary::{Failure, copy_out, guard, guard_err, optional_text, text, write};
 use crate::error::pgate_error;
 use crate::status::pgate_status;
 use promotion_gates::{
@@ -28,9 +28,15 @@ fn live_set() -> std::sync::MutexGuard<'static, BTreeSet<usize>> {
 }
 
 /// How many freed gates keep their allocation, so that no new gate is given their address: a
-/// stale handle is refused until this many later gates were freed (1,104 bytes each on x86-64,
-/// so about 280 KB in all).
-pub(crate) const QUARANTINED_GATES: usize = 256;
+/// stale handle is refused by `pgate_gate_free` and the calls that check their handle until
+/// this many later gates were freed. Each holds a gate's handle allocation, at most 2 KiB (a
+/// unit test holds it), so at most 512 KiB in all.
+///
+/// # Example
+/// ```
+/// assert_eq!(promotion_gates_ffi::PGATE_QUARANTINED_GATES, 256);
+/// ```
+pub const PGATE_QUARANTINED_GATES: usize = 256;
 
 /// A freed gate's allocation, its manager already dropped.
 struct Freed(*mut pgate_gate);
@@ -154,24 +160,13 @@ pub unsafe extern "C" fn pgate_gate_new(
         if gate_out.is_null() {
             return Err(pgate_status::NullPointer.into());
         }
-        let optional = |ptr: *const u8, len: usize, what: &str| -> Result<Option<&str>, Failure> {
-            if len == 0 {
-                return Ok(None);
-            }
-            // SAFETY: the caller guarantees len readable bytes at ptr.
-            unsafe { text(ptr, len, what) }.map(Some)
-        };
         // Read without validating: `PromotionGateManager::new` validates, once.
-        let config: PromotionConfig = parse(
-            optional(config_json, config_len, "config")?,
-            PromotionConfig::parse_json,
-            "config",
-        )?;
-        let slo: SloConfig = parse(
-            optional(slo_json, slo_len, "SLO config")?,
-            SloConfig::from_json,
-            "SLO config",
-        )?;
+        // SAFETY: the caller guarantees config_len readable bytes at config_json.
+        let document = unsafe { optional_text(config_json, config_len, "config") }?;
+        let config: PromotionConfig = parse(document, PromotionConfig::parse_json, "config")?;
+        // SAFETY: the caller guarantees slo_len readable bytes at slo_json.
+        let slo_document = unsafe { optional_text(slo_json, slo_len, "SLO config") }?;
+        let slo: SloConfig = parse(slo_document, SloConfig::from_json, "SLO config")?;
         let slo = SloAdmissionController::new(slo).map_err(promotion_gates::Error::from)?;
         let manager = PromotionGateManager::new(config, slo)?;
         let gate = Box::into_raw(Box::new(pgate_gate {
@@ -186,10 +181,10 @@ pub unsafe extern "C" fn pgate_gate_new(
 
 /// Frees a gate. NULL is accepted. A handle that is not a live gate is refused with
 /// `PGATE_STATUS_INVALID_HANDLE` and nothing is freed. Liveness is tracked by address, and a
-/// freed gate's address is held back from new gates until 256 later gates were freed: until
-/// then a stale handle is refused by every call that checks its handle (a double free, or a
-/// cold-path call after the free); after that it could name a newer gate. The check is a
-/// debugging aid, not a guarantee.
+/// freed gate's address is held back from new gates until `PGATE_QUARANTINED_GATES` (256)
+/// later gates were freed: until then a stale handle is refused by every call that checks its
+/// handle (a double free, or a cold-path call after the free); after that it could name a
+/// newer gate. The check is a debugging aid, not a guarantee.
 ///
 /// No other call may be in flight on the gate, and decisions and flag names read from it
 /// become invalid.
@@ -211,7 +206,7 @@ pub unsafe extern "C" fn pgate_gate_free(gate: *mut pgate_gate) -> pgate_status 
         let released = {
             let mut quarantine = QUARANTINE.lock().unwrap_or_else(PoisonError::into_inner);
             quarantine.push_back(Freed(gate));
-            if quarantine.len() > QUARANTINED_GATES {
+            if quarantine.len() > PGATE_QUARANTINED_GATES {
                 quarantine.pop_front()
             } else {
                 None
@@ -496,12 +491,8 @@ pub unsafe extern "C" fn pgate_store_location(
     err: *mut *mut pgate_error,
 ) -> pgate_status {
     guard_err(err, || {
-        let document = if config_len == 0 {
-            None
-        } else {
-            // SAFETY: the caller guarantees config_len readable bytes at config_json.
-            Some(unsafe { text(config_json, config_len, "config") }?)
-        };
+        // SAFETY: the caller guarantees config_len readable bytes at config_json.
+        let document = unsafe { optional_text(config_json, config_len, "config") }?;
         let config: PromotionConfig = parse(document, PromotionConfig::from_json, "config")?;
         let place = match &config.store {
             None => String::new(),
@@ -528,6 +519,11 @@ pub extern "C" fn pgate_version() -> *const c_char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quarantined_gate_holds_at_most_2_kib() {
+        assert!(std::mem::size_of::<pgate_gate>() <= 2048);
+    }
 
     #[test]
     fn the_name_capacity_holds_the_longest_name_and_its_nul() {

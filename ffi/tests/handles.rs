@@ -3,6 +3,7 @@
 
 use common::new_gate;
 use promotion_gates_ffi::*;
+use std::collections::VecDeque;
 use std::ptr::null_mut;
 use std::sync::{Mutex, PoisonError};
 
@@ -70,15 +71,29 @@ fn a_freed_handle_is_not_given_to_the_next_gates() {
 }
 
 #[test]
-fn churning_gates_past_the_quarantine_keeps_refusing_each_freed_handle() {
+fn churning_gates_past_the_quarantine_keeps_refusing_the_recently_freed_handles() {
     let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     // Freeing far more gates than the quarantine holds releases the oldest ones: making and
-    // freeing them keeps working, and every freed handle is refused right after its free.
-    for i in 0..3 * 256 {
+    // freeing them keeps working, no new gate is given the address of one of the last
+    // PGATE_QUARANTINED_GATES freed, and every one of those stays refused.
+    let mut recent: VecDeque<*mut pgate_gate> = VecDeque::new();
+    for i in 0..3 * PGATE_QUARANTINED_GATES {
         let gate = new_gate(&format!(r#"{{"gate": "churn-{i}"}}"#));
+        assert!(
+            !recent.contains(&gate),
+            "gate {i} got the address of one of the last {PGATE_QUARANTINED_GATES} freed"
+        );
         assert_eq!(name_of(gate).as_deref(), Ok(format!("churn-{i}").as_str()));
         free(gate);
-        assert_eq!(name_of(gate), Err(pgate_status::InvalidHandle));
+        recent.push_back(gate);
+        if recent.len() > PGATE_QUARANTINED_GATES {
+            recent.pop_front();
+        }
+        if i % 64 == 63 {
+            for &stale in &recent {
+                assert_eq!(name_of(stale), Err(pgate_status::InvalidHandle));
+            }
+        }
     }
     let mut len = 0;
     // SAFETY: NULL is refused before use.

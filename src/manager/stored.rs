@@ -111,15 +111,7 @@ pub(super) fn open(config: &PromotionConfig) -> Result<Option<Opened>, Error> {
                 difference,
             }));
         }
-        let first = StoredWrite::new(
-            Guard {
-                version: 0,
-                stage: 0,
-            },
-            1,
-            config,
-            None,
-        );
+        let first = StoredWrite::new(Guard::EMPTY, 1, config, None);
         if store.commit(&first)? == Commit::Written {
             let known = guard_of(&first.release);
             return Ok(Some(Opened {
@@ -433,10 +425,7 @@ fn reseed(
     local: &Local,
     event: Option<&RollbackEvent>,
 ) -> Result<Option<CatchUp>, StoreError> {
-    let empty = Guard {
-        version: 0,
-        stage: 0,
-    };
+    let empty = Guard::EMPTY;
     let write = StoredWrite::new(empty, local.stage, &local.snapshot.config, event);
     Ok(match store.commit(&write)? {
         // The local history already holds the event: it is kept as it is.

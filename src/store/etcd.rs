@@ -307,7 +307,7 @@ impl StateStore for EtcdStore {
         let stored = release
             .as_ref()
             .map(|release| (release.version, release.stage));
-        let (Some(version), Some(release)) = (Since::read_after(stored, known), release) else {
+        let (Some(after), Some(release)) = (Since::read_after(stored, known), release) else {
             return Ok(Since::unread(stored, known));
         };
         // The history at the same revision as the release: the newest events the release
@@ -315,7 +315,7 @@ impl StateStore for EtcdStore {
         let response = self.call(
             "/v3/kv/range",
             &json!({
-                "key": BASE64.encode(self.history_key(version + 1)),
+                "key": BASE64.encode(self.history_key(after + 1)),
                 "range_end": BASE64.encode(self.history_end()),
                 "revision": revision,
                 "limit": release.history_bound().to_string(),
@@ -342,7 +342,7 @@ impl StateStore for EtcdStore {
         history.reverse();
         StoredState { release, history }
             .checked()
-            .map(|state| Since::of(state, known))
+            .map(|state| Since::of(state, after, known))
             .map_err(not_ours)
     }
 

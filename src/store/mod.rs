@@ -170,9 +170,11 @@ impl Since {
         }
     }
 
-    /// The state read for the `known` one: newer, or the whole state of a store that went back.
-    pub(crate) fn of(state: StoredState, known: Guard) -> Self {
-        if Self::went_back(state.release.version, state.release.stage, known) {
+    /// The state read for the `known` one, its history taken after `after` (what
+    /// [`read_after`](Self::read_after) said): newer, or, when the whole history was taken
+    /// although a version is known (the store went back), the whole stored state.
+    pub(crate) fn of(state: StoredState, after: u64, known: Guard) -> Self {
+        if after < known.version {
             Self::Reset(Some(state))
         } else {
             Self::Newer(state)
@@ -200,10 +202,7 @@ pub(crate) trait StateStore: Send + Sync + fmt::Debug {
 
     /// The whole stored state, if any.
     fn load(&self) -> Result<Option<StoredState>, StoreError> {
-        let nothing = Guard {
-            version: 0,
-            stage: 0,
-        };
+        let nothing = Guard::EMPTY;
         Ok(match self.changes_since(nothing)? {
             Since::Newer(state) => Some(state),
             Since::Same | Since::Reset(_) => None,

@@ -228,7 +228,7 @@ impl SqliteStore {
         history.reverse();
         StoredState { release, history }
             .checked()
-            .map(|state| Since::of(state, known))
+            .map(|state| Since::of(state, since, known))
             .map_err(not_ours)
     }
 

@@ -115,6 +115,14 @@ pub(crate) struct Guard {
     pub(crate) stage: u64,
 }
 
+impl Guard {
+    /// An empty store: no state written yet (version 0).
+    pub(crate) const EMPTY: Self = Self {
+        version: 0,
+        stage: 0,
+    };
+}
+
 /// One write: the state it was decided on, the release it makes and the history event it
 /// records, committed together or not at all.
 #[derive(Debug, Clone, PartialEq)]

@@ -49,16 +49,10 @@ pub(crate) fn write_on(on: u64, environment: Environment, reason: Option<&str>) 
 pub(crate) fn commit_on_top(store: &dyn StateStore, reason: &str, bound: usize) -> u64 {
     let mut conflicts = 0;
     loop {
-        let guard = store.load().unwrap().map_or(
-            Guard {
-                version: 0,
-                stage: 0,
-            },
-            |s| Guard {
-                version: s.release.version,
-                stage: s.release.stage,
-            },
-        );
+        let guard = store.load().unwrap().map_or(Guard::EMPTY, |s| Guard {
+            version: s.release.version,
+            stage: s.release.stage,
+        });
         let mut next = config(Environment::Canary {
             traffic_percent: (guard.version % 100) as f64,
         });

@@ -50,10 +50,7 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
     let store = EtcdStore::open(&settings, GATE).unwrap();
     assert_eq!(store.load().unwrap(), None);
     let first = StoredWrite::new(
-        Guard {
-            version: 0,
-            stage: 0,
-        },
+        Guard::EMPTY,
         1,
         &config(Environment::Canary {
             traffic_percent: 10.0,

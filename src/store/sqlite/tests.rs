@@ -23,10 +23,7 @@ fn open(path: &str, gate: &str) -> SqliteStore {
 }
 
 fn first_write(store: &SqliteStore) {
-    let guard = Guard {
-        version: 0,
-        stage: 0,
-    };
+    let guard = Guard::EMPTY;
     let write = StoredWrite::new(guard, 1, &config(canary(10.0)), None);
     assert_eq!(store.commit(&write).unwrap(), Commit::Written);
 }
@@ -66,15 +63,7 @@ fn a_stale_guard_writes_nothing_and_names_what_is_stored() {
     let store = open(&dir.file("gate.db"), "checkout");
     first_write(&store);
     // A second "first write" (another process created the state meanwhile).
-    let again = StoredWrite::new(
-        Guard {
-            version: 0,
-            stage: 0,
-        },
-        1,
-        &config(canary(50.0)),
-        None,
-    );
+    let again = StoredWrite::new(Guard::EMPTY, 1, &config(canary(50.0)), None);
     assert_eq!(
         store.commit(&again).unwrap(),
         Commit::Conflict { stored_version: 1 }
