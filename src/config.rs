@@ -297,8 +297,9 @@ impl PromotionConfig {
     /// Reads a config from JSON and validates it.
     ///
     /// # Errors
-    /// [`Error::Json`](crate::Error::Json) for malformed JSON or unknown fields (serde's message
-    /// names the field, line and column), [`Error::Config`](crate::Error::Config) for a value
+    /// [`Error::Json`](crate::Error::Json) for malformed JSON, an unknown field, a field given
+    /// twice or a value of the wrong type or out of range (the message names the field, line
+    /// and column), [`Error::Config`](crate::Error::Config) for a value
     /// refused by [`validate`](Self::validate) or a document over
     /// [`MAX_DOCUMENT_BYTES`](crate::MAX_DOCUMENT_BYTES) (field `document`).
     ///
@@ -359,6 +360,11 @@ pub fn check_json_document(json: &str, what: &str) -> Result<(), crate::Error> {
 
 /// Reads a JSON object into `T`. Serde would also accept an array of the fields in order; a
 /// config must name its fields, so anything but an object is refused.
+///
+/// The object is read straight into `T` (not through a `serde_json::Value` first), so that
+/// every error met inside a field, a number out of range as much as a wrong type, is reported
+/// under the field's path; a field given twice is refused (`duplicate field`), where a
+/// `Value` kept the last one.
 pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
     json: &str,
     what: &str,
@@ -371,23 +377,49 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
         )
         .into());
     }
-    let value: serde_json::Value = serde_json::from_str(json)?;
-    if !value.is_object() {
+    // JSON's whitespace; what follows is the first byte of the document's one value.
+    let first = json.trim_start_matches([' ', '\t', '\n', '\r']).bytes().next();
+    if first != Some(b'{') {
+        // A syntax error (an empty document too) is reported as such, with its line and column.
+        serde_json::from_str::<serde::de::IgnoredAny>(json)?;
         return Err(crate::Error::Json(format!(
             "a {what} must be a JSON object with named fields, not {}",
-            match value {
-                serde_json::Value::Null => "null",
-                serde_json::Value::Bool(_) => "a boolean",
-                serde_json::Value::Number(_) => "a number",
-                serde_json::Value::String(_) => "a string",
-                serde_json::Value::Array(_) => "an array",
-                serde_json::Value::Object(_) => "an object",
+            match first {
+                Some(b'[') => "an array",
+                Some(b'"') => "a string",
+                Some(b'n') => "null",
+                Some(b't' | b'f') => "a boolean",
+                _ => "a number",
             }
         )));
     }
-    // serde_path_to_error names the field of a type error ("slo_threshold: invalid type").
-    serde_path_to_error::deserialize(value)
-        .map_err(|e| crate::Error::Json(shortened(&format!("{}: {}", e.path(), e.inner()))))
+    let mut reader = serde_json::Deserializer::from_str(json);
+    // serde_path_to_error names the field of an error ("slo_threshold: invalid type").
+    let value = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+        crate::Error::Json(shortened(&format!(
+            "{}{}",
+            field_prefix(e.path()),
+            e.inner()
+        )))
+    })?;
+    // Whatever follows the object (`{} {}`) is refused, as serde_json::from_str does.
+    reader.end()?;
+    Ok(value)
+}
+
+/// `FIELD: ` for an error met inside a field, nothing at the top of the document. The path
+/// stops before its first unknown segment, which serde_path_to_error writes `?` (an error in
+/// an object's key, such as the end of a truncated document).
+fn field_prefix(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut field = String::new();
+    for segment in path.iter().take_while(|s| !matches!(s, Segment::Unknown)) {
+        if !field.is_empty() && !matches!(segment, Segment::Seq { .. }) {
+            field.push('.');
+        }
+        field.push_str(&segment.to_string());
+    }
+    if field.is_empty() { field } else { field + ": " }
 }
 
 pub(crate) fn check_name(field: &str, value: &str) -> Result<(), ConfigError> {
@@ -589,6 +621,43 @@ mod tests {
         );
         let err = PromotionConfig::from_json("[]").unwrap_err();
         assert!(err.to_string().contains("not an array"), "{err}");
+    }
+
+    #[test]
+    fn every_json_error_inside_a_field_names_the_field() {
+        let message = |json: &str| PromotionConfig::from_json(json).unwrap_err().to_string();
+        // A number out of range (the parse to a Value lost the field).
+        assert_eq!(
+            message(r#"{"rollback_window_seconds": 1e400}"#),
+            "invalid JSON config: rollback_window_seconds: number out of range at line 1 column 33"
+        );
+        let e = message(r#"{"environment": {"canary": {"traffic_percent": -1e999}}}"#);
+        assert!(
+            e.contains("environment.canary.traffic_percent: number out of range"),
+            "{e}"
+        );
+        let e = crate::SloConfig::from_json(r#"{"max_error_rate": 1e400}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_error_rate: number out of range"), "{e}");
+        // No `?` (an unknown path segment) and no `.` (the empty path) when there is no field.
+        for (json, expected) in [
+            (r#"{"gate": "a", "#, "invalid JSON config: EOF while parsing a value at line 1 column 14"),
+            ("{", "invalid JSON config: EOF while parsing an object at line 1 column 1"),
+            ("", "invalid JSON config: EOF while parsing a value at line 1 column 0"),
+        ] {
+            assert_eq!(message(json), expected);
+        }
+        // What the Value step checked is still checked: one object, then nothing.
+        assert!(message("[1,").contains("EOF while parsing a value at line 1 column 3"));
+        assert!(message(" true").ends_with("with named fields, not a boolean"));
+        assert!(message("{} {}").contains("trailing characters"));
+        // A field given twice is refused (a Value kept the last one).
+        assert!(
+            message(r#"{"gate": "a", "gate": "b"}"#).contains("duplicate field `gate`"),
+            "{}",
+            message(r#"{"gate": "a", "gate": "b"}"#)
+        );
     }
 
     #[test]
