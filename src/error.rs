@@ -268,8 +268,7 @@ pub(crate) fn shortened(value: &str) -> String {
 const MAX_DECIMAL_NUMBER_BYTES: usize = 24;
 
 /// A refused value as a [`ConfigError`] shows it: a text as it is, an integer in decimal, an
-/// `f64` in decimal unless that is longer than [`MAX_DECIMAL_NUMBER_BYTES`], then in scientific
-/// notation (`6.793767e-317`, not 317 digits).
+/// `f64` as [`shown_number`] writes it (`6.793767e-317`, not 317 digits).
 pub(crate) trait Shown {
     /// The value's text in the error.
     fn shown(self) -> String;
@@ -277,12 +276,33 @@ pub(crate) trait Shown {
 
 impl Shown for f64 {
     fn shown(self) -> String {
-        let decimal = self.to_string();
-        if decimal.len() <= MAX_DECIMAL_NUMBER_BYTES {
-            decimal
-        } else {
-            format!("{self:e}")
-        }
+        shown_number(self)
+    }
+}
+
+/// A number as an error message writes it: in decimal, unless that is longer than 24 bytes (a
+/// tiny or huge float), then in scientific notation, so that `1e300` is not written as 301
+/// digits. Either form reads back as the same `f64`, and neither is longer than 24 bytes, well
+/// within [`MAX_SHOWN_VALUE_BYTES`].
+///
+/// Every number the library's errors show is written this way; a program that writes its own
+/// messages beside them (the CLI's scenario checks) calls it to write its numbers alike.
+///
+/// # Example
+/// ```
+/// use promotion_gates::shown_number;
+///
+/// assert_eq!(shown_number(2.5), "2.5");
+/// assert_eq!(shown_number(0.000001), "0.000001");
+/// assert_eq!(shown_number(-1e300), "-1e300");
+/// assert_eq!(shown_number(6.793767e-317), "6.793767e-317");
+/// ```
+pub fn shown_number(value: f64) -> String {
+    let decimal = value.to_string();
+    if decimal.len() <= MAX_DECIMAL_NUMBER_BYTES {
+        decimal
+    } else {
+        format!("{value:e}")
     }
 }
 

@@ -105,7 +105,7 @@ pub use changes::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Environment, PromotionConfig, check_json_document, validate_flag_name};
 pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};
-pub use error::{ConfigError, Error, FlagError, PromotionError, RollbackError};
+pub use error::{ConfigError, Error, FlagError, PromotionError, RollbackError, shown_number};
 pub use flags::EnabledFeatures;
 pub use history::{RollbackEvent, RollbackTrigger, RolledBack};
 pub use judge::{

@@ -118,8 +118,9 @@ impl SloConfig {
     /// their defaults).
     ///
     /// # Errors
-    /// [`Error::Json`](crate::Error::Json) for malformed JSON, a wrong type or an unknown field
-    /// (the message names the field), [`Error::Config`](crate::Error::Config) for a value
+    /// [`Error::Json`](crate::Error::Json) for malformed JSON, a wrong type, a number out of
+    /// range, a duration that is negative or shorter than a nanosecond, an unknown field or one
+    /// given twice (the message names the field), [`Error::Config`](crate::Error::Config) for a value
     /// refused by [`validate`](Self::validate).
     ///
     /// # Example

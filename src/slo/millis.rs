@@ -3,6 +3,8 @@
 use serde::{Deserialize, Deserializer, Serializer};
 use std::time::Duration;
 
+use crate::error::shown_number;
+
 pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1e3)
 }
@@ -11,12 +13,80 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     from_millis(f64::deserialize(d)?)
 }
 
-/// The duration of `ms` milliseconds, or an error naming `ms` (negative, not finite, or too
-/// long for a `Duration`).
+/// The duration of `ms` milliseconds, or an error naming `ms` (as [`shown_number`] writes it):
+/// negative, not finite, too long for a `Duration`, or above 0 but shorter than a `Duration`'s
+/// nanosecond: read as 0, it would be refused as `= 0` (a latency target), not as written, or
+/// taken as none (a tolerance).
 pub(super) fn from_millis<E: serde::de::Error>(ms: f64) -> Result<Duration, E> {
-    Duration::try_from_secs_f64(ms / 1e3).map_err(|_| {
+    let duration = Duration::try_from_secs_f64(ms / 1e3).map_err(|_| {
         E::custom(format!(
-            "{ms} is not a duration in milliseconds (finite, not negative)"
+            "{} is not a duration in milliseconds (finite, not negative)",
+            shown_number(ms)
         ))
-    })
+    })?;
+    if ms > 0.0 && duration.is_zero() {
+        return Err(E::custom(format!(
+            "{} is not a duration in milliseconds: above 0 but below the shortest duration, \
+             1 nanosecond (0.000001 ms), it would be read as 0",
+            shown_number(ms)
+        )));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::SloConfig;
+
+    fn refusal(json: &str) -> String {
+        match SloConfig::from_json(json) {
+            Ok(slo) => panic!("{json} was read as {slo:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_positive_duration_below_a_nanosecond_is_refused_as_written() {
+        for (json, expected) in [
+            (
+                r#"{"latency_target_ms": 1e-7}"#,
+                "latency_target_ms: 0.0000001 ",
+            ),
+            (
+                r#"{"p99_budget_ms": 0.0000001}"#,
+                "p99_budget_ms: 0.0000001 ",
+            ),
+            (
+                r#"{"evaluation_interval_ms": 1e-9}"#,
+                "evaluation_interval_ms: 0.000000001 ",
+            ),
+            (
+                r#"{"latency_tolerance_ms": 1e-300}"#,
+                "latency_tolerance_ms: 1e-300 ",
+            ),
+        ] {
+            let e = refusal(json);
+            assert!(e.contains(expected), "{e}");
+            assert!(
+                e.contains("below the shortest duration, 1 nanosecond"),
+                "{e}"
+            );
+        }
+        // One nanosecond, and zero where zero is allowed, are read as written.
+        let slo =
+            SloConfig::from_json(r#"{"latency_target_ms": 0.000001, "latency_tolerance_ms": 0}"#)
+                .unwrap();
+        assert_eq!(slo.latency_target.as_nanos(), 1);
+        assert!(slo.latency_tolerance.is_zero());
+    }
+
+    #[test]
+    fn a_huge_duration_is_named_in_scientific_notation() {
+        let e = refusal(r#"{"latency_target_ms": 1e300}"#);
+        assert!(
+            e.contains("latency_target_ms: 1e300 is not a duration in milliseconds"),
+            "{e}"
+        );
+        assert!(e.len() < 200, "{e}");
+    }
 }
