@@ -378,7 +378,10 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
         .into());
     }
     // JSON's whitespace; what follows is the first byte of the document's one value.
-    let first = json.trim_start_matches([' ', '\t', '\n', '\r']).bytes().next();
+    let first = json
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .bytes()
+        .next();
     if first != Some(b'{') {
         // A syntax error (an empty document too) is reported as such, with its line and column.
         serde_json::from_str::<serde::de::IgnoredAny>(json)?;
@@ -396,21 +399,41 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
     let mut reader = serde_json::Deserializer::from_str(json);
     // serde_path_to_error names the field of an error ("slo_threshold: invalid type").
     let value = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
-        crate::Error::Json(shortened(&format!(
-            "{}{}",
-            field_prefix(e.path()),
-            e.inner()
-        )))
+        let field = field_path(e.path());
+        crate::Error::Json(shortened(&if field.is_empty() {
+            e.inner().to_string()
+        } else {
+            format!("{field}: {}", e.inner())
+        }))
     })?;
     // Whatever follows the object (`{} {}`) is refused, as serde_json::from_str does.
     reader.end()?;
     Ok(value)
 }
 
-/// `FIELD: ` for an error met inside a field, nothing at the top of the document. The path
-/// stops before its first unknown segment, which serde_path_to_error writes `?` (an error in
-/// an object's key, such as the end of a truncated document).
-fn field_prefix(path: &serde_path_to_error::Path) -> String {
+/// The field a [`serde_path_to_error`] error was met in, as this library's messages name it
+/// (`slo.max_error_rate`, `stages[0].environment`): the empty string at the top of the
+/// document, and the path stops before its first unknown segment, which serde_path_to_error
+/// writes `?` (an error in an object's key, such as the end of a truncated document).
+///
+/// For a program that reads documents of its own, or in another format, with
+/// serde_path_to_error and wants its errors to name fields as [`PromotionConfig::from_json`]
+/// does (the CLI reads TOML this way).
+///
+/// # Example
+/// ```
+/// use promotion_gates::{PromotionConfig, field_path};
+///
+/// let mut json = serde_json::Deserializer::from_str(r#"{"environment": {"canary": {"traffic_percent": "5"}}}"#);
+/// let e = serde_path_to_error::deserialize::<_, PromotionConfig>(&mut json).unwrap_err();
+/// assert_eq!(field_path(e.path()), "environment.canary.traffic_percent");
+///
+/// let mut truncated = serde_json::Deserializer::from_str(r#"{"gate": "a", "#);
+/// let e = serde_path_to_error::deserialize::<_, PromotionConfig>(&mut truncated).unwrap_err();
+/// assert_eq!(e.path().to_string(), "?");
+/// assert_eq!(field_path(e.path()), "");
+/// ```
+pub fn field_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut field = String::new();
     for segment in path.iter().take_while(|s| !matches!(s, Segment::Unknown)) {
@@ -419,7 +442,7 @@ fn field_prefix(path: &serde_path_to_error::Path) -> String {
         }
         field.push_str(&segment.to_string());
     }
-    if field.is_empty() { field } else { field + ": " }
+    field
 }
 
 pub(crate) fn check_name(field: &str, value: &str) -> Result<(), ConfigError> {
@@ -642,9 +665,18 @@ mod tests {
         assert!(e.contains("max_error_rate: number out of range"), "{e}");
         // No `?` (an unknown path segment) and no `.` (the empty path) when there is no field.
         for (json, expected) in [
-            (r#"{"gate": "a", "#, "invalid JSON config: EOF while parsing a value at line 1 column 14"),
-            ("{", "invalid JSON config: EOF while parsing an object at line 1 column 1"),
-            ("", "invalid JSON config: EOF while parsing a value at line 1 column 0"),
+            (
+                r#"{"gate": "a", "#,
+                "invalid JSON config: EOF while parsing a value at line 1 column 14",
+            ),
+            (
+                "{",
+                "invalid JSON config: EOF while parsing an object at line 1 column 1",
+            ),
+            (
+                "",
+                "invalid JSON config: EOF while parsing a value at line 1 column 0",
+            ),
         ] {
             assert_eq!(message(json), expected);
         }

@@ -103,7 +103,9 @@ pub use changes::{
     MAX_RECENT_CHANGES, StateChange, Subscription,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{Environment, PromotionConfig, check_json_document, validate_flag_name};
+pub use config::{
+    Environment, PromotionConfig, check_json_document, field_path, validate_flag_name,
+};
 pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};
 pub use error::{ConfigError, Error, FlagError, PromotionError, RollbackError, shown_number};
 pub use flags::EnabledFeatures;

@@ -2,12 +2,17 @@
 //! read into the library's types with serde; every error names the field path, the value and
 //! where it is, the same way in both formats.
 
-use promotion_gates::{MAX_DOCUMENT_BYTES, check_json_document};
+use promotion_gates::{
+    MAX_DOCUMENT_BYTES, MAX_SHOWN_VALUE_BYTES, PromotionConfig, SloConfig, check_json_document,
+    field_path,
+};
 use serde::de::{DeserializeOwned, IgnoredAny};
-use std::fs;
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::Path;
 
 use crate::error::CliError;
+use crate::scenario::Scenario;
 
 /// How a document is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,13 +35,71 @@ impl Format {
     }
 }
 
-/// Reads `path` as a `T`.
-pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, CliError> {
-    let text = fs::read_to_string(path).map_err(|source| CliError::Read {
+/// A type a document holds, and the name its errors give it (`a scenario must be a JSON
+/// object`).
+pub trait Document: DeserializeOwned {
+    /// The kind of document, as `validate --kind` describes it.
+    const KIND: &'static str;
+}
+
+impl Document for PromotionConfig {
+    const KIND: &'static str = "PromotionConfig";
+}
+
+impl Document for SloConfig {
+    const KIND: &'static str = "SloConfig";
+}
+
+impl Document for Scenario {
+    const KIND: &'static str = "scenario";
+}
+
+/// Reads `path` as a `T`: at most [`MAX_DOCUMENT_BYTES`] + 1 bytes are read, so a longer
+/// file (or `/dev/zero`) is refused, naming the limit, without reading the rest.
+pub fn load<T: Document>(path: &Path) -> Result<T, CliError> {
+    let unreadable = |source| CliError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = File::open(path).map_err(unreadable)?;
+    // A regular file says its length; a device or a pipe does not.
+    let length = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let bytes = read_at_most(file, MAX_DOCUMENT_BYTES).map_err(unreadable)?;
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        let size = match length {
+            Some(length) if length > MAX_DOCUMENT_BYTES as u64 => length.to_string(),
+            _ => format!("more than {MAX_DOCUMENT_BYTES}"),
+        };
+        return Err(too_long(path, &size));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| unreadable(io::Error::new(io::ErrorKind::InvalidData, e)))?;
     parse(path, &text)
+}
+
+/// The first `limit` + 1 bytes of `reader` at most: one byte more than a document may hold
+/// tells that it is too long, and the rest is never read.
+fn read_at_most(reader: impl Read, limit: usize) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The refusal of a document of `size` bytes, over [`MAX_DOCUMENT_BYTES`].
+fn too_long(path: &Path, size: &str) -> CliError {
+    CliError::Parse {
+        path: path.to_path_buf(),
+        message: format!(
+            "invalid document = {size} bytes: at most {MAX_DOCUMENT_BYTES} bytes \
+             (MAX_DOCUMENT_BYTES), the most the library reads"
+        ),
+    }
 }
 
 /// Parses `text`, read from `path`, as a `T`.
@@ -46,7 +109,7 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, CliError> {
 /// every default), and a value of the wrong type, an unknown variant or a
 /// bad duration is reported under its field path (`slo.max_error_rate`, `stages[0].environment`),
 /// as the library's own `from_json` does, with the line and column.
-pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, CliError> {
+pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
     let refuse = |message: String| CliError::Parse {
         path: path.to_path_buf(),
         message,
@@ -59,18 +122,19 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, CliError
         ));
     }
     if text.len() > MAX_DOCUMENT_BYTES {
-        return Err(refuse(format!(
-            "invalid document = {} bytes: at most {MAX_DOCUMENT_BYTES} bytes (MAX_DOCUMENT_BYTES), \
-             the most the library reads",
-            text.len()
-        )));
+        return Err(too_long(path, &text.len().to_string()));
     }
     match Format::of(path, text) {
         Format::Json => {
             // The library's check (one JSON object: serde would read an array as the fields in
             // order). A syntax error is left to the reader below, which names line and column.
             if serde_json::from_str::<IgnoredAny>(text).is_ok() {
-                check_json_document(text, "config").map_err(|e| refuse(e.to_string()))?;
+                check_json_document(text, T::KIND).map_err(|e| {
+                    refuse(match e {
+                        promotion_gates::Error::Json(message) => format!("invalid JSON: {message}"),
+                        e => e.to_string(),
+                    })
+                })?;
             }
             let mut json = serde_json::Deserializer::from_str(text);
             let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
@@ -88,7 +152,17 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, CliError
         Format::Toml => {
             let toml_error = |field: String, e: &toml::de::Error| {
                 // toml's Display draws the line with a caret; one line is enough here.
-                let message = e.message().trim();
+                let mut message = e.message().trim().to_string();
+                // toml names no key in this message, but its span is the second key's place:
+                // the key as written there (unless it is too long to show).
+                if let Some(key) = e
+                    .span()
+                    .filter(|_| message == "duplicate key")
+                    .and_then(|span| text.get(span))
+                    .filter(|key| key.len() <= MAX_SHOWN_VALUE_BYTES)
+                {
+                    message = format!("duplicate key `{key}`");
+                }
                 refuse(match e.span().map(|span| position(text, span.start)) {
                     Some((line, column)) => {
                         format!("invalid TOML: {field}{message} at line {line} column {column}")
@@ -104,12 +178,14 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, CliError
     }
 }
 
-/// `FIELD: ` for an error inside a field, nothing for one at the top of the document.
+/// `FIELD: ` for an error inside a field (named by the library's [`field_path`]), nothing for
+/// one at the top of the document or in a key that was not read (a truncated document).
 fn field_prefix(path: &serde_path_to_error::Path) -> String {
-    if path.iter().next().is_some() {
-        format!("{path}: ")
+    let field = field_path(path);
+    if field.is_empty() {
+        field
     } else {
-        String::new()
+        field + ": "
     }
 }
 
@@ -121,11 +197,27 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Endless zeros, counting the bytes read: for the tests that a reader stops at its limit.
+#[cfg(test)]
+pub(crate) struct Zeros(pub(crate) usize);
+
+#[cfg(test)]
+impl Read for Zeros {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        buf.fill(0);
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::Scenario;
-    use promotion_gates::{PromotionConfig, SloConfig};
+
+    /// The error of reading `text` as a `T` from a file named `name`.
+    fn refusal<T: Document + std::fmt::Debug>(name: &str, text: &str) -> String {
+        parse::<T>(Path::new(name), text).unwrap_err().to_string()
+    }
 
     #[test]
     fn unknown_fields_are_named_in_both_formats() {
@@ -264,6 +356,88 @@ mod tests {
         // The library refuses the same JSON document.
         let over = format!("{{}}{}", " ".repeat(MAX_DOCUMENT_BYTES - 1));
         assert!(PromotionConfig::parse_json(&over).is_err());
+    }
+
+    #[test]
+    fn a_number_out_of_range_is_named_by_its_field_in_every_kind() {
+        assert_eq!(
+            refusal::<PromotionConfig>("c.json", r#"{"rollback_window_seconds": 1e400}"#),
+            "c.json: invalid JSON: rollback_window_seconds: number out of range at line 1 column 33"
+        );
+        let e = refusal::<Scenario>("s.json", r#"{"rps": 1e400}"#);
+        assert!(e.contains("invalid JSON: rps: number out of range"), "{e}");
+        let e = refusal::<SloConfig>("slo.json", r#"{"latency_target_ms": -1e400}"#);
+        assert!(e.contains("latency_target_ms: number out of range"), "{e}");
+    }
+
+    #[test]
+    fn the_object_check_names_the_kind_of_document() {
+        let expected = |kind: &str| {
+            format!(
+                "s.json: invalid JSON: {kind} must be a JSON object with named fields, not an array"
+            )
+        };
+        assert_eq!(refusal::<Scenario>("s.json", "[]"), expected("a scenario"));
+        assert_eq!(
+            refusal::<SloConfig>("s.json", "[]"),
+            expected("a SloConfig")
+        );
+    }
+
+    #[test]
+    fn a_truncated_json_document_has_no_path_where_there_is_none() {
+        let eof = "c.json: invalid JSON: EOF while parsing";
+        for (text, expected) in [
+            (r#"{"gate": "a", "#, format!("{eof} a value at line 1 column 14")),
+            ("{", format!("{eof} an object at line 1 column 1")),
+            (
+                r#"{"feature_flags": ["a", "#,
+                "c.json: invalid JSON: feature_flags: EOF while parsing a value at line 1 column 24"
+                    .to_string(),
+            ),
+        ] {
+            assert_eq!(refusal::<PromotionConfig>("c.json", text), expected);
+        }
+    }
+
+    #[test]
+    fn a_duplicate_toml_key_is_named() {
+        assert_eq!(
+            refusal::<PromotionConfig>("c.toml", "gate = \"a\"\ngate = \"b\"\n"),
+            "c.toml: invalid TOML: duplicate key `gate` at line 2 column 1"
+        );
+        assert_eq!(
+            refusal::<Scenario>("s.toml", "[slo]\n[promotion]\n[slo]\n"),
+            "s.toml: invalid TOML: duplicate key `slo` at line 3 column 2"
+        );
+        // A key too long to show is left unnamed; its line and column still say where.
+        let key = "k".repeat(MAX_SHOWN_VALUE_BYTES + 1);
+        assert_eq!(
+            refusal::<PromotionConfig>("c.toml", &format!("{key} = 1\n{key} = 2\n")),
+            "c.toml: invalid TOML: duplicate key at line 2 column 1"
+        );
+    }
+
+    #[test]
+    fn a_file_is_read_no_further_than_one_byte_past_the_limit() {
+        let mut zeros = Zeros(0);
+        let bytes = read_at_most(&mut zeros, MAX_DOCUMENT_BYTES).unwrap();
+        assert_eq!(bytes.len(), MAX_DOCUMENT_BYTES + 1);
+        assert_eq!(zeros.0, MAX_DOCUMENT_BYTES + 1);
+        let limit = format!(
+            "at most {MAX_DOCUMENT_BYTES} bytes (MAX_DOCUMENT_BYTES), the most the library reads"
+        );
+        // A regular file says how long it is (sparse: no disk space taken). An endless one
+        // (`/dev/zero`) is tested in tests/input.rs, under a memory limit.
+        let path = std::env::temp_dir().join(format!("pg-document-{}.json", std::process::id()));
+        let file = File::create(&path).unwrap();
+        file.set_len(200 << 20).unwrap();
+        let e = load::<PromotionConfig>(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            e.ends_with(&format!("invalid document = 209715200 bytes: {limit}")),
+            "{e}"
+        );
     }
 
     #[test]
