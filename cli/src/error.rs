@@ -32,6 +32,8 @@ pub enum CliError {
     },
     /// A command-line value was refused.
     Usage(String),
+    /// A line of standard input was refused (the message names the line).
+    Input(String),
     /// The engine refused a call the command made.
     Engine(promotion_gates::Error),
     /// The simulation could not be set up.
@@ -71,7 +73,9 @@ impl fmt::Display for CliError {
             CliError::Parse { path, message } | CliError::Invalid { path, message } => {
                 write!(f, "{}: {message}", path.display())
             }
-            CliError::Usage(message) | CliError::Simulation(message) => f.write_str(message),
+            CliError::Usage(message) | CliError::Input(message) | CliError::Simulation(message) => {
+                f.write_str(message)
+            }
             CliError::Engine(e) => write!(f, "the engine refused: {e}"),
             CliError::Plot { path, message } => {
                 write!(f, "cannot draw {}: {message}", path.display())

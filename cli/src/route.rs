@@ -1,27 +1,38 @@
 //! `promotion-gates route`: the decision for each request id and why, with `--explain` the
 //! formula's every step (salt, SHA-256 of the salt, digest prefix, bucket, threshold).
+//!
+//! It answers for a static config (the file's, then the flags') and never opens a state store:
+//! a `store` in the file is checked and set aside, so running `route` creates or changes
+//! nothing a gate in production would start from.
 
 use clap::Args;
 use promotion_gates::{
-    BUCKETS, Environment, PromotionConfig, PromotionGateManager, RoutingDecision,
-    SloAdmissionController, SloConfig, bucket::salt_block,
+    BUCKETS, Environment, Forced, MAX_SHOWN_VALUE_BYTES, PromotionConfig, PromotionGateManager,
+    RoutingDecision, SloAdmissionController, SloConfig, bucket::salt_block,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
 
 use crate::document;
 use crate::error::CliError;
 use crate::flag::overriding;
 
+/// The longest request id `route` reads from a line of stdin, in bytes (64 KiB, far beyond the
+/// 8 KiB a proxy usually allows a whole header line): a longer line is refused, naming its
+/// number, after at most this many bytes of it (and two more) were read.
+pub const MAX_ID_BYTES: usize = 64 * 1024;
+
 /// Flags of `route`. A flag that overrides a field of the config file has its help (with its
 /// default) written by [`overriding`].
 #[derive(Debug, Args)]
 pub struct RouteArgs {
-    /// A PromotionConfig file (JSON or TOML), whose fields the flags below override [default:
-    /// none, the library's PromotionConfig defaults]
+    /// A PromotionConfig file (JSON or TOML), whose fields the flags below override. Its
+    /// `store`, if any, is checked but never opened: route answers for the file's static
+    /// config, not for a store's current state, and creates or writes nothing [default: none,
+    /// the library's PromotionConfig defaults]
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[arg(long, help = overriding("The gate's name (the default salt)", PromotionConfig::default().gate))]
@@ -34,20 +45,40 @@ pub struct RouteArgs {
         format!("none, the environment {}", PromotionConfig::default().environment),
     ))]
     percent: Option<f64>,
-    /// Show each step of the formula.
+    /// Show each step of the formula (for an id an override forces, what forced it in place of
+    /// the comparison with the threshold).
     #[arg(long)]
     explain: bool,
-    /// One JSON object per id, one per line.
+    /// One JSON object per id, one per line. An id that is not UTF-8 has `"id": null` and its
+    /// bytes in hex in `"id_hex"`; a forced decision names what forced it in `"forced"`
+    /// (`id_list` or `value`).
     #[arg(long)]
     json: bool,
-    /// Request ids; without any, ids are read from stdin, one per line (empty lines skipped).
+    #[arg(help = format!(
+        "Request ids; without any, ids are read from stdin, one per line (empty lines skipped; \
+         a line longer than {MAX_ID_BYTES} bytes, MAX_ID_BYTES, is refused with its number)"
+    ))]
     ids: Vec<OsString>,
 }
 
 /// One decision, as printed.
 #[derive(Debug, Serialize)]
 struct Routed {
-    id: String,
+    /// The id, or `None` (`null`) when it is not UTF-8: then [`id_hex`](Self::id_hex) holds it.
+    id: Option<String>,
+    /// The id's bytes in hex, only for an id that is not UTF-8 (a lossy text would print
+    /// different ids alike).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_hex: Option<String>,
+    /// The id as the text output shows it ([`readable`]).
+    #[serde(skip)]
+    readable_id: String,
+    /// What forced the decision, when an override did; in JSON its name (`id_list`, `value`).
+    #[serde(
+        serialize_with = "forced_by_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    forced: Option<Forced>,
     cohort: &'static str,
     is_canary: bool,
     environment: String,
@@ -72,7 +103,29 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The gate's config: the file's (checked on its own first), then the flags.
+/// `"id_list"` or `"value"`: what forced a decision, in JSON.
+fn forced_by_name<S: serde::Serializer>(forced: &Option<Forced>, s: S) -> Result<S::Ok, S::Error> {
+    match forced {
+        Some(forced) => s.serialize_str(forced.by.name()),
+        None => s.serialize_none(),
+    }
+}
+
+/// `id` for a reader: as it is when UTF-8, else with each byte that is not UTF-8 written
+/// `\xNN` (`--json` gives such ids in hex instead, unambiguously).
+fn readable(id: &[u8]) -> String {
+    let mut text = String::new();
+    for chunk in id.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02X}"));
+        }
+    }
+    text
+}
+
+/// The gate's config: the file's (checked on its own first, its `store` set aside), then the
+/// flags.
 fn config(args: &RouteArgs) -> Result<PromotionConfig, CliError> {
     let mut config = match &args.config {
         Some(path) => {
@@ -81,7 +134,12 @@ fn config(args: &RouteArgs) -> Result<PromotionConfig, CliError> {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-            config
+            // A gate opened on a store starts from its stored state (the flags below would be
+            // ignored), and opening one creates it or writes this gate's state into it.
+            PromotionConfig {
+                store: None,
+                ..config
+            }
         }
         None => PromotionConfig::default(),
     };
@@ -104,11 +162,11 @@ fn config(args: &RouteArgs) -> Result<PromotionConfig, CliError> {
 
 /// Runs `route`.
 pub fn run(args: &RouteArgs) -> Result<(), CliError> {
-    let config = config(args)?;
-    let salt = config.effective_salt().to_string();
     let slo =
         SloAdmissionController::new(SloConfig::default()).map_err(promotion_gates::Error::from)?;
-    let gate = PromotionGateManager::new(config, slo)?;
+    let gate = PromotionGateManager::new(config(args)?, slo)?;
+    // The salt of the gate routing, which --explain recomputes the formula with.
+    let salt = gate.config().effective_salt().to_string();
     let block = salt_block(salt.as_bytes());
     let mut out = io::stdout().lock();
     if args.explain && !args.json {
@@ -128,40 +186,14 @@ pub fn run(args: &RouteArgs) -> Result<(), CliError> {
         )?;
     }
     let mut each = |id: &[u8]| -> Result<(), CliError> {
-        let decision = gate.route_request_bytes(id);
-        let steps = if args.explain {
-            Some(steps(&salt, &block, id, &decision)?)
-        } else {
-            None
-        };
-        let routed = Routed {
-            id: String::from_utf8_lossy(id).into_owned(),
-            cohort: decision.cohort().name(),
-            is_canary: decision.is_canary,
-            environment: decision.target_environment.to_string(),
-            bucket: decision.reason.bucket().get(),
-            threshold: decision.reason.threshold(),
-            reason: decision.reason.to_string(),
-            enabled_features: decision
-                .enabled_features
-                .iter()
-                .map(str::to_string)
-                .collect(),
-            explain: steps,
-        };
-        print(&mut out, &routed, args.json)
+        print(
+            &mut out,
+            &route(&gate, args.explain.then_some(&salt), id)?,
+            args.json,
+        )
     };
     if args.ids.is_empty() {
-        let mut line = Vec::new();
-        let mut input = io::stdin().lock();
-        while input.read_until(b'\n', &mut line)? > 0 {
-            let id = line.strip_suffix(b"\n").unwrap_or(&line);
-            let id = id.strip_suffix(b"\r").unwrap_or(id);
-            if !id.is_empty() {
-                each(id)?;
-            }
-            line.clear();
-        }
+        each_line(io::stdin().lock(), each)?;
     } else {
         for id in &args.ids {
             each(id.as_encoded_bytes())?;
@@ -170,13 +202,81 @@ pub fn run(args: &RouteArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Recomputes the formula by hand and checks it against the engine's decision.
-fn steps(
-    salt: &str,
-    block: &[u8; 64],
+/// Routes `id` through `gate`; with `explain_salt` (the gate's salt), recomputes the formula's
+/// steps too.
+fn route(
+    gate: &PromotionGateManager,
+    explain_salt: Option<&str>,
     id: &[u8],
-    decision: &RoutingDecision<'_>,
-) -> Result<Steps, CliError> {
+) -> Result<Routed, CliError> {
+    let decision = gate.route_request_bytes(id);
+    let steps = explain_salt
+        .map(|salt| steps(salt, id, &decision))
+        .transpose()?;
+    let text = std::str::from_utf8(id).ok();
+    Ok(Routed {
+        id: text.map(str::to_string),
+        id_hex: text.is_none().then(|| hex(id)),
+        readable_id: readable(id),
+        forced: decision.forced,
+        cohort: decision.cohort().name(),
+        is_canary: decision.is_canary,
+        environment: decision.target_environment.to_string(),
+        bucket: decision.reason.bucket().get(),
+        threshold: decision.reason.threshold(),
+        reason: decision.reason.to_string(),
+        enabled_features: decision
+            .enabled_features
+            .iter()
+            .map(str::to_string)
+            .collect(),
+        explain: steps,
+    })
+}
+
+/// Calls `each` with the id on each line of `input` (its `\n` or `\r\n` taken off), skipping
+/// empty lines. A line longer than [`MAX_ID_BYTES`] is refused, naming its number, once that
+/// many bytes of it and two more were read: an endless line is never held.
+fn each_line(
+    mut input: impl BufRead,
+    mut each: impl FnMut(&[u8]) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let mut line = Vec::new();
+    for number in 1u64.. {
+        line.clear();
+        // The longest id and its `\r\n` at most: a line that does not end within them is too
+        // long, and the rest of it is never read.
+        let limit = u64::try_from(MAX_ID_BYTES + 2).unwrap_or(u64::MAX);
+        if input.by_ref().take(limit).read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let id = line.strip_suffix(b"\n").unwrap_or(&line);
+        let id = id.strip_suffix(b"\r").unwrap_or(id);
+        if id.len() > MAX_ID_BYTES {
+            // Its first bytes, escaped, within MAX_SHOWN_VALUE_BYTES.
+            let mut start = String::new();
+            for byte in id {
+                let escaped = byte.escape_ascii().to_string();
+                if start.len() + escaped.len() > MAX_SHOWN_VALUE_BYTES {
+                    break;
+                }
+                start.push_str(&escaped);
+            }
+            return Err(CliError::Input(format!(
+                "stdin line {number}: invalid request id = \"{start}\"...(more than \
+                 {MAX_ID_BYTES} bytes): at most {MAX_ID_BYTES} bytes (MAX_ID_BYTES) a line"
+            )));
+        }
+        if !id.is_empty() {
+            each(id)?;
+        }
+    }
+    Ok(())
+}
+
+/// Recomputes the formula by hand and checks it against the engine's decision.
+fn steps(salt: &str, id: &[u8], decision: &RoutingDecision<'_>) -> Result<Steps, CliError> {
+    let block = salt_block(salt.as_bytes());
     let digest = Sha256::new()
         .chain_update(block)
         .chain_update(id)
@@ -189,7 +289,7 @@ fn steps(
         return Err(CliError::Simulation(format!(
             "the formula gives bucket {bucket} for {:?} but the engine routed by bucket {}: \
              a bug, please report it",
-            String::from_utf8_lossy(id),
+            readable(id),
             decision.reason.bucket().get()
         )));
     }
@@ -207,21 +307,30 @@ fn print(out: &mut impl Write, routed: &Routed, json: bool) -> Result<(), CliErr
         writeln!(out)?;
         return Ok(());
     }
-    writeln!(out, "{}\t{}\t{}", routed.id, routed.cohort, routed.reason)?;
+    writeln!(
+        out,
+        "{}\t{}\t{}",
+        routed.readable_id, routed.cohort, routed.reason
+    )?;
     if let Some(steps) = &routed.explain {
+        // A forced request's bucket decided nothing: say what did.
+        let decided = match routed.forced {
+            Some(forced) => format!("bucket {} not compared: {forced}", routed.bucket),
+            None => format!(
+                "bucket {} {} threshold {}",
+                routed.bucket,
+                if routed.bucket < routed.threshold {
+                    "<"
+                } else {
+                    ">="
+                },
+                routed.threshold,
+            ),
+        };
         writeln!(
             out,
-            "  digest prefix {} -> x = {} -> bucket {} {} threshold {} -> {}",
-            steps.digest_prefix,
-            steps.x,
-            routed.bucket,
-            if routed.bucket < routed.threshold {
-                "<"
-            } else {
-                ">="
-            },
-            routed.threshold,
-            routed.cohort,
+            "  digest prefix {} -> x = {} -> {decided} -> {}",
+            steps.digest_prefix, steps.x, routed.cohort,
         )?;
     }
     Ok(())
@@ -230,7 +339,129 @@ fn print(out: &mut impl Write, routed: &Routed, json: bool) -> Result<(), CliErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use promotion_gates::TRAFFIC_PERCENT_RESOLUTION;
+    use crate::document::Zeros;
+    use promotion_gates::{Overrides, TRAFFIC_PERCENT_RESOLUTION};
+
+    /// A gate at `percent` % that forces `alice` to the canary.
+    fn gate_forcing_alice(percent: f64) -> PromotionGateManager {
+        let config = PromotionConfig {
+            environment: Environment::Canary {
+                traffic_percent: percent,
+            },
+            overrides: Some(Overrides {
+                canary_ids: vec!["alice".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+        PromotionGateManager::new(config, slo).unwrap()
+    }
+
+    fn printed(routed: &Routed, json: bool) -> String {
+        let mut out = Vec::new();
+        print(&mut out, routed, json).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn explain_says_a_forced_decision_was_forced_and_by_what() {
+        // alice's bucket (3294347) is above 10 %'s threshold: she is canary only by the list.
+        let gate = gate_forcing_alice(10.0);
+        let routed = route(&gate, Some("default"), b"alice").unwrap();
+        let text = printed(&routed, false);
+        assert!(
+            text.contains(
+                "-> bucket 3294347 not compared: forced to canary by overrides.canary_ids -> canary"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("threshold 1000000 -> canary"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&printed(&routed, true)).unwrap();
+        assert_eq!(json["forced"], "id_list");
+        // An id routed by its bucket compares it, and has no `forced`.
+        let routed = route(&gate, Some("default"), b"bob").unwrap();
+        assert!(
+            printed(&routed, false).contains("-> bucket 1673481 >= threshold 1000000 -> stable")
+        );
+        let json: serde_json::Value = serde_json::from_str(&printed(&routed, true)).unwrap();
+        assert!(json.get("forced").is_none(), "{json}");
+    }
+
+    #[test]
+    fn ids_that_are_not_utf8_are_printed_unambiguously() {
+        let gate = gate_forcing_alice(50.0);
+        let mut seen = Vec::new();
+        for id in [&b"a\xff"[..], b"a\xfe", b"a\xef\xbf\xbd", b"a"] {
+            let routed = route(&gate, None, id).unwrap();
+            let json: serde_json::Value = serde_json::from_str(&printed(&routed, true)).unwrap();
+            match std::str::from_utf8(id) {
+                Ok(text) => {
+                    assert_eq!(json["id"], text);
+                    assert!(json.get("id_hex").is_none(), "{json}");
+                }
+                Err(_) => {
+                    assert!(json["id"].is_null(), "{json}");
+                    assert_eq!(json["id_hex"], hex(id));
+                }
+            }
+            seen.push(format!("{} {}", json["id"], json["id_hex"]));
+            let text = printed(&routed, false);
+            assert!(text.starts_with(&format!("{}\t", readable(id))), "{text}");
+        }
+        // Four ids, four different prints (lossy UTF-8 gave `a\u{fffd}` for the first three).
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(readable(b"a\xff"), "a\\xFF");
+    }
+
+    #[test]
+    fn stdin_lines_up_to_the_limit_are_read_and_a_longer_one_is_refused_by_number() {
+        let id = |n: usize| "x".repeat(n);
+        let input = format!("a\r\n\n{}\r\n{}\n", id(MAX_ID_BYTES), id(MAX_ID_BYTES + 1));
+        let mut lengths = Vec::new();
+        let e = each_line(input.as_bytes(), |id| {
+            lengths.push(id.len());
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(lengths, [1, MAX_ID_BYTES]);
+        assert!(
+            e.starts_with("stdin line 4: invalid request id = \"xxx"),
+            "{e}"
+        );
+        assert!(
+            e.ends_with(&format!(
+                "...(more than {MAX_ID_BYTES} bytes): at most {MAX_ID_BYTES} bytes (MAX_ID_BYTES) a line"
+            )),
+            "{e}"
+        );
+        assert!(e.len() < 300, "{e}");
+        // A last line without its newline is read too.
+        let mut ids = Vec::new();
+        each_line(&b"a\nb"[..], |id| {
+            ids.push(id.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(ids, [b"a".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_after_the_limit_not_held() {
+        let mut zeros = Zeros(0);
+        let e = each_line(io::BufReader::new(&mut zeros), |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("stdin line 1: invalid request id = \"\\x00"),
+            "{e}"
+        );
+        // What was read: the limit, and at most one buffer more.
+        assert!(zeros.0 <= MAX_ID_BYTES + 2 + 8 * 1024, "{}", zeros.0);
+    }
 
     fn with_percent(percent: f64) -> RouteArgs {
         RouteArgs {

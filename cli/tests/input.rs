@@ -1,5 +1,6 @@
-//! What the binary reads, run under a memory limit: a document larger than its limit is
-//! refused after reading at most the limit, never held whole.
+//! What the binary reads, run under a memory limit: a document or an id line larger than its
+//! limit is refused after reading at most the limit, never held whole; and what `route` makes
+//! of a config file with a state store (it never opens it).
 
 #![cfg(target_os = "linux")]
 #![allow(
@@ -67,4 +68,69 @@ fn an_endless_or_huge_document_is_refused_within_the_memory_limit() {
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn an_endless_id_line_is_refused_by_number_within_the_memory_limit() {
+    let output = run_limited("route --percent 50", "/dev/zero");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.starts_with("error: stdin line 1: invalid request id = \"\\x00"),
+        "{message}"
+    );
+    assert!(
+        message
+            .trim_end()
+            .ends_with("at most 65536 bytes (MAX_ID_BYTES) a line"),
+        "{message}"
+    );
+}
+
+#[test]
+fn route_never_opens_the_files_store_and_its_flags_override_the_file() {
+    let dir = temp_dir("store");
+    let db = dir.join("s.db");
+    let config = dir.join("gate.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"environment": {{"canary": {{"traffic_percent": 10}}}},
+                "store": {{"sqlite": {{"path": {:?}}}}}}}"#,
+            db.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let route = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .args(["route", "--config", config.to_str().unwrap()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    // bob's bucket is 1673481 under the salt `default`, 808712 under `other`.
+    assert_eq!(
+        route(&["bob"]),
+        "bob\tstable\tstable: bucket 1673481 (16.73481%) >= threshold 1000000 (10%)\n"
+    );
+    assert_eq!(
+        route(&["--percent", "100", "bob"]),
+        "bob\tcanary\tcanary: bucket 1673481 (16.73481%) < threshold 10000000 (100%)\n"
+    );
+    assert!(route(&["--percent", "0", "bob"]).contains("threshold 0 (0%)"));
+    let explained = route(&["--salt", "other", "--explain", "bob"]);
+    assert!(
+        explained.starts_with("salt           \"other\""),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("-> bucket 808712 < threshold 1000000 -> canary"),
+        "{explained}"
+    );
+    route(&["--gate", "other2", "bob"]);
+    assert!(!db.exists(), "route created {}", db.display());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
