@@ -1,6 +1,7 @@
 //! The command's errors: each one a sentence that names the file, field or flag and the value
 //! refused, printed on one line to stderr.
 
+use promotion_gates::shown_number;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -87,6 +88,19 @@ impl fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
+/// `value`'s text as a message shows it: as it is, except a number whose decimal form is
+/// longer than the library writes one (an `f64` such as `1e300` displays as 301 digits), which
+/// is written as the library's errors write it ([`shown_number`]: `1e300`). For values that are
+/// numbers or short words, such as the scenario's checks refuse (a text made of digits would be
+/// rewritten as a number: not for user text).
+pub fn shown_value(value: impl fmt::Display) -> String {
+    let text = value.to_string();
+    match text.parse::<f64>() {
+        Ok(number) if shown_number(number).len() < text.len() => shown_number(number),
+        _ => text,
+    }
+}
+
 impl From<io::Error> for CliError {
     fn from(e: io::Error) -> Self {
         CliError::Io(e)
@@ -96,5 +110,21 @@ impl From<io::Error> for CliError {
 impl From<promotion_gates::Error> for CliError {
     fn from(e: promotion_gates::Error) -> Self {
         CliError::Engine(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_number_is_shown_as_the_library_shows_it_and_the_rest_as_it_is() {
+        assert_eq!(shown_value(-1e300), "-1e300");
+        assert_eq!(shown_value(1e-300), "1e-300");
+        assert_eq!(shown_value(2.5), "2.5");
+        assert_eq!(shown_value(0.000001), "0.000001");
+        assert_eq!(shown_value(u64::MAX), "18446744073709551615");
+        assert_eq!(shown_value("(missing)"), "(missing)");
+        assert_eq!(shown_value(f64::NAN), "NaN");
     }
 }

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::document;
-use crate::error::CliError;
+use crate::error::{CliError, shown_value};
 use crate::scenario::Scenario;
 
 /// What a file holds.
@@ -104,9 +104,24 @@ fn check(path: &Path, kind: Kind) -> Result<String, CliError> {
             Ok(format!(
                 "a valid scenario: {} stages, {} rps, seed {}",
                 scenario.stages.len(),
-                scenario.rps,
+                shown_value(scenario.rps),
                 scenario.seed
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_number_in_the_summary_is_written_short() {
+        let path = std::env::temp_dir().join(format!("pg-validate-{}.toml", std::process::id()));
+        std::fs::write(&path, "rps = 1e300\n").unwrap();
+        let summary = check(&path, Kind::Scenario);
+        std::fs::remove_file(&path).unwrap();
+        let summary = summary.unwrap();
+        assert!(summary.contains(", 1e300 rps,"), "{summary}");
     }
 }
