@@ -65,8 +65,10 @@ fn canary_threshold(case: &Case<'_>, threshold: u64) -> u64 {
 }
 
 /// [`Rule::P99Budget`]: the canary's p99 against the absolute `p99_budget`; applies when it is
-/// set. With stable traffic it rolls back only if the canary's share of requests slower than
-/// the budget is significantly above the stable version's; otherwise it holds.
+/// set. It reads the window after warm-up, whose canary needs `min_samples` (the window's
+/// requests are not the latencies tested). With stable traffic it rolls back only if the
+/// canary's share of requests slower than the budget is significantly above the stable
+/// version's, `min_samples` of them after warm-up too; otherwise it holds.
 pub(super) fn p99_budget(case: &Case<'_>) -> Option<Finding> {
     let (canary, stable) = (&case.latency.canary, &case.latency.stable);
     let canary_p99 = canary.p99_micros?;
@@ -77,6 +79,7 @@ pub(super) fn p99_budget(case: &Case<'_>) -> Option<Finding> {
     Some(absolute(
         case,
         (Rule::P99Budget, "p99_budget_ms"),
+        [canary, stable],
         canary_p99 as f64 / 1e3,
         budget as f64 / 1e3,
         p,

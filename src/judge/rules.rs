@@ -177,21 +177,25 @@ pub(crate) const RULES: [RuleFn; 11] = [
     no_data,
 ];
 
-/// An absolute limit's finding: the limit is `setting`'s. With stable traffic it rolls back
-/// only when the canary is also significantly worse than the stable version on the same
-/// measure (`blame` is that test's p-value), and otherwise holds the promotion; without, it
-/// acts alone.
+/// An absolute limit's finding: the limit is `setting`'s, tested (`p`) on `tested`'s canary
+/// cohort, which needs `min_samples`. With stable traffic in the window it rolls back only
+/// when the canary is also significantly worse than the stable version on the same measure
+/// (`blame` is that test's p-value, which needs `min_samples` of `tested`'s stable cohort),
+/// and otherwise holds the promotion; without, it acts alone.
 pub(super) fn absolute(
     case: &Case<'_>,
     (rule, setting): (Rule, &'static str),
+    tested: [&CohortStats<'_>; 2],
     observed: f64,
     limit: f64,
     p: f64,
     blame: f64,
 ) -> Finding {
-    let breached = case.convinced(p);
+    let [canary, stable] = tested;
+    let n = case.slo.min_samples;
+    let breached = canary.has(n) && p < case.slo.significance;
     let (fired, holds) = if case.comparable() {
-        let blamed = blame < case.slo.significance;
+        let blamed = stable.has(n) && blame < case.slo.significance;
         (breached && blamed, breached && !blamed)
     } else {
         (breached, false)
@@ -218,6 +222,7 @@ fn slo_compliance(case: &Case<'_>) -> Option<Finding> {
     Some(absolute(
         case,
         (Rule::SloCompliance, "slo_threshold"),
+        [canary, stable],
         canary.miss_rate,
         allowed,
         p,
@@ -234,6 +239,7 @@ fn error_rate_max(case: &Case<'_>) -> Option<Finding> {
     Some(absolute(
         case,
         (Rule::ErrorRateMax, "max_error_rate"),
+        [canary, stable],
         canary.error_rate,
         limit,
         p,

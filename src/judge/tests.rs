@@ -373,3 +373,86 @@ fn a_slow_tail_vetoes_the_promotion_the_whole_distribution_would_allow() {
     let tail = shown(&spread_cohort(20_000, 2));
     assert!(tail.errors && !tail.latency, "{tail:?}");
 }
+
+/// Judges a `window` (also the stage) whose latencies after warm-up are `latency` (also the
+/// stage's after warm-up), as just after the warm-up ended; `[canary, stable]` counts.
+fn judge_settled(
+    environment: Environment,
+    window: [&CohortCounts; 2],
+    latency: [&CohortCounts; 2],
+    slo: &SloConfig,
+) -> CanaryHealth {
+    let pair = |[canary, stable]: [&CohortCounts; 2]| PerCohort {
+        canary: canary.clone(),
+        stable: stable.clone(),
+    };
+    let (window, latency) = (pair(window), pair(latency));
+    let sample = Sample {
+        window: &window,
+        stage: &window,
+        latency: &latency,
+        stage_latency: &latency,
+        burst: PerCohort::default(),
+        stage_age: Duration::from_secs(31),
+        instances: 1,
+    };
+    judge(StageId(2), environment, &sample, policy(slo))
+}
+
+/// `requests` successful requests after warm-up, each taking `micros`.
+fn settled_cohort(requests: u64, micros: u64) -> CohortCounts {
+    let values = vec![micros; usize::try_from(requests).unwrap_or(0)];
+    CohortCounts {
+        requests,
+        errors: 0,
+        compliant: requests,
+        histogram: crate::metrics::tests_support::histogram_of(&values),
+    }
+}
+
+#[test]
+fn the_p99_budget_needs_min_samples_after_warm_up() {
+    let slo = SloConfig {
+        p99_budget: Some(Duration::from_millis(100)),
+        ..SloConfig::default()
+    };
+    let budget = |h: &CanaryHealth| {
+        h.evidence
+            .findings
+            .iter()
+            .find(|f| f.rule == Rule::P99Budget)
+            .cloned()
+    };
+    let empty = CohortCounts::default();
+    // Staging: 1 000 requests in the window, but only 2 after warm-up, both over budget.
+    let window = cohort(1_000, 0, 5_000, 10_000);
+    let two_slow = settled_cohort(2, 300_000);
+    let h = judge_settled(
+        Environment::Staging,
+        [&window, &empty],
+        [&two_slow, &empty],
+        &slo,
+    );
+    assert!(budget(&h).is_some_and(|f| !f.fired && !f.holds), "{}", h.evidence);
+    // A canary stage: 2 slow canary requests against 38 stable ones after warm-up.
+    let stable_window = cohort(19_000, 0, 5_000, 10_000);
+    let stable_38 = settled_cohort(38, 5_000);
+    let h = judge_settled(
+        canary(5.0),
+        [&window, &stable_window],
+        [&two_slow, &stable_38],
+        &slo,
+    );
+    assert!(budget(&h).is_some_and(|f| !f.fired && !f.holds), "{}", h.evidence);
+    // 200 slow canary requests: the budget is surely breached, but 38 stable requests cannot
+    // blame the canary for it: it holds.
+    let slow = settled_cohort(200, 300_000);
+    let h = judge_settled(
+        canary(5.0),
+        [&window, &stable_window],
+        [&slow, &stable_38],
+        &slo,
+    );
+    assert!(budget(&h).is_some_and(|f| !f.fired && f.holds), "{}", h.evidence);
+    assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
+}
