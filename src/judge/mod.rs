@@ -30,8 +30,11 @@ use rules::{Case, RULES};
 use score::HEALTHY_FROM;
 pub use stats::{binomial_tail, normal_quantile_upper, normal_upper_tail};
 
-/// Relative margin over the stable error rate that is still acceptable (spec: 1.1×): the
-/// score's error penalty applies once the canary's error rate is significantly above it.
+/// Relative margin over the stable error rate that is still acceptable (spec: 1.1×), beside
+/// `error_rate_tolerance`: the tolerated limit is this × the stable error rate or the stable
+/// rate + `error_rate_tolerance`, whichever is higher. The score's error penalty counts the
+/// excess beyond that limit, and `errors_over_stage` fires when the canary is surely beyond
+/// it.
 ///
 /// # Example
 /// ```

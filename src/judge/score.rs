@@ -3,7 +3,8 @@
 //! computed once at its point value and once at the least value the data make sure of.
 
 use super::cohort::CohortStats;
-use super::stats::{difference_se, p99_bound, two_proportion_p};
+use super::sequential::Difference;
+use super::stats::p99_bound;
 use super::{ERROR_RATE_FLOOR, ERROR_RATE_MARGIN};
 use crate::decision::PerCohort;
 use crate::slo::SloConfig;
@@ -58,7 +59,8 @@ fn score(error_penalty: f64, latency_penalty: f64) -> f64 {
     (1.0 - error_penalty - latency_penalty).clamp(0.0, 1.0)
 }
 
-/// `0.25 × excess / max(stable rate, 0.1 %)`, at most 0.5.
+/// `0.25 × excess / max(stable rate, 0.1 %)`, at most 0.5 (the excess beyond the tolerated
+/// limit, see [`error_penalty`]).
 fn error_share(excess: f64, stable_rate: f64) -> f64 {
     (0.25 * excess / stable_rate.max(ERROR_RATE_FLOOR)).clamp(0.0, 0.5)
 }
@@ -72,9 +74,11 @@ fn ratio(canary_micros: u64, stable_micros: u64) -> f64 {
     canary_micros as f64 / stable_micros.max(1) as f64
 }
 
-/// The point penalty applies once the canary's error rate is significantly above
-/// [`ERROR_RATE_MARGIN`] × the stable one's; the least penalty takes the excess error rate at
-/// its one-sided lower confidence bound.
+/// The penalty counts the canary's excess error rate beyond the tolerated limit:
+/// [`ERROR_RATE_MARGIN`] × the stable one's or the stable one's + `error_rate_tolerance`,
+/// whichever is higher (the limit of `errors_over_stage`). The least penalty takes that
+/// excess at its one-sided lower confidence bound (`z`, the variance as the rules that roll
+/// back take it); the point penalty applies once that bound is above zero.
 fn error_penalty(
     canary: &CohortStats<'_>,
     stable: &CohortStats<'_>,
@@ -84,17 +88,25 @@ fn error_penalty(
     if !stable.has(slo.min_samples) {
         return Penalty::NONE;
     }
-    let excess = canary.error_rate - stable.error_rate;
-    let significant = canary.error_rate > ERROR_RATE_MARGIN * stable.error_rate
-        && two_proportion_p(canary.errors(), stable.errors(), ERROR_RATE_MARGIN) < slo.significance;
-    let least_excess = excess - z * difference_se(canary.errors(), stable.errors());
+    let (c, s) = (canary.errors(), stable.errors());
+    let beyond = |margin: f64, offset: f64| {
+        Difference::of(c, s, margin, offset).map(|d| (d.estimate, d.estimate - z * d.variance.sqrt()))
+    };
+    let (Some(by_ratio), Some(by_tolerance)) = (
+        beyond(ERROR_RATE_MARGIN, 0.0),
+        beyond(1.0, slo.error_rate_tolerance),
+    ) else {
+        return Penalty::NONE;
+    };
+    // Beyond the higher of the two limits: the lesser excess, and the lesser bound.
+    let (excess, least) = (by_ratio.0.min(by_tolerance.0), by_ratio.1.min(by_tolerance.1));
     Penalty {
-        point: if significant {
+        point: if least > 0.0 {
             error_share(excess, stable.error_rate)
         } else {
             0.0
         },
-        least: error_share(least_excess, stable.error_rate),
+        least: error_share(least, stable.error_rate),
     }
 }
 

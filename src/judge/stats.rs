@@ -143,20 +143,6 @@ pub(crate) fn difference(
     Some((a.rate() - margin * b.rate() - offset, variance))
 }
 
-/// Standard error of the difference of two rates (unpooled, half-count smoothing; a side
-/// without trials counts as the widest variance, 0.25).
-pub(crate) fn difference_se(a: Proportion, b: Proportion) -> f64 {
-    let part = |c: Proportion| {
-        let n = c.trials as f64;
-        if n == 0.0 {
-            return 0.25;
-        }
-        let p = smoothed(c.events as f64, n);
-        p * (1.0 - p) / n
-    };
-    (part(a) + part(b)).sqrt()
-}
-
 /// The quantile to read for a confidence bound of the p99 from `n` samples: `0.99 + z·σ`,
 /// with `σ` the standard deviation of the share of samples below the true p99 (a negative `z`
 /// gives a lower bound).
