@@ -348,6 +348,7 @@ mod tests {
             canary: Default::default(),
             stable: Default::default(),
             min_samples: 5,
+            slo_threshold: 0.99,
             findings: vec![finding; 7],
             health_score: 0.0,
             non_inferiority: Default::default(),

@@ -701,8 +701,7 @@ impl PromotionGateManager {
     pub fn check_slo_compliance(&self) -> Result<bool, Error> {
         let verdict = self.judge_now();
         self.act_on(&verdict);
-        let threshold = self.shared.current.load().config.slo_threshold;
-        Ok(verdict.compliance(threshold) == Compliance::Compliant)
+        Ok(verdict.compliance() == Compliance::Compliant)
     }
 
     /// The latency histogram of `cohort` in the current window, in microseconds (1 µs ..= 60 s,

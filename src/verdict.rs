@@ -52,8 +52,8 @@ impl Verdict {
     }
 
     /// Whether the version under judgement meets its SLO (see [`compliance`]).
-    pub(crate) fn compliance(&self, slo_threshold: f64) -> Compliance {
-        compliance(&self.health.evidence, slo_threshold)
+    pub(crate) fn compliance(&self) -> Compliance {
+        compliance(&self.health.evidence)
     }
 }
 
@@ -90,14 +90,17 @@ pub(crate) enum Compliance {
 /// The one compliance decision. The subject is the version under judgement: the new version,
 /// or in Production (where there is none) the stable one. It is compliant when no rule fired,
 /// no finding holds, it has at least `min_samples` samples in the window, compliance at or
-/// above `slo_threshold`, and (a canary with stable traffic to compare with) the stage shows
-/// it not worse than the stable version beyond the tolerated limits; checked in that order.
-pub(crate) fn compliance(evidence: &Evidence, slo_threshold: f64) -> Compliance {
-    let (subject, numbers) = if evidence.environment == Environment::Production {
-        (Cohort::Stable, &evidence.stable)
+/// above the evidence's `slo_threshold` (the judged release's), and (a canary with stable
+/// traffic to compare with) the stage shows it not worse than the stable version beyond the
+/// tolerated limits; checked in that order. The judge's HEALTHY implies it.
+pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
+    let subject = if evidence.environment == Environment::Production {
+        Cohort::Stable
     } else {
-        (Cohort::Canary, &evidence.canary)
+        Cohort::Canary
     };
+    let numbers = evidence.subject();
+    let slo_threshold = evidence.slo_threshold;
     let held = evidence.findings.iter().find(|f| f.holds).map(|f| f.rule);
     let shown = evidence.non_inferiority;
     if evidence.fired().next().is_some() {
@@ -112,7 +115,7 @@ pub(crate) fn compliance(evidence: &Evidence, slo_threshold: f64) -> Compliance 
             have: numbers.requests,
             need: evidence.min_samples,
         }
-    } else if numbers.compliance < slo_threshold {
+    } else if evidence.below_slo_threshold() {
         Compliance::BelowThreshold {
             compliance: numbers.compliance,
             threshold: slo_threshold,
@@ -136,6 +139,16 @@ mod tests {
     use crate::judge::{CohortEvidence, Finding};
 
     fn evidence(environment: Environment, canary: u64, stable: u64, fired: bool) -> Evidence {
+        at_threshold(environment, canary, stable, fired, 0.95)
+    }
+
+    fn at_threshold(
+        environment: Environment,
+        canary: u64,
+        stable: u64,
+        fired: bool,
+        slo_threshold: f64,
+    ) -> Evidence {
         let numbers = |requests| CohortEvidence {
             requests,
             compliant: requests * 99 / 100,
@@ -148,6 +161,7 @@ mod tests {
             canary: numbers(canary),
             stable: numbers(stable),
             min_samples: 100,
+            slo_threshold,
             findings: vec![Finding {
                 rule: Rule::OverwhelmingErrors,
                 observed: 0.0,
@@ -170,11 +184,11 @@ mod tests {
         };
         for env in [canary, Environment::Staging] {
             assert_eq!(
-                compliance(&evidence(env, 100, 0, false), 0.95),
+                compliance(&evidence(env, 100, 0, false)),
                 Compliance::Compliant
             );
             assert_eq!(
-                compliance(&evidence(env, 99, 10_000, false), 0.95),
+                compliance(&evidence(env, 99, 10_000, false)),
                 Compliance::TooFewSamples {
                     subject: Cohort::Canary,
                     have: 99,
@@ -184,11 +198,11 @@ mod tests {
         }
         let production = Environment::Production;
         assert_eq!(
-            compliance(&evidence(production, 0, 100, false), 0.95),
+            compliance(&evidence(production, 0, 100, false)),
             Compliance::Compliant
         );
         assert!(matches!(
-            compliance(&evidence(production, 100, 99, false), 0.95),
+            compliance(&evidence(production, 100, 99, false)),
             Compliance::TooFewSamples {
                 subject: Cohort::Stable,
                 ..
@@ -200,11 +214,11 @@ mod tests {
     fn a_fired_rule_comes_first_then_samples_then_the_threshold() {
         let env = Environment::Staging;
         assert_eq!(
-            compliance(&evidence(env, 0, 0, true), 0.95),
+            compliance(&evidence(env, 0, 0, true)),
             Compliance::RuleFired
         );
         assert_eq!(
-            compliance(&evidence(env, 500, 0, false), 0.995),
+            compliance(&at_threshold(env, 500, 0, false, 0.995)),
             Compliance::BelowThreshold {
                 compliance: 0.99,
                 threshold: 0.995,
@@ -212,7 +226,7 @@ mod tests {
             }
         );
         assert_eq!(
-            compliance(&evidence(env, 500, 0, false), 0.99),
+            compliance(&at_threshold(env, 500, 0, false, 0.99)),
             Compliance::Compliant
         );
     }

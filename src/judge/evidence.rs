@@ -125,6 +125,9 @@ pub struct Evidence {
     pub stable: CohortEvidence,
     /// Samples the canary needs before ordinary rules may fire.
     pub min_samples: u64,
+    /// The least compliance a promotion needs (the release's `slo_threshold`): below it, in
+    /// the window, the version under judgement is never HEALTHY nor promotable.
+    pub slo_threshold: f64,
     /// Every rule evaluated, fired or not.
     pub findings: Vec<Finding>,
     /// The health score (point estimate) of this window.
@@ -223,6 +226,40 @@ impl Evidence {
     pub fn sufficient_data(&self) -> bool {
         self.canary.requests >= self.min_samples || self.non_inferiority.shown()
     }
+
+    /// The numbers of the version under judgement: the new version's, or in Production
+    /// (where there is none) the stable version's.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let evidence = gate.monitor_canary_health().evidence;
+    /// assert_eq!(evidence.subject().requests, 0);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn subject(&self) -> &CohortEvidence {
+        if self.environment == Environment::Production {
+            &self.stable
+        } else {
+            &self.canary
+        }
+    }
+
+    /// Whether the version under judgement's compliance in the window (its point estimate)
+    /// is below `slo_threshold`: a promotion is refused, and the judge says MONITOR at best.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// // No request yet: a compliance of 1.
+    /// assert!(!gate.monitor_canary_health().evidence.below_slo_threshold());
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn below_slo_threshold(&self) -> bool {
+        self.subject().compliance < self.slo_threshold
+    }
 }
 
 impl fmt::Display for Evidence {
@@ -254,6 +291,14 @@ impl fmt::Display for Evidence {
         }
         for finding in acted {
             write!(f, "; {finding}")?;
+        }
+        if self.below_slo_threshold() {
+            write!(
+                f,
+                "; compliance {:.3}% < slo_threshold {:.3}%",
+                self.subject().compliance * 100.0,
+                self.slo_threshold * 100.0
+            )?;
         }
         let shown = self.non_inferiority;
         if shown.compared {

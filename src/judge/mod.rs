@@ -66,12 +66,14 @@ pub const OVERWHELMING_RATE_FLOOR: f64 = 0.01;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recommendation {
-    /// No rule fired, the canary has `min_samples` samples, and the score is at least 0.9:
-    /// ready to promote.
+    /// No rule fired and none holds, the canary has `min_samples` samples, its compliance is
+    /// at least `slo_threshold`, the score is at least 0.9, and the stage shows it not worse
+    /// than stable (when required): ready to promote.
     Healthy,
-    /// No rule fired, but the canary has fewer than `min_samples` samples or the score is
-    /// below 0.9 (a score below 0.8 that the data are not yet sure of included): watch before
-    /// promoting.
+    /// No rule fired, but a finding holds, the canary has fewer than `min_samples` samples,
+    /// its compliance in the window is below `slo_threshold`, the score is below 0.9 (a score
+    /// below 0.8 that the data are not yet sure of included), or the stage does not yet show
+    /// it not worse than stable: watch before promoting.
     Monitor,
     /// A rule fired: the gate rolls back, or would with auto rollback on. A low score alone is
     /// not enough: the `health_score` rule acts on the score's upper confidence bound.
@@ -298,6 +300,7 @@ fn health(
         canary: canary.evidence(case.latency.canary.p99_micros.or(canary.p99_micros)),
         stable: stable.evidence(case.latency.stable.p99_micros.or(stable.p99_micros)),
         min_samples: case.slo.min_samples,
+        slo_threshold: case.slo_threshold,
         findings: findings.into_iter().flatten().collect(),
         health_score,
         non_inferiority,
@@ -320,8 +323,9 @@ fn health(
 
 /// ROLLBACK when a rule fired (the gate rolls back, or would with auto rollback on); NO_DATA
 /// when the canary reports nothing; otherwise MONITOR while a finding holds, the canary has
-/// too few samples, the score is below 0.9 (so a low score the data are not yet sure of is
-/// MONITOR) or non-inferiority is not yet shown; otherwise HEALTHY.
+/// too few samples, its compliance is below `slo_threshold`, the score is below 0.9 (so a low
+/// score the data are not yet sure of is MONITOR) or non-inferiority is not yet shown;
+/// otherwise HEALTHY, which the gate's compliance check then agrees with.
 fn recommend(evidence: &Evidence) -> Recommendation {
     let judging = !matches!(evidence.environment, Environment::Production);
     let holds = |rule| evidence.findings.iter().any(|f| f.holds && f.rule == rule);
@@ -330,7 +334,7 @@ fn recommend(evidence: &Evidence) -> Recommendation {
     } else if holds(Rule::NoData) {
         Recommendation::NoData
     } else if evidence.findings.iter().any(|f| f.holds)
-        || (judging && !evidence.sufficient_data())
+        || (judging && (!evidence.sufficient_data() || evidence.below_slo_threshold()))
         || evidence.health_score < HEALTHY_FROM
         || !evidence.non_inferiority.sufficient()
     {

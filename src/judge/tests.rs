@@ -474,3 +474,24 @@ fn the_score_tolerates_what_the_error_rules_tolerate() {
     assert!(h.evidence.non_inferiority.errors, "{}", h.evidence);
     assert_eq!(h.recommendation, Recommendation::Healthy, "{}", h.evidence);
 }
+
+#[test]
+fn a_compliance_below_the_threshold_is_never_healthy() {
+    let stable = cohort(1_000_000, 10_000, 5_000, 10_000);
+    // 9 450 of 10 000 canary requests compliant at `slo_threshold` 0.95: too few misses for
+    // `slo_compliance` to be sure (p = 0.08), but the gate refuses the promotion.
+    let mut canary = cohort(10_000, 100, 5_000, 10_000);
+    canary.compliant = 9_450;
+    let h = verdict(5.0, &canary, &stable);
+    assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
+    assert_eq!(h.recommendation, Recommendation::Monitor, "{}", h.evidence);
+    let text = h.evidence.to_string();
+    assert!(
+        text.contains("compliance 94.500% < slo_threshold 95.000%"),
+        "{text}"
+    );
+    // At the threshold: HEALTHY.
+    canary.compliant = 9_500;
+    let h = verdict(5.0, &canary, &stable);
+    assert_eq!(h.recommendation, Recommendation::Healthy, "{}", h.evidence);
+}

@@ -123,7 +123,7 @@ impl PromotionGateManager {
     fn gate(&self, writer: &mut WriterState, current: &Snapshot) -> Result<Evidence, Error> {
         let verdict = self.shared.monitor.evaluation().judge(current);
         let evidence = verdict.evidence();
-        match verdict.compliance(current.config.slo_threshold) {
+        match verdict.compliance() {
             Compliance::Compliant => Ok(evidence.clone()),
             Compliance::RuleFired => {
                 self.shared.apply_verdict(writer, &verdict);
@@ -143,16 +143,11 @@ impl PromotionGateManager {
                 ),
             }
             .into()),
-            Compliance::BelowThreshold {
-                compliance,
-                threshold,
-                service_wide,
-            } => Err(PromotionError::SloNotMet {
+            // The evidence's text ends with the compliance and the threshold.
+            Compliance::BelowThreshold { service_wide, .. } => Err(PromotionError::SloNotMet {
                 evidence: format!(
-                    "{}compliance {:.3}% < slo_threshold {:.3}%; {evidence}",
+                    "{}compliance below slo_threshold; {evidence}",
                     if service_wide { SERVICE_WIDE } else { "" },
-                    compliance * 100.0,
-                    threshold * 100.0
                 ),
             }
             .into()),

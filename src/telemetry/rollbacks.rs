@@ -89,6 +89,7 @@ mod tests {
             canary: CohortEvidence::default(),
             stable: CohortEvidence::default(),
             min_samples: 10,
+            slo_threshold: 0.99,
             findings,
             health_score: 0.2,
             non_inferiority: Default::default(),
