@@ -85,7 +85,7 @@ fn error_penalty(
     slo: &SloConfig,
     z: f64,
 ) -> Penalty {
-    if !stable.has(slo.min_samples) {
+    if !canary.has(slo.min_samples) || !stable.has(slo.min_samples) {
         return Penalty::NONE;
     }
     let (c, s) = (canary.errors(), stable.errors());

@@ -495,3 +495,13 @@ fn a_compliance_below_the_threshold_is_never_healthy() {
     let h = verdict(5.0, &canary, &stable);
     assert_eq!(h.recommendation, Recommendation::Healthy, "{}", h.evidence);
 }
+
+#[test]
+fn the_error_penalty_needs_min_samples_of_the_canary() {
+    let stable = cohort(10_000, 100, 5_000, 10_000);
+    // 3 errors in 3 requests: nothing to score yet (the rules wait for 100, or overwhelming
+    // evidence).
+    let h = verdict(5.0, &cohort(3, 3, 5_000, 10_000), &stable);
+    assert_eq!(h.health_score, 1.0, "{}", h.evidence);
+    assert_eq!(h.recommendation, Recommendation::Monitor, "{}", h.evidence);
+}
