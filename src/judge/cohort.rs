@@ -23,7 +23,8 @@ pub(crate) struct CohortStats<'a> {
     pub(crate) miss_rate: f64,
     /// `compliant / requests`, 1 with no requests.
     pub(crate) compliance: f64,
-    /// The p99 latency in microseconds; `None` when only counters were read.
+    /// The p99 latency in microseconds; `None` when only counters were read or the histogram
+    /// holds no latency (just after the warm-up's settled reading).
     pub(crate) p99_micros: Option<u64>,
     /// The latency histogram, empty when only counters were read.
     histogram: &'a [u64],
@@ -52,7 +53,10 @@ impl<'a> CohortStats<'a> {
             error_rate: share(errors, 0.0),
             miss_rate: share(misses, 0.0),
             compliance: share(compliant, 1.0),
-            p99_micros: (!histogram.is_empty()).then(|| quantile_micros(histogram, 0.99)),
+            p99_micros: histogram
+                .iter()
+                .any(|&count| count > 0)
+                .then(|| quantile_micros(histogram, 0.99)),
             histogram,
         }
     }

@@ -505,3 +505,25 @@ fn the_error_penalty_needs_min_samples_of_the_canary() {
     assert_eq!(h.health_score, 1.0, "{}", h.evidence);
     assert_eq!(h.recommendation, Recommendation::Monitor, "{}", h.evidence);
 }
+
+#[test]
+fn an_empty_histogram_has_no_p99() {
+    // Just after the settled reading the latencies after warm-up are all zeros: the p99s
+    // reported are then the window's, not 0.
+    let window = cohort(1_000, 10, 5_000, 10_000);
+    let stable = cohort(19_000, 190, 5_000, 20_000);
+    let settled = settled_cohort(0, 0);
+    assert!(settled.histogram.iter().all(|&c| c == 0) && !settled.histogram.is_empty());
+    let h = judge_settled(
+        canary(5.0),
+        [&window, &stable],
+        [&settled, &settled],
+        &SloConfig::default(),
+    );
+    let p99 = |counts: &CohortCounts| {
+        Duration::from_micros(crate::metrics::quantile_micros(&counts.histogram, 0.99))
+    };
+    assert_eq!(h.canary_p99_latency, p99(&window), "{}", h.evidence);
+    assert_eq!(h.production_p99_latency, p99(&stable), "{}", h.evidence);
+    assert!(h.canary_p99_latency > Duration::ZERO);
+}
