@@ -317,8 +317,9 @@ fn a_catastrophic_canary_rolls_back_within_20_canary_requests() {
                 .any(|r| matches!(r, Rule::OverwhelmingErrors | Rule::ErrorBurst)),
             "{run:?}"
         );
-        // Against the stable version's errors in the same few milliseconds (its upper
-        // bound is wide at the stage's start): 7 to 20 failures.
+        // Against max_error_rate (5 %) while the stage's first milliseconds hold too few
+        // stable requests to bound their rate below it, then against their upper bound:
+        // 5 %^7 < 1e-9, so 7 failures (measured: 7 in each of 50 seeds).
         assert!(run.canary_requests <= 20, "{run:?}");
     }
 }

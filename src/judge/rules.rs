@@ -13,7 +13,9 @@ use super::latency::{health_score_rule, latency_shift, p99_budget, p99_vs_stable
 use super::score::{HealthScore, health_score};
 use super::sequential::{Difference, TAU_FLOOR};
 use super::shift::{Shift, shift};
-use super::stats::{Proportion, binomial_tail, binomial_upper, excess_p, two_proportion_p};
+use super::stats::{
+    Proportion, binomial_tail, binomial_upper, clean_upper, excess_p, two_proportion_p,
+};
 use super::{
     ERROR_RATE_FLOOR, ERROR_RATE_MARGIN, Finding, OVERWHELMING_RATE_FLOOR, Policy, Rule, Sample,
 };
@@ -111,18 +113,47 @@ impl<'a> Case<'a> {
         self.stage.canary.trials >= n && self.stage.stable.trials >= n
     }
 
+    /// The worst acceptable error rate over the window, given the stable version's errors in
+    /// it ([`Case::ceiling_given`], falling back on the absolute limit). In Staging, the
+    /// absolute limit: max(`max_error_rate`, 1 %).
+    fn window_ceiling(&self) -> f64 {
+        let absolute = self.slo.max_error_rate.max(OVERWHELMING_RATE_FLOOR);
+        if matches!(self.environment, Environment::Staging) {
+            return absolute;
+        }
+        self.ceiling_given(self.stable.errors(), absolute)
+    }
+
+    /// The worst acceptable error rate over the burst span, given the stable version's errors
+    /// in it ([`Case::ceiling_given`], falling back on the window's ceiling). In Staging, the
+    /// absolute limit.
+    fn burst_ceiling(&self) -> f64 {
+        let window = self.window_ceiling();
+        if matches!(self.environment, Environment::Staging) {
+            return window;
+        }
+        self.ceiling_given(self.burst.stable, window)
+    }
+
     /// The worst acceptable error rate given `stable`'s errors in the same span: the highest
     /// of its upper confidence bound at `significance`, its rate times
-    /// `error_rate_ratio_limit` or plus `error_rate_tolerance`, and 1 %. Without stable traffic in
-    /// the span (Staging, or no stable outcome in it): max(`max_error_rate`, 1 %).
-    fn error_rate_ceiling(&self, stable: Proportion) -> f64 {
-        let floor = OVERWHELMING_RATE_FLOOR;
-        if matches!(self.environment, Environment::Staging) || stable.trials == 0 {
-            return self.slo.max_error_rate.max(floor);
-        }
-        let upper = binomial_upper(stable.events, stable.trials, self.slo.significance);
-        let (limit, _) = self.error_limit(stable.rate(), self.slo.error_rate_ratio_limit, "");
-        upper.max(limit).max(floor).min(1.0)
+    /// `error_rate_ratio_limit` or plus `error_rate_tolerance`, and 1 %. Stable outcomes too
+    /// few to show a rate at or below `fallback` even without an error say nothing that
+    /// bound could use (1 success bounds the rate by 99.9 %): `fallback` then replaces the
+    /// bound, and their own rate, with its tolerance, still counts, so an outage the stable
+    /// version shares is not blamed on the canary.
+    fn ceiling_given(&self, stable: Proportion, fallback: f64) -> f64 {
+        let alpha = self.slo.significance;
+        let (tolerated, _) = self.error_limit(stable.rate(), self.slo.error_rate_ratio_limit, "");
+        let bound = if clean_upper(stable.trials, alpha) > fallback {
+            fallback
+        } else {
+            binomial_upper(stable.events, stable.trials, alpha)
+        };
+        bound
+            .max(tolerated)
+            .max(OVERWHELMING_RATE_FLOOR)
+            .min(1.0)
     }
 
     /// The tolerated error rate over the stable one: (`ratio` × stable) or (stable +
@@ -297,9 +328,10 @@ fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
 }
 
 /// [`Rule::OverwhelmingErrors`], at any sample count: the canary's errors in the window
-/// against the worst acceptable rate given the stable version's errors in the same window.
+/// against the worst acceptable rate given the stable version's errors in the same window
+/// (with too few of them, the absolute limit).
 fn overwhelming_errors(case: &Case<'_>) -> Option<Finding> {
-    let ceiling = case.error_rate_ceiling(case.stable.errors());
+    let ceiling = case.window_ceiling();
     Some(overwhelming(
         case,
         Rule::OverwhelmingErrors,
@@ -311,9 +343,10 @@ fn overwhelming_errors(case: &Case<'_>) -> Option<Finding> {
 /// [`Rule::ErrorBurst`], at any sample count: the same test on both cohorts' outcomes in the
 /// burst span (a new span starts at most once per `evaluation_interval`, however often anyone
 /// evaluates), so a sudden outage is not diluted by a window of healthy traffic, and an
-/// outage the stable version shares is not blamed on the canary.
+/// outage the stable version shares is not blamed on the canary. With too few stable outcomes
+/// in the span for their upper bound to say anything, the window's ceiling stands in for it.
 fn error_burst(case: &Case<'_>) -> Option<Finding> {
-    let ceiling = case.error_rate_ceiling(case.burst.stable);
+    let ceiling = case.burst_ceiling();
     Some(overwhelming(
         case,
         Rule::ErrorBurst,

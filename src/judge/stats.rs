@@ -151,6 +151,15 @@ pub(crate) fn p99_bound(n: u64, z: f64) -> f64 {
     (0.99 + z * sigma).clamp(0.5, 1.0)
 }
 
+/// [`binomial_upper`] with no event, in closed form: `1 − α^(1/n)`, 1 with no trials. The
+/// least a rate from `n` trials can be bounded by.
+pub(crate) fn clean_upper(n: u64, alpha: f64) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    1.0 - alpha.powf(1.0 / n as f64)
+}
+
 /// Upper confidence bound of a rate from `k` events in `n` trials at level `alpha`: the
 /// largest `p` whose Chernoff–Hoeffding lower tail still allows `k` (`n·KL(k/n ‖ p) ≤
 /// ln(1/α)`), found by bisection. 1 with no trials.

@@ -527,3 +527,55 @@ fn an_empty_histogram_has_no_p99() {
     assert_eq!(h.production_p99_latency, p99(&stable), "{}", h.evidence);
     assert!(h.canary_p99_latency > Duration::ZERO);
 }
+
+#[test]
+fn a_burst_span_with_too_few_stable_outcomes_is_judged_by_the_window_s() {
+    let prod = cohort(1_000_000, 5_000, 5_000, 10_000);
+    let window = cohort(30_008, 158, 5_000, 10_000);
+    let burst_span = |canary: u64, stable: [u64; 2]| {
+        let h = verdict_with(10.0, &window, &prod, burst([canary, canary], stable));
+        h.evidence.fired().any(|f| f.rule == Rule::ErrorBurst)
+    };
+    // 5 failures in a row: against the window's 0.5 % (a ceiling of 1 %), 1e-10. The span's
+    // 0 or 1 stable outcomes say nothing: they neither make the ceiling `max_error_rate` (5 %,
+    // 7 failures) nor their upper bound (99.9 % after 1 success, 20 000 failures).
+    assert!(burst_span(5, [0, 0]));
+    assert!(burst_span(5, [1, 0]));
+    assert!(burst_span(5, [100, 0]));
+    assert!(!burst_span(4, [1, 0]));
+    // A few stable outcomes that all fail still say the outage is shared.
+    assert!(!burst_span(5, [20, 20]));
+    assert!(!burst_span(50, [20, 10]));
+}
+
+#[test]
+fn too_few_stable_outcomes_in_the_window_leave_the_absolute_limit() {
+    // The stage's first milliseconds: 50 clean stable requests could not show a rate below
+    // max_error_rate (5 %) even without an error, so 5 % is the ceiling: 7 failures in a row,
+    // 5 %^7 < 1e-9. Their upper bound, 12.9 %, would need 10.
+    let stable = cohort(50, 0, 5_000, 10_000);
+    let fires = |n: u64| {
+        verdict_with(5.0, &cohort(n, n, 5_000, 10_000), &stable, burst([n, n], [50, 0]))
+            .evidence
+            .fired()
+            .any(|f| f.rule == Rule::OverwhelmingErrors)
+    };
+    assert!(fires(7));
+    assert!(!fires(6));
+    // All failing in both versions: shared, never blamed on the canary.
+    let failing = cohort(50, 50, 5_000, 10_000);
+    let h = verdict_with(5.0, &cohort(20, 20, 5_000, 10_000), &failing, burst([20, 20], [50, 50]));
+    assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
+}
+
+#[test]
+fn a_clean_upper_bound_is_the_bisection_s() {
+    for n in [1, 7, 50, 135, 1_000, 100_000] {
+        for alpha in [0.001, 0.05] {
+            let exact = stats::clean_upper(n, alpha);
+            let bisected = stats::binomial_upper(0, n, alpha);
+            assert!((exact - bisected).abs() < 1e-12, "{n} {alpha}: {exact} {bisected}");
+        }
+    }
+    assert_eq!(stats::clean_upper(0, 0.001), 1.0);
+}
