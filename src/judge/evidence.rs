@@ -39,7 +39,10 @@ pub struct Finding {
     /// version), or no data.
     pub holds: bool,
     /// The setting whose limit acted, e.g. `error_rate_ratio_limit` or
-    /// `error_rate_tolerance` (whichever is more lenient for the data at hand).
+    /// `error_rate_tolerance` (whichever is more lenient for the data at hand). A limit fixed
+    /// in the judge is named as its constant, in capitals: `ERROR_RATE_MARGIN`
+    /// ([`ERROR_RATE_MARGIN`](crate::judge::ERROR_RATE_MARGIN), 1.1, in `errors_over_stage`);
+    /// `health_score` names the score's limit of 0.8.
     pub acting: &'static str,
 }
 

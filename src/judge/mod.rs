@@ -34,7 +34,7 @@ pub use stats::{binomial_tail, normal_quantile_upper, normal_upper_tail};
 /// `error_rate_tolerance`: the tolerated limit is this × the stable error rate or the stable
 /// rate + `error_rate_tolerance`, whichever is higher. The score's error penalty counts the
 /// excess beyond that limit, and `errors_over_stage` fires when the canary is surely beyond
-/// it.
+/// it (its finding names this constant as `acting` when the ratio is the higher limit).
 ///
 /// # Example
 /// ```
@@ -107,26 +107,34 @@ pub enum Rule {
     SloCompliance,
     /// Error rate above `max_error_rate`.
     ErrorRateMax,
-    /// Error rate above `error_rate_ratio_limit` × the stable cohort's.
+    /// Over the window, the error rate significantly above both `error_rate_ratio_limit` ×
+    /// the stable cohort's and the stable cohort's + `error_rate_tolerance` (two two-sample
+    /// tests, the larger p-value).
     ErrorRateVsStable,
     /// Errors improbable at any acceptable rate, at any sample count.
     OverwhelmingErrors,
-    /// p99 above the stable cohort's p99 × `p99_ratio_limit`.
+    /// Over the window after warm-up, the share of canary requests slower than the stable
+    /// p99's upper confidence bound (+ `latency_tolerance_ms`) significantly above
+    /// `p99_ratio_limit` × the stable cohort's share (a two-sample test): a tail, not only a
+    /// shifted p99.
     P99VsStable,
     /// p99 above the absolute `p99_budget`.
     P99Budget,
-    /// Health score surely below 0.8: its upper confidence bound is.
+    /// Health score surely below 0.8: its upper confidence bound is (three one-sided bounds
+    /// at `significance` each, so the level is 3 × `significance`).
     HealthScore,
     /// Errors in the burst span improbable at any acceptable rate given the stable version's
     /// in the same span.
     ErrorBurst,
-    /// Over the whole stage, the error rate surely above the stable version's beyond the
-    /// margin and `error_rate_tolerance` (a confidence sequence, valid at every look).
+    /// Over the whole stage, the error rate surely above the stable version's beyond both
+    /// [`ERROR_RATE_MARGIN`] × it and it + `error_rate_tolerance` (a confidence sequence, valid
+    /// at every look).
     ErrorsOverStage,
     /// Over the stage after warm-up, the whole latency distribution surely slower than the
     /// stable version's beyond `latency_shift_limit` (Mann-Whitney, confidence sequence).
     LatencyShift,
-    /// No canary outcome for `no_data_ms` while some were due: holds, never rolls back.
+    /// No canary outcome for `no_data_ms` while at least 20 were due (stable requests × share
+    /// / (1 − share)): holds, never rolls back.
     NoData,
 }
 

@@ -315,7 +315,7 @@ fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
     let by_ratio = Difference::of(c, s, ERROR_RATE_MARGIN, 0.0)?.lower(tau, alpha);
     let by_tolerance = Difference::of(c, s, 1.0, case.slo.error_rate_tolerance)?.lower(tau, alpha);
     let fired = by_ratio > 0.0 && by_tolerance > 0.0;
-    let (limit, acting) = case.error_limit(s.rate(), ERROR_RATE_MARGIN, "error_rate_margin");
+    let (limit, acting) = case.error_limit(s.rate(), ERROR_RATE_MARGIN, "ERROR_RATE_MARGIN");
     Some(Finding {
         rule: Rule::ErrorsOverStage,
         observed: c.rate(),

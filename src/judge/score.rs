@@ -19,7 +19,9 @@ pub(crate) const HEALTHY_FROM: f64 = 0.9;
 pub(crate) struct HealthScore {
     /// The point estimate, reported as the health score.
     pub(crate) point: f64,
-    /// The score's one-sided upper confidence bound at α: the `health_score` rule acts on it.
+    /// The score's one-sided upper confidence bound: the `health_score` rule acts on it. It is
+    /// made of three bounds at α each (the excess error rate's, the canary p99's and the stable
+    /// p99's), so it holds at 3α.
     pub(crate) upper_bound: f64,
 }
 

@@ -579,3 +579,20 @@ fn a_clean_upper_bound_is_the_bisection_s() {
     }
     assert_eq!(stats::clean_upper(0, 0.001), 1.0);
 }
+
+#[test]
+fn errors_over_stage_names_the_constant_that_acted() {
+    // Stable at 5 %: 1.1 × 5 % is above 5 % + 0.2 points, so the margin acts.
+    let stable = cohort(100_000, 5_000, 5_000, 10_000);
+    let h = verdict(50.0, &cohort(100_000, 7_000, 5_000, 10_000), &stable);
+    let finding = h
+        .evidence
+        .findings
+        .iter()
+        .find(|f| f.rule == Rule::ErrorsOverStage);
+    assert!(
+        finding.is_some_and(|f| f.fired && f.acting == "ERROR_RATE_MARGIN"),
+        "{}",
+        h.evidence
+    );
+}
