@@ -150,10 +150,7 @@ impl<'a> Case<'a> {
         } else {
             binomial_upper(stable.events, stable.trials, alpha)
         };
-        bound
-            .max(tolerated)
-            .max(OVERWHELMING_RATE_FLOOR)
-            .min(1.0)
+        bound.max(tolerated).clamp(OVERWHELMING_RATE_FLOOR, 1.0)
     }
 
     /// The tolerated error rate over the stable one: (`ratio` × stable) or (stable +

@@ -92,7 +92,8 @@ fn error_penalty(
     }
     let (c, s) = (canary.errors(), stable.errors());
     let beyond = |margin: f64, offset: f64| {
-        Difference::of(c, s, margin, offset).map(|d| (d.estimate, d.estimate - z * d.variance.sqrt()))
+        Difference::of(c, s, margin, offset)
+            .map(|d| (d.estimate, d.estimate - z * d.variance.sqrt()))
     };
     let (Some(by_ratio), Some(by_tolerance)) = (
         beyond(ERROR_RATE_MARGIN, 0.0),
@@ -101,7 +102,10 @@ fn error_penalty(
         return Penalty::NONE;
     };
     // Beyond the higher of the two limits: the lesser excess, and the lesser bound.
-    let (excess, least) = (by_ratio.0.min(by_tolerance.0), by_ratio.1.min(by_tolerance.1));
+    let (excess, least) = (
+        by_ratio.0.min(by_tolerance.0),
+        by_ratio.1.min(by_tolerance.1),
+    );
     Penalty {
         point: if least > 0.0 {
             error_share(excess, stable.error_rate)

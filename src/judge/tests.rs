@@ -436,7 +436,11 @@ fn the_p99_budget_needs_min_samples_after_warm_up() {
         [&two_slow, &empty],
         &slo,
     );
-    assert!(budget(&h).is_some_and(|f| !f.fired && !f.holds), "{}", h.evidence);
+    assert!(
+        budget(&h).is_some_and(|f| !f.fired && !f.holds),
+        "{}",
+        h.evidence
+    );
     // A canary stage: 2 slow canary requests against 38 stable ones after warm-up.
     let stable_window = cohort(19_000, 0, 5_000, 10_000);
     let stable_38 = settled_cohort(38, 5_000);
@@ -446,7 +450,11 @@ fn the_p99_budget_needs_min_samples_after_warm_up() {
         [&two_slow, &stable_38],
         &slo,
     );
-    assert!(budget(&h).is_some_and(|f| !f.fired && !f.holds), "{}", h.evidence);
+    assert!(
+        budget(&h).is_some_and(|f| !f.fired && !f.holds),
+        "{}",
+        h.evidence
+    );
     // 200 slow canary requests: the budget is surely breached, but 38 stable requests cannot
     // blame the canary for it: it holds.
     let slow = settled_cohort(200, 300_000);
@@ -456,7 +464,11 @@ fn the_p99_budget_needs_min_samples_after_warm_up() {
         [&slow, &stable_38],
         &slo,
     );
-    assert!(budget(&h).is_some_and(|f| !f.fired && f.holds), "{}", h.evidence);
+    assert!(
+        budget(&h).is_some_and(|f| !f.fired && f.holds),
+        "{}",
+        h.evidence
+    );
     assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
 }
 
@@ -555,16 +567,26 @@ fn too_few_stable_outcomes_in_the_window_leave_the_absolute_limit() {
     // 5 %^7 < 1e-9. Their upper bound, 12.9 %, would need 10.
     let stable = cohort(50, 0, 5_000, 10_000);
     let fires = |n: u64| {
-        verdict_with(5.0, &cohort(n, n, 5_000, 10_000), &stable, burst([n, n], [50, 0]))
-            .evidence
-            .fired()
-            .any(|f| f.rule == Rule::OverwhelmingErrors)
+        verdict_with(
+            5.0,
+            &cohort(n, n, 5_000, 10_000),
+            &stable,
+            burst([n, n], [50, 0]),
+        )
+        .evidence
+        .fired()
+        .any(|f| f.rule == Rule::OverwhelmingErrors)
     };
     assert!(fires(7));
     assert!(!fires(6));
     // All failing in both versions: shared, never blamed on the canary.
     let failing = cohort(50, 50, 5_000, 10_000);
-    let h = verdict_with(5.0, &cohort(20, 20, 5_000, 10_000), &failing, burst([20, 20], [50, 50]));
+    let h = verdict_with(
+        5.0,
+        &cohort(20, 20, 5_000, 10_000),
+        &failing,
+        burst([20, 20], [50, 50]),
+    );
     assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
 }
 
@@ -574,7 +596,10 @@ fn a_clean_upper_bound_is_the_bisection_s() {
         for alpha in [0.001, 0.05] {
             let exact = stats::clean_upper(n, alpha);
             let bisected = stats::binomial_upper(0, n, alpha);
-            assert!((exact - bisected).abs() < 1e-12, "{n} {alpha}: {exact} {bisected}");
+            assert!(
+                (exact - bisected).abs() < 1e-12,
+                "{n} {alpha}: {exact} {bisected}"
+            );
         }
     }
     assert_eq!(stats::clean_upper(0, 0.001), 1.0);
