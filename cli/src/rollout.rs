@@ -171,8 +171,15 @@ fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
+/// `seconds` in nanoseconds; `as` saturates, so an absurd length is the end of time (`u64::MAX`).
 fn nanos(seconds: f64) -> u64 {
     (seconds * 1e9).round() as u64
+}
+
+/// The simulated instant `seconds` after `now_ns`, or the end of time (`u64::MAX`) if that is
+/// later: a validated scenario never gets there, and a clock that stops there cannot overflow.
+fn after(now_ns: u64, seconds: f64) -> u64 {
+    now_ns.saturating_add(nanos(seconds))
 }
 
 impl<'s> Driver<'s> {
@@ -382,9 +389,9 @@ impl<'s> Driver<'s> {
 
     /// Sends `duration_s` of traffic, or less if the engine rolls back.
     fn traffic(&mut self, duration_s: f64, tallies: &mut [CohortTally; 2]) -> Flow {
-        let end = self.now_ns + nanos(duration_s);
+        let end = after(self.now_ns, duration_s);
         while self.now_ns < end {
-            let tick_end = (self.now_ns + TICK_NS).min(end);
+            let tick_end = self.now_ns.saturating_add(TICK_NS).min(end);
             self.clock.set(Duration::from_nanos(self.now_ns));
             let now_s = seconds(self.now_ns);
             let conditions = [
@@ -406,7 +413,7 @@ impl<'s> Driver<'s> {
                 return Flow::RolledBack(DetectedBy::RecordPath, seconds(tick_end));
             }
             if self.now_ns >= self.next_sample_ns {
-                self.next_sample_ns = self.now_ns + self.sample_every_ns;
+                self.next_sample_ns = self.now_ns.saturating_add(self.sample_every_ns);
                 self.health_check();
                 if self.rolled_back() {
                     return Flow::RolledBack(DetectedBy::HealthCheck, seconds(self.now_ns));
@@ -468,6 +475,7 @@ impl<'s> Driver<'s> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::ScenarioName;
 
     #[test]
     fn user_ids_are_written_in_place() {
@@ -475,5 +483,22 @@ mod tests {
         assert_eq!(ids.id(0), b"user-0");
         assert_eq!(ids.id(12345), b"user-12345");
         assert_eq!(ids.id(u64::MAX), b"user-18446744073709551615");
+    }
+
+    #[test]
+    fn traffic_at_the_end_of_simulated_time_stops_there() {
+        let scenario = Scenario::builtin(ScenarioName::Good);
+        let progress = Progress::new(1.0, false, false);
+        let mut driver = Driver::new(&scenario, &progress).unwrap();
+        let mut tallies = [CohortTally::new().unwrap(), CohortTally::new().unwrap()];
+        // Less than three ticks before the end of u64 nanoseconds (the last tick is cut short),
+        // a stage far longer than what is left.
+        driver.now_ns = u64::MAX - 3 * TICK_NS + 1;
+        driver.next_sample_ns = driver.now_ns;
+        let flow = driver.traffic(2e10, &mut tallies);
+        assert!(matches!(flow, Flow::Done));
+        assert_eq!(driver.now_ns, u64::MAX);
+        assert_eq!(driver.next_sample_ns, u64::MAX);
+        assert_eq!(after(u64::MAX - 1, 1.0), u64::MAX);
     }
 }
