@@ -29,11 +29,15 @@ use crate::report::{
 use crate::scenario::Scenario;
 use crate::traffic::{Conditions, Service};
 
-/// Simulated time between two batches of requests.
-const TICK_NS: u64 = 10_000_000;
+/// Simulated time between two batches of requests: 10 ms.
+pub const TICK_NS: u64 = 10_000_000;
 
 /// About this many health checks over a planned ramp.
 const TIMELINE_POINTS: f64 = 200.0;
+
+/// At most about this many health checks over the longest run (every stage extended
+/// `max_extensions` times), so that the timeline stays small however long the run.
+const MOST_TIMELINE_POINTS: f64 = 100_000.0;
 
 /// Least simulated time between two health checks. Each check judges and may act, like the
 /// record path's own evaluation (every `evaluation_interval`, 1 s by default): sampling five
@@ -182,6 +186,17 @@ fn after(now_ns: u64, seconds: f64) -> u64 {
     now_ns.saturating_add(nanos(seconds))
 }
 
+/// Simulated time between two health checks: about [`TIMELINE_POINTS`] over the planned ramp,
+/// at most about [`MOST_TIMELINE_POINTS`] over the longest run, never under
+/// [`LEAST_CHECK_INTERVAL_S`].
+fn health_check_interval_ns(scenario: &Scenario) -> u64 {
+    nanos(
+        (scenario.planned_seconds() / TIMELINE_POINTS)
+            .max(scenario.longest_seconds() / MOST_TIMELINE_POINTS)
+            .max(LEAST_CHECK_INTERVAL_S),
+    )
+}
+
 impl<'s> Driver<'s> {
     fn new(scenario: &'s Scenario, progress: &'s Progress) -> Result<Self, CliError> {
         let clock = Arc::new(ManualClock::new());
@@ -192,7 +207,6 @@ impl<'s> Driver<'s> {
             Arc::<ManualClock>::clone(&clock),
         )?;
         let service = |model| Service::new(model).map_err(CliError::Simulation);
-        let planned = scenario.planned_seconds();
         let stage = gate.stage();
         Ok(Self {
             scenario,
@@ -208,7 +222,7 @@ impl<'s> Driver<'s> {
             stage,
             requests: 0,
             timeline: Vec::new(),
-            sample_every_ns: nanos((planned / TIMELINE_POINTS).max(LEAST_CHECK_INTERVAL_S)),
+            sample_every_ns: health_check_interval_ns(scenario),
             next_sample_ns: 0,
             incident: IncidentTally::default(),
         })
@@ -483,6 +497,23 @@ mod tests {
         assert_eq!(ids.id(0), b"user-0");
         assert_eq!(ids.id(12345), b"user-12345");
         assert_eq!(ids.id(u64::MAX), b"user-18446744073709551615");
+    }
+
+    #[test]
+    fn health_checks_are_bounded_over_the_longest_run() {
+        let mut scenario = Scenario::builtin(ScenarioName::Good);
+        assert_eq!(health_check_interval_ns(&scenario), 5_000_000_000);
+        scenario.scale_to(86_400.0);
+        assert_eq!(health_check_interval_ns(&scenario), 432_000_000_000);
+        // A short ramp whose extensions may last a year: not a check every 5 s of it.
+        scenario.scale_to(60.0);
+        scenario.extension_s = 1e6;
+        scenario.max_extensions = 5;
+        let interval_s = seconds(health_check_interval_ns(&scenario));
+        assert!(
+            scenario.longest_seconds() / interval_s <= MOST_TIMELINE_POINTS,
+            "{interval_s}"
+        );
     }
 
     #[test]

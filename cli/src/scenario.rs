@@ -6,6 +6,31 @@ use promotion_gates::{PromotionConfig, SloConfig};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use crate::rollout::TICK_NS;
+
+/// The most requests per simulated second a scenario may ask for (`rps`, `--rps`).
+pub const MAX_RPS: f64 = 1_000_000.0;
+
+/// The longest simulated run, in seconds: 365 days. It bounds every `duration_s`,
+/// `extension_s` and `--duration`, and a scenario's [longest run](Scenario::longest_seconds):
+/// the driver's ticks (100 a simulated second) cost CPU even when they carry no request.
+pub const MAX_RUN_S: f64 = 365.0 * 86_400.0;
+
+/// The most requests a scenario's longest run may send through the engine (`rps / sample` ×
+/// [`Scenario::longest_seconds`]): 10 billion, about 25 minutes of CPU at 150 ns a request.
+pub const MAX_RUN_REQUESTS: f64 = 1e10;
+
+/// The most times a stage may be extended (`max_extensions`): each extension keeps its
+/// refusal and a timeline point for the report.
+pub const MAX_EXTENSIONS: u32 = 100;
+
+/// The most stages in a ramp: each keeps its report (and up to [`MAX_EXTENSIONS`] refusals).
+pub const MAX_STAGES: usize = 1_000;
+
+/// The shortest extension (`extension_s`): one tick of the driver, 10 ms. A shorter one sends
+/// no request and moves no time, so it cannot give the gate the data it lacked.
+pub const MIN_EXTENSION_S: f64 = TICK_NS as f64 / 1e9;
+
 /// The built-in scenarios, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScenarioName {
@@ -46,7 +71,7 @@ pub struct Scenario {
     pub description: String,
     /// Seed of the random number generator: the same seed gives the same run.
     pub seed: u64,
-    /// Requests per simulated second, all users together.
+    /// Requests per simulated second, all users together; at most [`MAX_RPS`].
     pub rps: f64,
     /// Fast mode: only every `sample`-th request is simulated (routed and recorded through the
     /// engine); 1 simulates every request.
@@ -54,12 +79,15 @@ pub struct Scenario {
     /// Distinct users; each request comes from one drawn at random and is routed by its id
     /// (`user-<n>`), so a user sticks to one version.
     pub users: u64,
-    /// The ramp, in order. After the last stage the driver promotes to Production.
+    /// The ramp, in order, at most [`MAX_STAGES`]. After the last stage the driver promotes to
+    /// Production.
     pub stages: Vec<StageSpec>,
     /// When a promotion is refused (not enough data, or not compliant), the stage goes on
-    /// this many simulated seconds before the next try.
+    /// this many simulated seconds before the next try; from [`MIN_EXTENSION_S`] to
+    /// [`MAX_RUN_S`].
     pub extension_s: f64,
-    /// How many times a stage may be extended before the rollout is declared stalled.
+    /// How many times a stage may be extended before the rollout is declared stalled; at most
+    /// [`MAX_EXTENSIONS`].
     pub max_extensions: u32,
     /// The stable version.
     pub stable: ServiceModel,
@@ -93,7 +121,8 @@ pub struct StageSpec {
     /// The canary's share of traffic, for a canary stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_percent: Option<f64>,
-    /// Simulated seconds the stage runs before the driver tries to promote.
+    /// Simulated seconds the stage runs before the driver tries to promote; at most
+    /// [`MAX_RUN_S`].
     pub duration_s: f64,
 }
 
@@ -316,9 +345,24 @@ impl Scenario {
         self.stages.iter().map(|s| s.duration_s).sum()
     }
 
-    /// Checks every field the engine does not check itself; the first bad one is reported.
+    /// The longest the run can last: the planned ramp, every stage extended `max_extensions`
+    /// times.
+    pub fn longest_seconds(&self) -> f64 {
+        self.planned_seconds()
+            + self.stages.len() as f64 * f64::from(self.max_extensions) * self.extension_s
+    }
+
+    /// Checks every field the engine does not check itself, then the size of the run (see
+    /// [`Scenario::validate_run_size`]); the first bad one is reported.
     pub fn validate(&self) -> Result<(), FieldError> {
+        self.validate_fields()?;
+        self.validate_run_size()
+    }
+
+    /// Checks each field on its own (the engine's config and policy included).
+    pub fn validate_fields(&self) -> Result<(), FieldError> {
         positive("rps", self.rps)?;
+        at_most("rps", self.rps, MAX_RPS, "requests a simulated second")?;
         if self.sample == 0 {
             return Err(FieldError::new("sample", 0, "1 (every request) or more"));
         }
@@ -327,6 +371,13 @@ impl Scenario {
         }
         if self.stages.is_empty() {
             return Err(FieldError::new("stages", "[]", "at least one stage"));
+        }
+        if self.stages.len() > MAX_STAGES {
+            return Err(FieldError::new(
+                "stages",
+                format!("{} stages", self.stages.len()),
+                format!("at most {MAX_STAGES} stages"),
+            ));
         }
         for (i, stage) in self.stages.iter().enumerate() {
             stage.validate(i, self.stages.len())?;
@@ -338,7 +389,14 @@ impl Scenario {
                 ));
             }
         }
-        positive("extension_s", self.extension_s)?;
+        extension_length(self.extension_s)?;
+        if self.max_extensions > MAX_EXTENSIONS {
+            return Err(FieldError::new(
+                "max_extensions",
+                self.max_extensions,
+                format!("at most {MAX_EXTENSIONS} extensions of a stage"),
+            ));
+        }
         self.stable.validate("stable", self.stages.len())?;
         self.canary.validate("canary", self.stages.len())?;
         if self.promotion.environment != promotion_gates::Environment::Production {
@@ -356,12 +414,65 @@ impl Scenario {
             .map_err(|e| FieldError::wrap("slo", &e))?;
         Ok(())
     }
+
+    /// Checks that the longest run ([`Scenario::longest_seconds`]) lasts at most [`MAX_RUN_S`]
+    /// and sends at most [`MAX_RUN_REQUESTS`] requests through the engine, so that a run is
+    /// bounded in time and memory. The error names the field to change: the stages' lengths,
+    /// `extension_s`, or `rps`.
+    pub fn validate_run_size(&self) -> Result<(), FieldError> {
+        let planned = self.planned_seconds();
+        if planned > MAX_RUN_S {
+            return Err(FieldError::new(
+                "stages",
+                format!("{} s planned", Number(planned)),
+                format!("at most {MAX_RUN_S} s (365 days) in all, the longest simulated run"),
+            ));
+        }
+        let longest = self.longest_seconds();
+        if longest > MAX_RUN_S {
+            let extensions = self.stages.len() as f64 * f64::from(self.max_extensions);
+            return Err(FieldError::new(
+                "extension_s",
+                Number(self.extension_s),
+                format!(
+                    "at most {} s: the {planned} s planned plus {extensions} extensions \
+                     ({} stages × max_extensions = {}) must fit in {MAX_RUN_S} s (365 days), \
+                     the longest simulated run",
+                    (MAX_RUN_S - planned) / extensions,
+                    self.stages.len(),
+                    self.max_extensions,
+                ),
+            ));
+        }
+        let requests = self.rps / self.sample as f64 * longest;
+        if requests > MAX_RUN_REQUESTS {
+            return Err(FieldError::new(
+                "rps",
+                Number(self.rps),
+                format!(
+                    "at most {} with sample = {} over the longest run of {longest} s (the \
+                     stages, each extended max_extensions times): a run sends at most \
+                     {MAX_RUN_REQUESTS} requests through the engine (lower rps, raise sample or \
+                     shorten the stages)",
+                    (MAX_RUN_REQUESTS / longest * self.sample as f64).floor(),
+                    self.sample,
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl StageSpec {
     fn validate(&self, index: usize, count: usize) -> Result<(), FieldError> {
         let field = |name: &str| format!("stages[{index}].{name}");
         positive(&field("duration_s"), self.duration_s)?;
+        at_most(
+            &field("duration_s"),
+            self.duration_s,
+            MAX_RUN_S,
+            "seconds (365 days), the longest simulated run",
+        )?;
         match (self.environment, self.traffic_percent) {
             (StageKind::Canary, None) => Err(FieldError::new(
                 field("traffic_percent"),
@@ -473,11 +584,58 @@ impl ServiceModel {
     }
 }
 
+/// A number as an error shows it: as Rust writes it for everyday sizes, in exponent form
+/// (`1e300`, `1e-9`) for huge and tiny ones, which Rust would spell out digit by digit.
+struct Number(f64);
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let size = self.0.abs();
+        if size.is_finite() && size != 0.0 && !(1e-6..1e16).contains(&size) {
+            write!(f, "{:e}", self.0)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
 fn positive(field: &str, value: f64) -> Result<(), FieldError> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(FieldError::new(field, value, "a finite number above 0"))
+        Err(FieldError::new(
+            field,
+            Number(value),
+            "a finite number above 0",
+        ))
+    }
+}
+
+fn at_most(field: &str, value: f64, limit: f64, unit: &str) -> Result<(), FieldError> {
+    if value <= limit {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            Number(value),
+            format!("at most {limit} {unit}"),
+        ))
+    }
+}
+
+/// `extension_s`: from one tick of the driver to the longest run.
+fn extension_length(seconds: f64) -> Result<(), FieldError> {
+    if seconds.is_finite() && (MIN_EXTENSION_S..=MAX_RUN_S).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "extension_s",
+            Number(seconds),
+            format!(
+                "seconds from {MIN_EXTENSION_S} (one tick of the simulation) to {MAX_RUN_S} \
+                 (365 days)"
+            ),
+        ))
     }
 }
 
@@ -485,7 +643,11 @@ fn fraction(field: &str, value: f64) -> Result<(), FieldError> {
     if value.is_finite() && (0.0..=1.0).contains(&value) {
         Ok(())
     } else {
-        Err(FieldError::new(field, value, "a fraction from 0.0 to 1.0"))
+        Err(FieldError::new(
+            field,
+            Number(value),
+            "a fraction from 0.0 to 1.0",
+        ))
     }
 }
 
@@ -530,7 +692,8 @@ impl fmt::Display for FieldError {
     }
 }
 
-/// Reads a simulated duration: `90`, `90s`, `1.5m`, `2h`, `1d`, `500ms`.
+/// Reads a simulated duration: `90`, `90s`, `1.5m`, `2h`, `1d`, `500ms`; above zero and at
+/// most [`MAX_RUN_S`].
 pub fn parse_duration(text: &str) -> Result<f64, String> {
     let text = text.trim();
     let split = text
@@ -553,10 +716,14 @@ pub fn parse_duration(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a duration (e.g. 90s, 6m, 24h)"))?;
     let seconds = value * scale;
-    if seconds.is_finite() && seconds > 0.0 {
-        Ok(seconds)
-    } else {
+    if !(seconds.is_finite() && seconds > 0.0) {
         Err(format!("duration {text:?} must be above zero"))
+    } else if seconds > MAX_RUN_S {
+        Err(format!(
+            "duration {text:?} is longer than 365d, the longest simulated run"
+        ))
+    } else {
+        Ok(seconds)
     }
 }
 
@@ -572,6 +739,107 @@ mod tests {
         }
     }
 
+    /// The default scenario after `change`.
+    fn changed(change: impl FnOnce(&mut Scenario)) -> Scenario {
+        let mut scenario = Scenario::default();
+        change(&mut scenario);
+        scenario
+    }
+
+    /// The message of the default scenario's validation error after `change`.
+    fn refusal(change: impl FnOnce(&mut Scenario)) -> String {
+        changed(change).validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rates_and_lengths_beyond_the_limits_are_refused_by_field() {
+        assert_eq!(
+            refusal(|s| s.rps = 1e300),
+            "invalid rps = 1e300: at most 1000000 requests a simulated second"
+        );
+        let long_staging = refusal(|s| {
+            s.stages.truncate(1);
+            s.stages.push(StageSpec {
+                environment: StageKind::Staging,
+                traffic_percent: None,
+                duration_s: 2e10,
+            });
+        });
+        assert!(
+            long_staging
+                .starts_with("invalid stages[1].duration_s = 20000000000: at most 31536000"),
+            "{long_staging}"
+        );
+        for length in [4e7, 1e-9, 1e-300, 0.009] {
+            let message = refusal(|s| s.extension_s = length);
+            assert!(
+                message.contains("seconds from 0.01 (one tick of the simulation) to 31536000"),
+                "{message}"
+            );
+        }
+        assert_eq!(
+            refusal(|s| s.max_extensions = u32::MAX),
+            "invalid max_extensions = 4294967295: at most 100 extensions of a stage"
+        );
+        let alternating = |i: usize| StageSpec {
+            environment: StageKind::Canary,
+            traffic_percent: Some(if i.is_multiple_of(2) { 1.0 } else { 2.0 }),
+            duration_s: 1.0,
+        };
+        assert_eq!(
+            refusal(|s| s.stages = (0..=MAX_STAGES).map(alternating).collect()),
+            "invalid stages = 1001 stages: at most 1000 stages"
+        );
+        changed(|s| s.stages = (0..MAX_STAGES).map(alternating).collect())
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_longest_run_is_bounded_in_time_and_requests() {
+        // Each field within its limit, the run too long: 6 stages of 61 days, then 3 of them
+        // with 4 extensions of 30 days each.
+        let days = |s: &mut Scenario, stages: usize| {
+            s.stages.truncate(stages);
+            for stage in &mut s.stages {
+                stage.duration_s = 61.0 * 86_400.0;
+            }
+        };
+        let planned = refusal(|s| days(s, 6));
+        assert!(
+            planned.starts_with("invalid stages = 31622400 s planned: at most 31536000 s"),
+            "{planned}"
+        );
+        let extended = refusal(|s| {
+            days(s, 3);
+            s.extension_s = 30.0 * 86_400.0;
+        });
+        assert!(
+            extended.starts_with("invalid extension_s = 2592000: at most "),
+            "{extended}"
+        );
+        // Within the time, too many requests: a day at a million requests a second.
+        let busy_day = |s: &mut Scenario| {
+            s.rps = MAX_RPS;
+            s.stages.truncate(1);
+            s.stages[0].duration_s = 86_400.0;
+            s.max_extensions = 0;
+        };
+        let busy = refusal(busy_day);
+        assert!(
+            busy.starts_with("invalid rps = 1000000: at most 115740 with sample = 1"),
+            "{busy}"
+        );
+        let sampled = changed(|s| {
+            busy_day(s);
+            s.sample = 10;
+        });
+        sampled.validate().unwrap();
+        assert!(
+            sampled.rps / sampled.sample as f64 * sampled.longest_seconds() <= MAX_RUN_REQUESTS
+        );
+    }
+
     #[test]
     fn durations_read_with_units() {
         assert_eq!(parse_duration("90").unwrap(), 90.0);
@@ -581,6 +849,11 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("3 fortnights").is_err());
         assert!(parse_duration("").is_err());
+        assert_eq!(parse_duration("365d").unwrap(), MAX_RUN_S);
+        assert_eq!(
+            parse_duration("50000000d").unwrap_err(),
+            "duration \"50000000d\" is longer than 365d, the longest simulated run"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::plot::{self, PlotFile};
 use crate::progress::Progress;
 use crate::report::{self, Outcome, human_duration, sampling, thousands};
 use crate::rollout;
-use crate::scenario::{Scenario, ScenarioName, parse_duration};
+use crate::scenario::{MAX_RPS, Scenario, ScenarioName, parse_duration};
 
 /// Exit status of a simulation whose canary was rolled back.
 pub const ROLLED_BACK: u8 = 3;
@@ -55,7 +55,7 @@ pub struct SimulateArgs {
         Scenario::default().seed,
     ))]
     seed: Option<u64>,
-    #[arg(long, value_parser = positive_number, allow_negative_numbers = true, help = overriding(
+    #[arg(long, value_parser = request_rate, allow_negative_numbers = true, help = overriding(
         "Requests per simulated second",
         Scenario::default().rps,
     ))]
@@ -97,9 +97,11 @@ fn as_duration_flag(seconds: f64) -> String {
     }
 }
 
-fn positive_number(text: &str) -> Result<f64, String> {
+/// `--rps`: above 0, at most [`MAX_RPS`].
+fn request_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(x) if x.is_finite() && x > 0.0 && x <= MAX_RPS => Ok(x),
+        Ok(x) if x > MAX_RPS => Err(format!("{text:?} is above {MAX_RPS}, the most rps")),
         _ => Err(format!("{text:?} is not a number above 0")),
     }
 }
@@ -117,13 +119,24 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
     scenario.rps = args.rps.unwrap_or(scenario.rps);
     scenario.sample = args.sample.unwrap_or(scenario.sample);
     scenario.users = args.users.unwrap_or(scenario.users);
-    scenario.validate().map_err(|e| CliError::Invalid {
-        path: source,
-        message: e.to_string(),
-    })?;
+    let invalid = |message: String| CliError::Invalid {
+        path: source.clone(),
+        message,
+    };
+    // The fields as given first, so that an error names the value written; then the scenario
+    // that runs, whose lengths `--duration` may have changed.
+    scenario
+        .validate_fields()
+        .map_err(|e| invalid(e.to_string()))?;
     if let Some(total) = args.duration {
         scenario.scale_to(total);
     }
+    scenario.validate().map_err(|e| match args.duration {
+        Some(total) => invalid(format!(
+            "{e} (the scenario as --duration scales it to {total} s planned)"
+        )),
+        None => invalid(e.to_string()),
+    })?;
     let mut out = io::stdout().lock();
     if args.show_config {
         let text = toml::to_string_pretty(&scenario)

@@ -765,6 +765,61 @@ fn an_invalid_scenario_exits_1_naming_the_field() {
 }
 
 #[test]
+fn a_run_beyond_the_limits_is_refused_naming_the_flag_or_field() {
+    // Each of these was accepted, then panicked (debug) or ran without end (release).
+    let path = temp_file(
+        "long-staging.toml",
+        "stages = [{traffic_percent = 50, duration_s = 1}, \
+         {environment = \"staging\", duration_s = 2e10}]\n",
+    );
+    for command in ["validate --kind scenario", "simulate --config"] {
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.push(text(&path));
+        let (code, message) = failure(&args);
+        assert_eq!(code, 1);
+        assert!(
+            message.contains("invalid stages[1].duration_s = 20000000000: at most 31536000"),
+            "{command}: {message}"
+        );
+    }
+    std::fs::remove_file(&path).unwrap();
+    let (code, message) = failure(&["simulate", "--duration", "50000000d"]);
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("'50000000d' for '--duration <DURATION>'")
+            && message.contains("longer than 365d"),
+        "{message}"
+    );
+    let (code, message) = failure(&["simulate", "--rps", "1e15"]);
+    assert_eq!(code, 2);
+    assert!(message.contains("'1e15' for '--rps <RPS>'"), "{message}");
+    let path = temp_file("huge-rps.toml", "rps = 1e300\n");
+    let (code, message) = failure(&["simulate", "--config", text(&path)]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        message.contains("invalid rps = 1e300: at most 1000000"),
+        "{message}"
+    );
+    let path = temp_file(
+        "endless-extensions.toml",
+        "max_extensions = 4294967295\nextension_s = 1e-9\n",
+    );
+    let (code, message) = failure(&["validate", "--kind", "scenario", text(&path)]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(code, 1);
+    assert!(message.contains("invalid extension_s = 1e-9"), "{message}");
+    // --duration is within its own limit, the scaled scenario's extensions are not.
+    let (code, message) = failure(&["simulate", "--duration", "300d"]);
+    assert_eq!(code, 1);
+    assert!(
+        message.contains("invalid extension_s = 2160000: at most")
+            && message.contains("as --duration scales it to 25920000 s planned"),
+        "{message}"
+    );
+}
+
+#[test]
 fn an_unwritable_plot_exits_1_naming_the_file_before_simulating() {
     // Without --json the scenario's header is printed when the simulation starts: `failure`
     // checks that stdout stayed empty, so the path was refused first.
