@@ -2,7 +2,7 @@
 //! gate's policy. The five built-in scenarios live here, and so do the checks a scenario file
 //! must pass (each error names the field and the value).
 
-use promotion_gates::{PromotionConfig, SloConfig};
+use promotion_gates::{Environment, PromotionConfig, SloConfig, plan_promotion};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -389,6 +389,7 @@ impl Scenario {
                 ));
             }
         }
+        self.validate_moves()?;
         extension_length(self.extension_s)?;
         if self.max_extensions > MAX_EXTENSIONS {
             return Err(FieldError::new(
@@ -412,6 +413,25 @@ impl Scenario {
         self.slo
             .validate()
             .map_err(|e| FieldError::wrap("slo", &e))?;
+        Ok(())
+    }
+
+    /// Checks each move the driver will ask of the engine, from Production (where every
+    /// rollout starts) to the first stage and on, with the library's own [`plan_promotion`],
+    /// so that a ramp the engine would refuse mid-run is refused here under its field.
+    fn validate_moves(&self) -> Result<(), FieldError> {
+        let mut from = Environment::Production;
+        for (i, stage) in self.stages.iter().enumerate() {
+            let to = stage.environment();
+            plan_promotion(from, to).map_err(|refusal| {
+                FieldError::new(
+                    format!("stages[{i}].environment"),
+                    to.name(),
+                    format!("a stage the engine can move to from {from} (it refuses {refusal})"),
+                )
+            })?;
+            from = to;
+        }
         Ok(())
     }
 
@@ -749,6 +769,23 @@ mod tests {
     /// The message of the default scenario's validation error after `change`.
     fn refusal(change: impl FnOnce(&mut Scenario)) -> String {
         changed(change).validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_ramp_the_engine_would_refuse_is_refused_under_its_field() {
+        let staging = StageSpec {
+            environment: StageKind::Staging,
+            traffic_percent: None,
+            duration_s: 2.0,
+        };
+        assert_eq!(
+            refusal(|s| s.stages = vec![staging]),
+            "invalid stages[0].environment = staging: a stage the engine can move to from \
+             Production (it refuses invalid promotion path production -> staging: a release \
+             starts as a canary: promote to Canary{percent} first)"
+        );
+        // A ramp down is a move the engine makes (not gated).
+        changed(|s| s.stages.swap(0, 1)).validate().unwrap();
     }
 
     #[test]

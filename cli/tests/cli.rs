@@ -765,6 +765,29 @@ fn an_invalid_scenario_exits_1_naming_the_field() {
 }
 
 #[test]
+fn a_ramp_starting_in_staging_is_refused_before_it_runs() {
+    // It was valid, then the engine refused production -> staging at the start of the run.
+    let path = temp_file(
+        "staging-first.toml",
+        "stages = [{environment = \"staging\", duration_s = 2}]\n",
+    );
+    for command in ["validate --kind scenario", "simulate --config"] {
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.push(text(&path));
+        let (code, message) = failure(&args);
+        assert_eq!(code, 1);
+        assert!(
+            message.contains(
+                "invalid stages[0].environment = staging: a stage the engine can \
+                              move to from Production"
+            ),
+            "{command}: {message}"
+        );
+    }
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
 fn a_run_beyond_the_limits_is_refused_naming_the_flag_or_field() {
     // Each of these was accepted, then panicked (debug) or ran without end (release).
     let path = temp_file(
