@@ -323,7 +323,11 @@ impl Scenario {
         }
     }
 
-    /// Scales every stage (and the extension step) so that the planned ramp lasts `total_s`.
+    /// Stretches the ramp so that it lasts `total_s`: every stage, the extension step, and each
+    /// incident's start and length (an incident is placed in a stage) scale by one factor.
+    /// The bursts keep their period and length: "short bursts" means short on the judge's
+    /// window, and the gate's own times (`promotion.rollback_window_seconds`, the judge's
+    /// intervals) do not scale. Nor does `description`.
     pub fn scale_to(&mut self, total_s: f64) {
         let planned = self.planned_seconds();
         if planned > 0.0 {
@@ -333,9 +337,7 @@ impl Scenario {
             }
             self.extension_s *= factor;
             for model in [&mut self.stable, &mut self.canary] {
-                if let Some(incident) = &mut model.incident {
-                    incident.after_s *= factor;
-                }
+                model.scale_incident(factor);
             }
         }
     }
@@ -545,6 +547,16 @@ impl StageSpec {
 }
 
 impl ServiceModel {
+    /// Multiplies the incident's start and length by `factor` (see [`Scenario::scale_to`]).
+    fn scale_incident(&mut self, factor: f64) {
+        if let Some(incident) = &mut self.incident {
+            incident.after_s *= factor;
+            if let Some(length) = &mut incident.length_s {
+                *length *= factor;
+            }
+        }
+    }
+
     fn validate(&self, name: &str, stages: usize) -> Result<(), FieldError> {
         let field = |f: &str| format!("{name}.{f}");
         fraction(&field("error_rate"), self.error_rate)?;
@@ -959,5 +971,20 @@ mod tests {
         s.scale_to(36.0);
         assert!((s.planned_seconds() - 36.0).abs() < 1e-9);
         assert_eq!(s.canary.incident.as_ref().map(|i| i.after_s), Some(3.0));
+        // Ten times shorter: the incident's start and length, not the bursts.
+        let mut s = Scenario::builtin(ScenarioName::FlakyButFine);
+        s.stable.incident = Some(Incident {
+            stage: 2,
+            after_s: 20.0,
+            error_rate: 0.5,
+            latency_factor: 1.0,
+            length_s: Some(15.0),
+        });
+        s.scale_to(36.0);
+        let incident = s.stable.incident.as_ref().unwrap();
+        assert_eq!((incident.after_s, incident.length_s), (2.0, Some(1.5)));
+        let bursts = s.canary.bursts.as_ref().unwrap();
+        assert_eq!((bursts.every_s, bursts.length_s), (37.0, 5.0));
+        assert_eq!(s.extension_s, 3.0);
     }
 }

@@ -62,7 +62,8 @@ pub struct SimulateArgs {
     rps: Option<f64>,
     #[arg(long, value_parser = parse_duration, value_name = "DURATION", help = overriding(
         "Planned length of the whole ramp in simulated time (e.g. 90s, 6m, 24h), shared among \
-         the stages in proportion to their own lengths",
+         the stages in proportion to their own lengths; extensions and incidents stretch \
+         with it, bursts do not",
         as_duration_flag(Scenario::default().planned_seconds()),
     ))]
     duration: Option<f64>,
