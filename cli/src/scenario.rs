@@ -728,9 +728,11 @@ impl fmt::Display for FieldError {
 /// most [`MAX_RUN_S`].
 pub fn parse_duration(text: &str) -> Result<f64, String> {
     let text = text.trim();
-    let split = text
+    // A sign is read with the number, so that `-5s` is refused as below zero.
+    let sign = usize::from(text.starts_with(['-', '+']));
+    let split = text[sign..]
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+        .map_or(text.len(), |at| at + sign);
     let (number, unit) = text.split_at(split);
     let scale = match unit.trim() {
         "" | "s" => 1.0,
@@ -896,6 +898,10 @@ mod tests {
         assert_eq!(parse_duration("24h").unwrap(), 86_400.0);
         assert_eq!(parse_duration("500ms").unwrap(), 0.5);
         assert!(parse_duration("0s").is_err());
+        assert_eq!(
+            parse_duration("-5s").unwrap_err(),
+            "duration \"-5s\" must be above zero"
+        );
         assert!(parse_duration("3 fortnights").is_err());
         assert!(parse_duration("").is_err());
         assert_eq!(parse_duration("365d").unwrap(), MAX_RUN_S);

@@ -41,7 +41,9 @@ pub fn exit_status_help() -> String {
 }
 
 /// Flags of `simulate`. A flag that overrides a scenario field has its help (with its default:
-/// every built-in scenario has the default scenario's value) written by [`overriding`].
+/// every built-in scenario has the default scenario's value) written by [`overriding`]. The
+/// numeric flags take a value that starts with `-`, so that `--users -1` is refused by the
+/// flag's own check, naming the flag and the value, not as an unexpected argument.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// A built-in scenario.
@@ -50,7 +52,7 @@ pub struct SimulateArgs {
     /// A scenario file (JSON or TOML) instead of a built-in one; see docs/simulator.md.
     #[arg(long, value_name = "FILE", conflicts_with = "scenario")]
     config: Option<PathBuf>,
-    #[arg(long, help = overriding(
+    #[arg(long, value_parser = seed_number, allow_negative_numbers = true, help = overriding(
         "Seed of the random number generator (the same seed gives the same run)",
         Scenario::default().seed,
     ))]
@@ -60,19 +62,19 @@ pub struct SimulateArgs {
         Scenario::default().rps,
     ))]
     rps: Option<f64>,
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION", help = overriding(
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", allow_hyphen_values = true, help = overriding(
         "Planned length of the whole ramp in simulated time (e.g. 90s, 6m, 24h), shared among \
          the stages in proportion to their own lengths; extensions and incidents stretch \
          with it, bursts do not",
         as_duration_flag(Scenario::default().planned_seconds()),
     ))]
     duration: Option<f64>,
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N", help = overriding(
+    #[arg(long, value_parser = count, value_name = "N", allow_negative_numbers = true, help = overriding(
         "Fast mode: simulate 1 request in N (the judge then sees rps/N; see docs/simulator.md)",
         Scenario::default().sample,
     ))]
     sample: Option<u64>,
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), help = overriding(
+    #[arg(long, value_parser = count, allow_negative_numbers = true, help = overriding(
         "Number of distinct users",
         Scenario::default().users,
     ))]
@@ -95,6 +97,23 @@ fn as_duration_flag(seconds: f64) -> String {
         format!("{}m", seconds / 60.0)
     } else {
         format!("{seconds}s")
+    }
+}
+
+/// `--seed`: a whole number from 0 to `u64::MAX`.
+fn seed_number(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not a whole number from 0 to {}", u64::MAX))
+}
+
+/// `--sample`, `--users`: a whole number from 1 to `u64::MAX`.
+fn count(text: &str) -> Result<u64, String> {
+    match text.parse() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a whole number from 1 to {}",
+            u64::MAX
+        )),
     }
 }
 

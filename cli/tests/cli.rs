@@ -726,6 +726,21 @@ fn a_bad_flag_exits_2_with_one_line() {
     let (code, message) = failure(&["simulate", "--rps", "-3"]);
     assert_eq!(code, 2);
     assert!(message.contains("--rps"), "{message}");
+    // A negative number is the flag's value, refused by the flag's check (it was an
+    // "unexpected argument '-1'" that named no flag).
+    for (flag, value) in [
+        ("--users", "-1"),
+        ("--seed", "-1"),
+        ("--sample", "-2"),
+        ("--duration", "-5s"),
+    ] {
+        let (code, message) = failure(&["simulate", flag, value]);
+        assert_eq!(code, 2);
+        assert!(
+            message.contains(&format!("invalid value '{value}' for '{flag} <")),
+            "{message}"
+        );
+    }
     let (code, message) = failure(&["route", "--percent", "150", "x"]);
     assert_eq!(code, 2);
     assert!(
