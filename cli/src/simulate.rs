@@ -86,8 +86,9 @@ pub struct SimulateArgs {
     /// before the simulation runs).
     #[arg(long, value_name = "FILE.svg", value_parser = plot::svg_path)]
     plot: Option<PathBuf>,
-    /// Print the scenario that would run (TOML, a valid scenario file) and stop.
-    #[arg(long)]
+    /// Print the scenario that would run, a valid scenario file (TOML, or JSON with --json),
+    /// and stop; nothing is simulated, so --plot is refused with it.
+    #[arg(long, conflicts_with = "plot")]
     show_config: bool,
 }
 
@@ -126,6 +127,20 @@ fn request_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// `--show-config`: the scenario as a scenario file, JSON with `--json` (which promises only
+/// JSON on stdout), TOML otherwise.
+fn show_config(out: &mut impl Write, scenario: &Scenario, json: bool) -> Result<(), CliError> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, scenario).map_err(io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        let text = toml::to_string_pretty(scenario)
+            .map_err(|e| CliError::Simulation(format!("cannot write the scenario as TOML: {e}")))?;
+        out.write_all(text.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Runs `simulate`; returns the exit status ([`exit_status`] of the outcome).
 pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
     let (mut scenario, source) = match &args.config {
@@ -159,9 +174,7 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
     })?;
     let mut out = io::stdout().lock();
     if args.show_config {
-        let text = toml::to_string_pretty(&scenario)
-            .map_err(|e| CliError::Simulation(format!("cannot write the scenario as TOML: {e}")))?;
-        out.write_all(text.as_bytes())?;
+        show_config(&mut out, &scenario, args.json)?;
         return Ok(0);
     }
     let plot = args.plot.as_deref().map(PlotFile::open).transpose()?;

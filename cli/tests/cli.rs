@@ -393,6 +393,40 @@ fn a_scenario_file_runs_and_round_trips_through_show_config() {
 }
 
 #[test]
+fn show_config_with_json_prints_a_json_scenario_file() {
+    // It printed TOML, though --json promises only JSON on stdout.
+    let shown = json(&[
+        "simulate",
+        "--scenario",
+        "catastrophic",
+        "--show-config",
+        "--json",
+    ]);
+    assert_eq!(shown["name"], "catastrophic");
+    let path = temp_file("catastrophic.json", &shown.to_string());
+    let from_file = stdout(&run(&["simulate", "--config", text(&path), "--json"]));
+    let built_in = stdout(&run(&["simulate", "--scenario", "catastrophic", "--json"]));
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(from_file, built_in);
+}
+
+#[test]
+fn show_config_with_plot_is_a_usage_error() {
+    // It wrote no plot and said nothing.
+    let path = std::env::temp_dir().join(format!(
+        "promotion-gates-cli-{}-show-config.svg",
+        std::process::id()
+    ));
+    let (code, message) = failure(&["simulate", "--show-config", "--plot", text(&path)]);
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("'--show-config' cannot be used with '--plot <FILE.svg>'"),
+        "{message}"
+    );
+    assert!(!path.exists(), "nothing is written");
+}
+
+#[test]
 fn a_json_scenario_file_with_its_own_ramp() {
     let path = temp_file(
         "ramp.json",
