@@ -17,7 +17,8 @@ pub const MAX_RPS: f64 = 1_000_000.0;
 pub const MAX_RUN_S: f64 = 365.0 * 86_400.0;
 
 /// The most requests a scenario's longest run may send through the engine (`rps / sample` ×
-/// [`Scenario::longest_seconds`]): 10 billion, about 25 minutes of CPU at 150 ns a request.
+/// [`Scenario::longest_seconds`]): 10 billion, about 16 minutes of CPU at 95 ns a request
+/// (docs/simulator.md, Performance).
 pub const MAX_RUN_REQUESTS: f64 = 1e10;
 
 /// The most times a stage may be extended (`max_extensions`): each extension keeps its
@@ -38,11 +39,11 @@ pub enum ScenarioName {
     Good,
     /// The canary fails six times as often as production: rolled back.
     ErrorSpike,
-    /// The canary is twice as slow: rolled back on `p99_vs_stable`.
+    /// The canary is twice as slow: rolled back in stage 2 on `p99_vs_stable`.
     LatencyRegression,
     /// Same 1 % error rate as production, with short bursts that are not significant: promoted.
     FlakyButFine,
-    /// Healthy, then mid-stage every canary request fails: rolled back after 7 to 12 failures
+    /// Healthy, then mid-stage every canary request fails: rolled back after 8 to 14 failures
     /// (seeds 1 to 20).
     Catastrophic,
 }
