@@ -381,15 +381,21 @@ fn plot_writes_an_svg_timeline_with_the_rollback_marked() {
     }
 }
 
+/// Checks that `shown`, the built-in scenario `name` as `--show-config` printed it, run from
+/// a file called `file`, gives the built-in scenario's report.
+fn runs_as_the_built_in(name: &str, file: &str, shown: &str) {
+    let path = temp_file(file, shown);
+    let from_file = stdout(&run(&["simulate", "--config", text(&path), "--json"]));
+    let built_in = stdout(&run(&["simulate", "--scenario", name, "--json"]));
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(from_file, built_in);
+}
+
 #[test]
 fn a_scenario_file_runs_and_round_trips_through_show_config() {
     let shown = run(&["simulate", "--scenario", "error-spike", "--show-config"]);
     assert!(shown.status.success());
-    let path = temp_file("error-spike.toml", &stdout(&shown));
-    let from_file = stdout(&run(&["simulate", "--config", text(&path), "--json"]));
-    let built_in = stdout(&run(&["simulate", "--scenario", "error-spike", "--json"]));
-    std::fs::remove_file(&path).unwrap();
-    assert_eq!(from_file, built_in);
+    runs_as_the_built_in("error-spike", "error-spike.toml", &stdout(&shown));
 }
 
 #[test]
@@ -403,11 +409,7 @@ fn show_config_with_json_prints_a_json_scenario_file() {
         "--json",
     ]);
     assert_eq!(shown["name"], "catastrophic");
-    let path = temp_file("catastrophic.json", &shown.to_string());
-    let from_file = stdout(&run(&["simulate", "--config", text(&path), "--json"]));
-    let built_in = stdout(&run(&["simulate", "--scenario", "catastrophic", "--json"]));
-    std::fs::remove_file(&path).unwrap();
-    assert_eq!(from_file, built_in);
+    runs_as_the_built_in("catastrophic", "catastrophic.json", &shown.to_string());
 }
 
 #[test]
@@ -816,22 +818,23 @@ fn an_invalid_scenario_exits_1_naming_the_field() {
 #[test]
 fn a_ramp_starting_in_staging_is_refused_before_it_runs() {
     // It was valid, then the engine refused production -> staging at the start of the run.
-    let path = temp_file(
+    validate_and_simulate_refuse(
         "staging-first.toml",
         "stages = [{environment = \"staging\", duration_s = 2}]\n",
+        "invalid stages[0].environment = staging: a stage the engine can move to from Production",
     );
+}
+
+/// Checks that `validate --kind scenario` and `simulate --config` both refuse the scenario
+/// `contents` (written to a file called `file`), exiting 1 with a message holding `expected`.
+fn validate_and_simulate_refuse(file: &str, contents: &str, expected: &str) {
+    let path = temp_file(file, contents);
     for command in ["validate --kind scenario", "simulate --config"] {
         let mut args: Vec<&str> = command.split(' ').collect();
         args.push(text(&path));
         let (code, message) = failure(&args);
         assert_eq!(code, 1);
-        assert!(
-            message.contains(
-                "invalid stages[0].environment = staging: a stage the engine can \
-                              move to from Production"
-            ),
-            "{command}: {message}"
-        );
+        assert!(message.contains(expected), "{command}: {message}");
     }
     std::fs::remove_file(&path).unwrap();
 }
@@ -839,56 +842,58 @@ fn a_ramp_starting_in_staging_is_refused_before_it_runs() {
 #[test]
 fn a_run_beyond_the_limits_is_refused_naming_the_flag_or_field() {
     // Each of these was accepted, then panicked (debug) or ran without end (release).
-    let path = temp_file(
+    validate_and_simulate_refuse(
         "long-staging.toml",
         "stages = [{traffic_percent = 50, duration_s = 1}, \
          {environment = \"staging\", duration_s = 2e10}]\n",
+        "invalid stages[1].duration_s = 20000000000: at most 31536000",
     );
-    for command in ["validate --kind scenario", "simulate --config"] {
-        let mut args: Vec<&str> = command.split(' ').collect();
-        args.push(text(&path));
-        let (code, message) = failure(&args);
-        assert_eq!(code, 1);
-        assert!(
-            message.contains("invalid stages[1].duration_s = 20000000000: at most 31536000"),
-            "{command}: {message}"
-        );
-    }
-    std::fs::remove_file(&path).unwrap();
-    let (code, message) = failure(&["simulate", "--duration", "50000000d"]);
-    assert_eq!(code, 2);
-    assert!(
-        message.contains("'50000000d' for '--duration <DURATION>'")
-            && message.contains("longer than 365d"),
-        "{message}"
+    fails_saying(
+        &["simulate", "--duration", "50000000d"],
+        2,
+        &[
+            "'50000000d' for '--duration <DURATION>'",
+            "longer than 365d",
+        ],
     );
-    let (code, message) = failure(&["simulate", "--rps", "1e15"]);
-    assert_eq!(code, 2);
-    assert!(message.contains("'1e15' for '--rps <RPS>'"), "{message}");
-    let path = temp_file("huge-rps.toml", "rps = 1e300\n");
-    let (code, message) = failure(&["simulate", "--config", text(&path)]);
-    std::fs::remove_file(&path).unwrap();
-    assert_eq!(code, 1);
-    assert!(
-        message.contains("invalid rps = 1e300: at most 1000000"),
-        "{message}"
+    fails_saying(
+        &["simulate", "--rps", "1e15"],
+        2,
+        &["'1e15' for '--rps <RPS>'"],
     );
-    let path = temp_file(
+    validate_and_simulate_refuse(
+        "huge-rps.toml",
+        "rps = 1e300\n",
+        "invalid rps = 1e300: at most 1000000",
+    );
+    validate_and_simulate_refuse(
         "endless-extensions.toml",
         "max_extensions = 4294967295\nextension_s = 1e-9\n",
+        "invalid extension_s = 1e-9",
     );
-    let (code, message) = failure(&["validate", "--kind", "scenario", text(&path)]);
-    std::fs::remove_file(&path).unwrap();
-    assert_eq!(code, 1);
-    assert!(message.contains("invalid extension_s = 1e-9"), "{message}");
+    validate_and_simulate_refuse(
+        "unbounded-extensions.toml",
+        "max_extensions = 4294967295\n",
+        "invalid max_extensions = 4294967295: at most 100",
+    );
     // --duration is within its own limit, the scaled scenario's extensions are not.
-    let (code, message) = failure(&["simulate", "--duration", "300d"]);
-    assert_eq!(code, 1);
-    assert!(
-        message.contains("invalid extension_s = 2160000: at most")
-            && message.contains("as --duration scales it to 25920000 s planned"),
-        "{message}"
+    fails_saying(
+        &["simulate", "--duration", "300d"],
+        1,
+        &[
+            "invalid extension_s = 2160000: at most",
+            "as --duration scales it to 25920000 s planned",
+        ],
     );
+}
+
+/// Checks that `args` fail with exit code `code` and a message holding each of `parts`.
+fn fails_saying(args: &[&str], code: i32, parts: &[&str]) {
+    let (status, message) = failure(args);
+    assert_eq!(status, code, "{args:?}: {message}");
+    for part in parts {
+        assert!(message.contains(part), "{args:?}: {message}");
+    }
 }
 
 #[test]
