@@ -2,7 +2,7 @@
 //! gate's policy. The five built-in scenarios live here, and so do the checks a scenario file
 //! must pass (each error names the field and the value).
 
-use promotion_gates::{Environment, PromotionConfig, SloConfig, plan_promotion};
+use promotion_gates::{Environment, PromotionConfig, SloConfig, plan_promotion, shown_number};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -447,7 +447,7 @@ impl Scenario {
         if planned > MAX_RUN_S {
             return Err(FieldError::new(
                 "stages",
-                format!("{} s planned", Number(planned)),
+                format!("{} s planned", shown_number(planned)),
                 format!("at most {MAX_RUN_S} s (365 days) in all, the longest simulated run"),
             ));
         }
@@ -456,7 +456,7 @@ impl Scenario {
             let extensions = self.stages.len() as f64 * f64::from(self.max_extensions);
             return Err(FieldError::new(
                 "extension_s",
-                Number(self.extension_s),
+                shown_number(self.extension_s),
                 format!(
                     "at most {} s: the {planned} s planned plus {extensions} extensions \
                      ({} stages × max_extensions = {}) must fit in {MAX_RUN_S} s (365 days), \
@@ -471,7 +471,7 @@ impl Scenario {
         if requests > MAX_RUN_REQUESTS {
             return Err(FieldError::new(
                 "rps",
-                Number(self.rps),
+                shown_number(self.rps),
                 format!(
                     "at most {} with sample = {} over the longest run of {longest} s (the \
                      stages, each extended max_extensions times): a run sends at most \
@@ -617,28 +617,13 @@ impl ServiceModel {
     }
 }
 
-/// A number as an error shows it: as Rust writes it for everyday sizes, in exponent form
-/// (`1e300`, `1e-9`) for huge and tiny ones, which Rust would spell out digit by digit.
-struct Number(f64);
-
-impl fmt::Display for Number {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let size = self.0.abs();
-        if size.is_finite() && size != 0.0 && !(1e-6..1e16).contains(&size) {
-            write!(f, "{:e}", self.0)
-        } else {
-            write!(f, "{}", self.0)
-        }
-    }
-}
-
 fn positive(field: &str, value: f64) -> Result<(), FieldError> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
         Err(FieldError::new(
             field,
-            Number(value),
+            shown_number(value),
             "a finite number above 0",
         ))
     }
@@ -650,7 +635,7 @@ fn at_most(field: &str, value: f64, limit: f64, unit: &str) -> Result<(), FieldE
     } else {
         Err(FieldError::new(
             field,
-            Number(value),
+            shown_number(value),
             format!("at most {limit} {unit}"),
         ))
     }
@@ -663,7 +648,7 @@ fn extension_length(seconds: f64) -> Result<(), FieldError> {
     } else {
         Err(FieldError::new(
             "extension_s",
-            Number(seconds),
+            shown_number(seconds),
             format!(
                 "seconds from {MIN_EXTENSION_S} (one tick of the simulation) to {MAX_RUN_S} \
                  (365 days)"
@@ -678,7 +663,7 @@ fn fraction(field: &str, value: f64) -> Result<(), FieldError> {
     } else {
         Err(FieldError::new(
             field,
-            Number(value),
+            shown_number(value),
             "a fraction from 0.0 to 1.0",
         ))
     }
@@ -700,7 +685,7 @@ impl FieldError {
     ) -> Self {
         Self {
             field: field.into(),
-            value: value.to_string(),
+            value: crate::error::shown_value(value),
             expected: expected.into(),
         }
     }

@@ -869,7 +869,7 @@ fn a_run_beyond_the_limits_is_refused_naming_the_flag_or_field() {
     validate_and_simulate_refuse(
         "endless-extensions.toml",
         "max_extensions = 4294967295\nextension_s = 1e-9\n",
-        "invalid extension_s = 1e-9",
+        "invalid extension_s = 0.000000001",
     );
     validate_and_simulate_refuse(
         "unbounded-extensions.toml",
