@@ -444,9 +444,10 @@ typedef struct pgate_health {
    */
   uint32_t rules_fired;
   /**
-   * Whether the new version has at least `min_samples` samples in the window, or the stage
-   * as a whole shows it not worse than the stable version (a low-traffic canary whose
-   * window never holds `min_samples`).
+   * Whether the new version has at least `min_samples` samples in the window, of its outcomes
+   * and of its latencies after the stage's warm-up (`warm_up_ms`), or the stage as a whole
+   * shows it not worse than the stable version (a low-traffic canary whose window never
+   * holds `min_samples`).
    */
   bool sufficient_data;
 } pgate_health;

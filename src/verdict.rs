@@ -69,7 +69,8 @@ pub(crate) enum Compliance {
     /// An absolute limit is breached, but the canary is not significantly worse than the
     /// stable version: the whole service breaches its SLO. Nothing is rolled back.
     ServiceBreach { rule: Rule },
-    /// Fewer than `min_samples` samples of the subject in the window.
+    /// Fewer than `min_samples` samples of the subject in the window (a canary: of its outcomes,
+    /// or of its latencies after the stage's warm-up).
     TooFewSamples {
         subject: Cohort,
         have: u64,
@@ -89,7 +90,8 @@ pub(crate) enum Compliance {
 
 /// The one compliance decision. The subject is the version under judgement: the new version,
 /// or in Production (where there is none) the stable one. It is compliant when no rule fired,
-/// no finding holds, it has at least `min_samples` samples in the window, compliance at or
+/// no finding holds, it has at least `min_samples` samples in the window (a canary: of its
+/// latencies after the stage's warm-up too, which the latency rules judge), compliance at or
 /// above the evidence's `slo_threshold` (the judged release's), and (a canary with stable
 /// traffic to compare with) the stage shows it not worse than the stable version beyond the
 /// tolerated limits; checked in that order. The judge's HEALTHY implies it.
@@ -100,6 +102,12 @@ pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
         Cohort::Canary
     };
     let numbers = evidence.subject();
+    // The canary's latencies count from the stage's warm-up, which the latency rules skip; the
+    // stable version in Production is judged by no rule.
+    let judged = match subject {
+        Cohort::Canary => numbers.judged(),
+        Cohort::Stable => numbers.requests,
+    };
     let slo_threshold = evidence.slo_threshold;
     let held = evidence.findings.iter().find(|f| f.holds).map(|f| f.rule);
     let shown = evidence.non_inferiority;
@@ -109,10 +117,10 @@ pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
         Compliance::NoData
     } else if let Some(rule) = held {
         Compliance::ServiceBreach { rule }
-    } else if numbers.requests < evidence.min_samples && !shown.shown() {
+    } else if judged < evidence.min_samples && !shown.shown() {
         Compliance::TooFewSamples {
             subject,
-            have: numbers.requests,
+            have: judged,
             need: evidence.min_samples,
         }
     } else if evidence.below_slo_threshold() {
@@ -151,6 +159,7 @@ mod tests {
     ) -> Evidence {
         let numbers = |requests| CohortEvidence {
             requests,
+            latency_requests: requests,
             compliant: requests * 99 / 100,
             compliance: 0.99,
             ..Default::default()

@@ -375,6 +375,8 @@ fn a_canary_with_too_few_requests_is_never_judged() {
     assert_eq!(health.evidence.fired().count(), 0, "{}", health.evidence);
     assert_eq!(health.recommendation, Recommendation::Monitor);
     assert_eq!(gate.check_slo_compliance(), Ok(false));
+    // The samples every rule has: its requests, or fewer latencies after the warm-up.
+    assert!(health.evidence.canary.judged() <= run.canary_requests);
 
     let (config, stage) = (gate.config(), gate.stage());
     let err = gate.promote(Environment::Staging).unwrap_err();
@@ -386,8 +388,10 @@ fn a_canary_with_too_few_requests_is_never_judged() {
         "{err}"
     );
     assert!(
-        err.to_string()
-            .contains(&format!("{} of 100 canary samples", run.canary_requests)),
+        err.to_string().contains(&format!(
+            "{} of 100 canary samples",
+            health.evidence.canary.judged()
+        )),
         "{err}"
     );
     assert_eq!(gate.config(), config);

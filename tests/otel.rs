@@ -200,8 +200,22 @@ fn gauges_counters_and_spans_reach_the_hosts_providers() {
         Some(&Value::from("canary"))
     );
 
-    // A gated promotion carries the evidence the gate passed it on.
-    let staging = canary_gate(100.0);
+    // A gated promotion carries the evidence the gate passed it on (recorded past the stage's
+    // warm-up, whose latencies no rule judges).
+    let clock = Arc::new(ManualClock::new());
+    let staging = PromotionGateManager::with_clock(
+        PromotionConfig {
+            gate: "checkout".into(),
+            environment: Environment::Canary {
+                traffic_percent: 100.0,
+            },
+            ..Default::default()
+        },
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+        clock.clone(),
+    )
+    .unwrap();
+    clock.advance(SloConfig::default().warm_up + Duration::from_secs(1));
     for i in 0..200 {
         let d = staging.route_request(&format!("u{i}"));
         staging.record_outcome(&d, true, Duration::from_millis(2));

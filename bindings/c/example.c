@@ -65,7 +65,7 @@ static void print_decision(const pgate_gate *gate, const char *id, const pgate_d
 int main(void) {
     static const char config[] = "{\"environment\": {\"canary\": {\"traffic_percent\": 10}},"
                                  " \"feature_flags\": [\"new_checkout\"], \"gate\": \"checkout\"}";
-    static const char slo[] = "{\"latency_target_ms\": 250, \"min_samples\": 20, \"promotion_evidence\": false}";
+    static const char slo[] = "{\"latency_target_ms\": 250, \"min_samples\": 20, \"warm_up_ms\": 0, \"promotion_evidence\": false}";
     pgate_gate *gate = NULL;
     pgate_error *err = NULL;
     printf("promotion-gates %s\n", pgate_version());

@@ -89,7 +89,7 @@ static void test_the_counter_and_the_changes(void) {
 
 static void test_read_health_state_and_slo_swap(void) {
   pgate_gate *gate = new_gate("{\"environment\": {\"canary\": {\"traffic_percent\": 50}}}",
-                              "{\"min_samples\": 40}");
+                              "{\"min_samples\": 40, \"warm_up_ms\": 0}");
   char id[32];
   for (int i = 0; i < 300; i++) {
     int n = snprintf(id, sizeof id, "user-%d", i);

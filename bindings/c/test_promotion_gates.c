@@ -822,7 +822,7 @@ static void test_record(void) {
 /* ---- judging ----------------------------------------------------------------------------- */
 
 static void test_health(void) {
-    pgate_gate *gate = canary_gate(50, "", "{\"min_samples\": 20, \"promotion_evidence\": false}");
+    pgate_gate *gate = canary_gate(50, "", "{\"min_samples\": 20, \"warm_up_ms\": 0, \"promotion_evidence\": false}");
     pgate_health h;
     char evidence[1024];
     size_t len = 0;
@@ -912,7 +912,7 @@ static void test_automatic_rollback(void) {
 /* ---- promotion, rollback, flags ---------------------------------------------------------- */
 
 static void test_promote(void) {
-    pgate_gate *gate = new_gate("{\"feature_flags\": [\"new_api\"]}", "{\"min_samples\": 10, \"promotion_evidence\": false}");
+    pgate_gate *gate = new_gate("{\"feature_flags\": [\"new_api\"]}", "{\"min_samples\": 10, \"warm_up_ms\": 0, \"promotion_evidence\": false}");
     pgate_error *err = NULL;
 
     /* Paths the state machine does not have. */
@@ -989,7 +989,7 @@ static void test_promote(void) {
 static void test_slo_not_met(void) {
     /* Slow but successful canary requests: no rule has to fire for compliance to be short. */
     pgate_gate *gate = canary_gate(100, "\"auto_rollback_enabled\": false",
-                                   "{\"min_samples\": 10, \"latency_target_ms\": 100, \"promotion_evidence\": false}");
+                                   "{\"min_samples\": 10, \"latency_target_ms\": 100, \"warm_up_ms\": 0, \"promotion_evidence\": false}");
     pgate_error *err = NULL;
     feed(gate, 20, 0, 400000000); /* 400 ms > 100 ms target */
     bool compliant = true;

@@ -14,7 +14,7 @@ import (
 // another promotes, ramps, flips flags, swaps the config, judges and rolls back. Every
 // decision must be self-consistent; run with -race.
 func TestConcurrentRoutingWhileTheReleaseMoves(t *testing.T) {
-	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["a"]}`, `{"min_samples": 20, "promotion_evidence": false}`)
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["a"]}`, `{"min_samples": 20, "warm_up_ms": 0, "promotion_evidence": false}`)
 	workers := max(3, runtime.GOMAXPROCS(0)+1)
 	var stop atomic.Bool
 	var routed, canaries atomic.Int64

@@ -544,7 +544,7 @@ func TestRecordCountedLateForeign(t *testing.T) {
 
 // TestHealthyCanaryIsPromoted feeds a healthy canary and walks it to Production.
 func TestHealthyCanaryIsPromoted(t *testing.T) {
-	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["new_api"]}`, `{"min_samples": 50, "promotion_evidence": false}`)
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["new_api"]}`, `{"min_samples": 50, "warm_up_ms": 0, "promotion_evidence": false}`)
 	feed := func(n int, success bool, latency time.Duration) {
 		for i := range n { // no collection per request here: the GC hammer covers bulk loops
 			d, err := g.RouteString(fmt.Sprint("user-", i))
@@ -649,7 +649,8 @@ func TestHealthRollsBackAFailingCanary(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Environment, cfg.TrafficPercent, cfg.AutoRollbackEnabled = Canary, 100, false
 	doc, _ := json.Marshal(cfg)
-	g := newGate(t, string(doc), "")
+	// No warm-up: its 200 latencies count towards min_samples (SufficientData).
+	g := newGate(t, string(doc), `{"warm_up_ms": 0}`)
 	for i := range 200 {
 		if _, err := g.RecordByIDString(fmt.Sprint("user-", i), false, time.Millisecond); err != nil {
 			t.Fatal(err)

@@ -106,7 +106,7 @@ type Health struct {
 	HealthScore         float64        // 1.0 minus the penalties, in 0..=1
 	Recommendation      Recommendation // HEALTHY, MONITOR or ROLLBACK
 	RulesFired          Rules          // the rules that fired
-	SufficientData      bool           // at least min_samples canary samples in the window
+	SufficientData      bool           // at least min_samples canary samples in the window (latencies after the stage's warm-up), or the stage shows the canary not worse
 	Evidence            string         // the judge's evidence line: samples, rates, p99s, findings
 }
 

@@ -64,7 +64,7 @@ local function test_wrappers()
 
   local gate = assert(pg.new(
     '{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["new_api", "beta"]}',
-    '{"min_samples": 10, "promotion_evidence": false}'))
+    '{"min_samples": 10, "warm_up_ms": 0, "promotion_evidence": false}'))
   local _, canary = find_id(gate, true)
   local flags = gate:flags(canary)
   check(#flags == 2 and flags[1] == "beta" and flags[2] == "new_api", "canary flags")
@@ -410,7 +410,7 @@ local function test_parity()
   gate:free()
 
   gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 50}}}',
-                       '{"min_samples": 40}'))
+                       '{"min_samples": 40, "warm_up_ms": 0}'))
   check(gate:slo_json():find('"min_samples":40', 1, true), "slo_json")
   for i = 1, 300 do
     assert(gate:record_by_id("user-" .. i, true, 20e6))

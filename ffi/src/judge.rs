@@ -105,9 +105,10 @@ pub struct pgate_health {
     pub recommendation: pgate_recommendation,
     /// The rules that fired, as a bitwise OR of `pgate_rule` values.
     pub rules_fired: u32,
-    /// Whether the new version has at least `min_samples` samples in the window, or the stage
-    /// as a whole shows it not worse than the stable version (a low-traffic canary whose
-    /// window never holds `min_samples`).
+    /// Whether the new version has at least `min_samples` samples in the window, of its outcomes
+    /// and of its latencies after the stage's warm-up (`warm_up_ms`), or the stage as a whole
+    /// shows it not worse than the stable version (a low-traffic canary whose window never
+    /// holds `min_samples`).
     pub sufficient_data: bool,
 }
 

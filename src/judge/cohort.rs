@@ -100,8 +100,13 @@ impl<'a> CohortStats<'a> {
         binomial_tail(count_above(self.histogram, micros), self.requests, 0.01)
     }
 
-    /// The public numbers of the cohort, with the p99 of its latencies after warm-up.
-    pub(crate) fn evidence(&self, p99_micros: Option<u64>) -> CohortEvidence {
+    /// The public numbers of the cohort, with the p99 reported (of its latencies after warm-up
+    /// when it has any) and its requests after the stage's warm-up.
+    pub(crate) fn evidence(
+        &self,
+        p99_micros: Option<u64>,
+        latency_requests: u64,
+    ) -> CohortEvidence {
         CohortEvidence {
             requests: self.requests,
             errors: self.errors,
@@ -109,6 +114,7 @@ impl<'a> CohortStats<'a> {
             error_rate: self.error_rate,
             compliance: self.compliance,
             p99: p99_micros.map_or(Duration::ZERO, Duration::from_micros),
+            latency_requests,
         }
     }
 }

@@ -102,6 +102,26 @@ pub struct CohortEvidence {
     pub compliance: f64,
     /// 99th percentile latency (zero with no requests or when only counters were read).
     pub p99: Duration,
+    /// Requests in the window after the stage's warm-up (`warm_up_ms`): those whose latencies
+    /// the latency rules judge. A canary needs `min_samples` of them, as of `requests`, to be
+    /// promotable without the stage-long evidence: otherwise a warm-up could hide its latency
+    /// from every rule until it was promoted.
+    pub latency_requests: u64,
+}
+
+impl CohortEvidence {
+    /// The samples every rule has of this cohort: the fewer of its requests and of its
+    /// latencies after the stage's warm-up.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::CohortEvidence;
+    /// let cohort = CohortEvidence { requests: 2_400, latency_requests: 1_800, ..Default::default() };
+    /// assert_eq!(cohort.judged(), 1_800);
+    /// ```
+    pub fn judged(&self) -> u64 {
+        self.requests.min(self.latency_requests)
+    }
 }
 
 /// Everything a verdict rests on: the numbers and each rule's finding.
@@ -215,9 +235,9 @@ impl Evidence {
         self.findings.iter().filter(|f| f.fired)
     }
 
-    /// Whether the canary has at least `min_samples` samples in the window, or the stage as a
-    /// whole shows it not worse than the stable version (a low-traffic canary whose window
-    /// never holds `min_samples`).
+    /// Whether the canary has at least `min_samples` samples in the window, of its outcomes and
+    /// of its latencies after the stage's warm-up, or the stage as a whole shows it not worse
+    /// than the stable version (a low-traffic canary whose window never holds `min_samples`).
     ///
     /// # Example
     /// ```
@@ -227,7 +247,7 @@ impl Evidence {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn sufficient_data(&self) -> bool {
-        self.canary.requests >= self.min_samples || self.non_inferiority.shown()
+        self.canary.judged() >= self.min_samples || self.non_inferiority.shown()
     }
 
     /// The numbers of the version under judgement: the new version's, or in Production

@@ -305,8 +305,14 @@ fn health(
     let evidence = Evidence {
         stage,
         environment,
-        canary: canary.evidence(case.latency.canary.p99_micros.or(canary.p99_micros)),
-        stable: stable.evidence(case.latency.stable.p99_micros.or(stable.p99_micros)),
+        canary: canary.evidence(
+            case.latency.canary.p99_micros.or(canary.p99_micros),
+            case.latency.canary.requests,
+        ),
+        stable: stable.evidence(
+            case.latency.stable.p99_micros.or(stable.p99_micros),
+            case.latency.stable.requests,
+        ),
         min_samples: case.slo.min_samples,
         slo_threshold: case.slo_threshold,
         findings: findings.into_iter().flatten().collect(),

@@ -621,3 +621,36 @@ fn errors_over_stage_names_the_constant_that_acted() {
         h.evidence
     );
 }
+
+#[test]
+fn a_canary_whose_latencies_are_mostly_in_the_warm_up_is_not_promotable_without_evidence() {
+    // promotion_evidence off: min_samples in the window used to suffice, though 2 400 of a
+    // canary twice as slow had only 50 latencies after warm-up, too few for any latency rule.
+    let slo = SloConfig {
+        promotion_evidence: false,
+        min_samples: 100,
+        ..SloConfig::default()
+    };
+    let window = [
+        &settled_cohort(2_400, 40_000),
+        &settled_cohort(200_000, 20_000),
+    ];
+    let few = [&settled_cohort(50, 40_000), &settled_cohort(4_000, 20_000)];
+    let h = judge_settled(canary(1.0), window, few, &slo);
+    assert_eq!(h.evidence.canary.latency_requests, 50);
+    assert!(!h.evidence.sufficient_data(), "{}", h.evidence);
+    assert_eq!(h.recommendation, Recommendation::Monitor);
+    assert_eq!(
+        crate::verdict::compliance(&h.evidence),
+        crate::verdict::Compliance::TooFewSamples {
+            subject: crate::Cohort::Canary,
+            have: 50,
+            need: 100
+        }
+    );
+    // With min_samples of latencies after warm-up the latency rules judge it: rolled back.
+    let enough = [&settled_cohort(400, 40_000), &settled_cohort(4_000, 20_000)];
+    let h = judge_settled(canary(1.0), window, enough, &slo);
+    assert!(h.evidence.sufficient_data(), "{}", h.evidence);
+    assert_eq!(h.recommendation, Recommendation::Rollback, "{}", h.evidence);
+}

@@ -138,8 +138,12 @@ impl PromotionGateManager {
                 need,
             } => Err(PromotionError::InsufficientData {
                 evidence: format!(
-                    "{have} of {need} {} samples needed in the window; {evidence}",
-                    subject.name()
+                    "{have} of {need} {} samples needed in the window{}; {evidence}",
+                    subject.name(),
+                    match subject {
+                        crate::Cohort::Canary => " (latencies counted after the stage's warm-up)",
+                        crate::Cohort::Stable => "",
+                    }
                 ),
             }
             .into()),

@@ -114,7 +114,7 @@ TEST(Parity, MonitorHealthReturnsTheRollbackItJudgedWhateverTheEvidenceLength) {
 
 TEST(Parity, ASwappedSloKeepsTheStageAndTheRecordedCounts) {
   const Gate gate = Gate::create(R"({"environment": {"canary": {"traffic_percent": 50}}})",
-                                 R"({"min_samples": 40})");
+                                 R"({"min_samples": 40, "warm_up_ms": 0})");
   EXPECT_EQ(json::parse(gate.slo_json())["min_samples"], 40);
   for (int i = 0; i < 300; ++i) {
     gate.record_by_id("user-" + std::to_string(i), true, 20ms);

@@ -417,7 +417,7 @@ TEST(Judge, HealthAndEvidence) {
 }
 
 TEST(Judge, EnoughHealthyDataPassesTheGate) {
-  const Gate gate = Gate::create(kCanary100);
+  const Gate gate = Gate::create(kCanary100, R"({"warm_up_ms": 0})");
   for (int i = 0; i < 150; ++i) {
     (void)gate.record(gate.route("user-" + std::to_string(i)), true, 5ms);
   }

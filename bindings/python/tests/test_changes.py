@@ -251,7 +251,7 @@ def test_read_health_never_rolls_back_and_monitor_health_does() -> None:
 
 
 def test_a_swapped_slo_keeps_the_stage_and_the_recorded_counts() -> None:
-    with Gate(canary(50), slo={"min_samples": 40}) as gate:
+    with Gate(canary(50), slo={"min_samples": 40, "warm_up_ms": 0}) as gate:
         assert gate.slo["min_samples"] == 40
         for i in range(300):
             gate.record_by_id(f"user-{i}", True, 0.02)

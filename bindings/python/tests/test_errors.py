@@ -118,7 +118,7 @@ def test_gated_promotion_without_data_is_refused() -> None:
 
 
 def test_gated_promotion_of_a_slow_canary_is_refused() -> None:
-    slo = {"latency_target_ms": 10, "min_samples": 20, "promotion_evidence": False}
+    slo = {"latency_target_ms": 10, "min_samples": 20, "warm_up_ms": 0, "promotion_evidence": False}
     with Gate(canary(100.0, auto_rollback_enabled=False), slo) as gate:
         for i in range(200):
             d = gate.route(f"user-{i}")

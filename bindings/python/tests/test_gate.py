@@ -133,7 +133,7 @@ def test_a_client_that_gave_up_is_a_slow_success_after_the_target_else_nothing()
 
 
 def test_health_of_a_good_canary_and_gated_promotions() -> None:
-    slo = {"min_samples": 20, "latency_target_ms": 100, "promotion_evidence": False}
+    slo = {"min_samples": 20, "latency_target_ms": 100, "warm_up_ms": 0, "promotion_evidence": False}
     with Gate(canary(50), slo) as gate:
         h = gate.health()
         assert (h.canary_requests, h.sufficient_data) == (0, False)
@@ -196,7 +196,7 @@ def test_history_keeps_every_kind_of_event_oldest_first() -> None:
 
 
 def test_a_full_release() -> None:
-    slo = {"min_samples": 10, "promotion_evidence": False}
+    slo = {"min_samples": 10, "warm_up_ms": 0, "promotion_evidence": False}
     with Gate(canary(100.0, feature_flags=["new_api"]), slo) as gate:
         for i in range(50):
             gate.record(gate.route(f"u{i}"), True, 0.001)

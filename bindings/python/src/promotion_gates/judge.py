@@ -89,7 +89,8 @@ class Health:
     recommendation: Recommendation
     #: The rules that fired.
     rules_fired: Rule
-    #: Whether the new version has at least ``min_samples`` samples in the window.
+    #: Whether the new version has at least ``min_samples`` samples in the window (of its
+    #: latencies, those after the stage's warm-up), or the stage shows it not worse.
     sufficient_data: bool
     #: The judge's evidence line: samples, rates, p99s, the rules and their thresholds.
     evidence: str
