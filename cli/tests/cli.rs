@@ -440,9 +440,10 @@ fn a_json_scenario_file_with_its_own_ramp() {
                 {"environment": "staging", "duration_s": 20}
             ],
             "canary": {"error_rate": 0.005, "median_ms": 20, "sigma": 0.7},
-            "slo": {"promotion_evidence": false}
+            "slo": {"promotion_evidence": false, "warm_up_ms": 0}
         }"#,
     );
+    // No warm-up: a 30 s stage's latencies count from its first request.
     let report = json(&["simulate", "--config", text(&path), "--json"]);
     std::fs::remove_file(&path).unwrap();
     assert_eq!(report["scenario"], "two-step");
