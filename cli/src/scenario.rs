@@ -39,11 +39,12 @@ pub enum ScenarioName {
     Good,
     /// The canary fails six times as often as production: rolled back.
     ErrorSpike,
-    /// The canary is twice as slow: rolled back in stage 2 on `p99_vs_stable`.
+    /// The canary is twice as slow: rolled back in stage 1 on `p99_vs_stable` and
+    /// `latency_shift`, once its latencies after the warm-up reach `min_samples`.
     LatencyRegression,
     /// Same 1 % error rate as production, with short bursts that are not significant: promoted.
     FlakyButFine,
-    /// Healthy, then mid-stage every canary request fails: rolled back after 8 to 14 failures
+    /// Healthy, then mid-stage every canary request fails: rolled back after 6 to 9 failures
     /// (seeds 1 to 20).
     Catastrophic,
 }
