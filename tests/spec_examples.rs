@@ -107,7 +107,8 @@ fn example_3_promotion_workflow() {
     );
     assert!(decision.enabled_features.contains("new_api"));
 
-    let served = serve_healthy_traffic(&manager, &clock, "staging", 4_000);
+    // Staging, too, is judged past its 30 s warm-up: 4 000 requests after it.
+    let served = serve_healthy_traffic(&manager, &clock, "staging", 34_000);
     assert_eq!(
         served.production, 0,
         "staging sends nobody to the stable version"

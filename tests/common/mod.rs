@@ -33,11 +33,15 @@ pub fn gate_with_clock(config: PromotionConfig) -> (PromotionGateManager, Arc<Ma
 }
 
 /// A gate on a manual clock, at zero, whose promotions need no positive evidence
-/// (`promotion_evidence` off): for tests of the release state machine, not of the judge.
+/// (`promotion_evidence` off) and no warm-up: for tests of the release state machine, not of
+/// the judge.
 pub fn gate_for_moves(config: PromotionConfig) -> (PromotionGateManager, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new());
     let slo = SloConfig {
         promotion_evidence: false,
+        // Judged from the first request: a gated move needs min_samples latencies after the
+        // warm-up, and these tests move the release within seconds.
+        warm_up: std::time::Duration::ZERO,
         ..Default::default()
     };
     let slo = SloAdmissionController::new(slo).expect("the SLO is valid");
