@@ -457,7 +457,7 @@ impl Scenario {
             let extensions = self.stages.len() as f64 * f64::from(self.max_extensions);
             return Err(FieldError::new(
                 "extension_s",
-                shown_number(self.extension_s),
+                self.extension_s,
                 format!(
                     "at most {} s: the {planned} s planned plus {extensions} extensions \
                      ({} stages × max_extensions = {}) must fit in {MAX_RUN_S} s (365 days), \
@@ -472,7 +472,7 @@ impl Scenario {
         if requests > MAX_RUN_REQUESTS {
             return Err(FieldError::new(
                 "rps",
-                shown_number(self.rps),
+                self.rps,
                 format!(
                     "at most {} with sample = {} over the longest run of {longest} s (the \
                      stages, each extended max_extensions times): a run sends at most \
@@ -622,11 +622,7 @@ fn positive(field: &str, value: f64) -> Result<(), FieldError> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(FieldError::new(
-            field,
-            shown_number(value),
-            "a finite number above 0",
-        ))
+        Err(FieldError::new(field, value, "a finite number above 0"))
     }
 }
 
@@ -636,7 +632,7 @@ fn at_most(field: &str, value: f64, limit: f64, unit: &str) -> Result<(), FieldE
     } else {
         Err(FieldError::new(
             field,
-            shown_number(value),
+            value,
             format!("at most {limit} {unit}"),
         ))
     }
@@ -649,7 +645,7 @@ fn extension_length(seconds: f64) -> Result<(), FieldError> {
     } else {
         Err(FieldError::new(
             "extension_s",
-            shown_number(seconds),
+            seconds,
             format!(
                 "seconds from {MIN_EXTENSION_S} (one tick of the simulation) to {MAX_RUN_S} \
                  (365 days)"
@@ -662,11 +658,7 @@ fn fraction(field: &str, value: f64) -> Result<(), FieldError> {
     if value.is_finite() && (0.0..=1.0).contains(&value) {
         Ok(())
     } else {
-        Err(FieldError::new(
-            field,
-            shown_number(value),
-            "a fraction from 0.0 to 1.0",
-        ))
+        Err(FieldError::new(field, value, "a fraction from 0.0 to 1.0"))
     }
 }
 
@@ -679,6 +671,8 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// `value` is written as [`shown_value`](crate::error::shown_value) writes it: a number as
+    /// the library's errors write one.
     fn new(
         field: impl Into<String>,
         value: impl fmt::Display,

@@ -419,57 +419,49 @@ fn the_p99_budget_needs_min_samples_after_warm_up() {
         p99_budget: Some(Duration::from_millis(100)),
         ..SloConfig::default()
     };
-    let budget = |h: &CanaryHealth| {
-        h.evidence
+    // The budget's finding on the window and the latencies after warm-up: (fired, holds); no
+    // other rule fires.
+    let budget = |environment, window: [&CohortCounts; 2], latency: [&CohortCounts; 2]| {
+        let h = judge_settled(environment, window, latency, &slo);
+        assert_eq!(
+            h.evidence
+                .fired()
+                .filter(|f| f.rule != Rule::P99Budget)
+                .count(),
+            0,
+            "{}",
+            h.evidence
+        );
+        let f = h
+            .evidence
             .findings
             .iter()
-            .find(|f| f.rule == Rule::P99Budget)
-            .cloned()
+            .find(|f| f.rule == Rule::P99Budget);
+        f.map(|f| (f.fired, f.holds))
     };
     let empty = CohortCounts::default();
     // Staging: 1 000 requests in the window, but only 2 after warm-up, both over budget.
     let window = cohort(1_000, 0, 5_000, 10_000);
     let two_slow = settled_cohort(2, 300_000);
-    let h = judge_settled(
-        Environment::Staging,
-        [&window, &empty],
-        [&two_slow, &empty],
-        &slo,
-    );
-    assert!(
-        budget(&h).is_some_and(|f| !f.fired && !f.holds),
-        "{}",
-        h.evidence
+    assert_eq!(
+        budget(Environment::Staging, [&window, &empty], [&two_slow, &empty]),
+        Some((false, false))
     );
     // A canary stage: 2 slow canary requests against 38 stable ones after warm-up.
     let stable_window = cohort(19_000, 0, 5_000, 10_000);
     let stable_38 = settled_cohort(38, 5_000);
-    let h = judge_settled(
-        canary(5.0),
-        [&window, &stable_window],
-        [&two_slow, &stable_38],
-        &slo,
-    );
-    assert!(
-        budget(&h).is_some_and(|f| !f.fired && !f.holds),
-        "{}",
-        h.evidence
+    let stage = [&window, &stable_window];
+    assert_eq!(
+        budget(canary(5.0), stage, [&two_slow, &stable_38]),
+        Some((false, false))
     );
     // 200 slow canary requests: the budget is surely breached, but 38 stable requests cannot
     // blame the canary for it: it holds.
     let slow = settled_cohort(200, 300_000);
-    let h = judge_settled(
-        canary(5.0),
-        [&window, &stable_window],
-        [&slow, &stable_38],
-        &slo,
+    assert_eq!(
+        budget(canary(5.0), stage, [&slow, &stable_38]),
+        Some((false, true))
     );
-    assert!(
-        budget(&h).is_some_and(|f| !f.fired && f.holds),
-        "{}",
-        h.evidence
-    );
-    assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
 }
 
 #[test]
