@@ -63,16 +63,16 @@ pub struct RouteArgs {
 
 /// One decision, as printed.
 #[derive(Debug, Serialize)]
-struct Routed {
+struct Routed<'a> {
+    /// The id's bytes, which the text output shows [`readable`].
+    #[serde(skip)]
+    bytes: &'a [u8],
     /// The id, or `None` (`null`) when it is not UTF-8: then [`id_hex`](Self::id_hex) holds it.
     id: Option<String>,
     /// The id's bytes in hex, only for an id that is not UTF-8 (a lossy text would print
     /// different ids alike).
     #[serde(skip_serializing_if = "Option::is_none")]
     id_hex: Option<String>,
-    /// The id as the text output shows it ([`readable`]).
-    #[serde(skip)]
-    readable_id: String,
     /// What forced the decision, when an override did; in JSON its name (`id_list`, `value`).
     #[serde(
         serialize_with = "forced_by_name",
@@ -111,17 +111,43 @@ fn forced_by_name<S: serde::Serializer>(forced: &Option<Forced>, s: S) -> Result
     }
 }
 
-/// `id` for a reader: as it is when UTF-8, else with each byte that is not UTF-8 written
-/// `\xNN` (`--json` gives such ids in hex instead, unambiguously).
-fn readable(id: &[u8]) -> String {
+/// `id` for a reader, its first `max` bytes at most: as it is, except each byte that is not
+/// UTF-8 and each byte of a control character (a tab, an escape, `U+0085`), which are written
+/// `\xNN` (`--json` gives ids that are not UTF-8 in hex instead, unambiguously). Says too
+/// whether the whole id is shown. The one way the CLI writes an id, in its output and in its
+/// messages.
+fn readable(id: &[u8], max: usize) -> (String, bool) {
     let mut text = String::new();
+    let fits = |text: &mut String, shown: &str| {
+        let room = text.len() + shown.len() <= max;
+        if room {
+            text.push_str(shown);
+        }
+        room
+    };
     for chunk in id.utf8_chunks() {
-        text.push_str(chunk.valid());
-        for byte in chunk.invalid() {
-            text.push_str(&format!("\\x{byte:02X}"));
+        let mut bytes = [0; 4];
+        for c in chunk.valid().chars() {
+            let encoded = c.encode_utf8(&mut bytes);
+            let shown = if c.is_control() {
+                escaped(encoded.as_bytes())
+            } else {
+                encoded.to_string()
+            };
+            if !fits(&mut text, &shown) {
+                return (text, false);
+            }
+        }
+        if !fits(&mut text, &escaped(chunk.invalid())) {
+            return (text, false);
         }
     }
-    text
+    (text, true)
+}
+
+/// `bytes`, each written `\xNN`.
+fn escaped(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\x{b:02X}")).collect()
 }
 
 /// The gate's config: the file's (checked on its own first, its `store` set aside), then the
@@ -204,11 +230,11 @@ pub fn run(args: &RouteArgs) -> Result<(), CliError> {
 
 /// Routes `id` through `gate`; with `explain_salt` (the gate's salt), recomputes the formula's
 /// steps too.
-fn route(
+fn route<'a>(
     gate: &PromotionGateManager,
     explain_salt: Option<&str>,
-    id: &[u8],
-) -> Result<Routed, CliError> {
+    id: &'a [u8],
+) -> Result<Routed<'a>, CliError> {
     let decision = gate.route_request_bytes(id);
     let steps = explain_salt
         .map(|salt| steps(salt, id, &decision))
@@ -217,7 +243,7 @@ fn route(
     Ok(Routed {
         id: text.map(str::to_string),
         id_hex: text.is_none().then(|| hex(id)),
-        readable_id: readable(id),
+        bytes: id,
         forced: decision.forced,
         cohort: decision.cohort().name(),
         is_canary: decision.is_canary,
@@ -253,15 +279,7 @@ fn each_line(
         let id = line.strip_suffix(b"\n").unwrap_or(&line);
         let id = id.strip_suffix(b"\r").unwrap_or(id);
         if id.len() > MAX_ID_BYTES {
-            // Its first bytes, escaped, within MAX_SHOWN_VALUE_BYTES.
-            let mut start = String::new();
-            for byte in id {
-                let escaped = byte.escape_ascii().to_string();
-                if start.len() + escaped.len() > MAX_SHOWN_VALUE_BYTES {
-                    break;
-                }
-                start.push_str(&escaped);
-            }
+            let (start, _) = readable(id, MAX_SHOWN_VALUE_BYTES);
             return Err(CliError::Input(format!(
                 "stdin line {number}: invalid request id = \"{start}\"...(more than \
                  {MAX_ID_BYTES} bytes): at most {MAX_ID_BYTES} bytes (MAX_ID_BYTES) a line"
@@ -286,10 +304,11 @@ fn steps(salt: &str, id: &[u8], decision: &RoutingDecision<'_>) -> Result<Steps,
     let x = u64::from_be_bytes(prefix);
     let bucket = ((u128::from(x) * u128::from(BUCKETS)) >> 64) as u32;
     if bucket != decision.reason.bucket().get() {
+        let (shown, whole) = readable(id, MAX_SHOWN_VALUE_BYTES);
         return Err(CliError::Simulation(format!(
-            "the formula gives bucket {bucket} for {:?} but the engine routed by bucket {}: \
-             a bug, please report it",
-            readable(id),
+            "the formula gives bucket {bucket} for \"{shown}{}\" but the engine routed by \
+             bucket {}: a bug, please report it",
+            if whole { "" } else { "..." },
             decision.reason.bucket().get()
         )));
     }
@@ -301,7 +320,7 @@ fn steps(salt: &str, id: &[u8], decision: &RoutingDecision<'_>) -> Result<Steps,
     })
 }
 
-fn print(out: &mut impl Write, routed: &Routed, json: bool) -> Result<(), CliError> {
+fn print(out: &mut impl Write, routed: &Routed<'_>, json: bool) -> Result<(), CliError> {
     if json {
         serde_json::to_writer(&mut *out, routed).map_err(io::Error::from)?;
         writeln!(out)?;
@@ -310,7 +329,9 @@ fn print(out: &mut impl Write, routed: &Routed, json: bool) -> Result<(), CliErr
     writeln!(
         out,
         "{}\t{}\t{}",
-        routed.readable_id, routed.cohort, routed.reason
+        readable(routed.bytes, usize::MAX).0,
+        routed.cohort,
+        routed.reason
     )?;
     if let Some(steps) = &routed.explain {
         // A forced request's bucket decided nothing: say what did.
@@ -358,7 +379,7 @@ mod tests {
         PromotionGateManager::new(config, slo).unwrap()
     }
 
-    fn printed(routed: &Routed, json: bool) -> String {
+    fn printed(routed: &Routed<'_>, json: bool) -> String {
         let mut out = Vec::new();
         print(&mut out, routed, json).unwrap();
         String::from_utf8(out).unwrap()
@@ -407,13 +428,37 @@ mod tests {
             }
             seen.push(format!("{} {}", json["id"], json["id_hex"]));
             let text = printed(&routed, false);
-            assert!(text.starts_with(&format!("{}\t", readable(id))), "{text}");
+            assert!(
+                text.starts_with(&format!("{}\t", readable(id, usize::MAX).0)),
+                "{text}"
+            );
         }
         // Four ids, four different prints (lossy UTF-8 gave `a\u{fffd}` for the first three).
         seen.sort();
         seen.dedup();
         assert_eq!(seen.len(), 4);
-        assert_eq!(readable(b"a\xff"), "a\\xFF");
+        assert_eq!(readable(b"a\xff", usize::MAX), ("a\\xFF".to_string(), true));
+    }
+
+    #[test]
+    fn an_id_is_written_one_way_with_control_characters_escaped_and_within_a_bound() {
+        let shown = |id: &[u8], max| readable(id, max);
+        // A tab, an escape, NUL and U+0085 (two bytes) would move or hide the columns.
+        assert_eq!(
+            shown("a\tb\u{1b}[31m\0\u{85}é".as_bytes(), usize::MAX).0,
+            "a\\x09b\\x1B[31m\\x00\\xC2\\x85é"
+        );
+        // Cut between escapes and characters, never inside one.
+        assert_eq!(shown(b"ab\xff\xfe", 5), ("ab".to_string(), false));
+        assert_eq!(shown(b"ab\xff\xfe", 10), ("ab\\xFF\\xFE".to_string(), true));
+        assert_eq!(shown("ééé".as_bytes(), 5), ("éé".to_string(), false));
+        // An over-long stdin line and the text output show an id alike.
+        let mut line = b"\xff\t".to_vec();
+        line.resize(MAX_ID_BYTES + 1, b'x');
+        let e = each_line(&line[..], |_| Ok(())).unwrap_err().to_string();
+        let (start, _) = readable(&line, MAX_SHOWN_VALUE_BYTES);
+        assert!(start.starts_with("\\xFF\\x09x"), "{start}");
+        assert!(e.contains(&format!("= \"{start}\"...(more than")), "{e}");
     }
 
     #[test]
