@@ -660,8 +660,15 @@ impl PromotionGateManager {
     /// [`monitor_canary_health`](Self::monitor_canary_health) judges it, without side effects:
     /// it never rolls back, and it leaves the `error_burst` span (see
     /// [`monitor_canary_health`](Self::monitor_canary_health)) and the window as they were, so
-    /// it may be called as often as a dashboard likes. A rule may show as fired here; the gate acts on it at its next
-    /// judgement.
+    /// it may be called as often as a dashboard likes. A rule may show as fired here; the gate
+    /// acts on it at its next judgement.
+    ///
+    /// Reading never delays that judgement either: the record path evaluates only when it
+    /// finds the window free, never waiting for it, so an evaluation that falls due (or a
+    /// screened canary error) while this read holds the window is left to the read, which makes
+    /// it right after letting the window go, and acts on it as the record path would have
+    /// (the one way a read may roll back: as the gate would have without it). Its own reading
+    /// of the window judges nothing.
     ///
     /// # Example
     /// ```
@@ -676,8 +683,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn health(&self) -> CanaryHealth {
-        let evaluation = self.shared.monitor.evaluation();
-        evaluation.health(&self.shared.current.load())
+        self.with_window(|evaluation, snapshot| evaluation.health(snapshot))
     }
 
     /// Whether the version under judgement meets its SLO: at least
@@ -720,8 +726,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn latency_histogram(&self, cohort: Cohort) -> Option<hdrhistogram::Histogram<u64>> {
-        let evaluation = self.shared.monitor.evaluation();
-        evaluation.latency_histogram(&self.shared.current.load(), cohort)
+        self.with_window(|evaluation, snapshot| evaluation.latency_histogram(snapshot, cohort))
     }
 
     /// The canary's [`health`](Self::health) and both cohorts'
@@ -740,14 +745,48 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn window_export(&self) -> crate::telemetry::WindowExport {
-        let evaluation = self.shared.monitor.evaluation();
-        evaluation.export(&self.shared.current.load())
+        self.with_window(|evaluation, snapshot| evaluation.export(snapshot))
     }
 
     /// Judges the current stage now (waiting for an evaluation under way), without acting.
     fn judge_now(&self) -> Verdict {
-        let evaluation = self.shared.monitor.evaluation();
-        evaluation.judge(&self.shared.current.load())
+        self.with_window(|evaluation, snapshot| evaluation.judge(snapshot))
+    }
+
+    /// Makes the evaluation the record path asked for while this call held the window (see
+    /// [`Monitor::wanted_evaluation`]), and acts on it as the record path would have: a read
+    /// that held the window when an evaluation fell due makes it right after, so reading
+    /// never changes or delays what the gate decides. Called after letting the window go,
+    /// never with the writer lock held.
+    /// Runs `read` over the window (waiting for an evaluation under way) and the current
+    /// snapshot, then makes the evaluation the record path asked for meanwhile, if any
+    /// ([`evaluate_wanted`](Self::evaluate_wanted)).
+    fn with_window<T>(
+        &self,
+        read: impl FnOnce(crate::monitor::Evaluation<'_>, &Snapshot) -> T,
+    ) -> T {
+        let read = read(
+            self.shared.monitor.evaluation(),
+            &self.shared.current.load(),
+        );
+        self.evaluate_wanted();
+        read
+    }
+
+    #[cold]
+    fn evaluate_wanted(&self) {
+        self.evaluate_as_recording(self.shared.monitor.wanted_evaluation());
+    }
+
+    /// Screens and, if a rule fires, judges over `evaluation` (the record path's, or one it
+    /// asked for), and acts on the verdict as the record path does.
+    fn evaluate_as_recording(&self, evaluation: Option<crate::monitor::Evaluation<'_>>) {
+        let Some(evaluation) = evaluation else {
+            return;
+        };
+        if let Some(verdict) = evaluation.screen_then_judge(&self.shared.current.load()) {
+            self.act_on_recording(&verdict);
+        }
     }
 
     /// Logs `verdict` and applies it, taking the writer lock only when it calls for a rollback.
@@ -799,12 +838,7 @@ impl PromotionGateManager {
     /// the canary rolled back, a write like any other).
     #[cold]
     fn look_at_the_clock(&self) {
-        let Some(evaluation) = self.shared.monitor.due_evaluation() else {
-            return;
-        };
-        if let Some(verdict) = evaluation.screen_then_judge(&self.shared.current.load()) {
-            self.act_on_recording(&verdict);
-        }
+        self.evaluate_as_recording(self.shared.monitor.due_evaluation());
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, WriterState> {

@@ -7,10 +7,11 @@
 //! The monitor reads no snapshot by itself (only the gate touches the `ArcSwap`): each
 //! evaluation is handed the snapshot it judges.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 
 use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
@@ -41,6 +42,11 @@ pub(crate) struct Monitor {
     /// instead of an arc-swap guard on every record.
     latency_target_nanos: AtomicU64,
     clock: Arc<dyn Clock>,
+    /// An evaluation the record path found due (or a screened error called for) while a read
+    /// or another evaluation held the window: whoever holds it next makes it (see
+    /// [`wanted_evaluation`](Self::wanted_evaluation)), so a read never delays a rollback.
+    /// Written only then; on its own cache line, away from the record path's loads.
+    evaluation_wanted: CachePadded<AtomicBool>,
 }
 
 /// What recording one outcome did, and what it calls for.
@@ -63,6 +69,7 @@ impl Monitor {
             latency_target_nanos: AtomicU64::new(nanos(slo.config().latency_target)),
             slo: ArcSwap::from_pointee(slo),
             clock,
+            evaluation_wanted: CachePadded::new(AtomicBool::new(false)),
         }
     }
 
@@ -178,7 +185,7 @@ impl Monitor {
     /// unless a rule fires; then the full judge confirms, and its verdict is returned. Nothing
     /// when `snapshot` is of another stage or does not roll back automatically, or when the
     /// window is busy (an evaluation or a reader holds it): recording never waits for it, and
-    /// the canary's next screened error, or the next periodic evaluation, looks again.
+    /// the evaluation is [wanted](Self::wanted_evaluation) from whoever holds the window.
     pub(crate) fn screen(&self, stage: StageId, snapshot: &Snapshot) -> Option<Verdict> {
         let config = &snapshot.config;
         if snapshot.route.stage != stage || !config.auto_rollback_enabled {
@@ -199,25 +206,60 @@ impl Monitor {
         if !screen(config.environment, &sample, policy(&slo, config)) {
             return None;
         }
-        Some(
-            self.evaluating(self.metrics.try_lock_window()?)
-                .judge(snapshot),
-        )
+        let Some(window) = self.metrics.try_lock_window() else {
+            self.want_evaluation();
+            return None;
+        };
+        Some(self.evaluating(window).judge(snapshot))
     }
 
     /// The record path's look at the clock: paces this thread's next look to its rate and,
-    /// when [`evaluation_interval`](crate::SloConfig::evaluation_interval) has passed, elects
-    /// this thread to evaluate (one per interval, and never one that would wait for the
-    /// window). `None` when there is nothing to do.
+    /// when [`evaluation_interval`](crate::SloConfig::evaluation_interval) has passed, or an
+    /// evaluation is [wanted](Self::wanted_evaluation), elects this thread to evaluate (one per
+    /// interval, and never one that would wait for the window: when the window is held, its
+    /// holder is asked to evaluate instead). `None` when there is nothing to do.
     pub(crate) fn due_evaluation(&self) -> Option<Evaluation<'_>> {
         let now = self.clock.monotonic();
         let interval = self.slo.load().config().evaluation_interval;
         self.metrics.paced(now, interval / 4);
-        if !self.metrics.claim_evaluation(now, interval) {
+        if !self.take_wanted() && !self.metrics.claim_evaluation(now, interval) {
             return None;
         }
-        let window = self.metrics.try_lock_window()?; // someone else is evaluating right now
+        let Some(window) = self.metrics.try_lock_window() else {
+            self.want_evaluation();
+            return None;
+        };
         Some(self.evaluating(window))
+    }
+
+    /// The evaluation the record path asked for while the window was held (by a read, or by
+    /// another evaluation), for the holder to make as soon as it let the window go; `None` when
+    /// none is wanted, or when the window is held again (then its new holder is asked). With
+    /// it, a read that holds the window when an evaluation falls due never delays a rollback,
+    /// however often it runs; without a holder to ask, the record path's next look at the
+    /// clock makes it.
+    pub(crate) fn wanted_evaluation(&self) -> Option<Evaluation<'_>> {
+        if !self.take_wanted() {
+            return None;
+        }
+        let Some(window) = self.metrics.try_lock_window() else {
+            self.want_evaluation();
+            return None;
+        };
+        Some(self.evaluating(window))
+    }
+
+    /// Asks for an evaluation (the window was held when one was due).
+    #[cold]
+    fn want_evaluation(&self) {
+        self.evaluation_wanted.store(true, Ordering::Release);
+    }
+
+    /// Whether an evaluation was asked for, clearing the ask. A load first: the flag is
+    /// written only when asking or taking.
+    fn take_wanted(&self) -> bool {
+        self.evaluation_wanted.load(Ordering::Relaxed)
+            && self.evaluation_wanted.swap(false, Ordering::Acquire)
     }
 
     /// An evaluation now, waiting for the window if another is under way.

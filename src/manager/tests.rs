@@ -435,3 +435,71 @@ fn a_hung_canary_whose_clients_give_up_is_rolled_back_and_early_leavers_say_noth
     );
     assert!(event.reason.contains("slo_compliance"), "{}", event.reason);
 }
+
+/// A canary at 100 % whose errors the record path would roll back at once (no stable traffic:
+/// the absolute rules act alone).
+fn held_window_gate(slo: SloConfig) -> PromotionGateManager {
+    PromotionGateManager::with_clock(
+        PromotionConfig {
+            environment: canary(100.0),
+            ..Default::default()
+        },
+        SloAdmissionController::new(slo).unwrap(),
+        Arc::new(crate::ManualClock::new()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_screened_error_while_a_read_holds_the_window_is_judged_when_the_read_lets_it_go() {
+    let gate = held_window_gate(SloConfig::default());
+    // A thread's first record makes its recorder under the window's lock: made here first.
+    gate.shared.monitor.prepare_thread();
+    let held = gate.shared.monitor.evaluation(); // a read under way
+    record_canary(&gate, 20, false);
+    // The screens found the window held and did not wait.
+    assert_eq!(gate.environment(), canary(100.0));
+    drop(held);
+    // The next read lets the window go and makes the evaluation the screens asked for.
+    let health = gate.health();
+    assert_eq!(health.recommendation, crate::Recommendation::Rollback);
+    assert_eq!(gate.environment(), Environment::Production);
+    let history = gate.rollback_history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
+    // Made once: nothing is wanted any more, and further reads do nothing.
+    assert!(gate.shared.monitor.wanted_evaluation().is_none());
+    gate.health();
+    assert_eq!(gate.rollback_history().len(), 1);
+}
+
+#[test]
+fn a_due_evaluation_while_a_read_holds_the_window_is_made_when_the_read_lets_it_go() {
+    // Slow successes only: no error to screen, only the periodic evaluation judges them.
+    let gate = held_window_gate(SloConfig {
+        warm_up: Duration::ZERO,
+        ..SloConfig::default()
+    });
+    for _ in 0..500 {
+        gate.record_for(gate.stage(), true, true, Duration::from_secs(5));
+    }
+    // No read held the window: the first record's look evaluated (too few samples then), and
+    // the clock stands still, so no evaluation is due.
+    assert!(gate.shared.monitor.wanted_evaluation().is_none());
+    assert_eq!(gate.environment(), canary(100.0));
+    let gate = held_window_gate(SloConfig {
+        warm_up: Duration::ZERO,
+        ..SloConfig::default()
+    });
+    // The first record's look at the clock finds the evaluation due and the window held.
+    gate.shared.monitor.prepare_thread();
+    let held = gate.shared.monitor.evaluation();
+    for _ in 0..500 {
+        gate.record_for(gate.stage(), true, true, Duration::from_secs(5));
+    }
+    assert_eq!(gate.environment(), canary(100.0));
+    drop(held);
+    let exported = gate.window_export();
+    assert_eq!(exported.evidence(Cohort::Canary).requests, 500);
+    assert_eq!(gate.environment(), Environment::Production);
+}
