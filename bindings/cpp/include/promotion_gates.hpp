@@ -347,6 +347,19 @@ std::uint64_t nanos(std::chrono::duration<Rep, Period> latency) {
   }
 }
 
+/// How many writes a gate keeps a replaced flag set readable for (FLAG_SET_GRACE_WRITES in
+/// the C header's PGATE_STATUS_UNKNOWN_FLAG_SET).
+inline constexpr int kFlagSetGraceWrites = 60;
+
+/// The error of features() for a decision whose flag set the gate does not hold: the field,
+/// its value and the two ways it happens.
+[[noreturn]] inline void throw_unknown_flag_set(std::uint32_t flag_set) {
+  throw Error(PGATE_STATUS_UNKNOWN_FLAG_SET,
+              "invalid flag_set = " + std::to_string(flag_set) +
+                  ": not a flag set of this gate (another gate's decision, or one replaced "
+                  "more than " + std::to_string(kFlagSetGraceWrites) + " writes ago)");
+}
+
 inline std::chrono::nanoseconds duration(std::uint64_t ns) noexcept {
   constexpr auto max = static_cast<std::uint64_t>(std::chrono::nanoseconds::max().count());
   return std::chrono::nanoseconds(static_cast<std::chrono::nanoseconds::rep>(ns < max ? ns : max));
@@ -472,9 +485,10 @@ class FeatureNames {
     const pgate_status status = pgate_flag_set_name(gate, set, index, &data, &len);
     if (status == PGATE_STATUS_UNKNOWN_FLAG_SET) {
       throw Error(status, "promotion_gates::FeatureNames: the gate no longer holds flag set " +
-                              std::to_string(set) +
-                              " (kept for at least 60 writes after it was replaced): read the "
-                              "names while handling the request, or copy them");
+                              std::to_string(set) + " (kept for at least " +
+                              std::to_string(detail::kFlagSetGraceWrites) +
+                              " writes after it was replaced): read the names while handling "
+                              "the request, or copy them");
     }
     detail::check(status, "pgate_flag_set_name");
     return {reinterpret_cast<const char*>(data), len};
@@ -547,11 +561,17 @@ class Gate {
 
   /// The flag names on for `decision` (which this gate made): a view that reads them from the
   /// gate (see FeatureNames for how long it can). Lock-free, allocation-free. Throws Error
-  /// PGATE_STATUS_UNKNOWN_FLAG_SET for a set the gate no longer holds.
+  /// PGATE_STATUS_UNKNOWN_FLAG_SET for a set the gate does not hold: "invalid flag_set = 7:
+  /// not a flag set of this gate (another gate's decision, or one replaced more than 60
+  /// writes ago)".
   [[nodiscard]] FeatureNames features(const Decision& decision) const {
     const pgate_gate* gate = live("features");
     std::size_t size = 0;
-    detail::check(pgate_flag_set_len(gate, decision.flag_set, &size), "pgate_flag_set_len");
+    const pgate_status status = pgate_flag_set_len(gate, decision.flag_set, &size);
+    if (status == PGATE_STATUS_UNKNOWN_FLAG_SET) {
+      detail::throw_unknown_flag_set(decision.flag_set);
+    }
+    detail::check(status, "pgate_flag_set_len");
     return FeatureNames(gate, decision.flag_set, size);
   }
 

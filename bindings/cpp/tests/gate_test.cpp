@@ -242,6 +242,23 @@ TEST(Features, AViewOfAForgottenSetThrowsInsteadOfAnsweringEmpty) {
   EXPECT_EQ(first, "first") << "a name read stays valid while the gate lives";
 }
 
+// A decision whose set the gate never gave out (another gate's, or a forged number) is
+// refused with the field and the value, as the later read of a forgotten set is.
+TEST(Features, AnotherGatesDecisionIsRefusedNamingTheFlagSet) {
+  const Gate gate = Gate::create(R"({"environment": "staging", "feature_flags": ["a"]})");
+  const Gate other = Gate::create(R"({"environment": "staging", "feature_flags": ["b"]})");
+  Decision forged = gate.route("u");
+  forged.flag_set ^= 0x80000000u;  // gates number their sets from random starts, one by one
+  for (const Decision& d : {forged, other.route("u")}) {
+    const std::string message =
+        expect_error(PGATE_STATUS_UNKNOWN_FLAG_SET, [&] { (void)gate.features(d); });
+    EXPECT_EQ(message, "invalid flag_set = " + std::to_string(d.flag_set) +
+                           ": not a flag set of this gate (another gate's decision, or one "
+                           "replaced more than 60 writes ago)");
+  }
+  EXPECT_TRUE(gate.features(gate.route("u")).contains("a")) << "the gate is unchanged";
+}
+
 TEST(Features, CanaryRequestsSeeReleaseFlagsStableOnesDoNot) {
   const Gate gate = Gate::create(kCanary50);
   int canary = 0;
