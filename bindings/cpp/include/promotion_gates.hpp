@@ -38,6 +38,10 @@
 //   with the words every binding uses), for a flag set the gate no longer holds (features()
 //   and reading its FeatureNames: PGATE_STATUS_UNKNOWN_FLAG_SET), or if the library reports a
 //   bug (PGATE_STATUS_PANIC). Check a Gate with `if (gate)` where a moved-from one may turn up.
+//
+// Logging
+//   The library logs nothing until set_log_callback() gives it a callback; see its comment
+//   for the threads it runs on and what it must not do.
 
 #ifndef PROMOTION_GATES_HPP
 #define PROMOTION_GATES_HPP
@@ -48,10 +52,12 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <locale>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <ratio>
 #include <sstream>
@@ -823,6 +829,18 @@ class Gate {
     return asked;
   }
 
+  /// Whether the gate's state store sums the outcomes every process records for the judge
+  /// (the store's "fleet_judging", on unless the document turns it off); false for a gate
+  /// without a store (pgate_fleet_judging). A gate keeps the store it was opened with, so the
+  /// answer never changes. A host that pools its processes' outcomes itself (as the nginx
+  /// module's workers do) refuses a gate that answers true: every outcome would be counted
+  /// once per process.
+  [[nodiscard]] bool fleet_judging() const {
+    bool sums = false;
+    detail::check(pgate_fleet_judging(live("fleet_judging"), &sums), "pgate_fleet_judging");
+    return sums;
+  }
+
   /// The gate's kept changes numbered above `after` (the last 64 at most), oldest first, as a
   /// JSON array (pgate_changes_json): each with sequence, kind ("rollback", "promotion",
   /// "flags" or "config"), origin ("this_gate" or "store"), stage, from, to, at_ms,
@@ -955,6 +973,162 @@ namespace detail {
     }
     return status;
   });
+}
+
+/// Where a config document's state store keeps the gate's state, read from the document
+/// alone: nothing is opened or created (pgate_store_location). "sqlite:" and the file path as
+/// the document writes it (a relative path is opened against the working directory of the
+/// process that opens the gate), "etcd:" and the key prefix, or "" for a document without a
+/// store (its gate's state lives and dies with the gate). A host that resolves paths itself,
+/// or refuses a relative one, asks before Gate::create would create the file; a host that
+/// shares memory between the processes of one gate keys it by this and the gate's name.
+///
+///     promotion_gates::store_location(R"({"store": {"sqlite": {"path": "/var/lib/pg/a.db"}}})")
+///         == "sqlite:/var/lib/pg/a.db"
+///
+/// The document is read and validated as Gate::create reads it, and refused with the same
+/// Error (PGATE_STATUS_INVALID_JSON, PGATE_STATUS_INVALID_CONFIG naming the field and value,
+/// PGATE_STATUS_INVALID_ARGUMENT). An empty document is the defaults: "".
+[[nodiscard]] inline std::string store_location(std::string_view config_json) {
+  constexpr const char* function = "pgate_store_location";
+  return detail::read_text(function, [&](char* buf, std::size_t cap, std::size_t* len) {
+    pgate_error* raw = nullptr;
+    const pgate_status status = pgate_store_location(
+        detail::bytes(config_json), config_json.size(), buf, cap, len, &raw);
+    const detail::ErrorPtr err(raw);
+    if (status != PGATE_STATUS_OK && status != PGATE_STATUS_BUFFER_TOO_SMALL) {
+      detail::throw_error(status, err.get(), function);
+    }
+    return status;
+  });
+}
+
+/// The level of a log line, most severe first (pgate_log_level; the numbers are fixed).
+enum class LogLevel : std::uint32_t {
+  Error = PGATE_LOG_LEVEL_ERROR,  ///< a rollback, an SLO violation
+  Warn = PGATE_LOG_LEVEL_WARN,    ///< a canary below the healthy score; a risky config change
+  Info = PGATE_LOG_LEVEL_INFO,    ///< a promotion, a flag change
+  Debug = PGATE_LOG_LEVEL_DEBUG,  ///< one line per observed route
+  Trace = PGATE_LOG_LEVEL_TRACE,  ///< finer detail
+};
+
+/// "error", "warn", "info", "debug", "trace" (or "unknown").
+[[nodiscard]] constexpr std::string_view to_string(LogLevel level) noexcept {
+  switch (level) {
+    case LogLevel::Error: return "error";
+    case LogLevel::Warn: return "warn";
+    case LogLevel::Info: return "info";
+    case LogLevel::Debug: return "debug";
+    case LogLevel::Trace: return "trace";
+  }
+  return "unknown";
+}
+
+/// Receives one log line: its level, its target (the Rust module that wrote it) and its
+/// message (the text, then " key=value" for each field). Both views live only during the call.
+using LogCallback =
+    std::function<void(LogLevel level, std::string_view target, std::string_view message)>;
+
+namespace detail {
+
+/// Whether this thread is inside the log callback (set_log_callback refuses to run there).
+inline thread_local bool inside_log_callback = false;
+
+/// The callback the library holds, and the lock that orders its replacements. At exit (static
+/// destruction) the callback is taken back from the library before it is destroyed: threads
+/// still logging then call no destroyed std::function.
+struct LogCallbackSlot {
+  std::mutex replacing;
+  std::unique_ptr<LogCallback> current;
+
+  LogCallbackSlot() = default;
+  LogCallbackSlot(const LogCallbackSlot&) = delete;
+  LogCallbackSlot& operator=(const LogCallbackSlot&) = delete;
+  ~LogCallbackSlot() {
+    if (current && pgate_set_log_callback(nullptr, nullptr, PGATE_LOG_LEVEL_ERROR, nullptr) !=
+                       PGATE_STATUS_OK) {
+      static_cast<void>(current.release());  // still in the library's hands: never freed
+    }
+  }
+};
+
+inline LogCallbackSlot& log_callback_slot() {
+  static LogCallbackSlot slot;
+  return slot;
+}
+
+/// The pgate_log_callback the library calls: runs the LogCallback passed as user data. An
+/// exception must not cross into the library (it would be undefined behaviour): it is dropped.
+inline void log_line(void* user_data, pgate_log_level level, const char* target,
+                     const char* message, std::size_t message_len) noexcept {
+  struct Inside {
+    Inside() noexcept { inside_log_callback = true; }
+    ~Inside() { inside_log_callback = false; }
+    Inside(const Inside&) = delete;
+    Inside& operator=(const Inside&) = delete;
+  } inside;
+  try {
+    (*static_cast<const LogCallback*>(user_data))(
+        static_cast<LogLevel>(level), target != nullptr ? target : "",
+        std::string_view(message != nullptr ? message : "", message_len));
+  } catch (...) {
+    // Dropped: the line's caller is a library thread that cannot take it.
+  }
+}
+
+}  // namespace detail
+
+/// Sends the library's log lines up to `max_level` to `callback` (pgate_set_log_callback); an
+/// empty callback (nullptr, or a default-constructed LogCallback) stops them. Without a
+/// callback the library logs nothing. The binding keeps its own copy of `callback` until it is
+/// replaced, and destroys it only once the library calls it no more.
+///
+///     promotion_gates::set_log_callback([](auto level, auto target, auto message) {
+///       queue.push(std::string(to_string(level)) + " " + std::string(message));  // copy, return
+///     }, promotion_gates::LogLevel::Info);
+///     ...
+///     promotion_gates::set_log_callback(nullptr);  // before what the callback uses is destroyed
+///
+/// The callback runs on the thread that logs: any thread using a gate (inside route() and
+/// record() at the debug level, inside promote(), rollback(), the flag calls and the judge at
+/// every level), or a state store's own thread, possibly on many threads at once, and
+/// sometimes while a gate holds its writer lock, which is not reentrant. So it must:
+///   - call no promotion_gates function, Gate members included: a call back into that gate
+///     would wait forever; lines logged on its thread while it runs are dropped, and
+///     set_log_callback called from it throws Error PGATE_STATUS_INVALID_ARGUMENT;
+///   - return quickly (the thread may be recording, and set_log_callback waits for it): copy
+///     the line and write it elsewhere; and never wait for a thread that is calling
+///     set_log_callback, which waits for it;
+///   - not let an exception out: one that does is dropped (it cannot cross the C ABI).
+///
+/// Returns only once no thread still runs the callback it replaced, which is then destroyed:
+/// after set_log_callback(nullptr), the old callback is never called again and what it uses
+/// may be freed. At exit, the binding takes the callback back from the library when its own
+/// static storage is destroyed; a callback that uses objects of static storage duration made
+/// after its first call (destroyed before) is stopped by the host first.
+///
+/// Throws Error PGATE_STATUS_INVALID_ARGUMENT for a max_level that is no LogLevel (the message
+/// names it) or a call from inside the callback, and PGATE_STATUS_ALREADY_THERE when the
+/// process (a Rust host) installed another `tracing` subscriber first; nothing changed then.
+inline void set_log_callback(LogCallback callback, LogLevel max_level = LogLevel::Info) {
+  constexpr const char* function = "pgate_set_log_callback";
+  if (detail::inside_log_callback) {
+    // Refused here, before the lock, which a thread setting the callback holds while it waits
+    // for this one to return.
+    throw Error(PGATE_STATUS_INVALID_ARGUMENT,
+                "promotion_gates::set_log_callback: called from inside the log callback, which "
+                "must call no promotion_gates function (it would wait for itself)");
+  }
+  auto next = callback ? std::make_unique<LogCallback>(std::move(callback)) : nullptr;
+  detail::LogCallbackSlot& slot = detail::log_callback_slot();
+  const std::lock_guard<std::mutex> lock(slot.replacing);
+  detail::check_with_error(function, [&](pgate_error** err) {
+    return pgate_set_log_callback(next ? &detail::log_line : nullptr, next.get(),
+                                  static_cast<std::uint32_t>(max_level), err);
+  });
+  // The library calls the old callback no more: destroy it. (A failure threw above, leaving
+  // the old one in place and freeing `next`, which the library never saw.)
+  slot.current = std::move(next);
 }
 
 }  // namespace promotion_gates

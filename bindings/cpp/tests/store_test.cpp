@@ -1,0 +1,95 @@
+// A config document's state store, read before a gate is made (store_location), and a gate's
+// fleet-wide judging (Gate::fleet_judging).
+#include "promotion_gates.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <system_error>
+
+#include <unistd.h>
+
+namespace {
+
+using promotion_gates::Error;
+using promotion_gates::Gate;
+using promotion_gates::store_location;
+
+/// A fresh directory under the system's temporary one, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    const auto* test = testing::UnitTest::GetInstance()->current_test_info();
+    path_ = std::filesystem::temp_directory_path() /
+            ("pgate-cpp-" + std::string(test->name()) + "-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::string sqlite_config(const std::string& path, const std::string& more = "") {
+  return R"({"gate": "checkout", "store": {"sqlite": {"path": ")" + path + "\"" + more + "}}}";
+}
+
+TEST(StoreLocation, IsReadFromTheDocumentAloneAndCreatesNothing) {
+  const TempDir dir;
+  const std::string db = dir.file("checkout.db");
+  EXPECT_EQ(store_location(sqlite_config(db)), "sqlite:" + db);
+  EXPECT_FALSE(std::filesystem::exists(db)) << "nothing is opened or created";
+  EXPECT_EQ(store_location(sqlite_config("gates/checkout.db")), "sqlite:gates/checkout.db")
+      << "a relative path as the document writes it";
+  EXPECT_EQ(store_location(
+                R"({"store": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "/pg/checkout"}}})"),
+            "etcd:/pg/checkout");
+  EXPECT_EQ(store_location(R"({"gate": "checkout"})"), "") << "no store";
+  EXPECT_EQ(store_location(""), "") << "the defaults";
+  const std::string deep = "/" + std::string(600, 'd') + "/a.db";  // longer than a first guess
+  EXPECT_EQ(store_location(sqlite_config(deep)), "sqlite:" + deep);
+}
+
+TEST(StoreLocation, ARefusedDocumentIsRefusedAsGateCreateRefusesIt) {
+  try {
+    (void)store_location(sqlite_config("a.db", R"(, "sync_interval_ms": 5)"));
+    ADD_FAILURE() << "a sync interval of 5 ms was taken";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), PGATE_STATUS_INVALID_CONFIG) << e.what();
+    EXPECT_NE(std::string(e.what()).find("store.sqlite.sync_interval_ms"), std::string::npos)
+        << e.what();
+  }
+  try {
+    (void)store_location(R"({"store": {"sqlite": {"pth": "a.db"}}})");
+    ADD_FAILURE() << "an unknown field was taken";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), PGATE_STATUS_INVALID_JSON) << e.what();
+    EXPECT_NE(std::string(e.what()).find("pth"), std::string::npos) << e.what();
+  }
+}
+
+TEST(FleetJudging, IsTheStoresSettingAndFalseWithoutAStore) {
+  const TempDir dir;
+  EXPECT_FALSE(Gate::create(R"({"gate": "checkout"})").fleet_judging());
+  EXPECT_TRUE(Gate::create(sqlite_config(dir.file("on.db"))).fleet_judging()) << "the default";
+  EXPECT_FALSE(Gate::create(sqlite_config(dir.file("off.db"), R"(, "fleet_judging": false)"))
+                   .fleet_judging());
+  Gate moved = Gate::create("");
+  const Gate keeper = std::move(moved);
+  try {
+    (void)moved.fleet_judging();
+    ADD_FAILURE() << "a moved-from Gate answered";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), PGATE_STATUS_NULL_POINTER) << e.what();
+  }
+}
+
+}  // namespace
