@@ -12,8 +12,10 @@ import (
 // Config is a PromotionConfig: where the release stands, its flags and its rollback policy.
 // It marshals to the JSON the library reads, with the Rust field names (environment,
 // feature_flags, auto_rollback_enabled, slo_threshold, rollback_window_seconds, gate, salt,
-// graduated_flags, max_rollback_history, overrides). Start from DefaultConfig: the zero Config is not
-// valid (a zero window, threshold and history bound).
+// graduated_flags, max_rollback_history, store, overrides), and reads every field of
+// Gate.Config's document, so a config read, changed and swapped back keeps them all. Start
+// from DefaultConfig: the zero Config is not valid (a zero window, threshold and history
+// bound).
 type Config struct {
 	Environment           Environment // where the release stands
 	TrafficPercent        float64     // canary share, 0..=100; only for Canary
@@ -25,6 +27,7 @@ type Config struct {
 	Salt                  string      // the routing salt; "" means none (Gate is used)
 	GraduatedFlags        []string    // stable flags: on for every request
 	MaxRollbackHistory    uint64      // events the history keeps, 1 ..= 100000
+	Store                 *Store      // the state store shared by every process; nil keeps state in this one
 	Overrides             *Overrides  // requests forced to a version; nil forces nothing
 }
 
@@ -61,6 +64,7 @@ type configJSON struct {
 	Salt                  *string         `json:"salt"`
 	GraduatedFlags        []string        `json:"graduated_flags"`
 	MaxRollbackHistory    uint64          `json:"max_rollback_history"`
+	Store                 *Store          `json:"store,omitempty"`
 	Overrides             *Overrides      `json:"overrides,omitempty"`
 }
 
@@ -85,6 +89,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 		Gate:                  c.Gate,
 		GraduatedFlags:        nonNil(c.GraduatedFlags),
 		MaxRollbackHistory:    c.MaxRollbackHistory,
+		Store:                 c.Store,
 		Overrides:             c.Overrides,
 	}
 	if c.Salt != "" {
@@ -94,7 +99,8 @@ func (c Config) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads the library's JSON form (Gate.Config's output). Missing fields take
-// the library's defaults, as in the library.
+// the library's defaults, as in the library; a field Config does not know is refused (as the
+// library refuses it) rather than dropped.
 func (c *Config) UnmarshalJSON(data []byte) error {
 	d := DefaultConfig()
 	w := configJSON{
@@ -105,7 +111,7 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 		Gate:                  d.Gate,
 		MaxRollbackHistory:    d.MaxRollbackHistory,
 	}
-	if err := json.Unmarshal(data, &w); err != nil {
+	if err := strictUnmarshal(data, &w); err != nil {
 		return err
 	}
 	*c = Config{
@@ -118,6 +124,7 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 		Gate:                  w.Gate,
 		GraduatedFlags:        w.GraduatedFlags,
 		MaxRollbackHistory:    w.MaxRollbackHistory,
+		Store:                 w.Store,
 		Overrides:             w.Overrides,
 	}
 	if w.Salt != nil {

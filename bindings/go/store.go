@@ -1,0 +1,107 @@
+package promotiongates
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// Store is a config's store section: the state store that keeps the gate's release state and
+// history, shared by every process that opens it (docs/store.md). Exactly one of SQLite and
+// Etcd is set; Config.Store nil (no "store" key) keeps the state in this process only. A
+// running gate keeps the store it was opened with: a swapped config must name the same store,
+// so read the gate's Config, change it and swap it back (the store comes along).
+type Store struct {
+	SQLite *SQLiteStore // store.sqlite: one SQLite file on one host
+	Etcd   *EtcdStore   // store.etcd: an etcd cluster (builds with the cargo feature etcd)
+}
+
+// SQLiteStore is store.sqlite. Start from DefaultSQLiteStore: the zero value's SyncIntervalMS
+// (0) is refused, and its FleetJudging (false) turns fleet-wide judging off.
+type SQLiteStore struct {
+	Path           string `json:"path"`             // the database file, created when missing; its directory must exist
+	SyncIntervalMS uint64 `json:"sync_interval_ms"` // how often to read other processes' writes, 10 ..= 60000 ms
+	BusyTimeoutMS  uint64 `json:"busy_timeout_ms"`  // how long a write waits for another's lock, 0 ..= 60000 ms
+	FleetJudging   bool   `json:"fleet_judging"`    // judge the summed outcomes of every process on the store
+}
+
+// EtcdStore is store.etcd. Start from DefaultEtcdStore: the zero value's SyncIntervalMS (0) is
+// refused, and its FleetJudging (false) turns fleet-wide judging off.
+type EtcdStore struct {
+	Endpoints      []string `json:"endpoints"`        // http://host:port of one or more cluster members
+	Prefix         string   `json:"prefix"`           // this gate's key prefix, e.g. /promotion-gates/checkout
+	SyncIntervalMS uint64   `json:"sync_interval_ms"` // how often to re-read beside the watch, 10 ..= 60000 ms
+	FleetJudging   bool     `json:"fleet_judging"`    // judge the summed outcomes of every process on the store
+}
+
+// DefaultSQLiteStore returns a store section for the SQLite file at path with the library's
+// defaults: reads every 250 ms, waits up to 2000 ms for another process's lock, fleet-wide
+// judging on.
+func DefaultSQLiteStore(path string) *Store {
+	return &Store{SQLite: &SQLiteStore{Path: path, SyncIntervalMS: 250, BusyTimeoutMS: 2000, FleetJudging: true}}
+}
+
+// DefaultEtcdStore returns a store section for the etcd cluster at endpoints and the key
+// prefix with the library's defaults: re-reads every 1000 ms, fleet-wide judging on.
+func DefaultEtcdStore(endpoints []string, prefix string) *Store {
+	return &Store{Etcd: &EtcdStore{Endpoints: endpoints, Prefix: prefix, SyncIntervalMS: 1000, FleetJudging: true}}
+}
+
+// storeJSON is the wire form of Store: {"sqlite": {...}} or {"etcd": {...}}.
+type storeJSON struct {
+	SQLite *SQLiteStore `json:"sqlite,omitempty"`
+	Etcd   *EtcdStore   `json:"etcd,omitempty"`
+}
+
+// MarshalJSON writes the library's JSON form. A Store with neither or both sections set is an
+// ErrInvalidConfig naming the field, as the library names a value it refuses.
+func (s Store) MarshalJSON() ([]byte, error) {
+	switch {
+	case s.SQLite == nil && s.Etcd == nil:
+		return nil, &Error{Status: StatusInvalidConfig, Message: "invalid store = {}: one store, sqlite or etcd"}
+	case s.SQLite != nil && s.Etcd != nil:
+		return nil, &Error{Status: StatusInvalidConfig, Message: "invalid store = {sqlite, etcd}: one store, sqlite or etcd, not both"}
+	}
+	w := storeJSON{SQLite: s.SQLite}
+	if s.Etcd != nil {
+		etcd := *s.Etcd
+		etcd.Endpoints = nonNil(etcd.Endpoints) // the library names [] rather than a null
+		w.Etcd = &etcd
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON reads the library's JSON form; missing fields take the library's defaults,
+// and a field the binding does not know is refused rather than dropped.
+func (s *Store) UnmarshalJSON(data []byte) error {
+	var w struct {
+		SQLite json.RawMessage `json:"sqlite"`
+		Etcd   json.RawMessage `json:"etcd"`
+	}
+	if err := strictUnmarshal(data, &w); err != nil {
+		return err
+	}
+	*s = Store{}
+	if w.SQLite != nil {
+		sqlite := *DefaultSQLiteStore("").SQLite
+		if err := strictUnmarshal(w.SQLite, &sqlite); err != nil {
+			return err
+		}
+		s.SQLite = &sqlite
+	}
+	if w.Etcd != nil {
+		etcd := *DefaultEtcdStore(nil, "").Etcd
+		if err := strictUnmarshal(w.Etcd, &etcd); err != nil {
+			return err
+		}
+		s.Etcd = &etcd
+	}
+	return nil
+}
+
+// strictUnmarshal is json.Unmarshal refusing an unknown field: a document of a newer library
+// is refused rather than read with a field dropped (and swapped back without it).
+func strictUnmarshal(data []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.DisallowUnknownFields()
+	return d.Decode(v)
+}

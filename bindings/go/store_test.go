@@ -1,0 +1,110 @@
+package promotiongates
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestConfigOfAStoreBackedGateSwapsBack: a store-backed gate's Config, read into a Config,
+// changed and swapped back, keeps its store (the store was dropped, and the swap refused with
+// "invalid store = null: ... a running gate cannot move its state").
+func TestConfigOfAStoreBackedGateSwapsBack(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gate.db")
+	g := newGate(t, fmt.Sprintf(`{"environment": {"canary": {"traffic_percent": 10}},
+		"store": {"sqlite": {"path": %q, "busy_timeout_ms": 500}}}`, path), "")
+	var cfg Config
+	ok(t, json.Unmarshal([]byte(mustConfig(t, g)), &cfg))
+	want := SQLiteStore{Path: path, SyncIntervalMS: 250, BusyTimeoutMS: 500, FleetJudging: true}
+	if cfg.Store == nil || cfg.Store.SQLite == nil || *cfg.Store.SQLite != want || cfg.Store.Etcd != nil {
+		t.Fatalf("Store = %+v, want the SQLite store %+v", cfg.Store, want)
+	}
+	cfg.TrafficPercent = 20
+	next, err := json.Marshal(cfg)
+	ok(t, err)
+	ok(t, g.SwapConfig(string(next)))
+	if s, err := g.State(); err != nil || s.TrafficPercent != 20 {
+		t.Fatalf("after the swap: %+v %v", s, err)
+	}
+}
+
+// TestConfigKeepsEveryFieldOfTheLibrarysDocument: Config reads and writes back every field
+// of the library's PromotionConfig, and refuses one it does not know rather than drop it.
+func TestConfigKeepsEveryFieldOfTheLibrarysDocument(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gate.db")
+	g := newGate(t, fmt.Sprintf(`{"environment": {"canary": {"traffic_percent": 12.5}},
+		"feature_flags": ["new_api"], "auto_rollback_enabled": false, "slo_threshold": 0.9,
+		"rollback_window_seconds": 60, "gate": "checkout", "salt": "s2",
+		"graduated_flags": ["dark_mode"], "max_rollback_history": 7,
+		"store": {"sqlite": {"path": %q, "sync_interval_ms": 40, "busy_timeout_ms": 0, "fleet_judging": false}},
+		"overrides": {"header": "X-Canary", "cookie": "canary", "canary_ids": ["qa-1"], "stable_ids": ["vip-1"]}}`, path), "")
+	doc := mustConfig(t, g)
+	var cfg Config
+	ok(t, json.Unmarshal([]byte(doc), &cfg))
+	again, err := json.Marshal(cfg)
+	ok(t, err)
+	var library, ours map[string]any
+	ok(t, json.Unmarshal([]byte(doc), &library))
+	ok(t, json.Unmarshal(again, &ours))
+	if !reflect.DeepEqual(library, ours) {
+		t.Fatalf("Config changed the document\nlibrary %s\n   ours %s", doc, again)
+	}
+	for _, unknown := range []string{`{"future_field": 1}`, `{"store": {"sqlite": {"path": "a.db", "future": 1}}}`} {
+		if err := json.Unmarshal([]byte(unknown), &cfg); err == nil || !strings.Contains(err.Error(), "future") {
+			t.Fatalf("Unmarshal(%s) = %v, want an error naming the unknown field", unknown, err)
+		}
+	}
+}
+
+// TestNewFromConfigWithAStore: a typed store opens the gate on it.
+func TestNewFromConfigWithAStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gate.db")
+	cfg := DefaultConfig()
+	cfg.Gate = "checkout"
+	cfg.Store = DefaultSQLiteStore(path)
+	cfg.Store.SQLite.FleetJudging = false
+	g, err := NewFromConfig(cfg, DefaultSLO())
+	ok(t, err)
+	defer g.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the gate did not open its store: %v", err)
+	}
+	var back Config
+	ok(t, json.Unmarshal([]byte(mustConfig(t, g)), &back))
+	if !reflect.DeepEqual(back.Store, cfg.Store) {
+		t.Fatalf("the gate's store %+v, want %+v", back.Store.SQLite, cfg.Store.SQLite)
+	}
+}
+
+// TestStoreSectionsAreChecked: neither or both sections are refused before the library is
+// called, a bad value by the library, each naming the field.
+func TestStoreSectionsAreChecked(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		store    *Store
+		target   error
+		mentions string
+	}{
+		{&Store{}, ErrInvalidConfig, "invalid store = {}"},
+		{&Store{SQLite: &SQLiteStore{Path: "a.db"}, Etcd: &EtcdStore{}}, ErrInvalidConfig, "not both"},
+		{&Store{SQLite: &SQLiteStore{Path: filepath.Join(dir, "a.db")}}, ErrInvalidConfig, "store.sqlite.sync_interval_ms"},
+		{DefaultEtcdStore(nil, "/pg/a"), ErrInvalidConfig, "store.etcd.endpoints"},
+		{DefaultSQLiteStore(""), ErrInvalidConfig, "store.sqlite.path"},
+	}
+	for _, c := range cases {
+		cfg := DefaultConfig()
+		cfg.Store = c.store
+		g, err := NewFromConfig(cfg, DefaultSLO())
+		if g != nil {
+			g.Close()
+			t.Fatalf("store %+v: a gate was made", c.store)
+		}
+		if pe := wantErr(t, err, c.target); !strings.Contains(pe.Message, c.mentions) {
+			t.Fatalf("store %+v: message %q should mention %q", c.store, pe.Message, c.mentions)
+		}
+	}
+}
