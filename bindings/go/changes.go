@@ -98,18 +98,9 @@ func (g *Gate) ChangeCount() (uint64, error) {
 // changed, and ChangeCount moves. Asks made before that read begins are merged into one.
 // asked is false when the gate has no store.
 func (g *Gate) SyncNow() (asked bool, err error) {
-	p := g.acquire()
-	if p == nil {
-		return false, errClosed
-	}
-	var a C.bool
-	st := C.pgate_sync_now(p, &a)
-	g.release()
-	runtime.KeepAlive(g)
-	if st != C.PGATE_STATUS_OK {
-		return false, statusError("pgate_sync_now", st)
-	}
-	return bool(a), nil
+	return g.readBool("pgate_sync_now", func(p *C.pgate_gate, out *C.bool) C.pgate_status {
+		return C.pgate_sync_now(p, out)
+	})
 }
 
 // ChangesSince returns the gate's kept changes numbered above after, oldest first: the last

@@ -218,28 +218,54 @@ func (g *Gate) RollbackHistory() ([]RollbackEvent, error) {
 	return parseHistory(doc)
 }
 
-// readJSON runs a C call that copies a document into a caller buffer, growing the buffer
-// while the call says it is too small (the document may grow between two calls).
+// readJSON runs a C call that copies a document about the gate into a caller buffer (see
+// readText).
 func (g *Gate) readJSON(op string, call func(*C.pgate_gate, *C.char, C.size_t, *C.size_t) C.pgate_status) (string, error) {
-	buf := make([]byte, 512)
-	for {
+	return readText(func(buf *C.char, n C.size_t, out *C.size_t) (C.pgate_status, error) {
 		p := g.acquire()
 		if p == nil {
-			return "", errClosed
+			return C.PGATE_STATUS_INVALID_HANDLE, errClosed
 		}
-		var n C.size_t
-		st := call(p, (*C.char)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)), &n)
+		st := call(p, buf, n, out)
 		g.release()
 		runtime.KeepAlive(g)
+		return st, statusError(op, st)
+	})
+}
+
+// readText runs a C call that copies text into a caller buffer, growing the buffer while the
+// call says it is too small (a gate's document may grow between two calls). The call returns
+// its status and the error that status means.
+func readText(call func(*C.char, C.size_t, *C.size_t) (C.pgate_status, error)) (string, error) {
+	buf := make([]byte, 512)
+	for {
+		var n C.size_t
+		st, err := call((*C.char)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)), &n)
 		switch st {
 		case C.PGATE_STATUS_OK:
 			return string(buf[:n]), nil
 		case C.PGATE_STATUS_BUFFER_TOO_SMALL:
 			buf = make([]byte, int(n)+1) // room for the NUL the library writes
 		default:
-			return "", statusError(op, st)
+			return "", err
 		}
 	}
+}
+
+// readBool runs a C call that writes one bool about the gate.
+func (g *Gate) readBool(op string, call func(*C.pgate_gate, *C.bool) C.pgate_status) (bool, error) {
+	p := g.acquire()
+	if p == nil {
+		return false, errClosed
+	}
+	var answer C.bool
+	st := call(p, &answer)
+	g.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return false, statusError(op, st)
+	}
+	return bool(answer), nil
 }
 
 // SwapConfig replaces the gate's config atomically with a JSON PromotionConfig (a hot

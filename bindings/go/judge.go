@@ -195,16 +195,7 @@ func nanos(ns C.uint64_t) time.Duration {
 // compliance at or above slo_threshold and no rule fired (false with too little data). Like
 // MonitorHealth, it may roll a failing canary back.
 func (g *Gate) CheckSLO() (bool, error) {
-	p := g.acquire()
-	if p == nil {
-		return false, errClosed
-	}
-	var ok C.bool
-	st := C.pgate_check_slo(p, &ok)
-	g.release()
-	runtime.KeepAlive(g)
-	if st != C.PGATE_STATUS_OK {
-		return false, statusError("pgate_check_slo", st)
-	}
-	return bool(ok), nil
+	return g.readBool("pgate_check_slo", func(p *C.pgate_gate, out *C.bool) C.pgate_status {
+		return C.pgate_check_slo(p, out)
+	})
 }

@@ -1,5 +1,16 @@
 package promotiongates
 
+/*
+#include "promotion_gates.h"
+
+// As in gate.go: the library keeps no pointer beyond the call and never calls back into Go.
+#cgo noescape pgate_fleet_judging
+#cgo nocallback pgate_fleet_judging
+#cgo noescape pgate_store_location
+#cgo nocallback pgate_store_location
+*/
+import "C"
+
 import (
 	"bytes"
 	"encoding/json"
@@ -104,4 +115,35 @@ func strictUnmarshal(data []byte, v any) error {
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
 	return d.Decode(v)
+}
+
+// FleetJudging reports whether the gate's state store sums the outcomes every process records
+// for the judge (the store's fleet_judging, on unless the document turns it off); false for
+// a gate without a store (pgate_fleet_judging). A gate keeps the store it was opened with, so
+// the answer never changes. A host that pools its processes' outcomes itself refuses a gate
+// that answers true: every outcome would be counted once per process.
+func (g *Gate) FleetJudging() (bool, error) {
+	return g.readBool("pgate_fleet_judging", func(p *C.pgate_gate, out *C.bool) C.pgate_status {
+		return C.pgate_fleet_judging(p, out)
+	})
+}
+
+// StoreLocation returns where a config document's state store keeps the gate's state, read
+// from the document alone: nothing is opened or created (pgate_store_location). It is
+// "sqlite:" and the file path as the document writes it (a relative path is opened against
+// the working directory of the process that opens the gate), "etcd:" and the key prefix, or
+// "" for a document without a store (its gate's state lives and dies with the gate). A host
+// that resolves paths itself, or refuses a relative one, asks before New would create the
+// file; a host that shares memory between the processes of one gate keys it by this and the
+// gate's name. "" is the default document.
+//
+// Errors: those of New for a document New would refuse (ErrInvalidJSON, ErrInvalidConfig
+// naming the field and value, ErrInvalidArgument).
+func StoreLocation(configJSON string) (string, error) {
+	doc, n := optionalBytes(configJSON)
+	return readText(func(buf *C.char, size C.size_t, out *C.size_t) (C.pgate_status, error) {
+		var cerr *C.pgate_error
+		st := C.pgate_store_location(doc, n, buf, size, out, &cerr)
+		return st, takeError("pgate_store_location", st, cerr) // frees the object on every path
+	})
 }

@@ -2,6 +2,7 @@ package promotiongates_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -41,4 +42,47 @@ func ExampleGate_SwapConfig() {
 	state, _ := gate.State()
 	fmt.Println(state.TrafficPercent, filepath.Base(current.Store.SQLite.Path), current.Store.SQLite.SyncIntervalMS)
 	// Output: 20 checkout.db 250
+}
+
+// Where a document's store keeps the state, read before any gate is made: nothing is opened
+// or created.
+func ExampleStoreLocation() {
+	for _, doc := range []string{
+		`{"gate": "checkout", "store": {"sqlite": {"path": "/var/lib/promotion-gates/checkout.db"}}}`,
+		`{"store": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "/promotion-gates/checkout"}}}`,
+		`{"gate": "checkout"}`,
+	} {
+		location, err := promotiongates.StoreLocation(doc)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%q\n", location)
+	}
+	_, err := promotiongates.StoreLocation(`{"store": {"sqlite": {"path": ""}}}`)
+	fmt.Println(errors.Is(err, promotiongates.ErrInvalidConfig))
+	// Output:
+	// "sqlite:/var/lib/promotion-gates/checkout.db"
+	// "etcd:/promotion-gates/checkout"
+	// ""
+	// true
+}
+
+// A host that pools its processes' outcomes itself refuses a gate whose store sums them too.
+func ExampleGate_FleetJudging() {
+	dir, err := os.MkdirTemp("", "pgate-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	cfg := promotiongates.DefaultConfig()
+	cfg.Store = promotiongates.DefaultSQLiteStore(filepath.Join(dir, "checkout.db"))
+	cfg.Store.SQLite.FleetJudging = false // this host pools the outcomes itself
+	gate, err := promotiongates.NewFromConfig(cfg, promotiongates.DefaultSLO())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer gate.Close()
+	fleet, _ := gate.FleetJudging()
+	fmt.Println(fleet)
+	// Output: false
 }

@@ -2,6 +2,7 @@ package promotiongates
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -60,7 +61,8 @@ func TestConfigKeepsEveryFieldOfTheLibrarysDocument(t *testing.T) {
 	}
 }
 
-// TestNewFromConfigWithAStore: a typed store opens the gate on it.
+// TestNewFromConfigWithAStore: a typed store opens the gate on it, and FleetJudging and
+// StoreLocation read it back.
 func TestNewFromConfigWithAStore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "gate.db")
 	cfg := DefaultConfig()
@@ -77,6 +79,21 @@ func TestNewFromConfigWithAStore(t *testing.T) {
 	ok(t, json.Unmarshal([]byte(mustConfig(t, g)), &back))
 	if !reflect.DeepEqual(back.Store, cfg.Store) {
 		t.Fatalf("the gate's store %+v, want %+v", back.Store.SQLite, cfg.Store.SQLite)
+	}
+	if fleet, err := g.FleetJudging(); err != nil || fleet {
+		t.Fatalf("FleetJudging = %v %v, want false", fleet, err)
+	}
+	doc, err := json.Marshal(cfg)
+	ok(t, err)
+	if at, err := StoreLocation(string(doc)); err != nil || at != "sqlite:"+path {
+		t.Fatalf("StoreLocation = %q %v", at, err)
+	}
+	etcd := DefaultEtcdStore([]string{"http://127.0.0.1:2379"}, "/pg/checkout")
+	cfg.Store = etcd
+	doc, err = json.Marshal(cfg)
+	ok(t, err)
+	if at, err := StoreLocation(string(doc)); err != nil || at != "etcd:/pg/checkout" {
+		t.Fatalf("StoreLocation(etcd) = %q %v", at, err)
 	}
 }
 
@@ -108,3 +125,47 @@ func TestStoreSectionsAreChecked(t *testing.T) {
 		}
 	}
 }
+
+func TestStoreLocationReadsTheDocumentAlone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gate.db")
+	deep := "/" + strings.Repeat("d", 600) + "/a.db" // longer than the first buffer
+	for doc, want := range map[string]string{
+		fmt.Sprintf(`{"store": {"sqlite": {"path": %q}}}`, path): "sqlite:" + path,
+		`{"store": {"sqlite": {"path": "gates/a.db"}}}`:          "sqlite:gates/a.db",
+		fmt.Sprintf(`{"store": {"sqlite": {"path": %q}}}`, deep): "sqlite:" + deep,
+		`{"gate": "checkout"}`:                                   "",
+		"":                                                       "",
+	} {
+		if got, err := StoreLocation(doc); err != nil || got != want {
+			t.Fatalf("StoreLocation(%s) = %q %v, want %q", doc, got, err, want)
+		}
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("StoreLocation created or opened %s: %v", path, err)
+	}
+	pe := wantErr(t, must(StoreLocation(`{"store": {"sqlite": {"path": "a.db", "sync_interval_ms": 5}}}`)), ErrInvalidConfig)
+	if !strings.Contains(pe.Message, "store.sqlite.sync_interval_ms") || !strings.Contains(pe.Message, "5") {
+		t.Fatalf("message %q should name the field and value", pe.Message)
+	}
+	wantErr(t, must(StoreLocation(`{"store": {"sqlite": {"pth": "a.db"}}}`)), ErrInvalidJSON)
+}
+
+func TestFleetJudgingIsTheStoresSetting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gate.db")
+	for doc, want := range map[string]bool{
+		fmt.Sprintf(`{"store": {"sqlite": {"path": %q}}}`, path): true, // the default
+		`{"gate": "no-store"}`: false,
+	} {
+		g := newGate(t, doc, "")
+		if got, err := g.FleetJudging(); err != nil || got != want {
+			t.Fatalf("FleetJudging(%s) = %v %v, want %v", doc, got, err, want)
+		}
+		ok(t, g.Close())
+		if _, err := g.FleetJudging(); !errors.Is(err, ErrClosed) {
+			t.Fatalf("closed: %v", err)
+		}
+	}
+}
+
+// must drops a value, keeping the error.
+func must[T any](_ T, err error) error { return err }
