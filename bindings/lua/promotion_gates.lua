@@ -11,9 +11,10 @@
 --
 -- Arguments are checked before the FFI converts them, which would wrap or saturate numbers (-1
 -- as a uint64_t is 2^63) and raise for other types: a latency must be finite, at least 0 and
--- below 2^64 ns, a decision a pgate_decision cdata, ids, names, reasons and documents strings,
--- and `success` a boolean; anything else is nil, "PGATE_STATUS_INVALID_ARGUMENT: invalid
--- <argument> = <value>: ...", 2. After gate:free() every call fails with
+-- below 2^64 ns, a decision a pgate_decision cdata (or a pointer to one, not NULL), ids,
+-- names, reasons and documents strings, and `success` a boolean; anything else is nil,
+-- "PGATE_STATUS_INVALID_ARGUMENT: invalid <argument> = <value>: ...", 2 (a NULL decision:
+-- "invalid decision = NULL: ..."). After gate:free() every call fails with
 -- PGATE_STATUS_INVALID_HANDLE and never reaches the library. A C call never yields, so no
 -- coroutine can free a gate while another is inside a call on it.
 
@@ -200,7 +201,7 @@ local function freed(operation)
 end
 
 local int64_t, uint64_t = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
-local decision_t, decision_ptr_t = ffi.typeof("pgate_decision"), ffi.typeof("pgate_decision *")
+local decision_t = ffi.typeof("pgate_decision")
 local TWO_64 = 2 ^ 64
 
 -- The error every binding gives a latency that is negative, NaN, infinite or 2^64 ns or more
@@ -232,13 +233,16 @@ local function latency_ns(value)
   return invalid("invalid latency = " .. tostring(value) .. ": not a number of nanoseconds")
 end
 
--- Whether `decision` is a pgate_decision cdata (or a pointer to one), as gate:route returns.
+-- Whether `decision` is a pgate_decision cdata or a pointer to one that is not NULL, as
+-- gate:route returns. (ffi.istype takes a pointer for the struct it points to, NULL included;
+-- a NULL pointer cdata equals nil, a struct never does.)
 local function is_decision(decision)
-  return ffi.istype(decision_t, decision) or ffi.istype(decision_ptr_t, decision)
+  return ffi.istype(decision_t, decision) and decision ~= nil
 end
 
 local function not_a_decision(decision)
-  return invalid("invalid decision = " .. tostring(decision) .. ": a pgate_decision from gate:route")
+  local shown = type(decision) == "cdata" and decision == nil and "NULL" or tostring(decision)
+  return invalid("invalid decision = " .. shown .. ": a pgate_decision from gate:route")
 end
 
 -- The error for argument `name`, whose `value` is not a string (`optional`: nor nil).
@@ -301,7 +305,7 @@ function Gate:route(id, out)
     return freed("route")
   elseif type(id) ~= "string" then
     return not_a_string("id", id)
-  elseif out ~= nil and not is_decision(out) then
+  elseif type(out) ~= "nil" and not is_decision(out) then -- a NULL cdata == nil, yet is given
     return not_a_decision(out)
   end
   out = out or decision_t()
@@ -325,7 +329,7 @@ function Gate:route_forced(id, value, out)
     return not_a_string("id", id)
   elseif value ~= nil and type(value) ~= "string" then
     return not_a_string("value", value, true)
-  elseif out ~= nil and not is_decision(out) then
+  elseif type(out) ~= "nil" and not is_decision(out) then -- a NULL cdata == nil, yet is given
     return not_a_decision(out)
   end
   out = out or decision_t()

@@ -225,6 +225,21 @@ local function test_arguments()
   gate:route("user-1", array[0])
   check(gate:record(array + 0, true, 1) == "counted", "a pointer to a decision")
 
+  -- A NULL pointer is no decision: refused by every call that takes one (gate:flags read
+  -- through it and crashed LuaJIT).
+  local null = ffi.cast("pgate_decision *", nil)
+  for operation, call in pairs({
+    flags = function() return gate:flags(null) end,
+    record = function() return gate:record(null, true, 1) end,
+    record_abandoned = function() return gate:record_abandoned(null, 2e9) end,
+    route = function() return gate:route("u", null) end,
+    route_forced = function() return gate:route_forced("u", "canary", null) end,
+  }) do
+    local result, why, code = call()
+    check(result == nil and code == 2 and why == "PGATE_STATUS_INVALID_ARGUMENT: invalid decision "
+            .. "= NULL: a pgate_decision from gate:route", operation .. " of NULL: " .. tostring(why))
+  end
+
   -- Any other wrong type is an error return naming the argument and its value, never a raise
   -- from the FFI's conversions ("attempt to get length", "cannot convert 'nil' to 'bool'").
   for _, case in ipairs({
