@@ -145,14 +145,21 @@ function M.version()
   return ffi.string(lib().pgate_version())
 end
 
+-- Frees the error object in `err_box[0]`, if any (`err_box` may be nil).
+local function drop_error(err_box)
+  if err_box ~= nil and err_box[0] ~= nil then
+    C.pgate_error_free(err_box[0])
+    err_box[0] = nil
+  end
+end
+
 -- nil, "NAME: message", status; takes ownership of `err_box[0]` (may be NULL).
 local function failure(status, err_box)
   local message = M.status_str(status)
   if err_box ~= nil and err_box[0] ~= nil then
     message = message .. ": " .. ffi.string(C.pgate_error_message(err_box[0]))
-    C.pgate_error_free(err_box[0])
-    err_box[0] = nil
   end
+  drop_error(err_box)
   return nil, message, status
 end
 
@@ -172,8 +179,9 @@ end
 -- Reads a string through `fn(gate, buf, cap, len_out)`: first with `cap` bytes (1024 if
 -- nil), then, while the library answers BUFFER_TOO_SMALL, with the length it asked for and
 -- some slack: the text may grow between two calls (a state store's sync thread applies
--- other processes' writes at any time).
-local function read_text(fn, gate, cap)
+-- other processes' writes at any time). `err_box` is the pgate_error *[1] that `fn` has the
+-- library write a failure's explanation into (nil for calls without one).
+local function read_text(fn, gate, cap, err_box)
   local len = ffi.new("size_t[1]")
   cap = cap or 1024
   for _ = 1, 8 do
@@ -182,8 +190,9 @@ local function read_text(fn, gate, cap)
     if status == M.OK then
       return ffi.string(buf, len[0])
     elseif status ~= M.BUFFER_TOO_SMALL then
-      return failure(status)
+      return failure(status, err_box)
     end
+    drop_error(err_box)
     cap = tonumber(len[0]) + 4096
   end
   return nil, M.status_str(M.BUFFER_TOO_SMALL) .. ": the text kept growing", M.BUFFER_TOO_SMALL
@@ -479,16 +488,22 @@ function Gate:health()
   return judged_health(self, "health")
 end
 
---- Whether the version under judgement meets its SLO (false with too little data).
-function Gate:check_slo()
+-- Runs `fn(handle, out)`, a call that writes one bool about the gate: the boolean, or nil,
+-- message, status.
+local function read_bool(self, operation, fn)
   if self.handle == nil then
-    return freed("check_slo")
+    return freed(operation)
   end
-  local status = C.pgate_check_slo(self.handle, self.bool_buf)
+  local status = fn(self.handle, self.bool_buf)
   if status ~= M.OK then
     return failure(status)
   end
   return self.bool_buf[0]
+end
+
+--- Whether the version under judgement meets its SLO (false with too little data).
+function Gate:check_slo()
+  return read_bool(self, "check_slo", C.pgate_check_slo)
 end
 
 --- Promotes to "canary" (with traffic_percent), "staging" or "production".
@@ -793,15 +808,7 @@ end
 --- merged; gate:change_count() moves when it found a change); false without a store; or nil,
 --- message, status.
 function Gate:sync_now()
-  if self.handle == nil then
-    return freed("sync_now")
-  end
-  local asked = ffi.new("bool[1]")
-  local status = C.pgate_sync_now(self.handle, asked)
-  if status ~= M.OK then
-    return failure(status)
-  end
-  return asked[0]
+  return read_bool(self, "sync_now", C.pgate_sync_now)
 end
 
 --- The gate's kept changes numbered above `after` (the last 64 at most), oldest first, as the
@@ -820,6 +827,48 @@ function Gate:changes_since(after)
   return read_text(function(gate, buf, cap, len)
     return C.pgate_changes_json(gate, after, buf, cap, len)
   end, self.handle)
+end
+
+-- The state store (see docs/store.md): where a document's store keeps the state, read before
+-- any gate is made, and whether a gate's store judges every process's outcomes.
+ffi.cdef [[
+pgate_status pgate_fleet_judging(const pgate_gate *gate, bool *fleet_judging);
+pgate_status pgate_store_location(const char *config_json, size_t config_len, char *location,
+                                  size_t cap, size_t *len_out, pgate_error **err);
+]]
+
+--- Whether the gate's state store sums the outcomes every process records for the judge (the
+--- store's fleet_judging, on unless the document turns it off); false for a gate without a
+--- store (pgate_fleet_judging). A gate keeps the store it was opened with, so the answer never
+--- changes. A host that pools its workers' outcomes itself (through a lua_shared_dict, say)
+--- refuses a gate that answers true: every outcome would be counted once per worker. Or nil,
+--- message, status.
+function Gate:fleet_judging()
+  return read_bool(self, "fleet_judging", C.pgate_fleet_judging)
+end
+
+--- Where a config document's state store keeps the gate's state, read from the document
+--- alone: nothing is opened or created (pgate_store_location). "sqlite:" and the file path as
+--- the document writes it (a relative path is opened against the working directory of the
+--- process that opens the gate: nginx's, in OpenResty), "etcd:" and the key prefix, or "" for
+--- a document without a store (its gate's state lives and dies with the gate); nil is the
+--- default document. A host that refuses a relative path asks before pg.new creates the file:
+---
+---   local at = assert(pg.store_location(CONFIG_JSON))
+---   if at:find("^sqlite:[^/]") then error("store.sqlite.path must be absolute: " .. at) end
+---
+--- A document pg.new refuses gives its error: nil, "PGATE_STATUS_INVALID_CONFIG: invalid
+--- store.sqlite.sync_interval_ms = 5: ...", 3.
+function M.store_location(config_json)
+  if config_json ~= nil and type(config_json) ~= "string" then
+    return not_a_string("config_json", config_json, true)
+  end
+  local c = lib()
+  local err = ffi.new("pgate_error *[1]")
+  return read_text(function(_, buf, cap, len)
+    return c.pgate_store_location(config_json, config_json and #config_json or 0, buf, cap, len,
+                                  err)
+  end, nil, 256, err)
 end
 
 return M

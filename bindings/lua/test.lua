@@ -651,6 +651,56 @@ local function test_sync_now()
   end
 end
 
+-- The state store: where a document's store keeps the state, read from the document alone,
+-- and whether a gate's store judges every process's outcomes.
+local function test_store()
+  local path = os.tmpname()
+  os.remove(path)
+  local function sqlite(more)
+    return '{"store": {"sqlite": {"path": "' .. path .. '"' .. (more or "") .. "}}}"
+  end
+  local deep = "/" .. string.rep("d", 600) .. "/a.db" -- longer than the first buffer
+  for _, case in ipairs({
+    { sqlite(), "sqlite:" .. path },
+    { '{"store": {"sqlite": {"path": "gates/a.db"}}}', "sqlite:gates/a.db" },
+    { '{"store": {"sqlite": {"path": "' .. deep .. '"}}}', "sqlite:" .. deep },
+    { '{"store": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "/pg/checkout"}}}',
+      "etcd:/pg/checkout" },
+    { '{"gate": "checkout"}', "" },
+    { nil, "" },
+  }) do
+    local at, why = pg.store_location(case[1])
+    check(at == case[2], "store_location of " .. tostring(case[1]) .. ": " .. tostring(at or why))
+  end
+  check(io.open(path) == nil, "store_location opens and creates nothing")
+  local none, message, status = pg.store_location(sqlite(', "sync_interval_ms": 5'))
+  check(none == nil and status == 3 and message:find("PGATE_STATUS_INVALID_CONFIG: ", 1, true) == 1
+          and message:find("store.sqlite.sync_interval_ms", 1, true) and message:find("5", 1, true),
+        "a refused document names the field: " .. tostring(message))
+  none, message, status = pg.store_location(42)
+  check(none == nil and status == 2
+          and message == "PGATE_STATUS_INVALID_ARGUMENT: invalid config_json = 42: not a string or nil",
+        "store_location of a number: " .. tostring(message))
+
+  local fleet = assert(pg.new(sqlite()))
+  local own = assert(pg.new('{"gate": "own", "store": {"sqlite": {"path": "' .. path
+                              .. '", "fleet_judging": false}}}'))
+  local storeless = assert(pg.new())
+  check(fleet:fleet_judging() == true, "fleet judging: the default")
+  check(own:fleet_judging() == false, "fleet judging turned off")
+  check(storeless:fleet_judging() == false, "no store: no fleet judging")
+  for _, gate in ipairs({ fleet, own, storeless }) do
+    gate:free()
+  end
+  none, message, status = storeless:fleet_judging()
+  check(none == nil and status == 13
+          and message == "PGATE_STATUS_INVALID_HANDLE: fleet_judging on a freed gate",
+        "fleet_judging after free: " .. tostring(message))
+  for _, suffix in ipairs({ "", "-wal", "-shm" }) do
+    os.remove(path .. suffix)
+  end
+end
+
 test_vectors(arg[1])
 test_header_constants()
 test_wrappers()
@@ -663,5 +713,6 @@ test_overrides(arg[3])
 test_growing_text()
 test_names()
 test_sync_now()
+test_store()
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)
