@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -349,3 +351,16 @@ def test_features_of_another_gates_decision_do_not_stick(monkeypatch: pytest.Mon
             on.append(flag)
             ours = second.route("u")
             assert second.features(ours) == tuple(on)
+
+
+@pytest.mark.parametrize(
+    "duplicate", [copy.copy, copy.deepcopy, pickle.dumps], ids=["copy", "deepcopy", "pickle"]
+)
+def test_a_gate_is_never_copied_or_pickled(duplicate: Any) -> None:
+    """A copy shared the native gate: closing it freed the gate under the original, whose
+    next call crashed the process."""
+    with Gate(canary(10)) as gate:
+        with pytest.raises(TypeError, match="a Gate cannot be copied or pickled: share the one Gate"):
+            duplicate(gate)
+        assert not gate.closed and gate._calls == []
+        assert gate.route("u").traffic_percent == 10.0

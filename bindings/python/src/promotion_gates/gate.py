@@ -61,6 +61,9 @@ _BUFFER = 4096
 #: whose flags change often does not keep every set it ever answered for.
 _FLAG_CACHE = 256
 
+#: Why a Gate is never copied: one native gate, one owner.
+_NOT_COPIED = "a Gate cannot be copied or pickled: share the one Gate (it is thread-safe)"
+
 Config = Mapping[str, Any] | str | bytes
 #: A request id: any bytes (not necessarily UTF-8), or a str routed as its UTF-8 bytes.
 RequestId = bytes | bytearray | memoryview | str
@@ -187,6 +190,12 @@ class Gate:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        """Refuses ``copy.copy``, ``copy.deepcopy`` and ``pickle``, which all come here (a Gate
+        has no ``__copy__`` or ``__deepcopy__``): a copy would share the native gate and its
+        calls in flight, and closing either would free the gate under the other."""
+        raise TypeError(_NOT_COPIED)
 
     def __repr__(self) -> str:
         handle = self._handle  # read once: close() may clear it meanwhile
