@@ -5,9 +5,16 @@ killing pytest."""
 
 from __future__ import annotations
 
+import gc
+import signal
 import textwrap
+import warnings
+from collections.abc import Callable
 
-from conftest import run_child
+import pytest
+from conftest import canary, run_child
+
+from promotion_gates import Decision, Environment, Gate, GateClosedError
 
 ROUNDS = 100
 
@@ -67,3 +74,108 @@ CHILD = textwrap.dedent(
 def test_close_during_calls_from_other_threads_never_crashes() -> None:
     stdout = run_child(CHILD, str(ROUNDS))
     assert stdout.startswith(f"{ROUNDS} rounds"), stdout
+
+
+#: Every kind of entry into the gate: the inlined hot calls and the held cold calls.
+CALLS: dict[str, Callable[[Gate, Decision], object]] = {
+    "route": lambda g, d: g.route("u"),
+    "route_forced": lambda g, d: g.route_forced("u", "canary"),
+    "record": lambda g, d: g.record(d, True, 0.001),
+    "record_by_id": lambda g, d: g.record_by_id("u", True, 0.001),
+    "features": lambda g, d: g.features(d),
+    "state": lambda g, d: g.state(),
+    "config": lambda g, d: g.config,
+    "promote": lambda g, d: g.promote(Environment.CANARY, 5),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(CALLS))
+def test_an_exception_as_a_call_enters_leaves_nothing_in_flight(
+    operation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal handler's exception (KeyboardInterrupt; SystemExit from SIGTERM) raised as the
+    entry's append returns: the entry was left behind, and close() waited for it forever."""
+    monkeypatch.setattr("promotion_gates.gate._CLOSE_WAIT", 5.0, raising=False)
+    gate = Gate(canary(10))
+    decision = gate.route("u")
+    entered = gate._enter
+
+    def interrupted(entry: None) -> None:
+        entered(entry)
+        raise KeyboardInterrupt  # where CPython would run a signal handler
+
+    gate._enter = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        CALLS[operation](gate, decision)
+    assert gate._calls == []
+    gate._enter = entered
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # close() must not give up
+        gate.close()
+    assert not gate._finalizer.alive
+
+
+SIGNALS = textwrap.dedent(
+    """
+    import signal, sys, threading, time
+    import promotion_gates as pg
+
+    class Tick(Exception):
+        pass
+
+    def tick(signum, frame):  # only inside the package, so this loop is never interrupted
+        if frame is not None and "promotion_gates" in frame.f_code.co_filename:
+            raise Tick()
+
+    gate = pg.Gate({"environment": {"canary": {"traffic_percent": 10}}, "feature_flags": ["f"]})
+    d = gate.route("u")
+    calls = [lambda: gate.route(b"u"), gate.state, lambda: gate.record(d, True, 0.001),
+             lambda: gate.features(d), lambda: pg.metrics_prometheus(gate), gate.change_count]
+    signal.signal(signal.SIGALRM, tick)
+    signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.00003)
+    ticks, deadline = 0, time.monotonic() + float(sys.argv[1])
+    while time.monotonic() < deadline and not gate._calls:
+        for call in calls:
+            try:
+                call()
+            except Tick:
+                ticks += 1
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    closing = threading.Thread(target=gate.close, daemon=True)
+    closing.start()
+    closing.join(30)
+    print(ticks, len(gate._calls), closing.is_alive())
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no interval timer")
+def test_signal_handlers_raising_inside_calls_leave_nothing_in_flight() -> None:
+    ticks, left, hung = run_child(SIGNALS, "3").split()
+    assert int(ticks) > 100, "too few interrupts to say anything"
+    assert (left, hung) == ("0", "False")
+
+
+def test_close_gives_up_on_a_call_that_never_returns_and_frees_nothing_in_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("promotion_gates.gate._CLOSE_WAIT", 0.05)
+    gate = Gate(canary(10))
+    gate._enter(None)  # a call in flight, as when close() runs inside it on the same thread
+    with pytest.warns(RuntimeWarning, match=r"waited 0\.05 s for 1 call\(s\) in flight"):
+        gate.close()
+    assert gate.closed and gate._finalizer.alive  # refused from now on, not freed
+    with pytest.raises(GateClosedError):
+        gate.route("u")
+    gate._leave()  # the call returned
+    gate.close()  # a later close() frees it
+    assert not gate._finalizer.alive
+    # Given up on and never closed again: freed when collected (no call holds it then).
+    other = Gate()
+    other._enter(None)
+    with pytest.warns(RuntimeWarning):
+        other.close()
+    finalizer = other._finalizer
+    del other
+    gc.collect()
+    assert not finalizer.alive

@@ -12,16 +12,26 @@ outcome recorded after a promotion or rollback is reported as ``Recorded.LATE``)
 :meth:`Gate.close` may run while other threads are inside calls on the gate: every call holds
 the gate for the duration of its foreign calls, and ``close`` first makes later calls raise
 :class:`GateClosedError`, then waits for the calls in flight to return before it frees the
-gate (Go's read/write guard, done with the GIL: see :class:`_Call`). A call racing with
+gate (Go's read/write guard, done with the GIL: see :meth:`Gate._held`). A call racing with
 ``close`` either completes or raises ``GateClosedError``; it never touches a freed gate.
+
+The guard holds when a signal handler raises (``KeyboardInterrupt``, or ``SystemExit`` from a
+SIGTERM handler) in the middle of a call: CPython runs a handler only where a call returns, at
+a backward jump or where a Python function starts, so never between a call's entry in the list
+(the first call inside its ``try``) and the ``try`` itself, nor between its ``finally`` and the
+removal (the first call there). A call never stays counted after it ended, and ``close`` never
+waits for one that is gone.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import warnings
 import weakref
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import repeat
 from ctypes import (
     byref,
     c_bool,
@@ -34,7 +44,7 @@ from ctypes import (
     string_at,
 )
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _ffi
 from ._arguments import finite_float, latency_ns as _latency_ns, refused, unsigned, utf8
@@ -60,6 +70,13 @@ _BUFFER = 4096
 #: Flag sets a Gate remembers at most; past this many the cache starts afresh, so a gate
 #: whose flags change often does not keep every set it ever answered for.
 _FLAG_CACHE = 256
+
+#: How long :meth:`Gate.close` waits for the calls in flight, in seconds, before it leaves the
+#: freeing to the garbage collector (a store's write may wait out a busy database).
+_CLOSE_WAIT = 10.0
+#: Runs an iterator to its end in C: no Python code, so no signal handler, runs in between.
+_drain: Callable[[Iterable[object]], None] = deque[object](maxlen=0).extend
+_T = TypeVar("_T")
 
 #: Why a Gate is never copied: one native gate, one owner.
 _NOT_COPIED = "a Gate cannot be copied or pickled: share the one Gate (it is thread-safe)"
@@ -96,6 +113,26 @@ def _id_bytes(request_id: RequestId, what: str = "request_id") -> bytes:
     if isinstance(request_id, (bytearray, memoryview)):
         return bytes(request_id)
     raise refused(what, request_id, f"bytes or a str, not {type(request_id).__name__}")
+
+
+def held_together(
+    gates: Sequence[Gate], operation: str, call: Callable[[list[c_void_p]], _T]
+) -> _T:
+    """``call(handles)`` with every gate held, as :meth:`Gate._held` holds one. The gates are
+    entered together, then left together, each time in one call that runs no Python code, so a
+    signal handler's exception finds every gate held or none."""
+    calls = [gate._calls for gate in gates]
+    enter_all = map(list.append, calls, repeat(None))
+    leave_all = map(list.pop, calls)
+    try:
+        _drain(enter_all)
+        handles = [gate._handle for gate in gates]
+        live = [handle for handle in handles if handle is not None]
+        if len(live) != len(handles):
+            raise GateClosedError(operation)
+        return call(live)
+    finally:
+        _drain(leave_all)
 
 
 def _free(handle: c_void_p) -> None:
@@ -142,7 +179,7 @@ class Gate:
         _check(status, err)
         self._c = c
         self._handle: c_void_p | None = handle
-        # The calls in flight, one entry each (see _Call); the bound methods are kept so the
+        # The calls in flight, one entry each (see _held); the bound methods are kept so the
         # hot path pays one C-level call to enter and one to leave.
         self._calls: list[None] = []
         self._enter = self._calls.append
@@ -159,16 +196,32 @@ class Gate:
 
         Safe while other threads are inside calls on the gate: calls that start from now on
         raise ``GateClosedError``, and ``close`` waits for those already in flight to return
-        before it frees the gate. Do not call it from a signal handler that may have
-        interrupted a call on the same thread: it would wait for that call forever. For the
-        same reason, do not call it from a log callback (see
-        :func:`~promotion_gates.telemetry.set_log_callback`) that runs inside a call on this gate,
-        such as ``record``.
+        before it frees the gate.
+
+        It waits 10 seconds at most. If calls are still in flight then, it warns
+        (:class:`RuntimeWarning`) and returns without freeing: the gate refuses every call from
+        now on, and its memory is freed when the ``Gate`` is garbage-collected (each call holds
+        a reference to it, so none can be inside then), or by a later ``close`` that finds no
+        call in flight. That happens when a call outlasts the wait (a state store's write
+        waiting out a busy database), or when ``close`` runs inside a call on the same thread,
+        which cannot return before it: from a signal handler that interrupted the call, or
+        from a log callback (see :func:`~promotion_gates.telemetry.set_log_callback`) that
+        runs inside a call on this gate, such as ``record``. Avoid those two.
         """
         self._handle = None  # from here on, a call that enters sees None and leaves
         calls = self._calls
         pause = 1e-6
+        give_up = time.monotonic() + _CLOSE_WAIT
         while calls:  # calls in flight, or entering and about to leave
+            if time.monotonic() > give_up:
+                warnings.warn(
+                    f"Gate.close() waited {_CLOSE_WAIT:g} s for {len(calls)} call(s) in flight "
+                    "and left the gate unfreed: it refuses new calls, and is freed when it is "
+                    "garbage-collected or closed again with no call in flight",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                return
             time.sleep(pause)
             pause = min(pause * 2, 1e-3)
         self._finalizer()  # runs `_free` once, however often and from however many threads
@@ -202,13 +255,39 @@ class Gate:
         state = "closed" if handle is None else f"at {handle.value or 0:#x}"
         return f"<promotion_gates.Gate {state}>"
 
-    def _call(self, operation: str) -> _Call:
-        """``with self._call("op") as handle:`` holds the gate for the block's foreign calls."""
-        return _Call(self, operation)
+    def _held(self, operation: str, call: Callable[[c_void_p], _T]) -> _T:
+        """``call(handle)`` with the gate held: :meth:`close` waits for it to return before it
+        frees the gate; :class:`GateClosedError` (``operation`` on a closed Gate) once closed.
+
+        The read side of Go's read/write guard, ``close`` being the write side. The entry
+        appends to the gate's list of calls in flight, then reads the handle; the exit pops an
+        entry. ``close`` sets the handle to ``None``, then waits until the list is empty.
+        ``list.append``, ``list.pop`` and attribute reads are atomic under the GIL, so a call
+        that found the handle set had appended before ``close`` cleared it, and its entry stays
+        until it leaves; ``close`` sees an empty list only once no call that found the handle is
+        still inside, and every later call finds ``None``. The append is the first call inside
+        the ``try`` and the pop the first in its ``finally``, so an exception of a signal
+        handler (raised only where a call returns) never leaves an entry behind nor pops one
+        that was not added (see the module docs). The hot calls inline the same steps.
+        """
+        try:
+            self._enter(None)
+            handle = self._handle
+            if handle is None:
+                raise GateClosedError(operation)
+            return call(handle)
+        finally:
+            self._leave()
+
+    def _status(self, operation: str, function: str, *args: Any) -> int:
+        """The status of the library's ``function(handle, *args)``, called with the gate held
+        (see :meth:`_held`)."""
+        status: int = self._held(operation, lambda h: getattr(self._c, function)(h, *args))
+        return status
 
     # -- the hot path --------------------------------------------------------------------
-    # route, record and record_by_id hold the gate inline (no _Call object): the guard costs
-    # one list append and one pop, each atomic under the GIL (see _Call).
+    # route, record and record_by_id hold the gate inline (as _held, without a callable): the
+    # guard costs one list append and one pop, each atomic under the GIL.
 
     def route(self, request_id: RequestId) -> Decision:
         """Routes a request id (any bytes; a str is encoded as UTF-8). Deterministic.
@@ -217,8 +296,8 @@ class Gate:
         """
         rid = request_id if type(request_id) is bytes else _id_bytes(request_id)
         out = _ffi.pgate_decision()
-        self._enter(None)
         try:
+            self._enter(None)  # inside the try: see _held
             handle = self._handle
             if handle is None:
                 raise GateClosedError("route")
@@ -241,8 +320,8 @@ class Gate:
         rid = request_id if type(request_id) is bytes else _id_bytes(request_id)
         value = None if forcing_value is None else _id_bytes(forcing_value, "forcing_value")
         out = _ffi.pgate_decision()
-        self._enter(None)
         try:
+            self._enter(None)  # inside the try: see _held
             handle = self._handle
             if handle is None:
                 raise GateClosedError("route_forced")
@@ -262,20 +341,23 @@ class Gate:
         no longer keeps): each gate numbers its own sets.
         """
         set_id = flag_set_of(decision)
-        with self._call("features") as handle:
-            names = self._flag_names.get(set_id)
-            if names is not None:
-                return names
-            c = self._c
-            count = c_size_t()
-            _check(c.pgate_flag_set_len(handle, set_id, byref(count)))
-            name_ptr = c_void_p()
-            length = c_size_t()
-            found = []
-            for index in range(count.value):
-                _check(c.pgate_flag_set_name(handle, set_id, index, byref(name_ptr), byref(length)))
-                # Copied while the gate, which owns the name, is held.
-                found.append(string_at(name_ptr.value or 0, length.value).decode("utf-8"))
+        return self._held("features", lambda handle: self._flag_set(handle, set_id))
+
+    def _flag_set(self, handle: c_void_p, set_id: int) -> tuple[str, ...]:
+        """The names of flag set ``set_id``, the gate held: remembered, or read and kept."""
+        names = self._flag_names.get(set_id)
+        if names is not None:
+            return names
+        c = self._c
+        count = c_size_t()
+        _check(c.pgate_flag_set_len(handle, set_id, byref(count)))
+        name_ptr = c_void_p()
+        length = c_size_t()
+        found = []
+        for index in range(count.value):
+            _check(c.pgate_flag_set_name(handle, set_id, index, byref(name_ptr), byref(length)))
+            # Copied while the gate, which owns the name, is held.
+            found.append(string_at(name_ptr.value or 0, length.value).decode("utf-8"))
         names = tuple(found)
         # The library refused an unknown number above (UnknownFlagSetError, never kept), and a
         # set's number never names another set while the gate lives: keep at most _FLAG_CACHE.
@@ -310,8 +392,8 @@ class Gate:
         except AttributeError:
             raise not_a_decision(decision) from None
         what = c_uint32()
-        self._enter(None)
         try:
+            self._enter(None)  # inside the try: see _held
             handle = self._handle
             if handle is None:
                 raise GateClosedError("record")
@@ -344,8 +426,9 @@ class Gate:
         ns = _latency_ns(waited_s, waited_ns)
         raw = packed(decision)
         done = c_bool()
-        with self._call("record_abandoned") as handle:
-            status = self._c.pgate_record_abandoned(handle, byref(raw), ns, byref(done))
+        status = self._status(
+            "record_abandoned", "pgate_record_abandoned", byref(raw), ns, byref(done)
+        )
         _check(status)
         return done.value
 
@@ -365,8 +448,8 @@ class Gate:
         ns = _latency_ns(latency_s, latency_ns)
         rid = _id_bytes(request_id)
         what = c_uint32()
-        self._enter(None)
         try:
+            self._enter(None)  # inside the try: see _held
             handle = self._handle
             if handle is None:
                 raise GateClosedError("record_by_id")
@@ -382,8 +465,7 @@ class Gate:
         env = c_uint32()
         percent = c_double()
         stage = c_uint64()
-        with self._call("state") as handle:
-            status = self._c.pgate_state(handle, byref(env), byref(percent), byref(stage))
+        status = self._status("state", "pgate_state", byref(env), byref(percent), byref(stage))
         _check(status)
         return State(Environment(env.value), percent.value, stage.value)
 
@@ -395,10 +477,10 @@ class Gate:
         cap = _ffi.NAME_CAPACITY  # PGATE_NAME_CAPACITY always suffices: no retry
         header, cookie = create_string_buffer(cap), create_string_buffer(cap)
         header_len, cookie_len = c_size_t(), c_size_t()
-        with self._call("override_names") as handle:
-            status = self._c.pgate_override_names(
-                handle, header, cap, byref(header_len), cookie, cap, byref(cookie_len)
-            )
+        status = self._status(
+            "override_names", "pgate_override_names",
+            header, cap, byref(header_len), cookie, cap, byref(cookie_len),
+        )
         _check(status)
 
         def name(buf: Any, length: c_size_t) -> str | None:
@@ -411,8 +493,7 @@ class Gate:
         label of its metrics (``pgate_gate_name``)."""
         cap = _ffi.NAME_CAPACITY  # PGATE_NAME_CAPACITY always suffices: no retry
         buf, length = create_string_buffer(cap), c_size_t()
-        with self._call("name") as handle:
-            status = self._c.pgate_gate_name(handle, buf, cap, byref(length))
+        status = self._status("name", "pgate_gate_name", buf, cap, byref(length))
         _check(status)
         return buf.raw[: length.value].decode("utf-8")
 
@@ -420,8 +501,7 @@ class Gate:
         """Whether the gate's state store sums every process's outcomes for the judge (the
         store's ``fleet_judging``; False without a store) (``pgate_fleet_judging``)."""
         sums = c_bool()
-        with self._call("fleet_judging") as handle:
-            status = self._c.pgate_fleet_judging(handle, byref(sums))
+        status = self._status("fleet_judging", "pgate_fleet_judging", byref(sums))
         _check(status)
         return sums.value
 
@@ -457,8 +537,7 @@ class Gate:
         # there is no retry (a BUFFER_TOO_SMALL here would be a library bug, raised as such).
         cap = _ffi.EVIDENCE_CAPACITY
         buf = create_string_buffer(cap)
-        with self._call(operation) as handle:
-            status = getattr(self._c, function)(handle, byref(out), buf, cap, byref(length))
+        status = self._status(operation, function, byref(out), buf, cap, byref(length))
         _check(status)
         return Health._from_c(out, buf.raw[: length.value].decode("utf-8", "replace"))
 
@@ -468,8 +547,7 @@ class Gate:
         May roll a failing canary back.
         """
         compliant = c_bool()
-        with self._call("check_slo") as handle:
-            status = self._c.pgate_check_slo(handle, byref(compliant))
+        status = self._status("check_slo", "pgate_check_slo", byref(compliant))
         _check(status)
         return compliant.value
 
@@ -489,8 +567,7 @@ class Gate:
         env = _environment(environment)
         share = finite_float("percent", percent)
         err = c_void_p()
-        with self._call("promote") as handle:
-            status = self._c.pgate_promote(handle, env, share, byref(err))
+        status = self._status("promote", "pgate_promote", env, share, byref(err))
         _check(status, err)
 
     def rollback(self, reason: str) -> None:
@@ -520,16 +597,16 @@ class Gate:
         """Whether a flag is on for the gate."""
         raw = utf8("name", name)
         on = c_bool()
-        with self._call("is_feature_enabled") as handle:
-            status = self._c.pgate_is_feature_enabled(handle, raw, len(raw), byref(on))
+        status = self._status(
+            "is_feature_enabled", "pgate_is_feature_enabled", raw, len(raw), byref(on)
+        )
         _check(status)
         return on.value
 
     def _text_call(self, function: str, operation: str, field: str, text: str) -> None:
         raw = utf8(field, text)
         err = c_void_p()
-        with self._call(operation) as handle:
-            status = getattr(self._c, function)(handle, raw, len(raw), byref(err))
+        status = self._status(operation, function, raw, len(raw), byref(err))
         _check(status, err)
 
     # -- config and history --------------------------------------------------------------
@@ -555,8 +632,7 @@ class Gate:
         """
         doc = _document(config, "config")
         err = c_void_p()
-        with self._call("swap_config") as handle:
-            status = self._c.pgate_swap_config(handle, doc, len(doc), byref(err))
+        status = self._status("swap_config", "pgate_swap_config", doc, len(doc), byref(err))
         _check(status, err)
 
     def swap_slo(self, slo: Config) -> None:
@@ -573,8 +649,7 @@ class Gate:
         """
         doc = _document(slo, "slo")
         err = c_void_p()
-        with self._call("swap_slo") as handle:
-            status = self._c.pgate_swap_slo(handle, doc, len(doc), byref(err))
+        status = self._status("swap_slo", "pgate_swap_slo", doc, len(doc), byref(err))
         _check(status, err)
 
     def rollback_history(self) -> list[RollbackEvent]:
@@ -593,8 +668,7 @@ class Gate:
         cap = _BUFFER
         for _ in range(8):
             buf = create_string_buffer(cap)
-            with self._call(operation) as handle:
-                status = call(c, handle, buf, cap, byref(length))
+            status = self._held(operation, lambda h: call(c, h, buf, cap, byref(length)))
             if status != _ffi.Status.BUFFER_TOO_SMALL:
                 _check(status)
                 return buf.raw[: length.value].decode("utf-8")
@@ -608,8 +682,7 @@ class Gate:
         ``pgate_change_count``, one atomic load in the library. When it moves,
         :meth:`changes_since` says what changed."""
         count = c_uint64()
-        with self._call("change_count") as handle:
-            status = self._c.pgate_change_count(handle, byref(count))
+        status = self._status("change_count", "pgate_change_count", byref(count))
         _check(status)
         return count.value
 
@@ -620,8 +693,7 @@ class Gate:
         read begins are merged into one, and :meth:`change_count` moves when it found a change.
         False when the gate has no store."""
         asked = c_bool()
-        with self._call("sync_now") as handle:
-            status = self._c.pgate_sync_now(handle, byref(asked))
+        status = self._status("sync_now", "pgate_sync_now", byref(asked))
         _check(status)
         return asked.value
 
@@ -657,40 +729,3 @@ class Gate:
     def version() -> str:
         """The library's version (``pgate_version``)."""
         return version()
-
-
-class _Call:
-    """One call's hold on a gate, for the duration of its foreign calls (the read side of Go's
-    read/write guard; :meth:`Gate.close` is the write side).
-
-    Entering appends to the gate's list of calls in flight, then reads the handle; leaving
-    pops an entry. ``close`` sets the handle to ``None``, then waits until the list is empty.
-    ``list.append``, ``list.pop`` and attribute reads are atomic under the GIL, so: a call
-    that found the handle set had appended before ``close`` cleared it, and its entry stays
-    in the list until it leaves; ``close`` therefore sees an empty list only once no call
-    that found the handle is still inside, and every later call finds ``None`` and raises
-    :class:`GateClosedError`. Cold calls use this class; the hot calls inline the same steps.
-    """
-
-    __slots__ = ("_gate", "_operation")
-
-    def __init__(self, gate: Gate, operation: str) -> None:
-        self._gate = gate
-        self._operation = operation
-
-    def __enter__(self) -> c_void_p:
-        gate = self._gate
-        gate._enter(None)
-        handle = gate._handle
-        if handle is None:
-            gate._leave()
-            raise GateClosedError(self._operation)
-        return handle
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._gate._leave()

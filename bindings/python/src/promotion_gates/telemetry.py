@@ -16,14 +16,13 @@ import enum
 import json
 import threading
 from collections.abc import Callable
-from contextlib import ExitStack
 from ctypes import byref, c_size_t, c_void_p, create_string_buffer
 from typing import Any
 
 from . import _ffi
 from ._arguments import member, refused
 from .errors import BufferTooSmallError, InvalidArgumentError, _check
-from .gate import Gate
+from .gate import Gate, held_together
 
 __all__ = ["LogLevel", "latency_histograms", "metrics_prometheus", "set_log_callback"]
 
@@ -44,8 +43,8 @@ def metrics_prometheus(*gates: Gate) -> str:
     """The Prometheus text exposition (format 0.0.4) of one or more gates: each metric family
     once, one series per gate, labelled ``gate="<name>"``. Two gates of one name would repeat
     each other's series: :class:`InvalidArgumentError`, naming both positions."""
-    with ExitStack() as held:  # every gate is held (close() waits) for the call
-        live = [held.enter_context(g._call("metrics_prometheus")) for g in gates]
+
+    def exposition(live: list[c_void_p]) -> str:
         handles = (c_void_p * len(live))(*live)
         cap = 16384
         length = c_size_t()
@@ -60,7 +59,10 @@ def metrics_prometheus(*gates: Gate) -> str:
                 _check(status)
                 return buf.raw[: length.value].decode("utf-8")
             cap = length.value + 4096  # the text may grow between two calls
-    raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, "metrics_prometheus kept growing")
+        raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, "metrics_prometheus kept growing")
+
+    # Every gate is held (close() waits) for the call.
+    return held_together(gates, "metrics_prometheus", exposition)
 
 
 def _same_names(gates: tuple[Gate, ...]) -> None:
@@ -120,8 +122,9 @@ def set_log_callback(
     Returns once no thread is still running the callback it replaces: so the callback must
     return quickly, and must never wait for a thread that is setting a callback. The callback
     must not call any method of a gate: some lines are logged while the gate holds its writer
-    lock, which is not reentrant, and :meth:`Gate.close` waits for the logging thread's own call
-    to return, so either would wait forever. Nor may it call this function, which would wait for
+    lock, which is not reentrant (the call would wait forever), and :meth:`Gate.close` would
+    wait for the logging thread's own call to return (it gives up after 10 s, leaving the gate
+    unfreed). Nor may it call this function, which would wait for
     itself (it raises :class:`InvalidArgumentError`). Append the line somewhere and return.
 
     At interpreter exit the callback is detached (an :mod:`atexit` hook): a thread still
