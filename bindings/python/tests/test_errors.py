@@ -342,6 +342,31 @@ SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
         (lambda g, d: g.route_forced("u", 3), "invalid forcing_value = 3: bytes or a str, not int"),
         (lambda g, d: g.changes_since("0"), "invalid after = '0': not an integer"),
         (lambda g, d: g.changes_since(-1), "invalid after = -1: an integer from 0 to 2**64 - 1"),
+        # A bool or a str is not a number, though float() takes both: True moved a 10 % canary
+        # to 1 %, and "25" was taken as 25.
+        (lambda g, d: g.promote(Environment.CANARY, True), "invalid percent = True: a number, not bool"),
+        (lambda g, d: g.promote(Environment.CANARY, "25"), "invalid percent = '25': a number, not str"),
+        (lambda g, d: g.on_change(print, "0.5"), "invalid interval = '0.5': a number, not str"),
+        (lambda g, d: g.on_change(print, True), "invalid interval = True: a number, not bool"),
+        # success through bool() counted 'no' as a success.
+        (lambda g, d: g.record(d, "no", 0.1), "invalid success = 'no': a bool, not str"),
+        (lambda g, d: g.record(d, 0, 0.1), "invalid success = 0: a bool, not int"),
+        (lambda g, d: g.record(d, None, 0.1), "invalid success = None: a bool, not NoneType"),
+        (lambda g, d: g.record_by_id("u", "no", 0.1), "invalid success = 'no': a bool, not str"),
+        (lambda g, d: g.record(d, True, latency_ns=True), "invalid latency_ns = True: a number, not bool"),
+        (lambda g, d: g.record(d, True, False), "invalid latency_s = False: a number, not bool"),
+        (lambda g, d: g.record_by_id("u", True, latency_ns=False), "invalid latency_ns = False: a number, not bool"),
+        # record_abandoned names its own parameters.
+        (lambda g, d: g.record_abandoned(d), "invalid waited_s = None with waited_ns = None: give exactly one of them"),
+        (lambda g, d: g.record_abandoned(d, 1.0, waited_ns=5), "invalid waited_s = 1.0 with waited_ns = 5: give exactly one of them"),
+        (lambda g, d: g.record_abandoned(d, "x"), "invalid waited_s = 'x': a number, not str"),
+        (lambda g, d: g.record_abandoned(d, waited_ns=True), "invalid waited_ns = True: a number, not bool"),
+        (lambda g, d: g.record_abandoned(d, -1.0), f"invalid waited = -1.0 s: {LATENCY_RULE}"),
+        (lambda g, d: g.record_abandoned(d, waited_ns=1 << 64), f"invalid waited = {1 << 64} ns: {LATENCY_RULE}"),
+        # The telemetry reads name the gate that is not one (they raised AttributeError).
+        (lambda g, d: pg.metrics_prometheus("x"), "invalid gates[0] = 'x': a Gate, not str"),  # type: ignore[arg-type]
+        (lambda g, d: pg.metrics_prometheus(g, None), "invalid gates[1] = None: a Gate, not NoneType"),  # type: ignore[arg-type]
+        (lambda g, d: pg.latency_histograms(None), "invalid gate = None: a Gate, not NoneType"),  # type: ignore[arg-type]
     ],
 )
 def test_a_bad_argument_names_its_field_and_value_and_changes_nothing(

@@ -130,7 +130,7 @@ def test_a_client_that_gave_up_is_a_slow_success_after_the_target_else_nothing()
         assert gate.record_abandoned(d, waited_ns=3_000_000_000) is True
         h = gate.health()
         assert (h.canary_requests, h.canary_error_rate) == (1, 0.0)
-        with pytest.raises(InvalidArgumentError, match="invalid latency = "):
+        with pytest.raises(InvalidArgumentError, match="invalid waited = -1.0 s: a latency must"):
             gate.record_abandoned(d, -1.0)
 
 

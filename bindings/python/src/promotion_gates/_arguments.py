@@ -20,6 +20,7 @@ from .errors import InvalidArgumentError
 
 __all__ = [
     "finite_float",
+    "flag",
     "latency_error",
     "latency_ns",
     "member",
@@ -69,55 +70,74 @@ def utf8(field: str, value: object) -> bytes:
         ) from None
 
 
+def _number(field: str, value: object) -> numbers.Real:
+    """``value`` if it is a real number, else raises: a bool (``True`` would be 1) or a str
+    (``"25"``) is refused, though ``float()`` takes both."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise refused(field, value, f"a number, not {type(value).__name__}")
+    return value
+
+
 def finite_float(field: str, value: object) -> float:
-    """``value`` as a float for a ``c_double`` (any real number a float can hold), or raises.
+    """``value`` as a float for a ``c_double`` (any real number a float can hold, not a bool or
+    a str), or raises.
 
     NaN and infinities pass: the library judges those values itself (with the field's name).
     """
+    number = _number(field, value)
     try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
+        return float(number)
+    except OverflowError:
         raise refused(field, value, "not a number a float holds") from None
 
 
-def latency_error(value: object, unit: str) -> InvalidArgumentError:
+def flag(field: str, value: object) -> bool:
+    """``value`` if it is ``True`` or ``False``, else raises (``bool()`` would take ``"no"``
+    as true)."""
+    if value is True or value is False:
+        return value
+    raise refused(field, value, f"a bool, not {type(value).__name__}")
+
+
+def latency_error(value: object, unit: str, name: str = "latency") -> InvalidArgumentError:
     """The one error of every binding for a latency that is negative, NaN, infinite or too
     large for the u64 nanoseconds of ``pgate_record``; the text is the same in C++, Go and Lua
-    (every binding's tests check it against ``tests/vectors/latency.tsv``)."""
+    (every binding's tests check it against ``tests/vectors/latency.tsv``). ``name`` is the
+    parameters' stem: ``latency`` (``latency_s``, ``latency_ns``), ``waited`` for a wait."""
     return InvalidArgumentError(
         Status.INVALID_ARGUMENT,
-        f"invalid latency = {value!r} {unit}: "
+        f"invalid {name} = {value!r} {unit}: "
         "a latency must be finite, at least 0 and below 2^64 ns",
     )
 
 
-def latency_ns(latency_s: float | None, latency_ns: int | float | None) -> int:
-    """The latency given in seconds or in nanoseconds (exactly one), as u64 nanoseconds."""
-    if (latency_s is None) == (latency_ns is None):
+def latency_ns(seconds: object, nanoseconds: object, name: str = "latency") -> int:
+    """The latency given in seconds or in nanoseconds (exactly one), as u64 nanoseconds; the
+    parameters are ``<name>_s`` and ``<name>_ns`` in the messages."""
+    if (seconds is None) == (nanoseconds is None):
         raise InvalidArgumentError(
             Status.INVALID_ARGUMENT,
-            f"invalid latency_s = {latency_s!r} with latency_ns = {latency_ns!r}: "
+            f"invalid {name}_s = {seconds!r} with {name}_ns = {nanoseconds!r}: "
             "give exactly one of them",
         )
-    if latency_ns is not None:
-        if type(latency_ns) is int:  # the common case: no float round trip
-            if 0 <= latency_ns < _U64_LIMIT:
-                return latency_ns
-            raise latency_error(latency_ns, "ns")
-        return _rounded(latency_ns, 1.0, "ns")
-    return _rounded(latency_s, 1e9, "s")
+    if nanoseconds is not None:
+        if type(nanoseconds) is int:  # the common case: no float round trip
+            if 0 <= nanoseconds < _U64_LIMIT:
+                return nanoseconds
+            raise latency_error(nanoseconds, "ns", name)
+        return _rounded(nanoseconds, 1.0, "ns", name)
+    return _rounded(seconds, 1e9, "s", name)
 
 
-def _rounded(value: object, scale: float, unit: str) -> int:
+def _rounded(value: object, scale: float, unit: str, name: str) -> int:
     """``value * scale`` rounded to the nearest whole nanosecond (half up), if that is a u64."""
-    if not isinstance(value, numbers.Real):
-        raise refused(f"latency_{unit}", value, f"a number, not {type(value).__name__}")
+    number = _number(f"{name}_{unit}", value)
     try:
-        ns = float(value) * scale
+        ns = float(number) * scale
     except OverflowError:  # an int beyond the largest float
-        raise latency_error(value, unit) from None
+        raise latency_error(value, unit, name) from None
     # NaN fails every comparison; the largest float below 2**64 rounds to itself.
     if not (math.isfinite(ns) and 0 <= ns < _U64_LIMIT):
-        raise latency_error(value, unit)
+        raise latency_error(value, unit, name)
     # Half a nanosecond rounds up, as in C++ and Lua (round() would round 2.5 to even, 2).
     return math.floor(ns + 0.5)

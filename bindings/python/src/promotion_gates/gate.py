@@ -47,7 +47,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _ffi
-from ._arguments import finite_float, latency_ns as _latency_ns, refused, unsigned, utf8
+from ._arguments import finite_float, flag, latency_ns as _latency_ns, refused, unsigned, utf8
 from .changes import Change, ChangeWatcher
 from .decision import (
     Decision,
@@ -382,11 +382,13 @@ class Gate:
 
         Raises:
             InvalidArgumentError: the latency is negative, NaN, infinite or 2**64 ns or more
-                (``invalid latency = …``), ``decision`` is not a :class:`Decision`, or a field
-                of a decision built by hand is out of range (the message names the field and
-                value).
+                (``invalid latency = …``) or not a number (a bool is not), ``success`` is not
+                a bool, ``decision`` is not a :class:`Decision`, or a field of a decision built
+                by hand is out of range (the message names the field and value).
         """
         ns = _latency_ns(latency_s, latency_ns)
+        if success is not True and success is not False:  # checked inline on the hot path
+            flag("success", success)  # raises
         try:  # packed(decision), inlined for the hot path
             raw = decision._to_c()
         except AttributeError:
@@ -397,7 +399,7 @@ class Gate:
             handle = self._handle
             if handle is None:
                 raise GateClosedError("record")
-            status = self._c.pgate_record(handle, byref(raw), bool(success), ns, byref(what))
+            status = self._c.pgate_record(handle, byref(raw), success, ns, byref(what))
         finally:
             self._leave()
         if status:
@@ -421,9 +423,10 @@ class Gate:
         Returns whether the request was recorded. For the cold path.
 
         Raises:
-            InvalidArgumentError: the wait is not a valid latency (``invalid latency = …``).
+            InvalidArgumentError: the wait is not a valid latency (``invalid waited = …``,
+                ``invalid waited_s = …``), or ``decision`` is not a :class:`Decision`.
         """
-        ns = _latency_ns(waited_s, waited_ns)
+        ns = _latency_ns(waited_s, waited_ns, "waited")
         raw = packed(decision)
         done = c_bool()
         status = self._status(
@@ -443,9 +446,10 @@ class Gate:
         """Records an outcome by request id: the id is routed again under the current config.
 
         Prefer :meth:`record` with the decision the request was routed by. Raises as
-        :meth:`record` for a bad latency.
+        :meth:`record` for a bad latency or ``success``.
         """
         ns = _latency_ns(latency_s, latency_ns)
+        succeeded = flag("success", success)
         rid = _id_bytes(request_id)
         what = c_uint32()
         try:
@@ -453,7 +457,7 @@ class Gate:
             handle = self._handle
             if handle is None:
                 raise GateClosedError("record_by_id")
-            status = self._c.pgate_record_by_id(handle, rid, len(rid), bool(success), ns, byref(what))
+            status = self._c.pgate_record_by_id(handle, rid, len(rid), succeeded, ns, byref(what))
         finally:
             self._leave()
         if status:
@@ -562,7 +566,7 @@ class Gate:
                 (:class:`AlreadyThereError` for the current environment).
             InvalidConfigError: ``percent`` outside 0..=100 or NaN.
             InvalidArgumentError: ``environment`` is not an :class:`Environment` value, or
-                ``percent`` is not a number a float holds.
+                ``percent`` is not a number a float holds (a bool or a str is not a number).
         """
         env = _environment(environment)
         share = finite_float("percent", percent)

@@ -42,7 +42,10 @@ class LogLevel(enum.IntEnum):
 def metrics_prometheus(*gates: Gate) -> str:
     """The Prometheus text exposition (format 0.0.4) of one or more gates: each metric family
     once, one series per gate, labelled ``gate="<name>"``. Two gates of one name would repeat
-    each other's series: :class:`InvalidArgumentError`, naming both positions."""
+    each other's series: :class:`InvalidArgumentError`, naming both positions (and for a
+    value that is not a :class:`Gate`, its position: ``invalid gates[1] = None: …``)."""
+    for i, gate in enumerate(gates):
+        _gate(f"gates[{i}]", gate)
 
     def exposition(live: list[c_void_p]) -> str:
         handles = (c_void_p * len(live))(*live)
@@ -63,6 +66,13 @@ def metrics_prometheus(*gates: Gate) -> str:
 
     # Every gate is held (close() waits) for the call.
     return held_together(gates, "metrics_prometheus", exposition)
+
+
+def _gate(field: str, value: object) -> Gate:
+    """``value`` if it is a :class:`Gate`, else raises naming ``field`` and the value."""
+    if not isinstance(value, Gate):
+        raise refused(field, value, f"a Gate, not {type(value).__name__}")
+    return value
 
 
 def _same_names(gates: tuple[Gate, ...]) -> None:
@@ -90,9 +100,13 @@ def latency_histograms(gate: Gate) -> dict[str, Any]:
     """Each cohort's latency histogram of the judged window: ``{"encoding":
     "hdrhistogram-v2-deflate-base64", "unit": "microseconds", "canary": "...", "stable":
     "..."}``, the histograms in HdrHistogram's compressed V2 form, base64 (decode them with
-    an HdrHistogram port, e.g. ``hdrh.histogram.HdrHistogram.decode``)."""
+    an HdrHistogram port, e.g. ``hdrh.histogram.HdrHistogram.decode``).
+
+    Raises:
+        InvalidArgumentError: ``gate`` is not a :class:`Gate`.
+    """
     document: dict[str, Any] = json.loads(
-        gate._json("pgate_latency_histograms_json", "latency_histograms")
+        _gate("gate", gate)._json("pgate_latency_histograms_json", "latency_histograms")
     )
     return document
 
