@@ -7,6 +7,7 @@ import gc
 import queue
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from conftest import canary
 from promotion_gates import (
     Change,
     ChangeKind,
+    ChangeWatcher,
     ChangeOrigin,
     Environment,
     Gate,
@@ -295,3 +297,38 @@ def test_sync_now_reads_another_gates_rollback_at_once(tmp_path: Any) -> None:
         gate.close()
     with pytest.raises(GateClosedError):
         storeless.sync_now()
+
+
+def test_watchers_whose_callbacks_use_their_gates_let_the_gates_be_collected() -> None:
+    """The thread held the watcher, the watcher the callback, the callback the gate: a gate
+    dropped with such a watcher running was never collected, nor its thread ended."""
+    seen: list[int] = []
+
+    def watch(gate: Gate) -> ChangeWatcher:
+        # The common usage: a closure over the gate that reads it on each change.
+        return gate.on_change(lambda change: seen.append(gate.change_count()), interval=0.001)
+
+    gates = [Gate(canary(100, gate=f"g{i}")) for i in range(50)]
+    watchers = [watch(gate) for gate in gates]
+    collected = [weakref.ref(gate) for gate in gates]
+    for gate in gates:
+        gate.enable_feature("f")
+    deadline = time.monotonic() + 30
+    while len(seen) < 50 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert seen == [1] * 50, "a watcher did not call back"
+    del gates, gate
+    gc.collect()
+    assert [ref() for ref in collected] == [None] * 50
+    for watcher in watchers:
+        watcher._thread.join(30)
+    assert not any(watcher.running for watcher in watchers)
+    assert not [t for t in threading.enumerate() if t.name == "promotion-gates-changes"]
+
+
+def test_a_watcher_that_ended_lets_its_gate_drop_the_callback() -> None:
+    with Gate() as gate:
+        watcher = gate.on_change(lambda change: None, interval=0.001)
+        assert len(gate._watchers) == 1
+        watcher.stop()
+        assert gate._watchers == []

@@ -107,17 +107,29 @@ class Change:
         )
 
 
+class _Subscription:
+    """A watcher's callback, kept by its gate: the watcher and its thread hold it weakly, so a
+    callback that uses the gate keeps the gate alive no longer than the gate's other holders."""
+
+    __slots__ = ("callback", "__weakref__")
+
+    def __init__(self, callback: Callable[[Change], object]) -> None:
+        self.callback = callback
+
+
 class ChangeWatcher:
     """Calls a callback with each change of a gate, on a daemon thread of its own (made by
     :meth:`Gate.on_change <promotion_gates.Gate.on_change>`; see there).
 
     Stop it with :meth:`stop`, or use it as a context manager. It stops by itself when the
-    gate is closed or collected (it holds the gate weakly), when the callback raises, and when
-    reading the gate fails otherwise (the exception is reported through
-    :func:`threading.excepthook` and kept in :attr:`error`).
+    gate is closed or garbage-collected, when the callback raises, and when reading the gate
+    fails otherwise (the exception is reported through :func:`threading.excepthook` and kept
+    in :attr:`error`). The watcher holds the gate weakly, and the gate (not the watcher or its
+    thread) holds the callback, so a callback that uses the gate does not keep it alive: the
+    gate and the callback are collected together, and the watcher stops.
     """
 
-    __slots__ = ("_gate", "_callback", "_interval", "_stop", "_thread", "_seen", "error")
+    __slots__ = ("_gate", "_subscription", "_interval", "_stop", "_thread", "_seen", "error")
 
     def __init__(self, gate: Gate, callback: Callable[[Change], object], interval: float) -> None:
         seconds = finite_float("interval", interval)
@@ -129,13 +141,15 @@ class ChangeWatcher:
         if not callable(callback):
             raise refused("callback", callback, "not callable")
         self._gate = weakref.ref(gate)
-        self._callback = callback
         self._interval = seconds
         self._stop = threading.Event()
         #: The exception that ended the watcher: the callback's, or one reading the gate.
         self.error: BaseException | None = None
         # The changes made from now on; read before the thread starts, so none is lost.
         self._seen = gate.change_count()
+        subscription = _Subscription(callback)
+        gate._watchers.append(subscription)  # the gate keeps the callback; the thread does not
+        self._subscription = weakref.ref(subscription)
         self._thread = threading.Thread(target=self._run, name="promotion-gates-changes", daemon=True)
         self._thread.start()
 
@@ -164,6 +178,14 @@ class ChangeWatcher:
         except BaseException as error:
             self.error = error
             raise  # reported through threading.excepthook
+        finally:
+            self._unsubscribe()
+
+    def _unsubscribe(self) -> None:
+        """Lets the gate drop the callback of a watcher that ended."""
+        gate, subscription = self._gate(), self._subscription()
+        if gate is not None and subscription is not None:
+            gate._watchers.remove(subscription)
 
     def _watch(self) -> None:
         while not self._stop.wait(self._interval):
@@ -179,7 +201,9 @@ class ChangeWatcher:
             # a gate alive, and the callback may close the last reference.
             del gate
             for change in changes:
-                if self._stop.is_set():
-                    return
+                subscription = self._subscription()
+                if self._stop.is_set() or subscription is None:
+                    return  # stopped, or the gate and the callback it kept were collected
                 self._seen = change.sequence
-                self._callback(change)
+                subscription.callback(change)
+                del subscription

@@ -160,7 +160,10 @@ class Gate:
     thread-safety rules.
     """
 
-    __slots__ = ("_c", "_handle", "_finalizer", "_flag_names", "_enter", "_leave", "_calls", "__weakref__")
+    __slots__ = (
+        "_c", "_handle", "_finalizer", "_flag_names", "_enter", "_leave", "_calls", "_watchers",
+        "__weakref__",
+    )
 
     def __init__(self, config: Config | None = None, slo: Config | None = None) -> None:
         c = _ffi.lib()
@@ -185,6 +188,9 @@ class Gate:
         self._enter = self._calls.append
         self._leave = self._calls.pop
         self._flag_names: dict[int, tuple[str, ...]] = {0: ()}
+        # The callbacks of the gate's change watchers, kept here rather than by the watchers'
+        # threads, so a callback that uses the gate does not keep it alive (see ChangeWatcher).
+        self._watchers: list[object] = []
         self._finalizer = weakref.finalize(self, _free, handle)
         # At interpreter exit other threads may still be inside a call: leave the gate be.
         self._finalizer.atexit = False
@@ -719,7 +725,9 @@ class Gate:
         every ``interval`` seconds and, when it moved, :meth:`changes_since`; the callback runs
         on that thread, never on the library's and never while the gate is held (it may call
         the gate, :meth:`close` included). The watcher ends with :meth:`ChangeWatcher.stop`,
-        when the gate is closed or collected, or when the callback raises. A callback slower
+        when the gate is closed or garbage-collected, or when the callback raises. The gate,
+        not the thread, keeps the callback, so a callback that uses the gate does not keep it
+        alive: dropped, the gate is collected with its callback. A callback slower
         than the gate's changes falls behind; past 64 changes behind it misses the oldest, and
         the jump in :attr:`Change.sequence` is the number missed.
 
