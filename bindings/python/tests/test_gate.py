@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import doctest
 import gc
+import json
 import os
 import pickle
 import re
@@ -364,3 +366,27 @@ def test_a_gate_is_never_copied_or_pickled(duplicate: Any) -> None:
             duplicate(gate)
         assert not gate.closed and gate._calls == []
         assert gate.route("u").traffic_percent == 10.0
+
+
+def test_store_location_reads_the_document_and_opens_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = {"gate": "g", "store": {"sqlite": {"path": "no-such-dir/rel.db"}}}
+    assert pg.store_location(relative) == "sqlite:no-such-dir/rel.db"
+    assert list(tmp_path.iterdir()) == [], "nothing is opened or created"
+    absolute = str(tmp_path / "gate.db")
+    assert pg.store_location(json.dumps({"store": {"sqlite": {"path": absolute}}})) == f"sqlite:{absolute}"
+    etcd = {"store": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "/pg/checkout"}}}
+    assert pg.store_location(json.dumps(etcd).encode()) == "etcd:/pg/checkout"
+    assert pg.store_location({"gate": "g"}) == "" and pg.store_location() == ""
+    long = "/" + "d" * 6000 + "/gate.db"  # longer than the first buffer: grown once
+    assert pg.store_location({"store": {"sqlite": {"path": long}}}) == f"sqlite:{long}"
+    with pytest.raises(pg.InvalidConfigError, match='invalid store.sqlite.path = ""'):
+        pg.store_location({"store": {"sqlite": {"path": ""}}})
+    with pytest.raises(pg.InvalidJsonError):
+        pg.store_location('{"store": ')
+    with pytest.raises(InvalidArgumentError, match="invalid config = 5: a dict or a JSON string"):
+        pg.store_location(5)  # type: ignore[arg-type]
+    failures = doctest.testmod(pg.gate, verbose=False).failed
+    assert failures == 0, "the docstring examples of promotion_gates.gate"

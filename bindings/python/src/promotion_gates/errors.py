@@ -193,6 +193,19 @@ def error_class(status: Status) -> type[PromotionGatesError]:
     return _BY_STATUS.get(status, PromotionGatesError)
 
 
+def _message(err: c_void_p) -> str:
+    """The message of the ``pgate_error *`` a call wrote (``""`` for none), copied; the error
+    object is freed, and ``err`` cleared."""
+    if not err.value:
+        return ""
+    c = lib()
+    try:
+        return (c.pgate_error_message(err) or b"").decode("utf-8", "replace")
+    finally:
+        c.pgate_error_free(err)
+        err.value = None
+
+
 def _check(status: int, err: c_void_p | None = None) -> None:
     """Raises the exception of ``status`` unless it is OK; always frees the error object.
 
@@ -201,13 +214,7 @@ def _check(status: int, err: c_void_p | None = None) -> None:
     message.
     """
     c = lib()
-    message = ""
-    if err is not None and err.value:
-        try:
-            message = (c.pgate_error_message(err) or b"").decode("utf-8", "replace")
-        finally:
-            c.pgate_error_free(err)
-            err.value = None
+    message = "" if err is None else _message(err)
     if status == Status.OK:
         return
     try:

@@ -60,10 +60,10 @@ from .decision import (
     packed,
     recorded,
 )
-from .errors import BufferTooSmallError, GateClosedError, _check
+from .errors import BufferTooSmallError, GateClosedError, _check, _message
 from .judge import Health, RollbackEvent
 
-__all__ = ["Gate", "version"]
+__all__ = ["Gate", "store_location", "version"]
 
 #: First guess for JSON and evidence buffers; grown to the needed length when too small.
 _BUFFER = 4096
@@ -89,6 +89,40 @@ RequestId = bytes | bytearray | memoryview | str
 def version() -> str:
     """The library's version, e.g. ``"0.1.0"`` (``pgate_version``)."""
     return bytes(_ffi.lib().pgate_version() or b"").decode("ascii")
+
+
+def store_location(config: Config | None = None) -> str:
+    """Where a config document's state store keeps its gate's state, read from the document
+    alone: nothing is opened or created (``pgate_store_location``).
+
+    ``"sqlite:"`` and the file's path as the document writes it (a relative path is opened
+    against the working directory of the process that opens the gate), ``"etcd:"`` and the key
+    prefix, or ``""`` for a document without a ``store`` (its gate's state lives and dies with
+    the gate). A host that resolves paths itself, or refuses a relative one, asks before
+    :class:`Gate` would create the file. ``config`` is given as to :class:`Gate` (``None`` for
+    the defaults) and validated the same way::
+
+        >>> store_location({"store": {"sqlite": {"path": "/var/lib/pg/checkout.db"}}})
+        'sqlite:/var/lib/pg/checkout.db'
+
+    Raises:
+        InvalidJsonError, InvalidConfigError, InvalidArgumentError: as the constructor of
+            :class:`Gate` for ``config``.
+    """
+    doc = b"" if config is None else _document(config, "config")
+    c = _ffi.lib()
+    length = c_size_t()
+    cap = _BUFFER
+    for _ in range(2):  # the document does not change: the second buffer fits
+        buf = create_string_buffer(cap)
+        err = c_void_p()
+        status = c.pgate_store_location(doc, len(doc), buf, cap, byref(length), byref(err))
+        if status != _ffi.Status.BUFFER_TOO_SMALL:
+            _check(status, err)
+            return buf.raw[: length.value].decode("utf-8")
+        _message(err)  # frees the error object of the buffer too small
+        cap = length.value + 1
+    raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, "store_location kept growing")
 
 
 def _document(value: Config, what: str) -> bytes:
