@@ -147,6 +147,12 @@ def test_the_name_capacity_matches_the_header() -> None:
     assert int(found.group(1)) == _ffi.NAME_CAPACITY
 
 
+def test_the_flag_set_grace_matches_the_header() -> None:
+    found = re.search(r"`FLAG_SET_GRACE_WRITES` \((\d+)\)", HEADER.read_text(encoding="utf-8"))
+    assert found, "FLAG_SET_GRACE_WRITES is not in the header"
+    assert int(found.group(1)) == _ffi.FLAG_SET_GRACE_WRITES
+
+
 def test_status_names_match_the_library() -> None:
     for status in Status:
         assert _ffi.lib().pgate_status_str(status) == f"PGATE_STATUS_{status.name}".encode()

@@ -345,8 +345,13 @@ def test_features_of_another_gates_decision_do_not_stick(monkeypatch: pytest.Mon
     ) as second:
         theirs = first.route("u")
         assert theirs.flag_set != 0 and first.features(theirs) == ("a",)
-        with pytest.raises(pg.UnknownFlagSetError):
+        with pytest.raises(pg.UnknownFlagSetError) as caught:
             second.features(theirs)
+        assert caught.value.status is pg.Status.UNKNOWN_FLAG_SET
+        assert caught.value.message == (
+            f"invalid flag_set = {theirs.flag_set}: not a flag set of this gate (another gate's "
+            "decision, or one replaced more than 60 writes ago)"
+        )
         on: list[str] = []
         for flag in ("b", "c", "d"):
             second.enable_feature(flag)

@@ -35,6 +35,7 @@ from typing import Any
 __all__ = [
     "ENV_VAR",
     "EVIDENCE_CAPACITY",
+    "FLAG_SET_GRACE_WRITES",
     "LibraryNotFoundError",
     "NAME_CAPACITY",
     "PROTOTYPES",
@@ -53,6 +54,10 @@ EVIDENCE_CAPACITY = 4096
 
 #: ``PGATE_NAME_CAPACITY``: a buffer of this many bytes always holds an override name.
 NAME_CAPACITY = 129
+
+#: ``FLAG_SET_GRACE_WRITES``: a replaced flag set stays readable for at least this many writes
+#: of its gate (``PGATE_STATUS_UNKNOWN_FLAG_SET`` after).
+FLAG_SET_GRACE_WRITES = 60
 
 
 class LibraryNotFoundError(OSError):

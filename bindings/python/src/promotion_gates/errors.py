@@ -132,7 +132,8 @@ class InvalidHandleError(PromotionGatesError):
 
 class UnknownFlagSetError(FlagError):
     """A decision's flag set is no longer (or never was) one of this gate's: a decision of
-    another gate, or one kept long after its flags changed (see the library's flag-set limits)."""
+    another gate, or one kept while its flags were replaced more than ``FLAG_SET_GRACE_WRITES``
+    (60) writes ago. ``Gate.features`` names the set: ``invalid flag_set = N: …``."""
 
 
 class FlagSetsExhaustedError(FlagError):

@@ -60,7 +60,7 @@ from .decision import (
     packed,
     recorded,
 )
-from .errors import BufferTooSmallError, GateClosedError, _check, _message
+from .errors import BufferTooSmallError, GateClosedError, UnknownFlagSetError, _check, _message
 from .judge import Health, RollbackEvent
 
 __all__ = ["Gate", "store_location", "version"]
@@ -167,6 +167,18 @@ def held_together(
         return call(live)
     finally:
         _drain(leave_all)
+
+
+def _check_flag_set(status: int, set_id: int) -> None:
+    """As ``_check``, with :class:`UnknownFlagSetError` naming the set and why it is unknown
+    (the library's hot call writes no error object)."""
+    if status == _ffi.Status.UNKNOWN_FLAG_SET:
+        raise UnknownFlagSetError(
+            _ffi.Status.UNKNOWN_FLAG_SET,
+            f"invalid flag_set = {set_id}: not a flag set of this gate (another gate's "
+            f"decision, or one replaced more than {_ffi.FLAG_SET_GRACE_WRITES} writes ago)",
+        )
+    _check(status)
 
 
 def _free(handle: c_void_p) -> None:
@@ -377,8 +389,9 @@ class Gate:
     def features(self, decision: Decision) -> tuple[str, ...]:
         """The feature flags on for a decision of this gate, in byte order.
 
-        Raises :class:`UnknownFlagSetError` for a decision of another gate (or a set this gate
-        no longer keeps): each gate numbers its own sets.
+        Raises :class:`UnknownFlagSetError` for a decision of another gate, or one whose flags
+        were replaced more than 60 writes ago (``FLAG_SET_GRACE_WRITES``): ``invalid flag_set
+        = N: not a flag set of this gate (…)``. Each gate numbers its own sets.
         """
         set_id = flag_set_of(decision)
         return self._held("features", lambda handle: self._flag_set(handle, set_id))
@@ -390,12 +403,13 @@ class Gate:
             return names
         c = self._c
         count = c_size_t()
-        _check(c.pgate_flag_set_len(handle, set_id, byref(count)))
+        _check_flag_set(c.pgate_flag_set_len(handle, set_id, byref(count)), set_id)
         name_ptr = c_void_p()
         length = c_size_t()
         found = []
         for index in range(count.value):
-            _check(c.pgate_flag_set_name(handle, set_id, index, byref(name_ptr), byref(length)))
+            status = c.pgate_flag_set_name(handle, set_id, index, byref(name_ptr), byref(length))
+            _check_flag_set(status, set_id)
             # Copied while the gate, which owns the name, is held.
             found.append(string_at(name_ptr.value or 0, length.value).decode("utf-8"))
         names = tuple(found)
