@@ -312,6 +312,34 @@ def test_the_error_object_is_always_freed(monkeypatch: pytest.MonkeyPatch) -> No
     assert len(freed) == 3 and all(freed)
 
 
+NAN, INF = float("nan"), float("inf")
+NOT_FINITE = "not finite: JSON has no NaN or infinity"
+
+
+def circular() -> dict[str, Any]:
+    """A dict that holds itself, which JSON cannot write."""
+    document: dict[str, Any] = {}
+    document["gate"] = document
+    return document
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Gate(canary(NAN)), f"invalid environment.canary.traffic_percent = nan: {NOT_FINITE}"),
+        (lambda: Gate(slo={"latency_target_ms": INF}), f"invalid latency_target_ms = inf: {NOT_FINITE}"),
+        (lambda: pg.store_location({"store": {"sqlite": {"path": "g.db", "sync_interval_ms": NAN}}}),
+         f"invalid store.sqlite.sync_interval_ms = nan: {NOT_FINITE}"),
+    ],
+)
+def test_a_document_with_nan_or_infinity_names_its_key_path(
+    make: Callable[[], object], message: str
+) -> None:
+    with pytest.raises(pg.InvalidArgumentError) as caught:
+        make()
+    assert caught.value.message == message
+
+
 #: A text with a lone surrogate, which has no UTF-8 form.
 SURROGATE = "ab\udc80"
 SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
@@ -363,6 +391,12 @@ SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
         (lambda g, d: g.record_abandoned(d, waited_ns=True), "invalid waited_ns = True: a number, not bool"),
         (lambda g, d: g.record_abandoned(d, -1.0), f"invalid waited = -1.0 s: {LATENCY_RULE}"),
         (lambda g, d: g.record_abandoned(d, waited_ns=1 << 64), f"invalid waited = {1 << 64} ns: {LATENCY_RULE}"),
+        # A NaN or an infinity in a dict: json.dumps wrote NaN, which is not JSON, and the
+        # library's parse error could not show the value.
+        (lambda g, d: g.swap_config(canary(NAN)), f"invalid environment.canary.traffic_percent = nan: {NOT_FINITE}"),
+        (lambda g, d: g.swap_config({"overrides": {"canary_ids": ["a", -INF]}}), f"invalid overrides.canary_ids[1] = -inf: {NOT_FINITE}"),
+        (lambda g, d: g.swap_slo({"slo_threshold": INF}), f"invalid slo_threshold = inf: {NOT_FINITE}"),
+        (lambda g, d: g.swap_config(circular()), "invalid config = {'gate': {...}}: not JSON: Circular reference detected"),
         # The telemetry reads name the gate that is not one (they raised AttributeError).
         (lambda g, d: pg.metrics_prometheus("x"), "invalid gates[0] = 'x': a Gate, not str"),  # type: ignore[arg-type]
         (lambda g, d: pg.metrics_prometheus(g, None), "invalid gates[1] = None: a Gate, not NoneType"),  # type: ignore[arg-type]

@@ -11,14 +11,17 @@ anything is called.
 from __future__ import annotations
 
 import enum
+import json
 import math
 import numbers
 import operator
+from collections.abc import Mapping
 
 from ._ffi import Status
 from .errors import InvalidArgumentError
 
 __all__ = [
+    "document",
     "finite_float",
     "flag",
     "latency_error",
@@ -76,6 +79,54 @@ def _number(field: str, value: object) -> numbers.Real:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise refused(field, value, f"a number, not {type(value).__name__}")
     return value
+
+
+def document(value: object, what: str) -> bytes:
+    """A config given as a mapping (dumped to JSON), a JSON string or JSON bytes, else raises.
+
+    A mapping holding a NaN or an infinity is refused naming its key path and the value
+    (``invalid environment.canary.traffic_percent = nan: …``): ``json.dumps`` would write
+    ``NaN``, which is not JSON, and the library's parse error could not show the value.
+    """
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return utf8(what, value)
+    if isinstance(value, Mapping):
+        try:
+            return json.dumps(dict(value), allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as error:  # a value JSON has no form for
+            found = _not_finite(value, "", frozenset())
+            if found is not None:
+                path, number = found
+                raise refused(path, number, f"not finite: {_NO_NAN}") from None
+            raise refused(what, value, f"not JSON: {error}") from None
+    raise refused(what, value, f"a dict or a JSON string, not {type(value).__name__}")
+
+
+#: Why a NaN or an infinity in a document is refused.
+_NO_NAN = "JSON has no NaN or infinity"
+
+
+def _not_finite(value: object, path: str, within: frozenset[int]) -> tuple[str, float] | None:
+    """The key path (``a.b[2].c``) and value of the first NaN or infinity in a document to be
+    dumped, if any; ``within`` holds the containers around ``value``, so a cycle (which
+    ``json.dumps`` also refuses) ends the search."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if id(value) in within:
+        return None
+    if isinstance(value, Mapping):
+        items = [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
+    elif isinstance(value, (list, tuple)):
+        items = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    else:
+        return None
+    for inner_path, item in items:
+        found = _not_finite(item, inner_path, within | {id(value)})
+        if found is not None:
+            return found
+    return None
 
 
 def finite_float(field: str, value: object) -> float:

@@ -47,7 +47,15 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _ffi
-from ._arguments import finite_float, flag, latency_ns as _latency_ns, refused, unsigned, utf8
+from ._arguments import (
+    document,
+    finite_float,
+    flag,
+    latency_ns as _latency_ns,
+    refused,
+    unsigned,
+    utf8,
+)
 from .changes import Change, ChangeWatcher
 from .decision import (
     Decision,
@@ -109,7 +117,7 @@ def store_location(config: Config | None = None) -> str:
         InvalidJsonError, InvalidConfigError, InvalidArgumentError: as the constructor of
             :class:`Gate` for ``config``.
     """
-    doc = b"" if config is None else _document(config, "config")
+    doc = b"" if config is None else document(config, "config")
     c = _ffi.lib()
     length = c_size_t()
     cap = _BUFFER
@@ -123,20 +131,6 @@ def store_location(config: Config | None = None) -> str:
         _message(err)  # frees the error object of the buffer too small
         cap = length.value + 1
     raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, "store_location kept growing")
-
-
-def _document(value: Config, what: str) -> bytes:
-    """A config given as a mapping (dumped to JSON), a JSON string or JSON bytes."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return utf8(what, value)
-    if isinstance(value, Mapping):
-        try:
-            return json.dumps(dict(value)).encode("utf-8")
-        except (TypeError, ValueError) as error:  # a value JSON has no form for
-            raise refused(what, value, f"not JSON: {error}") from None
-    raise refused(what, value, f"a dict or a JSON string, not {type(value).__name__}")
 
 
 def _id_bytes(request_id: RequestId, what: str = "request_id") -> bytes:
@@ -200,7 +194,9 @@ class Gate:
         InvalidJsonError: a document could not be parsed, or has an unknown field.
         InvalidConfigError: a value was refused; the message names the field and value.
         InvalidArgumentError: a document is not a dict, str or bytes, a dict holds a value
-            JSON has no form for, or a str is not UTF-8 (a lone surrogate).
+            JSON has no form for (a NaN or an infinity is named by its key path, e.g.
+            ``invalid environment.canary.traffic_percent = nan``), or a str is not UTF-8 (a
+            lone surrogate).
 
     Use it as a context manager, or call :meth:`close`. See the module docs for the
     thread-safety rules.
@@ -213,8 +209,8 @@ class Gate:
 
     def __init__(self, config: Config | None = None, slo: Config | None = None) -> None:
         c = _ffi.lib()
-        config_doc = None if config is None else _document(config, "config")
-        slo_doc = None if slo is None else _document(slo, "slo")
+        config_doc = None if config is None else document(config, "config")
+        slo_doc = None if slo is None else document(slo, "slo")
         handle = c_void_p()
         err = c_void_p()
         status = c.pgate_gate_new(
@@ -688,7 +684,7 @@ class Gate:
             InvalidJsonError, InvalidConfigError, InvalidArgumentError: as the constructor
                 (``None`` is refused: pass ``{}`` for the defaults).
         """
-        doc = _document(config, "config")
+        doc = document(config, "config")
         err = c_void_p()
         status = self._status("swap_config", "pgate_swap_config", doc, len(doc), byref(err))
         _check(status, err)
@@ -705,7 +701,7 @@ class Gate:
             InvalidJsonError, InvalidConfigError, InvalidArgumentError: as the constructor
                 (``None`` is refused: pass ``{}`` for the defaults); nothing changes then.
         """
-        doc = _document(slo, "slo")
+        doc = document(slo, "slo")
         err = c_void_p()
         status = self._status("swap_slo", "pgate_swap_slo", doc, len(doc), byref(err))
         _check(status, err)
