@@ -40,7 +40,7 @@ cc "${cflags[@]}" "${sanitize[@]}" -DPGATE_EXPECTED_VERSION="\"$version\"" \
   "$here/test_promotion_gates.c" -o "$build/test_promotion_gates_asan" "${shared[@]}" -pthread -lm
 
 summaries=()
-# Runs one test binary; keeps its last line, which must read "N passed, 0 failed".
+# Runs one test binary; keeps its last line, which must read "N passed, 0 failed" with N > 0.
 run() {
   local label=$1
   shift
@@ -48,7 +48,7 @@ run() {
   "$@" "$build/routing.tsv" "$root/tests/vectors/overrides.tsv" | tee "$build/last.log"
   local last
   last=$(tail -n 1 "$build/last.log")
-  if ! [[ $last =~ ^[0-9]+\ passed,\ 0\ failed$ ]]; then
+  if ! [[ $last =~ ^[1-9][0-9]*\ passed,\ 0\ failed$ ]]; then
     echo "unexpected summary line: $last" >&2
     exit 1
   fi

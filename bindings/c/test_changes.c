@@ -1,11 +1,16 @@
 /* Tests of the C ABI's change notifications and reads, as a C host uses them: the change
  * counter (pgate_change_count) and the changes as JSON (pgate_changes_json), the read-only
  * health (pgate_read_health), the state (pgate_state), the SLO (pgate_slo_json) and its swap
- * (pgate_swap_slo). Usage: test_changes [ignored]. Ends with "N passed, M failed"; exits 1 on
- * any failure. */
+ * (pgate_swap_slo), a read of the store asked for (pgate_sync_now, two gates sharing a SQLite
+ * store in a temporary directory, removed afterwards) and where a document's store keeps the
+ * state (pgate_store_location). Usage: test_changes [ignored]. Ends with "N passed, M failed";
+ * exits 1 on any failure. */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, nanosleep */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "promotion_gates.h"
 #include "test_check.h"
@@ -131,9 +136,99 @@ static void test_read_health_state_and_slo_swap(void) {
   CHECK(pgate_gate_free(gate) == PGATE_STATUS_OK);
 }
 
+/* A gate of `environment` with a SQLite store at `path`, read every `sync_ms`. */
+static pgate_gate *stored_gate(const char *path, int sync_ms) {
+  char config[512];
+  snprintf(config, sizeof config,
+           "{\"environment\": {\"canary\": {\"traffic_percent\": 10}}, "
+           "\"store\": {\"sqlite\": {\"path\": \"%s\", \"sync_interval_ms\": %d}}}",
+           path, sync_ms);
+  return new_gate(config, NULL);
+}
+
+static void test_sync_now_reads_another_gates_rollback_at_once(void) {
+  char dir[] = "/tmp/pgate-test-changes-XXXXXX";
+  if (mkdtemp(dir) == NULL) {
+    perror("mkdtemp");
+    exit(1);
+  }
+  char path[256];
+  snprintf(path, sizeof path, "%s/gate.db", dir);
+  pgate_gate *slow = stored_gate(path, 60000); /* reads the store once a minute: here when asked */
+  pgate_gate *other = stored_gate(path, 20);
+  uint64_t seen = change_count(slow);
+  const char *reason = "bad deploy";
+  CHECK(pgate_rollback(other, (const uint8_t *)reason, strlen(reason), NULL) == PGATE_STATUS_OK);
+  bool asked = false;
+  CHECK(pgate_sync_now(slow, &asked) == PGATE_STATUS_OK && asked);
+  const struct timespec millisecond = {0, 1000000};
+  int waited = 0;
+  while (change_count(slow) == seen && waited < 5000) {
+    nanosleep(&millisecond, NULL);
+    waited++;
+  }
+  CHECK(change_count(slow) > seen); /* read within 5 s, not at the next minute */
+  pgate_environment env;
+  double percent = -1;
+  uint64_t stage = 0;
+  CHECK(pgate_state(slow, &env, &percent, &stage) == PGATE_STATUS_OK);
+  CHECK(env == PGATE_ENVIRONMENT_PRODUCTION);
+
+  pgate_gate *storeless = new_gate("{}", NULL);
+  asked = true;
+  CHECK(pgate_sync_now(storeless, &asked) == PGATE_STATUS_OK && !asked);
+  CHECK(pgate_sync_now(NULL, &asked) == PGATE_STATUS_NULL_POINTER);
+  CHECK(pgate_sync_now(storeless, NULL) == PGATE_STATUS_OK); /* `asked` is optional */
+  CHECK(pgate_gate_free(slow) == PGATE_STATUS_OK);
+  CHECK(pgate_gate_free(other) == PGATE_STATUS_OK);
+  CHECK(pgate_gate_free(storeless) == PGATE_STATUS_OK);
+
+  /* The database and whatever SQLite kept beside it, then the directory (fails if any is left). */
+  const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+  char file[300];
+  for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+    snprintf(file, sizeof file, "%s%s", path, suffixes[i]);
+    unlink(file);
+  }
+  CHECK(rmdir(dir) == 0);
+}
+
+/* pgate_store_location of `config` into a buffer of `cap` bytes (at most 128): the status, with
+ * the location in `out`. */
+static pgate_status store_location(const char *config, size_t cap, char out[128], size_t *len) {
+  return pgate_store_location((const uint8_t *)config, strlen(config), out, cap, len, NULL);
+}
+
+static void test_store_location_reads_the_document_alone(void) {
+  char location[128];
+  size_t len = 0;
+  /* Written as the document gives it; nothing is opened or created (the directory is missing). */
+  const char *relative = "{\"store\": {\"sqlite\": {\"path\": \"no-such-dir/rel.db\"}}}";
+  CHECK(store_location(relative, sizeof location, location, &len) == PGATE_STATUS_OK);
+  CHECK(len == 25 && strcmp(location, "sqlite:no-such-dir/rel.db") == 0);
+  CHECK(access("no-such-dir", F_OK) != 0);
+  const char *etcd = "{\"store\": {\"etcd\": {\"endpoints\": [\"http://127.0.0.1:2379\"], "
+                     "\"prefix\": \"/pg/checkout\"}}}";
+  CHECK(store_location(etcd, sizeof location, location, &len) == PGATE_STATUS_OK);
+  CHECK(strcmp(location, "etcd:/pg/checkout") == 0);
+  CHECK(store_location("{\"gate\": \"g\"}", sizeof location, location, &len) == PGATE_STATUS_OK);
+  CHECK(len == 0 && location[0] == '\0');
+  /* Too small: only the length. */
+  CHECK(store_location(relative, 8, location, &len) == PGATE_STATUS_BUFFER_TOO_SMALL && len == 25);
+  /* Validated as pgate_gate_new validates: the error names the field. */
+  const char *empty = "{\"store\": {\"sqlite\": {\"path\": \"\"}}}";
+  pgate_error *err = NULL;
+  CHECK(pgate_store_location((const uint8_t *)empty, strlen(empty), location, sizeof location,
+                             &len, &err) == PGATE_STATUS_INVALID_CONFIG);
+  CHECK(err != NULL && strstr(pgate_error_message(err), "store.sqlite.path") != NULL);
+  pgate_error_free(err);
+}
+
 int main(void) {
   test_the_counter_and_the_changes();
   test_read_health_state_and_slo_swap();
+  test_sync_now_reads_another_gates_rollback_at_once();
+  test_store_location_reads_the_document_alone();
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
