@@ -11,10 +11,11 @@ Canary -> Staging -> Production behind gates::
         decision = gate.route("user-42")
         upstream = "canary" if decision.is_canary else "stable"
         gate.record(decision, success=True, latency_s=0.012)
-        print(gate.health().recommendation)
+        print(gate.read_health().recommendation.name)  # judged without side effects
 
 The library is loaded with ``ctypes`` on first use: from ``$PROMOTION_GATES_LIBRARY``, else
-the repository's ``target/release``, else the system loader. A ``Gate`` may be shared by
+the library a wheel bundles beside the package, else the repository's ``target/release``
+(run from the source tree), else the system loader. A ``Gate`` may be shared by
 threads (see :mod:`promotion_gates.gate`); failures raise :class:`PromotionGatesError`
 subclasses (see :mod:`promotion_gates.errors`).
 """

@@ -61,7 +61,8 @@ class Rule(enum.IntFlag):
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """The canary's health in the current window, as judged by ``Gate.health()``."""
+    """The canary's health in the current window, as ``Gate.read_health()`` reads it and
+    ``Gate.monitor_health()`` judges it."""
 
     #: The stage judged.
     stage: int
@@ -85,7 +86,7 @@ class Health:
     health_score: float
     #: The environment judged.
     environment: Environment
-    #: HEALTHY, MONITOR or ROLLBACK.
+    #: HEALTHY, MONITOR, ROLLBACK or NO_DATA (no canary outcome for ``no_data_ms``).
     recommendation: Recommendation
     #: The rules that fired.
     rules_fired: Rule
