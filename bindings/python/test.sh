@@ -6,11 +6,14 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 
+target="${CARGO_TARGET_DIR:-$root/target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+
 echo "== cargo build --release -p promotion-gates-ffi"
 cargo build --release -p promotion-gates-ffi
 case "$(uname -s)" in
-  Darwin) lib="$root/target/release/libpromotion_gates_ffi.dylib" ;;
-  *) lib="$root/target/release/libpromotion_gates_ffi.so" ;;
+  Darwin) lib="$target/release/libpromotion_gates_ffi.dylib" ;;
+  *) lib="$target/release/libpromotion_gates_ffi.so" ;;
 esac
 test -f "$lib" || { echo "test.sh: $lib was not built" >&2; exit 1; }
 export PROMOTION_GATES_LIBRARY="$lib"
