@@ -78,6 +78,14 @@ fn check_names(readings: &[Reading]) -> Result<(), ExpositionError> {
 
 /// The upper bounds (`le`, in seconds) of `promotion_window_latency_seconds`' buckets; the
 /// last bucket, `+Inf`, holds every sample. They span the recorded range (1 µs ..= 60 s).
+///
+/// The window keeps latencies in HDR buckets (each at most 0.78 % wide), not one by one, so a
+/// bucket that straddles a bound is counted whole on one side. It counts in `le` when its
+/// lowest value is at or below `le`: every sample at or below a bound is in that bound's
+/// bucket (an exact `0.001` too, as Prometheus' "less than or equal" asks), and a sample less
+/// than 0.78 % above a bound may be counted in it as well. Counting a straddling bucket only
+/// above its highest value would instead leave out samples at or just below the bound
+/// (a sample of exactly 1 ms shares its HDR bucket with samples up to 1.003 ms).
 pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0,
@@ -391,7 +399,8 @@ impl<W: Write> Exposition<'_, W> {
         })
     }
 
-    /// A sample counts in every bucket whose bound is at or above its whole HDR bucket.
+    /// A sample counts in every bucket whose bound is at or above the lowest value of its HDR
+    /// bucket (see [`LATENCY_BUCKETS_SECONDS`]).
     fn histogram(
         &mut self,
         name: &str,
@@ -399,16 +408,21 @@ impl<W: Write> Exposition<'_, W> {
         cohort: Cohort,
         histogram: &Histogram<u64>,
     ) -> fmt::Result {
-        let recorded: Vec<(u64, u64)> = histogram
+        // Each recorded HDR bucket: its lowest value, its highest, its count.
+        let recorded: Vec<(u64, u64, u64)> = histogram
             .iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .map(|v| {
+                let highest = v.value_iterated_to();
+                let lowest = histogram.lowest_equivalent(highest);
+                (lowest, highest, v.count_at_value())
+            })
             .collect();
         for le in LATENCY_BUCKETS_SECONDS {
             let le_micros = (le * 1e6).round() as u64;
             let count: u64 = recorded
                 .iter()
-                .filter(|(highest, _)| *highest <= le_micros)
-                .map(|(_, n)| n)
+                .filter(|(lowest, _, _)| *lowest <= le_micros)
+                .map(|(_, _, n)| n)
                 .sum();
             let labels = r.labels(&[("cohort", cohort.name()), ("le", &Value(le).to_string())]);
             self.sample(&format!("{name}_bucket"), &labels, count as f64)?;
@@ -418,7 +432,7 @@ impl<W: Write> Exposition<'_, W> {
         self.sample(&format!("{name}_bucket"), &inf, total as f64)?;
         let micros: f64 = recorded
             .iter()
-            .map(|&(highest, n)| histogram.median_equivalent(highest) as f64 * n as f64)
+            .map(|&(_, highest, n)| histogram.median_equivalent(highest) as f64 * n as f64)
             .sum();
         let labels = r.labels(&[("cohort", cohort.name())]);
         self.sample(&format!("{name}_sum"), &labels, micros / 1e6)?;
@@ -467,6 +481,8 @@ impl fmt::Display for Value {
             v if v.is_nan() => f.write_str("NaN"),
             v if v == f64::INFINITY => f.write_str("+Inf"),
             v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
+            // `-0` (an empty sum) is written `0`.
+            0.0 => f.write_str("0"),
             v => write!(f, "{v}"),
         }
     }

@@ -263,7 +263,14 @@ fn gauges_show_what_the_side_effect_free_reads_show() {
 #[test]
 fn the_latency_histogram_counts_each_sample_in_the_buckets_at_or_above_it() {
     let gate = gate("g", Environment::Staging);
-    let latencies_us: Vec<u64> = vec![200, 700, 3_000, 3_000, 40_000, 2_000_000, 45_000_000];
+    // Every bound itself, 1 µs on either side and 1 % on either side, plus a few in between.
+    let mut latencies_us: Vec<u64> = vec![200, 700, 3_000, 3_000, 40_000, 2_000_000, 45_000_000];
+    for le in LATENCY_BUCKETS_SECONDS {
+        let us = (le * 1e6).round() as u64;
+        latencies_us.extend([us * 99 / 100, us - 1, us, us + 1, us * 101 / 100]);
+    }
+    let (_, max_micros, _) = crate::metrics::histogram_bounds();
+    latencies_us.retain(|&us| us <= max_micros);
     for (i, &us) in latencies_us.iter().enumerate() {
         let d = gate.route_request(&format!("u{i}"));
         gate.record_outcome(&d, true, Duration::from_micros(us));
@@ -276,13 +283,28 @@ fn the_latency_histogram_counts_each_sample_in_the_buckets_at_or_above_it() {
             &[("cohort", "canary"), ("le", le)],
         )
     };
-    for le in LATENCY_BUCKETS_SECONDS {
-        // None of the samples is within 1 % of a bound, where an HDR bucket could straddle it.
-        let naive = latencies_us
+    let at_or_below = |bound: f64| {
+        latencies_us
             .iter()
-            .filter(|&&us| us as f64 <= le * 1e6)
-            .count();
-        assert_eq!(canary(&le.to_string()), naive as f64, "le {le}");
+            .filter(|&&us| us as f64 <= bound)
+            .count()
+    };
+    for le in LATENCY_BUCKETS_SECONDS {
+        let got = canary(&le.to_string());
+        let bound = le * 1e6;
+        // Every sample at or below the bound, the bound itself included; above it, at most
+        // those that share its HDR bucket (under 0.78 % above).
+        assert!(got >= at_or_below(bound) as f64, "le {le}: {got}");
+        assert!(
+            got <= at_or_below(bound * (1.0 + 1.0 / 128.0)) as f64,
+            "le {le}: {got}"
+        );
+        // 1 % above is never counted, 1 % below always.
+        assert_eq!(
+            got,
+            at_or_below(bound) as f64 + within(&latencies_us, bound),
+            "le {le}"
+        );
     }
     let n = latencies_us.len() as f64;
     assert_eq!(canary("+Inf"), n);
@@ -302,6 +324,28 @@ fn the_latency_histogram_counts_each_sample_in_the_buckets_at_or_above_it() {
         value(&samples, "promotion_window_latency_seconds_bucket", &stable),
         0.0
     );
+}
+
+/// How many of `latencies_us` are above `bound` but in the HDR bucket that holds it.
+fn within(latencies_us: &[u64], bound: f64) -> f64 {
+    let bound = bound.round() as u64;
+    let (low, high, figures) = crate::metrics::histogram_bounds();
+    let histogram = Histogram::<u64>::new_with_bounds(low, high, figures).unwrap();
+    latencies_us
+        .iter()
+        .filter(|&&us| us > bound && histogram.lowest_equivalent(us) <= bound)
+        .count() as f64
+}
+
+#[test]
+fn an_empty_histogram_sums_to_zero_not_minus_zero() {
+    let gate = gate("g", Environment::Staging);
+    let text = exposition(&gate);
+    assert!(
+        text.contains("promotion_window_latency_seconds_sum{gate=\"g\",cohort=\"canary\"} 0\n"),
+        "{text}"
+    );
+    assert!(!text.contains(" -0\n"), "{text}");
 }
 
 #[test]
@@ -452,10 +496,22 @@ fn label_values_and_help_are_escaped() {
 
 #[test]
 fn values_are_written_as_prometheus_reads_them() {
-    let written: Vec<String> = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.25, 3.0, 1e-7]
-        .map(|v| Value(v).to_string())
-        .into();
-    assert_eq!(written, ["NaN", "+Inf", "-Inf", "0.25", "3", "0.0000001"]);
+    let written: Vec<String> = [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        0.25,
+        3.0,
+        1e-7,
+        -0.0,
+        0.0,
+    ]
+    .map(|v| Value(v).to_string())
+    .into();
+    assert_eq!(
+        written,
+        ["NaN", "+Inf", "-Inf", "0.25", "3", "0.0000001", "0", "0"]
+    );
 }
 
 #[test]
