@@ -23,7 +23,8 @@
 //! | `promotion_slo_compliance_ratio` | gauge | `cohort` | share of the window's requests that succeeded within the latency target |
 //! | `promotion_slo_threshold_ratio` | gauge | | the compliance the gate asks for (`slo_threshold`) |
 //! | `promotion_p99_latency_seconds` | gauge | `cohort` | the judge's p99 latency |
-//! | `promotion_rule_fired` | gauge | `rule` | 1 for each judge rule that fires on the window |
+//! | `promotion_rule_fired` | gauge | `rule` | 1 for each judge rule that fires on the window, 0 for the others (every rule, always) |
+//! | `promotion_rule_judged` | gauge | `rule` | 1 for each judge rule judged on the window, 0 for those skipped (every rule, always) |
 //! | `promotion_window_latency_seconds` | histogram | `cohort`, `le` | the window's latency histogram |
 //! | `promotion_rollbacks_total` | counter | `trigger`, `rule` | rollback events since the gate was built |
 //! | `promotion_late_outcomes_total` | counter | | outcomes dropped because their stage had ended |
@@ -38,7 +39,7 @@ use hdrhistogram::Histogram;
 use crate::config::Environment;
 use crate::decision::Cohort;
 use crate::history::RollbackTrigger;
-use crate::judge::{CohortEvidence, Recommendation, Rule};
+use crate::judge::{CohortEvidence, Finding, Recommendation, Rule};
 use crate::manager::PromotionGateManager;
 use crate::telemetry::{ENVIRONMENTS, RollbackCount, WindowExport};
 
@@ -212,7 +213,7 @@ pub fn write_exposition(
         "The judge's p99 latency in the window.",
         |r, c| r.cohort(c).p99.as_secs_f64(),
     )?;
-    e.rules_fired()?;
+    e.rules()?;
     e.latency_histograms()?;
     e.rollbacks()?;
     e.counter(
@@ -286,6 +287,12 @@ impl Reading {
 
     fn cohort(&self, cohort: Cohort) -> &CohortEvidence {
         self.window.evidence(cohort)
+    }
+
+    /// The window's finding of `rule`, if the judge judged it.
+    fn finding(&self, rule: Rule) -> Option<&Finding> {
+        let findings = &self.window.health.evidence.findings;
+        findings.iter().find(|finding| finding.rule == rule)
     }
 
     /// `{gate="...",k="v",...}` with `pairs`' values escaped.
@@ -370,19 +377,25 @@ impl<W: Write> Exposition<'_, W> {
         })
     }
 
-    fn rules_fired(&mut self) -> fmt::Result {
-        let name = "promotion_rule_fired";
-        let help = "Whether the judge rule fires on the judged window (1) or not (0).";
-        self.family(name, "gauge", help, |e, r| {
-            r.window
-                .health
-                .evidence
-                .findings
-                .iter()
-                .try_for_each(|finding| {
-                    let labels = r.labels(&[("rule", finding.rule.name())]);
-                    e.sample(name, &labels, f64::from(u8::from(finding.fired)))
-                })
+    /// `promotion_rule_fired` and `promotion_rule_judged`: one series per rule of
+    /// [`Rule::ALL`] each, whether the rule was judged on the window or not, so that the set
+    /// of series never changes with the traffic.
+    fn rules(&mut self) -> fmt::Result {
+        let fired = "promotion_rule_fired";
+        let help = "Whether the judge rule fires on the judged window (1) or not (0, also when it is not judged).";
+        self.family(fired, "gauge", help, |e, r| {
+            Rule::ALL.into_iter().try_for_each(|rule| {
+                let on = r.finding(rule).is_some_and(|f| f.fired);
+                e.sample(fired, &r.labels(&[("rule", rule.name())]), on.into())
+            })
+        })?;
+        let judged = "promotion_rule_judged";
+        let help = "Whether the judge rule was judged on the judged window (1) or skipped (0: not enough samples, no stable traffic, not due).";
+        self.family(judged, "gauge", help, |e, r| {
+            Rule::ALL.into_iter().try_for_each(|rule| {
+                let on = r.finding(rule).is_some();
+                e.sample(judged, &r.labels(&[("rule", rule.name())]), on.into())
+            })
         })
     }
 

@@ -250,14 +250,52 @@ fn gauges_show_what_the_side_effect_free_reads_show() {
         );
         assert_eq!(on == 1.0, state == current, "{state}");
     }
-    for finding in &health.evidence.findings {
-        let fired = value(
-            &samples,
-            "promotion_rule_fired",
-            &[("rule", finding.rule.name())],
-        );
-        assert_eq!(fired == 1.0, finding.fired);
+    for rule in Rule::ALL {
+        let finding = health.evidence.findings.iter().find(|f| f.rule == rule);
+        let r = [("rule", rule.name())];
+        let fired = value(&samples, "promotion_rule_fired", &r);
+        assert_eq!(fired == 1.0, finding.is_some_and(|f| f.fired), "{rule:?}");
+        let judged = value(&samples, "promotion_rule_judged", &r);
+        assert_eq!(judged == 1.0, finding.is_some(), "{rule:?}");
     }
+}
+
+#[test]
+fn every_rule_has_its_series_whether_judged_or_not() {
+    let gate = gate(
+        "g",
+        Environment::Canary {
+            traffic_percent: 50.0,
+        },
+    );
+    let rules = |gate: &PromotionGateManager, family: &str| {
+        let (_, samples) = parse(&exposition(gate));
+        let rules: Vec<(String, f64)> = samples
+            .iter()
+            .filter(|s| s.name == family)
+            .map(|s| (s.labels["rule"].clone(), s.value))
+            .collect();
+        rules
+    };
+    let all: Vec<&str> = Rule::ALL.iter().map(|r| r.name()).collect();
+    let names = |series: &[(String, f64)]| -> Vec<String> {
+        series.iter().map(|(rule, _)| rule.clone()).collect()
+    };
+    // No traffic: most rules are not judged, and every rule has its series all the same.
+    let idle_judged = rules(&gate, "promotion_rule_judged");
+    assert_eq!(names(&rules(&gate, "promotion_rule_fired")), all);
+    assert_eq!(names(&idle_judged), all);
+    assert!(idle_judged.iter().any(|(_, judged)| *judged == 0.0));
+    // Both cohorts' traffic: more rules judged, the same series.
+    for i in 0..400 {
+        let d = gate.route_request(&format!("user-{i}"));
+        gate.record_outcome(&d, true, Duration::from_millis(2));
+    }
+    let busy_judged = rules(&gate, "promotion_rule_judged");
+    assert_eq!(names(&rules(&gate, "promotion_rule_fired")), all);
+    assert_eq!(names(&busy_judged), all);
+    let count = |series: &[(String, f64)]| series.iter().filter(|(_, v)| *v == 1.0).count();
+    assert!(count(&busy_judged) > count(&idle_judged), "{busy_judged:?}");
 }
 
 #[test]
