@@ -181,7 +181,9 @@ impl PromotionGateManager {
         let opened = stored::open(&config)?;
         let (config, stage, difference_at_open) = match opened {
             Some(opened) => {
+                // The stored history counts, as every process on the store counts it.
                 for event in opened.history {
+                    records.rollbacks.count(&event);
                     records
                         .history
                         .push(event, opened.config.max_rollback_history);

@@ -323,6 +323,71 @@ fn a_gate_asked_to_sync_reads_another_gates_rollback_at_once() {
     assert!(!storeless.sync_now());
 }
 
+/// The `promotion_rollbacks_total` lines of `gate`'s exposition.
+fn rollbacks_total(gate: &PromotionGateManager) -> Vec<String> {
+    let text = promotion_gates::telemetry::prometheus::exposition(gate);
+    let lines = text
+        .lines()
+        .filter(|l| l.starts_with("promotion_rollbacks_total{"));
+    lines.map(str::to_string).collect()
+}
+
+/// `gate`'s `promotion_rollbacks_total` of `trigger` and `rule`.
+fn rollbacks_of(gate: &PromotionGateManager, trigger: &str, rule: &str) -> f64 {
+    let series = format!(
+        "promotion_rollbacks_total{{gate=\"checkout\",trigger=\"{trigger}\",rule=\"{rule}\"}} "
+    );
+    let lines = rollbacks_total(gate);
+    let line = lines.iter().find_map(|l| l.strip_prefix(&series));
+    line.unwrap_or_else(|| panic!("no {series} in {lines:?}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn every_gate_on_a_store_counts_each_stored_rollback_once() {
+    let dir = Scratch::new("rollback-counts");
+    let path = dir.file("gate.db");
+    let (a, b) = (open_slow(&path), open(&path));
+    b.rollback("bad deploy").unwrap();
+    assert_eq!(rollbacks_of(&b, "manual", "none"), 1.0);
+    assert_eq!(rollbacks_of(&a, "manual", "none"), 0.0, "a has not synced");
+    assert!(a.sync_now());
+    eventually("a follows b's rollback", || {
+        a.environment() == Environment::Production
+    });
+    assert_eq!(rollbacks_of(&a, "manual", "none"), 1.0);
+    assert_eq!(rollbacks_total(&a), rollbacks_total(&b));
+
+    // An automatic rollback counts under its first fired rule in both: b's from its evidence,
+    // a's from the stored event's reason.
+    b.promote(Environment::Canary {
+        traffic_percent: 50.0,
+    })
+    .unwrap();
+    fail_the_canary(&b);
+    let event = b.rollback_history().pop().unwrap();
+    let rule = event.evidence.unwrap().fired().next().unwrap().rule;
+    assert_eq!(rollbacks_of(&b, "automatic", rule.name()), 1.0);
+    eventually("a follows b's automatic rollback", || {
+        a.sync_now();
+        a.rollback_history().len() == 2
+    });
+    assert_eq!(rollbacks_of(&a, "automatic", rule.name()), 1.0);
+    assert_eq!(rollbacks_total(&a), rollbacks_total(&b));
+    // Syncing again, and b's sync thread writing its own rollback, count nothing twice.
+    a.sync_now();
+    std::thread::sleep(Duration::from_millis(10 * SYNC_MS));
+    assert_eq!(rollbacks_of(&a, "automatic", rule.name()), 1.0);
+    assert_eq!(rollbacks_total(&a), rollbacks_total(&b));
+
+    // A process that opens the store later counts the history it opens on.
+    let c = open(&path);
+    assert_eq!(rollbacks_total(&c), rollbacks_total(&a));
+    assert_eq!(c.rollback_counts(), a.rollback_counts());
+    assert_eq!(b.rollback_counts(), a.rollback_counts());
+}
+
 #[test]
 fn a_swap_decided_before_another_gates_rollback_does_not_undo_it() {
     let (dir, stale) = a_slow_gate_and_another_gates_rollback("swap-after-rollback");

@@ -101,7 +101,10 @@ pub(super) fn open(config: &PromotionConfig) -> Result<Option<Opened>, Error> {
                     "promotion.store the stored state wins over the static config: {difference}"
                 );
             }
-            let history = events(store.as_ref(), &state.history)?;
+            let history = events(store.as_ref(), &state.history)?
+                .into_iter()
+                .map(|(_, event)| event)
+                .collect();
             let known = guard_of(&state.release);
             return Ok(Some(Opened {
                 link: StoreLink::new(store, store_config, known),
@@ -257,9 +260,13 @@ struct CatchUp {
     /// The state the catch-up was computed from; applied only if it is still the known one.
     from: Guard,
     release: StoredRelease,
-    /// Events to add to the history, oldest first.
-    events: Vec<RollbackEvent>,
-    /// Whether `events` is the whole history (it replaces the local one).
+    /// Events read from the store, to add to the history, oldest first, each with the version
+    /// of the write that stored it.
+    events: Vec<(u64, RollbackEvent)>,
+    /// The pending rollback this catch-up wrote, to follow `events` in the history: this
+    /// process made it, and counted it then.
+    own: Option<RollbackEvent>,
+    /// Whether `events` (and `own`) are the whole history (they replace the local one).
     whole_history: bool,
     /// Whether the pending rollback is now settled (written, or overtaken by another write).
     settles_pending: bool,
@@ -277,6 +284,7 @@ impl CatchUp {
         Ok(Self {
             from,
             events: events(store, &state.history)?,
+            own: None,
             release: state.release,
             whole_history: settles_pending,
             settles_pending,
@@ -350,11 +358,10 @@ fn catch_up(
         let stage = (stored.stage + 1).max(local.stage);
         let write = StoredWrite::new(stored, stage, &config, pending.event.as_ref());
         if store.commit(&write)? == Commit::Written {
-            let mut history = events(store, &state.history)?;
-            history.extend(pending.event.clone());
             return Ok(Some(CatchUp {
                 from,
-                events: history,
+                events: events(store, &state.history)?,
+                own: pending.event.clone(),
                 release: write.release,
                 whole_history: true,
                 settles_pending: true,
@@ -409,6 +416,7 @@ fn went_back(
         Commit::Written => Ok(Some(CatchUp {
             from,
             events: events(store, &state.history)?,
+            own: None,
             release: write.release,
             whole_history: true,
             settles_pending: false,
@@ -432,6 +440,7 @@ fn reseed(
         Commit::Written => Some(CatchUp {
             from,
             events: Vec::new(),
+            own: None,
             release: write.release,
             whole_history: false,
             settles_pending: event.is_some(),
@@ -469,9 +478,7 @@ impl Shared {
         let Some(event) = event else {
             return Ok(records.history.trim(bound));
         };
-        records
-            .rollbacks
-            .count(event.trigger, event.evidence.as_ref());
+        records.rollbacks.count(&event);
         let dropped = records.history.push(event, bound);
         drop(records);
         super::writes::log_dropped(dropped);
@@ -621,6 +628,14 @@ impl Shared {
 
     /// Applies a catch-up: the stored release becomes the gate's, its events join the
     /// history, and a snapshot is published if routing changes.
+    ///
+    /// The events stored after the state the catch-up started from (`from`) are counted by
+    /// cause ([`rollback_counts`](crate::PromotionGateManager::rollback_counts)): every write
+    /// through `from` is counted already (this process's own when it made them, the others'
+    /// at an earlier catch-up, those of the history the gate opened on when it opened), so
+    /// each stored event counts once in every process, and every process that follows the
+    /// store counts the same. Events at or below `from` in a store that went back (deleted,
+    /// or replaced by an older copy) are not counted again.
     fn apply(&self, writer: &mut WriterState, update: CatchUp) {
         let Some(link) = writer.store.as_mut() else {
             return;
@@ -645,18 +660,28 @@ impl Shared {
         let rollback = update
             .events
             .iter()
+            .map(|(_, event)| event)
+            .chain(&update.own)
             .rev()
             .find(|event| event.rolled_back == RolledBack::Release)
             .cloned();
         let bound = config.max_rollback_history;
-        // The history and the snapshot change together for readers.
+        // The history, the counts and the snapshot change together for readers.
         let mut records = self.lock_records();
+        for (version, event) in &update.events {
+            if *version > update.from.version {
+                records.rollbacks.count(event);
+            }
+        }
+        let history = update
+            .events
+            .into_iter()
+            .map(|(_, event)| event)
+            .chain(update.own);
         let dropped = if update.whole_history {
-            records.history.replace(update.events, bound)
+            records.history.replace(history, bound)
         } else {
-            update
-                .events
-                .into_iter()
+            history
                 .map(|event| records.history.push(event, bound))
                 .sum()
         };
@@ -901,14 +926,16 @@ fn conflict(location: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::new(location, StoreProblem::Conflict, detail)
 }
 
+/// The `stored` events, each with the version of the write that stored it.
 fn events(
     store: &dyn StateStore,
     stored: &[store::StoredEvent],
-) -> Result<Vec<RollbackEvent>, StoreError> {
+) -> Result<Vec<(u64, RollbackEvent)>, StoreError> {
     stored
         .iter()
         .map(|e| {
             e.to_event()
+                .map(|event| (e.version, event))
                 .map_err(|why| StoreError::new(store.location(), StoreProblem::NotOurs, why))
         })
         .collect()

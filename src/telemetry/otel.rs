@@ -171,7 +171,7 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             .u64_observable_counter("promotion.rollbacks")
             .with_unit("{rollback}")
             .with_description(
-                "Rollback events since the gate was built, by trigger and first fired rule.",
+                "Rollback events since the gate was built (on a state store: every one stored for the gate), by trigger and first fired rule.",
             )
             .with_callback(move |observer| {
                 with_gate(&rollbacks_gate, |g, attrs| {

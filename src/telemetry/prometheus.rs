@@ -26,7 +26,7 @@
 //! | `promotion_rule_fired` | gauge | `rule` | 1 for each judge rule that fires on the window, 0 for the others (every rule, always) |
 //! | `promotion_rule_judged` | gauge | `rule` | 1 for each judge rule judged on the window, 0 for those skipped (every rule, always) |
 //! | `promotion_window_latency_seconds` | histogram | `cohort`, `le` | the window's latency histogram |
-//! | `promotion_rollbacks_total` | counter | `trigger`, `rule` | rollback events since the gate was built |
+//! | `promotion_rollbacks_total` | counter | `trigger`, `rule` | rollback events since the gate was built; on a store, every event stored for the gate, counted alike by every process ([`RollbackCount`]) |
 //! | `promotion_late_outcomes_total` | counter | | outcomes dropped because their stage had ended |
 //! | `promotion_foreign_outcomes_total` | counter | | outcomes dropped because their decision names a stage the gate never published |
 //! | `promotion_forced_outcomes_total` | counter | | outcomes of requests an override forced, counted in neither cohort |
@@ -456,7 +456,7 @@ impl<W: Write> Exposition<'_, W> {
     /// `increase()` sees the first rollback.
     fn rollbacks(&mut self) -> fmt::Result {
         let name = "promotion_rollbacks_total";
-        let help = "Rollback events since the gate was built, by trigger and, for automatic ones, the first rule that fired.";
+        let help = "Rollback events since the gate was built (on a state store: every one stored for the gate), by trigger and, for automatic ones, the first rule that fired.";
         self.family(name, "counter", help, |e, r| {
             let mut causes: Vec<(RollbackTrigger, Option<Rule>)> = vec![
                 (RollbackTrigger::Manual, None),

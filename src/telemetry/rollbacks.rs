@@ -1,13 +1,29 @@
 //! Rollbacks counted by cause over a gate's life. The rollback history is bounded and drops
 //! its oldest events; these counts never decrease, so they can be exported as counters.
+//!
+//! On a state store every process counts the same events: those of the stored history it
+//! opened on, its own, and those other processes stored since (each once; see
+//! [`RollbackCount`]). A store's events carry no structured evidence, so the rule of an
+//! automatic rollback another process made is read from the start of its reason, where
+//! every automatic rollback names its fired rules (`automatic rollback: error_rate_max, ...`).
 
-use crate::history::RollbackTrigger;
-use crate::judge::{Evidence, Rule};
+use crate::history::{RollbackEvent, RollbackTrigger};
+use crate::judge::Rule;
 
-/// How many rollback events of one cause a gate made since it was built.
+/// How many rollback events of one cause a gate counted since it was built.
 ///
 /// The cause is the trigger and, for an automatic rollback, the first rule that fired (the
 /// judge evaluates its rules in a fixed order, so one rollback counts once).
+///
+/// A gate without a state store counts its own rollbacks. A gate on a store counts every
+/// rollback event the store holds for it, once: the history it opened on (so a process that
+/// starts later shows the same counts as those running), its own, and those other processes
+/// (another nginx worker, another host) stored since, as its sync applies them. Every
+/// process that shares the store therefore shows the same counts once it has synced, and a
+/// scrape answered by any of them reads one counter. Two limits: a process that opens the
+/// store counts only the events its bounded history still holds (`max_rollback_history`),
+/// and a rollback this process made while the store was unavailable that another process's
+/// write overtook (never stored) is counted here only.
 ///
 /// # Example
 /// ```
@@ -30,7 +46,7 @@ pub struct RollbackCount {
     pub trigger: RollbackTrigger,
     /// For automatic rollbacks, the first rule that fired; `None` otherwise.
     pub rule: Option<Rule>,
-    /// How many, since the gate was built.
+    /// How many, since the gate was built (with a store: and in the history it opened on).
     pub count: u64,
 }
 
@@ -42,9 +58,16 @@ pub(crate) struct RollbackTally {
 }
 
 impl RollbackTally {
-    /// Counts one rollback event started by `trigger`, on `evidence` if the judge's.
-    pub(crate) fn count(&mut self, trigger: RollbackTrigger, evidence: Option<&Evidence>) {
-        let rule = evidence.and_then(|e| e.fired().next()).map(|f| f.rule);
+    /// Counts one rollback event under its trigger and, for an automatic one, its first fired
+    /// rule: from its evidence, or, for an event read from a store (which keeps no evidence),
+    /// from its reason.
+    pub(crate) fn count(&mut self, event: &RollbackEvent) {
+        let trigger = event.trigger;
+        let rule = match &event.evidence {
+            Some(evidence) => evidence.fired().next().map(|f| f.rule),
+            None if trigger == RollbackTrigger::Automatic => first_rule_named(&event.reason),
+            None => None,
+        };
         match self
             .counts
             .iter_mut()
@@ -64,12 +87,29 @@ impl RollbackTally {
     }
 }
 
+/// The first fired rule an automatic rollback's reason names: its reason starts with
+/// `automatic rollback: ` and the fired rules' names, separated by `, `
+/// ([`Verdict::rollback_reason`](crate::verdict::Verdict::rollback_reason)). `None` for a
+/// reason in another form.
+fn first_rule_named(reason: &str) -> Option<Rule> {
+    let rules = reason.strip_prefix(AUTOMATIC_REASON_PREFIX)?;
+    let name = rules.split([',', ' ']).next()?;
+    Rule::ALL.into_iter().find(|rule| rule.name() == name)
+}
+
+/// How an automatic rollback's reason starts.
+const AUTOMATIC_REASON_PREFIX: &str = "automatic rollback: ";
+
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
     use super::*;
     use crate::config::Environment;
     use crate::decision::StageId;
-    use crate::judge::{CohortEvidence, Finding};
+    use crate::history::Undone;
+    use crate::judge::{CanaryHealth, CohortEvidence, Evidence, Finding, Recommendation};
+    use crate::verdict::Verdict;
 
     fn evidence(fired: &[Rule]) -> Evidence {
         let finding = |rule, fired| Finding {
@@ -97,29 +137,90 @@ mod tests {
         }
     }
 
+    /// A release rollback's event, as the gate makes it (an automatic one's reason is the
+    /// verdict's, as the gate writes it).
+    fn event(trigger: RollbackTrigger, evidence: Option<Evidence>) -> RollbackEvent {
+        let reason = match &evidence {
+            Some(evidence) => Verdict::new(CanaryHealth {
+                traffic_percent: 100.0,
+                canary_requests: 0,
+                production_requests: 0,
+                canary_error_rate: 0.5,
+                production_error_rate: 0.0,
+                canary_p99_latency: Duration::ZERO,
+                production_p99_latency: Duration::ZERO,
+                health_score: 0.2,
+                recommendation: Recommendation::Rollback,
+                evidence: evidence.clone(),
+            })
+            .rollback_reason(),
+            None => "by hand".to_string(),
+        };
+        let undone = Undone::Release {
+            trigger,
+            reason,
+            evidence,
+        };
+        RollbackEvent::made(undone, Environment::Staging, SystemTime::UNIX_EPOCH)
+    }
+
+    /// The event as another process reads it from a store: without its evidence.
+    fn stored(mut event: RollbackEvent) -> RollbackEvent {
+        event.evidence = None;
+        event
+    }
+
+    fn counts(tally: &RollbackTally) -> Vec<(RollbackTrigger, Option<Rule>, u64)> {
+        let counts = tally.to_vec().into_iter();
+        counts.map(|c| (c.trigger, c.rule, c.count)).collect()
+    }
+
     #[test]
     fn counts_each_event_once_under_its_first_fired_rule() {
         let mut tally = RollbackTally::default();
-        let two_rules = evidence(&[Rule::ErrorRateMax, Rule::HealthScore]);
-        tally.count(RollbackTrigger::Automatic, Some(&two_rules));
-        tally.count(RollbackTrigger::Manual, None);
-        tally.count(RollbackTrigger::Automatic, Some(&two_rules));
-        tally.count(
-            RollbackTrigger::Automatic,
-            Some(&evidence(&[Rule::P99Budget])),
-        );
-        let got: Vec<_> = tally
-            .to_vec()
-            .into_iter()
-            .map(|c| (c.trigger, c.rule, c.count))
-            .collect();
+        let two_rules = Some(evidence(&[Rule::ErrorRateMax, Rule::HealthScore]));
+        tally.count(&event(RollbackTrigger::Automatic, two_rules.clone()));
+        tally.count(&event(RollbackTrigger::Manual, None));
+        tally.count(&event(RollbackTrigger::Automatic, two_rules));
+        let p99 = Some(evidence(&[Rule::P99Budget]));
+        tally.count(&event(RollbackTrigger::Automatic, p99));
         assert_eq!(
-            got,
+            counts(&tally),
             [
                 (RollbackTrigger::Automatic, Some(Rule::ErrorRateMax), 2),
                 (RollbackTrigger::Manual, None, 1),
                 (RollbackTrigger::Automatic, Some(Rule::P99Budget), 1),
             ]
         );
+    }
+
+    #[test]
+    fn an_event_read_from_a_store_counts_under_the_rule_its_reason_names_first() {
+        for rule in Rule::ALL {
+            let made = event(
+                RollbackTrigger::Automatic,
+                Some(evidence(&[rule, Rule::HealthScore])),
+            );
+            let mut ours = RollbackTally::default();
+            ours.count(&made);
+            let mut theirs = RollbackTally::default();
+            theirs.count(&stored(made));
+            assert_eq!(counts(&theirs), counts(&ours), "{rule:?}");
+            assert_eq!(counts(&theirs)[0].1, Some(rule));
+        }
+        // A reason in another form (edited by hand in the store) counts with no rule.
+        let mut tally = RollbackTally::default();
+        let mut edited = stored(event(RollbackTrigger::Automatic, Some(evidence(&[]))));
+        edited.reason = "automatic rollback: nothing_we_know | ...".into();
+        tally.count(&edited);
+        edited.reason = "rolled back".into();
+        tally.count(&edited);
+        assert_eq!(counts(&tally), [(RollbackTrigger::Automatic, None, 2)]);
+        // A manual rollback's reason is never read for a rule.
+        let mut tally = RollbackTally::default();
+        let mut manual = event(RollbackTrigger::Manual, None);
+        manual.reason = "automatic rollback: error_rate_max".into();
+        tally.count(&manual);
+        assert_eq!(counts(&tally), [(RollbackTrigger::Manual, None, 1)]);
     }
 }
