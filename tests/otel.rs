@@ -1,7 +1,7 @@
 //! The OpenTelemetry gauges, counters and spans, seen by the SDK's in-memory exporters (the
 //! way a host's OTLP exporter would receive them). One test: the tracer provider is global.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -273,7 +273,127 @@ fn gauges_counters_and_spans_reach_the_hosts_providers() {
     assert_eq!(rules, fired);
     assert!(!fired.is_empty());
 
+    // The same information as the Prometheus exposition, as docs/telemetry.md maps it: with
+    // a rollback counted, a new canary and latencies in its window.
+    gate.promote(Environment::Canary {
+        traffic_percent: 20.0,
+    })
+    .unwrap();
+    for i in 0..50 {
+        let d = gate.route_request(&format!("later-{i}"));
+        gate.record_outcome(&d, i % 10 != 0, Duration::from_micros(300 + 997 * i));
+    }
+    metrics.reset();
+    meter_provider.force_flush().unwrap();
+    let got = points(&metrics.get_finished_metrics().unwrap());
+    same_as_prometheus(&got, &gate);
+    assert_eq!(got[&key("promotion.rollbacks", &manual)], 1.0);
+    // Every cause has its series from the start, as in the exposition.
+    let never = [
+        ("promotion.trigger", "automatic"),
+        ("promotion.rule", "error_rate_max"),
+    ];
+    assert_eq!(got[&key("promotion.rollbacks", &never)], 0.0);
+    let canary = [("promotion.cohort", "canary")];
+    assert!(got[&key("promotion.window.latency.count", &canary)] > 0.0);
+    assert_eq!(got[&key("promotion.traffic_percent", &[])], 20.0);
+
     drop(instruments);
     meter_provider.shutdown().unwrap();
     tracer_provider.shutdown().unwrap();
+}
+
+/// One row of docs/telemetry.md's metrics table: the OpenTelemetry name, the Prometheus name.
+#[allow(
+    clippy::unwrap_used,
+    reason = "test code: a broken expectation is a failed test"
+)]
+fn mapping() -> Vec<(String, String)> {
+    let doc = include_str!("../docs/telemetry.md");
+    let table = doc
+        .split("## Metrics")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .find(|p| p.starts_with("| OpenTelemetry name"));
+    let rows = table.unwrap().lines().skip(2);
+    rows.map(|row| {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let name = |cell: &str| cell.trim_matches('`').to_string();
+        (name(cells[1]), name(cells[4]))
+    })
+    .collect()
+}
+
+/// The exposition's samples: (name, labels) → value.
+#[allow(
+    clippy::unwrap_used,
+    reason = "test code: a broken expectation is a failed test"
+)]
+fn prometheus_samples(gate: &PromotionGateManager) -> Points {
+    let text = promotion_gates::telemetry::prometheus::exposition(gate);
+    let mut samples = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = series.split_once('{').unwrap();
+        let mut labels: Vec<(String, String)> = labels
+            .trim_end_matches('}')
+            .split(',')
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap();
+                (k.to_string(), v.trim_matches('"').to_string())
+            })
+            .collect();
+        labels.sort();
+        samples.insert((name.to_string(), labels), value.parse().unwrap());
+    }
+    samples
+}
+
+/// Every OpenTelemetry data point is a Prometheus sample and back, as docs/telemetry.md's table
+/// maps their names (attributes lose their `promotion.` prefix), with the same value (the
+/// traffic share: percent and ratio).
+#[allow(
+    clippy::unwrap_used,
+    reason = "test code: a broken expectation is a failed test"
+)]
+fn same_as_prometheus(got: &Points, gate: &PromotionGateManager) {
+    let mapping = mapping();
+    let otel_names: BTreeSet<&String> = got.keys().map(|(name, _)| name).collect();
+    let documented: BTreeSet<&String> = mapping.iter().map(|(otel, _)| otel).collect();
+    assert_eq!(
+        otel_names, documented,
+        "the OpenTelemetry instruments and the table"
+    );
+    let expected: Points = got
+        .iter()
+        .map(|((name, attrs), value)| {
+            let prometheus = &mapping.iter().find(|(otel, _)| otel == name).unwrap().1;
+            let mut labels: Vec<(String, String)> = attrs
+                .iter()
+                .map(|(k, v)| (k.strip_prefix("promotion.").unwrap().to_string(), v.clone()))
+                .collect();
+            labels.sort();
+            let value = if name == "promotion.traffic_percent" {
+                value / 100.0
+            } else {
+                *value
+            };
+            ((prometheus.clone(), labels), value)
+        })
+        .collect();
+    let samples = prometheus_samples(gate);
+    assert_eq!(
+        samples.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the series of both"
+    );
+    for (series, value) in &expected {
+        assert_eq!(
+            samples[series].to_bits(),
+            value.to_bits(),
+            "{series:?}: {} vs {value}",
+            samples[series]
+        );
+    }
 }

@@ -1,38 +1,16 @@
-//! OpenTelemetry (cargo feature `otel`): the specification's gauges and spans, over the
-//! host's providers. The library starts no exporter and sets no provider: metrics go to the
-//! [`Meter`] the host hands to [`observe`] (or the global one, [`observe_globally`]), spans to
-//! the global tracer provider (`opentelemetry::global::tracer("promotion-gates")`), a no-op
+//! OpenTelemetry (cargo feature `otel`): the gate's metrics and the specification's spans, over
+//! the host's providers. The library starts no exporter and sets no provider: metrics go to
+//! the [`Meter`] the host hands to [`observe`] (or the global one, [`observe_globally`]), spans
+//! to the global tracer provider (`opentelemetry::global::tracer("promotion-gates")`), a no-op
 //! until the host installs one.
 //!
-//! **Metrics** (observable instruments, read at each collection from the side-effect-free
-//! [`window_export`](crate::PromotionGateManager::window_export), once per collection for all
-//! the window gauges, and counters, never a judging call), every one with the attribute
-//! `promotion.gate`:
-//!
-//! | Name | Instrument | Unit | Attributes |
-//! |---|---|---|---|
-//! | `promotion.health_score` | gauge | `1` | |
-//! | `promotion.canary_error_rate` | gauge | `1` | |
-//! | `promotion.traffic_percent` | gauge | `%` | |
-//! | `promotion.environment` | gauge (1 for the current one, 0 for the others) | `1` | `promotion.environment` |
-//! | `promotion.window.requests` | gauge | `{request}` | `promotion.cohort` |
-//! | `promotion.window.errors` | gauge | `{request}` | `promotion.cohort` |
-//! | `promotion.slo_compliance` | gauge | `1` | `promotion.cohort` |
-//! | `promotion.p99_latency` | gauge | `s` | `promotion.cohort` |
-//! | `promotion.rollbacks` | counter | `{rollback}` | `promotion.trigger`, `promotion.rule` |
-//! | `promotion.late_outcomes` | counter | `{outcome}` | |
-//! | `promotion.foreign_outcomes` | counter | `{outcome}` | |
-//! | `promotion.forced_outcomes` | counter | `{outcome}` | |
-//! | `promotion.ignored_override_values` | counter | `{outcome}` | |
-//!
-//! **Spans**: `promotion.rollback` (attributes `promotion.reason`, `promotion.previous_env`,
-//! `promotion.trigger` and, for an automatic rollback, the evidence: `promotion.rules_fired`,
-//! `promotion.health_score`, `promotion.canary.requests`, `promotion.canary.error_rate`,
-//! `promotion.canary.p99_latency_s`, the same for `promotion.stable.*`, and
-//! `promotion.evidence`, its one-line text), `promotion.promote` (`promotion.from`,
-//! `promotion.to`, `promotion.kind`, and the gate's evidence for a gated move), and
-//! `promotion.flag` (`promotion.flag`, `promotion.enabled`). The per-request
-//! `promotion.route_request` span is made only by
+//! The metrics are observable instruments, read at each collection from the side-effect-free
+//! [`window_export`](crate::PromotionGateManager::window_export) (once per collection for all
+//! the window gauges) and the gate's counters, never a judging call; every data point has the
+//! attribute `promotion.gate`. They carry what the [Prometheus exposition](super::prometheus)
+//! carries: the instruments, their units and attributes, the spans and their attributes are in
+//! one table in the [`telemetry`](crate::telemetry) module's docs (`docs/telemetry.md`), beside
+//! the Prometheus names. The per-request `promotion.route_request` span is made only by
 //! [`route_request_observed`](crate::telemetry::route_request_observed), which a host calls for
 //! the requests it samples: [`route_request`](crate::PromotionGateManager::route_request) stays
 //! span-free and allocation-free.
@@ -47,10 +25,11 @@ use opentelemetry::{KeyValue, StringValue, Value};
 use crate::config::Environment;
 use crate::decision::{Cohort, RoutingDecision};
 use crate::history::RollbackTrigger;
-use crate::judge::{CohortEvidence, Evidence};
+use crate::judge::{CohortEvidence, Evidence, Finding, Rule};
 use crate::manager::PromotionGateManager;
 use crate::release::PromotionKind;
-use crate::telemetry::{ENVIRONMENTS, WindowExport};
+use crate::telemetry::window::{LatencyBuckets, RECOMMENDATIONS, recommendation_name};
+use crate::telemetry::{ENVIRONMENTS, WindowExport, rollback_series};
 
 /// The instrumentation scope's name: of the global meter and tracer this module uses.
 ///
@@ -68,8 +47,8 @@ pub struct GateInstruments {
     _counters: Vec<ObservableCounter<u64>>,
 }
 
-/// Registers `gate`'s instruments (see the [module docs](self)) with the host's global meter
-/// provider, under the scope [`SCOPE`].
+/// Registers `gate`'s instruments (listed in the [`telemetry`](crate::telemetry) docs) with
+/// the host's global meter provider, under the scope [`SCOPE`].
 ///
 /// # Example
 /// ```
@@ -84,8 +63,8 @@ pub fn observe_globally(gate: &Arc<PromotionGateManager>) -> GateInstruments {
     observe(gate, &global::meter(SCOPE))
 }
 
-/// Registers `gate`'s instruments (see the [module docs](self)) with `meter`. Each collection
-/// reads the gate's window once
+/// Registers `gate`'s instruments (listed in the [`telemetry`](crate::telemetry) docs) with
+/// `meter`. Each collection reads the gate's window once
 /// ([`window_export`](PromotionGateManager::window_export)), for every window gauge.
 ///
 /// # Example
@@ -123,10 +102,52 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             window.gauge(|w, o, a| o.observe(w.health.canary_error_rate, a)),
         ),
         gauge(
+            "promotion.stable_error_rate",
+            "1",
+            "The stable version's error rate in the judged window.",
+            window.gauge(|w, o, a| o.observe(w.health.production_error_rate, a)),
+        ),
+        gauge(
+            "promotion.recommendation",
+            "1",
+            "The judge's recommendation on the window: 1 for the current one.",
+            window.gauge(|w, o, a| {
+                let current = recommendation_name(w.health.recommendation);
+                for state in RECOMMENDATIONS {
+                    let on = f64::from(u8::from(state == current));
+                    o.observe(on, &with(a, "promotion.recommendation", state));
+                }
+            }),
+        ),
+        gauge(
+            "promotion.rule_fired",
+            "1",
+            "Whether the judge rule fires on the judged window (1) or not (0, also when it is not judged).",
+            window.gauge(per_rule(|finding| finding.is_some_and(|f| f.fired))),
+        ),
+        gauge(
+            "promotion.rule_judged",
+            "1",
+            "Whether the judge rule was judged on the judged window (1) or skipped (0).",
+            window.gauge(per_rule(|finding| finding.is_some())),
+        ),
+        gauge(
+            "promotion.stage",
+            "{stage}",
+            "The release stage's number.",
+            Box::new(|g, o, a| o.observe(g.stage().get() as f64, a)),
+        ),
+        gauge(
             "promotion.traffic_percent",
             "%",
             "Share of requests routed to the new version, in percent.",
             Box::new(|g, o, a| o.observe(g.environment().traffic_percent(), a)),
+        ),
+        gauge(
+            "promotion.slo_threshold",
+            "1",
+            "The SLO compliance the gate asks for (slo_threshold).",
+            Box::new(|g, o, a| o.observe(g.config().slo_threshold, a)),
         ),
         gauge(
             "promotion.environment",
@@ -164,6 +185,28 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             "The judge's p99 latency in the window.",
             window.gauge(per_cohort(|c| c.p99.as_secs_f64())),
         ),
+        gauge(
+            "promotion.window.latency.bucket",
+            "{request}",
+            "Requests of the judged window whose latency is at or below promotion.le seconds (cumulative, as a histogram's buckets).",
+            window.gauge(per_histogram(|h, o, a| {
+                for (le, count) in h.buckets() {
+                    o.observe(count as f64, &with(a, "promotion.le", le));
+                }
+            })),
+        ),
+        gauge(
+            "promotion.window.latency.sum",
+            "s",
+            "The latencies of the judged window's requests, summed.",
+            window.gauge(per_histogram(|h, o, a| o.observe(h.sum_seconds, a))),
+        ),
+        gauge(
+            "promotion.window.latency.count",
+            "{request}",
+            "The judged window's requests with a latency.",
+            window.gauge(per_histogram(|h, o, a| o.observe(h.count as f64, a))),
+        ),
     ];
     let rollbacks_gate = weak.clone();
     let counters = vec![
@@ -175,7 +218,8 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             )
             .with_callback(move |observer| {
                 with_gate(&rollbacks_gate, |g, attrs| {
-                    for count in g.rollback_counts() {
+                    // Every cause from the start, at 0, as the Prometheus exposition has it.
+                    for count in rollback_series(&g.rollback_counts()) {
                         let rule = count.rule.map_or("none", |r| r.name());
                         let mut attrs = with(attrs, "promotion.trigger", count.trigger.name());
                         attrs.push(KeyValue::new("promotion.rule", rule));
@@ -232,6 +276,31 @@ fn per_cohort(value: fn(&CohortEvidence) -> f64) -> Box<WindowRead> {
         for cohort in Cohort::ALL {
             let attrs = with(a, "promotion.cohort", cohort.name());
             o.observe(value(w.evidence(cohort)), &attrs);
+        }
+    })
+}
+
+/// A gauge observed for each rule of [`Rule::ALL`], from the window's finding of it (if the
+/// judge judged it).
+fn per_rule(value: fn(Option<&Finding>) -> bool) -> Box<WindowRead> {
+    Box::new(move |w, o, a| {
+        for rule in Rule::ALL {
+            let on = f64::from(u8::from(value(w.finding(rule))));
+            o.observe(on, &with(a, "promotion.rule", rule.name()));
+        }
+    })
+}
+
+/// A gauge observed for each cohort's latency histogram in the window (if it has one), in the
+/// exported buckets, with the cohort's attribute.
+fn per_histogram(
+    value: fn(&LatencyBuckets, &dyn AsyncInstrument<f64>, &[KeyValue]),
+) -> Box<WindowRead> {
+    Box::new(move |w, o, a| {
+        for cohort in Cohort::ALL {
+            if let Some(histogram) = w.latency_buckets(cohort) {
+                value(&histogram, o, &with(a, "promotion.cohort", cohort.name()));
+            }
         }
     })
 }
@@ -319,7 +388,7 @@ fn with_gate(
 }
 
 /// `attrs` plus `key = value`.
-fn with(attrs: &[KeyValue], key: &'static str, value: &'static str) -> Vec<KeyValue> {
+fn with(attrs: &[KeyValue], key: &'static str, value: impl Into<Value>) -> Vec<KeyValue> {
     let mut all = attrs.to_vec();
     all.push(KeyValue::new(key, value));
     all

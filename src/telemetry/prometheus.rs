@@ -2,46 +2,20 @@
 //! serve `/metrics` (and, through the C ABI, for hosts that are not written in Rust).
 //!
 //! Every series carries a `gate` label (the config's `gate`); names and units follow the
-//! Prometheus conventions (seconds, ratios in `0..=1`, `_total` counters). The judged window
-//! is the last `rollback_window_seconds` of the current stage, so the `promotion_window_*`
-//! series are gauges that may fall: read the latency histogram with `histogram_quantile`
-//! directly, not over `rate()`. A gate's window series, its histogram included, come from one
-//! read of the window ([`window_export`](crate::PromotionGateManager::window_export)), so they
-//! agree with each other.
-//!
-//! | Name | Type | Labels | What |
-//! |---|---|---|---|
-//! | `promotion_environment` | gauge | `environment` | 1 for the gate's environment, 0 for the others |
-//! | `promotion_stage` | gauge | | the release stage's number |
-//! | `promotion_canary_traffic_ratio` | gauge | | share of requests routed to the new version |
-//! | `promotion_health_score` | gauge | | the health score, `0..=1` |
-//! | `promotion_recommendation` | gauge | `recommendation` | 1 for the judge's recommendation, 0 for the others |
-//! | `promotion_canary_error_rate` | gauge | | the new version's error rate in the window |
-//! | `promotion_stable_error_rate` | gauge | | the stable version's error rate in the window |
-//! | `promotion_window_requests` | gauge | `cohort` | requests in the window |
-//! | `promotion_window_errors` | gauge | `cohort` | failed requests in the window |
-//! | `promotion_slo_compliance_ratio` | gauge | `cohort` | share of the window's requests that succeeded within the latency target |
-//! | `promotion_slo_threshold_ratio` | gauge | | the compliance the gate asks for (`slo_threshold`) |
-//! | `promotion_p99_latency_seconds` | gauge | `cohort` | the judge's p99 latency |
-//! | `promotion_rule_fired` | gauge | `rule` | 1 for each judge rule that fires on the window, 0 for the others (every rule, always) |
-//! | `promotion_rule_judged` | gauge | `rule` | 1 for each judge rule judged on the window, 0 for those skipped (every rule, always) |
-//! | `promotion_window_latency_seconds` | histogram | `cohort`, `le` | the window's latency histogram |
-//! | `promotion_rollbacks_total` | counter | `trigger`, `rule` | rollback events since the gate was built; on a store, every event stored for the gate, counted alike by every process ([`RollbackCount`]) |
-//! | `promotion_late_outcomes_total` | counter | | outcomes dropped because their stage had ended |
-//! | `promotion_foreign_outcomes_total` | counter | | outcomes dropped because their decision names a stage the gate never published |
-//! | `promotion_forced_outcomes_total` | counter | | outcomes of requests an override forced, counted in neither cohort |
-//! | `promotion_ignored_override_values_total` | counter | | forcing values routing ignored (neither `canary` nor `stable`, or no header or cookie configured) |
+//! Prometheus conventions (seconds, ratios in `0..=1`, `_total` counters). A gate's window
+//! series, its histogram included, come from one read of the window
+//! ([`window_export`](crate::PromotionGateManager::window_export)), so they agree with each
+//! other. The metrics, their labels and their OpenTelemetry names are in one table in the
+//! [`telemetry`](crate::telemetry) module's docs (`docs/telemetry.md`).
 
 use std::fmt::{self, Write};
 
-use hdrhistogram::Histogram;
-
 use crate::config::Environment;
 use crate::decision::Cohort;
-use crate::history::RollbackTrigger;
-use crate::judge::{CohortEvidence, Finding, Recommendation, Rule};
+use crate::judge::{CohortEvidence, Rule};
 use crate::manager::PromotionGateManager;
-use crate::telemetry::{ENVIRONMENTS, RollbackCount, WindowExport};
+use crate::telemetry::window::{LatencyBuckets, RECOMMENDATIONS, recommendation_name};
+use crate::telemetry::{ENVIRONMENTS, RollbackCount, WindowExport, rollback_series};
 
 /// Why [`write_exposition`] wrote nothing, or stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,20 +51,7 @@ fn check_names(readings: &[Reading]) -> Result<(), ExpositionError> {
     Ok(())
 }
 
-/// The upper bounds (`le`, in seconds) of `promotion_window_latency_seconds`' buckets; the
-/// last bucket, `+Inf`, holds every sample. They span the recorded range (1 µs ..= 60 s).
-///
-/// The window keeps latencies in HDR buckets (each at most 0.78 % wide), not one by one, so a
-/// bucket that straddles a bound is counted whole on one side. It counts in `le` when its
-/// lowest value is at or below `le`: every sample at or below a bound is in that bound's
-/// bucket (an exact `0.001` too, as Prometheus' "less than or equal" asks), and a sample less
-/// than 0.78 % above a bound may be counted in it as well. Counting a straddling bucket only
-/// above its highest value would instead leave out samples at or just below the bound
-/// (a sample of exactly 1 ms shares its HDR bucket with samples up to 1.003 ms).
-pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0,
-];
+pub use super::window::LATENCY_BUCKETS_SECONDS;
 
 /// The exposition of `gate`, as [`write_exposition`] writes it.
 ///
@@ -239,17 +200,6 @@ pub fn write_exposition(
     Ok(())
 }
 
-const RECOMMENDATIONS: [&str; 4] = ["healthy", "monitor", "rollback", "no_data"];
-
-fn recommendation_name(recommendation: Recommendation) -> &'static str {
-    match recommendation {
-        Recommendation::Healthy => "healthy",
-        Recommendation::Monitor => "monitor",
-        Recommendation::Rollback => "rollback",
-        Recommendation::NoData => "no_data",
-    }
-}
-
 /// What one gate exports, read once per exposition.
 struct Reading {
     /// The gate's name, as its config gives it.
@@ -287,12 +237,6 @@ impl Reading {
 
     fn cohort(&self, cohort: Cohort) -> &CohortEvidence {
         self.window.evidence(cohort)
-    }
-
-    /// The window's finding of `rule`, if the judge judged it.
-    fn finding(&self, rule: Rule) -> Option<&Finding> {
-        let findings = &self.window.health.evidence.findings;
-        findings.iter().find(|finding| finding.rule == rule)
     }
 
     /// `{gate="...",k="v",...}` with `pairs`' values escaped.
@@ -385,7 +329,7 @@ impl<W: Write> Exposition<'_, W> {
         let help = "Whether the judge rule fires on the judged window (1) or not (0, also when it is not judged).";
         self.family(fired, "gauge", help, |e, r| {
             Rule::ALL.into_iter().try_for_each(|rule| {
-                let on = r.finding(rule).is_some_and(|f| f.fired);
+                let on = r.window.finding(rule).is_some_and(|f| f.fired);
                 e.sample(fired, &r.labels(&[("rule", rule.name())]), on.into())
             })
         })?;
@@ -393,7 +337,7 @@ impl<W: Write> Exposition<'_, W> {
         let help = "Whether the judge rule was judged on the judged window (1) or skipped (0: not enough samples, no stable traffic, not due).";
         self.family(judged, "gauge", help, |e, r| {
             Rule::ALL.into_iter().try_for_each(|rule| {
-                let on = r.finding(rule).is_some();
+                let on = r.window.finding(rule).is_some();
                 e.sample(judged, &r.labels(&[("rule", rule.name())]), on.into())
             })
         })
@@ -403,83 +347,42 @@ impl<W: Write> Exposition<'_, W> {
         let name = "promotion_window_latency_seconds";
         let help = "Latency of the requests in the judged window (a gauge histogram: it may fall).";
         self.family(name, "histogram", help, |e, r| {
-            Cohort::ALL.into_iter().try_for_each(|cohort| {
-                match r.window.latency_histogram(cohort) {
-                    Some(histogram) => e.histogram(name, r, cohort, histogram),
+            Cohort::ALL
+                .into_iter()
+                .try_for_each(|cohort| match r.window.latency_buckets(cohort) {
+                    Some(histogram) => e.histogram(name, r, cohort, &histogram),
                     None => Ok(()),
-                }
-            })
+                })
         })
     }
 
-    /// A sample counts in every bucket whose bound is at or above the lowest value of its HDR
-    /// bucket (see [`LATENCY_BUCKETS_SECONDS`]).
     fn histogram(
         &mut self,
         name: &str,
         r: &Reading,
         cohort: Cohort,
-        histogram: &Histogram<u64>,
+        histogram: &LatencyBuckets,
     ) -> fmt::Result {
-        // Each recorded HDR bucket: its lowest value, its highest, its count.
-        let recorded: Vec<(u64, u64, u64)> = histogram
-            .iter_recorded()
-            .map(|v| {
-                let highest = v.value_iterated_to();
-                let lowest = histogram.lowest_equivalent(highest);
-                (lowest, highest, v.count_at_value())
-            })
-            .collect();
-        for le in LATENCY_BUCKETS_SECONDS {
-            let le_micros = (le * 1e6).round() as u64;
-            let count: u64 = recorded
-                .iter()
-                .filter(|(lowest, _, _)| *lowest <= le_micros)
-                .map(|(_, _, n)| n)
-                .sum();
-            let labels = r.labels(&[("cohort", cohort.name()), ("le", &Value(le).to_string())]);
-            self.sample(&format!("{name}_bucket"), &labels, count as f64)?;
+        let bucket = format!("{name}_bucket");
+        for (le, count) in histogram.buckets() {
+            let labels = r.labels(&[("cohort", cohort.name()), ("le", &le)]);
+            self.sample(&bucket, &labels, count as f64)?;
         }
-        let total = histogram.len();
-        let inf = r.labels(&[("cohort", cohort.name()), ("le", "+Inf")]);
-        self.sample(&format!("{name}_bucket"), &inf, total as f64)?;
-        let micros: f64 = recorded
-            .iter()
-            .map(|&(_, highest, n)| histogram.median_equivalent(highest) as f64 * n as f64)
-            .sum();
         let labels = r.labels(&[("cohort", cohort.name())]);
-        self.sample(&format!("{name}_sum"), &labels, micros / 1e6)?;
-        self.sample(&format!("{name}_count"), &labels, total as f64)
+        self.sample(&format!("{name}_sum"), &labels, histogram.sum_seconds)?;
+        self.sample(&format!("{name}_count"), &labels, histogram.count as f64)
     }
 
     /// Every rollback cause the gate can count has a series from the start (at 0), so that
-    /// `increase()` sees the first rollback.
+    /// `increase()` sees the first rollback ([`rollback_series`]).
     fn rollbacks(&mut self) -> fmt::Result {
         let name = "promotion_rollbacks_total";
         let help = "Rollback events since the gate was built (on a state store: every one stored for the gate), by trigger and, for automatic ones, the first rule that fired.";
         self.family(name, "counter", help, |e, r| {
-            let mut causes: Vec<(RollbackTrigger, Option<Rule>)> = vec![
-                (RollbackTrigger::Manual, None),
-                (RollbackTrigger::FlagDisabled, None),
-            ];
-            // Every rule that can roll back, judged in this window or not (a relative rule is
-            // not judged without stable traffic, none is in Production).
-            let rules = Rule::ALL.into_iter().filter(|rule| *rule != Rule::NoData);
-            causes.extend(rules.map(|rule| (RollbackTrigger::Automatic, Some(rule))));
-            for counted in &r.rollbacks {
-                if !causes.contains(&(counted.trigger, counted.rule)) {
-                    causes.push((counted.trigger, counted.rule));
-                }
-            }
-            causes.into_iter().try_for_each(|(trigger, rule)| {
-                let count = r
-                    .rollbacks
-                    .iter()
-                    .find(|c| c.trigger == trigger && c.rule == rule)
-                    .map_or(0, |c| c.count);
-                let rule = rule.map_or("none", |rule| rule.name());
-                let labels = r.labels(&[("trigger", trigger.name()), ("rule", rule)]);
-                e.sample(name, &labels, count as f64)
+            rollback_series(&r.rollbacks).try_for_each(|series| {
+                let rule = series.rule.map_or("none", |rule| rule.name());
+                let labels = r.labels(&[("trigger", series.trigger.name()), ("rule", rule)]);
+                e.sample(name, &labels, series.count as f64)
             })
         })
     }

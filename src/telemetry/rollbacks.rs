@@ -87,6 +87,36 @@ impl RollbackTally {
     }
 }
 
+/// The series both exporters show of `counts`: every cause a gate can count, each from the
+/// start (at 0) so that a rate or `increase()` sees the first rollback: `manual`,
+/// `flag_disabled`, then `automatic` under each rule that can roll back (all but `no_data`,
+/// whether judged in the window or not), then any other cause counted (an automatic rollback
+/// read from a store whose reason names no rule).
+pub(crate) fn rollback_series(counts: &[RollbackCount]) -> impl Iterator<Item = RollbackCount> {
+    let mut causes: Vec<(RollbackTrigger, Option<Rule>)> = vec![
+        (RollbackTrigger::Manual, None),
+        (RollbackTrigger::FlagDisabled, None),
+    ];
+    let rules = Rule::ALL.into_iter().filter(|rule| *rule != Rule::NoData);
+    causes.extend(rules.map(|rule| (RollbackTrigger::Automatic, Some(rule))));
+    for counted in counts {
+        if !causes.contains(&(counted.trigger, counted.rule)) {
+            causes.push((counted.trigger, counted.rule));
+        }
+    }
+    let counts = counts.to_vec();
+    causes
+        .into_iter()
+        .map(move |(trigger, rule)| RollbackCount {
+            trigger,
+            rule,
+            count: counts
+                .iter()
+                .find(|c| c.trigger == trigger && c.rule == rule)
+                .map_or(0, |c| c.count),
+        })
+}
+
 /// The first fired rule an automatic rollback's reason names: its reason starts with
 /// `automatic rollback: ` and the fired rules' names, separated by `, `
 /// ([`Verdict::rollback_reason`](crate::verdict::Verdict::rollback_reason)). `None` for a

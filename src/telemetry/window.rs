@@ -1,10 +1,11 @@
-//! What the exporters read of a gate's window at once: the health and both latency histograms.
+//! What the exporters read of a gate's window at once: the health and both latency histograms,
+//! and the histograms' buckets as both exporters show them.
 
 use hdrhistogram::Histogram;
 
 use crate::config::Environment;
 use crate::decision::{Cohort, PerCohort};
-use crate::judge::{CanaryHealth, CohortEvidence};
+use crate::judge::{CanaryHealth, CohortEvidence, Finding, Recommendation, Rule};
 
 /// Every environment, in the order the exporters list them (the canary's share aside).
 pub(crate) const ENVIRONMENTS: [Environment; 3] = [
@@ -70,5 +71,97 @@ impl WindowExport {
     /// ```
     pub fn latency_histogram(&self, cohort: Cohort) -> Option<&Histogram<u64>> {
         self.latency[cohort].as_ref()
+    }
+
+    /// The window's finding of `rule`, if the judge judged it.
+    pub(crate) fn finding(&self, rule: Rule) -> Option<&Finding> {
+        let findings = &self.health.evidence.findings;
+        findings.iter().find(|finding| finding.rule == rule)
+    }
+
+    /// The latency histogram of `cohort` in the exporters' buckets
+    /// ([`LATENCY_BUCKETS_SECONDS`]), or `None` without a histogram.
+    pub(crate) fn latency_buckets(&self, cohort: Cohort) -> Option<LatencyBuckets> {
+        self.latency_histogram(cohort).map(LatencyBuckets::of)
+    }
+}
+
+/// The judge's recommendations as the exporters name them, in the order they list them.
+pub(crate) const RECOMMENDATIONS: [&str; 4] = ["healthy", "monitor", "rollback", "no_data"];
+
+/// `recommendation`'s name among [`RECOMMENDATIONS`].
+pub(crate) fn recommendation_name(recommendation: Recommendation) -> &'static str {
+    match recommendation {
+        Recommendation::Healthy => "healthy",
+        Recommendation::Monitor => "monitor",
+        Recommendation::Rollback => "rollback",
+        Recommendation::NoData => "no_data",
+    }
+}
+
+/// The upper bounds (`le`, in seconds) of the exported latency histogram's buckets
+/// (`promotion_window_latency_seconds`); the last bucket, `+Inf`, holds every sample. They
+/// span the recorded range (1 µs ..= 60 s).
+///
+/// The window keeps latencies in HDR buckets (each at most 0.78 % wide), not one by one, so a
+/// bucket that straddles a bound is counted whole on one side. It counts in `le` when its
+/// lowest value is at or below `le`: every sample at or below a bound is in that bound's
+/// bucket (an exact `0.001` too, as Prometheus' "less than or equal" asks), and a sample less
+/// than 0.78 % above a bound may be counted in it as well. Counting a straddling bucket only
+/// above its highest value would instead leave out samples at or just below the bound
+/// (a sample of exactly 1 ms shares its HDR bucket with samples up to 1.003 ms).
+///
+/// # Example
+/// ```
+/// use promotion_gates::telemetry::prometheus::LATENCY_BUCKETS_SECONDS;
+/// assert_eq!(LATENCY_BUCKETS_SECONDS[1], 0.001);
+/// ```
+pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+/// One cohort's latency histogram in the exported buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LatencyBuckets {
+    /// The samples counted in each bucket of [`LATENCY_BUCKETS_SECONDS`] (cumulative).
+    pub(crate) at_or_below: [u64; LATENCY_BUCKETS_SECONDS.len()],
+    /// Every sample (the `+Inf` bucket).
+    pub(crate) count: u64,
+    /// The samples' sum in seconds, each HDR bucket's samples at its median value.
+    pub(crate) sum_seconds: f64,
+}
+
+impl LatencyBuckets {
+    /// A sample counts in every bucket whose bound is at or above the lowest value of its HDR
+    /// bucket (see [`LATENCY_BUCKETS_SECONDS`]).
+    fn of(histogram: &Histogram<u64>) -> Self {
+        let mut at_or_below = [0; LATENCY_BUCKETS_SECONDS.len()];
+        let mut micros = 0.0;
+        for value in histogram.iter_recorded() {
+            let highest = value.value_iterated_to();
+            let lowest = histogram.lowest_equivalent(highest);
+            let n = value.count_at_value();
+            for (count, le) in at_or_below.iter_mut().zip(LATENCY_BUCKETS_SECONDS) {
+                if lowest <= (le * 1e6).round() as u64 {
+                    *count += n;
+                }
+            }
+            micros += histogram.median_equivalent(highest) as f64 * n as f64;
+        }
+        Self {
+            at_or_below,
+            count: histogram.len(),
+            sum_seconds: micros / 1e6,
+        }
+    }
+
+    /// Each bucket's `le` as the exporters write it (`0.0005` .. `60`, then `+Inf`), with
+    /// its count.
+    pub(crate) fn buckets(&self) -> impl Iterator<Item = (String, u64)> + '_ {
+        let bounded = LATENCY_BUCKETS_SECONDS.iter().map(|le| le.to_string());
+        bounded
+            .zip(self.at_or_below)
+            .chain(std::iter::once(("+Inf".to_string(), self.count)))
     }
 }

@@ -4,6 +4,7 @@ use super::*;
 use crate::config::PromotionConfig;
 use crate::slo::{SloAdmissionController, SloConfig};
 use crate::{ManualClock, RollbackTrigger, StageId};
+use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
