@@ -1,6 +1,6 @@
 //! Log lines for C hosts: the library's `tracing` events (info on flag changes, warnings on low
-//! health, errors on SLO violations and rollbacks, debug per observed route) handed to a
-//! callback the host sets.
+//! health, errors on SLO violations and rollbacks, debug per route) handed to a callback the
+//! host sets.
 
 use std::cell::Cell;
 use std::ffi::{CString, c_char, c_void};
@@ -28,7 +28,10 @@ pub enum pgate_log_level {
     Warn = 2,
     /// A promotion, a flag change.
     Info = 3,
-    /// One line per observed route.
+    /// One line per route: every `pgate_route` and `pgate_route_forced` sends one
+    /// (`promotion.route_request request_id=... is_canary=... bucket=... threshold=...
+    /// environment=...`, the id's first 64 bytes), so a callback at this level is called once
+    /// per request. Below it, a route pays one atomic load for the level check.
     Debug = 4,
     /// Finer detail.
     Trace = 5,
@@ -256,7 +259,8 @@ impl Visit for Line {
 
 /// Sends the library's log lines up to `max_level` (1 error, 2 warn, 3 info, 4 debug, 5 trace)
 /// to `callback`, with `user_data`; a NULL `callback` stops them. Without a callback the
-/// library logs nothing. The first call installs the process's `tracing` subscriber: it fails
+/// library logs nothing. At 4 and 5 every route sends a line (`PGATE_LOG_LEVEL_DEBUG`): one
+/// callback call per request. The first call installs the process's `tracing` subscriber: it fails
 /// with `PGATE_STATUS_ALREADY_THERE` if the process (a Rust host) already installed another,
 /// whose lines then go where that one sends them. A `max_level` outside 1..=5 is refused with
 /// `PGATE_STATUS_INVALID_ARGUMENT`, and so is a call from inside the callback (which must call
