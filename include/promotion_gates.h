@@ -234,8 +234,8 @@ enum pgate_log_level
   PGATE_LOG_LEVEL_INFO = 3,
   /**
    * One line per route: every `pgate_route` and `pgate_route_forced` sends one
-   * (`promotion.route_request request_id=... is_canary=... bucket=... threshold=...
-   * environment=...`, the id's first 64 bytes), so a callback at this level is called once
+   * (`promotion.route_request request_id="..." is_canary=... bucket=... threshold=...
+   * environment="..."`, the id escaped), so a callback at this level is called once
    * per request. Below it, a route pays one atomic load for the level check.
    */
   PGATE_LOG_LEVEL_DEBUG = 4,
@@ -458,7 +458,11 @@ typedef struct pgate_health {
 /**
  * Receives one log line: `user_data` as given to `pgate_set_log_callback`, the line's level,
  * its target (the Rust module that wrote it, NUL-terminated) and its message (NUL-terminated,
- * `message_len` bytes without the NUL): the text, then ` key=value` for each field. Both
+ * `message_len` bytes without the NUL, so `message_len == strlen(message)`): the text, then
+ * ` key=value` for each field. The message is one line: a text value is quoted and escaped
+ * (`reason="bad\ndeploy"`), and no line feed, NUL or other control character appears in it
+ * unescaped, whatever a client sent (a request id with a line feed shows as
+ * `request_id="a\nb"`). Both
  * strings live only during the call. Called on the thread that logs, possibly on many threads
  * at once, sometimes while a gate holds its writer lock (which is not reentrant): it must
  * call no `pgate_` function (a call back into that gate would wait forever; lines logged

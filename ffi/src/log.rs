@@ -29,8 +29,8 @@ pub enum pgate_log_level {
     /// A promotion, a flag change.
     Info = 3,
     /// One line per route: every `pgate_route` and `pgate_route_forced` sends one
-    /// (`promotion.route_request request_id=... is_canary=... bucket=... threshold=...
-    /// environment=...`, the id's first 64 bytes), so a callback at this level is called once
+    /// (`promotion.route_request request_id="..." is_canary=... bucket=... threshold=...
+    /// environment="..."`, the id escaped), so a callback at this level is called once
     /// per request. Below it, a route pays one atomic load for the level check.
     Debug = 4,
     /// Finer detail.
@@ -79,7 +79,11 @@ impl pgate_log_level {
 
 /// Receives one log line: `user_data` as given to `pgate_set_log_callback`, the line's level,
 /// its target (the Rust module that wrote it, NUL-terminated) and its message (NUL-terminated,
-/// `message_len` bytes without the NUL): the text, then ` key=value` for each field. Both
+/// `message_len` bytes without the NUL, so `message_len == strlen(message)`): the text, then
+/// ` key=value` for each field. The message is one line: a text value is quoted and escaped
+/// (`reason="bad\ndeploy"`), and no line feed, NUL or other control character appears in it
+/// unescaped, whatever a client sent (a request id with a line feed shows as
+/// `request_id="a\nb"`). Both
 /// strings live only during the call. Called on the thread that logs, possibly on many threads
 /// at once, sometimes while a gate holds its writer lock (which is not reentrant): it must
 /// call no `pgate_` function (a call back into that gate would wait forever; lines logged
@@ -204,7 +208,8 @@ impl Subscriber for CallbackSubscriber {
         let mut line = Line::default();
         event.record(&mut line);
         let text = line.message + &line.fields;
-        // An interior NUL cannot be passed as a C string: cut the line there.
+        // `Line` escapes every NUL: the whole line is one C string. (Were one left, the line
+        // would be cut there rather than dropped.)
         let message = CString::new(text).unwrap_or_else(|e| {
             let end = e.nul_position();
             let mut bytes = e.into_vec();
@@ -232,27 +237,53 @@ impl Subscriber for CallbackSubscriber {
     fn exit(&self, _: &Id) {}
 }
 
-/// An event's message and its other fields as ` key=value`.
+/// An event's message and its other fields as ` key=value`, on one line: a text field's value
+/// is quoted and escaped as Rust's `{:?}` writes it (`reason="bad\ndeploy"`), and every control
+/// character left in the message or another value (a line feed, a NUL) is written as its
+/// escape (`\n`, `\0`), so that no value starts a new line or cuts the C string short. The
+/// library bounds what clients choose before it logs it (a request id: at most
+/// `MAX_SHOWN_VALUE_BYTES`; a reason: `MAX_REASON_BYTES`, checked when it is given).
 #[derive(Default)]
 struct Line {
     message: String,
     fields: String,
 }
 
+impl Line {
+    /// Where the value of `field` goes: the message, or a new ` name=` in the fields.
+    fn value_of(&mut self, field: &Field) -> &mut String {
+        if field.name() == "message" {
+            &mut self.message
+        } else {
+            let _ = write!(self.fields, " {}=", field.name());
+            &mut self.fields
+        }
+    }
+}
+
 impl Visit for Line {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.message.push_str(value);
+            push_escaped_controls(&mut self.message, value);
         } else {
-            let _ = write!(self.fields, " {}={value}", field.name());
+            let _ = write!(self.value_of(field), "{value:?}");
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
+        let text = format!("{value:?}");
+        push_escaped_controls(self.value_of(field), &text);
+    }
+}
+
+/// Appends `text` to `out` with each control character written as its escape (`\n`, `\0`,
+/// `\u{1b}`) and every other character as it is.
+fn push_escaped_controls(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if c.is_control() {
+            let _ = write!(out, "{}", c.escape_debug());
         } else {
-            let _ = write!(self.fields, " {}={value:?}", field.name());
+            out.push(c);
         }
     }
 }
@@ -381,6 +412,20 @@ mod tests {
             "pgate_set_log_callback from inside the callback"
         );
         assert_eq!(CALLS.load(SeqCst), 1, "the line logged inside the callback");
+    }
+
+    #[test]
+    fn control_characters_are_written_as_escapes() {
+        let mut out = String::new();
+        push_escaped_controls(&mut out, "a\nb\0c\r\u{1b}[0m \"é\" \\");
+        assert_eq!(out, r#"a\nb\0c\r\u{1b}[0m "é" \"#);
+        let every: String = (0..=0x10ffff)
+            .filter_map(char::from_u32)
+            .take(70_000)
+            .collect();
+        let mut out = String::new();
+        push_escaped_controls(&mut out, &every);
+        assert!(!out.chars().any(char::is_control));
     }
 
     #[test]

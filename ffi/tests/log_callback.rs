@@ -134,7 +134,33 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     assert_eq!(debug.len(), 3, "{got:?}");
     assert!(
         debug[0].2.starts_with("promotion.route_request")
-            && debug[0].2.contains("request_id=request-2"),
+            && debug[0].2.contains(r#"request_id="request-2""#),
+        "{got:?}"
+    );
+
+    // What a client sends is escaped: a line feed starts no new line, a NUL cuts no line short
+    // (`collect` checks that message_len is the C string's length).
+    // SAFETY: the gate is live until it is freed at the end.
+    unsafe { route(gate, b"ab\ncd\0x\"y") };
+    let other = common::new_gate(config);
+    call(other, pgate_rollback, "bad\0deploy\nnow");
+    // SAFETY: `other` is live until here.
+    assert_eq!(unsafe { pgate_gate_free(other) }, pgate_status::Ok);
+    let got = std::mem::take(&mut *lines.lock().unwrap());
+    assert!(
+        got.iter()
+            .all(|(_, _, m)| !m.contains(['\n', '\0']) && !m.chars().any(char::is_control)),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|(_, _, m)| m.contains(r#"request_id="ab\ncd\0x\"y""#)),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|(level, _, m)| *level == pgate_log_level::Error
+                && m.contains(r#"reason=bad\0deploy\nnow"#)),
         "{got:?}"
     );
 

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use super::PromotionGateManager;
 use crate::decision::{RouteReason, RoutingDecision};
 use crate::snapshot::RouteTable;
+use crate::telemetry::LoggedBytes;
 
 impl PromotionGateManager {
     /// Routes a request by its id: deterministic, lock-free, allocation-free.
@@ -29,7 +30,8 @@ impl PromotionGateManager {
     /// Routes a request whose id is arbitrary bytes (not necessarily UTF-8).
     ///
     /// Lock-free, and allocation-free after the calling thread's first call on this gate (which
-    /// makes the thread's route cache). At debug level it logs the id's first 64 bytes.
+    /// makes the thread's route cache). At debug level it logs a line with the id (quoted and
+    /// escaped, at most [`MAX_SHOWN_VALUE_BYTES`](crate::MAX_SHOWN_VALUE_BYTES) of it).
     ///
     /// # Example
     /// ```
@@ -196,52 +198,18 @@ impl PromotionGateManager {
     }
 }
 
-/// Logs one routing decision at debug level (the id's first 64 bytes). Out of line: routing
-/// inlines only the level check.
+/// Logs one routing decision at debug level (the id as [`LoggedBytes`] shows it: quoted,
+/// escaped, at most `MAX_SHOWN_VALUE_BYTES`). Out of line: routing inlines only the level
+/// check.
 #[cold]
 #[inline(never)]
 fn log_route(request_id: &[u8], is_canary: bool, reason: RouteReason) {
     tracing::debug!(
-        request_id = %LoggedId(request_id),
+        request_id = %LoggedBytes(request_id),
         is_canary,
         bucket = reason.bucket().get(),
         threshold = reason.threshold(),
         environment = reason.environment.name(),
         "promotion.route_request"
     );
-}
-
-/// A request id as logs show it: at most 64 bytes, invalid UTF-8 as U+FFFD, no allocation.
-struct LoggedId<'a>(&'a [u8]);
-
-impl std::fmt::Display for LoggedId<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = &self.0[..self.0.len().min(64)];
-        for chunk in shown.utf8_chunks() {
-            f.write_str(chunk.valid())?;
-            if !chunk.invalid().is_empty() {
-                f.write_str("\u{fffd}")?;
-            }
-        }
-        if self.0.len() > shown.len() {
-            write!(f, "...({} bytes)", self.0.len())?;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn logged_ids_are_short_and_lossy() {
-        assert_eq!(LoggedId(b"user-1").to_string(), "user-1");
-        assert_eq!(LoggedId(&[b'a', 0xff, b'b']).to_string(), "a\u{fffd}b");
-        let long = vec![b'x'; 100];
-        assert_eq!(
-            LoggedId(&long).to_string(),
-            format!("{}...(100 bytes)", "x".repeat(64))
-        );
-    }
 }

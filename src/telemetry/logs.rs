@@ -1,7 +1,49 @@
-//! The specification's log lines about the judge's verdicts, through `tracing`.
+//! The specification's log lines about the judge's verdicts, through `tracing`, and how a log
+//! line shows a value a client chose (a request id).
 
+use std::fmt;
+
+use crate::error::MAX_SHOWN_VALUE_BYTES;
 use crate::judge::Recommendation;
 use crate::verdict::Verdict;
+
+/// A value a client chose (a request id: any bytes), as log lines show it: quoted, with `"`,
+/// `\`, control characters (a line feed, a NUL) and other characters Rust's `{:?}` escapes
+/// written as escapes (`\n`, `\0`, `\u{1b}`), each byte that is not UTF-8 as `\xNN`, and at
+/// most [`MAX_SHOWN_VALUE_BYTES`] of it (cut before a character, not inside), followed by
+/// `...(N bytes)` when cut, as error messages show values. So a value never starts a new log
+/// line, never cuts one short (a NUL ends a C string), and never makes a huge line. Written
+/// without allocating.
+pub(crate) struct LoggedBytes<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Display for LoggedBytes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0;
+        let mut cut = bytes.len().min(MAX_SHOWN_VALUE_BYTES);
+        // Back to the start of the character the bound falls in (at most 3 continuation bytes).
+        while cut < bytes.len() && cut > 0 && bytes[cut] & 0xC0 == 0x80 {
+            cut -= 1;
+        }
+        f.write_str("\"")?;
+        for chunk in bytes[..cut].utf8_chunks() {
+            for c in chunk.valid().chars() {
+                // `'` needs no escape inside double quotes.
+                match c {
+                    '\'' => f.write_str("'")?,
+                    c => write!(f, "{}", c.escape_debug())?,
+                }
+            }
+            for byte in chunk.invalid() {
+                write!(f, "\\x{byte:02x}")?;
+            }
+        }
+        f.write_str("\"")?;
+        if cut < bytes.len() {
+            write!(f, "...({} bytes)", bytes.len())?;
+        }
+        Ok(())
+    }
+}
 
 /// Logs what a verdict the gate acts on says: an error for an SLO violation (a rule fired), a
 /// warning when the canary has enough samples and its health score is below the healthy
@@ -26,6 +68,8 @@ pub(crate) fn log_verdict(verdict: &Verdict) {
 
 #[cfg(test)]
 mod tests {
+    use super::LoggedBytes;
+    use crate::MAX_SHOWN_VALUE_BYTES;
     use crate::{Environment, PromotionConfig, PromotionGateManager};
     use crate::{SloAdmissionController, SloConfig};
     use std::fmt::Write;
@@ -99,5 +143,33 @@ mod tests {
             with_evidence[1].contains("promotion.rollback"),
             "{lines:#?}"
         );
+    }
+
+    #[test]
+    fn a_logged_value_is_quoted_escaped_and_bounded() {
+        let shown = |bytes: &[u8]| LoggedBytes(bytes).to_string();
+        assert_eq!(shown(b"user-1"), r#""user-1""#);
+        assert_eq!(shown(b"a\nb"), r#""a\nb""#, "a line feed starts no line");
+        assert_eq!(shown(b"a\0b"), r#""a\0b""#, "a NUL cuts no C string");
+        assert_eq!(shown(b"\r\t\x1b[31m"), r#""\r\t\u{1b}[31m""#);
+        assert_eq!(shown(br#"say "hi" \ it's"#), r#""say \"hi\" \\ it's""#);
+        assert_eq!(shown(&[b'a', 0xff, b'b']), r#""a\xffb""#);
+        assert_eq!(shown("é".as_bytes()), r#""é""#);
+        let long = vec![b'x'; 1000];
+        assert_eq!(
+            shown(&long),
+            format!("\"{}\"...(1000 bytes)", "x".repeat(MAX_SHOWN_VALUE_BYTES))
+        );
+        // Cut before a character, not inside it.
+        let mut accents = vec![b'x'];
+        accents.extend("é".repeat(MAX_SHOWN_VALUE_BYTES).as_bytes());
+        let cut = shown(&accents);
+        assert!(!cut.contains("\\x"), "{cut}");
+        assert!(
+            cut.starts_with("\"xéé") && cut.ends_with(&format!("\"...({} bytes)", accents.len()))
+        );
+        // Never a control character, whatever the bytes.
+        let every: Vec<u8> = (0..=255).collect();
+        assert!(!shown(&every).chars().any(char::is_control));
     }
 }

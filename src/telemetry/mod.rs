@@ -15,7 +15,7 @@ mod rollbacks;
 mod route;
 mod window;
 
-pub(crate) use logs::log_verdict;
+pub(crate) use logs::{LoggedBytes, log_verdict};
 pub use rollbacks::RollbackCount;
 pub(crate) use rollbacks::{RollbackTally, rollback_series};
 pub use route::route_request_observed;

@@ -3,10 +3,12 @@
 
 use crate::decision::RoutingDecision;
 use crate::manager::PromotionGateManager;
+use crate::telemetry::LoggedBytes;
 
 /// Routes `request_id` as [`route_request`](PromotionGateManager::route_request) does (the
-/// same decision), and reports it: a `tracing` debug event ("Request … routed to canary
-/// (hash …%)") and, with the `otel` feature, a `promotion.route_request` span with
+/// same decision), and reports it: a `tracing` debug event (`Request "…" routed to canary
+/// (hash …%)`, the id quoted and escaped, at most
+/// [`MAX_SHOWN_VALUE_BYTES`](crate::MAX_SHOWN_VALUE_BYTES) of it) and, with the `otel` feature, a `promotion.route_request` span with
 /// `promotion.request_id`, `promotion.is_canary`, `promotion.environment`, `promotion.bucket`
 /// and `promotion.stage`. It allocates: call it for the requests a host samples or debugs,
 /// and `route_request` (allocation-free, no span; at debug level its own short line) for the
@@ -32,11 +34,12 @@ pub fn route_request_observed<'g>(
     // Its own line, the specification's: not the route path's as well.
     let decision = gate.route_unlogged(request_id.as_bytes());
     let bucket = decision.reason.bucket();
+    let shown = LoggedBytes(request_id.as_bytes());
     tracing::debug!(
-        request_id,
+        request_id = %shown,
         is_canary = decision.is_canary,
         environment = decision.target_environment.name(),
-        "Request {request_id} routed to {} (hash {}%)",
+        "Request {shown} routed to {} (hash {}%)",
         decision.cohort().name(),
         bucket.percent()
     );
