@@ -278,12 +278,16 @@ pub unsafe extern "C" fn pgate_swap_slo(
     len: usize,
     err: *mut *mut pgate_error,
 ) -> pgate_status {
-    // SAFETY: forwarded contract.
-    unsafe {
-        with_text(gate, json, len, "slo", err, |manager, doc| {
-            manager.swap_slo(SloConfig::from_json(doc)?).map(drop)
-        })
-    }
+    guard_err(err, || {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { cold(gate) }?;
+        // SAFETY: the caller guarantees len readable bytes at json.
+        let doc = unsafe { text(json, len, "slo") }?;
+        // Read as `pgate_gate_new` reads its SLO document: a malformed one is an
+        // `invalid JSON SLO config`, not a config's.
+        let slo = parse(Some(doc), SloConfig::from_json, "SLO config")?;
+        Ok(gate.manager.swap_slo(slo).map(drop)?)
+    })
 }
 
 /// Replaces the gate's config atomically with a JSON `PromotionConfig` (hot reload: not

@@ -10,7 +10,7 @@ mod common;
 
 use common::{error_text, new_gate, route_and_record};
 use promotion_gates_ffi::*;
-use std::ptr::null_mut;
+use std::ptr::{null, null_mut};
 
 /// The health through `pgate_read_health`, and its evidence line.
 ///
@@ -130,9 +130,28 @@ fn a_changed_slo_keeps_the_stage_and_the_recorded_counts() {
         );
         let unknown = br#"{"max_eror_rate": 0.1}"#;
         assert_eq!(
-            pgate_swap_slo(gate, unknown.as_ptr(), unknown.len(), null_mut()),
+            pgate_swap_slo(gate, unknown.as_ptr(), unknown.len(), &mut err),
             pgate_status::InvalidJson
         );
+        // Named as gate creation names the SLO document.
+        let message = error_text(err);
+        assert!(
+            message.starts_with("invalid JSON SLO config: ") && message.contains("max_eror_rate"),
+            "{message}"
+        );
+        let mut created = null_mut();
+        assert_eq!(
+            pgate_gate_new(
+                null(),
+                0,
+                unknown.as_ptr(),
+                unknown.len(),
+                &mut created,
+                &mut err
+            ),
+            pgate_status::InvalidJson
+        );
+        assert_eq!(error_text(err), message);
         assert_eq!(
             pgate_swap_slo(gate, bad.as_ptr(), bad.len(), null_mut()),
             pgate_status::InvalidConfig
