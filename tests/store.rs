@@ -256,6 +256,48 @@ fn swap_config_cannot_move_the_state_or_rename_the_gate() {
         panic!("a rename was accepted");
     };
     assert_eq!(err.field(), "gate");
+    // Nor without a store: the name keys a gate's metrics and a host's shared memory too.
+    let storeless = common::gate(PromotionConfig::default());
+    let mut renamed = storeless.config();
+    renamed.gate = "search".into();
+    let Err(Error::Config(err)) = storeless.swap_config(renamed) else {
+        panic!("a rename was accepted");
+    };
+    assert_eq!(err.field(), "gate");
+    assert!(err.to_string().contains("keeps its name"), "{err}");
+    assert_eq!(storeless.config().gate, PromotionConfig::default().gate);
+}
+
+#[test]
+fn a_rollback_decided_again_after_another_gates_write_is_logged_once() {
+    let dir = Scratch::new("rollback-logged-once");
+    let path = dir.file("gate.db");
+    let slow = open_slow(&path);
+    // Another gate ramps the canary down; the slow gate has not read it when it rolls back,
+    // so its first attempt loses the race and is decided again on the ramped canary.
+    let other = open(&path);
+    let mut ramped = other.config();
+    ramped.environment = Environment::Canary {
+        traffic_percent: 5.0,
+    };
+    other.swap_config(ramped).unwrap();
+    let lines = common::log_lines::LogLines::default();
+    lines.during(|| slow.rollback("bad deploy").unwrap());
+    let rollbacks: Vec<String> = lines
+        .lines()
+        .into_iter()
+        .filter(|line| line.contains("promotion.rollback"))
+        .collect();
+    assert_eq!(rollbacks.len(), 1, "{rollbacks:#?}");
+    assert!(
+        rollbacks[0].contains("previous_env=Canary{5}"),
+        "{rollbacks:#?}"
+    );
+    assert!(
+        rollbacks[0].contains(r#"reason="bad deploy""#),
+        "{rollbacks:#?}"
+    );
+    assert_eq!(slow.rollback_history().len(), 1);
 }
 
 #[test]

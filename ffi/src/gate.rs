@@ -291,7 +291,9 @@ pub unsafe extern "C" fn pgate_swap_slo(
 }
 
 /// Replaces the gate's config atomically with a JSON `PromotionConfig` (hot reload: not
-/// gated). On failure the gate is unchanged and `*err` (if not NULL) says why.
+/// gated). The gate keeps its name and its store: a document that changes either is refused
+/// (`PGATE_STATUS_INVALID_CONFIG` naming `gate` or `store`). On failure the gate is unchanged
+/// and `*err` (if not NULL) says why.
 ///
 /// # Safety
 /// `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a

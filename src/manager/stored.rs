@@ -154,24 +154,12 @@ impl StoreLink {
     }
 
     /// Whether `config` keeps this link's store (a running gate cannot move its state).
-    pub(super) fn check_same_store(
-        &self,
-        config: &PromotionConfig,
-        gate: &str,
-    ) -> Result<(), Error> {
+    pub(super) fn check_same_store(&self, config: &PromotionConfig) -> Result<(), Error> {
         if config.store.as_ref() != Some(&self.config) {
             return Err(crate::ConfigError::new(
                 "store",
                 serde_json::to_string(&config.store).unwrap_or_default(),
                 "the store the gate was opened with: a running gate cannot move its state",
-            )
-            .into());
-        }
-        if config.gate != gate {
-            return Err(crate::ConfigError::new(
-                "gate",
-                format!("{:?}", config.gate),
-                format!("{gate:?}: the gate's name keys its stored state"),
             )
             .into());
         }

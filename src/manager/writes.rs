@@ -361,8 +361,8 @@ impl PromotionGateManager {
     /// document); it must keep the gate's `store` and `gate` name.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first invalid field (or a changed `store` or `gate` with a
-    /// store), [`Error::Store`] when the store cannot be written, or when another process began
+    /// [`Error::Config`] naming the first invalid field (or a changed `gate`: a running gate
+    /// keeps its name; or, with a store, a changed `store`), [`Error::Store`] when the store cannot be written, or when another process began
     /// a stage first (a rollback or a promotion this process had not applied yet: the swap
     /// would undo it; read the config again); the gate is unchanged.
     ///
@@ -382,8 +382,21 @@ impl PromotionGateManager {
         let mut first_stage = None;
         self.write(|writer| {
             let current = self.shared.current.load_full();
+            if config.gate != current.config.gate {
+                return Err(crate::ConfigError::new(
+                    "gate",
+                    format!("{:?}", config.gate),
+                    format!(
+                        "{:?}: a running gate keeps its name, which keys its stored state, its \
+                         metrics' series and a host's shared memory; open a new gate for another \
+                         name",
+                        current.config.gate
+                    ),
+                )
+                .into());
+            }
             if let Some(link) = &writer.store {
-                link.check_same_store(&config, &current.config.gate)?;
+                link.check_same_store(&config)?;
             }
             // Decided again after another process's write: only if that write left the stage
             // alone (a flag edit, say). One that began a stage (a rollback, a promotion) is not
@@ -447,15 +460,6 @@ impl Shared {
             return Err(RollbackError::NothingToRollBack.into());
         }
         let config = release::rolled_back(&current.config);
-        tracing::error!(reason = %reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
-        #[cfg(feature = "otel")]
-        crate::telemetry::otel::rollback_span(
-            &current.config.gate,
-            &reason,
-            previous,
-            trigger,
-            evidence.as_ref(),
-        );
         let undone = Undone::Release {
             trigger,
             reason,
@@ -466,9 +470,20 @@ impl Shared {
             RollbackTrigger::Automatic => Durability::Deferred,
             RollbackTrigger::Manual | RollbackTrigger::FlagDisabled => Durability::BestEffort,
         };
-        // Counted by `commit` once the rollback is made (a write that lost a race is decided
-        // again).
+        // Logged, its span made and counted (by `commit`) once the rollback is made: a write
+        // that lost a race to another process's is decided again, and only the one made is
+        // told, with the environment it rolled back.
+        let told = event.clone();
         self.commit(writer, config, true, Some(event), durability)?;
+        tracing::error!(reason = ?told.reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
+        #[cfg(feature = "otel")]
+        crate::telemetry::otel::rollback_span(
+            &current.config.gate,
+            &told.reason,
+            previous,
+            trigger,
+            told.evidence.as_ref(),
+        );
         Ok(())
     }
 }

@@ -67,48 +67,17 @@ pub(crate) fn log_verdict(verdict: &Verdict) {
 }
 
 #[cfg(test)]
+#[path = "../../tests/common/log_lines.rs"]
+mod log_lines;
+
+#[cfg(test)]
 mod tests {
     use super::LoggedBytes;
+    use super::log_lines::LogLines;
     use crate::MAX_SHOWN_VALUE_BYTES;
     use crate::{Environment, PromotionConfig, PromotionGateManager};
     use crate::{SloAdmissionController, SloConfig};
-    use std::fmt::Write;
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
-    use tracing::field::{Field, Visit};
-
-    /// One event's fields as text: ` name=value` each.
-    struct Line(String);
-
-    impl Visit for Line {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            let _ = write!(self.0, " {}={value:?}", field.name());
-        }
-    }
-
-    /// Keeps every event as a [`Line`].
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<String>>>);
-
-    impl tracing::Subscriber for Lines {
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-            tracing::span::Id::from_u64(1)
-        }
-        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-        fn event(&self, event: &tracing::Event<'_>) {
-            let mut line = Line(String::new());
-            event.record(&mut line);
-            if let Ok(mut lines) = self.0.lock() {
-                lines.push(line.0);
-            }
-        }
-        fn enter(&self, _: &tracing::span::Id) {}
-        fn exit(&self, _: &tracing::span::Id) {}
-    }
 
     #[test]
     fn an_automatic_rollback_logs_its_evidence_twice_not_three_times() {
@@ -123,8 +92,8 @@ mod tests {
             SloAdmissionController::new(SloConfig::default()).unwrap(),
         )
         .unwrap();
-        let lines = Lines::default();
-        tracing::subscriber::with_default(lines.clone(), || {
+        let lines = LogLines::default();
+        lines.during(|| {
             for _ in 0..200 {
                 let _ = gate.record_for(gate.stage(), true, false, Duration::from_millis(2));
             }
@@ -134,7 +103,7 @@ mod tests {
         assert_eq!(history.len(), 1);
         let reason = &history[0].reason;
         let violation = reason.strip_prefix("automatic rollback: ").unwrap();
-        let lines = lines.0.lock().unwrap();
+        let lines = lines.lines();
         let with_evidence: Vec<&String> = lines.iter().filter(|l| l.contains(violation)).collect();
         // The judge's "SLO violation" line, then the rollback's own "promotion.rollback" line.
         assert_eq!(with_evidence.len(), 2, "{lines:#?}");

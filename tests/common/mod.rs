@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod fleet;
+pub mod log_lines;
 pub mod scratch;
 pub mod stored;
 

@@ -1,0 +1,58 @@
+//! A `tracing` subscriber that keeps each event's fields as a line of text, for the tests of
+//! what the library logs. Shared by the integration tests (`tests/common`) and by the crate's
+//! unit tests (`src/telemetry/logs.rs` includes this file by path).
+
+use std::fmt::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tracing::field::{Field, Visit};
+
+/// One event's fields as text: ` name=value` each, the value as its `Debug` writes it.
+struct Line(String);
+
+impl Visit for Line {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={value:?}", field.name());
+    }
+}
+
+/// Keeps every event as a line; clones share the lines.
+#[derive(Clone, Default)]
+pub struct LogLines(Arc<Mutex<Vec<String>>>);
+
+impl LogLines {
+    /// The lines kept so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs `f` with this subscriber as the calling thread's (other threads' events are not
+    /// kept) and returns what `f` returned.
+    pub fn during<T>(&self, f: impl FnOnce() -> T) -> T {
+        tracing::subscriber::with_default(self.clone(), f)
+    }
+}
+
+impl tracing::Subscriber for LogLines {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = Line(String::new());
+        event.record(&mut line);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(line.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
