@@ -8,7 +8,8 @@
  * first and outputs last; outputs are written only on success; byte strings are a pointer
  * and a length (NULL with length 0 is the empty string). One pgate_gate may be used from
  * many threads at once; free it only when no call is in flight. Hot calls (pgate_route,
- * pgate_record, pgate_flag_set_*) never allocate after a thread's first call and take no lock.
+ * pgate_record, pgate_flag_set_*) never allocate, take no lock and never wait once the calling
+ * thread made its first call on the gate (which makes the thread's recorder).
  */
 
 #ifndef PROMOTION_GATES_H

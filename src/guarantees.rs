@@ -20,10 +20,12 @@
 //!   exactly one published state, never a mix (`tests/concurrency.rs`).
 //! - **Writers never lose each other's change.** Promotions, flag changes, rollbacks and config
 //!   swaps are serialized; each one reads the latest state and publishes the next.
-//! - **Recording never waits for a lock** (after a thread's first record, which registers its
-//!   recorder). Each thread writes only its own recorder; the judge's periodic evaluation and
-//!   the screen after a canary error take the window's lock with `try_lock` and skip if busy
-//!   (the next screen or evaluation looks again). One exception: a rollback the record path
+//! - **Recording never waits for a lock**, not even a thread's first record, which registers
+//!   its recorder (`a_threads_first_record_never_waits_for_a_read_holding_the_window`). Each
+//!   thread writes only its own recorder; the judge's periodic evaluation and the screen after
+//!   a canary error take the window's lock with `try_lock` and, if it is held, leave the
+//!   evaluation to its holder, which makes it as soon as it lets the window go (a read of the
+//!   health or a scrape delays no rollback). One exception: a rollback the record path
 //!   must make needs the writer lock; when a host's write holds it, a gate with a store hands
 //!   the rollback to its sync thread, and a gate without one waits for that write (in-memory
 //!   work, and the log lines it sends to a log callback).

@@ -124,8 +124,11 @@ local function test_wrappers()
   ok, message, status = gate:swap_config('{"slo_threshold": 7}')
   check(ok == nil and status == 3 and message:find("slo_threshold", 1, true), "bad swap")
   check(gate:config_json() == config, "a refused swap changes nothing")
-  check(gate:swap_config('{"gate": "search"}') == true and gate:config_json():find('"search"'),
-        "swap")
+  ok, message, status = gate:swap_config('{"gate": "search"}')
+  check(ok == nil and status == 3 and message:find("keeps its name", 1, true), "a rename is refused")
+  local name = config:match('"gate":"([^"]*)"')
+  check(gate:swap_config('{"gate": "' .. name .. '", "salt": "s2"}') == true
+          and gate:config_json():find('"salt":"s2"', 1, true), "swap")
 
   -- After free, every call fails before it reaches the library: never a use after free.
   local decision = gate:route("x")

@@ -82,7 +82,7 @@ fn log_lines_reach_the_callback_up_to_its_level() {
         .find(|(level, _, _)| *level == pgate_log_level::Error)
         .expect("an error line");
     assert!(
-        error.2.contains("promotion.rollback") && error.2.contains("reason=bad deploy"),
+        error.2.contains("promotion.rollback") && error.2.contains(r#"reason="bad deploy""#),
         "{error:?}"
     );
 
@@ -104,11 +104,11 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     assert!(tracing::level_enabled!(Level::WARN));
     assert!(!tracing::level_enabled!(Level::INFO));
     call(gate, pgate_enable_feature, "third");
-    // A new gate name reshuffles users: a warning.
+    // A new salt reshuffles users: a warning.
     call(
         gate,
         pgate_swap_config,
-        r#"{"environment": "staging", "gate": "checkout-2"}"#,
+        r#"{"environment": "staging", "gate": "checkout", "salt": "s2"}"#,
     );
     let got = std::mem::take(&mut *lines.lock().unwrap());
     assert!(!got.is_empty(), "the callback was dropped");
@@ -160,7 +160,7 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     assert!(
         got.iter()
             .any(|(level, _, m)| *level == pgate_log_level::Error
-                && m.contains(r#"reason=bad\0deploy\nnow"#)),
+                && m.contains(r#"reason="bad\0deploy\nnow""#)),
         "{got:?}"
     );
 
@@ -171,7 +171,7 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     call(
         gate,
         pgate_swap_config,
-        r#"{"environment": "staging", "gate": "checkout-3"}"#,
+        r#"{"environment": "staging", "gate": "checkout", "salt": "s3"}"#,
     );
     // SAFETY: the gate is live until it is freed at the end.
     unsafe { route(gate, b"request-3") };

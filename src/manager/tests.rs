@@ -503,3 +503,24 @@ fn a_due_evaluation_while_a_read_holds_the_window_is_made_when_the_read_lets_it_
     assert_eq!(exported.evidence(Cohort::Canary).requests, 500);
     assert_eq!(gate.environment(), Environment::Production);
 }
+
+#[test]
+fn a_threads_first_record_never_waits_for_a_read_holding_the_window() {
+    let gate = held_window_gate(SloConfig::default());
+    let held = gate.shared.monitor.evaluation();
+    let (done, recorded) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // This thread's first record: it makes its recorder.
+            gate.record_for(gate.stage(), true, true, Duration::from_millis(2));
+            done.send(()).unwrap();
+        });
+        let waited = recorded.recv_timeout(Duration::from_secs(10));
+        drop(held);
+        assert!(
+            waited.is_ok(),
+            "a thread's first record waited for the window"
+        );
+    });
+    assert_eq!(gate.health().canary_requests, 1);
+}

@@ -136,8 +136,11 @@ impl Metrics {
     fn first_recorder(&self) -> &ThreadRecorder {
         self.recorders.get_or(|| {
             // A thread's first record also makes the gate's evaluation buffers (once per gate),
-            // so that evaluating from the record path never allocates.
-            self.lock_window().prepare();
+            // so that evaluating from the record path never allocates; never waiting for them:
+            // while the window is held, its holder's evaluation makes them.
+            if let Some(mut window) = self.try_lock_window() {
+                window.prepare();
+            }
             CachePadded::new(ThreadRecorder::new())
         })
     }

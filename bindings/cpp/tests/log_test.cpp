@@ -82,7 +82,7 @@ TEST(Log, LinesReachTheCallbackUpToItsLevelUntilItIsStopped) {
   const auto rollback = lines.find("promotion.rollback");
   ASSERT_NE(rollback, nullptr);
   EXPECT_EQ(rollback->level, LogLevel::Error);
-  EXPECT_NE(rollback->message.find("reason=bad deploy"), std::string::npos) << rollback->message;
+  EXPECT_NE(rollback->message.find("reason=\"bad deploy\""), std::string::npos) << rollback->message;
   for (const Line& line : lines.taken()) {
     EXPECT_LE(line.level, LogLevel::Info) << line.message;
   }
