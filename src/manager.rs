@@ -755,11 +755,6 @@ impl PromotionGateManager {
         self.with_window(|evaluation, snapshot| evaluation.judge(snapshot))
     }
 
-    /// Makes the evaluation the record path asked for while this call held the window (see
-    /// [`Monitor::wanted_evaluation`]), and acts on it as the record path would have: a read
-    /// that held the window when an evaluation fell due makes it right after, so reading
-    /// never changes or delays what the gate decides. Called after letting the window go,
-    /// never with the writer lock held.
     /// Runs `read` over the window (waiting for an evaluation under way) and the current
     /// snapshot, then makes the evaluation the record path asked for meanwhile, if any
     /// ([`evaluate_wanted`](Self::evaluate_wanted)).
@@ -775,6 +770,11 @@ impl PromotionGateManager {
         read
     }
 
+    /// Makes the evaluation the record path asked for while this call held the window (see
+    /// [`Monitor::wanted_evaluation`]), and acts on it as the record path would have: a read
+    /// that held the window when an evaluation fell due makes it right after, so reading
+    /// never changes or delays what the gate decides. Called after letting the window go,
+    /// never with the writer lock held.
     #[cold]
     fn evaluate_wanted(&self) {
         self.evaluate_as_recording(self.shared.monitor.wanted_evaluation());

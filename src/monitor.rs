@@ -206,11 +206,7 @@ impl Monitor {
         if !screen(config.environment, &sample, policy(&slo, config)) {
             return None;
         }
-        let Some(window) = self.metrics.try_lock_window() else {
-            self.want_evaluation();
-            return None;
-        };
-        Some(self.evaluating(window).judge(snapshot))
+        Some(self.try_evaluating()?.judge(snapshot))
     }
 
     /// The record path's look at the clock: paces this thread's next look to its rate and,
@@ -225,11 +221,7 @@ impl Monitor {
         if !self.take_wanted() && !self.metrics.claim_evaluation(now, interval) {
             return None;
         }
-        let Some(window) = self.metrics.try_lock_window() else {
-            self.want_evaluation();
-            return None;
-        };
-        Some(self.evaluating(window))
+        self.try_evaluating()
     }
 
     /// The evaluation the record path asked for while the window was held (by a read, or by
@@ -242,6 +234,13 @@ impl Monitor {
         if !self.take_wanted() {
             return None;
         }
+        self.try_evaluating()
+    }
+
+    /// An evaluation over the window if it is free; if it is held, its holder is asked to
+    /// evaluate ([`wanted_evaluation`](Self::wanted_evaluation)) and `None` returned: the
+    /// record path never waits for the window.
+    fn try_evaluating(&self) -> Option<Evaluation<'_>> {
         let Some(window) = self.metrics.try_lock_window() else {
             self.want_evaluation();
             return None;
