@@ -71,7 +71,12 @@ fn config_40k(c: &mut Criterion) {
             PromotionGateManager::new(black_box(&config).clone(), slo()).expect("valid")
         });
     });
-    let gate = PromotionGateManager::new(PromotionConfig::default(), slo()).expect("valid");
+    // The gate of the swapped configs' name: a running gate keeps its name.
+    let named = PromotionConfig {
+        gate: config.gate.clone(),
+        ..PromotionConfig::default()
+    };
+    let gate = PromotionGateManager::new(named, slo()).expect("valid");
     let mut other = config.clone();
     other.feature_flags.pop();
     let mut turn = false;
