@@ -318,7 +318,12 @@ def test_watchers_whose_callbacks_use_their_gates_let_the_gates_be_collected() -
         time.sleep(0.001)
     assert seen == [1] * 50, "a watcher did not call back"
     del gates, gate
-    gc.collect()
+    # A watcher's thread holds its gate for the moment of each look (every millisecond): a
+    # gate is collected once its thread is between looks, within a few of them.
+    deadline = time.monotonic() + 30
+    while any(ref() is not None for ref in collected) and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.01)
     assert [ref() for ref in collected] == [None] * 50
     for watcher in watchers:
         watcher._thread.join(30)
