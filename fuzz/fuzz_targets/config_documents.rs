@@ -7,9 +7,10 @@
 //!   (`INVALID_ARGUMENT` only for a document that is not UTF-8);
 //! - an accepted pair reads back (`pgate_config_json`, `pgate_slo_json`) as documents that are
 //!   accepted again and read back the same (a fixed point);
-//! - `pgate_swap_config` accepts a config document exactly when `pgate_gate_new` does, leaves
-//!   the gate as it was when it refuses, and otherwise holds the same config as a new gate
-//!   (an empty document is the exception: the defaults for a new gate, refused as a reload).
+//! - `pgate_swap_config` of a default gate of the document's name (a running gate keeps its
+//!   name) accepts a config document exactly when `pgate_gate_new` does, leaves the gate as it
+//!   was when it refuses, and otherwise holds the same config as a new gate (an empty document
+//!   is the exception: the defaults for a new gate, refused as a reload).
 
 #![no_main]
 
@@ -71,7 +72,16 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Gate::new(config, b"")
     };
-    let reloaded = match Gate::new(b"", b"") {
+    // A running gate keeps its name: the reloaded gate is a default one of the document's
+    // name, when the document is accepted (a refused one is refused before its name is read).
+    let named = match &alone {
+        Ok(alone) => match serde_json::from_str::<serde_json::Value>(&alone.config_json()) {
+            Ok(read) => serde_json::json!({ "gate": read["gate"] }).to_string(),
+            Err(err) => panic!("pgate_config_json is not JSON: {err}"),
+        },
+        Err(_) => String::new(),
+    };
+    let reloaded = match Gate::new(named.as_bytes(), b"") {
         Ok(gate) => gate,
         Err(refusal) => panic!("the defaults refused: {refusal:?}"),
     };
