@@ -345,6 +345,44 @@ fn while_etcd_is_unreachable_routing_goes_on_a_rollback_happens_and_promotion_is
     assert_eq!(watcher.rollback_history(), gate.rollback_history());
 }
 
+#[test]
+fn a_rollback_made_while_cut_off_does_not_undo_a_rollout_started_meanwhile() {
+    let Some(endpoint) = endpoint("etcd stale rollback") else {
+        return;
+    };
+    let prefix = unique_prefix("stale-rollback");
+    let relay = Relay::start(&endpoint);
+    let offline = open(&relay.url, &prefix).unwrap();
+    let online = open(&endpoint, &prefix).unwrap();
+    relay.cut();
+    // Cut off, one gate sees the canary fail and rolls it back: published, not written.
+    fail_the_canary(&offline);
+    // Meanwhile an operator graduates the canary elsewhere and starts the next rollout.
+    let mut graduated = online.config();
+    graduated.environment = Environment::Production;
+    online.swap_config(graduated).unwrap();
+    let next = Environment::Canary {
+        traffic_percent: 5.0,
+    };
+    online.promote(next).unwrap();
+    let stage = online.stage();
+
+    relay.restore();
+    eventually("the cut-off gate follows the new rollout", || {
+        offline.environment() == next
+    });
+    assert_eq!(offline.stage(), stage);
+    assert!(
+        offline.rollback_history().is_empty(),
+        "its rollback is dropped"
+    );
+    // Nothing more is written: the new rollout stays.
+    online.sync_now();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!((online.environment(), online.stage()), (next, stage));
+    assert!(online.rollback_history().is_empty());
+}
+
 /// A new etcd store (a prefix of its own) on `endpoint`: the `store` key's JSON.
 fn etcd(endpoint: &str, name: &str) -> String {
     let prefix = unique_prefix(name);

@@ -72,6 +72,60 @@ struct Pending {
     decided_on: Guard,
 }
 
+/// How a stored state read after a rollback was deferred settles it.
+#[derive(Debug, PartialEq)]
+enum Settled {
+    /// The rollback is stored already (an earlier try whose answer was lost, or the sync
+    /// thread's write racing a host's).
+    Written,
+    /// Another write made it pointless, or wrong: why, for the log.
+    Overtaken(String),
+}
+
+impl Pending {
+    /// Whether `state`, the stored state, settles this rollback without writing it: it holds
+    /// the rollback already; another release rollback was stored after the state it was
+    /// decided on; the stored release is in Production; or the stored release moved on to
+    /// another stage (another process ramped, graduated or started the next rollout meanwhile:
+    /// a stage that already left is not rolled back again, as on the record path). A store
+    /// that went back (a version at or below the one decided on) settles nothing: the rollback
+    /// is written on top of it. `None`: still to be written.
+    fn settled_by(&self, state: &store::StoredState) -> Option<Settled> {
+        let decided_on = self.decided_on;
+        let since = || {
+            state
+                .history
+                .iter()
+                .filter(move |e| e.version > decided_on.version)
+        };
+        let ours = |stored: &store::StoredEvent| {
+            self.event.as_ref().is_some_and(|event| {
+                *stored == store::StoredEvent::from_event(stored.version, event)
+            })
+        };
+        if since().any(ours) {
+            return Some(Settled::Written);
+        }
+        let release = &state.release;
+        let why = if let Some(other) = since().find(|e| e.rolled_back == "release") {
+            format!(
+                "the store holds another rollback of the release since (version {}, {:?})",
+                other.version, other.reason
+            )
+        } else if release.config.environment == Environment::Production {
+            "the stored release is in Production".to_string()
+        } else if release.version > decided_on.version && release.stage != decided_on.stage {
+            format!(
+                "the stored release moved on from stage {} it was decided on to stage {} ({}): a stage that already left is not rolled back again",
+                decided_on.stage, release.stage, release.config.environment
+            )
+        } else {
+            return None;
+        };
+        Some(Settled::Overtaken(why))
+    }
+}
+
 /// A gate opened on a store: the state to start from.
 pub(super) struct Opened {
     pub(super) link: StoreLink,
@@ -331,13 +385,20 @@ fn catch_up(
                 None => continue,
             }
         };
-        let rolled_back_since = state
-            .history
-            .iter()
-            .any(|e| e.version > pending.decided_on.version && e.rolled_back == "release");
-        if rolled_back_since || state.release.config.environment == Environment::Production {
-            // Another write settled the release first: follow it, and drop ours.
-            return CatchUp::following(store, from, state, true).map(Some);
+        match pending.settled_by(&state) {
+            Some(Settled::Written) => {
+                return CatchUp::following(store, from, state, true).map(Some);
+            }
+            Some(Settled::Overtaken(why)) => {
+                tracing::warn!(
+                    decided_on_stage = pending.decided_on.stage,
+                    stored_stage = state.release.stage,
+                    stored = %state.release.config.environment,
+                    "promotion.store a rollback made while the store was unavailable is dropped: {why}; the gate follows the stored state"
+                );
+                return CatchUp::following(store, from, state, true).map(Some);
+            }
+            None => {}
         }
         let stored = guard_of(&state.release);
         let config = release::rolled_back(&state.release.config);
@@ -992,6 +1053,99 @@ mod tests {
             .collect();
         assert_eq!(read, [("a", 100, 10), ("b", 300, 30)]);
         assert_eq!(readable(&rows[1..3], 4).count(), 0, "none left");
+    }
+
+    /// A SQLite store holding the state `write_on(0, Canary{10})` made (version and stage 1),
+    /// in `dir`; a rollback of that state waiting to be written; and the state of the gate that
+    /// made it (rolled back, stage 2).
+    fn a_rollback_waiting_on(
+        dir: &crate::store::scratch::Scratch,
+    ) -> (Arc<dyn StateStore>, Pending, Local) {
+        use crate::store::testing::{GATE, rollback_event, write_on};
+        let settings = StoreConfig::Sqlite(crate::store::SqliteStoreConfig {
+            path: dir.file("gate.db"),
+            sync_interval_ms: 250,
+            busy_timeout_ms: 2000,
+            fleet_judging: true,
+        });
+        let store = store::open(&settings, GATE).unwrap();
+        let first = write_on(0, crate::config::canary(10.0), None);
+        assert_eq!(store.commit(&first).unwrap(), Commit::Written);
+        let gate = crate::PromotionGateManager::new(
+            crate::store::testing::config(crate::config::canary(10.0)),
+            crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap(),
+        )
+        .unwrap();
+        gate.rollback("seen offline").unwrap();
+        let pending = Pending {
+            event: Some(rollback_event("seen offline")),
+            decided_on: Guard {
+                version: 1,
+                stage: 1,
+            },
+        };
+        (store, pending, Local::of(gate.shared.current.load_full()))
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_dropped_when_the_stored_release_moved_on_to_another_stage() {
+        use crate::store::testing::write_on;
+        let dir = crate::store::scratch::Scratch::new("stale-pending");
+        let (store, pending, local) = a_rollback_waiting_on(&dir);
+        // Meanwhile another process graduated the canary and started the next rollout; no
+        // rollback event on the way.
+        for write in [
+            write_on(1, Environment::Production, None),
+            write_on(2, crate::config::canary(5.0), None),
+        ] {
+            assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+        }
+        let from = pending.decided_on;
+        let update = catch_up(store.as_ref(), from, Some(&pending), &local)
+            .unwrap()
+            .unwrap();
+        assert!(update.settles_pending && update.whole_history);
+        assert_eq!(
+            (update.release.version, update.release.stage),
+            (3, 3),
+            "the new rollout is followed"
+        );
+        let stored = store.load().unwrap().unwrap();
+        assert_eq!(
+            stored.release.config.environment,
+            crate::config::canary(5.0),
+            "the new rollout is not rolled back"
+        );
+        assert!(stored.history.is_empty());
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_written_over_a_write_that_kept_its_stage_and_only_once() {
+        let dir = crate::store::scratch::Scratch::new("pending-flag");
+        let (store, pending, local) = a_rollback_waiting_on(&dir);
+        // Another process enabled a flag: same stage, so the rollback still applies.
+        let mut flagged = crate::store::testing::config(crate::config::canary(10.0));
+        flagged.feature_flags.push("dark_mode".into());
+        let flag_edit = StoredWrite::new(pending.decided_on, 1, &flagged, None);
+        assert_eq!(store.commit(&flag_edit).unwrap(), Commit::Written);
+        let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
+            .unwrap()
+            .unwrap();
+        assert_eq!(update.release.version, 3);
+        let stored = store.load().unwrap().unwrap();
+        assert_eq!(stored.release.config.environment, Environment::Production);
+        assert_eq!(stored.history.len(), 1);
+        // Tried again (another thread held a copy of it): it is there already, not written twice.
+        assert_eq!(
+            pending.settled_by(&stored),
+            Some(Settled::Written),
+            "{stored:?}"
+        );
+        let again = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.release.version, 3);
+        assert_eq!(store.load().unwrap().unwrap(), stored);
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod etcd;
 #[cfg(test)]
 #[path = "../../tests/common/scratch.rs"]
 #[allow(dead_code, reason = "each backend's tests use their own part")]
-mod scratch;
+pub(crate) mod scratch;
 mod sqlite;
 mod state;
 #[cfg(test)]
