@@ -189,6 +189,38 @@ fn lowering_the_history_bound_below_many_stored_events_trims_them_in_one_write()
 }
 
 #[test]
+fn with_a_history_bound_of_one_every_rollback_and_flag_disable_is_stored() {
+    let Some(endpoint) = endpoint("etcd history bound 1") else {
+        return;
+    };
+    let prefix = unique_prefix("bound-1");
+    let gate = open(&endpoint, &prefix).unwrap();
+    let mut config = gate.config();
+    config.max_rollback_history = 1;
+    config.feature_flags = vec!["a".into(), "b".into()];
+    gate.swap_config(config).unwrap();
+    gate.disable_feature("a").unwrap();
+    gate.disable_feature("b").unwrap();
+    gate.rollback("first").unwrap();
+    let next = Environment::Canary {
+        traffic_percent: 5.0,
+    };
+    gate.promote(next).unwrap();
+    gate.rollback("second").unwrap();
+    // Stored at once (not left waiting for the sync thread), so the next write is made.
+    gate.promote(next).unwrap();
+    drop(gate);
+    let reopened = open(&endpoint, &prefix).unwrap();
+    assert_eq!(reopened.environment(), next);
+    let reasons: Vec<_> = reopened
+        .rollback_history()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons, ["second"]);
+}
+
+#[test]
 fn an_unreachable_cluster_is_an_error_naming_it() {
     // Needs no etcd: nothing listens on port 9, and the other member cannot answer.
     let failing = Unavailable::start();

@@ -202,7 +202,9 @@ impl EtcdStore {
 
     /// The one delete a write needs to keep `history_bound` events: the range from the oldest
     /// history key up to the first one kept (one operation however many go: etcd limits the
-    /// operations of a transaction, 128 by default), or none when nothing goes.
+    /// operations of a transaction, 128 by default), or none when nothing goes. The range ends
+    /// before the write's own event, which the same transaction puts: etcd refuses a
+    /// transaction that puts a key and deletes it too ("duplicate key given in txn request").
     fn history_trim(&self, write: &StoredWrite) -> Result<Option<Value>, StoreError> {
         let response = self.call(
             "/v3/kv/range",
@@ -219,9 +221,13 @@ impl EtcdStore {
             return Ok(None);
         }
         // etcd returns the keys in byte order: the zero-padded versions, oldest first.
-        let end = match response["kvs"].as_array().and_then(|kvs| kvs.get(excess)) {
+        let first_kept = match response["kvs"].as_array().and_then(|kvs| kvs.get(excess)) {
             Some(kept) => self.decode(&kept["key"])?,
             None => self.history_end().into_bytes(),
+        };
+        let end = match &write.event {
+            Some(event) => first_kept.min(self.history_key(event.version).into_bytes()),
+            None => first_kept,
         };
         Ok(Some(json!({"request_delete_range": {
             "key": BASE64.encode(self.key("history/")),

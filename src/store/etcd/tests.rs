@@ -116,6 +116,25 @@ fn concurrent_writers_lose_nothing_and_the_history_keeps_its_bound() {
     assert_eq!(versions, [21, 22, 23, 24, 25]);
 }
 
+#[test]
+fn a_history_bound_of_one_or_two_keeps_the_newest_events_at_every_write() {
+    let Some(endpoint) = endpoint("etcd small history bound") else {
+        return;
+    };
+    for bound in [1, 2] {
+        let store = EtcdStore::open(&settings(&endpoint, &format!("bound-{bound}")), GATE).unwrap();
+        for i in 1..=4u64 {
+            commit_on_top(&store, &format!("r{i}"), bound);
+            let state = store.load().unwrap().unwrap();
+            let reasons: Vec<_> = state.history.iter().map(|e| e.reason.clone()).collect();
+            let oldest_kept = (i + 1).saturating_sub(bound as u64).max(1);
+            let kept: Vec<_> = (oldest_kept..=i).map(|k| format!("r{k}")).collect();
+            assert_eq!(reasons, kept, "bound {bound}, after write {i}");
+            assert_eq!(state.release.version, i);
+        }
+    }
+}
+
 /// A loopback endpoint that never answers: it reads each request, hands the body of a
 /// transaction to `on_txn` (which may apply it, as a member that times out after committing
 /// does), then closes the connection. The store then passes the request to its next endpoint.
