@@ -164,17 +164,20 @@ pub(crate) struct RollbackHistory {
 /// findings.
 fn event_bytes(event: &RollbackEvent) -> usize {
     let flag = match &event.rolled_back {
-        RolledBack::Flag(name) => name.len(),
-        RolledBack::Release => 0,
+        RolledBack::Flag(name) => Some(name.as_str()),
+        RolledBack::Release => None,
     };
     let evidence = event.evidence.as_ref().map_or(0, |evidence| {
         evidence.findings.capacity() * std::mem::size_of::<crate::judge::Finding>()
     });
-    std::mem::size_of::<RollbackEvent>()
-        + event.feature.len()
-        + event.reason.len()
-        + flag
-        + evidence
+    bytes_without_evidence(&event.feature, &event.reason, flag) + evidence
+}
+
+/// What an event without evidence (as a state store keeps it) counts for against
+/// [`MAX_ROLLBACK_HISTORY_BYTES`]: of `feature` and `reason`, and for a flag its name. A store
+/// reading the history newest first stops where the gate's history would drop the rest.
+pub(crate) fn bytes_without_evidence(feature: &str, reason: &str, flag: Option<&str>) -> usize {
+    std::mem::size_of::<RollbackEvent>() + feature.len() + reason.len() + flag.map_or(0, str::len)
 }
 
 /// What a rollback event undid.

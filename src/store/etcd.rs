@@ -15,16 +15,37 @@ use std::time::{Duration, Instant};
 
 use super::contribution::{MAX_LATENCY_BYTES, PublishedCohort};
 use super::{
-    BadContribution, Commit, Contribution, EtcdStoreConfig, Guard, MAX_INSTANCES, SCHEMA_VERSION,
-    Since, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease, StoredState,
-    StoredWrite,
+    BadContribution, Commit, Contribution, EtcdStoreConfig, Guard, MAX_INSTANCES, NewestFirst,
+    SCHEMA_VERSION, Since, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
+    StoredState, StoredWrite,
 };
 use crate::decision::PerCohort;
+use crate::limits::{MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES};
 
 /// How long one request may take before the store counts as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one watch request lives before it is made again (and the stop flag looked at).
 const WATCH_SPAN: Duration = Duration::from_secs(1);
+
+/// History events read per request: a page of the largest events is a few MiB.
+const HISTORY_PAGE: usize = 256;
+
+/// Room for what a range answer writes around each key-value (revisions, version, lease,
+/// names), and around all of them (the header).
+const KV_OVERHEAD: usize = 256;
+
+/// The largest history event this build writes, as JSON: a reason of [`MAX_REASON_BYTES`] and
+/// a feature of [`MAX_NAME_BYTES`], each byte escaped at worst (`\u00XX`), and its other fields.
+const MAX_EVENT_JSON: usize = 6 * (MAX_REASON_BYTES + MAX_NAME_BYTES) + 512;
+
+/// The largest contribution this build writes, as JSON: two cohorts' latencies of at most
+/// [`MAX_LATENCY_BYTES`] in base64, and their counts.
+const MAX_CONTRIBUTION_JSON: usize = 2 * (base64_len(MAX_LATENCY_BYTES) + 256) + 64;
+
+/// How many characters base64 writes for `bytes` bytes.
+const fn base64_len(bytes: usize) -> usize {
+    bytes.div_ceil(3) * 4
+}
 
 /// A gate's state under one etcd key prefix.
 #[derive(Debug)]
@@ -92,16 +113,59 @@ impl EtcdStore {
         StoreError::new(self.location.clone(), problem, detail)
     }
 
-    /// POSTs `body` to `path` on the first endpoint that answers: one that cannot be reached,
-    /// or answers with a server error (5xx), passes the request to the next.
-    fn call(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
-        self.call_noting(path, body).0
+    /// The most an answer that holds one key of this prefix takes: the release, whose config
+    /// was a document of at most [`MAX_DOCUMENT_BYTES`] (written back as JSON no longer than
+    /// it, but for the defaults it fills in), in base64. Every call but the history's, the
+    /// trim's and the contributions' reads reads at most one key.
+    fn one_key_answer(&self) -> usize {
+        let key = base64_len(self.key("release").len());
+        base64_len(MAX_DOCUMENT_BYTES + 64 * 1024) + key + 2 * KV_OVERHEAD
     }
 
-    /// [`call`](Self::call), also saying whether an endpoint failed before the answer (or
-    /// the error): such an endpoint may have applied the request all the same (a timeout
-    /// after etcd committed it, a member that answered 5xx with the proposal under way).
-    fn call_noting(&self, path: &str, body: &Value) -> (Result<Value, StoreError>, bool) {
+    /// The most an answer holding `keys` keys of the history takes (with their values unless
+    /// `keys_only`).
+    fn history_answer(&self, keys: usize, keys_only: bool) -> usize {
+        let value = if keys_only {
+            0
+        } else {
+            base64_len(MAX_EVENT_JSON)
+        };
+        let key = base64_len(self.history_key(0).len());
+        keys.saturating_mul(key + value + KV_OVERHEAD)
+            .saturating_add(KV_OVERHEAD)
+    }
+
+    /// The most an answer holding [`MAX_INSTANCES`] + 1 contributions takes (their keys: the
+    /// prefix and an instance id, a host name and three numbers).
+    fn contributions_answer(&self) -> usize {
+        let key = base64_len(self.contribution_key("").len() + 256);
+        (MAX_INSTANCES + 1) * (key + base64_len(MAX_CONTRIBUTION_JSON) + KV_OVERHEAD) + KV_OVERHEAD
+    }
+
+    /// POSTs `body` to `path` on the first endpoint that answers: one that cannot be reached,
+    /// or answers with a server error (5xx), passes the request to the next. The answer holds
+    /// at most one key ([`one_key_answer`](Self::one_key_answer)).
+    fn call(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
+        self.call_within(path, body, self.one_key_answer())
+    }
+
+    /// [`call`](Self::call) of a request whose answer takes at most `limit` bytes in a store
+    /// this build writes: a longer one is refused as not ours, naming the limit, without asking
+    /// another endpoint (they hold the same keys).
+    fn call_within(&self, path: &str, body: &Value, limit: usize) -> Result<Value, StoreError> {
+        self.call_noting(path, body, limit).0
+    }
+
+    /// [`call_within`](Self::call_within), also saying whether an endpoint failed before the
+    /// answer (or the error): such an endpoint may have applied the request all the same (a
+    /// timeout after etcd committed it, a member that answered 5xx with the proposal under
+    /// way).
+    fn call_noting(
+        &self,
+        path: &str,
+        body: &Value,
+        limit: usize,
+    ) -> (Result<Value, StoreError>, bool) {
         // What each endpoint tried answered: the error names them all.
         let mut failures = Vec::new();
         for endpoint in &self.endpoints {
@@ -114,8 +178,22 @@ impl EtcdStore {
                 }
             };
             let status = response.status();
-            let text = match response.body_mut().read_to_string() {
+            let read = response
+                .body_mut()
+                .with_config()
+                .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+                .read_to_string();
+            let text = match read {
                 Ok(text) => text,
+                Err(ureq::Error::BodyExceedsLimit(_)) => {
+                    let error = self.error(
+                        StoreProblem::NotOurs,
+                        format!(
+                            "{url}: an answer above {limit} bytes, more than this request's answer takes in a store this build writes (keys or values under the prefix that no gate wrote?)"
+                        ),
+                    );
+                    return (Err(error), !failures.is_empty());
+                }
                 Err(e) => {
                     failures.push(format!("{url}: {e}"));
                     continue;
@@ -206,21 +284,29 @@ impl EtcdStore {
     /// before the write's own event, which the same transaction puts: etcd refuses a
     /// transaction that puts a key and deletes it too ("duplicate key given in txn request").
     fn history_trim(&self, write: &StoredWrite) -> Result<Option<Value>, StoreError> {
-        let response = self.call(
+        let history = BASE64.encode(self.key("history/"));
+        let end = BASE64.encode(self.history_end());
+        let counted = self.call(
             "/v3/kv/range",
-            &json!({
-                "key": BASE64.encode(self.key("history/")),
-                "range_end": BASE64.encode(self.history_end()),
-                "keys_only": true,
-            }),
+            &json!({ "key": history, "range_end": end, "count_only": true }),
         )?;
-        let stored = response["kvs"].as_array().map_or(0, Vec::len);
+        let stored = text_of(&counted["count"]).parse::<usize>().unwrap_or(0);
         let total = stored + usize::from(write.event.is_some());
         let excess = total.saturating_sub(write.history_bound.max(1));
         if excess == 0 {
             return Ok(None);
         }
-        // etcd returns the keys in byte order: the zero-padded versions, oldest first.
+        // The keys up to the first kept, in byte order: the zero-padded versions, oldest first.
+        let response = self.call_within(
+            "/v3/kv/range",
+            &json!({
+                "key": history,
+                "range_end": end,
+                "keys_only": true,
+                "limit": (excess + 1).to_string(),
+            }),
+            self.history_answer(excess + 1, true),
+        )?;
         let first_kept = match response["kvs"].as_array().and_then(|kvs| kvs.get(excess)) {
             Some(kept) => self.decode(&kept["key"])?,
             None => self.history_end().into_bytes(),
@@ -283,6 +369,63 @@ impl EtcdStore {
         }))
     }
 
+    /// The history events of `release` after version `after`, oldest first, as of `revision`
+    /// (the release's read): the newest the release keeps at most (keys written by hand may be
+    /// more), and no more than the gate's history keeps ([`NewestFirst`]). Read newest first,
+    /// [`HISTORY_PAGE`] events a request, so that no answer grows with the history.
+    fn history_after(
+        &self,
+        release: &StoredRelease,
+        after: u64,
+        revision: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let not_ours = |e: String| self.error(StoreProblem::NotOurs, e);
+        let start = BASE64.encode(self.history_key(after + 1));
+        // Each page ends (excluded) at the oldest key of the one before.
+        let mut end = self.history_end();
+        let mut newest = NewestFirst::new(release.history_bound());
+        loop {
+            let page = newest.room().min(HISTORY_PAGE);
+            if page == 0 {
+                break;
+            }
+            let response = self.call_within(
+                "/v3/kv/range",
+                &json!({
+                    "key": start,
+                    "range_end": BASE64.encode(&end),
+                    "revision": revision,
+                    "limit": page.to_string(),
+                    "sort_order": "DESCEND",
+                    "sort_target": "KEY",
+                }),
+                self.history_answer(page, false),
+            )?;
+            let kvs = response["kvs"].as_array().map_or(&[][..], Vec::as_slice);
+            for kv in kvs {
+                let key = String::from_utf8_lossy(&self.decode(&kv["key"])?).into_owned();
+                let value = self.decode(&kv["value"])?;
+                let event: StoredEvent = serde_json::from_slice(&value)
+                    .map_err(|e| not_ours(format!("{key}: not a history event: {e}")))?;
+                // The key names the version of the write that recorded it, as the event does.
+                if key != self.history_key(event.version) {
+                    return Err(not_ours(format!(
+                        "{key}: holds history.version = {}",
+                        event.version
+                    )));
+                }
+                if !newest.take(event) {
+                    return Ok(newest.oldest_first());
+                }
+                end = key;
+            }
+            if kvs.len() < page {
+                break;
+            }
+        }
+        Ok(newest.oldest_first())
+    }
+
     /// The stored release, read and checked ([`StoredRelease::checked`]): another process, or
     /// a hand edit, may have written anything there.
     fn release(&self, found: &Found) -> Result<StoredRelease, StoreError> {
@@ -316,36 +459,8 @@ impl StateStore for EtcdStore {
         let (Some(after), Some(release)) = (Since::read_after(stored, known), release) else {
             return Ok(Since::unread(stored, known));
         };
-        // The history at the same revision as the release: the newest events the release
-        // keeps, at most (keys written by hand may be more).
-        let response = self.call(
-            "/v3/kv/range",
-            &json!({
-                "key": BASE64.encode(self.history_key(after + 1)),
-                "range_end": BASE64.encode(self.history_end()),
-                "revision": revision,
-                "limit": release.history_bound().to_string(),
-                "sort_order": "DESCEND",
-                "sort_target": "KEY",
-            }),
-        )?;
+        let history = self.history_after(&release, after, &revision)?;
         let not_ours = |e: String| self.error(StoreProblem::NotOurs, e);
-        let mut history = Vec::new();
-        for kv in response["kvs"].as_array().into_iter().flatten() {
-            let key = String::from_utf8_lossy(&self.decode(&kv["key"])?).into_owned();
-            let value = self.decode(&kv["value"])?;
-            let event: StoredEvent = serde_json::from_slice(&value)
-                .map_err(|e| not_ours(format!("{key}: not a history event: {e}")))?;
-            // The key names the version of the write that recorded it, as the event does.
-            if key != self.history_key(event.version) {
-                return Err(not_ours(format!(
-                    "{key}: holds history.version = {}",
-                    event.version
-                )));
-            }
-            history.push(event);
-        }
-        history.reverse();
         StoredState { release, history }
             .checked()
             .map(|state| Since::of(state, after, known))
@@ -384,6 +499,7 @@ impl StateStore for EtcdStore {
             let (answer, doubt) = self.call_noting(
                 "/v3/kv/txn",
                 &json!({"compare": [compare], "success": success}),
+                self.one_key_answer(),
             );
             match answer {
                 Ok(response) if response["succeeded"].as_bool() == Some(true) => {
@@ -458,7 +574,7 @@ impl StateStore for EtcdStore {
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
         // Expiry is the lease's: every key read is live.
         let start = self.key("contributions/");
-        let response = self.call(
+        let response = self.call_within(
             "/v3/kv/range",
             &json!({
                 "key": BASE64.encode(&start),
@@ -467,6 +583,7 @@ impl StateStore for EtcdStore {
                 "sort_order": "DESCEND",
                 "sort_target": "MOD",
             }),
+            self.contributions_answer(),
         )?;
         let mut found = Vec::new();
         for kv in response["kvs"].as_array().into_iter().flatten() {

@@ -32,7 +32,8 @@ pub(crate) use contribution::{
     BadContribution, Contribution, MAX_INSTANCES, decode, encode, instance_id, time_to_live,
 };
 pub(crate) use state::{
-    Commit, Guard, SCHEMA_VERSION, StoredEvent, StoredRelease, StoredState, StoredWrite,
+    Commit, Guard, NewestFirst, SCHEMA_VERSION, StoredEvent, StoredRelease, StoredState,
+    StoredWrite,
 };
 
 /// A state store failed; the gate's in-process state is unchanged by the failed call.

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use super::contribution::{MAX_LATENCY_BYTES, PublishedCohort};
 use super::{
-    BadContribution, Commit, Contribution, Guard, MAX_INSTANCES, SCHEMA_VERSION, Since,
-    SqliteStoreConfig, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
+    BadContribution, Commit, Contribution, Guard, MAX_INSTANCES, NewestFirst, SCHEMA_VERSION,
+    Since, SqliteStoreConfig, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
     StoredState, StoredWrite,
 };
 use crate::config::PromotionConfig;
@@ -221,11 +221,13 @@ impl SqliteStore {
                 Ok(event_of(row))
             })
             .map_err(fail)?;
-        let mut history = Vec::new();
+        let mut newest = NewestFirst::new(release.history_bound());
         for row in rows {
-            history.push(row.map_err(fail)?.map_err(not_ours)?);
+            if !newest.take(row.map_err(fail)?.map_err(not_ours)?) {
+                break;
+            }
         }
-        history.reverse();
+        let history = newest.oldest_first();
         StoredState { release, history }
             .checked()
             .map(|state| Since::of(state, since, known))

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{Environment, PromotionConfig, check_name};
 use crate::error::{ConfigError, quoted};
-use crate::history::{RollbackEvent, RollbackTrigger, RolledBack};
-use crate::limits::MAX_REASON_BYTES;
+use crate::history::{RollbackEvent, RollbackTrigger, RolledBack, bytes_without_evidence};
+use crate::limits::{MAX_REASON_BYTES, MAX_ROLLBACK_HISTORY_BYTES};
 
 /// The stored schema's version. A store written with a newer one is refused, never guessed at.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
@@ -104,6 +104,55 @@ impl StoredState {
             event.to_event()?;
         }
         Ok(self)
+    }
+}
+
+/// A history read newest first, kept as far as the gate's history keeps it: at most the
+/// release's [`history_bound`](StoredRelease::history_bound) events within
+/// [`MAX_ROLLBACK_HISTORY_BYTES`] as the history counts them (the newest always kept), so that
+/// a backend stops reading there instead of reading events that would be dropped at once.
+#[derive(Debug)]
+pub(crate) struct NewestFirst {
+    events: Vec<StoredEvent>,
+    bytes: usize,
+    bound: usize,
+}
+
+impl NewestFirst {
+    /// An empty read of at most `bound` events.
+    pub(crate) fn new(bound: usize) -> Self {
+        Self {
+            events: Vec::new(),
+            bytes: 0,
+            bound,
+        }
+    }
+
+    /// Takes the next older event; false, and the event is not taken, when the history would
+    /// not keep it (nothing older would be kept either).
+    pub(crate) fn take(&mut self, event: StoredEvent) -> bool {
+        let flag = (event.rolled_back == "flag").then_some(event.feature.as_str());
+        let bytes = bytes_without_evidence(&event.feature, &event.reason, flag);
+        let full = self.events.len() >= self.bound
+            || (!self.events.is_empty() && self.bytes + bytes > MAX_ROLLBACK_HISTORY_BYTES);
+        if full {
+            return false;
+        }
+        self.bytes += bytes;
+        self.events.push(event);
+        true
+    }
+
+    /// How many more events it would take at most.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn room(&self) -> usize {
+        self.bound.saturating_sub(self.events.len())
+    }
+
+    /// The events taken, oldest first.
+    pub(crate) fn oldest_first(mut self) -> Vec<StoredEvent> {
+        self.events.reverse();
+        self.events
     }
 }
 

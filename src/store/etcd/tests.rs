@@ -210,6 +210,89 @@ fn a_write_whose_answer_is_lost_after_etcd_applied_it_is_written_not_a_conflict(
 }
 
 #[test]
+fn a_history_larger_than_one_answer_is_read_in_pages_as_far_as_the_gate_keeps_it() {
+    use crate::history::RollbackHistory;
+    let Some(endpoint) = endpoint("etcd large history") else {
+        return;
+    };
+    let settings = settings(&endpoint, "large-history");
+    let store = EtcdStore::open(&settings, GATE).unwrap();
+    // 3 000 events of 4 000-byte reasons, written by hand 100 to a transaction: about 17 MB
+    // of answer read whole, above ureq's default limit of 10 MiB.
+    let events = 3_000u64;
+    let stored: Vec<StoredEvent> = (1..=events)
+        .map(|version| {
+            let reason = format!("{version:04} {}", "r".repeat(3_995));
+            StoredEvent::from_event(version, &event(&reason))
+        })
+        .collect();
+    for batch in stored.chunks(100) {
+        let puts: Vec<Value> = batch
+            .iter()
+            .map(|e| {
+                put(
+                    &store.history_key(e.version),
+                    &serde_json::to_vec(e).unwrap(),
+                )
+            })
+            .collect();
+        store
+            .call("/v3/kv/txn", &json!({ "success": puts }))
+            .unwrap();
+    }
+    let mut config = config(Environment::Production);
+    config.max_rollback_history = 5_000;
+    let release = StoredRelease {
+        version: events,
+        stage: events,
+        config: config.clone(),
+    };
+    let release = serde_json::to_vec(&release).unwrap();
+    let put_release = json!({ "success": [put(&store.key("release"), &release)] });
+    store.call("/v3/kv/txn", &put_release).unwrap();
+
+    // The read keeps what the gate's history keeps of the whole: the newest within
+    // MAX_ROLLBACK_HISTORY_BYTES, here about 1 000 events over 4 pages.
+    let mut kept = RollbackHistory::default();
+    kept.replace(stored.iter().map(|e| e.to_event().unwrap()), 5_000);
+    let expected: Vec<StoredEvent> = stored[stored.len() - kept.to_vec().len()..].to_vec();
+    assert!((HISTORY_PAGE * 2..events as usize).contains(&expected.len()));
+    let state = store.load().unwrap().unwrap();
+    assert_eq!(state.history, expected);
+    // And a gate opens on it.
+    let mut document = config;
+    document.store = Some(crate::StoreConfig::Etcd(settings));
+    let gate = crate::PromotionGateManager::new(
+        document,
+        crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap(),
+    )
+    .unwrap();
+    let history = gate.rollback_history();
+    assert_eq!(history.len(), expected.len());
+    assert!(history.last().unwrap().reason.starts_with("3000 "));
+}
+
+#[test]
+fn an_answer_larger_than_a_store_of_ours_gives_is_refused_as_not_ours_naming_the_limit() {
+    // Needs no etcd: a member that answers every request with 12 MiB.
+    let body = "x".repeat(12 << 20);
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (endpoint, _) = answering_at_once(Box::leak(answer.into_boxed_str()));
+    let store = EtcdStore::new(&settings(&endpoint, "huge"), GATE);
+    let err = store.load().unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    let limit = store.one_key_answer();
+    assert!(
+        err.to_string()
+            .contains(&format!("an answer above {limit} bytes")),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming_it() {
     let Some(endpoint) = endpoint("etcd history read") else {
         return;
@@ -328,12 +411,24 @@ fn answering_at_once(answer: &'static str) -> (String, Arc<AtomicU64>) {
             let Ok(mut connection) = connection else {
                 continue;
             };
-            // The request's head is enough: the answer does not depend on its body.
+            // The answer does not depend on the request, but it is read whole: a connection
+            // closed on a body not read is reset, and the answer lost.
             let mut head = Vec::new();
             let mut byte = [0; 1];
             while !head.ends_with(b"\r\n\r\n") && connection.read(&mut byte).is_ok_and(|n| n == 1) {
                 head.push(byte[0]);
             }
+            let length = String::from_utf8_lossy(&head)
+                .to_ascii_lowercase()
+                .lines()
+                .find_map(|line| {
+                    line.strip_prefix("content-length:")
+                        .map(str::trim)
+                        .map(str::to_string)
+                })
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0);
+            let _ = connection.read_exact(&mut vec![0; length]);
             counted.fetch_add(1, Ordering::Relaxed);
             let _ = connection.write_all(answer.as_bytes());
         }
