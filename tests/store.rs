@@ -821,6 +821,30 @@ fn an_automatic_rollback_while_the_store_is_locked_is_immediate_and_written_late
 }
 
 #[test]
+fn a_write_right_after_an_automatic_rollback_is_made_on_top_of_it() {
+    // The automatic rollback is published at once and left to the sync thread: the host's
+    // next write, at once (say, on the rollback's change), writes it first, then itself.
+    for round in 0..5 {
+        let dir = Scratch::new("after-auto");
+        let path = dir.file("gate.db");
+        let gate = open_with(&path, 50.0, 5000).unwrap();
+        fail_the_canary(&gate);
+        let next = Environment::Canary {
+            traffic_percent: 1.0,
+        };
+        if let Err(err) = gate.promote(next) {
+            panic!("round {round}: {err}");
+        }
+        assert_eq!(stored_environment(&path), "Canary{1}");
+        let reopened = open(&path);
+        assert_eq!(reopened.environment(), next);
+        let history = reopened.rollback_history();
+        assert_eq!(history.len(), 1, "round {round}");
+        assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
+    }
+}
+
+#[test]
 fn the_count_of_dropped_rollback_events_never_goes_back_when_the_store_catches_up() {
     let dir = Scratch::new("dropped-count");
     let path = dir.file("gate.db");

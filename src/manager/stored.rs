@@ -31,6 +31,9 @@ use crate::verdict::Verdict;
 // then taken back at its next reading, losing what it gained meanwhile).
 const _: () = assert!(MAX_REMEMBERED >= store::MAX_INSTANCES);
 
+/// Why a host's write is refused while a rollback waits to be written.
+const WAITING_ROLLBACK: &str = "a rollback made while the store was unavailable is not written yet, and this write waits for it";
+
 /// How a write treats a store that cannot be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Durability {
@@ -233,11 +236,12 @@ impl StoreLink {
             self.defer(event);
             return Ok(());
         }
+        // Settled by `Shared::commit` first; still waiting only if it could not be written.
         if self.pending.is_some() {
             return Err(StoreError::new(
                 self.store.location(),
                 StoreProblem::Unavailable,
-                "a rollback made while the store was unavailable is not written yet; this write waits for it",
+                WAITING_ROLLBACK,
             )
             .into());
         }
@@ -512,6 +516,9 @@ impl Shared {
         event: Option<RollbackEvent>,
         durability: Durability,
     ) -> Result<u64, Error> {
+        if durability != Durability::Deferred {
+            self.settle_pending(writer)?;
+        }
         // Built first: a config the gate cannot publish (no flag set number left) is never
         // stored.
         let bound = config.max_rollback_history;
@@ -552,6 +559,60 @@ impl Shared {
                 "promotion.store cannot make the published flag sets live again after a failed write"
             ),
         }
+    }
+
+    /// Writes a rollback still waiting to be written, under the writer lock (as
+    /// [`catch_up_locked`](Self::catch_up_locked) does), before a write that waits for no one:
+    /// an automatic rollback is published at once and left to the sync thread, so a host's
+    /// write right after one finds it waiting even when the store is healthy. The host's write
+    /// is then made on top of it.
+    ///
+    /// # Errors
+    /// The store still does not answer, or refuses the rollback: the error's kind, with a
+    /// message that says the rollback is not written yet. [`StoreProblem::Conflict`] when the
+    /// gate, settling it, followed a stored state other than its own (the rollback was
+    /// dropped, or written over another process's write): the caller's write was decided on a
+    /// state that is no longer published, and is decided again.
+    fn settle_pending(&self, writer: &mut WriterState) -> Result<(), Error> {
+        let Some(link) = writer.store.as_mut() else {
+            return Ok(());
+        };
+        let Some(pending) = link.pending.clone() else {
+            return Ok(());
+        };
+        let published = self.current.load_full();
+        let local = Local::of(Arc::clone(&published));
+        match catch_up(link.store.as_ref(), link.known, Some(&pending), &local) {
+            Ok(Some(update)) => self.apply(writer, update),
+            Ok(None) => {}
+            Err(error) => {
+                link.went_down(&error);
+                let detail = format!(
+                    "{WAITING_ROLLBACK}: writing it now failed ({})",
+                    error.detail()
+                );
+                return Err(StoreError::new(link.location(), error.problem(), detail).into());
+            }
+        }
+        let Some(link) = writer.store.as_ref() else {
+            return Ok(());
+        };
+        if link.pending.is_some() {
+            return Err(StoreError::new(
+                link.location(),
+                StoreProblem::Unavailable,
+                WAITING_ROLLBACK,
+            )
+            .into());
+        }
+        if !Arc::ptr_eq(&published, &self.current.load_full()) {
+            return Err(conflict(
+                link.location(),
+                "the gate followed the stored state while it wrote its waiting rollback; the write is decided again",
+            )
+            .into());
+        }
+        Ok(())
     }
 
     /// Brings the gate up to the store's state, under the writer lock (a host's write that

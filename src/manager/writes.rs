@@ -43,8 +43,9 @@ impl PromotionGateManager {
     /// machine does not have ([`PromotionError::InvalidPath`]), too little data
     /// ([`PromotionError::InsufficientData`]) or a non-compliant canary
     /// ([`PromotionError::SloNotMet`], "SLO compliance below threshold", with the evidence).
-    /// With a state store, [`Error::Store`] when the store cannot be written (or holds a
-    /// rollback not yet written), or when another process moved the gate first.
+    /// With a state store, [`Error::Store`] when the store cannot be written (a rollback made
+    /// while it was unavailable is written first, so this includes one it still cannot take),
+    /// or when another process moved the gate first.
     /// A refused promotion changes nothing (unless the judge rolled the canary back).
     ///
     /// # Example

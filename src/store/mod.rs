@@ -118,6 +118,11 @@ impl StoreError {
         &self.location
     }
 
+    /// What failed, without the location and the kind (for a message that wraps it).
+    pub(crate) fn detail(&self) -> &str {
+        &self.detail
+    }
+
     /// What kind of failure it is.
     ///
     /// # Example

@@ -99,10 +99,20 @@ pub fn roll_back_while_the_store_is_unavailable(gate: &PromotionGateManager, loc
         .unwrap();
     assert_eq!(gate.environment(), Environment::Production);
     assert!(!routes_to_canary(gate));
+    // A write first tries to write the rollback: the store still does not answer.
     let err = gate
         .promote(Environment::Canary {
             traffic_percent: 1.0,
         })
         .unwrap_err();
-    assert!(err.to_string().contains("not written yet"), "{err}");
+    let Error::Store(store_err) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(store_err.problem(), StoreProblem::Unavailable, "{err}");
+    assert!(
+        err.to_string()
+            .contains("is not written yet, and this write waits for it: writing it now failed"),
+        "{err}"
+    );
+    assert_eq!(gate.environment(), Environment::Production);
 }
