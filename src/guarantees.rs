@@ -41,7 +41,7 @@
 //! - Through the C ABI the same holds for `pgate_route` and `pgate_record`.
 //!
 //! ## Memory
-//! - About 40 KiB per thread that records on a gate, and about 720 KiB per gate that is recorded
+//! - About 40 KiB per thread that records on a gate, and about 800 KiB per gate that is recorded
 //!   on (the window's readings and an evaluation's scratch space); neither grows with traffic.
 //! - Flag sets are bounded by what is live, not by history: at most
 //!   [`FLAG_SET_SLOTS`](crate::FLAG_SET_SLOTS) (current and recently replaced), two more per

@@ -224,6 +224,89 @@ fn errors_that_left_the_window_do_not_come_back_with_their_instance() {
     );
 }
 
+/// A gate at Canary{50} on the store at `path`, judging only (no automatic rollback), on a
+/// manual clock that starts `ahead` past the real time.
+fn watching_gate(path: &str, ahead: Duration) -> (PromotionGateManager, Arc<ManualClock>) {
+    let document = format!(
+        r#"{{"gate": "checkout", "environment": {{"canary": {{"traffic_percent": 50.0}}}},
+            "auto_rollback_enabled": false,
+            "store": {{"sqlite": {{"path": {path:?}, "sync_interval_ms": {SYNC_MS}}}}}}}"#
+    );
+    let config = PromotionConfig::from_json(&document).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    clock.advance(ahead);
+    let slo = promotion_gates::SloAdmissionController::new(promotion_gates::SloConfig::default())
+        .unwrap();
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap();
+    (gate, clock)
+}
+
+/// Records `seconds` of 20 requests a second on `gate`, advancing its clock, the canary
+/// failing at `canary_rate` (stable at 1 %); returns the canary's `[requests, errors]`.
+fn traffic(
+    gate: &PromotionGateManager,
+    clock: &ManualClock,
+    seconds: u64,
+    canary_rate: f64,
+    from: u64,
+) -> [u64; 2] {
+    let mut canary = [0, 0];
+    for i in from..from + seconds * 20 {
+        let decision = gate.route_request(&format!("user-{i}"));
+        // Every 1/rate-th request of a cohort fails, by the request's number.
+        let rate = if decision.is_canary {
+            canary_rate
+        } else {
+            0.01
+        };
+        let fails = (i as f64 * rate).floor() != ((i + 1) as f64 * rate).floor();
+        gate.record_outcome(&decision, !fails, Duration::from_millis(5));
+        if decision.is_canary {
+            canary[0] += 1;
+            canary[1] += u64::from(fails);
+        }
+        if i % 20 == 19 {
+            clock.advance(Duration::from_secs(1));
+        }
+    }
+    canary
+}
+
+#[test]
+fn a_process_joining_mid_stage_judges_the_others_traffic_from_its_joining_on() {
+    let dir = Scratch::new("fleet-join");
+    let path = dir.file("gate.db");
+    let (a, a_clock) = watching_gate(&path, Duration::ZERO);
+    // A long clean stage on A: 25 minutes.
+    let old = traffic(&a, &a_clock, 25 * 60, 0.01, 0);
+    let check = rusqlite::Connection::open(&path).unwrap();
+    eventually("A publishes all of it", || {
+        check
+            .query_row("SELECT canary_requests FROM contribution", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .is_ok_and(|published| published as u64 == old[0])
+    });
+    // B joins 30 minutes after A opened (its clock, which dates A's opening by A's instance
+    // id, is 30 minutes ahead of the real time A opened at).
+    let (b, _) = watching_gate(&path, Duration::from_secs(30 * 60));
+    eventually("B reads A", || b.health().evidence.instances == 2);
+    assert_eq!(
+        b.health().evidence.canary.requests,
+        0,
+        "A's {} canary requests of the stage so far are not B's window",
+        old[0]
+    );
+    // Then A's canary fails more often: B's window holds what A records from now on.
+    let recent = traffic(&a, &a_clock, 60, 0.2, 30_000);
+    eventually("B reads what A recorded since", || {
+        b.health().evidence.canary.requests == recent[0]
+    });
+    let canary = b.health().evidence.canary;
+    assert_eq!([canary.requests, canary.errors], recent);
+    assert!(canary.error_rate > 0.15, "{}", canary.error_rate);
+}
+
 #[test]
 fn with_fleet_judging_off_each_gate_judges_its_own_outcomes() {
     let dir = Scratch::new("fleet-off");

@@ -18,7 +18,7 @@ use crate::config::{Environment, PromotionConfig};
 use crate::decision::StageId;
 use crate::error::Error;
 use crate::history::{RollbackEvent, RolledBack};
-use crate::metrics::{Counts, FleetLedger, MAX_REMEMBERED};
+use crate::metrics::{FleetLedger, FleetReading, MAX_REMEMBERED};
 use crate::release;
 use crate::snapshot::Snapshot;
 use crate::store::{
@@ -725,7 +725,7 @@ impl Shared {
         }
         match store.contributions(stored_stage, &instance, ttl) {
             Ok(rows) => {
-                let now = self.monitor.monotonic();
+                let now = (self.monitor.monotonic(), self.monitor.wall());
                 let read = readable(&rows, stored_stage);
                 let fleet = ledger.update((stage, stored_stage), now, window, read);
                 self.monitor.set_fleet(fleet);
@@ -996,15 +996,17 @@ impl Drop for SyncThread {
     }
 }
 
-/// The contributions in `rows` to the stored stage `stored_stage`, as each instance's counts,
-/// skipping (and logging) those refused.
+/// The contributions in `rows` to the stored stage `stored_stage`, as each instance's counts
+/// with when its gate opened (if its id says), skipping (and logging) those refused.
 fn readable(
     rows: &[Result<Contribution, BadContribution>],
     stored_stage: u64,
-) -> impl Iterator<Item = (&str, Counts)> {
+) -> impl Iterator<Item = FleetReading<'_>> {
     rows.iter().filter_map(move |row| {
         let read = row.as_ref().map_err(Clone::clone).and_then(|contribution| {
-            store::decode(contribution, stored_stage).map(|c| (contribution.instance.as_str(), c))
+            let instance = contribution.instance.as_str();
+            store::decode(contribution, stored_stage)
+                .map(|counts| (instance, store::opened_at(instance), counts))
         });
         match read {
             Ok(read) => Some(read),
@@ -1110,7 +1112,7 @@ mod tests {
             Ok(contribution("late", 3, 1000)),
         ];
         let read: Vec<_> = readable(&rows, 4)
-            .map(|(instance, counts)| (instance, counts.canary.requests, counts.canary.errors))
+            .map(|(instance, _, counts)| (instance, counts.canary.requests, counts.canary.errors))
             .collect();
         assert_eq!(read, [("a", 100, 10), ("b", 300, 30)]);
         assert_eq!(readable(&rows[1..3], 4).count(), 0, "none left");

@@ -12,7 +12,8 @@
 //! gained.
 //!
 //! Memory: at most [`MAX_REMEMBERED`] instances are remembered one by one, each with its
-//! counts (40 KiB with histograms), beside the total (40 KiB) and the hashes of at most
+//! counts (40 KiB with histograms), beside the total and its part first read (40 KiB each) and
+//! the hashes of at most
 //! [`MAX_FOLDED`] folded instances (8 KiB): about 10 MiB at worst, 40 KiB per other instance in
 //! practice. An instance not read for longer than the judged window (all its counts are then
 //! older than the window), or the longest gone beyond [`MAX_REMEMBERED`], is folded: it is
@@ -20,7 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::layout::LEN;
 use super::{CohortCounts, Counts, Fleet, window};
@@ -37,6 +38,10 @@ pub(crate) const MAX_FOLDED: usize = 1024;
 /// adding this process's own counts to it cannot overflow.
 pub(crate) const MAX_TOTAL: u64 = 1 << 62;
 
+/// One other instance's reading: its id, when its gate opened (by its host's wall clock, if
+/// its id says), and its cumulative counts of the stage.
+pub(crate) type FleetReading<'a> = (&'a str, Option<SystemTime>, Counts);
+
 /// The other instances' counts of one stage, as this process last saw them.
 #[derive(Debug, Default)]
 pub(crate) struct FleetLedger {
@@ -46,6 +51,9 @@ pub(crate) struct FleetLedger {
     seen: HashMap<u64, Seen>,
     /// The sum of every instance's gains in the stage: what evaluations add.
     total: Counts,
+    /// The part of `total` that instances showed when first read: counted in the stage, but
+    /// before every window (when they happened is unknown here).
+    joined: Counts,
     /// Instances folded: forgotten one by one, their counts still in `total`.
     departed: u32,
     /// The hashes of the newest folded instances, oldest first, at most [`MAX_FOLDED`].
@@ -69,9 +77,10 @@ struct Seen {
 
 impl FleetLedger {
     /// Takes one tick's reading of the other instances' cumulative counts of `stage` (the
-    /// stored stage `stored_stage`), read at `now`, and returns what evaluations add: the
-    /// total, and how many instances it is of (those remembered and the departed); `None` when
-    /// no instance was ever seen in the stage. A new stage (local or stored) starts the book
+    /// stored stage `stored_stage`), read at `now` (the gate's monotonic and wall clocks), and
+    /// returns what evaluations add: the total, what of it instances showed when first read,
+    /// and how many instances it is of (those remembered and the departed); `None` when no
+    /// instance was ever seen in the stage. A new stage (local or stored) starts the book
     /// afresh; instances not read for longer than `window` are folded.
     ///
     /// An instance read again adds, per field, what it shows above the most it showed before,
@@ -81,6 +90,15 @@ impl FleetLedger {
     /// stage while it read its recorders), whose counts were already added; starting a new
     /// baseline there would add them again, the false burst this book exists to prevent.
     ///
+    /// An instance read for the first time adds all it shows. When its gate opened within the
+    /// last `window` (as its id says), those counts all happened within the window, and count
+    /// in it as any gain does. Otherwise (it opened earlier, or its id does not say) when they
+    /// happened is not known: they are also added to what the others showed when first read
+    /// ([`Fleet::joined`]), which the window takes as older than itself (its start, for them, is
+    /// the first read). So a process that joins mid-stage judges the others' traffic from its
+    /// joining on, not their whole stage as one window, and their whole stage in the stage-long
+    /// evidence.
+    ///
     /// A folded instance read again (longer than `window` without being read, or pushed out by
     /// the cap) is taken back at what it shows, adding nothing: what it showed before is in the
     /// total already, and what it gained while unseen cannot be told apart from it (it judges
@@ -88,17 +106,19 @@ impl FleetLedger {
     pub(crate) fn update<'a>(
         &mut self,
         (stage, stored_stage): (StageId, u64),
-        now: Duration,
+        (now, wall): (Duration, SystemTime),
         window: Duration,
-        read: impl IntoIterator<Item = (&'a str, Counts)>,
+        read: impl IntoIterator<Item = FleetReading<'a>>,
     ) -> Option<Fleet> {
         if self.stage != Some((stage, stored_stage)) {
             self.start(stage, stored_stage);
         }
         self.tick += 1;
-        for (instance, counts) in read {
+        let window_start = wall.checked_sub(window);
+        for (instance, opened, counts) in read {
             let id = self.ids.hash_one(instance);
-            self.saw(id, counts, now);
+            let in_window = opened.zip(window_start).is_some_and(|(o, s)| o >= s);
+            self.saw(id, counts, now, in_window);
         }
         self.fold_gone(now, window);
         let others = u32::try_from(self.seen.len())
@@ -108,6 +128,7 @@ impl FleetLedger {
             stage,
             others,
             counts: self.total.clone(),
+            joined: self.joined.clone(),
         })
     }
 
@@ -115,12 +136,14 @@ impl FleetLedger {
         self.stage = Some((stage, stored_stage));
         self.seen.clear();
         self.total = window::sized();
+        self.joined = window::sized();
         self.departed = 0;
         self.folded.clear();
     }
 
-    /// Adds what instance `id` gained since it was last seen, and remembers it.
-    fn saw(&mut self, id: u64, counts: Counts, now: Duration) {
+    /// Adds what instance `id` gained since it was last seen, and remembers it; `in_window`:
+    /// what it shows, if first read, all happened within the window.
+    fn saw(&mut self, id: u64, counts: Counts, now: Duration, in_window: bool) {
         let tick = self.tick;
         if let Some(seen) = self.seen.get_mut(&id) {
             let lasts = seen.counts.iter_mut().zip(counts.iter());
@@ -134,8 +157,14 @@ impl FleetLedger {
             self.folded.remove(at);
             self.departed = self.departed.saturating_sub(1);
         } else {
-            for (total, new) in self.total.iter_mut().zip(counts.iter()) {
+            // First read: all it counted so far joins the total, and unless it all happened
+            // within the window, the part before windows.
+            let sums = self.total.iter_mut().zip(self.joined.iter_mut());
+            for ((total, joined), new) in sums.zip(counts.iter()) {
                 gain(total, &mut CohortCounts::default(), new);
+                if !in_window {
+                    gain(joined, &mut CohortCounts::default(), new);
+                }
             }
         }
         self.seen.insert(
@@ -238,11 +267,17 @@ mod tests {
         Duration::from_secs(s)
     }
 
+    /// The monotonic and wall clocks `s` seconds after the test's start.
+    fn at(s: u64) -> (Duration, SystemTime) {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        (secs(s), start + secs(s))
+    }
+
     /// `book` updated at `s` seconds (of `STAGE`) with each `(instance, canary requests,
     /// canary errors)`.
     fn tick(book: &mut FleetLedger, s: u64, rows: &[(&'static str, u64, u64)]) -> Option<Fleet> {
-        let read = rows.iter().map(|&(i, r, e)| (i, counts(r, e)));
-        book.update(STAGE, secs(s), WINDOW, read)
+        let read = rows.iter().map(|&(i, r, e)| (i, None, counts(r, e)));
+        book.update(STAGE, at(s), WINDOW, read)
     }
 
     /// The canary's `[requests, errors]` and the instances of an update's fleet.
@@ -284,6 +319,36 @@ mod tests {
     }
 
     #[test]
+    fn what_an_instance_shows_when_first_read_is_kept_apart_as_joined() {
+        let mut book = FleetLedger::default();
+        tick(&mut book, 1, &[("a", 100, 10)]);
+        let on = tick(&mut book, 2, &[("a", 150, 20), ("b", 40, 4)]).unwrap();
+        let joined = |fleet: &Fleet| [fleet.joined.canary.requests, fleet.joined.canary.errors];
+        assert_eq!(joined(&on), [140, 14], "a's first reading and b's");
+        assert_eq!(on.joined.canary.histogram.iter().sum::<u64>(), 140);
+        assert_eq!(
+            [on.counts.canary.requests, on.counts.canary.errors],
+            [190, 24]
+        );
+        // Later gains are not joined: they happened between two reads.
+        let later = tick(&mut book, 3, &[("a", 200, 30), ("b", 60, 9)]).unwrap();
+        assert_eq!(joined(&later), [140, 14]);
+        // A new stage starts it afresh.
+        let next = book.update((StageId(4), 8), at(4), WINDOW, [("a", None, counts(5, 1))]);
+        assert_eq!(joined(&next.unwrap()), [5, 1]);
+        // An instance whose gate opened within the window: all it shows is of the window.
+        let (_, wall) = at(400);
+        let opened = |ago: u64| Some(wall - secs(ago));
+        let rows = [
+            ("fresh", opened(WINDOW.as_secs()), counts(70, 7)),
+            ("old", opened(WINDOW.as_secs() + 1), counts(30, 3)),
+        ];
+        let read = book.update((StageId(4), 8), at(400), WINDOW, rows).unwrap();
+        assert_eq!(joined(&read), [5 + 30, 1 + 3]);
+        assert_eq!(read.counts.canary.requests, 5 + 70 + 30);
+    }
+
+    #[test]
     fn counts_that_go_backwards_never_lower_the_total() {
         let mut book = FleetLedger::default();
         tick(&mut book, 1, &[("a", 100, 50)]);
@@ -313,13 +378,13 @@ mod tests {
         let mut book = FleetLedger::default();
         tick(&mut book, 1, &[("a", 100, 50)]);
         let next = (StageId(4), 8);
-        let fresh = book.update(next, secs(2), WINDOW, [("b", counts(10, 1))]);
+        let fresh = book.update(next, at(2), WINDOW, [("b", None, counts(10, 1))]);
         assert_eq!(canary(&fresh), ([10, 1], 1));
         assert_eq!(fresh.unwrap().stage, StageId(4));
         // The stored stage alone moving is another stage too.
-        let fresh = book.update((StageId(4), 9), secs(3), WINDOW, [("b", counts(10, 1))]);
+        let fresh = book.update((StageId(4), 9), at(3), WINDOW, [("b", None, counts(10, 1))]);
         assert_eq!(canary(&fresh), ([10, 1], 1));
-        assert_eq!(book.update((StageId(5), 10), secs(4), WINDOW, []), None);
+        assert_eq!(book.update((StageId(5), 10), at(4), WINDOW, []), None);
     }
 
     #[test]
@@ -346,15 +411,15 @@ mod tests {
         let read = |range: std::ops::Range<usize>| {
             names[range]
                 .iter()
-                .map(|n| (n.as_str(), counts(10, 1)))
+                .map(|n| (n.as_str(), None, counts(10, 1)))
                 .collect::<Vec<_>>()
         };
         // A clock that never moves: the cap folds those gone longest, never those just read.
-        let first = book.update(STAGE, secs(0), WINDOW, read(0..MAX_REMEMBERED));
+        let first = book.update(STAGE, at(0), WINDOW, read(0..MAX_REMEMBERED));
         assert_eq!(canary(&first), ([2560, 256], 256));
         let second = book.update(
             STAGE,
-            secs(0),
+            at(0),
             WINDOW,
             read(MAX_REMEMBERED..2 * MAX_REMEMBERED),
         );
@@ -367,7 +432,7 @@ mod tests {
             "the instances just read are remembered"
         );
         // Beyond the store's read limit: the cap still holds.
-        let flood = book.update(STAGE, secs(0), WINDOW, read(0..3 * MAX_REMEMBERED));
+        let flood = book.update(STAGE, at(0), WINDOW, read(0..3 * MAX_REMEMBERED));
         assert_eq!(book.seen.len(), MAX_REMEMBERED);
         assert!(book.folded.len() <= MAX_FOLDED);
         assert_eq!(
@@ -403,9 +468,9 @@ mod tests {
                         (requests, errors.min(requests))
                     };
                     last[i] = Some((requests, errors));
-                    read.push((names[i], counts(requests, errors)));
+                    read.push((names[i], None, counts(requests, errors)));
                 }
-                let Some(fleet) = book.update(STAGE, secs(t as u64), WINDOW, read) else {
+                let Some(fleet) = book.update(STAGE, at(t as u64), WINDOW, read) else {
                     continue;
                 };
                 for (before, now) in previous.iter().zip(fleet.counts.iter()) {

@@ -2,7 +2,7 @@
 //! stage's totals, windowed in time. This module owns every atomic and histogram of the judge.
 //!
 //! Memory: about 40 KiB per recording thread (two cohorts of 2560 eight-byte buckets plus a few
-//! counters), whatever the traffic or window; about 720 KiB per gate that records, for the
+//! counters), whatever the traffic or window; about 800 KiB per gate that records, for the
 //! window's readings and an evaluation's scratch space (made at the first record, reused).
 //! Recorders live as long as their gate; a thread that exits leaves its recorder (and what it
 //! counted) to the next thread that starts, so their number is bounded by the most threads
@@ -20,14 +20,14 @@ mod window;
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use thread_local::ThreadLocal;
 
 use crate::decision::{Cohort, PerCohort, StageId};
 pub(crate) use fleet::Fleet;
 use fleet::FleetCache;
-pub(crate) use ledger::{FleetLedger, MAX_REMEMBERED};
+pub(crate) use ledger::{FleetLedger, FleetReading, MAX_REMEMBERED};
 pub(crate) use recorder::CohortCounts;
 pub use recorder::Recorded;
 pub(crate) use recorder::Tally;
@@ -47,8 +47,9 @@ pub(crate) struct Metrics {
     newest_stage: NewestStage,
     /// When the newest stage started (monotonic ns).
     stage_start: AtomicU64,
-    /// Other instances' counts of the stage, when the gate is on a state store.
-    fleet: FleetCache,
+    /// Other instances' counts of the stage, when the gate is on a state store (shared with
+    /// the window, which measures against the part of them first read).
+    fleet: Arc<FleetCache>,
 }
 
 /// The stage, `[requests, errors, compliant]` per cohort at the window's start, and each
@@ -61,7 +62,8 @@ struct WindowBase {
 }
 
 /// What the lock-free screen reads: the stage's counters, the window's, and the burst span's
-/// `[requests, errors]` per cohort (histograms empty).
+/// `[requests, errors]` per cohort (histograms empty). The window and the burst span leave out
+/// what other instances showed when first read, as the judge's window does.
 #[derive(Debug, Default)]
 pub(crate) struct ScreenCounts {
     pub(crate) stage: Counts,
@@ -74,14 +76,15 @@ pub(crate) struct ScreenCounts {
 impl Metrics {
     /// Metrics of a gate whose first stage is `stage`.
     pub(crate) fn new(stage: StageId) -> Self {
+        let fleet = Arc::new(FleetCache::default());
         Self {
             recorders: ThreadLocal::new(),
-            window: Mutex::new(Window::default()),
+            window: Mutex::new(Window::of_fleet(Arc::clone(&fleet))),
             next_evaluation: CachePadded::new(AtomicU64::new(0)),
             window_base: CachePadded::new(WindowBase::default()),
             newest_stage: NewestStage::new(stage),
             stage_start: AtomicU64::new(0),
-            fleet: FleetCache::default(),
+            fleet,
         }
     }
 
@@ -169,9 +172,10 @@ impl Metrics {
 
     /// Adds the other instances' counts of `stage` (as the store's sync thread last read them)
     /// to `into`, a reading of this process's recorders; returns how many instances the sum is
-    /// of (1: this one alone). Lock-free, no allocation.
+    /// of (1: this one alone). Lock-free, no allocation. With `histograms` (an evaluation,
+    /// which holds the window) the window then measures against the same read.
     pub(crate) fn add_fleet(&self, stage: StageId, into: &mut Counts, histograms: bool) -> u32 {
-        1 + self.fleet.add_to(stage, into, histograms)
+        1 + self.fleet.add_to(stage, into, histograms).0
     }
 
     /// Replaces the other instances' counts that evaluations add (`None`: none).
@@ -224,7 +228,8 @@ impl Metrics {
         let mut counts = ScreenCounts::default();
         let mut scratch = Counts::default();
         self.read_into(stage, &mut counts.stage, &mut scratch, false);
-        counts.instances = self.add_fleet(stage, &mut counts.stage, false);
+        let (others, joined) = self.fleet.add_to(stage, &mut counts.stage, false);
+        counts.instances = 1 + others;
         let b = &self.window_base;
         let ours = b.stage.load(Ordering::Acquire) == stage.0;
         let load = |cell: &AtomicU64| {
@@ -235,15 +240,22 @@ impl Metrics {
             }
         };
         for cohort in Cohort::ALL {
-            let (now, base) = (&counts.stage[cohort], &b.counts[cohort]);
+            // As the window measures: without what the others showed when first read.
+            let (stage, joined) = (&counts.stage[cohort], joined[cohort]);
+            let now = [
+                stage.requests.saturating_sub(joined[0]),
+                stage.errors.saturating_sub(joined[1]),
+                stage.compliant.saturating_sub(joined[2]),
+            ];
+            let base = &b.counts[cohort];
             let windowed = &mut counts.windowed[cohort];
-            windowed.requests = now.requests.saturating_sub(load(&base[0]));
-            windowed.errors = now.errors.saturating_sub(load(&base[1]));
-            windowed.compliant = now.compliant.saturating_sub(load(&base[2]));
+            windowed.requests = now[0].saturating_sub(load(&base[0]));
+            windowed.errors = now[1].saturating_sub(load(&base[1]));
+            windowed.compliant = now[2].saturating_sub(load(&base[2]));
             let burst = &b.burst[cohort];
             counts.burst[cohort] = [
-                now.requests.saturating_sub(load(&burst[0])),
-                now.errors.saturating_sub(load(&burst[1])),
+                now[0].saturating_sub(load(&burst[0])),
+                now[1].saturating_sub(load(&burst[1])),
             ];
         }
         counts

@@ -8,13 +8,23 @@
 //! runs from the record path about every `evaluation_interval` (each thread paces its looks
 //! at the clock to its own rate), so a gate that sees traffic is evaluated often enough.
 //!
+//! On a state store the reading also holds the other instances' counts
+//! ([`Fleet`](super::Fleet)). What an instance showed when this process first read it is of the
+//! stage, but of no known time: the window's readings leave it out (so it is older than every
+//! window, and the window's start, for that instance's counts, is the first read), while the
+//! stage-long figures (`now`, `stage_latency`) count it. Without that, a process joining
+//! mid-stage took another's whole stage as one window.
+//!
 //! All buffers (the ring's readings and the scratch space of an evaluation) are made once, by
-//! [`Window::prepare`], and reused: evaluating allocates nothing. Memory: 18 sets of
-//! 2 × 20 KiB (readings, the settled reading, scratch), about 720 KiB per gate that records.
+//! [`Window::prepare`], and reused: evaluating allocates nothing. Memory: 20 sets of
+//! 2 × 20 KiB (readings, the settled readings, scratch), about 800 KiB per gate that records.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use super::fleet::FleetCache;
 use super::layout::LEN;
 use super::recorder::CohortCounts;
 use crate::decision::{Cohort, PerCohort, StageId};
@@ -32,11 +42,17 @@ pub(crate) type Counts = PerCohort<CohortCounts>;
 #[derive(Debug, Default)]
 pub(crate) struct Window {
     stage: Option<StageId>,
+    /// Readings (each `reading` as it was), oldest first.
     readings: VecDeque<(Duration, Counts)>,
     spare: Vec<Counts>,
+    /// The other instances' counts, of which the window leaves out those first read.
+    fleet: Arc<FleetCache>,
     /// The cumulative reading of the current evaluation.
     pub(crate) now: Counts,
-    /// What happened within the window: `now` minus the base reading.
+    /// `now` without what the other instances showed when first read: what the window
+    /// measures and keeps.
+    reading: Counts,
+    /// What happened within the window: `reading` minus the base reading.
     pub(crate) windowed: Counts,
     /// Where each recorder is read before it is added.
     pub(crate) scratch: Counts,
@@ -44,9 +60,10 @@ pub(crate) struct Window {
     pub(crate) latency: Counts,
     /// The stage's latencies after its warm-up: `now` minus the settled reading.
     pub(crate) stage_latency: Counts,
-    /// When the stage's warm-up ended for the latency rules, and the reading then.
+    /// When the stage's warm-up ended for the latency rules, and `now` and `reading` then.
     settled: Option<Duration>,
     settled_counts: Counts,
+    settled_reading: Counts,
     /// The start of the current burst span and the counters then, `[requests, errors]` per
     /// cohort; `None` when the span starts with the stage.
     burst_base: Option<(Duration, PerCohort<[u64; 2]>)>,
@@ -82,6 +99,14 @@ pub(crate) fn sized() -> Counts {
 }
 
 impl Window {
+    /// A window that leaves out the part of `fleet`'s counts first read.
+    pub(crate) fn of_fleet(fleet: Arc<FleetCache>) -> Self {
+        Self {
+            fleet,
+            ..Self::default()
+        }
+    }
+
     /// Makes every buffer an evaluation needs, once; later calls do nothing.
     pub(crate) fn prepare(&mut self) {
         if !self.spare.is_empty() || !self.readings.is_empty() {
@@ -90,15 +115,18 @@ impl Window {
         self.readings.reserve(RING);
         self.spare = (0..RING).map(|_| sized()).collect();
         self.now = sized();
+        self.reading = sized();
         self.windowed = sized();
         self.scratch = sized();
         self.latency = sized();
         self.stage_latency = sized();
         self.settled_counts = sized();
+        self.settled_reading = sized();
     }
 
-    /// Takes `self.now` as the cumulative reading of `stage` at `spans.at`, computes the
-    /// window (`self.windowed`, and the latencies after warm-up), and keeps the reading.
+    /// Takes `self.now` as the cumulative reading of `stage` at `spans.at` (with the other
+    /// instances' counts the last evaluation added), computes the window (`self.windowed`, and
+    /// the latencies after warm-up), and keeps the reading.
     /// Returns the base reading's counters and the burst span's. A new stage starts the window,
     /// the warm-up and the burst span afresh.
     pub(crate) fn observe(&mut self, stage: StageId, spans: Spans) -> Measured {
@@ -110,6 +138,7 @@ impl Window {
                 self.spare.push(counts);
             }
         }
+        self.fleet.joined_into(stage, &self.now, &mut self.reading);
         self.settle(spans);
         let measured = self.measure(stage, spans);
         self.keep(spans.at, spans.length);
@@ -118,7 +147,7 @@ impl Window {
             .is_none_or(|(t, _)| spans.at.saturating_sub(t) >= spans.burst);
         if burst_due {
             let counters = |c: &CohortCounts| [c.requests, c.errors];
-            let base = PerCohort::from_fn(|cohort| counters(&self.now[cohort]));
+            let base = PerCohort::from_fn(|cohort| counters(&self.reading[cohort]));
             self.burst_base = Some((spans.at, base));
         }
         measured
@@ -127,6 +156,7 @@ impl Window {
     /// Like [`observe`](Self::observe), but keeps nothing: the readings (so the window's start,
     /// the warm-up's end and the burst span) are left as they were.
     pub(crate) fn peek(&mut self, stage: StageId, spans: Spans) -> Measured {
+        self.fleet.joined_into(stage, &self.now, &mut self.reading);
         self.measure(stage, spans)
     }
 
@@ -144,19 +174,25 @@ impl Window {
             return;
         }
         let from_start = spans.settled_from <= spans.stage_start;
-        for (dst, src) in self.settled_counts.iter_mut().zip(self.now.iter()) {
-            if from_start {
-                dst.reset(true, LEN);
-            } else {
-                dst.copy_from(src);
+        let settled = [
+            (&mut self.settled_counts, &self.now),
+            (&mut self.settled_reading, &self.reading),
+        ];
+        for (settled, taken) in settled {
+            for (dst, src) in settled.iter_mut().zip(taken.iter()) {
+                if from_start {
+                    dst.reset(true, LEN);
+                } else {
+                    dst.copy_from(src);
+                }
             }
         }
         self.settled = Some(spans.at);
     }
 
-    /// Computes `self.windowed` and the latencies from `self.now` and the readings of `stage`
-    /// (none if the ring holds another stage's); returns what [`observe`](Self::observe)
-    /// returns.
+    /// Computes `self.windowed` and the latencies from `self.reading` (`self.now` for the
+    /// stage's latencies) and the readings of `stage` (none if the ring holds another stage's);
+    /// returns what [`observe`](Self::observe) returns.
     fn measure(&mut self, stage: StageId, spans: Spans) -> Measured {
         let ours = self.stage == Some(stage);
         let readings = if ours {
@@ -171,16 +207,17 @@ impl Window {
         let mut base_counters = PerCohort::<[u64; 3]>::default();
         for cohort in Cohort::ALL {
             let b = base.map_or(&zero, |(_, counts)| &counts[cohort]);
-            self.now[cohort].since_into(b, &mut self.windowed[cohort]);
+            let reading = &self.reading[cohort];
+            reading.since_into(b, &mut self.windowed[cohort]);
             base_counters[cohort] = [b.requests, b.errors, b.compliant];
-            let settled_base = &self.settled_counts[cohort];
             let latency_base = match (settled, base) {
                 (Some(s), Some((t, _))) if *t > s => b,
-                _ => settled_base,
+                _ => &self.settled_reading[cohort],
             };
             if settled.is_some() {
-                self.now[cohort].since_into(latency_base, &mut self.latency[cohort]);
-                self.now[cohort].since_into(settled_base, &mut self.stage_latency[cohort]);
+                reading.since_into(latency_base, &mut self.latency[cohort]);
+                let stage_base = &self.settled_counts[cohort];
+                self.now[cohort].since_into(stage_base, &mut self.stage_latency[cohort]);
             } else {
                 self.latency[cohort].reset(false, 0);
                 self.stage_latency[cohort].reset(false, 0);
@@ -188,7 +225,7 @@ impl Window {
         }
         let burst_base = self.burst_base.filter(|_| ours).map(|(_, b)| b);
         let burst = PerCohort::from_fn(|cohort| {
-            let now = &self.now[cohort];
+            let now = &self.reading[cohort];
             let [requests, errors] = burst_base.map_or([0, 0], |b| b[cohort]);
             [
                 now.requests.saturating_sub(requests),
@@ -198,8 +235,8 @@ impl Window {
         (base_counters, burst)
     }
 
-    /// Keeps `self.now` as the reading at `at` (at most one per slot), and drops the readings
-    /// older than the window needs.
+    /// Keeps `self.reading` as the reading at `at` (at most one per slot), and drops the
+    /// readings older than the window needs.
     fn keep(&mut self, at: Duration, length: Duration) {
         let slot = (length / SLOTS).max(Duration::from_millis(1)).as_nanos();
         let same_slot = self
@@ -213,7 +250,7 @@ impl Window {
         }
         .or_else(|| self.spare.pop())
         .unwrap_or_default();
-        for (dst, src) in entry.iter_mut().zip(self.now.iter()) {
+        for (dst, src) in entry.iter_mut().zip(self.reading.iter()) {
             dst.copy_from(src);
         }
         self.readings.push_back((at, entry));
@@ -287,6 +324,61 @@ mod tests {
             t += 30;
         }
         assert!(w.readings.len() <= RING);
+    }
+
+    #[test]
+    fn what_other_instances_showed_when_first_read_counts_in_the_stage_not_in_the_window() {
+        use crate::metrics::Fleet;
+        use crate::metrics::tests_support::cohort;
+        let fleet = Arc::new(FleetCache::default());
+        let mut w = Window::of_fleet(Arc::clone(&fleet));
+        w.prepare();
+        let s = StageId(1);
+        let len = Duration::from_secs(60);
+        // Another instance, first read with its whole stage: 10 000 requests, 100 errors.
+        let other = |requests: u64, errors: u64| Fleet {
+            stage: s,
+            others: 1,
+            counts: PerCohort {
+                canary: cohort(requests, errors, 2_000, 90_000),
+                stable: CohortCounts::default(),
+            },
+            joined: PerCohort {
+                canary: cohort(10_000, 100, 2_000, 90_000),
+                stable: CohortCounts::default(),
+            },
+        };
+        // An evaluation at `t` s: this process recorded nothing; the others' counts added.
+        let evaluate = |w: &mut Window, t: u64| {
+            for cohort in w.now.iter_mut() {
+                cohort.reset(true, LEN);
+            }
+            fleet.add_to(s, &mut w.now, true);
+            w.observe(s, spans(Duration::from_secs(t), len))
+        };
+        fleet.set(Some(other(10_000, 100)));
+        let (_, burst) = evaluate(&mut w, 1);
+        assert_eq!(w.now.canary.requests, 10_000, "in the stage");
+        assert_eq!(w.windowed.canary.requests, 0, "not in the window");
+        assert_eq!(burst.canary, [0, 0], "nor in the burst span");
+        // It gains 500 requests, 50 of them failed: the window holds them alone.
+        fleet.set(Some(other(10_500, 150)));
+        let (_, burst) = evaluate(&mut w, 2);
+        assert_eq!(
+            (w.windowed.canary.requests, w.windowed.canary.errors),
+            (500, 50)
+        );
+        assert_eq!(burst.canary, [500, 50]);
+        assert_eq!(w.latency.canary.histogram.iter().sum::<u64>(), 500);
+        assert_eq!(w.stage_latency.canary.histogram.iter().sum::<u64>(), 10_500);
+        // A window later, only what it gained since then.
+        fleet.set(Some(other(10_800, 160)));
+        evaluate(&mut w, 70);
+        assert_eq!(
+            (w.windowed.canary.requests, w.windowed.canary.errors),
+            (300, 10)
+        );
+        assert_eq!(w.now.canary.requests, 10_800);
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! checked before anything is allocated). Cumulative counts, not a window: each process's
 //! judge adds the others' to its own cumulative reading and takes its window of the sum, so
 //! the merged judgement is the one a single process seeing all the traffic makes, with the
-//! others' data at most two sync intervals old.
+//! others' data at most two sync intervals old, except where an instance is first read: what
+//! it shows then is of no known time unless its gate opened within the window (its id says
+//! when), and the window leaves it out (see `FleetLedger::update`): a process that joins
+//! mid-stage judges the others' traffic from its joining on, the stage-long evidence all of it.
 
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use std::fmt;
@@ -106,6 +109,15 @@ pub(crate) fn instance_id() -> String {
         .map_or(0, |d| d.as_nanos());
     let gate = GATES.fetch_add(1, Ordering::Relaxed);
     format!("{host}:{}:{gate}:{nanos:x}", std::process::id())
+}
+
+/// When the gate of instance id `instance` opened, by the wall clock of its host, as its id
+/// says ([`instance_id`]); `None` for an id not of that form (a build before it, a row written
+/// by hand). Its counts of any stage are all of later outcomes.
+pub(crate) fn opened_at(instance: &str) -> Option<SystemTime> {
+    let (_, nanos) = instance.rsplit_once(':')?;
+    let nanos = u64::from_str_radix(nanos, 16).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_nanos(nanos))
 }
 
 /// How long a contribution counts after its instance last published it: five sync intervals,
@@ -449,6 +461,17 @@ mod tests {
         assert_ne!(a, b);
         let pid = std::process::id().to_string();
         assert_eq!(a.split(':').nth(1), Some(pid.as_str()), "{a}");
+    }
+
+    #[test]
+    fn an_instance_id_says_when_its_gate_opened() {
+        let before = SystemTime::now();
+        let opened = opened_at(&instance_id()).unwrap();
+        let after = SystemTime::now();
+        assert!(before <= opened && opened <= after);
+        for foreign in ["", "a", "host:1:0:not-hex", "host:1:0:"] {
+            assert_eq!(opened_at(foreign), None, "{foreign:?}");
+        }
     }
 
     #[test]

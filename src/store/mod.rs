@@ -29,7 +29,8 @@ pub(crate) mod testing;
 
 pub use config::{EtcdStoreConfig, SqliteStoreConfig, StoreConfig};
 pub(crate) use contribution::{
-    BadContribution, Contribution, MAX_INSTANCES, decode, encode, instance_id, time_to_live,
+    BadContribution, Contribution, MAX_INSTANCES, decode, encode, instance_id, opened_at,
+    time_to_live,
 };
 pub(crate) use state::{
     Commit, Guard, NewestFirst, SCHEMA_VERSION, StoredEvent, StoredRelease, StoredState,
