@@ -61,6 +61,10 @@ pub(crate) struct EtcdStore {
     /// The lease this instance's contribution key is attached to, once granted: kept alive at
     /// each publication, so the key expires with the instance.
     lease: Mutex<Option<String>>,
+    /// The contribution last put (its key and value, as sent) and the lease it was put with:
+    /// publishing it again only keeps the lease alive. Every put is a new revision of etcd's
+    /// history, so an instance that records nothing writes nothing.
+    last_put: Mutex<Option<(String, String, String)>>,
 }
 
 /// A key's value and the revision that last changed it.
@@ -93,6 +97,7 @@ impl EtcdStore {
             agent,
             read_revision: AtomicU64::new(0),
             lease: Mutex::new(None),
+            last_put: Mutex::new(None),
         }
     }
 
@@ -547,12 +552,22 @@ impl StateStore for EtcdStore {
         let value = BASE64.encode(value.to_string());
         for _ in 0..2 {
             let lease = self.live_lease(ttl)?;
-            let put = self.call(
+            let mut last_put = self.last_put.lock().unwrap_or_else(PoisonError::into_inner);
+            let put = (key.clone(), value.clone(), lease);
+            if last_put.as_ref() == Some(&put) {
+                // Stored already, and the keep-alive just renewed the lease that holds it.
+                return Ok(());
+            }
+            let (key, value, lease) = &put;
+            let answer = self.call(
                 "/v3/kv/put",
                 &json!({ "key": key, "value": value, "lease": lease }),
             );
-            match put {
-                Ok(_) => return Ok(()),
+            match answer {
+                Ok(_) => {
+                    *last_put = Some(put);
+                    return Ok(());
+                }
                 // The lease expired between the keep-alive and the put: grant another.
                 Err(e) if e.to_string().contains("lease not found") => {
                     *self.lease.lock().unwrap_or_else(PoisonError::into_inner) = None;
