@@ -973,6 +973,21 @@ fn a_corrupt_store_file_is_an_error_naming_the_path() {
 }
 
 #[test]
+fn a_store_file_whose_history_table_was_dropped_is_not_ours_naming_the_table() {
+    let dir = Scratch::new("dropped-table");
+    let path = dir.file("gate.db");
+    drop(open(&path));
+    let check = rusqlite::Connection::open(&path).unwrap();
+    check.execute_batch("DROP TABLE history").unwrap();
+    drop(check);
+    let Err(Error::Store(err)) = open_with(&path, 10.0, 20) else {
+        panic!("a damaged file was opened");
+    };
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    assert!(err.to_string().contains("no table history"), "{err}");
+}
+
+#[test]
 fn an_automatic_rollback_is_stored_even_when_the_gate_is_dropped_at_once() {
     // Dropping the gate right after an automatic rollback (a reload, `pgate_free`) races the
     // sync thread that writes it: run it many times.

@@ -161,6 +161,7 @@ impl SqliteStore {
                     ));
                 }
                 tx.execute_batch(CREATE_CONTRIBUTIONS).map_err(fail)?;
+                self.check_tables(&tx)?;
             }
             (0, _) => {
                 return Err(self.error(
@@ -180,6 +181,45 @@ impl SqliteStore {
 
     fn error(&self, problem: StoreProblem, detail: impl std::fmt::Display) -> StoreError {
         StoreError::new(self.path.clone(), problem, detail)
+    }
+
+    /// Checks that a file marked as ours has every table and column this build reads and
+    /// writes (those [`CREATE_SCHEMA`] and [`CREATE_CONTRIBUTIONS`] make): one dropped or
+    /// altered by hand is refused as not ours, naming it, rather than failing every call later
+    /// as if the store were unavailable.
+    fn check_tables(&self, connection: &Connection) -> Result<(), StoreError> {
+        let fail = |e: rusqlite::Error| failure(&self.path, &e);
+        let ours = Connection::open_in_memory().map_err(fail)?;
+        ours.execute_batch(CREATE_SCHEMA).map_err(fail)?;
+        ours.execute_batch(CREATE_CONTRIBUTIONS).map_err(fail)?;
+        let columns = |connection: &Connection| -> Result<Vec<(String, String)>, StoreError> {
+            let mut statement = connection
+                .prepare(
+                    "SELECT m.name, c.name FROM sqlite_schema AS m, pragma_table_info(m.name) AS c
+                     WHERE m.type = 'table' ORDER BY m.name, c.cid",
+                )
+                .map_err(fail)?;
+            let rows = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(fail)?;
+            rows.collect::<Result<_, _>>().map_err(fail)
+        };
+        let found = columns(connection)?;
+        for (table, column) in columns(&ours)? {
+            if found.iter().any(|(t, c)| *t == table && *c == column) {
+                continue;
+            }
+            let missing = if found.iter().any(|(t, _)| *t == table) {
+                format!("table {table} has no column {column}")
+            } else {
+                format!("no table {table}")
+            };
+            return Err(self.error(
+                StoreProblem::NotOurs,
+                format!("{missing}: a promotion-gates file (application_id) whose schema was changed by hand"),
+            ));
+        }
+        Ok(())
     }
 
     fn read(&self, connection: &Connection, known: Guard) -> Result<Since, StoreError> {
@@ -573,6 +613,14 @@ fn failure(path: &str, error: &rusqlite::Error) -> StoreError {
     use rusqlite::Error::{FromSqlConversionFailure, IntegralValueOutOfRange, InvalidColumnType};
     let problem = match error.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreProblem::NotOurs,
+        // A table or a column gone from the file while a gate has it open (dropped by hand):
+        // retrying cannot help. SQLite's message names it.
+        Some(ErrorCode::Unknown)
+            if error.to_string().starts_with("no such table")
+                || error.to_string().starts_with("no such column") =>
+        {
+            StoreProblem::NotOurs
+        }
         // A value of another type than its column's (the columns are read through `integer`
         // and `text`, which name the value; this is what any other read would meet).
         None if matches!(

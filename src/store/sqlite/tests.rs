@@ -425,6 +425,42 @@ fn a_foreign_or_newer_database_is_refused_naming_its_path() {
 }
 
 #[test]
+fn a_file_of_ours_missing_a_table_or_a_column_is_not_ours_naming_it() {
+    let dir = Scratch::new("damaged");
+    for (damage, named) in [
+        ("DROP TABLE history", "no table history"),
+        ("DROP TABLE release", "no table release"),
+        (
+            "ALTER TABLE history DROP COLUMN reason",
+            "table history has no column reason",
+        ),
+        (
+            "ALTER TABLE contribution DROP COLUMN stable_latency",
+            "table contribution has no column stable_latency",
+        ),
+    ] {
+        let path = dir.file(&format!("{}.db", damage.replace(' ', "-")));
+        drop(open(&path, "checkout"));
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(damage)
+            .unwrap();
+        expect_refused(&path, StoreProblem::NotOurs, named);
+    }
+    // Dropped under a store that is open: its reads are not ours either, naming the table.
+    let path = dir.file("open.db");
+    let store = open(&path, "checkout");
+    first_write(&store);
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE history")
+        .unwrap();
+    let err = store.load().unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    assert!(err.to_string().contains("no such table: history"), "{err}");
+}
+
+#[test]
 fn a_missing_directory_is_unavailable_naming_the_path() {
     let dir = Scratch::new("missing");
     let path = Path::new(&dir.file("no-such-dir")).join("gate.db");
