@@ -896,6 +896,9 @@ impl Handoff {
 #[derive(Debug)]
 pub(super) struct SyncThread {
     signals: mpsc::Sender<Signal>,
+    /// Set when the gate is dropped: the thread ends before its next tick, however many
+    /// wake-ups are queued before the `Stop`.
+    stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     /// Tells the store's watch thread, if it has one, to end.
     stop_watch: Arc<AtomicBool>,
@@ -906,6 +909,8 @@ impl SyncThread {
     pub(super) fn start(shared: &Arc<Shared>, interval: Duration) -> Result<Self, Error> {
         let (signals, inbox) = mpsc::channel();
         let weak: Weak<Shared> = Arc::downgrade(shared);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&stopping);
         // Started first: if it cannot start, no watch thread is left running.
         let thread = std::thread::Builder::new()
             .name("pgate-sync".into())
@@ -917,12 +922,18 @@ impl SyncThread {
                         Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                         Ok(Signal::Wake) | Err(RecvTimeoutError::Timeout) => {}
                     }
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
                     let Some(shared) = weak.upgrade() else {
                         return;
                     };
                     // Cleared before the store is read: an ask from now on gets a read after it.
                     shared.handoff.sync_asked.store(false, Ordering::Release);
                     shared.sync_once();
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
                     shared.exchange_contributions(&mut ledger);
                 }
             })
@@ -948,6 +959,7 @@ impl SyncThread {
         }
         Ok(Self {
             signals,
+            stopping,
             thread: Some(thread),
             stop_watch,
             watch,
@@ -983,7 +995,10 @@ impl SyncThread {
 }
 
 impl Drop for SyncThread {
+    /// Waits for the sync thread's current tick, if any (its store calls), and the watch's
+    /// current request; wake-ups queued behind the tick are not run.
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
         self.stop_watch.store(true, Ordering::Relaxed);
         let _ = self.signals.send(Signal::Stop);
         if let Some(thread) = self.thread.take() {
@@ -1209,6 +1224,39 @@ mod tests {
             .unwrap();
         assert_eq!(again.release.version, 3);
         assert_eq!(store.load().unwrap().unwrap(), stored);
+    }
+
+    #[test]
+    fn a_dropped_gate_waits_for_the_current_tick_not_for_the_wake_ups_queued_behind_it() {
+        let dir = crate::store::scratch::Scratch::new("prompt-drop");
+        let path = dir.file("gate.db");
+        let mut config = crate::store::testing::config(crate::config::canary(10.0));
+        config.store = Some(StoreConfig::Sqlite(crate::store::SqliteStoreConfig {
+            path: path.clone(),
+            sync_interval_ms: 60_000,
+            busy_timeout_ms: 300,
+            fleet_judging: true,
+        }));
+        let gate = crate::PromotionGateManager::new(
+            config,
+            crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap(),
+        )
+        .unwrap();
+        // Another connection holds the write lock: each tick's publication waits 300 ms.
+        let lock = rusqlite::Connection::open(&path).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let wake = gate.shared.handoff.wake.get().unwrap();
+        for _ in 0..10 {
+            wake.send(Signal::Wake).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50)); // within the first tick
+        let start = std::time::Instant::now();
+        drop(gate);
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(1_500),
+            "the drop took {took:?}"
+        );
     }
 
     #[test]

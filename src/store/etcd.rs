@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -52,6 +52,9 @@ const fn base64_len(bytes: usize) -> usize {
 pub(crate) struct EtcdStore {
     location: String,
     endpoints: Vec<String>,
+    /// The endpoint that last answered, where every request (and the watch) starts: one that
+    /// hangs costs its timeout once, not at every request.
+    preferred: Arc<AtomicUsize>,
     prefix: String,
     /// The gate whose state the prefix holds: a release of another is refused.
     gate: String,
@@ -92,6 +95,7 @@ impl EtcdStore {
         Self {
             location: format!("{} {}", config.endpoints.join(","), config.prefix),
             endpoints: config.endpoints.clone(),
+            preferred: Arc::new(AtomicUsize::new(0)),
             prefix: config.prefix.clone(),
             gate: gate.to_string(),
             agent,
@@ -147,9 +151,10 @@ impl EtcdStore {
         (MAX_INSTANCES + 1) * (key + base64_len(MAX_CONTRIBUTION_JSON) + KV_OVERHEAD) + KV_OVERHEAD
     }
 
-    /// POSTs `body` to `path` on the first endpoint that answers: one that cannot be reached,
-    /// or answers with a server error (5xx), passes the request to the next. The answer holds
-    /// at most one key ([`one_key_answer`](Self::one_key_answer)).
+    /// POSTs `body` to `path` on the first endpoint that answers, starting with the one that
+    /// answered last: one that cannot be reached (or does not answer within the timeout), or
+    /// answers with a server error (5xx), passes the request to the next, which then comes
+    /// first. The answer holds at most one key ([`one_key_answer`](Self::one_key_answer)).
     fn call(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
         self.call_within(path, body, self.one_key_answer())
     }
@@ -173,8 +178,11 @@ impl EtcdStore {
     ) -> (Result<Value, StoreError>, bool) {
         // What each endpoint tried answered: the error names them all.
         let mut failures = Vec::new();
-        for endpoint in &self.endpoints {
-            let url = format!("{endpoint}{path}");
+        let first = self.preferred.load(Ordering::Relaxed);
+        for index in (first..self.endpoints.len()).chain(0..first) {
+            let url = format!("{}{path}", self.endpoints[index]);
+            // Asked first from now on if it answers; left behind if not.
+            self.preferred.store(index, Ordering::Relaxed);
             let mut response = match self.agent.post(&url).send(body.to_string()) {
                 Ok(response) => response,
                 Err(e) => {
@@ -624,6 +632,7 @@ impl StateStore for EtcdStore {
     fn watch(&self, wake: Box<dyn Fn() + Send>, stop: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
         let agent = self.agent.clone();
         let endpoints = self.endpoints.clone();
+        let preferred = Arc::clone(&self.preferred);
         let key = BASE64.encode(self.key("release"));
         // The first watch starts after the state the gate read when it opened; each next one
         // after the last event received, so nothing written between two watches is missed.
@@ -631,10 +640,11 @@ impl StateStore for EtcdStore {
         let spawned = std::thread::Builder::new()
             .name("pgate-watch".into())
             .spawn(move || {
-                let mut next = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let endpoint = &endpoints[next % endpoints.len()];
-                    next += 1;
+                    // The endpoint the requests use; one that does not answer is passed over
+                    // for the next, for the requests too.
+                    let index = preferred.load(Ordering::Relaxed) % endpoints.len();
+                    let endpoint = &endpoints[index];
                     let mut create = json!({"key": key});
                     if from > 1 {
                         create["start_revision"] = json!(from.to_string());
@@ -652,6 +662,13 @@ impl StateStore for EtcdStore {
                     // at once.
                     let Some(mut response) = response.ok().filter(|r| r.status().is_success())
                     else {
+                        let next = (index + 1) % endpoints.len();
+                        let _ = preferred.compare_exchange(
+                            index,
+                            next,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                         pause(&stop);
                         continue;
                     };

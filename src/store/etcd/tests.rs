@@ -135,11 +135,13 @@ fn a_history_bound_of_one_or_two_keeps_the_newest_events_at_every_write() {
     }
 }
 
-/// A loopback endpoint that never answers: it reads each request, hands the body of a
-/// transaction to `on_txn` (which may apply it, as a member that times out after committing
-/// does), then closes the connection. The store then passes the request to its next endpoint.
-fn losing_answers(on_txn: impl Fn(String) + Send + 'static) -> String {
-    use std::io::{BufRead, BufReader, Read};
+/// A loopback endpoint that never answers a transaction: it hands the body of each to
+/// `on_txn` (which may apply it, as a member that times out after committing does), then closes
+/// the connection, and the store passes the request to its next endpoint. Other requests it
+/// passes to etcd at `etcd` and answers, so that it is the endpoint the store asks first.
+fn losing_answers(etcd: &str, on_txn: impl Fn(String) + Send + 'static) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let etcd = etcd.to_string();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -161,9 +163,26 @@ fn losing_answers(on_txn: impl Fn(String) + Send + 'static) -> String {
                 line.clear();
             }
             let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_ok() && request_line.contains(" /v3/kv/txn ") {
-                on_txn(String::from_utf8_lossy(&body).into_owned());
+            if reader.read_exact(&mut body).is_err() {
+                continue;
             }
+            let body = String::from_utf8_lossy(&body).into_owned();
+            if request_line.contains(" /v3/kv/txn ") {
+                on_txn(body);
+                continue;
+            }
+            let path = request_line.split(' ').nth(1).unwrap_or("/");
+            let answer = ureq::post(format!("{etcd}{path}"))
+                .send(body)
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap();
+            let _ = write!(
+                reader.get_mut(),
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
         }
     });
     endpoint
@@ -175,7 +194,7 @@ fn a_write_whose_answer_is_lost_after_etcd_applied_it_is_written_not_a_conflict(
         return;
     };
     let etcd = endpoint.clone();
-    let applies = losing_answers(move |txn| {
+    let applies = losing_answers(&endpoint, move |txn| {
         ureq::post(format!("{etcd}/v3/kv/txn")).send(txn).unwrap();
     });
     let direct = settings(&endpoint, "lost");
@@ -187,6 +206,8 @@ fn a_write_whose_answer_is_lost_after_etcd_applied_it_is_written_not_a_conflict(
     let first = write_on(0, crate::config::canary(10.0), None);
     // Applied by the first endpoint, then refused by the second's compare: this write's own.
     assert_eq!(store.commit(&first).unwrap(), Commit::Written);
+    // The store now asks the second endpoint first (the first lost an answer): back to it.
+    assert_eq!(store.preferred.swap(0, Ordering::Relaxed), 1);
     let rollback = write_on(1, Environment::Production, Some("bad deploy"));
     assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
     let stored = store.load().unwrap().unwrap();
@@ -195,7 +216,7 @@ fn a_write_whose_answer_is_lost_after_etcd_applied_it_is_written_not_a_conflict(
     // The answer lost while another writer's transaction went in: a conflict, and nothing of
     // this write is stored (its compare can no longer hold).
     let rival = EtcdStore::open(&direct, GATE).unwrap();
-    let races = losing_answers(move |_| {
+    let races = losing_answers(&endpoint, move |_| {
         commit_on_top(&rival, "rival", 10);
     });
     let racing = EtcdStore::open(&through(races), GATE).unwrap();
@@ -434,6 +455,58 @@ fn answering_at_once(answer: &'static str) -> (String, Arc<AtomicU64>) {
         }
     });
     (endpoint, requests)
+}
+
+/// A loopback endpoint that accepts connections and never answers (a hung member, or one
+/// behind a partition that still accepts): its endpoint, and how many connections it took.
+fn hanging() -> (String, Arc<AtomicU64>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for connection in listener.incoming() {
+            counted.fetch_add(1, Ordering::Relaxed);
+            held.push(connection);
+        }
+    });
+    (endpoint, accepted)
+}
+
+#[test]
+fn a_member_that_hangs_costs_its_timeout_once_not_at_every_request() {
+    let _alone = WATCH_THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    // Needs no etcd: the second member answers every request with an empty range.
+    let (hung, accepted) = hanging();
+    let (answering, answered) = answering_at_once(
+        "HTTP/1.1 200 OK\r\nContent-Length: 27\r\nConnection: close\r\n\r\n{\"header\":{\"revision\":\"5\"}}",
+    );
+    let config = EtcdStoreConfig {
+        endpoints: vec![hung, answering],
+        ..settings("http://unused", "hung")
+    };
+    let store = EtcdStore::new(&config, GATE);
+    let start = Instant::now();
+    assert_eq!(store.load().unwrap(), None);
+    assert!(
+        start.elapsed() >= REQUEST_TIMEOUT,
+        "the hung member was asked first"
+    );
+    let start = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(store.load().unwrap(), None);
+    }
+    let took = start.elapsed();
+    assert!(took < REQUEST_TIMEOUT, "5 reads took {took:?}");
+    assert_eq!(answered.load(Ordering::Relaxed), 6);
+    // The watch starts with the member that answers too.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = store.watch(Box::new(|| {}), Arc::clone(&stop)).unwrap();
+    std::thread::sleep(WATCH_SPAN * 5 / 2);
+    stop.store(true, Ordering::Relaxed);
+    watch.join().unwrap();
+    assert_eq!(accepted.load(Ordering::Relaxed), 1, "asked once");
 }
 
 #[test]
