@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::scratch::Scratch;
+use common::scratch::{Scratch, backup, move_over, remove_store};
 use common::stored::{
     eventually, fail_the_canary, race_a_rollback_against_a_ramp,
     roll_back_while_the_store_is_unavailable, routes_to_canary,
@@ -1094,4 +1094,164 @@ fn overrides_survive_a_reopen() {
     assert_eq!(overrides.canary_ids, ["tester-1"]);
     let tester = reopened.route_request("tester-1");
     assert!(tester.is_canary && tester.forced.is_some());
+}
+
+#[test]
+fn a_rollback_made_after_the_store_file_was_removed_reaches_every_gate_old_and_new() {
+    let dir = Scratch::new("file-removed");
+    let path = dir.file("gate.db");
+    let (a, b) = (open(&path), open(&path));
+    remove_store(&path);
+    // A process started now (a reload's new worker) creates the file afresh, from its document.
+    let started_after = open(&path);
+    assert!(routes_to_canary(&started_after));
+    a.rollback("bad deploy").unwrap();
+    for (name, gate) in [("b", &b), ("the gate started after", &started_after)] {
+        eventually(&format!("{name} follows a's rollback"), || {
+            gate.sync_now();
+            gate.environment() == Environment::Production
+        });
+        assert!(!routes_to_canary(gate), "{name}");
+        assert_eq!(gate.rollback_history(), a.rollback_history(), "{name}");
+        assert_eq!(gate.stage(), a.stage(), "{name}");
+    }
+    // And every process (re)started later.
+    drop((a, b, started_after));
+    let restarted = open(&path);
+    assert_eq!(restarted.environment(), Environment::Production);
+    let history = restarted.rollback_history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].reason, "bad deploy");
+}
+
+#[test]
+fn a_backup_moved_over_the_store_file_is_followed_as_a_store_that_went_back() {
+    let dir = Scratch::new("file-restored");
+    let path = dir.file("gate.db");
+    let (a, b) = (open(&path), open(&path));
+    let saved = dir.file("backup.db");
+    backup(&path, &saved); // Canary{10}, the first state
+    a.promote(Environment::Canary {
+        traffic_percent: 5.0,
+    })
+    .unwrap();
+    a.rollback("bad deploy").unwrap();
+    eventually("b follows the rollback", || {
+        b.environment() == Environment::Production
+    });
+    let stage = a.stage();
+    move_over(&saved, &path);
+    // Both notice the new file at their next sync and follow its state, as they follow a
+    // store put back to an older state by hand: stages numbered above their own, the history
+    // the restored one.
+    for (name, gate) in [("a", &a), ("b", &b)] {
+        eventually(&format!("{name} follows the restored state"), || {
+            gate.environment()
+                == Environment::Canary {
+                    traffic_percent: 10.0,
+                }
+        });
+        assert!(routes_to_canary(gate), "{name}");
+    }
+    eventually("both gates agree", || a.stage() == b.stage());
+    assert!(a.stage() > stage, "a gate's stage never goes back");
+    assert!(a.rollback_history().is_empty());
+    assert_eq!(stored_environment(&path), "Canary{10}");
+    let started_after = open(&path);
+    assert_eq!(started_after.stage(), a.stage());
+    assert!(started_after.rollback_history().is_empty());
+    // Writes go on in the restored file, and reach every gate.
+    b.rollback("bad deploy, again").unwrap();
+    for gate in [&a, &started_after] {
+        eventually("the rollback reaches every gate", || {
+            gate.environment() == Environment::Production
+        });
+    }
+}
+
+#[test]
+fn another_programs_file_moved_over_the_store_is_refused_and_the_gate_recovers_when_ours_is_back() {
+    let dir = Scratch::new("file-foreign");
+    let path = dir.file("gate.db");
+    let gate = open(&path);
+    gate.rollback("bad deploy").unwrap();
+    let (history, stage) = (gate.rollback_history(), gate.stage());
+    let kept = dir.file("kept.db");
+    backup(&path, &kept);
+    let foreign = dir.file("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);")
+        .unwrap();
+    move_over(&foreign, &path);
+    let new_rollout = Environment::Canary {
+        traffic_percent: 1.0,
+    };
+    let err = gate.promote(new_rollout).unwrap_err();
+    let Error::Store(store_err) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(store_err.problem(), StoreProblem::NotOurs, "{err}");
+    assert_eq!(store_err.location(), path);
+    assert!(
+        err.to_string().contains("another program's database"),
+        "{err}"
+    );
+    // Many sync intervals: the gate routes on its last state, which nothing changed.
+    std::thread::sleep(Duration::from_millis(10 * SYNC_MS));
+    assert_eq!(gate.environment(), Environment::Production);
+    assert!(!routes_to_canary(&gate));
+    assert_eq!((gate.rollback_history(), gate.stage()), (history, stage));
+    // The operator puts the gate's file back: it is read again, and written.
+    move_over(&kept, &path);
+    eventually("the gate writes to its file again", || {
+        gate.promote(new_rollout).is_ok()
+    });
+    assert_eq!(stored_environment(&path), "Canary{1}");
+}
+
+#[test]
+fn a_store_file_removed_alone_is_followed_once_every_process_closed_it() {
+    const TEST: &str = "a_store_file_removed_alone_is_followed_once_every_process_closed_it";
+    if let Some((_, path)) = child_role() {
+        // Another process that has the file open, and reads the store when told to.
+        let gate = open_slow(&path);
+        std::fs::write(format!("{path}.ready"), b"").unwrap();
+        eventually("told to read the store", || {
+            std::path::Path::new(&format!("{path}.go")).exists()
+        });
+        eventually("this process follows the rollback", || {
+            gate.sync_now();
+            gate.environment() == Environment::Production
+        });
+        println!("followed");
+        return;
+    }
+    let dir = Scratch::new("file-removed-alone");
+    let path = dir.file("gate.db");
+    let gate = open_slow(&path);
+    let other = child(TEST, "holder", &path);
+    eventually("the other process opened the gate", || {
+        std::path::Path::new(&format!("{path}.ready")).exists()
+    });
+    // Only the file: its -wal and -shm stay, the other process's still.
+    std::fs::remove_file(&path).unwrap();
+    gate.rollback("after the file was removed").unwrap();
+    assert_eq!(gate.environment(), Environment::Production);
+    std::fs::write(format!("{path}.go"), b"").unwrap();
+    eventually("this gate's rollback is stored", || {
+        gate.sync_now();
+        stored_version_if_any(&path).is_some() && stored_environment(&path) == "Production"
+    });
+    let output = other.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("followed"));
+    let started_after = open(&path);
+    assert_eq!(started_after.environment(), Environment::Production);
+    assert_eq!(started_after.rollback_history(), gate.rollback_history());
+    let integrity: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
 }

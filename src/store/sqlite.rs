@@ -1,8 +1,10 @@
 //! The SQLite store: one file on one host, in WAL mode, shared by every process that opens it
 //! (nginx workers, a restarted proxy). Each gate is one row of `release` and its rows of
-//! `history`; a write is one `BEGIN IMMEDIATE` transaction that checks the guard first. The
-//! schema is in `docs/store.md`.
+//! `history`; a write is one `BEGIN IMMEDIATE` transaction that checks the guard first. Each
+//! call first checks that the path still names the file the store opened, and opens it again
+//! when it was removed or replaced on disk. The schema is in `docs/store.md`.
 
+use rusqlite::config::DbConfig;
 use rusqlite::types::ValueRef;
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params,
@@ -19,6 +21,9 @@ use super::{
 use crate::config::PromotionConfig;
 use crate::decision::PerCohort;
 use crate::error::{Shown, quoted};
+use identity::FileIdentity;
+
+mod identity;
 
 /// Marks a file as ours in the SQLite header (`PRAGMA application_id`): "PGAT".
 const APPLICATION_ID: i32 = 0x5047_4154;
@@ -70,47 +75,139 @@ CREATE TABLE IF NOT EXISTS contribution (
 pub(crate) struct SqliteStore {
     path: String,
     gate: String,
-    /// One connection per store; the writer and the sync thread take turns.
-    connection: Mutex<Connection>,
+    busy_timeout: Duration,
+    /// The connection to the file the path named when it was opened; the writer and the sync
+    /// thread take turns. `None` after the path named another file and opening that one
+    /// failed: the next call tries again.
+    open: Mutex<Option<OpenFile>>,
+}
+
+/// A connection, and the file it was opened on.
+#[derive(Debug)]
+struct OpenFile {
+    connection: Connection,
+    file: FileIdentity,
 }
 
 impl SqliteStore {
     /// Opens (creating when missing) the file at `config.path`, in WAL mode, and checks that
     /// it is a promotion-gates store of a schema this version reads.
     pub(crate) fn open(config: &SqliteStoreConfig, gate: &str) -> Result<Self, StoreError> {
-        let path = config.path.clone();
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let connection =
-            Connection::open_with_flags(&path, flags).map_err(|e| failure(&path, &e))?;
-        let busy_timeout = Duration::from_millis(config.busy_timeout_ms);
-        connection
-            .busy_timeout(busy_timeout)
-            .map_err(|e| failure(&path, &e))?;
         let store = Self {
-            path,
+            path: config.path.clone(),
             gate: gate.to_string(),
-            connection: Mutex::new(connection),
+            busy_timeout: Duration::from_millis(config.busy_timeout_ms),
+            open: Mutex::new(None),
         };
-        store.prepare(busy_timeout)?;
+        let file = store.open_file()?;
+        *store.lock() = Some(file);
         Ok(store)
     }
 
-    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<OpenFile>> {
         // A panic while holding the connection leaves no transaction open: rusqlite rolls an
         // unfinished one back when it is dropped during the unwind.
-        self.connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `operation` on a connection to the file the path names now (see
+    /// [`follow_path`](Self::follow_path)), held for the whole operation.
+    fn on_current_file<T>(
+        &self,
+        operation: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut open = self.lock();
+        operation(self.follow_path(&mut open)?)
+    }
+
+    /// The connection to the file the path names now: the open one while the path still names
+    /// its file (one `stat`), else a new one, opened as [`open`](Self::open) does, replacing
+    /// it. A file removed or replaced on disk while open (an operator's `rm` to reset, a
+    /// restored backup moved over it) would otherwise go on being read and written by this
+    /// process, unseen by every process that opens the path afterwards.
+    fn follow_path<'a>(
+        &self,
+        open: &'a mut Option<OpenFile>,
+    ) -> Result<&'a mut Connection, StoreError> {
+        let now = self.file_now()?;
+        let file = match open.take() {
+            Some(file) if Some(file.file) == now => file,
+            stale => {
+                if let Some(stale) = stale {
+                    self.log_left(stale.file, now);
+                    close_detached(stale.connection);
+                }
+                self.open_file()?
+            }
+        };
+        Ok(&mut open.insert(file).connection)
+    }
+
+    /// The file the path names now, if any.
+    fn file_now(&self) -> Result<Option<FileIdentity>, StoreError> {
+        FileIdentity::of(&self.path).map_err(|e| {
+            self.error(
+                StoreProblem::Unavailable,
+                format!("cannot tell which file the path names: {e}"),
+            )
+        })
+    }
+
+    fn log_left(&self, was: FileIdentity, now: Option<FileIdentity>) {
+        match now {
+            Some(now) => tracing::warn!(
+                store = %self.path,
+                old_inode = was.inode(),
+                new_inode = now.inode(),
+                "promotion.store the file was replaced on disk (another file has its path now): the gate closes the old one and follows the new one's state"
+            ),
+            None => tracing::warn!(
+                store = %self.path,
+                old_inode = was.inode(),
+                "promotion.store the file was removed on disk: the gate closes it and opens its path again, created afresh when missing"
+            ),
+        }
+    }
+
+    /// Opens the file the path names (creating it when missing) and prepares it; with the
+    /// file it was opened on: the one the path named before and after opening it (created
+    /// here, or replaced meanwhile: opened again, on the one it names now).
+    fn open_file(&self) -> Result<OpenFile, StoreError> {
+        let fail = |e: rusqlite::Error| failure(&self.path, &e);
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        for _ in 0..3 {
+            let before = self.file_now()?;
+            let mut connection = Connection::open_with_flags(&self.path, flags).map_err(fail)?;
+            connection.busy_timeout(self.busy_timeout).map_err(fail)?;
+            let prepared = self.prepare(&mut connection);
+            let same = match (before, self.file_now()?) {
+                (Some(before), Some(after)) if before == after => Some(after),
+                _ => None,
+            };
+            match (prepared, same) {
+                (Ok(()), Some(file)) => return Ok(OpenFile { connection, file }),
+                // Closed as any connection (the path still names its file).
+                (Err(error), Some(_)) => return Err(error),
+                (Err(error), None) => {
+                    close_detached(connection);
+                    return Err(error);
+                }
+                (Ok(()), None) => close_detached(connection),
+            }
+        }
+        Err(self.error(
+            StoreProblem::Unavailable,
+            "the path named another file each time it was opened (replaced again and again)",
+        ))
     }
 
     /// WAL mode, full sync, and the schema: created in an empty file, checked in ours,
     /// refused in anything else.
-    fn prepare(&self, busy_timeout: Duration) -> Result<(), StoreError> {
-        let mut connection = self.connection();
+    fn prepare(&self, connection: &mut Connection) -> Result<(), StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
-        let journal = wal_mode(&connection, busy_timeout).map_err(fail)?;
+        let journal = wal_mode(connection, self.busy_timeout).map_err(fail)?;
         if !journal.eq_ignore_ascii_case("wal") {
             return Err(self.error(
                 StoreProblem::Unavailable,
@@ -326,26 +423,14 @@ impl SqliteStore {
         .map_err(fail)?;
         tx.commit().map_err(fail)
     }
-}
 
-impl StateStore for SqliteStore {
-    fn location(&self) -> &str {
-        &self.path
-    }
-
-    fn changes_since(&self, known: Guard) -> Result<Since, StoreError> {
-        let mut connection = self.connection();
-        // One read transaction: the release and its history from the same commit.
-        let tx = connection
-            .transaction()
-            .map_err(|e| failure(&self.path, &e))?;
-        let state = self.read(&tx, known)?;
-        tx.commit().map_err(|e| failure(&self.path, &e))?;
-        Ok(state)
-    }
-
-    fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError> {
-        let mut connection = self.connection();
+    /// Commits `write` if the stored version is still the one it was decided on, in one
+    /// transaction (see [`StateStore::commit`]).
+    fn commit_in(
+        &self,
+        connection: &mut Connection,
+        write: &StoredWrite,
+    ) -> Result<Commit, StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -412,29 +497,15 @@ impl StateStore for SqliteStore {
         Ok(Commit::Written)
     }
 
-    fn publish(&self, contribution: &Contribution, ttl: Duration) -> Result<(), StoreError> {
-        let now = now_ms();
-        let mut connection = self.connection();
-        let fail = |e: rusqlite::Error| failure(&self.path, &e);
-        // A contribution is replaced every sync tick and worthless after a crash: its commit
-        // does not wait for the disk (`synchronous = NORMAL`: in WAL mode the file stays
-        // consistent, the last commits may be lost with the machine). Release writes keep FULL.
-        connection
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(fail)?;
-        let published = self.publish_in(&mut connection, contribution, now, ttl);
-        let restored = connection.pragma_update(None, "synchronous", "FULL");
-        published?;
-        restored.map_err(fail)
-    }
-
-    fn contributions(
+    /// The live contributions to `stage` of instances other than `except` (see
+    /// [`StateStore::contributions`]).
+    fn contributions_in(
         &self,
+        connection: &Connection,
         stage: u64,
         except: &str,
         ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
-        let connection = self.connection();
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
         // A latency blob above the bound is not read (NULL), only its length.
         let mut statement = connection
@@ -460,6 +531,72 @@ impl StateStore for SqliteStore {
             )
             .map_err(fail)?;
         rows.map(|row| row.map_err(fail)).collect()
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Closes the connection, without its checkpoint when the path names another file by now
+    /// (see [`close_detached`]).
+    fn drop(&mut self) {
+        let open = self
+            .open
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(open) = open
+            && !matches!(FileIdentity::of(&self.path), Ok(Some(now)) if now == open.file)
+        {
+            close_detached(open.connection);
+        }
+    }
+}
+
+impl StateStore for SqliteStore {
+    fn location(&self) -> &str {
+        &self.path
+    }
+
+    fn changes_since(&self, known: Guard) -> Result<Since, StoreError> {
+        self.on_current_file(|connection| {
+            // One read transaction: the release and its history from the same commit.
+            let tx = connection
+                .transaction()
+                .map_err(|e| failure(&self.path, &e))?;
+            let state = self.read(&tx, known)?;
+            tx.commit().map_err(|e| failure(&self.path, &e))?;
+            Ok(state)
+        })
+    }
+
+    fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError> {
+        self.on_current_file(|connection| self.commit_in(connection, write))
+    }
+
+    fn publish(&self, contribution: &Contribution, ttl: Duration) -> Result<(), StoreError> {
+        let now = now_ms();
+        let fail = |e: rusqlite::Error| failure(&self.path, &e);
+        self.on_current_file(|connection| {
+            // A contribution is replaced every sync tick and worthless after a crash: its
+            // commit does not wait for the disk (`synchronous = NORMAL`: in WAL mode the file
+            // stays consistent, the last commits may be lost with the machine). Release writes
+            // keep FULL.
+            connection
+                .pragma_update(None, "synchronous", "NORMAL")
+                .map_err(fail)?;
+            let published = self.publish_in(connection, contribution, now, ttl);
+            let restored = connection.pragma_update(None, "synchronous", "FULL");
+            published?;
+            restored.map_err(fail)
+        })
+    }
+
+    fn contributions(
+        &self,
+        stage: u64,
+        except: &str,
+        ttl: Duration,
+    ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
+        self.on_current_file(|connection| self.contributions_in(connection, stage, except, ttl))
     }
 }
 
@@ -583,8 +720,6 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Sorts SQLite's failures: a file that is not a database (or a damaged one) is not ours and
-/// will not get better; anything else (locked, I/O, cannot open) may.
 /// Puts the file in WAL mode and returns the journal mode it is in. Several processes opening
 /// one new file at once (the workers of a proxy starting together) contend for the lock this
 /// takes, and SQLite answers `SQLITE_BUSY` at once there instead of calling the busy handler
@@ -609,6 +744,23 @@ fn wal_mode(connection: &Connection, busy_timeout: Duration) -> rusqlite::Result
     }
 }
 
+/// Closes a connection to a file the path may no longer name, without the checkpoint SQLite
+/// makes when the last connection to a file in WAL mode closes: that checkpoint writes into a
+/// file no process opens again, then deletes the `-wal` and `-shm` files *by path*, which by
+/// now may be those of the file that replaced it, under its connections' feet. SQLite skips it
+/// when its own look at the path (at closing) finds the file moved; this does not depend on
+/// that look. The file left is not written at all (its last commits stay in its log).
+fn close_detached(connection: Connection) {
+    if let Err(error) = connection.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true) {
+        tracing::warn!(%error, "promotion.store cannot close a file the path may no longer name without its checkpoint");
+    }
+    if let Err((_, error)) = connection.close() {
+        tracing::warn!(%error, "promotion.store closing a file the path may no longer name failed");
+    }
+}
+
+/// Sorts SQLite's failures: a file that is not a database (or a damaged one) is not ours and
+/// will not get better; anything else (locked, I/O, cannot open) may.
 fn failure(path: &str, error: &rusqlite::Error) -> StoreError {
     use rusqlite::Error::{FromSqlConversionFailure, IntegralValueOutOfRange, InvalidColumnType};
     let problem = match error.sqlite_error_code() {

@@ -68,7 +68,7 @@ pub(crate) fn log_verdict(verdict: &Verdict) {
 
 #[cfg(test)]
 #[path = "../../tests/common/log_lines.rs"]
-mod log_lines;
+pub(crate) mod log_lines;
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,8 @@ mod rollbacks;
 mod route;
 mod window;
 
+#[cfg(test)]
+pub(crate) use logs::log_lines;
 pub(crate) use logs::{LoggedBytes, log_verdict};
 pub use rollbacks::RollbackCount;
 pub(crate) use rollbacks::{RollbackTally, rollback_series};

@@ -1,5 +1,6 @@
-//! What the state store tests need besides the crate, std only: a scratch directory and the
-//! etcd endpoint of `.ci/etcd`. Shared by the integration tests (`tests/common`) and by the
+//! What the state store tests need besides the crate (std and rusqlite only): a scratch
+//! directory, the file operations of an operator on a SQLite store, and the etcd endpoint of
+//! `.ci/etcd`. Shared by the integration tests (`tests/common`) and by the
 //! store backends' unit tests (`src/store`, which include this file by path: integration test
 //! helpers are not part of the crate).
 
@@ -39,6 +40,40 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Removes the SQLite store file at `path` with its `-wal` and `-shm`, as an operator resetting
+/// it does (`rm gate.db gate.db-wal gate.db-shm`) while gates have it open.
+pub fn remove_store(path: &str) {
+    for file in [
+        path.to_string(),
+        format!("{path}-wal"),
+        format!("{path}-shm"),
+    ] {
+        std::fs::remove_file(&file).unwrap();
+    }
+}
+
+/// A copy of the SQLite store at `path` as it is now, at `to` (`VACUUM INTO`: consistent while
+/// gates write).
+pub fn backup(path: &str, to: &str) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute("VACUUM INTO ?1", [to])
+        .unwrap();
+}
+
+/// Moves `file` over the SQLite store at `path`, as an operator restoring a backup does: the
+/// `-wal` and `-shm` of the file it replaces removed first (`rm gate.db-wal gate.db-shm; mv
+/// restored.db gate.db`).
+pub fn move_over(file: &str, path: &str) {
+    for companion in [format!("{path}-wal"), format!("{path}-shm")] {
+        match std::fs::remove_file(&companion) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{companion}: {e}"),
+            _ => {}
+        }
+    }
+    std::fs::rename(file, path).unwrap();
 }
 
 /// The etcd endpoint of `.ci/etcd`, or `None` after saying loudly that `test` did not run

@@ -2,12 +2,31 @@ use super::*;
 use crate::MAX_REASON_BYTES;
 use crate::config::{Environment, canary};
 use crate::store::Guard;
-use crate::store::scratch::Scratch;
+use crate::store::scratch::{Scratch, backup, move_over, remove_store};
 use crate::store::testing::{commit_on_top, config, contribution, rollback_event, write_on};
+use crate::telemetry::log_lines::LogLines;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
+
+impl SqliteStore {
+    /// The store's connection as it is, without looking at the path (rows written or counted
+    /// by hand).
+    fn connection(&self) -> OwnConnection<'_> {
+        OwnConnection(self.lock())
+    }
+}
+
+struct OwnConnection<'a>(std::sync::MutexGuard<'a, Option<OpenFile>>);
+
+impl std::ops::Deref for OwnConnection<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.0.as_ref().unwrap().connection
+    }
+}
 
 fn settings(path: &str) -> SqliteStoreConfig {
     SqliteStoreConfig {
@@ -656,6 +675,139 @@ fn at_most_max_instances_contributions_are_read() {
         store.contributions(1, "me", ttl).unwrap().len(),
         MAX_INSTANCES
     );
+}
+
+/// The stored release's version, read by a connection of its own (as a process started now).
+fn version_read_afresh(path: &str) -> Option<i64> {
+    Connection::open(path)
+        .unwrap()
+        .query_row("SELECT version FROM release", [], |row| row.get(0))
+        .optional()
+        .unwrap()
+}
+
+#[test]
+fn a_store_whose_file_was_removed_writes_to_the_file_created_at_its_path() {
+    let dir = Scratch::new("removed");
+    let path = dir.file("gate.db");
+    let (a, b) = (open(&path, "checkout"), open(&path, "checkout"));
+    first_write(&a);
+    assert!(b.load().unwrap().is_some());
+    remove_store(&path);
+    // The next call opens the path again: a new, empty store, where the write goes.
+    assert_eq!(a.changes_since(known(1)).unwrap(), Since::Reset(None));
+    let rollback = write_on(0, Environment::Production, Some("after the reset"));
+    assert_eq!(a.commit(&rollback).unwrap(), Commit::Written);
+    assert_eq!(version_read_afresh(&path), Some(1));
+    // The other store follows the path too (its old file held Canary{10} at version 1), and
+    // so does one opened now.
+    let seen = b.load().unwrap().unwrap();
+    assert_eq!(seen.release.config.environment, Environment::Production);
+    assert_eq!(seen.history.len(), 1);
+    let c = open(&path, "checkout");
+    assert_eq!(c.load().unwrap(), Some(seen.clone()));
+    // Publishing and reading contributions follow it as well.
+    let ttl = Duration::from_secs(60);
+    b.publish(&contribution("b", 1, 100), ttl).unwrap();
+    assert_eq!(c.contributions(1, "c", ttl).unwrap().len(), 1);
+}
+
+#[test]
+fn closing_the_removed_file_leaves_the_new_files_wal_alone() {
+    let dir = Scratch::new("removed-wal");
+    let path = dir.file("gate.db");
+    let (a, b) = (open(&path, "checkout"), open(&path, "checkout"));
+    first_write(&a);
+    assert!(b.load().unwrap().is_some());
+    remove_store(&path);
+    // `a` opens the new file and writes there: the write is in its write-ahead log.
+    first_write(&a);
+    let wal = format!("{path}-wal");
+    assert!(Path::new(&wal).exists());
+    // `b`, the last connection to the removed file, closes it when it follows the path,
+    // without the checkpoint on close, which deletes `gate.db-wal` and `gate.db-shm` by name:
+    // the new file's, with `a`'s write. (SQLite skips it too when it sees the file moved.)
+    assert!(b.load().unwrap().is_some());
+    assert!(Path::new(&wal).exists(), "b deleted the new file's WAL");
+    assert_eq!(version_read_afresh(&path), Some(1));
+    // The same when a store is dropped before it noticed.
+    let c = open(&path, "checkout");
+    remove_store(&path);
+    first_write(&a);
+    drop(c);
+    assert!(Path::new(&wal).exists(), "c deleted the new file's WAL");
+    assert_eq!(version_read_afresh(&path), Some(1));
+}
+
+#[test]
+fn a_store_follows_a_backup_moved_over_its_file_as_a_store_that_went_back() {
+    let dir = Scratch::new("restored");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    first_write(&store);
+    let saved = dir.file("backup.db");
+    backup(&path, &saved);
+    let rollback = write_on(1, Environment::Production, Some("bad deploy"));
+    assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
+    move_over(&saved, &path);
+    let lines = LogLines::default();
+    let read = lines.during(|| store.changes_since(known(2)).unwrap());
+    let Since::Reset(Some(restored)) = read else {
+        panic!("the restored state is not read: {read:?}")
+    };
+    assert_eq!(restored.release.version, 1);
+    assert_eq!(restored.release.config.environment, canary(10.0));
+    // Logged once, naming the path and both files.
+    let warned: Vec<String> = lines
+        .lines()
+        .into_iter()
+        .filter(|line| line.contains("was replaced on disk"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{:#?}", lines.lines());
+    assert!(warned[0].contains(&path), "{warned:?}");
+    assert!(warned[0].contains("old_inode=") && warned[0].contains("new_inode="));
+    // Writes go to the restored file, and nothing more is logged.
+    lines.during(|| {
+        let write = write_on(1, canary(5.0), None);
+        assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+        assert_eq!(store.changes_since(known(2)).unwrap(), Since::Same);
+    });
+    assert_eq!(version_read_afresh(&path), Some(2));
+    assert_eq!(lines.lines().len(), 1, "one replacement, one warning");
+}
+
+#[test]
+fn another_programs_file_moved_over_the_path_is_refused_at_every_call_until_ours_is_back() {
+    let dir = Scratch::new("replaced-foreign");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    first_write(&store);
+    let kept = dir.file("kept.db");
+    backup(&path, &kept);
+    let foreign = dir.file("foreign.db");
+    Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);")
+        .unwrap();
+    move_over(&foreign, &path);
+    for _ in 0..3 {
+        let err = store.load().unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+        assert_eq!(err.location(), path);
+        assert!(
+            err.to_string().contains("another program's database"),
+            "{err}"
+        );
+        let err = store
+            .commit(&write_on(1, Environment::Production, None))
+            .unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    }
+    move_over(&kept, &path);
+    assert_eq!(store.changes_since(known(1)).unwrap(), Since::Same);
+    let rollback = write_on(1, Environment::Production, Some("back"));
+    assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
+    assert_eq!(version_read_afresh(&path), Some(2));
 }
 
 /// A known state of version and stage `n` (the tests' writes keep the two equal).
