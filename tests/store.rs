@@ -844,6 +844,33 @@ fn a_write_right_after_an_automatic_rollback_is_made_on_top_of_it() {
     }
 }
 
+fn automatic_rollbacks(gate: &PromotionGateManager) -> u64 {
+    gate.rollback_counts()
+        .iter()
+        .filter(|c| c.trigger == RollbackTrigger::Automatic)
+        .map(|c| c.count)
+        .sum()
+}
+
+#[test]
+fn a_promotion_right_after_an_automatic_rollback_counts_it_once() {
+    // The host's write comes 0 to 2 ms after the rollback, racing the sync thread's write of
+    // it: whichever stores it, the gate counts it once, as a gate opened on the store does.
+    for round in 0..40 {
+        let dir = Scratch::new(&format!("count-once-{round}"));
+        let path = dir.file("gate.db");
+        let gate = open_with(&path, 50.0, 5000).unwrap();
+        fail_the_canary(&gate);
+        std::thread::sleep(Duration::from_micros(50 * round));
+        gate.promote(Environment::Canary {
+            traffic_percent: 1.0,
+        })
+        .unwrap();
+        assert_eq!(automatic_rollbacks(&open(&path)), 1, "round {round}");
+        assert_eq!(automatic_rollbacks(&gate), 1, "round {round}");
+    }
+}
+
 #[test]
 fn the_count_of_dropped_rollback_events_never_goes_back_when_the_store_catches_up() {
     let dir = Scratch::new("dropped-count");

@@ -79,8 +79,8 @@ struct Pending {
 #[derive(Debug, PartialEq)]
 enum Settled {
     /// The rollback is stored already (an earlier try whose answer was lost, or the sync
-    /// thread's write racing a host's).
-    Written,
+    /// thread's write racing a host's), by the write of this version.
+    Written(u64),
     /// Another write made it pointless, or wrong: why, for the log.
     Overtaken(String),
 }
@@ -106,8 +106,8 @@ impl Pending {
                 *stored == store::StoredEvent::from_event(stored.version, event)
             })
         };
-        if since().any(ours) {
-            return Some(Settled::Written);
+        if let Some(stored) = since().find(|e| ours(e)) {
+            return Some(Settled::Written(stored.version));
         }
         let release = &state.release;
         let why = if let Some(other) = since().find(|e| e.rolled_back == "release") {
@@ -312,6 +312,9 @@ struct CatchUp {
     /// The pending rollback this catch-up wrote, to follow `events` in the history: this
     /// process made it, and counted it then.
     own: Option<RollbackEvent>,
+    /// The version of the event among `events` that is the pending rollback, found stored
+    /// already: this process made it, and counted it then.
+    counted: Option<u64>,
     /// Whether `events` (and `own`) are the whole history (they replace the local one).
     whole_history: bool,
     /// Whether the pending rollback is now settled (written, or overtaken by another write).
@@ -331,6 +334,7 @@ impl CatchUp {
             from,
             events: events(store, &state.history)?,
             own: None,
+            counted: None,
             release: state.release,
             whole_history: settles_pending,
             settles_pending,
@@ -390,8 +394,12 @@ fn catch_up(
             }
         };
         match pending.settled_by(&state) {
-            Some(Settled::Written) => {
-                return CatchUp::following(store, from, state, true).map(Some);
+            Some(Settled::Written(version)) => {
+                let update = CatchUp::following(store, from, state, true)?;
+                return Ok(Some(CatchUp {
+                    counted: Some(version),
+                    ..update
+                }));
             }
             Some(Settled::Overtaken(why)) => {
                 tracing::warn!(
@@ -415,6 +423,7 @@ fn catch_up(
                 from,
                 events: events(store, &state.history)?,
                 own: pending.event.clone(),
+                counted: None,
                 release: write.release,
                 whole_history: true,
                 settles_pending: true,
@@ -470,6 +479,7 @@ fn went_back(
             from,
             events: events(store, &state.history)?,
             own: None,
+            counted: None,
             release: write.release,
             whole_history: true,
             settles_pending: false,
@@ -494,6 +504,7 @@ fn reseed(
             from,
             events: Vec::new(),
             own: None,
+            counted: None,
             release: write.release,
             whole_history: false,
             settles_pending: event.is_some(),
@@ -740,9 +751,10 @@ impl Shared {
     /// history, and a snapshot is published if routing changes.
     ///
     /// The events stored after the state the catch-up started from (`from`) are counted by
-    /// cause ([`rollback_counts`](crate::PromotionGateManager::rollback_counts)): every write
-    /// through `from` is counted already (this process's own when it made them, the others'
-    /// at an earlier catch-up, those of the history the gate opened on when it opened), so
+    /// cause ([`rollback_counts`](crate::PromotionGateManager::rollback_counts)), but for this
+    /// process's own pending rollback found stored (`counted`): every write through `from`,
+    /// and that rollback, is counted already (this process's own when it made them, the
+    /// others' at an earlier catch-up, those of the history the gate opened on when it opened), so
     /// each stored event counts once in every process, and every process that follows the
     /// store counts the same. Events at or below `from` in a store that went back (deleted,
     /// or replaced by an older copy) are not counted again.
@@ -779,7 +791,7 @@ impl Shared {
         // The history, the counts and the snapshot change together for readers.
         let mut records = self.lock_records();
         for (version, event) in &update.events {
-            if *version > update.from.version {
+            if *version > update.from.version && Some(*version) != update.counted {
                 records.rollbacks.count(event);
             }
         }
@@ -1216,7 +1228,7 @@ mod tests {
         // Tried again (another thread held a copy of it): it is there already, not written twice.
         assert_eq!(
             pending.settled_by(&stored),
-            Some(Settled::Written),
+            Some(Settled::Written(3)),
             "{stored:?}"
         );
         let again = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
@@ -1313,6 +1325,79 @@ mod tests {
             gate.act_on_recording(&failing);
         });
         assert_eq!(gate.environment(), Environment::Production);
+        assert_eq!(gate.rollback_history().len(), 1);
+    }
+
+    /// A gate on the SQLite file `path` (canary 10 %, fleet judging on).
+    fn gate_on(
+        path: &str,
+        sync_interval_ms: u64,
+        busy_timeout_ms: u64,
+    ) -> crate::PromotionGateManager {
+        let mut config = crate::store::testing::config(crate::config::canary(10.0));
+        config.store = Some(StoreConfig::Sqlite(crate::store::SqliteStoreConfig {
+            path: path.to_string(),
+            sync_interval_ms,
+            busy_timeout_ms,
+            fleet_judging: true,
+        }));
+        let slo = crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap();
+        crate::PromotionGateManager::new(config, slo).unwrap()
+    }
+
+    fn automatic_rollbacks(gate: &crate::PromotionGateManager) -> u64 {
+        gate.rollback_counts()
+            .iter()
+            .filter(|c| c.trigger == crate::RollbackTrigger::Automatic)
+            .map(|c| c.count)
+            .sum()
+    }
+
+    #[test]
+    fn a_rollback_the_sync_thread_stored_while_a_host_wrote_is_counted_once() {
+        let dir = crate::store::scratch::Scratch::new("found-stored");
+        let path = dir.file("gate.db");
+        let gate = gate_on(&path, 60_000, 5_000);
+        let shared = &gate.shared;
+        // Another connection holds SQLite's write lock: the sync thread's write waits in it.
+        let lock = rusqlite::Connection::open(&path).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // An automatic rollback as the record path makes it: published, left to the sync thread.
+        let automatic = crate::RollbackTrigger::Automatic;
+        let mut writer = shared.lock_writer();
+        shared
+            .rollback_locked(&mut writer, "burst".into(), automatic, None)
+            .unwrap();
+        drop(writer);
+        assert_eq!(automatic_rollbacks(&gate), 1);
+        // The sync thread takes the waiting rollback and waits for SQLite's lock.
+        std::thread::sleep(Duration::from_millis(300));
+        // A host's write (a promotion) takes the writer lock; then the sync thread's write
+        // lands, and the host's write finds the rollback stored.
+        let mut writer = shared.lock_writer();
+        lock.execute_batch("ROLLBACK").unwrap();
+        let stored = || {
+            let check = rusqlite::Connection::open(&path).unwrap();
+            check
+                .query_row("SELECT environment FROM release", [], |row| {
+                    row.get::<_, String>(0)
+                })
+                .unwrap()
+        };
+        let start = std::time::Instant::now();
+        while stored() != "Production" {
+            assert!(start.elapsed() < Duration::from_secs(5), "never stored");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut next = shared.current.load().config.clone();
+        next.environment = crate::config::canary(1.0);
+        shared
+            .commit(&mut writer, next, true, None, Durability::Required)
+            .unwrap();
+        drop(writer);
+        let reopened = gate_on(&path, 60_000, 5_000);
+        assert_eq!(automatic_rollbacks(&reopened), 1, "one rollback stored");
+        assert_eq!(automatic_rollbacks(&gate), 1, "counted once");
         assert_eq!(gate.rollback_history().len(), 1);
     }
 }
