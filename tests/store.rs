@@ -321,7 +321,11 @@ fn two_gates_on_one_file_follow_each_other() {
 /// A gate on `path` that reads the store only once a minute: within a test it learns of other
 /// gates' writes only when it writes itself or is asked to sync.
 fn open_slow(path: &str) -> PromotionGateManager {
-    let slow_sync = document(path, 10.0, 5000).replace(
+    open_slow_with(path, 5000)
+}
+
+fn open_slow_with(path: &str, busy_timeout_ms: u64) -> PromotionGateManager {
+    let slow_sync = document(path, 10.0, busy_timeout_ms).replace(
         &format!(r#""sync_interval_ms": {SYNC_MS}"#),
         r#""sync_interval_ms": 60000"#,
     );
@@ -452,6 +456,91 @@ fn a_swap_decided_before_another_gates_rollback_does_not_undo_it() {
     stale.swap_config(again).unwrap();
     assert_eq!(stored_environment(&path), "Production");
     assert!(stale.is_feature_enabled("dark_mode"));
+}
+
+const RAMP: Environment = Environment::Canary {
+    traffic_percent: 25.0,
+};
+
+/// A slow gate `a` (see [`open_slow`]) rolls back while the store is locked, so its rollback
+/// waits to be written; then gate `b` ramps the canary to 25 % (a config swap: a new stage,
+/// stored as stage 2, the number `a` gave its own rolled-back stage). Returns `(a, b)`.
+fn a_waiting_rollback_and_another_gates_ramp(
+    path: &str,
+) -> (PromotionGateManager, PromotionGateManager) {
+    let a = open_slow_with(path, 20);
+    let b = open(path);
+    let lock = WriteLock::take(path);
+    a.rollback("seen while the store was locked").unwrap();
+    assert_eq!(a.environment(), Environment::Production);
+    std::thread::sleep(Duration::from_millis(200)); // a's sync thread tried once, and failed
+    drop(lock);
+    let mut ramp = b.config();
+    ramp.environment = RAMP;
+    b.swap_config(ramp).unwrap();
+    assert_eq!(stored_environment(path), "Canary{25}");
+    assert_eq!((a.stage().get(), b.stage().get()), (2, 2));
+    (a, b)
+}
+
+#[test]
+fn a_swap_behind_a_dropped_rollback_does_not_undo_another_gates_ramp() {
+    let dir = Scratch::new("swap-behind-dropped");
+    let path = dir.file("gate.db");
+    let (a, _b) = a_waiting_rollback_and_another_gates_ramp(&path);
+    // a's host, which has not seen b's ramp, swaps a config read from a's rolled-back state:
+    // a's rollback is dropped (b's ramp left its stage), a follows the ramp, and the swap is
+    // refused, not written over it.
+    let mut mine = a.config();
+    mine.feature_flags.push("dark_mode".into());
+    let err = a.swap_config(mine).unwrap_err();
+    assert!(
+        matches!(&err, Error::Store(e) if e.problem() == StoreProblem::Conflict),
+        "{err}"
+    );
+    assert!(err.to_string().contains("was not swapped"), "{err}");
+    assert_eq!(stored_environment(&path), "Canary{25}");
+    assert_eq!(a.environment(), RAMP);
+    assert!(!a.is_feature_enabled("dark_mode"));
+    // A promotion decided on the rolled-back state (a new rollout) is refused the same way.
+    let (c, _d) = a_waiting_rollback_and_another_gates_ramp(&dir.file("promote.db"));
+    let err = c
+        .promote(Environment::Canary {
+            traffic_percent: 1.0,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("was not made"), "{err}");
+    assert_eq!(stored_environment(&dir.file("promote.db")), "Canary{25}");
+}
+
+#[test]
+fn following_a_ramp_after_a_dropped_rollback_starts_a_new_stage() {
+    let dir = Scratch::new("ramp-after-dropped");
+    let path = dir.file("gate.db");
+    let (a, b) = a_waiting_rollback_and_another_gates_ramp(&path);
+    // While rolled back, a serves everyone the stable version; they all fail.
+    for i in 0..400 {
+        let decision = a.route_request(&format!("user-{i}"));
+        assert!(!decision.is_canary);
+        a.record_outcome(&decision, false, Duration::from_millis(5));
+    }
+    let rolled_back = a.stage();
+    assert!(a.sync_now());
+    eventually("a follows b's ramp", || a.environment() == RAMP);
+    assert!(
+        a.stage() > rolled_back,
+        "the ramp judged as a's rolled-back stage"
+    );
+    let stable = a.health().evidence.stable;
+    assert_eq!(
+        (stable.requests, stable.errors),
+        (0, 0),
+        "the rolled-back stage's outcomes in the ramp's window"
+    );
+    eventually("b reads a's contribution to the ramp", || {
+        b.health().evidence.instances == 2
+    });
+    assert_eq!(b.health().evidence.stable.errors, 0);
 }
 
 #[test]

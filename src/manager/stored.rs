@@ -319,6 +319,11 @@ struct CatchUp {
     whole_history: bool,
     /// Whether the pending rollback is now settled (written, or overtaken by another write).
     settles_pending: bool,
+    /// Whether this process started the stored stage (its pending rollback, written now or
+    /// found stored; its state written to an emptied store): the gate is in it already.
+    /// Otherwise a stored stage other than `from`'s is another process's, and a new stage here
+    /// too, even when the local stage number is ahead of the stored one (a dropped rollback).
+    started_here: bool,
 }
 
 impl CatchUp {
@@ -338,6 +343,7 @@ impl CatchUp {
             release: state.release,
             whole_history: settles_pending,
             settles_pending,
+            started_here: false,
         })
     }
 
@@ -398,6 +404,7 @@ fn catch_up(
                 let update = CatchUp::following(store, from, state, true)?;
                 return Ok(Some(CatchUp {
                     counted: Some(version),
+                    started_here: true,
                     ..update
                 }));
             }
@@ -427,6 +434,7 @@ fn catch_up(
                 release: write.release,
                 whole_history: true,
                 settles_pending: true,
+                started_here: true,
             }));
         }
     }
@@ -483,6 +491,7 @@ fn went_back(
             release: write.release,
             whole_history: true,
             settles_pending: false,
+            started_here: false,
         })),
         Commit::Conflict { .. } => Ok(None),
     }
@@ -508,6 +517,7 @@ fn reseed(
             release: write.release,
             whole_history: false,
             settles_pending: event.is_some(),
+            started_here: true,
         }),
         Commit::Conflict { .. } => None,
     })
@@ -809,8 +819,19 @@ impl Shared {
         };
         let current = self.current.load_full();
         // The gate follows the stored stage (never going back): a stage this gate already
-        // started itself (its own rollback, written later) is not started again.
-        let stage = current.route.stage.max(StageId(update.release.stage));
+        // started itself (its own rollback, written later), or shows already (the same config
+        // at the same number: another process's rollback of the stage this one rolled back
+        // too), is not started again; another process's is a new stage here too, numbered
+        // above the local one if that is ahead (a dropped rollback's: the outcomes recorded
+        // while rolled back are neither judged as the followed stage's nor published as this
+        // process's contribution to it).
+        let stored = StageId(update.release.stage);
+        let shown = stored == current.route.stage && config == current.config;
+        let stage = if update.started_here || update.release.stage == update.from.stage || shown {
+            current.route.stage.max(stored)
+        } else {
+            StageId(current.route.stage.0 + 1).max(stored)
+        };
         if stage == current.route.stage && current.config == config {
             drop(records);
             super::writes::log_dropped(dropped);
