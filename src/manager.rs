@@ -178,7 +178,7 @@ impl PromotionGateManager {
         let mut writer = WriterState::default();
         let mut records = Records::default();
         // With a store, the stored state (when there is one) wins over `config`.
-        let opened = stored::open(&config)?;
+        let opened = stored::open(&config, clock.wall())?;
         let (config, stage, difference_at_open) = match opened {
             Some(opened) => {
                 // The stored history counts, as every process on the store counts it.

@@ -272,14 +272,22 @@ fn traffic(
     canary
 }
 
-#[test]
-fn a_process_joining_mid_stage_judges_the_others_traffic_from_its_joining_on() {
-    let dir = Scratch::new("fleet-join");
-    let path = dir.file("gate.db");
-    let (a, a_clock) = watching_gate(&path, Duration::ZERO);
-    // A long clean stage on A: 25 minutes.
+/// Gate A (its clock `a_ahead` past the real time) records a long clean stage, 25 minutes by
+/// its clock; then gate B (its clock `b_ahead` past the real time) opens on the store and reads
+/// A. Returns A, its clock, B, and A's canary `[requests, errors]`.
+fn a_long_stage_then_another_gate_joins(
+    path: &str,
+    a_ahead: Duration,
+    b_ahead: Duration,
+) -> (
+    PromotionGateManager,
+    Arc<ManualClock>,
+    PromotionGateManager,
+    [u64; 2],
+) {
+    let (a, a_clock) = watching_gate(path, a_ahead);
     let old = traffic(&a, &a_clock, 25 * 60, 0.01, 0);
-    let check = rusqlite::Connection::open(&path).unwrap();
+    let check = rusqlite::Connection::open(path).unwrap();
     eventually("A publishes all of it", || {
         check
             .query_row("SELECT canary_requests FROM contribution", [], |row| {
@@ -287,10 +295,19 @@ fn a_process_joining_mid_stage_judges_the_others_traffic_from_its_joining_on() {
             })
             .is_ok_and(|published| published as u64 == old[0])
     });
-    // B joins 30 minutes after A opened (its clock, which dates A's opening by A's instance
-    // id, is 30 minutes ahead of the real time A opened at).
-    let (b, _) = watching_gate(&path, Duration::from_secs(30 * 60));
+    let (b, _) = watching_gate(path, b_ahead);
     eventually("B reads A", || b.health().evidence.instances == 2);
+    (a, a_clock, b, old)
+}
+
+#[test]
+fn a_process_joining_mid_stage_judges_the_others_traffic_from_its_joining_on() {
+    let dir = Scratch::new("fleet-join");
+    let path = dir.file("gate.db");
+    // B joins 30 minutes after A opened (A's instance id dates its opening by A's clock, the
+    // real time then; B's clock is 30 minutes past it).
+    let (a, a_clock, b, old) =
+        a_long_stage_then_another_gate_joins(&path, Duration::ZERO, Duration::from_secs(30 * 60));
     assert_eq!(
         b.health().evidence.canary.requests,
         0,
@@ -305,6 +322,23 @@ fn a_process_joining_mid_stage_judges_the_others_traffic_from_its_joining_on() {
     let canary = b.health().evidence.canary;
     assert_eq!([canary.requests, canary.errors], recent);
     assert!(canary.error_rate > 0.15, "{}", canary.error_rate);
+}
+
+#[test]
+fn a_host_clock_ahead_does_not_put_an_instances_whole_stage_in_the_window() {
+    let dir = Scratch::new("fleet-skew");
+    let path = dir.file("gate.db");
+    // A's host clock runs an hour ahead of B's: A's instance id says it opens 35 minutes after
+    // B's now, so when A's gate opened is not known to B, which judges A's traffic from its
+    // first read on.
+    let (_a, _, b, old) =
+        a_long_stage_then_another_gate_joins(&path, Duration::from_secs(3600), Duration::ZERO);
+    assert_eq!(
+        b.health().evidence.canary.requests,
+        0,
+        "A's {} canary requests of the stage so far are not B's window",
+        old[0]
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::{Shared, WriterState};
 use crate::changes::ChangeOrigin;
@@ -141,8 +141,9 @@ pub(super) struct Opened {
 
 /// Opens the store `config` names and returns the state to start from: the stored one when
 /// the store holds one for this gate (the static config then only supplies the store key), or
-/// `config`, written as the first state. `None` without a `store` key.
-pub(super) fn open(config: &PromotionConfig) -> Result<Option<Opened>, Error> {
+/// `config`, written as the first state; `opened` (the gate's clock's wall time) dates its
+/// instance id. `None` without a `store` key.
+pub(super) fn open(config: &PromotionConfig, opened: SystemTime) -> Result<Option<Opened>, Error> {
     let Some(store_config) = &config.store else {
         return Ok(None);
     };
@@ -164,7 +165,7 @@ pub(super) fn open(config: &PromotionConfig) -> Result<Option<Opened>, Error> {
                 .collect();
             let known = guard_of(&state.release);
             return Ok(Some(Opened {
-                link: StoreLink::new(store, store_config, known),
+                link: StoreLink::new(store, store_config, known, opened),
                 config: stored,
                 stage: StageId(known.stage.max(1)),
                 history,
@@ -175,7 +176,7 @@ pub(super) fn open(config: &PromotionConfig) -> Result<Option<Opened>, Error> {
         if store.commit(&first)? == Commit::Written {
             let known = guard_of(&first.release);
             return Ok(Some(Opened {
-                link: StoreLink::new(store, store_config, known),
+                link: StoreLink::new(store, store_config, known, opened),
                 config: config.clone(),
                 stage: StageId(1),
                 history: Vec::new(),
@@ -192,7 +193,12 @@ pub(super) fn open(config: &PromotionConfig) -> Result<Option<Opened>, Error> {
 }
 
 impl StoreLink {
-    fn new(store: Arc<dyn StateStore>, config: &StoreConfig, known: Guard) -> Self {
+    fn new(
+        store: Arc<dyn StateStore>,
+        config: &StoreConfig,
+        known: Guard,
+        opened: SystemTime,
+    ) -> Self {
         Self {
             store,
             config: config.clone(),
@@ -200,7 +206,7 @@ impl StoreLink {
             pending: None,
             wake: None,
             down: false,
-            instance: store::instance_id(),
+            instance: store::instance_id(opened),
             ttl: store::time_to_live(config),
         }
     }

@@ -38,6 +38,15 @@ pub(crate) const MAX_FOLDED: usize = 1024;
 /// adding this process's own counts to it cannot overflow.
 pub(crate) const MAX_TOTAL: u64 = 1 << 62;
 
+/// How far past this host's wall clock another instance's opening may be and still be taken
+/// as within the window: the clocks of hosts kept by NTP differ by milliseconds, and a few
+/// seconds more keep an instance opened just before its first read, on a host slightly ahead,
+/// in the window. An opening later than that says only that the instance's host clock runs
+/// ahead, by an unknown amount: when its gate opened is then unknown, and its first reading is
+/// left out of the window as one whose id does not say (taking it as within the window would
+/// put the instance's whole stage there).
+pub(crate) const CLOCK_AHEAD_TOLERATED: Duration = Duration::from_secs(5);
+
 /// One other instance's reading: its id, when its gate opened (by its host's wall clock, if
 /// its id says), and its cumulative counts of the stage.
 pub(crate) type FleetReading<'a> = (&'a str, Option<SystemTime>, Counts);
@@ -93,7 +102,9 @@ impl FleetLedger {
     /// An instance read for the first time adds all it shows. When its gate opened within the
     /// last `window` (as its id says), those counts all happened within the window, and count
     /// in it as any gain does. Otherwise (it opened earlier, or its id does not say) when they
-    /// happened is not known: they are also added to what the others showed when first read
+    /// happened is not known (so too when its opening is later than `wall` by more than
+    /// [`CLOCK_AHEAD_TOLERATED`]: its host's clock runs ahead by an unknown amount): they are
+    /// also added to what the others showed when first read
     /// ([`Fleet::joined`]), which the window takes as older than itself (its start, for them, is
     /// the first read). So a process that joins mid-stage judges the others' traffic from its
     /// joining on, not their whole stage as one window, and their whole stage in the stage-long
@@ -115,9 +126,12 @@ impl FleetLedger {
         }
         self.tick += 1;
         let window_start = wall.checked_sub(window);
+        let latest = wall.checked_add(CLOCK_AHEAD_TOLERATED);
         for (instance, opened, counts) in read {
             let id = self.ids.hash_one(instance);
-            let in_window = opened.zip(window_start).is_some_and(|(o, s)| o >= s);
+            let in_window = opened.is_some_and(|o| {
+                window_start.is_some_and(|s| o >= s) && latest.is_some_and(|l| o <= l)
+            });
             self.saw(id, counts, now, in_window);
         }
         self.fold_gone(now, window);
@@ -346,6 +360,30 @@ mod tests {
         let read = book.update((StageId(4), 8), at(400), WINDOW, rows).unwrap();
         assert_eq!(joined(&read), [5 + 30, 1 + 3]);
         assert_eq!(read.counts.canary.requests, 5 + 70 + 30);
+    }
+
+    #[test]
+    fn an_opening_past_this_hosts_clock_is_not_taken_as_within_the_window() {
+        // B's gate opened 25 minutes ago and shows all of its stage so far, on a host whose
+        // clock runs an hour ahead: its id says it opens 35 minutes from now. When it opened is
+        // not known here: the window leaves out its first reading.
+        let (_, wall) = at(10);
+        let ago_25_min = wall - secs(25 * 60);
+        let first_read = |opened: SystemTime| {
+            let mut book = FleetLedger::default();
+            let read = [("b", Some(opened), counts(30_000, 300))];
+            let fleet = book.update(STAGE, at(10), WINDOW, read).unwrap();
+            [fleet.joined.canary.requests, fleet.joined.canary.errors]
+        };
+        assert_eq!(first_read(ago_25_min), [30_000, 300], "clocks that agree");
+        assert_eq!(
+            first_read(ago_25_min + secs(3600)),
+            [30_000, 300],
+            "an hour ahead"
+        );
+        let ahead = |by: Duration| first_read(wall + by);
+        assert_eq!(ahead(CLOCK_AHEAD_TOLERATED), [0, 0], "a little ahead");
+        assert_eq!(ahead(CLOCK_AHEAD_TOLERATED + secs(1)), [30_000, 300]);
     }
 
     #[test]

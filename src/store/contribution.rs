@@ -91,10 +91,11 @@ impl BadContribution {
 }
 
 /// This gate's instance id, unique per process and gate: the host name, the process id, the
-/// gate's number among those this process opened, and the wall-clock nanoseconds at opening
-/// (so that a restarted process reusing a pid is another instance), as
-/// `host:pid:gate:nanos-in-hex`.
-pub(crate) fn instance_id() -> String {
+/// gate's number among those this process opened, and the nanoseconds since the epoch of
+/// `opened`, the gate's opening by its own clock's wall time (so that a restarted process
+/// reusing a pid is another instance), as `host:pid:gate:nanos-in-hex`. The gate's clock, the
+/// one it reads the others' openings against ([`opened_at`]).
+pub(crate) fn instance_id(opened: SystemTime) -> String {
     static GATES: AtomicU64 = AtomicU64::new(0);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap_or_default()
@@ -104,7 +105,7 @@ pub(crate) fn instance_id() -> String {
         .take(64)
         .collect::<String>();
     let host = if host.is_empty() { "host".into() } else { host };
-    let nanos = SystemTime::now()
+    let nanos = opened
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let gate = GATES.fetch_add(1, Ordering::Relaxed);
@@ -457,7 +458,10 @@ mod tests {
 
     #[test]
     fn instance_ids_differ_per_gate_and_name_the_process() {
-        let (a, b) = (instance_id(), instance_id());
+        let (a, b) = (
+            instance_id(SystemTime::now()),
+            instance_id(SystemTime::now()),
+        );
         assert_ne!(a, b);
         let pid = std::process::id().to_string();
         assert_eq!(a.split(':').nth(1), Some(pid.as_str()), "{a}");
@@ -465,10 +469,8 @@ mod tests {
 
     #[test]
     fn an_instance_id_says_when_its_gate_opened() {
-        let before = SystemTime::now();
-        let opened = opened_at(&instance_id()).unwrap();
-        let after = SystemTime::now();
-        assert!(before <= opened && opened <= after);
+        let at = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_800_000_000_123_456_789);
+        assert_eq!(opened_at(&instance_id(at)), Some(at));
         for foreign in ["", "a", "host:1:0:not-hex", "host:1:0:"] {
             assert_eq!(opened_at(foreign), None, "{foreign:?}");
         }
