@@ -541,6 +541,16 @@ fn following_a_ramp_after_a_dropped_rollback_starts_a_new_stage() {
         b.health().evidence.instances == 2
     });
     assert_eq!(b.health().evidence.stable.errors, 0);
+    // a's dropped rollback stays counted where it was made (a's routing did roll back), and
+    // only there: the store never held it.
+    let total = |gate: &PromotionGateManager| -> u64 {
+        gate.rollback_counts().iter().map(|c| c.count).sum()
+    };
+    assert_eq!((total(&a), total(&b)), (1, 0));
+    assert!(
+        a.rollback_history().is_empty(),
+        "the history is the store's"
+    );
 }
 
 #[test]

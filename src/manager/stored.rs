@@ -772,8 +772,10 @@ impl Shared {
     /// and that rollback, is counted already (this process's own when it made them, the
     /// others' at an earlier catch-up, those of the history the gate opened on when it opened), so
     /// each stored event counts once in every process, and every process that follows the
-    /// store counts the same. Events at or below `from` in a store that went back (deleted,
-    /// or replaced by an older copy) are not counted again.
+    /// store counts the same stored events. A pending rollback dropped here (overtaken) stays
+    /// counted in this process only: its routing did roll back, but the store never held it.
+    /// Events at or below `from` in a store that went back (deleted, or replaced by an older
+    /// copy) are not counted again.
     fn apply(&self, writer: &mut WriterState, update: CatchUp) {
         let Some(link) = writer.store.as_mut() else {
             return;

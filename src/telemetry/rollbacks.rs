@@ -1,9 +1,10 @@
 //! Rollbacks counted by cause over a gate's life. The rollback history is bounded and drops
 //! its oldest events; these counts never decrease, so they can be exported as counters.
 //!
-//! On a state store every process counts the same events: those of the stored history it
-//! opened on, its own, and those other processes stored since (each once; see
-//! [`RollbackCount`]). A store's events carry no structured evidence, so the rule of an
+//! On a state store every process counts the same stored events: those of the stored history
+//! it opened on, its own, and those other processes stored since (each once; see
+//! [`RollbackCount`], and its limits: a rollback of its own that was never stored counts in
+//! that process only). A store's events carry no structured evidence, so the rule of an
 //! automatic rollback another process made is read from the start of its reason, where
 //! every automatic rollback names its fired rules (`automatic rollback: error_rate_max, ...`).
 
