@@ -114,6 +114,21 @@ mod tests {
         );
     }
 
+    /// Logs one line from a call site of its own, reached nowhere else.
+    fn probe(n: u32) {
+        tracing::info!(n, "probe");
+    }
+
+    #[test]
+    fn a_call_site_first_reached_on_another_thread_still_reaches_this_threads_lines() {
+        let lines = LogLines::default();
+        lines.during(|| {
+            std::thread::spawn(|| probe(1)).join().unwrap();
+            probe(2);
+        });
+        assert_eq!(lines.lines(), vec![" message=probe n=2".to_string()]);
+    }
+
     #[test]
     fn a_logged_value_is_quoted_escaped_and_bounded() {
         let shown = |bytes: &[u8]| LoggedBytes(bytes).to_string();

@@ -50,49 +50,29 @@ pub fn route_request_observed<'g>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use tracing::span::{Attributes, Id, Record};
-    use tracing::{Event, Level, Metadata, Subscriber};
-
     use super::route_request_observed;
+    use crate::telemetry::log_lines::LogLines;
     use crate::{PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
 
-    /// Counts the debug events it sees.
-    struct DebugLines(Arc<AtomicUsize>);
-
-    impl Subscriber for DebugLines {
-        fn enabled(&self, _: &Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &Attributes<'_>) -> Id {
-            Id::from_u64(1)
-        }
-        fn record(&self, _: &Id, _: &Record<'_>) {}
-        fn record_follows_from(&self, _: &Id, _: &Id) {}
-        fn event(&self, event: &Event<'_>) {
-            if *event.metadata().level() == Level::DEBUG {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        fn enter(&self, _: &Id) {}
-        fn exit(&self, _: &Id) {}
-    }
-
     #[test]
-    fn an_observed_route_logs_one_debug_line() {
+    fn an_observed_route_logs_one_line() {
         let gate = PromotionGateManager::new(
             PromotionConfig::default(),
             SloAdmissionController::new(SloConfig::default()).unwrap(),
         )
         .unwrap();
-        let lines = Arc::new(AtomicUsize::new(0));
-        tracing::subscriber::with_default(DebugLines(Arc::clone(&lines)), || {
+        let lines = LogLines::default();
+        let routed = || {
+            let all = lines.lines();
+            all.iter()
+                .filter(|line| line.contains(" routed to "))
+                .count()
+        };
+        lines.during(|| {
             route_request_observed(&gate, "user-1");
-            assert_eq!(lines.load(Ordering::Relaxed), 1, "observed route");
+            assert_eq!(routed(), 1, "observed route");
             gate.route_request("user-1");
-            assert_eq!(lines.load(Ordering::Relaxed), 2, "plain route");
+            assert_eq!(routed(), 1, "plain route");
         });
     }
 }

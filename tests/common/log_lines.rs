@@ -3,7 +3,7 @@
 //! unit tests (`src/telemetry/logs.rs` includes this file by path).
 
 use std::fmt::Write;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tracing::field::{Field, Visit};
 
@@ -32,6 +32,13 @@ impl LogLines {
     /// Runs `f` with this subscriber as the calling thread's (other threads' events are not
     /// kept) and returns what `f` returned.
     pub fn during<T>(&self, f: impl FnOnce() -> T) -> T {
+        // `tracing` caches whether a call site is wanted when the site is first reached. While
+        // one subscriber alone is registered, a site first reached on another thread asks that
+        // thread's default (none) and is cached as never wanted, so this thread would miss its
+        // events. With a second subscriber registered for the whole run, every registered
+        // subscriber is asked instead.
+        static SECOND: OnceLock<tracing::Dispatch> = OnceLock::new();
+        SECOND.get_or_init(|| tracing::Dispatch::new(LogLines::default()));
         tracing::subscriber::with_default(self.clone(), f)
     }
 }
