@@ -8,7 +8,7 @@ import (
 	"unsafe"
 )
 
-// routeUnguarded is Route without the Close guard (no read lock): the baseline that
+// routeUnguarded is Route without the Close guard (no in-flight count): the baseline that
 // BenchmarkRouteUnguarded sets beside BenchmarkRoute, so that the guard's cost is read from
 // one run. Not for use: it races with Close.
 func routeUnguarded(g *Gate, id []byte) (Decision, error) {

@@ -61,7 +61,7 @@ func routeBaseline(g *Gate) func(int) error {
 	return func(i int) error { _, err := routeUnguarded(g, benchIDs[i%len(benchIDs)]); return err }
 }
 
-// BenchmarkRoute: Route with the Close guard (a read lock around the cgo call).
+// BenchmarkRoute: Route with the Close guard (the call counted in flight around the cgo call).
 func BenchmarkRoute(b *testing.B) { serial(b, route(benchGate(b))) }
 
 // BenchmarkRouteUnguarded is the baseline beside BenchmarkRoute: the same cgo call without
@@ -106,7 +106,8 @@ func BenchmarkHasFeature(b *testing.B) {
 	})
 }
 
-// BenchmarkRouteParallel: every P routes on one Gate (the guard's read lock is shared).
+// BenchmarkRouteParallel: every P routes on one Gate (each goroutine counts its calls on a
+// counter picked by its stack).
 func BenchmarkRouteParallel(b *testing.B) { parallel(b, route(benchGate(b))) }
 
 // BenchmarkRouteParallelUnguarded is the baseline beside BenchmarkRouteParallel.

@@ -78,13 +78,13 @@ type changeJSON struct {
 // pgate_change_count, one atomic load in the library, cheap enough for every request. When
 // it moves, ChangesSince says what changed.
 func (g *Gate) ChangeCount() (uint64, error) {
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return 0, errClosed
 	}
 	var n C.uint64_t
 	st := C.pgate_change_count(p, &n)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {
 		return 0, statusError("pgate_change_count", st)

@@ -177,3 +177,56 @@ func TestCloseWhileCallsAreInFlight(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseWaitsForEveryCallInFlight holds calls in flight by hand, from goroutines of their
+// own (so on different counters): Close does not return while any is held, calls that start
+// meanwhile fail at once with ErrClosed, and Close returns once the last one ends.
+func TestCloseWaitsForEveryCallInFlight(t *testing.T) {
+	g, err := New("", "")
+	ok(t, err)
+	const calls = 16
+	held := make(chan *inFlight, calls)
+	for range calls {
+		go func() {
+			p, s := g.acquire()
+			if p == nil {
+				t.Error("acquire on a live gate failed")
+			}
+			held <- s
+		}()
+	}
+	holds := make([]*inFlight, 0, calls)
+	for range calls {
+		holds = append(holds, <-held)
+	}
+	used := map[*inFlight]bool{}
+	for _, s := range holds {
+		used[s] = true
+	}
+	t.Logf("%d calls on %d counters", calls, len(used))
+	closed := make(chan error, 1)
+	go func() { closed <- g.Close() }()
+	for deadline := time.Now().Add(10 * time.Second); ; runtime.Gosched() {
+		if _, err := g.RouteString("user"); errors.Is(err, ErrClosed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("calls still start 10 s after Close was called")
+		}
+	}
+	for i, s := range holds {
+		select {
+		case err := <-closed:
+			t.Fatalf("Close returned (%v) with %d calls in flight", err, calls-i)
+		case <-time.After(5 * time.Millisecond):
+		}
+		s.release()
+	}
+	select {
+	case err := <-closed:
+		ok(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close still waits 10 s after the last call ended")
+	}
+	ok(t, g.Close()) // a second Close is a no-op
+}

@@ -55,6 +55,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -65,13 +66,14 @@ import (
 // garbage collected without Close is freed by a cleanup (a finalizer). Every method of a
 // closed Gate returns an error matching ErrClosed and never touches freed memory.
 //
-// Thread safety of Close: every call holds a read lock on the Gate's sync.RWMutex for the
-// duration of its C call, and Close takes the write lock, so Close waits for the calls in
-// flight, and calls that start afterwards fail with ErrClosed. The read lock costs one atomic
-// add on entry and one on exit (see BenchmarkRoute beside BenchmarkRouteUnguarded).
+// Thread safety of Close: every call counts itself in flight for the duration of its C call,
+// on one of the Gate's counters picked by its goroutine's stack (each on cache lines of its
+// own, so goroutines on other cores rarely write the same line), and Close waits until no
+// call is in flight, so calls that start afterwards fail with ErrClosed. The count costs one
+// atomic add on entry and one on exit (see BenchmarkRoute beside BenchmarkRouteUnguarded).
 type Gate struct {
-	mu  sync.RWMutex  // read-held by every C call, write-held by Close
-	ptr *C.pgate_gate // nil once closed
+	guard guard
+	ptr   *C.pgate_gate // set by New; freed by Close or the cleanup, never read after
 
 	// done is closed when the gate is closed or collected: the goroutines of Changes wait on
 	// it, holding no reference to the Gate.
@@ -131,21 +133,77 @@ func freeGate(g collected) {
 	cleanedGates.Add(1)
 }
 
-// acquire returns the live handle with the read lock held, or nil (no lock held) if the Gate
-// is closed. Every successful acquire is paired with release after the C call.
-func (g *Gate) acquire() *C.pgate_gate {
-	if g == nil {
-		return nil
-	}
-	g.mu.RLock()
-	if g.ptr == nil {
-		g.mu.RUnlock()
-		return nil
-	}
-	return g.ptr
+// guardShards is the number of in-flight counters of a Gate: enough that the cores of a
+// large host seldom pick the same one at once.
+const (
+	guardBits   = 5
+	guardShards = 1 << guardBits
+)
+
+// inFlight counts the calls in flight that picked it, alone in 128 bytes (two cache lines:
+// adjacent-line prefetching fetches lines in pairs).
+type inFlight struct {
+	n atomic.Int64
+	_ [120]byte
 }
 
-func (g *Gate) release() { g.mu.RUnlock() }
+// release ends a call counted by acquire; nil (no call counted) is a no-op.
+func (s *inFlight) release() {
+	if s != nil {
+		s.n.Add(-1)
+	}
+}
+
+// guard lets Close wait for the calls in flight without a lock that every call writes: a call
+// counts itself on a counter, then reads closed; Close sets closed, then waits for every
+// counter to read zero. The atomics are sequentially consistent, so a call that read closed
+// false was counted before Close read its counter.
+type guard struct {
+	closed atomic.Bool
+	shards [guardShards]inFlight
+}
+
+// acquire returns the live handle and the counter that counts the call, or nil, nil (nothing
+// counted) if the Gate is closed. Every successful acquire is paired with the counter's
+// release after the C call.
+func (g *Gate) acquire() (*C.pgate_gate, *inFlight) {
+	if g == nil {
+		return nil, nil
+	}
+	// The counter by the calling goroutine's stack (stacks are at least 2 KiB, hashed by
+	// Fibonacci hashing): goroutines running at once have stacks apart, so they mostly count
+	// on different counters, and picking costs a multiplication.
+	var here byte
+	s := &g.guard.shards[uint64(uintptr(unsafe.Pointer(&here))>>11)*0x9e3779b97f4a7c15>>(64-guardBits)]
+	s.n.Add(1)
+	if g.guard.closed.Load() {
+		s.n.Add(-1)
+		return nil, nil
+	}
+	return g.ptr, s
+}
+
+// close marks the gate closed, then waits until no call is in flight; false if it was closed
+// already.
+func (gd *guard) close() bool {
+	if !gd.closed.CompareAndSwap(false, true) {
+		return false
+	}
+	for pause := time.Microsecond; !gd.idle(); pause = min(2*pause, time.Millisecond) {
+		time.Sleep(pause)
+	}
+	return true
+}
+
+// idle reports whether every counter reads zero.
+func (gd *guard) idle() bool {
+	for i := range gd.shards {
+		if gd.shards[i].n.Load() != 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // Close frees the gate. It waits for calls in flight on other goroutines, and every later
 // call returns ErrClosed. Closing twice is a no-op that returns nil. Decisions routed by the
@@ -154,16 +212,12 @@ func (g *Gate) Close() error {
 	if g == nil {
 		return nil
 	}
-	g.mu.Lock()
-	ptr := g.ptr
-	g.ptr = nil
-	g.mu.Unlock()
-	if ptr == nil {
+	if !g.guard.close() {
 		return nil
 	}
 	g.cleanup.Stop()
 	close(g.done)
-	st := C.pgate_gate_free(ptr)
+	st := C.pgate_gate_free(g.ptr)
 	liveGates.Add(-1)
 	runtime.KeepAlive(g)
 	return statusError("pgate_gate_free", st)
@@ -194,12 +248,12 @@ func (g *Gate) Name() (string, error) {
 func (g *Gate) OverrideNames() (header, cookie string, err error) {
 	var h, c [C.PGATE_NAME_CAPACITY]C.char // always large enough
 	var hn, cn C.size_t
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return "", "", errClosed
 	}
 	st := C.pgate_override_names(p, &h[0], C.size_t(len(h)), &hn, &c[0], C.size_t(len(c)), &cn)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {
 		return "", "", statusError("pgate_override_names", st)
@@ -222,12 +276,12 @@ func (g *Gate) RollbackHistory() ([]RollbackEvent, error) {
 // readText).
 func (g *Gate) readJSON(op string, call func(*C.pgate_gate, *C.char, C.size_t, *C.size_t) C.pgate_status) (string, error) {
 	return readText(func(buf *C.char, n C.size_t, out *C.size_t) (C.pgate_status, error) {
-		p := g.acquire()
+		p, held := g.acquire()
 		if p == nil {
 			return C.PGATE_STATUS_INVALID_HANDLE, errClosed
 		}
 		st := call(p, buf, n, out)
-		g.release()
+		held.release()
 		runtime.KeepAlive(g)
 		return st, statusError(op, st)
 	})
@@ -254,13 +308,13 @@ func readText(call func(*C.char, C.size_t, *C.size_t) (C.pgate_status, error)) (
 
 // readBool runs a C call that writes one bool about the gate.
 func (g *Gate) readBool(op string, call func(*C.pgate_gate, *C.bool) C.pgate_status) (bool, error) {
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return false, errClosed
 	}
 	var answer C.bool
 	st := call(p, &answer)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {
 		return false, statusError(op, st)
@@ -271,14 +325,14 @@ func (g *Gate) readBool(op string, call func(*C.pgate_gate, *C.bool) C.pgate_sta
 // SwapConfig replaces the gate's config atomically with a JSON PromotionConfig (a hot
 // reload: not gated by the judge). On error the gate is unchanged.
 func (g *Gate) SwapConfig(configJSON string) error {
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return errClosed
 	}
 	doc, n := optionalBytes(configJSON)
 	var cerr *C.pgate_error
 	st := C.pgate_swap_config(p, doc, n, &cerr)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	return takeError("pgate_swap_config", st, cerr)
 }

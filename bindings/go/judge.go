@@ -150,7 +150,7 @@ func (g *Gate) health(judge bool) (Health, error) {
 // healthCall makes one pgate_monitor_health (judge) or pgate_read_health call with the
 // evidence buffer buf.
 func (g *Gate) healthCall(buf []byte, judge bool) (Health, int, C.pgate_status, error) {
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return Health{}, 0, 0, errClosed
 	}
@@ -163,7 +163,7 @@ func (g *Gate) healthCall(buf []byte, judge bool) (Health, int, C.pgate_status, 
 	} else {
 		st = C.pgate_read_health(p, &ch, evidence, C.size_t(len(buf)), &n)
 	}
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	return Health{
 		Stage:               uint64(ch.stage),

@@ -19,13 +19,13 @@ import (
 // or ErrSLONotMet with the judge's evidence in the message. On error nothing changed (unless
 // the judge rolled a failing canary back).
 func (g *Gate) Promote(env Environment, percent float64) error {
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return errClosed
 	}
 	var cerr *C.pgate_error
 	st := C.pgate_promote(p, C.uint32_t(env), C.double(percent), &cerr)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	return takeError("pgate_promote", st, cerr)
 }
@@ -57,13 +57,13 @@ func (g *Gate) DisableFeature(name string) error {
 // textCall runs a cold-path C call that takes one string (read only during the call) and
 // explains its failures with an error object.
 func (g *Gate) textCall(op, text string, call func(*C.pgate_gate, *C.uint8_t, C.size_t, **C.pgate_error) C.pgate_status) error {
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return errClosed
 	}
 	var cerr *C.pgate_error
 	st := call(p, (*C.uint8_t)(unsafe.StringData(text)), C.size_t(len(text)), &cerr)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	return takeError(op, st, cerr)
 }
@@ -71,13 +71,13 @@ func (g *Gate) textCall(op, text string, call func(*C.pgate_gate, *C.uint8_t, C.
 // IsFeatureEnabled reports whether a flag is on for the gate (as a release flag or a
 // graduated one). Which flags one request sees is in its Decision (Features, HasFeature).
 func (g *Gate) IsFeatureEnabled(name string) (bool, error) {
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return false, errClosed
 	}
 	var on C.bool
 	st := C.pgate_is_feature_enabled(p, (*C.uint8_t)(unsafe.StringData(name)), C.size_t(len(name)), &on)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {
 		return false, statusError("pgate_is_feature_enabled", st)

@@ -155,12 +155,12 @@ func (g *Gate) routeForced(id *C.uint8_t, n int, present bool, value *C.uint8_t,
 		value = &emptyValue[0]
 	}
 	var d Decision
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return d, errClosed
 	}
 	st := C.pgate_route_forced(p, id, C.size_t(n), value, C.size_t(m), &d.c)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {
 		return Decision{}, statusError("pgate_route_forced", st)
@@ -172,12 +172,12 @@ func (g *Gate) routeForced(id *C.uint8_t, n int, present bool, value *C.uint8_t,
 // about 14 ns slower in BenchmarkRouteString (the canaryproxy's call on every request).
 func (g *Gate) route(id *C.uint8_t, n int) (Decision, error) {
 	var d Decision
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return d, errClosed
 	}
 	st := C.pgate_route(p, id, C.size_t(n), &d.c)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {
 		return Decision{}, statusError("pgate_route", st)
@@ -209,13 +209,13 @@ func (g *Gate) Record(d Decision, success bool, latency time.Duration) (Recorded
 	if err != nil {
 		return 0, err
 	}
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return 0, errClosed
 	}
 	var r C.pgate_recorded
 	st := C.pgate_record(p, &d.c, C.bool(success), ns, &r)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {
 		return 0, statusError("pgate_record", st)
@@ -234,13 +234,13 @@ func (g *Gate) RecordAbandoned(d Decision, waited time.Duration) (recorded bool,
 	if err != nil {
 		return false, err
 	}
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return false, errClosed
 	}
 	var r C.bool
 	st := C.pgate_record_abandoned(p, &d.c, ns, &r)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {
 		return false, statusError("pgate_record_abandoned", st)
@@ -265,13 +265,13 @@ func (g *Gate) recordByID(id *C.uint8_t, n int, success bool, latency time.Durat
 	if err != nil {
 		return 0, err
 	}
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return 0, errClosed
 	}
 	var r C.pgate_recorded
 	st := C.pgate_record_by_id(p, id, C.size_t(n), C.bool(success), ns, &r)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {
 		return 0, statusError("pgate_record_by_id", st)
@@ -318,10 +318,11 @@ func (g *Gate) flagSet(id uint32) ([]string, error) {
 	}
 	if m := g.flagSets.Load(); m != nil {
 		if names, ok := (*m)[id]; ok {
-			if g.acquire() == nil { // closed gates answer nothing, as every other method
+			p, held := g.acquire()
+			if p == nil { // closed gates answer nothing, as every other method
 				return nil, errClosed
 			}
-			g.release()
+			held.release()
 			return names, nil
 		}
 	}
@@ -344,11 +345,11 @@ func (g *Gate) flagSet(id uint32) ([]string, error) {
 
 // readFlagSet copies the names of set id out of the library.
 func (g *Gate) readFlagSet(id uint32) ([]string, error) {
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return nil, errClosed
 	}
-	defer g.release()
+	defer held.release()
 	defer runtime.KeepAlive(g)
 	var n C.size_t
 	if st := C.pgate_flag_set_len(p, C.uint32_t(id), &n); st != C.PGATE_STATUS_OK {
@@ -362,7 +363,7 @@ func (g *Gate) readFlagSet(id uint32) ([]string, error) {
 		if st != C.PGATE_STATUS_OK {
 			return nil, statusError("pgate_flag_set_name", st)
 		}
-		// Copied while the read lock keeps the gate (which owns the name) alive.
+		// Copied while the call, counted in flight, keeps the gate (which owns the name) alive.
 		names = append(names, C.GoStringN((*C.char)(unsafe.Pointer(name)), C.int(length)))
 	}
 	return names, nil

@@ -29,7 +29,7 @@ type State struct {
 
 // State reads where the gate stands now. It judges nothing and never rolls back.
 func (g *Gate) State() (State, error) {
-	p := g.acquire()
+	p, held := g.acquire()
 	if p == nil {
 		return State{}, errClosed
 	}
@@ -37,7 +37,7 @@ func (g *Gate) State() (State, error) {
 	var percent C.double
 	var stage C.uint64_t
 	st := C.pgate_state(p, &env, &percent, &stage)
-	g.release()
+	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {
 		return State{}, statusError("pgate_state", st)

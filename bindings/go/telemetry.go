@@ -30,8 +30,7 @@ const PrometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 // reads the gates without side effects: a scrape never judges, so it may run as often as
 // wanted.
 func MetricsPrometheus(gates ...*Gate) (string, error) {
-	// The gates are held in one order whatever the caller's (their addresses), so that two
-	// scrapes of the same gates in other orders, with Close waiting on both, cannot deadlock.
+	// Sorted by address, a gate passed twice sits beside itself.
 	order := make([]int, len(gates))
 	for i := range order {
 		order[i] = i
@@ -46,22 +45,25 @@ func MetricsPrometheus(gates ...*Gate) (string, error) {
 	}
 	buf := make([]byte, 16384)
 	handles := make([]*C.pgate_gate, len(gates))
+	holds := make([]*inFlight, len(gates))
+	releaseAll := func() {
+		for i, held := range holds {
+			held.release()
+			holds[i] = nil
+		}
+	}
 	for {
-		for k, i := range order {
-			handles[i] = gates[i].acquire()
+		for i, g := range gates {
+			handles[i], holds[i] = g.acquire()
 			if handles[i] == nil {
-				for _, j := range order[:k] {
-					gates[j].release()
-				}
+				releaseAll()
 				return "", errClosed
 			}
 		}
 		var n C.size_t
 		st := C.pgate_metrics_prometheus_gates(unsafe.SliceData(handles), C.size_t(len(handles)),
 			(*C.char)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)), &n)
-		for _, g := range gates {
-			g.release()
-		}
+		releaseAll()
 		runtime.KeepAlive(gates)
 		switch st {
 		case C.PGATE_STATUS_OK:

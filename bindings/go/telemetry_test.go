@@ -61,9 +61,8 @@ func TestMetricsPrometheusNamesEachGateAndCountsARollback(t *testing.T) {
 	}
 }
 
-// A gate passed twice is refused (it would take its read lock twice, which deadlocks against
-// a Close waiting in between), and the gates' order is the caller's whatever order they are
-// locked in.
+// A gate passed twice is refused (its series would repeat), and the gates' order is the
+// caller's whatever order they are held in.
 func TestMetricsPrometheusRefusesAGatePassedTwice(t *testing.T) {
 	web := newGate(t, `{"gate": "web"}`, "")
 	api := newGate(t, `{"gate": "api"}`, "")
