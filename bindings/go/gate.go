@@ -205,8 +205,9 @@ func (gd *guard) idle() bool {
 	return true
 }
 
-// Close frees the gate. It waits for calls in flight on other goroutines, and every later
-// call returns ErrClosed. Closing twice is a no-op that returns nil. Decisions routed by the
+// Close frees the gate. It waits for calls in flight on other goroutines, and every call
+// that starts once Close began returns ErrClosed at once. Closing twice is a no-op that
+// returns nil (at once, even while the first Close still waits). Decisions routed by the
 // gate must not be recorded on it afterwards (Record returns ErrClosed).
 func (g *Gate) Close() error {
 	if g == nil {

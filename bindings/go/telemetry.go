@@ -12,12 +12,10 @@ package promotiongates
 import "C"
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"runtime"
-	"slices"
 	"unsafe"
 )
 
@@ -30,18 +28,15 @@ const PrometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 // reads the gates without side effects: a scrape never judges, so it may run as often as
 // wanted.
 func MetricsPrometheus(gates ...*Gate) (string, error) {
-	// Sorted by address, a gate passed twice sits beside itself.
-	order := make([]int, len(gates))
-	for i := range order {
-		order[i] = i
-	}
-	address := func(i int) uintptr { return uintptr(unsafe.Pointer(gates[i])) }
-	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(address(a), address(b)) })
-	for k := 1; k < len(order); k++ {
-		if gates[order[k]] != nil && gates[order[k]] == gates[order[k-1]] {
-			return "", fmt.Errorf("promotiongates: MetricsPrometheus: gates[%d] and gates[%d] are the same gate",
-				min(order[k-1], order[k]), max(order[k-1], order[k]))
+	first := make(map[*Gate]int, len(gates)) // each gate's first position
+	for i, g := range gates {
+		if g == nil {
+			continue // closed: refused below
 		}
+		if j, seen := first[g]; seen {
+			return "", fmt.Errorf("promotiongates: MetricsPrometheus: gates[%d] and gates[%d] are the same gate", j, i)
+		}
+		first[g] = i
 	}
 	buf := make([]byte, 16384)
 	handles := make([]*C.pgate_gate, len(gates))

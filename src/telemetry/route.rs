@@ -50,29 +50,25 @@ pub fn route_request_observed<'g>(
 
 #[cfg(test)]
 mod tests {
+    use tracing::Level;
+
     use super::route_request_observed;
     use crate::telemetry::log_lines::LogLines;
     use crate::{PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
 
     #[test]
-    fn an_observed_route_logs_one_line() {
+    fn an_observed_route_logs_one_debug_line() {
         let gate = PromotionGateManager::new(
             PromotionConfig::default(),
             SloAdmissionController::new(SloConfig::default()).unwrap(),
         )
         .unwrap();
         let lines = LogLines::default();
-        let routed = || {
-            let all = lines.lines();
-            all.iter()
-                .filter(|line| line.contains(" routed to "))
-                .count()
-        };
         lines.during(|| {
             route_request_observed(&gate, "user-1");
-            assert_eq!(routed(), 1, "observed route");
+            assert_eq!(lines.lines_at(Level::DEBUG).len(), 1, "observed route");
             gate.route_request("user-1");
-            assert_eq!(routed(), 1, "plain route");
+            assert_eq!(lines.lines_at(Level::DEBUG).len(), 2, "plain route");
         });
     }
 }

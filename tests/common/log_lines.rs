@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use tracing::Level;
 use tracing::field::{Field, Visit};
 
 /// One event's fields as text: ` name=value` each, the value as its `Debug` writes it.
@@ -16,17 +17,28 @@ impl Visit for Line {
     }
 }
 
-/// Keeps every event as a line; clones share the lines.
+/// Keeps every event as a line, with its level; clones share the lines.
 #[derive(Clone, Default)]
-pub struct LogLines(Arc<Mutex<Vec<String>>>);
+pub struct LogLines(Arc<Mutex<Vec<(Level, String)>>>);
 
 impl LogLines {
     /// The lines kept so far.
     pub fn lines(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.kept(|_| true)
+    }
+
+    /// The lines kept so far at `level`.
+    pub fn lines_at(&self, level: Level) -> Vec<String> {
+        self.kept(|at| at == level)
+    }
+
+    fn kept(&self, wanted: impl Fn(Level) -> bool) -> Vec<String> {
+        let lines = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        lines
+            .iter()
+            .filter(|(level, _)| wanted(*level))
+            .map(|(_, line)| line.clone())
+            .collect()
     }
 
     /// Runs `f` with this subscriber as the calling thread's (other threads' events are not
@@ -58,7 +70,7 @@ impl tracing::Subscriber for LogLines {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(line.0);
+            .push((*event.metadata().level(), line.0));
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
