@@ -266,6 +266,15 @@ fn swap_config_cannot_move_the_state_or_rename_the_gate() {
     assert_eq!(err.field(), "gate");
     assert!(err.to_string().contains("keeps its name"), "{err}");
     assert_eq!(storeless.config().gate, PromotionConfig::default().gate);
+    // Nor take a store it was not opened with: it would report a store it never opened.
+    let mut stored = storeless.config();
+    stored.store = gate.config().store;
+    let Err(Error::Config(err)) = storeless.swap_config(stored) else {
+        panic!("a gate without a store took one");
+    };
+    assert_eq!(err.field(), "store");
+    assert!(err.to_string().contains("opened without a store"), "{err}");
+    assert_eq!(storeless.config().store, None);
 }
 
 #[test]

@@ -216,13 +216,24 @@ impl StoreLink {
         self.store.location()
     }
 
-    /// Whether `config` keeps this link's store (a running gate cannot move its state).
-    pub(super) fn check_same_store(&self, config: &PromotionConfig) -> Result<(), Error> {
-        if config.store.as_ref() != Some(&self.config) {
+    /// Whether `config` keeps the store the gate was opened with, `link`'s (`None`: none): a
+    /// running gate can neither move its state nor take a store it was not opened with.
+    pub(super) fn check_same_store(
+        link: Option<&Self>,
+        config: &PromotionConfig,
+    ) -> Result<(), Error> {
+        let opened = link.map(|link| &link.config);
+        if config.store.as_ref() != opened {
+            let reason = if opened.is_some() {
+                "the store the gate was opened with: a running gate cannot move its state"
+            } else {
+                "none, as the gate was opened without a store: a running gate cannot take one \
+                 (open a new gate with it)"
+            };
             return Err(crate::ConfigError::new(
                 "store",
                 serde_json::to_string(&config.store).unwrap_or_default(),
-                "the store the gate was opened with: a running gate cannot move its state",
+                reason,
             )
             .into());
         }

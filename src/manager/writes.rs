@@ -2,7 +2,7 @@
 //! swaps. Each decides its config change in [`crate::release`], then records and publishes it
 //! under the writer lock.
 
-use super::stored::Durability;
+use super::stored::{Durability, StoreLink};
 use super::{PromotionGateManager, Shared, WriterState};
 use crate::config::{Environment, PromotionConfig, validate_flag_name};
 use crate::error::{Error, PromotionError, RollbackError};
@@ -396,9 +396,7 @@ impl PromotionGateManager {
                 )
                 .into());
             }
-            if let Some(link) = &writer.store {
-                link.check_same_store(&config)?;
-            }
+            StoreLink::check_same_store(writer.store.as_ref(), &config)?;
             // Decided again after another process's write: only if that write left the stage
             // alone (a flag edit, say). One that began a stage (a rollback, a promotion) is not
             // written over: the caller read a release that is no longer there.
