@@ -21,6 +21,7 @@ use super::{
 use crate::config::PromotionConfig;
 use crate::decision::PerCohort;
 use crate::error::{Shown, quoted};
+use crate::limits::{MAX_DOCUMENT_BYTES, MAX_REASON_BYTES};
 use identity::FileIdentity;
 
 mod identity;
@@ -322,10 +323,20 @@ impl SqliteStore {
     fn read(&self, connection: &Connection, known: Guard) -> Result<Since, StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
         let not_ours = |e: String| self.error(StoreProblem::NotOurs, e);
+        // The config is read only when the release is not the one known, and only within its
+        // limit: a value above it is never held, only its length.
         let row = connection
             .query_row(
-                "SELECT version, stage, config FROM release WHERE gate = ?1",
-                [&self.gate],
+                "SELECT version, stage, octet_length(config),
+                     CASE WHEN (version, stage) IS NOT (?2, ?3) AND octet_length(config) <= ?4
+                         THEN config END
+                 FROM release WHERE gate = ?1",
+                params![
+                    self.gate,
+                    self.signed("release.version", known.version)?,
+                    self.signed("release.stage", known.stage)?,
+                    i64::try_from(MAX_DOCUMENT_BYTES).unwrap_or(i64::MAX)
+                ],
                 |row| Ok(release_of(row)),
             )
             .optional()
@@ -336,6 +347,7 @@ impl SqliteStore {
         else {
             return Ok(Since::unread(stored, known));
         };
+        let config = config.map_err(not_ours)?;
         let config = PromotionConfig::parse_json(&config)
             .map_err(|e| not_ours(format!("release.config: {e}")))?;
         let release = StoredRelease {
@@ -346,15 +358,12 @@ impl SqliteStore {
         .checked(&self.gate)
         .map_err(not_ours)?;
         // The newest events the release keeps, at most (a file written by hand may hold more).
-        let mut statement = connection
-            .prepare_cached(
-                "SELECT version, rolled_back, feature, reason, rollback_trigger, environment, timestamp_ns
-                 FROM history WHERE gate = ?1 AND version > ?2 ORDER BY version DESC LIMIT ?3",
-            )
-            .map_err(fail)?;
+        let mut statement = connection.prepare_cached(HISTORY_READ).map_err(fail)?;
         let bound = i64::try_from(release.history_bound()).unwrap_or(i64::MAX);
+        let text_bytes = i64::try_from(HISTORY_TEXT_BYTES).unwrap_or(i64::MAX);
+        let after = self.signed("release.version", since)?;
         let rows = statement
-            .query_map(params![self.gate, self.signed(since)?, bound], |row| {
+            .query_map(params![self.gate, after, bound, text_bytes], |row| {
                 Ok(event_of(row))
             })
             .map_err(fail)?;
@@ -371,11 +380,16 @@ impl SqliteStore {
             .map_err(not_ours)
     }
 
-    fn signed(&self, value: u64) -> Result<i64, StoreError> {
+    /// `value`, for `field`, as SQLite's integer. Beyond it, retrying cannot help: only a
+    /// stored version or stage edited by hand up to `i64::MAX` leads a write there.
+    fn signed(&self, field: &str, value: u64) -> Result<i64, StoreError> {
         i64::try_from(value).map_err(|_| {
             self.error(
-                StoreProblem::Unavailable,
-                format!("{value} is beyond SQLite's integers"),
+                StoreProblem::NotOurs,
+                format!(
+                    "{field} = {value}: beyond SQLite's integers (at most {})",
+                    i64::MAX
+                ),
             )
         })
     }
@@ -394,7 +408,7 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
         let PerCohort { canary, stable } = &contribution.cohorts;
-        let count = |value: u64| self.signed(value);
+        let count = |field: &str, value: u64| self.signed(field, value);
         tx.execute(
             "INSERT OR REPLACE INTO contribution (gate, instance, stage, updated_at_ms,
                  canary_requests, canary_errors, canary_compliant, canary_latency,
@@ -403,15 +417,15 @@ impl SqliteStore {
             params![
                 self.gate,
                 contribution.instance,
-                count(contribution.stage)?,
+                count("contribution.stage", contribution.stage)?,
                 now,
-                count(canary.requests)?,
-                count(canary.errors)?,
-                count(canary.compliant)?,
+                count("contribution.canary_requests", canary.requests)?,
+                count("contribution.canary_errors", canary.errors)?,
+                count("contribution.canary_compliant", canary.compliant)?,
                 canary.latency,
-                count(stable.requests)?,
-                count(stable.errors)?,
-                count(stable.compliant)?,
+                count("contribution.stable_requests", stable.requests)?,
+                count("contribution.stable_errors", stable.errors)?,
+                count("contribution.stable_compliant", stable.compliant)?,
                 stable.latency,
             ],
         )
@@ -460,8 +474,8 @@ impl SqliteStore {
                  environment = excluded.environment, config = excluded.config",
             params![
                 self.gate,
-                self.signed(release.version)?,
-                self.signed(release.stage)?,
+                self.signed("release.version", release.version)?,
+                self.signed("release.stage", release.stage)?,
                 release.config.environment.to_string(),
                 config
             ],
@@ -475,7 +489,7 @@ impl SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     self.gate,
-                    self.signed(event.version)?,
+                    self.signed("history.version", event.version)?,
                     event.rolled_back,
                     event.feature,
                     event.reason,
@@ -526,7 +540,14 @@ impl SqliteStore {
         let limit = i64::try_from(MAX_INSTANCES).unwrap_or(i64::MAX);
         let rows = statement
             .query_map(
-                params![self.gate, self.signed(stage)?, except, cutoff, bound, limit],
+                params![
+                    self.gate,
+                    self.signed("contribution.stage", stage)?,
+                    except,
+                    cutoff,
+                    bound,
+                    limit
+                ],
                 |row| Ok(contribution_of(row, stage)),
             )
             .map_err(fail)?;
@@ -638,29 +659,81 @@ fn contribution_of(row: &Row<'_>, stage: u64) -> Result<Contribution, BadContrib
     })
 }
 
-/// A row of `release` as selected by `read` (version, stage, config), or which column holds
-/// what instead.
-fn release_of(row: &Row<'_>) -> Result<(u64, u64, String), String> {
+/// A row of `release` as selected by `read` (version, stage, the config's length, the config
+/// when read), or which column holds what instead. The config is its own result: it is
+/// checked only when the release is not the one known (`Since::read_after`).
+fn release_of(row: &Row<'_>) -> Result<(u64, u64, Result<String, String>), String> {
     Ok((
         count(row, 0, "release.version")?,
         count(row, 1, "release.stage")?,
-        text(row, 2, "release.config")?,
+        bounded_text(
+            row,
+            2,
+            "release.config",
+            (MAX_DOCUMENT_BYTES, "MAX_DOCUMENT_BYTES"),
+        ),
     ))
 }
 
-/// A row of `history` as selected by `read`, or which column holds what instead.
+/// The read of the newest history events after a version, at most `?3` of them, each column
+/// of text with its length before it and read only within `?4` bytes
+/// ([`HISTORY_TEXT_BYTES`]).
+const HISTORY_READ: &str = "SELECT version,
+        octet_length(rolled_back), CASE WHEN octet_length(rolled_back) <= ?4 THEN rolled_back END,
+        octet_length(feature), CASE WHEN octet_length(feature) <= ?4 THEN feature END,
+        octet_length(reason), CASE WHEN octet_length(reason) <= ?4 THEN reason END,
+        octet_length(rollback_trigger),
+        CASE WHEN octet_length(rollback_trigger) <= ?4 THEN rollback_trigger END,
+        octet_length(environment), CASE WHEN octet_length(environment) <= ?4 THEN environment END,
+        timestamp_ns
+    FROM history WHERE gate = ?1 AND version > ?2 ORDER BY version DESC LIMIT ?3";
+
+/// The most bytes a history event's text column is read with: one above the longest reason a
+/// store takes, so that a reason just too long is still read and refused by its own check
+/// (naming `MAX_REASON_BYTES`); a longer value of any column is refused by its length alone.
+const HISTORY_TEXT_BYTES: usize = MAX_REASON_BYTES + 1;
+
+/// A row of `history` as selected by `read` ([`HISTORY_READ`]), or which column holds
+/// what instead.
 fn event_of(row: &Row<'_>) -> Result<StoredEvent, String> {
-    let environment = text(row, 5, "history.environment")?;
+    let text = |at: usize, column: &str| {
+        bounded_text(
+            row,
+            at,
+            column,
+            (HISTORY_TEXT_BYTES, "MAX_REASON_BYTES + 1"),
+        )
+    };
+    let environment = text(9, "history.environment")?;
     Ok(StoredEvent {
         version: count(row, 0, "history.version")?,
-        rolled_back: text(row, 1, "history.rolled_back")?,
-        feature: text(row, 2, "history.feature")?,
-        reason: text(row, 3, "history.reason")?,
-        trigger: text(row, 4, "history.rollback_trigger")?,
+        rolled_back: text(1, "history.rolled_back")?,
+        feature: text(3, "history.feature")?,
+        reason: text(5, "history.reason")?,
+        trigger: text(7, "history.rollback_trigger")?,
         environment: serde_json::from_str(&environment)
             .map_err(|e| format!("history.environment = {}: {e}", quoted(&environment)))?,
-        timestamp_ns: integer(row, 6, "history.timestamp_ns")?,
+        timestamp_ns: integer(row, 11, "history.timestamp_ns")?,
     })
+}
+
+/// Column `at + 1` of `row` as UTF-8 text, selected only when its length (column `at`, from
+/// `octet_length`, which SQLite answers without reading the value) is at most `limit` bytes
+/// (and the limit's name); a longer value is refused by its length, never read whole.
+fn bounded_text(
+    row: &Row<'_>,
+    at: usize,
+    column: &str,
+    (limit, name): (usize, &str),
+) -> Result<String, String> {
+    if let Ok(ValueRef::Integer(length)) = row.get_ref(at)
+        && usize::try_from(length).map_or(true, |length| length > limit)
+    {
+        return Err(format!(
+            "{column} = ({length} bytes): more than a read takes, {limit} bytes ({name})"
+        ));
+    }
+    text(row, at + 1, column)
 }
 
 /// Column `at` of `row` as an integer, or what `column` holds instead (a column's declared
@@ -675,7 +748,7 @@ fn integer(row: &Row<'_>, at: usize, column: &str) -> Result<i64, String> {
 /// Column `at` of `row` as a count (an integer, not negative), or what `column` holds instead.
 fn count(row: &Row<'_>, at: usize, column: &str) -> Result<u64, String> {
     let n = integer(row, at, column)?;
-    u64::try_from(n).map_err(|_| format!("{column} = {n}: not negative"))
+    u64::try_from(n).map_err(|_| format!("{column} = {n}: negative, where a count is expected"))
 }
 
 /// Column `at` of `row` as UTF-8 text, or what `column` holds instead.

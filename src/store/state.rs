@@ -24,16 +24,25 @@ pub(crate) struct StoredRelease {
     pub(crate) config: PromotionConfig,
 }
 
+/// The highest version or stage a stored release may hold: one below SQLite's largest
+/// integer, so that a process that reads it can still write the next (a hand edit is the only
+/// way there; a write from it reaches `i64::MAX`, the last number a store can take).
+pub(crate) const MAX_STORED_NUMBER: u64 = i64::MAX as u64 - 1;
+
 impl StoredRelease {
     /// Checks a release read from the store of the gate called `gate`, which another process
     /// or a hand edit may have written: its config valid and of that gate (the gate would
-    /// otherwise run under the stored name), its version and stage at most `i64::MAX` (what
-    /// SQLite can hold, so that the next write's `+ 1` never overflows). Every backend reads
-    /// its release through it. The error names the field and its value.
+    /// otherwise run under the stored name), its version and stage at most
+    /// [`MAX_STORED_NUMBER`] (so that the next write's, one higher, is one SQLite can hold).
+    /// Every backend reads its release through it. The error names the field and its value.
     pub(crate) fn checked(self, gate: &str) -> Result<Self, String> {
         for (field, value) in [("version", self.version), ("stage", self.stage)] {
-            if i64::try_from(value).is_err() {
-                return Err(format!("release.{field} = {value}: at most {}", i64::MAX));
+            if value > MAX_STORED_NUMBER {
+                return Err(format!(
+                    "release.{field} = {value}: at most {MAX_STORED_NUMBER} (the next write \
+                     numbers it one higher, and SQLite's integers end at {})",
+                    i64::MAX
+                ));
             }
         }
         self.config

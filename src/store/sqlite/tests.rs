@@ -336,7 +336,7 @@ fn a_value_of_the_wrong_type_is_not_ours_naming_the_column_and_the_value() {
     );
     refused_by(
         "UPDATE release SET version = -2",
-        &["release.version = -2: not negative"],
+        &["release.version = -2: negative, where a count is expected"],
         true,
     );
     let refused = |sql: &str, words: &[&str]| refused_by(sql, words, false);
@@ -374,6 +374,126 @@ fn a_value_of_the_wrong_type_is_not_ours_naming_the_column_and_the_value() {
         &path,
         StoreProblem::NotOurs,
         "schema_version.version = \"one\" (text)",
+    );
+}
+
+#[test]
+fn a_value_above_its_limit_is_refused_by_its_length_never_read_whole() {
+    let dir = Scratch::new("huge-values");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    commit_on_top(&store, "r1", 100);
+    let good = store.load().unwrap().unwrap();
+    let hand = Connection::open(&path).unwrap();
+    let refused = |sql: &str, words: &[&str]| {
+        hand.execute_batch(sql).unwrap();
+        let err = store.load().unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+        for word in words {
+            assert!(err.to_string().contains(word), "{word:?} not in {err}");
+        }
+        // Only the length is shown: the value itself was not read.
+        assert!(
+            err.to_string().len() < 400,
+            "{} bytes",
+            err.to_string().len()
+        );
+    };
+    // 10 MiB of text where a config takes at most 8 MiB, in a new release (a process
+    // that knew the old one reads it).
+    refused(
+        "UPDATE release SET config = CAST(zeroblob(10485760) AS TEXT), version = 2",
+        &[
+            "release.config = (10485760 bytes): more than a read takes, 8388608 bytes (MAX_DOCUMENT_BYTES)",
+        ],
+    );
+    // The same release read again, by a process that knows it: its config is not read at
+    // all (a release whose version and stage are known has nothing new).
+    let known = Guard {
+        version: 2,
+        stage: good.release.stage,
+    };
+    assert!(matches!(store.changes_since(known).unwrap(), Since::Same));
+    hand.execute(
+        "UPDATE release SET config = ?1, version = 1",
+        [serde_json::to_string(&good.release.config).unwrap()],
+    )
+    .unwrap();
+    assert_eq!(store.load().unwrap().unwrap().release, good.release);
+    for column in [
+        "reason",
+        "feature",
+        "rolled_back",
+        "rollback_trigger",
+        "environment",
+    ] {
+        refused(
+            &format!(
+                "UPDATE history SET {column} = CAST(zeroblob(1048576) AS TEXT) WHERE version = 1"
+            ),
+            &[&format!(
+                "history.{column} = (1048576 bytes): more than a read takes, 4097 bytes (MAX_REASON_BYTES + 1)"
+            )],
+        );
+        let event = &good.history[0];
+        hand.execute(
+            "UPDATE history SET rolled_back = ?1, feature = ?2, reason = ?3, rollback_trigger = ?4,
+                 environment = ?5 WHERE version = 1",
+            rusqlite::params![
+                event.rolled_back,
+                event.feature,
+                event.reason,
+                event.trigger,
+                serde_json::to_string(&event.environment).unwrap()
+            ],
+        )
+        .unwrap();
+        assert_eq!(store.load().unwrap().unwrap().history, good.history);
+    }
+}
+
+#[test]
+fn a_version_or_stage_no_write_could_follow_is_not_ours() {
+    let dir = Scratch::new("numbering-end");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    first_write(&store);
+    let hand = Connection::open(&path).unwrap();
+    let last = crate::store::state::MAX_STORED_NUMBER;
+    // One below SQLite's largest integer: read, and one more write still fits.
+    hand.execute("UPDATE release SET version = ?1, stage = ?1", [last as i64])
+        .unwrap();
+    let stored = store.load().unwrap().unwrap();
+    assert_eq!((stored.release.version, stored.release.stage), (last, last));
+    assert_eq!(
+        store.commit(&write_on(last, canary(5.0), None)).unwrap(),
+        Commit::Written
+    );
+    // The largest: no write could follow it, so no process takes it as its state.
+    for column in ["version", "stage"] {
+        hand.execute(
+            &format!("UPDATE release SET version = ?1, stage = ?1, {column} = ?2"),
+            [last as i64 - 1, i64::MAX],
+        )
+        .unwrap();
+        let err = store.load().unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+        let named = format!("release.{column} = {}: at most {last}", i64::MAX);
+        assert!(err.to_string().contains(&named), "{named:?} not in {err}");
+    }
+    // A write that would number past SQLite's integers (on a store at the largest, as a
+    // process's own write from the one below leaves it) names the field, and retrying
+    // cannot help.
+    hand.execute("UPDATE release SET version = ?1, stage = ?1", [i64::MAX])
+        .unwrap();
+    let err = store
+        .commit(&write_on(i64::MAX as u64, canary(5.0), None))
+        .unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    assert!(
+        err.to_string()
+            .contains("release.version = 9223372036854775808: beyond SQLite's integers"),
+        "{err}"
     );
 }
 
