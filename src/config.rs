@@ -399,12 +399,22 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
     let mut reader = serde_json::Deserializer::from_str(json);
     // serde_path_to_error names the field of an error ("slo_threshold: invalid type").
     let value = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
-        let field = field_path(e.path());
-        crate::Error::Json(shortened(&if field.is_empty() {
-            e.inner().to_string()
+        // Shortened (a refused value or key may be megabytes long), its position kept.
+        let (field, inner) = (field_path(e.path()), e.inner());
+        let full = inner.to_string();
+        let position = format!(" at line {} column {}", inner.line(), inner.column());
+        let message = full.strip_suffix(&position).unwrap_or(&full);
+        let message = if field.is_empty() {
+            shortened(message)
         } else {
-            format!("{field}: {}", e.inner())
-        }))
+            shortened(&format!("{field}: {message}"))
+        };
+        let at = if inner.line() > 0 {
+            position.as_str()
+        } else {
+            ""
+        };
+        crate::Error::Json(format!("{message}{at}"))
     })?;
     // Whatever follows the object (`{} {}`) is refused, as serde_json::from_str does.
     reader.end()?;
@@ -486,6 +496,28 @@ pub fn validate_flag_name(name: &str) -> Result<(), FlagError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_refused_key_or_value_is_shortened_and_keeps_its_position() {
+        let long = "k".repeat(1_000_000);
+        for json in [
+            format!(r#"{{"{long}": 1}}"#),
+            format!(r#"{{"environment": "{long}"}}"#),
+        ] {
+            let err = PromotionConfig::from_json(&json).unwrap_err().to_string();
+            assert!(err.len() < 600, "{} bytes", err.len());
+            assert!(
+                err.contains("...(") && err.contains("at line 1 column"),
+                "{err}"
+            );
+        }
+        let err = crate::SloConfig::from_json(r#"{"p99_budget_ms":1e-7}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("it would be read as 0 at line 1 column 22"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn default_is_valid_production() {

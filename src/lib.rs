@@ -122,7 +122,10 @@ pub use manager::PromotionGateManager;
 pub use metrics::Recorded;
 pub use overrides::{Forced, ForcedBy, Overrides, forcing_value};
 pub use release::{Promotion, PromotionKind, plan_promotion};
-pub use slo::{MAX_TRACKED_LATENCY, MIN_SAMPLES_FLOOR, SloAdmissionController, SloConfig};
+pub use slo::{
+    MAX_TRACKED_LATENCY, MIN_EVALUATION_INTERVAL, MIN_SAMPLES_FLOOR, SloAdmissionController,
+    SloConfig,
+};
 pub use store::{EtcdStoreConfig, SqliteStoreConfig, StoreConfig, StoreError, StoreProblem};
 
 /// The README's Rust examples, compiled and run as doc tests.

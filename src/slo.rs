@@ -47,7 +47,8 @@ pub struct SloConfig {
     /// Significance below which evidence is overwhelming and may act before `min_samples`
     /// (default 1e-9).
     pub overwhelming_significance: f64,
-    /// Least time between two automatic full evaluations on the record path (default 1 s).
+    /// Least time between two automatic full evaluations on the record path (default 1 s;
+    /// from 1 ms, [`MIN_EVALUATION_INTERVAL`], to 1 hour).
     #[serde(rename = "evaluation_interval_ms", with = "millis")]
     pub evaluation_interval: Duration,
     /// Absolute tolerance beside `error_rate_ratio_limit`: an excess over the stable error rate
@@ -108,6 +109,17 @@ pub const MAX_TRACKED_LATENCY: Duration = Duration::from_secs(60);
 
 /// The longest `evaluation_interval` and `warm_up` accepted.
 const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The shortest `evaluation_interval` accepted: below it a busy gate would run a full
+/// evaluation (every recorder read, every rule) every few records, on the record path.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{MIN_EVALUATION_INTERVAL, SloConfig};
+/// let slo = SloConfig { evaluation_interval: MIN_EVALUATION_INTERVAL / 2, ..Default::default() };
+/// assert_eq!(slo.validate().unwrap_err().field(), "evaluation_interval_ms");
+/// ```
+pub const MIN_EVALUATION_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The shortest and the longest `no_data_ms` accepted.
 const NO_DATA_BOUNDS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(86_400)];
@@ -224,12 +236,16 @@ impl SloConfig {
             ));
         }
         self.validate_tolerances()?;
-        if self.evaluation_interval.is_zero() || self.evaluation_interval > MAX_INTERVAL {
+        if self.evaluation_interval < MIN_EVALUATION_INTERVAL
+            || self.evaluation_interval > MAX_INTERVAL
+        {
             return Err(ConfigError::new(
                 "evaluation_interval_ms",
                 self.evaluation_interval.as_secs_f64() * 1e3,
                 format!(
-                    "an interval above 0 and at most {} ms",
+                    "from {} to {} ms (MIN_EVALUATION_INTERVAL: a shorter one would judge every \
+                     few records, on the record path)",
+                    MIN_EVALUATION_INTERVAL.as_millis(),
                     MAX_INTERVAL.as_millis()
                 ),
             ));
@@ -472,6 +488,13 @@ mod tests {
             (
                 SloConfig {
                     evaluation_interval: Duration::ZERO,
+                    ..Default::default()
+                },
+                "evaluation_interval_ms",
+            ),
+            (
+                SloConfig {
+                    evaluation_interval: Duration::from_micros(999),
                     ..Default::default()
                 },
                 "evaluation_interval_ms",

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, quoted};
 
 /// Where a gate keeps its release state and history, shared by every process that opens the
 /// same store. No `store` key means in-memory only: state lives and dies with the gate.
@@ -169,7 +169,7 @@ impl SqliteStoreConfig {
         if self.path.is_empty() || self.path.contains('\0') {
             return Err(ConfigError::new(
                 "store.sqlite.path",
-                format!("{:?}", self.path),
+                quoted(&self.path),
                 "a file path, not empty, without NUL bytes",
             ));
         }
@@ -199,7 +199,7 @@ impl EtcdStoreConfig {
             if !host.is_some_and(|h| !h.is_empty() && !h.contains(char::is_whitespace)) {
                 return Err(ConfigError::new(
                     format!("store.etcd.endpoints[{i}]"),
-                    format!("{endpoint:?}"),
+                    quoted(endpoint),
                     "an http:// URL with a host, e.g. \"http://127.0.0.1:2379\" (this build has no TLS: no https://)",
                 ));
             }
@@ -212,7 +212,7 @@ impl EtcdStoreConfig {
         {
             return Err(ConfigError::new(
                 "store.etcd.prefix",
-                format!("{prefix:?}"),
+                quoted(prefix),
                 "a key prefix starting with / and not ending with /, without whitespace, e.g. \"/promotion-gates/checkout\"",
             ));
         }
@@ -330,6 +330,17 @@ mod tests {
                 (field.to_string(), value.to_string()),
                 "{json}"
             );
+        }
+        // A long value is shown shortened, as every refused value is.
+        let long = "x".repeat(1_000_000);
+        for json in [
+            format!(r#"{{"sqlite": {{"path": "\u0000{long}"}}}}"#),
+            format!(r#"{{"etcd": {{"endpoints": ["ftp://{long}"], "prefix": "/p"}}}}"#),
+            format!(r#"{{"etcd": {{"endpoints": ["http://a:1"], "prefix": "{long}"}}}}"#),
+        ] {
+            let (field, value) = field_of(&json);
+            assert!(value.len() < 300, "{field}: {} bytes", value.len());
+            assert!(value.contains("bytes)"), "{field}: {value}");
         }
     }
 
