@@ -516,10 +516,15 @@ function Gate:promote(environment, traffic_percent)
     return invalid("invalid environment = " .. tostring(environment)
                      .. ': "canary", "staging" or "production"')
   end
-  if traffic_percent ~= nil and type(traffic_percent) ~= "number" then
+  if traffic_percent == nil then
+    if number == M.environments.canary then -- never a default share of traffic
+      return invalid('invalid traffic_percent = nil: "canary" takes a percentage from 0 to 100')
+    end
+    traffic_percent = 0 -- unused in Staging and Production
+  elseif type(traffic_percent) ~= "number" then
     return invalid("invalid traffic_percent = " .. tostring(traffic_percent) .. ": not a number")
   end
-  return explained(C.pgate_promote, self.handle, number, traffic_percent or 0)
+  return explained(C.pgate_promote, self.handle, number, traffic_percent)
 end
 
 function Gate:rollback(reason)

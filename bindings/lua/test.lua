@@ -97,6 +97,15 @@ local function test_wrappers()
   ok, message, status = gate:promote("testing")
   check(ok == nil and status == 2, "unknown environment name")
 
+  -- A canary without a percentage is refused, not moved to 0 %.
+  local before = gate:state()
+  ok, message, status = gate:promote("canary")
+  check(ok == nil and status == pg.INVALID_ARGUMENT
+          and message:find("invalid traffic_percent = nil: ", 1, true), "canary without a percentage")
+  local after = gate:state()
+  check(after.environment == "canary" and after.traffic_percent == before.traffic_percent
+          and after.stage == before.stage, "a canary without a percentage changes nothing")
+
   for i = 1, 400 do
     gate:record(gate:route("feed-" .. i), true, 1e6)
   end
