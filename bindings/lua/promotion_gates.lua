@@ -124,11 +124,26 @@ M.rules = {
   errors_over_stage = 256, latency_shift = 512, no_data = 1024,
 }
 
+-- nil, "PGATE_STATUS_INVALID_ARGUMENT: message", 2: a value refused before the call.
+local function invalid(message)
+  return nil, M.status_str(M.INVALID_ARGUMENT) .. ": " .. message, M.INVALID_ARGUMENT
+end
+
+local loaded_from -- the name M.load gave ffi.load
+
 --- Loads the shared library: `path`, else $PGATE_LIB, else libpromotion_gates_ffi.so from the
 --- dynamic loader's search path (LD_LIBRARY_PATH, ld.so.conf). Other calls load it on first use.
+--- Once loaded, the library stays: `pg.load()` and `pg.load` of the same name return it, another
+--- name returns nil, an error naming both, and PGATE_STATUS_INVALID_ARGUMENT (gates already made
+--- belong to the first library). A library that cannot be loaded raises ffi.load's error.
 function M.load(path)
   if not C then
-    C = ffi.load(path or os.getenv("PGATE_LIB") or "promotion_gates_ffi")
+    local name = path or os.getenv("PGATE_LIB") or "promotion_gates_ffi"
+    C = ffi.load(name)
+    loaded_from = name
+  elseif path ~= nil and path ~= loaded_from then
+    return invalid("invalid path = " .. tostring(path) .. ": the library is already loaded from "
+                     .. loaded_from .. ", and stays")
   end
   return C
 end
@@ -137,7 +152,15 @@ local function lib()
   return C or M.load()
 end
 
+--- The name of a status code (PGATE_STATUS_UNKNOWN for a number the library does not use); a
+--- value that is not a whole number from 0 to 2^32 - 1 returns nil, an error, and
+--- PGATE_STATUS_INVALID_ARGUMENT (the FFI would wrap 2^32 + 6 to 6).
 function M.status_str(status)
+  if type(status) ~= "number" or not (status >= 0 and status <= 0xFFFFFFFF)
+     or status % 1 ~= 0 then
+    return invalid("invalid status = " .. tostring(status)
+                     .. ": a status code, a whole number from 0 to 2^32 - 1")
+  end
   return ffi.string(lib().pgate_status_str(status))
 end
 
@@ -196,11 +219,6 @@ local function read_text(fn, gate, cap, err_box)
     cap = tonumber(len[0]) + 4096
   end
   return nil, M.status_str(M.BUFFER_TOO_SMALL) .. ": the text kept growing", M.BUFFER_TOO_SMALL
-end
-
--- nil, "PGATE_STATUS_INVALID_ARGUMENT: message", 2: a value refused before the call.
-local function invalid(message)
-  return nil, M.status_str(M.INVALID_ARGUMENT) .. ": " .. message, M.INVALID_ARGUMENT
 end
 
 -- nil, "PGATE_STATUS_INVALID_HANDLE: ...", 13: a call on a gate after gate:free().

@@ -58,6 +58,21 @@ local function test_wrappers()
   check(pg.version():match("^%d+%.%d+%.%d+") ~= nil, "version")
   check(pg.status_str(6) == "PGATE_STATUS_SLO_NOT_MET", "status_str")
   check(pg.status_str(99) == "PGATE_STATUS_UNKNOWN", "status_str unknown")
+  -- Checked before the FFI converts them: 2^32 + 6 would wrap to 6, 2^40 to 0.
+  for _, code in ipairs({ 2 ^ 32 + 6, 2 ^ 40, -1, 1.5, 0 / 0, "x" }) do
+    local none, message, status = pg.status_str(code)
+    check(none == nil and status == pg.INVALID_ARGUMENT
+            and message:find("invalid status = " .. tostring(code) .. ": ", 1, true),
+          "status_str(" .. tostring(code) .. "): " .. tostring(message or none))
+  end
+  -- The library stays the one loaded: the same name returns it, another is refused.
+  local lib_path = os.getenv("PGATE_LIB")
+  check(pg.load() ~= nil and pg.load(lib_path) == pg.load(), "load of the loaded library")
+  local none, message, status = pg.load("/nonexistent/libpromotion_gates_ffi.so")
+  check(none == nil and status == pg.INVALID_ARGUMENT
+          and message:find("invalid path = /nonexistent/libpromotion_gates_ffi.so: the library "
+                             .. "is already loaded from " .. lib_path, 1, true),
+        "load of another library: " .. tostring(message))
 
   local none, message, status = pg.new('{"slo_treshold": 0.9}')
   check(none == nil and status == 4 and message:find("slo_treshold", 1, true), "unknown field")
@@ -96,7 +111,6 @@ local function test_wrappers()
   check(ok == nil and status == 3 and message:find("environment.traffic_percent", 1, true), "NaN")
   ok, message, status = gate:promote("testing")
   check(ok == nil and status == 2, "unknown environment name")
-
   -- A canary without a percentage is refused, not moved to 0 %.
   local before = gate:state()
   ok, message, status = gate:promote("canary")
