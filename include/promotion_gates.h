@@ -130,7 +130,9 @@ enum pgate_status
   PGATE_STATUS_UNKNOWN_FLAG_SET = 16,
   /**
    * The write needs a new flag set number and the gate has used them all (after about 4.2
-   * billion distinct sets); nothing changed. Create a new gate.
+   * billion distinct sets), or enables a flag name the gate never held when it has held
+   * `MAX_FLAG_NAMES` (100,000) distinct names; nothing changed. Create a new gate (or, for
+   * names, enable one it held).
    */
   PGATE_STATUS_FLAG_SETS_EXHAUSTED = 17,
   /**

@@ -259,6 +259,7 @@ impl PromotionConfig {
         if let Some(overrides) = &self.overrides {
             overrides.validate()?;
         }
+        self.check_flag_count()?;
         // One pass with a hash set: O(n) expected (O(n^2) at worst, were every name to collide).
         let mut seen: HashSet<&str> =
             HashSet::with_capacity(self.feature_flags.len() + self.graduated_flags.len());
@@ -279,6 +280,23 @@ impl PromotionConfig {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// At most [`MAX_FLAGS`](crate::MAX_FLAGS) flags in `feature_flags` and `graduated_flags`
+    /// together, else a [`ConfigError`] on `feature_flags` naming the count.
+    pub(crate) fn check_flag_count(&self) -> Result<(), ConfigError> {
+        let count = self.feature_flags.len() + self.graduated_flags.len();
+        if count > crate::MAX_FLAGS {
+            return Err(ConfigError::new(
+                "feature_flags",
+                format!("{count} flags"),
+                format!(
+                    "at most {} flags across feature_flags and graduated_flags (MAX_FLAGS)",
+                    crate::MAX_FLAGS
+                ),
+            ));
         }
         Ok(())
     }

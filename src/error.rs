@@ -168,6 +168,14 @@ pub enum FlagError {
         "this gate has used up its flag set numbers (about 4.2 billion distinct sets); create a new gate"
     )]
     SetNumbersExhausted,
+    /// The write enables a flag name this gate has never held, and it has held
+    /// [`MAX_FLAG_NAMES`](crate::MAX_FLAG_NAMES) distinct names: each is kept for the gate's
+    /// life, so the write is refused (names it holds can still be enabled).
+    #[error(
+        "this gate has held {max} distinct flag names, the most it keeps (MAX_FLAG_NAMES); enable one it held, or create a new gate",
+        max = crate::MAX_FLAG_NAMES
+    )]
+    NamesExhausted,
 }
 
 /// A rollback was refused.

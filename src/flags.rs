@@ -240,14 +240,16 @@ impl FlagSets {
     ///
     /// # Errors
     /// [`FlagError::SetNumbersExhausted`] when a new set is needed and no slot can take one;
-    /// then no set changed (new names may have been added, which nothing can observe).
+    /// [`FlagError::NamesExhausted`] when a name never held would be one more than
+    /// [`MAX_FLAG_NAMES`](crate::MAX_FLAG_NAMES); then no set changed (new names may have been
+    /// added, which nothing can observe).
     pub(crate) fn intern_live<'n>(
         &self,
         index: &mut FlagSetIndex,
         stable: impl IntoIterator<Item = &'n str>,
         new_version: impl IntoIterator<Item = &'n str>,
     ) -> Result<[FlagSetId; 2], FlagError> {
-        let mut keys = [self.key(index, stable), self.key(index, new_version)];
+        let mut keys = [self.key(index, stable)?, self.key(index, new_version)?];
         // The same set twice (no release flags) takes one number.
         let same = keys[0] == keys[1];
         if same {
@@ -294,30 +296,33 @@ impl FlagSets {
     }
 
     /// The sorted, deduplicated name numbers of `names`, or `None` for the empty set. Adds
-    /// names not seen before to the arena.
+    /// names not seen before to the arena, up to [`MAX_FLAG_NAMES`](crate::MAX_FLAG_NAMES).
     fn key<'n>(
         &self,
         index: &mut FlagSetIndex,
         names: impl IntoIterator<Item = &'n str>,
-    ) -> Option<Arc<[u32]>> {
+    ) -> Result<Option<Arc<[u32]>>, FlagError> {
         let mut named: Vec<(&str, u32)> = names
             .into_iter()
             .map(|name| match index.name_numbers.get(name) {
-                Some(&number) => (name, number),
+                Some(&number) => Ok((name, number)),
+                None if index.name_numbers.len() >= crate::MAX_FLAG_NAMES => {
+                    Err(FlagError::NamesExhausted)
+                }
                 None => {
                     let text: Arc<str> = Arc::from(name);
                     let pushed = self.names.push(Arc::clone(&text));
-                    // Four billion distinct names would not fit in memory first.
+                    // MAX_FLAG_NAMES is far below u32::MAX.
                     let number = u32::try_from(pushed).unwrap_or(u32::MAX);
                     index.name_numbers.insert(text, number);
-                    (name, number)
+                    Ok((name, number))
                 }
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         named.sort_unstable();
         named.dedup();
         let numbers: Vec<u32> = named.into_iter().map(|(_, number)| number).collect();
-        (!numbers.is_empty()).then(|| numbers.into())
+        Ok((!numbers.is_empty()).then(|| numbers.into()))
     }
 
     /// Stores a new set in the oldest free slot, under a number never used before. The caller
@@ -699,5 +704,29 @@ mod tests {
         // The refused write changed nothing: the live set still reads.
         let live = index.live[1];
         assert_eq!(EnabledFeatures::new(&sets, live).len(), 1);
+    }
+
+    #[test]
+    fn a_gate_holds_at_most_max_flag_names_distinct_names() {
+        let sets = FlagSets::new();
+        let mut index = FlagSetIndex::default();
+        let names: Vec<String> = (0..crate::MAX_FLAG_NAMES)
+            .map(|i| format!("f{i}"))
+            .collect();
+        for chunk in names.chunks(10_000) {
+            sets.intern_live(&mut index, [], chunk.iter().map(String::as_str))
+                .unwrap();
+        }
+        let live = index.live;
+        let err = sets
+            .intern_live(&mut index, [], ["f0", "one_more"])
+            .unwrap_err();
+        assert_eq!(err, FlagError::NamesExhausted);
+        assert!(err.to_string().contains("MAX_FLAG_NAMES"), "{err}");
+        assert_eq!(index.live, live, "the refused write changed no set");
+        assert_eq!(index.name_numbers.len(), crate::MAX_FLAG_NAMES);
+        // Names it holds are still taken, in any set.
+        let [_, id] = sets.intern_live(&mut index, [], ["f0", "f99999"]).unwrap();
+        assert_eq!(EnabledFeatures::new(&sets, id).len(), 2);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Every bound the engine puts on its inputs and on what it keeps, in one place, so that memory
 //! and CPU follow what is live, never what a caller sent or what happened before, except flag
-//! names: every distinct name ever enabled is kept until the gate is dropped (see below). Each
+//! names: every distinct name ever enabled is kept until the gate is dropped, at most
+//! [`MAX_FLAG_NAMES`] of them (see below). Each
 //! limit is a constant here (re-exported at the crate root); a value beyond one is refused with an
 //! error that names the field and the limit, and the refused call changes nothing.
 //!
@@ -11,6 +12,8 @@
 //! | gate name, salt, each flag name | [`MAX_NAME_BYTES`] bytes, not empty, no whitespace or control characters | [`ConfigError`](crate::ConfigError) (`gate`, `salt`, `feature_flags[i]`...) or [`FlagError::InvalidName`](crate::FlagError::InvalidName) |
 //! | `overrides`: header and cookie names, each listed request id | [`MAX_NAME_BYTES`] bytes, not empty (names: no whitespace or control characters) | [`ConfigError`](crate::ConfigError) (`overrides.header`, `overrides.canary_ids[i]`...) |
 //! | `overrides`: ids in `canary_ids` and `stable_ids` together | [`MAX_OVERRIDE_IDS`] | [`ConfigError`](crate::ConfigError) on `overrides.canary_ids` |
+//! | flags enabled, in `feature_flags` and `graduated_flags` together | [`MAX_FLAGS`] | [`ConfigError`](crate::ConfigError) on `feature_flags` (a config, or `enable_feature`) |
+//! | distinct flag names a gate takes in its life | [`MAX_FLAG_NAMES`] | [`FlagError::NamesExhausted`](crate::FlagError::NamesExhausted) |
 //! | a manual rollback's reason | [`MAX_REASON_BYTES`] bytes, not blank | [`RollbackError::ReasonTooLong`](crate::RollbackError::ReasonTooLong) |
 //! | a JSON config document (`from_json`, `parse_json`, the C ABI) | [`MAX_DOCUMENT_BYTES`] bytes | [`ConfigError`](crate::ConfigError) on field `document` |
 //! | `max_rollback_history` | 1 to [`MAX_ROLLBACK_HISTORY`] events | [`ConfigError`](crate::ConfigError) |
@@ -30,7 +33,8 @@
 //!   for at least [`FLAG_SET_GRACE_WRITES`] later writes, and its number is never given to
 //!   another set (see [`EnabledFeatures`](crate::EnabledFeatures)).
 //!   Each distinct flag name is kept once for the gate's life (so names handed to a C host stay
-//!   valid until the gate is freed): [`MAX_NAME_BYTES`] each at most.
+//!   valid until the gate is freed): [`MAX_NAME_BYTES`] each at most, [`MAX_FLAG_NAMES`] in
+//!   all.
 //! - **Changes:** the last [`MAX_RECENT_CHANGES`](crate::MAX_RECENT_CHANGES), at most
 //!   [`MAX_QUEUED_CHANGES`](crate::MAX_QUEUED_CHANGES) queued per subscription (a slow
 //!   subscriber misses the oldest, counted), at most
@@ -42,7 +46,7 @@
 //! - **Error messages** show at most [`MAX_SHOWN_VALUE_BYTES`] of a refused value, then its
 //!   length: `"xxxx...(10485760 bytes)"`.
 //!
-//! CPU: validating a config is `O(n log n)` in its number of flags (a 40,000-flag config
+//! CPU: validating a config is `O(n log n)` in its number of flags (a 10,000-flag config
 //! validates and builds a gate in milliseconds; `benches/config.rs`), and a config is validated
 //! once per call that takes it.
 
@@ -55,6 +59,29 @@ pub const MAX_NAME_BYTES: usize = 128;
 /// Most request ids the `overrides` section lists, in `canary_ids` and `stable_ids` together
 /// (each id at most [`MAX_NAME_BYTES`]): about 1.3 MiB of ids at most, searched in `O(log n)`.
 pub const MAX_OVERRIDE_IDS: usize = 10_000;
+
+/// Most flags a config enables, in `feature_flags` and `graduated_flags` together (each name at
+/// most [`MAX_NAME_BYTES`]): about 1.3 MiB of names at most, so that a gate's state stays a
+/// document a store can hold and every process can read ([`MAX_DOCUMENT_BYTES`]), and a write
+/// (which copies the flag lists) stays cheap.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{MAX_FLAGS, PromotionConfig};
+/// let config = PromotionConfig {
+///     feature_flags: (0..=MAX_FLAGS).map(|i| format!("flag_{i}")).collect(),
+///     ..Default::default()
+/// };
+/// assert_eq!(config.validate().unwrap_err().field(), "feature_flags");
+/// ```
+pub const MAX_FLAGS: usize = 10_000;
+
+/// Most distinct flag names a gate takes in its life: each is kept until the gate is dropped
+/// (a name read from a decision, or a C pointer to it, stays valid that long), so beyond it a
+/// write that enables a name never seen before is refused
+/// ([`FlagError::NamesExhausted`](crate::FlagError::NamesExhausted)): about 20 MiB of names at
+/// most.
+pub const MAX_FLAG_NAMES: usize = 100_000;
 
 /// Longest accepted reason for a manual rollback, in bytes.
 pub const MAX_REASON_BYTES: usize = 4096;

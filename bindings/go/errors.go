@@ -26,7 +26,7 @@ const (
 	StatusPanic             Status = C.PGATE_STATUS_PANIC               // the library panicked: a bug, please report it
 	StatusIndexOutOfRange   Status = C.PGATE_STATUS_INDEX_OUT_OF_RANGE  // an index beyond the end of a list
 	StatusUnknownFlagSet    Status = C.PGATE_STATUS_UNKNOWN_FLAG_SET    // a stale or foreign decision's flag set
-	StatusFlagSetsExhausted Status = C.PGATE_STATUS_FLAG_SETS_EXHAUSTED // every flag-set number given out
+	StatusFlagSetsExhausted Status = C.PGATE_STATUS_FLAG_SETS_EXHAUSTED // every flag-set number given out, or MAX_FLAG_NAMES distinct names held
 	StatusStore             Status = C.PGATE_STATUS_STORE               // the state store failed, or another process wrote first
 )
 

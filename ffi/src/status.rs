@@ -51,7 +51,9 @@ pub enum pgate_status {
     /// different set, so a host's cache keyed by gate and number stays right.
     UnknownFlagSet = 16,
     /// The write needs a new flag set number and the gate has used them all (after about 4.2
-    /// billion distinct sets); nothing changed. Create a new gate.
+    /// billion distinct sets), or enables a flag name the gate never held when it has held
+    /// `MAX_FLAG_NAMES` (100,000) distinct names; nothing changed. Create a new gate (or, for
+    /// names, enable one it held).
     FlagSetsExhausted = 17,
     /// The state store could not be opened, read or written, or another process wrote first
     /// (the error names the store's path or endpoints). Routing goes on from the last state.
@@ -122,7 +124,9 @@ impl From<&Error> for pgate_status {
             Error::Flag(FlagError::InvalidName { .. }) => pgate_status::InvalidFlag,
             Error::Flag(FlagError::NotEnabled(_)) => pgate_status::FlagNotEnabled,
             Error::Flag(FlagError::UnknownSet(_)) => pgate_status::UnknownFlagSet,
-            Error::Flag(FlagError::SetNumbersExhausted) => pgate_status::FlagSetsExhausted,
+            Error::Flag(FlagError::SetNumbersExhausted | FlagError::NamesExhausted) => {
+                pgate_status::FlagSetsExhausted
+            }
             Error::Rollback(
                 RollbackError::NothingToRollBack
                 | RollbackError::EmptyReason

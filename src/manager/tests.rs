@@ -129,6 +129,24 @@ fn flags_per_environment_and_cohort() {
 }
 
 #[test]
+fn enabling_a_flag_beyond_max_flags_is_refused_naming_the_count() {
+    let full = PromotionConfig {
+        feature_flags: (0..crate::MAX_FLAGS).map(|i| format!("f{i}")).collect(),
+        ..Default::default()
+    };
+    let gate = gate(full.clone());
+    let Err(Error::Config(err)) = gate.enable_feature("one_more") else {
+        panic!("a flag beyond MAX_FLAGS was enabled");
+    };
+    assert_eq!(err.field(), "feature_flags");
+    assert!(err.to_string().contains("10001 flags"), "{err}");
+    assert!(!gate.is_feature_enabled("one_more"));
+    assert_eq!(gate.config().feature_flags, full.feature_flags);
+    // One that is on already is no write at all.
+    gate.enable_feature("f0").unwrap();
+}
+
+#[test]
 fn invalid_moves_change_nothing() {
     let gate = gate(PromotionConfig::default());
     let before = gate.shared.current.load().route.generation;

@@ -201,6 +201,7 @@ impl PromotionGateManager {
             let Some(config) = release::with_flag_enabled(&current.config, name) else {
                 return Ok(());
             };
+            config.check_flag_count()?;
             self.shared
                 .commit(writer, config, false, None, Durability::Required)?;
             tracing::info!(feature = name, "Feature flag enabled: {name}");

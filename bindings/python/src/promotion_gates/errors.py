@@ -137,8 +137,9 @@ class UnknownFlagSetError(FlagError):
 
 
 class FlagSetsExhaustedError(FlagError):
-    """The gate has given out every flag-set number it can; a write that needs a new set is
-    refused and nothing changed (after about 4.2 billion distinct sets)."""
+    """The gate has given out every flag-set number it can (after about 4.2 billion distinct
+    sets), or has held ``MAX_FLAG_NAMES`` (100,000) distinct flag names and the write enables a
+    new one; the write is refused and nothing changed."""
 
 
 class GateClosedError(InvalidHandleError):
