@@ -159,10 +159,17 @@ static pgate_decision find_id(const pgate_gate *gate, bool canary, char id[32]) 
 /* A cold-path call that takes UTF-8 text as pointer and length, and an error object. */
 typedef pgate_status (*text_call)(const pgate_gate *, const uint8_t *, size_t, pgate_error **);
 
-/* The argument errors every text-taking call shares; `what` is how its messages name the text. */
-static void check_text_errors(const pgate_gate *gate, text_call call, const char *what) {
-    char not_utf8[64];
+/* The argument errors every text-taking call shares; `what` is how its messages name the text,
+ * `pointer` its C parameter (whose length is `len`). */
+static void check_text_errors(const pgate_gate *gate, text_call call, const char *what,
+                              const char *pointer) {
+    char not_utf8[64], null_with_len[96], too_long[96], size_max[96];
     snprintf(not_utf8, sizeof not_utf8, "%s is not valid UTF-8", what);
+    snprintf(null_with_len, sizeof null_with_len,
+             "invalid %s = NULL with len = 3: a NULL pointer needs length 0", pointer);
+    snprintf(too_long, sizeof too_long, "invalid len = %zu: above PTRDIFF_MAX (%td)", TOO_LONG,
+             (ptrdiff_t)PTRDIFF_MAX);
+    snprintf(size_max, sizeof size_max, "invalid len = %zu: above PTRDIFF_MAX", (size_t)SIZE_MAX);
     const struct {
         const uint8_t *ptr;
         size_t len;
@@ -170,9 +177,9 @@ static void check_text_errors(const pgate_gate *gate, text_call call, const char
         const char *named;
     } cases[] = {
         {NOT_UTF8, sizeof NOT_UTF8, PGATE_STATUS_INVALID_ARGUMENT, not_utf8},
-        {NULL, 3, PGATE_STATUS_NULL_POINTER, "PGATE_STATUS_NULL_POINTER"},
-        {(const uint8_t *)"x", TOO_LONG, PGATE_STATUS_INVALID_ARGUMENT, NULL},
-        {(const uint8_t *)"x", SIZE_MAX, PGATE_STATUS_INVALID_ARGUMENT, NULL},
+        {NULL, 3, PGATE_STATUS_NULL_POINTER, null_with_len},
+        {(const uint8_t *)"x", TOO_LONG, PGATE_STATUS_INVALID_ARGUMENT, too_long},
+        {(const uint8_t *)"x", SIZE_MAX, PGATE_STATUS_INVALID_ARGUMENT, size_max},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         pgate_error *err = NULL;
@@ -568,9 +575,10 @@ static void test_error_objects(void) {
     CHECK_ERROR(err, PGATE_STATUS_FLAG_NOT_ENABLED, "\"nope\"");
     /* A NULL err is allowed: only the status comes back. */
     CHECK_STATUS(PGATE_STATUS_FLAG_NOT_ENABLED, pgate_disable_feature(gate, BYTES("nope"), NULL));
-    /* Statuses without a message of their own get the status name as message. */
+    /* A pointer or length refused before use is named with its value. */
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_enable_feature(gate, NULL, 1, &err));
-    CHECK_ERROR(err, PGATE_STATUS_NULL_POINTER, "PGATE_STATUS_NULL_POINTER");
+    CHECK_ERROR(err, PGATE_STATUS_NULL_POINTER,
+                "invalid name = NULL with len = 1: a NULL pointer needs length 0");
     CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
 }
 
@@ -688,7 +696,7 @@ static void test_config(void) {
     }
     CHECK_STATUS(PGATE_STATUS_INVALID_JSON, pgate_swap_config(gate, NULL, 0, &err));
     CHECK_ERROR(err, PGATE_STATUS_INVALID_JSON, NULL);
-    check_text_errors(gate, pgate_swap_config, "config");
+    check_text_errors(gate, pgate_swap_config, "config", "json");
     char *after = read_text(gate, pgate_config_json);
     CHECK(before != NULL && after != NULL && strcmp(before, after) == 0);
     free(after);
@@ -1014,7 +1022,7 @@ static void test_manual_rollback(void) {
     CHECK_ERROR(err, PGATE_STATUS_ROLLBACK_REFUSED, "reason");
     CHECK_STATUS(PGATE_STATUS_ROLLBACK_REFUSED, pgate_rollback(gate, BYTES(" \t "), &err));
     CHECK_ERROR(err, PGATE_STATUS_ROLLBACK_REFUSED, "reason");
-    check_text_errors(gate, pgate_rollback, "reason");
+    check_text_errors(gate, pgate_rollback, "reason", "reason");
     CHECK(environment_of(gate) == PGATE_ENVIRONMENT_CANARY);
 
     /* Rolled back: Production, the release's flags off, one manual event. */
@@ -1101,8 +1109,8 @@ static void test_flags(void) {
     }
     CHECK_STATUS(PGATE_STATUS_OK, /* 128 bytes is the longest name */
                  pgate_enable_feature(gate, (const uint8_t *)long_name, 128, NULL));
-    check_text_errors(gate, pgate_enable_feature, "flag name");
-    check_text_errors(gate, pgate_disable_feature, "flag name");
+    check_text_errors(gate, pgate_enable_feature, "flag name", "name");
+    check_text_errors(gate, pgate_disable_feature, "flag name", "name");
     on = true;
     CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT,
                  pgate_is_feature_enabled(gate, NOT_UTF8, sizeof NOT_UTF8, &on));
@@ -1141,14 +1149,21 @@ static void check_cold_calls_refuse(const pgate_gate *gate, pgate_status expecte
     CHECK_STATUS(expected, pgate_gate_name(gate, buf, sizeof buf, &len));
     CHECK(cookie_len == 7 && strcmp(cookie, "abc") == 0);
     CHECK(len == 7 && flag && h.stage == UINT64_MAX && strcmp(buf, "abc") == 0);
-    const text_call text_calls[] = {pgate_swap_config, pgate_rollback, pgate_enable_feature,
-                                    pgate_disable_feature};
+    /* The message names the parameter and its value: NULL, or the address. */
+    char named[128];
+    if (gate == NULL) {
+        snprintf(named, sizeof named, "invalid gate = NULL: a gate made by pgate_gate_new");
+    } else {
+        snprintf(named, sizeof named, "invalid gate = %p: not a live gate", (const void *)gate);
+    }
+    const text_call text_calls[] = {pgate_swap_config, pgate_swap_slo, pgate_rollback,
+                                    pgate_enable_feature, pgate_disable_feature};
     for (size_t i = 0; i < sizeof text_calls / sizeof text_calls[0]; i++) {
         CHECK_STATUS(expected, text_calls[i](gate, BYTES("{}"), &err));
-        CHECK_ERROR(err, expected, pgate_status_str(expected));
+        CHECK_ERROR(err, expected, named);
     }
     CHECK_STATUS(expected, pgate_promote(gate, PGATE_ENVIRONMENT_CANARY, 5.0, &err));
-    CHECK_ERROR(err, expected, pgate_status_str(expected));
+    CHECK_ERROR(err, expected, named);
 }
 
 static void test_null_gate(void) {

@@ -40,11 +40,53 @@ impl From<promotion_gates::Error> for Failure {
     }
 }
 
-impl From<pgate_status> for Failure {
-    fn from(status: pgate_status) -> Self {
-        let message = status.as_cstr().to_string_lossy().into_owned();
-        Failure::new(status, message)
+/// The C names of a byte-string argument (a pointer and its length) and what the text is, for
+/// the messages that refuse it: `invalid config_json = NULL with config_len = 5: ...`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Param {
+    /// The pointer's C parameter name (`config_json`).
+    pub(crate) pointer: &'static str,
+    /// The length's C parameter name (`config_len`).
+    pub(crate) length: &'static str,
+    /// What the text is, for a text that is not UTF-8 (`config`).
+    pub(crate) what: &'static str,
+}
+
+impl Param {
+    /// The failure for `status` from [`slice`] given this argument with length `len`.
+    fn refused(self, status: pgate_status, len: usize) -> Failure {
+        let Param {
+            pointer, length, ..
+        } = self;
+        match status {
+            pgate_status::NullPointer => Failure::new(
+                status,
+                format!(
+                    "invalid {pointer} = NULL with {length} = {len}: a NULL pointer needs length 0"
+                ),
+            ),
+            _ => too_long(length, len),
+        }
     }
+}
+
+/// The failure for a length or capacity `name = value` above `PTRDIFF_MAX`.
+pub(crate) fn too_long(name: &str, value: usize) -> Failure {
+    Failure::new(
+        pgate_status::InvalidArgument,
+        format!(
+            "invalid {name} = {value}: above PTRDIFF_MAX ({})",
+            isize::MAX
+        ),
+    )
+}
+
+/// The failure for a NULL output pointer `name`.
+pub(crate) fn null_output(name: &str) -> Failure {
+    Failure::new(
+        pgate_status::NullPointer,
+        format!("invalid {name} = NULL: the result is written there"),
+    )
 }
 
 /// Like [`guard`], for cold-path calls that can explain a failure: on failure, if `err_out`
@@ -152,14 +194,19 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], p
 ///
 /// # Safety
 /// As [`bytes`].
-pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a str, Failure> {
+pub(crate) unsafe fn text<'a>(
+    ptr: *const u8,
+    len: usize,
+    param: Param,
+) -> Result<&'a str, Failure> {
     // SAFETY: forwarded to the caller.
-    let raw = unsafe { bytes(ptr, len) }?;
+    let raw = unsafe { bytes(ptr, len) }.map_err(|status| param.refused(status, len))?;
     std::str::from_utf8(raw).map_err(|e| {
         Failure::new(
             pgate_status::InvalidArgument,
             format!(
-                "{what} is not valid UTF-8 (invalid byte at offset {})",
+                "{} is not valid UTF-8 (invalid byte at offset {})",
+                param.what,
                 e.valid_up_to()
             ),
         )
@@ -174,13 +221,13 @@ pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize, what: &str) -> Result<
 pub(crate) unsafe fn optional_text<'a>(
     ptr: *const u8,
     len: usize,
-    what: &str,
+    param: Param,
 ) -> Result<Option<&'a str>, Failure> {
     if len == 0 {
         return Ok(None);
     }
     // SAFETY: forwarded to the caller.
-    unsafe { text(ptr, len, what) }.map(Some)
+    unsafe { text(ptr, len, param) }.map(Some)
 }
 
 /// Writes `value` to `out`.

@@ -5,7 +5,9 @@ use std::ffi::c_char;
 use std::mem::ManuallyDrop;
 use std::sync::{Mutex, PoisonError};
 
-use crate::boundary::{Failure, copy_out, guard, guard_err, optional_text, text, write};
+use crate::boundary::{
+    Failure, Param, copy_out, guard, guard_err, null_output, optional_text, text, too_long, write,
+};
 use crate::error::pgate_error;
 use crate::status::pgate_status;
 use promotion_gates::{
@@ -74,7 +76,30 @@ pub(crate) unsafe fn cold<'a>(gate: *const pgate_gate) -> Result<&'a pgate_gate,
     Ok(unsafe { &*gate })
 }
 
-/// Runs `op` on a live gate with a UTF-8 text argument (`what` names it in errors): the shape
+/// [`cold`] for calls that explain a failure: the message names the parameter `gate` and its
+/// value (NULL, or the address that is not a live gate).
+///
+/// # Safety
+/// As [`cold`].
+pub(crate) unsafe fn cold_explained<'a>(
+    gate: *const pgate_gate,
+) -> Result<&'a pgate_gate, Failure> {
+    // SAFETY: forwarded contract.
+    unsafe { cold(gate) }.map_err(|status| match status {
+        pgate_status::NullPointer => Failure::new(
+            status,
+            "invalid gate = NULL: a gate made by pgate_gate_new is needed",
+        ),
+        _ => Failure::new(
+            status,
+            format!(
+                "invalid gate = {gate:p}: not a live gate (freed, or not made by pgate_gate_new)"
+            ),
+        ),
+    })
+}
+
+/// Runs `op` on a live gate with a UTF-8 text argument (`param` names it in errors): the shape
 /// of every cold call that takes one string.
 ///
 /// # Safety
@@ -84,15 +109,15 @@ pub(crate) unsafe fn with_text(
     gate: *const pgate_gate,
     ptr: *const u8,
     len: usize,
-    what: &str,
+    param: Param,
     err: *mut *mut pgate_error,
     op: impl FnOnce(&PromotionGateManager, &str) -> Result<(), promotion_gates::Error>,
 ) -> pgate_status {
     guard_err(err, || {
         // SAFETY: the caller keeps the gate alive during the call.
-        let gate = unsafe { cold(gate) }?;
+        let gate = unsafe { cold_explained(gate) }?;
         // SAFETY: the caller guarantees len readable bytes at ptr.
-        let text = unsafe { text(ptr, len, what) }?;
+        let text = unsafe { text(ptr, len, param) }?;
         Ok(op(&gate.manager, text)?)
     })
 }
@@ -138,6 +163,20 @@ fn parse<T: Default>(
     }
 }
 
+/// The config document of `pgate_gate_new` and `pgate_store_location`.
+const CONFIG_JSON: Param = Param {
+    pointer: "config_json",
+    length: "config_len",
+    what: "config",
+};
+
+/// The SLO document of `pgate_gate_new`.
+const SLO_JSON: Param = Param {
+    pointer: "slo_json",
+    length: "slo_len",
+    what: "SLO config",
+};
+
 /// Creates a gate from a JSON `PromotionConfig` and a JSON `SloConfig` (field names as in
 /// the Rust API; durations in milliseconds). Either document may be empty (length 0, any
 /// pointer) for the defaults. On success `*gate_out` receives a new gate, which the caller frees with
@@ -158,14 +197,14 @@ pub unsafe extern "C" fn pgate_gate_new(
 ) -> pgate_status {
     guard_err(err, || {
         if gate_out.is_null() {
-            return Err(pgate_status::NullPointer.into());
+            return Err(null_output("gate_out"));
         }
         // Read without validating: `PromotionGateManager::new` validates, once.
         // SAFETY: the caller guarantees config_len readable bytes at config_json.
-        let document = unsafe { optional_text(config_json, config_len, "config") }?;
+        let document = unsafe { optional_text(config_json, config_len, CONFIG_JSON) }?;
         let config: PromotionConfig = parse(document, PromotionConfig::parse_json, "config")?;
         // SAFETY: the caller guarantees slo_len readable bytes at slo_json.
-        let slo_document = unsafe { optional_text(slo_json, slo_len, "SLO config") }?;
+        let slo_document = unsafe { optional_text(slo_json, slo_len, SLO_JSON) }?;
         let slo: SloConfig = parse(slo_document, SloConfig::from_json, "SLO config")?;
         let slo = SloAdmissionController::new(slo).map_err(promotion_gates::Error::from)?;
         let manager = PromotionGateManager::new(config, slo)?;
@@ -280,9 +319,19 @@ pub unsafe extern "C" fn pgate_swap_slo(
 ) -> pgate_status {
     guard_err(err, || {
         // SAFETY: the caller keeps the gate alive during the call.
-        let gate = unsafe { cold(gate) }?;
+        let gate = unsafe { cold_explained(gate) }?;
         // SAFETY: the caller guarantees len readable bytes at json.
-        let doc = unsafe { text(json, len, "slo") }?;
+        let doc = unsafe {
+            text(
+                json,
+                len,
+                Param {
+                    pointer: "json",
+                    length: "len",
+                    what: "SLO config",
+                },
+            )
+        }?;
         // Read as `pgate_gate_new` reads its SLO document: a malformed one is an
         // `invalid JSON SLO config`, not a config's.
         let slo = parse(Some(doc), SloConfig::from_json, "SLO config")?;
@@ -307,7 +356,12 @@ pub unsafe extern "C" fn pgate_swap_config(
 ) -> pgate_status {
     // SAFETY: forwarded contract.
     unsafe {
-        with_text(gate, json, len, "config", err, |manager, doc| {
+        let param = Param {
+            pointer: "json",
+            length: "len",
+            what: "config",
+        };
+        with_text(gate, json, len, param, err, |manager, doc| {
             manager
                 // Read without validating: `swap_config` validates, once.
                 .swap_config(PromotionConfig::parse_json(doc)?)
@@ -498,15 +552,35 @@ pub unsafe extern "C" fn pgate_store_location(
 ) -> pgate_status {
     guard_err(err, || {
         // SAFETY: the caller guarantees config_len readable bytes at config_json.
-        let document = unsafe { optional_text(config_json, config_len, "config") }?;
+        let document = unsafe { optional_text(config_json, config_len, CONFIG_JSON) }?;
         let config: PromotionConfig = parse(document, PromotionConfig::from_json, "config")?;
         let place = match &config.store {
             None => String::new(),
             Some(StoreConfig::Sqlite(sqlite)) => format!("sqlite:{}", sqlite.path),
             Some(StoreConfig::Etcd(etcd)) => format!("etcd:{}", etcd.prefix),
         };
-        // SAFETY: forwarded buffer contract (copy_out checks NULL, the capacity and the fit).
-        unsafe { copy_out(&place, location.cast(), cap, len_out) }.map_err(Failure::from)
+        if len_out.is_null() {
+            return Err(null_output("len_out"));
+        }
+        if cap > isize::MAX as usize {
+            return Err(too_long("cap", cap));
+        }
+        // SAFETY: forwarded buffer contract; len_out is not NULL and cap fits (checked above),
+        // so the one failure left is a buffer too small for the location and its NUL.
+        unsafe { copy_out(&place, location.cast(), cap, len_out) }.map_err(|status| {
+            let given = match location.is_null() {
+                true => "location = NULL".to_string(),
+                false => format!("cap = {cap}"),
+            };
+            Failure::new(
+                status,
+                format!(
+                    "invalid {given}: the location is {} bytes and needs cap = {} (with its NUL)",
+                    place.len(),
+                    place.len() + 1
+                ),
+            )
+        })
     })
 }
 

@@ -3,9 +3,9 @@
 use std::ffi::c_char;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::boundary::{Failure, guard, guard_err, text, write};
+use crate::boundary::{Failure, Param, guard, guard_err, text, write};
 use crate::error::pgate_error;
-use crate::gate::{cold, json_out, pgate_gate, with_text};
+use crate::gate::{cold, cold_explained, json_out, pgate_gate, with_text};
 use crate::route::pgate_environment;
 use crate::status::pgate_status;
 use promotion_gates::{Environment, RollbackEvent};
@@ -29,7 +29,7 @@ pub unsafe extern "C" fn pgate_promote(
 ) -> pgate_status {
     guard_err(err, || {
         // SAFETY: the caller keeps the gate alive during the call.
-        let gate = unsafe { cold(gate) }?;
+        let gate = unsafe { cold_explained(gate) }?;
         let target = match pgate_environment::from_u32(environment) {
             Some(pgate_environment::Canary) => Environment::Canary { traffic_percent },
             Some(pgate_environment::Staging) => Environment::Staging,
@@ -62,11 +62,24 @@ pub unsafe extern "C" fn pgate_rollback(
 ) -> pgate_status {
     // SAFETY: forwarded contract.
     unsafe {
-        with_text(gate, reason, len, "reason", err, |manager, reason| {
+        let param = Param {
+            pointer: "reason",
+            length: "len",
+            what: "reason",
+        };
+        with_text(gate, reason, len, param, err, |manager, reason| {
             manager.rollback(reason)
         })
     }
 }
+
+/// The flag name of `pgate_enable_feature`, `pgate_disable_feature` and
+/// `pgate_is_feature_enabled`.
+const FLAG_NAME: Param = Param {
+    pointer: "name",
+    length: "len",
+    what: "flag name",
+};
 
 /// Turns a release flag on (idempotent). The name is UTF-8, `len` bytes.
 ///
@@ -81,7 +94,7 @@ pub unsafe extern "C" fn pgate_enable_feature(
 ) -> pgate_status {
     // SAFETY: forwarded contract.
     unsafe {
-        with_text(gate, name, len, "flag name", err, |manager, name| {
+        with_text(gate, name, len, FLAG_NAME, err, |manager, name| {
             manager.enable_feature(name)
         })
     }
@@ -100,7 +113,7 @@ pub unsafe extern "C" fn pgate_disable_feature(
 ) -> pgate_status {
     // SAFETY: forwarded contract.
     unsafe {
-        with_text(gate, name, len, "flag name", err, |manager, name| {
+        with_text(gate, name, len, FLAG_NAME, err, |manager, name| {
             manager.disable_feature(name)
         })
     }
@@ -121,7 +134,7 @@ pub unsafe extern "C" fn pgate_is_feature_enabled(
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold(gate) }?;
         // SAFETY: the caller guarantees len readable bytes at name.
-        let name = unsafe { text(name, len, "flag name") }.map_err(|f| f.status)?;
+        let name = unsafe { text(name, len, FLAG_NAME) }.map_err(|f| f.status)?;
         let on = gate.manager.is_feature_enabled(name);
         // SAFETY: caller's contract.
         unsafe { write(enabled, on) }

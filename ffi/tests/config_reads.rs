@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::new_gate;
+use common::{error_text, new_gate};
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
 
@@ -382,8 +382,8 @@ fn the_store_location_is_read_from_the_document_without_opening_it() {
 
 #[test]
 fn a_bad_document_or_a_small_buffer_writes_no_location() {
-    // Too small: the length, no text (the error object names the status); NULL asks for the
-    // length the same way.
+    // Too small: the length, no text (the error object names the capacity and what it needs);
+    // NULL asks for the length the same way.
     let document = r#"{"store": {"sqlite": {"path": "/var/lib/pg/g.db"}}}"#;
     assert_eq!(
         store_location(document, 23),
@@ -391,11 +391,13 @@ fn a_bad_document_or_a_small_buffer_writes_no_location() {
             pgate_status::BufferTooSmall,
             23,
             None,
-            "PGATE_STATUS_BUFFER_TOO_SMALL".to_string()
+            "invalid cap = 23: the location is 23 bytes and needs cap = 24 (with its NUL)"
+                .to_string()
         )
     );
     let mut len = 0;
-    // SAFETY: a live document; a NULL buffer of capacity 0; a valid out-pointer.
+    let mut err = null_mut();
+    // SAFETY: a live document; a NULL buffer of capacity 0; valid out-pointers.
     let status = unsafe {
         pgate_store_location(
             document.as_ptr(),
@@ -403,10 +405,15 @@ fn a_bad_document_or_a_small_buffer_writes_no_location() {
             null_mut(),
             0,
             &mut len,
-            null_mut(),
+            &mut err,
         )
     };
     assert_eq!((status, len), (pgate_status::BufferTooSmall, 23));
+    assert_eq!(
+        // SAFETY: the error object this call made, read and freed once.
+        unsafe { error_text(err) },
+        "invalid location = NULL: the location is 23 bytes and needs cap = 24 (with its NUL)"
+    );
 
     // Validated as pgate_gate_new validates: the message names the field and the value.
     let (status, len, written, message) =
@@ -419,7 +426,7 @@ fn a_bad_document_or_a_small_buffer_writes_no_location() {
     let (status, _, _, message) = store_location(r#"{"store": "#, 64);
     assert_eq!(status, pgate_status::InvalidJson, "{message}");
 
-    // SAFETY: a NULL length out-pointer is refused before anything is read or written.
+    // SAFETY: a NULL length out-pointer is refused before anything is written.
     let status = unsafe {
         pgate_store_location(
             document.as_ptr(),
@@ -427,8 +434,40 @@ fn a_bad_document_or_a_small_buffer_writes_no_location() {
             null_mut(),
             0,
             null_mut(),
-            null_mut(),
+            &mut err,
         )
     };
     assert_eq!(status, pgate_status::NullPointer);
+    assert_eq!(
+        // SAFETY: the error object this call made, read and freed once.
+        unsafe { error_text(err) },
+        "invalid len_out = NULL: the result is written there"
+    );
+    let mut len = 0;
+    let huge = isize::MAX as usize + 1;
+    // SAFETY: a capacity past PTRDIFF_MAX is refused before the (NULL) buffer is used.
+    let status = unsafe {
+        pgate_store_location(
+            document.as_ptr(),
+            document.len(),
+            null_mut(),
+            huge,
+            &mut len,
+            &mut err,
+        )
+    };
+    assert_eq!((status, len), (pgate_status::InvalidArgument, 0));
+    assert_eq!(
+        // SAFETY: the error object this call made, read and freed once.
+        unsafe { error_text(err) },
+        format!("invalid cap = {huge}: above PTRDIFF_MAX ({})", isize::MAX)
+    );
+    // SAFETY: NULL with a length is refused before anything is read.
+    let status = unsafe { pgate_store_location(null(), 5, null_mut(), 0, &mut len, &mut err) };
+    assert_eq!(status, pgate_status::NullPointer);
+    assert_eq!(
+        // SAFETY: the error object this call made, read and freed once.
+        unsafe { error_text(err) },
+        "invalid config_json = NULL with config_len = 5: a NULL pointer needs length 0"
+    );
 }

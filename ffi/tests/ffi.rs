@@ -135,6 +135,159 @@ fn bad_input_returns_a_status_and_changes_nothing() {
     }
 }
 
+/// A refused call's status and its error object's message.
+type Refusal = (pgate_status, String);
+
+/// The status and message of a cold call given `&mut err`.
+fn refusal(call: impl FnOnce(*mut *mut pgate_error) -> pgate_status) -> Refusal {
+    let mut err = null_mut();
+    let status = call(&mut err);
+    assert!(!err.is_null(), "{status:?} wrote no error object");
+    // SAFETY: the error object the call just made, read and freed once.
+    (status, unsafe { error_text(err) })
+}
+
+#[test]
+fn cold_call_errors_name_the_argument_and_its_value() {
+    use pgate_status::{InvalidArgument, InvalidHandle, NullPointer};
+    let gate = new_gate("{}");
+    let huge = isize::MAX as usize + 1;
+    let above = |name: &str| {
+        format!(
+            "invalid {name} = {huge}: above PTRDIFF_MAX ({})",
+            isize::MAX
+        )
+    };
+    let no_gate = || String::from("invalid gate = NULL: a gate made by pgate_gate_new is needed");
+    let mut out = null_mut();
+    let x = b"x".as_ptr();
+    // SAFETY: every pointer is live or refused before use (NULL, a length past PTRDIFF_MAX,
+    // a foreign handle); err is a valid out-pointer.
+    unsafe {
+        let cases: [(&str, Refusal, Refusal); 12] = [
+            (
+                "gate_new config",
+                refusal(|e| pgate_gate_new(null(), 5, null(), 0, &mut out, e)),
+                (
+                    NullPointer,
+                    "invalid config_json = NULL with config_len = 5: a NULL pointer needs length 0"
+                        .into(),
+                ),
+            ),
+            (
+                "gate_new slo",
+                refusal(|e| pgate_gate_new(null(), 0, null(), 2, &mut out, e)),
+                (
+                    NullPointer,
+                    "invalid slo_json = NULL with slo_len = 2: a NULL pointer needs length 0"
+                        .into(),
+                ),
+            ),
+            (
+                "gate_new slo_len",
+                refusal(|e| pgate_gate_new(null(), 0, x, huge, &mut out, e)),
+                (InvalidArgument, above("slo_len")),
+            ),
+            (
+                "gate_new gate_out",
+                refusal(|e| pgate_gate_new(null(), 0, null(), 0, null_mut(), e)),
+                (
+                    NullPointer,
+                    "invalid gate_out = NULL: the result is written there".into(),
+                ),
+            ),
+            (
+                "swap_config",
+                refusal(|e| pgate_swap_config(gate, null(), 5, e)),
+                (
+                    NullPointer,
+                    "invalid json = NULL with len = 5: a NULL pointer needs length 0".into(),
+                ),
+            ),
+            (
+                "swap_slo",
+                refusal(|e| pgate_swap_slo(gate, x, huge, e)),
+                (InvalidArgument, above("len")),
+            ),
+            (
+                "enable_feature",
+                refusal(|e| pgate_enable_feature(gate, null(), 3, e)),
+                (
+                    NullPointer,
+                    "invalid name = NULL with len = 3: a NULL pointer needs length 0".into(),
+                ),
+            ),
+            (
+                "disable_feature",
+                refusal(|e| pgate_disable_feature(gate, x, usize::MAX, e)),
+                (
+                    InvalidArgument,
+                    format!(
+                        "invalid len = {}: above PTRDIFF_MAX ({})",
+                        usize::MAX,
+                        isize::MAX
+                    ),
+                ),
+            ),
+            (
+                "rollback",
+                refusal(|e| pgate_rollback(gate, x, huge, e)),
+                (InvalidArgument, above("len")),
+            ),
+            (
+                "promote NULL",
+                refusal(|e| pgate_promote(null(), 0, 5.0, e)),
+                (NullPointer, no_gate()),
+            ),
+            (
+                "swap_slo NULL",
+                refusal(|e| pgate_swap_slo(null(), x, 1, e)),
+                (NullPointer, no_gate()),
+            ),
+            (
+                "rollback NULL",
+                refusal(|e| pgate_rollback(null(), x, 1, e)),
+                (NullPointer, no_gate()),
+            ),
+        ];
+        for (call, got, expected) in cases {
+            assert_eq!(got, expected, "{call}");
+        }
+        assert!(out.is_null(), "no gate written on failure");
+
+        // A handle that is not a live gate: its address is the value.
+        let mut foreign = [0u64; 8];
+        let handle: *const pgate_gate = foreign.as_mut_ptr().cast();
+        let not_live = format!(
+            "invalid gate = {handle:p}: not a live gate (freed, or not made by pgate_gate_new)"
+        );
+        for (call, got) in [
+            ("promote", refusal(|e| pgate_promote(handle, 0, 5.0, e))),
+            (
+                "swap_config",
+                refusal(|e| pgate_swap_config(handle, x, 1, e)),
+            ),
+            ("swap_slo", refusal(|e| pgate_swap_slo(handle, x, 1, e))),
+            (
+                "enable_feature",
+                refusal(|e| pgate_enable_feature(handle, x, 1, e)),
+            ),
+            ("rollback", refusal(|e| pgate_rollback(handle, x, 1, e))),
+        ] {
+            assert_eq!(got, (InvalidHandle, not_live.clone()), "{call}");
+        }
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+        // A freed gate is refused the same way (held in quarantine, so its address is not reused).
+        let freed = format!(
+            "invalid gate = {gate:p}: not a live gate (freed, or not made by pgate_gate_new)"
+        );
+        assert_eq!(
+            refusal(|e| pgate_promote(gate, 0, 5.0, e)),
+            (InvalidHandle, freed)
+        );
+    }
+}
+
 #[test]
 fn health_and_rollback_through_the_abi() {
     let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 100}}}"#);
