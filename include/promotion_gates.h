@@ -9,7 +9,10 @@
  * and a length (NULL with length 0 is the empty string). One pgate_gate may be used from
  * many threads at once; free it only when no call is in flight. Hot calls (pgate_route,
  * pgate_record, pgate_flag_set_*) never allocate, take no lock and never wait once the calling
- * thread made its first call on the gate (which makes the thread's recorder).
+ * thread made its first call on the gate (which makes the thread's recorder). One exception:
+ * with a log callback set at PGATE_LOG_LEVEL_DEBUG or TRACE, every pgate_route,
+ * pgate_route_forced and pgate_record_by_id formats its line (allocating), takes the log
+ * callback's read lock and calls the callback. At INFO and above nothing changes.
  */
 
 #ifndef PROMOTION_GATES_H
@@ -236,10 +239,13 @@ enum pgate_log_level
    */
   PGATE_LOG_LEVEL_INFO = 3,
   /**
-   * One line per route: every `pgate_route` and `pgate_route_forced` sends one
-   * (`promotion.route_request request_id="..." is_canary=... bucket=... threshold=...
-   * environment="..."`, the id escaped), so a callback at this level is called once
-   * per request. Below it, a route pays one atomic load for the level check.
+   * One line per route: every `pgate_route`, `pgate_route_forced` and
+   * `pgate_record_by_id` sends one (`promotion.route_request request_id="..."
+   * is_canary=... bucket=... threshold=... environment="..."`, the id escaped), so a
+   * callback at this level is called once per request. These hot calls then allocate (the
+   * line is formatted) and take the callback's read lock: the one exception to their
+   * allocation-free, lock-free promise. Below this level, a route pays one atomic load for
+   * the level check and nothing else.
    */
   PGATE_LOG_LEVEL_DEBUG = 4,
   /**
@@ -854,7 +860,7 @@ pgate_status pgate_check_slo(const struct pgate_gate *gate,
  * Sends the library's log lines up to `max_level` (1 error, 2 warn, 3 info, 4 debug, 5 trace)
  * to `callback`, with `user_data`; a NULL `callback` stops them. Without a callback the
  * library logs nothing. At 4 and 5 every route sends a line (`PGATE_LOG_LEVEL_DEBUG`): one
- * callback call per request. The first call installs the process's `tracing` subscriber: it fails
+ * callback call per request, and the routing calls then allocate and take a read lock. The first call installs the process's `tracing` subscriber: it fails
  * with `PGATE_STATUS_ALREADY_THERE` if the process (a Rust host) already installed another,
  * whose lines then go where that one sends them. A `max_level` outside 1..=5 is refused with
  * `PGATE_STATUS_INVALID_ARGUMENT`, and so is a call from inside the callback (which must call
@@ -955,7 +961,8 @@ pgate_status pgate_rollback_history_json(const struct pgate_gate *gate,
 
 /**
  * Routes a request id (any bytes; NULL with length 0 is the empty id) and writes the decision
- * to `*out`. Lock-free, allocation-free, deterministic. Thread-safe.
+ * to `*out`. Lock-free, allocation-free (unless a log callback takes DEBUG lines: see
+ * `PGATE_LOG_LEVEL_DEBUG`), deterministic. Thread-safe.
  *
  * # Safety
  * `gate` must be a live gate; `id` NULL (with `id_len` 0) or `id_len` readable bytes; `out`
@@ -972,7 +979,7 @@ pgate_status pgate_route(const struct pgate_gate *gate,
  * when the request carried none, else `value_len` bytes (any bytes; `canary` or `stable`,
  * ASCII case ignored, force the request; any other value is ignored and counted, never an
  * error). The config's id lists win over the value. A forced decision has `forced` set.
- * Lock-free, allocation-free, thread-safe.
+ * Lock-free, allocation-free (as `pgate_route`), thread-safe.
  *
  * # Safety
  * As `pgate_route`; `value` NULL or `value_len` readable bytes.
@@ -1028,7 +1035,8 @@ pgate_status pgate_record_abandoned(const struct pgate_gate *gate,
 
 /**
  * Records an outcome by request id: the id is routed again under the current snapshot (one
- * more hash). Prefer `pgate_record` with the decision the request was routed by.
+ * more hash). Prefer `pgate_record` with the decision the request was routed by. As the id
+ * is routed, a log callback at DEBUG receives its route line (see `PGATE_LOG_LEVEL_DEBUG`).
  *
  * # Safety
  * As `pgate_route` for `gate` and `id`; `recorded` NULL or valid for a write.

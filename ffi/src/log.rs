@@ -28,10 +28,13 @@ pub enum pgate_log_level {
     Warn = 2,
     /// A promotion, a flag change.
     Info = 3,
-    /// One line per route: every `pgate_route` and `pgate_route_forced` sends one
-    /// (`promotion.route_request request_id="..." is_canary=... bucket=... threshold=...
-    /// environment="..."`, the id escaped), so a callback at this level is called once
-    /// per request. Below it, a route pays one atomic load for the level check.
+    /// One line per route: every `pgate_route`, `pgate_route_forced` and
+    /// `pgate_record_by_id` sends one (`promotion.route_request request_id="..."
+    /// is_canary=... bucket=... threshold=... environment="..."`, the id escaped), so a
+    /// callback at this level is called once per request. These hot calls then allocate (the
+    /// line is formatted) and take the callback's read lock: the one exception to their
+    /// allocation-free, lock-free promise. Below this level, a route pays one atomic load for
+    /// the level check and nothing else.
     Debug = 4,
     /// Finer detail.
     Trace = 5,
@@ -291,7 +294,7 @@ fn push_escaped_controls(out: &mut String, text: &str) {
 /// Sends the library's log lines up to `max_level` (1 error, 2 warn, 3 info, 4 debug, 5 trace)
 /// to `callback`, with `user_data`; a NULL `callback` stops them. Without a callback the
 /// library logs nothing. At 4 and 5 every route sends a line (`PGATE_LOG_LEVEL_DEBUG`): one
-/// callback call per request. The first call installs the process's `tracing` subscriber: it fails
+/// callback call per request, and the routing calls then allocate and take a read lock. The first call installs the process's `tracing` subscriber: it fails
 /// with `PGATE_STATUS_ALREADY_THERE` if the process (a Rust host) already installed another,
 /// whose lines then go where that one sends them. A `max_level` outside 1..=5 is refused with
 /// `PGATE_STATUS_INVALID_ARGUMENT`, and so is a call from inside the callback (which must call

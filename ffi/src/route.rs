@@ -108,7 +108,8 @@ pub enum pgate_recorded {
 }
 
 /// Routes a request id (any bytes; NULL with length 0 is the empty id) and writes the decision
-/// to `*out`. Lock-free, allocation-free, deterministic. Thread-safe.
+/// to `*out`. Lock-free, allocation-free (unless a log callback takes DEBUG lines: see
+/// `PGATE_LOG_LEVEL_DEBUG`), deterministic. Thread-safe.
 ///
 /// # Safety
 /// `gate` must be a live gate; `id` NULL (with `id_len` 0) or `id_len` readable bytes; `out`
@@ -129,7 +130,7 @@ pub unsafe extern "C" fn pgate_route(
 /// when the request carried none, else `value_len` bytes (any bytes; `canary` or `stable`,
 /// ASCII case ignored, force the request; any other value is ignored and counted, never an
 /// error). The config's id lists win over the value. A forced decision has `forced` set.
-/// Lock-free, allocation-free, thread-safe.
+/// Lock-free, allocation-free (as `pgate_route`), thread-safe.
 ///
 /// # Safety
 /// As `pgate_route`; `value` NULL or `value_len` readable bytes.
@@ -306,7 +307,8 @@ pub unsafe extern "C" fn pgate_record_abandoned(
 }
 
 /// Records an outcome by request id: the id is routed again under the current snapshot (one
-/// more hash). Prefer `pgate_record` with the decision the request was routed by.
+/// more hash). Prefer `pgate_record` with the decision the request was routed by. As the id
+/// is routed, a log callback at DEBUG receives its route line (see `PGATE_LOG_LEVEL_DEBUG`).
 ///
 /// # Safety
 /// As `pgate_route` for `gate` and `id`; `recorded` NULL or valid for a write.

@@ -340,7 +340,9 @@ class Gate:
     def route(self, request_id: RequestId) -> Decision:
         """Routes a request id (any bytes; a str is encoded as UTF-8). Deterministic.
 
-        Lock-free and allocation-free in the library; the GIL is released during the call.
+        Lock-free and allocation-free in the library (unless a log callback takes
+        ``LogLevel.DEBUG`` lines: then each route formats one and calls the callback); the GIL
+        is released during the call.
         """
         rid = request_id if type(request_id) is bytes else _id_bytes(request_id)
         out = _ffi.pgate_decision()

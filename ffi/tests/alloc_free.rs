@@ -1,0 +1,104 @@
+//! The hot calls allocate nothing after a thread's first call, with or without a log callback,
+//! except at `PGATE_LOG_LEVEL_DEBUG` (and `TRACE`), where every route formats its line for the
+//! callback (the documented exception).
+//!
+//! The counting global allocator (the core's `tests/common/alloc.rs`) counts the measuring
+//! thread's allocations only. The log callback is process-wide, so this binary holds one test.
+#![allow(unsafe_code)]
+
+#[path = "../../tests/common/alloc.rs"]
+#[allow(dead_code)]
+mod alloc;
+mod common;
+
+use std::ffi::{c_char, c_void};
+use std::ptr::null_mut;
+
+use alloc::allocations_during;
+use common::{new_gate, record, route};
+use promotion_gates_ffi::*;
+
+/// Requests routed and recorded per measurement.
+const REQUESTS: u32 = 1_000;
+
+/// A callback that ignores its line.
+unsafe extern "C" fn ignore(
+    _: *mut c_void,
+    _: pgate_log_level,
+    _: *const c_char,
+    _: *const c_char,
+    _: usize,
+) {
+}
+
+/// Sets the log callback (`None` for none) at `level`.
+fn set_callback(callback: pgate_log_callback, level: pgate_log_level) {
+    // SAFETY: `ignore` may be called from any thread; err may be NULL.
+    let status = unsafe { pgate_set_log_callback(callback, null_mut(), level as u32, null_mut()) };
+    assert_eq!(status, pgate_status::Ok);
+}
+
+/// The allocations of `REQUESTS` routes, then of as many records, then of as many records by
+/// id (each routes its id again), on this thread.
+fn allocations(gate: *const pgate_gate) -> (u64, u64, u64) {
+    let ids: Vec<String> = (0..REQUESTS).map(|i| format!("user-{i}")).collect();
+    let mut decisions: Vec<pgate_decision> = ids
+        .iter()
+        // SAFETY: a zeroed decision is a valid value of the plain C struct.
+        .map(|_| unsafe { std::mem::zeroed() })
+        .collect();
+    let ((), routed) = allocations_during(|| {
+        for (id, d) in ids.iter().zip(&mut decisions) {
+            // SAFETY: a live gate (the caller's).
+            *d = unsafe { route(gate, id.as_bytes()) };
+        }
+    });
+    let ((), recorded) = allocations_during(|| {
+        for d in &decisions {
+            // SAFETY: a live gate, a decision it made.
+            unsafe { record(gate, d, true, 1_000_000) };
+        }
+    });
+    let ((), by_id) = allocations_during(|| {
+        for id in &ids {
+            // SAFETY: a live gate, a live id; the status pointer may be NULL.
+            let status = unsafe {
+                pgate_record_by_id(gate, id.as_ptr(), id.len(), true, 1_000_000, null_mut())
+            };
+            assert_eq!(status, pgate_status::Ok);
+        }
+    });
+    (routed.count, recorded.count, by_id.count)
+}
+
+#[test]
+fn hot_calls_allocate_nothing_unless_a_callback_takes_debug_lines() {
+    use pgate_log_level::{Debug, Info, Trace};
+    let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 50}}}"#);
+    // The thread's first calls make its recorder.
+    allocations(gate);
+    assert_eq!(allocations(gate), (0, 0, 0), "without a log callback");
+    set_callback(Some(ignore), Info);
+    assert_eq!(allocations(gate), (0, 0, 0), "with a callback at INFO");
+    // The documented exception (the header's conventions, `PGATE_LOG_LEVEL_DEBUG`): each
+    // route (and record by id, which routes) formats its line for the callback; a record of
+    // a decision still allocates nothing.
+    for level in [Debug, Trace] {
+        set_callback(Some(ignore), level);
+        let (routed, recorded, by_id) = allocations(gate);
+        let least = u64::from(REQUESTS);
+        assert!(
+            routed >= least && by_id >= least,
+            "{level:?}: {routed}, {by_id}"
+        );
+        assert_eq!(recorded, 0, "records with a callback at {level:?}");
+    }
+    set_callback(None, Info);
+    assert_eq!(
+        allocations(gate),
+        (0, 0, 0),
+        "after the callback is removed"
+    );
+    // SAFETY: made by pgate_gate_new, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}
