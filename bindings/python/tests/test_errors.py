@@ -8,12 +8,15 @@ from ctypes import c_void_p
 from typing import Any
 
 import pytest
-from conftest import canary, latency_vectors
+from conftest import REPO, canary, latency_vectors
 
 import promotion_gates as pg
 from promotion_gates import Environment, Gate, Recorded, Status, _ffi
-from promotion_gates._arguments import latency_ns
+from promotion_gates._arguments import MAX_SHOWN_VALUE_BYTES, latency_ns, shown
 from promotion_gates.errors import _check, error_class
+
+#: 10**400 as a refused value is shown: its first 160 digits, then its length.
+HUGE_SHOWN = "1" + "0" * 159 + "...(401 bytes)"
 
 
 @pytest.mark.parametrize(
@@ -170,7 +173,7 @@ LATENCY_RULE = next(e for _, e in latency_vectors() if not e.isdigit()).split(":
         ({"latency_s": float("-inf")}, "-inf s"),
         ({"latency_s": 1e300}, "1e+300 s"),
         ({"latency_s": 18446744074.0}, "18446744074.0 s"),
-        ({"latency_s": 10**400}, f"{10**400} s"),
+        ({"latency_s": 10**400}, f"{HUGE_SHOWN} s"),
         ({"latency_ns": -1}, "-1 ns"),
         ({"latency_ns": 1 << 64}, "18446744073709551616 ns"),
         ({"latency_ns": float("nan")}, "nan ns"),
@@ -241,7 +244,7 @@ def test_latency_edges_and_argument_errors() -> None:
         ("bucket", 1 << 32, "invalid bucket = 4294967296: an integer from 0 to 2**32 - 1"),
         ("threshold", -5, "invalid threshold = -5: an integer from 0 to 2**32 - 1"),
         ("flag_set", (1 << 32) + 1, "invalid flag_set = 4294967297: an integer from 0 to 2**32 - 1"),
-        ("traffic_percent", 10**400, f"invalid traffic_percent = {10**400}: not a number a float holds"),
+        ("traffic_percent", 10**400, f"invalid traffic_percent = {HUGE_SHOWN}: not a number a float holds"),
         ("environment", 7, "invalid environment = 7: one of [0, 1, 2]"),
     ],
 )
@@ -266,7 +269,7 @@ def test_promote_arguments_are_checked() -> None:
     with Gate() as gate:
         with pytest.raises(pg.InvalidArgumentError, match=r"invalid environment = 3: one of \[0, 1, 2\]"):
             gate.promote(3)  # type: ignore[arg-type]
-        with pytest.raises(pg.InvalidArgumentError, match="invalid percent = 10{400}"):
+        with pytest.raises(pg.InvalidArgumentError, match=r"invalid percent = 10{159}\.\.\.\(401 bytes\): "):
             gate.promote(Environment.CANARY, 10**400)
         assert gate.state().environment is Environment.PRODUCTION
 
@@ -338,6 +341,38 @@ def test_a_document_with_nan_or_infinity_names_its_key_path(
     with pytest.raises(pg.InvalidArgumentError) as caught:
         make()
     assert caught.value.message == message
+
+
+def test_the_shown_value_is_capped_as_the_library_caps_it() -> None:
+    source = (REPO / "src" / "error.rs").read_text(encoding="utf-8")
+    assert f"pub const MAX_SHOWN_VALUE_BYTES: usize = {MAX_SHOWN_VALUE_BYTES};" in source
+    cap = MAX_SHOWN_VALUE_BYTES
+    assert shown("x" * cap) == repr("x" * cap)
+    assert shown("x" * (cap + 1)) == f"{'x' * cap!r}...({cap + 1} bytes)"
+    # Cut on a character boundary: 53 three-byte characters fill 159 bytes.
+    assert shown("€" * 100) == f"{'€' * 53!r}...(300 bytes)"
+    assert shown(b"y" * 10_000_000) == f"{b'y' * cap!r}...(10000000 bytes)"
+    assert shown(10**400) == "1" + "0" * (cap - 1) + "...(401 bytes)" == HUGE_SHOWN
+    assert shown(10**40_000) == "<an integer of 132878 bits>"
+
+
+@pytest.mark.parametrize(
+    "call, shown_value",
+    [
+        (lambda g: g.enable_feature(b"x" * 10_000_000), f"{b'x' * 160!r}...(10000000 bytes)"),
+        (lambda g: g.promote(Environment.CANARY, 10**400), HUGE_SHOWN),
+        (lambda g: g.rollback(["r"] * 100_000), repr(["r"] * 100_000)[:160] + "...(500000 bytes)"),
+        (lambda g: g.record(g.route("u"), True, latency_ns=10**400), HUGE_SHOWN),
+    ],
+)
+def test_a_huge_refused_value_is_shown_cut_as_the_library_cuts_it(
+    call: Callable[[Gate], object], shown_value: str
+) -> None:
+    with Gate() as gate, pytest.raises(pg.InvalidArgumentError) as caught:
+        call(gate)
+    message = caught.value.message
+    assert f" = {shown_value}" in message, message[:400]
+    assert len(message) < 400
 
 
 #: A text with a lone surrogate, which has no UTF-8 form.

@@ -28,17 +28,55 @@ __all__ = [
     "latency_ns",
     "member",
     "refused",
+    "shown",
     "unsigned",
     "utf8",
 ]
 
 _U64_LIMIT = 1 << 64
 
+#: The most bytes of a refused value a message shows, as the library's
+#: ``MAX_SHOWN_VALUE_BYTES`` (``src/error.rs``): a longer value is cut there and ends with
+#: ``...(N bytes)``, so that a huge argument never makes a huge message.
+MAX_SHOWN_VALUE_BYTES = 160
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, or for a longer value its first ``MAX_SHOWN_VALUE_BYTES`` and
+    ``...(N bytes)``, as the library shows a value: a str or bytes is cut before it is quoted
+    (``'xx…x'...(10000000 bytes)``, N its UTF-8 or byte length), any other value's repr is cut
+    (``1000…0...(401 bytes)``, N the repr's length)."""
+    if isinstance(value, str):
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size <= MAX_SHOWN_VALUE_BYTES:
+            return repr(value)
+        head = value[:MAX_SHOWN_VALUE_BYTES]
+        while len(head.encode("utf-8", "surrogatepass")) > MAX_SHOWN_VALUE_BYTES:
+            head = head[:-1]
+        return f"{head!r}...({size} bytes)"
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) <= MAX_SHOWN_VALUE_BYTES:
+            return repr(value)
+        return f"{value[:MAX_SHOWN_VALUE_BYTES]!r}...({len(value)} bytes)"
+    try:
+        text = repr(value)
+    except ValueError:  # an int past sys.get_int_max_str_digits() has no decimal repr
+        if isinstance(value, int):
+            return f"<an integer of {value.bit_length()} bits>"
+        raise
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= MAX_SHOWN_VALUE_BYTES:
+        return text
+    head_text = raw[:MAX_SHOWN_VALUE_BYTES].decode("utf-8", "ignore")
+    return f"{head_text}...({len(raw)} bytes)"
+
 
 def refused(field: str, value: object, why: str) -> InvalidArgumentError:
     """The error for an argument refused before the library is called:
-    ``invalid <field> = <value>: <why>``."""
-    return InvalidArgumentError(Status.INVALID_ARGUMENT, f"invalid {field} = {value!r}: {why}")
+    ``invalid <field> = <value>: <why>``, the value as :func:`shown` writes it."""
+    return InvalidArgumentError(
+        Status.INVALID_ARGUMENT, f"invalid {field} = {shown(value)}: {why}"
+    )
 
 
 def unsigned(field: str, value: object, bits: int) -> int:
@@ -157,7 +195,7 @@ def latency_error(value: object, unit: str, name: str = "latency") -> InvalidArg
     parameters' stem: ``latency`` (``latency_s``, ``latency_ns``), ``waited`` for a wait."""
     return InvalidArgumentError(
         Status.INVALID_ARGUMENT,
-        f"invalid {name} = {value!r} {unit}: "
+        f"invalid {name} = {shown(value)} {unit}: "
         "a latency must be finite, at least 0 and below 2^64 ns",
     )
 
@@ -168,7 +206,7 @@ def latency_ns(seconds: object, nanoseconds: object, name: str = "latency") -> i
     if (seconds is None) == (nanoseconds is None):
         raise InvalidArgumentError(
             Status.INVALID_ARGUMENT,
-            f"invalid {name}_s = {seconds!r} with {name}_ns = {nanoseconds!r}: "
+            f"invalid {name}_s = {shown(seconds)} with {name}_ns = {shown(nanoseconds)}: "
             "give exactly one of them",
         )
     if nanoseconds is not None:
