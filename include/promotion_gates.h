@@ -676,7 +676,10 @@ pgate_status pgate_slo_json(const struct pgate_gate *gate,
  * they were counted with. Published as a change of kind `config`. With a state store the SLO
  * stays this process's own (the store does not keep it). On failure (malformed JSON, an
  * unknown field, an invalid value: the message names the field and the value) the gate is
- * unchanged and `*err` (if not NULL) says why.
+ * unchanged and `*err` (if not NULL) says why. Unlike `pgate_gate_new`'s, the document may
+ * not be empty (length 0 is `PGATE_STATUS_INVALID_JSON`, as for `pgate_swap_config`): a swap
+ * replaces a running gate's policy, so an empty buffer is taken as a host's mistake, not as
+ * a request for the defaults, which `{}` asks for.
  *
  * # Safety
  * `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a
@@ -690,7 +693,8 @@ pgate_status pgate_swap_slo(const struct pgate_gate *gate,
 /**
  * Replaces the gate's config atomically with a JSON `PromotionConfig` (hot reload: not
  * gated). The gate keeps its name and its store: a document that changes either is refused
- * (`PGATE_STATUS_INVALID_CONFIG` naming `gate` or `store`). On failure the gate is unchanged
+ * (`PGATE_STATUS_INVALID_CONFIG` naming `gate` or `store`). An empty document (length 0) is
+ * `PGATE_STATUS_INVALID_JSON`, as for `pgate_swap_slo`. On failure the gate is unchanged
  * and `*err` (if not NULL) says why.
  *
  * # Safety
@@ -933,7 +937,10 @@ pgate_status pgate_disable_feature(const struct pgate_gate *gate,
                                    struct pgate_error **err);
 
 /**
- * Writes whether a flag is on for the gate to `*enabled`.
+ * Writes whether a flag is on for the gate to `*enabled`. A name no flag can have (empty,
+ * over 128 bytes, with whitespace or control characters, or not UTF-8) is
+ * `PGATE_STATUS_INVALID_ARGUMENT`, as `pgate_enable_feature` refuses it, and nothing is
+ * written.
  *
  * # Safety
  * `gate` must be a live gate; `name` `len` readable bytes; `enabled` valid for a write.

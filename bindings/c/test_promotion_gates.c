@@ -1115,7 +1115,11 @@ static void test_flags(void) {
     CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT,
                  pgate_is_feature_enabled(gate, NOT_UTF8, sizeof NOT_UTF8, &on));
     CHECK(on); /* not written */
-    CHECK_STATUS(PGATE_STATUS_OK, pgate_is_feature_enabled(gate, NULL, 0, &on));
+    /* A name no flag can have is refused as enable_feature refuses it (was OK and false). */
+    CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT, pgate_is_feature_enabled(gate, NULL, 0, &on));
+    CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT, pgate_is_feature_enabled(gate, BYTES("a b"), &on));
+    CHECK(on); /* not written */
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_is_feature_enabled(gate, BYTES("absent"), &on));
     CHECK(!on);
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_is_feature_enabled(gate, BYTES("x"), NULL));
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_is_feature_enabled(gate, NULL, 1, &on));

@@ -119,7 +119,10 @@ pub unsafe extern "C" fn pgate_disable_feature(
     }
 }
 
-/// Writes whether a flag is on for the gate to `*enabled`.
+/// Writes whether a flag is on for the gate to `*enabled`. A name no flag can have (empty,
+/// over 128 bytes, with whitespace or control characters, or not UTF-8) is
+/// `PGATE_STATUS_INVALID_ARGUMENT`, as `pgate_enable_feature` refuses it, and nothing is
+/// written.
 ///
 /// # Safety
 /// `gate` must be a live gate; `name` `len` readable bytes; `enabled` valid for a write.
@@ -135,6 +138,7 @@ pub unsafe extern "C" fn pgate_is_feature_enabled(
         let gate = unsafe { cold(gate) }?;
         // SAFETY: the caller guarantees len readable bytes at name.
         let name = unsafe { text(name, len, FLAG_NAME) }.map_err(|f| f.status)?;
+        promotion_gates::validate_flag_name(name).map_err(|_| pgate_status::InvalidArgument)?;
         let on = gate.manager.is_feature_enabled(name);
         // SAFETY: caller's contract.
         unsafe { write(enabled, on) }

@@ -289,6 +289,39 @@ fn cold_call_errors_name_the_argument_and_its_value() {
 }
 
 #[test]
+fn a_name_no_flag_can_have_is_refused_and_a_swap_needs_a_document() {
+    let gate = new_gate(r#"{"feature_flags": ["on"]}"#);
+    // SAFETY: a live gate, live names and out-pointers; err is a valid out-pointer.
+    unsafe {
+        for name in ["", "a b", "tab\t", &"n".repeat(129)] {
+            let mut on = true;
+            let status = pgate_is_feature_enabled(gate, name.as_ptr(), name.len(), &mut on);
+            assert_eq!(
+                (status, on),
+                (pgate_status::InvalidArgument, true),
+                "{name:?}"
+            );
+        }
+        let mut on = false;
+        let status = pgate_is_feature_enabled(gate, b"on".as_ptr(), 2, &mut on);
+        assert_eq!((status, on), (pgate_status::Ok, true));
+        // An empty document is refused by both swaps (gate_new takes it as the defaults).
+        let mut err = null_mut();
+        assert_eq!(
+            pgate_swap_slo(gate, null(), 0, &mut err),
+            pgate_status::InvalidJson
+        );
+        assert!(error_text(err).starts_with("invalid JSON SLO config"));
+        assert_eq!(
+            pgate_swap_config(gate, null(), 0, &mut err),
+            pgate_status::InvalidJson
+        );
+        error_text(err);
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+    }
+}
+
+#[test]
 fn health_and_rollback_through_the_abi() {
     let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 100}}}"#);
     // SAFETY: live gate and buffers throughout.

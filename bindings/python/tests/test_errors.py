@@ -375,6 +375,9 @@ def test_a_huge_refused_value_is_shown_cut_as_the_library_cuts_it(
     assert len(message) < 400
 
 
+#: Why ``is_feature_enabled`` refuses a name no flag can have.
+NOT_A_FLAG_NAME = "not a flag name (1 to 128 bytes, no whitespace or control characters)"
+
 #: A text with a lone surrogate, which has no UTF-8 form.
 SURROGATE = "ab\udc80"
 SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
@@ -390,6 +393,8 @@ SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
         (lambda g, d: g.enable_feature(SURROGATE), f"invalid name = {SURROGATE_SHOWN}"),
         (lambda g, d: g.disable_feature(None), "invalid name = None: a str, not NoneType"),
         (lambda g, d: g.is_feature_enabled(SURROGATE), f"invalid name = {SURROGATE_SHOWN}"),
+        (lambda g, d: g.is_feature_enabled("a b"), f"invalid name = 'a b': {NOT_A_FLAG_NAME}"),
+        (lambda g, d: g.is_feature_enabled(""), f"invalid name = '': {NOT_A_FLAG_NAME}"),
         (lambda g, d: g.record(None, True, 0.1), "invalid decision = None: a Decision, not NoneType"),
         (lambda g, d: g.record("u", True, 0.1), "invalid decision = 'u': a Decision, not str"),
         (lambda g, d: g.record_abandoned(None, 9.0), "invalid decision = None: a Decision, not NoneType"),

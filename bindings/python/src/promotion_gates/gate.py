@@ -650,12 +650,21 @@ class Gate:
         self._text_call("pgate_disable_feature", "disable_feature", "name", name)
 
     def is_feature_enabled(self, name: str) -> bool:
-        """Whether a flag is on for the gate."""
+        """Whether a flag is on for the gate.
+
+        Raises:
+            InvalidArgumentError: the name is not a str, or no flag can have it (empty, over
+                128 bytes, with whitespace or control characters).
+        """
         raw = utf8("name", name)
         on = c_bool()
         status = self._status(
             "is_feature_enabled", "pgate_is_feature_enabled", raw, len(raw), byref(on)
         )
+        if status == _ffi.Status.INVALID_ARGUMENT:  # the library's call writes no message
+            raise refused(
+                "name", name, "not a flag name (1 to 128 bytes, no whitespace or control characters)"
+            )
         _check(status)
         return on.value
 
