@@ -106,6 +106,8 @@ def test_promotions_refused_by_the_state_machine() -> None:
             gate.promote(Environment.CANARY, 100.5)
         with pytest.raises(ValueError):
             gate.promote(7)  # type: ignore[arg-type]  # not an Environment
+        with pytest.raises(pg.InvalidArgumentError, match="invalid percent = None: a canary takes"):
+            gate.promote(Environment.CANARY)  # no percentage: never Canary 0 %
         assert gate.config["environment"] == "production", "a refused promotion changes nothing"
 
 

@@ -609,8 +609,9 @@ class Gate:
 
     # -- the release ---------------------------------------------------------------------
 
-    def promote(self, environment: Environment, percent: float = 0.0) -> None:
-        """Moves the gate to ``environment`` (``percent`` is read only for a canary).
+    def promote(self, environment: Environment, percent: float | None = None) -> None:
+        """Moves the gate to ``environment``; a canary takes its ``percent`` (0 to 100), which
+        Staging and Production do not read.
 
         Raises:
             InsufficientDataError, SloNotMetError: a gated move was refused by the judge.
@@ -618,10 +619,13 @@ class Gate:
                 (:class:`AlreadyThereError` for the current environment).
             InvalidConfigError: ``percent`` outside 0..=100 or NaN.
             InvalidArgumentError: ``environment`` is not an :class:`Environment` value, or
-                ``percent`` is not a number a float holds (a bool or a str is not a number).
+                ``percent`` is not a number a float holds (a bool or a str is not a number),
+                or is missing for a canary.
         """
         env = _environment(environment)
-        share = finite_float("percent", percent)
+        if percent is None and env == Environment.CANARY:
+            raise refused("percent", percent, "a canary takes a percentage from 0 to 100")
+        share = 0.0 if percent is None else finite_float("percent", percent)
         err = c_void_p()
         status = self._status("promote", "pgate_promote", env, share, byref(err))
         _check(status, err)
