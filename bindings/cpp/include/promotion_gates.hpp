@@ -653,15 +653,21 @@ class Gate {
     return compliant;
   }
 
-  /// Promotes to `target` (`traffic_percent` is read only for Canary). Throws Error:
-  /// PGATE_STATUS_INVALID_PROMOTION, PGATE_STATUS_ALREADY_THERE, PGATE_STATUS_INVALID_CONFIG
-  /// (a percentage outside 0 ..= 100 or NaN), PGATE_STATUS_INVALID_ARGUMENT (an unknown
-  /// environment), and for gated moves PGATE_STATUS_SLO_NOT_MET or
+  /// Promotes to `target`; a Canary takes its `traffic_percent` (0 ..= 100), which Staging
+  /// and Production do not read. Throws Error: PGATE_STATUS_INVALID_PROMOTION,
+  /// PGATE_STATUS_ALREADY_THERE, PGATE_STATUS_INVALID_CONFIG (a percentage outside 0 ..= 100
+  /// or NaN), PGATE_STATUS_INVALID_ARGUMENT (an unknown environment, or a Canary without a
+  /// percentage), and for gated moves PGATE_STATUS_SLO_NOT_MET or
   /// PGATE_STATUS_INSUFFICIENT_DATA with the evidence. A refused promotion changes nothing.
-  void promote(Environment target, double traffic_percent = 0.0) const {
+  void promote(Environment target, std::optional<double> traffic_percent = std::nullopt) const {
     const pgate_gate* gate = live("promote");
+    if (target == Environment::Canary && !traffic_percent.has_value()) {
+      throw Error(PGATE_STATUS_INVALID_ARGUMENT,
+                  "invalid traffic_percent = none: a canary takes a percentage from 0 to 100");
+    }
     detail::check_with_error("pgate_promote", [&](pgate_error** err) {
-      return pgate_promote(gate, static_cast<std::uint32_t>(target), traffic_percent, err);
+      return pgate_promote(gate, static_cast<std::uint32_t>(target),
+                           traffic_percent.value_or(0.0), err);
     });
   }
 

@@ -138,6 +138,8 @@ TEST(Errors, Promotions) {
   message = expect_error(PGATE_STATUS_INVALID_ARGUMENT,
                          [&] { gate.promote(static_cast<Environment>(7)); });
   EXPECT_NE(message.find("invalid environment = 7"), std::string::npos) << message;
+  message = expect_error(PGATE_STATUS_INVALID_ARGUMENT, [&] { gate.promote(Environment::Canary); });
+  EXPECT_NE(message.find("invalid traffic_percent = none"), std::string::npos) << message;
   EXPECT_EQ(gate.route("u").environment, Environment::Production) << "refusals change nothing";
 
   gate.promote(Environment::Canary, 1.0);    // a new rollout: not gated
