@@ -59,7 +59,9 @@ impl CliError {
         }
     }
 
-    /// Whether stdout was closed under us (`| head`): not worth a message.
+    /// Whether stdout was closed under us (`| head`): not worth a message. A command whose
+    /// exit status says more than success (`simulate`, `validate`) writes through
+    /// [`unless_closed`] instead, so that a closed stdout never changes its status.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, CliError::Io(e) if e.kind() == io::ErrorKind::BrokenPipe)
     }
@@ -101,6 +103,16 @@ pub fn shown_value(value: impl fmt::Display) -> String {
     }
 }
 
+/// `written`, a write to stdout, with a closed stdout (`| head`) taken as written: the reader
+/// has gone and the rest is not read, but the command goes on to its own exit status (a
+/// simulation's outcome, a validation's verdict), not 0 for a pipe nobody reads.
+pub fn unless_closed(written: io::Result<()>) -> io::Result<()> {
+    match written {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 impl From<io::Error> for CliError {
     fn from(e: io::Error) -> Self {
         CliError::Io(e)
@@ -126,5 +138,13 @@ mod tests {
         assert_eq!(shown_value(u64::MAX), "18446744073709551615");
         assert_eq!(shown_value("(missing)"), "(missing)");
         assert_eq!(shown_value(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn only_a_closed_stdout_is_taken_as_written() {
+        let closed = io::Error::from(io::ErrorKind::BrokenPipe);
+        assert!(unless_closed(Err(closed)).is_ok());
+        let full = io::Error::from(io::ErrorKind::StorageFull);
+        assert!(unless_closed(Err(full)).is_err());
     }
 }

@@ -4,6 +4,8 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, Write};
 
+use crate::error::unless_closed;
+
 /// The bar and the live lines; both can be off.
 #[derive(Debug)]
 pub struct Progress {
@@ -50,12 +52,12 @@ impl Progress {
         self.bar.set_message(text);
     }
 
-    /// A line on stdout, above the bar.
+    /// A line on stdout, above the bar; a closed stdout is no error ([`unless_closed`]).
     pub fn line(&self, text: &str) -> io::Result<()> {
         if !self.lines {
             return Ok(());
         }
-        self.bar.suspend(|| writeln!(io::stdout().lock(), "{text}"))
+        unless_closed(self.bar.suspend(|| writeln!(io::stdout().lock(), "{text}")))
     }
 
     /// Removes the bar.

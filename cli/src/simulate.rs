@@ -6,11 +6,11 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
 use crate::document;
-use crate::error::CliError;
+use crate::error::{CliError, unless_closed};
 use crate::flag::overriding;
 use crate::plot::{self, PlotFile};
 use crate::progress::Progress;
-use crate::report::{self, Outcome, human_duration, sampling, thousands};
+use crate::report::{self, Outcome, Report, human_duration, sampling, thousands};
 use crate::rollout;
 use crate::scenario::{MAX_RPS, Scenario, ScenarioName, parse_duration};
 
@@ -180,18 +180,7 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
     let plot = args.plot.as_deref().map(PlotFile::open).transpose()?;
     let terminal = io::stdout().is_terminal();
     if !args.json {
-        writeln!(
-            out,
-            "Scenario {}: {}\n{} rps{}, {} users, {} stages over {} planned, seed {}.",
-            scenario.name,
-            scenario.description,
-            scenario.rps,
-            sampling(scenario.sample),
-            thousands(scenario.users),
-            scenario.stages.len(),
-            human_duration(scenario.planned_seconds()),
-            scenario.seed,
-        )?;
+        unless_closed(write_header(&mut out, &scenario))?;
     }
     drop(out);
     let progress = Progress::new(
@@ -211,17 +200,38 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
     if let Some(plot) = plot {
         plot.write(&report)?;
     }
-    let mut out = io::stdout().lock();
+    unless_closed(write_report(&mut io::stdout().lock(), args, &report))?;
+    Ok(exit_status(report.outcome))
+}
+
+/// The lines printed before the simulation runs: the scenario and its size.
+fn write_header(out: &mut impl Write, scenario: &Scenario) -> io::Result<()> {
+    writeln!(
+        out,
+        "Scenario {}: {}\n{} rps{}, {} users, {} stages over {} planned, seed {}.",
+        scenario.name,
+        scenario.description,
+        scenario.rps,
+        sampling(scenario.sample),
+        thousands(scenario.users),
+        scenario.stages.len(),
+        human_duration(scenario.planned_seconds()),
+        scenario.seed,
+    )
+}
+
+/// The report, as JSON with `--json`, else as the table (and where the plot went).
+fn write_report(out: &mut impl Write, args: &SimulateArgs, report: &Report) -> io::Result<()> {
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::from)?;
-        writeln!(out)?;
+        serde_json::to_writer_pretty(&mut *out, report)?;
+        writeln!(out)
     } else {
-        report::write_text(&mut out, &report)?;
-        if let Some(path) = &args.plot {
-            writeln!(out, "Timeline written to {}.", path.display())?;
+        report::write_text(&mut *out, report)?;
+        match &args.plot {
+            Some(path) => writeln!(out, "Timeline written to {}.", path.display()),
+            None => Ok(()),
         }
     }
-    Ok(exit_status(report.outcome))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::document;
-use crate::error::{CliError, shown_value};
+use crate::error::{CliError, shown_value, unless_closed};
 use crate::scenario::Scenario;
 
 /// What a file holds.
@@ -46,7 +46,11 @@ pub fn run(args: &ValidateArgs) -> Result<u8, CliError> {
     let mut all_valid = true;
     for (path, kind) in checks {
         match check(path, kind) {
-            Ok(summary) => writeln!(io::stdout().lock(), "ok: {}: {summary}", path.display())?,
+            Ok(summary) => unless_closed(writeln!(
+                io::stdout().lock(),
+                "ok: {}: {summary}",
+                path.display()
+            ))?,
             Err(error @ (CliError::Parse { .. } | CliError::Invalid { .. })) => {
                 all_valid = false;
                 let _ = writeln!(

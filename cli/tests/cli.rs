@@ -312,6 +312,58 @@ fn a_stalled_rollout_exits_4_after_its_report() {
     assert_eq!(report["final_environment"], "Canary{10}");
 }
 
+/// The exit status of `args` run with a stdout whose reader has gone before anything is read
+/// (`| head -0`), and what it said on stderr.
+fn status_with_stdout_closed(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    (output.status.code(), stderr(&output))
+}
+
+#[test]
+fn a_closed_stdout_keeps_the_outcomes_exit_status() {
+    // `simulate | head -1` exited 0 after a rollback: the broken pipe was taken for success.
+    for (args, status) in [
+        (&["simulate", "--scenario", "error-spike"][..], ROLLED_BACK),
+        (
+            &["simulate", "--scenario", "error-spike", "--json"][..],
+            ROLLED_BACK,
+        ),
+    ] {
+        let (code, message) = status_with_stdout_closed(args);
+        assert_eq!(code, Some(status), "{args:?}: {message}");
+        assert_eq!(message, "", "{args:?}: quiet about the pipe");
+    }
+    let path = temp_file(
+        "starved-piped.toml",
+        "rps = 50\nmax_extensions = 0\n[[stages]]\ntraffic_percent = 10\nduration_s = 10\n\n\
+         [slo]\nmin_samples = 100000\n",
+    );
+    let (code, message) = status_with_stdout_closed(&["simulate", "--config", text(&path)]);
+    assert_eq!(code, Some(STALLED), "{message}");
+    // validate's verdict on a second file survives the first one's `ok:` line.
+    let bad = temp_file("bad-piped.json", r#"{"min_samples": "many"}"#);
+    let (code, message) = status_with_stdout_closed(&[
+        "validate",
+        "--kind",
+        "scenario",
+        text(&path),
+        "--slo",
+        text(&bad),
+    ]);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_file(&bad).unwrap();
+    assert_eq!(code, Some(1), "{message}");
+    assert!(message.contains("min_samples"), "{message}");
+}
+
 #[test]
 fn simulate_help_documents_every_exit_status() {
     let help = stdout(&run(&["simulate", "--help"]));
