@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use crate::error::CliError;
+use crate::error::{CliError, one_line_message, shown_text};
 use crate::scenario::Scenario;
 
 /// How a document is written.
@@ -131,8 +131,10 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
             if serde_json::from_str::<IgnoredAny>(text).is_ok() {
                 check_json_document(text, T::KIND).map_err(|e| {
                     refuse(match e {
-                        promotion_gates::Error::Json(message) => format!("invalid JSON: {message}"),
-                        e => e.to_string(),
+                        promotion_gates::Error::Json(message) => {
+                            format!("invalid JSON: {}", one_line_message(&message))
+                        }
+                        e => one_line_message(&e.to_string()),
                     })
                 })?;
             }
@@ -141,18 +143,18 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
                 refuse(format!(
                     "invalid JSON: {}{}",
                     field_prefix(e.path()),
-                    e.inner()
+                    json_message(e.inner())
                 ))
             })?;
             // Whatever follows the object (`{} {}`) is refused, as serde_json::from_str does.
             json.end()
-                .map_err(|e| refuse(format!("invalid JSON: {e}")))?;
+                .map_err(|e| refuse(format!("invalid JSON: {}", json_message(&e))))?;
             Ok(value)
         }
         Format::Toml => {
             let toml_error = |field: String, e: &toml::de::Error| {
                 // toml's Display draws the line with a caret; one line is enough here.
-                let mut message = e.message().trim().to_string();
+                let mut message = one_line_message(e.message().trim());
                 // toml names no key in this message, but its span is the second key's place:
                 // the key as written there (unless it is too long to show).
                 if let Some(key) = e
@@ -161,7 +163,7 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
                     .and_then(|span| text.get(span))
                     .filter(|key| key.len() <= MAX_SHOWN_VALUE_BYTES)
                 {
-                    message = format!("duplicate key `{key}`");
+                    message = format!("duplicate key `{}`", shown_text(key));
                 }
                 refuse(match e.span().map(|span| position(text, span.start)) {
                     Some((line, column)) => {
@@ -178,14 +180,26 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
     }
 }
 
-/// `FIELD: ` for an error inside a field (named by the library's [`field_path`]), nothing for
-/// one at the top of the document or in a key that was not read (a truncated document).
+/// `FIELD: ` for an error inside a field (named by the library's [`field_path`], shown as
+/// [`shown_text`] shows a key: a map's keys are the document's), nothing for one at the top of
+/// the document or in a key that was not read (a truncated document).
 fn field_prefix(path: &serde_path_to_error::Path) -> String {
     let field = field_path(path);
     if field.is_empty() {
         field
     } else {
-        field + ": "
+        shown_text(&field) + ": "
+    }
+}
+
+/// serde_json's message ([`one_line_message`]) and where it is: its Display writes the keys
+/// and values it quotes as they are, however long, newlines and all.
+fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&position) {
+        Some(message) if e.line() > 0 => one_line_message(message) + &position,
+        _ => one_line_message(&text),
     }
 }
 
@@ -218,6 +232,8 @@ mod tests {
     fn refusal<T: Document + std::fmt::Debug>(name: &str, text: &str) -> String {
         parse::<T>(Path::new(name), text).unwrap_err().to_string()
     }
+
+    use crate::error::MAX_MESSAGE_BYTES;
 
     #[test]
     fn unknown_fields_are_named_in_both_formats() {
@@ -416,6 +432,52 @@ mod tests {
             refusal::<PromotionConfig>("c.toml", &format!("{key} = 1\n{key} = 2\n")),
             "c.toml: invalid TOML: duplicate key at line 2 column 1"
         );
+    }
+
+    #[test]
+    fn keys_and_values_are_shown_short_and_on_one_line_in_both_formats() {
+        // A 1 MB key or value gave a 1-2 MB message; a newline or an escape in a key was
+        // printed raw, over several lines.
+        let long = "k".repeat(1_000_000);
+        let cut = format!("{}...(1000000 bytes)", &long[..MAX_SHOWN_VALUE_BYTES]);
+        for (name, text, expected) in [
+            (
+                "c.json",
+                format!(r#"{{"{long}": 1}}"#),
+                format!("{cut}: unknown field `{cut}`"),
+            ),
+            (
+                "c.toml",
+                format!("{long} = 1\n"),
+                format!("{cut}: unknown field `{cut}`"),
+            ),
+            (
+                "c.json",
+                format!(r#"{{"slo_threshold": "{long}"}}"#),
+                format!("slo_threshold: invalid type: string \"{cut}\", expected f64"),
+            ),
+            (
+                "c.toml",
+                format!("slo_threshold = \"{long}\"\n"),
+                format!("slo_threshold: invalid type: string \"{cut}\", expected f64"),
+            ),
+        ] {
+            let e = refusal::<PromotionConfig>(name, &text);
+            assert!(e.len() < 2 * MAX_MESSAGE_BYTES, "{name}: {} bytes", e.len());
+            assert!(e.contains(&expected), "{name}: {e}");
+        }
+        let escaped = r"a\nb\u{1b}[31mred";
+        for (name, text) in [
+            ("c.json", r#"{"a\nb\u001b[31mred": 1}"#),
+            ("c.toml", "\"a\\nb\\u001b[31mred\" = 1\n"),
+        ] {
+            let e = refusal::<PromotionConfig>(name, text);
+            assert!(!e.chars().any(char::is_control), "{name}: {e}");
+            assert!(
+                e.contains(&format!("{escaped}: unknown field `{escaped}`")),
+                "{name}: {e}"
+            );
+        }
     }
 
     #[test]

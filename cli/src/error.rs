@@ -1,7 +1,7 @@
 //! The command's errors: each one a sentence that names the file, field or flag and the value
 //! refused, printed on one line to stderr.
 
-use promotion_gates::shown_number;
+use promotion_gates::{MAX_SHOWN_VALUE_BYTES, shown_number};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -103,6 +103,78 @@ pub fn shown_value(value: impl fmt::Display) -> String {
     }
 }
 
+/// Most bytes of a parser's message the CLI prints (the field path and the position aside):
+/// room for its longest list of expected fields, and for two values shown in full.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `text` from a document or a flag, as a one-line message shows it: each control character
+/// (a newline, an escape) written as `{:?}` writes it (`\n`, `\u{1b}`), and at most
+/// [`MAX_SHOWN_VALUE_BYTES`] of it (the library's limit), then `...(N bytes)`, N its length.
+pub fn shown_text(text: &str) -> String {
+    bounded(text, MAX_SHOWN_VALUE_BYTES)
+}
+
+/// A parser's message (serde's, toml's) on one line and short: each span it quotes in
+/// backticks or double quotes (a key or a value from the document) shown as [`shown_text`]
+/// shows text, control characters escaped everywhere, the whole at most
+/// [`MAX_MESSAGE_BYTES`].
+pub fn one_line_message(message: &str) -> String {
+    let mut shown = String::new();
+    let mut rest = message;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = &rest[open..=open];
+        let body = &rest[open + 1..];
+        let length = quoted_length(body, quote);
+        shown.push_str(&bounded(&rest[..open], usize::MAX));
+        shown.push_str(quote);
+        shown.push_str(&shown_text(&body[..length]));
+        let after = &body[length..];
+        rest = after.strip_prefix(quote).unwrap_or(after);
+        if rest.len() < after.len() {
+            shown.push_str(quote);
+        }
+    }
+    shown.push_str(&bounded(rest, usize::MAX));
+    bounded(&shown, MAX_MESSAGE_BYTES)
+}
+
+/// Bytes of `body` before its closing `quote` (all of it when there is none); a backslash
+/// escapes the next character in a double-quoted span (`{:?}` writes `\"` for a quote).
+fn quoted_length(body: &str, quote: &str) -> usize {
+    if quote == "`" {
+        return body.find('`').unwrap_or(body.len());
+    }
+    let mut escaped = false;
+    for (at, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return at,
+            _ => {}
+        }
+    }
+    body.len()
+}
+
+/// `text`, each control character escaped, cut to at most `max` bytes (then followed by
+/// `...(N bytes)`, N the length of `text`).
+fn bounded(text: &str, max: usize) -> String {
+    let mut shown = String::new();
+    for c in text.chars() {
+        let before = shown.len();
+        if c.is_control() {
+            shown.extend(c.escape_debug());
+        } else {
+            shown.push(c);
+        }
+        if shown.len() > max {
+            shown.truncate(before);
+            return format!("{shown}...({} bytes)", text.len());
+        }
+    }
+    shown
+}
+
 /// `written`, a write to stdout, with a closed stdout (`| head`) taken as written: the reader
 /// has gone and the rest is not read, but the command goes on to its own exit status (a
 /// simulation's outcome, a validation's verdict), not 0 for a pipe nobody reads.
@@ -138,6 +210,48 @@ mod tests {
         assert_eq!(shown_value(u64::MAX), "18446744073709551615");
         assert_eq!(shown_value("(missing)"), "(missing)");
         assert_eq!(shown_value(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn user_text_is_shown_on_one_line_and_short() {
+        assert_eq!(shown_text("a\nb\u{1b}[31m\t"), "a\\nb\\u{1b}[31m\\t");
+        let long = "é".repeat(MAX_SHOWN_VALUE_BYTES);
+        let shown = shown_text(&long);
+        assert!(shown.len() <= MAX_SHOWN_VALUE_BYTES + 20, "{shown}");
+        assert!(
+            shown.ends_with(&format!("é...({} bytes)", long.len())),
+            "{shown}"
+        );
+        assert_eq!(shown_text("stages[0].duration_s"), "stages[0].duration_s");
+    }
+
+    #[test]
+    fn a_parsers_message_shows_each_quoted_span_short_and_escaped() {
+        let key = "k".repeat(1_000_000);
+        let unknown = format!("unknown field `{key}`, expected one of `gate`, `salt`");
+        let shown = one_line_message(&unknown);
+        assert_eq!(
+            shown,
+            format!(
+                "unknown field `{}...(1000000 bytes)`, expected one of `gate`, `salt`",
+                &key[..MAX_SHOWN_VALUE_BYTES]
+            )
+        );
+        // A string as serde writes it ({:?}), an escaped quote inside.
+        let value = format!("{:?}", format!("{key}\"x"));
+        let shown = one_line_message(&format!("invalid type: string {value}, expected f64"));
+        assert!(shown.starts_with("invalid type: string \"kkk"), "{shown}");
+        assert!(shown.ends_with("bytes)\", expected f64"), "{shown}");
+        assert_eq!(
+            one_line_message("unknown field `a\nb\u{1b}[31m`, expected `x`"),
+            "unknown field `a\\nb\\u{1b}[31m`, expected `x`"
+        );
+        // Unpaired quotes: still short and on one line.
+        let shown = one_line_message(&format!("`` {key}\n`"));
+        assert!(shown.len() < MAX_MESSAGE_BYTES + 30, "{shown}");
+        assert!(!shown.contains('\n'), "{shown}");
+        assert_eq!(one_line_message("no quotes"), "no quotes");
+        assert_eq!(one_line_message("open `end"), "open `end");
     }
 
     #[test]
