@@ -2,7 +2,9 @@
 //! gate's policy. The five built-in scenarios live here, and so do the checks a scenario file
 //! must pass (each error names the field and the value).
 
-use promotion_gates::{Environment, PromotionConfig, SloConfig, plan_promotion, shown_number};
+use promotion_gates::{
+    Environment, PromotionConfig, SloConfig, StoreConfig, plan_promotion, shown_number,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -411,6 +413,9 @@ impl Scenario {
                 "production: every simulated rollout starts from production",
             ));
         }
+        if let Some(store) = &self.promotion.store {
+            return Err(no_store(store));
+        }
         self.promotion
             .validate()
             .map_err(|e| FieldError::wrap("promotion", &e))?;
@@ -616,6 +621,19 @@ impl ServiceModel {
         }
         Ok(())
     }
+}
+
+/// The refusal of a `promotion.store`: the simulated gate would open the store, write the
+/// simulated release into it, and start the next run from what the last one stored (or a real
+/// gate's state), so a scenario with one is a mistake.
+fn no_store(store: &StoreConfig) -> FieldError {
+    let shown = serde_json::to_string(store).unwrap_or_else(|_| format!("{store:?}"));
+    FieldError::new(
+        "promotion.store",
+        crate::error::shown_text(&shown),
+        "absent: a simulation never opens a state store (it would write the simulated release \
+         into it and start the next run from it); remove the store from the scenario",
+    )
 }
 
 fn positive(field: &str, value: f64) -> Result<(), FieldError> {
@@ -889,6 +907,30 @@ mod tests {
         assert_eq!(
             parse_duration("50000000d").unwrap_err(),
             "duration \"50000000d\" is longer than 365d, the longest simulated run"
+        );
+    }
+
+    #[test]
+    fn a_state_store_is_refused_under_its_field() {
+        // It was opened and written: a second run started from the first one's stored state.
+        let e = refusal(|s| {
+            s.promotion.store = Some(StoreConfig::Sqlite(promotion_gates::SqliteStoreConfig {
+                path: "/tmp/x/st.db".into(),
+                sync_interval_ms: 250,
+                busy_timeout_ms: 2000,
+                fleet_judging: true,
+            }));
+        });
+        assert!(
+            e.starts_with(
+                "invalid promotion.store = {\"sqlite\":{\"path\":\"/tmp/x/st.db\",\
+                 \"sync_interval_ms\":250,"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains(": absent: a simulation never opens a state store"),
+            "{e}"
         );
     }
 

@@ -878,6 +878,27 @@ fn a_ramp_starting_in_staging_is_refused_before_it_runs() {
     );
 }
 
+#[test]
+fn a_scenario_with_a_state_store_is_refused_and_the_store_never_opened() {
+    // simulate opened the store and wrote the simulated release into it: a second run started
+    // from the first one's stored state.
+    let db = std::env::temp_dir().join(format!("promotion-gates-cli-{}-st.db", std::process::id()));
+    let scenario = format!(
+        r#"{{"stages": [{{"traffic_percent": 1, "duration_s": 5}}], "max_extensions": 0,
+            "promotion": {{"gate": "checkout", "store": {{"sqlite": {{"path": {:?}}}}}}}}}"#,
+        text(&db)
+    );
+    validate_and_simulate_refuse(
+        "stored.json",
+        &scenario,
+        &format!(
+            "invalid promotion.store = {{\"sqlite\":{{\"path\":{:?},",
+            text(&db)
+        ),
+    );
+    assert!(!db.exists(), "{} was created", db.display());
+}
+
 /// Checks that `validate --kind scenario` and `simulate --config` both refuse the scenario
 /// `contents` (written to a file called `file`), exiting 1 with a message holding `expected`.
 fn validate_and_simulate_refuse(file: &str, contents: &str, expected: &str) {
