@@ -34,6 +34,12 @@ pub const MAX_STAGES: usize = 1_000;
 /// no request and moves no time, so it cannot give the gate the data it lacked.
 pub const MIN_EXTENSION_S: f64 = TICK_NS as f64 / 1e9;
 
+/// The longest `name`, in bytes: the library's longest gate name.
+pub const MAX_NAME_BYTES: usize = promotion_gates::MAX_NAME_BYTES;
+
+/// The longest `description`, in bytes: a sentence or two, on one line of the report.
+pub const MAX_DESCRIPTION_BYTES: usize = 1_000;
+
 /// The built-in scenarios, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScenarioName {
@@ -367,6 +373,8 @@ impl Scenario {
 
     /// Checks each field on its own (the engine's config and policy included).
     pub fn validate_fields(&self) -> Result<(), FieldError> {
+        report_text("name", &self.name, MAX_NAME_BYTES)?;
+        report_text("description", &self.description, MAX_DESCRIPTION_BYTES)?;
         positive("rps", self.rps)?;
         at_most("rps", self.rps, MAX_RPS, "requests a simulated second")?;
         if self.sample == 0 {
@@ -634,6 +642,29 @@ fn no_store(store: &StoreConfig) -> FieldError {
         "absent: a simulation never opens a state store (it would write the simulated release \
          into it and start the next run from it); remove the store from the scenario",
     )
+}
+
+/// `name`, `description`: at most `max` bytes of text the report prints as it is, on a
+/// terminal and in the SVG, so no control character (a newline, a terminal escape; XML
+/// refuses them too) and neither U+FFFE nor U+FFFF (not characters in XML).
+fn report_text(field: &str, text: &str, max: usize) -> Result<(), FieldError> {
+    let refuse = |expected: String| {
+        let shown = format!("\"{}\"", crate::error::shown_text(text));
+        Err(FieldError::new(field, shown, expected))
+    };
+    if text.len() > max {
+        return refuse(format!("at most {max} bytes of text"));
+    }
+    match text
+        .chars()
+        .find(|&c| c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}')
+    {
+        Some(c) => refuse(format!(
+            "text without control characters, U+FFFE or U+FFFF (it holds {c:?}): the report \
+             prints it on a terminal and in the SVG"
+        )),
+        None => Ok(()),
+    }
 }
 
 fn positive(field: &str, value: f64) -> Result<(), FieldError> {
@@ -932,6 +963,38 @@ mod tests {
             e.contains(": absent: a simulation never opens a state store"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_name_or_description_the_report_cannot_print_is_refused() {
+        // They were printed raw: terminal escapes in the text report, an SVG no XML parser
+        // reads.
+        assert_eq!(
+            refusal(|s| s.name = "a\u{1b}[31mred".into()),
+            "invalid name = \"a\\u{1b}[31mred\": text without control characters, U+FFFE or \
+             U+FFFF (it holds '\\u{1b}'): the report prints it on a terminal and in the SVG"
+        );
+        let e = refusal(|s| s.description = "two\nlines".into());
+        assert!(
+            e.starts_with("invalid description = \"two\\nlines\": text without"),
+            "{e}"
+        );
+        let e = refusal(|s| s.description = "x\u{FFFF}".into());
+        assert!(e.contains("(it holds '\\u{ffff}')"), "{e}");
+        let e = refusal(|s| s.name = "n".repeat(MAX_NAME_BYTES + 1));
+        assert!(e.ends_with(": at most 128 bytes of text"), "{e}");
+        let e = refusal(|s| s.description = "d".repeat(1_000_000));
+        assert!(e.len() < 400, "{e}");
+        assert!(
+            e.contains("...(1000000 bytes)\": at most 1000 bytes of text"),
+            "{e}"
+        );
+        changed(|s| {
+            s.name = "n".repeat(MAX_NAME_BYTES);
+            s.description = "<b>&amp; \"ünïcode\" ✓</b>".into();
+        })
+        .validate()
+        .unwrap();
     }
 
     #[test]

@@ -433,6 +433,43 @@ fn plot_writes_an_svg_timeline_with_the_rollback_marked() {
     }
 }
 
+#[test]
+fn a_name_with_xml_specials_is_escaped_in_the_svg_and_a_control_character_refused() {
+    // A control character in name or description made an SVG no XML parser reads, and
+    // terminal escapes in the text report.
+    validate_and_simulate_refuse(
+        "escape.toml",
+        "name = \"a\\u001b[31mred\"\n",
+        "invalid name = \"a\\u{1b}[31mred\": text without control characters",
+    );
+    validate_and_simulate_refuse(
+        "newline.json",
+        r#"{"description": "two\nlines"}"#,
+        "invalid description = \"two\\nlines\"",
+    );
+    let path = temp_file(
+        "specials.toml",
+        "name = \"<a&b>\"\ndescription = \"it's \\\"quoted\\\" & <tagged>\"\nrps = 200\n\
+         stages = [{traffic_percent = 50, duration_s = 5}]\n\
+         [slo]\npromotion_evidence = false\nwarm_up_ms = 0\nmin_samples = 10\n",
+    );
+    let svg = temp_file("specials.svg", "");
+    let output = run(&["simulate", "--config", text(&path), "--plot", text(&svg)]);
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_file(&svg).unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(drawn.contains("&lt;a&amp;b&gt;"), "{drawn}");
+    assert!(
+        drawn.contains("&quot;quoted&quot; &amp; &lt;tagged&gt;"),
+        "{drawn}"
+    );
+    assert!(
+        !drawn.contains("<a&b>") && !drawn.contains("<tagged>"),
+        "{drawn}"
+    );
+}
+
 /// Checks that `shown`, the built-in scenario `name` as `--show-config` printed it, run from
 /// a file called `file`, gives the built-in scenario's report.
 fn runs_as_the_built_in(name: &str, file: &str, shown: &str) {
