@@ -23,6 +23,12 @@ pub const MAX_RUN_S: f64 = 365.0 * 86_400.0;
 /// (docs/simulator.md, Performance).
 pub const MAX_RUN_REQUESTS: f64 = 1e10;
 
+/// The most full evaluations of the judge a scenario's longest run may make on the record
+/// path: one a simulated second over [`MAX_RUN_S`], so the default `evaluation_interval` (1 s)
+/// always fits. An evaluation costs about 45 µs (docs/simulator.md, Limits), so these take
+/// about 24 minutes of CPU, on top of the requests' (see [`MAX_RUN_REQUESTS`]).
+pub const MAX_RUN_EVALUATIONS: f64 = MAX_RUN_S;
+
 /// The most times a stage may be extended (`max_extensions`): each extension keeps its
 /// refusal and a timeline point for the report.
 pub const MAX_EXTENSIONS: u32 = 100;
@@ -496,7 +502,31 @@ impl Scenario {
                 ),
             ));
         }
-        Ok(())
+        self.validate_evaluations(longest, requests)
+    }
+
+    /// The record path evaluates at most once per `evaluation_interval` of simulated time,
+    /// once per tick of the driver (the clock moves a tick at a time) and once per request:
+    /// at most [`MAX_RUN_EVALUATIONS`] of them over the longest run. A tiny interval made each
+    /// request 6 to 450 times dearer than the requests' bound allows for.
+    fn validate_evaluations(&self, longest: f64, requests: f64) -> Result<(), FieldError> {
+        let interval_s = self.slo.evaluation_interval.as_secs_f64();
+        let evaluations = (longest / interval_s.max(MIN_EXTENSION_S)).min(requests);
+        if evaluations <= MAX_RUN_EVALUATIONS {
+            return Ok(());
+        }
+        Err(FieldError::new(
+            "slo.evaluation_interval_ms",
+            self.slo.evaluation_interval.as_nanos() as f64 / 1e6,
+            format!(
+                "at least {} ms over the longest run of {longest} s (the stages, each \
+                 extended max_extensions times): the record path evaluates once per \
+                 evaluation_interval, and a run at most {MAX_RUN_EVALUATIONS} times \
+                 (MAX_RUN_EVALUATIONS; raise the interval or shorten the stages)",
+                // Rounded up to a microsecond, so that the interval named is accepted.
+                shown_number((longest / MAX_RUN_EVALUATIONS * 1e6).ceil() / 1e3),
+            ),
+        ))
     }
 }
 
@@ -919,6 +949,44 @@ mod tests {
         assert!(
             sampled.rps / sampled.sample as f64 * sampled.longest_seconds() <= MAX_RUN_REQUESTS
         );
+    }
+
+    #[test]
+    fn the_longest_run_is_bounded_in_evaluations() {
+        // A tiny evaluation_interval made the record path evaluate every tick: each request
+        // up to 450 times dearer than MAX_RUN_REQUESTS allows for.
+        let hours = |s: &mut Scenario, interval_ms: f64| {
+            s.stages.truncate(1);
+            s.stages[0].duration_s = 100.0 * 3600.0;
+            s.rps = 100.0;
+            s.max_extensions = 0;
+            s.slo.evaluation_interval = std::time::Duration::from_secs_f64(interval_ms / 1e3);
+        };
+        let e = refusal(|s| hours(s, 1e-6));
+        assert_eq!(
+            e,
+            "invalid slo.evaluation_interval_ms = 0.000001: at least 11.416 ms over the \
+             longest run of 360000 s (the stages, each extended max_extensions times): the \
+             record path evaluates once per evaluation_interval, and a run at most 31536000 \
+             times (MAX_RUN_EVALUATIONS; raise the interval or shorten the stages)"
+        );
+        changed(|s| hours(s, 11.416)).validate().unwrap();
+        // Fewer requests than evaluations due: one a request at most.
+        changed(|s| {
+            hours(s, 1e-6);
+            s.rps = 50.0;
+        })
+        .validate()
+        .unwrap();
+        // The default interval fits the longest run.
+        changed(|s| {
+            s.stages.truncate(1);
+            s.stages[0].duration_s = MAX_RUN_S;
+            s.rps = 100.0;
+            s.max_extensions = 0;
+        })
+        .validate()
+        .unwrap();
     }
 
     #[test]
