@@ -14,6 +14,14 @@ use std::path::Path;
 use crate::error::{CliError, one_line_message, shown_text};
 use crate::scenario::Scenario;
 
+/// The most values, keys and tables a TOML document may hold, counted by
+/// [`toml_items`] before it is parsed: the TOML reader keeps each with its place in the text,
+/// about 150 bytes for a number in an array and 400 for a table (an 8 MiB array of zeros took
+/// 635 MB), so this bounds its memory to about 45 MB. A scenario's longest ramp
+/// (1 000 stages) or a config's 10 000 override ids stay well within it; JSON has no such
+/// limit (it is read straight into the config).
+pub const MAX_TOML_ITEMS: usize = 100_000;
+
 /// How a document is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -172,6 +180,15 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
                     None => format!("invalid TOML: {field}{message}"),
                 })
             };
+            let items = toml_items(text);
+            if items > MAX_TOML_ITEMS {
+                return Err(refuse(format!(
+                    "invalid TOML document = {items} values, keys and tables: at most \
+                     {MAX_TOML_ITEMS} (MAX_TOML_ITEMS, counted by the `=`, `,`, `[`, `{{` and `.` \
+                     that can start one), as the TOML reader takes hundreds of bytes for each; \
+                     write a longer document as JSON"
+                )));
+            }
             let document =
                 toml::Deserializer::parse(text).map_err(|e| toml_error(String::new(), &e))?;
             serde_path_to_error::deserialize(document)
@@ -201,6 +218,18 @@ fn json_message(e: &serde_json::Error) -> String {
         Some(message) if e.line() > 0 => one_line_message(message) + &position,
         _ => one_line_message(&text),
     }
+}
+
+/// At least the number of values, keys and tables in the TOML `text`, counted without parsing
+/// it: after the first, each follows a `=` (a key's value), a `,` (the next element of an array
+/// or an inline table), a `[` (a table, an array's first element), a `{` (an inline table's
+/// first key) or a `.` (a dotted key's next part). Those in strings and comments count too,
+/// so the count is never below the parser's.
+fn toml_items(text: &str) -> usize {
+    1 + text
+        .bytes()
+        .filter(|b| matches!(b, b'=' | b',' | b'[' | b'{' | b'.'))
+        .count()
 }
 
 /// Line and column (from 1) of byte `offset` in `text`.
@@ -478,6 +507,36 @@ mod tests {
                 "{name}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn a_toml_document_with_more_items_than_its_reader_should_hold_is_refused() {
+        // An 8 MiB `x = [0,0,...]` took 635 MB to read.
+        let zeros = |n: usize| format!("x = [{}0]\n", "0,".repeat(n));
+        assert_eq!(toml_items(&zeros(MAX_TOML_ITEMS - 3)), MAX_TOML_ITEMS);
+        // Within the limit: read, and refused for what it holds.
+        let e = refusal::<Scenario>("s.toml", &zeros(MAX_TOML_ITEMS - 3));
+        assert!(e.contains("x: unknown field `x`"), "{e}");
+        let e = refusal::<Scenario>("s.toml", &zeros(MAX_TOML_ITEMS - 2));
+        assert_eq!(
+            e,
+            format!(
+                "s.toml: invalid TOML document = 100001 values, keys and tables: at most 100000 \
+                 (MAX_TOML_ITEMS, counted by the `=`, `,`, `[`, `{{` and `.` that can start \
+                 one), as the TOML reader takes hundreds of bytes for each; write a longer \
+                 document as JSON"
+            )
+        );
+        // Every item is counted: tables, dotted keys, inline tables.
+        assert!(toml_items("[a]\nb.c = {d = 1, e = [2]}\n") >= 7);
+        // The longest ramp and the most override ids fit.
+        let stages = "[[stages]]\ntraffic_percent = 0.5\nduration_s = 1.5\n".repeat(1_000);
+        assert!(toml_items(&stages) < MAX_TOML_ITEMS / 10);
+        let ids = format!(
+            "[overrides]\ncanary_ids = [{}]\n",
+            "\"user-1.example\", ".repeat(10_000)
+        );
+        assert!(toml_items(&ids) < MAX_TOML_ITEMS / 3);
     }
 
     #[test]

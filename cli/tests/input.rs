@@ -71,6 +71,27 @@ fn an_endless_or_huge_document_is_refused_within_the_memory_limit() {
 }
 
 #[test]
+fn a_toml_document_of_many_small_values_is_refused_within_the_memory_limit() {
+    // Within MAX_DOCUMENT_BYTES, an 8 MiB `x = [0,0,...]` took 635 MB to read.
+    let dir = temp_dir("zeros");
+    let path = dir.join("zeros.toml");
+    let zeros = format!("x = [{}0]\n", "0,".repeat((4 << 20) - 8));
+    std::fs::write(&path, zeros).unwrap();
+    let output = run_limited(
+        &format!("validate --kind scenario {}", path.display()),
+        "/dev/null",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .contains("invalid TOML document = 4194299 values, keys and tables: at most 100000"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn an_endless_id_line_is_refused_by_number_within_the_memory_limit() {
     let output = run_limited("route --percent 50", "/dev/zero");
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
