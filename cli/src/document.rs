@@ -118,6 +118,9 @@ fn too_long(path: &Path, size: &str) -> CliError {
 /// bad duration is reported under its field path (`slo.max_error_rate`, `stages[0].environment`),
 /// as the library's own `from_json` does, with the line and column.
 pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
+    // A byte order mark, as some editors write first: TOML allows it, JSON does not, and it
+    // tells nothing in UTF-8. Read past it in both.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let refuse = |message: String| CliError::Parse {
         path: path.to_path_buf(),
         message,
@@ -559,6 +562,21 @@ mod tests {
             e.ends_with(&format!("invalid document = 209715200 bytes: {limit}")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_read_past_in_both_formats() {
+        // A JSON file starting with one was refused as `expected value`; TOML took it.
+        for (name, text) in [
+            ("c.json", "\u{feff}{\"gate\": \"a\"}"),
+            ("c", "\u{feff}{\"gate\": \"a\"}"),
+            ("c.toml", "\u{feff}gate = \"a\"\n"),
+        ] {
+            let config = parse::<PromotionConfig>(Path::new(name), text).unwrap();
+            assert_eq!(config.gate, "a", "{name}");
+        }
+        let e = refusal::<PromotionConfig>("c.json", "\u{feff}{\"gate\": 1}");
+        assert!(e.ends_with("at line 1 column 10"), "{e}");
     }
 
     #[test]

@@ -370,6 +370,27 @@ impl Scenario {
             + self.stages.len() as f64 * f64::from(self.max_extensions) * self.extension_s
     }
 
+    /// The shortest and the longest planned ramp `--duration` may scale this scenario to
+    /// ([`Scenario::scale_to`] scales every length by one factor): its shortest stage and its
+    /// extension step at least one tick ([`MIN_EXTENSION_S`]), and its longest run within
+    /// [`MAX_RUN_S`], [`MAX_RUN_REQUESTS`] and [`MAX_RUN_EVALUATIONS`], each proportional to
+    /// the factor.
+    pub fn duration_range(&self) -> (f64, f64) {
+        let planned = self.planned_seconds();
+        let shortest = self
+            .stages
+            .iter()
+            .map(|s| s.duration_s)
+            .fold(self.extension_s, f64::min);
+        let longest = self.longest_seconds();
+        let requests = self.rps / self.sample as f64 * longest;
+        let evaluations = self.evaluations(longest, requests);
+        let most = (MAX_RUN_S / longest)
+            .min(MAX_RUN_REQUESTS / requests)
+            .min(MAX_RUN_EVALUATIONS / evaluations);
+        (planned * MIN_EXTENSION_S / shortest, planned * most)
+    }
+
     /// Checks every field the engine does not check itself, then the size of the run (see
     /// [`Scenario::validate_run_size`]); the first bad one is reported.
     pub fn validate(&self) -> Result<(), FieldError> {
@@ -505,14 +526,19 @@ impl Scenario {
         self.validate_evaluations(longest, requests)
     }
 
+    /// The most evaluations the record path makes in `longest` seconds carrying `requests`:
+    /// one per `evaluation_interval`, at most one per tick and one per request.
+    fn evaluations(&self, longest: f64, requests: f64) -> f64 {
+        let interval_s = self.slo.evaluation_interval.as_secs_f64();
+        (longest / interval_s.max(MIN_EXTENSION_S)).min(requests)
+    }
+
     /// The record path evaluates at most once per `evaluation_interval` of simulated time,
     /// once per tick of the driver (the clock moves a tick at a time) and once per request:
     /// at most [`MAX_RUN_EVALUATIONS`] of them over the longest run. A tiny interval made each
     /// request 6 to 450 times dearer than the requests' bound allows for.
     fn validate_evaluations(&self, longest: f64, requests: f64) -> Result<(), FieldError> {
-        let interval_s = self.slo.evaluation_interval.as_secs_f64();
-        let evaluations = (longest / interval_s.max(MIN_EXTENSION_S)).min(requests);
-        if evaluations <= MAX_RUN_EVALUATIONS {
+        if self.evaluations(longest, requests) <= MAX_RUN_EVALUATIONS {
             return Ok(());
         }
         Err(FieldError::new(
@@ -534,6 +560,16 @@ impl StageSpec {
     fn validate(&self, index: usize, count: usize) -> Result<(), FieldError> {
         let field = |name: &str| format!("stages[{index}].{name}");
         positive(&field("duration_s"), self.duration_s)?;
+        if self.duration_s < MIN_EXTENSION_S {
+            return Err(FieldError::new(
+                field("duration_s"),
+                self.duration_s,
+                format!(
+                    "at least {MIN_EXTENSION_S} seconds (one tick of the simulation: a shorter \
+                     stage sends no request and moves no time)"
+                ),
+            ));
+        }
         at_most(
             &field("duration_s"),
             self.duration_s,
@@ -987,6 +1023,38 @@ mod tests {
         })
         .validate()
         .unwrap();
+    }
+
+    #[test]
+    fn a_stage_shorter_than_a_tick_is_refused() {
+        // 1e-300 was accepted, a stage of 0 ns.
+        let e = refusal(|s| s.stages[1].duration_s = 1e-300);
+        assert_eq!(
+            e,
+            "invalid stages[1].duration_s = 1e-300: at least 0.01 seconds (one tick of the \
+             simulation: a shorter stage sends no request and moves no time)"
+        );
+        changed(|s| s.stages[1].duration_s = MIN_EXTENSION_S)
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_duration_range_is_what_validation_accepts_once_scaled() {
+        for name in ScenarioName::value_variants() {
+            let builtin = Scenario::builtin(*name);
+            let (least, most) = builtin.duration_range();
+            for total in [least, most] {
+                let mut scaled = builtin.clone();
+                scaled.scale_to(total);
+                scaled.validate().unwrap();
+            }
+            for total in [least * 0.99, most * 1.01] {
+                let mut scaled = builtin.clone();
+                scaled.scale_to(total);
+                assert!(scaled.validate().is_err(), "{} {total}", name.as_str());
+            }
+        }
     }
 
     #[test]

@@ -12,7 +12,10 @@ use crate::plot::{self, PlotFile};
 use crate::progress::Progress;
 use crate::report::{self, Outcome, Report, human_duration, sampling, thousands};
 use crate::rollout;
-use crate::scenario::{MAX_RPS, Scenario, ScenarioName, parse_duration};
+use crate::scenario::{
+    MAX_RPS, MAX_RUN_EVALUATIONS, MAX_RUN_REQUESTS, Scenario, ScenarioName, parse_duration,
+};
+use promotion_gates::shown_number;
 
 /// Exit status of a simulation whose canary was rolled back.
 pub const ROLLED_BACK: u8 = 3;
@@ -127,6 +130,25 @@ fn request_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// `--duration`: within the range the scenario can be scaled to ([`Scenario::duration_range`]),
+/// a bad flag value (exit 2) naming the flag, not the scenario field the scaling would break.
+fn check_duration(scenario: &Scenario, total: f64) -> Result<(), CliError> {
+    let (least, most) = scenario.duration_range();
+    if (least..=most).contains(&total) {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "invalid --duration = {} s: from {} s to {} s for this scenario (its shortest stage and \
+         extension_s at least one 10 ms tick; its longest run, every stage extended \
+         max_extensions times, within 365 days, {MAX_RUN_REQUESTS} requests and \
+         {MAX_RUN_EVALUATIONS} evaluations)",
+        shown_number(total),
+        // Rounded inwards, to a millisecond and to a second, so both ends are accepted.
+        shown_number((least * 1e3).ceil() / 1e3),
+        shown_number(most.floor()),
+    )))
+}
+
 /// `--show-config`: the scenario as a scenario file, JSON with `--json` (which promises only
 /// JSON on stdout), TOML otherwise.
 fn show_config(out: &mut impl Write, scenario: &Scenario, json: bool) -> Result<(), CliError> {
@@ -164,6 +186,7 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
         .validate_fields()
         .map_err(|e| invalid(e.to_string()))?;
     if let Some(total) = args.duration {
+        check_duration(&scenario, total)?;
         scenario.scale_to(total);
     }
     scenario.validate().map_err(|e| match args.duration {

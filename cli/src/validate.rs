@@ -81,7 +81,7 @@ fn check(path: &Path, kind: Kind) -> Result<String, CliError> {
                 config.effective_salt(),
                 config.environment,
                 config.feature_flags.len(),
-                config.slo_threshold,
+                shown_value(config.slo_threshold),
                 config.rollback_window_seconds,
                 if config.auto_rollback_enabled {
                     "on"
@@ -96,10 +96,10 @@ fn check(path: &Path, kind: Kind) -> Result<String, CliError> {
             Ok(format!(
                 "a valid SloConfig: latency target {} ms, max error rate {}, min samples {}, \
                  significance {}",
-                slo.latency_target.as_secs_f64() * 1e3,
-                slo.max_error_rate,
+                shown_value(slo.latency_target.as_nanos() as f64 / 1e6),
+                shown_value(slo.max_error_rate),
                 slo.min_samples,
-                slo.significance,
+                shown_value(slo.significance),
             ))
         }
         Kind::Scenario => {
@@ -118,6 +118,24 @@ fn check(path: &Path, kind: Kind) -> Result<String, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_writes_its_numbers_short() {
+        // 5e-324 was written with about 330 digits.
+        let path = std::env::temp_dir().join(format!("pg-summary-{}.json", std::process::id()));
+        std::fs::write(&path, r#"{"max_error_rate": 5e-324, "significance": 1e-300, "overwhelming_significance": 1e-300}"#).unwrap();
+        let summary = check(&path, Kind::Slo);
+        std::fs::write(&path, r#"{"slo_threshold": 1e-300}"#).unwrap();
+        let promotion = check(&path, Kind::Promotion);
+        std::fs::remove_file(&path).unwrap();
+        let summary = summary.unwrap();
+        assert!(
+            summary.ends_with("max error rate 5e-324, min samples 100, significance 1e-300"),
+            "{summary}"
+        );
+        let promotion = promotion.unwrap();
+        assert!(promotion.contains("slo_threshold 1e-300,"), "{promotion}");
+    }
 
     #[test]
     fn a_huge_number_is_written_short() {

@@ -987,14 +987,23 @@ fn a_run_beyond_the_limits_is_refused_naming_the_flag_or_field() {
         "max_extensions = 4294967295\n",
         "invalid max_extensions = 4294967295: at most 100",
     );
-    // --duration is within its own limit, the scaled scenario's extensions are not.
+    // --duration is within its own limit, the scaled scenario's extensions are not: the
+    // error named extension_s (a field the user never set) and exited 1.
+    for duration in ["300d", "365d"] {
+        fails_saying(
+            &["simulate", "--duration", duration],
+            2,
+            &[
+                "invalid --duration = ",
+                " s: from 0.121 s to 1666666 s for this scenario",
+                "10000000000 requests",
+            ],
+        );
+    }
     fails_saying(
-        &["simulate", "--duration", "300d"],
-        1,
-        &[
-            "invalid extension_s = 2160000: at most",
-            "as --duration scales it to 25920000 s planned",
-        ],
+        &["simulate", "--duration", "10ms"],
+        2,
+        &["invalid --duration = 0.01 s: from 0.121 s to 1666666 s"],
     );
 }
 
