@@ -470,6 +470,67 @@ fn a_name_with_xml_specials_is_escaped_in_the_svg_and_a_control_character_refuse
     );
 }
 
+/// docs/simulator.md.
+fn simulator_docs() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/simulator.md")).unwrap()
+}
+
+/// The text of the docs' first code block that starts with `opening` (its fence included),
+/// from the line after the fence.
+fn code_block<'d>(docs: &'d str, opening: &str) -> &'d str {
+    let fence = docs.find(opening).expect("the docs hold the block");
+    let start = fence + docs[fence..].find('\n').unwrap() + 1;
+    let length = docs[start..].find("```").unwrap();
+    &docs[start..start + length]
+}
+
+/// Checks that each line of `shown` (the docs' output, lines that end in `...` cut there) is a
+/// line of `output`, but for the wall time and the lines the docs leave out.
+fn shows_as_documented(shown: &str, output: &str) {
+    for line in shown.lines().filter(|l| {
+        !(l.is_empty() || l.starts_with("...") || l.starts_with("$ ") || l.contains("wall time"))
+    }) {
+        let found = match line.strip_suffix("...") {
+            Some(start) => output.lines().any(|l| l.starts_with(start)),
+            None => output.lines().any(|l| l == line),
+        };
+        assert!(found, "the docs show {line:?}; the run printed:\n{output}");
+    }
+}
+
+#[test]
+fn the_examples_of_the_simulator_docs_give_the_outcomes_they_state() {
+    let docs = simulator_docs();
+    // The scenario file example stalled in stage 1 (exit 4), before the incident it describes.
+    let path = temp_file(
+        "slow-after-deploy.toml",
+        code_block(&docs, "```toml\nname = \"slow-after-deploy\""),
+    );
+    let report = json_exiting(
+        &["simulate", "--config", text(&path), "--json"],
+        ROLLED_BACK,
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(report["stages"][0]["promoted_to"], "Canary{20}");
+    assert_eq!(report["rollback"]["stage"], 2);
+    assert_eq!(
+        report["rollback"]["rules"],
+        serde_json::json!(["p99_vs_stable"])
+    );
+    let after = report["incident"]["seconds_to_rollback"].as_f64().unwrap();
+    assert_eq!(format!("{after:.1}"), "2.9");
+    assert!(docs.contains("rolls the canary back 2.9 s later on\n`p99_vs_stable`"));
+    // The default run's table, and the rollback of `catastrophic`.
+    shows_as_documented(
+        code_block(&docs, "```\n$ cargo run --release -- simulate\n"),
+        &stdout(&run(&["simulate"])),
+    );
+    shows_as_documented(
+        code_block(&docs, "```\nRolled back at "),
+        &stdout(&run(&["simulate", "--scenario", "catastrophic"])),
+    );
+}
+
 /// Checks that `shown`, the built-in scenario `name` as `--show-config` printed it, run from
 /// a file called `file`, gives the built-in scenario's report.
 fn runs_as_the_built_in(name: &str, file: &str, shown: &str) {
