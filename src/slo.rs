@@ -241,7 +241,7 @@ impl SloConfig {
         {
             return Err(ConfigError::new(
                 "evaluation_interval_ms",
-                self.evaluation_interval.as_secs_f64() * 1e3,
+                self.evaluation_interval.as_nanos() as f64 / 1e6,
                 format!(
                     "from {} to {} ms (MIN_EVALUATION_INTERVAL: a shorter one would judge every \
                      few records, on the record path)",

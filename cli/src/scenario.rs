@@ -998,10 +998,10 @@ mod tests {
             s.max_extensions = 0;
             s.slo.evaluation_interval = std::time::Duration::from_secs_f64(interval_ms / 1e3);
         };
-        let e = refusal(|s| hours(s, 1e-6));
+        let e = refusal(|s| hours(s, 2.0));
         assert_eq!(
             e,
-            "invalid slo.evaluation_interval_ms = 0.000001: at least 11.416 ms over the \
+            "invalid slo.evaluation_interval_ms = 2: at least 11.416 ms over the \
              longest run of 360000 s (the stages, each extended max_extensions times): the \
              record path evaluates once per evaluation_interval, and a run at most 31536000 \
              times (MAX_RUN_EVALUATIONS; raise the interval or shorten the stages)"
@@ -1009,7 +1009,7 @@ mod tests {
         changed(|s| hours(s, 11.416)).validate().unwrap();
         // Fewer requests than evaluations due: one a request at most.
         changed(|s| {
-            hours(s, 1e-6);
+            hours(s, 2.0);
             s.rps = 50.0;
         })
         .validate()
