@@ -394,8 +394,10 @@ impl SqliteStore {
         })
     }
 
-    /// Stores `contribution` as published at `now` (ms) and deletes those older than `ttl`, in
-    /// one transaction.
+    /// Stores `contribution` as published at `now` (ms) and deletes those older than `ttl`, or
+    /// dated more than `ttl` ahead (written by hand, or before the host's clock was set back:
+    /// the processes of one file share one clock, so no live instance publishes from there),
+    /// in one transaction.
     fn publish_in(
         &self,
         connection: &mut Connection,
@@ -431,8 +433,12 @@ impl SqliteStore {
         )
         .map_err(fail)?;
         tx.execute(
-            "DELETE FROM contribution WHERE gate = ?1 AND updated_at_ms < ?2",
-            params![self.gate, now.saturating_sub(millis(ttl))],
+            "DELETE FROM contribution WHERE gate = ?1 AND (updated_at_ms < ?2 OR updated_at_ms > ?3)",
+            params![
+                self.gate,
+                now.saturating_sub(millis(ttl)),
+                now.saturating_add(millis(ttl))
+            ],
         )
         .map_err(fail)?;
         tx.commit().map_err(fail)
@@ -531,11 +537,17 @@ impl SqliteStore {
                      length(stable_latency),
                      CASE WHEN length(stable_latency) <= ?5 THEN stable_latency END
                  FROM contribution
-                 WHERE gate = ?1 AND stage = ?2 AND instance <> ?3 AND updated_at_ms >= ?4
+                 WHERE gate = ?1 AND stage = ?2 AND instance <> ?3
+                     AND updated_at_ms BETWEEN ?4 AND ?7
                  ORDER BY updated_at_ms DESC LIMIT ?6",
             )
             .map_err(fail)?;
-        let cutoff = now_ms().saturating_sub(millis(ttl));
+        // Live rows only: none older than the time to live, and none dated beyond it ahead.
+        let now = now_ms();
+        let (cutoff, ahead) = (
+            now.saturating_sub(millis(ttl)),
+            now.saturating_add(millis(ttl)),
+        );
         let bound = i64::try_from(MAX_LATENCY_BYTES).unwrap_or(i64::MAX);
         let limit = i64::try_from(MAX_INSTANCES).unwrap_or(i64::MAX);
         let rows = statement
@@ -546,7 +558,8 @@ impl SqliteStore {
                     except,
                     cutoff,
                     bound,
-                    limit
+                    limit,
+                    ahead
                 ],
                 |row| Ok(contribution_of(row, stage)),
             )

@@ -716,6 +716,18 @@ fn contributions_older_than_their_time_to_live_are_ignored_then_pruned() {
     a.publish(&contribution("a", 1, 100), ttl).unwrap();
     assert_eq!(rows(&a), 1, "only a's own row is left");
     assert!(a.contributions(1, "a", ttl).unwrap().is_empty());
+    // A row dated far ahead (by hand, or before the clock was set back) would never expire
+    // and, read first, would push live instances out of the read: ignored, then pruned.
+    b.publish(&contribution("b", 1, 200), ttl).unwrap();
+    a.connection()
+        .execute(
+            "UPDATE contribution SET updated_at_ms = ?1 WHERE instance = 'b'",
+            [i64::MAX],
+        )
+        .unwrap();
+    assert!(a.contributions(1, "a", ttl).unwrap().is_empty());
+    a.publish(&contribution("a", 1, 100), ttl).unwrap();
+    assert_eq!(rows(&a), 1, "the row dated ahead is pruned");
 }
 
 #[test]
