@@ -44,6 +44,7 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,8 +143,18 @@ func New(opts Options) (*Proxy, error) {
 		name string
 		url  *url.URL
 	}{{"Stable", opts.Stable}, {"Canary", opts.Canary}} {
-		if u.url == nil || u.url.Scheme == "" || u.url.Host == "" {
-			return nil, fmt.Errorf("canaryproxy: Options.%s = %v: an upstream needs a scheme and a host", u.name, u.url)
+		if u.url == nil || u.url.Host == "" || (u.url.Scheme != "http" && u.url.Scheme != "https") {
+			return nil, fmt.Errorf("canaryproxy: Options.%s = %v: an upstream needs the scheme http or https and a host", u.name, u.url)
+		}
+	}
+	for _, name := range []struct {
+		field, value string
+	}{
+		{"KeyHeader", opts.KeyHeader}, {"KeyCookie", opts.KeyCookie},
+		{"OverrideHeader", opts.OverrideHeader}, {"OverrideCookie", opts.OverrideCookie},
+	} {
+		if name.value != "" && !isToken(name.value) {
+			return nil, fmt.Errorf("canaryproxy: Options.%s = %q: a header or cookie name is an HTTP token (letters, digits and !#$%%&'*+-.^_`|~, no spaces or control characters)", name.field, name.value)
 		}
 	}
 	p := &Proxy{
@@ -201,6 +212,19 @@ func (p *Proxy) reverseProxy(opts Options, target *url.URL, canary bool) *httput
 		ErrorLog:       opts.ErrorLog,
 		ErrorHandler:   p.handleError,
 	}
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 §5.6.2), what a header or cookie name
+// must be: a request can never carry a header or cookie of another name.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !alnum && !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // ClientAddress is the default fallback key: the host part of r.RemoteAddr (the client's IP

@@ -369,6 +369,11 @@ func TestNewRefusesMissingParts(t *testing.T) {
 		{Options{Stable: u, Canary: u}, "Options.Gate is nil"},
 		{Options{Gate: g, Canary: u}, "Options.Stable = <nil>"},
 		{Options{Gate: g, Stable: u, Canary: mustURL(t, "/relative")}, "Options.Canary = /relative"},
+		{Options{Gate: g, Stable: mustURL(t, "ftp://127.0.0.1:1"), Canary: u}, "Options.Stable = ftp://127.0.0.1:1: an upstream needs the scheme http or https"},
+		{Options{Gate: g, Stable: u, Canary: u, KeyHeader: "X-Id\nX-Other"}, `Options.KeyHeader = "X-Id\nX-Other": a header or cookie name is an HTTP token`},
+		{Options{Gate: g, Stable: u, Canary: u, KeyCookie: "a b"}, `Options.KeyCookie = "a b"`},
+		{Options{Gate: g, Stable: u, Canary: u, OverrideHeader: "a b"}, `Options.OverrideHeader = "a b"`},
+		{Options{Gate: g, Stable: u, Canary: u, OverrideCookie: "a;b"}, `Options.OverrideCookie = "a;b"`},
 	} {
 		if _, err := New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New: %v, want %q", err, tc.want)
