@@ -808,6 +808,55 @@ pgate_status pgate_store_location(const uint8_t *config_json,
                                   struct pgate_error **err);
 
 /**
+ * Writes the gate name of a config document (its `gate` field, or `default` when it has
+ * none), read from the document alone: nothing is opened or created. This is what
+ * `pgate_gate_name` answers for a gate opened from the document, so a host that refuses two
+ * declarations of one name can refuse the second before `pgate_gate_new` would write its
+ * state into a store.
+ *
+ * The document is read and validated as `pgate_gate_new` reads it (length 0: the default
+ * document): on failure nothing is written and, if `err` is not NULL, `*err` receives an
+ * error object naming the field and value. The name goes NUL-terminated into `name` of `cap`
+ * bytes, its length (without the NUL) into `*len_out`. If `name` is NULL or too small, only
+ * `*len_out` (and `*err`) is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned; a
+ * buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len_out` is
+ * `PGATE_STATUS_NULL_POINTER`, a `cap` above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`,
+ * and then nothing is written.
+ *
+ * # Safety
+ * `config_json` must be NULL or point to `config_len` readable bytes; `name` NULL or valid
+ * for `cap` bytes; `len_out` NULL or valid for a write; `err` NULL or valid for a write.
+ */
+pgate_status pgate_document_gate_name(const uint8_t *config_json,
+                                      size_t config_len,
+                                      char *name,
+                                      size_t cap,
+                                      size_t *len_out,
+                                      struct pgate_error **err);
+
+/**
+ * Writes whether a config document's state store sums the outcomes every process records
+ * for the judge (`fleet_judging` of its `store` section, on unless the document turns it
+ * off) to `*fleet_judging`; false for a document without a store. Read from the document
+ * alone: nothing is opened or created. This is what `pgate_fleet_judging` answers for a gate
+ * opened from the document, so a host that pools its processes' outcomes itself can refuse
+ * the document before `pgate_gate_new` would write its state into the store.
+ *
+ * The document is read and validated as `pgate_gate_new` reads it (length 0: the default
+ * document): on failure nothing is written and, if `err` is not NULL, `*err` receives an
+ * error object naming the field and value. A NULL `fleet_judging` is
+ * `PGATE_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `config_json` must be NULL or point to `config_len` readable bytes; `fleet_judging` NULL
+ * or valid for a write; `err` NULL or valid for a write.
+ */
+pgate_status pgate_document_fleet_judging(const uint8_t *config_json,
+                                          size_t config_len,
+                                          bool *fleet_judging,
+                                          struct pgate_error **err);
+
+/**
  * The library's version, e.g. `"0.1.0"`: a static string the caller must not free.
  */
 const char *pgate_version(void);

@@ -852,12 +852,17 @@ function Gate:changes_since(after)
   end, self.handle)
 end
 
--- The state store (see docs/store.md): where a document's store keeps the state, read before
--- any gate is made, and whether a gate's store judges every process's outcomes.
+-- The state store (see docs/store.md): where a document's store keeps the state, its gate's
+-- name and whether its store judges every process's outcomes, read before any gate is made,
+-- and whether a gate's store judges them.
 ffi.cdef [[
 pgate_status pgate_fleet_judging(const pgate_gate *gate, bool *fleet_judging);
 pgate_status pgate_store_location(const char *config_json, size_t config_len, char *location,
                                   size_t cap, size_t *len_out, pgate_error **err);
+pgate_status pgate_document_gate_name(const char *config_json, size_t config_len, char *name,
+                                      size_t cap, size_t *len_out, pgate_error **err);
+pgate_status pgate_document_fleet_judging(const char *config_json, size_t config_len,
+                                          bool *fleet_judging, pgate_error **err);
 ]]
 
 --- Whether the gate's state store sums the outcomes every process records for the judge (the
@@ -868,6 +873,27 @@ pgate_status pgate_store_location(const char *config_json, size_t config_len, ch
 --- message, status.
 function Gate:fleet_judging()
   return read_bool(self, "fleet_judging", C.pgate_fleet_judging)
+end
+
+-- Runs `read(c, config_json, length, err_box)` for a call that reads a config document alone
+-- (pgate_store_location, pgate_document_*): a config_json neither a string nor nil is refused
+-- first; nil is the default document (length 0).
+local function from_document(config_json, read)
+  if config_json ~= nil and type(config_json) ~= "string" then
+    return not_a_string("config_json", config_json, true)
+  end
+  return read(lib(), config_json, config_json and #config_json or 0,
+              ffi.new("pgate_error *[1]"))
+end
+
+-- The text the C function `name` (config_json, config_len, buf, cap, len_out, err) writes for
+-- a document, first into `cap` bytes (see read_text), or nil, message, status.
+local function document_text(config_json, name, cap)
+  return from_document(config_json, function(c, doc, length, err)
+    return read_text(function(_, buf, size, len)
+      return c[name](doc, length, buf, size, len, err)
+    end, nil, cap, err)
+  end)
 end
 
 --- Where a config document's state store keeps the gate's state, read from the document
@@ -883,15 +909,35 @@ end
 --- A document pg.new refuses gives its error: nil, "PGATE_STATUS_INVALID_CONFIG: invalid
 --- store.sqlite.sync_interval_ms = 5: ...", 3.
 function M.store_location(config_json)
-  if config_json ~= nil and type(config_json) ~= "string" then
-    return not_a_string("config_json", config_json, true)
-  end
-  local c = lib()
-  local err = ffi.new("pgate_error *[1]")
-  return read_text(function(_, buf, cap, len)
-    return c.pgate_store_location(config_json, config_json and #config_json or 0, buf, cap, len,
-                                  err)
-  end, nil, 256, err)
+  return document_text(config_json, "pgate_store_location", 256)
+end
+
+--- The gate name of a config document (its "gate", or "default" without one), read from the
+--- document alone: nothing is opened or created (pgate_document_gate_name). What gate:name()
+--- answers for the gate pg.new makes from it: a host that refuses two gates of one name (they
+--- would share one state in a store) asks before pg.new writes the second's state there. nil
+--- is the default document; a document pg.new refuses gives its error: nil, message, status.
+function M.document_gate_name(config_json)
+  -- PGATE_NAME_CAPACITY always holds the name: one call
+  return document_text(config_json, "pgate_document_gate_name", M.NAME_CAPACITY)
+end
+
+--- Whether a config document's state store sums every process's outcomes for the judge (its
+--- store's fleet_judging, on unless the document turns it off; false without a store), read
+--- from the document alone: nothing is opened or created (pgate_document_fleet_judging). What
+--- gate:fleet_judging() answers for the gate pg.new makes from it: a host that pools its
+--- workers' outcomes itself refuses the document before pg.new writes its state into the
+--- store. nil is the default document; a document pg.new refuses gives its error: nil,
+--- message, status.
+function M.document_fleet_judging(config_json)
+  return from_document(config_json, function(c, doc, length, err)
+    local sums = ffi.new("bool[1]")
+    local status = c.pgate_document_fleet_judging(doc, length, sums, err)
+    if status ~= M.OK then
+      return failure(status, err)
+    end
+    return sums[0]
+  end)
 end
 
 return M

@@ -725,6 +725,39 @@ local function test_store()
   for _, suffix in ipairs({ "", "-wal", "-shm" }) do
     os.remove(path .. suffix)
   end
+
+  -- A document's gate name and fleet judging, read from it alone, are those of its gate.
+  for _, document in ipairs({
+    sqlite(), '{"gate": "own", "store": {"sqlite": {"path": "' .. path .. '", "fleet_judging": false}}}',
+    '{"gate": "checkout"}', nil,
+  }) do
+    local name = assert(pg.document_gate_name(document))
+    local sums = pg.document_fleet_judging(document)
+    check(io.open(path) == nil, "the document reads open and create nothing")
+    local gate = assert(pg.new(document))
+    check(name == gate:name() and sums == gate:fleet_judging(),
+          "document reads of " .. tostring(document) .. ": " .. name .. ", " .. tostring(sums))
+    gate:free()
+    for _, suffix in ipairs({ "", "-wal", "-shm" }) do
+      os.remove(path .. suffix)
+    end
+  end
+  check(pg.document_gate_name() == "default" and pg.document_fleet_judging() == false,
+        "the default document: the default name, no store")
+  local longest = string.rep("n", pg.NAME_CAPACITY - 1)
+  check(pg.document_gate_name('{"gate": "' .. longest .. '"}') == longest, "the longest name fits")
+  for _, read in ipairs({ pg.document_gate_name, pg.document_fleet_judging }) do
+    none, message, status = read('{"gate": ""}')
+    check(none == nil and status == 3 and message:find("PGATE_STATUS_INVALID_CONFIG: ", 1, true) == 1
+            and message:find('invalid gate = ""', 1, true), "a refused document: " .. tostring(message))
+    none, message, status = read('{"gate": ')
+    check(none == nil and status == 4 and message:find("invalid JSON config", 1, true),
+          "a malformed document: " .. tostring(message))
+    none, message, status = read(42)
+    check(none == nil and status == 2
+            and message == "PGATE_STATUS_INVALID_ARGUMENT: invalid config_json = 42: not a string or nil",
+          "a number: " .. tostring(message))
+  end
 end
 
 test_vectors(arg[1])

@@ -163,7 +163,8 @@ fn parse<T: Default>(
     }
 }
 
-/// The config document of `pgate_gate_new` and `pgate_store_location`.
+/// The config document of `pgate_gate_new` and of the calls that read one alone
+/// (`pgate_store_location`, `pgate_document_gate_name`, `pgate_document_fleet_judging`).
 const CONFIG_JSON: Param = Param {
     pointer: "config_json",
     length: "config_len",
@@ -527,6 +528,68 @@ pub unsafe extern "C" fn pgate_fleet_judging(
     })
 }
 
+/// Reads a config document (NULL with length 0: the default one) and validates it as
+/// `pgate_gate_new` does, opening and creating nothing.
+///
+/// # Safety
+/// `config_json` must be NULL or point to `config_len` readable bytes.
+unsafe fn read_document(
+    config_json: *const u8,
+    config_len: usize,
+) -> Result<PromotionConfig, Failure> {
+    // SAFETY: forwarded to the caller.
+    let document = unsafe { optional_text(config_json, config_len, CONFIG_JSON) }?;
+    parse(document, PromotionConfig::from_json, "config")
+}
+
+/// Writes `read` of a config document (see [`read_document`]) into the caller's buffer `buf`
+/// of `cap` bytes, NUL-terminated, and its length into `*len_out`; `what` is the C name of
+/// the buffer parameter and of what it receives (`location`, `name`), for the messages. The
+/// outputs are checked before the document is read; a buffer too small (or NULL) gets the
+/// length only.
+///
+/// # Safety
+/// `config_json` must be NULL or point to `config_len` readable bytes; `buf` NULL or valid
+/// for `cap` bytes; `len_out` NULL or valid for a write; `err` NULL or valid for a write.
+#[allow(clippy::too_many_arguments)] // the C call's arguments, and the names of two of them
+unsafe fn text_of_document(
+    config_json: *const u8,
+    config_len: usize,
+    buf: *mut c_char,
+    cap: usize,
+    len_out: *mut usize,
+    err: *mut *mut pgate_error,
+    what: &str,
+    read: impl FnOnce(PromotionConfig) -> String,
+) -> pgate_status {
+    guard_err(err, || {
+        if len_out.is_null() {
+            return Err(null_output("len_out"));
+        }
+        if cap > isize::MAX as usize {
+            return Err(too_long("cap", cap));
+        }
+        // SAFETY: the caller guarantees config_len readable bytes at config_json.
+        let text = read(unsafe { read_document(config_json, config_len) }?);
+        // SAFETY: forwarded buffer contract; len_out is not NULL and cap fits (checked above),
+        // so the one failure left is a buffer too small for the text and its NUL.
+        unsafe { copy_out(&text, buf.cast(), cap, len_out) }.map_err(|status| {
+            let given = match buf.is_null() {
+                true => format!("{what} = NULL"),
+                false => format!("cap = {cap}"),
+            };
+            Failure::new(
+                status,
+                format!(
+                    "invalid {given}: the {what} is {} bytes and needs cap = {} (with its NUL)",
+                    text.len(),
+                    text.len() + 1
+                ),
+            )
+        })
+    })
+}
+
 /// Writes where a config document's state store keeps the gate's state, read from the document
 /// alone (nothing is opened or created): `sqlite:` and the file path as the document writes it
 /// (a relative path is opened against the working directory of the process that opens the
@@ -554,37 +617,101 @@ pub unsafe extern "C" fn pgate_store_location(
     len_out: *mut usize,
     err: *mut *mut pgate_error,
 ) -> pgate_status {
+    let place = |config: PromotionConfig| match config.store {
+        None => String::new(),
+        Some(StoreConfig::Sqlite(sqlite)) => format!("sqlite:{}", sqlite.path),
+        Some(StoreConfig::Etcd(etcd)) => format!("etcd:{}", etcd.prefix),
+    };
+    // SAFETY: forwarded contract.
+    unsafe {
+        text_of_document(
+            config_json,
+            config_len,
+            location,
+            cap,
+            len_out,
+            err,
+            "location",
+            place,
+        )
+    }
+}
+
+/// Writes the gate name of a config document (its `gate` field, or `default` when it has
+/// none), read from the document alone: nothing is opened or created. This is what
+/// `pgate_gate_name` answers for a gate opened from the document, so a host that refuses two
+/// declarations of one name can refuse the second before `pgate_gate_new` would write its
+/// state into a store.
+///
+/// The document is read and validated as `pgate_gate_new` reads it (length 0: the default
+/// document): on failure nothing is written and, if `err` is not NULL, `*err` receives an
+/// error object naming the field and value. The name goes NUL-terminated into `name` of `cap`
+/// bytes, its length (without the NUL) into `*len_out`. If `name` is NULL or too small, only
+/// `*len_out` (and `*err`) is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned; a
+/// buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len_out` is
+/// `PGATE_STATUS_NULL_POINTER`, a `cap` above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`,
+/// and then nothing is written.
+///
+/// # Safety
+/// `config_json` must be NULL or point to `config_len` readable bytes; `name` NULL or valid
+/// for `cap` bytes; `len_out` NULL or valid for a write; `err` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_document_gate_name(
+    config_json: *const u8,
+    config_len: usize,
+    name: *mut c_char,
+    cap: usize,
+    len_out: *mut usize,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        text_of_document(
+            config_json,
+            config_len,
+            name,
+            cap,
+            len_out,
+            err,
+            "name",
+            |c| c.gate,
+        )
+    }
+}
+
+/// Writes whether a config document's state store sums the outcomes every process records
+/// for the judge (`fleet_judging` of its `store` section, on unless the document turns it
+/// off) to `*fleet_judging`; false for a document without a store. Read from the document
+/// alone: nothing is opened or created. This is what `pgate_fleet_judging` answers for a gate
+/// opened from the document, so a host that pools its processes' outcomes itself can refuse
+/// the document before `pgate_gate_new` would write its state into the store.
+///
+/// The document is read and validated as `pgate_gate_new` reads it (length 0: the default
+/// document): on failure nothing is written and, if `err` is not NULL, `*err` receives an
+/// error object naming the field and value. A NULL `fleet_judging` is
+/// `PGATE_STATUS_NULL_POINTER`.
+///
+/// # Safety
+/// `config_json` must be NULL or point to `config_len` readable bytes; `fleet_judging` NULL
+/// or valid for a write; `err` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_document_fleet_judging(
+    config_json: *const u8,
+    config_len: usize,
+    fleet_judging: *mut bool,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
     guard_err(err, || {
+        if fleet_judging.is_null() {
+            return Err(null_output("fleet_judging"));
+        }
         // SAFETY: the caller guarantees config_len readable bytes at config_json.
-        let document = unsafe { optional_text(config_json, config_len, CONFIG_JSON) }?;
-        let config: PromotionConfig = parse(document, PromotionConfig::from_json, "config")?;
-        let place = match &config.store {
-            None => String::new(),
-            Some(StoreConfig::Sqlite(sqlite)) => format!("sqlite:{}", sqlite.path),
-            Some(StoreConfig::Etcd(etcd)) => format!("etcd:{}", etcd.prefix),
-        };
-        if len_out.is_null() {
-            return Err(null_output("len_out"));
-        }
-        if cap > isize::MAX as usize {
-            return Err(too_long("cap", cap));
-        }
-        // SAFETY: forwarded buffer contract; len_out is not NULL and cap fits (checked above),
-        // so the one failure left is a buffer too small for the location and its NUL.
-        unsafe { copy_out(&place, location.cast(), cap, len_out) }.map_err(|status| {
-            let given = match location.is_null() {
-                true => "location = NULL".to_string(),
-                false => format!("cap = {cap}"),
-            };
-            Failure::new(
-                status,
-                format!(
-                    "invalid {given}: the location is {} bytes and needs cap = {} (with its NUL)",
-                    place.len(),
-                    place.len() + 1
-                ),
-            )
-        })
+        let config = unsafe { read_document(config_json, config_len) }?;
+        let sums = config.store.is_some_and(|store| store.fleet_judging());
+        // SAFETY: fleet_judging is non-NULL (checked above) and valid for a write (caller's
+        // contract).
+        unsafe { fleet_judging.write(sums) };
+        Ok(())
     })
 }
 

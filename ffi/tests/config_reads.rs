@@ -1,6 +1,8 @@
 //! The config reads a host needs without parsing the config's JSON: where it reads a forcing
 //! value (`pgate_override_names`), whether the store sums every process's outcomes
-//! (`pgate_fleet_judging`) and the gate's name (`pgate_gate_name`).
+//! (`pgate_fleet_judging`) and the gate's name (`pgate_gate_name`), and those a host reads from a
+//! config document before it opens a gate (`pgate_store_location`, `pgate_document_gate_name`,
+//! `pgate_document_fleet_judging`).
 #![allow(unsafe_code)]
 
 mod common;
@@ -307,29 +309,45 @@ fn the_gate_name_is_the_configs_and_a_freed_handle_is_refused() {
     assert_eq!(status, pgate_status::InvalidHandle);
 }
 
-/// What `pgate_store_location` answers for `document`: its status, and the location written
-/// (`None` when nothing was), with the error object's message on failure.
-fn store_location(document: &str, cap: usize) -> (pgate_status, usize, Option<String>, String) {
-    let mut location = vec![0xAAu8; cap];
+/// A call that reads a text from a config document alone into a caller buffer:
+/// `pgate_store_location` and `pgate_document_gate_name`.
+type DocumentRead = unsafe extern "C" fn(
+    *const u8,
+    usize,
+    *mut std::ffi::c_char,
+    usize,
+    *mut usize,
+    *mut *mut pgate_error,
+) -> pgate_status;
+
+/// What `read` answers for `document` with a buffer of `cap` bytes: its status, the length
+/// written (`usize::MAX` when none was), the text written (`None` when nothing was), and the
+/// error object's message (empty without one).
+fn read_document(
+    read: DocumentRead,
+    document: &str,
+    cap: usize,
+) -> (pgate_status, usize, Option<String>, String) {
+    let mut text = vec![0xAAu8; cap];
     let mut len = usize::MAX;
     let mut err = null_mut();
     // SAFETY: the document is a live slice; the buffer holds `cap` bytes; valid out-pointers.
     let status = unsafe {
-        pgate_store_location(
+        read(
             document.as_ptr(),
             document.len(),
-            location.as_mut_ptr().cast(),
+            text.as_mut_ptr().cast(),
             cap,
             &mut len,
             &mut err,
         )
     };
     let written = (status == pgate_status::Ok).then(|| {
-        assert_eq!(location[len], 0, "NUL-terminated");
-        String::from_utf8_lossy(&location[..len]).into_owned()
+        assert_eq!(text[len], 0, "NUL-terminated");
+        String::from_utf8_lossy(&text[..len]).into_owned()
     });
-    if status != pgate_status::Ok && status != pgate_status::BufferTooSmall {
-        assert!(location.iter().all(|&b| b == 0xAA), "nothing written");
+    if status != pgate_status::Ok {
+        assert!(text.iter().all(|&b| b == 0xAA), "nothing written");
     }
     // SAFETY: err is NULL or an error object made by this call, read then freed once.
     let message = unsafe {
@@ -340,6 +358,71 @@ fn store_location(document: &str, cap: usize) -> (pgate_status, usize, Option<St
         message
     };
     (status, len, written, message)
+}
+
+/// What `pgate_store_location` answers for `document` (see [`read_document`]).
+fn store_location(document: &str, cap: usize) -> (pgate_status, usize, Option<String>, String) {
+    read_document(pgate_store_location, document, cap)
+}
+
+/// Checks the arguments `read` refuses for a valid `document`, each named with its value in
+/// the error object: a NULL buffer (only the length is written: BUFFER_TOO_SMALL, `what` is
+/// the buffer's C name and what it receives), a NULL `len_out`, a `cap` past `PTRDIFF_MAX`
+/// (nothing written) and a NULL document with a length.
+fn refuses_bad_arguments(read: DocumentRead, document: &str, what: &str) {
+    let needed = read_document(read, document, 1024).1;
+    // Calls `read` with `document` (NULL with `doc_len` when `document` is None), a NULL
+    // buffer of `cap` and `len_out` (a live length, or NULL): the status, the length (7 when
+    // nothing was written) and the error object's message.
+    let call = |document: Option<&str>, doc_len: usize, cap: usize, len_out: bool| {
+        let mut len = 7usize;
+        let len_ptr: *mut usize = if len_out { &mut len } else { null_mut() };
+        let mut err = null_mut();
+        let doc = document.map_or(null(), str::as_ptr);
+        // SAFETY: a live document or NULL (refused with a length), a NULL buffer (written only
+        // with a capacity that fits, never here), a live length or NULL; err a valid out-pointer.
+        let status = unsafe { read(doc, doc_len, null_mut(), cap, len_ptr, &mut err) };
+        // SAFETY: the error object this call made, read and freed once.
+        (status, len, unsafe { error_text(err) })
+    };
+    let n = document.len();
+    assert_eq!(
+        call(Some(document), n, 0, true),
+        (
+            pgate_status::BufferTooSmall,
+            needed,
+            format!(
+                "invalid {what} = NULL: the {what} is {needed} bytes and needs cap = {} (with its NUL)",
+                needed + 1
+            )
+        )
+    );
+    assert_eq!(
+        call(Some(document), n, 0, false),
+        (
+            pgate_status::NullPointer,
+            7,
+            "invalid len_out = NULL: the result is written there".to_string()
+        )
+    );
+    let huge = isize::MAX as usize + 1;
+    assert_eq!(
+        call(Some(document), n, huge, true),
+        (
+            pgate_status::InvalidArgument,
+            7,
+            format!("invalid cap = {huge}: above PTRDIFF_MAX ({})", isize::MAX)
+        )
+    );
+    assert_eq!(
+        call(None, 5, 0, true),
+        (
+            pgate_status::NullPointer,
+            7,
+            "invalid config_json = NULL with config_len = 5: a NULL pointer needs length 0"
+                .to_string()
+        )
+    );
 }
 
 #[test]
@@ -395,25 +478,7 @@ fn a_bad_document_or_a_small_buffer_writes_no_location() {
                 .to_string()
         )
     );
-    let mut len = 0;
-    let mut err = null_mut();
-    // SAFETY: a live document; a NULL buffer of capacity 0; valid out-pointers.
-    let status = unsafe {
-        pgate_store_location(
-            document.as_ptr(),
-            document.len(),
-            null_mut(),
-            0,
-            &mut len,
-            &mut err,
-        )
-    };
-    assert_eq!((status, len), (pgate_status::BufferTooSmall, 23));
-    assert_eq!(
-        // SAFETY: the error object this call made, read and freed once.
-        unsafe { error_text(err) },
-        "invalid location = NULL: the location is 23 bytes and needs cap = 24 (with its NUL)"
-    );
+    refuses_bad_arguments(pgate_store_location, document, "location");
 
     // Validated as pgate_gate_new validates: the message names the field and the value.
     let (status, len, written, message) =
@@ -425,49 +490,234 @@ fn a_bad_document_or_a_small_buffer_writes_no_location() {
     assert!(message.contains("store.sqlite.path"), "{message}");
     let (status, _, _, message) = store_location(r#"{"store": "#, 64);
     assert_eq!(status, pgate_status::InvalidJson, "{message}");
+}
 
-    // SAFETY: a NULL length out-pointer is refused before anything is written.
+/// What `pgate_document_gate_name` answers for `document` (see [`read_document`]).
+fn document_gate_name(document: &str, cap: usize) -> (pgate_status, usize, Option<String>, String) {
+    read_document(pgate_document_gate_name, document, cap)
+}
+
+/// What `pgate_document_fleet_judging` answers for `document`: its status, the answer (`None`
+/// when nothing was written: it is read into variables holding false and true first) and the
+/// error object's message.
+fn document_fleet_judging(document: &str) -> (pgate_status, Option<bool>, String) {
+    let mut messages = Vec::new();
+    let answers = [false, true].map(|mut answer| {
+        let mut err = null_mut();
+        // SAFETY: the document is a live slice; valid out-pointers.
+        let status = unsafe {
+            pgate_document_fleet_judging(document.as_ptr(), document.len(), &mut answer, &mut err)
+        };
+        // SAFETY: err is NULL or the error object this call made, read and freed once.
+        messages.push(unsafe { error_text(err) });
+        (status, answer)
+    });
+    let [(status, first), (again, second)] = answers;
+    assert_eq!(status, again);
+    let answer = match status {
+        pgate_status::Ok => {
+            assert_eq!(first, second, "the answer is written");
+            Some(first)
+        }
+        _ => {
+            assert_eq!((first, second), (false, true), "nothing written on failure");
+            None
+        }
+    };
+    (status, answer, messages.swap_remove(0))
+}
+
+#[test]
+fn the_document_gate_name_is_its_gate_field_or_the_default() {
+    assert_eq!(
+        document_gate_name(r#"{"gate": "checkout"}"#, PGATE_NAME_CAPACITY),
+        (
+            pgate_status::Ok,
+            8,
+            Some("checkout".to_string()),
+            String::new()
+        )
+    );
+    // Without a `gate`, and the default document (length 0, NULL): the library's default.
+    assert_eq!(
+        document_gate_name("{}", PGATE_NAME_CAPACITY).2.as_deref(),
+        Some("default")
+    );
+    let mut name = [0xAAu8; PGATE_NAME_CAPACITY];
+    let mut len = usize::MAX;
+    // SAFETY: a NULL document of length 0 is the default; a live buffer; valid out-pointers.
     let status = unsafe {
-        pgate_store_location(
-            document.as_ptr(),
-            document.len(),
-            null_mut(),
+        pgate_document_gate_name(
+            null(),
             0,
-            null_mut(),
-            &mut err,
-        )
-    };
-    assert_eq!(status, pgate_status::NullPointer);
-    assert_eq!(
-        // SAFETY: the error object this call made, read and freed once.
-        unsafe { error_text(err) },
-        "invalid len_out = NULL: the result is written there"
-    );
-    let mut len = 0;
-    let huge = isize::MAX as usize + 1;
-    // SAFETY: a capacity past PTRDIFF_MAX is refused before the (NULL) buffer is used.
-    let status = unsafe {
-        pgate_store_location(
-            document.as_ptr(),
-            document.len(),
-            null_mut(),
-            huge,
+            name.as_mut_ptr().cast(),
+            name.len(),
             &mut len,
-            &mut err,
+            null_mut(),
         )
     };
-    assert_eq!((status, len), (pgate_status::InvalidArgument, 0));
+    assert_eq!(
+        (status, &name[..=len]),
+        (pgate_status::Ok, &b"default\0"[..])
+    );
+    // The longest name the library accepts fits PGATE_NAME_CAPACITY with its NUL.
+    let longest = "g".repeat(PGATE_NAME_CAPACITY - 1);
+    assert_eq!(
+        document_gate_name(&format!(r#"{{"gate": "{longest}"}}"#), PGATE_NAME_CAPACITY).2,
+        Some(longest)
+    );
+    // Read from the document alone: a store in a directory that does not exist is not opened.
+    let stored = r#"{"gate": "g", "store": {"sqlite": {"path": "no-such-dir/name.db"}}}"#;
+    assert_eq!(document_gate_name(stored, 2).2.as_deref(), Some("g"));
+    assert!(!std::path::Path::new("no-such-dir").exists());
+}
+
+#[test]
+fn a_bad_document_or_argument_writes_no_gate_name() {
+    // Too small: the length and the error object, no text; NULL asks for the length the same way.
+    let document = r#"{"gate": "checkout"}"#;
+    assert_eq!(
+        document_gate_name(document, 8),
+        (
+            pgate_status::BufferTooSmall,
+            8,
+            None,
+            "invalid cap = 8: the name is 8 bytes and needs cap = 9 (with its NUL)".to_string()
+        )
+    );
+    refuses_bad_arguments(pgate_document_gate_name, document, "name");
+
+    // Validated as pgate_gate_new validates: the message names the field and the value.
+    let (status, len, written, message) =
+        document_gate_name(r#"{"gate": ""}"#, PGATE_NAME_CAPACITY);
+    assert_eq!(
+        (status, len, written),
+        (pgate_status::InvalidConfig, usize::MAX, None)
+    );
+    assert!(message.contains(r#"gate = """#), "{message}");
+    let (status, _, _, message) = document_gate_name(
+        r#"{"gate": "g", "slo_threshold": 2.0}"#,
+        PGATE_NAME_CAPACITY,
+    );
+    assert_eq!(status, pgate_status::InvalidConfig, "{message}");
+    assert!(message.contains("slo_threshold = 2"), "{message}");
+    let (status, _, _, message) = document_gate_name(r#"{"gate": "#, PGATE_NAME_CAPACITY);
+    assert_eq!(status, pgate_status::InvalidJson, "{message}");
+    assert!(message.starts_with("invalid JSON config"), "{message}");
+}
+
+#[test]
+fn the_document_fleet_judging_is_its_stores_and_off_without_a_store() {
+    assert_eq!(
+        document_fleet_judging("{}"),
+        (pgate_status::Ok, Some(false), String::new())
+    );
+    for (store, expected) in [
+        (r#""fleet_judging": true"#, true),
+        (r#""fleet_judging": false"#, false),
+        (r#""busy_timeout_ms": 0"#, true), // without the key: on, the default
+    ] {
+        // Read from the document alone: the store's directory does not exist.
+        let document = format!(
+            r#"{{"gate": "g", "store": {{"sqlite": {{"path": "no-such-dir/f.db", {store}}}}}}}"#
+        );
+        assert_eq!(
+            document_fleet_judging(&document),
+            (pgate_status::Ok, Some(expected), String::new()),
+            "{document}"
+        );
+    }
+    let etcd = r#"{"store": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "/pg"}}}"#;
+    assert_eq!(document_fleet_judging(etcd).1, Some(true));
+    assert!(!std::path::Path::new("no-such-dir").exists());
+
+    let mut answer = true;
+    // SAFETY: a NULL document of length 0 is the default; a valid out-pointer.
+    let status = unsafe { pgate_document_fleet_judging(null(), 0, &mut answer, null_mut()) };
+    assert_eq!((status, answer), (pgate_status::Ok, false));
+}
+
+#[test]
+fn a_bad_document_or_argument_writes_no_fleet_judging() {
+    let (status, answer, message) =
+        document_fleet_judging(r#"{"store": {"sqlite": {"path": "", "fleet_judging": false}}}"#);
+    assert_eq!((status, answer), (pgate_status::InvalidConfig, None));
+    assert!(message.contains("store.sqlite.path"), "{message}");
+    let (status, answer, message) =
+        document_fleet_judging(r#"{"store": {"sqlite": {"path": "g.db", "fleet_judging": 1}}}"#);
+    assert_eq!((status, answer), (pgate_status::InvalidJson, None));
+    assert!(message.contains("fleet_judging"), "{message}");
+
+    let document = "{}";
+    let mut err = null_mut();
+    // SAFETY: a NULL out-pointer is refused before anything is read or written.
+    let status = unsafe {
+        pgate_document_fleet_judging(document.as_ptr(), document.len(), null_mut(), &mut err)
+    };
+    assert_eq!(status, pgate_status::NullPointer);
     assert_eq!(
         // SAFETY: the error object this call made, read and freed once.
         unsafe { error_text(err) },
-        format!("invalid cap = {huge}: above PTRDIFF_MAX ({})", isize::MAX)
+        "invalid fleet_judging = NULL: the result is written there"
     );
+    let mut answer = true;
     // SAFETY: NULL with a length is refused before anything is read.
-    let status = unsafe { pgate_store_location(null(), 5, null_mut(), 0, &mut len, &mut err) };
-    assert_eq!(status, pgate_status::NullPointer);
+    let status = unsafe { pgate_document_fleet_judging(null(), 5, &mut answer, &mut err) };
+    assert_eq!((status, answer), (pgate_status::NullPointer, true));
     assert_eq!(
         // SAFETY: the error object this call made, read and freed once.
         unsafe { error_text(err) },
         "invalid config_json = NULL with config_len = 5: a NULL pointer needs length 0"
     );
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "SQLite is C code, which Miri cannot run")]
+fn the_document_reads_answer_as_the_gate_opened_from_the_document() {
+    let dir = std::env::temp_dir().join(format!("pg-ffi-document-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let documents = [
+        "{}".to_string(),
+        r#"{"gate": "checkout"}"#.to_string(),
+        format!(
+            r#"{{"gate": "search", "store": {{"sqlite": {{"path": {:?}}}}}}}"#,
+            path("on.db")
+        ),
+        format!(
+            r#"{{"gate": "cart", "store": {{"sqlite": {{"path": {:?}, "fleet_judging": false}}}}}}"#,
+            path("off.db")
+        ),
+    ];
+    for document in &documents {
+        let name = document_gate_name(document, PGATE_NAME_CAPACITY).2;
+        let sums = document_fleet_judging(document).1;
+        // Nothing was created by the reads.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{document}");
+        let gate = new_gate(document);
+        let mut gate_name = [0u8; PGATE_NAME_CAPACITY];
+        let mut len = 0;
+        // SAFETY: live gate; a buffer of its capacity; a valid out-pointer.
+        let status = unsafe {
+            pgate_gate_name(
+                gate,
+                gate_name.as_mut_ptr().cast(),
+                gate_name.len(),
+                &mut len,
+            )
+        };
+        assert_eq!(status, pgate_status::Ok);
+        assert_eq!(
+            name.as_deref().map(str::as_bytes),
+            Some(&gate_name[..len]),
+            "{document}"
+        );
+        assert_eq!(sums, Some(fleet_judging(gate)), "{document}");
+        // SAFETY: live gate, freed once.
+        assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -395,3 +395,40 @@ def test_store_location_reads_the_document_and_opens_nothing(
         pg.store_location(5)  # type: ignore[arg-type]
     failures = doctest.testmod(pg.gate, verbose=False).failed
     assert failures == 0, "the docstring examples of promotion_gates.gate"
+
+
+def test_the_document_reads_answer_as_a_gate_made_from_it_and_open_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    stored = {"gate": "g", "store": {"sqlite": {"path": "no-such-dir/rel.db"}}}
+    assert pg.document_gate_name(stored) == "g" and pg.document_fleet_judging(stored) is True
+    assert list(tmp_path.iterdir()) == [], "nothing is opened or created"
+    assert pg.document_gate_name() == "default" and pg.document_fleet_judging() is False
+    longest = "n" * (_ffi.NAME_CAPACITY - 1)  # PGATE_NAME_CAPACITY holds it with its NUL
+    assert pg.document_gate_name(json.dumps({"gate": longest}).encode()) == longest
+    documents: list[dict[str, Any]] = [
+        {},
+        {"gate": "checkout"},
+        {"gate": "search", "store": {"sqlite": {"path": str(tmp_path / "on.db")}}},
+        {
+            "gate": "cart",
+            "store": {"sqlite": {"path": str(tmp_path / "off.db"), "fleet_judging": False}},
+        },
+    ]
+    for config in documents:
+        name, sums = pg.document_gate_name(config), pg.document_fleet_judging(json.dumps(config))
+        with Gate(config) as gate:
+            assert (name, sums) == (gate.name(), gate.fleet_judging()), config
+
+
+def test_the_document_reads_refuse_what_a_gate_refuses() -> None:
+    for read in (pg.document_gate_name, pg.document_fleet_judging):
+        with pytest.raises(pg.InvalidConfigError, match='invalid gate = ""'):
+            read({"gate": ""})
+        with pytest.raises(pg.InvalidConfigError, match='invalid store.sqlite.path = ""'):
+            read({"store": {"sqlite": {"path": "", "fleet_judging": False}}})
+        with pytest.raises(pg.InvalidJsonError, match="invalid JSON config"):
+            read('{"gate": ')
+        with pytest.raises(InvalidArgumentError, match="invalid config = 5: a dict or a JSON string"):
+            read(5)  # type: ignore[arg-type]

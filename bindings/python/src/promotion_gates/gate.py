@@ -71,7 +71,13 @@ from .decision import (
 from .errors import BufferTooSmallError, GateClosedError, UnknownFlagSetError, _check, _message
 from .judge import Health, RollbackEvent
 
-__all__ = ["Gate", "store_location", "version"]
+__all__ = [
+    "Gate",
+    "document_fleet_judging",
+    "document_gate_name",
+    "store_location",
+    "version",
+]
 
 #: First guess for JSON and evidence buffers; grown to the needed length when too small.
 _BUFFER = 4096
@@ -131,6 +137,61 @@ def store_location(config: Config | None = None) -> str:
         _message(err)  # frees the error object of the buffer too small
         cap = length.value + 1
     raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, "store_location kept growing")
+
+
+def document_gate_name(config: Config | None = None) -> str:
+    """The gate name of a config document, read from the document alone: nothing is opened or
+    created (``pgate_document_gate_name``).
+
+    The document's ``gate``, or ``"default"`` without one: what :meth:`Gate.name` answers for a
+    gate made from it. A host that refuses two gates of one name (they would share one state in
+    a store) asks before :class:`Gate` would write the second one's state there. ``config`` is
+    given as to :class:`Gate` (``None`` for the defaults) and validated the same way::
+
+        >>> document_gate_name({"gate": "checkout"})
+        'checkout'
+        >>> document_gate_name()
+        'default'
+
+    Raises:
+        InvalidJsonError, InvalidConfigError, InvalidArgumentError: as the constructor of
+            :class:`Gate` for ``config``.
+    """
+    doc = b"" if config is None else document(config, "config")
+    cap = _ffi.NAME_CAPACITY  # PGATE_NAME_CAPACITY always suffices: no retry
+    buf, length, err = create_string_buffer(cap), c_size_t(), c_void_p()
+    status = _ffi.lib().pgate_document_gate_name(
+        doc, len(doc), buf, cap, byref(length), byref(err)
+    )
+    _check(status, err)
+    return buf.raw[: length.value].decode("utf-8")
+
+
+def document_fleet_judging(config: Config | None = None) -> bool:
+    """Whether a config document's state store sums every process's outcomes for the judge
+    (its store's ``fleet_judging``, on unless the document turns it off; False without a
+    store), read from the document alone: nothing is opened or created
+    (``pgate_document_fleet_judging``).
+
+    What :meth:`Gate.fleet_judging` answers for a gate made from it. A host that pools its
+    processes' outcomes itself refuses such a document before :class:`Gate` would write its
+    state into the store. ``config`` is given as to :class:`Gate` (``None`` for the defaults)
+    and validated the same way::
+
+        >>> document_fleet_judging({"store": {"sqlite": {"path": "/var/lib/pg/checkout.db"}}})
+        True
+        >>> document_fleet_judging({"gate": "checkout"})
+        False
+
+    Raises:
+        InvalidJsonError, InvalidConfigError, InvalidArgumentError: as the constructor of
+            :class:`Gate` for ``config``.
+    """
+    doc = b"" if config is None else document(config, "config")
+    sums, err = c_bool(), c_void_p()
+    status = _ffi.lib().pgate_document_fleet_judging(doc, len(doc), byref(sums), byref(err))
+    _check(status, err)
+    return sums.value
 
 
 def _id_bytes(request_id: RequestId, what: str = "request_id") -> bytes:
