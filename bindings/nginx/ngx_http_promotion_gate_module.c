@@ -184,10 +184,8 @@ static char *ngx_http_pgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *c
 static ngx_int_t ngx_http_pgate_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_pgate_init_process(ngx_cycle_t *cycle);
 static void ngx_http_pgate_exit_process(ngx_cycle_t *cycle);
-static char *ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g,
-    pgate_gate *gate);
-static char *ngx_http_pgate_check_name(ngx_conf_t *cf, ngx_http_pgate_gate_t *g,
-    pgate_gate *gate);
+static char *ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g);
+static char *ngx_http_pgate_check_name(ngx_conf_t *cf, ngx_http_pgate_gate_t *g);
 static char *ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_pgate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -461,11 +459,15 @@ ngx_http_pgate_check_store(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
 
 /*
  * Validates a gate's documents by making a gate and freeing it (its store is opened, so a
- * bad store path fails here too). When the master runs as root, the gate is made with the
- * workers' user and group, so that a SQLite file it creates belongs to them: those of the
- * `user` directive, or without one (yet) nginx's defaults, which the core module sets only
- * after the whole file was read. The user and group used are kept: a `user` directive after
- * the http block is refused when the zone is made (ngx_http_pgate_check_user).
+ * bad store path fails here too). What the config document alone can refuse (no store or a
+ * relative path, a store that judges the fleet, the name of another declaration's gate) is
+ * refused first, read from the document: making the gate creates the store's file and, when
+ * the store is empty, writes the document's state into it, so a refused declaration would
+ * leave its state for the corrected one to start from. When the master runs as root, the
+ * gate is made with the workers' user and group, so that a SQLite file it creates belongs to
+ * them: those of the `user` directive, or without one (yet) nginx's defaults, which the core
+ * module sets only after the whole file was read. The user and group used are kept: a `user`
+ * directive after the http block is refused when the zone is made (ngx_http_pgate_check_user).
  */
 static char *
 ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
@@ -481,7 +483,10 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
     struct passwd    *pwd;
     struct group     *grp;
 
-    if (ngx_http_pgate_check_store(cf, g) != NGX_CONF_OK) {
+    if (ngx_http_pgate_check_store(cf, g) != NGX_CONF_OK
+        || ngx_http_pgate_check_pooling(cf, g) != NGX_CONF_OK
+        || ngx_http_pgate_check_name(cf, g) != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -531,15 +536,7 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
         goto done;
     }
 
-    if (st != PGATE_STATUS_OK) {
-        rv = ngx_http_pgate_refuse(cf, g, st, err);
-        goto done;
-    }
-
-    rv = ngx_http_pgate_check_pooling(cf, g, gate);
-    if (rv == NGX_CONF_OK) {
-        rv = ngx_http_pgate_check_name(cf, g, gate);
-    }
+    rv = st == PGATE_STATUS_OK ? NGX_CONF_OK : ngx_http_pgate_refuse(cf, g, st, err);
 
 done:
 
@@ -635,19 +632,23 @@ ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 /*
  * The workers pool their outcomes through the gate's shared memory ring, so a store that also
  * sums every process's counts (fleet-wide judging) would count each outcome once per worker:
- * the document's store must say "fleet_judging": false (the library's default is true).
+ * the document's store must say "fleet_judging": false (the library's default is true). Read
+ * from the document (pgate_document_fleet_judging), before any gate opens the store.
  */
 static char *
-ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_gate *gate)
+ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
 {
+    char         *rv;
     bool          fleet_judging;
+    pgate_error  *err;
     pgate_status  st;
 
-    st = pgate_fleet_judging(gate, &fleet_judging);
+    err = NULL;
+    st = pgate_document_fleet_judging(g->config.data, g->config.len, &fleet_judging, &err);
     if (st != PGATE_STATUS_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "promotion_gate \"%V\": fleet_judging: %s",
-                           &g->name, pgate_status_str(st));
-        return NGX_CONF_ERROR;
+        rv = ngx_http_pgate_refuse(cf, g, st, err);
+        pgate_error_free(err);
+        return rv;
     }
 
     if (fleet_judging) {
@@ -665,23 +666,30 @@ ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_gat
 
 /*
  * Two gates whose documents name one gate would share one state in a store and repeat each
- * other's series in the metrics: the later declaration is refused.
+ * other's series in the metrics: the later declaration is refused. The name is read from the
+ * document (pgate_document_gate_name, what pgate_gate_name answers for its gate), before any
+ * gate opens the store, and kept for the gate's shared memory key.
  */
 static char *
-ngx_http_pgate_check_name(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_gate *gate)
+ngx_http_pgate_check_name(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
 {
+    char                        *rv;
     size_t                       len;
     u_char                       name[PGATE_NAME_CAPACITY];
     ngx_uint_t                   i;
+    pgate_error                 *err;
     pgate_status                 st;
     ngx_http_pgate_gate_t       *gates;
     ngx_http_pgate_main_conf_t  *pmcf;
 
-    st = pgate_gate_name(gate, (char *) name, PGATE_NAME_CAPACITY, &len);
+    /* PGATE_NAME_CAPACITY bytes always hold a name and its NUL */
+    err = NULL;
+    st = pgate_document_gate_name(g->config.data, g->config.len, (char *) name,
+                                  PGATE_NAME_CAPACITY, &len, &err);
     if (st != PGATE_STATUS_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "promotion_gate \"%V\": gate name: %s",
-                           &g->name, pgate_status_str(st));
-        return NGX_CONF_ERROR;
+        rv = ngx_http_pgate_refuse(cf, g, st, err);
+        pgate_error_free(err);
+        return rv;
     }
 
     g->gate_name.data = ngx_pnalloc(cf->pool, len);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the nginx module (build.sh), checks that `nginx -t` names the directive, the field and
 # the value of bad configurations (a document without a store, a relative store path, a `user`
-# directive after http), that one request retried over 70 upstream servers is one outcome of
-# its gate, that a canary failure redirected by error_page (to a static page or to a named
+# directive after http) and that a declaration refused for its store's fleet_judging or for
+# naming another declaration's gate leaves no store file behind, that one request retried over
+# 70 upstream servers is one outcome of its gate, that a canary failure redirected by error_page (to a static page or to a named
 # location proxying to stable) is still the canary's outcome while a canary that never reached
 # a peer is no outcome, that a status location holding an `if` answers, that an override
 # header with an underscore is warned of, that a client giving up on a hung canary is recorded
@@ -40,8 +41,12 @@ gate_document() {
 echo '{"gate": "g", "environment": {"canary": {"traffic_percent": 150}}}' >"$tmp/conf/bad.json"
 gate_document g 5
 cp "$tmp/conf/g.json" "$tmp/conf/good.json"
-echo '{"gate": "g", "store": {"sqlite": {"path": "/nonexistent/dir/g.db"}}}' >"$tmp/conf/store.json"
-echo "{\"gate\": \"g\", \"store\": {\"sqlite\": {\"path\": \"$tmp/fleet/g.db\"}}}" >"$tmp/conf/fleet.json"
+echo '{"gate": "g", "store": {"sqlite": {"path": "/nonexistent/dir/g.db", "fleet_judging": false}}}' >"$tmp/conf/store.json"
+# Refused declarations, each with a store of its own: a refusal opens nothing, so the store's
+# file must not exist after nginx -t (the corrected configuration would start from its state)
+echo "{\"gate\": \"g\", \"store\": {\"sqlite\": {\"path\": \"$tmp/fleet/refused-fleet.db\"}}}" >"$tmp/conf/fleet.json"
+echo "{\"gate\": \"g\", \"environment\": {\"canary\": {\"traffic_percent\": 50}},
+ \"store\": {\"sqlite\": {\"path\": \"$tmp/fleet/refused-twin.db\", \"fleet_judging\": false}}}" >"$tmp/conf/twin.json"
 echo '{"gate": "g", "environment": {"canary": {"traffic_percent": 5}}}' >"$tmp/conf/nostore.json"
 echo '{"gate": "g", "store": {"sqlite": {"path": "rel.db", "fleet_judging": false}}}' >"$tmp/conf/relative.json"
 echo '{"min_samples": 1}' >"$tmp/conf/slo.json"
@@ -72,6 +77,12 @@ CONF
 expect_refusal 'invalid environment.traffic_percent = 150' 'promotion_gate g bad.json;'
 expect_refusal 'state store /nonexistent/dir/g.db' 'promotion_gate g store.json;'
 expect_refusal 'invalid store fleet_judging = true' 'promotion_gate g fleet.json;'
+# no_store <path>: fails unless nginx -t left no store file at <path>
+no_store() {
+  [ ! -e "$1" ] || { echo "FAIL: the refused declaration opened its store $1" >&2; exit 1; }
+  echo "no store written: $1"
+}
+no_store "$tmp/fleet/refused-fleet.db"
 expect_refusal 'nostore.json" has no "store": each worker would keep a release state of its own' \
   'promotion_gate g nostore.json;'
 # A relative store path is refused before anything opens it: nginx -t, run from a directory it
@@ -82,6 +93,9 @@ mkdir -m 777 "$tmp/cwd"
 expect_refusal 'min_samples = 1' 'promotion_gate g good.json slo=slo.json;'
 expect_refusal 'good.json" names gate "g", as the document of promotion_gate "g" does' \
   'promotion_gate g good.json; promotion_gate h good.json;'
+expect_refusal 'twin.json" names gate "g", as the document of promotion_gate "g" does' \
+  'promotion_gate g good.json; promotion_gate h twin.json;'
+no_store "$tmp/fleet/refused-twin.db"
 expect_refusal 'invalid gate name "g-1" in "promotion_gate" directive' 'promotion_gate g-1 good.json;'
 expect_refusal 'invalid parameter "keys=$http_x" in "promotion_gate" directive' 'promotion_gate g good.json keys=$http_x;'
 expect_refusal 'duplicate gate "g" in "promotion_gate" directive' 'promotion_gate g good.json; promotion_gate g good.json;'
