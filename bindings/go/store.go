@@ -8,6 +8,10 @@ package promotiongates
 #cgo nocallback pgate_fleet_judging
 #cgo noescape pgate_store_location
 #cgo nocallback pgate_store_location
+#cgo noescape pgate_document_gate_name
+#cgo nocallback pgate_document_gate_name
+#cgo noescape pgate_document_fleet_judging
+#cgo nocallback pgate_document_fleet_judging
 */
 import "C"
 
@@ -140,10 +144,52 @@ func (g *Gate) FleetJudging() (bool, error) {
 // Errors: those of New for a document New would refuse (ErrInvalidJSON, ErrInvalidConfig
 // naming the field and value, ErrInvalidArgument).
 func StoreLocation(configJSON string) (string, error) {
+	return documentText("pgate_store_location", configJSON, func(doc *C.uint8_t, n C.size_t, buf *C.char, size C.size_t, out *C.size_t, cerr **C.pgate_error) C.pgate_status {
+		return C.pgate_store_location(doc, n, buf, size, out, cerr)
+	})
+}
+
+// documentText runs op, a C call that reads a text from a config document alone into a caller
+// buffer (pgate_store_location, pgate_document_gate_name), through readText.
+func documentText(op, configJSON string, call func(*C.uint8_t, C.size_t, *C.char, C.size_t, *C.size_t, **C.pgate_error) C.pgate_status) (string, error) {
 	doc, n := optionalBytes(configJSON)
 	return readText(func(buf *C.char, size C.size_t, out *C.size_t) (C.pgate_status, error) {
 		var cerr *C.pgate_error
-		st := C.pgate_store_location(doc, n, buf, size, out, &cerr)
-		return st, takeError("pgate_store_location", st, cerr) // frees the object on every path
+		st := call(doc, n, buf, size, out, &cerr)
+		return st, takeError(op, st, cerr) // frees the object on every path
 	})
+}
+
+// DocumentGateName returns the gate name of a config document (its "gate", or "default"
+// without one), read from the document alone: nothing is opened or created
+// (pgate_document_gate_name). It is what Gate.Name answers for the gate New makes from the
+// document: a host that refuses two gates of one name (they would share one state in a
+// store) asks before New writes the second's state there. "" is the default document.
+//
+// Errors: those of New for a document New would refuse (ErrInvalidJSON, ErrInvalidConfig
+// naming the field and value, ErrInvalidArgument).
+func DocumentGateName(configJSON string) (string, error) {
+	return documentText("pgate_document_gate_name", configJSON, func(doc *C.uint8_t, n C.size_t, buf *C.char, size C.size_t, out *C.size_t, cerr **C.pgate_error) C.pgate_status {
+		return C.pgate_document_gate_name(doc, n, buf, size, out, cerr)
+	})
+}
+
+// DocumentFleetJudging reports whether a config document's state store sums the outcomes
+// every process records for the judge (its store's fleet_judging, on unless the document turns
+// it off; false without a store), read from the document alone: nothing is opened or created
+// (pgate_document_fleet_judging). It is what Gate.FleetJudging answers for the gate New makes
+// from the document: a host that pools its processes' outcomes itself refuses the document
+// before New writes its state into the store. "" is the default document.
+//
+// Errors: those of New for a document New would refuse (ErrInvalidJSON, ErrInvalidConfig
+// naming the field and value, ErrInvalidArgument).
+func DocumentFleetJudging(configJSON string) (bool, error) {
+	doc, n := optionalBytes(configJSON)
+	var sums C.bool
+	var cerr *C.pgate_error
+	st := C.pgate_document_fleet_judging(doc, n, &sums, &cerr)
+	if err := takeError("pgate_document_fleet_judging", st, cerr); err != nil {
+		return false, err
+	}
+	return bool(sums), nil
 }

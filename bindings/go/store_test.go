@@ -167,5 +167,59 @@ func TestFleetJudgingIsTheStoresSetting(t *testing.T) {
 	}
 }
 
+func TestDocumentReadsAnswerAsTheGateMadeFromTheDocument(t *testing.T) {
+	dir := t.TempDir()
+	docs := []string{
+		"",
+		`{"gate": "search"}`,
+		fmt.Sprintf(`{"gate": "on", "store": {"sqlite": {"path": %q}}}`, filepath.Join(dir, "on.db")),
+		fmt.Sprintf(`{"gate": "off", "store": {"sqlite": {"path": %q, "fleet_judging": false}}}`, filepath.Join(dir, "off.db")),
+	}
+	for _, doc := range docs {
+		before, err := os.ReadDir(dir)
+		ok(t, err)
+		name, err := DocumentGateName(doc)
+		ok(t, err)
+		sums, err := DocumentFleetJudging(doc)
+		ok(t, err)
+		after, err := os.ReadDir(dir)
+		ok(t, err)
+		if len(after) != len(before) {
+			t.Fatalf("the document reads of %s created %v", doc, after)
+		}
+		g := newGate(t, doc, "")
+		gateName, err := g.Name()
+		ok(t, err)
+		gateSums, err := g.FleetJudging()
+		ok(t, err)
+		if name != gateName || sums != gateSums {
+			t.Fatalf("document %s: %q %v, its gate: %q %v", doc, name, sums, gateName, gateSums)
+		}
+		ok(t, g.Close())
+	}
+	if name, err := DocumentGateName(""); err != nil || name != "default" {
+		t.Fatalf("DocumentGateName(\"\") = %q %v", name, err)
+	}
+	longest := strings.Repeat("n", 128) // the longest name: PGATE_NAME_CAPACITY - 1 bytes
+	if name, err := DocumentGateName(fmt.Sprintf(`{"gate": %q}`, longest)); err != nil || name != longest {
+		t.Fatalf("the longest name: %q %v", name, err)
+	}
+}
+
+func TestDocumentReadsRefuseWhatNewRefuses(t *testing.T) {
+	reads := map[string]func(string) error{
+		"DocumentGateName":     func(doc string) error { return must(DocumentGateName(doc)) },
+		"DocumentFleetJudging": func(doc string) error { return must(DocumentFleetJudging(doc)) },
+	}
+	for name, read := range reads {
+		if pe := wantErr(t, read(`{"gate": ""}`), ErrInvalidConfig); !strings.Contains(pe.Message, `invalid gate = ""`) {
+			t.Fatalf("%s: message %q should name the field and value", name, pe.Message)
+		}
+		if pe := wantErr(t, read(`{"gate": `), ErrInvalidJSON); !strings.Contains(pe.Message, "invalid JSON config") {
+			t.Fatalf("%s: message %q", name, pe.Message)
+		}
+	}
+}
+
 // must drops a value, keeping the error.
 func must[T any](_ T, err error) error { return err }

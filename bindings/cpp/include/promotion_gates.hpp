@@ -1009,6 +1009,44 @@ namespace detail {
   });
 }
 
+/// The gate name of a config document (its "gate", or "default" without one), read from the
+/// document alone: nothing is opened or created (pgate_document_gate_name). What Gate::name
+/// answers for the gate Gate::create makes from it: a host that refuses two gates of one name
+/// (they would share one state in a store) asks before Gate::create writes the second's state
+/// there.
+///
+///     promotion_gates::document_gate_name(R"({"gate": "checkout"})") == "checkout"
+///
+/// The document is read and validated as Gate::create reads it, and refused with the same
+/// Error. An empty document is the defaults: "default".
+[[nodiscard]] inline std::string document_gate_name(std::string_view config_json) {
+  char buf[PGATE_NAME_CAPACITY];  // always suffices: no retry
+  std::size_t len = 0;
+  detail::check_with_error("pgate_document_gate_name", [&](pgate_error** err) {
+    return pgate_document_gate_name(detail::bytes(config_json), config_json.size(), buf,
+                                    sizeof buf, &len, err);
+  });
+  return std::string(buf, len);
+}
+
+/// Whether a config document's state store sums the outcomes of every process on it for the
+/// judge (its store's "fleet_judging", on unless the document turns it off; false without a
+/// store), read from the document alone: nothing is opened or created
+/// (pgate_document_fleet_judging). What Gate::fleet_judging answers for the gate Gate::create
+/// makes from it: a host that pools its processes' outcomes itself refuses the document
+/// before Gate::create writes its state into the store.
+///
+/// The document is read and validated as Gate::create reads it, and refused with the same
+/// Error. An empty document is the defaults: false.
+[[nodiscard]] inline bool document_fleet_judging(std::string_view config_json) {
+  bool sums = false;
+  detail::check_with_error("pgate_document_fleet_judging", [&](pgate_error** err) {
+    return pgate_document_fleet_judging(detail::bytes(config_json), config_json.size(), &sums,
+                                        err);
+  });
+  return sums;
+}
+
 /// The level of a log line, most severe first (pgate_log_level; the numbers are fixed).
 enum class LogLevel : std::uint32_t {
   Error = PGATE_LOG_LEVEL_ERROR,  ///< a rollback, an SLO violation

@@ -1,10 +1,12 @@
-// A config document's state store, read before a gate is made (store_location), and a gate's
-// fleet-wide judging (Gate::fleet_judging).
+// A config document's state store, gate name and fleet-wide judging, read before a gate is
+// made (store_location, document_gate_name, document_fleet_judging), and a gate's fleet-wide
+// judging (Gate::fleet_judging).
 #include "promotion_gates.hpp"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <iterator>
 #include <string>
 #include <system_error>
 
@@ -12,6 +14,8 @@
 
 namespace {
 
+using promotion_gates::document_fleet_judging;
+using promotion_gates::document_gate_name;
 using promotion_gates::Error;
 using promotion_gates::Gate;
 using promotion_gates::store_location;
@@ -89,6 +93,53 @@ TEST(FleetJudging, IsTheStoresSettingAndFalseWithoutAStore) {
     ADD_FAILURE() << "a moved-from Gate answered";
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), PGATE_STATUS_NULL_POINTER) << e.what();
+  }
+}
+
+TEST(DocumentReads, AnswerAsTheGateMadeFromTheDocumentAndCreateNothing) {
+  const TempDir dir;
+  for (const std::string& config :
+       {std::string(), std::string(R"({"gate": "search"})"), sqlite_config(dir.file("on.db")),
+        sqlite_config(dir.file("off.db"), R"(, "fleet_judging": false)")}) {
+    const auto files = [&dir] {
+      const std::filesystem::directory_iterator entries(dir.file(""));
+      return std::distance(begin(entries), end(entries));
+    };
+    const auto before = files();
+    const std::string name = document_gate_name(config);
+    const bool sums = document_fleet_judging(config);
+    EXPECT_EQ(files(), before) << "nothing created: " << config;
+    const Gate gate = Gate::create(config);
+    EXPECT_EQ(name, gate.name()) << config;
+    EXPECT_EQ(sums, gate.fleet_judging()) << config;
+  }
+  EXPECT_EQ(document_gate_name(""), "default");
+  EXPECT_FALSE(document_fleet_judging(""));
+  const std::string longest(PGATE_NAME_CAPACITY - 1, 'n');
+  EXPECT_EQ(document_gate_name(R"({"gate": ")" + longest + "\"}"), longest);
+}
+
+TEST(DocumentReads, ARefusedDocumentIsRefusedAsGateCreateRefusesIt) {
+  for (const bool fleet : {false, true}) {
+    const auto read = [fleet](const std::string& config) {
+      return fleet ? std::to_string(document_fleet_judging(config)) : document_gate_name(config);
+    };
+    try {
+      (void)read(R"({"gate": ""})");
+      ADD_FAILURE() << "an empty gate name was taken";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), PGATE_STATUS_INVALID_CONFIG) << e.what();
+      EXPECT_NE(std::string(e.what()).find(R"(invalid gate = "")"), std::string::npos)
+          << e.what();
+    }
+    try {
+      (void)read(R"({"gate": )");
+      ADD_FAILURE() << "a malformed document was taken";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), PGATE_STATUS_INVALID_JSON) << e.what();
+      EXPECT_NE(std::string(e.what()).find("invalid JSON config"), std::string::npos)
+          << e.what();
+    }
   }
 }
 
