@@ -3,6 +3,12 @@ package promotiongates
 // #include "promotion_gates.h"
 import "C"
 
+import (
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+)
+
 // Status mirrors the C enum pgate_status. The numbers are part of the ABI: they never change
 // and are never reused.
 type Status uint32
@@ -103,6 +109,24 @@ var (
 var errClosed error = &Error{Status: StatusInvalidHandle, Message: "the gate is closed"}
 
 // statusError turns a status without a C message into an error naming the operation.
+// maxShownValueBytes is the library's MAX_SHOWN_VALUE_BYTES (src/error.rs): the most bytes of
+// a refused value an error message shows.
+const maxShownValueBytes = 160
+
+// quoted shows a refused text in an error message as the library does: quoted, and when
+// longer than maxShownValueBytes, its first bytes (cut at a character's start) quoted and
+// followed by ...(N bytes), so that a huge argument never makes a huge message.
+func quoted(value string) string {
+	if len(value) <= maxShownValueBytes {
+		return strconv.Quote(value)
+	}
+	cut := maxShownValueBytes
+	for cut > 0 && !utf8.RuneStart(value[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d bytes)", strconv.Quote(value[:cut]), len(value))
+}
+
 func statusError(op string, st C.pgate_status) error {
 	if st == C.PGATE_STATUS_OK {
 		return nil

@@ -260,8 +260,19 @@ func TestFlagAndRollbackErrors(t *testing.T) {
 		t.Fatalf("message %q", pe.Message)
 	}
 	wantErr(t, g.DisableFeature("never_on"), ErrFlagNotEnabled)
-	if on, err := g.IsFeatureEnabled("bad\xff"); on || !errors.Is(err, ErrInvalidArgument) {
-		t.Fatalf("IsFeatureEnabled(invalid UTF-8) = %v, %v", on, err)
+	// A name no flag can have is named in the error, a long one shortened as the library does.
+	why := ": not a flag name (1 to 128 bytes of UTF-8, no whitespace or control characters)"
+	long := strings.Repeat("n", 159) + "é" + strings.Repeat("n", 40) // é spans bytes 160-161
+	for name, want := range map[string]string{
+		"bad\xff": `invalid name = "bad\xff"` + why,
+		"":        `invalid name = ""` + why,
+		"a b":     `invalid name = "a b"` + why,
+		long:      `invalid name = "` + strings.Repeat("n", 159) + `"...(201 bytes)` + why,
+	} {
+		on, err := g.IsFeatureEnabled(name)
+		if pe := wantErr(t, err, ErrInvalidArgument); on || pe.Message != want {
+			t.Fatalf("IsFeatureEnabled(%q) = %v, %q; want %q", name, on, pe.Message, want)
+		}
 	}
 	pe = wantErr(t, g.Rollback("drill"), ErrRollbackRefused)
 	if !strings.Contains(pe.Message, "production") {

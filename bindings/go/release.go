@@ -70,6 +70,9 @@ func (g *Gate) textCall(op, text string, call func(*C.pgate_gate, *C.uint8_t, C.
 
 // IsFeatureEnabled reports whether a flag is on for the gate (as a release flag or a
 // graduated one). Which flags one request sees is in its Decision (Features, HasFeature).
+//
+// Errors: ErrInvalidArgument naming the value for a name no flag can have (empty, over 128
+// bytes, not UTF-8, with whitespace or control characters), ErrClosed.
 func (g *Gate) IsFeatureEnabled(name string) (bool, error) {
 	p, held := g.acquire()
 	if p == nil {
@@ -79,10 +82,13 @@ func (g *Gate) IsFeatureEnabled(name string) (bool, error) {
 	st := C.pgate_is_feature_enabled(p, (*C.uint8_t)(unsafe.StringData(name)), C.size_t(len(name)), &on)
 	held.release()
 	runtime.KeepAlive(g)
-	if st != C.PGATE_STATUS_OK {
-		return false, statusError("pgate_is_feature_enabled", st)
+	switch st {
+	case C.PGATE_STATUS_OK:
+		return bool(on), nil
+	case C.PGATE_STATUS_INVALID_ARGUMENT: // the library's call writes no message
+		return false, &Error{Status: StatusInvalidArgument, Message: "invalid name = " + quoted(name) + ": " + notAFlagName}
 	}
-	return bool(on), nil
+	return false, statusError("pgate_is_feature_enabled", st)
 }
 
 // Trigger is what started a rollback event.
@@ -162,3 +168,6 @@ func parseHistory(doc string) ([]RollbackEvent, error) {
 	}
 	return events, nil
 }
+
+// notAFlagName is why IsFeatureEnabled refuses a name, as every binding words it.
+const notAFlagName = "not a flag name (1 to 128 bytes of UTF-8, no whitespace or control characters)"

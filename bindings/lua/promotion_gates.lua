@@ -129,6 +129,33 @@ local function invalid(message)
   return nil, M.status_str(M.INVALID_ARGUMENT) .. ": " .. message, M.INVALID_ARGUMENT
 end
 
+-- The library's MAX_SHOWN_VALUE_BYTES (src/error.rs): the most bytes of a refused value an
+-- error message shows.
+local MAX_SHOWN_VALUE_BYTES = 160
+local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+
+-- A refused text as the library shows it in an error message: in double quotes (a quote, a
+-- backslash and control bytes escaped; other bytes as they are), and when longer than
+-- MAX_SHOWN_VALUE_BYTES its first bytes (cut before a UTF-8 continuation byte) followed by
+-- ...(N bytes), so that a huge argument never makes a huge message.
+local function quoted(value)
+  local head = value
+  if #value > MAX_SHOWN_VALUE_BYTES then
+    local cut = MAX_SHOWN_VALUE_BYTES
+    while cut > 0 and value:byte(cut + 1) >= 0x80 and value:byte(cut + 1) < 0xC0 do
+      cut = cut - 1
+    end
+    head = value:sub(1, cut)
+  end
+  local shown = '"' .. head:gsub('[%c"\\]', function(c)
+    return ESCAPES[c] or string.format("\\x%02x", c:byte())
+  end) .. '"'
+  if #head < #value then
+    shown = shown .. "...(" .. #value .. " bytes)"
+  end
+  return shown
+end
+
 local loaded_from -- the name M.load gave ffi.load
 
 --- Loads the shared library: `path`, else $PGATE_LIB, else libpromotion_gates_ffi.so from the
@@ -572,6 +599,9 @@ function Gate:disable_feature(name)
   return explained(C.pgate_disable_feature, self.handle, name, #name)
 end
 
+--- Whether a flag is on for the gate (as a release flag or a graduated one). A name no flag
+--- can have (empty, over 128 bytes, not UTF-8, with whitespace or control characters): nil,
+--- "PGATE_STATUS_INVALID_ARGUMENT: invalid name = \"a b\": not a flag name (...)", 2.
 function Gate:is_feature_enabled(name)
   if self.handle == nil then
     return freed("is_feature_enabled")
@@ -579,7 +609,10 @@ function Gate:is_feature_enabled(name)
     return not_a_string("name", name)
   end
   local status = C.pgate_is_feature_enabled(self.handle, name, #name, self.bool_buf)
-  if status ~= M.OK then
+  if status == M.INVALID_ARGUMENT then -- the library's call writes no message
+    return invalid("invalid name = " .. quoted(name) .. ": not a flag name (1 to 128 bytes of "
+                     .. "UTF-8, no whitespace or control characters)")
+  elseif status ~= M.OK then
     return failure(status)
   end
   return self.bool_buf[0]

@@ -283,6 +283,15 @@ local function test_arguments()
     { "invalid name = nil: not a string", function() return gate:enable_feature(nil) end },
     { "invalid name = 7: not a string", function() return gate:disable_feature(7) end },
     { "invalid name = nil: not a string", function() return gate:is_feature_enabled() end },
+    -- a name no flag can have, named as the library names values (a long one shortened)
+    { 'invalid name = "a b": not a flag name (1 to 128 bytes of UTF-8, no whitespace or '
+        .. "control characters)", function() return gate:is_feature_enabled("a b") end },
+    { 'invalid name = "": not a flag name', function() return gate:is_feature_enabled("") end },
+    { 'invalid name = "tab\\there\\x01": not a flag name',
+      function() return gate:is_feature_enabled("tab\there\1") end },
+    { 'invalid name = "' .. string.rep("n", 159) .. '"...(201 bytes): not a flag name',
+      -- "é" spans bytes 160 and 161: cut before it
+      function() return gate:is_feature_enabled(string.rep("n", 159) .. "é" .. string.rep("n", 40)) end },
     { "invalid json = nil: not a string", function() return gate:swap_config(nil) end },
     { "invalid json = nil: not a string", function() return gate:swap_slo(nil) end },
     { "invalid config_json = 42: not a string or nil", function() return pg.new(42) end },

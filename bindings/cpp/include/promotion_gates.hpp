@@ -238,6 +238,45 @@ struct GateDeleter {
   throw Error(status, message);
 }
 
+/// The library's MAX_SHOWN_VALUE_BYTES (src/error.rs): the most bytes of a refused value an
+/// error message shows.
+inline constexpr std::size_t kMaxShownValueBytes = 160;
+
+/// A refused text as the library shows it in an error message: in double quotes (a quote, a
+/// backslash and control bytes escaped; other bytes as they are), and when longer than
+/// kMaxShownValueBytes its first bytes (cut before a UTF-8 continuation byte) followed by
+/// "...(N bytes)", so that a huge argument never makes a huge message.
+inline std::string quoted(std::string_view value) {
+  std::size_t cut = value.size();
+  if (cut > kMaxShownValueBytes) {
+    cut = kMaxShownValueBytes;
+    while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
+  }
+  std::string shown = "\"";
+  for (const char c : value.substr(0, cut)) {
+    const auto byte = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"': shown += "\\\""; break;
+      case '\\': shown += "\\\\"; break;
+      case '\n': shown += "\\n"; break;
+      case '\r': shown += "\\r"; break;
+      case '\t': shown += "\\t"; break;
+      default:
+        if (byte < 0x20 || byte == 0x7F) {
+          constexpr const char* hex = "0123456789abcdef";
+          shown += "\\x";
+          shown += hex[byte >> 4];
+          shown += hex[byte & 0xF];
+        } else {
+          shown += c;
+        }
+    }
+  }
+  shown += '"';
+  if (cut < value.size()) shown += "...(" + std::to_string(value.size()) + " bytes)";
+  return shown;
+}
+
 [[noreturn]] inline void throw_moved_from(const char* member) {
   throw Error(PGATE_STATUS_NULL_POINTER,
               std::string("promotion_gates::Gate::") + member +
@@ -698,12 +737,20 @@ class Gate {
     });
   }
 
-  /// Whether a flag is on for the gate (as a release flag or a graduated one).
+  /// Whether a flag is on for the gate (as a release flag or a graduated one). Throws Error
+  /// PGATE_STATUS_INVALID_ARGUMENT naming the value for a name no flag can have (empty, over
+  /// 128 bytes, not UTF-8, with whitespace or control characters): `invalid name = "a b": not
+  /// a flag name (...)`.
   [[nodiscard]] bool is_feature_enabled(std::string_view name) const {
     bool enabled = false;
-    detail::check(pgate_is_feature_enabled(live("is_feature_enabled"), detail::bytes(name),
-                                           name.size(), &enabled),
-                  "pgate_is_feature_enabled");
+    const pgate_status status = pgate_is_feature_enabled(
+        live("is_feature_enabled"), detail::bytes(name), name.size(), &enabled);
+    if (status == PGATE_STATUS_INVALID_ARGUMENT) {  // the library's call writes no message
+      throw Error(status, "invalid name = " + detail::quoted(name) +
+                              ": not a flag name (1 to 128 bytes of UTF-8, no whitespace or "
+                              "control characters)");
+    }
+    detail::check(status, "pgate_is_feature_enabled");
     return enabled;
   }
 

@@ -173,6 +173,25 @@ TEST(Errors, FlagsAndRollback) {
   EXPECT_EQ(gate.route("u").environment, Environment::Production);
 }
 
+TEST(Features, ANameNoFlagCanHaveIsNamedInTheError) {
+  const Gate gate = Gate::create("");
+  const std::string why =
+      ": not a flag name (1 to 128 bytes of UTF-8, no whitespace or control characters)";
+  const std::string long_name =
+      std::string(159, 'n') + "\xC3\xA9" + std::string(40, 'n');  // é spans bytes 160-161
+  for (const auto& [name, shown] : std::vector<std::pair<std::string, std::string>>{
+           {"a b", R"("a b")"},
+           {"", R"("")"},
+           {"tab\there\x01", R"("tab\there\x01")"},
+           {"bad\xFF", "\"bad\xFF\""},
+           {long_name, "\"" + std::string(159, 'n') + "\"...(201 bytes)"},
+       }) {
+    EXPECT_EQ(expect_error(PGATE_STATUS_INVALID_ARGUMENT,
+                           [&] { (void)gate.is_feature_enabled(name); }),
+              "invalid name = " + shown + why);
+  }
+}
+
 TEST(Features, ViewOfTheDecisionsFlags) {
   Gate gate = Gate::create(
       R"({"environment": "staging", "feature_flags": ["new_api", "fast_path"]})");
