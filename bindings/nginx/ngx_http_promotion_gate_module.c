@@ -29,8 +29,8 @@
 #define PGATE_LOG_LINE_BYTES   1024
 /* How often each worker drains the log queue and the other workers' outcomes. */
 #define PGATE_TIMER_MS         50
-/* The largest config or SLO document read. */
-#define PGATE_DOCUMENT_MAX     (1024 * 1024)
+/* The largest config or SLO document read: the library's own limit (MAX_DOCUMENT_BYTES). */
+#define PGATE_DOCUMENT_MAX     (8 * 1024 * 1024)
 /* How long a worker told of another worker's change asks its store again, every timer tick,
  * until its gate applied a change: the other worker's store write may land after the ask. */
 #define PGATE_RESYNC_MS        1000

@@ -102,6 +102,16 @@ expect_refusal 'duplicate gate "g" in "promotion_gate" directive' 'promotion_gat
 expect_refusal 'missing.json' 'promotion_gate g missing.json;'
 : >"$tmp/conf/empty.json"
 expect_refusal 'empty.json" is empty' 'promotion_gate g empty.json;'
+# A document may be as large as the library reads (MAX_DOCUMENT_BYTES, 8 MiB): one of 2 MiB is
+# taken (what refuses the configuration is then the status location's unknown gate), one
+# past 8 MiB is refused.
+gate_document large 5
+python3 -c 'import sys; d = open(sys.argv[1]).read(); open(sys.argv[1], "w").write("{" + " " * (2 << 20) + d[1:])' \
+  "$tmp/conf/large.json"
+expect_refusal 'unknown gate "g" in "promotion_gate_status" directive' 'promotion_gate large large.json;'
+truncate -s $(((8 << 20) + 1)) "$tmp/conf/large.json"
+expect_refusal 'large.json" is not a readable document of at most 8388608 bytes' \
+  'promotion_gate large large.json;'
 expect_refusal 'duplicate parameter "slo=slo.json" in "promotion_gate" directive: the gate already has slo=' \
   'promotion_gate g good.json slo=good.json slo=slo.json;'
 expect_refusal 'unknown gate "g" in "promotion_gate_status" directive' ''
