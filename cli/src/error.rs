@@ -69,19 +69,21 @@ impl CliError {
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A path is the user's text too: shown on one line and short, as a value is.
+        let shown = |path: &std::path::Path| shown_text(&path.to_string_lossy());
         match self {
             CliError::Read { path, source } => {
-                write!(f, "cannot read {}: {source}", path.display())
+                write!(f, "cannot read {}: {source}", shown(path))
             }
             CliError::Parse { path, message } | CliError::Invalid { path, message } => {
-                write!(f, "{}: {message}", path.display())
+                write!(f, "{}: {message}", shown(path))
             }
             CliError::Usage(message) | CliError::Input(message) | CliError::Simulation(message) => {
                 f.write_str(message)
             }
             CliError::Engine(e) => write!(f, "the engine refused: {e}"),
             CliError::Plot { path, message } => {
-                write!(f, "cannot draw {}: {message}", path.display())
+                write!(f, "cannot draw {}: {message}", shown(path))
             }
             CliError::Io(e) => write!(f, "input/output failed: {e}"),
         }
@@ -210,6 +212,25 @@ mod tests {
         assert_eq!(shown_value(u64::MAX), "18446744073709551615");
         assert_eq!(shown_value("(missing)"), "(missing)");
         assert_eq!(shown_value(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn a_path_is_shown_on_one_line_and_short() {
+        let e = CliError::Read {
+            path: PathBuf::from("a\nb\u{1b}[31m.json"),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("cannot read a\\nb\\u{1b}[31m.json: "),
+            "{e}"
+        );
+        let long = PathBuf::from("p".repeat(10_000));
+        let e = CliError::Invalid {
+            path: long,
+            message: "bad".into(),
+        };
+        assert!(e.to_string().ends_with("...(10000 bytes): bad"), "{e}");
     }
 
     #[test]

@@ -478,6 +478,11 @@ fn a_flag_set_number_the_gate_no_longer_holds_is_reported_not_read_as_empty() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "18 MiB of text through the limits' messages: minutes under Miri, and no unsafe code \
+              beyond what the other tests' short texts take"
+)]
 fn byte_limits_are_statuses_with_messages_that_name_the_limit() {
     let gate = new_gate(r#"{"environment": "staging"}"#);
     // SAFETY: every pointer is live; the gate is freed at the end.
