@@ -280,6 +280,16 @@ fn fleet_judging_is_the_stores_and_off_without_a_store() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// What `pgate_gate_name` answers for a live gate, with a buffer of `PGATE_NAME_CAPACITY`.
+fn gate_name(gate: *const pgate_gate) -> String {
+    let mut name = [0u8; PGATE_NAME_CAPACITY];
+    let mut len = 0;
+    // SAFETY: live gate; a buffer of its capacity; a valid out-pointer.
+    let status = unsafe { pgate_gate_name(gate, name.as_mut_ptr().cast(), name.len(), &mut len) };
+    assert_eq!(status, pgate_status::Ok);
+    String::from_utf8_lossy(&name[..len]).into_owned()
+}
+
 #[test]
 fn the_gate_name_is_the_configs_and_a_freed_handle_is_refused() {
     let gate = new_gate(r#"{"gate": "checkout"}"#);
@@ -695,23 +705,7 @@ fn the_document_reads_answer_as_the_gate_opened_from_the_document() {
         // Nothing was created by the reads.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{document}");
         let gate = new_gate(document);
-        let mut gate_name = [0u8; PGATE_NAME_CAPACITY];
-        let mut len = 0;
-        // SAFETY: live gate; a buffer of its capacity; a valid out-pointer.
-        let status = unsafe {
-            pgate_gate_name(
-                gate,
-                gate_name.as_mut_ptr().cast(),
-                gate_name.len(),
-                &mut len,
-            )
-        };
-        assert_eq!(status, pgate_status::Ok);
-        assert_eq!(
-            name.as_deref().map(str::as_bytes),
-            Some(&gate_name[..len]),
-            "{document}"
-        );
+        assert_eq!(name, Some(gate_name(gate)), "{document}");
         assert_eq!(sums, Some(fleet_judging(gate)), "{document}");
         // SAFETY: live gate, freed once.
         assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
