@@ -195,6 +195,7 @@ fn ten_times_the_error_rate_rolls_back_within_500_canary_requests() {
     ) {
         let error_rules = [
             Rule::ErrorRateVsStable,
+            Rule::ErrorsOverStage,
             Rule::ErrorRateMax,
             Rule::HealthScore,
             Rule::OverwhelmingErrors,

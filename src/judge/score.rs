@@ -92,7 +92,7 @@ fn error_penalty(
     }
     let (c, s) = (canary.errors(), stable.errors());
     let beyond = |margin: f64, offset: f64| {
-        Difference::of(c, s, margin, offset)
+        Difference::at_one_look(c, s, margin, offset)
             .map(|d| (d.estimate, d.estimate - z * d.variance.sqrt()))
     };
     let (Some(by_ratio), Some(by_tolerance)) = (

@@ -15,7 +15,7 @@
 //! estimated from the data (an asymptotic sequence), which is why the rules using it also wait
 //! for `min_samples`.
 
-use super::stats::{Proportion, difference};
+use super::stats::{Proportion, Rates, difference};
 
 /// Least mixing scale of the error sequences (an excess rate of 0.2 %): tuned to find a
 /// doubling of a low stable error rate fastest.
@@ -44,11 +44,31 @@ pub(crate) struct Difference {
 
 impl Difference {
     /// `rate(a) − margin·rate(b) − offset`, to show `a` beyond the boundary `margin·rate(b) +
-    /// offset` (a lower bound above zero): `a`'s rate in the variance is at least the
-    /// boundary's, the least variance `a` can have where it is not beyond (rates below ½).
+    /// offset` over the stage (a lower bound above zero, valid at every look): both rates in
+    /// the variance are estimated on the boundary, as a score test takes them
+    /// ([`Rates::OnBoundary`]). A canary far beyond is charged the variance of the hypothesis
+    /// it is tested against, not its own larger one: at three times a 1 % stable rate, about
+    /// half as many samples to the same bound. The normal approximation behind it is poor with
+    /// a handful of expected events, where the radius is widest; the single look of
+    /// [`Difference::at_one_look`] has no such width and keeps the canary's own variance.
     pub(crate) fn of(a: Proportion, b: Proportion, margin: f64, offset: f64) -> Option<Self> {
-        let floor = (margin * b.rate() + offset).min(1.0);
-        let (estimate, variance) = difference(a, b, margin, offset, floor)?;
+        let (estimate, variance) = difference(a, b, margin, offset, Rates::OnBoundary)?;
+        Some(Self { estimate, variance })
+    }
+
+    /// `rate(a) − margin·rate(b) − offset`, to show `a` beyond the boundary at one look (the
+    /// health score's pointwise bound): `a`'s own rate in the variance, at least the
+    /// boundary's, the least variance `a` can have where it is not beyond (rates below ½).
+    /// Where `a` looks beyond, its own rate is the higher one, which keeps a look at a few
+    /// expected events conservative.
+    pub(crate) fn at_one_look(
+        a: Proportion,
+        b: Proportion,
+        margin: f64,
+        offset: f64,
+    ) -> Option<Self> {
+        let floor_a = (margin * b.rate() + offset).min(1.0);
+        let (estimate, variance) = difference(a, b, margin, offset, Rates::Own { floor_a })?;
         Some(Self { estimate, variance })
     }
 
@@ -59,7 +79,8 @@ impl Difference {
     /// canary as good as stable the variance of one 1.5 times as bad, about half as many
     /// samples again.
     pub(crate) fn within(a: Proportion, b: Proportion, margin: f64, offset: f64) -> Option<Self> {
-        let (estimate, variance) = difference(a, b, margin, offset, b.rate())?;
+        let (estimate, variance) =
+            difference(a, b, margin, offset, Rates::Own { floor_a: b.rate() })?;
         Some(Self { estimate, variance })
     }
 
@@ -134,6 +155,25 @@ mod tests {
             bad.upper(0.005, 0.05) > 0.0,
             "a 3 % canary is not shown within 1.5 %"
         );
+    }
+
+    #[test]
+    fn a_canary_far_beyond_is_charged_the_boundary_s_variance_not_its_own() {
+        // 3 % of 800 canary requests against 1 % of 114 000 stable ones, tested against 1.1x.
+        let canary = Proportion {
+            events: 24,
+            trials: 800,
+        };
+        let stable = Proportion {
+            events: 1_140,
+            trials: 114_000,
+        };
+        let d = Difference::of(canary, stable, 1.1, 0.0).unwrap();
+        assert!(d.lower(0.01, 0.001) > 0.0, "{d:?}");
+        // Its own variance, 3 %, needs nearly twice the requests for the same bound.
+        let own = Difference::at_one_look(canary, stable, 1.1, 0.0).unwrap();
+        assert!(own.variance > 2.0 * d.variance, "{own:?} {d:?}");
+        assert!(own.lower(0.01, 0.001) < 0.0, "{own:?}");
     }
 
     /// A/A at 1 %: the lower bound of the excess stays below zero at every one of many looks

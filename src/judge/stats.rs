@@ -118,26 +118,58 @@ pub(crate) fn excess_p(a: Proportion, b: Proportion, offset: f64) -> f64 {
 
 /// One-sided p-value of `rate(a) > margin * rate(b) + offset`.
 fn difference_p(a: Proportion, b: Proportion, margin: f64, offset: f64) -> f64 {
-    difference(a, b, margin, offset, 0.0).map_or(1.0, |(estimate, variance)| {
-        normal_upper_tail(estimate / variance.sqrt())
-    })
+    difference(a, b, margin, offset, Rates::Own { floor_a: 0.0 })
+        .map_or(1.0, |(estimate, variance)| {
+            normal_upper_tail(estimate / variance.sqrt())
+        })
+}
+
+/// The rates the variance of a difference takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Rates {
+    /// Each its own (smoothed), `a`'s at least `floor_a`: a Wald test's.
+    Own { floor_a: f64 },
+    /// Both estimated on the boundary, as a score test takes them: the rates `a` and `b` most
+    /// likely have, given both counts, if `rate(a) = margin * rate(b) + offset` held
+    /// ([`on_boundary`]).
+    OnBoundary,
+}
+
+/// The most likely rates `(a, b)` given both counts under `rate(a) = margin * rate(b) +
+/// offset` (`margin` ≥ 1, `offset` ≥ 0), by the Poisson likelihood of the smoothed counts,
+/// which puts `b`'s rate at the positive root of `N·m·λ² − (m·K − N·δ)·λ − k_b·δ = 0` with
+/// `N = m·n_a + n_b` and `K = k_a + k_b`. Both sides' counts inform it: taking `b`'s own rate
+/// instead would make the variance smallest exactly when `b` errs least by chance, which is
+/// when `a` looks worst, and an identical `a` would be blamed far more often than the level.
+fn on_boundary(a: Proportion, b: Proportion, margin: f64, offset: f64) -> (f64, f64) {
+    let count = |p: Proportion| (p.events.min(p.trials) as f64 + 0.5, p.trials as f64 + 1.0);
+    let ((ka, na), (kb, nb)) = (count(a), count(b));
+    let (m, d) = (margin.max(1.0), offset.max(0.0));
+    let n = m * na + nb;
+    let linear = m * (ka + kb) - n * d;
+    let lambda = (linear + (linear * linear + 4.0 * n * m * kb * d).sqrt()) / (2.0 * n * m);
+    let rb = lambda.clamp(0.0, 1.0);
+    ((m * rb + d).min(1.0), rb)
 }
 
 /// `rate(a) − margin·rate(b) − offset` and its variance (unpooled, half-count smoothing so
-/// that zero counts keep a variance), `a`'s rate taken in the variance at least at
-/// `a_floor`; `None` when either has no trials.
+/// that zero counts keep a variance), the rates in the variance as `rates` says; `None` when
+/// either has no trials.
 pub(crate) fn difference(
     a: Proportion,
     b: Proportion,
     margin: f64,
     offset: f64,
-    a_floor: f64,
+    rates: Rates,
 ) -> Option<(f64, f64)> {
     if a.trials == 0 || b.trials == 0 {
         return None;
     }
     let smoothed = |p: Proportion| smoothed(p.events.min(p.trials) as f64, p.trials as f64);
-    let (pa, pb) = (smoothed(a).max(a_floor), smoothed(b));
+    let (pa, pb) = match rates {
+        Rates::Own { floor_a } => (smoothed(a).max(floor_a), smoothed(b)),
+        Rates::OnBoundary => on_boundary(a, b, margin, offset),
+    };
     let variance =
         pa * (1.0 - pa) / a.trials as f64 + margin * margin * pb * (1.0 - pb) / b.trials as f64;
     Some((a.rate() - margin * b.rate() - offset, variance))
@@ -188,4 +220,38 @@ pub(crate) fn binomial_upper(k: u64, n: u64, alpha: f64) -> f64 {
         }
     }
     high
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proportion(events: u64, trials: u64) -> Proportion {
+        Proportion { events, trials }
+    }
+
+    #[test]
+    fn the_rates_on_the_boundary_lie_on_it_and_maximise_the_likelihood() {
+        let (a, b) = (proportion(24, 800), proportion(114, 11_400));
+        for (margin, offset) in [(1.5, 0.0), (1.0, 0.002), (1.1, 0.001), (1.0, 0.0)] {
+            let (ra, rb) = on_boundary(a, b, margin, offset);
+            assert!(
+                (ra - (margin * rb + offset)).abs() < 1e-12,
+                "{margin} {offset}"
+            );
+            // The Poisson log-likelihood of the smoothed counts along the boundary is
+            // stationary at `rb`.
+            let log_likelihood = |r: f64| {
+                let ra = margin * r + offset;
+                24.5 * ra.ln() - 801.0 * ra + 114.5 * r.ln() - 11_401.0 * r
+            };
+            let h = 1e-7;
+            let slope = (log_likelihood(rb + h) - log_likelihood(rb - h)) / (2.0 * h);
+            assert!(slope.abs() < 1e-2, "{margin} {offset}: slope {slope}");
+            assert!(rb > b.rate() && rb < a.rate(), "{margin} {offset}: {rb}");
+        }
+        // With no offset, the rates pooled as the ratio says.
+        let (_, rb) = on_boundary(a, b, 1.5, 0.0);
+        assert!((rb - 139.0 / (1.5 * 801.0 + 11_401.0)).abs() < 1e-12);
+    }
 }
