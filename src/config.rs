@@ -114,10 +114,13 @@ impl Environment {
 }
 
 impl fmt::Display for Environment {
-    /// `Canary{12.5}`, `Staging`, `Production`: the form used in rollback events.
+    /// `Canary{12.5}`, `Staging`, `Production`: the form used in rollback events. A share of
+    /// −0 (which validation takes, as it equals 0) is shown as 0.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Environment::Canary { traffic_percent } => write!(f, "Canary{{{traffic_percent}}}"),
+            Environment::Canary { traffic_percent } => {
+                write!(f, "Canary{{{}}}", traffic_percent + 0.0)
+            }
             Environment::Staging => f.write_str("Staging"),
             Environment::Production => f.write_str("Production"),
         }
@@ -751,6 +754,11 @@ mod tests {
             .to_string(),
             "Canary{50}"
         );
+        let negative_zero = Environment::Canary {
+            traffic_percent: -0.0,
+        };
+        assert!(negative_zero.validate().is_ok());
+        assert_eq!(negative_zero.to_string(), "Canary{0}");
         assert_eq!(Environment::Production.to_string(), "Production");
     }
 }
