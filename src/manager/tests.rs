@@ -300,9 +300,11 @@ fn the_burst_span_does_not_shrink_however_often_anyone_judges() {
     )
     .unwrap();
     record_canary(&gate, 2000, true);
-    clock.advance(Duration::from_secs(1));
-    // A judging call a second later starts a new burst span.
-    assert!(fired(&gate.monitor_canary_health()).is_empty());
+    // Judging calls a second apart start new burst spans; the burst covers the last two.
+    for _ in 0..2 {
+        clock.advance(Duration::from_secs(1));
+        assert!(fired(&gate.monitor_canary_health()).is_empty());
+    }
     // A sudden outage after a long healthy window: only error_burst sees it.
     record_canary(&gate, 10, false);
     for _ in 0..3 {
@@ -317,9 +319,14 @@ fn the_burst_span_does_not_shrink_however_often_anyone_judges() {
         let judged = gate.monitor_canary_health();
         assert_eq!(fired(&judged), [ErrorBurst], "{}", judged.evidence);
     }
+    // A call a second later starts a new span; the burst still covers the one before it.
+    clock.advance(Duration::from_secs(1));
+    for _ in 0..2 {
+        assert_eq!(fired(&gate.monitor_canary_health()), [ErrorBurst]);
+    }
+    // Another second: the burst is behind the span before the new one.
     clock.advance(Duration::from_secs(1));
     assert_eq!(fired(&gate.monitor_canary_health()), [ErrorBurst]);
-    // That call started a new span: the burst is behind it now.
     assert!(fired(&gate.monitor_canary_health()).is_empty());
     assert!(fired(&gate.health()).is_empty());
 }

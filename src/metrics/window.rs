@@ -64,9 +64,12 @@ pub(crate) struct Window {
     settled: Option<Duration>,
     settled_counts: Counts,
     settled_reading: Counts,
-    /// The start of the current burst span and the counters then, `[requests, errors]` per
-    /// cohort; `None` when the span starts with the stage.
-    burst_base: Option<(Duration, PerCohort<[u64; 2]>)>,
+    /// The starts of the last two burst spans, the earlier first, and the counters then,
+    /// `[requests, errors]` per cohort (`None`: none yet in this stage). The burst is measured
+    /// from the earlier, so it always covers the span before the current one too: a span just
+    /// begun holds a handful of outcomes of each version, and a few clean stable ones beside a
+    /// few failed canary ones say nothing of an outage the two share.
+    burst_starts: [Option<(Duration, PerCohort<[u64; 2]>)>; 2],
 }
 
 /// The spans one evaluation measures, all on the gate's monotonic clock.
@@ -133,7 +136,7 @@ impl Window {
         if self.stage != Some(stage) {
             self.stage = Some(stage);
             self.settled = None;
-            self.burst_base = None;
+            self.burst_starts = [None, None];
             while let Some((_, counts)) = self.readings.pop_front() {
                 self.spare.push(counts);
             }
@@ -142,13 +145,12 @@ impl Window {
         self.settle(spans);
         let measured = self.measure(stage, spans);
         self.keep(spans.at, spans.length);
-        let burst_due = self
-            .burst_base
-            .is_none_or(|(t, _)| spans.at.saturating_sub(t) >= spans.burst);
+        let [_, latest] = self.burst_starts;
+        let burst_due = latest.is_none_or(|(t, _)| spans.at.saturating_sub(t) >= spans.burst);
         if burst_due {
             let counters = |c: &CohortCounts| [c.requests, c.errors];
             let base = PerCohort::from_fn(|cohort| counters(&self.reading[cohort]));
-            self.burst_base = Some((spans.at, base));
+            self.burst_starts = [latest, Some((spans.at, base))];
         }
         measured
     }
@@ -160,11 +162,10 @@ impl Window {
         self.measure(stage, spans)
     }
 
-    /// Each cohort's `[requests, errors]` where the current burst span started (zeros when it
-    /// started with the stage).
+    /// Each cohort's `[requests, errors]` where the burst is measured from: the start of the
+    /// span before the current one (zeros while the stage has had one span or none).
     pub(crate) fn burst_start(&self) -> PerCohort<[u64; 2]> {
-        self.burst_base
-            .map_or_else(Default::default, |(_, base)| base)
+        self.burst_starts[0].map_or_else(Default::default, |(_, base)| base)
     }
 
     /// Takes the settled reading at the first observation after the warm-up (the stage's
@@ -223,7 +224,7 @@ impl Window {
                 self.stage_latency[cohort].reset(false, 0);
             }
         }
-        let burst_base = self.burst_base.filter(|_| ours).map(|(_, b)| b);
+        let burst_base = self.burst_starts[0].filter(|_| ours).map(|(_, b)| b);
         let burst = PerCohort::from_fn(|cohort| {
             let now = &self.reading[cohort];
             let [requests, errors] = burst_base.map_or([0, 0], |b| b[cohort]);
@@ -311,7 +312,9 @@ mod tests {
             total += 30;
             set(&mut w, total, 100);
             let (base, recent) = w.observe(s, spans(secs(t), len));
-            assert_eq!(recent.canary, [30, 0], "since the previous reading");
+            // The burst: since the reading before the previous one (at 40 s, the stage's start).
+            let burst = if t == 40 { [130, 100] } else { [60, 0] };
+            assert_eq!(recent.canary, burst, "at {t}s");
             if t >= 310 {
                 assert_eq!(
                     w.windowed.canary.errors, 0,
@@ -423,8 +426,8 @@ mod tests {
             let (_, recent) = w.peek(StageId(1), spans(Duration::from_secs(t), len));
             assert_eq!(
                 recent.canary,
-                [5, 3],
-                "the span since the last kept reading"
+                [15, 5],
+                "the burst since the stage's start (one span kept)"
             );
         }
         assert_eq!(w.readings.len(), 1);
@@ -433,6 +436,9 @@ mod tests {
         assert_eq!((base.canary, recent.canary), ([0, 0, 0], [15, 5]));
         assert_eq!(w.stage, Some(StageId(1)));
         let (_, recent) = w.observe(StageId(1), spans(Duration::from_secs(5), len));
+        assert_eq!(recent.canary, [15, 5]);
+        // It started the stage's second span: the burst is measured from the first's start.
+        let (_, recent) = w.peek(StageId(1), spans(Duration::from_secs(5), len));
         assert_eq!(recent.canary, [5, 3]);
     }
 
@@ -458,20 +464,26 @@ mod tests {
         w.observe(s, at(40_000));
         assert_eq!(w.stage_latency.canary.histogram, [200]);
         assert_eq!(w.latency.canary.histogram, [200]);
-        // The burst span started at 40 s; judging again within a second does not restart it.
+        // A burst span started at 31 s and another at 40 s; judging again within a second does
+        // not start a third, and the burst covers both (from 300 requests).
         for (ms, total) in [(40_300, 510), (40_600, 520), (40_900, 530)] {
             set(&mut w, total, 0);
             let (_, burst) = w.observe(s, at(ms));
-            assert_eq!(burst.canary, [total - 500, 0], "at {ms} ms");
+            assert_eq!(burst.canary, [total - 300, 0], "at {ms} ms");
         }
         set(&mut w, 540, 0);
         let (_, burst) = w.observe(s, at(41_000));
         assert_eq!(
             burst.canary,
-            [40, 0],
-            "a second later: the last of this span"
+            [240, 0],
+            "a second later: the last of both spans"
         );
         let (_, burst) = w.observe(s, at(41_100));
-        assert_eq!(burst.canary, [0, 0], "a new span");
+        assert_eq!(
+            burst.canary,
+            [40, 0],
+            "a new span, and still the one before it (from 40 s)"
+        );
+        assert_eq!(w.burst_start().canary, [500, 0]);
     }
 }
