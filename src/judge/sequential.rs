@@ -48,7 +48,7 @@ impl Difference {
     /// the variance are estimated on the boundary, as a score test takes them
     /// ([`Rates::OnBoundary`]). A canary far beyond is charged the variance of the hypothesis
     /// it is tested against, not its own larger one: at three times a 1 % stable rate, about
-    /// half as many samples to the same bound. The normal approximation behind it is poor with
+    /// 0.6 times the samples to the same bound. The normal approximation behind it is poor with
     /// a handful of expected events, where the radius is widest; the single look of
     /// [`Difference::at_one_look`] has no such width and keeps the canary's own variance.
     pub(crate) fn of(a: Proportion, b: Proportion, margin: f64, offset: f64) -> Option<Self> {

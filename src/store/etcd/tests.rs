@@ -238,8 +238,9 @@ fn a_history_larger_than_one_answer_is_read_in_pages_as_far_as_the_gate_keeps_it
     };
     let settings = settings(&endpoint, "large-history");
     let store = EtcdStore::open(&settings, GATE).unwrap();
-    // 3 000 events of 4 000-byte reasons, written by hand 100 to a transaction: about 17 MB
-    // of answer read whole, above ureq's default limit of 10 MiB.
+    // 3 000 events of 4 000-byte reasons, written by hand 25 to a transaction (100 KB each,
+    // well within the store's request timeout on a loaded host): about 17 MB of answer read
+    // whole, above ureq's default limit of 10 MiB.
     let events = 3_000u64;
     let stored: Vec<StoredEvent> = (1..=events)
         .map(|version| {
@@ -247,7 +248,7 @@ fn a_history_larger_than_one_answer_is_read_in_pages_as_far_as_the_gate_keeps_it
             StoredEvent::from_event(version, &event(&reason))
         })
         .collect();
-    for batch in stored.chunks(100) {
+    for batch in stored.chunks(25) {
         let puts: Vec<Value> = batch
             .iter()
             .map(|e| {
