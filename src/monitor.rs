@@ -380,7 +380,7 @@ impl Evaluation<'_> {
         let (stage, spans) = self.read(snapshot);
         let window = &mut *self.window;
         let measured = window.observe(stage, spans);
-        // The screen's burst span starts where the judge's next one does.
+        // The screen's burst is measured from where the judge's next one is.
         let burst_start = window.burst_start();
         self.monitor
             .metrics

@@ -338,9 +338,10 @@ fn overwhelming_errors(case: &Case<'_>) -> Option<Finding> {
 }
 
 /// [`Rule::ErrorBurst`], at any sample count: the same test on both cohorts' outcomes in the
-/// burst span (a new span starts at most once per `evaluation_interval`, however often anyone
-/// evaluates), so a sudden outage is not diluted by a window of healthy traffic, and an
-/// outage the stable version shares is not blamed on the canary. With too few stable outcomes
+/// burst span (from the start of the span before the current one; a new span starts at most
+/// once per `evaluation_interval`, however often anyone evaluates), so a sudden outage is not
+/// diluted by a window of healthy traffic, and an outage the stable version shares is not
+/// blamed on the canary. With too few stable outcomes
 /// in the span for their upper bound to say anything, the window's ceiling stands in for it.
 fn error_burst(case: &Case<'_>) -> Option<Finding> {
     let ceiling = case.burst_ceiling();

@@ -53,7 +53,7 @@ pub(crate) struct Metrics {
 }
 
 /// The stage, `[requests, errors, compliant]` per cohort at the window's start, and each
-/// cohort's `[requests, errors]` at the start of the burst span.
+/// cohort's `[requests, errors]` where the burst is measured from (see `Window::burst_start`).
 #[derive(Debug, Default)]
 struct WindowBase {
     stage: AtomicU64,
