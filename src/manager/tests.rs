@@ -245,6 +245,20 @@ fn still_gate(config: PromotionConfig) -> PromotionGateManager {
     .unwrap()
 }
 
+/// A gate in `environment` that never rolls back by itself, on a clock the test moves: what
+/// the judge finds is read, and nothing acts on it.
+fn judged_gate(environment: Environment) -> (PromotionGateManager, Arc<crate::ManualClock>) {
+    let clock = Arc::new(crate::ManualClock::new());
+    let config = PromotionConfig {
+        environment,
+        auto_rollback_enabled: false,
+        ..Default::default()
+    };
+    let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap();
+    (gate, clock)
+}
+
 fn record_canary(gate: &PromotionGateManager, n: u64, success: bool) {
     for _ in 0..n {
         let recorded = gate.record_for(gate.stage(), true, success, Duration::from_millis(2));
@@ -288,17 +302,7 @@ fn the_health_read_never_rolls_back() {
 #[test]
 fn the_burst_span_does_not_shrink_however_often_anyone_judges() {
     use crate::judge::Rule::ErrorBurst;
-    let clock = Arc::new(crate::ManualClock::new());
-    let gate = PromotionGateManager::with_clock(
-        PromotionConfig {
-            environment: canary(100.0),
-            auto_rollback_enabled: false,
-            ..Default::default()
-        },
-        SloAdmissionController::new(SloConfig::default()).unwrap(),
-        clock.clone(),
-    )
-    .unwrap();
+    let (gate, clock) = judged_gate(canary(100.0));
     record_canary(&gate, 2000, true);
     // Judging calls a second apart start new burst spans; the burst covers the last two.
     for _ in 0..2 {
@@ -329,6 +333,36 @@ fn the_burst_span_does_not_shrink_however_often_anyone_judges() {
     assert_eq!(fired(&gate.monitor_canary_health()), [ErrorBurst]);
     assert!(fired(&gate.monitor_canary_health()).is_empty());
     assert!(fired(&gate.health()).is_empty());
+}
+
+#[test]
+fn a_burst_span_just_begun_does_not_blame_an_outage_both_versions_share() {
+    use crate::judge::Rule::ErrorBurst;
+    let (gate, clock) = judged_gate(canary(50.0));
+    // Each version's `n` requests in a second, the first `failing` of them failed.
+    let second = |n: u64, failing: u64| {
+        for canary in [true, false] {
+            for i in 0..n {
+                gate.record_for(gate.stage(), canary, i >= failing, Duration::from_millis(2));
+            }
+        }
+    };
+    // A minute healthy, then an outage both versions share: 30 % of each one's requests.
+    for failing in [0; 60].into_iter().chain([300; 3]) {
+        second(1000, failing);
+        clock.advance(Duration::from_secs(1));
+        assert!(fired(&gate.monitor_canary_health()).is_empty());
+    }
+    // That call started a new burst span. In its first milliseconds the canary's few requests
+    // happen to fail and the stable version's few do not: too few to bound the stable rate,
+    // but the span before, also measured, shows the outage on both.
+    for (canary, success) in [(true, false), (false, true)] {
+        for _ in 0..7 {
+            gate.record_for(gate.stage(), canary, success, Duration::from_millis(2));
+        }
+    }
+    let health = gate.monitor_canary_health();
+    assert!(!fired(&health).contains(&ErrorBurst), "{}", health.evidence);
 }
 
 #[test]
