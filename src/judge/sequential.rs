@@ -111,14 +111,8 @@ mod tests {
 
     #[test]
     fn a_few_clean_samples_do_not_look_precise() {
-        let a = Proportion {
-            events: 0,
-            trials: 20,
-        };
-        let b = Proportion {
-            events: 100,
-            trials: 10_000,
-        };
+        let a = Proportion::of(0, 20);
+        let b = Proportion::of(100, 10_000);
         let d = Difference::of(a, b, 1.5, 0.0).unwrap();
         // The variance takes the canary's rate at the boundary, 1.5 %, not at 0.
         assert!(d.variance > 0.015 * 0.985 / 20.0 * 0.99, "{d:?}");
@@ -130,10 +124,7 @@ mod tests {
 
     #[test]
     fn showing_a_canary_within_charges_it_its_own_variance_at_least_stable_s() {
-        let stable = Proportion {
-            events: 1_000,
-            trials: 100_000,
-        };
+        let stable = Proportion::of(1_000, 100_000);
         let canary = |events| Proportion {
             events,
             trials: 4_000,
@@ -160,14 +151,8 @@ mod tests {
     #[test]
     fn a_canary_far_beyond_is_charged_the_boundary_s_variance_not_its_own() {
         // 3 % of 800 canary requests against 1 % of 114 000 stable ones, tested against 1.1x.
-        let canary = Proportion {
-            events: 24,
-            trials: 800,
-        };
-        let stable = Proportion {
-            events: 1_140,
-            trials: 114_000,
-        };
+        let canary = Proportion::of(24, 800);
+        let stable = Proportion::of(1_140, 114_000);
         let d = Difference::of(canary, stable, 1.1, 0.0).unwrap();
         assert!(d.lower(0.01, 0.001) > 0.0, "{d:?}");
         // Its own variance, 3 %, needs nearly twice the requests for the same bound.
@@ -189,16 +174,7 @@ mod tests {
         };
         let mut crossed = 0;
         for _ in 0..200 {
-            let (mut a, mut b) = (
-                Proportion {
-                    events: 0,
-                    trials: 0,
-                },
-                Proportion {
-                    events: 0,
-                    trials: 0,
-                },
-            );
+            let (mut a, mut b) = (Proportion::of(0, 0), Proportion::of(0, 0));
             for look in 0..400 {
                 for _ in 0..50 {
                     a.trials += 1;

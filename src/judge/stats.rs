@@ -11,6 +11,12 @@ pub(crate) struct Proportion {
 }
 
 impl Proportion {
+    /// `events` out of `trials`, for the tests.
+    #[cfg(test)]
+    pub(crate) const fn of(events: u64, trials: u64) -> Self {
+        Self { events, trials }
+    }
+
     /// `events / trials`, 0 with no trials.
     pub(crate) fn rate(self) -> f64 {
         if self.trials == 0 {
@@ -226,13 +232,9 @@ pub(crate) fn binomial_upper(k: u64, n: u64, alpha: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn proportion(events: u64, trials: u64) -> Proportion {
-        Proportion { events, trials }
-    }
-
     #[test]
     fn the_rates_on_the_boundary_lie_on_it_and_maximise_the_likelihood() {
-        let (a, b) = (proportion(24, 800), proportion(114, 11_400));
+        let (a, b) = (Proportion::of(24, 800), Proportion::of(114, 11_400));
         for (margin, offset) in [(1.5, 0.0), (1.0, 0.002), (1.1, 0.001), (1.0, 0.0)] {
             let (ra, rb) = on_boundary(a, b, margin, offset);
             assert!(
