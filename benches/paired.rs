@@ -43,6 +43,24 @@ use common::{
     recording_config, salt_midstate, toggle_flag,
 };
 
+/// Records `n` pairs of outcomes on `gate`, a stable one then a canary one, each `success`,
+/// at the latencies of `micros` in turn.
+fn record_both<'a>(
+    gate: &'a PromotionGateManager,
+    success: bool,
+    micros: &'a [u32],
+) -> impl Fn(u64) + 'a {
+    let [canary, stable] = decisions(gate);
+    move |n: u64| {
+        let mut micros = Cycle::new(micros);
+        for _ in 0..n {
+            let latency = Duration::from_micros(u64::from(black_box(*micros.next())));
+            black_box(gate.record_outcome(black_box(&stable), success, latency));
+            black_box(gate.record_outcome(black_box(&canary), success, latency));
+        }
+    }
+}
+
 /// `route_request_bytes` behind a call that is never inlined, as a C host's call is.
 #[inline(never)]
 fn routed_by_call<'a>(gate: &'a PromotionGateManager, id: &[u8]) -> RoutingDecision<'a> {
@@ -296,6 +314,32 @@ fn main() {
         "pgate_record vs record_outcome (canary success)".to_string(),
         paired(rounds, ops, &mut c_record, &mut record),
     ));
+
+    // The screen after each canary error of a run (the record path's quick judgement), at its
+    // most frequent: both versions failing every request, an outage they share, so that every
+    // canary error screens and no rule ever fires (the gate rolls back automatically, but
+    // stays in its stage). Beside the same records all succeeding, on a gate of their own.
+    let judged = PromotionConfig {
+        auto_rollback_enabled: true,
+        ..recording_config()
+    };
+    let (outage, healthy) = (gate(judged.clone()), gate(judged));
+    let (failing_op, succeeding_op) = (
+        record_both(&outage, false, &micros),
+        record_both(&healthy, true, &micros),
+    );
+    let (mut failing, mut succeeding): (Subject<'_>, Subject<'_>) =
+        (Box::new(&failing_op), Box::new(&succeeding_op));
+    rows.push((
+        "record_outcome, stable then canary, both failing (each canary error screened) vs both succeeding"
+            .to_string(),
+        paired(rounds, ops, &mut failing, &mut succeeding),
+    ));
+    assert_eq!(
+        outage.environment(),
+        recording_config().environment,
+        "an outage both versions share rolls nothing back"
+    );
 
     // The same gate with a SQLite state store (its sync thread polling every 250 ms): route
     // and record read and write only memory, so the pair should differ by noise alone.

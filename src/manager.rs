@@ -638,8 +638,9 @@ impl PromotionGateManager {
     /// Judges the canary now, over the current window, and rolls it back if a rule fired and
     /// `auto_rollback_enabled`. The returned health is the one judged (so after an automatic
     /// rollback it still shows the canary's numbers and `ROLLBACK`). The `error_burst` rule
-    /// looks at the requests in its burst span; a call starts a new span only when the current
-    /// one is at least `evaluation_interval` old, so judging more often never shrinks the span.
+    /// looks at the requests in its burst spans (the current one, and since the one before
+    /// it); a call starts a new span only when the current one is at least
+    /// `evaluation_interval` old, so judging more often never shrinks them.
     /// To look without acting, use [`health`](Self::health).
     ///
     /// # Example
@@ -660,7 +661,7 @@ impl PromotionGateManager {
 
     /// The canary's health over the current window, judged as
     /// [`monitor_canary_health`](Self::monitor_canary_health) judges it, without side effects:
-    /// it never rolls back, and it leaves the `error_burst` span (see
+    /// it never rolls back, and it leaves the `error_burst` spans (see
     /// [`monitor_canary_health`](Self::monitor_canary_health)) and the window as they were, so
     /// it may be called as often as a dashboard likes. A rule may show as fired here; the gate
     /// acts on it at its next judgement.

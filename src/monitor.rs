@@ -198,7 +198,7 @@ impl Monitor {
             stage: &counts.stage,
             latency: &empty,
             stage_latency: &empty,
-            burst: counts.burst,
+            bursts: counts.bursts,
             stage_age: self.stage_age(),
             instances: counts.instances,
         };
@@ -380,11 +380,11 @@ impl Evaluation<'_> {
         let (stage, spans) = self.read(snapshot);
         let window = &mut *self.window;
         let measured = window.observe(stage, spans);
-        // The screen's burst is measured from where the judge's next one is.
-        let burst_start = window.burst_start();
+        // The screen's bursts are measured from where the judge's next ones are.
+        let bases = window.burst_bases();
         self.monitor
             .metrics
-            .set_window_base(stage, measured.0, burst_start);
+            .set_window_base(stage, measured.0, bases);
         measured
     }
 
@@ -405,14 +405,14 @@ impl Evaluation<'_> {
         )
     }
 
-    fn sample(&self, (_, burst): Measured) -> Sample<'_> {
+    fn sample(&self, (_, bursts): Measured) -> Sample<'_> {
         let window = &*self.window;
         Sample {
             window: &window.windowed,
             stage: &window.now,
             latency: &window.latency,
             stage_latency: &window.stage_latency,
-            burst,
+            bursts,
             stage_age: self.monitor.stage_age(),
             instances: self.instances,
         }

@@ -30,8 +30,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-# Measured: 21 to 33 over 19 runs on a 2-core host, about 10 to 17 per proxy, and 39 in a CI run
-# on the same 2 cores (bindings/go/README.md); the bound leaves room for a slower CI machine.
+# Measured on a 2-core host: 24 to 42 over 5 runs alone, 29 to 48 in full CI runs (see
+# bindings/go/README.md); the bound leaves room for a slower CI machine.
 max_failures=${PGATE_E2E_MAX_FAILURES:-60}
 workers=2
 load_seconds=3

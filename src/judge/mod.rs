@@ -22,8 +22,8 @@ mod shift;
 mod stats;
 
 use crate::config::Environment;
-use crate::decision::{PerCohort, StageId};
-use crate::metrics::Counts;
+use crate::decision::StageId;
+use crate::metrics::{Bursts, Counts};
 use crate::slo::SloConfig;
 pub use evidence::{CanaryHealth, CohortEvidence, Evidence, Finding, NonInferiority};
 use rules::{Case, RULES};
@@ -123,8 +123,8 @@ pub enum Rule {
     /// Health score surely below 0.8: its upper confidence bound is (three one-sided bounds
     /// at `significance` each, so the level is 3 × `significance`).
     HealthScore,
-    /// Errors in the burst span improbable at any acceptable rate given the stable version's
-    /// in the same span.
+    /// Errors in a burst span (the current one, or since the one before it) improbable at
+    /// any acceptable rate given the stable version's in the same span.
     ErrorBurst,
     /// Over the whole stage, the error rate surely above the stable version's beyond both
     /// [`ERROR_RATE_MARGIN`] × it and it + `error_rate_tolerance` (a confidence sequence, valid
@@ -205,8 +205,8 @@ pub(crate) struct Sample<'a> {
     pub(crate) latency: &'a Counts,
     /// Both cohorts over the stage after its warm-up.
     pub(crate) stage_latency: &'a Counts,
-    /// Both cohorts' `[requests, errors]` in the burst span.
-    pub(crate) burst: PerCohort<[u64; 2]>,
+    /// Both cohorts' `[requests, errors]` in the two burst spans.
+    pub(crate) bursts: Bursts,
     /// Time since the stage started.
     pub(crate) stage_age: Duration,
     /// How many gate instances the counts are of (more than 1 on a shared state store).

@@ -14,7 +14,8 @@ use super::score::{HealthScore, health_score};
 use super::sequential::{Difference, TAU_FLOOR};
 use super::shift::{Shift, shift};
 use super::stats::{
-    Proportion, binomial_tail, binomial_upper, clean_upper, excess_p, two_proportion_p,
+    Proportion, binomial_tail, binomial_upper, clean_upper, excess_p, fisher_exact_p,
+    two_proportion_p,
 };
 use super::{
     ERROR_RATE_FLOOR, ERROR_RATE_MARGIN, Finding, OVERWHELMING_RATE_FLOOR, Policy, Rule, Sample,
@@ -44,8 +45,9 @@ pub(crate) struct Case<'a> {
     pub(super) shift: Option<Shift>,
     /// Both cohorts' errors over the stage.
     pub(super) stage: PerCohort<Proportion>,
-    /// Both cohorts' errors in the burst span.
-    pub(super) burst: PerCohort<Proportion>,
+    /// Both cohorts' errors in the two burst spans: the current one, and since the one
+    /// before it.
+    pub(super) bursts: [PerCohort<Proportion>; 2],
     pub(super) stage_age: Duration,
     pub(super) environment: Environment,
     pub(super) slo: &'a SloConfig,
@@ -65,9 +67,14 @@ impl<'a> Case<'a> {
             events: c.errors.min(c.requests),
             trials: c.requests,
         };
-        let burst = |[requests, errors]: [u64; 2]| Proportion {
-            events: errors.min(requests),
-            trials: requests,
+        let burst = |span: PerCohort<[u64; 2]>| {
+            PerCohort::from_fn(|c| {
+                let [requests, errors] = span[c];
+                Proportion {
+                    events: errors.min(requests),
+                    trials: requests,
+                }
+            })
         };
         Self {
             canary: window.canary,
@@ -76,7 +83,10 @@ impl<'a> Case<'a> {
             stage_latency: stats(sample.stage_latency),
             shift: stage_shift(sample.stage_latency, policy.slo),
             stage: PerCohort::from_fn(|c| errors(&sample.stage[c])),
-            burst: PerCohort::from_fn(|c| burst(sample.burst[c])),
+            bursts: [
+                burst(sample.bursts.current),
+                burst(sample.bursts.with_previous),
+            ],
             stage_age: sample.stage_age,
             environment,
             slo: policy.slo,
@@ -124,17 +134,6 @@ impl<'a> Case<'a> {
         self.ceiling_given(self.stable.errors(), absolute)
     }
 
-    /// The worst acceptable error rate over the burst span, given the stable version's errors
-    /// in it ([`Case::ceiling_given`], falling back on the window's ceiling). In Staging, the
-    /// absolute limit.
-    fn burst_ceiling(&self) -> f64 {
-        let window = self.window_ceiling();
-        if matches!(self.environment, Environment::Staging) {
-            return window;
-        }
-        self.ceiling_given(self.burst.stable, window)
-    }
-
     /// The worst acceptable error rate given `stable`'s errors in the same span: the highest
     /// of its upper confidence bound at `significance`, its rate times
     /// `error_rate_ratio_limit` or plus `error_rate_tolerance`, and 1 %. Stable outcomes too
@@ -145,12 +144,18 @@ impl<'a> Case<'a> {
     fn ceiling_given(&self, stable: Proportion, fallback: f64) -> f64 {
         let alpha = self.slo.significance;
         let (tolerated, _) = self.error_limit(stable.rate(), self.slo.error_rate_ratio_limit, "");
-        let bound = if clean_upper(stable.trials, alpha) > fallback {
+        let bound = if self.too_few(stable, fallback) {
             fallback
         } else {
             binomial_upper(stable.events, stable.trials, alpha)
         };
         bound.max(tolerated).clamp(OVERWHELMING_RATE_FLOOR, 1.0)
+    }
+
+    /// Whether `stable`'s outcomes are too few to show a rate at or below `fallback` even
+    /// without an error: [`Case::ceiling_given`] then takes `fallback` for their bound.
+    fn too_few(&self, stable: Proportion, fallback: f64) -> bool {
+        clean_upper(stable.trials, self.slo.significance) > fallback
     }
 
     /// The tolerated error rate over the stable one: (`ratio` × stable) or (stable +
@@ -337,20 +342,41 @@ fn overwhelming_errors(case: &Case<'_>) -> Option<Finding> {
     ))
 }
 
-/// [`Rule::ErrorBurst`], at any sample count: the same test on both cohorts' outcomes in the
-/// burst span (from the start of the span before the current one; a new span starts at most
-/// once per `evaluation_interval`, however often anyone evaluates), so a sudden outage is not
+/// [`Rule::ErrorBurst`], at any sample count: the same test on both cohorts' outcomes in two
+/// burst spans, the current one and since the one before it (a new span starts at most once
+/// per `evaluation_interval`, however often anyone evaluates), so a sudden outage is not
 /// diluted by a window of healthy traffic, and an outage the stable version shares is not
-/// blamed on the canary. With too few stable outcomes
-/// in the span for their upper bound to say anything, the window's ceiling stands in for it.
+/// blamed on the canary. The finding is the span's with the smaller p-value.
 fn error_burst(case: &Case<'_>) -> Option<Finding> {
-    let ceiling = case.burst_ceiling();
-    Some(overwhelming(
-        case,
-        Rule::ErrorBurst,
-        case.burst.canary,
-        ceiling,
-    ))
+    let window = case.window_ceiling();
+    case.bursts
+        .iter()
+        .map(|&span| burst_span(case, span, window))
+        .min_by(|a, b| a.p_value.total_cmp(&b.p_value))
+}
+
+/// The `error_burst` test over one span: the canary's errors in it against the worst
+/// acceptable rate given the stable version's in the same span ([`Case::ceiling_given`]; in
+/// Staging, the absolute limit). With stable outcomes in it too few to bound their rate, the
+/// window's ceiling (`window`) stands in for their bound; but when the stable version has traffic to
+/// compare with, the canary is then blamed only if its errors are also improbable beside the
+/// stable version's in the span (Fisher's exact test, at the same level): a few clean stable
+/// outcomes beside a few failed canary ones in a span just begun are no evidence against an
+/// outage both versions share (7 failures beside 7 clean stable outcomes: p = 3·10⁻⁴), while
+/// 7 failures in a row beside 63 clean stable outcomes are (p = 8·10⁻¹⁰).
+fn burst_span(case: &Case<'_>, span: PerCohort<Proportion>, window: f64) -> Finding {
+    if matches!(case.environment, Environment::Staging) {
+        return overwhelming(case, Rule::ErrorBurst, span.canary, window);
+    }
+    let ceiling = case.ceiling_given(span.stable, window);
+    let mut finding = overwhelming(case, Rule::ErrorBurst, span.canary, ceiling);
+    if case.comparable() && case.too_few(span.stable, window) {
+        finding.p_value = finding
+            .p_value
+            .max(fisher_exact_p(span.canary, span.stable));
+        finding.fired = finding.p_value < case.slo.overwhelming_significance;
+    }
+    finding
 }
 
 fn overwhelming(case: &Case<'_>, rule: Rule, canary: Proportion, ceiling: f64) -> Finding {

@@ -181,6 +181,56 @@ pub(crate) fn difference(
     Some((a.rate() - margin * b.rate() - offset, variance))
 }
 
+/// One-sided p-value of Fisher's exact test of `rate(a) > rate(b)`: the chance that, of
+/// all the events of both, at least `a`'s fell among `a`'s trials if each outcome were as
+/// likely to be either's (the hypergeometric upper tail, given both totals). Exact for any
+/// counts; 1 when `a` has no trials or no more events than its share of them.
+///
+/// The tail's first term is taken from log-factorials, each next one from the one before by
+/// their ratio; the sum stops where a term no longer changes it (at most `b`'s events
+/// further: beyond them `a` would hold every event).
+pub(crate) fn fisher_exact_p(a: Proportion, b: Proportion) -> f64 {
+    let (ka, kb) = (a.events.min(a.trials), b.events.min(b.trials));
+    let (na, nb) = (a.trials as f64, b.trials as f64);
+    let events = (ka + kb) as f64;
+    if a.trials == 0 || ka as f64 * (na + nb) <= events * na {
+        return 1.0;
+    }
+    // P(X = x) for X the events among `a`'s trials: C(K, x) C(N − K, n_a − x) / C(N, n_a).
+    let first = ln_choose(events, ka as f64) + ln_choose(na + nb - events, na - ka as f64)
+        - ln_choose(na + nb, na);
+    let (mut term, mut sum) = (1.0f64, 1.0f64);
+    let last = (ka + kb).min(a.trials);
+    for x in ka..last {
+        let x = x as f64;
+        // P(x + 1) / P(x): one more of `a`'s trials an event, one more of `b`'s not.
+        term *= (events - x) * (na - x) / ((x + 1.0) * (nb - events + x + 1.0));
+        sum += term;
+        if term <= sum * f64::EPSILON {
+            break;
+        }
+    }
+    (first + sum.ln()).exp().min(1.0)
+}
+
+/// `ln C(n, k)`, `0 ≤ k ≤ n` whole numbers.
+fn ln_choose(n: f64, k: f64) -> f64 {
+    ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k)
+}
+
+/// `ln n!` of a whole `n ≥ 0`: summed below 16, else Stirling's series to its `n⁻⁵` term
+/// (error below 1e-12 there).
+fn ln_factorial(n: f64) -> f64 {
+    if n < 16.0 {
+        return (2..=n as u64).map(|i| (i as f64).ln()).sum();
+    }
+    let inverse = 1.0 / n;
+    let squared = inverse * inverse;
+    n * n.ln() - n
+        + 0.5 * (std::f64::consts::TAU * n).ln()
+        + inverse * (1.0 / 12.0 - squared * (1.0 / 360.0 - squared / 1260.0))
+}
+
 /// The quantile to read for a confidence bound of the p99 from `n` samples: `0.99 + z·σ`,
 /// with `σ` the standard deviation of the share of samples below the true p99 (a negative `z`
 /// gives a lower bound).
@@ -200,12 +250,15 @@ pub(crate) fn clean_upper(n: u64, alpha: f64) -> f64 {
 
 /// Upper confidence bound of a rate from `k` events in `n` trials at level `alpha`: the
 /// largest `p` whose Chernoff–Hoeffding lower tail still allows `k` (`n·KL(k/n ‖ p) ≤
-/// ln(1/α)`), found by bisection. 1 with no trials.
+/// ln(1/α)`), found by bisection. 1 with no trials, or when every trial was an event.
 pub(crate) fn binomial_upper(k: u64, n: u64, alpha: f64) -> f64 {
     if n == 0 {
         return 1.0;
     }
     let q = k.min(n) as f64 / n as f64;
+    if q >= 1.0 {
+        return 1.0; // every trial an event: no rate below 1 allows it
+    }
     let budget = (1.0 / alpha).ln() / n as f64;
     let kl = |p: f64| {
         let a = if q > 0.0 { q * (q / p).ln() } else { 0.0 };
@@ -255,5 +308,69 @@ mod tests {
         // With no offset, the rates pooled as the ratio says.
         let (_, rb) = on_boundary(a, b, 1.5, 0.0);
         assert!((rb - 139.0 / (1.5 * 801.0 + 11_401.0)).abs() < 1e-12);
+    }
+
+    /// `C(n, k)` as a float, by the product formula (exact enough for the small tables here).
+    fn choose(n: u64, k: u64) -> f64 {
+        (0..k).map(|i| (n - i) as f64 / (i + 1) as f64).product()
+    }
+
+    /// Fisher's one-sided p-value summed term by term from binomial coefficients.
+    fn naive_fisher(a: Proportion, b: Proportion) -> f64 {
+        let (total, events) = (a.trials + b.trials, a.events + b.events);
+        let tail: f64 = (a.events..=events.min(a.trials))
+            .map(|x| choose(events, x) * choose(total - events, a.trials - x))
+            .sum();
+        tail / choose(total, a.trials)
+    }
+
+    #[test]
+    fn fisher_s_test_is_the_hypergeometric_tail_summed_by_hand() {
+        // Hand-worked: 5 of 5 against 0 of 5, 1 / C(10, 5); 7 of 7 against 0 of 7, 1 / 3 432.
+        let p = fisher_exact_p(Proportion::of(5, 5), Proportion::of(0, 5));
+        assert!((p - 1.0 / 252.0).abs() < 1e-12, "{p}");
+        let p = fisher_exact_p(Proportion::of(7, 7), Proportion::of(0, 7));
+        assert!((p - 1.0 / 3432.0).abs() < 1e-12, "{p}");
+        // Every table of up to 20 trials a side against the naive sum, to 1e-9 relative.
+        for (na, nb) in [(1, 1), (3, 17), (20, 20), (12, 5), (20, 1)] {
+            for ka in 0..=na {
+                for kb in 0..=nb {
+                    let (a, b) = (Proportion::of(ka, na), Proportion::of(kb, nb));
+                    let (exact, naive) = (fisher_exact_p(a, b), naive_fisher(a, b).min(1.0));
+                    let above_share = ka * (na + nb) > (ka + kb) * na;
+                    if above_share {
+                        assert!(
+                            (exact - naive).abs() <= 1e-9 * naive,
+                            "{ka}/{na} vs {kb}/{nb}: {exact} {naive}"
+                        );
+                    } else {
+                        assert_eq!(exact, 1.0, "{ka}/{na} vs {kb}/{nb}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fisher_s_test_is_finite_and_fast_for_large_counts() {
+        // Counts in the millions: the first term from log-factorials, the sum short.
+        let p = fisher_exact_p(
+            Proportion::of(12_000, 1_000_000),
+            Proportion::of(10_000, 1_000_000),
+        );
+        assert!(p > 0.0 && p < 1e-30, "{p}");
+        let p = fisher_exact_p(
+            Proportion::of(10_050, 1_000_000),
+            Proportion::of(10_000, 1_000_000),
+        );
+        assert!(p > 0.3 && p < 0.4, "{p}");
+        assert_eq!(
+            fisher_exact_p(Proportion::of(0, 0), Proportion::of(5, 10)),
+            1.0
+        );
+        assert_eq!(
+            fisher_exact_p(Proportion::of(5, 5), Proportion::of(0, 0)),
+            1.0
+        );
     }
 }

@@ -2,11 +2,12 @@
 
 use super::*;
 use crate::config::canary;
+use crate::decision::PerCohort;
 use crate::metrics::CohortCounts;
 use crate::metrics::tests_support::cohort;
 
 /// Judges hand-made cohorts: the same counts serve as the window, the stage and the
-/// latencies after warm-up; `burst` is each cohort's `[requests, errors]` in the burst span.
+/// latencies after warm-up; `burst` is each cohort's `[requests, errors]` in both burst spans.
 pub(crate) fn judge_cohorts(
     stage: StageId,
     environment: Environment,
@@ -19,10 +20,18 @@ pub(crate) fn judge_cohorts(
         stage,
         environment,
         [canary, stable],
-        burst,
+        both_spans(burst),
         Duration::from_secs(3600),
         policy,
     )
+}
+
+/// The same counts in both burst spans.
+fn both_spans(burst: PerCohort<[u64; 2]>) -> Bursts {
+    Bursts {
+        current: burst,
+        with_previous: burst,
+    }
 }
 
 /// [`judge_cohorts`] on a stage `stage_age` old; `[canary, stable]` counts.
@@ -30,7 +39,7 @@ fn judge_aged(
     stage: StageId,
     environment: Environment,
     [canary, stable]: [&CohortCounts; 2],
-    burst: PerCohort<[u64; 2]>,
+    bursts: Bursts,
     stage_age: Duration,
     policy: Policy<'_>,
 ) -> CanaryHealth {
@@ -43,11 +52,16 @@ fn judge_aged(
         stage: &counts,
         latency: &counts,
         stage_latency: &counts,
-        burst,
+        bursts,
         stage_age,
         instances: 1,
     };
     judge(stage, environment, &sample, policy)
+}
+
+/// The finding of `rule` in `h`'s evidence, if the rule applied.
+fn finding(h: &CanaryHealth, rule: Rule) -> Option<&Finding> {
+    h.evidence.findings.iter().find(|f| f.rule == rule)
 }
 
 fn policy(slo: &SloConfig) -> Policy<'_> {
@@ -66,13 +80,23 @@ fn verdict_with(
     baseline: &CohortCounts,
     burst: PerCohort<[u64; 2]>,
 ) -> CanaryHealth {
+    verdict_in_spans(percent, subject, baseline, both_spans(burst))
+}
+
+/// [`verdict_with`], each burst span's counts given.
+fn verdict_in_spans(
+    percent: f64,
+    subject: &CohortCounts,
+    baseline: &CohortCounts,
+    bursts: Bursts,
+) -> CanaryHealth {
     let slo = SloConfig::default();
-    judge_cohorts(
+    judge_aged(
         StageId(2),
         canary(percent),
-        subject,
-        baseline,
-        burst,
+        [subject, baseline],
+        bursts,
+        Duration::from_secs(3600),
         policy(&slo),
     )
 }
@@ -292,14 +316,14 @@ fn a_silent_canary_is_no_data_once_outcomes_were_due() {
             StageId(2),
             canary(5.0),
             [&silent, stable],
-            PerCohort::default(),
+            Bursts::default(),
             age,
             policy(&slo),
         )
     };
     let h = at(slo.no_data_after, &stable);
     assert_eq!(h.recommendation, Recommendation::NoData, "{}", h.evidence);
-    let finding = h.evidence.findings.iter().find(|f| f.rule == Rule::NoData);
+    let finding = finding(&h, Rule::NoData);
     assert!(
         finding.is_some_and(|f| f.holds && !f.fired),
         "{}",
@@ -335,7 +359,7 @@ fn absolute_limits_of_zero_are_floored_at_a_tenth_of_a_percent() {
         policy,
     );
     for rule in [Rule::ErrorRateMax, Rule::SloCompliance] {
-        let finding = h.evidence.findings.iter().find(|f| f.rule == rule);
+        let finding = finding(&h, rule);
         assert!(
             finding.is_some_and(|f| f.limit == ERROR_RATE_FLOOR && !f.fired && !f.holds),
             "{rule:?}: {}",
@@ -395,7 +419,7 @@ fn judge_settled(
         stage: &window,
         latency: &latency,
         stage_latency: &latency,
-        burst: PerCohort::default(),
+        bursts: Bursts::default(),
         stage_age: Duration::from_secs(31),
         instances: 1,
     };
@@ -432,12 +456,7 @@ fn the_p99_budget_needs_min_samples_after_warm_up() {
             "{}",
             h.evidence
         );
-        let f = h
-            .evidence
-            .findings
-            .iter()
-            .find(|f| f.rule == Rule::P99Budget);
-        f.map(|f| (f.fired, f.holds))
+        finding(&h, Rule::P99Budget).map(|f| (f.fired, f.holds))
     };
     let empty = CohortCounts::default();
     // Staging: 1 000 requests in the window, but only 2 after warm-up, both over budget.
@@ -533,23 +552,75 @@ fn an_empty_histogram_has_no_p99() {
 }
 
 #[test]
-fn a_burst_span_with_too_few_stable_outcomes_is_judged_by_the_window_s() {
+fn a_burst_span_with_too_few_stable_outcomes_takes_the_window_s_ceiling_and_fisher_s_test() {
     let prod = cohort(1_000_000, 5_000, 5_000, 10_000);
     let window = cohort(30_008, 158, 5_000, 10_000);
     let burst_span = |canary: u64, stable: [u64; 2]| {
         let h = verdict_with(10.0, &window, &prod, burst([canary, canary], stable));
         h.evidence.fired().any(|f| f.rule == Rule::ErrorBurst)
     };
-    // 5 failures in a row: against the window's 0.5 % (a ceiling of 1 %), 1e-10. The span's
-    // 0 or 1 stable outcomes say nothing: they neither make the ceiling `max_error_rate` (5 %,
-    // 7 failures) nor their upper bound (99.9 % after 1 success, 20 000 failures).
-    assert!(burst_span(5, [0, 0]));
-    assert!(burst_span(5, [1, 0]));
-    assert!(burst_span(5, [100, 0]));
-    assert!(!burst_span(4, [1, 0]));
-    // A few stable outcomes that all fail still say the outage is shared.
+    // Fewer than 687 stable outcomes cannot bound their rate at the window's ceiling (1 %,
+    // from its 0.5 %), which stands in for their bound: 5 failures in a row, 1 %^5 = 1e-10.
+    // Beside the stable outcomes in the same span, Fisher's test must agree: 6 failures beside
+    // 100 clean stable outcomes, 1 / C(106, 6) = 6e-10; 5 beside 100, 1 / C(105, 5) = 1e-8.
+    assert!(burst_span(6, [100, 0]));
+    assert!(!burst_span(5, [100, 0]));
+    assert!(!burst_span(4, [1_000, 0]), "1 %^4 > 1e-9");
+    // A span just begun, during an outage both versions share: the canary's few requests
+    // happened to fail, the stable version's few did not (1 / C(14, 7) = 3e-4). And a span
+    // with no stable outcome shows nothing against the stable version.
+    assert!(!burst_span(7, [7, 0]));
+    assert!(!burst_span(20, [0, 0]));
+    // A few stable outcomes that all fail say the outage is shared.
     assert!(!burst_span(5, [20, 20]));
     assert!(!burst_span(50, [20, 10]));
+    // Without stable traffic to compare with (the window's stable version below
+    // `min_samples`), the ceiling stands alone: `max_error_rate`, 5 %^7 < 1e-9 < 5 %^6.
+    let alone = |canary: u64| {
+        let h = verdict_with(
+            10.0,
+            &window,
+            &cohort(50, 0, 5_000, 10_000),
+            burst([canary, canary], [0, 0]),
+        );
+        h.evidence.fired().any(|f| f.rule == Rule::ErrorBurst)
+    };
+    assert!(alone(7));
+    assert!(!alone(6));
+}
+
+#[test]
+fn a_burst_is_tested_in_the_current_span_and_since_the_one_before() {
+    let prod = cohort(1_000_000, 5_000, 5_000, 10_000);
+    let window = cohort(30_008, 158, 5_000, 10_000);
+    let burst_rule = |bursts: Bursts| {
+        let h = verdict_in_spans(10.0, &window, &prod, bursts);
+        finding(&h, Rule::ErrorBurst).map(|f| (f.fired, f.observed))
+    };
+    // 8 failures in a row in the current span, beside 1 900 stable outcomes at 0.5 %: the
+    // span before held 200 healthy canary requests, which dilute it below the level.
+    let (current, with_previous) = (burst([8, 8], [1_900, 10]), burst([208, 8], [3_800, 20]));
+    assert_eq!(
+        burst_rule(Bursts {
+            current,
+            with_previous
+        }),
+        Some((true, 1.0)),
+        "the current span's finding"
+    );
+    // A new span just began: the failures are in the span before it alone.
+    let quiet = burst([0, 0], [0, 0]);
+    let fired = burst_rule(Bursts {
+        current: quiet,
+        with_previous: current,
+    });
+    assert_eq!(fired, Some((true, 1.0)), "the longer span's finding");
+    // Diluted in both: nothing.
+    let fired = burst_rule(Bursts {
+        current: with_previous,
+        with_previous,
+    });
+    assert_eq!(fired.map(|(fired, _)| fired), Some(false));
 }
 
 #[test]
@@ -602,11 +673,7 @@ fn errors_over_stage_names_the_constant_that_acted() {
     // Stable at 5 %: 1.1 × 5 % is above 5 % + 0.2 points, so the margin acts.
     let stable = cohort(100_000, 5_000, 5_000, 10_000);
     let h = verdict(50.0, &cohort(100_000, 7_000, 5_000, 10_000), &stable);
-    let finding = h
-        .evidence
-        .findings
-        .iter()
-        .find(|f| f.rule == Rule::ErrorsOverStage);
+    let finding = finding(&h, Rule::ErrorsOverStage);
     assert!(
         finding.is_some_and(|f| f.fired && f.acting == "ERROR_RATE_MARGIN"),
         "{}",

@@ -32,7 +32,7 @@ pub(crate) use recorder::CohortCounts;
 pub use recorder::Recorded;
 pub(crate) use recorder::Tally;
 use recorder::{NewestStage, ThreadRecorder};
-pub(crate) use window::{Counts, Measured, Spans, Window};
+pub(crate) use window::{Bursts, Counts, Measured, Spans, Window};
 
 /// The recorders of one gate and the judge's window.
 #[derive(Debug)]
@@ -53,22 +53,23 @@ pub(crate) struct Metrics {
 }
 
 /// The stage, `[requests, errors, compliant]` per cohort at the window's start, and each
-/// cohort's `[requests, errors]` where the burst is measured from (see `Window::burst_start`).
+/// cohort's `[requests, errors]` where the bursts are measured from (`[earlier, latest]`, see
+/// `Window::burst_bases`).
 #[derive(Debug, Default)]
 struct WindowBase {
     stage: AtomicU64,
     counts: PerCohort<[AtomicU64; 3]>,
-    burst: PerCohort<[AtomicU64; 2]>,
+    bursts: [PerCohort<[AtomicU64; 2]>; 2],
 }
 
-/// What the lock-free screen reads: the stage's counters, the window's, and the burst span's
-/// `[requests, errors]` per cohort (histograms empty). The window and the burst span leave out
-/// what other instances showed when first read, as the judge's window does.
+/// What the lock-free screen reads: the stage's counters, the window's, and the bursts
+/// (histograms empty). The window and the bursts leave out what other instances showed when
+/// first read, as the judge's window does.
 #[derive(Debug, Default)]
 pub(crate) struct ScreenCounts {
     pub(crate) stage: Counts,
     pub(crate) windowed: Counts,
-    pub(crate) burst: PerCohort<[u64; 2]>,
+    pub(crate) bursts: Bursts,
     /// How many instances the counts are of: this one and those in the fleet's data.
     pub(crate) instances: u32,
 }
@@ -204,7 +205,7 @@ impl Metrics {
         &self,
         stage: StageId,
         base: PerCohort<[u64; 3]>,
-        burst: PerCohort<[u64; 2]>,
+        bursts: [PerCohort<[u64; 2]>; 2],
     ) {
         let b = &self.window_base;
         // Invalidate first so a concurrent screen never pairs the old stage with new counts.
@@ -214,16 +215,18 @@ impl Metrics {
                 cell.store(value, Ordering::Relaxed);
             }
         }
-        for (cells, counts) in b.burst.iter().zip(burst.iter()) {
-            for (cell, &value) in cells.iter().zip(counts) {
-                cell.store(value, Ordering::Relaxed);
+        for (span, counts) in b.bursts.iter().zip(&bursts) {
+            for (cells, counts) in span.iter().zip(counts.iter()) {
+                for (cell, &value) in cells.iter().zip(counts) {
+                    cell.store(value, Ordering::Relaxed);
+                }
             }
         }
         b.stage.store(stage.0, Ordering::Release);
     }
 
-    /// The stage's counters, those within the last evaluated window and those of the burst
-    /// span, read without a lock and without allocating (histograms empty).
+    /// The stage's counters, those within the last evaluated window and the bursts, read
+    /// without a lock and without allocating (histograms empty).
     pub(crate) fn read_screen_counters(&self, stage: StageId) -> ScreenCounts {
         let mut counts = ScreenCounts::default();
         let mut scratch = Counts::default();
@@ -239,6 +242,7 @@ impl Metrics {
                 0
             }
         };
+        let mut screened = PerCohort::<[u64; 2]>::default();
         for cohort in Cohort::ALL {
             // As the window measures: without what the others showed when first read.
             let (stage, joined) = (&counts.stage[cohort], joined[cohort]);
@@ -252,12 +256,13 @@ impl Metrics {
             windowed.requests = now[0].saturating_sub(load(&base[0]));
             windowed.errors = now[1].saturating_sub(load(&base[1]));
             windowed.compliant = now[2].saturating_sub(load(&base[2]));
-            let burst = &b.burst[cohort];
-            counts.burst[cohort] = [
-                now[0].saturating_sub(load(&burst[0])),
-                now[1].saturating_sub(load(&burst[1])),
-            ];
+            screened[cohort] = [now[0], now[1]];
         }
+        let bases = b
+            .bursts
+            .each_ref()
+            .map(|span| PerCohort::from_fn(|cohort| span[cohort].each_ref().map(&load)));
+        counts.bursts = Bursts::since(screened, bases);
         counts
     }
 

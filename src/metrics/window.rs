@@ -65,11 +65,44 @@ pub(crate) struct Window {
     settled_counts: Counts,
     settled_reading: Counts,
     /// The starts of the last two burst spans, the earlier first, and the counters then,
-    /// `[requests, errors]` per cohort (`None`: none yet in this stage). The burst is measured
-    /// from the earlier, so it always covers the span before the current one too: a span just
-    /// begun holds a handful of outcomes of each version, and a few clean stable ones beside a
-    /// few failed canary ones say nothing of an outage the two share.
+    /// `[requests, errors]` per cohort (`None`: none yet in this stage). [`Bursts`] are
+    /// measured from both.
     burst_starts: [Option<(Duration, PerCohort<[u64; 2]>)>; 2],
+}
+
+/// Each cohort's `[requests, errors]` in the two spans the `error_burst` rule tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Bursts {
+    /// Since the current burst span began (at most about one `evaluation_interval` ago): an
+    /// outage that began in it, diluted by as little healthy traffic as possible.
+    pub(crate) current: PerCohort<[u64; 2]>,
+    /// Since the span before it began: at least one interval of both versions' outcomes, and
+    /// what the start of a new span would otherwise forget.
+    pub(crate) with_previous: PerCohort<[u64; 2]>,
+}
+
+impl Bursts {
+    /// The counts since each span began: `now` less the counters at the spans' starts,
+    /// `[earlier, latest]` (those of [`Window::burst_bases`]).
+    pub(crate) fn since(
+        now: PerCohort<[u64; 2]>,
+        [earlier, latest]: [PerCohort<[u64; 2]>; 2],
+    ) -> Self {
+        let less = |base: PerCohort<[u64; 2]>| {
+            PerCohort::from_fn(|cohort| {
+                let ([requests, errors], [from_requests, from_errors]) =
+                    (now[cohort], base[cohort]);
+                [
+                    requests.saturating_sub(from_requests),
+                    errors.saturating_sub(from_errors),
+                ]
+            })
+        };
+        Self {
+            current: less(latest),
+            with_previous: less(earlier),
+        }
+    }
 }
 
 /// The spans one evaluation measures, all on the gate's monotonic clock.
@@ -88,9 +121,8 @@ pub(crate) struct Spans {
 }
 
 /// What a measurement returns besides the window: the base reading's counters per cohort
-/// (`[requests, errors, compliant]`, the screen's base) and each cohort's `[requests,
-/// errors]` in the burst span.
-pub(crate) type Measured = (PerCohort<[u64; 3]>, PerCohort<[u64; 2]>);
+/// (`[requests, errors, compliant]`, the screen's base) and the bursts.
+pub(crate) type Measured = (PerCohort<[u64; 3]>, Bursts);
 
 /// Counts of both cohorts with their histograms sized to the layout, zero.
 pub(crate) fn sized() -> Counts {
@@ -162,10 +194,12 @@ impl Window {
         self.measure(stage, spans)
     }
 
-    /// Each cohort's `[requests, errors]` where the burst is measured from: the start of the
-    /// span before the current one (zeros while the stage has had one span or none).
-    pub(crate) fn burst_start(&self) -> PerCohort<[u64; 2]> {
-        self.burst_starts[0].map_or_else(Default::default, |(_, base)| base)
+    /// Each cohort's `[requests, errors]` where the [`Bursts`] are measured from, `[earlier,
+    /// latest]`: the starts of the span before the current one and of the current one (zeros,
+    /// the stage's start, for a span the stage has not had).
+    pub(crate) fn burst_bases(&self) -> [PerCohort<[u64; 2]>; 2] {
+        self.burst_starts
+            .map(|start| start.map_or_else(Default::default, |(_, base)| base))
     }
 
     /// Takes the settled reading at the first observation after the warm-up (the stage's
@@ -224,16 +258,13 @@ impl Window {
                 self.stage_latency[cohort].reset(false, 0);
             }
         }
-        let burst_base = self.burst_starts[0].filter(|_| ours).map(|(_, b)| b);
-        let burst = PerCohort::from_fn(|cohort| {
-            let now = &self.reading[cohort];
-            let [requests, errors] = burst_base.map_or([0, 0], |b| b[cohort]);
-            [
-                now.requests.saturating_sub(requests),
-                now.errors.saturating_sub(errors),
-            ]
-        });
-        (base_counters, burst)
+        let bases = if ours {
+            self.burst_bases()
+        } else {
+            Default::default()
+        };
+        let now = PerCohort::from_fn(|c| [self.reading[c].requests, self.reading[c].errors]);
+        (base_counters, Bursts::since(now, bases))
     }
 
     /// Keeps `self.reading` as the reading at `at` (at most one per slot), and drops the
@@ -312,9 +343,11 @@ mod tests {
             total += 30;
             set(&mut w, total, 100);
             let (base, recent) = w.observe(s, spans(secs(t), len));
-            // The burst: since the reading before the previous one (at 40 s, the stage's start).
+            // The bursts: since the previous reading, and since the one before it (at 40 s,
+            // the stage's start).
+            assert_eq!(recent.current.canary, [30, 0], "at {t}s");
             let burst = if t == 40 { [130, 100] } else { [60, 0] };
-            assert_eq!(recent.canary, burst, "at {t}s");
+            assert_eq!(recent.with_previous.canary, burst, "at {t}s");
             if t >= 310 {
                 assert_eq!(
                     w.windowed.canary.errors, 0,
@@ -363,7 +396,8 @@ mod tests {
         let (_, burst) = evaluate(&mut w, 1);
         assert_eq!(w.now.canary.requests, 10_000, "in the stage");
         assert_eq!(w.windowed.canary.requests, 0, "not in the window");
-        assert_eq!(burst.canary, [0, 0], "nor in the burst span");
+        assert_eq!(burst.current.canary, [0, 0], "nor in the burst spans");
+        assert_eq!(burst.with_previous.canary, [0, 0]);
         // It gains 500 requests, 50 of them failed: the window holds them alone.
         fleet.set(Some(other(10_500, 150)));
         let (_, burst) = evaluate(&mut w, 2);
@@ -371,7 +405,8 @@ mod tests {
             (w.windowed.canary.requests, w.windowed.canary.errors),
             (500, 50)
         );
-        assert_eq!(burst.canary, [500, 50]);
+        assert_eq!(burst.current.canary, [500, 50]);
+        assert_eq!(burst.with_previous.canary, [500, 50]);
         assert_eq!(w.latency.canary.histogram.iter().sum::<u64>(), 500);
         assert_eq!(w.stage_latency.canary.histogram.iter().sum::<u64>(), 10_500);
         // A window later, only what it gained since then.
@@ -425,21 +460,25 @@ mod tests {
         for t in 2..5 {
             let (_, recent) = w.peek(StageId(1), spans(Duration::from_secs(t), len));
             assert_eq!(
-                recent.canary,
+                recent.with_previous.canary,
                 [15, 5],
                 "the burst since the stage's start (one span kept)"
             );
+            assert_eq!(recent.current.canary, [5, 3], "since the span began");
         }
         assert_eq!(w.readings.len(), 1);
         // Another stage's readings are not its base.
         let (base, recent) = w.peek(StageId(2), spans(Duration::from_secs(90), len));
-        assert_eq!((base.canary, recent.canary), ([0, 0, 0], [15, 5]));
+        assert_eq!((base.canary, recent.current.canary), ([0, 0, 0], [15, 5]));
+        assert_eq!(recent.with_previous.canary, [15, 5]);
         assert_eq!(w.stage, Some(StageId(1)));
         let (_, recent) = w.observe(StageId(1), spans(Duration::from_secs(5), len));
-        assert_eq!(recent.canary, [15, 5]);
-        // It started the stage's second span: the burst is measured from the first's start.
+        assert_eq!(recent.with_previous.canary, [15, 5]);
+        // It started the stage's second span: the longer burst is measured from the first's
+        // start, the current one from the second's.
         let (_, recent) = w.peek(StageId(1), spans(Duration::from_secs(5), len));
-        assert_eq!(recent.canary, [5, 3]);
+        assert_eq!(recent.with_previous.canary, [5, 3]);
+        assert_eq!(recent.current.canary, [0, 0]);
     }
 
     #[test]
@@ -465,25 +504,27 @@ mod tests {
         assert_eq!(w.stage_latency.canary.histogram, [200]);
         assert_eq!(w.latency.canary.histogram, [200]);
         // A burst span started at 31 s and another at 40 s; judging again within a second does
-        // not start a third, and the burst covers both (from 300 requests).
+        // not start a third: the bursts are since 40 s (500 requests) and since 31 s (300).
         for (ms, total) in [(40_300, 510), (40_600, 520), (40_900, 530)] {
             set(&mut w, total, 0);
             let (_, burst) = w.observe(s, at(ms));
-            assert_eq!(burst.canary, [total - 300, 0], "at {ms} ms");
+            assert_eq!(burst.current.canary, [total - 500, 0], "at {ms} ms");
+            assert_eq!(burst.with_previous.canary, [total - 300, 0], "at {ms} ms");
         }
         set(&mut w, 540, 0);
         let (_, burst) = w.observe(s, at(41_000));
         assert_eq!(
-            burst.canary,
-            [240, 0],
+            (burst.current.canary, burst.with_previous.canary),
+            ([40, 0], [240, 0]),
             "a second later: the last of both spans"
         );
         let (_, burst) = w.observe(s, at(41_100));
         assert_eq!(
-            burst.canary,
-            [40, 0],
-            "a new span, and still the one before it (from 40 s)"
+            (burst.current.canary, burst.with_previous.canary),
+            ([0, 0], [40, 0]),
+            "a new span (from 41 s), and still the one before it (from 40 s)"
         );
-        assert_eq!(w.burst_start().canary, [500, 0]);
+        let [earlier, latest] = w.burst_bases();
+        assert_eq!((earlier.canary, latest.canary), ([500, 0], [540, 0]));
     }
 }
