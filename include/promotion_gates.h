@@ -361,7 +361,8 @@ enum pgate_rule
    */
   PGATE_RULE_HEALTH_SCORE = 64,
   /**
-   * Errors in the burst span improbable at any acceptable rate given the stable version's.
+   * Errors in a burst span (the current one, or since the one before it) improbable at any
+   * acceptable rate given the stable version's in the same span.
    */
   PGATE_RULE_ERROR_BURST = 128,
   /**

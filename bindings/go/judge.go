@@ -47,7 +47,7 @@ const (
 	RuleP99VsStable        Rules = C.PGATE_RULE_P99_VS_STABLE        // p99 above the stable version's x p99_ratio_limit
 	RuleP99Budget          Rules = C.PGATE_RULE_P99_BUDGET           // p99 above p99_budget_ms
 	RuleHealthScore        Rules = C.PGATE_RULE_HEALTH_SCORE         // health score surely below 0.8 (its upper bound is)
-	RuleErrorBurst         Rules = C.PGATE_RULE_ERROR_BURST          // errors in the burst span improbable given the stable version's
+	RuleErrorBurst         Rules = C.PGATE_RULE_ERROR_BURST          // errors in a burst span improbable given the stable version's
 	RuleErrorsOverStage    Rules = C.PGATE_RULE_ERRORS_OVER_STAGE    // over the stage, errors surely above the stable version's beyond the margin
 	RuleLatencyShift       Rules = C.PGATE_RULE_LATENCY_SHIFT        // over the stage, latencies surely slower than tolerated (Mann-Whitney)
 	RuleNoData             Rules = C.PGATE_RULE_NO_DATA              // no canary outcome for no_data_ms (holds; never fired)

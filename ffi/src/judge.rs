@@ -46,7 +46,8 @@ pub enum pgate_rule {
     P99Budget = 32,
     /// Health score surely below 0.8: its upper confidence bound is.
     HealthScore = 64,
-    /// Errors in the burst span improbable at any acceptable rate given the stable version's.
+    /// Errors in a burst span (the current one, or since the one before it) improbable at any
+    /// acceptable rate given the stable version's in the same span.
     ErrorBurst = 128,
     /// Over the stage, the error rate surely above the stable version's beyond the margin.
     ErrorsOverStage = 256,
