@@ -324,7 +324,7 @@ pub(crate) struct Evaluation<'a> {
 
 impl Evaluation<'_> {
     /// Judges `snapshot`'s stage over the current window. Leaves a reading (at most one per
-    /// slot; the burst span restarts at most once per `evaluation_interval`).
+    /// slot; a new burst span starts at most once per `evaluation_interval`).
     pub(crate) fn judge(mut self, snapshot: &Snapshot) -> Verdict {
         let measured = self.refresh(snapshot);
         self.verdict(snapshot, measured)
@@ -344,7 +344,7 @@ impl Evaluation<'_> {
     }
 
     /// Judges `snapshot`'s stage over the current window without leaving a reading: the
-    /// window, the screen's base, the warm-up's end and the burst span stay as they were.
+    /// window, the screen's base, the warm-up's end and the burst spans stay as they were.
     pub(crate) fn health(mut self, snapshot: &Snapshot) -> CanaryHealth {
         let (stage, spans) = self.read(snapshot);
         let measured = self.window.peek(stage, spans);

@@ -193,7 +193,7 @@ impl Rule {
 }
 
 /// What the judge reads of one stage: the window, the stage as a whole, the latencies after
-/// warm-up, the burst span, and the stage's age. Histograms may be empty (counters only, or
+/// warm-up, the burst spans, and the stage's age. Histograms may be empty (counters only, or
 /// still warming up): the latency rules are then skipped.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sample<'a> {

@@ -255,7 +255,7 @@ fn a_burst_of_errors_is_not_diluted_by_a_healthy_window() {
 
 #[test]
 fn an_outage_the_stable_version_shares_is_not_blamed_on_the_canary() {
-    // Both fail 30 % in the burst span (a shared database is down), and in the window.
+    // Both fail 30 % in the burst spans (a shared database is down), and in the window.
     let prod = cohort(100_000, 30_000, 5_000, 10_000);
     let window = cohort(5_000, 1_500, 5_000, 10_000);
     let h = verdict_with(5.0, &window, &prod, burst([100, 30], [1_900, 570]));

@@ -162,8 +162,8 @@ impl Window {
     /// Takes `self.now` as the cumulative reading of `stage` at `spans.at` (with the other
     /// instances' counts the last evaluation added), computes the window (`self.windowed`, and
     /// the latencies after warm-up), and keeps the reading.
-    /// Returns the base reading's counters and the burst span's. A new stage starts the window,
-    /// the warm-up and the burst span afresh.
+    /// Returns the base reading's counters and the bursts. A new stage starts the window, the
+    /// warm-up and the burst spans afresh.
     pub(crate) fn observe(&mut self, stage: StageId, spans: Spans) -> Measured {
         if self.stage != Some(stage) {
             self.stage = Some(stage);
@@ -188,7 +188,7 @@ impl Window {
     }
 
     /// Like [`observe`](Self::observe), but keeps nothing: the readings (so the window's start,
-    /// the warm-up's end and the burst span) are left as they were.
+    /// the warm-up's end and the burst spans) are left as they were.
     pub(crate) fn peek(&mut self, stage: StageId, spans: Spans) -> Measured {
         self.fleet.joined_into(stage, &self.now, &mut self.reading);
         self.measure(stage, spans)
