@@ -67,10 +67,14 @@ pub(crate) enum Compliance {
     /// The canary has reported no outcome for `no_data_ms` while some were due.
     NoData,
     /// An absolute limit is breached, but the canary is not significantly worse than the
-    /// stable version: the whole service breaches its SLO. Nothing is rolled back.
+    /// stable version: the whole service breaches its SLO. Nothing is rolled back. (Breached
+    /// before the window holds `min_samples` stable outcomes to compare with, it is
+    /// [`Compliance::TooFewSamples`] of the stable version.)
     ServiceBreach { rule: Rule },
     /// Fewer than `min_samples` samples of the subject in the window (a canary: of its outcomes,
-    /// or of its latencies after the stage's warm-up).
+    /// or of its latencies after the stage's warm-up); or an absolute limit breached while the
+    /// stable version has fewer than that to say whether the canary is to blame (`subject` is
+    /// then the stable version).
     TooFewSamples {
         subject: Cohort,
         have: u64,
@@ -116,7 +120,20 @@ pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
     } else if held == Some(Rule::NoData) {
         Compliance::NoData
     } else if let Some(rule) = held {
-        Compliance::ServiceBreach { rule }
+        // The stable outcomes the rule's blame needs: without them the breach is nobody's yet.
+        let stable = match rule {
+            Rule::P99Budget => evidence.stable.judged(),
+            _ => evidence.stable.requests,
+        };
+        if stable < evidence.min_samples {
+            Compliance::TooFewSamples {
+                subject: Cohort::Stable,
+                have: stable,
+                need: evidence.min_samples,
+            }
+        } else {
+            Compliance::ServiceBreach { rule }
+        }
     } else if judged < evidence.min_samples && !shown.shown() {
         Compliance::TooFewSamples {
             subject,

@@ -334,7 +334,7 @@ fn a_catastrophic_canary_rolls_back_within_20_canary_requests() {
 const SUDDEN_FAILURE_BOUND: u64 = 20;
 
 #[test]
-fn a_sudden_failure_mid_stage_rolls_back_within_200_failing_requests() {
+fn a_sudden_failure_mid_stage_rolls_back_within_20_failing_requests() {
     let healthy = traffic(2000.0, stable());
     let failing = traffic(2000.0, Version::new(1.0, 20.0, 0.5));
     let mut failing_requests = Vec::new();
@@ -618,6 +618,27 @@ fn a_flag_change_within_the_stage_does_not_restart_its_no_data_clock() {
             gate.disable_feature("dark_mode").expect("a flag change");
         }
     });
+}
+
+#[test]
+fn an_outage_shared_from_the_stage_s_first_request_is_not_blamed_on_the_canary() {
+    // Both versions fail 30 % from the first request of a 50 % stage: the canary reaches
+    // min_samples first in about half the seeds, and its breach of the absolute limits must
+    // wait for as many stable outcomes, which show the same errors. (While the absolute limits
+    // acted alone there, 27 to 36 % of such stages were rolled back.)
+    let down = Version::new(0.3, 20.0, 0.5);
+    let outage = Traffic {
+        rate: 100.0,
+        canary: down,
+        stable: down,
+    };
+    for seed in 0..20 {
+        let (gate, clock) = canary_gate(50.0, true);
+        let run =
+            Driver::new(&gate, clock, seed, Users::Fresh).run(&outage, Duration::from_secs(20));
+        assert!(!run.left_stage, "seed {seed}: {run:?}");
+        assert!(gate.get_rollback_history().is_empty(), "seed {seed}");
+    }
 }
 
 #[test]

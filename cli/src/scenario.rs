@@ -58,7 +58,7 @@ pub enum ScenarioName {
     LatencyRegression,
     /// Same 1 % error rate as production, with short bursts that are not significant: promoted.
     FlakyButFine,
-    /// Healthy, then mid-stage every canary request fails: rolled back after 6 to 9 failures
+    /// Healthy, then mid-stage every canary request fails: rolled back after 7 to 11 failures
     /// (seeds 1 to 20).
     Catastrophic,
 }

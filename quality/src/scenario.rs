@@ -88,18 +88,26 @@ fn healthy() -> Vec<Scenario> {
         aa(100.0, 0.05, 0.01, LIGHT, "light"),
         aa(100.0, 0.5, 0.05, HEAVY, "heavy"),
     ];
-    for share in [0.05, 0.5] {
+    // A shared database down for 20 s mid-stage, and from the stage's first request (where
+    // at a 50 % share the canary may reach `min_samples` before the stable version does).
+    let shared = [
+        (300.0, "", 2000.0, 0.05),
+        (300.0, "", 2000.0, 0.5),
+        (0.0, " from the stage's start", 2000.0, 0.5),
+        (0.0, " from the stage's start", 100.0, 0.5),
+    ];
+    for (at_s, when, rps, share) in shared {
         let mut s = service(0.01, LIGHT, Change::None);
         s.outage = Some(Outage {
-            at_s: 300.0,
+            at_s,
             for_s: 20.0,
             error_rate: 0.3,
         });
         let name = format!(
-            "shared 20 s outage at 30 %, 2000 rps {}% canary",
+            "shared 20 s outage at 30 %{when}, {rps} rps {}% canary",
             share * 100.0
         );
-        list.push(scenario(&name, Kind::Healthy, 2000.0, share, s));
+        list.push(scenario(&name, Kind::Healthy, rps, share, s));
     }
     let breach = service(0.08, HEAVY, Change::None);
     list.push(scenario(

@@ -4,7 +4,8 @@
 //! **Relative blame.** With stable traffic to compare with, a rule rolls back only on a
 //! two-sample test against the stable version over the same span; an absolute limit that the
 //! canary breaches without being significantly worse than the stable version *holds* the
-//! promotion instead. Without stable traffic (Staging) the absolute limits act alone.
+//! promotion instead (as it does until the stable version has `min_samples` in the window).
+//! Without stable traffic (Staging, a 100 % canary) the absolute limits act alone.
 
 use std::time::Duration;
 
@@ -102,8 +103,8 @@ impl<'a> Case<'a> {
         self.canary.has(self.slo.min_samples) && p < self.slo.significance
     }
 
-    /// Whether the window has stable traffic to compare with (`min_samples` of it); without,
-    /// as in Staging, the absolute limits act alone.
+    /// Whether the window has stable outcomes to compare the canary's with: `min_samples` of
+    /// them.
     pub(super) fn comparable(&self) -> bool {
         self.stable.has(self.slo.min_samples)
     }
@@ -115,6 +116,16 @@ impl<'a> Case<'a> {
     pub(super) fn worse_than_tolerated(&self, canary: Proportion, stable: Proportion) -> f64 {
         let by_ratio = two_proportion_p(canary, stable, self.slo.error_rate_ratio_limit);
         by_ratio.max(excess_p(canary, stable, self.slo.error_rate_tolerance))
+    }
+
+    /// Whether the stage routes requests to the stable version (a canary share below 100 %):
+    /// an absolute limit the canary breaches then rolls back only once the stable version's
+    /// outcomes, `min_samples` of them, show the canary worse, and holds the promotion until
+    /// they do, so an outage both versions suffer from a stage's first request is not blamed
+    /// on the canary that happened to reach `min_samples` first. Without stable traffic
+    /// (Staging, a 100 % canary) the absolute limits act alone.
+    pub(super) fn stable_routed(&self) -> bool {
+        matches!(self.environment, Environment::Canary { traffic_percent } if traffic_percent < 100.0)
     }
 
     /// Whether the stage has both cohorts' samples for its stage-long tests.
@@ -211,10 +222,11 @@ pub(crate) const RULES: [RuleFn; 11] = [
 ];
 
 /// An absolute limit's finding: the limit is `setting`'s, tested (`p`) on `tested`'s canary
-/// cohort, which needs `min_samples`. With stable traffic in the window it rolls back only
-/// when the canary is also significantly worse than the stable version on the same measure
-/// (`blame` is that test's p-value, which needs `min_samples` of `tested`'s stable cohort),
-/// and otherwise holds the promotion; without, it acts alone.
+/// cohort, which needs `min_samples`. When the stage routes requests to the stable version
+/// ([`Case::stable_routed`]) it rolls back only when the canary is also significantly worse
+/// than the stable version on the same measure (`blame` is that test's p-value, which needs
+/// `min_samples` of `tested`'s stable cohort), and otherwise holds the promotion; without,
+/// it acts alone.
 pub(super) fn absolute(
     case: &Case<'_>,
     (rule, setting): (Rule, &'static str),
@@ -227,7 +239,7 @@ pub(super) fn absolute(
     let [canary, stable] = tested;
     let n = case.slo.min_samples;
     let breached = canary.has(n) && p < case.slo.significance;
-    let (fired, holds) = if case.comparable() {
+    let (fired, holds) = if case.stable_routed() {
         let blamed = stable.has(n) && blame < case.slo.significance;
         (breached && blamed, breached && !blamed)
     } else {

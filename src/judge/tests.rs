@@ -64,6 +64,16 @@ fn finding(h: &CanaryHealth, rule: Rule) -> Option<&Finding> {
     h.evidence.findings.iter().find(|f| f.rule == rule)
 }
 
+/// The compliance of `have` samples of `subject` where the default `min_samples`, 100, are
+/// needed.
+fn too_few_of_100(subject: crate::Cohort, have: u64) -> crate::verdict::Compliance {
+    crate::verdict::Compliance::TooFewSamples {
+        subject,
+        have,
+        need: 100,
+    }
+}
+
 fn policy(slo: &SloConfig) -> Policy<'_> {
     Policy::new(slo, 0.95)
 }
@@ -654,6 +664,64 @@ fn too_few_stable_outcomes_in_the_window_leave_the_absolute_limit() {
 }
 
 #[test]
+fn an_absolute_breach_waits_for_the_stable_outcomes_to_blame_the_canary() {
+    // A shared outage from the stage's first request, 50 % canary: the canary reaches
+    // min_samples (100) first, both failing 30 %. Its breach of max_error_rate holds the
+    // promotion; nothing is blamed before 100 stable outcomes can say whether it is worse.
+    let canary_counts = cohort(100, 30, 5_000, 10_000);
+    let h = verdict_with(
+        50.0,
+        &canary_counts,
+        &cohort(90, 27, 5_000, 10_000),
+        burst([100, 30], [90, 27]),
+    );
+    assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
+    let held = finding(&h, Rule::ErrorRateMax);
+    assert!(held.is_some_and(|f| f.holds && !f.fired), "{}", h.evidence);
+    assert_eq!(h.recommendation, Recommendation::Monitor);
+    // A promotion is refused for too few stable samples, not for a service-wide breach.
+    assert_eq!(
+        crate::verdict::compliance(&h.evidence),
+        too_few_of_100(crate::Cohort::Stable, 90)
+    );
+    // With min_samples of them, as bad as the canary: the whole service breaches its SLO.
+    let shared = verdict(50.0, &canary_counts, &cohort(100, 30, 5_000, 10_000));
+    assert_eq!(shared.evidence.fired().count(), 0, "{}", shared.evidence);
+    assert_eq!(
+        crate::verdict::compliance(&shared.evidence),
+        crate::verdict::Compliance::ServiceBreach {
+            rule: Rule::SloCompliance
+        }
+    );
+    // Once they can, a canary worse than them is blamed...
+    let clean = cohort(100, 1, 5_000, 10_000);
+    let h = verdict(50.0, &canary_counts, &clean);
+    assert!(
+        h.evidence.fired().any(|f| f.rule == Rule::ErrorRateMax),
+        "{}",
+        h.evidence
+    );
+    // ...and without stable traffic (a 100 % canary, Staging) the limit acts alone.
+    let none = CohortCounts::default();
+    for environment in [canary(100.0), Environment::Staging] {
+        let slo = SloConfig::default();
+        let h = judge_cohorts(
+            StageId(2),
+            environment,
+            &canary_counts,
+            &none,
+            PerCohort::default(),
+            policy(&slo),
+        );
+        assert!(
+            h.evidence.fired().any(|f| f.rule == Rule::ErrorRateMax),
+            "{environment}: {}",
+            h.evidence
+        );
+    }
+}
+
+#[test]
 fn a_clean_upper_bound_is_the_bisection_s() {
     for n in [1, 7, 50, 135, 1_000, 100_000] {
         for alpha in [0.001, 0.05] {
@@ -701,11 +769,7 @@ fn a_canary_whose_latencies_are_mostly_in_the_warm_up_is_not_promotable_without_
     assert_eq!(h.recommendation, Recommendation::Monitor);
     assert_eq!(
         crate::verdict::compliance(&h.evidence),
-        crate::verdict::Compliance::TooFewSamples {
-            subject: crate::Cohort::Canary,
-            have: 50,
-            need: 100
-        }
+        too_few_of_100(crate::Cohort::Canary, 50)
     );
     // With min_samples of latencies after warm-up the latency rules judge it: rolled back.
     let enough = [&settled_cohort(400, 40_000), &settled_cohort(4_000, 20_000)];
