@@ -88,25 +88,38 @@ fn healthy() -> Vec<Scenario> {
         aa(100.0, 0.05, 0.01, LIGHT, "light"),
         aa(100.0, 0.5, 0.05, HEAVY, "heavy"),
     ];
-    // A shared database down for 20 s mid-stage, and from the stage's first request (where
-    // at a 50 % share the canary may reach `min_samples` before the stable version does).
+    // Shared incidents of 20 s: a database down (30 % errors) mid-stage, and from the stage's
+    // first request (where at a 50 % share the canary may reach `min_samples` before the
+    // stable version does); a dependency 3x slower mid-stage.
+    let outage = |at_s| (at_s, 0.3, 1.0);
     let shared = [
-        (300.0, "", 2000.0, 0.05),
-        (300.0, "", 2000.0, 0.5),
-        (0.0, " from the stage's start", 2000.0, 0.5),
-        (0.0, " from the stage's start", 100.0, 0.5),
+        ("outage at 30 %", outage(300.0), 2000.0, 0.05),
+        ("outage at 30 %", outage(300.0), 2000.0, 0.5),
+        (
+            "outage at 30 % from the stage's start",
+            outage(0.0),
+            2000.0,
+            0.5,
+        ),
+        (
+            "outage at 30 % from the stage's start",
+            outage(0.0),
+            100.0,
+            0.5,
+        ),
+        ("slowdown 3x", (300.0, 0.0, 3.0), 2000.0, 0.05),
+        ("slowdown 3x", (300.0, 0.0, 3.0), 2000.0, 0.5),
+        ("slowdown 3x", (300.0, 0.0, 3.0), 100.0, 0.5),
     ];
-    for (at_s, when, rps, share) in shared {
+    for (what, (at_s, error_rate, slower), rps, share) in shared {
         let mut s = service(0.01, LIGHT, Change::None);
         s.outage = Some(Outage {
             at_s,
             for_s: 20.0,
-            error_rate: 0.3,
+            error_rate,
+            slower,
         });
-        let name = format!(
-            "shared 20 s outage at 30 %{when}, {rps} rps {}% canary",
-            share * 100.0
-        );
+        let name = format!("shared 20 s {what}, {rps} rps {}% canary", share * 100.0);
         list.push(scenario(&name, Kind::Healthy, rps, share, s));
     }
     let breach = service(0.08, HEAVY, Change::None);

@@ -33,12 +33,14 @@ pub enum Change {
     WarmUp { factor: f64, for_s: f64 },
 }
 
-/// A shared incident: both versions fail this share of requests from `at_s` for `for_s`.
+/// A shared incident: from `at_s` for `for_s`, both versions fail this share of requests
+/// (at least) and answer `slower` times slower.
 #[derive(Debug, Clone, Copy)]
 pub struct Outage {
     pub at_s: f64,
     pub for_s: f64,
     pub error_rate: f64,
+    pub slower: f64,
 }
 
 /// Both versions of one simulated service.
@@ -84,6 +86,7 @@ impl Service {
             && t < o.at_s + o.for_s
         {
             error_rate = error_rate.max(o.error_rate);
+            factor *= o.slower;
         }
         let ok = rng.random::<f64>() >= error_rate;
         (ok, self.draw_latency(rng) * factor)
