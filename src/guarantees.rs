@@ -70,7 +70,8 @@
 //! - No ordinary rule fires below `min_samples` (at least 5); the overwhelming-evidence rules
 //!   need a p-value below 1e-9 at the worst acceptable error rate given the stable version's
 //!   in the same span. Every rule that rolls back compares with the stable version when there
-//!   is stable traffic; an absolute limit breached by the whole service holds instead. The
+//!   is stable traffic; an absolute limit breached by the whole service, or before the
+//!   stable version has `min_samples` to compare with, holds instead. The
 //!   measured false-rollback rate of an A/A canary is 0 of 200 runs
 //!   (`tests/judge_scenarios.rs`), and the decision-quality benchmark (`quality/`) measures
 //!   A/A cells, shared outages and warm-up; see `docs/judge.md`.

@@ -36,7 +36,7 @@ pub struct Finding {
     pub fired: bool,
     /// Whether the finding holds the promotion without rolling back: an absolute limit
     /// breached by the whole service (the canary not significantly worse than the stable
-    /// version), or no data.
+    /// version, or the stable version not yet with `min_samples` to show it), or no data.
     pub holds: bool,
     /// The setting whose limit acted, e.g. `error_rate_ratio_limit` or
     /// `error_rate_tolerance` (whichever is more lenient for the data at hand). A limit fixed
