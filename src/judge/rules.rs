@@ -138,11 +138,39 @@ impl<'a> Case<'a> {
     /// it ([`Case::ceiling_given`], falling back on the absolute limit). In Staging, the
     /// absolute limit: max(`max_error_rate`, 1 %).
     fn window_ceiling(&self) -> f64 {
-        let absolute = self.slo.max_error_rate.max(OVERWHELMING_RATE_FLOOR);
+        let absolute = self.absolute_ceiling();
         if matches!(self.environment, Environment::Staging) {
             return absolute;
         }
         self.ceiling_given(self.stable.errors(), absolute)
+    }
+
+    /// The absolute limit the window's ceiling falls back on: max(`max_error_rate`, 1 %).
+    fn absolute_ceiling(&self) -> f64 {
+        self.slo.max_error_rate.max(OVERWHELMING_RATE_FLOOR)
+    }
+
+    /// An overwhelming-evidence `finding` on `canary`'s errors, whose ceiling took `fallback`
+    /// for want of `stable` outcomes, kept only if Fisher's exact test against those agrees:
+    /// when the stage routes requests to the stable version and `stable`'s outcomes are too
+    /// few to bound their rate ([`Case::too_few`]), the canary is blamed only if its errors
+    /// are also improbable beside the stable version's in the same span, at
+    /// `overwhelming_significance` (the larger p-value counts). A few clean stable outcomes
+    /// beside a few failed canary ones, or none at all, are no evidence against an outage
+    /// both versions share (7 failures beside 7 clean stable outcomes: p = 3·10⁻⁴), while 7
+    /// failures in a row beside 63 clean stable outcomes are (p = 8·10⁻¹⁰). Without stable
+    /// traffic (Staging, a 100 % canary) the ceiling acts alone.
+    fn unless_shared(
+        &self,
+        mut finding: Finding,
+        [canary, stable]: [Proportion; 2],
+        fallback: f64,
+    ) -> Finding {
+        if self.stable_routed() && self.too_few(stable, fallback) {
+            finding.p_value = finding.p_value.max(fisher_exact_p(canary, stable));
+            finding.fired = finding.p_value < self.slo.overwhelming_significance;
+        }
+        finding
     }
 
     /// The worst acceptable error rate given `stable`'s errors in the same span: the highest
@@ -343,15 +371,17 @@ fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
 
 /// [`Rule::OverwhelmingErrors`], at any sample count: the canary's errors in the window
 /// against the worst acceptable rate given the stable version's errors in the same window
-/// (with too few of them, the absolute limit).
+/// (with too few of them, the absolute limit, and Fisher's exact test must agree:
+/// [`Case::unless_shared`]).
 fn overwhelming_errors(case: &Case<'_>) -> Option<Finding> {
-    let ceiling = case.window_ceiling();
-    Some(overwhelming(
+    let errors = [case.canary.errors(), case.stable.errors()];
+    let finding = overwhelming(
         case,
         Rule::OverwhelmingErrors,
-        case.canary.errors(),
-        ceiling,
-    ))
+        errors[0],
+        case.window_ceiling(),
+    );
+    Some(case.unless_shared(finding, errors, case.absolute_ceiling()))
 }
 
 /// [`Rule::ErrorBurst`], at any sample count: the same test on both cohorts' outcomes in two
@@ -370,25 +400,15 @@ fn error_burst(case: &Case<'_>) -> Option<Finding> {
 /// The `error_burst` test over one span: the canary's errors in it against the worst
 /// acceptable rate given the stable version's in the same span ([`Case::ceiling_given`]; in
 /// Staging, the absolute limit). With stable outcomes in it too few to bound their rate, the
-/// window's ceiling (`window`) stands in for their bound; but when the stable version has traffic to
-/// compare with, the canary is then blamed only if its errors are also improbable beside the
-/// stable version's in the span (Fisher's exact test, at the same level): a few clean stable
-/// outcomes beside a few failed canary ones in a span just begun are no evidence against an
-/// outage both versions share (7 failures beside 7 clean stable outcomes: p = 3·10⁻⁴), while
-/// 7 failures in a row beside 63 clean stable outcomes are (p = 8·10⁻¹⁰).
+/// window's ceiling (`window`) stands in for their bound, and Fisher's exact test against
+/// them must agree ([`Case::unless_shared`]).
 fn burst_span(case: &Case<'_>, span: PerCohort<Proportion>, window: f64) -> Finding {
     if matches!(case.environment, Environment::Staging) {
         return overwhelming(case, Rule::ErrorBurst, span.canary, window);
     }
     let ceiling = case.ceiling_given(span.stable, window);
-    let mut finding = overwhelming(case, Rule::ErrorBurst, span.canary, ceiling);
-    if case.comparable() && case.too_few(span.stable, window) {
-        finding.p_value = finding
-            .p_value
-            .max(fisher_exact_p(span.canary, span.stable));
-        finding.fired = finding.p_value < case.slo.overwhelming_significance;
-    }
-    finding
+    let finding = overwhelming(case, Rule::ErrorBurst, span.canary, ceiling);
+    case.unless_shared(finding, [span.canary, span.stable], window)
 }
 
 fn overwhelming(case: &Case<'_>, rule: Rule, canary: Proportion, ceiling: f64) -> Finding {

@@ -584,13 +584,13 @@ fn a_burst_span_with_too_few_stable_outcomes_takes_the_window_s_ceiling_and_fish
     // A few stable outcomes that all fail say the outage is shared.
     assert!(!burst_span(5, [20, 20]));
     assert!(!burst_span(50, [20, 10]));
-    // Without stable traffic to compare with (the window's stable version below
-    // `min_samples`), the ceiling stands alone: `max_error_rate`, 5 %^7 < 1e-9 < 5 %^6.
+    // Without stable traffic (a 100 % canary), the ceiling stands alone: `max_error_rate`,
+    // 5 %^7 < 1e-9 < 5 %^6.
     let alone = |canary: u64| {
         let h = verdict_with(
-            10.0,
+            100.0,
             &window,
-            &cohort(50, 0, 5_000, 10_000),
+            &CohortCounts::default(),
             burst([canary, canary], [0, 0]),
         );
         h.evidence.fired().any(|f| f.rule == Rule::ErrorBurst)
@@ -634,24 +634,30 @@ fn a_burst_is_tested_in_the_current_span_and_since_the_one_before() {
 }
 
 #[test]
-fn too_few_stable_outcomes_in_the_window_leave_the_absolute_limit() {
-    // The stage's first milliseconds: 50 clean stable requests could not show a rate below
-    // max_error_rate (5 %) even without an error, so 5 % is the ceiling: 7 failures in a row,
-    // 5 %^7 < 1e-9. Their upper bound, 12.9 %, would need 10.
-    let stable = cohort(50, 0, 5_000, 10_000);
-    let fires = |n: u64| {
+fn too_few_stable_outcomes_in_the_window_leave_the_absolute_limit_and_fisher_s_test() {
+    // The stage's first milliseconds at a 5 % share: 133 clean stable requests could not show
+    // a rate below max_error_rate (5 %) even without an error, so 5 % is the ceiling: 7
+    // failures in a row, 5 %^7 < 1e-9; and Fisher's test against them agrees,
+    // 1 / C(140, 7) = 6e-12.
+    let fires = |n: u64, stable: u64| {
         verdict_with(
             5.0,
             &cohort(n, n, 5_000, 10_000),
-            &stable,
-            burst([n, n], [50, 0]),
+            &cohort(stable, 0, 5_000, 10_000),
+            burst([n, n], [stable, 0]),
         )
         .evidence
         .fired()
         .any(|f| f.rule == Rule::OverwhelmingErrors)
     };
-    assert!(fires(7));
-    assert!(!fires(6));
+    assert!(fires(7, 133));
+    assert!(!fires(6, 133));
+    // Beside 50 clean stable outcomes Fisher's test needs 8: 1 / C(57, 7) = 4e-9, 1 / C(58, 8)
+    // = 5e-10. Beside none, nothing shows the outage is the canary's alone (a 50 % stage
+    // whose first requests all went to the canary during a shared outage).
+    assert!(!fires(7, 50));
+    assert!(fires(8, 50));
+    assert!(!fires(20, 0));
     // All failing in both versions: shared, never blamed on the canary.
     let failing = cohort(50, 50, 5_000, 10_000);
     let h = verdict_with(
