@@ -5,7 +5,8 @@
 //! two-sample test against the stable version over the same span; an absolute limit that the
 //! canary breaches without being significantly worse than the stable version *holds* the
 //! promotion instead (as it does until the stable version has `min_samples` in the window).
-//! Without stable traffic (Staging, a 100 % canary) the absolute limits act alone.
+//! Without stable traffic (Staging, a 100 % canary, or none reported though 20 were due) the
+//! absolute limits act alone.
 
 use std::time::Duration;
 
@@ -118,14 +119,25 @@ impl<'a> Case<'a> {
         by_ratio.max(excess_p(canary, stable, self.slo.error_rate_tolerance))
     }
 
-    /// Whether the stage routes requests to the stable version (a canary share below 100 %):
-    /// an absolute limit the canary breaches then rolls back only once the stable version's
+    /// Whether the canary is judged beside stable outcomes: the stage routes requests to the
+    /// stable version (a canary share below 100 %) and their outcomes are reported. An
+    /// absolute limit the canary breaches then rolls back only once the stable version's
     /// outcomes, `min_samples` of them, show the canary worse, and holds the promotion until
     /// they do, so an outage both versions suffer from a stage's first request is not blamed
     /// on the canary that happened to reach `min_samples` first. Without stable traffic
-    /// (Staging, a 100 % canary) the absolute limits act alone.
-    pub(super) fn stable_routed(&self) -> bool {
-        matches!(self.environment, Environment::Canary { traffic_percent } if traffic_percent < 100.0)
+    /// (Staging, a 100 % canary) the absolute limits act alone, and so they do when the stage
+    /// has no stable outcome though the canary's imply at least 20 (a host that records the
+    /// canary's outcomes only: none of 20 due happens by chance with probability e⁻²⁰).
+    pub(super) fn stable_reported(&self) -> bool {
+        let Environment::Canary { traffic_percent } = self.environment else {
+            return false;
+        };
+        let share = traffic_percent / 100.0;
+        if share >= 1.0 {
+            return false;
+        }
+        let due = self.stage.canary.trials as f64 * (1.0 - share) / share;
+        self.stage.stable.trials > 0 || due < NO_DATA_EXPECTED
     }
 
     /// Whether the stage has both cohorts' samples for its stage-long tests.
@@ -152,21 +164,21 @@ impl<'a> Case<'a> {
 
     /// An overwhelming-evidence `finding` on `canary`'s errors, whose ceiling took `fallback`
     /// for want of `stable` outcomes, kept only if Fisher's exact test against those agrees:
-    /// when the stage routes requests to the stable version and `stable`'s outcomes are too
-    /// few to bound their rate ([`Case::too_few`]), the canary is blamed only if its errors
-    /// are also improbable beside the stable version's in the same span, at
-    /// `overwhelming_significance` (the larger p-value counts). A few clean stable outcomes
-    /// beside a few failed canary ones, or none at all, are no evidence against an outage
-    /// both versions share (7 failures beside 7 clean stable outcomes: p = 3·10⁻⁴), while 7
-    /// failures in a row beside 63 clean stable outcomes are (p = 8·10⁻¹⁰). Without stable
-    /// traffic (Staging, a 100 % canary) the ceiling acts alone.
+    /// when the canary is judged beside stable outcomes ([`Case::stable_reported`]) and
+    /// `stable`'s outcomes are too few to bound their rate ([`Case::too_few`]), the canary is
+    /// blamed only if its errors are also improbable beside the stable version's in the same
+    /// span, at `overwhelming_significance` (the larger p-value counts). A few clean stable
+    /// outcomes beside a few failed canary ones, or none at all, are no evidence against an
+    /// outage both versions share (7 failures beside 7 clean stable outcomes: p = 3·10⁻⁴),
+    /// while 7 failures in a row beside 63 clean stable outcomes are (p = 8·10⁻¹⁰). Otherwise
+    /// the ceiling acts alone.
     fn unless_shared(
         &self,
         mut finding: Finding,
         [canary, stable]: [Proportion; 2],
         fallback: f64,
     ) -> Finding {
-        if self.stable_routed() && self.too_few(stable, fallback) {
+        if self.stable_reported() && self.too_few(stable, fallback) {
             finding.p_value = finding.p_value.max(fisher_exact_p(canary, stable));
             finding.fired = finding.p_value < self.slo.overwhelming_significance;
         }
@@ -250,8 +262,8 @@ pub(crate) const RULES: [RuleFn; 11] = [
 ];
 
 /// An absolute limit's finding: the limit is `setting`'s, tested (`p`) on `tested`'s canary
-/// cohort, which needs `min_samples`. When the stage routes requests to the stable version
-/// ([`Case::stable_routed`]) it rolls back only when the canary is also significantly worse
+/// cohort, which needs `min_samples`. When the canary is judged beside stable outcomes
+/// ([`Case::stable_reported`]) it rolls back only when the canary is also significantly worse
 /// than the stable version on the same measure (`blame` is that test's p-value, which needs
 /// `min_samples` of `tested`'s stable cohort), and otherwise holds the promotion; without,
 /// it acts alone.
@@ -267,7 +279,7 @@ pub(super) fn absolute(
     let [canary, stable] = tested;
     let n = case.slo.min_samples;
     let breached = canary.has(n) && p < case.slo.significance;
-    let (fired, holds) = if case.stable_routed() {
+    let (fired, holds) = if case.stable_reported() {
         let blamed = stable.has(n) && blame < case.slo.significance;
         (breached && blamed, breached && !blamed)
     } else {

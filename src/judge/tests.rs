@@ -653,11 +653,26 @@ fn too_few_stable_outcomes_in_the_window_leave_the_absolute_limit_and_fisher_s_t
     assert!(fires(7, 133));
     assert!(!fires(6, 133));
     // Beside 50 clean stable outcomes Fisher's test needs 8: 1 / C(57, 7) = 4e-9, 1 / C(58, 8)
-    // = 5e-10. Beside none, nothing shows the outage is the canary's alone (a 50 % stage
-    // whose first requests all went to the canary during a shared outage).
+    // = 5e-10.
     assert!(!fires(7, 50));
     assert!(fires(8, 50));
-    assert!(!fires(20, 0));
+    // Beside none, at a 50 % share, nothing shows the outage is the canary's alone (a stage
+    // whose first requests all went to the canary during a shared outage); but none beside
+    // 20 canary outcomes is a host that does not record the stable version's (e^-20), and
+    // the ceiling acts alone.
+    let at_half = |n: u64| {
+        let h = verdict_with(
+            50.0,
+            &cohort(n, n, 5_000, 10_000),
+            &CohortCounts::default(),
+            burst([n, n], [0, 0]),
+        );
+        h.evidence
+            .fired()
+            .any(|f| f.rule == Rule::OverwhelmingErrors)
+    };
+    assert!(!at_half(19));
+    assert!(at_half(20));
     // All failing in both versions: shared, never blamed on the canary.
     let failing = cohort(50, 50, 5_000, 10_000);
     let h = verdict_with(
