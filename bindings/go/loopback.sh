@@ -21,10 +21,8 @@ build_e2e() {
     go build -o "$1" ./e2e)
 }
 
-# free_port: a TCP port of 127.0.0.1 free now
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=../free_port.sh
+. "$here/../free_port.sh"
 
 # write_ids_lua <file>: a wrk script sending a new routing key (X-Request-Id) per request, as
 # clients with their own request ids would, from a random prefix per wrk thread

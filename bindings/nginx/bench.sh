@@ -36,9 +36,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=../free_port.sh
+. "$here/../free_port.sh"
 app_port=$(free_port)
 declare -A port=([A]=$(free_port) [B]=$(free_port))
 user_line=""

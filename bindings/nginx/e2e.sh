@@ -63,9 +63,8 @@ fail() {
   exit 1
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=../free_port.sh
+. "$(dirname "$0")/../free_port.sh"
 aa_port=$(free_port)
 checkout_port=$(free_port)
 stable_port=$(free_port)

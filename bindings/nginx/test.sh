@@ -149,10 +149,8 @@ CONF
   chown nobody "$tmp/fleet/g.db"
 fi
 
-# free_port: a loopback port nothing listens on (bound, then closed)
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=../free_port.sh
+. "$here/../free_port.sh"
 # serve <http block> [<workers>]: runs nginx (one worker, error log at notice) with that http
 # block until stop_serving, once the server on $port answers its /metrics location.
 serve() {

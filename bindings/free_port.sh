@@ -1,0 +1,34 @@
+# Sourced by the scripts that serve on loopback: bindings/nginx/{e2e,test,bench}.sh and
+# bindings/go/loopback.sh (for Go's e2e.sh and bench.sh). Uses the caller's $tmp, its
+# temporary directory, which must exist before the first call.
+
+# free_port: a TCP port of 127.0.0.1 that nothing listens on now and that this script was not
+# given before. The kernel may hand out a port just closed again, and two servers told the
+# same port fail ("duplicate listen options"), so the ports given are listed in
+# $tmp/ports.given, and a port already given is held bound while another is picked.
+free_port() {
+  python3 - "$tmp/ports.given" <<'PY'
+import socket
+import sys
+
+path = sys.argv[1]
+try:
+    with open(path) as f:
+        given = set(f.read().split())
+except FileNotFoundError:
+    given = set()
+held = []
+while True:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = str(s.getsockname()[1])
+    if port not in given:
+        break
+    held.append(s)
+    if len(held) > 1000:
+        sys.exit("free_port: 1000 ports in a row were given already")
+with open(path, "a") as f:
+    f.write(port + "\n")
+print(port)
+PY
+}
