@@ -1,6 +1,6 @@
-# Sourced by the scripts that serve on loopback: bindings/nginx/{e2e,test,bench}.sh and
-# bindings/go/loopback.sh (for Go's e2e.sh and bench.sh). Uses the caller's $tmp, its
-# temporary directory, which must exist before the first call.
+# Sourced by the scripts that serve on loopback: bindings/nginx/{e2e,test,bench}.sh,
+# bindings/go/loopback.sh (for Go's e2e.sh and bench.sh) and .ci/etcd. Uses the caller's $tmp,
+# its temporary directory, which must exist before the first call.
 
 # free_port: a TCP port of 127.0.0.1 that nothing listens on now and that this script was not
 # given before. The kernel may hand out a port just closed again, and two servers told the
