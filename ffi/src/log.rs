@@ -422,9 +422,12 @@ mod tests {
         let mut out = String::new();
         push_escaped_controls(&mut out, "a\nb\0c\r\u{1b}[0m \"é\" \\");
         assert_eq!(out, r#"a\nb\0c\r\u{1b}[0m "é" \"#);
+        // Every control character is below U+00A0; Miri (for which this safe code holds
+        // nothing to check) takes the first 512 characters, not minutes for 70,000.
+        let count = if cfg!(miri) { 512 } else { 70_000 };
         let every: String = (0..=0x10ffff)
             .filter_map(char::from_u32)
-            .take(70_000)
+            .take(count)
             .collect();
         let mut out = String::new();
         push_escaped_controls(&mut out, &every);

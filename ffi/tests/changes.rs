@@ -109,6 +109,7 @@ fn change_count(gate: *const pgate_gate) -> u64 {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "SQLite is C code, which Miri cannot run")]
 fn a_gate_asked_to_sync_reads_another_gates_rollback_at_once() {
     let dir = std::env::temp_dir().join(format!("pg-ffi-sync-now-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
