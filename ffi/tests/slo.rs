@@ -8,9 +8,16 @@
 
 mod common;
 
-use common::{error_text, new_gate, route_and_record};
+use common::{error_text, new_gate_with_slo, route_and_record};
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
+
+/// The SLO of these tests' gates: the longest `evaluation_interval_ms`, so that the record
+/// path never evaluates and every judgement is the one a read or `pgate_monitor_health`
+/// makes. (It also keeps the file within Miri's time: there each evaluation on the record
+/// path reads every recorder, thousands of atomics, and with the default 1 s interval one
+/// fell due on nearly every record.)
+const QUIET_SLO: &str = r#"{"evaluation_interval_ms": 3600000}"#;
 
 /// The health through `pgate_read_health`, and its evidence line.
 ///
@@ -49,8 +56,9 @@ unsafe fn state(gate: *const pgate_gate) -> (pgate_environment, u64) {
 
 #[test]
 fn reading_the_health_never_rolls_back() {
-    let gate = new_gate(
+    let gate = new_gate_with_slo(
         r#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": true}"#,
+        Some(QUIET_SLO),
     );
     // SAFETY: live gate and buffers throughout.
     unsafe {
@@ -89,7 +97,10 @@ fn reading_the_health_never_rolls_back() {
 
 #[test]
 fn a_changed_slo_keeps_the_stage_and_the_recorded_counts() {
-    let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 50}}}"#);
+    let gate = new_gate_with_slo(
+        r#"{"environment": {"canary": {"traffic_percent": 50}}}"#,
+        Some(QUIET_SLO),
+    );
     // SAFETY: live gate and buffers throughout.
     unsafe {
         route_and_record(gate, 200, true, 20_000_000);

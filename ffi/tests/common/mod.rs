@@ -7,14 +7,22 @@ use std::ptr::{null, null_mut};
 
 /// A new gate from a JSON config (the default SLO); the caller frees it.
 pub fn new_gate(config: &str) -> *mut pgate_gate {
+    new_gate_with_slo(config, None)
+}
+
+/// A new gate from a JSON config and, when given, a JSON SLO (else the default); the caller
+/// frees it.
+pub fn new_gate_with_slo(config: &str, slo: Option<&str>) -> *mut pgate_gate {
     let mut gate = null_mut();
-    // SAFETY: config is a live slice; gate is a valid out-pointer; err may be NULL.
+    let (slo_ptr, slo_len) = slo.map_or((null(), 0), |s| (s.as_ptr(), s.len()));
+    // SAFETY: config and slo are live slices (or NULL, 0); gate is a valid out-pointer; err
+    // may be NULL.
     let status = unsafe {
         pgate_gate_new(
             config.as_ptr(),
             config.len(),
-            null(),
-            0,
+            slo_ptr,
+            slo_len,
             &mut gate,
             null_mut(),
         )
