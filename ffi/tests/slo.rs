@@ -128,6 +128,8 @@ fn a_changed_slo_keeps_the_stage_and_the_recorded_counts() {
         let slo: serde_json::Value = serde_json::from_slice(&buf[..len]).unwrap();
         assert_eq!(slo["min_samples"], 1000);
         assert_eq!(slo["max_error_rate"], 0.01);
+        // The whole SLO is replaced: a field the new one omits takes its default.
+        assert_eq!(slo["evaluation_interval_ms"], 1000.0);
 
         let bad = br#"{"max_error_rate": 2.5}"#;
         assert_eq!(
