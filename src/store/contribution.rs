@@ -227,7 +227,9 @@ fn decode_cohort(
         ));
     }
     let latency = &published.latency;
-    check_header(latency).map_err(|problem| bad("latency", problem))?;
+    check_header(latency)
+        .and_then(|payload| check_payload(&latency[V2_HEADER..V2_HEADER + payload]))
+        .map_err(|problem| bad("latency", problem))?;
     let histogram: hdrhistogram::Histogram<u64> = Deserializer::new()
         .deserialize(&mut latency.as_slice())
         .map_err(|e| bad("latency", format!("not a V2 histogram: {e:?}")))?;
@@ -251,8 +253,9 @@ fn decode_cohort(
 }
 
 /// Checks a V2 histogram's size and header (cookie, payload length, the gate's bounds and
-/// precision) before it is decoded, so that decoding allocates only the gate's layout.
-fn check_header(bytes: &[u8]) -> Result<(), String> {
+/// precision) before it is decoded, so that decoding allocates only the gate's layout. Returns
+/// the payload's length.
+fn check_header(bytes: &[u8]) -> Result<usize, String> {
     if bytes.len() > MAX_LATENCY_BYTES {
         return Err(format!(
             "{} bytes is above {MAX_LATENCY_BYTES}",
@@ -287,6 +290,28 @@ fn check_header(bytes: &[u8]) -> Result<(), String> {
             "bounds {}..={} with {} significant figures (the gate's are {lowest}..={highest} with {digits})",
             found.0, found.1, found.2
         ));
+    }
+    Ok(payload as usize)
+}
+
+/// Checks what of a V2 payload the decoder cannot refuse by itself: a number of nine `0xff`
+/// bytes, the zigzag encoding of -2^63, a run of empty buckets whose length the decoder
+/// negates, which overflows (a panic wherever overflow is checked). It refuses or takes every
+/// other number: a run or a count past the layout's end, a payload cut short inside a number.
+fn check_payload(payload: &[u8]) -> Result<(), String> {
+    let mut at = 0;
+    while at < payload.len() {
+        if payload[at..].starts_with(&[0xff; 9]) {
+            return Err(format!(
+                "the number at payload byte {at} is -2^63, a run of 2^63 empty buckets"
+            ));
+        }
+        // LEB128 as V2 writes it: up to eight bytes with the high bit set, then one more.
+        at += 1 + payload[at..]
+            .iter()
+            .take(8)
+            .take_while(|b| **b & 0x80 != 0)
+            .count();
     }
     Ok(())
 }
@@ -396,6 +421,63 @@ mod tests {
             3,
         );
         assert!(text.contains("not a V2 histogram"), "{text}");
+        // A number the decoder would negate with overflow (-2^63, nine 0xff bytes) after a
+        // good one: refused before decoding, where a build with overflow checks panicked.
+        let (field, text) = refused(
+            &|c| {
+                let l = &mut c.cohorts.canary.latency;
+                l.truncate(V2_HEADER);
+                l.extend_from_slice(&[0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+                l[4..8].copy_from_slice(&10u32.to_be_bytes());
+            },
+            3,
+        );
+        assert_eq!(field, "canary.latency");
+        assert!(text.contains("payload byte 1 is -2^63"), "{text}");
+    }
+
+    /// A V2 histogram of the gate's layout with `payload` as its payload.
+    fn with_payload(payload: &[u8]) -> Vec<u8> {
+        let mut bytes = encode("a", 1, &counts()).unwrap().cohorts.canary.latency;
+        bytes.truncate(V2_HEADER);
+        bytes[4..8].copy_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    proptest::proptest! {
+        /// Whatever a store row's payload holds, decoding it takes it or refuses it naming
+        /// the field, never panics, and takes no more samples than the row's requests.
+        #[test]
+        fn any_latency_payload_is_taken_or_refused(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    // -2^63, the largest count, a long run of empty buckets, small numbers
+                    proptest::strategy::Just(vec![0xffu8; 9]),
+                    proptest::strategy::Just(vec![0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+                    proptest::strategy::Just(vec![0xff, 0xff, 0xff, 0x0f]),
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 1..4),
+                ],
+                0..16,
+            ),
+            requests in 0u64..=MAX_COUNT,
+        ) {
+            let payload = pieces.concat();
+            let mut c = encode("a", 1, &counts()).unwrap();
+            c.cohorts.canary = PublishedCohort {
+                requests,
+                errors: 0,
+                compliant: 0,
+                latency: with_payload(&payload),
+            };
+            match decode(&c, 1) {
+                Ok(back) => {
+                    let samples: u64 = back.canary.histogram.iter().sum();
+                    proptest::prop_assert!(samples <= requests);
+                }
+                Err(bad) => proptest::prop_assert_eq!(bad.field, "canary.latency"),
+            }
+        }
     }
 
     #[test]
