@@ -304,7 +304,8 @@ impl EtcdStore {
             &json!({ "key": history, "range_end": end, "count_only": true }),
         )?;
         let stored = text_of(&counted["count"]).parse::<usize>().unwrap_or(0);
-        let total = stored + usize::from(write.event.is_some());
+        // Saturating: the count is the server's word, and no answer may panic a write.
+        let total = stored.saturating_add(usize::from(write.event.is_some()));
         let excess = total.saturating_sub(write.history_bound.max(1));
         if excess == 0 {
             return Ok(None);
@@ -636,7 +637,8 @@ impl StateStore for EtcdStore {
         let key = BASE64.encode(self.key("release"));
         // The first watch starts after the state the gate read when it opened; each next one
         // after the last event received, so nothing written between two watches is missed.
-        let mut from = self.read_revision.load(Ordering::Relaxed) + 1;
+        // Saturating, as below: a revision is the server's word (etcd's are below 2^63).
+        let mut from = self.read_revision.load(Ordering::Relaxed).saturating_add(1);
         let spawned = std::thread::Builder::new()
             .name("pgate-watch".into())
             .spawn(move || {
@@ -692,7 +694,7 @@ impl StateStore for EtcdStore {
                             if let Ok(revision) =
                                 text_of(&event["kv"]["mod_revision"]).parse::<u64>()
                             {
-                                from = from.max(revision + 1);
+                                from = from.max(revision.saturating_add(1));
                             }
                         }
                         if !events.is_empty() {

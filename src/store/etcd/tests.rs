@@ -670,3 +670,22 @@ fn known(n: u64) -> Guard {
         stage: n,
     }
 }
+
+/// Numbers of an answer are the server's word (a member, or a proxy in front of it): at
+/// `u64::MAX` (etcd's own stay below 2^63) a revision and a history count panic nothing, not
+/// the watch's start (the gate's constructor) nor a write that trims the history.
+#[test]
+fn numbers_past_etcds_range_in_an_answer_panic_nothing() {
+    const ANSWER: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 77\r\nConnection: close\r\n\r\n{\"header\":{\"revision\":\"18446744073709551615\"},\"count\":\"18446744073709551615\"}";
+    let (endpoint, _) = answering_at_once(ANSWER);
+    let store = EtcdStore::new(&settings(&endpoint, "huge-numbers"), GATE);
+    let (found, revision) = store.get(&store.key("release"), None).unwrap();
+    assert!(found.is_none());
+    assert_eq!(revision, "18446744073709551615");
+    let stop = Arc::new(AtomicBool::new(true));
+    if let Some(watch) = store.watch(Box::new(|| {}), stop) {
+        watch.join().unwrap();
+    }
+    let result = store.commit(&write_on(0, Environment::Production, Some("back")));
+    assert!(result.is_err(), "{result:?}");
+}
