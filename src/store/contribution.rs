@@ -26,6 +26,9 @@ use crate::metrics::{CohortCounts, Counts, from_histogram, histogram_bounds, to_
 /// Other instances' contributions read per sync tick, at most (the newest first).
 pub(crate) const MAX_INSTANCES: usize = 256;
 
+/// The longest instance id read back, in bytes; [`instance_id`] writes at most about 130.
+pub(crate) const MAX_INSTANCE_BYTES: usize = 256;
+
 /// The largest latency histogram read back, in bytes. The densest histogram of the gate's
 /// layout (2560 buckets, each a nine-byte count) needs about 23 KiB.
 pub(crate) const MAX_LATENCY_BYTES: usize = 64 * 1024;
@@ -88,6 +91,20 @@ impl BadContribution {
             problem: problem.to_string(),
         }
     }
+}
+
+/// Refuses an instance id of `bytes` bytes above [`MAX_INSTANCE_BYTES`], naming it by its first
+/// 32 characters (of `shown`: the id, or as much of it as was read).
+pub(crate) fn check_instance(shown: &str, bytes: usize) -> Result<(), BadContribution> {
+    if bytes <= MAX_INSTANCE_BYTES {
+        return Ok(());
+    }
+    let start: String = shown.chars().take(32).collect();
+    Err(BadContribution::new(
+        &format!("{start}..."),
+        "instance",
+        format!("{bytes} bytes is above {MAX_INSTANCE_BYTES}"),
+    ))
 }
 
 /// This gate's instance id, unique per process and gate: the host name, the process id, the
@@ -536,6 +553,18 @@ mod tests {
         let back = decode(&published, 5).unwrap();
         assert_eq!(back.canary.histogram, caught.canary.histogram);
         assert_eq!((back.stable.errors, back.stable.compliant), (95, 8910));
+    }
+
+    #[test]
+    fn an_instance_id_above_its_bound_is_refused_by_its_first_characters() {
+        let id = instance_id(SystemTime::now());
+        assert!(id.len() <= MAX_INSTANCE_BYTES, "{id}");
+        assert_eq!(check_instance(&id, id.len()), Ok(()));
+        let long = "é".repeat(MAX_INSTANCE_BYTES);
+        let bad = check_instance(&long, long.len()).unwrap_err();
+        assert_eq!(bad.field, "instance");
+        assert_eq!(bad.instance, format!("{}...", "é".repeat(32)));
+        assert_eq!(bad.problem, "512 bytes is above 256");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::contribution::{MAX_LATENCY_BYTES, PublishedCohort};
+use super::contribution::{MAX_INSTANCE_BYTES, MAX_LATENCY_BYTES, PublishedCohort, check_instance};
 use super::{
     BadContribution, Commit, Contribution, EtcdStoreConfig, Guard, MAX_INSTANCES, NewestFirst,
     SCHEMA_VERSION, Since, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
@@ -147,7 +147,7 @@ impl EtcdStore {
     /// The most an answer holding [`MAX_INSTANCES`] + 1 contributions takes (their keys: the
     /// prefix and an instance id, a host name and three numbers).
     fn contributions_answer(&self) -> usize {
-        let key = base64_len(self.contribution_key("").len() + 256);
+        let key = base64_len(self.contribution_key("").len() + MAX_INSTANCE_BYTES);
         (MAX_INSTANCES + 1) * (key + base64_len(MAX_CONTRIBUTION_JSON) + KV_OVERHEAD) + KV_OVERHEAD
     }
 
@@ -616,9 +616,11 @@ impl StateStore for EtcdStore {
             if instance == except {
                 continue;
             }
-            let read = self
-                .decode(&kv["value"])
-                .map_err(|e| BadContribution::new(&instance, "value", e))
+            let read = check_instance(&instance, instance.len())
+                .and_then(|()| {
+                    self.decode(&kv["value"])
+                        .map_err(|e| BadContribution::new(&instance, "value", e))
+                })
                 .and_then(|value| contribution_of(&instance, &value));
             match read {
                 // Another stage's (an instance that has not moved yet): not ours to count.

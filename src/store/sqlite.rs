@@ -12,7 +12,7 @@ use rusqlite::{
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use super::contribution::{MAX_LATENCY_BYTES, PublishedCohort};
+use super::contribution::{MAX_INSTANCE_BYTES, MAX_LATENCY_BYTES, PublishedCohort, check_instance};
 use super::{
     BadContribution, Commit, Contribution, Guard, MAX_INSTANCES, NewestFirst, SCHEMA_VERSION,
     Since, SqliteStoreConfig, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
@@ -527,15 +527,19 @@ impl SqliteStore {
         ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
-        // A latency blob above the bound is not read (NULL), only its length.
+        // A latency blob above the bound is not read (NULL), only its length; of an instance
+        // id above its bound, only its length and first characters.
         let mut statement = connection
             .prepare_cached(
-                "SELECT instance, canary_requests, canary_errors, canary_compliant,
+                "SELECT CASE WHEN length(CAST(instance AS BLOB)) <= ?8 THEN instance
+                         ELSE substr(instance, 1, 32) END,
+                     canary_requests, canary_errors, canary_compliant,
                      length(canary_latency),
                      CASE WHEN length(canary_latency) <= ?5 THEN canary_latency END,
                      stable_requests, stable_errors, stable_compliant,
                      length(stable_latency),
-                     CASE WHEN length(stable_latency) <= ?5 THEN stable_latency END
+                     CASE WHEN length(stable_latency) <= ?5 THEN stable_latency END,
+                     length(CAST(instance AS BLOB))
                  FROM contribution
                  WHERE gate = ?1 AND stage = ?2 AND instance <> ?3
                      AND updated_at_ms BETWEEN ?4 AND ?7
@@ -559,7 +563,8 @@ impl SqliteStore {
                     cutoff,
                     bound,
                     limit,
-                    ahead
+                    ahead,
+                    i64::try_from(MAX_INSTANCE_BYTES).unwrap_or(i64::MAX)
                 ],
                 |row| Ok(contribution_of(row, stage)),
             )
@@ -641,6 +646,9 @@ fn contribution_of(row: &Row<'_>, stage: u64) -> Result<Contribution, BadContrib
         Ok(ValueRef::Text(text)) => String::from_utf8_lossy(text).into_owned(),
         _ => return Err(BadContribution::new("?", "instance", "not text")),
     };
+    if let Ok(ValueRef::Integer(n)) = row.get_ref(11) {
+        check_instance(&instance, usize::try_from(n).unwrap_or(usize::MAX))?;
+    }
     let bad = |field: &str, problem: &str| BadContribution::new(&instance, field, problem);
     let count = |at: usize, field: &str| match row.get_ref(at) {
         Ok(ValueRef::Integer(n)) => u64::try_from(n).map_err(|_| bad(field, &n.to_string())),

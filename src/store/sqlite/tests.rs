@@ -736,7 +736,7 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
     let path = dir.file("gate.db");
     let store = open(&path, "checkout");
     let ttl = Duration::from_secs(60);
-    for instance in ["good", "negative", "text", "huge", "corrupt"] {
+    for instance in ["good", "negative", "text", "huge", "corrupt", "long"] {
         store.publish(&contribution(instance, 1, 100), ttl).unwrap();
     }
     {
@@ -760,10 +760,22 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
             "UPDATE contribution SET canary_latency = x'1c849313deadbeef' WHERE instance = ?1",
             "corrupt",
         );
+        // An id of 8 MB: only its length and first characters are read.
+        set(
+            "UPDATE contribution SET instance = ?1 || '-' || hex(zeroblob(4000000)) WHERE instance = ?1",
+            "long",
+        );
     }
-    let mut found: Vec<String> = store
-        .contributions(1, "me", ttl)
-        .unwrap()
+    let rows = store.contributions(1, "me", ttl).unwrap();
+    let long = rows
+        .iter()
+        .find_map(|row| row.as_ref().err().filter(|bad| bad.field == "instance"))
+        .unwrap();
+    assert_eq!(
+        long.to_string(),
+        r#"contribution of instance "long-000000000000000000000000000...": instance: 8000005 bytes is above 256"#
+    );
+    let mut found: Vec<String> = rows
         .into_iter()
         .map(
             |row| match row.and_then(|c| crate::store::decode(&c, 1).map(|_| c)) {
@@ -779,6 +791,7 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
             "corrupt canary.latency",
             "good ok",
             "huge stable_latency",
+            "long-000000000000000000000000000... instance",
             "negative canary_errors",
             "text stable_requests"
         ]
