@@ -428,7 +428,7 @@ impl EtcdStore {
                         event.version
                     )));
                 }
-                if !newest.take(event) {
+                if !newest.take(event).map_err(not_ours)? {
                     return Ok(newest.oldest_first());
                 }
                 end = key;

@@ -369,7 +369,10 @@ impl SqliteStore {
             .map_err(fail)?;
         let mut newest = NewestFirst::new(release.history_bound());
         for row in rows {
-            if !newest.take(row.map_err(fail)?.map_err(not_ours)?) {
+            if !newest
+                .take(row.map_err(fail)?.map_err(not_ours)?)
+                .map_err(not_ours)?
+            {
                 break;
             }
         }

@@ -93,11 +93,11 @@ pub(crate) struct StoredState {
 }
 
 impl StoredState {
-    /// Checks a state read from a store (the release already checked, the history read as
-    /// at most [`StoredRelease::history_bound`] events, oldest first): each event's fields
-    /// ([`StoredEvent::to_event`]) and its version, the one of the write that recorded it, so
-    /// from 1 to the release's and increasing. Every backend reads its state through it. The
-    /// error names the field and its value.
+    /// Checks a state read from a store (the release already checked, the history read
+    /// through [`NewestFirst`], which checked each event's fields, oldest first): each
+    /// event's version, the one of the write that recorded it, so from 1 to the release's
+    /// and increasing. Every backend reads its state through it. The error names the field
+    /// and its value.
     pub(crate) fn checked(self) -> Result<Self, String> {
         let mut previous = 0;
         for event in &self.history {
@@ -110,7 +110,6 @@ impl StoredState {
                 ));
             }
             previous = version;
-            event.to_event()?;
         }
         Ok(self)
     }
@@ -138,18 +137,22 @@ impl NewestFirst {
     }
 
     /// Takes the next older event; false, and the event is not taken, when the history would
-    /// not keep it (nothing older would be kept either).
-    pub(crate) fn take(&mut self, event: StoredEvent) -> bool {
+    /// not keep it (nothing older would be kept either). An event whose fields are not an
+    /// event's ([`StoredEvent::to_event`]) is refused as it is read, naming it, so that a
+    /// read holds no more than the events it counts: the texts the count leaves out
+    /// (`rolled_back`, `trigger`) are then a few bytes each.
+    pub(crate) fn take(&mut self, event: StoredEvent) -> Result<bool, String> {
         let flag = (event.rolled_back == "flag").then_some(event.feature.as_str());
         let bytes = bytes_without_evidence(&event.feature, &event.reason, flag);
         let full = self.events.len() >= self.bound
             || (!self.events.is_empty() && self.bytes + bytes > MAX_ROLLBACK_HISTORY_BYTES);
         if full {
-            return false;
+            return Ok(false);
         }
+        event.to_event()?;
         self.bytes += bytes;
         self.events.push(event);
-        true
+        Ok(true)
     }
 
     /// How many more events it would take at most.
@@ -471,9 +474,36 @@ mod tests {
             let err = state(versions).checked().unwrap_err();
             assert!(err.contains(words), "{err}");
         }
-        let mut bad = state(&[4]);
-        bad.history[0].reason = "r".repeat(MAX_REASON_BYTES + 1);
-        assert!(bad.checked().unwrap_err().contains("history.reason"));
+    }
+
+    #[test]
+    fn a_history_read_refuses_a_bad_event_as_it_is_read() {
+        let at = SystemTime::UNIX_EPOCH;
+        let one = |version| {
+            StoredEvent::from_event(
+                version,
+                &event(RolledBack::Release, RollbackTrigger::Manual, at),
+            )
+        };
+        let mut newest = NewestFirst::new(crate::limits::MAX_ROLLBACK_HISTORY);
+        assert_eq!(newest.take(one(9)), Ok(true));
+        // Texts the history's byte count leaves out: refused at the first such event, before
+        // a read could hold thousands of them (each up to 4 KiB in SQLite).
+        let mut junk = one(8);
+        junk.rolled_back = "x".repeat(4097);
+        let err = newest.take(junk).unwrap_err();
+        assert!(
+            err.contains("history.rolled_back") && err.contains("(event 8)"),
+            "{err}"
+        );
+        let mut junk = one(8);
+        junk.trigger = "x".repeat(4097);
+        assert!(newest.take(junk).unwrap_err().contains("history.trigger"));
+        let mut long = one(8);
+        long.reason = "r".repeat(MAX_REASON_BYTES + 1);
+        assert!(newest.take(long).unwrap_err().contains("history.reason"));
+        assert_eq!(newest.take(one(8)), Ok(true));
+        assert_eq!(newest.oldest_first(), [one(8), one(9)]);
     }
 
     #[test]

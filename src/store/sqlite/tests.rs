@@ -297,8 +297,40 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
         &"dark mode",
     );
     refused(&["history.feature = \"dark mode\"", "whitespace"]);
+    hand(
+        "UPDATE history SET feature = ?1 WHERE version = 4",
+        &"dark-mode",
+    );
     hand("UPDATE history SET version = ?1 WHERE version = 4", &9);
     refused(&["history.version = 9", "release's version 4"]);
+}
+
+#[test]
+fn a_history_of_bad_events_is_refused_at_the_newest_not_read_whole() {
+    let dir = Scratch::new("junk-history");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    commit_on_top(&store, "r1", 100);
+    // 2 000 events a release keeping 100 000 would read, each with texts the history's byte
+    // count leaves out: the read stops at the newest, naming it.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "UPDATE release SET version = 10000,
+                 config = json_set(config, '$.max_rollback_history', 100000);
+             WITH RECURSIVE n(v) AS (SELECT 8001 UNION ALL SELECT v + 1 FROM n WHERE v < 10000)
+             INSERT INTO history SELECT 'checkout', v, 'junk', 'f', 'r', 'junk',
+                 '\"production\"', 0 FROM n;",
+        )
+        .unwrap();
+    let err = store.load().unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    assert!(
+        err.to_string()
+            .contains(r#"invalid history.rolled_back = "junk""#)
+            && err.to_string().contains("(event 10000)"),
+        "{err}"
+    );
 }
 
 #[test]
