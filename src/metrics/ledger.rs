@@ -34,8 +34,9 @@ pub(crate) const MAX_REMEMBERED: usize = 256;
 /// Folded instances whose ids (their hashes) are remembered, at most.
 pub(crate) const MAX_FOLDED: usize = 1024;
 
-/// Each field of the total stops here (2^62): far above any real traffic, and low enough that
-/// adding this process's own counts to it cannot overflow.
+/// Each field of the total stops here (2^62), and so do its histogram's samples together: far
+/// above any real traffic, and low enough that adding this process's own counts to it, and
+/// summing the histogram's buckets, cannot overflow.
 pub(crate) const MAX_TOTAL: u64 = 1 << 62;
 
 /// How far past this host's wall clock another instance's opening may be and still be taken
@@ -232,7 +233,9 @@ impl FleetLedger {
 }
 
 /// Adds to `total` what `new` shows above `last`, field by field (bucket by bucket), and raises
-/// `last` to it: `total` never falls, and whatever went backwards adds nothing.
+/// `last` to it: `total` never falls, and whatever went backwards adds nothing. Each field, and
+/// the histogram's samples together, stop at [`MAX_TOTAL`] (each instance's are at most its
+/// requests, but instances without number may each add theirs).
 fn gain(total: &mut CohortCounts, last: &mut CohortCounts, new: &CohortCounts) {
     let field = |total: &mut u64, last: &mut u64, new: u64| {
         *total = total
@@ -249,13 +252,21 @@ fn gain(total: &mut CohortCounts, last: &mut CohortCounts, new: &CohortCounts) {
             histogram.resize(len, 0);
         }
     }
+    let samples = total
+        .histogram
+        .iter()
+        .fold(0, |sum: u64, n| sum.saturating_add(*n));
+    let mut room = MAX_TOTAL.saturating_sub(samples);
     for ((total, last), new) in total
         .histogram
         .iter_mut()
         .zip(last.histogram.iter_mut())
         .zip(&new.histogram)
     {
-        field(total, last, *new);
+        let added = new.saturating_sub(*last).min(room);
+        room -= added;
+        *total = total.saturating_add(added);
+        *last = (*last).max(*new);
     }
 }
 
@@ -292,6 +303,31 @@ mod tests {
     fn tick(book: &mut FleetLedger, s: u64, rows: &[(&'static str, u64, u64)]) -> Option<Fleet> {
         let read = rows.iter().map(|&(i, r, e)| (i, None, counts(r, e)));
         book.update(STAGE, at(s), WINDOW, read)
+    }
+
+    #[test]
+    fn the_totals_histogram_stops_at_max_total_however_many_instances_add_to_it() {
+        // Eight instances, each within its own bounds (samples at most its requests, 2^61),
+        // 2^64 samples together: the total's buckets add up to MAX_TOTAL, and a process's own
+        // counts added to it and every sum over its buckets stay within a u64.
+        let mut book = FleetLedger::default();
+        let ids: Vec<String> = (0..8).map(|i| format!("i{i}")).collect();
+        let read = ids.iter().enumerate().map(|(i, id)| {
+            let mut c = counts(1, 0);
+            c.canary.requests = 1 << 61;
+            c.canary.histogram = vec![0; LEN];
+            c.canary.histogram[10 * (i + 1)] = 1 << 61;
+            (id.as_str(), None, c)
+        });
+        let fleet = book.update(STAGE, at(1), WINDOW, read).unwrap();
+        let h = &fleet.counts.canary.histogram;
+        let samples: u128 = h.iter().map(|&n| u128::from(n)).sum();
+        assert_eq!(samples, u128::from(MAX_TOTAL));
+        let mut judged = window::sized();
+        judged.canary.add_histogram(&counts(1_000, 0).canary);
+        judged.canary.add_histogram(&fleet.counts.canary);
+        let p99 = crate::metrics::quantile_micros(&judged.canary.histogram, 0.99);
+        assert!(p99 > 0);
     }
 
     /// The canary's `[requests, errors]` and the instances of an update's fleet.
