@@ -110,12 +110,23 @@ pub struct PlotFile {
 
 impl PlotFile {
     /// Opens `path` for writing, creating it if need be; an existing file keeps its contents
-    /// until [`PlotFile::write`].
+    /// until [`PlotFile::write`]. Anything but a regular file is refused before it is opened
+    /// (a FIFO without a reader would block the open; a device cannot take the plot).
     pub fn open(path: &Path) -> Result<Self, CliError> {
         let refused = |e: io::Error| CliError::Plot {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
+        if let Ok(found) = fs::metadata(path)
+            && !found.is_file()
+        {
+            return Err(CliError::Plot {
+                path: path.to_path_buf(),
+                message: "not a regular file (a directory, a device or a FIFO): the plot is an \
+                          SVG file"
+                    .into(),
+            });
+        }
         let (file, created) = match OpenOptions::new().write(true).create_new(true).open(path) {
             Ok(file) => (file, true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (

@@ -43,6 +43,19 @@ pub const MIN_EXTENSION_S: f64 = TICK_NS as f64 / 1e9;
 /// The longest `name`, in bytes: the library's longest gate name.
 pub const MAX_NAME_BYTES: usize = promotion_gates::MAX_NAME_BYTES;
 
+/// A service's latencies in milliseconds (`median_ms`, `p99_ms`): from 1 µs, the engine's
+/// resolution, to the longest latency it records exactly (60 s).
+pub const LATENCY_MS: (f64, f64) = (
+    0.001,
+    promotion_gates::MAX_TRACKED_LATENCY.as_millis() as f64,
+);
+
+/// The largest `sigma`: about the spread of a p99 at 60 s over a median at 1 µs.
+pub const MAX_SIGMA: f64 = 8.0;
+
+/// The largest `incident.latency_factor`.
+pub const MAX_LATENCY_FACTOR: f64 = 1_000.0;
+
 /// The longest `description`, in bytes: a sentence or two, on one line of the report.
 pub const MAX_DESCRIPTION_BYTES: usize = 1_000;
 
@@ -641,7 +654,16 @@ impl ServiceModel {
     fn validate(&self, name: &str, stages: usize) -> Result<(), FieldError> {
         let field = |f: &str| format!("{name}.{f}");
         fraction(&field("error_rate"), self.error_rate)?;
-        positive(&field("median_ms"), self.median_ms)?;
+        let (fastest, slowest) = LATENCY_MS;
+        let latency = "milliseconds from 0.001 (1 µs, the engine's resolution) to 60000 (the \
+                       longest latency it records exactly)";
+        within(
+            &field("median_ms"),
+            self.median_ms,
+            fastest,
+            slowest,
+            latency,
+        )?;
         match (self.p99_ms, self.sigma) {
             (Some(_), Some(sigma)) => {
                 return Err(FieldError::new(
@@ -650,19 +672,42 @@ impl ServiceModel {
                     "absent when p99_ms is given (set one of p99_ms and sigma)",
                 ));
             }
-            (Some(p99), None) if !(p99.is_finite() && p99 > self.median_ms) => {
-                return Err(FieldError::new(
-                    field("p99_ms"),
-                    p99,
-                    "a latency above median_ms",
-                ));
+            (Some(p99), None) => {
+                within(&field("p99_ms"), p99, fastest, slowest, latency)?;
+                if p99 <= self.median_ms {
+                    return Err(FieldError::new(
+                        field("p99_ms"),
+                        p99,
+                        "a latency above median_ms",
+                    ));
+                }
             }
-            (None, Some(sigma)) => positive(&field("sigma"), sigma)?,
+            (None, Some(sigma)) => positive(&field("sigma"), sigma).and_then(|()| {
+                at_most(
+                    &field("sigma"),
+                    sigma,
+                    MAX_SIGMA,
+                    "(the log-normal's spread)",
+                )
+            })?,
             _ => {}
         }
+        let tick = "seconds, at least 0.01 (one tick of the simulation)";
         if let Some(b) = &self.bursts {
-            positive(&field("bursts.every_s"), b.every_s)?;
-            positive(&field("bursts.length_s"), b.length_s)?;
+            within(
+                &field("bursts.every_s"),
+                b.every_s,
+                MIN_EXTENSION_S,
+                MAX_RUN_S,
+                tick,
+            )?;
+            within(
+                &field("bursts.length_s"),
+                b.length_s,
+                MIN_EXTENSION_S,
+                MAX_RUN_S,
+                tick,
+            )?;
             if b.length_s > b.every_s {
                 return Err(FieldError::new(
                     field("bursts.length_s"),
@@ -689,8 +734,20 @@ impl ServiceModel {
             }
             fraction(&field("incident.error_rate"), i.error_rate)?;
             positive(&field("incident.latency_factor"), i.latency_factor)?;
+            at_most(
+                &field("incident.latency_factor"),
+                i.latency_factor,
+                MAX_LATENCY_FACTOR,
+                "(times the service's latency)",
+            )?;
             if let Some(length) = i.length_s {
-                positive(&field("incident.length_s"), length)?;
+                within(
+                    &field("incident.length_s"),
+                    length,
+                    MIN_EXTENSION_S,
+                    MAX_RUN_S,
+                    tick,
+                )?;
             }
         }
         Ok(())
@@ -766,6 +823,21 @@ fn extension_length(seconds: f64) -> Result<(), FieldError> {
                  (365 days)"
             ),
         ))
+    }
+}
+
+/// `value` from `least` to `most`, finite; `expected` says so in the field's words.
+fn within(
+    field: &str,
+    value: f64,
+    least: f64,
+    most: f64,
+    expected: &str,
+) -> Result<(), FieldError> {
+    if value.is_finite() && (least..=most).contains(&value) {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, value, expected))
     }
 }
 
@@ -1148,6 +1220,56 @@ mod tests {
             e.starts_with("invalid promotion.slo_threshold = 2: a fraction"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_service_the_simulation_cannot_represent_is_refused_under_its_field() {
+        // Each of these was accepted, then failed the run or was clamped without a word: a
+        // p99 a 1e13 times the median (an infinite spread), latencies past the engine's 60 s.
+        let refused = |change: &dyn Fn(&mut ServiceModel)| {
+            let mut s = Scenario::default();
+            change(&mut s.canary);
+            s.validate().unwrap_err().to_string()
+        };
+        let e = refused(&|m| (m.median_ms, m.p99_ms) = (1e-300, Some(1e10)));
+        assert!(
+            e.starts_with("invalid canary.median_ms = 1e-300: milliseconds from 0.001"),
+            "{e}"
+        );
+        let e = refused(&|m| m.p99_ms = Some(60_001.0));
+        assert!(
+            e.starts_with("invalid canary.p99_ms = 60001: milliseconds"),
+            "{e}"
+        );
+        let e = refused(&|m| m.median_ms = 1e300);
+        assert!(
+            e.contains("60000 (the longest latency it records exactly)"),
+            "{e}"
+        );
+        let e = refused(&|m| (m.p99_ms, m.sigma) = (None, Some(8.5)));
+        assert_eq!(
+            e,
+            "invalid canary.sigma = 8.5: at most 8 (the log-normal's spread)"
+        );
+        let e = refused(&|m| {
+            m.bursts = Some(Bursts {
+                every_s: 5e-324,
+                length_s: 5e-324,
+                error_rate: 0.5,
+            });
+        });
+        assert!(e.starts_with("invalid canary.bursts.every_s = "), "{e}");
+        assert!(
+            e.ends_with("seconds, at least 0.01 (one tick of the simulation)"),
+            "{e}"
+        );
+        // The extremes it takes: a p99 at 60 s over a median at 1 µs, sigma 8.
+        let mut s = Scenario::default();
+        (s.canary.median_ms, s.canary.p99_ms) = (0.001, Some(60_000.0));
+        s.validate().unwrap();
+        crate::traffic::Service::new(&s.canary).unwrap();
+        (s.canary.p99_ms, s.canary.sigma) = (None, Some(MAX_SIGMA));
+        crate::traffic::Service::new(&s.canary).unwrap();
     }
 
     #[test]

@@ -220,10 +220,12 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
             return Err(e);
         }
     };
+    // The report first: a plot that cannot be written does not cost it.
+    let printed = unless_closed(write_report(&mut io::stdout().lock(), args, &report));
     if let Some(plot) = plot {
         plot.write(&report)?;
     }
-    unless_closed(write_report(&mut io::stdout().lock(), args, &report))?;
+    printed?;
     Ok(exit_status(report.outcome))
 }
 

@@ -1096,6 +1096,36 @@ fn an_unwritable_plot_exits_1_naming_the_file_before_simulating() {
 }
 
 #[test]
+fn a_plot_on_anything_but_a_regular_file_exits_1_before_simulating() {
+    // A device took the whole run, then failed and cost the report; a FIFO without a reader
+    // blocked the open for ever.
+    let dir = std::env::temp_dir().join(format!("pgate-plot-devices-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let device = dir.join("null.svg");
+    let _ = std::fs::remove_file(&device);
+    std::os::unix::fs::symlink("/dev/null", &device).unwrap();
+    let directory = dir.join("dir.svg");
+    std::fs::create_dir_all(&directory).unwrap();
+    for path in [&device, &directory] {
+        let (code, message) = failure(&[
+            "simulate",
+            "--scenario",
+            "error-spike",
+            "--plot",
+            text(path),
+        ]);
+        assert_eq!(code, 1);
+        assert!(
+            message.trim_end().ends_with(
+                ": not a regular file (a directory, a device or a FIFO): the plot is an SVG file"
+            ),
+            "{message}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_plot_not_named_svg_is_a_usage_error() {
     let path = std::env::temp_dir().join(format!(
         "promotion-gates-cli-{}-timeline.png",
