@@ -116,6 +116,12 @@ pub fn shown_text(text: &str) -> String {
     bounded(text, MAX_SHOWN_VALUE_BYTES)
 }
 
+/// `text` in double quotes, shown as [`shown_text`] shows it: how a flag's parser names the
+/// value it refuses.
+pub fn quoted_text(text: &str) -> String {
+    format!("\"{}\"", shown_text(text))
+}
+
 /// A parser's message (serde's, toml's) on one line and short: each span it quotes in
 /// backticks or double quotes (a key or a value from the document) shown as [`shown_text`]
 /// shows text, control characters escaped everywhere, the whole at most

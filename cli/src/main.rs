@@ -24,7 +24,7 @@ mod simulate;
 mod traffic;
 mod validate;
 
-use clap::error::ErrorKind;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Parser, Subcommand};
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -57,8 +57,14 @@ enum Command {
     Validate(validate::ValidateArgs),
 }
 
-/// A clap error on one line: its first line, plus the valid values when it lists them.
-fn one_line(error: &clap::Error) -> String {
+/// A clap error on one line: its first line, plus the valid values when it lists them. The
+/// value it quotes is shown as [`error::shown_text`] shows one: control characters escaped (a
+/// newline in it would end the line it is on), at most 160 bytes.
+fn one_line(mut error: clap::Error) -> String {
+    if let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue) {
+        let shown = error::shown_text(value);
+        error.insert(ContextKind::InvalidValue, ContextValue::String(shown));
+    }
     let text = error.render().to_string();
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let mut message = lines
@@ -92,7 +98,7 @@ fn main() -> ExitCode {
             {
                 let _ = e.print();
             } else {
-                let _ = writeln!(io::stderr().lock(), "{}", one_line(&e));
+                let _ = writeln!(io::stderr().lock(), "{}", one_line(e));
             }
             return ExitCode::from(u8::try_from(code).unwrap_or(2));
         }

@@ -93,7 +93,8 @@ pub fn svg_path(text: &str) -> Result<PathBuf, String> {
     match path.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("svg") => Ok(path),
         _ => Err(format!(
-            "{text:?} does not end in .svg: the timeline is drawn as SVG only"
+            "{} does not end in .svg: the timeline is drawn as SVG only",
+            crate::error::quoted_text(text)
         )),
     }
 }

@@ -896,6 +896,7 @@ impl fmt::Display for FieldError {
 /// most [`MAX_RUN_S`].
 pub fn parse_duration(text: &str) -> Result<f64, String> {
     let text = text.trim();
+    let shown = crate::error::quoted_text(text);
     // A sign is read with the number, so that `-5s` is refused as below zero.
     let sign = usize::from(text.starts_with(['-', '+']));
     let split = text[sign..]
@@ -910,19 +911,20 @@ pub fn parse_duration(text: &str) -> Result<f64, String> {
         "d" => 86_400.0,
         other => {
             return Err(format!(
-                "unknown unit {other:?} in duration {text:?} (use ms, s, m, h or d)"
+                "unknown unit {} in duration {shown} (use ms, s, m, h or d)",
+                crate::error::quoted_text(other)
             ));
         }
     };
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 90s, 6m, 24h)"))?;
+        .map_err(|_| format!("{shown} is not a duration (e.g. 90s, 6m, 24h)"))?;
     let seconds = value * scale;
     if !(seconds.is_finite() && seconds > 0.0) {
-        Err(format!("duration {text:?} must be above zero"))
+        Err(format!("duration {shown} must be above zero"))
     } else if seconds > MAX_RUN_S {
         Err(format!(
-            "duration {text:?} is longer than 365d, the longest simulated run"
+            "duration {shown} is longer than 365d, the longest simulated run"
         ))
     } else {
         Ok(seconds)

@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
 use crate::document;
-use crate::error::{CliError, unless_closed};
+use crate::error::{CliError, quoted_text, unless_closed};
 use crate::flag::overriding;
 use crate::plot::{self, PlotFile};
 use crate::progress::Progress;
@@ -106,8 +106,9 @@ fn as_duration_flag(seconds: f64) -> String {
 
 /// `--seed`: a whole number from 0 to `u64::MAX`.
 fn seed_number(text: &str) -> Result<u64, String> {
+    let shown = quoted_text(text);
     text.parse()
-        .map_err(|_| format!("{text:?} is not a whole number from 0 to {}", u64::MAX))
+        .map_err(|_| format!("{shown} is not a whole number from 0 to {}", u64::MAX))
 }
 
 /// `--sample`, `--users`: a whole number from 1 to `u64::MAX`.
@@ -115,7 +116,8 @@ fn count(text: &str) -> Result<u64, String> {
     match text.parse() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!(
-            "{text:?} is not a whole number from 1 to {}",
+            "{} is not a whole number from 1 to {}",
+            quoted_text(text),
             u64::MAX
         )),
     }
@@ -125,8 +127,11 @@ fn count(text: &str) -> Result<u64, String> {
 fn request_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 && x <= MAX_RPS => Ok(x),
-        Ok(x) if x > MAX_RPS => Err(format!("{text:?} is above {MAX_RPS}, the most rps")),
-        _ => Err(format!("{text:?} is not a number above 0")),
+        Ok(x) if x > MAX_RPS => Err(format!(
+            "{} is above {MAX_RPS}, the most rps",
+            quoted_text(text)
+        )),
+        _ => Err(format!("{} is not a number above 0", quoted_text(text))),
     }
 }
 

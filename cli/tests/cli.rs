@@ -1096,6 +1096,22 @@ fn an_unwritable_plot_exits_1_naming_the_file_before_simulating() {
 }
 
 #[test]
+fn a_flag_value_is_shown_on_one_line_and_short() {
+    // A newline in the value ended the message at the value: the flag and the reason lost.
+    let (code, message) = failure(&["simulate", "--rps", "1\n2"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        message.trim_end(),
+        r#"error: invalid value '1\n2' for '--rps <RPS>': "1\n2" is not a number above 0 (see --help)"#
+    );
+    let long = "9".repeat(100_000);
+    let (code, message) = failure(&["simulate", "--duration", &long]);
+    assert_eq!(code, 2);
+    assert!(message.len() < 1_000, "{} bytes", message.len());
+    assert!(message.contains("...(100000 bytes)"), "{message}");
+}
+
+#[test]
 fn a_plot_on_anything_but_a_regular_file_exits_1_before_simulating() {
     // A device took the whole run, then failed and cost the report; a FIFO without a reader
     // blocked the open for ever.
