@@ -187,7 +187,7 @@ fn draw(svg: &mut String, report: &Report) -> Result<(), String> {
         format!(
             "{}. {} rps{}, seed {}.",
             report.description,
-            report.rps,
+            crate::error::shown_value(report.rps),
             sampling(report.sample),
             report.seed,
         ),

@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
 use crate::document;
-use crate::error::{CliError, quoted_text, unless_closed};
+use crate::error::{CliError, quoted_text, shown_value, unless_closed};
 use crate::flag::overriding;
 use crate::plot::{self, PlotFile};
 use crate::progress::Progress;
@@ -241,7 +241,7 @@ fn write_header(out: &mut impl Write, scenario: &Scenario) -> io::Result<()> {
         "Scenario {}: {}\n{} rps{}, {} users, {} stages over {} planned, seed {}.",
         scenario.name,
         scenario.description,
-        scenario.rps,
+        shown_value(scenario.rps),
         sampling(scenario.sample),
         thousands(scenario.users),
         scenario.stages.len(),
