@@ -148,9 +148,9 @@ fn check_duration(scenario: &Scenario, total: f64) -> Result<(), CliError> {
          max_extensions times, within 365 days, {MAX_RUN_REQUESTS} requests and \
          {MAX_RUN_EVALUATIONS} evaluations)",
         shown_number(total),
-        // Rounded inwards, to a millisecond and to a second, so both ends are accepted.
+        // Rounded inwards, to a millisecond, so both ends are accepted.
         shown_number((least * 1e3).ceil() / 1e3),
-        shown_number(most.floor()),
+        shown_number((most * 1e3).floor() / 1e3),
     )))
 }
 
@@ -191,6 +191,12 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
         .validate_fields()
         .map_err(|e| invalid(e.to_string()))?;
     if let Some(total) = args.duration {
+        // No --duration fits a scenario that cannot be scaled at all (its shortest stage needs
+        // more than its runs allow): the scenario is at fault, as it is written.
+        let (least, most) = scenario.duration_range();
+        if least > most {
+            scenario.validate().map_err(|e| invalid(e.to_string()))?;
+        }
         check_duration(&scenario, total)?;
         scenario.scale_to(total);
     }

@@ -1056,7 +1056,7 @@ fn a_run_beyond_the_limits_is_refused_naming_the_flag_or_field() {
             2,
             &[
                 "invalid --duration = ",
-                " s: from 0.121 s to 1666666 s for this scenario",
+                " s: from 0.121 s to 1666666.666 s for this scenario",
                 "10000000000 requests",
             ],
         );
@@ -1064,7 +1064,7 @@ fn a_run_beyond_the_limits_is_refused_naming_the_flag_or_field() {
     fails_saying(
         &["simulate", "--duration", "10ms"],
         2,
-        &["invalid --duration = 0.01 s: from 0.121 s to 1666666 s"],
+        &["invalid --duration = 0.01 s: from 0.121 s to 1666666.666 s"],
     );
 }
 
@@ -1091,6 +1091,36 @@ fn an_unwritable_plot_exits_1_naming_the_file_before_simulating() {
     assert_eq!(code, 1);
     assert!(
         message.starts_with("error: cannot draw /no/such/dir/plot.svg: "),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_scenario_no_duration_fits_is_refused_on_its_field_not_on_the_flag() {
+    // Its 10 ms stage needs the run at least 8 640 001 times its planned length, its rate at
+    // most 0.116 times it: no --duration fits, and the error named --duration (exit 2).
+    let path = temp_file(
+        "no-duration-fits.json",
+        r#"{"rps": 1000000, "max_extensions": 0, "stages": [
+            {"traffic_percent": 1, "duration_s": 0.01},
+            {"traffic_percent": 2, "duration_s": 86400}]}"#,
+    );
+    let (code, message) = failure(&["simulate", "--config", text(&path), "--duration", "1h"]);
+    assert_eq!(code, 1);
+    assert!(
+        message.contains(": invalid rps = 1000000: at most 115740"),
+        "{message}"
+    );
+    // A range below a second is said to the millisecond (it read "from 0.01 s to 0 s").
+    let path = temp_file(
+        "range-below-a-second.json",
+        r#"{"rps": 100, "max_extensions": 100, "extension_s": 315359.995,
+            "stages": [{"traffic_percent": 1, "duration_s": 0.5}]}"#,
+    );
+    let (code, message) = failure(&["simulate", "--config", text(&path), "--duration", "1s"]);
+    assert_eq!(code, 2);
+    assert!(
+        message.contains("from 0.01 s to 0.5 s for this scenario"),
         "{message}"
     );
 }
