@@ -132,7 +132,8 @@ typedef struct {
 typedef struct {
     pgate_decision               decision;
     unsigned                     routed:1;    /* this request asked already */
-    unsigned                     recordable:1;  /* the library decided: record it */
+    unsigned                     decided:1;   /* the library decided (else: stable) */
+    unsigned                     recordable:1;  /* decided before the upstream started */
 } ngx_http_pgate_route_t;
 
 /*
@@ -1088,6 +1089,27 @@ ngx_http_pgate_routed_first(ngx_http_pgate_ctx_t *ctx)
 }
 
 
+/*
+ * Whether the request's upstream has started since its first route: a peer was asked for
+ * (a wrapped one), or r->upstream_states grew past what it held then (it is made, or given
+ * the next upstream's separator, after the upstream's create_request, whose header values may
+ * still route).
+ */
+static ngx_uint_t
+ngx_http_pgate_upstream_started(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
+{
+    if (ctx->upstream_start_ns != 0) {
+        return 1;
+    }
+
+    if (r->upstream_states == NULL) {
+        return 0;
+    }
+
+    return !ctx->states_existed || r->upstream_states->nelts > ctx->states_before;
+}
+
+
 /* Makes the request's context with the pool cleanup that lets it outlive r->ctx. */
 static ngx_http_pgate_ctx_t *
 ngx_http_pgate_create_ctx(ngx_http_request_t *r, ngx_uint_t gates)
@@ -1396,7 +1418,11 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
         return route;
     }
 
-    route->recordable = 1;
+    route->decided = 1;
+    /* Asked once the request's upstream had started (a second gate's variable in a
+     * log_format or an add_header, say): the upstream was not chosen by this decision, so its
+     * outcome is not this gate's to judge. */
+    route->recordable = !ngx_http_pgate_upstream_started(r, ctx);
     return route;
 }
 
@@ -1412,7 +1438,7 @@ ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         return NGX_ERROR;
     }
 
-    if (route->recordable && route->decision.is_canary) {
+    if (route->decided && route->decision.is_canary) {
         v->data = (u_char *) "canary";
         v->len = sizeof("canary") - 1;
     } else {

@@ -334,6 +334,44 @@ grep -q 'no resolver defined to resolve x_canary' "$tmp/logs/error.log" ||
   { echo "FAIL: nginx did not give up on x_canary as expected" >&2; exit 1; }
 stop_serving
 
+echo "== a gate asked once the upstream started records nothing: the upstream was another's"
+# Gate `late` routes nothing: only the log_format reads its variable, after the access log
+# phase, when gate `early`'s upstream (a dead canary) has answered. Its decision is written
+# to the log, but the outcome is not its own: a build marking every decision recordable
+# counted early's canary failures for late too and rolled late back, with its own store.
+port=$(free_port)
+stable=$(free_port)
+for gate in early late; do gate_document "$gate" 100; done
+serve "$(cat <<CONF
+    log_format both '\$promotion_gate_early \$promotion_gate_late \$upstream_status';
+    promotion_gate early early.json;
+    promotion_gate late late.json;
+    upstream early_canary { server 127.0.0.1:9; }
+    upstream early_stable { server 127.0.0.1:$stable; }
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        location / { access_log logs/both.log both; proxy_pass http://early_\$promotion_gate_early; }
+        location = /metrics { access_log off; promotion_gate_metrics; }
+    }
+CONF
+)"
+for _ in $(seq 20); do curl -s -o /dev/null "http://127.0.0.1:$port/"; done
+for _ in $(seq 40); do # every worker learns of the rollback within milliseconds
+  metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
+  grep -q '^promotion_environment{gate="early",environment="production"} 1' <<<"$metrics" && break
+  sleep 0.05
+done
+grep 'promotion_environment{gate="\(early\|late\)"' <<<"$metrics"
+grep -q '^promotion_environment{gate="early",environment="production"} 1' <<<"$metrics" ||
+  { echo "FAIL: early's dead canary was not rolled back" >&2; exit 1; }
+late=$(sed -n 's/^promotion_window_requests{gate="late",cohort="canary"} //p' <<<"$metrics")
+[ "$late" = 0 ] && grep -q '^promotion_environment{gate="late",environment="canary"} 1' <<<"$metrics" ||
+  { echo "FAIL: early's upstream outcomes were recorded for late (rolled back, or $late in its canary window)" >&2; exit 1; }
+grep -q '^canary canary 502$' "$tmp/logs/both.log" ||
+  { echo "FAIL: the log did not show late's own decision: $(sort -u "$tmp/logs/both.log")" >&2; exit 1; }
+stop_serving
+
 echo "== an override header with an underscore: a warning, and it works where nginx keeps it"
 # nginx drops request headers whose names have an underscore unless the server sets
 # underscores_in_headers: the worker warns when the document's overrides.header has one.
