@@ -762,14 +762,22 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     gates = pmcf->gates.elts;
     for (i = 0; i < pmcf->gates.nelts; i++) {
-        if (gates[i].name.len == value[1].len
-            && ngx_strncmp(gates[i].name.data, value[1].data, value[1].len) == 0)
+        if (gates[i].name.len != value[1].len
+            || ngx_strncasecmp(gates[i].name.data, value[1].data, value[1].len) != 0)
         {
+            continue;
+        }
+        if (ngx_strncmp(gates[i].name.data, value[1].data, value[1].len) == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "duplicate gate \"%V\" in \"%V\" directive",
                                &value[1], &cmd->name);
-            return NGX_CONF_ERROR;
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "gate \"%V\" in \"%V\" directive differs from gate \"%V\" "
+                               "only in case: nginx variable names ignore case",
+                               &value[1], &cmd->name, &gates[i].name);
         }
+        return NGX_CONF_ERROR;
     }
 
     g = ngx_array_push(&pmcf->gates);
@@ -840,11 +848,12 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_pgate_validate(cf, g) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    /* $promotion_gate_<name>: canary or stable */
+    /*
+     * $promotion_gate_<name>: canary or stable. Made before the gate is validated, which opens
+     * its store: a refusal here leaves no store behind. A map, split_clients or set of that
+     * name made before would come back from ngx_http_add_variable (nginx lets those be
+     * redefined) and lose its value to the gate's without a word: refused.
+     */
     var.len = sizeof("promotion_gate_") - 1 + g->name.len;
     var.data = ngx_pnalloc(cf->pool, var.len);
     if (var.data == NULL) {
@@ -856,8 +865,20 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (v == NULL) {
         return NGX_CONF_ERROR;
     }
+    if (v->get_handler != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "variable \"$%V\" of gate \"%V\" in \"%V\" directive is already "
+                           "defined (by map, split_clients or set): a gate's variable is its own",
+                           &var, &g->name, &cmd->name);
+        return NGX_CONF_ERROR;
+    }
     v->get_handler = ngx_http_pgate_variable;
     v->data = pmcf->gates.nelts - 1;
+
+    if (ngx_http_pgate_validate(cf, g) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
 
     if (pmcf->request_id_index == NGX_ERROR) {
         ngx_str_set(&var, "request_id");

@@ -99,6 +99,16 @@ no_store "$tmp/fleet/refused-twin.db"
 expect_refusal 'invalid gate name "g-1" in "promotion_gate" directive' 'promotion_gate g-1 good.json;'
 expect_refusal 'invalid parameter "keys=$http_x" in "promotion_gate" directive' 'promotion_gate g good.json keys=$http_x;'
 expect_refusal 'duplicate gate "g" in "promotion_gate" directive' 'promotion_gate g good.json; promotion_gate g good.json;'
+# nginx variable names ignore case: $promotion_gate_G is $promotion_gate_g. Refused before the
+# second gate's store is opened (it was refused at its variable, its store already made).
+echo "{\"gate\": \"G\", \"store\": {\"sqlite\": {\"path\": \"$tmp/fleet/refused-case.db\",
+ \"fleet_judging\": false}}}" >"$tmp/conf/case.json"
+expect_refusal 'gate "G" in "promotion_gate" directive differs from gate "g" only in case' \
+  'promotion_gate g good.json; promotion_gate G case.json;'
+no_store "$tmp/fleet/refused-case.db"
+# A map of the gate's variable's name, made first, lost its value to the gate's silently.
+expect_refusal 'variable "$promotion_gate_g" of gate "g" in "promotion_gate" directive is already defined' \
+  'map $uri $promotion_gate_g { default canary; } promotion_gate g good.json;'
 expect_refusal 'missing.json' 'promotion_gate g missing.json;'
 : >"$tmp/conf/empty.json"
 expect_refusal 'empty.json" is empty' 'promotion_gate g empty.json;'
