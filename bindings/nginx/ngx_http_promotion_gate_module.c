@@ -335,6 +335,14 @@ ngx_http_pgate_read_document(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *out)
         return NGX_CONF_ERROR;
     }
 
+    /* Before it is opened: a FIFO would block the open, and nginx -t with it. */
+    if (ngx_file_info(path->data, &fi) != NGX_FILE_ERROR && !ngx_is_file(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is not a regular file (a directory, a FIFO, a device): "
+                           "a gate's document is a JSON file", path);
+        return NGX_CONF_ERROR;
+    }
+
     fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
@@ -952,6 +960,12 @@ ngx_http_pgate_find(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *name)
 static ngx_int_t ngx_http_pgate_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pgate_metrics_handler(ngx_http_request_t *r);
 
+/* What a status or metrics directive says in a location that already has a content handler
+ * (one of them, or proxy_pass, return... before it): one of the two would be lost. */
+#define PGATE_HANDLER_TAKEN                                                               \
+    "is in a location that already has a content handler (a promotion_gate_status, "      \
+    "promotion_gate_metrics, proxy_pass...): one location serves one of them"
+
 
 static char *
 ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -972,6 +986,9 @@ ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    if (clcf->handler != NULL) {
+        return PGATE_HANDLER_TAKEN;
+    }
     clcf->handler = ngx_http_pgate_status_handler;
     return NGX_CONF_OK;
 }
@@ -983,6 +1000,9 @@ ngx_http_pgate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    if (clcf->handler != NULL) {
+        return PGATE_HANDLER_TAKEN;
+    }
     clcf->handler = ngx_http_pgate_metrics_handler;
     return NGX_CONF_OK;
 }

@@ -63,7 +63,7 @@ http {
 }
 CONF
   local out
-  if out=$(nginx -p "$tmp" -c conf/nginx.conf -t 2>&1); then
+  if out=$(timeout 20 nginx -p "$tmp" -c conf/nginx.conf -t 2>&1); then
     echo "FAIL: nginx -t accepted: $2" >&2
     exit 1
   fi
@@ -110,6 +110,13 @@ no_store "$tmp/fleet/refused-case.db"
 expect_refusal 'variable "$promotion_gate_g" of gate "g" in "promotion_gate" directive is already defined' \
   'map $uri $promotion_gate_g { default canary; } promotion_gate g good.json;'
 expect_refusal 'missing.json' 'promotion_gate g missing.json;'
+# Not a regular file: refused before it is opened (a FIFO blocked nginx -t for ever).
+mkfifo "$tmp/conf/fifo.json"
+expect_refusal 'fifo.json" is not a regular file' 'promotion_gate g fifo.json;'
+expect_refusal 'conf/." is not a regular file' 'promotion_gate g .;'
+# One content handler a location: a status location that also proxies lost one of the two.
+expect_refusal '"promotion_gate_metrics" directive is in a location that already has a content handler' \
+  'promotion_gate g good.json; server { listen 127.0.0.1:2; location / { promotion_gate_status g; promotion_gate_metrics; } }'
 : >"$tmp/conf/empty.json"
 expect_refusal 'empty.json" is empty' 'promotion_gate g empty.json;'
 # A document may be as large as the library reads (MAX_DOCUMENT_BYTES, 8 MiB): one of 2 MiB is
@@ -145,7 +152,7 @@ events {}
 http { promotion_gate g good.json; }
 user daemon;
 CONF
-  if out=$(nginx -p "$tmp" -c conf/nginx.conf -t 2>&1); then
+  if out=$(timeout 20 nginx -p "$tmp" -c conf/nginx.conf -t 2>&1); then
     echo "FAIL: nginx -t accepted a user directive after http" >&2
     exit 1
   fi
