@@ -887,7 +887,6 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-
     if (pmcf->request_id_index == NGX_ERROR) {
         ngx_str_set(&var, "request_id");
         pmcf->request_id_index = ngx_http_get_variable_index(cf, &var);

@@ -655,14 +655,16 @@ impl ServiceModel {
         let field = |f: &str| format!("{name}.{f}");
         fraction(&field("error_rate"), self.error_rate)?;
         let (fastest, slowest) = LATENCY_MS;
-        let latency = "milliseconds from 0.001 (1 µs, the engine's resolution) to 60000 (the \
-                       longest latency it records exactly)";
+        let latency = format!(
+            "milliseconds from {fastest} (1 µs, the engine's resolution) to {slowest} (the \
+             longest latency it records exactly)"
+        );
         within(
             &field("median_ms"),
             self.median_ms,
             fastest,
             slowest,
-            latency,
+            &latency,
         )?;
         match (self.p99_ms, self.sigma) {
             (Some(_), Some(sigma)) => {
@@ -673,7 +675,7 @@ impl ServiceModel {
                 ));
             }
             (Some(p99), None) => {
-                within(&field("p99_ms"), p99, fastest, slowest, latency)?;
+                within(&field("p99_ms"), p99, fastest, slowest, &latency)?;
                 if p99 <= self.median_ms {
                     return Err(FieldError::new(
                         field("p99_ms"),
@@ -692,7 +694,7 @@ impl ServiceModel {
             })?,
             _ => {}
         }
-        let tick = "seconds, at least 0.01 (one tick of the simulation)";
+        let tick = &format!("seconds, at least {MIN_EXTENSION_S} (one tick of the simulation)");
         if let Some(b) = &self.bursts {
             within(
                 &field("bursts.every_s"),
@@ -1227,7 +1229,7 @@ mod tests {
     #[test]
     fn a_service_the_simulation_cannot_represent_is_refused_under_its_field() {
         // Each of these was accepted, then failed the run or was clamped without a word: a
-        // p99 a 1e13 times the median (an infinite spread), latencies past the engine's 60 s.
+        // p99 1e310 times the median (an infinite spread), latencies past the engine's 60 s.
         let refused = |change: &dyn Fn(&mut ServiceModel)| {
             let mut s = Scenario::default();
             change(&mut s.canary);

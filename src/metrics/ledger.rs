@@ -234,8 +234,8 @@ impl FleetLedger {
 
 /// Adds to `total` what `new` shows above `last`, field by field (bucket by bucket), and raises
 /// `last` to it: `total` never falls, and whatever went backwards adds nothing. Each field, and
-/// the histogram's samples together, stop at [`MAX_TOTAL`] (each instance's are at most its
-/// requests, but instances without number may each add theirs).
+/// the histogram's samples together, stop at [`MAX_TOTAL`] (each instance's samples are at most
+/// its requests, but any number of instances may add theirs).
 fn gain(total: &mut CohortCounts, last: &mut CohortCounts, new: &CohortCounts) {
     let field = |total: &mut u64, last: &mut u64, new: u64| {
         *total = total

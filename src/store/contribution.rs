@@ -313,8 +313,9 @@ fn check_header(bytes: &[u8]) -> Result<usize, String> {
 
 /// Checks what of a V2 payload the decoder cannot refuse by itself: a number of nine `0xff`
 /// bytes, the zigzag encoding of -2^63, a run of empty buckets whose length the decoder
-/// negates, which overflows (a panic wherever overflow is checked). It refuses or takes every
-/// other number: a run or a count past the layout's end, a payload cut short inside a number.
+/// negates, which overflows (a panic wherever overflow is checked). Every other number the
+/// decoder refuses or takes itself: a run or a count past the layout's end, a payload cut short
+/// inside a number.
 fn check_payload(payload: &[u8]) -> Result<(), String> {
     let mut at = 0;
     while at < payload.len() {
