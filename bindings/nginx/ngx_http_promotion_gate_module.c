@@ -832,6 +832,19 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (value[i].len > 4 && ngx_strncmp(value[i].data, "key=", 4) == 0) {
+            /* A gate's decision as a key: routed by another routing (or, for its own gate,
+             * by the "stable" a request gets while it is being routed). */
+            if (ngx_strlcasestrn(value[i].data + 4, value[i].data + value[i].len,
+                                 (u_char *) "promotion_gate_",
+                                 sizeof("promotion_gate_") - 2) != NULL)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\" in \"%V\" directive: a key "
+                                   "cannot read a gate's decision ($promotion_gate_...)",
+                                   &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
             key = ngx_array_push(g->keys);
             if (key == NULL) {
                 return NGX_CONF_ERROR;
@@ -846,6 +859,12 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
                 return NGX_CONF_ERROR;
+            }
+            if (key->lengths == NULL) {
+                ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                                   "parameter \"key=%V\" in \"%V\" directive has no "
+                                   "variable: every request has that key, so all of them "
+                                   "reach one version", ccv.value, &cmd->name);
             }
             continue;
         }

@@ -98,6 +98,13 @@ expect_refusal 'twin.json" names gate "g", as the document of promotion_gate "g"
 no_store "$tmp/fleet/refused-twin.db"
 expect_refusal 'invalid gate name "g-1" in "promotion_gate" directive' 'promotion_gate g-1 good.json;'
 expect_refusal 'invalid parameter "keys=$http_x" in "promotion_gate" directive' 'promotion_gate g good.json keys=$http_x;'
+expect_refusal 'invalid parameter "key=$promotion_gate_h" in "promotion_gate" directive: a key cannot read a gate' \
+  'promotion_gate g good.json key=$promotion_gate_h;'
+# A key with no variable is taken, with a warning (the configuration is refused by its status
+# location naming gate g, which it does not declare, after the warning was written).
+gate_document k 5
+expect_refusal 'parameter "key=constant" in "promotion_gate" directive has no variable' \
+  'promotion_gate k k.json key=constant;'
 expect_refusal 'duplicate gate "g" in "promotion_gate" directive' 'promotion_gate g good.json; promotion_gate g good.json;'
 # nginx variable names ignore case: $promotion_gate_G is $promotion_gate_g. Refused before the
 # second gate's store is opened (it was refused at its variable, its store already made).
