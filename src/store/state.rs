@@ -445,22 +445,24 @@ mod tests {
         assert!(at_bound.to_event().is_ok());
     }
 
+    /// A manual rollback of the release, as the write of `version` stored it.
+    fn manual_rollback(version: u64) -> StoredEvent {
+        let at = SystemTime::UNIX_EPOCH;
+        StoredEvent::from_event(
+            version,
+            &event(RolledBack::Release, RollbackTrigger::Manual, at),
+        )
+    }
+
     #[test]
     fn a_stored_events_version_is_at_most_the_releases_and_increasing() {
-        let at = SystemTime::UNIX_EPOCH;
-        let one = |version| {
-            StoredEvent::from_event(
-                version,
-                &event(RolledBack::Release, RollbackTrigger::Manual, at),
-            )
-        };
         let state = |versions: &[u64]| StoredState {
             release: StoredRelease {
                 version: 5,
                 stage: 5,
                 config: PromotionConfig::default(),
             },
-            history: versions.iter().map(|&v| one(v)).collect(),
+            history: versions.iter().map(|&v| manual_rollback(v)).collect(),
         };
         assert!(state(&[2, 5]).checked().is_ok());
         for (versions, words) in [
@@ -478,32 +480,28 @@ mod tests {
 
     #[test]
     fn a_history_read_refuses_a_bad_event_as_it_is_read() {
-        let at = SystemTime::UNIX_EPOCH;
-        let one = |version| {
-            StoredEvent::from_event(
-                version,
-                &event(RolledBack::Release, RollbackTrigger::Manual, at),
-            )
-        };
         let mut newest = NewestFirst::new(crate::limits::MAX_ROLLBACK_HISTORY);
-        assert_eq!(newest.take(one(9)), Ok(true));
+        assert_eq!(newest.take(manual_rollback(9)), Ok(true));
         // Texts the history's byte count leaves out: refused at the first such event, before
         // a read could hold thousands of them (each up to 4 KiB in SQLite).
-        let mut junk = one(8);
+        let mut junk = manual_rollback(8);
         junk.rolled_back = "x".repeat(4097);
         let err = newest.take(junk).unwrap_err();
         assert!(
             err.contains("history.rolled_back") && err.contains("(event 8)"),
             "{err}"
         );
-        let mut junk = one(8);
+        let mut junk = manual_rollback(8);
         junk.trigger = "x".repeat(4097);
         assert!(newest.take(junk).unwrap_err().contains("history.trigger"));
-        let mut long = one(8);
+        let mut long = manual_rollback(8);
         long.reason = "r".repeat(MAX_REASON_BYTES + 1);
         assert!(newest.take(long).unwrap_err().contains("history.reason"));
-        assert_eq!(newest.take(one(8)), Ok(true));
-        assert_eq!(newest.oldest_first(), [one(8), one(9)]);
+        assert_eq!(newest.take(manual_rollback(8)), Ok(true));
+        assert_eq!(
+            newest.oldest_first(),
+            [manual_rollback(8), manual_rollback(9)]
+        );
     }
 
     #[test]
