@@ -59,7 +59,7 @@ enum Command {
 
 /// A clap error on one line: its first line, plus the valid values when it lists them. The
 /// value it quotes is shown as [`error::shown_text`] shows one: control characters escaped (a
-/// newline in it would end the line it is on), at most 160 bytes.
+/// newline in it would end the line it is on), at most `MAX_SHOWN_VALUE_BYTES`.
 fn one_line(mut error: clap::Error) -> String {
     if let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue) {
         let shown = error::shown_text(value);

@@ -814,18 +814,16 @@ fn at_most(field: &str, value: f64, limit: f64, unit: &str) -> Result<(), FieldE
 
 /// `extension_s`: from one tick of the driver to the longest run.
 fn extension_length(seconds: f64) -> Result<(), FieldError> {
-    if seconds.is_finite() && (MIN_EXTENSION_S..=MAX_RUN_S).contains(&seconds) {
-        Ok(())
-    } else {
-        Err(FieldError::new(
-            "extension_s",
-            seconds,
-            format!(
-                "seconds from {MIN_EXTENSION_S} (one tick of the simulation) to {MAX_RUN_S} \
-                 (365 days)"
-            ),
-        ))
-    }
+    within(
+        "extension_s",
+        seconds,
+        MIN_EXTENSION_S,
+        MAX_RUN_S,
+        &format!(
+            "seconds from {MIN_EXTENSION_S} (one tick of the simulation) to {MAX_RUN_S} \
+             (365 days)"
+        ),
+    )
 }
 
 /// `value` from `least` to `most`, finite; `expected` says so in the field's words.
