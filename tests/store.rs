@@ -1390,3 +1390,53 @@ fn a_store_file_removed_alone_is_followed_once_every_process_closed_it() {
         .unwrap();
     assert_eq!(integrity, "ok");
 }
+
+/// A clock that panics when read for wall time on the gate's sync thread, `panics` times.
+#[derive(Debug)]
+struct PanicsOnTheSyncThread {
+    real: promotion_gates::SystemClock,
+    panics: std::sync::atomic::AtomicU32,
+}
+
+impl promotion_gates::Clock for PanicsOnTheSyncThread {
+    fn monotonic(&self) -> Duration {
+        self.real.monotonic()
+    }
+
+    fn wall(&self) -> std::time::SystemTime {
+        use std::sync::atomic::Ordering;
+        let on_sync_thread = std::thread::current().name() == Some("pgate-sync");
+        if on_sync_thread
+            && self
+                .panics
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            panic!("a host's clock failed on the sync thread");
+        }
+        self.real.wall()
+    }
+}
+
+#[test]
+fn the_sync_thread_goes_on_after_a_tick_panics() {
+    let dir = Scratch::new("tick-panics");
+    let path = dir.file("gate.db");
+    let clock = std::sync::Arc::new(PanicsOnTheSyncThread {
+        real: promotion_gates::SystemClock::new(),
+        panics: std::sync::atomic::AtomicU32::new(3),
+    });
+    let config = PromotionConfig::from_json(&document(&path, 10.0, 5000)).unwrap();
+    let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap();
+    // Each tick reads the clock once it has read the other instances' counts.
+    eventually("three ticks panicked", || {
+        clock.panics.load(std::sync::atomic::Ordering::SeqCst) == 0
+    });
+    let other = open(&path);
+    other.rollback("bad deploy").unwrap();
+    eventually(
+        "the gate's sync thread applies the other's rollback",
+        || gate.environment() == Environment::Production,
+    );
+}

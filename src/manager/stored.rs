@@ -6,6 +6,8 @@
 //! `swap_config`) or on the sync thread, never on the route or record path: an automatic
 //! rollback decided while recording is published at once and written by the sync thread.
 
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
@@ -980,13 +982,27 @@ impl SyncThread {
                     let Some(shared) = weak.upgrade() else {
                         return;
                     };
-                    // Cleared before the store is read: an ask from now on gets a read after it.
-                    shared.handoff.sync_asked.store(false, Ordering::Release);
-                    shared.sync_once();
-                    if stop.load(Ordering::Acquire) {
-                        return;
+                    // A panic (from a host's `Clock`, say) ends the tick, not the thread: the
+                    // next tick reads the store again. Each step leaves the gate consistent.
+                    let tick = catch_unwind(AssertUnwindSafe(|| {
+                        // Cleared before the store is read: an ask from now on gets a read
+                        // after it.
+                        shared.handoff.sync_asked.store(false, Ordering::Release);
+                        shared.sync_once();
+                        if stop.load(Ordering::Acquire) {
+                            return Tick::Stopped;
+                        }
+                        shared.exchange_contributions(&mut ledger);
+                        Tick::Done
+                    }));
+                    match tick {
+                        Ok(Tick::Done) => {}
+                        Ok(Tick::Stopped) => return,
+                        Err(payload) => tracing::error!(
+                            panic = panic_message(payload.as_ref()),
+                            "promotion.store a sync tick panicked; the next tick reads the store again"
+                        ),
                     }
-                    shared.exchange_contributions(&mut ledger);
                 }
             })
             .map_err(|e| {
@@ -1016,6 +1032,25 @@ impl SyncThread {
             stop_watch,
             watch,
         })
+    }
+}
+
+/// How a sync tick ended, when it did not panic.
+enum Tick {
+    Done,
+    /// The gate is being dropped: the thread ends.
+    Stopped,
+}
+
+/// The text a panic was raised with, when it has one.
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    match (
+        payload.downcast_ref::<&str>(),
+        payload.downcast_ref::<String>(),
+    ) {
+        (Some(text), _) => text,
+        (_, Some(text)) => text,
+        _ => "(no message)",
     }
 }
 
