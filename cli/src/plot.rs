@@ -6,6 +6,7 @@ use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -87,14 +88,15 @@ struct Content {
 }
 
 /// Reads `--plot`'s value: a file name ending in `.svg`, the only format drawn (a bitmap
-/// backend would need system fonts to write the labels).
-pub fn svg_path(text: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(text);
+/// backend would need system fonts to write the labels). The name may be any bytes, as the
+/// other files' names may.
+pub fn svg_path(name: OsString) -> Result<PathBuf, String> {
+    let path = PathBuf::from(name);
     match path.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("svg") => Ok(path),
         _ => Err(format!(
             "{} does not end in .svg: the timeline is drawn as SVG only",
-            crate::error::quoted_text(text)
+            crate::error::quoted_text(&path.to_string_lossy())
         )),
     }
 }
@@ -577,10 +579,16 @@ mod tests {
 
     #[test]
     fn only_svg_names_are_taken() {
-        assert_eq!(svg_path("a/b.svg").unwrap(), PathBuf::from("a/b.svg"));
-        assert!(svg_path("B.SVG").is_ok());
+        assert_eq!(
+            svg_path("a/b.svg".into()).unwrap(),
+            PathBuf::from("a/b.svg")
+        );
+        assert!(svg_path("B.SVG".into()).is_ok());
+        use std::os::unix::ffi::OsStrExt;
+        let not_utf8 = std::ffi::OsStr::from_bytes(b"out\xff.svg");
+        assert_eq!(svg_path(not_utf8.into()).unwrap(), PathBuf::from(not_utf8));
         for name in ["out.png", "out", "dir/", "out.svg.png", ".svg"] {
-            let e = svg_path(name).unwrap_err();
+            let e = svg_path(name.into()).unwrap_err();
             assert!(e.contains("does not end in .svg"), "{name}: {e}");
         }
     }

@@ -17,8 +17,8 @@ use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
 
 use crate::document;
-use crate::error::CliError;
-use crate::flag::overriding;
+use crate::error::{CliError, quoted_text};
+use crate::flag::{any_text, overriding, text};
 
 /// The longest request id `route` reads from a line of stdin, in bytes (64 KiB, far beyond the
 /// 8 KiB a proxy usually allows a whole header line): a longer line is refused, naming its
@@ -35,11 +35,11 @@ pub struct RouteArgs {
     /// the library's PromotionConfig defaults]
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    #[arg(long, help = overriding("The gate's name (the default salt)", PromotionConfig::default().gate))]
+    #[arg(long, value_parser = text(any_text), help = overriding("The gate's name (the default salt)", PromotionConfig::default().gate))]
     gate: Option<String>,
-    #[arg(long, help = overriding("The routing salt", "the gate's name"))]
+    #[arg(long, value_parser = text(any_text), help = overriding("The routing salt", "the gate's name"))]
     salt: Option<String>,
-    #[arg(long, allow_negative_numbers = true, help = overriding(
+    #[arg(long, value_parser = text(percent), allow_negative_numbers = true, help = overriding(
         "Canary share of traffic, in percent (sets the environment to a canary; checked as the \
          library checks a config)",
         format!("none, the environment {}", PromotionConfig::default().environment),
@@ -59,6 +59,12 @@ pub struct RouteArgs {
          a line longer than {MAX_ID_BYTES} bytes, MAX_ID_BYTES, is refused with its number)"
     ))]
     ids: Vec<OsString>,
+}
+
+/// `--percent`'s number, which the library then checks as it checks a config's share.
+fn percent(text: &str) -> Result<f64, String> {
+    text.parse()
+        .map_err(|_| format!("{} is not a number", quoted_text(text)))
 }
 
 /// One decision, as printed.

@@ -2,12 +2,13 @@
 //! the report as a table or JSON, and the timeline as an SVG.
 
 use clap::Args;
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
 use crate::document;
 use crate::error::{CliError, quoted_text, shown_value, unless_closed};
-use crate::flag::overriding;
+use crate::flag::{overriding, text};
 use crate::plot::{self, PlotFile};
 use crate::progress::Progress;
 use crate::report::{self, Outcome, Report, human_duration, sampling, thousands};
@@ -55,29 +56,29 @@ pub struct SimulateArgs {
     /// A scenario file (JSON or TOML) instead of a built-in one; see docs/simulator.md.
     #[arg(long, value_name = "FILE", conflicts_with = "scenario")]
     config: Option<PathBuf>,
-    #[arg(long, value_parser = seed_number, allow_negative_numbers = true, help = overriding(
+    #[arg(long, value_parser = text(seed_number), allow_negative_numbers = true, help = overriding(
         "Seed of the random number generator (the same seed gives the same run)",
         Scenario::default().seed,
     ))]
     seed: Option<u64>,
-    #[arg(long, value_parser = request_rate, allow_negative_numbers = true, help = overriding(
+    #[arg(long, value_parser = text(request_rate), allow_negative_numbers = true, help = overriding(
         "Requests per simulated second",
         Scenario::default().rps,
     ))]
     rps: Option<f64>,
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION", allow_hyphen_values = true, help = overriding(
+    #[arg(long, value_parser = text(parse_duration), value_name = "DURATION", allow_hyphen_values = true, help = overriding(
         "Planned length of the whole ramp in simulated time (e.g. 90s, 6m, 24h), shared among \
          the stages in proportion to their own lengths; extensions and incidents stretch \
          with it, bursts do not",
         as_duration_flag(Scenario::default().planned_seconds()),
     ))]
     duration: Option<f64>,
-    #[arg(long, value_parser = count, value_name = "N", allow_negative_numbers = true, help = overriding(
+    #[arg(long, value_parser = text(count), value_name = "N", allow_negative_numbers = true, help = overriding(
         "Fast mode: simulate 1 request in N (the judge then sees rps/N; see docs/simulator.md)",
         Scenario::default().sample,
     ))]
     sample: Option<u64>,
-    #[arg(long, value_parser = count, allow_negative_numbers = true, help = overriding(
+    #[arg(long, value_parser = text(count), allow_negative_numbers = true, help = overriding(
         "Number of distinct users",
         Scenario::default().users,
     ))]
@@ -87,7 +88,7 @@ pub struct SimulateArgs {
     json: bool,
     /// Write the timeline as an SVG chart (the name must end in .svg; the file is opened
     /// before the simulation runs).
-    #[arg(long, value_name = "FILE.svg", value_parser = plot::svg_path)]
+    #[arg(long, value_name = "FILE.svg", value_parser = OsStringValueParser::new().try_map(plot::svg_path))]
     plot: Option<PathBuf>,
     /// Print the scenario that would run, a valid scenario file (TOML, or JSON with --json),
     /// and stop; nothing is simulated, so --plot is refused with it.

@@ -1142,6 +1142,40 @@ fn a_flag_value_is_shown_on_one_line_and_short() {
 }
 
 #[test]
+fn a_flag_value_that_is_not_utf8_is_refused_naming_the_flag() {
+    // clap's own parsers said only "invalid UTF-8 was detected in one or more arguments".
+    use std::os::unix::ffi::OsStrExt;
+    let value = std::ffi::OsStr::from_bytes(b"1\xff");
+    for (command, flag, shown) in [
+        ("route", "--gate", "GATE"),
+        ("route", "--salt", "SALT"),
+        ("route", "--percent", "PERCENT"),
+        ("simulate", "--seed", "SEED"),
+        ("simulate", "--rps", "RPS"),
+        ("simulate", "--duration", "DURATION"),
+        ("simulate", "--sample", "N"),
+        ("simulate", "--users", "USERS"),
+    ] {
+        let output = Command::new(BIN)
+            .arg(command)
+            .arg(flag)
+            .arg(value)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {message}");
+        assert_eq!(
+            message.trim_end(),
+            format!(
+                "error: invalid value '1\u{fffd}' for '{flag} <{shown}>': \"1\\xFF\" is not UTF-8 text (see --help)"
+            ),
+        );
+        assert!(stdout(&output).is_empty());
+    }
+}
+
+#[test]
 fn a_plot_on_anything_but_a_regular_file_exits_1_before_simulating() {
     // A device took the whole run, then failed and cost the report; a FIFO without a reader
     // blocked the open for ever.
