@@ -21,10 +21,27 @@ use std::time::{Duration, Instant, SystemTime};
 /// assert_eq!(clock.monotonic(), Duration::from_secs(90));
 /// ```
 pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// Time since an arbitrary fixed origin; never goes backwards.
+    /// Time since an arbitrary fixed origin; never goes backwards. (One that does, against
+    /// this contract, pauses the gate's periodic evaluations for about an evaluation interval
+    /// and starts the window's spans again from the earlier time; memory stays bounded.)
     fn monotonic(&self) -> Duration;
-    /// Wall-clock time, for rollback events.
+    /// Wall-clock time, for rollback events. A time outside what a state store holds
+    /// (nanoseconds since the Unix epoch in an `i64`: 1677-09-21 to 2262-04-11) is taken as
+    /// the nearer end of that range, so that every process and a restart read an event at the
+    /// time its gate holds.
     fn wall(&self) -> SystemTime;
+}
+
+/// `time` within the wall times a gate records: what nanoseconds since the Unix epoch in an
+/// `i64` hold (see [`Clock::wall`]).
+pub(crate) fn recordable(time: SystemTime) -> SystemTime {
+    let limit = Duration::from_nanos(i64::MAX.unsigned_abs());
+    let clamped = match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) if after > limit => SystemTime::UNIX_EPOCH.checked_add(limit),
+        Err(before) if before.duration() > limit => SystemTime::UNIX_EPOCH.checked_sub(limit),
+        _ => None,
+    };
+    clamped.unwrap_or(time)
 }
 
 /// The real clock: [`Instant`] for the window, [`SystemTime`] for events.
@@ -154,5 +171,23 @@ impl Clock for ManualClock {
 
     fn wall(&self) -> SystemTime {
         self.wall_origin + self.monotonic()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_times_past_what_a_store_holds_are_taken_at_its_ends() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        let limit = Duration::from_nanos(i64::MAX.unsigned_abs());
+        let year = Duration::from_secs(31_556_952);
+        let (latest, earliest) = (epoch + limit, epoch - limit);
+        assert_eq!(recordable(epoch + 1_000 * year), latest);
+        assert_eq!(recordable(epoch - 1_000 * year), earliest);
+        for inside in [epoch, epoch + 56 * year, epoch - year, latest, earliest] {
+            assert_eq!(recordable(inside), inside);
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use thread_local::ThreadLocal;
 
 use crate::changes::{ChangeFeed, ChangeOrigin, Published};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, recordable};
 use crate::config::{Environment, PromotionConfig};
 use crate::decision::Cohort;
 use crate::decision::{RoutingDecision, StageId};
@@ -178,7 +178,7 @@ impl PromotionGateManager {
         let mut writer = WriterState::default();
         let mut records = Records::default();
         // With a store, the stored state (when there is one) wins over `config`.
-        let opened = stored::open(&config, clock.wall())?;
+        let opened = stored::open(&config, recordable(clock.wall()))?;
         let (config, stage, difference_at_open) = match opened {
             Some(opened) => {
                 // The stored history counts, as every process on the store counts it.

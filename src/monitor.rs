@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 use std::time::{Duration, SystemTime};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, recordable};
 use crate::config::PromotionConfig;
 use crate::decision::{Cohort, PerCohort, StageId};
 use crate::judge::{CanaryHealth, Policy, Sample, judge, judge_if_fired, screen};
@@ -89,9 +89,9 @@ impl Monitor {
         old
     }
 
-    /// Wall-clock time, for the events the gate records.
+    /// Wall-clock time, for the events the gate records ([`recordable`]).
     pub(crate) fn wall(&self) -> SystemTime {
-        self.clock.wall()
+        recordable(self.clock.wall())
     }
 
     /// The gate's monotonic time, which its windows are measured on.
@@ -285,7 +285,7 @@ impl Monitor {
 
     /// The spans an evaluation of `config`'s stage at `at` measures under `slo`.
     fn spans(&self, slo: &SloConfig, config: &PromotionConfig, at: Duration) -> Spans {
-        let stage_start = self.metrics.stage_start();
+        let stage_start = self.metrics.stage_start_by(at);
         Spans {
             at,
             length: Duration::from_secs(config.rollback_window_seconds),

@@ -692,3 +692,65 @@ fn a_service_wide_breach_holds_the_promotion_and_rolls_nothing_back() {
     assert_eq!(gate.environment(), canary(5.0));
     assert!(gate.get_rollback_history().is_empty());
 }
+
+/// A clock a test sets anywhere, backwards too (against `Clock`'s contract).
+#[derive(Debug, Default)]
+struct SteppingClock {
+    nanos: AtomicU64,
+}
+
+impl SteppingClock {
+    fn set(&self, at: Duration) {
+        self.nanos
+            .store(u64::try_from(at.as_nanos()).unwrap(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for SteppingClock {
+    fn monotonic(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
+    }
+
+    fn wall(&self) -> std::time::SystemTime {
+        std::time::SystemTime::UNIX_EPOCH + self.monotonic()
+    }
+}
+
+#[test]
+fn a_clock_that_went_back_an_hour_leaves_a_slow_canary_judged_within_minutes() {
+    // The record path's evaluations were due only once the clock reached the last one's time
+    // again, and the stage's warm-up ran until its start: blind to latency for the hour.
+    let clock = Arc::new(SteppingClock::default());
+    clock.set(Duration::from_secs(3_700));
+    let slo = promotion_gates::SloAdmissionController::new(promotion_gates::SloConfig::default())
+        .unwrap();
+    let config = PromotionConfig {
+        environment: canary(10.0),
+        ..Default::default()
+    };
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap();
+    let tick = Duration::from_millis(5); // 200 requests a second
+    let mut at = Duration::from_secs(3_700);
+    let serve = |i: u64, at: &mut Duration, canary_ms: u64| {
+        let decision = gate.route_request(&format!("user-{i}"));
+        let latency = if decision.is_canary { canary_ms } else { 20 };
+        gate.record_outcome(&decision, true, Duration::from_millis(latency));
+        *at += tick;
+        clock.set(*at);
+    };
+    for i in 0..2_000 {
+        serve(i, &mut at, 20); // 10 s of a healthy canary, in the stage's warm-up
+    }
+    assert_eq!(gate.environment(), canary(10.0));
+    at = Duration::from_secs(100); // an hour back
+    clock.set(at);
+    let mut i = 2_000;
+    while gate.environment() != Environment::Production {
+        assert!(
+            at < Duration::from_secs(400),
+            "a canary 20x slower not rolled back within 300 s of the step"
+        );
+        serve(i, &mut at, 400);
+        i += 1;
+    }
+}

@@ -1440,3 +1440,51 @@ fn the_sync_thread_goes_on_after_a_tick_panics() {
         || gate.environment() == Environment::Production,
     );
 }
+
+/// A clock whose wall time stands at `wall`.
+#[derive(Debug)]
+struct WallAt {
+    real: promotion_gates::SystemClock,
+    wall: std::time::SystemTime,
+}
+
+impl promotion_gates::Clock for WallAt {
+    fn monotonic(&self) -> Duration {
+        self.real.monotonic()
+    }
+
+    fn wall(&self) -> std::time::SystemTime {
+        self.wall
+    }
+}
+
+#[test]
+fn events_at_wall_times_beyond_what_a_store_holds_read_back_as_their_gate_holds_them() {
+    let year = Duration::from_secs(31_556_952);
+    let epoch = std::time::SystemTime::UNIX_EPOCH;
+    for (name, wall) in [
+        ("3000", epoch + 1_030 * year),
+        ("970", epoch - 1_000 * year),
+    ] {
+        let dir = Scratch::new(&format!("wall-{name}"));
+        let path = dir.file("gate.db");
+        let clock = std::sync::Arc::new(WallAt {
+            real: promotion_gates::SystemClock::new(),
+            wall,
+        });
+        let config = PromotionConfig::from_json(&document(&path, 10.0, 5000)).unwrap();
+        let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+        let gate = PromotionGateManager::with_clock(config, slo, clock).unwrap();
+        gate.rollback("bad deploy").unwrap();
+        let history = gate.rollback_history();
+        // Stored as nanoseconds since the epoch in an i64: the nearer end of 1677 to 2262.
+        let end = Duration::from_nanos(i64::MAX.unsigned_abs());
+        let expected = if wall > epoch {
+            epoch + end
+        } else {
+            epoch - end
+        };
+        assert_eq!(history[0].timestamp, expected, "{name}");
+        assert_eq!(open(&path).rollback_history(), history, "{name}");
+    }
+}

@@ -34,6 +34,10 @@ pub(crate) use recorder::Tally;
 use recorder::{NewestStage, ThreadRecorder};
 pub(crate) use window::{Bursts, Counts, Measured, Spans, Window};
 
+/// How far behind another thread's claim of an evaluation a thread's reading of the clock may
+/// be (read just before it, then preempted) before the clock counts as gone back.
+const CLOCK_LAG: Duration = Duration::from_secs(1);
+
 /// The recorders of one gate and the judge's window.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -100,6 +104,24 @@ impl Metrics {
     /// When the newest stage started (monotonic).
     pub(crate) fn stage_start(&self) -> Duration {
         Duration::from_nanos(self.stage_start.load(Ordering::Relaxed))
+    }
+
+    /// When the newest stage started, for an evaluation at `now`: a clock that went back well
+    /// before the start (a host's, against `Clock`'s contract; by more than [`CLOCK_LAG`])
+    /// starts the stage again at `now`, so its warm-up and no-data time count from there, not
+    /// from a start the clock may take hours to reach again.
+    pub(crate) fn stage_start_by(&self, now: Duration) -> Duration {
+        let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        let lag = u64::try_from(CLOCK_LAG.as_nanos()).unwrap_or(u64::MAX);
+        let start = self.stage_start.load(Ordering::Relaxed);
+        if now_ns.saturating_add(lag) >= start {
+            return Duration::from_nanos(start);
+        }
+        // A stage started meanwhile (by the writer, at a later time) keeps its start.
+        let kept =
+            self.stage_start
+                .compare_exchange(start, now_ns, Ordering::Relaxed, Ordering::Relaxed);
+        Duration::from_nanos(kept.map_or_else(|newer| newer, |_| now_ns))
     }
 
     /// Records one outcome on the calling thread's recorder. Lock-free; allocates only on a
@@ -310,14 +332,22 @@ impl Metrics {
     }
 
     /// Claims the full evaluation due at `now`, if one is: true for exactly one caller per
-    /// `interval`, which must then evaluate.
+    /// `interval`, which must then evaluate. A clock that went back well before the last claim
+    /// (a host's, against `Clock`'s contract) makes one due at once, so the evaluations pause
+    /// for about an interval, not for as long as the clock went back; "well before": by more
+    /// than the interval or [`CLOCK_LAG`]. A clock at the end of the range (past 584 years) makes none due.
     pub(crate) fn claim_evaluation(&self, now: Duration, interval: Duration) -> bool {
         let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        let interval_ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
         let due = self.next_evaluation.load(Ordering::Relaxed);
-        if now_ns < due {
+        let claimed = due.saturating_sub(interval_ns);
+        let lag = u64::try_from(interval.max(CLOCK_LAG).as_nanos()).unwrap_or(u64::MAX);
+        let went_back = now_ns.saturating_add(lag) < claimed;
+        let due_now = now_ns >= due && due < u64::MAX;
+        if !due_now && !went_back {
             return false;
         }
-        let next = now_ns.saturating_add(u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX));
+        let next = now_ns.saturating_add(interval_ns);
         self.next_evaluation
             .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
@@ -420,6 +450,28 @@ mod tests {
             );
         }
         assert_eq!(h.len(), 10_000);
+    }
+
+    #[test]
+    fn one_evaluation_is_due_per_interval_and_at_once_after_the_clock_went_back() {
+        let metrics = Metrics::new(StageId(1));
+        let (s, ms) = (Duration::from_secs, Duration::from_millis);
+        let interval = s(1);
+        assert!(metrics.claim_evaluation(s(3_600), interval));
+        assert!(
+            !metrics.claim_evaluation(s(3_600), interval),
+            "claimed once"
+        );
+        // A reading taken just before the claim, by a thread then preempted: not due.
+        assert!(!metrics.claim_evaluation(s(3_600) - ms(900), interval));
+        assert!(metrics.claim_evaluation(s(3_601), interval));
+        // Back by an hour: due at once (it was not for an hour), then once per interval.
+        assert!(metrics.claim_evaluation(s(1), interval));
+        assert!(!metrics.claim_evaluation(s(1) + ms(500), interval));
+        assert!(metrics.claim_evaluation(s(2), interval));
+        // At the end of the clock's range, none is due on every look.
+        assert!(metrics.claim_evaluation(Duration::MAX, interval));
+        assert!(!metrics.claim_evaluation(Duration::MAX, interval));
     }
 
     #[test]

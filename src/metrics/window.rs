@@ -178,7 +178,8 @@ impl Window {
         let measured = self.measure(stage, spans);
         self.keep(spans.at, spans.length);
         let [_, latest] = self.burst_starts;
-        let burst_due = latest.is_none_or(|(t, _)| spans.at.saturating_sub(t) >= spans.burst);
+        // Due too when the clock went back before the span's start.
+        let burst_due = latest.is_none_or(|(t, _)| t > spans.at || spans.at - t >= spans.burst);
         if burst_due {
             let counters = |c: &CohortCounts| [c.requests, c.errors];
             let base = PerCohort::from_fn(|cohort| counters(&self.reading[cohort]));
@@ -270,6 +271,13 @@ impl Window {
     /// Keeps `self.reading` as the reading at `at` (at most one per slot), and drops the
     /// readings older than the window needs.
     fn keep(&mut self, at: Duration, length: Duration) {
+        // A host's clock that went back (against `Clock`'s contract): the readings after `at`
+        // go, so the ring stays ordered, and as small, as with a clock that never does.
+        while self.readings.back().is_some_and(|(t, _)| *t > at) {
+            if let Some((_, counts)) = self.readings.pop_back() {
+                self.spare.push(counts);
+            }
+        }
         let slot = (length / SLOTS).max(Duration::from_millis(1)).as_nanos();
         let same_slot = self
             .readings
@@ -447,6 +455,37 @@ mod tests {
             );
         }
         assert!(w.readings.len() + w.spare.len() <= RING + 1);
+    }
+
+    #[test]
+    fn a_clock_that_goes_back_keeps_the_ring_bounded_and_the_bursts_going() {
+        let mut w = Window::default();
+        w.prepare();
+        let len = Duration::from_secs(1);
+        let s = StageId(1);
+        let mut total = 0;
+        let mut observe_at = |w: &mut Window, ms: u64| {
+            total += 10;
+            set(w, total, 0);
+            w.observe(s, spans(Duration::from_millis(ms), len))
+        };
+        for ms in (1_000..2_000).step_by(100) {
+            observe_at(&mut w, ms);
+        }
+        // Back by a whole window, then on, a slot at a time: the readings kept before the
+        // step were kept for ever, each new one beside them (40 KiB each).
+        for ms in (500..1_500).step_by(100) {
+            observe_at(&mut w, ms);
+            assert!(w.readings.len() <= RING, "{} readings", w.readings.len());
+            assert!(w.readings.len() + w.spare.len() <= RING + 1);
+            let times: Vec<_> = w.readings.iter().map(|(t, _)| *t).collect();
+            assert!(times.is_sorted(), "{times:?}");
+        }
+        // The burst spans start again at the step (500 ms): at 1.6 s the current span holds
+        // the requests of the 10 readings since then, not of the 20 since the span begun at
+        // 1 s before the step.
+        let (_, recent) = observe_at(&mut w, 1_600);
+        assert_eq!(recent.current.canary[0], 100);
     }
 
     #[test]

@@ -122,9 +122,10 @@ pub(crate) fn instance_id(opened: SystemTime) -> String {
         .take(64)
         .collect::<String>();
     let host = if host.is_empty() { "host".into() } else { host };
+    // At most what `opened_at` reads back: a u64 (the gate's wall times end in 2262).
     let nanos = opened
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     let gate = GATES.fetch_add(1, Ordering::Relaxed);
     format!("{host}:{}:{gate}:{nanos:x}", std::process::id())
 }
@@ -583,6 +584,9 @@ mod tests {
     fn an_instance_id_says_when_its_gate_opened() {
         let at = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_800_000_000_123_456_789);
         assert_eq!(opened_at(&instance_id(at)), Some(at));
+        // A wall clock in the year 3000 (17 hex digits in a u128) was read as no time.
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(32_503_680_000);
+        assert!(opened_at(&instance_id(later)).is_some_and(|t| t > at));
         for foreign in ["", "a", "host:1:0:not-hex", "host:1:0:"] {
             assert_eq!(opened_at(foreign), None, "{foreign:?}");
         }
