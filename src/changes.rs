@@ -8,7 +8,9 @@
 //!
 //! Nothing here runs host code: a change is queued, never delivered by calling back, so a
 //! change made on the record path (an automatic rollback) costs that path one short queue
-//! operation per subscriber, and no host code ever runs while the gate holds a lock. Memory is
+//! operation per subscriber, and a subscriber's code runs on its own thread, never while the
+//! gate holds a lock. (The gate's log lines are another matter: a `tracing` subscriber may be
+//! called while the gate holds its writer lock; see docs/telemetry.md.) Memory is
 //! bounded: the gate keeps the last [`MAX_RECENT_CHANGES`] changes, a subscription queues at
 //! most [`MAX_QUEUED_CHANGES`] (a slow subscriber misses the oldest, counted in
 //! [`Subscription::missed`], and can read them again with `changes_since` while they are

@@ -1488,3 +1488,47 @@ fn events_at_wall_times_beyond_what_a_store_holds_read_back_as_their_gate_holds_
         assert_eq!(open(&path).rollback_history(), history, "{name}");
     }
 }
+
+/// A clock that drops the gate it was given when read for wall time on that gate's sync
+/// thread: the gate's last owner lets go in a host's code that thread runs.
+#[derive(Debug, Default)]
+struct DropsItsGate {
+    real: promotion_gates::SystemClock,
+    gate: std::sync::Mutex<Option<PromotionGateManager>>,
+    dropped: std::sync::atomic::AtomicBool,
+}
+
+impl promotion_gates::Clock for DropsItsGate {
+    fn monotonic(&self) -> Duration {
+        self.real.monotonic()
+    }
+
+    fn wall(&self) -> std::time::SystemTime {
+        if std::thread::current().name() == Some("pgate-sync") {
+            let gate = self.gate.lock().unwrap().take();
+            if let Some(gate) = gate {
+                drop(gate);
+                self.dropped
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        self.real.wall()
+    }
+}
+
+#[test]
+fn a_gate_dropped_on_its_own_sync_thread_is_dropped_whole() {
+    // The drop joined the thread it ran on: "Resource deadlock avoided", a panic mid-drop.
+    let dir = Scratch::new("dropped-on-sync");
+    let path = dir.file("gate.db");
+    let clock = std::sync::Arc::new(DropsItsGate::default());
+    let config = PromotionConfig::from_json(&document(&path, 10.0, 5000)).unwrap();
+    let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap();
+    gate.rollback("bad deploy").unwrap();
+    *clock.gate.lock().unwrap() = Some(gate);
+    eventually("the sync thread dropped the gate", || {
+        clock.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    assert_eq!(open(&path).environment(), Environment::Production);
+}

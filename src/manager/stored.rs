@@ -1083,17 +1083,21 @@ impl SyncThread {
 
 impl Drop for SyncThread {
     /// Waits for the sync thread's current tick, if any (its store calls), and the watch's
-    /// current request; wake-ups queued behind the tick are not run.
+    /// current request; wake-ups queued behind the tick are not run. Dropped on one of those
+    /// threads (the gate's last owner let go in a host's code that thread ran, a `Clock`), it
+    /// does not wait for itself: that thread ends when its current tick or request returns.
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Release);
         self.stop_watch.store(true, Ordering::Relaxed);
         let _ = self.signals.send(Signal::Stop);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        // Ends within one watch span (it looks at the flag between requests).
-        if let Some(watch) = self.watch.take() {
-            let _ = watch.join();
+        // The watch ends within one watch span (it looks at the flag between requests).
+        for handle in [self.thread.take(), self.watch.take()]
+            .into_iter()
+            .flatten()
+        {
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
         }
     }
 }

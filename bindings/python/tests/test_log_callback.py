@@ -106,6 +106,49 @@ EXITING = textwrap.dedent(
 )
 
 
+#: A gate whose last reference goes inside the log callback, on the gate's own state store
+#: thread while it applies another gate's write (its writer lock held): the finalizer freed it
+#: there, and the free joined the thread it ran on (a panic, the gate half freed) or would wait
+#: for the lock that thread holds. A hang exits 3 (faulthandler).
+FREED_IN_THE_CALLBACK = textwrap.dedent(
+    """
+    import faulthandler, sys, threading
+    import promotion_gates as pg
+    from promotion_gates.telemetry import LogLevel, set_log_callback
+
+    faulthandler.dump_traceback_later(60, exit=True)
+    unraisable = []
+    sys.unraisablehook = unraisable.append
+    threading.excepthook = unraisable.append
+    config = {"gate": "g", "environment": {"canary": {"traffic_percent": 10}},
+              "store": {"sqlite": {"path": sys.argv[1], "sync_interval_ms": 20}}}
+    writer = pg.Gate(config)
+    victims = [pg.Gate(config)]
+    dropped = threading.Event()
+
+    def callback(level, target, message):
+        if "applied a write from the store" in message and victims:
+            victims.clear()
+            dropped.set()
+
+    set_log_callback(callback, LogLevel.INFO)
+    writer.enable_feature("x")
+    assert dropped.wait(30), "the victim's sync thread never applied the write"
+    for thread in threading.enumerate():
+        if thread.name == "promotion-gates-free":
+            thread.join(30)
+    set_log_callback(None)
+    writer.close()
+    assert not unraisable, [str(u.exc_value) for u in unraisable]
+    print("freed")
+    """
+)
+
+
+def test_a_gate_whose_last_reference_goes_inside_the_log_callback_is_freed(tmp_path: Path) -> None:
+    assert run_child(FREED_IN_THE_CALLBACK, str(tmp_path / "store.db")) == "freed\n"
+
+
 @pytest.mark.parametrize("run", range(5))
 def test_exiting_while_threads_log_to_the_callback_exits_cleanly(tmp_path: Path, run: int) -> None:
     assert run_child(EXITING, str(tmp_path / "store.db")) == "logged\n"

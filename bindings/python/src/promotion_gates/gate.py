@@ -26,6 +26,7 @@ waits for one that is gone.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import warnings
 import weakref
@@ -236,8 +237,21 @@ def _check_flag_set(status: int, set_id: int) -> None:
     _check(status)
 
 
+#: ``log_callback_thread.inside`` is True while this thread runs the log callback (set by
+#: :func:`~promotion_gates.telemetry.set_log_callback`'s trampoline).
+log_callback_thread = threading.local()
+
+
 def _free(handle: c_void_p) -> None:
-    """Frees a gate handle (the finalizer of a Gate: runs at most once)."""
+    """Frees a gate handle (the finalizer of a Gate: runs at most once). A gate whose last
+    reference went inside the log callback (a garbage collection that ran there, say) is freed
+    on a thread of its own: the thread that logged may be the gate's own state store thread,
+    which the free waits for, or hold the gate's writer lock, which the free takes."""
+    if getattr(log_callback_thread, "inside", False):
+        threading.Thread(
+            target=_free, args=(handle,), name="promotion-gates-free", daemon=True
+        ).start()
+        return
     _check(_ffi.lib().pgate_gate_free(handle))
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from . import _ffi
 from ._arguments import member, refused
 from .errors import BufferTooSmallError, InvalidArgumentError, _check
-from .gate import Gate, held_together
+from .gate import Gate, held_together, log_callback_thread
 
 __all__ = ["LogLevel", "latency_histograms", "metrics_prometheus", "set_log_callback"]
 
@@ -120,8 +120,6 @@ _setting = threading.Lock()
 #: Whether the atexit hook that detaches the callback is registered, and whether it ran.
 _hooked = False
 _exiting = False
-#: ``_thread.inside`` is True while this thread runs the callback.
-_thread = threading.local()
 
 
 def set_log_callback(
@@ -153,7 +151,7 @@ def set_log_callback(
     number = member(LogLevel, "max_level", max_level)
     if callback is not None and not callable(callback):
         raise refused("callback", callback, "not callable or None")
-    if getattr(_thread, "inside", False):
+    if getattr(log_callback_thread, "inside", False):
         raise InvalidArgumentError(
             _ffi.Status.INVALID_ARGUMENT,
             "set_log_callback was called from inside the log callback (it would wait for itself)",
@@ -162,11 +160,11 @@ def set_log_callback(
     def trampoline(_: Any, level: int, target: bytes, message: bytes, length: int) -> None:
         assert callback is not None
         text = message[:length].decode("utf-8", "replace")
-        _thread.inside = True
+        log_callback_thread.inside = True
         try:
             callback(LogLevel(level), target.decode("utf-8", "replace"), text)
         finally:
-            _thread.inside = False
+            log_callback_thread.inside = False
 
     global _current, _hooked
     with _setting:
