@@ -320,6 +320,20 @@ impl ChangeFeed {
     }
 }
 
+impl Drop for ChangeFeed {
+    /// The gate is gone: every subscription is closed, and a host waiting on one wakes.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for inbox in state
+            .subscribers
+            .drain(..)
+            .filter_map(|weak| weak.upgrade())
+        {
+            inbox.close();
+        }
+    }
+}
+
 /// One subscriber's queue.
 #[derive(Debug, Default)]
 struct Inbox {
@@ -331,6 +345,8 @@ struct Inbox {
 struct Queued {
     changes: VecDeque<Arc<StateChange>>,
     missed: u64,
+    /// The gate is gone: nothing more will be queued.
+    closed: bool,
 }
 
 impl Inbox {
@@ -342,6 +358,11 @@ impl Inbox {
         }
         queued.changes.push_back(change);
         drop(queued);
+        self.arrived.notify_all();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
         self.arrived.notify_all();
     }
 
@@ -390,7 +411,8 @@ impl Subscription {
         self.inbox.lock().changes.pop_front()
     }
 
-    /// The next change, waiting at most `timeout` for one.
+    /// The next change, waiting at most `timeout` for one; `None` at once when none is queued
+    /// and the gate is gone ([`is_closed`](Self::is_closed)).
     ///
     /// # Example
     /// ```
@@ -406,6 +428,9 @@ impl Subscription {
         loop {
             if let Some(change) = queued.changes.pop_front() {
                 return Some(change);
+            }
+            if queued.closed {
+                return None;
             }
             let left = match deadline {
                 Some(deadline) => deadline.checked_duration_since(Instant::now())?,
@@ -431,6 +456,26 @@ impl Subscription {
     /// ```
     pub fn missed(&self) -> u64 {
         self.inbox.lock().missed
+    }
+
+    /// Whether the gate is gone (dropped): no change will be queued any more; those queued
+    /// before can still be read.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # use std::time::Duration;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let changes = gate.subscribe();
+    /// gate.enable_feature("dark_mode")?;
+    /// drop(gate);
+    /// assert!(changes.is_closed());
+    /// assert!(changes.try_recv().is_some()); // queued before the gate went
+    /// assert!(changes.recv_timeout(Duration::from_secs(3600)).is_none()); // at once
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.inbox.lock().closed
     }
 }
 
@@ -504,6 +549,28 @@ mod tests {
         }
         assert_eq!(subscription.missed(), 3);
         assert_eq!(subscription.try_recv().map(|c| c.sequence), Some(4));
+    }
+
+    #[test]
+    fn a_dropped_feed_closes_its_subscriptions_and_wakes_their_waiters() {
+        let feed = ChangeFeed::default();
+        let subscription = feed.subscribe();
+        publish(&feed, &config(&[]), &config(&["x"]));
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| {
+                assert!(subscription.recv_timeout(Duration::from_secs(30)).is_some());
+                let start = Instant::now();
+                // Waits until the feed goes, then returns at once, not at the timeout.
+                assert!(subscription.recv_timeout(Duration::from_secs(30)).is_none());
+                start.elapsed()
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(!subscription.is_closed());
+            drop(feed);
+            let waited = waiter.join().unwrap();
+            assert!(waited < Duration::from_secs(30), "{waited:?}");
+        });
+        assert!(subscription.is_closed());
     }
 
     #[test]
