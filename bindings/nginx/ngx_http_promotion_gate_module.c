@@ -29,6 +29,7 @@
 #define PGATE_LOG_LINE_BYTES   1024
 /* How often each worker drains the log queue and the other workers' outcomes. */
 #define PGATE_TIMER_MS         50
+#define PGATE_SEQUENCE_KEY     "\"sequence\":"  /* a change's number in pgate_changes_json */
 /* The largest config or SLO document read: the library's own limit (MAX_DOCUMENT_BYTES). */
 #define PGATE_DOCUMENT_MAX     (8 * 1024 * 1024)
 /* How long a worker told of another worker's change asks its store again, every timer tick,
@@ -1886,15 +1887,16 @@ ngx_http_pgate_log_change(ngx_log_t *log, ngx_http_pgate_gate_t *g, u_char *chan
  * Logs the gate's state changes since the last look (a rollback with its rules, a promotion,
  * a flag change, a config swap, another worker's or process's write from the store), one
  * line each: the change counter is one atomic load, so a look costs nothing when nothing
- * changed. The array is split into its objects at the commas between them, strings skipped:
- * no JSON is parsed.
+ * changed. The array is split into its objects at the commas between them, strings skipped;
+ * of each object only its "sequence" is read, so that no change is logged twice and a gap (a
+ * worker more than the kept changes behind) is logged as one.
  */
 static void
 ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
-    u_char       *json, *p, *end, *start;
+    u_char       *json, *p, *q, *end, *start;
     size_t        len;
-    uint64_t      count;
+    uint64_t      count, sequence, newest;
     ngx_uint_t    depth, in_string;
 
     if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK || count == g->changes_seen) {
@@ -1910,6 +1912,8 @@ ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g)
     in_string = 0;
     start = NULL;
     end = json + len;
+    sequence = 0;
+    newest = g->changes_seen;
 
     for (p = json; p < end; p++) {
         if (in_string) {
@@ -1923,6 +1927,17 @@ ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 
         switch (*p) {
         case '"':
+            /* a change's own "sequence" (its objects', such as "rollback", have none) */
+            if (depth == 2 && (size_t) (end - p) > sizeof(PGATE_SEQUENCE_KEY) - 1
+                && ngx_strncmp(p, PGATE_SEQUENCE_KEY, sizeof(PGATE_SEQUENCE_KEY) - 1) == 0)
+            {
+                sequence = 0;
+                for (q = p + sizeof(PGATE_SEQUENCE_KEY) - 1;
+                     q < end && *q >= '0' && *q <= '9'; q++)
+                {
+                    sequence = sequence * 10 + (uint64_t) (*q - '0');
+                }
+            }
             in_string = 1;
             break;
         case '{':
@@ -1934,15 +1949,23 @@ ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g)
         case '}':
         case ']':
             if (--depth == 1 && start != NULL) {
+                if (sequence > newest + 1) {
+                    ngx_log_error(NGX_LOG_WARN, log, 0,
+                                  "promotion gate \"%V\": changes %uL to %uL were not logged: "
+                                  "the gate keeps its last changes only",
+                                  &g->name, newest + 1, sequence - 1);
+                }
                 ngx_http_pgate_log_change(log, g, start, p + 1 - start);
+                newest = ngx_max(newest, sequence);
                 start = NULL;
             }
             break;
         }
     }
 
-    /* a change made between the two reads may be logged twice, never missed */
-    g->changes_seen = count;
+    /* the newest change logged, read from the JSON: one made after the count was read is
+     * logged now, and not again at the next look */
+    g->changes_seen = ngx_max(count, newest);
     ngx_free(json);
 }
 
@@ -2159,6 +2182,11 @@ ngx_http_pgate_exit_process(ngx_cycle_t *cycle)
 
     gates = pmcf->gates.elts;
     for (i = 0; i < pmcf->gates.nelts; i++) {
+        if (gates[i].gate == NULL) {
+            continue;
+        }
+        /* changes made after the timer's last look (requests finishing in a graceful exit) */
+        ngx_http_pgate_log_changes(cycle->log, &gates[i]);
         (void) pgate_gate_free(gates[i].gate);     /* joins the gate's threads */
         gates[i].gate = NULL;
     }

@@ -8,8 +8,8 @@
 # a peer is no outcome, that a status location holding an `if` answers, that an override
 # header with an underscore is warned of, that a client giving up on a hung canary is recorded
 # as a slow success, that upstream latencies are timed in microseconds, that a rollback one
-# worker decided reaches the other within milliseconds and that each state change gets its own
-# error log line, then runs the end-to-end test under load (e2e.sh, ~30 s; PGATE_NGINX_E2E=0
+# worker decided reaches the other within milliseconds, that each state change gets its own
+# error log line, once, and that a rollback made during a graceful exit is logged, then runs the end-to-end test under load (e2e.sh, ~30 s; PGATE_NGINX_E2E=0
 # skips it). Installs what it lacks with apt-get (nginx, nginx-dev, wrk; prometheus for
 # promtool). Run from anywhere.
 set -euo pipefail
@@ -649,7 +649,53 @@ grep -q '\[notice\] .*promotion gate "flags": state change: .*"kind":"flags"' "$
 python3 -c 'import json, sys; c = json.loads(sys.argv[1]); assert len(c["flags_enabled"]) == 20, c' "$whole" &&
   [ "$parts" -ge 2 ] && [ "$longest" -lt 2048 ] ||
   { echo "FAIL: the long change was not logged whole in parts under 2048 bytes" >&2; exit 1; }
+twice=$(grep -o '"sequence":[0-9]*' "$tmp/changes.log" | sort | uniq -d)
+[ -z "$twice" ] || { echo "FAIL: changes logged twice: $twice" >&2; exit 1; }
 stop_serving
+
+echo "== a rollback made in a graceful exit is logged"
+# Requests to a canary that answers 500 after 1 s are in flight when nginx is told to quit: the
+# worker's timer is stopped, the requests finish and roll the canary back, and the worker logs
+# that change as it exits (a build logging only from its timer wrote none).
+port=$(free_port)
+slow=$(free_port)
+python3 -c '
+import http.server, sys, time
+class Slow(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(1.0)
+        self.send_error(500)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_forever()
+' "$slow" &
+slow_pid=$!
+for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$slow") 2>/dev/null && break; sleep 0.1; done
+gate_document exiting 100
+serve "$(cat <<CONF
+    promotion_gate exiting exiting.json;
+    upstream exiting_canary { server 127.0.0.1:$slow; }
+    upstream exiting_stable { server 127.0.0.1:$slow; }
+    server {
+        listen 127.0.0.1:$port;
+        location / { proxy_pass http://exiting_\$promotion_gate_exiting; }
+        location = /metrics { promotion_gate_metrics; }
+    }
+CONF
+)"
+clients=()
+for i in $(seq 12); do
+  curl -s -o /dev/null --max-time 10 "http://127.0.0.1:$port/$i" &
+  clients+=($!)
+done
+sleep 0.3
+stop_serving # waits for the requests, then the worker's exit
+wait "${clients[@]}" || true
+kill "$slow_pid" 2>/dev/null || true
+wait "$slow_pid" 2>/dev/null || true
+grep -q 'promotion gate "exiting": state change: .*"kind":"rollback"' "$tmp/logs/error.log" ||
+  { echo "FAIL: the rollback made while exiting was not logged; the error log ends:" >&2; tail -n 5 "$tmp/logs/error.log" >&2; exit 1; }
+echo "the rollback made by requests finishing after the quit was logged as the worker exited"
 
 if [ "${PGATE_NGINX_E2E:-1}" = 0 ]; then
   echo "== e2e.sh skipped (PGATE_NGINX_E2E=0)"
