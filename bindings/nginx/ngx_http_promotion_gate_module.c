@@ -115,8 +115,19 @@ typedef struct {
     u_char                       override_cookie[PGATE_NAME_CAPACITY];
 } ngx_http_pgate_gate_t;
 
+/* Where a status or metrics directive set a location's content handler, checked once the
+ * configuration is read: a directive after it (proxy_pass...) may have replaced it. */
+typedef struct {
+    ngx_http_core_loc_conf_t    *clcf;
+    ngx_http_handler_pt          handler;
+    ngx_str_t                    file;
+    ngx_uint_t                   line;
+    const char                  *directive;
+} ngx_http_pgate_handler_t;
+
 typedef struct {
     ngx_array_t                  gates;       /* ngx_http_pgate_gate_t */
+    ngx_array_t                  handlers;    /* ngx_http_pgate_handler_t */
     ngx_int_t                    request_id_index;
     ngx_event_t                  timer;
 } ngx_http_pgate_main_conf_t;
@@ -277,7 +288,9 @@ ngx_http_pgate_create_main_conf(ngx_conf_t *cf)
     }
 
     if (ngx_array_init(&pmcf->gates, cf->pool, 2, sizeof(ngx_http_pgate_gate_t))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&pmcf->handlers, cf->pool, 2, sizeof(ngx_http_pgate_handler_t))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -986,13 +999,68 @@ static ngx_int_t ngx_http_pgate_metrics_handler(ngx_http_request_t *r);
     "promotion_gate_metrics, proxy_pass...): one location serves one of them"
 
 
+/*
+ * Sets the location's content handler for a status or metrics directive, and notes where, for
+ * ngx_http_pgate_check_handlers. NULL, or the directive's error.
+ */
+static char *
+ngx_http_pgate_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, ngx_http_handler_pt handler)
+{
+    ngx_http_pgate_handler_t    *set;
+    ngx_http_core_loc_conf_t    *clcf;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    if (clcf->handler != NULL) {
+        return PGATE_HANDLER_TAKEN;
+    }
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_promotion_gate_module);
+    set = ngx_array_push(&pmcf->handlers);
+    if (set == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    set->clcf = clcf;
+    set->handler = handler;
+    set->file = cf->conf_file->file.name;
+    set->line = cf->conf_file->line;
+    set->directive = (const char *) cmd->name.data;
+
+    clcf->handler = handler;
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Refuses a status or metrics location whose content handler a directive after ours replaced
+ * (proxy_pass, fastcgi_pass...): nginx keeps the last one silently.
+ */
+static ngx_int_t
+ngx_http_pgate_check_handlers(ngx_conf_t *cf, ngx_http_pgate_main_conf_t *pmcf)
+{
+    ngx_uint_t                 i;
+    ngx_http_pgate_handler_t  *set;
+
+    set = pmcf->handlers.elts;
+    for (i = 0; i < pmcf->handlers.nelts; i++) {
+        if (set[i].clcf->handler != set[i].handler) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"%s\" in %V:%ui is in a location whose content handler a later "
+                          "directive replaced (proxy_pass...): one location serves one of them",
+                          set[i].directive, &set[i].file, set[i].line);
+            return NGX_ERROR;
+        }
+    }
+    return NGX_OK;
+}
+
+
 static char *
 ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_pgate_loc_conf_t  *plcf = conf;
 
     ngx_str_t                 *value;
-    ngx_http_core_loc_conf_t  *clcf;
 
     if (plcf->status_gate != NGX_CONF_UNSET) {
         return "is duplicate";
@@ -1004,26 +1072,14 @@ ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    if (clcf->handler != NULL) {
-        return PGATE_HANDLER_TAKEN;
-    }
-    clcf->handler = ngx_http_pgate_status_handler;
-    return NGX_CONF_OK;
+    return ngx_http_pgate_set_handler(cf, cmd, ngx_http_pgate_status_handler);
 }
 
 
 static char *
 ngx_http_pgate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    if (clcf->handler != NULL) {
-        return PGATE_HANDLER_TAKEN;
-    }
-    clcf->handler = ngx_http_pgate_metrics_handler;
-    return NGX_CONF_OK;
+    return ngx_http_pgate_set_handler(cf, cmd, ngx_http_pgate_metrics_handler);
 }
 
 
@@ -2208,6 +2264,9 @@ ngx_http_pgate_postconfiguration(ngx_conf_t *cf)
     ngx_http_upstream_main_conf_t   *umcf;
 
     pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_promotion_gate_module);
+    if (ngx_http_pgate_check_handlers(cf, pmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
     if (pmcf->gates.nelts == 0) {
         return NGX_OK;
     }

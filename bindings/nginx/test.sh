@@ -124,6 +124,11 @@ expect_refusal 'conf/." is not a regular file' 'promotion_gate g .;'
 # One content handler a location: a status location that also proxies lost one of the two.
 expect_refusal '"promotion_gate_metrics" directive is in a location that already has a content handler' \
   'promotion_gate g good.json; server { listen 127.0.0.1:2; location / { promotion_gate_status g; promotion_gate_metrics; } }'
+# ... and one written after it (proxy_pass replaced the handler silently), named by its line.
+for directive in "promotion_gate_status g" promotion_gate_metrics; do
+  expect_refusal "\"${directive%% *}\" in $tmp/conf/nginx.conf:6 is in a location whose content handler a later directive replaced" \
+    "promotion_gate g good.json; server { listen 127.0.0.1:2; location / { $directive; proxy_pass http://127.0.0.1:1; } }"
+done
 : >"$tmp/conf/empty.json"
 expect_refusal 'empty.json" is empty' 'promotion_gate g empty.json;'
 # A document may be as large as the library reads (MAX_DOCUMENT_BYTES, 8 MiB): one of 2 MiB is
