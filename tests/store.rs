@@ -13,8 +13,8 @@ mod common;
 
 use common::scratch::{Scratch, backup, move_over, remove_store};
 use common::stored::{
-    eventually, fail_the_canary, race_a_rollback_against_a_ramp,
-    roll_back_while_the_store_is_unavailable, routes_to_canary,
+    a_release_deleted_alone_is_written_again_without_its_history, eventually, fail_the_canary,
+    race_a_rollback_against_a_ramp, roll_back_while_the_store_is_unavailable, routes_to_canary,
 };
 use promotion_gates::{
     ChangeKind, ChangeOrigin, Environment, Error, Overrides, PromotionConfig, PromotionGateManager,
@@ -801,6 +801,18 @@ fn a_store_emptied_under_running_gates_is_given_their_state_again_and_they_go_on
         a.environment() == Environment::Production
     });
     assert_eq!(a.stage(), b.stage());
+}
+
+#[test]
+fn a_release_deleted_alone_is_written_again_and_its_history_goes() {
+    let dir = Scratch::new("release-deleted");
+    let path = dir.file("gate.db");
+    a_release_deleted_alone_is_written_again_without_its_history(&|| open(&path), &|| {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute("DELETE FROM release", [])
+            .unwrap();
+    });
 }
 
 #[test]

@@ -17,8 +17,8 @@ use common::fleet::{
 };
 use common::scratch::{Scratch, etcd_endpoint as endpoint};
 use common::stored::{
-    eventually, fail_the_canary, race_a_rollback_against_a_ramp,
-    roll_back_while_the_store_is_unavailable, routes_to_canary,
+    a_release_deleted_alone_is_written_again_without_its_history, eventually, fail_the_canary,
+    race_a_rollback_against_a_ramp, roll_back_while_the_store_is_unavailable, routes_to_canary,
 };
 use promotion_gates::{
     Environment, Error, PromotionConfig, PromotionGateManager, RollbackTrigger,
@@ -116,6 +116,27 @@ fn put(endpoint: &str, key: &str, value: &str) {
     ureq::post(format!("{endpoint}/v3/kv/put"))
         .send(body.to_string())
         .unwrap();
+}
+
+/// Deletes `key` of the etcd on `endpoint`, as `etcdctl del` would.
+fn delete(endpoint: &str, key: &str) {
+    use base64::Engine as _;
+    let body = serde_json::json!({"key": base64::engine::general_purpose::STANDARD.encode(key)});
+    ureq::post(format!("{endpoint}/v3/kv/deleterange"))
+        .send(body.to_string())
+        .unwrap();
+}
+
+#[test]
+fn a_release_deleted_alone_is_written_again_and_its_history_goes() {
+    let Some(endpoint) = endpoint("etcd release deleted") else {
+        return;
+    };
+    let prefix = unique_prefix("release-deleted");
+    a_release_deleted_alone_is_written_again_without_its_history(
+        &|| open(&endpoint, &prefix).unwrap(),
+        &|| delete(&endpoint, &format!("{prefix}/release")),
+    );
 }
 
 #[test]
@@ -453,4 +474,105 @@ fn four_processes_on_a_a_traffic_roll_back_no_canary_one_process_keeps() {
         &etcd(&endpoint, "fleet-a-a"),
         &dir.file(""),
     );
+}
+
+/// An etcd of a test's own on 127.0.0.1 (`client` and `peer` ports), data in `dir`; killed
+/// by its pid when dropped.
+struct PrivateEtcd {
+    child: std::process::Child,
+}
+
+impl PrivateEtcd {
+    fn start(client: u16, peer: u16, dir: &str) -> Self {
+        let (client_url, peer_url) = (
+            format!("http://127.0.0.1:{client}"),
+            format!("http://127.0.0.1:{peer}"),
+        );
+        let child = std::process::Command::new("etcd")
+            .args(["--name", "restarted", "--data-dir", dir])
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("restarted={peer_url}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("etcd runs (.ci/etcd installs it)");
+        let health = format!("{client_url}/health");
+        eventually("the private etcd is healthy", || {
+            ureq::get(&health).call().is_ok_and(|mut r| {
+                r.body_mut()
+                    .read_to_string()
+                    .is_ok_and(|b| b.contains("true"))
+            })
+        });
+        Self { child }
+    }
+}
+
+impl Drop for PrivateEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free on 127.0.0.1 now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_gate_hears_of_writes_through_the_watch_after_etcd_comes_back_with_a_lower_revision() {
+    // The watch resumed at its last revision, which the new cluster had not reached: etcd held
+    // back every event silently, and the gate learned of writes only at its sync interval.
+    if endpoint("etcd restarted empty").is_none() {
+        return;
+    }
+    let dir = Scratch::new("etcd-restarted");
+    let (client, peer) = (free_port(), free_port());
+    let endpoint = format!("http://127.0.0.1:{client}");
+    let first = PrivateEtcd::start(client, peer, &dir.file("first"));
+    for i in 0..200 {
+        put(&endpoint, &format!("/elsewhere/{i}"), "x"); // the revision passes 200
+    }
+    let document = |sync_ms: u64| {
+        format!(
+            r#"{{"gate": "checkout", "environment": {{"canary": {{"traffic_percent": 10}}}},
+                "store": {{"etcd": {{"endpoints": [{endpoint:?}], "prefix": "/restarted", "sync_interval_ms": {sync_ms}}}}}}}"#
+        )
+    };
+    let open = |sync_ms| {
+        let config = PromotionConfig::from_json(&document(sync_ms)).unwrap();
+        PromotionGateManager::new(
+            config,
+            SloAdmissionController::new(SloConfig::default()).unwrap(),
+        )
+        .unwrap()
+    };
+    // `writer` writes its state again at its sync tick; `listener` relies on the watch.
+    let (writer, listener) = (open(100), open(60_000));
+    drop(first); // killed
+    writer.rollback("while etcd was down").unwrap();
+    let _second = PrivateEtcd::start(client, peer, &dir.file("second")); // empty: revision 1
+    eventually(
+        "the listener follows the rollback before its sync interval",
+        || listener.environment() == Environment::Production,
+    );
+    writer
+        .promote(Environment::Canary {
+            traffic_percent: 1.0,
+        })
+        .unwrap();
+    eventually("and the next write through the watch too", || {
+        listener.environment()
+            == Environment::Canary {
+                traffic_percent: 1.0,
+            }
+    });
 }

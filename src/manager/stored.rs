@@ -517,7 +517,8 @@ fn went_back(
 }
 
 /// Writes the local state as the first of an empty store, with `event` (a pending rollback's,
-/// which it then settles). `None` when another process wrote first.
+/// which it then settles), and makes the stored history the gate's (the store lost the rest).
+/// `None` when another process wrote first.
 fn reseed(
     store: &dyn StateStore,
     from: Guard,
@@ -527,14 +528,15 @@ fn reseed(
     let empty = Guard::EMPTY;
     let write = StoredWrite::new(empty, local.stage, &local.snapshot.config, event);
     Ok(match store.commit(&write)? {
-        // The local history already holds the event: it is kept as it is.
+        // The history is what the store now holds, the event alone (if any), as every other
+        // process and a restart read it.
         Commit::Written => Some(CatchUp {
             from,
             events: Vec::new(),
-            own: None,
+            own: event.cloned(),
             counted: None,
             release: write.release,
-            whole_history: false,
+            whole_history: true,
             settles_pending: event.is_some(),
             started_here: true,
         }),

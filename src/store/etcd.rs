@@ -335,6 +335,32 @@ impl EtcdStore {
         }})))
     }
 
+    /// The deletes of the first release's write: history keys left without a release (one
+    /// deleted by hand) are no history of it, and their versions would clash with its own.
+    /// Around the write's own event, which the same transaction puts.
+    fn history_cleared(&self, write: &StoredWrite) -> Vec<Value> {
+        let start = self.key("history/").into_bytes();
+        let end = self.history_end().into_bytes();
+        let ranges = match &write.event {
+            Some(event) => {
+                let own = self.history_key(event.version).into_bytes();
+                let mut after = own.clone();
+                after.push(0);
+                vec![(start, own), (after, end)]
+            }
+            None => vec![(start, end)],
+        };
+        ranges
+            .into_iter()
+            .map(|(key, range_end)| {
+                json!({"request_delete_range": {
+                    "key": BASE64.encode(key),
+                    "range_end": BASE64.encode(range_end),
+                }})
+            })
+            .collect()
+    }
+
     /// The contribution key of `instance`.
     fn contribution_key(&self, instance: &str) -> String {
         self.key(&format!("contributions/{instance}"))
@@ -509,7 +535,11 @@ impl StateStore for EtcdStore {
                     .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
                 success.push(put(&self.history_key(event.version), &value));
             }
-            success.extend(self.history_trim(write)?);
+            if found.is_some() {
+                success.extend(self.history_trim(write)?);
+            } else {
+                success.extend(self.history_cleared(write));
+            }
             let (answer, doubt) = self.call_noting(
                 "/v3/kv/txn",
                 &json!({"compare": [compare], "success": success}),
@@ -684,8 +714,13 @@ impl StateStore for EtcdStore {
                             continue;
                         };
                         let result = &message["result"];
-                        if result["canceled"].as_bool() == Some(true) {
-                            // `from` was compacted away: watch from now on, and read now.
+                        // `from` was compacted away, or is beyond the cluster's revision (a new
+                        // cluster, a restored snapshot: etcd would hold back every event up to
+                        // `from`, silently): watch from now on, and read now.
+                        let behind = text_of(&result["header"]["revision"])
+                            .parse::<u64>()
+                            .is_ok_and(|revision| revision.saturating_add(1) < from);
+                        if result["canceled"].as_bool() == Some(true) || behind {
                             from = 0;
                             canceled = true;
                             wake();

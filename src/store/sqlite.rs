@@ -472,6 +472,12 @@ impl SqliteStore {
         if stored_version != write.guard.version {
             return Ok(Commit::Conflict { stored_version });
         }
+        if stored_version == 0 {
+            // The first release: history rows left without one (a release deleted by hand)
+            // are no history of it, and their versions would clash with its own.
+            tx.execute("DELETE FROM history WHERE gate = ?1", [&self.gate])
+                .map_err(fail)?;
+        }
         let release = &write.release;
         let config = serde_json::to_string(&release.config)
             .map_err(|e| self.error(StoreProblem::Unavailable, e))?;

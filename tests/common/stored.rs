@@ -1,5 +1,6 @@
 //! Helpers of the state store tests (SQLite and etcd): polling for another gate's write,
-//! failing a canary, the race between a rollback and a ramp, and a store that cannot be written.
+//! failing a canary, the race between a rollback and a ramp, a store that cannot be written,
+//! and a release deleted by hand with its history left.
 
 #![allow(
     clippy::unwrap_used,
@@ -115,4 +116,45 @@ pub fn roll_back_while_the_store_is_unavailable(gate: &PromotionGateManager, loc
         "{err}"
     );
     assert_eq!(gate.environment(), Environment::Production);
+}
+
+/// Two gates on one store (`open` opens another) with two rollbacks in their history; then
+/// `delete_release` deletes the stored release alone, leaving its history (an operator's
+/// repair of a release key holding junk): the store is given a gate's state again, its
+/// leftover history goes, and every gate, a new one too, reads one state and one history and
+/// follows the others' writes. (A first release written over the leftovers clashed with their
+/// versions: every read refused the store as not ours, and no gate could open.)
+pub fn a_release_deleted_alone_is_written_again_without_its_history(
+    open: &dyn Fn() -> PromotionGateManager,
+    delete_release: &dyn Fn(),
+) {
+    let (a, b) = (open(), open());
+    let canary = Environment::Canary {
+        traffic_percent: 5.0,
+    };
+    for reason in ["first", "second"] {
+        a.promote(canary).unwrap();
+        a.rollback(reason).unwrap();
+    }
+    a.promote(canary).unwrap();
+    eventually("b follows a", || {
+        b.environment() == canary && b.rollback_history().len() == 2
+    });
+    delete_release();
+    eventually("the gates agree on the store's state again", || {
+        a.sync_now();
+        b.sync_now();
+        a.environment() == b.environment()
+            && a.rollback_history() == b.rollback_history()
+            && a.rollback_history().is_empty()
+    });
+    let late = open();
+    assert_eq!(late.environment(), a.environment());
+    assert!(late.rollback_history().is_empty());
+    b.rollback("after the repair").unwrap();
+    eventually("a and the late gate follow b's rollback", || {
+        a.environment() == Environment::Production
+            && late.environment() == Environment::Production
+            && a.rollback_history() == b.rollback_history()
+    });
 }
