@@ -5,14 +5,22 @@
 //
 // What is recorded, precisely:
 //
-//   - success: the upstream's status, by Options.IsFailure (default: 5xx is a failure);
-//     an error reaching the upstream (dial refused, reset, a response-header timeout, an
-//     error of Options.ModifyResponse) is a failure of the version it was routed to;
+//   - success: the upstream's status, by Options.IsFailure (default: 5xx is a failure; a
+//     status below 100, which net/http refuses, is one too); an error reaching the upstream
+//     (dial refused, reset, a response-header timeout, an error of Options.ModifyResponse,
+//     a Transport that panics or gives no response) is a failure of the version it was
+//     routed to. What the client caused is not: a request the ReverseProxy refuses before
+//     sending it (an Upgrade header that is not printable ASCII), and one whose body the
+//     client failed to send (a malformed chunk, a body over an http.MaxBytesHandler limit,
+//     which the default error handler answers with 413, a client that left mid-upload) are
+//     not recorded;
 //   - latency: from the moment the request is handed to the version's
 //     httputil.ReverseProxy until the upstream's response headers have been received and
 //     are about to be written to the client (time to headers; the ReverseProxy's own request
 //     preparation, a few microseconds, is included; the copy of the body to the client, and
-//     so a slow client, is not). For an upstream error it is the time until the error;
+//     so a slow client, is not), less the client's upload of its request body when the
+//     upstream answered after it (a slow upload is the client's time). For an upstream error
+//     it is the time until the error;
 //   - forced requests (an override sent them: the config's id lists, or the forcing value of
 //     the header or cookie its overrides section names, which the Proxy reads and passes
 //     to the gate) are recorded as promotiongates.Forced: in neither cohort. When the
@@ -26,7 +34,8 @@
 //     up first), and before that not at all. A request whose context ended by a deadline (a
 //     server or TimeoutHandler limit) is a failure: the upstream was too slow;
 //   - not recorded: a request routed while the gate is closed, and a connection upgrade
-//     (101), which writes no headers through the ResponseWriter.
+//     the upstream granted (101), which writes no headers through the ResponseWriter, also
+//     when the host's ResponseWriter cannot hijack (http.TimeoutHandler's).
 //
 // The outcome is recorded when the response headers are written (or the error is handled),
 // before the body is copied: the judge sees it at once, and a failure while streaming the
@@ -34,10 +43,12 @@
 package canaryproxy
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -339,8 +350,32 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rp = p.canary
 	}
 	ow := p.writers.Get().(*outcomeWriter)
-	*ow = outcomeWriter{ResponseWriter: w, proxy: p, decision: d, pending: err == nil, start: time.Now()}
+	*ow = outcomeWriter{ResponseWriter: w, proxy: p, request: r, decision: d, pending: err == nil, start: time.Now()}
+	if body := r.Body; body != nil && body != http.NoBody {
+		// Its own object, not the pooled writer's: the Transport may read or close the body
+		// after ServeHTTP returned.
+		ow.upload = &uploadWatch{ReadCloser: body, start: ow.start}
+		r.Body = ow.upload
+	}
+	returned := false
+	defer func() {
+		if !returned {
+			// A panic inside the ReverseProxy before the headers (a Transport returning no
+			// response): the request failed. The writer is not pooled again: the code that
+			// panicked may still hold it.
+			if ow.pending {
+				ow.record(false)
+			}
+			if ow.upload != nil {
+				r.Body = ow.upload.ReadCloser
+			}
+		}
+	}()
 	rp.ServeHTTP(ow, r)
+	returned = true
+	if ow.upload != nil {
+		r.Body = ow.upload.ReadCloser
+	}
 	*ow = outcomeWriter{}
 	p.writers.Put(ow)
 }
@@ -375,13 +410,22 @@ func (p *Proxy) StatusHandler() http.Handler {
 	})
 }
 
-// handleError is the ReverseProxies' error handler: it records an upstream failure, unless
-// the client went away, then runs Options.ErrorHandler.
+// handleError is the ReverseProxies' error handler: it records an upstream failure, then runs
+// Options.ErrorHandler. What the upstream did not cause is no failure: a request the
+// ReverseProxy refused before sending it (an invalid Upgrade header: the handler is given the
+// client's request then, not the outgoing copy), a request whose body the client failed to
+// send (a malformed chunk, a body over a MaxBytesHandler limit, a client that left mid-upload)
+// and an upgrade the upstream granted (see Hijack) record nothing; a client that went away
+// while the upstream worked is recorded as abandoned.
 func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	if ow, ok := w.(*outcomeWriter); ok {
-		if clientGone(r) {
+		switch {
+		case !ow.pending: // recorded already, or an upgrade
+		case r == ow.request, ow.upload != nil && ow.upload.failed.Load():
+			ow.pending = false
+		case clientGone(r):
 			ow.abandoned()
-		} else {
+		default:
 			ow.record(false)
 		}
 		w = ow.ResponseWriter
@@ -395,12 +439,41 @@ func clientGone(r *http.Request) bool {
 	return errors.Is(r.Context().Err(), context.Canceled)
 }
 
-// badGateway is the default error handler: 502, unless the client is gone.
-func badGateway(w http.ResponseWriter, r *http.Request, _ error) {
+// badGateway is the default error handler: 502, unless the client is gone, or 413 for a body
+// over the host's http.MaxBytesHandler limit.
+func badGateway(w http.ResponseWriter, r *http.Request, err error) {
 	if clientGone(r) {
 		return
 	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		return
+	}
 	w.WriteHeader(http.StatusBadGateway)
+}
+
+// uploadWatch is the client's request body as the upstream's Transport reads it: whether
+// reading it failed (the client's doing), and how long the upload took, which is not the
+// upstream's latency.
+type uploadWatch struct {
+	io.ReadCloser
+	start time.Time
+	// failed: a read failed other than at the end.
+	failed atomic.Bool
+	// took: nanoseconds from the request's start to the body's end, once read whole.
+	took atomic.Int64
+}
+
+func (u *uploadWatch) Read(b []byte) (int, error) {
+	n, err := u.ReadCloser.Read(b)
+	switch {
+	case err == io.EOF:
+		u.took.CompareAndSwap(0, int64(time.Since(u.start)))
+	case err != nil:
+		u.failed.Store(true)
+	}
+	return n, err
 }
 
 // outcomeWriter wraps the client's ResponseWriter for one request: the first final status
@@ -408,15 +481,18 @@ func badGateway(w http.ResponseWriter, r *http.Request, _ error) {
 type outcomeWriter struct {
 	http.ResponseWriter
 	proxy    *Proxy
+	request  *http.Request // the client's, as ServeHTTP was given it
+	upload   *uploadWatch  // its body, if it has one
 	decision promotiongates.Decision
 	start    time.Time
 	pending  bool // an outcome is still to be recorded
 }
 
-// WriteHeader records the outcome of a final status (1xx are informational), then writes it.
+// WriteHeader records the outcome of a final status (1xx are informational; a status below
+// 100, which net/http refuses with a panic, is the upstream's failure), then writes it.
 func (ow *outcomeWriter) WriteHeader(status int) {
-	if status >= 200 && ow.pending {
-		ow.record(!ow.proxy.isFailure(status))
+	if (status >= 200 || status < 100) && ow.pending {
+		ow.record(status >= 100 && !ow.proxy.isFailure(status))
 	}
 	ow.ResponseWriter.WriteHeader(status)
 }
@@ -432,11 +508,32 @@ func (ow *outcomeWriter) Write(b []byte) (int, error) {
 // Unwrap returns the client's ResponseWriter (for http.ResponseController).
 func (ow *outcomeWriter) Unwrap() http.ResponseWriter { return ow.ResponseWriter }
 
+// Hijack is the ReverseProxy's switch to the protocol the upstream granted with a 101: an
+// upgrade is not recorded, whatever follows (a host writer that cannot hijack, such as
+// http.TimeoutHandler's, a hijack that fails). It hijacks the client's ResponseWriter.
+func (ow *outcomeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	ow.pending = false
+	return http.NewResponseController(ow.ResponseWriter).Hijack()
+}
+
+// waited is the time the upstream is charged with: since the request started, less the
+// client's upload of its body when the upstream answered after it (a slow client's upload
+// is not the upstream's latency).
+func (ow *outcomeWriter) waited() time.Duration {
+	waited := time.Since(ow.start)
+	if ow.upload != nil {
+		if took := time.Duration(ow.upload.took.Load()); took > 0 && took < waited {
+			waited -= took
+		}
+	}
+	return waited
+}
+
 // record records the request's outcome once. An error (the gate was closed meanwhile) is
 // dropped: the request is served all the same.
 func (ow *outcomeWriter) record(success bool) {
 	ow.pending = false
-	_, _ = ow.proxy.gate.Record(ow.decision, success, time.Since(ow.start))
+	_, _ = ow.proxy.gate.Record(ow.decision, success, ow.waited())
 }
 
 // abandoned records, once, that the client went away before the upstream answered: a slow
@@ -445,6 +542,6 @@ func (ow *outcomeWriter) record(success bool) {
 func (ow *outcomeWriter) abandoned() {
 	if ow.pending {
 		ow.pending = false
-		_, _ = ow.proxy.gate.RecordAbandoned(ow.decision, time.Since(ow.start))
+		_, _ = ow.proxy.gate.RecordAbandoned(ow.decision, ow.waited())
 	}
 }

@@ -428,6 +428,13 @@ func TestAllocatesNoMoreThanAnFNVProxy(t *testing.T) {
 		t.Fatalf("the gate proxy allocates %v per request, the FNV proxy %v", gateAllocs, fnvAllocs)
 	}
 	t.Logf("allocations per request: gate proxy %v, FNV proxy %v", gateAllocs, fnvAllocs)
+	// A request with a body: one object more, the watch of its upload.
+	req = httptest.NewRequest(http.MethodPost, "http://front/", strings.NewReader("body"))
+	req.Header.Set("X-Request-Id", "user-000042-session-7f3a9c")
+	gateAllocs, fnvAllocs = testing.AllocsPerRun(200, serve(p)), testing.AllocsPerRun(200, serve(f))
+	if gateAllocs > fnvAllocs+1 {
+		t.Fatalf("with a body, the gate proxy allocates %v per request, the FNV proxy %v", gateAllocs, fnvAllocs)
+	}
 }
 
 // TestOverridesReachTheForcedVersion: the override header and cookie named by the gate's

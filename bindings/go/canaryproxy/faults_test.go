@@ -1,0 +1,227 @@
+package canaryproxy
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	promotiongates "github.com/promotion-gates/promotion-gates/bindings/go"
+)
+
+// What a client or the host causes is not the upstream's failure, and what the upstream
+// causes is, however the ReverseProxy reports it.
+
+// canaryOutcomes reads the canary cohort's requests and errors in the gate's window.
+func canaryOutcomes(t *testing.T, g *promotiongates.Gate) (requests, errors float64) {
+	t.Helper()
+	return metric(t, g, "promotion_window_requests", `cohort="canary"`),
+		metric(t, g, "promotion_window_errors", `cohort="canary"`)
+}
+
+// rawRequest writes raw to addr and returns the status line the server answered ("" if it
+// closed without one), waiting 2 s at most.
+func rawRequest(t *testing.T, addr, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(c)
+	line, _, _ := bytes.Cut(answer, []byte("\r\n"))
+	return string(line)
+}
+
+// A request the ReverseProxy refuses before sending it, or whose body the client fails to
+// send, was charged to the version the client's own key chose: a client could roll back a
+// healthy canary (18 requests with a tab in their Upgrade header did).
+func TestWhatTheClientCausesIsNoFailure(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	var hits atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer up.Close()
+	p := newProxy(t, Options{}, g, up.URL, up.URL)
+	front := httptest.NewServer(p)
+	defer front.Close()
+	limited := httptest.NewServer(http.MaxBytesHandler(p, 10))
+	defer limited.Close()
+	addr := front.Listener.Addr().String()
+
+	for i := 0; i < 30; i++ {
+		status := rawRequest(t, addr, fmt.Sprintf("GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: k%d\r\n"+
+			"Connection: Upgrade\r\nUpgrade: web\tsocket\r\nConnection: close\r\n\r\n", i))
+		if status != "HTTP/1.1 502 Bad Gateway" {
+			t.Fatalf("an invalid Upgrade: %q", status)
+		}
+	}
+	if status := rawRequest(t, addr, "POST / HTTP/1.1\r\nHost: x\r\nX-Request-Id: k\r\n"+
+		"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\nZZ\r\n"); status == "" {
+		t.Fatal("a malformed chunk: no answer")
+	}
+	req, _ := http.NewRequest(http.MethodPost, limited.URL, bytes.NewReader(make([]byte, 1<<20)))
+	req.Header.Set("X-Request-Id", "k")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a body over MaxBytesHandler's limit: %d, want 413", res.StatusCode)
+	}
+	if requests, errors := canaryOutcomes(t, g); requests != 0 || errors != 0 {
+		t.Errorf("the client's faults recorded as %v canary requests, %v failures", requests, errors)
+	}
+	if state, _ := g.State(); state.Environment != promotiongates.Canary {
+		t.Errorf("rolled back by the client's faults: %v", state.Environment)
+	}
+}
+
+// A client that never sends the body it announced, then leaves: the upstream waited on the
+// client, so nothing is recorded (it was an abandoned request that waited 0.6 s).
+func TestAClientThatNeverSendsItsBodyIsNotRecorded(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}, "gate": "stalled"}`)
+	if err := g.SwapSLO(`{"latency_target_ms": 100}`); err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer up.Close()
+	served := make(chan struct{}, 1)
+	p := newProxy(t, Options{}, g, up.URL, up.URL)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() { served <- struct{}{} }()
+		p.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	c, err := net.Dial("tcp", front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nX-Request-Id: k\r\nContent-Length: 10\r\n\r\n")
+	time.Sleep(300 * time.Millisecond)
+	c.Close()
+	<-served
+	if requests, _ := canaryOutcomes(t, g); requests != 0 {
+		t.Errorf("a body never sent recorded as %v canary request(s)", requests)
+	}
+}
+
+// A client uploading its body slowly (0.7 s) to an upstream that answers once it has read
+// it: the upload is not the upstream's latency.
+func TestASlowUploadIsNotTheUpstreamsLatency(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer up.Close()
+	front := httptest.NewServer(newProxy(t, Options{}, g, up.URL, up.URL))
+	defer front.Close()
+	c, err := net.Dial("tcp", front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nX-Request-Id: k\r\nContent-Length: 10\r\nConnection: close\r\n\r\n")
+	for i := 0; i < 10; i++ {
+		time.Sleep(70 * time.Millisecond)
+		_, _ = c.Write([]byte("x"))
+	}
+	if answer, _ := io.ReadAll(c); !bytes.HasPrefix(answer, []byte("HTTP/1.1 200")) {
+		t.Fatalf("answer: %q", answer)
+	}
+	eventually(t, "the request is recorded", func() bool {
+		requests, _ := canaryOutcomes(t, g)
+		return requests == 1
+	})
+	fast := metric(t, g, "promotion_window_latency_seconds_bucket", `cohort="canary"`, `le="0.1"`)
+	if fast != 1 {
+		t.Errorf("a 0.7 s upload to an upstream answering at once: %v of 1 latencies within 0.1 s", fast)
+	}
+}
+
+// An upstream whose status net/http refuses (below 100: the server panics writing it), or a
+// Transport that panics or gives no response: the request failed, and is recorded so, though
+// the ReverseProxy never reached the headers.
+func TestAnUpstreamThatBreaksTheProxyIsAFailure(t *testing.T) {
+	odd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		_, _ = brw.WriteString("HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n")
+		_ = brw.Flush()
+		c.Close()
+	}))
+	defer odd.Close()
+	for _, tc := range []struct {
+		name      string
+		transport http.RoundTripper
+		upstream  string
+	}{
+		{"status 099", nil, odd.URL},
+		{"no response", roundTripper(func(*http.Request) (*http.Response, error) { return nil, nil }), "http://127.0.0.1:9"},
+		{"a panic", roundTripper(func(*http.Request) (*http.Response, error) { panic("broken transport") }), "http://127.0.0.1:9"},
+	} {
+		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+		front := httptest.NewUnstartedServer(newProxy(t, Options{Transport: tc.transport}, g, tc.upstream, tc.upstream))
+		front.Config.ErrorLog = quietLog()
+		front.Start()
+		req, _ := http.NewRequest(http.MethodGet, front.URL, nil)
+		req.Header.Set("X-Request-Id", "k")
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+		}
+		front.Close()
+		if requests, errors := canaryOutcomes(t, g); requests != 1 || errors != 1 {
+			t.Errorf("%s: %v canary requests, %v failures recorded; want 1 failure", tc.name, requests, errors)
+		}
+	}
+}
+
+// An upgrade the upstream granted (101) is not recorded, also through a host writer that
+// cannot hijack (http.TimeoutHandler's), where the ReverseProxy reports an error.
+func TestAnUpgradeIsNotRecordedThroughAWriterThatCannotHijack(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		_ = brw.Flush()
+		time.Sleep(50 * time.Millisecond)
+		c.Close()
+	}))
+	defer ws.Close()
+	front := httptest.NewServer(http.TimeoutHandler(newProxy(t, Options{}, g, ws.URL, ws.URL), time.Second, "slow"))
+	defer front.Close()
+	rawRequest(t, front.Listener.Addr().String(),
+		"GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: k\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	if requests, errors := canaryOutcomes(t, g); requests != 0 || errors != 0 {
+		t.Errorf("a granted upgrade recorded as %v canary requests, %v failures", requests, errors)
+	}
+}
+
+// quietLog is a server's error log that drops the panics a test provokes.
+func quietLog() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// roundTripper is a function as an http.RoundTripper.
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
