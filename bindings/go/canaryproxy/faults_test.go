@@ -159,16 +159,7 @@ func TestASlowUploadIsNotTheUpstreamsLatency(t *testing.T) {
 // Transport that panics or gives no response: the request failed, and is recorded so, though
 // the ReverseProxy never reached the headers.
 func TestAnUpstreamThatBreaksTheProxyIsAFailure(t *testing.T) {
-	odd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			panic(err)
-		}
-		_, _ = brw.WriteString("HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n")
-		_ = brw.Flush()
-		c.Close()
-	}))
-	defer odd.Close()
+	odd := rawUpstream(t, "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n", 0)
 	for _, tc := range []struct {
 		name      string
 		transport http.RoundTripper
@@ -198,17 +189,8 @@ func TestAnUpstreamThatBreaksTheProxyIsAFailure(t *testing.T) {
 // cannot hijack (http.TimeoutHandler's), where the ReverseProxy reports an error.
 func TestAnUpgradeIsNotRecordedThroughAWriterThatCannotHijack(t *testing.T) {
 	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
-	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			panic(err)
-		}
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-		_ = brw.Flush()
-		time.Sleep(50 * time.Millisecond)
-		c.Close()
-	}))
-	defer ws.Close()
+	ws := rawUpstream(t, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+		50*time.Millisecond)
 	front := httptest.NewServer(http.TimeoutHandler(newProxy(t, Options{}, g, ws.URL, ws.URL), time.Second, "slow"))
 	defer front.Close()
 	rawRequest(t, front.Listener.Addr().String(),
@@ -216,6 +198,23 @@ func TestAnUpgradeIsNotRecordedThroughAWriterThatCannotHijack(t *testing.T) {
 	if requests, errors := canaryOutcomes(t, g); requests != 0 || errors != 0 {
 		t.Errorf("a granted upgrade recorded as %v canary requests, %v failures", requests, errors)
 	}
+}
+
+// rawUpstream starts an upstream that answers every request with raw, bytes net/http's own
+// writer would not send, then closes the connection after linger.
+func rawUpstream(t *testing.T, raw string, linger time.Duration) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		_, _ = brw.WriteString(raw)
+		_ = brw.Flush()
+		time.Sleep(linger)
+		c.Close()
+	}))
+	t.Cleanup(s.Close)
+	return s
 }
 
 // quietLog is a server's error log that drops the panics a test provokes.
