@@ -335,7 +335,8 @@ impl Metrics {
     /// `interval`, which must then evaluate. A clock that went back well before the last claim
     /// (a host's, against `Clock`'s contract) makes one due at once, so the evaluations pause
     /// for about an interval, not for as long as the clock went back; "well before": by more
-    /// than the interval or [`CLOCK_LAG`]. A clock at the end of the range (past 584 years) makes none due.
+    /// than the interval or [`CLOCK_LAG`]. A clock at the end of the range (past 584 years)
+    /// makes none due.
     pub(crate) fn claim_evaluation(&self, now: Duration, interval: Duration) -> bool {
         let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
         let interval_ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
