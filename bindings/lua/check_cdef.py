@@ -115,7 +115,7 @@ def main() -> int:
         return 2
     header = declarations(Path(sys.argv[1]).read_text(encoding="utf-8"))
     source = Path(sys.argv[2]).read_text(encoding="utf-8")
-    blocks = re.findall(r"ffi\.cdef\s*\[\[(.*?)\]\]", source, re.S)
+    blocks = re.findall(r"\bcdef\s*\[\[(.*?)\]\]", source, re.S)
     module: dict[str, tuple[str, object]] = {}
     for block in blocks:
         module.update(declarations(block))

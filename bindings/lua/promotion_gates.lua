@@ -16,11 +16,21 @@
 -- "PGATE_STATUS_INVALID_ARGUMENT: invalid <argument> = <value>: ...", 2 (a NULL decision:
 -- "invalid decision = NULL: ..."). After gate:free() every call fails with
 -- PGATE_STATUS_INVALID_HANDLE and never reaches the library. A C call never yields, so no
--- coroutine can free a gate while another is inside a call on it.
+-- coroutine can free a gate while another is inside a call on it; a finalizer may (it runs at
+-- any allocation), so each call reads its gate after its own allocations.
 
 local ffi = require("ffi")
 
-ffi.cdef [[
+-- ffi.cdef, once per Lua state: declarations are the state's, and a second load of the module
+-- in one state (busted's insulate, a hot reload) would otherwise fail on "attempt to redefine".
+local function cdef(declarations)
+  local ok, err = pcall(ffi.cdef, declarations)
+  if not ok and not tostring(err):find("attempt to redefine", 1, true) then
+    error(err, 2)
+  end
+end
+
+cdef [[
 typedef uint32_t pgate_status;
 typedef uint32_t pgate_environment;
 typedef uint32_t pgate_recommendation;
@@ -354,8 +364,7 @@ end
 --- Routes a request id (a Lua string: any bytes). Writes into `out` (a pgate_decision cdata,
 --- to reuse across requests) or a new one; returns it, or nil, message, status.
 function Gate:route(id, out)
-  local handle = self.handle
-  if handle == nil then
+  if self.handle == nil then
     return freed("route")
   elseif type(id) ~= "string" then
     return not_a_string("id", id)
@@ -363,6 +372,11 @@ function Gate:route(id, out)
     return not_a_decision(out)
   end
   out = out or decision_t()
+  -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
+  local handle = self.handle
+  if handle == nil then
+    return freed("route")
+  end
   local status = C.pgate_route(handle, id, #id, out)
   if status ~= M.OK then
     return failure(status)
@@ -376,8 +390,7 @@ end
 --- error; the config's id lists win over the value. The decision's `forced` field says
 --- whether and how it was forced (M.forced). As gate:route for `out` and failures.
 function Gate:route_forced(id, value, out)
-  local handle = self.handle
-  if handle == nil then
+  if self.handle == nil then
     return freed("route_forced")
   elseif type(id) ~= "string" then
     return not_a_string("id", id)
@@ -387,6 +400,11 @@ function Gate:route_forced(id, value, out)
     return not_a_decision(out)
   end
   out = out or decision_t()
+  -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
+  local handle = self.handle
+  if handle == nil then
+    return freed("route_forced")
+  end
   local status = C.pgate_route_forced(handle, id, #id, value, value and #value or 0, out)
   if status ~= M.OK then
     return failure(status)
@@ -400,8 +418,7 @@ end
 --- whole nanosecond) or an int64_t/uint64_t cdata; one that is negative, NaN, infinite or
 --- 2^64 or more gives nil, "PGATE_STATUS_INVALID_ARGUMENT: invalid latency = ...", 2.
 function Gate:record(decision, success, latency)
-  local handle = self.handle
-  if handle == nil then
+  if self.handle == nil then
     return freed("record")
   elseif not is_decision(decision) then
     return not_a_decision(decision)
@@ -411,6 +428,11 @@ function Gate:record(decision, success, latency)
   local ns, message, code = latency_ns(latency)
   if ns == nil then
     return nil, message, code
+  end
+  -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
+  local handle = self.handle
+  if handle == nil then
+    return freed("record")
   end
   local status = C.pgate_record(handle, decision, success, ns, self.recorded_buf)
   if status ~= M.OK then
@@ -426,8 +448,7 @@ end
 --- client gives up first; a wait up to the target records nothing. Never a failure. Returns
 --- true when recorded, false when not, or nil, message, status.
 function Gate:record_abandoned(decision, waited)
-  local handle = self.handle
-  if handle == nil then
+  if self.handle == nil then
     return freed("record_abandoned")
   end
   if not is_decision(decision) then
@@ -436,6 +457,11 @@ function Gate:record_abandoned(decision, waited)
   local ns, message, code = latency_ns(waited)
   if ns == nil then
     return nil, message, code
+  end
+  -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
+  local handle = self.handle
+  if handle == nil then
+    return freed("record_abandoned")
   end
   local status = C.pgate_record_abandoned(handle, decision, ns, self.bool_buf)
   if status ~= M.OK then
@@ -447,8 +473,7 @@ end
 --- Records by id (routed again under the current snapshot); prefer Gate:record. The latency
 --- is checked as Gate:record checks it.
 function Gate:record_by_id(id, success, latency)
-  local handle = self.handle
-  if handle == nil then
+  if self.handle == nil then
     return freed("record_by_id")
   elseif type(id) ~= "string" then
     return not_a_string("id", id)
@@ -459,6 +484,11 @@ function Gate:record_by_id(id, success, latency)
   if ns == nil then
     return nil, message, code
   end
+  -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
+  local handle = self.handle
+  if handle == nil then
+    return freed("record_by_id")
+  end
   local status = C.pgate_record_by_id(handle, id, #id, success, ns, self.recorded_buf)
   if status ~= M.OK then
     return failure(status)
@@ -468,19 +498,24 @@ end
 
 --- The names of the flags on for a decision, as a list of Lua strings (byte order).
 function Gate:flags(decision)
-  local handle = self.handle
-  if handle == nil then
+  if self.handle == nil then
     return freed("flags")
   end
   if not is_decision(decision) then
     return not_a_decision(decision)
   end
-  local status = C.pgate_flag_set_len(handle, decision.flag_set, self.len_buf)
+  local status = C.pgate_flag_set_len(self.handle, decision.flag_set, self.len_buf)
   if status ~= M.OK then
     return failure(status)
   end
   local names = {}
   for i = 0, tonumber(self.len_buf[0]) - 1 do
+    -- Read again each time: the strings and the table allocate, and a finalizer that ran
+    -- then may have freed the gate.
+    local handle = self.handle
+    if handle == nil then
+      return freed("flags")
+    end
     status = C.pgate_flag_set_name(handle, decision.flag_set, i, self.name_buf, self.len_buf)
     if status ~= M.OK then
       return failure(status)
@@ -636,7 +671,7 @@ end
 
 -- Names (see the repository README, "Overrides" and "Observability"): the gate's, and the
 -- header and cookie the config's overrides read. PGATE_NAME_CAPACITY bytes always suffice.
-ffi.cdef [[
+cdef [[
 pgate_status pgate_gate_name(const pgate_gate *gate, char *name, size_t capacity, size_t *len);
 pgate_status pgate_override_names(const pgate_gate *gate, char *header, size_t header_cap,
                                   size_t *header_len, char *cookie, size_t cookie_cap,
@@ -680,7 +715,7 @@ end
 
 -- Telemetry (see the repository README, "Observability"): the Prometheus exposition and each
 -- cohort's latency histogram. Both read the gate without side effects.
-ffi.cdef [[
+cdef [[
 pgate_status pgate_metrics_prometheus(const pgate_gate *gate, char *buf, size_t cap,
                                       size_t *len_out);
 pgate_status pgate_latency_histograms_json(const pgate_gate *gate, char *buf, size_t cap,
@@ -759,7 +794,7 @@ end
 -- and the change counter with the changes (see the repository README, "Change
 -- notifications"). The library never calls Lua for a change: read the counter where you like
 -- (each request, a timer) and, when it moved, the changes.
-ffi.cdef [[
+cdef [[
 pgate_status pgate_read_health(const pgate_gate *gate, pgate_health *out, char *evidence,
                                size_t evidence_cap, size_t *evidence_len);
 pgate_status pgate_slo_json(const pgate_gate *gate, char *buf, size_t cap, size_t *len_out);
@@ -888,7 +923,7 @@ end
 -- The state store (see docs/store.md): where a document's store keeps the state, its gate's
 -- name and whether its store judges every process's outcomes, read before any gate is made,
 -- and whether a gate's store judges them.
-ffi.cdef [[
+cdef [[
 pgate_status pgate_fleet_judging(const pgate_gate *gate, bool *fleet_judging);
 pgate_status pgate_store_location(const char *config_json, size_t config_len, char *location,
                                   size_t cap, size_t *len_out, pgate_error **err);

@@ -769,6 +769,61 @@ local function test_store()
   end
 end
 
+-- A finalizer that frees a gate may run at any allocation, also inside a call on that gate:
+-- route's own decision, the strings and table of flags. A call then read the handle it had
+-- read before, and the library used the freed gate (routes on it, a crash in flags).
+local function test_freed_by_a_finalizer()
+  local ffi = require("ffi")
+  local names = {}
+  for i = 1, 200 do
+    names[i] = ('"flag_%03d_%s"'):format(i, ("n"):rep(60))
+  end
+  local config = '{"environment": {"canary": {"traffic_percent": 100}}, "feature_flags": ['
+    .. table.concat(names, ",") .. "]}"
+  local jit_was_on = jit.status()
+  jit.off() -- interpreted, as code run once is: the allocation inside route collects garbage
+  local routed_on_freed, flags_on_freed = 0, 0
+  for _ = 1, 300 do
+    local gate, freed = assert(pg.new(config)), false
+    local decision = assert(gate:route("u"))
+    ffi.gc(ffi.new("char[64]"), function() freed = true; gate:free() end)
+    repeat
+      local d, message = gate:route("user-42")
+      if freed and d then
+        routed_on_freed = routed_on_freed + 1
+      elseif d == nil then
+        check(message == "PGATE_STATUS_INVALID_HANDLE: route on a freed gate", message)
+      end
+      local list, why = gate:flags(decision)
+      if list == nil and why ~= "PGATE_STATUS_INVALID_HANDLE: flags on a freed gate" then
+        check(false, "flags: " .. tostring(why))
+      elseif list and #list ~= 200 then
+        flags_on_freed = flags_on_freed + 1
+      end
+    until freed
+  end
+  if jit_was_on then
+    jit.on()
+  end
+  check(routed_on_freed == 0, routed_on_freed .. " routes on a gate a finalizer freed")
+  check(flags_on_freed == 0, flags_on_freed .. " flag lists cut by a finalizer's free")
+end
+
+-- The module loaded a second time in one Lua state (busted's insulate, a hot reload): its
+-- declarations were refused as redefinitions.
+local function test_loaded_twice()
+  package.loaded.promotion_gates = nil
+  local ok, again = pcall(require, "promotion_gates")
+  package.loaded.promotion_gates = pg
+  if check(ok, "a second load: " .. tostring(again)) then
+    local gate = again.new('{"environment": {"canary": {"traffic_percent": 50}}}')
+    check(gate and gate:route("u") ~= nil, "a gate of the second load routes")
+    if gate then
+      gate:free()
+    end
+  end
+end
+
 test_vectors(arg[1])
 test_header_constants()
 test_wrappers()
@@ -782,5 +837,7 @@ test_growing_text()
 test_names()
 test_sync_now()
 test_store()
+test_freed_by_a_finalizer()
+test_loaded_twice()
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)
