@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+from ctypes import c_void_p
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +281,8 @@ def test_use_after_close_raises(operation: str) -> None:
 
 def test_close_is_idempotent_and_the_library_refuses_a_stale_handle() -> None:
     gate = Gate()
-    handle = gate._handle
+    assert gate._handle is not None
+    handle = c_void_p(gate._handle.value)  # the address (the Gate's own object is NULL after)
     assert not gate.closed and "Gate at 0x" in repr(gate)
     gate.close()
     gate.close()

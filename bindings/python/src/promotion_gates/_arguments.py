@@ -104,7 +104,8 @@ def utf8(field: str, value: object) -> bytes:
     if not isinstance(value, str):
         raise refused(field, value, f"a str, not {type(value).__name__}")
     try:
-        return value.encode("utf-8")
+        # str's own encode: a subclass's could return bytes whose len() lies.
+        return str.encode(value, "utf-8")
     except UnicodeEncodeError as error:
         raise refused(
             field, value, f"not UTF-8: a lone surrogate at index {error.start}"
@@ -126,8 +127,11 @@ def document(value: object, what: str) -> bytes:
     (``invalid environment.canary.traffic_percent = nan: …``): ``json.dumps`` would write
     ``NaN``, which is not JSON, and the library's parse error could not show the value.
     """
-    if isinstance(value, bytes):
+    if type(value) is bytes:
         return value
+    if isinstance(value, bytes):
+        # A subclass's own len() could lie about the buffer the library reads: a plain copy.
+        return bytes(memoryview(value))
     if isinstance(value, str):
         return utf8(what, value)
     if isinstance(value, Mapping):

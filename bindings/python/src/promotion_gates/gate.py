@@ -26,6 +26,7 @@ waits for one that is gone.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import warnings
@@ -196,8 +197,11 @@ def document_fleet_judging(config: Config | None = None) -> bool:
 
 
 def _id_bytes(request_id: RequestId, what: str = "request_id") -> bytes:
-    if isinstance(request_id, bytes):
+    if type(request_id) is bytes:
         return request_id
+    if isinstance(request_id, bytes):
+        # A subclass's own len() could lie about the buffer the library reads: a plain copy.
+        return bytes(memoryview(request_id))
     if isinstance(request_id, str):
         return utf8(what, request_id)
     if isinstance(request_id, (bytearray, memoryview)):
@@ -252,7 +256,31 @@ def _free(handle: c_void_p) -> None:
             target=_free, args=(handle,), name="promotion-gates-free", daemon=True
         ).start()
         return
-    _check(_ffi.lib().pgate_gate_free(handle))
+    status = _ffi.lib().pgate_gate_free(handle)
+    # The Gate holds this very object: a Gate brought back to life after the garbage collector
+    # ran this (a __del__ that kept it) passes NULL from now on, which the library refuses,
+    # never the freed gate.
+    handle.value = None
+    _check(status)
+
+
+#: The gates of this process not yet freed, for the fork handler below.
+_open_gates: weakref.WeakSet[Gate] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A process forked from one with gates inherits them without their threads (a state
+    store's sync thread: no sync, no automatic rollback ever stored) and with their locks as
+    the parent's threads held them: each is closed in the child (every call raises
+    GateClosedError) and never freed there (the free would wait for threads that do not
+    exist). Create gates in each process after the fork."""
+    for gate in list(_open_gates):
+        gate._handle = None
+        gate._finalizer.detach()
+        gate._calls.clear()  # calls the parent's threads had in flight: none here
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Gate:
@@ -311,6 +339,7 @@ class Gate:
         self._finalizer = weakref.finalize(self, _free, handle)
         # At interpreter exit other threads may still be inside a call: leave the gate be.
         self._finalizer.atexit = False
+        _open_gates.add(self)
 
     # -- lifetime ------------------------------------------------------------------------
 

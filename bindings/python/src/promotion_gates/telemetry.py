@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import enum
 import json
+import os
 import threading
 from collections.abc import Callable
 from ctypes import byref, c_size_t, c_void_p, create_string_buffer
@@ -115,6 +116,18 @@ def latency_histograms(gate: Gate) -> dict[str, Any]:
 #: until it is replaced, since the library returns from a replacement only once no thread is
 #: still inside the old callback.
 _current: Any = None
+#: The callbacks kept alive while one replaces another (see set_log_callback).
+_alive: list[Any] = []
+#: Whether this process was forked while a log callback was set (see set_log_callback).
+_forked_with_callback = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_with_callback
+    _forked_with_callback = _forked_with_callback or _current is not None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 #: Serializes the setting of callbacks, so that ``_current`` is the library's.
 _setting = threading.Lock()
 #: Whether the atexit hook that detaches the callback is registered, and whether it ran.
@@ -156,6 +169,13 @@ def set_log_callback(
             _ffi.Status.INVALID_ARGUMENT,
             "set_log_callback was called from inside the log callback (it would wait for itself)",
         )
+    if _forked_with_callback:
+        raise InvalidArgumentError(
+            _ffi.Status.INVALID_ARGUMENT,
+            "set_log_callback in a process forked while a log callback was set: a thread of "
+            "the parent may have held the library's callback lock, which would wait for ever "
+            "here; set the callback after the fork, in each process",
+        )
 
     def trampoline(_: Any, level: int, target: bytes, message: bytes, length: int) -> None:
         assert callback is not None
@@ -166,12 +186,16 @@ def set_log_callback(
         finally:
             log_callback_thread.inside = False
 
-    global _current, _hooked
+    global _current, _alive, _hooked
     with _setting:
         if _exiting:
             callback = None
         c_callback = None if callback is None else _ffi.pgate_log_callback(trampoline)
+        # Both kept alive across the swap: an exception (a signal handler's) raised anywhere
+        # in it leaves alive whichever one the library holds.
+        _alive = [_current, c_callback]
         _current = _install(c_callback, number)
+        _alive = [_current]
         if callback is not None and not _hooked:
             atexit.register(_detach)
             _hooked = True
@@ -187,9 +211,10 @@ def _install(c_callback: Any, max_level: int) -> Any:
 
 
 def _detach() -> None:
-    """The atexit hook: detaches the callback, waiting for the threads inside it to return."""
+    """The atexit hook: detaches the callback, waiting for the threads inside it to return
+    (not in a process forked while one was set: see set_log_callback)."""
     global _current, _exiting
     with _setting:
         _exiting = True
-        if _current is not None:
+        if _current is not None and not _forked_with_callback:
             _current = _install(None, LogLevel.INFO)
