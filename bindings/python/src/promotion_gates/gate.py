@@ -845,7 +845,9 @@ class Gate:
             if status != _ffi.Status.BUFFER_TOO_SMALL:
                 _check(status)
                 return buf.raw[: length.value].decode("utf-8")
-            cap = length.value + 1
+            # With room to grow: another thread's writes may lengthen the text again before
+            # the next call (changes naming more flags, a longer history).
+            cap = 2 * (length.value + 1)
         raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, f"{operation} kept growing")
 
     # -- change notifications ------------------------------------------------------------

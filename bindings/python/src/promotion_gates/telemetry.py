@@ -178,10 +178,12 @@ def set_log_callback(
         )
 
     def trampoline(_: Any, level: int, target: bytes, message: bytes, length: int) -> None:
-        assert callback is not None
-        text = message[:length].decode("utf-8", "replace")
+        # First, before the allocations below: a garbage collection they run may free a gate
+        # (see gate._free), which must then know it runs inside the callback.
         log_callback_thread.inside = True
         try:
+            assert callback is not None
+            text = message[:length].decode("utf-8", "replace")
             callback(LogLevel(level), target.decode("utf-8", "replace"), text)
         finally:
             log_callback_thread.inside = False
