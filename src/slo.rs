@@ -53,7 +53,7 @@ pub struct SloConfig {
     pub evaluation_interval: Duration,
     /// Absolute tolerance beside `error_rate_ratio_limit`: an excess over the stable error rate
     /// up to this is tolerated whatever the ratio, so a stable version without errors does not
-    /// make the limit zero (default 0.002, 0.2 percentage points).
+    /// make the limit zero (default 0.0005, 0.05 percentage points).
     pub error_rate_tolerance: f64,
     /// Whole-distribution latency: the canary is worse when its latencies, divided by this,
     /// are still surely slower than the stable version's (Mann-Whitney), and shown not worse
@@ -93,7 +93,7 @@ impl Default for SloConfig {
             significance: 0.001,
             overwhelming_significance: 1e-9,
             evaluation_interval: Duration::from_secs(1),
-            error_rate_tolerance: 0.002,
+            error_rate_tolerance: 0.0005,
             latency_shift_limit: 1.1,
             latency_tolerance: Duration::from_millis(1),
             warm_up: Duration::from_secs(30),
@@ -272,7 +272,7 @@ impl SloConfig {
             return Err(ConfigError::new(
                 "error_rate_tolerance",
                 self.error_rate_tolerance,
-                "a fraction from 0.0 to 1.0, e.g. 0.002",
+                "a fraction from 0.0 to 1.0, e.g. 0.0005",
             ));
         }
         if !self.latency_shift_limit.is_finite() || self.latency_shift_limit < 1.0 {

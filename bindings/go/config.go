@@ -223,7 +223,7 @@ func DefaultSLO() SLO {
 		Significance:             0.001,
 		OverwhelmingSignificance: 1e-9,
 		EvaluationInterval:       time.Second,
-		ErrorRateTolerance:       0.002,
+		ErrorRateTolerance:       0.0005,
 		LatencyShiftLimit:        1.1,
 		LatencyTolerance:         time.Millisecond,
 		WarmUp:                   30 * time.Second,

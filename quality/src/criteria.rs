@@ -30,11 +30,10 @@ fn named<'a>(
 pub const OPEN: &[&str] = &[
     // Slower than the Kayenta-style judge at the median, which looks at α = 0.01 a minute
     // without correcting for the looks and rolls back 2 to 6 of 30 identical canaries. The
-    // first is beyond any judge within the false-rollback criterion (`bound`); the others
-    // are what the tolerated limits (1.5x, + 0.2 points) cost.
+    // first is beyond any judge within the false-rollback criterion (`bound`); the second is
+    // met over 30 trials but not over 12 or 150 (docs/judge.md).
     "errors 2x, 100 rps 5% canary: engine caught",
     "errors 3x, 100 rps 5% canary: engine caught",
-    "leak 0.5% to 10% over 10 min, 2000 rps 5% canary: engine caught",
 ];
 
 /// Whether an unmet criterion is a known, documented open one.

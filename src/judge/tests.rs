@@ -127,15 +127,16 @@ fn tails_against_hand_worked_values() {
 #[test]
 fn worked_examples_of_the_score() {
     let prod = cohort(1_000_000, 10_000, 5_000, 100_000);
-    // The tolerated limit is 1.2 % (1 % + `error_rate_tolerance`, above 1.1 × 1 %): the
+    // The tolerated limit is 1.1 % (1.1 × 1 %, above 1 % + `error_rate_tolerance`): the
     // penalty is 0.25 × the excess beyond it / 1 %.
     let cases = [
         (0.010, 1.00, Recommendation::Healthy),
-        (0.012, 1.00, Recommendation::Healthy),
+        (0.011, 1.00, Recommendation::Healthy),
         // Beyond the limit over the stage, surely: `errors_over_stage` fires.
-        (0.015, 0.925, Recommendation::Rollback),
-        (0.020, 0.80, Recommendation::Rollback),
-        (0.030, 0.55, Recommendation::Rollback),
+        (0.012, 0.975, Recommendation::Rollback),
+        (0.015, 0.90, Recommendation::Rollback),
+        (0.020, 0.775, Recommendation::Rollback),
+        (0.030, 0.525, Recommendation::Rollback),
     ];
     for (rate, score, rec) in cases {
         let errors = (rate * 1_000_000.0) as u64;
@@ -205,9 +206,10 @@ fn a_failing_canary_is_overwhelming_early() {
         })
         .unwrap();
     // The ceiling: the stable rate's upper bound at 0.001 (500 of 100 000), times 1.5 or plus
-    // 0.2 %, and at least 1 %.
+    // `error_rate_tolerance`, and at least 1 %.
     let upper = stats::binomial_upper(500, 100_000, 0.001);
-    let ceiling = (upper * 1.5).max(upper + 0.002).max(0.01);
+    let tolerance = SloConfig::default().error_rate_tolerance;
+    let ceiling = (upper * 1.5).max(upper + tolerance).max(0.01);
     assert!((0.01..0.011).contains(&ceiling), "{ceiling}");
     let expected = (1..=20).find(|&k| ceiling.powi(k) < 1e-9).unwrap();
     assert_eq!(first_firing, expected as u64);
@@ -228,8 +230,8 @@ fn the_score_rule_needs_the_data_to_be_sure() {
         h.evidence
     );
     assert_ne!(h.recommendation, Recommendation::Rollback);
-    // With a million samples a score of 0.675 is sure: 2.5 % errors against 1 %, 1.3 points
-    // beyond the tolerated 1.2 %.
+    // With a million samples a score of 0.65 is sure: 2.5 % errors against 1 %, 1.4 points
+    // beyond the tolerated 1.1 %.
     let sure = cohort(1_000_000, 25_000, 10_000, 20_000);
     let h = verdict(50.0, &sure, &cohort(1_000_000, 10_000, 10_000, 20_000));
     assert!(
@@ -495,15 +497,16 @@ fn the_p99_budget_needs_min_samples_after_warm_up() {
 
 #[test]
 fn the_score_tolerates_what_the_error_rules_tolerate() {
-    // Stable at 0.05 % errors, the canary at 0.2 %: within stable + `error_rate_tolerance`
-    // (0.25 %), so no error rule rolls it back, and the score must not either.
+    // Stable at 0.05 % errors, the canary at 0.09 % (1.8×): within stable +
+    // `error_rate_tolerance` (0.1 %), so no error rule rolls it back, and the score must not
+    // either.
     let stable = cohort(100_000, 50, 5_000, 10_000);
-    let h = verdict(50.0, &cohort(100_000, 200, 5_000, 10_000), &stable);
+    let h = verdict(50.0, &cohort(100_000, 90, 5_000, 10_000), &stable);
     assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
     assert_eq!(h.health_score, 1.0, "{}", h.evidence);
-    // With 300 000 requests each the stage shows the canary within the tolerance: HEALTHY.
-    let stable = cohort(300_000, 150, 5_000, 10_000);
-    let h = verdict(50.0, &cohort(300_000, 600, 5_000, 10_000), &stable);
+    // With 4 million requests each the stage shows the canary within the tolerance: HEALTHY.
+    let stable = cohort(4_000_000, 2_000, 5_000, 10_000);
+    let h = verdict(50.0, &cohort(4_000_000, 3_600, 5_000, 10_000), &stable);
     assert!(h.evidence.non_inferiority.errors, "{}", h.evidence);
     assert_eq!(h.recommendation, Recommendation::Healthy, "{}", h.evidence);
 }
@@ -759,7 +762,7 @@ fn a_clean_upper_bound_is_the_bisection_s() {
 
 #[test]
 fn errors_over_stage_names_the_constant_that_acted() {
-    // Stable at 5 %: 1.1 × 5 % is above 5 % + 0.2 points, so the margin acts.
+    // Stable at 5 %: 1.1 × 5 % is above 5 % + `error_rate_tolerance`, so the margin acts.
     let stable = cohort(100_000, 5_000, 5_000, 10_000);
     let h = verdict(50.0, &cohort(100_000, 7_000, 5_000, 10_000), &stable);
     let finding = finding(&h, Rule::ErrorsOverStage);
