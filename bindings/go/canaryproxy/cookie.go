@@ -1,25 +1,80 @@
 package canaryproxy
 
-import "strings"
+import (
+	"net/http"
+	"strings"
+)
 
-// cookieValue finds cookie name in Cookie header lines ("a=1; b=2") without allocating
-// (http.Request.Cookie parses every cookie into a new slice). A value in double quotes is
-// returned without them. The first cookie of that name wins, as with Request.Cookie.
+// manyCookies is net/http's default limit on the cookies of one request: beyond it,
+// whether Request.Cookie finds any depends on GODEBUG httpcookiemaxnum and on the main
+// module's Go version, so cookieValue asks Request.Cookie itself.
+const manyCookies = 3000
+
+// cookieValue finds cookie name in Cookie header lines ("a=1; b=2") as http.Request.Cookie
+// does, without allocating (Request.Cookie parses every cookie of that name into a new
+// slice): the first valid cookie of that name wins, a value in double quotes is returned
+// without them, a value with a byte a cookie may not hold (a control, a quote inside, a
+// backslash, a byte above 0x7e) is skipped, and a name alone is a cookie with an empty
+// value. A request with more than manyCookies cookies is read by Request.Cookie, which
+// follows net/http's limit.
 func cookieValue(lines []string, name string) (string, bool) {
+	if len(lines) == 0 {
+		return "", false
+	}
+	count := 0
 	for _, line := range lines {
+		count += strings.Count(line, ";") + 1
+	}
+	if count > manyCookies {
+		c, err := (&http.Request{Header: http.Header{"Cookie": lines}}).Cookie(name)
+		if err != nil {
+			return "", false
+		}
+		return c.Value, true
+	}
+	for _, line := range lines {
+		line = trimCookieSpace(line)
 		for line != "" {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
-			part = strings.TrimSpace(part)
-			k, v, ok := strings.Cut(part, "=")
-			if !ok || k != name {
+			part = trimCookieSpace(part)
+			if part == "" {
 				continue
 			}
-			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
+			k, v, _ := strings.Cut(part, "=")
+			if trimCookieSpace(k) != name {
+				continue
 			}
-			return v, true
+			if v, ok := cookieText(v); ok {
+				return v, true
+			}
 		}
 	}
 	return "", false
+}
+
+// cookieText is a cookie's value without its double quotes, if it is one a cookie may hold.
+func cookieText(raw string) (string, bool) {
+	if len(raw) > 1 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		raw = raw[1 : len(raw)-1]
+	}
+	for i := 0; i < len(raw); i++ {
+		if b := raw[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return "", false
+		}
+	}
+	return raw, true
+}
+
+// trimCookieSpace trims the spaces, tabs and line ends that net/http trims around a cookie,
+// its name and the header line (textproto.TrimString).
+func trimCookieSpace(s string) string {
+	space := func(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
+	for s != "" && space(s[0]) {
+		s = s[1:]
+	}
+	for s != "" && space(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
 }

@@ -381,26 +381,6 @@ func TestNewRefusesMissingParts(t *testing.T) {
 	}
 }
 
-func TestCookieValue(t *testing.T) {
-	for _, tc := range []struct {
-		lines []string
-		value string
-		found bool
-	}{
-		{[]string{"session=abc"}, "abc", true},
-		{[]string{"a=1; session=abc; b=2"}, "abc", true},
-		{[]string{"a=1;session=\"q v\""}, "q v", true},
-		{[]string{"a=1", "session=second-line"}, "second-line", true},
-		{[]string{"session=first; session=second"}, "first", true},
-		{[]string{"sessions=x; xsession=y; session"}, "", false},
-		{nil, "", false},
-	} {
-		if v, ok := cookieValue(tc.lines, "session"); v != tc.value || ok != tc.found {
-			t.Errorf("cookieValue(%q) = %q, %v; want %q, %v", tc.lines, v, ok, tc.value, tc.found)
-		}
-	}
-}
-
 // staticTransport answers every request at once with an empty 200, without a network: the
 // allocation test counts the proxies' own allocations only.
 type staticTransport struct{}
