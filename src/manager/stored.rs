@@ -7,6 +7,7 @@
 //! rollback decided while recording is published at once and written by the sync thread.
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -732,7 +733,7 @@ impl Shared {
     /// cannot be reached or read, evaluations go on adding the others' counts as last read:
     /// taking them away, then back, would hide their failures for a window and then count old
     /// errors as new ones.
-    fn exchange_contributions(&self, ledger: &mut FleetLedger) {
+    fn exchange_contributions(&self, exchange: &mut Exchange) {
         let (store, instance, ttl, stored_stage, stage, window) = {
             let writer = self.lock_writer();
             let Some(link) = writer.store.as_ref() else {
@@ -768,8 +769,11 @@ impl Shared {
         match store.contributions(stored_stage, &instance, ttl) {
             Ok(rows) => {
                 let now = (self.monitor.monotonic(), self.monitor.wall());
-                let read = readable(&rows, stored_stage);
-                let fleet = ledger.update((stage, stored_stage), now, window, read);
+                let (read, bad) = readable(&rows, stored_stage);
+                exchange.report(bad);
+                let fleet = exchange
+                    .ledger
+                    .update((stage, stored_stage), now, window, read);
                 self.monitor.set_fleet(fleet);
             }
             Err(error) => {
@@ -971,8 +975,7 @@ impl SyncThread {
         let thread = std::thread::Builder::new()
             .name("pgate-sync".into())
             .spawn(move || {
-                // The other instances' counts of the stage, as this thread last read them.
-                let mut ledger = FleetLedger::default();
+                let mut exchange = Exchange::default();
                 loop {
                     match inbox.recv_timeout(interval) {
                         Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
@@ -994,7 +997,7 @@ impl SyncThread {
                         if stop.load(Ordering::Acquire) {
                             return Tick::Stopped;
                         }
-                        shared.exchange_contributions(&mut ledger);
+                        shared.exchange_contributions(&mut exchange);
                         Tick::Done
                     }));
                     match tick {
@@ -1109,25 +1112,45 @@ impl Drop for SyncThread {
 fn readable(
     rows: &[Result<Contribution, BadContribution>],
     stored_stage: u64,
-) -> impl Iterator<Item = FleetReading<'_>> {
-    rows.iter().filter_map(move |row| {
-        let read = row.as_ref().map_err(Clone::clone).and_then(|contribution| {
-            let instance = contribution.instance.as_str();
-            store::decode(contribution, stored_stage)
-                .map(|counts| (instance, store::opened_at(instance), counts))
-        });
-        match read {
-            Ok(read) => Some(read),
-            Err(bad) => {
-                tracing::error!(
-                    instance = bad.instance,
-                    field = bad.field,
-                    "promotion.store skips a bad contribution: {bad}"
-                );
-                None
-            }
+) -> (Vec<FleetReading<'_>>, Vec<BadContribution>) {
+    let mut bad = Vec::new();
+    let read = rows
+        .iter()
+        .filter_map(|row| {
+            let read = row.as_ref().map_err(Clone::clone).and_then(|contribution| {
+                let instance = contribution.instance.as_str();
+                store::decode(contribution, stored_stage)
+                    .map(|counts| (instance, store::opened_at(instance), counts))
+            });
+            read.map_err(|refused| bad.push(refused)).ok()
+        })
+        .collect();
+    (read, bad)
+}
+
+/// What the sync thread keeps from one tick's fleet-wide judging to the next.
+#[derive(Default)]
+struct Exchange {
+    /// The other instances' counts of the stage, as this thread last read them.
+    ledger: FleetLedger,
+    /// The bad contributions of the last read: each is logged when first found, not again at
+    /// every tick while it stays in the store.
+    bad: HashSet<BadContribution>,
+}
+
+impl Exchange {
+    /// Logs the contributions of this read that are bad and were not in the last one, and
+    /// keeps this read's.
+    fn report(&mut self, bad: Vec<BadContribution>) {
+        for refused in bad.iter().filter(|refused| !self.bad.contains(*refused)) {
+            tracing::error!(
+                instance = refused.instance,
+                field = refused.field,
+                "promotion.store skips a bad contribution (logged once while it stays): {refused}"
+            );
         }
-    })
+        self.bad = bad.into_iter().collect();
+    }
 }
 
 fn guard_of(release: &StoredRelease) -> Guard {
@@ -1219,11 +1242,38 @@ mod tests {
             Ok(contribution("b", 4, 300)),
             Ok(contribution("late", 3, 1000)),
         ];
-        let read: Vec<_> = readable(&rows, 4)
+        let (read, bad) = readable(&rows, 4);
+        let read: Vec<_> = read
+            .into_iter()
             .map(|(instance, _, counts)| (instance, counts.canary.requests, counts.canary.errors))
             .collect();
         assert_eq!(read, [("a", 100, 10), ("b", 300, 30)]);
-        assert_eq!(readable(&rows[1..3], 4).count(), 0, "none left");
+        let bad: Vec<_> = bad.iter().map(|b| b.instance.as_str()).collect();
+        assert_eq!(bad, ["liar", "mangled", "late"]);
+        assert_eq!(readable(&rows[1..3], 4).0.len(), 0, "none left");
+    }
+
+    #[test]
+    fn a_bad_contribution_is_logged_once_while_it_stays() {
+        use crate::telemetry::log_lines::LogLines;
+        let junk = |problem: &str| BadContribution::new("junk", "stage", problem);
+        let logs = LogLines::default();
+        let mut exchange = Exchange::default();
+        logs.during(|| {
+            for _ in 0..5 {
+                exchange.report(vec![junk("not an integer")]); // one tick each
+            }
+        });
+        assert_eq!(logs.lines().len(), 1, "{:?}", logs.lines());
+        // Another problem is logged; so is the first again once it had gone.
+        logs.during(|| {
+            exchange.report(vec![junk("not an integer"), junk("negative")]);
+            exchange.report(Vec::new());
+            exchange.report(vec![junk("not an integer")]);
+        });
+        let lines = logs.lines();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[1].contains("negative") && lines[2].contains("not an integer"));
     }
 
     /// A SQLite store holding the state `write_on(0, Canary{10})` made (version and stage 1),

@@ -62,7 +62,7 @@ pub(crate) struct Contribution {
 }
 
 /// A contribution refused: which instance published it, which field is wrong, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct BadContribution {
     pub(crate) instance: String,
     pub(crate) field: String,
