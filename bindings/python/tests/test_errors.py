@@ -243,11 +243,13 @@ def test_latency_edges_and_argument_errors() -> None:
         ("stage", (1 << 64) + 1, "invalid stage = 18446744073709551617: an integer from 0 to 2**64 - 1"),
         ("stage", -1, "invalid stage = -1: an integer from 0 to 2**64 - 1"),
         ("stage", 1.0, "invalid stage = 1.0: not an integer"),
+        ("stage", True, "invalid stage = True: an integer, not bool"),
         ("bucket", 1 << 32, "invalid bucket = 4294967296: an integer from 0 to 2**32 - 1"),
         ("threshold", -5, "invalid threshold = -5: an integer from 0 to 2**32 - 1"),
         ("flag_set", (1 << 32) + 1, "invalid flag_set = 4294967297: an integer from 0 to 2**32 - 1"),
         ("traffic_percent", 10**400, f"invalid traffic_percent = {HUGE_SHOWN}: not a number a float holds"),
         ("environment", 7, "invalid environment = 7: one of [0, 1, 2]"),
+        ("environment", True, "invalid environment = True: one of [0, 1, 2]"),
     ],
 )
 def test_a_decision_built_by_hand_is_range_checked(field: str, value: Any, message: str) -> None:
@@ -412,6 +414,7 @@ SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
         (lambda g, d: g.route_forced("u", 3), "invalid forcing_value = 3: bytes or a str, not int"),
         (lambda g, d: g.changes_since("0"), "invalid after = '0': not an integer"),
         (lambda g, d: g.changes_since(-1), "invalid after = -1: an integer from 0 to 2**64 - 1"),
+        (lambda g, d: g.changes_since(True), "invalid after = True: an integer, not bool"),
         # A bool or a str is not a number, though float() takes both: True moved a 10 % canary
         # to 1 %, and "25" was taken as 25.
         (lambda g, d: g.promote(Environment.CANARY, True), "invalid percent = True: a number, not bool"),

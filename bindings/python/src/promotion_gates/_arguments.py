@@ -80,7 +80,10 @@ def refused(field: str, value: object, why: str) -> InvalidArgumentError:
 
 
 def unsigned(field: str, value: object, bits: int) -> int:
-    """``value`` as an int in ``0 ..= 2**bits - 1`` (a bool or an int-like object), or raises."""
+    """``value`` as an int in ``0 ..= 2**bits - 1`` (an int or an int-like object, not a bool:
+    ``True`` would be 1, as :func:`_number` refuses it), or raises."""
+    if isinstance(value, bool):
+        raise refused(field, value, "an integer, not bool")
     try:
         number = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
@@ -92,7 +95,10 @@ def unsigned(field: str, value: object, bits: int) -> int:
 
 def member(kind: type[enum.IntEnum], field: str, value: object) -> int:
     """``value`` as a member of the C enum ``kind``, else raises (the library reads these
-    numbers as Rust enums or checks them; ctypes would wrap one out of range)."""
+    numbers as Rust enums or checks them; ctypes would wrap one out of range). A bool is
+    refused, though ``kind(True)`` is the member 1."""
+    if isinstance(value, bool):
+        raise refused(field, value, f"one of {[int(m) for m in kind]}")
     try:
         return int(kind(value))  # type: ignore[arg-type]
     except (ValueError, TypeError):
