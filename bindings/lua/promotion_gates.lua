@@ -166,6 +166,45 @@ local function quoted(value)
   return shown
 end
 
+-- A number as error messages write it: the shortest of 14 to 17 significant digits that reads
+-- back as the same number (tostring keeps 14: 0.1 + 0.2 showed as 0.3).
+local function number_text(x)
+  if x ~= x then
+    return "nan"
+  end
+  for digits = 14, 16 do
+    local text = string.format("%." .. digits .. "g", x)
+    if tonumber(text) == x then
+      return text
+    end
+  end
+  return string.format("%.17g", x)
+end
+
+-- A refused value as error messages show it: a number by number_text, a text as it is but at
+-- most MAX_SHOWN_VALUE_BYTES of it (cut before a UTF-8 continuation byte) followed by
+-- ...(N bytes), as the library shortens one; anything else by tostring, shortened alike, or
+-- by its type when its __tostring fails or returns no string (a table's __tostring is the
+-- host's code, with any result).
+local function shown(value)
+  if type(value) == "number" then
+    return number_text(value)
+  end
+  local text = value
+  if type(value) ~= "string" then
+    local ok, result = pcall(tostring, value)
+    text = ok and type(result) == "string" and result or "<" .. type(value) .. ">"
+  end
+  if #text <= MAX_SHOWN_VALUE_BYTES then
+    return text
+  end
+  local cut = MAX_SHOWN_VALUE_BYTES
+  while cut > 0 and text:byte(cut + 1) >= 0x80 and text:byte(cut + 1) < 0xC0 do
+    cut = cut - 1
+  end
+  return text:sub(1, cut) .. "...(" .. #text .. " bytes)"
+end
+
 local loaded_from -- the name M.load gave ffi.load
 
 --- Loads the shared library: `path`, else $PGATE_LIB, else libpromotion_gates_ffi.so from the
@@ -179,7 +218,7 @@ function M.load(path)
     C = ffi.load(name)
     loaded_from = name
   elseif path ~= nil and path ~= loaded_from then
-    return invalid("invalid path = " .. tostring(path) .. ": the library is already loaded from "
+    return invalid("invalid path = " .. shown(path) .. ": the library is already loaded from "
                      .. loaded_from .. ", and stays")
   end
   return C
@@ -195,7 +234,7 @@ end
 function M.status_str(status)
   if type(status) ~= "number" or not (status >= 0 and status <= 0xFFFFFFFF)
      or status % 1 ~= 0 then
-    return invalid("invalid status = " .. tostring(status)
+    return invalid("invalid status = " .. shown(status)
                      .. ": a status code, a whole number from 0 to 2^32 - 1")
   end
   return ffi.string(lib().pgate_status_str(status))
@@ -271,8 +310,8 @@ local TWO_64 = 2 ^ 64
 -- The error every binding gives a latency that is negative, NaN, infinite or 2^64 ns or more
 -- (the same status and words in C++, Go and Python; tests/vectors/latency.tsv holds them).
 local function bad_latency(value)
-  local shown = type(value) == "cdata" and tostring(value):gsub("U?LL$", "") or tostring(value)
-  return invalid("invalid latency = " .. shown .. " ns: "
+  local text = type(value) == "cdata" and tostring(value):gsub("U?LL$", "") or shown(value)
+  return invalid("invalid latency = " .. text .. " ns: "
                    .. "a latency must be finite, at least 0 and below 2^64 ns")
 end
 
@@ -294,7 +333,7 @@ local function latency_ns(value)
     end
     return bad_latency(value)
   end
-  return invalid("invalid latency = " .. tostring(value) .. ": not a number of nanoseconds")
+  return invalid("invalid latency = " .. shown(value) .. ": not a number of nanoseconds")
 end
 
 -- Whether `decision` is a pgate_decision cdata or a pointer to one that is not NULL, as
@@ -305,18 +344,18 @@ local function is_decision(decision)
 end
 
 local function not_a_decision(decision)
-  local shown = type(decision) == "cdata" and decision == nil and "NULL" or tostring(decision)
-  return invalid("invalid decision = " .. shown .. ": a pgate_decision from gate:route")
+  local text = type(decision) == "cdata" and decision == nil and "NULL" or shown(decision)
+  return invalid("invalid decision = " .. text .. ": a pgate_decision from gate:route")
 end
 
 -- The error for argument `name`, whose `value` is not a string (`optional`: nor nil).
 local function not_a_string(name, value, optional)
-  return invalid("invalid " .. name .. " = " .. tostring(value) .. ": not a string"
+  return invalid("invalid " .. name .. " = " .. shown(value) .. ": not a string"
                    .. (optional and " or nil" or ""))
 end
 
 local function not_a_boolean(name, value)
-  return invalid("invalid " .. name .. " = " .. tostring(value) .. ": not true or false")
+  return invalid("invalid " .. name .. " = " .. shown(value) .. ": not true or false")
 end
 
 local Gate = {}
@@ -593,7 +632,7 @@ function Gate:promote(environment, traffic_percent)
   end
   local number = M.environments[environment]
   if type(number) ~= "number" then
-    return invalid("invalid environment = " .. tostring(environment)
+    return invalid("invalid environment = " .. shown(environment)
                      .. ': "canary", "staging" or "production"')
   end
   if traffic_percent == nil then
@@ -602,7 +641,7 @@ function Gate:promote(environment, traffic_percent)
     end
     traffic_percent = 0 -- unused in Staging and Production
   elseif type(traffic_percent) ~= "number" then
-    return invalid("invalid traffic_percent = " .. tostring(traffic_percent) .. ": not a number")
+    return invalid("invalid traffic_percent = " .. shown(traffic_percent) .. ": not a number")
   end
   return explained(C.pgate_promote, self.handle, number, traffic_percent)
 end
@@ -765,7 +804,7 @@ function M.metrics_prometheus(...)
   for i = 1, n do
     local gate = gates[i]
     if getmetatable(gate) ~= Gate then
-      return invalid("invalid gates[" .. i .. "] = " .. tostring(gate) .. ": not a gate")
+      return invalid("invalid gates[" .. i .. "] = " .. shown(gate) .. ": not a gate")
     elseif gate.handle == nil then
       return nil, M.status_str(M.INVALID_HANDLE) .. ": metrics_prometheus on a freed gate (gates["
                     .. i .. "])", M.INVALID_HANDLE
@@ -913,7 +952,7 @@ function Gate:changes_since(after)
     return freed("changes_since")
   end
   if type(after) ~= "number" or after < 0 or after >= 2 ^ 53 or after % 1 ~= 0 then
-    return invalid("invalid after = " .. tostring(after) .. ": a change number from 0 to 2^53")
+    return invalid("invalid after = " .. shown(after) .. ": a change number from 0 to 2^53")
   end
   return read_text(function(gate, buf, cap, len)
     return C.pgate_changes_json(gate, after, buf, cap, len)

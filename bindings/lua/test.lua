@@ -59,11 +59,20 @@ local function test_wrappers()
   check(pg.status_str(6) == "PGATE_STATUS_SLO_NOT_MET", "status_str")
   check(pg.status_str(99) == "PGATE_STATUS_UNKNOWN", "status_str unknown")
   -- Checked before the FFI converts them: 2^32 + 6 would wrap to 6, 2^40 to 0.
-  for _, code in ipairs({ 2 ^ 32 + 6, 2 ^ 40, -1, 1.5, 0 / 0, "x" }) do
-    local none, message, status = pg.status_str(code)
+  -- A refused value is shown as the number it is (0.1 + 0.2 is not 0.3, as tostring's 14
+  -- digits wrote it), and a table's __tostring, the host's code, at most 160 bytes of it.
+  local long = setmetatable({}, { __tostring = function() return ("é"):rep(100) end })
+  local failing = setmetatable({}, { __tostring = function() error("no text") end })
+  local cases = {
+    { 2 ^ 32 + 6, "4294967302" }, { 2 ^ 40, "1099511627776" }, { -1, "-1" }, { 1.5, "1.5" },
+    { 0 / 0, "nan" }, { "x", "x" }, { 0.1 + 0.2, "0.30000000000000004" }, { 1e300, "1e+300" },
+    { long, ("é"):rep(80) .. "...(200 bytes)" }, { failing, "<table>" },
+  }
+  for _, case in ipairs(cases) do
+    local none, message, status = pg.status_str(case[1])
     check(none == nil and status == pg.INVALID_ARGUMENT
-            and message:find("invalid status = " .. tostring(code) .. ": ", 1, true),
-          "status_str(" .. tostring(code) .. "): " .. tostring(message or none))
+            and message:find("invalid status = " .. case[2] .. ": ", 1, true),
+          "status_str(" .. case[2] .. "): " .. tostring(message or none))
   end
   -- The library stays the one loaded: the same name returns it, another is refused.
   local lib_path = os.getenv("PGATE_LIB")
@@ -218,7 +227,8 @@ local function test_arguments()
   local rule = ": a latency must be finite, at least 0 and below 2^64 ns"
   for _, case in ipairs({
     { -1, "-1" }, { -0.5, "-0.5" }, { 0 / 0, "nan" }, { 1 / 0, "inf" }, { -1 / 0, "-inf" },
-    { 1e300, "1e+300" }, { 2 ^ 64, "1.844674407371e+19" }, { -1LL, "-1" },
+    -- 2^64 as tostring wrote it, 1.844674407371e+19, reads back below 2^64.
+    { 1e300, "1e+300" }, { 2 ^ 64, "1.8446744073709552e+19" }, { -1LL, "-1" },
   }) do
     for _, by_id in ipairs({ false, true }) do
       local result, message, status
