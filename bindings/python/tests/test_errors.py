@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from ctypes import c_void_p
 from typing import Any
 
@@ -344,6 +344,47 @@ def test_a_document_with_nan_or_infinity_names_its_key_path(
 ) -> None:
     with pytest.raises(pg.InvalidArgumentError) as caught:
         make()
+    assert caught.value.message == message
+
+
+class _Unreadable(Mapping):  # type: ignore[type-arg]
+    """A mapping whose [] raises: its keys say it has "a", reading "a" fails."""
+
+    def __getitem__(self, key: object) -> object:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["a"])
+
+    def __len__(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr either")
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    outer: dict[str, Any] = {}
+    inner = outer
+    for _ in range(depth):
+        inner["a"] = {}
+        inner = inner["a"]
+    return outer
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (_Unreadable(), "invalid config = <a _Unreadable>: a mapping that cannot be read: KeyError: 'a'"),
+        ({"environment": _Unreadable()}, "invalid config = <a dict>: not JSON: Object of type _Unreadable is not JSON serializable"),
+        (_nested(100_000), "invalid config = <a dict>: not JSON: nested deeper than Python's recursion limit"),
+    ],
+)
+def test_a_mapping_that_cannot_be_dumped_is_refused_naming_why(config: Any, message: str) -> None:
+    # Each escaped raw before (the mapping's KeyError, the repr's RuntimeError, json's
+    # RecursionError), not as an InvalidArgumentError naming the argument.
+    with pytest.raises(pg.InvalidArgumentError) as caught:
+        Gate(config)
     assert caught.value.message == message
 
 

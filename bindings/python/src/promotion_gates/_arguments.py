@@ -63,7 +63,9 @@ def shown(value: object) -> str:
     except ValueError:  # an int past sys.get_int_max_str_digits() has no decimal repr
         if isinstance(value, int):
             return f"<an integer of {value.bit_length()} bits>"
-        raise
+        return f"<a {type(value).__name__}>"
+    except Exception:  # a host's __repr__ that raises; a structure nested too deeply for repr
+        return f"<a {type(value).__name__}>"
     raw = text.encode("utf-8", "surrogatepass")
     if len(raw) <= MAX_SHOWN_VALUE_BYTES:
         return text
@@ -142,13 +144,30 @@ def document(value: object, what: str) -> bytes:
         return utf8(what, value)
     if isinstance(value, Mapping):
         try:
-            return json.dumps(dict(value), allow_nan=False).encode("utf-8")
+            plain = dict(value)
+        except Exception as error:  # a mapping whose keys() or [] raises
+            raise refused(
+                what, value, f"a mapping that cannot be read: {type(error).__name__}: {error}"
+            ) from error
+        try:
+            return json.dumps(plain, allow_nan=False).encode("utf-8")
+        except RecursionError:
+            raise refused(
+                what, value, "not JSON: nested deeper than Python's recursion limit"
+            ) from None
         except (TypeError, ValueError) as error:  # a value JSON has no form for
-            found = _not_finite(value, "", frozenset())
+            try:
+                found = _not_finite(value, "", frozenset())
+            except Exception:  # an inner mapping that cannot be read: json.dumps said why
+                found = None
             if found is not None:
                 path, number = found
                 raise refused(path, number, f"not finite: {_NO_NAN}") from None
             raise refused(what, value, f"not JSON: {error}") from None
+        except Exception as error:  # an inner mapping's own code raised
+            raise refused(
+                what, value, f"not JSON: {type(error).__name__}: {error}"
+            ) from error
     raise refused(what, value, f"a dict or a JSON string, not {type(value).__name__}")
 
 
