@@ -1108,7 +1108,8 @@ impl Drop for SyncThread {
 }
 
 /// The contributions in `rows` to the stored stage `stored_stage`, as each instance's counts
-/// with when its gate opened (if its id says), skipping (and logging) those refused.
+/// with when its gate opened (if its id says), and those refused ([`Exchange::report`] logs
+/// them).
 fn readable(
     rows: &[Result<Contribution, BadContribution>],
     stored_stage: u64,
