@@ -242,19 +242,53 @@ struct GateDeleter {
 /// error message shows.
 inline constexpr std::size_t kMaxShownValueBytes = 160;
 
+/// The length of the UTF-8 sequence starting at `text[at]`, or 0 when the bytes there are not
+/// one (a stray continuation byte, an overlong form, a surrogate, a code point past U+10FFFF,
+/// a sequence cut short).
+inline std::size_t utf8_sequence(std::string_view text, std::size_t at) noexcept {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char lead = byte(at);
+  std::size_t length = 0;
+  unsigned char low = 0x80, high = 0xBF;  // the range of the second byte
+  if (lead < 0x80) return 1;
+  if (lead >= 0xC2 && lead <= 0xDF) length = 2;
+  else if (lead >= 0xE0 && lead <= 0xEF) length = 3;
+  else if (lead >= 0xF0 && lead <= 0xF4) length = 4;
+  else return 0;
+  if (lead == 0xE0) low = 0xA0;
+  if (lead == 0xED) high = 0x9F;
+  if (lead == 0xF0) low = 0x90;
+  if (lead == 0xF4) high = 0x8F;
+  if (text.size() - at < length || byte(at + 1) < low || byte(at + 1) > high) return 0;
+  for (std::size_t i = 2; i < length; ++i) {
+    if ((byte(at + i) & 0xC0) != 0x80) return 0;
+  }
+  return length;
+}
+
 /// A refused text as the library shows it in an error message: in double quotes (a quote, a
-/// backslash and control bytes escaped; other bytes as they are), and when longer than
-/// kMaxShownValueBytes its first bytes (cut before a UTF-8 continuation byte) followed by
-/// "...(N bytes)", so that a huge argument never makes a huge message.
+/// backslash, control bytes and bytes that are not UTF-8 escaped, so the message is UTF-8;
+/// other characters as they are), and when longer than kMaxShownValueBytes its first bytes
+/// (cut before a UTF-8 continuation byte) followed by "...(N bytes)", so that a huge argument
+/// never makes a huge message.
 inline std::string quoted(std::string_view value) {
   std::size_t cut = value.size();
   if (cut > kMaxShownValueBytes) {
     cut = kMaxShownValueBytes;
     while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
   }
+  const std::string_view head = value.substr(0, cut);
   std::string shown = "\"";
-  for (const char c : value.substr(0, cut)) {
+  for (std::size_t at = 0; at < head.size();) {
+    const char c = head[at];
     const auto byte = static_cast<unsigned char>(c);
+    const std::size_t length = utf8_sequence(head, at);
+    if (length > 1) {
+      shown.append(head.substr(at, length));
+      at += length;
+      continue;
+    }
+    ++at;
     switch (c) {
       case '"': shown += "\\\""; break;
       case '\\': shown += "\\\\"; break;
@@ -262,7 +296,7 @@ inline std::string quoted(std::string_view value) {
       case '\r': shown += "\\r"; break;
       case '\t': shown += "\\t"; break;
       default:
-        if (byte < 0x20 || byte == 0x7F) {
+        if (byte < 0x20 || byte >= 0x7F) {
           constexpr const char* hex = "0123456789abcdef";
           shown += "\\x";
           shown += hex[byte >> 4];
@@ -344,21 +378,49 @@ std::string latency_unit() {
   }
 }
 
+/// A number as an error message writes it, in the C locale: an integer in decimal (of any
+/// width, __int128 too), a floating-point one as the shortest text of at least 14 significant
+/// digits that reads back as the same value (the stream's default 6 showed 2^64 as
+/// 1.84467e+19, a value below 2^64), "nan", "inf" or "-inf".
+template <class Number>
+std::string number_text(Number value) {
+  if constexpr (std::is_floating_point_v<Number>) {
+    if (std::isnan(value)) return "nan";
+    if (std::isinf(value)) return value < 0 ? "-inf" : "inf";
+    std::string text;
+    constexpr int most = std::numeric_limits<Number>::max_digits10;
+    for (int digits = most < 14 ? most : 14; digits <= most; ++digits) {
+      std::ostringstream out;
+      out.imbue(std::locale::classic());
+      out.precision(digits);
+      out << value;
+      text = out.str();
+      std::istringstream back(text);
+      back.imbue(std::locale::classic());
+      Number read{};
+      if ((back >> read) && read == value) break;
+    }
+    return text;
+  } else {
+    // Digits from the last, as a magnitude: the most negative value has no positive twin.
+    const bool negative = value < 0;
+    std::string digits;
+    do {
+      const auto digit = static_cast<int>(value % 10);
+      digits.insert(digits.begin(), static_cast<char>('0' + (negative ? -digit : digit)));
+      value /= 10;
+    } while (value != 0);
+    return negative ? "-" + digits : digits;
+  }
+}
+
 /// The error every binding gives a latency that is negative, NaN, infinite or 2^64 ns or
 /// more (the same status and words in Go, Python and Lua; tests/vectors/latency.tsv holds them).
 template <class Rep, class Period>
 [[noreturn]] void throw_bad_latency(std::chrono::duration<Rep, Period> latency) {
-  std::string value;
-  if constexpr (std::is_floating_point_v<Rep>) {
-    std::ostringstream shown;
-    shown.imbue(std::locale::classic());
-    shown << latency.count();
-    value = shown.str();
-  } else {
-    value = std::to_string(latency.count());
-  }
   throw Error(PGATE_STATUS_INVALID_ARGUMENT,
-              "invalid latency = " + value + " " + latency_unit<Period>() +
+              "invalid latency = " + number_text(latency.count()) + " " +
+                  latency_unit<Period>() +
                   ": a latency must be finite, at least 0 and below 2^64 ns");
 }
 
@@ -372,6 +434,11 @@ std::uint64_t nanos(std::chrono::duration<Rep, Period> latency) {
     // The common case, exact: no floating-point round trip.
     if constexpr (std::is_signed_v<Rep>) {
       if (latency.count() < 0) {
+        throw_bad_latency(latency);
+      }
+    }
+    if constexpr (std::numeric_limits<Rep>::digits > 64) {  // __int128: 2^64 would wrap to 0
+      if (latency.count() > static_cast<Rep>(std::numeric_limits<std::uint64_t>::max())) {
         throw_bad_latency(latency);
       }
     }
@@ -983,7 +1050,7 @@ namespace detail {
     for (std::size_t j = 0; j < i; ++j) {
       if (names[j] == names[i]) {
         throw Error(status, std::string(function) + ": gates[" + std::to_string(i) +
-                                "] is named \"" + names[i] + "\", as gates[" +
+                                "] is named " + detail::quoted(names[i]) + ", as gates[" +
                                 std::to_string(j) + "] is: their series would repeat");
       }
     }

@@ -183,7 +183,10 @@ TEST(Features, ANameNoFlagCanHaveIsNamedInTheError) {
            {"a b", R"("a b")"},
            {"", R"("")"},
            {"tab\there\x01", R"("tab\there\x01")"},
-           {"bad\xFF", "\"bad\xFF\""},
+           // Bytes that are not UTF-8 escaped, so that the message is UTF-8; é as it is.
+           {"bad\xFF", R"("bad\xff")"},
+           {"ab\xC3", R"("ab\xc3")"},
+           {"caf\xC3\xA9 x", "\"caf\xC3\xA9 x\""},
            {long_name, "\"" + std::string(159, 'n') + "\"...(201 bytes)"},
        }) {
     EXPECT_EQ(expect_error(PGATE_STATUS_INVALID_ARGUMENT,
@@ -414,7 +417,15 @@ TEST(Record, ABadLatencyIsTheOneLatencyError) {
   expect_refused(seconds_f(inf), "inf s");
   expect_refused(seconds_f(-inf), "-inf s");
   expect_refused(seconds_f(1e300), "1e+300 s");
-  expect_refused(seconds_f(18446744074.0), "1.84467e+10 s");  // just past 2^64 ns
+  expect_refused(seconds_f(18446744074.0), "18446744074 s");  // just past 2^64 ns
+  // The value refused, not a rounding of it (6 digits showed 2^64 ns as 1.84467e+19, which
+  // reads as a value below 2^64, and -1.0000001 s as -1 s).
+  using nanoseconds_f = std::chrono::duration<double, std::nano>;
+  expect_refused(nanoseconds_f(18446744073709551616.0), "1.8446744073709552e+19 ns");
+  expect_refused(nanoseconds_f(-1234567.5), "-1234567.5 ns");
+  expect_refused(seconds_f(-1.0000001), "-1.0000001 s");
+  expect_refused(nanoseconds_f(-(0.1 + 0.2)), "-0.30000000000000004 ns");
+  expect_refused(nanoseconds_f(-nan), "nan ns");  // not "-nan"
   expect_refused(std::chrono::hours(6000000), "6000000 h");   // 2.16e22 ns: would overflow
   const promotion_gates::Health h = gate.health();
   EXPECT_EQ(h.canary_requests + h.production_requests, 0u) << "a refused latency is not recorded";

@@ -71,6 +71,12 @@ TEST(Telemetry, TwoGatesOfOneNameAreRefusedByPosition) {
   EXPECT_EQ(refused({&web, &api, &twin}, PGATE_STATUS_INVALID_ARGUMENT),
             "promotion_gates::metrics_prometheus: gates[2] is named \"web\", as gates[0] is: "
             "their series would repeat");
+  // A name is shown escaped, as the library shows it.
+  const Gate quote = Gate::create(R"({"gate": "we\"b", "environment": "staging"})");
+  const Gate quote_twin = Gate::create(R"({"gate": "we\"b", "environment": "staging"})");
+  EXPECT_EQ(refused({&quote, &quote_twin}, PGATE_STATUS_INVALID_ARGUMENT),
+            R"(promotion_gates::metrics_prometheus: gates[1] is named "we\"b", as gates[0] is: )"
+            "their series would repeat");
   EXPECT_EQ(refused({&api, &web, &web}, PGATE_STATUS_INVALID_ARGUMENT),
             "promotion_gates::metrics_prometheus: gates[1] and gates[2] are the same gate");
   EXPECT_EQ(refused({&web, nullptr}, PGATE_STATUS_INVALID_ARGUMENT),
