@@ -475,9 +475,14 @@ typedef struct pgate_health {
  * `request_id="a\nb"`). Both
  * strings live only during the call. Called on the thread that logs, possibly on many threads
  * at once, sometimes while a gate holds its writer lock (which is not reentrant): it must
- * call no `pgate_` function (a call back into that gate would wait forever; lines logged
- * on a thread while it runs the callback are dropped, and `pgate_set_log_callback` called
- * from it is refused), and should return quickly (the thread may be recording, and
+ * call no `pgate_` function (a call back into that gate would wait forever). Lines logged on
+ * a thread while it runs the callback are dropped, and the calls that write to, judge or
+ * free a gate are refused from it with `PGATE_STATUS_INVALID_ARGUMENT` and change nothing
+ * (`pgate_set_log_callback`, `pgate_promote`, `pgate_rollback`, `pgate_enable_feature`,
+ * `pgate_disable_feature`, `pgate_swap_config`, `pgate_swap_slo`, `pgate_monitor_health`,
+ * `pgate_check_slo`, `pgate_gate_free`); the recording and routing calls are not checked
+ * (the check would cost them a thread-local read each), and a record that rolls back a gate
+ * without a store from there would wait forever. The callback should return quickly (the thread may be recording, and
  * `pgate_set_log_callback` waits for it: copy the line and write it elsewhere). It must not
  * wait for a thread that is calling `pgate_set_log_callback`, which waits for it.
  */

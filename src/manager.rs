@@ -306,6 +306,24 @@ impl PromotionGateManager {
         self.shared.current.load().route.stage
     }
 
+    /// The current environment and release stage, read together from one snapshot: calling
+    /// [`environment`](Self::environment) then [`stage`](Self::stage) may read two states
+    /// when another thread writes in between (a production environment with a canary
+    /// stage's number).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let (environment, stage) = gate.environment_and_stage();
+    /// assert_eq!((environment, stage.get()), (Environment::Production, 1));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn environment_and_stage(&self) -> (Environment, StageId) {
+        let current = self.shared.current.load();
+        (current.config.environment, current.route.stage)
+    }
+
     /// The SLO policy this gate judges with now (a copy: [`swap_slo`](Self::swap_slo) may
     /// replace it).
     ///

@@ -168,7 +168,7 @@ impl SloConfig {
         if self.latency_target.is_zero() || self.latency_target > MAX_TRACKED_LATENCY {
             return Err(ConfigError::new(
                 "latency_target_ms",
-                self.latency_target.as_secs_f64() * 1e3,
+                self.latency_target.as_nanos() as f64 / 1e6,
                 format!(
                     "a latency above 0 and at most {} ms",
                     MAX_TRACKED_LATENCY.as_millis()
@@ -202,7 +202,7 @@ impl SloConfig {
         {
             return Err(ConfigError::new(
                 "p99_budget_ms",
-                budget.as_secs_f64() * 1e3,
+                budget.as_nanos() as f64 / 1e6,
                 format!(
                     "a latency above 0 and at most {} ms, or null for none",
                     MAX_TRACKED_LATENCY.as_millis()
@@ -282,7 +282,9 @@ impl SloConfig {
                 "a finite ratio of at least 1.0, e.g. 1.1",
             ));
         }
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        // From whole nanoseconds: `as_secs_f64() * 1e3` rounds twice (1 ns showed as
+        // 0.0000010000000000000002 ms).
+        let ms = |d: Duration| d.as_nanos() as f64 / 1e6;
         if self.latency_tolerance > MAX_TRACKED_LATENCY {
             return Err(ConfigError::new(
                 "latency_tolerance_ms",

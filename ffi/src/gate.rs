@@ -9,6 +9,7 @@ use crate::boundary::{
     Failure, Param, copy_out, guard, guard_err, null_output, optional_text, text, too_long, write,
 };
 use crate::error::pgate_error;
+use crate::log::refused_inside_callback;
 use crate::status::pgate_status;
 use promotion_gates::{
     PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig, StoreConfig,
@@ -106,6 +107,7 @@ pub(crate) unsafe fn cold_explained<'a>(
 /// `gate` must be a live gate; `ptr` NULL (with `len` 0) or `len` readable bytes; `err` NULL or
 /// valid for a write.
 pub(crate) unsafe fn with_text(
+    function: &str,
     gate: *const pgate_gate,
     ptr: *const u8,
     len: usize,
@@ -114,6 +116,9 @@ pub(crate) unsafe fn with_text(
     op: impl FnOnce(&PromotionGateManager, &str) -> Result<(), promotion_gates::Error>,
 ) -> pgate_status {
     guard_err(err, || {
+        if let Some(refused) = refused_inside_callback(function) {
+            return Err(refused);
+        }
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold_explained(gate) }?;
         // SAFETY: the caller guarantees len readable bytes at ptr.
@@ -237,6 +242,9 @@ pub unsafe extern "C" fn pgate_gate_free(gate: *mut pgate_gate) -> pgate_status 
         if gate.is_null() {
             return Ok(());
         }
+        if refused_inside_callback("pgate_gate_free").is_some() {
+            return Err(pgate_status::InvalidArgument);
+        }
         if !live_set().remove(&(gate as usize)) {
             return Err(pgate_status::InvalidHandle);
         }
@@ -322,6 +330,9 @@ pub unsafe extern "C" fn pgate_swap_slo(
     err: *mut *mut pgate_error,
 ) -> pgate_status {
     guard_err(err, || {
+        if let Some(refused) = refused_inside_callback("pgate_swap_slo") {
+            return Err(refused);
+        }
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold_explained(gate) }?;
         // SAFETY: the caller guarantees len readable bytes at json.
@@ -366,12 +377,20 @@ pub unsafe extern "C" fn pgate_swap_config(
             length: "len",
             what: "config",
         };
-        with_text(gate, json, len, param, err, |manager, doc| {
-            manager
-                // Read without validating: `swap_config` validates, once.
-                .swap_config(PromotionConfig::parse_json(doc)?)
-                .map(drop)
-        })
+        with_text(
+            "pgate_swap_config",
+            gate,
+            json,
+            len,
+            param,
+            err,
+            |manager, doc| {
+                manager
+                    // Read without validating: `swap_config` validates, once.
+                    .swap_config(PromotionConfig::parse_json(doc)?)
+                    .map(drop)
+            },
+        )
     }
 }
 
@@ -393,13 +412,14 @@ pub unsafe extern "C" fn pgate_state(
         }
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold(gate) }?;
-        let env = gate.manager.environment();
+        // One snapshot: the environment and the stage of the same state.
+        let (env, current) = gate.manager.environment_and_stage();
         let percent = env.traffic_percent();
         // SAFETY: all three are non-NULL and valid for writes (caller's contract).
         unsafe {
             environment.write(env.into());
             traffic_percent.write(percent);
-            stage.write(gate.manager.stage().get());
+            stage.write(current.get());
         }
         Ok(())
     })

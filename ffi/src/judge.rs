@@ -4,6 +4,7 @@ use std::ffi::c_char;
 
 use crate::boundary::{copy_out, guard, write};
 use crate::gate::{cold, pgate_gate};
+use crate::log::refused_inside_callback;
 use crate::route::pgate_environment;
 use crate::status::pgate_status;
 use promotion_gates::{CanaryHealth, PromotionGateManager, Recommendation, Rule};
@@ -150,6 +151,9 @@ pub unsafe extern "C" fn pgate_monitor_health(
     evidence_cap: usize,
     evidence_len: *mut usize,
 ) -> pgate_status {
+    if refused_inside_callback("pgate_monitor_health").is_some() {
+        return pgate_status::InvalidArgument;
+    }
     // SAFETY: forwarded contract.
     unsafe {
         health_out(gate, out, evidence, evidence_cap, evidence_len, |m| {
@@ -262,6 +266,9 @@ pub unsafe extern "C" fn pgate_check_slo(
     compliant: *mut bool,
 ) -> pgate_status {
     guard(|| {
+        if refused_inside_callback("pgate_check_slo").is_some() {
+            return Err(pgate_status::InvalidArgument);
+        }
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold(gate) }?;
         if compliant.is_null() {

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::boundary::{Failure, Param, guard, guard_err, text, write};
 use crate::error::pgate_error;
 use crate::gate::{cold, cold_explained, json_out, pgate_gate, with_text};
+use crate::log::refused_inside_callback;
 use crate::route::pgate_environment;
 use crate::status::pgate_status;
 use promotion_gates::{Environment, RollbackEvent};
@@ -28,6 +29,9 @@ pub unsafe extern "C" fn pgate_promote(
     err: *mut *mut pgate_error,
 ) -> pgate_status {
     guard_err(err, || {
+        if let Some(refused) = refused_inside_callback("pgate_promote") {
+            return Err(refused);
+        }
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold_explained(gate) }?;
         let target = match pgate_environment::from_u32(environment) {
@@ -67,9 +71,15 @@ pub unsafe extern "C" fn pgate_rollback(
             length: "len",
             what: "reason",
         };
-        with_text(gate, reason, len, param, err, |manager, reason| {
-            manager.rollback(reason)
-        })
+        with_text(
+            "pgate_rollback",
+            gate,
+            reason,
+            len,
+            param,
+            err,
+            |manager, reason| manager.rollback(reason),
+        )
     }
 }
 
@@ -94,9 +104,15 @@ pub unsafe extern "C" fn pgate_enable_feature(
 ) -> pgate_status {
     // SAFETY: forwarded contract.
     unsafe {
-        with_text(gate, name, len, FLAG_NAME, err, |manager, name| {
-            manager.enable_feature(name)
-        })
+        with_text(
+            "pgate_enable_feature",
+            gate,
+            name,
+            len,
+            FLAG_NAME,
+            err,
+            |manager, name| manager.enable_feature(name),
+        )
     }
 }
 
@@ -113,9 +129,15 @@ pub unsafe extern "C" fn pgate_disable_feature(
 ) -> pgate_status {
     // SAFETY: forwarded contract.
     unsafe {
-        with_text(gate, name, len, FLAG_NAME, err, |manager, name| {
-            manager.disable_feature(name)
-        })
+        with_text(
+            "pgate_disable_feature",
+            gate,
+            name,
+            len,
+            FLAG_NAME,
+            err,
+            |manager, name| manager.disable_feature(name),
+        )
     }
 }
 

@@ -164,6 +164,77 @@ fn log_lines_reach_the_callback_up_to_its_level() {
         "{got:?}"
     );
 
+    // A callback that calls back into the gate that is logging (with its writer lock held):
+    // each write, judgement and free is refused, not waited for or done to a gate in use.
+    struct Reentry {
+        gate: *mut pgate_gate,
+        statuses: Mutex<Vec<(&'static str, pgate_status)>>,
+    }
+    unsafe extern "C" fn reenter(
+        user_data: *mut c_void,
+        _: pgate_log_level,
+        _: *const c_char,
+        _: *const c_char,
+        _: usize,
+    ) {
+        // SAFETY: user_data is the test's &Reentry, alive while this callback is set.
+        let reentry = unsafe { &*(user_data as *const Reentry) };
+        let mut statuses = reentry
+            .statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !statuses.is_empty() {
+            return;
+        }
+        let gate = reentry.gate;
+        let (flag, slo, reason) = ("zz", "{}", "from the callback");
+        let mut compliant = false;
+        // SAFETY: a live gate, live slices, a valid out pointer; err may be NULL.
+        unsafe {
+            statuses.extend([
+                (
+                    "pgate_enable_feature",
+                    pgate_enable_feature(gate, flag.as_ptr(), flag.len(), null_mut()),
+                ),
+                (
+                    "pgate_swap_slo",
+                    pgate_swap_slo(gate, slo.as_ptr(), slo.len(), null_mut()),
+                ),
+                (
+                    "pgate_rollback",
+                    pgate_rollback(gate, reason.as_ptr(), reason.len(), null_mut()),
+                ),
+                ("pgate_promote", pgate_promote(gate, 2, 0.0, null_mut())),
+                ("pgate_check_slo", pgate_check_slo(gate, &mut compliant)),
+                ("pgate_gate_free", pgate_gate_free(gate)),
+            ]);
+        }
+    }
+    let reentry = Reentry {
+        gate,
+        statuses: Mutex::new(Vec::new()),
+    };
+    let user_data = std::ptr::from_ref(&reentry).cast_mut().cast();
+    // SAFETY: reenter is thread-safe and `reentry` outlives the callback (unset below).
+    let status = unsafe { pgate_set_log_callback(Some(reenter), user_data, 3, null_mut()) };
+    assert_eq!(status, pgate_status::Ok);
+    call(gate, pgate_enable_feature, "logged"); // logs at info, with the writer lock held
+    assert_eq!(set(Some(collect), lines, 3), pgate_status::Ok);
+    let statuses = std::mem::take(&mut *reentry.statuses.lock().unwrap());
+    assert_eq!(statuses.len(), 6, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|(_, status)| *status == pgate_status::InvalidArgument),
+        "{statuses:?}"
+    );
+    // The gate is live and unchanged: the flag the callback tried is off.
+    let mut enabled = true;
+    // SAFETY: live gate, live slice, valid out pointer.
+    let status = unsafe { pgate_is_feature_enabled(gate, b"zz".as_ptr(), 2, &mut enabled) };
+    assert_eq!((status, enabled), (pgate_status::Ok, false));
+    lines.lock().unwrap().clear();
+
     // NULL stops the lines, and with them every level.
     assert_eq!(set(None, lines, 5), pgate_status::Ok);
     assert!(!tracing::level_enabled!(Level::ERROR));

@@ -19,8 +19,13 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
 /// taken as none (a tolerance).
 pub(super) fn from_millis<E: serde::de::Error>(ms: f64) -> Result<Duration, E> {
     let duration = Duration::try_from_secs_f64(ms / 1e3).map_err(|_| {
+        let why = if ms.is_finite() && ms >= 0.0 {
+            "longer than a duration holds (about 1.8e22 ms)"
+        } else {
+            "finite, not negative"
+        };
         E::custom(format!(
-            "{} is not a duration in milliseconds (finite, not negative)",
+            "{} is not a duration in milliseconds ({why})",
             shown_number(ms)
         ))
     })?;
@@ -43,6 +48,25 @@ mod tests {
             Ok(slo) => panic!("{json} was read as {slo:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn a_duration_too_long_for_a_duration_is_refused_for_that() {
+        let refused = refusal(r#"{"latency_target_ms": 1e308}"#);
+        assert!(
+            refused.contains("latency_target_ms: 1e308 is not a duration in milliseconds (longer than a duration holds"),
+            "{refused}"
+        );
+        let refused = refusal(r#"{"latency_target_ms": -1}"#);
+        assert!(refused.contains("(finite, not negative)"), "{refused}");
+    }
+
+    #[test]
+    fn a_refused_duration_is_shown_as_written() {
+        // 1 ns, refused by validation: shown from whole nanoseconds, not as
+        // 0.0000010000000000000002 (`as_secs_f64() * 1e3` rounds twice).
+        let refused = refusal(r#"{"no_data_ms": 0.000001}"#);
+        assert!(refused.contains("no_data_ms = 0.000001:"), "{refused}");
     }
 
     #[test]
