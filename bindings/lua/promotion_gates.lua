@@ -144,10 +144,32 @@ end
 local MAX_SHOWN_VALUE_BYTES = 160
 local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 
+-- The length of the UTF-8 sequence of at least two bytes starting at byte `at` of `text`, or
+-- nil when the bytes there are not one (a stray continuation byte, an overlong form, a
+-- surrogate, a code point past U+10FFFF, a sequence cut short).
+local function utf8_sequence(text, at)
+  local lead = text:byte(at)
+  local length, low, high = nil, 0x80, 0xBF -- the range of the second byte
+  if lead >= 0xC2 and lead <= 0xDF then length = 2
+  elseif lead >= 0xE0 and lead <= 0xEF then length = 3
+  elseif lead >= 0xF0 and lead <= 0xF4 then length = 4
+  else return nil end
+  if lead == 0xE0 then low = 0xA0 elseif lead == 0xED then high = 0x9F
+  elseif lead == 0xF0 then low = 0x90 elseif lead == 0xF4 then high = 0x8F end
+  local second = text:byte(at + 1)
+  if not second or second < low or second > high then return nil end
+  for i = at + 2, at + length - 1 do
+    local byte = text:byte(i)
+    if not byte or byte < 0x80 or byte > 0xBF then return nil end
+  end
+  return length
+end
+
 -- A refused text as the library shows it in an error message: in double quotes (a quote, a
--- backslash and control bytes escaped; other bytes as they are), and when longer than
--- MAX_SHOWN_VALUE_BYTES its first bytes (cut before a UTF-8 continuation byte) followed by
--- ...(N bytes), so that a huge argument never makes a huge message.
+-- backslash, control bytes and bytes that are not UTF-8 escaped, so the message is UTF-8;
+-- other characters as they are), and when longer than MAX_SHOWN_VALUE_BYTES its first bytes
+-- (cut before a UTF-8 continuation byte) followed by ...(N bytes), so that a huge argument
+-- never makes a huge message.
 local function quoted(value)
   local head = value
   if #value > MAX_SHOWN_VALUE_BYTES then
@@ -157,9 +179,27 @@ local function quoted(value)
     end
     head = value:sub(1, cut)
   end
-  local shown = '"' .. head:gsub('[%c"\\]', function(c)
-    return ESCAPES[c] or string.format("\\x%02x", c:byte())
-  end) .. '"'
+  local parts, at = { '"' }, 1
+  while at <= #head do
+    local byte = head:byte(at)
+    local length = byte >= 0x80 and utf8_sequence(head, at)
+    if length then
+      parts[#parts + 1] = head:sub(at, at + length - 1)
+      at = at + length
+    else
+      local c = head:sub(at, at)
+      if ESCAPES[c] then
+        parts[#parts + 1] = ESCAPES[c]
+      elseif byte < 0x20 or byte >= 0x7F then
+        parts[#parts + 1] = string.format("\\x%02x", byte)
+      else
+        parts[#parts + 1] = c
+      end
+      at = at + 1
+    end
+  end
+  parts[#parts + 1] = '"'
+  local shown = table.concat(parts)
   if #head < #value then
     shown = shown .. "...(" .. #value .. " bytes)"
   end

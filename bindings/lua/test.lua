@@ -299,6 +299,13 @@ local function test_arguments()
     { 'invalid name = "": not a flag name', function() return gate:is_feature_enabled("") end },
     { 'invalid name = "tab\\there\\x01": not a flag name',
       function() return gate:is_feature_enabled("tab\there\1") end },
+    -- bytes that are not UTF-8 escaped, so the message is UTF-8; é as it is
+    { 'invalid name = "bad\\xff": not a flag name',
+      function() return gate:is_feature_enabled("bad\255") end },
+    { 'invalid name = "ab\\xc3": not a flag name',
+      function() return gate:is_feature_enabled("ab\195") end },
+    { 'invalid name = "caf\195\169 x": not a flag name',
+      function() return gate:is_feature_enabled("caf\195\169 x") end },
     { 'invalid name = "' .. string.rep("n", 159) .. '"...(201 bytes): not a flag name',
       -- "é" spans bytes 160 and 161: cut before it
       function() return gate:is_feature_enabled(string.rep("n", 159) .. "é" .. string.rep("n", 40)) end },

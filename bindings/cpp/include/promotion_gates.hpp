@@ -335,7 +335,9 @@ void check_with_error(const char* function, Call&& call) {
 }
 
 /// Reads a string through a (buf, cap, len_out) call, growing the buffer while the library
-/// answers PGATE_STATUS_BUFFER_TOO_SMALL (the text may grow between two calls).
+/// answers PGATE_STATUS_BUFFER_TOO_SMALL (the text may grow between two calls: each retry
+/// takes an eighth more than was needed, and 256 bytes, so a text that keeps growing is read
+/// in a few tries, not one per change).
 template <class Read>
 std::string read_text(const char* function, Read&& read) {
   std::string text(256, '\0');
@@ -349,7 +351,7 @@ std::string read_text(const char* function, Read&& read) {
     if (status != PGATE_STATUS_BUFFER_TOO_SMALL) {
       throw_status(status, function);
     }
-    text.resize(len + 1);
+    text.resize(len + len / 8 + 256);
   }
 }
 
