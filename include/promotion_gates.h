@@ -482,9 +482,10 @@ typedef struct pgate_health {
  * `pgate_disable_feature`, `pgate_swap_config`, `pgate_swap_slo`, `pgate_monitor_health`,
  * `pgate_check_slo`, `pgate_gate_free`); the recording and routing calls are not checked
  * (the check would cost them a thread-local read each), and a record that rolls back a gate
- * without a store from there would wait forever. The callback should return quickly (the thread may be recording, and
- * `pgate_set_log_callback` waits for it: copy the line and write it elsewhere). It must not
- * wait for a thread that is calling `pgate_set_log_callback`, which waits for it.
+ * without a store from there would wait forever. The callback should return quickly (the
+ * thread may be recording, and `pgate_set_log_callback` waits for it: copy the line and write
+ * it elsewhere). It must not wait for a thread that is calling `pgate_set_log_callback`,
+ * which waits for it.
  */
 typedef void (*pgate_log_callback)(void *user_data,
                                    pgate_log_level level,
@@ -919,7 +920,8 @@ pgate_status pgate_check_slo(const struct pgate_gate *gate,
  * Sends the library's log lines up to `max_level` (1 error, 2 warn, 3 info, 4 debug, 5 trace)
  * to `callback`, with `user_data`; a NULL `callback` stops them. Without a callback the
  * library logs nothing. At 4 and 5 every route sends a line (`PGATE_LOG_LEVEL_DEBUG`): one
- * callback call per request, and the routing calls then allocate and take a read lock. The first call installs the process's `tracing` subscriber: it fails
+ * callback call per request, and the routing calls then allocate and take a read lock. The
+ * first call installs the process's `tracing` subscriber: it fails
  * with `PGATE_STATUS_ALREADY_THERE` if the process (a Rust host) already installed another,
  * whose lines then go where that one sends them. A `max_level` outside 1..=5 is refused with
  * `PGATE_STATUS_INVALID_ARGUMENT`, and so is a call from inside the callback (which must call

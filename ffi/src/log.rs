@@ -96,9 +96,10 @@ impl pgate_log_level {
 /// `pgate_disable_feature`, `pgate_swap_config`, `pgate_swap_slo`, `pgate_monitor_health`,
 /// `pgate_check_slo`, `pgate_gate_free`); the recording and routing calls are not checked
 /// (the check would cost them a thread-local read each), and a record that rolls back a gate
-/// without a store from there would wait forever. The callback should return quickly (the thread may be recording, and
-/// `pgate_set_log_callback` waits for it: copy the line and write it elsewhere). It must not
-/// wait for a thread that is calling `pgate_set_log_callback`, which waits for it.
+/// without a store from there would wait forever. The callback should return quickly (the
+/// thread may be recording, and `pgate_set_log_callback` waits for it: copy the line and write
+/// it elsewhere). It must not wait for a thread that is calling `pgate_set_log_callback`,
+/// which waits for it.
 #[allow(non_camel_case_types)]
 pub type pgate_log_callback = Option<
     unsafe extern "C" fn(
@@ -153,17 +154,19 @@ fn in_callback() -> bool {
     IN_CALLBACK.try_with(Cell::get).unwrap_or(false)
 }
 
-/// The refusal of `function`, a call that writes to a gate, judges it or frees it, made from
-/// inside the log callback: the library may be logging with that gate's lock held (a write
-/// logs its change, a judgement its verdict), so the call would wait for its own thread, or
-/// free a gate still in use. `None` outside the callback.
+/// The refusal of `function`, a call that writes to a gate, judges it, frees it or sets the
+/// callback, made from inside the log callback: the library may be logging with a lock held
+/// (a write logs its change under the gate's, a judgement its verdict; the callback runs
+/// under the sink's), so the call would wait for its own thread, or free a gate still in use.
+/// `None` outside the callback.
 pub(crate) fn refused_inside_callback(function: &str) -> Option<Failure> {
     in_callback().then(|| {
         Failure::new(
             pgate_status::InvalidArgument,
             format!(
                 "{function} was called from inside the log callback, which must call no \
-                 pgate_ function (the library may hold the gate's lock while it logs)"
+                 pgate_ function (the library may hold a lock while it logs: the call would \
+                 wait for its own thread)"
             ),
         )
     })
@@ -315,7 +318,8 @@ fn push_escaped_controls(out: &mut String, text: &str) {
 /// Sends the library's log lines up to `max_level` (1 error, 2 warn, 3 info, 4 debug, 5 trace)
 /// to `callback`, with `user_data`; a NULL `callback` stops them. Without a callback the
 /// library logs nothing. At 4 and 5 every route sends a line (`PGATE_LOG_LEVEL_DEBUG`): one
-/// callback call per request, and the routing calls then allocate and take a read lock. The first call installs the process's `tracing` subscriber: it fails
+/// callback call per request, and the routing calls then allocate and take a read lock. The
+/// first call installs the process's `tracing` subscriber: it fails
 /// with `PGATE_STATUS_ALREADY_THERE` if the process (a Rust host) already installed another,
 /// whose lines then go where that one sends them. A `max_level` outside 1..=5 is refused with
 /// `PGATE_STATUS_INVALID_ARGUMENT`, and so is a call from inside the callback (which must call
@@ -339,12 +343,8 @@ pub unsafe extern "C" fn pgate_set_log_callback(
     err: *mut *mut pgate_error,
 ) -> pgate_status {
     guard_err(err, || {
-        if in_callback() {
-            return Err(Failure::new(
-                pgate_status::InvalidArgument,
-                "pgate_set_log_callback was called from inside the log callback, \
-                 which must call no pgate_ function (it would wait for itself)",
-            ));
+        if let Some(refused) = refused_inside_callback("pgate_set_log_callback") {
+            return Err(refused);
         }
         let max_level = pgate_log_level::max_level(max_level)?;
         install()?;
