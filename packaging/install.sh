@@ -5,6 +5,7 @@
 #   include/promotion_gates.h (the checked-in header cbindgen generates), include/promotion_gates.hpp
 #   lib/pkgconfig/promotion_gates.pc, lib/pkgconfig/promotion_gates-static.pc
 #   lib/cmake/promotion_gates/promotion_gatesConfig.cmake (and ...ConfigVersion.cmake)
+#   share/doc/promotion_gates/LICENSE (Apache-2.0, which asks that every copy carry it)
 # and prints each file it wrote. Run from anywhere.
 #
 # Why a script and not cargo-c: `cargo install cargo-c` compiles the whole of cargo (hundreds
@@ -56,12 +57,13 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
 version=$(awk -F'"' '/^\[workspace.package\]/ {p = 1} p && /^version *=/ {print $2; exit}' "$root/Cargo.toml")
 # What a Rust staticlib needs from the system on Linux with glibc (what rustc's
-# --print native-static-libs lists, less the libraries every C link has already). Written out
+# --print native-static-libs lists, less libgcc_s and libc, which every C link has already;
+# libutil and librt are empty since glibc 2.34, and needed before). Written out
 # rather than asked of rustc at install time: rustc prints the list only while it links, and
 # asking for it with `cargo rustc -- --print native-static-libs` rebuilds the library with other
 # flags than every binding's build. packaging/test.sh links the static library through this
 # list from C, CMake and Go, so a system library a new dependency needs fails that test.
-native_libs="-lpthread -ldl -lm"
+native_libs="-lutil -lrt -lpthread -ldl -lm"
 
 # write_from TEMPLATE OUT PREFIX LIBDIR INCLUDEDIR: fills the @...@ fields of a template.
 write_from() {
@@ -95,8 +97,11 @@ mkdir -p "$lib_to/pkgconfig" "$include_to" "$cmake_to"
 install -m 755 "$target/release/libpromotion_gates_ffi.so" "$lib_to/"
 install -m 644 "$target/release/libpromotion_gates_ffi.a" "$lib_to/"
 install -m 644 "$root/include/promotion_gates.h" "$root/bindings/cpp/include/promotion_gates.hpp" "$include_to/"
+doc_to="$destdir$prefix/share/doc/promotion_gates"
+mkdir -p "$doc_to"
+install -m 644 "$root/LICENSE" "$doc_to/"
 printf '%s\n' "$lib_to/libpromotion_gates_ffi.so" "$lib_to/libpromotion_gates_ffi.a" \
-  "$include_to/promotion_gates.h" "$include_to/promotion_gates.hpp"
+  "$include_to/promotion_gates.h" "$include_to/promotion_gates.hpp" "$doc_to/LICENSE"
 for pc in promotion_gates promotion_gates-static; do
   write_from "$pc.pc.in" "$lib_to/pkgconfig/$pc.pc" "$prefix" "$libdir" "$includedir"
 done

@@ -69,6 +69,8 @@ libs=$(pkg-config --libs promotion_gates)
 [[ " $libs " == *" -lpromotion_gates_ffi "* ]] ||
   { echo "pkg-config --libs promotion_gates gave '$libs', without -lpromotion_gates_ffi" >&2 && exit 1; }
 libdir=$(pkg-config --variable=libdir promotion_gates)
+cmp -s "$root/LICENSE" "$prefix/share/doc/promotion_gates/LICENSE" ||
+  { echo "FAILED: the install carries no LICENSE" >&2 && failed=$((failed + 1)); }
 version=$(pkg-config --modversion promotion_gates) # the workspace's, which the wheel and rock must carry
 
 echo "== (a) C, pkg-config: $libs"
@@ -96,6 +98,16 @@ python3 -m pip wheel -q --no-deps -w "$tmp/wheel" "$root/bindings/python"
 wheel=$(echo "$tmp"/wheel/promotion_gates-"$version"-py3-none-*.whl)
 [ -f "$wheel" ] || { echo "FAILED: no wheel of version $version: $(ls "$tmp/wheel")" >&2 && exit 1; }
 echo "built $(basename "$wheel")"
+# Apache-2.0 asks that every copy carry the license: the wheel's metadata names it, and holds it.
+python3 - "$wheel" "$root/LICENSE" <<'PY' || failed=$((failed + 1))
+import sys, zipfile
+wheel, license = zipfile.ZipFile(sys.argv[1]), open(sys.argv[2], "rb").read()
+names = wheel.namelist()
+metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+carried = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+if "License-Expression: Apache-2.0" not in metadata or not carried or wheel.read(carried[0]) != license:
+    sys.exit(f"FAILED: the wheel does not carry the Apache-2.0 license: {names}")
+PY
 python3 -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q "$wheel"
 # From another directory, without PROMOTION_GATES_LIBRARY: only the wheel can provide it.

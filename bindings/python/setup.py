@@ -6,6 +6,10 @@
 information on Linux when ``strip`` is on the PATH. To bundle a library built elsewhere, name it in
 ``PROMOTION_GATES_BUILD_LIBRARY``; cargo is not run then.
 
+The project's ``LICENSE`` is copied next to this file (ignored by git) when it is built from
+a checkout: ``pyproject.toml`` names it as the license file, which must lie in this directory;
+an sdist carries its own copy.
+
 The wheel is tagged ``py3-none-<platform>``: it holds no Python extension (the binding is
 ``ctypes``), so any Python 3.10+ on that platform can use it. Everything else about the
 package is in ``pyproject.toml``.
@@ -71,6 +75,16 @@ def _built_library() -> Path:
     return built
 
 
+def _copy_license() -> None:
+    """Copies the checkout's ``LICENSE`` here, where ``license-files`` reads it (an sdist has
+    it here already)."""
+    source = ROOT / "LICENSE"
+    if source.is_file():
+        shutil.copyfile(source, HERE / "LICENSE")
+    elif not (HERE / "LICENSE").is_file():
+        raise RuntimeError(f"no LICENSE in {HERE} or {ROOT}")
+
+
 class BuildWithLibrary(build_py):
     """``build_py`` that also copies the native library into the built package."""
 
@@ -99,6 +113,7 @@ class PlatformWheel(bdist_wheel):
         return "py3", "none", platform
 
 
+_copy_license()
 setup(
     distclass=WithNativeLibrary,
     cmdclass={"build_py": BuildWithLibrary, "bdist_wheel": PlatformWheel},
