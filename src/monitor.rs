@@ -371,7 +371,7 @@ impl Evaluation<'_> {
         let measured = self.window.peek(stage, spans);
         let health = self.verdict(snapshot, measured).into_health();
         let latency = PerCohort::from_fn(|c| to_histogram(&self.window.windowed[c].histogram));
-        WindowExport::new(health, latency)
+        WindowExport::new(health, latency, snapshot)
     }
 
     /// Reads `snapshot`'s stage into the window (leaving a reading, and the screen's base) and

@@ -47,6 +47,26 @@ pub enum PromotionKind {
     CanaryToProduction,
 }
 
+impl PromotionKind {
+    /// Its name in logs and spans (`promotion.kind`): `new_rollout`, `ramp_up`, `ramp_down`,
+    /// `to_staging`, `to_production`, `canary_to_production`.
+    ///
+    /// # Example
+    /// ```
+    /// assert_eq!(promotion_gates::PromotionKind::RampUp.name(), "ramp_up");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            PromotionKind::NewRollout => "new_rollout",
+            PromotionKind::RampUp => "ramp_up",
+            PromotionKind::RampDown => "ramp_down",
+            PromotionKind::ToStaging => "to_staging",
+            PromotionKind::ToProduction => "to_production",
+            PromotionKind::CanaryToProduction => "canary_to_production",
+        }
+    }
+}
+
 /// A valid promotion and whether the judge must approve it first.
 ///
 /// # Example

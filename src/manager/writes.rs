@@ -83,7 +83,7 @@ impl PromotionGateManager {
             let config = release::promoted(&current.config, target, step.kind);
             self.shared
                 .commit(writer, config, true, None, Durability::Required)?;
-            tracing::info!(from = %current.config.environment, to = %target, ?step.kind, "promotion.promote");
+            tracing::info!(from = %current.config.environment, to = %target, kind = step.kind.name(), "promotion.promote");
             #[cfg(feature = "otel")]
             crate::telemetry::otel::promotion_span(
                 &current.config.gate,

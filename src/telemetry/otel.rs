@@ -4,9 +4,11 @@
 //! to the global tracer provider (`opentelemetry::global::tracer("promotion-gates")`), a no-op
 //! until the host installs one.
 //!
-//! The metrics are observable instruments, read at each collection from the side-effect-free
-//! [`window_export`](crate::PromotionGateManager::window_export) (once per collection for all
-//! the window gauges) and the gate's counters, never a judging call; every data point has the
+//! The metrics are observable instruments, read at each collection from
+//! [`window_export`](crate::PromotionGateManager::window_export), which reads as
+//! [`health`](crate::PromotionGateManager::health) does (once per collection for all the
+//! window gauges and the release's environment, stage and threshold, which come from the
+//! snapshot the window was read over), and the gate's counters; every data point has the
 //! attribute `promotion.gate`. They carry what the [Prometheus exposition](super::prometheus)
 //! carries: the instruments, their units and attributes, the spans and their attributes are in
 //! one table in the [`telemetry`](crate::telemetry) module's docs (`docs/telemetry.md`), beside
@@ -135,26 +137,26 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             "promotion.stage",
             "{stage}",
             "The release stage's number.",
-            Box::new(|g, o, a| o.observe(g.stage().get() as f64, a)),
+            window.gauge(|w, o, a| o.observe(w.stage.get() as f64, a)),
         ),
         gauge(
             "promotion.traffic_percent",
             "%",
             "Share of requests routed to the new version, in percent.",
-            Box::new(|g, o, a| o.observe(g.environment().traffic_percent(), a)),
+            window.gauge(|w, o, a| o.observe(w.environment.traffic_percent(), a)),
         ),
         gauge(
             "promotion.slo_threshold",
             "1",
             "The SLO compliance the gate asks for (slo_threshold).",
-            Box::new(|g, o, a| o.observe(g.config().slo_threshold, a)),
+            window.gauge(|w, o, a| o.observe(w.slo_threshold, a)),
         ),
         gauge(
             "promotion.environment",
             "1",
             "The gate's environment: 1 for the current one.",
-            Box::new(|g, o, a| {
-                let current = g.environment().name();
+            window.gauge(|w, o, a| {
+                let current = w.environment.name();
                 for env in ENVIRONMENTS {
                     let on = f64::from(u8::from(env.name() == current));
                     o.observe(on, &with(a, "promotion.environment", env.name()));
@@ -463,7 +465,7 @@ pub(crate) fn promotion_span(
         KeyValue::new("promotion.from", from.name()),
         KeyValue::new("promotion.to", to.name()),
         KeyValue::new("promotion.traffic_percent", to.traffic_percent()),
-        KeyValue::new("promotion.kind", format!("{kind:?}")),
+        KeyValue::new("promotion.kind", kind.name()),
     ];
     event_span("promotion.promote", attrs, evidence);
 }

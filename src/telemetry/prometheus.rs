@@ -76,7 +76,8 @@ pub fn exposition(gate: &PromotionGateManager) -> String {
 
 /// Writes the metrics of `gates` in the Prometheus text format 0.0.4: each metric family once,
 /// with its `# HELP` and `# TYPE` lines, one series per gate; nothing for no gate. Reads each
-/// gate without side effects (its health, latency histograms, config and counters), never its
+/// gate as [`health`](PromotionGateManager::health) does ([`window_export`](PromotionGateManager::window_export):
+/// its health, latency histograms and release state from one read; its counters), never its
 /// judging calls.
 ///
 /// # Errors
@@ -218,15 +219,18 @@ struct Reading {
 }
 
 impl Reading {
+    /// The environment, stage and threshold are the window's (one snapshot: a scrape never
+    /// pairs one state's environment with another's stage), and the config is not copied.
     fn of(gate: &PromotionGateManager) -> Self {
-        let config = gate.config();
+        let name = gate.gate_name();
+        let window = gate.window_export();
         Self {
-            gate_label: format!("gate=\"{}\"", escape_label(&config.gate)),
-            name: config.gate,
-            environment: config.environment,
-            stage: gate.stage().get(),
-            slo_threshold: config.slo_threshold,
-            window: gate.window_export(),
+            gate_label: format!("gate=\"{}\"", escape_label(&name)),
+            name,
+            environment: window.environment,
+            stage: window.stage.get(),
+            slo_threshold: window.slo_threshold,
+            window,
             rollbacks: gate.rollback_counts(),
             late: gate.late_outcomes(),
             foreign: gate.foreign_outcomes(),

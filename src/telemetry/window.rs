@@ -4,8 +4,9 @@
 use hdrhistogram::Histogram;
 
 use crate::config::Environment;
-use crate::decision::{Cohort, PerCohort};
+use crate::decision::{Cohort, PerCohort, StageId};
 use crate::judge::{CanaryHealth, CohortEvidence, Finding, Recommendation, Rule};
+use crate::snapshot::Snapshot;
 
 /// Every environment, in the order the exporters list them (the canary's share aside).
 pub(crate) const ENVIRONMENTS: [Environment; 3] = [
@@ -17,8 +18,8 @@ pub(crate) const ENVIRONMENTS: [Environment; 3] = [
 ];
 
 /// The canary's health and both cohorts' latency histograms, from one read of the window (see
-/// [`window_export`](crate::PromotionGateManager::window_export)): the numbers agree with
-/// each other, as two separate calls' need not.
+/// [`window_export`](crate::PromotionGateManager::window_export)), and the release state it
+/// was read over: the numbers agree with each other, as two separate calls' need not.
 ///
 /// # Example
 /// ```
@@ -34,11 +35,28 @@ pub struct WindowExport {
     /// gives it.
     pub health: CanaryHealth,
     latency: PerCohort<Option<Histogram<u64>>>,
+    /// The environment of the snapshot the window was read over.
+    pub(crate) environment: Environment,
+    /// That snapshot's stage: the stage whose outcomes the window holds.
+    pub(crate) stage: StageId,
+    /// That snapshot's `slo_threshold`.
+    pub(crate) slo_threshold: f64,
 }
 
 impl WindowExport {
-    pub(crate) fn new(health: CanaryHealth, latency: PerCohort<Option<Histogram<u64>>>) -> Self {
-        Self { health, latency }
+    /// The export of `health` and `latency`, read over `snapshot`.
+    pub(crate) fn new(
+        health: CanaryHealth,
+        latency: PerCohort<Option<Histogram<u64>>>,
+        snapshot: &Snapshot,
+    ) -> Self {
+        Self {
+            health,
+            latency,
+            environment: snapshot.config.environment,
+            stage: snapshot.route.stage,
+            slo_threshold: snapshot.config.slo_threshold,
+        }
     }
 
     /// The window's numbers of `cohort`.
@@ -100,8 +118,11 @@ pub(crate) fn recommendation_name(recommendation: Recommendation) -> &'static st
 }
 
 /// The upper bounds (`le`, in seconds) of the exported latency histogram's buckets
-/// (`promotion_window_latency_seconds`); the last bucket, `+Inf`, holds every sample. They
-/// span the recorded range (1 µs ..= 60 s).
+/// (`promotion_window_latency_seconds`); the last bucket, `+Inf`, holds every sample. The
+/// last bound is 30 s: the window counts a latency above 60 s as 60 s
+/// ([`MAX_TRACKED_LATENCY`](crate::MAX_TRACKED_LATENCY)), so a bound at 60 s would count
+/// samples far above it; a sample above 30 s is in `+Inf` alone, and the `_sum` counts one
+/// above 60 s as 60 s.
 ///
 /// The window keeps latencies in HDR buckets (each at most 0.78 % wide), not one by one, so a
 /// bucket that straddles a bound is counted whole on one side. It counts in `le` when its
@@ -116,9 +137,8 @@ pub(crate) fn recommendation_name(recommendation: Recommendation) -> &'static st
 /// use promotion_gates::telemetry::prometheus::LATENCY_BUCKETS_SECONDS;
 /// assert_eq!(LATENCY_BUCKETS_SECONDS[1], 0.001);
 /// ```
-pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
+pub const LATENCY_BUCKETS_SECONDS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0,
 ];
 
 /// One cohort's latency histogram in the exported buckets.
@@ -156,7 +176,7 @@ impl LatencyBuckets {
         }
     }
 
-    /// Each bucket's `le` as the exporters write it (`0.0005` .. `60`, then `+Inf`), with
+    /// Each bucket's `le` as the exporters write it (`0.0005` .. `30`, then `+Inf`), with
     /// its count.
     pub(crate) fn buckets(&self) -> impl Iterator<Item = (String, u64)> + '_ {
         let bounded = LATENCY_BUCKETS_SECONDS.iter().map(|le| le.to_string());

@@ -377,6 +377,78 @@ fn within(latencies_us: &[u64], bound: f64) -> f64 {
 }
 
 #[test]
+fn a_latency_above_the_tracked_range_is_in_no_finite_bucket() {
+    let gate = gate("g", Environment::Staging);
+    for (i, seconds) in [300, 3_600].into_iter().enumerate() {
+        let d = gate.route_request(&format!("u{i}"));
+        gate.record_outcome(&d, true, Duration::from_secs(seconds));
+    }
+    let (_, samples) = parse(&exposition(&gate));
+    let bucket = |le: &str| {
+        let labels = [("cohort", "canary"), ("le", le)];
+        value(&samples, "promotion_window_latency_seconds_bucket", &labels)
+    };
+    // The window holds them as 60 s: no bound may claim them, only +Inf.
+    for le in LATENCY_BUCKETS_SECONDS {
+        assert_eq!(bucket(&le.to_string()), 0.0, "le {le}");
+    }
+    assert_eq!(bucket("+Inf"), 2.0);
+    let sum = value(
+        &samples,
+        "promotion_window_latency_seconds_sum",
+        &[("cohort", "canary")],
+    );
+    assert!(
+        (119.0..=120.0).contains(&sum),
+        "each counted as 60 s: {sum}"
+    );
+}
+
+/// Environment and stage come from one snapshot: a scrape during promotions and rollbacks
+/// never shows Production (odd stages here) with a canary stage's number, or the reverse.
+#[test]
+fn a_scrape_reads_the_environment_and_the_stage_of_one_state() {
+    let gate = Arc::new(gate("g", Environment::Production));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (gate, stop) = (Arc::clone(&gate), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let canary = Environment::Canary {
+                    traffic_percent: 5.0,
+                };
+                gate.promote(canary).unwrap();
+                gate.rollback("the scrape test").unwrap();
+            }
+        })
+    };
+    let mut mixed = Vec::new();
+    for _ in 0..5_000 {
+        let (_, samples) = parse(&exposition(&gate));
+        let production = value(
+            &samples,
+            "promotion_environment",
+            &[("environment", "production")],
+        );
+        let stage = value(&samples, "promotion_stage", &[]) as u64;
+        let ratio = value(&samples, "promotion_canary_traffic_ratio", &[]);
+        if (production == 1.0) == stage.is_multiple_of(2)
+            || (ratio > 0.0) != stage.is_multiple_of(2)
+        {
+            mixed.push((production, stage, ratio));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(
+        mixed.is_empty(),
+        "{} mixed scrapes: {:?}",
+        mixed.len(),
+        &mixed[..mixed.len().min(3)]
+    );
+}
+
+#[test]
 fn an_empty_histogram_sums_to_zero_not_minus_zero() {
     let gate = gate("g", Environment::Staging);
     let text = exposition(&gate);
