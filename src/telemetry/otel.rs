@@ -69,6 +69,11 @@ pub fn observe_globally(gate: &Arc<PromotionGateManager>) -> GateInstruments {
 /// `meter`. Each collection reads the gate's window once
 /// ([`window_export`](PromotionGateManager::window_export)), for every window gauge.
 ///
+/// Register each gate once, and gates of distinct names: a data point is told from another
+/// only by `promotion.gate`, so a second registration (or a second gate of one name) reports
+/// the same series twice, which OpenTelemetry does not refuse (the Prometheus exposition
+/// refuses it: [`ExpositionError::SameName`](crate::telemetry::prometheus::ExpositionError::SameName)).
+///
 /// # Example
 /// ```
 /// # use promotion_gates::*;
