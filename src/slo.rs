@@ -9,7 +9,8 @@ use crate::error::ConfigError;
 /// The judging policy: what a compliant request is, and when a canary is rolled back.
 ///
 /// In JSON, durations are milliseconds (`latency_target_ms`, `p99_budget_ms`,
-/// `evaluation_interval_ms`, fractions allowed).
+/// `evaluation_interval_ms`, `latency_tolerance_ms`, `warm_up_ms`, `no_data_ms`; fractions
+/// allowed).
 ///
 /// # Example
 /// ```
@@ -33,8 +34,9 @@ pub struct SloConfig {
     /// Roll back when the canary's error rate is significantly above production's times this
     /// (default 1.5).
     pub error_rate_ratio_limit: f64,
-    /// Roll back when the canary's p99 is significantly above production's p99 times this
-    /// (default 1.5).
+    /// Roll back when the canary's share of requests slower than the stable version's p99 is
+    /// significantly above this times the stable version's share (default 1.5): the p99 rule
+    /// of docs/judge.md.
     pub p99_ratio_limit: f64,
     /// Roll back when the canary's p99 is significantly above this absolute budget (default
     /// none).
@@ -126,8 +128,8 @@ const NO_DATA_BOUNDS: [Duration; 2] = [Duration::from_secs(1), Duration::from_se
 
 impl SloConfig {
     /// Reads and validates an SLO config from a JSON object (durations in milliseconds, as
-    /// `latency_target_ms`, `p99_budget_ms` and `evaluation_interval_ms`; missing fields take
-    /// their defaults).
+    /// `latency_target_ms`, `p99_budget_ms`, `evaluation_interval_ms`, `latency_tolerance_ms`,
+    /// `warm_up_ms` and `no_data_ms`; missing fields take their defaults).
     ///
     /// # Errors
     /// [`Error::Json`](crate::Error::Json) for malformed JSON, a wrong type, a number out of
@@ -156,7 +158,7 @@ impl SloConfig {
     /// [`ConfigError`] for a latency target of zero or above 60 s, an error rate outside
     /// `0..=1`, an error-rate or p99 ratio below 1, a zero p99 budget, `min_samples` below 5, significance levels
     /// outside `(0, 0.5)` or an overwhelming level above the ordinary one, or an evaluation
-    /// interval of zero or above one hour; or a bad tolerance, warm-up, no-data time or
+    /// interval below 1 ms ([`MIN_EVALUATION_INTERVAL`]) or above one hour; or a bad tolerance, warm-up, no-data time or
     /// promotion level (each named).
     ///
     /// # Example

@@ -66,12 +66,13 @@ pub const OVERWHELMING_RATE_FLOOR: f64 = 0.01;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recommendation {
-    /// No rule fired and none holds, the canary has `min_samples` samples, its compliance is
+    /// No rule fired and none holds, the canary has `min_samples` samples in the window (or
+    /// the stage shows it not worse than stable), its compliance is
     /// at least `slo_threshold`, the score is at least 0.9, and the stage shows it not worse
     /// than stable (when required): ready to promote.
     Healthy,
-    /// No rule fired, but a finding holds, the canary has fewer than `min_samples` samples,
-    /// its compliance in the window is below `slo_threshold`, the score is below 0.9 (a score
+    /// No rule fired, but a finding holds, the canary has fewer than `min_samples` samples in
+    /// the window and the stage does not show it not worse than stable, its compliance in the window is below `slo_threshold`, the score is below 0.9 (a score
     /// below 0.8 that the data are not yet sure of included), or the stage does not yet show
     /// it not worse than stable: watch before promoting.
     Monitor,
@@ -337,7 +338,7 @@ fn health(
 
 /// ROLLBACK when a rule fired (the gate rolls back, or would with auto rollback on); NO_DATA
 /// when the canary reports nothing; otherwise MONITOR while a finding holds, the canary has
-/// too few samples, its compliance is below `slo_threshold`, the score is below 0.9 (so a low
+/// too few samples ([`Evidence::sufficient_data`]), its compliance is below `slo_threshold`, the score is below 0.9 (so a low
 /// score the data are not yet sure of is MONITOR) or non-inferiority is not yet shown;
 /// otherwise HEALTHY, which the gate's compliance check then agrees with.
 fn recommend(evidence: &Evidence) -> Recommendation {

@@ -79,8 +79,9 @@ fn ratio(canary_micros: u64, stable_micros: u64) -> f64 {
 /// The penalty counts the canary's excess error rate beyond the tolerated limit:
 /// [`ERROR_RATE_MARGIN`] × the stable one's or the stable one's + `error_rate_tolerance`,
 /// whichever is higher (the limit of `errors_over_stage`). The least penalty takes that
-/// excess at its one-sided lower confidence bound (`z`, the variance as the rules that roll
-/// back take it); the point penalty applies once that bound is above zero.
+/// excess at its one-sided lower confidence bound (`z`; the canary's own rate in the
+/// variance, at least the limit's: a single look, [`Difference::at_one_look`]); the point
+/// penalty applies once that bound is above zero.
 fn error_penalty(
     canary: &CohortStats<'_>,
     stable: &CohortStats<'_>,
