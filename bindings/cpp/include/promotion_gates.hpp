@@ -701,10 +701,11 @@ class Gate {
   template <class Rep, class Period>
   Recorded record(const Decision& decision, bool success,
                   std::chrono::duration<Rep, Period> latency) const {
+    const pgate_gate* gate = live("record");  // a moved-from Gate is told first
     const std::uint64_t ns = detail::nanos(latency);
     const pgate_decision c = detail::to_c(decision);
     pgate_recorded recorded = PGATE_RECORDED_COUNTED;
-    detail::check(pgate_record(live("record"), &c, success, ns, &recorded), "pgate_record");
+    detail::check(pgate_record(gate, &c, success, ns, &recorded), "pgate_record");
     return static_cast<Recorded>(recorded);
   }
 
@@ -716,10 +717,11 @@ class Gate {
   /// the request was recorded. Cold path. Throws as record().
   template <class Rep, class Period>
   bool record_abandoned(const Decision& decision, std::chrono::duration<Rep, Period> waited) const {
+    const pgate_gate* gate = live("record_abandoned");
     const std::uint64_t ns = detail::nanos(waited);
     const pgate_decision c = detail::to_c(decision);
     bool recorded = false;
-    detail::check(pgate_record_abandoned(live("record_abandoned"), &c, ns, &recorded),
+    detail::check(pgate_record_abandoned(gate, &c, ns, &recorded),
                   "pgate_record_abandoned");
     return recorded;
   }
@@ -729,9 +731,10 @@ class Gate {
   template <class Rep, class Period>
   Recorded record_by_id(std::string_view request_id, bool success,
                         std::chrono::duration<Rep, Period> latency) const {
+    const pgate_gate* gate = live("record_by_id");
     const std::uint64_t ns = detail::nanos(latency);
     pgate_recorded recorded = PGATE_RECORDED_COUNTED;
-    detail::check(pgate_record_by_id(live("record_by_id"), detail::bytes(request_id),
+    detail::check(pgate_record_by_id(gate, detail::bytes(request_id),
                                      request_id.size(), success, ns, &recorded),
                   "pgate_record_by_id");
     return static_cast<Recorded>(recorded);

@@ -579,6 +579,10 @@ TEST(Move, AMovedFromGateThrowsAClearError) {
   EXPECT_NE(message.find("route"), std::string::npos) << message;
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.record(d, true, 1ms); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.record_by_id("u", true, 1ms); });
+  // The moved-from Gate is the error, whatever else is wrong with the call.
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.record(d, true, -1ms); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.record_by_id("u", true, -1ms); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.record_abandoned(d, -1ms); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.features(d); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.health(); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.check_slo(); });
