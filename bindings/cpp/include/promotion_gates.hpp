@@ -1264,7 +1264,8 @@ inline void log_line(void* user_data, pgate_log_level level, const char* target,
 ///     set_log_callback, which waits for it;
 ///   - not let an exception out: one that does is dropped (it cannot cross the C ABI).
 ///
-/// Returns only once no thread still runs the callback it replaced, which is then destroyed:
+/// Returns only once no thread still runs the callback it replaced, which is then destroyed
+/// (outside the binding's lock, so what it captured may itself set the callback as it goes):
 /// after set_log_callback(nullptr), the old callback is never called again and what it uses
 /// may be freed. At exit, the binding takes the callback back from the library when its own
 /// static storage is destroyed; a callback that uses objects of static storage duration made
@@ -1284,14 +1285,18 @@ inline void set_log_callback(LogCallback callback, LogLevel max_level = LogLevel
   }
   auto next = callback ? std::make_unique<LogCallback>(std::move(callback)) : nullptr;
   detail::LogCallbackSlot& slot = detail::log_callback_slot();
-  const std::lock_guard<std::mutex> lock(slot.replacing);
-  detail::check_with_error(function, [&](pgate_error** err) {
-    return pgate_set_log_callback(next ? &detail::log_line : nullptr, next.get(),
-                                  static_cast<std::uint32_t>(max_level), err);
-  });
-  // The library calls the old callback no more: destroy it. (A failure threw above, leaving
-  // the old one in place and freeing `next`, which the library never saw.)
-  slot.current = std::move(next);
+  std::unique_ptr<LogCallback> old;
+  {
+    const std::lock_guard<std::mutex> lock(slot.replacing);
+    detail::check_with_error(function, [&](pgate_error** err) {
+      return pgate_set_log_callback(next ? &detail::log_line : nullptr, next.get(),
+                                    static_cast<std::uint32_t>(max_level), err);
+    });
+    // The library calls the old callback no more. (A failure threw above, leaving the old one
+    // in place and freeing `next`, which the library never saw.)
+    old = std::exchange(slot.current, std::move(next));
+  }
+  // Destroyed once the lock is let go: what it captured may set the callback as it goes.
 }
 
 }  // namespace promotion_gates

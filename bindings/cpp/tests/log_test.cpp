@@ -3,6 +3,7 @@
 #include "promotion_gates.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -188,6 +189,29 @@ TEST(Log, ReplacingTheCallbackWhileThreadsLogIsSafe) {
   const int stopped_at = calls->load();
   std::this_thread::sleep_for(20ms);
   EXPECT_EQ(calls->load(), stopped_at) << "called after set_log_callback(nullptr) returned";
+}
+
+// A replaced callback is destroyed after the binding's lock is let go, so what it captured may
+// set the callback as it is destroyed (a logger whose destructor stops the lines). It waited
+// for its own thread before.
+TEST(LogDeathTest, AReplacedCallbackWhoseCaptureSetsTheCallbackDoesNotHang) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        alarm(10);  // a hang ends the child with SIGALRM, which fails the test
+        struct StopsOnDestruction {
+          StopsOnDestruction() = default;
+          StopsOnDestruction(const StopsOnDestruction&) = delete;
+          StopsOnDestruction& operator=(const StopsOnDestruction&) = delete;
+          ~StopsOnDestruction() { set_log_callback(nullptr); }
+        };
+        auto owned = std::make_shared<StopsOnDestruction>();
+        set_log_callback([owned](LogLevel, std::string_view, std::string_view) {});
+        owned.reset();              // the callback holds the last reference
+        set_log_callback(nullptr);  // destroys it: its capture sets the callback
+        std::exit(0);
+      },
+      testing::ExitedWithCode(0), "");
 }
 
 // At exit the binding takes the callback back from the library before destroying it, while
