@@ -177,13 +177,15 @@ impl PromotionGateManager {
 
     /// Turns a release flag on (idempotent).
     ///
-    /// Release flags are seen by requests to the new version. In Production there is none, so
-    /// a flag enabled there waits for the next rollout (`is_feature_enabled` says true; no
-    /// decision carries it until a canary starts).
+    /// Release flags are seen by requests to the new version. In Production only requests an
+    /// override forces to the canary go there (docs/overrides.md), so a flag enabled there
+    /// reaches those alone until the next rollout (`is_feature_enabled` says true).
     ///
     /// # Errors
-    /// [`Error::Flag`] for an invalid name; with a state store, [`Error::Store`] when it cannot
-    /// be written. Nothing changes on error.
+    /// [`Error::Flag`] for an invalid name, or when the gate has used up its flag-set numbers
+    /// or names; [`Error::Config`] (field `feature_flags`) past
+    /// [`MAX_FLAGS`](crate::limits::MAX_FLAGS); with a state store, [`Error::Store`] when it
+    /// cannot be written. Nothing changes on error.
     ///
     /// # Example
     /// ```
