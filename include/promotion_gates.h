@@ -92,7 +92,8 @@ enum pgate_status
    */
   PGATE_STATUS_INSUFFICIENT_DATA = 7,
   /**
-   * The gate is already in the requested environment.
+   * The gate is already in the requested environment (or at a canary share of the same
+   * buckets).
    */
   PGATE_STATUS_ALREADY_THERE = 8,
   /**

@@ -107,7 +107,8 @@ pub enum PromotionError {
         /// What the valid moves from `from` are.
         hint: &'static str,
     },
-    /// The target is the environment the gate is already in.
+    /// The target is the environment the gate is already in, or a canary share that rounds to
+    /// the same buckets as the current one (the same split).
     #[error("the gate is already in {0}; nothing to promote")]
     AlreadyThere(String),
     /// The gated move was refused because the new version is not compliant.

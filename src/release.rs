@@ -17,6 +17,7 @@
 //! promotion (which graduates the release's flags when it reaches Production), a rollback, and
 //! the flag edits. The gate validates, serializes and publishes; it decides none of them.
 
+use crate::bucket::{BUCKETS, threshold_for_percent};
 use crate::config::{Environment, PromotionConfig};
 use crate::error::{FlagError, PromotionError};
 
@@ -89,7 +90,9 @@ pub struct Promotion {
 /// Both environments are assumed valid (see [`Environment::validate`]).
 ///
 /// # Errors
-/// [`PromotionError::AlreadyThere`] when `to == from`, [`PromotionError::InvalidPath`] when the
+/// [`PromotionError::AlreadyThere`] when `to == from`, or when both are canaries whose shares
+/// round to the same threshold (the same buckets, so the same split: see
+/// [`threshold_for_percent`]); [`PromotionError::InvalidPath`] when the
 /// state machine has no such edge.
 ///
 /// # Example
@@ -101,12 +104,18 @@ pub fn plan_promotion(from: Environment, to: Environment) -> Result<Promotion, P
     use Environment::{Canary, Production, Staging};
     let (kind, gated) = match (from, to) {
         (Canary { traffic_percent: p }, Canary { traffic_percent: q }) => {
-            if q > p {
+            let (here, there) = (threshold_for_percent(p), threshold_for_percent(q));
+            if there > here {
                 (PromotionKind::RampUp, true)
-            } else if q < p {
+            } else if there < here {
                 (PromotionKind::RampDown, false)
-            } else {
+            } else if q == p {
                 return Err(PromotionError::AlreadyThere(from.to_string()));
+            } else {
+                // A new stage would restart the judge's evidence for the very same split.
+                return Err(PromotionError::AlreadyThere(format!(
+                    "{from}, which routes the same buckets as {to} ({here} of {BUCKETS})"
+                )));
             }
         }
         (Canary { .. }, Staging) => (PromotionKind::ToStaging, true),
@@ -247,6 +256,29 @@ mod tests {
                 Err(PromotionError::AlreadyThere(_))
             ));
         }
+    }
+
+    #[test]
+    fn a_ramp_to_a_share_of_the_same_buckets_is_no_promotion() {
+        // 10.000001 % and 10.0000012 % both round to 1 000 000 buckets: the same split.
+        let refused = plan_promotion(canary(10.000001), canary(10.0000012));
+        assert_eq!(
+            refused.map_err(|e| e.to_string()),
+            Err(
+                "the gate is already in Canary{10.000001}, which routes the same buckets as \
+                 Canary{10.0000012} (1000000 of 10000000); nothing to promote"
+                    .to_string()
+            )
+        );
+        assert!(matches!(
+            plan_promotion(canary(10.0000012), canary(10.0)),
+            Err(PromotionError::AlreadyThere(_))
+        ));
+        // One bucket apart is a ramp.
+        assert_eq!(
+            plan_promotion(canary(10.0), canary(10.00001)).map(|p| p.kind),
+            Ok(PromotionKind::RampUp)
+        );
     }
 
     fn flags(release: &[&str], graduated: &[&str]) -> PromotionConfig {

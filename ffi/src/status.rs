@@ -28,7 +28,8 @@ pub enum pgate_status {
     SloNotMet = 6,
     /// The gated promotion was refused: not enough data to judge yet.
     InsufficientData = 7,
-    /// The gate is already in the requested environment.
+    /// The gate is already in the requested environment (or at a canary share of the same
+    /// buckets).
     AlreadyThere = 8,
     /// A feature flag name is invalid.
     InvalidFlag = 9,

@@ -40,7 +40,9 @@ impl PromotionGateManager {
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid target; [`Error::Promotion`] for a path the state
-    /// machine does not have ([`PromotionError::InvalidPath`]), too little data
+    /// machine does not have ([`PromotionError::InvalidPath`]), a target the gate is already
+    /// at ([`PromotionError::AlreadyThere`], also a canary share that rounds to the current
+    /// buckets: the same split, whose new stage would only restart the judge), too little data
     /// ([`PromotionError::InsufficientData`]) or a non-compliant canary
     /// ([`PromotionError::SloNotMet`], "SLO compliance below threshold", with the evidence).
     /// With a state store, [`Error::Store`] when the store cannot be written (a rollback made
