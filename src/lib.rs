@@ -63,7 +63,8 @@
 //!    manager serializes writers, applies verdicts and promotions, and publishes the next
 //!    snapshot. With a [`StoreConfig`] in the config, a write is first committed to the state
 //!    store (`store/`, the only module that does I/O, never on the route or record path), and a
-//!    sync thread applies other processes' writes (`manager/stored.rs`).
+//!    sync thread (`manager/sync_thread.rs`) applies other processes' writes
+//!    (`manager/stored.rs`).
 //!
 //! The routing formula is written out in [`bucket`] so that any language can
 //! recompute a decision; the release model is in [`release`]; what a host may rely on is in

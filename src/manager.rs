@@ -84,7 +84,7 @@ pub struct PromotionGateManager {
     override_cache: ThreadLocal<RefCell<Arc<Snapshot>>>,
     /// Applies other processes' writes from the state store, when the config names one.
     /// Stopped by the gate's `Drop`, which then stores a rollback the thread has not written.
-    sync: Option<stored::SyncThread>,
+    sync: Option<sync_thread::SyncThread>,
 }
 
 impl Drop for PromotionGateManager {
@@ -113,7 +113,7 @@ struct Shared {
     /// Every published change, for hosts that watch the gate.
     changes: ChangeFeed,
     /// An automatic rollback the record path left for the sync thread.
-    handoff: stored::Handoff,
+    handoff: sync_thread::Handoff,
 }
 
 impl std::fmt::Debug for PromotionGateManager {
@@ -204,10 +204,10 @@ impl PromotionGateManager {
             monitor: Monitor::new(slo_controller, clock, stage),
             difference_at_open,
             changes: ChangeFeed::default(),
-            handoff: stored::Handoff::default(),
+            handoff: sync_thread::Handoff::default(),
         });
         let sync = sync_interval
-            .map(|interval| stored::SyncThread::start(&shared, interval))
+            .map(|interval| sync_thread::SyncThread::start(&shared, interval))
             .transpose()?;
         Ok(Self {
             shared,
@@ -989,6 +989,7 @@ mod notify;
 mod policy;
 mod route;
 mod stored;
+mod sync_thread;
 #[cfg(test)]
 mod tests;
 mod writes;

@@ -1,0 +1,345 @@
+//! The gate's sync thread: every sync interval (or when woken) it applies other processes'
+//! writes, exchanges this process's evidence with the fleet's, and writes a rollback the
+//! record path handed off; the [`Handoff`] is how the record path and the host's asks reach
+//! it without waiting for store I/O. Stopped and joined when the gate is dropped.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::Shared;
+use super::stored::{Exchange, StoreLink};
+use crate::error::Error;
+use crate::store::{StoreError, StoreProblem};
+use crate::verdict::Verdict;
+
+/// What the gate tells its sync thread.
+#[derive(Debug)]
+pub(super) enum Signal {
+    /// A rollback waits to be written: try now.
+    Wake,
+    /// The gate is dropped.
+    Stop,
+}
+
+/// An automatic rollback the record path could not make because a host's write held the writer
+/// lock (storing its write can take up to the store's timeout): the verdict is left here and
+/// the sync thread, woken, applies it under the lock, so recording never waits for store I/O.
+#[derive(Debug, Default)]
+pub(super) struct Handoff {
+    verdict: Mutex<Option<Verdict>>,
+    /// Wakes the sync thread; set when it starts (a gate without a store has none).
+    wake: OnceLock<mpsc::Sender<Signal>>,
+    /// A host asked for a sync the thread has not begun yet: later asks are merged into it, so
+    /// asking often queues at most one wake-up.
+    sync_asked: AtomicBool,
+}
+
+impl Handoff {
+    /// Wakes the sync thread to read the store now, unless an earlier ask is still waiting;
+    /// false when the gate has no sync thread (no store) or it has ended.
+    pub(super) fn ask_sync(&self) -> bool {
+        let Some(wake) = self.wake.get() else {
+            return false;
+        };
+        if self.sync_asked.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let sent = wake.send(Signal::Wake).is_ok();
+        if !sent {
+            // The thread has ended: no ask is waiting, and later ones get false too.
+            self.sync_asked.store(false, Ordering::Release);
+        }
+        sent
+    }
+
+    /// Leaves `verdict` for the sync thread (replacing an older one) and wakes it; false when
+    /// the gate has no sync thread, or when it has ended (the verdict is then taken back, and
+    /// the caller must act on it itself).
+    pub(super) fn offer(&self, verdict: &Verdict) -> bool {
+        let Some(wake) = self.wake.get() else {
+            return false;
+        };
+        *self.lock() = Some(verdict.clone());
+        if wake.send(Signal::Wake).is_ok() {
+            return true;
+        }
+        self.take();
+        false
+    }
+
+    pub(super) fn take(&self) -> Option<Verdict> {
+        self.lock().take()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Verdict>> {
+        // Each update is one assignment: consistent after any panic.
+        self.verdict.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The thread that applies other processes' writes every sync interval (and writes a pending
+/// rollback as soon as it can), and the store's watch thread if it has one. Both stopped and
+/// joined when the gate is dropped.
+#[derive(Debug)]
+pub(super) struct SyncThread {
+    signals: mpsc::Sender<Signal>,
+    /// Set when the gate is dropped: the thread ends before its next tick, however many
+    /// wake-ups are queued before the `Stop`.
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Tells the store's watch thread, if it has one, to end.
+    stop_watch: Arc<AtomicBool>,
+    watch: Option<JoinHandle<()>>,
+}
+
+impl SyncThread {
+    pub(super) fn start(shared: &Arc<Shared>, interval: Duration) -> Result<Self, Error> {
+        let (signals, inbox) = mpsc::channel();
+        let weak: Weak<Shared> = Arc::downgrade(shared);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&stopping);
+        // Started first: if it cannot start, no watch thread is left running.
+        let thread = std::thread::Builder::new()
+            .name("pgate-sync".into())
+            .spawn(move || {
+                let mut exchange = Exchange::default();
+                loop {
+                    match inbox.recv_timeout(interval) {
+                        Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                        Ok(Signal::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                    }
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let Some(shared) = weak.upgrade() else {
+                        return;
+                    };
+                    // A panic (from a host's `Clock`, say) ends the tick, not the thread: the
+                    // next tick reads the store again. Each step leaves the gate consistent.
+                    let tick = catch_unwind(AssertUnwindSafe(|| {
+                        // Cleared before the store is read: an ask from now on gets a read
+                        // after it.
+                        shared.handoff.sync_asked.store(false, Ordering::Release);
+                        shared.sync_once();
+                        if stop.load(Ordering::Acquire) {
+                            return Tick::Stopped;
+                        }
+                        shared.exchange_contributions(&mut exchange);
+                        Tick::Done
+                    }));
+                    match tick {
+                        Ok(Tick::Done) => {}
+                        Ok(Tick::Stopped) => return,
+                        Err(payload) => tracing::error!(
+                            panic = panic_message(payload.as_ref()),
+                            "promotion.store a sync tick panicked; the next tick reads the store again"
+                        ),
+                    }
+                }
+            })
+            .map_err(|e| {
+                StoreError::new(
+                    "sync thread",
+                    StoreProblem::Unavailable,
+                    format!("cannot start: {e}"),
+                )
+            })?;
+        let _ = shared.handoff.wake.set(signals.clone());
+        let stop_watch = Arc::new(AtomicBool::new(false));
+        let mut watch = None;
+        if let Some(link) = shared.lock_writer().store.as_mut() {
+            watch = link.follow(&signals, Arc::clone(&stop_watch));
+        }
+        Ok(Self {
+            signals,
+            stopping,
+            thread: Some(thread),
+            stop_watch,
+            watch,
+        })
+    }
+
+    /// Stops and joins the thread, then writes a rollback still pending, once, on the calling
+    /// thread (the gate is being dropped: nothing else will write it). A store that still
+    /// cannot be written keeps its state, and that is logged.
+    pub(super) fn stop(self, shared: &Shared) {
+        drop(self);
+        if let Some(verdict) = shared.handoff.take() {
+            shared.apply_verdict(&mut shared.lock_writer(), &verdict);
+        }
+        let pending = |shared: &Shared| {
+            shared
+                .lock_writer()
+                .store
+                .as_ref()
+                .is_some_and(StoreLink::has_pending)
+        };
+        if pending(shared) {
+            shared.sync_once();
+            if pending(shared) {
+                tracing::error!(
+                    "promotion.store the gate is dropped with a rollback not written: the store still holds the rolled-back stage"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for SyncThread {
+    /// Waits for the sync thread's current tick, if any (its store calls), and the watch's
+    /// current request; wake-ups queued behind the tick are not run. Dropped on one of those
+    /// threads (the gate's last owner let go in a host's code that thread ran, a `Clock`), it
+    /// does not wait for itself: that thread ends when its current tick or request returns.
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop_watch.store(true, Ordering::Relaxed);
+        let _ = self.signals.send(Signal::Stop);
+        // The watch ends within one watch span (it looks at the flag between requests).
+        for handle in [self.thread.take(), self.watch.take()]
+            .into_iter()
+            .flatten()
+        {
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+/// How a sync tick ended, when it did not panic.
+enum Tick {
+    Done,
+    /// The gate is being dropped: the thread ends.
+    Stopped,
+}
+
+/// The text a panic was raised with, when it has one.
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    match (
+        payload.downcast_ref::<&str>(),
+        payload.downcast_ref::<String>(),
+    ) {
+        (Some(text), _) => text,
+        (_, Some(text)) => text,
+        _ => "(no message)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Environment, PromotionConfig};
+    use crate::store::StoreConfig;
+
+    #[test]
+    fn asking_a_sync_thread_that_ended_says_so_every_time() {
+        let handoff = Handoff::default();
+        assert!(!handoff.ask_sync(), "no sync thread");
+        let (wake, inbox) = mpsc::channel();
+        handoff.wake.set(wake).unwrap();
+        assert!(handoff.ask_sync());
+        assert!(handoff.ask_sync(), "merged into the waiting ask");
+        drop(inbox);
+        handoff.sync_asked.store(false, Ordering::Release); // the thread began its read
+        assert!(!handoff.ask_sync(), "the thread has ended");
+        assert!(
+            !handoff.ask_sync(),
+            "and a later ask is not taken for a waiting one"
+        );
+    }
+
+    #[test]
+    fn a_dropped_gate_waits_for_the_current_tick_not_for_the_wake_ups_queued_behind_it() {
+        let dir = crate::store::scratch::Scratch::new("prompt-drop");
+        let path = dir.file("gate.db");
+        let mut config = crate::store::testing::config(crate::config::canary(10.0));
+        config.store = Some(StoreConfig::Sqlite(crate::store::SqliteStoreConfig {
+            path: path.clone(),
+            sync_interval_ms: 60_000,
+            busy_timeout_ms: 300,
+            fleet_judging: true,
+        }));
+        let gate = crate::PromotionGateManager::new(
+            config,
+            crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap(),
+        )
+        .unwrap();
+        // Another connection holds the write lock: each tick's publication waits 300 ms.
+        let lock = rusqlite::Connection::open(&path).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let wake = gate.shared.handoff.wake.get().unwrap();
+        for _ in 0..10 {
+            wake.send(Signal::Wake).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50)); // within the first tick
+        let start = std::time::Instant::now();
+        drop(gate);
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(1_500),
+            "the drop took {took:?}"
+        );
+    }
+
+    #[test]
+    fn a_rollback_an_ended_sync_thread_cannot_take_is_made_by_the_recording_thread() {
+        use crate::judge::Policy;
+        use crate::judge::tests::judge_cohorts;
+        use crate::metrics::tests_support::cohort;
+        use crate::slo::SloConfig;
+        use crate::{PromotionGateManager, config::canary};
+        let slo = SloConfig::default();
+        let gate = PromotionGateManager::new(
+            PromotionConfig {
+                environment: canary(5.0),
+                ..Default::default()
+            },
+            crate::SloAdmissionController::new(slo.clone()).unwrap(),
+        )
+        .unwrap();
+        let (subject, baseline) = (cohort(1000, 1000, 900, 900), cohort(1000, 0, 900, 900));
+        let failing = Verdict::new(judge_cohorts(
+            gate.stage(),
+            canary(5.0),
+            &subject,
+            &baseline,
+            Default::default(),
+            Policy::new(&slo, 0.95),
+        ));
+        assert!(failing.calls_for_rollback());
+        assert!(!gate.shared.handoff.offer(&failing), "no sync thread");
+        // A sync thread that has ended: the receiving end of its channel is gone.
+        let (wake, ended) = mpsc::channel();
+        drop(ended);
+        gate.shared.handoff.wake.set(wake).unwrap();
+        assert!(
+            !gate.shared.handoff.offer(&failing),
+            "the sync thread ended"
+        );
+        assert!(
+            gate.shared.handoff.take().is_none(),
+            "offered back, not left"
+        );
+        // A host's write holds the writer lock while the record path acts: the hand-off fails,
+        // so the recording thread waits for the lock and rolls back itself.
+        let (locked, holding) = mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let writer = gate.shared.lock_writer();
+                locked.send(()).unwrap();
+                // Long enough that the recording thread finds the lock held (its try_lock).
+                std::thread::sleep(Duration::from_millis(200));
+                drop(writer);
+            });
+            holding.recv().unwrap();
+            gate.act_on_recording(&failing);
+        });
+        assert_eq!(gate.environment(), Environment::Production);
+        assert_eq!(gate.rollback_history().len(), 1);
+    }
+}
