@@ -12,6 +12,9 @@
 //! - the stage never goes back, a decision is the formula's (`is_canary` is `bucket <
 //!   threshold`) and names only flags that are on for the gate, and a record of a decision
 //!   from a stage the gate has not reached is refused as foreign.
+//!
+//! The seeds `promoted_to_staging` and `promoted_to_production` earn gated promotions (to
+//! Staging, and on to Production), so the states after them are fuzzed from the first run.
 
 #![no_main]
 
@@ -24,9 +27,11 @@ use serde_json::Value;
 /// Flag names a sequence picks from (so enabling, disabling and reading meet), beside raw bytes.
 const FLAGS: [&[u8]; 4] = [b"new_api", b"dark_mode", b"beta", b"x"];
 
-/// The gate's SLO: few samples and no stage-long evidence, so that a sequence can earn a gated
-/// promotion (5 is the least `min_samples` validation takes).
-const SLO: &[u8] = br#"{"min_samples": 5, "latency_target_ms": 100, "promotion_evidence": false}"#;
+/// The gate's SLO: few samples, no stage-long evidence and no warm-up, so that a sequence can
+/// earn a gated promotion (5 is the least `min_samples` validation takes; a sequence runs for
+/// microseconds, so with the default 30 s warm-up no latency would ever count and every gated
+/// promotion would be refused for too few samples).
+const SLO: &[u8] = br#"{"min_samples": 5, "latency_target_ms": 100, "promotion_evidence": false, "warm_up_ms": 0}"#;
 
 #[derive(Debug, Arbitrary)]
 enum Name {
