@@ -108,6 +108,13 @@ fn main() -> ExitCode {
                 .as_ref()
                 .is_none_or(|only| s.name.contains(only.as_str()))
         });
+    if chosen.is_empty() {
+        eprintln!(
+            "--only {}: no scenario's name contains it, so nothing would be run or checked",
+            args.only.as_deref().unwrap_or_default()
+        );
+        return ExitCode::from(2);
+    }
     // What `--reduced` or `--only` left out: a criterion about it is not checked.
     let mut skipped: Vec<String> = left_out.into_iter().map(|s| s.name).collect();
     if args.reduced {
