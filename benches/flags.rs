@@ -83,10 +83,15 @@ fn main() {
             "contains_plain" => &contains_plain,
             "iter" => &iter,
             "iter_plain" => &iter_plain,
-            _ => &nothing,
+            "nothing" => &nothing,
+            other => panic!(
+                "PGATE_FLAGS_ONLY = {other:?}: one of contains, contains_plain, iter, iter_plain, nothing"
+            ),
         };
-        let count =
-            std::env::var("PGATE_FLAGS_COUNT").map_or(10_000_000, |n| n.parse().unwrap_or(1));
+        let count = std::env::var("PGATE_FLAGS_COUNT").map_or(10_000_000, |n| {
+            n.parse()
+                .unwrap_or_else(|_| panic!("PGATE_FLAGS_COUNT = {n:?}: a whole number of reads"))
+        });
         println!(
             "{only}: {:.1} ns",
             per_op(&mut subject(&manager, &ids, read), count)
@@ -107,7 +112,7 @@ fn main() {
             subject(&manager, &ids, read),
             subject(&manager, &ids, baseline),
         );
-        let [with, without, difference] = paired(rounds, ops, &mut a, &mut b);
+        let [with, without, difference, _] = paired(rounds, ops, &mut a, &mut b);
         println!("| {name} | {with:.1} ns | {without:.1} ns | {difference:+.1} ns |");
     }
 }

@@ -385,9 +385,11 @@ pub fn per_op(subject: &mut dyn FnMut(u64), ops: u64) -> f64 {
 }
 
 /// Times `a` and `b` in `rounds` alternating rounds of `ops` operations each, after one
-/// untimed warm-up round of each; returns the median ns per operation of each and the median
-/// of the per-round differences `a - b`.
-pub fn paired(rounds: usize, ops: u64, a: &mut Subject<'_>, b: &mut Subject<'_>) -> [f64; 3] {
+/// untimed warm-up round of each; returns the median ns per operation of each, the median of
+/// the per-round differences `a - b` and the median of the per-round ratios `a / b` (each
+/// taken over the rounds: the median difference over the median baseline is no paired
+/// figure, as a baseline's slow phase would move it).
+pub fn paired(rounds: usize, ops: u64, a: &mut Subject<'_>, b: &mut Subject<'_>) -> [f64; 4] {
     // Warm both (caches, the route cache, recorders) before anything counts.
     a(ops);
     b(ops);
@@ -402,5 +404,6 @@ pub fn paired(rounds: usize, ops: u64, a: &mut Subject<'_>, b: &mut Subject<'_>)
         median(samples.iter().map(|p| p.0).collect()),
         median(samples.iter().map(|p| p.1).collect()),
         median(samples.iter().map(|p| p.0 - p.1).collect()),
+        median(samples.iter().map(|p| p.0 / p.1).collect()),
     ]
 }
