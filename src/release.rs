@@ -36,9 +36,9 @@ use crate::error::{FlagError, PromotionError};
 pub enum PromotionKind {
     /// Production -> Canary: a new release starts.
     NewRollout,
-    /// Canary{p} -> Canary{q} with q > p.
+    /// Canary{p} -> Canary{q} with q > p, in buckets ([`threshold_for_percent`]).
     RampUp,
-    /// Canary{p} -> Canary{q} with q < p.
+    /// Canary{p} -> Canary{q} with q < p, in buckets.
     RampDown,
     /// Canary -> Staging.
     ToStaging,
