@@ -49,6 +49,13 @@ print("canary" if b < threshold_for_percent(percent) else "stable", b)
 echo "== the formula routes $id of gate $gate at $percent %: $expected"
 
 passed=0 failed=0
+# Whether program $1 loads the shared library: ldd's output read whole first (in a pipe into
+# `grep -q`, under pipefail, ldd's SIGPIPE after an early match would read as no match).
+loads_shared_library() {
+  local libs
+  libs=$(ldd "$1") || { echo "FAILED: ldd $1" >&2; return 0; }
+  grep -q promotion_gates <<<"$libs"
+}
 # check LABEL COMMAND...: runs a host and compares its first line with the formula's answer.
 check() {
   local label=$1 got
@@ -81,7 +88,7 @@ check "C, shared" "$tmp/route_c"
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Wextra -Werror "$hosts/route.c" -o "$tmp/route_c_static" \
   $(pkg-config --cflags --libs promotion_gates-static)
-if ldd "$tmp/route_c_static" | grep -q promotion_gates; then
+if loads_shared_library "$tmp/route_c_static"; then
   echo "FAILED: the static C program loads the shared library" >&2
   failed=$((failed + 1))
 fi
@@ -129,7 +136,7 @@ export GOCACHE="$tmp/gocache"
 (cd "$tmp/gohost" && go mod init example.com/pgatehost 2>/dev/null &&
   go mod edit -require "$module@v0.0.0" -replace "$module=$root/bindings/go" && go mod tidy)
 (cd "$tmp/gohost" && CGO_ENABLED=1 go build -o "$tmp/route_go" .)
-if ldd "$tmp/route_go" | grep -q promotion_gates; then
+if loads_shared_library "$tmp/route_go"; then
   echo "FAILED: the Go program (static, the default) loads the shared library" >&2
   failed=$((failed + 1))
 fi

@@ -563,7 +563,10 @@ mod tests {
         assert_eq!(names.next(), Some("a"));
         assert_eq!(count(), before);
         assert_eq!(names.collect::<Vec<_>>(), ["b", "c"]);
-        assert_eq!(features, features);
+        let other = intern(&sets, &mut index, &["a"]);
+        assert_eq!(features, EnabledFeatures::new(&sets, id), "the same set");
+        assert_ne!(features, EnabledFeatures::new(&sets, other), "another set");
+        assert_eq!(count(), before, "comparing takes no reference either");
     }
 
     fn intern(sets: &FlagSets, index: &mut FlagSetIndex, names: &[&str]) -> FlagSetId {

@@ -38,6 +38,12 @@ fn enabling_then_disabling_4000_flags_one_by_one_keeps_the_live_heap_small() {
         peak = peak.max(live_bytes().saturating_sub(before));
     }
     let after = live_bytes().saturating_sub(before);
+    // The counter moved at all: a global allocator that was not this file's would leave every
+    // figure at 0, under any bound.
+    assert!(
+        new_gate > 0 && peak > new_gate,
+        "live heap: new gate {new_gate} bytes, peak {peak} bytes"
+    );
     assert!(manager.route_request("u").enabled_features.is_empty());
     assert!(
         peak < BOUND && after < BOUND,

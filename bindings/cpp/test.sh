@@ -34,7 +34,7 @@ run() {  # run BUILD_DIR [cmake args...]
   echo "== $(basename "$dir"): configure, build, test"
   cmake -S "$here" -B "$dir" -G Ninja -DPGATE_LIBRARY_DIR="$target/release" "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
-  ctest --test-dir "$dir" --output-on-failure -j "$jobs"
+  ctest --test-dir "$dir" --output-on-failure --no-tests=error -j "$jobs"
 }
 
 run "$here/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo

@@ -822,22 +822,40 @@ func TestHotCallsDoNotAllocate(t *testing.T) {
 	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["x"],
 		"overrides": {"header": "X-Canary"}}`, "")
 	id := []byte("user-12345-session")
-	d, _ := g.Route(id)
-	_, _ = g.HasFeature(d, "x") // fills the flag-set cache
-	_, _ = g.Record(d, true, time.Millisecond)
+	d, err := g.Route(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every call must succeed: a call failing at once (an error path) would count its own
+	// allocations, or none. The first error of a run is kept (no allocation: it is the
+	// library's error value, assigned once).
+	var failed error
+	check := func(e error) {
+		if e != nil && failed == nil {
+			failed = e
+		}
+	}
+	_, err = g.HasFeature(d, "x") // fills the flag-set cache
+	check(err)
+	_, err = g.Record(d, true, time.Millisecond)
+	check(err)
 	for name, f := range map[string]func(){
-		"Route":       func() { d, _ = g.Route(id) },
-		"RouteString": func() { d, _ = g.RouteString("user-12345-session") },
-		"RouteForced": func() { d, _ = g.RouteForced(id, []byte("canary")) },
+		"Route":       func() { d, err = g.Route(id); check(err) },
+		"RouteString": func() { d, err = g.RouteString("user-12345-session"); check(err) },
+		"RouteForced": func() { d, err = g.RouteForced(id, []byte("canary")); check(err) },
 		"RouteForcedString, ignored value": func() {
-			d, _ = g.RouteForcedString("user-12345-session", "bogus", true)
+			d, err = g.RouteForcedString("user-12345-session", "bogus", true)
+			check(err)
 		},
-		"Record":     func() { _, _ = g.Record(d, true, time.Millisecond) },
-		"RecordByID": func() { _, _ = g.RecordByID(id, true, time.Millisecond) },
-		"HasFeature": func() { _, _ = g.HasFeature(d, "x") },
+		"Record":     func() { _, err = g.Record(d, true, time.Millisecond); check(err) },
+		"RecordByID": func() { _, err = g.RecordByID(id, true, time.Millisecond); check(err) },
+		"HasFeature": func() { _, err = g.HasFeature(d, "x"); check(err) },
 	} {
 		if n := testing.AllocsPerRun(200, f); n != 0 {
 			t.Errorf("%s: %v allocations per call", name, n)
+		}
+		if failed != nil {
+			t.Fatalf("%s failed: %v", name, failed)
 		}
 	}
 }

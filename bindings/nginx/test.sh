@@ -21,8 +21,8 @@ module=$("$here/build.sh" | tail -n 1)
 if ! command -v promtool >/dev/null; then
   apt_get=(apt-get)
   [ "$(id -u)" -eq 0 ] || apt_get=(sudo apt-get)
-  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends prometheus ||
-    echo "prometheus not installable: the exposition is checked without promtool"
+  "${apt_get[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends prometheus
 fi
 
 echo "== nginx -t names what is wrong"

@@ -385,7 +385,11 @@ func TestNewRefusesMissingParts(t *testing.T) {
 // allocation test counts the proxies' own allocations only.
 type staticTransport struct{}
 
+// reached counts the requests staticTransport answered.
+var reached atomic.Int64
+
 func (staticTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	reached.Add(1)
 	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
 }
 
@@ -399,11 +403,23 @@ func TestAllocatesNoMoreThanAnFNVProxy(t *testing.T) {
 	req := httptest.NewRequest(http.MethodGet, "http://front/", nil)
 	req.Header.Set("X-Request-Id", "user-000042-session-7f3a9c")
 	w := httptest.NewRecorder()
+	// Every request must reach the upstream and be answered 200: an error path (a 502)
+	// allocates less and would pass for cheap. AllocsPerRun runs once more to warm up.
+	answered := func(label string, before int64) {
+		t.Helper()
+		if got := reached.Load() - before; got != 201 || w.Code != http.StatusOK {
+			t.Fatalf("%s: %d of 201 requests reached the upstream; status %d", label, got, w.Code)
+		}
+	}
 	serve := func(h http.Handler) func() {
 		return func() { w.Body.Reset(); h.ServeHTTP(w, req) }
 	}
+	before := reached.Load()
 	gateAllocs := testing.AllocsPerRun(200, serve(p))
+	answered("gate proxy", before)
+	before = reached.Load()
 	fnvAllocs := testing.AllocsPerRun(200, serve(f))
+	answered("FNV proxy", before)
 	if gateAllocs > fnvAllocs {
 		t.Fatalf("the gate proxy allocates %v per request, the FNV proxy %v", gateAllocs, fnvAllocs)
 	}
@@ -411,7 +427,12 @@ func TestAllocatesNoMoreThanAnFNVProxy(t *testing.T) {
 	// A request with a body: one object more, the watch of its upload.
 	req = httptest.NewRequest(http.MethodPost, "http://front/", strings.NewReader("body"))
 	req.Header.Set("X-Request-Id", "user-000042-session-7f3a9c")
-	gateAllocs, fnvAllocs = testing.AllocsPerRun(200, serve(p)), testing.AllocsPerRun(200, serve(f))
+	before = reached.Load()
+	gateAllocs = testing.AllocsPerRun(200, serve(p))
+	answered("gate proxy, with a body", before)
+	before = reached.Load()
+	fnvAllocs = testing.AllocsPerRun(200, serve(f))
+	answered("FNV proxy, with a body", before)
 	if gateAllocs > fnvAllocs+1 {
 		t.Fatalf("with a body, the gate proxy allocates %v per request, the FNV proxy %v", gateAllocs, fnvAllocs)
 	}
