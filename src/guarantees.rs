@@ -28,7 +28,10 @@
 //!   health or a scrape delays no rollback). One exception: a rollback the record path
 //!   must make needs the writer lock; when a host's write holds it, a gate with a store hands
 //!   the rollback to its sync thread, and a gate without one waits for that write (in-memory
-//!   work, and the log lines it sends to a log callback).
+//!   work, and the log lines it sends to a log callback). A record made on the thread whose
+//!   write holds the lock (from a log subscriber or callback that write called) never waits
+//!   for it: the rollback is left to the next evaluation
+//!   (`a_record_from_inside_the_gates_own_write_never_waits_for_it`).
 //! - **Nothing is lost when threads exit.** A thread's recorder outlives it and is reused by the
 //!   next thread (`metrics` tests).
 //!

@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use thread_local::ThreadLocal;
 
@@ -104,7 +104,7 @@ struct Shared {
     generation: CachePadded<AtomicU64>,
     current: ArcSwap<Snapshot>,
     flag_sets: FlagSets,
-    writer: Mutex<WriterState>,
+    writer: WriterLock,
     records: Mutex<Records>,
     /// Metrics, policy and clock: when to evaluate, and the verdicts this gate applies.
     monitor: Monitor,
@@ -199,7 +199,7 @@ impl PromotionGateManager {
             generation: CachePadded::new(AtomicU64::new(1)),
             current: ArcSwap::from_pointee(snapshot),
             flag_sets,
-            writer: Mutex::new(writer),
+            writer: WriterLock::new(writer),
             records: Mutex::new(records),
             monitor: Monitor::new(slo_controller, clock, stage),
             difference_at_open,
@@ -814,7 +814,7 @@ impl PromotionGateManager {
     fn act_on(&self, verdict: &Verdict) {
         crate::telemetry::log_verdict(verdict);
         if verdict.calls_for_rollback() {
-            self.shared.apply_verdict(&mut self.lock_writer(), verdict);
+            self.shared.apply_verdict_unless_held_here(verdict);
         }
     }
 
@@ -827,17 +827,10 @@ impl PromotionGateManager {
         if !verdict.calls_for_rollback() {
             return;
         }
-        match self.shared.writer.try_lock() {
-            Ok(mut writer) => self.shared.apply_verdict(&mut writer, verdict),
-            Err(TryLockError::Poisoned(poisoned)) => {
-                self.shared
-                    .apply_verdict(&mut poisoned.into_inner(), verdict);
-            }
-            Err(TryLockError::WouldBlock) => {
-                if !self.shared.handoff.offer(verdict) {
-                    self.shared.apply_verdict(&mut self.lock_writer(), verdict);
-                }
-            }
+        if let Some(mut writer) = self.shared.writer.try_lock() {
+            self.shared.apply_verdict(&mut writer, verdict);
+        } else if !self.shared.handoff.offer(verdict) {
+            self.shared.apply_verdict_unless_held_here(verdict);
         }
     }
 
@@ -862,7 +855,7 @@ impl PromotionGateManager {
         self.evaluate_as_recording(self.shared.monitor.due_evaluation());
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
+    fn lock_writer(&self) -> WriterGuard<'_> {
         self.shared.lock_writer()
     }
 }
@@ -888,10 +881,23 @@ impl Shared {
         }
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
-        // A writer that panicked mid-way published nothing (publication is the last step), so
-        // the state behind a poisoned lock is still consistent.
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    /// [`apply_verdict`](Self::apply_verdict) once the writer lock is free, unless this thread
+    /// holds it: its own write is logging, and the host's log subscriber (or C log callback)
+    /// recorded or read the health from there. Waiting would be forever; the verdict is left
+    /// instead, and the next evaluation (or the next canary error's screen) makes it again.
+    fn apply_verdict_unless_held_here(&self, verdict: &Verdict) {
+        if self.writer.held_here() {
+            tracing::warn!(
+                stage = verdict.stage().get(),
+                "promotion.rollback deferred: this thread's own write holds the gate (a log subscriber or callback recorded or read the health); the next evaluation decides again"
+            );
+            return;
+        }
+        self.apply_verdict(&mut self.lock_writer(), verdict);
+    }
+
+    fn lock_writer(&self) -> WriterGuard<'_> {
+        self.writer.lock()
     }
 
     /// The rollback records. Taken after the writer lock by a writer, alone by a reader.
@@ -992,4 +998,7 @@ mod stored;
 mod sync_thread;
 #[cfg(test)]
 mod tests;
+mod writer_lock;
 mod writes;
+
+use writer_lock::{WriterGuard, WriterLock};

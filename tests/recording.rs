@@ -14,11 +14,12 @@ use promotion_gates::{
     RoutingDecision,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::time::Duration;
 
 use common::alloc::{Allocated, allocations_during};
+use common::log_lines::LogLines;
 use common::{canary, gate_for_moves, gate_with_clock};
 
 /// A config that keeps the judge out of the way: no automatic rollback, a week-long window.
@@ -421,4 +422,63 @@ fn record_outcome_allocates_nothing_even_when_an_evaluation_falls_due() {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// Dead-canary outcomes on `gate`: every canary request fails, every stable one succeeds,
+/// until 40 canary requests failed.
+fn record_a_dead_canary(gate: &PromotionGateManager) {
+    let mut canary_failures = 0;
+    for i in 0.. {
+        let decision = gate.route_request(&format!("user-{i}"));
+        let canary = decision.cohort() == Cohort::Canary;
+        gate.record_outcome(&decision, !canary, ms(3));
+        canary_failures += u32::from(canary);
+        if canary_failures == 40 {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_record_from_inside_the_gates_own_write_never_waits_for_it() {
+    // A flag change logs its line under the writer lock. The subscriber records a dead
+    // canary's outcomes from there, and the rule that fires calls for a rollback, which needs
+    // that lock: this thread holds it, so waiting for it would be forever. The rollback is
+    // left to the next evaluation instead.
+    let gate = Arc::new(common::gate(PromotionConfig {
+        environment: canary(10.0),
+        ..Default::default()
+    }));
+    // At the first line only (the flag's), as a host's log handler that records would.
+    let armed = AtomicBool::new(true);
+    let recording = Arc::clone(&gate);
+    let handler = LogLines::calling(move || {
+        if armed.swap(false, Ordering::SeqCst) {
+            record_a_dead_canary(&recording);
+        }
+    });
+    let (done, finished) = mpsc::channel();
+    let writer = Arc::clone(&gate);
+    std::thread::spawn(move || {
+        let enabled = handler.during(|| writer.enable_feature("dark-mode"));
+        let _ = done.send(enabled);
+    });
+    let enabled = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the write returned: its own thread's record did not wait for its lock");
+    assert_eq!(enabled, Ok(()));
+    assert!(gate.is_feature_enabled("dark-mode"));
+    assert_eq!(
+        gate.environment(),
+        canary(10.0),
+        "left for the next evaluation"
+    );
+    // The next canary error's screen decides again, and rolls back.
+    let canary = (0..)
+        .map(|i| gate.route_request(&format!("next-{i}")))
+        .find(|decision| decision.cohort() == Cohort::Canary)
+        .unwrap();
+    gate.record_outcome(&canary, false, ms(3));
+    assert_eq!(gate.environment(), Environment::Production);
+    assert_eq!(gate.rollback_history().len(), 1);
 }

@@ -5,7 +5,7 @@
 use promotion_gates_ffi::*;
 
 mod common;
-use common::route;
+use common::{record, route};
 use std::ffi::{CStr, c_char, c_void};
 use std::ptr::null_mut;
 use std::sync::{Mutex, PoisonError};
@@ -233,6 +233,80 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     // SAFETY: live gate, live slice, valid out pointer.
     let status = unsafe { pgate_is_feature_enabled(gate, b"zz".as_ptr(), 2, &mut enabled) };
     assert_eq!((status, enabled), (pgate_status::Ok, false));
+    lines.lock().unwrap().clear();
+
+    // A callback that records on a gate whose write is logging, on that thread, with its
+    // writer lock held (recording is not refused there): a dead canary's outcomes fire a rule,
+    // and the rollback it calls for is left to the next evaluation, not waited for.
+    struct Recorder {
+        gate: *mut pgate_gate,
+        armed: std::sync::atomic::AtomicBool,
+    }
+    unsafe extern "C" fn record_dead_canary(
+        user_data: *mut c_void,
+        _: pgate_log_level,
+        _: *const c_char,
+        _: *const c_char,
+        _: usize,
+    ) {
+        // SAFETY: user_data is the test's &Recorder, alive while this callback is set.
+        let recorder = unsafe { &*(user_data as *const Recorder) };
+        if !recorder
+            .armed
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        for i in 0..400 {
+            // SAFETY: a live gate.
+            unsafe {
+                let d = route(recorder.gate, format!("user-{i}").as_bytes());
+                record(recorder.gate, &d, !d.is_canary, 1_000);
+            }
+        }
+    }
+    let canary = common::new_gate(r#"{"environment": {"canary": {"traffic_percent": 10}}}"#);
+    let recorder = Recorder {
+        gate: canary,
+        armed: std::sync::atomic::AtomicBool::new(true),
+    };
+    let user_data = std::ptr::from_ref(&recorder).cast_mut().cast();
+    // SAFETY: record_dead_canary is thread-safe and `recorder` outlives the callback (unset
+    // below, after the thread that logs has ended).
+    let status =
+        unsafe { pgate_set_log_callback(Some(record_dead_canary), user_data, 3, null_mut()) };
+    assert_eq!(status, pgate_status::Ok);
+    let (done, finished) = std::sync::mpsc::channel();
+    let address = canary as usize;
+    std::thread::spawn(move || {
+        call(address as *mut pgate_gate, pgate_enable_feature, "logged"); // logs at info
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the write returned: the callback's record did not wait for its own lock");
+    assert!(
+        !recorder.armed.load(std::sync::atomic::Ordering::SeqCst),
+        "the callback ran"
+    );
+    assert_eq!(set(Some(collect), lines, 3), pgate_status::Ok);
+    // Still routed to the canary; the next canary error's screen rolls it back.
+    let next_canary = (0..100)
+        // SAFETY: a live gate.
+        .map(|i| unsafe { route(canary, format!("again-{i}").as_bytes()) })
+        .find(|d| d.is_canary)
+        .expect("left for the next evaluation: the canary is still routed");
+    // SAFETY: a live gate, a decision it returned.
+    unsafe { record(canary, &next_canary, false, 1_000) };
+    // SAFETY: a live gate.
+    let after = unsafe { route(canary, b"after") };
+    assert_eq!(
+        after.environment,
+        pgate_environment::Production,
+        "rolled back"
+    );
+    // SAFETY: a live gate, freed once.
+    assert_eq!(unsafe { pgate_gate_free(canary) }, pgate_status::Ok);
     lines.lock().unwrap().clear();
 
     // NULL stops the lines, and with them every level.

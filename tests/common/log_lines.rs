@@ -17,11 +17,26 @@ impl Visit for Line {
     }
 }
 
+/// What a [`LogLines`] calls after keeping each line, on the thread that logged.
+type OnLine = Arc<dyn Fn() + Send + Sync>;
+
 /// Keeps every event as a line, with its level; clones share the lines.
 #[derive(Clone, Default)]
-pub struct LogLines(Arc<Mutex<Vec<(Level, String)>>>);
+pub struct LogLines {
+    lines: Arc<Mutex<Vec<(Level, String)>>>,
+    on_line: Option<OnLine>,
+}
 
 impl LogLines {
+    /// Keeps every line, then calls `on_line` (on the thread that logged, as a host's log
+    /// handler runs: for tests of what a handler may do from there).
+    pub fn calling(on_line: impl Fn() + Send + Sync + 'static) -> Self {
+        Self {
+            on_line: Some(Arc::new(on_line)),
+            ..Self::default()
+        }
+    }
+
     /// The lines kept so far.
     pub fn lines(&self) -> Vec<String> {
         self.kept(|_| true)
@@ -33,7 +48,7 @@ impl LogLines {
     }
 
     fn kept(&self, wanted: impl Fn(Level) -> bool) -> Vec<String> {
-        let lines = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
         lines
             .iter()
             .filter(|(level, _)| wanted(*level))
@@ -67,10 +82,13 @@ impl tracing::Subscriber for LogLines {
     fn event(&self, event: &tracing::Event<'_>) {
         let mut line = Line(String::new());
         event.record(&mut line);
-        self.0
+        self.lines
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((*event.metadata().level(), line.0));
+        if let Some(on_line) = &self.on_line {
+            on_line();
+        }
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
