@@ -85,6 +85,20 @@ pub struct Promotion {
     pub gated: bool,
 }
 
+/// Whether `a` and `b` send every request to the same version: the same environment, or
+/// canaries whose shares round to the same threshold (the same buckets: see
+/// [`threshold_for_percent`]). A change between them changes no request's version, so it
+/// begins no new stage.
+pub(crate) fn same_split(a: Environment, b: Environment) -> bool {
+    match (a, b) {
+        (
+            Environment::Canary { traffic_percent: p },
+            Environment::Canary { traffic_percent: q },
+        ) => threshold_for_percent(p) == threshold_for_percent(q),
+        _ => a == b,
+    }
+}
+
 /// Plans the move from `from` to `to`, or says why it is not a valid promotion.
 ///
 /// Both environments are assumed valid (see [`Environment::validate`]).
@@ -256,6 +270,19 @@ mod tests {
                 Err(PromotionError::AlreadyThere(_))
             ));
         }
+    }
+
+    #[test]
+    fn shares_of_the_same_buckets_are_the_same_split() {
+        assert!(same_split(canary(10.000001), canary(10.0000012)));
+        assert!(same_split(canary(10.0), canary(10.0)));
+        assert!(
+            !same_split(canary(10.0), canary(10.00001)),
+            "one bucket apart"
+        );
+        assert!(same_split(Environment::Staging, Environment::Staging));
+        assert!(!same_split(canary(100.0), Environment::Staging));
+        assert!(!same_split(Environment::Staging, Environment::Production));
     }
 
     #[test]

@@ -54,6 +54,33 @@ fn a_new_salt_starts_a_new_stage() {
     assert!(gate.stage() > stage);
 }
 
+#[test]
+fn a_swap_to_a_share_of_the_same_buckets_keeps_the_stage() {
+    let gate = gate(PromotionConfig {
+        environment: canary(10.000001),
+        ..Default::default()
+    });
+    let stage = gate.stage();
+    let swap_to = |traffic_percent: f64| {
+        gate.swap_config(PromotionConfig {
+            environment: canary(traffic_percent),
+            ..Default::default()
+        })
+        .unwrap();
+    };
+    // Both 1 000 000 buckets of 10 000 000: every request keeps its version.
+    swap_to(10.0000012);
+    assert_eq!(gate.stage(), stage);
+    assert_eq!(
+        gate.environment(),
+        canary(10.0000012),
+        "the config is swapped"
+    );
+    // One bucket more is another split.
+    swap_to(10.00001);
+    assert!(gate.stage() > stage);
+}
+
 /// A gate on the system clock whose latency rules need no warm-up, so that a promotion can
 /// rest on a few thousand samples recorded at once.
 fn gate(config: PromotionConfig) -> PromotionGateManager {

@@ -360,9 +360,10 @@ impl PromotionGateManager {
     /// Replaces the whole config atomically (hot reload) and returns the one it replaced.
     ///
     /// This is an operator's override: it does not go through the promotion state machine or
-    /// the judge. A change of environment starts a new stage, and so does a change of salt,
-    /// which reshuffles users (both are logged as warnings): metrics of one set of canary users
-    /// are never judged together with another's. With a state store, the new config replaces
+    /// the judge. A change of environment starts a new stage (unless it is a canary share
+    /// that rounds to the same buckets, which moves no request), and so does a change of
+    /// salt, which reshuffles users (both are logged as warnings): metrics of one set of
+    /// canary users are never judged together with another's. With a state store, the new config replaces
     /// the stored state for every process (the explicit way to start over from a config
     /// document); it must keep the gate's `store` and `gate` name.
     ///
@@ -409,10 +410,12 @@ impl PromotionGateManager {
                 let not_made = "the config was not swapped: read it again";
                 return Err(moved_first(writer, &current, not_made));
             }
-            let new_stage = current.config.environment != config.environment;
-            if new_stage {
+            if current.config.environment != config.environment {
                 tracing::warn!(from = %current.config.environment, to = %config.environment, "promotion.swap_config changes the environment");
             }
+            // A canary share that rounds to the same buckets routes every request as before:
+            // the stage and the judge's evidence go on.
+            let new_stage = !release::same_split(current.config.environment, config.environment);
             let new_salt = current.config.effective_salt() != config.effective_salt();
             if new_salt {
                 tracing::warn!(gate = %config.gate, "promotion.swap_config changes the routing salt: users are reshuffled");

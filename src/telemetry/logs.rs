@@ -68,7 +68,10 @@ pub(crate) fn log_verdict(verdict: &Verdict) {
 
 #[cfg(test)]
 #[path = "../../tests/common/log_lines.rs"]
-#[allow(dead_code, reason = "shared with the integration tests, which use all of it")]
+#[allow(
+    dead_code,
+    reason = "shared with the integration tests, which use all of it"
+)]
 pub(crate) mod log_lines;
 
 #[cfg(test)]
