@@ -482,9 +482,10 @@ typedef struct pgate_health {
  * (`pgate_set_log_callback`, `pgate_promote`, `pgate_rollback`, `pgate_enable_feature`,
  * `pgate_disable_feature`, `pgate_swap_config`, `pgate_swap_slo`, `pgate_monitor_health`,
  * `pgate_check_slo`, `pgate_gate_free`); the recording and routing calls are not checked
- * (the check would cost them a thread-local read each), and a record there that fires a rule
- * does not wait for the lock its own thread holds: the rollback is left to the gate's next
- * evaluation (or to its state store's thread). The callback should return quickly (the
+ * (the check would cost them a thread-local read each), and never wait for a writer lock
+ * there: a rollback a record calls for while a write holds the lock (this thread's own, or
+ * another's) is made by that write as it lets the lock go, or by the state store's thread.
+ * The callback should return quickly (the
  * thread may be recording, and `pgate_set_log_callback` waits for it: copy the line and write
  * it elsewhere). It must not wait for a thread that is calling `pgate_set_log_callback`,
  * which waits for it.

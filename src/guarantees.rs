@@ -20,18 +20,20 @@
 //!   exactly one published state, never a mix (`tests/concurrency.rs`).
 //! - **Writers never lose each other's change.** Promotions, flag changes, rollbacks and config
 //!   swaps are serialized; each one reads the latest state and publishes the next.
-//! - **Recording never waits for a lock**, not even a thread's first record, which registers
-//!   its recorder (`a_threads_first_record_never_waits_for_a_read_holding_the_window`). Each
-//!   thread writes only its own recorder; the judge's periodic evaluation and the screen after
-//!   a canary error take the window's lock with `try_lock` and, if it is held, leave the
-//!   evaluation to its holder, which makes it as soon as it lets the window go (a read of the
-//!   health or a scrape delays no rollback). One exception: a rollback the record path
-//!   must make needs the writer lock; when a host's write holds it, a gate with a store hands
-//!   the rollback to its sync thread, and a gate without one waits for that write (in-memory
-//!   work, and the log lines it sends to a log callback). A record made on the thread whose
-//!   write holds the lock (from a log subscriber or callback that write called) never waits
-//!   for it: the rollback is left to the next evaluation
-//!   (`a_record_from_inside_the_gates_own_write_never_waits_for_it`).
+//! - **Recording never waits for a gate's lock**, not even a thread's first record, which
+//!   registers its recorder (`a_threads_first_record_never_waits_for_a_read_holding_the_window`;
+//!   the `thread_local` crate takes a process-wide lock for a moment when a thread first asks
+//!   for its id). Each thread writes only its own recorder; the judge's periodic evaluation
+//!   and the screen after a canary error take the window's lock with `try_lock` and, if it is
+//!   held, leave the evaluation to its holder, which makes it as soon as it lets the window go
+//!   (a read of the health or a scrape delays no rollback). A rollback the record path calls
+//!   for needs the writer lock: when a host's write holds it, a gate with a store hands the
+//!   rollback to its sync thread, and a gate without one leaves it to that write, which makes
+//!   it as it lets the lock go. So a record made from a log subscriber or callback, which may
+//!   run inside a write of the same gate or of another, never waits for any write
+//!   (`a_record_from_inside_the_gates_own_write_never_waits_for_it`,
+//!   `records_from_inside_two_gates_writes_never_wait_for_each_other`). `monitor_canary_health`
+//!   acts the same way.
 //! - **Nothing is lost when threads exit.** A thread's recorder outlives it and is reused by the
 //!   next thread (`metrics` tests).
 //!

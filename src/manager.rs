@@ -654,7 +654,8 @@ impl PromotionGateManager {
     }
 
     /// Judges the canary now, over the current window, and rolls it back if a rule fired and
-    /// `auto_rollback_enabled`. The returned health is the one judged (so after an automatic
+    /// `auto_rollback_enabled` (never waiting for a write: while one holds the gate, that write
+    /// makes the rollback as it ends). The returned health is the one judged (so after an automatic
     /// rollback it still shows the canary's numbers and `ROLLBACK`). The `error_burst` rule
     /// looks at the requests in its burst spans (the current one, and since the one before
     /// it); a call starts a new span only when the current one is at least
@@ -810,27 +811,29 @@ impl PromotionGateManager {
         }
     }
 
-    /// Logs `verdict` and applies it, taking the writer lock only when it calls for a rollback.
+    /// Logs `verdict` and applies it, taking the writer lock only when it calls for a rollback
+    /// and never waiting for it (see [`Shared::apply_verdict_or_owe`]).
     fn act_on(&self, verdict: &Verdict) {
         crate::telemetry::log_verdict(verdict);
         if verdict.calls_for_rollback() {
-            self.shared.apply_verdict_unless_held_here(verdict);
+            self.shared.apply_verdict_or_owe(verdict);
         }
     }
 
-    /// [`act_on`](Self::act_on) for the record path, which never waits for store I/O: when the
-    /// writer lock is held (a host's write may be storing itself, up to the store's timeout),
-    /// the rollback is handed to the sync thread, which makes it as soon as the lock is free.
-    /// A gate without a store holds that lock only for in-memory work, and waits for it.
+    /// [`act_on`](Self::act_on) for the record path, which never waits for a lock nor for
+    /// store I/O: when the writer lock is held (a host's write may be storing itself, up to
+    /// the store's timeout), a gate with a store hands the rollback to its sync thread, which
+    /// makes it as soon as the lock is free; a gate without one leaves it to the writer, which
+    /// makes it as it lets the lock go.
     fn act_on_recording(&self, verdict: &Verdict) {
         crate::telemetry::log_verdict(verdict);
         if !verdict.calls_for_rollback() {
             return;
         }
-        if let Some(mut writer) = self.shared.writer.try_lock() {
+        if let Some(mut writer) = self.shared.try_lock_writer() {
             self.shared.apply_verdict(&mut writer, verdict);
         } else if !self.shared.handoff.offer(verdict) {
-            self.shared.apply_verdict_unless_held_here(verdict);
+            self.shared.apply_verdict_or_owe(verdict);
         }
     }
 
@@ -855,7 +858,7 @@ impl PromotionGateManager {
         self.evaluate_as_recording(self.shared.monitor.due_evaluation());
     }
 
-    fn lock_writer(&self) -> WriterGuard<'_> {
+    fn lock_writer(&self) -> Writing<'_> {
         self.shared.lock_writer()
     }
 }
@@ -879,25 +882,6 @@ impl Shared {
         {
             tracing::error!(%error, stage = verdict.stage().get(), "promotion.rollback failed: the canary is still routed");
         }
-    }
-
-    /// [`apply_verdict`](Self::apply_verdict) once the writer lock is free, unless this thread
-    /// holds it: its own write is logging, and the host's log subscriber (or C log callback)
-    /// recorded or read the health from there. Waiting would be forever; the verdict is left
-    /// instead, and the next evaluation (or the next canary error's screen) makes it again.
-    fn apply_verdict_unless_held_here(&self, verdict: &Verdict) {
-        if self.writer.held_here() {
-            tracing::warn!(
-                stage = verdict.stage().get(),
-                "promotion.rollback deferred: this thread's own write holds the gate (a log subscriber or callback recorded or read the health); the next evaluation decides again"
-            );
-            return;
-        }
-        self.apply_verdict(&mut self.lock_writer(), verdict);
-    }
-
-    fn lock_writer(&self) -> WriterGuard<'_> {
-        self.writer.lock()
     }
 
     /// The rollback records. Taken after the writer lock by a writer, alone by a reader.
@@ -1001,4 +985,4 @@ mod tests;
 mod writer_lock;
 mod writes;
 
-use writer_lock::{WriterGuard, WriterLock};
+use writer_lock::{WriterLock, Writing};

@@ -425,10 +425,10 @@ fn ms(n: u64) -> Duration {
 }
 
 /// Dead-canary outcomes on `gate`: every canary request fails, every stable one succeeds,
-/// until 40 canary requests failed.
+/// until 40 canary requests failed, or 4 000 requests (the canary may be rolled back meanwhile).
 fn record_a_dead_canary(gate: &PromotionGateManager) {
     let mut canary_failures = 0;
-    for i in 0.. {
+    for i in 0..4_000 {
         let decision = gate.route_request(&format!("user-{i}"));
         let canary = decision.cohort() == Cohort::Canary;
         gate.record_outcome(&decision, !canary, ms(3));
@@ -439,46 +439,77 @@ fn record_a_dead_canary(gate: &PromotionGateManager) {
     }
 }
 
-#[test]
-fn a_record_from_inside_the_gates_own_write_never_waits_for_it() {
-    // A flag change logs its line under the writer lock. The subscriber records a dead
-    // canary's outcomes from there, and the rule that fires calls for a rollback, which needs
-    // that lock: this thread holds it, so waiting for it would be forever. The rollback is
-    // left to the next evaluation instead.
-    let gate = Arc::new(common::gate(PromotionConfig {
+/// A canary gate without a store, shared with a log handler.
+fn shared_canary_gate() -> Arc<PromotionGateManager> {
+    Arc::new(common::gate(PromotionConfig {
         environment: canary(10.0),
         ..Default::default()
-    }));
-    // At the first line only (the flag's), as a host's log handler that records would.
+    }))
+}
+
+/// Runs `enable_feature` on `writes_on` on a thread of its own, whose log handler, at the
+/// first line (the flag's, logged under the writer lock), runs `meanwhile` and then records a
+/// dead canary's outcomes on `records_on`; returns what the write returned, or panics if it
+/// has not returned within 30 s (it waits for a lock that will never be let go).
+fn write_while_the_handler_records(
+    writes_on: &Arc<PromotionGateManager>,
+    records_on: &Arc<PromotionGateManager>,
+    meanwhile: impl Fn() + Send + Sync + 'static,
+) -> std::thread::JoinHandle<()> {
     let armed = AtomicBool::new(true);
-    let recording = Arc::clone(&gate);
+    let recording = Arc::clone(records_on);
     let handler = LogLines::calling(move || {
         if armed.swap(false, Ordering::SeqCst) {
+            meanwhile();
             record_a_dead_canary(&recording);
         }
     });
+    let writer = Arc::clone(writes_on);
     let (done, finished) = mpsc::channel();
-    let writer = Arc::clone(&gate);
     std::thread::spawn(move || {
         let enabled = handler.during(|| writer.enable_feature("dark-mode"));
         let _ = done.send(enabled);
     });
-    let enabled = finished
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the write returned: its own thread's record did not wait for its lock");
-    assert_eq!(enabled, Ok(()));
-    assert!(gate.is_feature_enabled("dark-mode"));
-    assert_eq!(
-        gate.environment(),
-        canary(10.0),
-        "left for the next evaluation"
-    );
-    // The next canary error's screen decides again, and rolls back.
-    let canary = (0..)
-        .map(|i| gate.route_request(&format!("next-{i}")))
-        .find(|decision| decision.cohort() == Cohort::Canary)
+    std::thread::spawn(move || {
+        let enabled = finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the write returned: no record waited for a writer lock");
+        assert_eq!(enabled, Ok(()));
+    })
+}
+
+#[test]
+fn a_record_from_inside_the_gates_own_write_never_waits_for_it() {
+    // A flag change logs its line under the writer lock. The handler records a dead canary's
+    // outcomes from there, and the rule that fires calls for a rollback, which needs that
+    // lock: this thread holds it, so waiting for it would be forever. The write makes the
+    // rollback as it lets the lock go.
+    let gate = shared_canary_gate();
+    write_while_the_handler_records(&gate, &gate, || {})
+        .join()
         .unwrap();
-    gate.record_outcome(&canary, false, ms(3));
     assert_eq!(gate.environment(), Environment::Production);
     assert_eq!(gate.rollback_history().len(), 1);
+}
+
+#[test]
+fn records_from_inside_two_gates_writes_never_wait_for_each_other() {
+    // Each thread holds one gate's writer lock (its flag change logging) and records on the
+    // other gate from its handler: waiting for the other's lock would wait forever, each for
+    // the other. Both writes return, and each makes the other's rollback as it lets go.
+    let (a, b) = (shared_canary_gate(), shared_canary_gate());
+    let both_inside = Arc::new(Barrier::new(2));
+    let (first, second) = (Arc::clone(&both_inside), both_inside);
+    let on_a = write_while_the_handler_records(&a, &b, move || {
+        first.wait();
+    });
+    let on_b = write_while_the_handler_records(&b, &a, move || {
+        second.wait();
+    });
+    on_a.join().unwrap();
+    on_b.join().unwrap();
+    for gate in [&a, &b] {
+        assert_eq!(gate.environment(), Environment::Production);
+        assert_eq!(gate.rollback_history().len(), 1);
+    }
 }

@@ -1544,3 +1544,28 @@ fn a_gate_dropped_on_its_own_sync_thread_is_dropped_whole() {
     });
     assert_eq!(open(&path).environment(), Environment::Production);
 }
+
+#[test]
+fn a_gate_dropped_inside_its_own_sync_threads_write_is_dropped_whole() {
+    // The sync thread applies another process's flag change under the writer lock, reading
+    // the clock as it publishes: the clock drops the gate there, and the drop waited for that
+    // lock, which its own thread held.
+    let dir = Scratch::new("dropped-inside-sync-write");
+    let path = dir.file("gate.db");
+    let clock = std::sync::Arc::new(DropsItsGate::default());
+    let slow_sync = document(&path, 10.0, 5000).replace(
+        &format!(r#""sync_interval_ms": {SYNC_MS}"#),
+        r#""sync_interval_ms": 60000"#,
+    );
+    let config = PromotionConfig::from_json(&slow_sync).unwrap();
+    let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap();
+    open(&path).enable_feature("dark_mode").unwrap();
+    let mut slot = clock.gate.lock().unwrap();
+    let gate = slot.insert(gate);
+    assert!(gate.sync_now(), "the sync thread runs");
+    drop(slot);
+    eventually("the sync thread dropped the gate", || {
+        clock.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    });
+}

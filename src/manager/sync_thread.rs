@@ -167,8 +167,22 @@ impl SyncThread {
     /// Stops and joins the thread, then writes a rollback still pending, once, on the calling
     /// thread (the gate is being dropped: nothing else will write it). A store that still
     /// cannot be written keeps its state, and that is logged.
+    ///
+    /// Dropped inside a write of its own (a `Clock` that write read let go of the gate's last
+    /// owner, on the sync thread), it cannot wait for the writer lock: a rollback handed to
+    /// the thread is left to that write, which makes it as it lets the lock go, and one still
+    /// to be stored cannot be looked for (that is logged).
     pub(super) fn stop(self, shared: &Shared) {
         drop(self);
+        if shared.writer.held_here() {
+            if let Some(verdict) = shared.handoff.take() {
+                shared.apply_verdict_or_owe(&verdict);
+            }
+            tracing::warn!(
+                "promotion.store the gate is dropped inside its own write (its clock let go of it): a rollback not stored yet, if any, is not written"
+            );
+            return;
+        }
         if let Some(verdict) = shared.handoff.take() {
             shared.apply_verdict(&mut shared.lock_writer(), &verdict);
         }
@@ -326,7 +340,7 @@ mod tests {
             "offered back, not left"
         );
         // A host's write holds the writer lock while the record path acts: the hand-off fails,
-        // so the recording thread waits for the lock and rolls back itself.
+        // so the recording thread leaves the rollback to the write, made as it lets go.
         let (locked, holding) = mpsc::channel();
         std::thread::scope(|scope| {
             scope.spawn(|| {

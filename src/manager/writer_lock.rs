@@ -1,13 +1,18 @@
-//! The gate's writer lock, which also knows which thread holds it: a thread that already holds
-//! it (its own write is logging, and the host's log subscriber or C log callback records or
-//! reads health from there) must not wait for it, which would be forever.
+//! The gate's writer lock, and the automatic rollback it is owed. The record path and the
+//! judging reads never wait for the lock: a rollback they call for while a write holds it is
+//! left with the lock, and the writer makes it as it lets go. Waiting could be forever: the
+//! write may be logging, and the host's log subscriber (or C log callback) records from there,
+//! on the same thread, or on a thread whose own write another gate's subscriber waits for.
+//! The lock also knows which thread holds it, for the one caller that must not wait for
+//! itself (a gate dropped inside its own write).
 
 use std::cell::Cell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
-use super::WriterState;
+use super::{Shared, WriterState};
+use crate::verdict::Verdict;
 
 /// Serializes the gate's writes; see the module's note.
 #[derive(Debug)]
@@ -15,10 +20,25 @@ pub(super) struct WriterLock {
     state: Mutex<WriterState>,
     /// The holding thread's [`this_thread`] number, 0 while no thread holds the lock.
     holder: AtomicUsize,
+    /// A rollback left for whoever holds the lock next to let it go (the newest one).
+    owed: Mutex<Option<Verdict>>,
+    /// Whether `owed` holds one: read without its lock by every writer that lets go.
+    owing: AtomicBool,
 }
 
-/// The writer lock, held: the [`WriterState`] it guards.
-pub(super) struct WriterGuard<'a> {
+/// The writer lock, held: the [`WriterState`] it guards. Letting it go makes the rollback the
+/// lock is owed, if any.
+pub(super) struct Writing<'a> {
+    held: Held<'a>,
+    /// Dropped after `held` (fields drop in order): settles once the mutex is let go.
+    _settle: Settle<'a>,
+}
+
+/// Makes the owed rollback, if any, when dropped.
+struct Settle<'a>(&'a Shared);
+
+/// The mutex itself, held, with its holder named.
+struct Held<'a> {
     state: MutexGuard<'a, WriterState>,
     holder: &'a AtomicUsize,
 }
@@ -28,17 +48,26 @@ impl WriterLock {
         Self {
             state: Mutex::new(state),
             holder: AtomicUsize::new(0),
+            owed: Mutex::new(None),
+            owing: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the calling thread holds the lock, lower in its own stack: then
+    /// [`Shared::lock_writer`] would wait forever.
+    pub(super) fn held_here(&self) -> bool {
+        // Only the holder stores its own number, and it clears it before it lets go: a thread
+        // reads its own number here only while it holds the lock (numbers are never reused).
+        this_thread().is_some_and(|here| self.holder.load(Ordering::Relaxed) == here)
     }
 
     /// Waits for the lock. A writer that panicked mid-way published nothing (publication is
     /// the last step), so the state behind a poisoned lock is still consistent.
-    pub(super) fn lock(&self) -> WriterGuard<'_> {
+    fn lock(&self) -> Held<'_> {
         self.held(self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// The lock if no thread holds it.
-    pub(super) fn try_lock(&self) -> Option<WriterGuard<'_>> {
+    fn try_lock(&self) -> Option<Held<'_>> {
         match self.state.try_lock() {
             Ok(state) => Some(self.held(state)),
             Err(TryLockError::Poisoned(poisoned)) => Some(self.held(poisoned.into_inner())),
@@ -46,43 +75,110 @@ impl WriterLock {
         }
     }
 
-    /// Whether the calling thread holds the lock, lower in its own stack: then
-    /// [`lock`](Self::lock) would wait forever.
-    pub(super) fn held_here(&self) -> bool {
-        // Only the holder stores its own number, and it clears it before it lets go: a thread
-        // reads its own number here only while it holds the lock (numbers are never reused).
-        this_thread().is_some_and(|here| self.holder.load(Ordering::Relaxed) == here)
-    }
-
-    fn held<'a>(&'a self, state: MutexGuard<'a, WriterState>) -> WriterGuard<'a> {
+    fn held<'a>(&'a self, state: MutexGuard<'a, WriterState>) -> Held<'a> {
         // A thread whose thread-locals are gone (it is exiting) holds the lock unnamed.
         self.holder
             .store(this_thread().unwrap_or(0), Ordering::Relaxed);
-        WriterGuard {
+        Held {
             state,
             holder: &self.holder,
         }
     }
+
+    /// Leaves `verdict` for the next writer to let the lock go (replacing an older one: the
+    /// newest judged the latest stage).
+    fn owe(&self, verdict: &Verdict) {
+        *self.owed.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict.clone());
+        self.owing.store(true, Ordering::SeqCst);
+    }
+
+    /// The owed rollback and the lock to make it under, if one is owed and the lock is free.
+    fn take_owed(&self) -> Option<(Held<'_>, Verdict)> {
+        if !self.owing.load(Ordering::SeqCst) {
+            return None;
+        }
+        let held = self.try_lock()?;
+        self.owing.store(false, Ordering::SeqCst);
+        let verdict = self
+            .owed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        Some((held, verdict))
+    }
 }
 
-impl Drop for WriterGuard<'_> {
+impl Shared {
+    /// Waits for the writer lock.
+    pub(super) fn lock_writer(&self) -> Writing<'_> {
+        self.writing(self.writer.lock())
+    }
+
+    /// The writer lock if no thread holds it.
+    pub(super) fn try_lock_writer(&self) -> Option<Writing<'_>> {
+        self.writer.try_lock().map(|held| self.writing(held))
+    }
+
+    fn writing<'a>(&'a self, held: Held<'a>) -> Writing<'a> {
+        Writing {
+            held,
+            _settle: Settle(self),
+        }
+    }
+
+    /// Makes the rollback `verdict` calls for now if the writer lock is free, else leaves it
+    /// to the writer that holds it, which makes it as it lets go. Never waits.
+    pub(super) fn apply_verdict_or_owe(&self, verdict: &Verdict) {
+        if let Some(mut writer) = self.try_lock_writer() {
+            self.apply_verdict(&mut writer, verdict);
+            return;
+        }
+        self.writer.owe(verdict);
+        // The holder may have let go between the `try_lock` and the `owe`, before it looked
+        // at `owing`: look again. With both fences, either it saw `owing` or this `try_lock`
+        // sees the lock free (or a later holder's, who will look when it lets go).
+        fence(Ordering::SeqCst);
+        self.settle_owed();
+    }
+
+    /// Makes the owed rollback while the lock is free, until none is owed.
+    fn settle_owed(&self) {
+        while let Some((mut held, verdict)) = self.writer.take_owed() {
+            self.apply_verdict(&mut held.state, &verdict);
+            drop(held);
+            fence(Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Held<'_> {
     fn drop(&mut self) {
         // Before the mutex is let go (fields drop after this).
         self.holder.store(0, Ordering::Relaxed);
     }
 }
 
-impl Deref for WriterGuard<'_> {
-    type Target = WriterState;
-
-    fn deref(&self) -> &WriterState {
-        &self.state
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        // A panicking write makes no rollback on its way out; the next writer to let go does.
+        if !std::thread::panicking() {
+            fence(Ordering::SeqCst);
+            self.0.settle_owed();
+        }
     }
 }
 
-impl DerefMut for WriterGuard<'_> {
+impl Deref for Writing<'_> {
+    type Target = WriterState;
+
+    fn deref(&self) -> &WriterState {
+        &self.held.state
+    }
+}
+
+impl DerefMut for Writing<'_> {
     fn deref_mut(&mut self) -> &mut WriterState {
-        &mut self.state
+        &mut self.held.state
     }
 }
 
