@@ -15,6 +15,8 @@
 //!
 //! The seeds `promoted_to_staging` and `promoted_to_production` earn gated promotions (to
 //! Staging, and on to Production), so the states after them are fuzzed from the first run.
+//! `.ci/fuzz` runs each alone with `PGATE_FUZZ_EXPECT_PROMOTED_TO` set to `staging` or
+//! `production`: the run fails unless a promotion of the sequence reached that environment.
 
 #![no_main]
 
@@ -23,6 +25,7 @@ use libfuzzer_sys::fuzz_target;
 use promotion_gates_ffi::{pgate_decision, pgate_environment, pgate_recorded, pgate_status};
 use promotion_gates_fuzz::{Gate, Observed, Refusal};
 use serde_json::Value;
+use std::sync::OnceLock;
 
 /// Flag names a sequence picks from (so enabling, disabling and reading meet), beside raw bytes.
 const FLAGS: [&[u8]; 4] = [b"new_api", b"dark_mode", b"beta", b"x"];
@@ -311,6 +314,20 @@ fn rolled_back_by_judge(before: &Observed, after: &Observed) -> bool {
         && newest.is_some_and(|event| event["trigger"] == "automatic")
 }
 
+/// The environment a promotion of every sequence must reach (`PGATE_FUZZ_EXPECT_PROMOTED_TO`:
+/// `staging` or `production`), for the check that a seed still earns it; none while fuzzing.
+fn expected_promotion() -> Option<pgate_environment> {
+    static EXPECTED: OnceLock<Option<pgate_environment>> = OnceLock::new();
+    *EXPECTED.get_or_init(|| {
+        let name = std::env::var("PGATE_FUZZ_EXPECT_PROMOTED_TO").ok()?;
+        match name.as_str() {
+            "staging" => Some(pgate_environment::Staging),
+            "production" => Some(pgate_environment::Production),
+            _ => panic!("PGATE_FUZZ_EXPECT_PROMOTED_TO={name:?}: expected staging or production"),
+        }
+    })
+}
+
 fuzz_target!(|input: Input| {
     let config = serde_json::json!({
         "environment": {"canary": {"traffic_percent": f64::from(input.start % 101)}},
@@ -324,9 +341,13 @@ fuzz_target!(|input: Input| {
     let flags = mentioned(&input);
     let mut decisions = Vec::new();
     let mut before = gate.observe(&flags);
+    let mut promoted_to = Vec::new();
     for op in input.ops.iter().take(64) {
         let result = step(&gate, op, &mut decisions);
         let after = gate.observe(&flags);
+        if matches!(op, Op::Promote { .. }) && result.is_ok() {
+            promoted_to.push(after.state.0);
+        }
         if let Err(refusal) = result {
             let judged = matches!(op, Op::Promote { .. })
                 && refusal.status == pgate_status::SloNotMet
@@ -343,5 +364,11 @@ fuzz_target!(|input: Input| {
             "{op:?}: the stage went back"
         );
         before = after;
+    }
+    if let Some(expected) = expected_promotion() {
+        assert!(
+            promoted_to.contains(&expected),
+            "no promotion reached {expected:?}; the promotions made reached {promoted_to:?}"
+        );
     }
 });
