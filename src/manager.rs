@@ -90,7 +90,7 @@ pub struct PromotionGateManager {
 impl Drop for PromotionGateManager {
     fn drop(&mut self) {
         // Explicitly, while the shared state still lives: an automatic rollback published
-        // but not yet stored must reach the store before the gate goes (a reload, `pgate_free`).
+        // but not yet stored must reach the store before the gate goes (a reload, `pgate_gate_free`).
         if let Some(sync) = self.sync.take() {
             sync.stop(&self.shared);
         }

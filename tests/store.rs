@@ -1136,7 +1136,7 @@ fn a_store_file_whose_history_table_was_dropped_is_not_ours_naming_the_table() {
 
 #[test]
 fn an_automatic_rollback_is_stored_even_when_the_gate_is_dropped_at_once() {
-    // Dropping the gate right after an automatic rollback (a reload, `pgate_free`) races the
+    // Dropping the gate right after an automatic rollback (a reload, `pgate_gate_free`) races the
     // sync thread that writes it: run it many times.
     for round in 0..20 {
         let dir = Scratch::new(&format!("drop-at-once-{round}"));

@@ -197,7 +197,7 @@ type SLO struct {
 	ErrorRateRatioLimit      float64       // roll back above production's error rate x this, >= 1
 	P99RatioLimit            float64       // roll back above production's p99 x this, >= 1
 	P99Budget                time.Duration // roll back above this p99; 0 means no budget (null)
-	MinSamples               uint64        // canary samples before an ordinary rule may fire, >= 1
+	MinSamples               uint64        // canary samples before an ordinary rule may fire, >= 5
 	Significance             float64       // one-sided level of each rule's test, (0, 0.5)
 	OverwhelmingSignificance float64       // level that may act before MinSamples, <= Significance
 	EvaluationInterval       time.Duration // least time between automatic evaluations (<= 1 h)
@@ -211,8 +211,8 @@ type SLO struct {
 }
 
 // DefaultSLO returns the library's defaults: 500 ms target, 5 % errors, ratios 1.5, no p99
-// budget, 100 samples, significance 0.001 and 1e-9, evaluation every second, tolerances 0.2 %
-// and 1 ms, latency shift 1.1, 30 s warm-up, NO_DATA after 120 s, promotion evidence at 0.05.
+// budget, 100 samples, significance 0.001 and 1e-9, evaluation every second, tolerances 0.05
+// points and 1 ms, latency shift 1.1, 30 s warm-up, NO_DATA after 120 s, promotion evidence at 0.05.
 func DefaultSLO() SLO {
 	return SLO{
 		LatencyTarget:            500 * time.Millisecond,

@@ -74,7 +74,7 @@ pub struct SqliteStoreConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdStoreConfig {
-    /// `http://host:port` or `https://host:port` of one or more cluster members.
+    /// `http://host:port` of one or more cluster members (plain HTTP: `https://` is refused).
     pub endpoints: Vec<String>,
     /// The key prefix under which this gate's keys live, e.g. `/promotion-gates/checkout`.
     pub prefix: String,
