@@ -116,9 +116,11 @@ TEST(Log, ALevelOutsideTheLevelsIsRefusedAndChangesNothing) {
   EXPECT_TRUE(refused.taken().empty());
 }
 
-TEST(Log, TheCallbackCannotSetTheCallbackAndItsExceptionsAreDropped) {
+TEST(Log, TheCallbackCannotSetTheCallbackNorWriteAndItsExceptionsAreDropped) {
   std::atomic<int> calls{0};
   std::atomic<pgate_status> inner{PGATE_STATUS_OK};
+  std::atomic<pgate_status> inner_write{PGATE_STATUS_OK};
+  std::atomic<const Gate*> target{nullptr};
   const Stop stop;
   set_log_callback(
       [&](LogLevel, std::string_view, std::string_view) {
@@ -128,15 +130,26 @@ TEST(Log, TheCallbackCannotSetTheCallbackAndItsExceptionsAreDropped) {
         } catch (const Error& e) {
           inner = e.status();
         }
+        if (const Gate* gate = target.load()) {
+          try {
+            gate->enable_feature("from_inside");
+          } catch (const Error& e) {
+            inner_write = e.status();
+          }
+        }
         throw std::runtime_error("a callback that throws");  // dropped, not across the C ABI
       },
       LogLevel::Info);
   const Gate gate = Gate::create(kCanary50);
+  target = &gate;
   gate.enable_feature("a");
   EXPECT_TRUE(gate.is_feature_enabled("a")) << "the write whose line threw took effect";
   gate.rollback("bad deploy");
+  target = nullptr;
   EXPECT_GE(calls.load(), 2);
   EXPECT_EQ(inner.load(), PGATE_STATUS_INVALID_ARGUMENT);
+  EXPECT_EQ(inner_write.load(), PGATE_STATUS_INVALID_ARGUMENT) << "a write from inside is refused";
+  EXPECT_FALSE(gate.is_feature_enabled("from_inside"));
 }
 
 /// Routes at the debug level (one line per route) on `workers` threads until stopped.
