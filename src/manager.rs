@@ -27,6 +27,7 @@ use crate::slo::SloAdmissionController;
 use crate::snapshot::{RouteTable, Snapshot};
 use crate::telemetry::RollbackTally;
 use crate::verdict::{Compliance, Verdict};
+use writer_lock::{WriterLock, Writing};
 
 /// State only writers touch, behind the writer lock. Readers never take it.
 #[derive(Debug, Default)]
@@ -984,5 +985,3 @@ mod sync_thread;
 mod tests;
 mod writer_lock;
 mod writes;
-
-use writer_lock::{WriterLock, Writing};
