@@ -64,7 +64,7 @@
 //!    snapshot. With a [`StoreConfig`] in the config, a write is first committed to the state
 //!    store (`store/`, the only module that does I/O, never on the route or record path), and a
 //!    sync thread (`manager/sync_thread.rs`) applies other processes' writes
-//!    (`manager/stored.rs`).
+//!    (`manager/stored.rs` and `manager/stored/`).
 //!
 //! The routing formula is written out in [`bucket`] so that any language can
 //! recompute a decision; the release model is in [`release`]; what a host may rely on is in

@@ -1,0 +1,515 @@
+//! Following the store: what changed since the known state (a pending rollback written
+//! first, a store that went back followed), applied under the writer lock.
+
+use std::sync::Arc;
+
+use super::pending::{Pending, Settled};
+use super::{conflict, events, guard_of, with_store_key};
+use crate::changes::ChangeOrigin;
+use crate::decision::StageId;
+use crate::error::Error;
+use crate::history::{RollbackEvent, RolledBack};
+use crate::manager::{Shared, WriterState};
+use crate::release;
+use crate::snapshot::Snapshot;
+use crate::store::{
+    self, Commit, Guard, Since, StateStore, StoreError, StoredRelease, StoredWrite,
+};
+
+/// What the store says has changed since a known state, to apply under the writer lock.
+pub(super) struct CatchUp {
+    /// The state the catch-up was computed from; applied only if it is still the known one.
+    from: Guard,
+    release: StoredRelease,
+    /// Events read from the store, to add to the history, oldest first, each with the version
+    /// of the write that stored it.
+    events: Vec<(u64, RollbackEvent)>,
+    /// The pending rollback this catch-up wrote, to follow `events` in the history: this
+    /// process made it, and counted it then.
+    own: Option<RollbackEvent>,
+    /// The version of the event among `events` that is the pending rollback, found stored
+    /// already: this process made it, and counted it then.
+    counted: Option<u64>,
+    /// Whether `events` (and `own`) are the whole history (they replace the local one).
+    whole_history: bool,
+    /// Whether the pending rollback is now settled (written, or overtaken by another write).
+    settles_pending: bool,
+    /// Whether this process started the stored stage (its pending rollback, written now or
+    /// found stored; its state written to an emptied store): the gate is in it already.
+    /// Otherwise a stored stage other than `from`'s is another process's, and a new stage here
+    /// too, even when the local stage number is ahead of the stored one (a dropped rollback).
+    started_here: bool,
+}
+
+impl CatchUp {
+    /// Follows the stored `state` read after `from`: its history is the whole history when
+    /// `settles_pending` (a pending rollback yields to it), else the events since `from`.
+    fn following(
+        store: &dyn StateStore,
+        from: Guard,
+        state: store::StoredState,
+        settles_pending: bool,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            from,
+            events: events(store, &state.history)?,
+            own: None,
+            counted: None,
+            release: state.release,
+            whole_history: settles_pending,
+            settles_pending,
+            started_here: false,
+        })
+    }
+
+    /// The same, its events replacing the local history (they were read whole, from a store
+    /// that went back).
+    fn whole(mut self) -> Self {
+        self.whole_history = true;
+        self
+    }
+}
+
+/// This process's published snapshot, read with the known state: what a store that went back
+/// is given again, or what its stages are numbered above. Shared, not copied: most ticks
+/// never read it.
+pub(super) struct Local {
+    stage: u64,
+    snapshot: Arc<Snapshot>,
+}
+
+impl Local {
+    pub(super) fn of(snapshot: Arc<Snapshot>) -> Self {
+        Self {
+            stage: snapshot.route.stage.get(),
+            snapshot,
+        }
+    }
+}
+
+/// Reads what changed in the store since `from`, writing `pending` first if there is one.
+/// Store I/O only: no lock held.
+pub(super) fn catch_up(
+    store: &dyn StateStore,
+    from: Guard,
+    pending: Option<&Pending>,
+    local: &Local,
+) -> Result<Option<CatchUp>, StoreError> {
+    let Some(pending) = pending else {
+        return match store.changes_since(from)? {
+            Since::Same => Ok(None),
+            Since::Newer(state) => CatchUp::following(store, from, state, false).map(Some),
+            Since::Reset(state) => went_back(store, from, state, local),
+        };
+    };
+    for _ in 0..4 {
+        let Some(state) = store.load()? else {
+            // The store lost the gate's state: this process's rolled-back release is its first.
+            tracing::error!(
+                known = from.version,
+                "promotion.store the stored state is gone (deleted or replaced): the pending rollback is written as the store's first state"
+            );
+            match reseed(store, from, local, pending.event.as_ref())? {
+                Some(update) => return Ok(Some(update)),
+                None => continue,
+            }
+        };
+        match pending.settled_by(&state) {
+            Some(Settled::Written(version)) => {
+                let update = CatchUp::following(store, from, state, true)?;
+                return Ok(Some(CatchUp {
+                    counted: Some(version),
+                    started_here: true,
+                    ..update
+                }));
+            }
+            Some(Settled::Overtaken(why)) => {
+                tracing::warn!(
+                    decided_on_stage = pending.decided_on.stage,
+                    stored_stage = state.release.stage,
+                    stored = %state.release.config.environment,
+                    "promotion.store a rollback made while the store was unavailable is dropped: {why}; the gate follows the stored state"
+                );
+                return CatchUp::following(store, from, state, true).map(Some);
+            }
+            None => {}
+        }
+        let stored = guard_of(&state.release);
+        let config = release::rolled_back(&state.release.config);
+        // Above the local stage too, if the store went back below it: every process numbers
+        // the stored stages alike.
+        let stage = (stored.stage + 1).max(local.stage);
+        let write = StoredWrite::new(stored, stage, &config, pending.event.as_ref());
+        if store.commit(&write)? == Commit::Written {
+            return Ok(Some(CatchUp {
+                from,
+                events: events(store, &state.history)?,
+                own: pending.event.clone(),
+                counted: None,
+                release: write.release,
+                whole_history: true,
+                settles_pending: true,
+                started_here: true,
+            }));
+        }
+    }
+    Err(conflict(
+        store.location(),
+        "the stored state kept changing while a rollback was written",
+    ))
+}
+
+/// Follows a store that went back below the known state `from` (its state deleted, or replaced
+/// by an older or another one): an empty store is given this process's state again (one
+/// process wins that write; the others follow it at their next tick); a stored state is
+/// adopted, its stages first numbered above the local one if they are below it (the gates of a
+/// store number their stages alike, and a gate's stage never goes back). `None`: another
+/// process wrote between the reads, and the next tick looks again.
+fn went_back(
+    store: &dyn StateStore,
+    from: Guard,
+    state: Option<store::StoredState>,
+    local: &Local,
+) -> Result<Option<CatchUp>, StoreError> {
+    let stored = state.as_ref().map(|s| (s.release.version, s.release.stage));
+    tracing::error!(
+        known_version = from.version,
+        known_stage = from.stage,
+        ?stored,
+        "promotion.store the store went back (its state was deleted or replaced): following it"
+    );
+    let Some(state) = state else {
+        if let Some(update) = reseed(store, from, local, None)? {
+            return Ok(Some(update));
+        }
+        // Another process wrote the emptied store first: follow what it wrote.
+        return match store.load()? {
+            Some(state) => went_back(store, from, Some(state), local),
+            None => Ok(None),
+        };
+    };
+    if state.release.stage >= local.stage {
+        return CatchUp::following(store, from, state, false).map(|update| Some(update.whole()));
+    }
+    let write = StoredWrite::new(
+        guard_of(&state.release),
+        local.stage + 1,
+        &state.release.config,
+        None,
+    );
+    match store.commit(&write)? {
+        Commit::Written => Ok(Some(CatchUp {
+            from,
+            events: events(store, &state.history)?,
+            own: None,
+            counted: None,
+            release: write.release,
+            whole_history: true,
+            settles_pending: false,
+            started_here: false,
+        })),
+        Commit::Conflict { .. } => Ok(None),
+    }
+}
+
+/// Writes the local state as the first of an empty store, with `event` (a pending rollback's,
+/// which it then settles), and makes the stored history the gate's (the store lost the rest).
+/// `None` when another process wrote first.
+fn reseed(
+    store: &dyn StateStore,
+    from: Guard,
+    local: &Local,
+    event: Option<&RollbackEvent>,
+) -> Result<Option<CatchUp>, StoreError> {
+    let empty = Guard::EMPTY;
+    let write = StoredWrite::new(empty, local.stage, &local.snapshot.config, event);
+    Ok(match store.commit(&write)? {
+        // The history is what the store now holds, the event alone (if any), as every other
+        // process and a restart read it.
+        Commit::Written => Some(CatchUp {
+            from,
+            events: Vec::new(),
+            own: event.cloned(),
+            counted: None,
+            release: write.release,
+            whole_history: true,
+            settles_pending: event.is_some(),
+            started_here: true,
+        }),
+        Commit::Conflict { .. } => None,
+    })
+}
+
+impl Shared {
+    /// Brings the gate up to the store's state, under the writer lock (a host's write that
+    /// lost a race calls it before trying again).
+    pub(in crate::manager) fn catch_up_locked(
+        &self,
+        writer: &mut WriterState,
+    ) -> Result<(), Error> {
+        let Some(link) = writer.store.as_mut() else {
+            return Ok(());
+        };
+        let local = Local::of(self.current.load_full());
+        match catch_up(
+            link.store.as_ref(),
+            link.known,
+            link.pending.as_ref(),
+            &local,
+        ) {
+            Ok(Some(update)) => {
+                self.apply(writer, update);
+                Ok(())
+            }
+            Ok(None) => {
+                link.came_back();
+                Ok(())
+            }
+            Err(error) => {
+                link.went_down(&error);
+                Err(error.into())
+            }
+        }
+    }
+
+    /// One catch-up of the sync thread (each tick, before it exchanges contributions): the store
+    /// I/O without the writer lock, then the result applied under it (if no write moved the gate
+    /// meanwhile).
+    pub(in crate::manager) fn sync_once(&self) {
+        if let Some(verdict) = self.handoff.take() {
+            self.apply_verdict(&mut self.lock_writer(), &verdict);
+        }
+        let (store, from, pending, local) = {
+            let writer = self.lock_writer();
+            let Some(link) = writer.store.as_ref() else {
+                return;
+            };
+            let local = Local::of(self.current.load_full());
+            (
+                Arc::clone(&link.store),
+                link.known,
+                link.pending.clone(),
+                local,
+            )
+        };
+        let result = catch_up(store.as_ref(), from, pending.as_ref(), &local);
+        {
+            let mut writer = self.lock_writer();
+            match result {
+                Ok(Some(update)) => self.apply(&mut writer, update),
+                Ok(None) => {
+                    if let Some(link) = writer.store.as_mut() {
+                        link.came_back();
+                    }
+                }
+                Err(error) => {
+                    if let Some(link) = writer.store.as_mut() {
+                        link.went_down(&error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies a catch-up: the stored release becomes the gate's, its events join the
+    /// history, and a snapshot is published if routing changes.
+    ///
+    /// The events stored after the state the catch-up started from (`from`) are counted by
+    /// cause ([`rollback_counts`](crate::PromotionGateManager::rollback_counts)), but for this
+    /// process's own pending rollback found stored (`counted`): every write through `from`,
+    /// and that rollback, is counted already (this process's own when it made them, the
+    /// others' at an earlier catch-up, those of the history the gate opened on when it opened), so
+    /// each stored event counts once in every process, and every process that follows the
+    /// store counts the same stored events. A pending rollback dropped here (overtaken) stays
+    /// counted in this process only: its routing did roll back, but the store never held it.
+    /// Events at or below `from` in a store that went back (deleted, or replaced by an older
+    /// copy) are not counted again.
+    pub(super) fn apply(&self, writer: &mut WriterState, update: CatchUp) {
+        let Some(link) = writer.store.as_mut() else {
+            return;
+        };
+        if link.known != update.from {
+            return; // a host's write moved the gate meanwhile; the next tick looks again
+        }
+        if link.pending.is_some() && !update.settles_pending {
+            // A rollback was made (and published) during this catch-up's unlocked I/O, which
+            // did not know it: applying would put the stored, not rolled-back stage back. The
+            // rollback's wake-up writes it and catches up.
+            return;
+        }
+        link.came_back();
+        if update.settles_pending {
+            link.pending = None;
+        }
+        link.known = guard_of(&update.release);
+        let config = with_store_key(update.release.config, &link.config);
+        // The newest release rollback among the events, for the change feed (the events
+        // themselves move into the history).
+        let rollback = update
+            .events
+            .iter()
+            .map(|(_, event)| event)
+            .chain(&update.own)
+            .rev()
+            .find(|event| event.rolled_back == RolledBack::Release)
+            .cloned();
+        let bound = config.max_rollback_history;
+        // The history, the counts and the snapshot change together for readers.
+        let mut records = self.lock_records();
+        for (version, event) in &update.events {
+            if *version > update.from.version && Some(*version) != update.counted {
+                records.rollbacks.count(event);
+            }
+        }
+        let history = update
+            .events
+            .into_iter()
+            .map(|(_, event)| event)
+            .chain(update.own);
+        let dropped = if update.whole_history {
+            records.history.replace(history, bound)
+        } else {
+            history
+                .map(|event| records.history.push(event, bound))
+                .sum()
+        };
+        let current = self.current.load_full();
+        // The gate follows the stored stage (never going back): a stage this gate already
+        // started itself (its own rollback, written later), or shows already (the same config
+        // at the same number: another process's rollback of the stage this one rolled back
+        // too), is not started again; another process's is a new stage here too, numbered
+        // above the local one if that is ahead (a dropped rollback's: the outcomes recorded
+        // while rolled back are neither judged as the followed stage's nor published as this
+        // process's contribution to it).
+        let stored = StageId(update.release.stage);
+        let shown = stored == current.route.stage && config == current.config;
+        let stage = if update.started_here || update.release.stage == update.from.stage || shown {
+            current.route.stage.max(stored)
+        } else {
+            StageId(current.route.stage.0 + 1).max(stored)
+        };
+        if stage == current.route.stage && current.config == config {
+            drop(records);
+            crate::manager::writes::log_dropped(dropped);
+            return;
+        }
+        let to = config.environment;
+        let published = self.publish(
+            writer,
+            config,
+            stage,
+            ChangeOrigin::Store,
+            rollback.as_slice(),
+        );
+        drop(records);
+        crate::manager::writes::log_dropped(dropped);
+        match published {
+            Ok(()) => {
+                tracing::info!(from = %current.config.environment, %to, "promotion.store applied a write from the store");
+            }
+            Err(error) => {
+                tracing::error!(%error, "promotion.store cannot publish the stored state; routing stays on the last snapshot");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Environment;
+    use crate::store::StoreConfig;
+
+    /// A SQLite store holding the state `write_on(0, Canary{10})` made (version and stage 1),
+    /// in `dir`; a rollback of that state waiting to be written; and the state of the gate that
+    /// made it (rolled back, stage 2).
+    fn a_rollback_waiting_on(
+        dir: &crate::store::scratch::Scratch,
+    ) -> (Arc<dyn StateStore>, Pending, Local) {
+        use crate::store::testing::{GATE, rollback_event, write_on};
+        let settings = StoreConfig::Sqlite(crate::store::SqliteStoreConfig {
+            path: dir.file("gate.db"),
+            sync_interval_ms: 250,
+            busy_timeout_ms: 2000,
+            fleet_judging: true,
+        });
+        let store = store::open(&settings, GATE).unwrap();
+        let first = write_on(0, crate::config::canary(10.0), None);
+        assert_eq!(store.commit(&first).unwrap(), Commit::Written);
+        let gate = crate::PromotionGateManager::new(
+            crate::store::testing::config(crate::config::canary(10.0)),
+            crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap(),
+        )
+        .unwrap();
+        gate.rollback("seen offline").unwrap();
+        let pending = Pending {
+            event: Some(rollback_event("seen offline")),
+            decided_on: Guard {
+                version: 1,
+                stage: 1,
+            },
+        };
+        (store, pending, Local::of(gate.shared.current.load_full()))
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_dropped_when_the_stored_release_moved_on_to_another_stage() {
+        use crate::store::testing::write_on;
+        let dir = crate::store::scratch::Scratch::new("stale-pending");
+        let (store, pending, local) = a_rollback_waiting_on(&dir);
+        // Meanwhile another process graduated the canary and started the next rollout; no
+        // rollback event on the way.
+        for write in [
+            write_on(1, Environment::Production, None),
+            write_on(2, crate::config::canary(5.0), None),
+        ] {
+            assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+        }
+        let from = pending.decided_on;
+        let update = catch_up(store.as_ref(), from, Some(&pending), &local)
+            .unwrap()
+            .unwrap();
+        assert!(update.settles_pending && update.whole_history);
+        assert_eq!(
+            (update.release.version, update.release.stage),
+            (3, 3),
+            "the new rollout is followed"
+        );
+        let stored = store.load().unwrap().unwrap();
+        assert_eq!(
+            stored.release.config.environment,
+            crate::config::canary(5.0),
+            "the new rollout is not rolled back"
+        );
+        assert!(stored.history.is_empty());
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_written_over_a_write_that_kept_its_stage_and_only_once() {
+        let dir = crate::store::scratch::Scratch::new("pending-flag");
+        let (store, pending, local) = a_rollback_waiting_on(&dir);
+        // Another process enabled a flag: same stage, so the rollback still applies.
+        let mut flagged = crate::store::testing::config(crate::config::canary(10.0));
+        flagged.feature_flags.push("dark_mode".into());
+        let flag_edit = StoredWrite::new(pending.decided_on, 1, &flagged, None);
+        assert_eq!(store.commit(&flag_edit).unwrap(), Commit::Written);
+        let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
+            .unwrap()
+            .unwrap();
+        assert_eq!(update.release.version, 3);
+        let stored = store.load().unwrap().unwrap();
+        assert_eq!(stored.release.config.environment, Environment::Production);
+        assert_eq!(stored.history.len(), 1);
+        // Tried again (another thread held a copy of it): it is there already, not written twice.
+        assert_eq!(
+            pending.settled_by(&stored),
+            Some(Settled::Written(3)),
+            "{stored:?}"
+        );
+        let again = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.release.version, 3);
+        assert_eq!(store.load().unwrap().unwrap(), stored);
+    }
+}

@@ -1,0 +1,133 @@
+//! A rollback published while the store could not be written: when a stored state settles
+//! it, and how a host's write first writes it.
+
+use std::sync::Arc;
+
+use super::catch_up::{Local, catch_up};
+use super::conflict;
+use crate::config::Environment;
+use crate::error::Error;
+use crate::history::RollbackEvent;
+use crate::manager::{Shared, WriterState};
+use crate::store::{self, Guard, StoreError, StoreProblem};
+
+/// Why a host's write is refused while a rollback waits to be written.
+pub(super) const WAITING_ROLLBACK: &str = "a rollback made while the store was unavailable is not written yet, and this write waits for it";
+
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    /// Its history event (with the judge's evidence, when automatic).
+    pub(super) event: Option<RollbackEvent>,
+    /// The stored state it was decided on.
+    pub(super) decided_on: Guard,
+}
+
+/// How a stored state read after a rollback was deferred settles it.
+#[derive(Debug, PartialEq)]
+pub(super) enum Settled {
+    /// The rollback is stored already (an earlier try whose answer was lost, or the sync
+    /// thread's write racing a host's), by the write of this version.
+    Written(u64),
+    /// Another write made it pointless, or wrong: why, for the log.
+    Overtaken(String),
+}
+
+impl Pending {
+    /// Whether `state`, the stored state, settles this rollback without writing it: it holds
+    /// the rollback already; another release rollback was stored after the state it was
+    /// decided on; the stored release is in Production; or the stored release moved on to
+    /// another stage (another process ramped, graduated or started the next rollout meanwhile:
+    /// a stage that already left is not rolled back again, as on the record path). A store
+    /// that went back (a version at or below the one decided on) settles nothing: the rollback
+    /// is written on top of it. `None`: still to be written.
+    pub(super) fn settled_by(&self, state: &store::StoredState) -> Option<Settled> {
+        let decided_on = self.decided_on;
+        let since = || {
+            state
+                .history
+                .iter()
+                .filter(move |e| e.version > decided_on.version)
+        };
+        let ours = |stored: &store::StoredEvent| {
+            self.event.as_ref().is_some_and(|event| {
+                *stored == store::StoredEvent::from_event(stored.version, event)
+            })
+        };
+        if let Some(stored) = since().find(|e| ours(e)) {
+            return Some(Settled::Written(stored.version));
+        }
+        let release = &state.release;
+        let why = if let Some(other) = since().find(|e| e.rolled_back == "release") {
+            format!(
+                "the store holds another rollback of the release since (version {}, {:?})",
+                other.version, other.reason
+            )
+        } else if release.config.environment == Environment::Production {
+            "the stored release is in Production".to_string()
+        } else if release.version > decided_on.version && release.stage != decided_on.stage {
+            format!(
+                "the stored release moved on from stage {} it was decided on to stage {} ({}): a stage that already left is not rolled back again",
+                decided_on.stage, release.stage, release.config.environment
+            )
+        } else {
+            return None;
+        };
+        Some(Settled::Overtaken(why))
+    }
+}
+
+impl Shared {
+    /// Writes a rollback still waiting to be written, under the writer lock (as
+    /// [`catch_up_locked`](Self::catch_up_locked) does), before a write that waits for no one:
+    /// an automatic rollback is published at once and left to the sync thread, so a host's
+    /// write right after one finds it waiting even when the store is healthy. The host's write
+    /// is then made on top of it.
+    ///
+    /// # Errors
+    /// The store still does not answer, or refuses the rollback: the error's kind, with a
+    /// message that says the rollback is not written yet. [`StoreProblem::Conflict`] when the
+    /// gate, settling it, followed a stored state other than its own (the rollback was
+    /// dropped, or written over another process's write): the caller's write was decided on a
+    /// state that is no longer published, and is decided again.
+    pub(super) fn settle_pending(&self, writer: &mut WriterState) -> Result<(), Error> {
+        let Some(link) = writer.store.as_mut() else {
+            return Ok(());
+        };
+        let Some(pending) = link.pending.clone() else {
+            return Ok(());
+        };
+        let published = self.current.load_full();
+        let local = Local::of(Arc::clone(&published));
+        match catch_up(link.store.as_ref(), link.known, Some(&pending), &local) {
+            Ok(Some(update)) => self.apply(writer, update),
+            Ok(None) => {}
+            Err(error) => {
+                link.went_down(&error);
+                let detail = format!(
+                    "{WAITING_ROLLBACK}: writing it now failed ({})",
+                    error.detail()
+                );
+                return Err(StoreError::new(link.location(), error.problem(), detail).into());
+            }
+        }
+        let Some(link) = writer.store.as_ref() else {
+            return Ok(());
+        };
+        if link.pending.is_some() {
+            return Err(StoreError::new(
+                link.location(),
+                StoreProblem::Unavailable,
+                WAITING_ROLLBACK,
+            )
+            .into());
+        }
+        if !Arc::ptr_eq(&published, &self.current.load_full()) {
+            return Err(conflict(
+                link.location(),
+                "the gate followed the stored state while it wrote its waiting rollback; the write is decided again",
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
