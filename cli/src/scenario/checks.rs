@@ -1,0 +1,466 @@
+//! The checks a scenario file must pass before it runs: each field on its own, the moves
+//! between stages, and the size of the whole run; each error names the field and the value.
+
+use std::fmt;
+
+use promotion_gates::{Environment, StoreConfig, plan_promotion, shown_number};
+
+use super::{
+    LATENCY_MS, MAX_DESCRIPTION_BYTES, MAX_EXTENSIONS, MAX_LATENCY_FACTOR, MAX_NAME_BYTES, MAX_RPS,
+    MAX_RUN_EVALUATIONS, MAX_RUN_REQUESTS, MAX_RUN_S, MAX_SIGMA, MAX_STAGES, MIN_EXTENSION_S,
+    Scenario, ServiceModel, StageKind, StageSpec,
+};
+
+impl Scenario {
+    /// Checks every field the engine does not check itself, then the size of the run (see
+    /// [`Scenario::validate_run_size`]); the first bad one is reported.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        self.validate_fields()?;
+        self.validate_run_size()
+    }
+
+    /// Checks each field on its own (the engine's config and policy included).
+    pub fn validate_fields(&self) -> Result<(), FieldError> {
+        report_text("name", &self.name, MAX_NAME_BYTES)?;
+        report_text("description", &self.description, MAX_DESCRIPTION_BYTES)?;
+        positive("rps", self.rps)?;
+        at_most("rps", self.rps, MAX_RPS, "requests a simulated second")?;
+        if self.sample == 0 {
+            return Err(FieldError::new("sample", 0, "1 (every request) or more"));
+        }
+        if self.users == 0 {
+            return Err(FieldError::new("users", 0, "at least 1 user"));
+        }
+        if self.stages.is_empty() {
+            return Err(FieldError::new("stages", "[]", "at least one stage"));
+        }
+        if self.stages.len() > MAX_STAGES {
+            return Err(FieldError::new(
+                "stages",
+                format!("{} stages", self.stages.len()),
+                format!("at most {MAX_STAGES} stages"),
+            ));
+        }
+        for (i, stage) in self.stages.iter().enumerate() {
+            stage.validate(i, self.stages.len())?;
+            if i > 0 && stage.environment() == self.stages[i - 1].environment() {
+                return Err(FieldError::new(
+                    format!("stages[{i}].traffic_percent"),
+                    stage.percent(),
+                    "a share other than the previous stage's (a stage must move the gate)",
+                ));
+            }
+        }
+        self.validate_moves()?;
+        extension_length(self.extension_s)?;
+        if self.max_extensions > MAX_EXTENSIONS {
+            return Err(FieldError::new(
+                "max_extensions",
+                self.max_extensions,
+                format!("at most {MAX_EXTENSIONS} extensions of a stage"),
+            ));
+        }
+        self.stable.validate("stable", self.stages.len())?;
+        self.canary.validate("canary", self.stages.len())?;
+        if self.promotion.environment != promotion_gates::Environment::Production {
+            return Err(FieldError::new(
+                "promotion.environment",
+                self.promotion.environment,
+                "production: every simulated rollout starts from production",
+            ));
+        }
+        if let Some(store) = &self.promotion.store {
+            return Err(no_store(store));
+        }
+        self.promotion
+            .validate()
+            .map_err(|e| FieldError::wrap("promotion", &e))?;
+        self.slo
+            .validate()
+            .map_err(|e| FieldError::wrap("slo", &e))?;
+        Ok(())
+    }
+
+    /// Checks each move the driver will ask of the engine, from Production (where every
+    /// rollout starts) to the first stage and on, with the library's own [`plan_promotion`],
+    /// so that a ramp the engine would refuse mid-run is refused here under its field.
+    fn validate_moves(&self) -> Result<(), FieldError> {
+        let mut from = Environment::Production;
+        for (i, stage) in self.stages.iter().enumerate() {
+            let to = stage.environment();
+            plan_promotion(from, to).map_err(|refusal| {
+                FieldError::new(
+                    format!("stages[{i}].environment"),
+                    to.name(),
+                    format!("a stage the engine can move to from {from} (it refuses {refusal})"),
+                )
+            })?;
+            from = to;
+        }
+        Ok(())
+    }
+
+    /// Checks that the longest run ([`Scenario::longest_seconds`]) lasts at most [`MAX_RUN_S`]
+    /// and sends at most [`MAX_RUN_REQUESTS`] requests through the engine, so that a run is
+    /// bounded in time and memory. The error names the field to change: the stages' lengths,
+    /// `extension_s`, or `rps`.
+    pub fn validate_run_size(&self) -> Result<(), FieldError> {
+        let planned = self.planned_seconds();
+        if planned > MAX_RUN_S {
+            return Err(FieldError::new(
+                "stages",
+                format!("{} s planned", shown_number(planned)),
+                format!("at most {MAX_RUN_S} s (365 days) in all, the longest simulated run"),
+            ));
+        }
+        let longest = self.longest_seconds();
+        if longest > MAX_RUN_S {
+            let extensions = self.stages.len() as f64 * f64::from(self.max_extensions);
+            return Err(FieldError::new(
+                "extension_s",
+                self.extension_s,
+                format!(
+                    "at most {} s: the {planned} s planned plus {extensions} extensions \
+                     ({} stages × max_extensions = {}) must fit in {MAX_RUN_S} s (365 days), \
+                     the longest simulated run",
+                    (MAX_RUN_S - planned) / extensions,
+                    self.stages.len(),
+                    self.max_extensions,
+                ),
+            ));
+        }
+        let requests = self.rps / self.sample as f64 * longest;
+        if requests > MAX_RUN_REQUESTS {
+            return Err(FieldError::new(
+                "rps",
+                self.rps,
+                format!(
+                    "at most {} with sample = {} over the longest run of {longest} s (the \
+                     stages, each extended max_extensions times): a run sends at most \
+                     {MAX_RUN_REQUESTS} requests through the engine (lower rps, raise sample or \
+                     shorten the stages)",
+                    (MAX_RUN_REQUESTS / longest * self.sample as f64).floor(),
+                    self.sample,
+                ),
+            ));
+        }
+        self.validate_evaluations(longest, requests)
+    }
+
+    /// The record path evaluates at most once per `evaluation_interval` of simulated time,
+    /// once per tick of the driver (the clock moves a tick at a time) and once per request:
+    /// at most [`MAX_RUN_EVALUATIONS`] of them over the longest run. A tiny interval made each
+    /// request 6 to 450 times dearer than the requests' bound allows for.
+    fn validate_evaluations(&self, longest: f64, requests: f64) -> Result<(), FieldError> {
+        if self.evaluations(longest, requests) <= MAX_RUN_EVALUATIONS {
+            return Ok(());
+        }
+        Err(FieldError::new(
+            "slo.evaluation_interval_ms",
+            self.slo.evaluation_interval.as_nanos() as f64 / 1e6,
+            format!(
+                "at least {} ms over the longest run of {longest} s (the stages, each \
+                 extended max_extensions times): the record path evaluates once per \
+                 evaluation_interval, and a run at most {MAX_RUN_EVALUATIONS} times \
+                 (MAX_RUN_EVALUATIONS; raise the interval or shorten the stages)",
+                // Rounded up to a microsecond, so that the interval named is accepted.
+                shown_number((longest / MAX_RUN_EVALUATIONS * 1e6).ceil() / 1e3),
+            ),
+        ))
+    }
+}
+
+impl StageSpec {
+    fn validate(&self, index: usize, count: usize) -> Result<(), FieldError> {
+        let field = |name: &str| format!("stages[{index}].{name}");
+        positive(&field("duration_s"), self.duration_s)?;
+        if self.duration_s < MIN_EXTENSION_S {
+            return Err(FieldError::new(
+                field("duration_s"),
+                self.duration_s,
+                format!(
+                    "at least {MIN_EXTENSION_S} seconds (one tick of the simulation: a shorter \
+                     stage sends no request and moves no time)"
+                ),
+            ));
+        }
+        at_most(
+            &field("duration_s"),
+            self.duration_s,
+            MAX_RUN_S,
+            "seconds (365 days), the longest simulated run",
+        )?;
+        match (self.environment, self.traffic_percent) {
+            (StageKind::Canary, None) => Err(FieldError::new(
+                field("traffic_percent"),
+                "(missing)",
+                "a percentage for a canary stage",
+            )),
+            (StageKind::Canary, Some(p)) if !(p.is_finite() && p > 0.0 && p <= 100.0) => {
+                Err(FieldError::new(
+                    field("traffic_percent"),
+                    p,
+                    "a percentage above 0, at most 100",
+                ))
+            }
+            // The library's own check of a canary share, under this stage's field name.
+            (StageKind::Canary, Some(_)) => self
+                .environment()
+                .validate()
+                .map_err(|e| FieldError::new(field("traffic_percent"), e.value(), e.expected())),
+            (StageKind::Staging, Some(p)) => Err(FieldError::new(
+                field("traffic_percent"),
+                p,
+                "nothing: staging sends all traffic to the new version",
+            )),
+            (StageKind::Staging, None) if index + 1 != count => Err(FieldError::new(
+                field("environment"),
+                "staging",
+                "staging only as the last stage (the engine goes staging -> production)",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ServiceModel {
+    fn validate(&self, name: &str, stages: usize) -> Result<(), FieldError> {
+        let field = |f: &str| format!("{name}.{f}");
+        fraction(&field("error_rate"), self.error_rate)?;
+        let (fastest, slowest) = LATENCY_MS;
+        let latency = format!(
+            "milliseconds from {fastest} (1 µs, the engine's resolution) to {slowest} (the \
+             longest latency it records exactly)"
+        );
+        within(
+            &field("median_ms"),
+            self.median_ms,
+            fastest,
+            slowest,
+            &latency,
+        )?;
+        match (self.p99_ms, self.sigma) {
+            (Some(_), Some(sigma)) => {
+                return Err(FieldError::new(
+                    field("sigma"),
+                    sigma,
+                    "absent when p99_ms is given (set one of p99_ms and sigma)",
+                ));
+            }
+            (Some(p99), None) => {
+                within(&field("p99_ms"), p99, fastest, slowest, &latency)?;
+                if p99 <= self.median_ms {
+                    return Err(FieldError::new(
+                        field("p99_ms"),
+                        p99,
+                        "a latency above median_ms",
+                    ));
+                }
+            }
+            (None, Some(sigma)) => positive(&field("sigma"), sigma).and_then(|()| {
+                at_most(
+                    &field("sigma"),
+                    sigma,
+                    MAX_SIGMA,
+                    "(the log-normal's spread)",
+                )
+            })?,
+            _ => {}
+        }
+        let tick = &format!("seconds, at least {MIN_EXTENSION_S} (one tick of the simulation)");
+        if let Some(b) = &self.bursts {
+            within(
+                &field("bursts.every_s"),
+                b.every_s,
+                MIN_EXTENSION_S,
+                MAX_RUN_S,
+                tick,
+            )?;
+            within(
+                &field("bursts.length_s"),
+                b.length_s,
+                MIN_EXTENSION_S,
+                MAX_RUN_S,
+                tick,
+            )?;
+            if b.length_s > b.every_s {
+                return Err(FieldError::new(
+                    field("bursts.length_s"),
+                    b.length_s,
+                    "at most bursts.every_s",
+                ));
+            }
+            fraction(&field("bursts.error_rate"), b.error_rate)?;
+        }
+        if let Some(i) = &self.incident {
+            if i.stage == 0 || i.stage > stages {
+                return Err(FieldError::new(
+                    field("incident.stage"),
+                    i.stage,
+                    format!("a stage number from 1 to {stages}"),
+                ));
+            }
+            if !(i.after_s.is_finite() && i.after_s >= 0.0) {
+                return Err(FieldError::new(
+                    field("incident.after_s"),
+                    i.after_s,
+                    "seconds, 0 or more",
+                ));
+            }
+            fraction(&field("incident.error_rate"), i.error_rate)?;
+            positive(&field("incident.latency_factor"), i.latency_factor)?;
+            at_most(
+                &field("incident.latency_factor"),
+                i.latency_factor,
+                MAX_LATENCY_FACTOR,
+                "(times the service's latency)",
+            )?;
+            if let Some(length) = i.length_s {
+                within(
+                    &field("incident.length_s"),
+                    length,
+                    MIN_EXTENSION_S,
+                    MAX_RUN_S,
+                    tick,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The refusal of a `promotion.store`: the simulated gate would open the store, write the
+/// simulated release into it, and start the next run from what the last one stored (or a real
+/// gate's state), so a scenario with one is a mistake.
+fn no_store(store: &StoreConfig) -> FieldError {
+    let shown = serde_json::to_string(store).unwrap_or_else(|_| format!("{store:?}"));
+    FieldError::new(
+        "promotion.store",
+        crate::error::shown_text(&shown),
+        "absent: a simulation never opens a state store (it would write the simulated release \
+         into it and start the next run from it); remove the store from the scenario",
+    )
+}
+
+/// `name`, `description`: at most `max` bytes of text the report prints as it is, on a
+/// terminal and in the SVG, so no control character (a newline, a terminal escape; XML
+/// refuses them too) and neither U+FFFE nor U+FFFF (not characters in XML).
+fn report_text(field: &str, text: &str, max: usize) -> Result<(), FieldError> {
+    let refuse = |expected: String| {
+        let shown = format!("\"{}\"", crate::error::shown_text(text));
+        Err(FieldError::new(field, shown, expected))
+    };
+    if text.len() > max {
+        return refuse(format!("at most {max} bytes of text"));
+    }
+    match text
+        .chars()
+        .find(|&c| c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}')
+    {
+        Some(c) => refuse(format!(
+            "text without control characters, U+FFFE or U+FFFF (it holds {c:?}): the report \
+             prints it on a terminal and in the SVG"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn positive(field: &str, value: f64) -> Result<(), FieldError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, value, "a finite number above 0"))
+    }
+}
+
+fn at_most(field: &str, value: f64, limit: f64, unit: &str) -> Result<(), FieldError> {
+    if value <= limit {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            value,
+            format!("at most {limit} {unit}"),
+        ))
+    }
+}
+
+/// `extension_s`: from one tick of the driver to the longest run.
+fn extension_length(seconds: f64) -> Result<(), FieldError> {
+    within(
+        "extension_s",
+        seconds,
+        MIN_EXTENSION_S,
+        MAX_RUN_S,
+        &format!(
+            "seconds from {MIN_EXTENSION_S} (one tick of the simulation) to {MAX_RUN_S} \
+             (365 days)"
+        ),
+    )
+}
+
+/// `value` from `least` to `most`, finite; `expected` says so in the field's words.
+fn within(
+    field: &str,
+    value: f64,
+    least: f64,
+    most: f64,
+    expected: &str,
+) -> Result<(), FieldError> {
+    if value.is_finite() && (least..=most).contains(&value) {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, value, expected))
+    }
+}
+
+fn fraction(field: &str, value: f64) -> Result<(), FieldError> {
+    if value.is_finite() && (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, value, "a fraction from 0.0 to 1.0"))
+    }
+}
+
+/// A scenario value refused by validation, in the library's words: field, value, expected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    field: String,
+    value: String,
+    expected: String,
+}
+
+impl FieldError {
+    /// `value` is written as [`shown_value`](crate::error::shown_value) writes it: a number as
+    /// the library's errors write one.
+    fn new(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        expected: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            value: crate::error::shown_value(value),
+            expected: expected.into(),
+        }
+    }
+
+    /// A library `ConfigError` found inside the table `table`, its field prefixed.
+    fn wrap(table: &str, error: &promotion_gates::ConfigError) -> Self {
+        Self::new(
+            format!("{table}.{}", error.field()),
+            error.value(),
+            error.expected(),
+        )
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {} = {}: {}",
+            self.field, self.value, self.expected
+        )
+    }
+}
