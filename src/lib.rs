@@ -53,8 +53,8 @@
 //! route → record → merge → judge → publish, one module a step:
 //! 1. **route** (`manager/route.rs` over [`bucket`] and `snapshot`): a per-thread copy of the
 //!    current snapshot's route table decides the cohort; lock-free, allocation-free.
-//! 2. **record** (`metrics/recorder.rs`): the outcome goes into the calling thread's own
-//!    recorder, under the stage and cohort of its decision.
+//! 2. **record** (`manager/record.rs` over `metrics/recorder.rs`): the outcome goes into the
+//!    calling thread's own recorder, under the stage and cohort of its decision.
 //! 3. **merge** (`metrics/window.rs`, `metrics/mod.rs`): a read merges every thread's recorder of
 //!    the current stage and keeps the last `rollback_window_seconds`.
 //! 4. **judge** ([`judge`], pure, driven by `monitor.rs`): the rules, the score and the

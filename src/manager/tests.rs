@@ -1,8 +1,13 @@
 //! The gate's unit tests: routing, flags, rollbacks, verdicts and the health read.
 
+use std::time::Duration;
+
 use super::*;
 use crate::config::canary;
+use crate::decision::Cohort;
 use crate::error::RollbackError;
+use crate::judge::CanaryHealth;
+use crate::metrics::Recorded;
 use crate::slo::SloConfig;
 
 #[test]

@@ -1,0 +1,327 @@
+//! The record path: an outcome counted for its cohort and stage, and the judge run from it
+//! (the quick check after a canary error, the paced full evaluation).
+
+use std::time::Duration;
+
+use super::PromotionGateManager;
+use crate::decision::{RoutingDecision, StageId};
+use crate::metrics::Recorded;
+use crate::verdict::Verdict;
+
+impl PromotionGateManager {
+    /// Records the outcome of a routed request: whether it succeeded and how long it took.
+    ///
+    /// The outcome counts for the cohort and stage in `decision`, so an outcome that arrives
+    /// after a promotion or rollback cannot pollute the next stage (it is dropped and counted
+    /// as [`Recorded::Late`]). No shared cache line written; no allocation and no wait for a
+    /// lock after the thread's first record, except to roll back while a host's write holds
+    /// the gate (see [the guarantees](crate::guarantees)). The judge runs from here by itself: a quick check of the
+    /// counters after a canary error (each of a thread's first 32 canary errors in a stage, then
+    /// every 16th, and every error of a run of 4 or more in a row; so a canary failing every
+    /// request rolls back within about 10 failures, and a sudden outage within about 30), and a
+    /// full evaluation at most every
+    /// [`evaluation_interval`](crate::SloConfig::evaluation_interval), looked for every 64
+    /// records of a thread. Either may roll the canary back when `auto_rollback_enabled`.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// use std::time::Duration;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { environment: Environment::Canary { traffic_percent: 10.0 }, ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// let decision = gate.route_request("user-1");
+    /// // ... forward the request ...
+    /// assert_eq!(gate.record_outcome(&decision, true, Duration::from_millis(12)), Recorded::Counted);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[inline]
+    pub fn record_outcome(
+        &self,
+        decision: &RoutingDecision<'_>,
+        success: bool,
+        latency: Duration,
+    ) -> Recorded {
+        if decision.forced.is_some() {
+            return self.record_forced();
+        }
+        self.record_for(decision.stage, decision.is_canary, success, latency)
+    }
+
+    /// Records the outcome of a forced request (one whose decision has
+    /// [`forced`](RoutingDecision::forced) set): it counts in neither cohort, so testers and
+    /// allow-lists never distort the judge's comparison, only in
+    /// [`forced_outcomes`](Self::forced_outcomes). Returns [`Recorded::Forced`]. For hosts that
+    /// keep decisions as plain data (the C ABI); [`record_outcome`](Self::record_outcome) calls
+    /// it for a forced decision. Lock-free; no allocation after the thread's first record.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.record_forced(), Recorded::Forced);
+    /// assert_eq!(gate.forced_outcomes(), 1);
+    /// assert_eq!(gate.health().canary_requests + gate.health().production_requests, 0);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[cold]
+    pub fn record_forced(&self) -> Recorded {
+        self.shared.monitor.forced_outcome();
+        Recorded::Forced
+    }
+
+    /// Outcomes of forced requests, over the gate's life (counted in neither cohort).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { overrides: Some(Overrides { stable_ids: vec!["vip-7".into()], ..Default::default() }), ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// let decision = gate.route_request("vip-7");
+    /// assert_eq!(gate.record_outcome(&decision, false, std::time::Duration::from_millis(5)), Recorded::Forced);
+    /// assert_eq!(gate.forced_outcomes(), 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn forced_outcomes(&self) -> u64 {
+        self.shared.monitor.forced_outcomes()
+    }
+
+    /// Forcing values passed to
+    /// [`route_request_forced`](Self::route_request_forced) and ignored, over the gate's life:
+    /// neither `canary` nor `stable`, or passed to a gate whose config names no header or cookie.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let decision = gate.route_request_forced(b"u", Some(b"canary")); // no header configured
+    /// assert_eq!(decision.forced, None);
+    /// assert_eq!(gate.ignored_override_values(), 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn ignored_override_values(&self) -> u64 {
+        self.shared.monitor.ignored_override_values()
+    }
+
+    /// Records an outcome for the stage and cohort of a decision kept as plain data (as the C
+    /// ABI hands decisions out): the same as [`record_outcome`](Self::record_outcome) with a
+    /// decision whose `stage` and `is_canary` are these.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let d = gate.route_request("user-1");
+    /// let (stage, is_canary) = (d.stage.get(), d.is_canary); // e.g. kept by a C host
+    /// let recorded = gate.record_for(StageId::new(stage), is_canary, true, std::time::Duration::from_millis(3));
+    /// assert_eq!(recorded, Recorded::Counted);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[inline]
+    pub fn record_for(
+        &self,
+        stage: StageId,
+        is_canary: bool,
+        success: bool,
+        latency: Duration,
+    ) -> Recorded {
+        let recording = self
+            .shared
+            .monitor
+            .record(stage, is_canary, success, latency);
+        if recording.screen {
+            self.screen_errors(stage);
+        }
+        if recording.look_at_the_clock {
+            self.look_at_the_clock();
+        }
+        recording.recorded
+    }
+
+    /// Records a request whose client went away before the version answered, `waited` after
+    /// the request was sent to it (a proxy's 499, a canceled request context).
+    ///
+    /// A client leaving is never the version's failure, but a wait longer than the SLO's
+    /// `latency_target` is evidence all the same: the request missed its target, whatever its
+    /// answer would have been. So it counts as a success with latency `waited`, a lower bound
+    /// of the true one: not compliant, and at least that slow for the latency rules. A canary
+    /// that hangs is then rolled back even when every client gives up before the proxy's own
+    /// upstream timeout (whose error a host records with
+    /// [`record_outcome`](Self::record_outcome), as a failure). A wait up to the target says nothing of
+    /// the version: nothing is recorded, and `None` is returned. Otherwise what
+    /// [`record_outcome`](Self::record_outcome) returns (a forced request is counted apart, a
+    /// late one dropped).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// use std::time::Duration;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig { environment: Environment::Canary { traffic_percent: 100.0 }, ..Default::default() },
+    ///     SloAdmissionController::new(SloConfig { latency_target: Duration::from_millis(500), ..Default::default() })?,
+    /// )?;
+    /// let decision = gate.route_request("user-1");
+    /// // The client gave up after 100 ms: nothing to say of the canary.
+    /// assert_eq!(gate.record_abandoned(&decision, Duration::from_millis(100)), None);
+    /// // After 2 s without an answer: a request that missed its target.
+    /// assert_eq!(gate.record_abandoned(&decision, Duration::from_secs(2)), Some(Recorded::Counted));
+    /// assert_eq!(gate.health().canary_requests, 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[cold]
+    pub fn record_abandoned(
+        &self,
+        decision: &RoutingDecision<'_>,
+        waited: Duration,
+    ) -> Option<Recorded> {
+        self.record_abandoned_for(
+            decision.stage,
+            decision.is_canary,
+            decision.forced.is_some(),
+            waited,
+        )
+    }
+
+    /// [`record_abandoned`](Self::record_abandoned) for a decision kept as plain data (as
+    /// [`record_for`](Self::record_for)), `forced` when an override sent the request.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let d = gate.route_request("user-1");
+    /// let waited = std::time::Duration::from_secs(30);
+    /// assert_eq!(gate.record_abandoned_for(d.stage, d.is_canary, false, waited), Some(Recorded::Counted));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    #[cold]
+    pub fn record_abandoned_for(
+        &self,
+        stage: StageId,
+        is_canary: bool,
+        forced: bool,
+        waited: Duration,
+    ) -> Option<Recorded> {
+        if waited <= self.shared.monitor.slo().config().latency_target {
+            return None;
+        }
+        if forced {
+            return Some(self.record_forced());
+        }
+        Some(self.record_for(stage, is_canary, true, waited))
+    }
+
+    /// Records an outcome by request id, as the specification's API does: the id is routed
+    /// again (one more hash) under the *current* snapshot. Prefer
+    /// [`record_outcome`](Self::record_outcome) with the decision the request was routed by.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// gate.record_request_outcome("req-1", true, std::time::Duration::from_millis(5));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn record_request_outcome(
+        &self,
+        request_id: &str,
+        success: bool,
+        latency: Duration,
+    ) -> Recorded {
+        let decision = self.decide(request_id.as_bytes(), None);
+        self.record_outcome(&decision, success, latency)
+    }
+
+    /// Outcomes dropped because their stage had ended, over the gate's life.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(gate.late_outcomes(), 0);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn late_outcomes(&self) -> u64 {
+        self.shared.monitor.late_outcomes()
+    }
+
+    /// Outcomes dropped as foreign over the gate's life: their decision names a stage this gate
+    /// never published (a decision of another gate, or one built by hand).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let routed = gate.route_request("user-1");
+    /// let forged = StageId::new(routed.stage.get() + 1_000);
+    /// let outcome = gate.record_for(forged, routed.is_canary, true, std::time::Duration::from_millis(5));
+    /// assert_eq!(outcome, Recorded::Foreign);
+    /// assert_eq!(gate.foreign_outcomes(), 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn foreign_outcomes(&self) -> u64 {
+        self.shared.monitor.foreign_outcomes()
+    }
+
+    /// Makes the evaluation the record path asked for while this call held the window (see
+    /// [`Monitor::wanted_evaluation`]), and acts on it as the record path would have: a read
+    /// that held the window when an evaluation fell due makes it right after, so reading
+    /// never changes or delays what the gate decides. Called after letting the window go,
+    /// never with the writer lock held.
+    #[cold]
+    pub(super) fn evaluate_wanted(&self) {
+        self.evaluate_as_recording(self.shared.monitor.wanted_evaluation());
+    }
+
+    /// Screens and, if a rule fires, judges over `evaluation` (the record path's, or one it
+    /// asked for), and acts on the verdict as the record path does.
+    fn evaluate_as_recording(&self, evaluation: Option<crate::monitor::Evaluation<'_>>) {
+        let Some(evaluation) = evaluation else {
+            return;
+        };
+        if let Some(verdict) = evaluation.screen_then_judge(&self.shared.current.load()) {
+            self.act_on_recording(&verdict);
+        }
+    }
+
+    /// [`act_on`](Self::act_on) for the record path, which never waits for a lock nor for
+    /// store I/O: when the writer lock is held (a host's write may be storing itself, up to
+    /// the store's timeout), a gate with a store hands the rollback to its sync thread, which
+    /// makes it as soon as the lock is free; a gate without one leaves it to the writer, which
+    /// makes it as it lets the lock go.
+    pub(super) fn act_on_recording(&self, verdict: &Verdict) {
+        crate::telemetry::log_verdict(verdict);
+        if !verdict.calls_for_rollback() {
+            return;
+        }
+        if let Some(mut writer) = self.shared.try_lock_writer() {
+            self.shared.apply_verdict(&mut writer, verdict);
+        } else if !self.shared.handoff.offer(verdict) {
+            self.shared.apply_verdict_or_owe(verdict);
+        }
+    }
+
+    /// The record path's quick check after a canary error (see [`Monitor::screen`]). Out of
+    /// line: the record path inlines only the test that calls it.
+    #[cold]
+    fn screen_errors(&self, stage: StageId) {
+        if let Some(verdict) = self
+            .shared
+            .monitor
+            .screen(stage, &self.shared.current.load())
+        {
+            self.act_on_recording(&verdict);
+        }
+    }
+
+    /// The record path's look at the clock (see [`Monitor::due_evaluation`]): never waits for a
+    /// lock and allocates nothing unless a rule fires (then the judge's evidence is built and
+    /// the canary rolled back, a write like any other).
+    #[cold]
+    fn look_at_the_clock(&self) {
+        self.evaluate_as_recording(self.shared.monitor.due_evaluation());
+    }
+}
