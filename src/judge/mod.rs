@@ -27,7 +27,7 @@ use crate::metrics::{Bursts, Counts};
 use crate::slo::SloConfig;
 pub use evidence::{CanaryHealth, CohortEvidence, Evidence, Finding, NonInferiority};
 use rules::{Case, RULES};
-use score::HEALTHY_FROM;
+pub(crate) use score::HEALTHY_FROM;
 pub use stats::{binomial_tail, normal_quantile_upper, normal_upper_tail};
 
 /// Relative margin over the stable error rate that is still acceptable (spec: 1.1×), beside

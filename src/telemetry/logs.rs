@@ -3,7 +3,9 @@
 
 use std::fmt;
 
+use crate::config::Environment;
 use crate::error::MAX_SHOWN_VALUE_BYTES;
+use crate::judge::HEALTHY_FROM;
 use crate::judge::Recommendation;
 use crate::verdict::Verdict;
 
@@ -45,23 +47,39 @@ impl fmt::Display for LoggedBytes<'_> {
     }
 }
 
-/// Logs what a verdict the gate acts on says: an error for an SLO violation (a rule fired), a
-/// warning when the canary has enough samples and its health score is below the healthy
-/// threshold (the recommendation is MONITOR), nothing otherwise.
+/// Logs what a verdict the gate acts on says, as the specification's lines: an error for an SLO
+/// violation (a rule fired); else, for a canary (or Staging) with enough samples, an error when
+/// its compliance in the window is below `slo_threshold` (its promotion is refused), or a
+/// warning when its health score is below the healthy threshold (0.9: it nears the rollback
+/// score, 0.8); nothing otherwise. A MONITOR whose only cause is evidence still to gather (a
+/// healthy canary early in its stage) logs nothing.
 pub(crate) fn log_verdict(verdict: &Verdict) {
     let evidence = verdict.evidence();
+    let stage = evidence.stage.get();
     if verdict.calls_for_rollback() {
+        tracing::error!(stage, "SLO violation: {}", verdict.violation());
+        return;
+    }
+    let judged = evidence.environment != Environment::Production
+        && verdict.recommendation() != Recommendation::NoData
+        && evidence.sufficient_data();
+    if !judged {
+        return;
+    }
+    let (compliance, slo_threshold) = (evidence.subject().compliance, evidence.slo_threshold);
+    if evidence.below_slo_threshold() {
         tracing::error!(
-            stage = evidence.stage.get(),
-            "SLO violation: {}",
-            verdict.violation()
+            stage,
+            compliance,
+            slo_threshold,
+            "Canary SLO compliance {compliance:.4} below threshold {slo_threshold:.4}"
         );
-    } else if verdict.recommendation() == Recommendation::Monitor && evidence.sufficient_data() {
+    } else if evidence.health_score < HEALTHY_FROM {
+        let health_score = evidence.health_score;
         tracing::warn!(
-            stage = evidence.stage.get(),
-            health_score = evidence.health_score,
-            "Canary health score {:.4} below threshold",
-            evidence.health_score
+            stage,
+            health_score,
+            "Canary health score {health_score:.4} below threshold"
         );
     }
 }
@@ -79,6 +97,7 @@ mod tests {
     use super::LoggedBytes;
     use super::log_lines::LogLines;
     use crate::MAX_SHOWN_VALUE_BYTES;
+    use crate::judge::Recommendation;
     use crate::{Environment, PromotionConfig, PromotionGateManager};
     use crate::{SloAdmissionController, SloConfig};
     use std::time::Duration;
@@ -114,6 +133,74 @@ mod tests {
         assert!(with_evidence[0].contains("SLO violation: "), "{lines:#?}");
         assert!(
             with_evidence[1].contains("promotion.rollback"),
+            "{lines:#?}"
+        );
+    }
+
+    /// A canary at 50 % (no warm-up) judged and acted on over 200 successes a cohort, `slow` of each at
+    /// 600 ms (above the 500 ms latency target), the rest at 20 ms: the two cohorts alike.
+    /// Returns its health and the lines logged.
+    fn judged_alike(slow: u32) -> (crate::CanaryHealth, Vec<String>) {
+        let gate = PromotionGateManager::new(
+            PromotionConfig {
+                environment: Environment::Canary {
+                    traffic_percent: 50.0,
+                },
+                ..Default::default()
+            },
+            SloAdmissionController::new(SloConfig {
+                warm_up: Duration::ZERO,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        for i in 0..200 {
+            let latency = Duration::from_millis(if i < slow { 600 } else { 20 });
+            for canary in [false, true] {
+                let _ = gate.record_for(gate.stage(), canary, true, latency);
+            }
+        }
+        let lines = LogLines::default();
+        let health = lines.during(|| gate.monitor_canary_health());
+        (health, lines.lines())
+    }
+
+    #[test]
+    fn a_healthy_canary_still_gathering_evidence_logs_no_warning() {
+        let (health, lines) = judged_alike(0);
+        // MONITOR only because non-inferiority is not shown yet: its score is 1.
+        assert_eq!(health.recommendation, Recommendation::Monitor);
+        assert!(health.evidence.sufficient_data() && health.health_score >= 0.9);
+        assert!(lines.is_empty(), "{lines:#?}");
+    }
+
+    #[test]
+    fn a_canary_below_the_slo_threshold_logs_the_specifications_error() {
+        let (health, lines) = judged_alike(40);
+        assert_ne!(
+            health.recommendation,
+            Recommendation::Rollback,
+            "{health:?}"
+        );
+        assert_eq!(health.evidence.canary.compliance, 0.8);
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].contains("Canary SLO compliance 0.8000 below threshold 0.9500"),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn a_canary_scored_below_healthy_logs_the_specifications_warning() {
+        let (mut health, _) = judged_alike(0);
+        health.evidence.health_score = 0.85;
+        let lines = LogLines::default();
+        lines.during(|| super::log_verdict(&crate::verdict::Verdict::new(health)));
+        let lines = lines.lines();
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].contains("Canary health score 0.8500 below threshold"),
             "{lines:#?}"
         );
     }
