@@ -1,0 +1,147 @@
+/* What the module's files share: its constants, its configuration and gate types, and the
+ * functions one file calls in another. */
+
+#ifndef _NGX_HTTP_PGATE_H_INCLUDED_
+#define _NGX_HTTP_PGATE_H_INCLUDED_
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "promotion_gates.h"
+
+
+/* Outcomes kept in each gate's shared ring; a worker further behind skips the oldest. */
+#define PGATE_RING_OUTCOMES    4096
+/* How often each worker drains the log queue and the other workers' outcomes. */
+#define PGATE_TIMER_MS         50
+
+
+/* One upstream outcome in shared memory; `seq` is the slot's index + 1 once published. */
+typedef struct {
+    uint64_t                     seq;
+    uint64_t                     stage;
+    uint64_t                     latency_ns;
+    uint64_t                     pid;
+    uint64_t                     flags;
+} ngx_http_pgate_outcome_t;
+
+/*
+ * A gate's shared memory zone: the ring of outcomes the workers pool, and the generation, which
+ * a worker bumps when its own gate changed state (a rollback or a promotion its judge decided)
+ * and every worker compares on each routed request, asking its store at once when it moved.
+ * The head, written by every worker on every request, and the generation, read on every
+ * request, each have a cache line of their own.
+ */
+typedef struct {
+    uint64_t                     head;
+    u_char                       head_line[NGX_CPU_CACHE_LINE - sizeof(uint64_t)];
+    uint64_t                     generation;
+    u_char                       generation_line[NGX_CPU_CACHE_LINE - sizeof(uint64_t)];
+    ngx_http_pgate_outcome_t     outcomes[PGATE_RING_OUTCOMES];
+} ngx_http_pgate_ring_t;
+
+/*
+ * How nginx -t opened a gate's store, for the zone's init to check once the whole file was
+ * read. Allocated apart and pointed to by the zone: the array of gates moves as it grows.
+ */
+typedef struct {
+    ngx_str_t                    name;
+    ngx_cycle_t                 *cycle;       /* the configuration's, for its core module */
+    /* the user and group it opened the store as, when it ran as root */
+    ngx_uid_t                    user;
+    ngx_gid_t                    group;
+    unsigned                     switched:1;
+} ngx_http_pgate_opened_t;
+
+typedef struct {
+    ngx_str_t                    name;
+    ngx_str_t                    config_path;
+    ngx_str_t                    config;
+    ngx_str_t                    slo_path;    /* empty without slo= */
+    ngx_str_t                    slo;
+    ngx_str_t                    gate_name;   /* the document's "gate" */
+    ngx_str_t                    store;       /* pgate_store_location: sqlite:<path>, etcd:... */
+    ngx_array_t                 *keys;        /* ngx_http_complex_value_t */
+    ngx_http_pgate_opened_t     *opened;
+    ngx_shm_zone_t              *zone;
+    ngx_http_pgate_ring_t       *ring;
+    uint64_t                     cursor;      /* the next shared outcome this worker reads */
+    pgate_gate                  *gate;        /* this worker's, from init_process */
+    uint64_t                     changes_seen; /* the last change this worker logged */
+    uint64_t                     changes_announced; /* the last change it looked at for
+                                                     * its own, to bump the generation */
+    uint64_t                     generation_seen;
+    /* after an ask: the change count then, and until when to ask again (0: not asking) */
+    uint64_t                     resync_count;
+    ngx_msec_t                   resync_until;
+    /* where this worker reads a forcing value, from its gate's config (0: not named) */
+    uint64_t                     overrides_seen; /* the change count they were read at */
+    size_t                       override_header_len;
+    size_t                       override_cookie_len;
+    u_char                       override_header[PGATE_NAME_CAPACITY];
+    u_char                       override_cookie[PGATE_NAME_CAPACITY];
+} ngx_http_pgate_gate_t;
+
+/* Where a status or metrics directive set a location's content handler, checked once the
+ * configuration is read: a directive after it (proxy_pass...) may have replaced it. */
+typedef struct {
+    ngx_http_core_loc_conf_t    *clcf;
+    ngx_http_handler_pt          handler;
+    ngx_str_t                    file;
+    ngx_uint_t                   line;
+    const char                  *directive;
+} ngx_http_pgate_handler_t;
+
+typedef struct {
+    ngx_array_t                  gates;       /* ngx_http_pgate_gate_t */
+    ngx_array_t                  handlers;    /* ngx_http_pgate_handler_t */
+    ngx_int_t                    request_id_index;
+    ngx_event_t                  timer;
+} ngx_http_pgate_main_conf_t;
+
+typedef struct {
+    ngx_int_t                    status_gate; /* index, or NGX_CONF_UNSET */
+} ngx_http_pgate_loc_conf_t;
+
+/* Per upstream{} block: the peer init this module wraps. */
+typedef struct {
+    ngx_http_upstream_init_peer_pt  original_init;
+} ngx_http_pgate_srv_conf_t;
+
+
+extern ngx_module_t  ngx_http_promotion_gate_module;
+
+
+/* ngx_http_promotion_gate_module.c */
+void ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g);
+
+/* ngx_http_pgate_directives.c */
+char *ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_pgate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_pgate_check_handlers(ngx_conf_t *cf, ngx_http_pgate_main_conf_t *pmcf);
+
+/* ngx_http_pgate_request.c */
+ngx_int_t ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data);
+ngx_int_t ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us);
+ngx_int_t ngx_http_pgate_implicit_peer_init(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+ngx_int_t ngx_http_pgate_log_handler(ngx_http_request_t *r);
+u_char *ngx_http_pgate_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t after,
+    size_t *len);
+void ngx_http_pgate_timer(ngx_event_t *ev);
+
+/* ngx_http_pgate_log.c */
+void ngx_http_pgate_log_callback(void *user_data, pgate_log_level level, const char *target,
+    const char *message, size_t message_len);
+void ngx_http_pgate_log_drain(ngx_log_t *log);
+void ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g);
+
+/* ngx_http_pgate_status.c */
+ngx_int_t ngx_http_pgate_status_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_pgate_metrics_handler(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_PGATE_H_INCLUDED_ */

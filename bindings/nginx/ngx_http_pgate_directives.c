@@ -1,0 +1,770 @@
+/* The directives: reading and checking a gate's documents, declaring it, and setting the
+ * status and metrics locations. */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <grp.h>
+#include <pwd.h>
+
+#include "ngx_http_pgate.h"
+
+
+/* The largest config or SLO document read: the library's own limit (MAX_DOCUMENT_BYTES). */
+#define PGATE_DOCUMENT_MAX     (8 * 1024 * 1024)
+
+
+static char *ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g);
+static char *ngx_http_pgate_check_name(ngx_conf_t *cf, ngx_http_pgate_gate_t *g);
+
+
+/* Reads a whole file (a config or SLO document) at configuration time. */
+static char *
+ngx_http_pgate_read_document(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *out)
+{
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_file_info_t  fi;
+
+    if (ngx_conf_full_name(cf->cycle, path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* Before it is opened: a FIFO would block the open, and nginx -t with it. */
+    if (ngx_file_info(path->data, &fi) != NGX_FILE_ERROR && !ngx_is_file(&fi)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is not a regular file (a directory, a FIFO, a device): "
+                           "a gate's document is a JSON file", path);
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", path);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > PGATE_DOCUMENT_MAX)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is not a readable document of at most %d bytes",
+                           path, PGATE_DOCUMENT_MAX);
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_file_size(&fi) == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" is empty: a gate's document is a JSON object "
+                           "(\"{}\" for every default)", path);
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    out->len = (size_t) ngx_file_size(&fi);
+    out->data = ngx_pnalloc(cf->pool, out->len + 1);
+    if (out->data == NULL) {
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, out->data, out->len);
+    ngx_close_file(fd);
+
+    if (n < 0 || (size_t) n != out->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "reading \"%V\" failed", path);
+        return NGX_CONF_ERROR;
+    }
+
+    out->data[out->len] = '\0';
+    return NGX_CONF_OK;
+}
+
+
+/* Refuses a gate's documents with the library's message, which names the field and value. */
+static char *
+ngx_http_pgate_refuse(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, pgate_status st,
+    pgate_error *err)
+{
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "promotion_gate \"%V\": %s: %s (in \"%V\"%s%V%s)", &g->name,
+                       pgate_status_str(st), pgate_error_message(err),
+                       &g->config_path, g->slo_path.len ? " or \"" : "",
+                       &g->slo_path, g->slo_path.len ? "\"" : "");
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * Reads where the document's store keeps the gate's state (pgate_store_location: from the
+ * document alone, before any gate opens the store) and refuses what the workers cannot share:
+ * no store (each worker would keep a state of its own, and a reload or a restarted worker
+ * would start from the document again, a rolled-back canary taking traffic again), and a
+ * relative SQLite path (opened against the working directory of whichever process opens it,
+ * not against the configuration's: nginx -t run elsewhere would leave a stray database).
+ */
+static char *
+ngx_http_pgate_check_store(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
+{
+    char         *rv;
+    size_t        cap, len;
+    u_char       *location;
+    pgate_error  *err;
+    pgate_status  st;
+
+    /* the location is the document's path or prefix behind a short scheme: it fits */
+    cap = g->config.len + sizeof("sqlite:");
+    location = ngx_pnalloc(cf->pool, cap);
+    if (location == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    err = NULL;
+    st = pgate_store_location(g->config.data, g->config.len, (char *) location, cap, &len,
+                              &err);
+    if (st != PGATE_STATUS_OK) {
+        rv = ngx_http_pgate_refuse(cf, g, st, err);
+        pgate_error_free(err);
+        return rv;
+    }
+
+    if (len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "promotion_gate \"%V\": \"%V\" has no \"store\": each worker would "
+                           "keep a release state of its own, and a reload or a restarted "
+                           "worker would start again from the document (a rolled-back canary "
+                           "taking traffic again): add e.g. \"store\": {\"sqlite\": "
+                           "{\"path\": \"/var/lib/promotion-gates/%V.db\", "
+                           "\"fleet_judging\": false}}", &g->name, &g->config_path, &g->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (len > sizeof("sqlite:") - 1
+        && ngx_strncmp(location, "sqlite:", sizeof("sqlite:") - 1) == 0
+        && location[sizeof("sqlite:") - 1] != '/')
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "promotion_gate \"%V\": invalid store.sqlite.path = \"%s\" in "
+                           "\"%V\": a relative path is opened against the working directory "
+                           "of the process that opens it (nginx -t's, the master's), not the "
+                           "configuration's: write an absolute path", &g->name,
+                           location + sizeof("sqlite:") - 1, &g->config_path);
+        return NGX_CONF_ERROR;
+    }
+
+    g->store.data = location;
+    g->store.len = len;
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Validates a gate's documents by making a gate and freeing it (its store is opened, so a
+ * bad store path fails here too). What the config document alone can refuse (no store or a
+ * relative path, a store that judges the fleet, the name of another declaration's gate) is
+ * refused first, read from the document: making the gate creates the store's file and, when
+ * the store is empty, writes the document's state into it, so a refused declaration would
+ * leave its state for the corrected one to start from. When the master runs as root, the
+ * gate is made with the workers' user and group, so that a SQLite file it creates belongs to
+ * them: those of the `user` directive, or without one (yet) nginx's defaults, which the core
+ * module sets only after the whole file was read. The user and group used are kept: a `user`
+ * directive after the http block is refused when the zone is made (ngx_http_pgate_check_user).
+ */
+static char *
+ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
+{
+    char             *rv;
+    pgate_gate       *gate;
+    pgate_error      *err;
+    pgate_status      st;
+    ngx_core_conf_t  *ccf;
+    ngx_uint_t        switched;
+    ngx_uid_t         user;
+    ngx_gid_t         group;
+    struct passwd    *pwd;
+    struct group     *grp;
+
+    if (ngx_http_pgate_check_store(cf, g) != NGX_CONF_OK
+        || ngx_http_pgate_check_pooling(cf, g) != NGX_CONF_OK
+        || ngx_http_pgate_check_name(cf, g) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx, ngx_core_module);
+    switched = 0;
+
+    if (geteuid() == 0) {
+        user = ccf->user;
+        group = ccf->group;
+
+        if (user == (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+            pwd = getpwnam(NGX_USER);
+            grp = getgrnam(NGX_GROUP);
+            if (pwd == NULL || grp == NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "promotion_gate \"%V\": no \"user\" directive before "
+                                   "http, and nginx's default user \"" NGX_USER "\" or "
+                                   "group \"" NGX_GROUP "\" does not exist", &g->name);
+                return NGX_CONF_ERROR;
+            }
+            user = pwd->pw_uid;
+            group = grp->gr_gid;
+        }
+
+        if (setegid(group) == -1 || seteuid(user) == -1) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "promotion_gate \"%V\": cannot take the workers' user "
+                               "to open the store", &g->name);
+            (void) setegid(0);
+            return NGX_CONF_ERROR;
+        }
+        switched = 1;
+        g->opened->user = user;
+        g->opened->group = group;
+        g->opened->switched = 1;
+    }
+
+    gate = NULL;
+    err = NULL;
+    st = pgate_gate_new(g->config.data, g->config.len, g->slo.data, g->slo.len,
+                        &gate, &err);
+
+    if (switched && (seteuid(0) == -1 || setegid(0) == -1)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "promotion_gate \"%V\": cannot become root again", &g->name);
+        rv = NGX_CONF_ERROR;
+        goto done;
+    }
+
+    rv = st == PGATE_STATUS_OK ? NGX_CONF_OK : ngx_http_pgate_refuse(cf, g, st, err);
+
+done:
+
+    pgate_error_free(err);
+    (void) pgate_gate_free(gate);
+    return rv;
+}
+
+
+/*
+ * Refuses a configuration whose workers would not run as the user nginx -t opened the store
+ * as: a `user` directive written after the http block was not read yet when promotion_gate
+ * opened it, so the store's file could belong to a user the workers are not. Run when the
+ * gate's zone is made, after the whole file was read and the core module set its defaults
+ * (an error here fails nginx -t, and a reload keeps the running configuration; an
+ * init_module hook could only exit the master).
+ */
+static ngx_int_t
+ngx_http_pgate_check_user(ngx_log_t *log, ngx_http_pgate_opened_t *opened)
+{
+    ngx_core_conf_t  *ccf;
+
+    if (!opened->switched) {
+        return NGX_OK;          /* not root: the workers run as nginx -t did */
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(opened->cycle->conf_ctx, ngx_core_module);
+
+    if (ccf->user == opened->user && ccf->group == opened->group) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, log, 0,
+                  "promotion_gate \"%V\": the store was opened as uid %d gid %d, the users "
+                  "known when the directive was read, but the workers run as \"user %s\" "
+                  "(uid %d gid %d): write the \"user\" directive before the http block",
+                  &opened->name, (int) opened->user, (int) opened->group,
+                  ccf->username ? ccf->username : "?", (int) ccf->user, (int) ccf->group);
+    return NGX_ERROR;
+}
+
+
+/*
+ * The workers pool their outcomes through the gate's shared memory ring, so a store that also
+ * sums every process's counts (fleet-wide judging) would count each outcome once per worker:
+ * the document's store must say "fleet_judging": false (the library's default is true). Read
+ * from the document (pgate_document_fleet_judging), before any gate opens the store.
+ */
+static char *
+ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
+{
+    char         *rv;
+    bool          fleet_judging;
+    pgate_error  *err;
+    pgate_status  st;
+
+    err = NULL;
+    st = pgate_document_fleet_judging(g->config.data, g->config.len, &fleet_judging, &err);
+    if (st != PGATE_STATUS_OK) {
+        rv = ngx_http_pgate_refuse(cf, g, st, err);
+        pgate_error_free(err);
+        return rv;
+    }
+
+    if (fleet_judging) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "promotion_gate \"%V\": invalid store fleet_judging = true in \"%V\": "
+                           "the workers pool their outcomes through shared memory, so the "
+                           "store must not sum them again: write \"fleet_judging\": false",
+                           &g->name, &g->config_path);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Two gates whose documents name one gate would share one state in a store and repeat each
+ * other's series in the metrics: the later declaration is refused. The name is read from the
+ * document (pgate_document_gate_name, what pgate_gate_name answers for its gate), before any
+ * gate opens the store, and kept for the gate's shared memory key.
+ */
+static char *
+ngx_http_pgate_check_name(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
+{
+    char                        *rv;
+    size_t                       len;
+    u_char                       name[PGATE_NAME_CAPACITY];
+    ngx_uint_t                   i;
+    pgate_error                 *err;
+    pgate_status                 st;
+    ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    /* PGATE_NAME_CAPACITY bytes always hold a name and its NUL */
+    err = NULL;
+    st = pgate_document_gate_name(g->config.data, g->config.len, (char *) name,
+                                  PGATE_NAME_CAPACITY, &len, &err);
+    if (st != PGATE_STATUS_OK) {
+        rv = ngx_http_pgate_refuse(cf, g, st, err);
+        pgate_error_free(err);
+        return rv;
+    }
+
+    g->gate_name.data = ngx_pnalloc(cf->pool, len);
+    if (g->gate_name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_memcpy(g->gate_name.data, name, len);
+    g->gate_name.len = len;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_promotion_gate_module);
+    gates = pmcf->gates.elts;
+
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        if (&gates[i] != g && gates[i].gate_name.len == len
+            && ngx_memcmp(gates[i].gate_name.data, name, len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "promotion_gate \"%V\": \"%V\" names gate \"%V\", as the "
+                               "document of promotion_gate \"%V\" does: two gates of one name "
+                               "would share one state in a store and repeat each other's "
+                               "metric series", &g->name, &g->config_path, &g->gate_name,
+                               &gates[i].name);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data);
+static uint64_t ngx_http_pgate_identity(ngx_str_t *gate_name, ngx_str_t *store);
+
+
+/*
+ * promotion_gate <name> <config.json> [slo=<slo.json>] [key=<value>]...;
+ */
+char *
+ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pgate_main_conf_t  *pmcf = conf;
+
+    u_char                            *p;
+    ngx_str_t                         *value, var, zone;
+    ngx_uint_t                         i;
+    ngx_http_variable_t               *v;
+    ngx_http_pgate_gate_t             *g, *gates;
+    ngx_http_complex_value_t          *key;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        goto bad_name;
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        p = &value[1].data[i];
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '_'))
+        {
+            goto bad_name;
+        }
+    }
+
+    gates = pmcf->gates.elts;
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        if (gates[i].name.len != value[1].len
+            || ngx_strncasecmp(gates[i].name.data, value[1].data, value[1].len) != 0)
+        {
+            continue;
+        }
+        if (ngx_strncmp(gates[i].name.data, value[1].data, value[1].len) == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate gate \"%V\" in \"%V\" directive",
+                               &value[1], &cmd->name);
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "gate \"%V\" in \"%V\" directive differs from gate \"%V\" "
+                               "only in case: nginx variable names ignore case",
+                               &value[1], &cmd->name, &gates[i].name);
+        }
+        return NGX_CONF_ERROR;
+    }
+
+    g = ngx_array_push(&pmcf->gates);
+    if (g == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_memzero(g, sizeof(ngx_http_pgate_gate_t));
+
+    g->name = value[1];
+    g->config_path = value[2];
+
+    g->opened = ngx_pcalloc(cf->pool, sizeof(ngx_http_pgate_opened_t));
+    if (g->opened == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    g->opened->name = g->name;
+    g->opened->cycle = cf->cycle;
+
+    if (ngx_http_pgate_read_document(cf, &g->config_path, &g->config) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    g->keys = ngx_array_create(cf->pool, 2, sizeof(ngx_http_complex_value_t));
+    if (g->keys == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (value[i].len > 4 && ngx_strncmp(value[i].data, "slo=", 4) == 0) {
+            if (g->slo_path.len) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "duplicate parameter \"%V\" in \"%V\" directive: "
+                                   "the gate already has slo=%V", &value[i], &cmd->name,
+                                   &g->slo_path);
+                return NGX_CONF_ERROR;
+            }
+            g->slo_path.data = value[i].data + 4;
+            g->slo_path.len = value[i].len - 4;
+            if (ngx_http_pgate_read_document(cf, &g->slo_path, &g->slo) != NGX_CONF_OK) {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (value[i].len > 4 && ngx_strncmp(value[i].data, "key=", 4) == 0) {
+            /* A gate's decision as a key: routed by another routing (or, for its own gate,
+             * by the "stable" a request gets while it is being routed). */
+            if (ngx_strlcasestrn(value[i].data + 4, value[i].data + value[i].len,
+                                 (u_char *) "promotion_gate_",
+                                 sizeof("promotion_gate_") - 2) != NULL)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\" in \"%V\" directive: a key "
+                                   "cannot read a gate's decision ($promotion_gate_...)",
+                                   &value[i], &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            key = ngx_array_push(g->keys);
+            if (key == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+            ccv.cf = cf;
+            ccv.value = &value[i];
+            ccv.value->data += 4;
+            ccv.value->len -= 4;
+            ccv.complex_value = key;
+
+            if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+            if (key->lengths == NULL) {
+                ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                                   "parameter \"key=%V\" in \"%V\" directive has no "
+                                   "variable: every request has that key, so all of them "
+                                   "reach one version", ccv.value, &cmd->name);
+            }
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V\" directive: "
+                           "expected slo=<file> or key=<value>", &value[i], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * $promotion_gate_<name>: canary or stable. Made before the gate is validated, which opens
+     * its store: a refusal here leaves no store behind. A map, split_clients or set of that
+     * name made before would come back from ngx_http_add_variable (nginx lets those be
+     * redefined) and lose its value to the gate's without a word: refused.
+     */
+    var.len = sizeof("promotion_gate_") - 1 + g->name.len;
+    var.data = ngx_pnalloc(cf->pool, var.len);
+    if (var.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_sprintf(var.data, "promotion_gate_%V", &g->name);
+
+    v = ngx_http_add_variable(cf, &var, 0);
+    if (v == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    if (v->get_handler != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "variable \"$%V\" of gate \"%V\" in \"%V\" directive is already "
+                           "defined (by map, split_clients or set): a gate's variable is its own",
+                           &var, &g->name, &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+    v->get_handler = ngx_http_pgate_variable;
+    v->data = pmcf->gates.nelts - 1;
+
+    if (ngx_http_pgate_validate(cf, g) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (pmcf->request_id_index == NGX_ERROR) {
+        ngx_str_set(&var, "request_id");
+        pmcf->request_id_index = ngx_http_get_variable_index(cf, &var);
+        if (pmcf->request_id_index == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /*
+     * The zone through which the workers pool their outcomes, named by the gate and where its
+     * state is kept: a reload keeps it (and its outcomes) while both stay, and gives a gate
+     * whose document names another gate or another store a zone of its own, which neither the
+     * old workers still draining nor the old release's outcomes reach.
+     */
+    zone.len = sizeof("promotion_gate__") - 1 + g->name.len + 16;
+    zone.data = ngx_pnalloc(cf->pool, zone.len);
+    if (zone.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_sprintf(zone.data, "promotion_gate_%V_%016xL", &g->name,
+                ngx_http_pgate_identity(&g->gate_name, &g->store));
+
+    g->zone = ngx_shared_memory_add(cf, &zone,
+                                    2 * sizeof(ngx_http_pgate_ring_t) + 8 * ngx_pagesize,
+                                    &ngx_http_promotion_gate_module);
+    if (g->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    g->zone->init = ngx_http_pgate_init_zone;
+    g->zone->data = g->opened;
+
+    return NGX_CONF_OK;
+
+bad_name:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid gate name \"%V\" in \"%V\" directive: "
+                       "letters, digits and _ only", &value[1], &cmd->name);
+    return NGX_CONF_ERROR;
+}
+
+
+/* Finds a declared gate by name for promotion_gate_status. */
+static ngx_int_t
+ngx_http_pgate_find(ngx_conf_t *cf, ngx_command_t *cmd, ngx_str_t *name)
+{
+    ngx_uint_t                   i;
+    ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_promotion_gate_module);
+    gates = pmcf->gates.elts;
+
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        if (gates[i].name.len == name->len
+            && ngx_strncmp(gates[i].name.data, name->data, name->len) == 0)
+        {
+            return (ngx_int_t) i;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown gate \"%V\" in \"%V\" directive: declare it first with "
+                       "\"promotion_gate %V <config.json>\" in the http block",
+                       name, &cmd->name, name);
+    return NGX_ERROR;
+}
+
+
+/* What a status or metrics directive says in a location that already has a content handler
+ * (one of them, or proxy_pass, return... before it): one of the two would be lost. */
+#define PGATE_HANDLER_TAKEN                                                               \
+    "is in a location that already has a content handler (a promotion_gate_status, "      \
+    "promotion_gate_metrics, proxy_pass...): one location serves one of them"
+
+
+/*
+ * Sets the location's content handler for a status or metrics directive, and notes where, for
+ * ngx_http_pgate_check_handlers. NULL, or the directive's error.
+ */
+static char *
+ngx_http_pgate_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, ngx_http_handler_pt handler)
+{
+    ngx_http_pgate_handler_t    *set;
+    ngx_http_core_loc_conf_t    *clcf;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    if (clcf->handler != NULL) {
+        return PGATE_HANDLER_TAKEN;
+    }
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_promotion_gate_module);
+    set = ngx_array_push(&pmcf->handlers);
+    if (set == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    set->clcf = clcf;
+    set->handler = handler;
+    set->file = cf->conf_file->file.name;
+    set->line = cf->conf_file->line;
+    set->directive = (const char *) cmd->name.data;
+
+    clcf->handler = handler;
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Refuses a status or metrics location whose content handler a directive after ours replaced
+ * (proxy_pass, fastcgi_pass...): nginx keeps the last one silently.
+ */
+ngx_int_t
+ngx_http_pgate_check_handlers(ngx_conf_t *cf, ngx_http_pgate_main_conf_t *pmcf)
+{
+    ngx_uint_t                 i;
+    ngx_http_pgate_handler_t  *set;
+
+    set = pmcf->handlers.elts;
+    for (i = 0; i < pmcf->handlers.nelts; i++) {
+        if (set[i].clcf->handler != set[i].handler) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"%s\" in %V:%ui is in a location whose content handler a later "
+                          "directive replaced (proxy_pass...): one location serves one of them",
+                          set[i].directive, &set[i].file, set[i].line);
+            return NGX_ERROR;
+        }
+    }
+    return NGX_OK;
+}
+
+
+char *
+ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pgate_loc_conf_t  *plcf = conf;
+
+    ngx_str_t                 *value;
+
+    if (plcf->status_gate != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    plcf->status_gate = ngx_http_pgate_find(cf, cmd, &value[1]);
+    if (plcf->status_gate == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_pgate_set_handler(cf, cmd, ngx_http_pgate_status_handler);
+}
+
+
+char *
+ngx_http_pgate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_http_pgate_set_handler(cf, cmd, ngx_http_pgate_metrics_handler);
+}
+
+
+/* 64-bit FNV-1a of the gate's name and its store location: what a gate's zone is named by. */
+static uint64_t
+ngx_http_pgate_identity(ngx_str_t *gate_name, ngx_str_t *store)
+{
+    size_t     i;
+    uint64_t   hash;
+    ngx_str_t *part[2];
+    ngx_uint_t n;
+
+    hash = 0xcbf29ce484222325ULL;
+    part[0] = gate_name;
+    part[1] = store;
+
+    for (n = 0; n < 2; n++) {
+        for (i = 0; i < part[n]->len; i++) {
+            hash = (hash ^ part[n]->data[i]) * 0x100000001b3ULL;
+        }
+        hash = (hash ^ 0) * 0x100000001b3ULL;     /* the end of a part */
+    }
+
+    return hash;
+}
+
+
+/*
+ * Makes the gate's zone, or takes the old cycle's on a reload (`data`: same name, so the same
+ * gate and store, and the same size). zone->data is how nginx -t opened the gate's store until
+ * then, and the ring afterwards, which the workers and a later reload are handed. The
+ * configuration's users are final here: the store's owner is checked first.
+ */
+static ngx_int_t
+ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_slab_pool_t          *shpool;
+    ngx_http_pgate_ring_t    *ring;
+    ngx_http_pgate_opened_t  *opened = zone->data;
+
+    if (ngx_http_pgate_check_user(zone->shm.log, opened) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    if (data) {
+        ring = data;
+
+    } else if (zone->shm.exists) {
+        ring = shpool->data;
+
+    } else {
+        ring = ngx_slab_calloc(shpool, sizeof(ngx_http_pgate_ring_t));
+        if (ring == NULL) {
+            return NGX_ERROR;
+        }
+        shpool->data = ring;
+    }
+
+    zone->data = ring;
+    return NGX_OK;
+}

@@ -1,0 +1,877 @@
+/* A request's path: its context, its upstream's timing, its routing and its outcome, pooled
+ * with the other workers' through the gate's shared ring (and the worker timer doing so). */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <time.h>
+
+#include "ngx_http_pgate.h"
+
+
+/* A claimed slot still unpublished this far behind the head belongs to a dead writer. */
+#define PGATE_RING_ABANDONED   64
+/* How long a worker told of another worker's change asks its store again, every timer tick,
+ * until its gate applied a change: the other worker's store write may land after the ask. */
+#define PGATE_RESYNC_MS        1000
+
+/* An outcome's flags, in the ring and between the log handler and pgate_record. */
+#define PGATE_FLAG_CANARY      1
+#define PGATE_FLAG_SUCCESS     2
+/* The decision's `forced` byte (pgate_forced: 0, 1 or 2), kept as it was routed, bits 2-3. */
+#define PGATE_FLAG_FORCED_SHIFT  2
+#define PGATE_FLAG_FORCED_MASK   3
+/* The client went away before the routed upstream answered; the latency is its wait. */
+#define PGATE_FLAG_ABANDONED   16
+
+
+typedef struct {
+    pgate_decision               decision;
+    unsigned                     routed:1;    /* this request asked already */
+    unsigned                     decided:1;   /* the library decided (else: stable) */
+    unsigned                     recordable:1;  /* decided before the upstream started */
+} ngx_http_pgate_route_t;
+
+/*
+ * Per request: the decision of each gate and the upstream's timing. It lives for the whole
+ * request: an internal redirect or a named location clears r->ctx, and
+ * ngx_http_pgate_get_ctx finds it again through its pool cleanup.
+ */
+typedef struct {
+    ngx_http_request_t          *request;
+    ngx_http_pgate_route_t      *routes;
+    /* how many r->upstream_states it had when first routed (if it had them: states_existed),
+     * see ngx_http_pgate_routed_first */
+    ngx_uint_t                   states_before;
+    unsigned                     states_existed:1;
+    /* 1 + the index in r->upstream_states of the timed upstream's last attempt (0: none) */
+    ngx_uint_t                   timed_state_end;
+    uint64_t                     upstream_start_ns;
+    uint64_t                     upstream_end_ns;
+    ngx_event_get_peer_pt        original_get;
+    ngx_event_free_peer_pt       original_free;
+    ngx_event_notify_peer_pt     original_notify;
+#if (NGX_HTTP_SSL)
+    ngx_event_set_peer_session_pt   original_set_session;
+    ngx_event_save_peer_session_pt  original_save_session;
+#endif
+    void                        *original_data;
+} ngx_http_pgate_ctx_t;
+
+
+static ngx_inline void ngx_http_pgate_follow(ngx_log_t *log, ngx_http_pgate_gate_t *g);
+static void ngx_http_pgate_announce(ngx_log_t *log, ngx_http_pgate_gate_t *g);
+
+
+/* nginx's own clock is cached per event loop turn in milliseconds: time upstreams here. */
+static uint64_t
+ngx_http_pgate_now_ns(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000 + (uint64_t) ts.tv_nsec;
+}
+
+
+/* ---- the request's context, kept across redirects -------------------------------- */
+
+/* Marks the pool cleanup that holds a request's context; nothing to free. */
+static void
+ngx_http_pgate_ctx_cleanup(void *data)
+{
+}
+
+
+/*
+ * The request's context, or NULL before it was routed. An internal redirect (error_page to a
+ * URI, X-Accel-Redirect, a try_files fallback), a named location or a filter finalization
+ * zeroes r->ctx; the context is then found again through the cleanup it was made with on
+ * the request's pool (a subrequest shares that pool, hence the request test) and set back,
+ * so a request is routed once and its outcome recorded once, whatever redirects happen.
+ */
+static ngx_http_pgate_ctx_t *
+ngx_http_pgate_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t    *cln;
+    ngx_http_pgate_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_promotion_gate_module);
+    if (ctx != NULL || !(r->internal || r->filter_finalize)) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler != ngx_http_pgate_ctx_cleanup) {
+            continue;
+        }
+
+        ctx = cln->data;
+        if (ctx->request == r) {
+            ngx_http_set_ctx(r, ctx, ngx_http_promotion_gate_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The index in r->upstream_states of the routed upstream's first attempt, the routed upstream
+ * being the first one the request starts after it was routed. nginx makes the array when a
+ * request starts its first upstream (and pushes nothing yet), and every later upstream first
+ * pushes an empty separator: so the routed upstream's attempts start at 0 if the request had
+ * no array when it was routed, else one after the states it had. An upstream that gave up
+ * before trying any peer (a name no upstream{} block has, with no resolver) pushed nothing:
+ * its fallback's separator then sits where the routed attempts would, and nothing of the
+ * fallback is taken for the routed version's.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_pgate_routed_first(ngx_http_pgate_ctx_t *ctx)
+{
+    return ctx->states_existed ? ctx->states_before + 1 : 0;
+}
+
+
+/*
+ * Whether the request's upstream has started since its first route: a peer was asked for
+ * (a wrapped one), or r->upstream_states grew past what it held then (it is made, or given
+ * the next upstream's separator, after the upstream's create_request, whose header values may
+ * still route).
+ */
+static ngx_uint_t
+ngx_http_pgate_upstream_started(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
+{
+    if (ctx->upstream_start_ns != 0) {
+        return 1;
+    }
+
+    if (r->upstream_states == NULL) {
+        return 0;
+    }
+
+    return !ctx->states_existed || r->upstream_states->nelts > ctx->states_before;
+}
+
+
+/* Makes the request's context with the pool cleanup that lets it outlive r->ctx. */
+static ngx_http_pgate_ctx_t *
+ngx_http_pgate_create_ctx(ngx_http_request_t *r, ngx_uint_t gates)
+{
+    ngx_pool_cleanup_t    *cln;
+    ngx_http_pgate_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pgate_ctx_t)
+                      + gates * sizeof(ngx_http_pgate_route_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_pgate_ctx_cleanup;
+    cln->data = ctx;
+
+    ctx->request = r;
+    ctx->routes = (ngx_http_pgate_route_t *) (ctx + 1);
+
+    if (r->upstream_states != NULL) {
+        ctx->states_before = r->upstream_states->nelts;
+        ctx->states_existed = 1;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_promotion_gate_module);
+    return ctx;
+}
+
+
+/* ---- peer wrapping: the upstream's time, in nanoseconds --------------------------- */
+
+static ngx_int_t
+ngx_http_pgate_peer_get(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_pgate_ctx_t  *ctx = data;
+
+    if (ctx->upstream_start_ns == 0) {
+        ctx->upstream_start_ns = ngx_http_pgate_now_ns();
+    }
+
+    return ctx->original_get(pc, ctx->original_data);
+}
+
+
+static void
+ngx_http_pgate_peer_free(ngx_peer_connection_t *pc, void *data, ngx_uint_t state)
+{
+    ngx_http_pgate_ctx_t  *ctx = data;
+
+    ctx->upstream_end_ns = ngx_http_pgate_now_ns();
+    /* this attempt's state is the last one: the next attempt or upstream pushes its own */
+    ctx->timed_state_end = ctx->request->upstream_states->nelts;
+    ctx->original_free(pc, ctx->original_data, state);
+}
+
+
+static void
+ngx_http_pgate_peer_notify(ngx_peer_connection_t *pc, void *data, ngx_uint_t type)
+{
+    ngx_http_pgate_ctx_t  *ctx = data;
+
+    ctx->original_notify(pc, ctx->original_data, type);
+}
+
+
+#if (NGX_HTTP_SSL)
+
+static ngx_int_t
+ngx_http_pgate_peer_set_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_pgate_ctx_t  *ctx = data;
+
+    return ctx->original_set_session(pc, ctx->original_data);
+}
+
+
+static void
+ngx_http_pgate_peer_save_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_pgate_ctx_t  *ctx = data;
+
+    ctx->original_save_session(pc, ctx->original_data);
+}
+
+#endif
+
+
+/*
+ * Wraps the peer of the routed upstream, just made by its peer init: the first upstream a
+ * routed request starts after it was routed (ngx_http_pgate_routed_first: no attempt of any
+ * upstream pushed since). A later upstream of the same request (a named location that
+ * error_page sends to stable, say, also after a routed upstream that never tried a peer) is
+ * not the routed one and is left alone.
+ */
+static ngx_int_t
+ngx_http_pgate_wrap_peer(ngx_http_request_t *r)
+{
+    ngx_peer_connection_t      *peer;
+    ngx_http_pgate_ctx_t       *ctx;
+
+    ctx = ngx_http_pgate_get_ctx(r);
+    if (ctx == NULL || ctx->original_get != NULL
+        || r->upstream_states->nelts != ngx_http_pgate_routed_first(ctx))
+    {
+        return NGX_OK;          /* not routed, or not the routed upstream */
+    }
+
+    peer = &r->upstream->peer;
+
+    ctx->original_get = peer->get;
+    ctx->original_free = peer->free;
+    ctx->original_notify = peer->notify;
+    ctx->original_data = peer->data;
+
+    peer->data = ctx;
+    peer->get = ngx_http_pgate_peer_get;
+    peer->free = ngx_http_pgate_peer_free;
+    peer->notify = ctx->original_notify ? ngx_http_pgate_peer_notify : NULL;
+
+#if (NGX_HTTP_SSL)
+    ctx->original_set_session = peer->set_session;
+    ctx->original_save_session = peer->save_session;
+    peer->set_session = ctx->original_set_session ? ngx_http_pgate_peer_set_session : NULL;
+    peer->save_session = ctx->original_save_session ? ngx_http_pgate_peer_save_session
+                                                    : NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+/* The peer init of an upstream{} block: the block's own, then the wrap. */
+ngx_int_t
+ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_int_t                   rc;
+    ngx_http_pgate_srv_conf_t  *pscf;
+
+    pscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_promotion_gate_module);
+
+    rc = pscf->original_init(r, us);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_pgate_wrap_peer(r);
+}
+
+
+/*
+ * The peer init of an implicit upstream (an address written in proxy_pass, which has no
+ * module configuration to keep an original in): always nginx's round robin, then the wrap.
+ */
+ngx_int_t
+ngx_http_pgate_implicit_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_upstream_init_round_robin_peer(r, us);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_pgate_wrap_peer(r);
+}
+
+
+/* ---- routing ----------------------------------------------------------------------- */
+
+/*
+ * The request's forcing value: the first header named `overrides.header` (ASCII case
+ * ignored), else the cookie named `overrides.cookie`, found by nginx's own cookie parser.
+ * Points into the request's headers: no copy, no allocation. NGX_DECLINED when it has none.
+ */
+static ngx_int_t
+ngx_http_pgate_forcing_value(ngx_http_request_t *r, ngx_http_pgate_gate_t *g,
+    ngx_str_t *value)
+{
+    ngx_str_t         cookie;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (g->override_header_len) {
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */; i++) {
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (h[i].hash == 0) {
+                continue;       /* deleted by another module */
+            }
+
+            if (h[i].key.len == g->override_header_len
+                && ngx_strncasecmp(h[i].key.data, g->override_header,
+                                   g->override_header_len) == 0)
+            {
+                *value = h[i].value;
+                return NGX_OK;
+            }
+        }
+    }
+
+    if (g->override_cookie_len == 0) {
+        return NGX_DECLINED;
+    }
+
+    cookie.data = g->override_cookie;
+    cookie.len = g->override_cookie_len;
+
+#if (nginx_version >= 1023000)
+    if (ngx_http_parse_multi_header_lines(r, r->headers_in.cookie, &cookie, value) == NULL) {
+        return NGX_DECLINED;
+    }
+#else
+    if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies, &cookie, value)
+        == NGX_DECLINED)
+    {
+        return NGX_DECLINED;
+    }
+#endif
+
+    return NGX_OK;
+}
+
+
+/* The request's decision for gate `index`, made once per request. NULL on no memory. */
+static ngx_http_pgate_route_t *
+ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
+{
+    ngx_str_t                    id, value;
+    ngx_uint_t                   i;
+    pgate_status                 st;
+    ngx_http_pgate_ctx_t        *ctx;
+    ngx_http_pgate_gate_t       *g;
+    ngx_http_pgate_route_t      *route;
+    ngx_http_complex_value_t    *keys;
+    ngx_http_variable_value_t   *vv;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
+
+    ctx = ngx_http_pgate_get_ctx(r);
+    if (ctx == NULL) {
+        ctx = ngx_http_pgate_create_ctx(r, pmcf->gates.nelts);
+        if (ctx == NULL) {
+            return NULL;
+        }
+    }
+
+    route = &ctx->routes[index];
+    if (route->routed) {
+        return route;
+    }
+    route->routed = 1;
+
+    g = &((ngx_http_pgate_gate_t *) pmcf->gates.elts)[index];
+    if (g->gate == NULL) {
+        return route;           /* the worker could not open its gate: stable */
+    }
+
+    ngx_http_pgate_follow(r->connection->log, g);
+
+    ngx_str_null(&id);
+    keys = g->keys->elts;
+
+    for (i = 0; i < g->keys->nelts && id.len == 0; i++) {
+        if (ngx_http_complex_value(r, &keys[i], &id) != NGX_OK) {
+            return NULL;
+        }
+    }
+
+    if (id.len == 0) {
+        vv = ngx_http_get_indexed_variable(r, pmcf->request_id_index);
+        if (vv != NULL && !vv->not_found) {
+            id.data = vv->data;
+            id.len = vv->len;
+        }
+    }
+
+    if (ngx_http_pgate_forcing_value(r, g, &value) == NGX_OK) {
+        /* present, even empty: the library counts a value it ignores */
+        st = pgate_route_forced(g->gate, id.data, id.len,
+                                value.data ? value.data : (u_char *) "", value.len,
+                                &route->decision);
+    } else {
+        st = pgate_route(g->gate, id.data, id.len, &route->decision);
+    }
+    if (st != PGATE_STATUS_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "promotion gate \"%V\": route: %s", &g->name, pgate_status_str(st));
+        ngx_memzero(&route->decision, sizeof(pgate_decision));
+        return route;
+    }
+
+    route->decided = 1;
+    /* Asked once the request's upstream had started (a second gate's variable in a
+     * log_format or an add_header, say): the upstream was not chosen by this decision, so its
+     * outcome is not this gate's to judge. */
+    route->recordable = !ngx_http_pgate_upstream_started(r, ctx);
+    return route;
+}
+
+
+ngx_int_t
+ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    ngx_http_pgate_route_t  *route;
+
+    route = ngx_http_pgate_route(r, data);
+    if (route == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (route->decided && route->decision.is_canary) {
+        v->data = (u_char *) "canary";
+        v->len = sizeof("canary") - 1;
+    } else {
+        v->data = (u_char *) "stable";
+        v->len = sizeof("stable") - 1;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+    return NGX_OK;
+}
+
+
+/* ---- recording and pooling -------------------------------------------------------- */
+
+/*
+ * Records an outcome (PGATE_FLAG_*): the decision's stage, cohort and `forced` byte as routed,
+ * so a forced outcome is counted apart by the library, in neither cohort. An abandoned request
+ * goes to pgate_record_abandoned, which records a wait longer than the SLO's latency target as
+ * a slow success and a shorter one not at all. Returns whether the library took the outcome
+ * (an abandoned request it left out need not be shared: every worker reads the same SLO).
+ */
+static ngx_uint_t
+ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
+    uint64_t flags, uint64_t latency_ns)
+{
+    bool            recorded;
+    pgate_status    st;
+    pgate_decision  decision;
+
+    ngx_memzero(&decision, sizeof(pgate_decision));
+    decision.stage = stage;
+    decision.is_canary = (flags & PGATE_FLAG_CANARY) ? true : false;
+    decision.forced = (pgate_forced) ((flags >> PGATE_FLAG_FORCED_SHIFT)
+                                      & PGATE_FLAG_FORCED_MASK);
+
+    recorded = true;
+
+    if (flags & PGATE_FLAG_ABANDONED) {
+        st = pgate_record_abandoned(g->gate, &decision, latency_ns, &recorded);
+
+    } else {
+        st = pgate_record(g->gate, &decision, (flags & PGATE_FLAG_SUCCESS) ? true : false,
+                          latency_ns, NULL);
+    }
+
+    if (st != PGATE_STATUS_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": record: %s",
+                      &g->name, pgate_status_str(st));
+    }
+
+    return recorded;
+}
+
+
+/* Puts this worker's outcome in the gate's ring for the other workers. Lock-free. */
+static void
+ngx_http_pgate_share(ngx_http_pgate_gate_t *g, uint64_t stage, ngx_uint_t flags,
+    uint64_t latency_ns)
+{
+    uint64_t                   index;
+    ngx_http_pgate_outcome_t  *slot;
+
+    index = __atomic_fetch_add(&g->ring->head, 1, __ATOMIC_RELAXED);
+    slot = &g->ring->outcomes[index % PGATE_RING_OUTCOMES];
+
+    __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    __atomic_store_n(&slot->stage, stage, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->latency_ns, latency_ns, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->pid, (uint64_t) ngx_pid, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->flags, (uint64_t) flags, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->seq, index + 1, __ATOMIC_RELEASE);
+}
+
+
+/* Records into this worker's gate the outcomes other workers put in the ring since. */
+static void
+ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
+{
+    uint64_t                   head, index, seq, stage, latency_ns, pid, flags;
+    ngx_http_pgate_outcome_t  *slot;
+
+    head = __atomic_load_n(&g->ring->head, __ATOMIC_ACQUIRE);
+
+    if (head - g->cursor > PGATE_RING_OUTCOMES) {
+        g->cursor = head - PGATE_RING_OUTCOMES;
+    }
+
+    for (index = g->cursor; index < head; index++) {
+        slot = &g->ring->outcomes[index % PGATE_RING_OUTCOMES];
+
+        seq = __atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE);
+        if (seq != index + 1) {
+            if (seq < index + 1 && head - index < PGATE_RING_ABANDONED) {
+                break;          /* still being written: read it next time */
+            }
+            continue;           /* overwritten, or its writer died */
+        }
+
+        stage = __atomic_load_n(&slot->stage, __ATOMIC_RELAXED);
+        latency_ns = __atomic_load_n(&slot->latency_ns, __ATOMIC_RELAXED);
+        pid = __atomic_load_n(&slot->pid, __ATOMIC_RELAXED);
+        flags = __atomic_load_n(&slot->flags, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+
+        if (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) != index + 1
+            || pid == (uint64_t) ngx_pid)
+        {
+            continue;
+        }
+
+        (void) ngx_http_pgate_record(log, g, stage, flags, latency_ns);
+    }
+
+    g->cursor = index;
+}
+
+
+/*
+ * The state of the routed upstream's last attempt, or NULL if the request never reached it.
+ * r->upstream_states holds every upstream of the request, across redirects (each upstream
+ * after the first starts with an empty separator state): the last one may be that of a
+ * fallback the canary's failure was redirected to (`error_page 502 = @fallback` proxying to
+ * stable), whose success is not the routed version's. The routed upstream is the first one
+ * the request started after it was routed (ngx_http_pgate_routed_first): for a wrapped peer
+ * (an upstream{} block, an address in proxy_pass), the attempt it released last; else (a
+ * name resolved at run time) the last attempt of that upstream, none if it tried no peer.
+ */
+static ngx_http_upstream_state_t *
+ngx_http_pgate_routed_state(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
+{
+    ngx_uint_t                  i;
+    ngx_http_upstream_state_t  *states, *last;
+
+    if (r->upstream_states == NULL) {
+        return NULL;
+    }
+
+    states = r->upstream_states->elts;
+
+    if (ctx->original_get != NULL) {
+        return ctx->timed_state_end ? &states[ctx->timed_state_end - 1] : NULL;
+    }
+
+    last = NULL;
+    i = ngx_http_pgate_routed_first(ctx);
+
+    for ( /* void */ ; i < r->upstream_states->nelts && states[i].peer != NULL; i++) {
+        last = &states[i];
+    }
+
+    return last;
+}
+
+
+ngx_int_t
+ngx_http_pgate_log_handler(ngx_http_request_t *r)
+{
+    uint64_t                     latency_ns;
+    ngx_uint_t                   i, status, outcome, flags;
+    ngx_http_pgate_ctx_t        *ctx;
+    ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_route_t      *route;
+    ngx_http_upstream_state_t   *state;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    ctx = ngx_http_pgate_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    status = r->err_status ? r->err_status : r->headers_out.status;
+
+    state = ngx_http_pgate_routed_state(r, ctx);
+    if (state == NULL) {
+        return NGX_OK;          /* the request never reached the routed upstream */
+    }
+
+    if (state->status != 0) {
+        /* its answer or failure, even if the client then went away (a 499 before anything
+         * was sent, or while error_page's fallback worked) */
+        outcome = state->status < 500 ? PGATE_FLAG_SUCCESS : 0;
+
+    } else if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
+        outcome = PGATE_FLAG_ABANDONED;     /* went away while the upstream worked */
+
+    } else {
+        return NGX_OK;          /* the routed upstream never answered nor failed */
+    }
+
+    if (ctx->original_get != NULL) {          /* an upstream{} block: timed here */
+        if (ctx->upstream_end_ns == 0) {
+            return NGX_OK;      /* no peer was ever obtained (no live upstream) */
+        }
+        latency_ns = ctx->upstream_end_ns - ctx->upstream_start_ns;
+
+    } else if (state->response_time != (ngx_msec_t) -1) {
+        latency_ns = (uint64_t) state->response_time * 1000000;
+
+    } else {
+        return NGX_OK;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
+    gates = pmcf->gates.elts;
+
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        route = &ctx->routes[i];
+        if (!route->recordable || gates[i].gate == NULL) {
+            continue;
+        }
+
+        flags = (route->decision.is_canary ? PGATE_FLAG_CANARY : 0) | outcome
+                | (((ngx_uint_t) route->decision.forced & PGATE_FLAG_FORCED_MASK)
+                   << PGATE_FLAG_FORCED_SHIFT);
+
+        if (ngx_http_pgate_record(r->connection->log, &gates[i], route->decision.stage,
+                                  flags, latency_ns))
+        {
+            ngx_http_pgate_share(&gates[i], route->decision.stage, flags, latency_ns);
+        }
+        ngx_http_pgate_pool(r->connection->log, &gates[i]);
+        ngx_http_pgate_announce(r->connection->log, &gates[i]);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The gate's changes numbered above `after`, pgate_changes_json's JSON array, in memory from
+ * ngx_alloc (the caller ngx_frees it); NULL on an error (logged). Cold: called when the
+ * change count moved.
+ */
+u_char *
+ngx_http_pgate_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t after,
+    size_t *len)
+{
+    u_char        *json;
+    ngx_uint_t     tries;
+    pgate_status   st;
+
+    *len = 0;
+    st = pgate_changes_json(g->gate, after, NULL, 0, len);
+
+    /* the changes may move on between two calls: ask again with the new length */
+    for (tries = 0; tries < 4 && st == PGATE_STATUS_BUFFER_TOO_SMALL; tries++) {
+        json = ngx_alloc(*len + 1, log);
+        if (json == NULL) {
+            return NULL;
+        }
+
+        st = pgate_changes_json(g->gate, after, (char *) json, *len + 1, len);
+        if (st == PGATE_STATUS_OK) {
+            return json;
+        }
+        ngx_free(json);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": changes: %s",
+                  &g->name, pgate_status_str(st));
+    return NULL;
+}
+
+
+/*
+ * Tells the other workers when this worker's gate changed state itself (origin this_gate: a
+ * rollback or a promotion its judge decided while recording, this worker's outcome or one
+ * pooled from the ring), by bumping the zone's generation. A change applied from the store
+ * (origin store) is another process's, already in the store: not bumped again. One atomic
+ * load (the change count) when nothing changed; run after recording and after pooling.
+ */
+static void
+ngx_http_pgate_announce(ngx_log_t *log, ngx_http_pgate_gate_t *g)
+{
+    u_char    *json;
+    size_t     len;
+    uint64_t   count, generation;
+
+    if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK
+        || count == g->changes_announced)
+    {
+        return;
+    }
+
+    json = ngx_http_pgate_changes(log, g, g->changes_announced, &len);
+    if (json == NULL) {
+        return;
+    }
+
+    g->changes_announced = count;
+
+    /* the pattern cannot occur inside a JSON string, whose quotes are escaped */
+    if (ngx_strnstr(json, "\"origin\":\"this_gate\"", len) != NULL) {
+        generation = __atomic_add_fetch(&g->ring->generation, 1, __ATOMIC_ACQ_REL);
+        if (generation == g->generation_seen + 1) {
+            g->generation_seen = generation;        /* only its own bump: no need to read */
+        }
+    }
+
+    ngx_free(json);
+}
+
+
+/*
+ * Asks the gate's store sync thread to read the store now (another worker changed it), and
+ * keeps asking every timer tick until this gate applied a change or PGATE_RESYNC_MS passed:
+ * the other worker's judge publishes a rollback at once and its sync thread writes it, so the
+ * first read may come before the write. No I/O here; asks are merged by the library.
+ */
+static void
+ngx_http_pgate_resync(ngx_log_t *log, ngx_http_pgate_gate_t *g, ngx_uint_t first)
+{
+    uint64_t      count;
+    pgate_status  st;
+
+    if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK) {
+        return;
+    }
+
+    if (first) {
+        g->resync_count = count;
+        g->resync_until = ngx_current_msec + PGATE_RESYNC_MS;
+        if (g->resync_until == 0) {
+            g->resync_until = 1;
+        }
+
+    } else if (count != g->resync_count
+               || (ngx_msec_int_t) (ngx_current_msec - g->resync_until) >= 0)
+    {
+        g->resync_until = 0;    /* applied, or given up: the sync interval goes on */
+        return;
+    }
+
+    st = pgate_sync_now(g->gate, NULL);
+    if (st != PGATE_STATUS_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": sync now: %s",
+                      &g->name, pgate_status_str(st));
+        g->resync_until = 0;
+    }
+}
+
+
+/*
+ * Follows the other workers' changes: one atomic load of the zone's generation; when it moved,
+ * the gate reads its store at once (ngx_http_pgate_resync). Run on every routed request and
+ * every timer tick.
+ */
+static ngx_inline void
+ngx_http_pgate_follow(ngx_log_t *log, ngx_http_pgate_gate_t *g)
+{
+    uint64_t  generation;
+
+    generation = __atomic_load_n(&g->ring->generation, __ATOMIC_ACQUIRE);
+    if (generation != g->generation_seen) {
+        g->generation_seen = generation;
+        ngx_http_pgate_resync(log, g, 1);
+    }
+}
+
+
+void
+ngx_http_pgate_timer(ngx_event_t *ev)
+{
+    ngx_uint_t                   i;
+    ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_main_conf_t  *pmcf = ev->data;
+
+    ngx_http_pgate_log_drain(ev->log);
+
+    gates = pmcf->gates.elts;
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        if (gates[i].gate != NULL) {
+            ngx_http_pgate_pool(ev->log, &gates[i]);
+            ngx_http_pgate_announce(ev->log, &gates[i]);
+            ngx_http_pgate_follow(ev->log, &gates[i]);
+            if (gates[i].resync_until) {
+                ngx_http_pgate_resync(ev->log, &gates[i], 0);
+            }
+            ngx_http_pgate_log_changes(ev->log, &gates[i]);
+            ngx_http_pgate_refresh_overrides(ev->log, &gates[i]);
+        }
+    }
+
+    if (!ngx_exiting && !ngx_quit) {
+        ngx_add_timer(ev, PGATE_TIMER_MS);
+    }
+}

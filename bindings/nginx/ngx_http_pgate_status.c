@@ -1,0 +1,184 @@
+/* The status and metrics locations' content handlers: a gate's state as JSON, every gate's
+ * metrics as Prometheus text. */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_pgate.h"
+
+
+static ngx_int_t
+ngx_http_pgate_send(ngx_http_request_t *r, ngx_str_t *type, u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = len ? 1 : 0;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_pgate_status_handler(ngx_http_request_t *r)
+{
+    u_char                      *body, *p;
+    size_t                       history_len, cap;
+    double                       percent;
+    uint64_t                     stage;
+    ngx_str_t                    type = ngx_string("application/json");
+    const char                  *environment;
+    pgate_status                 st;
+    pgate_environment            env;
+    ngx_http_pgate_gate_t       *g;
+    ngx_http_pgate_loc_conf_t   *plcf;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_promotion_gate_module);
+
+    if (plcf->status_gate < 0 || (ngx_uint_t) plcf->status_gate >= pmcf->gates.nelts) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "promotion gate status: no gate in this location's configuration");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    g = &((ngx_http_pgate_gate_t *) pmcf->gates.elts)[plcf->status_gate];
+
+    if (g->gate == NULL) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    st = pgate_state(g->gate, &env, &percent, &stage);
+    if (st != PGATE_STATUS_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    switch (env) {
+    case PGATE_ENVIRONMENT_CANARY:
+        environment = "canary";
+        break;
+    case PGATE_ENVIRONMENT_STAGING:
+        environment = "staging";
+        break;
+    default:
+        environment = "production";
+    }
+
+    /* the history may grow between the two calls: retry with the new length */
+    history_len = 0;
+    body = NULL;
+    cap = 0;
+
+    for ( ;; ) {
+        st = pgate_rollback_history_json(g->gate, (char *) body, cap, &history_len);
+        if (st == PGATE_STATUS_OK) {
+            break;
+        }
+        if (st != PGATE_STATUS_BUFFER_TOO_SMALL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        cap = history_len + 1;
+        body = ngx_pnalloc(r->pool, cap);
+        if (body == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    p = ngx_pnalloc(r->pool, history_len + g->name.len + 256);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body = ngx_sprintf(p, "{\"gate\":\"%V\",\"environment\":\"%s\","
+                       "\"traffic_percent\":%.3f,\"stage\":%uL,\"library_version\":\"%s\","
+                       "\"worker_pid\":%P,\"history\":%*s}\n",
+                       &g->name, environment, percent, stage, pgate_version(), ngx_pid,
+                       history_len, body ? body : (u_char *) "[]");
+
+    return ngx_http_pgate_send(r, &type, p, body - p);
+}
+
+
+ngx_int_t
+ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
+{
+    char                        *body;
+    size_t                       len, cap;
+    ngx_str_t                    type = ngx_string("text/plain; version=0.0.4");
+    ngx_uint_t                   i, n;
+    pgate_status                 st;
+    const pgate_gate           **live;
+    ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
+    gates = pmcf->gates.elts;
+
+    live = ngx_palloc(r->pool, (pmcf->gates.nelts + 1) * sizeof(pgate_gate *));
+    if (live == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    n = 0;
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        if (gates[i].gate != NULL) {
+            live[n++] = gates[i].gate;
+        }
+    }
+
+    body = NULL;
+    cap = 0;
+    len = 0;
+
+    for ( ;; ) {
+        st = pgate_metrics_prometheus_gates(live, n, body, cap, &len);
+        if (st == PGATE_STATUS_OK) {
+            break;
+        }
+        if (st != PGATE_STATUS_BUFFER_TOO_SMALL) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "promotion gate metrics: %s", pgate_status_str(st));
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        cap = len + 1 + 1024;           /* the text may grow a little in between */
+        body = ngx_pnalloc(r->pool, cap);
+        if (body == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_http_pgate_send(r, &type, (u_char *) body, len);
+}
