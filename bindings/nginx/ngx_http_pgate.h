@@ -113,35 +113,41 @@ typedef struct {
 extern ngx_module_t  ngx_http_promotion_gate_module;
 
 
+/* The functions below are the module's own: hidden from the dynamic symbol table (nginx loads
+ * modules with RTLD_GLOBAL), so that no other module's names clash with them and the calls
+ * between the files are direct, not through the PLT. */
+#define PGATE_LOCAL  __attribute__((visibility("hidden")))
+
+
 /* ngx_http_promotion_gate_module.c */
-void ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g);
+PGATE_LOCAL void ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g);
 
 /* ngx_http_pgate_directives.c */
-char *ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_pgate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-ngx_int_t ngx_http_pgate_check_handlers(ngx_conf_t *cf, ngx_http_pgate_main_conf_t *pmcf);
+PGATE_LOCAL char *ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+PGATE_LOCAL char *ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+PGATE_LOCAL char *ngx_http_pgate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+PGATE_LOCAL ngx_int_t ngx_http_pgate_check_handlers(ngx_conf_t *cf, ngx_http_pgate_main_conf_t *pmcf);
 
 /* ngx_http_pgate_request.c */
-ngx_int_t ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+PGATE_LOCAL ngx_int_t ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data);
-ngx_int_t ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us);
-ngx_int_t ngx_http_pgate_implicit_peer_init(ngx_http_request_t *r,
+PGATE_LOCAL ngx_int_t ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us);
+PGATE_LOCAL ngx_int_t ngx_http_pgate_implicit_peer_init(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
-ngx_int_t ngx_http_pgate_log_handler(ngx_http_request_t *r);
-u_char *ngx_http_pgate_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t after,
+PGATE_LOCAL ngx_int_t ngx_http_pgate_log_handler(ngx_http_request_t *r);
+PGATE_LOCAL u_char *ngx_http_pgate_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t after,
     size_t *len);
-void ngx_http_pgate_timer(ngx_event_t *ev);
+PGATE_LOCAL void ngx_http_pgate_timer(ngx_event_t *ev);
 
 /* ngx_http_pgate_log.c */
-void ngx_http_pgate_log_callback(void *user_data, pgate_log_level level, const char *target,
+PGATE_LOCAL void ngx_http_pgate_log_callback(void *user_data, pgate_log_level level, const char *target,
     const char *message, size_t message_len);
-void ngx_http_pgate_log_drain(ngx_log_t *log);
-void ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g);
+PGATE_LOCAL void ngx_http_pgate_log_drain(ngx_log_t *log);
+PGATE_LOCAL void ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g);
 
 /* ngx_http_pgate_status.c */
-ngx_int_t ngx_http_pgate_status_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_pgate_metrics_handler(ngx_http_request_t *r);
+PGATE_LOCAL ngx_int_t ngx_http_pgate_status_handler(ngx_http_request_t *r);
+PGATE_LOCAL ngx_int_t ngx_http_pgate_metrics_handler(ngx_http_request_t *r);
 
 
 #endif /* _NGX_HTTP_PGATE_H_INCLUDED_ */
