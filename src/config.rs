@@ -136,7 +136,10 @@ pub(crate) fn canary(traffic_percent: f64) -> Environment {
 /// How a gate is set up: where the release stands, its flags and its rollback policy.
 ///
 /// Fields beyond the specification's five have defaults, so `..Default::default()` works.
-/// The JSON form (serde) uses the same field names and refuses unknown fields.
+/// The JSON form (serde) uses the same field names and refuses unknown fields. Every field has
+/// its default there too, so a document may leave any out: `{}` is a Production gate named
+/// `default`, which routes no request to a canary, and gates left unnamed share the salt
+/// `default` (so they pick the same users). Name `environment` and `gate` in every document.
 ///
 /// # Example
 /// ```

@@ -96,7 +96,9 @@ pub struct RollbackEvent {
     /// What was rolled back, typed.
     pub rolled_back: RolledBack,
     /// The specification's text for it: the environment rolled back from (`Canary{50}`) or the
-    /// flag's name. Derived from `rolled_back` and `environment` where the event is made.
+    /// flag's name. Derived from `rolled_back` and `environment` where the event is made. The
+    /// share is written as everywhere in the library, as the shortest number that reads back
+    /// the same (`Canary{50}`, `Canary{12.5}`), where the specification shows `Canary{50.0}`.
     pub feature: String,
     /// Why, with the judge's evidence for automatic rollbacks.
     pub reason: String,

@@ -39,7 +39,8 @@ pub struct SloConfig {
     /// of docs/judge.md.
     pub p99_ratio_limit: f64,
     /// Roll back when the canary's p99 is significantly above this absolute budget (default
-    /// none).
+    /// none). The specification's p99 threshold "configurable per runtime class" is this
+    /// budget in each class's own gate: a gate judges one service, with one `SloConfig`.
     #[serde(rename = "p99_budget_ms", with = "millis_opt")]
     pub p99_budget: Option<Duration>,
     /// Canary samples in the window before an ordinary rule may fire (default 100).
