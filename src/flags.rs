@@ -49,6 +49,9 @@ pub const FLAG_SET_SLOTS: usize = 128;
 
 /// A set that no snapshot uses any more stays readable for at least this many later writes.
 ///
+/// A write the state store refused counts: the gate had made its sets before the store
+/// answered, so it took their slots (the published sets stay live).
+///
 /// Why it holds: a write makes or revives at most two sets, each taking one slot from the
 /// front of the free queue, and a retired set joins its back. A write is refused unless
 /// `2 * FLAG_SET_GRACE_WRITES` free slots remain after it, so a set retired by a write has at
@@ -241,15 +244,19 @@ impl FlagSets {
     /// # Errors
     /// [`FlagError::SetNumbersExhausted`] when a new set is needed and no slot can take one;
     /// [`FlagError::NamesExhausted`] when a name never held would be one more than
-    /// [`MAX_FLAG_NAMES`](crate::MAX_FLAG_NAMES); then no set changed (new names may have been
-    /// added, which nothing can observe).
+    /// [`MAX_FLAG_NAMES`](crate::MAX_FLAG_NAMES); then nothing changed, no set and no name
+    /// (names never held are added only once the sets are sure to be stored).
     pub(crate) fn intern_live<'n>(
         &self,
         index: &mut FlagSetIndex,
         stable: impl IntoIterator<Item = &'n str>,
         new_version: impl IntoIterator<Item = &'n str>,
     ) -> Result<[FlagSetId; 2], FlagError> {
-        let mut keys = [self.key(index, stable)?, self.key(index, new_version)?];
+        let mut unseen = HashMap::new();
+        let mut keys = [
+            self.key(index, stable, &mut unseen)?,
+            self.key(index, new_version, &mut unseen)?,
+        ];
         // The same set twice (no release flags) takes one number.
         let same = keys[0] == keys[1];
         if same {
@@ -267,6 +274,16 @@ impl FlagSets {
             .count();
         if index.free.len() < needed + revived_from_free + RESERVED_SLOTS {
             return Err(FlagError::SetNumbersExhausted);
+        }
+        // The sets will be stored: the names never held join the arena, under the numbers
+        // their keys were given (pushed in number order by the only writer).
+        let mut unseen: Vec<(&str, u32)> = unseen.into_iter().collect();
+        unseen.sort_unstable_by_key(|&(_, number)| number);
+        for (name, number) in unseen {
+            let text: Arc<str> = Arc::from(name);
+            let pushed = self.names.push(Arc::clone(&text));
+            debug_assert_eq!(pushed, number as usize, "names are numbered in push order");
+            index.name_numbers.insert(text, number);
         }
         let mut ids = [FlagSetId::EMPTY; 2];
         for (id, key) in ids.iter_mut().zip(keys) {
@@ -295,28 +312,33 @@ impl FlagSets {
         Ok(ids)
     }
 
-    /// The sorted, deduplicated name numbers of `names`, or `None` for the empty set. Adds
-    /// names not seen before to the arena, up to [`MAX_FLAG_NAMES`](crate::MAX_FLAG_NAMES).
+    /// The name numbers of `names`, deduplicated and ordered by name, or `None` for the
+    /// empty set. A name never held is numbered as it will be once pushed to the arena, and
+    /// kept in `unseen` (shared by the keys of one write) for the caller to push: nothing is
+    /// added here. At most [`MAX_FLAG_NAMES`](crate::MAX_FLAG_NAMES) names in all.
     fn key<'n>(
         &self,
-        index: &mut FlagSetIndex,
+        index: &FlagSetIndex,
         names: impl IntoIterator<Item = &'n str>,
+        unseen: &mut HashMap<&'n str, u32>,
     ) -> Result<Option<Arc<[u32]>>, FlagError> {
+        let next = self.names.count();
         let mut named: Vec<(&str, u32)> = names
             .into_iter()
-            .map(|name| match index.name_numbers.get(name) {
-                Some(&number) => Ok((name, number)),
-                None if index.name_numbers.len() >= crate::MAX_FLAG_NAMES => {
-                    Err(FlagError::NamesExhausted)
+            .map(|name| {
+                if let Some(&number) = index.name_numbers.get(name) {
+                    return Ok((name, number));
                 }
-                None => {
-                    let text: Arc<str> = Arc::from(name);
-                    let pushed = self.names.push(Arc::clone(&text));
-                    // MAX_FLAG_NAMES is far below u32::MAX.
-                    let number = u32::try_from(pushed).unwrap_or(u32::MAX);
-                    index.name_numbers.insert(text, number);
-                    Ok((name, number))
+                if let Some(&number) = unseen.get(name) {
+                    return Ok((name, number));
                 }
+                if index.name_numbers.len() + unseen.len() >= crate::MAX_FLAG_NAMES {
+                    return Err(FlagError::NamesExhausted);
+                }
+                // MAX_FLAG_NAMES is far below u32::MAX.
+                let number = u32::try_from(next + unseen.len()).unwrap_or(u32::MAX);
+                unseen.insert(name, number);
+                Ok((name, number))
             })
             .collect::<Result<_, _>>()?;
         named.sort_unstable();
@@ -707,6 +729,40 @@ mod tests {
         // The refused write changed nothing: the live set still reads.
         let live = index.live[1];
         assert_eq!(EnabledFeatures::new(&sets, live).len(), 1);
+    }
+
+    #[test]
+    fn a_refused_write_adds_no_name() {
+        let sets = FlagSets::new();
+        let mut index = FlagSetIndex::default();
+        let names: Vec<String> = (0..crate::MAX_FLAG_NAMES - 1)
+            .map(|i| format!("f{i}"))
+            .collect();
+        for chunk in names.chunks(10_000) {
+            sets.intern_live(&mut index, [], chunk.iter().map(String::as_str))
+                .unwrap();
+        }
+        // One name short of the bound: two new names are refused, and neither is added, so
+        // one of them still fits afterwards.
+        let err = sets
+            .intern_live(&mut index, ["new1"], ["new2"])
+            .unwrap_err();
+        assert_eq!(err, FlagError::NamesExhausted);
+        assert_eq!(sets.names_stored(), crate::MAX_FLAG_NAMES - 1);
+        assert_eq!(index.name_numbers.len(), crate::MAX_FLAG_NAMES - 1);
+        let [_, id] = sets.intern_live(&mut index, [], ["new3", "f0"]).unwrap();
+        let features = EnabledFeatures::new(&sets, id);
+        assert_eq!(features.iter().collect::<Vec<_>>(), ["f0", "new3"]);
+        // A write refused for want of set numbers adds no name either.
+        let mut worn = FlagSetIndex::default();
+        let fresh = FlagSets::new();
+        for slot in &mut worn.slots {
+            slot.used = MAX_EPOCH + 1;
+        }
+        worn.free.clear();
+        let err = fresh.intern_live(&mut worn, ["a"], ["b"]).unwrap_err();
+        assert_eq!(err, FlagError::SetNumbersExhausted);
+        assert_eq!((fresh.names_stored(), worn.name_numbers.len()), (0, 0));
     }
 
     #[test]

@@ -80,7 +80,8 @@ pub const MAX_FLAGS: usize = 10_000;
 /// (a name read from a decision, or a C pointer to it, stays valid that long), so beyond it a
 /// write that enables a name never seen before is refused
 /// ([`FlagError::NamesExhausted`](crate::FlagError::NamesExhausted)): about 20 MiB of names at
-/// most.
+/// most. A write refused by the gate adds no name; one the state store refused (after the gate
+/// accepted it) keeps the names it brought, as a later write naming them would.
 pub const MAX_FLAG_NAMES: usize = 100_000;
 
 /// Longest accepted reason for a manual rollback, in bytes.

@@ -426,30 +426,14 @@ impl Shared {
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Builds and publishes the next snapshot. Called with the writer lock held.
-    ///
-    /// # Errors
-    /// [`FlagError::SetNumbersExhausted`](crate::FlagError::SetNumbersExhausted) when the
-    /// config needs a new flag set and the gate has no number left; nothing is published then.
-    fn publish(
-        &self,
-        writer: &mut WriterState,
-        config: PromotionConfig,
-        stage: StageId,
-        origin: ChangeOrigin,
-        events: &[RollbackEvent],
-    ) -> Result<(), Error> {
-        let snapshot = self.prepare_at(writer, config, stage)?;
-        self.install(snapshot, origin, events);
-        Ok(())
-    }
-
     /// Builds the next snapshot without publishing it (a write commits it to the state store
     /// in between). Called with the writer lock held.
     ///
     /// # Errors
-    /// [`FlagError::SetNumbersExhausted`](crate::FlagError::SetNumbersExhausted), as
-    /// [`publish`](Self::publish).
+    /// [`FlagError::SetNumbersExhausted`](crate::FlagError::SetNumbersExhausted) when the
+    /// config needs a new flag set and the gate has no number left, and
+    /// [`FlagError::NamesExhausted`](crate::FlagError::NamesExhausted) when it names a flag
+    /// beyond the gate's [`MAX_FLAG_NAMES`](crate::MAX_FLAG_NAMES); no set changed then.
     fn prepare(
         &self,
         writer: &mut WriterState,
@@ -486,7 +470,7 @@ impl Shared {
         )?)
     }
 
-    /// Publishes a snapshot [`prepare`](Self::prepare) built, under the same writer lock, then
+    /// Publishes a snapshot [`prepare`](Self::prepare) or [`prepare_at`](Self::prepare_at) built, under the same writer lock, then
     /// tells the change feed what changed (`events`: the history events it came with).
     fn install(&self, snapshot: Snapshot, origin: ChangeOrigin, events: &[RollbackEvent]) {
         let (stage, generation) = (snapshot.route.stage, snapshot.route.generation);

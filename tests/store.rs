@@ -1569,3 +1569,63 @@ fn a_gate_dropped_inside_its_own_sync_threads_write_is_dropped_whole() {
         clock.dropped.load(std::sync::atomic::Ordering::SeqCst)
     });
 }
+
+#[test]
+fn writes_the_store_refuses_change_nothing_and_log_no_change() {
+    let dir = Scratch::new("refused-writes");
+    let path = dir.file("gate.db");
+    let config = PromotionConfig::from_json(&document(&path, 10.0, 50)).unwrap();
+    // Promotable on little data, so that a gated move reaches the store.
+    let slo = SloConfig {
+        min_samples: 20,
+        warm_up: Duration::ZERO,
+        promotion_evidence: false,
+        ..SloConfig::default()
+    };
+    let gate =
+        PromotionGateManager::new(config, SloAdmissionController::new(slo).unwrap()).unwrap();
+    for _ in 0..50 {
+        for canary in [false, true] {
+            gate.record_for(gate.stage(), canary, true, Duration::from_millis(5));
+        }
+    }
+    let (changes, before) = (gate.change_count(), gate.config());
+    let lock = WriteLock::take(&path);
+    let lines = common::log_lines::LogLines::default();
+    let mut renamed = before.clone();
+    renamed.environment = Environment::Staging;
+    renamed.salt = Some("another".into());
+    lines.during(|| {
+        let refused = gate.promote(Environment::Production).unwrap_err();
+        assert!(matches!(refused, Error::Store(_)), "{refused}");
+        let refused = gate.swap_config(renamed).unwrap_err();
+        assert!(matches!(refused, Error::Store(_)), "{refused}");
+    });
+    drop(lock);
+    assert_eq!(gate.change_count(), changes);
+    assert_eq!(gate.config(), before);
+    assert!(
+        stored_environment(&path).starts_with("Canary"),
+        "{}",
+        stored_environment(&path)
+    );
+    let lines = lines.lines();
+    for claim in [
+        "skips staging",
+        "changes the environment",
+        "changes the routing salt",
+    ] {
+        assert!(
+            !lines.iter().any(|l| l.contains(claim)),
+            "{claim}: {lines:#?}"
+        );
+    }
+    // Made, each is told.
+    let lines = common::log_lines::LogLines::default();
+    lines.during(|| gate.promote(Environment::Production).unwrap());
+    assert!(
+        lines.lines().iter().any(|l| l.contains("skips staging")),
+        "{:#?}",
+        lines.lines()
+    );
+}

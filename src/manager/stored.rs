@@ -418,6 +418,51 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_state_the_gate_cannot_publish_changes_nothing_and_is_never_overwritten() {
+        let dir = crate::store::scratch::Scratch::new("unpublishable");
+        let path = dir.file("gate.db");
+        let ours = gate_on(&path, 60_000, 5_000);
+        ours.enable_feature("early").unwrap();
+        let theirs = gate_on(&path, 60_000, 5_000);
+        // This gate has held every flag name it may: a stored config naming a new one cannot
+        // be published here.
+        {
+            let shared = &ours.shared;
+            let mut writer = shared.lock_writer();
+            let names: Vec<String> = (1..crate::MAX_FLAG_NAMES)
+                .map(|i| format!("n{i}"))
+                .collect();
+            for chunk in names.chunks(1_000) {
+                let chunk = chunk.iter().map(String::as_str);
+                shared
+                    .flag_sets
+                    .intern_live(&mut writer.flag_index, chunk.clone(), chunk)
+                    .unwrap();
+            }
+            shared.restore_live_flags(&mut writer);
+        }
+        // Another process turns "early" off (a history event) and a new flag on.
+        theirs.disable_feature("early").unwrap();
+        theirs.enable_feature("brand_new").unwrap();
+        let (changes, config) = (ours.change_count(), ours.config());
+        ours.shared.sync_once();
+        assert_eq!(ours.change_count(), changes);
+        assert_eq!(ours.config(), config);
+        assert!(
+            ours.rollback_history().is_empty(),
+            "{:?}",
+            ours.rollback_history()
+        );
+        assert_eq!(ours.rollback_counts(), Vec::new());
+        // Its own writes were decided on the state it still shows: refused, never stored over
+        // the other process's.
+        assert!(ours.promote(crate::config::canary(5.0)).is_err());
+        let reopened = gate_on(&path, 60_000, 5_000);
+        assert_eq!(reopened.config().feature_flags, ["brand_new"]);
+        assert_eq!(reopened.config().environment, crate::config::canary(10.0));
+    }
+
+    #[test]
     fn a_rollback_the_sync_thread_stored_while_a_host_wrote_is_counted_once() {
         let dir = crate::store::scratch::Scratch::new("found-stored");
         let path = dir.file("gate.db");

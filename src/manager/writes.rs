@@ -79,12 +79,13 @@ impl PromotionGateManager {
             } else {
                 None
             };
-            if step.kind == PromotionKind::CanaryToProduction {
-                tracing::warn!(from = %current.config.environment, "promotion.promote skips staging: canary straight to production");
-            }
             let config = release::promoted(&current.config, target, step.kind);
             self.shared
                 .commit(writer, config, true, None, Durability::Required)?;
+            // Told once made: a write the store refused changed nothing.
+            if step.kind == PromotionKind::CanaryToProduction {
+                tracing::warn!(from = %current.config.environment, "promotion.promote skips staging: canary straight to production");
+            }
             tracing::info!(from = %current.config.environment, to = %target, kind = step.kind.name(), "promotion.promote");
             #[cfg(feature = "otel")]
             crate::telemetry::otel::promotion_span(
@@ -410,16 +411,10 @@ impl PromotionGateManager {
                 let not_made = "the config was not swapped: read it again";
                 return Err(moved_first(writer, &current, not_made));
             }
-            if current.config.environment != config.environment {
-                tracing::warn!(from = %current.config.environment, to = %config.environment, "promotion.swap_config changes the environment");
-            }
             // A canary share that rounds to the same buckets routes every request as before:
             // the stage and the judge's evidence go on.
             let new_stage = !release::same_split(current.config.environment, config.environment);
             let new_salt = current.config.effective_salt() != config.effective_salt();
-            if new_salt {
-                tracing::warn!(gate = %config.gate, "promotion.swap_config changes the routing salt: users are reshuffled");
-            }
             let (bound, next) = (config.max_rollback_history, config.clone());
             let dropped = self.shared.commit(
                 writer,
@@ -428,6 +423,13 @@ impl PromotionGateManager {
                 None,
                 Durability::Required,
             )?;
+            // Told once made: a write the store refused changed nothing.
+            if current.config.environment != config.environment {
+                tracing::warn!(from = %current.config.environment, to = %config.environment, "promotion.swap_config changes the environment");
+            }
+            if new_salt {
+                tracing::warn!(gate = %config.gate, "promotion.swap_config changes the routing salt: users are reshuffled");
+            }
             if dropped > 0 {
                 tracing::warn!(
                     dropped,

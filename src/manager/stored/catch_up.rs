@@ -257,10 +257,7 @@ impl Shared {
             link.pending.as_ref(),
             &local,
         ) {
-            Ok(Some(update)) => {
-                self.apply(writer, update);
-                Ok(())
-            }
+            Ok(Some(update)) => self.apply(writer, update),
             Ok(None) => {
                 link.came_back();
                 Ok(())
@@ -296,7 +293,8 @@ impl Shared {
         {
             let mut writer = self.lock_writer();
             match result {
-                Ok(Some(update)) => self.apply(&mut writer, update),
+                // Logged by `apply`; the next tick tries again.
+                Ok(Some(update)) => drop(self.apply(&mut writer, update)),
                 Ok(None) => {
                     if let Some(link) = writer.store.as_mut() {
                         link.came_back();
@@ -324,25 +322,60 @@ impl Shared {
     /// counted in this process only: its routing did roll back, but the store never held it.
     /// Events at or below `from` in a store that went back (deleted, or replaced by an older
     /// copy) are not counted again.
-    pub(super) fn apply(&self, writer: &mut WriterState, update: CatchUp) {
-        let Some(link) = writer.store.as_mut() else {
-            return;
+    pub(super) fn apply(&self, writer: &mut WriterState, update: CatchUp) -> Result<(), Error> {
+        let Some(link) = writer.store.as_ref() else {
+            return Ok(());
         };
         if link.known != update.from {
-            return; // a host's write moved the gate meanwhile; the next tick looks again
+            return Ok(()); // a host's write moved the gate meanwhile; the next tick looks again
         }
         if link.pending.is_some() && !update.settles_pending {
             // A rollback was made (and published) during this catch-up's unlocked I/O, which
             // did not know it: applying would put the stored, not rolled-back stage back. The
             // rollback's wake-up writes it and catches up.
-            return;
+            return Ok(());
         }
-        link.came_back();
-        if update.settles_pending {
-            link.pending = None;
-        }
-        link.known = guard_of(&update.release);
+        let stored_guard = guard_of(&update.release);
         let config = with_store_key(update.release.config, &link.config);
+        let current = self.current.load_full();
+        // The gate follows the stored stage (never going back): a stage this gate already
+        // started itself (its own rollback, written later), or shows already (the same config
+        // at the same number: another process's rollback of the stage this one rolled back
+        // too), is not started again; another process's is a new stage here too, numbered
+        // above the local one if that is ahead (a dropped rollback's: the outcomes recorded
+        // while rolled back are neither judged as the followed stage's nor published as this
+        // process's contribution to it).
+        let stored = StageId(update.release.stage);
+        let shown = stored == current.route.stage && config == current.config;
+        let stage = if update.started_here || update.release.stage == update.from.stage || shown {
+            current.route.stage.max(stored)
+        } else {
+            StageId(current.route.stage.0 + 1).max(stored)
+        };
+        let bound = config.max_rollback_history;
+        let to = config.environment;
+        // Built before anything changes: a stored state the gate cannot publish (no flag set
+        // number or flag name left) changes nothing here, not the known state, the history or
+        // the counts, so this gate's writes stay refused as decided on an older state (they
+        // would overwrite the stored one) and the next catch-up tries again.
+        let snapshot = if stage == current.route.stage && current.config == config {
+            None
+        } else {
+            match self.prepare_at(writer, config, stage) {
+                Ok(snapshot) => Some(snapshot),
+                Err(error) => {
+                    tracing::error!(%error, version = stored_guard.version, "promotion.store cannot publish the stored state; routing stays on the last snapshot and the gate does not follow the store");
+                    return Err(error);
+                }
+            }
+        };
+        if let Some(link) = writer.store.as_mut() {
+            link.came_back();
+            if update.settles_pending {
+                link.pending = None;
+            }
+            link.known = stored_guard;
+        }
         // The newest release rollback among the events, for the change feed (the events
         // themselves move into the history).
         let rollback = update
@@ -353,7 +386,6 @@ impl Shared {
             .rev()
             .find(|event| event.rolled_back == RolledBack::Release)
             .cloned();
-        let bound = config.max_rollback_history;
         // The history, the counts and the snapshot change together for readers.
         let mut records = self.lock_records();
         for (version, event) in &update.events {
@@ -373,44 +405,16 @@ impl Shared {
                 .map(|event| records.history.push(event, bound))
                 .sum()
         };
-        let current = self.current.load_full();
-        // The gate follows the stored stage (never going back): a stage this gate already
-        // started itself (its own rollback, written later), or shows already (the same config
-        // at the same number: another process's rollback of the stage this one rolled back
-        // too), is not started again; another process's is a new stage here too, numbered
-        // above the local one if that is ahead (a dropped rollback's: the outcomes recorded
-        // while rolled back are neither judged as the followed stage's nor published as this
-        // process's contribution to it).
-        let stored = StageId(update.release.stage);
-        let shown = stored == current.route.stage && config == current.config;
-        let stage = if update.started_here || update.release.stage == update.from.stage || shown {
-            current.route.stage.max(stored)
-        } else {
-            StageId(current.route.stage.0 + 1).max(stored)
-        };
-        if stage == current.route.stage && current.config == config {
-            drop(records);
-            crate::manager::writes::log_dropped(dropped);
-            return;
+        let published = snapshot.is_some();
+        if let Some(snapshot) = snapshot {
+            self.install(snapshot, ChangeOrigin::Store, rollback.as_slice());
         }
-        let to = config.environment;
-        let published = self.publish(
-            writer,
-            config,
-            stage,
-            ChangeOrigin::Store,
-            rollback.as_slice(),
-        );
         drop(records);
         crate::manager::writes::log_dropped(dropped);
-        match published {
-            Ok(()) => {
-                tracing::info!(from = %current.config.environment, %to, "promotion.store applied a write from the store");
-            }
-            Err(error) => {
-                tracing::error!(%error, "promotion.store cannot publish the stored state; routing stays on the last snapshot");
-            }
+        if published {
+            tracing::info!(from = %current.config.environment, %to, "promotion.store applied a write from the store");
         }
+        Ok(())
     }
 }
 

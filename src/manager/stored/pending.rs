@@ -99,7 +99,7 @@ impl Shared {
         let published = self.current.load_full();
         let local = Local::of(Arc::clone(&published));
         match catch_up(link.store.as_ref(), link.known, Some(&pending), &local) {
-            Ok(Some(update)) => self.apply(writer, update),
+            Ok(Some(update)) => self.apply(writer, update)?,
             Ok(None) => {}
             Err(error) => {
                 link.went_down(&error);
