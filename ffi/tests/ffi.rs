@@ -75,6 +75,18 @@ fn bad_input_returns_a_status_and_changes_nothing() {
         );
         assert_eq!(pgate_route(gate, null(), 0, &mut d), pgate_status::Ok); // the empty id
 
+        // All the gate shows a write could change: its config, SLO, history and change count.
+        let shown = || {
+            let mut changes = 0;
+            assert_eq!(pgate_change_count(gate, &mut changes), pgate_status::Ok);
+            (
+                text_of(&|b, c, l| pgate_config_json(gate, b, c, l)),
+                text_of(&|b, c, l| pgate_slo_json(gate, b, c, l)),
+                text_of(&|b, c, l| pgate_rollback_history_json(gate, b, c, l)),
+                changes,
+            )
+        };
+        let before = shown();
         let mut err = null_mut();
         assert_eq!(
             pgate_promote(gate, 0, f64::NAN, &mut err),
@@ -112,6 +124,12 @@ fn bad_input_returns_a_status_and_changes_nothing() {
             pgate_status::InvalidConfig
         );
         assert!(error_text(err).contains("slo_threshold"));
+        let slo = br#"{"min_samples": 0}"#;
+        assert_eq!(
+            pgate_swap_slo(gate, slo.as_ptr(), slo.len(), &mut err),
+            pgate_status::InvalidConfig
+        );
+        assert!(error_text(err).contains("min_samples"));
         let mut gate2 = null_mut();
         let bad = b"{not json";
         assert_eq!(
@@ -123,6 +141,7 @@ fn bad_input_returns_a_status_and_changes_nothing() {
 
         let text = text_of(&|b, c, l| pgate_config_json(gate, b, c, l));
         assert!(text.contains(r#""environment":"production""#), "{text}");
+        assert_eq!(shown(), before, "a refused call changed the gate");
 
         assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
         assert_eq!(pgate_gate_free(gate), pgate_status::InvalidHandle); // double free detected
