@@ -1590,6 +1590,11 @@ fn writes_the_store_refuses_change_nothing_and_log_no_change() {
         }
     }
     let (changes, before) = (gate.change_count(), gate.config());
+    let (history, counts, stage) = (
+        gate.rollback_history(),
+        gate.rollback_counts(),
+        gate.stage(),
+    );
     let lock = WriteLock::take(&path);
     let lines = common::log_lines::LogLines::default();
     let mut renamed = before.clone();
@@ -1604,6 +1609,14 @@ fn writes_the_store_refuses_change_nothing_and_log_no_change() {
     drop(lock);
     assert_eq!(gate.change_count(), changes);
     assert_eq!(gate.config(), before);
+    assert_eq!(
+        (
+            gate.rollback_history(),
+            gate.rollback_counts(),
+            gate.stage()
+        ),
+        (history, counts, stage)
+    );
     assert!(
         stored_environment(&path).starts_with("Canary"),
         "{}",
