@@ -22,7 +22,7 @@ use crate::history::{RollbackEvent, RollbackHistory, RollbackTrigger};
 use crate::monitor::Monitor;
 use crate::slo::SloAdmissionController;
 use crate::snapshot::{RouteTable, Snapshot};
-use crate::telemetry::RollbackTally;
+use crate::telemetry::{RollbackTally, VerdictLines};
 use crate::verdict::Verdict;
 use writer_lock::{WriterLock, Writing};
 
@@ -112,6 +112,8 @@ struct Shared {
     changes: ChangeFeed,
     /// An automatic rollback the record path left for the sync thread.
     handoff: sync_thread::Handoff,
+    /// The judge's log lines, each written when its condition begins, then once a minute.
+    verdict_lines: VerdictLines,
 }
 
 impl std::fmt::Debug for PromotionGateManager {
@@ -203,6 +205,7 @@ impl PromotionGateManager {
             difference_at_open,
             changes: ChangeFeed::default(),
             handoff: sync_thread::Handoff::default(),
+            verdict_lines: VerdictLines::default(),
         });
         let sync = sync_interval
             .map(|interval| sync_thread::SyncThread::start(&shared, interval))

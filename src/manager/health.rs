@@ -149,7 +149,9 @@ impl PromotionGateManager {
     /// Logs `verdict` and applies it, taking the writer lock only when it calls for a rollback
     /// and never waiting for it (see [`Shared::apply_verdict_or_owe`]).
     fn act_on(&self, verdict: &Verdict) {
-        crate::telemetry::log_verdict(verdict);
+        self.shared
+            .verdict_lines
+            .log(verdict, self.shared.monitor.monotonic());
         if verdict.calls_for_rollback() {
             self.shared.apply_verdict_or_owe(verdict);
         }

@@ -293,7 +293,9 @@ impl PromotionGateManager {
     /// makes it as soon as the lock is free; a gate without one leaves it to the writer, which
     /// makes it as it lets the lock go.
     pub(super) fn act_on_recording(&self, verdict: &Verdict) {
-        crate::telemetry::log_verdict(verdict);
+        self.shared
+            .verdict_lines
+            .log(verdict, self.shared.monitor.monotonic());
         if !verdict.calls_for_rollback() {
             return;
         }

@@ -2,6 +2,8 @@
 //! line shows a value a client chose (a request id).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::config::Environment;
 use crate::error::MAX_SHOWN_VALUE_BYTES;
@@ -47,40 +49,115 @@ impl fmt::Display for LoggedBytes<'_> {
     }
 }
 
-/// Logs what a verdict the gate acts on says, as the specification's lines: an error for an SLO
+/// How long a judge's line, once written, is not written again while its condition holds in
+/// the same stage: the record path judges every `evaluation_interval` (1 s by default).
+pub(crate) const VERDICT_LINE_REPEAT: Duration = Duration::from_secs(60);
+
+/// The judge's lines of a gate, as the specification writes them: an error for an SLO
 /// violation (a rule fired); else, for a canary (or Staging) with enough samples, an error when
 /// its compliance in the window is below `slo_threshold` (its promotion is refused), or a
 /// warning when its health score is below the healthy threshold (0.9: it nears the rollback
 /// score, 0.8); nothing otherwise. A MONITOR whose only cause is evidence still to gather (a
 /// healthy canary early in its stage) logs nothing.
-pub(crate) fn log_verdict(verdict: &Verdict) {
+///
+/// A line is written when its condition begins, or its stage does, then again at most every
+/// [`VERDICT_LINE_REPEAT`] while it holds. Two words, no lock (the record path writes them): two
+/// evaluations racing may write one line twice.
+#[derive(Debug, Default)]
+pub(crate) struct VerdictLines {
+    /// The stage of the last line written.
+    stage: AtomicU64,
+    /// The last line's kind ([`Line`], top two bits) and the monotonic second it was written.
+    last: AtomicU64,
+}
+
+/// Which of the judge's lines a verdict calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    Quiet = 0,
+    Violation = 1,
+    BelowSloThreshold = 2,
+    BelowHealthy = 3,
+}
+
+impl Line {
+    fn of(verdict: &Verdict) -> Self {
+        let evidence = verdict.evidence();
+        if verdict.calls_for_rollback() {
+            return Line::Violation;
+        }
+        let judged = evidence.environment != Environment::Production
+            && verdict.recommendation() != Recommendation::NoData
+            && evidence.sufficient_data();
+        if !judged {
+            Line::Quiet
+        } else if evidence.below_slo_threshold() {
+            Line::BelowSloThreshold
+        } else if evidence.health_score < HEALTHY_FROM {
+            Line::BelowHealthy
+        } else {
+            Line::Quiet
+        }
+    }
+}
+
+impl VerdictLines {
+    /// Logs what `verdict`, which the gate acts on, calls for, unless written lately; `now` is
+    /// the gate's monotonic clock.
+    pub(crate) fn log(&self, verdict: &Verdict, now: Duration) {
+        let line = Line::of(verdict);
+        let stage = verdict.evidence().stage.get();
+        if self.due(stage, line, now) {
+            write(verdict, line);
+        }
+    }
+
+    /// Whether `line` is to be written now (and then noted as written).
+    fn due(&self, stage: u64, line: Line, now: Duration) -> bool {
+        const SECONDS: u64 = (1 << 62) - 1;
+        let second = now.as_secs() & SECONDS;
+        let last = self.last.load(Ordering::Relaxed);
+        if line == Line::Quiet {
+            if last != 0 {
+                self.last.store(0, Ordering::Relaxed);
+            }
+            return false;
+        }
+        let repeat = self.stage.load(Ordering::Relaxed) == stage
+            && last >> 62 == line as u64
+            && second.saturating_sub(last & SECONDS) < VERDICT_LINE_REPEAT.as_secs();
+        if repeat {
+            return false;
+        }
+        self.stage.store(stage, Ordering::Relaxed);
+        self.last
+            .store((line as u64) << 62 | second, Ordering::Relaxed);
+        true
+    }
+}
+
+/// Writes `line` for `verdict`.
+fn write(verdict: &Verdict, line: Line) {
     let evidence = verdict.evidence();
     let stage = evidence.stage.get();
-    if verdict.calls_for_rollback() {
-        tracing::error!(stage, "SLO violation: {}", verdict.violation());
-        return;
-    }
-    let judged = evidence.environment != Environment::Production
-        && verdict.recommendation() != Recommendation::NoData
-        && evidence.sufficient_data();
-    if !judged {
-        return;
-    }
     let (compliance, slo_threshold) = (evidence.subject().compliance, evidence.slo_threshold);
-    if evidence.below_slo_threshold() {
-        tracing::error!(
+    match line {
+        Line::Quiet => {}
+        Line::Violation => tracing::error!(stage, "SLO violation: {}", verdict.violation()),
+        Line::BelowSloThreshold => tracing::error!(
             stage,
             compliance,
             slo_threshold,
             "Canary SLO compliance {compliance:.4} below threshold {slo_threshold:.4}"
-        );
-    } else if evidence.health_score < HEALTHY_FROM {
-        let health_score = evidence.health_score;
-        tracing::warn!(
-            stage,
-            health_score,
-            "Canary health score {health_score:.4} below threshold"
-        );
+        ),
+        Line::BelowHealthy => {
+            let health_score = evidence.health_score;
+            tracing::warn!(
+                stage,
+                health_score,
+                "Canary health score {health_score:.4} below threshold"
+            );
+        }
     }
 }
 
@@ -140,7 +217,7 @@ mod tests {
     /// A canary at 50 % (no warm-up) judged and acted on over 200 successes a cohort, `slow` of each at
     /// 600 ms (above the 500 ms latency target), the rest at 20 ms: the two cohorts alike.
     /// Returns its health and the lines logged.
-    fn judged_alike(slow: u32) -> (crate::CanaryHealth, Vec<String>) {
+    fn judged_alike(slow: u32) -> (PromotionGateManager, crate::CanaryHealth, Vec<String>) {
         let gate = PromotionGateManager::new(
             PromotionConfig {
                 environment: Environment::Canary {
@@ -163,12 +240,12 @@ mod tests {
         }
         let lines = LogLines::default();
         let health = lines.during(|| gate.monitor_canary_health());
-        (health, lines.lines())
+        (gate, health, lines.lines())
     }
 
     #[test]
     fn a_healthy_canary_still_gathering_evidence_logs_no_warning() {
-        let (health, lines) = judged_alike(0);
+        let (_, health, lines) = judged_alike(0);
         // MONITOR only because non-inferiority is not shown yet: its score is 1.
         assert_eq!(health.recommendation, Recommendation::Monitor);
         assert!(health.evidence.sufficient_data() && health.health_score >= 0.9);
@@ -177,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_canary_below_the_slo_threshold_logs_the_specifications_error() {
-        let (health, lines) = judged_alike(40);
+        let (gate, health, lines) = judged_alike(40);
         assert_ne!(
             health.recommendation,
             Recommendation::Rollback,
@@ -189,20 +266,48 @@ mod tests {
             lines[0].contains("Canary SLO compliance 0.8000 below threshold 0.9500"),
             "{lines:#?}"
         );
+        // Judged again at once: the line holds, and is not written again.
+        let again = LogLines::default();
+        again.during(|| gate.monitor_canary_health());
+        assert!(again.lines().is_empty(), "{:#?}", again.lines());
     }
 
     #[test]
     fn a_canary_scored_below_healthy_logs_the_specifications_warning() {
-        let (mut health, _) = judged_alike(0);
+        let (_, mut health, _) = judged_alike(0);
         health.evidence.health_score = 0.85;
         let lines = LogLines::default();
-        lines.during(|| super::log_verdict(&crate::verdict::Verdict::new(health)));
+        let verdict = crate::verdict::Verdict::new(health);
+        lines.during(|| super::VerdictLines::default().log(&verdict, Duration::ZERO));
         let lines = lines.lines();
         assert_eq!(lines.len(), 1, "{lines:#?}");
         assert!(
             lines[0].contains("Canary health score 0.8500 below threshold"),
             "{lines:#?}"
         );
+    }
+
+    #[test]
+    fn a_line_is_written_when_its_condition_begins_then_once_a_minute() {
+        use super::{Line, VerdictLines};
+        let lines = VerdictLines::default();
+        let at = Duration::from_secs;
+        assert!(lines.due(1, Line::BelowHealthy, at(10)));
+        assert!(!lines.due(1, Line::BelowHealthy, at(11)));
+        assert!(!lines.due(1, Line::BelowHealthy, at(69)));
+        assert!(lines.due(1, Line::BelowHealthy, at(70)), "a minute on");
+        assert!(
+            lines.due(1, Line::BelowSloThreshold, at(71)),
+            "another line"
+        );
+        assert!(
+            lines.due(2, Line::BelowSloThreshold, at(72)),
+            "another stage"
+        );
+        assert!(!lines.due(2, Line::Quiet, at(73)));
+        assert!(lines.due(2, Line::BelowSloThreshold, at(74)), "begun again");
+        assert!(lines.due(2, Line::Violation, at(75)));
+        assert!(!lines.due(2, Line::Violation, at(76)));
     }
 
     /// Logs one line from a call site of its own, reached nowhere else.

@@ -17,7 +17,7 @@ mod window;
 
 #[cfg(test)]
 pub(crate) use logs::log_lines;
-pub(crate) use logs::{LoggedBytes, log_verdict};
+pub(crate) use logs::{LoggedBytes, VerdictLines};
 pub use rollbacks::RollbackCount;
 pub(crate) use rollbacks::{RollbackTally, rollback_series};
 pub use route::route_request_observed;
