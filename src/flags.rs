@@ -49,8 +49,8 @@ pub const FLAG_SET_SLOTS: usize = 128;
 
 /// A set that no snapshot uses any more stays readable for at least this many later writes.
 ///
-/// A write the state store refused counts: the gate had made its sets before the store
-/// answered, so it took their slots (the published sets stay live).
+/// A write the state store refused does not count: the retired sets its new sets displaced
+/// are put back.
 ///
 /// Why it holds: a write makes or revives at most two sets, each taking one slot from the
 /// front of the free queue, and a retired set joins its back. A write is refused unless
@@ -120,6 +120,17 @@ pub(crate) struct FlagSetIndex {
     free: VecDeque<usize>,
     /// The sets the current snapshot uses.
     live: [FlagSetId; 2],
+    /// What the last interning overwrote, oldest first: the sets it stored took the front free
+    /// slots, whose retired sets [`FlagSets::undo_stores`] puts back when the write is refused.
+    overwritten: Vec<Overwritten>,
+}
+
+/// A slot as it was before a write stored a new set in it.
+#[derive(Debug)]
+struct Overwritten {
+    slot: usize,
+    key: Option<Arc<[u32]>>,
+    set: Option<Arc<StoredSet>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -139,6 +150,7 @@ impl Default for FlagSetIndex {
             epoch_base: (RandomState::new().hash_one(0u8) as u32) & MAX_EPOCH,
             free: (1..FLAG_SET_SLOTS).collect(),
             live: [FlagSetId::EMPTY; 2],
+            overwritten: Vec::new(),
         }
     }
 }
@@ -252,6 +264,7 @@ impl FlagSets {
         stable: impl IntoIterator<Item = &'n str>,
         new_version: impl IntoIterator<Item = &'n str>,
     ) -> Result<[FlagSetId; 2], FlagError> {
+        index.overwritten.clear();
         let mut unseen = HashMap::new();
         let mut keys = [
             self.key(index, stable, &mut unseen)?,
@@ -355,9 +368,15 @@ impl FlagSets {
             .pop_front()
             .ok_or(FlagError::SetNumbersExhausted)?;
         let state = &mut index.slots[slot];
-        if let Some(old) = state.key.replace(key.clone()) {
-            index.by_names.remove(&old);
+        let old = state.key.replace(key.clone());
+        if let Some(old) = &old {
+            index.by_names.remove(old);
         }
+        index.overwritten.push(Overwritten {
+            slot,
+            key: old,
+            set: self.slots[slot].load_full(),
+        });
         // `used` <= MAX_EPOCH here, so the epochs of one slot never repeat.
         let id = FlagSetId::new(slot, index.epoch_base.wrapping_add(state.used) & MAX_EPOCH);
         state.used += 1;
@@ -372,6 +391,26 @@ impl FlagSets {
             texts,
         })));
         Ok(id)
+    }
+
+    /// Puts back the retired sets the last interning overwrote, in their slots at the front of
+    /// the free queue, when its write was refused (the state store did not take it): a refused
+    /// write then costs no retired set its grace. The new sets' numbers are not given again
+    /// (their epochs are used), and no snapshot carried them. Call it before making the
+    /// published sets live again.
+    pub(crate) fn undo_stores(&self, index: &mut FlagSetIndex) {
+        while let Some(Overwritten { slot, key, set }) = index.overwritten.pop() {
+            let state = &mut index.slots[slot];
+            if let Some(new) = std::mem::replace(&mut state.key, key.clone()) {
+                index.by_names.remove(&new);
+            }
+            if let (Some(key), Some(set)) = (key, &set) {
+                index.by_names.insert(key, set.id);
+            }
+            self.slots[slot].store(set);
+            index.free.retain(|&free| free != slot);
+            index.free.push_front(slot);
+        }
     }
 
     /// How many sets the gate holds now (the empty set excluded), current and retired.
@@ -729,6 +768,44 @@ mod tests {
         // The refused write changed nothing: the live set still reads.
         let live = index.live[1];
         assert_eq!(EnabledFeatures::new(&sets, live).len(), 1);
+    }
+
+    #[test]
+    fn undone_stores_give_back_the_retired_sets_they_displaced() {
+        let sets = FlagSets::new();
+        let mut index = FlagSetIndex::default();
+        let [_, retired] = sets.intern_live(&mut index, [], ["a"]).unwrap();
+        let [_, published] = sets.intern_live(&mut index, [], ["b"]).unwrap();
+        let mut refused = Vec::new();
+        // Many more refused writes than slots, each undone and the published set made live
+        // again, as a write the state store refuses is.
+        for i in 0..3 * FLAG_SET_SLOTS {
+            let name = format!("new{i}");
+            let [_, id] = sets.intern_live(&mut index, [], [name.as_str()]).unwrap();
+            refused.push(id);
+            sets.undo_stores(&mut index);
+            let [_, live] = sets.intern_live(&mut index, [], ["b"]).unwrap();
+            assert_eq!(live, published);
+        }
+        assert!(sets.holds(retired), "the retired set kept its slot");
+        assert!(
+            refused.iter().all(|&id| !sets.holds(id)),
+            "no refused set is held"
+        );
+        let unique: std::collections::HashSet<_> = refused.iter().collect();
+        assert_eq!(
+            unique.len(),
+            refused.len(),
+            "a refused set's number is never given again"
+        );
+        // A write that is made takes the oldest retired slot, as before.
+        let [_, made] = sets.intern_live(&mut index, [], ["c"]).unwrap();
+        assert!(sets.holds(made) && sets.holds(published));
+        assert_eq!(
+            index.free.len(),
+            FLAG_SET_SLOTS - 2,
+            "all but slot 0 and the live one"
+        );
     }
 
     #[test]

@@ -1642,3 +1642,29 @@ fn writes_the_store_refuses_change_nothing_and_log_no_change() {
         lines.lines()
     );
 }
+
+#[test]
+fn writes_the_store_refuses_keep_retired_flag_sets_readable() {
+    let dir = Scratch::new("refused-sets");
+    let path = dir.file("gate.db");
+    let gate = open_with(&path, 10.0, 1).unwrap();
+    let canary = (0..)
+        .map(|i| gate.route_request(&format!("user-{i}")))
+        .find(|decision| decision.is_canary)
+        .unwrap();
+    let retired = canary.enabled_features.set_id();
+    gate.enable_feature("second").unwrap(); // retires the set {checkout_v2}
+    let lock = WriteLock::take(&path);
+    for i in 0..3 * promotion_gates::FLAG_SET_SLOTS {
+        let refused = gate.enable_feature(format!("n{i}")).unwrap_err();
+        assert!(matches!(refused, Error::Store(_)), "{refused}");
+    }
+    drop(lock);
+    // Read from a thread that never read it (no thread's cache holds it).
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let set = gate.flag_set(retired).unwrap();
+            assert_eq!(set.iter().collect::<Vec<_>>(), ["checkout_v2"]);
+        });
+    });
+}

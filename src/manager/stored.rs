@@ -317,10 +317,12 @@ impl Shared {
 
     /// Makes the published snapshot's flag sets the live ones again after a write that
     /// prepared a snapshot but was not stored: preparing made the new sets live and retired the
-    /// published ones, whose numbers a later write would then reuse under the routing's feet.
+    /// published ones, whose numbers a later write would then reuse under the routing's feet,
+    /// and stored the new sets over the oldest retired ones, which are put back first.
     /// Re-interning sets the gate still holds needs no new number: no error is expected (one
     /// would be logged).
     fn restore_live_flags(&self, writer: &mut WriterState) {
+        self.flag_sets.undo_stores(&mut writer.flag_index);
         let current = self.current.load_full();
         let published = [current.route.stable_flags, current.route.new_version_flags];
         match self.prepare(writer, current.config.clone(), false) {
