@@ -408,8 +408,11 @@ impl FlagSets {
                 index.by_names.insert(key, set.id);
             }
             self.slots[slot].store(set);
-            index.free.retain(|&free| free != slot);
-            index.free.push_front(slot);
+            // A slot whose epochs the undone set used up is never reused, as in `intern_live`.
+            if index.slots[slot].used <= MAX_EPOCH {
+                index.free.retain(|&free| free != slot);
+                index.free.push_front(slot);
+            }
         }
     }
 
@@ -806,6 +809,24 @@ mod tests {
             FLAG_SET_SLOTS - 2,
             "all but slot 0 and the live one"
         );
+    }
+
+    #[test]
+    fn an_undone_store_that_wore_its_slot_out_never_frees_it() {
+        let sets = FlagSets::new();
+        let mut index = FlagSetIndex::default();
+        for slot in &mut index.slots {
+            slot.used = MAX_EPOCH; // one epoch left in every slot
+        }
+        let [_, worn] = sets.intern_live(&mut index, [], ["x"]).unwrap();
+        sets.undo_stores(&mut index);
+        sets.intern_live(&mut index, [], []).unwrap();
+        assert!(
+            !index.free.contains(&worn.slot()),
+            "the worn slot is never reused"
+        );
+        let [_, next] = sets.intern_live(&mut index, [], ["y"]).unwrap();
+        assert_ne!(next.slot(), worn.slot());
     }
 
     #[test]

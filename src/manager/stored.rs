@@ -60,6 +60,9 @@ pub(super) struct StoreLink {
     wake: Option<mpsc::Sender<Signal>>,
     /// Whether the last store call failed; outages are logged once, and their end.
     down: bool,
+    /// The stored version the gate last found it cannot publish: logged once, not at every
+    /// tick that reads it again.
+    unpublishable: Option<u64>,
     /// This gate's instance id among those that share the store (fleet-wide judging).
     instance: String,
     /// How long a contribution counts after it was published.
@@ -142,6 +145,7 @@ impl StoreLink {
             pending: None,
             wake: None,
             down: false,
+            unpublishable: None,
             instance: store::instance_id(opened),
             ttl: store::time_to_live(config),
         }
@@ -447,7 +451,23 @@ mod tests {
         theirs.disable_feature("early").unwrap();
         theirs.enable_feature("brand_new").unwrap();
         let (changes, config) = (ours.change_count(), ours.config());
-        ours.shared.sync_once();
+        let logs = crate::telemetry::log_lines::LogLines::default();
+        logs.during(|| {
+            for _ in 0..5 {
+                ours.shared.sync_once();
+            }
+        });
+        let refusals = logs
+            .lines()
+            .iter()
+            .filter(|l| l.contains("cannot publish"))
+            .count();
+        assert_eq!(
+            refusals,
+            1,
+            "logged once, not at every tick: {:#?}",
+            logs.lines()
+        );
         assert_eq!(ours.change_count(), changes);
         assert_eq!(ours.config(), config);
         assert!(
@@ -462,6 +482,22 @@ mod tests {
         let reopened = gate_on(&path, 60_000, 5_000);
         assert_eq!(reopened.config().feature_flags, ["brand_new"]);
         assert_eq!(reopened.config().environment, crate::config::canary(10.0));
+        // A rollback by hand is still made: at once here, then written over the stored state.
+        ours.rollback("by hand").unwrap();
+        assert_eq!(ours.environment(), crate::Environment::Production);
+        ours.shared.sync_once();
+        assert!(
+            !ours
+                .shared
+                .lock_writer()
+                .store
+                .as_ref()
+                .unwrap()
+                .has_pending()
+        );
+        let after = gate_on(&path, 60_000, 5_000);
+        assert_eq!(after.environment(), crate::Environment::Production);
+        assert_eq!(after.rollback_history().last().unwrap().reason, "by hand");
     }
 
     #[test]

@@ -303,10 +303,27 @@ impl PromotionGateManager {
         if reason.trim().is_empty() {
             return Err(RollbackError::EmptyReason.into());
         }
-        self.write(|writer| {
+        let manual = RollbackTrigger::Manual;
+        match self.write(|writer| {
             self.shared
-                .rollback_locked(writer, reason.clone(), RollbackTrigger::Manual, None)
-        })
+                .rollback_locked(writer, reason.clone(), manual, None)
+        }) {
+            // Another process's write came first, and the gate cannot follow the stored state
+            // (its config names flags beyond what the gate can hold): the rollback is made here
+            // at once and written over the stored state by the sync thread, as an automatic
+            // one is, rather than refused.
+            Err(Error::Flag(_)) => {
+                let mut writer = self.lock_writer();
+                self.shared.roll_back(
+                    &mut writer,
+                    reason,
+                    manual,
+                    None,
+                    Some(Durability::Deferred),
+                )
+            }
+            made => made,
+        }
     }
 
     /// The rollback history, oldest first, at most
@@ -463,6 +480,19 @@ impl Shared {
         trigger: RollbackTrigger,
         evidence: Option<Evidence>,
     ) -> Result<(), Error> {
+        self.roll_back(writer, reason, trigger, evidence, None)
+    }
+
+    /// [`rollback_locked`](Self::rollback_locked), written to the store as `durability` says
+    /// (`None`: as its trigger says).
+    pub(super) fn roll_back(
+        &self,
+        writer: &mut WriterState,
+        reason: String,
+        trigger: RollbackTrigger,
+        evidence: Option<Evidence>,
+        durability: Option<Durability>,
+    ) -> Result<(), Error> {
         let current = self.current.load_full();
         let previous = current.config.environment;
         if previous == Environment::Production {
@@ -475,10 +505,10 @@ impl Shared {
             evidence,
         };
         let event = RollbackEvent::made(undone, previous, self.monitor.wall());
-        let durability = match trigger {
+        let durability = durability.unwrap_or(match trigger {
             RollbackTrigger::Automatic => Durability::Deferred,
             RollbackTrigger::Manual | RollbackTrigger::FlagDisabled => Durability::BestEffort,
-        };
+        });
         // Logged, its span made and counted (by `commit`) once the rollback is made: a write
         // that lost a race to another process's is decided again, and only the one made is
         // told, with the environment it rolled back.

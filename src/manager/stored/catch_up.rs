@@ -364,13 +364,19 @@ impl Shared {
             match self.prepare_at(writer, config, stage) {
                 Ok(snapshot) => Some(snapshot),
                 Err(error) => {
-                    tracing::error!(%error, version = stored_guard.version, "promotion.store cannot publish the stored state; routing stays on the last snapshot and the gate does not follow the store");
+                    if let Some(link) = writer.store.as_mut()
+                        && link.unpublishable.replace(stored_guard.version)
+                            != Some(stored_guard.version)
+                    {
+                        tracing::error!(%error, version = stored_guard.version, "promotion.store cannot publish the stored state; routing stays on the last snapshot and the gate does not follow the store (logged once for this stored version)");
+                    }
                     return Err(error);
                 }
             }
         };
         if let Some(link) = writer.store.as_mut() {
             link.came_back();
+            link.unpublishable = None;
             if update.settles_pending {
                 link.pending = None;
             }
