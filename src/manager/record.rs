@@ -282,8 +282,9 @@ impl PromotionGateManager {
         let Some(evaluation) = evaluation else {
             return;
         };
-        if let Some(verdict) = evaluation.screen_then_judge(&self.shared.current.load()) {
-            self.act_on_recording(&verdict);
+        match evaluation.screen_then_judge(&self.shared.current.load()) {
+            Some(verdict) => self.act_on_recording(&verdict),
+            None => self.shared.verdict_lines.no_violation(),
         }
     }
 

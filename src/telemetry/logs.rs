@@ -112,6 +112,15 @@ impl VerdictLines {
         }
     }
 
+    /// Notes that no rule fires (the record path's full evaluation found none), so the next
+    /// violation is written as one begun again. A line about compliance or the score stays:
+    /// the record path does not judge those.
+    pub(crate) fn no_violation(&self) {
+        if self.last.load(Ordering::Relaxed) >> 62 == Line::Violation as u64 {
+            self.last.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Whether `line` is to be written now (and then noted as written).
     fn due(&self, stage: u64, line: Line, now: Duration) -> bool {
         const SECONDS: u64 = (1 << 62) - 1;
@@ -308,6 +317,66 @@ mod tests {
         assert!(lines.due(2, Line::BelowSloThreshold, at(74)), "begun again");
         assert!(lines.due(2, Line::Violation, at(75)));
         assert!(!lines.due(2, Line::Violation, at(76)));
+        lines.no_violation();
+        assert!(lines.due(2, Line::Violation, at(77)), "fired again");
+        assert!(lines.due(2, Line::BelowHealthy, at(78)));
+        lines.no_violation();
+        assert!(
+            !lines.due(2, Line::BelowHealthy, at(79)),
+            "not the record path's to end"
+        );
+    }
+
+    #[test]
+    fn a_violation_that_ends_and_fires_again_on_the_record_path_is_written_again() {
+        use crate::ManualClock;
+        use std::sync::Arc;
+        let clock = Arc::new(ManualClock::new());
+        // All traffic on the canary, no auto rollback: the absolute rules judge it alone, and
+        // keep judging after they fire.
+        let gate = PromotionGateManager::with_clock(
+            PromotionConfig {
+                environment: Environment::Canary {
+                    traffic_percent: 100.0,
+                },
+                auto_rollback_enabled: false,
+                ..Default::default()
+            },
+            SloAdmissionController::new(SloConfig::default()).unwrap(),
+            clock.clone(),
+        )
+        .unwrap();
+        // `n` outcomes, then, past the evaluation interval, 128 more: a thread looks at the
+        // clock every 64 records, and the look runs the paced full evaluation.
+        let record = |n: usize, success: bool| {
+            let outcome = || {
+                let _ = gate.record_for(gate.stage(), true, success, Duration::from_millis(5));
+            };
+            (0..n).for_each(|_| outcome());
+            clock.advance(Duration::from_millis(1100));
+            (0..128).for_each(|_| outcome());
+        };
+        let violations = |lines: &LogLines| {
+            lines
+                .lines()
+                .iter()
+                .filter(|l| l.contains("SLO violation: "))
+                .count()
+        };
+        let lines = LogLines::default();
+        lines.during(|| {
+            record(200, false);
+            assert_eq!(violations(&lines), 1, "{:#?}", lines.lines());
+            // Diluted below every limit (328 errors in 40,600): no rule fires.
+            for _ in 0..3 {
+                record(13_300, true);
+            }
+            assert_eq!(violations(&lines), 1, "{:#?}", lines.lines());
+            // Within the minute, it fires again: a violation begun again, written again.
+            record(4_000, false);
+        });
+        assert_eq!(violations(&lines), 2, "{:#?}", lines.lines());
+        assert!(gate.rollback_history().is_empty());
     }
 
     /// Logs one line from a call site of its own, reached nowhere else.
