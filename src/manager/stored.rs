@@ -11,11 +11,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use super::sync_thread::Signal;
+use super::sync_thread::Wake;
 use super::{Shared, WriterState};
 use crate::changes::ChangeOrigin;
 use crate::config::PromotionConfig;
@@ -57,7 +56,7 @@ pub(super) struct StoreLink {
     known: Guard,
     pending: Option<Pending>,
     /// Wakes the sync thread (to write a pending rollback now).
-    wake: Option<mpsc::Sender<Signal>>,
+    wake: Option<Wake>,
     /// Whether the last store call failed; outages are logged once, and their end.
     down: bool,
     /// The stored version the gate last found it cannot publish: logged once, not at every
@@ -232,16 +231,12 @@ impl StoreLink {
 
     /// Lets the sync thread be woken through `wake` (to write a pending rollback at once) and
     /// starts the store's watch, if it has one, waking it at each change until `stop` is set.
-    pub(super) fn follow(
-        &mut self,
-        wake: &mpsc::Sender<Signal>,
-        stop: Arc<AtomicBool>,
-    ) -> Option<JoinHandle<()>> {
+    pub(super) fn follow(&mut self, wake: &Wake, stop: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
         self.wake = Some(wake.clone());
         let wake = wake.clone();
         self.store.watch(
             Box::new(move || {
-                let _ = wake.send(Signal::Wake);
+                let _ = wake.wake();
             }),
             stop,
         )
@@ -258,7 +253,7 @@ impl StoreLink {
             decided_on: self.known,
         });
         if let Some(wake) = &self.wake {
-            let _ = wake.send(Signal::Wake);
+            let _ = wake.wake();
         }
     }
 

@@ -26,6 +26,45 @@ pub(super) enum Signal {
     Stop,
 }
 
+/// Wakes the sync thread for a tick now. A wake-up sent while an earlier one has not begun
+/// its tick is merged into it (a tick reads everything: the store, a handed-off rollback, a
+/// pending one), so any number of asks, hand-offs, deferred rollbacks and watch events queue
+/// at most two: a burst of canary errors while a host's write waits for the store, or a
+/// busy watch, cannot pile up ticks to run afterwards.
+#[derive(Debug, Clone)]
+pub(super) struct Wake {
+    signals: mpsc::Sender<Signal>,
+    /// A wake-up is queued, or received and its tick not begun.
+    queued: Arc<AtomicBool>,
+}
+
+impl Wake {
+    fn new(signals: &mpsc::Sender<Signal>) -> Self {
+        Self {
+            signals: signals.clone(),
+            queued: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Wakes the thread, unless a wake-up waits already; false when the thread has ended.
+    pub(super) fn wake(&self) -> bool {
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let sent = self.signals.send(Signal::Wake).is_ok();
+        if !sent {
+            // The thread has ended: nothing waits, and later wake-ups get false too.
+            self.queued.store(false, Ordering::Release);
+        }
+        sent
+    }
+
+    /// The thread begins a tick: a wake-up from now on gets a tick after this one.
+    fn begin_tick(&self) {
+        self.queued.store(false, Ordering::Release);
+    }
+}
+
 /// An automatic rollback the record path could not make because a host's write held the writer
 /// lock (storing its write can take up to the store's timeout): the verdict is left here and
 /// the sync thread, woken, applies it under the lock, so recording never waits for store I/O.
@@ -33,28 +72,14 @@ pub(super) enum Signal {
 pub(super) struct Handoff {
     verdict: Mutex<Option<Verdict>>,
     /// Wakes the sync thread; set when it starts (a gate without a store has none).
-    wake: OnceLock<mpsc::Sender<Signal>>,
-    /// A host asked for a sync the thread has not begun yet: later asks are merged into it, so
-    /// asking often queues at most one wake-up.
-    sync_asked: AtomicBool,
+    wake: OnceLock<Wake>,
 }
 
 impl Handoff {
-    /// Wakes the sync thread to read the store now, unless an earlier ask is still waiting;
-    /// false when the gate has no sync thread (no store) or it has ended.
+    /// Wakes the sync thread to read the store now, unless an earlier wake-up is still
+    /// waiting; false when the gate has no sync thread (no store) or it has ended.
     pub(super) fn ask_sync(&self) -> bool {
-        let Some(wake) = self.wake.get() else {
-            return false;
-        };
-        if self.sync_asked.swap(true, Ordering::AcqRel) {
-            return true;
-        }
-        let sent = wake.send(Signal::Wake).is_ok();
-        if !sent {
-            // The thread has ended: no ask is waiting, and later ones get false too.
-            self.sync_asked.store(false, Ordering::Release);
-        }
-        sent
+        self.wake.get().is_some_and(Wake::wake)
     }
 
     /// Leaves `verdict` for the sync thread (replacing an older one) and wakes it; false when
@@ -65,7 +90,7 @@ impl Handoff {
             return false;
         };
         *self.lock() = Some(verdict.clone());
-        if wake.send(Signal::Wake).is_ok() {
+        if wake.wake() {
             return true;
         }
         self.take();
@@ -100,6 +125,8 @@ pub(super) struct SyncThread {
 impl SyncThread {
     pub(super) fn start(shared: &Arc<Shared>, interval: Duration) -> Result<Self, Error> {
         let (signals, inbox) = mpsc::channel();
+        let wake = Wake::new(&signals);
+        let ticks = wake.clone();
         let weak: Weak<Shared> = Arc::downgrade(shared);
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
@@ -122,9 +149,9 @@ impl SyncThread {
                     // A panic (from a host's `Clock`, say) ends the tick, not the thread: the
                     // next tick reads the store again. Each step leaves the gate consistent.
                     let tick = catch_unwind(AssertUnwindSafe(|| {
-                        // Cleared before the store is read: an ask from now on gets a read
-                        // after it.
-                        shared.handoff.sync_asked.store(false, Ordering::Release);
+                        // Before the store is read: a wake-up from now on gets a read after
+                        // it.
+                        ticks.begin_tick();
                         shared.sync_once();
                         if stop.load(Ordering::Acquire) {
                             return Tick::Stopped;
@@ -149,11 +176,11 @@ impl SyncThread {
                     format!("cannot start: {e}"),
                 )
             })?;
-        let _ = shared.handoff.wake.set(signals.clone());
+        let _ = shared.handoff.wake.set(wake.clone());
         let stop_watch = Arc::new(AtomicBool::new(false));
         let mut watch = None;
         if let Some(link) = shared.lock_writer().store.as_mut() {
-            watch = link.follow(&signals, Arc::clone(&stop_watch));
+            watch = link.follow(&wake, Arc::clone(&stop_watch));
         }
         Ok(Self {
             signals,
@@ -254,17 +281,49 @@ mod tests {
     fn asking_a_sync_thread_that_ended_says_so_every_time() {
         let handoff = Handoff::default();
         assert!(!handoff.ask_sync(), "no sync thread");
-        let (wake, inbox) = mpsc::channel();
-        handoff.wake.set(wake).unwrap();
+        let (signals, inbox) = mpsc::channel();
+        let wake = Wake::new(&signals);
+        handoff.wake.set(wake.clone()).unwrap();
         assert!(handoff.ask_sync());
         assert!(handoff.ask_sync(), "merged into the waiting ask");
         drop(inbox);
-        handoff.sync_asked.store(false, Ordering::Release); // the thread began its read
+        wake.begin_tick();
         assert!(!handoff.ask_sync(), "the thread has ended");
         assert!(
             !handoff.ask_sync(),
             "and a later ask is not taken for a waiting one"
         );
+    }
+
+    #[test]
+    fn wake_ups_before_a_tick_begins_queue_one_tick() {
+        use crate::judge::tests::judge_cohorts;
+        use crate::metrics::tests_support::cohort;
+        let slo = crate::SloConfig::default();
+        let failing = Verdict::new(judge_cohorts(
+            crate::StageId::new(1),
+            crate::config::canary(5.0),
+            &cohort(1000, 1000, 900, 900),
+            &cohort(1000, 0, 900, 900),
+            Default::default(),
+            crate::judge::Policy::new(&slo, 0.95),
+        ));
+        let handoff = Handoff::default();
+        let (signals, inbox) = mpsc::channel();
+        let wake = Wake::new(&signals);
+        handoff.wake.set(wake.clone()).unwrap();
+        // A burst of canary errors while a host's write waits for the store: a hand-off each,
+        // beside asks, a deferred rollback's wake-up and a busy watch's.
+        for _ in 0..1_000 {
+            assert!(handoff.offer(&failing));
+            assert!(handoff.ask_sync());
+            assert!(wake.wake());
+        }
+        assert_eq!(inbox.try_iter().count(), 1, "one tick reads it all");
+        assert!(handoff.take().is_some(), "the last verdict waits for it");
+        wake.begin_tick();
+        assert!(handoff.offer(&failing));
+        assert_eq!(inbox.try_iter().count(), 1, "a tick after the one begun");
     }
 
     #[test]
@@ -286,7 +345,7 @@ mod tests {
         // Another connection holds the write lock: each tick's publication waits 300 ms.
         let lock = rusqlite::Connection::open(&path).unwrap();
         lock.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let wake = gate.shared.handoff.wake.get().unwrap();
+        let wake = &gate.shared.handoff.wake.get().unwrap().signals;
         for _ in 0..10 {
             wake.send(Signal::Wake).unwrap();
         }
@@ -328,9 +387,9 @@ mod tests {
         assert!(failing.calls_for_rollback());
         assert!(!gate.shared.handoff.offer(&failing), "no sync thread");
         // A sync thread that has ended: the receiving end of its channel is gone.
-        let (wake, ended) = mpsc::channel();
+        let (signals, ended) = mpsc::channel();
         drop(ended);
-        gate.shared.handoff.wake.set(wake).unwrap();
+        gate.shared.handoff.wake.set(Wake::new(&signals)).unwrap();
         assert!(
             !gate.shared.handoff.offer(&failing),
             "the sync thread ended"
