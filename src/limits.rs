@@ -18,6 +18,8 @@
 //! | a JSON config document (`from_json`, `parse_json`, the C ABI) | [`MAX_DOCUMENT_BYTES`] bytes | [`ConfigError`](crate::ConfigError) on field `document` |
 //! | `max_rollback_history` | 1 to [`MAX_ROLLBACK_HISTORY`] events | [`ConfigError`](crate::ConfigError) |
 //! | `rollback_window_seconds` | 1 to [`MAX_WINDOW_SECONDS`] | [`ConfigError`](crate::ConfigError) |
+//! | `store`: the SQLite path, each etcd endpoint, the etcd prefix | [`MAX_STORE_ADDRESS_BYTES`] bytes | [`ConfigError`](crate::ConfigError) (`store.sqlite.path`, `store.etcd.endpoints[i]`, `store.etcd.prefix`) |
+//! | `store.etcd.endpoints` | 1 to [`MAX_ETCD_ENDPOINTS`] | [`ConfigError`](crate::ConfigError) on `store.etcd.endpoints` |
 //! | a canary's `traffic_percent` | 0, or enough to route one bucket: at least half of [`TRAFFIC_PERCENT_RESOLUTION`] | [`ConfigError`](crate::ConfigError) |
 //!
 //! What the engine keeps, and how much:
@@ -83,6 +85,23 @@ pub const MAX_FLAGS: usize = 10_000;
 /// most. A write refused by the gate adds no name; one the state store refused (after the gate
 /// accepted it) keeps the names it brought, as a later write naming them would.
 pub const MAX_FLAG_NAMES: usize = 100_000;
+
+/// Most endpoints a `store.etcd` section lists (`store.etcd.endpoints`). A store call tries
+/// them in turn, up to 2 s each, so one call takes at most 32 s.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{MAX_ETCD_ENDPOINTS, PromotionConfig};
+/// let endpoints: Vec<String> = (0..=MAX_ETCD_ENDPOINTS).map(|i| format!("\"http://10.0.0.{i}:2379\"")).collect();
+/// let json = format!(r#"{{"store": {{"etcd": {{"endpoints": [{}], "prefix": "/pg"}}}}}}"#, endpoints.join(","));
+/// let err = PromotionConfig::from_json(&json).unwrap_err();
+/// assert!(err.to_string().contains("store.etcd.endpoints"), "{err}");
+/// ```
+pub const MAX_ETCD_ENDPOINTS: usize = 16;
+
+/// Longest `store.sqlite.path`, each of `store.etcd.endpoints` and `store.etcd.prefix`, in
+/// bytes (Linux's `PATH_MAX`).
+pub const MAX_STORE_ADDRESS_BYTES: usize = 4096;
 
 /// Longest accepted reason for a manual rollback, in bytes.
 pub const MAX_REASON_BYTES: usize = 4096;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::error::{ConfigError, quoted};
+use crate::limits::{MAX_ETCD_ENDPOINTS, MAX_STORE_ADDRESS_BYTES};
 
 /// Where a gate keeps its release state and history, shared by every process that opens the
 /// same store. No `store` key means in-memory only: state lives and dies with the gate.
@@ -166,11 +167,16 @@ impl StoreConfig {
 
 impl SqliteStoreConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.path.is_empty() || self.path.contains('\0') {
+        if self.path.is_empty()
+            || self.path.contains('\0')
+            || self.path.len() > MAX_STORE_ADDRESS_BYTES
+        {
             return Err(ConfigError::new(
                 "store.sqlite.path",
                 quoted(&self.path),
-                "a file path, not empty, without NUL bytes",
+                format!(
+                    "a file path, not empty, without NUL bytes, at most {MAX_STORE_ADDRESS_BYTES} bytes"
+                ),
             ));
         }
         check_interval("store.sqlite.sync_interval_ms", self.sync_interval_ms)?;
@@ -194,26 +200,40 @@ impl EtcdStoreConfig {
                 "at least one endpoint, e.g. \"http://127.0.0.1:2379\"",
             ));
         }
+        if self.endpoints.len() > MAX_ETCD_ENDPOINTS {
+            return Err(ConfigError::new(
+                "store.etcd.endpoints",
+                format!("{} endpoints", self.endpoints.len()),
+                format!("at most {MAX_ETCD_ENDPOINTS} endpoints (each request tries them in turn)"),
+            ));
+        }
         for (i, endpoint) in self.endpoints.iter().enumerate() {
             let host = endpoint.strip_prefix("http://");
-            if !host.is_some_and(|h| !h.is_empty() && !h.contains(char::is_whitespace)) {
+            if !host.is_some_and(|h| !h.is_empty() && !h.contains(char::is_whitespace))
+                || endpoint.len() > MAX_STORE_ADDRESS_BYTES
+            {
                 return Err(ConfigError::new(
                     format!("store.etcd.endpoints[{i}]"),
                     quoted(endpoint),
-                    "an http:// URL with a host, e.g. \"http://127.0.0.1:2379\" (this build has no TLS: no https://)",
+                    format!(
+                        "an http:// URL with a host, e.g. \"http://127.0.0.1:2379\" (this build has no TLS: no https://), at most {MAX_STORE_ADDRESS_BYTES} bytes"
+                    ),
                 ));
             }
         }
         let prefix = &self.prefix;
         if !prefix.starts_with('/')
             || prefix.len() < 2
+            || prefix.len() > MAX_STORE_ADDRESS_BYTES
             || prefix.ends_with('/')
             || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(ConfigError::new(
                 "store.etcd.prefix",
                 quoted(prefix),
-                "a key prefix starting with / and not ending with /, without whitespace, e.g. \"/promotion-gates/checkout\"",
+                format!(
+                    "a key prefix starting with / and not ending with /, without whitespace, at most {MAX_STORE_ADDRESS_BYTES} bytes, e.g. \"/promotion-gates/checkout\""
+                ),
             ));
         }
         check_interval("store.etcd.sync_interval_ms", self.sync_interval_ms)
@@ -342,6 +362,49 @@ mod tests {
             assert!(value.len() < 300, "{field}: {} bytes", value.len());
             assert!(value.contains("bytes)"), "{field}: {value}");
         }
+    }
+
+    #[test]
+    fn a_store_address_or_endpoint_list_beyond_its_limit_is_refused_naming_it() {
+        let too_long = "x".repeat(MAX_STORE_ADDRESS_BYTES);
+        let endpoint = |i: usize| format!("\"http://10.0.0.{i}:2379\"");
+        let endpoints = |n: usize| (0..n).map(endpoint).collect::<Vec<_>>().join(",");
+        let etcd = |endpoints: &str, prefix: &str| {
+            format!(r#"{{"etcd": {{"endpoints": [{endpoints}], "prefix": "{prefix}"}}}}"#)
+        };
+        for (json, field) in [
+            (
+                format!(r#"{{"sqlite": {{"path": "/{too_long}"}}}}"#),
+                "store.sqlite.path",
+            ),
+            (
+                etcd(&format!("\"http://{too_long}\""), "/p"),
+                "store.etcd.endpoints[0]",
+            ),
+            (
+                etcd(&endpoint(1), &format!("/{too_long}")),
+                "store.etcd.prefix",
+            ),
+            (
+                etcd(&endpoints(MAX_ETCD_ENDPOINTS + 1), "/p"),
+                "store.etcd.endpoints",
+            ),
+        ] {
+            assert_eq!(field_of(&json).0, field, "{}", &json[..60]);
+        }
+        assert_eq!(
+            field_of(&etcd(&endpoints(MAX_ETCD_ENDPOINTS + 1), "/p")).1,
+            format!("{} endpoints", MAX_ETCD_ENDPOINTS + 1)
+        );
+        // At the limits: accepted.
+        let at = |json: String| {
+            serde_json::from_str::<StoreConfig>(&json)
+                .unwrap()
+                .validate()
+        };
+        let path = "x".repeat(MAX_STORE_ADDRESS_BYTES - 1);
+        assert!(at(format!(r#"{{"sqlite": {{"path": "/{path}"}}}}"#)).is_ok());
+        assert!(at(etcd(&endpoints(MAX_ETCD_ENDPOINTS), &format!("/{path}"))).is_ok());
     }
 
     #[test]

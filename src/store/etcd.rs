@@ -7,7 +7,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -20,6 +20,7 @@ use super::{
     StoredState, StoredWrite,
 };
 use crate::decision::PerCohort;
+use crate::error::shortened;
 use crate::limits::{MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES};
 
 /// How long one request may take before the store counts as unavailable.
@@ -214,7 +215,7 @@ impl EtcdStore {
             };
             if status.is_server_error() {
                 // This member cannot answer now (no leader, shutting down): another may.
-                failures.push(format!("{url}: HTTP {status}: {text}"));
+                failures.push(format!("{url}: HTTP {status}: {}", shortened(&text)));
                 continue;
             }
             let answer = if status.is_success() {
@@ -223,7 +224,7 @@ impl EtcdStore {
             } else {
                 Err(self.error(
                     StoreProblem::Unavailable,
-                    format!("{url}: HTTP {status}: {text}"),
+                    format!("{url}: HTTP {status}: {}", shortened(&text)),
                 ))
             };
             return (answer, !failures.is_empty());
@@ -667,6 +668,9 @@ impl StateStore for EtcdStore {
         let endpoints = self.endpoints.clone();
         let preferred = Arc::clone(&self.preferred);
         let key = BASE64.encode(self.key("release"));
+        // A watch answer's line holds what the release key's range answer holds (one event);
+        // more (several events in one message, or a member that is not etcd) is not read.
+        let line_limit = self.one_key_answer();
         // The first watch starts after the state the gate read when it opened; each next one
         // after the last event received, so nothing written between two watches is missed.
         // Saturating, as below: a revision is the server's word (etcd's are below 2^63).
@@ -707,10 +711,23 @@ impl StateStore for EtcdStore {
                         continue;
                     };
                     let mut canceled = false;
-                    let reader = BufReader::new(response.body_mut().as_reader());
-                    for line in reader.lines() {
-                        let Ok(line) = line else { break };
-                        let Ok(message) = serde_json::from_str::<Value>(&line) else {
+                    let mut reader = BufReader::new(response.body_mut().as_reader());
+                    let mut line = Vec::new();
+                    loop {
+                        line.clear();
+                        let mut limited = (&mut reader)
+                            .take(u64::try_from(line_limit).unwrap_or(u64::MAX - 1) + 1);
+                        if !limited.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                            break;
+                        }
+                        if line.len() > line_limit {
+                            // Its events are not read: watch from now on, and read now (a
+                            // pause follows, as after a failed request, if it came early).
+                            from = 0;
+                            wake();
+                            break;
+                        }
+                        let Ok(message) = serde_json::from_slice::<Value>(&line) else {
                             continue;
                         };
                         let result = &message["result"];

@@ -290,24 +290,32 @@ impl SqliteStore {
         let ours = Connection::open_in_memory().map_err(fail)?;
         ours.execute_batch(CREATE_SCHEMA).map_err(fail)?;
         ours.execute_batch(CREATE_CONTRIBUTIONS).map_err(fail)?;
-        let columns = |connection: &Connection| -> Result<Vec<(String, String)>, StoreError> {
-            let mut statement = connection
-                .prepare(
-                    "SELECT m.name, c.name FROM sqlite_schema AS m, pragma_table_info(m.name) AS c
-                     WHERE m.type = 'table' ORDER BY m.name, c.cid",
-                )
-                .map_err(fail)?;
-            let rows = statement
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-                .map_err(fail)?;
-            rows.collect::<Result<_, _>>().map_err(fail)
+        let expected: Vec<(String, String)> = ours
+            .prepare(
+                "SELECT m.name, c.name FROM sqlite_schema AS m, pragma_table_info(m.name) AS c
+                 WHERE m.type = 'table' ORDER BY m.name, c.cid",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect()
+            })
+            .map_err(fail)?;
+        // Only our tables are looked for in the file: what else it holds (another program's
+        // tables, however many or long their names) is never read into memory here.
+        let has = |sql: &str, params: &[&str]| -> Result<bool, StoreError> {
+            connection
+                .prepare_cached(sql)
+                .and_then(|mut statement| statement.exists(rusqlite::params_from_iter(params)))
+                .map_err(fail)
         };
-        let found = columns(connection)?;
-        for (table, column) in columns(&ours)? {
-            if found.iter().any(|(t, c)| *t == table && *c == column) {
+        for (table, column) in expected {
+            let column_sql = "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2";
+            if has(column_sql, &[&table, &column])? {
                 continue;
             }
-            let missing = if found.iter().any(|(t, _)| *t == table) {
+            let table_sql = "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1";
+            let missing = if has(table_sql, &[&table])? {
                 format!("table {table} has no column {column}")
             } else {
                 format!("no table {table}")

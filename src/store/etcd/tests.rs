@@ -536,6 +536,53 @@ fn a_watch_answered_at_once_with_an_error_or_nothing_pauses_between_requests() {
 }
 
 #[test]
+fn a_members_error_answer_is_shown_shortened() {
+    for status in ["500 Internal Server Error", "404 Not Found"] {
+        let body = "y".repeat(100_000);
+        let answer = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (endpoint, _) = answering_at_once(Box::leak(answer.into_boxed_str()));
+        let store = EtcdStore::new(&settings(&endpoint, "error-body"), GATE);
+        let error = store.load().unwrap_err().to_string();
+        assert!(error.len() < 1_000, "{status}: {} bytes", error.len());
+        assert!(error.contains("...(100000 bytes)"), "{error}");
+    }
+}
+
+#[test]
+fn a_watch_answer_longer_than_one_event_is_not_read_whole() {
+    let _alone = WATCH_THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    // A member that is not etcd (or a batch of events): one line with no end in sight, larger
+    // than any answer holding the release.
+    let store = EtcdStore::new(&settings("http://unused", "long-line"), GATE);
+    let long = store.one_key_answer() + 4096;
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {long}\r\nConnection: close\r\n\r\n{}",
+        "x".repeat(long)
+    );
+    let (endpoint, requests) = answering_at_once(Box::leak(answer.into_boxed_str()));
+    let store = EtcdStore::new(&settings(&endpoint, "long-line"), GATE);
+    let (woke, wakes) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = store
+        .watch(
+            Box::new(move || {
+                let _ = woke.send(());
+            }),
+            Arc::clone(&stop),
+        )
+        .unwrap();
+    // Read up to the limit, then given up: the gate reads the store instead.
+    let woken = wakes.recv_timeout(Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    watch.join().unwrap();
+    assert!(woken.is_ok(), "the watch never gave the line up");
+    assert!(requests.load(Ordering::Relaxed) >= 1);
+}
+
+#[test]
 fn dropping_a_gate_ends_its_watch_thread() {
     let Some(endpoint) = endpoint("etcd watch joined") else {
         return;
