@@ -414,22 +414,52 @@ func TestFlagCacheIgnoresAnotherGatesNumbers(t *testing.T) {
 // set stays readable for at least this many later writes. The C header does not carry it.
 const flagSetGraceWrites = 60
 
-// TestFlagCacheIsBounded: a gate asked about more sets than flagCacheSize starts its cache
-// afresh and still answers every set right.
+// TestFlagCacheIsBounded: a gate asked about more sets than flagCacheSize, or about sets
+// holding more than flagCacheNames names in all, starts its cache afresh and still answers
+// every set right.
 func TestFlagCacheIsBounded(t *testing.T) {
+	for _, names := range []int{flagCacheNames, 5_000} {
+		t.Run(fmt.Sprintf("names=%d", names), func(t *testing.T) {
+			kept := flagCacheNames
+			flagCacheNames = names
+			t.Cleanup(func() { flagCacheNames = kept })
+			checkFlagCacheBound(t)
+		})
+	}
+}
+
+func checkFlagCacheBound(t *testing.T) {
 	g := newGate(t, `{"environment": "staging"}`, "")
 	var decisions []Decision
+	restarts := 0
 	for i := range flagCacheSize + 10 {
 		ok(t, g.EnableFeature(fmt.Sprintf("f%03d", i)))
 		d, err := g.RouteString("user-1")
 		ok(t, err)
+		before := g.flagSets.Load()
 		if _, err := g.HasFeature(d, "f000"); err != nil {
 			t.Fatal(err)
 		}
-		if m := g.flagSets.Load(); len(*m) > flagCacheSize {
+		m := g.flagSets.Load()
+		if len(*m) > flagCacheSize {
 			t.Fatalf("the cache holds %d sets, more than %d", len(*m), flagCacheSize)
 		}
+		total := 0
+		for _, v := range *m {
+			total += len(v)
+		}
+		if total > flagCacheNames {
+			t.Fatalf("the cache holds %d names, more than %d", total, flagCacheNames)
+		}
+		if before != nil && len(*m) == 1 {
+			restarts++
+		}
 		decisions = append(decisions, d)
+	}
+	// Set i holds i+1 names: 266 sets hold 35,511, so a budget of 5,000 names starts afresh
+	// several times, and the set count's bound once.
+	if restarts == 0 {
+		t.Fatal("the cache never started afresh")
 	}
 	// A set the gate still keeps reads right through the cache; one it has reclaimed since (the
 	// library keeps a replaced set for at least flagSetGraceWrites later writes, not for ever)

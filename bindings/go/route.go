@@ -300,9 +300,13 @@ func (g *Gate) HasFeature(d Decision, name string) (bool, error) {
 	return found, nil
 }
 
-// flagCacheSize bounds the sets a Gate remembers: past it the cache starts afresh, so a gate
-// whose flags change often does not keep every set it was ever asked about.
+// flagCacheSize bounds the sets a Gate remembers, and flagCacheNames the names they hold in
+// all (a set may hold up to 10,000): past either the cache starts afresh, so a gate whose
+// flags change often does not keep every set it was ever asked about, and a gate with many
+// flags keeps a few megabytes of names at most. A variable for the tests only.
 const flagCacheSize = 256
+
+var flagCacheNames = 1 << 16
 
 // flagSet returns the names of interned set id, from the Gate's cache or, the first time,
 // from the library. The cache is the Gate's own (a number means nothing to another gate)
@@ -334,8 +338,14 @@ func (g *Gate) flagSet(id uint32) ([]string, error) {
 	}
 	next := make(map[uint32][]string)
 	if m := g.flagSets.Load(); m != nil && len(*m) < flagCacheSize {
-		for k, v := range *m {
-			next[k] = v
+		total := len(names)
+		for _, v := range *m {
+			total += len(v)
+		}
+		if total <= flagCacheNames {
+			for k, v := range *m {
+				next[k] = v
+			}
 		}
 	}
 	next[id] = names

@@ -362,6 +362,21 @@ def test_features_of_another_gates_decision_do_not_stick(monkeypatch: pytest.Mon
             assert second.features(ours) == tuple(on)
 
 
+def test_the_flag_cache_holds_a_bounded_number_of_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("promotion_gates.gate._FLAG_CACHE_NAMES", 50)
+    with Gate({"environment": "staging"}) as gate:
+        on: list[str] = []
+        restarts = 0
+        for i in range(30):  # set i holds i + 1 names: 465 in all
+            on.append(f"f{i:02d}")
+            gate.enable_feature(on[-1])
+            before = len(gate._flag_names)
+            assert gate.features(gate.route("u")) == tuple(on)
+            assert sum(map(len, gate._flag_names.values())) <= 50
+            restarts += len(gate._flag_names) <= before
+        assert restarts > 0
+
+
 @pytest.mark.parametrize(
     "duplicate", [copy.copy, copy.deepcopy, pickle.dumps], ids=["copy", "deepcopy", "pickle"]
 )
@@ -387,7 +402,7 @@ def test_store_location_reads_the_document_and_opens_nothing(
     etcd = {"store": {"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "/pg/checkout"}}}
     assert pg.store_location(json.dumps(etcd).encode()) == "etcd:/pg/checkout"
     assert pg.store_location({"gate": "g"}) == "" and pg.store_location() == ""
-    long = "/" + "d" * 6000 + "/gate.db"  # longer than the first buffer: grown once
+    long = "/" + "d" * 4087 + "/gate.db"  # 4096 bytes, the longest path: grown once
     assert pg.store_location({"store": {"sqlite": {"path": long}}}) == f"sqlite:{long}"
     with pytest.raises(pg.InvalidConfigError, match='invalid store.sqlite.path = ""'):
         pg.store_location({"store": {"sqlite": {"path": ""}}})

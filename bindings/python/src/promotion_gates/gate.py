@@ -83,9 +83,12 @@ __all__ = [
 
 #: First guess for JSON and evidence buffers; grown to the needed length when too small.
 _BUFFER = 4096
-#: Flag sets a Gate remembers at most; past this many the cache starts afresh, so a gate
-#: whose flags change often does not keep every set it ever answered for.
+#: Flag sets a Gate remembers at most, and names they hold in all (a set may hold up to
+#: 10,000): past either the cache starts afresh, so a gate whose flags change often does not
+#: keep every set it ever answered for, and a gate with many flags keeps a few megabytes of
+#: names at most.
 _FLAG_CACHE = 256
+_FLAG_CACHE_NAMES = 1 << 16
 
 #: How long :meth:`Gate.close` waits for the calls in flight, in seconds, before it leaves the
 #: freeing to the garbage collector (a store's write may wait out a busy database).
@@ -516,9 +519,11 @@ class Gate:
             found.append(string_at(name_ptr.value or 0, length.value).decode("utf-8"))
         names = tuple(found)
         # The library refused an unknown number above (UnknownFlagSetError, never kept), and a
-        # set's number never names another set while the gate lives: keep at most _FLAG_CACHE.
+        # set's number never names another set while the gate lives: keep at most _FLAG_CACHE
+        # sets and _FLAG_CACHE_NAMES names.
         cache = self._flag_names
-        if len(cache) >= _FLAG_CACHE:
+        held = len(names) + sum(map(len, cache.values()))
+        if len(cache) >= _FLAG_CACHE or held > _FLAG_CACHE_NAMES:
             cache = self._flag_names = {0: ()}
         cache[set_id] = names
         return names
