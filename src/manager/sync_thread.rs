@@ -5,7 +5,7 @@
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
@@ -34,34 +34,57 @@ pub(super) enum Signal {
 #[derive(Debug, Clone)]
 pub(super) struct Wake {
     signals: mpsc::Sender<Signal>,
-    /// A wake-up is queued, or received and its tick not begun.
-    queued: Arc<AtomicBool>,
+    /// [`IDLE`], [`QUEUED`] (a wake-up is queued, or received and its tick not begun) or
+    /// [`ENDED`] (the thread has returned: no tick will come).
+    state: Arc<AtomicU8>,
 }
+
+const IDLE: u8 = 0;
+const QUEUED: u8 = 1;
+const ENDED: u8 = 2;
 
 impl Wake {
     fn new(signals: &mpsc::Sender<Signal>) -> Self {
         Self {
             signals: signals.clone(),
-            queued: Arc::new(AtomicBool::new(false)),
+            state: Arc::new(AtomicU8::new(IDLE)),
         }
     }
 
-    /// Wakes the thread, unless a wake-up waits already; false when the thread has ended.
+    /// Wakes the thread, unless a wake-up waits already; false when the thread has ended
+    /// (a wake-up merged into one the thread received just as it returned is true: the gate
+    /// is being dropped then, and its drop makes a handed-off rollback).
     pub(super) fn wake(&self) -> bool {
-        if self.queued.swap(true, Ordering::AcqRel) {
-            return true;
+        match self
+            .state
+            .compare_exchange(IDLE, QUEUED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                let sent = self.signals.send(Signal::Wake).is_ok();
+                if !sent {
+                    self.state.store(ENDED, Ordering::Release);
+                }
+                sent
+            }
+            Err(state) => state == QUEUED,
         }
-        let sent = self.signals.send(Signal::Wake).is_ok();
-        if !sent {
-            // The thread has ended: nothing waits, and later wake-ups get false too.
-            self.queued.store(false, Ordering::Release);
-        }
-        sent
     }
 
     /// The thread begins a tick: a wake-up from now on gets a tick after this one.
     fn begin_tick(&self) {
-        self.queued.store(false, Ordering::Release);
+        let _ = self
+            .state
+            .compare_exchange(QUEUED, IDLE, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// The sync thread's hold on its [`Wake`]: when the thread returns (or unwinds), later
+/// wake-ups say it has ended rather than merge into one it left queued.
+struct Ticks(Wake);
+
+impl Drop for Ticks {
+    fn drop(&mut self) {
+        self.0.state.store(ENDED, Ordering::Release);
     }
 }
 
@@ -126,7 +149,7 @@ impl SyncThread {
     pub(super) fn start(shared: &Arc<Shared>, interval: Duration) -> Result<Self, Error> {
         let (signals, inbox) = mpsc::channel();
         let wake = Wake::new(&signals);
-        let ticks = wake.clone();
+        let ticks = Ticks(wake.clone());
         let weak: Weak<Shared> = Arc::downgrade(shared);
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
@@ -151,7 +174,7 @@ impl SyncThread {
                     let tick = catch_unwind(AssertUnwindSafe(|| {
                         // Before the store is read: a wake-up from now on gets a read after
                         // it.
-                        ticks.begin_tick();
+                        ticks.0.begin_tick();
                         shared.sync_once();
                         if stop.load(Ordering::Acquire) {
                             return Tick::Stopped;
@@ -286,13 +309,20 @@ mod tests {
         handoff.wake.set(wake.clone()).unwrap();
         assert!(handoff.ask_sync());
         assert!(handoff.ask_sync(), "merged into the waiting ask");
-        drop(inbox);
-        wake.begin_tick();
+        // The thread returns with that ask still queued (a tick ends, the gate goes).
+        drop((Ticks(wake), inbox));
         assert!(!handoff.ask_sync(), "the thread has ended");
         assert!(
             !handoff.ask_sync(),
             "and a later ask is not taken for a waiting one"
         );
+        // Or it returns between two wake-ups: the next one cannot be sent.
+        let handoff = Handoff::default();
+        let (signals, inbox) = mpsc::channel();
+        handoff.wake.set(Wake::new(&signals)).unwrap();
+        drop(inbox);
+        assert!(!handoff.ask_sync(), "the thread has ended");
+        assert!(!handoff.ask_sync());
     }
 
     #[test]
@@ -386,10 +416,13 @@ mod tests {
         ));
         assert!(failing.calls_for_rollback());
         assert!(!gate.shared.handoff.offer(&failing), "no sync thread");
-        // A sync thread that has ended: the receiving end of its channel is gone.
+        // A sync thread that has ended with a wake-up queued: the receiving end of its
+        // channel is gone.
         let (signals, ended) = mpsc::channel();
-        drop(ended);
-        gate.shared.handoff.wake.set(Wake::new(&signals)).unwrap();
+        let wake = Wake::new(&signals);
+        assert!(wake.wake());
+        drop((Ticks(wake.clone()), ended));
+        gate.shared.handoff.wake.set(wake).unwrap();
         assert!(
             !gate.shared.handoff.offer(&failing),
             "the sync thread ended"

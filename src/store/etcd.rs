@@ -668,8 +668,9 @@ impl StateStore for EtcdStore {
         let endpoints = self.endpoints.clone();
         let preferred = Arc::clone(&self.preferred);
         let key = BASE64.encode(self.key("release"));
-        // A watch answer's line holds what the release key's range answer holds (one event);
-        // more (several events in one message, or a member that is not etcd) is not read.
+        // A watch answer's line is read up to what the release key's range answer holds (one
+        // event). More (several large events batched in one message, or a member that is not
+        // etcd) is not read: the gate reads the store instead.
         let line_limit = self.one_key_answer();
         // The first watch starts after the state the gate read when it opened; each next one
         // after the last event received, so nothing written between two watches is missed.
@@ -721,9 +722,11 @@ impl StateStore for EtcdStore {
                             break;
                         }
                         if line.len() > line_limit {
-                            // Its events are not read: watch from now on, and read now (a
-                            // pause follows, as after a failed request, if it came early).
-                            from = 0;
+                            // Its events are not read: read the store now, and watch from after
+                            // the revision the answer was sent at (its header, written first),
+                            // or else from now on. A pause follows, as after a failed request,
+                            // if it came early.
+                            from = header_revision(&line).map_or(0, |r| r.saturating_add(1));
                             wake();
                             break;
                         }
@@ -831,6 +834,23 @@ fn contribution_of(instance: &str, value: &[u8]) -> Result<Contribution, BadCont
 
 fn put(key: &str, value: &[u8]) -> Value {
     json!({"request_put": {"key": BASE64.encode(key), "value": BASE64.encode(value)}})
+}
+
+/// The revision in the header a watch message starts with (`{"result":{"header":{...,
+/// "revision":"N",...}`), read from its first bytes only: a message too long to be read whole
+/// still says when it was sent.
+fn header_revision(message: &[u8]) -> Option<u64> {
+    const FIELD: &[u8] = b"\"revision\":\"";
+    let start = &message[..message.len().min(1024)];
+    let at = start.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
+    let digits = start[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&start[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// etcd's JSON gateway writes 64-bit numbers as strings, and leaves zeros out.

@@ -310,7 +310,9 @@ impl SqliteStore {
                 .map_err(fail)
         };
         for (table, column) in expected {
-            let column_sql = "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2";
+            // A table of that very name (not a view, not another case of it) with that column.
+            let column_sql = "SELECT 1 FROM sqlite_schema AS m, pragma_table_info(m.name) AS c
+                              WHERE m.type = 'table' AND m.name = ?1 AND c.name = ?2";
             if has(column_sql, &[&table, &column])? {
                 continue;
             }

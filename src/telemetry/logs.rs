@@ -112,12 +112,16 @@ impl VerdictLines {
         }
     }
 
-    /// Notes that no rule fires (the record path's full evaluation found none), so the next
-    /// violation is written as one begun again. A line about compliance or the score stays:
-    /// the record path does not judge those.
+    /// Notes that no rule fires (the record path's evaluation found none, and so built no
+    /// verdict), so the next violation is written as one begun again. A line about compliance
+    /// or the score stays: with no verdict built, nothing says whether its condition ended.
     pub(crate) fn no_violation(&self) {
-        if self.last.load(Ordering::Relaxed) >> 62 == Line::Violation as u64 {
-            self.last.store(0, Ordering::Relaxed);
+        let last = self.last.load(Ordering::Relaxed);
+        if last >> 62 == Line::Violation as u64 {
+            // Unless another line was written meanwhile.
+            let _ = self
+                .last
+                .compare_exchange(last, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 

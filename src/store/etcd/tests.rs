@@ -423,11 +423,21 @@ fn a_watch_resumes_after_the_state_read_and_ends_when_stopped() {
 /// A loopback HTTP server that answers every request at once with `answer` and closes the
 /// connection: its endpoint, and how many requests it was sent.
 fn answering_at_once(answer: &'static str) -> (String, Arc<AtomicU64>) {
+    let (endpoint, requests, _) = answering_at_once_noting(answer);
+    (endpoint, requests)
+}
+
+/// [`answering_at_once`], and the bodies of the requests it was sent.
+fn answering_at_once_noting(
+    answer: &'static str,
+) -> (String, Arc<AtomicU64>, Arc<Mutex<Vec<String>>>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let requests = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&requests);
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let noted = Arc::clone(&bodies);
     std::thread::spawn(move || {
         for connection in listener.incoming() {
             let Ok(mut connection) = connection else {
@@ -450,12 +460,17 @@ fn answering_at_once(answer: &'static str) -> (String, Arc<AtomicU64>) {
                 })
                 .and_then(|n| n.parse::<usize>().ok())
                 .unwrap_or(0);
-            let _ = connection.read_exact(&mut vec![0; length]);
+            let mut body = vec![0; length];
+            let _ = connection.read_exact(&mut body);
+            noted
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
             counted.fetch_add(1, Ordering::Relaxed);
             let _ = connection.write_all(answer.as_bytes());
         }
     });
-    (endpoint, requests)
+    (endpoint, requests, bodies)
 }
 
 /// A loopback endpoint that accepts connections and never answers (a hung member, or one
@@ -554,32 +569,43 @@ fn a_members_error_answer_is_shown_shortened() {
 #[test]
 fn a_watch_answer_longer_than_one_event_is_not_read_whole() {
     let _alone = WATCH_THREADS.lock().unwrap_or_else(|e| e.into_inner());
-    // A member that is not etcd (or a batch of events): one line with no end in sight, larger
-    // than any answer holding the release.
-    let store = EtcdStore::new(&settings("http://unused", "long-line"), GATE);
-    let long = store.one_key_answer() + 4096;
-    let answer = format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {long}\r\nConnection: close\r\n\r\n{}",
-        "x".repeat(long)
+    let limit = EtcdStore::new(&settings("http://unused", "long-line"), GATE).one_key_answer();
+    // Larger than any answer holding the release: a batch of several large events, whose
+    // header says when it was sent; or a member that is not etcd, one line with no header.
+    let batch = format!(
+        r#"{{"result":{{"header":{{"cluster_id":"1","member_id":"2","revision":"41","raft_term":"3"}},"events":[{}"#,
+        "x".repeat(limit)
     );
-    let (endpoint, requests) = answering_at_once(Box::leak(answer.into_boxed_str()));
-    let store = EtcdStore::new(&settings(&endpoint, "long-line"), GATE);
-    let (woke, wakes) = mpsc::channel();
-    let stop = Arc::new(AtomicBool::new(false));
-    let watch = store
-        .watch(
-            Box::new(move || {
-                let _ = woke.send(());
-            }),
-            Arc::clone(&stop),
-        )
-        .unwrap();
-    // Read up to the limit, then given up: the gate reads the store instead.
-    let woken = wakes.recv_timeout(Duration::from_secs(10));
-    stop.store(true, Ordering::Relaxed);
-    watch.join().unwrap();
-    assert!(woken.is_ok(), "the watch never gave the line up");
-    assert!(requests.load(Ordering::Relaxed) >= 1);
+    for (body, next_from) in [(batch, Some("42")), ("x".repeat(limit + 1), None)] {
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (endpoint, _, requests) = answering_at_once_noting(Box::leak(answer.into_boxed_str()));
+        let store = EtcdStore::new(&settings(&endpoint, "long-line"), GATE);
+        let (woke, wakes) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let watch = store
+            .watch(
+                Box::new(move || {
+                    let _ = woke.send(());
+                }),
+                Arc::clone(&stop),
+            )
+            .unwrap();
+        // Read up to the limit, then given up: the gate reads the store instead, and the next
+        // watch starts after the batch (a pause of a span first: the answer came at once).
+        let woken = wakes.recv_timeout(Duration::from_secs(10));
+        std::thread::sleep(WATCH_SPAN * 3 / 2);
+        stop.store(true, Ordering::Relaxed);
+        watch.join().unwrap();
+        assert!(woken.is_ok(), "the watch never gave the line up");
+        let requests = requests.lock().unwrap();
+        assert!(requests.len() >= 2, "{} watch requests", requests.len());
+        let second: Value = serde_json::from_str(&requests[1]).unwrap();
+        let start = &second["create_request"]["start_revision"];
+        assert_eq!(start.as_str(), next_from, "{second}");
+    }
 }
 
 #[test]

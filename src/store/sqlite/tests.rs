@@ -609,6 +609,13 @@ fn a_file_of_ours_missing_a_table_or_a_column_is_not_ours_naming_it() {
             "ALTER TABLE contribution DROP COLUMN stable_latency",
             "table contribution has no column stable_latency",
         ),
+        // A view in its place reads alike but cannot be written: refused at open, not at the
+        // first write as unavailable.
+        (
+            "ALTER TABLE history RENAME TO old_history; \
+             CREATE VIEW history AS SELECT * FROM old_history",
+            "no table history",
+        ),
     ] {
         let path = dir.file(&format!("{}.db", damage.replace(' ', "-")));
         drop(open(&path, "checkout"));
