@@ -144,6 +144,11 @@ enum pgate_status
    * (the error names the store's path or endpoints). Routing goes on from the last state.
    */
   PGATE_STATUS_STORE = 18,
+  /**
+   * `pgate_promote_from` was refused: the gate is no longer in the stage the caller read
+   * (a rollback or another write came first). Nothing changed.
+   */
+  PGATE_STATUS_STAGE_CHANGED = 19,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -953,7 +958,9 @@ pgate_status pgate_set_log_callback(pgate_log_callback callback,
  * `PGATE_STATUS_ALREADY_THERE` or `PGATE_STATUS_INVALID_CONFIG` (percentage outside 0..=100
  * or NaN). On failure `*err` (if not NULL) holds the evidence and nothing changed, with one
  * exception: a `PGATE_STATUS_SLO_NOT_MET` whose judge fired a rule has rolled the canary back
- * if `auto_rollback_enabled` (as the Rust `promote` does).
+ * if `auto_rollback_enabled` (as the Rust `promote` does; its message says so). A ramp loop
+ * uses `pgate_promote_from` instead, so that a rollback made after its look is not followed
+ * by a new rollout of the same build.
  *
  * # Safety
  * `gate` must be a live gate; `err` NULL or valid for a write.
@@ -962,6 +969,22 @@ pgate_status pgate_promote(const struct pgate_gate *gate,
                            uint32_t environment,
                            double traffic_percent,
                            struct pgate_error **err);
+
+/**
+ * `pgate_promote`, made only if the gate is still in release stage `stage` (read before the
+ * caller decided: `pgate_state`'s stage, or a decision's). Otherwise
+ * `PGATE_STATUS_STAGE_CHANGED`, and nothing changed: the judge or another process rolled
+ * back or moved the gate after the caller's look, and a promotion to a canary share from
+ * Production would start a new, ungated rollout of the build just rolled back.
+ *
+ * # Safety
+ * `gate` must be a live gate; `err` NULL or valid for a write.
+ */
+pgate_status pgate_promote_from(const struct pgate_gate *gate,
+                                uint64_t stage,
+                                uint32_t environment,
+                                double traffic_percent,
+                                struct pgate_error **err);
 
 /**
  * Rolls the release back to Production with a reason (UTF-8, `len` bytes, not empty).

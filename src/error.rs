@@ -123,6 +123,16 @@ pub enum PromotionError {
         /// How many samples there are and how many are needed.
         evidence: String,
     },
+    /// [`promote_from`](crate::PromotionGateManager::promote_from) was refused: the gate is
+    /// no longer in the release stage the caller read (a rollback, the judge's or another
+    /// process's, or another write came first). Nothing changed.
+    #[error("the gate left stage {expected}: it is now in {now}; nothing was promoted")]
+    StageChanged {
+        /// The stage the caller expected.
+        expected: u64,
+        /// The environment and stage the gate is in now.
+        now: String,
+    },
 }
 
 /// A feature flag operation was refused.

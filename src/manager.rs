@@ -52,6 +52,14 @@ struct Records {
 /// themselves and publish a new snapshot atomically, so readers see either the old state or
 /// the new one, never a mix.
 ///
+/// **What may block.** Routing and recording never wait for I/O. With a state store
+/// (docs/store.md), writes (`promote`, flag edits, `rollback`, `swap_config`) store
+/// themselves before they return, and dropping the gate stops its sync thread and stores a
+/// rollback not yet written: each may wait for the store, up to SQLite's `busy_timeout_ms` or
+/// etcd's request timeout (2 s) per attempt. An async host calls them off its executor's
+/// threads (e.g. in `spawn_blocking`). A child process forked with a gate open has none of
+/// its threads and may find its locks held: make gates after the fork (docs/store.md).
+///
 /// # Example
 /// ```
 /// use promotion_gates::{Environment, PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};

@@ -473,12 +473,65 @@ fn without_auto_rollback_a_bad_canary_is_reported_but_stays() {
     let stage = gate.stage();
     let err = gate.promote(Environment::Staging).unwrap_err();
     assert!(
-        matches!(err, Error::Promotion(PromotionError::SloNotMet { .. })),
+        matches!(&err, Error::Promotion(PromotionError::SloNotMet { evidence })
+            if evidence.starts_with("a rule fired (auto_rollback_enabled is off: nothing was rolled back)")),
         "{err}"
     );
     assert_eq!(gate.environment(), canary(10.0));
     assert_eq!(gate.stage(), stage);
     assert!(gate.get_rollback_history().is_empty());
+}
+
+#[test]
+fn a_ramp_after_the_judge_rolled_back_is_refused_not_a_new_rollout() {
+    // The evidence gathered with automatic rollback off, which is then turned on: the judge
+    // rolls back inside the promotion's own gate, and says so.
+    let (gate, clock) = canary_gate(10.0, false);
+    let bad = traffic(2000.0, Version::new(0.10, 20.0, 0.5));
+    let run = Driver::new(&gate, clock, 5, Users::Fresh).run(&bad, Duration::from_secs(10));
+    assert!(!run.left_stage, "{run:?}");
+    let stage = gate.stage();
+    gate.swap_config(PromotionConfig {
+        auto_rollback_enabled: true,
+        ..gate.config()
+    })
+    .unwrap();
+    assert_eq!(
+        gate.stage(),
+        stage,
+        "turning automatic rollback on keeps the stage"
+    );
+
+    let err = gate.promote_from(stage, canary(25.0)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Promotion(PromotionError::SloNotMet { evidence })
+            if evidence.starts_with("a rule fired and the canary was rolled back; ")),
+        "{err}"
+    );
+    assert_eq!(gate.environment(), Environment::Production);
+    assert_eq!(gate.get_rollback_history().len(), 1);
+
+    // The ramp loop's next step, decided on its earlier look: refused, nothing changed.
+    let rolled_back = gate.stage();
+    let err = gate.promote_from(stage, canary(25.0)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Promotion(PromotionError::StageChanged { expected, now })
+            if *expected == stage.get() && now.starts_with("Production")),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("left stage {}", stage.get())),
+        "{err}"
+    );
+    assert_eq!(gate.environment(), Environment::Production);
+    assert_eq!(gate.stage(), rolled_back);
+    // Where `promote` would have started a new rollout of the build just rolled back.
+    gate.promote(canary(25.0)).unwrap();
+    assert_eq!(gate.environment(), canary(25.0));
+    // From the stage it is in, `promote_from` moves as `promote` does.
+    gate.promote_from(gate.stage(), canary(5.0)).unwrap();
+    assert_eq!(gate.environment(), canary(5.0));
 }
 
 /// The sliding window's length in the window scenarios.

@@ -17,8 +17,8 @@ use common::stored::{
     race_a_rollback_against_a_ramp, roll_back_while_the_store_is_unavailable, routes_to_canary,
 };
 use promotion_gates::{
-    ChangeKind, ChangeOrigin, Environment, Error, Overrides, PromotionConfig, PromotionGateManager,
-    RollbackTrigger, SloAdmissionController, SloConfig, StoreProblem,
+    ChangeKind, ChangeOrigin, Environment, Error, Overrides, PromotionConfig, PromotionError,
+    PromotionGateManager, RollbackTrigger, SloAdmissionController, SloConfig, StoreProblem,
 };
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -520,6 +520,32 @@ fn a_swap_behind_a_dropped_rollback_does_not_undo_another_gates_ramp() {
         .unwrap_err();
     assert!(err.to_string().contains("was not made"), "{err}");
     assert_eq!(stored_environment(&dir.file("promote.db")), "Canary{25}");
+}
+
+#[test]
+fn a_promotion_from_a_stage_another_process_left_is_refused() {
+    let dir = Scratch::new("promote-from");
+    let path = dir.file("gate.db");
+    let (a, b) = (open(&path), open(&path));
+    let stage = a.stage();
+    b.rollback("bad deploy").unwrap();
+    // a has not followed b yet (a 5 s sync): its write loses to b's and is decided again on
+    // the stored state, from which the stage a's host looked at is gone.
+    assert_eq!(a.stage(), stage);
+    let err = a
+        .promote_from(
+            stage,
+            Environment::Canary {
+                traffic_percent: 5.0,
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Promotion(PromotionError::StageChanged { expected, .. }) if *expected == stage.get()),
+        "{err}"
+    );
+    assert_eq!(a.environment(), Environment::Production);
+    assert_eq!(stored_environment(&path), "Production");
 }
 
 #[test]

@@ -517,6 +517,7 @@ static void test_status_names(void) {
         "PGATE_STATUS_UNKNOWN_FLAG_SET",
         "PGATE_STATUS_FLAG_SETS_EXHAUSTED",
         "PGATE_STATUS_STORE",
+        "PGATE_STATUS_STAGE_CHANGED",
     };
     /* The header's constants carry the numbers the names belong to. */
     static const pgate_status codes[] = {
@@ -539,13 +540,14 @@ static void test_status_names(void) {
         PGATE_STATUS_UNKNOWN_FLAG_SET,
         PGATE_STATUS_FLAG_SETS_EXHAUSTED,
         PGATE_STATUS_STORE,
+        PGATE_STATUS_STAGE_CHANGED,
     };
     for (uint32_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *got = pgate_status_str(i);
         check_at(codes[i] == i && got != NULL && strcmp(got, names[i]) == 0, __LINE__,
                  "pgate_status_str(%u) = %s, expected %s", (unsigned)i, got, names[i]);
     }
-    CHECK(strcmp(pgate_status_str(19), "PGATE_STATUS_UNKNOWN") == 0);
+    CHECK(strcmp(pgate_status_str(20), "PGATE_STATUS_UNKNOWN") == 0);
     CHECK(strcmp(pgate_status_str(UINT32_MAX), "PGATE_STATUS_UNKNOWN") == 0);
 }
 
@@ -994,6 +996,54 @@ static void test_promote(void) {
     CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
 }
 
+/* A ramp loop's look, then a rollback before its promotion: pgate_promote_from refuses it
+ * rather than start a new rollout of the build rolled back; from the current stage it promotes. */
+static void test_promote_from(void) {
+    pgate_gate *gate = canary_gate(10, "", NULL);
+    pgate_error *err = NULL;
+    const uint64_t looked = route(gate, "x").stage;
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_rollback(gate, BYTES("the judge, or a process"), NULL));
+    CHECK_STATUS(PGATE_STATUS_STAGE_CHANGED,
+                 pgate_promote_from(gate, looked, PGATE_ENVIRONMENT_CANARY, 25.0, &err));
+    char named[64];
+    snprintf(named, sizeof named, "the gate left stage %llu: ", (unsigned long long)looked);
+    CHECK_ERROR(err, PGATE_STATUS_STAGE_CHANGED, named);
+    CHECK_STATUS(PGATE_STATUS_STAGE_CHANGED, /* err is optional */
+                 pgate_promote_from(gate, looked, PGATE_ENVIRONMENT_CANARY, 25.0, NULL));
+    pgate_decision now = route(gate, "x");
+    CHECK(now.environment == PGATE_ENVIRONMENT_PRODUCTION && now.stage != looked);
+
+    /* From the stage the gate is in, it is pgate_promote. */
+    CHECK_STATUS(PGATE_STATUS_OK,
+                 pgate_promote_from(gate, now.stage, PGATE_ENVIRONMENT_CANARY, 25.0, &err));
+    CHECK(err == NULL);
+    pgate_decision d = route(gate, "x");
+    CHECK(d.environment == PGATE_ENVIRONMENT_CANARY && d.traffic_percent == 25.0 &&
+          d.stage != now.stage);
+    CHECK_STATUS(PGATE_STATUS_OK, /* ramping down: not gated */
+                 pgate_promote_from(gate, d.stage, PGATE_ENVIRONMENT_CANARY, 5.0, NULL));
+    CHECK_STATUS(PGATE_STATUS_STAGE_CHANGED,
+                 pgate_promote_from(gate, d.stage, PGATE_ENVIRONMENT_CANARY, 1.0, &err));
+    CHECK_ERROR(err, PGATE_STATUS_STAGE_CHANGED, "nothing was promoted");
+    CHECK_STATUS(PGATE_STATUS_STAGE_CHANGED,
+                 pgate_promote_from(gate, UINT64_MAX, PGATE_ENVIRONMENT_CANARY, 1.0, &err));
+    CHECK_ERROR(err, PGATE_STATUS_STAGE_CHANGED, "18446744073709551615");
+
+    /* Its other refusals are pgate_promote's. */
+    const uint64_t stage = route(gate, "x").stage;
+    CHECK_STATUS(PGATE_STATUS_INSUFFICIENT_DATA,
+                 pgate_promote_from(gate, stage, PGATE_ENVIRONMENT_CANARY, 50.0, &err));
+    CHECK_ERROR(err, PGATE_STATUS_INSUFFICIENT_DATA, "canary samples");
+    CHECK_STATUS(PGATE_STATUS_INVALID_CONFIG,
+                 pgate_promote_from(gate, stage, PGATE_ENVIRONMENT_CANARY, NAN, &err));
+    CHECK_ERROR(err, PGATE_STATUS_INVALID_CONFIG, "environment.traffic_percent");
+    CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT, pgate_promote_from(gate, stage, 3, 1.0, &err));
+    CHECK_ERROR(err, PGATE_STATUS_INVALID_ARGUMENT, "invalid environment = 3");
+    d = route(gate, "x");
+    CHECK(d.stage == stage && d.traffic_percent == 5.0);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
+}
+
 static void test_slo_not_met(void) {
     /* Slow but successful canary requests: no rule has to fire for compliance to be short. */
     pgate_gate *gate = canary_gate(100, "\"auto_rollback_enabled\": false",
@@ -1167,6 +1217,8 @@ static void check_cold_calls_refuse(const pgate_gate *gate, pgate_status expecte
         CHECK_ERROR(err, expected, named);
     }
     CHECK_STATUS(expected, pgate_promote(gate, PGATE_ENVIRONMENT_CANARY, 5.0, &err));
+    CHECK_ERROR(err, expected, named);
+    CHECK_STATUS(expected, pgate_promote_from(gate, 1, PGATE_ENVIRONMENT_CANARY, 5.0, &err));
     CHECK_ERROR(err, expected, named);
 }
 
@@ -1393,6 +1445,7 @@ int main(int argc, char **argv) {
     test_health();
     test_automatic_rollback();
     test_promote();
+    test_promote_from();
     test_slo_not_met();
     test_manual_rollback();
     test_flags();

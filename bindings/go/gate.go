@@ -23,6 +23,8 @@ package promotiongates
 #cgo nocallback pgate_check_slo
 #cgo noescape pgate_promote
 #cgo nocallback pgate_promote
+#cgo noescape pgate_promote_from
+#cgo nocallback pgate_promote_from
 #cgo noescape pgate_rollback
 #cgo nocallback pgate_rollback
 #cgo noescape pgate_enable_feature

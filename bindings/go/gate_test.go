@@ -26,13 +26,14 @@ func TestVersionAndNames(t *testing.T) {
 		StatusUnknownFlagSet:    "PGATE_STATUS_UNKNOWN_FLAG_SET",
 		StatusFlagSetsExhausted: "PGATE_STATUS_FLAG_SETS_EXHAUSTED",
 		StatusStore:             "PGATE_STATUS_STORE",
-		StatusStore + 1:         "PGATE_STATUS_UNKNOWN(19)",
+		StatusStageChanged:      "PGATE_STATUS_STAGE_CHANGED",
+		StatusStageChanged + 1:  "PGATE_STATUS_UNKNOWN(20)",
 	} {
 		if s.String() != want {
 			t.Fatalf("status %d: %q, want %q", s, s, want)
 		}
 	}
-	for s := StatusOK; s <= StatusStore; s++ {
+	for s := StatusOK; s <= StatusStageChanged; s++ {
 		if !strings.HasPrefix(s.String(), "PGATE_STATUS_") || strings.HasPrefix(s.String(), "PGATE_STATUS_UNKNOWN(") {
 			t.Fatalf("status %d has no name: %q", s, s)
 		}
@@ -248,6 +249,40 @@ func TestPromotionErrors(t *testing.T) {
 	if d, _ := g.RouteString("u"); d.Environment() != Canary || d.TrafficPercent() != 0.5 {
 		t.Fatalf("a refused promotion changed the gate: %v %v", d.Environment(), d.TrafficPercent())
 	}
+}
+
+// TestPromoteFromAStageThatChanged is a ramp loop's look, then a rollback before its promotion:
+// PromoteFrom refuses the promotion rather than start a new rollout from Production.
+func TestPromoteFromAStageThatChanged(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 10}}}`, "")
+	looked, err := g.State()
+	ok(t, err)
+	ok(t, g.Rollback("the judge, another goroutine or another process"))
+	pe := wantErr(t, g.PromoteFrom(looked.Stage, Canary, 25), ErrStageChanged)
+	if want := fmt.Sprintf("the gate left stage %d", looked.Stage); !strings.Contains(pe.Message, want) ||
+		!strings.Contains(pe.Message, "nothing was promoted") {
+		t.Fatalf("message %q should name stage %d", pe.Message, looked.Stage)
+	}
+	now, err := g.State()
+	ok(t, err)
+	if now.Environment != Production || now.Stage == looked.Stage {
+		t.Fatalf("a refused PromoteFrom changed the gate: %+v (looked at %+v)", now, looked)
+	}
+
+	// From the stage it is in, PromoteFrom is Promote; a decision's stage serves as well.
+	ok(t, g.PromoteFrom(now.Stage, Canary, 25))
+	d, err := g.RouteString("u")
+	ok(t, err)
+	if d.Environment() != Canary || d.TrafficPercent() != 25 || d.Stage() == now.Stage {
+		t.Fatalf("PromoteFrom the current stage: %v %v stage %d", d.Environment(), d.TrafficPercent(), d.Stage())
+	}
+	ok(t, g.PromoteFrom(d.Stage(), Canary, 5)) // ramping down is not gated
+	wantErr(t, g.PromoteFrom(d.Stage(), Canary, 1), ErrStageChanged)
+	// Its other errors are Promote's, checked after the stage.
+	after, _ := g.State()
+	wantErr(t, g.PromoteFrom(after.Stage, Canary, 50), ErrInsufficientData)
+	wantErr(t, g.PromoteFrom(after.Stage, Canary, math.NaN()), ErrInvalidConfig)
+	wantErr(t, g.PromoteFrom(after.Stage, Environment(7), 0), ErrInvalidArgument)
 }
 
 func TestFlagAndRollbackErrors(t *testing.T) {
@@ -782,6 +817,7 @@ func TestCloseAndUseAfterClose(t *testing.T) {
 	checks["Health"] = second(g.Health())
 	checks["CheckSLO"] = second(g.CheckSLO())
 	checks["Promote"] = g.Promote(Canary, 10)
+	checks["PromoteFrom"] = g.PromoteFrom(d.Stage(), Canary, 10)
 	checks["Rollback"] = g.Rollback("r")
 	checks["EnableFeature"] = g.EnableFeature("y")
 	checks["DisableFeature"] = g.DisableFeature("x")

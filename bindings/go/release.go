@@ -30,6 +30,26 @@ func (g *Gate) Promote(env Environment, percent float64) error {
 	return takeError("pgate_promote", st, cerr)
 }
 
+// PromoteFrom is Promote, made only if the gate is still in release stage stage: the stage
+// read before deciding (State().Stage, a Decision's Stage(), or Health.Stage, the stage
+// judged). A ramp loop uses it: if the judge rolled the canary back after the look, or another
+// process moved the gate, a plain Promote(Canary, percent) from Production would start a new,
+// ungated rollout of the build just rolled back.
+//
+// Errors: ErrStageChanged when the gate left stage (the message names the stage it is in
+// now; nothing changed), otherwise as Promote.
+func (g *Gate) PromoteFrom(stage uint64, env Environment, percent float64) error {
+	p, held := g.acquire()
+	if p == nil {
+		return errClosed
+	}
+	var cerr *C.pgate_error
+	st := C.pgate_promote_from(p, C.uint64_t(stage), C.uint32_t(env), C.double(percent), &cerr)
+	held.release()
+	runtime.KeepAlive(g)
+	return takeError("pgate_promote_from", st, cerr)
+}
+
 // Rollback rolls the release back to Production with a reason (not empty), turns the
 // release's flags off and starts a new stage. ErrRollbackRefused in Production.
 func (g *Gate) Rollback(reason string) error {

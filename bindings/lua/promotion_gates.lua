@@ -82,6 +82,8 @@ pgate_status pgate_monitor_health(const pgate_gate *gate, pgate_health *out, cha
 pgate_status pgate_check_slo(const pgate_gate *gate, bool *compliant);
 pgate_status pgate_promote(const pgate_gate *gate, uint32_t environment, double traffic_percent,
                            pgate_error **err);
+pgate_status pgate_promote_from(const pgate_gate *gate, uint64_t stage, uint32_t environment,
+                                double traffic_percent, pgate_error **err);
 pgate_status pgate_rollback(const pgate_gate *gate, const char *reason, size_t len,
                             pgate_error **err);
 pgate_status pgate_enable_feature(const pgate_gate *gate, const char *name, size_t len,
@@ -116,6 +118,8 @@ M.OK = 0
 M.INVALID_ARGUMENT = 2
 M.BUFFER_TOO_SMALL = 12
 M.INVALID_HANDLE = 13
+-- What gate:promote_from returns when the gate left the stage it was given: nothing changed.
+M.STAGE_CHANGED = 19
 -- PGATE_EVIDENCE_CAPACITY: room for any evidence line of pgate_monitor_health.
 M.EVIDENCE_CAPACITY = 4096
 -- PGATE_NAME_CAPACITY: room for any name of pgate_gate_name and pgate_override_names.
@@ -665,11 +669,9 @@ function Gate:check_slo()
   return read_bool(self, "check_slo", C.pgate_check_slo)
 end
 
---- Promotes to "canary" (with traffic_percent), "staging" or "production".
-function Gate:promote(environment, traffic_percent)
-  if self.handle == nil then
-    return freed("promote")
-  end
+-- The environment's number and the share that gate:promote and gate:promote_from pass, or
+-- nil, message, status.
+local function promotion(environment, traffic_percent)
   local number = M.environments[environment]
   if type(number) ~= "number" then
     return invalid("invalid environment = " .. shown(environment)
@@ -683,7 +685,43 @@ function Gate:promote(environment, traffic_percent)
   elseif type(traffic_percent) ~= "number" then
     return invalid("invalid traffic_percent = " .. shown(traffic_percent) .. ": not a number")
   end
-  return explained(C.pgate_promote, self.handle, number, traffic_percent)
+  return number, traffic_percent
+end
+
+--- Promotes to "canary" (with traffic_percent), "staging" or "production".
+function Gate:promote(environment, traffic_percent)
+  if self.handle == nil then
+    return freed("promote")
+  end
+  local number, percent, status = promotion(environment, traffic_percent)
+  if number == nil then
+    return nil, percent, status
+  end
+  return explained(C.pgate_promote, self.handle, number, percent)
+end
+
+--- gate:promote, made only if the gate is still in release stage `stage`: the stage read
+--- before deciding (gate:state().stage, a decision's d.stage, or gate:read_health().stage,
+--- the stage judged). A ramp loop calls this one: if the judge rolled the canary back after
+--- the look, or another worker moved the gate, a plain gate:promote("canary", 25) from
+--- Production would start a new, ungated rollout of the build just rolled back. When the gate
+--- left `stage`: nil, "PGATE_STATUS_STAGE_CHANGED: the gate left stage N: ...", M.STAGE_CHANGED
+--- (19), and nothing changed. `stage` is a whole number from 0 to 2^53, or a decision's
+--- uint64_t cdata.
+function Gate:promote_from(stage, environment, traffic_percent)
+  if self.handle == nil then
+    return freed("promote_from")
+  end
+  if not ffi.istype("uint64_t", stage) and (type(stage) ~= "number" or stage < 0
+      or stage >= 2 ^ 53 or stage % 1 ~= 0) then
+    return invalid("invalid stage = " .. shown(stage)
+                     .. ": a stage number from 0 to 2^53, or a decision's uint64_t stage")
+  end
+  local number, percent, status = promotion(environment, traffic_percent)
+  if number == nil then
+    return nil, percent, status
+  end
+  return explained(C.pgate_promote_from, self.handle, stage, number, percent)
 end
 
 function Gate:rollback(reason)

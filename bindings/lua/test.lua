@@ -174,6 +174,7 @@ local function test_wrappers()
     health = function() return gate:health() end,
     check_slo = function() return gate:check_slo() end,
     promote = function() return gate:promote("canary", 5) end,
+    promote_from = function() return gate:promote_from(decision.stage, "canary", 5) end,
     rollback = function() return gate:rollback("r") end,
     enable_feature = function() return gate:enable_feature("f") end,
     disable_feature = function() return gate:disable_feature("f") end,
@@ -309,6 +310,18 @@ local function test_arguments()
     { 'invalid name = "' .. string.rep("n", 159) .. '"...(201 bytes): not a flag name',
       -- "é" spans bytes 160 and 161: cut before it
       function() return gate:is_feature_enabled(string.rep("n", 159) .. "é" .. string.rep("n", 40)) end },
+    { "invalid stage = -1: a stage number from 0 to 2^53",
+      function() return gate:promote_from(-1, "canary", 5) end },
+    { "invalid stage = 9007199254740992: a stage number from 0 to 2^53",
+      function() return gate:promote_from(2 ^ 53, "canary", 5) end },
+    { "invalid stage = 1.5: a stage number", function() return gate:promote_from(1.5, "canary", 5) end },
+    { "invalid stage = 1: a stage number", function() return gate:promote_from("1", "canary", 5) end },
+    { "invalid stage = -1LL: a stage number", -- an int64_t cdata would wrap to 2^64 - 1
+      function() return gate:promote_from(-1LL, "canary", 5) end },
+    { 'invalid environment = testing: "canary", "staging" or "production"',
+      function() return gate:promote_from(0, "testing") end },
+    { 'invalid traffic_percent = nil: "canary" takes a percentage',
+      function() return gate:promote_from(0, "canary") end },
     { "invalid json = nil: not a string", function() return gate:swap_config(nil) end },
     { "invalid json = nil: not a string", function() return gate:swap_slo(nil) end },
     { "invalid config_json = 42: not a string or nil", function() return pg.new(42) end },
@@ -321,6 +334,38 @@ local function test_arguments()
   end
   local h = gate:read_health()
   check(h.canary_requests + h.production_requests == 6, "a refused call records nothing")
+  gate:free()
+end
+
+-- A ramp loop's look, then a rollback before its promotion: gate:promote_from refuses it rather
+-- than start a new rollout of the build rolled back; from the stage the gate is in, it promotes.
+local function test_promote_from()
+  local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 10}}}'))
+  local looked = gate:state().stage
+  check(gate:rollback("the judge, or another worker") == true, "rollback after the look")
+  local ok, message, status = gate:promote_from(looked, "canary", 25)
+  check(ok == nil and status == pg.STAGE_CHANGED and status == 19
+          and message:find("PGATE_STATUS_STAGE_CHANGED: the gate left stage " .. looked .. ": ",
+                           1, true) == 1
+          and message:find("nothing was promoted", 1, true),
+        "promote_from a stage the gate left: " .. tostring(message))
+  local now = gate:state()
+  check(now.environment == "production" and now.stage ~= looked, "a refused promote_from changes nothing")
+
+  check(gate:promote_from(now.stage, "canary", 25) == true, "promote_from the current stage")
+  local d = gate:route("u")
+  check(d.environment == 0 and d.traffic_percent == 25 and d.stage ~= now.stage, "promoted")
+  -- A decision's stage is a uint64_t cdata: taken as it is.
+  check(gate:promote_from(d.stage, "canary", 5) == true, "promote_from a decision's stage")
+  ok, message, status = gate:promote_from(d.stage, "canary", 1)
+  check(ok == nil and status == pg.STAGE_CHANGED, "a decision's stage, ended: " .. tostring(message))
+  -- Its other refusals are gate:promote's, made after the stage is checked.
+  local stage = gate:state().stage
+  ok, message, status = gate:promote_from(stage, "canary", 50)
+  check(ok == nil and status == 7 and message:find("not enough data", 1, true), "gated ramp")
+  ok, message, status = gate:promote_from(stage, "canary", 0 / 0)
+  check(ok == nil and status == 3 and message:find("environment.traffic_percent", 1, true), "NaN")
+  check(gate:state().stage == stage, "refused promotions change nothing")
   gate:free()
 end
 
@@ -844,6 +889,7 @@ end
 test_vectors(arg[1])
 test_header_constants()
 test_wrappers()
+test_promote_from()
 test_telemetry()
 test_arguments()
 test_latency_vectors(arg[2])

@@ -54,7 +54,7 @@ pub use judge::{
 pub use log::{pgate_log_callback, pgate_log_level, pgate_set_log_callback};
 pub use release::{
     pgate_disable_feature, pgate_enable_feature, pgate_is_feature_enabled, pgate_promote,
-    pgate_rollback, pgate_rollback_history_json,
+    pgate_promote_from, pgate_rollback, pgate_rollback_history_json,
 };
 pub use route::{
     pgate_decision, pgate_environment, pgate_flag_set_len, pgate_flag_set_name, pgate_forced,

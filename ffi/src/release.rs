@@ -9,7 +9,7 @@ use crate::gate::{cold, cold_explained, json_out, pgate_gate, with_text};
 use crate::log::refused_inside_callback;
 use crate::route::pgate_environment;
 use crate::status::pgate_status;
-use promotion_gates::{Environment, RollbackEvent};
+use promotion_gates::{Environment, RollbackEvent, StageId};
 
 /// Promotes the gate to `environment` (0 Canary, 1 Staging, 2 Production; `traffic_percent`
 /// is read only for Canary). Gated moves may be refused with `PGATE_STATUS_SLO_NOT_MET` or
@@ -17,7 +17,9 @@ use promotion_gates::{Environment, RollbackEvent};
 /// `PGATE_STATUS_ALREADY_THERE` or `PGATE_STATUS_INVALID_CONFIG` (percentage outside 0..=100
 /// or NaN). On failure `*err` (if not NULL) holds the evidence and nothing changed, with one
 /// exception: a `PGATE_STATUS_SLO_NOT_MET` whose judge fired a rule has rolled the canary back
-/// if `auto_rollback_enabled` (as the Rust `promote` does).
+/// if `auto_rollback_enabled` (as the Rust `promote` does; its message says so). A ramp loop
+/// uses `pgate_promote_from` instead, so that a rollback made after its look is not followed
+/// by a new rollout of the same build.
 ///
 /// # Safety
 /// `gate` must be a live gate; `err` NULL or valid for a write.
@@ -28,8 +30,63 @@ pub unsafe extern "C" fn pgate_promote(
     traffic_percent: f64,
     err: *mut *mut pgate_error,
 ) -> pgate_status {
+    // SAFETY: forwarded contract.
+    unsafe {
+        promote(
+            "pgate_promote",
+            gate,
+            None,
+            environment,
+            traffic_percent,
+            err,
+        )
+    }
+}
+
+/// `pgate_promote`, made only if the gate is still in release stage `stage` (read before the
+/// caller decided: `pgate_state`'s stage, or a decision's). Otherwise
+/// `PGATE_STATUS_STAGE_CHANGED`, and nothing changed: the judge or another process rolled
+/// back or moved the gate after the caller's look, and a promotion to a canary share from
+/// Production would start a new, ungated rollout of the build just rolled back.
+///
+/// # Safety
+/// `gate` must be a live gate; `err` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_promote_from(
+    gate: *const pgate_gate,
+    stage: u64,
+    environment: u32,
+    traffic_percent: f64,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    let stage = Some(StageId::new(stage));
+    // SAFETY: forwarded contract.
+    unsafe {
+        promote(
+            "pgate_promote_from",
+            gate,
+            stage,
+            environment,
+            traffic_percent,
+            err,
+        )
+    }
+}
+
+/// The body of `pgate_promote` and `pgate_promote_from`.
+///
+/// # Safety
+/// As theirs.
+unsafe fn promote(
+    call: &'static str,
+    gate: *const pgate_gate,
+    stage: Option<StageId>,
+    environment: u32,
+    traffic_percent: f64,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
     guard_err(err, || {
-        if let Some(refused) = refused_inside_callback("pgate_promote") {
+        if let Some(refused) = refused_inside_callback(call) {
             return Err(refused);
         }
         // SAFETY: the caller keeps the gate alive during the call.
@@ -48,7 +105,10 @@ pub unsafe extern "C" fn pgate_promote(
                 ));
             }
         };
-        gate.manager.promote(target)?;
+        match stage {
+            Some(stage) => gate.manager.promote_from(stage, target)?,
+            None => gate.manager.promote(target)?,
+        }
         Ok(())
     })
 }

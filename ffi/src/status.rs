@@ -59,6 +59,9 @@ pub enum pgate_status {
     /// The state store could not be opened, read or written, or another process wrote first
     /// (the error names the store's path or endpoints). Routing goes on from the last state.
     Store = 18,
+    /// `pgate_promote_from` was refused: the gate is no longer in the stage the caller read
+    /// (a rollback or another write came first). Nothing changed.
+    StageChanged = 19,
 }
 
 crate::boundary::numbered!(pgate_status {
@@ -81,6 +84,7 @@ crate::boundary::numbered!(pgate_status {
     UnknownFlagSet,
     FlagSetsExhausted,
     Store,
+    StageChanged,
 });
 
 impl pgate_status {
@@ -106,6 +110,7 @@ impl pgate_status {
             pgate_status::UnknownFlagSet => c"PGATE_STATUS_UNKNOWN_FLAG_SET",
             pgate_status::FlagSetsExhausted => c"PGATE_STATUS_FLAG_SETS_EXHAUSTED",
             pgate_status::Store => c"PGATE_STATUS_STORE",
+            pgate_status::StageChanged => c"PGATE_STATUS_STAGE_CHANGED",
         }
     }
 }
@@ -122,6 +127,7 @@ impl From<&Error> for pgate_status {
             Error::Promotion(PromotionError::InsufficientData { .. }) => {
                 pgate_status::InsufficientData
             }
+            Error::Promotion(PromotionError::StageChanged { .. }) => pgate_status::StageChanged,
             Error::Flag(FlagError::InvalidName { .. }) => pgate_status::InvalidFlag,
             Error::Flag(FlagError::NotEnabled(_)) => pgate_status::FlagNotEnabled,
             Error::Flag(FlagError::UnknownSet(_)) => pgate_status::UnknownFlagSet,

@@ -106,6 +106,15 @@ fn bad_input_returns_a_status_and_changes_nothing() {
             pgate_status::InvalidPromotion
         );
         error_text(err);
+        assert_eq!(
+            pgate_promote_from(gate, 99, 0, 5.0, &mut err),
+            pgate_status::StageChanged
+        );
+        let refused = error_text(err);
+        assert!(
+            refused.starts_with("the gate left stage 99: it is now in "),
+            "{refused}"
+        );
         let bad_utf8 = [0xffu8, 0xfe];
         assert_eq!(
             pgate_enable_feature(gate, bad_utf8.as_ptr(), 2, &mut err),
@@ -183,7 +192,7 @@ fn cold_call_errors_name_the_argument_and_its_value() {
     // SAFETY: every pointer is live or refused before use (NULL, a length past PTRDIFF_MAX,
     // a foreign handle); err is a valid out-pointer.
     unsafe {
-        let cases: [(&str, Refusal, Refusal); 12] = [
+        let cases: [(&str, Refusal, Refusal); 13] = [
             (
                 "gate_new config",
                 refusal(|e| pgate_gate_new(null(), 5, null(), 0, &mut out, e)),
@@ -259,6 +268,11 @@ fn cold_call_errors_name_the_argument_and_its_value() {
                 (NullPointer, no_gate()),
             ),
             (
+                "promote_from NULL",
+                refusal(|e| pgate_promote_from(null(), 1, 0, 5.0, e)),
+                (NullPointer, no_gate()),
+            ),
+            (
                 "swap_slo NULL",
                 refusal(|e| pgate_swap_slo(null(), x, 1, e)),
                 (NullPointer, no_gate()),
@@ -282,6 +296,10 @@ fn cold_call_errors_name_the_argument_and_its_value() {
         );
         for (call, got) in [
             ("promote", refusal(|e| pgate_promote(handle, 0, 5.0, e))),
+            (
+                "promote_from",
+                refusal(|e| pgate_promote_from(handle, 1, 0, 5.0, e)),
+            ),
             (
                 "swap_config",
                 refusal(|e| pgate_swap_config(handle, x, 1, e)),

@@ -24,9 +24,11 @@ use crate::decision::StageId;
 pub struct Finding {
     /// The rule.
     pub rule: Rule,
-    /// The observed value (a rate, or a latency in milliseconds, or the score).
+    /// The observed value: a rate, a latency in milliseconds, the score, or (`no_data`) the
+    /// canary outcomes reported.
     pub observed: f64,
-    /// The limit it was held against, in the same unit.
+    /// The limit it was held against: in the same unit, but for `no_data`, whose limit is the
+    /// stage age in seconds after which no outcome is held against the canary.
     pub limit: f64,
     /// The test's p-value (an upper bound). The rules on a confidence bound (`errors_over_stage`,
     /// `latency_shift`, `health_score`) report `significance` when their bound is beyond the

@@ -64,9 +64,14 @@ impl PromotionGateManager {
         self.with_window(|evaluation, snapshot| evaluation.health(snapshot))
     }
 
-    /// Whether the version under judgement meets its SLO: at least
-    /// [`min_samples`](crate::SloConfig::min_samples) samples in the window, compliance (success
-    /// within the latency target) at or above `slo_threshold`, and no rule fired. In
+    /// Whether the version under judgement may be promoted: the decision a gated
+    /// [`promote`](Self::promote) makes. No rule fired; no finding holds the promotion (no
+    /// canary data, or the whole service breaching an absolute limit); at least
+    /// [`min_samples`](crate::SloConfig::min_samples) samples in the window (a canary's
+    /// latencies counted after its stage's warm-up); compliance (success within the latency
+    /// target) at or above `slo_threshold`; and, with
+    /// [`promotion_evidence`](crate::SloConfig::promotion_evidence) and stable traffic to
+    /// compare with, the stage showing the canary not worse than the stable version. In
     /// Production the stable version is judged. With too little data the answer is
     /// `Ok(false)`. Like [`monitor_canary_health`](Self::monitor_canary_health), it rolls back a
     /// canary a rule fired on.

@@ -80,6 +80,7 @@ impl PromotionGateManager {
     /// assert_eq!(change.kind(), ChangeKind::Rollback);
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
+    #[must_use = "dropping the Subscription ends it at once"]
     pub fn subscribe(&self) -> Subscription {
         self.shared.changes.subscribe()
     }

@@ -18,7 +18,8 @@ impl PromotionGateManager {
     /// the gate (see [the guarantees](crate::guarantees)). The judge runs from here by itself: a quick check of the
     /// counters after a canary error (each of a thread's first 32 canary errors in a stage, then
     /// every 16th, and every error of a run of 4 or more in a row; so a canary failing every
-    /// request rolls back within about 10 failures, and a sudden outage within about 30), and a
+    /// request rolls back within about 10 failures, and a sudden outage within about 20: docs/judge.md
+    /// has the measured figures), and a
     /// full evaluation at most every
     /// [`evaluation_interval`](crate::SloConfig::evaluation_interval), looked for every 64
     /// records of a thread. Either may roll the canary back when `auto_rollback_enabled`.

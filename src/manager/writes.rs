@@ -5,6 +5,7 @@
 use super::stored::{Durability, StoreLink};
 use super::{PromotionGateManager, Shared, WriterState};
 use crate::config::{Environment, PromotionConfig, validate_flag_name};
+use crate::decision::StageId;
 use crate::error::{Error, PromotionError, RollbackError};
 use crate::history::{RollbackEvent, RollbackTrigger, Undone};
 use crate::judge::Evidence;
@@ -63,10 +64,49 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn promote(&self, target: Environment) -> Result<(), Error> {
+        self.promote_if(None, target)
+    }
+
+    /// [`promote`](Self::promote), made only if the gate is still in release stage `stage`:
+    /// the stage the caller read before it decided to promote (with
+    /// [`stage`](Self::stage), [`environment_and_stage`](Self::environment_and_stage), or a
+    /// health read's `evidence.stage`, the stage judged). A ramp loop needs it: if the judge rolled the
+    /// canary back after the caller's look, or another process moved the gate, a plain
+    /// `promote(Canary { .. })` from Production would start a new rollout of the very build
+    /// that was rolled back (a new rollout is not gated). Here it is refused instead.
+    ///
+    /// # Errors
+    /// [`PromotionError::StageChanged`] when the gate is no longer in `stage` (nothing
+    /// changed); otherwise as [`promote`](Self::promote).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig { environment: Environment::Canary { traffic_percent: 5.0 }, ..Default::default() }, SloAdmissionController::new(SloConfig::default())?)?;
+    /// let stage = gate.stage();
+    /// gate.rollback("a bad build")?; // meanwhile: another thread, the judge, or another process
+    /// let err = gate.promote_from(stage, Environment::Canary { traffic_percent: 25.0 }).unwrap_err();
+    /// assert!(matches!(err, Error::Promotion(PromotionError::StageChanged { .. })));
+    /// assert_eq!(gate.environment(), Environment::Production); // no new rollout
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn promote_from(&self, stage: StageId, target: Environment) -> Result<(), Error> {
+        self.promote_if(Some(stage), target)
+    }
+
+    /// [`promote`](Self::promote) or [`promote_from`](Self::promote_from).
+    fn promote_if(&self, expected: Option<StageId>, target: Environment) -> Result<(), Error> {
         target.validate()?;
         let mut first_kind = None;
         self.write(|writer| {
             let current = self.shared.current.load_full();
+            if let Some(expected) = expected.filter(|&stage| stage != current.route.stage) {
+                return Err(PromotionError::StageChanged {
+                    expected: expected.get(),
+                    now: format!("{} (stage {})", current.config.environment, current.route.stage.get()),
+                }
+                .into());
+            }
             let step = plan_promotion(current.config.environment, target)?;
             // Decided again after another process's write: the same kind of move, or none (a
             // ramp down that lost to a rollback must not become a new rollout).
@@ -131,8 +171,16 @@ impl PromotionGateManager {
             Compliance::Compliant => Ok(evidence.clone()),
             Compliance::RuleFired => {
                 self.shared.apply_verdict(writer, &verdict);
+                let rolled_back = self.shared.current.load().route.stage != current.route.stage;
                 Err(PromotionError::SloNotMet {
-                    evidence: evidence.to_string(),
+                    evidence: format!(
+                        "{}; {evidence}",
+                        if rolled_back {
+                            "a rule fired and the canary was rolled back"
+                        } else {
+                            "a rule fired (auto_rollback_enabled is off: nothing was rolled back)"
+                        }
+                    ),
                 }
                 .into())
             }

@@ -42,7 +42,10 @@ use crate::telemetry::{ENVIRONMENTS, WindowExport, rollback_series};
 pub const SCOPE: &str = "promotion-gates";
 
 /// The observable instruments of one gate. Their callbacks hold the gate weakly: once the gate
-/// is dropped they report nothing. Keep this value as long as the gate should be observed.
+/// is dropped they report nothing. The callbacks stay registered with the meter provider
+/// (opentelemetry gives no way to remove them), whether or not this value is kept: observe
+/// each gate once, and a gate made anew (a reload) adds callbacks that report nothing once
+/// the old gate is gone.
 #[derive(Debug)]
 pub struct GateInstruments {
     _gauges: Vec<ObservableGauge<f64>>,

@@ -782,6 +782,26 @@ class Gate {
     });
   }
 
+  /// promote(), made only if the gate is still in release stage `stage`: the stage read before
+  /// deciding (state().stage, a Decision's stage, or read_health().stage, the stage judged).
+  /// A ramp loop calls this one: if the judge rolled the canary back after the look, or
+  /// another process moved the gate, a plain promote(Environment::Canary, 25) from Production
+  /// would start a new, ungated rollout of the build just rolled back. Throws Error
+  /// PGATE_STATUS_STAGE_CHANGED when the gate left `stage` (the message names the stage it is
+  /// in now; nothing changed), and otherwise as promote().
+  void promote_from(std::uint64_t stage, Environment target,
+                    std::optional<double> traffic_percent = std::nullopt) const {
+    const pgate_gate* gate = live("promote_from");
+    if (target == Environment::Canary && !traffic_percent.has_value()) {
+      throw Error(PGATE_STATUS_INVALID_ARGUMENT,
+                  "invalid traffic_percent = none: a canary takes a percentage from 0 to 100");
+    }
+    detail::check_with_error("pgate_promote_from", [&](pgate_error** err) {
+      return pgate_promote_from(gate, stage, static_cast<std::uint32_t>(target),
+                                traffic_percent.value_or(0.0), err);
+    });
+  }
+
   /// Rolls the release back to Production. Throws Error PGATE_STATUS_ROLLBACK_REFUSED in
   /// Production or for an empty reason.
   void rollback(std::string_view reason) const {

@@ -153,6 +153,46 @@ TEST(Errors, Promotions) {
   EXPECT_EQ(d.traffic_percent, 0.5);
 }
 
+// A ramp loop's look, then a rollback before its promotion: promote_from refuses it rather
+// than start a new rollout of the build rolled back; from the current stage it promotes.
+TEST(Errors, PromoteFromAStageTheGateLeft) {
+  const Gate gate = Gate::create(R"({"environment": {"canary": {"traffic_percent": 10}}})");
+  const std::uint64_t looked = gate.state().stage;
+  gate.rollback("the judge, another thread or another process");
+  std::string message = expect_error(PGATE_STATUS_STAGE_CHANGED, [&] {
+    gate.promote_from(looked, Environment::Canary, 25.0);
+  });
+  EXPECT_NE(message.find("the gate left stage " + std::to_string(looked) + ": "),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("nothing was promoted"), std::string::npos) << message;
+  const auto now = gate.state();
+  EXPECT_EQ(now.environment, Environment::Production) << "no new rollout";
+  EXPECT_NE(now.stage, looked);
+
+  gate.promote_from(now.stage, Environment::Canary, 25.0);
+  const Decision d = gate.route("u");
+  EXPECT_EQ(d.environment, Environment::Canary);
+  EXPECT_EQ(d.traffic_percent, 25.0);
+  EXPECT_NE(d.stage, now.stage);
+  gate.promote_from(d.stage, Environment::Canary, 5.0);  // a decision's stage; down: not gated
+  expect_error(PGATE_STATUS_STAGE_CHANGED,
+               [&] { gate.promote_from(d.stage, Environment::Canary, 1.0); });
+
+  // Its other refusals are promote()'s, made after the stage is checked.
+  const std::uint64_t stage = gate.state().stage;
+  expect_error(PGATE_STATUS_INSUFFICIENT_DATA,
+               [&] { gate.promote_from(stage, Environment::Canary, 50.0); });
+  message = expect_error(PGATE_STATUS_INVALID_CONFIG, [&] {
+    gate.promote_from(stage, Environment::Canary, std::numeric_limits<double>::quiet_NaN());
+  });
+  EXPECT_NE(message.find("environment.traffic_percent"), std::string::npos) << message;
+  message = expect_error(PGATE_STATUS_INVALID_ARGUMENT,
+                         [&] { gate.promote_from(stage, Environment::Canary); });
+  EXPECT_NE(message.find("invalid traffic_percent = none"), std::string::npos) << message;
+  EXPECT_EQ(gate.state().stage, stage) << "refusals change nothing";
+}
+
 TEST(Errors, FlagsAndRollback) {
   const Gate gate = Gate::create("");
   for (std::string_view bad : {"", "has space", "tab\there"}) {
@@ -587,6 +627,7 @@ TEST(Move, AMovedFromGateThrowsAClearError) {
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.health(); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.check_slo(); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.promote(Environment::Staging); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.promote_from(d.stage, Environment::Staging); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.rollback("x"); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.enable_feature("x"); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.disable_feature("x"); });

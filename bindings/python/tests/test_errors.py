@@ -136,6 +136,40 @@ def test_gated_promotion_of_a_slow_canary_is_refused() -> None:
         assert gate.check_slo() is False
 
 
+def test_promote_from_a_stage_the_gate_left_is_refused() -> None:
+    """A ramp loop's look, then a rollback before its promotion: promote_from refuses it
+    rather than start a new rollout of the build rolled back."""
+    with Gate(canary(10.0)) as gate:
+        looked = gate.state().stage
+        gate.rollback("the judge, another thread or another process")
+        with pytest.raises(pg.StageChangedError) as caught:
+            gate.promote_from(looked, Environment.CANARY, 25)
+        e = caught.value
+        assert isinstance(e, pg.PromotionRefusedError)
+        assert e.status is Status.STAGE_CHANGED
+        assert f"the gate left stage {looked}" in e.message, e.message
+        assert "nothing was promoted" in e.message
+        now = gate.state()
+        assert now.environment is Environment.PRODUCTION and now.stage != looked
+        assert gate.config["environment"] == "production", "a refused promotion changes nothing"
+
+        # From the stage it is in, promote_from is promote; a decision's stage serves as well.
+        gate.promote_from(now.stage, Environment.CANARY, 25)
+        decision = gate.route("u")
+        assert gate.config["environment"] == {"canary": {"traffic_percent": 25.0}}
+        assert decision.stage != now.stage
+        gate.promote_from(decision.stage, Environment.CANARY, 5.0)  # ramping down is not gated
+        with pytest.raises(pg.StageChangedError):
+            gate.promote_from(decision.stage, Environment.CANARY, 1.0)
+        # Its other refusals are promote's, made after the stage is checked.
+        stage = gate.state().stage
+        with pytest.raises(pg.InsufficientDataError):
+            gate.promote_from(stage, Environment.CANARY, 50.0)
+        with pytest.raises(pg.InvalidConfigError, match="environment.traffic_percent"):
+            gate.promote_from(stage, Environment.CANARY, 100.5)
+        assert gate.state().stage == stage
+
+
 def test_flag_errors() -> None:
     with Gate() as gate:
         with pytest.raises(pg.InvalidFlagError, match="has space") as bad:
@@ -278,6 +312,28 @@ def test_promote_arguments_are_checked() -> None:
         assert gate.state().environment is Environment.PRODUCTION
 
 
+def test_promote_from_arguments_are_checked() -> None:
+    """ctypes would take stage 2**64 + s as s, and True as 1: each is refused first."""
+    with Gate() as gate:
+        stage = gate.state().stage
+        cases: list[tuple[Any, str]] = [
+            (-1, "invalid stage = -1: an integer from 0 to 2**64 - 1"),
+            ((1 << 64) + stage, f"invalid stage = {(1 << 64) + stage}: an integer from 0 to 2**64 - 1"),
+            (True, "invalid stage = True: an integer, not bool"),
+            ("1", "invalid stage = '1': not an integer"),
+            (float(stage), f"invalid stage = {float(stage)}: not an integer"),
+        ]
+        for bad, why in cases:
+            with pytest.raises(pg.InvalidArgumentError) as caught:
+                gate.promote_from(bad, Environment.CANARY, 10)
+            assert caught.value.message == why
+        with pytest.raises(pg.InvalidArgumentError, match=r"invalid environment = 3: one of \[0, 1, 2\]"):
+            gate.promote_from(stage, 3)  # type: ignore[arg-type]
+        with pytest.raises(pg.InvalidArgumentError, match="invalid percent = None: a canary takes"):
+            gate.promote_from(stage, Environment.CANARY)
+        assert gate.state().environment is Environment.PRODUCTION
+
+
 @pytest.mark.parametrize("status", [s for s in Status if s is not Status.OK])
 def test_every_status_has_its_exception(status: Status) -> None:
     """Statuses the API cannot provoke from Python (NULL pointer, panic, ...) included."""
@@ -294,6 +350,8 @@ def test_exception_classes() -> None:
     assert error_class(Status.INVALID_ARGUMENT) is pg.InvalidArgumentError
     assert error_class(Status.INVALID_HANDLE) is pg.InvalidHandleError
     assert error_class(Status.PANIC) is pg.PanicError
+    assert error_class(Status.STAGE_CHANGED) is pg.StageChangedError
+    assert issubclass(pg.StageChangedError, pg.PromotionRefusedError)
     assert issubclass(pg.IndexOutOfRangeError, IndexError)
     assert issubclass(pg.GateClosedError, pg.InvalidHandleError)
     with pytest.raises(pg.PromotionGatesError, match="unknown status 99"):
@@ -460,6 +518,7 @@ SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
         # to 1 %, and "25" was taken as 25.
         (lambda g, d: g.promote(Environment.CANARY, True), "invalid percent = True: a number, not bool"),
         (lambda g, d: g.promote(Environment.CANARY, "25"), "invalid percent = '25': a number, not str"),
+        (lambda g, d: g.promote_from(d.stage, Environment.CANARY, True), "invalid percent = True: a number, not bool"),
         (lambda g, d: g.on_change(print, "0.5"), "invalid interval = '0.5': a number, not str"),
         (lambda g, d: g.on_change(print, True), "invalid interval = True: a number, not bool"),
         # success through bool() counted 'no' as a success.

@@ -256,6 +256,7 @@ CLOSED_CALLS: dict[str, Any] = {
     "health": lambda g, d: g.health(),
     "check_slo": lambda g, d: g.check_slo(),
     "promote": lambda g, d: g.promote(Environment.CANARY, 1),
+    "promote_from": lambda g, d: g.promote_from(d.stage, Environment.CANARY, 1),
     "rollback": lambda g, d: g.rollback("r"),
     "enable_feature": lambda g, d: g.enable_feature("f"),
     "disable_feature": lambda g, d: g.disable_feature("f"),

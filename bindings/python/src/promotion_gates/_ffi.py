@@ -86,6 +86,7 @@ class Status(enum.IntEnum):
     UNKNOWN_FLAG_SET = 16
     FLAG_SETS_EXHAUSTED = 17
     STORE = 18
+    STAGE_CHANGED = 19
 
 
 # C enums of the header are `uint32_t` (cbindgen emits `typedef uint32_t pgate_...` before
@@ -186,6 +187,7 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "pgate_sync_now": (c_status, [_gate, POINTER(c_bool)]),
     "pgate_changes_json": (c_status, [_gate, c_uint64, _buf_out, c_size_t, POINTER(c_size_t)]),
     "pgate_promote": (c_status, [_gate, c_uint32, c_double, _error_out]),
+    "pgate_promote_from": (c_status, [_gate, c_uint64, c_uint32, c_double, _error_out]),
     "pgate_rollback": (c_status, [_gate, _bytes_in, c_size_t, _error_out]),
     "pgate_enable_feature": (c_status, [_gate, _bytes_in, c_size_t, _error_out]),
     "pgate_disable_feature": (c_status, [_gate, _bytes_in, c_size_t, _error_out]),

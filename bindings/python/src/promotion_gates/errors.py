@@ -10,9 +10,10 @@ message, which names the field or operation and the refused value). The hierarch
     ├── InvalidJsonError (ValueError)        INVALID_JSON: a document could not be parsed
     ├── InvalidPromotionError                INVALID_PROMOTION: no such path
     │   └── AlreadyThereError                ALREADY_THERE
-    ├── PromotionRefusedError                the gate refused a gated promotion
+    ├── PromotionRefusedError                a promotion was refused; nothing was promoted
     │   ├── SloNotMetError                   SLO_NOT_MET
-    │   └── InsufficientDataError            INSUFFICIENT_DATA
+    │   ├── InsufficientDataError            INSUFFICIENT_DATA
+    │   └── StageChangedError                STAGE_CHANGED: the gate left the stage promote_from read
     ├── FlagError
     │   ├── InvalidFlagError (ValueError)    INVALID_FLAG
     │   ├── FlagNotEnabledError              FLAG_NOT_ENABLED
@@ -54,6 +55,7 @@ __all__ = [
     "PromotionRefusedError",
     "RollbackRefusedError",
     "SloNotMetError",
+    "StageChangedError",
     "StoreError",
     "UnknownFlagSetError",
 ]
@@ -99,7 +101,9 @@ class AlreadyThereError(InvalidPromotionError):
 
 
 class PromotionRefusedError(PromotionGatesError):
-    """A gated promotion was refused by the judge; nothing changed (the message has evidence)."""
+    """A promotion was refused: by the judge, for a gated move (the message has the
+    evidence), or because the gate left the stage :meth:`~promotion_gates.Gate.promote_from`
+    read. Nothing was promoted."""
 
 
 class SloNotMetError(PromotionRefusedError):
@@ -108,6 +112,12 @@ class SloNotMetError(PromotionRefusedError):
 
 class InsufficientDataError(PromotionRefusedError):
     """The gated promotion was refused: not enough data to judge yet."""
+
+
+class StageChangedError(PromotionRefusedError):
+    """:meth:`~promotion_gates.Gate.promote_from` was refused: the gate is no longer in the
+    release stage the caller read (a rollback, the judge's or another process's, or another
+    write came first); nothing changed. The message names the stage the gate is in now."""
 
 
 class FlagError(PromotionGatesError):
@@ -187,6 +197,7 @@ _BY_STATUS: dict[Status, type[PromotionGatesError]] = {
     Status.UNKNOWN_FLAG_SET: UnknownFlagSetError,
     Status.FLAG_SETS_EXHAUSTED: FlagSetsExhaustedError,
     Status.STORE: StoreError,
+    Status.STAGE_CHANGED: StageChangedError,
 }
 
 

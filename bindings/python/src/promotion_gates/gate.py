@@ -232,6 +232,15 @@ def held_together(
         _drain(leave_all)
 
 
+def _promotion(environment: Environment, percent: float | None) -> tuple[int, float]:
+    """The environment's number and the share :meth:`Gate.promote` and
+    :meth:`Gate.promote_from` pass, or raises (a canary needs its percentage)."""
+    env = _environment(environment)
+    if percent is None and env == Environment.CANARY:
+        raise refused("percent", percent, "a canary takes a percentage from 0 to 100")
+    return env, 0.0 if percent is None else finite_float("percent", percent)
+
+
 def _check_flag_set(status: int, set_id: int) -> None:
     """As ``_check``, with :class:`UnknownFlagSetError` naming the set and why it is unknown
     (the library's hot call writes no error object)."""
@@ -731,12 +740,37 @@ class Gate:
                 ``percent`` is not a number a float holds (a bool or a str is not a number),
                 or is missing for a canary.
         """
-        env = _environment(environment)
-        if percent is None and env == Environment.CANARY:
-            raise refused("percent", percent, "a canary takes a percentage from 0 to 100")
-        share = 0.0 if percent is None else finite_float("percent", percent)
+        env, share = _promotion(environment, percent)
         err = c_void_p()
         status = self._status("promote", "pgate_promote", env, share, byref(err))
+        _check(status, err)
+
+    def promote_from(
+        self, stage: int, environment: Environment, percent: float | None = None
+    ) -> None:
+        """:meth:`promote`, made only if the gate is still in release stage ``stage``: the
+        stage read before deciding (:meth:`state`'s ``stage``, a :class:`Decision`'s, or
+        :attr:`Health.stage`, the stage judged). A ramp loop calls this one: if the judge
+        rolled the canary back after the look, or another process moved the gate, a plain
+        ``promote(Environment.CANARY, 25)`` from Production would start a new, ungated rollout
+        of the build just rolled back.
+
+        Raises:
+            StageChangedError: the gate left ``stage`` (the message names the stage it is in
+                now); nothing changed.
+            InsufficientDataError, SloNotMetError: a gated move was refused by the judge.
+            InvalidPromotionError: the state machine has no such move
+                (:class:`AlreadyThereError` for the current environment).
+            InvalidConfigError: ``percent`` outside 0..=100 or NaN.
+            InvalidArgumentError: ``stage`` is not an integer from 0 to 2**64 - 1,
+                ``environment`` is not an :class:`Environment` value, or ``percent`` is not a
+                number a float holds (a bool or a str is not a number), or is missing for a
+                canary.
+        """
+        expected = unsigned("stage", stage, 64)
+        env, share = _promotion(environment, percent)
+        err = c_void_p()
+        status = self._status("promote_from", "pgate_promote_from", expected, env, share, byref(err))
         _check(status, err)
 
     def rollback(self, reason: str) -> None:
