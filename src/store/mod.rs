@@ -5,8 +5,16 @@
 //! A store holds, per gate, one release (version, stage, config) and the bounded rollback
 //! history. Every write is one transaction guarded by the version and stage it was decided on
 //! (a compare-and-swap): of two writers deciding on the same state, exactly one wins and the
-//! other is told so, with nothing written. Backends: `sqlite` (one host) and, with the cargo
-//! feature `etcd`, `etcd` (a fleet).
+//! other is told so, with nothing written. Backends: with the cargo feature `sqlite` (on by
+//! default), `sqlite` (one host), and with the cargo feature `etcd`, `etcd` (a fleet).
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "etcd")),
+    allow(
+        dead_code,
+        unused,
+        reason = "what the backends share is unused in a build without one"
+    )
+)]
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +30,7 @@ mod etcd;
 #[path = "../../tests/common/scratch.rs"]
 #[allow(dead_code, reason = "each backend's tests use their own part")]
 pub(crate) mod scratch;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod state;
 #[cfg(test)]
@@ -247,7 +256,14 @@ pub(crate) trait StateStore: Send + Sync + fmt::Debug {
 /// Opens the store `config` names, for the gate called `gate`.
 pub(crate) fn open(config: &StoreConfig, gate: &str) -> Result<Arc<dyn StateStore>, StoreError> {
     match config {
+        #[cfg(feature = "sqlite")]
         StoreConfig::Sqlite(sqlite) => Ok(Arc::new(sqlite::SqliteStore::open(sqlite, gate)?)),
+        #[cfg(not(feature = "sqlite"))]
+        StoreConfig::Sqlite(sqlite) => Err(StoreError::new(
+            sqlite.path.clone(),
+            StoreProblem::Unsupported,
+            "this build has no SQLite support (cargo feature `sqlite` of promotion-gates, on by default)",
+        )),
         #[cfg(feature = "etcd")]
         StoreConfig::Etcd(etcd) => Ok(Arc::new(etcd::EtcdStore::open(etcd, gate)?)),
         #[cfg(not(feature = "etcd"))]
