@@ -310,6 +310,41 @@ fn a_rollback_decided_again_after_another_gates_write_is_logged_once() {
 }
 
 #[test]
+fn a_rollback_another_process_stored_first_is_not_logged_as_dropped() {
+    // Two processes roll the same release back (every worker of a host judges the pooled
+    // evidence): the one whose rollback waits to be written finds the other's stored. That is
+    // the same decision made first, not a store outage nor a dropped verdict.
+    let dir = Scratch::new("same-rollback-first");
+    let path = dir.file("gate.db");
+    let a = open_slow_with(&path, 20);
+    let b = open(&path);
+    let lock = WriteLock::take(&path);
+    a.rollback("seen while the store was locked").unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // a's sync thread tried once, and failed
+    drop(lock);
+    b.rollback("the same verdict, elsewhere").unwrap();
+    let lines = common::log_lines::LogLines::default();
+    // a's next write first settles its waiting rollback, on this thread.
+    lines.during(|| a.enable_feature("dark_mode").unwrap());
+    let about = |level| {
+        lines
+            .lines_at(level)
+            .into_iter()
+            .filter(|line| line.contains("rollback is not written") || line.contains("dropped"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(about(tracing::Level::WARN), Vec::<String>::new());
+    let info = about(tracing::Level::INFO);
+    assert_eq!(info.len(), 1, "{info:#?}");
+    assert!(
+        info[0].contains("another process rolled the release back first"),
+        "{info:#?}"
+    );
+    assert_eq!(stored_environment(&path), "Production");
+    assert!(a.is_feature_enabled("dark_mode"));
+}
+
+#[test]
 fn two_gates_on_one_file_follow_each_other() {
     let dir = Scratch::new("two-gates");
     let path = dir.file("gate.db");

@@ -54,8 +54,6 @@ pub(crate) struct Case<'a> {
     pub(super) environment: Environment,
     pub(super) slo: &'a SloConfig,
     pub(super) slo_threshold: f64,
-    /// [`Policy::z`].
-    pub(super) z: f64,
     pub(crate) score: HealthScore,
 }
 
@@ -93,7 +91,6 @@ impl<'a> Case<'a> {
             environment,
             slo: policy.slo,
             slo_threshold: policy.slo_threshold,
-            z: policy.z,
             score: health_score(&window, &latency, policy.slo, policy.z),
         }
     }

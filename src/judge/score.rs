@@ -4,7 +4,7 @@
 
 use super::cohort::CohortStats;
 use super::sequential::Difference;
-use super::stats::p99_bound;
+use super::stats::{p99_lower, p99_upper};
 use super::{ERROR_RATE_FLOOR, ERROR_RATE_MARGIN};
 use crate::decision::PerCohort;
 use crate::slo::SloConfig;
@@ -50,7 +50,7 @@ pub(crate) fn health_score(
     z: f64,
 ) -> HealthScore {
     let error = error_penalty(&window.canary, &window.stable, slo, z);
-    let latency = latency_penalty(&latency.canary, &latency.stable, slo, z);
+    let latency = latency_penalty(&latency.canary, &latency.stable, slo);
     HealthScore {
         point: score(error.point, latency.point),
         upper_bound: score(error.least, latency.least),
@@ -120,12 +120,7 @@ fn error_penalty(
 /// The point penalty applies once significantly more than 1 % of canary requests are slower
 /// than the stable p99; the least penalty reads the canary's p99 at its lower confidence bound
 /// and the stable one at its upper bound (distribution-free bounds by order statistics).
-fn latency_penalty(
-    canary: &CohortStats<'_>,
-    stable: &CohortStats<'_>,
-    slo: &SloConfig,
-    z: f64,
-) -> Penalty {
+fn latency_penalty(canary: &CohortStats<'_>, stable: &CohortStats<'_>, slo: &SloConfig) -> Penalty {
     let (Some(canary_p99), Some(stable_p99)) = (canary.p99_micros, stable.p99_micros) else {
         return Penalty::NONE;
     };
@@ -134,14 +129,16 @@ fn latency_penalty(
     }
     let significant =
         canary_p99 > stable_p99 && canary.p_slower_than(stable_p99) < slo.significance;
-    let canary_low = canary.quantile_micros(p99_bound(canary.requests, -z));
-    let stable_high = stable.quantile_micros(p99_bound(stable.requests, z));
+    let alpha = slo.significance;
+    let canary_low = canary.quantile_micros(p99_lower(canary.requests, alpha));
+    // Without an upper bound of the stable p99, the least ratio is no worse than even.
+    let stable_high = p99_upper(stable.requests, alpha).map(|q| stable.quantile_micros(q));
     Penalty {
         point: if significant {
             latency_share(ratio(canary_p99, stable_p99))
         } else {
             0.0
         },
-        least: latency_share(ratio(canary_low, stable_high)),
+        least: stable_high.map_or(0.0, |high| latency_share(ratio(canary_low, high))),
     }
 }

@@ -68,7 +68,11 @@ impl Difference {
         offset: f64,
     ) -> Option<Self> {
         let floor_a = (margin * b.rate() + offset).min(1.0);
-        let (estimate, variance) = difference(a, b, margin, offset, Rates::Own { floor_a })?;
+        let rates = Rates::Own {
+            floor_a,
+            b_at_least_boundary: true,
+        };
+        let (estimate, variance) = difference(a, b, margin, offset, rates)?;
         Some(Self { estimate, variance })
     }
 
@@ -79,8 +83,16 @@ impl Difference {
     /// canary as good as stable the variance of one 1.5 times as bad, about half as many
     /// samples again.
     pub(crate) fn within(a: Proportion, b: Proportion, margin: f64, offset: f64) -> Option<Self> {
-        let (estimate, variance) =
-            difference(a, b, margin, offset, Rates::Own { floor_a: b.rate() })?;
+        let (estimate, variance) = difference(
+            a,
+            b,
+            margin,
+            offset,
+            Rates::Own {
+                floor_a: b.rate(),
+                b_at_least_boundary: false,
+            },
+        )?;
         Some(Self { estimate, variance })
     }
 

@@ -112,7 +112,8 @@ fn smoothed(events: f64, trials: f64) -> f64 {
 }
 
 /// One-sided p-value of `rate(a) > margin * rate(b)` (unpooled z-test, half-count smoothing
-/// so that zero counts keep a variance). 1 when either has no trials.
+/// so that zero counts keep a variance, `b`'s rate in the variance at least the boundary's:
+/// see [`Rates::Own`]). 1 when either has no trials.
 pub(crate) fn two_proportion_p(a: Proportion, b: Proportion, margin: f64) -> f64 {
     difference_p(a, b, margin, 0.0)
 }
@@ -124,17 +125,28 @@ pub(crate) fn excess_p(a: Proportion, b: Proportion, offset: f64) -> f64 {
 
 /// One-sided p-value of `rate(a) > margin * rate(b) + offset`.
 fn difference_p(a: Proportion, b: Proportion, margin: f64, offset: f64) -> f64 {
-    difference(a, b, margin, offset, Rates::Own { floor_a: 0.0 })
-        .map_or(1.0, |(estimate, variance)| {
-            normal_upper_tail(estimate / variance.sqrt())
-        })
+    let rates = Rates::Own {
+        floor_a: 0.0,
+        b_at_least_boundary: true,
+    };
+    difference(a, b, margin, offset, rates).map_or(1.0, |(estimate, variance)| {
+        normal_upper_tail(estimate / variance.sqrt())
+    })
 }
 
 /// The rates the variance of a difference takes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Rates {
-    /// Each its own (smoothed), `a`'s at least `floor_a`: a Wald test's.
-    Own { floor_a: f64 },
+    /// Each its own (smoothed), `a`'s at least `floor_a`: a Wald test's. With
+    /// `b_at_least_boundary`, `b`'s at least its rate on the boundary ([`on_boundary`]): a
+    /// test that `a` is beyond, where `b`'s own rate would make the variance smallest exactly
+    /// when `b` erred least by chance. With few of `b`'s trials (a canary at 90 %: 5 000
+    /// canary requests beside 556 stable ones, both failing 1 %), a clean `b` made an
+    /// identical `a` look beyond 1.5 × `b` at p = 1e-5, which one stable window in 270 is.
+    Own {
+        floor_a: f64,
+        b_at_least_boundary: bool,
+    },
     /// Both estimated on the boundary, as a score test takes them: the rates `a` and `b` most
     /// likely have, given both counts, if `rate(a) = margin * rate(b) + offset` held
     /// ([`on_boundary`]).
@@ -173,7 +185,17 @@ pub(crate) fn difference(
     }
     let smoothed = |p: Proportion| smoothed(p.events.min(p.trials) as f64, p.trials as f64);
     let (pa, pb) = match rates {
-        Rates::Own { floor_a } => (smoothed(a).max(floor_a), smoothed(b)),
+        Rates::Own {
+            floor_a,
+            b_at_least_boundary,
+        } => {
+            let b_rate = if b_at_least_boundary {
+                smoothed(b).max(on_boundary(a, b, margin, offset).1)
+            } else {
+                smoothed(b)
+            };
+            (smoothed(a).max(floor_a), b_rate)
+        }
         Rates::OnBoundary => on_boundary(a, b, margin, offset),
     };
     let variance =
@@ -234,12 +256,89 @@ fn ln_factorial(n: f64) -> f64 {
         + inverse * (1.0 / 12.0 - squared * (1.0 / 360.0 - squared / 1260.0))
 }
 
-/// The quantile to read for a confidence bound of the p99 from `n` samples: `0.99 + z·σ`,
-/// with `σ` the standard deviation of the share of samples below the true p99 (a negative `z`
-/// gives a lower bound).
-pub(crate) fn p99_bound(n: u64, z: f64) -> f64 {
-    let sigma = (0.99 * 0.01 / n.max(1) as f64).sqrt();
-    (0.99 + z * sigma).clamp(0.5, 1.0)
+/// Up to this many samples the p99's confidence bounds take their order statistic from the
+/// exact binomial distribution (at most about 1 100 terms); beyond, from its normal
+/// approximation, whose skew there is below 0.04.
+const EXACT_P99_BOUND_UP_TO: u64 = 100_000;
+
+/// The quantile to read, of `n` samples, for an upper confidence bound of their p99 at level
+/// `alpha`: `r / n` for the least rank `r` whose order statistic is below the true p99 with
+/// probability at most `alpha` (`P(Binomial(n, 0.99) ≥ r) ≤ alpha`). `None` when no rank is:
+/// even the largest of `n` samples is below the p99 with probability `0.99ⁿ`, above `alpha`
+/// for fewer than about 690 samples at the default `significance`. (A normal approximation
+/// clamped to the largest sample read the largest of 100 as a bound that missed the p99 in
+/// 37 % of draws.)
+pub(crate) fn p99_upper(n: u64, alpha: f64) -> Option<f64> {
+    if n == 0 {
+        return None;
+    }
+    if n > EXACT_P99_BOUND_UP_TO {
+        let z = normal_quantile_upper(alpha);
+        return Some((0.99 + z * (0.99 * 0.01 / n as f64).sqrt()).min(1.0));
+    }
+    // The samples above the rank, m = n − r: the most with P(Binomial(n, 0.01) ≤ m) ≤ alpha.
+    let above = OnePercentTail::new(n)
+        .take_while(|&cdf| cdf <= alpha)
+        .count();
+    let above = u64::try_from(above).ok()?.checked_sub(1)?;
+    Some((n - above) as f64 / n as f64)
+}
+
+/// The quantile to read, of `n` samples, for a lower confidence bound of their p99 at level
+/// `alpha`: `r / n` for the greatest rank `r` whose order statistic is above the true p99 with
+/// probability at most `alpha` (`P(Binomial(n, 0.99) ≤ r − 1) ≤ alpha`); 0 (no bound) when
+/// none is.
+pub(crate) fn p99_lower(n: u64, alpha: f64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    if n > EXACT_P99_BOUND_UP_TO {
+        let z = normal_quantile_upper(alpha);
+        return (0.99 - z * (0.99 * 0.01 / n as f64).sqrt()).max(0.0);
+    }
+    // The samples above the rank, m = n − r: the fewest with P(Binomial(n, 0.01) ≤ m) ≥ 1 − alpha.
+    let below = OnePercentTail::new(n)
+        .take_while(|&cdf| cdf < 1.0 - alpha)
+        .count() as u64;
+    if below >= n {
+        return 0.0;
+    }
+    (n - below) as f64 / n as f64
+}
+
+/// `P(Binomial(n, 0.01) ≤ m)` for `m = 0, 1, ..., n`, each term from the one before (in logs,
+/// so that `0.99ⁿ` may underflow).
+struct OnePercentTail {
+    n: f64,
+    m: f64,
+    ln_term: f64,
+    cdf: f64,
+}
+
+impl OnePercentTail {
+    fn new(n: u64) -> Self {
+        let n = n as f64;
+        Self {
+            n,
+            m: 0.0,
+            ln_term: n * 0.99f64.ln(),
+            cdf: 0.0,
+        }
+    }
+}
+
+impl Iterator for OnePercentTail {
+    type Item = f64;
+
+    fn next(&mut self) -> Option<f64> {
+        if self.m > self.n {
+            return None;
+        }
+        self.cdf = (self.cdf + self.ln_term.exp()).min(1.0);
+        self.ln_term += ((self.n - self.m) / (self.m + 1.0)).ln() + (0.01f64 / 0.99).ln();
+        self.m += 1.0;
+        Some(self.cdf)
+    }
 }
 
 /// [`binomial_upper`] with no event, in closed form: `1 − α^(1/n)`, 1 with no trials. The
@@ -375,5 +474,50 @@ mod tests {
             fisher_exact_p(Proportion::of(5, 5), Proportion::of(0, 0)),
             1.0
         );
+    }
+
+    #[test]
+    fn the_p99_bounds_are_the_exact_order_statistics() {
+        // Ranks from scipy.stats.binom (n, 0.01) at alpha = 0.001: the upper bound's the least
+        // r with P(Binomial(n, 0.99) >= r) <= alpha, the lower bound's the greatest r with
+        // P(Binomial(n, 0.99) <= r - 1) <= alpha.
+        for (n, upper, lower) in [
+            (688, 688, 672),
+            (1_000, 999, 979),
+            (5_000, 4_971, 4_927),
+            (100_000, 99_097, 98_901),
+        ] {
+            let fraction = |rank: u64| rank as f64 / n as f64;
+            assert_eq!(p99_upper(n, 0.001), Some(fraction(upper)), "{n}");
+            assert_eq!(p99_lower(n, 0.001), fraction(lower), "{n}");
+        }
+        // The largest of 687 or fewer is below the p99 too often (0.99^687 > 0.001): no
+        // bound, where the normal approximation read the largest of 100 as one.
+        assert_eq!(p99_upper(687, 0.001), None);
+        assert_eq!(p99_upper(100, 0.001), None);
+        assert_eq!(p99_upper(0, 0.001), None);
+        assert_eq!(p99_lower(0, 0.001), 0.0);
+        assert_eq!(
+            p99_lower(1, 0.001),
+            0.0,
+            "one sample bounds nothing from below"
+        );
+        // Beyond the exact range, the normal approximation, within a rank of the exact one.
+        let approximate = p99_upper(100_001, 0.001).unwrap();
+        assert!(
+            (approximate - 99_098.0 / 100_001.0).abs() < 3e-5,
+            "{approximate}"
+        );
+    }
+
+    #[test]
+    fn a_clean_stable_window_beside_many_canary_requests_is_not_taken_as_exact() {
+        // Both fail 1 %; a 90 % canary share, and the stable window happened to be clean
+        // (one in 270 such windows): the stable rate's variance at the boundary, not at 0.
+        let p = two_proportion_p(Proportion::of(50, 5_000), Proportion::of(0, 556), 1.5);
+        assert!(p > 0.01, "{p}");
+        // A canary far beyond is still seen: 10 % errors.
+        let p = two_proportion_p(Proportion::of(500, 5_000), Proportion::of(0, 556), 1.5);
+        assert!(p < 1e-9, "{p}");
     }
 }

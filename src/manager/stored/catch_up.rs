@@ -123,13 +123,24 @@ pub(super) fn catch_up(
                     ..update
                 }));
             }
-            Some(Settled::Overtaken(why)) => {
-                tracing::warn!(
-                    decided_on_stage = pending.decided_on.stage,
-                    stored_stage = state.release.stage,
-                    stored = %state.release.config.environment,
-                    "promotion.store a rollback made while the store was unavailable is dropped: {why}; the gate follows the stored state"
-                );
+            Some(Settled::Overtaken { why, same_rollback }) => {
+                // An automatic rollback is always written by the sync thread, after it was
+                // published; a manual one only when the store did not answer.
+                if same_rollback {
+                    tracing::info!(
+                        decided_on_stage = pending.decided_on.stage,
+                        stored_stage = state.release.stage,
+                        stored = %state.release.config.environment,
+                        "promotion.store this gate's rollback is not written: another process rolled the release back first; {why}; the gate follows the stored state"
+                    );
+                } else {
+                    tracing::warn!(
+                        decided_on_stage = pending.decided_on.stage,
+                        stored_stage = state.release.stage,
+                        stored = %state.release.config.environment,
+                        "promotion.store a rollback not yet written is dropped: {why}; the gate follows the stored state"
+                    );
+                }
                 return CatchUp::following(store, from, state, true).map(Some);
             }
             None => {}

@@ -28,8 +28,10 @@ pub(super) enum Settled {
     /// The rollback is stored already (an earlier try whose answer was lost, or the sync
     /// thread's write racing a host's), by the write of this version.
     Written(u64),
-    /// Another write made it pointless, or wrong: why, for the log.
-    Overtaken(String),
+    /// Another write made it pointless, or wrong: why, for the log, and whether that write
+    /// was another rollback of the same release (the same decision made first elsewhere, as
+    /// when every worker of a host judges the pooled evidence: nothing for an operator).
+    Overtaken { why: String, same_rollback: bool },
 }
 
 impl Pending {
@@ -57,7 +59,8 @@ impl Pending {
             return Some(Settled::Written(stored.version));
         }
         let release = &state.release;
-        let why = if let Some(other) = since().find(|e| e.rolled_back == "release") {
+        let other = since().find(|e| e.rolled_back == "release");
+        let why = if let Some(other) = other {
             format!(
                 "the store holds another rollback of the release since (version {}, {:?})",
                 other.version, other.reason
@@ -72,7 +75,10 @@ impl Pending {
         } else {
             return None;
         };
-        Some(Settled::Overtaken(why))
+        Some(Settled::Overtaken {
+            why,
+            same_rollback: other.is_some(),
+        })
     }
 }
 
