@@ -278,7 +278,7 @@ func TestPromoteFromAStageThatChanged(t *testing.T) {
 	}
 	ok(t, g.PromoteFrom(d.Stage(), Canary, 5)) // ramping down is not gated
 	wantErr(t, g.PromoteFrom(d.Stage(), Canary, 1), ErrStageChanged)
-	// Its other errors are Promote's, checked after the stage.
+	// From the stage it is in, its other errors are Promote's (a bad argument is refused first).
 	after, _ := g.State()
 	wantErr(t, g.PromoteFrom(after.Stage, Canary, 50), ErrInsufficientData)
 	wantErr(t, g.PromoteFrom(after.Stage, Canary, math.NaN()), ErrInvalidConfig)

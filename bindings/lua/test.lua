@@ -359,7 +359,7 @@ local function test_promote_from()
   check(gate:promote_from(d.stage, "canary", 5) == true, "promote_from a decision's stage")
   ok, message, status = gate:promote_from(d.stage, "canary", 1)
   check(ok == nil and status == pg.STAGE_CHANGED, "a decision's stage, ended: " .. tostring(message))
-  -- Its other refusals are gate:promote's, made after the stage is checked.
+  -- From the stage it is in, its other refusals are gate:promote's (a bad argument is refused first).
   local stage = gate:state().stage
   ok, message, status = gate:promote_from(stage, "canary", 50)
   check(ok == nil and status == 7 and message:find("not enough data", 1, true), "gated ramp")

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::CohortEvidence;
-use super::stats::{Proportion, binomial_tail};
-use crate::metrics::{CohortCounts, count_above, quantile_micros};
+use super::stats::{Proportion, binomial_tail, p99_lower, p99_upper};
+use crate::metrics::{CohortCounts, Edge, count_above, quantile_micros, rank_micros};
 
 /// One cohort's numbers: the counts clamped to the requests, their rates, and the p99.
 #[derive(Debug, Clone, Copy)]
@@ -90,9 +90,28 @@ impl<'a> CohortStats<'a> {
         self.requests >= min_samples
     }
 
-    /// The latency at `quantile`, in microseconds (0 when only counters were read).
-    pub(crate) fn quantile_micros(&self, quantile: f64) -> u64 {
-        quantile_micros(self.histogram, quantile)
+    /// An upper confidence bound of the p99 at level `alpha`, in microseconds: the order
+    /// statistic [`p99_upper`] names, of the histogram's own samples, as the highest latency of
+    /// its bucket. `None` when the samples are too few to bound it (or only counters were read).
+    pub(crate) fn p99_upper_micros(&self, alpha: f64) -> Option<u64> {
+        let rank = p99_upper(self.latencies(), alpha)?;
+        Some(rank_micros(self.histogram, rank, Edge::Highest))
+    }
+
+    /// A lower confidence bound of the p99 at level `alpha`, in microseconds: the order
+    /// statistic [`p99_lower`] names, as the lowest latency of its bucket. `None` when the
+    /// samples are too few to bound it.
+    pub(crate) fn p99_lower_micros(&self, alpha: f64) -> Option<u64> {
+        let rank = p99_lower(self.latencies(), alpha)?;
+        Some(rank_micros(self.histogram, rank, Edge::Lowest))
+    }
+
+    /// The samples the histogram holds (its own count: `requests` is counted apart, and a
+    /// read between the two may see one more of either).
+    fn latencies(&self) -> u64 {
+        self.histogram
+            .iter()
+            .fold(0u64, |sum, &count| sum.saturating_add(count))
     }
 
     /// The p-value (an upper bound) of "more than 1 % of requests are slower than `micros`".
@@ -116,5 +135,41 @@ impl<'a> CohortStats<'a> {
             p99: p99_micros.map_or(Duration::ZERO, Duration::from_micros),
             latency_requests,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::layout;
+
+    /// Counts whose latencies are `count` samples in each bucket of `buckets`.
+    fn counts(buckets: &[(usize, u64)]) -> CohortCounts {
+        let mut histogram = vec![0; layout::LEN];
+        for &(index, count) in buckets {
+            histogram[index] = count;
+        }
+        let requests = buckets.iter().map(|&(_, count)| count).sum();
+        CohortCounts {
+            requests,
+            errors: 0,
+            compliant: requests,
+            histogram,
+        }
+    }
+
+    #[test]
+    fn the_p99_bounds_read_their_rank_and_the_safe_end_of_its_bucket() {
+        // 8 210 samples: the upper bound is the 8 155th (as a fraction, 8155 / 8210 times 8210
+        // comes to just above 8155 and would read the 8 156th), here the last of bucket 100.
+        assert_eq!(p99_upper(8_210, 0.001), Some(8_155));
+        let many = counts(&[(100, 8_155), (200, 55)]);
+        let stats = CohortStats::of(&many);
+        assert_eq!(stats.p99_upper_micros(0.001), Some(layout::highest_of(100)));
+        // The lower bound's rank, in the same bucket, is read as the bucket's lowest latency.
+        assert_eq!(stats.p99_lower_micros(0.001), Some(layout::lowest_of(100)));
+        // Too few samples bound nothing.
+        let few = counts(&[(100, 99), (200, 1)]);
+        assert_eq!(CohortStats::of(&few).p99_upper_micros(0.001), None);
     }
 }

@@ -24,8 +24,7 @@ use crate::decision::StageId;
 pub struct Finding {
     /// The rule.
     pub rule: Rule,
-    /// The observed value: a rate, a latency in milliseconds, the score, or (`no_data`) the
-    /// canary outcomes reported.
+    /// The observed value: a rate, a latency in milliseconds, or the score (`no_data`: 0).
     pub observed: f64,
     /// The limit it was held against: in the same unit, but for `no_data`, whose limit is the
     /// stage age in seconds after which no outcome is held against the canary.

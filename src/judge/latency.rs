@@ -6,7 +6,7 @@ use super::cohort::CohortStats;
 use super::rules::{Case, absolute};
 use super::score::ROLLBACK_BELOW;
 use super::sequential::radius;
-use super::stats::{Proportion, p99_upper, two_proportion_p};
+use super::stats::{Proportion, two_proportion_p};
 use super::{Finding, Rule};
 
 /// Mixing scale of the stage-long latency test, on the Mann-Whitney statistic: tuned to find a
@@ -32,7 +32,7 @@ pub(super) fn p99_vs_stable(case: &Case<'_>) -> Option<Finding> {
         return None;
     }
     // Too few stable samples to bound their p99 say nothing of the canary's tail.
-    let threshold = stable.quantile_micros(p99_upper(stable.requests, case.slo.significance)?);
+    let threshold = stable.p99_upper_micros(case.slo.significance)?;
     let (slower, stable_slower) = tail_shares(case, canary, stable, threshold);
     let p = two_proportion_p(slower, stable_slower, case.slo.p99_ratio_limit);
     Some(Finding {

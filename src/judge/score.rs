@@ -4,7 +4,6 @@
 
 use super::cohort::CohortStats;
 use super::sequential::Difference;
-use super::stats::{p99_lower, p99_upper};
 use super::{ERROR_RATE_FLOOR, ERROR_RATE_MARGIN};
 use crate::decision::PerCohort;
 use crate::slo::SloConfig;
@@ -130,15 +129,16 @@ fn latency_penalty(canary: &CohortStats<'_>, stable: &CohortStats<'_>, slo: &Slo
     let significant =
         canary_p99 > stable_p99 && canary.p_slower_than(stable_p99) < slo.significance;
     let alpha = slo.significance;
-    let canary_low = canary.quantile_micros(p99_lower(canary.requests, alpha));
-    // Without an upper bound of the stable p99, the least ratio is no worse than even.
-    let stable_high = p99_upper(stable.requests, alpha).map(|q| stable.quantile_micros(q));
+    // Without both bounds (too few samples), the least ratio is no worse than even.
+    let bounds = canary
+        .p99_lower_micros(alpha)
+        .zip(stable.p99_upper_micros(alpha));
     Penalty {
         point: if significant {
             latency_share(ratio(canary_p99, stable_p99))
         } else {
             0.0
         },
-        least: stable_high.map_or(0.0, |high| latency_share(ratio(canary_low, high))),
+        least: bounds.map_or(0.0, |(low, high)| latency_share(ratio(low, high))),
     }
 }

@@ -261,49 +261,49 @@ fn ln_factorial(n: f64) -> f64 {
 /// approximation, whose skew there is below 0.04.
 const EXACT_P99_BOUND_UP_TO: u64 = 100_000;
 
-/// The quantile to read, of `n` samples, for an upper confidence bound of their p99 at level
-/// `alpha`: `r / n` for the least rank `r` whose order statistic is below the true p99 with
-/// probability at most `alpha` (`P(Binomial(n, 0.99) ≥ r) ≤ alpha`). `None` when no rank is:
-/// even the largest of `n` samples is below the p99 with probability `0.99ⁿ`, above `alpha`
-/// for fewer than about 690 samples at the default `significance`. (A normal approximation
-/// clamped to the largest sample read the largest of 100 as a bound that missed the p99 in
-/// 37 % of draws.)
-pub(crate) fn p99_upper(n: u64, alpha: f64) -> Option<f64> {
+/// The rank (from 1) of the order statistic, of `n` samples, that is an upper confidence bound
+/// of their p99 at level `alpha`: the least `r` below the true p99 with probability at most
+/// `alpha` (`P(Binomial(n, 0.99) ≥ r) ≤ alpha`). `None` when no rank is: even the largest of
+/// `n` samples is below the p99 with probability `0.99ⁿ`, above `alpha` for fewer than about
+/// 690 samples at the default `significance`. (A normal approximation clamped to the largest
+/// sample read the largest of 100 as a bound that missed the p99 in 37 % of draws.) Beyond
+/// [`EXACT_P99_BOUND_UP_TO`] samples, the normal approximation's rank, rounded up.
+pub(crate) fn p99_upper(n: u64, alpha: f64) -> Option<u64> {
     if n == 0 {
         return None;
     }
     if n > EXACT_P99_BOUND_UP_TO {
         let z = normal_quantile_upper(alpha);
-        return Some((0.99 + z * (0.99 * 0.01 / n as f64).sqrt()).min(1.0));
+        let rank = (0.99 + z * (0.99 * 0.01 / n as f64).sqrt()) * n as f64;
+        return Some((rank.ceil() as u64).min(n));
     }
     // The samples above the rank, m = n − r: the most with P(Binomial(n, 0.01) ≤ m) ≤ alpha.
-    let above = OnePercentTail::new(n)
+    let at_most_alpha = OnePercentTail::new(n)
         .take_while(|&cdf| cdf <= alpha)
         .count();
-    let above = u64::try_from(above).ok()?.checked_sub(1)?;
-    Some((n - above) as f64 / n as f64)
+    let above = u64::try_from(at_most_alpha).ok()?.checked_sub(1)?;
+    Some(n - above)
 }
 
-/// The quantile to read, of `n` samples, for a lower confidence bound of their p99 at level
-/// `alpha`: `r / n` for the greatest rank `r` whose order statistic is above the true p99 with
-/// probability at most `alpha` (`P(Binomial(n, 0.99) ≤ r − 1) ≤ alpha`); 0 (no bound) when
-/// none is.
-pub(crate) fn p99_lower(n: u64, alpha: f64) -> f64 {
+/// The rank (from 1) of the order statistic, of `n` samples, that is a lower confidence bound
+/// of their p99 at level `alpha`: the greatest `r` above the true p99 with probability at
+/// most `alpha` (`P(Binomial(n, 0.99) ≤ r − 1) ≤ alpha`). `None` when no rank is (too few
+/// samples for so small an `alpha`). Beyond [`EXACT_P99_BOUND_UP_TO`] samples, the normal
+/// approximation's rank, rounded down.
+pub(crate) fn p99_lower(n: u64, alpha: f64) -> Option<u64> {
     if n == 0 {
-        return 0.0;
+        return None;
     }
     if n > EXACT_P99_BOUND_UP_TO {
         let z = normal_quantile_upper(alpha);
-        return (0.99 - z * (0.99 * 0.01 / n as f64).sqrt()).max(0.0);
+        let rank = (0.99 - z * (0.99 * 0.01 / n as f64).sqrt()) * n as f64;
+        return Some(rank.floor() as u64).filter(|&r| r >= 1);
     }
     // The samples above the rank, m = n − r: the fewest with P(Binomial(n, 0.01) ≤ m) ≥ 1 − alpha.
     let below = OnePercentTail::new(n)
         .take_while(|&cdf| cdf < 1.0 - alpha)
         .count() as u64;
-    if below >= n {
-        return 0.0;
-    }
-    (n - below) as f64 / n as f64
+    (below < n).then(|| n - below)
 }
 
 /// `P(Binomial(n, 0.01) ≤ m)` for `m = 0, 1, ..., n`, each term from the one before (in logs,
@@ -487,27 +487,24 @@ mod tests {
             (5_000, 4_971, 4_927),
             (100_000, 99_097, 98_901),
         ] {
-            let fraction = |rank: u64| rank as f64 / n as f64;
-            assert_eq!(p99_upper(n, 0.001), Some(fraction(upper)), "{n}");
-            assert_eq!(p99_lower(n, 0.001), fraction(lower), "{n}");
+            assert_eq!(p99_upper(n, 0.001), Some(upper), "{n}");
+            assert_eq!(p99_lower(n, 0.001), Some(lower), "{n}");
         }
         // The largest of 687 or fewer is below the p99 too often (0.99^687 > 0.001): no
         // bound, where the normal approximation read the largest of 100 as one.
         assert_eq!(p99_upper(687, 0.001), None);
         assert_eq!(p99_upper(100, 0.001), None);
         assert_eq!(p99_upper(0, 0.001), None);
-        assert_eq!(p99_lower(0, 0.001), 0.0);
+        assert_eq!(p99_lower(0, 0.001), None);
         assert_eq!(
             p99_lower(1, 0.001),
-            0.0,
+            None,
             "one sample bounds nothing from below"
         );
+        assert_eq!(p99_lower(5, 1e-12), None);
         // Beyond the exact range, the normal approximation, within a rank of the exact one.
-        let approximate = p99_upper(100_001, 0.001).unwrap();
-        assert!(
-            (approximate - 99_098.0 / 100_001.0).abs() < 3e-5,
-            "{approximate}"
-        );
+        assert!(p99_upper(100_001, 0.001).is_some_and(|r| r.abs_diff(99_098) <= 1));
+        assert!(p99_lower(100_001, 0.001).is_some_and(|r| r.abs_diff(98_902) <= 1));
     }
 
     #[test]

@@ -172,15 +172,15 @@ impl PromotionGateManager {
             Compliance::RuleFired => {
                 self.shared.apply_verdict(writer, &verdict);
                 let rolled_back = self.shared.current.load().route.stage != current.route.stage;
+                let what = if rolled_back {
+                    "a rule fired and the canary was rolled back"
+                } else if current.config.auto_rollback_enabled {
+                    "a rule fired, but its rollback could not be made (logged as an error)"
+                } else {
+                    "a rule fired (auto_rollback_enabled is off: nothing was rolled back)"
+                };
                 Err(PromotionError::SloNotMet {
-                    evidence: format!(
-                        "{}; {evidence}",
-                        if rolled_back {
-                            "a rule fired and the canary was rolled back"
-                        } else {
-                            "a rule fired (auto_rollback_enabled is off: nothing was rolled back)"
-                        }
-                    ),
+                    evidence: format!("{what}; {evidence}"),
                 }
                 .into())
             }

@@ -9,7 +9,7 @@
 //! that ever recorded at once.
 
 mod fleet;
-mod layout;
+pub(crate) mod layout;
 mod ledger;
 #[cfg(all(test, promotion_gates_loom))]
 mod loom_model;
@@ -422,14 +422,32 @@ pub(crate) fn quantile_micros(buckets: &[u64], quantile: f64) -> u64 {
         return 0;
     }
     let rank = ((quantile.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-    let mut seen = 0;
+    rank_micros(buckets, rank, Edge::Highest)
+}
+
+/// Which end of a bucket a read takes: a bucket's samples lie anywhere within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Edge {
+    /// Its lowest latency: at or below every sample in it (for a lower bound).
+    Lowest,
+    /// Its highest latency: at or above every sample in it (for an upper bound).
+    Highest,
+}
+
+/// The `rank`-th smallest sample (from 1), as the `edge` of its bucket, in microseconds: 0 with
+/// no sample, the highest latency held when `rank` is beyond the samples.
+pub(crate) fn rank_micros(buckets: &[u64], rank: u64, edge: Edge) -> u64 {
+    let mut seen = 0u64;
     for (i, &count) in buckets.iter().enumerate() {
-        seen += count;
-        if seen >= rank {
-            return layout::highest_of(i);
+        seen = seen.saturating_add(count);
+        if seen >= rank.max(1) {
+            return match edge {
+                Edge::Lowest => layout::lowest_of(i),
+                Edge::Highest => layout::highest_of(i),
+            };
         }
     }
-    layout::MAX_MICROS
+    if seen == 0 { 0 } else { layout::MAX_MICROS }
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
     not(any(feature = "sqlite", feature = "etcd")),
     allow(
         dead_code,
-        unused,
+        unused_imports,
+        unused_variables,
         reason = "what the backends share is unused in a build without one"
     )
 )]

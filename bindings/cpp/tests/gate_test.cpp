@@ -179,7 +179,7 @@ TEST(Errors, PromoteFromAStageTheGateLeft) {
   expect_error(PGATE_STATUS_STAGE_CHANGED,
                [&] { gate.promote_from(d.stage, Environment::Canary, 1.0); });
 
-  // Its other refusals are promote()'s, made after the stage is checked.
+  // From the stage it is in, its other refusals are promote()'s (a bad argument is refused first).
   const std::uint64_t stage = gate.state().stage;
   expect_error(PGATE_STATUS_INSUFFICIENT_DATA,
                [&] { gate.promote_from(stage, Environment::Canary, 50.0); });

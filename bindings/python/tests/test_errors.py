@@ -161,7 +161,8 @@ def test_promote_from_a_stage_the_gate_left_is_refused() -> None:
         gate.promote_from(decision.stage, Environment.CANARY, 5.0)  # ramping down is not gated
         with pytest.raises(pg.StageChangedError):
             gate.promote_from(decision.stage, Environment.CANARY, 1.0)
-        # Its other refusals are promote's, made after the stage is checked.
+        # From the stage it is in, its other refusals are promote's (a bad argument is
+        # refused first, whatever the stage).
         stage = gate.state().stage
         with pytest.raises(pg.InsufficientDataError):
             gate.promote_from(stage, Environment.CANARY, 50.0)

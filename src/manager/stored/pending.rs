@@ -75,10 +75,11 @@ impl Pending {
         } else {
             return None;
         };
-        Some(Settled::Overtaken {
-            why,
-            same_rollback: other.is_some(),
-        })
+        // The same decision made first elsewhere: the very next write after the state this
+        // rollback was decided on rolled the release back.
+        let same_rollback =
+            other.is_some_and(|e| e.version == decided_on.version.saturating_add(1));
+        Some(Settled::Overtaken { why, same_rollback })
     }
 }
 
