@@ -345,6 +345,37 @@ fn a_rollback_another_process_stored_first_is_not_logged_as_dropped() {
 }
 
 #[test]
+fn a_rollback_after_another_process_moved_on_is_still_a_warning() {
+    // Another process ramped the canary, then rolled that stage back: the waiting rollback
+    // was decided on a stage that had left, not the same decision made first.
+    let dir = Scratch::new("rollback-after-a-ramp");
+    let path = dir.file("gate.db");
+    let (a, b) = a_waiting_rollback_and_another_gates_ramp(&path);
+    b.rollback("the ramped stage, rolled back").unwrap();
+    let lines = common::log_lines::LogLines::default();
+    lines.during(|| {
+        let _ = a.enable_feature("dark_mode");
+    });
+    let dropped = |level| {
+        lines
+            .lines_at(level)
+            .into_iter()
+            .filter(|line| line.contains("rollback not yet written is dropped"))
+            .count()
+    };
+    assert_eq!(dropped(tracing::Level::WARN), 1, "{:#?}", lines.lines());
+    assert!(
+        !lines
+            .lines()
+            .iter()
+            .any(|line| line.contains("rolled the release back first")),
+        "{:#?}",
+        lines.lines()
+    );
+    assert_eq!(stored_environment(&path), "Production");
+}
+
+#[test]
 fn two_gates_on_one_file_follow_each_other() {
     let dir = Scratch::new("two-gates");
     let path = dir.file("gate.db");
