@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_promotion-gates");
@@ -82,12 +82,36 @@ fn failure(args: &[&str]) -> (i32, String) {
     (output.status.code().unwrap(), message)
 }
 
-/// A file in the temporary directory, unique to this test process and `name`.
-fn temp_file(name: &str, contents: &str) -> PathBuf {
+/// A file in the temporary directory, unique to this test process and `name`, removed when
+/// dropped: a test that fails leaves nothing behind either.
+fn temp_file(name: &str, contents: &str) -> TempFile {
     let path =
         std::env::temp_dir().join(format!("promotion-gates-cli-{}-{name}", std::process::id()));
     std::fs::write(&path, contents).unwrap();
-    path
+    TempFile(path)
+}
+
+/// A file of [`temp_file`]'s, read as its path.
+struct TempFile(PathBuf);
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempFile {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn text(path: &std::path::Path) -> &str {
@@ -307,7 +331,6 @@ fn a_stalled_rollout_exits_4_after_its_report() {
          [[stages]]\ntraffic_percent = 10\nduration_s = 10\n\n[slo]\nmin_samples = 100000\n",
     );
     let report = json_exiting(&["simulate", "--config", text(&path), "--json"], STALLED);
-    std::fs::remove_file(&path).unwrap();
     assert_eq!(report["outcome"], "stalled");
     assert_eq!(report["final_environment"], "Canary{10}");
 }
@@ -358,8 +381,6 @@ fn a_closed_stdout_keeps_the_outcomes_exit_status() {
         "--slo",
         text(&bad),
     ]);
-    std::fs::remove_file(&path).unwrap();
-    std::fs::remove_file(&bad).unwrap();
     assert_eq!(code, Some(1), "{message}");
     assert!(message.contains("min_samples"), "{message}");
 }
@@ -416,7 +437,6 @@ fn plot_writes_an_svg_timeline_with_the_rollback_marked() {
     );
     assert_eq!(report["outcome"], "rolled_back");
     let svg = std::fs::read_to_string(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
     assert!(svg.trim_end().ends_with("</svg>"));
     assert_eq!(svg.matches("<svg").count(), 1);
@@ -456,8 +476,6 @@ fn a_name_with_xml_specials_is_escaped_in_the_svg_and_a_control_character_refuse
     let svg = temp_file("specials.svg", "");
     let output = run(&["simulate", "--config", text(&path), "--plot", text(&svg)]);
     let drawn = std::fs::read_to_string(&svg).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    std::fs::remove_file(&svg).unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(drawn.contains("&lt;a&amp;b&gt;"), "{drawn}");
     assert!(
@@ -510,7 +528,6 @@ fn the_examples_of_the_simulator_docs_give_the_outcomes_they_state() {
         &["simulate", "--config", text(&path), "--json"],
         ROLLED_BACK,
     );
-    std::fs::remove_file(&path).unwrap();
     assert_eq!(report["stages"][0]["promoted_to"], "Canary{20}");
     assert_eq!(report["rollback"]["stage"], 2);
     assert_eq!(
@@ -537,7 +554,6 @@ fn runs_as_the_built_in(name: &str, file: &str, shown: &str) {
     let path = temp_file(file, shown);
     let from_file = stdout(&run(&["simulate", "--config", text(&path), "--json"]));
     let built_in = stdout(&run(&["simulate", "--scenario", name, "--json"]));
-    std::fs::remove_file(&path).unwrap();
     assert_eq!(from_file, built_in);
 }
 
@@ -595,7 +611,6 @@ fn a_json_scenario_file_with_its_own_ramp() {
     );
     // No warm-up: a 30 s stage's latencies count from its first request.
     let report = json(&["simulate", "--config", text(&path), "--json"]);
-    std::fs::remove_file(&path).unwrap();
     assert_eq!(report["scenario"], "two-step");
     assert_eq!(report["outcome"], "promoted_to_production");
     assert_eq!(report["stages"].as_array().unwrap().len(), 2);
@@ -693,7 +708,6 @@ fn route_with_a_config_file() {
         "gate = \"search\"\nenvironment = { canary = { traffic_percent = 0 } }\n",
     );
     let out = stdout(&run(&["route", "--config", text(&path), "u"]));
-    std::fs::remove_file(&path).unwrap();
     assert!(out.starts_with("u\tstable\tstable: bucket "), "{out}");
     assert!(out.contains("threshold 0 (0%)"), "{out}");
 }
@@ -707,7 +721,6 @@ fn validate_accepts_a_valid_config() {
         r#"{"gate": "shop", "environment": {"canary": {"traffic_percent": 5}}}"#,
     );
     let output = run(&["validate", text(&path)]);
-    std::fs::remove_file(&path).unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).starts_with("ok: "), "{}", stdout(&output));
     assert!(stdout(&output).contains("environment Canary{5}"));
@@ -717,7 +730,6 @@ fn validate_accepts_a_valid_config() {
 fn validate_names_the_invalid_field_and_its_value() {
     let path = temp_file("threshold.json", r#"{"slo_threshold": 2}"#);
     let (code, message) = failure(&["validate", text(&path)]);
-    std::fs::remove_file(&path).unwrap();
     assert_eq!(code, 1);
     assert!(message.contains("invalid slo_threshold = 2"), "{message}");
     assert!(message.contains("the first error"), "{message}");
@@ -727,7 +739,6 @@ fn validate_names_the_invalid_field_and_its_value() {
 fn validate_names_an_unknown_field() {
     let path = temp_file("unknown.toml", "gate = \"a\"\nslo_treshold = 0.9\n");
     let (code, message) = failure(&["validate", text(&path)]);
-    std::fs::remove_file(&path).unwrap();
     assert_eq!(code, 1);
     assert!(
         message.contains("unknown field `slo_treshold`"),
@@ -755,16 +766,12 @@ fn validate_checks_slo_and_scenario_files() {
         message.contains("invalid canary.error_rate = 1.5"),
         "{message}"
     );
-    for path in [promotion, slo, scenario] {
-        std::fs::remove_file(path).unwrap();
-    }
 }
 
 /// `validate --kind KIND` on a file `name` holding `contents`: exits 1 with one line, returned.
 fn validate_error(kind: &str, name: &str, contents: &str) -> String {
     let path = temp_file(name, contents);
     let (code, message) = failure(&["validate", "--kind", kind, text(&path)]);
-    std::fs::remove_file(&path).unwrap();
     assert_eq!(code, 1, "{message}");
     message
 }
@@ -824,9 +831,6 @@ fn an_empty_document_is_one_error_in_every_format() {
         let (code, message) = failure(&["simulate", "--config", path]);
         assert_eq!(code, 1, "{path}");
         assert!(message.contains("the document is empty"), "{message}");
-    }
-    for path in [json, toml] {
-        std::fs::remove_file(path).unwrap();
     }
 }
 
@@ -897,7 +901,6 @@ fn a_percentage_below_the_formulas_resolution_gets_the_librarys_verdict() {
         )),
         "{message}"
     );
-    std::fs::remove_file(&scenario).unwrap();
 }
 
 // errors
@@ -953,7 +956,6 @@ fn an_invalid_scenario_exits_1_naming_the_field() {
         "[[stages]]\ntraffic_percent = 120\nduration_s = 10\n",
     );
     let (code, message) = failure(&["simulate", "--config", text(&path)]);
-    std::fs::remove_file(&path).unwrap();
     assert_eq!(code, 1);
     assert!(
         message.contains("invalid stages[0].traffic_percent = 120"),
@@ -961,7 +963,6 @@ fn an_invalid_scenario_exits_1_naming_the_field() {
     );
     let path = temp_file("typo.json", r#"{"canary": {"error_rat": 0.1}}"#);
     let (code, message) = failure(&["simulate", "--config", text(&path)]);
-    std::fs::remove_file(&path).unwrap();
     assert_eq!(code, 1);
     assert!(message.contains("unknown field `error_rat`"), "{message}");
 }
@@ -1008,7 +1009,6 @@ fn validate_and_simulate_refuse(file: &str, contents: &str, expected: &str) {
         assert_eq!(code, 1);
         assert!(message.contains(expected), "{command}: {message}");
     }
-    std::fs::remove_file(&path).unwrap();
 }
 
 #[test]
