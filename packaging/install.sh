@@ -16,7 +16,9 @@
 #   packaging/install.sh [--prefix DIR] [--libdir DIR] [--includedir DIR] [--destdir DIR] [--no-build]
 #   packaging/install.sh --build-tree-pc DIR
 #
-# --prefix      where the files will live (default /usr/local); named inside the .pc and CMake files
+# --prefix      where the files will live (default /usr/local); the .pc and CMake files name it
+#               relative to themselves, so the installed tree can be moved whole (with a
+#               --libdir outside the prefix they name every directory by its absolute path)
 # --libdir      default PREFIX/lib;  --includedir  default PREFIX/include
 # --destdir     a staging root prepended to every path written (for distribution packages)
 # --no-build    install what the last `cargo build --release -p promotion-gates-ffi` built
@@ -72,6 +74,18 @@ write_from() {
   echo "$2"
 }
 
+# under_prefix BASE DIR: DIR as BASE/relative when DIR is PREFIX or below it, else DIR itself.
+# The installed .pc and CMake files name every directory below the prefix through the
+# prefix, and the prefix relative to where they lie (pkg-config's ${pcfiledir}, CMake's
+# CMAKE_CURRENT_LIST_DIR): a tree moved or copied elsewhere after the install still works.
+under_prefix() {
+  case "$2" in
+    "$prefix") echo "$1" ;;
+    "${prefix%/}"/*) echo "$1/$(realpath -ms --relative-to="$prefix" "$2")" ;;
+    *) echo "$2" ;;
+  esac
+}
+
 if [ -n "$build_tree_pc" ]; then
   mkdir -p "$build_tree_pc"
   for pc in promotion_gates promotion_gates-static; do
@@ -102,9 +116,17 @@ mkdir -p "$doc_to"
 install -m 644 "$root/LICENSE" "$doc_to/"
 printf '%s\n' "$lib_to/libpromotion_gates_ffi.so" "$lib_to/libpromotion_gates_ffi.a" \
   "$include_to/promotion_gates.h" "$include_to/promotion_gates.hpp" "$doc_to/LICENSE"
+# Relative only when the files lie below the prefix: a tree moved whole.
+pc_prefix=$prefix cmake_prefix=$prefix
+if [ "$(under_prefix . "$libdir")" != "$libdir" ]; then
+  pc_prefix="\${pcfiledir}/$(realpath -ms --relative-to="$libdir/pkgconfig" "$prefix")"
+  cmake_prefix="\${CMAKE_CURRENT_LIST_DIR}/$(realpath -ms --relative-to="$libdir/cmake/promotion_gates" "$prefix")"
+fi
 for pc in promotion_gates promotion_gates-static; do
-  write_from "$pc.pc.in" "$lib_to/pkgconfig/$pc.pc" "$prefix" "$libdir" "$includedir"
+  write_from "$pc.pc.in" "$lib_to/pkgconfig/$pc.pc" "$pc_prefix" \
+    "$(under_prefix '${prefix}' "$libdir")" "$(under_prefix '${prefix}' "$includedir")"
 done
 for file in promotion_gatesConfig promotion_gatesConfigVersion; do
-  write_from "$file.cmake.in" "$cmake_to/$file.cmake" "$prefix" "$libdir" "$includedir"
+  write_from "$file.cmake.in" "$cmake_to/$file.cmake" "$cmake_prefix" \
+    "$(under_prefix '${_pgate_prefix}' "$libdir")" "$(under_prefix '${_pgate_prefix}' "$includedir")"
 done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The packages a host installs, tested as a host uses them: runs the documented install step
-# (packaging/install.sh) into a temporary prefix, then routes one request from
+# (packaging/install.sh) into a temporary prefix, moves the installed tree elsewhere (the .pc
+# and CMake files name it relative to themselves), then routes one request from
 #   (a) C programs built with `pkg-config --cflags --libs promotion_gates` (and -static),
 #   (b) a CMake project using find_package(promotion_gates) (C++ wrapper and static C),
 #   (c) a Python venv with the wheel `pip wheel ./bindings/python` builds (no environment variable),
@@ -69,8 +70,14 @@ check() {
   fi
 }
 
-echo "== install: packaging/install.sh --prefix $prefix"
-"$root/packaging/install.sh" --prefix "$prefix"
+# Installed under one prefix, then moved: the .pc and CMake files find the tree where it lies.
+echo "== install: packaging/install.sh --prefix $tmp/installed, then moved to $prefix"
+"$root/packaging/install.sh" --prefix "$tmp/installed"
+mv "$tmp/installed" "$prefix"
+if grep -rn "$tmp/installed" "$prefix"/lib/pkgconfig "$prefix"/lib/cmake; then
+  echo "FAILED: the installed .pc or CMake files name the prefix they were installed to" >&2
+  failed=$((failed + 1))
+fi
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 libs=$(pkg-config --libs promotion_gates)
 [[ " $libs " == *" -lpromotion_gates_ffi "* ]] ||
