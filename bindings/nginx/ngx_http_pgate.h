@@ -42,16 +42,17 @@ typedef struct {
 } ngx_http_pgate_ring_t;
 
 /*
- * How nginx -t opened a gate's store, for the zone's init to check once the whole file was
- * read. Allocated apart and pointed to by the zone: the array of gates moves as it grows.
+ * What the zone's init needs to open a gate's store once the whole configuration was read and
+ * accepted: the documents, and the names a refusal gives. Allocated apart and pointed to by
+ * the zone: the array of gates moves as it grows.
  */
 typedef struct {
     ngx_str_t                    name;
+    ngx_str_t                    config_path;
+    ngx_str_t                    config;
+    ngx_str_t                    slo_path;    /* empty without slo= */
+    ngx_str_t                    slo;
     ngx_cycle_t                 *cycle;       /* the configuration's, for its core module */
-    /* the user and group it opened the store as, when it ran as root */
-    ngx_uid_t                    user;
-    ngx_gid_t                    group;
-    unsigned                     switched:1;
 } ngx_http_pgate_opened_t;
 
 typedef struct {

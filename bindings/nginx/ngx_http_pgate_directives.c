@@ -5,9 +5,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <grp.h>
-#include <pwd.h>
-
 #include "ngx_http_pgate.h"
 
 
@@ -163,30 +160,22 @@ ngx_http_pgate_check_store(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
 
 
 /*
- * Validates a gate's documents by making a gate and freeing it (its store is opened, so a
- * bad store path fails here too). What the config document alone can refuse (no store or a
- * relative path, a store that judges the fleet, the name of another declaration's gate) is
- * refused first, read from the document: making the gate creates the store's file and, when
- * the store is empty, writes the document's state into it, so a refused declaration would
- * leave its state for the corrected one to start from. When the master runs as root, the
- * gate is made with the workers' user and group, so that a SQLite file it creates belongs to
- * them: those of the `user` directive, or without one (yet) nginx's defaults, which the core
- * module sets only after the whole file was read. The user and group used are kept: a `user`
- * directive after the http block is refused when the zone is made (ngx_http_pgate_check_user).
+ * Validates a gate's documents without opening its store: what the config document alone can
+ * refuse (a field's value, no store or a relative path, a store that judges the fleet, the
+ * name of another declaration's gate) is read from it, and the SLO document is validated by a
+ * gate made of the default config (no store) and freed. The store is opened only when the
+ * gate's zone is made (ngx_http_pgate_open_store), after the whole configuration was read:
+ * opening it creates its file and, when the store is empty, writes the document's state into
+ * it, so a configuration refused after this directive (an unknown variable, another
+ * directive's error) would leave that state for the corrected one to start from.
  */
 static char *
 ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
 {
-    char             *rv;
-    pgate_gate       *gate;
-    pgate_error      *err;
-    pgate_status      st;
-    ngx_core_conf_t  *ccf;
-    ngx_uint_t        switched;
-    ngx_uid_t         user;
-    ngx_gid_t         group;
-    struct passwd    *pwd;
-    struct group     *grp;
+    char          *rv;
+    pgate_gate    *gate;
+    pgate_error   *err;
+    pgate_status   st;
 
     if (ngx_http_pgate_check_store(cf, g) != NGX_CONF_OK
         || ngx_http_pgate_check_pooling(cf, g) != NGX_CONF_OK
@@ -195,56 +184,19 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
         return NGX_CONF_ERROR;
     }
 
-    ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx, ngx_core_module);
-    switched = 0;
+    g->opened->config_path = g->config_path;
+    g->opened->config = g->config;
+    g->opened->slo_path = g->slo_path;
+    g->opened->slo = g->slo;
 
-    if (geteuid() == 0) {
-        user = ccf->user;
-        group = ccf->group;
-
-        if (user == (ngx_uid_t) NGX_CONF_UNSET_UINT) {
-            pwd = getpwnam(NGX_USER);
-            grp = getgrnam(NGX_GROUP);
-            if (pwd == NULL || grp == NULL) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "promotion_gate \"%V\": no \"user\" directive before "
-                                   "http, and nginx's default user \"" NGX_USER "\" or "
-                                   "group \"" NGX_GROUP "\" does not exist", &g->name);
-                return NGX_CONF_ERROR;
-            }
-            user = pwd->pw_uid;
-            group = grp->gr_gid;
-        }
-
-        if (setegid(group) == -1 || seteuid(user) == -1) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                               "promotion_gate \"%V\": cannot take the workers' user "
-                               "to open the store", &g->name);
-            (void) setegid(0);
-            return NGX_CONF_ERROR;
-        }
-        switched = 1;
-        g->opened->user = user;
-        g->opened->group = group;
-        g->opened->switched = 1;
+    if (g->slo_path.len == 0) {
+        return NGX_CONF_OK;
     }
 
     gate = NULL;
     err = NULL;
-    st = pgate_gate_new(g->config.data, g->config.len, g->slo.data, g->slo.len,
-                        &gate, &err);
-
-    if (switched && (seteuid(0) == -1 || setegid(0) == -1)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "promotion_gate \"%V\": cannot become root again", &g->name);
-        rv = NGX_CONF_ERROR;
-        goto done;
-    }
-
+    st = pgate_gate_new(NULL, 0, g->slo.data, g->slo.len, &gate, &err);
     rv = st == PGATE_STATUS_OK ? NGX_CONF_OK : ngx_http_pgate_refuse(cf, g, st, err);
-
-done:
-
     pgate_error_free(err);
     (void) pgate_gate_free(gate);
     return rv;
@@ -252,35 +204,68 @@ done:
 
 
 /*
- * Refuses a configuration whose workers would not run as the user nginx -t opened the store
- * as: a `user` directive written after the http block was not read yet when promotion_gate
- * opened it, so the store's file could belong to a user the workers are not. Run when the
- * gate's zone is made, after the whole file was read and the core module set its defaults
- * (an error here fails nginx -t, and a reload keeps the running configuration; an
- * init_module hook could only exit the master).
+ * Opens a gate's store from its documents and closes it again, when the gate's zone is made:
+ * after the whole configuration was read and the core module set its defaults, so a
+ * configuration refused anywhere leaves no store behind, and an error here fails nginx -t
+ * while a reload keeps the running configuration (an init_module hook could only exit the
+ * master). A bad store path, a store that cannot be opened and stored state the library
+ * refuses fail here. When the master runs as root, the store is opened as the workers' user
+ * and group (the `user` directive's, or nginx's defaults), so that a SQLite file it creates
+ * belongs to them.
  */
 static ngx_int_t
-ngx_http_pgate_check_user(ngx_log_t *log, ngx_http_pgate_opened_t *opened)
+ngx_http_pgate_open_store(ngx_log_t *log, ngx_http_pgate_opened_t *opened)
 {
+    ngx_int_t         rc;
+    pgate_gate       *gate;
+    pgate_error      *err;
+    pgate_status      st;
+    ngx_uint_t        switched;
     ngx_core_conf_t  *ccf;
 
-    if (!opened->switched) {
-        return NGX_OK;          /* not root: the workers run as nginx -t did */
-    }
-
     ccf = (ngx_core_conf_t *) ngx_get_conf(opened->cycle->conf_ctx, ngx_core_module);
+    switched = 0;
 
-    if (ccf->user == opened->user && ccf->group == opened->group) {
-        return NGX_OK;
+    if (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        if (setegid(ccf->group) == -1 || seteuid(ccf->user) == -1) {
+            ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                          "promotion_gate \"%V\": cannot take the workers' user \"%s\" "
+                          "(uid %d gid %d) to open the store", &opened->name,
+                          ccf->username ? ccf->username : "?", (int) ccf->user,
+                          (int) ccf->group);
+            (void) setegid(0);
+            return NGX_ERROR;
+        }
+        switched = 1;
     }
 
-    ngx_log_error(NGX_LOG_EMERG, log, 0,
-                  "promotion_gate \"%V\": the store was opened as uid %d gid %d, the users "
-                  "known when the directive was read, but the workers run as \"user %s\" "
-                  "(uid %d gid %d): write the \"user\" directive before the http block",
-                  &opened->name, (int) opened->user, (int) opened->group,
-                  ccf->username ? ccf->username : "?", (int) ccf->user, (int) ccf->group);
-    return NGX_ERROR;
+    gate = NULL;
+    err = NULL;
+    st = pgate_gate_new(opened->config.data, opened->config.len, opened->slo.data,
+                        opened->slo.len, &gate, &err);
+
+    if (switched && (seteuid(0) == -1 || setegid(0) == -1)) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "promotion_gate \"%V\": cannot become root again", &opened->name);
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    rc = NGX_OK;
+    if (st != PGATE_STATUS_OK) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "promotion_gate \"%V\": %s: %s (in \"%V\"%s%V%s)", &opened->name,
+                      pgate_status_str(st), pgate_error_message(err), &opened->config_path,
+                      opened->slo_path.len ? " or \"" : "", &opened->slo_path,
+                      opened->slo_path.len ? "\"" : "");
+        rc = NGX_ERROR;
+    }
+
+done:
+
+    pgate_error_free(err);
+    (void) pgate_gate_free(gate);
+    return rc;
 }
 
 
@@ -518,8 +503,7 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     /*
-     * $promotion_gate_<name>: canary or stable. Made before the gate is validated, which opens
-     * its store: a refusal here leaves no store behind. A map, split_clients or set of that
+     * $promotion_gate_<name>: canary or stable. A map, split_clients or set of that
      * name made before would come back from ngx_http_add_variable (nginx lets those be
      * redefined) and lose its value to the gate's without a word: refused.
      */
@@ -734,9 +718,9 @@ ngx_http_pgate_identity(ngx_str_t *gate_name, ngx_str_t *store)
 
 /*
  * Makes the gate's zone, or takes the old cycle's on a reload (`data`: same name, so the same
- * gate and store, and the same size). zone->data is how nginx -t opened the gate's store until
- * then, and the ring afterwards, which the workers and a later reload are handed. The
- * configuration's users are final here: the store's owner is checked first.
+ * gate and store, and the same size). zone->data is the gate's documents until then, and the
+ * ring afterwards, which the workers and a later reload are handed. The whole configuration
+ * was read and its users are final here: the store is opened first (ngx_http_pgate_open_store).
  */
 static ngx_int_t
 ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data)
@@ -745,7 +729,7 @@ ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data)
     ngx_http_pgate_ring_t    *ring;
     ngx_http_pgate_opened_t  *opened = zone->data;
 
-    if (ngx_http_pgate_check_user(zone->shm.log, opened) != NGX_OK) {
+    if (ngx_http_pgate_open_store(zone->shm.log, opened) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the nginx module (build.sh), checks that `nginx -t` names the directive, the field and
-# the value of bad configurations (a document without a store, a relative store path, a `user`
-# directive after http) and that a declaration refused for its store's fleet_judging or for
-# naming another declaration's gate leaves no store file behind, that one request retried over
+# the value of bad configurations (a document without a store, a relative store path) and that
+# a declaration refused for its store's fleet_judging or for naming another declaration's gate,
+# or a configuration refused after the declaration, leaves no store file behind, that as root
+# the store is created as the workers' user (also with a `user` directive after http), that one request retried over
 # 70 upstream servers is one outcome of its gate, that a canary failure redirected by error_page (to a static page or to a named
 # location proxying to stable) is still the canary's outcome while a canary that never reached
 # a peer is no outcome, that a status location holding an `if` answers, that an override
@@ -144,38 +145,49 @@ expect_refusal 'large.json" is not a readable document of at most 8388608 bytes'
 expect_refusal 'duplicate parameter "slo=slo.json" in "promotion_gate" directive: the gate already has slo=' \
   'promotion_gate g good.json slo=good.json slo=slo.json;'
 expect_refusal 'unknown gate "g" in "promotion_gate_status" directive' ''
-if [ "$(id -u)" -eq 0 ]; then
-  # Without a `user` directive the workers run as nginx's default user: nginx -t, run by root,
-  # must create the store as that user too, or the workers could not open it.
-  mkdir -m 777 "$tmp/owned"
-  echo "{\"gate\": \"g\", \"store\": {\"sqlite\": {\"path\": \"$tmp/owned/g.db\", \"fleet_judging\": false}}}" \
-    >"$tmp/conf/owned.json"
-  expect_refusal 'unknown gate "g" in "promotion_gate_status" directive' 'promotion_gate h owned.json;'
-  owner=$(stat -c %U "$tmp/owned/g.db")
-  [ "$owner" = nobody ] || { echo "FAIL: nginx -t created the store as $owner, not as the workers' nobody" >&2; exit 1; }
-  echo "nginx -t created the store as the workers' default user: $owner"
-  # A `user` directive after http is read after promotion_gate opened the store (as nobody,
-  # nginx's default): the workers would run as another user than the store's owner.
+# A configuration refused after the declaration (here at its key's unknown variable, which
+# nginx finds once the http block is read) opens no store: the store is opened only when the
+# whole configuration was accepted, when the gate's zone is made.
+echo "{\"gate\": \"g\", \"store\": {\"sqlite\": {\"path\": \"$tmp/fleet/refused-late.db\",
+ \"fleet_judging\": false}}}" >"$tmp/conf/late.json"
+expect_refusal 'unknown "no_such_variable" variable' 'promotion_gate g late.json key=$no_such_variable;'
+no_store "$tmp/fleet/refused-late.db"
+# expect_accepted <http block lines> [<line before http>]: fails unless nginx -t accepts them
+expect_accepted() {
   cat >"$tmp/conf/nginx.conf" <<CONF
 load_module $module;
 error_log logs/error.log;
 pid logs/nginx.pid;
 events {}
-http { promotion_gate g good.json; }
-user daemon;
+${2:-}
+http {
+    $1
+    server { listen 127.0.0.1:1; location = /s { promotion_gate_status g; } }
+}
+${3:-}
 CONF
-  if out=$(timeout 20 nginx -p "$tmp" -c conf/nginx.conf -t 2>&1); then
-    echo "FAIL: nginx -t accepted a user directive after http" >&2
-    exit 1
-  fi
-  grep -qF 'write the "user" directive before the http block' <<<"$out" ||
-    { echo "FAIL: nginx -t did not name the user directive: $out" >&2; exit 1; }
-  echo "refused: $(grep -F '"user"' <<<"$out" | head -n 1 | cut -c1-200)"
-  sed -i '/^user daemon;$/d; 1i user daemon;' "$tmp/conf/nginx.conf"
-  chown daemon "$tmp/fleet/g.db"
-  nginx -p "$tmp" -c conf/nginx.conf -t -q || { echo "FAIL: user daemon before http refused" >&2; exit 1; }
-  echo "accepted: the same user directive before http"
-  chown nobody "$tmp/fleet/g.db"
+  timeout 20 nginx -p "$tmp" -c conf/nginx.conf -t -q ||
+    { echo "FAIL: nginx -t refused: $1 ${2:-} ${3:-}" >&2; exit 1; }
+  echo "accepted: $1 ${2:-} ${3:-}"
+}
+if [ "$(id -u)" -eq 0 ]; then
+  # As root, nginx -t creates the store as the workers' user, or they could not open it:
+  # without a `user` directive nginx's default user; with one, that user, written before http
+  # or after it (the store is opened once the whole file was read).
+  mkdir -m 777 "$tmp/owned"
+  for placement in none before after; do
+    echo "{\"gate\": \"g\", \"store\": {\"sqlite\": {\"path\": \"$tmp/owned/$placement.db\", \"fleet_judging\": false}}}" \
+      >"$tmp/conf/owned.json"
+    case $placement in
+      none) expect_accepted 'promotion_gate g owned.json;' && expected=nobody ;;
+      before) expect_accepted 'promotion_gate g owned.json;' 'user daemon;' && expected=daemon ;;
+      after) expect_accepted 'promotion_gate g owned.json;' '' 'user daemon;' && expected=daemon ;;
+    esac
+    owner=$(stat -c %U "$tmp/owned/$placement.db")
+    [ "$owner" = "$expected" ] ||
+      { echo "FAIL: nginx -t (user directive: $placement) created the store as $owner, not as the workers' $expected" >&2; exit 1; }
+    echo "nginx -t (user directive: $placement) created the store as the workers' user: $owner"
+  done
 fi
 
 # shellcheck source=../free_port.sh
