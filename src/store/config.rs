@@ -167,15 +167,17 @@ impl StoreConfig {
 
 impl SqliteStoreConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        // Control characters (a NUL, a newline, an escape) are refused: a path holding one
+        // would reach log lines and error messages as written, where a newline forges a line.
         if self.path.is_empty()
-            || self.path.contains('\0')
+            || self.path.chars().any(char::is_control)
             || self.path.len() > MAX_STORE_ADDRESS_BYTES
         {
             return Err(ConfigError::new(
                 "store.sqlite.path",
                 quoted(&self.path),
                 format!(
-                    "a file path, not empty, without NUL bytes, at most {MAX_STORE_ADDRESS_BYTES} bytes"
+                    "a file path, not empty, without control characters (NUL, newline...), at most {MAX_STORE_ADDRESS_BYTES} bytes"
                 ),
             ));
         }
@@ -209,8 +211,9 @@ impl EtcdStoreConfig {
         }
         for (i, endpoint) in self.endpoints.iter().enumerate() {
             let host = endpoint.strip_prefix("http://");
-            if !host.is_some_and(|h| !h.is_empty() && !h.contains(char::is_whitespace))
-                || endpoint.len() > MAX_STORE_ADDRESS_BYTES
+            if !host.is_some_and(|h| {
+                !h.is_empty() && !h.contains(|c: char| c.is_whitespace() || c.is_control())
+            }) || endpoint.len() > MAX_STORE_ADDRESS_BYTES
             {
                 return Err(ConfigError::new(
                     format!("store.etcd.endpoints[{i}]"),
@@ -327,6 +330,21 @@ mod tests {
                 r#"{"etcd": {"endpoints": ["http://a:1", "https://b:2379"], "prefix": "/p"}}"#,
                 "store.etcd.endpoints[1]",
                 "\"https://b:2379\"",
+            ),
+            (
+                r#"{"sqlite": {"path": "/tmp/b\n2026/12/03 [emerg] FAKE.db"}}"#,
+                "store.sqlite.path",
+                r#""/tmp/b\n2026/12/03 [emerg] FAKE.db""#,
+            ),
+            (
+                r#"{"sqlite": {"path": "/tmp/\u001b[31mred.db"}}"#,
+                "store.sqlite.path",
+                r#""/tmp/\u{1b}[31mred.db""#,
+            ),
+            (
+                r#"{"etcd": {"endpoints": ["http://a\u001b[2J:1"], "prefix": "/p"}}"#,
+                "store.etcd.endpoints[0]",
+                r#""http://a\u{1b}[2J:1""#,
             ),
             (
                 r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "p"}}"#,
