@@ -225,20 +225,20 @@ local function number_text(x)
   return string.format("%.17g", x)
 end
 
--- A refused value as error messages show it: a number by number_text, a text as it is but at
--- most MAX_SHOWN_VALUE_BYTES of it (cut before a UTF-8 continuation byte) followed by
--- ...(N bytes), as the library shortens one; anything else by tostring, shortened alike, or
--- by its type when its __tostring fails or returns no string (a table's __tostring is the
--- host's code, with any result).
+-- A refused value as error messages show it: a number by number_text, a string quoted (so
+-- that "" shows, and "5" is told from 5; control bytes escaped, so a newline cannot end the
+-- message's line), anything else by tostring, at most MAX_SHOWN_VALUE_BYTES of it (cut before
+-- a UTF-8 continuation byte) followed by ...(N bytes), as the library shortens one, or by its
+-- type when its __tostring fails or returns no string (a table's __tostring is the host's
+-- code, with any result).
 local function shown(value)
   if type(value) == "number" then
     return number_text(value)
+  elseif type(value) == "string" then
+    return quoted(value)
   end
-  local text = value
-  if type(value) ~= "string" then
-    local ok, result = pcall(tostring, value)
-    text = ok and type(result) == "string" and result or "<" .. type(value) .. ">"
-  end
+  local ok, result = pcall(tostring, value)
+  local text = ok and type(result) == "string" and result or "<" .. type(value) .. ">"
   if #text <= MAX_SHOWN_VALUE_BYTES then
     return text
   end
@@ -255,8 +255,13 @@ local loaded_from -- the name M.load gave ffi.load
 --- dynamic loader's search path (LD_LIBRARY_PATH, ld.so.conf). Other calls load it on first use.
 --- Once loaded, the library stays: `pg.load()` and `pg.load` of the same name return it, another
 --- name returns nil, an error naming both, and PGATE_STATUS_INVALID_ARGUMENT (gates already made
---- belong to the first library). A library that cannot be loaded raises ffi.load's error.
+--- belong to the first library), and so does a `path` that is not a non-empty string. A
+--- library that cannot be loaded raises ffi.load's error.
 function M.load(path)
+  if path ~= nil and (type(path) ~= "string" or path == "") then
+    return invalid("invalid path = " .. shown(path) .. ": a library's file name or path, "
+                     .. "a non-empty string, or nil")
+  end
   if not C then
     local name = path or os.getenv("PGATE_LIB") or "promotion_gates_ffi"
     C = ffi.load(name)
@@ -342,7 +347,17 @@ local function read_text(fn, gate, cap, err_box)
 end
 
 -- nil, "PGATE_STATUS_INVALID_HANDLE: ...", 13: a call on a gate after gate:free().
-local function freed(operation)
+local Gate -- the gates' metatable and methods, below
+
+-- The refusal of a method called on a freed gate, or on something that is no gate: a method
+-- called with "." instead of ":" (gate.route(id)) takes its first argument as the gate, and
+-- a string has no handle either. Only called once the handle was found missing: the calls
+-- that succeed pay nothing for it.
+local function freed(operation, self)
+  if getmetatable(self) ~= Gate then
+    return invalid("invalid gate = " .. shown(self) .. ": " .. operation .. " needs a gate "
+                     .. "(call it as gate:" .. operation .. "(...), with a colon)")
+  end
   return nil, M.status_str(M.INVALID_HANDLE) .. ": " .. operation .. " on a freed gate",
          M.INVALID_HANDLE
 end
@@ -402,7 +417,7 @@ local function not_a_boolean(name, value)
   return invalid("invalid " .. name .. " = " .. shown(value) .. ": not true or false")
 end
 
-local Gate = {}
+Gate = {}
 Gate.__index = Gate
 
 --- Creates a gate from a JSON PromotionConfig and a JSON SloConfig (either may be nil for the
@@ -448,7 +463,7 @@ end
 --- to reuse across requests) or a new one; returns it, or nil, message, status.
 function Gate:route(id, out)
   if self.handle == nil then
-    return freed("route")
+    return freed("route", self)
   elseif type(id) ~= "string" then
     return not_a_string("id", id)
   elseif type(out) ~= "nil" and not is_decision(out) then -- a NULL cdata == nil, yet is given
@@ -458,7 +473,7 @@ function Gate:route(id, out)
   -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
   local handle = self.handle
   if handle == nil then
-    return freed("route")
+    return freed("route", self)
   end
   local status = C.pgate_route(handle, id, #id, out)
   if status ~= M.OK then
@@ -474,7 +489,7 @@ end
 --- whether and how it was forced (M.forced). As gate:route for `out` and failures.
 function Gate:route_forced(id, value, out)
   if self.handle == nil then
-    return freed("route_forced")
+    return freed("route_forced", self)
   elseif type(id) ~= "string" then
     return not_a_string("id", id)
   elseif value ~= nil and type(value) ~= "string" then
@@ -486,7 +501,7 @@ function Gate:route_forced(id, value, out)
   -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
   local handle = self.handle
   if handle == nil then
-    return freed("route_forced")
+    return freed("route_forced", self)
   end
   local status = C.pgate_route_forced(handle, id, #id, value, value and #value or 0, out)
   if status ~= M.OK then
@@ -502,7 +517,7 @@ end
 --- 2^64 or more gives nil, "PGATE_STATUS_INVALID_ARGUMENT: invalid latency = ...", 2.
 function Gate:record(decision, success, latency)
   if self.handle == nil then
-    return freed("record")
+    return freed("record", self)
   elseif not is_decision(decision) then
     return not_a_decision(decision)
   elseif type(success) ~= "boolean" then
@@ -515,7 +530,7 @@ function Gate:record(decision, success, latency)
   -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
   local handle = self.handle
   if handle == nil then
-    return freed("record")
+    return freed("record", self)
   end
   local status = C.pgate_record(handle, decision, success, ns, self.recorded_buf)
   if status ~= M.OK then
@@ -532,7 +547,7 @@ end
 --- true when recorded, false when not, or nil, message, status.
 function Gate:record_abandoned(decision, waited)
   if self.handle == nil then
-    return freed("record_abandoned")
+    return freed("record_abandoned", self)
   end
   if not is_decision(decision) then
     return not_a_decision(decision)
@@ -544,7 +559,7 @@ function Gate:record_abandoned(decision, waited)
   -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
   local handle = self.handle
   if handle == nil then
-    return freed("record_abandoned")
+    return freed("record_abandoned", self)
   end
   local status = C.pgate_record_abandoned(handle, decision, ns, self.bool_buf)
   if status ~= M.OK then
@@ -557,7 +572,7 @@ end
 --- is checked as Gate:record checks it.
 function Gate:record_by_id(id, success, latency)
   if self.handle == nil then
-    return freed("record_by_id")
+    return freed("record_by_id", self)
   elseif type(id) ~= "string" then
     return not_a_string("id", id)
   elseif type(success) ~= "boolean" then
@@ -570,7 +585,7 @@ function Gate:record_by_id(id, success, latency)
   -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
   local handle = self.handle
   if handle == nil then
-    return freed("record_by_id")
+    return freed("record_by_id", self)
   end
   local status = C.pgate_record_by_id(handle, id, #id, success, ns, self.recorded_buf)
   if status ~= M.OK then
@@ -579,17 +594,26 @@ function Gate:record_by_id(id, success, latency)
   return M.recorded[tonumber(self.recorded_buf[0])]
 end
 
+-- The refusal of a decision's flag set, which the library's calls explain with no message:
+-- one the gate no longer holds (or never gave out), or one replaced while it was read.
+local function unknown_flag_set(status, set)
+  return nil, M.status_str(status) .. ": invalid decision.flag_set = " .. tostring(set)
+           .. ": not a flag set this gate holds (a set is kept for at least 60 writes after "
+           .. "the gate stops using it; a decision kept longer, or made by another gate, "
+           .. "names none)", status
+end
+
 --- The names of the flags on for a decision, as a list of Lua strings (byte order).
 function Gate:flags(decision)
   if self.handle == nil then
-    return freed("flags")
+    return freed("flags", self)
   end
   if not is_decision(decision) then
     return not_a_decision(decision)
   end
   local status = C.pgate_flag_set_len(self.handle, decision.flag_set, self.len_buf)
-  if status ~= M.OK then
-    return failure(status)
+  if status ~= M.OK then -- the library's call writes no message
+    return unknown_flag_set(status, decision.flag_set)
   end
   local names = {}
   for i = 0, tonumber(self.len_buf[0]) - 1 do
@@ -597,11 +621,11 @@ function Gate:flags(decision)
     -- then may have freed the gate.
     local handle = self.handle
     if handle == nil then
-      return freed("flags")
+      return freed("flags", self)
     end
     status = C.pgate_flag_set_name(handle, decision.flag_set, i, self.name_buf, self.len_buf)
     if status ~= M.OK then
-      return failure(status)
+      return unknown_flag_set(status, decision.flag_set)
     end
     names[#names + 1] = ffi.string(self.name_buf[0], self.len_buf[0])
   end
@@ -634,7 +658,7 @@ end
 -- evidence gets the room the library says always suffices (longer lines are cut).
 local function judged_health(self, operation)
   if self.handle == nil then
-    return freed(operation)
+    return freed(operation, self)
   end
   local cap = M.EVIDENCE_CAPACITY
   local evidence = ffi.new("char[?]", cap)
@@ -655,7 +679,7 @@ end
 -- message, status.
 local function read_bool(self, operation, fn)
   if self.handle == nil then
-    return freed(operation)
+    return freed(operation, self)
   end
   local status = fn(self.handle, self.bool_buf)
   if status ~= M.OK then
@@ -691,7 +715,7 @@ end
 --- Promotes to "canary" (with traffic_percent), "staging" or "production".
 function Gate:promote(environment, traffic_percent)
   if self.handle == nil then
-    return freed("promote")
+    return freed("promote", self)
   end
   local number, percent, status = promotion(environment, traffic_percent)
   if number == nil then
@@ -710,7 +734,7 @@ end
 --- uint64_t cdata.
 function Gate:promote_from(stage, environment, traffic_percent)
   if self.handle == nil then
-    return freed("promote_from")
+    return freed("promote_from", self)
   end
   if not ffi.istype("uint64_t", stage) and (type(stage) ~= "number" or stage < 0
       or stage >= 2 ^ 53 or stage % 1 ~= 0) then
@@ -726,7 +750,7 @@ end
 
 function Gate:rollback(reason)
   if self.handle == nil then
-    return freed("rollback")
+    return freed("rollback", self)
   elseif type(reason) ~= "string" then
     return not_a_string("reason", reason)
   end
@@ -735,7 +759,7 @@ end
 
 function Gate:enable_feature(name)
   if self.handle == nil then
-    return freed("enable_feature")
+    return freed("enable_feature", self)
   elseif type(name) ~= "string" then
     return not_a_string("name", name)
   end
@@ -744,7 +768,7 @@ end
 
 function Gate:disable_feature(name)
   if self.handle == nil then
-    return freed("disable_feature")
+    return freed("disable_feature", self)
   elseif type(name) ~= "string" then
     return not_a_string("name", name)
   end
@@ -756,7 +780,7 @@ end
 --- "PGATE_STATUS_INVALID_ARGUMENT: invalid name = \"a b\": not a flag name (...)", 2.
 function Gate:is_feature_enabled(name)
   if self.handle == nil then
-    return freed("is_feature_enabled")
+    return freed("is_feature_enabled", self)
   elseif type(name) ~= "string" then
     return not_a_string("name", name)
   end
@@ -772,7 +796,7 @@ end
 
 function Gate:swap_config(json)
   if self.handle == nil then
-    return freed("swap_config")
+    return freed("swap_config", self)
   elseif type(json) ~= "string" then
     return not_a_string("json", json)
   end
@@ -781,7 +805,7 @@ end
 
 function Gate:config_json()
   if self.handle == nil then
-    return freed("config_json")
+    return freed("config_json", self)
   end
   return read_text(C.pgate_config_json, self.handle)
 end
@@ -799,7 +823,7 @@ pgate_status pgate_override_names(const pgate_gate *gate, char *header, size_t h
 --- store and the `gate` label of its metrics (pgate_gate_name). Or nil, message, status.
 function Gate:name()
   if self.handle == nil then
-    return freed("name")
+    return freed("name", self)
   end
   return read_text(C.pgate_gate_name, self.handle, M.NAME_CAPACITY) -- always room: one call
 end
@@ -810,7 +834,7 @@ end
 --- rename them; gate:change_count() moves then. Or nil, message, status.
 function Gate:override_names()
   if self.handle == nil then
-    return freed("override_names")
+    return freed("override_names", self)
   end
   local cap = M.NAME_CAPACITY
   local header, cookie = ffi.new("char[?]", cap), ffi.new("char[?]", cap)
@@ -825,7 +849,7 @@ end
 
 function Gate:rollback_history_json()
   if self.handle == nil then
-    return freed("rollback_history_json")
+    return freed("rollback_history_json", self)
   end
   return read_text(C.pgate_rollback_history_json, self.handle)
 end
@@ -865,7 +889,7 @@ end
 --- "text/plain; version=0.0.4"). Returns the text, or nil, message, status.
 function Gate:metrics_prometheus()
   if self.handle == nil then
-    return freed("metrics_prometheus")
+    return freed("metrics_prometheus", self)
   end
   return read_text(C.pgate_metrics_prometheus, self.handle, 16384)
 end
@@ -902,7 +926,7 @@ end
 --- "hdrhistogram-v2-deflate-base64", "unit": "microseconds", "canary": "...", "stable": "..."}.
 function Gate:latency_histograms_json()
   if self.handle == nil then
-    return freed("latency_histograms_json")
+    return freed("latency_histograms_json", self)
   end
   return read_text(C.pgate_latency_histograms_json, self.handle)
 end
@@ -939,7 +963,7 @@ end
 --- gate acts on it at its next judgement (the record path judges by itself).
 function Gate:read_health()
   if self.handle == nil then
-    return freed("read_health")
+    return freed("read_health", self)
   end
   local h = self.health_buf
   local evidence, message, status = read_text(function(gate, buf, cap, len) -- no side effect
@@ -956,7 +980,7 @@ end
 --- message, status.
 function Gate:state()
   if self.handle == nil then
-    return freed("state")
+    return freed("state", self)
   end
   local env = ffi.new("pgate_environment[1]")
   local percent = ffi.new("double[1]")
@@ -972,7 +996,7 @@ end
 --- The SLO policy the gate judges with, as JSON (an SloConfig; durations in milliseconds).
 function Gate:slo_json()
   if self.handle == nil then
-    return freed("slo_json")
+    return freed("slo_json", self)
   end
   return read_text(C.pgate_slo_json, self.handle)
 end
@@ -984,7 +1008,7 @@ end
 --- state store the SLO stays this process's own: set it in every worker.
 function Gate:swap_slo(json)
   if self.handle == nil then
-    return freed("swap_slo")
+    return freed("swap_slo", self)
   elseif type(json) ~= "string" then
     return not_a_string("json", json)
   end
@@ -996,7 +1020,7 @@ end
 --- gate:changes_since(n) says what changed.
 function Gate:change_count()
   if self.handle == nil then
-    return freed("change_count")
+    return freed("change_count", self)
   end
   local count = self.count_buf
   if count == nil then
@@ -1027,7 +1051,7 @@ end
 --- rules that fired, or null); a gap in the sequence numbers shows changes no longer kept.
 function Gate:changes_since(after)
   if self.handle == nil then
-    return freed("changes_since")
+    return freed("changes_since", self)
   end
   if type(after) ~= "number" or after < 0 or after >= 2 ^ 53 or after % 1 ~= 0 then
     return invalid("invalid after = " .. shown(after) .. ": a change number from 0 to 2^53")

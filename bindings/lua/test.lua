@@ -60,12 +60,15 @@ local function test_wrappers()
   check(pg.status_str(99) == "PGATE_STATUS_UNKNOWN", "status_str unknown")
   -- Checked before the FFI converts them: 2^32 + 6 would wrap to 6, 2^40 to 0.
   -- A refused value is shown as the number it is (0.1 + 0.2 is not 0.3, as tostring's 14
-  -- digits wrote it), and a table's __tostring, the host's code, at most 160 bytes of it.
+  -- digits wrote it), a string quoted, and a table's __tostring, the host's code, at most 160
+  -- bytes of it.
   local long = setmetatable({}, { __tostring = function() return ("é"):rep(100) end })
   local failing = setmetatable({}, { __tostring = function() error("no text") end })
   local cases = {
     { 2 ^ 32 + 6, "4294967302" }, { 2 ^ 40, "1099511627776" }, { -1, "-1" }, { 1.5, "1.5" },
-    { 0 / 0, "nan" }, { "x", "x" }, { 0.1 + 0.2, "0.30000000000000004" }, { 1e300, "1e+300" },
+    { 0 / 0, "nan" }, { 0.1 + 0.2, "0.30000000000000004" }, { 1e300, "1e+300" },
+    -- a string quoted, so that "5" is told from 5 and "" shows; a newline cannot end the line
+    { "x", '"x"' }, { "", '""' }, { "5\n", '"5\\n"' },
     { long, ("é"):rep(80) .. "...(200 bytes)" }, { failing, "<table>" },
   }
   for _, case in ipairs(cases) do
@@ -79,7 +82,7 @@ local function test_wrappers()
   check(pg.load() ~= nil and pg.load(lib_path) == pg.load(), "load of the loaded library")
   local none, message, status = pg.load("/nonexistent/libpromotion_gates_ffi.so")
   check(none == nil and status == pg.INVALID_ARGUMENT
-          and message:find("invalid path = /nonexistent/libpromotion_gates_ffi.so: the library "
+          and message:find('invalid path = "/nonexistent/libpromotion_gates_ffi.so": the library '
                              .. "is already loaded from " .. lib_path, 1, true),
         "load of another library: " .. tostring(message))
 
@@ -94,6 +97,30 @@ local function test_wrappers()
   check(#flags == 2 and flags[1] == "beta" and flags[2] == "new_api", "canary flags")
   local _, stable = find_id(gate, false)
   check(#gate:flags(stable) == 0, "stable flags")
+  -- A flag set the gate never gave out: the library's call says only its status; the
+  -- binding names the field and the value.
+  local forged = gate:route("a")
+  forged.flag_set = 12345
+  local none, message, status = gate:flags(forged)
+  check(none == nil and status == 16 -- PGATE_STATUS_UNKNOWN_FLAG_SET
+          and message:find("PGATE_STATUS_UNKNOWN_FLAG_SET: invalid decision.flag_set = 12345: "
+                             .. "not a flag set this gate holds", 1, true) == 1,
+        "flags of an unknown set: " .. tostring(message))
+  -- A method called with "." takes its first argument as the gate: refused as no gate, not
+  -- as a freed one.
+  none, message, status = gate.route("user-1")
+  check(none == nil and status == pg.INVALID_ARGUMENT
+          and message == 'PGATE_STATUS_INVALID_ARGUMENT: invalid gate = "user-1": route needs '
+                           .. "a gate (call it as gate:route(...), with a colon)",
+        "a method called with a dot: " .. tostring(message))
+  -- A path that is no file name is refused, not raised.
+  for _, path in ipairs({ {}, 5, "" }) do
+    none, message, status = pg.load(path)
+    check(none == nil and status == pg.INVALID_ARGUMENT
+            and message:find("invalid path = ", 1, true)
+            and message:find("a library's file name or path, a non-empty string, or nil", 1, true),
+          "load(" .. tostring(path) .. "): " .. tostring(message))
+  end
 
   -- Route into a reused decision; ids are bytes, NULs included.
   local reused = gate:route("a\0b")
@@ -244,7 +271,7 @@ local function test_arguments()
     end
   end
   local _, message, status = gate:record(d, true, "5")
-  check(status == 2 and message:find("invalid latency = 5: not a number", 1, true), "string latency")
+  check(status == 2 and message:find('invalid latency = "5": not a number', 1, true), "string latency")
   local h = gate:health()
   check(h.canary_requests + h.production_requests == 0, "a refused latency is not recorded")
 
@@ -288,7 +315,7 @@ local function test_arguments()
     { "invalid success = nil: not true or false", function() return gate:record(d, nil, 1) end },
     { "invalid success = 0: not true or false", function() return gate:record(d, 0, 1) end },
     { "invalid id = false: not a string", function() return gate:record_by_id(false, true, 1) end },
-    { "invalid success = ok: not true or false",
+    { 'invalid success = "ok": not true or false',
       function() return gate:record_by_id("u", "ok", 1) end },
     { "invalid reason = nil: not a string", function() return gate:rollback(nil) end },
     { "invalid name = nil: not a string", function() return gate:enable_feature(nil) end },
@@ -315,10 +342,15 @@ local function test_arguments()
     { "invalid stage = 9007199254740992: a stage number from 0 to 2^53",
       function() return gate:promote_from(2 ^ 53, "canary", 5) end },
     { "invalid stage = 1.5: a stage number", function() return gate:promote_from(1.5, "canary", 5) end },
-    { "invalid stage = 1: a stage number", function() return gate:promote_from("1", "canary", 5) end },
+    { 'invalid stage = "1": a stage number', function() return gate:promote_from("1", "canary", 5) end },
     { "invalid stage = -1LL: a stage number", -- an int64_t cdata would wrap to 2^64 - 1
       function() return gate:promote_from(-1LL, "canary", 5) end },
-    { 'invalid environment = testing: "canary", "staging" or "production"',
+    { 'invalid environment = "": "canary", "staging" or "production"',
+      function() return gate:promote("", 5) end },
+    { 'invalid environment = "canary\\n": "canary", "staging" or "production"',
+      function() return gate:promote("canary\n", 5) end },
+    { 'invalid traffic_percent = "5": not a number', function() return gate:promote("canary", "5") end },
+    { 'invalid environment = "testing": "canary", "staging" or "production"',
       function() return gate:promote_from(0, "testing") end },
     { 'invalid traffic_percent = nil: "canary" takes a percentage',
       function() return gate:promote_from(0, "canary") end },
