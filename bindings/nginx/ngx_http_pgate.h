@@ -82,6 +82,8 @@ typedef struct {
     size_t                       override_cookie_len;
     u_char                       override_header[PGATE_NAME_CAPACITY];
     u_char                       override_cookie[PGATE_NAME_CAPACITY];
+    /* this worker logged that the gate's key reads a gate's decision (through a map...) */
+    unsigned                     key_reads_gate_logged:1;
 } ngx_http_pgate_gate_t;
 
 /* Where a status or metrics directive set a location's content handler, checked once the

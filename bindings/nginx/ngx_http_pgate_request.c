@@ -57,6 +57,9 @@ typedef struct {
     ngx_event_save_peer_session_pt  original_save_session;
 #endif
     void                        *original_data;
+    /* 1 + the index of the gate whose key is being read (0: none), see
+     * ngx_http_pgate_key_reads_gate */
+    ngx_uint_t                   keying;
 } ngx_http_pgate_ctx_t;
 
 
@@ -395,12 +398,39 @@ ngx_http_pgate_forcing_value(ngx_http_request_t *r, ngx_http_pgate_gate_t *g,
 }
 
 
+/*
+ * A gate's key that reads a gate's decision: `promotion_gate` refuses a key naming
+ * $promotion_gate_..., but a map, a set or another module's variable can hide one. Then every
+ * request has one of two keys, "canary" or "stable" (its own decision, while it is being made,
+ * is "stable"), and the gate routes its requests as two users. Found when it happens, and
+ * logged once per worker and gate, at error level: the routing stays as configured. Seen
+ * only when the key is what reads that decision first in the request: nginx keeps a
+ * variable's value once read, and later reads do not reach the module.
+ */
+static void
+ngx_http_pgate_key_reads_gate(ngx_http_request_t *r, ngx_http_pgate_gate_t *keyed,
+    ngx_http_pgate_gate_t *read)
+{
+    if (keyed->key_reads_gate_logged) {
+        return;
+    }
+    keyed->key_reads_gate_logged = 1;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "promotion gate \"%V\": its key reads the decision of gate \"%V\"%s "
+                  "(through a map, a set or another variable): every request gets one of two "
+                  "keys, so the gate routes its requests as two users; make the key of the "
+                  "request alone (a header, a cookie, $request_id). Logged once per worker",
+                  &keyed->name, &read->name, keyed == read ? ", its own" : "");
+}
+
+
 /* The request's decision for gate `index`, made once per request. NULL on no memory. */
 static ngx_http_pgate_route_t *
 ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
 {
     ngx_str_t                    id, value;
-    ngx_uint_t                   i;
+    ngx_uint_t                   i, keying;
     pgate_status                 st;
     ngx_http_pgate_ctx_t        *ctx;
     ngx_http_pgate_gate_t       *g;
@@ -419,13 +449,19 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
         }
     }
 
+    g = &((ngx_http_pgate_gate_t *) pmcf->gates.elts)[index];
+
+    if (ctx->keying) {
+        ngx_http_pgate_key_reads_gate(r,
+            &((ngx_http_pgate_gate_t *) pmcf->gates.elts)[ctx->keying - 1], g);
+    }
+
     route = &ctx->routes[index];
     if (route->routed) {
         return route;
     }
     route->routed = 1;
 
-    g = &((ngx_http_pgate_gate_t *) pmcf->gates.elts)[index];
     if (g->gate == NULL) {
         return route;           /* the worker could not open its gate: stable */
     }
@@ -434,12 +470,17 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
 
     ngx_str_null(&id);
     keys = g->keys->elts;
+    keying = ctx->keying;
+    ctx->keying = index + 1;
 
     for (i = 0; i < g->keys->nelts && id.len == 0; i++) {
         if (ngx_http_complex_value(r, &keys[i], &id) != NGX_OK) {
+            ctx->keying = keying;
             return NULL;
         }
     }
+
+    ctx->keying = keying;
 
     if (id.len == 0) {
         vv = ngx_http_get_indexed_variable(r, pmcf->request_id_index);

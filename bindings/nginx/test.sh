@@ -7,7 +7,8 @@
 # 70 upstream servers is one outcome of its gate, that a canary failure redirected by error_page (to a static page or to a named
 # location proxying to stable) is still the canary's outcome while a canary that never reached
 # a peer is no outcome, that a status location holding an `if` answers, that an override
-# header with an underscore is warned of, that a client giving up on a hung canary is recorded
+# header with an underscore is warned of, that a key reading a gate's decision through a map
+# is logged, that a client giving up on a hung canary is recorded
 # as a slow success, that upstream latencies are timed in microseconds, that a rollback one
 # worker decided reaches the other within milliseconds, that each state change gets its own
 # error log line, once, and that a rollback made during a graceful exit is logged, then runs the end-to-end test under load (e2e.sh, ~30 s; PGATE_NGINX_E2E=0
@@ -444,6 +445,32 @@ for query in "" "?x=1"; do
 done
 grep -qi '^X-Debug: 1' "$tmp/headers" || { echo "FAIL: the if block did not run" >&2; exit 1; }
 echo "a status location holding an if block: the gate's status, with and without the if"
+stop_serving
+
+echo "== a key that reads a gate's decision through a map: an error line, once per worker"
+# promotion_gate refuses key=\$promotion_gate_...; a map hides it. Gate ka's key is its own
+# decision ("stable" while it is being made), kb's is ka's: every request has one of two keys.
+# Logged when it happens, once per worker and gate (seen when the key reads the decision
+# first in the request: nginx keeps a variable's value once read).
+port=$(free_port)
+gate_document ka 50
+gate_document kb 50
+serve "$(cat <<CONF
+    map \$promotion_gate_ka \$key_a { default \$promotion_gate_ka; }
+    map \$promotion_gate_ka \$key_b { default \$promotion_gate_ka; }
+    promotion_gate ka ka.json key=\$key_a;
+    promotion_gate kb kb.json key=\$key_b;
+    server { listen 127.0.0.1:$port; location / { return 200 "\$promotion_gate_kb \$promotion_gate_ka\n"; }
+             location = /metrics { promotion_gate_metrics; } }
+CONF
+)"
+for _ in 1 2 3; do curl -fs "http://127.0.0.1:$port/" >/dev/null; done
+logged=$(grep -c 'its key reads the decision of gate' "$tmp/logs/error.log" || true)
+grep -q 'promotion gate "ka": its key reads the decision of gate "ka", its own (through a map' "$tmp/logs/error.log" &&
+  grep -q 'promotion gate "kb": its key reads the decision of gate "ka" (through a map' "$tmp/logs/error.log" &&
+  [ "$logged" -eq 2 ] ||
+  { echo "FAIL: expected one line for each gate whose key reads a decision, got $logged: $(grep 'its key' "$tmp/logs/error.log")" >&2; exit 1; }
+echo "3 requests: $logged error lines, one for each gate whose key reads a gate's decision"
 stop_serving
 
 echo "== a client that gives up on a hung canary: a slow success after the latency target"
