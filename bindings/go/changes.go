@@ -163,11 +163,12 @@ func parseChanges(doc string) ([]Change, error) {
 // that falls more than 64 changes behind misses the oldest: the Sequence numbers it receives
 // then jump, and the gap is the number missed. Read the gate's State to learn where it
 // stands after a gap. A reader that stops reading keeps the goroutine waiting until ctx is
-// done or the gate is closed or collected.
+// done or the gate is closed or collected. A nil ctx, which the goroutine could not wait
+// on, gives a channel that is already closed too.
 func (g *Gate) Changes(ctx context.Context, every time.Duration) <-chan Change {
 	out := make(chan Change)
 	seen, err := g.ChangeCount()
-	if err != nil || every <= 0 {
+	if err != nil || every <= 0 || ctx == nil {
 		close(out)
 		return out
 	}

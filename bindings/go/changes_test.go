@@ -202,7 +202,8 @@ func TestCloseEndsAChangesGoroutineWaitingForItsReader(t *testing.T) {
 	}
 }
 
-// TestChangesWithoutAPositiveIntervalIsClosed: every <= 0 gives a closed channel (no panic).
+// TestChangesWithoutAPositiveIntervalIsClosed: every <= 0 gives a closed channel (no panic),
+// and so does a nil ctx (its goroutine would panic waiting on it, out of the caller's reach).
 func TestChangesWithoutAPositiveIntervalIsClosed(t *testing.T) {
 	g := newGate(t, "", "")
 	for _, every := range []time.Duration{0, -time.Second} {
@@ -210,6 +211,11 @@ func TestChangesWithoutAPositiveIntervalIsClosed(t *testing.T) {
 			t.Fatalf("Changes(ctx, %v) delivered", every)
 		}
 	}
+	if _, open := <-g.Changes(nil, time.Millisecond); open {
+		t.Fatal("Changes(nil, 1ms) delivered")
+	}
+	ok(t, g.Promote(Canary, 5)) // a change the nil ctx's goroutine, had it started, would read
+	time.Sleep(20 * time.Millisecond)
 }
 
 func TestSyncNowReadsAnotherGatesRollbackAtOnce(t *testing.T) {

@@ -154,7 +154,8 @@ func (e environmentJSON) MarshalJSON() ([]byte, error) {
 	case Staging, Production:
 		return json.Marshal(e.Environment.String())
 	}
-	return nil, fmt.Errorf("promotiongates: unknown environment %d", uint32(e.Environment))
+	return nil, &Error{Status: StatusInvalidConfig, Message: fmt.Sprintf(
+		"invalid environment = %d: Canary, Staging or Production (0, 1 or 2)", uint32(e.Environment))}
 }
 
 func (e *environmentJSON) UnmarshalJSON(data []byte) error {

@@ -237,6 +237,14 @@ func TestPromotionErrors(t *testing.T) {
 	if !strings.Contains(pe.Message, "7") {
 		t.Fatalf("message %q", pe.Message)
 	}
+	// In a typed config: the field and the value, not json's wrapping of the marshaller.
+	cfg := DefaultConfig()
+	cfg.Environment = Environment(7)
+	_, err := NewFromConfig(cfg, DefaultSLO())
+	pe = wantErr(t, err, ErrInvalidConfig)
+	if pe.Message != "invalid environment = 7: Canary, Staging or Production (0, 1 or 2)" {
+		t.Fatalf("an unknown environment in a typed config: %q", pe.Message)
+	}
 
 	// A new rollout and ramping down are not gated; ramping up without data is refused.
 	ok(t, g.Promote(Canary, 1))
@@ -415,8 +423,15 @@ func TestFlagCacheIgnoresAnotherGatesNumbers(t *testing.T) {
 		return 0
 	}
 	cached := cacheLen()
-	if names, err := second.Features(theirs); !errors.Is(err, ErrUnknownFlagSet) {
+	names, err := second.Features(theirs)
+	if !errors.Is(err, ErrUnknownFlagSet) {
 		t.Fatalf("another gate's number read as %v, %v; want ErrUnknownFlagSet", names, err)
+	}
+	want := fmt.Sprintf("promotiongates: invalid flag_set = %d: not a flag set of this gate "+
+		"(another gate's decision, or one replaced more than 60 writes ago) "+
+		"(PGATE_STATUS_UNKNOWN_FLAG_SET)", theirs.FlagSet())
+	if err.Error() != want {
+		t.Fatalf("another gate's number: %q, want %q", err, want)
 	}
 	if n := cacheLen(); n != cached {
 		t.Fatalf("the refused number was cached: %d sets, %d before", n, cached)
@@ -427,7 +442,7 @@ func TestFlagCacheIgnoresAnotherGatesNumbers(t *testing.T) {
 	ok(t, second.EnableFeature("b"))
 	ours, err := second.RouteString("user-1")
 	ok(t, err)
-	names, err := second.Features(ours)
+	names, err = second.Features(ours)
 	ok(t, err)
 	if !slices.Equal(names, []string{"b"}) {
 		t.Fatalf("the second gate's own set reads %v, want [b]", names)
@@ -444,10 +459,6 @@ func TestFlagCacheIgnoresAnotherGatesNumbers(t *testing.T) {
 		t.Fatalf("Features after Close: %v", err)
 	}
 }
-
-// flagSetGraceWrites is the library's FLAG_SET_GRACE_WRITES (src/flags.rs): a replaced flag
-// set stays readable for at least this many later writes. The C header does not carry it.
-const flagSetGraceWrites = 60
 
 // TestFlagCacheIsBounded: a gate asked about more sets than flagCacheSize, or about sets
 // holding more than flagCacheNames names in all, starts its cache afresh and still answers

@@ -4,6 +4,7 @@ package promotiongates
 import "C"
 
 import (
+	"fmt"
 	"runtime"
 	"slices"
 	"strconv"
@@ -353,6 +354,21 @@ func (g *Gate) flagSet(id uint32) ([]string, error) {
 	return names, nil
 }
 
+// flagSetGraceWrites is the library's FLAG_SET_GRACE_WRITES (src/flags.rs): a replaced flag
+// set stays readable for at least this many later writes. The C header does not carry it.
+const flagSetGraceWrites = 60
+
+// flagSetError is the error of a flag set the library refused, whose calls write no message:
+// the field and its value, in every binding's words.
+func flagSetError(id uint32, st C.pgate_status) error {
+	if st != C.PGATE_STATUS_UNKNOWN_FLAG_SET {
+		return statusError("pgate_flag_set_name", st)
+	}
+	return &Error{Status: StatusUnknownFlagSet, Message: fmt.Sprintf(
+		"invalid flag_set = %d: not a flag set of this gate (another gate's decision, or one "+
+			"replaced more than %d writes ago)", id, flagSetGraceWrites)}
+}
+
 // readFlagSet copies the names of set id out of the library.
 func (g *Gate) readFlagSet(id uint32) ([]string, error) {
 	p, held := g.acquire()
@@ -363,7 +379,7 @@ func (g *Gate) readFlagSet(id uint32) ([]string, error) {
 	defer runtime.KeepAlive(g)
 	var n C.size_t
 	if st := C.pgate_flag_set_len(p, C.uint32_t(id), &n); st != C.PGATE_STATUS_OK {
-		return nil, statusError("pgate_flag_set_len", st)
+		return nil, flagSetError(id, st)
 	}
 	names := make([]string, 0, int(n))
 	for i := range int(n) {
@@ -371,7 +387,7 @@ func (g *Gate) readFlagSet(id uint32) ([]string, error) {
 		var length C.size_t
 		st := C.pgate_flag_set_name(p, C.uint32_t(id), C.size_t(i), &name, &length)
 		if st != C.PGATE_STATUS_OK {
-			return nil, statusError("pgate_flag_set_name", st)
+			return nil, flagSetError(id, st)
 		}
 		// Copied while the call, counted in flight, keeps the gate (which owns the name) alive.
 		names = append(names, C.GoStringN((*C.char)(unsafe.Pointer(name)), C.int(length)))

@@ -34,7 +34,8 @@ func MetricsPrometheus(gates ...*Gate) (string, error) {
 			continue // closed: refused below
 		}
 		if j, seen := first[g]; seen {
-			return "", fmt.Errorf("promotiongates: MetricsPrometheus: gates[%d] and gates[%d] are the same gate", j, i)
+			return "", &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf(
+				"invalid gates[%d]: MetricsPrometheus: gates[%d] and gates[%d] are the same gate", i, j, i)}
 		}
 		first[g] = i
 	}

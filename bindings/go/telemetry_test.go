@@ -67,7 +67,7 @@ func TestMetricsPrometheusRefusesAGatePassedTwice(t *testing.T) {
 	web := newGate(t, `{"gate": "web"}`, "")
 	api := newGate(t, `{"gate": "api"}`, "")
 	_, err := MetricsPrometheus(api, web, api)
-	if err == nil || !strings.Contains(err.Error(), "gates[0] and gates[2] are the same gate") {
+	if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "invalid gates[2]: MetricsPrometheus: gates[0] and gates[2] are the same gate") {
 		t.Fatalf("a gate passed twice: %v", err)
 	}
 	names := map[*Gate]string{web: "web", api: "api"}

@@ -597,10 +597,9 @@ end
 -- The refusal of a decision's flag set, which the library's calls explain with no message:
 -- one the gate no longer holds (or never gave out), or one replaced while it was read.
 local function unknown_flag_set(status, set)
-  return nil, M.status_str(status) .. ": invalid decision.flag_set = " .. tostring(set)
-           .. ": not a flag set this gate holds (a set is kept for at least 60 writes after "
-           .. "the gate stops using it; a decision kept longer, or made by another gate, "
-           .. "names none)", status
+  return nil, M.status_str(status) .. ": invalid flag_set = " .. tostring(set)
+           .. ": not a flag set of this gate (another gate's decision, or one replaced more "
+           .. "than 60 writes ago)", status
 end
 
 --- The names of the flags on for a decision, as a list of Lua strings (byte order).

@@ -55,6 +55,7 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,8 +155,12 @@ func New(opts Options) (*Proxy, error) {
 		name string
 		url  *url.URL
 	}{{"Stable", opts.Stable}, {"Canary", opts.Canary}} {
-		if u.url == nil || u.url.Host == "" || (u.url.Scheme != "http" && u.url.Scheme != "https") {
-			return nil, fmt.Errorf("canaryproxy: Options.%s = %v: an upstream needs the scheme http or https and a host", u.name, u.url)
+		if !isUpstream(u.url) {
+			shown := "<nil>"
+			if u.url != nil {
+				shown = shortened(u.url.Redacted())
+			}
+			return nil, fmt.Errorf("canaryproxy: Options.%s = %s: an upstream needs the scheme http or https and a host (with a numeric port, if any), as url.Parse reads them", u.name, shown)
 		}
 	}
 	for _, name := range []struct {
@@ -164,8 +169,8 @@ func New(opts Options) (*Proxy, error) {
 		{"KeyHeader", opts.KeyHeader}, {"KeyCookie", opts.KeyCookie},
 		{"OverrideHeader", opts.OverrideHeader}, {"OverrideCookie", opts.OverrideCookie},
 	} {
-		if name.value != "" && !isToken(name.value) {
-			return nil, fmt.Errorf("canaryproxy: Options.%s = %q: a header or cookie name is an HTTP token (letters, digits and !#$%%&'*+-.^_`|~, no spaces or control characters)", name.field, name.value)
+		if name.value != "" && (!isToken(name.value) || len(name.value) > maxNameBytes) {
+			return nil, fmt.Errorf("canaryproxy: Options.%s = %s: a header or cookie name is an HTTP token (letters, digits and !#$%%&'*+-.^_`|~, no spaces or control characters) of at most %d bytes", name.field, shortened(strconv.Quote(name.value)), maxNameBytes)
 		}
 	}
 	p := &Proxy{
@@ -223,6 +228,35 @@ func (p *Proxy) reverseProxy(opts Options, target *url.URL, canary bool) *httput
 		ErrorLog:       opts.ErrorLog,
 		ErrorHandler:   p.handleError,
 	}
+}
+
+// maxNameBytes is the longest header or cookie name taken, the library's for the override
+// names (PGATE_NAME_CAPACITY less its NUL).
+const maxNameBytes = 128
+
+// maxShownBytes is the library's MAX_SHOWN_VALUE_BYTES: the most bytes of a refused value an
+// error message shows.
+const maxShownBytes = 160
+
+// shortened is s, or its first maxShownBytes bytes followed by ...(N bytes): a huge option
+// never makes a huge message.
+func shortened(s string) string {
+	if len(s) <= maxShownBytes {
+		return s
+	}
+	return fmt.Sprintf("%s...(%d bytes)", strings.ToValidUTF8(s[:maxShownBytes], ""), len(s))
+}
+
+// isUpstream reports whether u is an upstream a ReverseProxy can dial: the scheme http or
+// https and a host, read back as url.Parse reads its text (a hand-built URL may hold a host
+// with a space, a newline or a port that is no number, which url.Parse refuses: every request
+// would fail, and be recorded as the version's failure).
+func isUpstream(u *url.URL) bool {
+	if u == nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	parsed, err := url.Parse(u.String())
+	return err == nil && parsed.Host == u.Host
 }
 
 // isToken reports whether s is an HTTP token (RFC 9110 §5.6.2), what a header or cookie name

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -378,6 +379,32 @@ func TestNewRefusesMissingParts(t *testing.T) {
 		if _, err := New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New: %v, want %q", err, tc.want)
 		}
+	}
+	// A hand-built URL that url.Parse would refuse: every request would fail to dial, and be
+	// recorded as the version's failure.
+	for _, host := range []string{"a b:80", "a\nb", "a:xyz"} {
+		_, err := New(Options{Gate: g, Stable: u, Canary: &url.URL{Scheme: "http", Host: host}})
+		if err == nil || !strings.Contains(err.Error(), "Options.Canary = ") ||
+			!strings.Contains(err.Error(), "an upstream needs the scheme http or https and a host") {
+			t.Errorf("host %q: %v", host, err)
+		}
+	}
+	// A refused upstream's password is not shown.
+	_, err := New(Options{Gate: g, Stable: mustURL(t, "ftp://user:s3cret@host"), Canary: u})
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "ftp://user:xxxxx@host") {
+		t.Errorf("an upstream with a password: %v", err)
+	}
+	// A huge name is refused with a short message; a name past 128 bytes is refused.
+	_, err = New(Options{Gate: g, Stable: u, Canary: u, KeyHeader: strings.Repeat("\x01", 10<<20)})
+	if err == nil || len(err.Error()) > 1000 || !strings.Contains(err.Error(), "...(") {
+		t.Errorf("a 10 MiB header name: %d bytes of message", len(err.Error()))
+	}
+	_, err = New(Options{Gate: g, Stable: u, Canary: u, OverrideCookie: strings.Repeat("a", 129)})
+	if err == nil || !strings.Contains(err.Error(), "of at most 128 bytes") {
+		t.Errorf("a 129-byte cookie name: %v", err)
+	}
+	if _, err = New(Options{Gate: g, Stable: u, Canary: u, OverrideCookie: strings.Repeat("a", 128)}); err != nil {
+		t.Errorf("a 128-byte cookie name: %v", err)
 	}
 }
 

@@ -195,6 +195,26 @@ def test_an_interval_a_wait_cannot_take_is_refused(interval: Any, shown: str) ->
         assert not [t for t in threading.enumerate() if t.name == "promotion-gates-changes"]
 
 
+@pytest.mark.parametrize(
+    "timeout, shown",
+    [
+        ("x", "'x'"),
+        (float("nan"), "nan"),
+        (-1, "-1"),
+        (threading.TIMEOUT_MAX * 2, repr(threading.TIMEOUT_MAX * 2)),
+    ],
+)
+def test_a_stop_timeout_a_wait_cannot_take_is_refused(timeout: Any, shown: str) -> None:
+    with Gate() as gate:
+        watcher = gate.on_change(lambda change: None, interval=0.01)
+        with pytest.raises(InvalidArgumentError) as caught:
+            watcher.stop(timeout)
+        assert caught.value.message.startswith(f"invalid timeout = {shown}: ")
+        assert watcher.running  # a refused stop stops nothing
+        watcher.stop(timeout=1)
+        assert not watcher.running
+
+
 def test_a_watcher_ended_by_a_failing_read_keeps_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
     reported: list[Any] = []
     monkeypatch.setattr(threading, "excepthook", reported.append)

@@ -285,6 +285,10 @@ def test_latency_edges_and_argument_errors() -> None:
         ("traffic_percent", 10**400, f"invalid traffic_percent = {HUGE_SHOWN}: not a number a float holds"),
         ("environment", 7, "invalid environment = 7: one of [0, 1, 2]"),
         ("environment", True, "invalid environment = True: one of [0, 1, 2]"),
+        # bool() would read these as True: a stable decision counted as the canary's
+        ("is_canary", "no", "invalid is_canary = 'no': a bool, not str"),
+        ("is_canary", 2, "invalid is_canary = 2: a bool, not int"),
+        ("is_canary", None, "invalid is_canary = None: a bool, not NoneType"),
     ],
 )
 def test_a_decision_built_by_hand_is_range_checked(field: str, value: Any, message: str) -> None:

@@ -159,9 +159,18 @@ class ChangeWatcher:
         return self._thread.is_alive()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stops the watcher and waits (at most ``timeout`` seconds) for its thread to end; a
-        callback under way finishes first. From the callback itself it only asks the thread to
-        end after the callback returns."""
+        """Stops the watcher and waits (at most ``timeout`` seconds, ``None`` for as long as it
+        takes) for its thread to end; a callback under way finishes first. From the callback
+        itself it only asks the thread to end after the callback returns. A ``timeout`` that is
+        not a number of seconds from 0 to ``threading.TIMEOUT_MAX`` is
+        :class:`InvalidArgumentError`, and stops nothing."""
+        if timeout is not None:
+            seconds = finite_float("timeout", timeout)
+            if not 0 <= seconds <= threading.TIMEOUT_MAX:
+                raise refused(
+                    "timeout", timeout, f"seconds from 0, at most {threading.TIMEOUT_MAX:g}"
+                )
+            timeout = seconds
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)

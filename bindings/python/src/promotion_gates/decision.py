@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass, field, fields
 
 from . import _ffi
-from ._arguments import finite_float, member, refused, unsigned
+from ._arguments import finite_float, flag, member, refused, unsigned
 from .errors import InvalidArgumentError
 
 __all__ = ["Decision", "Environment", "Forced", "Recorded", "State"]
@@ -119,7 +119,7 @@ class Decision:
             threshold=unsigned("threshold", self.threshold, 32),
             flag_set=self._flag_set(),
             environment=_environment(self.environment),
-            is_canary=bool(self.is_canary),
+            is_canary=flag("is_canary", self.is_canary),
             forced=_forced(self.forced),
         )
 
