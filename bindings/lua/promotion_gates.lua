@@ -118,6 +118,7 @@ M.OK = 0
 M.INVALID_ARGUMENT = 2
 M.BUFFER_TOO_SMALL = 12
 M.INVALID_HANDLE = 13
+M.UNKNOWN_FLAG_SET = 16
 -- What gate:promote_from returns when the gate left the stage it was given: nothing changed.
 M.STAGE_CHANGED = 19
 -- PGATE_EVIDENCE_CAPACITY: room for any evidence line of pgate_monitor_health.
@@ -138,9 +139,11 @@ M.rules = {
   errors_over_stage = 256, latency_shift = 512, no_data = 1024,
 }
 
--- nil, "PGATE_STATUS_INVALID_ARGUMENT: message", 2: a value refused before the call.
+-- nil, "PGATE_STATUS_INVALID_ARGUMENT: message", 2: a value refused before the call. The
+-- status's name is written here, not asked of the library: pg.load refuses a bad path before
+-- any library is loaded (test.sh checks both agree).
 local function invalid(message)
-  return nil, M.status_str(M.INVALID_ARGUMENT) .. ": " .. message, M.INVALID_ARGUMENT
+  return nil, "PGATE_STATUS_INVALID_ARGUMENT: " .. message, M.INVALID_ARGUMENT
 end
 
 -- The library's MAX_SHOWN_VALUE_BYTES (src/error.rs): the most bytes of a refused value an
@@ -594,9 +597,13 @@ function Gate:record_by_id(id, success, latency)
   return M.recorded[tonumber(self.recorded_buf[0])]
 end
 
--- The refusal of a decision's flag set, which the library's calls explain with no message:
--- one the gate no longer holds (or never gave out), or one replaced while it was read.
-local function unknown_flag_set(status, set)
+-- A failure of a flag-set call, which the library explains with no message: an unknown
+-- flag set (one the gate no longer holds or never gave out, or one replaced while it was read)
+-- is named here; any other status is given as it is.
+local function flag_set_failure(status, set)
+  if status ~= M.UNKNOWN_FLAG_SET then
+    return failure(status)
+  end
   return nil, M.status_str(status) .. ": invalid flag_set = " .. tostring(set)
            .. ": not a flag set of this gate (another gate's decision, or one replaced more "
            .. "than 60 writes ago)", status
@@ -612,7 +619,7 @@ function Gate:flags(decision)
   end
   local status = C.pgate_flag_set_len(self.handle, decision.flag_set, self.len_buf)
   if status ~= M.OK then -- the library's call writes no message
-    return unknown_flag_set(status, decision.flag_set)
+    return flag_set_failure(status, decision.flag_set)
   end
   local names = {}
   for i = 0, tonumber(self.len_buf[0]) - 1 do
@@ -624,7 +631,7 @@ function Gate:flags(decision)
     end
     status = C.pgate_flag_set_name(handle, decision.flag_set, i, self.name_buf, self.len_buf)
     if status ~= M.OK then
-      return unknown_flag_set(status, decision.flag_set)
+      return flag_set_failure(status, decision.flag_set)
     end
     names[#names + 1] = ffi.string(self.name_buf[0], self.len_buf[0])
   end

@@ -20,6 +20,24 @@ python3 bindings/c/vectors_tsv.py tests/vectors/routing.json >bindings/lua/build
 echo "== the module's ffi.cdef against include/promotion_gates.h"
 python3 bindings/lua/check_cdef.py include/promotion_gates.h bindings/lua/promotion_gates.lua
 
+echo "== refusals before any library is loaded"
+# A fresh process whose default library cannot be loaded: pg.load's refusals must not load it
+# (ffi.load would raise), and must name the status as the library does.
+PGATE_LIB=/nonexistent/libpromotion_gates_ffi.so luajit -e '
+  package.path = "bindings/lua/?.lua;" .. package.path
+  local pg = require("promotion_gates")
+  for _, path in ipairs({ 5, "" }) do
+    local none, message, status = pg.load(path)
+    assert(none == nil and status == 2 and message:find("^PGATE_STATUS_INVALID_ARGUMENT: invalid path = "),
+           tostring(message))
+  end
+  assert(not pcall(pg.version), "the default library is not loaded yet")'
+PGATE_LIB="$lib" luajit -e '
+  package.path = "bindings/lua/?.lua;" .. package.path
+  local pg = require("promotion_gates")
+  assert(pg.status_str(pg.INVALID_ARGUMENT) == "PGATE_STATUS_INVALID_ARGUMENT")
+  assert(pg.status_str(pg.UNKNOWN_FLAG_SET) == "PGATE_STATUS_UNKNOWN_FLAG_SET")'
+
 echo "== luajit test.lua"
 PGATE_LIB="$lib" luajit bindings/lua/test.lua bindings/lua/build/routing.tsv tests/vectors/latency.tsv \
   tests/vectors/overrides.tsv
