@@ -206,7 +206,9 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
 /*
  * Opens a gate's store from its documents and closes it again, when the gate's zone is made:
  * after the whole configuration was read and the core module set its defaults, so a
- * configuration refused anywhere leaves no store behind, and an error here fails nginx -t
+ * configuration refused while it is read leaves no store behind (one that fails later, at
+ * another gate's store, another module's zone or a listening socket, keeps the stores opened
+ * before: each from a document already accepted), and an error here fails nginx -t
  * while a reload keeps the running configuration (an init_module hook could only exit the
  * master). A bad store path, a store that cannot be opened and stored state the library
  * refuses fail here. When the master runs as root, the store is opened as the workers' user

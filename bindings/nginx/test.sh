@@ -3,17 +3,18 @@
 # the value of bad configurations (a document without a store, a relative store path) and that
 # a declaration refused for its store's fleet_judging or for naming another declaration's gate,
 # or a configuration refused after the declaration, leaves no store file behind, that as root
-# the store is created as the workers' user (also with a `user` directive after http), that one request retried over
-# 70 upstream servers is one outcome of its gate, that a canary failure redirected by error_page (to a static page or to a named
-# location proxying to stable) is still the canary's outcome while a canary that never reached
-# a peer is no outcome, that a status location holding an `if` answers, that an override
-# header with an underscore is warned of, that a key reading a gate's decision through a map
-# is logged, that a client giving up on a hung canary is recorded
-# as a slow success, that upstream latencies are timed in microseconds, that a rollback one
-# worker decided reaches the other within milliseconds, that each state change gets its own
-# error log line, once, and that a rollback made during a graceful exit is logged, then runs the end-to-end test under load (e2e.sh, ~30 s; PGATE_NGINX_E2E=0
-# skips it). Installs what it lacks with apt-get (nginx, nginx-dev, wrk; prometheus for
-# promtool). Run from anywhere.
+# the store is created as the workers' user (also with a `user` directive after http), that one
+# request retried over 70 upstream servers is one outcome of its gate, that a canary failure
+# redirected by error_page (to a static page or to a named location proxying to stable) is
+# still the canary's outcome while a canary that never reached a peer is no outcome, that a
+# status location holding an `if` answers, that an override header with an underscore is warned
+# of, that a key reading a gate's decision through a map is logged, that a client giving up on
+# a hung canary is recorded as a slow success, that upstream latencies are timed in
+# microseconds, that a rollback one worker decided reaches the other within milliseconds, that
+# each state change gets its own error log line, once, and that a rollback made during a
+# graceful exit is logged, then runs the end-to-end test under load (e2e.sh, ~30 s;
+# PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get (nginx, nginx-dev, wrk;
+# prometheus for promtool). Run from anywhere.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
