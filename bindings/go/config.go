@@ -158,6 +158,13 @@ func (e environmentJSON) MarshalJSON() ([]byte, error) {
 		"invalid environment = %d: Canary, Staging or Production (0, 1 or 2)", uint32(e.Environment))}
 }
 
+// unknownEnvironment is the error of an environment's JSON that names none (shown: the value
+// as an error message shows it).
+func unknownEnvironment(shown string) error {
+	return &Error{Status: StatusInvalidConfig, Message: "invalid environment = " + shown +
+		`: "staging", "production" or {"canary": {"traffic_percent": P}}`}
+}
+
 func (e *environmentJSON) UnmarshalJSON(data []byte) error {
 	var name string
 	if json.Unmarshal(data, &name) == nil {
@@ -169,7 +176,7 @@ func (e *environmentJSON) UnmarshalJSON(data []byte) error {
 			*e = environmentJSON{Environment: Production}
 			return nil
 		}
-		return fmt.Errorf("promotiongates: unknown environment %q", name)
+		return unknownEnvironment(quoted(name))
 	}
 	var canary struct {
 		Canary *struct {
@@ -180,7 +187,7 @@ func (e *environmentJSON) UnmarshalJSON(data []byte) error {
 		return err
 	}
 	if canary.Canary == nil {
-		return fmt.Errorf("promotiongates: unknown environment %s", data)
+		return unknownEnvironment(quoted(string(data)))
 	}
 	*e = environmentJSON{Environment: Canary, TrafficPercent: canary.Canary.TrafficPercent}
 	return nil

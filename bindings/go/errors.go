@@ -110,7 +110,6 @@ var (
 // errClosed is returned by every method of a closed gate.
 var errClosed error = &Error{Status: StatusInvalidHandle, Message: "the gate is closed"}
 
-// statusError turns a status without a C message into an error naming the operation.
 // maxShownValueBytes is the library's MAX_SHOWN_VALUE_BYTES (src/error.rs): the most bytes of
 // a refused value an error message shows.
 const maxShownValueBytes = 160
@@ -129,6 +128,7 @@ func quoted(value string) string {
 	return fmt.Sprintf("%s...(%d bytes)", strconv.Quote(value[:cut]), len(value))
 }
 
+// statusError turns a status without a C message into an error naming the operation.
 func statusError(op string, st C.pgate_status) error {
 	if st == C.PGATE_STATUS_OK {
 		return nil

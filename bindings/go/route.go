@@ -360,9 +360,9 @@ const flagSetGraceWrites = 60
 
 // flagSetError is the error of a flag set the library refused, whose calls write no message:
 // the field and its value, in every binding's words.
-func flagSetError(id uint32, st C.pgate_status) error {
+func flagSetError(operation string, id uint32, st C.pgate_status) error {
 	if st != C.PGATE_STATUS_UNKNOWN_FLAG_SET {
-		return statusError("pgate_flag_set_name", st)
+		return statusError(operation, st)
 	}
 	return &Error{Status: StatusUnknownFlagSet, Message: fmt.Sprintf(
 		"invalid flag_set = %d: not a flag set of this gate (another gate's decision, or one "+
@@ -379,7 +379,7 @@ func (g *Gate) readFlagSet(id uint32) ([]string, error) {
 	defer runtime.KeepAlive(g)
 	var n C.size_t
 	if st := C.pgate_flag_set_len(p, C.uint32_t(id), &n); st != C.PGATE_STATUS_OK {
-		return nil, flagSetError(id, st)
+		return nil, flagSetError("pgate_flag_set_len", id, st)
 	}
 	names := make([]string, 0, int(n))
 	for i := range int(n) {
@@ -387,7 +387,7 @@ func (g *Gate) readFlagSet(id uint32) ([]string, error) {
 		var length C.size_t
 		st := C.pgate_flag_set_name(p, C.uint32_t(id), C.size_t(i), &name, &length)
 		if st != C.PGATE_STATUS_OK {
-			return nil, flagSetError(id, st)
+			return nil, flagSetError("pgate_flag_set_name", id, st)
 		}
 		// Copied while the call, counted in flight, keeps the gate (which owns the name) alive.
 		names = append(names, C.GoStringN((*C.char)(unsafe.Pointer(name)), C.int(length)))

@@ -35,7 +35,7 @@ func MetricsPrometheus(gates ...*Gate) (string, error) {
 		}
 		if j, seen := first[g]; seen {
 			return "", &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf(
-				"invalid gates[%d]: MetricsPrometheus: gates[%d] and gates[%d] are the same gate", i, j, i)}
+				"gates[%d] and gates[%d] are the same gate", j, i)}
 		}
 		first[g] = i
 	}
@@ -67,29 +67,29 @@ func MetricsPrometheus(gates ...*Gate) (string, error) {
 		case C.PGATE_STATUS_BUFFER_TOO_SMALL:
 			buf = make([]byte, int(n)+4096) // the text may grow between two calls
 		case C.PGATE_STATUS_INVALID_ARGUMENT:
-			return "", sameNames(gates, statusError("pgate_metrics_prometheus_gates", st))
+			return "", sameNames(gates, st)
 		default:
 			return "", statusError("pgate_metrics_prometheus_gates", st)
 		}
 	}
 }
 
-// sameNames explains the library's refusal of gates of one name by their positions, wrapping
-// err; err itself when no two names are the same.
-func sameNames(gates []*Gate, err error) error {
+// sameNames explains the library's refusal st of gates of one name by their positions, as
+// every binding words it; the bare status when no two names are the same.
+func sameNames(gates []*Gate, st C.pgate_status) error {
 	first := make(map[string]int, len(gates))
 	for i, g := range gates {
-		name, nameErr := g.Name()
-		if nameErr != nil {
-			return err
+		name, err := g.Name()
+		if err != nil {
+			break
 		}
 		if j, seen := first[name]; seen {
-			return fmt.Errorf("promotiongates: MetricsPrometheus: gates[%d] is named %q, as gates[%d] is: their series would repeat: %w",
-				i, name, j, err)
+			return &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf(
+				"gates[%d] is named %q, as gates[%d] is: their series would repeat", i, name, j)}
 		}
 		first[name] = i
 	}
-	return err
+	return statusError("pgate_metrics_prometheus_gates", st)
 }
 
 // MetricsPrometheus returns this gate's Prometheus text exposition (see the function

@@ -67,7 +67,8 @@ func TestMetricsPrometheusRefusesAGatePassedTwice(t *testing.T) {
 	web := newGate(t, `{"gate": "web"}`, "")
 	api := newGate(t, `{"gate": "api"}`, "")
 	_, err := MetricsPrometheus(api, web, api)
-	if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "invalid gates[2]: MetricsPrometheus: gates[0] and gates[2] are the same gate") {
+	// Worded as every binding words it.
+	if pe := wantErr(t, err, ErrInvalidArgument); pe.Message != "gates[0] and gates[2] are the same gate" {
 		t.Fatalf("a gate passed twice: %v", err)
 	}
 	names := map[*Gate]string{web: "web", api: "api"}
@@ -98,7 +99,8 @@ func TestMetricsPrometheusRefusesTwoGatesOfOneName(t *testing.T) {
 		t.Fatalf("Name: %q, %v", name, err)
 	}
 	_, err := MetricsPrometheus(web, api, twin)
-	if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), `gates[2] is named "web", as gates[0] is`) {
+	pe := wantErr(t, err, ErrInvalidArgument)
+	if pe.Message != `gates[2] is named "web", as gates[0] is: their series would repeat` {
 		t.Fatalf("two gates named web: %v", err)
 	}
 	if _, err := MetricsPrometheus(web, api); err != nil {

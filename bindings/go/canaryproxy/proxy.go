@@ -60,6 +60,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 	"weak"
 
 	promotiongates "github.com/promotion-gates/promotion-gates/bindings/go"
@@ -155,12 +156,12 @@ func New(opts Options) (*Proxy, error) {
 		name string
 		url  *url.URL
 	}{{"Stable", opts.Stable}, {"Canary", opts.Canary}} {
-		if !isUpstream(u.url) {
+		if err := upstreamError(u.url); err != nil {
 			shown := "<nil>"
 			if u.url != nil {
 				shown = shortened(u.url.Redacted())
 			}
-			return nil, fmt.Errorf("canaryproxy: Options.%s = %s: an upstream needs the scheme http or https and a host (with a numeric port, if any), as url.Parse reads them", u.name, shown)
+			return nil, fmt.Errorf("canaryproxy: Options.%s = %s: %w", u.name, shown, err)
 		}
 	}
 	for _, name := range []struct {
@@ -170,7 +171,7 @@ func New(opts Options) (*Proxy, error) {
 		{"OverrideHeader", opts.OverrideHeader}, {"OverrideCookie", opts.OverrideCookie},
 	} {
 		if name.value != "" && (!isToken(name.value) || len(name.value) > maxNameBytes) {
-			return nil, fmt.Errorf("canaryproxy: Options.%s = %s: a header or cookie name is an HTTP token (letters, digits and !#$%%&'*+-.^_`|~, no spaces or control characters) of at most %d bytes", name.field, shortened(strconv.Quote(name.value)), maxNameBytes)
+			return nil, fmt.Errorf("canaryproxy: Options.%s = %s: a header or cookie name is an HTTP token (letters, digits and !#$%%&'*+-.^_`|~, no spaces or control characters) of at most %d bytes", name.field, quoted(name.value), maxNameBytes)
 		}
 	}
 	p := &Proxy{
@@ -196,7 +197,7 @@ func New(opts Options) (*Proxy, error) {
 	if p.onError == nil {
 		p.onError = badGateway
 	}
-	p.upstreams = [2]string{opts.Stable.String(), opts.Canary.String()}
+	p.upstreams = [2]string{opts.Stable.Redacted(), opts.Canary.Redacted()}
 	p.stable = p.reverseProxy(opts, opts.Stable, false)
 	p.canary = p.reverseProxy(opts, opts.Canary, true)
 	p.writers.New = func() any { return new(outcomeWriter) }
@@ -247,16 +248,40 @@ func shortened(s string) string {
 	return fmt.Sprintf("%s...(%d bytes)", strings.ToValidUTF8(s[:maxShownBytes], ""), len(s))
 }
 
-// isUpstream reports whether u is an upstream a ReverseProxy can dial: the scheme http or
-// https and a host, read back as url.Parse reads its text (a hand-built URL may hold a host
-// with a space, a newline or a port that is no number, which url.Parse refuses: every request
-// would fail, and be recorded as the version's failure).
-func isUpstream(u *url.URL) bool {
+// quoted is s quoted, or its first bytes (cut at a character's start, at most maxShownBytes)
+// quoted and followed by ...(N bytes), N the length of s.
+func quoted(s string) string {
+	if len(s) <= maxShownBytes {
+		return strconv.Quote(s)
+	}
+	cut := maxShownBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s...(%d bytes)", strconv.Quote(s[:cut]), len(s))
+}
+
+// upstreamError is why u is not an upstream a ReverseProxy can dial, or nil: it needs the
+// scheme http or https and a host, and its text must read back through url.Parse to the same
+// host (a hand-built URL may hold a host with a space, a newline or a port that is no number,
+// or a query with a control character, which url.Parse refuses: every request would fail,
+// and be recorded as the version's failure).
+func upstreamError(u *url.URL) error {
 	if u == nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return false
+		return errors.New("an upstream needs the scheme http or https and a host")
 	}
 	parsed, err := url.Parse(u.String())
-	return err == nil && parsed.Host == u.Host
+	if err != nil {
+		var parseErr *url.Error
+		if errors.As(err, &parseErr) {
+			err = parseErr.Err // its URL may hold a password; the one shown above is redacted
+		}
+		return fmt.Errorf("url.Parse refuses its text: %w", err)
+	}
+	if parsed.Host != u.Host {
+		return fmt.Errorf("url.Parse reads its host as %s", quoted(parsed.Host))
+	}
+	return nil
 }
 
 // isToken reports whether s is an HTTP token (RFC 9110 §5.6.2), what a header or cookie name

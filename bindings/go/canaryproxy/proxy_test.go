@@ -166,6 +166,14 @@ func TestFailingCanaryIsRolledBack(t *testing.T) {
 		!strings.Contains(body, `"canary":"`+canary.URL+`"`) {
 		t.Fatalf("status after the rollback: %d %s", code, body)
 	}
+	// An upstream's password is not shown.
+	withPassword := strings.Replace(canary.URL, "http://", "http://u:s3cret@", 1)
+	status = httptest.NewServer(newProxy(t, Options{}, g, stable.URL, withPassword).StatusHandler())
+	defer status.Close()
+	if code, body := get(t, status.URL, "", ""); code != 200 || strings.Contains(body, "s3cret") ||
+		!strings.Contains(body, `"canary":"`+strings.Replace(withPassword, "s3cret", "xxxxx", 1)+`"`) {
+		t.Fatalf("status with a password in the canary's URL: %d %s", code, body)
+	}
 }
 
 // TestIsFailureConfigurable: with IsFailure 4xx-or-5xx, a 404 counts as a failure; by
@@ -382,11 +390,21 @@ func TestNewRefusesMissingParts(t *testing.T) {
 	}
 	// A hand-built URL that url.Parse would refuse: every request would fail to dial, and be
 	// recorded as the version's failure.
-	for _, host := range []string{"a b:80", "a\nb", "a:xyz"} {
-		_, err := New(Options{Gate: g, Stable: u, Canary: &url.URL{Scheme: "http", Host: host}})
+	// The message gives url.Parse's reason.
+	for _, tc := range []struct {
+		url  *url.URL
+		want string
+	}{
+		{&url.URL{Scheme: "http", Host: "a b:80"}, `= http://a%20b:80: url.Parse refuses its text: invalid URL escape "%20"`},
+		{&url.URL{Scheme: "http", Host: "a\nb"}, `= http://a%0Ab: url.Parse refuses its text: invalid URL escape "%0A"`},
+		{&url.URL{Scheme: "http", Host: "a:xyz"}, `url.Parse refuses its text: invalid port ":xyz" after host`},
+		{&url.URL{Scheme: "http", Host: "a", RawQuery: "q=\x7f"}, "url.Parse refuses its text: net/url: invalid control character in URL"},
+		{&url.URL{Scheme: "http", User: url.UserPassword("u", "s3cret"), Host: "a b"}, `Options.Canary = http://u:xxxxx@a%20b: url.Parse refuses its text: invalid URL escape "%20"`},
+	} {
+		_, err := New(Options{Gate: g, Stable: u, Canary: tc.url})
 		if err == nil || !strings.Contains(err.Error(), "Options.Canary = ") ||
-			!strings.Contains(err.Error(), "an upstream needs the scheme http or https and a host") {
-			t.Errorf("host %q: %v", host, err)
+			!strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%#v: %v, want %q", tc.url, err, tc.want)
 		}
 	}
 	// A refused upstream's password is not shown.
@@ -396,8 +414,8 @@ func TestNewRefusesMissingParts(t *testing.T) {
 	}
 	// A huge name is refused with a short message; a name past 128 bytes is refused.
 	_, err = New(Options{Gate: g, Stable: u, Canary: u, KeyHeader: strings.Repeat("\x01", 10<<20)})
-	if err == nil || len(err.Error()) > 1000 || !strings.Contains(err.Error(), "...(") {
-		t.Errorf("a 10 MiB header name: %d bytes of message", len(err.Error()))
+	if err == nil || len(err.Error()) > 1000 || !strings.Contains(err.Error(), `\x01"...(10485760 bytes):`) {
+		t.Errorf("a 10 MiB header name: %d bytes of message: %.300s", len(err.Error()), err)
 	}
 	_, err = New(Options{Gate: g, Stable: u, Canary: u, OverrideCookie: strings.Repeat("a", 129)})
 	if err == nil || !strings.Contains(err.Error(), "of at most 128 bytes") {
