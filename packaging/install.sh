@@ -18,7 +18,10 @@
 #
 # --prefix      where the files will live (default /usr/local); the .pc and CMake files name it
 #               relative to themselves, so the installed tree can be moved whole (with a
-#               --libdir outside the prefix they name every directory by its absolute path)
+#               --libdir outside the prefix they name every directory by its absolute path).
+#               The relative form is worked out from the names given (GNU realpath -ms), not
+#               from resolved symlinks: a host must find the .pc and CMake files under the
+#               names they were installed to, not through a symlink into another tree
 # --libdir      default PREFIX/lib;  --includedir  default PREFIX/include
 # --destdir     a staging root prepended to every path written (for distribution packages)
 # --no-build    install what the last `cargo build --release -p promotion-gates-ffi` built

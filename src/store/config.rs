@@ -219,7 +219,7 @@ impl EtcdStoreConfig {
                     format!("store.etcd.endpoints[{i}]"),
                     quoted(endpoint),
                     format!(
-                        "an http:// URL with a host, e.g. \"http://127.0.0.1:2379\" (this build has no TLS: no https://), at most {MAX_STORE_ADDRESS_BYTES} bytes"
+                        "an http:// URL with a host, without whitespace or control characters, e.g. \"http://127.0.0.1:2379\" (this build has no TLS: no https://), at most {MAX_STORE_ADDRESS_BYTES} bytes"
                     ),
                 ));
             }
@@ -235,7 +235,7 @@ impl EtcdStoreConfig {
                 "store.etcd.prefix",
                 quoted(prefix),
                 format!(
-                    "a key prefix starting with / and not ending with /, without whitespace, at most {MAX_STORE_ADDRESS_BYTES} bytes, e.g. \"/promotion-gates/checkout\""
+                    "a key prefix starting with / and not ending with /, without whitespace or control characters, at most {MAX_STORE_ADDRESS_BYTES} bytes, e.g. \"/promotion-gates/checkout\""
                 ),
             ));
         }
