@@ -184,6 +184,10 @@ func (e *environmentJSON) UnmarshalJSON(data []byte) error {
 		} `json:"canary"`
 	}
 	if err := json.Unmarshal(data, &canary); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field == "" { // a number, a list: no object
+			return unknownEnvironment(quoted(string(data)))
+		}
 		return err
 	}
 	if canary.Canary == nil {

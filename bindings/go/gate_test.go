@@ -249,6 +249,8 @@ func TestPromotionErrors(t *testing.T) {
 	for text, shown := range map[string]string{
 		`{"environment": "bogus"}`:                            `"bogus"`,
 		`{"environment": {"canry": {}}}`:                      `"{\"canry\": {}}"`,
+		`{"environment": 5}`:                                  `"5"`,
+		`{"environment": [1]}`:                                `"[1]"`,
 		`{"environment": "` + strings.Repeat("x", 200) + `"}`: `"` + strings.Repeat("x", 160) + `"...(200 bytes)`,
 	} {
 		var typed Config
