@@ -156,8 +156,9 @@ impl ThreadRecorder {
         }
     }
 
-    /// Records one outcome. `newest` is the gate's current stage; it is read only when the
-    /// outcome's stage is newer than the recorder's, to refuse a decision of another gate.
+    /// Records one outcome. `newest` is the gate's current stage: an outcome of an older stage
+    /// is late even when this thread's recorder still holds that stage (it recorded nothing
+    /// since the stage changed), and one of a newer stage is another gate's.
     #[inline]
     pub(crate) fn record(
         &self,
@@ -173,7 +174,7 @@ impl ThreadRecorder {
         let check_clock = countdown <= 1;
         self.clock_countdown
             .store(countdown.saturating_sub(1), Ordering::Relaxed);
-        if self.stage.load(Ordering::Relaxed) != stage.0
+        if (self.stage.load(Ordering::Relaxed) != stage.0 || newest.get() != stage)
             && let Some(recorded) = self.change_stage(stage, newest)
         {
             return Tally {
@@ -234,16 +235,17 @@ impl ThreadRecorder {
             .store(now_ns.max(1), Ordering::Relaxed);
     }
 
-    /// The outcome's stage is not the recorder's: drops a late or foreign outcome (returning
-    /// why), or clears the recorder for a newer stage of this gate (returning `None`). Out of
-    /// line, so that the common path keeps a small frame.
+    /// The outcome's stage is not both the recorder's and the gate's newest: drops a late or
+    /// foreign outcome (returning why), or clears the recorder for the gate's newest stage
+    /// (returning `None`). Out of line, so that the common path keeps a small frame.
     #[cold]
     #[inline(never)]
     fn change_stage(&self, stage: StageId, newest: &NewestStage) -> Option<Recorded> {
-        if stage.0 < self.stage.load(Ordering::Relaxed) {
+        let newest = newest.get();
+        if stage < newest || stage.0 < self.stage.load(Ordering::Relaxed) {
             increment(&self.late);
             Some(Recorded::Late)
-        } else if stage > newest.get() {
+        } else if stage > newest {
             increment(&self.foreign);
             Some(Recorded::Foreign)
         } else {
@@ -400,14 +402,14 @@ mod tests {
     fn counts_per_cohort_and_drops_late_outcomes() {
         let rec = ThreadRecorder::new();
         let s1 = StageId(1);
-        let nine = NewestStage::new(StageId(9));
+        let newest = NewestStage::new(s1);
         assert_eq!(
-            rec.record(s1, Cohort::Canary, true, 100, true, &nine)
+            rec.record(s1, Cohort::Canary, true, 100, true, &newest)
                 .recorded,
             Recorded::Counted
         );
-        rec.record(s1, Cohort::Canary, false, 200, false, &nine);
-        rec.record(s1, Cohort::Stable, true, 300, true, &nine);
+        rec.record(s1, Cohort::Canary, false, 200, false, &newest);
+        rec.record(s1, Cohort::Stable, true, 300, true, &newest);
         let mut sum: PerCohort<CohortCounts> = Default::default();
         let mut scratch: PerCohort<CohortCounts> = Default::default();
         assert!(rec.add_to(s1, &mut sum, &mut scratch, true));
@@ -418,13 +420,13 @@ mod tests {
         assert_eq!(sum.canary.histogram.iter().sum::<u64>(), 2);
         assert_eq!(sum.stable.requests, 1);
 
-        // A newer stage clears; an older one is late.
-        let newest = &nine;
-        rec.record(StageId(2), Cohort::Canary, true, 5, true, newest);
-        let late = rec.record(s1, Cohort::Canary, true, 5, true, newest);
+        // A newer stage of the gate clears; an older one is late.
+        newest.set(StageId(2));
+        rec.record(StageId(2), Cohort::Canary, true, 5, true, &newest);
+        let late = rec.record(s1, Cohort::Canary, true, 5, true, &newest);
         assert_eq!(late.recorded, Recorded::Late);
         // A stage newer than the gate's is refused and clears nothing.
-        let foreign = rec.record(StageId(10), Cohort::Canary, true, 5, true, newest);
+        let foreign = rec.record(StageId(10), Cohort::Canary, true, 5, true, &newest);
         assert_eq!(foreign.recorded, Recorded::Foreign);
         assert_eq!((rec.late(), rec.foreign()), (1, 1));
         assert_eq!(rec.late(), 1);
@@ -522,6 +524,27 @@ mod tests {
         let mut empty = CohortCounts::default();
         empty.add(&other);
         assert_eq!(empty, other);
+    }
+
+    /// A recorder that still holds the stage that ended (its thread recorded nothing since)
+    /// drops that stage's outcomes as late: they would be counted where no reader looks.
+    #[test]
+    fn an_outcome_of_an_ended_stage_is_late_on_a_recorder_that_still_holds_it() {
+        let rec = ThreadRecorder::new();
+        let newest = NewestStage::new(StageId(1));
+        let record = |stage| {
+            rec.record(stage, Cohort::Canary, true, 5, true, &newest)
+                .recorded
+        };
+        assert_eq!(record(StageId(1)), Recorded::Counted);
+        newest.set(StageId(2));
+        assert_eq!(record(StageId(1)), Recorded::Late);
+        assert_eq!(rec.late(), 1);
+        let mut sum: PerCohort<CohortCounts> = Default::default();
+        let mut scratch: PerCohort<CohortCounts> = Default::default();
+        assert!(rec.add_to(StageId(1), &mut sum, &mut scratch, false));
+        assert_eq!(sum.canary.requests, 1, "the late outcome was counted");
+        assert_eq!(record(StageId(2)), Recorded::Counted);
     }
 
     #[test]
