@@ -181,6 +181,14 @@ impl SqliteStore {
         for _ in 0..3 {
             let before = self.file_now()?;
             let mut connection = Connection::open_with_flags(&self.path, flags).map_err(fail)?;
+            // SQLite falls back to reading a file this process may not write: every write
+            // would then fail, and a rollback wait forever to be written.
+            if connection.is_readonly(rusqlite::MAIN_DB).map_err(fail)? {
+                return Err(self.error(
+                    StoreProblem::Unavailable,
+                    "the file cannot be written by this process (no write permission, or an immutable file): a store must be writable",
+                ));
+            }
             connection.busy_timeout(self.busy_timeout).map_err(fail)?;
             let prepared = self.prepare(&mut connection);
             let same = match (before, self.file_now()?) {

@@ -76,6 +76,50 @@ fn a_state_survives_closing_and_reopening_the_file() {
     assert_eq!(reopened.changes_since(known(2)).unwrap(), Since::Same);
 }
 
+/// A file this process cannot write: SQLite would open it read-only, and every write fail.
+#[test]
+fn a_file_this_process_cannot_write_is_refused_at_opening() {
+    let dir = Scratch::new("read-only");
+    let path = dir.file("gate.db");
+    first_write(&open(&path, "checkout"));
+    let _read_only = ReadOnly::make(&path);
+    let Err(error) = SqliteStore::open(&settings(&path), "checkout") else {
+        panic!("a read-only file opened");
+    };
+    assert_eq!(error.problem(), StoreProblem::Unavailable);
+    assert!(
+        error.to_string().contains(&path) && error.to_string().contains("cannot be written"),
+        "{error}"
+    );
+}
+
+/// A file made read-only for this process while it lives: immutable (`chattr +i`) when the
+/// process runs as root, whom permissions do not stop, else mode 0444.
+struct ReadOnly(String);
+
+impl ReadOnly {
+    fn make(path: &str) -> Self {
+        let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+        let made = if root {
+            Command::new("chattr").args(["+i", path]).status().unwrap()
+        } else {
+            Command::new("chmod").args(["0444", path]).status().unwrap()
+        };
+        assert!(
+            made.success(),
+            "cannot make {path} read-only (root: {root})"
+        );
+        Self(path.to_string())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").args(["-i", &self.0]).status();
+        let _ = Command::new("chmod").args(["0644", &self.0]).status();
+    }
+}
+
 #[test]
 fn a_stale_guard_writes_nothing_and_names_what_is_stored() {
     let dir = Scratch::new("guard");
