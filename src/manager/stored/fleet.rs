@@ -52,23 +52,23 @@ impl Shared {
         let published = store::encode(&instance, stored_stage, &ours)
             .map_err(|why| StoreError::new(store.location(), StoreProblem::Unavailable, why))
             .and_then(|contribution| store.publish(&contribution, ttl));
-        if let Err(error) = published {
-            tracing::warn!(%error, instance, "promotion.store cannot publish this instance's counts");
-        }
-        match store.contributions(stored_stage, &instance, ttl) {
-            Ok(rows) => {
-                let now = (self.monitor.monotonic(), self.monitor.wall());
-                let (read, bad) = readable(&rows, stored_stage);
-                exchange.report(bad);
-                let fleet = exchange
-                    .ledger
-                    .update((stage, stored_stage), now, window, read);
-                self.monitor.set_fleet(fleet);
-            }
+        exchange.publishing.note(published.err(), &instance);
+        let rows = match store.contributions(stored_stage, &instance, ttl) {
+            Ok(rows) => rows,
             Err(error) => {
-                tracing::warn!(%error, "promotion.store cannot read the other instances' counts; judging with them as last read");
+                // Judged with the others' counts as last read.
+                exchange.reading.note(Some(error), &instance);
+                return;
             }
-        }
+        };
+        exchange.reading.note(None, &instance);
+        let now = (self.monitor.monotonic(), self.monitor.wall());
+        let (read, bad) = readable(&rows, stored_stage);
+        exchange.report(bad);
+        let fleet = exchange
+            .ledger
+            .update((stage, stored_stage), now, window, read);
+        self.monitor.set_fleet(fleet);
     }
 }
 
@@ -99,6 +99,10 @@ fn readable(
 pub(in crate::manager) struct Exchange {
     /// The other instances' counts of the stage, as this thread last read them.
     ledger: FleetLedger,
+    /// Whether this instance's counts could be published at the last tick.
+    publishing: Outage<Publishing>,
+    /// Whether the other instances' counts could be read at the last tick.
+    reading: Outage<Reading>,
     /// The bad contributions of the last read: each is logged when first found, not again at
     /// every tick while it stays in the store.
     bad: HashSet<BadContribution>,
@@ -116,6 +120,61 @@ impl Exchange {
             );
         }
         self.bad = bad.into_iter().collect();
+    }
+}
+
+/// One of the two store calls of a tick, as its failures are logged.
+trait Exchanged {
+    /// The warning when the call starts failing (or fails otherwise than it did).
+    const FAILING: &'static str;
+    /// The line when it works again.
+    const WORKING: &'static str;
+}
+
+#[derive(Default)]
+struct Publishing;
+
+impl Exchanged for Publishing {
+    const FAILING: &'static str =
+        "promotion.store cannot publish this instance's counts (logged once while it lasts)";
+    const WORKING: &'static str = "promotion.store publishes this instance's counts again";
+}
+
+#[derive(Default)]
+struct Reading;
+
+impl Exchanged for Reading {
+    const FAILING: &'static str = "promotion.store cannot read the other instances' counts; judging with them as last read (logged once while it lasts)";
+    const WORKING: &'static str = "promotion.store reads the other instances' counts again";
+}
+
+/// The last failure of one of a tick's store calls: a failure is logged when it starts or
+/// changes, and its end once, not at every tick (four times a second by default) while the
+/// store stays broken.
+struct Outage<Call> {
+    last: Option<StoreError>,
+    call: std::marker::PhantomData<Call>,
+}
+
+impl<Call> Default for Outage<Call> {
+    fn default() -> Self {
+        Self {
+            last: None,
+            call: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<Call: Exchanged> Outage<Call> {
+    /// Notes this tick's result of the call: `failure` is its error, if it failed.
+    fn note(&mut self, failure: Option<StoreError>, instance: &str) {
+        match (&self.last, &failure) {
+            (None, None) => {}
+            (Some(_), None) => tracing::info!(instance, "{}", Call::WORKING),
+            (Some(last), Some(error)) if last == error => {}
+            (_, Some(error)) => tracing::warn!(%error, instance, "{}", Call::FAILING),
+        }
+        self.last = failure;
     }
 }
 
@@ -171,5 +230,28 @@ mod tests {
         let lines = logs.lines();
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert!(lines[1].contains("negative") && lines[2].contains("not an integer"));
+    }
+
+    #[test]
+    fn a_failing_store_call_is_logged_when_it_starts_changes_and_ends() {
+        use crate::telemetry::log_lines::LogLines;
+        let error = |why: &str| StoreError::new("/x/gate.db", StoreProblem::Unavailable, why);
+        let logs = LogLines::default();
+        let mut reading = Outage::<Reading>::default();
+        logs.during(|| {
+            for _ in 0..40 {
+                reading.note(Some(error("no such table: contribution")), "i-1"); // a tick each
+            }
+            reading.note(Some(error("disk I/O error")), "i-1");
+            reading.note(None, "i-1");
+            reading.note(None, "i-1");
+            reading.note(Some(error("disk I/O error")), "i-1");
+        });
+        let lines = logs.lines();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(lines[0].contains("no such table") && lines[0].contains("cannot read"));
+        assert!(lines[1].contains("disk I/O error"));
+        assert!(lines[2].contains("reads the other instances' counts again"));
+        assert!(lines[3].contains("disk I/O error"));
     }
 }
