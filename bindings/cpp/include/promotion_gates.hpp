@@ -217,7 +217,8 @@ using ErrorPtr = std::unique_ptr<pgate_error, ErrorDeleter>;
 
 struct GateDeleter {
   void operator()(pgate_gate* gate) const noexcept {
-    // Only a double free returns a failure, and unique_ptr frees once.
+    // unique_ptr frees once, so the library refuses only a free from inside the log
+    // callback: that gate is not freed (a destructor cannot report it; README, Logging).
     static_cast<void>(pgate_gate_free(gate));
   }
 };
