@@ -96,6 +96,21 @@ fn two_gates_follow_each_other_through_the_watch() {
     assert_eq!(a.rollback_history()[0].trigger, RollbackTrigger::Automatic);
 }
 
+/// An endpoint written with a `/` at the end reaches the same keys (the store appends its
+/// paths: it would ask for "//v3/...").
+#[test]
+fn an_endpoint_with_a_slash_at_the_end_reaches_the_same_store() {
+    let Some(endpoint) = endpoint("etcd endpoint slash") else {
+        return;
+    };
+    let prefix = unique_prefix("slash");
+    let with_slash = open(&format!("{endpoint}/"), &prefix).unwrap();
+    with_slash.rollback("drill").unwrap();
+    let plain = open(&endpoint, &prefix).unwrap();
+    assert_eq!(plain.environment(), Environment::Production);
+    assert_eq!(plain.rollback_history().len(), 1);
+}
+
 #[test]
 fn a_race_between_a_rollback_and_a_ramp_converges() {
     let Some(endpoint) = endpoint("etcd race") else {

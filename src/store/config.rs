@@ -193,6 +193,45 @@ impl SqliteStoreConfig {
     }
 }
 
+/// Whether `endpoint` is `http://` and a host with an optional port, nothing else but an
+/// optional `/` at the end (the store appends its paths to it).
+fn is_endpoint(endpoint: &str) -> bool {
+    let Some(authority) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((ip, rest)) => {
+                let ipv6 = ip.parse::<std::net::Ipv6Addr>().is_ok();
+                (ipv6.then_some(ip), rest)
+            }
+            None => (None, ""),
+        },
+        None => {
+            let end = authority.find(':').unwrap_or(authority.len());
+            let (name, rest) = authority.split_at(end);
+            let named = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+            (named.then_some(name), rest)
+        }
+    };
+    let port_ok = match port.strip_prefix(':') {
+        None => port.is_empty(),
+        Some(digits) => {
+            digits.len() <= 5
+                && !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && digits
+                    .parse::<u32>()
+                    .is_ok_and(|p| (1..=65_535).contains(&p))
+        }
+    };
+    host.is_some() && port_ok
+}
+
 impl EtcdStoreConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.endpoints.is_empty() {
@@ -210,16 +249,12 @@ impl EtcdStoreConfig {
             ));
         }
         for (i, endpoint) in self.endpoints.iter().enumerate() {
-            let host = endpoint.strip_prefix("http://");
-            if !host.is_some_and(|h| {
-                !h.is_empty() && !h.contains(|c: char| c.is_whitespace() || c.is_control())
-            }) || endpoint.len() > MAX_STORE_ADDRESS_BYTES
-            {
+            if !is_endpoint(endpoint) || endpoint.len() > MAX_STORE_ADDRESS_BYTES {
                 return Err(ConfigError::new(
                     format!("store.etcd.endpoints[{i}]"),
                     quoted(endpoint),
                     format!(
-                        "an http:// URL with a host, without whitespace or control characters, e.g. \"http://127.0.0.1:2379\" (this build has no TLS: no https://), at most {MAX_STORE_ADDRESS_BYTES} bytes"
+                        "http:// and a host (a name, an IPv4 address or an [IPv6] one) with an optional port from 1 to 65535, nothing else (no user, path, query or fragment: the store adds its own path), e.g. \"http://127.0.0.1:2379\" (this build has no TLS: no https://), at most {MAX_STORE_ADDRESS_BYTES} bytes"
                     ),
                 ));
             }
@@ -298,6 +333,44 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_is_a_host_and_a_port_and_nothing_else() {
+        for good in [
+            "http://127.0.0.1:2379",
+            "http://127.0.0.1:2379/",
+            "http://etcd-0.etcd.svc:2379",
+            "http://etcd_1",
+            "http://[::1]:2379",
+            "http://[fe80::1]",
+            "http://a:65535",
+        ] {
+            assert!(is_endpoint(good), "{good}");
+        }
+        for bad in [
+            "http://",
+            "http:///",
+            "http://a:",
+            "http://a:0",
+            "http://a:65536",
+            "http://a:99999",
+            "http://a:abc",
+            "http://a:+1",
+            "http://[::1",
+            "http://[::1]x",
+            "http://[nonsense]:1",
+            "http://a:2379/p",
+            "http://a:2379?x",
+            "http://a:2379#y",
+            "http://user:pass@a:2379",
+            "http://a b",
+            "http://a:2379//",
+            "https://a:2379",
+            "ftp://a",
+        ] {
+            assert!(!is_endpoint(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn each_bad_field_is_named_with_its_value() {
         let cases = [
             (r#"{"sqlite": {"path": ""}}"#, "store.sqlite.path", "\"\""),
@@ -345,6 +418,11 @@ mod tests {
                 r#"{"etcd": {"endpoints": ["http://a\u001b[2J:1"], "prefix": "/p"}}"#,
                 "store.etcd.endpoints[0]",
                 r#""http://a\u{1b}[2J:1""#,
+            ),
+            (
+                r#"{"etcd": {"endpoints": ["http://a:99999"], "prefix": "/p"}}"#,
+                "store.etcd.endpoints[0]",
+                r#""http://a:99999""#,
             ),
             (
                 r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "p"}}"#,

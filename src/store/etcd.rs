@@ -95,7 +95,12 @@ impl EtcdStore {
             .into();
         Self {
             location: format!("{} {}", config.endpoints.join(","), config.prefix),
-            endpoints: config.endpoints.clone(),
+            // The paths are appended: "http://a:2379/" would ask for "//v3/...".
+            endpoints: config
+                .endpoints
+                .iter()
+                .map(|endpoint| endpoint.trim_end_matches('/').to_string())
+                .collect(),
             preferred: Arc::new(AtomicUsize::new(0)),
             prefix: config.prefix.clone(),
             gate: gate.to_string(),
