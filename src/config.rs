@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use std::fmt;
 
 use crate::error::{ConfigError, FlagError, quoted, shortened};
+
+mod environment_wire;
 use crate::limits::{
     MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_ROLLBACK_HISTORY, MAX_WINDOW_SECONDS,
     TRAFFIC_PERCENT_RESOLUTION,
@@ -25,8 +27,8 @@ use crate::limits::{
 /// let json = serde_json::to_string(&env).unwrap();
 /// assert_eq!(json, r#"{"canary":{"traffic_percent":12.5}}"#);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Environment {
     /// `traffic_percent` % of requests (by bucket) go to the new version, the rest to stable.
     Canary {

@@ -1,0 +1,127 @@
+//! How an [`Environment`] is read from a document: `"staging"`, `"production"` or
+//! `{"canary": {"traffic_percent": P}}`, and an error that names the value and those three
+//! forms when it is none of them (serde's derived reader says only "expected value" for a
+//! number, a list or `null`).
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Unexpected, Visitor};
+use std::fmt;
+
+use super::Environment;
+
+/// The names an environment has, as serde lists them in an unknown variant's error.
+const NAMES: &[&str] = &["canary", "staging", "production"];
+
+/// The canary's fields, `{"traffic_percent": P}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CanaryFields {
+    traffic_percent: f64,
+}
+
+#[derive(Clone, Copy)]
+struct EnvironmentVisitor;
+
+impl<'de> Visitor<'de> for EnvironmentVisitor {
+    type Value = Environment;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#""staging", "production" or {"canary": {"traffic_percent": P}}"#)
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Environment, E> {
+        match name {
+            "staging" => Ok(Environment::Staging),
+            "production" => Ok(Environment::Production),
+            "canary" => Err(E::invalid_value(Unexpected::Str(name), &self)),
+            _ => Err(E::unknown_variant(name, NAMES)),
+        }
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Environment, M::Error> {
+        let Some(name) = map.next_key::<String>()? else {
+            return Err(de::Error::invalid_length(0, &self));
+        };
+        let environment = match name.as_str() {
+            "canary" => {
+                let fields: CanaryFields = map.next_value()?;
+                Environment::Canary {
+                    traffic_percent: fields.traffic_percent,
+                }
+            }
+            // The derived reader took these too ({"staging": null}).
+            "staging" | "production" => {
+                map.next_value::<()>()?;
+                self.visit_str(&name)?
+            }
+            _ => return Err(de::Error::unknown_variant(&name, NAMES)),
+        };
+        if map.next_key::<IgnoredAny>()?.is_some() {
+            return Err(de::Error::invalid_length(2, &self));
+        }
+        Ok(environment)
+    }
+}
+
+impl<'de> Deserialize<'de> for Environment {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(EnvironmentVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(json: &str) -> Result<Environment, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_form_is_read() {
+        assert_eq!(read(r#""staging""#), Ok(Environment::Staging));
+        assert_eq!(read(r#""production""#), Ok(Environment::Production));
+        assert_eq!(read(r#"{"staging": null}"#), Ok(Environment::Staging));
+        assert_eq!(
+            read(r#"{"canary": {"traffic_percent": 12.5}}"#),
+            Ok(Environment::Canary {
+                traffic_percent: 12.5
+            })
+        );
+    }
+
+    #[test]
+    fn a_value_of_no_form_is_named_with_the_three_forms() {
+        let forms = r#"expected "staging", "production" or {"canary": {"traffic_percent": P}}"#;
+        for (json, shown) in [
+            ("5", "integer `5`"),
+            ("-1.5", "floating point `-1.5`"),
+            ("null", "null"),
+            ("true", "boolean `true`"),
+            ("[1]", "sequence"),
+            (r#""canary""#, r#"string "canary""#),
+        ] {
+            let error = read(json).unwrap_err();
+            assert!(
+                error.contains(shown) && error.contains(forms),
+                "{json}: {error}"
+            );
+        }
+        let error = read("{}").unwrap_err();
+        assert!(
+            error.contains("invalid length 0") && error.contains(forms),
+            "{error}"
+        );
+        let error = read(r#"{"canary": {"traffic_percent": 1}, "staging": null}"#).unwrap_err();
+        assert!(error.contains("invalid length 2"), "{error}");
+        let error = read(r#""bogus""#).unwrap_err();
+        assert!(
+            error.contains(
+                "unknown variant `bogus`, expected one of `canary`, `staging`, `production`"
+            ),
+            "{error}"
+        );
+        let error = read(r#"{"canary": {"traffic_percent": 1, "x": 2}}"#).unwrap_err();
+        assert!(error.contains("unknown field `x`"), "{error}");
+    }
+}
