@@ -146,17 +146,31 @@ impl PromotionGateManager {
     /// decided again, a few times at most.
     fn write<T>(
         &self,
-        mut decide: impl FnMut(&mut WriterState) -> Result<T, Error>,
+        decide: impl FnMut(&mut WriterState) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut writer = self.lock_writer();
+        match self.write_locked(&mut self.lock_writer(), decide) {
+            Ok(made) => Ok(made),
+            Err(Refused::Decided(error) | Refused::CatchUp(error)) => Err(error),
+        }
+    }
+
+    /// [`write`](Self::write) with the writer lock held by the caller, telling a refusal of
+    /// the write itself from a failure to catch up with the stored state after a lost race.
+    fn write_locked<T>(
+        &self,
+        writer: &mut WriterState,
+        mut decide: impl FnMut(&mut WriterState) -> Result<T, Error>,
+    ) -> Result<T, Refused> {
         let mut attempts = 0;
         loop {
-            match decide(&mut writer) {
+            match decide(writer) {
                 Err(Error::Store(e)) if e.problem() == StoreProblem::Conflict && attempts < 3 => {
                     attempts += 1;
-                    self.shared.catch_up_locked(&mut writer)?;
+                    self.shared
+                        .catch_up_locked(writer)
+                        .map_err(Refused::CatchUp)?;
                 }
-                result => return result,
+                result => return result.map_err(Refused::Decided),
             }
         }
     }
@@ -324,8 +338,9 @@ impl PromotionGateManager {
     /// # Errors
     /// [`Error::Rollback`] when the gate is already in Production, or the reason is blank or
     /// longer than [`MAX_REASON_BYTES`](crate::MAX_REASON_BYTES). Nothing changes on error. A
-    /// state store that cannot be written is not an error: the rollback is made at once and
-    /// written when the store answers again.
+    /// state store that cannot be written, or whose state (another process's write) this build
+    /// cannot read, is not an error: the rollback is made at once and written when the store
+    /// answers again and can be read.
     ///
     /// # Example
     /// ```
@@ -352,25 +367,27 @@ impl PromotionGateManager {
             return Err(RollbackError::EmptyReason.into());
         }
         let manual = RollbackTrigger::Manual;
-        match self.write(|writer| {
+        let mut writer = self.lock_writer();
+        match self.write_locked(&mut writer, |writer| {
             self.shared
                 .rollback_locked(writer, reason.clone(), manual, None)
         }) {
+            Ok(()) => Ok(()),
             // Another process's write came first, and the gate cannot follow the stored state
-            // (its config names flags beyond what the gate can hold): the rollback is made here
-            // at once and written over the stored state by the sync thread, as an automatic
-            // one is, rather than refused.
-            Err(Error::Flag(_)) => {
-                let mut writer = self.lock_writer();
-                self.shared.roll_back(
-                    &mut writer,
-                    reason,
-                    manual,
-                    None,
-                    Some(Durability::Deferred),
-                )
-            }
-            made => made,
+            // (its config names flags beyond what the gate can hold; a release a newer build
+            // wrote with a field this build does not know, or another row that is not ours,
+            // logged by the catch-up; a store that did not answer the read): the rollback is
+            // made here at once and written over the stored state by the sync thread once it
+            // can be, as an automatic one is, rather than refused (a store that cannot be
+            // written is no error for a rollback).
+            Err(refused) if refused.cannot_follow_the_store() => self.shared.roll_back(
+                &mut writer,
+                reason,
+                manual,
+                None,
+                Some(Durability::Deferred),
+            ),
+            Err(Refused::CatchUp(error) | Refused::Decided(error)) => Err(error),
         }
     }
 
@@ -504,6 +521,29 @@ impl PromotionGateManager {
             }
             Ok(current.config.clone())
         })
+    }
+}
+
+/// Why a write under the writer lock was not made.
+enum Refused {
+    /// The write was decided and refused (an invalid move, a store that refused it).
+    Decided(Error),
+    /// The write lost a race to another process's, and the gate could not catch up with the
+    /// stored state to decide it again (the store cannot be read, or did not answer).
+    CatchUp(Error),
+}
+
+impl Refused {
+    /// Whether the gate could not follow the stored state a write lost to: a stored config
+    /// naming flags beyond what the gate can hold, or a store that cannot be read (not ours to
+    /// this build) or did not answer the read. Not a conflict that kept coming back: that store
+    /// answers, and the write may be tried again.
+    fn cannot_follow_the_store(&self) -> bool {
+        match self {
+            Self::Decided(Error::Flag(_)) | Self::CatchUp(Error::Flag(_)) => true,
+            Self::CatchUp(Error::Store(e)) => e.problem() != StoreProblem::Conflict,
+            Self::Decided(_) | Self::CatchUp(_) => false,
+        }
     }
 }
 
