@@ -1402,9 +1402,10 @@ static void test_threads(void) {
         check_at(w->bad_status == 0 && w->bad_decision == 0 && w->bad_flags == 0, __LINE__,
                  "worker %u: %u bad statuses, %u inconsistent decisions, %u wrong flag sets", i,
                  w->bad_status, w->bad_decision, w->bad_flags);
-        /* Each thread routes then records, so its stages only grow: every outcome counts. */
-        check_at(w->routed == ROUTES_PER_WORKER && w->counted == ROUTES_PER_WORKER &&
-                     w->late == 0 && w->foreign == 0,
+        /* Each outcome counts, or is late when the stage changed between its route and its
+         * record (the library counts it nowhere then); none is another gate's. */
+        check_at(w->routed == ROUTES_PER_WORKER && w->counted + w->late == ROUTES_PER_WORKER &&
+                     w->counted > 0 && w->foreign == 0,
                  __LINE__, "worker %u: %u routed, %u counted, %u late, %u foreign", i, w->routed,
                  w->counted, w->late, w->foreign);
         canary += w->canary;
