@@ -24,6 +24,7 @@ mod simulate;
 mod traffic;
 mod validate;
 
+use clap::builder::StyledStr;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Parser, Subcommand};
 use std::io::{self, Write};
@@ -57,21 +58,26 @@ enum Command {
     Validate(validate::ValidateArgs),
 }
 
-/// A clap error on one line: its first line, plus the valid values when it lists them. The
-/// value it quotes is shown as [`error::shown_text`] shows one: control characters escaped (a
-/// newline in it would end the line it is on), at most `MAX_SHOWN_VALUE_BYTES`.
-fn one_line(mut error: clap::Error) -> String {
-    if let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue) {
-        let shown = error::shown_text(value);
-        error.insert(ContextKind::InvalidValue, ContextValue::String(shown));
+/// A clap error on one line: its message (the missing arguments it lists included), plus the
+/// valid values and the tips when it gives them. Each text of the user's it quotes (an unknown
+/// argument or subcommand, a refused value; in the message or in a tip) is shown as
+/// [`error::shown_text`] shows one: control characters escaped (a newline in it would end the
+/// line it is on), at most `MAX_SHOWN_VALUE_BYTES`.
+fn one_line(error: &clap::Error) -> String {
+    // Replaced in the styled text: its plain form strips a terminal escape of the user's as it
+    // strips clap's own styles, so the text quoted would no longer be the text given.
+    let mut styled = error.render().ansi().to_string();
+    for (given, shown) in user_texts(error) {
+        styled = styled.replace(&given, &shown);
     }
-    let text = error.render().to_string();
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let mut message = lines
-        .next()
-        .unwrap_or("error: invalid arguments")
-        .to_string();
-    for line in lines {
+    let text = StyledStr::from(styled).to_string();
+    // The message is the first paragraph; the tips and the usage follow, each after a blank line.
+    let mut paragraphs = text.split("\n\n");
+    let mut message = words_of(paragraphs.next().unwrap_or_default());
+    if message.is_empty() {
+        message = "error: invalid arguments".to_string();
+    }
+    for line in paragraphs.flat_map(str::lines).map(str::trim) {
         if line.starts_with("[possible values") || line.starts_with("tip:") {
             message.push(' ');
             message.push_str(line);
@@ -79,6 +85,40 @@ fn one_line(mut error: clap::Error) -> String {
     }
     message.push_str(" (see --help)");
     message
+}
+
+/// The texts of the user's that `error` quotes, each with its shown form, where they differ.
+fn user_texts(error: &clap::Error) -> Vec<(String, String)> {
+    let mut texts = Vec::new();
+    for kind in [
+        ContextKind::InvalidArg,
+        ContextKind::InvalidSubcommand,
+        ContextKind::InvalidValue,
+    ] {
+        match error.get(kind) {
+            Some(ContextValue::String(text)) => texts.push(text.clone()),
+            Some(ContextValue::Strings(list)) => texts.extend(list.iter().cloned()),
+            _ => {}
+        }
+    }
+    texts
+        .into_iter()
+        .map(|given| {
+            let shown = error::shown_text(&given);
+            (given, shown)
+        })
+        .filter(|(given, shown)| given != shown)
+        .collect()
+}
+
+/// The lines of `paragraph`, trimmed, on one line.
+fn words_of(paragraph: &str) -> String {
+    let lines: Vec<&str> = paragraph
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" ")
 }
 
 fn complain(error: &CliError) {
@@ -98,7 +138,7 @@ fn main() -> ExitCode {
             {
                 let _ = e.print();
             } else {
-                let _ = writeln!(io::stderr().lock(), "{}", one_line(e));
+                let _ = writeln!(io::stderr().lock(), "{}", one_line(&e));
             }
             return ExitCode::from(u8::try_from(code).unwrap_or(2));
         }

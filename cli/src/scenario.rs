@@ -383,24 +383,61 @@ impl Scenario {
     }
 
     /// The shortest and the longest planned ramp `--duration` may scale this scenario to
-    /// ([`Scenario::scale_to`] scales every length by one factor): its shortest stage and its
-    /// extension step at least one tick ([`MIN_EXTENSION_S`]), and its longest run within
-    /// [`MAX_RUN_S`], [`MAX_RUN_REQUESTS`] and [`MAX_RUN_EVALUATIONS`], each proportional to
-    /// the factor.
+    /// ([`Scenario::scale_to`] scales every length by one factor): its shortest stage, its
+    /// extension step and each incident's length at least one tick ([`MIN_EXTENSION_S`]);
+    /// each incident's start and length, and its longest run, within [`MAX_RUN_S`]; the
+    /// longest run within [`MAX_RUN_REQUESTS`] and [`MAX_RUN_EVALUATIONS`]; each proportional
+    /// to the factor.
     pub fn duration_range(&self) -> (f64, f64) {
         let planned = self.planned_seconds();
         let shortest = self
             .stages
             .iter()
             .map(|s| s.duration_s)
+            .chain(self.incidents().filter_map(|i| i.length_s))
             .fold(self.extension_s, f64::min);
+        let latest_incident = self
+            .incidents()
+            .flat_map(|i| [i.after_s, i.length_s.unwrap_or(0.0)])
+            .fold(0.0, f64::max);
         let longest = self.longest_seconds();
         let requests = self.rps / self.sample as f64 * longest;
         let evaluations = self.evaluations(longest, requests);
         let most = (MAX_RUN_S / longest)
+            .min(MAX_RUN_S / latest_incident)
             .min(MAX_RUN_REQUESTS / requests)
             .min(MAX_RUN_EVALUATIONS / evaluations);
         (planned * MIN_EXTENSION_S / shortest, planned * most)
+    }
+
+    /// The incidents of both services: `--duration` scales them with the ramp.
+    fn incidents(&self) -> impl Iterator<Item = &Incident> {
+        [&self.stable, &self.canary]
+            .into_iter()
+            .filter_map(|model| model.incident.as_ref())
+    }
+
+    /// The most requests a simulated second the engine may see (`rps / sample`) over the
+    /// longest run, and why: [`MAX_RUN_REQUESTS`] over it, or [`MAX_RUN_EVALUATIONS`] when
+    /// `slo.evaluation_interval` would have the record path evaluate more often than that (it
+    /// evaluates at most once a request). What `--rps` and `--sample` are held to.
+    pub fn most_engine_rate(&self) -> (f64, String) {
+        let longest = self.longest_seconds();
+        if self.evaluations(longest, f64::INFINITY) > MAX_RUN_EVALUATIONS {
+            let interval_ms = self.slo.evaluation_interval.as_secs_f64() * 1e3;
+            let why = format!(
+                "the record path evaluates once per slo.evaluation_interval_ms = {interval_ms} \
+                 and once a request at most, and a run at most {MAX_RUN_EVALUATIONS} times \
+                 (MAX_RUN_EVALUATIONS; or raise the interval)"
+            );
+            (MAX_RUN_EVALUATIONS / longest, why)
+        } else {
+            let why = format!(
+                "a run sends at most {MAX_RUN_REQUESTS} requests through the engine \
+                 (MAX_RUN_REQUESTS)"
+            );
+            (MAX_RUN_REQUESTS / longest, why)
+        }
     }
 
     /// The most evaluations the record path makes in `longest` seconds carrying `requests`:
@@ -684,6 +721,45 @@ mod tests {
     }
 
     #[test]
+    fn the_duration_range_keeps_each_incident_within_a_tick_and_the_longest_run() {
+        // A 0.5 s incident in a 360 s ramp: --duration 1s made it 1.4 ms long, refused on
+        // incident.length_s, a value never written (exit 1); a start at 1e308 became inf.
+        let with_incident = |after_s: f64, length_s: Option<f64>| {
+            changed(|s| {
+                s.canary.incident = Some(Incident {
+                    stage: 1,
+                    after_s,
+                    error_rate: 1.0,
+                    latency_factor: 1.0,
+                    length_s,
+                });
+            })
+        };
+        let short = with_incident(10.0, Some(0.5));
+        let (least, _) = short.duration_range();
+        assert!((least - 7.2).abs() < 1e-9, "{least}");
+        let late = with_incident(MAX_RUN_S / 2.0, None);
+        let (_, most) = late.duration_range();
+        assert!((most - 720.0).abs() < 1e-6, "{most}");
+        let long = with_incident(0.0, Some(MAX_RUN_S / 4.0));
+        let (_, most) = long.duration_range();
+        assert!((most - 1440.0).abs() < 1e-6, "{most}");
+        for scenario in [short, late, long] {
+            let (least, most) = scenario.duration_range();
+            for total in [least, most] {
+                let mut scaled = scenario.clone();
+                scaled.scale_to(total);
+                scaled.validate().unwrap();
+            }
+            for total in [least * 0.99, most * 1.01] {
+                let mut scaled = scenario.clone();
+                scaled.scale_to(total);
+                assert!(scaled.validate().is_err(), "{total}");
+            }
+        }
+    }
+
+    #[test]
     fn durations_read_with_units() {
         assert_eq!(parse_duration("90").unwrap(), 90.0);
         assert_eq!(parse_duration("1.5m").unwrap(), 90.0);
@@ -814,7 +890,7 @@ mod tests {
         });
         assert!(e.starts_with("invalid canary.bursts.every_s = "), "{e}");
         assert!(
-            e.ends_with("seconds, at least 0.01 (one tick of the simulation)"),
+            e.ends_with("seconds from 0.01 (one tick of the simulation) to 31536000 (365 days)"),
             "{e}"
         );
         // The extremes it takes: a p99 at 60 s over a median at 1 µs, sigma 8.
@@ -824,6 +900,110 @@ mod tests {
         crate::traffic::Service::new(&s.canary).unwrap();
         (s.canary.p99_ms, s.canary.sigma) = (None, Some(MAX_SIGMA));
         crate::traffic::Service::new(&s.canary).unwrap();
+    }
+
+    #[test]
+    fn a_burst_or_incident_beyond_the_longest_run_is_refused_saying_both_limits() {
+        // The message said "at least 0.01" of a value refused for being above the most.
+        let burst = |m: &mut ServiceModel| {
+            m.bursts = Some(Bursts {
+                every_s: 1e9,
+                length_s: 1.0,
+                error_rate: 1.0,
+            });
+        };
+        let e = service_refusal(&burst);
+        assert_eq!(
+            e,
+            "invalid canary.bursts.every_s = 1000000000: seconds from 0.01 (one tick of the \
+             simulation) to 31536000 (365 days)"
+        );
+        let incident = |after_s: f64, length_s: f64| Incident {
+            stage: 1,
+            after_s,
+            error_rate: 1.0,
+            latency_factor: 1.0,
+            length_s: Some(length_s),
+        };
+        let e = service_refusal(&|m| m.incident = Some(incident(0.0, 4e7)));
+        assert_eq!(
+            e,
+            "invalid canary.incident.length_s = 40000000: seconds from 0.01 (one tick of the \
+             simulation) to 31536000 (365 days)"
+        );
+        // An unbounded start became `inf` once --duration scaled it.
+        let e = service_refusal(&|m| m.incident = Some(incident(1e308, 1.0)));
+        assert_eq!(
+            e,
+            "invalid canary.incident.after_s = 1e308: seconds from 0 to 31536000 (365 days), \
+             the longest simulated run"
+        );
+        changed(|s| s.canary.incident = Some(incident(MAX_RUN_S, MAX_RUN_S)))
+            .validate_fields()
+            .unwrap();
+    }
+
+    /// The message of the default scenario's validation error after `change` to its canary.
+    fn service_refusal(change: &dyn Fn(&mut ServiceModel)) -> String {
+        refusal(|s| change(&mut s.canary))
+    }
+
+    #[test]
+    fn a_p99_the_engine_cannot_record_is_refused_naming_the_fields_that_imply_it() {
+        // Each was accepted: the report showed a p99 of 360 s, the engine, which records at
+        // most 60 s, one of 60.03 s.
+        let e = refusal(|s| s.stable.median_ms = 60_000.0);
+        assert_eq!(
+            e,
+            "invalid stable.median_ms = 60000: at most 10000 ms without p99_ms or sigma: the \
+             p99 is then 6 × median_ms = 360000 ms, above 60000 ms, the longest latency the \
+             engine records exactly (set p99_ms or sigma, or lower median_ms)"
+        );
+        changed(|s| s.stable.median_ms = 10_000.0)
+            .validate()
+            .unwrap();
+        let e = service_refusal(&|m| (m.median_ms, m.sigma) = (0.001, Some(8.0)));
+        assert!(
+            e.starts_with(
+                "invalid canary.sigma = 8: at most 7.698 with median_ms = 0.001: the p99, \
+                 median_ms × e^(2.326 × sigma), is then 120937.32"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains(" ms, above 60000 ms, the longest latency"),
+            "{e}"
+        );
+        changed(|s| (s.canary.median_ms, s.canary.sigma) = (0.001, Some(7.698)))
+            .validate()
+            .unwrap();
+        let incident = |latency_factor: f64| Incident {
+            stage: 2,
+            after_s: 1.0,
+            error_rate: 0.0,
+            latency_factor,
+            length_s: None,
+        };
+        let e = service_refusal(&|m| m.incident = Some(incident(1_000.0)));
+        assert_eq!(
+            e,
+            "invalid canary.incident.latency_factor = 1000: at most 500 with a p99 of 120 ms: \
+             the incident's p99, latency_factor × 120 ms = 120000 ms, is above 60000 ms, the \
+             longest latency the engine records exactly"
+        );
+        changed(|s| s.canary.incident = Some(incident(500.0)))
+            .validate()
+            .unwrap();
+        let e = service_refusal(&|m| {
+            m.p99_ms = Some(60_000.0);
+            m.incident = Some(incident(1.5));
+        });
+        assert!(
+            e.starts_with(
+                "invalid canary.incident.latency_factor = 1.5: at most 1 with a p99 of 60000 ms"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

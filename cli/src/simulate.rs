@@ -144,9 +144,10 @@ fn check_duration(scenario: &Scenario, total: f64) -> Result<(), CliError> {
         return Ok(());
     }
     Err(CliError::Usage(format!(
-        "invalid --duration = {} s: from {} s to {} s for this scenario (its shortest stage and \
-         extension_s at least one 10 ms tick; its longest run, every stage extended \
-         max_extensions times, within 365 days, {MAX_RUN_REQUESTS} requests and \
+        "invalid --duration = {} s: from {} s to {} s for this scenario (its shortest stage, \
+         extension_s and each incident's length_s at least one 10 ms tick; each incident's \
+         after_s and length_s, and its longest run, every stage extended max_extensions times, \
+         within 365 days; that run within {MAX_RUN_REQUESTS} requests and \
          {MAX_RUN_EVALUATIONS} evaluations)",
         shown_number(total),
         // Rounded inwards, to a millisecond, so both ends are accepted.
@@ -169,8 +170,44 @@ fn show_config(out: &mut impl Write, scenario: &Scenario, json: bool) -> Result<
     Ok(())
 }
 
-/// Runs `simulate`; returns the exit status ([`exit_status`] of the outcome).
-pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
+/// `--rps`, `--sample`: the requests they send through the engine over the scenario's longest
+/// run ([`Scenario::most_engine_rate`]), a bad flag value (exit 2) naming the flag, not the
+/// file's `rps` or `slo.evaluation_interval_ms`. Without either flag, or when the file's
+/// stages alone are too long, the file is at fault and its own validation says so.
+fn check_rate_flags(scenario: &Scenario, args: &SimulateArgs) -> Result<(), CliError> {
+    let Err(refusal) = scenario.validate_run_size() else {
+        return Ok(());
+    };
+    if !matches!(refusal.field(), "rps" | "slo.evaluation_interval_ms") {
+        return Ok(());
+    }
+    let (most, why) = scenario.most_engine_rate();
+    let run = format!(
+        "over the longest run of {} s of this scenario (the stages, each extended \
+         max_extensions times): {why}",
+        shown_number(scenario.longest_seconds())
+    );
+    let sample = scenario.sample;
+    match (args.rps, args.sample) {
+        (Some(rps), _) => Err(CliError::Usage(format!(
+            "invalid --rps = {}: at most {} with sample = {sample} {run} (lower --rps or raise \
+             --sample)",
+            shown_number(rps),
+            shown_number((most * sample as f64).floor()),
+        ))),
+        (None, Some(_)) => Err(CliError::Usage(format!(
+            "invalid --sample = {sample}: at least {} with rps = {} {run} (raise --sample)",
+            shown_number((scenario.rps / most).ceil()),
+            shown_number(scenario.rps),
+        ))),
+        (None, None) => Ok(()),
+    }
+}
+
+/// The scenario that runs: the file's or the built-in one, the flags' values in it, scaled to
+/// `--duration`, and valid. A flag value that cannot run is a bad flag (exit 2) naming the
+/// flag; a field of the file that cannot run is the file's error (exit 1) naming the field.
+fn runnable_scenario(args: &SimulateArgs) -> Result<Scenario, CliError> {
     let (mut scenario, source) = match &args.config {
         Some(path) => (document::load::<Scenario>(path)?, path.clone()),
         None => (
@@ -186,20 +223,25 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
         path: source.clone(),
         message,
     };
-    // The fields as given first, so that an error names the value written; then the scenario
-    // that runs, whose lengths `--duration` may have changed.
+    // The fields as given first, so that an error names the value written (the flags' own
+    // parsers hold them to these fields' limits); then the scenario that runs, whose lengths
+    // `--duration` may have changed.
     scenario
         .validate_fields()
         .map_err(|e| invalid(e.to_string()))?;
     if let Some(total) = args.duration {
         // No --duration fits a scenario that cannot be scaled at all (its shortest stage needs
-        // more than its runs allow): the scenario is at fault, as it is written.
+        // more than its runs allow): the scenario is at fault, as it is written, unless --rps
+        // or --sample is (checked at its own length).
         let (least, most) = scenario.duration_range();
         if least > most {
+            check_rate_flags(&scenario, args)?;
             scenario.validate().map_err(|e| invalid(e.to_string()))?;
         }
         check_duration(&scenario, total)?;
         scenario.scale_to(total);
+    } else {
+        check_rate_flags(&scenario, args)?;
     }
     scenario.validate().map_err(|e| match args.duration {
         Some(total) => invalid(format!(
@@ -207,6 +249,12 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
         )),
         None => invalid(e.to_string()),
     })?;
+    Ok(scenario)
+}
+
+/// Runs `simulate`; returns the exit status ([`exit_status`] of the outcome).
+pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
+    let scenario = runnable_scenario(args)?;
     let mut out = io::stdout().lock();
     if args.show_config {
         show_config(&mut out, &scenario, args.json)?;

@@ -9,10 +9,20 @@ use std::time::Duration;
 use crate::scenario::{Bursts, Incident, ServiceModel};
 
 /// The standard normal's 99th percentile: `p99 = median · exp(Z99 · sigma)`.
-const Z99: f64 = 2.326_347_874_040_841;
+pub const Z99: f64 = 2.326_347_874_040_841;
 
 /// `p99 / median` of a model that gives neither `p99_ms` nor `sigma`.
-const DEFAULT_P99_OVER_MEDIAN: f64 = 6.0;
+pub const DEFAULT_P99_OVER_MEDIAN: f64 = 6.0;
+
+/// The 99th percentile latency `model` draws, in milliseconds, before any incident: its
+/// `p99_ms`, or `median_ms · exp(Z99 · sigma)`, or [`DEFAULT_P99_OVER_MEDIAN`] × `median_ms`.
+pub fn p99_ms(model: &ServiceModel) -> f64 {
+    match (model.sigma, model.p99_ms) {
+        (Some(sigma), _) => model.median_ms * (Z99 * sigma).exp(),
+        (None, Some(p99)) => p99,
+        (None, None) => model.median_ms * DEFAULT_P99_OVER_MEDIAN,
+    }
+}
 
 /// A synthetic service, ready to draw outcomes.
 #[derive(Debug, Clone)]

@@ -1126,6 +1126,160 @@ fn a_scenario_no_duration_fits_is_refused_on_its_field_not_on_the_flag() {
 }
 
 #[test]
+fn a_duration_that_would_break_an_incident_is_a_bad_flag() {
+    // validate said ok, then --duration 1s made the 0.5 s incident 1.4 ms long and the error
+    // named incident.length_s = 0.001388888888888889, a value never written, with exit 1.
+    let path = temp_file(
+        "short-incident.toml",
+        "[canary]\nincident = { stage = 1, after_s = 10, error_rate = 1, length_s = 0.5 }\n",
+    );
+    let valid = run(&["validate", "--kind", "scenario", text(&path)]);
+    assert_eq!(valid.status.code(), Some(0), "{}", stderr(&valid));
+    fails_saying(
+        &["simulate", "--config", text(&path), "--duration", "1s"],
+        2,
+        &[
+            "invalid --duration = 1 s: from 7.2 s to ",
+            "each incident's length_s",
+        ],
+    );
+    // A start past the longest run is the file's error, as written (it became `inf`).
+    let path = temp_file(
+        "late-incident.toml",
+        "[canary]\nincident = { stage = 1, after_s = 1e308, error_rate = 1 }\n",
+    );
+    fails_saying(
+        &["simulate", "--config", text(&path), "--duration", "60m"],
+        1,
+        &["invalid canary.incident.after_s = 1e308: seconds from 0 to 31536000"],
+    );
+}
+
+#[test]
+fn a_rate_flag_that_breaks_the_run_size_is_a_bad_flag_naming_it() {
+    // The error named the file (`l.toml: invalid rps = 1000000`) and exited 1.
+    let path = temp_file(
+        "day-stage.toml",
+        "stages = [{traffic_percent = 1, duration_s = 86400}]\n",
+    );
+    let (code, message) = failure(&["simulate", "--config", text(&path), "--rps", "1000000"]);
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.starts_with("error: invalid --rps = 1000000: at most 115580 with sample = 1 "),
+        "{message}"
+    );
+    assert!(!message.contains("day-stage.toml"), "{message}");
+    let (code, message) = failure(&[
+        "simulate",
+        "--config",
+        text(&path),
+        "--rps",
+        "1000000",
+        "--sample",
+        "2",
+    ]);
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.starts_with("error: invalid --rps = 1000000: at most 231160 with sample = 2 "),
+        "{message}"
+    );
+    // A busy file that --sample does not thin enough: the flag, with the least it may be.
+    let busy = temp_file(
+        "busy-day.toml",
+        "rps = 1000000\nstages = [{traffic_percent = 1, duration_s = 86400}]\n",
+    );
+    let (code, message) = failure(&["simulate", "--config", text(&busy), "--sample", "2"]);
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.starts_with("error: invalid --sample = 2: at least 9 with rps = 1000000 "),
+        "{message}"
+    );
+    let at_least = run(&[
+        "simulate",
+        "--config",
+        text(&busy),
+        "--sample",
+        "9",
+        "--show-config",
+    ]);
+    assert_eq!(at_least.status.code(), Some(0), "{}", stderr(&at_least));
+    let at_most = run(&[
+        "simulate",
+        "--config",
+        text(&path),
+        "--rps",
+        "115580",
+        "--show-config",
+    ]);
+    assert_eq!(at_most.status.code(), Some(0), "{}", stderr(&at_most));
+    // Without the flags the file is at fault, as it is written.
+    let (code, message) = failure(&["simulate", "--config", text(&busy)]);
+    assert_eq!(code, 1, "{message}");
+    assert!(
+        message.contains("busy-day.toml: invalid rps = 1000000"),
+        "{message}"
+    );
+    // No --duration fits because of --rps (a 10 ms stage beside a day-long one): the flag,
+    // not the file.
+    let tick = temp_file(
+        "tick-and-day.json",
+        r#"{"rps": 100, "max_extensions": 0, "stages": [
+            {"traffic_percent": 1, "duration_s": 0.01},
+            {"traffic_percent": 2, "duration_s": 86400}]}"#,
+    );
+    let (code, message) = failure(&[
+        "simulate",
+        "--config",
+        text(&tick),
+        "--rps",
+        "1000000",
+        "--duration",
+        "1h",
+    ]);
+    assert_eq!(code, 2, "{message}");
+    assert!(
+        message.starts_with("error: invalid --rps = 1000000: at most 115740 with sample = 1 "),
+        "{message}"
+    );
+}
+
+#[test]
+fn clap_errors_name_the_missing_argument_and_show_user_text_escaped_and_short() {
+    // The missing <FILE> was dropped: "were not provided: (see --help)".
+    let (code, message) = failure(&["validate"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        message.trim_end(),
+        "error: the following required arguments were not provided: <FILE> (see --help)"
+    );
+    // Cut at the newline: "unrecognized subcommand 'bo (see --help)".
+    let (code, message) = failure(&["bo\ngus"]);
+    assert_eq!(code, 2);
+    assert!(
+        message.starts_with(r"error: unrecognized subcommand 'bo\ngus'"),
+        "{message}"
+    );
+    // Echoed whole, 100 KB.
+    let long = "x".repeat(100_000);
+    for args in [vec![long.as_str()], vec!["simulate", &format!("--{long}")]] {
+        let (code, message) = failure(&args);
+        assert_eq!(code, 2);
+        assert!(message.len() < 1_000, "{} bytes", message.len());
+        assert!(
+            message.contains(&format!("...({} bytes)'", args[args.len() - 1].len())),
+            "{message}"
+        );
+    }
+    // An unknown argument and clap's tip that quotes it, both escaped.
+    let (code, message) = failure(&["route", "--x\u{1b}[31m"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        message.trim_end(),
+        r"error: unexpected argument '--x\u{1b}[31m' found tip: to pass '--x\u{1b}[31m' as a value, use '-- --x\u{1b}[31m' (see --help)"
+    );
+}
+
+#[test]
 fn a_flag_value_is_shown_on_one_line_and_short() {
     // A newline in the value ended the message at the value: the flag and the reason lost.
     let (code, message) = failure(&["simulate", "--rps", "1\n2"]);

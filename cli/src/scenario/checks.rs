@@ -5,6 +5,8 @@ use std::fmt;
 
 use promotion_gates::{Environment, StoreConfig, plan_promotion, shown_number};
 
+use crate::traffic::{DEFAULT_P99_OVER_MEDIAN, Z99, p99_ms};
+
 use super::{
     LATENCY_MS, MAX_DESCRIPTION_BYTES, MAX_EXTENSIONS, MAX_LATENCY_FACTOR, MAX_NAME_BYTES, MAX_RPS,
     MAX_RUN_EVALUATIONS, MAX_RUN_REQUESTS, MAX_RUN_S, MAX_SIGMA, MAX_STAGES, MIN_EXTENSION_S,
@@ -267,22 +269,10 @@ impl ServiceModel {
             })?,
             _ => {}
         }
-        let tick = &format!("seconds, at least {MIN_EXTENSION_S} (one tick of the simulation)");
+        self.validate_p99(name)?;
         if let Some(b) = &self.bursts {
-            within(
-                &field("bursts.every_s"),
-                b.every_s,
-                MIN_EXTENSION_S,
-                MAX_RUN_S,
-                tick,
-            )?;
-            within(
-                &field("bursts.length_s"),
-                b.length_s,
-                MIN_EXTENSION_S,
-                MAX_RUN_S,
-                tick,
-            )?;
+            ticks_to_longest_run(&field("bursts.every_s"), b.every_s)?;
+            ticks_to_longest_run(&field("bursts.length_s"), b.length_s)?;
             if b.length_s > b.every_s {
                 return Err(FieldError::new(
                     field("bursts.length_s"),
@@ -300,13 +290,14 @@ impl ServiceModel {
                     format!("a stage number from 1 to {stages}"),
                 ));
             }
-            if !(i.after_s.is_finite() && i.after_s >= 0.0) {
-                return Err(FieldError::new(
-                    field("incident.after_s"),
-                    i.after_s,
-                    "seconds, 0 or more",
-                ));
-            }
+            // At most the longest run, so that no --duration within its range scales it to inf.
+            within(
+                &field("incident.after_s"),
+                i.after_s,
+                0.0,
+                MAX_RUN_S,
+                &format!("seconds from 0 to {MAX_RUN_S} (365 days), the longest simulated run"),
+            )?;
             fraction(&field("incident.error_rate"), i.error_rate)?;
             positive(&field("incident.latency_factor"), i.latency_factor)?;
             at_most(
@@ -315,18 +306,92 @@ impl ServiceModel {
                 MAX_LATENCY_FACTOR,
                 "(times the service's latency)",
             )?;
+            incident_p99(
+                &field("incident.latency_factor"),
+                i.latency_factor,
+                p99_ms(self),
+            )?;
             if let Some(length) = i.length_s {
-                within(
-                    &field("incident.length_s"),
-                    length,
-                    MIN_EXTENSION_S,
-                    MAX_RUN_S,
-                    tick,
-                )?;
+                ticks_to_longest_run(&field("incident.length_s"), length)?;
             }
         }
         Ok(())
     }
+}
+
+impl ServiceModel {
+    /// The p99 a `sigma` or the default spread implies ([`p99_ms`]) must be a latency the
+    /// engine records exactly, as a `p99_ms` must: else the report's p99 and the judge's
+    /// (clamped at 60 s) disagree. The error names the field that sets it.
+    fn validate_p99(&self, name: &str) -> Result<(), FieldError> {
+        let (_, slowest) = LATENCY_MS;
+        let p99 = p99_ms(self);
+        if p99 <= slowest {
+            return Ok(());
+        }
+        let why = format!(
+            "above {slowest} ms, the longest latency the engine records exactly{}",
+            if self.sigma.is_some() {
+                ""
+            } else {
+                " (set p99_ms or sigma, or lower median_ms)"
+            }
+        );
+        match self.sigma {
+            Some(sigma) => Err(FieldError::new(
+                format!("{name}.sigma"),
+                sigma,
+                format!(
+                    "at most {} with median_ms = {}: the p99, median_ms × e^({:.3} × sigma), \
+                     is then {} ms, {why}",
+                    rounded_down((slowest / self.median_ms).ln() / Z99),
+                    shown_number(self.median_ms),
+                    Z99,
+                    to_microseconds(p99),
+                ),
+            )),
+            None => Err(FieldError::new(
+                format!("{name}.median_ms"),
+                self.median_ms,
+                format!(
+                    "at most {} ms without p99_ms or sigma: the p99 is then \
+                     {DEFAULT_P99_OVER_MEDIAN} × median_ms = {} ms, {why}",
+                    rounded_down(slowest / DEFAULT_P99_OVER_MEDIAN),
+                    shown_number(p99),
+                ),
+            )),
+        }
+    }
+}
+
+/// An incident's `latency_factor`: the service's `p99` times it must be a latency the engine
+/// records exactly ([`ServiceModel::validate_p99`]).
+fn incident_p99(field: &str, factor: f64, p99: f64) -> Result<(), FieldError> {
+    let (_, slowest) = LATENCY_MS;
+    if p99 * factor <= slowest {
+        return Ok(());
+    }
+    let shown = to_microseconds(p99);
+    Err(FieldError::new(
+        field,
+        factor,
+        format!(
+            "at most {} with a p99 of {shown} ms: the incident's p99, latency_factor × {shown} \
+             ms = {} ms, is above {slowest} ms, the longest latency the engine records exactly",
+            rounded_down(slowest / p99),
+            to_microseconds(p99 * factor),
+        ),
+    ))
+}
+
+/// `value` rounded down to a thousandth, as a bound an error states: the bound is accepted.
+fn rounded_down(value: f64) -> String {
+    shown_number((value * 1e3).floor() / 1e3)
+}
+
+/// A latency in milliseconds, to the microsecond (the engine's resolution).
+fn to_microseconds(ms: f64) -> String {
+    shown_number((ms * 1e3).round() / 1e3)
 }
 
 /// The refusal of a `promotion.store`: the simulated gate would open the store, write the
@@ -387,8 +452,15 @@ fn at_most(field: &str, value: f64, limit: f64, unit: &str) -> Result<(), FieldE
 
 /// `extension_s`: from one tick of the driver to the longest run.
 fn extension_length(seconds: f64) -> Result<(), FieldError> {
+    ticks_to_longest_run("extension_s", seconds)
+}
+
+/// A length of simulated time (`extension_s`, a burst's period and length, an incident's
+/// length): from one tick of the driver ([`MIN_EXTENSION_S`]) to the longest run
+/// ([`MAX_RUN_S`]), both limits said.
+fn ticks_to_longest_run(field: &str, seconds: f64) -> Result<(), FieldError> {
     within(
-        "extension_s",
+        field,
         seconds,
         MIN_EXTENSION_S,
         MAX_RUN_S,
@@ -443,6 +515,11 @@ impl FieldError {
             value: crate::error::shown_value(value),
             expected: expected.into(),
         }
+    }
+
+    /// The field refused, as the scenario names it (`rps`, `stages[2].duration_s`).
+    pub fn field(&self) -> &str {
+        &self.field
     }
 
     /// A library `ConfigError` found inside the table `table`, its field prefixed.
