@@ -702,21 +702,30 @@ mod tests {
             .unwrap();
     }
 
+    /// Scaled to either end of its duration range `scenario` validates; 1 % beyond, it does not.
+    fn assert_the_duration_range_is_what_validation_accepts(scenario: &Scenario, what: &str) {
+        let (least, most) = scenario.duration_range();
+        for (total, valid) in [
+            (least, true),
+            (most, true),
+            (least * 0.99, false),
+            (most * 1.01, false),
+        ] {
+            let mut scaled = scenario.clone();
+            scaled.scale_to(total);
+            assert_eq!(
+                scaled.validate().is_ok(),
+                valid,
+                "{what} scaled to {total} s"
+            );
+        }
+    }
+
     #[test]
     fn the_duration_range_is_what_validation_accepts_once_scaled() {
         for name in ScenarioName::value_variants() {
             let builtin = Scenario::builtin(*name);
-            let (least, most) = builtin.duration_range();
-            for total in [least, most] {
-                let mut scaled = builtin.clone();
-                scaled.scale_to(total);
-                scaled.validate().unwrap();
-            }
-            for total in [least * 0.99, most * 1.01] {
-                let mut scaled = builtin.clone();
-                scaled.scale_to(total);
-                assert!(scaled.validate().is_err(), "{} {total}", name.as_str());
-            }
+            assert_the_duration_range_is_what_validation_accepts(&builtin, name.as_str());
         }
     }
 
@@ -744,18 +753,8 @@ mod tests {
         let long = with_incident(0.0, Some(MAX_RUN_S / 4.0));
         let (_, most) = long.duration_range();
         assert!((most - 1440.0).abs() < 1e-6, "{most}");
-        for scenario in [short, late, long] {
-            let (least, most) = scenario.duration_range();
-            for total in [least, most] {
-                let mut scaled = scenario.clone();
-                scaled.scale_to(total);
-                scaled.validate().unwrap();
-            }
-            for total in [least * 0.99, most * 1.01] {
-                let mut scaled = scenario.clone();
-                scaled.scale_to(total);
-                assert!(scaled.validate().is_err(), "{total}");
-            }
+        for (scenario, what) in [(short, "short"), (late, "late"), (long, "long")] {
+            assert_the_duration_range_is_what_validation_accepts(&scenario, what);
         }
     }
 

@@ -1077,6 +1077,15 @@ fn fails_saying(args: &[&str], code: i32, parts: &[&str]) {
     }
 }
 
+/// Runs the CLI with `args`, which must fail with exit code 2 and a message starting with
+/// `start`; returns the message.
+fn bad_flag_starting(args: &[&str], start: &str) -> String {
+    let (code, message) = failure(args);
+    assert_eq!(code, 2, "{args:?}: {message}");
+    assert!(message.starts_with(start), "{args:?}: {message}");
+    message
+}
+
 #[test]
 fn an_unwritable_plot_exits_1_naming_the_file_before_simulating() {
     // Without --json the scenario's header is printed when the simulation starts: `failure`
@@ -1162,37 +1171,31 @@ fn a_rate_flag_that_breaks_the_run_size_is_a_bad_flag_naming_it() {
         "day-stage.toml",
         "stages = [{traffic_percent = 1, duration_s = 86400}]\n",
     );
-    let (code, message) = failure(&["simulate", "--config", text(&path), "--rps", "1000000"]);
-    assert_eq!(code, 2, "{message}");
-    assert!(
-        message.starts_with("error: invalid --rps = 1000000: at most 115580 with sample = 1 "),
-        "{message}"
+    let message = bad_flag_starting(
+        &["simulate", "--config", text(&path), "--rps", "1000000"],
+        "error: invalid --rps = 1000000: at most 115580 with sample = 1 ",
     );
     assert!(!message.contains("day-stage.toml"), "{message}");
-    let (code, message) = failure(&[
-        "simulate",
-        "--config",
-        text(&path),
-        "--rps",
-        "1000000",
-        "--sample",
-        "2",
-    ]);
-    assert_eq!(code, 2, "{message}");
-    assert!(
-        message.starts_with("error: invalid --rps = 1000000: at most 231160 with sample = 2 "),
-        "{message}"
+    bad_flag_starting(
+        &[
+            "simulate",
+            "--config",
+            text(&path),
+            "--rps",
+            "1000000",
+            "--sample",
+            "2",
+        ],
+        "error: invalid --rps = 1000000: at most 231160 with sample = 2 ",
     );
     // A busy file that --sample does not thin enough: the flag, with the least it may be.
     let busy = temp_file(
         "busy-day.toml",
         "rps = 1000000\nstages = [{traffic_percent = 1, duration_s = 86400}]\n",
     );
-    let (code, message) = failure(&["simulate", "--config", text(&busy), "--sample", "2"]);
-    assert_eq!(code, 2, "{message}");
-    assert!(
-        message.starts_with("error: invalid --sample = 2: at least 9 with rps = 1000000 "),
-        "{message}"
+    bad_flag_starting(
+        &["simulate", "--config", text(&busy), "--sample", "2"],
+        "error: invalid --sample = 2: at least 9 with rps = 1000000 ",
     );
     let at_least = run(&[
         "simulate",
@@ -1227,19 +1230,17 @@ fn a_rate_flag_that_breaks_the_run_size_is_a_bad_flag_naming_it() {
             {"traffic_percent": 1, "duration_s": 0.01},
             {"traffic_percent": 2, "duration_s": 86400}]}"#,
     );
-    let (code, message) = failure(&[
-        "simulate",
-        "--config",
-        text(&tick),
-        "--rps",
-        "1000000",
-        "--duration",
-        "1h",
-    ]);
-    assert_eq!(code, 2, "{message}");
-    assert!(
-        message.starts_with("error: invalid --rps = 1000000: at most 115740 with sample = 1 "),
-        "{message}"
+    bad_flag_starting(
+        &[
+            "simulate",
+            "--config",
+            text(&tick),
+            "--rps",
+            "1000000",
+            "--duration",
+            "1h",
+        ],
+        "error: invalid --rps = 1000000: at most 115740 with sample = 1 ",
     );
 }
 
