@@ -725,7 +725,10 @@ fn release_of(row: &Row<'_>) -> Result<(u64, u64, Result<String, String>), Strin
 
 /// The read of the newest history events after a version, at most `?3` of them, each column
 /// of text with its length before it and read only within `?4` bytes
-/// ([`HISTORY_TEXT_BYTES`]).
+/// ([`HISTORY_TEXT_BYTES`]). Rows whose version is 0 or negative (no write makes one: a file
+/// edited by hand) are selected too, as the oldest, so that the read refuses them naming their
+/// version rather than skipping them. Two ranges of the primary key, merged (SQLite's plan
+/// `MERGE (UNION ALL)`): however many rows the gate has, the read visits only those it returns.
 const HISTORY_READ: &str = "SELECT version,
         octet_length(rolled_back), CASE WHEN octet_length(rolled_back) <= ?4 THEN rolled_back END,
         octet_length(feature), CASE WHEN octet_length(feature) <= ?4 THEN feature END,
@@ -734,7 +737,9 @@ const HISTORY_READ: &str = "SELECT version,
         CASE WHEN octet_length(rollback_trigger) <= ?4 THEN rollback_trigger END,
         octet_length(environment), CASE WHEN octet_length(environment) <= ?4 THEN environment END,
         timestamp_ns
-    FROM history WHERE gate = ?1 AND version > ?2 ORDER BY version DESC LIMIT ?3";
+    FROM (SELECT * FROM history WHERE gate = ?1 AND version > ?2
+        UNION ALL SELECT * FROM history WHERE gate = ?1 AND version <= 0)
+    ORDER BY version DESC LIMIT ?3";
 
 /// The most bytes a history event's text column is read with: one above the longest reason a
 /// store takes, so that a reason just too long is still read and refused by its own check

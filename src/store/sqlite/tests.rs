@@ -347,6 +347,43 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
     );
     hand("UPDATE history SET version = ?1 WHERE version = 4", &9);
     refused(&["history.version = 9", "release's version 4"]);
+    // Versions no write makes, within the events the release keeps: refused, never skipped.
+    hand(
+        "UPDATE release SET config = json_set(config, '$.max_rollback_history', ?1)",
+        &100,
+    );
+    hand("UPDATE history SET version = ?1 WHERE version = 9", &-3);
+    refused(&["history.version = -3", "negative"]);
+    hand("UPDATE history SET version = ?1 WHERE version = -3", &0);
+    refused(&["history.version = 0", "from 1 to the release's version 4"]);
+    hand("UPDATE history SET version = ?1 WHERE version = 0", &4);
+    let state = store.load().unwrap().unwrap();
+    assert_eq!(state.history.len(), 4);
+}
+
+#[test]
+fn the_history_read_searches_two_ranges_of_the_key_and_scans_nothing() {
+    let dir = Scratch::new("history-plan");
+    let store = open(&dir.file("gate.db"), "checkout");
+    let connection = store.connection();
+    let mut plan = connection
+        .prepare(&format!("EXPLAIN QUERY PLAN {HISTORY_READ}"))
+        .unwrap();
+    let steps: Vec<String> = plan
+        .query_map(params!["checkout", 5, 10, 10], |row| row.get(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let searches = |range: &str| {
+        steps
+            .iter()
+            .filter(|s| s.starts_with("SEARCH history USING INDEX") && s.contains(range))
+            .count()
+    };
+    assert!(steps.iter().any(|s| s.starts_with("MERGE")), "{steps:?}");
+    assert_eq!(searches("version>?"), 1, "{steps:?}");
+    assert_eq!(searches("version<?"), 1, "{steps:?}");
+    assert!(!steps.iter().any(|s| s.contains("SCAN")), "{steps:?}");
 }
 
 #[test]
