@@ -33,12 +33,19 @@ pub enum Environment {
     /// `traffic_percent` % of requests (by bucket) go to the new version, the rest to stable.
     Canary {
         /// Share of requests routed to the new version, `0.0..=100.0`, resolved to 0.00001 %.
+        /// −0 (which validation takes, as it equals 0) is written as 0.
+        #[serde(serialize_with = "unsigned_zero")]
         traffic_percent: f64,
     },
     /// All traffic goes to the new version with every flag on (internal validation).
     Staging,
     /// All traffic goes to the stable version; only graduated flags are on.
     Production,
+}
+
+/// Writes `value`, −0 as 0: a document never holds a share of −0.
+fn unsigned_zero<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(value + 0.0)
 }
 
 impl Environment {

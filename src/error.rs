@@ -325,6 +325,23 @@ pub fn shown_number(value: f64) -> String {
     }
 }
 
+/// A value of any bytes (a request id, a C caller's text that is not UTF-8) as the library's
+/// messages and log lines show it: quoted, control characters and other characters Rust's
+/// `{:?}` escapes written as escapes, each byte that is not UTF-8 as `\xNN`, and at most
+/// [`MAX_SHOWN_VALUE_BYTES`] of it, followed by `...(N bytes)` when cut. Written without
+/// allocating.
+///
+/// # Example
+/// ```
+/// use promotion_gates::shown_bytes;
+///
+/// assert_eq!(shown_bytes(b"a\xff\n").to_string(), r#""a\xff\n""#);
+/// assert!(shown_bytes(&[b'x'; 500]).to_string().ends_with("...(500 bytes)"));
+/// ```
+pub fn shown_bytes(bytes: &[u8]) -> impl std::fmt::Display + '_ {
+    crate::telemetry::LoggedBytes(bytes)
+}
+
 impl Shown for String {
     fn shown(self) -> String {
         self

@@ -108,7 +108,9 @@ pub use config::{
     Environment, PromotionConfig, check_json_document, field_path, validate_flag_name,
 };
 pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};
-pub use error::{ConfigError, Error, FlagError, PromotionError, RollbackError, shown_number};
+pub use error::{
+    ConfigError, Error, FlagError, PromotionError, RollbackError, shown_bytes, shown_number,
+};
 pub use flags::EnabledFeatures;
 pub use history::{RollbackEvent, RollbackTrigger, RolledBack};
 pub use judge::{

@@ -163,8 +163,10 @@ typedef pgate_status (*text_call)(const pgate_gate *, const uint8_t *, size_t, p
  * `pointer` its C parameter (whose length is `len`). */
 static void check_text_errors(const pgate_gate *gate, text_call call, const char *what,
                               const char *pointer) {
-    char not_utf8[64], null_with_len[96], too_long[96], size_max[96];
-    snprintf(not_utf8, sizeof not_utf8, "%s is not valid UTF-8", what);
+    char not_utf8[160], null_with_len[96], too_long[96], size_max[96];
+    snprintf(not_utf8, sizeof not_utf8,
+             "invalid %s = \"a\\xff\\xfe\": %s is not valid UTF-8 (invalid byte at offset 1)",
+             pointer, what);
     snprintf(null_with_len, sizeof null_with_len,
              "invalid %s = NULL with len = 3: a NULL pointer needs length 0", pointer);
     snprintf(too_long, sizeof too_long, "invalid len = %zu: above PTRDIFF_MAX (%td)", TOO_LONG,
@@ -647,7 +649,9 @@ static void test_gate_new(void) {
                  pgate_gate_new((const uint8_t *)"{}", SIZE_MAX, NULL, 0, &gate, NULL));
     CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT,
                  pgate_gate_new(NOT_UTF8, sizeof NOT_UTF8, NULL, 0, &gate, &err));
-    CHECK_ERROR(err, PGATE_STATUS_INVALID_ARGUMENT, "UTF-8");
+    CHECK_ERROR(err, PGATE_STATUS_INVALID_ARGUMENT,
+                "invalid config_json = \"a\\xff\\xfe\": config is not valid UTF-8 (invalid "
+                "byte at offset 1)");
     CHECK(gate == untouched);
 }
 

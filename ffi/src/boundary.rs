@@ -205,7 +205,9 @@ pub(crate) unsafe fn text<'a>(
         Failure::new(
             pgate_status::InvalidArgument,
             format!(
-                "{} is not valid UTF-8 (invalid byte at offset {})",
+                "invalid {} = {}: {} is not valid UTF-8 (invalid byte at offset {})",
+                param.pointer,
+                promotion_gates::shown_bytes(raw),
                 param.what,
                 e.valid_up_to()
             ),

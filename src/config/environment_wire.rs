@@ -46,7 +46,8 @@ impl<'de> Visitor<'de> for EnvironmentVisitor {
             "canary" => {
                 let fields: CanaryFields = map.next_value()?;
                 Environment::Canary {
-                    traffic_percent: fields.traffic_percent,
+                    // −0, which validation takes as it equals 0, read as 0.
+                    traffic_percent: fields.traffic_percent + 0.0,
                 }
             }
             // The derived reader took these too ({"staging": null}).
@@ -88,6 +89,21 @@ mod tests {
                 traffic_percent: 12.5
             })
         );
+    }
+
+    #[test]
+    fn a_share_of_minus_zero_is_read_and_written_as_zero() {
+        let Ok(Environment::Canary { traffic_percent }) =
+            read(r#"{"canary": {"traffic_percent": -0.0}}"#)
+        else {
+            panic!("not a canary");
+        };
+        assert!(traffic_percent == 0.0 && traffic_percent.is_sign_positive());
+        let written = serde_json::to_string(&Environment::Canary {
+            traffic_percent: -0.0,
+        })
+        .unwrap();
+        assert_eq!(written, r#"{"canary":{"traffic_percent":0.0}}"#);
     }
 
     #[test]
