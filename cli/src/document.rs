@@ -84,9 +84,20 @@ pub fn load<T: Document>(path: &Path) -> Result<T, CliError> {
         };
         return Err(too_long(path, &size));
     }
-    let text = String::from_utf8(bytes)
-        .map_err(|e| unreadable(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+    let text = String::from_utf8(bytes).map_err(|e| not_utf8(path, e.utf8_error()))?;
     parse(path, &text)
+}
+
+/// The refusal of a document that was read but is not UTF-8 text (a Latin-1 or UTF-16 file),
+/// naming the offset of its first invalid byte: the content is at fault, not the reading.
+fn not_utf8(path: &Path, e: std::str::Utf8Error) -> CliError {
+    CliError::Parse {
+        path: path.to_path_buf(),
+        message: format!(
+            "the document is not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        ),
+    }
 }
 
 /// The first `limit` + 1 bytes of `reader` at most: one byte more than a document may hold
@@ -562,6 +573,25 @@ mod tests {
             e.ends_with(&format!("invalid document = 209715200 bytes: {limit}")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_document_that_is_not_utf8_is_refused_as_such_not_as_unreadable() {
+        // It was `cannot read PATH: invalid utf-8 sequence of 1 bytes from index 11`.
+        let path = std::env::temp_dir().join(format!("pg-latin1-{}.json", std::process::id()));
+        std::fs::write(&path, b"{\"gate\": \"caf\xe9\"}").unwrap();
+        let e = load::<PromotionConfig>(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            e,
+            format!(
+                "{}: the document is not UTF-8 text (invalid byte at offset 13)",
+                path.display()
+            )
+        );
+        // A file that cannot be read still says so.
+        let e = load::<PromotionConfig>(&path).unwrap_err().to_string();
+        assert!(e.starts_with("cannot read "), "{e}");
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub enum CliError {
     },
     /// A command-line value was refused.
     Usage(String),
-    /// A line of standard input was refused (the message names the line).
+    /// A line of standard input was refused or could not be read (the message names the
+    /// line).
     Input(String),
     /// The engine refused a call the command made.
     Engine(promotion_gates::Error),

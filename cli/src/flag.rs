@@ -1,11 +1,13 @@
 //! Flags: the help of a flag that overrides a field of a `--config` file (its own words, then
 //! the default it takes without the file, as clap writes a default: `[default: 42; with
 //! --config, the file's]`; such flags have no clap default, which would override the file's
-//! value), and the parser of a flag whose value is text.
+//! value), the parser of a flag whose value is text, and of a flag whose value is a number.
 
 use clap::builder::{OsStringValueParser, TypedValueParser};
 use std::ffi::OsString;
 use std::fmt::Display;
+
+use crate::error::quoted_text;
 
 /// `HELP [default: DEFAULT; with --config, the file's]`.
 pub fn overriding(help: &str, default: impl Display) -> String {
@@ -33,6 +35,18 @@ pub fn any_text(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// A flag's number, finite (for [`text`]): a text that is no number is refused as `"TEXT" is
+/// not a number`, and one that reads as infinity or NaN (`inf`, `NaN`, and `1e400` or 400
+/// digits, which overflow to infinity) as `"TEXT" is not a finite number`, naming the text as
+/// given, never the `inf` it would become.
+pub fn finite_number(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(number) if number.is_finite() => Ok(number),
+        Ok(_) => Err(format!("{} is not a finite number", quoted_text(text))),
+        Err(_) => Err(format!("{} is not a number", quoted_text(text))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +57,25 @@ mod tests {
             overriding("Requests per second", 2000.0),
             "Requests per second [default: 2000; with --config, the file's]"
         );
+    }
+
+    #[test]
+    fn a_number_that_is_not_finite_is_refused_as_written() {
+        assert_eq!(finite_number("-2.5e1"), Ok(-25.0));
+        let ones = "1".repeat(400);
+        for text in ["1e400", "-1e400", ones.as_str(), "inf", "-infinity", "NaN"] {
+            assert_eq!(
+                finite_number(text),
+                Err(format!("{} is not a finite number", quoted_text(text)))
+            );
+        }
+        assert_eq!(
+            finite_number(&ones),
+            Err(format!(
+                "\"{}...(400 bytes)\" is not a finite number",
+                &ones[..promotion_gates::MAX_SHOWN_VALUE_BYTES]
+            ))
+        );
+        assert_eq!(finite_number("abc"), Err("\"abc\" is not a number".into()));
     }
 }

@@ -17,8 +17,8 @@ use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
 
 use crate::document;
-use crate::error::{CliError, quoted_text};
-use crate::flag::{any_text, overriding, text};
+use crate::error::CliError;
+use crate::flag::{any_text, finite_number, overriding, text};
 
 /// The longest request id `route` reads from a line of stdin, in bytes (64 KiB, far beyond the
 /// 8 KiB a proxy usually allows a whole header line): a longer line is refused, naming its
@@ -39,7 +39,7 @@ pub struct RouteArgs {
     gate: Option<String>,
     #[arg(long, value_parser = text(any_text), help = overriding("The routing salt", "the gate's name"))]
     salt: Option<String>,
-    #[arg(long, value_parser = text(percent), allow_negative_numbers = true, help = overriding(
+    #[arg(long, value_parser = text(finite_number), allow_negative_numbers = true, help = overriding(
         "Canary share of traffic, in percent (sets the environment to a canary; checked as the \
          library checks a config)",
         format!("none, the environment {}", PromotionConfig::default().environment),
@@ -59,12 +59,6 @@ pub struct RouteArgs {
          a line longer than {MAX_ID_BYTES} bytes, MAX_ID_BYTES, is refused with its number)"
     ))]
     ids: Vec<OsString>,
-}
-
-/// `--percent`'s number, which the library then checks as it checks a config's share.
-fn percent(text: &str) -> Result<f64, String> {
-    text.parse()
-        .map_err(|_| format!("{} is not a number", quoted_text(text)))
 }
 
 /// One decision, as printed.
@@ -268,7 +262,8 @@ fn route<'a>(
 
 /// Calls `each` with the id on each line of `input` (its `\n` or `\r\n` taken off), skipping
 /// empty lines. A line longer than [`MAX_ID_BYTES`] is refused, naming its number, once that
-/// many bytes of it and two more were read: an endless line is never held.
+/// many bytes of it and two more were read: an endless line is never held. A line that cannot
+/// be read (stdin a directory) is named by its number too.
 fn each_line(
     mut input: impl BufRead,
     mut each: impl FnMut(&[u8]) -> Result<(), CliError>,
@@ -279,7 +274,12 @@ fn each_line(
         // The longest id and its `\r\n` at most: a line that does not end within them is too
         // long, and the rest of it is never read.
         let limit = u64::try_from(MAX_ID_BYTES + 2).unwrap_or(u64::MAX);
-        if input.by_ref().take(limit).read_until(b'\n', &mut line)? == 0 {
+        let read = input
+            .by_ref()
+            .take(limit)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| CliError::Input(format!("stdin line {number}: cannot be read: {e}")))?;
+        if read == 0 {
             break;
         }
         let id = line.strip_suffix(b"\n").unwrap_or(&line);
@@ -512,6 +512,32 @@ mod tests {
         );
         // What was read: the limit, and at most one buffer more.
         assert!(zeros.0 <= MAX_ID_BYTES + 2 + 8 * 1024, "{}", zeros.0);
+    }
+
+    /// A reader that fails, as reading a directory does.
+    struct Failing;
+
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::from(io::ErrorKind::IsADirectory))
+        }
+    }
+
+    #[test]
+    fn a_line_that_cannot_be_read_is_named_by_its_number() {
+        // It was `input/output failed: Is a directory (os error 21)`: not stdin, not the line.
+        let mut ids = Vec::new();
+        let e = each_line(io::BufReader::new(b"a\n\nb".chain(Failing)), |id| {
+            ids.push(id.to_vec());
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(matches!(e, CliError::Input(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "stdin line 3: cannot be read: is a directory"
+        );
+        assert_eq!(ids, [b"a".to_vec()]);
     }
 
     fn with_percent(percent: f64) -> RouteArgs {

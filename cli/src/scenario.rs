@@ -508,14 +508,16 @@ pub fn parse_duration(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("{shown} is not a duration (e.g. 90s, 6m, 24h)"))?;
     let seconds = value * scale;
-    if !(seconds.is_finite() && seconds > 0.0) {
-        Err(format!("duration {shown} must be above zero"))
-    } else if seconds > MAX_RUN_S {
+    // A number too long for an f64 (400 digits) reads as infinity: longer than any run, not
+    // "not above zero".
+    if seconds > MAX_RUN_S {
         Err(format!(
             "duration {shown} is longer than 365d, the longest simulated run"
         ))
-    } else {
+    } else if seconds > 0.0 {
         Ok(seconds)
+    } else {
+        Err(format!("duration {shown} must be above zero"))
     }
 }
 
@@ -775,6 +777,13 @@ mod tests {
         assert_eq!(
             parse_duration("50000000d").unwrap_err(),
             "duration \"50000000d\" is longer than 365d, the longest simulated run"
+        );
+        // Digits beyond an f64 read as infinity, which was refused as not above zero.
+        let long = format!("{}d", "9".repeat(400));
+        let e = parse_duration(&long).unwrap_err();
+        assert!(
+            e.ends_with("...(401 bytes)\" is longer than 365d, the longest simulated run"),
+            "{e}"
         );
     }
 

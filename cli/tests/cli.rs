@@ -1294,6 +1294,70 @@ fn a_flag_value_is_shown_on_one_line_and_short() {
     assert_eq!(code, 2);
     assert!(message.len() < 1_000, "{} bytes", message.len());
     assert!(message.contains("...(100000 bytes)"), "{message}");
+    // Beyond an f64, not "must be above zero".
+    assert!(message.contains("is longer than 365d"), "{message}");
+}
+
+#[test]
+fn a_percent_that_is_not_finite_is_refused_as_written() {
+    // `1e400` and 400 digits overflow to infinity, which the refusal showed as the value
+    // (`invalid environment.traffic_percent = inf`), a text nobody typed.
+    let ones = "1".repeat(400);
+    for value in ["1e400", "-1e400", ones.as_str(), "inf", "NaN", "infinity"] {
+        let message = bad_flag_starting(
+            &["route", "--percent", value, "abc"],
+            "error: invalid value '",
+        );
+        assert!(
+            message.ends_with(&format!(
+                "for '--percent <PERCENT>': \"{}\" is not a finite number (see --help)\n",
+                value
+                    .get(..160)
+                    .map_or(value.to_string(), |start| format!("{start}...(400 bytes)"))
+            )),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_as_such_by_every_command() {
+    // It was `cannot read PATH: invalid utf-8 sequence of 1 bytes from index 11`.
+    let path = temp_file("latin1.json", "");
+    std::fs::write(&path, b"{\"gate\": \"caf\xe9\"}").unwrap();
+    // validate goes on to its other files, adding `(the first error found: ...)`.
+    let expected = format!(
+        "error: {}: the document is not UTF-8 text (invalid byte at offset 13)",
+        text(&path)
+    );
+    for command in [
+        "validate",
+        "validate --kind slo",
+        "validate --kind scenario",
+        "simulate --config",
+        "route --config",
+    ] {
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.push(text(&path));
+        let (code, message) = failure(&args);
+        assert_eq!(code, 1, "{command}: {message}");
+        assert!(message.starts_with(&expected), "{command}: {message}");
+    }
+}
+
+#[test]
+fn a_stdin_that_cannot_be_read_is_named_with_its_line() {
+    let output = Command::new(BIN)
+        .arg("route")
+        .stdin(std::fs::File::open("/").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).starts_with("error: stdin line 1: cannot be read: "),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
