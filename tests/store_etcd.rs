@@ -191,6 +191,42 @@ fn a_tampered_release_is_refused_naming_the_field_and_its_value() {
 }
 
 #[test]
+fn a_release_numbered_at_the_end_opens_and_a_write_past_it_is_refused_naming_it() {
+    let Some(endpoint) = endpoint("etcd numbering end") else {
+        return;
+    };
+    let prefix = unique_prefix("numbering-end");
+    drop(open(&endpoint, &prefix).unwrap());
+    // SQLite's largest integer, the last number any store holds: read, as a store at it.
+    put(
+        &endpoint,
+        &format!("{prefix}/release"),
+        r#"{"version": 9223372036854775807, "stage": 1,
+            "config": {"gate": "checkout", "environment": {"canary": {"traffic_percent": 10}}}}"#,
+    );
+    let gate = open(&endpoint, &prefix).unwrap();
+    let ramp_down = Environment::Canary {
+        traffic_percent: 5.0,
+    };
+    // No write can follow it: refused naming the field, the gate and the store unchanged.
+    let Err(Error::Store(err)) = gate.promote(ramp_down) else {
+        panic!("a write numbered past the last number was made");
+    };
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    assert!(
+        err.to_string()
+            .contains("release.version = 9223372036854775808: past 9223372036854775807"),
+        "{err}"
+    );
+    let canary_10 = Environment::Canary {
+        traffic_percent: 10.0,
+    };
+    assert_eq!(gate.environment(), canary_10);
+    drop(gate);
+    assert_eq!(open(&endpoint, &prefix).unwrap().environment(), canary_10);
+}
+
+#[test]
 fn lowering_the_history_bound_below_many_stored_events_trims_them_in_one_write() {
     let Some(endpoint) = endpoint("etcd history trim") else {
         return;

@@ -514,6 +514,9 @@ impl StateStore for EtcdStore {
     }
 
     fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError> {
+        write
+            .numbers_checked()
+            .map_err(|e| self.error(StoreProblem::NotOurs, e))?;
         let release_key = self.key("release");
         for _ in 0..5 {
             let (found, _) = self.get(&release_key, None)?;

@@ -472,6 +472,9 @@ impl SqliteStore {
         connection: &mut Connection,
         write: &StoredWrite,
     ) -> Result<Commit, StoreError> {
+        write
+            .numbers_checked()
+            .map_err(|e| self.error(StoreProblem::NotOurs, e))?;
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)

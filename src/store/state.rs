@@ -24,24 +24,24 @@ pub(crate) struct StoredRelease {
     pub(crate) config: PromotionConfig,
 }
 
-/// The highest version or stage a stored release may hold: one below SQLite's largest
-/// integer, so that a process that reads it can still write the next (a hand edit is the only
-/// way there; a write from it reaches `i64::MAX`, the last number a store can take).
-pub(crate) const MAX_STORED_NUMBER: u64 = i64::MAX as u64 - 1;
+/// The highest version or stage a store holds: SQLite's largest integer, `i64::MAX`, for every
+/// backend. A read of more (an etcd value edited by hand) is refused, and so is a write that
+/// would number past it ([`StoredWrite::numbers_checked`]): a gate never writes a state that
+/// it, or another process, would then refuse to read. Only a hand edit gets near it.
+pub(crate) const MAX_STORED_NUMBER: u64 = i64::MAX as u64;
 
 impl StoredRelease {
     /// Checks a release read from the store of the gate called `gate`, which another process
     /// or a hand edit may have written: its config valid and of that gate (the gate would
     /// otherwise run under the stored name), its version and stage at most
-    /// [`MAX_STORED_NUMBER`] (so that the next write's, one higher, is one SQLite can hold).
+    /// [`MAX_STORED_NUMBER`].
     /// Every backend reads its release through it. The error names the field and its value.
     pub(crate) fn checked(self, gate: &str) -> Result<Self, String> {
         for (field, value) in [("version", self.version), ("stage", self.stage)] {
             if value > MAX_STORED_NUMBER {
                 return Err(format!(
-                    "release.{field} = {value}: at most {MAX_STORED_NUMBER} (the next write \
-                     numbers it one higher, and SQLite's integers end at {})",
-                    i64::MAX
+                    "release.{field} = {value}: at most {MAX_STORED_NUMBER} (SQLite's largest \
+                     integer, the last number a store holds)"
                 ));
             }
         }
@@ -219,6 +219,25 @@ impl StoredWrite {
             event: event.map(|e| StoredEvent::from_event(version, e)),
             history_bound,
         }
+    }
+}
+
+impl StoredWrite {
+    /// Refuses a write whose version or stage would pass [`MAX_STORED_NUMBER`] (a release a
+    /// hand edit numbered there): no write can follow it, and retrying cannot help. Every
+    /// backend checks it before writing; the error names the field and its value.
+    pub(crate) fn numbers_checked(&self) -> Result<(), String> {
+        let release = &self.release;
+        for (field, value) in [("version", release.version), ("stage", release.stage)] {
+            if value > MAX_STORED_NUMBER {
+                return Err(format!(
+                    "release.{field} = {value}: past {MAX_STORED_NUMBER}, SQLite's largest \
+                     integer and the last number a store holds (the stored release was numbered \
+                     there by hand: no write can follow it)"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

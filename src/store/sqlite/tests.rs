@@ -566,48 +566,49 @@ fn a_value_above_its_limit_is_refused_by_its_length_never_read_whole() {
 }
 
 #[test]
-fn a_version_or_stage_no_write_could_follow_is_not_ours() {
+fn a_store_numbered_at_the_end_is_read_and_a_write_past_it_refused() {
     let dir = Scratch::new("numbering-end");
     let path = dir.file("gate.db");
     let store = open(&path, "checkout");
     first_write(&store);
     let hand = Connection::open(&path).unwrap();
     let last = crate::store::state::MAX_STORED_NUMBER;
-    // One below SQLite's largest integer: read, and one more write still fits.
-    hand.execute("UPDATE release SET version = ?1, stage = ?1", [last as i64])
-        .unwrap();
+    assert_eq!(last, i64::MAX as u64);
+    // One below SQLite's largest integer: read, and the one write that follows it is read
+    // again (it used to make a store no process would open).
+    hand.execute(
+        "UPDATE release SET version = ?1, stage = ?1",
+        [last as i64 - 1],
+    )
+    .unwrap();
     let stored = store.load().unwrap().unwrap();
-    assert_eq!((stored.release.version, stored.release.stage), (last, last));
+    assert_eq!(stored.release.version, last - 1);
     assert_eq!(
-        store.commit(&write_on(last, canary(5.0), None)).unwrap(),
+        store
+            .commit(&write_on(last - 1, canary(5.0), None))
+            .unwrap(),
         Commit::Written
     );
-    // The largest: no write could follow it, so no process takes it as its state.
-    for column in ["version", "stage"] {
+    let stored = store.load().unwrap().unwrap();
+    assert_eq!(stored.release.version, last);
+    // At the largest: no write can follow. Each is refused naming the field, and leaves the
+    // store as it was.
+    for (column, field) in [("version", "version"), ("stage", "stage")] {
         hand.execute(
-            &format!("UPDATE release SET version = ?1, stage = ?1, {column} = ?2"),
+            &format!("UPDATE release SET version = ?1, stage = 1, {column} = ?2"),
             [last as i64 - 1, i64::MAX],
         )
         .unwrap();
-        let err = store.load().unwrap_err();
+        let before = store.load().unwrap().unwrap();
+        let guard = before.release.version;
+        let mut write = write_on(guard, canary(5.0), None);
+        write.release.stage = before.release.stage + 1;
+        let err = store.commit(&write).unwrap_err();
         assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
-        let named = format!("release.{column} = {}: at most {last}", i64::MAX);
+        let named = format!("release.{field} = {}: past {last}", last + 1);
         assert!(err.to_string().contains(&named), "{named:?} not in {err}");
+        assert_eq!(store.load().unwrap().unwrap().release, before.release);
     }
-    // A write that would number past SQLite's integers (on a store at the largest, as a
-    // process's own write from the one below leaves it) names the field, and retrying
-    // cannot help.
-    hand.execute("UPDATE release SET version = ?1, stage = ?1", [i64::MAX])
-        .unwrap();
-    let err = store
-        .commit(&write_on(i64::MAX as u64, canary(5.0), None))
-        .unwrap_err();
-    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
-    assert!(
-        err.to_string()
-            .contains("release.version = 9223372036854775808: beyond SQLite's integers"),
-        "{err}"
-    );
 }
 
 fn expect_refused(path: &str, problem: StoreProblem, words: &str) {
