@@ -31,19 +31,24 @@ pub(crate) struct StoredRelease {
 pub(crate) const MAX_STORED_NUMBER: u64 = i64::MAX as u64;
 
 impl StoredRelease {
+    /// Its version or stage above [`MAX_STORED_NUMBER`], named, if either is.
+    fn past_the_last_number(&self) -> Option<(&'static str, u64)> {
+        [("version", self.version), ("stage", self.stage)]
+            .into_iter()
+            .find(|&(_, value)| value > MAX_STORED_NUMBER)
+    }
+
     /// Checks a release read from the store of the gate called `gate`, which another process
     /// or a hand edit may have written: its config valid and of that gate (the gate would
     /// otherwise run under the stored name), its version and stage at most
     /// [`MAX_STORED_NUMBER`].
     /// Every backend reads its release through it. The error names the field and its value.
     pub(crate) fn checked(self, gate: &str) -> Result<Self, String> {
-        for (field, value) in [("version", self.version), ("stage", self.stage)] {
-            if value > MAX_STORED_NUMBER {
-                return Err(format!(
-                    "release.{field} = {value}: at most {MAX_STORED_NUMBER} (SQLite's largest \
-                     integer, the last number a store holds)"
-                ));
-            }
+        if let Some((field, value)) = self.past_the_last_number() {
+            return Err(format!(
+                "release.{field} = {value}: at most {MAX_STORED_NUMBER} (SQLite's largest \
+                 integer, the last number a store holds)"
+            ));
         }
         self.config
             .validate()
@@ -220,24 +225,19 @@ impl StoredWrite {
             history_bound,
         }
     }
-}
 
-impl StoredWrite {
     /// Refuses a write whose version or stage would pass [`MAX_STORED_NUMBER`] (a release a
     /// hand edit numbered there): no write can follow it, and retrying cannot help. Every
     /// backend checks it before writing; the error names the field and its value.
     pub(crate) fn numbers_checked(&self) -> Result<(), String> {
-        let release = &self.release;
-        for (field, value) in [("version", release.version), ("stage", release.stage)] {
-            if value > MAX_STORED_NUMBER {
-                return Err(format!(
-                    "release.{field} = {value}: past {MAX_STORED_NUMBER}, SQLite's largest \
-                     integer and the last number a store holds (the stored release was numbered \
-                     there by hand: no write can follow it)"
-                ));
-            }
+        match self.release.past_the_last_number() {
+            Some((field, value)) => Err(format!(
+                "release.{field} = {value}: past {MAX_STORED_NUMBER}, SQLite's largest integer \
+                 and the last number a store holds (the stored release was numbered there by \
+                 hand: no write can follow it)"
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
