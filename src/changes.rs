@@ -44,6 +44,7 @@ pub const MAX_LISTED_FLAG_CHANGES: usize = 32;
 /// assert_eq!(ChangeKind::Rollback.name(), "rollback");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ChangeKind {
     /// The release was rolled back (manually, or by the judge with its evidence).
     Rollback,
@@ -81,6 +82,7 @@ impl ChangeKind {
 /// assert_eq!(ChangeOrigin::Store.name(), "store");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ChangeOrigin {
     /// By a call on this gate, or by its judge.
     ThisGate,
@@ -117,6 +119,7 @@ impl ChangeOrigin {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FlagChanges {
     /// Flags now on that were off.
     pub enabled: Vec<String>,
@@ -181,6 +184,7 @@ impl FlagChanges {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct StateChange {
     /// The change's number: 1 for the gate's first, then one more for each.
     pub sequence: u64,

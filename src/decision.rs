@@ -173,6 +173,7 @@ impl StageId {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct RouteReason {
     pub(crate) environment: Environment,
     pub(crate) bucket: Bucket,
@@ -288,6 +289,7 @@ impl fmt::Display for RouteReason {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct RoutingDecision<'a> {
     /// The environment the gate was in when the request was routed.
     pub target_environment: Environment,

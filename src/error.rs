@@ -96,6 +96,7 @@ impl ConfigError {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, ThisError)]
+#[non_exhaustive]
 pub enum PromotionError {
     /// The state machine has no edge from `from` to `to`.
     #[error("invalid promotion path {from} -> {to}: {hint}")]
@@ -150,6 +151,7 @@ pub enum PromotionError {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, ThisError)]
+#[non_exhaustive]
 pub enum FlagError {
     /// The flag name is empty, too long, or holds whitespace or control characters.
     #[error("invalid feature flag name {name:?}: {why}")]
@@ -203,6 +205,7 @@ pub enum FlagError {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, ThisError)]
+#[non_exhaustive]
 pub enum RollbackError {
     /// The gate is in Production: the stable version is all there is.
     #[error("nothing to roll back: the gate is in production and serves only the stable version")]
@@ -231,6 +234,7 @@ pub enum RollbackError {
 /// assert!(matches!(err, Error::Config(_)));
 /// ```
 #[derive(Debug, Clone, PartialEq, ThisError)]
+#[non_exhaustive]
 pub enum Error {
     /// A configuration value was refused.
     #[error(transparent)]

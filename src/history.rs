@@ -13,6 +13,7 @@ use crate::limits::MAX_ROLLBACK_HISTORY_BYTES;
 /// assert_eq!(promotion_gates::RollbackTrigger::Automatic.name(), "automatic");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RollbackTrigger {
     /// A host called [`rollback`](crate::PromotionGateManager::rollback).
     Manual,
@@ -51,6 +52,7 @@ impl RollbackTrigger {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RolledBack {
     /// The release: the gate went from [`environment`](RollbackEvent::environment) back to
     /// Production.
@@ -92,6 +94,7 @@ impl RolledBack {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RollbackEvent {
     /// What was rolled back, typed.
     pub rolled_back: RolledBack,

@@ -141,6 +141,7 @@ impl Overrides {
 /// assert_eq!(promotion_gates::ForcedBy::IdList.name(), "id_list");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ForcedBy {
     /// The request's forcing value (from [`Overrides::header`] or [`Overrides::cookie`]).
     Value,

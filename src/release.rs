@@ -33,6 +33,7 @@ use crate::error::{FlagError, PromotionError};
 /// # Ok::<(), promotion_gates::PromotionError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PromotionKind {
     /// Production -> Canary: a new release starts.
     NewRollout,
@@ -78,6 +79,7 @@ impl PromotionKind {
 /// # Ok::<(), promotion_gates::PromotionError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Promotion {
     /// What kind of move it is.
     pub kind: PromotionKind,

@@ -140,6 +140,7 @@ impl Recorder {
             }
             Recorded::Foreign => panic!("a decision of this gate was refused as foreign"),
             Recorded::Forced => panic!("a gate without overrides forced a decision"),
+            other => panic!("an outcome this test does not know: {other:?}"),
         }
     }
 }

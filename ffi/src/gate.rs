@@ -158,12 +158,15 @@ fn parse<T: Default>(
 ) -> Result<T, Failure> {
     match json {
         None => Ok(T::default()),
-        Some(doc) => from_json(doc).map_err(|e| match e {
-            promotion_gates::Error::Json(detail) => Failure::new(
-                pgate_status::InvalidJson,
-                format!("invalid JSON {what}: {detail}"),
-            ),
-            other => Failure::from(other),
+        Some(doc) => from_json(doc).map_err(|e| {
+            if let promotion_gates::Error::Json(detail) = &e {
+                Failure::new(
+                    pgate_status::InvalidJson,
+                    format!("invalid JSON {what}: {detail}"),
+                )
+            } else {
+                Failure::from(e)
+            }
         }),
     }
 }

@@ -58,9 +58,10 @@ pub enum pgate_rule {
     NoData = 1024,
 }
 
-impl From<Rule> for pgate_rule {
-    fn from(rule: Rule) -> Self {
-        match rule {
+impl pgate_rule {
+    /// The rule's bit, or `None` for a rule the C ABI has no constant for yet (a later core).
+    fn of(rule: Rule) -> Option<Self> {
+        Some(match rule {
             Rule::SloCompliance => pgate_rule::SloCompliance,
             Rule::ErrorRateMax => pgate_rule::ErrorRateMax,
             Rule::ErrorRateVsStable => pgate_rule::ErrorRateVsStable,
@@ -72,7 +73,8 @@ impl From<Rule> for pgate_rule {
             Rule::ErrorsOverStage => pgate_rule::ErrorsOverStage,
             Rule::LatencyShift => pgate_rule::LatencyShift,
             Rule::NoData => pgate_rule::NoData,
-        }
+            _ => return None,
+        })
     }
 }
 
@@ -231,11 +233,14 @@ unsafe fn health_out(
                 Recommendation::Monitor => pgate_recommendation::Monitor,
                 Recommendation::Rollback => pgate_recommendation::Rollback,
                 Recommendation::NoData => pgate_recommendation::NoData,
+                // A recommendation the C ABI has no constant for: not promotable, watch.
+                _ => pgate_recommendation::Monitor,
             },
             rules_fired: h
                 .evidence
                 .fired()
-                .fold(0, |bits, f| bits | pgate_rule::from(f.rule) as u32),
+                .filter_map(|f| pgate_rule::of(f.rule))
+                .fold(0, |bits, rule| bits | rule as u32),
             sufficient_data: h.evidence.sufficient_data(),
         };
         // SAFETY: out is non-NULL and valid for a write (caller's contract).

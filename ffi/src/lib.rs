@@ -27,6 +27,16 @@
 //!
 //! The header `include/promotion_gates.h` is generated from this module by cbindgen
 //! (`cbindgen.toml`); `tests/header.rs` fails when the checked-in header is stale.
+//!
+//! The core's enums are `#[non_exhaustive]`, so each match that maps one to a C constant ends
+//! in a wildcard arm (a later core's variant gets a safe general value). `.ci/run` builds this
+//! crate on nightly with `--cfg promotion_gates_variants`, which denies such a match leaving
+//! any variant of today to its wildcard: a new variant fails CI until it is mapped here.
+#![cfg_attr(
+    promotion_gates_variants,
+    feature(non_exhaustive_omitted_patterns_lint),
+    deny(non_exhaustive_omitted_patterns)
+)]
 
 mod boundary;
 mod changes;

@@ -58,6 +58,8 @@ impl From<Option<Forced>> for pgate_forced {
             None => pgate_forced::None,
             Some(ForcedBy::Value) => pgate_forced::Value,
             Some(ForcedBy::IdList) => pgate_forced::IdList,
+            // Forced otherwise (a later core): forced all the same.
+            Some(_) => pgate_forced::Value,
         }
     }
 }
@@ -344,6 +346,8 @@ fn to_c(outcome: Recorded) -> pgate_recorded {
         Recorded::Late => pgate_recorded::Late,
         Recorded::Foreign => pgate_recorded::Foreign,
         Recorded::Forced => pgate_recorded::Forced,
+        // An outcome the C ABI has no constant for (a later core): not counted, as a late one.
+        _ => pgate_recorded::Late,
     }
 }
 

@@ -139,6 +139,11 @@ impl From<&Error> for pgate_status {
                 | RollbackError::EmptyReason
                 | RollbackError::ReasonTooLong { .. },
             ) => pgate_status::RollbackRefused,
+            // A cause the C ABI has no constant for (a later core): the kind's general status.
+            Error::Promotion(_) => pgate_status::InvalidPromotion,
+            Error::Flag(_) => pgate_status::InvalidFlag,
+            Error::Rollback(_) => pgate_status::RollbackRefused,
+            _ => pgate_status::InvalidArgument,
         }
     }
 }

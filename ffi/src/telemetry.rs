@@ -65,6 +65,7 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_gates(
         prometheus::write_exposition(&managers, &mut text).map_err(|e| match e {
             ExpositionError::SameName { .. } => pgate_status::InvalidArgument,
             ExpositionError::Write(_) => pgate_status::Panic,
+            _ => pgate_status::InvalidArgument,
         })?;
         // SAFETY: forwarded buffer contract.
         unsafe { copy_out(&text, buf.cast(), cap, len_out) }

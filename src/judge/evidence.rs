@@ -21,6 +21,7 @@ use crate::decision::StageId;
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Finding {
     /// The rule.
     pub rule: Rule,
@@ -92,6 +93,7 @@ impl fmt::Display for Finding {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub struct CohortEvidence {
     /// Requests in the window.
     pub requests: u64,
@@ -119,7 +121,8 @@ impl CohortEvidence {
     /// # Example
     /// ```
     /// # use promotion_gates::CohortEvidence;
-    /// let cohort = CohortEvidence { requests: 2_400, latency_requests: 1_800, ..Default::default() };
+    /// let mut cohort = CohortEvidence::default();
+    /// (cohort.requests, cohort.latency_requests) = (2_400, 1_800);
     /// assert_eq!(cohort.judged(), 1_800);
     /// ```
     pub fn judged(&self) -> u64 {
@@ -140,6 +143,7 @@ impl CohortEvidence {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Evidence {
     /// The stage judged.
     pub stage: StageId,
@@ -180,6 +184,7 @@ pub struct Evidence {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
 pub struct NonInferiority {
     /// Whether promotions need it (`promotion_evidence`).
     pub required: bool,
@@ -202,9 +207,11 @@ impl NonInferiority {
     /// ```
     /// use promotion_gates::NonInferiority;
     /// assert!(NonInferiority::default().sufficient());
-    /// let half = NonInferiority { required: true, compared: true, errors: true, latency: false };
+    /// let mut half = NonInferiority::default();
+    /// (half.required, half.compared, half.errors) = (true, true, true);
     /// assert!(!half.sufficient());
-    /// assert!(NonInferiority { required: false, ..half }.sufficient());
+    /// half.required = false;
+    /// assert!(half.sufficient());
     /// ```
     pub fn sufficient(&self) -> bool {
         !self.required || !self.compared || self.shown()
@@ -215,7 +222,8 @@ impl NonInferiority {
     /// # Example
     /// ```
     /// use promotion_gates::NonInferiority;
-    /// let both = NonInferiority { required: true, compared: true, errors: true, latency: true };
+    /// let mut both = NonInferiority::default();
+    /// (both.required, both.compared, both.errors, both.latency) = (true, true, true, true);
     /// assert!(both.shown());
     /// assert!(!NonInferiority::default().shown());
     /// ```
@@ -353,6 +361,7 @@ impl fmt::Display for Evidence {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct CanaryHealth {
     /// The canary's traffic share (100 in Staging, 0 in Production).
     pub traffic_percent: f64,

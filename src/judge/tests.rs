@@ -801,3 +801,23 @@ fn a_canary_whose_latencies_are_mostly_in_the_warm_up_is_not_promotable_without_
     assert!(h.evidence.sufficient_data(), "{}", h.evidence);
     assert_eq!(h.recommendation, Recommendation::Rollback, "{}", h.evidence);
 }
+
+#[test]
+fn every_rule_is_in_all_once_in_the_order_of_the_enum() {
+    // A new rule fails this match until it is added here, and to `Rule::ALL`.
+    let position = |rule: Rule| match rule {
+        Rule::SloCompliance => 0,
+        Rule::ErrorRateMax => 1,
+        Rule::ErrorRateVsStable => 2,
+        Rule::OverwhelmingErrors => 3,
+        Rule::P99VsStable => 4,
+        Rule::P99Budget => 5,
+        Rule::HealthScore => 6,
+        Rule::ErrorBurst => 7,
+        Rule::ErrorsOverStage => 8,
+        Rule::LatencyShift => 9,
+        Rule::NoData => 10,
+    };
+    let positions: Vec<usize> = Rule::ALL.iter().map(|&rule| position(rule)).collect();
+    assert_eq!(positions, (0..11).collect::<Vec<_>>());
+}

@@ -64,6 +64,7 @@ impl CohortCells {
 
 /// What happened to a recorded outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Recorded {
     /// Counted for its stage and cohort.
     Counted,

@@ -75,6 +75,7 @@ pub struct StoreError {
 /// assert_eq!(StoreProblem::Unavailable.to_string(), "unavailable");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreProblem {
     /// The store cannot be reached, opened or written now (a missing directory, a lock held
     /// too long, an I/O error, a cluster that does not answer). Routing goes on from the last

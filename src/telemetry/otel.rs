@@ -294,7 +294,7 @@ fn per_cohort(value: fn(&CohortEvidence) -> f64) -> Box<WindowRead> {
 /// judge judged it).
 fn per_rule(value: fn(Option<&Finding>) -> bool) -> Box<WindowRead> {
     Box::new(move |w, o, a| {
-        for rule in Rule::ALL {
+        for &rule in Rule::ALL {
             let on = f64::from(u8::from(value(w.finding(rule))));
             o.observe(on, &with(a, "promotion.rule", rule.name()));
         }

@@ -19,6 +19,7 @@ use crate::telemetry::{ENVIRONMENTS, RollbackCount, WindowExport, rollback_serie
 
 /// Why [`write_exposition`] wrote nothing, or stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExpositionError {
     /// `gates[second]` carries the name `gates[first]` does: their series would repeat.
     #[error("gates[{second}] is named {name:?}, as gates[{first}] is: their series would repeat")]
@@ -332,7 +333,7 @@ impl<W: Write> Exposition<'_, W> {
         let fired = "promotion_rule_fired";
         let help = "Whether the judge rule fires on the judged window (1) or not (0, also when it is not judged).";
         self.family(fired, "gauge", help, |e, r| {
-            Rule::ALL.into_iter().try_for_each(|rule| {
+            Rule::ALL.iter().copied().try_for_each(|rule| {
                 let on = r.window.finding(rule).is_some_and(|f| f.fired);
                 e.sample(fired, &r.labels(&[("rule", rule.name())]), on.into())
             })
@@ -340,7 +341,7 @@ impl<W: Write> Exposition<'_, W> {
         let judged = "promotion_rule_judged";
         let help = "Whether the judge rule was judged on the judged window (1) or skipped (0: not enough samples, no stable traffic, not due).";
         self.family(judged, "gauge", help, |e, r| {
-            Rule::ALL.into_iter().try_for_each(|rule| {
+            Rule::ALL.iter().copied().try_for_each(|rule| {
                 let on = r.window.finding(rule).is_some();
                 e.sample(judged, &r.labels(&[("rule", rule.name())]), on.into())
             })

@@ -35,13 +35,13 @@ use crate::judge::Rule;
 ///     SloAdmissionController::new(SloConfig::default())?,
 /// )?;
 /// gate.rollback("bad deploy")?;
-/// assert_eq!(
-///     gate.rollback_counts(),
-///     [RollbackCount { trigger: RollbackTrigger::Manual, rule: None, count: 1 }]
-/// );
+/// let counts: Vec<RollbackCount> = gate.rollback_counts();
+/// assert_eq!(counts.len(), 1);
+/// assert_eq!((counts[0].trigger, counts[0].rule, counts[0].count), (RollbackTrigger::Manual, None, 1));
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RollbackCount {
     /// What started the rollbacks.
     pub trigger: RollbackTrigger,
@@ -98,7 +98,10 @@ pub(crate) fn rollback_series(counts: &[RollbackCount]) -> impl Iterator<Item = 
         (RollbackTrigger::Manual, None),
         (RollbackTrigger::FlagDisabled, None),
     ];
-    let rules = Rule::ALL.into_iter().filter(|rule| *rule != Rule::NoData);
+    let rules = Rule::ALL
+        .iter()
+        .copied()
+        .filter(|rule| *rule != Rule::NoData);
     causes.extend(rules.map(|rule| (RollbackTrigger::Automatic, Some(rule))));
     for counted in counts {
         if !causes.contains(&(counted.trigger, counted.rule)) {
@@ -125,7 +128,7 @@ pub(crate) fn rollback_series(counts: &[RollbackCount]) -> impl Iterator<Item = 
 fn first_rule_named(reason: &str) -> Option<Rule> {
     let rules = reason.strip_prefix(AUTOMATIC_REASON_PREFIX)?;
     let name = rules.split([',', ' ']).next()?;
-    Rule::ALL.into_iter().find(|rule| rule.name() == name)
+    Rule::ALL.iter().copied().find(|rule| rule.name() == name)
 }
 
 /// How an automatic rollback's reason starts.
@@ -227,7 +230,7 @@ mod tests {
 
     #[test]
     fn an_event_read_from_a_store_counts_under_the_rule_its_reason_names_first() {
-        for rule in Rule::ALL {
+        for &rule in Rule::ALL {
             let made = event(
                 RollbackTrigger::Automatic,
                 Some(evidence(&[rule, Rule::HealthScore])),

@@ -30,6 +30,7 @@ pub(crate) const ENVIRONMENTS: [Environment; 3] = [
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WindowExport {
     /// The canary's health over the window, as [`health`](crate::PromotionGateManager::health)
     /// gives it.

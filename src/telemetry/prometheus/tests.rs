@@ -251,7 +251,7 @@ fn gauges_show_what_the_side_effect_free_reads_show() {
         );
         assert_eq!(on == 1.0, state == current, "{state}");
     }
-    for rule in Rule::ALL {
+    for &rule in Rule::ALL {
         let finding = health.evidence.findings.iter().find(|f| f.rule == rule);
         let r = [("rule", rule.name())];
         let fired = value(&samples, "promotion_rule_fired", &r);
@@ -487,7 +487,7 @@ fn rollbacks_total_starts_at_zero_and_counts_each_cause() {
             .iter()
             .any(|f| f.rule == Rule::ErrorRateVsStable)
     );
-    for rule in Rule::ALL.into_iter().filter(|r| *r != Rule::NoData) {
+    for rule in Rule::ALL.iter().copied().filter(|r| *r != Rule::NoData) {
         assert_eq!(
             rollbacks(&before, "automatic", rule.name()),
             0.0,
