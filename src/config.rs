@@ -49,6 +49,17 @@ fn unsigned_zero<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::
 }
 
 impl Environment {
+    /// The environment with a share of −0 (which validation takes, as it equals 0) made 0: what
+    /// the gate holds, so that its decisions, reads and documents never carry −0.
+    pub(crate) fn unsigned(self) -> Self {
+        match self {
+            Environment::Canary { traffic_percent } => Environment::Canary {
+                traffic_percent: traffic_percent + 0.0,
+            },
+            other => other,
+        }
+    }
+
     /// The environment's name in lower case: `canary`, `staging` or `production`.
     ///
     /// # Example

@@ -177,11 +177,12 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn with_clock(
-        config: PromotionConfig,
+        mut config: PromotionConfig,
         slo_controller: SloAdmissionController,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         config.validate()?;
+        config.environment = config.environment.unsigned();
         let flag_sets = FlagSets::new();
         let mut writer = WriterState::default();
         let mut records = Records::default();

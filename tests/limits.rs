@@ -192,6 +192,38 @@ fn a_percentage_below_the_resolution_is_refused_naming_field_value_and_resolutio
 }
 
 #[test]
+fn a_share_of_minus_zero_is_taken_as_zero_by_every_write_and_never_shown() {
+    let unsigned = |gate: &PromotionGateManager| {
+        let Environment::Canary { traffic_percent } =
+            gate.route_request("someone").target_environment
+        else {
+            panic!("not in canary: {}", gate.environment());
+        };
+        assert_eq!(
+            traffic_percent.to_bits(),
+            0.0f64.to_bits(),
+            "{traffic_percent:?}"
+        );
+        assert_eq!(gate.environment(), canary(0.0));
+        let Environment::Canary { traffic_percent } = gate.config().environment else {
+            panic!("not in canary");
+        };
+        assert!(traffic_percent.is_sign_positive(), "{traffic_percent:?}");
+    };
+    let config = PromotionConfig {
+        environment: canary(-0.0),
+        ..Default::default()
+    };
+    unsigned(&gate(config.clone()));
+    let staged = staging_gate();
+    staged.swap_config(config).unwrap();
+    unsigned(&staged);
+    let promoted = gate(PromotionConfig::default());
+    promoted.promote(canary(-0.0)).unwrap();
+    unsigned(&promoted);
+}
+
+#[test]
 fn the_history_is_bounded_in_bytes_and_counts_what_it_drops() {
     let gate = gate(PromotionConfig {
         max_rollback_history: 100_000,

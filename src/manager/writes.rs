@@ -97,6 +97,7 @@ impl PromotionGateManager {
     /// [`promote`](Self::promote) or [`promote_from`](Self::promote_from).
     fn promote_if(&self, expected: Option<StageId>, target: Environment) -> Result<(), Error> {
         target.validate()?;
+        let target = target.unsigned();
         let mut first_kind = None;
         self.write(|writer| {
             let current = self.shared.current.load_full();
@@ -467,8 +468,9 @@ impl PromotionGateManager {
     /// assert!(gate.is_feature_enabled("dark_mode"));
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
-    pub fn swap_config(&self, config: PromotionConfig) -> Result<PromotionConfig, Error> {
+    pub fn swap_config(&self, mut config: PromotionConfig) -> Result<PromotionConfig, Error> {
         config.validate()?;
+        config.environment = config.environment.unsigned();
         let mut first_stage = None;
         self.write(|writer| {
             let current = self.shared.current.load_full();
