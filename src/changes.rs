@@ -4,12 +4,15 @@
 //! - a cheap counter, [`change_count`](crate::PromotionGateManager::change_count) (one atomic
 //!   load), then [`changes_since`](crate::PromotionGateManager::changes_since) for what changed;
 //! - or a [`Subscription`] ([`subscribe`](crate::PromotionGateManager::subscribe)) that
-//!   receives each change on the host's own thread.
+//!   receives each change on the host's own thread, or in an async task
+//!   ([`Subscription::recv`], a future for any executor).
 //!
-//! Nothing here runs host code: a change is queued, never delivered by calling back, so a
-//! change made on the record path (an automatic rollback) costs that path one short queue
-//! operation per subscriber, and a subscriber's code runs on its own thread, never while the
-//! gate holds a lock. (The gate's log lines are another matter: a `tracing` subscriber may be
+//! A change is queued, never delivered by calling back, so a change made on the record path
+//! (an automatic rollback) costs that path one short queue operation per subscriber, and a
+//! subscriber's code runs on its own thread, never while the gate holds a lock. The one piece
+//! of host code the gate runs is an async subscriber's [`Waker`]: the thread that made the
+//! change (a host's write, the store's sync thread, or the recording thread whose outcome
+//! called for an automatic rollback) wakes it once it has let go of every lock of the gate. (The gate's log lines are another matter: a `tracing` subscriber may be
 //! called while the gate holds its writer lock; see docs/telemetry.md.) Memory is
 //! bounded: the gate keeps the last [`MAX_RECENT_CHANGES`] changes, a subscription queues at
 //! most [`MAX_QUEUED_CHANGES`] (a slow subscriber misses the oldest, counted in
@@ -17,8 +20,12 @@
 //! recent), and a change lists at most [`MAX_LISTED_FLAG_CHANGES`] flag names.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Environment, PromotionConfig};
@@ -247,12 +254,17 @@ pub(crate) struct ChangeFeed {
     /// The newest change's sequence number (0 before the first).
     count: AtomicU64,
     state: Mutex<FeedState>,
+    /// Whether `state.to_wake` holds a waker: read without the lock by every writer that lets
+    /// go of the writer lock.
+    waking: AtomicBool,
 }
 
 #[derive(Debug, Default)]
 struct FeedState {
     recent: VecDeque<Arc<StateChange>>,
     subscribers: Vec<Weak<Inbox>>,
+    /// Async subscribers to wake once the gate's locks are let go ([`ChangeFeed::wake`]).
+    to_wake: Vec<Waker>,
 }
 
 impl ChangeFeed {
@@ -290,13 +302,29 @@ impl ChangeFeed {
         // Counted before any subscriber can receive it: a subscriber that reads the counter
         // after a change arrived sees that change counted.
         self.count.store(sequence, Ordering::Release);
+        let mut to_wake = std::mem::take(&mut state.to_wake);
         state.subscribers.retain(|weak| match weak.upgrade() {
             Some(inbox) => {
-                inbox.push(Arc::clone(&change));
+                to_wake.extend(inbox.push(Arc::clone(&change)));
                 true
             }
             None => false,
         });
+        if !to_wake.is_empty() {
+            self.waking.store(true, Ordering::Release);
+        }
+        state.to_wake = to_wake;
+    }
+
+    /// Wakes the async subscribers that changes were queued for. Called by every writer once
+    /// it has let go of the writer lock (publication happens under it), so that no host code
+    /// runs while the gate holds a lock; one atomic load when there is none.
+    pub(crate) fn wake(&self) {
+        if !self.waking.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let to_wake = std::mem::take(&mut self.lock().to_wake);
+        to_wake.into_iter().for_each(Waker::wake);
     }
 
     /// The kept changes numbered above `after`, oldest first.
@@ -328,13 +356,16 @@ impl Drop for ChangeFeed {
     /// The gate is gone: every subscription is closed, and a host waiting on one wakes.
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let mut to_wake = std::mem::take(&mut state.to_wake);
         for inbox in state
             .subscribers
             .drain(..)
             .filter_map(|weak| weak.upgrade())
         {
-            inbox.close();
+            to_wake.extend(inbox.close());
         }
+        // The gate is gone: it holds no lock any more.
+        to_wake.into_iter().for_each(Waker::wake);
     }
 }
 
@@ -351,23 +382,34 @@ struct Queued {
     missed: u64,
     /// The gate is gone: nothing more will be queued.
     closed: bool,
+    /// The async task that last found the queue empty, to wake when a change arrives.
+    waker: Option<Waker>,
 }
 
 impl Inbox {
-    fn push(&self, change: Arc<StateChange>) {
+    /// Queues `change`; the waker of an async task waiting for it, for the caller to wake once
+    /// the gate's locks are let go.
+    fn push(&self, change: Arc<StateChange>) -> Option<Waker> {
         let mut queued = self.lock();
         if queued.changes.len() == MAX_QUEUED_CHANGES {
             queued.changes.pop_front();
             queued.missed += 1;
         }
         queued.changes.push_back(change);
+        let waker = queued.waker.take();
         drop(queued);
         self.arrived.notify_all();
+        waker
     }
 
-    fn close(&self) {
-        self.lock().closed = true;
+    /// Closes the queue; the waker of an async task waiting on it, as [`push`](Self::push).
+    fn close(&self) -> Option<Waker> {
+        let mut queued = self.lock();
+        queued.closed = true;
+        let waker = queued.waker.take();
+        drop(queued);
         self.arrived.notify_all();
+        waker
     }
 
     fn lock(&self) -> MutexGuard<'_, Queued> {
@@ -480,6 +522,94 @@ impl Subscription {
     /// ```
     pub fn is_closed(&self) -> bool {
         self.inbox.lock().closed
+    }
+
+    /// The next change, for an async task: a future that resolves to it, or to `None` once
+    /// the gate is gone and nothing is queued (as [`recv_timeout`](Self::recv_timeout)
+    /// without the timeout). It works with any executor (no runtime is assumed) and may be
+    /// dropped at any time: a change not yet taken stays queued.
+    ///
+    /// The waker is called by the thread that made the change (a host's write, the store's
+    /// sync thread, or a recording thread whose outcome called for an automatic rollback),
+    /// after that thread let go of the gate's locks; it should only schedule the task, as
+    /// wakers do. One task at a time awaits a subscription: the last to find it empty is
+    /// the one woken (take a subscription per task).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// use std::future::Future;
+    /// use std::task::{Context, Poll, Waker};
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let changes = gate.subscribe();
+    /// // In a task: `while let Some(change) = changes.recv().await { ... }`. Polled by hand here:
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(std::pin::pin!(changes.recv()).poll(&mut cx).is_pending());
+    /// gate.enable_feature("dark_mode")?;
+    /// let Poll::Ready(Some(change)) = std::pin::pin!(changes.recv()).poll(&mut cx) else {
+    ///     panic!("the change is queued");
+    /// };
+    /// assert_eq!(change.kind(), ChangeKind::Flags);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn recv(&self) -> Recv<'_> {
+        Recv { subscription: self }
+    }
+
+    /// The next change if one is queued (`Ready(Some)`), `Ready(None)` once the gate is gone
+    /// and nothing is queued, else `Pending`, with `cx`'s waker kept to be woken when a change
+    /// arrives: [`recv`](Self::recv) for a hand-written future or stream.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// use std::task::{Context, Waker};
+    /// let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// let changes = gate.subscribe();
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(changes.poll_recv(&mut cx).is_pending());
+    /// drop(gate);
+    /// assert!(changes.poll_recv(&mut cx).is_ready()); // Ready(None): the gate is gone
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Arc<StateChange>>> {
+        let mut queued = self.inbox.lock();
+        if let Some(change) = queued.changes.pop_front() {
+            return Poll::Ready(Some(change));
+        }
+        if queued.closed {
+            return Poll::Ready(None);
+        }
+        match &mut queued.waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            none => *none = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+/// The future of [`Subscription::recv`]: the next change, or `None` once the gate is gone.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+/// let changes = gate.subscribe();
+/// let next: Recv<'_> = changes.recv(); // `.await` it in an async task
+/// # drop(next);
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "a future does nothing unless awaited or polled"]
+pub struct Recv<'a> {
+    subscription: &'a Subscription,
+}
+
+impl Future for Recv<'_> {
+    type Output = Option<Arc<StateChange>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.subscription.poll_recv(cx)
     }
 }
 

@@ -101,7 +101,7 @@ mod verdict;
 pub use bucket::{BUCKETS, Bucket, SaltedHasher, reference_bucket, threshold_for_percent};
 pub use changes::{
     ChangeKind, ChangeOrigin, FlagChanges, MAX_LISTED_FLAG_CHANGES, MAX_QUEUED_CHANGES,
-    MAX_RECENT_CHANGES, StateChange, Subscription,
+    MAX_RECENT_CHANGES, Recv, StateChange, Subscription,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

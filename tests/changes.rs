@@ -1,6 +1,7 @@
 //! Change notifications through the public API: every kind of write becomes one numbered
 //! change, a refused write none; a subscriber on another thread receives the judge's automatic
-//! rollback with its evidence.
+//! rollback with its evidence; an async subscriber is woken by every path that makes a change,
+//! never while the gate holds a lock.
 
 #![allow(
     clippy::unwrap_used,
@@ -10,12 +11,141 @@
 
 mod common;
 
+use common::scratch::Scratch;
 use common::stored::fail_the_canary;
 use common::{canary, gate, gate_for_moves};
 use promotion_gates::{
-    ChangeKind, ChangeOrigin, Environment, PromotionConfig, RollbackTrigger, Rule,
+    ChangeKind, ChangeOrigin, Environment, PromotionConfig, PromotionGateManager, RollbackTrigger,
+    Rule, Subscription,
 };
+use std::future::Future;
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
+
+/// A waker that does, when woken, what a careless async host might: it subscribes and writes
+/// to the gate. Woken while the gate held its writer lock or its change feed's lock, it would
+/// wait for that lock forever.
+struct Careless {
+    gate: Arc<PromotionGateManager>,
+    woken: Mutex<Sender<()>>,
+}
+
+impl Wake for Careless {
+    fn wake(self: Arc<Self>) {
+        drop(self.gate.subscribe());
+        self.gate
+            .swap_slo(self.gate.slo_controller().config().clone())
+            .unwrap();
+        self.woken.lock().unwrap().send(()).unwrap();
+    }
+}
+
+/// Polls `subscription` (pending), makes a change on another thread (one that deadlocks must
+/// not hang the test), and expects the careless waker woken and the change then ready.
+fn woken_outside_the_gates_locks(
+    gate: &Arc<PromotionGateManager>,
+    subscription: &Subscription,
+    change: impl FnOnce() + Send + 'static,
+) -> ChangeKind {
+    let (sender, woken) = channel();
+    let waker = Waker::from(Arc::new(Careless {
+        gate: Arc::clone(gate),
+        woken: Mutex::new(sender),
+    }));
+    let mut cx = Context::from_waker(&waker);
+    assert!(subscription.poll_recv(&mut cx).is_pending());
+    std::thread::spawn(change);
+    woken
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the waker was called, and could use the gate");
+    let Poll::Ready(Some(change)) = subscription.poll_recv(&mut cx) else {
+        panic!("woken with no change queued");
+    };
+    change.kind()
+}
+
+/// The kind of the change `change` makes to a gate at Canary{50}, which an async subscriber
+/// was woken for outside the gate's locks.
+fn woken_at_canary_50_for(change: fn(&PromotionGateManager)) -> ChangeKind {
+    let gate = Arc::new(gate(PromotionConfig {
+        environment: canary(50.0),
+        ..Default::default()
+    }));
+    let subscription = gate.subscribe();
+    let changer = Arc::clone(&gate);
+    woken_outside_the_gates_locks(&gate, &subscription, move || change(&changer))
+}
+
+#[test]
+fn an_async_subscriber_is_woken_by_a_write_once_the_gate_lets_go_of_its_locks() {
+    let kind = woken_at_canary_50_for(|gate| gate.enable_feature("dark_mode").unwrap());
+    assert_eq!(kind, ChangeKind::Flags);
+}
+
+#[test]
+fn an_async_subscriber_is_woken_by_the_judges_rollback_on_the_record_path() {
+    assert_eq!(
+        woken_at_canary_50_for(fail_the_canary),
+        ChangeKind::Rollback
+    );
+}
+
+#[test]
+fn an_async_subscriber_is_woken_by_another_process_s_write_applied_from_the_store() {
+    let scratch = Scratch::new("async-subscriber");
+    let document = format!(
+        r#"{{"environment": {{"canary": {{"traffic_percent": 10}}}},
+            "store": {{"sqlite": {{"path": "{}", "sync_interval_ms": 20}}}}}}"#,
+        scratch.file("gate.db")
+    );
+    let open = || gate(PromotionConfig::from_json(&document).unwrap());
+    let (this, other) = (Arc::new(open()), open());
+    let subscription = this.subscribe();
+    let kind = woken_outside_the_gates_locks(&this, &subscription, move || {
+        other.enable_feature("dark_mode").unwrap();
+        // Kept open until this process's sync thread has read the write.
+        std::thread::sleep(Duration::from_secs(1));
+    });
+    assert_eq!(kind, ChangeKind::Flags);
+}
+
+#[test]
+fn an_awaited_subscription_resolves_to_the_next_change_then_to_none_once_the_gate_is_gone() {
+    /// Wakes the thread that blocks on a future.
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            std::thread::park();
+        }
+    }
+    let gate = gate(PromotionConfig::default());
+    let subscription = gate.subscribe();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            gate.enable_feature("dark_mode").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            drop(gate);
+        });
+        let change = block_on(subscription.recv()).expect("the flag change");
+        assert_eq!(change.kind(), ChangeKind::Flags);
+        assert!(block_on(subscription.recv()).is_none());
+    });
+    assert!(subscription.is_closed());
+}
 
 #[test]
 fn every_kind_of_write_is_one_change_and_a_refused_write_none() {

@@ -141,13 +141,15 @@ impl Shared {
         self.settle_owed();
     }
 
-    /// Makes the owed rollback while the lock is free, until none is owed.
+    /// Makes the owed rollback while the lock is free, until none is owed; then, with the lock
+    /// let go, wakes the async subscribers that changes were queued for.
     fn settle_owed(&self) {
         while let Some((mut held, verdict)) = self.writer.take_owed() {
             self.apply_verdict(&mut held.state, &verdict);
             drop(held);
             fence(Ordering::SeqCst);
         }
+        self.changes.wake();
     }
 }
 
