@@ -1,6 +1,17 @@
 # Sourced by bindings/go/bench.sh and bindings/nginx/bench.sh: the alternated A/B rounds both
-# benchmarks run. The caller defines `run <A|B>`, which loads one variant and prints
-# "<requests/s> <CPU microseconds per request>".
+# benchmarks run, and the reading of a process's CPU time. The caller defines `run <A|B>`,
+# which loads one variant and prints "<requests/s> <CPU microseconds per request>".
+
+# cpu_ns <pid>...: the CPU time the processes have used so far, in nanoseconds, summed: each
+# process's CPU-time clock (clock_gettime of the clock clock_getcpuclockid names: every
+# thread, those that exited too, to the nanosecond; /proc/<pid>/stat's utime + stime are the
+# same time in 10 ms ticks, about +-1 % of a one-second run)
+cpu_ns() {
+  python3 -c '
+import sys, time
+# The kernel numbers a process CPU clock ~pid << 3 | 2 (CPUCLOCK_SCHED), as clock_getcpuclockid.
+print(sum(time.clock_gettime_ns(~int(pid) << 3 | 2) for pid in sys.argv[1:]))' "$@"
+}
 
 # ab_rounds <rounds>: runs A then B, or B then A (alternating by round), prints a row per
 # round, and leaves each round's "<throughput B/A> <CPU per request B/A>" in ratios[]

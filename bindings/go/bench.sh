@@ -15,7 +15,7 @@
 # `wrk -t1 -c32 -d1s` with a new X-Request-Id per request (a wrk Lua script) against one
 # port; the rounds run A then B, or B then A (alternating by round), after one warm-up run
 # each. Per run: the throughput (wrk's requests/s) and the proxy process's CPU per request
-# (utime + stime of /proc/<pid>/stat, every thread: the runtime's, the GC's, the gate's
+# (its CPU-time clock, in nanoseconds, every thread: the runtime's, the GC's, the gate's
 # sync thread's, over the run, divided by wrk's request count). Prints each round, then the
 # median and range of the B/A ratios of both, against the budget (CPU per request B/A at
 # most 1.02x; throughput is reported, no budget). The load average before and after is
@@ -127,31 +127,27 @@ for p in "$stable_port" "${port[A]}" "${port[B]}"; do
   for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
   curl -fs -o /dev/null "http://127.0.0.1:$p/" || { echo "nothing answers on port $p" >&2; cat "$tmp"/*.err >&2; exit 1; }
 done
-ticks=$(getconf CLK_TCK)
-
-# cpu_ticks <variant>: utime + stime of its proxy process so far, every thread
-cpu_ticks() { awk '{print $14 + $15}' "/proc/${pid[$1]}/stat"; }
 # load <variant> <file>: one wrk run against the variant's port, its output into file
 load() {
   "${nice[@]}" "${pin_load[@]}" timeout $((seconds + 30)) wrk -t1 -c"$connections" -d"${seconds}s" -s "$tmp/ids.lua" \
     "http://127.0.0.1:${port[$1]}/" >"$2"
 }
-# figures <variant> <file> <ticks>: "<requests/s> <CPU microseconds per request>" of a run
+# figures <variant> <file> <CPU ns>: "<requests/s> <CPU microseconds per request>" of a run
 figures() {
   if grep -q -e 'Non-2xx' -e 'Socket errors' "$2"; then
     echo "variant $1: wrk saw errors:" >&2
     cat "$2" >&2
     exit 1
   fi
-  awk -v t="$3" -v hz="$ticks" '/requests in/ {req = $1} /Requests\/sec/ {rps = $2}
-    END {printf "%.0f %.2f\n", rps, t / hz * 1e6 / req}' "$2"
+  awk -v ns="$3" '/requests in/ {req = $1} /Requests\/sec/ {rps = $2}
+    END {printf "%.0f %.2f\n", rps, ns / 1e3 / req}' "$2"
 }
 # run <variant>: prints "<requests/s> <CPU microseconds per request>"
 run() {
   local before after
-  before=$(cpu_ticks "$1")
+  before=$(cpu_ns "${pid[$1]}")
   load "$1" "$tmp/wrk.out"
-  after=$(cpu_ticks "$1")
+  after=$(cpu_ns "${pid[$1]}")
   figures "$1" "$tmp/wrk.out" $((after - before))
 }
 echo "== go bench.sh, $(date -u '+%Y-%m-%d %H:%M:%S') UTC, $(nproc) CPUs, $(go version | awk '{print $3}')"
@@ -161,7 +157,7 @@ echo "== warm-up"
 run A >/dev/null
 run B >/dev/null
 echo "== $rounds rounds, wrk -t1 -c$connections -d${seconds}s, a new X-Request-Id per request"
-echo "cpu us/req: the proxy process's utime + stime (/proc/<pid>/stat, every thread) over the run / wrk's requests"
+echo "cpu us/req: the proxy process's CPU time (its CPU-time clock, every thread) over the run / wrk's requests"
 ab_rounds "$rounds"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 stop_all

@@ -2,8 +2,8 @@
 # Paired benchmark (not run by CI): the same nginx proxying through a server block that splits
 # by `split_clients` (A) and through one that splits by the promotion-gates module (B), alternated in one run (A B, then B A, ...), each run a
 # `wrk` load of a few seconds. Measures each run's throughput (wrk's requests/s) and the CPU
-# time of the proxy's workers per request (utime + stime from /proc/<pid>/stat, all threads,
-# so the gate's sync thread counts). Prints each round and the medians of the B/A ratios,
+# time of the proxy's workers per request (each worker's CPU-time clock, in nanoseconds, all
+# threads, so the gate's sync thread counts). Prints each round and the medians of the B/A ratios,
 # against the budget of at least 0.95x throughput at no more than 1.05x CPU per request.
 # Both route 20 % to a canary upstream and 80 % to a stable one, both served by a second nginx
 # (one worker); B's gate keeps its state in a SQLite store (sync_interval_ms
@@ -97,26 +97,21 @@ fi
 for p in "$app_port" "${port[A]}" "${port[B]}"; do
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$p/" >/dev/null && break; sleep 0.1; done
 done
-ticks=$(getconf CLK_TCK)
-
-# cpu_ticks <variant>: utime + stime of its workers so far
-cpu_ticks() {
-  local total=0 pid
-  for pid in $(pgrep -P "${master[$1]}"); do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
-  done
-  echo "$total"
+# workers_cpu_ns <variant>: the CPU time of its workers so far, in nanoseconds
+workers_cpu_ns() {
+  # shellcheck disable=SC2046 # one pid per word
+  cpu_ns $(pgrep -P "${master[$1]}")
 }
 # run <variant>: prints "<requests/s> <CPU microseconds per request>"
 run() {
   local before after out requests
-  before=$(cpu_ticks "$1")
+  before=$(workers_cpu_ns "$1")
   out=$("${nice[@]}" wrk -t1 -c"$connections" -d"${seconds}s" "http://127.0.0.1:${port[$1]}/")
-  after=$(cpu_ticks "$1")
+  after=$(workers_cpu_ns "$1")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
-  awk -v out="$out" -v req="$requests" -v t=$((after - before)) -v hz="$ticks" 'BEGIN {
+  awk -v out="$out" -v req="$requests" -v ns=$((after - before)) 'BEGIN {
     split(out, lines, "\n"); for (i in lines) if (lines[i] ~ /Requests\/sec/) { split(lines[i], f, " "); rps = f[2] }
-    printf "%.0f %.2f\n", rps, t / hz * 1e6 / req }'
+    printf "%.0f %.2f\n", rps, ns / 1e3 / req }'
 }
 
 echo "== warm-up"
