@@ -12,8 +12,9 @@
 //! subscriber's code runs on its own thread, never while the gate holds a lock. The one piece
 //! of host code the gate runs is an async subscriber's [`Waker`]: the thread that made the
 //! change (a host's write, the store's sync thread, or the recording thread whose outcome
-//! called for an automatic rollback) wakes it once it has let go of every lock of the gate. (The gate's log lines are another matter: a `tracing` subscriber may be
-//! called while the gate holds its writer lock; see docs/telemetry.md.) Memory is
+//! called for an automatic rollback) wakes it once it has let go of every lock of the gate.
+//! (The gate's log lines are another matter: a `tracing` subscriber may be called while the
+//! gate holds its writer lock; see docs/telemetry.md.) Memory is
 //! bounded: the gate keeps the last [`MAX_RECENT_CHANGES`] changes, a subscription queues at
 //! most [`MAX_QUEUED_CHANGES`] (a slow subscriber misses the oldest, counted in
 //! [`Subscription::missed`], and can read them again with `changes_since` while they are

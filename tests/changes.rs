@@ -105,8 +105,6 @@ fn an_async_subscriber_is_woken_by_another_process_s_write_applied_from_the_stor
     let subscription = this.subscribe();
     let kind = woken_outside_the_gates_locks(&this, &subscription, move || {
         other.enable_feature("dark_mode").unwrap();
-        // Kept open until this process's sync thread has read the write.
-        std::thread::sleep(Duration::from_secs(1));
     });
     assert_eq!(kind, ChangeKind::Flags);
 }
