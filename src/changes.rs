@@ -319,7 +319,7 @@ impl ChangeFeed {
 
     /// Wakes the async subscribers that changes were queued for. Called by every writer once
     /// it has let go of the writer lock (publication happens under it), so that no host code
-    /// runs while the gate holds a lock; one atomic load when there is none.
+    /// runs while the gate holds a lock; one atomic exchange when there is none.
     pub(crate) fn wake(&self) {
         if !self.waking.swap(false, Ordering::Acquire) {
             return;
