@@ -16,11 +16,11 @@ use super::contribution::{MAX_INSTANCE_BYTES, MAX_LATENCY_BYTES, PublishedCohort
 use super::{
     BadContribution, Commit, Contribution, Guard, MAX_INSTANCES, NewestFirst, SCHEMA_VERSION,
     Since, SqliteStoreConfig, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
-    StoredState, StoredWrite,
+    StoredState, StoredWrite, stored_version,
 };
 use crate::config::PromotionConfig;
 use crate::decision::PerCohort;
-use crate::error::{Shown, quoted};
+use crate::error::{MAX_SHOWN_VALUE_BYTES, Shown, quoted};
 use crate::limits::{MAX_DOCUMENT_BYTES, MAX_REASON_BYTES};
 use identity::FileIdentity;
 
@@ -248,6 +248,21 @@ impl SqliteStore {
                     .map_err(fail)?;
             }
             (APPLICATION_ID, _) => {
+                // A value that is no integer is named (read within its bound), before `max`
+                // would read every value whole.
+                let not_integer = tx
+                    .query_row(
+                        "SELECT octet_length(version),
+                             CASE WHEN octet_length(version) <= ?1 THEN version END
+                         FROM schema_version WHERE typeof(version) != 'integer' LIMIT 1",
+                        [NUMBER_TEXT_BYTES],
+                        |row| Ok(bounded_integer(row, 0, "schema_version.version")),
+                    )
+                    .optional()
+                    .map_err(fail)?;
+                if let Some(Err(e)) = not_integer {
+                    return Err(self.error(StoreProblem::NotOurs, e));
+                }
                 let version = tx
                     .query_row("SELECT max(version) FROM schema_version", [], |row| {
                         Ok(match row.get_ref(0) {
@@ -298,14 +313,22 @@ impl SqliteStore {
         let ours = Connection::open_in_memory().map_err(fail)?;
         ours.execute_batch(CREATE_SCHEMA).map_err(fail)?;
         ours.execute_batch(CREATE_CONTRIBUTIONS).map_err(fail)?;
-        let expected: Vec<(String, String)> = ours
+        let expected: Vec<Column> = ours
             .prepare(
-                "SELECT m.name, c.name FROM sqlite_schema AS m, pragma_table_info(m.name) AS c
+                "SELECT m.name, c.name, c.type, c.pk
+                 FROM sqlite_schema AS m, pragma_table_info(m.name) AS c
                  WHERE m.type = 'table' ORDER BY m.name, c.cid",
             )
             .and_then(|mut statement| {
                 statement
-                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .query_map([], |row| {
+                        Ok(Column {
+                            table: row.get(0)?,
+                            name: row.get(1)?,
+                            declared: row.get(2)?,
+                            key: row.get(3)?,
+                        })
+                    })?
                     .collect()
             })
             .map_err(fail)?;
@@ -317,18 +340,50 @@ impl SqliteStore {
                 .and_then(|mut statement| statement.exists(rusqlite::params_from_iter(params)))
                 .map_err(fail)
         };
-        for (table, column) in expected {
-            // A table of that very name (not a view, not another case of it) with that column.
-            let column_sql = "SELECT 1 FROM sqlite_schema AS m, pragma_table_info(m.name) AS c
+        for Column {
+            table,
+            name: column,
+            declared,
+            key,
+        } in expected
+        {
+            // A table of that very name (not a view, not another case of it) with that column,
+            // declared as ours is: the same type, and the same place in the primary key (the
+            // writes' `ON CONFLICT` clauses need the key; a type's affinity decides what a
+            // value becomes).
+            let column_sql = "SELECT c.type, c.pk
+                              FROM sqlite_schema AS m, pragma_table_info(m.name) AS c
                               WHERE m.type = 'table' AND m.name = ?1 AND c.name = ?2";
-            if has(column_sql, &[&table, &column])? {
-                continue;
-            }
-            let table_sql = "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1";
-            let missing = if has(table_sql, &[&table])? {
-                format!("table {table} has no column {column}")
-            } else {
-                format!("no table {table}")
+            let found: Option<(String, i64)> = connection
+                .prepare_cached(column_sql)
+                .and_then(|mut statement| {
+                    statement
+                        .query_row([&table, &column], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .optional()
+                })
+                .map_err(fail)?;
+            let missing = match found {
+                Some((theirs, their_key))
+                    if theirs.eq_ignore_ascii_case(&declared) && their_key == key =>
+                {
+                    continue;
+                }
+                Some((theirs, their_key)) => format!(
+                    "table {table}, column {column}: declared {} ({}), where ours is {} ({})",
+                    quoted(&theirs),
+                    key_place(their_key),
+                    quoted(&declared),
+                    key_place(key)
+                ),
+                None => {
+                    let table_sql =
+                        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1";
+                    if has(table_sql, &[&table])? {
+                        format!("table {table} has no column {column}")
+                    } else {
+                        format!("no table {table}")
+                    }
+                }
             };
             return Err(self.error(
                 StoreProblem::NotOurs,
@@ -345,15 +400,19 @@ impl SqliteStore {
         // limit: a value above it is never held, only its length.
         let row = connection
             .query_row(
-                "SELECT version, stage, octet_length(config),
-                     CASE WHEN (version, stage) IS NOT (?2, ?3) AND octet_length(config) <= ?4
+                "SELECT octet_length(version), CASE WHEN octet_length(version) <= ?5 THEN version END,
+                     octet_length(stage), CASE WHEN octet_length(stage) <= ?5 THEN stage END,
+                     octet_length(config),
+                     CASE WHEN typeof(version) = 'integer' AND typeof(stage) = 'integer'
+                         AND (version, stage) IS NOT (?2, ?3) AND octet_length(config) <= ?4
                          THEN config END
                  FROM release WHERE gate = ?1",
                 params![
                     self.gate,
                     self.signed("release.version", known.version)?,
                     self.signed("release.stage", known.stage)?,
-                    i64::try_from(MAX_DOCUMENT_BYTES).unwrap_or(i64::MAX)
+                    i64::try_from(MAX_DOCUMENT_BYTES).unwrap_or(i64::MAX),
+                    NUMBER_TEXT_BYTES
                 ],
                 |row| Ok(release_of(row)),
             )
@@ -381,9 +440,10 @@ impl SqliteStore {
         let text_bytes = i64::try_from(HISTORY_TEXT_BYTES).unwrap_or(i64::MAX);
         let after = self.signed("release.version", since)?;
         let rows = statement
-            .query_map(params![self.gate, after, bound, text_bytes], |row| {
-                Ok(event_of(row))
-            })
+            .query_map(
+                params![self.gate, after, bound, text_bytes, NUMBER_TEXT_BYTES],
+                |row| Ok(event_of(row)),
+            )
             .map_err(fail)?;
         let mut newest = NewestFirst::new(release.history_bound());
         for row in rows {
@@ -481,9 +541,10 @@ impl SqliteStore {
             .map_err(fail)?;
         let stored_version = tx
             .query_row(
-                "SELECT version FROM release WHERE gate = ?1",
-                [&self.gate],
-                |row| Ok(count(row, 0, "release.version")),
+                "SELECT octet_length(version), CASE WHEN octet_length(version) <= ?2 THEN version END
+                 FROM release WHERE gate = ?1",
+                params![self.gate, NUMBER_TEXT_BYTES],
+                |row| Ok(bounded_count(row, 0, "release.version").and_then(stored_version)),
             )
             .optional()
             .map_err(fail)?
@@ -715,20 +776,55 @@ fn contribution_of(row: &Row<'_>, stage: u64) -> Result<Contribution, BadContrib
 /// checked only when the release is not the one known (`Since::read_after`).
 fn release_of(row: &Row<'_>) -> Result<(u64, u64, Result<String, String>), String> {
     Ok((
-        count(row, 0, "release.version")?,
-        count(row, 1, "release.stage")?,
+        bounded_count(row, 0, "release.version").and_then(stored_version)?,
+        bounded_count(row, 2, "release.stage")?,
         bounded_text(
             row,
-            2,
+            4,
             "release.config",
             (MAX_DOCUMENT_BYTES, "MAX_DOCUMENT_BYTES"),
         ),
     ))
 }
 
+/// The most bytes an integer column is read with (`octet_length`, as text): an integer's
+/// decimal form is at most 20 bytes; a value of another type up to this length is read and
+/// shown in its error, a longer one is refused by its length alone, never read whole (a hand
+/// edit may put 200 MB of text in a version, which every sync tick would otherwise read).
+const NUMBER_TEXT_BYTES: i64 = MAX_SHOWN_VALUE_BYTES as i64;
+
+/// Column `at + 1` of `row` as a count, selected only when its length (column `at`) is at
+/// most [`NUMBER_TEXT_BYTES`] (see [`bounded_text`]).
+fn bounded_count(row: &Row<'_>, at: usize, column: &str) -> Result<u64, String> {
+    refuse_longer(row, at, column, (NUMBER_TEXT_BYTES, "an integer's"))?;
+    count(row, at + 1, column)
+}
+
+/// Column `at + 1` of `row` as an integer, selected as [`bounded_count`]'s.
+fn bounded_integer(row: &Row<'_>, at: usize, column: &str) -> Result<i64, String> {
+    refuse_longer(row, at, column, (NUMBER_TEXT_BYTES, "an integer's"))?;
+    integer(row, at + 1, column)
+}
+
+/// An error when the length in column `at` (from `octet_length`, which SQLite answers without
+/// reading the value) is above `limit` (and the limit's name): the value was not selected.
+fn refuse_longer(
+    row: &Row<'_>,
+    at: usize,
+    column: &str,
+    (limit, name): (i64, &str),
+) -> Result<(), String> {
+    match row.get_ref(at) {
+        Ok(ValueRef::Integer(length)) if length > limit => Err(format!(
+            "{column} = ({length} bytes): more than a read takes, {limit} bytes ({name})"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The read of the newest history events after a version, at most `?3` of them, each column
-/// of text with its length before it and read only within `?4` bytes
-/// ([`HISTORY_TEXT_BYTES`]). Rows whose version is 0 or negative (no write makes one: a file
+/// with its length before it, read only within `?4` bytes ([`HISTORY_TEXT_BYTES`]) for text and
+/// `?5` ([`NUMBER_TEXT_BYTES`]) for the timestamp. Rows whose version is 0 or negative (no write makes one: a file
 /// edited by hand) are selected too, as the oldest, so that the read refuses them naming their
 /// version rather than skipping them. Two ranges of the primary key, merged (SQLite's plan
 /// `MERGE (UNION ALL)`): however many rows the gate has, the read visits only those it returns.
@@ -739,10 +835,29 @@ const HISTORY_READ: &str = "SELECT version,
         octet_length(rollback_trigger),
         CASE WHEN octet_length(rollback_trigger) <= ?4 THEN rollback_trigger END,
         octet_length(environment), CASE WHEN octet_length(environment) <= ?4 THEN environment END,
-        timestamp_ns
+        octet_length(timestamp_ns), CASE WHEN octet_length(timestamp_ns) <= ?5 THEN timestamp_ns END
     FROM (SELECT * FROM history WHERE gate = ?1 AND version > ?2
         UNION ALL SELECT * FROM history WHERE gate = ?1 AND version <= 0)
     ORDER BY version DESC LIMIT ?3";
+
+/// A column of the schema, as `pragma_table_info` describes it.
+struct Column {
+    table: String,
+    name: String,
+    /// Its declared type, as written in `CREATE TABLE`.
+    declared: String,
+    /// Its place in the primary key, from 1; 0 when it is not part of it.
+    key: i64,
+}
+
+/// A column's place in the primary key, as an error names it.
+fn key_place(key: i64) -> String {
+    if key == 0 {
+        "not in the primary key".to_string()
+    } else {
+        format!("primary key column {key}")
+    }
+}
 
 /// The most bytes a history event's text column is read with: one above the longest reason a
 /// store takes, so that a reason just too long is still read and refused by its own check
@@ -769,7 +884,7 @@ fn event_of(row: &Row<'_>) -> Result<StoredEvent, String> {
         trigger: text(7, "history.rollback_trigger")?,
         environment: serde_json::from_str(&environment)
             .map_err(|e| format!("history.environment = {}: {e}", quoted(&environment)))?,
-        timestamp_ns: integer(row, 11, "history.timestamp_ns")?,
+        timestamp_ns: bounded_integer(row, 11, "history.timestamp_ns")?,
     })
 }
 
@@ -782,13 +897,12 @@ fn bounded_text(
     column: &str,
     (limit, name): (usize, &str),
 ) -> Result<String, String> {
-    if let Ok(ValueRef::Integer(length)) = row.get_ref(at)
-        && usize::try_from(length).map_or(true, |length| length > limit)
-    {
-        return Err(format!(
-            "{column} = ({length} bytes): more than a read takes, {limit} bytes ({name})"
-        ));
-    }
+    refuse_longer(
+        row,
+        at,
+        column,
+        (i64::try_from(limit).unwrap_or(i64::MAX), name),
+    )?;
     text(row, at + 1, column)
 }
 

@@ -30,6 +30,22 @@ pub(crate) struct StoredRelease {
 /// it, or another process, would then refuse to read. Only a hand edit gets near it.
 pub(crate) const MAX_STORED_NUMBER: u64 = i64::MAX as u64;
 
+/// `version`, read as a stored release's: at least 1 (the first write stores 1). Version 0
+/// is what a process knows of a store with no state ([`Guard::EMPTY`]), so a
+/// release stored with it (only a hand edit makes one) would read as no state at all, and the
+/// next write would replace it and its history: it is refused instead, by every backend's read
+/// and commit, naming it.
+pub(crate) fn stored_version(version: u64) -> Result<u64, String> {
+    if version == 0 {
+        return Err(
+            "release.version = 0: a stored release's version is at least 1 (the \
+             first write stores 1; 0 is no state at all): a store edited by hand"
+                .to_string(),
+        );
+    }
+    Ok(version)
+}
+
 impl StoredRelease {
     /// Its version or stage above [`MAX_STORED_NUMBER`], named, if either is.
     fn past_the_last_number(&self) -> Option<(&'static str, u64)> {
@@ -44,6 +60,7 @@ impl StoredRelease {
     /// [`MAX_STORED_NUMBER`].
     /// Every backend reads its release through it. The error names the field and its value.
     pub(crate) fn checked(self, gate: &str) -> Result<Self, String> {
+        stored_version(self.version)?;
         if let Some((field, value)) = self.past_the_last_number() {
             return Err(format!(
                 "release.{field} = {value}: at most {MAX_STORED_NUMBER} (SQLite's largest \
@@ -541,6 +558,26 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_release_of_version_0_is_refused_as_every_backend_reads_it() {
+        // Version 0 is no state: stored (by hand), it would read as none, and the next write
+        // would replace it and its history (etcd's and SQLite's reads both check it here).
+        let release = |version: u64, stage: u64| StoredRelease {
+            version,
+            stage,
+            config: PromotionConfig::default(),
+        };
+        let gate = PromotionConfig::default().gate;
+        assert!(release(1, 0).checked(&gate).is_ok());
+        for stage in [0, 3] {
+            let err = release(0, stage).checked(&gate).unwrap_err();
+            assert!(
+                err.starts_with("release.version = 0: a stored release's version is at least 1"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -370,7 +370,7 @@ fn the_history_read_searches_two_ranges_of_the_key_and_scans_nothing() {
         .prepare(&format!("EXPLAIN QUERY PLAN {HISTORY_READ}"))
         .unwrap();
     let steps: Vec<String> = plan
-        .query_map(params!["checkout", 5, 10, 10], |row| row.get(3))
+        .query_map(params!["checkout", 5, 10, 10, 10], |row| row.get(3))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -452,6 +452,18 @@ fn a_value_of_the_wrong_type_is_not_ours_naming_the_column_and_the_value() {
         &["release.version = -2: negative, where a count is expected"],
         true,
     );
+    // Version 0 would read as no state at all, and the next write would replace the release
+    // and delete its history.
+    refused_by(
+        "UPDATE release SET version = 0",
+        &["release.version = 0: a stored release's version is at least 1"],
+        true,
+    );
+    refused_by(
+        "UPDATE release SET version = 0, stage = 0",
+        &["release.version = 0: a stored release's version is at least 1"],
+        true,
+    );
     let refused = |sql: &str, words: &[&str]| refused_by(sql, words, false);
     refused(
         "UPDATE release SET version = 2, stage = x'00ff'",
@@ -487,6 +499,16 @@ fn a_value_of_the_wrong_type_is_not_ours_naming_the_column_and_the_value() {
         &path,
         StoreProblem::NotOurs,
         "schema_version.version = \"one\" (text)",
+    );
+    hand.execute(
+        "UPDATE schema_version SET version = CAST(zeroblob(1048576) AS TEXT)",
+        [],
+    )
+    .unwrap();
+    expect_refused(
+        &path,
+        StoreProblem::NotOurs,
+        "schema_version.version = (1048576 bytes): more than a read takes",
     );
 }
 
@@ -533,6 +555,38 @@ fn a_value_above_its_limit_is_refused_by_its_length_never_read_whole() {
     )
     .unwrap();
     assert_eq!(store.load().unwrap().unwrap().release, good.release);
+    // Numbers: a version, a stage or a timestamp of 1 MiB of text is refused by its length,
+    // by a commit too (which reads the version), never read at every sync tick.
+    for (sql, column) in [
+        (
+            "UPDATE release SET version = CAST(zeroblob(1048576) AS TEXT)",
+            "release.version",
+        ),
+        (
+            "UPDATE release SET stage = CAST(zeroblob(1048576) AS TEXT)",
+            "release.stage",
+        ),
+        (
+            "UPDATE history SET timestamp_ns = CAST(zeroblob(1048576) AS TEXT) WHERE version = 1",
+            "history.timestamp_ns",
+        ),
+    ] {
+        let words =
+            format!("{column} = (1048576 bytes): more than a read takes, 160 bytes (an integer's)");
+        refused(sql, &[&words]);
+        if column == "release.version" {
+            let err = store.commit(&write_on(1, canary(5.0), None)).unwrap_err();
+            assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+            assert!(err.to_string().contains(&words), "{err}");
+        }
+        hand.execute_batch(&format!(
+            "UPDATE release SET version = 1, stage = {}; \
+             UPDATE history SET timestamp_ns = {} WHERE version = 1",
+            good.release.stage, good.history[0].timestamp_ns
+        ))
+        .unwrap();
+        assert_eq!(store.load().unwrap().unwrap(), good);
+    }
     for column in [
         "reason",
         "feature",
@@ -690,6 +744,18 @@ fn a_file_of_ours_missing_a_table_or_a_column_is_not_ours_naming_it() {
         (
             "ALTER TABLE contribution DROP COLUMN stable_latency",
             "table contribution has no column stable_latency",
+        ),
+        // The same columns without the primary key the writes' `ON CONFLICT` needs: every
+        // write would fail, as if the store were unavailable.
+        (
+            "CREATE TABLE copy AS SELECT * FROM release; DROP TABLE release; \
+             ALTER TABLE copy RENAME TO release",
+            "table release, column gate: declared \"TEXT\" (not in the primary key), where ours is \"TEXT\" (primary key column 1)",
+        ),
+        (
+            "ALTER TABLE release RENAME COLUMN version TO old_version; \
+             ALTER TABLE release ADD COLUMN version TEXT NOT NULL DEFAULT '1'",
+            "table release, column version: declared \"TEXT\" (not in the primary key), where ours is \"INTEGER\" (not in the primary key)",
         ),
         // A view in its place reads alike but cannot be written: refused at open, not at the
         // first write as unavailable.
