@@ -462,10 +462,15 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (value[i].len > 4 && ngx_strncmp(value[i].data, "key=", 4) == 0) {
             /* A gate's decision as a key: routed by another routing (or, for its own gate,
-             * by the "stable" a request gets while it is being routed). */
+             * by the "stable" a request gets while it is being routed). Only a variable
+             * named so ($promotion_gate_x or ${promotion_gate_x}, case ignored as nginx
+             * ignores it): $http_x_promotion_gate_id is a header. */
             if (ngx_strlcasestrn(value[i].data + 4, value[i].data + value[i].len,
-                                 (u_char *) "promotion_gate_",
-                                 sizeof("promotion_gate_") - 2) != NULL)
+                                 (u_char *) "$promotion_gate_",
+                                 sizeof("$promotion_gate_") - 2) != NULL
+                || ngx_strlcasestrn(value[i].data + 4, value[i].data + value[i].len,
+                                    (u_char *) "${promotion_gate_",
+                                    sizeof("${promotion_gate_") - 2) != NULL)
             {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid parameter \"%V\" in \"%V\" directive: a key "

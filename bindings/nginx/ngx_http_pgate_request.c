@@ -439,6 +439,13 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
     ngx_http_variable_value_t   *vv;
     ngx_http_pgate_main_conf_t  *pmcf;
 
+    /* The decision is the main request's, whichever request asks first: a subrequest
+     * (auth_request, SSI include, mirror) shares the main request's variable values, so it
+     * reads the main request's decision, made for the main request, whose routed upstream's
+     * outcome is the one recorded. A subrequest's own upstream is never wrapped nor recorded
+     * (ngx_http_pgate_get_ctx finds no context of its own), with log_subrequest on too. */
+    r = r->main;
+
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
 
     ctx = ngx_http_pgate_get_ctx(r);

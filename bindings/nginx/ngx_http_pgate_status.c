@@ -44,6 +44,10 @@ ngx_http_pgate_send(ngx_http_request_t *r, ngx_str_t *type, u_char *body, size_t
     b->memory = len ? 1 : 0;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
+    /* an empty body in a subrequest (no gate's metrics) is neither data nor the last buffer:
+     * a sync buffer, as nginx's static module sends an empty file (else nginx alerts of a
+     * zero size buf) */
+    b->sync = (b->last_buf || b->memory) ? 0 : 1;
 
     out.buf = b;
     out.next = NULL;

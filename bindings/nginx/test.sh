@@ -9,7 +9,9 @@
 # still the canary's outcome while a canary that never reached a peer is no outcome, that a
 # status location holding an `if` answers, that an override header with an underscore is warned
 # of, that a key reading a gate's decision through a map is logged, that a client giving up on
-# a hung canary is recorded as a slow success, that upstream latencies are timed in
+# a hung canary is recorded as a slow success, that behind auth_request the main request's
+# outcome is recorded (not the auth subrequest's), that an empty metrics body included by SSI
+# raises no alert, that upstream latencies are timed in
 # microseconds, that a rollback one worker decided reaches the other within milliseconds, that
 # each state change gets its own error log line, once, and that a rollback made during a
 # graceful exit is logged, then runs the end-to-end test under load (e2e.sh, ~30 s;
@@ -103,6 +105,8 @@ expect_refusal 'invalid gate name "g-1" in "promotion_gate" directive' 'promotio
 expect_refusal 'invalid parameter "keys=$http_x" in "promotion_gate" directive' 'promotion_gate g good.json keys=$http_x;'
 expect_refusal 'invalid parameter "key=$promotion_gate_h" in "promotion_gate" directive: a key cannot read a gate' \
   'promotion_gate g good.json key=$promotion_gate_h;'
+expect_refusal 'invalid parameter "key=${Promotion_Gate_h}-x" in "promotion_gate" directive: a key cannot read a gate' \
+  'promotion_gate g good.json key=${Promotion_Gate_h}-x;'
 # A key with no variable is taken, with a warning (the configuration is refused by its status
 # location naming gate g, which it does not declare, after the warning was written).
 gate_document k 5
@@ -172,6 +176,10 @@ CONF
     { echo "FAIL: nginx -t refused: $1 ${2:-} ${3:-}" >&2; exit 1; }
   echo "accepted: $1 ${2:-} ${3:-}"
 }
+# A header or a cookie whose name holds promotion_gate_ is a key like any other: only a
+# variable named $promotion_gate_... is a gate's decision (a build searching the whole value
+# refused these).
+expect_accepted 'promotion_gate g good.json key=$http_x_promotion_gate_id key=$cookie_promotion_gate_user;'
 if [ "$(id -u)" -eq 0 ]; then
   # As root, nginx -t creates the store as the workers' user, or they could not open it:
   # without a `user` directive nginx's default user; with one, that user, written before http
@@ -414,6 +422,61 @@ late=$(sed -n 's/^promotion_window_requests{gate="late",cohort="canary"} //p' <<
 grep -q '^canary canary 502$' "$tmp/logs/both.log" ||
   { echo "FAIL: the log did not show late's own decision: $(sort -u "$tmp/logs/both.log")" >&2; exit 1; }
 stop_serving
+
+echo "== behind auth_request, the main request's outcome is the gate's, not the subrequest's"
+# The auth subrequest reads the gate's variable first (nginx runs it before the main request's
+# content phase) and proxies by it to /ok, which the canary answers; the main request proxies
+# by it to /fail, where the canary answers 500. The decision is the main request's and so is
+# the outcome recorded, with log_subrequest on too: the canary is rolled back. A build routing
+# for the subrequest recorded its 200s (log_subrequest on) or nothing (off), never a rollback.
+port=$(free_port)
+canary=$(free_port)
+stable=$(free_port)
+gate_document auth 100
+serve "$(cat <<CONF
+    log_subrequest on;
+    promotion_gate auth auth.json;
+    upstream auth_canary { server 127.0.0.1:$canary; }
+    upstream auth_stable { server 127.0.0.1:$stable; }
+    server {
+        listen 127.0.0.1:$canary; access_log off;
+        location = /ok { return 200 "ok\n"; }
+        location = /fail { return 500; }
+    }
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        location / { auth_request /check; proxy_pass http://auth_\$promotion_gate_auth/fail; }
+        location = /check { internal; proxy_pass http://auth_\$promotion_gate_auth/ok; }
+        location = /metrics { access_log off; promotion_gate_metrics; }
+    }
+CONF
+)"
+codes=$(for _ in $(seq 30); do curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$port/"; done | sort | uniq -c | tr -s ' \n' ' ')
+metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
+echo "30 requests behind auth_request: $codes"
+grep -q '^promotion_environment{gate="auth",environment="production"} 1' <<<"$metrics" ||
+  { echo "FAIL: the canary failing every main request was not rolled back: $(grep 'gate="auth"' <<<"$metrics" | grep -E 'environment|window_(requests|errors)')" >&2; exit 1; }
+stop_serving
+
+echo "== an empty metrics body in a subrequest: no alert"
+# With no gate, the metrics location answers an empty body; included by SSI (a subrequest) it
+# must not be a zero size buffer, which nginx logs as an alert.
+port=$(free_port)
+serve "$(cat <<CONF
+    server {
+        listen 127.0.0.1:$port;
+        location = /metrics { access_log off; promotion_gate_metrics; }
+        location = /page { ssi on; default_type text/html; return 200 'A<!--# include virtual="/metrics" -->B'; }
+    }
+CONF
+)"
+page=$(curl -fs "http://127.0.0.1:$port/page")
+stop_serving
+[ "$page" = AB ] || { echo "FAIL: the page with the empty include read '$page', not AB" >&2; exit 1; }
+! grep -q 'zero size buf' "$tmp/logs/error.log" ||
+  { echo "FAIL: $(grep 'zero size buf' "$tmp/logs/error.log" | head -n 1)" >&2; exit 1; }
+echo "the page with an empty metrics include: $page, no alert"
 
 echo "== an override header with an underscore: a warning, and it works where nginx keeps it"
 # nginx drops request headers whose names have an underscore unless the server sets
