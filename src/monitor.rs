@@ -28,9 +28,21 @@ use crate::verdict::Verdict;
 /// every 16th.
 const SCREEN_EVERY_ERROR_UP_TO: u64 = 32;
 
-/// ... and after every canary error that ends a run of at least this many in a row on the
-/// thread (a sudden outage; at a 1 % error rate a run of 4 happens once in 10^8 requests).
-const SCREEN_ON_STREAK: u64 = 4;
+/// ... and after every canary error that ends a run of this many in a row on the thread (a
+/// sudden outage; at a 1 % error rate a run of 4 happens once in 10^8 requests). A longer run
+/// is an outage the judge holds (the stable version fails too, or its evidence is not yet
+/// enough, as at a 99 % share), and is screened at every 16th error only: a held outage of any
+/// length costs the record path about a 16th of a screen per error (a screen reads every
+/// thread's counters: about 1 us), not a screen each.
+const SCREEN_ON_STREAK: std::ops::RangeInclusive<u64> = 4..=32;
+
+/// Whether a canary error screens: the thread's `errors`-th canary error of the stage, ending
+/// a run of `streak` failures in a row.
+fn screens_after(errors: u64, streak: u64) -> bool {
+    errors <= SCREEN_EVERY_ERROR_UP_TO
+        || errors.is_multiple_of(16)
+        || SCREEN_ON_STREAK.contains(&streak)
+}
 
 /// The judge's side of one gate: metrics, policy, clock, and when to evaluate.
 #[derive(Debug)]
@@ -153,8 +165,8 @@ impl Monitor {
     }
 
     /// Records one outcome and says what it calls for: the screen after a canary error (each of
-    /// a thread's first 32 in a stage, then every 16th, and every error of a run of 4 or more
-    /// in a row), and the paced look at the clock. Lock-free; no allocation after the thread's
+    /// a thread's first 32 in a stage, then every 16th, and every error of a run of 4 to 32 in
+    /// a row), and the paced look at the clock. Lock-free; no allocation after the thread's
     /// first record.
     #[inline]
     pub(crate) fn record(
@@ -167,13 +179,10 @@ impl Monitor {
         let target = self.latency_target_nanos.load(Ordering::Relaxed);
         let cohort = Cohort::of(is_canary);
         let tally = self.metrics.record(stage, cohort, success, latency, target);
-        let e = tally.cohort_errors;
         let screen = tally.recorded == Recorded::Counted
             && is_canary
             && !success
-            && (e <= SCREEN_EVERY_ERROR_UP_TO
-                || e.is_multiple_of(16)
-                || tally.cohort_streak >= SCREEN_ON_STREAK);
+            && screens_after(tally.cohort_errors, tally.cohort_streak);
         Recording {
             recorded: tally.recorded,
             screen,
@@ -426,5 +435,28 @@ impl Evaluation<'_> {
             &self.sample(measured),
             policy(&self.slo, &snapshot.config),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::screens_after;
+
+    #[test]
+    fn a_run_of_errors_screens_each_error_up_to_32_then_every_16th() {
+        // A canary failing every request from the stage's start: each of its first 32 errors.
+        assert!((1..=32).all(|n| screens_after(n, n)));
+        // An outage the judge holds (the stable version fails too): every 16th error after
+        // that, however long it lasts, not every error (each screen reads every thread's
+        // counters).
+        let held: Vec<u64> = (33..=1000).filter(|&n| screens_after(n, n)).collect();
+        assert_eq!(
+            held,
+            (33..=1000).filter(|n| n % 16 == 0).collect::<Vec<_>>()
+        );
+        // A sudden outage late in a stage (the thread's 1 001st error, not a 16th): each error
+        // of a run of 4 to 32, neither a shorter nor a longer one's.
+        let screened: Vec<u64> = (1..=40).filter(|&run| screens_after(1001, run)).collect();
+        assert_eq!(screened, (4..=32).collect::<Vec<_>>());
     }
 }

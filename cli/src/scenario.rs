@@ -24,8 +24,9 @@ pub const MAX_RUN_REQUESTS: f64 = 1e10;
 
 /// The most full evaluations of the judge a scenario's longest run may make on the record
 /// path: one a simulated second over [`MAX_RUN_S`], so the default `evaluation_interval` (1 s)
-/// always fits. An evaluation costs about 45 µs (docs/simulator.md, Limits), so these take
-/// about 24 minutes of CPU, on top of the requests' (see [`MAX_RUN_REQUESTS`]).
+/// always fits. An evaluation costs about 45 µs, up to about 70 µs with the widest latencies
+/// (docs/simulator.md, Limits), so these take about 24 minutes of CPU, at most about 37, on top
+/// of the requests' (see [`MAX_RUN_REQUESTS`]).
 pub const MAX_RUN_EVALUATIONS: f64 = MAX_RUN_S;
 
 /// The most times a stage may be extended (`max_extensions`): each extension keeps its

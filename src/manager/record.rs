@@ -17,7 +17,7 @@ impl PromotionGateManager {
     /// lock after the thread's first record, except to roll back while a host's write holds
     /// the gate (see [the guarantees](crate::guarantees)). The judge runs from here by itself: a quick check of the
     /// counters after a canary error (each of a thread's first 32 canary errors in a stage, then
-    /// every 16th, and every error of a run of 4 or more in a row; so a canary failing every
+    /// every 16th, and every error of a run of 4 to 32 in a row; so a canary failing every
     /// request rolls back within about 10 failures, and a sudden outage within about 20: docs/judge.md
     /// has the measured figures), and a
     /// full evaluation at most every
