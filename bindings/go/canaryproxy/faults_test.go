@@ -155,6 +155,49 @@ func TestASlowUploadIsNotTheUpstreamsLatency(t *testing.T) {
 	}
 }
 
+// An upstream slow to take a large body (64 KiB, then 20 ms, again and again) from a client
+// that sends it at once: the Transport waits on the upstream, not on the client, and that wait
+// is the upstream's latency (a build subtracting the whole upload, up to its last byte read,
+// recorded almost none of it).
+func TestAnUpstreamSlowToReadTheBodyIsCharged(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := io.ReadFull(r.Body, chunk); err != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer up.Close()
+	front := httptest.NewServer(newProxy(t, Options{}, g, up.URL, up.URL))
+	defer front.Close()
+	body := bytes.Repeat([]byte("x"), 4<<20) // 64 reads of 64 KiB: at least 1.28 s
+	started := time.Now()
+	req, err := http.NewRequest(http.MethodPost, front.URL, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Request-Id", "k")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	took := time.Since(started)
+	eventually(t, "the request is recorded", func() bool {
+		requests, _ := canaryOutcomes(t, g)
+		return requests == 1
+	})
+	// The client waited at least 1.28 s; the latency recorded must be more than 1 s.
+	if fast := metric(t, g, "promotion_window_latency_seconds_bucket", `cohort="canary"`, `le="1"`); fast != 0 {
+		t.Errorf("an upstream that took %v to read a 4 MiB body sent at once: recorded within 1 s", took)
+	}
+}
+
 // An upstream whose status net/http refuses (below 100: the server panics writing it), or a
 // Transport that panics or gives no response: the request failed, and is recorded so, though
 // the ReverseProxy never reached the headers.

@@ -18,15 +18,15 @@
 //     httputil.ReverseProxy until the upstream's response headers have been received and
 //     are about to be written to the client (time to headers; the ReverseProxy's own request
 //     preparation, a few microseconds, is included; the copy of the body to the client, and
-//     so a slow client, is not), less the client's upload of its request body when the
-//     upstream answered after it (a slow upload is the client's time). For an upstream error
-//     it is the time until the error;
+//     so a slow client, is not), less the time the Transport waited for the client's request
+//     body to arrive (a slow upload is the client's time; an upstream slow to read the body
+//     is the upstream's). For an upstream error it is the time until the error;
 //   - forced requests (an override sent them: the config's id lists, or the forcing value of
 //     the header or cookie its overrides section names, which the Proxy reads and passes
 //     to the gate) are recorded as promotiongates.Forced: in neither cohort. When the
 //     config renames the header or cookie (a SwapConfig, or another process's write applied
 //     from the state store), the Proxy reads the new names within 50 ms, off the request
-//     path (see Options.OverrideHeader);
+//     path (see Proxy.ForcingValue);
 //   - a request whose client went away before the upstream answered (its context canceled,
 //     which ReverseProxy otherwise reports as a 502) is never a failure: after a wait of at
 //     least the SLO's latency_target it is recorded as a slow success, latency the wait
@@ -101,15 +101,6 @@ type Options struct {
 	// Rewrite, when set, runs after the upstream's URL is set (see httputil.ProxyRequest),
 	// with canary true for the canary upstream: add headers, change the path.
 	Rewrite func(pr *httputil.ProxyRequest, canary bool)
-	// OverrideHeader and OverrideCookie name where a forcing value ("canary" or "stable")
-	// is read (the header first). Both empty: those of the gate's config, its "overrides"
-	// section (Gate.OverrideNames), followed when the config renames them: a goroutine
-	// looks at the gate's change counter every 50 ms (one atomic load in the library) and,
-	// when it moved (a SwapConfig, or another process's write applied from the state
-	// store), reads the names again. The request path reads them with one atomic pointer
-	// load. The goroutine holds the Proxy only through a weak pointer: it ends when the
-	// Proxy is garbage collected or the gate closed.
-	OverrideHeader, OverrideCookie string
 }
 
 // Proxy is an http.Handler that routes by the gate and records outcomes. Safe for
@@ -168,7 +159,6 @@ func New(opts Options) (*Proxy, error) {
 		field, value string
 	}{
 		{"KeyHeader", opts.KeyHeader}, {"KeyCookie", opts.KeyCookie},
-		{"OverrideHeader", opts.OverrideHeader}, {"OverrideCookie", opts.OverrideCookie},
 	} {
 		if name.value != "" && (!isToken(name.value) || len(name.value) > maxNameBytes) {
 			return nil, fmt.Errorf("canaryproxy: Options.%s = %s: a header or cookie name is an HTTP token (letters, digits and !#$%%&'*+-.^_`|~, no spaces or control characters) of at most %d bytes", name.field, quoted(name.value), maxNameBytes)
@@ -201,10 +191,6 @@ func New(opts Options) (*Proxy, error) {
 	p.stable = p.reverseProxy(opts, opts.Stable, false)
 	p.canary = p.reverseProxy(opts, opts.Canary, true)
 	p.writers.New = func() any { return new(outcomeWriter) }
-	if opts.OverrideHeader != "" || opts.OverrideCookie != "" {
-		p.forcing.Store(newForcing(opts.OverrideHeader, opts.OverrideCookie))
-		return p, nil
-	}
 	seen, err := p.refreshOverrides(unread)
 	if err != nil {
 		return nil, fmt.Errorf("canaryproxy: reading the gate's overrides: %w", err)
@@ -335,7 +321,15 @@ func (p *Proxy) Route(r *http.Request) (promotiongates.Decision, error) {
 }
 
 // ForcingValue returns the request's forcing value: the override header's, else the
-// override cookie's; present is false when it carries neither.
+// override cookie's, as the gate's config names them in its "overrides" section
+// (Gate.OverrideNames); present is false when it carries neither. The config is the one
+// place the names are set (it also turns forcing values on: a gate whose config names no
+// header or cookie ignores them), and the Proxy follows it when it renames them: a goroutine
+// looks at the gate's change counter every 50 ms (one atomic load in the library) and, when it
+// moved (a SwapConfig, or another process's write applied from the state store), reads the
+// names again. The request path reads them with one atomic pointer load. The goroutine holds
+// the Proxy only through a weak pointer: it ends when the Proxy is garbage collected or the
+// gate closed.
 func (p *Proxy) ForcingValue(r *http.Request) (value string, present bool) {
 	return p.forcing.Load().value(r)
 }
@@ -413,7 +407,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if body := r.Body; body != nil && body != http.NoBody {
 		// Its own object, not the pooled writer's: the Transport may read or close the body
 		// after ServeHTTP returned.
-		ow.upload = &uploadWatch{ReadCloser: body, start: ow.start}
+		ow.upload = &uploadWatch{ReadCloser: body}
 		r.Body = ow.upload
 	}
 	returned := false
@@ -513,23 +507,23 @@ func badGateway(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // uploadWatch is the client's request body as the upstream's Transport reads it: whether
-// reading it failed (the client's doing), and how long the upload took, which is not the
-// upstream's latency.
+// reading it failed (the client's doing), and how long the Transport waited for it to arrive,
+// which is not the upstream's latency. Only the time inside Read is the client's: between
+// reads the Transport writes what it read to the upstream, and an upstream slow to take the
+// body holds it there.
 type uploadWatch struct {
 	io.ReadCloser
-	start time.Time
 	// failed: a read failed other than at the end.
 	failed atomic.Bool
-	// took: nanoseconds from the request's start to the body's end, once read whole.
-	took atomic.Int64
+	// waiting: nanoseconds spent inside the body's Read, summed over the reads that returned.
+	waiting atomic.Int64
 }
 
 func (u *uploadWatch) Read(b []byte) (int, error) {
+	start := time.Now()
 	n, err := u.ReadCloser.Read(b)
-	switch {
-	case err == io.EOF:
-		u.took.CompareAndSwap(0, int64(time.Since(u.start)))
-	case err != nil:
+	u.waiting.Add(int64(time.Since(start)))
+	if err != nil && err != io.EOF {
 		u.failed.Store(true)
 	}
 	return n, err
@@ -575,14 +569,14 @@ func (ow *outcomeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return http.NewResponseController(ow.ResponseWriter).Hijack()
 }
 
-// waited is the time the upstream is charged with: since the request started, less the
-// client's upload of its body when the upstream answered after it (a slow client's upload
-// is not the upstream's latency).
+// waited is the time the upstream is charged with: since the request started, less the time
+// the Transport waited for the client's body (a slow client's upload is not the upstream's
+// latency).
 func (ow *outcomeWriter) waited() time.Duration {
 	waited := time.Since(ow.start)
 	if ow.upload != nil {
-		if took := time.Duration(ow.upload.took.Load()); took > 0 && took < waited {
-			waited -= took
+		if client := time.Duration(ow.upload.waiting.Load()); client > 0 && client < waited {
+			waited -= client
 		}
 	}
 	return waited

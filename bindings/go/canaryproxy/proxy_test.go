@@ -381,8 +381,6 @@ func TestNewRefusesMissingParts(t *testing.T) {
 		{Options{Gate: g, Stable: mustURL(t, "ftp://127.0.0.1:1"), Canary: u}, "Options.Stable = ftp://127.0.0.1:1: an upstream needs the scheme http or https"},
 		{Options{Gate: g, Stable: u, Canary: u, KeyHeader: "X-Id\nX-Other"}, `Options.KeyHeader = "X-Id\nX-Other": a header or cookie name is an HTTP token`},
 		{Options{Gate: g, Stable: u, Canary: u, KeyCookie: "a b"}, `Options.KeyCookie = "a b"`},
-		{Options{Gate: g, Stable: u, Canary: u, OverrideHeader: "a b"}, `Options.OverrideHeader = "a b"`},
-		{Options{Gate: g, Stable: u, Canary: u, OverrideCookie: "a;b"}, `Options.OverrideCookie = "a;b"`},
 	} {
 		if _, err := New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New: %v, want %q", err, tc.want)
@@ -417,11 +415,11 @@ func TestNewRefusesMissingParts(t *testing.T) {
 	if err == nil || len(err.Error()) > 1000 || !strings.Contains(err.Error(), `\x01"...(10485760 bytes):`) {
 		t.Errorf("a 10 MiB header name: %d bytes of message: %.300s", len(err.Error()), err)
 	}
-	_, err = New(Options{Gate: g, Stable: u, Canary: u, OverrideCookie: strings.Repeat("a", 129)})
+	_, err = New(Options{Gate: g, Stable: u, Canary: u, KeyCookie: strings.Repeat("a", 129)})
 	if err == nil || !strings.Contains(err.Error(), "of at most 128 bytes") {
 		t.Errorf("a 129-byte cookie name: %v", err)
 	}
-	if _, err = New(Options{Gate: g, Stable: u, Canary: u, OverrideCookie: strings.Repeat("a", 128)}); err != nil {
+	if _, err = New(Options{Gate: g, Stable: u, Canary: u, KeyCookie: strings.Repeat("a", 128)}); err != nil {
 		t.Errorf("a 128-byte cookie name: %v", err)
 	}
 }
@@ -525,17 +523,6 @@ func TestOverridesReachTheForcedVersion(t *testing.T) {
 	}
 	if n := metric(t, g, "promotion_ignored_override_values_total"); n != 50 {
 		t.Fatalf("50 ignored values, %v counted", n)
-	}
-	// Options name other places; the gate's are then not read.
-	p := newProxy(t, Options{OverrideCookie: "beta"}, g, stable.URL, canary.URL)
-	req := httptest.NewRequest(http.MethodGet, "/", nil)
-	req.Header.Set("X-Canary", "canary")
-	if v, present := p.ForcingValue(req); present {
-		t.Fatalf("X-Canary read as %q though Options name only the cookie beta", v)
-	}
-	req.AddCookie(&http.Cookie{Name: "beta", Value: "canary"})
-	if v, present := p.ForcingValue(req); !present || v != "canary" {
-		t.Fatalf("cookie beta read as %q, %v", v, present)
 	}
 }
 
