@@ -71,7 +71,7 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A path is the user's text too: shown on one line and short, as a value is.
-        let shown = |path: &std::path::Path| shown_text(&path.to_string_lossy());
+        let shown = shown_path;
         match self {
             CliError::Read { path, source } => {
                 write!(f, "cannot read {}: {source}", shown(path))
@@ -115,6 +115,13 @@ pub const MAX_MESSAGE_BYTES: usize = 1024;
 /// [`MAX_SHOWN_VALUE_BYTES`] of it (the library's limit), then `...(N bytes)`, N its length.
 pub fn shown_text(text: &str) -> String {
     bounded(text, MAX_SHOWN_VALUE_BYTES)
+}
+
+/// A path the user gave, as every line the command prints shows it (an error's, or a success
+/// line's): as [`shown_text`] shows text, so that a path holding a newline or a terminal escape
+/// stays on one line and prints no escape.
+pub fn shown_path(path: &std::path::Path) -> String {
+    shown_text(&path.to_string_lossy())
 }
 
 /// `text` in double quotes, shown as [`shown_text`] shows it: how a flag's parser names the

@@ -136,7 +136,14 @@ fn main() -> ExitCode {
                     ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
                 )
             {
-                let _ = e.print();
+                // Help that could not be written (a full disk) is a failure; a reader that
+                // closed the pipe early is not, as for every other command's output.
+                if let Err(written) = e.print()
+                    && written.kind() != std::io::ErrorKind::BrokenPipe
+                {
+                    let _ = writeln!(io::stderr().lock(), "error: input/output failed: {written}");
+                    return ExitCode::from(1);
+                }
             } else {
                 let _ = writeln!(io::stderr().lock(), "{}", one_line(&e));
             }

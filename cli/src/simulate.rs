@@ -7,7 +7,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
 use crate::document;
-use crate::error::{CliError, quoted_text, shown_value, unless_closed};
+use crate::error::{CliError, quoted_text, shown_path, shown_value, unless_closed};
 use crate::flag::{overriding, text};
 use crate::plot::{self, PlotFile};
 use crate::progress::Progress;
@@ -262,8 +262,14 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
     }
     let plot = args.plot.as_deref().map(PlotFile::open).transpose()?;
     let terminal = io::stdout().is_terminal();
-    if !args.json {
-        unless_closed(write_header(&mut out, &scenario))?;
+    if !args.json
+        && let Err(e) = unless_closed(write_header(&mut out, &scenario))
+    {
+        // The plot file this run created is removed on any error, as after a failed run.
+        if let Some(plot) = plot {
+            plot.discard();
+        }
+        return Err(e.into());
     }
     drop(out);
     let progress = Progress::new(
@@ -313,7 +319,7 @@ fn write_report(out: &mut impl Write, args: &SimulateArgs, report: &Report) -> i
     } else {
         report::write_text(&mut *out, report)?;
         match &args.plot {
-            Some(path) => writeln!(out, "Timeline written to {}.", path.display()),
+            Some(path) => writeln!(out, "Timeline written to {}.", shown_path(path)),
             None => Ok(()),
         }
     }

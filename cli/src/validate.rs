@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::document;
-use crate::error::{CliError, shown_value, unless_closed};
+use crate::error::{CliError, shown_path, shown_value, unless_closed};
 use crate::scenario::Scenario;
 
 /// What a file holds.
@@ -49,7 +49,7 @@ pub fn run(args: &ValidateArgs) -> Result<u8, CliError> {
             Ok(summary) => unless_closed(writeln!(
                 io::stdout().lock(),
                 "ok: {}: {summary}",
-                path.display()
+                shown_path(path)
             ))?,
             Err(error @ (CliError::Parse { .. } | CliError::Invalid { .. })) => {
                 all_valid = false;

@@ -1435,3 +1435,71 @@ fn a_plot_not_named_svg_is_a_usage_error() {
     assert!(message.contains("does not end in .svg"), "{message}");
     assert!(!path.exists(), "nothing is written");
 }
+
+#[test]
+fn the_first_error_named_is_the_documents_first_in_toml_as_in_json() {
+    // TOML's keys were read in sorted order: `aaa` (line 3) was named before `zzz` (line 1).
+    let toml = temp_file("order.toml", "zzz = 1\nslo_threshold = \"x\"\naaa = 2\n");
+    let json = temp_file(
+        "order.json",
+        r#"{"zzz": 1, "slo_threshold": "x", "aaa": 2}"#,
+    );
+    for path in [&toml, &json] {
+        let (code, message) = failure(&["validate", text(path)]);
+        assert_eq!(code, 1, "{message}");
+        assert!(message.contains(": zzz: unknown field `zzz`"), "{message}");
+        assert!(message.contains("at line 1 column"), "{message}");
+    }
+}
+
+/// Runs the binary with `args`, its stdout on /dev/full (every write fails: no space).
+fn run_to_a_full_disk(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn output_that_cannot_be_written_fails_and_leaves_no_plot_behind() {
+    // The plot file is made before the header is printed; a header that could not be written
+    // left it behind, empty.
+    let plot = temp_file("unwritten.svg", "");
+    std::fs::remove_file(&*plot).unwrap();
+    let output = run_to_a_full_disk(&["simulate", "--plot", text(&plot)]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).starts_with("error: input/output failed: "),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!plot.exists(), "the plot file was left behind");
+    // Help and the version that could not be written exited 0.
+    for args in [&["simulate", "--help"][..], &["--version"], &["--help"]] {
+        let output = run_to_a_full_disk(args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn a_success_line_shows_the_path_as_an_error_would() {
+    // A path with a line feed and a terminal escape was printed raw on the `ok:` line.
+    let path = temp_file("ok\nx\u{1b}[31m.json", "{}");
+    let output = run(&["validate", text(&path)]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let line = stdout(&output);
+    assert_eq!(line.lines().count(), 1, "{line:?}");
+    assert!(
+        line.contains("ok\\nx\\u{1b}[31m.json: a valid PromotionConfig"),
+        "{line:?}"
+    );
+    assert!(!line.contains('\u{1b}'), "{line:?}");
+}
