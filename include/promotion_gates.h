@@ -1109,8 +1109,8 @@ pgate_status pgate_record(const struct pgate_gate *gate,
  * client gives up before the host's upstream timeout. A wait up to the target says nothing
  * of the version and records nothing. A client leaving is never a failure. `*recorded` (if
  * not NULL) is true when the wait was long enough and the request was passed on as such a
- * success (then counted, counted apart if forced, or dropped if late, as `pgate_record`
- * would), false for a wait up to the target. The decision is read as by `pgate_record`. A
+ * success (then counted, counted apart if forced, or dropped if late or foreign, as
+ * `pgate_record` would), false for a wait up to the target. The decision is read as by `pgate_record`. A
  * cold-path call: the handle is checked (`PGATE_STATUS_INVALID_HANDLE` for a freed or
  * foreign one); it reads the SLO, and may run the judge and roll back.
  *

@@ -138,9 +138,10 @@ impl Monitor {
         self.metrics.foreign()
     }
 
-    /// Counts the outcome of a forced request (in neither cohort).
-    pub(crate) fn forced_outcome(&self) {
-        self.metrics.forced_outcome();
+    /// Counts the outcome of a forced request routed in `stage` (in neither cohort), or drops
+    /// it as foreign when `stage` is newer than the gate's.
+    pub(crate) fn forced_outcome(&self, stage: StageId) -> Recorded {
+        self.metrics.forced_outcome(stage)
     }
 
     /// Outcomes of forced requests, over all threads.

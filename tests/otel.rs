@@ -141,7 +141,7 @@ fn gauges_counters_and_spans_reach_the_hosts_providers() {
         gate.route_request_forced(b"u", Some(b"canary")).forced,
         None
     );
-    gate.record_forced();
+    gate.record_forced(observed.stage);
     gate.enable_feature("dark_mode").unwrap();
     gate.rollback("bad deploy").unwrap();
 

@@ -249,7 +249,7 @@ pub unsafe extern "C" fn pgate_record(
         // SAFETY: forwarded: decision NULL or valid for a read (caller's contract).
         let (stage, canary_byte, forced_byte) = unsafe { decision_fields(decision) }?;
         let outcome = if forced_byte != 0 {
-            gate.manager.record_forced()
+            gate.manager.record_forced(StageId::new(stage))
         } else {
             gate.manager.record_for(
                 StageId::new(stage),
@@ -273,8 +273,8 @@ pub unsafe extern "C" fn pgate_record(
 /// client gives up before the host's upstream timeout. A wait up to the target says nothing
 /// of the version and records nothing. A client leaving is never a failure. `*recorded` (if
 /// not NULL) is true when the wait was long enough and the request was passed on as such a
-/// success (then counted, counted apart if forced, or dropped if late, as `pgate_record`
-/// would), false for a wait up to the target. The decision is read as by `pgate_record`. A
+/// success (then counted, counted apart if forced, or dropped if late or foreign, as
+/// `pgate_record` would), false for a wait up to the target. The decision is read as by `pgate_record`. A
 /// cold-path call: the handle is checked (`PGATE_STATUS_INVALID_HANDLE` for a freed or
 /// foreign one); it reads the SLO, and may run the judge and roll back.
 ///

@@ -51,6 +51,25 @@ fn route_and_record_through_the_abi() {
             pgate_status::Ok
         );
         assert_eq!(recorded, pgate_recorded::Foreign);
+        // Forced too: a forced decision of a future stage was counted as forced.
+        for forced in [pgate_forced::Value, pgate_forced::IdList] {
+            let forged = pgate_decision {
+                stage: u64::MAX,
+                forced,
+                ..d
+            };
+            assert_eq!(
+                pgate_record(gate, &forged, true, 1, &mut recorded),
+                pgate_status::Ok
+            );
+            assert_eq!(recorded, pgate_recorded::Foreign);
+            let forced_now = pgate_decision { forced, ..d };
+            assert_eq!(
+                pgate_record(gate, &forced_now, true, 1, &mut recorded),
+                pgate_status::Ok
+            );
+            assert_eq!(recorded, pgate_recorded::Forced);
+        }
         assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
     }
 }

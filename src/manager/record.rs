@@ -45,31 +45,34 @@ impl PromotionGateManager {
         latency: Duration,
     ) -> Recorded {
         if decision.forced.is_some() {
-            return self.record_forced();
+            return self.record_forced(decision.stage);
         }
         self.record_for(decision.stage, decision.is_canary, success, latency)
     }
 
     /// Records the outcome of a forced request (one whose decision has
-    /// [`forced`](RoutingDecision::forced) set): it counts in neither cohort, so testers and
-    /// allow-lists never distort the judge's comparison, only in
-    /// [`forced_outcomes`](Self::forced_outcomes). Returns [`Recorded::Forced`]. For hosts that
-    /// keep decisions as plain data (the C ABI); [`record_outcome`](Self::record_outcome) calls
-    /// it for a forced decision. Lock-free; no allocation after the thread's first record.
+    /// [`forced`](RoutingDecision::forced) set), routed in `stage`: it counts in neither
+    /// cohort, so testers and allow-lists never distort the judge's comparison, only in
+    /// [`forced_outcomes`](Self::forced_outcomes), and returns [`Recorded::Forced`]; a `stage`
+    /// newer than the gate's (a decision of another gate, or from before a restart) is dropped
+    /// as [`Recorded::Foreign`], as an unforced one is. For hosts that keep decisions as plain
+    /// data (the C ABI); [`record_outcome`](Self::record_outcome) calls it for a forced
+    /// decision. Lock-free; no allocation after the thread's first record.
     ///
     /// # Example
     /// ```
     /// # use promotion_gates::*;
     /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
-    /// assert_eq!(gate.record_forced(), Recorded::Forced);
+    /// let stage = gate.route_request("u").stage;
+    /// assert_eq!(gate.record_forced(stage), Recorded::Forced);
     /// assert_eq!(gate.forced_outcomes(), 1);
     /// assert_eq!(gate.health().canary_requests + gate.health().production_requests, 0);
+    /// assert_eq!(gate.record_forced(StageId::new(stage.get() + 1)), Recorded::Foreign);
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     #[cold]
-    pub fn record_forced(&self) -> Recorded {
-        self.shared.monitor.forced_outcome();
-        Recorded::Forced
+    pub fn record_forced(&self, stage: StageId) -> Recorded {
+        self.shared.monitor.forced_outcome(stage)
     }
 
     /// Outcomes of forced requests, over the gate's life (counted in neither cohort).
@@ -210,7 +213,7 @@ impl PromotionGateManager {
             return None;
         }
         if forced {
-            return Some(self.record_forced());
+            return Some(self.record_forced(stage));
         }
         Some(self.record_for(stage, is_canary, true, waited))
     }

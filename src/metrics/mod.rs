@@ -299,8 +299,16 @@ impl Metrics {
     }
 
     /// Counts a forced request's outcome on the calling thread's recorder.
-    pub(crate) fn forced_outcome(&self) {
-        self.recorder().count_forced();
+    pub(crate) fn forced_outcome(&self, stage: StageId) -> Recorded {
+        let recorder = self.recorder();
+        // A stage newer than the gate's is no decision of this gate's (another gate's, or
+        // one from before a restart): dropped as foreign, as an unforced one is.
+        if stage > self.newest_stage.get() {
+            recorder.count_foreign();
+            return Recorded::Foreign;
+        }
+        recorder.count_forced();
+        Recorded::Forced
     }
 
     /// Outcomes of forced requests, over all threads.

@@ -313,6 +313,11 @@ impl ThreadRecorder {
         increment(&self.forced);
     }
 
+    /// Counts an outcome dropped as foreign (its stage newer than the gate's).
+    pub(crate) fn count_foreign(&self) {
+        increment(&self.foreign);
+    }
+
     /// Outcomes of forced requests this thread counted.
     pub(crate) fn forced(&self) -> u64 {
         self.forced.load(Ordering::Relaxed)
