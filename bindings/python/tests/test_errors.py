@@ -285,6 +285,9 @@ def test_latency_edges_and_argument_errors() -> None:
         ("traffic_percent", 10**400, f"invalid traffic_percent = {HUGE_SHOWN}: not a number a float holds"),
         ("environment", 7, "invalid environment = 7: one of [0, 1, 2]"),
         ("environment", True, "invalid environment = True: one of [0, 1, 2]"),
+        # equal to the member 1, but no member's number (kind(1.0) is the member)
+        ("environment", 1.0, "invalid environment = 1.0: one of [0, 1, 2]"),
+        ("forced", 0.0, "invalid forced = 0.0: one of [0, 1, 2]"),
         # bool() would read these as True: a stable decision counted as the canary's
         ("is_canary", "no", "invalid is_canary = 'no': a bool, not str"),
         ("is_canary", 2, "invalid is_canary = 2: a bool, not int"),
@@ -571,3 +574,29 @@ def test_a_bad_argument_names_its_field_and_value_and_changes_nothing(
         assert caught.value.status is Status.INVALID_ARGUMENT
         assert caught.value.message == message
         assert seen() == before
+
+
+def test_an_enum_argument_is_refused_as_a_float() -> None:
+    """promote(1.0) was taken as promote(Environment.STAGING)."""
+    with Gate(canary(10)) as gate:
+        with pytest.raises(pg.InvalidArgumentError, match=r"invalid environment = 1\.0: one of"):
+            gate.promote(1.0)  # type: ignore[arg-type]
+        assert gate.state().environment is Environment.CANARY
+
+
+def test_a_released_memoryview_is_refused_naming_the_id() -> None:
+    """It raised a bare ValueError."""
+    view = memoryview(b"abc")
+    view.release()
+    with Gate() as gate:
+        with pytest.raises(pg.InvalidArgumentError, match=r"invalid request_id = .*released"):
+            gate.route(view)
+
+
+def test_the_formula_refuses_an_int_as_an_id() -> None:
+    """bytes(5) is five zero bytes: the id 5 was hashed as b"\\0" * 5."""
+    from promotion_gates import formula
+
+    with pytest.raises(TypeError, match="expected bytes or a str, not int"):
+        formula.bucket("s", 5)  # type: ignore[arg-type]
+    assert formula.bucket("s", b"abc") == formula.bucket("s", "abc")

@@ -97,12 +97,13 @@ def unsigned(field: str, value: object, bits: int) -> int:
 
 def member(kind: type[enum.IntEnum], field: str, value: object) -> int:
     """``value`` as a member of the C enum ``kind``, else raises (the library reads these
-    numbers as Rust enums or checks them; ctypes would wrap one out of range). A bool is
-    refused, though ``kind(True)`` is the member 1."""
-    if isinstance(value, bool):
+    numbers as Rust enums or checks them; ctypes would wrap one out of range). A bool or a
+    float is refused, though ``kind(True)`` and ``kind(1.0)`` are the member 1."""
+    # A bool or a float equal to a member (True, 1.0, Decimal(1)) is no member's number.
+    if isinstance(value, bool) or not isinstance(value, (int, kind)):
         raise refused(field, value, f"one of {[int(m) for m in kind]}")
     try:
-        return int(kind(value))  # type: ignore[arg-type]
+        return int(kind(value))
     except (ValueError, TypeError):
         raise refused(field, value, f"one of {[int(m) for m in kind]}") from None
 

@@ -39,7 +39,13 @@ BUCKETS_PER_PERCENT = 100_000.0
 
 
 def _as_bytes(value: bytes | str) -> bytes:
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    """A salt or id as its bytes: a str as UTF-8, a bytes-like object as it is. Anything else
+    is refused (``bytes(5)`` would be five zero bytes: an int is no id)."""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"expected bytes or a str, not {type(value).__name__}: {value!r:.160}")
 
 
 def salt_block(salt: bytes | str) -> bytes:

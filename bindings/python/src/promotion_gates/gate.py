@@ -208,7 +208,10 @@ def _id_bytes(request_id: RequestId, what: str = "request_id") -> bytes:
     if isinstance(request_id, str):
         return utf8(what, request_id)
     if isinstance(request_id, (bytearray, memoryview)):
-        return bytes(request_id)
+        try:
+            return bytes(request_id)
+        except ValueError as error:  # a released memoryview
+            raise refused(what, request_id, str(error)) from None
     raise refused(what, request_id, f"bytes or a str, not {type(request_id).__name__}")
 
 
