@@ -314,30 +314,50 @@ local function failure(status, err_box)
   return nil, message, status
 end
 
--- Runs a cold call `fn(gate, ..., err)` that reports failures in an error object.
-local function explained(fn, ...)
+local freed -- below: the refusal of a call on a freed gate
+
+-- Runs a cold call `fn(handle, ..., err)` on gate `gate` (its method `operation`) that
+-- reports failures in an error object. The handle is read after the call's allocations: a
+-- finalizer they ran may have freed the gate.
+local function explained(fn, gate, operation, ...)
   local err = ffi.new("pgate_error *[1]")
   local n = select("#", ...)
-  local args = { ... }
-  args[n + 1] = err
-  local status = fn(unpack(args, 1, n + 1))
+  local args = { false, ... }
+  args[n + 2] = err
+  local handle = gate.handle
+  if handle == nil then
+    return freed(operation, gate)
+  end
+  args[1] = handle
+  local status = fn(unpack(args, 1, n + 2))
   if status ~= M.OK then
     return failure(status, err)
   end
   return true
 end
 
--- Reads a string through `fn(gate, buf, cap, len_out)`: first with `cap` bytes (1024 if
+-- Reads a string through `fn(handle, buf, cap, len_out)`: first with `cap` bytes (1024 if
 -- nil), then, while the library answers BUFFER_TOO_SMALL, with the length it asked for and
 -- some slack: the text may grow between two calls (a state store's sync thread applies
--- other processes' writes at any time). `err_box` is the pgate_error *[1] that `fn` has the
--- library write a failure's explanation into (nil for calls without one).
-local function read_text(fn, gate, cap, err_box)
+-- other processes' writes at any time). `gate` is the gate read (its method `operation`),
+-- its handle read after each buffer's allocation (a finalizer it ran may have freed the
+-- gate), or nil for a call on no gate (`fn` then gets nil). `err_box` is the
+-- pgate_error *[1] that `fn` has the library write a failure's explanation into (nil for
+-- calls without one).
+local function read_text(fn, gate, operation, cap, err_box)
   local len = ffi.new("size_t[1]")
   cap = cap or 1024
   for _ = 1, 8 do
     local buf = ffi.new("char[?]", cap)
-    local status = fn(gate, buf, cap, len)
+    local handle = nil
+    if gate ~= nil then
+      handle = gate.handle
+      if handle == nil then
+        drop_error(err_box)
+        return freed(operation, gate)
+      end
+    end
+    local status = fn(handle, buf, cap, len)
     if status == M.OK then
       return ffi.string(buf, len[0])
     elseif status ~= M.BUFFER_TOO_SMALL then
@@ -356,7 +376,7 @@ local Gate -- the gates' metatable and methods, below
 -- called with "." instead of ":" (gate.route(id)) takes its first argument as the gate, and
 -- a string has no handle either. Only called once the handle was found missing: the calls
 -- that succeed pay nothing for it.
-local function freed(operation, self)
+function freed(operation, self)
   if getmetatable(self) ~= Gate then
     return invalid("invalid gate = " .. shown(self) .. ": " .. operation .. " needs a gate "
                      .. "(call it as gate:" .. operation .. "(...), with a colon)")
@@ -668,7 +688,12 @@ local function judged_health(self, operation)
   end
   local cap = M.EVIDENCE_CAPACITY
   local evidence = ffi.new("char[?]", cap)
-  local status = C.pgate_monitor_health(self.handle, self.health_buf, evidence, cap, self.len_buf)
+  -- Read now, after the allocation above: a finalizer it ran may have freed the gate.
+  local handle = self.handle
+  if handle == nil then
+    return freed(operation, self)
+  end
+  local status = C.pgate_monitor_health(handle, self.health_buf, evidence, cap, self.len_buf)
   if status ~= M.OK then
     return failure(status)
   end
@@ -727,7 +752,7 @@ function Gate:promote(environment, traffic_percent)
   if number == nil then
     return nil, percent, status
   end
-  return explained(C.pgate_promote, self.handle, number, percent)
+  return explained(C.pgate_promote, self, "promote", number, percent)
 end
 
 --- gate:promote, made only if the gate is still in release stage `stage`: the stage read
@@ -751,7 +776,7 @@ function Gate:promote_from(stage, environment, traffic_percent)
   if number == nil then
     return nil, percent, status
   end
-  return explained(C.pgate_promote_from, self.handle, stage, number, percent)
+  return explained(C.pgate_promote_from, self, "promote_from", stage, number, percent)
 end
 
 function Gate:rollback(reason)
@@ -760,7 +785,7 @@ function Gate:rollback(reason)
   elseif type(reason) ~= "string" then
     return not_a_string("reason", reason)
   end
-  return explained(C.pgate_rollback, self.handle, reason, #reason)
+  return explained(C.pgate_rollback, self, "rollback", reason, #reason)
 end
 
 function Gate:enable_feature(name)
@@ -769,7 +794,7 @@ function Gate:enable_feature(name)
   elseif type(name) ~= "string" then
     return not_a_string("name", name)
   end
-  return explained(C.pgate_enable_feature, self.handle, name, #name)
+  return explained(C.pgate_enable_feature, self, "enable_feature", name, #name)
 end
 
 function Gate:disable_feature(name)
@@ -778,7 +803,7 @@ function Gate:disable_feature(name)
   elseif type(name) ~= "string" then
     return not_a_string("name", name)
   end
-  return explained(C.pgate_disable_feature, self.handle, name, #name)
+  return explained(C.pgate_disable_feature, self, "disable_feature", name, #name)
 end
 
 --- Whether a flag is on for the gate (as a release flag or a graduated one). A name no flag
@@ -806,14 +831,14 @@ function Gate:swap_config(json)
   elseif type(json) ~= "string" then
     return not_a_string("json", json)
   end
-  return explained(C.pgate_swap_config, self.handle, json, #json)
+  return explained(C.pgate_swap_config, self, "swap_config", json, #json)
 end
 
 function Gate:config_json()
   if self.handle == nil then
     return freed("config_json", self)
   end
-  return read_text(C.pgate_config_json, self.handle)
+  return read_text(C.pgate_config_json, self, "config_json")
 end
 
 -- Names (see the repository README, "Overrides" and "Observability"): the gate's, and the
@@ -831,7 +856,7 @@ function Gate:name()
   if self.handle == nil then
     return freed("name", self)
   end
-  return read_text(C.pgate_gate_name, self.handle, M.NAME_CAPACITY) -- always room: one call
+  return read_text(C.pgate_gate_name, self, "name", M.NAME_CAPACITY) -- always room: one call
 end
 
 --- Where the host reads a forcing value for gate:route_forced: a table {header = the
@@ -845,7 +870,13 @@ function Gate:override_names()
   local cap = M.NAME_CAPACITY
   local header, cookie = ffi.new("char[?]", cap), ffi.new("char[?]", cap)
   local lens = ffi.new("size_t[2]")
-  local status = C.pgate_override_names(self.handle, header, cap, lens, cookie, cap, lens + 1)
+  local cookie_len = lens + 1 -- a new cdata: it allocates too
+  -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
+  local handle = self.handle
+  if handle == nil then
+    return freed("override_names", self)
+  end
+  local status = C.pgate_override_names(handle, header, cap, lens, cookie, cap, cookie_len)
   if status ~= M.OK then
     return failure(status)
   end
@@ -857,7 +888,7 @@ function Gate:rollback_history_json()
   if self.handle == nil then
     return freed("rollback_history_json", self)
   end
-  return read_text(C.pgate_rollback_history_json, self.handle)
+  return read_text(C.pgate_rollback_history_json, self, "rollback_history_json")
 end
 
 -- Telemetry (see the repository README, "Observability"): the Prometheus exposition and each
@@ -897,7 +928,7 @@ function Gate:metrics_prometheus()
   if self.handle == nil then
     return freed("metrics_prometheus", self)
   end
-  return read_text(C.pgate_metrics_prometheus, self.handle, 16384)
+  return read_text(C.pgate_metrics_prometheus, self, "metrics_prometheus", 16384)
 end
 
 --- The Prometheus text exposition of several gates (`pg.metrics_prometheus(web, api)`), as a
@@ -917,12 +948,25 @@ function M.metrics_prometheus(...)
       return nil, M.status_str(M.INVALID_HANDLE) .. ": metrics_prometheus on a freed gate (gates["
                     .. i .. "])", M.INVALID_HANDLE
     end
-    handles[i - 1] = gate.handle
   end
+  local c = lib()
+  local gone -- the position of a gate a finalizer freed during the reads' allocations
   local text, message, status = read_text(function(_, buf, cap, len)
-    return lib().pgate_metrics_prometheus_gates(handles, n, buf, cap, len)
-  end, nil, 16384)
-  if status == M.INVALID_ARGUMENT then
+    -- The handles, read after the buffer's allocation (nothing allocates from here on).
+    for i = 1, n do
+      local handle = gates[i].handle
+      if handle == nil then
+        gone = i
+        return M.INVALID_HANDLE
+      end
+      handles[i - 1] = handle
+    end
+    return c.pgate_metrics_prometheus_gates(handles, n, buf, cap, len)
+  end, nil, nil, 16384)
+  if gone ~= nil then
+    return nil, M.status_str(M.INVALID_HANDLE) .. ": metrics_prometheus on a freed gate (gates["
+                  .. gone .. "])", M.INVALID_HANDLE
+  elseif status == M.INVALID_ARGUMENT then
     return invalid(same_names(gates, n) or message)
   end
   return text, message, status
@@ -934,7 +978,7 @@ function Gate:latency_histograms_json()
   if self.handle == nil then
     return freed("latency_histograms_json", self)
   end
-  return read_text(C.pgate_latency_histograms_json, self.handle)
+  return read_text(C.pgate_latency_histograms_json, self, "latency_histograms_json")
 end
 
 -- Parity and change notifications: the read-only health, the state, the SLO read and swap,
@@ -974,7 +1018,7 @@ function Gate:read_health()
   local h = self.health_buf
   local evidence, message, status = read_text(function(gate, buf, cap, len) -- no side effect
     return C.pgate_read_health(gate, h, buf, cap, len)
-  end, self.handle)
+  end, self, "read_health")
   if evidence == nil then
     return nil, message, status
   end
@@ -991,7 +1035,12 @@ function Gate:state()
   local env = ffi.new("pgate_environment[1]")
   local percent = ffi.new("double[1]")
   local stage = ffi.new("uint64_t[1]")
-  local status = C.pgate_state(self.handle, env, percent, stage)
+  -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
+  local handle = self.handle
+  if handle == nil then
+    return freed("state", self)
+  end
+  local status = C.pgate_state(handle, env, percent, stage)
   if status ~= M.OK then
     return failure(status)
   end
@@ -1004,7 +1053,7 @@ function Gate:slo_json()
   if self.handle == nil then
     return freed("slo_json", self)
   end
-  return read_text(C.pgate_slo_json, self.handle)
+  return read_text(C.pgate_slo_json, self, "slo_json")
 end
 
 --- Replaces the SLO policy with a JSON SloConfig (missing fields take the defaults) and keeps
@@ -1018,7 +1067,7 @@ function Gate:swap_slo(json)
   elseif type(json) ~= "string" then
     return not_a_string("json", json)
   end
-  return explained(C.pgate_swap_slo, self.handle, json, #json)
+  return explained(C.pgate_swap_slo, self, "swap_slo", json, #json)
 end
 
 --- The number of the gate's newest state change (0 before the first), as a Lua number: one
@@ -1033,7 +1082,12 @@ function Gate:change_count()
     count = ffi.new("uint64_t[1]")
     self.count_buf = count
   end
-  local status = C.pgate_change_count(self.handle, count)
+  -- Read now, after the allocation above: a finalizer it ran may have freed the gate.
+  local handle = self.handle
+  if handle == nil then
+    return freed("change_count", self)
+  end
+  local status = C.pgate_change_count(handle, count)
   if status ~= M.OK then
     return failure(status)
   end
@@ -1064,7 +1118,7 @@ function Gate:changes_since(after)
   end
   return read_text(function(gate, buf, cap, len)
     return C.pgate_changes_json(gate, after, buf, cap, len)
-  end, self.handle)
+  end, self, "changes_since")
 end
 
 -- The state store (see docs/store.md): where a document's store keeps the state, its gate's
@@ -1107,7 +1161,7 @@ local function document_text(config_json, name, cap)
   return from_document(config_json, function(c, doc, length, err)
     return read_text(function(_, buf, size, len)
       return c[name](doc, length, buf, size, len, err)
-    end, nil, cap, err)
+    end, nil, nil, cap, err)
   end)
 end
 

@@ -864,6 +864,17 @@ local function test_store()
   end
 end
 
+-- Runs `fn` interpreted, as code run once is (an allocation inside a call then collects
+-- garbage), and turns the JIT back on if it was.
+local function interpreted(fn)
+  local jit_was_on = jit.status()
+  jit.off()
+  fn()
+  if jit_was_on then
+    jit.on()
+  end
+end
+
 -- A finalizer that frees a gate may run at any allocation, also inside a call on that gate:
 -- route's own decision, the strings and table of flags. A call then read the handle it had
 -- read before, and the library used the freed gate (routes on it, a crash in flags).
@@ -875,10 +886,8 @@ local function test_freed_by_a_finalizer()
   end
   local config = '{"environment": {"canary": {"traffic_percent": 100}}, "feature_flags": ['
     .. table.concat(names, ",") .. "]}"
-  local jit_was_on = jit.status()
-  jit.off() -- interpreted, as code run once is: the allocation inside route collects garbage
   local routed_on_freed, flags_on_freed = 0, 0
-  for _ = 1, 300 do
+  interpreted(function() for _ = 1, 300 do
     local gate, freed = assert(pg.new(config)), false
     local decision = assert(gate:route("u"))
     ffi.gc(ffi.new("char[64]"), function() freed = true; gate:free() end)
@@ -896,12 +905,66 @@ local function test_freed_by_a_finalizer()
         flags_on_freed = flags_on_freed + 1
       end
     until freed
-  end
-  if jit_was_on then
-    jit.on()
-  end
+  end end)
   check(routed_on_freed == 0, routed_on_freed .. " routes on a gate a finalizer freed")
   check(flags_on_freed == 0, flags_on_freed .. " flag lists cut by a finalizer's free")
+end
+
+-- The same for every other call that allocates before it reaches the library (its error
+-- box, its buffers, its arguments' table): each read the handle before its allocations, so a
+-- gate a finalizer freed meanwhile reached the library (which refused it as no live gate, by
+-- its quarantine of freed addresses, a debugging aid) or was passed as NULL.
+local function test_every_call_sees_a_finalizers_free()
+  local ffi = require("ffi")
+  local calls = {
+    state = function(g) return g:state() end,
+    read_health = function(g) return g:read_health() end,
+    monitor_health = function(g) return g:monitor_health() end,
+    config_json = function(g) return g:config_json() end,
+    slo_json = function(g) return g:slo_json() end,
+    swap_slo = function(g) return g:swap_slo("{}") end,
+    swap_config = function(g) return g:swap_config('{"environment": {"canary": {"traffic_percent": 5}}}') end,
+    promote = function(g) return g:promote("canary", 7) end,
+    rollback = function(g) return g:rollback("drill") end,
+    enable_feature = function(g) return g:enable_feature("x") end,
+    disable_feature = function(g) return g:disable_feature("x") end,
+    rollback_history_json = function(g) return g:rollback_history_json() end,
+    metrics_prometheus = function(g) return g:metrics_prometheus() end,
+    name = function(g) return g:name() end,
+    latency_histograms_json = function(g) return g:latency_histograms_json() end,
+    changes_since = function(g) return g:changes_since(0) end,
+    override_names = function(g) return g:override_names() end,
+    change_count = function(g) g.count_buf = nil; return g:change_count() end,
+  }
+  local wrong = {}
+  interpreted(function() for operation, call in pairs(calls) do
+    for _ = 1, 20 do
+      local gate, freed = assert(pg.new('{"environment": {"canary": {"traffic_percent": 5}}}')), false
+      ffi.gc(ffi.new("char[64]"), function() freed = true; gate:free() end)
+      repeat
+        local ok, message, status = call(gate)
+        -- (a refusal of the call itself, a flag not enabled say, is no matter here)
+        if ok == nil and (status == 1 or status == 13)
+           and message ~= "PGATE_STATUS_INVALID_HANDLE: " .. operation .. " on a freed gate" then
+          wrong[#wrong + 1] = operation .. ": " .. tostring(message) .. " (" .. tostring(status) .. ")"
+        end
+      until freed
+    end
+  end end)
+  -- All gates of one exposition are read after its buffer's allocation too.
+  interpreted(function() for _ = 1, 20 do
+    local gate, freed = assert(pg.new()), false
+    ffi.gc(ffi.new("char[64]"), function() freed = true; gate:free() end)
+    repeat
+      local ok, message, status = pg.metrics_prometheus(gate)
+      if ok == nil and (status == 1 or status == 13)
+         and message ~= "PGATE_STATUS_INVALID_HANDLE: metrics_prometheus on a freed gate (gates[1])" then
+        wrong[#wrong + 1] = "pg.metrics_prometheus: " .. tostring(message)
+      end
+    until freed
+  end end)
+  check(#wrong == 0, #wrong .. " calls reached the library with a gate a finalizer freed: "
+          .. table.concat(wrong, "; ", 1, math.min(#wrong, 3)))
 end
 
 -- The module loaded a second time in one Lua state (busted's insulate, a hot reload): its
@@ -934,6 +997,7 @@ test_names()
 test_sync_now()
 test_store()
 test_freed_by_a_finalizer()
+test_every_call_sees_a_finalizers_free()
 test_loaded_twice()
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)
