@@ -315,10 +315,11 @@ fn main() {
         paired(rounds, ops, &mut c_record, &mut record),
     ));
 
-    // The screen after each canary error of a run (the record path's quick judgement), at its
-    // most frequent: both versions failing every request, an outage they share, so that every
-    // canary error screens and no rule ever fires (the gate rolls back automatically, but
-    // stays in its stage). Beside the same records all succeeding, on a gate of their own.
+    // The screen after a canary error (the record path's quick judgement) through a held
+    // outage: both versions failing every request, an outage they share, so that no rule
+    // ever fires (the gate rolls back automatically, but stays in its stage) and the canary's
+    // run of errors grows: each of its first 32 screens, then every 16th. Beside the same
+    // records all succeeding, on a gate of their own.
     let judged = PromotionConfig {
         auto_rollback_enabled: true,
         ..recording_config()
@@ -331,7 +332,7 @@ fn main() {
     let (mut failing, mut succeeding): (Subject<'_>, Subject<'_>) =
         (Box::new(&failing_op), Box::new(&succeeding_op));
     rows.push((
-        "record_outcome, stable then canary, both failing (each canary error screened) vs both succeeding"
+        "record_outcome, stable then canary, both failing (a run of canary errors: each of the first 32 screened, then every 16th) vs both succeeding"
             .to_string(),
         paired(rounds, ops, &mut failing, &mut succeeding),
     ));
