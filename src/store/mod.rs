@@ -44,7 +44,7 @@ pub(crate) use contribution::{
 };
 pub(crate) use state::{
     Commit, Guard, NewestFirst, SCHEMA_VERSION, StoredEvent, StoredRelease, StoredState,
-    StoredWrite, stored_version,
+    StoredWrite,
 };
 
 /// A state store failed; the gate's in-process state is unchanged by the failed call.

@@ -13,10 +13,11 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use super::contribution::{MAX_INSTANCE_BYTES, MAX_LATENCY_BYTES, PublishedCohort, check_instance};
+use super::state::stored_version;
 use super::{
     BadContribution, Commit, Contribution, Guard, MAX_INSTANCES, NewestFirst, SCHEMA_VERSION,
     Since, SqliteStoreConfig, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
-    StoredState, StoredWrite, stored_version,
+    StoredState, StoredWrite,
 };
 use crate::config::PromotionConfig;
 use crate::decision::PerCohort;
