@@ -865,10 +865,13 @@ local function test_store()
 end
 
 -- Runs `fn` interpreted, as code run once is (an allocation inside a call then collects
--- garbage), and turns the JIT back on if it was.
+-- garbage), and turns the JIT back on if it was. The traces earlier tests compiled are
+-- flushed first: jit.off() alone keeps running them, and a trace may keep a table field or an
+-- upvalue it loaded before an allocation whose finalizer changed it.
 local function interpreted(fn)
   local jit_was_on = jit.status()
   jit.off()
+  jit.flush()
   fn()
   if jit_was_on then
     jit.on()
