@@ -76,7 +76,10 @@ enum pgate_status
    */
   PGATE_STATUS_INVALID_CONFIG = 3,
   /**
-   * A JSON document could not be parsed (the error names the position and field).
+   * A JSON document could not be read: not JSON, or a value its field's type cannot hold (a
+   * string for a number, a negative count or duration, an unknown field); the error names the
+   * position and field. A value of the right type that validation refuses (a duration of 0
+   * where one is needed) is `PGATE_STATUS_INVALID_CONFIG`.
    */
   PGATE_STATUS_INVALID_JSON = 4,
   /**

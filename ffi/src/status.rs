@@ -20,7 +20,10 @@ pub enum pgate_status {
     InvalidArgument = 2,
     /// A config value was refused by validation (the error names the field and value).
     InvalidConfig = 3,
-    /// A JSON document could not be parsed (the error names the position and field).
+    /// A JSON document could not be read: not JSON, or a value its field's type cannot hold (a
+    /// string for a number, a negative count or duration, an unknown field); the error names the
+    /// position and field. A value of the right type that validation refuses (a duration of 0
+    /// where one is needed) is `PGATE_STATUS_INVALID_CONFIG`.
     InvalidJson = 4,
     /// The promotion path does not exist in the release state machine.
     InvalidPromotion = 5,

@@ -165,6 +165,25 @@ fn a_changed_slo_keeps_the_stage_and_the_recorded_counts() {
             pgate_status::InvalidJson
         );
         assert_eq!(error_text(err), message);
+        // A duration its type cannot hold is the document's error; one it holds but validation
+        // refuses is the config's, as the status codes say.
+        let negative = br#"{"latency_target_ms": -1}"#;
+        assert_eq!(
+            pgate_swap_slo(gate, negative.as_ptr(), negative.len(), &mut err),
+            pgate_status::InvalidJson
+        );
+        let message = error_text(err);
+        assert!(
+            message.contains("latency_target_ms") && message.contains("-1"),
+            "{message}"
+        );
+        let zero = br#"{"latency_target_ms": 0}"#;
+        assert_eq!(
+            pgate_swap_slo(gate, zero.as_ptr(), zero.len(), &mut err),
+            pgate_status::InvalidConfig
+        );
+        let message = error_text(err);
+        assert!(message.contains("latency_target_ms"), "{message}");
         assert_eq!(
             pgate_swap_slo(gate, bad.as_ptr(), bad.len(), null_mut()),
             pgate_status::InvalidConfig

@@ -12,11 +12,45 @@ use super::Environment;
 /// The names an environment has, as serde lists them in an unknown variant's error.
 const NAMES: &[&str] = &["canary", "staging", "production"];
 
-/// The canary's fields, `{"traffic_percent": P}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The canary's fields, `{"traffic_percent": P}`: a map only (serde's derived reader of a struct
+/// also takes a list, `{"canary": [5]}`, which no document of ours writes).
 struct CanaryFields {
     traffic_percent: f64,
+}
+
+/// The one field a canary has.
+const CANARY_FIELDS: &[&str] = &["traffic_percent"];
+
+struct CanaryFieldsVisitor;
+
+impl<'de> Visitor<'de> for CanaryFieldsVisitor {
+    type Value = CanaryFields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#"{"traffic_percent": P}"#)
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<CanaryFields, M::Error> {
+        let mut traffic_percent = None;
+        while let Some(field) = map.next_key::<String>()? {
+            if field != "traffic_percent" {
+                return Err(de::Error::unknown_field(&field, CANARY_FIELDS));
+            }
+            if traffic_percent.is_some() {
+                return Err(de::Error::duplicate_field("traffic_percent"));
+            }
+            traffic_percent = Some(map.next_value::<f64>()?);
+        }
+        let traffic_percent =
+            traffic_percent.ok_or_else(|| de::Error::missing_field("traffic_percent"))?;
+        Ok(CanaryFields { traffic_percent })
+    }
+}
+
+impl<'de> Deserialize<'de> for CanaryFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(CanaryFieldsVisitor)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -139,5 +173,27 @@ mod tests {
         );
         let error = read(r#"{"canary": {"traffic_percent": 1, "x": 2}}"#).unwrap_err();
         assert!(error.contains("unknown field `x`"), "{error}");
+        let fields = r#"expected {"traffic_percent": P}"#;
+        for (json, shown) in [
+            (r#"{"canary": [5]}"#, "sequence"),
+            (r#"{"canary": null}"#, "null"),
+            (r#"{"canary": 5}"#, "integer `5`"),
+        ] {
+            let error = read(json).unwrap_err();
+            assert!(
+                error.contains(shown) && error.contains(fields),
+                "{json}: {error}"
+            );
+        }
+        let error = read(r#"{"canary": {}}"#).unwrap_err();
+        assert!(error.contains("missing field `traffic_percent`"), "{error}");
+        let error =
+            read(r#"{"canary": {"traffic_percent": 1, "traffic_percent": 2}}"#).unwrap_err();
+        assert!(
+            error.contains("duplicate field `traffic_percent`"),
+            "{error}"
+        );
+        let error = read(r#"{"canary": {"traffic_percent": "5"}}"#).unwrap_err();
+        assert!(error.contains(r#"string "5""#), "{error}");
     }
 }
