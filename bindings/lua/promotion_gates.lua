@@ -173,8 +173,11 @@ local function utf8_sequence(text, at)
 end
 
 -- A refused text as the library shows it in an error message: in double quotes (a quote, a
--- backslash, control bytes and bytes that are not UTF-8 escaped, so the message is UTF-8;
--- other characters as they are), and when longer than MAX_SHOWN_VALUE_BYTES its first bytes
+-- backslash and the characters up to U+00FF that Rust's {:?} escapes, written as it writes
+-- them, \0, \t, \u{1b}, \u{85}, \u{a0}; bytes that are not UTF-8 as \xNN, so the message is
+-- UTF-8; other characters as they are: those beyond U+00FF that the library escapes, such as
+-- U+200B, would need Unicode's tables), and when
+-- longer than MAX_SHOWN_VALUE_BYTES its first bytes
 -- (cut before a UTF-8 continuation byte) followed by ...(N bytes), so that a huge argument
 -- never makes a huge message.
 local function quoted(value)
@@ -190,14 +193,22 @@ local function quoted(value)
   while at <= #head do
     local byte = head:byte(at)
     local length = byte >= 0x80 and utf8_sequence(head, at)
-    if length then
+    local second = length == 2 and byte == 0xC2 and head:byte(at + 1)
+    if second and (second <= 0xA0 or second == 0xAD) then -- U+0080 to U+00A0, U+00AD
+      parts[#parts + 1] = string.format("\\u{%x}", second)
+      at = at + 2
+    elseif length then
       parts[#parts + 1] = head:sub(at, at + length - 1)
       at = at + length
     else
       local c = head:sub(at, at)
       if ESCAPES[c] then
         parts[#parts + 1] = ESCAPES[c]
-      elseif byte < 0x20 or byte >= 0x7F then
+      elseif byte == 0 then
+        parts[#parts + 1] = "\\0"
+      elseif byte < 0x20 or byte == 0x7F then
+        parts[#parts + 1] = string.format("\\u{%x}", byte)
+      elseif byte > 0x7F then
         parts[#parts + 1] = string.format("\\x%02x", byte)
       else
         parts[#parts + 1] = c
@@ -374,8 +385,9 @@ local Gate -- the gates' metatable and methods, below
 
 -- The refusal of a method called on a freed gate, or on something that is no gate: a method
 -- called with "." instead of ":" (gate.route(id)) takes its first argument as the gate, and
--- a string has no handle either. Only called once the handle was found missing: the calls
--- that succeed pay nothing for it.
+-- a string has no handle either (each method tests type(self) first, as indexing a cdata
+-- such as a decision raises). Only called once the handle was found missing: the calls
+-- that succeed pay nothing more for it than that type test.
 function freed(operation, self)
   if getmetatable(self) ~= Gate then
     return invalid("invalid gate = " .. shown(self) .. ": " .. operation .. " needs a gate "
@@ -425,8 +437,24 @@ local function is_decision(decision)
   return ffi.istype(decision_t, decision) and decision ~= nil
 end
 
-local function not_a_decision(decision)
+-- The ctype ids of a decision the library may write into: ffi.istype ignores qualifiers, and
+-- a const one (ffi.cast("const pgate_decision *", d)) would make the call raise.
+local WRITABLE_DECISION = {}
+for _, form in ipairs({ "pgate_decision", "pgate_decision *", "pgate_decision &" }) do
+  WRITABLE_DECISION[tonumber(ffi.typeof(form))] = true
+end
+
+local function is_writable_decision(decision)
+  return type(decision) == "cdata" and WRITABLE_DECISION[tonumber(ffi.typeof(decision))] == true
+         and decision ~= nil
+end
+
+-- `out`: the decision is one to write into, which a const decision is not.
+local function not_a_decision(decision, out)
   local text = type(decision) == "cdata" and decision == nil and "NULL" or shown(decision)
+  if out and is_decision(decision) then
+    return invalid("invalid decision = " .. text .. ": const, and route writes into it")
+  end
   return invalid("invalid decision = " .. text .. ": a pgate_decision from gate:route")
 end
 
@@ -474,8 +502,12 @@ end
 --- Frees the gate now (decisions routed by it become useless). Calling it twice is
 --- harmless; every other call on it afterwards returns nil, "PGATE_STATUS_INVALID_HANDLE:
 --- ...", 13. (A C call never yields, so no other coroutine is inside a call on the gate.)
+--- Called on something that is no gate (gate.free(x)): nil, "PGATE_STATUS_INVALID_ARGUMENT:
+--- invalid gate = ...", 2, and nothing is freed.
 function Gate:free()
-  if self.handle ~= nil then
+  if getmetatable(self) ~= Gate then
+    return freed("free", self)
+  elseif self.handle ~= nil then
     local handle = ffi.gc(self.handle, nil)
     self.handle = nil
     C.pgate_gate_free(handle)
@@ -485,12 +517,12 @@ end
 --- Routes a request id (a Lua string: any bytes). Writes into `out` (a pgate_decision cdata,
 --- to reuse across requests) or a new one; returns it, or nil, message, status.
 function Gate:route(id, out)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("route", self)
   elseif type(id) ~= "string" then
     return not_a_string("id", id)
-  elseif type(out) ~= "nil" and not is_decision(out) then -- a NULL cdata == nil, yet is given
-    return not_a_decision(out)
+  elseif type(out) ~= "nil" and not is_writable_decision(out) then -- a NULL cdata == nil, yet given
+    return not_a_decision(out, true)
   end
   out = out or decision_t()
   -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
@@ -511,14 +543,14 @@ end
 --- error; the config's id lists win over the value. The decision's `forced` field says
 --- whether and how it was forced (M.forced). As gate:route for `out` and failures.
 function Gate:route_forced(id, value, out)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("route_forced", self)
   elseif type(id) ~= "string" then
     return not_a_string("id", id)
   elseif value ~= nil and type(value) ~= "string" then
     return not_a_string("value", value, true)
-  elseif type(out) ~= "nil" and not is_decision(out) then -- a NULL cdata == nil, yet is given
-    return not_a_decision(out)
+  elseif type(out) ~= "nil" and not is_writable_decision(out) then -- a NULL cdata == nil, yet given
+    return not_a_decision(out, true)
   end
   out = out or decision_t()
   -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
@@ -539,7 +571,7 @@ end
 --- whole nanosecond) or an int64_t/uint64_t cdata; one that is negative, NaN, infinite or
 --- 2^64 or more gives nil, "PGATE_STATUS_INVALID_ARGUMENT: invalid latency = ...", 2.
 function Gate:record(decision, success, latency)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("record", self)
   elseif not is_decision(decision) then
     return not_a_decision(decision)
@@ -569,7 +601,7 @@ end
 --- client gives up first; a wait up to the target records nothing. Never a failure. Returns
 --- true when recorded, false when not, or nil, message, status.
 function Gate:record_abandoned(decision, waited)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("record_abandoned", self)
   end
   if not is_decision(decision) then
@@ -594,7 +626,7 @@ end
 --- Records by id (routed again under the current snapshot); prefer Gate:record. The latency
 --- is checked as Gate:record checks it.
 function Gate:record_by_id(id, success, latency)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("record_by_id", self)
   elseif type(id) ~= "string" then
     return not_a_string("id", id)
@@ -631,7 +663,7 @@ end
 
 --- The names of the flags on for a decision, as a list of Lua strings (byte order).
 function Gate:flags(decision)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("flags", self)
   end
   if not is_decision(decision) then
@@ -683,7 +715,7 @@ end
 -- judging again would judge another window (after a rollback, a healthy Production), so the
 -- evidence gets the room the library says always suffices (longer lines are cut).
 local function judged_health(self, operation)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed(operation, self)
   end
   local cap = M.EVIDENCE_CAPACITY
@@ -709,7 +741,7 @@ end
 -- Runs `fn(handle, out)`, a call that writes one bool about the gate: the boolean, or nil,
 -- message, status.
 local function read_bool(self, operation, fn)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed(operation, self)
   end
   local status = fn(self.handle, self.bool_buf)
@@ -745,7 +777,7 @@ end
 
 --- Promotes to "canary" (with traffic_percent), "staging" or "production".
 function Gate:promote(environment, traffic_percent)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("promote", self)
   end
   local number, percent, status = promotion(environment, traffic_percent)
@@ -764,7 +796,7 @@ end
 --- (19), and nothing changed. `stage` is a whole number from 0 to 2^53, or a decision's
 --- uint64_t cdata.
 function Gate:promote_from(stage, environment, traffic_percent)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("promote_from", self)
   end
   if not ffi.istype("uint64_t", stage) and (type(stage) ~= "number" or stage < 0
@@ -780,7 +812,7 @@ function Gate:promote_from(stage, environment, traffic_percent)
 end
 
 function Gate:rollback(reason)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("rollback", self)
   elseif type(reason) ~= "string" then
     return not_a_string("reason", reason)
@@ -789,7 +821,7 @@ function Gate:rollback(reason)
 end
 
 function Gate:enable_feature(name)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("enable_feature", self)
   elseif type(name) ~= "string" then
     return not_a_string("name", name)
@@ -798,7 +830,7 @@ function Gate:enable_feature(name)
 end
 
 function Gate:disable_feature(name)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("disable_feature", self)
   elseif type(name) ~= "string" then
     return not_a_string("name", name)
@@ -810,7 +842,7 @@ end
 --- can have (empty, over 128 bytes, not UTF-8, with whitespace or control characters): nil,
 --- "PGATE_STATUS_INVALID_ARGUMENT: invalid name = \"a b\": not a flag name (...)", 2.
 function Gate:is_feature_enabled(name)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("is_feature_enabled", self)
   elseif type(name) ~= "string" then
     return not_a_string("name", name)
@@ -826,7 +858,7 @@ function Gate:is_feature_enabled(name)
 end
 
 function Gate:swap_config(json)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("swap_config", self)
   elseif type(json) ~= "string" then
     return not_a_string("json", json)
@@ -835,7 +867,7 @@ function Gate:swap_config(json)
 end
 
 function Gate:config_json()
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("config_json", self)
   end
   return read_text(C.pgate_config_json, self, "config_json")
@@ -853,7 +885,7 @@ pgate_status pgate_override_names(const pgate_gate *gate, char *header, size_t h
 --- The gate's name: its config's "gate" ("default" when it names none), its key in a state
 --- store and the `gate` label of its metrics (pgate_gate_name). Or nil, message, status.
 function Gate:name()
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("name", self)
   end
   return read_text(C.pgate_gate_name, self, "name", M.NAME_CAPACITY) -- always room: one call
@@ -864,7 +896,7 @@ end
 --- config does not give; both from one config (pgate_override_names). A config swap may
 --- rename them; gate:change_count() moves then. Or nil, message, status.
 function Gate:override_names()
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("override_names", self)
   end
   local cap = M.NAME_CAPACITY
@@ -885,7 +917,7 @@ function Gate:override_names()
 end
 
 function Gate:rollback_history_json()
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("rollback_history_json", self)
   end
   return read_text(C.pgate_rollback_history_json, self, "rollback_history_json")
@@ -925,7 +957,7 @@ end
 --- The gate's Prometheus text exposition (format 0.0.4; serve it as
 --- "text/plain; version=0.0.4"). Returns the text, or nil, message, status.
 function Gate:metrics_prometheus()
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("metrics_prometheus", self)
   end
   return read_text(C.pgate_metrics_prometheus, self, "metrics_prometheus", 16384)
@@ -975,7 +1007,7 @@ end
 --- Each cohort's latency histogram of the judged window as JSON: {"encoding":
 --- "hdrhistogram-v2-deflate-base64", "unit": "microseconds", "canary": "...", "stable": "..."}.
 function Gate:latency_histograms_json()
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("latency_histograms_json", self)
   end
   return read_text(C.pgate_latency_histograms_json, self, "latency_histograms_json")
@@ -1012,7 +1044,7 @@ end
 --- was, so a status location may call it on every request. A rule may show as fired here; the
 --- gate acts on it at its next judgement (the record path judges by itself).
 function Gate:read_health()
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("read_health", self)
   end
   local h = self.health_buf
@@ -1029,7 +1061,7 @@ end
 --- or "production", traffic_percent = the canary share, stage = the release stage}, or nil,
 --- message, status.
 function Gate:state()
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("state", self)
   end
   local env = ffi.new("pgate_environment[1]")
@@ -1050,7 +1082,7 @@ end
 
 --- The SLO policy the gate judges with, as JSON (an SloConfig; durations in milliseconds).
 function Gate:slo_json()
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("slo_json", self)
   end
   return read_text(C.pgate_slo_json, self, "slo_json")
@@ -1062,7 +1094,7 @@ end
 --- nil, message (naming the field and value), status; the gate is then unchanged. With a
 --- state store the SLO stays this process's own: set it in every worker.
 function Gate:swap_slo(json)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("swap_slo", self)
   elseif type(json) ~= "string" then
     return not_a_string("json", json)
@@ -1074,7 +1106,7 @@ end
 --- atomic load in the library, cheap enough for every request. When it moves,
 --- gate:changes_since(n) says what changed.
 function Gate:change_count()
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("change_count", self)
   end
   local count = self.count_buf
@@ -1110,7 +1142,7 @@ end
 --- at_ms, flags_enabled, flags_disabled, flags_unlisted and rollback (the event, with the
 --- rules that fired, or null); a gap in the sequence numbers shows changes no longer kept.
 function Gate:changes_since(after)
-  if self.handle == nil then
+  if type(self) ~= "table" or self.handle == nil then
     return freed("changes_since", self)
   end
   if type(after) ~= "number" or after < 0 or after >= 2 ^ 53 or after % 1 ~= 0 then

@@ -114,6 +114,29 @@ local function test_wrappers()
           and message == 'PGATE_STATUS_INVALID_ARGUMENT: invalid gate = "user-1": route needs '
                            .. "a gate (call it as gate:route(...), with a colon)",
         "a method called with a dot: " .. tostring(message))
+  -- Every method, called with a dot and a decision first (a cdata, whose unknown field raises
+  -- when read), refuses it the same way; free frees nothing.
+  local ffi = require("ffi")
+  for name, method in pairs(getmetatable(gate)) do
+    if type(method) == "function" then
+      local ok, result, why, code = pcall(method, forged, "x")
+      check(ok and result == nil and code == pg.INVALID_ARGUMENT
+              and why:find("invalid gate = cdata<", 1, true) and why:find(name .. " needs a gate", 1, true),
+            "gate." .. name .. "(decision): " .. tostring(ok) .. " " .. tostring(why or result))
+    end
+  end
+  check(gate:route("a") ~= nil, "a dot call frees nothing")
+  -- A decision route may not write into (const) is refused, not raised by the FFI.
+  local const = ffi.cast("const pgate_decision *", forged)
+  for _, call in ipairs({ function() return gate:route("u", const) end,
+                          function() return gate:route_forced("u", "canary", const) end }) do
+    local ok, result, why, code = pcall(call)
+    check(ok and result == nil and code == pg.INVALID_ARGUMENT
+            and why:find("invalid decision = cdata<const struct pgate_decision *>: ", 1, true)
+            and why:find(": const, and route writes into it", 1, true),
+          "a const decision to route into: " .. tostring(ok) .. " " .. tostring(why or result))
+  end
+  check(gate:record(const, true, 1) ~= nil, "a const decision is recorded")
   -- A path that is no file name is refused, not raised.
   for _, path in ipairs({ {}, 5, "" }) do
     none, message, status = pg.load(path)
@@ -326,8 +349,11 @@ local function test_arguments()
     { 'invalid name = "a b": not a flag name (1 to 128 bytes of UTF-8, no whitespace or '
         .. "control characters)", function() return gate:is_feature_enabled("a b") end },
     { 'invalid name = "": not a flag name', function() return gate:is_feature_enabled("") end },
-    { 'invalid name = "tab\\there\\x01": not a flag name',
+    { 'invalid name = "tab\\there\\u{1}": not a flag name',
       function() return gate:is_feature_enabled("tab\there\1") end },
+    -- the other control characters as the library writes them ({:?}), C1 controls too
+    { 'invalid name = "\\0\\u{1b}\\u{7f}\\u{85}\\u{a0}x": not a flag name',
+      function() return gate:is_feature_enabled("\0\27\127\194\133\194\160x") end },
     -- bytes that are not UTF-8 escaped, so the message is UTF-8; é as it is
     { 'invalid name = "bad\\xff": not a flag name',
       function() return gate:is_feature_enabled("bad\255") end },
@@ -364,6 +390,22 @@ local function test_arguments()
     check(ok and result == nil and status == 2
             and message:find("PGATE_STATUS_INVALID_ARGUMENT: " .. case[1], 1, true) == 1,
           case[1] .. ": " .. tostring(ok) .. " " .. tostring(message or result))
+  end
+  -- The binding quotes a name as the library does: every character up to U+00FF that either
+  -- escapes, beside letters, compared with the library's own message for the same name.
+  local names = {}
+  for byte = 0, 0x20 do names[#names + 1] = "a" .. string.char(byte) .. "b" end
+  for code = 0x7F, 0xFF do
+    local text = code < 0x80 and string.char(code)
+                 or string.char(0xC0 + math.floor(code / 64), 0x80 + code % 64)
+    names[#names + 1] = "a " .. text .. '"\\'
+  end
+  for _, name in ipairs(names) do
+    local _, ours = gate:is_feature_enabled(name)
+    local _, library = gate:enable_feature(name)
+    local shown = ours and ours:match('^PGATE_STATUS_INVALID_ARGUMENT: invalid name = (".*"): ')
+    check(shown and library and library:find("invalid feature flag name " .. shown .. ": ", 1, true),
+          "quoted as the library quotes: " .. tostring(ours) .. " | " .. tostring(library))
   end
   local h = gate:read_health()
   check(h.canary_requests + h.production_requests == 6, "a refused call records nothing")
