@@ -119,9 +119,18 @@ pub fn shown_text(text: &str) -> String {
 
 /// A path the user gave, as every line the command prints shows it (an error's, or a success
 /// line's): as [`shown_text`] shows text, so that a path holding a newline or a terminal escape
-/// stays on one line and prints no escape.
+/// stays on one line and prints no escape; each byte that is not UTF-8 as `\xNN`, as a flag's
+/// refusal writes it (not U+FFFD, which would name another file).
 pub fn shown_path(path: &std::path::Path) -> String {
-    shown_text(&path.to_string_lossy())
+    let bytes = path.as_os_str().as_encoded_bytes();
+    let mut text = String::new();
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02X}"));
+        }
+    }
+    shown_text(&text)
 }
 
 /// `text` in double quotes, shown as [`shown_text`] shows it: how a flag's parser names the
@@ -245,6 +254,14 @@ mod tests {
             message: "bad".into(),
         };
         assert!(e.to_string().ends_with("...(10000 bytes): bad"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_path_that_is_not_utf8_shows_its_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/\xff\xc3(\n.json"));
+        assert_eq!(shown_path(&path), "/tmp/\\xFF\\xC3(\\n.json");
     }
 
     #[test]
