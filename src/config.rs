@@ -442,27 +442,41 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
     }
     let mut reader = serde_json::Deserializer::from_str(json);
     // serde_path_to_error names the field of an error ("slo_threshold: invalid type").
-    let value = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
-        // Shortened (a refused value or key may be megabytes long), its position kept.
-        let (field, inner) = (field_path(e.path()), e.inner());
-        let full = inner.to_string();
-        let position = format!(" at line {} column {}", inner.line(), inner.column());
-        let message = full.strip_suffix(&position).unwrap_or(&full);
-        let message = if field.is_empty() {
-            shortened(message)
-        } else {
-            shortened(&format!("{field}: {message}"))
-        };
-        let at = if inner.line() > 0 {
-            position.as_str()
-        } else {
-            ""
-        };
-        crate::Error::Json(format!("{message}{at}"))
-    })?;
+    let value = serde_path_to_error::deserialize(&mut reader)
+        .map_err(|e| crate::Error::Json(named_json_error(&e, "")))?;
     // Whatever follows the object (`{} {}`) is refused, as serde_json::from_str does.
     reader.end()?;
     Ok(value)
+}
+
+/// A [`serde_path_to_error`] error of a JSON read as this library's messages write it: the
+/// field it was met in, under `within` (`slo_threshold`, `release.config.slo_threshold`),
+/// then serde's words, shortened (a refused value or key may be megabytes long), then the
+/// position.
+pub(crate) fn named_json_error(
+    e: &serde_path_to_error::Error<serde_json::Error>,
+    within: &str,
+) -> String {
+    let (field, inner) = (field_path(e.path()), e.inner());
+    let field = match (within.is_empty(), field.is_empty()) {
+        (_, true) => within.to_string(),
+        (true, false) => field,
+        (false, false) => format!("{within}.{field}"),
+    };
+    let full = inner.to_string();
+    let position = format!(" at line {} column {}", inner.line(), inner.column());
+    let message = full.strip_suffix(&position).unwrap_or(&full);
+    let message = if field.is_empty() {
+        shortened(message)
+    } else {
+        shortened(&format!("{field}: {message}"))
+    };
+    let at = if inner.line() > 0 {
+        position.as_str()
+    } else {
+        ""
+    };
+    format!("{message}{at}")
 }
 
 /// The field a [`serde_path_to_error`] error was met in, as this library's messages name it

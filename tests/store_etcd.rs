@@ -191,6 +191,97 @@ fn a_tampered_release_is_refused_naming_the_field_and_its_value() {
 }
 
 #[test]
+fn a_value_written_by_hand_is_named_by_its_field_in_a_short_error() {
+    let Some(endpoint) = endpoint("etcd huge values") else {
+        return;
+    };
+    let huge = "x".repeat(1 << 20);
+    let release = format!(
+        r#"{{"version": 2, "stage": 1, "config": {{"gate": "checkout", "slo_threshold": "{huge}"}}}}"#
+    );
+    let event = format!(r#"{{"version": "{huge}"}}"#);
+    for (key, value, named) in [
+        (
+            "release",
+            release.as_str(),
+            "release.config.slo_threshold: invalid type: string \"xxx",
+        ),
+        ("schema", huge.as_str(), "/schema = \"xxx"),
+        (
+            "history/00000000000000000002",
+            event.as_str(),
+            "not a history event: history.version: invalid type: string \"xxx",
+        ),
+    ] {
+        let prefix = unique_prefix("huge");
+        let gate = open(&endpoint, &prefix).unwrap();
+        gate.rollback("a stored event").unwrap();
+        drop(gate);
+        put(&endpoint, &format!("{prefix}/{key}"), value);
+        let Err(Error::Store(err)) = open(&endpoint, &prefix) else {
+            panic!("a gate opened with {key} of 1 MiB");
+        };
+        let message = err.to_string();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{message}");
+        assert!(message.contains(named), "{key}: {message}");
+        assert!(message.contains("bytes)"), "{key}: {message}");
+        assert!(message.len() < 1024, "{key}: {} bytes", message.len());
+    }
+}
+
+#[test]
+fn a_gate_whose_prefix_is_another_gates_history_keeps_its_state() {
+    let Some(endpoint) = endpoint("etcd nested prefix") else {
+        return;
+    };
+    let outer = unique_prefix("nested");
+    let inner = format!("{outer}/history");
+    let open_gate = |prefix: &str, gate: &str| {
+        let document = format!(
+            r#"{{"gate": "{gate}", "environment": {{"canary": {{"traffic_percent": 10}}}},
+                "max_rollback_history": 1,
+                "store": {{"etcd": {{"endpoints": [{endpoint:?}], "prefix": {prefix:?}}}}}}}"#
+        );
+        let config = PromotionConfig::from_json(&document).unwrap();
+        PromotionGateManager::new(
+            config,
+            SloAdmissionController::new(SloConfig::default()).unwrap(),
+        )
+        .unwrap()
+    };
+    let payments = open_gate(&inner, "payments");
+    payments.rollback("payments rolled back").unwrap();
+    let history = payments.rollback_history();
+    drop(payments);
+    // The outer gate's first write clears its history range, and each write after an event
+    // trims it to one event: neither may reach the inner gate's keys.
+    let checkout = open_gate(&outer, "checkout");
+    checkout.rollback("checkout rolled back").unwrap();
+    checkout
+        .promote(Environment::Canary {
+            traffic_percent: 5.0,
+        })
+        .unwrap();
+    checkout.rollback("checkout again").unwrap();
+    checkout
+        .promote(Environment::Canary {
+            traffic_percent: 5.0,
+        })
+        .unwrap();
+    drop(checkout);
+    let payments = open_gate(&inner, "payments");
+    assert_eq!(payments.environment(), Environment::Production);
+    assert_eq!(payments.rollback_history(), history);
+    let checkout = open_gate(&outer, "checkout");
+    let reasons: Vec<_> = checkout
+        .rollback_history()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons, ["checkout again"]);
+}
+
+#[test]
 fn a_release_numbered_at_the_end_opens_and_a_write_past_it_is_refused_naming_it() {
     let Some(endpoint) = endpoint("etcd numbering end") else {
         return;

@@ -259,7 +259,8 @@ impl StoreLink {
 
     fn went_down(&mut self, error: &StoreError) {
         if !self.down {
-            tracing::error!(%error, "promotion.store unavailable: routing goes on from the last snapshot, promotions are refused");
+            // The error says whether the store is unreachable or holds what this gate refuses.
+            tracing::error!(%error, "promotion.store cannot be used: routing goes on from the last snapshot, promotions are refused");
             self.down = true;
         }
     }

@@ -274,6 +274,18 @@ impl EtcdStoreConfig {
                 ),
             ));
         }
+        // A gate's history keys are `<prefix>/history/<20 digits>`: a prefix inside that range
+        // would put this gate's keys among another gate's history, which its trims delete.
+        if prefix
+            .match_indices("/history/")
+            .any(|(at, found)| prefix[at + found.len()..].starts_with(|c: char| c.is_ascii_digit()))
+        {
+            return Err(ConfigError::new(
+                "store.etcd.prefix",
+                quoted(prefix),
+                "a prefix with no digit right after a /history/ segment: such keys are another gate's history, under the prefix before it",
+            ));
+        }
         check_interval("store.etcd.sync_interval_ms", self.sync_interval_ms)
     }
 }
@@ -433,6 +445,11 @@ mod tests {
                 r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "/p/"}}"#,
                 "store.etcd.prefix",
                 "\"/p/\"",
+            ),
+            (
+                r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "/p/history/0001/q"}}"#,
+                "store.etcd.prefix",
+                "\"/p/history/0001/q\"",
             ),
             (
                 r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "/p", "sync_interval_ms": 60001}}"#,

@@ -19,8 +19,9 @@ use super::{
     SCHEMA_VERSION, Since, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
     StoredState, StoredWrite,
 };
+use crate::config::named_json_error;
 use crate::decision::PerCohort;
-use crate::error::shortened;
+use crate::error::{quoted, shortened};
 use crate::limits::{MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES};
 
 /// How long one request may take before the store counts as unavailable.
@@ -69,6 +70,10 @@ pub(crate) struct EtcdStore {
     /// publishing it again only keeps the lease alive. Every put is a new revision of etcd's
     /// history, so an instance that records nothing writes nothing.
     last_put: Mutex<Option<(String, String, String)>>,
+    /// The `mod_revision` of the release last read and checked, and its version and stage: a
+    /// sync tick that finds the same revision knows them without parsing the release again
+    /// (a config may be a megabyte of JSON).
+    last_read: Mutex<Option<(String, (u64, u64))>>,
 }
 
 /// A key's value and the revision that last changed it.
@@ -108,6 +113,7 @@ impl EtcdStore {
             read_revision: AtomicU64::new(0),
             lease: Mutex::new(None),
             last_put: Mutex::new(None),
+            last_read: Mutex::new(None),
         }
     }
 
@@ -119,9 +125,17 @@ impl EtcdStore {
         self.key(&format!("history/{version:020}"))
     }
 
-    /// The end of the history keys' range: `history0` follows every `history/...` key.
+    /// The start of the history keys' range: the first key of 20 digits.
+    fn history_start(&self) -> String {
+        self.key("history/0")
+    }
+
+    /// The end of the history keys' range: `history/:` follows every `history/` key of digits
+    /// (`:` is the byte after `9`), and no other key: a gate whose prefix is this one's
+    /// `.../history` has keys such as `.../history/release`, which no range of this gate's
+    /// history reaches (a range to `history0` deleted them at this gate's trims).
     fn history_end(&self) -> String {
-        self.key("history0")
+        self.key("history/:")
     }
 
     fn error(&self, problem: StoreProblem, detail: impl std::fmt::Display) -> StoreError {
@@ -280,7 +294,10 @@ impl EtcdStore {
                 }
                 return Err(self.error(
                     StoreProblem::NotOurs,
-                    format!("{key} = {text:?} (this build reads schema {SCHEMA_VERSION})"),
+                    format!(
+                        "{key} = {} (this build reads schema {SCHEMA_VERSION})",
+                        quoted(&text)
+                    ),
                 ));
             }
             let created = self.call(
@@ -303,7 +320,7 @@ impl EtcdStore {
     /// before the write's own event, which the same transaction puts: etcd refuses a
     /// transaction that puts a key and deletes it too ("duplicate key given in txn request").
     fn history_trim(&self, write: &StoredWrite) -> Result<Option<Value>, StoreError> {
-        let history = BASE64.encode(self.key("history/"));
+        let history = BASE64.encode(self.history_start());
         let end = BASE64.encode(self.history_end());
         let counted = self.call(
             "/v3/kv/range",
@@ -336,7 +353,7 @@ impl EtcdStore {
             None => first_kept,
         };
         Ok(Some(json!({"request_delete_range": {
-            "key": BASE64.encode(self.key("history/")),
+            "key": BASE64.encode(self.history_start()),
             "range_end": BASE64.encode(end),
         }})))
     }
@@ -345,7 +362,7 @@ impl EtcdStore {
     /// deleted by hand) are no history of it, and their versions would clash with its own.
     /// Around the write's own event, which the same transaction puts.
     fn history_cleared(&self, write: &StoredWrite) -> Vec<Value> {
-        let start = self.key("history/").into_bytes();
+        let start = self.history_start().into_bytes();
         let end = self.history_end().into_bytes();
         let ranges = match &write.event {
             Some(event) => {
@@ -451,7 +468,7 @@ impl EtcdStore {
             for kv in kvs {
                 let key = String::from_utf8_lossy(&self.decode(&kv["key"])?).into_owned();
                 let value = self.decode(&kv["value"])?;
-                let event: StoredEvent = serde_json::from_slice(&value)
+                let event: StoredEvent = stored_json(&value, "history")
                     .map_err(|e| not_ours(format!("{key}: not a history event: {e}")))?;
                 // The key names the version of the write that recorded it, as the event does.
                 if key != self.history_key(event.version) {
@@ -481,8 +498,8 @@ impl EtcdStore {
                 format!("{}: {e}", self.key("release")),
             )
         };
-        serde_json::from_slice::<StoredRelease>(&found.value)
-            .map_err(|e| not_ours(e.to_string()))?
+        stored_json::<StoredRelease>(&found.value, "release")
+            .map_err(not_ours)?
             .checked(&self.gate)
             .map_err(not_ours)
     }
@@ -495,15 +512,37 @@ impl StateStore for EtcdStore {
 
     fn changes_since(&self, known: Guard) -> Result<Since, StoreError> {
         let (found, revision) = self.get(&self.key("release"), None)?;
-        let release = found
-            .as_ref()
-            .map(|found| self.release(found))
-            .transpose()?;
-        let stored = release
-            .as_ref()
-            .map(|release| (release.version, release.stage));
-        let (Some(after), Some(release)) = (Since::read_after(stored, known), release) else {
-            return Ok(Since::unread(stored, known));
+        let Some(found) = found else {
+            return Ok(Since::unread(None, known));
+        };
+        let last_read = |found: &Found| {
+            let last = self
+                .last_read
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            last.as_ref()
+                .filter(|(at, _)| *at == found.mod_revision)
+                .map(|(_, numbers)| *numbers)
+        };
+        let (stored, release) = match last_read(&found) {
+            Some(numbers) => (numbers, None),
+            None => {
+                let release = self.release(&found)?;
+                let numbers = (release.version, release.stage);
+                *self
+                    .last_read
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) =
+                    Some((found.mod_revision.clone(), numbers));
+                (numbers, Some(release))
+            }
+        };
+        let Some(after) = Since::read_after(Some(stored), known) else {
+            return Ok(Since::unread(Some(stored), known));
+        };
+        let release = match release {
+            Some(release) => release,
+            None => self.release(&found)?,
         };
         let history = self.history_after(&release, after, &revision)?;
         let not_ours = |e: String| self.error(StoreProblem::NotOurs, e);
@@ -803,8 +842,12 @@ fn pause(stop: &AtomicBool) {
 /// what in it is not.
 fn contribution_of(instance: &str, value: &[u8]) -> Result<Contribution, BadContribution> {
     let bad = |field: &str, problem: &str| BadContribution::new(instance, field, problem);
-    let value: Value = serde_json::from_slice(value).map_err(|e| bad("value", &e.to_string()))?;
-    let count = |v: &Value, field: &str| v.as_u64().ok_or_else(|| bad(field, &v.to_string()));
+    let value: Value =
+        serde_json::from_slice(value).map_err(|e| bad("value", &shortened(&e.to_string())))?;
+    let count = |v: &Value, field: &str| {
+        v.as_u64()
+            .ok_or_else(|| bad(field, &shortened(&v.to_string())))
+    };
     let cohort = |name: &str| -> Result<PublishedCohort, BadContribution> {
         let c = &value[name];
         let field = |f: &str| format!("{name}.{f}");
@@ -838,6 +881,19 @@ fn contribution_of(instance: &str, value: &[u8]) -> Result<Contribution, BadCont
             stable: cohort("stable")?,
         },
     })
+}
+
+/// A value of this gate's keys, JSON, read into `T`: an error names the field under `within`
+/// (`release.config.slo_threshold`) and shows at most a short part of what was found (a value
+/// edited by hand may be megabytes long).
+fn stored_json<T: serde::de::DeserializeOwned>(value: &[u8], within: &str) -> Result<T, String> {
+    let mut reader = serde_json::Deserializer::from_slice(value);
+    let read =
+        serde_path_to_error::deserialize(&mut reader).map_err(|e| named_json_error(&e, within))?;
+    reader
+        .end()
+        .map_err(|e| shortened(&format!("{within}: {e}")))?;
+    Ok(read)
 }
 
 fn put(key: &str, value: &[u8]) -> Value {
