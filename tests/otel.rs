@@ -298,9 +298,80 @@ fn gauges_counters_and_spans_reach_the_hosts_providers() {
     assert!(got[&key("promotion.window.latency.count", &canary)] > 0.0);
     assert_eq!(got[&key("promotion.traffic_percent", &[])], 20.0);
 
+    // A flag's rollback is counted as a rollback and has its rollback span, beside the flag's.
+    gate.enable_feature("dark_mode").unwrap();
+    gate.disable_feature("dark_mode").unwrap();
+    metrics.reset();
+    meter_provider.force_flush().unwrap();
+    let got = points(&metrics.get_finished_metrics().unwrap());
+    let by_flag = [
+        ("promotion.trigger", "flag_disabled"),
+        ("promotion.rule", "none"),
+    ];
+    assert_eq!(got[&key("promotion.rollbacks", &by_flag)], 1.0);
+    let finished = spans.get_finished_spans().unwrap();
+    let flag_rollbacks: Vec<_> = finished
+        .iter()
+        .filter(|s| s.name == "promotion.rollback")
+        .filter(|s| attribute(s, "promotion.trigger") == Some(&Value::from("flag_disabled")))
+        .collect();
+    assert_eq!(flag_rollbacks.len(), 1);
+    let history = gate.rollback_history();
+    let reason = Value::from(history[1].reason.clone());
+    assert_eq!(
+        attribute(flag_rollbacks[0], "promotion.reason"),
+        Some(&reason)
+    );
+    assert_eq!(
+        attribute(flag_rollbacks[0], "promotion.previous_env"),
+        Some(&Value::from("canary"))
+    );
+
     drop(instruments);
     meter_provider.shutdown().unwrap();
     tracer_provider.shutdown().unwrap();
+}
+
+#[test]
+fn the_instruments_follow_a_gate_made_anew_and_stop_once_dropped() {
+    let metrics = InMemoryMetricExporter::default();
+    let meter_provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics.clone()).build())
+        .build();
+    let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, "host");
+    let gates = |metrics: &InMemoryMetricExporter| -> BTreeSet<String> {
+        meter_provider.force_flush().unwrap();
+        let got = points(&metrics.get_finished_metrics().unwrap());
+        metrics.reset();
+        got.keys()
+            .flat_map(|(_, attrs)| attrs.iter())
+            .filter(|(k, _)| k == "promotion.gate")
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let old = canary_gate(10.0);
+    let instruments = otel::observe(&old, &meter);
+    assert_eq!(gates(&metrics), BTreeSet::from(["checkout".to_string()]));
+    // A reload: the new gate (here of another name) is followed, with no new registration.
+    let config = PromotionConfig {
+        gate: "checkout-reloaded".into(),
+        ..old.config()
+    };
+    let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+    let reloaded = Arc::new(PromotionGateManager::new(config, slo).unwrap());
+    instruments.follow(&reloaded);
+    drop(old);
+    assert_eq!(
+        gates(&metrics),
+        BTreeSet::from(["checkout-reloaded".to_string()])
+    );
+    drop(instruments);
+    assert_eq!(
+        gates(&metrics),
+        BTreeSet::new(),
+        "dropped instruments report nothing"
+    );
+    meter_provider.shutdown().unwrap();
 }
 
 /// One row of docs/telemetry.md's metrics table: the OpenTelemetry name, the Prometheus name.

@@ -307,11 +307,23 @@ impl PromotionGateManager {
                 current.config.environment,
                 self.shared.monitor.wall(),
             );
+            #[cfg(feature = "otel")]
+            let reason = event.reason.clone();
             self.shared
                 .commit(writer, config, false, Some(event), Durability::Required)?;
             tracing::info!(feature = name, "Feature flag disabled: {name}");
             #[cfg(feature = "otel")]
-            crate::telemetry::otel::flag_span(&current.config.gate, name, false);
+            {
+                crate::telemetry::otel::flag_span(&current.config.gate, name, false);
+                // A rollback by the specification's triggers, counted as one: its span too.
+                crate::telemetry::otel::rollback_span(
+                    &current.config.gate,
+                    &reason,
+                    current.config.environment,
+                    crate::RollbackTrigger::FlagDisabled,
+                    None,
+                );
+            }
             Ok(())
         })
     }

@@ -41,15 +41,91 @@ use crate::telemetry::{ENVIRONMENTS, WindowExport, rollback_series};
 /// ```
 pub const SCOPE: &str = "promotion-gates";
 
-/// The observable instruments of one gate. Their callbacks hold the gate weakly: once the gate
-/// is dropped they report nothing. The callbacks stay registered with the meter provider
-/// (opentelemetry gives no way to remove them), whether or not this value is kept: observe
-/// each gate once, and a gate made anew (a reload) adds callbacks that report nothing once
-/// the old gate is gone.
+/// The observable instruments of one gate: they report while this value is kept, and nothing
+/// once it is dropped or the gate is. Their callbacks hold the gate weakly, and stay registered
+/// with the meter provider (opentelemetry gives no way to remove them): a host that makes its
+/// gate anew (a reload) points the instruments at the new gate with
+/// [`follow`](Self::follow) rather than observing it again, which would add a set of
+/// callbacks (and the time each collection spends in them) at every reload.
 #[derive(Debug)]
+#[must_use = "the instruments report only while this value is kept"]
 pub struct GateInstruments {
     _gauges: Vec<ObservableGauge<f64>>,
     _counters: Vec<ObservableCounter<u64>>,
+    observed: Arc<Observed>,
+}
+
+impl GateInstruments {
+    /// Points the instruments at `gate` from the next collection on: the gate that replaces
+    /// the observed one (a reload), under the same or another name.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// use std::sync::Arc;
+    /// let make = || -> Result<Arc<PromotionGateManager>, Error> {
+    ///     let slo = SloAdmissionController::new(SloConfig::default())?;
+    ///     Ok(Arc::new(PromotionGateManager::new(PromotionConfig::default(), slo)?))
+    /// };
+    /// let gate = make()?;
+    /// let instruments = promotion_gates::telemetry::otel::observe_globally(&gate);
+    /// let reloaded = make()?;
+    /// instruments.follow(&reloaded);
+    /// drop(gate);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn follow(&self, gate: &Arc<PromotionGateManager>) {
+        self.observed.point_at(Arc::downgrade(gate));
+    }
+}
+
+impl Drop for GateInstruments {
+    /// The callbacks stay with the meter provider: they report nothing from now on, and let go
+    /// of their last read of the window.
+    fn drop(&mut self) {
+        self.observed.point_at(Weak::new());
+    }
+}
+
+/// The gate a set of instruments reads, and their shared read of its window.
+#[derive(Default)]
+struct Observed {
+    gate: Mutex<Weak<PromotionGateManager>>,
+    window: SharedWindow,
+}
+
+impl std::fmt::Debug for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed")
+            .field("live", &self.gate().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Observed {
+    /// A window gauge's reading, from the window read shared by the instruments (at most 64
+    /// gauges share one).
+    fn gauge<F>(self: &Arc<Self>, read: F) -> Reading
+    where
+        F: Fn(&WindowExport, &dyn AsyncInstrument<f64>, &[KeyValue]) + Send + Sync + 'static,
+    {
+        let bit = self.window.next_bit();
+        let shared = Arc::clone(self);
+        Box::new(move |g, o, a| read(&shared.window.take(g, bit), o, a))
+    }
+
+    fn point_at(&self, gate: Weak<PromotionGateManager>) {
+        *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = gate;
+        self.window.forget();
+    }
+
+    /// The observed gate, while it lives.
+    fn gate(&self) -> Option<Arc<PromotionGateManager>> {
+        self.gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .upgrade()
+    }
 }
 
 /// Registers `gate`'s instruments (listed in the [`telemetry`](crate::telemetry) docs) with
@@ -87,10 +163,11 @@ pub fn observe_globally(gate: &Arc<PromotionGateManager>) -> GateInstruments {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstruments {
-    let weak = Arc::downgrade(gate);
-    let window = Arc::new(SharedWindow::default());
+    let observed = Arc::new(Observed::default());
+    observed.point_at(Arc::downgrade(gate));
+    let window = Arc::clone(&observed);
     let gauge = |name: &'static str, unit: &'static str, help: &'static str, read: Reading| {
-        let gate = weak.clone();
+        let gate = Arc::clone(&observed);
         meter
             .f64_observable_gauge(name)
             .with_unit(unit)
@@ -218,7 +295,7 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             window.gauge(per_histogram(|h, o, a| o.observe(h.count as f64, a))),
         ),
     ];
-    let rollbacks_gate = weak.clone();
+    let rollbacks_gate = Arc::clone(&observed);
     let counters = vec![
         meter
             .u64_observable_counter("promotion.rollbacks")
@@ -242,34 +319,35 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             meter,
             "promotion.late_outcomes",
             "Outcomes dropped because their stage had ended.",
-            &weak,
+            &observed,
             PromotionGateManager::late_outcomes,
         ),
         outcome_counter(
             meter,
             "promotion.foreign_outcomes",
             "Outcomes dropped because their decision names a stage the gate never published.",
-            &weak,
+            &observed,
             PromotionGateManager::foreign_outcomes,
         ),
         outcome_counter(
             meter,
             "promotion.forced_outcomes",
             "Outcomes of requests an override forced, counted in neither cohort.",
-            &weak,
+            &observed,
             PromotionGateManager::forced_outcomes,
         ),
         outcome_counter(
             meter,
             "promotion.ignored_override_values",
             "Forcing values routing ignored.",
-            &weak,
+            &observed,
             PromotionGateManager::ignored_override_values,
         ),
     ];
     GateInstruments {
         _gauges: gauges,
         _counters: counters,
+        observed,
     }
 }
 
@@ -320,10 +398,10 @@ fn outcome_counter(
     meter: &Meter,
     name: &'static str,
     description: &'static str,
-    gate: &Weak<PromotionGateManager>,
+    gate: &Arc<Observed>,
     read: fn(&PromotionGateManager) -> u64,
 ) -> ObservableCounter<u64> {
-    let gate = gate.clone();
+    let gate = Arc::clone(gate);
     meter
         .u64_observable_counter(name)
         .with_unit("{outcome}")
@@ -355,18 +433,18 @@ struct SharedState {
 }
 
 impl SharedWindow {
-    /// A gauge's reading (at most 64 gauges share one window).
-    fn gauge<F>(self: &Arc<Self>, read: F) -> Reading
-    where
-        F: Fn(&WindowExport, &dyn AsyncInstrument<f64>, &[KeyValue]) + Send + Sync + 'static,
-    {
-        let bit = {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.gauges += 1;
-            1u64 << (state.gauges - 1)
-        };
-        let shared = Arc::clone(self);
-        Box::new(move |g, o, a| read(&shared.take(g, bit), o, a))
+    /// The bit of one more gauge sharing the reads.
+    fn next_bit(&self) -> u64 {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.gauges += 1;
+        1u64 << (state.gauges - 1)
+    }
+
+    /// Lets go of the last read: the gate it was read from is no longer observed.
+    fn forget(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.window = None;
+        state.taken = 0;
     }
 
     /// The read the gauge `bit` is to show: the current one unless it took it already.
@@ -386,14 +464,15 @@ impl SharedWindow {
     }
 }
 
-/// Runs `read` on the gate if it is still alive, with its `promotion.gate` attribute.
-fn with_gate(
-    gate: &Weak<PromotionGateManager>,
-    read: impl FnOnce(&PromotionGateManager, &[KeyValue]),
-) {
-    if let Some(gate) = gate.upgrade() {
-        let attrs = [KeyValue::new("promotion.gate", gate.gate_name())];
-        read(&gate, &attrs);
+/// Runs `read` on the observed gate if there is one alive, with its `promotion.gate` attribute.
+/// Once the gate is gone, the last read of its window goes too.
+fn with_gate(observed: &Observed, read: impl FnOnce(&PromotionGateManager, &[KeyValue])) {
+    match observed.gate() {
+        Some(gate) => {
+            let attrs = [KeyValue::new("promotion.gate", gate.gate_name())];
+            read(&gate, &attrs);
+        }
+        None => observed.window.forget(),
     }
 }
 
