@@ -26,7 +26,7 @@
 # --destdir     a staging root prepended to every path written (for distribution packages)
 # --no-build    install what the last `cargo build --release -p promotion-gates-ffi` built
 # --build-tree-pc DIR  installs nothing: writes both .pc files into DIR, describing this
-#               checkout's build (CARGO_TARGET_DIR or target/, release) and include/, for
+#               checkout's build (cargo's target directory, release) and include/, for
 #               PKG_CONFIG_PATH (bindings/go/test.sh uses it)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -58,8 +58,10 @@ for dir in "$prefix" ${libdir:+"$libdir"} ${includedir:+"$includedir"}; do
   case "$dir" in /*) ;; *) echo "install.sh: $dir is not an absolute path" >&2 && exit 2 ;; esac
 done
 
-target="${CARGO_TARGET_DIR:-$root/target}"
-case "$target" in /*) ;; *) target="$root/$target" ;; esac
+# Where cargo builds, as cargo itself says (CARGO_TARGET_DIR, CARGO_BUILD_TARGET_DIR or a
+# .cargo/config.toml's build.target-dir), not guessed.
+target=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 version=$(awk -F'"' '/^\[workspace.package\]/ {p = 1} p && /^version *=/ {print $2; exit}' "$root/Cargo.toml")
 # What a Rust staticlib needs from the system on Linux with glibc (what rustc's
 # --print native-static-libs lists, less libgcc_s and libc, which every C link has already;

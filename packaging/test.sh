@@ -57,6 +57,14 @@ loads_shared_library() {
   libs=$(ldd "$1") || { echo "FAILED: ldd $1" >&2; return 0; }
   grep -q promotion_gates <<<"$libs"
 }
+# shared LABEL PROGRAM: counts a failure unless the program loads the shared library, by its
+# name (a host built against it must not run on the archive instead).
+shared() {
+  if ! loads_shared_library "$2"; then
+    echo "FAILED: $1 does not load the shared library" >&2
+    failed=$((failed + 1))
+  fi
+}
 # check LABEL COMMAND...: runs a host and compares its first line with the formula's answer.
 check() {
   local label=$1 got
@@ -91,7 +99,19 @@ echo "== (a) C, pkg-config: $libs"
 # shellcheck disable=SC2046 # pkg-config's output is a list of words
 cc -std=c11 -Wall -Wextra -Werror "$hosts/route.c" -o "$tmp/route_c" \
   $(pkg-config --cflags --libs promotion_gates) -Wl,-rpath,"$libdir"
+shared "C, shared" "$tmp/route_c"
 check "C, shared" "$tmp/route_c"
+# Linked by the library's path, as Meson links a pkg-config library: the program must name
+# the library by its SONAME, not by that path, or it would not load once the tree moves.
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror "$hosts/route.c" -o "$tmp/route_c_path" \
+  $(pkg-config --cflags promotion_gates) "$libdir/libpromotion_gates_ffi.so"
+needed=$(readelf -d "$tmp/route_c_path" | grep NEEDED | grep promotion_gates || true)
+if [[ "$needed" != *"[libpromotion_gates_ffi.so]"* ]]; then
+  echo "FAILED: a program linked by the library's path needs '$needed', not its SONAME" >&2
+  failed=$((failed + 1))
+fi
+check "C, linked by path" env LD_LIBRARY_PATH="$libdir" "$tmp/route_c_path"
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Wextra -Werror "$hosts/route.c" -o "$tmp/route_c_static" \
   $(pkg-config --cflags --libs promotion_gates-static)
@@ -104,6 +124,7 @@ check "C, static" "$tmp/route_c_static"
 echo "== (b) CMake, find_package(promotion_gates)"
 cmake -S "$hosts" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$tmp/cmake" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+shared "C++ (promotion_gates::cpp)" "$tmp/cmake/route_cpp"
 check "C++ (promotion_gates::cpp)" "$tmp/cmake/route_cpp"
 check "C (promotion_gates::c_static)" "$tmp/cmake/route_c_static"
 
@@ -150,6 +171,7 @@ fi
 check "Go, static (default)" "$tmp/route_go"
 (cd "$tmp/gohost" && CGO_ENABLED=1 CGO_LDFLAGS="-Wl,-rpath,$libdir" \
   go build -tags pgate_shared -o "$tmp/route_go_shared" .)
+shared "Go, shared (-tags pgate_shared)" "$tmp/route_go_shared"
 check "Go, shared (-tags pgate_shared)" "$tmp/route_go_shared"
 
 echo "== (e) LuaJIT: luarocks lint, luarocks make into a temporary tree"

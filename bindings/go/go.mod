@@ -1,3 +1,3 @@
 module github.com/promotion-gates/promotion-gates/bindings/go
 
-go 1.26.0
+go 1.25.0

@@ -45,6 +45,13 @@ go test -run '^$' -bench . -benchtime 200ms ./...
 
 echo "== go test -race -tags pgate_shared -run Vector (linked to the shared library)"
 CGO_LDFLAGS="-Wl,-rpath,$target/release" go test -race -tags pgate_shared -count=1 -run Vector ./...
+# The test binary must load the shared library: a static link would pass the vectors too.
+shared_test=$(mktemp)
+CGO_LDFLAGS="-Wl,-rpath,$target/release" go test -c -tags pgate_shared -o "$shared_test" .
+libs=$(ldd "$shared_test")
+rm -f "$shared_test"
+grep -q libpromotion_gates_ffi.so <<<"$libs" ||
+  { echo "the -tags pgate_shared test binary does not load the shared library" >&2 && exit 1; }
 
 echo "== e2e.sh: 2 proxy processes on canaryproxy under wrk load (~15 s)"
 "$here/e2e.sh"

@@ -58,8 +58,8 @@ ngx_http_pgate_send(ngx_http_request_t *r, ngx_str_t *type, u_char *body, size_t
 ngx_int_t
 ngx_http_pgate_status_handler(ngx_http_request_t *r)
 {
-    u_char                      *body, *p;
-    size_t                       history_len, cap;
+    u_char                      *body, *history, *p;
+    size_t                       history_len, cap, escaped;
     double                       percent;
     uint64_t                     stage;
     ngx_str_t                    type = ngx_string("application/json");
@@ -103,11 +103,11 @@ ngx_http_pgate_status_handler(ngx_http_request_t *r)
 
     /* the history may grow between the two calls: retry with the new length */
     history_len = 0;
-    body = NULL;
+    history = NULL;
     cap = 0;
 
     for ( ;; ) {
-        st = pgate_rollback_history_json(g->gate, (char *) body, cap, &history_len);
+        st = pgate_rollback_history_json(g->gate, (char *) history, cap, &history_len);
         if (st == PGATE_STATUS_OK) {
             break;
         }
@@ -115,22 +115,29 @@ ngx_http_pgate_status_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
         cap = history_len + 1;
-        body = ngx_pnalloc(r->pool, cap);
-        if (body == NULL) {
+        history = ngx_pnalloc(r->pool, cap);
+        if (history == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
-    p = ngx_pnalloc(r->pool, history_len + g->name.len + 256);
+    /* "gate" is the document's name, as the metrics' gate label and the store know the gate
+     * (any bytes but whitespace and control characters: escaped); "declared" is the name
+     * promotion_gate gave it (letters, digits and _) */
+    escaped = ngx_escape_json(NULL, g->gate_name.data, g->gate_name.len);
+
+    p = ngx_pnalloc(r->pool, history_len + g->gate_name.len + escaped + g->name.len + 256);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    body = ngx_sprintf(p, "{\"gate\":\"%V\",\"environment\":\"%s\","
+    body = ngx_cpymem(p, "{\"gate\":\"", sizeof("{\"gate\":\"") - 1);
+    body = (u_char *) ngx_escape_json(body, g->gate_name.data, g->gate_name.len);
+    body = ngx_sprintf(body, "\",\"declared\":\"%V\",\"environment\":\"%s\","
                        "\"traffic_percent\":%.3f,\"stage\":%uL,\"library_version\":\"%s\","
                        "\"worker_pid\":%P,\"history\":%*s}\n",
                        &g->name, environment, percent, stage, pgate_version(), ngx_pid,
-                       history_len, body ? body : (u_char *) "[]");
+                       history_len, history ? history : (u_char *) "[]");
 
     return ngx_http_pgate_send(r, &type, p, body - p);
 }

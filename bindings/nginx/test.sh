@@ -484,6 +484,10 @@ echo "== an override header with an underscore: a warning, and it works where ng
 port=$(free_port)
 kept=$(free_port)
 gate_document u 0 '"overrides": {"header": "X_Force"},'
+# The document names the gate apart from its declaration, with a quote and a backslash: the
+# status location answers the document's name (JSON-escaped, as the metrics' label has it)
+# and the declared one.
+sed -i 's/"gate": "u"/"gate": "shop.u\\"v\\\\2"/' "$tmp/conf/u.json"
 # The server also has a status location holding an `if` block, whose configuration nginx makes
 # apart: it must inherit the gate (a build without a merge read the gate before the first).
 serve "$(cat <<CONF
@@ -504,7 +508,7 @@ grep -q 'promotion gate "u": overrides.header "X_Force" has an underscore' "$tmp
   { echo "FAIL: no warning of the underscore in the error log" >&2; exit 1; }
 for query in "" "?x=1"; do
   answer=$(curl -s -D "$tmp/headers" "http://127.0.0.1:$port/si$query")
-  grep -q '^{"gate":"u","environment":"canary"' <<<"$answer" ||
+  grep -qF '{"gate":"shop.u\"v\\2","declared":"u","environment":"canary"' <<<"$answer" ||
     { echo "FAIL: the status location (/si$query) answered: $(head -n 1 "$tmp/headers") $answer" >&2; exit 1; }
 done
 grep -qi '^X-Debug: 1' "$tmp/headers" || { echo "FAIL: the if block did not run" >&2; exit 1; }

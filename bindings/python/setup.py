@@ -3,8 +3,10 @@
 ``pip wheel ./bindings/python`` (or ``pip install ./bindings/python``) runs
 ``cargo build --release -p promotion-gates-ffi`` in the checkout this file sits in and copies
 ``libpromotion_gates_ffi.so`` (``.dylib`` on macOS) next to ``_ffi.py``, without its debug
-information on Linux when ``strip`` is on the PATH. To bundle a library built elsewhere, name it in
-``PROMOTION_GATES_BUILD_LIBRARY``; cargo is not run then.
+information on Linux when ``strip`` is on the PATH. ``PROMOTION_GATES_CARGO_FEATURES`` names
+the library's cargo features (``etcd`` for the etcd state store): the build has them, instead of
+replacing an etcd build in the target directory by one without. To bundle a library built
+elsewhere, name it in ``PROMOTION_GATES_BUILD_LIBRARY``; cargo is not run then.
 
 The project's ``LICENSE`` is copied next to this file (ignored by git) when it is built from
 a checkout: ``pyproject.toml`` names it as the license file, which must lie in this directory;
@@ -33,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 #: Names a library to bundle, built beforehand; cargo is not run when it is set.
 BUILD_LIBRARY_VAR = "PROMOTION_GATES_BUILD_LIBRARY"
+#: The cargo features of the library's build, comma- or space-separated (``etcd``).
+FEATURES_VAR = "PROMOTION_GATES_CARGO_FEATURES"
 
 
 def _library_file_name() -> str:
@@ -61,6 +65,9 @@ def _built_library() -> Path:
             f"or set {BUILD_LIBRARY_VAR} to a built {_library_file_name()}"
         )
     cargo = ["cargo", "build", "--release", "-p", "promotion-gates-ffi"]
+    features = os.environ.get(FEATURES_VAR, "").replace(",", " ").split()
+    if features:
+        cargo += ["--features", ",".join(features)]
     subprocess.run(cargo, cwd=ROOT, check=True)
     metadata = subprocess.run(
         ["cargo", "metadata", "--format-version", "1", "--no-deps"],
