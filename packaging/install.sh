@@ -121,10 +121,13 @@ mkdir -p "$doc_to"
 install -m 644 "$root/LICENSE" "$doc_to/"
 printf '%s\n' "$lib_to/libpromotion_gates_ffi.so" "$lib_to/libpromotion_gates_ffi.a" \
   "$include_to/promotion_gates.h" "$include_to/promotion_gates.hpp" "$doc_to/LICENSE"
-# Relative only when the files lie below the prefix: a tree moved whole.
+# Relative only when the files lie below the prefix (a tree moved whole), and the .pc files
+# not for /usr: pkg-config leaves out -I/usr/include and -L/usr/lib only when written so, and
+# a relative form would put the system directories early on every consumer's command line.
 pc_prefix=$prefix cmake_prefix=$prefix
 if [ "$(under_prefix . "$libdir")" != "$libdir" ]; then
-  pc_prefix="\${pcfiledir}/$(realpath -ms --relative-to="$libdir/pkgconfig" "$prefix")"
+  [ "${prefix%/}" = /usr ] ||
+    pc_prefix="\${pcfiledir}/$(realpath -ms --relative-to="$libdir/pkgconfig" "$prefix")"
   cmake_prefix="\${CMAKE_CURRENT_LIST_DIR}/$(realpath -ms --relative-to="$libdir/cmake/promotion_gates" "$prefix")"
 fi
 for pc in promotion_gates promotion_gates-static; do

@@ -86,6 +86,13 @@ if grep -rn "$tmp/installed" "$prefix"/lib/pkgconfig "$prefix"/lib/cmake; then
   echo "FAILED: the installed .pc or CMake files name the prefix they were installed to" >&2
   failed=$((failed + 1))
 fi
+# Staged for a distribution's /usr: the .pc files name /usr itself, which pkg-config then
+# leaves out of -I and -L (a relative prefix would put /usr/include first on every command).
+"$root/packaging/install.sh" --no-build --prefix /usr --destdir "$tmp/staged" >/dev/null
+for pc in "$tmp"/staged/usr/lib/pkgconfig/*.pc; do
+  grep -qx 'prefix=/usr' "$pc" ||
+    { echo "FAILED: $(basename "$pc") staged for /usr says $(grep '^prefix=' "$pc")" >&2 && failed=$((failed + 1)); }
+done
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 libs=$(pkg-config --libs promotion_gates)
 [[ " $libs " == *" -lpromotion_gates_ffi "* ]] ||
