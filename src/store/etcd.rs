@@ -783,12 +783,15 @@ impl StateStore for EtcdStore {
                         let result = &message["result"];
                         // `from` was compacted away, or is beyond the cluster's revision (a new
                         // cluster, a restored snapshot: etcd would hold back every event up to
-                        // `from`, silently): watch from now on, and read now.
-                        let behind = text_of(&result["header"]["revision"])
-                            .parse::<u64>()
-                            .is_ok_and(|revision| revision.saturating_add(1) < from);
+                        // `from`, silently): read now, and watch from after the revision the
+                        // answer was sent at (the read is at it or later, so a write made
+                        // before the next watch starts is in one or the other), or from now on
+                        // when the answer has no header.
+                        let header = text_of(&result["header"]["revision"]).parse::<u64>().ok();
+                        let behind =
+                            header.is_some_and(|revision| revision.saturating_add(1) < from);
                         if result["canceled"].as_bool() == Some(true) || behind {
-                            from = 0;
+                            from = header.map_or(0, |revision| revision.saturating_add(1));
                             canceled = true;
                             wake();
                             break;
