@@ -134,6 +134,20 @@ cmake --build "$tmp/cmake" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
 shared "C++ (promotion_gates::cpp)" "$tmp/cmake/route_cpp"
 check "C++ (promotion_gates::cpp)" "$tmp/cmake/route_cpp"
 check "C (promotion_gates::c_static)" "$tmp/cmake/route_c_static"
+# The version check (0.x takes 0.x only; a range takes what it names): REQUEST=expected.
+IFS=. read -r major minor _ <<<"$version"
+for case in "$major.$minor=1" "$major=$((minor == 0))" "$major.$((minor + 1))=0" \
+  "$major.0...$major.$((minor + 4))=1" "$major.$((minor + 1))...$((major + 1)).0=0"; do
+  request=${case%=*} expect=${case##*=}
+  if cmake -S "$hosts/versions" -B "$tmp/versions" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DREQUEST="$request" -DEXPECTED="$expect" >/dev/null 2>"$tmp/versions.err"; then
+    echo "ok: find_package(promotion_gates $request): found $expect"
+  else
+    echo "FAILED: $(grep -m1 'find_package' "$tmp/versions.err" || tail -n 3 "$tmp/versions.err")" >&2
+    failed=$((failed + 1))
+  fi
+  rm -rf "$tmp/versions"
+done
 
 echo "== (c) Python: pip wheel ./bindings/python, then a venv"
 python3 -m pip wheel -q --no-deps -w "$tmp/wheel" "$root/bindings/python"
