@@ -120,17 +120,31 @@ pub fn shown_text(text: &str) -> String {
 /// A path the user gave, as every line the command prints shows it (an error's, or a success
 /// line's): as [`shown_text`] shows text, so that a path holding a newline or a terminal escape
 /// stays on one line and prints no escape; each byte that is not UTF-8 as `\xNN`, as a flag's
-/// refusal writes it (not U+FFFD, which would name another file).
+/// refusal writes it (not U+FFFD, which would name another file), and so a backslash as `\\`
+/// (a name holding the text `\xFF` is not the byte). At most [`MAX_SHOWN_VALUE_BYTES`] shown,
+/// never cut inside an escape, then `...(N bytes)`, N the path's length.
 pub fn shown_path(path: &std::path::Path) -> String {
+    use std::fmt::Write as _;
     let bytes = path.as_os_str().as_encoded_bytes();
-    let mut text = String::new();
+    let mut shown = String::new();
     for chunk in bytes.utf8_chunks() {
-        text.push_str(chunk.valid());
-        for byte in chunk.invalid() {
-            text.push_str(&format!("\\x{byte:02X}"));
+        let valid = chunk.valid().chars().map(Ok);
+        for unit in valid.chain(chunk.invalid().iter().map(|&byte| Err(byte))) {
+            let before = shown.len();
+            // Writing to a String cannot fail.
+            let _ = match unit {
+                Ok('\\') => write!(shown, "\\\\"),
+                Ok(c) if c.is_control() => write!(shown, "{}", c.escape_debug()),
+                Ok(c) => write!(shown, "{c}"),
+                Err(byte) => write!(shown, "\\x{byte:02X}"),
+            };
+            if shown.len() > MAX_SHOWN_VALUE_BYTES {
+                shown.truncate(before);
+                return format!("{shown}...({} bytes)", bytes.len());
+            }
         }
     }
-    shown_text(&text)
+    shown
 }
 
 /// `text` in double quotes, shown as [`shown_text`] shows it: how a flag's parser names the
@@ -262,6 +276,12 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let path = PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/\xff\xc3(\n.json"));
         assert_eq!(shown_path(&path), "/tmp/\\xFF\\xC3(\\n.json");
+        // The text `\xFF` is not the byte: its backslash is escaped.
+        assert_eq!(shown_path(&PathBuf::from("a\\xFFb")), "a\\\\xFFb");
+        // Cut between escapes, with the path's own length.
+        let long = PathBuf::from(std::ffi::OsStr::from_bytes(&[0xff; 105]));
+        let shown = shown_path(&long);
+        assert!(shown.ends_with("\\xFF...(105 bytes)"), "{shown}");
     }
 
     #[test]

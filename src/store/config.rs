@@ -274,16 +274,19 @@ impl EtcdStoreConfig {
                 ),
             ));
         }
-        // A gate's history keys are `<prefix>/history/<20 digits>`: a prefix inside that range
-        // would put this gate's keys among another gate's history, which its trims delete.
-        if prefix
-            .match_indices("/history/")
-            .any(|(at, found)| prefix[at + found.len()..].starts_with(|c: char| c.is_ascii_digit()))
-        {
+        // A gate's history keys are `<prefix>/history/<20 digits>` and its instances' keys
+        // `<prefix>/contributions/<instance>`: a prefix inside either range would put this
+        // gate's keys among another gate's history (which its trims delete) or instances
+        // (which it would pool as its own).
+        let in_history = prefix.match_indices("/history/").any(|(at, found)| {
+            prefix[at + found.len()..].starts_with(|c: char| c.is_ascii_digit())
+        });
+        let in_contributions = prefix.split('/').any(|segment| segment == "contributions");
+        if in_history || in_contributions {
             return Err(ConfigError::new(
                 "store.etcd.prefix",
                 quoted(prefix),
-                "a prefix with no digit right after a /history/ segment: such keys are another gate's history, under the prefix before it",
+                "a prefix with no segment named contributions and no digit right after a /history/ segment: such keys are another gate's instances or history, under the prefix before it",
             ));
         }
         check_interval("store.etcd.sync_interval_ms", self.sync_interval_ms)
@@ -450,6 +453,16 @@ mod tests {
                 r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "/p/history/0001/q"}}"#,
                 "store.etcd.prefix",
                 "\"/p/history/0001/q\"",
+            ),
+            (
+                r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "/p/contributions/q"}}"#,
+                "store.etcd.prefix",
+                "\"/p/contributions/q\"",
+            ),
+            (
+                r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "/p/contributions"}}"#,
+                "store.etcd.prefix",
+                "\"/p/contributions\"",
             ),
             (
                 r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "/p", "sync_interval_ms": 60001}}"#,

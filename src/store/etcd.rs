@@ -70,16 +70,29 @@ pub(crate) struct EtcdStore {
     /// publishing it again only keeps the lease alive. Every put is a new revision of etcd's
     /// history, so an instance that records nothing writes nothing.
     last_put: Mutex<Option<(String, String, String)>>,
-    /// The `mod_revision` of the release last read and checked, and its version and stage: a
-    /// sync tick that finds the same revision knows them without parsing the release again
-    /// (a config may be a megabyte of JSON).
-    last_read: Mutex<Option<(String, (u64, u64))>>,
+    /// The release last read and checked (its `mod_revision` and value), and its version and
+    /// stage: a sync tick that finds the same value at the same revision knows them without
+    /// parsing the release again (a config may be a megabyte of JSON). The value is compared
+    /// too: a cluster that came back with lower revisions may hold another release at the
+    /// same revision.
+    last_read: Mutex<Option<(Found, (u64, u64))>>,
 }
 
 /// A key's value and the revision that last changed it.
+#[derive(Clone)]
 struct Found {
     value: Vec<u8>,
     mod_revision: String,
+}
+
+/// Its revision and its value's length: a value may be a megabyte.
+impl std::fmt::Debug for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Found")
+            .field("mod_revision", &self.mod_revision)
+            .field("value_bytes", &self.value.len())
+            .finish()
+    }
 }
 
 impl EtcdStore {
@@ -512,28 +525,28 @@ impl StateStore for EtcdStore {
 
     fn changes_since(&self, known: Guard) -> Result<Since, StoreError> {
         let (found, revision) = self.get(&self.key("release"), None)?;
+        let last_read = || {
+            self.last_read
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
         let Some(found) = found else {
+            *last_read() = None;
             return Ok(Since::unread(None, known));
         };
-        let last_read = |found: &Found| {
-            let last = self
-                .last_read
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            last.as_ref()
-                .filter(|(at, _)| *at == found.mod_revision)
-                .map(|(_, numbers)| *numbers)
-        };
-        let (stored, release) = match last_read(&found) {
+        let same = last_read()
+            .as_ref()
+            .filter(|(last, _)| {
+                last.mod_revision == found.mod_revision && last.value == found.value
+            })
+            .map(|(_, numbers)| *numbers);
+        let (stored, release) = match same {
             Some(numbers) => (numbers, None),
             None => {
+                *last_read() = None;
                 let release = self.release(&found)?;
                 let numbers = (release.version, release.stage);
-                *self
-                    .last_read
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) =
-                    Some((found.mod_revision.clone(), numbers));
+                *last_read() = Some((found.clone(), numbers));
                 (numbers, Some(release))
             }
         };

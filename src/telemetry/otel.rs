@@ -440,18 +440,26 @@ impl SharedWindow {
         1u64 << (state.gauges - 1)
     }
 
-    /// Lets go of the last read: the gate it was read from is no longer observed.
+    /// Lets go of the last read: the gate it was read from is no longer observed. The gauges
+    /// that took it keep their bits: one that has not yet, in a collection under way, reads
+    /// the window anew for the rest of it, and the next collection's first gauge, finding its
+    /// bit taken, starts a read for the whole of it (clearing the bits here would leave the
+    /// gauges before the first reader taking the previous collection's read in every
+    /// collection after).
     fn forget(&self) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.window = None;
-        state.taken = 0;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .window = None;
     }
 
-    /// The read the gauge `bit` is to show: the current one unless it took it already.
+    /// The read the gauge `bit` is to show: the current one unless it took it already (a new
+    /// collection: read anew), or a new one when the last was let go of.
     fn take(&self, gate: &PromotionGateManager, bit: u64) -> Arc<WindowExport> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let new_collection = state.taken & bit != 0;
         if let Some(window) = &state.window
-            && state.taken & bit == 0
+            && !new_collection
         {
             let window = Arc::clone(window);
             state.taken |= bit;
@@ -459,7 +467,11 @@ impl SharedWindow {
         }
         let window = Arc::new(gate.window_export());
         state.window = Some(Arc::clone(&window));
-        state.taken = bit;
+        state.taken = if new_collection {
+            bit
+        } else {
+            state.taken | bit
+        };
         window
     }
 }
@@ -613,5 +625,28 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &next));
         assert_eq!(next.evidence(Cohort::Stable).requests, 1);
         assert!(Arc::ptr_eq(&next, &shared.take(&gate, 4)));
+    }
+
+    #[test]
+    fn a_read_let_go_of_during_a_collection_leaves_the_next_collections_sharing_one_read() {
+        let gate = PromotionGateManager::new(
+            PromotionConfig::default(),
+            SloAdmissionController::new(SloConfig::default()).unwrap(),
+        )
+        .unwrap();
+        let shared = SharedWindow::default();
+        for bit in [1, 2, 4] {
+            shared.take(&gate, bit);
+        }
+        // A collection under way when the gate is followed (or the instruments dropped).
+        shared.take(&gate, 1);
+        shared.take(&gate, 2);
+        shared.forget();
+        shared.take(&gate, 4);
+        for _ in 0..3 {
+            let first = shared.take(&gate, 1);
+            assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
+            assert!(Arc::ptr_eq(&first, &shared.take(&gate, 4)));
+        }
     }
 }

@@ -762,3 +762,42 @@ fn numbers_past_etcds_range_in_an_answer_panic_nothing() {
     let result = store.commit(&write_on(0, Environment::Production, Some("back")));
     assert!(result.is_err(), "{result:?}");
 }
+
+/// A cluster that came back with lower revisions may hold another release at the revision of
+/// the one last read: the release read is its value, not its revision alone.
+#[test]
+fn a_release_at_the_revision_of_the_one_last_read_is_read_when_its_value_differs() {
+    let answer = |release: &str| -> &'static str {
+        let kv = format!(
+            r#"{{"header":{{"revision":"40"}},"kvs":[{{"key":"{}","value":"{}","mod_revision":"34"}}],"count":"1"}}"#,
+            BASE64.encode("/release"),
+            BASE64.encode(release)
+        );
+        let http = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{kv}",
+            kv.len()
+        );
+        Box::leak(http.into_boxed_str())
+    };
+    let rolled_back = format!(
+        r#"{{"version": 2, "stage": 2, "config": {{"gate": "{GATE}", "environment": "production"}}}}"#
+    );
+    let promoted = format!(
+        r#"{{"version": 3, "stage": 3, "config": {{"gate": "{GATE}", "environment": {{"canary": {{"traffic_percent": 50}}}}}}}}"#
+    );
+    let (first, _) = answering_at_once(answer(&rolled_back));
+    let (second, _) = answering_at_once(answer(&promoted));
+    let mut store = EtcdStore::new(&settings(&first, "same-revision"), GATE);
+    assert!(matches!(store.changes_since(known(2)), Ok(Since::Same)));
+    // The same answer again: known, not parsed again.
+    assert!(matches!(store.changes_since(known(2)), Ok(Since::Same)));
+    // Another release at revision 34: read (its history is then asked for, which this fake
+    // member answers with the release again, refused as no event: what matters is that the
+    // release was not taken for the one known).
+    store.endpoints = vec![second];
+    match store.changes_since(known(2)) {
+        Ok(Since::Same) => panic!("the release at the same revision was taken for the known one"),
+        Ok(_) => {}
+        Err(e) => assert!(e.to_string().contains("not a history event"), "{e}"),
+    }
+}
