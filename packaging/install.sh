@@ -59,9 +59,15 @@ for dir in "$prefix" ${libdir:+"$libdir"} ${includedir:+"$includedir"}; do
 done
 
 # Where cargo builds, as cargo itself says (CARGO_TARGET_DIR, CARGO_BUILD_TARGET_DIR or a
-# .cargo/config.toml's build.target-dir), not guessed.
-target=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+# .cargo/config.toml's build.target-dir), not guessed; without cargo on the PATH (`sudo
+# install.sh --no-build` after a build as oneself), CARGO_TARGET_DIR or target/.
+if command -v cargo >/dev/null; then
+  target=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+else
+  target="${CARGO_TARGET_DIR:-$root/target}"
+  case "$target" in /*) ;; *) target="$root/$target" ;; esac
+fi
 version=$(awk -F'"' '/^\[workspace.package\]/ {p = 1} p && /^version *=/ {print $2; exit}' "$root/Cargo.toml")
 # What a Rust staticlib needs from the system on Linux with glibc (what rustc's
 # --print native-static-libs lists, less libgcc_s and libc, which every C link has already;
