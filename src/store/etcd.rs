@@ -543,7 +543,7 @@ impl StateStore for EtcdStore {
         let (stored, release) = match same {
             Some(numbers) => (numbers, None),
             None => {
-                *last_read() = None;
+                // A release refused leaves the last one read, whose value differs from it.
                 let release = self.release(&found)?;
                 let numbers = (release.version, release.stage);
                 *last_read() = Some((found.clone(), numbers));
