@@ -15,7 +15,10 @@ use std::time::{Duration, Instant, SystemTime};
 /// Held by the tests that start watch threads, so each counts only its own.
 static WATCH_THREADS: Mutex<()> = Mutex::new(());
 
-/// The thread ids of this process's threads named `pgate-watch`.
+/// The thread ids of this process's threads named `pgate-watch` that have not exited. A
+/// joined thread can still be listed in /proc for a moment (the join returns once the thread
+/// has released its thread id, early in its exit): one whose memory is released already
+/// (`statm` all zero, or gone) has exited.
 fn watch_threads() -> std::collections::BTreeSet<String> {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
@@ -23,6 +26,8 @@ fn watch_threads() -> std::collections::BTreeSet<String> {
         .filter(|task| {
             std::fs::read_to_string(task.join("comm"))
                 .is_ok_and(|name| name.trim() == "pgate-watch")
+                && std::fs::read_to_string(task.join("statm"))
+                    .is_ok_and(|pages| pages.split_whitespace().next() != Some("0"))
         })
         .map(|task| task.file_name().unwrap().to_string_lossy().into_owned())
         .collect()
@@ -632,7 +637,14 @@ fn dropping_a_gate_ends_its_watch_thread() {
     }
     assert!(!ours.is_empty(), "the gate started a watch thread");
     drop(gate);
-    let left = watch_threads();
+    // Joined: gone at once, but for the last steps of its exit, which take microseconds. A
+    // thread left running would still wait in its watch request (up to a second).
+    let deadline = Instant::now() + Duration::from_millis(50);
+    let mut left = watch_threads();
+    while ours.iter().any(|id| left.contains(id)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+        left = watch_threads();
+    }
     assert!(
         ours.iter().all(|id| !left.contains(id)),
         "the watch thread is joined on drop: {ours:?} still in {left:?}"
