@@ -229,13 +229,21 @@ impl SloConfig {
                 "a probability above 0 and below 0.5, e.g. 0.001",
             ));
         }
+        // One failed request is at least 1 % probable at any acceptable rate (the
+        // overwhelming-evidence rules' floor): a level above it would roll back on it.
+        let floor = crate::judge::OVERWHELMING_RATE_FLOOR;
         if !level(self.overwhelming_significance)
             || self.overwhelming_significance > self.significance
+            || self.overwhelming_significance > floor
         {
             return Err(ConfigError::new(
                 "overwhelming_significance",
                 self.overwhelming_significance,
-                "a probability above 0 and at most `significance`, e.g. 1e-9",
+                format!(
+                    "a probability above 0, at most `significance` and at most {floor} (one \
+                     failed request is that probable at the lowest acceptable error rate: a \
+                     higher level would roll back on it), e.g. 1e-9"
+                ),
             ));
         }
         self.validate_tolerances()?;
@@ -486,6 +494,15 @@ mod tests {
             (
                 SloConfig {
                     overwhelming_significance: 0.01,
+                    ..Default::default()
+                },
+                "overwhelming_significance",
+            ),
+            (
+                // At most `significance`, but above the 1 % one failed request reaches.
+                SloConfig {
+                    significance: 0.05,
+                    overwhelming_significance: 0.02,
                     ..Default::default()
                 },
                 "overwhelming_significance",

@@ -188,7 +188,8 @@ pub struct Evidence {
 pub struct NonInferiority {
     /// Whether promotions need it (`promotion_evidence`).
     pub required: bool,
-    /// Whether a comparison was possible: a canary stage with `min_samples` of both cohorts.
+    /// Whether the stage is compared: a canary stage beside stable outcomes (until both
+    /// cohorts have `min_samples` of them, nothing is shown yet).
     pub compared: bool,
     /// The canary's error rate is shown below `error_rate_ratio_limit` × the stable one's, or
     /// below the stable one's + `error_rate_tolerance`.
@@ -200,8 +201,8 @@ pub struct NonInferiority {
 }
 
 impl NonInferiority {
-    /// Whether a promotion may rely on it: not required, no comparison possible (Staging,
-    /// Production), or both shown.
+    /// Whether a promotion may rely on it: not required, nothing to compare with (Staging,
+    /// Production, a canary whose stable outcomes are not reported), or both shown.
     ///
     /// # Example
     /// ```

@@ -15,6 +15,18 @@ use super::stats::two_proportion_p;
 /// shift below ½, and the tail not significantly worse than tolerated (`tail_not_worse`).
 pub(super) fn non_inferiority(case: &Case<'_>) -> NonInferiority {
     if !case.stage_comparable() {
+        // A canary stage beside stable outcomes, too few of either yet: nothing is shown,
+        // and a promotion waits (at a 99 % share the stable version reaches `min_samples`
+        // last). Without stable outcomes (Staging, or none reported) there is nothing to
+        // compare with: the absolute rules act alone.
+        if case.stable_reported() {
+            return NonInferiority {
+                required: case.slo.promotion_evidence,
+                compared: true,
+                errors: false,
+                latency: false,
+            };
+        }
         return NonInferiority::default();
     }
     let (c, s) = (case.stage.canary, case.stage.stable);

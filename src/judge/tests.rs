@@ -217,6 +217,69 @@ fn a_failing_canary_is_overwhelming_early() {
 }
 
 #[test]
+fn one_failed_request_fires_no_rule_at_the_loosest_valid_levels() {
+    // The loosest levels validation accepts: one failure is at least 1 % probable at any
+    // acceptable rate, which `overwhelming_significance` may not exceed.
+    let slo = SloConfig {
+        significance: 0.05,
+        overwhelming_significance: OVERWHELMING_RATE_FLOOR,
+        max_error_rate: 0.02,
+        ..Default::default()
+    };
+    slo.validate().unwrap();
+    let one = CohortCounts {
+        requests: 1,
+        errors: 1,
+        compliant: 0,
+        histogram: vec![0; crate::metrics::layout::LEN],
+    };
+    for (environment, stable) in [
+        (canary(5.0), cohort(20, 0, 5_000, 10_000)),
+        (canary(5.0), cohort(100_000, 0, 5_000, 10_000)),
+        (Environment::Staging, CohortCounts::default()),
+    ] {
+        let burst = PerCohort {
+            canary: [1, 1],
+            stable: [stable.requests, 0],
+        };
+        let h = judge_cohorts(StageId(2), environment, &one, &stable, burst, policy(&slo));
+        assert_eq!(
+            h.evidence.fired().count(),
+            0,
+            "{environment}: {}",
+            h.evidence
+        );
+    }
+}
+
+#[test]
+fn a_canary_stage_with_too_few_stable_outcomes_is_not_promotable() {
+    // At a 99 % share the stable version reaches `min_samples` last: until it does, nothing
+    // shows the canary not worse (here 4x its error rate), and a promotion waits.
+    let slo = SloConfig::default();
+    let h = judge_cohorts(
+        StageId(2),
+        canary(99.0),
+        &cohort(9_000, 360, 5_000, 10_000),
+        &cohort(99, 1, 5_000, 10_000),
+        PerCohort::default(),
+        policy(&slo),
+    );
+    assert_ne!(h.recommendation, Recommendation::Healthy, "{}", h.evidence);
+    assert!(!h.evidence.non_inferiority.sufficient(), "{}", h.evidence);
+    // Without stable traffic at all (Staging) the absolute rules act alone, as before.
+    let h = judge_cohorts(
+        StageId(2),
+        Environment::Staging,
+        &cohort(9_000, 36, 5_000, 10_000),
+        &CohortCounts::default(),
+        PerCohort::default(),
+        policy(&slo),
+    );
+    assert!(h.evidence.non_inferiority.sufficient(), "{}", h.evidence);
+}
+
+#[test]
 fn the_score_rule_needs_the_data_to_be_sure() {
     assert!((normal_quantile_upper(0.001) - 3.090_232).abs() < 1e-5);
     let prod = cohort(100_000, 1_000, 10_000, 20_000);
