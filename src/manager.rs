@@ -19,10 +19,10 @@ use crate::decision::StageId;
 use crate::error::Error;
 use crate::flags::{FlagSetIndex, FlagSets};
 use crate::history::{RollbackEvent, RollbackHistory, RollbackTrigger};
-use crate::monitor::Monitor;
+use crate::monitor::{Monitor, Now};
 use crate::slo::SloAdmissionController;
 use crate::snapshot::{RouteTable, Snapshot};
-use crate::telemetry::{RollbackTally, VerdictLines};
+use crate::telemetry::{RollbackCounts, VerdictLines};
 use crate::verdict::Verdict;
 use writer_lock::{WriterLock, Writing};
 
@@ -42,7 +42,7 @@ struct WriterState {
 struct Records {
     history: RollbackHistory,
     /// Rollback events counted by cause over the gate's life (the history drops old ones).
-    rollbacks: RollbackTally,
+    rollbacks: RollbackCounts,
 }
 
 /// The canary routing and promotion-gate engine for one gate (one service or route).
@@ -190,9 +190,9 @@ impl PromotionGateManager {
         let opened = stored::open(&config, recordable(clock.wall()))?;
         let (config, stage, difference_at_open) = match opened {
             Some(opened) => {
-                // The stored history counts, as every process on the store counts it.
+                // The stored counts, as every process on the store counts them.
+                records.rollbacks.stored(opened.link.counted().clone());
                 for event in opened.history {
-                    records.rollbacks.count(&event);
                     records
                         .history
                         .push(event, opened.config.max_rollback_history);
@@ -483,15 +483,22 @@ impl Shared {
     }
 
     /// Publishes a snapshot [`prepare`](Self::prepare) or [`prepare_at`](Self::prepare_at) built, under the same writer lock, then
-    /// tells the change feed what changed (`events`: the history events it came with).
-    fn install(&self, snapshot: Snapshot, origin: ChangeOrigin, events: &[RollbackEvent]) {
+    /// tells the change feed what changed (`events`: the history events it came with), at
+    /// `now`, the clocks read before the write changed anything.
+    fn install(
+        &self,
+        snapshot: Snapshot,
+        origin: ChangeOrigin,
+        events: &[RollbackEvent],
+        now: Now,
+    ) {
         let (stage, generation) = (snapshot.route.stage, snapshot.route.generation);
         // Before the snapshot: a decision of the new stage must never find the recorders'
         // newest stage older than its own (it would be refused as another gate's). Only a new
         // stage restarts the stage's clock: a flag change or a config swap within the stage
         // must not push back its warm-up or its no-data alarm.
         if stage != self.current.load().route.stage {
-            self.monitor.stage_started(stage);
+            self.monitor.stage_started(stage, now.monotonic);
         }
         let snapshot = Arc::new(snapshot);
         let before = self.current.swap(Arc::clone(&snapshot));
@@ -502,7 +509,7 @@ impl Shared {
             after: &snapshot.config,
             stage,
             events,
-            at: self.monitor.wall(),
+            at: now.wall,
         });
     }
 }

@@ -44,6 +44,13 @@ fn screens_after(errors: u64, streak: u64) -> bool {
         || SCREEN_ON_STREAK.contains(&streak)
 }
 
+/// The gate's clocks, read once ([`Monitor::now`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Now {
+    pub(crate) monotonic: Duration,
+    pub(crate) wall: SystemTime,
+}
+
 /// The judge's side of one gate: metrics, policy, clock, and when to evaluate.
 #[derive(Debug)]
 pub(crate) struct Monitor {
@@ -111,10 +118,19 @@ impl Monitor {
         self.clock.monotonic()
     }
 
-    /// Tells the recorders that `stage` is the gate's newest: the writer calls it, under its
-    /// lock, before it publishes a snapshot of that stage.
-    pub(crate) fn stage_started(&self, stage: StageId) {
-        self.metrics.stage_started(stage, self.clock.monotonic());
+    /// Both of the gate's clocks, read together before a write changes anything: a host's
+    /// clock that panics then leaves the gate as it was.
+    pub(crate) fn now(&self) -> Now {
+        Now {
+            monotonic: self.clock.monotonic(),
+            wall: self.wall(),
+        }
+    }
+
+    /// Tells the recorders that `stage` is the gate's newest, started at `at` (monotonic): the
+    /// writer calls it, under its lock, before it publishes a snapshot of that stage.
+    pub(crate) fn stage_started(&self, stage: StageId, at: Duration) {
+        self.metrics.stage_started(stage, at);
     }
 
     /// This process's cumulative counts of `stage`, for the store's sync thread to publish.

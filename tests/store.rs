@@ -399,13 +399,17 @@ fn open_slow(path: &str) -> PromotionGateManager {
     open_slow_with(path, 5000)
 }
 
-fn open_slow_with(path: &str, busy_timeout_ms: u64) -> PromotionGateManager {
-    let slow_sync = document(path, 10.0, busy_timeout_ms).replace(
+/// [`document`] with a sync interval of a minute.
+fn slow_document(path: &str, busy_timeout_ms: u64) -> String {
+    document(path, 10.0, busy_timeout_ms).replace(
         &format!(r#""sync_interval_ms": {SYNC_MS}"#),
         r#""sync_interval_ms": 60000"#,
-    );
+    )
+}
+
+fn open_slow_with(path: &str, busy_timeout_ms: u64) -> PromotionGateManager {
     PromotionGateManager::new(
-        PromotionConfig::from_json(&slow_sync).unwrap(),
+        PromotionConfig::from_json(&slow_document(path, busy_timeout_ms)).unwrap(),
         SloAdmissionController::new(SloConfig::default()).unwrap(),
     )
     .unwrap()
@@ -507,6 +511,132 @@ fn every_gate_on_a_store_counts_each_stored_rollback_once() {
     assert_eq!(rollbacks_total(&c), rollbacks_total(&a));
     assert_eq!(c.rollback_counts(), a.rollback_counts());
     assert_eq!(b.rollback_counts(), a.rollback_counts());
+}
+
+#[test]
+fn a_sync_tick_whose_clock_panics_while_it_applies_a_rollback_applies_it_at_the_next() {
+    let dir = Scratch::new("clock-panics-applying");
+    let path = dir.file("gate.db");
+    let clock = std::sync::Arc::new(PanicsOnTheSyncThread {
+        real: promotion_gates::SystemClock::new(),
+        panics: std::sync::atomic::AtomicU32::new(0),
+        monotonic: true,
+    });
+    let a = PromotionGateManager::with_clock(
+        PromotionConfig::from_json(&slow_document(&path, 5000)).unwrap(),
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+        clock.clone(),
+    )
+    .unwrap();
+    let b = open(&path);
+    clock.panics.store(1, std::sync::atomic::Ordering::SeqCst);
+    b.rollback("bad deploy").unwrap();
+    assert!(a.sync_now());
+    eventually("the sync tick panicked", || {
+        clock.panics.load(std::sync::atomic::Ordering::SeqCst) == 0
+    });
+    // The tick that panicked changed nothing; the next applies b's rollback.
+    eventually("a follows b's rollback", || {
+        a.sync_now();
+        a.environment() == Environment::Production
+    });
+    assert_eq!(a.rollback_history(), b.rollback_history());
+    assert_eq!(a.rollback_counts(), b.rollback_counts());
+    // a's next write is decided on the rolled-back state, not on the canary it showed.
+    a.enable_feature("dark_mode").unwrap();
+    assert_eq!(stored_environment(&path), "Production");
+}
+
+/// A gate on the store at `path` whose history keeps 2 events.
+fn open_keeping_two(path: &str) -> PromotionGateManager {
+    let mut config = PromotionConfig::from_json(&document(path, 10.0, 5000)).unwrap();
+    config.max_rollback_history = 2;
+    let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+    PromotionGateManager::new(config, slo).unwrap()
+}
+
+#[test]
+fn rollback_counts_outlive_the_history_the_store_trims() {
+    let dir = Scratch::new("rollback-counts-trimmed");
+    let path = dir.file("gate.db");
+    let (a, b) = (open_keeping_two(&path), open_keeping_two(&path));
+    for _ in 0..5 {
+        a.enable_feature("dark_mode").unwrap();
+        a.disable_feature("dark_mode").unwrap();
+    }
+    a.rollback("bad deploy").unwrap();
+    assert_eq!(a.rollback_history().len(), 2, "the history keeps 2 events");
+    assert_eq!(rollbacks_of(&a, "flag_disabled", "none"), 5.0);
+    assert_eq!(rollbacks_of(&a, "manual", "none"), 1.0);
+    // Another process follows the stored counts, not the 2 events it reads.
+    eventually("b follows a's rollback", || {
+        b.sync_now();
+        b.environment() == Environment::Production
+    });
+    assert_eq!(b.rollback_counts(), a.rollback_counts());
+    // A restart (a reloaded nginx) goes on from the same counts: no counter reset.
+    drop(a);
+    let c = open_keeping_two(&path);
+    assert_eq!(c.rollback_history().len(), 2);
+    assert_eq!(c.rollback_counts(), b.rollback_counts());
+    assert_eq!(rollbacks_total(&c), rollbacks_total(&b));
+    // And on from there: b's next rollback is counted once in both.
+    c.enable_feature("dark_mode").unwrap();
+    c.disable_feature("dark_mode").unwrap();
+    eventually("b follows c's flag", || {
+        b.sync_now();
+        b.rollback_counts() == c.rollback_counts()
+    });
+    assert_eq!(rollbacks_of(&b, "flag_disabled", "none"), 6.0);
+}
+
+#[test]
+fn a_rollback_another_process_stored_first_is_counted_once_in_both() {
+    // Two processes judging the same evidence (the workers of one nginx) both roll back; the
+    // one whose rollback the other's overtook counts the stored one, not its own as well.
+    let dir = Scratch::new("rollback-counts-overtaken");
+    let path = dir.file("gate.db");
+    let (a, b) = (open(&path), open_slow(&path));
+    a.rollback("bad canary").unwrap();
+    fail_the_canary(&b);
+    eventually("b's rollback is settled", || {
+        b.rollback_history()
+            .iter()
+            .all(|e| e.reason == "bad canary")
+    });
+    let total = |gate: &PromotionGateManager| -> u64 {
+        gate.rollback_counts().iter().map(|c| c.count).sum()
+    };
+    assert_eq!((total(&a), total(&b)), (1, 1), "{:?}", b.rollback_counts());
+    assert_eq!(b.rollback_counts(), a.rollback_counts());
+}
+
+#[test]
+fn a_store_written_before_counts_were_stored_counts_its_history() {
+    let dir = Scratch::new("rollback-counts-legacy");
+    let path = dir.file("gate.db");
+    let a = open(&path);
+    for _ in 0..3 {
+        a.enable_feature("dark_mode").unwrap();
+        a.disable_feature("dark_mode").unwrap();
+    }
+    drop(a);
+    // What a build before the counts wrote: no counts in the release.
+    let check = rusqlite::Connection::open(&path).unwrap();
+    check
+        .execute("UPDATE release SET rollbacks = NULL", [])
+        .unwrap();
+    let b = open(&path);
+    assert_eq!(rollbacks_of(&b, "flag_disabled", "none"), 3.0);
+    // Its next write stores them, counted on from the history.
+    b.rollback("bad deploy").unwrap();
+    let stored: String = check
+        .query_row("SELECT rollbacks FROM release", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        stored,
+        r#"[{"trigger":"flag_disabled","count":3},{"trigger":"manual","count":1}]"#
+    );
 }
 
 #[test]
@@ -1409,6 +1539,37 @@ fn a_backup_moved_over_the_store_file_is_followed_as_a_store_that_went_back() {
 }
 
 #[test]
+fn a_write_decided_on_the_restored_version_at_another_stage_does_not_undo_a_rollback() {
+    // The restored file holds the version a running gate knows, at another stage (a process
+    // opened the restored file and rolled back): the running gate's write was decided on a
+    // state the store no longer holds, and is refused, not written over the rollback.
+    let dir = Scratch::new("file-restored-same-version");
+    let path = dir.file("gate.db");
+    let a = open_slow(&path);
+    let saved = dir.file("backup.db");
+    backup(&path, &saved); // version 1, stage 1
+    a.enable_feature("dark_mode").unwrap(); // a knows version 2, stage 1
+    move_over(&saved, &path);
+    let c = open(&path);
+    c.rollback("bad canary").unwrap(); // version 2, stage 2
+    assert_eq!(stored_environment(&path), "Production");
+    let ramp = a.promote(Environment::Canary {
+        traffic_percent: 5.0,
+    });
+    assert!(
+        matches!(&ramp, Err(Error::Store(e)) if e.problem() == StoreProblem::Conflict),
+        "{ramp:?}"
+    );
+    assert_eq!(
+        stored_environment(&path),
+        "Production",
+        "the rollback stays"
+    );
+    // Refused, a has followed the stored state.
+    assert_eq!(a.environment(), Environment::Production);
+}
+
+#[test]
 fn another_programs_file_moved_over_the_store_is_refused_and_the_gate_recovers_when_ours_is_back() {
     let dir = Scratch::new("file-foreign");
     let path = dir.file("gate.db");
@@ -1495,22 +1656,21 @@ fn a_store_file_removed_alone_is_followed_once_every_process_closed_it() {
     assert_eq!(integrity, "ok");
 }
 
-/// A clock that panics when read for wall time on the gate's sync thread, `panics` times.
+/// A clock that panics when read on the gate's sync thread, `panics` times: for wall time, or
+/// for monotonic time when `monotonic`.
 #[derive(Debug)]
 struct PanicsOnTheSyncThread {
     real: promotion_gates::SystemClock,
     panics: std::sync::atomic::AtomicU32,
+    monotonic: bool,
 }
 
-impl promotion_gates::Clock for PanicsOnTheSyncThread {
-    fn monotonic(&self) -> Duration {
-        self.real.monotonic()
-    }
-
-    fn wall(&self) -> std::time::SystemTime {
+impl PanicsOnTheSyncThread {
+    fn read(&self, monotonic: bool) {
         use std::sync::atomic::Ordering;
         let on_sync_thread = std::thread::current().name() == Some("pgate-sync");
         if on_sync_thread
+            && monotonic == self.monotonic
             && self
                 .panics
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -1518,6 +1678,17 @@ impl promotion_gates::Clock for PanicsOnTheSyncThread {
         {
             panic!("a host's clock failed on the sync thread");
         }
+    }
+}
+
+impl promotion_gates::Clock for PanicsOnTheSyncThread {
+    fn monotonic(&self) -> Duration {
+        self.read(true);
+        self.real.monotonic()
+    }
+
+    fn wall(&self) -> std::time::SystemTime {
+        self.read(false);
         self.real.wall()
     }
 }
@@ -1529,6 +1700,7 @@ fn the_sync_thread_goes_on_after_a_tick_panics() {
     let clock = std::sync::Arc::new(PanicsOnTheSyncThread {
         real: promotion_gates::SystemClock::new(),
         panics: std::sync::atomic::AtomicU32::new(3),
+        monotonic: false,
     });
     let config = PromotionConfig::from_json(&document(&path, 10.0, 5000)).unwrap();
     let slo = SloAdmissionController::new(SloConfig::default()).unwrap();

@@ -177,6 +177,14 @@ fn a_tampered_release_is_refused_naming_the_field_and_its_value() {
             r#"{"version": 2, "stage": 1, "config": {"gate": "payments"}}"#,
             r#"release.config.gate = "payments": the state of another gate, this one is "checkout""#,
         ),
+        (
+            r#"{"version": 2, "stage": 1, "config": {}, "rollbacks": [{"trigger": "cosmic", "count": 1}]}"#,
+            r#"release.rollbacks[0].trigger = "cosmic": manual, automatic or flag_disabled"#,
+        ),
+        (
+            r#"{"version": 2, "stage": 1, "config": {}, "rollbacks": [{"trigger": "manual", "count": 1}, {"trigger": "manual", "count": 1}]}"#,
+            "release.rollbacks[1]: a second count of manual",
+        ),
     ] {
         let prefix = unique_prefix("tampered");
         drop(open(&endpoint, &prefix).unwrap());
@@ -381,6 +389,19 @@ fn with_a_history_bound_of_one_every_rollback_and_flag_disable_is_stored() {
         .map(|e| e.reason)
         .collect();
     assert_eq!(reasons, ["second"]);
+    // The counts are stored with the release: the history's bound does not trim them.
+    let counts: Vec<_> = reopened
+        .rollback_counts()
+        .into_iter()
+        .map(|c| (c.trigger, c.count))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            (RollbackTrigger::FlagDisabled, 2),
+            (RollbackTrigger::Manual, 2)
+        ]
+    );
 }
 
 #[test]

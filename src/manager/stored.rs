@@ -25,6 +25,7 @@ use crate::store::{
     self, Commit, Guard, StateStore, StoreConfig, StoreError, StoreProblem, StoredRelease,
     StoredWrite,
 };
+use crate::telemetry::RollbackTally;
 
 mod catch_up;
 mod fleet;
@@ -54,6 +55,8 @@ pub(super) struct StoreLink {
     /// The `store` key of the gate's config, put back on every config read from the store.
     config: StoreConfig,
     known: Guard,
+    /// The rollback counts of the `known` state.
+    counted: RollbackTally,
     pending: Option<Pending>,
     /// Wakes the sync thread (to write a pending rollback now).
     wake: Option<Wake>,
@@ -102,17 +105,20 @@ pub(super) fn open(config: &PromotionConfig, opened: SystemTime) -> Result<Optio
                 .map(|(_, event)| event)
                 .collect();
             let known = guard_of(&state.release);
+            let counted = state
+                .rollback_counts()
+                .map_err(|why| StoreError::new(store.location(), StoreProblem::NotOurs, why))?;
             return Ok(Some(Opened {
-                link: StoreLink::new(store, store_config, known, opened),
+                link: StoreLink::new(store, store_config, (known, counted), opened),
                 config: stored,
                 stage: StageId(known.stage.max(1)),
                 history,
                 difference,
             }));
         }
-        let first = StoredWrite::new(Guard::EMPTY, 1, config, None);
+        let first = StoredWrite::new(Guard::EMPTY, &RollbackTally::default(), 1, config, None);
         if store.commit(&first)? == Commit::Written {
-            let known = guard_of(&first.release);
+            let known = (guard_of(&first.release), first.counts);
             return Ok(Some(Opened {
                 link: StoreLink::new(store, store_config, known, opened),
                 config: config.clone(),
@@ -134,13 +140,14 @@ impl StoreLink {
     fn new(
         store: Arc<dyn StateStore>,
         config: &StoreConfig,
-        known: Guard,
+        (known, counted): (Guard, RollbackTally),
         opened: SystemTime,
     ) -> Self {
         Self {
             store,
             config: config.clone(),
             known,
+            counted,
             pending: None,
             wake: None,
             down: false,
@@ -148,6 +155,11 @@ impl StoreLink {
             instance: store::instance_id(opened),
             ttl: store::time_to_live(config),
         }
+    }
+
+    /// The rollback counts of the stored state the gate knows.
+    pub(super) fn counted(&self) -> &RollbackTally {
+        &self.counted
     }
 
     /// Where the store is.
@@ -202,10 +214,11 @@ impl StoreLink {
             .into());
         }
         let stage = self.known.stage + u64::from(new_stage);
-        let write = StoredWrite::new(self.known, stage, config, event);
+        let write = StoredWrite::new(self.known, &self.counted, stage, config, event);
         match self.store.commit(&write) {
             Ok(Commit::Written) => {
                 self.known = guard_of(&write.release);
+                self.counted = write.counts;
                 self.came_back();
                 Ok(())
             }
@@ -297,18 +310,34 @@ impl Shared {
         // stored.
         let bound = config.max_rollback_history;
         let snapshot = self.prepare(writer, config, new_stage)?;
+        // Before anything is stored or known: a host's clock that panics changes nothing.
+        let now = self.monitor.now();
         if let Some(link) = writer.store.as_mut()
             && let Err(error) = link.write(&snapshot.config, new_stage, event.as_ref(), durability)
         {
             self.restore_live_flags(writer);
             return Err(error);
         }
+        // With a store: its counts, and the event here too while it waits to be written.
+        let stored = writer
+            .store
+            .as_ref()
+            .map(|link| (link.counted.clone(), link.has_pending()));
         let mut records = self.lock_records();
-        self.install(snapshot, ChangeOrigin::ThisGate, event.as_slice());
+        self.install(snapshot, ChangeOrigin::ThisGate, event.as_slice(), now);
+        let waits = match stored {
+            Some((counted, waits)) => {
+                records.rollbacks.stored(counted);
+                waits
+            }
+            None => true,
+        };
         let Some(event) = event else {
             return Ok(records.history.trim(bound));
         };
-        records.rollbacks.count(&event);
+        if waits {
+            records.rollbacks.count_here(&event);
+        }
         let dropped = records.history.push(event, bound);
         drop(records);
         super::writes::log_dropped(dropped);

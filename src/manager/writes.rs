@@ -423,7 +423,9 @@ impl PromotionGateManager {
     /// Rollback events counted by cause since the gate was built, in order of each cause's
     /// first event: unlike the bounded [`rollback_history`](Self::rollback_history), the
     /// counts never decrease (the Prometheus exposition exports them as
-    /// `promotion_rollbacks_total`).
+    /// `promotion_rollbacks_total`), but when a state store is replaced by an older copy,
+    /// whose older counts come back with its state. With a store they are the stored counts
+    /// (see [`RollbackCount`](crate::telemetry::RollbackCount)).
     ///
     /// # Example
     /// ```

@@ -27,6 +27,10 @@ use identity::FileIdentity;
 
 mod identity;
 
+/// The most bytes of a release's rollback counts (JSON) a read takes: every cause this build
+/// counts, once each, takes under 1 KiB.
+const MAX_STORED_COUNTS_BYTES: usize = 4096;
+
 /// Marks a file as ours in the SQLite header (`PRAGMA application_id`): "PGAT".
 const APPLICATION_ID: i32 = 0x5047_4154;
 
@@ -37,7 +41,8 @@ CREATE TABLE release (
     version INTEGER NOT NULL,
     stage INTEGER NOT NULL,
     environment TEXT NOT NULL,
-    config TEXT NOT NULL
+    config TEXT NOT NULL,
+    rollbacks TEXT
 );
 CREATE TABLE history (
     gate TEXT NOT NULL,
@@ -283,6 +288,7 @@ impl SqliteStore {
                     ));
                 }
                 tx.execute_batch(CREATE_CONTRIBUTIONS).map_err(fail)?;
+                add_rollback_counts(&tx).map_err(fail)?;
                 self.check_tables(&tx)?;
             }
             (0, _) => {
@@ -406,14 +412,19 @@ impl SqliteStore {
                      octet_length(config),
                      CASE WHEN typeof(version) = 'integer' AND typeof(stage) = 'integer'
                          AND (version, stage) IS NOT (?2, ?3) AND octet_length(config) <= ?4
-                         THEN config END
+                         THEN config END,
+                     octet_length(rollbacks),
+                     CASE WHEN typeof(version) = 'integer' AND typeof(stage) = 'integer'
+                         AND (version, stage) IS NOT (?2, ?3) AND octet_length(rollbacks) <= ?6
+                         THEN rollbacks END
                  FROM release WHERE gate = ?1",
                 params![
                     self.gate,
                     self.signed("release.version", known.version)?,
                     self.signed("release.stage", known.stage)?,
                     i64::try_from(MAX_DOCUMENT_BYTES).unwrap_or(i64::MAX),
-                    NUMBER_TEXT_BYTES
+                    NUMBER_TEXT_BYTES,
+                    i64::try_from(MAX_STORED_COUNTS_BYTES).unwrap_or(i64::MAX)
                 ],
                 |row| Ok(release_of(row)),
             )
@@ -421,17 +432,28 @@ impl SqliteStore {
             .map_err(fail)?;
         let row = row.transpose().map_err(not_ours)?;
         let stored = row.as_ref().map(|(version, stage, _)| (*version, *stage));
-        let (Some(since), Some((version, stage, config))) = (Since::read_after(stored, known), row)
+        let (Some(since), Some((version, stage, texts))) = (Since::read_after(stored, known), row)
         else {
             return Ok(Since::unread(stored, known));
         };
-        let config = config.map_err(not_ours)?;
+        let (config, rollbacks) = texts.map_err(not_ours)?;
         let config = PromotionConfig::parse_json(&config)
             .map_err(|e| not_ours(format!("release.config: {e}")))?;
+        let rollbacks = rollbacks
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| {
+                    not_ours(format!(
+                        "release.rollbacks = {}: not a list of rollback counts ({e})",
+                        quoted(&text)
+                    ))
+                })
+            })
+            .transpose()?;
         let release = StoredRelease {
             version,
             stage,
             config,
+            rollbacks,
         }
         .checked(&self.gate)
         .map_err(not_ours)?;
@@ -540,19 +562,29 @@ impl SqliteStore {
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
-        let stored_version = tx
+        let stored = tx
             .query_row(
-                "SELECT octet_length(version), CASE WHEN octet_length(version) <= ?2 THEN version END
+                "SELECT octet_length(version), CASE WHEN octet_length(version) <= ?2 THEN version END,
+                     octet_length(stage), CASE WHEN octet_length(stage) <= ?2 THEN stage END
                  FROM release WHERE gate = ?1",
                 params![self.gate, NUMBER_TEXT_BYTES],
-                |row| Ok(bounded_count(row, 0, "release.version").and_then(stored_version)),
+                |row| {
+                    Ok(bounded_count(row, 0, "release.version")
+                        .and_then(stored_version)
+                        .and_then(|version| Ok((version, bounded_count(row, 2, "release.stage")?))))
+                },
             )
             .optional()
             .map_err(fail)?
             .transpose()
             .map_err(|e| self.error(StoreProblem::NotOurs, e))?
-            .unwrap_or(0);
-        if stored_version != write.guard.version {
+            .unwrap_or((0, 0));
+        // The version and the stage: a store replaced by a copy (a backup moved over the file)
+        // may hold the version the write was decided on at another stage.
+        let (stored_version, stored_stage) = stored;
+        if stored_version != write.guard.version
+            || (stored_version != 0 && stored_stage != write.guard.stage)
+        {
             return Ok(Commit::Conflict { stored_version });
         }
         if stored_version == 0 {
@@ -564,18 +596,26 @@ impl SqliteStore {
         let release = &write.release;
         let config = serde_json::to_string(&release.config)
             .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
+        let rollbacks = release
+            .rollbacks
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
         tx.execute(
-            "INSERT INTO release (gate, version, stage, environment, config)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO release (gate, version, stage, environment, config, rollbacks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (gate) DO UPDATE SET
                  version = excluded.version, stage = excluded.stage,
-                 environment = excluded.environment, config = excluded.config",
+                 environment = excluded.environment, config = excluded.config,
+                 rollbacks = excluded.rollbacks",
             params![
                 self.gate,
                 self.signed("release.version", release.version)?,
                 self.signed("release.stage", release.stage)?,
                 release.config.environment.to_string(),
-                config
+                config,
+                rollbacks
             ],
         )
         .map_err(fail)?;
@@ -772,20 +812,54 @@ fn contribution_of(row: &Row<'_>, stage: u64) -> Result<Contribution, BadContrib
     })
 }
 
-/// A row of `release` as selected by `read` (version, stage, the config's length, the config
-/// when read), or which column holds what instead. The config is its own result: it is
-/// checked only when the release is not the one known (`Since::read_after`).
-fn release_of(row: &Row<'_>) -> Result<(u64, u64, Result<String, String>), String> {
-    Ok((
-        bounded_count(row, 0, "release.version").and_then(stored_version)?,
-        bounded_count(row, 2, "release.stage")?,
-        bounded_text(
+/// The texts of a release row: its config, and its rollback counts (`None`: a row written
+/// before they were stored).
+type ReleaseTexts = (String, Option<String>);
+
+/// A row of `release` as selected by `read` (version, stage, the config's and the rollback
+/// counts' lengths, and their texts when read), or which column holds what instead. The texts
+/// are their own result: they are checked only when the release is not the one known
+/// (`Since::read_after`).
+fn release_of(row: &Row<'_>) -> Result<(u64, u64, Result<ReleaseTexts, String>), String> {
+    let texts = || {
+        let config = bounded_text(
             row,
             4,
             "release.config",
             (MAX_DOCUMENT_BYTES, "MAX_DOCUMENT_BYTES"),
-        ),
+        )?;
+        let rollbacks = match row.get_ref(6) {
+            Ok(ValueRef::Null) => None,
+            _ => Some(bounded_text(
+                row,
+                6,
+                "release.rollbacks",
+                (MAX_STORED_COUNTS_BYTES, "MAX_STORED_COUNTS_BYTES"),
+            )?),
+        };
+        Ok((config, rollbacks))
+    };
+    Ok((
+        bounded_count(row, 0, "release.version").and_then(stored_version)?,
+        bounded_count(row, 2, "release.stage")?,
+        texts(),
     ))
+}
+
+/// Adds the `rollbacks` column to the `release` table of a file made before the rollback
+/// counts were stored (its rows keep `NULL`: their history is counted instead). A file
+/// without the table is left to [`SqliteStore::check_tables`], which names it.
+fn add_rollback_counts(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let missing: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'release')
+             AND NOT EXISTS (SELECT 1 FROM pragma_table_info('release') WHERE name = 'rollbacks')",
+        [],
+        |row| row.get(0),
+    )?;
+    if missing {
+        tx.execute_batch("ALTER TABLE release ADD COLUMN rollbacks TEXT")?;
+    }
+    Ok(())
 }
 
 /// The most bytes an integer column is read with (`octet_length`, as text): an integer's

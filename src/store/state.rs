@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 use crate::config::{Environment, PromotionConfig, check_name};
 use crate::error::{ConfigError, quoted};
 use crate::history::{RollbackEvent, RollbackTrigger, RolledBack, bytes_without_evidence};
+use crate::judge::Rule;
 use crate::limits::{MAX_REASON_BYTES, MAX_ROLLBACK_HISTORY_BYTES};
+use crate::telemetry::{RollbackCount, RollbackTally};
 
 /// The stored schema's version. A store written with a newer one is refused, never guessed at.
 pub(crate) const SCHEMA_VERSION: u32 = 1;
@@ -22,6 +24,84 @@ pub(crate) struct StoredRelease {
     pub(crate) stage: u64,
     /// The config, without its `store` key (where the state lives is not part of it).
     pub(crate) config: PromotionConfig,
+    /// Every rollback event the gate's writes stored, counted by cause: unlike the history,
+    /// never trimmed, so a process that opens the store goes on from the exact counts. `None`
+    /// in a release written before the counts were stored: the history's events are counted
+    /// instead ([`StoredState::rollback_counts`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rollbacks: Option<Vec<StoredCount>>,
+}
+
+/// One cause's count as stored: the trigger's name, the first fired rule's name (automatic
+/// rollbacks only, and not always: a reason edited by hand may name none) and the count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoredCount {
+    pub(crate) trigger: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rule: Option<String>,
+    pub(crate) count: u64,
+}
+
+impl StoredCount {
+    fn of(count: &RollbackCount) -> Self {
+        Self {
+            trigger: count.trigger.name().to_string(),
+            rule: count.rule.map(|rule| rule.name().to_string()),
+            count: count.count,
+        }
+    }
+
+    /// The count it stores, or what in it is not one, naming the field (`at`: its place).
+    fn read(&self, at: usize) -> Result<RollbackCount, String> {
+        let field = |name: &str, value: &str, expected: &str| {
+            format!(
+                "release.rollbacks[{at}].{name} = {}: {expected}",
+                quoted(value)
+            )
+        };
+        let trigger = [
+            RollbackTrigger::Manual,
+            RollbackTrigger::Automatic,
+            RollbackTrigger::FlagDisabled,
+        ]
+        .into_iter()
+        .find(|trigger| trigger.name() == self.trigger)
+        .ok_or_else(|| {
+            field(
+                "trigger",
+                &self.trigger,
+                "manual, automatic or flag_disabled",
+            )
+        })?;
+        let rule = match (&self.rule, trigger) {
+            (None, _) => None,
+            (Some(name), RollbackTrigger::Automatic) => Some(
+                Rule::ALL
+                    .iter()
+                    .copied()
+                    .find(|rule| rule.name() == name)
+                    .ok_or_else(|| field("rule", name, "the name of one of the judge's rules"))?,
+            ),
+            (Some(name), _) => {
+                return Err(field(
+                    "rule",
+                    name,
+                    "none: only an automatic rollback has a rule",
+                ));
+            }
+        };
+        Ok(RollbackCount {
+            trigger,
+            rule,
+            count: self.count,
+        })
+    }
+}
+
+/// `counts` as stored.
+fn stored_counts(counts: &[RollbackCount]) -> Vec<StoredCount> {
+    counts.iter().map(StoredCount::of).collect()
 }
 
 /// The highest version or stage a store holds: SQLite's largest integer, `i64::MAX`, for every
@@ -70,6 +150,7 @@ impl StoredRelease {
         self.config
             .validate()
             .map_err(|e| format!("release.config: {e}"))?;
+        self.stored_tally()?;
         if self.config.gate != gate {
             return Err(format!(
                 "release.config.gate = {}: the state of another gate, this one is {} (the gate's name keys its stored state)",
@@ -78,6 +159,33 @@ impl StoredRelease {
             ));
         }
         Ok(self)
+    }
+
+    /// Its stored rollback counts, read, or what in them is not counts this build writes:
+    /// each a cause it knows, each cause once. `None` in a release written before the counts
+    /// were stored.
+    pub(crate) fn stored_tally(&self) -> Result<Option<RollbackTally>, String> {
+        let Some(stored) = &self.rollbacks else {
+            return Ok(None);
+        };
+        let mut counts: Vec<RollbackCount> = Vec::with_capacity(stored.len());
+        for (at, count) in stored.iter().enumerate() {
+            let count = count.read(at)?;
+            if counts
+                .iter()
+                .any(|c| c.trigger == count.trigger && c.rule == count.rule)
+            {
+                return Err(format!(
+                    "release.rollbacks[{at}]: a second count of {}{}",
+                    count.trigger.name(),
+                    count
+                        .rule
+                        .map_or(String::new(), |rule| format!(" ({})", rule.name()))
+                ));
+            }
+            counts.push(count);
+        }
+        Ok(Some(RollbackTally::of(counts)))
     }
 
     /// The most history events a store holds with this release, and so the most a read of
@@ -115,6 +223,20 @@ pub(crate) struct StoredState {
 }
 
 impl StoredState {
+    /// The gate's rollback counts in this state: the release's stored counts, or, in a
+    /// release written before counts were stored, its history's events counted (all the
+    /// history the store still holds).
+    pub(crate) fn rollback_counts(&self) -> Result<RollbackTally, String> {
+        if let Some(tally) = self.release.stored_tally()? {
+            return Ok(tally);
+        }
+        let mut tally = RollbackTally::default();
+        for event in &self.history {
+            tally.count(&event.to_event()?);
+        }
+        Ok(tally)
+    }
+
     /// Checks a state read from a store (the release already checked, the history read
     /// through [`NewestFirst`], which checked each event's fields, oldest first): each
     /// event's version, the one of the write that recorded it, so from 1 to the release's
@@ -217,12 +339,16 @@ pub(crate) struct StoredWrite {
     pub(crate) event: Option<StoredEvent>,
     /// How many events the stored history keeps; older ones are deleted in the same write.
     pub(crate) history_bound: usize,
+    /// The rollback counts the release stores (those of `guard`'s state, and the event).
+    pub(crate) counts: RollbackTally,
 }
 
 impl StoredWrite {
-    /// The write that moves the state at `guard` to `stage` with `config`, recording `event`.
+    /// The write that moves the state at `guard`, whose rollback counts are `counted`, to
+    /// `stage` with `config`, recording `event` (and counting it).
     pub(crate) fn new(
         guard: Guard,
+        counted: &RollbackTally,
         stage: u64,
         config: &PromotionConfig,
         event: Option<&RollbackEvent>,
@@ -231,15 +357,21 @@ impl StoredWrite {
         let mut config = config.clone();
         config.store = None;
         let history_bound = config.max_rollback_history;
+        let mut counts = counted.clone();
+        if let Some(event) = event {
+            counts.count(event);
+        }
         Self {
             guard,
             release: StoredRelease {
                 version,
                 stage,
                 config,
+                rollbacks: Some(stored_counts(counts.counts())),
             },
             event: event.map(|e| StoredEvent::from_event(version, e)),
             history_bound,
+            counts,
         }
     }
 
@@ -497,6 +629,7 @@ mod tests {
                 version: 5,
                 stage: 5,
                 config: PromotionConfig::default(),
+                rollbacks: None,
             },
             history: versions.iter().map(|&v| manual_rollback(v)).collect(),
         };
@@ -549,6 +682,7 @@ mod tests {
                 gate: gate.into(),
                 ..Default::default()
             },
+            rollbacks: None,
         };
         assert!(release("checkout").checked("checkout").is_ok());
         let err = release("payments").checked("checkout").unwrap_err();
@@ -568,6 +702,7 @@ mod tests {
             version,
             stage,
             config: PromotionConfig::default(),
+            rollbacks: None,
         };
         let gate = PromotionConfig::default().gate;
         assert!(release(1, 0).checked(&gate).is_ok());
@@ -598,7 +733,7 @@ mod tests {
         };
         let at = SystemTime::UNIX_EPOCH;
         let rollback = event(RolledBack::Release, RollbackTrigger::Manual, at);
-        let write = StoredWrite::new(guard, 3, &config, Some(&rollback));
+        let write = StoredWrite::new(guard, &Default::default(), 3, &config, Some(&rollback));
         assert_eq!(write.release.version, 5);
         assert_eq!(write.release.stage, 3);
         assert_eq!(write.release.config.store, None);

@@ -41,7 +41,13 @@ pub(crate) fn write_on(on: u64, environment: Environment, reason: Option<&str>) 
         stage: on,
     };
     let event = reason.map(rollback_event);
-    StoredWrite::new(guard, on + 1, &config(environment), event.as_ref())
+    StoredWrite::new(
+        guard,
+        &Default::default(),
+        on + 1,
+        &config(environment),
+        event.as_ref(),
+    )
 }
 
 /// Commits one write recording `reason` on top of whatever is stored (keeping `bound`
@@ -49,16 +55,24 @@ pub(crate) fn write_on(on: u64, environment: Environment, reason: Option<&str>) 
 pub(crate) fn commit_on_top(store: &dyn StateStore, reason: &str, bound: usize) -> u64 {
     let mut conflicts = 0;
     loop {
-        let guard = store.load().unwrap().map_or(Guard::EMPTY, |s| Guard {
+        let state = store.load().unwrap();
+        let guard = state.as_ref().map_or(Guard::EMPTY, |s| Guard {
             version: s.release.version,
             stage: s.release.stage,
         });
+        let counted = state.map(|s| s.rollback_counts().unwrap());
         let mut next = config(Environment::Canary {
             traffic_percent: (guard.version % 100) as f64,
         });
         next.max_rollback_history = bound;
         let event = rollback_event(reason);
-        let write = StoredWrite::new(guard, guard.stage + 1, &next, Some(&event));
+        let write = StoredWrite::new(
+            guard,
+            &counted.unwrap_or_default(),
+            guard.stage + 1,
+            &next,
+            Some(&event),
+        );
         match store.commit(&write).unwrap() {
             Commit::Written => return conflicts,
             Commit::Conflict { .. } => conflicts += 1,

@@ -1,12 +1,12 @@
 //! Rollbacks counted by cause over a gate's life. The rollback history is bounded and drops
 //! its oldest events; these counts never decrease, so they can be exported as counters.
 //!
-//! On a state store every process counts the same stored events: those of the stored history
-//! it opened on, its own, and those other processes stored since (each once; see
-//! [`RollbackCount`], and its limits: a rollback of its own that was never stored counts in
-//! that process only). A store's events carry no structured evidence, so the rule of an
-//! automatic rollback another process made is read from the start of its reason, where
-//! every automatic rollback names its fired rules (`automatic rollback: error_rate_max, ...`).
+//! On a state store the counts are stored with the release, in the write that records each
+//! event, and every process shows the stored counts (see [`RollbackCount`]). A store's events
+//! carry no structured evidence, so the rule of an automatic rollback counted from a store's
+//! history (one written before the counts were stored) is read from the start of its reason,
+//! where every automatic rollback names its fired rules (`automatic rollback: error_rate_max,
+//! ...`).
 
 use crate::history::{RollbackEvent, RollbackTrigger};
 use crate::judge::Rule;
@@ -16,15 +16,13 @@ use crate::judge::Rule;
 /// The cause is the trigger and, for an automatic rollback, the first rule that fired (the
 /// judge evaluates its rules in a fixed order, so one rollback counts once).
 ///
-/// A gate without a state store counts its own rollbacks. A gate on a store counts every
-/// rollback event the store holds for it, once: the history it opened on (so a process that
-/// starts later shows the same counts as those running), its own, and those other processes
-/// (another nginx worker, another host) stored since, as its sync applies them. Every
-/// process that shares the store therefore shows the same counts once it has synced, and a
-/// scrape answered by any of them reads one counter. Two limits: a process that opens the
-/// store counts only the events its bounded history still holds (`max_rollback_history`),
-/// and a rollback this process made while the store was unavailable that another process's
-/// write overtook (never stored) is counted here only.
+/// A gate without a state store counts its own rollbacks. A gate on a store shows the counts
+/// stored with its release: every rollback any process stored, once, never trimmed with the
+/// history, so every process that shares the store shows the same counts once it has synced,
+/// a scrape answered by any of them reads one counter, and a restarted process goes on from
+/// them. One limit: a rollback this process made while the store was unavailable that another
+/// process's write overtook (never stored, and not the same rollback stored first) is counted
+/// here only.
 ///
 /// # Example
 /// ```
@@ -47,13 +45,12 @@ pub struct RollbackCount {
     pub trigger: RollbackTrigger,
     /// For automatic rollbacks, the first rule that fired; `None` otherwise.
     pub rule: Option<Rule>,
-    /// How many, since the gate was built (with a store: and in the history it opened on).
+    /// How many, since the gate was built (with a store: since the store's state was made).
     pub count: u64,
 }
 
-/// The gate's counts, one entry per cause seen, in order of first occurrence. Kept by the
-/// writer, under its lock.
-#[derive(Debug, Default)]
+/// Counts by cause, one entry per cause seen, in order of first occurrence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct RollbackTally {
     counts: Vec<RollbackCount>,
 }
@@ -63,29 +60,101 @@ impl RollbackTally {
     /// rule: from its evidence, or, for an event read from a store (which keeps no evidence),
     /// from its reason.
     pub(crate) fn count(&mut self, event: &RollbackEvent) {
-        let trigger = event.trigger;
-        let rule = match &event.evidence {
-            Some(evidence) => evidence.fired().next().map(|f| f.rule),
-            None if trigger == RollbackTrigger::Automatic => first_rule_named(&event.reason),
-            None => None,
-        };
-        match self
+        let (trigger, rule) = cause_of(event);
+        self.add(RollbackCount {
+            trigger,
+            rule,
+            count: 1,
+        });
+    }
+
+    /// Takes back one count of `event`'s cause (a rollback counted here that is now counted
+    /// elsewhere); an entry counted down to 0 stays, in its place.
+    pub(crate) fn uncount(&mut self, event: &RollbackEvent) {
+        let (trigger, rule) = cause_of(event);
+        if let Some(entry) = self
             .counts
             .iter_mut()
             .find(|c| c.trigger == trigger && c.rule == rule)
         {
-            Some(entry) => entry.count += 1,
-            None => self.counts.push(RollbackCount {
-                trigger,
-                rule,
-                count: 1,
-            }),
+            entry.count = entry.count.saturating_sub(1);
         }
     }
 
-    pub(crate) fn to_vec(&self) -> Vec<RollbackCount> {
-        self.counts.clone()
+    /// Adds `more` to its cause's count (saturating: a store edited by hand may hold counts
+    /// near `u64::MAX`).
+    fn add(&mut self, more: RollbackCount) {
+        match self
+            .counts
+            .iter_mut()
+            .find(|c| c.trigger == more.trigger && c.rule == more.rule)
+        {
+            Some(entry) => entry.count = entry.count.saturating_add(more.count),
+            None => self.counts.push(more),
+        }
     }
+
+    /// A tally of `counts` (one entry per cause, as a store's read gives them).
+    pub(crate) fn of(counts: Vec<RollbackCount>) -> Self {
+        Self { counts }
+    }
+
+    /// The counts, one entry per cause, in order of first occurrence.
+    pub(crate) fn counts(&self) -> &[RollbackCount] {
+        &self.counts
+    }
+}
+
+/// A gate's rollback counts: those of the stored state it knows (with a store), and those of
+/// the rollbacks made here that no store holds (without a store, every one; with one, a
+/// rollback waiting to be written, or one that another process's write overtook, counted in
+/// this process only). Kept under the records lock.
+#[derive(Debug, Default)]
+pub(crate) struct RollbackCounts {
+    stored: RollbackTally,
+    here: RollbackTally,
+}
+
+impl RollbackCounts {
+    /// Counts a rollback made here that the store does not hold (or there is no store).
+    pub(crate) fn count_here(&mut self, event: &RollbackEvent) {
+        self.here.count(event);
+    }
+
+    /// A rollback counted here is now stored (its counts are in the next
+    /// [`stored`](Self::stored)): counted here no more.
+    pub(crate) fn now_stored(&mut self, event: &RollbackEvent) {
+        self.here.uncount(event);
+    }
+
+    /// The counts of the stored state the gate now follows.
+    pub(crate) fn stored(&mut self, stored: RollbackTally) {
+        self.stored = stored;
+    }
+
+    /// Both together, one entry per cause: the stored causes first, in their order, then
+    /// those counted here only.
+    pub(crate) fn to_vec(&self) -> Vec<RollbackCount> {
+        let mut all = self.stored.clone();
+        for count in self.here.counts() {
+            all.add(*count);
+        }
+        all.counts.retain(|c| c.count > 0);
+        all.counts
+    }
+}
+
+/// The cause an event counts under: its trigger and, for an automatic rollback, its first
+/// fired rule, from its evidence, or, for an event read from a store (which keeps no
+/// evidence), from its reason.
+fn cause_of(event: &RollbackEvent) -> (RollbackTrigger, Option<Rule>) {
+    let trigger = event.trigger;
+    let rule = match &event.evidence {
+        Some(evidence) => evidence.fired().next().map(|f| f.rule),
+        None if trigger == RollbackTrigger::Automatic => first_rule_named(&event.reason),
+        None => None,
+    };
+    (trigger, rule)
 }
 
 /// The series both exporters show of `counts`: every cause a gate can count, each from the
@@ -205,7 +274,7 @@ mod tests {
     }
 
     fn counts(tally: &RollbackTally) -> Vec<(RollbackTrigger, Option<Rule>, u64)> {
-        let counts = tally.to_vec().into_iter();
+        let counts = tally.counts().iter();
         counts.map(|c| (c.trigger, c.rule, c.count)).collect()
     }
 

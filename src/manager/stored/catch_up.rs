@@ -15,12 +15,15 @@ use crate::snapshot::Snapshot;
 use crate::store::{
     self, Commit, Guard, Since, StateStore, StoreError, StoredRelease, StoredWrite,
 };
+use crate::telemetry::RollbackTally;
 
 /// What the store says has changed since a known state, to apply under the writer lock.
 pub(super) struct CatchUp {
     /// The state the catch-up was computed from; applied only if it is still the known one.
     from: Guard,
     release: StoredRelease,
+    /// The stored rollback counts of `release`.
+    counts: RollbackTally,
     /// Events read from the store, to add to the history, oldest first, each with the version
     /// of the write that stored it.
     events: Vec<(u64, RollbackEvent)>,
@@ -30,6 +33,9 @@ pub(super) struct CatchUp {
     /// The version of the event among `events` that is the pending rollback, found stored
     /// already: this process made it, and counted it then.
     counted: Option<u64>,
+    /// Whether the pending rollback was overtaken by the same rollback stored by another
+    /// process (the same decision made first elsewhere): counted in the stored counts.
+    same_stored: bool,
     /// Whether `events` (and `own`) are the whole history (they replace the local one).
     whole_history: bool,
     /// Whether the pending rollback is now settled (written, or overtaken by another write).
@@ -52,9 +58,11 @@ impl CatchUp {
     ) -> Result<Self, StoreError> {
         Ok(Self {
             from,
+            counts: counts(store, &state)?,
             events: events(store, &state.history)?,
             own: None,
             counted: None,
+            same_stored: false,
             release: state.release,
             whole_history: settles_pending,
             settles_pending,
@@ -76,15 +84,26 @@ impl CatchUp {
 pub(super) struct Local {
     stage: u64,
     snapshot: Arc<Snapshot>,
+    /// The rollback counts of the stored state the gate knows, which a store that lost its
+    /// state is given again.
+    counted: RollbackTally,
 }
 
 impl Local {
-    pub(super) fn of(snapshot: Arc<Snapshot>) -> Self {
+    pub(super) fn of(snapshot: Arc<Snapshot>, counted: &RollbackTally) -> Self {
         Self {
             stage: snapshot.route.stage.get(),
             snapshot,
+            counted: counted.clone(),
         }
     }
+}
+
+/// The rollback counts of a stored `state`, or why they are not counts this build reads.
+fn counts(store: &dyn StateStore, state: &store::StoredState) -> Result<RollbackTally, StoreError> {
+    state
+        .rollback_counts()
+        .map_err(|why| StoreError::new(store.location(), store::StoreProblem::NotOurs, why))
 }
 
 /// Reads what changed in the store since `from`, writing `pending` first if there is one.
@@ -141,7 +160,12 @@ pub(super) fn catch_up(
                         "promotion.store a rollback not yet written is dropped: {why}; the gate follows the stored state"
                     );
                 }
-                return CatchUp::following(store, from, state, true).map(Some);
+                // The same decision stored by another process counts there: not here too.
+                let update = CatchUp::following(store, from, state, true)?;
+                return Ok(Some(CatchUp {
+                    same_stored: same_rollback,
+                    ..update
+                }));
             }
             None => {}
         }
@@ -150,13 +174,21 @@ pub(super) fn catch_up(
         // Above the local stage too, if the store went back below it: every process numbers
         // the stored stages alike.
         let stage = (stored.stage + 1).max(local.stage);
-        let write = StoredWrite::new(stored, stage, &config, pending.event.as_ref());
+        let write = StoredWrite::new(
+            stored,
+            &counts(store, &state)?,
+            stage,
+            &config,
+            pending.event.as_ref(),
+        );
         if store.commit(&write)? == Commit::Written {
             return Ok(Some(CatchUp {
                 from,
+                counts: write.counts,
                 events: events(store, &state.history)?,
                 own: pending.event.clone(),
                 counted: None,
+                same_stored: false,
                 release: write.release,
                 whole_history: true,
                 settles_pending: true,
@@ -204,6 +236,7 @@ fn went_back(
     }
     let write = StoredWrite::new(
         guard_of(&state.release),
+        &counts(store, &state)?,
         local.stage + 1,
         &state.release.config,
         None,
@@ -211,9 +244,11 @@ fn went_back(
     match store.commit(&write)? {
         Commit::Written => Ok(Some(CatchUp {
             from,
+            counts: write.counts,
             events: events(store, &state.history)?,
             own: None,
             counted: None,
+            same_stored: false,
             release: write.release,
             whole_history: true,
             settles_pending: false,
@@ -233,15 +268,23 @@ fn reseed(
     event: Option<&RollbackEvent>,
 ) -> Result<Option<CatchUp>, StoreError> {
     let empty = Guard::EMPTY;
-    let write = StoredWrite::new(empty, local.stage, &local.snapshot.config, event);
+    let write = StoredWrite::new(
+        empty,
+        &local.counted,
+        local.stage,
+        &local.snapshot.config,
+        event,
+    );
     Ok(match store.commit(&write)? {
         // The history is what the store now holds, the event alone (if any), as every other
-        // process and a restart read it.
+        // process and a restart read it; the counts go on from the local ones.
         Commit::Written => Some(CatchUp {
             from,
+            counts: write.counts,
             events: Vec::new(),
             own: event.cloned(),
             counted: None,
+            same_stored: false,
             release: write.release,
             whole_history: true,
             settles_pending: event.is_some(),
@@ -261,7 +304,7 @@ impl Shared {
         let Some(link) = writer.store.as_mut() else {
             return Ok(());
         };
-        let local = Local::of(self.current.load_full());
+        let local = Local::of(self.current.load_full(), &link.counted);
         match catch_up(
             link.store.as_ref(),
             link.known,
@@ -292,7 +335,7 @@ impl Shared {
             let Some(link) = writer.store.as_ref() else {
                 return;
             };
-            let local = Local::of(self.current.load_full());
+            let local = Local::of(self.current.load_full(), &link.counted);
             (
                 Arc::clone(&link.store),
                 link.known,
@@ -323,16 +366,14 @@ impl Shared {
     /// Applies a catch-up: the stored release becomes the gate's, its events join the
     /// history, and a snapshot is published if routing changes.
     ///
-    /// The events stored after the state the catch-up started from (`from`) are counted by
-    /// cause ([`rollback_counts`](crate::PromotionGateManager::rollback_counts)), but for this
-    /// process's own pending rollback found stored (`counted`): every write through `from`,
-    /// and that rollback, is counted already (this process's own when it made them, the
-    /// others' at an earlier catch-up, those of the history the gate opened on when it opened), so
-    /// each stored event counts once in every process, and every process that follows the
-    /// store counts the same stored events. A pending rollback dropped here (overtaken) stays
-    /// counted in this process only: its routing did roll back, but the store never held it.
-    /// Events at or below `from` in a store that went back (deleted, or replaced by an older
-    /// copy) are not counted again.
+    /// The stored state's rollback counts become the gate's
+    /// ([`rollback_counts`](crate::PromotionGateManager::rollback_counts)), so every process
+    /// that follows the store shows the same counts. This process's pending rollback, counted
+    /// here when it was made, is counted in them once written (or found stored: `own`,
+    /// `counted`), or once the same rollback made first by another process is (`same_stored`);
+    /// one dropped for another reason (the stored release moved on) stays counted in this
+    /// process only: its routing did roll back, but the store never held it. A store replaced by an older copy
+    /// brings its older counts back with its state.
     pub(super) fn apply(&self, writer: &mut WriterState, update: CatchUp) -> Result<(), Error> {
         let Some(link) = writer.store.as_ref() else {
             return Ok(());
@@ -385,13 +426,23 @@ impl Shared {
                 }
             }
         };
+        // Read before the known state changes: a host's clock that panics on the sync thread
+        // leaves the gate as it was, and the next tick applies the write.
+        let now = self.monitor.now();
+        // A pending rollback written now, or found stored: counted here until now, counted in
+        // the stored counts from now on.
+        let mut now_stored = None;
         if let Some(link) = writer.store.as_mut() {
             link.came_back();
             link.unpublishable = None;
             if update.settles_pending {
-                link.pending = None;
+                let pending = link.pending.take();
+                if update.own.is_some() || update.counted.is_some() || update.same_stored {
+                    now_stored = pending.and_then(|pending| pending.event);
+                }
             }
             link.known = stored_guard;
+            link.counted = update.counts.clone();
         }
         // The newest release rollback among the events, for the change feed (the events
         // themselves move into the history).
@@ -405,10 +456,9 @@ impl Shared {
             .cloned();
         // The history, the counts and the snapshot change together for readers.
         let mut records = self.lock_records();
-        for (version, event) in &update.events {
-            if *version > update.from.version && Some(*version) != update.counted {
-                records.rollbacks.count(event);
-            }
+        records.rollbacks.stored(update.counts);
+        if let Some(event) = &now_stored {
+            records.rollbacks.now_stored(event);
         }
         let history = update
             .events
@@ -424,7 +474,7 @@ impl Shared {
         };
         let published = snapshot.is_some();
         if let Some(snapshot) = snapshot {
-            self.install(snapshot, ChangeOrigin::Store, rollback.as_slice());
+            self.install(snapshot, ChangeOrigin::Store, rollback.as_slice(), now);
         }
         drop(records);
         crate::manager::writes::log_dropped(dropped);
@@ -470,7 +520,11 @@ mod tests {
                 stage: 1,
             },
         };
-        (store, pending, Local::of(gate.shared.current.load_full()))
+        (
+            store,
+            pending,
+            Local::of(gate.shared.current.load_full(), &Default::default()),
+        )
     }
 
     #[test]
@@ -512,7 +566,8 @@ mod tests {
         // Another process enabled a flag: same stage, so the rollback still applies.
         let mut flagged = crate::store::testing::config(crate::config::canary(10.0));
         flagged.feature_flags.push("dark_mode".into());
-        let flag_edit = StoredWrite::new(pending.decided_on, 1, &flagged, None);
+        let flag_edit =
+            StoredWrite::new(pending.decided_on, &Default::default(), 1, &flagged, None);
         assert_eq!(store.commit(&flag_edit).unwrap(), Commit::Written);
         let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
             .unwrap()

@@ -104,7 +104,7 @@ impl Shared {
             return Ok(());
         };
         let published = self.current.load_full();
-        let local = Local::of(Arc::clone(&published));
+        let local = Local::of(Arc::clone(&published), &link.counted);
         match catch_up(link.store.as_ref(), link.known, Some(&pending), &local) {
             Ok(Some(update)) => self.apply(writer, update)?,
             Ok(None) => {}

@@ -56,6 +56,7 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
     assert_eq!(store.load().unwrap(), None);
     let first = StoredWrite::new(
         Guard::EMPTY,
+        &Default::default(),
         1,
         &config(Environment::Canary {
             traffic_percent: 10.0,
@@ -72,6 +73,7 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
             version: 1,
             stage: 1,
         },
+        &Default::default(),
         2,
         &config(Environment::Production),
         Some(&event("bad deploy")),
@@ -273,6 +275,7 @@ fn a_history_larger_than_one_answer_is_read_in_pages_as_far_as_the_gate_keeps_it
         version: events,
         stage: events,
         config: config.clone(),
+        rollbacks: None,
     };
     let release = serde_json::to_vec(&release).unwrap();
     let put_release = json!({ "success": [put(&store.key("release"), &release)] });

@@ -43,7 +43,7 @@ fn open(path: &str, gate: &str) -> SqliteStore {
 
 fn first_write(store: &SqliteStore) {
     let guard = Guard::EMPTY;
-    let write = StoredWrite::new(guard, 1, &config(canary(10.0)), None);
+    let write = StoredWrite::new(guard, &Default::default(), 1, &config(canary(10.0)), None);
     assert_eq!(store.commit(&write).unwrap(), Commit::Written);
 }
 
@@ -59,7 +59,13 @@ fn a_state_survives_closing_and_reopening_the_file() {
         stage: 1,
     };
     let event = rollback_event("bad deploy");
-    let rollback = StoredWrite::new(guard, 2, &config(Environment::Production), Some(&event));
+    let rollback = StoredWrite::new(
+        guard,
+        &Default::default(),
+        2,
+        &config(Environment::Production),
+        Some(&event),
+    );
     assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
     let before = store.load().unwrap().unwrap();
     drop(store);
@@ -126,7 +132,13 @@ fn a_stale_guard_writes_nothing_and_names_what_is_stored() {
     let store = open(&dir.file("gate.db"), "checkout");
     first_write(&store);
     // A second "first write" (another process created the state meanwhile).
-    let again = StoredWrite::new(Guard::EMPTY, 1, &config(canary(50.0)), None);
+    let again = StoredWrite::new(
+        Guard::EMPTY,
+        &Default::default(),
+        1,
+        &config(canary(50.0)),
+        None,
+    );
     assert_eq!(
         store.commit(&again).unwrap(),
         Commit::Conflict { stored_version: 1 }
@@ -149,7 +161,7 @@ fn changes_since_gives_only_newer_events_and_the_history_keeps_its_bound() {
             stage: v,
         };
         let event = rollback_event(&format!("r{v}"));
-        let write = StoredWrite::new(guard, v + 1, &bounded, Some(&event));
+        let write = StoredWrite::new(guard, &Default::default(), v + 1, &bounded, Some(&event));
         assert_eq!(store.commit(&write).unwrap(), Commit::Written);
     }
     let all = store.load().unwrap().unwrap();
@@ -194,7 +206,7 @@ fn two_gates_share_one_file_and_two_handles_of_one_gate_see_each_other() {
             stage: version,
         };
         let event = rollback_event("search's own");
-        let write = StoredWrite::new(guard, version + 1, &own, Some(&event));
+        let write = StoredWrite::new(guard, &Default::default(), version + 1, &own, Some(&event));
         assert_eq!(search.commit(&write).unwrap(), Commit::Written);
     }
     assert_eq!(checkout.load().unwrap().unwrap().release.version, 1);
@@ -513,6 +525,97 @@ fn a_value_of_the_wrong_type_is_not_ours_naming_the_column_and_the_value() {
 }
 
 #[test]
+fn stored_rollback_counts_are_read_checked_naming_the_field_and_the_value() {
+    let dir = Scratch::new("rollback-counts");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    commit_on_top(&store, "r1", 100);
+    let good = store.load().unwrap().unwrap();
+    assert_eq!(
+        good.release.rollbacks,
+        Some(vec![super::super::state::StoredCount {
+            trigger: "manual".into(),
+            rule: None,
+            count: 1
+        }])
+    );
+    let hand = Connection::open(&path).unwrap();
+    let long = format!(r#"[{{"trigger":"manual","count":1}}{}]"#, " ".repeat(5000));
+    for (counts, words) in [
+        (
+            r#"[{"trigger":"cosmic","count":1}]"#,
+            r#"release.rollbacks[0].trigger = "cosmic": manual, automatic or flag_disabled"#,
+        ),
+        (
+            r#"[{"trigger":"manual","rule":"error_rate_max","count":1}]"#,
+            r#"release.rollbacks[0].rule = "error_rate_max": none: only an automatic rollback has a rule"#,
+        ),
+        (
+            r#"[{"trigger":"automatic","rule":"error_rate_max","count":1},{"trigger":"automatic","rule":"nope","count":1}]"#,
+            r#"release.rollbacks[1].rule = "nope": the name of one of the judge's rules"#,
+        ),
+        (
+            r#"[{"trigger":"manual","count":1},{"trigger":"manual","count":2}]"#,
+            "release.rollbacks[1]: a second count of manual",
+        ),
+        (
+            r#"[{"trigger":"manual","count":-1}]"#,
+            r#"release.rollbacks = "[{\"trigger\":\"manual\",\"count\":-1}]": not a list of rollback counts"#,
+        ),
+        (
+            "x",
+            r#"release.rollbacks = "x": not a list of rollback counts"#,
+        ),
+        (
+            long.as_str(),
+            "release.rollbacks = (5032 bytes): more than a read takes, 4096 bytes (MAX_STORED_COUNTS_BYTES)",
+        ),
+    ] {
+        hand.execute("UPDATE release SET rollbacks = ?1", [counts])
+            .unwrap();
+        let err = store.load().unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+        assert!(err.to_string().contains(words), "{words:?} not in {err}");
+    }
+    hand.execute("UPDATE release SET rollbacks = x'00'", [])
+        .unwrap();
+    let err = store.load().unwrap_err();
+    assert!(
+        err.to_string().contains("release.rollbacks = x'00'"),
+        "{err}"
+    );
+    // Mended by hand, it is read again.
+    hand.execute(
+        r#"UPDATE release SET rollbacks = '[{"trigger":"manual","count":1}]'"#,
+        [],
+    )
+    .unwrap();
+    assert_eq!(store.load().unwrap().unwrap(), good);
+}
+
+#[test]
+fn a_file_made_before_rollback_counts_gets_their_column_and_keeps_its_state() {
+    let dir = Scratch::new("before-counts");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    commit_on_top(&store, "r1", 100);
+    drop(store);
+    // The release table as it was made before the counts were stored.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("ALTER TABLE release DROP COLUMN rollbacks")
+        .unwrap();
+    let store = open(&path, "checkout");
+    let state = store.load().unwrap().unwrap();
+    assert_eq!(state.release.rollbacks, None);
+    assert_eq!(state.history.len(), 1);
+    let counted = state.rollback_counts().unwrap();
+    assert_eq!(counted.counts()[0].count, 1, "the history is counted");
+    commit_on_top(&store, "r2", 100);
+    assert!(store.load().unwrap().unwrap().release.rollbacks.is_some());
+}
+
+#[test]
 fn a_value_above_its_limit_is_refused_by_its_length_never_read_whole() {
     let dir = Scratch::new("huge-values");
     let path = dir.file("gate.db");
@@ -814,6 +917,7 @@ fn a_write_locked_out_too_long_is_unavailable_and_changes_nothing() {
             version: 1,
             stage: 1,
         },
+        &Default::default(),
         2,
         &config(Environment::Production),
         Some(&rollback_event("while locked")),
