@@ -25,7 +25,9 @@ use crate::decision::StageId;
 pub struct Finding {
     /// The rule.
     pub rule: Rule,
-    /// The observed value: a rate, a latency in milliseconds, or the score (`no_data`: 0).
+    /// The observed value: a rate (`p99_vs_stable`: the share of canary requests slower than
+    /// the stable p99's bound), a latency in milliseconds (`p99_budget`), `θ`
+    /// (`latency_shift`), or the score (`no_data`: 0).
     pub observed: f64,
     /// The limit it was held against: in the same unit, but for `no_data`, whose limit is the
     /// stage age in seconds after which no outcome is held against the canary.
@@ -58,7 +60,7 @@ impl fmt::Display for Finding {
             (false, false) => "ok",
         };
         let (observed, limit) = match self.rule {
-            Rule::P99VsStable | Rule::P99Budget => (
+            Rule::P99Budget => (
                 format!("{:.3}ms", self.observed),
                 format!("{:.3}ms", self.limit),
             ),

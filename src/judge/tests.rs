@@ -279,6 +279,47 @@ fn a_canary_stage_with_too_few_stable_outcomes_is_not_promotable() {
     assert!(h.evidence.non_inferiority.sufficient(), "{}", h.evidence);
 }
 
+/// A cohort of `(latency µs, requests)` lumps, none failed, every latency compliant.
+fn lumps(of: &[(u64, u64)]) -> CohortCounts {
+    let mut histogram = vec![0u64; crate::metrics::layout::LEN];
+    for &(micros, n) in of {
+        histogram[crate::metrics::layout::index_of(micros)] += n;
+    }
+    let requests = of.iter().map(|(_, n)| n).sum();
+    CohortCounts {
+        requests,
+        errors: 0,
+        compliant: requests,
+        histogram,
+    }
+}
+
+#[test]
+fn a_fired_p99_vs_stable_shows_its_tail_share_above_its_limit() {
+    // The canary's p99 is the stable version's, but 0.5 % of its requests are 3 times slower
+    // than the stable tail: the rule tests the share slower than the stable p99's bound, and
+    // its finding shows that share, not the canary's p99 (which sits below the bound).
+    let slo = SloConfig::default();
+    let stable = lumps(&[(5_000, 97_000), (100_000, 3_000)]);
+    let tail = lumps(&[(5_000, 19_300), (100_000, 600), (300_000, 100)]);
+    let h = judge_cohorts(
+        StageId(2),
+        canary(20.0),
+        &tail,
+        &stable,
+        PerCohort::default(),
+        policy(&slo),
+    );
+    let f = finding(&h, Rule::P99VsStable).unwrap();
+    assert!(f.fired, "{f}");
+    assert!(f.observed > f.limit, "{f}");
+    assert!((f.observed - 0.005).abs() < 0.001, "{f}");
+    assert!(
+        f.to_string().contains("observed 0.500% vs limit 0.000%"),
+        "{f}"
+    );
+}
+
 #[test]
 fn the_score_rule_needs_the_data_to_be_sure() {
     assert!((normal_quantile_upper(0.001) - 3.090_232).abs() < 1e-5);
