@@ -536,9 +536,15 @@ mod tests {
         lock.execute_batch("BEGIN IMMEDIATE").unwrap();
         // An automatic rollback as the record path makes it: published, left to the sync thread.
         let automatic = crate::RollbackTrigger::Automatic;
+        let evidence = gate.monitor_canary_health().evidence;
         let mut writer = shared.lock_writer();
         shared
-            .rollback_locked(&mut writer, "burst".into(), automatic, None)
+            .rollback_locked(
+                &mut writer,
+                "burst".into(),
+                automatic,
+                Some(evidence.clone()),
+            )
             .unwrap();
         drop(writer);
         assert_eq!(automatic_rollbacks(&gate), 1);
@@ -571,5 +577,8 @@ mod tests {
         assert_eq!(automatic_rollbacks(&reopened), 1, "one rollback stored");
         assert_eq!(automatic_rollbacks(&gate), 1, "counted once");
         assert_eq!(gate.rollback_history().len(), 1);
+        // Found stored, it keeps the evidence its stored copy lacks (in this process).
+        assert_eq!(gate.rollback_history()[0].evidence, Some(evidence));
+        assert_eq!(reopened.rollback_history()[0].evidence, None);
     }
 }

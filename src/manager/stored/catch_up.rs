@@ -460,10 +460,16 @@ impl Shared {
         if let Some(event) = &now_stored {
             records.rollbacks.now_stored(event);
         }
+        // The pending rollback found stored is this process's own event, with the judge's
+        // evidence its stored copy lacks.
+        let own_found = update.counted.zip(now_stored.clone());
         let history = update
             .events
             .into_iter()
-            .map(|(_, event)| event)
+            .map(|(version, event)| match &own_found {
+                Some((found, own)) if *found == version => own.clone(),
+                _ => event,
+            })
             .chain(update.own);
         let dropped = if update.whole_history {
             records.history.replace(history, bound)
