@@ -635,7 +635,106 @@ fn a_store_written_before_counts_were_stored_counts_its_history() {
         .unwrap();
     assert_eq!(
         stored,
-        r#"[{"trigger":"flag_disabled","count":3},{"trigger":"manual","count":1}]"#
+        r#"{"version":8,"counts":[{"trigger":"flag_disabled","count":3},{"trigger":"manual","count":1}]}"#
+    );
+}
+
+/// What a build before the rollback counts wrote for a manual rollback: its upsert of the
+/// release (which leaves the `rollbacks` column as it was, or `NULL` when `clear_counts`, as
+/// in a file whose counts were never stored) and its history row.
+fn write_as_a_build_before_counts(path: &str, production_config: &str, clear_counts: bool) {
+    let mut connection = rusqlite::Connection::open(path).unwrap();
+    let tx = connection.transaction().unwrap();
+    let (version, stage): (i64, i64) = tx
+        .query_row("SELECT version, stage FROM release", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    tx.execute(
+        "INSERT INTO release (gate, version, stage, environment, config)
+         VALUES ('checkout', ?1, ?2, 'Production', ?3)
+         ON CONFLICT (gate) DO UPDATE SET
+             version = excluded.version, stage = excluded.stage,
+             environment = excluded.environment, config = excluded.config",
+        rusqlite::params![version + 1, stage + 1, production_config],
+    )
+    .unwrap();
+    if clear_counts {
+        tx.execute("UPDATE release SET rollbacks = NULL", [])
+            .unwrap();
+    }
+    tx.execute(
+        "INSERT INTO history SELECT gate, ?1, rolled_back, feature, 'older build',
+             rollback_trigger, environment, timestamp_ns + 1
+         FROM history WHERE version = (SELECT min(version) FROM history)",
+        [version + 1],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+}
+
+fn stored_config(path: &str) -> String {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("SELECT config FROM release", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_rollback_a_build_before_the_counts_stored_is_counted() {
+    // A rolling upgrade: an older process writes after the counts were stored, leaving them
+    // as of an older version; its rollback is counted from the history on top of them.
+    let dir = Scratch::new("rollback-counts-older-build");
+    let path = dir.file("gate.db");
+    let a = open(&path);
+    a.rollback("first").unwrap();
+    let production = stored_config(&path);
+    a.promote(Environment::Canary {
+        traffic_percent: 5.0,
+    })
+    .unwrap();
+    write_as_a_build_before_counts(&path, &production, false);
+    let b = open(&path);
+    assert_eq!(b.rollback_history().len(), 2);
+    eventually("a follows the older build's rollback", || {
+        a.sync_now();
+        a.environment() == Environment::Production
+    });
+    assert_eq!(rollbacks_of(&a, "manual", "none"), 2.0);
+    assert_eq!(rollbacks_of(&b, "manual", "none"), 2.0);
+    // The next write stores them whole.
+    b.enable_feature("dark_mode").unwrap();
+    assert_eq!(rollbacks_of(&open(&path), "manual", "none"), 2.0);
+}
+
+#[test]
+fn a_release_without_counts_followed_step_by_step_keeps_the_counts_known() {
+    // A release written without counts (an older build) read after a known state holds only
+    // the events since: they are counted on top of the known counts, not alone.
+    let dir = Scratch::new("rollback-counts-followed-without");
+    let path = dir.file("gate.db");
+    let a = open(&path);
+    a.rollback("first").unwrap();
+    let production = stored_config(&path);
+    let canary = Environment::Canary {
+        traffic_percent: 5.0,
+    };
+    a.promote(canary).unwrap();
+    a.rollback("second").unwrap();
+    a.promote(canary).unwrap();
+    assert_eq!(rollbacks_of(&a, "manual", "none"), 2.0);
+    write_as_a_build_before_counts(&path, &production, true);
+    eventually("a follows the older build's rollback", || {
+        a.sync_now();
+        a.environment() == Environment::Production
+    });
+    let b = open(&path);
+    assert_eq!(b.rollback_history().len(), 3);
+    assert_eq!(rollbacks_of(&b, "manual", "none"), 3.0);
+    assert_eq!(
+        rollbacks_of(&a, "manual", "none"),
+        3.0,
+        "no counter reset in a"
     );
 }
 

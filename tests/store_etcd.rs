@@ -178,12 +178,16 @@ fn a_tampered_release_is_refused_naming_the_field_and_its_value() {
             r#"release.config.gate = "payments": the state of another gate, this one is "checkout""#,
         ),
         (
-            r#"{"version": 2, "stage": 1, "config": {}, "rollbacks": [{"trigger": "cosmic", "count": 1}]}"#,
-            r#"release.rollbacks[0].trigger = "cosmic": manual, automatic or flag_disabled"#,
+            r#"{"version": 2, "stage": 1, "config": {}, "rollbacks": {"version": 2, "counts": [{"trigger": "cosmic", "count": 1}]}}"#,
+            r#"release.rollbacks.counts[0].trigger = "cosmic": manual, automatic or flag_disabled"#,
         ),
         (
-            r#"{"version": 2, "stage": 1, "config": {}, "rollbacks": [{"trigger": "manual", "count": 1}, {"trigger": "manual", "count": 1}]}"#,
-            "release.rollbacks[1]: a second count of manual",
+            r#"{"version": 2, "stage": 1, "config": {}, "rollbacks": {"version": 2, "counts": [{"trigger": "manual", "count": 1}, {"trigger": "manual", "count": 1}]}}"#,
+            "release.rollbacks.counts[1]: a second count of manual",
+        ),
+        (
+            r#"{"version": 2, "stage": 1, "config": {}, "rollbacks": {"version": 3, "counts": []}}"#,
+            "release.rollbacks.version = 3: at most the release's version 2",
         ),
     ] {
         let prefix = unique_prefix("tampered");

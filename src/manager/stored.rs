@@ -106,7 +106,7 @@ pub(super) fn open(config: &PromotionConfig, opened: SystemTime) -> Result<Optio
                 .collect();
             let known = guard_of(&state.release);
             let counted = state
-                .rollback_counts()
+                .rollback_counts(None)
                 .map_err(|why| StoreError::new(store.location(), StoreProblem::NotOurs, why))?;
             return Ok(Some(Opened {
                 link: StoreLink::new(store, store_config, (known, counted), opened),

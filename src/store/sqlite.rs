@@ -443,7 +443,7 @@ impl SqliteStore {
             .map(|text| {
                 serde_json::from_str(&text).map_err(|e| {
                     not_ours(format!(
-                        "release.rollbacks = {}: not a list of rollback counts ({e})",
+                        "release.rollbacks = {}: not rollback counts ({e})",
                         quoted(&text)
                     ))
                 })

@@ -29,7 +29,18 @@ pub(crate) struct StoredRelease {
     /// in a release written before the counts were stored: the history's events are counted
     /// instead ([`StoredState::rollback_counts`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) rollbacks: Option<Vec<StoredCount>>,
+    pub(crate) rollbacks: Option<StoredTally>,
+}
+
+/// The stored rollback counts, as of the write of `version`: the release's own version when
+/// this build wrote it. An older one is what a build before the counts left when it wrote
+/// the release (SQLite keeps the column it does not know): its events since are counted on
+/// top ([`StoredState::rollback_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoredTally {
+    pub(crate) version: u64,
+    pub(crate) counts: Vec<StoredCount>,
 }
 
 /// One cause's count as stored: the trigger's name, the first fired rule's name (automatic
@@ -56,7 +67,7 @@ impl StoredCount {
     fn read(&self, at: usize) -> Result<RollbackCount, String> {
         let field = |name: &str, value: &str, expected: &str| {
             format!(
-                "release.rollbacks[{at}].{name} = {}: {expected}",
+                "release.rollbacks.counts[{at}].{name} = {}: {expected}",
                 quoted(value)
             )
         };
@@ -99,9 +110,12 @@ impl StoredCount {
     }
 }
 
-/// `counts` as stored.
-fn stored_counts(counts: &[RollbackCount]) -> Vec<StoredCount> {
-    counts.iter().map(StoredCount::of).collect()
+/// `counts` as stored with the write of `version`.
+fn stored_tally(version: u64, counts: &[RollbackCount]) -> StoredTally {
+    StoredTally {
+        version,
+        counts: counts.iter().map(StoredCount::of).collect(),
+    }
 }
 
 /// The highest version or stage a store holds: SQLite's largest integer, `i64::MAX`, for every
@@ -161,22 +175,29 @@ impl StoredRelease {
         Ok(self)
     }
 
-    /// Its stored rollback counts, read, or what in them is not counts this build writes:
-    /// each a cause it knows, each cause once. `None` in a release written before the counts
-    /// were stored.
-    pub(crate) fn stored_tally(&self) -> Result<Option<RollbackTally>, String> {
+    /// Its stored rollback counts and the version they are as of, read, or what in them is
+    /// not counts this build writes: each a cause it knows, each cause once, as of a version
+    /// at most the release's. `None` in a release written before the counts were stored.
+    pub(crate) fn stored_tally(&self) -> Result<Option<(u64, RollbackTally)>, String> {
         let Some(stored) = &self.rollbacks else {
             return Ok(None);
         };
-        let mut counts: Vec<RollbackCount> = Vec::with_capacity(stored.len());
-        for (at, count) in stored.iter().enumerate() {
+        if stored.version > self.version {
+            return Err(format!(
+                "release.rollbacks.version = {}: at most the release's version {} (the write \
+                 that stored the counts)",
+                stored.version, self.version
+            ));
+        }
+        let mut counts: Vec<RollbackCount> = Vec::with_capacity(stored.counts.len());
+        for (at, count) in stored.counts.iter().enumerate() {
             let count = count.read(at)?;
             if counts
                 .iter()
                 .any(|c| c.trigger == count.trigger && c.rule == count.rule)
             {
                 return Err(format!(
-                    "release.rollbacks[{at}]: a second count of {}{}",
+                    "release.rollbacks.counts[{at}]: a second count of {}{}",
                     count.trigger.name(),
                     count
                         .rule
@@ -185,7 +206,7 @@ impl StoredRelease {
             }
             counts.push(count);
         }
-        Ok(Some(RollbackTally::of(counts)))
+        Ok(Some((stored.version, RollbackTally::of(counts))))
     }
 
     /// The most history events a store holds with this release, and so the most a read of
@@ -223,15 +244,23 @@ pub(crate) struct StoredState {
 }
 
 impl StoredState {
-    /// The gate's rollback counts in this state: the release's stored counts, or, in a
-    /// release written before counts were stored, its history's events counted (all the
-    /// history the store still holds).
-    pub(crate) fn rollback_counts(&self) -> Result<RollbackTally, String> {
-        if let Some(tally) = self.release.stored_tally()? {
-            return Ok(tally);
+    /// The gate's rollback counts in this state: the release's stored counts, and the events
+    /// stored after the write that stored them (those a build before the counts wrote;
+    /// without stored counts, every event the history holds). `known`: this state was read
+    /// after a state the process knows, at that version with those counts, and its history
+    /// holds only the events since; counts stored before that version are replaced by the
+    /// known ones, so events between the two are not lost.
+    pub(crate) fn rollback_counts(
+        &self,
+        known: Option<(u64, &RollbackTally)>,
+    ) -> Result<RollbackTally, String> {
+        let (mut after, mut tally) = self.release.stored_tally()?.unwrap_or_default();
+        if let Some((since, counted)) = known
+            && after < since
+        {
+            (after, tally) = (since, counted.clone());
         }
-        let mut tally = RollbackTally::default();
-        for event in &self.history {
+        for event in self.history.iter().filter(|e| e.version > after) {
             tally.count(&event.to_event()?);
         }
         Ok(tally)
@@ -367,7 +396,7 @@ impl StoredWrite {
                 version,
                 stage,
                 config,
-                rollbacks: Some(stored_counts(counts.counts())),
+                rollbacks: Some(stored_tally(version, counts.counts())),
             },
             event: event.map(|e| StoredEvent::from_event(version, e)),
             history_bound,

@@ -60,7 +60,7 @@ pub(crate) fn commit_on_top(store: &dyn StateStore, reason: &str, bound: usize) 
             version: s.release.version,
             stage: s.release.stage,
         });
-        let counted = state.map(|s| s.rollback_counts().unwrap());
+        let counted = state.map(|s| s.rollback_counts(None).unwrap());
         let mut next = config(Environment::Canary {
             traffic_percent: (guard.version % 100) as f64,
         });

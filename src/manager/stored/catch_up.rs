@@ -50,15 +50,17 @@ pub(super) struct CatchUp {
 impl CatchUp {
     /// Follows the stored `state` read after `from`: its history is the whole history when
     /// `settles_pending` (a pending rollback yields to it), else the events since `from`.
+    /// `known`: the counts of `from`, when the state's history holds only the events since.
     fn following(
         store: &dyn StateStore,
         from: Guard,
+        known: Option<&RollbackTally>,
         state: store::StoredState,
         settles_pending: bool,
     ) -> Result<Self, StoreError> {
         Ok(Self {
             from,
-            counts: counts(store, &state)?,
+            counts: counts(store, &state, known.map(|counted| (from.version, counted)))?,
             events: events(store, &state.history)?,
             own: None,
             counted: None,
@@ -100,9 +102,14 @@ impl Local {
 }
 
 /// The rollback counts of a stored `state`, or why they are not counts this build reads.
-fn counts(store: &dyn StateStore, state: &store::StoredState) -> Result<RollbackTally, StoreError> {
+/// `known`: see [`StoredState::rollback_counts`](store::StoredState::rollback_counts).
+fn counts(
+    store: &dyn StateStore,
+    state: &store::StoredState,
+    known: Option<(u64, &RollbackTally)>,
+) -> Result<RollbackTally, StoreError> {
     state
-        .rollback_counts()
+        .rollback_counts(known)
         .map_err(|why| StoreError::new(store.location(), store::StoreProblem::NotOurs, why))
 }
 
@@ -117,7 +124,9 @@ pub(super) fn catch_up(
     let Some(pending) = pending else {
         return match store.changes_since(from)? {
             Since::Same => Ok(None),
-            Since::Newer(state) => CatchUp::following(store, from, state, false).map(Some),
+            Since::Newer(state) => {
+                CatchUp::following(store, from, Some(&local.counted), state, false).map(Some)
+            }
             Since::Reset(state) => went_back(store, from, state, local),
         };
     };
@@ -135,7 +144,7 @@ pub(super) fn catch_up(
         };
         match pending.settled_by(&state) {
             Some(Settled::Written(version)) => {
-                let update = CatchUp::following(store, from, state, true)?;
+                let update = CatchUp::following(store, from, None, state, true)?;
                 return Ok(Some(CatchUp {
                     counted: Some(version),
                     started_here: true,
@@ -161,7 +170,7 @@ pub(super) fn catch_up(
                     );
                 }
                 // The same decision stored by another process counts there: not here too.
-                let update = CatchUp::following(store, from, state, true)?;
+                let update = CatchUp::following(store, from, None, state, true)?;
                 return Ok(Some(CatchUp {
                     same_stored: same_rollback,
                     ..update
@@ -176,7 +185,7 @@ pub(super) fn catch_up(
         let stage = (stored.stage + 1).max(local.stage);
         let write = StoredWrite::new(
             stored,
-            &counts(store, &state)?,
+            &counts(store, &state, None)?,
             stage,
             &config,
             pending.event.as_ref(),
@@ -232,11 +241,12 @@ fn went_back(
         };
     };
     if state.release.stage >= local.stage {
-        return CatchUp::following(store, from, state, false).map(|update| Some(update.whole()));
+        return CatchUp::following(store, from, None, state, false)
+            .map(|update| Some(update.whole()));
     }
     let write = StoredWrite::new(
         guard_of(&state.release),
-        &counts(store, &state)?,
+        &counts(store, &state, None)?,
         local.stage + 1,
         &state.release.config,
         None,

@@ -533,45 +533,58 @@ fn stored_rollback_counts_are_read_checked_naming_the_field_and_the_value() {
     let good = store.load().unwrap().unwrap();
     assert_eq!(
         good.release.rollbacks,
-        Some(vec![super::super::state::StoredCount {
-            trigger: "manual".into(),
-            rule: None,
-            count: 1
-        }])
+        Some(super::super::state::StoredTally {
+            version: 1,
+            counts: vec![super::super::state::StoredCount {
+                trigger: "manual".into(),
+                rule: None,
+                count: 1
+            }]
+        })
     );
     let hand = Connection::open(&path).unwrap();
-    let long = format!(r#"[{{"trigger":"manual","count":1}}{}]"#, " ".repeat(5000));
+    let tally = |counts: &str| format!(r#"{{"version":1,"counts":{counts}}}"#);
+    let long = tally(&format!(
+        r#"[{{"trigger":"manual","count":1}}{}]"#,
+        " ".repeat(5000)
+    ));
     for (counts, words) in [
         (
-            r#"[{"trigger":"cosmic","count":1}]"#,
-            r#"release.rollbacks[0].trigger = "cosmic": manual, automatic or flag_disabled"#,
+            tally(r#"[{"trigger":"cosmic","count":1}]"#),
+            r#"release.rollbacks.counts[0].trigger = "cosmic": manual, automatic or flag_disabled"#,
         ),
         (
-            r#"[{"trigger":"manual","rule":"error_rate_max","count":1}]"#,
-            r#"release.rollbacks[0].rule = "error_rate_max": none: only an automatic rollback has a rule"#,
+            tally(r#"[{"trigger":"manual","rule":"error_rate_max","count":1}]"#),
+            r#"release.rollbacks.counts[0].rule = "error_rate_max": none: only an automatic rollback has a rule"#,
         ),
         (
-            r#"[{"trigger":"automatic","rule":"error_rate_max","count":1},{"trigger":"automatic","rule":"nope","count":1}]"#,
-            r#"release.rollbacks[1].rule = "nope": the name of one of the judge's rules"#,
+            tally(
+                r#"[{"trigger":"automatic","rule":"error_rate_max","count":1},{"trigger":"automatic","rule":"nope","count":1}]"#,
+            ),
+            r#"release.rollbacks.counts[1].rule = "nope": the name of one of the judge's rules"#,
         ),
         (
-            r#"[{"trigger":"manual","count":1},{"trigger":"manual","count":2}]"#,
-            "release.rollbacks[1]: a second count of manual",
+            tally(r#"[{"trigger":"manual","count":1},{"trigger":"manual","count":2}]"#),
+            "release.rollbacks.counts[1]: a second count of manual",
         ),
         (
-            r#"[{"trigger":"manual","count":-1}]"#,
-            r#"release.rollbacks = "[{\"trigger\":\"manual\",\"count\":-1}]": not a list of rollback counts"#,
+            r#"{"version":2,"counts":[]}"#.to_string(),
+            "release.rollbacks.version = 2: at most the release's version 1",
         ),
         (
-            "x",
-            r#"release.rollbacks = "x": not a list of rollback counts"#,
+            tally(r#"[{"trigger":"manual","count":-1}]"#),
+            r#"release.rollbacks = "{\"version\":1,\"counts\":[{\"trigger\":\"manual\",\"count\":-1}]}": not rollback counts"#,
         ),
         (
-            long.as_str(),
-            "release.rollbacks = (5032 bytes): more than a read takes, 4096 bytes (MAX_STORED_COUNTS_BYTES)",
+            "x".to_string(),
+            r#"release.rollbacks = "x": not rollback counts"#,
+        ),
+        (
+            long,
+            "release.rollbacks = (5055 bytes): more than a read takes, 4096 bytes (MAX_STORED_COUNTS_BYTES)",
         ),
     ] {
-        hand.execute("UPDATE release SET rollbacks = ?1", [counts])
+        hand.execute("UPDATE release SET rollbacks = ?1", [&counts])
             .unwrap();
         let err = store.load().unwrap_err();
         assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
@@ -586,7 +599,7 @@ fn stored_rollback_counts_are_read_checked_naming_the_field_and_the_value() {
     );
     // Mended by hand, it is read again.
     hand.execute(
-        r#"UPDATE release SET rollbacks = '[{"trigger":"manual","count":1}]'"#,
+        r#"UPDATE release SET rollbacks = '{"version":1,"counts":[{"trigger":"manual","count":1}]}'"#,
         [],
     )
     .unwrap();
@@ -609,7 +622,7 @@ fn a_file_made_before_rollback_counts_gets_their_column_and_keeps_its_state() {
     let state = store.load().unwrap().unwrap();
     assert_eq!(state.release.rollbacks, None);
     assert_eq!(state.history.len(), 1);
-    let counted = state.rollback_counts().unwrap();
+    let counted = state.rollback_counts(None).unwrap();
     assert_eq!(counted.counts()[0].count, 1, "the history is counted");
     commit_on_top(&store, "r2", 100);
     assert!(store.load().unwrap().unwrap().release.rollbacks.is_some());
@@ -752,7 +765,7 @@ fn a_store_numbered_at_the_end_is_read_and_a_write_past_it_refused() {
     // store as it was.
     for (column, field) in [("version", "version"), ("stage", "stage")] {
         hand.execute(
-            &format!("UPDATE release SET version = ?1, stage = 1, {column} = ?2"),
+            &format!("UPDATE release SET version = ?1, stage = 1, {column} = ?2, rollbacks = NULL"),
             [last as i64 - 1, i64::MAX],
         )
         .unwrap();
