@@ -302,6 +302,12 @@ impl Monitor {
         }
     }
 
+    /// When the newest stage started, on the gate's monotonic clock.
+    #[cfg(test)]
+    pub(crate) fn stage_start(&self) -> Duration {
+        self.metrics.stage_start()
+    }
+
     /// Time since the newest stage started.
     fn stage_age(&self) -> Duration {
         self.clock
@@ -351,14 +357,25 @@ pub(crate) struct Evaluation<'a> {
 impl Evaluation<'_> {
     /// Judges `snapshot`'s stage over the current window. Leaves a reading (at most one per
     /// slot; a new burst span starts at most once per `evaluation_interval`).
+    ///
+    /// A snapshot of a stage older than the one the window measures (loaded by a thread before
+    /// a stage change that another evaluation saw first) is judged as [`health`](Self::health)
+    /// judges, leaving nothing: measuring it would start the newer stage's window, spans and
+    /// the screen's base afresh. Its verdict, of an ended stage, is dropped when applied.
     pub(crate) fn judge(mut self, snapshot: &Snapshot) -> Verdict {
+        if self.window.is_past(snapshot.route.stage) {
+            return Verdict::new(self.health(snapshot));
+        }
         let measured = self.refresh(snapshot);
         self.verdict(snapshot, measured)
     }
 
     /// Screens the current window (leaving a reading) and judges it only if a rule fires; the
-    /// rules run once.
+    /// rules run once. Nothing for a stage older than the window's (see [`judge`](Self::judge)).
     pub(crate) fn screen_then_judge(mut self, snapshot: &Snapshot) -> Option<Verdict> {
+        if self.window.is_past(snapshot.route.stage) {
+            return None;
+        }
         let measured = self.refresh(snapshot);
         judge_if_fired(
             snapshot.route.stage,

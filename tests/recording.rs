@@ -448,6 +448,40 @@ fn record_outcome_allocates_nothing_even_when_an_evaluation_falls_due() {
     });
 }
 
+/// The window's ring at its fullest: a reading before the window's start and one in each of
+/// the 11 slots the window touches. An evaluation in the next slot finds a spare buffer.
+#[test]
+fn record_outcome_allocates_nothing_when_the_windows_ring_is_full() {
+    on_a_new_thread(|gate, clock| {
+        let mix = Mix::route(gate);
+        gate.record_outcome(mix.nth(1), true, ms(3)); // the thread's first record
+        // The default 300 s window's slots are 30 s. One evaluation (130 records, more than
+        // `evaluation_interval` since the last) at each of these times: one in slot 0, the
+        // last of slot 1 late in it, then one mid-slot in slots 2 to 12.
+        let times_ms = [
+            10_000, 59_900, 75_000, 105_000, 135_000, 165_000, 195_000, 225_000, 255_000, 285_000,
+            315_000, 345_000, 375_000,
+        ];
+        let mut allocating = Vec::new();
+        for at in times_ms {
+            clock.set(ms(at));
+            let (_, allocated) = allocations_during(|| {
+                for i in 0..130 {
+                    gate.record_outcome(mix.nth(i), true, ms(3));
+                }
+            });
+            if allocated.count > 0 {
+                allocating.push((at, allocated.count, allocated.bytes));
+            }
+        }
+        assert_eq!(gate.environment(), canary(10.0), "no rule fired");
+        assert!(
+            allocating.is_empty(),
+            "records allocated at (ms, allocations, bytes): {allocating:?}"
+        );
+    });
+}
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }

@@ -21,6 +21,7 @@ use crate::config::PromotionConfig;
 use crate::decision::StageId;
 use crate::error::Error;
 use crate::history::RollbackEvent;
+use crate::monitor::Now;
 use crate::store::{
     self, Commit, Guard, StateStore, StoreConfig, StoreError, StoreProblem, StoredRelease,
     StoredWrite,
@@ -192,17 +193,21 @@ impl StoreLink {
     }
 
     /// Commits a write of `config` (a new stage when `new_stage`) with `event`, as
-    /// `durability` says. `Ok` means the caller may publish.
+    /// `durability` says. `Ok` means the caller may publish, at the time it holds: `clock`,
+    /// read once the write is stored (or deferred), before this link changes (a clock that
+    /// panics then leaves the link as it was: a stored write is followed from the store).
     fn write(
         &mut self,
         config: &PromotionConfig,
         new_stage: bool,
         event: Option<&RollbackEvent>,
         durability: Durability,
-    ) -> Result<(), Error> {
+        clock: impl FnOnce() -> Now,
+    ) -> Result<Now, Error> {
         if durability == Durability::Deferred {
+            let now = clock();
             self.defer(event);
-            return Ok(());
+            return Ok(now);
         }
         // Settled by `Shared::commit` first; still waiting only if it could not be written.
         if self.pending.is_some() {
@@ -217,10 +222,11 @@ impl StoreLink {
         let write = StoredWrite::new(self.known, &self.counted, stage, config, event);
         match self.store.commit(&write) {
             Ok(Commit::Written) => {
+                let now = clock();
                 self.known = guard_of(&write.release);
                 self.counted = write.counts;
                 self.came_back();
-                Ok(())
+                Ok(now)
             }
             Ok(Commit::Conflict { stored_version }) => Err(conflict(
                 self.store.location(),
@@ -231,11 +237,13 @@ impl StoreLink {
             )
             .into()),
             Err(error) => {
-                self.went_down(&error);
                 if durability == Durability::BestEffort {
+                    let now = clock();
+                    self.went_down(&error);
                     self.defer(event);
-                    Ok(())
+                    Ok(now)
                 } else {
+                    self.went_down(&error);
                     Err(error.into())
                 }
             }
@@ -310,14 +318,27 @@ impl Shared {
         // stored.
         let bound = config.max_rollback_history;
         let snapshot = self.prepare(writer, config, new_stage)?;
-        // Before anything is stored or known: a host's clock that panics changes nothing.
-        let now = self.monitor.now();
-        if let Some(link) = writer.store.as_mut()
-            && let Err(error) = link.write(&snapshot.config, new_stage, event.as_ref(), durability)
-        {
-            self.restore_live_flags(writer);
-            return Err(error);
-        }
+        // Read once the write is stored (the stage starts then, not before a wait for the
+        // store), and before anything here changes: a host's clock that panics changes nothing.
+        let clock = || self.monitor.now();
+        let now = match writer.store.as_mut() {
+            Some(link) => {
+                match link.write(
+                    &snapshot.config,
+                    new_stage,
+                    event.as_ref(),
+                    durability,
+                    clock,
+                ) {
+                    Ok(now) => now,
+                    Err(error) => {
+                        self.restore_live_flags(writer);
+                        return Err(error);
+                    }
+                }
+            }
+            None => clock(),
+        };
         // With a store: its counts, and the event here too while it waits to be written.
         let stored = writer
             .store
@@ -438,6 +459,34 @@ mod tests {
         }));
         let slo = crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap();
         crate::PromotionGateManager::new(config, slo).unwrap()
+    }
+
+    #[test]
+    fn a_stage_starts_when_its_write_is_stored_not_before_it_waited_for_the_store() {
+        let dir = crate::store::scratch::Scratch::new("stage-starts-stored");
+        let path = dir.file("gate.db");
+        let clock = Arc::new(crate::ManualClock::new());
+        let mut config = crate::store::testing::config(crate::config::canary(10.0));
+        config.store = Some(StoreConfig::Sqlite(crate::store::SqliteStoreConfig {
+            path: path.clone(),
+            sync_interval_ms: 60_000,
+            busy_timeout_ms: 5_000,
+            fleet_judging: true,
+        }));
+        let slo = crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap();
+        let gate = crate::PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap();
+        // Another connection holds SQLite's write lock: the ramp waits for it.
+        let lock = rusqlite::Connection::open(&path).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        std::thread::scope(|scope| {
+            let ramp = scope.spawn(|| gate.promote(crate::config::canary(5.0)));
+            std::thread::sleep(Duration::from_millis(200));
+            clock.set(Duration::from_secs(30)); // 30 s of the gate's time pass while it waits
+            lock.execute_batch("ROLLBACK").unwrap();
+            ramp.join().unwrap().unwrap();
+        });
+        assert_eq!(gate.config().environment, crate::config::canary(5.0));
+        assert_eq!(gate.shared.monitor.stage_start(), Duration::from_secs(30));
     }
 
     fn automatic_rollbacks(gate: &crate::PromotionGateManager) -> u64 {

@@ -105,14 +105,23 @@ impl Handoff {
         self.wake.get().is_some_and(Wake::wake)
     }
 
-    /// Leaves `verdict` for the sync thread (replacing an older one) and wakes it; false when
-    /// the gate has no sync thread, or when it has ended (the verdict is then taken back, and
-    /// the caller must act on it itself).
+    /// Leaves `verdict` for the sync thread (replacing one of the same stage or an older one,
+    /// never one of a newer stage, as [`WriterLock`](super::writer_lock::WriterLock) keeps an
+    /// owed one) and wakes it; false when the gate has no sync thread, or when it has ended
+    /// (the verdict is then taken back, and the caller must act on it itself).
     pub(super) fn offer(&self, verdict: &Verdict) -> bool {
         let Some(wake) = self.wake.get() else {
             return false;
         };
-        *self.lock() = Some(verdict.clone());
+        {
+            let mut held = self.lock();
+            if held
+                .as_ref()
+                .is_none_or(|held| held.stage() <= verdict.stage())
+            {
+                *held = Some(verdict.clone());
+            }
+        }
         if wake.wake() {
             return true;
         }

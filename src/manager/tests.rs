@@ -615,3 +615,98 @@ fn a_threads_first_record_never_waits_for_a_read_holding_the_window() {
     });
     assert_eq!(gate.health().canary_requests, 1);
 }
+
+#[test]
+fn an_owed_rollback_of_the_current_stage_is_not_replaced_by_a_stale_one() {
+    use crate::judge::tests::judge_cohorts;
+    use crate::metrics::tests_support::cohort;
+    use crate::verdict::Verdict;
+    let gate = gate(PromotionConfig {
+        environment: canary(5.0),
+        auto_rollback_enabled: true,
+        ..Default::default()
+    });
+    let old = gate.stage();
+    let mut config = gate.config();
+    config.environment = canary(10.0);
+    gate.swap_config(config).unwrap();
+    let current = gate.stage();
+    assert!(current > old);
+    let slo = SloConfig::default();
+    let failing = |stage| {
+        Verdict::new(judge_cohorts(
+            stage,
+            canary(10.0),
+            &cohort(1000, 1000, 900, 900),
+            &cohort(1000, 0, 900, 900),
+            Default::default(),
+            crate::judge::Policy::new(&slo, 0.95),
+        ))
+    };
+    let (fresh, stale) = (failing(current), failing(old));
+    assert!(fresh.calls_for_rollback() && stale.calls_for_rollback());
+    {
+        let _write = gate.lock_writer(); // a host's write under way
+        // A record-path evaluation of the current stage owes its rollback; then a thread that
+        // judged the stage before (preempted before acting) owes its own.
+        gate.shared.apply_verdict_or_owe(&fresh);
+        gate.shared.apply_verdict_or_owe(&stale);
+    }
+    assert_eq!(
+        gate.environment(),
+        Environment::Production,
+        "the current stage's owed rollback was made"
+    );
+}
+
+#[test]
+fn a_stale_judgement_leaves_the_newer_stages_window_as_it_was() {
+    use crate::clock::ManualClock;
+    let clock = std::sync::Arc::new(ManualClock::new());
+    let slo = SloAdmissionController::new(SloConfig {
+        warm_up: Duration::ZERO,
+        ..Default::default()
+    })
+    .unwrap();
+    let gate = PromotionGateManager::with_clock(
+        PromotionConfig {
+            environment: canary(50.0),
+            auto_rollback_enabled: false,
+            ..Default::default()
+        },
+        slo,
+        clock.clone(),
+    )
+    .unwrap();
+    // A screen on stage 1 loaded its snapshot...
+    let old = gate.shared.current.load_full();
+    let mut config = gate.config();
+    config.environment = canary(60.0);
+    gate.swap_config(config).unwrap(); // ...then stage 2 began
+    let stage = gate.stage();
+    let record = |canary_errors: u64| {
+        for i in 0..100 {
+            gate.record_for(stage, true, i >= canary_errors, Duration::from_millis(2));
+            gate.record_for(stage, false, true, Duration::from_millis(2));
+        }
+        gate.monitor_canary_health(); // leaves a reading
+    };
+    clock.set(Duration::from_secs(1));
+    record(50); // an early burst of canary errors in stage 2
+    for t in (11..=401).step_by(10) {
+        clock.set(Duration::from_secs(t));
+        record(0);
+    }
+    assert_eq!(
+        gate.health().evidence.canary.errors,
+        0,
+        "the burst left the window"
+    );
+    // The screen's judgement of stage 1 runs now (it found the window free).
+    let _ = gate.shared.monitor.evaluation().judge(&old);
+    assert_eq!(
+        gate.health().evidence.canary.errors,
+        0,
+        "errors 400 s old are back in stage 2's 300 s window"
+    );
+}

@@ -85,10 +85,19 @@ impl WriterLock {
         }
     }
 
-    /// Leaves `verdict` for the next writer to let the lock go (replacing an older one: the
-    /// newest judged the latest stage).
+    /// Leaves `verdict` for the next writer to let the lock go, replacing one owed of the same
+    /// stage or an older one, never one of a newer stage (a thread that judged an older stage
+    /// may owe its verdict after one that judged the current stage: applied, it would be
+    /// dropped as another stage's, and the current stage's rollback lost with it).
     fn owe(&self, verdict: &Verdict) {
-        *self.owed.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict.clone());
+        let mut owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
+        if owed
+            .as_ref()
+            .is_none_or(|held| held.stage() <= verdict.stage())
+        {
+            *owed = Some(verdict.clone());
+        }
+        drop(owed);
         self.owing.store(true, Ordering::SeqCst);
     }
 

@@ -47,7 +47,8 @@ pub(crate) struct Metrics {
     next_evaluation: CachePadded<AtomicU64>,
     /// The counters at the start of the last evaluated window, for the lock-free screen.
     window_base: CachePadded<WindowBase>,
-    /// The gate's newest stage (read only when a recorder changes stage).
+    /// The gate's newest stage (read at each record of the recorder's own stage, which an
+    /// older one has ended; written only when a stage starts).
     newest_stage: NewestStage,
     /// When the newest stage started (monotonic ns).
     stage_start: AtomicU64,

@@ -94,7 +94,9 @@ pub(crate) struct Tally {
 /// The gate's newest stage, as its writers last published it. A record for a stage newer than
 /// its recorder's is checked against it (a decision of another gate is refused). Writers set
 /// it before they publish a snapshot of the stage, so a decision of that snapshot never finds
-/// it older; the record path reads it only when a recorder changes stage.
+/// it older. The record path reads it at each record of its recorder's stage (one load of a
+/// cell written only when a stage starts, so it stays in every core's cache): an outcome of a
+/// stage the gate has left is late even on a thread whose recorder has not moved on yet.
 #[derive(Debug)]
 pub(crate) struct NewestStage(AtomicU64);
 

@@ -159,6 +159,11 @@ impl Window {
         self.settled_reading = sized();
     }
 
+    /// Whether the window measures a stage newer than `stage`.
+    pub(crate) fn is_past(&self, stage: StageId) -> bool {
+        self.stage.is_some_and(|measured| measured > stage)
+    }
+
     /// Takes `self.now` as the cumulative reading of `stage` at `spans.at` (with the other
     /// instances' counts the last evaluation added), computes the window (`self.windowed`, and
     /// the latencies after warm-up), and keeps the reading.
@@ -269,12 +274,22 @@ impl Window {
     }
 
     /// Keeps `self.reading` as the reading at `at` (at most one per slot), and drops the
-    /// readings older than the window needs.
+    /// readings older than the window needs: first, so that the ring never holds more than
+    /// [`RING`] readings, the buffers [`prepare`](Self::prepare) made (one at or before the
+    /// window's start and one in each of the `SLOTS + 1` slots the window touches).
     fn keep(&mut self, at: Duration, length: Duration) {
         // A host's clock that went back (against `Clock`'s contract): the readings after `at`
         // go, so the ring stays ordered, and as small, as with a clock that never does.
         while self.readings.back().is_some_and(|(t, _)| *t > at) {
             if let Some((_, counts)) = self.readings.pop_back() {
+                self.spare.push(counts);
+            }
+        }
+        // Keep one reading at or before the window's start, none older (the new one, at
+        // `at`, is after it).
+        let start = at.saturating_sub(length);
+        while self.readings.len() > 1 && self.readings.get(1).is_some_and(|(t, _)| *t <= start) {
+            if let Some((_, counts)) = self.readings.pop_front() {
                 self.spare.push(counts);
             }
         }
@@ -294,8 +309,7 @@ impl Window {
             dst.copy_from(src);
         }
         self.readings.push_back((at, entry));
-        // Keep one reading at or before the window's start, none older.
-        let start = at.saturating_sub(length);
+        // With a window of 0 (or a reading at its start), the newest alone.
         while self.readings.len() > 1 && self.readings.get(1).is_some_and(|(t, _)| *t <= start) {
             if let Some((_, counts)) = self.readings.pop_front() {
                 self.spare.push(counts);
