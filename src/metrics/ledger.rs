@@ -12,10 +12,9 @@
 //! gained.
 //!
 //! Memory: at most [`MAX_REMEMBERED`] instances are remembered one by one, each with its
-//! counts (40 KiB with histograms), beside the total and its part first read (40 KiB each) and
-//! the hashes of at most
-//! [`MAX_FOLDED`] folded instances (8 KiB): about 10 MiB at worst, 40 KiB per other instance in
-//! practice. An instance not read for longer than the judged window (all its counts are then
+//! counts (40 KiB with histograms), beside the total and its part first read (40 KiB each), the
+//! hashes of at most [`MAX_FOLDED`] folded instances (8 KiB) and, with more folded, a 16 KiB
+//! filter of the others: about 10 MiB at worst, 40 KiB per other instance in practice. An instance not read for longer than the judged window (all its counts are then
 //! older than the window), or the longest gone beyond [`MAX_REMEMBERED`], is folded: it is
 //! forgotten, its counts stay in the total, and it is counted among the departed.
 
@@ -68,6 +67,8 @@ pub(crate) struct FleetLedger {
     departed: u32,
     /// The hashes of the newest folded instances, oldest first, at most [`MAX_FOLDED`].
     folded: VecDeque<u64>,
+    /// The instances folded before those, recognized approximately in bounded memory.
+    folded_long_ago: FoldedLongAgo,
     /// Updates so far: which remembered instance has been gone longest, even on a clock that
     /// does not move.
     tick: u64,
@@ -154,6 +155,7 @@ impl FleetLedger {
         self.joined = window::sized();
         self.departed = 0;
         self.folded.clear();
+        self.folded_long_ago.clear();
     }
 
     /// Adds what instance `id` gained since it was last seen, and remembers it; `in_window`:
@@ -170,6 +172,10 @@ impl FleetLedger {
         }
         if let Some(at) = self.folded.iter().position(|folded| *folded == id) {
             self.folded.remove(at);
+            self.departed = self.departed.saturating_sub(1);
+        } else if self.folded_long_ago.holds(id) {
+            // Folded before the newest MAX_FOLDED (more than 1 280 instances in the stage):
+            // taken back as well, or it would add its whole stage to the total again.
             self.departed = self.departed.saturating_sub(1);
         } else {
             // First read: all it counted so far joins the total, and unless it all happened
@@ -225,10 +231,64 @@ impl FleetLedger {
             return;
         }
         self.departed = self.departed.saturating_add(1);
-        if self.folded.len() == MAX_FOLDED {
-            self.folded.pop_front();
+        if self.folded.len() == MAX_FOLDED
+            && let Some(oldest) = self.folded.pop_front()
+        {
+            self.folded_long_ago.add(oldest);
         }
         self.folded.push_back(id);
+    }
+}
+
+/// Bits of [`FoldedLongAgo`]'s filter: 16 KiB.
+const FOLDED_LONG_AGO_BITS: usize = 1 << 17;
+
+/// Bits set per id.
+const FOLDED_LONG_AGO_HASHES: u64 = 4;
+
+/// The ids of instances folded out of the book's exact list, in a Bloom filter of fixed size
+/// (made at the first one): an id added is always recognized; one never added is taken for
+/// one with a probability that grows with the ids added (about 10⁻⁶ after 1 000, 0.5 % after
+/// 10 000, more only with a store written to flood it), and is then taken back without adding
+/// what it shows: the others undercount, as beyond [`MAX_REMEMBERED`] they do anyway. Exact
+/// sets would grow with every instance a stage ever saw.
+#[derive(Debug, Default)]
+struct FoldedLongAgo {
+    bits: Vec<u64>,
+}
+
+impl FoldedLongAgo {
+    /// The filter's bits for `id` (double hashing of its 64-bit hash).
+    fn positions(id: u64) -> impl Iterator<Item = usize> {
+        let step = id.rotate_left(32) | 1;
+        (0..FOLDED_LONG_AGO_HASHES).map(move |i| {
+            // The modulus is a power of two below 2^32: the cast keeps every bit it needs.
+            (id.wrapping_add(i.wrapping_mul(step)) % FOLDED_LONG_AGO_BITS as u64) as usize
+        })
+    }
+
+    fn add(&mut self, id: u64) {
+        if self.bits.is_empty() {
+            self.bits = vec![0; FOLDED_LONG_AGO_BITS / 64];
+        }
+        for at in Self::positions(id) {
+            if let Some(word) = self.bits.get_mut(at / 64) {
+                *word |= 1 << (at % 64);
+            }
+        }
+    }
+
+    fn holds(&self, id: u64) -> bool {
+        !self.bits.is_empty()
+            && Self::positions(id).all(|at| {
+                self.bits
+                    .get(at / 64)
+                    .is_some_and(|word| word & (1 << (at % 64)) != 0)
+            })
+    }
+
+    fn clear(&mut self) {
+        self.bits = Vec::new();
     }
 }
 
@@ -476,6 +536,33 @@ mod tests {
         assert_eq!((book.seen.len(), book.departed), (2, 0));
         let on = tick(&mut book, 303, &[("b", 260, 31)]);
         assert_eq!(canary(&on).0, [310, 31], "then its gains");
+    }
+
+    #[test]
+    fn instances_folded_beyond_the_exact_list_are_taken_back_without_adding() {
+        // More live instances than the book remembers and lists as folded together, read 256
+        // at a time in turn (the store's newest-256): each read again after it left the list
+        // must add nothing, or its whole stage would count again at every turn.
+        let mut book = FleetLedger::default();
+        let n = MAX_REMEMBERED + MAX_FOLDED + 120;
+        let names: Vec<String> = (0..n).map(|i| format!("i{i}")).collect();
+        let mut last = None;
+        for t in 0..30 {
+            let read: Vec<_> = (0..MAX_REMEMBERED)
+                .map(|j| {
+                    let name = names[(t * MAX_REMEMBERED + j) % n].as_str();
+                    (name, None, counts(10, 1))
+                })
+                .collect();
+            last = book.update(STAGE, at(t as u64), WINDOW, read);
+        }
+        let fleet = last.unwrap();
+        let n = n as u64;
+        assert_eq!(
+            (fleet.counts.canary.requests, fleet.counts.canary.errors),
+            (10 * n, n)
+        );
+        assert_eq!(u64::from(fleet.others), n);
     }
 
     #[test]
