@@ -42,6 +42,7 @@ use std::sync::Arc;
 use thread_local::ThreadLocal;
 
 use crate::error::FlagError;
+use crate::thread_exit;
 
 /// How many slots a gate has for flag sets (slot 0, the empty set, included): the most sets it
 /// holds at once, current and retired.
@@ -215,7 +216,13 @@ impl FlagSets {
         if id == FlagSetId::EMPTY {
             return read(Found::Empty);
         }
-        let recent = self.recent.get_or(RefCell::default);
+        if thread_exit::exiting() {
+            return self.with_set_in_slot(id, read);
+        }
+        let recent = match self.recent.get() {
+            Some(recent) => recent,
+            None => self.first_recent(),
+        };
         if let Ok(cached) = recent.try_borrow()
             && let Some(set) = cached.find(id)
         {
@@ -230,6 +237,26 @@ impl FlagSets {
                 }
                 read(Found::Set(set))
             }
+            _ => read(Found::Unknown),
+        }
+    }
+
+    /// This thread's recent sets, made at its first read.
+    #[cold]
+    #[inline(never)]
+    fn first_recent(&self) -> &RefCell<Recent> {
+        let recent = self.recent.get_or(RefCell::default);
+        thread_exit::watch();
+        recent
+    }
+
+    /// [`with_set`](Self::with_set) from the slot alone, on a thread that is exiting (its
+    /// recent sets can no longer be found).
+    #[cold]
+    fn with_set_in_slot<R>(&self, id: FlagSetId, read: impl FnOnce(Found<'_>) -> R) -> R {
+        let guard = self.slots[id.slot()].load();
+        match guard.as_ref() {
+            Some(set) if set.id == id => read(Found::Set(set)),
             _ => read(Found::Unknown),
         }
     }

@@ -35,14 +35,17 @@
 //!   `records_from_inside_two_gates_writes_never_wait_for_each_other`). `monitor_canary_health`
 //!   acts the same way.
 //! - **Nothing is lost when threads exit.** A thread's recorder outlives it and is reused by the
-//!   next thread (`metrics` tests).
+//!   next thread (`metrics` tests). A thread may route and record from a thread-local
+//!   destructor as it exits, after the gate's own per-thread state is gone: it routes through
+//!   the shared snapshot and records on a recorder the exiting threads share, taking turns
+//!   (a lock held for one record; made at the first such record) (`tests/thread_exit.rs`).
 //!
 //! ## Allocation
 //! - `route_request` and `route_request_bytes` allocate nothing after a thread's first call on a
 //!   gate (`tests/alloc_free.rs`, `tests/recording.rs`).
 //! - `record_outcome` allocates nothing after a thread's first record on a gate, including while
-//!   periodic evaluations fall due; only a rule that fires allocates, to build its evidence and
-//!   roll back (`tests/recording.rs`).
+//!   periodic evaluations fall due and when the window's ring is at its fullest; only a rule
+//!   that fires allocates, to build its evidence and roll back (`tests/recording.rs`).
 //! - Through the C ABI the same holds for `pgate_route` and `pgate_record`.
 //!
 //! ## Memory

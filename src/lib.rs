@@ -96,6 +96,7 @@ mod slo;
 mod snapshot;
 mod store;
 pub mod telemetry;
+mod thread_exit;
 mod verdict;
 
 pub use bucket::{BUCKETS, Bucket, SaltedHasher, reference_bucket, threshold_for_percent};

@@ -7,6 +7,7 @@ use super::PromotionGateManager;
 use crate::decision::{RouteReason, RoutingDecision};
 use crate::snapshot::RouteTable;
 use crate::telemetry::LoggedBytes;
+use crate::thread_exit;
 
 impl PromotionGateManager {
     /// Routes a request by its id: deterministic, lock-free, allocation-free.
@@ -131,10 +132,14 @@ impl PromotionGateManager {
         request_id: &[u8],
         forcing_value: Option<&[u8]>,
     ) -> RoutingDecision<'_> {
+        if thread_exit::exiting() {
+            return self.route_overridden_shared(request_id, forcing_value);
+        }
         let cell = self.override_cache.get_or(|| {
             self.shared.monitor.prepare_thread();
             RefCell::new(self.shared.current.load_full())
         });
+        thread_exit::watch();
         // Not reentrant (routing calls nothing of the host's), so the cell is never borrowed
         // here already; if it were, the shared snapshot would serve.
         let Ok(mut cached) = cell.try_borrow_mut() else {
@@ -151,7 +156,7 @@ impl PromotionGateManager {
     }
 
     /// [`route_overridden`](Self::route_overridden) through the shared snapshot (an `arc-swap`
-    /// load), should the thread's reference be unreadable.
+    /// load), should the thread's reference be unreadable (or the thread exiting).
     #[cold]
     fn route_overridden_shared(
         &self,
@@ -175,6 +180,9 @@ impl PromotionGateManager {
         // Acquire pairs with the Release store in `publish`: seeing generation N means the
         // snapshot of generation N (or newer) is already in `current`.
         let generation = self.shared.generation.load(Ordering::Acquire);
+        if thread_exit::exiting() {
+            return self.shared.current.load().route;
+        }
         let cell = match self.route_cache.get() {
             Some(cell) => cell,
             None => self.first_route_cache(),
@@ -193,8 +201,11 @@ impl PromotionGateManager {
     #[cold]
     #[inline(never)]
     fn first_route_cache(&self) -> &Cell<RouteTable> {
-        self.route_cache
-            .get_or(|| Cell::new(self.shared.current.load().route))
+        let cell = self
+            .route_cache
+            .get_or(|| Cell::new(self.shared.current.load().route));
+        thread_exit::watch();
+        cell
     }
 }
 

@@ -20,11 +20,12 @@ mod window;
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 use thread_local::ThreadLocal;
 
 use crate::decision::{Cohort, PerCohort, StageId};
+use crate::thread_exit;
 pub(crate) use fleet::Fleet;
 use fleet::FleetCache;
 pub(crate) use ledger::{FleetLedger, FleetReading, MAX_REMEMBERED};
@@ -55,6 +56,11 @@ pub(crate) struct Metrics {
     /// Other instances' counts of the stage, when the gate is on a state store (shared with
     /// the window, which measures against the part of them first read).
     fleet: Arc<FleetCache>,
+    /// The recorder of threads that record while their thread-locals are being destroyed
+    /// (see [`thread_exit`]), which find no recorder of their own: made at the first such
+    /// record, written by one of them at a time (`exiting_turn`).
+    exiting: OnceLock<CachePadded<ThreadRecorder>>,
+    exiting_turn: Mutex<()>,
 }
 
 /// The stage, `[requests, errors, compliant]` per cohort at the window's start, and each
@@ -91,6 +97,8 @@ impl Metrics {
             newest_stage: NewestStage::new(stage),
             stage_start: AtomicU64::new(0),
             fleet,
+            exiting: OnceLock::new(),
+            exiting_turn: Mutex::new(()),
         }
     }
 
@@ -142,6 +150,9 @@ impl Metrics {
     ) -> Tally {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let compliant = success && latency.as_nanos() <= u128::from(latency_target_ns);
+        if thread_exit::exiting() {
+            return self.record_exiting(stage, cohort, success, micros, compliant);
+        }
         let recorder = match self.recorders.get() {
             Some(recorder) => recorder,
             None => self.first_recorder(),
@@ -156,12 +167,59 @@ impl Metrics {
         )
     }
 
+    /// [`record`](Self::record) on a thread whose thread-locals are being destroyed: on the
+    /// recorder that exiting threads share, in turn.
+    #[cold]
+    #[inline(never)]
+    fn record_exiting(
+        &self,
+        stage: StageId,
+        cohort: Cohort,
+        success: bool,
+        micros: u64,
+        compliant: bool,
+    ) -> Tally {
+        self.with_exiting_recorder(|recorder| {
+            recorder.record(
+                stage,
+                cohort,
+                success,
+                micros,
+                compliant,
+                &self.newest_stage,
+            )
+        })
+    }
+
+    /// Runs `count` on the recorder that threads share once their thread-locals are being
+    /// destroyed (made at the first such thread's record), one thread at a time.
+    #[cold]
+    fn with_exiting_recorder<T>(&self, count: impl FnOnce(&ThreadRecorder) -> T) -> T {
+        let _turn = self
+            .exiting_turn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        count(
+            self.exiting
+                .get_or_init(|| CachePadded::new(ThreadRecorder::new())),
+        )
+    }
+
+    /// Every recorder: the threads' and the one exiting threads share.
+    fn all_recorders(&self) -> impl Iterator<Item = &ThreadRecorder> {
+        let exiting = self.exiting.get().map(|recorder| &**recorder);
+        self.recorders
+            .iter()
+            .map(|recorder| &**recorder)
+            .chain(exiting)
+    }
+
     /// The calling thread's recorder, made at its first record. Out of line, so that the
     /// common path inlines `ThreadLocal::get` alone.
     #[cold]
     #[inline(never)]
     fn first_recorder(&self) -> &ThreadRecorder {
-        self.recorders.get_or(|| {
+        let recorder = self.recorders.get_or(|| {
             // A thread's first record also makes the gate's evaluation buffers (once per gate),
             // so that evaluating from the record path never allocates; never waiting for them:
             // while the window is held, its holder's evaluation makes them.
@@ -169,7 +227,9 @@ impl Metrics {
                 window.prepare();
             }
             CachePadded::new(ThreadRecorder::new())
-        })
+        });
+        thread_exit::watch();
+        recorder
     }
 
     /// Sums every recorder's data for `stage` into `out`, reading through `scratch`. With
@@ -185,7 +245,7 @@ impl Metrics {
         for cohort in out.iter_mut() {
             cohort.reset(histograms, layout::LEN);
         }
-        for recorder in self.recorders.iter() {
+        for recorder in self.all_recorders() {
             // A recorder cleared mid-read is re-read once; after that it has moved to a newer
             // stage and holds nothing of `stage`.
             if !recorder.add_to(stage, out, scratch, histograms) {
@@ -217,6 +277,9 @@ impl Metrics {
 
     /// Paces the calling thread's looks at the clock (see `ThreadRecorder::paced`).
     pub(crate) fn paced(&self, now: Duration, target: Duration) {
+        if thread_exit::exiting() {
+            return;
+        }
         if let Some(recorder) = self.recorders.get() {
             let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
             recorder.paced(ns(now), ns(target));
@@ -291,48 +354,62 @@ impl Metrics {
 
     /// Outcomes dropped as late, over all threads.
     pub(crate) fn late(&self) -> u64 {
-        self.recorders.iter().map(|r| r.late()).sum()
+        self.all_recorders().map(ThreadRecorder::late).sum()
     }
 
     /// Outcomes dropped as foreign, over all threads.
     pub(crate) fn foreign(&self) -> u64 {
-        self.recorders.iter().map(|r| r.foreign()).sum()
+        self.all_recorders().map(ThreadRecorder::foreign).sum()
     }
 
     /// Counts a forced request's outcome on the calling thread's recorder.
     pub(crate) fn forced_outcome(&self, stage: StageId) -> Recorded {
-        let recorder = self.recorder();
-        // A stage newer than the gate's is no decision of this gate's (another gate's, or
-        // one from before a restart): dropped as foreign, as an unforced one is.
-        if stage > self.newest_stage.get() {
-            recorder.count_foreign();
-            return Recorded::Foreign;
-        }
-        recorder.count_forced();
-        Recorded::Forced
+        self.with_recorder(|recorder| {
+            // A stage newer than the gate's is no decision of this gate's (another gate's, or
+            // one from before a restart): dropped as foreign, as an unforced one is.
+            if stage > self.newest_stage.get() {
+                recorder.count_foreign();
+                return Recorded::Foreign;
+            }
+            recorder.count_forced();
+            Recorded::Forced
+        })
     }
 
     /// Outcomes of forced requests, over all threads.
     pub(crate) fn forced(&self) -> u64 {
-        self.recorders.iter().map(|r| r.forced()).sum()
+        self.all_recorders().map(ThreadRecorder::forced).sum()
     }
 
     /// Counts an ignored forcing value on the calling thread's recorder.
     pub(crate) fn ignored_override_value(&self) {
-        self.recorder().count_ignored_override();
+        self.with_recorder(ThreadRecorder::count_ignored_override);
     }
 
-    /// Makes the calling thread's recorder if it has none.
+    /// Makes the calling thread's recorder if it has none (not on a thread that is exiting).
     pub(crate) fn prepare_thread(&self) {
-        self.recorder();
+        if !thread_exit::exiting() {
+            self.recorder();
+        }
     }
 
     /// Forcing values ignored, over all threads.
     pub(crate) fn ignored_overrides(&self) -> u64 {
-        self.recorders.iter().map(|r| r.ignored_overrides()).sum()
+        self.all_recorders()
+            .map(ThreadRecorder::ignored_overrides)
+            .sum()
     }
 
-    /// The calling thread's recorder, made at its first use.
+    /// Runs `count` on the calling thread's recorder, or on the shared one of exiting threads.
+    fn with_recorder<T>(&self, count: impl FnOnce(&ThreadRecorder) -> T) -> T {
+        if thread_exit::exiting() {
+            return self.with_exiting_recorder(count);
+        }
+        count(self.recorder())
+    }
+
+    /// The calling thread's recorder, made at its first use (not on a thread that is exiting:
+    /// see [`with_recorder`](Self::with_recorder)).
     fn recorder(&self) -> &ThreadRecorder {
         match self.recorders.get() {
             Some(recorder) => recorder,
