@@ -38,7 +38,10 @@ impl Drop for InFlight {
         for id in self.0.borrow().iter() {
             let decision = gate.route_request(id);
             assert_eq!(decision.is_canary, gate.route_request(id).is_canary);
-            assert_eq!(decision.enabled_features.contains("new_api"), decision.is_canary);
+            assert_eq!(
+                decision.enabled_features.contains("new_api"),
+                decision.is_canary
+            );
             assert_eq!(
                 gate.record_outcome(&decision, false, Duration::from_millis(5)),
                 Recorded::Counted
