@@ -221,7 +221,10 @@ impl FlagSets {
         }
         let recent = match self.recent.get() {
             Some(recent) => recent,
-            None => self.first_recent(),
+            None => match self.first_recent() {
+                Some(recent) => recent,
+                None => return self.with_set_in_slot(id, read),
+            },
         };
         if let Ok(cached) = recent.try_borrow()
             && let Some(set) = cached.find(id)
@@ -241,13 +244,11 @@ impl FlagSets {
         }
     }
 
-    /// This thread's recent sets, made at its first read.
+    /// This thread's recent sets, made at its first read (`None`: the thread is exiting).
     #[cold]
     #[inline(never)]
-    fn first_recent(&self) -> &RefCell<Recent> {
-        let recent = self.recent.get_or(RefCell::default);
-        thread_exit::watch();
-        recent
+    fn first_recent(&self) -> Option<&RefCell<Recent>> {
+        thread_exit::slot(|| self.recent.get_or(RefCell::default))
     }
 
     /// [`with_set`](Self::with_set) from the slot alone, on a thread that is exiting (its

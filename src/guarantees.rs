@@ -38,7 +38,8 @@
 //!   next thread (`metrics` tests). A thread may route and record from a thread-local
 //!   destructor as it exits, after the gate's own per-thread state is gone: it routes through
 //!   the shared snapshot and records on a recorder the exiting threads share, taking turns
-//!   (a lock held for one record; made at the first such record) (`tests/thread_exit.rs`).
+//!   (a lock held for one record; made at the first such record) (`tests/thread_exit.rs`; a
+//!   build with `panic = "abort"` aborts in one case: see `src/thread_exit.rs`).
 //!
 //! ## Allocation
 //! - `route_request` and `route_request_bytes` allocate nothing after a thread's first call on a

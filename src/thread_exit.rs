@@ -8,7 +8,11 @@
 //! the process. So the first time a thread gets a slot, a watch is set up after the id's guard:
 //! thread-local destructors run in the reverse order of their registration, so the watch is
 //! dropped first and marks the thread exiting, and every later call takes a path that needs no
-//! slot (see [`exiting`]).
+//! slot (see [`exiting`]). A thread whose id another user of `thread_local` made (after the
+//! host's thread-local), or that took over an exited thread's slots with its id, has no watch
+//! yet: its first call after the id is gone panics inside [`slot`], which catches it (the
+//! panic hook prints it, once per such thread), marks the thread exiting and takes the same
+//! path. (Built with `panic = "abort"`, that one case still aborts.)
 
 use std::cell::Cell;
 
@@ -30,8 +34,24 @@ impl Drop for Watch {
 /// Sets up the watch of the calling thread (once; later calls do nothing). Called right after
 /// a `ThreadLocal` made the thread's slot, so that the watch is destroyed before the id the
 /// slot is found by.
-pub(crate) fn watch() {
+fn watch() {
     let _ = WATCH.try_with(|_| ());
+}
+
+/// Makes the calling thread's slot with `make` (a `ThreadLocal::get_or`), then sets up its
+/// watch; `None` when the thread's `thread_local` id is already gone (`make` panicked): the
+/// thread is then marked exiting. Only on the cold path that makes a thread's slot.
+pub(crate) fn slot<T>(make: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(make)) {
+        Ok(slot) => {
+            watch();
+            Some(slot)
+        }
+        Err(_) => {
+            let _ = EXITING.try_with(|exiting| exiting.set(true));
+            None
+        }
+    }
 }
 
 /// Whether the calling thread's thread-locals are being destroyed (after the watch was): its

@@ -596,19 +596,52 @@ fn a_rollback_another_process_stored_first_is_counted_once_in_both() {
     // one whose rollback the other's overtook counts the stored one, not its own as well.
     let dir = Scratch::new("rollback-counts-overtaken");
     let path = dir.file("gate.db");
+    let (a, b) = (open_slow(&path), open_slow(&path));
+    let total = |gate: &PromotionGateManager| -> u64 {
+        gate.rollback_counts().iter().map(|c| c.count).sum()
+    };
+    fail_the_canary(&a);
+    eventually("a's rollback is stored", || {
+        stored_environment(&path) == "Production"
+    });
+    fail_the_canary(&b);
+    assert_eq!(total(&b), 1, "counted when made");
+    // Settled: b follows the stored history, a's event (its own is not written).
+    let stored: Vec<_> = a
+        .rollback_history()
+        .into_iter()
+        .map(|mut event| {
+            event.evidence = None;
+            event
+        })
+        .collect();
+    eventually("b's rollback is settled", || {
+        b.sync_now();
+        b.rollback_history() == stored
+    });
+    assert_eq!(total(&b), 1, "{:?}", b.rollback_counts());
+    assert_eq!(b.rollback_counts(), a.rollback_counts());
+
+    // Under another cause (a manual rollback stored first, an automatic one here) the
+    // overtaken rollback stays counted here, as a dropped one does: no count goes down.
+    let dir = Scratch::new("rollback-counts-overtaken-cause");
+    let path = dir.file("gate.db");
     let (a, b) = (open(&path), open_slow(&path));
     a.rollback("bad canary").unwrap();
     fail_the_canary(&b);
+    let made_here = b.rollback_counts();
     eventually("b's rollback is settled", || {
         b.rollback_history()
             .iter()
             .all(|e| e.reason == "bad canary")
     });
-    let total = |gate: &PromotionGateManager| -> u64 {
-        gate.rollback_counts().iter().map(|c| c.count).sum()
-    };
-    assert_eq!((total(&a), total(&b)), (1, 1), "{:?}", b.rollback_counts());
-    assert_eq!(b.rollback_counts(), a.rollback_counts());
+    assert_eq!((total(&a), total(&b)), (1, 2), "{:?}", b.rollback_counts());
+    for counted in made_here {
+        assert!(
+            b.rollback_counts().contains(&counted),
+            "{counted:?} went down"
+        );
+    }
 }
 
 #[test]

@@ -135,11 +135,15 @@ impl PromotionGateManager {
         if thread_exit::exiting() {
             return self.route_overridden_shared(request_id, forcing_value);
         }
-        let cell = self.override_cache.get_or(|| {
-            self.shared.monitor.prepare_thread();
-            RefCell::new(self.shared.current.load_full())
+        let made = thread_exit::slot(|| {
+            self.override_cache.get_or(|| {
+                self.shared.monitor.prepare_thread();
+                RefCell::new(self.shared.current.load_full())
+            })
         });
-        thread_exit::watch();
+        let Some(cell) = made else {
+            return self.route_overridden_shared(request_id, forcing_value);
+        };
         // Not reentrant (routing calls nothing of the host's), so the cell is never borrowed
         // here already; if it were, the shared snapshot would serve.
         let Ok(mut cached) = cell.try_borrow_mut() else {
@@ -185,7 +189,10 @@ impl PromotionGateManager {
         }
         let cell = match self.route_cache.get() {
             Some(cell) => cell,
-            None => self.first_route_cache(),
+            None => match self.first_route_cache() {
+                Some(cell) => cell,
+                None => return self.shared.current.load().route,
+            },
         };
         let cached = cell.get();
         if cached.generation == generation {
@@ -196,16 +203,15 @@ impl PromotionGateManager {
         fresh
     }
 
-    /// The calling thread's route cache, made at its first route. Out of line, so that the
-    /// common path inlines `ThreadLocal::get` alone.
+    /// The calling thread's route cache, made at its first route (`None`: the thread is
+    /// exiting). Out of line, so that the common path inlines `ThreadLocal::get` alone.
     #[cold]
     #[inline(never)]
-    fn first_route_cache(&self) -> &Cell<RouteTable> {
-        let cell = self
-            .route_cache
-            .get_or(|| Cell::new(self.shared.current.load().route));
-        thread_exit::watch();
-        cell
+    fn first_route_cache(&self) -> Option<&Cell<RouteTable>> {
+        thread_exit::slot(|| {
+            self.route_cache
+                .get_or(|| Cell::new(self.shared.current.load().route))
+        })
     }
 }
 

@@ -155,7 +155,10 @@ impl Metrics {
         }
         let recorder = match self.recorders.get() {
             Some(recorder) => recorder,
-            None => self.first_recorder(),
+            None => match self.first_recorder() {
+                Some(recorder) => recorder,
+                None => return self.record_exiting(stage, cohort, success, micros, compliant),
+            },
         };
         recorder.record(
             stage,
@@ -218,18 +221,19 @@ impl Metrics {
     /// common path inlines `ThreadLocal::get` alone.
     #[cold]
     #[inline(never)]
-    fn first_recorder(&self) -> &ThreadRecorder {
-        let recorder = self.recorders.get_or(|| {
-            // A thread's first record also makes the gate's evaluation buffers (once per gate),
-            // so that evaluating from the record path never allocates; never waiting for them:
-            // while the window is held, its holder's evaluation makes them.
-            if let Some(mut window) = self.try_lock_window() {
-                window.prepare();
-            }
-            CachePadded::new(ThreadRecorder::new())
+    fn first_recorder(&self) -> Option<&ThreadRecorder> {
+        let recorder = thread_exit::slot(|| {
+            self.recorders.get_or(|| {
+                // A thread's first record also makes the gate's evaluation buffers (once per
+                // gate), so that evaluating from the record path never allocates; never waiting
+                // for them: while the window is held, its holder's evaluation makes them.
+                if let Some(mut window) = self.try_lock_window() {
+                    window.prepare();
+                }
+                CachePadded::new(ThreadRecorder::new())
+            })
         });
-        thread_exit::watch();
-        recorder
+        recorder.map(|recorder| &**recorder)
     }
 
     /// Sums every recorder's data for `stage` into `out`, reading through `scratch`. With
@@ -388,9 +392,7 @@ impl Metrics {
 
     /// Makes the calling thread's recorder if it has none (not on a thread that is exiting).
     pub(crate) fn prepare_thread(&self) {
-        if !thread_exit::exiting() {
-            self.recorder();
-        }
+        self.recorder();
     }
 
     /// Forcing values ignored, over all threads.
@@ -402,17 +404,20 @@ impl Metrics {
 
     /// Runs `count` on the calling thread's recorder, or on the shared one of exiting threads.
     fn with_recorder<T>(&self, count: impl FnOnce(&ThreadRecorder) -> T) -> T {
-        if thread_exit::exiting() {
-            return self.with_exiting_recorder(count);
+        match self.recorder() {
+            Some(recorder) => count(recorder),
+            None => self.with_exiting_recorder(count),
         }
-        count(self.recorder())
     }
 
-    /// The calling thread's recorder, made at its first use (not on a thread that is exiting:
-    /// see [`with_recorder`](Self::with_recorder)).
-    fn recorder(&self) -> &ThreadRecorder {
+    /// The calling thread's recorder, made at its first use; `None` on a thread that is
+    /// exiting (see [`with_recorder`](Self::with_recorder)).
+    fn recorder(&self) -> Option<&ThreadRecorder> {
+        if thread_exit::exiting() {
+            return None;
+        }
         match self.recorders.get() {
-            Some(recorder) => recorder,
+            Some(recorder) => Some(recorder),
             None => self.first_recorder(),
         }
     }

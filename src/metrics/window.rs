@@ -159,6 +159,23 @@ impl Window {
         self.settled_reading = sized();
     }
 
+    /// Keeps the last reading of each `slot` (but the first reading, the window's base),
+    /// dropping the others: readings taken at a shorter window's finer slots (the window was
+    /// lengthened within the stage) would otherwise outnumber the ring's buffers.
+    fn thin(&mut self, slot: u128) {
+        let mut at = 1;
+        while at + 1 < self.readings.len() {
+            let slot_of = |i: usize| self.readings.get(i).map(|(t, _)| t.as_nanos() / slot);
+            if slot_of(at) == slot_of(at + 1) {
+                if let Some((_, counts)) = self.readings.remove(at) {
+                    self.spare.push(counts);
+                }
+            } else {
+                at += 1;
+            }
+        }
+    }
+
     /// Whether the window measures a stage newer than `stage`.
     pub(crate) fn is_past(&self, stage: StageId) -> bool {
         self.stage.is_some_and(|measured| measured > stage)
@@ -294,6 +311,9 @@ impl Window {
             }
         }
         let slot = (length / SLOTS).max(Duration::from_millis(1)).as_nanos();
+        if self.readings.len() >= RING {
+            self.thin(slot);
+        }
         let same_slot = self
             .readings
             .back()
@@ -342,6 +362,32 @@ mod tests {
             histogram: vec![canary_requests],
         };
         w.now.stable = CohortCounts::default();
+    }
+
+    #[test]
+    fn a_window_lengthened_within_the_stage_keeps_the_ring_within_its_buffers() {
+        // Readings every second in a 10 s window, then a 600 s one: the fine readings must not
+        // outnumber the ring's buffers as the new window's slots fill.
+        let mut w = Window::default();
+        w.prepare();
+        let (s, mut total) = (StageId(1), 0);
+        for t in 0..400u64 {
+            let length = Duration::from_secs(if t < 20 { 10 } else { 600 });
+            total += 10;
+            set(&mut w, total, 0);
+            w.observe(s, spans(Duration::from_millis(t * 1000 + 500), length));
+            assert!(
+                w.readings.len() <= RING,
+                "{} readings at {t}",
+                w.readings.len()
+            );
+            assert!(
+                w.spare.len() + w.readings.len() == RING,
+                "a buffer was made at {t}"
+            );
+        }
+        // The window still measures all it holds: 400 s, within 600 s.
+        assert_eq!(w.windowed.canary.requests, total);
     }
 
     #[test]

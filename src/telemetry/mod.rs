@@ -19,7 +19,7 @@ mod window;
 pub(crate) use logs::log_lines;
 pub(crate) use logs::{LoggedBytes, VerdictLines};
 pub use rollbacks::RollbackCount;
-pub(crate) use rollbacks::{RollbackCounts, RollbackTally, rollback_series};
+pub(crate) use rollbacks::{RollbackCounts, RollbackTally, rollback_series, same_cause};
 pub use route::route_request_observed;
 pub(crate) use window::ENVIRONMENTS;
 pub use window::WindowExport;

@@ -21,8 +21,8 @@ use crate::judge::Rule;
 /// history, so every process that shares the store shows the same counts once it has synced,
 /// a scrape answered by any of them reads one counter, and a restarted process goes on from
 /// them. One limit: a rollback this process made while the store was unavailable that another
-/// process's write overtook (never stored, and not the same rollback stored first) is counted
-/// here only.
+/// process's write overtook (never stored, and not the same rollback under the same cause
+/// stored first) is counted here only.
 ///
 /// # Example
 /// ```
@@ -142,6 +142,11 @@ impl RollbackCounts {
         all.counts.retain(|c| c.count > 0);
         all.counts
     }
+}
+
+/// Whether `a` and `b` count under the same cause.
+pub(crate) fn same_cause(a: &RollbackEvent, b: &RollbackEvent) -> bool {
+    cause_of(a) == cause_of(b)
 }
 
 /// The cause an event counts under: its trigger and, for an automatic rollback, its first

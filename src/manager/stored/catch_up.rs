@@ -34,7 +34,8 @@ pub(super) struct CatchUp {
     /// already: this process made it, and counted it then.
     counted: Option<u64>,
     /// Whether the pending rollback was overtaken by the same rollback stored by another
-    /// process (the same decision made first elsewhere): counted in the stored counts.
+    /// process (the same decision made first elsewhere), under the same cause: counted in
+    /// the stored counts ([`Pending::counted_by`]).
     same_stored: bool,
     /// Whether `events` (and `own`) are the whole history (they replace the local one).
     whole_history: bool,
@@ -170,9 +171,10 @@ pub(super) fn catch_up(
                     );
                 }
                 // The same decision stored by another process counts there: not here too.
+                let same_stored = same_rollback && pending.counted_by(&state);
                 let update = CatchUp::following(store, from, None, state, true)?;
                 return Ok(Some(CatchUp {
-                    same_stored: same_rollback,
+                    same_stored,
                     ..update
                 }));
             }
@@ -541,6 +543,36 @@ mod tests {
             pending,
             Local::of(gate.shared.current.load_full(), &Default::default()),
         )
+    }
+
+    #[test]
+    fn a_waiting_rollback_overtaken_by_another_cause_stays_counted_here() {
+        use crate::store::testing::{rollback_event, write_on};
+        for (theirs, counted_there) in [
+            (crate::RollbackTrigger::Manual, true),
+            (crate::RollbackTrigger::Automatic, false),
+        ] {
+            let dir = crate::store::scratch::Scratch::new("overtaken-cause");
+            let (store, pending, local) = a_rollback_waiting_on(&dir);
+            // Another process rolled the release back first (the very next write): a manual
+            // rollback as this one, or an automatic one.
+            let mut event = rollback_event("automatic rollback: error_rate_max");
+            event.trigger = theirs;
+            let mut other = write_on(1, Environment::Production, None);
+            other = StoredWrite::new(
+                other.guard,
+                &Default::default(),
+                other.release.stage,
+                &crate::store::testing::config(Environment::Production),
+                Some(&event),
+            );
+            assert_eq!(store.commit(&other).unwrap(), Commit::Written);
+            let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
+                .unwrap()
+                .unwrap();
+            assert!(update.settles_pending && update.own.is_none());
+            assert_eq!(update.same_stored, counted_there, "{theirs:?}");
+        }
     }
 
     #[test]

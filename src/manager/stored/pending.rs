@@ -83,6 +83,22 @@ impl Pending {
     }
 }
 
+impl Pending {
+    /// Whether `state`, which overtook this rollback with the same rollback made first by
+    /// another process (the very next write), counts it under the same cause: then this
+    /// process's count of it moves to the stored counts. Under another cause (a manual
+    /// rollback here, an automatic one there; automatic ones on different first rules) it
+    /// stays counted here, as a dropped rollback does, so that no count goes down.
+    pub(super) fn counted_by(&self, state: &store::StoredState) -> bool {
+        let next = self.decided_on.version.saturating_add(1);
+        let stored = state.history.iter().find(|e| e.version == next);
+        match (&self.event, stored.map(store::StoredEvent::to_event)) {
+            (Some(own), Some(Ok(theirs))) => crate::telemetry::same_cause(own, &theirs),
+            _ => false,
+        }
+    }
+}
+
 impl Shared {
     /// Writes a rollback still waiting to be written, under the writer lock (as
     /// [`catch_up_locked`](Self::catch_up_locked) does), before a write that waits for no one:
