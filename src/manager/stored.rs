@@ -317,9 +317,12 @@ impl Shared {
         // Built first: a config the gate cannot publish (no flag set number left) is never
         // stored.
         let bound = config.max_rollback_history;
+        // Without a store nothing waits: the clocks are read before anything is prepared, so
+        // a host's clock that panics changes nothing (preparing makes the new flag sets live).
+        let unstored = writer.store.is_none().then(|| self.monitor.now());
         let snapshot = self.prepare(writer, config, new_stage)?;
-        // Read once the write is stored (the stage starts then, not before a wait for the
-        // store), and before anything here changes: a host's clock that panics changes nothing.
+        // With one, read once the write is stored (the stage starts then, not before a wait
+        // for the store), before the link changes.
         let clock = || self.monitor.now();
         let now = match writer.store.as_mut() {
             Some(link) => {
@@ -337,7 +340,7 @@ impl Shared {
                     }
                 }
             }
-            None => clock(),
+            None => unstored.unwrap_or_else(clock),
         };
         // With a store: its counts, and the event here too while it waits to be written.
         let stored = writer
