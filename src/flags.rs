@@ -216,9 +216,6 @@ impl FlagSets {
         if id == FlagSetId::EMPTY {
             return read(Found::Empty);
         }
-        if thread_exit::exiting() {
-            return self.with_set_in_slot(id, read);
-        }
         let recent = match self.recent.get() {
             Some(recent) => recent,
             None => match self.first_recent() {

@@ -132,17 +132,20 @@ impl PromotionGateManager {
         request_id: &[u8],
         forcing_value: Option<&[u8]>,
     ) -> RoutingDecision<'_> {
-        if thread_exit::exiting() {
-            return self.route_overridden_shared(request_id, forcing_value);
-        }
-        let made = thread_exit::slot(|| {
-            self.override_cache.get_or(|| {
-                self.shared.monitor.prepare_thread();
-                RefCell::new(self.shared.current.load_full())
-            })
-        });
-        let Some(cell) = made else {
-            return self.route_overridden_shared(request_id, forcing_value);
+        let cell = match self.override_cache.get() {
+            Some(cell) => cell,
+            None => {
+                let made = thread_exit::slot(|| {
+                    self.override_cache.get_or(|| {
+                        self.shared.monitor.prepare_thread();
+                        RefCell::new(self.shared.current.load_full())
+                    })
+                });
+                let Some(cell) = made else {
+                    return self.route_overridden_shared(request_id, forcing_value);
+                };
+                cell
+            }
         };
         // Not reentrant (routing calls nothing of the host's), so the cell is never borrowed
         // here already; if it were, the shared snapshot would serve.
@@ -184,9 +187,6 @@ impl PromotionGateManager {
         // Acquire pairs with the Release store in `publish`: seeing generation N means the
         // snapshot of generation N (or newer) is already in `current`.
         let generation = self.shared.generation.load(Ordering::Acquire);
-        if thread_exit::exiting() {
-            return self.shared.current.load().route;
-        }
         let cell = match self.route_cache.get() {
             Some(cell) => cell,
             None => match self.first_route_cache() {

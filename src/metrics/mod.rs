@@ -150,9 +150,6 @@ impl Metrics {
     ) -> Tally {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let compliant = success && latency.as_nanos() <= u128::from(latency_target_ns);
-        if thread_exit::exiting() {
-            return self.record_exiting(stage, cohort, success, micros, compliant);
-        }
         let recorder = match self.recorders.get() {
             Some(recorder) => recorder,
             None => match self.first_recorder() {
@@ -217,8 +214,9 @@ impl Metrics {
             .chain(exiting)
     }
 
-    /// The calling thread's recorder, made at its first record. Out of line, so that the
-    /// common path inlines `ThreadLocal::get` alone.
+    /// The calling thread's recorder, made at its first record (`None`: the thread is exiting,
+    /// see [`thread_exit`]). Out of line, so that the common path inlines `ThreadLocal::get`
+    /// alone.
     #[cold]
     #[inline(never)]
     fn first_recorder(&self) -> Option<&ThreadRecorder> {
@@ -281,9 +279,6 @@ impl Metrics {
 
     /// Paces the calling thread's looks at the clock (see `ThreadRecorder::paced`).
     pub(crate) fn paced(&self, now: Duration, target: Duration) {
-        if thread_exit::exiting() {
-            return;
-        }
         if let Some(recorder) = self.recorders.get() {
             let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
             recorder.paced(ns(now), ns(target));
@@ -413,9 +408,6 @@ impl Metrics {
     /// The calling thread's recorder, made at its first use; `None` on a thread that is
     /// exiting (see [`with_recorder`](Self::with_recorder)).
     fn recorder(&self) -> Option<&ThreadRecorder> {
-        if thread_exit::exiting() {
-            return None;
-        }
         match self.recorders.get() {
             Some(recorder) => Some(recorder),
             None => self.first_recorder(),
