@@ -143,33 +143,18 @@ mod tests {
     use super::*;
     use crate::metrics::layout;
 
-    /// Counts whose latencies are `count` samples in each bucket of `buckets`.
-    fn counts(buckets: &[(usize, u64)]) -> CohortCounts {
-        let mut histogram = vec![0; layout::LEN];
-        for &(index, count) in buckets {
-            histogram[index] = count;
-        }
-        let requests = buckets.iter().map(|&(_, count)| count).sum();
-        CohortCounts {
-            requests,
-            errors: 0,
-            compliant: requests,
-            histogram,
-        }
-    }
-
     #[test]
     fn the_p99_bounds_read_their_rank_and_the_safe_end_of_its_bucket() {
         // 8 210 samples: the upper bound is the 8 155th (as a fraction, 8155 / 8210 times 8210
         // comes to just above 8155 and would read the 8 156th), here the last of bucket 100.
         assert_eq!(p99_upper(8_210, 0.001), Some(8_155));
-        let many = counts(&[(100, 8_155), (200, 55)]);
+        let many = CohortCounts::compliant_in_buckets(&[(100, 8_155), (200, 55)]);
         let stats = CohortStats::of(&many);
         assert_eq!(stats.p99_upper_micros(0.001), Some(layout::highest_of(100)));
         // The lower bound's rank, in the same bucket, is read as the bucket's lowest latency.
         assert_eq!(stats.p99_lower_micros(0.001), Some(layout::lowest_of(100)));
         // Too few samples bound nothing.
-        let few = counts(&[(100, 99), (200, 1)]);
+        let few = CohortCounts::compliant_in_buckets(&[(100, 99), (200, 1)]);
         assert_eq!(CohortStats::of(&few).p99_upper_micros(0.001), None);
     }
 }

@@ -281,17 +281,11 @@ fn a_canary_stage_with_too_few_stable_outcomes_is_not_promotable() {
 
 /// A cohort of `(latency µs, requests)` lumps, none failed, every latency compliant.
 fn lumps(of: &[(u64, u64)]) -> CohortCounts {
-    let mut histogram = vec![0u64; crate::metrics::layout::LEN];
-    for &(micros, n) in of {
-        histogram[crate::metrics::layout::index_of(micros)] += n;
-    }
-    let requests = of.iter().map(|(_, n)| n).sum();
-    CohortCounts {
-        requests,
-        errors: 0,
-        compliant: requests,
-        histogram,
-    }
+    let buckets: Vec<_> = of
+        .iter()
+        .map(|&(micros, n)| (crate::metrics::layout::index_of(micros), n))
+        .collect();
+    CohortCounts::compliant_in_buckets(&buckets)
 }
 
 #[test]

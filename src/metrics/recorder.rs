@@ -337,6 +337,23 @@ impl ThreadRecorder {
 }
 
 impl CohortCounts {
+    /// Test counts: `requests` samples in each histogram bucket `index` of `buckets` (a bucket
+    /// named twice counts both), none failed, every one compliant.
+    #[cfg(test)]
+    pub(crate) fn compliant_in_buckets(buckets: &[(usize, u64)]) -> CohortCounts {
+        let mut histogram = vec![0; LEN];
+        for &(index, requests) in buckets {
+            histogram[index] += requests;
+        }
+        let requests = buckets.iter().map(|&(_, requests)| requests).sum();
+        CohortCounts {
+            requests,
+            errors: 0,
+            compliant: requests,
+            histogram,
+        }
+    }
+
     /// Adds `other` to `self`, histogram included: `self`'s histogram first grows to
     /// `other`'s length if it is shorter (the one case that allocates).
     pub(crate) fn add(&mut self, other: &CohortCounts) {
