@@ -5,6 +5,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <grp.h>
+
 #include "ngx_http_pgate.h"
 
 
@@ -212,12 +214,15 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
  * while a reload keeps the running configuration (an init_module hook could only exit the
  * master). A bad store path, a store that cannot be opened and stored state the library
  * refuses fail here. When the master runs as root, the store is opened as the workers' user
- * and group (the `user` directive's, or nginx's defaults), so that a SQLite file it creates
- * belongs to them.
+ * and group (the `user` directive's, or nginx's defaults) with the user's supplementary
+ * groups, as a worker has them, so that a SQLite file it creates belongs to them and a store
+ * the workers could not write fails here.
  */
 static ngx_int_t
 ngx_http_pgate_open_store(ngx_log_t *log, ngx_http_pgate_opened_t *opened)
 {
+    int               ngroups;
+    gid_t            *groups;
     ngx_int_t         rc;
     pgate_gate       *gate;
     pgate_error      *err;
@@ -227,15 +232,39 @@ ngx_http_pgate_open_store(ngx_log_t *log, ngx_http_pgate_opened_t *opened)
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(opened->cycle->conf_ctx, ngx_core_module);
     switched = 0;
+    groups = NULL;
+    ngroups = 0;
 
     if (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
-        if (setegid(ccf->group) == -1 || seteuid(ccf->user) == -1) {
+        /* the workers' supplementary groups too (ngx_worker_process_init calls initgroups):
+         * the master's (root's, under sudo) would let it create files the workers cannot */
+        ngroups = getgroups(0, NULL);
+        if (ngroups == -1) {
+            ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                          "promotion_gate \"%V\": getgroups() failed", &opened->name);
+            return NGX_ERROR;
+        }
+
+        groups = ngx_alloc((ngroups + 1) * sizeof(gid_t), log);
+        if (groups == NULL) {
+            return NGX_ERROR;
+        }
+        ngroups = getgroups(ngroups + 1, groups);
+
+        if (ngroups == -1
+            || initgroups(ccf->username, ccf->group) == -1
+            || setegid(ccf->group) == -1 || seteuid(ccf->user) == -1)
+        {
             ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
                           "promotion_gate \"%V\": cannot take the workers' user \"%s\" "
                           "(uid %d gid %d) to open the store", &opened->name,
                           ccf->username ? ccf->username : "?", (int) ccf->user,
                           (int) ccf->group);
             (void) setegid(0);
+            if (ngroups != -1) {
+                (void) setgroups(ngroups, groups);
+            }
+            ngx_free(groups);
             return NGX_ERROR;
         }
         switched = 1;
@@ -246,7 +275,7 @@ ngx_http_pgate_open_store(ngx_log_t *log, ngx_http_pgate_opened_t *opened)
     st = pgate_gate_new(opened->config.data, opened->config.len, opened->slo.data,
                         opened->slo.len, &gate, &err);
 
-    if (switched && (seteuid(0) == -1 || setegid(0) == -1)) {
+    if (switched && (seteuid(0) == -1 || setegid(0) == -1 || setgroups(ngroups, groups) == -1)) {
         ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
                       "promotion_gate \"%V\": cannot become root again", &opened->name);
         rc = NGX_ERROR;
@@ -265,6 +294,9 @@ ngx_http_pgate_open_store(ngx_log_t *log, ngx_http_pgate_opened_t *opened)
 
 done:
 
+    if (groups != NULL) {
+        ngx_free(groups);
+    }
     pgate_error_free(err);
     (void) pgate_gate_free(gate);
     return rc;

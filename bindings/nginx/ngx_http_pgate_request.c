@@ -57,6 +57,11 @@ typedef struct {
     ngx_event_save_peer_session_pt  original_save_session;
 #endif
     void                        *original_data;
+    /* the routed upstream's own finalize_request, which the module's wraps */
+    void                       (*original_finalize)(ngx_http_request_t *r, ngx_int_t rc);
+    /* the routed upstream failed after its header was sent (a body cut short, a read that
+     * timed out): its status, below 500, is not its outcome */
+    unsigned                     failed_after_header:1;
     /* 1 + the index of the gate whose key is being read (0: none), see
      * ngx_http_pgate_key_reads_gate */
     ngx_uint_t                   keying;
@@ -252,6 +257,34 @@ ngx_http_pgate_peer_save_session(ngx_peer_connection_t *pc, void *data)
 
 
 /*
+ * The routed upstream's end (ngx_http_upstream_finalize_request calls it with its result
+ * before it releases the peer): a result of 500 or more once the header was sent is a failure
+ * the status does not show, nginx's 502 for a body the upstream cut short ("upstream
+ * prematurely closed connection") or that failed to arrive, its 504 for one that timed out
+ * (without buffering). NGX_ERROR, which nginx also uses for a client it could not write to,
+ * is not one.
+ */
+static void
+ngx_http_pgate_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_pgate_ctx_t  *ctx;
+
+    /* r owns the upstream that was wrapped, so its context is found (the check is for the
+     * reader: nginx's proxy, fastcgi, grpc... finalize_request only write a debug line) */
+    ctx = ngx_http_pgate_get_ctx(r);
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (rc >= NGX_HTTP_INTERNAL_SERVER_ERROR && r->upstream->header_sent) {
+        ctx->failed_after_header = 1;
+    }
+
+    ctx->original_finalize(r, rc);
+}
+
+
+/*
  * Wraps the peer of the routed upstream, just made by its peer init: the first upstream a
  * routed request starts after it was routed (ngx_http_pgate_routed_first: no attempt of any
  * upstream pushed since). A later upstream of the same request (a named location that
@@ -282,6 +315,11 @@ ngx_http_pgate_wrap_peer(ngx_http_request_t *r)
     peer->get = ngx_http_pgate_peer_get;
     peer->free = ngx_http_pgate_peer_free;
     peer->notify = ctx->original_notify ? ngx_http_pgate_peer_notify : NULL;
+
+    if (r->upstream->finalize_request != NULL) {
+        ctx->original_finalize = r->upstream->finalize_request;
+        r->upstream->finalize_request = ngx_http_pgate_finalize;
+    }
 
 #if (NGX_HTTP_SSL)
     ctx->original_set_session = peer->set_session;
@@ -675,9 +713,13 @@ ngx_http_pgate_routed_state(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
 
     states = r->upstream_states->elts;
 
-    if (ctx->original_get != NULL) {
-        return ctx->timed_state_end ? &states[ctx->timed_state_end - 1] : NULL;
+    if (ctx->original_get != NULL && ctx->timed_state_end) {
+        return &states[ctx->timed_state_end - 1];
     }
+
+    /* else a name resolved at run time, or a wrapped peer that never obtained one: "no live
+     * upstreams" (every server of the block marked failed by max_fails) pushed a state with
+     * the block's name as its peer and nginx's 502 as its status, the routed version's failure */
 
     last = NULL;
     i = ngx_http_pgate_routed_first(ctx);
@@ -716,7 +758,7 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
     if (state->status != 0) {
         /* its answer or failure, even if the client then went away (a 499 before anything
          * was sent, or while error_page's fallback worked) */
-        outcome = state->status < 500 ? PGATE_FLAG_SUCCESS : 0;
+        outcome = state->status < 500 && !ctx->failed_after_header ? PGATE_FLAG_SUCCESS : 0;
 
     } else if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
         outcome = PGATE_FLAG_ABANDONED;     /* went away while the upstream worked */
@@ -726,10 +768,8 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
     }
 
     if (ctx->original_get != NULL) {          /* an upstream{} block: timed here */
-        if (ctx->upstream_end_ns == 0) {
-            return NGX_OK;      /* no peer was ever obtained (no live upstream) */
-        }
-        latency_ns = ctx->upstream_end_ns - ctx->upstream_start_ns;
+        /* no peer ever obtained (no live upstreams): failed at once */
+        latency_ns = ctx->upstream_end_ns ? ctx->upstream_end_ns - ctx->upstream_start_ns : 0;
 
     } else if (state->response_time != (ngx_msec_t) -1) {
         latency_ns = (uint64_t) state->response_time * 1000000;

@@ -3,10 +3,13 @@
 # the value of bad configurations (a document without a store, a relative store path) and that
 # a declaration refused for its store's fleet_judging or for naming another declaration's gate,
 # or a configuration refused after the declaration, leaves no store file behind, that as root
-# the store is created as the workers' user (also with a `user` directive after http), that one
+# the store is created as the workers' user (also with a `user` directive after http) and with
+# its groups (refused where only the master's root group may write), that one
 # request retried over 70 upstream servers is one outcome of its gate, that a canary failure
 # redirected by error_page (to a static page or to a named location proxying to stable) is
-# still the canary's outcome while a canary that never reached a peer is no outcome, that a
+# still the canary's outcome while a canary named by no upstream{} block (nginx tried no peer)
+# is no outcome, that a dead canary pool ("no live upstreams") and a canary cutting its bodies
+# short are failures, that a
 # status location holding an `if` answers, that an override header with an underscore is warned
 # of, that a key reading a gate's decision through a map is logged, that a client giving up on
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
@@ -198,6 +201,18 @@ if [ "$(id -u)" -eq 0 ]; then
       { echo "FAIL: nginx -t (user directive: $placement) created the store as $owner, not as the workers' $expected" >&2; exit 1; }
     echo "nginx -t (user directive: $placement) created the store as the workers' user: $owner"
   done
+  # ... with the workers' groups too: a master in root's group (here made sure of with
+  # setpriv) could create a store in a directory only root's group may write, where the
+  # workers, which take their user's groups (initgroups), could not write its journal.
+  mkdir -m 775 "$tmp/rootgroup"
+  echo "{\"gate\": \"g\", \"store\": {\"sqlite\": {\"path\": \"$tmp/rootgroup/g.db\", \"fleet_judging\": false}}}" \
+    >"$tmp/conf/rootgroup.json"
+  mkdir "$tmp/bin"
+  printf '#!/bin/sh\nexec setpriv --groups 0 -- %s "$@"\n' "$(command -v nginx)" >"$tmp/bin/nginx"
+  chmod +x "$tmp/bin/nginx"
+  PATH="$tmp/bin:$PATH" expect_refusal "unable to open database file: $tmp/rootgroup/g.db" \
+    'promotion_gate g rootgroup.json;'
+  no_store "$tmp/rootgroup/g.db"
 fi
 
 # shellcheck source=../free_port.sh
@@ -593,6 +608,73 @@ stop_hung
 [ "$early" = 0 ] && [ "$late" = 3 ] && [ "$errors" = 0 ] ||
   { echo "FAIL: expected 0, then 3 recorded with 0 errors; nginx logged:" >&2; cat "$tmp/logs/hung.log" >&2; grep -i upstream "$tmp/logs/error.log" | tail -3 >&2; exit 1; }
 
+
+echo "== a dead canary pool and a canary cutting its bodies short are failures"
+# A canary block of two servers that refuse: after one failure each (max_fails=1 by default)
+# nginx marks both down for fail_timeout and answers "no live upstreams" (502) without trying
+# a peer; those requests are the canary's failures too (gate `pool`; a build that recorded
+# only requests that obtained a peer saw one failure per server and worker every 10 s, and
+# never rolled back). A canary that answers 200 and closes after 10 of its 100000 bytes
+# fails every request, with buffering (gate `cut`) and without (gate `cutraw`): nginx's
+# status stays 200 (a build that judged the status alone called every request a success).
+port=$(free_port)
+stable=$(free_port)
+cutting=$(free_port)
+python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+while True:
+    c = s.accept()[0]
+    c.recv(65536)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
+    c.close()  # 99990 bytes short
+' "$cutting" &
+cutting_pid=$!
+stop_cutting() { kill "$cutting_pid" 2>/dev/null || true; wait "$cutting_pid" 2>/dev/null || true; }
+for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$cutting") 2>/dev/null && break; sleep 0.1; done
+for gate in pool cut cutraw; do gate_document "$gate" 100; done
+serve "$(cat <<CONF
+    promotion_gate pool pool.json;
+    promotion_gate cut cut.json;
+    promotion_gate cutraw cutraw.json;
+    upstream pool_canary { server 127.0.0.1:9; server 127.0.0.2:9; }
+    upstream pool_stable { server 127.0.0.1:$stable; }
+    upstream cut_canary { server 127.0.0.1:$cutting; }
+    upstream cut_stable { server 127.0.0.1:$stable; }
+    upstream cutraw_canary { server 127.0.0.1:$cutting; }
+    upstream cutraw_stable { server 127.0.0.1:$stable; }
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        access_log off;
+        location /pool { proxy_pass http://pool_\$promotion_gate_pool; }
+        location /cut { proxy_pass http://cut_\$promotion_gate_cut; }
+        location /cutraw { proxy_buffering off; proxy_pass http://cutraw_\$promotion_gate_cutraw; }
+        location = /metrics { promotion_gate_metrics; }
+    }
+CONF
+)"
+for gate in pool cut cutraw; do
+  for _ in $(seq 20); do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/$gate" || true; done
+done
+for _ in $(seq 40); do # the timer logs the changes within 50 ms
+  metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
+  rolled=$(grep -c '^promotion_environment{gate="\(pool\|cut\|cutraw\)",environment="production"} 1' <<<"$metrics" || true)
+  [ "$rolled" = 3 ] && break
+  sleep 0.05
+done
+stop_serving
+stop_cutting
+grep 'promotion_environment{gate="\(pool\|cut\|cutraw\)",environment="\(canary\|production\)"}' <<<"$metrics"
+grep -c 'no live upstreams' "$tmp/logs/error.log" | sed 's/^/"no live upstreams" answers: /'
+[ "$rolled" = 3 ] || { echo "FAIL: expected the three canaries rolled back" >&2; exit 1; }
+for gate in pool cut cutraw; do
+  grep -q "promotion gate \"$gate\": state change: .*\"kind\":\"rollback\"" "$tmp/logs/error.log" ||
+    { echo "FAIL: no rollback of gate $gate in the error log" >&2; exit 1; }
+done
 
 echo "== upstream latencies in microseconds, through an upstream{} block and an address"
 # nginx's own clock counts milliseconds, so a fast upstream would read as 0 or 1 ms: the module
