@@ -563,19 +563,24 @@ echo "== a client that gives up on a hung canary: a slow success after the laten
 # gives up before proxy_read_timeout. Never a failure.
 port=$(free_port)
 hung=$(free_port)
-python3 -c '
+# tcp_server <port> <python lines>: a server on 127.0.0.1:<port> that runs the lines on each
+# connection it accepts (`c`; `held` keeps what should stay open), until stop_tcp_server
+tcp_server() {
+  python3 -c "
 import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
+s.bind(('127.0.0.1', int(sys.argv[1])))
 s.listen(64)
 held = []
 while True:
-    held.append(s.accept()[0])  # accepted, never answered
-' "$hung" &
-hung_pid=$!
-stop_hung() { kill "$hung_pid" 2>/dev/null || true; wait "$hung_pid" 2>/dev/null || true; }
-for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$hung") 2>/dev/null && break; sleep 0.1; done
+    c = s.accept()[0]
+$2" "$1" &
+  tcp_server_pid=$!
+  for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null && break; sleep 0.1; done
+}
+stop_tcp_server() { kill "$tcp_server_pid" 2>/dev/null || true; wait "$tcp_server_pid" 2>/dev/null || true; }
+tcp_server "$hung" '    held.append(c)  # accepted, never answered'
 gate_document hung 100
 echo '{"latency_target_ms": 100}' >"$tmp/conf/hung-slo.json"
 serve "$(cat <<CONF
@@ -604,7 +609,7 @@ late=$(canary_window requests)
 errors=$(canary_window errors)
 echo "clients gone after 20 ms: $early recorded; after 400 ms: $late recorded, $errors errors"
 stop_serving
-stop_hung
+stop_tcp_server
 [ "$early" = 0 ] && [ "$late" = 3 ] && [ "$errors" = 0 ] ||
   { echo "FAIL: expected 0, then 3 recorded with 0 errors; nginx logged:" >&2; cat "$tmp/logs/hung.log" >&2; grep -i upstream "$tmp/logs/error.log" | tail -3 >&2; exit 1; }
 
@@ -620,21 +625,9 @@ echo "== a dead canary pool and a canary cutting its bodies short are failures"
 port=$(free_port)
 stable=$(free_port)
 cutting=$(free_port)
-python3 -c '
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(64)
-while True:
-    c = s.accept()[0]
-    c.recv(65536)
+tcp_server "$cutting" '    c.recv(65536)
     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
-    c.close()  # 99990 bytes short
-' "$cutting" &
-cutting_pid=$!
-stop_cutting() { kill "$cutting_pid" 2>/dev/null || true; wait "$cutting_pid" 2>/dev/null || true; }
-for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$cutting") 2>/dev/null && break; sleep 0.1; done
+    c.close()  # 99990 bytes short'
 for gate in pool cut cutraw; do gate_document "$gate" 100; done
 serve "$(cat <<CONF
     promotion_gate pool pool.json;
@@ -667,7 +660,7 @@ for _ in $(seq 40); do # the timer logs the changes within 50 ms
   sleep 0.05
 done
 stop_serving
-stop_cutting
+stop_tcp_server
 grep 'promotion_environment{gate="\(pool\|cut\|cutraw\)",environment="\(canary\|production\)"}' <<<"$metrics"
 grep -c 'no live upstreams' "$tmp/logs/error.log" | sed 's/^/"no live upstreams" answers: /'
 [ "$rolled" = 3 ] || { echo "FAIL: expected the three canaries rolled back" >&2; exit 1; }
