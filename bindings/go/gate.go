@@ -169,7 +169,7 @@ type guard struct {
 // counted) if the Gate is closed. Every successful acquire is paired with the counter's
 // release after the C call.
 func (g *Gate) acquire() (*C.pgate_gate, *inFlight) {
-	if g == nil {
+	if g == nil || g.ptr == nil { // a nil or zero Gate: closed (New sets ptr once, first)
 		return nil, nil
 	}
 	// The counter by the calling goroutine's stack (stacks are at least 2 KiB, hashed by
@@ -212,7 +212,7 @@ func (gd *guard) idle() bool {
 // returns nil (at once, even while the first Close still waits). Decisions routed by the
 // gate must not be recorded on it afterwards (Record returns ErrClosed).
 func (g *Gate) Close() error {
-	if g == nil {
+	if g == nil || g.ptr == nil { // nothing to free
 		return nil
 	}
 	if !g.guard.close() {

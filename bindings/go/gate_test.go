@@ -863,6 +863,20 @@ func TestCloseAndUseAfterClose(t *testing.T) {
 	if err := nilGate.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// A zero Gate (not made by New) is closed too: a call left its in-flight count behind,
+	// so Close waited for ever (then closed a nil channel).
+	var zero Gate
+	if _, err := zero.RouteString("u"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("zero gate: %v", err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- zero.Close() }()
+	select {
+	case err := <-closed:
+		ok(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close of a zero Gate that was called did not return")
+	}
 }
 
 func second[T any](_ T, err error) error { return err }

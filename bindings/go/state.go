@@ -76,7 +76,9 @@ func (g *Gate) SwapSLO(sloJSON string) error {
 }
 
 // UnmarshalJSON reads the library's JSON form (Gate.SLO's source). Missing fields take the
-// library's defaults, as in the library.
+// library's defaults, as in the library; a field SLO does not know is refused (as the library
+// refuses it) rather than dropped, so a document of a newer library is not swapped back
+// without it.
 func (s *SLO) UnmarshalJSON(data []byte) error {
 	d := DefaultSLO()
 	w := sloJSON{
@@ -96,7 +98,7 @@ func (s *SLO) UnmarshalJSON(data []byte) error {
 		PromotionSignificance:    d.PromotionSignificance,
 		PromotionEvidence:        d.PromotionEvidence,
 	}
-	if err := json.Unmarshal(data, &w); err != nil {
+	if err := strictUnmarshal(data, &w); err != nil {
 		return err
 	}
 	duration := func(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }

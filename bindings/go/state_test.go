@@ -22,6 +22,12 @@ func TestStateAndSLOAreReadWithoutJudging(t *testing.T) {
 	if slo != want {
 		t.Fatalf("SLO %+v, want %+v", slo, want)
 	}
+	// A field SLO does not know (a newer library's) is refused, not dropped: the SLO would be
+	// swapped back without it.
+	if err := json.Unmarshal([]byte(`{"min_samples": 40, "later_field": 1}`), &slo); err == nil ||
+		!strings.Contains(err.Error(), `unknown field "later_field"`) {
+		t.Fatalf("an unknown SLO field: %v", err)
+	}
 	closed, err := New("", "")
 	ok(t, err)
 	ok(t, closed.Close())

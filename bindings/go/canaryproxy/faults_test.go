@@ -2,12 +2,16 @@ package canaryproxy
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -161,17 +165,7 @@ func TestASlowUploadIsNotTheUpstreamsLatency(t *testing.T) {
 // recorded almost none of it).
 func TestAnUpstreamSlowToReadTheBodyIsCharged(t *testing.T) {
 	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		chunk := make([]byte, 64<<10)
-		for {
-			if _, err := io.ReadFull(r.Body, chunk); err != nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		_, _ = w.Write([]byte("ok"))
-	}))
-	defer up.Close()
+	up := slowReader(t, 64<<10)
 	front := httptest.NewServer(newProxy(t, Options{}, g, up.URL, up.URL))
 	defer front.Close()
 	body := bytes.Repeat([]byte("x"), 4<<20) // 64 reads of 64 KiB: at least 1.28 s
@@ -243,6 +237,23 @@ func TestAnUpgradeIsNotRecordedThroughAWriterThatCannotHijack(t *testing.T) {
 	}
 }
 
+// slowReader starts an upstream that reads a request's body chunk bytes at a time, 20 ms
+// apart, then answers 200 "ok".
+func slowReader(t *testing.T, chunk int) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, chunk)
+		for {
+			if _, err := io.ReadFull(r.Body, buf); err != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
 // rawUpstream starts an upstream that answers every request with raw, bytes net/http's own
 // writer would not send, then closes the connection after linger.
 func rawUpstream(t *testing.T, raw string, linger time.Duration) *httptest.Server {
@@ -267,3 +278,198 @@ func quietLog() *log.Logger { return log.New(io.Discard, "", 0) }
 type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A client that trickles its body past the host's TimeoutHandler deadline (10 bytes, 70 ms
+// apart, against 200 ms) to a canary that reads it at once: the deadline falls while the
+// Transport waits for the client's bytes, and the canary is charged nothing (a build charging
+// every deadline failed the canary 5 times out of 5). An upstream that never reads a large
+// body under the same kind of deadline is still charged, 5 failures out of 5.
+func TestADeadlineOnASlowUploadIsNotTheUpstreamsFailure(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer up.Close()
+	front := httptest.NewServer(http.TimeoutHandler(newProxy(t, Options{}, g, up.URL, up.URL), 200*time.Millisecond, "slow"))
+	defer front.Close()
+	for i := range 5 {
+		c, err := net.Dial("tcp", front.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nX-Request-Id: slow-%d\r\nContent-Length: 10\r\n\r\n", i)
+		for range 10 {
+			time.Sleep(70 * time.Millisecond)
+			_, _ = c.Write([]byte("x"))
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _ = io.ReadAll(io.LimitReader(c, 12))
+		c.Close()
+	}
+	if requests, errors := canaryOutcomes(t, g); requests != 0 || errors != 0 {
+		t.Errorf("5 slow uploads recorded as %v canary requests, %v failures", requests, errors)
+	}
+
+	deaf := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	never := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(2 * time.Second):
+		}
+	}))
+	defer never.Close()
+	bounded := httptest.NewServer(http.TimeoutHandler(newProxy(t, Options{}, deaf, never.URL, never.URL), 300*time.Millisecond, "slow"))
+	defer bounded.Close()
+	body := bytes.Repeat([]byte("x"), 32<<20)
+	for range 5 {
+		req, _ := http.NewRequest(http.MethodPost, bounded.URL, bytes.NewReader(body))
+		req.Header.Set("X-Request-Id", "k")
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+		}
+	}
+	eventually(t, "5 failures of the upstream that never reads", func() bool {
+		requests, errors := canaryOutcomes(t, deaf)
+		return requests == 5 && errors == 5
+	})
+}
+
+// The front server's ReadTimeout (500 ms) ends the read of a 32 MiB body that the client sent
+// at once and the upstream takes 20 ms a 256 KiB to read: the read fails, but the upstream
+// held the request, not the client, and is charged as abandoned (a slow success past the
+// 100 ms latency target; a build taking every failed read for the client's recorded nothing),
+// and the client, still connected, is answered 502, not 200 (a build writing nothing to a
+// request whose context was canceled left net/http to answer 200 OK with an empty body).
+func TestAReadTimeoutDoesNotHideAnUpstreamSlowToReadTheBody(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	if err := g.SwapSLO(`{"latency_target_ms": 100}`); err != nil {
+		t.Fatal(err)
+	}
+	up := slowReader(t, 256<<10)
+	front := httptest.NewUnstartedServer(newProxy(t, Options{ErrorLog: quietLog()}, g, up.URL, up.URL))
+	front.Config.ReadTimeout = 500 * time.Millisecond
+	front.Start()
+	defer front.Close()
+	req, _ := http.NewRequest(http.MethodPost, front.URL, bytes.NewReader(bytes.Repeat([]byte("x"), 32<<20)))
+	req.Header.Set("X-Request-Id", "k")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadGateway {
+		t.Errorf("an upload the upstream never finished reading was answered %s", res.Status)
+	}
+	eventually(t, "the slow upstream is recorded", func() bool {
+		requests, _ := canaryOutcomes(t, g)
+		return requests == 1
+	})
+	if _, errors := canaryOutcomes(t, g); errors != 0 {
+		t.Errorf("abandoned recorded as %v failures", errors)
+	}
+	if slow := metric(t, g, "promotion_slo_compliance_ratio", `cohort="canary"`); slow != 0 {
+		t.Errorf("the slow upstream's compliance is %v, want 0 (a success past the target)", slow)
+	}
+}
+
+// A host that cancels its requests' contexts at shutdown (a BaseContext it cancels) while the
+// client still waits: the client is answered 502 (a build writing nothing answered 200 OK
+// with an empty body).
+func TestACanceledContextIsAnswered(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	arrived := make(chan struct{}, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+		_, _ = w.Write([]byte("late"))
+	}))
+	defer up.Close()
+	base, shutdown := context.WithCancel(context.Background())
+	defer shutdown()
+	front := httptest.NewUnstartedServer(newProxy(t, Options{}, g, up.URL, up.URL))
+	front.Config.BaseContext = func(net.Listener) context.Context { return base }
+	front.Start()
+	defer front.Close()
+	go func() { <-arrived; shutdown() }()
+	req, _ := http.NewRequest(http.MethodGet, front.URL, nil)
+	req.Header.Set("X-Request-Id", "k")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadGateway {
+		t.Errorf("a request whose context the host canceled was answered %s", res.Status)
+	}
+}
+
+// A panic of the host's Rewrite, before any request is sent, is not the version's failure
+// (a build charging every pending panic failed the canary 5 times without one request to it),
+// and the server sees the host's own panic value.
+func TestARewritePanicIsNotTheUpstreamsFailure(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	var hits atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	defer up.Close()
+	var logged syncBuffer
+	front := httptest.NewUnstartedServer(newProxy(t, Options{Rewrite: func(*httputil.ProxyRequest, bool) {
+		panic("the host's rewrite failed")
+	}}, g, up.URL, up.URL))
+	front.Config.ErrorLog = log.New(&logged, "", 0)
+	front.Start()
+	defer front.Close()
+	for i := range 5 {
+		req, _ := http.NewRequest(http.MethodGet, front.URL, nil)
+		req.Header.Set("X-Request-Id", fmt.Sprint("k", i))
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+		}
+	}
+	if requests, errors := canaryOutcomes(t, g); requests != 0 || errors != 0 || hits.Load() != 0 {
+		t.Errorf("5 Rewrite panics: %v canary requests, %v failures recorded, %v upstream hits", requests, errors, hits.Load())
+	}
+	if text := logged.String(); !strings.Contains(text, "panic serving") || !strings.Contains(text, ": the host's rewrite failed\n") {
+		t.Errorf("the server logged %q, not the host's panic", text)
+	}
+}
+
+// The default error handler logs an upstream error to Options.ErrorLog, as the ReverseProxy's
+// own does (a build installing its own handler logged nothing anywhere).
+func TestUpstreamErrorsReachTheErrorLog(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	var logged syncBuffer
+	front := httptest.NewServer(newProxy(t, Options{ErrorLog: log.New(&logged, "", 0)}, g, "http://127.0.0.1:9", "http://127.0.0.1:9"))
+	defer front.Close()
+	res, err := http.Get(front.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if text := logged.String(); res.StatusCode != http.StatusBadGateway || !strings.Contains(text, "http: proxy error: dial tcp 127.0.0.1:9") {
+		t.Errorf("HTTP %d; ErrorLog got %q", res.StatusCode, text)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that goroutines may write at once (a log's output).
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -32,8 +32,12 @@
 //     least the SLO's latency_target it is recorded as a slow success, latency the wait
 //     (Gate.RecordAbandoned: a canary that hangs is rolled back even when every client gives
 //     up first), and before that not at all. A request whose context ended by a deadline (a
-//     server or TimeoutHandler limit) is a failure: the upstream was too slow;
-//   - not recorded: a request routed while the gate is closed, and a connection upgrade
+//     server or TimeoutHandler limit) is a failure: the upstream was too slow, unless the
+//     request's body never arrived whole: then only an upstream that held the request longer
+//     than the client's reads did is charged, as abandoned (a client trickling its body
+//     fails nothing);
+//   - not recorded: a request routed while the gate is closed, a panic of Options.Rewrite
+//     (no request was sent; the panic goes on), and a connection upgrade
 //     the upstream granted (101), which writes no headers through the ResponseWriter, also
 //     when the host's ResponseWriter cannot hijack (http.TimeoutHandler's).
 //
@@ -93,8 +97,10 @@ type Options struct {
 	Transport http.RoundTripper
 	// ModifyResponse, ErrorHandler and ErrorLog are passed to the ReverseProxies.
 	// ModifyResponse runs before the outcome is recorded (an error it returns is a failure),
-	// ErrorHandler after. The default ErrorHandler answers 502 Bad Gateway (and writes
-	// nothing to a client that went away).
+	// ErrorHandler after. The default ErrorHandler logs the error to ErrorLog (the log
+	// package's standard logger when nil) as httputil.ReverseProxy's does, unless the client
+	// went away, and answers 502 Bad Gateway (413 for a body over a MaxBytesHandler limit):
+	// always a status, as a handler that writes none is answered 200 OK by net/http.
 	ModifyResponse func(*http.Response) error
 	ErrorHandler   func(http.ResponseWriter, *http.Request, error)
 	ErrorLog       *log.Logger
@@ -185,7 +191,17 @@ func New(opts Options) (*Proxy, error) {
 		p.isFailure = func(status int) bool { return status >= 500 }
 	}
 	if p.onError == nil {
-		p.onError = badGateway
+		errorLog := opts.ErrorLog
+		p.onError = func(w http.ResponseWriter, r *http.Request, err error) {
+			if !clientGone(r) { // as httputil.ReverseProxy's default handler logs it
+				if errorLog != nil {
+					errorLog.Printf("http: proxy error: %v", err)
+				} else {
+					log.Printf("http: proxy error: %v", err)
+				}
+			}
+			badGateway(w, r, err)
+		}
 	}
 	p.upstreams = [2]string{opts.Stable.Redacted(), opts.Canary.Redacted()}
 	p.stable = p.reverseProxy(opts, opts.Stable, false)
@@ -207,6 +223,11 @@ func (p *Proxy) reverseProxy(opts Options, target *url.URL, canary bool) *httput
 			pr.SetURL(target)
 			pr.SetXForwarded()
 			if rewrite != nil {
+				defer func() {
+					if v := recover(); v != nil {
+						panic(rewritePanic{v}) // no request left: ServeHTTP records nothing
+					}
+				}()
 				rewrite(pr, canary)
 			}
 		},
@@ -407,20 +428,29 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if body := r.Body; body != nil && body != http.NoBody {
 		// Its own object, not the pooled writer's: the Transport may read or close the body
 		// after ServeHTTP returned.
-		ow.upload = &uploadWatch{ReadCloser: body}
+		ow.upload = &uploadWatch{ReadCloser: body, ctx: r.Context()}
 		r.Body = ow.upload
 	}
 	returned := false
 	defer func() {
 		if !returned {
 			// A panic inside the ReverseProxy before the headers (a Transport returning no
-			// response): the request failed. The writer is not pooled again: the code that
-			// panicked may still hold it.
-			if ow.pending {
+			// response): the request failed, unless the host's Rewrite panicked before any
+			// request left. The writer is not pooled again: the code that panicked may still
+			// hold it.
+			v := recover()
+			host, ok := v.(rewritePanic)
+			if ow.pending && !ok {
 				ow.record(false)
+			}
+			if ok {
+				v = host.value // the host's own panic goes on
 			}
 			if ow.upload != nil {
 				r.Body = ow.upload.ReadCloser
+			}
+			if v != nil { // nil: runtime.Goexit, which goes on by itself
+				panic(v) // the first panic's frames are still on the stack: its trace is kept
 			}
 		}
 	}()
@@ -466,16 +496,28 @@ func (p *Proxy) StatusHandler() http.Handler {
 // handleError is the ReverseProxies' error handler: it records an upstream failure, then runs
 // Options.ErrorHandler. What the upstream did not cause is no failure: a request the
 // ReverseProxy refused before sending it (an invalid Upgrade header: the handler is given the
-// client's request then, not the outgoing copy), a request whose body the client failed to
-// send (a malformed chunk, a body over a MaxBytesHandler limit, a client that left mid-upload)
-// and an upgrade the upstream granted (see Hijack) record nothing; a client that went away
-// while the upstream worked is recorded as abandoned.
+// client's request then, not the outgoing copy) and an upgrade the upstream granted (see
+// Hijack) record nothing. A request whose body never arrived whole (a malformed chunk, a body
+// over a MaxBytesHandler limit, the server's ReadTimeout, a client that left mid-upload, a
+// deadline that fell while the Transport waited for the client's bytes) is the upstream's
+// only when it held the request longer than the client's reads did (an upstream slow to take
+// the body): recorded as abandoned, else nothing, so a client that trickles its body cannot
+// fail the version its key routes to. A client that went away while the upstream worked is
+// recorded as abandoned.
 func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	if ow, ok := w.(*outcomeWriter); ok {
 		switch {
 		case !ow.pending: // recorded already, or an upgrade
-		case r == ow.request, ow.upload != nil && ow.upload.failed.Load():
+		case r == ow.request: // refused before it was sent
 			ow.pending = false
+		case ow.upload != nil && ow.upload.cut.Load():
+			// The body never arrived whole: the upstream is charged, as abandoned, only when
+			// it held the request longer than the client's reads did.
+			if ow.waited() > time.Duration(ow.upload.waiting.Load()) {
+				ow.abandoned()
+			} else {
+				ow.pending = false
+			}
 		case clientGone(r):
 			ow.abandoned()
 		default:
@@ -492,12 +534,12 @@ func clientGone(r *http.Request) bool {
 	return errors.Is(r.Context().Err(), context.Canceled)
 }
 
-// badGateway is the default error handler: 502, unless the client is gone, or 413 for a body
-// over the host's http.MaxBytesHandler limit.
+// badGateway is the default error handler: 502, or 413 for a body over the host's
+// http.MaxBytesHandler limit. It always writes a status: a handler that writes none is
+// answered 200 OK by net/http, and a canceled context does not mean the client is gone (a
+// ReadTimeout, a host's BaseContext canceled on shutdown); to a client that did go away the
+// write is dropped.
 func badGateway(w http.ResponseWriter, r *http.Request, err error) {
-	if clientGone(r) {
-		return
-	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
@@ -513,18 +555,23 @@ func badGateway(w http.ResponseWriter, r *http.Request, err error) {
 // body holds it there.
 type uploadWatch struct {
 	io.ReadCloser
-	// failed: a read failed other than at the end.
-	failed atomic.Bool
+	ctx context.Context // the client's request's
+	// cut: the body ended short: a read failed other than at the end (a malformed chunk, a
+	// body over a MaxBytesHandler limit, the server's ReadTimeout, a client that left), or the
+	// request's context ended (a deadline, a host's shutdown) while a read waited for the
+	// client.
+	cut atomic.Bool
 	// waiting: nanoseconds spent inside the body's Read, summed over the reads that returned.
 	waiting atomic.Int64
 }
 
 func (u *uploadWatch) Read(b []byte) (int, error) {
 	start := time.Now()
+	live := u.ctx.Err() == nil
 	n, err := u.ReadCloser.Read(b)
 	u.waiting.Add(int64(time.Since(start)))
-	if err != nil && err != io.EOF {
-		u.failed.Store(true)
+	if err != io.EOF && (err != nil || live && u.ctx.Err() != nil) {
+		u.cut.Store(true)
 	}
 	return n, err
 }
@@ -568,6 +615,11 @@ func (ow *outcomeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	ow.pending = false
 	return http.NewResponseController(ow.ResponseWriter).Hijack()
 }
+
+// rewritePanic carries a panic of Options.Rewrite, which runs before any request is sent, to
+// ServeHTTP: the upstream is not charged with it, and ServeHTTP panics on with the value
+// Rewrite panicked with.
+type rewritePanic struct{ value any }
 
 // waited is the time the upstream is charged with: since the request started, less the time
 // the Transport waited for the client's body (a slow client's upload is not the upstream's

@@ -11,7 +11,8 @@
 // read-only status (/gate/status: {"pid", "environment", "stage"}) and Prometheus
 // exposition (/metrics) on -admin. It writes one line per proxied request to -log,
 // "<pid> <version> <status> <forced> <key>" (version canary or stable: the upstream it was
-// sent to; status 0 when the client went away before an answer; forced 1 when an override
+// sent to; status 0 when the client went away before an answer (the upstreams never answer
+// 502 themselves); forced 1 when an override
 // forced it, by the gate's decision; key the routing key), and one line per state change of the gate to standard
 // error ("change rollback from canary to production (origin this_gate): <reason>"). SIGTERM or SIGINT stop it: the
 // servers shut down, the log is flushed and the gate closed.
@@ -168,7 +169,11 @@ func runProxy(args []string) error {
 		// whether a forcing value was sent. An ignored value is counted twice by the gate.
 		d, err := proxy.Route(r)
 		forced := err == nil && d.ForcedBy() != promotiongates.NotForced
-		requests.write(s.version, sw.status, forced, proxy.Key(r))
+		status := sw.status
+		if status == http.StatusBadGateway && errors.Is(r.Context().Err(), context.Canceled) {
+			status = 0 // the client went away: the error handler's 502 reached no one
+		}
+		requests.write(s.version, status, forced, proxy.Key(r))
 	})
 	adminMux := http.NewServeMux()
 	adminMux.Handle("GET /metrics", proxy.MetricsHandler())
