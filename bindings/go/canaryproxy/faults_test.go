@@ -237,6 +237,62 @@ func TestAnUpgradeIsNotRecordedThroughAWriterThatCannotHijack(t *testing.T) {
 	}
 }
 
+// A canary that answers 200 and closes after 10 of its 100000 bytes fails the request (a
+// build recording at the headers called it a success), and a client that leaves while a body
+// streams is no failure: the upstream answered.
+func TestABodyTheUpstreamCutsShortIsAFailure(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	cut := rawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789", 0)
+	front := httptest.NewUnstartedServer(newProxy(t, Options{}, g, cut.URL, cut.URL))
+	front.Config.ErrorLog = quietLog()
+	front.Start()
+	defer front.Close()
+	req, _ := http.NewRequest(http.MethodGet, front.URL, nil)
+	req.Header.Set("X-Request-Id", "k")
+	// The proxy aborts the response (the client sees it cut, or no answer at all when the
+	// headers were still buffered).
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		if _, err := io.Copy(io.Discard, res.Body); err == nil {
+			t.Error("the client read the cut body without an error")
+		}
+		res.Body.Close()
+	}
+	eventually(t, "one failure", func() bool {
+		requests, errors := canaryOutcomes(t, g)
+		return requests == 1 && errors == 1
+	})
+
+	left := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	streaming := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(bytes.Repeat([]byte("x"), 1<<10))
+		_ = http.NewResponseController(w).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	defer streaming.Close()
+	front2 := httptest.NewUnstartedServer(newProxy(t, Options{}, left, streaming.URL, streaming.URL))
+	front2.Config.ErrorLog = quietLog()
+	front2.Start()
+	defer front2.Close()
+	req, _ = http.NewRequest(http.MethodGet, front2.URL, nil)
+	req.Header.Set("X-Request-Id", "k")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadFull(res.Body, make([]byte, 1<<10))
+	res.Body.Close() // leaves mid-body
+	eventually(t, "one success", func() bool {
+		requests, _ := canaryOutcomes(t, left)
+		return requests == 1
+	})
+	if _, errors := canaryOutcomes(t, left); errors != 0 {
+		t.Errorf("a client leaving mid-body recorded as %v failures", errors)
+	}
+}
+
 // slowReader starts an upstream that reads a request's body chunk bytes at a time, 20 ms
 // apart, then answers 200 "ok".
 func slowReader(t *testing.T, chunk int) *httptest.Server {
@@ -348,7 +404,7 @@ func TestAReadTimeoutDoesNotHideAnUpstreamSlowToReadTheBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := slowReader(t, 256<<10)
-	front := httptest.NewUnstartedServer(newProxy(t, Options{ErrorLog: quietLog()}, g, up.URL, up.URL))
+	front := httptest.NewUnstartedServer(newProxy(t, Options{}, g, up.URL, up.URL))
 	front.Config.ReadTimeout = 500 * time.Millisecond
 	front.Start()
 	defer front.Close()

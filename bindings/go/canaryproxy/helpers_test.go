@@ -48,10 +48,14 @@ func mustURL(t testing.TB, raw string) *url.URL {
 	return u
 }
 
-// newProxy builds a Proxy over gate and the two upstream URLs with opts' other fields.
+// newProxy builds a Proxy over gate and the two upstream URLs with opts' other fields; the
+// upstream errors the tests provoke are logged nowhere unless opts names an ErrorLog.
 func newProxy(t testing.TB, opts Options, gate *promotiongates.Gate, stable, canary string) *Proxy {
 	t.Helper()
 	opts.Gate, opts.Stable, opts.Canary = gate, mustURL(t, stable), mustURL(t, canary)
+	if opts.ErrorLog == nil {
+		opts.ErrorLog = quietLog()
+	}
 	p, err := New(opts)
 	if err != nil {
 		t.Fatal(err)

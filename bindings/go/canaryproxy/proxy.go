@@ -41,9 +41,11 @@
 //     the upstream granted (101), which writes no headers through the ResponseWriter, also
 //     when the host's ResponseWriter cannot hijack (http.TimeoutHandler's).
 //
-// The outcome is recorded when the response headers are written (or the error is handled),
-// before the body is copied: the judge sees it at once, and a failure while streaming the
-// body is not seen.
+// A failure is recorded when its response headers are written (or the error is handled):
+// the judge sees it at once. A success is timed at its headers and recorded once the body
+// was copied to the client, so a body the upstream breaks (cut short, a read that fails) is
+// a failure, and a client that leaves mid-body or refuses a write is none; the success of a
+// long stream is recorded when it ends.
 package canaryproxy
 
 import (
@@ -436,14 +438,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !returned {
 			// A panic inside the ReverseProxy before the headers (a Transport returning no
 			// response): the request failed, unless the host's Rewrite panicked before any
-			// request left. The writer is not pooled again: the code that panicked may still
-			// hold it.
+			// request left. After a success's headers, the ReverseProxy's abort of the body's
+			// copy (http.ErrAbortHandler) is the upstream breaking the body, unless the
+			// client is gone or refused a write. The writer is not pooled again: the code
+			// that panicked may still hold it.
 			v := recover()
-			host, ok := v.(rewritePanic)
-			if ow.pending && !ok {
+			host, rewrote := v.(rewritePanic)
+			switch {
+			case !ow.pending || rewrote:
+			case ow.answered:
+				ow.settle(v != http.ErrAbortHandler || ow.writeFailed || r.Context().Err() != nil)
+			default:
 				ow.record(false)
 			}
-			if ok {
+			if rewrote {
 				v = host.value // the host's own panic goes on
 			}
 			if ow.upload != nil {
@@ -456,6 +464,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	rp.ServeHTTP(ow, r)
 	returned = true
+	if ow.pending && ow.answered {
+		ow.settle(true) // the body was copied
+	}
 	if ow.upload != nil {
 		r.Body = ow.upload.ReadCloser
 	}
@@ -577,7 +588,8 @@ func (u *uploadWatch) Read(b []byte) (int, error) {
 }
 
 // outcomeWriter wraps the client's ResponseWriter for one request: the first final status
-// written records the outcome. It unwraps for http.ResponseController (flush, hijack).
+// written is the outcome, a failure recorded at once, a success once the body was copied. It
+// unwraps for http.ResponseController (flush, hijack).
 type outcomeWriter struct {
 	http.ResponseWriter
 	proxy    *Proxy
@@ -586,23 +598,48 @@ type outcomeWriter struct {
 	decision promotiongates.Decision
 	start    time.Time
 	pending  bool // an outcome is still to be recorded
+	// answered: the upstream's headers came with a success status, timed at latency; it is
+	// recorded (settle) once the body is copied, or as a failure if the upstream breaks it
+	answered    bool
+	latency     time.Duration
+	writeFailed bool // a write to the client failed (the client's doing)
 }
 
-// WriteHeader records the outcome of a final status (1xx are informational; a status below
-// 100, which net/http refuses with a panic, is the upstream's failure), then writes it.
+// WriteHeader takes the outcome of a final status (1xx are informational; a status below 100,
+// which net/http refuses with a panic, is the upstream's failure), then writes it.
 func (ow *outcomeWriter) WriteHeader(status int) {
-	if (status >= 200 || status < 100) && ow.pending {
-		ow.record(status >= 100 && !ow.proxy.isFailure(status))
+	if (status >= 200 || status < 100) && ow.pending && !ow.answered {
+		ow.answer(status >= 100 && !ow.proxy.isFailure(status))
 	}
 	ow.ResponseWriter.WriteHeader(status)
 }
 
-// Write records an implicit 200 (when no status was written) and writes b.
+// Write takes an implicit 200 (when no status was written) and writes b.
 func (ow *outcomeWriter) Write(b []byte) (int, error) {
-	if ow.pending {
-		ow.record(!ow.proxy.isFailure(http.StatusOK))
+	if ow.pending && !ow.answered {
+		ow.answer(!ow.proxy.isFailure(http.StatusOK))
 	}
-	return ow.ResponseWriter.Write(b)
+	n, err := ow.ResponseWriter.Write(b)
+	if err != nil {
+		ow.writeFailed = true
+	}
+	return n, err
+}
+
+// answer takes the upstream's status as its headers are written: a failure is recorded at
+// once, a success is timed now and recorded once the body is copied (settle).
+func (ow *outcomeWriter) answer(success bool) {
+	if !success {
+		ow.record(false)
+		return
+	}
+	ow.answered, ow.latency = true, ow.waited()
+}
+
+// settle records an answered request's outcome, timed to its headers.
+func (ow *outcomeWriter) settle(success bool) {
+	ow.pending = false
+	_, _ = ow.proxy.gate.Record(ow.decision, success, ow.latency)
 }
 
 // Unwrap returns the client's ResponseWriter (for http.ResponseController).
