@@ -173,6 +173,31 @@ def test_a_raising_callback_stops_the_watcher_and_is_kept(monkeypatch: pytest.Mo
         assert len(reported) == 1
 
 
+def test_a_watcher_whose_callback_raised_does_not_keep_its_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The error it keeps held its traceback, whose frames held the gate (the callback's
+    closure), natively too, for as long as the host kept the watcher."""
+    reported: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.exc_value))
+
+    def watched() -> tuple[weakref.ref[Gate], Any]:
+        gate = Gate(canary(10))
+
+        def callback(change: Any) -> None:
+            gate.name()
+            raise RuntimeError("callback failed")
+
+        watcher = gate.on_change(callback, interval=0.01)
+        gate.rollback("bad")
+        watcher._thread.join(30)
+        return weakref.ref(gate), watcher
+
+    gate, watcher = watched()
+    gc.collect()
+    assert isinstance(watcher.error, RuntimeError)
+    assert reported == [watcher.error]
+    assert gate() is None, "the watcher kept its gate alive through the callback's traceback"
+
+
 @pytest.mark.parametrize(
     "interval, shown",
     [

@@ -584,6 +584,17 @@ def test_an_enum_argument_is_refused_as_a_float() -> None:
         assert gate.state().environment is Environment.CANARY
 
 
+def test_a_member_of_another_enum_is_refused() -> None:
+    """promote(Recorded.LATE) was taken as promote(Environment.STAGING), and
+    set_log_callback(cb, Environment.STAGING) as the level WARN: both are 1."""
+    with Gate(canary(10)) as gate:
+        with pytest.raises(pg.InvalidArgumentError, match="invalid environment = <Recorded.LATE: 1>"):
+            gate.promote(Recorded.LATE)  # type: ignore[arg-type]
+        assert gate.state().environment is Environment.CANARY
+    with pytest.raises(pg.InvalidArgumentError, match="max_level"):
+        pg.set_log_callback(None, Environment.STAGING)  # type: ignore[arg-type]
+
+
 def test_a_released_memoryview_is_refused_naming_the_id() -> None:
     """It raised a bare ValueError."""
     view = memoryview(b"abc")

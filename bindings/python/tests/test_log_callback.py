@@ -145,8 +145,62 @@ FREED_IN_THE_CALLBACK = textwrap.dedent(
 )
 
 
+#: Gates collected by a garbage collection that runs on a state store's thread in the log
+#: callback's trampoline, before it marks the thread as inside the callback (its first
+#: statement allocates the thread's local storage: ctypes gives a library thread a new thread
+#: state at each call). The library refused the free there; the finalizer had dropped the
+#: handle and raised (an InvalidArgumentError in the unraisable hook): the gate leaked.
+COLLECTED_ON_A_LIBRARY_THREAD = textwrap.dedent(
+    """
+    import faulthandler, gc, sys, threading, time
+    import promotion_gates as pg
+    from promotion_gates.telemetry import LogLevel, set_log_callback
+
+    faulthandler.dump_traceback_later(60, exit=True)
+    unraisable = []
+    sys.unraisablehook = unraisable.append
+    config = {"gate": "g", "store": {"sqlite": {"path": sys.argv[1], "sync_interval_ms": 10}}}
+    writer, reader = pg.Gate(config), pg.Gate(config)
+    done = threading.Event()
+
+    def write():  # each write is applied, and logged, by the reader's store thread
+        i = 0
+        while not done.is_set():
+            (writer.enable_feature if i % 2 == 0 else writer.disable_feature)("f")
+            i += 1
+            time.sleep(0.02)
+
+    set_log_callback(lambda level, target, message: None, LogLevel.TRACE)
+    thread = threading.Thread(target=write)
+    thread.start()
+    gc.set_threshold(1, 1, 1)
+    for _ in range(30):
+        cycle = [pg.Gate({"gate": "cyclic"})]
+        cycle.append(cycle)
+        del cycle
+        time.sleep(0.1)
+    gc.set_threshold(700, 10, 10)
+    done.set()
+    thread.join()
+    set_log_callback(None)
+    gc.collect()
+    for free in threading.enumerate():
+        if free.name == "promotion-gates-free":
+            free.join(30)
+    writer.close()
+    reader.close()
+    assert not unraisable, [repr(u.exc_value) for u in unraisable]
+    print("freed")
+    """
+)
+
+
 def test_a_gate_whose_last_reference_goes_inside_the_log_callback_is_freed(tmp_path: Path) -> None:
     assert run_child(FREED_IN_THE_CALLBACK, str(tmp_path / "store.db")) == "freed\n"
+
+
+def test_a_gate_collected_on_a_library_thread_before_the_callback_runs_is_freed(tmp_path: Path) -> None:
+    assert run_child(COLLECTED_ON_A_LIBRARY_THREAD, str(tmp_path / "store.db")) == "freed\n"
 
 
 @pytest.mark.parametrize("run", range(5))

@@ -100,7 +100,13 @@ def member(kind: type[enum.IntEnum], field: str, value: object) -> int:
     numbers as Rust enums or checks them; ctypes would wrap one out of range). A bool or a
     float is refused, though ``kind(True)`` and ``kind(1.0)`` are the member 1."""
     # A bool or a float equal to a member (True, 1.0, Decimal(1)) is no member's number.
-    if isinstance(value, bool) or not isinstance(value, (int, kind)):
+    # A member of another enum (Recorded.LATE is 1, Environment.STAGING's number) is no
+    # member of this one either.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, kind))
+        or (isinstance(value, enum.Enum) and not isinstance(value, kind))
+    ):
         raise refused(field, value, f"one of {[int(m) for m in kind]}")
     try:
         return int(kind(value))

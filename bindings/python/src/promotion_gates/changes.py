@@ -143,7 +143,9 @@ class ChangeWatcher:
         self._gate = weakref.ref(gate)
         self._interval = seconds
         self._stop = threading.Event()
-        #: The exception that ended the watcher: the callback's, or one reading the gate.
+        #: The exception that ended the watcher: the callback's, or one reading the gate; kept
+        #: without its traceback (reported with it through threading.excepthook), whose frames
+        #: would keep the gate alive.
         self.error: BaseException | None = None
         # The changes made from now on; read before the thread starts, so none is lost.
         self._seen = gate.change_count()
@@ -185,8 +187,16 @@ class ChangeWatcher:
         try:
             self._watch()
         except BaseException as error:
+            # Reported with its traceback, as an uncaught exception of the thread would be,
+            # then kept without it: the traceback's frames hold the gate (a local of _watch,
+            # the callback's closure), which would live, natively too, as long as the watcher.
+            threading.excepthook(
+                threading.ExceptHookArgs(
+                    (type(error), error, error.__traceback__, threading.current_thread())
+                )
+            )
+            _drop_tracebacks(error)
             self.error = error
-            raise  # reported through threading.excepthook
         finally:
             self._unsubscribe()
 
@@ -216,3 +226,13 @@ class ChangeWatcher:
                 self._seen = change.sequence
                 subscription.callback(change)
                 del subscription
+
+
+def _drop_tracebacks(error: BaseException) -> None:
+    """Drops the tracebacks of ``error`` and of the exceptions it chains to (their frames)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__

@@ -261,22 +261,34 @@ def _check_flag_set(status: int, set_id: int) -> None:
 log_callback_thread = threading.local()
 
 
-def _free(handle: c_void_p) -> None:
+def _free(handle: c_void_p, own_thread: bool = False) -> None:
     """Frees a gate handle (the finalizer of a Gate: runs at most once). A gate whose last
     reference went inside the log callback (a garbage collection that ran there, say) is freed
     on a thread of its own: the thread that logged may be the gate's own state store thread,
     which the free waits for, or hold the gate's writer lock, which the free takes."""
-    if getattr(log_callback_thread, "inside", False):
-        threading.Thread(
-            target=_free, args=(handle,), name="promotion-gates-free", daemon=True
-        ).start()
+    if not own_thread and getattr(log_callback_thread, "inside", False):
+        _free_on_own_thread(handle)
         return
     status = _ffi.lib().pgate_gate_free(handle)
+    if status == _ffi.Status.INVALID_ARGUMENT and not own_thread:
+        # Refused because this thread runs the log callback after all (the library changed
+        # nothing): a collection that ran before the trampoline marked the thread, in that very
+        # statement, which allocates the thread's local storage on a library thread (ctypes
+        # gives such a thread a new thread state for each call).
+        _free_on_own_thread(handle)
+        return
     # The Gate holds this very object: a Gate brought back to life after the garbage collector
     # ran this (a __del__ that kept it) passes NULL from now on, which the library refuses,
     # never the freed gate.
     handle.value = None
     _check(status)
+
+
+def _free_on_own_thread(handle: c_void_p) -> None:
+    """Runs :func:`_free` on a thread of its own, outside the log callback."""
+    threading.Thread(
+        target=_free, args=(handle, True), name="promotion-gates-free", daemon=True
+    ).start()
 
 
 #: The gates of this process not yet freed, for the fork handler below.
