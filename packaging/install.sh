@@ -51,6 +51,7 @@ while [ $# -gt 0 ]; do
       shift 2
       ;;
     --no-build) build=0 && shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' && exit 0 ;;
     *) echo "install.sh: unknown argument $1" >&2 && usage ;;
   esac
 done

@@ -793,7 +793,7 @@ end
 --- the look, or another worker moved the gate, a plain gate:promote("canary", 25) from
 --- Production would start a new, ungated rollout of the build just rolled back. When the gate
 --- left `stage`: nil, "PGATE_STATUS_STAGE_CHANGED: the gate left stage N: ...", M.STAGE_CHANGED
---- (19), and nothing changed. `stage` is a whole number from 0 to 2^53, or a decision's
+--- (19), and nothing changed. `stage` is a whole number from 0, below 2^53, or a decision's
 --- uint64_t cdata.
 function Gate:promote_from(stage, environment, traffic_percent)
   if type(self) ~= "table" or self.handle == nil then
@@ -802,7 +802,7 @@ function Gate:promote_from(stage, environment, traffic_percent)
   if not ffi.istype("uint64_t", stage) and (type(stage) ~= "number" or stage < 0
       or stage >= 2 ^ 53 or stage % 1 ~= 0) then
     return invalid("invalid stage = " .. shown(stage)
-                     .. ": a stage number from 0 to 2^53, or a decision's uint64_t stage")
+                     .. ": a stage number from 0, below 2^53, or a decision's uint64_t stage")
   end
   local number, percent, status = promotion(environment, traffic_percent)
   if number == nil then
@@ -1146,7 +1146,7 @@ function Gate:changes_since(after)
     return freed("changes_since", self)
   end
   if type(after) ~= "number" or after < 0 or after >= 2 ^ 53 or after % 1 ~= 0 then
-    return invalid("invalid after = " .. shown(after) .. ": a change number from 0 to 2^53")
+    return invalid("invalid after = " .. shown(after) .. ": a change number from 0, below 2^53")
   end
   return read_text(function(gate, buf, cap, len)
     return C.pgate_changes_json(gate, after, buf, cap, len)

@@ -364,9 +364,9 @@ local function test_arguments()
     { 'invalid name = "' .. string.rep("n", 159) .. '"...(201 bytes): not a flag name',
       -- "é" spans bytes 160 and 161: cut before it
       function() return gate:is_feature_enabled(string.rep("n", 159) .. "é" .. string.rep("n", 40)) end },
-    { "invalid stage = -1: a stage number from 0 to 2^53",
+    { "invalid stage = -1: a stage number from 0, below 2^53",
       function() return gate:promote_from(-1, "canary", 5) end },
-    { "invalid stage = 9007199254740992: a stage number from 0 to 2^53",
+    { "invalid stage = 9007199254740992: a stage number from 0, below 2^53",
       function() return gate:promote_from(2 ^ 53, "canary", 5) end },
     { "invalid stage = 1.5: a stage number", function() return gate:promote_from(1.5, "canary", 5) end },
     { 'invalid stage = "1": a stage number', function() return gate:promote_from("1", "canary", 5) end },
