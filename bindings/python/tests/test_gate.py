@@ -39,6 +39,28 @@ def test_version() -> None:
     cargo = (REPO / "Cargo.toml").read_text(encoding="utf-8")
     assert f'version = "{pg.version()}"' in cargo
     assert Gate.version() == pg.version() == pg.__version__
+    pyproject = (REPO / "bindings" / "python" / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'version = "{pg.__version__}"' in pyproject
+
+
+class _Library:
+    """A loaded library as _check_version sees it, of a given version."""
+
+    def __init__(self, version: bytes) -> None:
+        self.version = version
+
+    def pgate_version(self) -> bytes:
+        return self.version
+
+
+def test_a_library_of_another_minor_version_is_refused() -> None:
+    """A leftover $PROMOTION_GATES_LIBRARY or an older system library has the functions' names,
+    not necessarily their layouts: it was loaded without a word."""
+    major, minor, _ = pg.__version__.split(".")
+    _ffi._check_version(_Library(f"{major}.{minor}.99".encode()), "same minor")  # type: ignore[arg-type]
+    other = f"{major}.{int(minor) + 1}.0"
+    with pytest.raises(pg.LibraryNotFoundError, match=f"old.so is promotion-gates {other}, and this package"):
+        _ffi._check_version(_Library(other.encode()), "old.so")  # type: ignore[arg-type]
 
 
 def test_routing_is_deterministic_and_follows_the_formula() -> None:

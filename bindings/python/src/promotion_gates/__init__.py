@@ -21,6 +21,7 @@ subclasses (see :mod:`promotion_gates.errors`).
 """
 
 from . import changes, decision, errors, formula, gate, judge
+from . import _ffi
 from ._ffi import LibraryNotFoundError, Status, library_path
 from .changes import *  # noqa: F403
 from .decision import *  # noqa: F403
@@ -30,7 +31,8 @@ from .judge import *  # noqa: F403
 from . import telemetry
 from .telemetry import *  # noqa: F403
 
-__version__ = "0.1.0"
+__version__ = _ffi.VERSION
+
 
 __all__ = [
     "LibraryNotFoundError",

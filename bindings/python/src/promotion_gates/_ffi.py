@@ -298,6 +298,23 @@ def _declare(cdll: ctypes.CDLL) -> None:
         fn.argtypes = argtypes
 
 
+#: This package's version, which its library's must share up to the minor number: before 1.0
+#: a minor release may change the ABI (a struct's layout), a patch release does not.
+VERSION = "0.1.0"
+
+
+def _check_version(cdll: ctypes.CDLL, where: str) -> None:
+    """Refuses a library of another minor version (a leftover $PROMOTION_GATES_LIBRARY, an
+    older system library): its functions may have the names and not the layouts."""
+    raw = cdll.pgate_version()
+    found = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else repr(raw)
+    if found.split(".")[:2] != VERSION.split(".")[:2]:
+        raise LibraryNotFoundError(
+            f"{where} is promotion-gates {found}, and this package {VERSION}: load a library "
+            f"of version {'.'.join(VERSION.split('.')[:2])}.x"
+        )
+
+
 _lock = threading.Lock()
 _loaded: tuple[ctypes.CDLL, str] | None = None
 
@@ -308,6 +325,7 @@ def _loaded_library() -> tuple[ctypes.CDLL, str]:
         if _loaded is None:
             cdll, where = _load()
             _declare(cdll)
+            _check_version(cdll, where)
             _loaded = (cdll, where)
         return _loaded
 
