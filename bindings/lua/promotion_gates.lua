@@ -114,6 +114,10 @@ local C -- the loaded library, set by M.load
 
 local M = {}
 
+--- This module's version; the library it loads must share it up to the minor number (before
+--- 1.0 a minor release may change the ABI, a struct's layout; a patch release does not).
+M._VERSION = "0.1.0"
+
 M.OK = 0
 M.INVALID_ARGUMENT = 2
 M.BUFFER_TOO_SMALL = 12
@@ -270,7 +274,9 @@ local loaded_from -- the name M.load gave ffi.load
 --- Once loaded, the library stays: `pg.load()` and `pg.load` of the same name return it, another
 --- name returns nil, an error naming both, and PGATE_STATUS_INVALID_ARGUMENT (gates already made
 --- belong to the first library), and so does a `path` that is not a non-empty string. A
---- library that cannot be loaded raises ffi.load's error.
+--- library that cannot be loaded raises ffi.load's error, and one of another minor version
+--- than `M._VERSION` (a leftover $PGATE_LIB, an older system library) raises an error naming
+--- both versions, leaving nothing loaded.
 function M.load(path)
   if path ~= nil and (type(path) ~= "string" or path == "") then
     return invalid("invalid path = " .. shown(path) .. ": a library's file name or path, "
@@ -278,7 +284,13 @@ function M.load(path)
   end
   if not C then
     local name = path or os.getenv("PGATE_LIB") or "promotion_gates_ffi"
-    C = ffi.load(name)
+    local loaded = ffi.load(name)
+    local found = ffi.string(loaded.pgate_version())
+    if found:match("^(%d+%.%d+)%.") ~= M._VERSION:match("^(%d+%.%d+)%.") then
+      error(name .. " is promotion-gates " .. found .. ", and this module " .. M._VERSION
+              .. ": load a library of version " .. M._VERSION:match("^(%d+%.%d+)%.") .. ".x", 2)
+    end
+    C = loaded
     loaded_from = name
   elseif path ~= nil and path ~= loaded_from then
     return invalid("invalid path = " .. shown(path) .. ": the library is already loaded from "

@@ -32,6 +32,22 @@ PGATE_LIB=/nonexistent/libpromotion_gates_ffi.so luajit -e '
            tostring(message))
   end
   assert(not pcall(pg.version), "the default library is not loaded yet")'
+# The module's version is the workspace's and the rockspec's; a library of another minor
+# version is refused, naming both, and nothing stays loaded.
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+[ -f "bindings/lua/promotion-gates-$version-1.rockspec" ] ||
+  { echo "FAIL: no rockspec for version $version" >&2; exit 1; }
+PGATE_LIB="$lib" VERSION="$version" luajit -e '
+  package.path = "bindings/lua/?.lua;" .. package.path
+  local pg = require("promotion_gates")
+  local version = os.getenv("VERSION")
+  assert(pg._VERSION == version, pg._VERSION .. " is not the workspace version " .. version)
+  pg._VERSION = "0.99.0"
+  local ok, err = pcall(pg.load)
+  assert(not ok and err:find("is promotion%-gates " .. version:gsub("%.", "%%.") .. ", and this module 0%.99%.0"),
+         tostring(err))
+  pg._VERSION = version
+  assert(pg.version() == version)'
 PGATE_LIB="$lib" luajit -e '
   package.path = "bindings/lua/?.lua;" .. package.path
   local pg = require("promotion_gates")
