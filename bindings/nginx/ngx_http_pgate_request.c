@@ -755,6 +755,12 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
         return NGX_OK;          /* the request never reached the routed upstream */
     }
 
+    if (state->status == NGX_HTTP_SWITCHING_PROTOCOLS) {
+        /* an upgrade (a WebSocket): its connection's life is no response time, and how it
+         * ends (nginx's 504 when it idles past proxy_read_timeout) no failure */
+        return NGX_OK;
+    }
+
     if (state->status != 0) {
         /* its answer or failure, even if the client then went away (a 499 before anything
          * was sent, or while error_page's fallback worked) */

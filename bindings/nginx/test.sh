@@ -9,7 +9,7 @@
 # redirected by error_page (to a static page or to a named location proxying to stable) is
 # still the canary's outcome while a canary named by no upstream{} block (nginx tried no peer)
 # is no outcome, that a dead canary pool ("no live upstreams") and a canary cutting its bodies
-# short are failures, that a
+# short are failures, that an idle upgraded connection is not recorded, that a
 # status location holding an `if` answers, that an override header with an underscore is warned
 # of, that a key reading a gate's decision through a map is logged, that a client giving up on
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
@@ -668,6 +668,58 @@ for gate in pool cut cutraw; do
   grep -q "promotion gate \"$gate\": state change: .*\"kind\":\"rollback\"" "$tmp/logs/error.log" ||
     { echo "FAIL: no rollback of gate $gate in the error log" >&2; exit 1; }
 done
+
+echo "== an upgraded connection (a WebSocket) is not recorded"
+# The canary switches protocols (101) and then says nothing: nginx ends each connection after
+# proxy_read_timeout (1 s here) with a 504 (after the header: a build counting what broke after
+# the header took the idle timeout for a failure; one recording upgrades timed the
+# connection's life). Nothing is recorded, as in the Go middleware.
+port=$(free_port)
+socket=$(free_port)
+tcp_server "$socket" '    c.recv(65536)
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    held.append(c)  # then idle'
+gate_document ws 100
+serve "$(cat <<CONF
+    log_format ws '\$status \$request_time';
+    promotion_gate ws ws.json;
+    upstream ws_canary { server 127.0.0.1:$socket; }
+    upstream ws_stable { server 127.0.0.1:$socket; }
+    server {
+        listen 127.0.0.1:$port;
+        access_log logs/ws.log ws;
+        location / {
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection upgrade;
+            proxy_read_timeout 1s;
+            proxy_pass http://ws_\$promotion_gate_ws;
+        }
+        location = /metrics { promotion_gate_metrics; }
+    }
+CONF
+)"
+clients=()
+for i in $(seq 8); do # each holds its upgraded connection open for 2.5 s, silent
+  (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
+    printf 'GET /%s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n' "$i" >&3 &&
+    sleep 2.5) &
+  clients+=($!)
+done
+wait "${clients[@]}" || true
+sleep 0.2
+metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
+stop_serving
+stop_tcp_server
+# nginx logs an upgraded request once its connection ends: 101, after about 1 s (its idle
+# timeout, not the clients' 2.5 s)
+upgraded=$(awk '$1 == 101 && $2 >= 0.9 && $2 < 2' "$tmp/logs/ws.log" | grep -c . || true)
+recorded=$(sed -n 's/^promotion_window_requests{gate="ws",cohort="canary"} //p' <<<"$metrics")
+in_canary=$(sed -n 's/^promotion_environment{gate="ws",environment="canary"} //p' <<<"$metrics")
+echo "8 upgraded connections, $upgraded ended by nginx's idle timeout: $recorded recorded"
+[ "$upgraded" = 8 ] || { echo "FAIL: expected 8 upgraded connections ended after 1 s:" >&2; cat "$tmp/logs/ws.log" >&2; exit 1; }
+[ "$recorded" = 0 ] && [ "$in_canary" = 1 ] ||
+  { echo "FAIL: upgraded connections recorded ($recorded) or rolled back" >&2; exit 1; }
 
 echo "== upstream latencies in microseconds, through an upstream{} block and an address"
 # nginx's own clock counts milliseconds, so a fast upstream would read as 0 or 1 ms: the module

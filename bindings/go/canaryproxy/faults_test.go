@@ -336,35 +336,52 @@ type roundTripper func(*http.Request) (*http.Response, error)
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // A client that trickles its body past the host's TimeoutHandler deadline (10 bytes, 70 ms
-// apart, against 200 ms) to a canary that reads it at once: the deadline falls while the
+// apart, against 200 ms) to a canary that reads it at once, over HTTP/1 and over HTTP/2 (whose
+// Transport returns while the read still waits for the client): the deadline falls while the
 // Transport waits for the client's bytes, and the canary is charged nothing (a build charging
-// every deadline failed the canary 5 times out of 5). An upstream that never reads a large
-// body under the same kind of deadline is still charged, 5 failures out of 5.
+// every deadline failed the canary 5 times out of 5, and one that looked only at the reads that
+// returned did over HTTP/2). An upstream that never reads a large body under the same kind of
+// deadline is still charged, 5 failures out of 5.
 func TestADeadlineOnASlowUploadIsNotTheUpstreamsFailure(t *testing.T) {
-	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		_, _ = w.Write([]byte("ok"))
-	}))
-	defer up.Close()
-	front := httptest.NewServer(http.TimeoutHandler(newProxy(t, Options{}, g, up.URL, up.URL), 200*time.Millisecond, "slow"))
-	defer front.Close()
-	for i := range 5 {
-		c, err := net.Dial("tcp", front.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
+	for _, h2 := range []bool{false, true} {
+		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+		var protocols sync.Map
+		up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			protocols.Store(r.Proto, true)
+			_, _ = io.Copy(io.Discard, r.Body)
+			_, _ = w.Write([]byte("ok"))
+		}))
+		var transport http.RoundTripper
+		if h2 {
+			up.EnableHTTP2 = true
+			up.StartTLS()
+			transport = up.Client().Transport
+		} else {
+			up.Start()
 		}
-		_, _ = fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nX-Request-Id: slow-%d\r\nContent-Length: 10\r\n\r\n", i)
-		for range 10 {
-			time.Sleep(70 * time.Millisecond)
-			_, _ = c.Write([]byte("x"))
+		front := httptest.NewServer(http.TimeoutHandler(newProxy(t, Options{Transport: transport}, g, up.URL, up.URL), 200*time.Millisecond, "slow"))
+		for i := range 5 {
+			c, err := net.Dial("tcp", front.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nX-Request-Id: slow-%d\r\nContent-Length: 10\r\n\r\n", i)
+			for range 10 {
+				time.Sleep(70 * time.Millisecond)
+				_, _ = c.Write([]byte("x"))
+			}
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, _ = io.ReadAll(io.LimitReader(c, 12))
+			c.Close()
 		}
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		_, _ = io.ReadAll(io.LimitReader(c, 12))
-		c.Close()
-	}
-	if requests, errors := canaryOutcomes(t, g); requests != 0 || errors != 0 {
-		t.Errorf("5 slow uploads recorded as %v canary requests, %v failures", requests, errors)
+		front.Close()
+		up.Close()
+		if _, ok := protocols.Load(map[bool]string{false: "HTTP/1.1", true: "HTTP/2.0"}[h2]); !ok {
+			t.Errorf("HTTP/2 %v: the upstream saw no request of that protocol", h2)
+		}
+		if requests, errors := canaryOutcomes(t, g); requests != 0 || errors != 0 {
+			t.Errorf("HTTP/2 %v: 5 slow uploads recorded as %v canary requests, %v failures", h2, requests, errors)
+		}
 	}
 
 	deaf := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)

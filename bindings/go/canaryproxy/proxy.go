@@ -10,10 +10,12 @@
 //     (dial refused, reset, a response-header timeout, an error of Options.ModifyResponse,
 //     a Transport that panics or gives no response) is a failure of the version it was
 //     routed to. What the client caused is not: a request the ReverseProxy refuses before
-//     sending it (an Upgrade header that is not printable ASCII), and one whose body the
-//     client failed to send (a malformed chunk, a body over an http.MaxBytesHandler limit,
-//     which the default error handler answers with 413, a client that left mid-upload) are
-//     not recorded;
+//     sending it (an Upgrade header that is not printable ASCII) is not recorded, nor is
+//     one whose body never arrived whole (a malformed chunk, a body over an
+//     http.MaxBytesHandler limit, which the default error handler answers with 413, a client
+//     that left mid-upload, a deadline while the Transport waited for the client's bytes),
+//     unless the upstream held it longer than the client's reads did (then as abandoned,
+//     below);
 //   - latency: from the moment the request is handed to the version's
 //     httputil.ReverseProxy until the upstream's response headers have been received and
 //     are about to be written to the client (time to headers; the ReverseProxy's own request
@@ -41,11 +43,14 @@
 //     the upstream granted (101), which writes no headers through the ResponseWriter, also
 //     when the host's ResponseWriter cannot hijack (http.TimeoutHandler's).
 //
-// A failure is recorded when its response headers are written (or the error is handled):
-// the judge sees it at once. A success is timed at its headers and recorded once the body
-// was copied to the client, so a body the upstream breaks (cut short, a read that fails) is
-// a failure, and a client that leaves mid-body or refuses a write is none; the success of a
-// long stream is recorded when it ends.
+// An answer is timed when its response headers are written and recorded once its body was
+// copied to the client (an error, when it is handled): a body the upstream breaks (cut
+// short, a read that fails) is a failure, and a client that leaves mid-body or refuses a
+// write is none; a long stream is recorded when it ends. The ReverseProxy tells a broken body
+// by a panic (http.ErrAbortHandler) only under an http.Server (which it finds in the
+// request's context): elsewhere (an httptest.ResponseRecorder, an adapter calling ServeHTTP
+// directly) it swallows the error, and the status decides. A deadline that ends the body's
+// copy (TimeoutHandler's, a WriteTimeout) is the client's side: the status decides.
 package canaryproxy
 
 import (
@@ -430,7 +435,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if body := r.Body; body != nil && body != http.NoBody {
 		// Its own object, not the pooled writer's: the Transport may read or close the body
 		// after ServeHTTP returned.
-		ow.upload = &uploadWatch{ReadCloser: body, ctx: r.Context()}
+		ow.upload = &uploadWatch{ReadCloser: body, ctx: r.Context(), start: ow.start}
 		r.Body = ow.upload
 	}
 	returned := false
@@ -438,16 +443,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !returned {
 			// A panic inside the ReverseProxy before the headers (a Transport returning no
 			// response): the request failed, unless the host's Rewrite panicked before any
-			// request left. After a success's headers, the ReverseProxy's abort of the body's
-			// copy (http.ErrAbortHandler) is the upstream breaking the body, unless the
-			// client is gone or refused a write. The writer is not pooled again: the code
-			// that panicked may still hold it.
+			// request left. After the headers, the ReverseProxy's abort of the body's copy
+			// (http.ErrAbortHandler) is the upstream breaking the body, unless the client is
+			// gone or refused a write. The writer is not pooled again: the code that panicked
+			// may still hold it.
 			v := recover()
 			host, rewrote := v.(rewritePanic)
 			switch {
 			case !ow.pending || rewrote:
 			case ow.answered:
-				ow.settle(v != http.ErrAbortHandler || ow.writeFailed || r.Context().Err() != nil)
+				ow.settle(v == http.ErrAbortHandler && !ow.writeFailed && r.Context().Err() == nil)
 			default:
 				ow.record(false)
 			}
@@ -465,7 +470,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rp.ServeHTTP(ow, r)
 	returned = true
 	if ow.pending && ow.answered {
-		ow.settle(true) // the body was copied
+		ow.settle(false) // the body was copied
 	}
 	if ow.upload != nil {
 		r.Body = ow.upload.ReadCloser
@@ -521,10 +526,10 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		case !ow.pending: // recorded already, or an upgrade
 		case r == ow.request: // refused before it was sent
 			ow.pending = false
-		case ow.upload != nil && ow.upload.cut.Load():
+		case ow.upload != nil && ow.upload.ended(r):
 			// The body never arrived whole: the upstream is charged, as abandoned, only when
 			// it held the request longer than the client's reads did.
-			if ow.waited() > time.Duration(ow.upload.waiting.Load()) {
+			if client := ow.upload.clientTime(); ow.waited() > client {
 				ow.abandoned()
 			} else {
 				ow.pending = false
@@ -566,7 +571,8 @@ func badGateway(w http.ResponseWriter, r *http.Request, err error) {
 // body holds it there.
 type uploadWatch struct {
 	io.ReadCloser
-	ctx context.Context // the client's request's
+	ctx   context.Context // the client's request's
+	start time.Time       // the request's, as the outcomeWriter's
 	// cut: the body ended short: a read failed other than at the end (a malformed chunk, a
 	// body over a MaxBytesHandler limit, the server's ReadTimeout, a client that left), or the
 	// request's context ended (a deadline, a host's shutdown) while a read waited for the
@@ -574,22 +580,44 @@ type uploadWatch struct {
 	cut atomic.Bool
 	// waiting: nanoseconds spent inside the body's Read, summed over the reads that returned.
 	waiting atomic.Int64
+	// reading: 1 + the nanoseconds since start at which the read in flight began, 0 when none
+	// is. The HTTP/2 Transport returns from a request whose context ended while a read still
+	// waits for the client (the HTTP/1 one waits for that read first).
+	reading atomic.Int64
 }
 
 func (u *uploadWatch) Read(b []byte) (int, error) {
-	start := time.Now()
+	began := time.Since(u.start)
+	u.reading.Store(int64(began) + 1)
 	live := u.ctx.Err() == nil
 	n, err := u.ReadCloser.Read(b)
-	u.waiting.Add(int64(time.Since(start)))
+	u.reading.Store(0)
+	u.waiting.Add(int64(time.Since(u.start) - began))
 	if err != io.EOF && (err != nil || live && u.ctx.Err() != nil) {
 		u.cut.Store(true)
 	}
 	return n, err
 }
 
+// ended reports whether the body never arrived whole: cut, or a read still waits for the
+// client while r's context has ended (a deadline, a host's shutdown).
+func (u *uploadWatch) ended(r *http.Request) bool {
+	return u.cut.Load() || u.reading.Load() != 0 && r.Context().Err() != nil
+}
+
+// clientTime is the time the Transport waited for the client's body: the reads that
+// returned, and the one in flight.
+func (u *uploadWatch) clientTime() time.Duration {
+	client := time.Duration(u.waiting.Load())
+	if began := u.reading.Load(); began != 0 {
+		client += time.Since(u.start) - time.Duration(began-1)
+	}
+	return client
+}
+
 // outcomeWriter wraps the client's ResponseWriter for one request: the first final status
-// written is the outcome, a failure recorded at once, a success once the body was copied. It
-// unwraps for http.ResponseController (flush, hijack).
+// written is the outcome, timed then and recorded once the body was copied. It unwraps for
+// http.ResponseController (flush, hijack).
 type outcomeWriter struct {
 	http.ResponseWriter
 	proxy    *Proxy
@@ -598,9 +626,10 @@ type outcomeWriter struct {
 	decision promotiongates.Decision
 	start    time.Time
 	pending  bool // an outcome is still to be recorded
-	// answered: the upstream's headers came with a success status, timed at latency; it is
-	// recorded (settle) once the body is copied, or as a failure if the upstream breaks it
+	// answered: the upstream's headers came, with a success status (ok) or not, timed at
+	// latency; recorded (settle) once the body is copied, a failure if the upstream broke it
 	answered    bool
+	ok          bool
 	latency     time.Duration
 	writeFailed bool // a write to the client failed (the client's doing)
 }
@@ -626,20 +655,18 @@ func (ow *outcomeWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// answer takes the upstream's status as its headers are written: a failure is recorded at
-// once, a success is timed now and recorded once the body is copied (settle).
+// answer takes the upstream's status as its headers are written: timed now, recorded once
+// the body is copied (settle), failures and successes alike, so that a long body delays
+// neither kind more than the other.
 func (ow *outcomeWriter) answer(success bool) {
-	if !success {
-		ow.record(false)
-		return
-	}
-	ow.answered, ow.latency = true, ow.waited()
+	ow.answered, ow.ok, ow.latency = true, success, ow.waited()
 }
 
-// settle records an answered request's outcome, timed to its headers.
-func (ow *outcomeWriter) settle(success bool) {
+// settle records an answered request's outcome, timed to its headers: its status's, or a
+// failure when the upstream broke its body.
+func (ow *outcomeWriter) settle(broken bool) {
 	ow.pending = false
-	_, _ = ow.proxy.gate.Record(ow.decision, success, ow.latency)
+	_, _ = ow.proxy.gate.Record(ow.decision, ow.ok && !broken, ow.latency)
 }
 
 // Unwrap returns the client's ResponseWriter (for http.ResponseController).
@@ -664,7 +691,7 @@ type rewritePanic struct{ value any }
 func (ow *outcomeWriter) waited() time.Duration {
 	waited := time.Since(ow.start)
 	if ow.upload != nil {
-		if client := time.Duration(ow.upload.waiting.Load()); client > 0 && client < waited {
+		if client := ow.upload.clientTime(); client > 0 && client < waited {
 			waited -= client
 		}
 	}

@@ -175,7 +175,8 @@ def test_a_raising_callback_stops_the_watcher_and_is_kept(monkeypatch: pytest.Mo
 
 def test_a_watcher_whose_callback_raised_does_not_keep_its_gate(monkeypatch: pytest.MonkeyPatch) -> None:
     """The error it keeps held its traceback, whose frames held the gate (the callback's
-    closure), natively too, for as long as the host kept the watcher."""
+    closure), natively too, for as long as the host kept the watcher; so did the exceptions it
+    chains to (its context here, besides its cause)."""
     reported: list[Any] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.exc_value))
 
@@ -183,8 +184,11 @@ def test_a_watcher_whose_callback_raised_does_not_keep_its_gate(monkeypatch: pyt
         gate = Gate(canary(10))
 
         def callback(change: Any) -> None:
-            gate.name()
-            raise RuntimeError("callback failed")
+            try:
+                gate.name()
+                raise KeyError("first")
+            except KeyError:
+                raise RuntimeError("callback failed") from ValueError("cause")
 
         watcher = gate.on_change(callback, interval=0.01)
         gate.rollback("bad")

@@ -43,24 +43,34 @@ def test_version() -> None:
     assert f'version = "{pg.__version__}"' in pyproject
 
 
+class _Function:
+    """A library's function as ctypes gives it: declared, then called."""
+
+    def __init__(self, result: bytes) -> None:
+        self.result, self.restype, self.argtypes = result, None, None
+
+    def __call__(self) -> bytes:
+        return self.result
+
+
 class _Library:
     """A loaded library as _check_version sees it, of a given version."""
 
     def __init__(self, version: bytes) -> None:
-        self.version = version
-
-    def pgate_version(self) -> bytes:
-        return self.version
+        self.pgate_version = _Function(version)
 
 
-def test_a_library_of_another_minor_version_is_refused() -> None:
+def test_a_library_of_another_minor_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """A leftover $PROMOTION_GATES_LIBRARY or an older system library has the functions' names,
-    not necessarily their layouts: it was loaded without a word."""
+    not necessarily their layouts: it was loaded without a word. The version is checked before
+    any other function is looked up (this one has no other), so the error names it."""
     major, minor, _ = pg.__version__.split(".")
     _ffi._check_version(_Library(f"{major}.{minor}.99".encode()), "same minor")  # type: ignore[arg-type]
     other = f"{major}.{int(minor) + 1}.0"
+    monkeypatch.setattr(_ffi, "_loaded", None)
+    monkeypatch.setattr(_ffi, "_load", lambda: (_Library(other.encode()), "old.so"))
     with pytest.raises(pg.LibraryNotFoundError, match=f"old.so is promotion-gates {other}, and this package"):
-        _ffi._check_version(_Library(other.encode()), "old.so")  # type: ignore[arg-type]
+        _ffi.lib()
 
 
 def test_routing_is_deterministic_and_follows_the_formula() -> None:

@@ -305,8 +305,15 @@ VERSION = "0.1.0"
 
 def _check_version(cdll: ctypes.CDLL, where: str) -> None:
     """Refuses a library of another minor version (a leftover $PROMOTION_GATES_LIBRARY, an
-    older system library): its functions may have the names and not the layouts."""
-    raw = cdll.pgate_version()
+    older system library): its functions may have the names and not the layouts. Checked
+    before the other functions are declared, so that one such library lacks is not what the
+    error says."""
+    try:
+        version = cdll.pgate_version
+    except AttributeError as e:
+        raise LibraryNotFoundError(f"{where} lacks pgate_version: not a promotion-gates library") from e
+    version.restype, version.argtypes = c_char_p, []
+    raw = version()
     found = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else repr(raw)
     if found.split(".")[:2] != VERSION.split(".")[:2]:
         raise LibraryNotFoundError(
@@ -324,8 +331,8 @@ def _loaded_library() -> tuple[ctypes.CDLL, str]:
     with _lock:
         if _loaded is None:
             cdll, where = _load()
-            _declare(cdll)
             _check_version(cdll, where)
+            _declare(cdll)
             _loaded = (cdll, where)
         return _loaded
 

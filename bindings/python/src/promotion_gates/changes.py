@@ -229,10 +229,17 @@ class ChangeWatcher:
 
 
 def _drop_tracebacks(error: BaseException) -> None:
-    """Drops the tracebacks of ``error`` and of the exceptions it chains to (their frames)."""
+    """Drops the tracebacks (their frames) of ``error`` and of every exception it chains to:
+    its cause, its context and, for an exception group, its members."""
     seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
         seen.add(id(current))
         current.__traceback__ = None
-        current = current.__cause__ or current.__context__
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        members = getattr(current, "exceptions", None)  # an exception group's (3.11)
+        if isinstance(members, tuple):
+            pending.extend(m for m in members if isinstance(m, BaseException))
