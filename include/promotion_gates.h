@@ -549,6 +549,37 @@ typedef struct pgate_decision {
   pgate_forced forced;
 } pgate_decision;
 
+/**
+ * The four outcome counters of a gate's exposition, as a host counts them:
+ * `promotion_late_outcomes_total`, `promotion_foreign_outcomes_total`,
+ * `promotion_forced_outcomes_total` and `promotion_ignored_override_values_total`.
+ *
+ * A host of several processes whose gates pool each other's outcomes (the nginx module's
+ * workers) counts each outcome once, in the process that recorded it first (from the
+ * `pgate_recorded` of `pgate_record` or `pgate_record_abandoned_as`: `PGATE_RECORDED_LATE`,
+ * `_FOREIGN` or `_FORCED`), and each ignored forcing value in the process that routed it (a
+ * value passed to `pgate_route_forced` whose decision has `forced` `PGATE_FORCED_NONE`), in
+ * memory the processes share; then every process serves the same counters.
+ */
+typedef struct pgate_outcome_counts {
+  /**
+   * Outcomes dropped because their stage had ended.
+   */
+  uint64_t late_outcomes;
+  /**
+   * Outcomes dropped because their decision names a stage the gate never published.
+   */
+  uint64_t foreign_outcomes;
+  /**
+   * Outcomes of requests an override forced, counted in neither cohort.
+   */
+  uint64_t forced_outcomes;
+  /**
+   * Forcing values routing ignored.
+   */
+  uint64_t ignored_override_values;
+} pgate_outcome_counts;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -1071,7 +1102,10 @@ pgate_status pgate_route(const struct pgate_gate *gate,
  * request (the value of the header or cookie named by the config's `overrides`): `value` NULL
  * when the request carried none, else `value_len` bytes (any bytes; `canary` or `stable`,
  * ASCII case ignored, force the request; any other value is ignored and counted, never an
- * error). The config's id lists win over the value. A forced decision has `forced` set.
+ * error). The config's id lists win over the value. A forced decision has `forced` set; a
+ * value passed (`value` not NULL) whose decision has `forced` `PGATE_FORCED_NONE` is exactly
+ * one the gate counted as ignored (`promotion_ignored_override_values_total`), so a host
+ * counting those itself (see `pgate_outcome_counts`) needs nothing more.
  * Lock-free, allocation-free (as `pgate_route`), thread-safe.
  *
  * # Safety
@@ -1125,6 +1159,31 @@ pgate_status pgate_record_abandoned(const struct pgate_gate *gate,
                                     const struct pgate_decision *decision,
                                     uint64_t waited_ns,
                                     bool *recorded);
+
+/**
+ * `pgate_record_abandoned`, that also writes what happened to the outcome passed on to
+ * `*recorded_as` (if not NULL), as `pgate_record` does: `PGATE_RECORDED_COUNTED`, `_LATE`,
+ * `_FOREIGN` or `_FORCED`. `*recorded_as` is written only when `*recorded` is true (a wait
+ * longer than the SLO's `latency_target`). For a host that counts late, foreign and forced
+ * outcomes itself (see `pgate_outcome_counts`).
+ *
+ * ```c
+ * bool recorded = false;
+ * pgate_recorded as = PGATE_RECORDED_COUNTED;
+ * if (pgate_record_abandoned_as(gate, &decision, waited_ns, &recorded, &as) == PGATE_STATUS_OK
+ *     && recorded && as == PGATE_RECORDED_FORCED) {
+ *     shared->forced++;   // an atomic add in memory the host's processes share
+ * }
+ * ```
+ *
+ * # Safety
+ * As `pgate_record_abandoned`; `recorded_as` NULL or valid for a write.
+ */
+pgate_status pgate_record_abandoned_as(const struct pgate_gate *gate,
+                                       const struct pgate_decision *decision,
+                                       uint64_t waited_ns,
+                                       bool *recorded,
+                                       pgate_recorded *recorded_as);
 
 /**
  * Records an outcome by request id: the id is routed again under the current snapshot (one
@@ -1215,6 +1274,33 @@ pgate_status pgate_metrics_prometheus_gates(const struct pgate_gate *const *gate
                                             char *buf,
                                             size_t cap,
                                             size_t *len_out);
+
+/**
+ * Like `pgate_metrics_prometheus_gates`, with the host's counts `counts[i]` in place of the
+ * four outcome counters of `gates[i]` (see `pgate_outcome_counts`); every other series is the
+ * gate's own. `counts` NULL is each gate's own counts (`pgate_metrics_prometheus_gates`);
+ * else it must point to `count` counts. A host of several processes serving counts it keeps
+ * in shared memory makes every process answer the same counters, which then never go down
+ * when a scrape reaches another process.
+ *
+ * ```c
+ * const pgate_gate *gates[] = { gate };
+ * pgate_outcome_counts counts = { .forced_outcomes = shared->forced };
+ * size_t len = 0;
+ * pgate_status st = pgate_metrics_prometheus_counted(gates, &counts, 1, buf, cap, &len);
+ * // "promotion_forced_outcomes_total{gate=\"checkout\"} 7" when shared->forced is 7
+ * ```
+ *
+ * # Safety
+ * `gates` must point to `count` live gates; `counts` NULL or pointing to `count` counts;
+ * `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
+ */
+pgate_status pgate_metrics_prometheus_counted(const struct pgate_gate *const *gates,
+                                              const struct pgate_outcome_counts *counts,
+                                              size_t count,
+                                              char *buf,
+                                              size_t cap,
+                                              size_t *len_out);
 
 /**
  * Writes each cohort's latency histogram of the judged window as JSON (NUL-terminated) into

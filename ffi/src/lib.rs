@@ -68,10 +68,11 @@ pub use release::{
 };
 pub use route::{
     pgate_decision, pgate_environment, pgate_flag_set_len, pgate_flag_set_name, pgate_forced,
-    pgate_record, pgate_record_abandoned, pgate_record_by_id, pgate_recorded, pgate_route,
-    pgate_route_forced,
+    pgate_record, pgate_record_abandoned, pgate_record_abandoned_as, pgate_record_by_id,
+    pgate_recorded, pgate_route, pgate_route_forced,
 };
 pub use status::{pgate_status, pgate_status_str};
 pub use telemetry::{
-    pgate_latency_histograms_json, pgate_metrics_prometheus, pgate_metrics_prometheus_gates,
+    pgate_latency_histograms_json, pgate_metrics_prometheus, pgate_metrics_prometheus_counted,
+    pgate_metrics_prometheus_gates, pgate_outcome_counts,
 };

@@ -1,6 +1,7 @@
 //! The hot calls: route, record, and the flag names of a decision. None allocates, takes a
 //! lock or writes anything but the caller's memory and the calling thread's own recorder.
 
+use std::ptr::null_mut;
 use std::time::Duration;
 
 use crate::boundary::{bytes, guard, write};
@@ -131,7 +132,10 @@ pub unsafe extern "C" fn pgate_route(
 /// request (the value of the header or cookie named by the config's `overrides`): `value` NULL
 /// when the request carried none, else `value_len` bytes (any bytes; `canary` or `stable`,
 /// ASCII case ignored, force the request; any other value is ignored and counted, never an
-/// error). The config's id lists win over the value. A forced decision has `forced` set.
+/// error). The config's id lists win over the value. A forced decision has `forced` set; a
+/// value passed (`value` not NULL) whose decision has `forced` `PGATE_FORCED_NONE` is exactly
+/// one the gate counted as ignored (`promotion_ignored_override_values_total`), so a host
+/// counting those itself (see `pgate_outcome_counts`) needs nothing more.
 /// Lock-free, allocation-free (as `pgate_route`), thread-safe.
 ///
 /// # Safety
@@ -288,6 +292,35 @@ pub unsafe extern "C" fn pgate_record_abandoned(
     waited_ns: u64,
     recorded: *mut bool,
 ) -> pgate_status {
+    // SAFETY: forwarded contract; NULL recorded_as is not written.
+    unsafe { pgate_record_abandoned_as(gate, decision, waited_ns, recorded, null_mut()) }
+}
+
+/// `pgate_record_abandoned`, that also writes what happened to the outcome passed on to
+/// `*recorded_as` (if not NULL), as `pgate_record` does: `PGATE_RECORDED_COUNTED`, `_LATE`,
+/// `_FOREIGN` or `_FORCED`. `*recorded_as` is written only when `*recorded` is true (a wait
+/// longer than the SLO's `latency_target`). For a host that counts late, foreign and forced
+/// outcomes itself (see `pgate_outcome_counts`).
+///
+/// ```c
+/// bool recorded = false;
+/// pgate_recorded as = PGATE_RECORDED_COUNTED;
+/// if (pgate_record_abandoned_as(gate, &decision, waited_ns, &recorded, &as) == PGATE_STATUS_OK
+///     && recorded && as == PGATE_RECORDED_FORCED) {
+///     shared->forced++;   // an atomic add in memory the host's processes share
+/// }
+/// ```
+///
+/// # Safety
+/// As `pgate_record_abandoned`; `recorded_as` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_record_abandoned_as(
+    gate: *const pgate_gate,
+    decision: *const pgate_decision,
+    waited_ns: u64,
+    recorded: *mut bool,
+    recorded_as: *mut pgate_recorded,
+) -> pgate_status {
     guard(|| {
         // SAFETY: the caller keeps the gate alive during the call (checked against the
         // registry of live gates).
@@ -300,11 +333,15 @@ pub unsafe extern "C" fn pgate_record_abandoned(
             forced_byte != 0,
             Duration::from_nanos(waited_ns),
         );
-        if recorded.is_null() {
-            return Ok(());
+        if !recorded.is_null() {
+            // SAFETY: recorded is non-NULL and valid for a write (caller's contract).
+            unsafe { write(recorded, outcome.is_some()) }?;
         }
-        // SAFETY: recorded is non-NULL and valid for a write (caller's contract).
-        unsafe { write(recorded, outcome.is_some()) }
+        match outcome {
+            // SAFETY: recorded_as is non-NULL and valid for a write (caller's contract).
+            Some(outcome) if !recorded_as.is_null() => unsafe { write(recorded_as, to_c(outcome)) },
+            _ => Ok(()),
+        }
     })
 }
 

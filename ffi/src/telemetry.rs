@@ -1,6 +1,8 @@
 //! Telemetry through the C ABI: the Prometheus exposition and each cohort's latency
 //! histogram, for hosts that serve `/metrics` or merge histograms themselves. Both read the
-//! gate without side effects (never its judging calls).
+//! gate without side effects (never its judging calls). A host of several processes that
+//! counts the outcome counters once for all of them hands its counts to
+//! `pgate_metrics_prometheus_counted`.
 
 use std::ffi::c_char;
 
@@ -12,7 +14,8 @@ use crate::boundary::{copy_out, guard, slice};
 use crate::gate::{cold, pgate_gate};
 use crate::status::pgate_status;
 use promotion_gates::Cohort;
-use promotion_gates::telemetry::prometheus::{self, ExpositionError};
+use promotion_gates::PromotionGateManager;
+use promotion_gates::telemetry::prometheus::{self, ExpositionError, OutcomeCounts};
 
 /// Writes the gate's metrics in the Prometheus text format 0.0.4 (NUL-terminated) into `buf`
 /// of `cap` bytes and its length into `*len_out`: `# HELP` and `# TYPE` lines, every series
@@ -53,16 +56,96 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_gates(
     cap: usize,
     len_out: *mut usize,
 ) -> pgate_status {
+    // SAFETY: NULL counts are the gates' own; the rest is the caller's contract.
+    unsafe { pgate_metrics_prometheus_counted(gates, std::ptr::null(), count, buf, cap, len_out) }
+}
+
+/// The four outcome counters of a gate's exposition, as a host counts them:
+/// `promotion_late_outcomes_total`, `promotion_foreign_outcomes_total`,
+/// `promotion_forced_outcomes_total` and `promotion_ignored_override_values_total`.
+///
+/// A host of several processes whose gates pool each other's outcomes (the nginx module's
+/// workers) counts each outcome once, in the process that recorded it first (from the
+/// `pgate_recorded` of `pgate_record` or `pgate_record_abandoned_as`: `PGATE_RECORDED_LATE`,
+/// `_FOREIGN` or `_FORCED`), and each ignored forcing value in the process that routed it (a
+/// value passed to `pgate_route_forced` whose decision has `forced` `PGATE_FORCED_NONE`), in
+/// memory the processes share; then every process serves the same counters.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct pgate_outcome_counts {
+    /// Outcomes dropped because their stage had ended.
+    pub late_outcomes: u64,
+    /// Outcomes dropped because their decision names a stage the gate never published.
+    pub foreign_outcomes: u64,
+    /// Outcomes of requests an override forced, counted in neither cohort.
+    pub forced_outcomes: u64,
+    /// Forcing values routing ignored.
+    pub ignored_override_values: u64,
+}
+
+impl From<pgate_outcome_counts> for OutcomeCounts {
+    fn from(c: pgate_outcome_counts) -> Self {
+        OutcomeCounts {
+            late_outcomes: c.late_outcomes,
+            foreign_outcomes: c.foreign_outcomes,
+            forced_outcomes: c.forced_outcomes,
+            ignored_override_values: c.ignored_override_values,
+        }
+    }
+}
+
+/// Like `pgate_metrics_prometheus_gates`, with the host's counts `counts[i]` in place of the
+/// four outcome counters of `gates[i]` (see `pgate_outcome_counts`); every other series is the
+/// gate's own. `counts` NULL is each gate's own counts (`pgate_metrics_prometheus_gates`);
+/// else it must point to `count` counts. A host of several processes serving counts it keeps
+/// in shared memory makes every process answer the same counters, which then never go down
+/// when a scrape reaches another process.
+///
+/// ```c
+/// const pgate_gate *gates[] = { gate };
+/// pgate_outcome_counts counts = { .forced_outcomes = shared->forced };
+/// size_t len = 0;
+/// pgate_status st = pgate_metrics_prometheus_counted(gates, &counts, 1, buf, cap, &len);
+/// // "promotion_forced_outcomes_total{gate=\"checkout\"} 7" when shared->forced is 7
+/// ```
+///
+/// # Safety
+/// `gates` must point to `count` live gates; `counts` NULL or pointing to `count` counts;
+/// `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_metrics_prometheus_counted(
+    gates: *const *const pgate_gate,
+    counts: *const pgate_outcome_counts,
+    count: usize,
+    buf: *mut c_char,
+    cap: usize,
+    len_out: *mut usize,
+) -> pgate_status {
     guard(|| {
         // SAFETY: the caller guarantees `count` readable pointers at `gates` (or NULL with 0).
         let handles = unsafe { slice(gates, count) }?;
-        let managers = handles
+        let host_counts = if counts.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL, and the caller guarantees `count` readable counts there.
+            Some(unsafe { slice(counts, count) }?)
+        };
+        let counted = handles
             .iter()
-            // SAFETY: the caller keeps every gate alive during the call.
-            .map(|&gate| unsafe { cold(gate) }.map(|g| &*g.manager))
-            .collect::<Result<Vec<_>, _>>()?;
+            .enumerate()
+            .map(|(i, &gate)| {
+                // SAFETY: the caller keeps every gate alive during the call.
+                let manager: &PromotionGateManager = &unsafe { cold(gate) }?.manager;
+                let counts = match host_counts {
+                    Some(host) => OutcomeCounts::from(host[i]),
+                    None => OutcomeCounts::of(manager),
+                };
+                Ok((manager, counts))
+            })
+            .collect::<Result<Vec<_>, pgate_status>>()?;
         let mut text = String::new();
-        prometheus::write_exposition(&managers, &mut text).map_err(|e| match e {
+        prometheus::write_exposition_counted(&counted, &mut text).map_err(|e| match e {
             ExpositionError::SameName { .. } => pgate_status::InvalidArgument,
             ExpositionError::Write(_) => pgate_status::Panic,
             _ => pgate_status::InvalidArgument,

@@ -734,3 +734,124 @@ fn an_abandoned_request_is_recorded_only_past_the_latency_target() {
     let status = unsafe { pgate_record_abandoned(gate, &decision, 1, null_mut()) };
     assert_eq!(status, pgate_status::InvalidHandle);
 }
+
+#[test]
+fn an_abandoned_request_passed_on_is_classified_as_pgate_record_would() {
+    let gate = new_gate(
+        r#"{"environment": {"canary": {"traffic_percent": 100}},
+            "overrides": {"header": "X-Canary"}}"#,
+    );
+    let long_ns = 500_000_001; // past the default SLO's latency_target
+    // SAFETY: live gate.
+    let routed = unsafe { common::route(gate, b"user-1") };
+    let value = b"stable";
+    let mut forced = std::mem::MaybeUninit::<pgate_decision>::uninit();
+    // SAFETY: live gate, id and value slices; `forced` valid for a write.
+    let status = unsafe {
+        pgate_route_forced(
+            gate,
+            b"u".as_ptr(),
+            1,
+            value.as_ptr(),
+            value.len(),
+            forced.as_mut_ptr(),
+        )
+    };
+    assert_eq!(status, pgate_status::Ok);
+    // SAFETY: pgate_route_forced returned OK, so it wrote the decision.
+    let forced = unsafe { forced.assume_init() };
+    let foreign = pgate_decision {
+        stage: routed.stage + 1,
+        ..routed
+    };
+    let abandoned = |decision: &pgate_decision, waited_ns| {
+        let (mut recorded, mut recorded_as) = (false, pgate_recorded::Late);
+        // SAFETY: live gate; a decision; valid out-pointers.
+        let status = unsafe {
+            pgate_record_abandoned_as(gate, decision, waited_ns, &mut recorded, &mut recorded_as)
+        };
+        assert_eq!(status, pgate_status::Ok);
+        (recorded, recorded_as)
+    };
+    // a short wait records nothing, and leaves recorded_as as it was
+    assert_eq!(abandoned(&routed, 1_000), (false, pgate_recorded::Late));
+    assert_eq!(abandoned(&routed, long_ns), (true, pgate_recorded::Counted));
+    assert_eq!(abandoned(&forced, long_ns), (true, pgate_recorded::Forced));
+    assert_eq!(
+        abandoned(&foreign, long_ns),
+        (true, pgate_recorded::Foreign)
+    );
+    let reason = "late";
+    // SAFETY: live gate and reason slice; err may be NULL.
+    let status = unsafe { pgate_rollback(gate, reason.as_ptr(), reason.len(), null_mut()) };
+    assert_eq!(status, pgate_status::Ok);
+    assert_eq!(abandoned(&routed, long_ns), (true, pgate_recorded::Late));
+    // either output may be NULL
+    // SAFETY: live gate; a decision; NULL outputs are not written.
+    unsafe {
+        let mut recorded = false;
+        let status = pgate_record_abandoned_as(gate, &routed, long_ns, &mut recorded, null_mut());
+        assert_eq!((status, recorded), (pgate_status::Ok, true));
+        let mut recorded_as = pgate_recorded::Counted;
+        let status =
+            pgate_record_abandoned_as(gate, &routed, long_ns, null_mut(), &mut recorded_as);
+        assert_eq!(
+            (status, recorded_as),
+            (pgate_status::Ok, pgate_recorded::Late)
+        );
+        let status = pgate_record_abandoned_as(gate, null(), 1, null_mut(), &mut recorded_as);
+        assert_eq!(status, pgate_status::NullPointer);
+    }
+    // SAFETY: the gate was made by pgate_gate_new and is freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}
+
+/// A forcing value passed whose decision is not forced is exactly one the gate counted as
+/// ignored: what a host counting ignored values itself relies on.
+#[test]
+fn a_value_passed_and_not_forcing_is_one_counted_as_ignored() {
+    let gate = new_gate(
+        r#"{"gate": "g", "environment": {"canary": {"traffic_percent": 50}},
+            "overrides": {"header": "X-Canary", "canary_ids": ["tester"]}}"#,
+    );
+    let mut host_count = 0;
+    let values: [Option<&[u8]>; 6] = [
+        None,
+        Some(b"canary"),
+        Some(b"STABLE"),
+        Some(b"maybe"),
+        Some(b""),
+        Some(b"canary "),
+    ];
+    for id in ["tester", "user-1", "user-2"] {
+        for value in values {
+            let (ptr, len) = value.map_or((null(), 0), |v| (v.as_ptr(), v.len()));
+            let mut d = std::mem::MaybeUninit::<pgate_decision>::uninit();
+            // SAFETY: live gate, id and value slices (or NULL, 0); `d` valid for a write.
+            let status = unsafe {
+                pgate_route_forced(gate, id.as_ptr(), id.len(), ptr, len, d.as_mut_ptr())
+            };
+            assert_eq!(status, pgate_status::Ok);
+            // SAFETY: pgate_route_forced returned OK, so it wrote the decision.
+            let d = unsafe { d.assume_init() };
+            if value.is_some() && d.forced == pgate_forced::None {
+                host_count += 1;
+            }
+        }
+    }
+    assert_eq!(
+        host_count,
+        2 * 3,
+        "three ignored values for each of the two unlisted ids"
+    );
+    // SAFETY: live gate; the buffers are handed in by text_of.
+    let text = common::text_of(&|b, c, l| unsafe { pgate_metrics_prometheus(gate, b, c, l) });
+    assert!(
+        text.contains(&format!(
+            "promotion_ignored_override_values_total{{gate=\"g\"}} {host_count}\n"
+        )),
+        "{text}"
+    );
+    // SAFETY: the gate was made by pgate_gate_new and is freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}

@@ -107,3 +107,72 @@ fn each_cohorts_histogram_decodes_to_what_was_recorded() {
     // SAFETY: the gate is live until here.
     assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
 }
+
+#[test]
+fn a_hosts_counts_replace_the_gates_outcome_counters() {
+    let gates = [
+        new_gate(r#"{"gate": "web"}"#).cast_const(),
+        new_gate(r#"{"gate": "api"}"#).cast_const(),
+    ];
+    let counts = [
+        pgate_outcome_counts {
+            late_outcomes: 1,
+            foreign_outcomes: 2,
+            forced_outcomes: 3,
+            ignored_override_values: 4,
+        },
+        pgate_outcome_counts::default(),
+    ];
+    // SAFETY: two live gates and two counts; the buffers are handed in by text_of.
+    let text = text_of(&|b, c, l| unsafe {
+        pgate_metrics_prometheus_counted(gates.as_ptr(), counts.as_ptr(), gates.len(), b, c, l)
+    });
+    for (family, value) in [
+        ("promotion_late_outcomes_total", 1),
+        ("promotion_foreign_outcomes_total", 2),
+        ("promotion_forced_outcomes_total", 3),
+        ("promotion_ignored_override_values_total", 4),
+    ] {
+        assert!(
+            text.contains(&format!("{family}{{gate=\"web\"}} {value}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{family}{{gate=\"api\"}} 0\n")),
+            "{text}"
+        );
+    }
+    // NULL counts: the gates' own, as pgate_metrics_prometheus_gates writes them
+    // SAFETY: as above.
+    let own = text_of(&|b, c, l| unsafe {
+        pgate_metrics_prometheus_counted(gates.as_ptr(), null(), gates.len(), b, c, l)
+    });
+    // SAFETY: as above.
+    let gates_own = text_of(&|b, c, l| unsafe {
+        pgate_metrics_prometheus_gates(gates.as_ptr(), gates.len(), b, c, l)
+    });
+    assert_eq!(own, gates_own);
+    assert!(own.contains("promotion_forced_outcomes_total{gate=\"web\"} 0\n"));
+    // refused(gates, n): the status and the length written (7: nothing), with `counts`
+    let refused = |gates: *const *const pgate_gate, n| {
+        let mut len = 7;
+        // SAFETY: the cases below are refused before any buffer is used; `counts` holds 2.
+        let status = unsafe {
+            pgate_metrics_prometheus_counted(gates, counts.as_ptr(), n, null_mut(), 0, &mut len)
+        };
+        (status, len)
+    };
+    assert_eq!(refused(null(), 1), (pgate_status::NullPointer, 7));
+    let twice = [gates[0], gates[0]];
+    assert_eq!(
+        refused(twice.as_ptr(), 2),
+        (pgate_status::InvalidArgument, 7)
+    );
+    for gate in gates {
+        // SAFETY: each gate was made by pgate_gate_new and is freed once.
+        let status = unsafe { pgate_gate_free(gate.cast_mut()) };
+        assert_eq!(status, pgate_status::Ok);
+    }
+    // a freed handle is only compared against the live gates, never read
+    assert_eq!(refused(gates.as_ptr(), 1), (pgate_status::InvalidHandle, 7));
+}

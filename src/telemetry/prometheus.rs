@@ -7,6 +7,10 @@
 //! ([`window_export`](crate::PromotionGateManager::window_export)), so they agree with each
 //! other. The metrics, their labels and their OpenTelemetry names are in one table in the
 //! [`telemetry`](crate::telemetry) module's docs (`docs/telemetry.md`).
+//!
+//! A host of several processes, each with its own gate, that counts the four outcome
+//! counters once for all of them (in memory they share) gives its counts with
+//! [`write_exposition_counted`]: every process then exposes the same counters.
 
 use std::fmt::{self, Write};
 
@@ -53,6 +57,68 @@ fn check_names(readings: &[Reading]) -> Result<(), ExpositionError> {
 }
 
 pub use super::window::LATENCY_BUCKETS_SECONDS;
+
+/// The four outcome counters of a gate's exposition: `promotion_late_outcomes_total`,
+/// `promotion_foreign_outcomes_total`, `promotion_forced_outcomes_total` and
+/// `promotion_ignored_override_values_total`.
+///
+/// [`OutcomeCounts::of`] reads a gate's own, counted by the process that holds it. A host of
+/// several processes whose gates pool each other's outcomes (the nginx module's workers)
+/// counts each outcome once, where it was first recorded, and each ignored value where it was
+/// routed, in memory the processes share, and passes those counts to
+/// [`write_exposition_counted`] in place of the gate's own: then every process exposes the
+/// same counters, and they never go down when a scrape reaches another process.
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// use promotion_gates::telemetry::prometheus::OutcomeCounts;
+/// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+/// let stage = gate.route_request("u").stage;
+/// assert_eq!(gate.record_forced(stage), Recorded::Forced);
+/// assert_eq!(
+///     OutcomeCounts::of(&gate),
+///     OutcomeCounts { forced_outcomes: 1, ..OutcomeCounts::default() }
+/// );
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    /// Outcomes dropped because their stage had ended ([`Recorded::Late`](crate::Recorded::Late)).
+    pub late_outcomes: u64,
+    /// Outcomes dropped because their decision names a stage the gate never published
+    /// ([`Recorded::Foreign`](crate::Recorded::Foreign)).
+    pub foreign_outcomes: u64,
+    /// Outcomes of requests an override forced ([`Recorded::Forced`](crate::Recorded::Forced)).
+    pub forced_outcomes: u64,
+    /// Forcing values routing ignored
+    /// ([`ignored_override_values`](PromotionGateManager::ignored_override_values)).
+    pub ignored_override_values: u64,
+}
+
+impl OutcomeCounts {
+    /// The gate's own counts: [`late_outcomes`](PromotionGateManager::late_outcomes),
+    /// [`foreign_outcomes`](PromotionGateManager::foreign_outcomes),
+    /// [`forced_outcomes`](PromotionGateManager::forced_outcomes) and
+    /// [`ignored_override_values`](PromotionGateManager::ignored_override_values).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// use promotion_gates::telemetry::prometheus::OutcomeCounts;
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// assert_eq!(OutcomeCounts::of(&gate), OutcomeCounts::default());
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn of(gate: &PromotionGateManager) -> Self {
+        Self {
+            late_outcomes: gate.late_outcomes(),
+            foreign_outcomes: gate.foreign_outcomes(),
+            forced_outcomes: gate.forced_outcomes(),
+            ignored_override_values: gate.ignored_override_values(),
+        }
+    }
+}
 
 /// The exposition of `gate`, as [`write_exposition`] writes it.
 ///
@@ -105,15 +171,53 @@ pub fn write_exposition(
     gates: &[&PromotionGateManager],
     out: &mut impl Write,
 ) -> Result<(), ExpositionError> {
-    if gates.is_empty() {
+    let readings: Vec<Reading> = gates
+        .iter()
+        .map(|gate| Reading::of(gate, OutcomeCounts::of(gate)))
+        .collect();
+    write_readings(&readings, out)
+}
+
+/// [`write_exposition`] with the host's [`OutcomeCounts`] for each gate in place of the
+/// gate's own: every other series is the gate's, read as `write_exposition` reads it.
+///
+/// # Errors
+/// As [`write_exposition`].
+///
+/// # Example
+/// ```
+/// # use promotion_gates::*;
+/// use promotion_gates::telemetry::prometheus::{write_exposition_counted, OutcomeCounts};
+/// let gate = PromotionGateManager::new(
+///     PromotionConfig { gate: "web".into(), ..Default::default() },
+///     SloAdmissionController::new(SloConfig::default())?,
+/// )?;
+/// // counted by the host for all its processes, in memory they share
+/// let counts = OutcomeCounts { forced_outcomes: 7, ..OutcomeCounts::default() };
+/// let mut text = String::new();
+/// write_exposition_counted(&[(&gate, counts)], &mut text)?;
+/// assert!(text.contains("promotion_forced_outcomes_total{gate=\"web\"} 7\n"));
+/// assert!(text.contains("promotion_late_outcomes_total{gate=\"web\"} 0\n"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_exposition_counted(
+    gates: &[(&PromotionGateManager, OutcomeCounts)],
+    out: &mut impl Write,
+) -> Result<(), ExpositionError> {
+    let readings: Vec<Reading> = gates
+        .iter()
+        .map(|&(gate, counts)| Reading::of(gate, counts))
+        .collect();
+    write_readings(&readings, out)
+}
+
+/// The exposition of `readings`, one per gate; nothing for none.
+fn write_readings(readings: &[Reading], out: &mut impl Write) -> Result<(), ExpositionError> {
+    if readings.is_empty() {
         return Ok(());
     }
-    let readings: Vec<Reading> = gates.iter().map(|gate| Reading::of(gate)).collect();
-    check_names(&readings)?;
-    let mut e = Exposition {
-        out,
-        readings: &readings,
-    };
+    check_names(readings)?;
+    let mut e = Exposition { out, readings };
     e.state_set(
         "promotion_environment",
         "The gate's environment: 1 for the current one.",
@@ -182,22 +286,22 @@ pub fn write_exposition(
     e.counter(
         "promotion_late_outcomes_total",
         "Outcomes dropped because their stage had ended.",
-        |r| r.late,
+        |r| r.counts.late_outcomes,
     )?;
     e.counter(
         "promotion_foreign_outcomes_total",
         "Outcomes dropped because their decision names a stage the gate never published.",
-        |r| r.foreign,
+        |r| r.counts.foreign_outcomes,
     )?;
     e.counter(
         "promotion_forced_outcomes_total",
         "Outcomes of requests an override forced, counted in neither cohort.",
-        |r| r.forced,
+        |r| r.counts.forced_outcomes,
     )?;
     e.counter(
         "promotion_ignored_override_values_total",
         "Forcing values routing ignored.",
-        |r| r.ignored_override_values,
+        |r| r.counts.ignored_override_values,
     )?;
     Ok(())
 }
@@ -213,16 +317,14 @@ struct Reading {
     slo_threshold: f64,
     window: WindowExport,
     rollbacks: Vec<RollbackCount>,
-    late: u64,
-    foreign: u64,
-    forced: u64,
-    ignored_override_values: u64,
+    counts: OutcomeCounts,
 }
 
 impl Reading {
     /// The environment, stage and threshold are the window's (one snapshot: a scrape never
     /// pairs one state's environment with another's stage), and the config is not copied.
-    fn of(gate: &PromotionGateManager) -> Self {
+    /// The outcome counters are `counts`: the gate's own or the host's.
+    fn of(gate: &PromotionGateManager, counts: OutcomeCounts) -> Self {
         let name = gate.gate_name();
         let window = gate.window_export();
         Self {
@@ -233,10 +335,7 @@ impl Reading {
             slo_threshold: window.slo_threshold,
             window,
             rollbacks: gate.rollback_counts(),
-            late: gate.late_outcomes(),
-            foreign: gate.foreign_outcomes(),
-            forced: gate.forced_outcomes(),
-            ignored_override_values: gate.ignored_override_values(),
+            counts,
         }
     }
 

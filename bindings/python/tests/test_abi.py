@@ -21,7 +21,11 @@ from conftest import HEADER
 
 from promotion_gates import Environment, Forced, Recommendation, Recorded, Rule, Status, _ffi
 
-STRUCTS = {"pgate_decision": _ffi.pgate_decision, "pgate_health": _ffi.pgate_health}
+STRUCTS = {
+    "pgate_decision": _ffi.pgate_decision,
+    "pgate_health": _ffi.pgate_health,
+    "pgate_outcome_counts": _ffi.pgate_outcome_counts,
+}
 
 # The header's C types and the ctypes each must be declared as.
 C_TO_CTYPES: dict[str, Any] = {
@@ -55,6 +59,7 @@ C_TO_CTYPES: dict[str, Any] = {
     "struct pgate_decision *": POINTER(_ffi.pgate_decision),
     "struct pgate_health *": POINTER(_ffi.pgate_health),
     "const struct pgate_gate *const *": POINTER(c_void_p),
+    "const struct pgate_outcome_counts *": POINTER(_ffi.pgate_outcome_counts),
     "void *": c_void_p,
     "pgate_log_callback": _ffi.pgate_log_callback,
 }
@@ -189,6 +194,10 @@ def test_every_function_is_declared_once_with_the_header_types() -> None:
 NOT_CALLED = {
     "pgate_error_status": "_check raises by the status the call returned, the same one",
     "pgate_metrics_prometheus": "metrics_prometheus(gate) is pgate_metrics_prometheus_gates of one",
+    "pgate_metrics_prometheus_counted": "metrics_prometheus(*gates) is this call with NULL "
+    "counts; a host's own counts are for hosts of several processes sharing memory (nginx)",
+    "pgate_record_abandoned_as": "Gate.record_abandoned is this call without the "
+    "classification, which only a host counting outcomes itself (nginx) needs",
 }
 
 

@@ -661,3 +661,85 @@ fn forced_outcomes_and_ignored_values_are_counted_apart() {
     gate.route_request_forced(b"u", Some(b"nope"));
     assert_eq!(counts(&gate), (1.0, 1.0, 0.0));
 }
+
+#[test]
+fn a_hosts_counts_replace_the_four_outcome_counters_and_nothing_else() {
+    let web = gate(
+        "web",
+        Environment::Canary {
+            traffic_percent: 50.0,
+        },
+    );
+    let api = gate("api", Environment::Staging);
+    let stage = web.route_request("u").stage;
+    web.record_forced(stage);
+    web.record_forced(StageId::new(stage.get() + 1));
+    assert_eq!(
+        OutcomeCounts::of(&web),
+        OutcomeCounts {
+            foreign_outcomes: 1,
+            forced_outcomes: 1,
+            ..OutcomeCounts::default()
+        }
+    );
+    let counted = [
+        (
+            &web,
+            OutcomeCounts {
+                late_outcomes: 11,
+                foreign_outcomes: 12,
+                forced_outcomes: 13,
+                ignored_override_values: 14,
+            },
+        ),
+        (&api, OutcomeCounts::default()),
+    ];
+    let mut text = String::new();
+    write_exposition_counted(&counted, &mut text).unwrap();
+    let (families, samples) = parse(&text);
+    let mut own = String::new();
+    write_exposition(&[&web, &api], &mut own).unwrap();
+    let (own_families, own_samples) = parse(&own);
+    assert_eq!(families, own_families);
+    let four = [
+        ("promotion_late_outcomes_total", 11.0, 0.0),
+        ("promotion_foreign_outcomes_total", 12.0, 1.0),
+        ("promotion_forced_outcomes_total", 13.0, 1.0),
+        ("promotion_ignored_override_values_total", 14.0, 0.0),
+    ];
+    assert_eq!(samples.len(), own_samples.len());
+    for (sample, own) in samples.iter().zip(&own_samples) {
+        assert_eq!((&sample.name, &sample.labels), (&own.name, &own.labels));
+        let gate = sample.labels["gate"].as_str();
+        match four.iter().find(|(name, ..)| *name == sample.name) {
+            Some(&(_, host, gates_own)) if gate == "web" => {
+                assert_eq!(
+                    (sample.value, own.value),
+                    (host, gates_own),
+                    "{}",
+                    sample.name
+                );
+            }
+            Some(_) => assert_eq!((sample.value, own.value), (0.0, 0.0), "{}", sample.name),
+            // the window's series may differ only where both read the clock: none here
+            None => assert!(
+                sample.value == own.value || (sample.value.is_nan() && own.value.is_nan()),
+                "{} {:?}",
+                sample.name,
+                sample.labels
+            ),
+        }
+    }
+    let twice = write_exposition_counted(&[counted[0], counted[0]], &mut String::new());
+    assert!(matches!(
+        twice,
+        Err(ExpositionError::SameName {
+            first: 0,
+            second: 1,
+            ..
+        })
+    ));
+    let mut empty = String::new();
+    write_exposition_counted(&[], &mut empty).unwrap();
+    assert_eq!(empty, "");
+}

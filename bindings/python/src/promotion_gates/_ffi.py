@@ -42,6 +42,7 @@ __all__ = [
     "Status",
     "pgate_decision",
     "pgate_health",
+    "pgate_outcome_counts",
     "lib",
     "library_path",
 ]
@@ -131,6 +132,18 @@ class pgate_health(Structure):
     ]
 
 
+class pgate_outcome_counts(Structure):
+    """``struct pgate_outcome_counts``: a host's counts of the four outcome counters, for a
+    host of several processes (``pgate_metrics_prometheus_counted``)."""
+
+    _fields_ = [
+        ("late_outcomes", c_uint64),
+        ("foreign_outcomes", c_uint64),
+        ("forced_outcomes", c_uint64),
+        ("ignored_override_values", c_uint64),
+    ]
+
+
 # Opaque handles (`pgate_gate *`, `pgate_error *`) travel as `c_void_p`; an out-parameter
 # `T **` is `POINTER(c_void_p)`. Input byte strings (`const uint8_t *` plus a length) are
 # `c_char_p`, so a Python `bytes` is passed without a copy; output buffers (`char *`) are
@@ -206,6 +219,10 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         c_status,
         [_gate, POINTER(pgate_decision), c_uint64, POINTER(c_bool)],
     ),
+    "pgate_record_abandoned_as": (
+        c_status,
+        [_gate, POINTER(pgate_decision), c_uint64, POINTER(c_bool), POINTER(c_enum)],
+    ),
     "pgate_record_by_id": (
         c_status,
         [_gate, _bytes_in, c_size_t, c_bool, c_uint64, POINTER(c_enum)],
@@ -220,6 +237,17 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "pgate_metrics_prometheus_gates": (
         c_status,
         [POINTER(c_void_p), c_size_t, _buf_out, c_size_t, POINTER(c_size_t)],
+    ),
+    "pgate_metrics_prometheus_counted": (
+        c_status,
+        [
+            POINTER(c_void_p),
+            POINTER(pgate_outcome_counts),
+            c_size_t,
+            _buf_out,
+            c_size_t,
+            POINTER(c_size_t),
+        ],
     ),
     "pgate_latency_histograms_json": (c_status, [_gate, _buf_out, c_size_t, POINTER(c_size_t)]),
     "pgate_set_log_callback": (c_status, [pgate_log_callback, c_void_p, c_uint32, _error_out]),
