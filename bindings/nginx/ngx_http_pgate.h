@@ -27,17 +27,32 @@ typedef struct {
 } ngx_http_pgate_outcome_t;
 
 /*
- * A gate's shared memory zone: the ring of outcomes the workers pool, and the generation, which
- * a worker bumps when its own gate changed state (a rollback or a promotion its judge decided)
- * and every worker compares on each routed request, asking its store at once when it moved.
- * The head, written by every worker on every request, and the generation, read on every
- * request, each have a cache line of their own.
+ * The outcome counters of the gate's metrics, for the whole nginx: each late, foreign or forced
+ * outcome counted once, by the worker that recorded it first (the one whose request it was),
+ * and each ignored forcing value by the worker that routed it. Atomics, added to only when
+ * such an outcome or value occurs: a request that is none of these touches none of them.
+ */
+typedef struct {
+    uint64_t                     late_outcomes;
+    uint64_t                     foreign_outcomes;
+    uint64_t                     forced_outcomes;
+    uint64_t                     ignored_override_values;
+} ngx_http_pgate_counts_t;
+
+/*
+ * A gate's shared memory zone: the ring of outcomes the workers pool, the generation, which a
+ * worker bumps when its own gate changed state (a rollback or a promotion its judge decided)
+ * and every worker compares on each routed request, asking its store at once when it moved,
+ * and the outcome counters. The head, written by every worker on every request, and the
+ * generation, read on every request, each have a cache line of their own; the counters,
+ * seldom written, share theirs with the ring's first slot.
  */
 typedef struct {
     uint64_t                     head;
     u_char                       head_line[NGX_CPU_CACHE_LINE - sizeof(uint64_t)];
     uint64_t                     generation;
     u_char                       generation_line[NGX_CPU_CACHE_LINE - sizeof(uint64_t)];
+    ngx_http_pgate_counts_t      counts;
     ngx_http_pgate_outcome_t     outcomes[PGATE_RING_OUTCOMES];
 } ngx_http_pgate_ring_t;
 

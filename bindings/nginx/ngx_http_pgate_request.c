@@ -540,6 +540,14 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
         st = pgate_route_forced(g->gate, id.data, id.len,
                                 value.data ? value.data : (u_char *) "", value.len,
                                 &route->decision);
+
+        /* a value passed and not forcing is exactly one the library ignored: counted for
+         * the whole nginx (the worker's own gate counts only its own) */
+        if (st == PGATE_STATUS_OK && route->decision.forced == PGATE_FORCED_NONE) {
+            (void) __atomic_fetch_add(&g->ring->counts.ignored_override_values, 1,
+                                      __ATOMIC_RELAXED);
+        }
+
     } else {
         st = pgate_route(g->gate, id.data, id.len, &route->decision);
     }
@@ -590,13 +598,15 @@ ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 /*
  * Records an outcome (PGATE_FLAG_*): the decision's stage, cohort and `forced` byte as routed,
  * so a forced outcome is counted apart by the library, in neither cohort. An abandoned request
- * goes to pgate_record_abandoned, which records a wait longer than the SLO's latency target as
- * a slow success and a shorter one not at all. Returns whether the library took the outcome
- * (an abandoned request it left out need not be shared: every worker reads the same SLO).
+ * goes to pgate_record_abandoned_as, which records a wait longer than the SLO's latency target
+ * as a slow success and a shorter one not at all. Returns whether the library took the outcome
+ * (an abandoned request it left out need not be shared: every worker reads the same SLO);
+ * then, if `as` is not NULL, it holds what the library did with it (counted, late, foreign,
+ * forced), else it is left as it was.
  */
 static ngx_uint_t
 ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
-    uint64_t flags, uint64_t latency_ns)
+    uint64_t flags, uint64_t latency_ns, pgate_recorded *as)
 {
     bool            recorded;
     pgate_status    st;
@@ -611,11 +621,11 @@ ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
     recorded = true;
 
     if (flags & PGATE_FLAG_ABANDONED) {
-        st = pgate_record_abandoned(g->gate, &decision, latency_ns, &recorded);
+        st = pgate_record_abandoned_as(g->gate, &decision, latency_ns, &recorded, as);
 
     } else {
         st = pgate_record(g->gate, &decision, (flags & PGATE_FLAG_SUCCESS) ? true : false,
-                          latency_ns, NULL);
+                          latency_ns, as);
     }
 
     if (st != PGATE_STATUS_OK) {
@@ -624,6 +634,34 @@ ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
     }
 
     return recorded;
+}
+
+
+/*
+ * Counts this worker's own outcome, as its gate classified it, in the zone's counters: once for
+ * the whole nginx (a worker pooling it from the ring does not count it again). Nothing for a
+ * counted outcome, the common case.
+ */
+static ngx_inline void
+ngx_http_pgate_count(ngx_http_pgate_gate_t *g, pgate_recorded as)
+{
+    uint64_t  *counter;
+
+    switch (as) {
+    case PGATE_RECORDED_LATE:
+        counter = &g->ring->counts.late_outcomes;
+        break;
+    case PGATE_RECORDED_FOREIGN:
+        counter = &g->ring->counts.foreign_outcomes;
+        break;
+    case PGATE_RECORDED_FORCED:
+        counter = &g->ring->counts.forced_outcomes;
+        break;
+    default:
+        return;
+    }
+
+    (void) __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
 }
 
 
@@ -684,7 +722,8 @@ ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
             continue;
         }
 
-        (void) ngx_http_pgate_record(log, g, stage, flags, latency_ns);
+        /* another worker's outcome: counted by that worker (ngx_http_pgate_count) */
+        (void) ngx_http_pgate_record(log, g, stage, flags, latency_ns, NULL);
     }
 
     g->cursor = index;
@@ -737,6 +776,7 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
 {
     uint64_t                     latency_ns;
     ngx_uint_t                   i, status, outcome, flags;
+    pgate_recorded               as;
     ngx_http_pgate_ctx_t        *ctx;
     ngx_http_pgate_gate_t       *gates;
     ngx_http_pgate_route_t      *route;
@@ -797,9 +837,12 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
                 | (((ngx_uint_t) route->decision.forced & PGATE_FLAG_FORCED_MASK)
                    << PGATE_FLAG_FORCED_SHIFT);
 
+        as = PGATE_RECORDED_COUNTED;
+
         if (ngx_http_pgate_record(r->connection->log, &gates[i], route->decision.stage,
-                                  flags, latency_ns))
+                                  flags, latency_ns, &as))
         {
+            ngx_http_pgate_count(&gates[i], as);
             ngx_http_pgate_share(&gates[i], route->decision.stage, flags, latency_ns);
         }
         ngx_http_pgate_pool(r->connection->log, &gates[i]);

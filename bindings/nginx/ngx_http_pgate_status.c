@@ -143,6 +143,11 @@ ngx_http_pgate_status_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * Every gate's metrics, with the four outcome counters of the gate's zone (summed over every
+ * worker, see ngx_http_pgate_counts_t) in place of the answering worker's own, so every worker
+ * answers the same counters, which never go down while the zone lives.
+ */
 ngx_int_t
 ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
 {
@@ -152,22 +157,35 @@ ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
     ngx_uint_t                   i, n;
     pgate_status                 st;
     const pgate_gate           **live;
+    pgate_outcome_counts        *counts;
     ngx_http_pgate_gate_t       *gates;
+    ngx_http_pgate_counts_t     *shared;
     ngx_http_pgate_main_conf_t  *pmcf;
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
     gates = pmcf->gates.elts;
 
     live = ngx_palloc(r->pool, (pmcf->gates.nelts + 1) * sizeof(pgate_gate *));
-    if (live == NULL) {
+    counts = ngx_palloc(r->pool, (pmcf->gates.nelts + 1) * sizeof(pgate_outcome_counts));
+    if (live == NULL || counts == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     n = 0;
     for (i = 0; i < pmcf->gates.nelts; i++) {
-        if (gates[i].gate != NULL) {
-            live[n++] = gates[i].gate;
+        if (gates[i].gate == NULL) {
+            continue;
         }
+
+        shared = &gates[i].ring->counts;
+        counts[n].late_outcomes = __atomic_load_n(&shared->late_outcomes, __ATOMIC_RELAXED);
+        counts[n].foreign_outcomes = __atomic_load_n(&shared->foreign_outcomes,
+                                                     __ATOMIC_RELAXED);
+        counts[n].forced_outcomes = __atomic_load_n(&shared->forced_outcomes,
+                                                    __ATOMIC_RELAXED);
+        counts[n].ignored_override_values = __atomic_load_n(&shared->ignored_override_values,
+                                                            __ATOMIC_RELAXED);
+        live[n++] = gates[i].gate;
     }
 
     body = NULL;
@@ -175,7 +193,7 @@ ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
     len = 0;
 
     for ( ;; ) {
-        st = pgate_metrics_prometheus_gates(live, n, body, cap, &len);
+        st = pgate_metrics_prometheus_counted(live, counts, n, body, cap, &len);
         if (st == PGATE_STATUS_OK) {
             break;
         }

@@ -842,6 +842,93 @@ echo "worker $survivor rolled back; worker $successor (one failure seen) followe
 [ "$learned_ms" -lt 1000 ] || { echo "FAIL: $learned_ms ms is not within milliseconds" >&2; exit 1; }
 stop_serving
 
+echo "== the outcome counters are the whole nginx's: the same from every worker, never down"
+# Two workers. Forced requests (the override header) and ignored forcing values go through
+# both; every scrape, whichever worker answers it, must read the same totals, equal to what was
+# sent, and they must not go down when a worker is killed (its successor starts with a gate of
+# its own) nor across a reload (new workers, the zone kept). A build serving each worker's own
+# counts fails here: a worker counts the ignored values it routed itself, and a new worker's
+# gate counts forced outcomes from 0.
+port=$(free_port)
+backend=$(free_port)
+gate_document counted 50 '"overrides": {"header": "X-Canary"},'
+serve "$(cat <<CONF
+    log_format counted '\$pid';
+    promotion_gate counted counted.json;
+    upstream counted_canary { server 127.0.0.1:$backend; }
+    upstream counted_stable { server 127.0.0.1:$backend; }
+    server { listen 127.0.0.1:$backend; access_log off; return 200 "ok\n"; }
+    server {
+        listen 127.0.0.1:$port reuseport;
+        location / { access_log logs/counted.log counted; proxy_pass http://counted_\$promotion_gate_counted; }
+        location = /metrics { access_log off; add_header X-Worker \$pid; promotion_gate_metrics; }
+    }
+CONF
+)" 2
+workers() { pgrep -P "$master" | sort; }
+await_workers() { # [<pids, a line each>]: until two workers run, none of those
+  for _ in $(seq 100); do
+    [ "$(workers | grep -cvxF "${1:-none}" || true)" = 2 ] && [ "$(workers | grep -c .)" = 2 ] && return 0
+    sleep 0.1
+  done
+  echo "FAIL: nginx did not run two new workers; it runs $(workers | tr '\n' ' ')" >&2
+  exit 1
+}
+# send <count> <header value>: requests through new connections (spread over the workers)
+send() {
+  for i in $(seq "$1"); do
+    curl -fs -o /dev/null -H "X-Canary: $2" "http://127.0.0.1:$port/$i" ||
+      { echo "FAIL: a request with X-Canary: $2 failed" >&2; exit 1; }
+  done
+}
+# scrapes <forced> <ignored> <what>: scrapes until each running worker answered at least 5
+# times; every answer must read <forced> forced outcomes and <ignored> ignored values
+scrapes() {
+  local answer pid forced ignored seen="" wrong=0 n=0 want
+  want=$(workers | tr '\n' ' ')
+  while [ "$n" -lt 400 ]; do
+    n=$((n + 1))
+    answer=$(curl -fsi "http://127.0.0.1:$port/metrics")
+    pid=$(sed -n 's/^X-Worker: \([0-9]*\).*/\1/p' <<<"$answer")
+    forced=$(sed -n 's/^promotion_forced_outcomes_total{gate="counted"} //p' <<<"$answer")
+    ignored=$(sed -n 's/^promotion_ignored_override_values_total{gate="counted"} //p' <<<"$answer")
+    seen="$seen $pid"
+    if [ "$forced" != "$1" ] || [ "$ignored" != "$2" ]; then
+      wrong=$((wrong + 1))
+      echo "worker $pid: $forced forced outcomes, $ignored ignored values" >&2
+    fi
+    local all=yes w
+    for w in $want; do [ "$(tr ' ' '\n' <<<"$seen" | grep -cx "$w")" -ge 5 ] || all=no; done
+    [ "$all" = yes ] && break
+  done
+  for w in $want; do
+    tr ' ' '\n' <<<"$seen" | grep -qx "$w" || { echo "FAIL: $3: worker $w never answered the metrics" >&2; exit 1; }
+  done
+  [ "$wrong" = 0 ] ||
+    { echo "FAIL: $3: $wrong of $n scrapes did not read $1 forced outcomes and $2 ignored values" >&2; exit 1; }
+  echo "$3: $n scrapes of workers $want all read $1 forced outcomes, $2 ignored values"
+}
+await_workers
+send 20 canary
+send 20 stable
+send 10 maybe
+sleep 0.3 # the last requests' log phase
+served=$(sort -u "$tmp/logs/counted.log" | grep -c . || true)
+[ "$served" = 2 ] || { echo "FAIL: the requests went through $served worker(s), not 2" >&2; exit 1; }
+scrapes 40 10 "after 40 forced requests and 10 ignored values"
+victim=$(workers | head -n 1)
+kill -KILL "$victim"
+await_workers "$victim"
+scrapes 40 10 "after worker $victim was killed"
+old=$(workers)
+nginx -p "$tmp" -c conf/nginx.conf -s reload
+await_workers "$old"
+send 5 canary
+send 5 anything
+sleep 0.3
+scrapes 45 15 "after a reload and 5 more of each"
+stop_serving
+
 echo "== state changes: one error log line each"
 # Another process (the Python binding) enables ten flags one after another; the worker applies
 # each from the store (sync every 10 ms) and its 50 ms timer logs what it found: several changes
