@@ -814,8 +814,21 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
     }
 
     if (ctx->original_get != NULL) {          /* an upstream{} block: timed here */
-        /* no peer ever obtained (no live upstreams): failed at once */
-        latency_ns = ctx->upstream_end_ns ? ctx->upstream_end_ns - ctx->upstream_start_ns : 0;
+        if (ctx->upstream_end_ns) {
+            latency_ns = ctx->upstream_end_ns - ctx->upstream_start_ns;
+
+        } else if (ctx->upstream_start_ns) {
+            /* no peer ever obtained (no live upstreams, nginx's 502): the time from its first
+             * ask for a peer (the monotonic reading closest to the routing the request has;
+             * r->start_msec is nginx's cached clock, the same millisecond for a request
+             * answered within one turn of the event loop) to now, what the client waited for
+             * the routed version (with error_page's fallback, if any): never a zero latency,
+             * which would make a dead canary look fast to the latency rules */
+            latency_ns = ngx_http_pgate_now_ns() - ctx->upstream_start_ns;
+
+        } else {
+            latency_ns = 0;
+        }
 
     } else if (state->response_time != (ngx_msec_t) -1) {
         latency_ns = (uint64_t) state->response_time * 1000000;

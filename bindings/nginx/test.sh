@@ -662,6 +662,21 @@ serve "$(cat <<CONF
     }
 CONF
 )"
+# The pool's first request tries both servers; the next ones obtain no peer. Each must add
+# to the canary's latency sum the time nginx took to fail it (a build recording 0 for a request
+# that obtained no peer made a dead canary look fast to the latency rules).
+pool_sum() {
+  curl -fs "http://127.0.0.1:$port/metrics" |
+    sed -n 's/^promotion_window_latency_seconds_sum{gate="pool",cohort="canary"} //p'
+}
+sums=$(pool_sum)
+for _ in 1 2 3 4; do
+  curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/pool" || true
+  sums="$sums $(pool_sum)"
+done
+timed=$(python3 -c 'import sys; s = [float(x) for x in sys.argv[1:]]; print(sum(b - a > 0 for a, b in zip(s, s[1:])))' $sums)
+echo "dead pool: $timed of 4 requests added to the latency sum (sums: $sums)"
+[ "$timed" = 4 ] || { echo "FAIL: a dead pool's request was recorded with latency 0 (window sums: $sums)" >&2; exit 1; }
 for gate in pool cut cutraw; do
   for _ in $(seq 20); do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/$gate" || true; done
 done
