@@ -9,14 +9,16 @@
 # redirected by error_page (to a static page or to a named location proxying to stable) is
 # still the canary's outcome while a canary named by no upstream{} block (nginx tried no peer)
 # is no outcome, that a dead canary pool ("no live upstreams") and a canary cutting its bodies
-# short are failures, that an idle upgraded connection is not recorded, that a
+# short are failures (the dead pool's requests each with a latency above 0), that an idle
+# upgraded connection is not recorded, that a
 # status location holding an `if` answers, that an override header with an underscore is warned
 # of, that a key reading a gate's decision through a map is logged, that a client giving up on
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
 # outcome is recorded (not the auth subrequest's), that an empty metrics body included by SSI
 # raises no alert, that upstream latencies are timed in
 # microseconds, that a rollback one worker decided reaches the other within milliseconds, that
-# each state change gets its own error log line, once, and that a rollback made during a
+# the outcome counters read the same from both workers and never go down across a killed
+# worker and a reload, that each state change gets its own error log line, once, and that a rollback made during a
 # graceful exit is logged, then runs the end-to-end test under load (e2e.sh, ~30 s;
 # PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get (nginx, nginx-dev, wrk;
 # prometheus for promtool). Run from anywhere.
