@@ -280,6 +280,15 @@ ngx_http_pgate_finalize(ngx_http_request_t *r, ngx_int_t rc)
         ctx->failed_after_header = 1;
     }
 
+    if (ctx->upstream_start_ns != 0 && ctx->upstream_end_ns == 0
+        && r->upstream->peer.sockaddr == NULL)
+    {
+        /* it gave up without ever holding a peer (no live upstreams): its time ends here,
+         * not after an error_page fallback (a request that held one is timed by its free,
+         * which follows) */
+        ctx->upstream_end_ns = ngx_http_pgate_now_ns();
+    }
+
     ctx->original_finalize(r, rc);
 }
 
@@ -818,12 +827,10 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
             latency_ns = ctx->upstream_end_ns - ctx->upstream_start_ns;
 
         } else if (ctx->upstream_start_ns) {
-            /* no peer ever obtained (no live upstreams, nginx's 502): the time from its first
-             * ask for a peer (the monotonic reading closest to the routing the request has;
-             * r->start_msec is nginx's cached clock, the same millisecond for a request
-             * answered within one turn of the event loop) to now, what the client waited for
-             * the routed version (with error_page's fallback, if any): never a zero latency,
-             * which would make a dead canary look fast to the latency rules */
+            /* no peer ever obtained (no live upstreams, nginx's 502) and no finalize_request
+             * to stop the clock (ngx_http_pgate_finalize): the time from its first ask for a
+             * peer to now; never a zero latency, which would make a dead canary look fast to
+             * the latency rules */
             latency_ns = ngx_http_pgate_now_ns() - ctx->upstream_start_ns;
 
         } else {
