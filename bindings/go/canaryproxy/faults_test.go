@@ -482,33 +482,44 @@ func TestACanceledContextIsAnswered(t *testing.T) {
 	}
 }
 
-// A panic of the host's Rewrite, before any request is sent, is not the version's failure
-// (a build charging every pending panic failed the canary 5 times without one request to it),
-// and the server sees the host's own panic value.
-func TestARewritePanicIsNotTheUpstreamsFailure(t *testing.T) {
-	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
-	var hits atomic.Int64
-	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
-	defer up.Close()
-	var logged syncBuffer
-	front := httptest.NewUnstartedServer(newProxy(t, Options{Rewrite: func(*httputil.ProxyRequest, bool) {
-		panic("the host's rewrite failed")
-	}}, g, up.URL, up.URL))
-	front.Config.ErrorLog = log.New(&logged, "", 0)
-	front.Start()
-	defer front.Close()
-	for i := range 5 {
-		req, _ := http.NewRequest(http.MethodGet, front.URL, nil)
-		req.Header.Set("X-Request-Id", fmt.Sprint("k", i))
-		if res, err := http.DefaultClient.Do(req); err == nil {
-			res.Body.Close()
+// A panic of the host's code is not the version's failure: its Rewrite's, before any request
+// is sent (a build charging every pending panic failed the canary 5 times without one request
+// to it), and its ModifyResponse's or IsFailure's, after the upstream answered (a build
+// charging them failed the canary 5 times for 5 good answers); the server sees the host's own
+// panic value.
+func TestAHostPanicIsNotTheUpstreamsFailure(t *testing.T) {
+	for _, tc := range []struct {
+		hook string
+		opts Options
+		hits int64 // requests the upstream saw
+	}{
+		{"Rewrite", Options{Rewrite: func(*httputil.ProxyRequest, bool) { panic("the host's Rewrite failed") }}, 0},
+		{"ModifyResponse", Options{ModifyResponse: func(*http.Response) error { panic("the host's ModifyResponse failed") }}, 5},
+		{"IsFailure", Options{IsFailure: func(int) bool { panic("the host's IsFailure failed") }}, 5},
+	} {
+		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+		var hits atomic.Int64
+		up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+		var logged syncBuffer
+		front := httptest.NewUnstartedServer(newProxy(t, tc.opts, g, up.URL, up.URL))
+		front.Config.ErrorLog = log.New(&logged, "", 0)
+		front.Start()
+		for i := range 5 {
+			req, _ := http.NewRequest(http.MethodGet, front.URL, nil)
+			req.Header.Set("X-Request-Id", fmt.Sprint("k", i))
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				res.Body.Close()
+			}
 		}
-	}
-	if requests, errors := canaryOutcomes(t, g); requests != 0 || errors != 0 || hits.Load() != 0 {
-		t.Errorf("5 Rewrite panics: %v canary requests, %v failures recorded, %v upstream hits", requests, errors, hits.Load())
-	}
-	if text := logged.String(); !strings.Contains(text, "panic serving") || !strings.Contains(text, ": the host's rewrite failed\n") {
-		t.Errorf("the server logged %q, not the host's panic", text)
+		front.Close()
+		up.Close()
+		if requests, errors := canaryOutcomes(t, g); requests != 0 || errors != 0 || hits.Load() != tc.hits {
+			t.Errorf("5 %s panics: %v canary requests, %v failures recorded, %v upstream hits (want %v)",
+				tc.hook, requests, errors, hits.Load(), tc.hits)
+		}
+		if text := logged.String(); !strings.Contains(text, "panic serving") || !strings.Contains(text, ": the host's "+tc.hook+" failed\n") {
+			t.Errorf("%s: the server logged %q, not the host's panic", tc.hook, text)
+		}
 	}
 }
 

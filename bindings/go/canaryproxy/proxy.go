@@ -38,10 +38,13 @@
 //     request's body never arrived whole: then only an upstream that held the request longer
 //     than the client's reads did is charged, as abandoned (a client trickling its body
 //     fails nothing);
-//   - not recorded: a request routed while the gate is closed, a panic of Options.Rewrite
-//     (no request was sent; the panic goes on), and a connection upgrade
-//     the upstream granted (101), which writes no headers through the ResponseWriter, also
-//     when the host's ResponseWriter cannot hijack (http.TimeoutHandler's).
+//   - not recorded: a request routed while the gate is closed, a panic of the host's code
+//     (Options.Rewrite, before any request was sent; Options.ModifyResponse or IsFailure,
+//     whatever the upstream answered: the host's bug, as a panic of the host's handler
+//     around the Proxy would be; the panic goes on with the host's value), and a connection
+//     upgrade the upstream granted (101), which writes no headers through the
+//     ResponseWriter, also when the host's ResponseWriter cannot hijack
+//     (http.TimeoutHandler's).
 //
 // An answer is timed when its response headers are written and recorded once its body was
 // copied to the client (an error, when it is handled): a body the upstream breaks (cut
@@ -98,21 +101,24 @@ type Options struct {
 	// client's IP address (the host part of Request.RemoteAddr), so that a client without a
 	// key is routed the same way on every request and every host.
 	Fallback func(*http.Request) string
-	// IsFailure says whether an upstream status is a failure (default: status >= 500).
+	// IsFailure says whether an upstream status is a failure (default: status >= 500). A
+	// panic of it is the host's: the request is not recorded and the panic goes on.
 	IsFailure func(status int) bool
 	// Transport is the upstreams' round tripper (default http.DefaultTransport).
 	Transport http.RoundTripper
 	// ModifyResponse, ErrorHandler and ErrorLog are passed to the ReverseProxies.
-	// ModifyResponse runs before the outcome is recorded (an error it returns is a failure),
-	// ErrorHandler after. The default ErrorHandler logs the error to ErrorLog (the log
-	// package's standard logger when nil) as httputil.ReverseProxy's does, unless the client
-	// went away, and answers 502 Bad Gateway (413 for a body over a MaxBytesHandler limit):
-	// always a status, as a handler that writes none is answered 200 OK by net/http.
+	// ModifyResponse runs before the outcome is recorded (an error it returns is a failure;
+	// a panic is the host's, as Rewrite's: not recorded, and it goes on), ErrorHandler after.
+	// The default ErrorHandler logs the error to ErrorLog (the log package's standard logger
+	// when nil) as httputil.ReverseProxy's does, unless the client went away, and answers 502
+	// Bad Gateway (413 for a body over a MaxBytesHandler limit): always a status, as a handler
+	// that writes none is answered 200 OK by net/http.
 	ModifyResponse func(*http.Response) error
 	ErrorHandler   func(http.ResponseWriter, *http.Request, error)
 	ErrorLog       *log.Logger
 	// Rewrite, when set, runs after the upstream's URL is set (see httputil.ProxyRequest),
-	// with canary true for the canary upstream: add headers, change the path.
+	// with canary true for the canary upstream: add headers, change the path. A panic of it
+	// sends nothing and records nothing, and goes on.
 	Rewrite func(pr *httputil.ProxyRequest, canary bool)
 }
 
@@ -178,11 +184,10 @@ func New(opts Options) (*Proxy, error) {
 		}
 	}
 	p := &Proxy{
-		gate:      opts.Gate,
-		cookie:    opts.KeyCookie,
-		fallback:  opts.Fallback,
-		isFailure: opts.IsFailure,
-		onError:   opts.ErrorHandler,
+		gate:     opts.Gate,
+		cookie:   opts.KeyCookie,
+		fallback: opts.Fallback,
+		onError:  opts.ErrorHandler,
 	}
 	if !opts.NoKeyHeader {
 		h := opts.KeyHeader
@@ -194,8 +199,13 @@ func New(opts Options) (*Proxy, error) {
 	if p.fallback == nil {
 		p.fallback = ClientAddress
 	}
-	if p.isFailure == nil {
+	if isFailure := opts.IsFailure; isFailure == nil {
 		p.isFailure = func(status int) bool { return status >= 500 }
+	} else {
+		p.isFailure = func(status int) bool {
+			defer hostPanicked()
+			return isFailure(status)
+		}
 	}
 	if p.onError == nil {
 		errorLog := opts.ErrorLog
@@ -225,21 +235,24 @@ func New(opts Options) (*Proxy, error) {
 // reverseProxy is the ReverseProxy of one upstream.
 func (p *Proxy) reverseProxy(opts Options, target *url.URL, canary bool) *httputil.ReverseProxy {
 	rewrite := opts.Rewrite
+	var modifyResponse func(*http.Response) error
+	if modify := opts.ModifyResponse; modify != nil {
+		modifyResponse = func(res *http.Response) error {
+			defer hostPanicked()
+			return modify(res)
+		}
+	}
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
 			if rewrite != nil {
-				defer func() {
-					if v := recover(); v != nil {
-						panic(rewritePanic{v}) // no request left: ServeHTTP records nothing
-					}
-				}()
+				defer hostPanicked()
 				rewrite(pr, canary)
 			}
 		},
 		Transport:      opts.Transport,
-		ModifyResponse: opts.ModifyResponse,
+		ModifyResponse: modifyResponse,
 		ErrorLog:       opts.ErrorLog,
 		ErrorHandler:   p.handleError,
 	}
@@ -442,21 +455,22 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if !returned {
 			// A panic inside the ReverseProxy before the headers (a Transport returning no
-			// response): the request failed, unless the host's Rewrite panicked before any
-			// request left. After the headers, the ReverseProxy's abort of the body's copy
+			// response): the request failed, unless the host's code panicked (hostPanic: its
+			// Rewrite, before any request left; its ModifyResponse or IsFailure, whatever the
+			// upstream answered). After the headers, the ReverseProxy's abort of the body's copy
 			// (http.ErrAbortHandler) is the upstream breaking the body, unless the client is
 			// gone or refused a write. The writer is not pooled again: the code that panicked
 			// may still hold it.
 			v := recover()
-			host, rewrote := v.(rewritePanic)
+			host, byHost := v.(hostPanic)
 			switch {
-			case !ow.pending || rewrote:
+			case !ow.pending || byHost:
 			case ow.answered:
 				ow.settle(v == http.ErrAbortHandler && !ow.writeFailed && r.Context().Err() == nil)
 			default:
 				ow.record(false)
 			}
-			if rewrote {
+			if byHost {
 				v = host.value // the host's own panic goes on
 			}
 			if ow.upload != nil {
@@ -680,10 +694,17 @@ func (ow *outcomeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return http.NewResponseController(ow.ResponseWriter).Hijack()
 }
 
-// rewritePanic carries a panic of Options.Rewrite, which runs before any request is sent, to
-// ServeHTTP: the upstream is not charged with it, and ServeHTTP panics on with the value
-// Rewrite panicked with.
-type rewritePanic struct{ value any }
+// hostPanic carries a panic of the host's code (Options.Rewrite, ModifyResponse, IsFailure)
+// to ServeHTTP: the upstream is not charged with it (it is the host's bug, whatever the
+// upstream did), and ServeHTTP panics on with the value the host's code panicked with.
+type hostPanic struct{ value any }
+
+// hostPanicked, deferred around a call of the host's code, wraps its panic in a hostPanic.
+func hostPanicked() {
+	if v := recover(); v != nil {
+		panic(hostPanic{v})
+	}
+}
 
 // waited is the time the upstream is charged with: since the request started, less the time
 // the Transport waited for the client's body (a slow client's upload is not the upstream's
