@@ -3,6 +3,7 @@ package canaryproxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -33,6 +34,13 @@ func canaryOutcomes(t *testing.T, g *promotiongates.Gate) (requests, errors floa
 // closed without one), waiting 2 s at most.
 func rawRequest(t *testing.T, addr, raw string) string {
 	t.Helper()
+	return rawExchange(t, addr, raw, false)
+}
+
+// rawExchange is rawRequest, which closes its side of the connection after raw when
+// closeWrite is true (a client whose request ends there).
+func rawExchange(t *testing.T, addr, raw string, closeWrite bool) string {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +49,9 @@ func rawRequest(t *testing.T, addr, raw string) string {
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
+	}
+	if closeWrite {
+		_ = c.(*net.TCPConn).CloseWrite()
 	}
 	answer, _ := io.ReadAll(c)
 	line, _, _ := bytes.Cut(answer, []byte("\r\n"))
@@ -91,6 +102,50 @@ func TestWhatTheClientCausesIsNoFailure(t *testing.T) {
 	}
 	if state, _ := g.State(); state.Environment != promotiongates.Canary {
 		t.Errorf("rolled back by the client's faults: %v", state.Environment)
+	}
+}
+
+// A body the client malformed (an invalid chunk) or cut short (5 of its 10 bytes, then the end
+// of its side of the connection) is answered 400 Bad Request, as net/http's server answers bad
+// framing in a request's head (a build answering 502 told the client the upstream failed), is
+// given to an ErrorHandler as ErrBadRequestBody, and is not recorded.
+func TestABadRequestBodyIsAnswered400(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	up := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer up.Close()
+	front := httptest.NewServer(newProxy(t, Options{}, g, up.URL, up.URL))
+	defer front.Close()
+	handled := make(chan error, 1)
+	custom := httptest.NewServer(newProxy(t, Options{ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+		handled <- err
+		w.WriteHeader(http.StatusTeapot)
+	}}, g, up.URL, up.URL))
+	defer custom.Close()
+	for _, tc := range []struct {
+		name, body string
+		closeWrite bool
+	}{
+		{"an invalid chunk", "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n", false},
+		{"a body cut short", "Content-Length: 10\r\n\r\nhello", true},
+	} {
+		raw := "POST / HTTP/1.1\r\nHost: x\r\nX-Request-Id: k\r\nConnection: close\r\n" + tc.body
+		if status := rawExchange(t, front.Listener.Addr().String(), raw, tc.closeWrite); status != "HTTP/1.1 400 Bad Request" {
+			t.Errorf("%s: %q, want 400", tc.name, status)
+		}
+		rawExchange(t, custom.Listener.Addr().String(), raw, tc.closeWrite)
+		select {
+		case err := <-handled:
+			if !errors.Is(err, ErrBadRequestBody) {
+				t.Errorf("%s: the ErrorHandler got %v, not ErrBadRequestBody", tc.name, err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Errorf("%s: the ErrorHandler was not called", tc.name)
+		}
+	}
+	if requests, errors := canaryOutcomes(t, g); requests != 0 || errors != 0 {
+		t.Errorf("bad request bodies recorded as %v canary requests, %v failures", requests, errors)
 	}
 }
 

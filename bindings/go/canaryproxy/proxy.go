@@ -11,11 +11,12 @@
 //     a Transport that panics or gives no response) is a failure of the version it was
 //     routed to. What the client caused is not: a request the ReverseProxy refuses before
 //     sending it (an Upgrade header that is not printable ASCII) is not recorded, nor is
-//     one whose body never arrived whole (a malformed chunk, a body over an
-//     http.MaxBytesHandler limit, which the default error handler answers with 413, a client
-//     that left mid-upload, a deadline while the Transport waited for the client's bytes),
-//     unless the upstream held it longer than the client's reads did (then as abandoned,
-//     below);
+//     one whose body never arrived whole (a malformed chunk or a body shorter than its
+//     Content-Length, which the default error handler answers with 400 as net/http's server
+//     answers bad framing, see ErrBadRequestBody; a body over an http.MaxBytesHandler limit,
+//     answered 413; a client that left mid-upload; a deadline while the Transport waited for
+//     the client's bytes), unless the upstream held it longer than the client's reads did
+//     (then as abandoned, below);
 //   - latency: from the moment the request is handed to the version's
 //     httputil.ReverseProxy until the upstream's response headers have been received and
 //     are about to be written to the client (time to headers; the ReverseProxy's own request
@@ -111,8 +112,9 @@ type Options struct {
 	// a panic is the host's, as Rewrite's: not recorded, and it goes on), ErrorHandler after.
 	// The default ErrorHandler logs the error to ErrorLog (the log package's standard logger
 	// when nil) as httputil.ReverseProxy's does, unless the client went away, and answers 502
-	// Bad Gateway (413 for a body over a MaxBytesHandler limit): always a status, as a handler
-	// that writes none is answered 200 OK by net/http.
+	// Bad Gateway (400 for a malformed or incomplete request body, an error wrapping
+	// ErrBadRequestBody; 413 for a body over a MaxBytesHandler limit): always a status, as a
+	// handler that writes none is answered 200 OK by net/http.
 	ModifyResponse func(*http.Response) error
 	ErrorHandler   func(http.ResponseWriter, *http.Request, error)
 	ErrorLog       *log.Logger
@@ -548,6 +550,10 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 			} else {
 				ow.pending = false
 			}
+			if ow.upload.malformed.Load() {
+				// Whatever error the Transport made of it (its own, the context's).
+				err = fmt.Errorf("%w: %w", ErrBadRequestBody, err)
+			}
 		case clientGone(r):
 			ow.abandoned()
 		default:
@@ -564,18 +570,29 @@ func clientGone(r *http.Request) bool {
 	return errors.Is(r.Context().Err(), context.Canceled)
 }
 
-// badGateway is the default error handler: 502, or 413 for a body over the host's
-// http.MaxBytesHandler limit. It always writes a status: a handler that writes none is
-// answered 200 OK by net/http, and a canceled context does not mean the client is gone (a
-// ReadTimeout, a host's BaseContext canceled on shutdown); to a client that did go away the
-// write is dropped.
+// ErrBadRequestBody is wrapped in the error given to Options.ErrorHandler when the client's
+// request body could not be read whole by its own fault: malformed (an invalid chunk) or
+// shorter than it said (its side of the connection ended before its Content-Length or its
+// last chunk; a client that left mid-upload looks the same, and the answer is dropped). The
+// default error handler answers it 400 Bad Request; it is not the upstream's failure (see the
+// package doc).
+var ErrBadRequestBody = errors.New("canaryproxy: malformed or incomplete request body")
+
+// badGateway is the default error handler: 502, or 400 for a malformed request body, 413 for
+// a body over the host's http.MaxBytesHandler limit. It always writes a status: a handler that
+// writes none is answered 200 OK by net/http, and a canceled context does not mean the client
+// is gone (a ReadTimeout, a host's BaseContext canceled on shutdown); to a client that did go
+// away the write is dropped.
 func badGateway(w http.ResponseWriter, r *http.Request, err error) {
 	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
+	switch {
+	case errors.Is(err, ErrBadRequestBody):
+		w.WriteHeader(http.StatusBadRequest)
+	case errors.As(err, &tooLarge):
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
-		return
+	default:
+		w.WriteHeader(http.StatusBadGateway)
 	}
-	w.WriteHeader(http.StatusBadGateway)
 }
 
 // uploadWatch is the client's request body as the upstream's Transport reads it: whether
@@ -592,6 +609,8 @@ type uploadWatch struct {
 	// request's context ended (a deadline, a host's shutdown) while a read waited for the
 	// client.
 	cut atomic.Bool
+	// malformed: a read failed by the client's doing (see malformed), set before cut.
+	malformed atomic.Bool
 	// waiting: nanoseconds spent inside the body's Read, summed over the reads that returned.
 	waiting atomic.Int64
 	// reading: 1 + the nanoseconds since start at which the read in flight began, 0 when none
@@ -608,9 +627,23 @@ func (u *uploadWatch) Read(b []byte) (int, error) {
 	u.reading.Store(0)
 	u.waiting.Add(int64(time.Since(u.start) - began))
 	if err != io.EOF && (err != nil || live && u.ctx.Err() != nil) {
+		if err != nil && malformed(err) {
+			u.malformed.Store(true)
+		}
 		u.cut.Store(true)
 	}
 	return n, err
+}
+
+// malformed reports whether the error a read of the client's body failed with is the body's
+// own fault: malformed (an invalid chunk) or shorter than it said (the client's side ended
+// before its Content-Length or its last chunk), the client's doing that net/http's server
+// answers 400 when it finds it in a request's head. Not a timeout (the server's ReadTimeout:
+// the upstream may have held the read), nor a body over a MaxBytesHandler limit (413).
+func malformed(err error) bool {
+	var timeout interface{ Timeout() bool }
+	var tooLarge *http.MaxBytesError
+	return !(errors.As(err, &timeout) && timeout.Timeout()) && !errors.As(err, &tooLarge)
 }
 
 // ended reports whether the body never arrived whole: cut, or a read still waits for the
