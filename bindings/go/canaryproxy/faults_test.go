@@ -348,6 +348,119 @@ func TestABodyTheUpstreamCutsShortIsAFailure(t *testing.T) {
 	}
 }
 
+// A canary that answers its headers at once, then does not send its body before the host's
+// TimeoutHandler deadline (200 ms), fails the request, as it would before the headers: every
+// client gets the TimeoutHandler's 503 (a build taking a deadline during the body's copy for
+// the client's recorded fast successes). Whether the deadline ends the copy in a read of the
+// upstream's body or, when the read came back after it, in the write to TimeoutHandler's
+// writer (http.ErrHandlerTimeout, which a build took for a client refusing a write). A stream
+// that a deadline of the host's own context ends while it flows to the client is no failure
+// (the host's limit on a stream: a build charging every deadline failed it).
+func TestABodyNotSentBeforeADeadlineIsAFailure(t *testing.T) {
+	stalled := rawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789", 2*time.Second)
+	late := roundTripper(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, ContentLength: 100000,
+			Body: io.NopCloser(&lateReader{ctx: r.Context()}), Request: r}, nil
+	})
+	for _, tc := range []struct {
+		name      string
+		upstream  string
+		transport http.RoundTripper
+	}{
+		{"ended in a read", stalled.URL, nil},
+		{"ended in a write", "http://127.0.0.1:9", late},
+	} {
+		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+		front := httptest.NewServer(http.TimeoutHandler(newProxy(t, Options{Transport: tc.transport}, g, tc.upstream, tc.upstream), 200*time.Millisecond, "slow"))
+		if status, _ := get(t, front.URL, "k", ""); status != http.StatusServiceUnavailable {
+			t.Errorf("%s: the client got %d, not the TimeoutHandler's 503", tc.name, status)
+		}
+		eventually(t, tc.name+": the request is recorded", func() bool {
+			requests, _ := canaryOutcomes(t, g)
+			return requests == 1
+		})
+		if _, errors := canaryOutcomes(t, g); errors != 1 {
+			t.Errorf("%s: a body not sent before the deadline recorded as %v failures, want 1", tc.name, errors)
+		}
+		front.Close()
+	}
+
+	streams := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	stream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i < 100 && r.Context().Err() == nil; i++ { // 2 s, 20 ms a tick
+			_, _ = w.Write([]byte("data: tick\n\n"))
+			_ = http.NewResponseController(w).Flush()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}))
+	defer stream.Close()
+	limited := httptest.NewUnstartedServer(withDeadline(newProxy(t, Options{}, streams, stream.URL, stream.URL), 200*time.Millisecond))
+	limited.Config.ErrorLog = quietLog()
+	limited.Start()
+	defer limited.Close()
+	res, err := http.Get(limited.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body) // cut at the deadline
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !bytes.HasPrefix(body, []byte("data: tick")) {
+		t.Errorf("the stream: %s %q", res.Status, body)
+	}
+	eventually(t, "the stream is recorded", func() bool {
+		requests, _ := canaryOutcomes(t, streams)
+		return requests == 1
+	})
+	if _, errors := canaryOutcomes(t, streams); errors != 0 {
+		t.Errorf("a stream the host's deadline ended recorded as %v failures", errors)
+	}
+}
+
+// lateReader is a response body that gives 10 bytes, then waits for its request's context to
+// end and gives 10 more 50 ms later (a body that does not heed its context).
+type lateReader struct {
+	ctx   context.Context
+	reads int
+}
+
+func (l *lateReader) Read(b []byte) (int, error) {
+	if l.reads++; l.reads > 1 {
+		<-l.ctx.Done()
+		time.Sleep(50 * time.Millisecond)
+	}
+	return copy(b, "0123456789"), nil
+}
+
+// Called without an http.Server (an httptest.ResponseRecorder), the ReverseProxy swallows the
+// error of a body the upstream cut short, and the status decides (a success, as the package doc
+// says); with an *http.Server in the context under http.ServerContextKey and
+// http.ErrAbortHandler recovered, as the package doc tells an adapter, it is a failure.
+func TestABrokenBodyOutsideAServerIsToldByTheServerContextKey(t *testing.T) {
+	cut := rawUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789", 0)
+	for _, withServer := range []bool{false, true} {
+		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+		p := newProxy(t, Options{}, g, cut.URL, cut.URL)
+		req := httptest.NewRequest(http.MethodGet, "http://front/", nil)
+		req.Header.Set("X-Request-Id", "k")
+		if withServer {
+			req = req.WithContext(context.WithValue(req.Context(), http.ServerContextKey, &http.Server{}))
+		}
+		func() {
+			defer func() {
+				if v := recover(); v != nil && v != http.ErrAbortHandler {
+					panic(v)
+				}
+			}()
+			p.ServeHTTP(httptest.NewRecorder(), req)
+		}()
+		want := map[bool]float64{false: 0, true: 1}[withServer]
+		if requests, errors := canaryOutcomes(t, g); requests != 1 || errors != want {
+			t.Errorf("with the server in the context %v: %v canary requests, %v failures; want 1, %v failures",
+				withServer, requests, errors, want)
+		}
+	}
+}
+
 // slowReader starts an upstream that reads a request's body chunk bytes at a time, 20 ms
 // apart, then answers 200 "ok".
 func slowReader(t *testing.T, chunk int) *httptest.Server {

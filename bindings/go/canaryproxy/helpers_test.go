@@ -2,12 +2,14 @@ package canaryproxy
 
 import (
 	"bufio"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	promotiongates "github.com/promotion-gates/promotion-gates/bindings/go"
 	"github.com/promotion-gates/promotion-gates/bindings/go/internal/fnvsplit"
@@ -102,4 +104,14 @@ lines:
 // split by FNV-1a of the key at the same share, recording nothing.
 func newFNVProxy(stable, canary *url.URL, transport http.RoundTripper, percent float64) *fnvsplit.Proxy {
 	return fnvsplit.New(stable, canary, transport, percent, DefaultKeyHeader, ClientAddress)
+}
+
+// withDeadline is h under a deadline of the host's own: each request's context ends d after
+// the request came.
+func withDeadline(h http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }

@@ -49,12 +49,22 @@
 //
 // An answer is timed when its response headers are written and recorded once its body was
 // copied to the client (an error, when it is handled): a body the upstream breaks (cut
-// short, a read that fails) is a failure, and a client that leaves mid-body or refuses a
-// write is none; a long stream is recorded when it ends. The ReverseProxy tells a broken body
-// by a panic (http.ErrAbortHandler) only under an http.Server (which it finds in the
-// request's context): elsewhere (an httptest.ResponseRecorder, an adapter calling ServeHTTP
-// directly) it swallows the error, and the status decides. A deadline that ends the body's
-// copy (TimeoutHandler's, a WriteTimeout) is the client's side: the status decides.
+// short, a read that fails) is a failure, and so is one it did not finish before a deadline
+// ended the request's context while the body went into a writer that cannot flush
+// (http.TimeoutHandler's, a buffer, which then answers 503 in its place: no client slows it
+// and no stream goes through it), as a deadline before the headers is. A client that leaves
+// mid-body or refuses a write is none, nor is a server's WriteTimeout (it fails a write and
+// cancels the context). Into a writer that streams to the client, a deadline that ends the
+// copy leaves the status to decide: it may be the host's limit on a stream, or a client
+// reading slowly, as well as an upstream slow to send (telling them apart would mean timing
+// every write, the common path's too). A long stream is recorded when it ends. The
+// ReverseProxy tells a broken body by a panic (http.ErrAbortHandler) only under an
+// http.Server (which it finds in the request's context, under http.ServerContextKey):
+// elsewhere (an httptest.ResponseRecorder, an adapter calling ServeHTTP directly) it
+// swallows the error, which it only logs to its ErrorLog, naming no request, and the status
+// decides (telling it otherwise would mean wrapping every response body, an allocation per
+// request). An adapter can have it as an http.Server does: put its *http.Server in the
+// request's context under http.ServerContextKey and recover http.ErrAbortHandler.
 package canaryproxy
 
 import (
@@ -460,15 +470,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// response): the request failed, unless the host's code panicked (hostPanic: its
 			// Rewrite, before any request left; its ModifyResponse or IsFailure, whatever the
 			// upstream answered). After the headers, the ReverseProxy's abort of the body's copy
-			// (http.ErrAbortHandler) is the upstream breaking the body, unless the client is
-			// gone or refused a write. The writer is not pooled again: the code that panicked
-			// may still hold it.
+			// (http.ErrAbortHandler) is the upstream breaking the body, unless the client
+			// refused a write or the request's context ended (see bodyBroken). The writer is not
+			// pooled again: the code that panicked may still hold it.
 			v := recover()
 			host, byHost := v.(hostPanic)
 			switch {
 			case !ow.pending || byHost:
 			case ow.answered:
-				ow.settle(v == http.ErrAbortHandler && !ow.writeFailed && r.Context().Err() == nil)
+				ow.settle(v == http.ErrAbortHandler && !ow.writeFailed && bodyBroken(ow.ResponseWriter, r))
 			default:
 				ow.record(false)
 			}
@@ -678,7 +688,7 @@ type outcomeWriter struct {
 	answered    bool
 	ok          bool
 	latency     time.Duration
-	writeFailed bool // a write to the client failed (the client's doing)
+	writeFailed bool // a write to the client failed (the client's doing; see Write)
 }
 
 // WriteHeader takes the outcome of a final status (1xx are informational; a status below 100,
@@ -696,7 +706,9 @@ func (ow *outcomeWriter) Write(b []byte) (int, error) {
 		ow.answer(!ow.proxy.isFailure(http.StatusOK))
 	}
 	n, err := ow.ResponseWriter.Write(b)
-	if err != nil {
+	if err != nil && err != http.ErrHandlerTimeout {
+		// Not http.TimeoutHandler's deadline, which its writer reports to a write after it
+		// fell: that is the request's context, as when it ends a read (see bodyBroken).
 		ow.writeFailed = true
 	}
 	return n, err
@@ -725,6 +737,39 @@ func (ow *outcomeWriter) Unwrap() http.ResponseWriter { return ow.ResponseWriter
 func (ow *outcomeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	ow.pending = false
 	return http.NewResponseController(ow.ResponseWriter).Hijack()
+}
+
+// bodyBroken reports whether the ReverseProxy's abort of the body's copy to w, the client's
+// writer, is the upstream's doing: the request's context is live (a cut body, a failed read),
+// or a deadline ended it while w cannot flush (http.TimeoutHandler's buffer: the upstream did
+// not send its body in time). Not when the context was canceled (the client went away, a
+// failed write, the host's shutdown), nor a deadline on a writer that streams to the client
+// (the host's limit on a stream, a client reading slowly, or a slow upstream: the status
+// decides). Called once a copy failed, never on the common path.
+func bodyBroken(w http.ResponseWriter, r *http.Request) bool {
+	switch err := r.Context().Err(); {
+	case err == nil:
+		return true
+	case errors.Is(err, context.DeadlineExceeded):
+		return !flushes(w)
+	default:
+		return false
+	}
+}
+
+// flushes reports whether w, or a writer it unwraps to, can flush, as http.ResponseController
+// finds it.
+func flushes(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case interface{ FlushError() error }, http.Flusher:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
 }
 
 // hostPanic carries a panic of the host's code (Options.Rewrite, ModifyResponse, IsFailure)

@@ -303,12 +303,7 @@ func TestDeadlineIsCounted(t *testing.T) {
 		}
 	}))
 	defer slow.Close()
-	p := newProxy(t, Options{}, g, slow.URL, slow.URL)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 20*time.Millisecond)
-		defer cancel()
-		p.ServeHTTP(w, r.WithContext(ctx))
-	}))
+	front := httptest.NewServer(withDeadline(newProxy(t, Options{}, g, slow.URL, slow.URL), 20*time.Millisecond))
 	defer front.Close()
 	if status, _ := get(t, front.URL, "k", ""); status != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502", status)
