@@ -1172,7 +1172,7 @@ pgate_status pgate_record_abandoned(const struct pgate_gate *gate,
  * pgate_recorded as = PGATE_RECORDED_COUNTED;
  * if (pgate_record_abandoned_as(gate, &decision, waited_ns, &recorded, &as) == PGATE_STATUS_OK
  *     && recorded && as == PGATE_RECORDED_FORCED) {
- *     shared->forced++;   // an atomic add in memory the host's processes share
+ *     __atomic_fetch_add(&shared->forced, 1, __ATOMIC_RELAXED); // memory the processes share
  * }
  * ```
  *
@@ -1285,7 +1285,12 @@ pgate_status pgate_metrics_prometheus_gates(const struct pgate_gate *const *gate
  *
  * ```c
  * const pgate_gate *gates[] = { gate };
- * pgate_outcome_counts counts = { .forced_outcomes = shared->forced };
+ * pgate_outcome_counts counts = {
+ *     .late_outcomes = __atomic_load_n(&shared->late, __ATOMIC_RELAXED),
+ *     .foreign_outcomes = __atomic_load_n(&shared->foreign, __ATOMIC_RELAXED),
+ *     .forced_outcomes = __atomic_load_n(&shared->forced, __ATOMIC_RELAXED),
+ *     .ignored_override_values = __atomic_load_n(&shared->ignored, __ATOMIC_RELAXED),
+ * };  // all four replace the gate's own: a zero here is served as 0
  * size_t len = 0;
  * pgate_status st = pgate_metrics_prometheus_counted(gates, &counts, 1, buf, cap, &len);
  * // "promotion_forced_outcomes_total{gate=\"checkout\"} 7" when shared->forced is 7

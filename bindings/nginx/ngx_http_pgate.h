@@ -45,7 +45,8 @@ typedef struct {
  * and every worker compares on each routed request, asking its store at once when it moved,
  * and the outcome counters. The head, written by every worker on every request, and the
  * generation, read on every request, each have a cache line of their own; the counters,
- * seldom written, share theirs with the ring's first slot.
+ * written only for the outcomes and values they count, start the next line, which the ring's
+ * first slot shares.
  */
 typedef struct {
     uint64_t                     head;

@@ -307,7 +307,7 @@ pub unsafe extern "C" fn pgate_record_abandoned(
 /// pgate_recorded as = PGATE_RECORDED_COUNTED;
 /// if (pgate_record_abandoned_as(gate, &decision, waited_ns, &recorded, &as) == PGATE_STATUS_OK
 ///     && recorded && as == PGATE_RECORDED_FORCED) {
-///     shared->forced++;   // an atomic add in memory the host's processes share
+///     __atomic_fetch_add(&shared->forced, 1, __ATOMIC_RELAXED); // memory the processes share
 /// }
 /// ```
 ///

@@ -104,7 +104,12 @@ impl From<pgate_outcome_counts> for OutcomeCounts {
 ///
 /// ```c
 /// const pgate_gate *gates[] = { gate };
-/// pgate_outcome_counts counts = { .forced_outcomes = shared->forced };
+/// pgate_outcome_counts counts = {
+///     .late_outcomes = __atomic_load_n(&shared->late, __ATOMIC_RELAXED),
+///     .foreign_outcomes = __atomic_load_n(&shared->foreign, __ATOMIC_RELAXED),
+///     .forced_outcomes = __atomic_load_n(&shared->forced, __ATOMIC_RELAXED),
+///     .ignored_override_values = __atomic_load_n(&shared->ignored, __ATOMIC_RELAXED),
+/// };  // all four replace the gate's own: a zero here is served as 0
 /// size_t len = 0;
 /// pgate_status st = pgate_metrics_prometheus_counted(gates, &counts, 1, buf, cap, &len);
 /// // "promotion_forced_outcomes_total{gate=\"checkout\"} 7" when shared->forced is 7
