@@ -45,6 +45,12 @@ typedef struct {
      * see ngx_http_pgate_routed_first */
     ngx_uint_t                   states_before;
     unsigned                     states_existed:1;
+    /* nginx had begun an error page (r->error_page) when the request was first routed */
+    unsigned                     routed_in_error_page:1;
+    /* an error page began before the routed upstream started, and an upstream was started for
+     * it: the routed upstream was never reached, and nothing is recorded (see
+     * ngx_http_pgate_wrap_peer) */
+    unsigned                     unreached:1;
     /* 1 + the index in r->upstream_states of the timed upstream's last attempt (0: none) */
     ngx_uint_t                   timed_state_end;
     uint64_t                     upstream_start_ns;
@@ -193,6 +199,8 @@ ngx_http_pgate_create_ctx(ngx_http_request_t *r, ngx_uint_t gates)
         ctx->states_existed = 1;
     }
 
+    ctx->routed_in_error_page = r->error_page;
+
     ngx_http_set_ctx(r, ctx, ngx_http_promotion_gate_module);
     return ctx;
 }
@@ -298,7 +306,15 @@ ngx_http_pgate_finalize(ngx_http_request_t *r, ngx_int_t rc)
  * routed request starts after it was routed (ngx_http_pgate_routed_first: no attempt of any
  * upstream pushed since). A later upstream of the same request (a named location that
  * error_page sends to stable, say, also after a routed upstream that never tried a peer) is
- * not the routed one and is left alone.
+ * not the routed one and is left alone. So is the first upstream started once an error page
+ * began (r->error_page) if the request was routed before it: the routed upstream never
+ * started, nginx answered an error first (a request body the client cut short or malformed,
+ * 400, before proxy_pass could send it; a limit_req's 503 once an `if` routed the request)
+ * and error_page sent that answer to a location that proxies. That upstream's outcome is the
+ * error page's, not the routed version's: the request is marked unreached and records
+ * nothing. Not seen with recursive_error_pages on (nginx then never sets r->error_page), nor
+ * when the error page's upstream is a name resolved at run time (never wrapped, so never seen
+ * starting: its state is then taken for the routed upstream's).
  */
 static ngx_int_t
 ngx_http_pgate_wrap_peer(ngx_http_request_t *r)
@@ -311,6 +327,11 @@ ngx_http_pgate_wrap_peer(ngx_http_request_t *r)
         || r->upstream_states->nelts != ngx_http_pgate_routed_first(ctx))
     {
         return NGX_OK;          /* not routed, or not the routed upstream */
+    }
+
+    if (r->error_page && !ctx->routed_in_error_page) {
+        ctx->unreached = 1;     /* an error page's upstream, the routed one never started */
+        return NGX_OK;
     }
 
     peer = &r->upstream->peer;
@@ -755,7 +776,7 @@ ngx_http_pgate_routed_state(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
     ngx_uint_t                  i;
     ngx_http_upstream_state_t  *states, *last;
 
-    if (r->upstream_states == NULL) {
+    if (r->upstream_states == NULL || ctx->unreached) {
         return NULL;
     }
 

@@ -9,8 +9,10 @@
 # redirected by error_page (to a static page or to a named location proxying to stable) is
 # still the canary's outcome while a canary named by no upstream{} block (nginx tried no peer)
 # is no outcome, that a dead canary pool ("no live upstreams") and a canary cutting its bodies
-# short are failures (the dead pool's requests each with a latency above 0), that an idle
-# upgraded connection is not recorded, that a
+# short are failures (the dead pool's requests each with a latency above 0), that a request
+# body the client cut short or malformed (HTTP/1.1 and HTTP/2, request buffering on and off)
+# records nothing unless the canary had answered, also behind an error_page that proxies nginx's
+# 400 to stable, that an idle upgraded connection is not recorded, that a
 # status location holding an `if` answers, that an override header with an underscore is warned
 # of, that a key reading a gate's decision through a map is logged, that a client giving up on
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
@@ -686,6 +688,175 @@ await_rollbacks "a dead canary pool or a canary cutting its bodies short" pool c
 grep -c 'no live upstreams' "$tmp/logs/error.log" | sed 's/^/"no live upstreams" answers: /'
 stop_serving
 stop_tcp_server
+
+echo "== a request body the client cut short or malformed is not the routed version's outcome"
+# The client's fault is never the routed version's failure. A body shorter than its
+# Content-Length then a half-close or a close, an invalid chunk, over HTTP/1.1, and over
+# HTTP/2 a stream ended (END_STREAM) short of its content-length or reset (RST_STREAM)
+# mid-body. With proxy_request_buffering on (gate `bodyon`) nginx reads the body before it
+# starts the upstream: the request is routed (proxy_pass evaluates the gate first) and
+# nothing reaches the canary. With it off (gate `bodyoff`) the canary is contacted and
+# receives the body's first 10 bytes, then nginx ends the request on the client's read
+# (400): the canary never answered, so nothing is recorded either (a build counting that 400
+# as the contacted canary's failure recorded six outcomes for bodyoff). Each gate also gets one
+# whole body, which its canary answers 500: one outcome each, so the zeros are not a gate
+# that records nothing. A canary that answered before the client cut its body (gate
+# `bodyans`: 500 as soon as it reads the request header) is judged by that answer as usual:
+# every such request is its failure. Behind `error_page 400 = @stable` (gate `bodyfb`, buffered)
+# nginx's 400 for the bad body starts stable's upstream, the request's first after it was
+# routed: its 200 is not the canary's (a build taking the first upstream started after the
+# route for the routed one counted each as a canary success).
+port=$(free_port)
+h2port=$(free_port)
+waiting=$(free_port)
+answering=$(free_port)
+stable=$(free_port)
+# the canary of bodyon, bodyoff and bodyfb: answers 500 to a whole body; at the end of a body
+# cut short it writes a line to body.cut
+tcp_server "$waiting" "    cut = open('$tmp/body.cut', 'a')"'
+    c.settimeout(5)
+    data = b""
+    while True:
+        try:
+            more = c.recv(65536)
+        except OSError:
+            break
+        if not more:
+            break
+        data += more
+        head, _, body = data.partition(b"\r\n\r\n")
+        if _ and (b"\ncontent-length: 100" in head.lower() and len(body) >= 100
+                  or body.endswith(b"\r\n0\r\n\r\n")):
+            c.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+            break
+    if b"0123456789" in data:
+        cut.write("the first 10 bytes, then the end\n")
+    cut.close()
+    c.close()'
+waiting_pid=$tcp_server_pid
+# bodyans's canary: 500 at once, before the body it does not read
+tcp_server "$answering" '    c.recv(65536)
+    c.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    held.append(c)'
+for gate in bodyon bodyoff bodyans bodyfb; do gate_document "$gate" 100; done
+serve "$(cat <<CONF
+    log_format body '\$uri \$server_protocol \$status \$upstream_status \$upstream_bytes_sent';
+    promotion_gate bodyon bodyon.json;
+    promotion_gate bodyoff bodyoff.json;
+    promotion_gate bodyans bodyans.json;
+    promotion_gate bodyfb bodyfb.json;
+    upstream bodyon_canary { server 127.0.0.1:$waiting; }
+    upstream bodyoff_canary { server 127.0.0.1:$waiting; }
+    upstream bodyans_canary { server 127.0.0.1:$answering; }
+    upstream bodyfb_canary { server 127.0.0.1:$waiting; }
+    upstream bodyfb_stable { server 127.0.0.1:$stable; }
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$h2port http2;
+        access_log logs/body.log body;
+        proxy_http_version 1.1; # a chunked body is streamed only to HTTP/1.1
+        location /bodyon { proxy_pass http://bodyon_\$promotion_gate_bodyon; }
+        location /bodyoff { proxy_request_buffering off; proxy_pass http://bodyoff_\$promotion_gate_bodyoff; }
+        location /bodyans { proxy_request_buffering off; proxy_pass http://bodyans_\$promotion_gate_bodyans; }
+        location /bodyfb { error_page 400 = @stable; proxy_pass http://bodyfb_\$promotion_gate_bodyfb; }
+        location @stable { proxy_pass http://bodyfb_stable; }
+        location = /metrics { access_log off; promotion_gate_metrics; }
+    }
+CONF
+)"
+# post_body <path> <how>: one POST whose body the client sends as <how> says, over HTTP/1.1
+# (whole; short-shut, short-close: 10 of its 100 bytes, then a half-close or a close; badchunk:
+# a chunk of 10 bytes, then an invalid chunk size) or HTTP/2 (h2-short: 10 of 100 bytes and
+# END_STREAM; h2-rst: 10 bytes and RST_STREAM), the cut 0.2 s after the first bytes (time for
+# nginx to reach an unbuffered upstream); prints the status line or frames answered
+post_body() {
+  python3 - "$port" "$h2port" "$1" "$2" <<'PY'
+import socket, struct, sys, time
+port, h2port, path, how = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def frame(kind, flags, payload, stream=1):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+def literal(name, value):  # HPACK: a literal field without indexing, a new name
+    return bytes([0, len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+s = socket.create_connection(("127.0.0.1", h2port if how.startswith("h2") else port))
+s.settimeout(3)
+if how.startswith("h2"):
+    fields = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "x"),
+              ("content-length", "100")]
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, b"", 0)
+              + frame(1, 4, b"".join(literal(n, v) for n, v in fields)) + frame(0, 0, b"0123456789"))
+    time.sleep(0.2)
+    s.sendall(frame(0, 1, b"") if how == "h2-short" else frame(3, 0, struct.pack(">I", 8)))
+elif how == "whole":
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n".encode() + b"x" * 100)
+elif how == "badchunk":
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n".encode())
+    time.sleep(0.2)
+    s.sendall(b"zz\r\n")
+else:
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789".encode())
+    time.sleep(0.2)
+    if how == "short-close":
+        s.close()
+        print("closed")
+        sys.exit()
+    s.shutdown(socket.SHUT_WR)
+def frames(answer):  # the frame types and streams answered: 4 SETTINGS, 1 HEADERS, 3 RST_STREAM...
+    at = 0
+    while at + 9 <= len(answer):
+        yield answer[at + 3], int.from_bytes(answer[at + 5:at + 9], "big")
+        at += 9 + int.from_bytes(answer[at:at + 3], "big")
+answer = b""
+if how.startswith("h2"):
+    s.settimeout(0.5)  # nginx answers a reset stream with nothing: the connection stays open
+try:
+    while len(answer) < 65536:
+        more = s.recv(65536)
+        if not more:
+            break
+        answer += more
+        if how.startswith("h2") and any(k in (1, 3) and n == 1 for k, n in frames(answer)):
+            break
+except OSError:
+    pass
+if how.startswith("h2"):
+    print("h2 frames", [k for k, n in frames(answer)])
+else:
+    print(answer.split(b"\r\n")[0].decode() or "no answer")
+PY
+}
+# body_window <gate> <requests|errors>: the gate's canary window count
+body_window() {
+  curl -fs "http://127.0.0.1:$port/metrics" | sed -n "s/^promotion_window_$2{gate=\"$1\",cohort=\"canary\"} //p"
+}
+cuts="short-shut short-close badchunk h2-short h2-rst"
+for gate in bodyon bodyoff bodyans bodyfb; do
+  case $gate in
+    bodyans) hows="short-shut badchunk h2-short" ;;
+    bodyfb) hows="badchunk h2-short whole" ;;
+    *) hows="$cuts whole" ;;
+  esac
+  for how in $hows; do
+    echo "/$gate $how: $(post_body "/$gate" "$how")"
+  done
+done
+sleep 0.2 # the last request's log phase
+for gate in bodyon bodyoff bodyans bodyfb; do
+  printf '%s\n' "$gate: $(body_window "$gate" requests) recorded, $(body_window "$gate" errors) errors"
+done >"$tmp/body.windows"
+cat "$tmp/body.windows"
+stop_serving
+stop_tcp_server
+tcp_server_pid=$waiting_pid
+stop_tcp_server
+# the unbuffered canary (bodyoff's 5 cuts) got the first bytes of each body, the others none
+reached=$(grep -c . "$tmp/body.cut" || true)
+echo "the canaries got the first bytes of $reached cut bodies"
+[ "$reached" = 5 ] || { echo "FAIL: the unbuffered canary did not get the cut bodies' first bytes:" >&2; cat "$tmp/logs/body.log" >&2; exit 1; }
+[ "$(cat "$tmp/body.windows")" = "bodyon: 1 recorded, 1 errors
+bodyoff: 1 recorded, 1 errors
+bodyans: 3 recorded, 3 errors
+bodyfb: 1 recorded, 1 errors" ] || { echo "FAIL: expected bodyon, bodyoff and bodyfb to record their whole body only, bodyans its 3 answers; nginx logged:" >&2; cat "$tmp/logs/body.log" >&2; exit 1; }
 
 echo "== an upgraded connection (a WebSocket) is not recorded"
 # The canary switches protocols (101) and then says nothing: nginx ends each connection after
