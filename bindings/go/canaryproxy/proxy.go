@@ -49,15 +49,19 @@
 //
 // An answer is timed when its response headers are written and recorded once its body was
 // copied to the client (an error, when it is handled): a body the upstream breaks (cut
-// short, a read that fails) is a failure, and so is one it did not finish before a deadline
-// ended the request's context while the body went into a writer that cannot flush
-// (http.TimeoutHandler's, a buffer, which then answers 503 in its place: no client slows it
-// and no stream goes through it), as a deadline before the headers is. A client that leaves
-// mid-body or refuses a write is none, nor is a server's WriteTimeout (it fails a write and
-// cancels the context). Into a writer that streams to the client, a deadline that ends the
-// copy leaves the status to decide: it may be the host's limit on a stream, or a client
-// reading slowly, as well as an upstream slow to send (telling them apart would mean timing
-// every write, the common path's too). A long stream is recorded when it ends. The
+// short, a read that fails) is a failure, and so is one it did not finish before
+// http.TimeoutHandler's deadline, as a deadline before the headers is: TimeoutHandler's
+// writer buffers the answer and answers 503 in its place, so no client slows the copy and no
+// stream goes through it. The Proxy tells that deadline by the writer's refusal of a write
+// after it (http.ErrHandlerTimeout), through any writer of the host's around it, waiting up
+// to 10 ms for TimeoutHandler to take its deadline (it does in a goroutine of its own; any
+// deadline that ends a copy waits that long before the response is aborted). A client
+// that leaves mid-body or refuses a write is none, nor is a server's WriteTimeout (it fails a
+// write and cancels the context). Any other deadline that ends the copy (a context deadline
+// of the host's, whatever its writer: one that hides Flush still streams to the client)
+// leaves the status to decide: it may be the host's limit on a stream, or a client reading
+// slowly, as well as an upstream slow to send (telling them apart would mean timing every
+// write, the common path's too). A long stream is recorded when it ends. The
 // ReverseProxy tells a broken body by a panic (http.ErrAbortHandler) only under an
 // http.Server (which it finds in the request's context, under http.ServerContextKey):
 // elsewhere (an httptest.ResponseRecorder, an adapter calling ServeHTTP directly) it
@@ -706,7 +710,7 @@ func (ow *outcomeWriter) Write(b []byte) (int, error) {
 		ow.answer(!ow.proxy.isFailure(http.StatusOK))
 	}
 	n, err := ow.ResponseWriter.Write(b)
-	if err != nil && err != http.ErrHandlerTimeout {
+	if err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
 		// Not http.TimeoutHandler's deadline, which its writer reports to a write after it
 		// fell: that is the request's context, as when it ends a read (see bodyBroken).
 		ow.writeFailed = true
@@ -741,36 +745,48 @@ func (ow *outcomeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // bodyBroken reports whether the ReverseProxy's abort of the body's copy to w, the client's
 // writer, is the upstream's doing: the request's context is live (a cut body, a failed read),
-// or a deadline ended it while w cannot flush (http.TimeoutHandler's buffer: the upstream did
-// not send its body in time). Not when the context was canceled (the client went away, a
-// failed write, the host's shutdown), nor a deadline on a writer that streams to the client
-// (the host's limit on a stream, a client reading slowly, or a slow upstream: the status
-// decides). Called once a copy failed, never on the common path.
+// or http.TimeoutHandler's deadline ended it (see timedOut: its writer buffers the whole
+// answer, which it replaces with its 503, so no client slowed the copy and no stream went
+// through it: the upstream did not send its body in time). Not when the context was canceled
+// (the client went away, a failed write, the host's shutdown), nor for any other deadline
+// (the host's own limit on a stream, a client reading slowly, or a slow upstream: the status
+// decides), whatever the writer (a host's wrapper that hides Flush streams all the same).
+// Called once a copy failed, never on the common path.
 func bodyBroken(w http.ResponseWriter, r *http.Request) bool {
 	switch err := r.Context().Err(); {
 	case err == nil:
 		return true
 	case errors.Is(err, context.DeadlineExceeded):
-		return !flushes(w)
+		return timedOut(w)
 	default:
 		return false
 	}
 }
 
-// flushes reports whether w, or a writer it unwraps to, can flush, as http.ResponseController
-// finds it.
-func flushes(w http.ResponseWriter) bool {
-	for {
-		switch t := w.(type) {
-		case interface{ FlushError() error }, http.Flusher:
+// timedOut reports whether w is http.TimeoutHandler's writer after its deadline fell, or a
+// writer of the host's around it (reached through its Write, so also a wrapper without
+// Unwrap): that writer refuses every write then, a write of nothing too, with
+// http.ErrHandlerTimeout. The probe writes no byte (the headers were written before the
+// body's copy began). TimeoutHandler takes its deadline in its own goroutine, woken by the
+// same context as the copy, and may run after it: the probe is repeated for up to
+// timedOutWait before the status is left to decide, erring toward not charging the upstream.
+// Called only when a deadline ended a copy: another deadline than TimeoutHandler's waits that
+// long before the ReverseProxy aborts the response.
+func timedOut(w http.ResponseWriter) bool {
+	start := time.Now()
+	for pause := 100 * time.Microsecond; ; pause *= 2 {
+		if _, err := w.Write(nil); errors.Is(err, http.ErrHandlerTimeout) {
 			return true
-		case interface{ Unwrap() http.ResponseWriter }:
-			w = t.Unwrap()
-		default:
+		}
+		if time.Since(start) >= timedOutWait {
 			return false
 		}
+		time.Sleep(pause)
 	}
 }
+
+// timedOutWait is how long timedOut waits for http.TimeoutHandler to take its deadline.
+const timedOutWait = 10 * time.Millisecond
 
 // hostPanic carries a panic of the host's code (Options.Rewrite, ModifyResponse, IsFailure)
 // to ServeHTTP: the upstream is not charged with it (it is the host's bug, whatever the
