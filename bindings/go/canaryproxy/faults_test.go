@@ -149,6 +149,159 @@ func TestABadRequestBodyIsAnswered400(t *testing.T) {
 	}
 }
 
+// An HTTP/2 upstream that resets its stream (its handler panics) while an HTTP/2 client's
+// body is still arriving (its next bytes 300 ms later) fails the request, answered 502, and
+// is not taken for a malformed body. Where the ReverseProxy hands the client's body to the
+// Transport as it is, the HTTP/2 Transport's Close fails the read waiting for the client
+// ("body closed by handler"; see TestAReadTheTransportBrokeByClosingTheBodyIsNotTheClients);
+// the ReverseProxy of Go 1.26 hides that Close from the body (its noopCloseReader), and the
+// Transport waits for the read to return the client's bytes.
+func TestAnUpstreamResetDuringAnHTTP2UploadIsItsFailure(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		_, _ = r.Body.Read(make([]byte, 1))
+		panic(http.ErrAbortHandler) // over HTTP/2: RST_STREAM INTERNAL_ERROR
+	}))
+	up.EnableHTTP2 = true
+	up.Config.ErrorLog = quietLog()
+	up.StartTLS()
+	defer up.Close()
+	front := http2Front(t, newProxy(t, Options{Transport: up.Client().Transport}, g, up.URL, up.URL))
+	body, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write([]byte("a"))
+		time.Sleep(300 * time.Millisecond)
+		_, _ = pw.Write([]byte("b"))
+		_ = pw.Close()
+	}()
+	req, _ := http.NewRequest(http.MethodPost, front.URL, body)
+	req.Header.Set("X-Request-Id", "k")
+	res, err := front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.ProtoMajor != 2 || res.StatusCode != http.StatusBadGateway {
+		t.Errorf("the upstream's reset was answered %s %s, want HTTP/2.0 502", res.Proto, res.Status)
+	}
+	if requests, errors := canaryOutcomes(t, g); requests != 1 || errors != 1 {
+		t.Errorf("the upstream's reset recorded as %v canary requests, %v failures; want 1 failure", requests, errors)
+	}
+}
+
+// A read of the client's body that fails because the Transport closed the body (an HTTP/2
+// server's body fails a pending read when closed, "body closed by handler"; the HTTP/2
+// Transport closes the body from another goroutine when the upstream resets the stream) is
+// neither malformed nor a cut body while the request's context lives (the upstream's failure:
+// a build taking every failed read for the client's answered it 400 and recorded nothing);
+// once the context has ended (a deadline) it is a cut body, still not malformed.
+func TestAReadTheTransportBrokeByClosingTheBodyIsNotTheClients(t *testing.T) {
+	for _, ended := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(context.Background())
+		if ended {
+			cancel()
+		}
+		pr, pw := io.Pipe()
+		u := &uploadWatch{ReadCloser: closingBody{pr}, ctx: ctx, start: time.Now()}
+		read := make(chan error, 1)
+		go func() {
+			_, err := u.Read(make([]byte, 1))
+			read <- err
+		}()
+		time.Sleep(20 * time.Millisecond) // the read waits for the client
+		_ = u.Close()
+		if err := <-read; err == nil {
+			t.Fatalf("context ended %v: the read did not fail", ended)
+		}
+		if u.malformed.Load() || u.cut.Load() != ended {
+			t.Errorf("context ended %v: malformed %v, cut %v; want not malformed, cut %v",
+				ended, u.malformed.Load(), u.cut.Load(), ended)
+		}
+		cancel()
+		pw.Close()
+	}
+}
+
+// bodyReader starts an upstream that reads a request's whole body, then answers 200 "ok",
+// over HTTP/2 (with TLS) when h2, and returns it with the Transport that reaches it (nil: the
+// default one). protocols, when not nil, gets the protocol of each request it serves. The
+// caller closes it.
+func bodyReader(h2 bool, protocols *sync.Map) (*httptest.Server, http.RoundTripper) {
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if protocols != nil {
+			protocols.Store(r.Proto, true)
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	if !h2 {
+		up.Start()
+		return up, nil
+	}
+	up.EnableHTTP2 = true
+	up.StartTLS()
+	return up, up.Client().Transport
+}
+
+// closingBody is a client's body whose Close fails a pending read, as an HTTP/2 server's does.
+type closingBody struct{ *io.PipeReader }
+
+func (b closingBody) Close() error {
+	return b.CloseWithError(errors.New("body closed by handler"))
+}
+
+// A deadline of the host's (200 ms) that ends an HTTP/2 client's upload while the client
+// trickles its body (a byte every 150 ms), sent over HTTP/1 and over HTTP/2 to the upstream,
+// is not a malformed body: answered 502, not 400, and not recorded (the client's time). Where
+// the ReverseProxy passes the Transport's Close on to the client's body, the HTTP/2 Transport
+// closes it at the deadline, which fails the read waiting for the client (a build taking that
+// for the client's doing answered 400); Go 1.26's ReverseProxy does not, and no read fails.
+func TestADeadlineEndingAnHTTP2UploadIsNotMalformed(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+		up, transport := bodyReader(h2, nil)
+		limited := http2Front(t, withDeadline(newProxy(t, Options{Transport: transport}, g, up.URL, up.URL), 200*time.Millisecond))
+		body, pw := io.Pipe()
+		go func() { // the Transport waits for a read in flight to return before it gives up
+			for range 4 {
+				if _, err := pw.Write([]byte("x")); err != nil {
+					return
+				}
+				time.Sleep(150 * time.Millisecond)
+			}
+			_ = pw.Close()
+		}()
+		req, _ := http.NewRequest(http.MethodPost, limited.URL, body)
+		req.Header.Set("X-Request-Id", "k")
+		res, err := limited.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		pw.Close()
+		if res.ProtoMajor != 2 || res.StatusCode != http.StatusBadGateway {
+			t.Errorf("HTTP/2 upstream %v: an upload the host's deadline ended was answered %s %s, want HTTP/2.0 502", h2, res.Proto, res.Status)
+		}
+		if requests, errors := canaryOutcomes(t, g); requests != 0 || errors != 0 {
+			t.Errorf("HTTP/2 upstream %v: an upload the host's deadline ended recorded as %v canary requests, %v failures", h2, requests, errors)
+		}
+		limited.Close()
+		up.Close()
+	}
+}
+
+// http2Front starts h as a front server that its Client reaches over HTTP/2, closed when the
+// test ends.
+func http2Front(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	s := httptest.NewUnstartedServer(h)
+	s.EnableHTTP2 = true
+	s.Config.ErrorLog = quietLog()
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	return s
+}
+
 // A client that never sends the body it announced, then leaves: the upstream waited on the
 // client, so nothing is recorded (it was an abandoned request that waited 0.6 s).
 func TestAClientThatNeverSendsItsBodyIsNotRecorded(t *testing.T) {
@@ -590,19 +743,7 @@ func TestADeadlineOnASlowUploadIsNotTheUpstreamsFailure(t *testing.T) {
 	for _, h2 := range []bool{false, true} {
 		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
 		var protocols sync.Map
-		up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			protocols.Store(r.Proto, true)
-			_, _ = io.Copy(io.Discard, r.Body)
-			_, _ = w.Write([]byte("ok"))
-		}))
-		var transport http.RoundTripper
-		if h2 {
-			up.EnableHTTP2 = true
-			up.StartTLS()
-			transport = up.Client().Transport
-		} else {
-			up.Start()
-		}
+		up, transport := bodyReader(h2, &protocols)
 		front := httptest.NewServer(http.TimeoutHandler(newProxy(t, Options{Transport: transport}, g, up.URL, up.URL), 200*time.Millisecond, "slow"))
 		for i := range 5 {
 			c, err := net.Dial("tcp", front.Listener.Addr().String())

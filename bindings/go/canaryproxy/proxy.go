@@ -7,16 +7,17 @@
 //
 //   - success: the upstream's status, by Options.IsFailure (default: 5xx is a failure; a
 //     status below 100, which net/http refuses, is one too); an error reaching the upstream
-//     (dial refused, reset, a response-header timeout, an error of Options.ModifyResponse,
-//     a Transport that panics or gives no response) is a failure of the version it was
-//     routed to. What the client caused is not: a request the ReverseProxy refuses before
-//     sending it (an Upgrade header that is not printable ASCII) is not recorded, nor is
-//     one whose body never arrived whole (a malformed chunk or a body shorter than its
-//     Content-Length, which the default error handler answers with 400 as net/http's server
-//     answers bad framing, see ErrBadRequestBody; a body over an http.MaxBytesHandler limit,
-//     answered 413; a client that left mid-upload; a deadline while the Transport waited for
-//     the client's bytes), unless the upstream held it longer than the client's reads did
-//     (then as abandoned, below);
+//     (dial refused, reset, also while the Transport waited for the client's next bytes of
+//     the body, a response-header timeout, an error of Options.ModifyResponse, a Transport
+//     that panics or gives no response) is a failure of the version it was routed to. What
+//     the client caused is not: a request the ReverseProxy refuses before sending it (an
+//     Upgrade header that is not printable ASCII) is not recorded, nor is one whose body
+//     never arrived whole (a malformed chunk or a body shorter than its Content-Length,
+//     which the default error handler answers with 400 as net/http's server answers bad
+//     framing, see ErrBadRequestBody; a body over an http.MaxBytesHandler limit, answered
+//     413; a client that left mid-upload; a deadline while the Transport waited for the
+//     client's bytes), unless the upstream held it longer than the client's reads did (then
+//     as abandoned, below);
 //   - latency: from the moment the request is handed to the version's
 //     httputil.ReverseProxy until the upstream's response headers have been received and
 //     are about to be written to the client (time to headers; the ReverseProxy's own request
@@ -548,8 +549,10 @@ func (p *Proxy) StatusHandler() http.Handler {
 // deadline that fell while the Transport waited for the client's bytes) is the upstream's
 // only when it held the request longer than the client's reads did (an upstream slow to take
 // the body): recorded as abandoned, else nothing, so a client that trickles its body cannot
-// fail the version its key routes to. A client that went away while the upstream worked is
-// recorded as abandoned.
+// fail the version its key routes to. A read that failed because the Transport closed the
+// body (an upstream that reset the stream while the client's next bytes were awaited) is not
+// the client's: the upstream's failure while the request's context lives. A client that went
+// away while the upstream worked is recorded as abandoned.
 func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	if ow, ok := w.(*outcomeWriter); ok {
 		switch {
@@ -587,9 +590,13 @@ func clientGone(r *http.Request) bool {
 // ErrBadRequestBody is wrapped in the error given to Options.ErrorHandler when the client's
 // request body could not be read whole by its own fault: malformed (an invalid chunk) or
 // shorter than it said (its side of the connection ended before its Content-Length or its
-// last chunk; a client that left mid-upload looks the same, and the answer is dropped). The
-// default error handler answers it 400 Bad Request; it is not the upstream's failure (see the
-// package doc).
+// last chunk; a client that left mid-upload, or an HTTP/2 client that reset its stream,
+// looks the same, and the answer is dropped). Not when the read failed after the Transport
+// closed the body (a pending read of an HTTP/2 client's body fails then, where the
+// ReverseProxy passes the Transport's Close on): the upstream reset the stream or its
+// connection failed (the upstream's failure), or a deadline ended the request; those are
+// answered 502. The default error handler answers it 400 Bad Request; it is not the
+// upstream's failure (see the package doc).
 var ErrBadRequestBody = errors.New("canaryproxy: malformed or incomplete request body")
 
 // badGateway is the default error handler: 502, or 400 for a malformed request body, 413 for
@@ -610,7 +617,8 @@ func badGateway(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // uploadWatch is the client's request body as the upstream's Transport reads it: whether
-// reading it failed (the client's doing), and how long the Transport waited for it to arrive,
+// reading it failed, and by whose doing (the client's, or the Transport's, which closed it
+// first), and how long the Transport waited for it to arrive,
 // which is not the upstream's latency. Only the time inside Read is the client's: between
 // reads the Transport writes what it read to the upstream, and an upstream slow to take the
 // body holds it there.
@@ -621,10 +629,21 @@ type uploadWatch struct {
 	// cut: the body ended short: a read failed other than at the end (a malformed chunk, a
 	// body over a MaxBytesHandler limit, the server's ReadTimeout, a client that left), or the
 	// request's context ended (a deadline, a host's shutdown) while a read waited for the
-	// client.
+	// client. Not a read that failed because the Transport had closed the body while the
+	// context lived (see closing).
 	cut atomic.Bool
-	// malformed: a read failed by the client's doing (see malformed), set before cut.
+	// malformed: a read failed by the client's doing (see malformed), set before cut; never a
+	// read that failed after the Transport closed the body.
 	malformed atomic.Bool
+	// closing: the Transport closed the body (the upstream reset the stream or answered
+	// early, its connection failed, the request's context ended, the ReverseProxy returned).
+	// The HTTP/2 Transport closes it from another goroutine while a read waits for the
+	// client, and an HTTP/2 client's body then fails that read ("body closed by handler"):
+	// the Transport's doing, not the client's, so the upstream's failure while the context
+	// lives. Only where the ReverseProxy passes the Transport's Close on to the body: Go
+	// 1.26's does not (it wraps the body in a reader whose Close does nothing), and the read
+	// waits for the client's bytes.
+	closing atomic.Bool
 	// waiting: nanoseconds spent inside the body's Read, summed over the reads that returned.
 	waiting atomic.Int64
 	// reading: 1 + the nanoseconds since start at which the read in flight began, 0 when none
@@ -641,19 +660,30 @@ func (u *uploadWatch) Read(b []byte) (int, error) {
 	u.reading.Store(0)
 	u.waiting.Add(int64(time.Since(u.start) - began))
 	if err != io.EOF && (err != nil || live && u.ctx.Err() != nil) {
-		if err != nil && malformed(err) {
+		closing := u.closing.Load()
+		if err != nil && !closing && malformed(err) {
 			u.malformed.Store(true)
 		}
-		u.cut.Store(true)
+		if !closing || u.ctx.Err() != nil {
+			u.cut.Store(true)
+		}
 	}
 	return n, err
+}
+
+// Close is the Transport's: it marks the body as given up before closing it, so that a read
+// the close breaks is not taken for the client's doing.
+func (u *uploadWatch) Close() error {
+	u.closing.Store(true)
+	return u.ReadCloser.Close()
 }
 
 // malformed reports whether the error a read of the client's body failed with is the body's
 // own fault: malformed (an invalid chunk) or shorter than it said (the client's side ended
 // before its Content-Length or its last chunk), the client's doing that net/http's server
 // answers 400 when it finds it in a request's head. Not a timeout (the server's ReadTimeout:
-// the upstream may have held the read), nor a body over a MaxBytesHandler limit (413).
+// the upstream may have held the read), nor a body over a MaxBytesHandler limit (413). Read
+// asks it only of a read that failed before the Transport closed the body (see closing).
 func malformed(err error) bool {
 	var timeout interface{ Timeout() bool }
 	var tooLarge *http.MaxBytesError
