@@ -31,6 +31,10 @@ typedef struct {
     unsigned                     routed:1;    /* this request asked already */
     unsigned                     decided:1;   /* the library decided (else: stable) */
     unsigned                     recordable:1;  /* decided before the upstream started */
+    /* the upstream whose handler routed it (proxy_pass evaluating the gate) before making its
+     * request; NULL when routed elsewhere (set, if, map, an auth_request subrequest): then
+     * the first upstream started after it is taken for the one it chose */
+    ngx_http_upstream_t         *upstream;
 } ngx_http_pgate_route_t;
 
 /*
@@ -45,11 +49,8 @@ typedef struct {
      * see ngx_http_pgate_routed_first */
     ngx_uint_t                   states_before;
     unsigned                     states_existed:1;
-    /* nginx had begun an error page (r->error_page) when the request was first routed */
-    unsigned                     routed_in_error_page:1;
-    /* an error page began before the routed upstream started, and an upstream was started for
-     * it: the routed upstream was never reached, and nothing is recorded (see
-     * ngx_http_pgate_wrap_peer) */
+    /* the first upstream started after the route is none a gate chose (each routed by an
+     * upstream that never made its request): nothing is recorded (ngx_http_pgate_wrap_peer) */
     unsigned                     unreached:1;
     /* 1 + the index in r->upstream_states of the timed upstream's last attempt (0: none) */
     ngx_uint_t                   timed_state_end;
@@ -199,8 +200,6 @@ ngx_http_pgate_create_ctx(ngx_http_request_t *r, ngx_uint_t gates)
         ctx->states_existed = 1;
     }
 
-    ctx->routed_in_error_page = r->error_page;
-
     ngx_http_set_ctx(r, ctx, ngx_http_promotion_gate_module);
     return ctx;
 }
@@ -306,35 +305,50 @@ ngx_http_pgate_finalize(ngx_http_request_t *r, ngx_int_t rc)
  * routed request starts after it was routed (ngx_http_pgate_routed_first: no attempt of any
  * upstream pushed since). A later upstream of the same request (a named location that
  * error_page sends to stable, say, also after a routed upstream that never tried a peer) is
- * not the routed one and is left alone. So is the first upstream started once an error page
- * began (r->error_page) if the request was routed before it: the routed upstream never
- * started, nginx answered an error first (a request body the client cut short or malformed,
- * 400, before proxy_pass could send it; a limit_req's 503 once an `if` routed the request)
- * and error_page sent that answer to a location that proxies. That upstream's outcome is the
- * error page's, not the routed version's: the request is marked unreached and records
- * nothing. Not seen with recursive_error_pages on (nginx then never sets r->error_page), nor
- * when the error page's upstream is a name resolved at run time (never wrapped, so never seen
- * starting: its state is then taken for the routed upstream's).
+ * not the routed one and is left alone. A gate read by an upstream's own handler (proxy_pass
+ * evaluating $promotion_gate_<name> before it makes its request) chose that upstream object
+ * (route->upstream): if another one starts first, the chosen one never started (nginx
+ * answered an error first, a request body the client cut short or malformed, 400, before
+ * proxy_pass could send it, and error_page sent that answer to a location that proxies), and
+ * that upstream's outcome is not the gate's: the route is made unrecordable, and a request
+ * left with none records nothing (unreached). A gate read elsewhere (set, if, map) chose no
+ * upstream object: the first upstream started after it is the one it chose, also through an
+ * error page (`if (...) { return 418; }` with `error_page 418 = @canary`).
  */
 static ngx_int_t
 ngx_http_pgate_wrap_peer(ngx_http_request_t *r)
 {
+    ngx_uint_t                  i, reached;
     ngx_peer_connection_t      *peer;
     ngx_http_pgate_ctx_t       *ctx;
+    ngx_http_pgate_route_t     *route;
+    ngx_http_pgate_main_conf_t *pmcf;
 
     ctx = ngx_http_pgate_get_ctx(r);
-    if (ctx == NULL || ctx->original_get != NULL
+    if (ctx == NULL || ctx->original_get != NULL || ctx->unreached
         || r->upstream_states->nelts != ngx_http_pgate_routed_first(ctx))
     {
         return NGX_OK;          /* not routed, or not the routed upstream */
     }
 
-    if (r->error_page && !ctx->routed_in_error_page) {
-        ctx->unreached = 1;     /* an error page's upstream, the routed one never started */
-        return NGX_OK;
+    peer = &r->upstream->peer;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
+    reached = 0;
+
+    for (i = 0; i < pmcf->gates.nelts; i++) {
+        route = &ctx->routes[i];
+        if (route->upstream != NULL && route->upstream != r->upstream) {
+            route->recordable = 0;  /* its upstream never started: this one is another's */
+        } else if (route->recordable) {
+            reached = 1;
+        }
     }
 
-    peer = &r->upstream->peer;
+    if (!reached) {
+        ctx->unreached = 1;
+        return NGX_OK;
+    }
 
     ctx->original_get = peer->get;
     ctx->original_free = peer->free;
@@ -586,6 +600,14 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
                       "promotion gate \"%V\": route: %s", &g->name, pgate_status_str(st));
         ngx_memzero(&route->decision, sizeof(pgate_decision));
         return route;
+    }
+
+    if (r->upstream != NULL && r->upstream->request_bufs == NULL
+        && r->upstream->peer.get == NULL)
+    {
+        /* read by the upstream's own handler (proxy_pass) before its request was made: that
+         * upstream object, not one an error page starts later, is the one it chose */
+        route->upstream = r->upstream;
     }
 
     route->decided = 1;

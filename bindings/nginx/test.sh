@@ -12,7 +12,9 @@
 # short are failures (the dead pool's requests each with a latency above 0), that a request
 # body the client cut short or malformed (HTTP/1.1 and HTTP/2, request buffering on and off)
 # records nothing unless the canary had answered, also behind an error_page that proxies nginx's
-# 400 to stable, that an idle upgraded connection is not recorded, that a
+# 400 to stable, while a gate read by `if` reaches its canary through an error page (`return
+# 418`) and a second gate read in the error page's location is recorded, that an idle upgraded
+# connection is not recorded, that a
 # status location holding an `if` answers, that an override header with an underscore is warned
 # of, that a key reading a gate's decision through a map is logged, that a client giving up on
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
@@ -857,6 +859,61 @@ echo "the canaries got the first bytes of $reached cut bodies"
 bodyoff: 1 recorded, 1 errors
 bodyans: 3 recorded, 3 errors
 bodyfb: 1 recorded, 1 errors" ] || { echo "FAIL: expected bodyon, bodyoff and bodyfb to record their whole body only, bodyans its 3 answers; nginx logged:" >&2; cat "$tmp/logs/body.log" >&2; exit 1; }
+
+echo "== a gate read by if reaches its version through an error page; one read by proxy_pass does not"
+# Routing by `if ($promotion_gate_e418 = canary) { return 418; }` with `error_page 418 =
+# @canary` (the idiom nginx's "if is evil" page gives): the gate chose no upstream object, and
+# the first upstream started after the route, the error page's, is its version (a build taking
+# every upstream started once an error page began for another's recorded nothing for the
+# canary, one-sided). Two gates: `up`, read by proxy_pass, whose request body is malformed
+# (nginx's 400 before proxy_pass sent anything), and `other`, read by the proxy_pass of the
+# location error_page sends the 400 to: `other`'s outcome is recorded, `up`'s is not (a build
+# deciding per request recorded both or neither).
+port=$(free_port)
+h2port=$(free_port)
+failing=$(free_port)
+stable=$(free_port)
+gate_document e418 100
+gate_document up 100
+gate_document other 100
+serve "$(cat <<CONF
+    promotion_gate e418 e418.json;
+    promotion_gate up up.json;
+    promotion_gate other other.json;
+    upstream e418_canary { server 127.0.0.1:$failing; }
+    upstream e418_stable { server 127.0.0.1:$stable; }
+    upstream up_canary { server 127.0.0.1:$failing; }
+    upstream up_stable { server 127.0.0.1:$stable; }
+    upstream other_canary { server 127.0.0.1:$failing; }
+    upstream other_stable { server 127.0.0.1:$stable; }
+    server { listen 127.0.0.1:$failing; access_log off; return 500; }
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        access_log off;
+        location /e418 {
+            error_page 418 = @e418canary;
+            if (\$promotion_gate_e418 = canary) { return 418; }
+            proxy_pass http://e418_stable;
+        }
+        location @e418canary { proxy_pass http://e418_canary; }
+        location /up { error_page 400 = @other; proxy_pass http://up_\$promotion_gate_up; }
+        location @other { proxy_pass http://other_\$promotion_gate_other; }
+        location = /metrics { access_log off; promotion_gate_metrics; }
+    }
+CONF
+)"
+for _ in 1 2 3; do curl -s -o /dev/null "http://127.0.0.1:$port/e418"; done
+echo "/up badchunk: $(post_body /up badchunk)"
+sleep 0.2 # the last request's log phase
+for gate in e418 up other; do
+  printf '%s\n' "$gate: $(body_window "$gate" requests) recorded, $(body_window "$gate" errors) errors"
+done >"$tmp/e418.windows"
+cat "$tmp/e418.windows"
+stop_serving
+[ "$(cat "$tmp/e418.windows")" = "e418: 3 recorded, 3 errors
+up: 0 recorded, 0 errors
+other: 1 recorded, 1 errors" ] || { echo "FAIL: expected e418's 3 canary failures through its error page, none for up, other's one failure" >&2; exit 1; }
 
 echo "== an upgraded connection (a WebSocket) is not recorded"
 # The canary switches protocols (101) and then says nothing: nginx ends each connection after

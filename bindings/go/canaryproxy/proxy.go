@@ -54,9 +54,11 @@
 // http.TimeoutHandler's deadline, as a deadline before the headers is: TimeoutHandler's
 // writer buffers the answer and answers 503 in its place, so no client slows the copy and no
 // stream goes through it. The Proxy tells that deadline by the writer's refusal of a write
-// after it (http.ErrHandlerTimeout), through any writer of the host's around it, waiting up
-// to 10 ms for TimeoutHandler to take its deadline (it does in a goroutine of its own; any
-// deadline that ends a copy waits that long before the response is aborted). A client
+// after it (http.ErrHandlerTimeout), also through a writer of the host's around it that
+// passes writes on (not one that holds them, such as a compressor's: through it the status
+// decides), waiting up to 10 ms for TimeoutHandler to take its deadline (it does in a
+// goroutine of its own; another deadline that ends a copy waits that long before the
+// response is aborted). A client
 // that leaves mid-body or refuses a write is none, nor is a server's WriteTimeout (it fails a
 // write and cancels the context). Any other deadline that ends the copy (a context deadline
 // of the host's, whatever its writer: one that hides Flush still streams to the client)
@@ -483,7 +485,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			switch {
 			case !ow.pending || byHost:
 			case ow.answered:
-				ow.settle(v == http.ErrAbortHandler && !ow.writeFailed && bodyBroken(ow.ResponseWriter, r))
+				ow.settle(v == http.ErrAbortHandler && !ow.writeFailed &&
+					(ow.handlerTimedOut || bodyBroken(ow.ResponseWriter, r)))
 			default:
 				ow.record(false)
 			}
@@ -723,6 +726,9 @@ type outcomeWriter struct {
 	ok          bool
 	latency     time.Duration
 	writeFailed bool // a write to the client failed (the client's doing; see Write)
+	// handlerTimedOut: a write was refused with http.ErrHandlerTimeout (TimeoutHandler's
+	// deadline fell): no need to probe for it (see timedOut)
+	handlerTimedOut bool
 }
 
 // WriteHeader takes the outcome of a final status (1xx are informational; a status below 100,
@@ -740,7 +746,9 @@ func (ow *outcomeWriter) Write(b []byte) (int, error) {
 		ow.answer(!ow.proxy.isFailure(http.StatusOK))
 	}
 	n, err := ow.ResponseWriter.Write(b)
-	if err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
+	if errors.Is(err, http.ErrHandlerTimeout) {
+		ow.handlerTimedOut = true
+	} else if err != nil {
 		// Not http.TimeoutHandler's deadline, which its writer reports to a write after it
 		// fell: that is the request's context, as when it ends a read (see bodyBroken).
 		ow.writeFailed = true
@@ -794,8 +802,8 @@ func bodyBroken(w http.ResponseWriter, r *http.Request) bool {
 }
 
 // timedOut reports whether w is http.TimeoutHandler's writer after its deadline fell, or a
-// writer of the host's around it (reached through its Write, so also a wrapper without
-// Unwrap): that writer refuses every write then, a write of nothing too, with
+// writer of the host's around it that passes writes on (reached through its Write, so also a
+// wrapper without Unwrap; not one that holds them, a compressor's): that writer refuses every write then, a write of nothing too, with
 // http.ErrHandlerTimeout. The probe writes no byte (the headers were written before the
 // body's copy began). TimeoutHandler takes its deadline in its own goroutine, woken by the
 // same context as the copy, and may run after it: the probe is repeated for up to
@@ -803,15 +811,16 @@ func bodyBroken(w http.ResponseWriter, r *http.Request) bool {
 // Called only when a deadline ended a copy: another deadline than TimeoutHandler's waits that
 // long before the ReverseProxy aborts the response.
 func timedOut(w http.ResponseWriter) bool {
-	start := time.Now()
+	deadline := time.Now().Add(timedOutWait)
 	for pause := 100 * time.Microsecond; ; pause *= 2 {
 		if _, err := w.Write(nil); errors.Is(err, http.ErrHandlerTimeout) {
 			return true
 		}
-		if time.Since(start) >= timedOutWait {
+		left := time.Until(deadline)
+		if left <= 0 {
 			return false
 		}
-		time.Sleep(pause)
+		time.Sleep(min(pause, left)) // never past timedOutWait (doubling alone reached 12.7 ms)
 	}
 }
 
