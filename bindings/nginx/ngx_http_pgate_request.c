@@ -311,9 +311,9 @@ ngx_http_pgate_finalize(ngx_http_request_t *r, ngx_int_t rc)
  * answered an error first, a request body the client cut short or malformed, 400, before
  * proxy_pass could send it, and error_page sent that answer to a location that proxies), and
  * that upstream's outcome is not the gate's: the route is made unrecordable, and a request
- * left with none records nothing (unreached). A gate read elsewhere (set, if, map) chose no
- * upstream object: the first upstream started after it is the one it chose, also through an
- * error page (`if (...) { return 418; }` with `error_page 418 = @canary`).
+ * left with none records nothing (unreached). A gate read before (set, if, a map they read)
+ * chose no upstream object: the first upstream started after it is the one it chose, also
+ * through an error page (`if (...) { return 418; }` with `error_page 418 = @canary`).
  */
 static ngx_int_t
 ngx_http_pgate_wrap_peer(ngx_http_request_t *r)
@@ -602,11 +602,12 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
         return route;
     }
 
-    if (r->upstream != NULL && r->upstream->request_bufs == NULL
-        && r->upstream->peer.get == NULL)
-    {
-        /* read by the upstream's own handler (proxy_pass) before its request was made: that
-         * upstream object, not one an error page starts later, is the one it chose */
+    if (r->upstream != NULL && r->upstream->conf == NULL) {
+        /* read by an upstream's own handler evaluating its URL (proxy_pass, grpc_pass...:
+         * between ngx_http_upstream_create and the handler setting u->conf): that upstream
+         * object, not one an error page starts later, is the one it chose. An upstream left
+         * over from an earlier location (its body's read failed) has its conf: a gate read
+         * in the error page's set or if is not taken for that one's */
         route->upstream = r->upstream;
     }
 
@@ -892,7 +893,12 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
 
     for (i = 0; i < pmcf->gates.nelts; i++) {
         route = &ctx->routes[i];
-        if (!route->recordable || gates[i].gate == NULL) {
+        if (!route->recordable || gates[i].gate == NULL
+            || (route->upstream != NULL && route->upstream->peer.get == NULL))
+        {
+            /* not routed before the upstream started, or the upstream it chose never got
+             * to its peers (the state read is another upstream's: an error page's proxying
+             * to a name resolved at run time, never wrapped) */
             continue;
         }
 

@@ -868,7 +868,10 @@ echo "== a gate read by if reaches its version through an error page; one read b
 # canary, one-sided). Two gates: `up`, read by proxy_pass, whose request body is malformed
 # (nginx's 400 before proxy_pass sent anything), and `other`, read by the proxy_pass of the
 # location error_page sends the 400 to: `other`'s outcome is recorded, `up`'s is not (a build
-# deciding per request recorded both or neither).
+# deciding per request recorded both or neither). A gate read by `set` in the location an
+# error page sends a malformed body's 400 to, from a location proxying without a gate (`setg`),
+# is recorded: the first location's upstream, left over, is not the one it chose (a build
+# taking any upstream not yet sending for the reader's recorded nothing).
 port=$(free_port)
 h2port=$(free_port)
 failing=$(free_port)
@@ -876,16 +879,21 @@ stable=$(free_port)
 gate_document e418 100
 gate_document up 100
 gate_document other 100
+gate_document setg 100
 serve "$(cat <<CONF
     promotion_gate e418 e418.json;
     promotion_gate up up.json;
     promotion_gate other other.json;
+    promotion_gate setg setg.json;
     upstream e418_canary { server 127.0.0.1:$failing; }
     upstream e418_stable { server 127.0.0.1:$stable; }
     upstream up_canary { server 127.0.0.1:$failing; }
     upstream up_stable { server 127.0.0.1:$stable; }
     upstream other_canary { server 127.0.0.1:$failing; }
     upstream other_stable { server 127.0.0.1:$stable; }
+    upstream setg_canary { server 127.0.0.1:$failing; }
+    upstream setg_stable { server 127.0.0.1:$stable; }
+    upstream plain { server 127.0.0.1:$stable; }
     server { listen 127.0.0.1:$failing; access_log off; return 500; }
     server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
     server {
@@ -899,21 +907,25 @@ serve "$(cat <<CONF
         location @e418canary { proxy_pass http://e418_canary; }
         location /up { error_page 400 = @other; proxy_pass http://up_\$promotion_gate_up; }
         location @other { proxy_pass http://other_\$promotion_gate_other; }
+        location /plain { error_page 400 = @setg; proxy_pass http://plain; }
+        location @setg { set \$v \$promotion_gate_setg; proxy_pass http://setg_\$v; }
         location = /metrics { access_log off; promotion_gate_metrics; }
     }
 CONF
 )"
 for _ in 1 2 3; do curl -s -o /dev/null "http://127.0.0.1:$port/e418"; done
 echo "/up badchunk: $(post_body /up badchunk)"
+echo "/plain badchunk: $(post_body /plain badchunk)"
 sleep 0.2 # the last request's log phase
-for gate in e418 up other; do
+for gate in e418 up other setg; do
   printf '%s\n' "$gate: $(body_window "$gate" requests) recorded, $(body_window "$gate" errors) errors"
 done >"$tmp/e418.windows"
 cat "$tmp/e418.windows"
 stop_serving
 [ "$(cat "$tmp/e418.windows")" = "e418: 3 recorded, 3 errors
 up: 0 recorded, 0 errors
-other: 1 recorded, 1 errors" ] || { echo "FAIL: expected e418's 3 canary failures through its error page, none for up, other's one failure" >&2; exit 1; }
+other: 1 recorded, 1 errors
+setg: 1 recorded, 1 errors" ] || { echo "FAIL: expected e418's 3 canary failures through its error page, none for up, other's and setg's one failure" >&2; exit 1; }
 
 echo "== an upgraded connection (a WebSocket) is not recorded"
 # The canary switches protocols (101) and then says nothing: nginx ends each connection after
