@@ -876,10 +876,7 @@ port=$(free_port)
 h2port=$(free_port)
 failing=$(free_port)
 stable=$(free_port)
-gate_document e418 100
-gate_document up 100
-gate_document other 100
-gate_document setg 100
+for gate in e418 up other setg; do gate_document "$gate" 100; done
 serve "$(cat <<CONF
     promotion_gate e418 e418.json;
     promotion_gate up up.json;
