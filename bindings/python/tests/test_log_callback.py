@@ -195,12 +195,57 @@ COLLECTED_ON_A_LIBRARY_THREAD = textwrap.dedent(
 )
 
 
+#: The race that COLLECTED_ON_A_LIBRARY_THREAD provokes by chance, made at will: a gate's last
+#: reference goes inside the log callback while the thread is not yet marked as inside it (as
+#: in the trampoline's first statement). The library refuses the free there; the finalizer then
+#: frees it on a thread of its own. It used to drop the handle and raise (the gate leaked).
+REFUSED_IN_THE_CALLBACK = textwrap.dedent(
+    """
+    import faulthandler, sys, threading
+    import promotion_gates as pg
+    from promotion_gates.gate import log_callback_thread
+    from promotion_gates.telemetry import LogLevel, set_log_callback
+
+    faulthandler.dump_traceback_later(60, exit=True)
+    unraisable = []
+    sys.unraisablehook = unraisable.append
+    threading.excepthook = unraisable.append
+    victims = [pg.Gate({"gate": "victim"})]
+    handle = victims[0]._handle
+
+    def callback(level, target, message):
+        if victims:
+            log_callback_thread.inside = False  # not marked yet, as in the race
+            try:
+                victims.clear()  # the victim's finalizer runs here
+            finally:
+                log_callback_thread.inside = True
+
+    with pg.Gate({"environment": {"canary": {"traffic_percent": 50}}}) as gate:
+        set_log_callback(callback, LogLevel.TRACE)
+        gate.route(b"user-1")  # logs a line inside the library's call: the callback runs
+        set_log_callback(None)
+    assert not victims, "the callback never ran"
+    freeing = [t for t in threading.enumerate() if t.name == "promotion-gates-free"]
+    for thread in freeing:
+        thread.join(30)
+    assert not unraisable, [repr(u.exc_value) for u in unraisable]
+    assert freeing and handle.value is None, "the refused free was not done on its own thread"
+    print("freed")
+    """
+)
+
+
 def test_a_gate_whose_last_reference_goes_inside_the_log_callback_is_freed(tmp_path: Path) -> None:
     assert run_child(FREED_IN_THE_CALLBACK, str(tmp_path / "store.db")) == "freed\n"
 
 
 def test_a_gate_collected_on_a_library_thread_before_the_callback_runs_is_freed(tmp_path: Path) -> None:
     assert run_child(COLLECTED_ON_A_LIBRARY_THREAD, str(tmp_path / "store.db")) == "freed\n"
+
+
+def test_a_free_refused_inside_the_log_callback_is_done_on_a_thread_of_its_own() -> None:
+    assert run_child(REFUSED_IN_THE_CALLBACK) == "freed\n"
 
 
 @pytest.mark.parametrize("run", range(5))
