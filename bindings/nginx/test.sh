@@ -13,8 +13,9 @@
 # body the client cut short or malformed (HTTP/1.1 and HTTP/2, request buffering on and off)
 # records nothing unless the canary had answered, also behind an error_page that proxies nginx's
 # 400 to stable, while a gate read by `if` reaches its canary through an error page (`return
-# 418`) and a second gate read in the error page's location is recorded, that an idle upgraded
-# connection is not recorded, that a
+# 418`) and a second gate read in the error page's location is recorded (one read by
+# proxy_pass is not credited with an error page's upstream resolved at run time), that an idle
+# upgraded connection is not recorded, that a
 # status location holding an `if` answers, that an override header with an underscore is warned
 # of, that a key reading a gate's decision through a map is logged, that a client giving up on
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
@@ -871,17 +872,23 @@ echo "== a gate read by if reaches its version through an error page; one read b
 # deciding per request recorded both or neither). A gate read by `set` in the location an
 # error page sends a malformed body's 400 to, from a location proxying without a gate (`setg`),
 # is recorded: the first location's upstream, left over, is not the one it chose (a build
-# taking any upstream not yet sending for the reader's recorded nothing).
+# taking any upstream not yet sending for the reader's recorded nothing). A gate read by
+# proxy_pass whose upstream never reached its peers (`rt`: the body malformed) is not credited
+# with the outcome of the error page's upstream, one resolved at run time (`proxy_pass
+# http://127.0.0.1:$sp`), which the module does not wrap and so cannot tell from the chosen one
+# at its start: stable's 200 answers the client, and `rt` records nothing (a build reading the
+# request's last upstream state for it recorded each as a canary success).
 port=$(free_port)
 h2port=$(free_port)
 failing=$(free_port)
 stable=$(free_port)
-for gate in e418 up other setg; do gate_document "$gate" 100; done
+for gate in e418 up other setg rt; do gate_document "$gate" 100; done
 serve "$(cat <<CONF
     promotion_gate e418 e418.json;
     promotion_gate up up.json;
     promotion_gate other other.json;
     promotion_gate setg setg.json;
+    promotion_gate rt rt.json;
     upstream e418_canary { server 127.0.0.1:$failing; }
     upstream e418_stable { server 127.0.0.1:$stable; }
     upstream up_canary { server 127.0.0.1:$failing; }
@@ -890,6 +897,8 @@ serve "$(cat <<CONF
     upstream other_stable { server 127.0.0.1:$stable; }
     upstream setg_canary { server 127.0.0.1:$failing; }
     upstream setg_stable { server 127.0.0.1:$stable; }
+    upstream rt_canary { server 127.0.0.1:$failing; }
+    upstream rt_stable { server 127.0.0.1:$stable; }
     upstream plain { server 127.0.0.1:$stable; }
     server { listen 127.0.0.1:$failing; access_log off; return 500; }
     server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
@@ -906,6 +915,8 @@ serve "$(cat <<CONF
         location @other { proxy_pass http://other_\$promotion_gate_other; }
         location /plain { error_page 400 = @setg; proxy_pass http://plain; }
         location @setg { set \$v \$promotion_gate_setg; proxy_pass http://setg_\$v; }
+        location /rt { error_page 400 = @rtstable; proxy_pass http://rt_\$promotion_gate_rt; }
+        location @rtstable { set \$sp $stable; proxy_pass http://127.0.0.1:\$sp; }
         location = /metrics { access_log off; promotion_gate_metrics; }
     }
 CONF
@@ -913,8 +924,10 @@ CONF
 for _ in 1 2 3; do curl -s -o /dev/null "http://127.0.0.1:$port/e418"; done
 echo "/up badchunk: $(post_body /up badchunk)"
 echo "/plain badchunk: $(post_body /plain badchunk)"
+rt_answers=$(for _ in 1 2 3; do post_body /rt badchunk; done | sort | uniq -c | sed 's/^ *//')
+echo "/rt badchunk: $rt_answers"
 sleep 0.2 # the last request's log phase
-for gate in e418 up other setg; do
+for gate in e418 up other setg rt; do
   printf '%s\n' "$gate: $(body_window "$gate" requests) recorded, $(body_window "$gate" errors) errors"
 done >"$tmp/e418.windows"
 cat "$tmp/e418.windows"
@@ -922,7 +935,9 @@ stop_serving
 [ "$(cat "$tmp/e418.windows")" = "e418: 3 recorded, 3 errors
 up: 0 recorded, 0 errors
 other: 1 recorded, 1 errors
-setg: 1 recorded, 1 errors" ] || { echo "FAIL: expected e418's 3 canary failures through its error page, none for up, other's and setg's one failure" >&2; exit 1; }
+setg: 1 recorded, 1 errors
+rt: 0 recorded, 0 errors" ] || { echo "FAIL: expected e418's 3 canary failures through its error page, none for up and rt, other's and setg's one failure" >&2; exit 1; }
+[ "$rt_answers" = "3 HTTP/1.1 200 OK" ] || { echo "FAIL: expected stable's 200 for each /rt badchunk, got: $rt_answers" >&2; exit 1; }
 
 echo "== an upgraded connection (a WebSocket) is not recorded"
 # The canary switches protocols (101) and then says nothing: nginx ends each connection after
