@@ -9,7 +9,8 @@
 # redirected by error_page (to a static page or to a named location proxying to stable) is
 # still the canary's outcome while a canary named by no upstream{} block (nginx tried no peer)
 # is no outcome, that a dead canary pool ("no live upstreams") and a canary cutting its bodies
-# short are failures (the dead pool's requests each with a latency above 0), that a request
+# short are failures (the dead pool's requests each with a latency above 0, and behind a slow
+# error page timed to the upstream's end, not to the fallback's answer), that a request
 # body the client cut short or malformed (HTTP/1.1 and HTTP/2, request buffering on and off)
 # records nothing unless the canary had answered, also behind an error_page that proxies nginx's
 # 400 to stable, while a gate read by `if` reaches its canary through an error page (`return
@@ -641,19 +642,31 @@ echo "== a dead canary pool and a canary cutting its bodies short are failures"
 # never rolled back). A canary that answers 200 and closes after 10 of its 100000 bytes
 # fails every request, with buffering (gate `cut`) and without (gate `cutraw`): nginx's
 # status stays 200 (a build that judged the status alone called every request a success).
+# Behind `error_page 502 = @slow` (gate `poolfb`), whose location answers after 1 s, a
+# request that obtained no peer is timed to its upstream's end, not to the fallback's answer
+# (a build timing it to the log phase added about 1 s for each).
 port=$(free_port)
 stable=$(free_port)
 cutting=$(free_port)
+slow=$(free_port)
+tcp_server "$slow" '    c.recv(65536)
+    __import__("time").sleep(1)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nslow\n")
+    c.close()'
+slow_pid=$tcp_server_pid
 tcp_server "$cutting" '    c.recv(65536)
     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
     c.close()  # 99990 bytes short'
-for gate in pool cut cutraw; do gate_document "$gate" 100; done
+for gate in pool cut cutraw poolfb; do gate_document "$gate" 100; done
 serve "$(cat <<CONF
     promotion_gate pool pool.json;
+    promotion_gate poolfb poolfb.json;
     promotion_gate cut cut.json;
     promotion_gate cutraw cutraw.json;
     upstream pool_canary { server 127.0.0.1:9; server 127.0.0.2:9; }
     upstream pool_stable { server 127.0.0.1:$stable; }
+    upstream poolfb_canary { server 127.0.0.1:9; server 127.0.0.2:9; }
+    upstream poolfb_stable { server 127.0.0.1:$stable; }
     upstream cut_canary { server 127.0.0.1:$cutting; }
     upstream cut_stable { server 127.0.0.1:$stable; }
     upstream cutraw_canary { server 127.0.0.1:$cutting; }
@@ -663,6 +676,8 @@ serve "$(cat <<CONF
         listen 127.0.0.1:$port;
         access_log off;
         location /pool { proxy_pass http://pool_\$promotion_gate_pool; }
+        location /poolfb { error_page 502 = @slow; proxy_pass http://poolfb_\$promotion_gate_poolfb; }
+        location @slow { proxy_pass http://127.0.0.1:$slow; }
         location /cut { proxy_pass http://cut_\$promotion_gate_cut; }
         location /cutraw { proxy_buffering off; proxy_pass http://cutraw_\$promotion_gate_cutraw; }
         location = /metrics { promotion_gate_metrics; }
@@ -684,12 +699,24 @@ done
 timed=$(python3 -c 'import sys; s = [float(x) for x in sys.argv[1:]]; print(sum(b - a > 0 for a, b in zip(s, s[1:])))' $sums)
 echo "dead pool: $timed of 4 requests added to the latency sum (sums: $sums)"
 [ "$timed" = 4 ] || { echo "FAIL: a dead pool's request was recorded with latency 0 (window sums: $sums)" >&2; exit 1; }
+# the first request tries both servers, the next two obtain no peer; each client waits for @slow
+for _ in 1 2 3; do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/poolfb" || true; done
+sleep 0.2 # the last request's log phase
+fallback=$(curl -fs "http://127.0.0.1:$port/metrics" |
+  sed -n 's/^promotion_window_\(requests\|errors\|latency_seconds_sum\){gate="poolfb",cohort="canary"} /\1 /p' |
+  paste -sd ' ')
+echo "dead pool behind a slow error page: $fallback"
+python3 -c 'import sys; w = sys.argv[1:]; w = dict(zip(w[::2], map(float, w[1::2])))
+sys.exit(not (w.get("requests") == w.get("errors") == 3 and w.get("latency_seconds_sum", 1) < 0.3))' $fallback ||
+  { echo "FAIL: expected poolfb's 3 failures timed to their upstream's end, under 0.3 s in all: $fallback" >&2; exit 1; }
 for gate in pool cut cutraw; do
   for _ in $(seq 20); do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/$gate" || true; done
 done
 await_rollbacks "a dead canary pool or a canary cutting its bodies short" pool cut cutraw
 grep -c 'no live upstreams' "$tmp/logs/error.log" | sed 's/^/"no live upstreams" answers: /'
 stop_serving
+stop_tcp_server
+tcp_server_pid=$slow_pid
 stop_tcp_server
 
 echo "== a request body the client cut short or malformed is not the routed version's outcome"
