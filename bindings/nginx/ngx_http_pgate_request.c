@@ -69,6 +69,9 @@ typedef struct {
     /* the routed upstream failed after its header was sent (a body cut short, a read that
      * timed out): its status, below 500, is not its outcome */
     unsigned                     failed_after_header:1;
+    /* the routed upstream's gRPC answer reports a server-side failure, or no status at all
+     * (ngx_http_pgate_grpc_failed): its HTTP status, 200, is not its outcome */
+    unsigned                     failed_in_grpc:1;
     /* 1 + the index of the gate whose key is being read (0: none), see
      * ngx_http_pgate_key_reads_gate */
     ngx_uint_t                   keying;
@@ -264,12 +267,106 @@ ngx_http_pgate_peer_save_session(ngx_peer_connection_t *pc, void *data)
 
 
 /*
+ * The grpc-status of a server's own failure (2 UNKNOWN, 4 DEADLINE_EXCEEDED, 12 UNIMPLEMENTED,
+ * 13 INTERNAL, 14 UNAVAILABLE, 15 DATA_LOSS), as 5xx is for HTTP; the others are a success
+ * (0) or the caller's error (3 INVALID_ARGUMENT, 5 NOT_FOUND, 16 UNAUTHENTICATED...). A value
+ * that is no code (above 16, or no number) is a failure: gRPC clients read it as UNKNOWN or
+ * INTERNAL.
+ */
+static ngx_uint_t
+ngx_http_pgate_grpc_server_error(ngx_str_t *value)
+{
+    ngx_int_t  code;
+
+    code = ngx_atoi(value->data, value->len);
+    if (code == NGX_ERROR || code > 16) {
+        return 1;
+    }
+
+    return (0xf014 >> code) & 1;    /* bits 2, 4, 12, 13, 14 and 15 */
+}
+
+
+/*
+ * The value of the upstream's response field `name` (lowercase, '_' for '-') in `fields`, its
+ * header or its trailer, found as $upstream_http_... and $upstream_trailer_... find it.
+ * NGX_DECLINED when it has none; NGX_ERROR on no memory (nginx 1.23 joins repeated fields).
+ */
+static ngx_int_t
+ngx_http_pgate_upstream_field(ngx_http_request_t *r, ngx_list_t *fields, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_http_variable_value_t  vv;
+
+#if (nginx_version >= 1023000)
+    if (ngx_http_variable_unknown_header(r, &vv, name, &fields->part, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+#else
+    if (ngx_http_variable_unknown_header(&vv, name, &fields->part, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+#endif
+
+    if (vv.not_found) {
+        return NGX_DECLINED;
+    }
+
+    value->data = vv.data;
+    value->len = vv.len;
+    return NGX_OK;
+}
+
+
+/*
+ * Whether the upstream's answer is gRPC (content-type application/grpc, alone, with a +format
+ * or with parameters) and failed: every gRPC call is answered 200, and its own status is its
+ * grpc-status, a header in a trailers-only answer, else a trailer (the grpc module parsed it
+ * into u->headers_in.trailers). No grpc-status is a broken stream, the server's failure
+ * unless the client went away first (r->connection->error), cutting the answer short. Only
+ * an answer whose content-type says gRPC pays for the lookup.
+ */
+static ngx_uint_t
+ngx_http_pgate_grpc_failed(ngx_http_request_t *r, ngx_http_upstream_t *u)
+{
+    size_t            len;
+    ngx_int_t         rc;
+    ngx_str_t         status;
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  name = ngx_string("grpc_status");
+
+    h = u->headers_in.content_type;
+    len = sizeof("application/grpc") - 1;
+
+    if (h == NULL || h->value.len < len
+        || ngx_strncasecmp(h->value.data, (u_char *) "application/grpc", len) != 0
+        || (h->value.len > len && h->value.data[len] != '+' && h->value.data[len] != ';'))
+    {
+        return 0;               /* not gRPC, nor application/grpc-web's other framing */
+    }
+
+    rc = ngx_http_pgate_upstream_field(r, &u->headers_in.headers, &name, &status);
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_pgate_upstream_field(r, &u->headers_in.trailers, &name, &status);
+    }
+
+    if (rc == NGX_OK) {
+        return ngx_http_pgate_grpc_server_error(&status);
+    }
+
+    return rc == NGX_DECLINED && !r->connection->error;
+}
+
+
+/*
  * The routed upstream's end (ngx_http_upstream_finalize_request calls it with its result
  * before it releases the peer): a result of 500 or more once the header was sent is a failure
  * the status does not show, nginx's 502 for a body the upstream cut short ("upstream
  * prematurely closed connection") or that failed to arrive, its 504 for one that timed out
  * (without buffering). NGX_ERROR, which nginx also uses for a client it could not write to,
- * is not one.
+ * is not one. A gRPC answer is judged here too, on the routed upstream's own response: in
+ * the log phase, after an error page, r->upstream is the fallback's.
  */
 static void
 ngx_http_pgate_finalize(ngx_http_request_t *r, ngx_int_t rc)
@@ -285,6 +382,10 @@ ngx_http_pgate_finalize(ngx_http_request_t *r, ngx_int_t rc)
 
     if (rc >= NGX_HTTP_INTERNAL_SERVER_ERROR && r->upstream->header_sent) {
         ctx->failed_after_header = 1;
+    }
+
+    if (ngx_http_pgate_grpc_failed(r, r->upstream)) {
+        ctx->failed_in_grpc = 1;
     }
 
     if (ctx->upstream_start_ns != 0 && ctx->upstream_end_ns == 0
@@ -857,7 +958,8 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
     if (state->status != 0) {
         /* its answer or failure, even if the client then went away (a 499 before anything
          * was sent, or while error_page's fallback worked) */
-        outcome = state->status < 500 && !ctx->failed_after_header ? PGATE_FLAG_SUCCESS : 0;
+        outcome = state->status < 500 && !ctx->failed_after_header && !ctx->failed_in_grpc
+                  ? PGATE_FLAG_SUCCESS : 0;
 
     } else if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
         outcome = PGATE_FLAG_ABANDONED;     /* went away while the upstream worked */

@@ -10,7 +10,9 @@
 # still the canary's outcome while a canary named by no upstream{} block (nginx tried no peer)
 # is no outcome, that a dead canary pool ("no live upstreams") and a canary cutting its bodies
 # short are failures (the dead pool's requests each with a latency above 0, and behind a slow
-# error page timed to the upstream's end, not to the fallback's answer), that a request
+# error page timed to the upstream's end, not to the fallback's answer), that a gRPC canary's
+# server-side grpc-status (in its header or its trailer) or a stream it ends without one is a
+# failure while 0, a caller's error or a client leaving mid-stream is not, that a request
 # body the client cut short or malformed (HTTP/1.1 and HTTP/2, request buffering on and off)
 # records nothing unless the canary had answered, also behind an error_page that proxies nginx's
 # 400 to stable, while a gate read by `if` reaches its canary through an error page (`return
@@ -718,6 +720,115 @@ stop_serving
 stop_tcp_server
 tcp_server_pid=$slow_pid
 stop_tcp_server
+
+echo "== a gRPC canary's failing grpc-status is a failure, a caller's error is not"
+# gRPC answers every call 200 and reports its outcome in grpc-status: a header in a
+# trailers-only answer, else a trailer. A canary answering 13 INTERNAL in either (gates
+# `grpch13`, `grpct13`) or ending its stream with no grpc-status (`grpcnone`) fails each call
+# (a build judging the HTTP status alone called them successes); 0 OK in the trailer
+# (`grpct0`) and the caller's 5 NOT_FOUND (`grpch5`) are successes, and so is a stream the
+# client leaves before its status came (`grpcheld`: the client's going, not the version's).
+port=$(free_port)
+grpc_ports=()
+for _ in 1 2 3 4 5 6; do grpc_ports+=("$(free_port)"); done
+# A fake gRPC server (HTTP/2 cleartext, prior knowledge, as grpc_pass speaks it), one listening
+# port per answer: <port>:headers:<code> (trailers-only), <port>:trailers:<code> (a header, an
+# empty message, then the trailer), <port>:none (the message ends the stream) or <port>:held
+# (a header and a message, then nothing).
+python3 -c '
+import socket, sys, threading
+def frame(kind, flags, payload, stream):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+def fields(*pairs):  # HPACK literals without indexing, no Huffman
+    return b"".join(bytes([0, len(n)]) + n + bytes([len(v)]) + v for n, v in pairs)
+def answer(c, stream, how, code):
+    head = fields((b":status", b"200"), (b"content-type", b"application/grpc"))
+    message = b"\0" * 5
+    status = fields((b"grpc-status", code.encode()))
+    if how == "headers":  # END_STREAM | END_HEADERS
+        c.sendall(frame(1, 5, head + status, stream))
+    elif how == "trailers":
+        c.sendall(frame(1, 4, head, stream) + frame(0, 0, message, stream) + frame(1, 5, status, stream))
+    elif how == "none":
+        c.sendall(frame(1, 4, head, stream) + frame(0, 1, message, stream))
+    else:
+        c.sendall(frame(1, 4, head, stream) + frame(0, 0, message, stream))
+def serve(c, how, code):
+    buf = b""
+    with c:
+        while more := c.recv(65536):
+            buf += more
+            if buf.startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"):
+                buf = buf[24:]
+                c.sendall(frame(4, 0, b"", 0))
+            while len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                kind, flags, stream = buf[3], buf[4], int.from_bytes(buf[5:9], "big")
+                buf = buf[9 + int.from_bytes(buf[:3], "big"):]
+                if kind == 4 and not flags & 1:
+                    c.sendall(frame(4, 1, b"", 0))  # SETTINGS ACK
+                elif kind == 1:
+                    answer(c, stream, how, code)
+def listen(port, how, code=""):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(port)))
+    s.listen(64)
+    while True:
+        threading.Thread(target=serve, args=(s.accept()[0], how, code), daemon=True).start()
+for spec in sys.argv[1:]:
+    threading.Thread(target=listen, args=spec.split(":"), daemon=True).start()
+threading.Event().wait(120)  # bounded: gone even if this script exits before its kill
+' "${grpc_ports[0]}:headers:13" "${grpc_ports[1]}:trailers:13" "${grpc_ports[2]}:none" \
+  "${grpc_ports[3]}:trailers:0" "${grpc_ports[4]}:headers:5" "${grpc_ports[5]}:held" &
+grpc_server_pid=$!
+for grpc_port in "${grpc_ports[@]}"; do
+  for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$grpc_port") 2>/dev/null && break; sleep 0.1; done
+done
+grpc_gates=(grpch13 grpct13 grpcnone grpct0 grpch5 grpcheld)
+upstreams=''
+locations=''
+for i in "${!grpc_gates[@]}"; do
+  gate=${grpc_gates[$i]}
+  gate_document "$gate" 100
+  upstreams+="promotion_gate $gate $gate.json;
+    upstream ${gate}_canary { server 127.0.0.1:${grpc_ports[$i]}; }
+    upstream ${gate}_stable { server 127.0.0.1:${grpc_ports[$i]}; }
+    "
+  locations+="location /$gate { grpc_pass grpc://${gate}_\$promotion_gate_$gate; }
+        "
+done
+serve "$(cat <<CONF
+    $upstreams
+    server {
+        listen 127.0.0.1:$port;
+        access_log off;
+        $locations
+        location = /metrics { promotion_gate_metrics; }
+    }
+CONF
+)"
+for gate in "${grpc_gates[@]}"; do
+  max_time=2
+  [ "$gate" != grpcheld ] || max_time=0.3
+  for _ in 1 2 3; do curl -s -o /dev/null --max-time "$max_time" "http://127.0.0.1:$port/$gate" || true; done
+done
+# grpc_window <gate> <errors|requests>: the gate's canary window count
+grpc_window() {
+  curl -fs "http://127.0.0.1:$port/metrics" |
+    sed -n "s/^promotion_window_$2{gate=\"$1\",cohort=\"canary\"} //p"
+}
+for _ in $(seq 50); do [ "$(grpc_window grpcheld requests)" = 3 ] && break; sleep 0.05; done
+failed=''
+for gate in "${grpc_gates[@]}"; do
+  expected=0
+  case $gate in grpch13 | grpct13 | grpcnone) expected=3 ;; esac
+  recorded="$(grpc_window "$gate" requests) requests, $(grpc_window "$gate" errors) errors"
+  echo "gate $gate: $recorded"
+  [ "$recorded" = "3 requests, $expected errors" ] || failed+=" $gate (expected 3 requests, $expected errors)"
+done
+stop_serving
+kill "$grpc_server_pid" && wait "$grpc_server_pid" 2>/dev/null || true
+[ -z "$failed" ] || { echo "FAIL: gRPC outcomes recorded wrong for:$failed" >&2; exit 1; }
 
 echo "== a request body the client cut short or malformed is not the routed version's outcome"
 # The client's fault is never the routed version's failure. A body shorter than its
