@@ -17,7 +17,12 @@
 //     framing, see ErrBadRequestBody; a body over an http.MaxBytesHandler limit, answered
 //     413; a client that left mid-upload; a deadline while the Transport waited for the
 //     client's bytes), unless the upstream held it longer than the client's reads did (then
-//     as abandoned, below);
+//     as abandoned, below). The HTTP status alone is judged: a gRPC call is answered 200
+//     whatever its grpc-status, which is not read. A host proxying gRPC can return an error
+//     from Options.ModifyResponse for a failing grpc-status in a trailers-only answer (a
+//     response header there; a trailer arrives after ModifyResponse ran): that is a
+//     failure, and the client gets the ErrorHandler's answer (by default 502) in place of
+//     the call's status;
 //   - latency: from the moment the request is handed to the version's
 //     httputil.ReverseProxy until the upstream's response headers have been received and
 //     are about to be written to the client (time to headers; the ReverseProxy's own request
