@@ -728,13 +728,15 @@ echo "== a gRPC canary's failing grpc-status is a failure, a caller's error is n
 # (a build judging the HTTP status alone called them successes); 0 OK in the trailer
 # (`grpct0`) and the caller's 5 NOT_FOUND (`grpch5`) are successes, and so is a stream the
 # client leaves before its status came (`grpcheld`: the client's going, not the version's).
+# The status read is the routed upstream's: a canary's 404 that error_page sends to a server
+# answering 13 is the canary's success (`grpcpage`; r->upstream is then the fallback's).
 port=$(free_port)
 grpc_ports=()
-for _ in 1 2 3 4 5 6; do grpc_ports+=("$(free_port)"); done
+for _ in 1 2 3 4 5 6 7; do grpc_ports+=("$(free_port)"); done
 # A fake gRPC server (HTTP/2 cleartext, prior knowledge, as grpc_pass speaks it), one listening
 # port per answer: <port>:headers:<code> (trailers-only), <port>:trailers:<code> (a header, an
-# empty message, then the trailer), <port>:none (the message ends the stream) or <port>:held
-# (a header and a message, then nothing).
+# empty message, then the trailer), <port>:none (the message ends the stream), <port>:held
+# (a header and a message, then nothing) or <port>:http:<status> (no gRPC answer).
 python3 -c '
 import socket, sys, threading
 def frame(kind, flags, payload, stream):
@@ -751,6 +753,8 @@ def answer(c, stream, how, code):
         c.sendall(frame(1, 4, head, stream) + frame(0, 0, message, stream) + frame(1, 5, status, stream))
     elif how == "none":
         c.sendall(frame(1, 4, head, stream) + frame(0, 1, message, stream))
+    elif how == "http":
+        c.sendall(frame(1, 5, fields((b":status", code.encode())), stream))
     else:
         c.sendall(frame(1, 4, head, stream) + frame(0, 0, message, stream))
 def serve(c, how, code):
@@ -779,12 +783,13 @@ for spec in sys.argv[1:]:
     threading.Thread(target=listen, args=spec.split(":"), daemon=True).start()
 threading.Event().wait(120)  # bounded: gone even if this script exits before its kill
 ' "${grpc_ports[0]}:headers:13" "${grpc_ports[1]}:trailers:13" "${grpc_ports[2]}:none" \
-  "${grpc_ports[3]}:trailers:0" "${grpc_ports[4]}:headers:5" "${grpc_ports[5]}:held" &
+  "${grpc_ports[3]}:trailers:0" "${grpc_ports[4]}:headers:5" "${grpc_ports[5]}:held" \
+  "${grpc_ports[6]}:http:404" &
 grpc_server_pid=$!
 for grpc_port in "${grpc_ports[@]}"; do
   for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$grpc_port") 2>/dev/null && break; sleep 0.1; done
 done
-grpc_gates=(grpch13 grpct13 grpcnone grpct0 grpch5 grpcheld)
+grpc_gates=(grpch13 grpct13 grpcnone grpct0 grpch5 grpcheld grpcpage)
 upstreams=''
 locations=''
 for i in "${!grpc_gates[@]}"; do
@@ -794,7 +799,9 @@ for i in "${!grpc_gates[@]}"; do
     upstream ${gate}_canary { server 127.0.0.1:${grpc_ports[$i]}; }
     upstream ${gate}_stable { server 127.0.0.1:${grpc_ports[$i]}; }
     "
-  locations+="location /$gate { grpc_pass grpc://${gate}_\$promotion_gate_$gate; }
+  location="grpc_pass grpc://${gate}_\$promotion_gate_$gate;"
+  [ "$gate" != grpcpage ] || location="grpc_intercept_errors on; error_page 404 = @grpcpage; $location"
+  locations+="location /$gate { $location }
         "
 done
 serve "$(cat <<CONF
@@ -803,6 +810,7 @@ serve "$(cat <<CONF
         listen 127.0.0.1:$port;
         access_log off;
         $locations
+        location @grpcpage { grpc_pass grpc://127.0.0.1:${grpc_ports[0]}; }
         location = /metrics { promotion_gate_metrics; }
     }
 CONF
@@ -817,7 +825,9 @@ grpc_window() {
   curl -fs "http://127.0.0.1:$port/metrics" |
     sed -n "s/^promotion_window_$2{gate=\"$1\",cohort=\"canary\"} //p"
 }
-for _ in $(seq 50); do [ "$(grpc_window grpcheld requests)" = 3 ] && break; sleep 0.05; done
+for gate in "${grpc_gates[@]}"; do
+  for _ in $(seq 50); do [ "$(grpc_window "$gate" requests)" = 3 ] && break; sleep 0.05; done
+done
 failed=''
 for gate in "${grpc_gates[@]}"; do
   expected=0
