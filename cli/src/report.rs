@@ -130,7 +130,8 @@ pub struct CohortReport {
     pub error_rate: Option<f64>,
     /// Median latency in milliseconds.
     pub p50_ms: Option<f64>,
-    /// 99th percentile latency in milliseconds.
+    /// 99th percentile latency in milliseconds (a latency beyond 60 s counts as 60 s, as in
+    /// the engine).
     pub p99_ms: Option<f64>,
 }
 

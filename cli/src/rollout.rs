@@ -12,8 +12,8 @@
 //! a rollback found there is reported as such.
 
 use promotion_gates::{
-    Cohort, Environment, Error, ManualClock, PromotionError, PromotionGateManager,
-    SloAdmissionController, StageId,
+    Cohort, Environment, Error, MAX_TRACKED_LATENCY, ManualClock, PromotionError,
+    PromotionGateManager, SloAdmissionController, StageId,
 };
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -71,23 +71,38 @@ pub fn run(scenario: &Scenario, progress: &Progress) -> Result<Report, CliError>
     Ok(report)
 }
 
+/// The longest latency the engine records, in microseconds: longer ones count as this.
+const MAX_TRACKED_MICROS: u64 = MAX_TRACKED_LATENCY.as_micros() as u64;
+
 /// One cohort's traffic in one stage.
 #[derive(Debug)]
 struct CohortTally {
     requests: u64,
     errors: u64,
+    /// The latencies as the engine's histograms hold them: 1 µs to [`MAX_TRACKED_LATENCY`],
+    /// two significant figures.
     latency_us: hdrhistogram::Histogram<u64>,
 }
 
 impl CohortTally {
     fn new() -> Result<Self, CliError> {
-        let latency_us = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2)
+        let latency_us = hdrhistogram::Histogram::new_with_bounds(1, MAX_TRACKED_MICROS, 2)
             .map_err(|e| CliError::Simulation(format!("latency histogram: {e}")))?;
         Ok(Self {
             requests: 0,
             errors: 0,
             latency_us,
         })
+    }
+
+    /// Counts one request, its latency capped at [`MAX_TRACKED_LATENCY`] as the engine caps
+    /// it, so that the report shows the p99 the judge saw.
+    fn record(&mut self, success: bool, latency: Duration) {
+        self.requests += 1;
+        self.errors += u64::from(!success);
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_us
+            .saturating_record(micros.min(MAX_TRACKED_MICROS));
     }
 
     fn report(&self) -> CohortReport {
@@ -452,12 +467,7 @@ impl<'s> Driver<'s> {
         let (success, latency) = self.services[cohort].serve(&mut self.rng, now);
         self.gate.record_outcome(&decision, success, latency);
         self.requests += 1;
-        let tally = &mut tallies[cohort];
-        tally.requests += 1;
-        tally.errors += u64::from(!success);
-        tally
-            .latency_us
-            .saturating_record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        tallies[cohort].record(success, latency);
         if decision.is_canary && now.incident {
             self.incident.canary_requests += 1;
             self.incident.failing += u64::from(!success);
@@ -514,6 +524,32 @@ mod tests {
             scenario.longest_seconds() / interval_s <= MOST_TIMELINE_POINTS,
             "{interval_s}"
         );
+    }
+
+    /// The longest p99 the engine can report: the top of the bucket that holds
+    /// [`MAX_TRACKED_LATENCY`], in milliseconds (60.03 s).
+    fn engine_longest_p99_ms() -> f64 {
+        let micros = u64::try_from(MAX_TRACKED_LATENCY.as_micros()).unwrap();
+        let engine = hdrhistogram::Histogram::<u64>::new_with_bounds(1, micros, 2).unwrap();
+        engine.highest_equivalent(micros) as f64 / 1e3
+    }
+
+    #[test]
+    fn the_report_caps_latencies_where_the_engine_does() {
+        // The widest spread the limits take: a p99 at 60 s over a median at 1 µs, so that
+        // about one request in a hundred is drawn beyond 60 s.
+        let mut scenario = Scenario::default();
+        scenario.stable.median_ms = 0.001;
+        scenario.stable.p99_ms = None;
+        scenario.stable.sigma = Some(7.698);
+        let progress = Progress::new(scenario.planned_seconds(), false, false);
+        let report = run(&scenario, &progress).unwrap();
+        let longest = engine_longest_p99_ms();
+        for stage in &report.stages {
+            let p99 = stage.stable.p99_ms.unwrap();
+            assert!(p99 <= longest, "stage {}: {p99} ms", stage.number);
+        }
+        assert!(report.stages[0].stable.p99_ms.unwrap() > 59_000.0);
     }
 
     #[test]
