@@ -101,73 +101,141 @@ pub fn svg_path(name: OsString) -> Result<PathBuf, String> {
     }
 }
 
-/// The `--plot` file, opened before the simulation runs, so that a path that cannot be written
-/// fails at once rather than after the whole run.
+/// How many names [`PlotFile::open`] tries for its temporary file before it gives up (a name
+/// is taken only by a run of the same process id that was killed before it finished).
+const STAGING_ATTEMPTS: u32 = 100;
+
+/// The `--plot` file, made ready before the simulation runs, so that a path that cannot be
+/// written fails at once rather than after the whole run. The plot is written to a temporary
+/// file beside it (`.NAME.PID-N.tmp`) and renamed to its name once whole: a run that fails or
+/// is interrupted leaves no plot, never an empty or partial one, and an existing file stays as
+/// it was until the new plot replaces it.
 #[derive(Debug)]
 pub struct PlotFile {
+    /// The name given, as messages show it.
     path: PathBuf,
+    /// Where the plot goes: the name given, or the file a symbolic link of that name points to.
+    target: PathBuf,
+    /// The temporary file the plot is written to.
+    staging: PathBuf,
     file: File,
-    /// Whether opening it created it (then [`PlotFile::discard`] removes it again).
-    created: bool,
+    /// Whether the plot has been renamed into place; until then dropping the [`PlotFile`]
+    /// removes the temporary file.
+    placed: bool,
 }
 
 impl PlotFile {
-    /// Opens `path` for writing, creating it if need be; an existing file keeps its contents
-    /// until [`PlotFile::write`]. Anything but a regular file is refused before it is opened
-    /// (a FIFO without a reader would block the open; a device cannot take the plot).
+    /// Makes ready to write the plot to `path`: creates its temporary file, in the same
+    /// directory, with the permissions of the file it will replace, if any. Anything but a
+    /// regular file at `path` is refused (a FIFO or a device cannot take the plot, a directory
+    /// cannot be replaced by it), and so is an existing file that cannot be written.
     pub fn open(path: &Path) -> Result<Self, CliError> {
         let refused = |e: io::Error| CliError::Plot {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
-        if let Ok(found) = fs::metadata(path)
-            && !found.is_file()
-        {
-            return Err(CliError::Plot {
-                path: path.to_path_buf(),
-                message: "not a regular file (a directory, a device or a FIFO): the plot is an \
-                          SVG file"
-                    .into(),
-            });
-        }
-        let (file, created) = match OpenOptions::new().write(true).create_new(true).open(path) {
-            Ok(file) => (file, true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (
-                OpenOptions::new().write(true).open(path).map_err(refused)?,
-                false,
-            ),
-            Err(e) => return Err(refused(e)),
+        let existing = existing_plot(path)?;
+        let target = match existing {
+            Some(_) => writable_target(path).map_err(refused)?,
+            None => path.to_path_buf(),
         };
-        Ok(Self {
+        let (staging, file) = create_staging(&target).map_err(refused)?;
+        let plot = Self {
             path: path.to_path_buf(),
+            target,
+            staging,
             file,
-            created,
-        })
+            placed: false,
+        };
+        if let Some(found) = existing {
+            plot.file
+                .set_permissions(found.permissions())
+                .map_err(refused)?;
+        }
+        Ok(plot)
     }
 
-    /// Draws the timeline of `report` and writes it over the file's contents.
+    /// Draws the timeline of `report`, writes it to the temporary file and renames that to the
+    /// plot's name, replacing any file there.
     pub fn write(mut self, report: &Report) -> Result<(), CliError> {
         let mut svg = String::new();
-        let refused = |message: String| CliError::Plot {
-            path: self.path.clone(),
-            message,
-        };
-        draw(&mut svg, report).map_err(refused)?;
+        draw(&mut svg, report).map_err(|message| self.refused(message))?;
         self.file
-            .set_len(0)
-            .and_then(|()| self.file.write_all(svg.as_bytes()))
-            .and_then(|()| self.file.flush())
-            .map_err(|e| refused(e.to_string()))
+            .write_all(svg.as_bytes())
+            .and_then(|()| self.file.sync_all())
+            .and_then(|()| fs::rename(&self.staging, &self.target))
+            .map_err(|e| self.refused(e.to_string()))?;
+        self.placed = true;
+        Ok(())
     }
 
-    /// Gives up on the plot (the simulation failed): a file created by [`PlotFile::open`] is
-    /// removed, an existing one is left as it was.
-    pub fn discard(self) {
-        if self.created {
-            drop(self.file);
-            let _ = fs::remove_file(&self.path);
+    fn refused(&self, message: String) -> CliError {
+        CliError::Plot {
+            path: self.path.clone(),
+            message,
         }
     }
+}
+
+impl Drop for PlotFile {
+    /// Gives up on a plot not put in place (the run or the write failed): its temporary file
+    /// is removed, and any file at its name is left as it was.
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = fs::remove_file(&self.staging);
+        }
+    }
+}
+
+/// The metadata of the file at `path`, if there is one; anything but a regular file refused.
+fn existing_plot(path: &Path) -> Result<Option<fs::Metadata>, CliError> {
+    match fs::metadata(path) {
+        Ok(found) if !found.is_file() => Err(CliError::Plot {
+            path: path.to_path_buf(),
+            message: "not a regular file (a directory, a device or a FIFO): the plot is an SVG \
+                      file"
+                .into(),
+        }),
+        Ok(found) => Ok(Some(found)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The file that the plot replaces for an existing `path`, once checked that it can be written
+/// (as writing over it would have needed): `path`, or the file its symbolic link points to,
+/// which the plot then replaces rather than the link.
+fn writable_target(path: &Path) -> io::Result<PathBuf> {
+    drop(OpenOptions::new().write(true).open(path)?);
+    if fs::symlink_metadata(path)?.file_type().is_symlink() {
+        fs::canonicalize(path)
+    } else {
+        Ok(path.to_path_buf())
+    }
+}
+
+/// Creates the temporary file of a plot going to `target`, in its directory (a rename moves a
+/// file only within one file system), named `.NAME.PID-N.tmp` with the first N free.
+fn create_staging(target: &Path) -> io::Result<(PathBuf, File)> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
+    let mut taken = None;
+    for attempt in 0..STAGING_ATTEMPTS {
+        let mut staged = OsString::from(".");
+        staged.push(name);
+        staged.push(format!(".{}-{attempt}.tmp", std::process::id()));
+        let staging = target.with_file_name(staged);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staging)
+        {
+            Ok(file) => return Ok((staging, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => taken = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(taken.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
 }
 
 fn draw(svg: &mut String, report: &Report) -> Result<(), String> {
@@ -606,34 +674,102 @@ mod tests {
     }
 
     #[test]
-    fn discard_removes_only_a_file_it_created() {
-        let created = fresh("created.svg");
-        PlotFile::open(&created).unwrap().discard();
-        assert!(!created.exists());
-        let existing = fresh("existing.svg");
-        fs::write(&existing, "kept").unwrap();
-        PlotFile::open(&existing).unwrap().discard();
-        assert_eq!(fs::read_to_string(&existing).unwrap(), "kept");
-        fs::remove_file(existing).unwrap();
+    fn a_plot_named_by_a_symbolic_link_replaces_the_file_it_points_to() {
+        let file = fresh("pointed-to.svg");
+        let link = fresh("link.svg");
+        fs::write(&file, "old").unwrap();
+        fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        PlotFile::open(&link)
+            .unwrap()
+            .write(&short_report())
+            .unwrap();
+        let linked = fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink();
+        let svg = fs::read_to_string(&file).unwrap();
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&file).unwrap().permissions());
+        let files = [files_named_after(&file), files_named_after(&link)];
+        fs::remove_file(&link).unwrap();
+        fs::remove_file(&file).unwrap();
+        assert!(linked, "the link was replaced");
+        assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
+        assert_eq!(mode & 0o777, 0o600, "the file's permissions are kept");
+        assert_eq!(files, [vec![file], vec![link]], "no temporary file left");
     }
 
     #[test]
-    fn write_replaces_a_longer_file_whole() {
+    fn a_plot_given_up_leaves_an_existing_file_as_it_was() {
+        let existing = fresh("existing.svg");
+        fs::write(&existing, "kept").unwrap();
+        drop(PlotFile::open(&existing).unwrap());
+        let files = files_named_after(&existing);
+        assert_eq!(fs::read_to_string(&existing).unwrap(), "kept");
+        fs::remove_file(&existing).unwrap();
+        assert_eq!(files, [existing]);
+    }
+
+    /// The files of the temporary directory whose names hold `path`'s: the plot and any
+    /// temporary file of it.
+    fn files_named_after(path: &Path) -> Vec<PathBuf> {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|found| found.to_str().is_some_and(|f| f.contains(name)))
+            .collect()
+    }
+
+    /// The report of a short run.
+    fn short_report() -> Report {
         let mut scenario = crate::scenario::Scenario {
             rps: 50.0,
             ..Default::default()
         };
         scenario.scale_to(12.0);
         let progress = crate::progress::Progress::new(scenario.planned_seconds(), false, false);
-        let report = crate::rollout::run(&scenario, &progress).unwrap();
+        crate::rollout::run(&scenario, &progress).unwrap()
+    }
+
+    #[test]
+    fn write_replaces_a_longer_file_whole() {
+        let report = short_report();
         let path = fresh("longer.svg");
         fs::write(&path, "x".repeat(1 << 20)).unwrap();
         PlotFile::open(&path).unwrap().write(&report).unwrap();
         let svg = fs::read_to_string(&path).unwrap();
+        let files = files_named_after(&path);
         fs::remove_file(&path).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
         assert!(svg.trim_end().ends_with("</svg>"));
         assert!(!svg.contains("xxx"));
+        assert_eq!(files, [path], "no temporary file left");
+    }
+
+    #[test]
+    fn a_plot_not_yet_written_is_not_there() {
+        // A run interrupted after the open left an empty SVG where the plot was to go.
+        let path = fresh("unfinished.svg");
+        let plot = PlotFile::open(&path).unwrap();
+        assert!(!path.exists());
+        drop(plot);
+        assert_eq!(files_named_after(&path), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn a_plot_that_cannot_be_put_in_place_leaves_no_temporary_file() {
+        let path = fresh("taken.svg");
+        let plot = PlotFile::open(&path).unwrap();
+        // The name taken while the simulation ran, by a directory that cannot be replaced.
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("inside"), "kept").unwrap();
+        let e = plot.write(&short_report()).unwrap_err();
+        let files = files_named_after(&path);
+        fs::remove_dir_all(&path).unwrap();
+        assert!(matches!(e, CliError::Plot { .. }), "{e}");
+        assert_eq!(files, [path]);
     }
 
     #[test]

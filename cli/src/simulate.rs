@@ -86,8 +86,8 @@ pub struct SimulateArgs {
     /// Print a machine-readable report (JSON) and nothing else on stdout.
     #[arg(long)]
     json: bool,
-    /// Write the timeline as an SVG chart (the name must end in .svg; the file is opened
-    /// before the simulation runs).
+    /// Write the timeline as an SVG chart (the name must end in .svg; the path is checked
+    /// before the simulation runs, and the file written only once the run has ended).
     #[arg(long, value_name = "FILE.svg", value_parser = OsStringValueParser::new().try_map(plot::svg_path))]
     plot: Option<PathBuf>,
     /// Print the scenario that would run, a valid scenario file (TOML, or JSON with --json),
@@ -260,16 +260,11 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
         show_config(&mut out, &scenario, args.json)?;
         return Ok(0);
     }
+    // On any error before it is written, the plot's temporary file is removed as it drops.
     let plot = args.plot.as_deref().map(PlotFile::open).transpose()?;
     let terminal = io::stdout().is_terminal();
-    if !args.json
-        && let Err(e) = unless_closed(write_header(&mut out, &scenario))
-    {
-        // The plot file this run created is removed on any error, as after a failed run.
-        if let Some(plot) = plot {
-            plot.discard();
-        }
-        return Err(e.into());
+    if !args.json {
+        unless_closed(write_header(&mut out, &scenario))?;
     }
     drop(out);
     let progress = Progress::new(
@@ -277,15 +272,7 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
         terminal && !args.json,
         !args.json,
     );
-    let report = match rollout::run(&scenario, &progress) {
-        Ok(report) => report,
-        Err(e) => {
-            if let Some(plot) = plot {
-                plot.discard();
-            }
-            return Err(e);
-        }
-    };
+    let report = rollout::run(&scenario, &progress)?;
     // The report first: a plot that cannot be written does not cost it.
     let printed = unless_closed(write_report(&mut io::stdout().lock(), args, &report));
     if let Some(plot) = plot {

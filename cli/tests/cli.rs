@@ -1105,6 +1105,45 @@ fn an_unwritable_plot_exits_1_naming_the_file_before_simulating() {
 }
 
 #[test]
+fn an_interrupted_run_leaves_no_plot() {
+    // The file was created before the run and written after it: a run killed in between left
+    // an empty SVG.
+    let path = std::env::temp_dir().join(format!(
+        "promotion-gates-cli-{}-interrupted.svg",
+        std::process::id()
+    ));
+    let mut child = Command::new(BIN)
+        .args(["simulate", "--duration", "24h", "--plot", text(&path)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary runs");
+    // The header is printed once the plot's file is open and the simulation starts.
+    let mut header = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut header,
+    )
+    .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(header.starts_with("Scenario good"), "{header}");
+    let left = path.exists();
+    let _ = std::fs::remove_file(&path);
+    // What the killed run did leave: its temporary file, hidden, beside the plot's name.
+    let name = path.file_name().unwrap().to_str().unwrap();
+    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap() {
+        let found = entry.unwrap().path();
+        let found_name = found.file_name().unwrap().to_string_lossy();
+        if found_name.starts_with(&format!(".{name}.")) && found_name.ends_with(".tmp") {
+            std::fs::remove_file(found).unwrap();
+        }
+    }
+    assert!(!left, "an empty plot was left");
+}
+
+#[test]
 fn a_scenario_no_duration_fits_is_refused_on_its_field_not_on_the_flag() {
     // Its 10 ms stage needs the run at least 8 640 001 times its planned length, its rate at
     // most 0.116 times it: no --duration fits, and the error named --duration (exit 2).
