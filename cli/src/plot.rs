@@ -87,18 +87,21 @@ struct Content {
     empty_note: Option<String>,
 }
 
-/// Reads `--plot`'s value: a file name ending in `.svg`, the only format drawn (a bitmap
-/// backend would need system fonts to write the labels). The name may be any bytes, as the
-/// other files' names may.
+/// Reads `--plot`'s value: a file name ending in `.svg` (in any case), the only format drawn
+/// (a bitmap backend would need system fonts to write the labels). A file named `.svg` ends in
+/// it too (a hidden file with no stem); a name ending in `/` names a directory. The name may
+/// be any bytes, as the other files' names may, and is shown as every path is.
 pub fn svg_path(name: OsString) -> Result<PathBuf, String> {
+    let bytes = name.as_encoded_bytes();
+    let ends_in_svg = bytes.len() >= 4 && bytes[bytes.len() - 4..].eq_ignore_ascii_case(b".svg");
     let path = PathBuf::from(name);
-    match path.extension().and_then(|e| e.to_str()) {
-        Some(e) if e.eq_ignore_ascii_case("svg") => Ok(path),
-        _ => Err(format!(
-            "{} does not end in .svg: the timeline is drawn as SVG only",
-            crate::error::quoted_text(&path.to_string_lossy())
-        )),
+    if ends_in_svg {
+        return Ok(path);
     }
+    Err(format!(
+        "\"{}\" does not end in .svg: the timeline is drawn as SVG only",
+        crate::error::shown_path(&path)
+    ))
 }
 
 /// How many names [`PlotFile::open`] tries for its temporary file before it gives up (a name
@@ -655,10 +658,21 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let not_utf8 = std::ffi::OsStr::from_bytes(b"out\xff.svg");
         assert_eq!(svg_path(not_utf8.into()).unwrap(), PathBuf::from(not_utf8));
-        for name in ["out.png", "out", "dir/", "out.svg.png", ".svg"] {
-            let e = svg_path(name.into()).unwrap_err();
-            assert!(e.contains("does not end in .svg"), "{name}: {e}");
+        // A file named `.svg` (hidden, no stem) ends in .svg too.
+        for name in [".svg", "dir/.SVG", "..svg"] {
+            assert_eq!(svg_path(name.into()).unwrap(), PathBuf::from(name));
         }
+        for name in ["out.png", "out", "dir/", "out.svg.png", "out.svg/", "svg"] {
+            let e = svg_path(name.into()).unwrap_err();
+            assert_eq!(
+                e,
+                format!("\"{name}\" does not end in .svg: the timeline is drawn as SVG only")
+            );
+        }
+        // A name that is not UTF-8 is shown byte for byte, as every path is (not with U+FFFD,
+        // which would name another file).
+        let e = svg_path(std::ffi::OsStr::from_bytes(b"a\xff.txt").into()).unwrap_err();
+        assert!(e.starts_with("\"a\\xFF.txt\" does not end in .svg"), "{e}");
     }
 
     #[test]

@@ -1473,6 +1473,22 @@ fn a_plot_not_named_svg_is_a_usage_error() {
     assert_eq!(code, 2);
     assert!(message.contains("does not end in .svg"), "{message}");
     assert!(!path.exists(), "nothing is written");
+    // A name that is not UTF-8 is shown as every path is, not with U+FFFD for its byte.
+    use std::os::unix::ffi::OsStrExt;
+    let output = Command::new(BIN)
+        .args(["simulate", "--plot"])
+        .arg(std::ffi::OsStr::from_bytes(b"a\xff.txt"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).trim_end().ends_with(
+            ": \"a\\xFF.txt\" does not end in .svg: the timeline is drawn as SVG only (see --help)"
+        ),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
