@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::CliError;
-use crate::report::{Outcome, Report, TimelinePoint, human_duration, sampling};
+use crate::report::{Outcome, Report, TimelinePoint, human_duration, milliseconds, sampling};
 
 const WIDTH: u32 = 1100;
 const HEIGHT: u32 = 1150;
@@ -352,7 +352,7 @@ fn draw(svg: &mut String, report: &Report) -> Result<(), String> {
     let p99_value = |p: &TimelinePoint, c: usize| p.p99_ms[c];
     let p99s = Content {
         lines: cohorts(&p99_value),
-        dots: judged_dots(&p99_value, &|v| format!("{v:.0} ms")),
+        dots: judged_dots(&p99_value, &milliseconds),
         ..Content::default()
     };
     frame.panel(&panels[2], "p99 latency (ms)", ceiling(&p99s, 10.0), &p99s)?;
@@ -784,6 +784,23 @@ mod tests {
         fs::remove_dir_all(&path).unwrap();
         assert!(matches!(e, CliError::Plot { .. }), "{e}");
         assert_eq!(files, [path]);
+    }
+
+    #[test]
+    fn a_fast_p99_at_the_rollback_keeps_its_digits() {
+        let mut report = short_report();
+        report.judged_at_rollback = Some(TimelinePoint {
+            t_s: report.simulated_s,
+            canary_percent: 0.0,
+            window_requests: [100, 1000],
+            error_rate: [0.5, 0.0],
+            p99_ms: [0.5, 0.25],
+            health_score: Some(0.5),
+        });
+        let mut svg = String::new();
+        draw(&mut svg, &report).unwrap();
+        assert!(svg.contains("0.5 ms at rollback"), "canary p99");
+        assert!(svg.contains("0.25 ms at rollback"), "stable p99");
     }
 
     #[test]

@@ -331,8 +331,25 @@ fn percent(rate: Option<f64>) -> String {
     rate.map_or("-".into(), |r| format!("{:.2}%", r * 100.0))
 }
 
+/// Decimals a share of traffic is shown with: one below the routing resolution
+/// ([`TRAFFIC_PERCENT_RESOLUTION`](promotion_gates::TRAFFIC_PERCENT_RESOLUTION), 0.00001 %), so
+/// that every valid share shows, the least (half of it) as `0.000005%`.
+const SHARE_DECIMALS: usize = 6;
+
+/// A share of traffic: `12.5%`, `0.00001%`.
+fn share(percent: f64) -> String {
+    format!("{}%", trim_float(percent, SHARE_DECIMALS))
+}
+
+/// A latency in whole milliseconds (`250 ms`), or to the microsecond, the engine's resolution,
+/// below one millisecond (`0.5 ms`), so that a fast service's p99 does not show as `0 ms`.
+pub fn milliseconds(ms: f64) -> String {
+    let decimals = if ms < 1.0 { 3 } else { 0 };
+    format!("{} ms", trim_float(ms, decimals))
+}
+
 fn millis(ms: Option<f64>) -> String {
-    ms.map_or("-".into(), |ms| format!("{ms:.0} ms"))
+    ms.map_or("-".into(), milliseconds)
 }
 
 /// The one-line summary printed as each stage ends.
@@ -341,7 +358,7 @@ pub fn stage_line(stage: &StageReport) -> String {
         "stage {} {:>7} {:>6}  {:>8}  canary {:>9} req {:>6} err p99 {:>7} | stable {:>9} req {:>6} err p99 {:>7}",
         stage.number,
         stage.environment,
-        format!("{}%", trim_float(stage.traffic_percent, 3)),
+        share(stage.traffic_percent),
         human_duration(stage.duration_s),
         thousands(stage.canary.requests),
         percent(stage.canary.error_rate),
@@ -405,7 +422,7 @@ pub fn write_text(out: &mut impl Write, report: &Report) -> io::Result<()> {
             [
                 s.number.to_string(),
                 s.environment.clone(),
-                format!("{}%", trim_float(s.traffic_percent, 3)),
+                share(s.traffic_percent),
                 human_duration(s.duration_s),
                 thousands(s.canary.requests),
                 thousands(s.stable.requests),
@@ -524,5 +541,93 @@ mod tests {
         assert_eq!(human_duration(90.5), "90.5 s");
         assert_eq!(human_duration(360.0), "6 min");
         assert_eq!(human_duration(86_400.0), "24 h");
+    }
+
+    /// A promoted canary stage of `percent`, both cohorts' p99 `p99_ms`.
+    fn stage(percent: f64, p99_ms: f64) -> StageReport {
+        let cohort = CohortReport {
+            requests: 1000,
+            errors: 5,
+            error_rate: Some(0.005),
+            p50_ms: Some(p99_ms / 2.0),
+            p99_ms: Some(p99_ms),
+        };
+        StageReport {
+            number: 1,
+            environment: "canary".into(),
+            traffic_percent: percent,
+            start_s: 0.0,
+            duration_s: 60.0,
+            planned_s: 60.0,
+            extensions: 0,
+            canary: cohort.clone(),
+            stable: cohort,
+            judge: None,
+            refusals: Vec::new(),
+            verdict: Verdict::Promoted,
+            promoted_to: Some("Canary{5}".into()),
+        }
+    }
+
+    /// The stage table row of `stage`, as [`write_text`] writes it.
+    fn table_row(stage: StageReport) -> String {
+        let report = Report {
+            scenario: "custom".into(),
+            description: String::new(),
+            seed: 42,
+            rps: 100.0,
+            sample: 1,
+            outcome: Outcome::PromotedToProduction,
+            final_environment: "Production".into(),
+            simulated_s: 60.0,
+            requests: 2000,
+            represented_requests: 2000,
+            late_outcomes: 0,
+            stages: vec![stage],
+            rollback: None,
+            incident: None,
+            timeline: Vec::new(),
+            judged_at_rollback: None,
+            min_samples: 100,
+            window_s: 60.0,
+            wall_s: 0.0,
+        };
+        let mut out = Vec::new();
+        write_text(&mut out, &report).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        text.lines().nth(2).unwrap().to_string()
+    }
+
+    #[test]
+    fn a_tiny_share_and_a_fast_p99_keep_their_digits() {
+        // The least share that routes anyone: half the routing resolution of 0.00001 %.
+        let least = promotion_gates::TRAFFIC_PERCENT_RESOLUTION / 2.0;
+        for (percent, shown) in [(0.00001, "0.00001%"), (least, "0.000005%")] {
+            let line = stage_line(&stage(percent, 0.5));
+            assert!(line.contains(&format!(" {shown} ")), "{line}");
+            assert!(line.contains("p99  0.5 ms |"), "{line}");
+            let row = table_row(stage(percent, 0.5));
+            assert!(row.contains(&format!(" {shown} ")), "{row}");
+            assert!(row.contains(" 0.5 ms "), "{row}");
+        }
+        let line = stage_line(&stage(0.1, 0.001));
+        assert!(line.contains("p99 0.001 ms |"), "{line}");
+    }
+
+    #[test]
+    fn ordinary_shares_and_p99s_print_as_they_did() {
+        for (percent, p99_ms, shown_percent, shown_p99) in [
+            (1.0, 250.0, "1%", "250 ms"),
+            (12.5, 120.319, "12.5%", "120 ms"),
+            (100.0, 1.5, "100%", "2 ms"),
+            (33.333, 60_030.975, "33.333%", "60031 ms"),
+        ] {
+            let line = stage_line(&stage(percent, p99_ms));
+            assert!(line.contains(&format!(" {shown_percent} ")), "{line}");
+            assert!(line.contains(&format!(" {shown_p99} |")), "{line}");
+            let row = table_row(stage(percent, p99_ms));
+            assert!(row.contains(&format!(" {shown_percent} ")), "{row}");
+            assert!(row.contains(&format!(" {shown_p99} ")), "{row}");
+        }
     }
 }
