@@ -311,18 +311,11 @@ impl PromotionConfig {
     }
 
     /// At most [`MAX_FLAGS`](crate::MAX_FLAGS) flags in `feature_flags` and `graduated_flags`
-    /// together, else a [`ConfigError`] on `feature_flags` naming the count.
+    /// together, else the [`ConfigError`] of [`too_many_flags`].
     pub(crate) fn check_flag_count(&self) -> Result<(), ConfigError> {
-        let count = self.feature_flags.len() + self.graduated_flags.len();
-        if count > crate::MAX_FLAGS {
-            return Err(ConfigError::new(
-                "feature_flags",
-                format!("{count} flags"),
-                format!(
-                    "at most {} flags across feature_flags and graduated_flags (MAX_FLAGS)",
-                    crate::MAX_FLAGS
-                ),
-            ));
+        let (features, graduated) = (self.feature_flags.len(), self.graduated_flags.len());
+        if features + graduated > crate::MAX_FLAGS {
+            return Err(too_many_flags(features, graduated));
         }
         Ok(())
     }
@@ -513,6 +506,29 @@ pub fn field_path(path: &serde_path_to_error::Path) -> String {
     field
 }
 
+/// The refusal of `features` + `graduated` flags, over [`MAX_FLAGS`](crate::MAX_FLAGS), on
+/// the list that holds them: `feature_flags` or `graduated_flags` when the other is empty,
+/// else `feature_flags + graduated_flags` (value `10001 flags (1 + 10000)`).
+fn too_many_flags(features: usize, graduated: usize) -> ConfigError {
+    let count = features + graduated;
+    let (field, value) = match (features, graduated) {
+        (_, 0) => ("feature_flags", format!("{count} flags")),
+        (0, _) => ("graduated_flags", format!("{count} flags")),
+        _ => (
+            "feature_flags + graduated_flags",
+            format!("{count} flags ({features} + {graduated})"),
+        ),
+    };
+    ConfigError::new(
+        field,
+        value,
+        format!(
+            "at most {} flags across feature_flags and graduated_flags (MAX_FLAGS)",
+            crate::MAX_FLAGS
+        ),
+    )
+}
+
 pub(crate) fn check_name(field: &str, value: &str) -> Result<(), ConfigError> {
     name_problem(value).map_or(Ok(()), |why| {
         Err(ConfigError::new(field, quoted(value), why))
@@ -680,6 +696,37 @@ mod tests {
             assert_eq!(err.field(), field, "{err}");
             assert_eq!(err.value(), value, "{err}");
             assert!(err.to_string().contains(field));
+        }
+    }
+
+    #[test]
+    fn too_many_flags_are_blamed_on_the_list_that_holds_them() {
+        let names = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}")).collect();
+        let over = crate::MAX_FLAGS + 1;
+        for (feature_flags, graduated_flags, field, value) in [
+            (names("f", over), vec![], "feature_flags", "10001 flags"),
+            (vec![], names("g", over), "graduated_flags", "10001 flags"),
+            (
+                names("f", 1),
+                names("g", crate::MAX_FLAGS),
+                "feature_flags + graduated_flags",
+                "10001 flags (1 + 10000)",
+            ),
+        ] {
+            let config = PromotionConfig {
+                feature_flags,
+                graduated_flags,
+                ..Default::default()
+            };
+            let err = config.validate().unwrap_err();
+            assert_eq!((err.field(), err.value()), (field, value), "{err}");
+            assert!(err.expected().contains("at most 10000 flags"), "{err}");
+            let json = serde_json::to_string(&config).unwrap();
+            let message = PromotionConfig::from_json(&json).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("invalid {field} = {value}: at most 10000")),
+                "{message}"
+            );
         }
     }
 

@@ -249,9 +249,9 @@ impl PromotionGateManager {
     ///
     /// # Errors
     /// [`Error::Flag`] for an invalid name, or when the gate has used up its flag-set numbers
-    /// or names; [`Error::Config`] (field `feature_flags`) past
-    /// [`MAX_FLAGS`](crate::limits::MAX_FLAGS); with a state store, [`Error::Store`] when it
-    /// cannot be written. Nothing changes on error.
+    /// or names; [`Error::Config`] (field `feature_flags`, or `feature_flags + graduated_flags`
+    /// when graduated flags count too) past [`MAX_FLAGS`](crate::limits::MAX_FLAGS); with a
+    /// state store, [`Error::Store`] when it cannot be written. Nothing changes on error.
     ///
     /// # Example
     /// ```
