@@ -268,7 +268,12 @@ pub const MAX_SHOWN_VALUE_BYTES: usize = 160;
 /// What an error message shows of `value`: at most [`MAX_SHOWN_VALUE_BYTES`], cut on a
 /// character boundary.
 pub(crate) fn shown_part(value: &str) -> &str {
-    let mut cut = value.len().min(MAX_SHOWN_VALUE_BYTES);
+    shown_part_within(value, MAX_SHOWN_VALUE_BYTES)
+}
+
+/// At most `max` bytes of `value`, cut on a character boundary.
+fn shown_part_within(value: &str, max: usize) -> &str {
+    let mut cut = value.len().min(max);
     while !value.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -378,7 +383,13 @@ impl Shown for usize {
 
 /// `value` quoted as `{value:?}` shows it, shortened like [`shortened`].
 pub(crate) fn quoted(value: &str) -> String {
-    let shown = shown_part(value);
+    quoted_within(value, MAX_SHOWN_VALUE_BYTES)
+}
+
+/// `value` quoted as [`quoted`] shows it, but at most `max` bytes of it before
+/// `...(N bytes)`: for a value shown in a message that must keep room for what follows it.
+pub(crate) fn quoted_within(value: &str, max: usize) -> String {
+    let shown = shown_part_within(value, max);
     if shown.len() == value.len() {
         format!("{value:?}")
     } else {

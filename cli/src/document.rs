@@ -355,6 +355,71 @@ mod tests {
     }
 
     #[test]
+    fn a_store_of_no_form_is_named_with_its_value_and_both_forms_in_both_formats() {
+        let forms = r#"expected {"sqlite": {"path": ...}} or {"etcd": {...}}"#;
+        let both_json = r#"{"store": {"sqlite": {"path": "a.db"}, "etcd": {"endpoints": ["http://a:1"], "prefix": "/p"}}}"#;
+        let both_toml = "[store.sqlite]\npath = \"a.db\"\n[store.etcd]\nendpoints = [\"http://a:1\"]\nprefix = \"/p\"\n";
+        for (name, text, shown) in [
+            (
+                "c.json",
+                r#"{"store": 5}"#,
+                "store: invalid type: integer `5`",
+            ),
+            (
+                "c.json",
+                r#"{"store": []}"#,
+                "store: invalid type: sequence",
+            ),
+            (
+                "c.json",
+                r#"{"store": {}}"#,
+                "store: invalid value: an empty map",
+            ),
+            (
+                "c.json",
+                r#"{"store": "sqlite"}"#,
+                r#"store: invalid type: string "sqlite""#,
+            ),
+            (
+                "c.json",
+                both_json,
+                r#"store: invalid value: a second key "etcd""#,
+            ),
+            ("c.toml", "store = 5\n", "store: invalid type: integer `5`"),
+            ("c.toml", "store = []\n", "store: invalid type: sequence"),
+            ("c.toml", "[store]\n", "store: invalid value: an empty map"),
+            (
+                "c.toml",
+                "store = \"sqlite\"\n",
+                r#"store: invalid type: string "sqlite""#,
+            ),
+            (
+                "c.toml",
+                both_toml,
+                r#"store: invalid value: a second key "etcd""#,
+            ),
+        ] {
+            let e = refusal::<PromotionConfig>(name, text);
+            assert!(
+                e.contains(&format!("{shown}, {forms} at line ")),
+                "{text}: {e}"
+            );
+        }
+        for (name, text) in [
+            ("s.json", r#"{"promotion": {"store": 5}}"#),
+            ("s.toml", "[promotion]\nstore = 5\n"),
+        ] {
+            let e = refusal::<Scenario>(name, text);
+            assert!(
+                e.contains(&format!(
+                    "promotion.store: invalid type: integer `5`, {forms}"
+                )),
+                "{text}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn an_empty_document_is_the_same_error_in_every_format() {
         let expected = "the document is empty (nothing but whitespace)";
         for (name, text) in [

@@ -6,11 +6,15 @@ use std::time::Duration;
 use crate::error::{ConfigError, quoted};
 use crate::limits::{MAX_ETCD_ENDPOINTS, MAX_STORE_ADDRESS_BYTES};
 
+mod store_wire;
+
 /// Where a gate keeps its release state and history, shared by every process that opens the
 /// same store. No `store` key means in-memory only: state lives and dies with the gate.
 ///
 /// In JSON: `{"sqlite": {"path": "/var/lib/promotion-gates/checkout.db"}}` or
 /// `{"etcd": {"endpoints": ["http://127.0.0.1:2379"], "prefix": "/promotion-gates/checkout"}}`.
+/// A value of neither form is refused naming the value and both forms (the library's own
+/// reader, `src/store/config/store_wire.rs`; serde's derived one said only "expected value").
 ///
 /// # Example
 /// ```
@@ -22,10 +26,15 @@ use crate::limits::{MAX_ETCD_ENDPOINTS, MAX_STORE_ADDRESS_BYTES};
 /// let Some(StoreConfig::Sqlite(sqlite)) = &config.store else { panic!("a sqlite store") };
 /// assert_eq!(sqlite.path, "/var/lib/promotion-gates/checkout.db");
 /// assert_eq!(sqlite.sync_interval_ms, 250);
+///
+/// let err = PromotionConfig::from_json(r#"{"store": 5}"#).unwrap_err();
+/// assert!(err.to_string().contains(
+///     r#"store: invalid type: integer `5`, expected {"sqlite": {"path": ...}} or {"etcd": {...}}"#
+/// ));
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StoreConfig {
     /// One SQLite file on one host, shared by every process that opens it.
     Sqlite(SqliteStoreConfig),
