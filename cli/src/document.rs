@@ -420,6 +420,52 @@ mod tests {
     }
 
     #[test]
+    fn a_stage_environment_of_no_form_is_named_with_its_value_and_both_forms_in_both_formats() {
+        let forms = r#"expected "canary" or "staging""#;
+        let nothing = r#"expected nothing (null): or write the name alone, "canary" or "staging""#;
+        let stage = |environment: &str| {
+            (
+                format!(r#"{{"stages": [{{"environment": {environment}, "duration_s": 1}}]}}"#),
+                format!("[[stages]]\nenvironment = {environment}\nduration_s = 1\n"),
+            )
+        };
+        for (environment, toml_environment, shown, expected) in [
+            ("5", "5", "invalid type: integer `5`", forms),
+            ("[]", "[]", "invalid type: sequence", forms),
+            ("{}", "{}", "invalid value: an empty map", forms),
+            (
+                r#"{"canary": 1}"#,
+                "{canary = 1}",
+                "invalid type: integer `1`",
+                nothing,
+            ),
+        ] {
+            let (json, _) = stage(environment);
+            let (_, toml) = stage(toml_environment);
+            let field = if expected == nothing {
+                "stages[0].environment.canary"
+            } else {
+                "stages[0].environment"
+            };
+            for (name, text) in [("s.json", json), ("s.toml", toml)] {
+                let e = refusal::<Scenario>(name, &text);
+                assert!(
+                    e.contains(&format!("{field}: {shown}, {expected}")),
+                    "{text}: {e}"
+                );
+            }
+        }
+        let (json, _) = stage("null");
+        let e = refusal::<Scenario>("s.json", &json);
+        assert!(
+            e.contains(&format!(
+                "stages[0].environment: invalid type: null, {forms}"
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn an_empty_document_is_the_same_error_in_every_format() {
         let expected = "the document is empty (nothing but whitespace)";
         for (name, text) in [

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::rollout::TICK_NS;
 
 mod checks;
+mod stage_kind_wire;
 
 /// The most requests per simulated second a scenario may ask for (`rps`, `--rps`).
 pub const MAX_RPS: f64 = 1_000_000.0;
@@ -129,8 +130,9 @@ pub struct Scenario {
     pub slo: SloConfig,
 }
 
-/// Where a stage routes the new version's traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Where a stage routes the new version's traffic: `"canary"` or `"staging"` in a document
+/// (read by `stage_kind_wire.rs`, whose errors name the value and both forms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageKind {
     /// `traffic_percent` of users go to the new version.
