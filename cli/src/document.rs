@@ -466,6 +466,24 @@ mod tests {
     }
 
     #[test]
+    fn a_gate_environment_name_holding_something_is_named_in_both_formats() {
+        let nothing =
+            r#"expected nothing (null): or write the name alone, "staging" or "production""#;
+        for (name, text) in [
+            ("c.json", r#"{"environment": {"staging": 1}}"#),
+            ("c.toml", "environment = {staging = 1}\n"),
+        ] {
+            let e = refusal::<PromotionConfig>(name, text);
+            assert!(
+                e.contains(&format!(
+                    "environment.staging: invalid type: integer `1`, {nothing}"
+                )),
+                "{text}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn an_empty_document_is_the_same_error_in_every_format() {
         let expected = "the document is empty (nothing but whitespace)";
         for (name, text) in [

@@ -53,6 +53,28 @@ impl<'de> Deserialize<'de> for CanaryFields {
     }
 }
 
+/// What `staging` or `production` holds in the map form the derived reader took,
+/// `{"staging": null}`: nothing.
+struct Nothing;
+
+impl<'de> Visitor<'de> for Nothing {
+    type Value = Nothing;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#"nothing (null): or write the name alone, "staging" or "production""#)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Nothing, E> {
+        Ok(Nothing)
+    }
+}
+
+impl<'de> Deserialize<'de> for Nothing {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_unit(Nothing)
+    }
+}
+
 #[derive(Clone, Copy)]
 struct EnvironmentVisitor;
 
@@ -86,7 +108,7 @@ impl<'de> Visitor<'de> for EnvironmentVisitor {
             }
             // The derived reader took these too ({"staging": null}).
             "staging" | "production" => {
-                map.next_value::<()>()?;
+                map.next_value::<Nothing>()?;
                 self.visit_str(&name)?
             }
             _ => return Err(de::Error::unknown_variant(&name, NAMES)),
@@ -182,6 +204,19 @@ mod tests {
             let error = read(json).unwrap_err();
             assert!(
                 error.contains(shown) && error.contains(fields),
+                "{json}: {error}"
+            );
+        }
+        let nothing =
+            r#"expected nothing (null): or write the name alone, "staging" or "production""#;
+        for (json, shown) in [
+            (r#"{"staging": 1}"#, "integer `1`"),
+            (r#"{"production": {}}"#, "map"),
+            (r#"{"staging": "x"}"#, r#"string "x""#),
+        ] {
+            let error = read(json).unwrap_err();
+            assert!(
+                error.starts_with(&format!("invalid type: {shown}, {nothing}")),
                 "{json}: {error}"
             );
         }
