@@ -276,6 +276,15 @@ mod tests {
         parse::<T>(Path::new(name), text).unwrap_err().to_string()
     }
 
+    /// Asserts that each of `documents` (file name, text) is refused as a `T` with a message
+    /// holding `expected`.
+    fn refused_alike<T: Document + std::fmt::Debug>(documents: [(&str, &str); 2], expected: &str) {
+        for (name, text) in documents {
+            let e = refusal::<T>(name, text);
+            assert!(e.contains(expected), "{text}: {e}");
+        }
+    }
+
     use crate::error::MAX_MESSAGE_BYTES;
 
     #[test]
@@ -405,62 +414,46 @@ mod tests {
                 "{text}: {e}"
             );
         }
-        for (name, text) in [
-            ("s.json", r#"{"promotion": {"store": 5}}"#),
-            ("s.toml", "[promotion]\nstore = 5\n"),
-        ] {
-            let e = refusal::<Scenario>(name, text);
-            assert!(
-                e.contains(&format!(
-                    "promotion.store: invalid type: integer `5`, {forms}"
-                )),
-                "{text}: {e}"
-            );
-        }
+        refused_alike::<Scenario>(
+            [
+                ("s.json", r#"{"promotion": {"store": 5}}"#),
+                ("s.toml", "[promotion]\nstore = 5\n"),
+            ],
+            &format!("promotion.store: invalid type: integer `5`, {forms}"),
+        );
     }
 
     #[test]
     fn a_stage_environment_of_no_form_is_named_with_its_value_and_both_forms_in_both_formats() {
         let forms = r#"expected "canary" or "staging""#;
         let nothing = r#"expected nothing (null): or write the name alone, "canary" or "staging""#;
-        let stage = |environment: &str| {
-            (
-                format!(r#"{{"stages": [{{"environment": {environment}, "duration_s": 1}}]}}"#),
-                format!("[[stages]]\nenvironment = {environment}\nduration_s = 1\n"),
-            )
+        let json = |environment: &str| {
+            format!(r#"{{"stages": [{{"environment": {environment}, "duration_s": 1}}]}}"#)
         };
-        for (environment, toml_environment, shown, expected) in [
-            ("5", "5", "invalid type: integer `5`", forms),
-            ("[]", "[]", "invalid type: sequence", forms),
-            ("{}", "{}", "invalid value: an empty map", forms),
+        let toml = |environment: &str| {
+            format!("[[stages]]\nenvironment = {environment}\nduration_s = 1\n")
+        };
+        let within = "stages[0].environment";
+        for (json_value, toml_value, field, shown, expected) in [
+            ("5", "5", within, "invalid type: integer `5`", forms),
+            ("[]", "[]", within, "invalid type: sequence", forms),
+            ("{}", "{}", within, "invalid value: an empty map", forms),
             (
                 r#"{"canary": 1}"#,
                 "{canary = 1}",
+                "stages[0].environment.canary",
                 "invalid type: integer `1`",
                 nothing,
             ),
         ] {
-            let (json, _) = stage(environment);
-            let (_, toml) = stage(toml_environment);
-            let field = if expected == nothing {
-                "stages[0].environment.canary"
-            } else {
-                "stages[0].environment"
-            };
-            for (name, text) in [("s.json", json), ("s.toml", toml)] {
-                let e = refusal::<Scenario>(name, &text);
-                assert!(
-                    e.contains(&format!("{field}: {shown}, {expected}")),
-                    "{text}: {e}"
-                );
-            }
+            refused_alike::<Scenario>(
+                [("s.json", &json(json_value)), ("s.toml", &toml(toml_value))],
+                &format!("{field}: {shown}, {expected}"),
+            );
         }
-        let (json, _) = stage("null");
-        let e = refusal::<Scenario>("s.json", &json);
+        let e = refusal::<Scenario>("s.json", &json("null"));
         assert!(
-            e.contains(&format!(
-                "stages[0].environment: invalid type: null, {forms}"
-            )),
+            e.contains(&format!("{within}: invalid type: null, {forms}")),
             "{e}"
         );
     }
@@ -469,18 +462,13 @@ mod tests {
     fn a_gate_environment_name_holding_something_is_named_in_both_formats() {
         let nothing =
             r#"expected nothing (null): or write the name alone, "staging" or "production""#;
-        for (name, text) in [
-            ("c.json", r#"{"environment": {"staging": 1}}"#),
-            ("c.toml", "environment = {staging = 1}\n"),
-        ] {
-            let e = refusal::<PromotionConfig>(name, text);
-            assert!(
-                e.contains(&format!(
-                    "environment.staging: invalid type: integer `1`, {nothing}"
-                )),
-                "{text}: {e}"
-            );
-        }
+        refused_alike::<PromotionConfig>(
+            [
+                ("c.json", r#"{"environment": {"staging": 1}}"#),
+                ("c.toml", "environment = {staging = 1}\n"),
+            ],
+            &format!("environment.staging: invalid type: integer `1`, {nothing}"),
+        );
     }
 
     #[test]
