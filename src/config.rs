@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::error::{ConfigError, FlagError, quoted, shortened};
+use crate::error::{ConfigError, FlagError, quoted, shortened, shortened_refusal};
 
 mod environment_wire;
 use crate::limits::{
@@ -444,8 +444,8 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
 
 /// A [`serde_path_to_error`] error of a JSON read as this library's messages write it: the
 /// field it was met in, under `within` (`slo_threshold`, `release.config.slo_threshold`),
-/// then serde's words, shortened (a refused value or key may be megabytes long), then the
-/// position.
+/// then serde's words, shortened where they show the input (a refused value or key may be
+/// megabytes long; see [`shortened_refusal`]), then the position.
 pub(crate) fn named_json_error(
     e: &serde_path_to_error::Error<serde_json::Error>,
     within: &str,
@@ -460,9 +460,9 @@ pub(crate) fn named_json_error(
     let position = format!(" at line {} column {}", inner.line(), inner.column());
     let message = full.strip_suffix(&position).unwrap_or(&full);
     let message = if field.is_empty() {
-        shortened(message)
+        shortened_refusal(message)
     } else {
-        shortened(&format!("{field}: {message}"))
+        shortened_refusal(&format!("{field}: {message}"))
     };
     let at = if inner.line() > 0 {
         position.as_str()
@@ -591,6 +591,14 @@ mod tests {
                 .ends_with("it would be read as 0 at line 1 column 22"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_misspelled_field_is_refused_listing_every_field_it_may_have_meant() {
+        let err = crate::SloConfig::from_json(r#"{"promotion_evidense": false}"#).unwrap_err();
+        assert!(err.to_string().contains("`promotion_evidence`"), "{err}");
+        let err = PromotionConfig::from_json(r#"{"overides": {}}"#).unwrap_err();
+        assert!(err.to_string().contains("`overrides`"), "{err}");
     }
 
     #[test]

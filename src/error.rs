@@ -258,7 +258,7 @@ pub enum Error {
 
 impl From<serde_json::Error> for Error {
     fn from(err: serde_json::Error) -> Self {
-        Error::Json(shortened(&err.to_string()))
+        Error::Json(shortened_refusal(&err.to_string()))
     }
 }
 
@@ -288,6 +288,29 @@ pub(crate) fn shortened(value: &str) -> String {
         value.to_string()
     } else {
         format!("{shown}...({} bytes)", value.len())
+    }
+}
+
+/// The most of serde's account of what a field takes (its words after `, expected `) a
+/// message keeps: the longest is a config's list of its field names, about 400 bytes.
+const MAX_EXPECTED_BYTES: usize = 1024;
+
+/// serde's message of a refused input, [`shortened`] where it shows the input (a refused value
+/// or key may be megabytes long): its words up to the last `, expected `, while what follows,
+/// serde's account of what the field takes (this library's names, never the input's), is kept
+/// whole (up to [`MAX_EXPECTED_BYTES`]), so that a misspelled field's message still lists the
+/// spelling it meant. Cutting the whole message had cut that list: `unknown field
+/// `promotion_evidense`, expected one of ..., `p99...(404 bytes)`.
+pub(crate) fn shortened_refusal(message: &str) -> String {
+    let Some(at) = message.rfind(", expected ") else {
+        return shortened(message);
+    };
+    let (refused, expected) = message.split_at(at);
+    let kept = shown_part_within(expected, MAX_EXPECTED_BYTES);
+    if kept.len() == expected.len() {
+        format!("{}{expected}", shortened(refused))
+    } else {
+        format!("{}{kept}...({} bytes)", shortened(refused), expected.len())
     }
 }
 
@@ -436,5 +459,23 @@ mod tests {
             q.starts_with("\"é") && q.ends_with("\"...(2000 bytes)"),
             "{q}"
         );
+    }
+
+    #[test]
+    fn a_refusal_is_cut_where_it_shows_the_input_and_keeps_what_was_expected() {
+        let expected = ", expected one of `latency_target_ms`, `promotion_evidence`";
+        let key = "k".repeat(100_000);
+        let message = shortened_refusal(&format!("unknown field `{key}`{expected}"));
+        assert!(
+            message.starts_with("unknown field `kkk") && message.ends_with(expected),
+            "{message}"
+        );
+        assert!(message.contains("...(100016 bytes)"), "{message}");
+        assert!(message.len() < MAX_SHOWN_VALUE_BYTES + expected.len() + 20);
+        // No account of what was expected: cut as a whole.
+        assert_eq!(shortened_refusal(&key), shortened(&key));
+        // An account longer than any this library writes is cut too.
+        let endless = format!("invalid value, expected {}", "x".repeat(10_000));
+        assert!(shortened_refusal(&endless).len() < MAX_EXPECTED_BYTES + 40);
     }
 }
