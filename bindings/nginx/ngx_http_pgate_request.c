@@ -66,8 +66,8 @@ typedef struct {
     void                        *original_data;
     /* the routed upstream's own finalize_request, which the module's wraps */
     void                       (*original_finalize)(ngx_http_request_t *r, ngx_int_t rc);
-    /* the routed upstream failed after its header was sent (a body cut short, a read that
-     * timed out): its status, below 500, is not its outcome */
+    /* the routed upstream failed after its header was sent (a body cut short or malformed, a
+     * read that timed out): its status, below 500, is not its outcome */
     unsigned                     failed_after_header:1;
     /* the routed upstream's gRPC answer reports a server-side failure, or no status at all
      * (ngx_http_pgate_grpc_failed): its HTTP status, 200, is not its outcome */
@@ -360,13 +360,33 @@ ngx_http_pgate_grpc_failed(ngx_http_request_t *r, ngx_http_upstream_t *u)
 
 
 /*
+ * Whether nginx gave up on the request's client: a write to it failed (the client closed or
+ * reset its connection, an HTTP/2 client its stream or connection: nginx marks the
+ * connection, an HTTP/2 stream's own), or, with buffering, the pipe stopped writing to it
+ * (such a write, or send_timeout: then nginx marks only the pipe, which buffering always has).
+ * Cold: asked only when nginx ends an upstream with NGX_ERROR after the header.
+ */
+static ngx_uint_t
+ngx_http_pgate_client_failed(ngx_http_request_t *r)
+{
+    ngx_http_upstream_t  *u = r->upstream;
+
+    return r->connection->error || (u->buffering && u->pipe->downstream_error);
+}
+
+
+/*
  * The routed upstream's end (ngx_http_upstream_finalize_request calls it with its result
- * before it releases the peer): a result of 500 or more once the header was sent is a failure
- * the status does not show, nginx's 502 for a body the upstream cut short ("upstream
+ * before it releases the peer): a failure the status does not show, once the header was sent,
+ * is a result of 500 or more, nginx's 502 for a body the upstream cut short ("upstream
  * prematurely closed connection") or that failed to arrive, its 504 for one that timed out
- * (without buffering). NGX_ERROR, which nginx also uses for a client it could not write to,
- * is not one. A gRPC answer is judged here too, on the routed upstream's own response: in
- * the log phase, after an error page, r->upstream is the fallback's.
+ * (without buffering), or NGX_ERROR while the client was fine: the body's parser refused
+ * what the upstream sent ("upstream sent invalid chunked response"; fastcgi's and grpc's
+ * parsers too), or nginx failed itself while relaying it (a temporary file it could not
+ * write, no memory), the request broken either way. NGX_ERROR with the client failed
+ * (ngx_http_pgate_client_failed) is the client's doing, never the version's. A gRPC answer
+ * is judged here too, on the routed upstream's own response: in the log phase, after an
+ * error page, r->upstream is the fallback's.
  */
 static void
 ngx_http_pgate_finalize(ngx_http_request_t *r, ngx_int_t rc)
@@ -380,7 +400,10 @@ ngx_http_pgate_finalize(ngx_http_request_t *r, ngx_int_t rc)
         return;
     }
 
-    if (rc >= NGX_HTTP_INTERNAL_SERVER_ERROR && r->upstream->header_sent) {
+    if (r->upstream->header_sent
+        && (rc >= NGX_HTTP_INTERNAL_SERVER_ERROR
+            || (rc == NGX_ERROR && !ngx_http_pgate_client_failed(r))))
+    {
         ctx->failed_after_header = 1;
     }
 

@@ -12,7 +12,9 @@
 # short are failures (the dead pool's requests each with a latency above 0, and behind a slow
 # error page timed to the upstream's end, not to the fallback's answer), that a gRPC canary's
 # server-side grpc-status (in its header or its trailer) or a stream it ends without one is a
-# failure while 0, a caller's error or a client leaving mid-stream is not, that a request
+# failure while 0, a caller's error or a client leaving mid-stream is not, that a canary's
+# invalid chunked body is its failure (buffering on and off) while a client that leaves a
+# chunked body or stops reading is not (HTTP/1.1 and HTTP/2), that a request
 # body the client cut short or malformed (HTTP/1.1 and HTTP/2, request buffering on and off)
 # records nothing unless the canary had answered, also behind an error_page that proxies nginx's
 # 400 to stable, while a gate read by `if` reaches its canary through an error page (`return
@@ -916,20 +918,24 @@ serve "$(cat <<CONF
     }
 CONF
 )"
-# post_body <path> <how>: one POST whose body the client sends as <how> says, over HTTP/1.1
-# (whole; short-shut, short-close: 10 of its 100 bytes, then a half-close or a close; badchunk:
-# a chunk of 10 bytes, then an invalid chunk size) or HTTP/2 (h2-short: 10 of 100 bytes and
-# END_STREAM; h2-rst: 10 bytes and RST_STREAM), the cut 0.2 s after the first bytes (time for
-# nginx to reach an unbuffered upstream); prints the status line or frames answered
-post_body() {
-  python3 - "$port" "$h2port" "$1" "$2" <<'PY'
-import socket, struct, sys, time
+# raw_client: the Python post_body and leave_body start with (their arguments: nginx's HTTP/1.1
+# and HTTP/2 ports, the path, how): the connection, to the HTTP/2 port for a how starting with
+# h2, and the HTTP/2 frames and HPACK fields their requests are written with
+raw_client='import socket, struct, sys, time
 port, h2port, path, how = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 def frame(kind, flags, payload, stream=1):
     return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
 def literal(name, value):  # HPACK: a literal field without indexing, a new name
     return bytes([0, len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
 s = socket.create_connection(("127.0.0.1", h2port if how.startswith("h2") else port))
+'
+# post_body <path> <how>: one POST whose body the client sends as <how> says, over HTTP/1.1
+# (whole; short-shut, short-close: 10 of its 100 bytes, then a half-close or a close; badchunk:
+# a chunk of 10 bytes, then an invalid chunk size) or HTTP/2 (h2-short: 10 of 100 bytes and
+# END_STREAM; h2-rst: 10 bytes and RST_STREAM), the cut 0.2 s after the first bytes (time for
+# nginx to reach an unbuffered upstream); prints the status line or frames answered
+post_body() {
+  python3 -c "$raw_client$(cat <<'PY'
 s.settimeout(3)
 if how.startswith("h2"):
     fields = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "x"),
@@ -975,6 +981,7 @@ if how.startswith("h2"):
 else:
     print(answer.split(b"\r\n")[0].decode() or "no answer")
 PY
+)" "$port" "$h2port" "$1" "$2"
 }
 # body_window <gate> <requests|errors>: the gate's canary window count
 body_window() {
@@ -1008,6 +1015,126 @@ echo "the canaries got the first bytes of $reached cut bodies"
 bodyoff: 1 recorded, 1 errors
 bodyans: 3 recorded, 3 errors
 bodyfb: 1 recorded, 1 errors" ] || { echo "FAIL: expected bodyon, bodyoff and bodyfb to record their whole body only, bodyans its 3 answers; nginx logged:" >&2; cat "$tmp/logs/body.log" >&2; exit 1; }
+
+echo "== an invalid chunked body is the canary's failure; a client leaving a chunked body is not"
+# A canary answering 200 and then an invalid chunk size fails every request, with buffering
+# (gate `badon`) and without (gate `badoff`): nginx ends the upstream with NGX_ERROR after the
+# header, the code it also ends one with when it gave up on the client (a build telling them
+# apart by the status alone recorded every such request a success, never rolling back). The
+# client's doing is never the version's (gate `chunkok`, whose canary answers a healthy body
+# of 1 MiB, or 8 MiB and then 64 KiB every 20 ms for a client that leaves it): each request is
+# a success, whole bodies as bodies that the client closed its connection on (HTTP/1.1), reset
+# its HTTP/2 stream or connection on, with buffering and without, or stopped reading (nginx
+# gives up after send_timeout; its pipe holds the mark, not the connection, with buffering and
+# proxy_max_temp_file_size 0). A build that counted every NGX_ERROR after the header recorded
+# errors for chunkok; one that looked only at the connection's mark, for the reader that stopped.
+port=$(free_port)
+h2port=$(free_port)
+stable=$(free_port)
+chunking=$(free_port)
+tcp_server "$chunking" '    import time
+    line = c.recv(65536).split(b"\r\n")[0]
+    piece = b"4000\r\n" + b"x" * 16384 + b"\r\n"
+    try:
+        c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n")
+        if b"/bad" in line:
+            time.sleep(0.02)
+            c.sendall(b"zz\r\n")  # not a chunk size
+            held.append(c)
+            continue
+        if b"/good" in line:
+            c.sendall(piece * 64 + b"0\r\n\r\n")
+        else:
+            c.sendall(piece * 512)
+            for _ in range(384):
+                time.sleep(0.02)
+                c.sendall(piece * 4)
+            c.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass  # nginx closed it, its client gone
+    c.close()'
+gates=$(for gate in badon badoff chunkok; do
+  gate_document "$gate" 100
+  echo "promotion_gate $gate $gate.json; upstream ${gate}_canary { server 127.0.0.1:$chunking; }"
+  echo "upstream ${gate}_stable { server 127.0.0.1:$stable; }"
+done)
+serve "$(cat <<CONF
+    log_format chunk '\$uri \$server_protocol \$status \$upstream_status \$body_bytes_sent';
+    $gates
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$h2port http2;
+        access_log logs/chunk.log chunk;
+        proxy_http_version 1.1;
+        # the workers' own: the shared /var/lib/nginx/proxy may hold directories another
+        # user's workers made, where a body spilled to disk fails (nginx's failure, counted)
+        proxy_temp_path $tmp/proxy_temp;
+        location /badon { proxy_pass http://badon_\$promotion_gate_badon; }
+        location /badoff { proxy_buffering off; proxy_pass http://badoff_\$promotion_gate_badoff; }
+        location /on/ { proxy_pass http://chunkok_\$promotion_gate_chunkok; }
+        location /off/ { proxy_buffering off; proxy_pass http://chunkok_\$promotion_gate_chunkok; }
+        location /stall/ {
+            proxy_max_temp_file_size 0;
+            send_timeout 1s;
+            proxy_pass http://chunkok_\$promotion_gate_chunkok;
+        }
+        location = /metrics { access_log off; promotion_gate_metrics; }
+    }
+CONF
+)"
+# leave_body <path> <how>: one GET whose body the client leaves after its first 100000 bytes:
+# h1-close closes the connection, h2-cancel resets the stream (RST_STREAM CANCEL), h2-reset
+# the connection (a TCP reset); h1-stall reads nothing for 2.5 s; prints the bytes read
+leave_body() {
+  python3 -c "$raw_client$(cat <<'PY'
+s.settimeout(5)
+if how.startswith("h2"):  # the largest windows, so that nginx sends without waiting for them
+    fields = [(":method", "GET"), (":scheme", "http"), (":path", path), (":authority", "x")]
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, struct.pack(">HI", 4, 2**31 - 1), 0)
+              + frame(8, 0, struct.pack(">I", 2**31 - 1 - 65535), 0)
+              + frame(1, 5, b"".join(literal(n, v) for n, v in fields)))
+else:
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+got = 0
+if how == "h1-stall":
+    time.sleep(2.5)
+while how != "h1-stall" and got < 100000:
+    more = s.recv(65536)
+    if not more:
+        break
+    got += len(more)
+if how == "h2-cancel":
+    s.sendall(frame(3, 0, struct.pack(">I", 8)))
+    time.sleep(0.2)
+elif how == "h2-reset":
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+print(f"read {got} bytes")
+PY
+)" "$port" "$h2port" "$1" "$2"
+}
+for gate in badon badoff; do
+  for _ in $(seq 20); do curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/$gate" || true; done
+done
+await_rollbacks "a canary answering an invalid chunk" badon badoff
+invalid=$(grep -c 'upstream sent invalid chunked response' "$tmp/logs/error.log" || true)
+echo "invalid chunked responses: $invalid"
+[ "$invalid" -gt 0 ] || { echo "FAIL: nginx logged no invalid chunked response" >&2; exit 1; }
+for mode in on off; do
+  echo "/$mode/good: $(curl -s -o /dev/null -w '%{http_code} %{size_download} bytes' "http://127.0.0.1:$port/$mode/good")"
+  for how in h1-close h2-cancel h2-reset; do
+    echo "/$mode/large $how: $(leave_body "/$mode/large" "$how")"
+  done
+done
+echo "/stall/large h1-stall: $(leave_body /stall/large h1-stall)"
+for _ in $(seq 50); do [ "$(body_window chunkok requests)" = 9 ] && break; sleep 0.05; done
+chunkok="$(body_window chunkok requests) recorded, $(body_window chunkok errors) errors"
+echo "chunkok: $chunkok"
+stop_serving
+stop_tcp_server
+[ "$chunkok" = "9 recorded, 0 errors" ] ||
+  { echo "FAIL: expected chunkok's 9 requests recorded as successes; nginx logged:" >&2; cat "$tmp/logs/chunk.log" >&2; exit 1; }
 
 echo "== a gate read by if reaches its version through an error page; one read by proxy_pass does not"
 # Routing by `if ($promotion_gate_e418 = canary) { return 418; }` with `error_page 418 =
