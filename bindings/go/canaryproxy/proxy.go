@@ -17,12 +17,15 @@
 //     framing, see ErrBadRequestBody; a body over an http.MaxBytesHandler limit, answered
 //     413; a client that left mid-upload; a deadline while the Transport waited for the
 //     client's bytes), unless the upstream held it longer than the client's reads did (then
-//     as abandoned, below). The HTTP status alone is judged: a gRPC call is answered 200
-//     whatever its grpc-status, which is not read. A host proxying gRPC can return an error
-//     from Options.ModifyResponse for a failing grpc-status in a trailers-only answer (a
-//     response header there; a trailer arrives after ModifyResponse ran): that is a
-//     failure, and the client gets the ErrorHandler's answer (by default 502) in place of
-//     the call's status;
+//     as abandoned, below). A gRPC call (content-type application/grpc, alone, with a
+//     format or with parameters) is answered 200 whatever its outcome, which is its
+//     grpc-status (a header in a trailers-only answer, else a trailer, read once the body
+//     was copied): it is a failure when that status is a server's own (2 UNKNOWN, 4
+//     DEADLINE_EXCEEDED, 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, 15 DATA_LOSS, or a
+//     value that is no code), and when the upstream ended the stream without one, unless
+//     the request's context ended first; 0 OK and the caller's errors (3 INVALID_ARGUMENT,
+//     5 NOT_FOUND...) are successes, as in the nginx module. Only an answer whose
+//     content-type says gRPC is read for it;
 //   - latency: from the moment the request is handed to the version's
 //     httputil.ReverseProxy until the upstream's response headers have been received and
 //     are about to be written to the client (time to headers; the ReverseProxy's own request
@@ -769,10 +772,11 @@ func (ow *outcomeWriter) answer(success bool) {
 }
 
 // settle records an answered request's outcome, timed to its headers: its status's, or a
-// failure when the upstream broke its body.
+// failure when the upstream broke its body or its gRPC call failed (see grpcFailed).
 func (ow *outcomeWriter) settle(broken bool) {
 	ow.pending = false
-	_, _ = ow.proxy.gate.Record(ow.decision, ow.ok && !broken, ow.latency)
+	success := ow.ok && !broken && !grpcFailed(ow.request.Context(), ow.ResponseWriter.Header())
+	_, _ = ow.proxy.gate.Record(ow.decision, success, ow.latency)
 }
 
 // Unwrap returns the client's ResponseWriter (for http.ResponseController).
