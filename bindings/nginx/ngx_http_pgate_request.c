@@ -319,12 +319,33 @@ ngx_http_pgate_upstream_field(ngx_http_request_t *r, ngx_list_t *fields, ngx_str
 
 
 /*
+ * Whether nginx gave up on the request's client: a write to it failed (the client closed or
+ * reset its connection, an HTTP/2 client its stream or connection: nginx marks the
+ * connection's error, an HTTP/2 stream's own), the client timed out (it stopped reading the
+ * answer past send_timeout, or sending its body past client_body_timeout: nginx marks the
+ * connection timed out, without its error, and ends an unbuffered upstream with 408), or,
+ * with buffering, the pipe stopped writing to it (such a write, or send_timeout: the pipe's
+ * downstream_error, which buffering always has). Cold: asked only when nginx ends an
+ * upstream with NGX_ERROR after the header, or a gRPC answer has no grpc-status.
+ */
+static ngx_uint_t
+ngx_http_pgate_client_failed(ngx_http_request_t *r)
+{
+    ngx_http_upstream_t  *u = r->upstream;
+
+    return r->connection->error || r->connection->timedout
+           || (u->buffering && u->pipe->downstream_error);
+}
+
+
+/*
  * Whether the upstream's answer is gRPC (content-type application/grpc, alone, with a +format
  * or with parameters) and failed: every gRPC call is answered 200, and its own status is its
  * grpc-status, a header in a trailers-only answer, else a trailer (the grpc module parsed it
  * into u->headers_in.trailers). No grpc-status is a broken stream, the server's failure
- * unless the client went away first (r->connection->error), cutting the answer short. Only
- * an answer whose content-type says gRPC pays for the lookup.
+ * unless nginx gave up on the client first (ngx_http_pgate_client_failed: it went away or
+ * stopped reading), cutting the answer short. Only an answer whose content-type says gRPC
+ * pays for the lookup.
  */
 static ngx_uint_t
 ngx_http_pgate_grpc_failed(ngx_http_request_t *r, ngx_http_upstream_t *u)
@@ -355,23 +376,7 @@ ngx_http_pgate_grpc_failed(ngx_http_request_t *r, ngx_http_upstream_t *u)
         return ngx_http_pgate_grpc_server_error(&status);
     }
 
-    return rc == NGX_DECLINED && !r->connection->error;
-}
-
-
-/*
- * Whether nginx gave up on the request's client: a write to it failed (the client closed or
- * reset its connection, an HTTP/2 client its stream or connection: nginx marks the
- * connection, an HTTP/2 stream's own), or, with buffering, the pipe stopped writing to it
- * (such a write, or send_timeout: then nginx marks only the pipe, which buffering always has).
- * Cold: asked only when nginx ends an upstream with NGX_ERROR after the header.
- */
-static ngx_uint_t
-ngx_http_pgate_client_failed(ngx_http_request_t *r)
-{
-    ngx_http_upstream_t  *u = r->upstream;
-
-    return r->connection->error || (u->buffering && u->pipe->downstream_error);
+    return rc == NGX_DECLINED && !ngx_http_pgate_client_failed(r);
 }
 
 

@@ -12,9 +12,10 @@
 # short are failures (the dead pool's requests each with a latency above 0, and behind a slow
 # error page timed to the upstream's end, not to the fallback's answer), that a gRPC canary's
 # server-side grpc-status (in its header or its trailer) or a stream it ends without one is a
-# failure while 0, a caller's error or a client leaving mid-stream is not, that a canary's
-# invalid chunked body is its failure (buffering on and off) while a client that leaves a
-# chunked body or stops reading is not (HTTP/1.1 and HTTP/2), that a request
+# failure while 0, a caller's error or a client leaving mid-stream or not reading past
+# send_timeout is not, that a canary's invalid chunked body is its failure (buffering on and
+# off) while a client that leaves a chunked body or stops reading is not (HTTP/1.1 and
+# HTTP/2), that a request
 # body the client cut short or malformed (HTTP/1.1 and HTTP/2, request buffering on and off)
 # records nothing unless the canary had answered, also behind an error_page that proxies nginx's
 # 400 to stable, while a gate read by `if` reaches its canary through an error page (`return
@@ -729,51 +730,108 @@ echo "== a gRPC canary's failing grpc-status is a failure, a caller's error is n
 # `grpch13`, `grpct13`) or ending its stream with no grpc-status (`grpcnone`) fails each call
 # (a build judging the HTTP status alone called them successes); 0 OK in the trailer
 # (`grpct0`) and the caller's 5 NOT_FOUND (`grpch5`) are successes, and so is a stream the
-# client leaves before its status came (`grpcheld`: the client's going, not the version's).
+# client leaves before its status came (`grpcheld`: the client's going, not the version's) or
+# stops reading past send_timeout (`grpcstall`: the canary streams 32 MiB, more than nginx and
+# the sockets hold, and nginx gives up on the client, 408, having only marked it timed out; a
+# build asking for the connection's error alone counted each as the canary's failure).
 # The status read is the routed upstream's: a canary's 404 that error_page sends to a server
 # answering 13 is the canary's success (`grpcpage`; r->upstream is then the fallback's).
 port=$(free_port)
 grpc_ports=()
-for _ in 1 2 3 4 5 6 7; do grpc_ports+=("$(free_port)"); done
+for _ in 1 2 3 4 5 6 7 8; do grpc_ports+=("$(free_port)"); done
 # A fake gRPC server (HTTP/2 cleartext, prior knowledge, as grpc_pass speaks it), one listening
 # port per answer: <port>:headers:<code> (trailers-only), <port>:trailers:<code> (a header, an
 # empty message, then the trailer), <port>:none (the message ends the stream), <port>:held
-# (a header and a message, then nothing) or <port>:http:<status> (no gRPC answer).
+# (a header and a message, then nothing), <port>:http:<status> (no gRPC answer) or
+# <port>:stall (a header, then 32 MiB of DATA as fast as nginx's flow-control windows allow,
+# frames of 16 KiB, never a status nor an end).
 python3 -c '
 import socket, sys, threading
 def frame(kind, flags, payload, stream):
     return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
 def fields(*pairs):  # HPACK literals without indexing, no Huffman
     return b"".join(bytes([0, len(n)]) + n + bytes([len(v)]) + v for n, v in pairs)
-def answer(c, stream, how, code):
+class Windows:  # HTTP/2 flow control: what nginx lets the server send, on the connection (0) and each stream
+    def __init__(self):
+        self.changed = threading.Condition()
+        self.initial = 65535
+        self.left = {0: 65535}
+    def settings(self, payload):  # SETTINGS_INITIAL_WINDOW_SIZE moves every open stream window
+        for i in range(0, len(payload) // 6 * 6, 6):
+            if int.from_bytes(payload[i:i + 2], "big") == 4:
+                value = int.from_bytes(payload[i + 2:i + 6], "big")
+                with self.changed:
+                    for stream in self.left.keys() - {0}:
+                        self.left[stream] += value - self.initial
+                    self.initial = value
+                    self.changed.notify_all()
+    def update(self, stream, payload):  # WINDOW_UPDATE
+        with self.changed:
+            self.left[stream] = self.left.get(stream, self.initial) + (int.from_bytes(payload, "big") & 0x7FFFFFFF)
+            self.changed.notify_all()
+    def take(self, stream, most):  # up to most bytes both windows allow; 0 after 30 s without any
+        with self.changed:
+            self.left.setdefault(stream, self.initial)
+            if not self.changed.wait_for(lambda: min(self.left[0], self.left[stream]) > 0, 30):
+                return 0
+            n = min(most, self.left[0], self.left[stream])
+            self.left[0] -= n
+            self.left[stream] -= n
+            return n
+def stall(send, windows, stream, head):  # 32 MiB of DATA, no END_STREAM: more than nginx and the sockets hold
+    try:
+        send(frame(1, 4, head, stream))
+        for _ in range(2048):
+            n = windows.take(stream, 16384)
+            if not n:
+                return
+            send(frame(0, 0, b"\0" * n, stream))
+    except OSError:
+        pass  # nginx closed the connection
+def answer(send, windows, stream, how, code):
     head = fields((b":status", b"200"), (b"content-type", b"application/grpc"))
     message = b"\0" * 5
     status = fields((b"grpc-status", code.encode()))
     if how == "headers":  # END_STREAM | END_HEADERS
-        c.sendall(frame(1, 5, head + status, stream))
+        send(frame(1, 5, head + status, stream))
     elif how == "trailers":
-        c.sendall(frame(1, 4, head, stream) + frame(0, 0, message, stream) + frame(1, 5, status, stream))
+        send(frame(1, 4, head, stream) + frame(0, 0, message, stream) + frame(1, 5, status, stream))
     elif how == "none":
-        c.sendall(frame(1, 4, head, stream) + frame(0, 1, message, stream))
+        send(frame(1, 4, head, stream) + frame(0, 1, message, stream))
     elif how == "http":
-        c.sendall(frame(1, 5, fields((b":status", code.encode())), stream))
+        send(frame(1, 5, fields((b":status", code.encode())), stream))
+    elif how == "stall":
+        threading.Thread(target=stall, args=(send, windows, stream, head), daemon=True).start()
     else:
-        c.sendall(frame(1, 4, head, stream) + frame(0, 0, message, stream))
+        send(frame(1, 4, head, stream) + frame(0, 0, message, stream))
 def serve(c, how, code):
     buf = b""
-    with c:
+    lock = threading.Lock()  # whole frames: stall sends from a thread of its own
+    windows = Windows()
+    def send(data):
+        with lock:
+            c.sendall(data)
+    try:
         while more := c.recv(65536):
             buf += more
             if buf.startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"):
                 buf = buf[24:]
-                c.sendall(frame(4, 0, b"", 0))
+                send(frame(4, 0, b"", 0))
             while len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
-                kind, flags, stream = buf[3], buf[4], int.from_bytes(buf[5:9], "big")
-                buf = buf[9 + int.from_bytes(buf[:3], "big"):]
+                end = 9 + int.from_bytes(buf[:3], "big")
+                kind, flags, stream, payload = buf[3], buf[4], int.from_bytes(buf[5:9], "big"), buf[9:end]
+                buf = buf[end:]
                 if kind == 4 and not flags & 1:
-                    c.sendall(frame(4, 1, b"", 0))  # SETTINGS ACK
+                    windows.settings(payload)
+                    send(frame(4, 1, b"", 0))  # SETTINGS ACK
+                elif kind == 8:
+                    windows.update(stream, payload)
                 elif kind == 1:
-                    answer(c, stream, how, code)
+                    answer(send, windows, stream, how, code)
+    except OSError:
+        pass  # nginx reset the connection
+    with lock:  # not while stall writes to it
+        c.close()
 def listen(port, how, code=""):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -786,12 +844,12 @@ for spec in sys.argv[1:]:
 threading.Event().wait(120)  # bounded: gone even if this script exits before its kill
 ' "${grpc_ports[0]}:headers:13" "${grpc_ports[1]}:trailers:13" "${grpc_ports[2]}:none" \
   "${grpc_ports[3]}:trailers:0" "${grpc_ports[4]}:headers:5" "${grpc_ports[5]}:held" \
-  "${grpc_ports[6]}:http:404" &
+  "${grpc_ports[6]}:http:404" "${grpc_ports[7]}:stall" &
 grpc_server_pid=$!
 for grpc_port in "${grpc_ports[@]}"; do
   for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$grpc_port") 2>/dev/null && break; sleep 0.1; done
 done
-grpc_gates=(grpch13 grpct13 grpcnone grpct0 grpch5 grpcheld grpcpage)
+grpc_gates=(grpch13 grpct13 grpcnone grpct0 grpch5 grpcheld grpcpage grpcstall)
 upstreams=''
 locations=''
 for i in "${!grpc_gates[@]}"; do
@@ -803,6 +861,7 @@ for i in "${!grpc_gates[@]}"; do
     "
   location="grpc_pass grpc://${gate}_\$promotion_gate_$gate;"
   [ "$gate" != grpcpage ] || location="grpc_intercept_errors on; error_page 404 = @grpcpage; $location"
+  [ "$gate" != grpcstall ] || location="send_timeout 1s; error_log logs/grpcstall.log info; $location"
   locations+="location /$gate { $location }
         "
 done
@@ -820,24 +879,41 @@ CONF
 for gate in "${grpc_gates[@]}"; do
   max_time=2
   [ "$gate" != grpcheld ] || max_time=0.3
-  for _ in 1 2 3; do curl -s -o /dev/null --max-time "$max_time" "http://127.0.0.1:$port/$gate" || true; done
+  [ "$gate" = grpcstall ] ||
+    for _ in 1 2 3; do curl -s -o /dev/null --max-time "$max_time" "http://127.0.0.1:$port/$gate" || true; done
 done
+# grpcstall's one call: its client asks, then reads nothing (a receive buffer of 4 KiB) for 3 s,
+# past send_timeout (1 s), and closes
+timeout 10 python3 -c '
+import socket, sys, time
+c = socket.socket()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+c.connect(("127.0.0.1", int(sys.argv[1])))
+c.sendall(b"GET /grpcstall HTTP/1.1\r\nHost: grpc\r\n\r\n")
+time.sleep(3)
+c.close()
+' "$port" || true # judged below, with the server stopped
 # grpc_window <gate> <errors|requests>: the gate's canary window count
 grpc_window() {
   curl -fs "http://127.0.0.1:$port/metrics" |
     sed -n "s/^promotion_window_$2{gate=\"$1\",cohort=\"canary\"} //p"
 }
-for gate in "${grpc_gates[@]}"; do
-  for _ in $(seq 50); do [ "$(grpc_window "$gate" requests)" = 3 ] && break; sleep 0.05; done
-done
 failed=''
 for gate in "${grpc_gates[@]}"; do
+  calls=3
+  [ "$gate" != grpcstall ] || calls=1
+  for _ in $(seq 50); do [ "$(grpc_window "$gate" requests)" = "$calls" ] && break; sleep 0.05; done
   expected=0
-  case $gate in grpch13 | grpct13 | grpcnone) expected=3 ;; esac
+  case $gate in grpch13 | grpct13 | grpcnone) expected=$calls ;; esac
   recorded="$(grpc_window "$gate" requests) requests, $(grpc_window "$gate" errors) errors"
   echo "gate $gate: $recorded"
-  [ "$recorded" = "3 requests, $expected errors" ] || failed+=" $gate (expected 3 requests, $expected errors)"
+  [ "$recorded" = "$calls requests, $expected errors" ] || failed+=" $gate (expected $calls requests, $expected errors)"
 done
+# the stalled call ended at send_timeout, not at the client's close (which nginx logs as a
+# failed write)
+timeouts=$(grep -c 'client timed out' "$tmp/logs/grpcstall.log" 2>/dev/null || true)
+echo "grpcstall: $timeouts \"client timed out\""
+[ "$timeouts" = 1 ] || failed+=" grpcstall (expected 1 \"client timed out\" in its error log, found $timeouts)"
 stop_serving
 kill "$grpc_server_pid" && wait "$grpc_server_pid" 2>/dev/null || true
 [ -z "$failed" ] || { echo "FAIL: gRPC outcomes recorded wrong for:$failed" >&2; exit 1; }
@@ -1025,9 +1101,10 @@ echo "== an invalid chunked body is the canary's failure; a client leaving a chu
 # of 1 MiB, or 8 MiB and then 64 KiB every 20 ms for a client that leaves it): each request is
 # a success, whole bodies as bodies that the client closed its connection on (HTTP/1.1), reset
 # its HTTP/2 stream or connection on, with buffering and without, or stopped reading (nginx
-# gives up after send_timeout; its pipe holds the mark, not the connection, with buffering and
-# proxy_max_temp_file_size 0). A build that counted every NGX_ERROR after the header recorded
-# errors for chunkok; one that looked only at the connection's mark, for the reader that stopped.
+# gives up after send_timeout, with buffering and proxy_max_temp_file_size 0: it marks the
+# pipe and the connection timed out, not the connection's error). A build that counted every
+# NGX_ERROR after the header recorded errors for chunkok; one that looked only at the
+# connection's error, for the reader that stopped.
 port=$(free_port)
 h2port=$(free_port)
 stable=$(free_port)
