@@ -267,11 +267,15 @@ inline std::size_t utf8_sequence(std::string_view text, std::size_t at) noexcept
   return length;
 }
 
-/// A refused text as the library shows it in an error message: in double quotes (a quote, a
-/// backslash, control bytes and bytes that are not UTF-8 escaped, so the message is UTF-8;
-/// other characters as they are), and when longer than kMaxShownValueBytes its first bytes
-/// (cut before a UTF-8 continuation byte) followed by "...(N bytes)", so that a huge argument
-/// never makes a huge message.
+/// A refused text as the library shows it in an error message (Rust's `{:?}`, as src/error.rs
+/// writes it, and as the Lua binding's `quoted`): in double quotes; a quote, a backslash and
+/// the characters up to U+00FF that `{:?}` escapes written as it writes them (`\"`, `\\`,
+/// `\0`, `\t`, `\n`, `\r`, the other controls as `\u{1b}`, U+0080 to U+00A0 and the soft
+/// hyphen U+00AD as `\u{85}`, `\u{a0}`, `\u{ad}`); bytes that are not UTF-8 as `\xNN`, so
+/// the message is UTF-8; other characters as they are (those beyond U+00FF that `{:?}`
+/// escapes, such as U+200B or a combining accent, would need Unicode's tables). When longer
+/// than kMaxShownValueBytes, its first bytes (cut before a UTF-8 continuation byte) followed
+/// by "...(N bytes)", so that a huge argument never makes a huge message.
 inline std::string quoted(std::string_view value) {
   std::size_t cut = value.size();
   if (cut > kMaxShownValueBytes) {
@@ -279,11 +283,27 @@ inline std::string quoted(std::string_view value) {
     while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
   }
   const std::string_view head = value.substr(0, cut);
+  constexpr const char* hex = "0123456789abcdef";
+  // `\u{...}` with the code point's hex digits, no leading zero, as Rust writes it.
+  const auto escape_unicode = [&](std::string& out, unsigned code) {
+    out += "\\u{";
+    if (code >= 0x10) out += hex[code >> 4];
+    out += hex[code & 0xF];
+    out += '}';
+  };
   std::string shown = "\"";
   for (std::size_t at = 0; at < head.size();) {
     const char c = head[at];
     const auto byte = static_cast<unsigned char>(c);
     const std::size_t length = utf8_sequence(head, at);
+    if (length == 2 && byte == 0xC2) {  // U+0080 ..= U+00BF: the second byte is the code point
+      const auto code = static_cast<unsigned char>(head[at + 1]);
+      if (code <= 0xA0 || code == 0xAD) {  // C1 controls, no-break space, soft hyphen
+        escape_unicode(shown, code);
+        at += 2;
+        continue;
+      }
+    }
     if (length > 1) {
       shown.append(head.substr(at, length));
       at += length;
@@ -296,9 +316,11 @@ inline std::string quoted(std::string_view value) {
       case '\n': shown += "\\n"; break;
       case '\r': shown += "\\r"; break;
       case '\t': shown += "\\t"; break;
+      case '\0': shown += "\\0"; break;
       default:
-        if (byte < 0x20 || byte >= 0x7F) {
-          constexpr const char* hex = "0123456789abcdef";
+        if (byte < 0x20 || byte == 0x7F) {
+          escape_unicode(shown, byte);
+        } else if (byte > 0x7F) {  // not UTF-8
           shown += "\\x";
           shown += hex[byte >> 4];
           shown += hex[byte & 0xF];

@@ -222,7 +222,7 @@ TEST(Features, ANameNoFlagCanHaveIsNamedInTheError) {
   for (const auto& [name, shown] : std::vector<std::pair<std::string, std::string>>{
            {"a b", R"("a b")"},
            {"", R"("")"},
-           {"tab\there\x01", R"("tab\there\x01")"},
+           {"tab\there\x01", R"("tab\there\u{1}")"},
            // Bytes that are not UTF-8 escaped, so that the message is UTF-8; é as it is.
            {"bad\xFF", R"("bad\xff")"},
            {"ab\xC3", R"("ab\xc3")"},
@@ -232,6 +232,52 @@ TEST(Features, ANameNoFlagCanHaveIsNamedInTheError) {
     EXPECT_EQ(expect_error(PGATE_STATUS_INVALID_ARGUMENT,
                            [&] { (void)gate.is_feature_enabled(name); }),
               "invalid name = " + shown + why);
+  }
+}
+
+// The library writes enable_feature's refusal; the binding writes is_feature_enabled's (the C
+// call has no error object). Both show the name the same way: Rust's {:?} (\u{1b}, \u{a0},
+// \0), bytes that are not UTF-8 as \xNN.
+TEST(Features, ANameIsShownAsTheLibraryShowsIt) {
+  const Gate gate = Gate::create("");
+  const std::string why =
+      ": not a flag name (1 to 128 bytes of UTF-8, no whitespace or control characters)";
+  for (const std::string& name : std::vector<std::string>{
+           "a\x1b" "b",                // ESC
+           "a\x01",                    // a control character below \t
+           "a\x7f" "b",                // DEL
+           std::string("a\0b", 3),     // NUL
+           "a\n\r\tb",                 // the controls {:?} writes with a letter
+           "a\xC2\x85" "b",            // U+0085, a C1 control
+           "a\xC2\xA0" "b",            // U+00A0, a no-break space
+           // U+00AD (refused here for the space), U+0080, U+009F; a quote, a backslash and an
+           // apostrophe (not escaped in a string); U+00A1 and U+00FF as they are.
+           "a\xC2\xAD\"\\' \xC2\x80\xC2\x9F\xC2\xA1\xC3\xBF" "b",
+           "caf\xC3\xA9 x",
+           "",
+           "bad\xFF\xFE",              // not UTF-8: the library refuses it before the flag rules
+           "ab\xC3 x",
+       }) {
+    std::string library;
+    try {
+      gate.enable_feature(name);
+      ADD_FAILURE() << "enable_feature took " << name;
+    } catch (const Error& e) {
+      library = e.what();
+    }
+    // "invalid feature flag name <shown>: <why>" (a flag rule) or "invalid name = <shown>:
+    // <why>" (not UTF-8); neither reason holds ": ".
+    std::string shown;
+    for (std::string_view prefix : {"invalid feature flag name ", "invalid name = "}) {
+      if (library.compare(0, prefix.size(), prefix) == 0) {
+        shown = library.substr(prefix.size(), library.rfind(": ") - prefix.size());
+      }
+    }
+    ASSERT_FALSE(shown.empty()) << library;
+    EXPECT_EQ(expect_error(PGATE_STATUS_INVALID_ARGUMENT,
+                           [&] { (void)gate.is_feature_enabled(name); }),
+              "invalid name = " + shown + why)
+        << "the library's: " << library;
   }
 }
 
