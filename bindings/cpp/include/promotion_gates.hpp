@@ -383,6 +383,30 @@ inline const std::uint8_t* bytes(std::string_view text) noexcept {
   return text.empty() ? nullptr : reinterpret_cast<const std::uint8_t*>(text.data());
 }
 
+// The `const char*` overloads exist because a `const char*` reaching a std::string_view
+// parameter goes through string_view(const char*), which calls strlen: a NULL one (a proxy's
+// lookup of a header the request lacks, getenv of an unset variable) crashed there. Each
+// overload gives NULL the meaning the C ABI gives it, or refuses it.
+
+/// A request id or a config document given as a `const char*`: NULL is the empty string, as
+/// in the C ABI (NULL with length 0: the empty id, the default document).
+inline std::string_view text_or_empty(const char* text) noexcept {
+  return text != nullptr ? std::string_view(text) : std::string_view();
+}
+
+/// A `const char*` for which only a string means something (a flag name, a reason, a document
+/// that replaces a running gate's): NULL, most likely a lookup that found nothing, is refused
+/// naming `parameter` of `function`, rather than taken for the empty string.
+inline std::string_view required_text(const char* text, const char* function,
+                                      const char* parameter) {
+  if (text == nullptr) {
+    throw Error(PGATE_STATUS_INVALID_ARGUMENT, std::string("invalid ") + parameter +
+                                                   " = nullptr: promotion_gates::" + function +
+                                                   " takes a string, not a null pointer");
+  }
+  return text;
+}
+
 /// The unit a latency's value is shown in: "ns", "us", "ms", "s", "min", "h", or "s*N/D".
 template <class Period>
 std::string latency_unit() {
@@ -611,6 +635,12 @@ class FeatureNames {
     return false;
   }
 
+  /// As contains() above; a null `flag` throws Error PGATE_STATUS_INVALID_ARGUMENT
+  /// ("invalid flag = nullptr: ...").
+  [[nodiscard]] bool contains(const char* flag) const {
+    return contains(detail::required_text(flag, "FeatureNames::contains", "flag"));
+  }
+
  private:
   friend class Gate;
   FeatureNames(const pgate_gate* gate, std::uint32_t set, std::size_t size) noexcept
@@ -658,6 +688,18 @@ class Gate {
     return Gate(raw);
   }
 
+  /// As create() above, for `const char*` documents: a null one is the empty document (the
+  /// defaults), as in the C ABI.
+  [[nodiscard]] static Gate create(const char* config_json, const char* slo_json = nullptr) {
+    return create(detail::text_or_empty(config_json), detail::text_or_empty(slo_json));
+  }
+  [[nodiscard]] static Gate create(const char* config_json, std::string_view slo_json) {
+    return create(detail::text_or_empty(config_json), slo_json);
+  }
+  [[nodiscard]] static Gate create(std::string_view config_json, const char* slo_json) {
+    return create(config_json, detail::text_or_empty(slo_json));
+  }
+
   Gate(Gate&&) noexcept = default;
   Gate& operator=(Gate&&) noexcept = default;
   Gate(const Gate&) = delete;
@@ -679,6 +721,11 @@ class Gate {
     return detail::from_c(out);
   }
 
+  /// As route() above; a null `request_id` is the empty id, as in the C ABI.
+  [[nodiscard]] Decision route(const char* request_id) const {
+    return route(detail::text_or_empty(request_id));
+  }
+
   /// Routes a request id with the forcing value the host read from the request (the value of
   /// the header or cookie the config's "overrides" names), std::nullopt for none. "canary" or
   /// "stable" (ASCII case ignored) force the request; any other value is ignored and counted,
@@ -694,6 +741,23 @@ class Gate {
                                      forcing_value ? forcing_value->size() : 0, &out),
                   "pgate_route_forced");
     return detail::from_c(out);
+  }
+
+  /// As route_forced() above, for a `const char*` id or forcing value, as a proxy's lookup of
+  /// a header or cookie returns them: a null `forcing_value` is std::nullopt (the request has
+  /// none), a null `request_id` the empty id, as in the C ABI.
+  [[nodiscard]] Decision route_forced(std::string_view request_id,
+                                      const char* forcing_value) const {
+    return route_forced(request_id, forcing_value != nullptr
+                                        ? std::optional<std::string_view>(forcing_value)
+                                        : std::nullopt);
+  }
+  [[nodiscard]] Decision route_forced(const char* request_id,
+                                      std::optional<std::string_view> forcing_value) const {
+    return route_forced(detail::text_or_empty(request_id), forcing_value);
+  }
+  [[nodiscard]] Decision route_forced(const char* request_id, const char* forcing_value) const {
+    return route_forced(detail::text_or_empty(request_id), forcing_value);
   }
 
   /// The flag names on for `decision` (which this gate made): a view that reads them from the
@@ -761,6 +825,13 @@ class Gate {
                                      request_id.size(), success, ns, &recorded),
                   "pgate_record_by_id");
     return static_cast<Recorded>(recorded);
+  }
+
+  /// As record_by_id() above; a null `request_id` is the empty id, as in the C ABI.
+  template <class Rep, class Period>
+  Recorded record_by_id(const char* request_id, bool success,
+                        std::chrono::duration<Rep, Period> latency) const {
+    return record_by_id(detail::text_or_empty(request_id), success, latency);
   }
 
   /// Judges the canary now, with the evidence line (pgate_monitor_health). Rolls a canary back
@@ -834,6 +905,12 @@ class Gate {
     });
   }
 
+  /// As rollback() above; a null `reason` throws Error PGATE_STATUS_INVALID_ARGUMENT
+  /// ("invalid reason = nullptr: ...").
+  void rollback(const char* reason) const {
+    rollback(detail::required_text(reason, "Gate::rollback", "reason"));
+  }
+
   /// Turns a release flag on (idempotent). Throws Error PGATE_STATUS_INVALID_FLAG for an
   /// invalid name (empty, over 128 bytes, whitespace or control characters).
   void enable_feature(std::string_view name) const {
@@ -843,6 +920,12 @@ class Gate {
     });
   }
 
+  /// As enable_feature() above; a null `name` throws Error PGATE_STATUS_INVALID_ARGUMENT
+  /// ("invalid name = nullptr: ...").
+  void enable_feature(const char* name) const {
+    enable_feature(detail::required_text(name, "Gate::enable_feature", "name"));
+  }
+
   /// Turns a flag off and records it in the rollback history. Throws Error
   /// PGATE_STATUS_FLAG_NOT_ENABLED or PGATE_STATUS_INVALID_FLAG.
   void disable_feature(std::string_view name) const {
@@ -850,6 +933,12 @@ class Gate {
     detail::check_with_error("pgate_disable_feature", [&](pgate_error** err) {
       return pgate_disable_feature(gate, detail::bytes(name), name.size(), err);
     });
+  }
+
+  /// As disable_feature() above; a null `name` throws Error PGATE_STATUS_INVALID_ARGUMENT
+  /// ("invalid name = nullptr: ...").
+  void disable_feature(const char* name) const {
+    disable_feature(detail::required_text(name, "Gate::disable_feature", "name"));
   }
 
   /// Whether a flag is on for the gate (as a release flag or a graduated one). Throws Error
@@ -869,6 +958,12 @@ class Gate {
     return enabled;
   }
 
+  /// As is_feature_enabled() above; a null `name` throws Error PGATE_STATUS_INVALID_ARGUMENT
+  /// ("invalid name = nullptr: ...").
+  [[nodiscard]] bool is_feature_enabled(const char* name) const {
+    return is_feature_enabled(detail::required_text(name, "Gate::is_feature_enabled", "name"));
+  }
+
   /// The current PromotionConfig as JSON.
   [[nodiscard]] std::string config_json() const {
     const pgate_gate* gate = live("config_json");
@@ -886,6 +981,13 @@ class Gate {
     detail::check_with_error("pgate_swap_config", [&](pgate_error** err) {
       return pgate_swap_config(gate, detail::bytes(config_json), config_json.size(), err);
     });
+  }
+
+  /// As swap_config() above; a null `config_json` throws Error PGATE_STATUS_INVALID_ARGUMENT
+  /// ("invalid config_json = nullptr: ..."), as the empty document is refused: a swap is no
+  /// request for the defaults.
+  void swap_config(const char* config_json) const {
+    swap_config(detail::required_text(config_json, "Gate::swap_config", "config_json"));
   }
 
   /// The rollback history as a JSON array, oldest first; each event has rolled_back ("release" or
@@ -976,6 +1078,12 @@ class Gate {
     detail::check_with_error("pgate_swap_slo", [&](pgate_error** err) {
       return pgate_swap_slo(gate, detail::bytes(slo_json), slo_json.size(), err);
     });
+  }
+
+  /// As swap_slo() above; a null `slo_json` throws Error PGATE_STATUS_INVALID_ARGUMENT
+  /// ("invalid slo_json = nullptr: ..."), as the empty document is refused.
+  void swap_slo(const char* slo_json) const {
+    swap_slo(detail::required_text(slo_json, "Gate::swap_slo", "slo_json"));
   }
 
   /// The number of the gate's newest state change, 0 before the first (pgate_change_count):
@@ -1171,6 +1279,11 @@ namespace detail {
   });
 }
 
+/// As store_location() above; a null `config_json` is the empty document, as in the C ABI.
+[[nodiscard]] inline std::string store_location(const char* config_json) {
+  return store_location(detail::text_or_empty(config_json));
+}
+
 /// The gate name of a config document (its "gate", or "default" without one), read from the
 /// document alone: nothing is opened or created (pgate_document_gate_name). What Gate::name
 /// answers for the gate Gate::create makes from it: a host that refuses two gates of one name
@@ -1191,6 +1304,11 @@ namespace detail {
   return std::string(buf, len);
 }
 
+/// As document_gate_name() above; a null `config_json` is the empty document, as in the C ABI.
+[[nodiscard]] inline std::string document_gate_name(const char* config_json) {
+  return document_gate_name(detail::text_or_empty(config_json));
+}
+
 /// Whether a config document's state store sums the outcomes of every process on it for the
 /// judge (its store's "fleet_judging", on unless the document turns it off; false without a
 /// store), read from the document alone: nothing is opened or created
@@ -1207,6 +1325,12 @@ namespace detail {
                                         err);
   });
   return sums;
+}
+
+/// As document_fleet_judging() above; a null `config_json` is the empty document, as in the C
+/// ABI.
+[[nodiscard]] inline bool document_fleet_judging(const char* config_json) {
+  return document_fleet_judging(detail::text_or_empty(config_json));
 }
 
 /// The level of a log line, most severe first (pgate_log_level; the numbers are fixed).
