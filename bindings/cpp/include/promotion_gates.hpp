@@ -334,6 +334,22 @@ inline std::string quoted(std::string_view value) {
   return shown;
 }
 
+/// Whether this thread is inside the log callback (set_log_callback refuses to run there).
+inline thread_local bool inside_log_callback = false;
+
+/// Throws the library's refusal of `function` from inside the log callback, in the words its
+/// calls with an error object give (pgate_swap_slo's, ffi/src/log.rs), when that is why
+/// `status` failed: pgate_check_slo and pgate_monitor_health have no error object, and
+/// throw_status would say only "pgate_check_slo: PGATE_STATUS_INVALID_ARGUMENT".
+inline void check_outside_log_callback(pgate_status status, const char* function) {
+  if (status == PGATE_STATUS_INVALID_ARGUMENT && inside_log_callback) {
+    throw Error(status, std::string(function) +
+                            " was called from inside the log callback, which must call no "
+                            "pgate_ function (the library may hold a lock while it logs: the "
+                            "call would wait for its own thread)");
+  }
+}
+
 [[noreturn]] inline void throw_moved_from(const char* member) {
   throw Error(PGATE_STATUS_NULL_POINTER,
               std::string("promotion_gates::Gate::") + member +
@@ -854,7 +870,9 @@ class Gate {
   /// a failing canary back.
   [[nodiscard]] bool check_slo() const {
     bool compliant = false;
-    detail::check(pgate_check_slo(live("check_slo"), &compliant), "pgate_check_slo");
+    const pgate_status status = pgate_check_slo(live("check_slo"), &compliant);
+    detail::check_outside_log_callback(status, "pgate_check_slo");
+    detail::check(status, "pgate_check_slo");
     return compliant;
   }
 
@@ -1152,8 +1170,10 @@ class Gate {
       // one call, with the room the library says always suffices (longer lines are cut).
       std::string evidence(PGATE_EVIDENCE_CAPACITY, '\0');
       std::size_t len = 0;
-      detail::check(pgate_monitor_health(gate, &h, evidence.data(), evidence.size(), &len),
-                    "pgate_monitor_health");
+      const pgate_status status =
+          pgate_monitor_health(gate, &h, evidence.data(), evidence.size(), &len);
+      detail::check_outside_log_callback(status, "pgate_monitor_health");
+      detail::check(status, "pgate_monitor_health");
       evidence.resize(len);
       return from_c(h, std::move(evidence));
     }
@@ -1360,9 +1380,6 @@ using LogCallback =
     std::function<void(LogLevel level, std::string_view target, std::string_view message)>;
 
 namespace detail {
-
-/// Whether this thread is inside the log callback (set_log_callback refuses to run there).
-inline thread_local bool inside_log_callback = false;
 
 /// The callback the library holds, and the lock that orders its replacements. At exit (static
 /// destruction) the callback is taken back from the library before it is destroyed: threads

@@ -8,11 +8,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -150,6 +152,52 @@ TEST(Log, TheCallbackCannotSetTheCallbackNorWriteAndItsExceptionsAreDropped) {
   EXPECT_EQ(inner.load(), PGATE_STATUS_INVALID_ARGUMENT);
   EXPECT_EQ(inner_write.load(), PGATE_STATUS_INVALID_ARGUMENT) << "a write from inside is refused";
   EXPECT_FALSE(gate.is_feature_enabled("from_inside"));
+}
+
+// pgate_check_slo and pgate_monitor_health have no error object: the binding words their
+// refusal from inside the callback as the library words swap_slo's, which it writes itself.
+TEST(Log, AJudgementFromInsideTheCallbackIsRefusedInTheLibrarysWords) {
+  std::mutex mutex;
+  std::vector<std::pair<std::string, std::string>> refused;  // (member, message)
+  std::atomic<const Gate*> target{nullptr};
+  const Stop stop;
+  set_log_callback(
+      [&](LogLevel, std::string_view, std::string_view) {
+        const Gate* gate = target.exchange(nullptr);  // the first line only
+        if (gate == nullptr) return;
+        const std::vector<std::pair<std::string, std::function<void()>>> calls = {
+            {"swap_slo", [&] { gate->swap_slo("{}"); }},
+            {"check_slo", [&] { (void)gate->check_slo(); }},
+            {"monitor_health", [&] { (void)gate->monitor_health(); }},
+            {"health", [&] { (void)gate->health(); }},
+        };
+        for (const auto& [member, call] : calls) {
+          try {
+            call();
+          } catch (const Error& e) {
+            const std::lock_guard<std::mutex> lock(mutex);
+            refused.emplace_back(member, std::string(e.status_name()) + ": " + e.what());
+          }
+        }
+      },
+      LogLevel::Info);
+  const Gate gate = Gate::create(kCanary50);
+  target = &gate;
+  gate.enable_feature("a");  // logs one line
+  set_log_callback(nullptr);
+  const std::lock_guard<std::mutex> lock(mutex);
+  ASSERT_EQ(refused.size(), 4u);
+  const std::string swap = refused[0].second;
+  const std::string name = "pgate_swap_slo";
+  ASSERT_EQ(swap.rfind("PGATE_STATUS_INVALID_ARGUMENT: " + name + " was called from inside", 0),
+            0u)
+      << swap;
+  const auto words = [&](const std::string& function) {
+    return std::string(swap).replace(swap.find(name), name.size(), function);
+  };
+  EXPECT_EQ(refused[1].second, words("pgate_check_slo"));
+  EXPECT_EQ(refused[2].second, words("pgate_monitor_health"));
+  EXPECT_EQ(refused[3].second, words("pgate_monitor_health"));
 }
 
 /// Routes at the debug level (one line per route) on `workers` threads until stopped.
