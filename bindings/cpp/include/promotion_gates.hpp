@@ -562,14 +562,12 @@ inline pgate_decision to_c(const Decision& d) noexcept {
   out.bucket = d.bucket;
   out.threshold = d.threshold;
   out.flag_set = d.flag_set;
-  // The library reads this field as a Rust enum, for which a value out of range would be
-  // undefined behaviour; record() does not use it, so a forged value is replaced.
-  const auto environment = static_cast<std::uint32_t>(d.environment);
-  out.environment = environment <= PGATE_ENVIRONMENT_PRODUCTION
-                        ? static_cast<pgate_environment>(environment)
-                        : PGATE_ENVIRONMENT_PRODUCTION;
+  // Every field is copied as it is, a forged one too: pgate_record reads only stage,
+  // is_canary and forced, each as plain bytes (ffi/src/route.rs, decision_fields), and an
+  // enum of the header has uint32_t (environment) or uint8_t (forced) beneath it in C++.
+  out.environment = static_cast<pgate_environment>(d.environment);
   out.is_canary = d.is_canary;
-  out.forced = static_cast<pgate_forced>(d.forced);  // read as a byte: any value is safe
+  out.forced = static_cast<pgate_forced>(d.forced);
   return out;
 }
 

@@ -417,7 +417,7 @@ TEST(Record, CountedLateAndForeign) {
 
   Decision forged = after;
   forged.stage += 1000;
-  forged.environment = static_cast<Environment>(42);  // sanitized before it reaches Rust
+  forged.environment = static_cast<Environment>(42);  // copied as it is: the library reads no enum
   EXPECT_EQ(gate.record(forged, true, 1ms), Recorded::Foreign);
 }
 
