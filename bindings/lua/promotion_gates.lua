@@ -527,7 +527,10 @@ function Gate:free()
 end
 
 --- Routes a request id (a Lua string: any bytes). Writes into `out` (a pgate_decision cdata,
---- to reuse across requests) or a new one; returns it, or nil, message, status.
+--- to reuse across requests) or a new one; returns it, or nil, message, status. In OpenResty
+--- a buffer reused across requests and kept until log_by_lua is overwritten by the requests
+--- that overlap (each yield lets another run): give each request its own, or record before
+--- the handler yields.
 function Gate:route(id, out)
   if type(self) ~= "table" or self.handle == nil then
     return freed("route", self)
