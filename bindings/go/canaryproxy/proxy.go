@@ -17,10 +17,15 @@
 //     framing, see ErrBadRequestBody; a body over an http.MaxBytesHandler limit, answered
 //     413; a client that left mid-upload; a deadline while the Transport waited for the
 //     client's bytes), unless the upstream held it longer than the client's reads did (then
-//     as abandoned, below). A gRPC call (content-type application/grpc, alone, with a
-//     format or with parameters) is answered 200 whatever its outcome, which is its
-//     grpc-status (a header in a trailers-only answer, else a trailer, read once the body
-//     was copied): it is a failure when that status is a server's own (2 UNKNOWN, 4
+//     as abandoned, below). Of a duplex stream (Options.Duplex: a gRPC call by default),
+//     whose client keeps its body open while it waits for the answer, only a read that
+//     failed by the client's doing (malformed, cut short, over a limit) is the client's: a
+//     read still waiting for the client's next message is the client waiting for the
+//     upstream (see latency, and the deadline and abandoned rules below). A gRPC call
+//     (content-type application/grpc, alone, with a format or with parameters) is a duplex
+//     stream unless Options.Duplex says otherwise, and is answered 200 whatever its outcome,
+//     which is its grpc-status (a header in a trailers-only answer, else a trailer, read
+//     once the body was copied): it is a failure when that status is a server's own (2 UNKNOWN, 4
 //     DEADLINE_EXCEEDED, 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, 15 DATA_LOSS, or a
 //     value that is no code), and when the upstream ended the stream without one, unless
 //     the request's context ended first; 0 OK and the caller's errors (3 INVALID_ARGUMENT,
@@ -32,7 +37,9 @@
 //     preparation, a few microseconds, is included; the copy of the body to the client, and
 //     so a slow client, is not), less the time the Transport waited for the client's request
 //     body to arrive (a slow upload is the client's time; an upstream slow to read the body
-//     is the upstream's). For an upstream error it is the time until the error;
+//     is the upstream's), but for a duplex stream not the read still waiting for the client's
+//     next message when the headers come (the upstream answered without those bytes).
+//     For an upstream error it is the time until the error;
 //   - forced requests (an override sent them: the config's id lists, or the forcing value of
 //     the header or cookie its overrides section names, which the Proxy reads and passes
 //     to the gate) are recorded as promotiongates.Forced: in neither cohort. When the
@@ -47,7 +54,11 @@
 //     server or TimeoutHandler limit) is a failure: the upstream was too slow, unless the
 //     request's body never arrived whole: then only an upstream that held the request longer
 //     than the client's reads did is charged, as abandoned (a client trickling its body
-//     fails nothing);
+//     fails nothing). A duplex stream's body still open is not a body that never arrived: a
+//     deadline, or a client that leaves, while a read waits for its next message is charged
+//     as for a request without a body (a failure, or abandoned), as the client waits for the
+//     upstream (over HTTP/1 a client that leaves mid-stream ends its side, and looks like a
+//     body cut short: the client's);
 //   - not recorded: a request routed while the gate is closed, a panic of the host's code
 //     (Options.Rewrite, before any request was sent; Options.ModifyResponse or IsFailure,
 //     whatever the upstream answered: the host's bug, as a panic of the host's handler
@@ -147,6 +158,22 @@ type Options struct {
 	// with canary true for the canary upstream: add headers, change the path. A panic of it
 	// sends nothing and records nothing, and goes on.
 	Rewrite func(pr *httputil.ProxyRequest, canary bool)
+	// Duplex says whether a request with a body is a duplex stream: one whose client keeps
+	// its body open while it waits for the upstream's answer (a gRPC bidirectional or
+	// client-streaming call, a WebSocket-like exchange over HTTP/2). Its upstream may answer
+	// before the body ends, so a read of the body still waiting for the client's next message
+	// when the answer's headers come, or when a deadline falls or the client leaves, is not
+	// the client's time: the client waits for the upstream (see the package doc). A read that
+	// failed by the client's doing (a malformed body, one cut short) is the client's all the
+	// same. So a deadline that falls while a duplex stream's client trickles its next message
+	// is the upstream's failure: say false for a request whose upstream answers only once the
+	// body ended (an upload), whose client's slow bytes are then its own time. Go's
+	// Transport starts its ResponseHeaderTimeout only once the body was written, so a
+	// deadline around the Proxy is what bounds a hung upstream of a duplex stream. Asked once
+	// per request with a body, before it is sent; never for a request without one. A panic
+	// of it is the host's: nothing is sent or recorded, and it goes on. Default (nil): a gRPC
+	// request (content-type application/grpc, alone, with a format or with parameters).
+	Duplex func(*http.Request) bool
 }
 
 // Proxy is an http.Handler that routes by the gate and records outcomes. Safe for
@@ -157,6 +184,7 @@ type Proxy struct {
 	cookie    string
 	fallback  func(*http.Request) string
 	isFailure func(int) bool
+	duplex    func(*http.Request) bool
 	onError   func(http.ResponseWriter, *http.Request, error)
 	stable    *httputil.ReverseProxy
 	canary    *httputil.ReverseProxy
@@ -215,6 +243,7 @@ func New(opts Options) (*Proxy, error) {
 		cookie:   opts.KeyCookie,
 		fallback: opts.Fallback,
 		onError:  opts.ErrorHandler,
+		duplex:   opts.Duplex,
 	}
 	if !opts.NoKeyHeader {
 		h := opts.KeyHeader
@@ -225,6 +254,9 @@ func New(opts Options) (*Proxy, error) {
 	}
 	if p.fallback == nil {
 		p.fallback = ClientAddress
+	}
+	if p.duplex == nil {
+		p.duplex = isGRPCRequest
 	}
 	if isFailure := opts.IsFailure; isFailure == nil {
 		p.isFailure = func(status int) bool { return status >= 500 }
@@ -475,7 +507,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if body := r.Body; body != nil && body != http.NoBody {
 		// Its own object, not the pooled writer's: the Transport may read or close the body
 		// after ServeHTTP returned.
-		ow.upload = &uploadWatch{ReadCloser: body, ctx: r.Context(), start: ow.start}
+		ow.upload = &uploadWatch{ReadCloser: body, ctx: r.Context(), start: ow.start, duplex: p.duplex(r)}
 		r.Body = ow.upload
 	}
 	returned := false
@@ -563,7 +595,9 @@ func (p *Proxy) StatusHandler() http.Handler {
 // fail the version its key routes to. A read that failed because the Transport closed the
 // body (an upstream that reset the stream while the client's next bytes were awaited) is not
 // the client's: the upstream's failure while the request's context lives. A client that went
-// away while the upstream worked is recorded as abandoned.
+// away while the upstream worked is recorded as abandoned. A duplex stream's body is ended
+// only by a read that failed by the client's doing (see uploadWatch.clientFailed): a deadline
+// or a client gone while a read waits for its next message is as for a request without a body.
 func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	if ow, ok := w.(*outcomeWriter); ok {
 		switch {
@@ -632,16 +666,21 @@ func badGateway(w http.ResponseWriter, r *http.Request, err error) {
 // first), and how long the Transport waited for it to arrive,
 // which is not the upstream's latency. Only the time inside Read is the client's: between
 // reads the Transport writes what it read to the upstream, and an upstream slow to take the
-// body holds it there.
+// body holds it there. Of a duplex stream's body (see Options.Duplex), only the reads that
+// returned the client's bytes or its end, or failed by its doing, are: a read still waiting
+// for the client's next message (when the answer's headers come, a deadline falls, the client
+// leaves) is the client waiting for the upstream, and so is one the request's context ended.
 type uploadWatch struct {
 	io.ReadCloser
-	ctx   context.Context // the client's request's
-	start time.Time       // the request's, as the outcomeWriter's
+	ctx    context.Context // the client's request's
+	start  time.Time       // the request's, as the outcomeWriter's
+	duplex bool            // a duplex stream's body (Options.Duplex)
 	// cut: the body ended short: a read failed other than at the end (a malformed chunk, a
 	// body over a MaxBytesHandler limit, the server's ReadTimeout, a client that left), or the
 	// request's context ended (a deadline, a host's shutdown) while a read waited for the
 	// client. Not a read that failed because the Transport had closed the body while the
-	// context lived (see closing).
+	// context lived (see closing). Of a duplex stream, only a read that failed by the
+	// client's doing (see clientFailed).
 	cut atomic.Bool
 	// malformed: a read failed by the client's doing (see malformed), set before cut; never a
 	// read that failed after the Transport closed the body.
@@ -655,7 +694,8 @@ type uploadWatch struct {
 	// 1.26's does not (it wraps the body in a reader whose Close does nothing), and the read
 	// waits for the client's bytes.
 	closing atomic.Bool
-	// waiting: nanoseconds spent inside the body's Read, summed over the reads that returned.
+	// waiting: nanoseconds spent inside the body's Read, summed over the reads that returned
+	// (of a duplex stream, those that were the client's).
 	waiting atomic.Int64
 	// reading: 1 + the nanoseconds since start at which the read in flight began, 0 when none
 	// is. The HTTP/2 Transport returns from a request whose context ended while a read still
@@ -669,17 +709,38 @@ func (u *uploadWatch) Read(b []byte) (int, error) {
 	live := u.ctx.Err() == nil
 	n, err := u.ReadCloser.Read(b)
 	u.reading.Store(0)
-	u.waiting.Add(int64(time.Since(u.start) - began))
-	if err != io.EOF && (err != nil || live && u.ctx.Err() != nil) {
-		closing := u.closing.Load()
-		if err != nil && !closing && malformed(err) {
-			u.malformed.Store(true)
-		}
-		if !closing || u.ctx.Err() != nil {
-			u.cut.Store(true)
-		}
+	took := time.Since(u.start) - began
+	if err == io.EOF || err == nil && !(live && u.ctx.Err() != nil) {
+		u.waiting.Add(int64(took))
+		return n, err
+	}
+	// The read failed, or the request's context ended while it waited for the client.
+	closing := u.closing.Load()
+	if u.duplex && !u.clientFailed(err, closing) {
+		return n, err // the client waited for the upstream: neither its time nor its doing
+	}
+	u.waiting.Add(int64(took))
+	if err != nil && !closing && malformed(err) {
+		u.malformed.Store(true)
+	}
+	if !closing || u.ctx.Err() != nil {
+		u.cut.Store(true)
 	}
 	return n, err
+}
+
+// clientFailed reports whether a duplex stream's read that failed, or that the request's
+// context ended, failed by the client's doing: a malformed body, one cut short (its side ended
+// before its Content-Length or its last chunk), one over a MaxBytesHandler limit. Not when
+// the request's context ended otherwise (a deadline; a client that left while the read waited
+// for its next message, an HTTP/2 client that reset its stream: it waited for the upstream),
+// nor a timeout (the server's ReadTimeout, a deadline too), nor a read the Transport broke by
+// closing the body (see closing). An HTTP/1 server cancels the context when the client's side
+// ends: a body cut short there (io.ErrUnexpectedEOF) is the client's all the same, and so is
+// an HTTP/1 client that left mid-stream, which looks the same.
+func (u *uploadWatch) clientFailed(err error, closing bool) bool {
+	return err != nil && !closing && !isTimeout(err) &&
+		(u.ctx.Err() == nil || errors.Is(err, io.ErrUnexpectedEOF))
 }
 
 // Close is the Transport's: it marks the body as given up before closing it, so that a read
@@ -696,22 +757,29 @@ func (u *uploadWatch) Close() error {
 // the upstream may have held the read), nor a body over a MaxBytesHandler limit (413). Read
 // asks it only of a read that failed before the Transport closed the body (see closing).
 func malformed(err error) bool {
-	var timeout interface{ Timeout() bool }
 	var tooLarge *http.MaxBytesError
-	return !(errors.As(err, &timeout) && timeout.Timeout()) && !errors.As(err, &tooLarge)
+	return !isTimeout(err) && !errors.As(err, &tooLarge)
+}
+
+// isTimeout reports whether err says it is a timeout (the server's ReadTimeout, a deadline).
+func isTimeout(err error) bool {
+	var timeout interface{ Timeout() bool }
+	return errors.As(err, &timeout) && timeout.Timeout()
 }
 
 // ended reports whether the body never arrived whole: cut, or a read still waits for the
-// client while r's context has ended (a deadline, a host's shutdown).
+// client while r's context has ended (a deadline, a host's shutdown); not that wait for a
+// duplex stream, whose client waits for the upstream.
 func (u *uploadWatch) ended(r *http.Request) bool {
-	return u.cut.Load() || u.reading.Load() != 0 && r.Context().Err() != nil
+	return u.cut.Load() || !u.duplex && u.reading.Load() != 0 && r.Context().Err() != nil
 }
 
 // clientTime is the time the Transport waited for the client's body: the reads that
-// returned, and the one in flight.
+// returned, and the one in flight, unless the body is a duplex stream's (its client waits
+// for the upstream: the upstream answered, or was given up on, without those bytes).
 func (u *uploadWatch) clientTime() time.Duration {
 	client := time.Duration(u.waiting.Load())
-	if began := u.reading.Load(); began != 0 {
+	if began := u.reading.Load(); began != 0 && !u.duplex {
 		client += time.Since(u.start) - time.Duration(began-1)
 	}
 	return client
