@@ -39,7 +39,9 @@
 //     body to arrive (a slow upload is the client's time; an upstream slow to read the body
 //     is the upstream's), but for a duplex stream not the read still waiting for the client's
 //     next message when the headers come (the upstream answered without those bytes).
-//     For an upstream error it is the time until the error;
+//     Options.ModifyResponse runs before the headers are written, so its time is included
+//     (one that reads the body makes the body's time part of it). For an upstream error it is
+//     the time until the error;
 //   - forced requests (an override sent them: the config's id lists, or the forcing value of
 //     the header or cookie its overrides section names, which the Proxy reads and passes
 //     to the gate) are recorded as promotiongates.Forced: in neither cohort. When the
@@ -145,7 +147,8 @@ type Options struct {
 	Transport http.RoundTripper
 	// ModifyResponse, ErrorHandler and ErrorLog are passed to the ReverseProxies.
 	// ModifyResponse runs before the outcome is recorded (an error it returns is a failure;
-	// a panic is the host's, as Rewrite's: not recorded, and it goes on), ErrorHandler after.
+	// a panic is the host's, as Rewrite's: not recorded, and it goes on), ErrorHandler after;
+	// its time is part of the latency, the body's too when it reads the body.
 	// The default ErrorHandler logs the error to ErrorLog (the log package's standard logger
 	// when nil) as httputil.ReverseProxy's does, unless the client went away, and answers 502
 	// Bad Gateway (400 for a malformed or incomplete request body, an error wrapping
