@@ -130,7 +130,8 @@ type Options struct {
 	// scheme, host and an optional base path).
 	Stable, Canary *url.URL
 	// KeyHeader is the header holding the routing key (default DefaultKeyHeader). Set
-	// NoKeyHeader to read no header.
+	// NoKeyHeader to read no header. Host is read from Request.Host, where net/http moves it
+	// (HTTP/2's :authority too).
 	KeyHeader   string
 	NoKeyHeader bool
 	// KeyCookie, when not empty, names a cookie holding the routing key, read when the
@@ -183,7 +184,8 @@ type Options struct {
 // concurrent use.
 type Proxy struct {
 	gate      *promotiongates.Gate
-	header    string // canonical header key, "" for none
+	header    string // canonical header key, "" for none or Host
+	keyHost   bool   // the key header is Host, read from Request.Host
 	cookie    string
 	fallback  func(*http.Request) string
 	isFailure func(int) bool
@@ -197,17 +199,31 @@ type Proxy struct {
 }
 
 // forcing is where a forcing value is read: a canonical header key and a cookie name, ""
-// for none. Never changed once published: a rename publishes another.
+// for none, and host when the header is Host (then header is ""). Never changed once
+// published: a rename publishes another.
 type forcing struct {
 	header, cookie string
+	host           bool
 }
 
-// newForcing canonicalizes the header name.
+// newForcing canonicalizes the header name, and tells Host, which net/http moves from the
+// request's Header to Request.Host.
 func newForcing(header, cookie string) *forcing {
-	if header != "" {
-		header = textproto.CanonicalMIMEHeaderKey(header)
+	header, host := headerKey(header)
+	return &forcing{header, cookie, host}
+}
+
+// headerKey is a header name's canonical key, where a request's Header holds it, or "" and
+// true for Host, which net/http moves from Header to Request.Host (an HTTP/2 request's
+// :authority too).
+func headerKey(name string) (key string, host bool) {
+	if name == "" {
+		return "", false
 	}
-	return &forcing{header, cookie}
+	if key = textproto.CanonicalMIMEHeaderKey(name); key == "Host" {
+		return "", true
+	}
+	return key, false
 }
 
 // overridesRefresh is how often a Proxy that follows its gate's override names looks at the
@@ -253,7 +269,7 @@ func New(opts Options) (*Proxy, error) {
 		if h == "" {
 			h = DefaultKeyHeader
 		}
-		p.header = textproto.CanonicalMIMEHeaderKey(h)
+		p.header, p.keyHost = headerKey(h)
 	}
 	if p.fallback == nil {
 		p.fallback = ClientAddress
@@ -396,13 +412,15 @@ func ClientAddress(r *http.Request) string {
 	return host
 }
 
-// Key returns the request's routing key: the key header, else the key cookie, else the
-// fallback.
+// Key returns the request's routing key: the key header (Host: Request.Host), else the key
+// cookie, else the fallback.
 func (p *Proxy) Key(r *http.Request) string {
 	if p.header != "" {
 		if v := r.Header[p.header]; len(v) > 0 && v[0] != "" {
 			return v[0]
 		}
+	} else if p.keyHost && r.Host != "" {
+		return r.Host
 	}
 	if p.cookie != "" {
 		if v, ok := cookieValue(r.Header["Cookie"], p.cookie); ok && v != "" {
@@ -416,7 +434,7 @@ func (p *Proxy) Key(r *http.Request) string {
 // an override header or cookie is named), as ServeHTTP takes it.
 func (p *Proxy) Route(r *http.Request) (promotiongates.Decision, error) {
 	f := p.forcing.Load()
-	if f.header == "" && f.cookie == "" {
+	if f.header == "" && f.cookie == "" && !f.host {
 		return p.gate.RouteString(p.Key(r))
 	}
 	value, present := f.value(r)
@@ -425,7 +443,8 @@ func (p *Proxy) Route(r *http.Request) (promotiongates.Decision, error) {
 
 // ForcingValue returns the request's forcing value: the override header's, else the
 // override cookie's, as the gate's config names them in its "overrides" section
-// (Gate.OverrideNames); present is false when it carries neither. The config is the one
+// (Gate.OverrideNames); present is false when it carries neither. A header named Host is read
+// from Request.Host, where net/http moves it (present when not empty). The config is the one
 // place the names are set (it also turns forcing values on: a gate whose config names no
 // header or cookie ignores them), and the Proxy follows it when it renames them: a goroutine
 // looks at the gate's change counter every 50 ms (one atomic load in the library) and, when it
@@ -442,6 +461,8 @@ func (f *forcing) value(r *http.Request) (value string, present bool) {
 		if v := r.Header[f.header]; len(v) > 0 {
 			return v[0], true
 		}
+	} else if f.host && r.Host != "" {
+		return r.Host, true
 	}
 	if f.cookie != "" {
 		return cookieValue(r.Header["Cookie"], f.cookie)

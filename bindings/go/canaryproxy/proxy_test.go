@@ -130,6 +130,54 @@ func TestKeyOptions(t *testing.T) {
 	}
 }
 
+// TestTheHostHeaderIsReadFromRequestHost: net/http moves a request's Host header (HTTP/2's
+// :authority too) out of Header into Request.Host, so a KeyHeader or an override header named
+// Host (in any case) is read there: a build reading Header alone keyed every request by the
+// client's address and never saw a forcing value.
+func TestTheHostHeaderIsReadFromRequestHost(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "overrides": {"header": "host"}}`)
+	p := newProxy(t, Options{KeyHeader: "HOST"}, g, "http://127.0.0.1:1", "http://127.0.0.1:2")
+	type read struct {
+		key, forcing string
+		present      bool
+	}
+	got := make(chan read, 1)
+	front := h2cServer(t, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		value, present := p.ForcingValue(r)
+		got <- read{p.Key(r), value, present}
+	}))
+	for _, h2 := range []bool{false, true} {
+		transport := http.RoundTripper(http.DefaultTransport)
+		if h2 {
+			transport = h2cTransport()
+		}
+		for _, host := range []string{"tenant-a.example", "canary"} {
+			req, _ := http.NewRequest(http.MethodGet, front.URL, nil)
+			req.Host = host
+			res, err := (&http.Client{Transport: transport}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if r := <-got; r != (read{host, host, true}) || res.ProtoMajor != map[bool]int{false: 1, true: 2}[h2] {
+				t.Errorf("Host %q over HTTP/%d: key %q, forcing value %q (present %v)", host, res.ProtoMajor, r.key, r.forcing, r.present)
+			}
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "http://front/", nil)
+	r.Host = ""
+	if key, forcing := p.Key(r), p.forcing.Load(); key != "192.0.2.1" || !forcing.host {
+		t.Errorf("without a Host: key %q, want the fallback; forcing %+v", key, forcing)
+	}
+	if _, present := p.ForcingValue(r); present {
+		t.Error("without a Host: a forcing value present")
+	}
+	d, err := p.Route(r)
+	if want, _ := g.RouteString("192.0.2.1"); err != nil || d != want {
+		t.Errorf("Route without a Host: %+v, %v; want %+v", d, err, want)
+	}
+}
+
 // TestFailingCanaryIsRolledBack: a canary answering 500 to every request is rolled back by
 // the outcomes the proxy records, and then every request goes to the stable upstream.
 func TestFailingCanaryIsRolledBack(t *testing.T) {
