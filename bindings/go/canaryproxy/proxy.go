@@ -85,7 +85,11 @@
 // of the host's, whatever its writer: one that hides Flush still streams to the client)
 // leaves the status to decide: it may be the host's limit on a stream, or a client reading
 // slowly, as well as an upstream slow to send (telling them apart would mean timing every
-// write, the common path's too). A long stream is recorded when it ends. The
+// write, the common path's too). That deadline is the request's, the one the Proxy is given:
+// a deadline the host sets in Options.Rewrite on the outgoing request (pr.Out's context) that
+// ends a copy is taken for the upstream breaking the body, a failure (telling it would mean
+// carrying the outgoing request's context to the writer: allocations on each request); set a
+// limit on streams around the Proxy instead. A long stream is recorded when it ends. The
 // ReverseProxy tells a broken body by a panic (http.ErrAbortHandler) only under an
 // http.Server (which it finds in the request's context, under http.ServerContextKey):
 // elsewhere (an httptest.ResponseRecorder, an adapter calling ServeHTTP directly) it
@@ -160,7 +164,10 @@ type Options struct {
 	ErrorLog       *log.Logger
 	// Rewrite, when set, runs after the upstream's URL is set (see httputil.ProxyRequest),
 	// with canary true for the canary upstream: add headers, change the path. A panic of it
-	// sends nothing and records nothing, and goes on.
+	// sends nothing and records nothing, and goes on. A deadline it sets on pr.Out's context
+	// is the upstream's failure when it ends the request, before the headers or in the
+	// body's copy: set a limit on streams around the Proxy, where it leaves the status to
+	// decide (see the package doc).
 	Rewrite func(pr *httputil.ProxyRequest, canary bool)
 	// Duplex says whether a request with a body is a duplex stream: one whose client keeps
 	// its body open while it waits for the upstream's answer (a gRPC bidirectional or
