@@ -331,14 +331,22 @@ fn percent(rate: Option<f64>) -> String {
     rate.map_or("-".into(), |r| format!("{:.2}%", r * 100.0))
 }
 
-/// Decimals a share of traffic is shown with: one below the routing resolution
+/// Decimals a share of traffic is shown with: three, as a reader reads a share (`33.333%`, not
+/// `33.333333%`), and for a share below 0.001 % one below the routing resolution
 /// ([`TRAFFIC_PERCENT_RESOLUTION`](promotion_gates::TRAFFIC_PERCENT_RESOLUTION), 0.00001 %), so
-/// that every valid share shows, the least (half of it) as `0.000005%`.
-const SHARE_DECIMALS: usize = 6;
+/// that every valid share shows, the least (half of it) as `0.000005%`, never as `0%`.
+const SHARE_DECIMALS: usize = 3;
+/// Decimals of a share below 0.001 % (see [`SHARE_DECIMALS`]).
+const TINY_SHARE_DECIMALS: usize = 6;
 
-/// A share of traffic: `12.5%`, `0.00001%`.
+/// A share of traffic: `12.5%`, `33.333%`, `0.00001%`.
 fn share(percent: f64) -> String {
-    format!("{}%", trim_float(percent, SHARE_DECIMALS))
+    let decimals = if percent > 0.0 && percent < 0.001 {
+        TINY_SHARE_DECIMALS
+    } else {
+        SHARE_DECIMALS
+    };
+    format!("{}%", trim_float(percent, decimals))
 }
 
 /// A latency in whole milliseconds (`250 ms`), or to the microsecond, the engine's resolution,
@@ -621,6 +629,7 @@ mod tests {
             (12.5, 120.319, "12.5%", "120 ms"),
             (100.0, 1.5, "100%", "2 ms"),
             (33.333, 60_030.975, "33.333%", "60031 ms"),
+            (33.3333333, 60_030.975, "33.333%", "60031 ms"),
         ] {
             let line = stage_line(&stage(percent, p99_ms));
             assert!(line.contains(&format!(" {shown_percent} ")), "{line}");
