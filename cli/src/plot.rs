@@ -7,7 +7,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -104,141 +104,110 @@ pub fn svg_path(name: OsString) -> Result<PathBuf, String> {
     ))
 }
 
-/// How many names [`PlotFile::open`] tries for its temporary file before it gives up (a name
-/// is taken only by a run of the same process id that was killed before it finished).
-const STAGING_ATTEMPTS: u32 = 100;
-
-/// The `--plot` file, made ready before the simulation runs, so that a path that cannot be
-/// written fails at once rather than after the whole run. The plot is written to a temporary
-/// file beside it (`.NAME.PID-N.tmp`) and renamed to its name once whole: a run that fails or
-/// is interrupted leaves no plot, never an empty or partial one, and an existing file stays as
-/// it was until the new plot replaces it.
+/// The `--plot` file: checked before the simulation runs, so that a path that cannot be
+/// written fails at once rather than after the whole run, and written only once the run has
+/// ended. Nothing is created or changed there before then: a run that fails or is interrupted
+/// leaves an existing file as it was and no new one.
 #[derive(Debug)]
 pub struct PlotFile {
-    /// The name given, as messages show it.
     path: PathBuf,
-    /// Where the plot goes: the name given, or the file a symbolic link of that name points to.
-    target: PathBuf,
-    /// The temporary file the plot is written to.
-    staging: PathBuf,
-    file: File,
-    /// Whether the plot has been renamed into place; until then dropping the [`PlotFile`]
-    /// removes the temporary file.
-    placed: bool,
 }
 
 impl PlotFile {
-    /// Makes ready to write the plot to `path`: creates its temporary file, in the same
-    /// directory, with the permissions of the file it will replace, if any. Anything but a
-    /// regular file at `path` is refused (a FIFO or a device cannot take the plot, a directory
-    /// cannot be replaced by it), and so is an existing file that cannot be written.
-    pub fn open(path: &Path) -> Result<Self, CliError> {
-        let refused = |e: io::Error| CliError::Plot {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        let existing = existing_plot(path)?;
-        let target = match existing {
-            Some(_) => writable_target(path).map_err(refused)?,
-            None => path.to_path_buf(),
-        };
-        let (staging, file) = create_staging(&target).map_err(refused)?;
+    /// Checks that the plot can be written to `path`, and leaves it as it was: an existing
+    /// file (a symbolic link's, followed) is opened for writing, without truncating it, and
+    /// closed; where there is none, one is created and removed at once, which checks the
+    /// directory. Anything but a regular file is refused before it is opened (a FIFO without
+    /// a reader would block the open; a device cannot take the plot), and so is a symbolic
+    /// link to nothing.
+    pub fn check(path: &Path) -> Result<Self, CliError> {
         let plot = Self {
             path: path.to_path_buf(),
-            target,
-            staging,
-            file,
-            placed: false,
         };
-        if let Some(found) = existing {
-            plot.file
-                .set_permissions(found.permissions())
-                .map_err(refused)?;
-        }
+        let mut open = OpenOptions::new();
+        open.write(true);
+        let checked = if plot.exists()? {
+            open.open(path).map(drop)
+        } else {
+            open.create_new(true)
+                .open(path)
+                .and_then(|file| fs::remove_file(path).map(|()| drop(file)))
+        };
+        checked.map_err(|e| plot.refused(e))?;
         Ok(plot)
     }
 
-    /// Draws the timeline of `report`, writes it to the temporary file and renames that to the
-    /// plot's name, replacing any file there.
-    pub fn write(mut self, report: &Report) -> Result<(), CliError> {
+    /// Draws the timeline of `report` in memory, then writes it to the file in one go: over
+    /// an existing file's contents, or to a new file, which is removed again if the write
+    /// fails.
+    pub fn write(self, report: &Report) -> Result<(), CliError> {
         let mut svg = String::new();
-        draw(&mut svg, report).map_err(|message| self.refused(message))?;
-        self.file
-            .write_all(svg.as_bytes())
-            .and_then(|()| self.file.sync_all())
-            .and_then(|()| fs::rename(&self.staging, &self.target))
-            .map_err(|e| self.refused(e.to_string()))?;
-        self.placed = true;
-        Ok(())
-    }
-
-    fn refused(&self, message: String) -> CliError {
-        CliError::Plot {
+        draw(&mut svg, report).map_err(|message| CliError::Plot {
             path: self.path.clone(),
             message,
-        }
-    }
-}
-
-impl Drop for PlotFile {
-    /// Gives up on a plot not put in place (the run or the write failed): its temporary file
-    /// is removed, and any file at its name is left as it was.
-    fn drop(&mut self) {
-        if !self.placed {
-            let _ = fs::remove_file(&self.staging);
-        }
-    }
-}
-
-/// The metadata of the file at `path`, if there is one; anything but a regular file refused.
-fn existing_plot(path: &Path) -> Result<Option<fs::Metadata>, CliError> {
-    match fs::metadata(path) {
-        Ok(found) if !found.is_file() => Err(CliError::Plot {
-            path: path.to_path_buf(),
-            message: "not a regular file (a directory, a device or a FIFO): the plot is an SVG \
-                      file"
-                .into(),
-        }),
-        Ok(found) => Ok(Some(found)),
-        Err(_) => Ok(None),
-    }
-}
-
-/// The file that the plot replaces for an existing `path`, once checked that it can be written
-/// (as writing over it would have needed): `path`, or the file its symbolic link points to,
-/// which the plot then replaces rather than the link.
-fn writable_target(path: &Path) -> io::Result<PathBuf> {
-    drop(OpenOptions::new().write(true).open(path)?);
-    if fs::symlink_metadata(path)?.file_type().is_symlink() {
-        fs::canonicalize(path)
-    } else {
-        Ok(path.to_path_buf())
-    }
-}
-
-/// Creates the temporary file of a plot going to `target`, in its directory (a rename moves a
-/// file only within one file system), named `.NAME.PID-N.tmp` with the first N free.
-fn create_staging(target: &Path) -> io::Result<(PathBuf, File)> {
-    let name = target
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
-    let mut taken = None;
-    for attempt in 0..STAGING_ATTEMPTS {
-        let mut staged = OsString::from(".");
-        staged.push(name);
-        staged.push(format!(".{}-{attempt}.tmp", std::process::id()));
-        let staging = target.with_file_name(staged);
-        match OpenOptions::new()
+        })?;
+        // Checked again: the path may have changed in the run (a FIFO would block the open).
+        self.exists()?;
+        let (mut file, created) = match OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&staging)
+            .open(&self.path)
         {
-            Ok(file) => return Ok((staging, file)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => taken = Some(e),
-            Err(e) => return Err(e),
+            Ok(file) => (file, true),
+            // Opened without O_CREAT, as checked: Linux's protected_regular refuses O_CREAT on
+            // another user's file in a sticky directory such as /tmp, even a writable one.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&self.path)
+                    .map_err(|e| self.refused(e))?;
+                (file, false)
+            }
+            Err(e) => return Err(self.refused(e)),
+        };
+        file.write_all(svg.as_bytes()).map_err(|e| {
+            if created {
+                drop(file);
+                let _ = fs::remove_file(&self.path);
+            }
+            self.refused(e)
+        })
+    }
+
+    /// Whether there is a file at the path, a symbolic link followed; anything but a regular
+    /// file is refused, and so is a link to nothing (the plot is written to a link's file,
+    /// never over the link).
+    fn exists(&self) -> Result<bool, CliError> {
+        let refused = |message: &str| CliError::Plot {
+            path: self.path.clone(),
+            message: message.into(),
+        };
+        match fs::metadata(&self.path) {
+            Ok(found) if found.is_file() => Ok(true),
+            Ok(_) => Err(refused(
+                "not a regular file (a directory, a device or a FIFO): the plot is an SVG file",
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if fs::symlink_metadata(&self.path).is_ok() {
+                    Err(refused(
+                        "a symbolic link to nothing: the plot is written to the file a link \
+                         points to, and this one points to none",
+                    ))
+                } else {
+                    Ok(false)
+                }
+            }
+            Err(e) => Err(self.refused(e)),
         }
     }
-    Err(taken.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
+
+    fn refused(&self, e: io::Error) -> CliError {
+        CliError::Plot {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
 }
 
 fn draw(svg: &mut String, report: &Report) -> Result<(), String> {
@@ -676,25 +645,41 @@ mod tests {
     }
 
     #[test]
-    fn a_path_that_cannot_be_written_fails_on_open() {
-        let e = PlotFile::open(Path::new("/nonexistent/dir/x.svg")).unwrap_err();
+    fn a_path_that_cannot_be_written_fails_on_check() {
+        let e = PlotFile::check(Path::new("/nonexistent/dir/x.svg")).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("cannot draw /nonexistent/dir/x.svg: "),
             "{e}"
         );
-        let e = PlotFile::open(&std::env::temp_dir()).unwrap_err();
+        let e = PlotFile::check(&std::env::temp_dir()).unwrap_err();
         assert!(matches!(e, CliError::Plot { .. }), "{e}");
     }
 
     #[test]
-    fn a_plot_named_by_a_symbolic_link_replaces_the_file_it_points_to() {
+    fn the_check_leaves_the_path_as_it_was() {
+        // The file was created before the run and written after it: a run interrupted in
+        // between left an empty SVG, or, for an existing one, the run's length without it.
+        let missing = fresh("unfinished.svg");
+        let plot = PlotFile::check(&missing).unwrap();
+        assert!(!missing.exists());
+        drop(plot);
+        let existing = fresh("existing.svg");
+        fs::write(&existing, "kept").unwrap();
+        drop(PlotFile::check(&existing).unwrap());
+        let kept = fs::read_to_string(&existing).unwrap();
+        fs::remove_file(&existing).unwrap();
+        assert_eq!(kept, "kept");
+    }
+
+    #[test]
+    fn a_plot_named_by_a_symbolic_link_is_written_to_the_file_it_points_to() {
         let file = fresh("pointed-to.svg");
         let link = fresh("link.svg");
         fs::write(&file, "old").unwrap();
         fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         std::os::unix::fs::symlink(&file, &link).unwrap();
-        PlotFile::open(&link)
+        PlotFile::check(&link)
             .unwrap()
             .write(&short_report())
             .unwrap();
@@ -705,35 +690,85 @@ mod tests {
         let svg = fs::read_to_string(&file).unwrap();
         let mode =
             std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&file).unwrap().permissions());
-        let files = [files_named_after(&file), files_named_after(&link)];
         fs::remove_file(&link).unwrap();
         fs::remove_file(&file).unwrap();
         assert!(linked, "the link was replaced");
         assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
         assert_eq!(mode & 0o777, 0o600, "the file's permissions are kept");
-        assert_eq!(files, [vec![file], vec![link]], "no temporary file left");
     }
 
     #[test]
-    fn a_plot_given_up_leaves_an_existing_file_as_it_was() {
-        let existing = fresh("existing.svg");
-        fs::write(&existing, "kept").unwrap();
-        drop(PlotFile::open(&existing).unwrap());
-        let files = files_named_after(&existing);
-        assert_eq!(fs::read_to_string(&existing).unwrap(), "kept");
-        fs::remove_file(&existing).unwrap();
-        assert_eq!(files, [existing]);
+    fn a_symbolic_link_to_nothing_is_refused_and_nothing_made_where_it_points() {
+        // As before the plot was written through a temporary file (the open's O_EXCL met the
+        // link, the open without it found no file), with a message that says why; 05b95d5
+        // replaced the link by a regular file.
+        let target = fresh("nowhere.svg");
+        let link = fresh("dangling.svg");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = PlotFile::check(&link).unwrap_err();
+        let is_link = fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink();
+        let made = target.exists();
+        fs::remove_file(&link).unwrap();
+        assert!(
+            e.to_string().ends_with(
+                ": a symbolic link to nothing: the plot is written to the \
+                                     file a link points to, and this one points to none"
+            ),
+            "{e}"
+        );
+        assert!(is_link && !made);
     }
 
-    /// The files of the temporary directory whose names hold `path`'s: the plot and any
-    /// temporary file of it.
-    fn files_named_after(path: &Path) -> Vec<PathBuf> {
-        let name = path.file_name().unwrap().to_str().unwrap();
-        fs::read_dir(std::env::temp_dir())
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .filter(|found| found.to_str().is_some_and(|f| f.contains(name)))
-            .collect()
+    #[test]
+    fn a_name_as_long_as_the_file_system_takes_is_written() {
+        // A temporary file named after the plot (`.NAME.PID-N.tmp`) exceeded NAME_MAX (255
+        // bytes) for names from about 240 bytes.
+        for length in [251, 255] {
+            let prefix = fresh("").file_name().unwrap().len();
+            let path = fresh(&format!("{}.svg", "n".repeat(length - prefix - 4)));
+            assert_eq!(path.file_name().unwrap().len(), length);
+            PlotFile::check(&path)
+                .unwrap()
+                .write(&short_report())
+                .unwrap();
+            let svg = fs::read_to_string(&path).unwrap();
+            fs::remove_file(&path).unwrap();
+            assert!(
+                svg.starts_with("<svg"),
+                "{length}: {}",
+                &svg[..80.min(svg.len())]
+            );
+        }
+    }
+
+    #[test]
+    fn an_existing_file_in_a_directory_that_cannot_be_written_is_written() {
+        // A temporary file and a rename need the directory's write permission, which writing
+        // over a file does not.
+        let dir = fresh("read-only-dir");
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        let path = dir.join("plot.svg");
+        fs::write(&path, "old").unwrap();
+        let mode = |bits| std::os::unix::fs::PermissionsExt::from_mode(bits);
+        fs::set_permissions(&dir, mode(0o555)).unwrap();
+        // Root (or CAP_DAC_OVERRIDE) writes in the directory whatever its mode says, and then
+        // this test shows nothing: the probe that succeeds tells, and the case is skipped.
+        let privileged = fs::write(dir.join("probe"), "").is_ok();
+        let written = (!privileged).then(|| {
+            PlotFile::check(&path)
+                .and_then(|plot| plot.write(&short_report()))
+                .map(|()| fs::read_to_string(&path).unwrap())
+        });
+        fs::set_permissions(&dir, mode(0o755)).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        match written {
+            None => eprintln!("skipped: the directory's mode does not bind a privileged user"),
+            Some(svg) => assert!(svg.unwrap().starts_with("<svg")),
+        }
     }
 
     /// The report of a short run.
@@ -752,38 +787,25 @@ mod tests {
         let report = short_report();
         let path = fresh("longer.svg");
         fs::write(&path, "x".repeat(1 << 20)).unwrap();
-        PlotFile::open(&path).unwrap().write(&report).unwrap();
+        PlotFile::check(&path).unwrap().write(&report).unwrap();
         let svg = fs::read_to_string(&path).unwrap();
-        let files = files_named_after(&path);
         fs::remove_file(&path).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
         assert!(svg.trim_end().ends_with("</svg>"));
         assert!(!svg.contains("xxx"));
-        assert_eq!(files, [path], "no temporary file left");
     }
 
     #[test]
-    fn a_plot_not_yet_written_is_not_there() {
-        // A run interrupted after the open left an empty SVG where the plot was to go.
-        let path = fresh("unfinished.svg");
-        let plot = PlotFile::open(&path).unwrap();
-        assert!(!path.exists());
-        drop(plot);
-        assert_eq!(files_named_after(&path), Vec::<PathBuf>::new());
-    }
-
-    #[test]
-    fn a_plot_that_cannot_be_put_in_place_leaves_no_temporary_file() {
+    fn a_path_taken_by_a_directory_in_the_run_is_refused_and_left_as_it_is() {
         let path = fresh("taken.svg");
-        let plot = PlotFile::open(&path).unwrap();
-        // The name taken while the simulation ran, by a directory that cannot be replaced.
+        let plot = PlotFile::check(&path).unwrap();
         fs::create_dir(&path).unwrap();
         fs::write(path.join("inside"), "kept").unwrap();
         let e = plot.write(&short_report()).unwrap_err();
-        let files = files_named_after(&path);
+        let inside = fs::read_to_string(path.join("inside")).unwrap();
         fs::remove_dir_all(&path).unwrap();
         assert!(matches!(e, CliError::Plot { .. }), "{e}");
-        assert_eq!(files, [path]);
+        assert_eq!(inside, "kept");
     }
 
     #[test]

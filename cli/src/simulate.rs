@@ -260,8 +260,8 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
         show_config(&mut out, &scenario, args.json)?;
         return Ok(0);
     }
-    // On any error before it is written, the plot's temporary file is removed as it drops.
-    let plot = args.plot.as_deref().map(PlotFile::open).transpose()?;
+    // Checked now, written once the run has ended: nothing is made at the path before then.
+    let plot = args.plot.as_deref().map(PlotFile::check).transpose()?;
     let terminal = io::stdout().is_terminal();
     if !args.json {
         unless_closed(write_header(&mut out, &scenario))?;
@@ -273,10 +273,15 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
         !args.json,
     );
     let report = rollout::run(&scenario, &progress)?;
-    // The report first: a plot that cannot be written does not cost it.
-    let printed = unless_closed(write_report(&mut io::stdout().lock(), args, &report));
-    if let Some(plot) = plot {
+    // The report first: a plot that cannot be written does not cost it. Where the plot went
+    // is said once it is written.
+    let mut out = io::stdout().lock();
+    let mut printed = unless_closed(write_report(&mut out, args.json, &report));
+    if let (Some(plot), Some(path)) = (plot, &args.plot) {
         plot.write(&report)?;
+        if !args.json && printed.is_ok() {
+            printed = unless_closed(writeln!(out, "Timeline written to {}.", shown_path(path)));
+        }
     }
     printed?;
     Ok(exit_status(report.outcome))
@@ -298,17 +303,13 @@ fn write_header(out: &mut impl Write, scenario: &Scenario) -> io::Result<()> {
     )
 }
 
-/// The report, as JSON with `--json`, else as the table (and where the plot went).
-fn write_report(out: &mut impl Write, args: &SimulateArgs, report: &Report) -> io::Result<()> {
-    if args.json {
+/// The report, as JSON with `--json`, else as the table.
+fn write_report(out: &mut impl Write, json: bool, report: &Report) -> io::Result<()> {
+    if json {
         serde_json::to_writer_pretty(&mut *out, report)?;
         writeln!(out)
     } else {
-        report::write_text(&mut *out, report)?;
-        match &args.plot {
-            Some(path) => writeln!(out, "Timeline written to {}.", shown_path(path)),
-            None => Ok(()),
-        }
+        report::write_text(&mut *out, report)
     }
 }
 

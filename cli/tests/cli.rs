@@ -477,6 +477,9 @@ fn a_name_with_xml_specials_is_escaped_in_the_svg_and_a_control_character_refuse
     let output = run(&["simulate", "--config", text(&path), "--plot", text(&svg)]);
     let drawn = std::fs::read_to_string(&svg).unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
+    // Said once the plot is written, after the report.
+    let said = format!("\nTimeline written to {}.\n", svg.display());
+    assert!(stdout(&output).ends_with(&said), "{}", stdout(&output));
     assert!(drawn.contains("&lt;a&amp;b&gt;"), "{drawn}");
     assert!(
         drawn.contains("&quot;quoted&quot; &amp; &lt;tagged&gt;"),
@@ -1107,40 +1110,70 @@ fn an_unwritable_plot_exits_1_naming_the_file_before_simulating() {
 #[test]
 fn an_interrupted_run_leaves_no_plot() {
     // The file was created before the run and written after it: a run killed in between left
-    // an empty SVG.
-    let path = std::env::temp_dir().join(format!(
-        "promotion-gates-cli-{}-interrupted.svg",
-        std::process::id()
-    ));
-    let mut child = Command::new(BIN)
-        .args(["simulate", "--duration", "24h", "--plot", text(&path)])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary runs");
-    // The header is printed once the plot's file is open and the simulation starts.
-    let mut header = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut header,
-    )
-    .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(header.starts_with("Scenario good"), "{header}");
-    let left = path.exists();
-    let _ = std::fs::remove_file(&path);
-    // What the killed run did leave: its temporary file, hidden, beside the plot's name.
-    let name = path.file_name().unwrap().to_str().unwrap();
+    // an empty SVG, and one over an existing plot left it empty. Then (05b95d5) a temporary
+    // file beside it was left instead.
+    let missing = temp_file("interrupted.svg", "");
+    std::fs::remove_file(&*missing).unwrap();
+    let existing = temp_file("interrupted-existing.svg", "kept");
+    for path in [&missing, &existing] {
+        let mut child = Command::new(BIN)
+            .args(["simulate", "--duration", "24h", "--plot", text(path)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary runs");
+        // The header is printed once the plot's path is checked and the simulation starts.
+        let mut header = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut header,
+        )
+        .unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(header.starts_with("Scenario good"), "{header}");
+    }
+    assert!(!missing.exists(), "a plot was left");
+    assert_eq!(std::fs::read_to_string(&*existing).unwrap(), "kept");
+    // Nothing else named after the plots: no temporary file.
+    let names = [&missing, &existing].map(|path| path.file_name().unwrap().to_owned());
     for entry in std::fs::read_dir(std::env::temp_dir()).unwrap() {
-        let found = entry.unwrap().path();
-        let found_name = found.file_name().unwrap().to_string_lossy();
-        if found_name.starts_with(&format!(".{name}.")) && found_name.ends_with(".tmp") {
-            std::fs::remove_file(found).unwrap();
+        let found = entry.unwrap().file_name();
+        let found = found.to_string_lossy();
+        for name in &names {
+            let name = name.to_string_lossy();
+            assert!(found == name || !found.contains(&*name), "{found} was left");
         }
     }
-    assert!(!left, "an empty plot was left");
+}
+
+#[test]
+fn a_plot_whose_write_fails_is_not_said_written_and_a_new_one_is_removed() {
+    // "Timeline written to" was printed with the report, before the plot was written. The
+    // write is made to fail by a file size limit of a few KiB (with SIGXFSZ ignored, a write
+    // beyond it fails with EFBIG), which the shell sets before it runs the binary.
+    let path = temp_file("too-large.svg", "");
+    std::fs::remove_file(&*path).unwrap();
+    let output = Command::new("sh")
+        .args(["-c", "trap '' XFSZ; ulimit -f 8 && exec \"$@\"", "sh", BIN])
+        .args(["simulate", "--duration", "30s", "--plot", text(&path)])
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh runs");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).starts_with(&format!("error: cannot draw {}: ", path.display())),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stdout(&output).contains("Simulated in"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!stdout(&output).contains("Timeline written"));
+    assert!(!path.exists(), "the plot's new file was left, cut short");
 }
 
 #[test]
@@ -1520,8 +1553,8 @@ fn run_to_a_full_disk(args: &[&str]) -> Output {
 
 #[test]
 fn output_that_cannot_be_written_fails_and_leaves_no_plot_behind() {
-    // The plot file is made before the header is printed; a header that could not be written
-    // left it behind, empty.
+    // The plot file was made before the header was printed; a header that could not be written
+    // left it behind, empty. Now the path is only checked then, and nothing is left.
     let plot = temp_file("unwritten.svg", "");
     std::fs::remove_file(&*plot).unwrap();
     let output = run_to_a_full_disk(&["simulate", "--plot", text(&plot)]);
