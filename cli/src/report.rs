@@ -332,16 +332,18 @@ fn percent(rate: Option<f64>) -> String {
 }
 
 /// Decimals a share of traffic is shown with: three, as a reader reads a share (`33.333%`, not
-/// `33.333333%`), and for a share below 0.001 % one below the routing resolution
-/// ([`TRAFFIC_PERCENT_RESOLUTION`](promotion_gates::TRAFFIC_PERCENT_RESOLUTION), 0.00001 %), so
-/// that every valid share shows, the least (half of it) as `0.000005%`, never as `0%`.
+/// `33.333333%`), and for a share within 0.001 % of none or of all one below the routing
+/// resolution ([`TRAFFIC_PERCENT_RESOLUTION`](promotion_gates::TRAFFIC_PERCENT_RESOLUTION),
+/// 0.00001 %), so that every valid share shows, the least (half of it) as `0.000005%`, never
+/// as `0%`, and one short of all never as `100%`.
 const SHARE_DECIMALS: usize = 3;
-/// Decimals of a share below 0.001 % (see [`SHARE_DECIMALS`]).
+/// Decimals of a share within 0.001 % of none or of all (see [`SHARE_DECIMALS`]).
 const TINY_SHARE_DECIMALS: usize = 6;
 
 /// A share of traffic: `12.5%`, `33.333%`, `0.00001%`.
 fn share(percent: f64) -> String {
-    let decimals = if percent > 0.0 && percent < 0.001 {
+    let near_an_end = (percent > 0.0 && percent < 0.001) || (percent < 100.0 && percent > 99.999);
+    let decimals = if near_an_end {
         TINY_SHARE_DECIMALS
     } else {
         SHARE_DECIMALS
@@ -610,7 +612,12 @@ mod tests {
     fn a_tiny_share_and_a_fast_p99_keep_their_digits() {
         // The least share that routes anyone: half the routing resolution of 0.00001 %.
         let least = promotion_gates::TRAFFIC_PERCENT_RESOLUTION / 2.0;
-        for (percent, shown) in [(0.00001, "0.00001%"), (least, "0.000005%")] {
+        for (percent, shown) in [
+            (0.00001, "0.00001%"),
+            (least, "0.000005%"),
+            (99.99999, "99.99999%"),
+            (100.0 - least, "99.999995%"),
+        ] {
             let line = stage_line(&stage(percent, 0.5));
             assert!(line.contains(&format!(" {shown} ")), "{line}");
             assert!(line.contains("p99  0.5 ms |"), "{line}");

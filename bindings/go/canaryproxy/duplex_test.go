@@ -2,6 +2,7 @@ package canaryproxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,9 +10,9 @@ import (
 	"time"
 )
 
-// A duplex stream (a gRPC bidirectional or client-streaming call) keeps its body open while
-// its client waits for the answer: the read waiting for the client's next message is not the
-// client's time, which hid a slow or hung upstream (a build counting it as the client's timed
+// A duplex stream (a gRPC bidirectional call, named by Options.Duplex) keeps its body open
+// while its client waits for the answer: the read waiting for the client's next message is not
+// the client's time, which hid a slow or hung upstream (a build counting it as the client's timed
 // a 2 s answer at 0.2 ms, and recorded nothing of an upstream that hung until a deadline or
 // until the client left). An upload that is not a duplex stream keeps the protection: a client
 // trickling its body fails nothing.
@@ -54,15 +55,24 @@ func streamUpstream(t *testing.T, delay time.Duration) *httptest.Server {
 }
 
 // openStream sends a stream to url as a gRPC client does: its first message ("hello"), then
-// its side stays open until the answer's headers come or ctx ends. It returns the answer's
-// status, 0 when none came.
-func openStream(t *testing.T, ctx context.Context, url, contentType string) int {
+// its side stays open until the answer's headers come or ctx ends, with a message ("beat!")
+// every beat if beat is not 0. It returns the answer's status, 0 when none came.
+func openStream(t *testing.T, ctx context.Context, url, contentType string, beat time.Duration) int {
 	t.Helper()
 	transport := h2cTransport()
 	defer transport.CloseIdleConnections()
 	body, send := io.Pipe()
 	defer send.Close()
-	go func() { _, _ = send.Write([]byte("hello")) }()
+	go func() {
+		message := []byte("hello")
+		for {
+			if _, err := send.Write(message); err != nil || beat == 0 {
+				return
+			}
+			time.Sleep(beat)
+			message = []byte("beat!")
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
 	if err != nil {
 		t.Fatal(err)
@@ -81,41 +91,47 @@ func openStream(t *testing.T, ctx context.Context, url, contentType string) int 
 	return res.StatusCode
 }
 
-// streams are the requests of these tests: a gRPC call (a duplex stream by default), a stream
-// that Options.Duplex says is one, and an upload that is none (the same open body is then a
+// streams are the requests of these tests: a gRPC call that Options.Duplex says is a duplex
+// stream, another stream it says is one, and uploads that are none, a gRPC call's too (no
+// request is a duplex stream unless Options.Duplex says so: the same open body is then a
 // client trickling its body).
 var streams = []struct {
 	name, contentType string
 	duplex            func(*http.Request) bool
 	isDuplex          bool
 }{
-	{"gRPC", "application/grpc+proto", nil, true},
+	{"a gRPC bidirectional call", "application/grpc+proto", func(r *http.Request) bool { return r.URL.Path == "/" }, true},
 	{"Options.Duplex", "application/octet-stream", func(r *http.Request) bool { return r.URL.Path == "/" }, true},
 	{"an upload", "application/octet-stream", nil, false},
+	{"a gRPC call not named by Options.Duplex", "application/grpc+proto", nil, false},
 }
 
-// The upstream answers its headers 800 ms after the stream's first message: the duplex
-// stream is timed at 800 ms, not at the ~0.2 ms left once the read waiting for the client's
-// next message is taken for the client's; the upload (the client's next bytes never came
-// before the answer) still is.
+// The upstream answers its headers 800 ms after the stream's first message, the client
+// sending nothing more, or a message every 100 ms: the duplex stream is timed at 800 ms, not at
+// what is left once the read waiting for the client's next message (~0.2 ms), or the reads
+// that returned meanwhile (~100 ms), are taken for the client's time; the upload (the client's
+// next bytes never came before the answer) still is.
 func TestADuplexStreamIsTimedToItsAnswersHeaders(t *testing.T) {
-	for _, stream := range streams {
-		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
-		up := streamUpstream(t, 800*time.Millisecond)
-		front := h2cServer(t, newProxy(t, Options{Transport: h2cTransport(), Duplex: stream.duplex}, g, up.URL, up.URL))
-		if status := openStream(t, context.Background(), front.URL, stream.contentType); status != http.StatusOK {
-			t.Fatalf("%s: answered %d", stream.name, status)
-		}
-		eventually(t, stream.name+": one request recorded", func() bool {
-			requests, _ := canaryOutcomes(t, g)
-			return requests == 1
-		})
-		latency := metric(t, g, "promotion_window_latency_seconds_sum", `cohort="canary"`)
-		if stream.isDuplex && latency < 0.7 {
-			t.Errorf("%s: an answer 800 ms after the first message timed at %.4f s", stream.name, latency)
-		}
-		if !stream.isDuplex && latency > 0.1 {
-			t.Errorf("%s: the upload's wait for the client's next bytes timed as the upstream's (%.4f s)", stream.name, latency)
+	for _, beat := range []time.Duration{0, 100 * time.Millisecond} {
+		for _, stream := range streams {
+			name := fmt.Sprintf("%s, a message every %v", stream.name, beat)
+			g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+			up := streamUpstream(t, 800*time.Millisecond)
+			front := h2cServer(t, newProxy(t, Options{Transport: h2cTransport(), Duplex: stream.duplex}, g, up.URL, up.URL))
+			if status := openStream(t, context.Background(), front.URL, stream.contentType, beat); status != http.StatusOK {
+				t.Fatalf("%s: answered %d", name, status)
+			}
+			eventually(t, name+": one request recorded", func() bool {
+				requests, _ := canaryOutcomes(t, g)
+				return requests == 1
+			})
+			latency := metric(t, g, "promotion_window_latency_seconds_sum", `cohort="canary"`)
+			if stream.isDuplex && latency < 0.7 {
+				t.Errorf("%s: an answer 800 ms after the first message timed at %.4f s", name, latency)
+			}
+			if !stream.isDuplex && latency > 0.3 {
+				t.Errorf("%s: the upload's wait for the client's bytes timed as the upstream's (%.4f s)", name, latency)
+			}
 		}
 	}
 }
@@ -130,7 +146,7 @@ func TestAHungDuplexStreamUnderADeadlineIsAFailure(t *testing.T) {
 		up := streamUpstream(t, -1)
 		p := newProxy(t, Options{Transport: h2cTransport(), Duplex: stream.duplex}, g, up.URL, up.URL)
 		front := h2cServer(t, withDeadline(p, 500*time.Millisecond))
-		if status := openStream(t, context.Background(), front.URL, stream.contentType); status != http.StatusBadGateway {
+		if status := openStream(t, context.Background(), front.URL, stream.contentType, 0); status != http.StatusBadGateway {
 			t.Errorf("%s: answered %d, want 502", stream.name, status)
 		}
 		requests, errors := canaryOutcomes(t, g)
@@ -161,7 +177,7 @@ func TestAHungDuplexStreamTheClientLeavesIsAbandoned(t *testing.T) {
 			p.ServeHTTP(w, r)
 		}))
 		ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
-		if status := openStream(t, ctx, front.URL, stream.contentType); status != 0 {
+		if status := openStream(t, ctx, front.URL, stream.contentType, 0); status != 0 {
 			t.Errorf("%s: answered %d before the client left", stream.name, status)
 		}
 		cancel()

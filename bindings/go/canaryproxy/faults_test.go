@@ -106,7 +106,7 @@ func TestWhatTheClientCausesIsNoFailure(t *testing.T) {
 }
 
 // A body the client malformed (an invalid chunk) or cut short (5 of its 10 bytes, then the end
-// of its side of the connection), also a gRPC stream's, is answered 400 Bad Request, as net/http's server answers bad
+// of its side of the connection), also a gRPC call's, is answered 400 Bad Request, as net/http's server answers bad
 // framing in a request's head (a build answering 502 told the client the upstream failed), is
 // given to an ErrorHandler as ErrBadRequestBody, and is not recorded.
 func TestABadRequestBodyIsAnswered400(t *testing.T) {
@@ -129,8 +129,7 @@ func TestABadRequestBodyIsAnswered400(t *testing.T) {
 	}{
 		{"an invalid chunk", "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n", false},
 		{"a body cut short", "Content-Length: 10\r\n\r\nhello", true},
-		// A duplex stream's body (see Options.Duplex) that fails by the client's doing is the
-		// client's all the same.
+		// A gRPC call's body (an upload unless Options.Duplex says otherwise).
 		{"a gRPC stream's invalid chunk", "Content-Type: application/grpc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n", false},
 		{"a gRPC stream cut short", "Content-Type: application/grpc\r\nContent-Length: 10\r\n\r\nhello", true},
 	} {

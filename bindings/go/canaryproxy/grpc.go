@@ -29,14 +29,6 @@ func grpcFailed(ctx context.Context, header http.Header) bool {
 	return grpcServerError(status[0])
 }
 
-// isGRPCRequest is the default Options.Duplex: a gRPC request (content-type, see isGRPC),
-// whose client may keep its stream open while it waits for the answer (a bidirectional or
-// client-streaming call).
-func isGRPCRequest(r *http.Request) bool {
-	contentType := r.Header["Content-Type"]
-	return len(contentType) > 0 && isGRPC(contentType[0])
-}
-
 // isGRPC reports whether a content-type is gRPC's: application/grpc alone, with a format
 // (application/grpc+proto) or with parameters; not application/grpc-web, framed otherwise.
 func isGRPC(contentType string) bool {

@@ -17,13 +17,12 @@
 //     framing, see ErrBadRequestBody; a body over an http.MaxBytesHandler limit, answered
 //     413; a client that left mid-upload; a deadline while the Transport waited for the
 //     client's bytes), unless the upstream held it longer than the client's reads did (then
-//     as abandoned, below). Of a duplex stream (Options.Duplex: a gRPC call by default),
-//     whose client keeps its body open while it waits for the answer, only a read that
-//     failed by the client's doing (malformed, cut short, over a limit) is the client's: a
-//     read still waiting for the client's next message is the client waiting for the
-//     upstream (see latency, and the deadline and abandoned rules below). A gRPC call
-//     (content-type application/grpc, alone, with a format or with parameters) is a duplex
-//     stream unless Options.Duplex says otherwise, and is answered 200 whatever its outcome,
+//     as abandoned, below). Of a duplex stream (the requests Options.Duplex names: none by
+//     default), whose client keeps its body open while it waits for the answer, only a read
+//     that failed by the client's doing (malformed, cut short, over a limit) is the client's,
+//     and then nothing is recorded: the client's reads are not its time (see latency, and
+//     the deadline and abandoned rules below). A gRPC call (content-type application/grpc,
+//     alone, with a format or with parameters) is answered 200 whatever its outcome,
 //     which is its grpc-status (a header in a trailers-only answer, else a trailer, read
 //     once the body was copied): it is a failure when that status is a server's own (2 UNKNOWN, 4
 //     DEADLINE_EXCEEDED, 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, 15 DATA_LOSS, or a
@@ -37,8 +36,8 @@
 //     preparation, a few microseconds, is included; the copy of the body to the client, and
 //     so a slow client, is not), less the time the Transport waited for the client's request
 //     body to arrive (a slow upload is the client's time; an upstream slow to read the body
-//     is the upstream's), but for a duplex stream not the read still waiting for the client's
-//     next message when the headers come (the upstream answered without those bytes).
+//     is the upstream's), but for a duplex stream none of it (its client sends at its own pace
+//     while the upstream works: time to headers, whatever its reads took).
 //     Options.ModifyResponse runs before the headers are written, so its time is included
 //     (one that reads the body makes the body's time part of it). For an upstream error it is
 //     the time until the error;
@@ -58,9 +57,9 @@
 //     than the client's reads did is charged, as abandoned (a client trickling its body
 //     fails nothing). A duplex stream's body still open is not a body that never arrived: a
 //     deadline, or a client that leaves, while a read waits for its next message is charged
-//     as for a request without a body (a failure, or abandoned), as the client waits for the
-//     upstream (over HTTP/1 a client that leaves mid-stream ends its side, and looks like a
-//     body cut short: the client's);
+//     as for a request without a body (a failure, or abandoned, timed from the request's
+//     start), as the client waits for the upstream (over HTTP/1 a client that leaves
+//     mid-stream ends its side, and looks like a body cut short: the client's, not recorded);
 //   - not recorded: a request routed while the gate is closed, a panic of the host's code
 //     (Options.Rewrite, before any request was sent; Options.ModifyResponse or IsFailure,
 //     whatever the upstream answered: the host's bug, as a panic of the host's handler
@@ -170,20 +169,20 @@ type Options struct {
 	// decide (see the package doc).
 	Rewrite func(pr *httputil.ProxyRequest, canary bool)
 	// Duplex says whether a request with a body is a duplex stream: one whose client keeps
-	// its body open while it waits for the upstream's answer (a gRPC bidirectional or
-	// client-streaming call, a WebSocket-like exchange over HTTP/2). Its upstream may answer
-	// before the body ends, so a read of the body still waiting for the client's next message
-	// when the answer's headers come, or when a deadline falls or the client leaves, is not
-	// the client's time: the client waits for the upstream (see the package doc). A read that
+	// its body open while it waits for the upstream's answer (a gRPC bidirectional call, a
+	// WebSocket-like exchange over HTTP/2), not an upload, whose upstream answers once the
+	// body ended (a gRPC unary or client-streaming call: the client's slow bytes are then its
+	// own time). Its upstream may answer before the body ends, so none of the time its reads
+	// of the body take is the client's: its latency is time to headers, and a deadline that
+	// falls or a client that leaves while a read waits for its next message is charged as for
+	// a request without a body (a failure, or abandoned; see the package doc). A read that
 	// failed by the client's doing (a malformed body, one cut short) is the client's all the
-	// same. So a deadline that falls while a duplex stream's client trickles its next message
-	// is the upstream's failure: say false for a request whose upstream answers only once the
-	// body ended (an upload), whose client's slow bytes are then its own time. Go's
-	// Transport starts its ResponseHeaderTimeout only once the body was written, so a
-	// deadline around the Proxy is what bounds a hung upstream of a duplex stream. Asked once
-	// per request with a body, before it is sent; never for a request without one. A panic
-	// of it is the host's: nothing is sent or recorded, and it goes on. Default (nil): a gRPC
-	// request (content-type application/grpc, alone, with a format or with parameters).
+	// same: nothing is recorded. Go's Transport starts its ResponseHeaderTimeout only once
+	// the body was written, so a deadline around the Proxy is what bounds a hung upstream of
+	// a duplex stream. Asked once per request with a body, before it is sent; never for a
+	// request without one. A panic of it is the host's: nothing is sent or recorded, and it
+	// goes on. Default (nil): no request is a duplex stream (say which gRPC methods stream
+	// both ways, by r.URL.Path).
 	Duplex func(*http.Request) bool
 }
 
@@ -280,9 +279,6 @@ func New(opts Options) (*Proxy, error) {
 	}
 	if p.fallback == nil {
 		p.fallback = ClientAddress
-	}
-	if p.duplex == nil {
-		p.duplex = isGRPCRequest
 	}
 	if isFailure := opts.IsFailure; isFailure == nil {
 		p.isFailure = func(status int) bool { return status >= 500 }
@@ -538,7 +534,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if body := r.Body; body != nil && body != http.NoBody {
 		// Its own object, not the pooled writer's: the Transport may read or close the body
 		// after ServeHTTP returned.
-		ow.upload = &uploadWatch{ReadCloser: body, ctx: r.Context(), start: ow.start, duplex: p.duplex(r)}
+		ow.upload = &uploadWatch{ReadCloser: body, ctx: r.Context(), start: ow.start, duplex: p.duplex != nil && p.duplex(r)}
 		r.Body = ow.upload
 	}
 	returned := false
@@ -637,8 +633,9 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 			ow.pending = false
 		case ow.upload != nil && ow.upload.ended(r):
 			// The body never arrived whole: the upstream is charged, as abandoned, only when
-			// it held the request longer than the client's reads did.
-			if client := ow.upload.clientTime(); ow.waited() > client {
+			// it held the request longer than the client's reads did (never a duplex stream's,
+			// whose reads are not timed: the client's doing ended it).
+			if client := ow.upload.clientTime(); !ow.upload.duplex && ow.waited() > client {
 				ow.abandoned()
 			} else {
 				ow.pending = false
@@ -697,10 +694,10 @@ func badGateway(w http.ResponseWriter, r *http.Request, err error) {
 // first), and how long the Transport waited for it to arrive,
 // which is not the upstream's latency. Only the time inside Read is the client's: between
 // reads the Transport writes what it read to the upstream, and an upstream slow to take the
-// body holds it there. Of a duplex stream's body (see Options.Duplex), only the reads that
-// returned the client's bytes or its end, or failed by its doing, are: a read still waiting
-// for the client's next message (when the answer's headers come, a deadline falls, the client
-// leaves) is the client waiting for the upstream, and so is one the request's context ended.
+// body holds it there. Of a duplex stream's body (see Options.Duplex), none is (see
+// clientTime), and only a read that failed by the client's doing ends it: a read still
+// waiting for the client's next message when a deadline falls or the client leaves is the
+// client waiting for the upstream, and so is one the request's context ended.
 type uploadWatch struct {
 	io.ReadCloser
 	ctx    context.Context // the client's request's
@@ -726,7 +723,7 @@ type uploadWatch struct {
 	// waits for the client's bytes.
 	closing atomic.Bool
 	// waiting: nanoseconds spent inside the body's Read, summed over the reads that returned
-	// (of a duplex stream, those that were the client's).
+	// (not read for a duplex stream's body).
 	waiting atomic.Int64
 	// reading: 1 + the nanoseconds since start at which the read in flight began, 0 when none
 	// is. The HTTP/2 Transport returns from a request whose context ended while a read still
@@ -806,11 +803,14 @@ func (u *uploadWatch) ended(r *http.Request) bool {
 }
 
 // clientTime is the time the Transport waited for the client's body: the reads that
-// returned, and the one in flight, unless the body is a duplex stream's (its client waits
-// for the upstream: the upstream answered, or was given up on, without those bytes).
+// returned, and the one in flight; none for a duplex stream's body (its client sends at its
+// own pace while the upstream works, and waits for it between messages).
 func (u *uploadWatch) clientTime() time.Duration {
+	if u.duplex {
+		return 0
+	}
 	client := time.Duration(u.waiting.Load())
-	if began := u.reading.Load(); began != 0 && !u.duplex {
+	if began := u.reading.Load(); began != 0 {
 		client += time.Since(u.start) - time.Duration(began-1)
 	}
 	return client
