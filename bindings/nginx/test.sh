@@ -1234,23 +1234,16 @@ port=$(free_port)
 h2port=$(free_port)
 failing=$(free_port)
 stable=$(free_port)
-for gate in e418 up other setg rt; do gate_document "$gate" 100; done
+gates=''
+for gate in e418 up other setg rt; do
+  gate_document "$gate" 100
+  gates+="promotion_gate $gate $gate.json;
+    upstream ${gate}_canary { server 127.0.0.1:$failing; }
+    upstream ${gate}_stable { server 127.0.0.1:$stable; }
+    "
+done
 serve "$(cat <<CONF
-    promotion_gate e418 e418.json;
-    promotion_gate up up.json;
-    promotion_gate other other.json;
-    promotion_gate setg setg.json;
-    promotion_gate rt rt.json;
-    upstream e418_canary { server 127.0.0.1:$failing; }
-    upstream e418_stable { server 127.0.0.1:$stable; }
-    upstream up_canary { server 127.0.0.1:$failing; }
-    upstream up_stable { server 127.0.0.1:$stable; }
-    upstream other_canary { server 127.0.0.1:$failing; }
-    upstream other_stable { server 127.0.0.1:$stable; }
-    upstream setg_canary { server 127.0.0.1:$failing; }
-    upstream setg_stable { server 127.0.0.1:$stable; }
-    upstream rt_canary { server 127.0.0.1:$failing; }
-    upstream rt_stable { server 127.0.0.1:$stable; }
+    $gates
     upstream plain { server 127.0.0.1:$stable; }
     server { listen 127.0.0.1:$failing; access_log off; return 500; }
     server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
