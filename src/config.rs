@@ -540,14 +540,51 @@ fn name_problem(name: &str) -> Option<&'static str> {
         Some("a name must not be empty")
     } else if name.len() > MAX_NAME_BYTES {
         Some("a name must be at most 128 bytes (MAX_NAME_BYTES)")
-    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Some("a name must not hold whitespace or control characters")
+    } else if name.chars().any(is_unseen) {
+        Some("a name must not hold whitespace, control or format characters")
     } else {
         None
     }
 }
 
-/// Checks a feature flag name: 1 to 128 bytes, no whitespace, no control characters.
+/// Whether `c` is a character a reader of a name does not see as itself: whitespace, a control
+/// character, or a format character (Unicode category Cf: the zero-width space U+200B, the
+/// bidirectional overrides and isolates U+202A-U+202E and U+2066-U+2069, the soft hyphen, the
+/// byte order mark...), which makes `admin\u{200B}` look like `admin` and U+202E reverse the
+/// rest of a log line.
+pub(crate) fn is_unseen(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || is_format(c)
+}
+
+/// Whether `c` is in Unicode's general category Cf (Format), Unicode 15.1.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// Checks a feature flag name: 1 to 128 bytes, no whitespace, control or format characters.
 ///
 /// # Errors
 /// [`FlagError::InvalidName`] saying what is wrong.
@@ -570,6 +607,31 @@ pub fn validate_flag_name(name: &str) -> Result<(), FlagError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_with_a_character_its_reader_cannot_see_is_refused() {
+        for name in [
+            "admin\u{200B}",
+            "a\u{202E}b",
+            "\u{FEFF}gate",
+            "x\u{2066}y",
+            "soft\u{AD}",
+        ] {
+            let err = validate_flag_name(name).unwrap_err().to_string();
+            assert!(
+                err.contains("whitespace, control or format characters"),
+                "{err}"
+            );
+            // The message shows the character escaped, never as itself.
+            assert!(!err.chars().any(is_format), "{err:?}");
+            let json = serde_json::json!({ "gate": name }).to_string();
+            let err = PromotionConfig::from_json(&json).unwrap_err().to_string();
+            assert!(err.starts_with("invalid gate = "), "{err}");
+        }
+        for name in ["café", "checkout.v2", "☕", "日本語"] {
+            assert!(validate_flag_name(name).is_ok(), "{name}");
+        }
+    }
 
     #[test]
     fn a_long_refused_key_or_value_is_shortened_and_keeps_its_position() {

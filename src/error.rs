@@ -153,7 +153,7 @@ pub enum PromotionError {
 #[derive(Debug, Clone, PartialEq, ThisError)]
 #[non_exhaustive]
 pub enum FlagError {
-    /// The flag name is empty, too long, or holds whitespace or control characters.
+    /// The flag name is empty, too long, or holds whitespace, control or format characters.
     #[error("invalid feature flag name {name:?}: {why}")]
     InvalidName {
         /// The refused name; a name longer than [`MAX_SHOWN_VALUE_BYTES`] is cut there and

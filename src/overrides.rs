@@ -67,8 +67,8 @@ pub struct Overrides {
 
 impl Overrides {
     /// Checks the section: header and cookie names are 1 to
-    /// [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) bytes without whitespace or control
-    /// characters; each id is 1 to `MAX_NAME_BYTES` bytes; at most
+    /// [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) bytes without whitespace, control or
+    /// format characters; each id is 1 to `MAX_NAME_BYTES` bytes; at most
     /// [`MAX_OVERRIDE_IDS`](crate::MAX_OVERRIDE_IDS) ids in both lists together; no id in both
     /// lists (or twice in one).
     ///

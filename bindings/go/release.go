@@ -59,7 +59,7 @@ func (g *Gate) Rollback(reason string) error {
 }
 
 // EnableFeature turns a release flag on (idempotent). ErrInvalidFlag for a name that is
-// empty, longer than 128 bytes, or holds whitespace or control characters.
+// empty, longer than 128 bytes, or holds whitespace, control or format characters.
 func (g *Gate) EnableFeature(name string) error {
 	return g.textCall("pgate_enable_feature", name, func(p *C.pgate_gate, s *C.uint8_t, n C.size_t, e **C.pgate_error) C.pgate_status {
 		return C.pgate_enable_feature(p, s, n, e)
@@ -92,7 +92,7 @@ func (g *Gate) textCall(op, text string, call func(*C.pgate_gate, *C.uint8_t, C.
 // graduated one). Which flags one request sees is in its Decision (Features, HasFeature).
 //
 // Errors: ErrInvalidArgument naming the value for a name no flag can have (empty, over 128
-// bytes, not UTF-8, with whitespace or control characters), ErrClosed.
+// bytes, not UTF-8, with whitespace, control or format characters), ErrClosed.
 func (g *Gate) IsFeatureEnabled(name string) (bool, error) {
 	p, held := g.acquire()
 	if p == nil {
@@ -190,4 +190,4 @@ func parseHistory(doc string) ([]RollbackEvent, error) {
 }
 
 // notAFlagName is why IsFeatureEnabled refuses a name, as every binding words it.
-const notAFlagName = "not a flag name (1 to 128 bytes of UTF-8, no whitespace or control characters)"
+const notAFlagName = "not a flag name (1 to 128 bytes of UTF-8, no whitespace, control or format characters)"

@@ -287,7 +287,11 @@ impl TimelinePoint {
 
 /// Seconds as people read them: `45 s`, `2.5 min`, `4 h`.
 pub fn human_duration(seconds: f64) -> String {
-    if seconds < 120.0 {
+    if seconds > 0.0 && seconds < 0.0001 {
+        "under 0.1 ms".into()
+    } else if seconds > 0.0 && seconds < 0.1 {
+        format!("{} ms", trim_float(seconds * 1000.0, 1))
+    } else if seconds < 120.0 {
         format!("{} s", trim_float(seconds, 1))
     } else if seconds < 7200.0 {
         format!("{} min", trim_float(seconds / 60.0, 1))
@@ -327,8 +331,14 @@ fn trim_float(x: f64, decimals: usize) -> String {
     }
 }
 
+/// A rate as a percentage with two decimals, and a rate above 0 that two decimals would show
+/// as `0.00%` as `<0.01%` (a canary with 3 errors in 100,000 requests had some).
 fn percent(rate: Option<f64>) -> String {
-    rate.map_or("-".into(), |r| format!("{:.2}%", r * 100.0))
+    match rate {
+        None => "-".into(),
+        Some(r) if r > 0.0 && r < 0.00005 => "<0.01%".into(),
+        Some(r) => format!("{:.2}%", r * 100.0),
+    }
 }
 
 /// Decimals a share of traffic is shown with: three, as a reader reads a share (`33.333%`, not
@@ -551,6 +561,16 @@ mod tests {
         assert_eq!(human_duration(90.5), "90.5 s");
         assert_eq!(human_duration(360.0), "6 min");
         assert_eq!(human_duration(86_400.0), "24 h");
+        // A rollback 40 ms after an incident's onset is not "0 s" after it.
+        assert_eq!(human_duration(0.04), "40 ms");
+        assert_eq!(human_duration(0.0123), "12.3 ms");
+        assert_eq!(human_duration(0.00004), "under 0.1 ms");
+        assert_eq!(human_duration(0.0), "0 s");
+        assert_eq!(human_duration(0.5), "0.5 s");
+        assert_eq!(percent(Some(0.00003)), "<0.01%");
+        assert_eq!(percent(Some(0.00005)), "0.01%");
+        assert_eq!(percent(Some(0.0)), "0.00%");
+        assert_eq!(percent(None), "-");
     }
 
     /// A promoted canary stage of `percent`, both cohorts' p99 `p99_ms`.

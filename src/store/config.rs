@@ -273,13 +273,13 @@ impl EtcdStoreConfig {
             || prefix.len() < 2
             || prefix.len() > MAX_STORE_ADDRESS_BYTES
             || prefix.ends_with('/')
-            || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
+            || prefix.chars().any(crate::config::is_unseen)
         {
             return Err(ConfigError::new(
                 "store.etcd.prefix",
                 quoted(prefix),
                 format!(
-                    "a key prefix starting with / and not ending with /, without whitespace or control characters, at most {MAX_STORE_ADDRESS_BYTES} bytes, e.g. \"/promotion-gates/checkout\""
+                    "a key prefix starting with / and not ending with /, without whitespace, control or format characters, at most {MAX_STORE_ADDRESS_BYTES} bytes, e.g. \"/promotion-gates/checkout\""
                 ),
             ));
         }
@@ -457,6 +457,11 @@ mod tests {
                 r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "/p/"}}"#,
                 "store.etcd.prefix",
                 "\"/p/\"",
+            ),
+            (
+                r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "/p\u202eq"}}"#,
+                "store.etcd.prefix",
+                r#""/p\u{202e}q""#,
             ),
             (
                 r#"{"etcd": {"endpoints": ["http://a:1"], "prefix": "/p/history/0001/q"}}"#,

@@ -125,7 +125,7 @@ class FlagError(PromotionGatesError):
 
 
 class InvalidFlagError(FlagError, ValueError):
-    """A feature flag name is invalid (empty, too long, whitespace or control characters)."""
+    """A feature flag name is invalid (empty, too long, whitespace, control or format characters)."""
 
 
 class FlagNotEnabledError(FlagError):

@@ -816,7 +816,7 @@ class Gate:
 
         Raises:
             InvalidArgumentError: the name is not a str, or no flag can have it (empty, over
-                128 bytes, with whitespace or control characters).
+                128 bytes, with whitespace, control or format characters).
         """
         raw = utf8("name", name)
         on = c_bool()
@@ -825,7 +825,7 @@ class Gate:
         )
         if status == _ffi.Status.INVALID_ARGUMENT:  # the library's call writes no message
             raise refused(
-                "name", name, "not a flag name (1 to 128 bytes, no whitespace or control characters)"
+                "name", name, "not a flag name (1 to 128 bytes, no whitespace, control or format characters)"
             )
         _check(status)
         return on.value
