@@ -9,10 +9,14 @@
  * and a length (NULL with length 0 is the empty string). One pgate_gate may be used from
  * many threads at once; free it only when no call is in flight. Hot calls (pgate_route,
  * pgate_record, pgate_flag_set_*) never allocate, take no lock and never wait once the calling
- * thread made its first call on the gate (which makes the thread's recorder). One exception:
- * with a log callback set at PGATE_LOG_LEVEL_DEBUG or TRACE, every pgate_route,
- * pgate_route_forced and pgate_record_by_id formats its line (allocating), takes the log
- * callback's read lock and calls the callback. At INFO and above nothing changes.
+ * thread made its first call on the gate (which makes the thread's recorder). Two exceptions:
+ * a pgate_record whose outcome makes a rule fire builds the rule's evidence (allocating) and,
+ * if no write holds the gate's writer lock, makes the rollback on the calling thread, its log
+ * lines (ERROR) sent to the log callback while it holds that lock (it never waits for the
+ * lock: a write holding it makes the rollback as it lets go); and with a log callback set at
+ * PGATE_LOG_LEVEL_DEBUG or TRACE, every pgate_route, pgate_route_forced and
+ * pgate_record_by_id formats its line (allocating), takes the log callback's read lock and
+ * calls the callback. At INFO and above nothing else changes.
  */
 
 #ifndef PROMOTION_GATES_H
@@ -482,8 +486,11 @@ typedef struct pgate_health {
  * (`reason="bad\ndeploy"`), and no line feed, NUL or other control character appears in it
  * unescaped, whatever a client sent (a request id with a line feed shows as
  * `request_id="a\nb"`). Both
- * strings live only during the call. Called on the thread that logs, possibly on many threads
- * at once, sometimes while a gate holds its writer lock (which is not reentrant): it must
+ * strings live only during the call. Called on the thread that logs (a host's thread, or a
+ * gate's store thread, which the library owns), possibly on many threads at once, sometimes
+ * while a gate holds its writer lock (which is not reentrant). It must return normally (no
+ * `longjmp`, C++ exception or `pthread_exit` out of it: that would leave the library's locks
+ * held), and it must
  * call no `pgate_` function (a call back into that gate would wait forever). Lines logged on
  * a thread while it runs the callback are dropped, and the calls that write to, judge or
  * free a gate are refused from it with `PGATE_STATUS_INVALID_ARGUMENT` and change nothing
@@ -495,8 +502,8 @@ typedef struct pgate_health {
  * another's) is made by that write as it lets the lock go, or by the state store's thread.
  * The callback should return quickly (the
  * thread may be recording, and `pgate_set_log_callback` waits for it: copy the line and write
- * it elsewhere). It must not wait for a thread that is calling `pgate_set_log_callback`,
- * which waits for it.
+ * it elsewhere). It must not wait for a thread that is calling `pgate_set_log_callback` or
+ * `pgate_gate_free`, which wait for it.
  */
 typedef void (*pgate_log_callback)(void *user_data,
                                    pgate_log_level level,
@@ -685,7 +692,10 @@ pgate_status pgate_gate_new(const uint8_t *config_json,
  * newer gate. The check is a debugging aid, not a guarantee.
  *
  * No other call may be in flight on the gate, and decisions and flag names read from it
- * become invalid.
+ * become invalid. A gate with a store stops its store thread and waits for it: for a store
+ * write under way (up to the store's timeout) and for a log callback that thread is running,
+ * so the host must not call this while holding a lock its log callback takes (the callback,
+ * on that thread, would wait for the lock, and this call for the callback).
  *
  * # Safety
  * `gate` must be NULL or a pointer returned by `pgate_gate_new`.
@@ -931,12 +941,13 @@ pgate_status pgate_monitor_health(const struct pgate_gate *gate,
 
 /**
  * Reads the canary's health over the current window, as `pgate_monitor_health` judges it,
- * without side effects (the Rust `health`): it never rolls back and leaves the window as it
- * was, so a status page or a metrics scrape may call it as often as it likes. A rule may show
- * as fired here; the gate acts on it at its next judgement (the record path judges by
- * itself). Reading never delays that judgement: an evaluation that fell due while this read
- * held the window is made right after it, as the record path would have made it (see the
- * Rust `health`). `out` and the evidence line as in `pgate_monitor_health`; reading again changes
+ * without side effects of its own (the Rust `health`): its judgement never rolls back and
+ * leaves the window as it was, so a status page or a metrics scrape may call it as often as
+ * it likes. A rule may show as fired here; the gate acts on it at its next judgement (the
+ * record path judges by itself). Reading never delays that judgement: an evaluation that fell
+ * due while this read held the window is made right after it, on this thread, as the record
+ * path would have made it (see the Rust `health`), so that evaluation, not this read, may
+ * roll the canary back here. `out` and the evidence line as in `pgate_monitor_health`; reading again changes
  * nothing, so a caller may retry with a larger buffer.
  *
  * # Safety
@@ -965,7 +976,7 @@ pgate_status pgate_check_slo(const struct pgate_gate *gate,
  * callback call per request, and the routing calls then allocate and take a read lock. The
  * first call installs the process's `tracing` subscriber: it fails
  * with `PGATE_STATUS_ALREADY_THERE` if the process (a Rust host) already installed another,
- * whose lines then go where that one sends them. A `max_level` outside 1..=5 is refused with
+ * whose lines then go where that one sends them. With a callback, a `max_level` outside 1..=5 is refused with
  * `PGATE_STATUS_INVALID_ARGUMENT`, and so is a call from inside the callback (which must call
  * no `pgate_` function; it would wait for itself). On failure nothing changed and `*err` (if
  * not NULL) says why.
@@ -1125,8 +1136,10 @@ pgate_status pgate_route_forced(const struct pgate_gate *gate,
  * the gate's is refused as `PGATE_RECORDED_FOREIGN`; a forced one is counted in neither
  * cohort, as `PGATE_RECORDED_FORCED`. If `recorded` is not NULL it receives what happened to the
  * outcome. Allocation-free after the calling thread's first record, and never waits for a
- * lock, except to roll a failing canary back while a host's write holds the gate on a gate
- * without a store (see the Rust docs of `record_outcome`). May run the judge and roll back.
+ * lock (see the Rust docs of `record_outcome`). May run the judge and roll back: an outcome
+ * that makes a rule fire builds the evidence (allocating) and, if no write holds the gate,
+ * makes the rollback on this thread, which then sends its ERROR lines to the log callback
+ * while it holds the gate's writer lock.
  *
  * # Safety
  * `gate` must be a live gate; `decision` valid for a read; `recorded` NULL or valid for a

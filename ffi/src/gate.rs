@@ -235,7 +235,10 @@ pub unsafe extern "C" fn pgate_gate_new(
 /// newer gate. The check is a debugging aid, not a guarantee.
 ///
 /// No other call may be in flight on the gate, and decisions and flag names read from it
-/// become invalid.
+/// become invalid. A gate with a store stops its store thread and waits for it: for a store
+/// write under way (up to the store's timeout) and for a log callback that thread is running,
+/// so the host must not call this while holding a lock its log callback takes (the callback,
+/// on that thread, would wait for the lock, and this call for the callback).
 ///
 /// # Safety
 /// `gate` must be NULL or a pointer returned by `pgate_gate_new`.

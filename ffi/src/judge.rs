@@ -165,12 +165,13 @@ pub unsafe extern "C" fn pgate_monitor_health(
 }
 
 /// Reads the canary's health over the current window, as `pgate_monitor_health` judges it,
-/// without side effects (the Rust `health`): it never rolls back and leaves the window as it
-/// was, so a status page or a metrics scrape may call it as often as it likes. A rule may show
-/// as fired here; the gate acts on it at its next judgement (the record path judges by
-/// itself). Reading never delays that judgement: an evaluation that fell due while this read
-/// held the window is made right after it, as the record path would have made it (see the
-/// Rust `health`). `out` and the evidence line as in `pgate_monitor_health`; reading again changes
+/// without side effects of its own (the Rust `health`): its judgement never rolls back and
+/// leaves the window as it was, so a status page or a metrics scrape may call it as often as
+/// it likes. A rule may show as fired here; the gate acts on it at its next judgement (the
+/// record path judges by itself). Reading never delays that judgement: an evaluation that fell
+/// due while this read held the window is made right after it, on this thread, as the record
+/// path would have made it (see the Rust `health`), so that evaluation, not this read, may
+/// roll the canary back here. `out` and the evidence line as in `pgate_monitor_health`; reading again changes
 /// nothing, so a caller may retry with a larger buffer.
 ///
 /// # Safety

@@ -14,11 +14,13 @@
 //!   calls also refuse a handle that is not a live gate (`PGATE_STATUS_INVALID_HANDLE`).
 //! - Hot calls (`pgate_route`, `pgate_route_forced`, `pgate_record`, `pgate_flag_set_*`,
 //!   `pgate_change_count`) never allocate (after a thread's first call), never wait for a lock
-//!   and write only caller memory and the thread's own recorder. The one exception is
-//!   `pgate_record` calling for a rollback while a host's write holds the gate's writer lock
-//!   on a gate without a store: it waits for that write (in-memory work, and the log callback
-//!   of its lines); with a store the rollback is handed to the store's thread. They check the
-//!   handle for NULL only: using a freed gate there is undefined.
+//!   and write only caller memory and the thread's own recorder. The one exception is a
+//!   `pgate_record` whose outcome makes a rule fire: it builds the evidence (allocating) and,
+//!   when the gate's writer lock is free, takes it and makes the rollback on the calling
+//!   thread (in-memory work; the store is written by the store's thread), its ERROR lines sent
+//!   to the log callback under the lock; when a write holds the lock, that write makes the
+//!   rollback as it lets go, or, with a store, the store's thread does. They check the handle
+//!   for NULL only: using a freed gate there is undefined.
 //! - The other exception is a log callback set at `PGATE_LOG_LEVEL_DEBUG` or `TRACE`: then
 //!   every `pgate_route`, `pgate_route_forced` and `pgate_record_by_id` formats its line
 //!   (allocating), takes the callback's read lock (shared by the routing threads;

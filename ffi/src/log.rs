@@ -87,8 +87,11 @@ impl pgate_log_level {
 /// (`reason="bad\ndeploy"`), and no line feed, NUL or other control character appears in it
 /// unescaped, whatever a client sent (a request id with a line feed shows as
 /// `request_id="a\nb"`). Both
-/// strings live only during the call. Called on the thread that logs, possibly on many threads
-/// at once, sometimes while a gate holds its writer lock (which is not reentrant): it must
+/// strings live only during the call. Called on the thread that logs (a host's thread, or a
+/// gate's store thread, which the library owns), possibly on many threads at once, sometimes
+/// while a gate holds its writer lock (which is not reentrant). It must return normally (no
+/// `longjmp`, C++ exception or `pthread_exit` out of it: that would leave the library's locks
+/// held), and it must
 /// call no `pgate_` function (a call back into that gate would wait forever). Lines logged on
 /// a thread while it runs the callback are dropped, and the calls that write to, judge or
 /// free a gate are refused from it with `PGATE_STATUS_INVALID_ARGUMENT` and change nothing
@@ -100,8 +103,8 @@ impl pgate_log_level {
 /// another's) is made by that write as it lets the lock go, or by the state store's thread.
 /// The callback should return quickly (the
 /// thread may be recording, and `pgate_set_log_callback` waits for it: copy the line and write
-/// it elsewhere). It must not wait for a thread that is calling `pgate_set_log_callback`,
-/// which waits for it.
+/// it elsewhere). It must not wait for a thread that is calling `pgate_set_log_callback` or
+/// `pgate_gate_free`, which wait for it.
 #[allow(non_camel_case_types)]
 pub type pgate_log_callback = Option<
     unsafe extern "C" fn(
@@ -323,7 +326,7 @@ fn push_escaped_controls(out: &mut String, text: &str) {
 /// callback call per request, and the routing calls then allocate and take a read lock. The
 /// first call installs the process's `tracing` subscriber: it fails
 /// with `PGATE_STATUS_ALREADY_THERE` if the process (a Rust host) already installed another,
-/// whose lines then go where that one sends them. A `max_level` outside 1..=5 is refused with
+/// whose lines then go where that one sends them. With a callback, a `max_level` outside 1..=5 is refused with
 /// `PGATE_STATUS_INVALID_ARGUMENT`, and so is a call from inside the callback (which must call
 /// no `pgate_` function; it would wait for itself). On failure nothing changed and `*err` (if
 /// not NULL) says why.
@@ -348,7 +351,12 @@ pub unsafe extern "C" fn pgate_set_log_callback(
         if let Some(refused) = refused_inside_callback("pgate_set_log_callback") {
             return Err(refused);
         }
-        let max_level = pgate_log_level::max_level(max_level)?;
+        // Only a callback receives lines: detaching takes any level (a host that detaches
+        // with 0 must not keep a callback whose user_data it is about to free).
+        let max_level = match callback {
+            Some(_) => pgate_log_level::max_level(max_level)?,
+            None => pgate_log_level::Error,
+        };
         install()?;
         let sink = callback.map(|callback| Sink {
             callback,

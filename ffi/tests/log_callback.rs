@@ -242,7 +242,11 @@ fn log_lines_reach_the_callback_up_to_its_level() {
         a_record_from_inside_a_write_never_waits_for_it(lines);
     }
 
-    // NULL stops the lines, and with them every level.
+    // NULL stops the lines, and with them every level, whatever level it is given: a host
+    // detaching with 0 before it frees its user_data must not be refused and keep its callback.
+    assert_eq!(set(None, lines, 0), pgate_status::Ok);
+    assert!(!tracing::level_enabled!(Level::ERROR));
+    assert_eq!(set(Some(collect), lines, 3), pgate_status::Ok);
     assert_eq!(set(None, lines, 5), pgate_status::Ok);
     assert!(!tracing::level_enabled!(Level::ERROR));
     call(gate, pgate_enable_feature, "other"); // the swap dropped it

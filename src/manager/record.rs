@@ -13,9 +13,11 @@ impl PromotionGateManager {
     ///
     /// The outcome counts for the cohort and stage in `decision`, so an outcome that arrives
     /// after a promotion or rollback cannot pollute the next stage (it is dropped and counted
-    /// as [`Recorded::Late`]). No shared cache line written; no allocation and no wait for a
-    /// lock after the thread's first record, except to roll back while a host's write holds
-    /// the gate (see [the guarantees](crate::guarantees)). The judge runs from here by itself: a quick check of the
+    /// as [`Recorded::Late`]). No shared cache line written and no wait for a lock; no
+    /// allocation after the thread's first record but for a rule that fires, whose evidence
+    /// is built and whose rollback is made here when no write holds the gate (its log lines
+    /// then written under the gate's writer lock; see [the guarantees](crate::guarantees)).
+    /// The judge runs from here by itself: a quick check of the
     /// counters after a canary error (each of a thread's first 32 canary errors in a stage, then
     /// every 16th, and every error of a run of 4 to 32 in a row; so a canary failing every
     /// request rolls back within about 10 failures, and a sudden outage within about 20: docs/judge.md
