@@ -1,6 +1,9 @@
 //! The Rust engine against the shared routing vectors, `tests/vectors/routing.json`, which
 //! `tests/vectors/generate.py` computes from the documented formula alone (Python's hashlib).
 //! Every language binding reads the same file; this is the Rust side.
+//!
+//! Also `tests/vectors/quoted.tsv`, how the bindings show a value they refuse themselves: each
+//! row is checked against the library's `shown_bytes` and, when UTF-8, against Rust's `{:?}`.
 
 mod common;
 
@@ -8,7 +11,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use promotion_gates::bucket::salt_block;
-use promotion_gates::{PromotionConfig, SaltedHasher, reference_bucket, threshold_for_percent};
+use promotion_gates::{
+    MAX_SHOWN_VALUE_BYTES, PromotionConfig, SaltedHasher, reference_bucket, shown_bytes,
+    threshold_for_percent,
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -247,4 +253,88 @@ fn the_vectors_cover_what_they_promise() {
             "no vector at {percent}%"
         );
     }
+}
+
+/// One row of `tests/vectors/quoted.tsv`: a value's bytes, what the bindings show of it, and
+/// what Rust's `{:?}` shows where that differs.
+struct QuotedRow {
+    line: &'static str,
+    input: Vec<u8>,
+    shown: &'static str,
+    rust: Option<&'static str>,
+}
+
+fn quoted_rows() -> Vec<QuotedRow> {
+    include_str!("vectors/quoted.tsv")
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let (hex, shown, rust) = match fields[..] {
+                [hex, shown] => (hex, shown, None),
+                [hex, shown, rust] => (hex, shown, Some(rust)),
+                _ => panic!("quoted.tsv: not 2 or 3 fields: {line:?}"),
+            };
+            QuotedRow {
+                line,
+                input: from_hex(hex),
+                shown,
+                rust,
+            }
+        })
+        .collect()
+}
+
+/// Rust's `{:?}` of `text`, shortened as the library shortens a value it shows: past
+/// [`MAX_SHOWN_VALUE_BYTES`], its first bytes up to there, cut before a character, then
+/// `...(N bytes)`.
+fn debug_shown(text: &str) -> String {
+    if text.len() <= MAX_SHOWN_VALUE_BYTES {
+        return format!("{text:?}");
+    }
+    let cut = (0..=MAX_SHOWN_VALUE_BYTES)
+        .rev()
+        .find(|&at| text.is_char_boundary(at))
+        .unwrap_or(0);
+    format!("{:?}...({} bytes)", &text[..cut], text.len())
+}
+
+#[test]
+fn the_quoted_vectors_are_what_the_library_and_rust_show() {
+    let rows = quoted_rows();
+    let (mut utf8, mut differing, mut long) = (0, 0, 0);
+    for row in &rows {
+        if let Some(rust) = row.rust {
+            assert_ne!(
+                rust, row.shown,
+                "a third field that does not differ: {}",
+                row.line
+            );
+            differing += 1;
+        }
+        let expected = row.rust.unwrap_or(row.shown);
+        assert_eq!(
+            shown_bytes(&row.input).to_string(),
+            expected,
+            "{}",
+            row.line
+        );
+        if let Ok(text) = std::str::from_utf8(&row.input) {
+            assert_eq!(debug_shown(text), expected, "{}", row.line);
+            utf8 += 1;
+        }
+        if row.input.len() > MAX_SHOWN_VALUE_BYTES {
+            long += 1;
+        }
+    }
+    assert!(utf8 >= 90, "only {utf8} rows of UTF-8");
+    assert!(
+        rows.len() - utf8 >= 10,
+        "only {} rows not UTF-8",
+        rows.len() - utf8
+    );
+    assert!(
+        differing >= 10 && long >= 2,
+        "{differing} rows differing, {long} long"
+    );
 }

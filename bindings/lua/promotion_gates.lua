@@ -176,14 +176,36 @@ local function utf8_sequence(text, at)
   return length
 end
 
--- A refused text as the library shows it in an error message: in double quotes (a quote, a
--- backslash and the characters up to U+00FF that Rust's {:?} escapes, written as it writes
--- them, \0, \t, \u{1b}, \u{85}, \u{a0}; bytes that are not UTF-8 as \xNN, so the message is
--- UTF-8; other characters as they are: those beyond U+00FF that the library escapes, such as
--- U+200B, would need Unicode's tables), and when
--- longer than MAX_SHOWN_VALUE_BYTES its first bytes
--- (cut before a UTF-8 continuation byte) followed by ...(N bytes), so that a huge argument
--- never makes a huge message.
+-- Unicode's format characters (general category Cf, Unicode 15.1), as first and last code
+-- point: the library's list (is_format in src/config.rs), which it refuses in names.
+local FORMAT_CHARACTERS = {
+  { 0x00AD, 0x00AD }, { 0x0600, 0x0605 }, { 0x061C, 0x061C }, { 0x06DD, 0x06DD },
+  { 0x070F, 0x070F }, { 0x0890, 0x0891 }, { 0x08E2, 0x08E2 }, { 0x180E, 0x180E },
+  { 0x200B, 0x200F }, { 0x202A, 0x202E }, { 0x2060, 0x2064 }, { 0x2066, 0x206F },
+  { 0xFEFF, 0xFEFF }, { 0xFFF9, 0xFFFB }, { 0x110BD, 0x110BD }, { 0x110CD, 0x110CD },
+  { 0x13430, 0x1343F }, { 0x1BCA0, 0x1BCA3 }, { 0x1D173, 0x1D17A }, { 0xE0001, 0xE0001 },
+  { 0xE0020, 0xE007F },
+}
+
+-- Whether the code point `code` is a format character (in FORMAT_CHARACTERS).
+local function is_format(code)
+  for _, range in ipairs(FORMAT_CHARACTERS) do
+    if code >= range[1] and code <= range[2] then
+      return true
+    end
+  end
+  return false
+end
+
+-- A refused text as the library shows it in an error message (Rust's {:?}): in double quotes;
+-- a quote, a backslash, the characters up to U+00FF that {:?} escapes and the format
+-- characters (FORMAT_CHARACTERS) written as it writes them (\", \\, \0, \t, \u{1b}, \u{85},
+-- \u{a0}, \u{ad}, \u{200b}, \u{202e}: lower-case hex, no leading zero); bytes that are not
+-- UTF-8 as \xNN, so the message is UTF-8; other characters as they are, those beyond U+00FF
+-- that {:?} escapes too (such as a combining accent, or a space other than U+0020 and U+00A0)
+-- included: tests/vectors/quoted.tsv lists where the two differ. When longer than
+-- MAX_SHOWN_VALUE_BYTES, its first bytes (cut before a UTF-8 continuation byte) followed by
+-- ...(N bytes), so that a huge argument never makes a huge message.
 local function quoted(value)
   local head = value
   if #value > MAX_SHOWN_VALUE_BYTES then
@@ -197,12 +219,16 @@ local function quoted(value)
   while at <= #head do
     local byte = head:byte(at)
     local length = byte >= 0x80 and utf8_sequence(head, at)
-    local second = length == 2 and byte == 0xC2 and head:byte(at + 1)
-    if second and (second <= 0xA0 or second == 0xAD) then -- U+0080 to U+00A0, U+00AD
-      parts[#parts + 1] = string.format("\\u{%x}", second)
-      at = at + 2
-    elseif length then
-      parts[#parts + 1] = head:sub(at, at + length - 1)
+    if length then
+      local code = byte % 2 ^ (7 - length) -- the lead byte's bits, then 6 from each other byte
+      for i = at + 1, at + length - 1 do
+        code = code * 64 + head:byte(i) % 64
+      end
+      if code <= 0xA0 or is_format(code) then -- U+0080 to U+00A0 (C1 controls, no-break space)
+        parts[#parts + 1] = string.format("\\u{%x}", code)
+      else
+        parts[#parts + 1] = head:sub(at, at + length - 1)
+      end
       at = at + length
     else
       local c = head:sub(at, at)

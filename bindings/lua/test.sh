@@ -56,4 +56,4 @@ PGATE_LIB="$lib" luajit -e '
 
 echo "== luajit test.lua"
 PGATE_LIB="$lib" luajit bindings/lua/test.lua bindings/lua/build/routing.tsv tests/vectors/latency.tsv \
-  tests/vectors/overrides.tsv
+  tests/vectors/overrides.tsv tests/vectors/quoted.tsv

@@ -267,15 +267,36 @@ inline std::size_t utf8_sequence(std::string_view text, std::size_t at) noexcept
   return length;
 }
 
+/// Unicode's format characters (general category Cf, Unicode 15.1), as first and last code
+/// point: the library's list (`is_format` in src/config.rs), which it refuses in names.
+inline constexpr char32_t kFormatCharacters[][2] = {
+    {0x00AD, 0x00AD},   {0x0600, 0x0605},   {0x061C, 0x061C},   {0x06DD, 0x06DD},
+    {0x070F, 0x070F},   {0x0890, 0x0891},   {0x08E2, 0x08E2},   {0x180E, 0x180E},
+    {0x200B, 0x200F},   {0x202A, 0x202E},   {0x2060, 0x2064},   {0x2066, 0x206F},
+    {0xFEFF, 0xFEFF},   {0xFFF9, 0xFFFB},   {0x110BD, 0x110BD}, {0x110CD, 0x110CD},
+    {0x13430, 0x1343F}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A}, {0xE0001, 0xE0001},
+    {0xE0020, 0xE007F},
+};
+
+/// Whether `code` is a format character (in kFormatCharacters).
+inline bool is_format(char32_t code) noexcept {
+  for (const auto& range : kFormatCharacters) {
+    if (code >= range[0] && code <= range[1]) return true;
+  }
+  return false;
+}
+
 /// A refused text as the library shows it in an error message (Rust's `{:?}`, as src/error.rs
-/// writes it, and as the Lua binding's `quoted`): in double quotes; a quote, a backslash and
-/// the characters up to U+00FF that `{:?}` escapes written as it writes them (`\"`, `\\`,
-/// `\0`, `\t`, `\n`, `\r`, the other controls as `\u{1b}`, U+0080 to U+00A0 and the soft
-/// hyphen U+00AD as `\u{85}`, `\u{a0}`, `\u{ad}`); bytes that are not UTF-8 as `\xNN`, so
-/// the message is UTF-8; other characters as they are (those beyond U+00FF that `{:?}`
-/// escapes, such as U+200B or a combining accent, would need Unicode's tables). When longer
-/// than kMaxShownValueBytes, its first bytes (cut before a UTF-8 continuation byte) followed
-/// by "...(N bytes)", so that a huge argument never makes a huge message.
+/// writes it, and as the Lua binding's `quoted`): in double quotes; a quote, a backslash, the
+/// characters up to U+00FF that `{:?}` escapes and the format characters (kFormatCharacters)
+/// written as it writes them (`\"`, `\\`, `\0`, `\t`, `\n`, `\r`, the other controls as
+/// `\u{1b}`, U+0080 to U+00A0 as `\u{85}`, `\u{a0}`, format characters as `\u{ad}`,
+/// `\u{200b}`, `\u{202e}`: lower-case hex, no leading zero); bytes that are not UTF-8 as
+/// `\xNN`, so the message is UTF-8; other characters as they are, those beyond U+00FF that
+/// `{:?}` escapes too (such as a combining accent, or a space other than U+0020 and U+00A0)
+/// included: tests/vectors/quoted.tsv lists where the two differ. When longer than
+/// kMaxShownValueBytes, its first bytes (cut before a UTF-8 continuation byte) followed by
+/// "...(N bytes)", so that a huge argument never makes a huge message.
 inline std::string quoted(std::string_view value) {
   std::size_t cut = value.size();
   if (cut > kMaxShownValueBytes) {
@@ -285,10 +306,11 @@ inline std::string quoted(std::string_view value) {
   const std::string_view head = value.substr(0, cut);
   constexpr const char* hex = "0123456789abcdef";
   // `\u{...}` with the code point's hex digits, no leading zero, as Rust writes it.
-  const auto escape_unicode = [&](std::string& out, unsigned code) {
+  const auto escape_unicode = [&](std::string& out, char32_t code) {
     out += "\\u{";
-    if (code >= 0x10) out += hex[code >> 4];
-    out += hex[code & 0xF];
+    int shift = 20;  // a code point has at most 6 hex digits
+    while (shift > 0 && (code >> shift) == 0) shift -= 4;
+    for (; shift >= 0; shift -= 4) out += hex[(code >> shift) & 0xF];
     out += '}';
   };
   std::string shown = "\"";
@@ -296,16 +318,17 @@ inline std::string quoted(std::string_view value) {
     const char c = head[at];
     const auto byte = static_cast<unsigned char>(c);
     const std::size_t length = utf8_sequence(head, at);
-    if (length == 2 && byte == 0xC2) {  // U+0080 ..= U+00BF: the second byte is the code point
-      const auto code = static_cast<unsigned char>(head[at + 1]);
-      if (code <= 0xA0 || code == 0xAD) {  // C1 controls, no-break space, soft hyphen
-        escape_unicode(shown, code);
-        at += 2;
-        continue;
-      }
-    }
     if (length > 1) {
-      shown.append(head.substr(at, length));
+      // The lead byte's bits, then 6 from each continuation byte.
+      char32_t code = byte & (0x7F >> length);
+      for (std::size_t i = 1; i < length; ++i) {
+        code = (code << 6) | (static_cast<unsigned char>(head[at + i]) & 0x3F);
+      }
+      if (code <= 0xA0 || is_format(code)) {  // U+0080 to U+00A0: C1 controls, no-break space
+        escape_unicode(shown, code);
+      } else {
+        shown.append(head.substr(at, length));
+      }
       at += length;
       continue;
     }
