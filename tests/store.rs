@@ -17,8 +17,9 @@ use common::stored::{
     race_a_rollback_against_a_ramp, roll_back_while_the_store_is_unavailable, routes_to_canary,
 };
 use promotion_gates::{
-    ChangeKind, ChangeOrigin, Environment, Error, Overrides, PromotionConfig, PromotionError,
-    PromotionGateManager, RollbackTrigger, SloAdmissionController, SloConfig, StoreProblem,
+    ChangeKind, ChangeOrigin, Environment, Error, FlagError, Overrides, PromotionConfig,
+    PromotionError, PromotionGateManager, RollbackError, RollbackTrigger, SloAdmissionController,
+    SloConfig, StoreProblem,
 };
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -446,6 +447,87 @@ fn a_gate_asked_to_sync_reads_another_gates_rollback_at_once() {
     )
     .unwrap();
     assert!(!storeless.sync_now());
+}
+
+/// A flag edit or a rollback by hand that the gate's own, older state says is made already
+/// (another process wrote since, and the gate has not synced) is decided again on the stored
+/// state, never ended as a no-op or refused on the local one alone.
+#[test]
+fn an_enable_the_local_state_shows_made_is_made_on_the_stored_state() {
+    let dir = Scratch::new("stale-enable");
+    let path = dir.file("gate.db");
+    let slow = open_slow(&path); // checkout_v2 on
+    open(&path).disable_feature("checkout_v2").unwrap();
+    assert!(slow.is_feature_enabled("checkout_v2"), "not synced yet");
+    slow.enable_feature("checkout_v2").unwrap();
+    assert!(slow.is_feature_enabled("checkout_v2"));
+    assert!(open(&path).is_feature_enabled("checkout_v2"), "stored on");
+    // Asked again, it is on in the store too: nothing is written.
+    let seen = slow.change_count();
+    slow.enable_feature("checkout_v2").unwrap();
+    assert_eq!(slow.change_count(), seen);
+}
+
+#[test]
+fn a_disable_of_a_flag_the_local_state_shows_off_is_made_on_the_stored_state() {
+    let dir = Scratch::new("stale-disable");
+    let path = dir.file("gate.db");
+    let slow = open_slow(&path);
+    open(&path).enable_feature("dark_mode").unwrap();
+    assert!(!slow.is_feature_enabled("dark_mode"), "not synced yet");
+    slow.disable_feature("dark_mode").unwrap();
+    assert!(!slow.is_feature_enabled("dark_mode"));
+    let reopened = open(&path);
+    assert!(!reopened.is_feature_enabled("dark_mode"), "stored off");
+    assert_eq!(
+        reopened.rollback_history().last().unwrap().feature,
+        "dark_mode"
+    );
+    // A flag that is off in the store too is refused, as without a store.
+    let err = slow.disable_feature("dark_mode").unwrap_err();
+    assert!(
+        matches!(err, Error::Flag(FlagError::NotEnabled(_))),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rollback_by_hand_on_a_gate_that_shows_production_rolls_back_the_stored_canary() {
+    let (dir, slow) = a_slow_gate_and_another_gates_rollback("stale-rollback-by-hand");
+    let path = dir.file("gate.db");
+    slow.sync_now();
+    eventually("the slow gate reads the rollback", || {
+        slow.environment() == Environment::Production
+    });
+    // Another process starts a new rollout, which the slow gate has not read.
+    let other = open(&path);
+    let rollout = Environment::Canary {
+        traffic_percent: 5.0,
+    };
+    other.promote(rollout).unwrap();
+    assert_eq!(
+        slow.environment(),
+        Environment::Production,
+        "not synced yet"
+    );
+    // An operator rolls it back through the slow gate.
+    slow.rollback("the new canary is bad").unwrap();
+    assert_eq!(stored_environment(&path), "Production");
+    assert_eq!(slow.environment(), Environment::Production);
+    let last = slow.rollback_history().last().cloned().unwrap();
+    assert_eq!(
+        (last.reason.as_str(), last.environment),
+        ("the new canary is bad", rollout)
+    );
+    eventually("the other gate follows", || {
+        other.environment() == Environment::Production
+    });
+    // In Production in the store too: refused, as without a store.
+    let err = slow.rollback("again").unwrap_err();
+    assert!(
+        matches!(err, Error::Rollback(RollbackError::NothingToRollBack)),
+        "{err}"
+    );
 }
 
 /// The `promotion_rollbacks_total` lines of `gate`'s exposition.

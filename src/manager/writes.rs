@@ -6,7 +6,7 @@ use super::stored::{Durability, StoreLink};
 use super::{PromotionGateManager, Shared, WriterState};
 use crate::config::{Environment, PromotionConfig, validate_flag_name};
 use crate::decision::StageId;
-use crate::error::{Error, PromotionError, RollbackError};
+use crate::error::{Error, FlagError, PromotionError, RollbackError};
 use crate::history::{RollbackEvent, RollbackTrigger, Undone};
 use crate::judge::Evidence;
 use crate::limits::MAX_REASON_BYTES;
@@ -149,24 +149,50 @@ impl PromotionGateManager {
         &self,
         decide: impl FnMut(&mut WriterState) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        match self.write_locked(&mut self.lock_writer(), decide) {
+        self.write_asking(decide, |_| false)
+    }
+
+    /// [`write`](Self::write) for a write that can end without writing: `unwritten` tells such
+    /// an end (a flag enabled already, a flag or a release the gate shows off or rolled back
+    /// already). That end was decided on this process's state alone, which another process's
+    /// write may have moved on since (until the next sync tick), and no compare-and-swap
+    /// checked it: with a store the gate first catches up with the stored state and decides
+    /// once more, so that the write is made on top of the stored state, or ends so there too.
+    /// Host calls only: the route and record paths never come here.
+    fn write_asking<T>(
+        &self,
+        decide: impl FnMut(&mut WriterState) -> Result<T, Error>,
+        unwritten: impl Fn(&Result<T, Error>) -> bool,
+    ) -> Result<T, Error> {
+        match self.write_locked(&mut self.lock_writer(), decide, unwritten) {
             Ok(made) => Ok(made),
             Err(Refused::Decided(error) | Refused::CatchUp(error)) => Err(error),
         }
     }
 
-    /// [`write`](Self::write) with the writer lock held by the caller, telling a refusal of
-    /// the write itself from a failure to catch up with the stored state after a lost race.
+    /// [`write_asking`](Self::write_asking) with the writer lock held by the caller, telling a
+    /// refusal of the write itself from a failure to catch up with the stored state (after a
+    /// lost race, or before an end without a write).
     fn write_locked<T>(
         &self,
         writer: &mut WriterState,
         mut decide: impl FnMut(&mut WriterState) -> Result<T, Error>,
+        unwritten: impl Fn(&Result<T, Error>) -> bool,
     ) -> Result<T, Refused> {
         let mut attempts = 0;
+        // Whether the gate has caught up with the store during this write.
+        let mut caught_up = false;
         loop {
             match decide(writer) {
                 Err(Error::Store(e)) if e.problem() == StoreProblem::Conflict && attempts < 3 => {
                     attempts += 1;
+                    caught_up = true;
+                    self.shared
+                        .catch_up_locked(writer)
+                        .map_err(Refused::CatchUp)?;
+                }
+                result if !caught_up && writer.store.is_some() && unwritten(&result) => {
+                    caught_up = true;
                     self.shared
                         .catch_up_locked(writer)
                         .map_err(Refused::CatchUp)?;
@@ -247,11 +273,16 @@ impl PromotionGateManager {
     /// override forces to the canary go there (docs/overrides.md), so a flag enabled there
     /// reaches those alone until the next rollout (`is_feature_enabled` says true).
     ///
+    /// With a state store, a flag this gate shows on already is looked up in the store first
+    /// (another process may have turned it off since this one last synced): it is turned on
+    /// there if it is off, and nothing is written if it is on.
+    ///
     /// # Errors
     /// [`Error::Flag`] for an invalid name, or when the gate has used up its flag-set numbers
     /// or names; [`Error::Config`] (field `feature_flags`, or `feature_flags + graduated_flags`
     /// when graduated flags count too) past [`MAX_FLAGS`](crate::limits::MAX_FLAGS); with a
-    /// state store, [`Error::Store`] when it cannot be written. Nothing changes on error.
+    /// state store, [`Error::Store`] when it cannot be written (or, for a flag this gate shows
+    /// on, read). Nothing changes on error.
     ///
     /// # Example
     /// ```
@@ -264,10 +295,11 @@ impl PromotionGateManager {
     pub fn enable_feature(&self, name: impl AsRef<str>) -> Result<(), Error> {
         let name = name.as_ref();
         validate_flag_name(name)?;
-        self.write(|writer| {
+        // Whether the flag was turned on (false: it is on already).
+        let written = |writer: &mut WriterState| {
             let current = self.shared.current.load_full();
             let Some(config) = release::with_flag_enabled(&current.config, name) else {
-                return Ok(());
+                return Ok(false);
             };
             config.check_flag_count()?;
             self.shared
@@ -275,16 +307,23 @@ impl PromotionGateManager {
             tracing::info!(feature = name, "Feature flag enabled: {name}");
             #[cfg(feature = "otel")]
             crate::telemetry::otel::flag_span(&current.config.gate, name, true);
-            Ok(())
-        })
+            Ok(true)
+        };
+        self.write_asking(written, |made| matches!(made, Ok(false)))
+            .map(drop)
     }
 
     /// Turns a flag off, release or graduated, and records the disable in the rollback
     /// history (trigger [`RollbackTrigger::FlagDisabled`]).
     ///
+    /// With a state store, a flag this gate shows off is looked up in the store first
+    /// (another process may have turned it on since this one last synced), and turned off
+    /// there if it is on.
+    ///
     /// # Errors
-    /// [`Error::Flag`] for an invalid name or a flag that is not on; with a state store,
-    /// [`Error::Store`] when it cannot be written. Nothing changes on error.
+    /// [`Error::Flag`] for an invalid name or a flag that is not on (with a state store: in
+    /// the stored state either); with a state store, [`Error::Store`] when it cannot be
+    /// written (or, for a flag this gate shows off, read). Nothing changes on error.
     ///
     /// # Example
     /// ```
@@ -299,7 +338,7 @@ impl PromotionGateManager {
     pub fn disable_feature(&self, name: impl AsRef<str>) -> Result<(), Error> {
         let name = name.as_ref();
         validate_flag_name(name)?;
-        self.write(|writer| {
+        let written = |writer: &mut WriterState| {
             let current = self.shared.current.load_full();
             let config = release::with_flag_disabled(&current.config, name)?;
             let event = RollbackEvent::made(
@@ -325,7 +364,10 @@ impl PromotionGateManager {
                 );
             }
             Ok(())
-        })
+        };
+        let off =
+            |made: &Result<(), Error>| matches!(made, Err(Error::Flag(FlagError::NotEnabled(_))));
+        self.write_asking(written, off)
     }
 
     /// Whether a flag is on for the gate (as a release flag or a graduated one).
@@ -348,12 +390,17 @@ impl PromotionGateManager {
     /// Production and starts a new stage (so the canary's metrics start from zero). Graduated
     /// flags belong to the stable version and stay on.
     ///
+    /// With a state store, a gate that shows Production reads the store first (another
+    /// process may have started a rollout since this one last synced): a canary stored there
+    /// is rolled back.
+    ///
     /// # Errors
-    /// [`Error::Rollback`] when the gate is already in Production, or the reason is blank or
-    /// longer than [`MAX_REASON_BYTES`](crate::MAX_REASON_BYTES). Nothing changes on error. A
-    /// state store that cannot be written, or whose state (another process's write) this build
-    /// cannot read, is not an error: the rollback is made at once and written when the store
-    /// answers again and can be read.
+    /// [`Error::Rollback`] when the gate is already in Production (with a state store: in the
+    /// stored state too, or, when the store cannot be read, in this process's), or the reason
+    /// is blank or longer than [`MAX_REASON_BYTES`](crate::MAX_REASON_BYTES). Nothing changes
+    /// on error. A state store that cannot be written, or whose state (another process's
+    /// write) this build cannot read, is not an error: the rollback is made at once and
+    /// written when the store answers again and can be read.
     ///
     /// # Example
     /// ```
@@ -381,10 +428,14 @@ impl PromotionGateManager {
         }
         let manual = RollbackTrigger::Manual;
         let mut writer = self.lock_writer();
-        match self.write_locked(&mut writer, |writer| {
+        let rolled_back = |writer: &mut WriterState| {
             self.shared
                 .rollback_locked(writer, reason.clone(), manual, None)
-        }) {
+        };
+        let nothing = |made: &Result<(), Error>| {
+            matches!(made, Err(Error::Rollback(RollbackError::NothingToRollBack)))
+        };
+        match self.write_locked(&mut writer, rolled_back, nothing) {
             Ok(()) => Ok(()),
             // Another process's write came first, and the gate cannot follow the stored state
             // (its config names flags beyond what the gate can hold; a release a newer build
