@@ -43,11 +43,21 @@ fn open(endpoint: &str, prefix: &str) -> Result<PromotionGateManager, Error> {
 }
 
 fn open_on(endpoints: &[&str], prefix: &str) -> Result<PromotionGateManager, Error> {
+    open_syncing(endpoints, prefix, 1000)
+}
+
+/// [`open_on`] with a sync interval of `sync_interval_ms`.
+fn open_syncing(
+    endpoints: &[&str],
+    prefix: &str,
+    sync_interval_ms: u64,
+) -> Result<PromotionGateManager, Error> {
     let endpoints = serde_json::to_string(endpoints).unwrap();
     let document = format!(
         r#"{{"gate": "checkout", "environment": {{"canary": {{"traffic_percent": 10}}}},
             "feature_flags": ["checkout_v2"],
-            "store": {{"etcd": {{"endpoints": {endpoints}, "prefix": {prefix:?}}}}}}}"#
+            "store": {{"etcd": {{"endpoints": {endpoints}, "prefix": {prefix:?},
+                "sync_interval_ms": {sync_interval_ms}}}}}}}"#
     );
     let config = PromotionConfig::from_json(&document)?;
     PromotionGateManager::new(config, SloAdmissionController::new(SloConfig::default())?)
@@ -601,6 +611,116 @@ fn a_rollback_made_while_cut_off_does_not_undo_a_rollout_started_meanwhile() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!((online.environment(), online.stage()), (next, stage));
     assert!(online.rollback_history().is_empty());
+}
+
+/// A TCP relay to etcd that passes every request but a watch, which it holds unanswered
+/// until the client gives it up: a gate behind it hears of another process's write only at
+/// its sync ticks (or its own writes), as a SQLite gate with a long sync interval does.
+struct DeafToWatch {
+    url: String,
+}
+
+impl DeafToWatch {
+    fn start(endpoint: &str) -> Self {
+        let target = endpoint.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                let Ok(mut server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let (mut answers, mut to_client) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut answers, &mut to_client);
+                    let _ = to_client.shutdown(Shutdown::Both);
+                });
+                // A connection's requests follow one another (each waits for its answer), so
+                // a watch request starts a read of its own.
+                std::thread::spawn(move || {
+                    let mut buffer = vec![0u8; 1 << 16];
+                    loop {
+                        let n = match client.read(&mut buffer) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let watch = b"POST /v3/watch";
+                        if buffer[..n].windows(watch.len()).any(|w| w == watch) {
+                            while client.read(&mut buffer).is_ok_and(|n| n > 0) {}
+                            break;
+                        }
+                        if server.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        Self { url }
+    }
+}
+
+/// The value at `key` of the etcd on `endpoint`, as `etcdctl get` shows it.
+fn get(endpoint: &str, key: &str) -> String {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let body = serde_json::json!({"key": engine.encode(key)});
+    let answer = ureq::post(format!("{endpoint}/v3/kv/range"))
+        .send(body.to_string())
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let value = engine
+        .decode(answer["kvs"][0]["value"].as_str().unwrap())
+        .unwrap();
+    String::from_utf8(value).unwrap()
+}
+
+#[test]
+fn a_write_decided_on_the_restored_version_at_another_stage_does_not_undo_a_rollback() {
+    // As with SQLite: the store holds the version a running gate knows, at another stage
+    // (another timeline: a restored snapshot, then another process's rollback). The running
+    // gate's write was decided on a state the store no longer holds, and is refused, not
+    // written over the rollback.
+    let Some(endpoint) = endpoint("etcd restored same version") else {
+        return;
+    };
+    let prefix = unique_prefix("restored-same-version");
+    let relay = DeafToWatch::start(&endpoint);
+    // Deaf to the watch and syncing once a minute: it reads the store at its own writes.
+    let a = open_syncing(&[relay.url.as_str()], &prefix, 60_000).unwrap(); // version 1, stage 1
+    a.enable_feature("dark_mode").unwrap(); // a knows version 2, stage 1
+    let key = format!("{prefix}/release");
+    let mut release: serde_json::Value = serde_json::from_str(&get(&endpoint, &key)).unwrap();
+    assert_eq!(
+        (&release["version"], &release["stage"]),
+        (&2.into(), &1.into())
+    );
+    release["stage"] = 2.into();
+    release["config"]["environment"] = "production".into();
+    release["config"]["feature_flags"] = serde_json::json!([]);
+    put(&endpoint, &key, &release.to_string());
+    let ramp = a.promote(Environment::Canary {
+        traffic_percent: 5.0,
+    });
+    assert!(
+        matches!(&ramp, Err(Error::Store(e)) if e.problem() == StoreProblem::Conflict),
+        "{ramp:?}"
+    );
+    let stored: serde_json::Value = serde_json::from_str(&get(&endpoint, &key)).unwrap();
+    assert_eq!(
+        (&stored["version"], &stored["stage"]),
+        (&2.into(), &2.into()),
+        "the rollback stays"
+    );
+    assert_eq!(stored["config"]["environment"], "production");
+    // Refused, a has followed the stored state.
+    assert_eq!(a.environment(), Environment::Production);
 }
 
 /// A new etcd store (a prefix of its own) on `endpoint`: the `store` key's JSON.

@@ -572,11 +572,19 @@ impl StateStore for EtcdStore {
         let release_key = self.key("release");
         for _ in 0..5 {
             let (found, _) = self.get(&release_key, None)?;
-            let stored_version = match &found {
-                Some(found) => self.release(found)?.version,
-                None => 0,
+            let (stored_version, stored_stage) = match &found {
+                Some(found) => {
+                    let release = self.release(found)?;
+                    (release.version, release.stage)
+                }
+                None => (0, 0),
             };
-            if stored_version != write.guard.version {
+            // The version and the stage: a store replaced by a copy (a restored snapshot, a
+            // value put by hand) may hold the version the write was decided on at another
+            // stage.
+            if stored_version != write.guard.version
+                || (stored_version != 0 && stored_stage != write.guard.stage)
+            {
                 return Ok(Commit::Conflict { stored_version });
             }
             // The guard holds for the release as read: write only if it is still that one.

@@ -89,6 +89,55 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
     assert_eq!(reopened.changes_since(known(2)).unwrap(), Since::Same);
 }
 
+/// A store replaced by a copy (a restored snapshot, a value put by hand) may hold the version
+/// a process knows at another stage: a write decided on that version is refused, as with
+/// SQLite, never written over the stored stage.
+#[test]
+fn a_guard_of_the_stored_version_at_another_stage_writes_nothing() {
+    let Some(endpoint) = endpoint("etcd guard stage") else {
+        return;
+    };
+    let store = EtcdStore::open(&settings(&endpoint, "guard-stage"), GATE).unwrap();
+    // Version 1 at stage 5.
+    let first = StoredWrite::new(
+        Guard::EMPTY,
+        &Default::default(),
+        5,
+        &config(Environment::Production),
+        None,
+    );
+    assert_eq!(store.commit(&first).unwrap(), Commit::Written);
+    // Decided on version 1 at stage 1.
+    let stale = write_on(
+        1,
+        Environment::Canary {
+            traffic_percent: 50.0,
+        },
+        None,
+    );
+    assert_eq!(
+        store.commit(&stale).unwrap(),
+        Commit::Conflict { stored_version: 1 }
+    );
+    let stored = store.load().unwrap().unwrap().release;
+    assert_eq!((stored.version, stored.stage), (1, 5));
+    assert_eq!(stored.config.environment, Environment::Production);
+    // Decided on version 1 at stage 5: written.
+    let current = StoredWrite::new(
+        Guard {
+            version: 1,
+            stage: 5,
+        },
+        &Default::default(),
+        6,
+        &config(Environment::Canary {
+            traffic_percent: 50.0,
+        }),
+        None,
+    );
+    assert_eq!(store.commit(&current).unwrap(), Commit::Written);
+}
+
 #[test]
 fn concurrent_writers_lose_nothing_and_the_history_keeps_its_bound() {
     let Some(endpoint) = endpoint("etcd concurrent writers") else {

@@ -148,6 +148,31 @@ fn a_stale_guard_writes_nothing_and_names_what_is_stored() {
     assert!(state.history.is_empty());
 }
 
+/// A file replaced by a copy may hold the version a process knows at another stage: a write
+/// decided on that version is refused (etcd does the same).
+#[test]
+fn a_guard_of_the_stored_version_at_another_stage_writes_nothing() {
+    let dir = Scratch::new("guard-stage");
+    let store = open(&dir.file("gate.db"), "checkout");
+    // Version 1 at stage 5.
+    let first = StoredWrite::new(
+        Guard::EMPTY,
+        &Default::default(),
+        5,
+        &config(Environment::Production),
+        None,
+    );
+    assert_eq!(store.commit(&first).unwrap(), Commit::Written);
+    // Decided on version 1 at stage 1.
+    assert_eq!(
+        store.commit(&write_on(1, canary(50.0), None)).unwrap(),
+        Commit::Conflict { stored_version: 1 }
+    );
+    let stored = store.load().unwrap().unwrap().release;
+    assert_eq!((stored.version, stored.stage), (1, 5));
+    assert_eq!(stored.config.environment, Environment::Production);
+}
+
 #[test]
 fn changes_since_gives_only_newer_events_and_the_history_keeps_its_bound() {
     let dir = Scratch::new("since");
