@@ -13,7 +13,8 @@ mod common;
 
 use common::scratch::{Scratch, backup, move_over, remove_store};
 use common::stored::{
-    a_release_deleted_alone_is_written_again_without_its_history, eventually, fail_the_canary,
+    a_release_deleted_alone_is_written_again_without_its_history,
+    a_release_put_back_alone_to_an_older_version_is_followed, eventually, fail_the_canary,
     race_a_rollback_against_a_ramp, roll_back_while_the_store_is_unavailable, routes_to_canary,
 };
 use promotion_gates::{
@@ -1248,6 +1249,39 @@ fn a_release_deleted_alone_is_written_again_and_its_history_goes() {
             .unwrap()
             .execute("DELETE FROM release", [])
             .unwrap();
+    });
+}
+
+#[test]
+fn a_release_put_back_alone_to_an_older_version_is_followed_and_written_over() {
+    let dir = Scratch::new("release-put-back");
+    let path = dir.file("gate.db");
+    a_release_put_back_alone_to_an_older_version_is_followed(&|| open(&path), &|| {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        let row: [rusqlite::types::Value; 5] = connection
+            .query_row(
+                "SELECT version, stage, environment, config, rollbacks FROM release",
+                [],
+                |row| {
+                    Ok([
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ])
+                },
+            )
+            .unwrap();
+        Box::new(move || {
+            connection
+                .execute(
+                    "UPDATE release SET version = ?1, stage = ?2, environment = ?3, config = ?4,
+                         rollbacks = ?5",
+                    rusqlite::params_from_iter(row),
+                )
+                .unwrap();
+        })
     });
 }
 

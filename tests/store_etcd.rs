@@ -17,7 +17,8 @@ use common::fleet::{
 };
 use common::scratch::{Scratch, etcd_endpoint as endpoint};
 use common::stored::{
-    a_release_deleted_alone_is_written_again_without_its_history, eventually, fail_the_canary,
+    a_release_deleted_alone_is_written_again_without_its_history,
+    a_release_put_back_alone_to_an_older_version_is_followed, eventually, fail_the_canary,
     race_a_rollback_against_a_ramp, roll_back_while_the_store_is_unavailable, routes_to_canary,
 };
 use promotion_gates::{
@@ -161,6 +162,23 @@ fn a_release_deleted_alone_is_written_again_and_its_history_goes() {
     a_release_deleted_alone_is_written_again_without_its_history(
         &|| open(&endpoint, &prefix).unwrap(),
         &|| delete(&endpoint, &format!("{prefix}/release")),
+    );
+}
+
+#[test]
+fn a_release_put_back_alone_to_an_older_version_is_followed_and_written_over() {
+    let Some(endpoint) = endpoint("etcd release put back") else {
+        return;
+    };
+    let prefix = unique_prefix("release-put-back");
+    let key = format!("{prefix}/release");
+    a_release_put_back_alone_to_an_older_version_is_followed(
+        &|| open(&endpoint, &prefix).unwrap(),
+        &|| {
+            let (endpoint, key) = (endpoint.clone(), key.clone());
+            let kept = get(&endpoint, &key);
+            Box::new(move || put(&endpoint, &key, &kept))
+        },
     );
 }
 

@@ -334,7 +334,10 @@ impl EtcdStore {
     /// transaction that puts a key and deletes it too ("duplicate key given in txn request").
     fn history_trim(&self, write: &StoredWrite) -> Result<Option<Value>, StoreError> {
         let history = BASE64.encode(self.history_start());
-        let end = BASE64.encode(self.history_end());
+        // The keys the write keeps beside its own event: those below its version (the ones
+        // from it on go, [`history_above`](Self::history_above)).
+        let below = self.history_key(write.release.version);
+        let end = BASE64.encode(&below);
         let counted = self.call(
             "/v3/kv/range",
             &json!({ "key": history, "range_end": end, "count_only": true }),
@@ -359,16 +362,27 @@ impl EtcdStore {
         )?;
         let first_kept = match response["kvs"].as_array().and_then(|kvs| kvs.get(excess)) {
             Some(kept) => self.decode(&kept["key"])?,
-            None => self.history_end().into_bytes(),
-        };
-        let end = match &write.event {
-            Some(event) => first_kept.min(self.history_key(event.version).into_bytes()),
-            None => first_kept,
+            None => below.into_bytes(),
         };
         Ok(Some(json!({"request_delete_range": {
             "key": BASE64.encode(self.history_start()),
-            "range_end": BASE64.encode(end),
+            "range_end": BASE64.encode(first_kept),
         }})))
+    }
+
+    /// The delete of the history keys from the write's version on: a later state's, left when
+    /// the release was put back alone to an older version (a restored key, one put by hand),
+    /// no history of the release (reads skip them). After the write's own event, which the
+    /// same transaction puts (etcd refuses a transaction that puts a key and deletes it too).
+    fn history_above(&self, write: &StoredWrite) -> Value {
+        let mut start = self.history_key(write.release.version).into_bytes();
+        if write.event.is_some() {
+            start.push(0);
+        }
+        json!({"request_delete_range": {
+            "key": BASE64.encode(start),
+            "range_end": BASE64.encode(self.history_end()),
+        }})
     }
 
     /// The deletes of the first release's write: history keys left without a release (one
@@ -457,8 +471,10 @@ impl EtcdStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let not_ours = |e: String| self.error(StoreProblem::NotOurs, e);
         let start = BASE64.encode(self.history_key(after + 1));
-        // Each page ends (excluded) at the oldest key of the one before.
-        let mut end = self.history_end();
+        // Each page ends (excluded) at the oldest key of the one before; the first at the
+        // release's version: keys above it are a later state's, left when the release was put
+        // back alone to an older version (the next write deletes them).
+        let mut end = self.history_key(release.version.saturating_add(1));
         let mut newest = NewestFirst::new(release.history_bound());
         loop {
             let page = newest.room().min(HISTORY_PAGE);
@@ -606,6 +622,7 @@ impl StateStore for EtcdStore {
             }
             if found.is_some() {
                 success.extend(self.history_trim(write)?);
+                success.push(self.history_above(write));
             } else {
                 success.extend(self.history_cleared(write));
             }

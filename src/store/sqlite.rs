@@ -462,9 +462,17 @@ impl SqliteStore {
         let bound = i64::try_from(release.history_bound()).unwrap_or(i64::MAX);
         let text_bytes = i64::try_from(HISTORY_TEXT_BYTES).unwrap_or(i64::MAX);
         let after = self.signed("release.version", since)?;
+        let through = self.signed("release.version", release.version)?;
         let rows = statement
             .query_map(
-                params![self.gate, after, bound, text_bytes, NUMBER_TEXT_BYTES],
+                params![
+                    self.gate,
+                    after,
+                    bound,
+                    text_bytes,
+                    NUMBER_TEXT_BYTES,
+                    through
+                ],
                 |row| Ok(event_of(row)),
             )
             .map_err(fail)?;
@@ -587,13 +595,23 @@ impl SqliteStore {
         {
             return Ok(Commit::Conflict { stored_version });
         }
+        let release = &write.release;
         if stored_version == 0 {
             // The first release: history rows left without one (a release deleted by hand)
             // are no history of it, and their versions would clash with its own.
             tx.execute("DELETE FROM history WHERE gate = ?1", [&self.gate])
                 .map_err(fail)?;
+        } else {
+            // Rows from this write's version on are no history of the release either: a
+            // later state's, left when the release was put back alone to an older version (a
+            // row written by hand). Reads skip them; this write's own event takes the place
+            // of the one of its version.
+            tx.execute(
+                "DELETE FROM history WHERE gate = ?1 AND version >= ?2",
+                params![self.gate, self.signed("release.version", release.version)?],
+            )
+            .map_err(fail)?;
         }
-        let release = &write.release;
         let config = serde_json::to_string(&release.config)
             .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
         let rollbacks = release
@@ -897,11 +915,15 @@ fn refuse_longer(
     }
 }
 
-/// The read of the newest history events after a version, at most `?3` of them, each column
-/// with its length before it, read only within `?4` bytes ([`HISTORY_TEXT_BYTES`]) for text and
-/// `?5` ([`NUMBER_TEXT_BYTES`]) for the timestamp. Rows whose version is 0 or negative (no write makes one: a file
-/// edited by hand) are selected too, as the oldest, so that the read refuses them naming their
-/// version rather than skipping them. Two ranges of the primary key, merged (SQLite's plan
+/// The read of the newest history events after version `?2` up to the release's version `?6`,
+/// at most `?3` of them, each column with its length before it, read only within `?4` bytes
+/// ([`HISTORY_TEXT_BYTES`]) for text and `?5` ([`NUMBER_TEXT_BYTES`]) for the timestamp. Rows
+/// whose version is 0 or negative, or not a number (text or a blob, which SQLite orders after
+/// every number; no write makes one: a file edited by hand), are selected too, as the oldest or
+/// the newest, so that the read refuses them naming their version rather than skipping them.
+/// Rows above the release's version are not the release's history: a later state's, left when
+/// the release was put back alone to an older version (a restored row, one written by hand);
+/// the next write deletes them. Three ranges of the primary key, merged (SQLite's plan
 /// `MERGE (UNION ALL)`): however many rows the gate has, the read visits only those it returns.
 const HISTORY_READ: &str = "SELECT version,
         octet_length(rolled_back), CASE WHEN octet_length(rolled_back) <= ?4 THEN rolled_back END,
@@ -911,8 +933,9 @@ const HISTORY_READ: &str = "SELECT version,
         CASE WHEN octet_length(rollback_trigger) <= ?4 THEN rollback_trigger END,
         octet_length(environment), CASE WHEN octet_length(environment) <= ?4 THEN environment END,
         octet_length(timestamp_ns), CASE WHEN octet_length(timestamp_ns) <= ?5 THEN timestamp_ns END
-    FROM (SELECT * FROM history WHERE gate = ?1 AND version > ?2
-        UNION ALL SELECT * FROM history WHERE gate = ?1 AND version <= 0)
+    FROM (SELECT * FROM history WHERE gate = ?1 AND version > ?2 AND version <= ?6
+        UNION ALL SELECT * FROM history WHERE gate = ?1 AND version <= 0
+        UNION ALL SELECT * FROM history WHERE gate = ?1 AND version >= '')
     ORDER BY version DESC LIMIT ?3";
 
 /// A column of the schema, as `pragma_table_info` describes it.

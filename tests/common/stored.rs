@@ -1,6 +1,6 @@
 //! Helpers of the state store tests (SQLite and etcd): polling for another gate's write,
 //! failing a canary, the race between a rollback and a ramp, a store that cannot be written,
-//! and a release deleted by hand with its history left.
+//! a release deleted by hand with its history left, and one put back alone to an older version.
 
 #![allow(
     clippy::unwrap_used,
@@ -173,4 +173,48 @@ pub fn a_release_deleted_alone_is_written_again_without_its_history(
             && late.environment() == Environment::Production
             && a.rollback_history() == b.rollback_history()
     });
+}
+
+/// Two gates on one store (`open` opens another); `keep_release` saves the stored release
+/// (the first: version 1, Canary{10}) and returns what puts it back alone, leaving the history
+/// of the writes since (a backup of the release row or key restored by hand). A promotion and
+/// a rollback later (its event stored at version 3), the release is put back: the gates follow
+/// it, a gate opened then reads it, and the next writes, a rollback's event at a version the
+/// leftover history held, are stored. (The history above the release's version was read
+/// with it and refused as not ours: no gate followed the store and none could open it.)
+pub fn a_release_put_back_alone_to_an_older_version_is_followed(
+    open: &dyn Fn() -> PromotionGateManager,
+    keep_release: &dyn Fn() -> Box<dyn FnOnce()>,
+) {
+    let (a, b) = (open(), open());
+    let first = a.environment();
+    let put_back = keep_release();
+    a.promote(Environment::Canary {
+        traffic_percent: 5.0,
+    })
+    .unwrap();
+    a.rollback("bad deploy").unwrap();
+    eventually("b follows a", || {
+        b.environment() == Environment::Production && b.rollback_history().len() == 1
+    });
+    put_back();
+    let late = open();
+    assert_eq!(late.environment(), first);
+    assert!(late.rollback_history().is_empty());
+    eventually("the gates follow the release put back", || {
+        a.sync_now();
+        b.sync_now();
+        [&a, &b]
+            .iter()
+            .all(|g| g.environment() == first && g.rollback_history().is_empty())
+    });
+    b.rollback("after the repair").unwrap();
+    eventually("a and the late gate follow b's rollback", || {
+        [&a, &late].iter().all(|g| {
+            g.environment() == Environment::Production
+                && g.rollback_history() == b.rollback_history()
+        })
+    });
+    assert_eq!(b.rollback_history().len(), 1);
+    assert_eq!(open().rollback_history(), b.rollback_history());
 }

@@ -411,6 +411,55 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
     refused(&["history/00000000000000000004: holds history.version = 3"]);
 }
 
+/// A release key put back alone to an older version (a restored key, one put by hand) leaves
+/// the history of the writes since: a read takes the history up to the release's version, and
+/// the next write deletes the keys from its own version on.
+#[test]
+fn history_above_the_release_is_not_read_and_the_next_write_deletes_it() {
+    let Some(endpoint) = endpoint("etcd history above") else {
+        return;
+    };
+    let store = EtcdStore::open(&settings(&endpoint, "history-above"), GATE).unwrap();
+    let release = store.key("release");
+    commit_on_top(&store, "r1", 100);
+    commit_on_top(&store, "r2", 100);
+    let kept = store.get(&release, None).unwrap().0.unwrap().value;
+    commit_on_top(&store, "r3", 100);
+    commit_on_top(&store, "r4", 100);
+    let put = json!({"key": BASE64.encode(&release), "value": BASE64.encode(&kept)});
+    store.call("/v3/kv/put", &put).unwrap();
+    let reasons = |state: StoredState| -> Vec<String> {
+        state.history.into_iter().map(|e| e.reason).collect()
+    };
+    assert_eq!(reasons(store.load().unwrap().unwrap()), ["r1", "r2"]);
+    let Since::Reset(Some(state)) = store.changes_since(known(4)).unwrap() else {
+        panic!("the store went back to version 2")
+    };
+    assert_eq!(reasons(state), ["r1", "r2"]);
+    let keys = || {
+        let range = json!({
+            "key": BASE64.encode(store.history_start()),
+            "range_end": BASE64.encode(store.history_end()),
+            "count_only": true,
+        });
+        text_of(&store.call("/v3/kv/range", &range).unwrap()["count"])
+    };
+    assert_eq!(keys(), "4");
+    // A write without an event deletes the keys from its version on; one with an event puts
+    // its own over the leftover of its version.
+    let production = write_on(2, Environment::Production, None);
+    assert_eq!(store.commit(&production).unwrap(), Commit::Written);
+    assert_eq!(keys(), "2");
+    commit_on_top(&store, "r4 again", 100);
+    store.call("/v3/kv/put", &put).unwrap(); // back to version 2 once more
+    commit_on_top(&store, "r3 again", 100);
+    assert_eq!(keys(), "3");
+    assert_eq!(
+        reasons(store.load().unwrap().unwrap()),
+        ["r1", "r2", "r3 again"]
+    );
+}
+
 #[test]
 fn a_foreign_schema_and_an_unreachable_cluster_are_errors_naming_the_store() {
     let Some(endpoint) = endpoint("etcd foreign schema") else {

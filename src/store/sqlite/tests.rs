@@ -382,8 +382,11 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
         "UPDATE history SET feature = ?1 WHERE version = 4",
         &"dark-mode",
     );
+    // Above the release's version: a later state's (the release put back alone), not read.
     hand("UPDATE history SET version = ?1 WHERE version = 4", &9);
-    refused(&["history.version = 9", "release's version 4"]);
+    let state = store.load().unwrap().unwrap();
+    let reasons: Vec<_> = state.history.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["r2", "r3"]);
     // Versions no write makes, within the events the release keeps: refused, never skipped.
     hand(
         "UPDATE release SET config = json_set(config, '$.max_rollback_history', ?1)",
@@ -393,13 +396,80 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
     refused(&["history.version = -3", "negative"]);
     hand("UPDATE history SET version = ?1 WHERE version = -3", &0);
     refused(&["history.version = 0", "from 1 to the release's version 4"]);
-    hand("UPDATE history SET version = ?1 WHERE version = 0", &4);
+    hand("UPDATE history SET version = ?1 WHERE version = 0", &"x");
+    refused(&["history.version = \"x\" (text)"]);
+    hand("UPDATE history SET version = ?1 WHERE version = 'x'", &4);
     let state = store.load().unwrap().unwrap();
     assert_eq!(state.history.len(), 4);
 }
 
+/// A release row put back alone to an older version (a backup of the row, one written by
+/// hand) leaves the history of the writes since: a read takes the history up to the release's
+/// version, and the next write deletes the rows from its own version on.
 #[test]
-fn the_history_read_searches_two_ranges_of_the_key_and_scans_nothing() {
+fn history_above_the_release_is_not_read_and_the_next_write_deletes_it() {
+    let dir = Scratch::new("history-above");
+    let store = open(&dir.file("gate.db"), "checkout");
+    let release = "SELECT version, stage, environment, config, rollbacks FROM release";
+    commit_on_top(&store, "r1", 100);
+    commit_on_top(&store, "r2", 100);
+    let kept: [rusqlite::types::Value; 5] = store
+        .connection()
+        .query_row(release, [], |row| {
+            Ok([
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ])
+        })
+        .unwrap();
+    commit_on_top(&store, "r3", 100);
+    commit_on_top(&store, "r4", 100);
+    let put_back = || {
+        store
+            .connection()
+            .execute(
+                "UPDATE release SET version = ?1, stage = ?2, environment = ?3, config = ?4,
+                     rollbacks = ?5",
+                rusqlite::params_from_iter(kept.clone()),
+            )
+            .unwrap();
+    };
+    put_back();
+    let reasons = |state: StoredState| -> Vec<String> {
+        state.history.into_iter().map(|e| e.reason).collect()
+    };
+    assert_eq!(reasons(store.load().unwrap().unwrap()), ["r1", "r2"]);
+    let Since::Reset(Some(state)) = store.changes_since(known(4)).unwrap() else {
+        panic!("the store went back to version 2")
+    };
+    assert_eq!(reasons(state), ["r1", "r2"]);
+    let rows = || -> i64 {
+        store
+            .connection()
+            .query_row("SELECT count(*) FROM history", [], |row| row.get(0))
+            .unwrap()
+    };
+    assert_eq!(rows(), 4);
+    // A write without an event deletes the rows from its version on; one with an event
+    // stores its own in the place of the leftover of its version.
+    let production = write_on(2, Environment::Production, None);
+    assert_eq!(store.commit(&production).unwrap(), Commit::Written);
+    assert_eq!(rows(), 2);
+    commit_on_top(&store, "r4 again", 100);
+    put_back(); // back to version 2 once more
+    commit_on_top(&store, "r3 again", 100);
+    assert_eq!(rows(), 3);
+    assert_eq!(
+        reasons(store.load().unwrap().unwrap()),
+        ["r1", "r2", "r3 again"]
+    );
+}
+
+#[test]
+fn the_history_read_searches_three_ranges_of_the_key_and_scans_nothing() {
     let dir = Scratch::new("history-plan");
     let store = open(&dir.file("gate.db"), "checkout");
     let connection = store.connection();
@@ -407,7 +477,7 @@ fn the_history_read_searches_two_ranges_of_the_key_and_scans_nothing() {
         .prepare(&format!("EXPLAIN QUERY PLAN {HISTORY_READ}"))
         .unwrap();
     let steps: Vec<String> = plan
-        .query_map(params!["checkout", 5, 10, 10, 10], |row| row.get(3))
+        .query_map(params!["checkout", 5, 10, 10, 10, 8], |row| row.get(3))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -418,8 +488,14 @@ fn the_history_read_searches_two_ranges_of_the_key_and_scans_nothing() {
             .count()
     };
     assert!(steps.iter().any(|s| s.starts_with("MERGE")), "{steps:?}");
-    assert_eq!(searches("version>?"), 1, "{steps:?}");
-    assert_eq!(searches("version<?"), 1, "{steps:?}");
+    // The release's events, those at or below 0, and those of no number (text, blobs).
+    for range in [
+        "(gate=? AND version>? AND version<?)",
+        "(gate=? AND version<?)",
+        "(gate=? AND version>?)",
+    ] {
+        assert_eq!(searches(range), 1, "{range}: {steps:?}");
+    }
     assert!(!steps.iter().any(|s| s.contains("SCAN")), "{steps:?}");
 }
 
