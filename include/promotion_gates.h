@@ -152,8 +152,8 @@ enum pgate_status
    */
   PGATE_STATUS_STORE = 18,
   /**
-   * `pgate_promote_from` was refused: the gate is no longer in the stage the caller read
-   * (a rollback or another write came first). Nothing changed.
+   * `pgate_promote_from` or `pgate_swap_config_from` was refused: the gate is no longer in
+   * the stage the caller read (a rollback or another write came first). Nothing changed.
    */
   PGATE_STATUS_STAGE_CHANGED = 19,
 };
@@ -495,10 +495,10 @@ typedef struct pgate_health {
  * a thread while it runs the callback are dropped, and the calls that write to, judge or
  * free a gate are refused from it with `PGATE_STATUS_INVALID_ARGUMENT` and change nothing
  * (`pgate_set_log_callback`, `pgate_promote`, `pgate_rollback`, `pgate_enable_feature`,
- * `pgate_disable_feature`, `pgate_swap_config`, `pgate_swap_slo`, `pgate_monitor_health`,
- * `pgate_check_slo`, `pgate_gate_free`); the recording and routing calls are not checked
- * (the check would cost them a thread-local read each), and never wait for a writer lock
- * there: a rollback a record calls for while a write holds the lock (this thread's own, or
+ * `pgate_disable_feature`, `pgate_swap_config`, `pgate_swap_config_from`, `pgate_swap_slo`,
+ * `pgate_monitor_health`, `pgate_check_slo`, `pgate_gate_free`); the recording and routing
+ * calls are not checked (the check would cost them a thread-local read each), and never wait
+ * for a writer lock there: a rollback a record calls for while a write holds the lock (this thread's own, or
  * another's) is made by that write as it lets the lock go, or by the state store's thread.
  * The callback should return quickly (the
  * thread may be recording, and `pgate_set_log_callback` waits for it: copy the line and write
@@ -764,6 +764,24 @@ pgate_status pgate_swap_config(const struct pgate_gate *gate,
                                const uint8_t *json,
                                size_t len,
                                struct pgate_error **err);
+
+/**
+ * `pgate_swap_config`, made only if the gate is still in release stage `stage`: the stage the
+ * caller read (`pgate_state`) before it read the config it edited (`pgate_config_json`).
+ * Otherwise `PGATE_STATUS_STAGE_CHANGED`, and nothing changed: the judge, another thread or
+ * another process rolled back or moved the gate after the read, and `pgate_swap_config` of
+ * that config would put the rolled-back canary back. Read the stage first: a write between
+ * the two reads then refuses the swap, never lets it through.
+ *
+ * # Safety
+ * `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a
+ * write.
+ */
+pgate_status pgate_swap_config_from(const struct pgate_gate *gate,
+                                    uint64_t stage,
+                                    const uint8_t *json,
+                                    size_t len,
+                                    struct pgate_error **err);
 
 /**
  * Writes where the gate stands: its environment, canary share (100 in Staging, 0 in

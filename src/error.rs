@@ -223,6 +223,45 @@ pub enum RollbackError {
     },
 }
 
+/// A config swap was refused.
+///
+/// # Example
+/// ```
+/// use promotion_gates::{
+///     Environment, Error, PromotionConfig, PromotionGateManager, SloAdmissionController,
+///     SloConfig, SwapError,
+/// };
+///
+/// let canary = Environment::Canary { traffic_percent: 5.0 };
+/// let gate = PromotionGateManager::new(
+///     PromotionConfig { environment: canary, ..Default::default() },
+///     SloAdmissionController::new(SloConfig::default())?,
+/// )?;
+/// let (stage, read) = (gate.stage(), gate.config());
+/// gate.rollback("a bad build")?;
+/// let err = gate.swap_config_from(stage, read).unwrap_err();
+/// assert!(matches!(err, Error::Swap(SwapError::StageChanged { .. })));
+/// assert!(err.to_string().contains("the config was not swapped"));
+/// # Ok::<(), promotion_gates::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, ThisError)]
+#[non_exhaustive]
+pub enum SwapError {
+    /// [`swap_config_from`](crate::PromotionGateManager::swap_config_from) was refused: the
+    /// gate is no longer in the release stage the caller read before it read the config (a
+    /// rollback, the judge's or another process's, or another write came first). Nothing
+    /// changed.
+    #[error(
+        "the gate left stage {expected}: it is now in {now}; the config was not swapped: read it again"
+    )]
+    StageChanged {
+        /// The stage the caller expected.
+        expected: u64,
+        /// The environment and stage the gate is in now.
+        now: String,
+    },
+}
+
 /// Any error of this crate: one variant per concern.
 ///
 /// # Example
@@ -248,6 +287,9 @@ pub enum Error {
     /// A rollback was refused.
     #[error(transparent)]
     Rollback(#[from] RollbackError),
+    /// A config swap was refused.
+    #[error(transparent)]
+    Swap(#[from] SwapError),
     /// A JSON document could not be read as a config.
     #[error("invalid JSON config: {0}")]
     Json(String),

@@ -110,7 +110,8 @@ pub use config::{
 };
 pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};
 pub use error::{
-    ConfigError, Error, FlagError, PromotionError, RollbackError, shown_bytes, shown_number,
+    ConfigError, Error, FlagError, PromotionError, RollbackError, SwapError, shown_bytes,
+    shown_number,
 };
 pub use flags::EnabledFeatures;
 pub use history::{RollbackEvent, RollbackTrigger, RolledBack};

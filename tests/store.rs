@@ -20,7 +20,7 @@ use common::stored::{
 use promotion_gates::{
     ChangeKind, ChangeOrigin, Environment, Error, FlagError, Overrides, PromotionConfig,
     PromotionError, PromotionGateManager, RollbackError, RollbackTrigger, SloAdmissionController,
-    SloConfig, StoreProblem,
+    SloConfig, StoreProblem, SwapError,
 };
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -529,6 +529,54 @@ fn a_rollback_by_hand_on_a_gate_that_shows_production_rolls_back_the_stored_cana
         matches!(err, Error::Rollback(RollbackError::NothingToRollBack)),
         "{err}"
     );
+}
+
+/// A hot reload that edits a config it read from the gate swaps it with the stage it read
+/// first: another process's rollback since refuses it, whether this process has applied the
+/// rollback or not, and the rolled-back canary stays rolled back. A plain `swap_config` of the
+/// same config is the override it says it is.
+#[test]
+fn a_config_read_before_another_gates_rollback_cannot_undo_it_when_swapped_from_its_stage() {
+    let dir = Scratch::new("swap-from-stage");
+    let path = dir.file("gate.db");
+    let (synced, slow, other) = (open(&path), open_slow(&path), open(&path));
+    let read = |gate: &PromotionGateManager| {
+        let stage = gate.stage();
+        let mut config = gate.config();
+        config.feature_flags.push("dark_mode".into());
+        (stage, config)
+    };
+    let (read_synced, read_slow) = (read(&synced), read(&slow));
+    other.rollback("bad canary").unwrap();
+    eventually("the synced gate applies the rollback", || {
+        synced.environment() == Environment::Production
+    });
+    assert_ne!(
+        slow.environment(),
+        Environment::Production,
+        "not synced yet"
+    );
+    for (gate, (stage, config)) in [(&synced, read_synced.clone()), (&slow, read_slow)] {
+        let err = gate.swap_config_from(stage, config).unwrap_err();
+        assert!(
+            matches!(err, Error::Swap(SwapError::StageChanged { .. })),
+            "{err}"
+        );
+        assert_eq!(
+            stored_environment(&path),
+            "Production",
+            "the rollback stays"
+        );
+        assert_eq!(gate.environment(), Environment::Production);
+    }
+    // Read again, the swap is made.
+    let (stage, config) = read(&synced);
+    synced.swap_config_from(stage, config).unwrap();
+    assert!(open(&path).is_feature_enabled("dark_mode"));
+    assert_eq!(stored_environment(&path), "Production");
+    // The plain swap of the config read before the rollback puts the canary back.
+    synced.swap_config(read_synced.1).unwrap();
+    assert_eq!(stored_environment(&path), "Canary{10}");
 }
 
 /// The `promotion_rollbacks_total` lines of `gate`'s exposition.

@@ -12,7 +12,7 @@ use crate::error::pgate_error;
 use crate::log::refused_inside_callback;
 use crate::status::pgate_status;
 use promotion_gates::{
-    PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig, StoreConfig,
+    PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig, StageId, StoreConfig,
 };
 
 /// An opaque gate: one [`PromotionGateManager`]. Made by `pgate_gate_new`, freed by
@@ -394,6 +394,49 @@ pub unsafe extern "C" fn pgate_swap_config(
                 manager
                     // Read without validating: `swap_config` validates, once.
                     .swap_config(PromotionConfig::parse_json(doc)?)
+                    .map(drop)
+            },
+        )
+    }
+}
+
+/// `pgate_swap_config`, made only if the gate is still in release stage `stage`: the stage the
+/// caller read (`pgate_state`) before it read the config it edited (`pgate_config_json`).
+/// Otherwise `PGATE_STATUS_STAGE_CHANGED`, and nothing changed: the judge, another thread or
+/// another process rolled back or moved the gate after the read, and `pgate_swap_config` of
+/// that config would put the rolled-back canary back. Read the stage first: a write between
+/// the two reads then refuses the swap, never lets it through.
+///
+/// # Safety
+/// `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a
+/// write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_swap_config_from(
+    gate: *const pgate_gate,
+    stage: u64,
+    json: *const u8,
+    len: usize,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    let stage = StageId::new(stage);
+    // SAFETY: forwarded contract.
+    unsafe {
+        let param = Param {
+            pointer: "json",
+            length: "len",
+            what: "config",
+        };
+        with_text(
+            "pgate_swap_config_from",
+            gate,
+            json,
+            len,
+            param,
+            err,
+            |manager, doc| {
+                manager
+                    // Read without validating: `swap_config_from` validates, once.
+                    .swap_config_from(stage, PromotionConfig::parse_json(doc)?)
                     .map(drop)
             },
         )

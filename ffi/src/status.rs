@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use promotion_gates::{Error, FlagError, PromotionError, RollbackError};
+use promotion_gates::{Error, FlagError, PromotionError, RollbackError, SwapError};
 
 /// The result of every fallible C call.
 ///
@@ -62,8 +62,8 @@ pub enum pgate_status {
     /// The state store could not be opened, read or written, or another process wrote first
     /// (the error names the store's path or endpoints). Routing goes on from the last state.
     Store = 18,
-    /// `pgate_promote_from` was refused: the gate is no longer in the stage the caller read
-    /// (a rollback or another write came first). Nothing changed.
+    /// `pgate_promote_from` or `pgate_swap_config_from` was refused: the gate is no longer in
+    /// the stage the caller read (a rollback or another write came first). Nothing changed.
     StageChanged = 19,
 }
 
@@ -131,6 +131,7 @@ impl From<&Error> for pgate_status {
                 pgate_status::InsufficientData
             }
             Error::Promotion(PromotionError::StageChanged { .. }) => pgate_status::StageChanged,
+            Error::Swap(SwapError::StageChanged { .. }) => pgate_status::StageChanged,
             Error::Flag(FlagError::InvalidName { .. }) => pgate_status::InvalidFlag,
             Error::Flag(FlagError::NotEnabled(_)) => pgate_status::FlagNotEnabled,
             Error::Flag(FlagError::UnknownSet(_)) => pgate_status::UnknownFlagSet,

@@ -211,7 +211,7 @@ fn cold_call_errors_name_the_argument_and_its_value() {
     // SAFETY: every pointer is live or refused before use (NULL, a length past PTRDIFF_MAX,
     // a foreign handle); err is a valid out-pointer.
     unsafe {
-        let cases: [(&str, Refusal, Refusal); 13] = [
+        let cases: [(&str, Refusal, Refusal); 15] = [
             (
                 "gate_new config",
                 refusal(|e| pgate_gate_new(null(), 5, null(), 0, &mut out, e)),
@@ -292,6 +292,19 @@ fn cold_call_errors_name_the_argument_and_its_value() {
                 (NullPointer, no_gate()),
             ),
             (
+                "swap_config_from NULL",
+                refusal(|e| pgate_swap_config_from(null(), 1, x, 1, e)),
+                (NullPointer, no_gate()),
+            ),
+            (
+                "swap_config_from json",
+                refusal(|e| pgate_swap_config_from(gate, 1, null(), 5, e)),
+                (
+                    NullPointer,
+                    "invalid json = NULL with len = 5: a NULL pointer needs length 0".into(),
+                ),
+            ),
+            (
                 "swap_slo NULL",
                 refusal(|e| pgate_swap_slo(null(), x, 1, e)),
                 (NullPointer, no_gate()),
@@ -322,6 +335,10 @@ fn cold_call_errors_name_the_argument_and_its_value() {
             (
                 "swap_config",
                 refusal(|e| pgate_swap_config(handle, x, 1, e)),
+            ),
+            (
+                "swap_config_from",
+                refusal(|e| pgate_swap_config_from(handle, 1, x, 1, e)),
             ),
             ("swap_slo", refusal(|e| pgate_swap_slo(handle, x, 1, e))),
             (
@@ -414,6 +431,60 @@ fn health_and_rollback_through_the_abi() {
                 .unwrap(),
             "PGATE_STATUS_UNKNOWN"
         );
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+    }
+}
+
+#[test]
+fn a_config_swap_from_a_stage_is_refused_once_the_gate_left_it() {
+    let gate =
+        new_gate(r#"{"gate": "checkout", "environment": {"canary": {"traffic_percent": 10}}}"#);
+    let state = |gate| {
+        let (mut env, mut pct, mut stage) = (pgate_environment::Production, 0.0, 0);
+        // SAFETY: live gate, valid outputs.
+        let status = unsafe { pgate_state(gate, &mut env, &mut pct, &mut stage) };
+        assert_eq!(status, pgate_status::Ok);
+        (env, stage)
+    };
+    // SAFETY: live gate and buffers throughout.
+    unsafe {
+        // A hot reload's read: the stage first, then the config.
+        let (_, stage) = state(gate);
+        let read = text_of(&|b, c, l| pgate_config_json(gate, b, c, l));
+        let edited = read.replace(r#""feature_flags":[]"#, r#""feature_flags":["dark_mode"]"#);
+        assert_ne!(edited, read);
+        // Meanwhile the canary is rolled back.
+        assert_eq!(
+            pgate_rollback(gate, b"bad".as_ptr(), 3, null_mut()),
+            pgate_status::Ok
+        );
+        let mut err = null_mut();
+        assert_eq!(
+            pgate_swap_config_from(gate, stage, edited.as_ptr(), edited.len(), &mut err),
+            pgate_status::StageChanged
+        );
+        let refused = error_text(err);
+        assert!(
+            refused.starts_with(&format!(
+                "the gate left stage {stage}: it is now in Production"
+            )) && refused.ends_with("the config was not swapped: read it again"),
+            "{refused}"
+        );
+        let (env, now) = state(gate);
+        assert_eq!(env, pgate_environment::Production, "the rollback stays");
+        // Read again, the swap is made.
+        let read = text_of(&|b, c, l| pgate_config_json(gate, b, c, l));
+        let edited = read.replace(r#""feature_flags":[]"#, r#""feature_flags":["dark_mode"]"#);
+        assert_eq!(
+            pgate_swap_config_from(gate, now, edited.as_ptr(), edited.len(), null_mut()),
+            pgate_status::Ok
+        );
+        let mut on = false;
+        assert_eq!(
+            pgate_is_feature_enabled(gate, b"dark_mode".as_ptr(), 9, &mut on),
+            pgate_status::Ok
+        );
+        assert!(on);
         assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
     }
 }

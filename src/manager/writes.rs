@@ -6,7 +6,7 @@ use super::stored::{Durability, StoreLink};
 use super::{PromotionGateManager, Shared, WriterState};
 use crate::config::{Environment, PromotionConfig, validate_flag_name};
 use crate::decision::StageId;
-use crate::error::{Error, FlagError, PromotionError, RollbackError};
+use crate::error::{Error, FlagError, PromotionError, RollbackError, SwapError};
 use crate::history::{RollbackEvent, RollbackTrigger, Undone};
 use crate::judge::Evidence;
 use crate::limits::MAX_REASON_BYTES;
@@ -509,18 +509,26 @@ impl PromotionGateManager {
     /// Replaces the whole config atomically (hot reload) and returns the one it replaced.
     ///
     /// This is an operator's override: it does not go through the promotion state machine or
-    /// the judge. A change of environment starts a new stage (unless it is a canary share
-    /// that rounds to the same buckets, which moves no request), and so does a change of
-    /// salt, which reshuffles users (both are logged as warnings): metrics of one set of
-    /// canary users are never judged together with another's. With a state store, the new config replaces
-    /// the stored state for every process (the explicit way to start over from a config
-    /// document); it must keep the gate's `store` and `gate` name.
+    /// the judge, and it replaces whatever state the gate is in. A change of environment
+    /// starts a new stage (unless it is a canary share that rounds to the same buckets, which
+    /// moves no request), and so does a change of salt, which reshuffles users (both are
+    /// logged as warnings): metrics of one set of canary users are never judged together with
+    /// another's. With a state store, the new config replaces the stored state for every
+    /// process (the explicit way to start over from a config document); it must keep the
+    /// gate's `store` and `gate` name.
+    ///
+    /// A config read from the gate ([`config`](Self::config)) and edited is swapped in as it
+    /// is, even if the gate has moved since it was read: a rollback made meanwhile (by the
+    /// judge, another thread, or another process once this one has applied it) is undone, and
+    /// the rolled-back canary takes traffic again. To swap a config only over the state it was
+    /// read from, use [`swap_config_from`](Self::swap_config_from).
     ///
     /// # Errors
     /// [`Error::Config`] naming the first invalid field (or a changed `gate`: a running gate
-    /// keeps its name; or, with a store, a changed `store`), [`Error::Store`] when the store cannot be written, or when another process began
-    /// a stage first (a rollback or a promotion this process had not applied yet: the swap
-    /// would undo it; read the config again); the gate is unchanged.
+    /// keeps its name; or, with a store, a changed `store`), [`Error::Store`] when the store
+    /// cannot be written, or when another process began a stage first (a rollback or a
+    /// promotion this process had not applied yet: the swap was decided on a release the
+    /// store no longer holds; read the config again); the gate is unchanged.
     ///
     /// # Example
     /// ```
@@ -533,12 +541,69 @@ impl PromotionGateManager {
     /// assert!(gate.is_feature_enabled("dark_mode"));
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
-    pub fn swap_config(&self, mut config: PromotionConfig) -> Result<PromotionConfig, Error> {
+    pub fn swap_config(&self, config: PromotionConfig) -> Result<PromotionConfig, Error> {
+        self.swap_config_if(None, config)
+    }
+
+    /// [`swap_config`](Self::swap_config), made only if the gate is still in release stage
+    /// `stage`: the stage the caller read (with [`stage`](Self::stage)) *before* it read the
+    /// config it edited. A hot reload that edits the gate's config needs it: if the judge,
+    /// another thread or another process rolled the canary back after the read, a plain
+    /// `swap_config` would put the rolled-back canary back. Here it is refused instead; read
+    /// the stage and the config again.
+    ///
+    /// Read the stage first: a write between the two reads then refuses the swap (the config
+    /// is newer than the stage), never lets it through.
+    ///
+    /// # Errors
+    /// [`SwapError::StageChanged`](crate::SwapError::StageChanged) when the gate is no longer
+    /// in `stage` (nothing changed); otherwise as [`swap_config`](Self::swap_config).
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// # let gate = PromotionGateManager::new(PromotionConfig { environment: Environment::Canary { traffic_percent: 5.0 }, ..Default::default() }, SloAdmissionController::new(SloConfig::default())?)?;
+    /// let stage = gate.stage(); // first
+    /// let mut next = gate.config();
+    /// next.feature_flags.push("dark_mode".into());
+    /// gate.rollback("a bad build")?; // meanwhile: the judge, another thread or another process
+    /// let err = gate.swap_config_from(stage, next).unwrap_err();
+    /// assert!(matches!(err, Error::Swap(SwapError::StageChanged { .. })));
+    /// assert_eq!(gate.environment(), Environment::Production); // the rollback stays
+    /// // Read again, the swap is made.
+    /// let stage = gate.stage();
+    /// let mut next = gate.config();
+    /// next.feature_flags.push("dark_mode".into());
+    /// gate.swap_config_from(stage, next)?;
+    /// assert!(gate.is_feature_enabled("dark_mode"));
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn swap_config_from(
+        &self,
+        stage: StageId,
+        config: PromotionConfig,
+    ) -> Result<PromotionConfig, Error> {
+        self.swap_config_if(Some(stage), config)
+    }
+
+    /// [`swap_config`](Self::swap_config) or [`swap_config_from`](Self::swap_config_from).
+    fn swap_config_if(
+        &self,
+        expected: Option<StageId>,
+        mut config: PromotionConfig,
+    ) -> Result<PromotionConfig, Error> {
         config.validate()?;
         config.environment = config.environment.unsigned();
         let mut first_stage = None;
         self.write(|writer| {
             let current = self.shared.current.load_full();
+            if let Some(expected) = expected.filter(|&stage| stage != current.route.stage) {
+                return Err(SwapError::StageChanged {
+                    expected: expected.get(),
+                    now: format!("{} (stage {})", current.config.environment, current.route.stage.get()),
+                }
+                .into());
+            }
             if config.gate != current.config.gate {
                 return Err(crate::ConfigError::new(
                     "gate",
