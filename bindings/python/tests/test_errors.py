@@ -399,7 +399,7 @@ def circular() -> dict[str, Any]:
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: Gate(canary(NAN)), f"invalid environment.canary.traffic_percent = nan: {NOT_FINITE}"),
+        (lambda: Gate(canary(NAN)), f"invalid environment.traffic_percent = nan: {NOT_FINITE}"),
         (lambda: Gate(slo={"latency_target_ms": INF}), f"invalid latency_target_ms = inf: {NOT_FINITE}"),
         (lambda: pg.store_location({"store": {"sqlite": {"path": "g.db", "sync_interval_ms": NAN}}}),
          f"invalid store.sqlite.sync_interval_ms = nan: {NOT_FINITE}"),
@@ -411,6 +411,17 @@ def test_a_document_with_nan_or_infinity_names_its_key_path(
     with pytest.raises(pg.InvalidArgumentError) as caught:
         make()
     assert caught.value.message == message
+
+
+def test_a_nan_share_is_named_as_the_library_names_150() -> None:
+    """The binding's own NaN check names the canary's share as the library does (it named the
+    key path, environment.canary.traffic_percent)."""
+    with pytest.raises(pg.InvalidConfigError) as library:
+        Gate(canary(150.0))
+    with pytest.raises(pg.InvalidArgumentError) as binding:
+        Gate(canary(NAN))
+    assert library.value.message.startswith("invalid environment.traffic_percent = 150")
+    assert binding.value.message.split(" = ")[0] == library.value.message.split(" = ")[0]
 
 
 class _Unreadable(Mapping):  # type: ignore[type-arg]
@@ -546,7 +557,7 @@ SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
         (lambda g, d: g.record_abandoned(d, waited_ns=1 << 64), f"invalid waited = {1 << 64} ns: {LATENCY_RULE}"),
         # A NaN or an infinity in a dict: json.dumps wrote NaN, which is not JSON, and the
         # library's parse error could not show the value.
-        (lambda g, d: g.swap_config(canary(NAN)), f"invalid environment.canary.traffic_percent = nan: {NOT_FINITE}"),
+        (lambda g, d: g.swap_config(canary(NAN)), f"invalid environment.traffic_percent = nan: {NOT_FINITE}"),
         (lambda g, d: g.swap_config({"overrides": {"canary_ids": ["a", -INF]}}), f"invalid overrides.canary_ids[1] = -inf: {NOT_FINITE}"),
         (lambda g, d: g.swap_slo({"slo_threshold": INF}), f"invalid slo_threshold = inf: {NOT_FINITE}"),
         (lambda g, d: g.swap_config(circular()), "invalid config = {'gate': {...}}: not JSON: Circular reference detected"),
