@@ -2,6 +2,8 @@
 # Installs promotion-gates for C, C++, Go and CMake hosts: builds the C ABI with
 # `cargo build --release -p promotion-gates-ffi`, then copies into PREFIX
 #   lib/libpromotion_gates_ffi.so, lib/libpromotion_gates_ffi.a
+#   lib/libpromotion_gates_ffi_static.a, a symbolic link to the archive: promotion_gates-static.pc
+#     links -lpromotion_gates_ffi_static, a name no shared library has
 #   include/promotion_gates.h (the checked-in header cbindgen generates), include/promotion_gates.hpp
 #   lib/pkgconfig/promotion_gates.pc, lib/pkgconfig/promotion_gates-static.pc
 #   lib/cmake/promotion_gates/promotion_gatesConfig.cmake (and ...ConfigVersion.cmake)
@@ -27,7 +29,8 @@
 # --no-build    install what the last `cargo build --release -p promotion-gates-ffi` built
 # --build-tree-pc DIR  installs nothing: writes both .pc files into DIR, describing this
 #               checkout's build (cargo's target directory, release) and include/, for
-#               PKG_CONFIG_PATH (bindings/go/test.sh uses it)
+#               PKG_CONFIG_PATH (bindings/go/test.sh uses it), and the static .pc's link to
+#               the archive, DIR/libpromotion_gates_ffi_static.a
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -100,9 +103,10 @@ under_prefix() {
 
 if [ -n "$build_tree_pc" ]; then
   mkdir -p "$build_tree_pc"
-  for pc in promotion_gates promotion_gates-static; do
-    write_from "$pc.pc.in" "$build_tree_pc/$pc.pc" "$root" "$target/release" "$root/include"
-  done
+  build_tree_pc=$(cd "$build_tree_pc" && pwd)
+  write_from promotion_gates.pc.in "$build_tree_pc/promotion_gates.pc" "$root" "$target/release" "$root/include"
+  ln -sfn "$target/release/libpromotion_gates_ffi.a" "$build_tree_pc/libpromotion_gates_ffi_static.a"
+  write_from promotion_gates-static.pc.in "$build_tree_pc/promotion_gates-static.pc" "$root" "$build_tree_pc" "$root/include"
   exit 0
 fi
 
@@ -122,11 +126,13 @@ cmake_to="$lib_to/cmake/promotion_gates"
 mkdir -p "$lib_to/pkgconfig" "$include_to" "$cmake_to"
 install -m 755 "$target/release/libpromotion_gates_ffi.so" "$lib_to/"
 install -m 644 "$target/release/libpromotion_gates_ffi.a" "$lib_to/"
+# Relative: the link still finds the archive in a tree moved whole or staged with --destdir.
+ln -sfn libpromotion_gates_ffi.a "$lib_to/libpromotion_gates_ffi_static.a"
 install -m 644 "$root/include/promotion_gates.h" "$root/bindings/cpp/include/promotion_gates.hpp" "$include_to/"
 doc_to="$destdir$prefix/share/doc/promotion_gates"
 mkdir -p "$doc_to"
 install -m 644 "$root/LICENSE" "$doc_to/"
-printf '%s\n' "$lib_to/libpromotion_gates_ffi.so" "$lib_to/libpromotion_gates_ffi.a" \
+printf '%s\n' "$lib_to/libpromotion_gates_ffi.so" "$lib_to/libpromotion_gates_ffi.a" "$lib_to/libpromotion_gates_ffi_static.a" \
   "$include_to/promotion_gates.h" "$include_to/promotion_gates.hpp" "$doc_to/LICENSE"
 # Relative only when the files lie below the prefix (a tree moved whole), and the .pc files
 # not for /usr: pkg-config leaves out -I/usr/include and -L/usr/lib only when written so, and

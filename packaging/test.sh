@@ -3,7 +3,8 @@
 # (packaging/install.sh) into a temporary prefix, moves the installed tree elsewhere (the .pc
 # and CMake files name it relative to themselves), then routes one request from
 #   (a) C programs built with `pkg-config --cflags --libs promotion_gates` (and -static),
-#   (b) a CMake project using find_package(promotion_gates) (C++ wrapper and static C),
+#   (b) a CMake project using find_package(promotion_gates) (C++ wrapper and static C), and
+#       one using pkg_check_modules(IMPORTED_TARGET promotion_gates-static),
 #   (c) a Python venv with the wheel `pip wheel ./bindings/python` builds (no environment variable),
 #   (d) a Go module outside the repository (its own go.mod, `replace` to this checkout),
 #       linked statically and, with -tags pgate_shared, to the shared library,
@@ -128,6 +129,16 @@ if loads_shared_library "$tmp/route_c_static"; then
   failed=$((failed + 1))
 fi
 check "C, static" "$tmp/route_c_static"
+# The same, after a -L to the directory of the shared library (another package's flags, or
+# CGO_LDFLAGS): the archive's own name, which no shared library has, still links the archive.
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror "$hosts/route.c" -o "$tmp/route_c_static_after_l" \
+  -L"$libdir" $(pkg-config --cflags --libs promotion_gates-static)
+if loads_shared_library "$tmp/route_c_static_after_l"; then
+  echo "FAILED: the static C program linked after -L$libdir loads the shared library" >&2
+  failed=$((failed + 1))
+fi
+check "C, static after another -L" "$tmp/route_c_static_after_l"
 
 echo "== (b) CMake, find_package(promotion_gates)"
 cmake -S "$hosts" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -149,6 +160,21 @@ for case in "$major.$minor=1" "$major=$((minor == 0))" "$major.$((minor + 1))=0"
   fi
   rm -rf "$tmp/versions"
 done
+
+echo "== (b) CMake, pkg_check_modules(IMPORTED_TARGET promotion_gates-static)"
+# CMake puts what pkg-config gives other than -L and -l among the link options, before the
+# program's objects: an archive named by its path there leaves every pgate_ symbol undefined.
+cmake -S "$hosts/pkg_check_modules" -B "$tmp/cmake_pc" -DCMAKE_BUILD_TYPE=Release >/dev/null
+if cmake --build "$tmp/cmake_pc" >"$tmp/cmake_pc.log" 2>&1; then
+  if loads_shared_library "$tmp/cmake_pc/route_c_pkg_config"; then
+    echo "FAILED: the pkg_check_modules program loads the shared library" >&2
+    failed=$((failed + 1))
+  fi
+  check "C (pkg_check_modules, static)" "$tmp/cmake_pc/route_c_pkg_config"
+else
+  echo "FAILED: pkg_check_modules(IMPORTED_TARGET promotion_gates-static): $(grep -m1 -i 'undefined\|error' "$tmp/cmake_pc.log")" >&2
+  failed=$((failed + 1))
+fi
 
 echo "== (c) Python: pip wheel ./bindings/python, then a venv"
 python3 -m pip wheel -q --no-deps -w "$tmp/wheel" "$root/bindings/python"

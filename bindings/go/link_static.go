@@ -2,8 +2,9 @@
 
 package promotiongates
 
-// Static link (the default): pkg-config's promotion_gates-static names the archive
-// libpromotion_gates_ffi.a by path, so it is linked into every binary and programs and test
+// Static link (the default): pkg-config's promotion_gates-static gives
+// -lpromotion_gates_ffi_static, a link to the archive libpromotion_gates_ffi.a under a name no
+// shared library has, so the archive is linked into every binary and programs and test
 // binaries need no library at run time. Install it first (packaging/install.sh at the
 // repository root; add PREFIX/lib/pkgconfig to PKG_CONFIG_PATH when PREFIX is not one
 // pkg-config searches). Build with -tags pgate_shared to link the shared library instead
