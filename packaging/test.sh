@@ -3,8 +3,9 @@
 # (packaging/install.sh) into a temporary prefix, moves the installed tree elsewhere (the .pc
 # and CMake files name it relative to themselves), then routes one request from
 #   (a) C programs built with `pkg-config --cflags --libs promotion_gates` (and -static),
-#   (b) a CMake project using find_package(promotion_gates) (C++ wrapper and static C), and
-#       one using pkg_check_modules(IMPORTED_TARGET promotion_gates-static),
+#   (b) a CMake project using find_package(promotion_gates) (C++ wrapper and static C; then
+#       with one of the libraries removed), and one using pkg_check_modules(IMPORTED_TARGET
+#       promotion_gates-static),
 #   (c) a Python venv with the wheel `pip wheel ./bindings/python` builds (no environment variable),
 #   (d) a Go module outside the repository (its own go.mod, `replace` to this checkout),
 #       linked statically and, with -tags pgate_shared, to the shared library,
@@ -159,6 +160,53 @@ for case in "$major.$minor=1" "$major=$((minor == 0))" "$major.$((minor + 1))=0"
     failed=$((failed + 1))
   fi
   rm -rf "$tmp/versions"
+done
+
+echo "== (b) CMake, find_package(promotion_gates) with one library installed"
+# find_package_host PREFIX LINK [COMPONENT]: configures and builds hosts/find_package against
+# PREFIX, route.c linked to the target LINK, into $tmp/found (its output in $tmp/found.log).
+find_package_host() {
+  rm -rf "$tmp/found"
+  cmake -S "$hosts/find_package" -B "$tmp/found" -DCMAKE_PREFIX_PATH="$1" -DLINK="$2" \
+    -DCOMPONENTS="${3:-}" >"$tmp/found.log" 2>&1 && cmake --build "$tmp/found" >>"$tmp/found.log" 2>&1
+}
+# The first error in $tmp/found.log, on one line (CMake wraps its messages).
+found_error() { tr -s ' \n' ' ' <"$tmp/found.log" | grep -o -i -m1 '\(CMake Error\|error\).*' | cut -c1-400; }
+# A distribution may ship the shared library and the archive in packages of their own: each
+# target is defined when its library is there, the package found with either, and a
+# component asked for fails when its library is missing.
+for kept in shared static; do
+  only="$tmp/only_$kept"
+  cp -al "$prefix" "$only" # hard links: no second copy of the archive
+  if [ "$kept" = shared ]; then
+    rm "$only"/lib/libpromotion_gates_ffi.a "$only"/lib/libpromotion_gates_ffi_static.a
+    link=promotion_gates::c missing=static
+  else
+    rm "$only"/lib/libpromotion_gates_ffi.so
+    link=promotion_gates::c_static missing=shared
+  fi
+  if find_package_host "$only" "$link"; then
+    if [ "$kept" = shared ]; then
+      shared "find_package, the shared library alone" "$tmp/found/route_c"
+    elif loads_shared_library "$tmp/found/route_c"; then
+      echo "FAILED: find_package, the archive alone: the program loads the shared library" >&2
+      failed=$((failed + 1))
+    fi
+    check "find_package, the $kept library alone ($link)" "$tmp/found/route_c"
+  else
+    echo "FAILED: find_package with the $kept library alone: $(found_error)" >&2
+    failed=$((failed + 1))
+  fi
+  if find_package_host "$only" "$link" "$missing"; then
+    echo "FAILED: find_package(promotion_gates COMPONENTS $missing) found it without its library" >&2
+    failed=$((failed + 1))
+  elif [[ "$(found_error)" == *"component $missing: "*" is missing"* ]]; then
+    echo "ok: find_package(promotion_gates COMPONENTS $missing) with the $kept library alone: not found"
+  else
+    echo "FAILED: find_package(promotion_gates COMPONENTS $missing): $(found_error)" >&2
+    failed=$((failed + 1))
+  fi
+  rm -rf "$only"
 done
 
 echo "== (b) CMake, pkg_check_modules(IMPORTED_TARGET promotion_gates-static)"
