@@ -23,7 +23,9 @@
 #               --libdir outside the prefix they name every directory by its absolute path).
 #               The relative form is worked out from the names given (GNU realpath -ms), not
 #               from resolved symlinks: a host must find the .pc and CMake files under the
-#               names they were installed to, not through a symlink into another tree
+#               names they were installed to, not through a symlink into another tree (the
+#               CMake package found through one, as /lib -> usr/lib, resolves it when the
+#               prefix so named has no promotion_gates.h in its include directory)
 # --libdir      default PREFIX/lib;  --includedir  default PREFIX/include
 # --destdir     a staging root prepended to every path written (for distribution packages)
 # --no-build    install what the last `cargo build --release -p promotion-gates-ffi` built
@@ -141,7 +143,7 @@ pc_prefix=$prefix cmake_prefix=$prefix
 if [ "$(under_prefix . "$libdir")" != "$libdir" ]; then
   [ "${prefix%/}" = /usr ] ||
     pc_prefix="\${pcfiledir}/$(realpath -ms --relative-to="$libdir/pkgconfig" "$prefix")"
-  cmake_prefix="\${CMAKE_CURRENT_LIST_DIR}/$(realpath -ms --relative-to="$libdir/cmake/promotion_gates" "$prefix")"
+  cmake_prefix="\${_pgate_here}/$(realpath -ms --relative-to="$libdir/cmake/promotion_gates" "$prefix")"
 fi
 for pc in promotion_gates promotion_gates-static; do
   write_from "$pc.pc.in" "$lib_to/pkgconfig/$pc.pc" "$pc_prefix" \

@@ -4,8 +4,8 @@
 # and CMake files name it relative to themselves), then routes one request from
 #   (a) C programs built with `pkg-config --cflags --libs promotion_gates` (and -static),
 #   (b) a CMake project using find_package(promotion_gates) (C++ wrapper and static C; then
-#       with one of the libraries removed), and one using pkg_check_modules(IMPORTED_TARGET
-#       promotion_gates-static),
+#       with one of the libraries removed, and found through a link lib -> usr/lib), and one
+#       using pkg_check_modules(IMPORTED_TARGET promotion_gates-static),
 #   (c) a Python venv with the wheel `pip wheel ./bindings/python` builds (no environment variable),
 #   (d) a Go module outside the repository (its own go.mod, `replace` to this checkout),
 #       linked statically and, with -tags pgate_shared, to the shared library,
@@ -208,6 +208,34 @@ for kept in shared static; do
   fi
   rm -rf "$only"
 done
+
+echo "== (b) CMake, find_package(promotion_gates) through /lib -> usr/lib"
+# A merged-/usr system: installed into /usr, the package is also found through the link
+# /lib -> usr/lib, where the prefix three directories up is / and its include directory
+# /include. Staged with --destdir, moved (as a package manager unpacks it), then found
+# through the staged tree's own lib -> usr/lib: the include directory must be its usr/include.
+arch=$(cc -print-multiarch 2>/dev/null || true)
+"$root/packaging/install.sh" --no-build --prefix /usr --libdir "/usr/lib${arch:+/$arch}" \
+  --destdir "$tmp/merged_staged" >/dev/null
+mv "$tmp/merged_staged" "$tmp/merged"
+ln -s usr/lib "$tmp/merged/lib"
+if find_package_host "$tmp/merged" promotion_gates::c_static; then
+  found_dir=$(sed -n 's/^-- promotion_gates_DIR: //p' "$tmp/found.log")
+  found_include=$(sed -n 's/^-- promotion_gates_INCLUDE_DIR: //p' "$tmp/found.log")
+  if [[ "$found_dir" != "$tmp/merged/lib/"* ]]; then
+    echo "FAILED: find_package found $found_dir, not through $tmp/merged/lib" >&2
+    failed=$((failed + 1))
+  elif [ "$found_include" != "$tmp/merged/usr/include" ]; then
+    echo "FAILED: found through $found_dir, the include directory is $found_include" >&2
+    failed=$((failed + 1))
+  else
+    check "find_package through lib -> usr/lib (promotion_gates::c_static)" "$tmp/found/route_c"
+  fi
+else
+  echo "FAILED: find_package through lib -> usr/lib: $(found_error)" >&2
+  failed=$((failed + 1))
+fi
+rm -rf "$tmp/merged"
 
 echo "== (b) CMake, pkg_check_modules(IMPORTED_TARGET promotion_gates-static)"
 # CMake puts what pkg-config gives other than -L and -l among the link options, before the
