@@ -8,7 +8,8 @@
 #   lib/pkgconfig/promotion_gates.pc, lib/pkgconfig/promotion_gates-static.pc
 #   lib/cmake/promotion_gates/promotion_gatesConfig.cmake (and ...ConfigVersion.cmake)
 #   share/doc/promotion_gates/LICENSE (Apache-2.0, which asks that every copy carry it)
-# and prints each file it wrote. Run from anywhere.
+# and prints each file it wrote, then (on stderr) that Go programs need `go clean -cache` and
+# `go build -a` to link the new library. Run from anywhere.
 #
 # Why a script and not cargo-c: `cargo install cargo-c` compiles the whole of cargo (hundreds
 # of crates, libgit2 and curl among them) before the first install, and Debian's cargo-c is too
@@ -153,3 +154,5 @@ for file in promotion_gatesConfig promotion_gatesConfigVersion; do
   write_from "$file.cmake.in" "$cmake_to/$file.cmake" "$cmake_prefix" \
     "$(under_prefix '${_pgate_prefix}' "$libdir")" "$(under_prefix '${_pgate_prefix}' "$includedir")"
 done
+# Go decides what to rebuild without looking at the library (golang/go#24544).
+echo "install.sh: for Go, run \`go clean -cache\` and rebuild with \`go build -a\`: Go's cache does not see a new library (golang/go#24544)" >&2

@@ -91,7 +91,10 @@ if grep -rn "$tmp/installed" "$prefix"/lib/pkgconfig "$prefix"/lib/cmake; then
 fi
 # Staged for a distribution's /usr: the .pc files name /usr itself, which pkg-config then
 # leaves out of -I and -L (a relative prefix would put /usr/include first on every command).
-"$root/packaging/install.sh" --no-build --prefix /usr --destdir "$tmp/staged" >/dev/null
+"$root/packaging/install.sh" --no-build --prefix /usr --destdir "$tmp/staged" >/dev/null 2>"$tmp/staged.err"
+# Go's build cache does not see a new library: the install's last word says what Go needs.
+[[ "$(tail -n 1 "$tmp/staged.err")" == *"go clean -cache"*"go build -a"* ]] ||
+  { echo "FAILED: install.sh ends without the Go hint: $(cat "$tmp/staged.err")" >&2 && failed=$((failed + 1)); }
 for pc in "$tmp"/staged/usr/lib/pkgconfig/*.pc; do
   grep -qx 'prefix=/usr' "$pc" ||
     { echo "FAILED: $(basename "$pc") staged for /usr says $(grep '^prefix=' "$pc")" >&2 && failed=$((failed + 1)); }
