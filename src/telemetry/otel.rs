@@ -26,6 +26,7 @@ use opentelemetry::{KeyValue, StringValue, Value};
 
 use crate::config::Environment;
 use crate::decision::{Cohort, RoutingDecision};
+use crate::error::shortened;
 use crate::history::RollbackTrigger;
 use crate::judge::{CohortEvidence, Evidence, Finding, Rule};
 use crate::manager::PromotionGateManager;
@@ -581,9 +582,21 @@ pub(crate) fn flag_span(gate: &str, flag: &str, enabled: bool) {
 
 /// The `promotion.route_request` span of one decision.
 pub(crate) fn route_span(gate: &str, request_id: &str, decision: &RoutingDecision<'_>) {
-    let attrs = vec![
+    event_span(
+        "promotion.route_request",
+        route_attributes(gate, request_id, decision),
+        None,
+    );
+}
+
+/// The `promotion.route_request` span's attributes. The request id is the client's: at most
+/// [`MAX_SHOWN_VALUE_BYTES`](crate::MAX_SHOWN_VALUE_BYTES) of it (cut on a character
+/// boundary, followed by `...(N bytes)`), as the log line and error messages show it, so that
+/// a client's megabyte id never makes a megabyte attribute.
+fn route_attributes(gate: &str, request_id: &str, decision: &RoutingDecision<'_>) -> Vec<KeyValue> {
+    vec![
         KeyValue::new("promotion.gate", gate.to_string()),
-        KeyValue::new("promotion.request_id", request_id.to_string()),
+        KeyValue::new("promotion.request_id", shortened(request_id)),
         KeyValue::new("promotion.is_canary", decision.is_canary),
         KeyValue::new("promotion.environment", decision.target_environment.name()),
         KeyValue::new(
@@ -594,8 +607,7 @@ pub(crate) fn route_span(gate: &str, request_id: &str, decision: &RoutingDecisio
             "promotion.stage",
             i64::try_from(decision.stage.get()).unwrap_or(i64::MAX),
         ),
-    ];
-    event_span("promotion.route_request", attrs, None);
+    ]
 }
 
 #[cfg(test)]
@@ -625,6 +637,36 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &next));
         assert_eq!(next.evidence(Cohort::Stable).requests, 1);
         assert!(Arc::ptr_eq(&next, &shared.take(&gate, 4)));
+    }
+
+    #[test]
+    fn the_route_span_shows_at_most_max_shown_value_bytes_of_the_request_id() {
+        let gate = PromotionGateManager::new(
+            PromotionConfig::default(),
+            SloAdmissionController::new(SloConfig::default()).unwrap(),
+        )
+        .unwrap();
+        let request_id = |attrs: &[KeyValue]| {
+            let kv = attrs
+                .iter()
+                .find(|kv| kv.key.as_str() == "promotion.request_id");
+            kv.unwrap().value.to_string()
+        };
+        let short = "user-7";
+        let attrs = route_attributes("g", short, &gate.route_request(short));
+        assert_eq!(request_id(&attrs), short);
+        let long = "x".repeat(1000);
+        let attrs = route_attributes("g", &long, &gate.route_request(&long));
+        let max = crate::MAX_SHOWN_VALUE_BYTES;
+        assert_eq!(
+            request_id(&attrs),
+            format!("{}...(1000 bytes)", "x".repeat(max))
+        );
+        // Cut before a character, not inside one: the 160th byte is the first of the 80th `é`.
+        let accents = format!("a{}", "é".repeat(max));
+        let attrs = route_attributes("g", &accents, &gate.route_request(&accents));
+        let shown = format!("a{}...({} bytes)", "é".repeat(max / 2 - 1), accents.len());
+        assert_eq!(request_id(&attrs), shown);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::telemetry::LoggedBytes;
 /// same decision), and reports it: a `tracing` debug event (`Request "…" routed to canary
 /// (hash …%)`, the id quoted and escaped, at most
 /// [`MAX_SHOWN_VALUE_BYTES`](crate::MAX_SHOWN_VALUE_BYTES) of it) and, with the `otel` feature, a `promotion.route_request` span with
-/// `promotion.request_id`, `promotion.is_canary`, `promotion.environment`, `promotion.bucket`
+/// `promotion.request_id` (as much of it as the line shows, unquoted), `promotion.is_canary`, `promotion.environment`, `promotion.bucket`
 /// and `promotion.stage`. It allocates: call it for the requests a host samples or debugs,
 /// and `route_request` (allocation-free, no span; at debug level its own short line) for the
 /// others. Each observed route makes one debug line, this one, not the route path's as well.
