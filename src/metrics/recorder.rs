@@ -270,6 +270,16 @@ impl ThreadRecorder {
     /// `scratch` (whose buffers are reused: no allocation once they have their size). With
     /// `histograms` false only the counters are read. Returns false (adding nothing) if the
     /// recorder holds another stage or was cleared while being read.
+    ///
+    /// With `histograms`, the requests read are the histogram's samples, not the `requests`
+    /// counter: [`record`](Self::record) counts every request it counts in exactly one
+    /// histogram bucket (its latency's) and in `requests`, so at rest the two are equal, but
+    /// a thread recording during the read adds to both between the loads, and the counter
+    /// loaded before the 2560 buckets lags them by every record made meanwhile. Counting the
+    /// samples read makes a reading's requests and its latency histogram one count (what the
+    /// exporters promise: `promotion_window_requests` equal to the histogram's `_count`),
+    /// with nothing added to the record path. Its errors and compliant requests are still
+    /// read apart, before the buckets.
     pub(crate) fn add_to(
         &self,
         stage: StageId,
@@ -281,14 +291,20 @@ impl ThreadRecorder {
             return false;
         }
         for (cells, out) in self.cohorts.iter().zip(scratch.iter_mut()) {
-            out.requests = cells.requests.load(Ordering::Relaxed);
             out.errors = cells.errors.load(Ordering::Relaxed);
             out.compliant = cells.compliant.load(Ordering::Relaxed);
             out.histogram.clear();
-            if histograms {
-                out.histogram
-                    .extend(cells.histogram.iter().map(|c| c.load(Ordering::Relaxed)));
-            }
+            out.requests = if histograms {
+                let mut samples = 0u64;
+                out.histogram.extend(cells.histogram.iter().map(|c| {
+                    let n = c.load(Ordering::Relaxed);
+                    samples = samples.wrapping_add(n);
+                    n
+                }));
+                samples
+            } else {
+                cells.requests.load(Ordering::Relaxed)
+            };
         }
         fence(Ordering::Acquire);
         if self.stage.load(Ordering::Relaxed) != stage.0 {

@@ -158,9 +158,10 @@ pub(crate) fn time_to_live(store: &StoreConfig) -> Duration {
 /// The requests published are at least the errors plus the compliant requests, and at least
 /// the histogram's samples, so that every row this build publishes passes [`decode`]'s checks.
 /// A reading of the recorders can fall short of that: each recorder is read while its thread
-/// records, requests first, then errors, compliant requests and the histogram, and a thread
-/// counts a request's latency before the request and its error or compliance after it (see
-/// `metrics/recorder.rs`). The records a reading catches that way are real (the next tick
+/// records, errors and compliant requests first, then the histogram, whose samples are the
+/// requests read (`ThreadRecorder::add_to`), and a thread counts a request's latency before
+/// its error or compliance, but relaxed loads of different cells need not see them in that
+/// order (see `metrics/recorder.rs`). The records a reading catches that way are real (the next tick
 /// counts them in full), but how many there are depends on how long the reading took, not on
 /// any fixed number: a reader descheduled between two loads sees every record made meanwhile.
 /// So the row is made consistent here, where the reading is known, rather than tolerated by a

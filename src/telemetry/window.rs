@@ -19,7 +19,10 @@ pub(crate) const ENVIRONMENTS: [Environment; 3] = [
 
 /// The canary's health and both cohorts' latency histograms, from one read of the window (see
 /// [`window_export`](crate::PromotionGateManager::window_export)), and the release state it
-/// was read over: the numbers agree with each other, as two separate calls' need not.
+/// was read over: the numbers agree with each other, as two separate calls' need not. A
+/// cohort's requests are its histogram's samples, even while threads record (on a state
+/// store, with the other instances' counts as they published them, which may differ by the
+/// records an instance had in flight when it read its own).
 ///
 /// # Example
 /// ```
@@ -184,5 +187,58 @@ impl LatencyBuckets {
         bounded
             .zip(self.at_or_below)
             .chain(std::iter::once(("+Inf".to_string(), self.count)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use crate::decision::Cohort;
+    use crate::{PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig};
+
+    /// A read of the window while a thread records shows as many requests as latencies: the
+    /// requests are the histogram's samples of the same read (the `requests` counter, read
+    /// before the buckets, lagged them by the records made meanwhile: 8299 against 8301).
+    #[test]
+    fn a_read_while_a_thread_records_shows_as_many_requests_as_latencies() {
+        let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+        let gate = Arc::new(PromotionGateManager::new(PromotionConfig::default(), slo).unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let recording = {
+            let (gate, stop) = (Arc::clone(&gate), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let latency = Duration::from_micros(100 + i % 5_000);
+                    gate.record_request_outcome("u", !i.is_multiple_of(50), latency);
+                    i += 1;
+                }
+            })
+        };
+        let (mut reads, mut moving, mut differing) = (0, 0, Vec::new());
+        let mut last = 0;
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until || moving < 100 {
+            let window = gate.window_export();
+            let requests = window.evidence(Cohort::Stable).requests;
+            let latencies = window.latency_histogram(Cohort::Stable).unwrap().len();
+            if requests != latencies {
+                differing.push((requests, latencies));
+            }
+            moving += u32::from(requests != last);
+            last = requests;
+            reads += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        recording.join().unwrap();
+        assert!(
+            differing.is_empty(),
+            "{} of {reads} reads differ (requests, latencies): {:?}",
+            differing.len(),
+            &differing[..differing.len().min(5)]
+        );
     }
 }
