@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use opentelemetry::{Array, KeyValue, Value, global};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
-use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::metrics::{
+    InMemoryMetricExporter, InMemoryMetricExporterBuilder, PeriodicReader, SdkMeterProvider,
+    Temporality,
+};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use promotion_gates::telemetry::{otel, route_request_observed};
 use promotion_gates::*;
@@ -372,6 +375,76 @@ fn the_instruments_follow_a_gate_made_anew_and_stop_once_dropped() {
         "dropped instruments report nothing"
     );
     meter_provider.shutdown().unwrap();
+}
+
+/// A reload keeps the gate's name, and the new gate counts its outcomes from 0 again: the
+/// counters go on from the followed gate's counts, under either temporality. They went back
+/// to the new gate's counts, which under delta temporality overflowed the SDK's `value -
+/// reported` (a panic on the reader's thread, and every later flush failed), and under
+/// cumulative temporality made a monotonic sum decrease. (No rollback here: its span would
+/// reach the global tracer provider of the test above.)
+#[test]
+fn the_counters_go_on_across_a_reload_under_the_same_name() {
+    for temporality in [Temporality::Delta, Temporality::Cumulative] {
+        let metrics = InMemoryMetricExporterBuilder::new()
+            .with_temporality(temporality)
+            .build();
+        let meter_provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(metrics.clone()).build())
+            .build();
+        let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, "host");
+        // The forced outcomes and the ignored forcing values of one collection.
+        let collect = || -> [f64; 2] {
+            meter_provider.force_flush().unwrap();
+            let got = points(&metrics.get_finished_metrics().unwrap());
+            metrics.reset();
+            [
+                "promotion.forced_outcomes",
+                "promotion.ignored_override_values",
+            ]
+            .map(|name| got[&key(name, &[])])
+        };
+        let count = |gate: &PromotionGateManager, times: usize| {
+            for _ in 0..times {
+                // No override section: the value is ignored (and counted); the outcome forced.
+                let decision = gate.route_request_forced(b"u", Some(b"canary"));
+                gate.record_forced(decision.stage);
+            }
+        };
+        // What a collection shows after counting `n` more, `total` in all.
+        let shows = |n: f64, total: f64| match temporality {
+            Temporality::Delta => [n, n],
+            _ => [total, total],
+        };
+
+        let old = canary_gate(10.0);
+        let instruments = otel::observe(&old, &meter);
+        count(&old, 5);
+        assert_eq!(collect(), shows(5.0, 5.0), "{temporality:?}");
+        // A reload as docs/telemetry.md has it: follow the new gate, then drop the old one.
+        let reloaded = canary_gate(10.0);
+        instruments.follow(&reloaded);
+        drop(old);
+        count(&reloaded, 1);
+        assert_eq!(collect(), shows(1.0, 6.0), "{temporality:?}");
+        assert_eq!(collect(), shows(0.0, 6.0), "{temporality:?}");
+        // A host that drops the gate before it follows the next one: a collection in between
+        // shows the counts as they were (a series that skipped it would, under delta
+        // temporality, count all of them again when it came back).
+        count(&reloaded, 2);
+        let again = canary_gate(10.0);
+        drop(reloaded);
+        assert_eq!(
+            collect(),
+            shows(0.0, 6.0),
+            "{temporality:?}: the gate is gone"
+        );
+        instruments.follow(&again);
+        count(&again, 3);
+        assert_eq!(collect(), shows(3.0, 9.0), "{temporality:?}");
+        drop(instruments);
+        meter_provider.shutdown().unwrap();
+    }
 }
 
 /// One row of docs/telemetry.md's metrics table: the OpenTelemetry name, the Prometheus name.

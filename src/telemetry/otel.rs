@@ -32,7 +32,11 @@ use crate::judge::{CohortEvidence, Evidence, Finding, Rule};
 use crate::manager::PromotionGateManager;
 use crate::release::PromotionKind;
 use crate::telemetry::window::{LatencyBuckets, RECOMMENDATIONS, recommendation_name};
-use crate::telemetry::{ENVIRONMENTS, WindowExport, rollback_series};
+use crate::telemetry::{ENVIRONMENTS, WindowExport};
+
+mod counters;
+
+use counters::{Counted, Outcome, Series};
 
 /// The instrumentation scope's name: of the global meter and tracer this module uses.
 ///
@@ -43,11 +47,14 @@ use crate::telemetry::{ENVIRONMENTS, WindowExport, rollback_series};
 pub const SCOPE: &str = "promotion-gates";
 
 /// The observable instruments of one gate: they report while this value is kept, and nothing
-/// once it is dropped or the gate is. Their callbacks hold the gate weakly, and stay registered
-/// with the meter provider (opentelemetry gives no way to remove them): a host that makes its
-/// gate anew (a reload) points the instruments at the new gate with
-/// [`follow`](Self::follow) rather than observing it again, which would add a set of
-/// callbacks (and the time each collection spends in them) at every reload.
+/// once it is dropped. Their callbacks hold the gate weakly, and stay registered with the
+/// meter provider (opentelemetry gives no way to remove them): a host that makes its gate anew
+/// (a reload) points the instruments at the new gate with [`follow`](Self::follow) rather
+/// than observing it again, which would add a set of callbacks (and the time each collection
+/// spends in them) at every reload, and start its counters again from the new gate's counts.
+/// Once the gate is gone (and until they follow another), the gauges report nothing and the
+/// counters their last values: a counter series that skipped a collection would, under delta
+/// temporality, count its whole value again when it came back.
 #[derive(Debug)]
 #[must_use = "the instruments report only while this value is kept"]
 pub struct GateInstruments {
@@ -59,6 +66,16 @@ pub struct GateInstruments {
 impl GateInstruments {
     /// Points the instruments at `gate` from the next collection on: the gate that replaces
     /// the observed one (a reload), under the same or another name.
+    ///
+    /// Under the same name, the counters go on from where they were: a gate made anew counts
+    /// from 0 again (its outcomes; its rollbacks too without a state store), so each counter
+    /// series carries what the gate followed so far counted, as much of it as the new gate
+    /// does not count already (on a shared state store both count the stored rollbacks, and
+    /// none is carried), and no series ever reports less than it did. Call it before the
+    /// followed gate is dropped: what the gate counted after the last collection, if it is
+    /// gone, is not carried. A gate of another name starts series of its own, from its
+    /// counts. Follow gates made anew: following again a gate followed before carries its
+    /// outcome counts twice.
     ///
     /// # Example
     /// ```
@@ -76,7 +93,7 @@ impl GateInstruments {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn follow(&self, gate: &Arc<PromotionGateManager>) {
-        self.observed.point_at(Arc::downgrade(gate));
+        self.observed.follow(gate);
     }
 }
 
@@ -84,15 +101,26 @@ impl Drop for GateInstruments {
     /// The callbacks stay with the meter provider: they report nothing from now on, and let go
     /// of their last read of the window.
     fn drop(&mut self) {
-        self.observed.point_at(Weak::new());
+        let mut followed = self.observed.followed();
+        followed.gate = Weak::new();
+        followed.counted = Counted::default();
+        drop(followed);
+        self.observed.window.forget();
     }
 }
 
-/// The gate a set of instruments reads, and their shared read of its window.
-#[derive(Default)]
+/// The gate a set of instruments reads, their counters' series, and their shared read of its
+/// window.
 struct Observed {
-    gate: Mutex<Weak<PromotionGateManager>>,
+    followed: Mutex<Followed>,
     window: SharedWindow,
+}
+
+/// The followed gate and its counters' series.
+#[derive(Default)]
+struct Followed {
+    gate: Weak<PromotionGateManager>,
+    counted: Counted,
 }
 
 impl std::fmt::Debug for Observed {
@@ -115,17 +143,67 @@ impl Observed {
         Box::new(move |g, o, a| read(&shared.window.take(g, bit), o, a))
     }
 
-    fn point_at(&self, gate: Weak<PromotionGateManager>) {
-        *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = gate;
+    /// The instruments of a gate: `gate`'s, none of its counter series reported yet.
+    fn of(gate: &Arc<PromotionGateManager>) -> Self {
+        let followed = Followed {
+            gate: Arc::downgrade(gate),
+            counted: Counted::named(gate.gate_name()),
+        };
+        Self {
+            followed: Mutex::new(followed),
+            window: SharedWindow::default(),
+        }
+    }
+
+    fn followed(&self) -> std::sync::MutexGuard<'_, Followed> {
+        self.followed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Points the instruments at `gate`, its counter series going on from the followed gate's
+    /// (see [`GateInstruments::follow`]).
+    fn follow(&self, gate: &Arc<PromotionGateManager>) {
+        let mut followed = self.followed();
+        let old = followed.gate.upgrade();
+        if !old.as_ref().is_some_and(|old| Arc::ptr_eq(old, gate)) {
+            followed.counted.follow(old.as_deref(), gate);
+        }
+        followed.gate = Arc::downgrade(gate);
+        drop(followed);
+        // The old gate may go here, with the last owner: not under the lock.
+        drop(old);
         self.window.forget();
     }
 
     /// The observed gate, while it lives.
     fn gate(&self) -> Option<Arc<PromotionGateManager>> {
-        self.gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .upgrade()
+        self.followed().gate.upgrade()
+    }
+
+    /// Observes the counter series `of` selects: `read` of the followed gate while it lives,
+    /// each with its attributes (`promotion.gate` first, then `attributes` of the series),
+    /// as [`Counted::report`] makes them go on.
+    fn count(
+        &self,
+        observer: &dyn AsyncInstrument<u64>,
+        of: impl Fn(Series) -> bool,
+        read: impl FnOnce(&PromotionGateManager) -> Vec<(Series, u64)>,
+        attributes: impl Fn(Series) -> Vec<KeyValue>,
+    ) {
+        let mut followed = self.followed();
+        let gate = followed.gate.upgrade();
+        let counts = gate.as_deref().map(read).unwrap_or_default();
+        let values = followed.counted.report(counts, of);
+        let attrs = [KeyValue::new(
+            "promotion.gate",
+            followed.counted.name().to_string(),
+        )];
+        drop(followed);
+        drop(gate);
+        for (series, value) in values {
+            let mut all = attrs.to_vec();
+            all.extend(attributes(series));
+            observer.observe(value, &all);
+        }
     }
 }
 
@@ -164,8 +242,7 @@ pub fn observe_globally(gate: &Arc<PromotionGateManager>) -> GateInstruments {
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstruments {
-    let observed = Arc::new(Observed::default());
-    observed.point_at(Arc::downgrade(gate));
+    let observed = Arc::new(Observed::of(gate));
     let window = Arc::clone(&observed);
     let gauge = |name: &'static str, unit: &'static str, help: &'static str, read: Reading| {
         let gate = Arc::clone(&observed);
@@ -296,55 +373,30 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             window.gauge(per_histogram(|h, o, a| o.observe(h.count as f64, a))),
         ),
     ];
-    let rollbacks_gate = Arc::clone(&observed);
-    let counters = vec![
+    let rollbacks = Arc::clone(&observed);
+    let mut counters = vec![
         meter
             .u64_observable_counter("promotion.rollbacks")
             .with_unit("{rollback}")
             .with_description(
-                "Rollback events since the gate was built (on a state store: every one stored for the gate), by trigger and first fired rule.",
+                "Rollback events since the gate was built (on a state store: every one stored for the gate), by trigger and first fired rule; a gate followed after a reload goes on from the counts before it.",
             )
             .with_callback(move |observer| {
-                with_gate(&rollbacks_gate, |g, attrs| {
-                    // Every cause from the start, at 0, as the Prometheus exposition has it.
-                    for count in rollback_series(&g.rollback_counts()) {
-                        let rule = count.rule.map_or("none", |r| r.name());
-                        let mut attrs = with(attrs, "promotion.trigger", count.trigger.name());
-                        attrs.push(KeyValue::new("promotion.rule", rule));
-                        observer.observe(count.count, &attrs);
-                    }
-                })
+                // Every cause from the start, at 0, as the Prometheus exposition has it.
+                let of = |series| matches!(series, Series::Rollbacks(..));
+                rollbacks.count(observer, of, counters::rollback_counts, |series| {
+                    let Series::Rollbacks(trigger, rule) = series else {
+                        return Vec::new();
+                    };
+                    vec![
+                        KeyValue::new("promotion.trigger", trigger.name()),
+                        KeyValue::new("promotion.rule", rule.map_or("none", |r| r.name())),
+                    ]
+                });
             })
             .build(),
-        outcome_counter(
-            meter,
-            "promotion.late_outcomes",
-            "Outcomes dropped because their stage had ended.",
-            &observed,
-            PromotionGateManager::late_outcomes,
-        ),
-        outcome_counter(
-            meter,
-            "promotion.foreign_outcomes",
-            "Outcomes dropped because their decision names a stage the gate never published.",
-            &observed,
-            PromotionGateManager::foreign_outcomes,
-        ),
-        outcome_counter(
-            meter,
-            "promotion.forced_outcomes",
-            "Outcomes of requests an override forced, counted in neither cohort.",
-            &observed,
-            PromotionGateManager::forced_outcomes,
-        ),
-        outcome_counter(
-            meter,
-            "promotion.ignored_override_values",
-            "Forcing values routing ignored.",
-            &observed,
-            PromotionGateManager::ignored_override_values,
-        ),
     ];
+    counters.extend(Outcome::ALL.map(|outcome| outcome_counter(meter, outcome, &observed)));
     GateInstruments {
         _gauges: gauges,
         _counters: counters,
@@ -394,21 +446,21 @@ fn per_histogram(
     })
 }
 
-/// An observable counter of `read` on the gate, in `{outcome}`.
+/// The observable counter of `outcome`, in `{outcome}`.
 fn outcome_counter(
     meter: &Meter,
-    name: &'static str,
-    description: &'static str,
-    gate: &Arc<Observed>,
-    read: fn(&PromotionGateManager) -> u64,
+    outcome: Outcome,
+    observed: &Arc<Observed>,
 ) -> ObservableCounter<u64> {
-    let gate = Arc::clone(gate);
+    let observed = Arc::clone(observed);
     meter
-        .u64_observable_counter(name)
+        .u64_observable_counter(outcome.name())
         .with_unit("{outcome}")
-        .with_description(description)
+        .with_description(outcome.description())
         .with_callback(move |observer| {
-            with_gate(&gate, |g, attrs| observer.observe(read(g), attrs))
+            let series = Series::Outcomes(outcome);
+            let read = |gate: &PromotionGateManager| vec![(series, outcome.read(gate))];
+            observed.count(observer, |s| s == series, read, |_| Vec::new());
         })
         .build()
 }

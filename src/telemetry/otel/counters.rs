@@ -1,0 +1,351 @@
+//! The counters' series across a reload: what each reported, and what the gates followed
+//! before under the same name counted, so that a series never reports less than it did.
+//!
+//! An OpenTelemetry counter is a monotonic sum: under cumulative temporality a lower value is a
+//! sum that decreased, and under delta temporality the SDK reports the value less the last one
+//! reported, on `u64` (a lower value overflowed: a panic on the reader's thread in a debug
+//! build, a wrapped delta in a release one). A gate's counts start again in a gate made anew,
+//! though it keeps its name: the outcome counts at 0 always, the rollback counts at 0 without a
+//! state store. So [`Counted::follow`] carries the followed gate's counts into its series, and
+//! [`Counted::report`] adds them and holds every series at least at its last value.
+//!
+//! A series that skips a collection is forgotten by the SDK, and under delta temporality its
+//! whole value counts again when it comes back; so while the followed gate is gone, its series
+//! report their last values ([`Counted::last`]) until the instruments follow another gate.
+
+use crate::history::RollbackTrigger;
+use crate::judge::Rule;
+use crate::manager::PromotionGateManager;
+use crate::telemetry::rollback_series;
+
+/// One counter series of a gate (told apart by its instrument and attributes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Series {
+    /// `promotion.rollbacks` of one cause: its trigger and, for an automatic rollback, its
+    /// first fired rule.
+    Rollbacks(RollbackTrigger, Option<Rule>),
+    /// One of the outcome counters.
+    Outcomes(Outcome),
+}
+
+/// The counters of outcomes (and forcing values) a gate counts by itself, never in a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Late,
+    Foreign,
+    Forced,
+    IgnoredOverrideValues,
+}
+
+impl Outcome {
+    /// Every outcome counter, in the order they are registered.
+    pub(super) const ALL: [Outcome; 4] = [
+        Outcome::Late,
+        Outcome::Foreign,
+        Outcome::Forced,
+        Outcome::IgnoredOverrideValues,
+    ];
+
+    /// The instrument's name.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Outcome::Late => "promotion.late_outcomes",
+            Outcome::Foreign => "promotion.foreign_outcomes",
+            Outcome::Forced => "promotion.forced_outcomes",
+            Outcome::IgnoredOverrideValues => "promotion.ignored_override_values",
+        }
+    }
+
+    /// The instrument's description.
+    pub(super) fn description(self) -> &'static str {
+        match self {
+            Outcome::Late => "Outcomes dropped because their stage had ended.",
+            Outcome::Foreign => {
+                "Outcomes dropped because their decision names a stage the gate never published."
+            }
+            Outcome::Forced => {
+                "Outcomes of requests an override forced, counted in neither cohort."
+            }
+            Outcome::IgnoredOverrideValues => "Forcing values routing ignored.",
+        }
+    }
+
+    /// `gate`'s count.
+    pub(super) fn read(self, gate: &PromotionGateManager) -> u64 {
+        match self {
+            Outcome::Late => gate.late_outcomes(),
+            Outcome::Foreign => gate.foreign_outcomes(),
+            Outcome::Forced => gate.forced_outcomes(),
+            Outcome::IgnoredOverrideValues => gate.ignored_override_values(),
+        }
+    }
+}
+
+/// The `promotion.rollbacks` series of `gate` with their counts: every cause (each from 0, as
+/// [`rollback_series`] lists them).
+pub(super) fn rollback_counts(gate: &PromotionGateManager) -> Vec<(Series, u64)> {
+    rollback_series(&gate.rollback_counts())
+        .map(|count| (Series::Rollbacks(count.trigger, count.rule), count.count))
+        .collect()
+}
+
+/// Every counter series of `gate` with its count.
+fn all_counts(gate: &PromotionGateManager) -> Vec<(Series, u64)> {
+    let outcomes = Outcome::ALL.map(|outcome| (Series::Outcomes(outcome), outcome.read(gate)));
+    let mut counts = outcomes.to_vec();
+    counts.extend(rollback_counts(gate));
+    counts
+}
+
+/// The counter series of the followed gate's name: what each last reported, and what the gates
+/// followed before under that name counted beyond the followed one.
+#[derive(Debug, Default)]
+pub(super) struct Counted {
+    /// The followed gate's name, which every series has as `promotion.gate`.
+    name: String,
+    series: Vec<(Series, Count)>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    /// Counted by the gates followed before under the name and not by the followed one.
+    carried: u64,
+    /// The last value reported.
+    reported: u64,
+}
+
+impl Counted {
+    /// The series of a gate named `name`, none reported yet.
+    pub(super) fn named(name: String) -> Self {
+        Self {
+            name,
+            series: Vec::new(),
+        }
+    }
+
+    /// The followed gate's name.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn count(&mut self, series: Series) -> &mut Count {
+        let at = match self.series.iter().position(|(s, _)| *s == series) {
+            Some(at) => at,
+            None => {
+                self.series.push((series, Count::default()));
+                self.series.len() - 1
+            }
+        };
+        &mut self.series[at].1
+    }
+
+    /// The values to report of the followed gate's `counts` (none while it is gone), and of
+    /// every other series `of` selects that was reported or carried (at 0: the gate does not
+    /// count it): each count plus what the gates before counted, never below the value last
+    /// reported. So no series once reported skips a collection while the instruments are kept.
+    pub(super) fn report(
+        &mut self,
+        counts: Vec<(Series, u64)>,
+        of: impl Fn(Series) -> bool,
+    ) -> Vec<(Series, u64)> {
+        let mut values = counts;
+        for (series, _) in &self.series {
+            if of(*series) && !values.iter().any(|(s, _)| s == series) {
+                values.push((*series, 0));
+            }
+        }
+        for (series, value) in &mut values {
+            let entry = self.count(*series);
+            *value = entry.carried.saturating_add(*value).max(entry.reported);
+            entry.reported = *value;
+        }
+        values
+    }
+
+    /// The instruments follow `new` from `old` (the gate followed so far, `None` if it is
+    /// gone). Under another name, `new`'s series are new ones, from its counts. Under the same
+    /// name, each series carries what `old` counted (as much as the series showed, if `old`
+    /// is gone) beyond what `new` counts already: every outcome (a gate counts its own), and
+    /// the rollbacks `new` does not count (on a state store both count the stored rollbacks,
+    /// and nothing is carried). `old` and `new` must not be one gate.
+    pub(super) fn follow(
+        &mut self,
+        old: Option<&PromotionGateManager>,
+        new: &PromotionGateManager,
+    ) {
+        let name = new.gate_name();
+        if name != self.name {
+            *self = Self::named(name);
+            return;
+        }
+        let counted_by_old: Vec<(Series, u64)> = match old {
+            Some(old) => all_counts(old),
+            None => Vec::new(),
+        };
+        let counted_by_new = rollback_counts(new);
+        let mut series: Vec<Series> = self.series.iter().map(|(s, _)| *s).collect();
+        for (s, _) in &counted_by_old {
+            if !series.contains(s) {
+                series.push(*s);
+            }
+        }
+        for series in series {
+            let old_count = counted_by_old
+                .iter()
+                .find(|(s, _)| *s == series)
+                .map_or(0, |(_, count)| *count);
+            let shared = match series {
+                Series::Rollbacks(..) => counted_by_new
+                    .iter()
+                    .find(|(s, _)| *s == series)
+                    .map_or(0, |(_, count)| *count),
+                Series::Outcomes(_) => 0,
+            };
+            let entry = self.count(series);
+            // What the series showed of the old gate, if more than its count now (a gate that
+            // is gone, or counts that went back with a store replaced by an older copy).
+            let shown = entry.reported.saturating_sub(entry.carried);
+            let counted = old_count.max(shown);
+            entry.carried = entry.carried.saturating_add(counted.saturating_sub(shared));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PromotionConfig, SloAdmissionController, SloConfig};
+
+    fn gate(config: PromotionConfig) -> PromotionGateManager {
+        let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+        PromotionGateManager::new(config, slo).unwrap()
+    }
+
+    fn named(name: &str) -> PromotionGateManager {
+        gate(PromotionConfig {
+            gate: name.into(),
+            ..Default::default()
+        })
+    }
+
+    const FLAG_ROLLBACKS: Series = Series::Rollbacks(RollbackTrigger::FlagDisabled, None);
+    const FORCED: Series = Series::Outcomes(Outcome::Forced);
+
+    /// A flag's rollback on `gate`.
+    fn roll_back_a_flag(gate: &PromotionGateManager) {
+        gate.enable_feature("dark_mode").unwrap();
+        gate.disable_feature("dark_mode").unwrap();
+    }
+
+    fn forced(gate: &PromotionGateManager, times: usize) {
+        for _ in 0..times {
+            gate.record_forced(gate.route_request("u").stage);
+        }
+    }
+
+    /// What `counted` reports of `series` for `gate` (`None`: the gate is gone).
+    fn value(counted: &mut Counted, gate: Option<&PromotionGateManager>, series: Series) -> u64 {
+        let counts = gate.map(all_counts).unwrap_or_default();
+        let values = counted.report(counts, |_| true);
+        values.iter().find(|(s, _)| *s == series).unwrap().1
+    }
+
+    #[test]
+    fn without_a_store_the_rollbacks_and_outcomes_of_the_followed_gate_are_carried() {
+        let old = named("checkout");
+        roll_back_a_flag(&old);
+        forced(&old, 5);
+        let mut counted = Counted::named(old.gate_name());
+        assert_eq!(value(&mut counted, Some(&old), FLAG_ROLLBACKS), 1);
+        assert_eq!(value(&mut counted, Some(&old), FORCED), 5);
+        forced(&old, 2); // after the last collection, before the reload: carried too
+        let new = named("checkout");
+        counted.follow(Some(&old), &new);
+        assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 1);
+        assert_eq!(value(&mut counted, Some(&new), FORCED), 7);
+        roll_back_a_flag(&new);
+        forced(&new, 1);
+        assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 2);
+        assert_eq!(value(&mut counted, Some(&new), FORCED), 8);
+        let manual = Series::Rollbacks(RollbackTrigger::Manual, None);
+        assert_eq!(value(&mut counted, Some(&new), manual), 0);
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn on_a_shared_store_the_stored_rollbacks_are_not_carried_but_the_outcomes_are() {
+        use crate::store::scratch::Scratch;
+        use crate::{SqliteStoreConfig, StoreConfig};
+        let dir = Scratch::new("otel-follow");
+        let config = PromotionConfig {
+            gate: "checkout".into(),
+            store: Some(StoreConfig::Sqlite(SqliteStoreConfig {
+                path: dir.file("gate.db"),
+                sync_interval_ms: 50,
+                busy_timeout_ms: 1_000,
+                fleet_judging: false,
+            })),
+            ..Default::default()
+        };
+        let old = gate(config.clone());
+        roll_back_a_flag(&old);
+        forced(&old, 3);
+        let mut counted = Counted::named(old.gate_name());
+        assert_eq!(value(&mut counted, Some(&old), FLAG_ROLLBACKS), 1);
+        // The gate made anew on the same store counts the stored rollback already.
+        let new = gate(config);
+        assert_eq!(new.rollback_counts()[0].count, 1);
+        counted.follow(Some(&old), &new);
+        drop(old);
+        assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 1);
+        assert_eq!(value(&mut counted, Some(&new), FORCED), 3);
+        roll_back_a_flag(&new);
+        assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 2);
+    }
+
+    #[test]
+    fn a_gate_gone_before_the_reload_carries_what_its_series_showed() {
+        let old = named("checkout");
+        roll_back_a_flag(&old);
+        forced(&old, 4);
+        let mut counted = Counted::named(old.gate_name());
+        assert_eq!(value(&mut counted, Some(&old), FORCED), 4);
+        drop(old);
+        // Gone: the series stay at their values, collection after collection.
+        assert_eq!(value(&mut counted, None, FORCED), 4);
+        assert_eq!(value(&mut counted, None, FLAG_ROLLBACKS), 1);
+        let new = named("checkout");
+        counted.follow(None, &new);
+        forced(&new, 1);
+        assert_eq!(value(&mut counted, Some(&new), FORCED), 5);
+        assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 1);
+    }
+
+    #[test]
+    fn a_gate_of_another_name_starts_series_of_its_own() {
+        let old = named("checkout");
+        forced(&old, 4);
+        let mut counted = Counted::named(old.gate_name());
+        assert_eq!(value(&mut counted, Some(&old), FORCED), 4);
+        let new = named("checkout-v2");
+        counted.follow(Some(&old), &new);
+        assert_eq!(counted.name(), "checkout-v2");
+        forced(&new, 1);
+        assert_eq!(value(&mut counted, Some(&new), FORCED), 1);
+    }
+
+    #[test]
+    fn no_series_reports_less_than_it_did() {
+        let mut counted = Counted::named("checkout".into());
+        assert_eq!(counted.report(vec![(FORCED, 5)], |_| true), [(FORCED, 5)]);
+        assert_eq!(counted.report(vec![(FORCED, 3)], |_| true), [(FORCED, 5)]);
+        assert_eq!(counted.report(vec![(FORCED, 6)], |_| true), [(FORCED, 6)]);
+        // A series reported once is reported though the gate no longer lists it.
+        let late = Series::Outcomes(Outcome::Late);
+        let values = counted.report(vec![(late, 1)], |_| true);
+        assert_eq!(values, [(late, 1), (FORCED, 6)]);
+        // But only among the series asked for.
+        let values = counted.report(Vec::new(), |s| s == late);
+        assert_eq!(values, [(late, 1)]);
+    }
+}
