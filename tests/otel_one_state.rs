@@ -1,10 +1,12 @@
-//! The OpenTelemetry gauges of one collection show one release state: the environment, the
-//! stage and the traffic share come from the snapshot the window was read over, however the
-//! gate changes meanwhile. Its own test binary: the promotions here make spans, which must not
-//! reach `tests/otel.rs`' global tracer provider.
+//! The OpenTelemetry gauges of one collection show one release state and one read of the
+//! window: the environment, the stage and the traffic share come from the snapshot the window
+//! was read over, however the gate changes meanwhile, and every window gauge from that read,
+//! however many readers collect at once. Its own test binary: the promotions here make spans,
+//! which must not reach `tests/otel.rs`' global tracer provider.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::MeterProvider;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
@@ -89,4 +91,73 @@ fn a_collection_shows_the_environment_and_the_stage_of_one_state() {
         mixed.len(),
         &mixed[..mixed.len().min(3)]
     );
+}
+
+/// Two exporters (an OTLP push and a Prometheus pull, say) collect at once while a thread
+/// records, each with a meter provider of its own, as docs/telemetry.md advises: each
+/// collection's window gauges come from one read of the window. (Two readers of one provider
+/// need not: opentelemetry_sdk 0.33 records what one reader's callbacks observe into every
+/// reader.)
+#[test]
+fn two_exporters_collecting_at_once_each_show_one_read_per_collection() {
+    let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+    let gate = Arc::new(PromotionGateManager::new(PromotionConfig::default(), slo).unwrap());
+    let exporters = [
+        InMemoryMetricExporter::default(),
+        InMemoryMetricExporter::default(),
+    ];
+    let providers = exporters.clone().map(|exporter| {
+        let reader = PeriodicReader::builder(exporter)
+            .with_interval(Duration::from_millis(1))
+            .build();
+        SdkMeterProvider::builder().with_reader(reader).build()
+    });
+    let instruments = providers
+        .each_ref()
+        .map(|provider| otel::observe(&gate, &provider.meter("host")));
+    let until = Instant::now() + Duration::from_millis(800);
+    let mut i = 0u64;
+    while Instant::now() < until {
+        let latency = Duration::from_micros(200 + i % 3_000);
+        gate.record_request_outcome("u", !i.is_multiple_of(20), latency);
+        i += 1;
+    }
+    drop(instruments);
+    for provider in providers {
+        provider.shutdown().unwrap();
+    }
+    let stable = Some(("promotion.cohort", "stable"));
+    for (reader, exporter) in exporters.iter().enumerate() {
+        let batches = exporter.get_finished_metrics().unwrap();
+        let mut mixed = Vec::new();
+        let mut whole = 0;
+        for batch in &batches {
+            let names: Vec<&str> = batch
+                .scope_metrics()
+                .flat_map(|sm| sm.metrics())
+                .map(|m| m.name())
+                .collect();
+            if !names.contains(&"promotion.window.latency.count") {
+                continue; // collected while the instruments were being registered
+            }
+            whole += 1;
+            // One read counts as many requests as latencies (the requests gauge is the
+            // eleventh window gauge, the latency count the last).
+            let batch = std::slice::from_ref(batch);
+            let read = [
+                gauge(batch, "promotion.window.requests", stable),
+                gauge(batch, "promotion.window.latency.count", stable),
+            ];
+            if read[0] != read[1] {
+                mixed.push(read);
+            }
+        }
+        assert!(whole >= 10, "reader {reader}: {whole} whole batches");
+        assert!(
+            mixed.is_empty(),
+            "reader {reader}: {} of {whole} batches mixed reads (requests, latency count): {:?}",
+            mixed.len(),
+            &mixed[..mixed.len().min(3)]
+        );
+    }
 }

@@ -6,9 +6,11 @@
 //!
 //! The metrics are observable instruments, read at each collection from
 //! [`window_export`](crate::PromotionGateManager::window_export), which reads as
-//! [`health`](crate::PromotionGateManager::health) does (once per collection for all the
-//! window gauges and the release's environment, stage and threshold, which come from the
-//! snapshot the window was read over), and the gate's counters; every data point has the
+//! [`health`](crate::PromotionGateManager::health) does (once per collection of each reader,
+//! for all the window gauges and the release's environment, stage and threshold, which come
+//! from the snapshot the window was read over; with several readers on one provider, see
+//! "Several readers" in the [`telemetry`](crate::telemetry) docs), and the gate's counters;
+//! every data point has the
 //! attribute `promotion.gate`. They carry what the [Prometheus exposition](super::prometheus)
 //! carries: the instruments, their units and attributes, the spans and their attributes are in
 //! one table in the [`telemetry`](crate::telemetry) module's docs (`docs/telemetry.md`), beside
@@ -35,8 +37,10 @@ use crate::telemetry::window::{LatencyBuckets, RECOMMENDATIONS, recommendation_n
 use crate::telemetry::{ENVIRONMENTS, WindowExport};
 
 mod counters;
+mod shared_window;
 
 use counters::{Counted, Outcome, Series};
+use shared_window::SharedWindow;
 
 /// The instrumentation scope's name: of the global meter and tracer this module uses.
 ///
@@ -225,10 +229,12 @@ pub fn observe_globally(gate: &Arc<PromotionGateManager>) -> GateInstruments {
 
 /// Registers `gate`'s instruments (listed in the [`telemetry`](crate::telemetry) docs) with
 /// `meter`. Each collection reads the gate's window once
-/// ([`window_export`](PromotionGateManager::window_export)), for every window gauge.
+/// ([`window_export`](PromotionGateManager::window_export)), for every window gauge: each
+/// reader's, when several collect at once (each on its own thread).
 ///
-/// Register each gate once, and gates of distinct names: a data point is told from another
-/// only by `promotion.gate`, so a second registration (or a second gate of one name) reports
+/// Register each gate once with a meter provider, and gates of distinct names: a data point
+/// is told from another only by `promotion.gate`, so a second registration (or a second gate
+/// of one name) reports
 /// the same series twice, which OpenTelemetry does not refuse (the Prometheus exposition
 /// refuses it: [`ExpositionError::SameName`](crate::telemetry::prometheus::ExpositionError::SameName)).
 ///
@@ -465,70 +471,6 @@ fn outcome_counter(
         .build()
 }
 
-/// One read of a gate's window ([`window_export`](PromotionGateManager::window_export)) shared
-/// by its window gauges, so that a collection's gauges agree with each other and the window
-/// is read once per collection, not once per gauge. A collection calls each gauge once: a
-/// gauge takes the read unless it took it already, in which case a new collection has begun
-/// and it reads the window again.
-#[derive(Default)]
-struct SharedWindow {
-    state: Mutex<SharedState>,
-}
-
-#[derive(Default)]
-struct SharedState {
-    /// The last read, if any.
-    window: Option<Arc<WindowExport>>,
-    /// The gauges (by bit) that took `window`.
-    taken: u64,
-    /// How many gauges share the reads.
-    gauges: u32,
-}
-
-impl SharedWindow {
-    /// The bit of one more gauge sharing the reads.
-    fn next_bit(&self) -> u64 {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.gauges += 1;
-        1u64 << (state.gauges - 1)
-    }
-
-    /// Lets go of the last read: the gate it was read from is no longer observed. The gauges
-    /// that took it keep their bits: one that has not yet, in a collection under way, reads
-    /// the window anew for the rest of it, and the next collection's first gauge, finding its
-    /// bit taken, starts a read for the whole of it (clearing the bits here would leave the
-    /// gauges before the first reader taking the previous collection's read in every
-    /// collection after).
-    fn forget(&self) {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .window = None;
-    }
-
-    /// The read the gauge `bit` is to show: the current one unless it took it already (a new
-    /// collection: read anew), or a new one when the last was let go of.
-    fn take(&self, gate: &PromotionGateManager, bit: u64) -> Arc<WindowExport> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let new_collection = state.taken & bit != 0;
-        if let Some(window) = &state.window
-            && !new_collection
-        {
-            let window = Arc::clone(window);
-            state.taken |= bit;
-            return window;
-        }
-        let window = Arc::new(gate.window_export());
-        state.window = Some(Arc::clone(&window));
-        state.taken = if new_collection {
-            bit
-        } else {
-            state.taken | bit
-        };
-        window
-    }
-}
-
 /// Runs `read` on the observed gate if there is one alive, with its `promotion.gate` attribute.
 /// Once the gate is gone, the last read of its window goes too.
 fn with_gate(observed: &Observed, read: impl FnOnce(&PromotionGateManager, &[KeyValue])) {
@@ -664,32 +606,8 @@ fn route_attributes(gate: &str, request_id: &str, decision: &RoutingDecision<'_>
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::{PromotionConfig, SloAdmissionController, SloConfig};
-
-    #[test]
-    fn the_window_gauges_of_a_collection_share_one_read_and_the_next_collection_reads_again() {
-        let gate = PromotionGateManager::new(
-            PromotionConfig::default(),
-            SloAdmissionController::new(SloConfig::default()).unwrap(),
-        )
-        .unwrap();
-        let shared = SharedWindow::default();
-        let first = shared.take(&gate, 1);
-        assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
-        gate.record_request_outcome("u", true, Duration::from_millis(1));
-        // Still the same collection: the same read, not the request since.
-        let third = shared.take(&gate, 4);
-        assert!(Arc::ptr_eq(&first, &third));
-        assert_eq!(third.evidence(Cohort::Stable).requests, 0);
-        // The first gauge again: a new collection, a new read.
-        let next = shared.take(&gate, 1);
-        assert!(!Arc::ptr_eq(&first, &next));
-        assert_eq!(next.evidence(Cohort::Stable).requests, 1);
-        assert!(Arc::ptr_eq(&next, &shared.take(&gate, 4)));
-    }
 
     #[test]
     fn the_route_span_shows_at_most_max_shown_value_bytes_of_the_request_id() {
@@ -719,28 +637,5 @@ mod tests {
         let attrs = route_attributes("g", &accents, &gate.route_request(&accents));
         let shown = format!("a{}...({} bytes)", "é".repeat(max / 2 - 1), accents.len());
         assert_eq!(request_id(&attrs), shown);
-    }
-
-    #[test]
-    fn a_read_let_go_of_during_a_collection_leaves_the_next_collections_sharing_one_read() {
-        let gate = PromotionGateManager::new(
-            PromotionConfig::default(),
-            SloAdmissionController::new(SloConfig::default()).unwrap(),
-        )
-        .unwrap();
-        let shared = SharedWindow::default();
-        for bit in [1, 2, 4] {
-            shared.take(&gate, bit);
-        }
-        // A collection under way when the gate is followed (or the instruments dropped).
-        shared.take(&gate, 1);
-        shared.take(&gate, 2);
-        shared.forget();
-        shared.take(&gate, 4);
-        for _ in 0..3 {
-            let first = shared.take(&gate, 1);
-            assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
-            assert!(Arc::ptr_eq(&first, &shared.take(&gate, 4)));
-        }
     }
 }

@@ -1,0 +1,229 @@
+//! One read of a gate's window ([`window_export`](PromotionGateManager::window_export)) shared
+//! by its window gauges, so that a collection's gauges agree with each other and the window is
+//! read once per collection, not once per gauge.
+//!
+//! A collection calls each gauge once, in order, on one thread (the SDK runs a pipeline's
+//! callbacks one after the other on the thread that collects: a periodic reader's own thread,
+//! or the caller of a manual reader's `collect`), so a gauge takes its thread's read unless it
+//! took it already, in which case a new collection has begun on that thread and it reads the
+//! window again. The reads are kept per collecting thread: several readers (an OTLP push and a
+//! Prometheus pull) collect at once, each on its own thread, and their callbacks interleave; a
+//! read shared by all made each reader's gauges find their bits taken by the other's and start
+//! a read of their own, so that one collection mixed reads.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, ThreadId};
+
+use crate::manager::PromotionGateManager;
+use crate::telemetry::WindowExport;
+
+/// Threads whose reads are kept at most: more readers than hosts run at once. A new thread
+/// beyond them takes the place of the one that took a read longest ago.
+const MAX_COLLECTING: usize = 16;
+
+/// A thread's read is let go of once this many reads were made since it last took it: it no
+/// longer collects (a reader shut down, a pull exporter's server thread gone), or collects
+/// rarely and reads anew at its next collection anyway. A collection under way takes its read
+/// at every gauge, and sees about one read per other reader's collection meanwhile.
+const STALE_AFTER_READS: u64 = 64;
+
+#[derive(Debug, Default)]
+pub(super) struct SharedWindow {
+    state: Mutex<SharedState>,
+}
+
+#[derive(Debug, Default)]
+struct SharedState {
+    /// How many gauges share the reads.
+    gauges: u32,
+    /// Reads of the window made so far.
+    reads: u64,
+    /// The collecting threads' reads, at most [`MAX_COLLECTING`].
+    collections: Vec<Collection>,
+}
+
+/// One collecting thread's read.
+#[derive(Debug)]
+struct Collection {
+    thread: ThreadId,
+    /// Its last read, if any.
+    window: Option<Arc<WindowExport>>,
+    /// The gauges (by bit) that took `window`.
+    taken: u64,
+    /// `reads` when the thread last took a read.
+    used: u64,
+}
+
+impl SharedWindow {
+    fn state(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The bit of one more gauge sharing the reads.
+    pub(super) fn next_bit(&self) -> u64 {
+        let mut state = self.state();
+        state.gauges += 1;
+        1u64 << (state.gauges - 1)
+    }
+
+    /// Lets go of the last reads: the gate they were read from is no longer observed. The
+    /// gauges that took them keep their bits: one that has not yet, in a collection under way,
+    /// reads the window anew for the rest of it, and the next collection's first gauge, finding
+    /// its bit taken, starts a read for the whole of it (clearing the bits here would leave the
+    /// gauges before the first reader taking the previous collection's read in every
+    /// collection after).
+    pub(super) fn forget(&self) {
+        for collection in &mut self.state().collections {
+            collection.window = None;
+        }
+    }
+
+    /// The read the gauge `bit` is to show in the calling thread's collection: its current
+    /// one unless the gauge took it already (a new collection: read anew), or a new one when
+    /// the last was let go of.
+    pub(super) fn take(&self, gate: &PromotionGateManager, bit: u64) -> Arc<WindowExport> {
+        let thread = thread::current().id();
+        let mut state = self.state();
+        let state = &mut *state;
+        let at = match state.collections.iter().position(|c| c.thread == thread) {
+            Some(at) => at,
+            None => {
+                if state.collections.len() >= MAX_COLLECTING
+                    && let Some(oldest) =
+                        (0..state.collections.len()).min_by_key(|&i| state.collections[i].used)
+                {
+                    state.collections.swap_remove(oldest);
+                }
+                state.collections.push(Collection {
+                    thread,
+                    window: None,
+                    taken: 0,
+                    used: state.reads,
+                });
+                state.collections.len() - 1
+            }
+        };
+        let collection = &mut state.collections[at];
+        collection.used = state.reads;
+        let new_collection = collection.taken & bit != 0;
+        if let Some(window) = &collection.window
+            && !new_collection
+        {
+            let window = Arc::clone(window);
+            collection.taken |= bit;
+            return window;
+        }
+        let window = Arc::new(gate.window_export());
+        collection.window = Some(Arc::clone(&window));
+        collection.taken = if new_collection {
+            bit
+        } else {
+            collection.taken | bit
+        };
+        state.reads += 1;
+        collection.used = state.reads;
+        let reads = state.reads;
+        state
+            .collections
+            .retain(|c| reads - c.used <= STALE_AFTER_READS);
+        window
+    }
+
+    /// How many threads' reads are kept.
+    #[cfg(test)]
+    fn collections(&self) -> usize {
+        self.state().collections.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::decision::Cohort;
+    use crate::{PromotionConfig, SloAdmissionController, SloConfig};
+
+    fn gate() -> PromotionGateManager {
+        let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+        PromotionGateManager::new(PromotionConfig::default(), slo).unwrap()
+    }
+
+    #[test]
+    fn the_window_gauges_of_a_collection_share_one_read_and_the_next_collection_reads_again() {
+        let gate = gate();
+        let shared = SharedWindow::default();
+        let first = shared.take(&gate, 1);
+        assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
+        gate.record_request_outcome("u", true, Duration::from_millis(1));
+        // Still the same collection: the same read, not the request since.
+        let third = shared.take(&gate, 4);
+        assert!(Arc::ptr_eq(&first, &third));
+        assert_eq!(third.evidence(Cohort::Stable).requests, 0);
+        // The first gauge again: a new collection, a new read.
+        let next = shared.take(&gate, 1);
+        assert!(!Arc::ptr_eq(&first, &next));
+        assert_eq!(next.evidence(Cohort::Stable).requests, 1);
+        assert!(Arc::ptr_eq(&next, &shared.take(&gate, 4)));
+    }
+
+    #[test]
+    fn a_read_let_go_of_during_a_collection_leaves_the_next_collections_sharing_one_read() {
+        let gate = gate();
+        let shared = SharedWindow::default();
+        for bit in [1, 2, 4] {
+            shared.take(&gate, bit);
+        }
+        // A collection under way when the gate is followed (or the instruments dropped).
+        shared.take(&gate, 1);
+        shared.take(&gate, 2);
+        shared.forget();
+        shared.take(&gate, 4);
+        for _ in 0..3 {
+            let first = shared.take(&gate, 1);
+            assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
+            assert!(Arc::ptr_eq(&first, &shared.take(&gate, 4)));
+        }
+    }
+
+    #[test]
+    fn another_readers_collection_on_another_thread_leaves_this_ones_read_alone() {
+        let gate = gate();
+        let shared = SharedWindow::default();
+        let first = shared.take(&gate, 1);
+        // Another reader collects in full meanwhile, on its thread, and again.
+        for _ in 0..2 {
+            thread::scope(|s| {
+                s.spawn(|| {
+                    let theirs = shared.take(&gate, 1);
+                    assert!(Arc::ptr_eq(&theirs, &shared.take(&gate, 2)));
+                    assert!(Arc::ptr_eq(&theirs, &shared.take(&gate, 4)));
+                });
+            });
+        }
+        assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
+        assert!(Arc::ptr_eq(&first, &shared.take(&gate, 4)));
+        assert!(
+            !Arc::ptr_eq(&first, &shared.take(&gate, 1)),
+            "a new collection"
+        );
+    }
+
+    #[test]
+    fn the_reads_kept_are_of_a_few_recent_threads() {
+        let gate = gate();
+        let shared = SharedWindow::default();
+        for _ in 0..3 * MAX_COLLECTING {
+            thread::scope(|s| {
+                s.spawn(|| shared.take(&gate, 1));
+            });
+            assert!(shared.collections() <= MAX_COLLECTING);
+        }
+        assert_eq!(shared.collections(), MAX_COLLECTING);
+        // This thread alone collects: the others' reads go once stale.
+        for _ in 0..=STALE_AFTER_READS {
+            shared.take(&gate, 1);
+        }
+        assert_eq!(shared.collections(), 1);
+    }
+}
