@@ -186,6 +186,11 @@ impl Observed {
     /// Observes the counter series `of` selects: `read` of the followed gate while it lives,
     /// each with its attributes (`promotion.gate` first, then `attributes` of the series),
     /// as [`Counted::report`] makes them go on.
+    ///
+    /// The values are observed under the lock they are made under: opentelemetry_sdk 0.33
+    /// records an observation into every reader of the provider, and a value made before
+    /// another reader's but observed after it would reach that reader's aggregation lower
+    /// than the one it last reported (under delta temporality, an overflow).
     fn count(
         &self,
         observer: &dyn AsyncInstrument<u64>,
@@ -201,13 +206,14 @@ impl Observed {
             "promotion.gate",
             followed.counted.name().to_string(),
         )];
-        drop(followed);
-        drop(gate);
         for (series, value) in values {
             let mut all = attrs.to_vec();
             all.extend(attributes(series));
             observer.observe(value, &all);
         }
+        drop(followed);
+        // The gate may go here, with the last owner: not under the lock.
+        drop(gate);
     }
 }
 
