@@ -6,6 +6,8 @@ package promotiongates
 // As in gate.go: the library keeps no pointer beyond the call and never calls back into Go.
 #cgo noescape pgate_metrics_prometheus_gates
 #cgo nocallback pgate_metrics_prometheus_gates
+#cgo noescape pgate_metrics_prometheus_counted
+#cgo nocallback pgate_metrics_prometheus_counted
 #cgo noescape pgate_latency_histograms_json
 #cgo nocallback pgate_latency_histograms_json
 */
@@ -28,6 +30,64 @@ const PrometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 // reads the gates without side effects: a scrape never judges, so it may run as often as
 // wanted.
 func MetricsPrometheus(gates ...*Gate) (string, error) {
+	return exposition(gates, nil, "pgate_metrics_prometheus_gates")
+}
+
+// OutcomeCounts holds the four outcome counters of a gate's exposition as a host of several
+// processes counts them, once for all its processes (C pgate_outcome_counts; see
+// MetricsPrometheusCounted).
+type OutcomeCounts struct {
+	// LateOutcomes is promotion_late_outcomes_total: outcomes Record dropped as Late.
+	LateOutcomes uint64
+	// ForeignOutcomes is promotion_foreign_outcomes_total: outcomes Record dropped as Foreign.
+	ForeignOutcomes uint64
+	// ForcedOutcomes is promotion_forced_outcomes_total: outcomes Record counted as Forced,
+	// in neither cohort.
+	ForcedOutcomes uint64
+	// IgnoredOverrideValues is promotion_ignored_override_values_total: forcing values
+	// RouteForced ignored (its decision's ForcedBy is NotForced).
+	IgnoredOverrideValues uint64
+}
+
+// MetricsPrometheusCounted is MetricsPrometheus with the host's counts counts[i] in place of
+// the four outcome counters of gates[i] (pgate_metrics_prometheus_counted); every other series
+// is the gate's own. Each process of a host of several (the workers of a pre-forking server,
+// each with its gates) has counters of its own, and a scrape reaching another process would
+// read a lower count, a counter reset to Prometheus: such a host counts each outcome once, in
+// memory its processes share, and serves those counts, so every process answers the same.
+//
+//	counts := OutcomeCounts{
+//		LateOutcomes:          atomic.LoadUint64(&shared.late),
+//		ForeignOutcomes:       atomic.LoadUint64(&shared.foreign),
+//		ForcedOutcomes:        atomic.LoadUint64(&shared.forced),
+//		IgnoredOverrideValues: atomic.LoadUint64(&shared.ignored),
+//	} // all four replace the gate's own: a zero here is served as 0
+//	text, err := MetricsPrometheusCounted([]OutcomeCounts{counts}, gate)
+//	// `promotion_forced_outcomes_total{gate="checkout"} 7` when shared.forced is 7
+//
+// counts must hold one OutcomeCounts per gate, else an ErrInvalidArgument error names both
+// lengths before the library is called; the gates are refused as MetricsPrometheus refuses
+// them.
+func MetricsPrometheusCounted(counts []OutcomeCounts, gates ...*Gate) (string, error) {
+	if len(counts) != len(gates) {
+		return "", &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf(
+			"invalid len(counts) = %d: one OutcomeCounts per gate (gates: %d)", len(counts), len(gates))}
+	}
+	c := make([]C.pgate_outcome_counts, len(counts))
+	for i, n := range counts {
+		c[i] = C.pgate_outcome_counts{
+			late_outcomes:           C.uint64_t(n.LateOutcomes),
+			foreign_outcomes:        C.uint64_t(n.ForeignOutcomes),
+			forced_outcomes:         C.uint64_t(n.ForcedOutcomes),
+			ignored_override_values: C.uint64_t(n.IgnoredOverrideValues),
+		}
+	}
+	return exposition(gates, c, "pgate_metrics_prometheus_counted")
+}
+
+// exposition is the exposition of the gates, with counts (one per gate) in place of their
+// own outcome counters, or their own (nil); op names the C call in errors.
+func exposition(gates []*Gate, counts []C.pgate_outcome_counts, op string) (string, error) {
 	first := make(map[*Gate]int, len(gates)) // each gate's first position
 	for i, g := range gates {
 		if g == nil {
@@ -57,8 +117,15 @@ func MetricsPrometheus(gates ...*Gate) (string, error) {
 			}
 		}
 		var n C.size_t
-		st := C.pgate_metrics_prometheus_gates(unsafe.SliceData(handles), C.size_t(len(handles)),
-			(*C.char)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)), &n)
+		var st C.pgate_status
+		if counts == nil {
+			st = C.pgate_metrics_prometheus_gates(unsafe.SliceData(handles), C.size_t(len(handles)),
+				(*C.char)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)), &n)
+		} else {
+			st = C.pgate_metrics_prometheus_counted(unsafe.SliceData(handles),
+				unsafe.SliceData(counts), C.size_t(len(handles)),
+				(*C.char)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)), &n)
+		}
 		releaseAll()
 		runtime.KeepAlive(gates)
 		switch st {
@@ -67,16 +134,16 @@ func MetricsPrometheus(gates ...*Gate) (string, error) {
 		case C.PGATE_STATUS_BUFFER_TOO_SMALL:
 			buf = make([]byte, int(n)+4096) // the text may grow between two calls
 		case C.PGATE_STATUS_INVALID_ARGUMENT:
-			return "", sameNames(gates, st)
+			return "", sameNames(gates, st, op)
 		default:
-			return "", statusError("pgate_metrics_prometheus_gates", st)
+			return "", statusError(op, st)
 		}
 	}
 }
 
 // sameNames explains the library's refusal st of gates of one name by their positions, as
 // every binding words it; the bare status when no two names are the same.
-func sameNames(gates []*Gate, st C.pgate_status) error {
+func sameNames(gates []*Gate, st C.pgate_status, op string) error {
 	first := make(map[string]int, len(gates))
 	for i, g := range gates {
 		name, err := g.Name()
@@ -89,12 +156,18 @@ func sameNames(gates []*Gate, st C.pgate_status) error {
 		}
 		first[name] = i
 	}
-	return statusError("pgate_metrics_prometheus_gates", st)
+	return statusError(op, st)
 }
 
 // MetricsPrometheus returns this gate's Prometheus text exposition (see the function
 // MetricsPrometheus).
 func (g *Gate) MetricsPrometheus() (string, error) { return MetricsPrometheus(g) }
+
+// MetricsPrometheusCounted returns this gate's Prometheus text exposition with the host's
+// counts in place of its outcome counters (see the function MetricsPrometheusCounted).
+func (g *Gate) MetricsPrometheusCounted(counts OutcomeCounts) (string, error) {
+	return MetricsPrometheusCounted([]OutcomeCounts{counts}, g)
+}
 
 // MetricsHandler serves the gates' Prometheus exposition (mount it at /metrics). A closed
 // gate makes it answer 503 Service Unavailable.

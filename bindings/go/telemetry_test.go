@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +107,128 @@ func TestMetricsPrometheusRefusesTwoGatesOfOneName(t *testing.T) {
 	}
 	if _, err := MetricsPrometheus(web, api); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// sample is one line of an exposition: its family, its series (name and labels) and value.
+type sample struct {
+	family, series string
+	value          float64
+}
+
+// parsed splits an exposition into its # lines and its samples.
+func parsed(t *testing.T, text string) (families []string, samples []sample) {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "#") {
+			families = append(families, line)
+		} else if line != "" {
+			at := strings.LastIndexByte(line, ' ')
+			value, err := strconv.ParseFloat(line[at+1:], 64)
+			if err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			family, _, _ := strings.Cut(line[:at], "{")
+			samples = append(samples, sample{family, line[:at], value})
+		}
+	}
+	return families, samples
+}
+
+// The host's counts replace the four outcome counters in the exposition, and nothing else
+// changes (as the Rust test a_hosts_counts_replace_the_four_outcome_counters_and_nothing_else).
+func TestMetricsPrometheusCountedReplacesTheFourOutcomeCountersAndNothingElse(t *testing.T) {
+	web := newGate(t, `{"gate": "web", "environment": {"canary": {"traffic_percent": 50}},
+		"overrides": {"header": "X-Canary", "canary_ids": ["tester"]}}`, "")
+	api := newGate(t, `{"gate": "api", "environment": "staging"}`, "")
+	// The gate's own counts: one forced outcome, one foreign (a decision of a gate further
+	// along), one forcing value ignored.
+	tester, err := web.RouteString("tester")
+	ok(t, err)
+	if r, err := web.Record(tester, true, time.Millisecond); r != Forced || err != nil {
+		t.Fatalf("Record(tester) = %v, %v", r, err)
+	}
+	further := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}}`, "")
+	for _, p := range []float64{40, 30, 20} {
+		ok(t, further.Promote(Canary, p))
+	}
+	alien, err := further.RouteString("u")
+	ok(t, err)
+	if r, err := web.Record(alien, true, time.Millisecond); r != Foreign || err != nil {
+		t.Fatalf("Record(alien) = %v, %v", r, err)
+	}
+	if d, err := web.RouteForcedString("u", "nope", true); d.ForcedBy() != NotForced || err != nil {
+		t.Fatalf("RouteForcedString(nope) = %v, %v", d.ForcedBy(), err)
+	}
+	four := map[string][2]float64{ // family: the host's count, the gate's own
+		"promotion_late_outcomes_total":           {11, 0},
+		"promotion_foreign_outcomes_total":        {12, 1},
+		"promotion_forced_outcomes_total":         {13, 1},
+		"promotion_ignored_override_values_total": {14, 1},
+	}
+	host := OutcomeCounts{LateOutcomes: 11, ForeignOutcomes: 12, ForcedOutcomes: 13, IgnoredOverrideValues: 14}
+	counted, err := MetricsPrometheusCounted([]OutcomeCounts{host, {}}, web, api)
+	ok(t, err)
+	own, err := MetricsPrometheus(web, api)
+	ok(t, err)
+	families, samples := parsed(t, counted)
+	ownFamilies, ownSamples := parsed(t, own)
+	if strings.Join(families, "\n") != strings.Join(ownFamilies, "\n") {
+		t.Fatalf("the families differ:\n%s\n%s", counted, own)
+	}
+	if len(samples) != len(ownSamples) {
+		t.Fatalf("%d samples, %d of the gates' own", len(samples), len(ownSamples))
+	}
+	for i, s := range samples {
+		o := ownSamples[i]
+		if s.series != o.series {
+			t.Fatalf("sample %d: %s, the gates' own %s", i, s.series, o.series)
+		}
+		want, isCounter := four[s.family]
+		switch {
+		case isCounter && strings.Contains(s.series, `gate="web"`):
+			if [2]float64{s.value, o.value} != want {
+				t.Errorf("%s: %v and own %v, want %v", s.series, s.value, o.value, want)
+			}
+		case isCounter:
+			if s.value != 0 || o.value != 0 {
+				t.Errorf("%s: %v and own %v, want 0 and 0", s.series, s.value, o.value)
+			}
+		// no series here reads the clock: the rest is the gates' own, unchanged
+		case s.value != o.value && !(math.IsNaN(s.value) && math.IsNaN(o.value)):
+			t.Errorf("%s: %v, the gates' own %v", s.series, s.value, o.value)
+		}
+	}
+	// The largest count is taken, and served as a float, as Prometheus reads it.
+	one, err := web.MetricsPrometheusCounted(OutcomeCounts{LateOutcomes: math.MaxUint64})
+	ok(t, err)
+	_, served := parsed(t, one)
+	found := false
+	for _, s := range served {
+		if s.series == `promotion_late_outcomes_total{gate="web"}` {
+			found = s.value == float64(math.MaxUint64)
+		}
+	}
+	if !found {
+		t.Fatalf("the largest count is not served:\n%s", one)
+	}
+	_, err = MetricsPrometheusCounted([]OutcomeCounts{host, host}, web, web)
+	if pe := wantErr(t, err, ErrInvalidArgument); pe.Message != "gates[0] and gates[1] are the same gate" {
+		t.Fatalf("a gate passed twice: %v", err)
+	}
+	for _, counts := range [][]OutcomeCounts{{host}, {host, host, host}, nil} {
+		_, err = MetricsPrometheusCounted(counts, web, api)
+		want := fmt.Sprintf("invalid len(counts) = %d: one OutcomeCounts per gate (gates: 2)", len(counts))
+		if pe := wantErr(t, err, ErrInvalidArgument); pe.Message != want {
+			t.Fatalf("%d counts for 2 gates: %v", len(counts), err)
+		}
+	}
+	if text, err := MetricsPrometheusCounted(nil); text != "" || err != nil {
+		t.Fatalf("no gates: %q, %v", text, err)
+	}
+	ok(t, api.Close())
+	if _, err := MetricsPrometheusCounted([]OutcomeCounts{host, {}}, web, api); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a closed gate: %v", err)
 	}
 }
 

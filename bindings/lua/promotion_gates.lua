@@ -967,13 +967,27 @@ end
 -- Telemetry (see the repository README, "Observability"): the Prometheus exposition and each
 -- cohort's latency histogram. Both read the gate without side effects.
 cdef [[
+typedef struct pgate_outcome_counts {
+  uint64_t late_outcomes;
+  uint64_t foreign_outcomes;
+  uint64_t forced_outcomes;
+  uint64_t ignored_override_values;
+} pgate_outcome_counts;
+
 pgate_status pgate_metrics_prometheus(const pgate_gate *gate, char *buf, size_t cap,
                                       size_t *len_out);
 pgate_status pgate_latency_histograms_json(const pgate_gate *gate, char *buf, size_t cap,
                                            size_t *len_out);
 pgate_status pgate_metrics_prometheus_gates(const pgate_gate *const *gates, size_t count,
                                             char *buf, size_t cap, size_t *len_out);
+pgate_status pgate_metrics_prometheus_counted(const pgate_gate *const *gates,
+                                              const pgate_outcome_counts *counts, size_t count,
+                                              char *buf, size_t cap, size_t *len_out);
 ]]
+
+-- The fields of a pgate_outcome_counts, in its order: the four outcome counters.
+local OUTCOME_COUNTS = { "late_outcomes", "foreign_outcomes", "forced_outcomes",
+                         "ignored_override_values" }
 
 -- Why the library refused gates for one exposition, by their positions: "gates[j] and
 -- gates[i] are the same gate" or "gates[i] is named "x", as gates[j] is: ...", or nil.
@@ -1004,12 +1018,9 @@ function Gate:metrics_prometheus()
   return read_text(C.pgate_metrics_prometheus, self, "metrics_prometheus", 16384)
 end
 
---- The Prometheus text exposition of several gates (`pg.metrics_prometheus(web, api)`), as a
---- host serving one /metrics for all of them needs: each metric family once, one series per
---- gate, labelled gate="<name>". No side effect. Two gates of one name (gate:name()) would
---- repeat each other's series: nil, "PGATE_STATUS_INVALID_ARGUMENT: gates[2] is named "web",
---- as gates[1] is: ...", 2 (positions count from 1), as for one gate given twice.
-function M.metrics_prometheus(...)
+-- The exposition of the gates given from `...` (`operation` in messages), with `counts` (a
+-- pgate_outcome_counts[n]) in place of their own outcome counters, or their own (nil).
+local function exposition(operation, counts, ...)
   local n = select("#", ...)
   local gates = { ... }
   local handles = ffi.new("const pgate_gate *[?]", n)
@@ -1018,7 +1029,7 @@ function M.metrics_prometheus(...)
     if getmetatable(gate) ~= Gate then
       return invalid("invalid gates[" .. i .. "] = " .. shown(gate) .. ": not a gate")
     elseif gate.handle == nil then
-      return nil, M.status_str(M.INVALID_HANDLE) .. ": metrics_prometheus on a freed gate (gates["
+      return nil, M.status_str(M.INVALID_HANDLE) .. ": " .. operation .. " on a freed gate (gates["
                     .. i .. "])", M.INVALID_HANDLE
     end
   end
@@ -1034,15 +1045,116 @@ function M.metrics_prometheus(...)
       end
       handles[i - 1] = handle
     end
-    return c.pgate_metrics_prometheus_gates(handles, n, buf, cap, len)
+    if counts == nil then
+      return c.pgate_metrics_prometheus_gates(handles, n, buf, cap, len)
+    end
+    return c.pgate_metrics_prometheus_counted(handles, counts, n, buf, cap, len)
   end, nil, nil, 16384)
   if gone ~= nil then
-    return nil, M.status_str(M.INVALID_HANDLE) .. ": metrics_prometheus on a freed gate (gates["
+    return nil, M.status_str(M.INVALID_HANDLE) .. ": " .. operation .. " on a freed gate (gates["
                   .. gone .. "])", M.INVALID_HANDLE
   elseif status == M.INVALID_ARGUMENT then
     return invalid(same_names(gates, n) or message)
   end
   return text, message, status
+end
+
+--- The Prometheus text exposition of several gates (`pg.metrics_prometheus(web, api)`), as a
+--- host serving one /metrics for all of them needs: each metric family once, one series per
+--- gate, labelled gate="<name>". No side effect. Two gates of one name (gate:name()) would
+--- repeat each other's series: nil, "PGATE_STATUS_INVALID_ARGUMENT: gates[2] is named "web",
+--- as gates[1] is: ...", 2 (positions count from 1), as for one gate given twice.
+function M.metrics_prometheus(...)
+  return exposition("metrics_prometheus", nil, ...)
+end
+
+-- A count for a uint64_t field (a whole number from 0, below 2^64, or a uint64_t or
+-- non-negative int64_t cdata), or nil plus the error naming `name`.
+local function count_value(name, value)
+  if type(value) == "number" then
+    if value >= 0 and value < TWO_64 and value % 1 == 0 then -- false for NaN
+      return value
+    end
+  elseif ffi.istype(uint64_t, value) or (ffi.istype(int64_t, value) and value >= 0) then
+    return value
+  end
+  local text = type(value) == "cdata" and tostring(value):gsub("U?LL$", "") or shown(value)
+  return invalid("invalid " .. name .. " = " .. text
+                   .. ": a count, a whole number from 0 to 2^64 - 1")
+end
+
+-- Writes the table `entry` (named `name`: its four counts) into the pgate_outcome_counts
+-- `out`; true, or nil plus the error.
+local function pack_counts(out, name, entry)
+  if type(entry) ~= "table" then
+    return invalid("invalid " .. name .. " = " .. shown(entry) .. ": a table of the four counts "
+                     .. "(late_outcomes, foreign_outcomes, forced_outcomes, "
+                     .. "ignored_override_values)")
+  end
+  for _, field in ipairs(OUTCOME_COUNTS) do
+    local value, message, status = count_value(name .. "." .. field, entry[field])
+    if value == nil then
+      return nil, message, status
+    end
+    out[field] = value
+  end
+  return true
+end
+
+--- pg.metrics_prometheus with the host's counts in place of the four outcome counters of each
+--- gate (pgate_metrics_prometheus_counted): `counts[i]` is gates[i]'s, a table of
+--- late_outcomes, foreign_outcomes, forced_outcomes and ignored_override_values (all four,
+--- each a whole number from 0 to 2^64 - 1 or a uint64_t cdata); every other series is the
+--- gate's own. Each nginx worker has its own gates, and so counters of its own: a scrape
+--- reaching another worker would read a lower count, a counter reset to Prometheus. Count each
+--- outcome once, in a lua_shared_dict (gate:record's "late", "foreign" and "forced", and each
+--- forcing value gate:route_forced ignored: a decision whose forced is 0), and serve those:
+---
+---   local shared = ngx.shared.pgate_counts -- lua_shared_dict pgate_counts 1m;
+---   local text = pg.metrics_prometheus_counted({ {
+---     late_outcomes = shared:get("checkout:late") or 0,
+---     foreign_outcomes = shared:get("checkout:foreign") or 0,
+---     forced_outcomes = shared:get("checkout:forced") or 0,
+---     ignored_override_values = shared:get("checkout:ignored") or 0,
+---   } }, checkout) -- 'promotion_forced_outcomes_total{gate="checkout"} 7' when forced is 7
+---
+--- `counts` holds one table per gate, else nil, "PGATE_STATUS_INVALID_ARGUMENT: invalid
+--- #counts = 1: one table of counts per gate (gates: 2)", 2; a count that is no count is
+--- refused by name ("invalid counts[2].late_outcomes = -1: ..."), as a gate is refused by
+--- pg.metrics_prometheus; the library is called with none of them.
+function M.metrics_prometheus_counted(counts, ...)
+  local n = select("#", ...)
+  if type(counts) ~= "table" then
+    return invalid("invalid counts = " .. shown(counts) .. ": a table of " .. n
+                     .. " tables of counts, one per gate")
+  end
+  local length = table.maxn(counts)
+  if length ~= n then
+    return invalid("invalid #counts = " .. length .. ": one table of counts per gate (gates: "
+                     .. n .. ")")
+  end
+  local packed = ffi.new("pgate_outcome_counts[?]", n)
+  for i = 1, n do
+    local ok, message, status = pack_counts(packed[i - 1], "counts[" .. i .. "]", counts[i])
+    if not ok then
+      return nil, message, status
+    end
+  end
+  return exposition("metrics_prometheus_counted", packed, ...)
+end
+
+--- gate:metrics_prometheus with the host's `counts` (one table of the four counts) in place of
+--- the gate's outcome counters: pg.metrics_prometheus_counted({ counts }, gate).
+function Gate:metrics_prometheus_counted(counts)
+  if type(self) ~= "table" or self.handle == nil then
+    return freed("metrics_prometheus_counted", self)
+  end
+  local packed = ffi.new("pgate_outcome_counts[1]")
+  local ok, message, status = pack_counts(packed[0], "counts", counts)
+  if not ok then
+    return nil, message, status
+  end
+  return exposition("metrics_prometheus_counted", packed, self)
 end
 
 --- Each cohort's latency histogram of the judged window as JSON: {"encoding":

@@ -687,6 +687,158 @@ local function test_names()
   api:free()
 end
 
+-- An exposition's # lines (one string) and its samples: { family, series, value } each.
+local function parsed(text)
+  local families, samples = {}, {}
+  for line in text:gmatch("[^\n]+") do
+    if line:sub(1, 1) == "#" then
+      families[#families + 1] = line
+    else
+      local series, value = line:match("^(.*) (%S+)$")
+      samples[#samples + 1] = { series:match("^[^{]*"), series, tonumber(value) }
+    end
+  end
+  return table.concat(families, "\n"), samples
+end
+
+-- The host's counts replace the four outcome counters in the exposition, and nothing else
+-- changes (as the Rust test a_hosts_counts_replace_the_four_outcome_counters_and_nothing_else);
+-- counts that are no counts are refused before the library is called.
+local function test_counted()
+  local web = assert(pg.new('{"gate": "web", "environment": {"canary": {"traffic_percent": 50}}, '
+                              .. '"overrides": {"header": "X-Canary", "canary_ids": ["tester"]}}'))
+  local api = assert(pg.new('{"gate": "api", "environment": "staging"}'))
+  -- The gate's own counts: one forced outcome, one foreign, one forcing value ignored.
+  check(web:record(assert(web:route("tester")), true, 1000) == "forced", "a forced outcome")
+  local foreign = assert(web:route("u"))
+  foreign.stage = foreign.stage + 1
+  check(web:record(foreign, true, 1000) == "foreign", "a foreign outcome")
+  check(assert(web:route_forced("u", "nope")).forced == 0, "an ignored forcing value")
+  local four = { -- family: the host's count, the gate's own
+    promotion_late_outcomes_total = { 11, 0 },
+    promotion_foreign_outcomes_total = { 12, 1 },
+    promotion_forced_outcomes_total = { 13, 1 },
+    promotion_ignored_override_values_total = { 14, 1 },
+  }
+  local host = { late_outcomes = 11, foreign_outcomes = 12, forced_outcomes = 13,
+                 ignored_override_values = 14 }
+  local none = { late_outcomes = 0, foreign_outcomes = 0, forced_outcomes = 0,
+                 ignored_override_values = 0 }
+  local counted, message = pg.metrics_prometheus_counted({ host, none }, web, api)
+  check(counted ~= nil, "counted: " .. tostring(message))
+  local families, samples = parsed(counted or "")
+  local own_families, own_samples = parsed(assert(pg.metrics_prometheus(web, api)))
+  check(families == own_families, "the same families")
+  check(#samples == #own_samples and #samples > 20, #samples .. " samples, own " .. #own_samples)
+  local wrong = {}
+  for i, sample in ipairs(samples) do
+    local family, series, value = unpack(sample)
+    local own = own_samples[i] or {}
+    local want = four[family]
+    if series ~= own[2] then
+      wrong[#wrong + 1] = series .. " where the gates' own has " .. tostring(own[2])
+    elseif want and series:find('gate="web"', 1, true) then
+      if value ~= want[1] or own[3] ~= want[2] then
+        wrong[#wrong + 1] = series .. " " .. value .. ", own " .. own[3]
+      end
+    elseif want then
+      if value ~= 0 or own[3] ~= 0 then
+        wrong[#wrong + 1] = series .. " " .. value .. ", own " .. own[3]
+      end
+    -- no series here reads the clock: the rest is the gates' own, unchanged (NaN ~= NaN)
+    elseif value ~= own[3] and (value == value or own[3] == own[3]) then
+      wrong[#wrong + 1] = series .. " " .. value .. ", own " .. own[3]
+    end
+  end
+  check(#wrong == 0, "series the counts changed or missed: " .. table.concat(wrong, "; "))
+  local most = { late_outcomes = 0xFFFFFFFFFFFFFFFFULL, foreign_outcomes = 2 ^ 63 + 2048,
+                 forced_outcomes = require("ffi").new("int64_t", 7), ignored_override_values = 0 }
+  local served = {} -- each counter's value in the exposition, a float as Prometheus reads it
+  for _, sample in ipairs(select(2, parsed(web:metrics_prometheus_counted(most) or ""))) do
+    served[sample[2]] = sample[3]
+  end
+  check(served['promotion_late_outcomes_total{gate="web"}'] == 2 ^ 64
+          and served['promotion_foreign_outcomes_total{gate="web"}'] == 2 ^ 63 + 2048
+          and served['promotion_forced_outcomes_total{gate="web"}'] == 7,
+        "a uint64_t, a number and an int64_t count served as they are")
+  check(assert(pg.metrics_prometheus_counted({})) == "", "no gate")
+
+  -- Refused before the library is called: the module's library (the upvalue C its functions
+  -- share, as in test_growing_text) is swapped for one that counts the calls.
+  local config_json = getmetatable(web).__index.config_json
+  local up, real
+  for i = 1, 20 do
+    local name, value = debug.getupvalue(config_json, i)
+    if name == "C" then
+      up, real = i, value
+      break
+    end
+  end
+  assert(up, "Gate.config_json has no upvalue C")
+  local calls = 0
+  debug.setupvalue(config_json, up, setmetatable({
+    pgate_metrics_prometheus_counted = function(...)
+      calls = calls + 1
+      return real.pgate_metrics_prometheus_counted(...)
+    end,
+  }, { __index = real }))
+  local bad = { late_outcomes = -1, foreign_outcomes = 0, forced_outcomes = 0,
+                ignored_override_values = 0 }
+  local cases = {
+    { { host }, "invalid #counts = 1: one table of counts per gate (gates: 2)" },
+    { { host, none, none }, "invalid #counts = 3: one table of counts per gate (gates: 2)" },
+    { { host, nil }, "invalid #counts = 1: one table of counts per gate (gates: 2)" },
+    { { nil, host }, "invalid counts[1] = nil: a table of the four counts" },
+    { { host, 5 }, "invalid counts[2] = 5: a table of the four counts" },
+    { "counts", 'invalid counts = "counts": a table of 2 tables of counts, one per gate' },
+    { { host, bad }, "invalid counts[2].late_outcomes = -1: a count, a whole number from 0 to 2^64 - 1" },
+    { { host, { late_outcomes = 0, foreign_outcomes = 2 ^ 64, forced_outcomes = 0,
+                ignored_override_values = 0 } },
+      "invalid counts[2].foreign_outcomes = 1.8446744073709552e+19: a count" },
+    { { host, { late_outcomes = 0, foreign_outcomes = 0, forced_outcomes = 0.5,
+                ignored_override_values = 0 } }, "invalid counts[2].forced_outcomes = 0.5: a count" },
+    { { host, { late_outcomes = 0, foreign_outcomes = 0, forced_outcomes = 0 } },
+      "invalid counts[2].ignored_override_values = nil: a count" },
+    { { { late_outcomes = 0, foreign_outcomes = 0, forced_outcomes = 0,
+          ignored_override_values = "7" }, host },
+      'invalid counts[1].ignored_override_values = "7": a count' },
+    { { host, { late_outcomes = require("ffi").new("int64_t", -2), foreign_outcomes = 0,
+                forced_outcomes = 0, ignored_override_values = 0 } },
+      "invalid counts[2].late_outcomes = -2: a count" },
+    { { host, { late_outcomes = 0 / 0, foreign_outcomes = 0, forced_outcomes = 0,
+                ignored_override_values = 0 } }, "invalid counts[2].late_outcomes = nan: a count" },
+  }
+  for _, case in ipairs(cases) do
+    local result, why, status = pg.metrics_prometheus_counted(case[1], web, api)
+    check(result == nil and status == pg.INVALID_ARGUMENT
+            and (why or ""):find("PGATE_STATUS_INVALID_ARGUMENT: " .. case[2], 1, true) == 1,
+          case[2] .. ": " .. tostring(why))
+  end
+  local result, why = web:metrics_prometheus_counted(bad)
+  check(result == nil and why == "PGATE_STATUS_INVALID_ARGUMENT: invalid counts.late_outcomes = "
+          .. "-1: a count, a whole number from 0 to 2^64 - 1", tostring(why))
+  result, why = web:metrics_prometheus_counted(nil)
+  check(result == nil and (why or ""):find("invalid counts = nil: a table of the four counts", 1, true),
+        tostring(why))
+  result, why = pg.metrics_prometheus_counted({ host, host }, web, 5)
+  check(result == nil and why == "PGATE_STATUS_INVALID_ARGUMENT: invalid gates[2] = 5: not a gate",
+        tostring(why))
+  check(calls == 0, calls .. " calls reached the library")
+  result, why = pg.metrics_prometheus_counted({ host, host }, web, web)
+  check(result == nil and why == "PGATE_STATUS_INVALID_ARGUMENT: gates[1] and gates[2] are the same gate",
+        tostring(why))
+  check(calls == 1, "the library refused the gate given twice")
+  debug.setupvalue(config_json, up, real)
+  api:free()
+  result, why = pg.metrics_prometheus_counted({ host, host }, web, api)
+  check(result == nil and why == "PGATE_STATUS_INVALID_HANDLE: metrics_prometheus_counted on a "
+          .. "freed gate (gates[2])", tostring(why))
+  web:free()
+  result, why = web:metrics_prometheus_counted(host)
+  check(result == nil and why == "PGATE_STATUS_INVALID_HANDLE: metrics_prometheus_counted on a "
+          .. "freed gate", tostring(why))
+end
+
 -- With a state store, the sync thread may lengthen a document between two calls of a read.
 -- The test puts a growth exactly there: it swaps the module's library (the upvalue C its
 -- functions share) for a proxy whose read lengthens the document after the call.
@@ -1071,6 +1223,7 @@ test_overrides(arg[3])
 test_quoted(arg[4])
 test_growing_text()
 test_names()
+test_counted()
 test_sync_now()
 test_store()
 test_freed_by_a_finalizer()

@@ -207,6 +207,21 @@ struct Health {
   }
 };
 
+/// The four outcome counters of a gate's exposition as a host of several processes counts
+/// them, once for all its processes (pgate_outcome_counts; see metrics_prometheus_counted).
+struct OutcomeCounts {
+  /// promotion_late_outcomes_total: outcomes Gate::record dropped as Recorded::Late.
+  std::uint64_t late_outcomes = 0;
+  /// promotion_foreign_outcomes_total: outcomes Gate::record dropped as Recorded::Foreign.
+  std::uint64_t foreign_outcomes = 0;
+  /// promotion_forced_outcomes_total: outcomes Gate::record counted as Recorded::Forced, in
+  /// neither cohort.
+  std::uint64_t forced_outcomes = 0;
+  /// promotion_ignored_override_values_total: forcing values Gate::route_forced ignored (its
+  /// decision's `forced` is Forced::None).
+  std::uint64_t ignored_override_values = 0;
+};
+
 namespace detail {
 
 struct ErrorDeleter {
@@ -1050,6 +1065,21 @@ class Gate {
                              });
   }
 
+  /// metrics_prometheus() with the host's `counts` in place of the gate's four outcome
+  /// counters; every other series is the gate's own. For several gates, the free function
+  /// metrics_prometheus_counted({&a, &b}, {a_counts, b_counts}), which says why a host of
+  /// several processes needs it.
+  [[nodiscard]] std::string metrics_prometheus_counted(const OutcomeCounts& counts) const {
+    const pgate_gate* gate = live("metrics_prometheus_counted");
+    const pgate_outcome_counts c{counts.late_outcomes, counts.foreign_outcomes,
+                                 counts.forced_outcomes, counts.ignored_override_values};
+    return detail::read_text("pgate_metrics_prometheus_counted",
+                             [&](char* buf, std::size_t cap, std::size_t* len) {
+                               return pgate_metrics_prometheus_counted(&gate, &c, 1, buf, cap,
+                                                                       len);
+                             });
+  }
+
   /// The gate's name: its config's "gate" (its key in a state store, the `gate` label of its
   /// metrics; "default" when the config names none) (pgate_gate_name).
   [[nodiscard]] std::string name() const {
@@ -1257,17 +1287,12 @@ namespace detail {
 
 }  // namespace detail
 
-/// The Prometheus text exposition (format 0.0.4) of several gates, as a host serving one
-/// /metrics for all of them needs: each metric family once, one series per gate, labelled
-/// gate="<name>" (pgate_metrics_prometheus_gates). No side effect.
-///
-///     const std::string text = promotion_gates::metrics_prometheus({&checkout, &search});
-///
-/// Throws Error PGATE_STATUS_INVALID_ARGUMENT for two gates of one name (their series would
-/// repeat) or one gate given twice, naming both positions, and for a null pointer;
-/// PGATE_STATUS_NULL_POINTER for a moved-from Gate.
-[[nodiscard]] inline std::string metrics_prometheus(const std::vector<const Gate*>& gates) {
-  constexpr const char* function = "promotion_gates::metrics_prometheus";
+namespace detail {
+
+/// The exposition of `gates` with `counts` (one per gate) in place of their own outcome
+/// counters, or their own (nullptr); `function` names the caller in errors.
+inline std::string exposition(const std::vector<const Gate*>& gates,
+                              const pgate_outcome_counts* counts, const char* function) {
   std::vector<const pgate_gate*> handles;
   handles.reserve(gates.size());
   for (std::size_t i = 0; i < gates.size(); ++i) {
@@ -1282,14 +1307,69 @@ namespace detail {
     }
     handles.push_back(gates[i]->native_handle());
   }
-  return detail::read_text(function, [&](char* buf, std::size_t cap, std::size_t* len) {
+  return read_text(function, [&](char* buf, std::size_t cap, std::size_t* len) {
     const pgate_status status =
-        pgate_metrics_prometheus_gates(handles.data(), handles.size(), buf, cap, len);
+        counts == nullptr
+            ? pgate_metrics_prometheus_gates(handles.data(), handles.size(), buf, cap, len)
+            : pgate_metrics_prometheus_counted(handles.data(), counts, handles.size(), buf, cap,
+                                               len);
     if (status == PGATE_STATUS_INVALID_ARGUMENT) {
-      detail::throw_same_names(gates, status, function);
+      throw_same_names(gates, status, function);
     }
     return status;
   });
+}
+
+}  // namespace detail
+
+/// The Prometheus text exposition (format 0.0.4) of several gates, as a host serving one
+/// /metrics for all of them needs: each metric family once, one series per gate, labelled
+/// gate="<name>" (pgate_metrics_prometheus_gates). No side effect.
+///
+///     const std::string text = promotion_gates::metrics_prometheus({&checkout, &search});
+///
+/// Throws Error PGATE_STATUS_INVALID_ARGUMENT for two gates of one name (their series would
+/// repeat) or one gate given twice, naming both positions, and for a null pointer;
+/// PGATE_STATUS_NULL_POINTER for a moved-from Gate.
+[[nodiscard]] inline std::string metrics_prometheus(const std::vector<const Gate*>& gates) {
+  return detail::exposition(gates, nullptr, "promotion_gates::metrics_prometheus");
+}
+
+/// metrics_prometheus() with the host's counts `counts[i]` in place of the four outcome
+/// counters of `gates[i]` (pgate_metrics_prometheus_counted); every other series is the
+/// gate's own. Each process of a host of several (the workers of a pre-forking server, each
+/// with its gates) has counters of its own, and a scrape reaching another process would read a
+/// lower count, a counter reset to Prometheus: such a host counts each outcome once, in memory
+/// its processes share, and serves those counts, so every process answers the same.
+///
+///     const promotion_gates::OutcomeCounts counts{
+///         shared->late.load(std::memory_order_relaxed),
+///         shared->foreign.load(std::memory_order_relaxed),
+///         shared->forced.load(std::memory_order_relaxed),
+///         shared->ignored.load(std::memory_order_relaxed),
+///     };  // all four replace the gate's own: a zero here is served as 0
+///     const std::string text = promotion_gates::metrics_prometheus_counted({&checkout}, {counts});
+///     // "promotion_forced_outcomes_total{gate=\"checkout\"} 7" when shared->forced is 7
+///
+/// Throws Error PGATE_STATUS_INVALID_ARGUMENT when `counts` does not hold one OutcomeCounts
+/// per gate ("invalid counts.size() = 1: one OutcomeCounts per gate (gates: 2)"), before the
+/// library is called; the gates as metrics_prometheus() throws.
+[[nodiscard]] inline std::string metrics_prometheus_counted(
+    const std::vector<const Gate*>& gates, const std::vector<OutcomeCounts>& counts) {
+  constexpr const char* function = "promotion_gates::metrics_prometheus_counted";
+  if (counts.size() != gates.size()) {
+    throw Error(PGATE_STATUS_INVALID_ARGUMENT,
+                std::string(function) + ": invalid counts.size() = " +
+                    std::to_string(counts.size()) + ": one OutcomeCounts per gate (gates: " +
+                    std::to_string(gates.size()) + ")");
+  }
+  std::vector<pgate_outcome_counts> c;
+  c.reserve(counts.size());
+  for (const OutcomeCounts& n : counts) {
+    c.push_back({n.late_outcomes, n.foreign_outcomes, n.forced_outcomes,
+                 n.ignored_override_values});
+  }
+  return detail::exposition(gates, c.data(), function);
 }
 
 /// Where a config document's state store keeps the gate's state, read from the document

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import math
 import struct
 import zlib
 from ctypes import byref, c_size_t, c_void_p
@@ -11,13 +13,17 @@ import pytest
 from conftest import canary
 
 from promotion_gates import (
+    Forced,
     Gate,
     InvalidArgumentError,
     LogLevel,
+    OutcomeCounts,
+    Recorded,
     Status,
     _ffi,
     latency_histograms,
     metrics_prometheus,
+    metrics_prometheus_counted,
     set_log_callback,
 )
 
@@ -73,6 +79,114 @@ def test_two_gates_of_one_name_are_refused_by_the_binding_and_the_library() -> N
         length = c_size_t()
         status = _ffi.lib().pgate_metrics_prometheus_gates(handles, 2, None, 0, byref(length))
         assert status == Status.INVALID_ARGUMENT
+
+
+def _parsed(text: str) -> tuple[list[str], list[tuple[str, str, float]]]:
+    """An exposition's ``#`` lines, and its samples as (family, series, value)."""
+    families, samples = [], []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            families.append(line)
+        elif line:
+            series, value = line.rsplit(" ", 1)
+            samples.append((series.split("{", 1)[0], series, float(value)))
+    return families, samples
+
+
+def test_a_hosts_counts_replace_the_four_outcome_counters_and_nothing_else() -> None:
+    overrides = {"header": "X-Canary", "canary_ids": ["tester"]}
+    with Gate(canary(50, gate="web", overrides=overrides)) as web, Gate(
+        {"gate": "api", "environment": "staging"}
+    ) as api:
+        # The gate's own counts: one forced outcome, one foreign, one forcing value ignored.
+        assert web.record(web.route("tester"), success=True, latency_ns=1000) == Recorded.FORCED
+        routed = web.route("u")
+        foreign = dataclasses.replace(routed, stage=routed.stage + 1)
+        assert web.record(foreign, success=True, latency_ns=1000) == Recorded.FOREIGN
+        assert web.route_forced("u", "nope").forced == Forced.NONE
+        four = {  # family: (the host's count, the gate's own)
+            "promotion_late_outcomes_total": (11.0, 0.0),
+            "promotion_foreign_outcomes_total": (12.0, 1.0),
+            "promotion_forced_outcomes_total": (13.0, 1.0),
+            "promotion_ignored_override_values_total": (14.0, 1.0),
+        }
+        host = OutcomeCounts(
+            late_outcomes=11, foreign_outcomes=12, forced_outcomes=13, ignored_override_values=14
+        )
+        families, samples = _parsed(
+            metrics_prometheus_counted(web, api, counts=[host, OutcomeCounts()])
+        )
+        own_families, own_samples = _parsed(metrics_prometheus(web, api))
+        assert families == own_families
+        assert [s[:2] for s in samples] == [s[:2] for s in own_samples]
+        for (family, series, value), (_, _, own) in zip(samples, own_samples):
+            if family in four and 'gate="web"' in series:
+                assert (value, own) == four[family], series
+            elif family in four:
+                assert (value, own) == (0.0, 0.0), series
+            else:  # no series here reads the clock: the rest is the gates' own, unchanged
+                assert value == own or (math.isnan(value) and math.isnan(own)), series
+        # The largest count is taken, and served as a float, as Prometheus reads it.
+        most = OutcomeCounts(late_outcomes=2**64 - 1)
+        _, served = _parsed(metrics_prometheus_counted(web, counts=(most,)))
+        late = 'promotion_late_outcomes_total{gate="web"}'
+        assert [v for _, series, v in served if series == late] == [float(2**64 - 1)]
+        same = r"gates\[0\] and gates\[1\] are the same gate"
+        with pytest.raises(InvalidArgumentError, match=same):
+            metrics_prometheus_counted(web, web, counts=[host, host])
+        assert metrics_prometheus_counted(counts=[]) == ""
+
+
+def test_a_hosts_counts_are_checked_before_the_library_is_called() -> None:
+    def not_called() -> None:
+        raise AssertionError("the library was called")
+
+    one = OutcomeCounts()
+    cases: list[tuple[object, str]] = [
+        ([one], "invalid len(counts) = 1: one OutcomeCounts per gate (gates: 2)"),
+        ([one, one, one], "invalid len(counts) = 3: one OutcomeCounts per gate (gates: 2)"),
+        ([one, None], "invalid counts[1] = None: an OutcomeCounts, not NoneType"),
+        (
+            [one, {"late_outcomes": 1}],
+            "invalid counts[1] = {'late_outcomes': 1}: an OutcomeCounts, not dict",
+        ),
+        (
+            [OutcomeCounts(late_outcomes=-1), one],
+            "invalid counts[0].late_outcomes = -1: an integer from 0 to 2**64 - 1",
+        ),
+        (
+            [one, OutcomeCounts(ignored_override_values=2**64)],
+            "invalid counts[1].ignored_override_values = 18446744073709551616: "
+            "an integer from 0 to 2**64 - 1",
+        ),
+        (
+            [OutcomeCounts(forced_outcomes=1.0), one],  # type: ignore[arg-type]
+            "invalid counts[0].forced_outcomes = 1.0: not an integer",
+        ),
+        (
+            [OutcomeCounts(foreign_outcomes=True), one],
+            "invalid counts[0].foreign_outcomes = True: an integer, not bool",
+        ),
+        (
+            one,
+            "invalid counts = OutcomeCounts(late_outcomes=0, foreign_outcomes=0, "
+            "forced_outcomes=0, ignored_override_values=0): a sequence of OutcomeCounts, "
+            "not OutcomeCounts",
+        ),
+        (None, "invalid counts = None: a sequence of OutcomeCounts, not NoneType"),
+    ]
+    with Gate({"gate": "web"}) as web, Gate({"gate": "api"}) as api:
+        patch = pytest.MonkeyPatch()
+        patch.setattr(_ffi, "lib", not_called)
+        try:
+            for counts, message in cases:
+                with pytest.raises(InvalidArgumentError) as refused:
+                    metrics_prometheus_counted(web, api, counts=counts)  # type: ignore[arg-type]
+                assert refused.value.message == message
+            with pytest.raises(InvalidArgumentError, match=r"^invalid gates\[1\] = None: a Gate"):
+                metrics_prometheus_counted(web, None, counts=[one, one])  # type: ignore[arg-type]
+        finally:
+            patch.undo()  # before the gates are closed, which the library does
 
 
 def test_each_cohorts_histogram_holds_what_was_recorded() -> None:

@@ -7,6 +7,9 @@ may call :func:`metrics_prometheus` on every scrape::
 
     with Gate({"gate": "checkout"}) as gate:
         body = metrics_prometheus(gate)  # serve as "text/plain; version=0.0.4"
+
+A host of several processes (gunicorn's workers) serves the outcome counters it counts for all
+of them with :func:`metrics_prometheus_counted` instead.
 """
 
 from __future__ import annotations
@@ -16,16 +19,24 @@ import enum
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from ctypes import byref, c_size_t, c_void_p, create_string_buffer
+from dataclasses import dataclass, fields
 from typing import Any
 
 from . import _ffi
-from ._arguments import member, refused
+from ._arguments import member, refused, unsigned
 from .errors import BufferTooSmallError, InvalidArgumentError, _check
 from .gate import Gate, held_together, log_callback_thread
 
-__all__ = ["LogLevel", "latency_histograms", "metrics_prometheus", "set_log_callback"]
+__all__ = [
+    "LogLevel",
+    "OutcomeCounts",
+    "latency_histograms",
+    "metrics_prometheus",
+    "metrics_prometheus_counted",
+    "set_log_callback",
+]
 
 _ATTEMPTS = 8
 
@@ -47,6 +58,82 @@ def metrics_prometheus(*gates: Gate) -> str:
     value that is not a :class:`Gate`, its position: ``invalid gates[1] = None: …``)."""
     for i, gate in enumerate(gates):
         _gate(f"gates[{i}]", gate)
+    return _exposition(gates, None, "metrics_prometheus")
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeCounts:
+    """``struct pgate_outcome_counts``: the four outcome counters of a gate's exposition as a
+    host of several processes counts them, once for all its processes (see
+    :func:`metrics_prometheus_counted`). Each is an integer from 0 to 2**64 - 1."""
+
+    #: ``promotion_late_outcomes_total``: outcomes dropped because their stage had ended
+    #: (:attr:`Recorded.LATE <promotion_gates.Recorded.LATE>`).
+    late_outcomes: int = 0
+    #: ``promotion_foreign_outcomes_total``: outcomes dropped because their decision names a
+    #: stage the gate never published (:attr:`Recorded.FOREIGN <promotion_gates.Recorded.FOREIGN>`).
+    foreign_outcomes: int = 0
+    #: ``promotion_forced_outcomes_total``: outcomes of requests an override forced, counted
+    #: in neither cohort (:attr:`Recorded.FORCED <promotion_gates.Recorded.FORCED>`).
+    forced_outcomes: int = 0
+    #: ``promotion_ignored_override_values_total``: forcing values routing ignored (a value
+    #: passed to :meth:`Gate.route_forced <promotion_gates.Gate.route_forced>` whose decision
+    #: has ``forced`` :attr:`Forced.NONE <promotion_gates.Forced.NONE>`).
+    ignored_override_values: int = 0
+
+
+def metrics_prometheus_counted(*gates: Gate, counts: Sequence[OutcomeCounts]) -> str:
+    """:func:`metrics_prometheus` with the host's counts ``counts[i]`` in place of the four
+    outcome counters of ``gates[i]`` (``pgate_metrics_prometheus_counted``); every other series
+    is the gate's own.
+
+    Each process of a pre-forking server (gunicorn's workers) has its gates, and so counters of
+    its own: a scrape reaching another worker would read a lower count, a counter reset to
+    Prometheus. Count each :class:`Recorded <promotion_gates.Recorded>` ``LATE``, ``FOREIGN``
+    and ``FORCED`` outcome, and each forcing value ignored, once, in memory the workers share,
+    and serve those counts: every worker then answers the same counters::
+
+        from multiprocessing import Array
+        shared = Array("Q", 4)  # before the fork: late, foreign, forced, ignored
+        ...  # a worker adds 1 to shared[2] (under shared.get_lock()) when record() says FORCED
+        counts = OutcomeCounts(*shared[:])  # all four replace the gate's own: 0 is served as 0
+        body = metrics_prometheus_counted(gate, counts=[counts])
+        # 'promotion_forced_outcomes_total{gate="checkout"} 7' when shared[2] is 7
+
+    Raises:
+        InvalidArgumentError: as :func:`metrics_prometheus`, and before the library is called
+            for ``counts`` that is not a sequence of one :class:`OutcomeCounts` per gate
+            (``invalid len(counts) = 1: one OutcomeCounts per gate (gates: 2)``, ``invalid
+            counts[1] = None: an OutcomeCounts, not NoneType``) or a count that is not an
+            integer from 0 to 2**64 - 1 (``invalid counts[0].late_outcomes = -1: …``).
+    """
+    for i, gate in enumerate(gates):
+        _gate(f"gates[{i}]", gate)
+    if not isinstance(counts, Sequence) or isinstance(counts, (str, bytes, bytearray)):
+        raise refused(
+            "counts", counts, f"a sequence of OutcomeCounts, not {type(counts).__name__}"
+        )
+    if len(counts) != len(gates):
+        raise refused(
+            "len(counts)", len(counts), f"one OutcomeCounts per gate (gates: {len(gates)})"
+        )
+    packed = (_ffi.pgate_outcome_counts * len(gates))()
+    for i in range(len(gates)):
+        entry = counts[i]
+        if not isinstance(entry, OutcomeCounts):
+            raise refused(f"counts[{i}]", entry, f"an OutcomeCounts, not {type(entry).__name__}")
+        for name in _COUNT_FIELDS:
+            setattr(packed[i], name, unsigned(f"counts[{i}].{name}", getattr(entry, name), 64))
+    return _exposition(gates, packed, "metrics_prometheus_counted")
+
+
+#: The fields of OutcomeCounts, those of ``struct pgate_outcome_counts`` in its order.
+_COUNT_FIELDS = tuple(f.name for f in fields(OutcomeCounts))
+
+
+def _exposition(gates: tuple[Gate, ...], counts: Any, operation: str) -> str:
+    """The exposition of ``gates`` (checked), with ``counts`` (``pgate_outcome_counts[n]``) in
+    place of their own outcome counters, or their own (``None``)."""
 
     def exposition(live: list[c_void_p]) -> str:
         handles = (c_void_p * len(live))(*live)
@@ -54,19 +141,24 @@ def metrics_prometheus(*gates: Gate) -> str:
         length = c_size_t()
         for _ in range(_ATTEMPTS):
             buf = create_string_buffer(cap)
-            status = _ffi.lib().pgate_metrics_prometheus_gates(
-                handles, len(live), buf, cap, byref(length)
-            )
+            if counts is None:
+                status = _ffi.lib().pgate_metrics_prometheus_gates(
+                    handles, len(live), buf, cap, byref(length)
+                )
+            else:
+                status = _ffi.lib().pgate_metrics_prometheus_counted(
+                    handles, counts, len(live), buf, cap, byref(length)
+                )
             if status == _ffi.Status.INVALID_ARGUMENT:
                 _same_names(gates)
             if status != _ffi.Status.BUFFER_TOO_SMALL:
                 _check(status)
                 return buf.raw[: length.value].decode("utf-8")
             cap = length.value + 4096  # the text may grow between two calls
-        raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, "metrics_prometheus kept growing")
+        raise BufferTooSmallError(_ffi.Status.BUFFER_TOO_SMALL, f"{operation} kept growing")
 
     # Every gate is held (close() waits) for the call.
-    return held_together(gates, "metrics_prometheus", exposition)
+    return held_together(gates, operation, exposition)
 
 
 def _gate(field: str, value: object) -> Gate:
