@@ -1048,6 +1048,89 @@ static void test_promote_from(void) {
     CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
 }
 
+/* `config` (a pgate_config_json document) with the flag dark_mode on; the caller frees it. */
+static char *with_dark_mode(const char *config) {
+    static const char empty[] = "\"feature_flags\":[]";
+    static const char flag[] = "\"feature_flags\":[\"dark_mode\"]";
+    const char *at = config != NULL ? strstr(config, empty) : NULL;
+    if (!CHECK(at != NULL)) {
+        return NULL;
+    }
+    const size_t head = (size_t)(at - config);
+    char *edited = malloc(strlen(config) + sizeof flag);
+    if (edited == NULL) {
+        abort();
+    }
+    memcpy(edited, config, head);
+    strcpy(edited + head, flag);
+    strcat(edited, at + strlen(empty));
+    return edited;
+}
+
+/* A hot reload reads the stage, then the config, and edits it; a rollback comes before its
+ * swap: pgate_swap_config_from refuses it rather than put the rolled-back canary back; from
+ * the current stage it swaps. */
+static void test_swap_config_from(void) {
+    pgate_gate *gate = canary_gate(10, "", NULL);
+    pgate_error *err = NULL;
+    const uint64_t read = route(gate, "x").stage;
+    char *config = read_text(gate, pgate_config_json);
+    char *next = with_dark_mode(config);
+    free(config);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_rollback(gate, BYTES("the judge, or a process"), NULL));
+    char *rolled_back = read_text(gate, pgate_config_json);
+    if (next != NULL) {
+        CHECK_STATUS(PGATE_STATUS_STAGE_CHANGED,
+                     pgate_swap_config_from(gate, read, BYTES(next), &err));
+        char named[64];
+        snprintf(named, sizeof named, "the gate left stage %llu: ", (unsigned long long)read);
+        CHECK_ERROR(err, PGATE_STATUS_STAGE_CHANGED, named);
+        CHECK_STATUS(PGATE_STATUS_STAGE_CHANGED, /* err is optional */
+                     pgate_swap_config_from(gate, read, BYTES(next), NULL));
+    }
+    free(next);
+    pgate_decision now = route(gate, "x");
+    CHECK(now.environment == PGATE_ENVIRONMENT_PRODUCTION && now.stage != read);
+    char *after = read_text(gate, pgate_config_json);
+    CHECK(rolled_back != NULL && after != NULL && strcmp(rolled_back, after) == 0);
+    bool on = true;
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_is_feature_enabled(gate, BYTES("dark_mode"), &on));
+    CHECK(!on);
+
+    /* From the stage the gate is in, it is pgate_swap_config. */
+    next = with_dark_mode(after);
+    free(after);
+    if (next != NULL) {
+        CHECK_STATUS(PGATE_STATUS_OK, pgate_swap_config_from(gate, now.stage, BYTES(next), &err));
+        CHECK(err == NULL);
+    }
+    free(next);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_is_feature_enabled(gate, BYTES("dark_mode"), &on));
+    CHECK(on);
+    CHECK(route(gate, "x").environment == PGATE_ENVIRONMENT_PRODUCTION);
+
+    /* Its other refusals are pgate_swap_config's. */
+    const uint64_t stage = route(gate, "x").stage;
+    char *swapped = read_text(gate, pgate_config_json);
+    CHECK_STATUS(PGATE_STATUS_INVALID_CONFIG,
+                 pgate_swap_config_from(gate, stage, BYTES("{\"slo_threshold\": 7}"), &err));
+    CHECK_ERROR(err, PGATE_STATUS_INVALID_CONFIG, "slo_threshold");
+    CHECK_STATUS(PGATE_STATUS_INVALID_JSON, pgate_swap_config_from(gate, stage, NULL, 0, &err));
+    CHECK_ERROR(err, PGATE_STATUS_INVALID_JSON, NULL);
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_swap_config_from(gate, stage, NULL, 3, &err));
+    CHECK_ERROR(err, PGATE_STATUS_NULL_POINTER, "invalid json = NULL with len = 3");
+    CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT,
+                 pgate_swap_config_from(gate, stage, NOT_UTF8, sizeof NOT_UTF8, &err));
+    CHECK_ERROR(err, PGATE_STATUS_INVALID_ARGUMENT, "config is not valid UTF-8");
+    after = read_text(gate, pgate_config_json);
+    CHECK(route(gate, "x").stage == stage);
+    CHECK(swapped != NULL && after != NULL && strcmp(swapped, after) == 0);
+    free(swapped);
+    free(after);
+    free(rolled_back);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
+}
+
 static void test_slo_not_met(void) {
     /* Slow but successful canary requests: no rule has to fire for compliance to be short. */
     pgate_gate *gate = canary_gate(100, "\"auto_rollback_enabled\": false",
@@ -1451,6 +1534,7 @@ int main(int argc, char **argv) {
     test_automatic_rollback();
     test_promote();
     test_promote_from();
+    test_swap_config_from();
     test_slo_not_met();
     test_manual_rollback();
     test_flags();

@@ -34,7 +34,7 @@ const (
 	StatusUnknownFlagSet    Status = C.PGATE_STATUS_UNKNOWN_FLAG_SET    // a stale or foreign decision's flag set
 	StatusFlagSetsExhausted Status = C.PGATE_STATUS_FLAG_SETS_EXHAUSTED // every flag-set number given out, or MAX_FLAG_NAMES distinct names held
 	StatusStore             Status = C.PGATE_STATUS_STORE               // the state store failed, or another process wrote first
-	StatusStageChanged      Status = C.PGATE_STATUS_STAGE_CHANGED       // PromoteFrom refused: the gate left the stage read; nothing changed
+	StatusStageChanged      Status = C.PGATE_STATUS_STAGE_CHANGED       // PromoteFrom or SwapConfigFrom refused: the gate left the stage read; nothing changed
 )
 
 // statusNames are the library's names of the statuses (pgate_status_str), read once so that

@@ -17,6 +17,8 @@ package promotiongates
 #cgo nocallback pgate_override_names
 #cgo noescape pgate_swap_config
 #cgo nocallback pgate_swap_config
+#cgo noescape pgate_swap_config_from
+#cgo nocallback pgate_swap_config_from
 #cgo noescape pgate_monitor_health
 #cgo nocallback pgate_monitor_health
 #cgo noescape pgate_check_slo
@@ -338,6 +340,28 @@ func (g *Gate) SwapConfig(configJSON string) error {
 	held.release()
 	runtime.KeepAlive(g)
 	return takeError("pgate_swap_config", st, cerr)
+}
+
+// SwapConfigFrom is SwapConfig, made only if the gate is still in release stage stage: the
+// stage read (State().Stage) before the config that was edited (Config()). A hot reload that
+// edits the gate's config uses it: if the judge, another goroutine or another process rolled
+// the canary back after the read, a plain SwapConfig of that config would put the rolled-back
+// canary back. Read the stage first: a write between the two reads then refuses the swap,
+// never lets it through.
+//
+// Errors: ErrStageChanged when the gate left stage (the message names the stage it is in now;
+// nothing changed: read the stage and the config again), otherwise as SwapConfig.
+func (g *Gate) SwapConfigFrom(stage uint64, configJSON string) error {
+	p, held := g.acquire()
+	if p == nil {
+		return errClosed
+	}
+	doc, n := optionalBytes(configJSON)
+	var cerr *C.pgate_error
+	st := C.pgate_swap_config_from(p, C.uint64_t(stage), doc, n, &cerr)
+	held.release()
+	runtime.KeepAlive(g)
+	return takeError("pgate_swap_config_from", st, cerr)
 }
 
 // Version is the library's version, e.g. "0.1.0".

@@ -308,6 +308,63 @@ func TestPromoteFromAStageThatChanged(t *testing.T) {
 	wantErr(t, g.PromoteFrom(after.Stage, Environment(7), 0), ErrInvalidArgument)
 }
 
+// TestSwapConfigFromAStageThatChanged is a hot reload that reads the stage, then the config,
+// and edits it; a rollback comes before its swap: SwapConfigFrom refuses the swap rather than
+// put the rolled-back canary back.
+func TestSwapConfigFromAStageThatChanged(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 10}}}`, "")
+	// edited is the gate's config as read now, with the flag dark_mode added.
+	edited := func() string {
+		var cfg Config
+		ok(t, json.Unmarshal([]byte(mustConfig(t, g)), &cfg))
+		cfg.FeatureFlags = append(cfg.FeatureFlags, "dark_mode")
+		return mustJSON(t, cfg)
+	}
+	read, err := g.State()
+	ok(t, err)
+	next := edited()
+	ok(t, g.Rollback("the judge, another goroutine or another process"))
+	rolledBack := mustConfig(t, g)
+	pe := wantErr(t, g.SwapConfigFrom(read.Stage, next), ErrStageChanged)
+	if want := fmt.Sprintf("the gate left stage %d", read.Stage); !strings.Contains(pe.Message, want) ||
+		!strings.Contains(pe.Message, "the config was not swapped") {
+		t.Fatalf("message %q should name stage %d", pe.Message, read.Stage)
+	}
+	now, err := g.State()
+	ok(t, err)
+	if now.Environment != Production || now.Stage == read.Stage {
+		t.Fatalf("a refused SwapConfigFrom undid the rollback: %+v (read at %+v)", now, read)
+	}
+	if after := mustConfig(t, g); after != rolledBack {
+		t.Fatalf("a refused SwapConfigFrom changed the config:\n got %s\nwant %s", after, rolledBack)
+	}
+	if on, err := g.IsFeatureEnabled("dark_mode"); err != nil || on {
+		t.Fatalf("dark_mode after a refused swap: %v %v", on, err)
+	}
+
+	// From the stage it is in, SwapConfigFrom is SwapConfig.
+	next = edited()
+	ok(t, g.SwapConfigFrom(now.Stage, next))
+	if on, err := g.IsFeatureEnabled("dark_mode"); err != nil || !on {
+		t.Fatalf("dark_mode after SwapConfigFrom the current stage: %v %v", on, err)
+	}
+	if st, _ := g.State(); st.Environment != Production {
+		t.Fatalf("SwapConfigFrom the current stage: %+v", st)
+	}
+	// From the stage it is in, its other errors are SwapConfig's (the gate unchanged).
+	after, _ := g.State()
+	swapped := mustConfig(t, g)
+	pe = wantErr(t, g.SwapConfigFrom(after.Stage, `{"slo_threshold": 7}`), ErrInvalidConfig)
+	if !strings.Contains(pe.Message, "slo_threshold") {
+		t.Fatalf("message should name the field: %q", pe.Message)
+	}
+	wantErr(t, g.SwapConfigFrom(after.Stage, ""), ErrInvalidJSON)
+	wantErr(t, g.SwapConfigFrom(after.Stage, "["), ErrInvalidJSON)
+	if st, _ := g.State(); st.Stage != after.Stage || mustConfig(t, g) != swapped {
+		t.Fatal("a refused SwapConfigFrom changed the gate")
+	}
+}
+
 func TestFlagAndRollbackErrors(t *testing.T) {
 	g := newGate(t, "", "")
 	for _, bad := range []string{"", "has space", "tab\there", strings.Repeat("x", 129)} {
@@ -850,6 +907,7 @@ func TestCloseAndUseAfterClose(t *testing.T) {
 	checks["IsFeatureEnabled"] = second(g.IsFeatureEnabled("x"))
 	checks["Config"] = second(g.Config())
 	checks["SwapConfig"] = g.SwapConfig("{}")
+	checks["SwapConfigFrom"] = g.SwapConfigFrom(d.Stage(), "{}")
 	checks["RollbackHistory"] = second(g.RollbackHistory())
 	for name, err := range checks {
 		if !errors.Is(err, ErrClosed) {

@@ -76,6 +76,8 @@ pgate_status pgate_gate_free(pgate_gate *gate);
 pgate_status pgate_config_json(const pgate_gate *gate, char *buf, size_t cap, size_t *len_out);
 pgate_status pgate_swap_config(const pgate_gate *gate, const char *json, size_t len,
                                pgate_error **err);
+pgate_status pgate_swap_config_from(const pgate_gate *gate, uint64_t stage, const char *json,
+                                    size_t len, pgate_error **err);
 const char *pgate_version(void);
 pgate_status pgate_monitor_health(const pgate_gate *gate, pgate_health *out, char *evidence,
                                   size_t evidence_cap, size_t *evidence_len);
@@ -123,7 +125,8 @@ M.INVALID_ARGUMENT = 2
 M.BUFFER_TOO_SMALL = 12
 M.INVALID_HANDLE = 13
 M.UNKNOWN_FLAG_SET = 16
--- What gate:promote_from returns when the gate left the stage it was given: nothing changed.
+-- What gate:promote_from and gate:swap_config_from return when the gate left the stage they
+-- were given: nothing changed.
 M.STAGE_CHANGED = 19
 -- PGATE_EVIDENCE_CAPACITY: room for any evidence line of pgate_monitor_health.
 M.EVIDENCE_CAPACITY = 4096
@@ -828,6 +831,18 @@ function Gate:promote(environment, traffic_percent)
   return explained(C.pgate_promote, self, "promote", number, percent)
 end
 
+-- Whether `stage` can be passed as a stage number (gate:promote_from, gate:swap_config_from):
+-- a whole number from 0, below 2^53, or a uint64_t cdata (a decision's); else nil, message,
+-- status naming the value. An int64_t cdata is refused: -1LL would wrap to 2^64 - 1.
+local function stage_number(stage)
+  if not ffi.istype("uint64_t", stage) and (type(stage) ~= "number" or stage < 0
+      or stage >= 2 ^ 53 or stage % 1 ~= 0) then
+    return invalid("invalid stage = " .. shown(stage)
+                     .. ": a stage number from 0, below 2^53, or a decision's uint64_t stage")
+  end
+  return true
+end
+
 --- gate:promote, made only if the gate is still in release stage `stage`: the stage read
 --- before deciding (gate:state().stage, a decision's d.stage, or gate:read_health().stage,
 --- the stage judged). A ramp loop calls this one: if the judge rolled the canary back after
@@ -840,10 +855,9 @@ function Gate:promote_from(stage, environment, traffic_percent)
   if type(self) ~= "table" or self.handle == nil then
     return freed("promote_from", self)
   end
-  if not ffi.istype("uint64_t", stage) and (type(stage) ~= "number" or stage < 0
-      or stage >= 2 ^ 53 or stage % 1 ~= 0) then
-    return invalid("invalid stage = " .. shown(stage)
-                     .. ": a stage number from 0, below 2^53, or a decision's uint64_t stage")
+  local valid, message, refusal = stage_number(stage)
+  if not valid then
+    return nil, message, refusal
   end
   local number, percent, status = promotion(environment, traffic_percent)
   if number == nil then
@@ -905,6 +919,33 @@ function Gate:swap_config(json)
     return not_a_string("json", json)
   end
   return explained(C.pgate_swap_config, self, "swap_config", json, #json)
+end
+
+--- gate:swap_config, made only if the gate is still in release stage `stage`: the stage read
+--- (gate:state().stage) before the config that was edited (gate:config_json()). A hot reload
+--- that edits the gate's config calls this one: if the judge, another worker or another
+--- process rolled the canary back after the read, a plain gate:swap_config of that config
+--- would put the rolled-back canary back. Read the stage first: a write between the two reads
+--- then refuses the swap, never lets it through. When the gate left `stage`: nil,
+--- "PGATE_STATUS_STAGE_CHANGED: the gate left stage N: ...", M.STAGE_CHANGED (19), and nothing
+--- changed (read both again); otherwise as gate:swap_config. `stage` is a whole number from 0,
+--- below 2^53, or a decision's uint64_t cdata.
+---
+---   local stage = gate:state().stage -- first
+---   local edited = gate:config_json():gsub('"feature_flags":%[%]', '"feature_flags":["dark_mode"]')
+---   local ok, err, status = gate:swap_config_from(stage, edited)
+---   if status == pg.STAGE_CHANGED then --[[ rolled back meanwhile: read both again ]] end
+function Gate:swap_config_from(stage, json)
+  if type(self) ~= "table" or self.handle == nil then
+    return freed("swap_config_from", self)
+  end
+  local valid, message, status = stage_number(stage)
+  if not valid then
+    return nil, message, status
+  elseif type(json) ~= "string" then
+    return not_a_string("json", json)
+  end
+  return explained(C.pgate_swap_config_from, self, "swap_config_from", stage, json, #json)
 end
 
 function Gate:config_json()

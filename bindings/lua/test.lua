@@ -231,6 +231,7 @@ local function test_wrappers()
     disable_feature = function() return gate:disable_feature("f") end,
     is_feature_enabled = function() return gate:is_feature_enabled("f") end,
     swap_config = function() return gate:swap_config("{}") end,
+    swap_config_from = function() return gate:swap_config_from(decision.stage, "{}") end,
     config_json = function() return gate:config_json() end,
     rollback_history_json = function() return gate:rollback_history_json() end,
   }
@@ -382,6 +383,15 @@ local function test_arguments()
     { 'invalid traffic_percent = nil: "canary" takes a percentage',
       function() return gate:promote_from(0, "canary") end },
     { "invalid json = nil: not a string", function() return gate:swap_config(nil) end },
+    { "invalid json = nil: not a string", function() return gate:swap_config_from(0, nil) end },
+    { "invalid json = 5: not a string", function() return gate:swap_config_from(0, 5) end },
+    { "invalid stage = -1: a stage number from 0, below 2^53",
+      function() return gate:swap_config_from(-1, "{}") end },
+    { "invalid stage = 9007199254740992: a stage number from 0, below 2^53",
+      function() return gate:swap_config_from(2 ^ 53, "{}") end },
+    { 'invalid stage = "1": a stage number', function() return gate:swap_config_from("1", "{}") end },
+    { "invalid stage = -1LL: a stage number", function() return gate:swap_config_from(-1LL, "{}") end },
+    { "invalid stage = nil: a stage number", function() return gate:swap_config_from(nil, "{}") end },
     { "invalid json = nil: not a string", function() return gate:swap_slo(nil) end },
     { "invalid config_json = 42: not a string or nil", function() return pg.new(42) end },
     { "invalid slo_json = true: not a string or nil", function() return pg.new(nil, true) end },
@@ -441,6 +451,50 @@ local function test_promote_from()
   ok, message, status = gate:promote_from(stage, "canary", 0 / 0)
   check(ok == nil and status == 3 and message:find("environment.traffic_percent", 1, true), "NaN")
   check(gate:state().stage == stage, "refused promotions change nothing")
+  gate:free()
+end
+
+-- A hot reload reads the stage, then the config, and edits it; a rollback comes before its
+-- swap: gate:swap_config_from refuses it rather than put the rolled-back canary back; from the
+-- stage the gate is in, it swaps.
+local function test_swap_config_from()
+  local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 10}}}'))
+  -- The gate's config as read now, with the flag dark_mode on.
+  local function edited()
+    local config, n = gate:config_json():gsub('"feature_flags":%[%]', '"feature_flags":["dark_mode"]')
+    check(n == 1, "feature_flags in " .. config)
+    return config
+  end
+  local read = gate:state().stage
+  local config = edited()
+  check(gate:rollback("the judge, or another worker") == true, "rollback after the read")
+  local rolled_back = gate:config_json()
+  local ok, message, status = gate:swap_config_from(read, config)
+  check(ok == nil and status == pg.STAGE_CHANGED and status == 19
+          and message:find("PGATE_STATUS_STAGE_CHANGED: the gate left stage " .. read .. ": ",
+                           1, true) == 1
+          and message:find("the config was not swapped", 1, true),
+        "swap_config_from a stage the gate left: " .. tostring(message))
+  local now = gate:state()
+  check(now.environment == "production" and now.stage ~= read, "a refused swap keeps the rollback")
+  check(gate:config_json() == rolled_back and gate:is_feature_enabled("dark_mode") == false,
+        "a refused swap_config_from changes nothing")
+
+  -- From the stage it is in (a number, or a decision's uint64_t cdata), it is gate:swap_config.
+  check(gate:swap_config_from(now.stage, edited()) == true, "swap_config_from the current stage")
+  check(gate:is_feature_enabled("dark_mode") == true and gate:state().environment == "production",
+        "swapped")
+  local d = gate:route("u")
+  local swapped = gate:config_json()
+  check(gate:swap_config_from(d.stage, swapped) == true, "swap_config_from a decision's stage")
+  -- Its other refusals are gate:swap_config's (the gate unchanged).
+  local stage = gate:state().stage
+  swapped = gate:config_json()
+  ok, message, status = gate:swap_config_from(stage, '{"slo_threshold": 7}')
+  check(ok == nil and status == 3 and message:find("slo_threshold", 1, true), "bad swap")
+  ok, message, status = gate:swap_config_from(stage, "")
+  check(ok == nil and status == 4, "an empty document: " .. tostring(message))
+  check(gate:state().stage == stage and gate:config_json() == swapped, "refused swaps change nothing")
   gate:free()
 end
 
@@ -1152,6 +1206,9 @@ local function test_every_call_sees_a_finalizers_free()
     slo_json = function(g) return g:slo_json() end,
     swap_slo = function(g) return g:swap_slo("{}") end,
     swap_config = function(g) return g:swap_config('{"environment": {"canary": {"traffic_percent": 5}}}') end,
+    swap_config_from = function(g)
+      return g:swap_config_from(0, '{"environment": {"canary": {"traffic_percent": 5}}}')
+    end,
     promote = function(g) return g:promote("canary", 7) end,
     rollback = function(g) return g:rollback("drill") end,
     enable_feature = function(g) return g:enable_feature("x") end,
@@ -1214,6 +1271,7 @@ test_vectors(arg[1])
 test_header_constants()
 test_wrappers()
 test_promote_from()
+test_swap_config_from()
 test_telemetry()
 test_arguments()
 test_latency_vectors(arg[2])

@@ -649,6 +649,50 @@ TEST(Config, ReadAndSwap) {
   EXPECT_EQ(json::parse(gate.config_json()), next) << "a refused swap changes nothing";
 }
 
+// A hot reload reads the stage, then the config, and edits it; a rollback comes before its
+// swap: swap_config_from refuses it rather than put the rolled-back canary back; from the
+// current stage it swaps.
+TEST(Config, SwapFromAStageTheGateLeft) {
+  const Gate gate = Gate::create(R"({"environment": {"canary": {"traffic_percent": 10}}})");
+  const auto edited = [&] {  // the config as read now, with the flag dark_mode on
+    json next = json::parse(gate.config_json());
+    next["feature_flags"].push_back("dark_mode");
+    return next.dump();
+  };
+  const std::uint64_t read = gate.state().stage;
+  const std::string next = edited();
+  gate.rollback("the judge, another thread or another process");
+  const std::string rolled_back = gate.config_json();
+  std::string message = expect_error(PGATE_STATUS_STAGE_CHANGED,
+                                     [&] { gate.swap_config_from(read, next); });
+  EXPECT_NE(message.find("the gate left stage " + std::to_string(read) + ": "),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("the config was not swapped"), std::string::npos) << message;
+  const auto now = gate.state();
+  EXPECT_EQ(now.environment, Environment::Production) << "the rollback stays";
+  EXPECT_NE(now.stage, read);
+  EXPECT_EQ(gate.config_json(), rolled_back) << "a refused swap changes nothing";
+  EXPECT_FALSE(gate.is_feature_enabled("dark_mode"));
+
+  gate.swap_config_from(now.stage, edited());
+  EXPECT_TRUE(gate.is_feature_enabled("dark_mode"));
+  EXPECT_EQ(gate.state().environment, Environment::Production);
+  const Decision d = gate.route("u");
+  gate.swap_config_from(d.stage, gate.config_json().c_str());  // a decision's stage; const char*
+
+  // From the stage it is in, its other refusals are swap_config()'s.
+  const std::uint64_t stage = gate.state().stage;
+  const std::string swapped = gate.config_json();
+  message = expect_error(PGATE_STATUS_INVALID_CONFIG,
+                         [&] { gate.swap_config_from(stage, R"({"slo_threshold": 7})"); });
+  EXPECT_NE(message.find("slo_threshold"), std::string::npos) << message;
+  expect_error(PGATE_STATUS_INVALID_JSON, [&] { gate.swap_config_from(stage, "{"); });
+  expect_error(PGATE_STATUS_INVALID_JSON, [&] { gate.swap_config_from(stage, ""); });
+  EXPECT_EQ(gate.state().stage, stage);
+  EXPECT_EQ(gate.config_json(), swapped) << "refusals change nothing";
+}
+
 TEST(Move, AMovedFromGateThrowsAClearError) {
   Gate a = Gate::create(kCanary50);
   const Decision d = a.route("user-1");
@@ -680,6 +724,7 @@ TEST(Move, AMovedFromGateThrowsAClearError) {
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.is_feature_enabled("x"); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.config_json(); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.swap_config("{}"); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.swap_config_from(d.stage, "{}"); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.rollback_history_json(); });
 
   a = std::move(b);  // a moved-from Gate can be assigned again

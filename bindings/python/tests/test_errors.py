@@ -171,6 +171,42 @@ def test_promote_from_a_stage_the_gate_left_is_refused() -> None:
         assert gate.state().stage == stage
 
 
+def test_swap_config_from_a_stage_the_gate_left_is_refused() -> None:
+    """A hot reload reads the stage, then the config, and edits it; a rollback comes before its
+    swap: swap_config_from refuses it rather than put the rolled-back canary back."""
+    with Gate(canary(10.0)) as gate:
+        read = gate.state().stage
+        config = gate.config
+        config["feature_flags"] = ["dark_mode"]
+        gate.rollback("the judge, another thread or another process")
+        rolled_back = gate.config
+        with pytest.raises(pg.StageChangedError) as caught:
+            gate.swap_config_from(read, config)
+        e = caught.value
+        assert e.status is Status.STAGE_CHANGED
+        assert f"the gate left stage {read}" in e.message, e.message
+        assert "the config was not swapped" in e.message
+        now = gate.state()
+        assert now.environment is Environment.PRODUCTION and now.stage != read
+        assert gate.config == rolled_back, "a refused swap changes nothing"
+        assert not gate.is_feature_enabled("dark_mode")
+
+        # From the stage it is in, swap_config_from is swap_config.
+        config = gate.config
+        config["feature_flags"] = ["dark_mode"]
+        gate.swap_config_from(now.stage, config)
+        assert gate.config["feature_flags"] == ["dark_mode"]
+        assert gate.is_feature_enabled("dark_mode")
+        assert gate.state().environment is Environment.PRODUCTION
+        # From the stage it is in, its other refusals are swap_config's.
+        stage = gate.state().stage
+        with pytest.raises(pg.InvalidConfigError, match="slo_threshold"):
+            gate.swap_config_from(stage, {**config, "slo_threshold": 2})
+        with pytest.raises(pg.InvalidJsonError):
+            gate.swap_config_from(stage, "[")
+        assert gate.state().stage == stage and gate.config["feature_flags"] == ["dark_mode"]
+
+
 def test_flag_errors() -> None:
     with Gate() as gate:
         with pytest.raises(pg.InvalidFlagError, match="has space") as bad:
@@ -340,6 +376,28 @@ def test_promote_from_arguments_are_checked() -> None:
         with pytest.raises(pg.InvalidArgumentError, match="invalid percent = None: a canary takes"):
             gate.promote_from(stage, Environment.CANARY)
         assert gate.state().environment is Environment.PRODUCTION
+
+
+def test_swap_config_from_arguments_are_checked() -> None:
+    """The stage as promote_from's, the config as swap_config's: each refused first."""
+    with Gate() as gate:
+        stage = gate.state().stage
+        before = gate.config
+        cases: list[tuple[Any, Any, str]] = [
+            (-1, {}, "invalid stage = -1: an integer from 0 to 2**64 - 1"),
+            ((1 << 64) + stage, {}, f"invalid stage = {(1 << 64) + stage}: an integer from 0 to 2**64 - 1"),
+            (True, {}, "invalid stage = True: an integer, not bool"),
+            ("1", {}, "invalid stage = '1': not an integer"),
+            (float(stage), {}, f"invalid stage = {float(stage)}: not an integer"),
+            (stage, None, "invalid config = None: a dict or a JSON string, not NoneType"),
+            (stage, 5, "invalid config = 5: a dict or a JSON string, not int"),
+            (stage, canary(float("nan")), f"invalid environment.canary.traffic_percent = nan: {NOT_FINITE}"),
+        ]
+        for bad_stage, config, why in cases:
+            with pytest.raises(pg.InvalidArgumentError) as caught:
+                gate.swap_config_from(bad_stage, config)
+            assert caught.value.message == why
+        assert gate.state().stage == stage and gate.config == before
 
 
 @pytest.mark.parametrize("status", [s for s in Status if s is not Status.OK])
@@ -523,6 +581,9 @@ SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
         (lambda g, d: g.features(None), "invalid decision = None: a Decision, not NoneType"),
         (lambda g, d: g.swap_config(None), "invalid config = None: a dict or a JSON string, not NoneType"),
         (lambda g, d: g.swap_config(SURROGATE), f"invalid config = {SURROGATE_SHOWN}"),
+        (lambda g, d: g.swap_config_from(d.stage, None), "invalid config = None: a dict or a JSON string, not NoneType"),
+        (lambda g, d: g.swap_config_from(d.stage, SURROGATE), f"invalid config = {SURROGATE_SHOWN}"),
+        (lambda g, d: g.swap_config_from(-1, {}), "invalid stage = -1: an integer from 0 to 2**64 - 1"),
         (lambda g, d: g.swap_slo(None), "invalid slo = None: a dict or a JSON string, not NoneType"),
         (lambda g, d: g.swap_slo({"min_samples": object}), "invalid slo = {'min_samples': <class 'object'>}: not JSON: Object of type type is not JSON serializable"),
         (lambda g, d: g.route(SURROGATE), f"invalid request_id = {SURROGATE_SHOWN}"),

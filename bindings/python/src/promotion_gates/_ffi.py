@@ -169,6 +169,7 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "pgate_config_json": (c_status, [_gate, _buf_out, c_size_t, POINTER(c_size_t)]),
     "pgate_slo_json": (c_status, [_gate, _buf_out, c_size_t, POINTER(c_size_t)]),
     "pgate_swap_config": (c_status, [_gate, _bytes_in, c_size_t, _error_out]),
+    "pgate_swap_config_from": (c_status, [_gate, c_uint64, _bytes_in, c_size_t, _error_out]),
     "pgate_swap_slo": (c_status, [_gate, _bytes_in, c_size_t, _error_out]),
     "pgate_state": (c_status, [_gate, POINTER(c_enum), POINTER(c_double), POINTER(c_uint64)]),
     "pgate_override_names": (

@@ -10,10 +10,11 @@ message, which names the field or operation and the refused value). The hierarch
     ├── InvalidJsonError (ValueError)        INVALID_JSON: a document could not be parsed
     ├── InvalidPromotionError                INVALID_PROMOTION: no such path
     │   └── AlreadyThereError                ALREADY_THERE
-    ├── PromotionRefusedError                a promotion was refused; nothing was promoted
+    ├── PromotionRefusedError                promotion or swap_config_from refused; nothing changed
     │   ├── SloNotMetError                   SLO_NOT_MET
     │   ├── InsufficientDataError            INSUFFICIENT_DATA
-    │   └── StageChangedError                STAGE_CHANGED: the gate left the stage promote_from read
+    │   └── StageChangedError                STAGE_CHANGED: the gate left the stage promote_from or
+    │                                        swap_config_from read
     ├── FlagError
     │   ├── InvalidFlagError (ValueError)    INVALID_FLAG
     │   ├── FlagNotEnabledError              FLAG_NOT_ENABLED
@@ -103,7 +104,8 @@ class AlreadyThereError(InvalidPromotionError):
 class PromotionRefusedError(PromotionGatesError):
     """A promotion was refused: by the judge, for a gated move (the message has the
     evidence), or because the gate left the stage :meth:`~promotion_gates.Gate.promote_from`
-    read. Nothing was promoted."""
+    read. Nothing was promoted. A :meth:`~promotion_gates.Gate.swap_config_from` refused for
+    the same reason raises its subclass :class:`StageChangedError` too: nothing was swapped."""
 
 
 class SloNotMetError(PromotionRefusedError):
@@ -115,9 +117,11 @@ class InsufficientDataError(PromotionRefusedError):
 
 
 class StageChangedError(PromotionRefusedError):
-    """:meth:`~promotion_gates.Gate.promote_from` was refused: the gate is no longer in the
+    """:meth:`~promotion_gates.Gate.promote_from` or
+    :meth:`~promotion_gates.Gate.swap_config_from` was refused: the gate is no longer in the
     release stage the caller read (a rollback, the judge's or another process's, or another
-    write came first); nothing changed. The message names the stage the gate is in now."""
+    write came first). Nothing changed: nothing was promoted, or the config was not swapped
+    (read the stage, then the config, again). The message names the stage it is in now."""
 
 
 class FlagError(PromotionGatesError):

@@ -862,6 +862,49 @@ class Gate:
         status = self._status("swap_config", "pgate_swap_config", doc, len(doc), byref(err))
         _check(status, err)
 
+    def swap_config_from(self, stage: int, config: Config) -> None:
+        """:meth:`swap_config`, made only if the gate is still in release stage ``stage``: the
+        stage read (:meth:`state`'s ``stage``) *before* the config that was edited
+        (:attr:`config`) (``pgate_swap_config_from``). A hot reload that edits the gate's
+        config calls this one: if the judge, another thread or another process rolled the
+        canary back after the read, a plain :meth:`swap_config` of that config would put the
+        rolled-back canary back. Read the stage first: a write between the two reads then
+        refuses the swap, never lets it through::
+
+            >>> import promotion_gates as pg
+            >>> with pg.Gate({"environment": {"canary": {"traffic_percent": 5}}}) as gate:
+            ...     stage = gate.state().stage  # first
+            ...     config = gate.config
+            ...     config["feature_flags"] = ["dark_mode"]
+            ...     gate.rollback("a bad build")  # meanwhile: the judge, another process
+            ...     try:
+            ...         gate.swap_config_from(stage, config)
+            ...     except pg.StageChangedError:
+            ...         print("refused; the rollback stays:", gate.state().environment.name)
+            ...     stage = gate.state().stage  # read again: the swap is made
+            ...     config = gate.config
+            ...     config["feature_flags"] = ["dark_mode"]
+            ...     gate.swap_config_from(stage, config)
+            ...     print(gate.is_feature_enabled("dark_mode"))
+            refused; the rollback stays: PRODUCTION
+            True
+
+        Raises:
+            StageChangedError: the gate left ``stage`` (the message names the stage it is in
+                now); nothing changed.
+            InvalidJsonError, InvalidConfigError: as :meth:`swap_config`.
+            InvalidArgumentError: ``stage`` is not an integer from 0 to 2**64 - 1, or
+                ``config`` is refused as :meth:`swap_config` refuses it (``None`` is refused:
+                pass ``{}`` for the defaults).
+        """
+        expected = unsigned("stage", stage, 64)
+        doc = document(config, "config")
+        err = c_void_p()
+        status = self._status(
+            "swap_config_from", "pgate_swap_config_from", expected, doc, len(doc), byref(err)
+        )
+        _check(status, err)
+
     def swap_slo(self, slo: Config) -> None:
         """Replaces the SLO policy (a dict or JSON, as the constructor's ``slo``; missing
         fields take the defaults) and keeps the gate's state: its stage, environment, flags,
