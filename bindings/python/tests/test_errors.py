@@ -391,7 +391,7 @@ def test_swap_config_from_arguments_are_checked() -> None:
             (float(stage), {}, f"invalid stage = {float(stage)}: not an integer"),
             (stage, None, "invalid config = None: a dict or a JSON string, not NoneType"),
             (stage, 5, "invalid config = 5: a dict or a JSON string, not int"),
-            (stage, canary(float("nan")), f"invalid environment.canary.traffic_percent = nan: {NOT_FINITE}"),
+            (stage, {"overrides": {"canary_ids": ["a", -INF]}}, f"invalid overrides.canary_ids[1] = -inf: {NOT_FINITE}"),
         ]
         for bad_stage, config, why in cases:
             with pytest.raises(pg.InvalidArgumentError) as caught:
