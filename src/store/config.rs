@@ -172,6 +172,20 @@ impl StoreConfig {
             StoreConfig::Etcd(etcd) => etcd.fleet_judging,
         }
     }
+
+    /// Whether `self` and `other` name one store: the same SQLite path (as written: two paths
+    /// to one file are two stores here), or the same etcd prefix on endpoints of which they
+    /// share one. How each is read (sync interval, busy timeout, fleet judging) does not make
+    /// it another store.
+    pub(crate) fn is_same_store(&self, other: &StoreConfig) -> bool {
+        match (self, other) {
+            (StoreConfig::Sqlite(a), StoreConfig::Sqlite(b)) => a.path == b.path,
+            (StoreConfig::Etcd(a), StoreConfig::Etcd(b)) => {
+                a.prefix == b.prefix && a.endpoints.iter().any(|e| b.endpoints.contains(e))
+            }
+            _ => false,
+        }
+    }
 }
 
 impl SqliteStoreConfig {
@@ -318,6 +332,33 @@ fn check_interval(field: &str, ms: u64) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
     use crate::PromotionConfig;
+
+    #[test]
+    fn a_store_is_the_same_whatever_its_settings_but_not_another_place() {
+        let sqlite = |path: &str, sync_interval_ms| {
+            StoreConfig::Sqlite(SqliteStoreConfig {
+                path: path.into(),
+                sync_interval_ms,
+                busy_timeout_ms: 2000,
+                fleet_judging: true,
+            })
+        };
+        let etcd = |endpoints: &[&str], prefix: &str, fleet_judging| {
+            StoreConfig::Etcd(EtcdStoreConfig {
+                endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+                prefix: prefix.into(),
+                sync_interval_ms: 1000,
+                fleet_judging,
+            })
+        };
+        assert!(sqlite("/a/g.db", 250).is_same_store(&sqlite("/a/g.db", 60_000)));
+        assert!(!sqlite("/a/g.db", 250).is_same_store(&sqlite("/b/g.db", 250)));
+        let a = etcd(&["http://a:2379", "http://b:2379"], "/pg/checkout", true);
+        assert!(a.is_same_store(&etcd(&["http://b:2379"], "/pg/checkout", false)));
+        assert!(!a.is_same_store(&etcd(&["http://c:2379"], "/pg/checkout", true)));
+        assert!(!a.is_same_store(&etcd(&["http://a:2379"], "/pg/payments", true)));
+        assert!(!a.is_same_store(&sqlite("/pg/checkout", 250)));
+    }
 
     fn field_of(json: &str) -> (String, String) {
         let store: StoreConfig = serde_json::from_str(json).unwrap();

@@ -73,13 +73,17 @@ impl GateInstruments {
     ///
     /// Under the same name, the counters go on from where they were: a gate made anew counts
     /// from 0 again (its outcomes; its rollbacks too without a state store), so each counter
-    /// series carries what the gate followed so far counted, as much of it as the new gate
-    /// does not count already (on a shared state store both count the stored rollbacks, and
-    /// none is carried), and no series ever reports less than it did. Call it before the
-    /// followed gate is dropped: what the gate counted after the last collection, if it is
-    /// gone, is not carried. A gate of another name starts series of its own, from its
-    /// counts. Follow gates made anew: following again a gate followed before carries its
-    /// outcome counts twice.
+    /// series carries what the gate followed so far counted, and no series ever reports less
+    /// than it did. Its outcomes are carried, and its rollbacks unless both gates are on one
+    /// state store (the same SQLite path, or the same etcd prefix on a shared endpoint): there
+    /// both count the stored rollbacks, and none is carried. A new gate opened before the old
+    /// one's last rollbacks may not have read them yet: its series stay at their last values
+    /// until its counts pass them. Call it before the followed gate is dropped: what the gate
+    /// counted after the last collection, if it is gone, is not carried. A gate of another
+    /// name starts series of its own, from its counts. Follow gates made anew: following again
+    /// a gate followed before carries its counts twice, and following a gate back onto a store
+    /// an earlier reload took away counts that store's rollbacks twice (carried when the store
+    /// was left, and counted by the gate back on it).
     ///
     /// # Example
     /// ```
@@ -151,7 +155,7 @@ impl Observed {
     fn of(gate: &Arc<PromotionGateManager>) -> Self {
         let followed = Followed {
             gate: Arc::downgrade(gate),
-            counted: Counted::named(gate.gate_name()),
+            counted: Counted::of(gate),
         };
         Self {
             followed: Mutex::new(followed),

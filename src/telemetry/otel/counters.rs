@@ -11,11 +11,13 @@
 //!
 //! A series that skips a collection is forgotten by the SDK, and under delta temporality its
 //! whole value counts again when it comes back; so while the followed gate is gone, its series
-//! report their last values ([`Counted::last`]) until the instruments follow another gate.
+//! report their last values ([`Counted::report`] of no counts) until the instruments follow
+//! another gate.
 
 use crate::history::RollbackTrigger;
 use crate::judge::Rule;
 use crate::manager::PromotionGateManager;
+use crate::store::StoreConfig;
 use crate::telemetry::rollback_series;
 
 /// One counter series of a gate (told apart by its instrument and attributes).
@@ -103,6 +105,9 @@ fn all_counts(gate: &PromotionGateManager) -> Vec<(Series, u64)> {
 pub(super) struct Counted {
     /// The followed gate's name, which every series has as `promotion.gate`.
     name: String,
+    /// The followed gate's state store, if it has one (a gate keeps the store it was opened
+    /// with): known after the gate is gone.
+    store: Option<StoreConfig>,
     series: Vec<(Series, Count)>,
 }
 
@@ -115,10 +120,11 @@ struct Count {
 }
 
 impl Counted {
-    /// The series of a gate named `name`, none reported yet.
-    pub(super) fn named(name: String) -> Self {
+    /// The series of `gate`, none reported yet.
+    pub(super) fn of(gate: &PromotionGateManager) -> Self {
         Self {
-            name,
+            name: gate.gate_name(),
+            store: gate.config().store,
             series: Vec::new(),
         }
     }
@@ -165,9 +171,12 @@ impl Counted {
     /// The instruments follow `new` from `old` (the gate followed so far, `None` if it is
     /// gone). Under another name, `new`'s series are new ones, from its counts. Under the same
     /// name, each series carries what `old` counted (as much as the series showed, if `old`
-    /// is gone) beyond what `new` counts already: every outcome (a gate counts its own), and
-    /// the rollbacks `new` does not count (on a state store both count the stored rollbacks,
-    /// and nothing is carried). `old` and `new` must not be one gate.
+    /// is gone, or if that is more): every outcome (a gate counts its own), and every rollback
+    /// unless both gates are on one state store. There both count the stored rollbacks, and
+    /// nothing is carried: `new` may not have read the store since `old` last wrote to it (a
+    /// reload opens it first), and a rollback carried then would be counted again once `new`
+    /// reads it; the series stays at its last value until `new`'s count passes it. `old` and
+    /// `new` must not be one gate.
     pub(super) fn follow(
         &mut self,
         old: Option<&PromotionGateManager>,
@@ -175,14 +184,18 @@ impl Counted {
     ) {
         let name = new.gate_name();
         if name != self.name {
-            *self = Self::named(name);
+            *self = Self::of(new);
             return;
         }
+        let store = new.config().store;
+        let one_store = match (&self.store, &store) {
+            (Some(old), Some(new)) => old.is_same_store(new),
+            _ => false,
+        };
         let counted_by_old: Vec<(Series, u64)> = match old {
             Some(old) => all_counts(old),
             None => Vec::new(),
         };
-        let counted_by_new = rollback_counts(new);
         let mut series: Vec<Series> = self.series.iter().map(|(s, _)| *s).collect();
         for (s, _) in &counted_by_old {
             if !series.contains(s) {
@@ -190,24 +203,20 @@ impl Counted {
             }
         }
         for series in series {
+            if one_store && matches!(series, Series::Rollbacks(..)) {
+                continue;
+            }
             let old_count = counted_by_old
                 .iter()
                 .find(|(s, _)| *s == series)
                 .map_or(0, |(_, count)| *count);
-            let shared = match series {
-                Series::Rollbacks(..) => counted_by_new
-                    .iter()
-                    .find(|(s, _)| *s == series)
-                    .map_or(0, |(_, count)| *count),
-                Series::Outcomes(_) => 0,
-            };
             let entry = self.count(series);
             // What the series showed of the old gate, if more than its count now (a gate that
             // is gone, or counts that went back with a store replaced by an older copy).
             let shown = entry.reported.saturating_sub(entry.carried);
-            let counted = old_count.max(shown);
-            entry.carried = entry.carried.saturating_add(counted.saturating_sub(shared));
+            entry.carried = entry.carried.saturating_add(old_count.max(shown));
         }
+        self.store = store;
     }
 }
 
@@ -237,6 +246,15 @@ mod tests {
         gate.disable_feature("dark_mode").unwrap();
     }
 
+    /// `gate`'s count of flag rollbacks.
+    fn flag_rollbacks(gate: &PromotionGateManager) -> u64 {
+        let counts = rollback_counts(gate);
+        counts
+            .iter()
+            .find(|(s, _)| *s == FLAG_ROLLBACKS)
+            .map_or(0, |(_, n)| *n)
+    }
+
     fn forced(gate: &PromotionGateManager, times: usize) {
         for _ in 0..times {
             gate.record_forced(gate.route_request("u").stage);
@@ -255,7 +273,7 @@ mod tests {
         let old = named("checkout");
         roll_back_a_flag(&old);
         forced(&old, 5);
-        let mut counted = Counted::named(old.gate_name());
+        let mut counted = Counted::of(&old);
         assert_eq!(value(&mut counted, Some(&old), FLAG_ROLLBACKS), 1);
         assert_eq!(value(&mut counted, Some(&old), FORCED), 5);
         forced(&old, 2); // after the last collection, before the reload: carried too
@@ -271,26 +289,99 @@ mod tests {
         assert_eq!(value(&mut counted, Some(&new), manual), 0);
     }
 
-    #[cfg(feature = "sqlite")]
+    /// Without a store, the rollbacks the new gate made before the reload's `follow` are its
+    /// own: none of the old gate's is taken for one. They were subtracted from what the old
+    /// gate carried, and the series counted 4 of these 5.
     #[test]
-    fn on_a_shared_store_the_stored_rollbacks_are_not_carried_but_the_outcomes_are() {
-        use crate::store::scratch::Scratch;
+    fn without_a_store_the_old_gates_rollbacks_are_carried_in_full() {
+        let old = named("checkout");
+        for _ in 0..3 {
+            roll_back_a_flag(&old);
+        }
+        let mut counted = Counted::of(&old);
+        assert_eq!(value(&mut counted, Some(&old), FLAG_ROLLBACKS), 3);
+        let new = named("checkout");
+        roll_back_a_flag(&new); // before the follow
+        counted.follow(Some(&old), &new);
+        drop(old);
+        assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 4);
+        roll_back_a_flag(&new);
+        assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 5);
+    }
+
+    /// A config of the gate `checkout` on the SQLite store `dir/gate.db`, which a gate reads
+    /// again every `sync_interval_ms` (and before each of its writes).
+    #[cfg(feature = "sqlite")]
+    fn on_store(dir: &crate::store::scratch::Scratch, sync_interval_ms: u64) -> PromotionConfig {
         use crate::{SqliteStoreConfig, StoreConfig};
-        let dir = Scratch::new("otel-follow");
-        let config = PromotionConfig {
+        PromotionConfig {
             gate: "checkout".into(),
             store: Some(StoreConfig::Sqlite(SqliteStoreConfig {
                 path: dir.file("gate.db"),
-                sync_interval_ms: 50,
+                sync_interval_ms,
                 busy_timeout_ms: 1_000,
                 fleet_judging: false,
             })),
             ..Default::default()
-        };
+        }
+    }
+
+    /// A reload opens the new gate first, and it reads the store again only at its next sync
+    /// or write: the rollbacks the old gate stores meanwhile are not yet in its counts. Carried
+    /// at the `follow`, they were counted again once it read them (the series showed 4 of 2).
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn on_a_shared_store_rollbacks_the_new_gate_has_not_read_yet_are_counted_once() {
+        let dir = crate::store::scratch::Scratch::new("otel-follow-lag");
+        let old = gate(on_store(&dir, 60_000));
+        let mut counted = Counted::of(&old);
+        let new = gate(on_store(&dir, 60_000));
+        roll_back_a_flag(&old);
+        assert_eq!(value(&mut counted, Some(&old), FLAG_ROLLBACKS), 1);
+        roll_back_a_flag(&old); // after the last collection
+        assert_eq!(flag_rollbacks(&new), 0, "not read yet");
+        counted.follow(Some(&old), &new);
+        drop(old);
+        // The series stays at its last value until the new gate's count passes it.
+        assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 1);
+        new.enable_feature("other").unwrap(); // a write reads the store first
+        assert_eq!(flag_rollbacks(&new), 2);
+        assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 2);
+        roll_back_a_flag(&new);
+        assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 3);
+    }
+
+    /// A reload that moves the gate to another store (or off one) carries the old gate's
+    /// rollbacks: the new gate does not count them.
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn a_gate_followed_onto_another_store_carries_the_rollbacks() {
+        let dir = crate::store::scratch::Scratch::new("otel-follow-moved");
+        let elsewhere = crate::store::scratch::Scratch::new("otel-follow-moved-to");
+        let old = gate(on_store(&dir, 60_000));
+        roll_back_a_flag(&old);
+        let mut counted = Counted::of(&old);
+        assert_eq!(value(&mut counted, Some(&old), FLAG_ROLLBACKS), 1);
+        let new = gate(on_store(&elsewhere, 60_000));
+        roll_back_a_flag(&new);
+        counted.follow(Some(&old), &new);
+        drop(old);
+        assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 2);
+        let unstored = named("checkout");
+        counted.follow(Some(&new), &unstored);
+        drop(new);
+        assert_eq!(value(&mut counted, Some(&unstored), FLAG_ROLLBACKS), 2);
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn on_a_shared_store_the_stored_rollbacks_are_not_carried_but_the_outcomes_are() {
+        let dir = crate::store::scratch::Scratch::new("otel-follow");
+        let config = on_store(&dir, 50);
         let old = gate(config.clone());
         roll_back_a_flag(&old);
         forced(&old, 3);
-        let mut counted = Counted::named(old.gate_name());
+        let mut counted = Counted::of(&old);
         assert_eq!(value(&mut counted, Some(&old), FLAG_ROLLBACKS), 1);
         // The gate made anew on the same store counts the stored rollback already.
         let new = gate(config);
@@ -308,7 +399,7 @@ mod tests {
         let old = named("checkout");
         roll_back_a_flag(&old);
         forced(&old, 4);
-        let mut counted = Counted::named(old.gate_name());
+        let mut counted = Counted::of(&old);
         assert_eq!(value(&mut counted, Some(&old), FORCED), 4);
         drop(old);
         // Gone: the series stay at their values, collection after collection.
@@ -325,7 +416,7 @@ mod tests {
     fn a_gate_of_another_name_starts_series_of_its_own() {
         let old = named("checkout");
         forced(&old, 4);
-        let mut counted = Counted::named(old.gate_name());
+        let mut counted = Counted::of(&old);
         assert_eq!(value(&mut counted, Some(&old), FORCED), 4);
         let new = named("checkout-v2");
         counted.follow(Some(&old), &new);
@@ -336,7 +427,7 @@ mod tests {
 
     #[test]
     fn no_series_reports_less_than_it_did() {
-        let mut counted = Counted::named("checkout".into());
+        let mut counted = Counted::of(&named("checkout"));
         assert_eq!(counted.report(vec![(FORCED, 5)], |_| true), [(FORCED, 5)]);
         assert_eq!(counted.report(vec![(FORCED, 3)], |_| true), [(FORCED, 5)]);
         assert_eq!(counted.report(vec![(FORCED, 6)], |_| true), [(FORCED, 6)]);
