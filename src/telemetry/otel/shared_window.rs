@@ -9,7 +9,9 @@
 //! window again. The reads are kept per collecting thread: several readers (an OTLP push and a
 //! Prometheus pull) collect at once, each on its own thread, and their callbacks interleave; a
 //! read shared by all made each reader's gauges find their bits taken by the other's and start
-//! a read of their own, so that one collection mixed reads.
+//! a read of their own, so that one collection mixed reads. A read every gauge took is let go
+//! of at once (the bits stay): that thread's next gauge begins a new collection, which reads
+//! anew, so keeping it would only hold two latency histograms (tens of KB) per thread.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, ThreadId};
@@ -46,7 +48,7 @@ struct SharedState {
 #[derive(Debug)]
 struct Collection {
     thread: ThreadId,
-    /// Its last read, if any.
+    /// Its last read, until every gauge took it (or it was let go of).
     window: Option<Arc<WindowExport>>,
     /// The gauges (by bit) that took `window`.
     taken: u64,
@@ -80,11 +82,15 @@ impl SharedWindow {
 
     /// The read the gauge `bit` is to show in the calling thread's collection: its current
     /// one unless the gauge took it already (a new collection: read anew), or a new one when
-    /// the last was let go of.
+    /// the last was let go of. The last gauge to take a read lets go of it.
     pub(super) fn take(&self, gate: &PromotionGateManager, bit: u64) -> Arc<WindowExport> {
         let thread = thread::current().id();
         let mut state = self.state();
         let state = &mut *state;
+        let every_gauge = match state.gauges {
+            64.. => u64::MAX,
+            gauges => (1u64 << gauges) - 1,
+        };
         let at = match state.collections.iter().position(|c| c.thread == thread) {
             Some(at) => at,
             None => {
@@ -111,15 +117,18 @@ impl SharedWindow {
         {
             let window = Arc::clone(window);
             collection.taken |= bit;
+            if collection.taken == every_gauge {
+                collection.window = None;
+            }
             return window;
         }
         let window = Arc::new(gate.window_export());
-        collection.window = Some(Arc::clone(&window));
         collection.taken = if new_collection {
             bit
         } else {
             collection.taken | bit
         };
+        collection.window = (collection.taken != every_gauge).then(|| Arc::clone(&window));
         state.reads += 1;
         collection.used = state.reads;
         let reads = state.reads;
@@ -149,10 +158,45 @@ mod tests {
         PromotionGateManager::new(PromotionConfig::default(), slo).unwrap()
     }
 
+    /// The reads of three gauges, of the bits 1, 2 and 4.
+    fn shared_by_three() -> SharedWindow {
+        let shared = SharedWindow::default();
+        for bit in [1, 2, 4] {
+            assert_eq!(shared.next_bit(), bit);
+        }
+        shared
+    }
+
+    /// Each collection's read was kept until the thread's next collection, which reads anew:
+    /// two latency histograms held for nothing, per collecting thread.
+    #[test]
+    fn a_read_every_gauge_took_is_let_go_of() {
+        let gate = gate();
+        let shared = shared_by_three();
+        for _ in 0..2 {
+            let read = Arc::downgrade(&shared.take(&gate, 1));
+            shared.take(&gate, 2);
+            assert!(read.upgrade().is_some(), "kept for the third gauge");
+            shared.take(&gate, 4);
+            assert!(read.upgrade().is_none(), "every gauge took it");
+        }
+        // A read made for the last gauge to take one (the one before was let go of, as the
+        // gate was followed) is not kept either.
+        shared.take(&gate, 1);
+        shared.take(&gate, 2);
+        shared.forget();
+        let read = Arc::downgrade(&shared.take(&gate, 4));
+        assert!(read.upgrade().is_none());
+        // The bits are kept: the next collection shares one read again.
+        let first = shared.take(&gate, 1);
+        assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
+        assert!(Arc::ptr_eq(&first, &shared.take(&gate, 4)));
+    }
+
     #[test]
     fn the_window_gauges_of_a_collection_share_one_read_and_the_next_collection_reads_again() {
         let gate = gate();
-        let shared = SharedWindow::default();
+        let shared = shared_by_three();
         let first = shared.take(&gate, 1);
         assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
         gate.record_request_outcome("u", true, Duration::from_millis(1));
@@ -170,7 +214,7 @@ mod tests {
     #[test]
     fn a_read_let_go_of_during_a_collection_leaves_the_next_collections_sharing_one_read() {
         let gate = gate();
-        let shared = SharedWindow::default();
+        let shared = shared_by_three();
         for bit in [1, 2, 4] {
             shared.take(&gate, bit);
         }
@@ -189,7 +233,7 @@ mod tests {
     #[test]
     fn another_readers_collection_on_another_thread_leaves_this_ones_read_alone() {
         let gate = gate();
-        let shared = SharedWindow::default();
+        let shared = shared_by_three();
         let first = shared.take(&gate, 1);
         // Another reader collects in full meanwhile, on its thread, and again.
         for _ in 0..2 {
@@ -212,7 +256,7 @@ mod tests {
     #[test]
     fn the_reads_kept_are_of_a_few_recent_threads() {
         let gate = gate();
-        let shared = SharedWindow::default();
+        let shared = shared_by_three();
         for _ in 0..3 * MAX_COLLECTING {
             thread::scope(|s| {
                 s.spawn(|| shared.take(&gate, 1));
