@@ -4,8 +4,9 @@
 # and CMake files name it relative to themselves), then routes one request from
 #   (a) C programs built with `pkg-config --cflags --libs promotion_gates` (and -static),
 #   (b) a CMake project using find_package(promotion_gates) (C++ wrapper and static C; then
-#       with one of the libraries removed, and found through a link lib -> usr/lib), and one
-#       using pkg_check_modules(IMPORTED_TARGET promotion_gates-static),
+#       with one of the libraries removed, beside a source build of bindings/cpp, and found
+#       through a link lib -> usr/lib), and one using
+#       pkg_check_modules(IMPORTED_TARGET promotion_gates-static),
 #   (c) a Python venv with the wheel `pip wheel ./bindings/python` builds (no environment variable),
 #   (d) a Go module outside the repository (its own go.mod, `replace` to this checkout),
 #       linked statically and, with -tags pgate_shared, to the shared library,
@@ -166,12 +167,17 @@ for case in "$major.$minor=1" "$major=$((minor == 0))" "$major.$((minor + 1))=0"
 done
 
 echo "== (b) CMake, find_package(promotion_gates) with one library installed"
-# find_package_host PREFIX LINK [COMPONENT]: configures and builds hosts/find_package against
-# PREFIX, route.c linked to the target LINK, into $tmp/found (its output in $tmp/found.log).
+# find_package_host PREFIX LINK [COMPONENT [CPP_SOURCE]]: configures and builds
+# hosts/find_package against PREFIX, route.c linked to the target LINK, into $tmp/found (its
+# output in $tmp/found.log); with CPP_SOURCE, after adding that source build of bindings/cpp
+# on PREFIX's library.
 find_package_host() {
+  local source=()
+  [ -z "${4:-}" ] || source=(-DCPP_SOURCE="$4" -DPGATE_LIBRARY_DIR="$1/lib")
   rm -rf "$tmp/found"
   cmake -S "$hosts/find_package" -B "$tmp/found" -DCMAKE_PREFIX_PATH="$1" -DLINK="$2" \
-    -DCOMPONENTS="${3:-}" >"$tmp/found.log" 2>&1 && cmake --build "$tmp/found" >>"$tmp/found.log" 2>&1
+    -DCOMPONENTS="${3:-}" "${source[@]}" >"$tmp/found.log" 2>&1 &&
+    cmake --build "$tmp/found" >>"$tmp/found.log" 2>&1
 }
 # The first error in $tmp/found.log, on one line (CMake wraps its messages).
 found_error() { tr -s ' \n' ' ' <"$tmp/found.log" | grep -o -i -m1 '\(CMake Error\|error\).*' | cut -c1-400; }
@@ -210,6 +216,24 @@ for kept in shared static; do
     failed=$((failed + 1))
   fi
   rm -rf "$only"
+done
+
+echo "== (b) CMake, find_package(promotion_gates) beside a source build of bindings/cpp"
+# A host that adds bindings/cpp (add_subdirectory) has its own promotion_gates::c and ::cpp
+# before find_package: the package keeps them and still defines promotion_gates::c_static,
+# with the component static asked for or without components.
+for components in static ""; do
+  label="find_package${components:+ COMPONENTS $components} beside a source build of bindings/cpp"
+  if find_package_host "$prefix" promotion_gates::c_static "$components" "$root/bindings/cpp"; then
+    if loads_shared_library "$tmp/found/route_c"; then
+      echo "FAILED: $label: the program linked to promotion_gates::c_static loads the shared library" >&2
+      failed=$((failed + 1))
+    fi
+    check "$label (promotion_gates::c_static)" "$tmp/found/route_c"
+  else
+    echo "FAILED: $label: $(found_error)" >&2
+    failed=$((failed + 1))
+  fi
 done
 
 echo "== (b) CMake, find_package(promotion_gates) through /lib -> usr/lib"
