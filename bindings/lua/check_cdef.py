@@ -7,8 +7,10 @@ in order (names may differ), a struct's fields in order with their types, a type
 (the header's C99/C11 form: its enums are `uint32_t`). One deliberate difference is allowed:
 where the header takes bytes as `const uint8_t *` (or `const uint8_t **`), the module may
 declare `const char *` (`const char **`): the same ABI, and LuaJIT passes a Lua string to it
-without a copy. Prints each mismatch and the header functions the module does not declare;
-exits 1 on a mismatch.
+without a copy. A struct's definition must also be the only declaration of its `cdef` block:
+LuaJIT stops a block at its first error, so a host that declared the struct first would leave
+the rest of the block undeclared. Prints each mismatch and the header functions the module
+does not declare; exits 1 on a mismatch.
 """
 
 from __future__ import annotations
@@ -117,13 +119,19 @@ def main() -> int:
     source = Path(sys.argv[2]).read_text(encoding="utf-8")
     blocks = re.findall(r"\bcdef\s*\[\[(.*?)\]\]", source, re.S)
     module: dict[str, tuple[str, object]] = {}
+    problems = []
     for block in blocks:
         module.update(declarations(block))
+        structs = re.findall(r"typedef\s+struct\s+(\w+)\s*\{.*?\}\s*\1\s*;", code(block), re.S)
+        rest = re.sub(r"typedef\s+struct\s+(\w+)\s*\{.*?\}\s*\1\s*;", "", code(block), flags=re.S)
+        if structs and (len(structs) > 1 or rest.strip()):
+            problems.append(f"struct {', '.join(structs)}: not alone in its cdef block (a host that "
+                            "declared it first would leave the rest of the block undeclared)")
     functions = [n for n, (k, _) in module.items() if k == "function"]
     if len(functions) < 20 or len([n for n, (k, _) in header.items() if k == "function"]) < 20:
         print("check_cdef: the parser found too few functions", file=sys.stderr)
         return 1
-    problems = mismatches(header, module)
+    problems += mismatches(header, module)
     for problem in problems:
         print("cdef mismatch:", problem, file=sys.stderr)
     undeclared = sorted(n for n, (k, _) in header.items() if k == "function" and n not in module)

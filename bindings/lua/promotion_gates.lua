@@ -23,6 +23,11 @@ local ffi = require("ffi")
 
 -- ffi.cdef, once per Lua state: declarations are the state's, and a second load of the module
 -- in one state (busted's insulate, a hot reload) would otherwise fail on "attempt to redefine".
+-- LuaJIT stops parsing a block at its first error, so a struct the host may already have
+-- declared (it cdef'd the header, or the part it uses) goes in a call of its own, never
+-- before the declarations that follow it: a struct's body is the only redefinition refused
+-- (a typedef or a function may be declared again), and it would take the rest of its block
+-- with it (check_cdef.py checks each stands alone).
 local function cdef(declarations)
   local ok, err = pcall(ffi.cdef, declarations)
   if not ok and not tostring(err):find("attempt to redefine", 1, true) then
@@ -38,7 +43,9 @@ typedef uint32_t pgate_recorded;
 typedef uint8_t pgate_forced;
 typedef struct pgate_error pgate_error;
 typedef struct pgate_gate pgate_gate;
+]]
 
+cdef [[
 typedef struct pgate_health {
   uint64_t stage;
   uint64_t canary_requests;
@@ -55,7 +62,9 @@ typedef struct pgate_health {
   uint32_t rules_fired;
   bool sufficient_data;
 } pgate_health;
+]]
 
+cdef [[
 typedef struct pgate_decision {
   uint64_t stage;
   double traffic_percent;
@@ -66,7 +75,9 @@ typedef struct pgate_decision {
   bool is_canary;
   pgate_forced forced;
 } pgate_decision;
+]]
 
+cdef [[
 pgate_status pgate_error_status(const pgate_error *err);
 const char *pgate_error_message(const pgate_error *err);
 void pgate_error_free(pgate_error *err);
@@ -1014,7 +1025,9 @@ typedef struct pgate_outcome_counts {
   uint64_t forced_outcomes;
   uint64_t ignored_override_values;
 } pgate_outcome_counts;
+]]
 
+cdef [[
 pgate_status pgate_metrics_prometheus(const pgate_gate *gate, char *buf, size_t cap,
                                       size_t *len_out);
 pgate_status pgate_latency_histograms_json(const pgate_gate *gate, char *buf, size_t cap,

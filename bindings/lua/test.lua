@@ -1267,7 +1267,52 @@ local function test_loaded_twice()
   end
 end
 
+-- A host that declared one of the header's structs before requiring the module (it cdef'd the
+-- header itself, or the part it uses): the module's declaration of that struct is refused as
+-- a redefinition, and every other declaration must still be made (LuaJIT stops a cdef block at
+-- its first error: a struct sharing a block lost what followed it, and require failed with
+-- "missing declaration for symbol 'pgate_metrics_prometheus'"). Each struct in a Lua state of
+-- its own (a child luajit), as the header declares it, after the typedefs it uses.
+local function test_host_declared_structs()
+  local here = arg[0]:gsub("[^/]*$", "")
+  local header = assert(io.open(here .. "../../include/promotion_gates.h")):read("*a")
+  header = header:gsub("/%*.-%*/", "")
+  local interpreter = arg[-1] or "luajit"
+  local function shell_word(word) return "'" .. word:gsub("'", "'\\''") .. "'" end
+  local structs = 0
+  for name in header:gmatch("typedef struct (pgate_[%w_]+) {") do
+    structs = structs + 1
+    local struct = assert(header:match("typedef struct " .. name .. " {.-} " .. name .. ";"), name)
+    local script = os.tmpname()
+    local file = assert(io.open(script, "w"))
+    file:write(string.format([=[
+local ffi = require("ffi")
+ffi.cdef("typedef uint32_t pgate_environment; typedef uint32_t pgate_recommendation;"
+         .. "typedef uint8_t pgate_forced;" .. %q)
+package.path = %q .. "?.lua;" .. package.path
+local pg = require("promotion_gates")
+local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 50}}}'))
+local decision = assert(gate:route("user-1"))
+assert(gate:record(decision, true, 1000) == "counted")
+assert(gate:health().canary_requests + gate:health().production_requests == 1)
+assert(gate:metrics_prometheus():find("promotion_", 1, true))
+assert(gate:metrics_prometheus_counted({ late_outcomes = 1, foreign_outcomes = 2,
+                                         forced_outcomes = 3, ignored_override_values = 4 }))
+gate:free()
+print("ok")
+]=], struct, here))
+    file:close()
+    local child = assert(io.popen(shell_word(interpreter) .. " " .. shell_word(script) .. " 2>&1"))
+    local output = child:read("*a")
+    child:close()
+    os.remove(script)
+    check(output == "ok\n", "struct " .. name .. " declared by the host first: " .. output)
+  end
+  check(structs >= 3, structs .. " structs in the header")
+end
+
 test_vectors(arg[1])
+test_host_declared_structs()
 test_header_constants()
 test_wrappers()
 test_promote_from()
