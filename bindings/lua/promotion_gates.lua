@@ -453,17 +453,56 @@ local int64_t, uint64_t = ffi.typeof("int64_t"), ffi.typeof("uint64_t")
 local decision_t = ffi.typeof("pgate_decision")
 local TWO_64 = 2 ^ 64
 
+-- The cdata types whose every value a Lua number holds exactly: the integers narrower than 64
+-- bits (every C integer type is one of these or int64_t/uint64_t: ffi.istype ignores
+-- qualifiers, and char, long, size_t and the like name one of them), float and double.
+local EXACT_IN_A_NUMBER = {}
+for _, name in ipairs({ "int8_t", "uint8_t", "int16_t", "uint16_t", "int32_t", "uint32_t",
+                        "float", "double" }) do
+  EXACT_IN_A_NUMBER[#EXACT_IN_A_NUMBER + 1] = ffi.typeof(name)
+end
+local bool_t = ffi.typeof("bool")
+
+-- A number given as a cdata (a count, a latency), as the value it holds: a Lua number for an
+-- integer narrower than 64 bits, a float or a double; a Lua boolean for a bool. An int64_t or
+-- uint64_t stays a cdata (a number would round it above 2^53), and so does anything else.
+-- The checks that follow then take, or refuse, the value and never a cdata's address.
+local function held_value(value)
+  if type(value) ~= "cdata" then
+    return value
+  end
+  for _, ctype in ipairs(EXACT_IN_A_NUMBER) do
+    if ffi.istype(ctype, value) then
+      return tonumber(value)
+    end
+  end
+  if ffi.istype(bool_t, value) then
+    return tonumber(ffi.cast("uint8_t", value)) ~= 0
+  end
+  return value
+end
+
+-- A refused value as its message shows it: an int64_t or uint64_t cdata by its digits (-2, not
+-- -2LL), anything else as shown() shows it.
+local function refused_text(value)
+  if ffi.istype(int64_t, value) or ffi.istype(uint64_t, value) then
+    return (tostring(value):gsub("U?LL$", ""))
+  end
+  return shown(value)
+end
+
 -- The error every binding gives a latency that is negative, NaN, infinite or 2^64 ns or more
 -- (the same status and words in C++, Go and Python; tests/vectors/latency.tsv holds them).
 local function bad_latency(value)
-  local text = type(value) == "cdata" and tostring(value):gsub("U?LL$", "") or shown(value)
-  return invalid("invalid latency = " .. text .. " ns: "
+  return invalid("invalid latency = " .. refused_text(value) .. " ns: "
                    .. "a latency must be finite, at least 0 and below 2^64 ns")
 end
 
--- A latency in nanoseconds (a number, or an int64_t/uint64_t cdata) for a uint64_t
--- parameter, rounded to the nearest nanosecond; or nil plus the error.
+-- A latency in nanoseconds (a number, or a cdata of a C integer or floating type: see
+-- held_value) for a uint64_t parameter, rounded to the nearest nanosecond; or nil plus the
+-- error.
 local function latency_ns(value)
+  value = held_value(value)
   if type(value) == "number" then
     if value >= 0 and value < TWO_64 then -- false for NaN
       return math.floor(value + 0.5)
@@ -479,7 +518,7 @@ local function latency_ns(value)
     end
     return bad_latency(value)
   end
-  return invalid("invalid latency = " .. shown(value) .. ": not a number of nanoseconds")
+  return invalid("invalid latency = " .. refused_text(value) .. ": not a number of nanoseconds")
 end
 
 -- Whether `decision` is a pgate_decision cdata or a pointer to one that is not NULL, as
@@ -1122,9 +1161,11 @@ function M.metrics_prometheus(...)
   return exposition("metrics_prometheus", nil, ...)
 end
 
--- A count for a uint64_t field (a whole number from 0, below 2^64, or a uint64_t or
--- non-negative int64_t cdata), or nil plus the error naming `name`.
+-- A count for a uint64_t field (a whole number from 0, below 2^64, given as a number or as a
+-- cdata of any C integer or floating type: see held_value), or nil plus the error naming
+-- `name`.
 local function count_value(name, value)
+  value = held_value(value)
   if type(value) == "number" then
     if value >= 0 and value < TWO_64 and value % 1 == 0 then -- false for NaN
       return value
@@ -1132,8 +1173,7 @@ local function count_value(name, value)
   elseif ffi.istype(uint64_t, value) or (ffi.istype(int64_t, value) and value >= 0) then
     return value
   end
-  local text = type(value) == "cdata" and tostring(value):gsub("U?LL$", "") or shown(value)
-  return invalid("invalid " .. name .. " = " .. text
+  return invalid("invalid " .. name .. " = " .. refused_text(value)
                    .. ": a count, a whole number from 0 to 2^64 - 1")
 end
 

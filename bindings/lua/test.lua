@@ -282,6 +282,9 @@ local function test_arguments()
     { -1, "-1" }, { -0.5, "-0.5" }, { 0 / 0, "nan" }, { 1 / 0, "inf" }, { -1 / 0, "-inf" },
     -- 2^64 as tostring wrote it, 1.844674407371e+19, reads back below 2^64.
     { 1e300, "1e+300" }, { 2 ^ 64, "1.8446744073709552e+19" }, { -1LL, "-1" },
+    -- Any C integer or floating cdata, shown by its value (never its address).
+    { ffi.new("int32_t", -7), "-7" }, { ffi.new("const int8_t", -3), "-3" },
+    { ffi.new("double", -0.5), "-0.5" },
   }) do
     for _, by_id in ipairs({ false, true }) do
       local result, message, status
@@ -297,6 +300,9 @@ local function test_arguments()
   end
   local _, message, status = gate:record(d, true, "5")
   check(status == 2 and message:find('invalid latency = "5": not a number', 1, true), "string latency")
+  _, message, status = gate:record(d, true, ffi.new("bool", true))
+  check(status == 2 and message:find("invalid latency = true: not a number", 1, true),
+        "a bool cdata latency, shown by its value: " .. tostring(message))
   local h = gate:health()
   check(h.canary_requests + h.production_requests == 0, "a refused latency is not recorded")
 
@@ -304,6 +310,11 @@ local function test_arguments()
   check(gate:record(d, true, 2 ^ 64 - 2048) == "counted", "the largest number below 2^64")
   check(gate:record(d, true, -1ULL) == "counted", "uint64_t max")
   check(gate:record(d, true, 5LL) == "counted", "int64_t")
+  for _, form in ipairs({ "uint32_t", "const uint16_t", "int8_t", "unsigned char", "long", "size_t",
+                          "float" }) do
+    local result, why = gate:record(d, true, ffi.new(form, 5))
+    check(result == "counted", form .. " cdata latency: " .. tostring(why))
+  end
   check(gate:record(d, true, 1.4) == "counted", "a fraction of a nanosecond")
 
   _, message, status = gate:record({ stage = 2 ^ 64 + 1, is_canary = true }, true, 1)
@@ -418,7 +429,7 @@ local function test_arguments()
           "quoted as the library quotes: " .. tostring(ours) .. " | " .. tostring(library))
   end
   local h = gate:read_health()
-  check(h.canary_requests + h.production_requests == 6, "a refused call records nothing")
+  check(h.canary_requests + h.production_requests == 13, "a refused call records nothing")
   gate:free()
 end
 
@@ -815,6 +826,21 @@ local function test_counted()
           and served['promotion_foreign_outcomes_total{gate="web"}'] == 2 ^ 63 + 2048
           and served['promotion_forced_outcomes_total{gate="web"}'] == 7,
         "a uint64_t, a number and an int64_t count served as they are")
+  local ffi = require("ffi")
+  local narrow = { late_outcomes = ffi.new("uint32_t", 0xFFFFFFFF),
+                   foreign_outcomes = ffi.new("const uint8_t", 6),
+                   forced_outcomes = ffi.new("int16_t", 7),
+                   ignored_override_values = ffi.new("double", 8) }
+  served = {}
+  for _, sample in ipairs(select(2, parsed(web:metrics_prometheus_counted(narrow) or ""))) do
+    served[sample[2]] = sample[3]
+  end
+  check(served['promotion_late_outcomes_total{gate="web"}'] == 0xFFFFFFFF
+          and served['promotion_foreign_outcomes_total{gate="web"}'] == 6
+          and served['promotion_forced_outcomes_total{gate="web"}'] == 7
+          and served['promotion_ignored_override_values_total{gate="web"}'] == 8,
+        "uint32_t, uint8_t, int16_t and double counts served as they are: "
+          .. tostring(select(2, web:metrics_prometheus_counted(narrow))))
   check(assert(pg.metrics_prometheus_counted({})) == "", "no gate")
 
   -- Refused before the library is called: the module's library (the upvalue C its functions
@@ -859,6 +885,13 @@ local function test_counted()
     { { host, { late_outcomes = require("ffi").new("int64_t", -2), foreign_outcomes = 0,
                 forced_outcomes = 0, ignored_override_values = 0 } },
       "invalid counts[2].late_outcomes = -2: a count" },
+    -- Any C integer or floating cdata, shown by its value (never its address).
+    { { host, { late_outcomes = 0, foreign_outcomes = ffi.new("int32_t", -5),
+                forced_outcomes = 0, ignored_override_values = 0 } },
+      "invalid counts[2].foreign_outcomes = -5: a count" },
+    { { host, { late_outcomes = 0, foreign_outcomes = 0, forced_outcomes = ffi.new("float", 0.5),
+                ignored_override_values = 0 } },
+      "invalid counts[2].forced_outcomes = 0.5: a count" },
     { { host, { late_outcomes = 0 / 0, foreign_outcomes = 0, forced_outcomes = 0,
                 ignored_override_values = 0 } }, "invalid counts[2].late_outcomes = nan: a count" },
   }
