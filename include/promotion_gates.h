@@ -152,10 +152,16 @@ enum pgate_status
    */
   PGATE_STATUS_STORE = 18,
   /**
-   * `pgate_promote_from` or `pgate_swap_config_from` was refused: the gate is no longer in
-   * the stage the caller read (a rollback or another write came first). Nothing changed.
+   * `pgate_promote_from` was refused: the gate is no longer in the stage the caller read (a
+   * rollback or another write came first). Nothing changed.
    */
   PGATE_STATUS_STAGE_CHANGED = 19,
+  /**
+   * `pgate_swap_config_from` was refused: the gate changed after the caller read its change
+   * count (a rollback, a promotion, a flag turned on or off, a config or SLO swap, here or
+   * read from the state store). Nothing changed: read the count and the config again.
+   */
+  PGATE_STATUS_GATE_CHANGED = 20,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -766,19 +772,20 @@ pgate_status pgate_swap_config(const struct pgate_gate *gate,
                                struct pgate_error **err);
 
 /**
- * `pgate_swap_config`, made only if the gate is still in release stage `stage`: the stage the
- * caller read (`pgate_state`) before it read the config it edited (`pgate_config_json`).
- * Otherwise `PGATE_STATUS_STAGE_CHANGED`, and nothing changed: the judge, another thread or
- * another process rolled back or moved the gate after the read, and `pgate_swap_config` of
- * that config would put the rolled-back canary back. Read the stage first: a write between
- * the two reads then refuses the swap, never lets it through.
+ * `pgate_swap_config`, made only if the gate has not changed since the caller read
+ * `change_count` (`pgate_change_count`) before it read the config it edited
+ * (`pgate_config_json`). Otherwise `PGATE_STATUS_GATE_CHANGED`, and nothing changed: a
+ * rollback, a promotion, a flag turned on or off (`pgate_disable_feature`, a kill switch), a
+ * config or SLO swap came first, made here or by another process (with a state store, one this
+ * gate has not synced yet too), and `pgate_swap_config` of that config would undo it. Read the
+ * count first: a change between the two reads then refuses the swap, never lets it through.
  *
  * # Safety
  * `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a
  * write.
  */
 pgate_status pgate_swap_config_from(const struct pgate_gate *gate,
-                                    uint64_t stage,
+                                    uint64_t change_count,
                                     const uint8_t *json,
                                     size_t len,
                                     struct pgate_error **err);

@@ -228,37 +228,38 @@ pub enum RollbackError {
 /// # Example
 /// ```
 /// use promotion_gates::{
-///     Environment, Error, PromotionConfig, PromotionGateManager, SloAdmissionController,
-///     SloConfig, SwapError,
+///     Error, PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig,
+///     SwapError,
 /// };
 ///
-/// let canary = Environment::Canary { traffic_percent: 5.0 };
 /// let gate = PromotionGateManager::new(
-///     PromotionConfig { environment: canary, ..Default::default() },
+///     PromotionConfig::default(),
 ///     SloAdmissionController::new(SloConfig::default())?,
 /// )?;
-/// let (stage, read) = (gate.stage(), gate.config());
-/// gate.rollback("a bad build")?;
-/// let err = gate.swap_config_from(stage, read).unwrap_err();
-/// assert!(matches!(err, Error::Swap(SwapError::StageChanged { .. })));
-/// assert!(err.to_string().contains("the config was not swapped"));
+/// gate.enable_feature("dark_mode")?;
+/// let (seen, read) = (gate.change_count(), gate.config());
+/// gate.disable_feature("dark_mode")?; // a kill switch, meanwhile
+/// let err = gate.swap_config_from(seen, read).unwrap_err();
+/// assert_eq!(err, Error::Swap(SwapError::GateChanged { seen, now: seen + 1 }));
+/// assert!(err.to_string().contains("read its config again"));
+/// assert!(!gate.is_feature_enabled("dark_mode"));
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, ThisError)]
 #[non_exhaustive]
 pub enum SwapError {
     /// [`swap_config_from`](crate::PromotionGateManager::swap_config_from) was refused: the
-    /// gate is no longer in the release stage the caller read before it read the config (a
-    /// rollback, the judge's or another process's, or another write came first). Nothing
-    /// changed.
+    /// gate changed after the caller read its change count (and then its config): a rollback,
+    /// a promotion, a flag turned on or off (a kill switch among them), another config or SLO
+    /// swap, made by this process or read from the state store. Nothing changed.
     #[error(
-        "the gate left stage {expected}: it is now in {now}; the config was not swapped: read it again"
+        "the gate changed since change {seen} (now {now}: a rollback, promotion, flag or config change came first); the config was not swapped: read its config again"
     )]
-    StageChanged {
-        /// The stage the caller expected.
-        expected: u64,
-        /// The environment and stage the gate is in now.
-        now: String,
+    GateChanged {
+        /// The change count the caller read before its config.
+        seen: u64,
+        /// The gate's change count when the swap was decided.
+        now: u64,
     },
 }
 

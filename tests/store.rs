@@ -531,22 +531,16 @@ fn a_rollback_by_hand_on_a_gate_that_shows_production_rolls_back_the_stored_cana
     );
 }
 
-/// A hot reload that edits a config it read from the gate swaps it with the stage it read
-/// first: another process's rollback since refuses it, whether this process has applied the
-/// rollback or not, and the rolled-back canary stays rolled back. A plain `swap_config` of the
-/// same config is the override it says it is.
+/// A hot reload that edits a config it read from the gate swaps it with the change count it
+/// read first: another process's rollback since refuses it, whether this process has applied
+/// the rollback or not, and the rolled-back canary stays rolled back. A plain `swap_config` of
+/// the same config is the override it says it is.
 #[test]
-fn a_config_read_before_another_gates_rollback_cannot_undo_it_when_swapped_from_its_stage() {
-    let dir = Scratch::new("swap-from-stage");
+fn a_config_read_before_another_gates_rollback_cannot_undo_it_when_swapped_from_its_count() {
+    let dir = Scratch::new("swap-from-rollback");
     let path = dir.file("gate.db");
     let (synced, slow, other) = (open(&path), open_slow(&path), open(&path));
-    let read = |gate: &PromotionGateManager| {
-        let stage = gate.stage();
-        let mut config = gate.config();
-        config.feature_flags.push("dark_mode".into());
-        (stage, config)
-    };
-    let (read_synced, read_slow) = (read(&synced), read(&slow));
+    let (read_synced, read_slow) = (read_to_edit(&synced), read_to_edit(&slow));
     other.rollback("bad canary").unwrap();
     eventually("the synced gate applies the rollback", || {
         synced.environment() == Environment::Production
@@ -556,10 +550,10 @@ fn a_config_read_before_another_gates_rollback_cannot_undo_it_when_swapped_from_
         Environment::Production,
         "not synced yet"
     );
-    for (gate, (stage, config)) in [(&synced, read_synced.clone()), (&slow, read_slow)] {
-        let err = gate.swap_config_from(stage, config).unwrap_err();
+    for (gate, (seen, config)) in [(&synced, read_synced.clone()), (&slow, read_slow)] {
+        let err = gate.swap_config_from(seen, config).unwrap_err();
         assert!(
-            matches!(err, Error::Swap(SwapError::StageChanged { .. })),
+            matches!(err, Error::Swap(SwapError::GateChanged { seen: s, now }) if s == seen && now > seen),
             "{err}"
         );
         assert_eq!(
@@ -570,13 +564,80 @@ fn a_config_read_before_another_gates_rollback_cannot_undo_it_when_swapped_from_
         assert_eq!(gate.environment(), Environment::Production);
     }
     // Read again, the swap is made.
-    let (stage, config) = read(&synced);
-    synced.swap_config_from(stage, config).unwrap();
+    let (seen, config) = read_to_edit(&synced);
+    synced.swap_config_from(seen, config).unwrap();
     assert!(open(&path).is_feature_enabled("dark_mode"));
     assert_eq!(stored_environment(&path), "Production");
     // The plain swap of the config read before the rollback puts the canary back.
     synced.swap_config(read_synced.1).unwrap();
     assert_eq!(stored_environment(&path), "Canary{10}");
+}
+
+/// What a hot reload reads from `gate`, in this order: the change count, then the config,
+/// edited (`dark_mode` turned on).
+fn read_to_edit(gate: &PromotionGateManager) -> (u64, PromotionConfig) {
+    let seen = gate.change_count();
+    let mut config = gate.config();
+    config.feature_flags.push("dark_mode".into());
+    (seen, config)
+}
+
+/// A kill switch (`disable_feature`) leaves the stage alone, and is not undone either: another
+/// process turns a flag off after this gate's hot reload read its change count and config, and
+/// this gate has not synced; its `swap_config_from` loses the compare-and-swap, catches up
+/// (the count moves) and is refused, and the flag stays off in the store and here.
+#[test]
+fn a_config_read_before_another_gates_kill_switch_cannot_turn_the_flag_on_again() {
+    let dir = Scratch::new("swap-from-kill-switch");
+    let path = dir.file("gate.db");
+    let (slow, other) = (open_slow(&path), open(&path)); // checkout_v2 on
+    let (seen, config) = read_to_edit(&slow);
+    assert!(config.feature_flags.contains(&"checkout_v2".to_string()));
+    other.disable_feature("checkout_v2").unwrap();
+    let stage = slow.stage();
+    assert!(slow.is_feature_enabled("checkout_v2"), "not synced yet");
+    let err = slow.swap_config_from(seen, config).unwrap_err();
+    assert!(
+        matches!(err, Error::Swap(SwapError::GateChanged { seen: s, now }) if s == seen && now == seen + 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("read its config again"), "{err}");
+    assert_eq!(slow.stage(), stage, "a kill switch is no new stage");
+    let reopened = open(&path);
+    assert!(!reopened.is_feature_enabled("checkout_v2"), "stored off");
+    assert!(!reopened.is_feature_enabled("dark_mode"), "nothing swapped");
+    assert!(!slow.is_feature_enabled("checkout_v2"), "caught up");
+    // Read again, the swap is made over the disable.
+    let (seen, config) = read_to_edit(&slow);
+    slow.swap_config_from(seen, config).unwrap();
+    let reopened = open(&path);
+    assert!(reopened.is_feature_enabled("dark_mode"));
+    assert!(!reopened.is_feature_enabled("checkout_v2"));
+}
+
+/// Two operators' hot reloads in two processes read the same state: the first swap is made,
+/// the second, decided on a state the first replaced, is refused instead of overwriting it.
+#[test]
+fn two_hot_reloads_from_one_read_do_not_overwrite_each_other() {
+    let dir = Scratch::new("swap-from-two-reloads");
+    let path = dir.file("gate.db");
+    let (first, second) = (open_slow(&path), open_slow(&path));
+    let (seen_first, mut edited_first) = read_to_edit(&first);
+    let (seen_second, mut edited_second) = read_to_edit(&second);
+    edited_first.feature_flags.push("first".into());
+    edited_second.feature_flags.push("second".into());
+    first.swap_config_from(seen_first, edited_first).unwrap();
+    let err = second
+        .swap_config_from(seen_second, edited_second)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Swap(SwapError::GateChanged { .. })),
+        "{err}"
+    );
+    let reopened = open(&path);
+    assert!(reopened.is_feature_enabled("first"));
+    assert!(!reopened.is_feature_enabled("second"));
+    assert!(second.is_feature_enabled("first"), "caught up");
 }
 
 /// The `promotion_rollbacks_total` lines of `gate`'s exposition.

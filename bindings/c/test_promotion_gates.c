@@ -520,6 +520,7 @@ static void test_status_names(void) {
         "PGATE_STATUS_FLAG_SETS_EXHAUSTED",
         "PGATE_STATUS_STORE",
         "PGATE_STATUS_STAGE_CHANGED",
+        "PGATE_STATUS_GATE_CHANGED",
     };
     /* The header's constants carry the numbers the names belong to. */
     static const pgate_status codes[] = {
@@ -543,13 +544,14 @@ static void test_status_names(void) {
         PGATE_STATUS_FLAG_SETS_EXHAUSTED,
         PGATE_STATUS_STORE,
         PGATE_STATUS_STAGE_CHANGED,
+        PGATE_STATUS_GATE_CHANGED,
     };
     for (uint32_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *got = pgate_status_str(i);
         check_at(codes[i] == i && got != NULL && strcmp(got, names[i]) == 0, __LINE__,
                  "pgate_status_str(%u) = %s, expected %s", (unsigned)i, got, names[i]);
     }
-    CHECK(strcmp(pgate_status_str(20), "PGATE_STATUS_UNKNOWN") == 0);
+    CHECK(strcmp(pgate_status_str(21), "PGATE_STATUS_UNKNOWN") == 0);
     CHECK(strcmp(pgate_status_str(UINT32_MAX), "PGATE_STATUS_UNKNOWN") == 0);
 }
 
@@ -1048,60 +1050,85 @@ static void test_promote_from(void) {
     CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
 }
 
-/* `config` (a pgate_config_json document) with the flag dark_mode on; the caller frees it. */
+/* `config` (a pgate_config_json document) with the flag dark_mode on (first in its
+ * feature_flags); the caller frees it. */
 static char *with_dark_mode(const char *config) {
-    static const char empty[] = "\"feature_flags\":[]";
-    static const char flag[] = "\"feature_flags\":[\"dark_mode\"]";
-    const char *at = config != NULL ? strstr(config, empty) : NULL;
+    static const char list[] = "\"feature_flags\":[";
+    static const char flag[] = "\"dark_mode\"";
+    const char *at = config != NULL ? strstr(config, list) : NULL;
     if (!CHECK(at != NULL)) {
         return NULL;
     }
-    const size_t head = (size_t)(at - config);
-    char *edited = malloc(strlen(config) + sizeof flag);
+    const size_t head = (size_t)(at - config) + strlen(list);
+    char *edited = malloc(strlen(config) + sizeof flag + 1);
     if (edited == NULL) {
         abort();
     }
     memcpy(edited, config, head);
     strcpy(edited + head, flag);
-    strcat(edited, at + strlen(empty));
+    if (config[head] != ']') {
+        strcat(edited, ",");
+    }
+    strcat(edited, config + head);
     return edited;
 }
 
-/* A hot reload reads the stage, then the config, and edits it; a rollback comes before its
- * swap: pgate_swap_config_from refuses it rather than put the rolled-back canary back; from
- * the current stage it swaps. */
+/* The gate's change count (pgate_change_count). */
+static uint64_t change_count(const pgate_gate *gate) {
+    uint64_t count = 0;
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_change_count(gate, &count));
+    return count;
+}
+
+/* pgate_swap_config_from(gate, seen, next) is refused with PGATE_STATUS_GATE_CHANGED, naming
+ * the count read and the count now, and changes nothing. */
+static void check_refused_as_changed(pgate_gate *gate, uint64_t seen, const char *next) {
+    pgate_error *err = NULL;
+    char *before = read_text(gate, pgate_config_json);
+    CHECK_STATUS(PGATE_STATUS_GATE_CHANGED,
+                 pgate_swap_config_from(gate, seen, BYTES(next), &err));
+    const uint64_t now = change_count(gate);
+    CHECK(now > seen);
+    char named[96];
+    snprintf(named, sizeof named, "the gate changed since change %llu (now %llu: ",
+             (unsigned long long)seen, (unsigned long long)now);
+    CHECK_ERROR(err, PGATE_STATUS_GATE_CHANGED, named);
+    CHECK_STATUS(PGATE_STATUS_GATE_CHANGED, /* err is optional */
+                 pgate_swap_config_from(gate, seen, BYTES(next), NULL));
+    char *after = read_text(gate, pgate_config_json);
+    CHECK(before != NULL && after != NULL && strcmp(before, after) == 0);
+    free(before);
+    free(after);
+}
+
+/* A hot reload reads the change count, then the config, and edits it; a rollback, or a flag
+ * turned off (a kill switch, which begins no stage), comes before its swap:
+ * pgate_swap_config_from refuses it rather than undo that change; from the current count it
+ * swaps. */
 static void test_swap_config_from(void) {
     pgate_gate *gate = canary_gate(10, "", NULL);
     pgate_error *err = NULL;
-    const uint64_t read = route(gate, "x").stage;
+    uint64_t seen = change_count(gate);
     char *config = read_text(gate, pgate_config_json);
     char *next = with_dark_mode(config);
     free(config);
     CHECK_STATUS(PGATE_STATUS_OK, pgate_rollback(gate, BYTES("the judge, or a process"), NULL));
-    char *rolled_back = read_text(gate, pgate_config_json);
     if (next != NULL) {
-        CHECK_STATUS(PGATE_STATUS_STAGE_CHANGED,
-                     pgate_swap_config_from(gate, read, BYTES(next), &err));
-        char named[64];
-        snprintf(named, sizeof named, "the gate left stage %llu: ", (unsigned long long)read);
-        CHECK_ERROR(err, PGATE_STATUS_STAGE_CHANGED, named);
-        CHECK_STATUS(PGATE_STATUS_STAGE_CHANGED, /* err is optional */
-                     pgate_swap_config_from(gate, read, BYTES(next), NULL));
+        check_refused_as_changed(gate, seen, next);
     }
     free(next);
-    pgate_decision now = route(gate, "x");
-    CHECK(now.environment == PGATE_ENVIRONMENT_PRODUCTION && now.stage != read);
-    char *after = read_text(gate, pgate_config_json);
-    CHECK(rolled_back != NULL && after != NULL && strcmp(rolled_back, after) == 0);
+    CHECK(route(gate, "x").environment == PGATE_ENVIRONMENT_PRODUCTION);
     bool on = true;
     CHECK_STATUS(PGATE_STATUS_OK, pgate_is_feature_enabled(gate, BYTES("dark_mode"), &on));
     CHECK(!on);
 
-    /* From the stage the gate is in, it is pgate_swap_config. */
-    next = with_dark_mode(after);
-    free(after);
+    /* From the count the gate is at, it is pgate_swap_config. */
+    seen = change_count(gate);
+    config = read_text(gate, pgate_config_json);
+    next = with_dark_mode(config);
+    free(config);
     if (next != NULL) {
-        CHECK_STATUS(PGATE_STATUS_OK, pgate_swap_config_from(gate, now.stage, BYTES(next), &err));
+        CHECK_STATUS(PGATE_STATUS_OK, pgate_swap_config_from(gate, seen, BYTES(next), &err));
         CHECK(err == NULL);
     }
     free(next);
@@ -1110,24 +1137,42 @@ static void test_swap_config_from(void) {
     CHECK(route(gate, "x").environment == PGATE_ENVIRONMENT_PRODUCTION);
 
     /* Its other refusals are pgate_swap_config's. */
-    const uint64_t stage = route(gate, "x").stage;
+    seen = change_count(gate);
     char *swapped = read_text(gate, pgate_config_json);
     CHECK_STATUS(PGATE_STATUS_INVALID_CONFIG,
-                 pgate_swap_config_from(gate, stage, BYTES("{\"slo_threshold\": 7}"), &err));
+                 pgate_swap_config_from(gate, seen, BYTES("{\"slo_threshold\": 7}"), &err));
     CHECK_ERROR(err, PGATE_STATUS_INVALID_CONFIG, "slo_threshold");
-    CHECK_STATUS(PGATE_STATUS_INVALID_JSON, pgate_swap_config_from(gate, stage, NULL, 0, &err));
+    CHECK_STATUS(PGATE_STATUS_INVALID_JSON, pgate_swap_config_from(gate, seen, NULL, 0, &err));
     CHECK_ERROR(err, PGATE_STATUS_INVALID_JSON, NULL);
-    CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_swap_config_from(gate, stage, NULL, 3, &err));
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_swap_config_from(gate, seen, NULL, 3, &err));
     CHECK_ERROR(err, PGATE_STATUS_NULL_POINTER, "invalid json = NULL with len = 3");
     CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT,
-                 pgate_swap_config_from(gate, stage, NOT_UTF8, sizeof NOT_UTF8, &err));
+                 pgate_swap_config_from(gate, seen, NOT_UTF8, sizeof NOT_UTF8, &err));
     CHECK_ERROR(err, PGATE_STATUS_INVALID_ARGUMENT, "config is not valid UTF-8");
-    after = read_text(gate, pgate_config_json);
-    CHECK(route(gate, "x").stage == stage);
+    char *after = read_text(gate, pgate_config_json);
+    CHECK(change_count(gate) == seen);
     CHECK(swapped != NULL && after != NULL && strcmp(swapped, after) == 0);
     free(swapped);
     free(after);
-    free(rolled_back);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
+
+    /* A kill switch: the flag stays off. */
+    gate = new_gate("{\"feature_flags\": [\"checkout_v2\"]}", NULL);
+    seen = change_count(gate);
+    config = read_text(gate, pgate_config_json);
+    next = with_dark_mode(config);
+    free(config);
+    const uint64_t stage = route(gate, "x").stage;
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_disable_feature(gate, BYTES("checkout_v2"), NULL));
+    CHECK(route(gate, "x").stage == stage);
+    if (next != NULL) {
+        check_refused_as_changed(gate, seen, next);
+    }
+    free(next);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_is_feature_enabled(gate, BYTES("checkout_v2"), &on));
+    CHECK(!on);
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_is_feature_enabled(gate, BYTES("dark_mode"), &on));
+    CHECK(!on);
     CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
 }
 

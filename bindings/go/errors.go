@@ -34,12 +34,13 @@ const (
 	StatusUnknownFlagSet    Status = C.PGATE_STATUS_UNKNOWN_FLAG_SET    // a stale or foreign decision's flag set
 	StatusFlagSetsExhausted Status = C.PGATE_STATUS_FLAG_SETS_EXHAUSTED // every flag-set number given out, or MAX_FLAG_NAMES distinct names held
 	StatusStore             Status = C.PGATE_STATUS_STORE               // the state store failed, or another process wrote first
-	StatusStageChanged      Status = C.PGATE_STATUS_STAGE_CHANGED       // PromoteFrom or SwapConfigFrom refused: the gate left the stage read; nothing changed
+	StatusStageChanged      Status = C.PGATE_STATUS_STAGE_CHANGED       // PromoteFrom refused: the gate left the stage read; nothing changed
+	StatusGateChanged       Status = C.PGATE_STATUS_GATE_CHANGED        // SwapConfigFrom refused: the gate changed since the change count read; nothing changed
 )
 
 // statusNames are the library's names of the statuses (pgate_status_str), read once so that
 // String costs no cgo call.
-var statusNames = func() (names [StatusStageChanged + 1]string) {
+var statusNames = func() (names [StatusGateChanged + 1]string) {
 	for s := range names {
 		names[s] = C.GoString(C.pgate_status_str(C.uint32_t(s)))
 	}
@@ -101,6 +102,7 @@ var (
 	ErrFlagSetsExhausted = &Error{Status: StatusFlagSetsExhausted}
 	ErrStore             = &Error{Status: StatusStore}
 	ErrStageChanged      = &Error{Status: StatusStageChanged}
+	ErrGateChanged       = &Error{Status: StatusGateChanged}
 
 	// ErrClosed matches every call on a Gate after Close (or on a nil *Gate). It is
 	// ErrInvalidHandle: the status the library itself gives a freed handle.

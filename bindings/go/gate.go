@@ -342,23 +342,26 @@ func (g *Gate) SwapConfig(configJSON string) error {
 	return takeError("pgate_swap_config", st, cerr)
 }
 
-// SwapConfigFrom is SwapConfig, made only if the gate is still in release stage stage: the
-// stage read (State().Stage) before the config that was edited (Config()). A hot reload that
-// edits the gate's config uses it: if the judge, another goroutine or another process rolled
-// the canary back after the read, a plain SwapConfig of that config would put the rolled-back
-// canary back. Read the stage first: a write between the two reads then refuses the swap,
-// never lets it through.
+// SwapConfigFrom is SwapConfig, made only if the gate has not changed since the caller read
+// changeCount (ChangeCount) before the config it edited (Config). A hot reload that edits the
+// gate's config uses it: a plain SwapConfig of a config read before a rollback puts the
+// rolled-back canary back, one read before DisableFeature (a kill switch) turns the flag on
+// again, and two reloads overwrite each other. Every change moves the count: a rollback, a
+// promotion, a flag turned on or off, a config swap, an SLO swap (SwapSLO: no config changes,
+// yet it counts), and another process's write once read from the state store (after a lost
+// compare-and-swap too, so one this gate has not synced yet refuses the swap). Read the count
+// first: a change between the two reads then refuses the swap, never lets it through.
 //
-// Errors: ErrStageChanged when the gate left stage (the message names the stage it is in now;
-// nothing changed: read the stage and the config again), otherwise as SwapConfig.
-func (g *Gate) SwapConfigFrom(stage uint64, configJSON string) error {
+// Errors: ErrGateChanged when the count is no longer changeCount (the message names both;
+// nothing changed: read the count and the config again), otherwise as SwapConfig.
+func (g *Gate) SwapConfigFrom(changeCount uint64, configJSON string) error {
 	p, held := g.acquire()
 	if p == nil {
 		return errClosed
 	}
 	doc, n := optionalBytes(configJSON)
 	var cerr *C.pgate_error
-	st := C.pgate_swap_config_from(p, C.uint64_t(stage), doc, n, &cerr)
+	st := C.pgate_swap_config_from(p, C.uint64_t(changeCount), doc, n, &cerr)
 	held.release()
 	runtime.KeepAlive(g)
 	return takeError("pgate_swap_config_from", st, cerr)

@@ -27,13 +27,14 @@ func TestVersionAndNames(t *testing.T) {
 		StatusFlagSetsExhausted: "PGATE_STATUS_FLAG_SETS_EXHAUSTED",
 		StatusStore:             "PGATE_STATUS_STORE",
 		StatusStageChanged:      "PGATE_STATUS_STAGE_CHANGED",
-		StatusStageChanged + 1:  "PGATE_STATUS_UNKNOWN(20)",
+		StatusGateChanged:       "PGATE_STATUS_GATE_CHANGED",
+		StatusGateChanged + 1:   "PGATE_STATUS_UNKNOWN(21)",
 	} {
 		if s.String() != want {
 			t.Fatalf("status %d: %q, want %q", s, s, want)
 		}
 	}
-	for s := StatusOK; s <= StatusStageChanged; s++ {
+	for s := StatusOK; s <= StatusGateChanged; s++ {
 		if !strings.HasPrefix(s.String(), "PGATE_STATUS_") || strings.HasPrefix(s.String(), "PGATE_STATUS_UNKNOWN(") {
 			t.Fatalf("status %d has no name: %q", s, s)
 		}
@@ -308,60 +309,88 @@ func TestPromoteFromAStageThatChanged(t *testing.T) {
 	wantErr(t, g.PromoteFrom(after.Stage, Environment(7), 0), ErrInvalidArgument)
 }
 
-// TestSwapConfigFromAStageThatChanged is a hot reload that reads the stage, then the config,
-// and edits it; a rollback comes before its swap: SwapConfigFrom refuses the swap rather than
-// put the rolled-back canary back.
-func TestSwapConfigFromAStageThatChanged(t *testing.T) {
+// readToEdit is a hot reload's read of g: the change count first, then the config, with the
+// flag wide_layout added.
+func readToEdit(t *testing.T, g *Gate) (uint64, string) {
+	t.Helper()
+	seen, err := g.ChangeCount()
+	ok(t, err)
+	var cfg Config
+	ok(t, json.Unmarshal([]byte(mustConfig(t, g)), &cfg))
+	cfg.FeatureFlags = append(cfg.FeatureFlags, "wide_layout")
+	return seen, mustJSON(t, cfg)
+}
+
+// refusedAsChanged checks that SwapConfigFrom(seen, next) is refused with ErrGateChanged,
+// naming the count read and the count now, and changes nothing.
+func refusedAsChanged(t *testing.T, g *Gate, seen uint64, next string) {
+	t.Helper()
+	before := mustConfig(t, g)
+	pe := wantErr(t, g.SwapConfigFrom(seen, next), ErrGateChanged)
+	now, err := g.ChangeCount()
+	ok(t, err)
+	if want := fmt.Sprintf("the gate changed since change %d (now %d: ", seen, now); now <= seen ||
+		!strings.Contains(pe.Message, want) || !strings.HasSuffix(pe.Message, "read its config again") {
+		t.Fatalf("message %q should name changes %d and %d", pe.Message, seen, now)
+	}
+	if after := mustConfig(t, g); after != before {
+		t.Fatalf("a refused SwapConfigFrom changed the config:\n got %s\nwant %s", after, before)
+	}
+	if on, err := g.IsFeatureEnabled("wide_layout"); err != nil || on {
+		t.Fatalf("wide_layout after a refused swap: %v %v", on, err)
+	}
+}
+
+// TestSwapConfigFromACountBeforeARollback is a hot reload that reads the change count, then
+// the config, and edits it; a rollback comes before its swap: SwapConfigFrom refuses the swap
+// rather than put the rolled-back canary back.
+func TestSwapConfigFromACountBeforeARollback(t *testing.T) {
 	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 10}}}`, "")
-	// edited is the gate's config as read now, with the flag dark_mode added.
-	edited := func() string {
-		var cfg Config
-		ok(t, json.Unmarshal([]byte(mustConfig(t, g)), &cfg))
-		cfg.FeatureFlags = append(cfg.FeatureFlags, "dark_mode")
-		return mustJSON(t, cfg)
-	}
-	read, err := g.State()
-	ok(t, err)
-	next := edited()
+	seen, next := readToEdit(t, g)
 	ok(t, g.Rollback("the judge, another goroutine or another process"))
-	rolledBack := mustConfig(t, g)
-	pe := wantErr(t, g.SwapConfigFrom(read.Stage, next), ErrStageChanged)
-	if want := fmt.Sprintf("the gate left stage %d", read.Stage); !strings.Contains(pe.Message, want) ||
-		!strings.Contains(pe.Message, "the config was not swapped") {
-		t.Fatalf("message %q should name stage %d", pe.Message, read.Stage)
-	}
-	now, err := g.State()
-	ok(t, err)
-	if now.Environment != Production || now.Stage == read.Stage {
-		t.Fatalf("a refused SwapConfigFrom undid the rollback: %+v (read at %+v)", now, read)
-	}
-	if after := mustConfig(t, g); after != rolledBack {
-		t.Fatalf("a refused SwapConfigFrom changed the config:\n got %s\nwant %s", after, rolledBack)
-	}
-	if on, err := g.IsFeatureEnabled("dark_mode"); err != nil || on {
-		t.Fatalf("dark_mode after a refused swap: %v %v", on, err)
+	refusedAsChanged(t, g, seen, next)
+	if now, _ := g.State(); now.Environment != Production {
+		t.Fatalf("a refused SwapConfigFrom undid the rollback: %+v", now)
 	}
 
-	// From the stage it is in, SwapConfigFrom is SwapConfig.
-	next = edited()
-	ok(t, g.SwapConfigFrom(now.Stage, next))
-	if on, err := g.IsFeatureEnabled("dark_mode"); err != nil || !on {
-		t.Fatalf("dark_mode after SwapConfigFrom the current stage: %v %v", on, err)
+	// From the count it is at, SwapConfigFrom is SwapConfig.
+	seen, next = readToEdit(t, g)
+	ok(t, g.SwapConfigFrom(seen, next))
+	if on, err := g.IsFeatureEnabled("wide_layout"); err != nil || !on {
+		t.Fatalf("wide_layout after SwapConfigFrom the current count: %v %v", on, err)
 	}
 	if st, _ := g.State(); st.Environment != Production {
-		t.Fatalf("SwapConfigFrom the current stage: %+v", st)
+		t.Fatalf("SwapConfigFrom the current count: %+v", st)
 	}
-	// From the stage it is in, its other errors are SwapConfig's (the gate unchanged).
-	after, _ := g.State()
+	// From the count it is at, its other errors are SwapConfig's (the gate unchanged).
+	seen, err := g.ChangeCount()
+	ok(t, err)
 	swapped := mustConfig(t, g)
-	pe = wantErr(t, g.SwapConfigFrom(after.Stage, `{"slo_threshold": 7}`), ErrInvalidConfig)
+	pe := wantErr(t, g.SwapConfigFrom(seen, `{"slo_threshold": 7}`), ErrInvalidConfig)
 	if !strings.Contains(pe.Message, "slo_threshold") {
 		t.Fatalf("message should name the field: %q", pe.Message)
 	}
-	wantErr(t, g.SwapConfigFrom(after.Stage, ""), ErrInvalidJSON)
-	wantErr(t, g.SwapConfigFrom(after.Stage, "["), ErrInvalidJSON)
-	if st, _ := g.State(); st.Stage != after.Stage || mustConfig(t, g) != swapped {
+	wantErr(t, g.SwapConfigFrom(seen, ""), ErrInvalidJSON)
+	wantErr(t, g.SwapConfigFrom(seen, "["), ErrInvalidJSON)
+	if now, _ := g.ChangeCount(); now != seen || mustConfig(t, g) != swapped {
 		t.Fatal("a refused SwapConfigFrom changed the gate")
+	}
+}
+
+// TestSwapConfigFromACountBeforeAKillSwitch: a flag turned off after the read (a kill switch,
+// which begins no stage) stays off.
+func TestSwapConfigFromACountBeforeAKillSwitch(t *testing.T) {
+	g := newGate(t, "", "")
+	ok(t, g.EnableFeature("dark_mode"))
+	seen, next := readToEdit(t, g)
+	before, _ := g.State()
+	ok(t, g.DisableFeature("dark_mode"))
+	if after, _ := g.State(); after.Stage != before.Stage {
+		t.Fatalf("a kill switch began a stage: %+v, %+v", before, after)
+	}
+	refusedAsChanged(t, g, seen, next)
+	if on, err := g.IsFeatureEnabled("dark_mode"); err != nil || on {
+		t.Fatalf("dark_mode is on again after a refused swap: %v %v", on, err)
 	}
 }
 
@@ -907,7 +936,7 @@ func TestCloseAndUseAfterClose(t *testing.T) {
 	checks["IsFeatureEnabled"] = second(g.IsFeatureEnabled("x"))
 	checks["Config"] = second(g.Config())
 	checks["SwapConfig"] = g.SwapConfig("{}")
-	checks["SwapConfigFrom"] = g.SwapConfigFrom(d.Stage(), "{}")
+	checks["SwapConfigFrom"] = g.SwapConfigFrom(0, "{}")
 	checks["RollbackHistory"] = second(g.RollbackHistory())
 	for name, err := range checks {
 		if !errors.Is(err, ErrClosed) {

@@ -44,45 +44,47 @@ func ExampleGate_SwapConfig() {
 	// Output: 20 checkout.db 250
 }
 
-// A hot reload that edits the gate's config reads the stage first, then the config: a
-// rollback between the read and the swap (by the judge, another goroutine or another process)
-// refuses the swap, and the rollback stays; read again, the swap is made.
+// A hot reload that edits the gate's config reads the change count first, then the config: a
+// change between the read and the swap (a rollback, a flag turned off, another reload; by the
+// judge, another goroutine or another process) refuses the swap, and the change stays; read
+// again, the swap is made.
 func ExampleGate_SwapConfigFrom() {
 	cfg := promotiongates.DefaultConfig()
-	cfg.Environment, cfg.TrafficPercent = promotiongates.Canary, 10
+	cfg.FeatureFlags = []string{"dark_mode"}
 	gate, err := promotiongates.NewFromConfig(cfg, promotiongates.DefaultSLO())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer gate.Close()
 
-	// edit reads the stage, then the config, and turns the flag dark_mode on in it.
+	// edit reads the change count, then the config, and turns the flag wide_layout on in it.
 	edit := func() (uint64, string) {
-		state, _ := gate.State() // first
+		seen, _ := gate.ChangeCount() // first
 		doc, _ := gate.Config()
 		var current promotiongates.Config
 		if err := json.Unmarshal([]byte(doc), &current); err != nil {
 			log.Fatal(err)
 		}
-		current.FeatureFlags = append(current.FeatureFlags, "dark_mode")
+		current.FeatureFlags = append(current.FeatureFlags, "wide_layout")
 		next, _ := json.Marshal(current)
-		return state.Stage, string(next)
+		return seen, string(next)
 	}
-	stage, next := edit()
-	_ = gate.Rollback("a bad build") // meanwhile
-	err = gate.SwapConfigFrom(stage, next)
-	state, _ := gate.State()
-	fmt.Println(errors.Is(err, promotiongates.ErrStageChanged), state.Environment)
+	seen, next := edit()
+	_ = gate.DisableFeature("dark_mode") // meanwhile: a kill switch
+	err = gate.SwapConfigFrom(seen, next)
+	on, _ := gate.IsFeatureEnabled("dark_mode")
+	fmt.Println(errors.Is(err, promotiongates.ErrGateChanged), on)
 
-	stage, next = edit()
-	if err := gate.SwapConfigFrom(stage, next); err != nil {
+	seen, next = edit()
+	if err := gate.SwapConfigFrom(seen, next); err != nil {
 		log.Fatal(err)
 	}
-	on, _ := gate.IsFeatureEnabled("dark_mode")
-	fmt.Println(on)
+	wide, _ := gate.IsFeatureEnabled("wide_layout")
+	on, _ = gate.IsFeatureEnabled("dark_mode")
+	fmt.Println(wide, on)
 	// Output:
-	// true production
-	// true
+	// true false
+	// true false
 }
 
 // Where a document's store keeps the state, read before any gate is made: nothing is opened

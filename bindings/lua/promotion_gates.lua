@@ -87,8 +87,8 @@ pgate_status pgate_gate_free(pgate_gate *gate);
 pgate_status pgate_config_json(const pgate_gate *gate, char *buf, size_t cap, size_t *len_out);
 pgate_status pgate_swap_config(const pgate_gate *gate, const char *json, size_t len,
                                pgate_error **err);
-pgate_status pgate_swap_config_from(const pgate_gate *gate, uint64_t stage, const char *json,
-                                    size_t len, pgate_error **err);
+pgate_status pgate_swap_config_from(const pgate_gate *gate, uint64_t change_count,
+                                    const char *json, size_t len, pgate_error **err);
 const char *pgate_version(void);
 pgate_status pgate_monitor_health(const pgate_gate *gate, pgate_health *out, char *evidence,
                                   size_t evidence_cap, size_t *evidence_len);
@@ -136,9 +136,11 @@ M.INVALID_ARGUMENT = 2
 M.BUFFER_TOO_SMALL = 12
 M.INVALID_HANDLE = 13
 M.UNKNOWN_FLAG_SET = 16
--- What gate:promote_from and gate:swap_config_from return when the gate left the stage they
--- were given: nothing changed.
+-- What gate:promote_from returns when the gate left the stage it was given: nothing changed.
 M.STAGE_CHANGED = 19
+-- What gate:swap_config_from returns when the gate changed since the change count it was
+-- given: nothing changed.
+M.GATE_CHANGED = 20
 -- PGATE_EVIDENCE_CAPACITY: room for any evidence line of pgate_monitor_health.
 M.EVIDENCE_CAPACITY = 4096
 -- PGATE_NAME_CAPACITY: room for any name of pgate_gate_name and pgate_override_names.
@@ -881,7 +883,7 @@ function Gate:promote(environment, traffic_percent)
   return explained(C.pgate_promote, self, "promote", number, percent)
 end
 
--- Whether `stage` can be passed as a stage number (gate:promote_from, gate:swap_config_from):
+-- Whether `stage` can be passed as a stage number (gate:promote_from):
 -- a whole number from 0, below 2^53, or a uint64_t cdata (a decision's); else nil, message,
 -- status naming the value. An int64_t cdata is refused: -1LL would wrap to 2^64 - 1.
 local function stage_number(stage)
@@ -971,31 +973,45 @@ function Gate:swap_config(json)
   return explained(C.pgate_swap_config, self, "swap_config", json, #json)
 end
 
---- gate:swap_config, made only if the gate is still in release stage `stage`: the stage read
---- (gate:state().stage) before the config that was edited (gate:config_json()). A hot reload
---- that edits the gate's config calls this one: if the judge, another worker or another
---- process rolled the canary back after the read, a plain gate:swap_config of that config
---- would put the rolled-back canary back. Read the stage first: a write between the two reads
---- then refuses the swap, never lets it through. When the gate left `stage`: nil,
---- "PGATE_STATUS_STAGE_CHANGED: the gate left stage N: ...", M.STAGE_CHANGED (19), and nothing
---- changed (read both again); otherwise as gate:swap_config. `stage` is a whole number from 0,
---- below 2^53, or a decision's uint64_t cdata.
+--- A change count given to gate:swap_config_from: a whole number from 0, below 2^53 (as
+--- gate:change_count() returns it), or a uint64_t cdata.
+local function change_count_number(count)
+  if not ffi.istype("uint64_t", count) and (type(count) ~= "number" or count < 0
+      or count >= 2 ^ 53 or count % 1 ~= 0) then
+    return invalid("invalid change_count = " .. shown(count)
+                     .. ": a change count from 0, below 2^53, or a uint64_t")
+  end
+  return true
+end
+
+--- gate:swap_config, made only if the gate has not changed since the caller read
+--- `change_count` (gate:change_count()) before the config it edited (gate:config_json()). A
+--- hot reload that edits the gate's config calls this one: a plain gate:swap_config of a
+--- config read before a rollback puts the rolled-back canary back, one read before
+--- gate:disable_feature (a kill switch) turns the flag on again, and two reloads overwrite each
+--- other. Every change moves the count: a rollback, a promotion, a flag turned on or off, a
+--- config swap, an SLO swap (gate:swap_slo: no config changes, yet it counts), and another
+--- worker's or process's write once read from the state store (after a lost compare-and-swap
+--- too, so one this gate has not synced yet refuses the swap). Read the count first: a change
+--- between the two reads then refuses the swap, never lets it through. When the gate changed:
+--- nil, "PGATE_STATUS_GATE_CHANGED: the gate changed since change N (now M: ...", M.GATE_CHANGED
+--- (20), and nothing changed (read both again); otherwise as gate:swap_config.
 ---
----   local stage = gate:state().stage -- first
+---   local seen = gate:change_count() -- first
 ---   local edited = gate:config_json():gsub('"feature_flags":%[%]', '"feature_flags":["dark_mode"]')
----   local ok, err, status = gate:swap_config_from(stage, edited)
----   if status == pg.STAGE_CHANGED then --[[ rolled back meanwhile: read both again ]] end
-function Gate:swap_config_from(stage, json)
+---   local ok, err, status = gate:swap_config_from(seen, edited)
+---   if status == pg.GATE_CHANGED then --[[ changed meanwhile: read both again ]] end
+function Gate:swap_config_from(change_count, json)
   if type(self) ~= "table" or self.handle == nil then
     return freed("swap_config_from", self)
   end
-  local valid, message, status = stage_number(stage)
+  local valid, message, status = change_count_number(change_count)
   if not valid then
     return nil, message, status
   elseif type(json) ~= "string" then
     return not_a_string("json", json)
   end
-  return explained(C.pgate_swap_config_from, self, "swap_config_from", stage, json, #json)
+  return explained(C.pgate_swap_config_from, self, "swap_config_from", change_count, json, #json)
 end
 
 function Gate:config_json()

@@ -231,7 +231,7 @@ local function test_wrappers()
     disable_feature = function() return gate:disable_feature("f") end,
     is_feature_enabled = function() return gate:is_feature_enabled("f") end,
     swap_config = function() return gate:swap_config("{}") end,
-    swap_config_from = function() return gate:swap_config_from(decision.stage, "{}") end,
+    swap_config_from = function() return gate:swap_config_from(0, "{}") end,
     config_json = function() return gate:config_json() end,
     rollback_history_json = function() return gate:rollback_history_json() end,
   }
@@ -396,13 +396,13 @@ local function test_arguments()
     { "invalid json = nil: not a string", function() return gate:swap_config(nil) end },
     { "invalid json = nil: not a string", function() return gate:swap_config_from(0, nil) end },
     { "invalid json = 5: not a string", function() return gate:swap_config_from(0, 5) end },
-    { "invalid stage = -1: a stage number from 0, below 2^53",
+    { "invalid change_count = -1: a change count from 0, below 2^53",
       function() return gate:swap_config_from(-1, "{}") end },
-    { "invalid stage = 9007199254740992: a stage number from 0, below 2^53",
+    { "invalid change_count = 9007199254740992: a change count from 0, below 2^53",
       function() return gate:swap_config_from(2 ^ 53, "{}") end },
-    { 'invalid stage = "1": a stage number', function() return gate:swap_config_from("1", "{}") end },
-    { "invalid stage = -1LL: a stage number", function() return gate:swap_config_from(-1LL, "{}") end },
-    { "invalid stage = nil: a stage number", function() return gate:swap_config_from(nil, "{}") end },
+    { 'invalid change_count = "1": a change count', function() return gate:swap_config_from("1", "{}") end },
+    { "invalid change_count = -1LL: a change count", function() return gate:swap_config_from(-1LL, "{}") end },
+    { "invalid change_count = nil: a change count", function() return gate:swap_config_from(nil, "{}") end },
     { "invalid json = nil: not a string", function() return gate:swap_slo(nil) end },
     { "invalid config_json = 42: not a string or nil", function() return pg.new(42) end },
     { "invalid slo_json = true: not a string or nil", function() return pg.new(nil, true) end },
@@ -465,47 +465,72 @@ local function test_promote_from()
   gate:free()
 end
 
--- A hot reload reads the stage, then the config, and edits it; a rollback comes before its
--- swap: gate:swap_config_from refuses it rather than put the rolled-back canary back; from the
--- stage the gate is in, it swaps.
-local function test_swap_config_from()
-  local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 10}}}'))
-  -- The gate's config as read now, with the flag dark_mode on.
-  local function edited()
-    local config, n = gate:config_json():gsub('"feature_flags":%[%]', '"feature_flags":["dark_mode"]')
-    check(n == 1, "feature_flags in " .. config)
-    return config
+-- A hot reload's read: the change count first, then the config, with the flag wide_layout on.
+local function read_to_edit(gate)
+  local seen = gate:change_count()
+  local config = gate:config_json()
+  local edited, n = config:gsub('"feature_flags":%[%]', '"feature_flags":["wide_layout"]')
+  if n == 0 then
+    edited, n = config:gsub('"feature_flags":%[', '"feature_flags":["wide_layout",')
   end
-  local read = gate:state().stage
-  local config = edited()
-  check(gate:rollback("the judge, or another worker") == true, "rollback after the read")
-  local rolled_back = gate:config_json()
-  local ok, message, status = gate:swap_config_from(read, config)
-  check(ok == nil and status == pg.STAGE_CHANGED and status == 19
-          and message:find("PGATE_STATUS_STAGE_CHANGED: the gate left stage " .. read .. ": ",
-                           1, true) == 1
-          and message:find("the config was not swapped", 1, true),
-        "swap_config_from a stage the gate left: " .. tostring(message))
-  local now = gate:state()
-  check(now.environment == "production" and now.stage ~= read, "a refused swap keeps the rollback")
-  check(gate:config_json() == rolled_back and gate:is_feature_enabled("dark_mode") == false,
-        "a refused swap_config_from changes nothing")
+  check(n == 1, "feature_flags in " .. config)
+  return seen, edited
+end
 
-  -- From the stage it is in (a number, or a decision's uint64_t cdata), it is gate:swap_config.
-  check(gate:swap_config_from(now.stage, edited()) == true, "swap_config_from the current stage")
-  check(gate:is_feature_enabled("dark_mode") == true and gate:state().environment == "production",
+-- gate:swap_config_from(seen, edited) is refused as changed since `seen`, changing nothing.
+local function refused_as_changed(gate, seen, edited, what)
+  local before = gate:config_json()
+  local ok, message, status = gate:swap_config_from(seen, edited)
+  local now = gate:change_count()
+  check(ok == nil and status == pg.GATE_CHANGED and status == 20 and now > seen
+          and message:find("PGATE_STATUS_GATE_CHANGED: the gate changed since change " .. seen
+                             .. " (now " .. now .. ": ", 1, true) == 1
+          and message:find("read its config again", 1, true),
+        what .. ": " .. tostring(message))
+  check(gate:config_json() == before and gate:is_feature_enabled("wide_layout") == false,
+        what .. ": a refused swap_config_from changes nothing")
+end
+
+-- A hot reload reads the change count, then the config, and edits it; a rollback, a kill
+-- switch or an SLO swap comes before its swap: gate:swap_config_from refuses it rather than
+-- undo that change; from the count the gate is at, it swaps.
+local function test_swap_config_from()
+  local ffi = require("ffi")
+  local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 10}}}'))
+  local seen, config = read_to_edit(gate)
+  check(gate:rollback("the judge, or another worker") == true, "rollback after the read")
+  refused_as_changed(gate, seen, config, "a rollback")
+  check(gate:state().environment == "production", "a refused swap keeps the rollback")
+
+  -- From the count it is at (a number, or a uint64_t cdata), it is gate:swap_config.
+  seen, config = read_to_edit(gate)
+  check(gate:swap_config_from(seen, config) == true, "swap_config_from the current count")
+  check(gate:is_feature_enabled("wide_layout") == true and gate:state().environment == "production",
         "swapped")
-  local d = gate:route("u")
-  local swapped = gate:config_json()
-  check(gate:swap_config_from(d.stage, swapped) == true, "swap_config_from a decision's stage")
+  check(gate:swap_config_from(ffi.new("uint64_t", gate:change_count()), gate:config_json()) == true,
+        "swap_config_from a uint64_t count")
   -- Its other refusals are gate:swap_config's (the gate unchanged).
-  local stage = gate:state().stage
-  swapped = gate:config_json()
-  ok, message, status = gate:swap_config_from(stage, '{"slo_threshold": 7}')
+  seen = gate:change_count()
+  local swapped = gate:config_json()
+  local ok, message, status = gate:swap_config_from(seen, '{"slo_threshold": 7}')
   check(ok == nil and status == 3 and message:find("slo_threshold", 1, true), "bad swap")
-  ok, message, status = gate:swap_config_from(stage, "")
+  ok, message, status = gate:swap_config_from(seen, "")
   check(ok == nil and status == 4, "an empty document: " .. tostring(message))
-  check(gate:state().stage == stage and gate:config_json() == swapped, "refused swaps change nothing")
+  check(gate:change_count() == seen and gate:config_json() == swapped, "refused swaps change nothing")
+  gate:free()
+
+  -- A kill switch begins no stage, and a config read before it does not turn the flag on again.
+  gate = assert(pg.new('{"feature_flags": ["dark_mode"]}'))
+  seen, config = read_to_edit(gate)
+  local stage = gate:state().stage
+  check(gate:disable_feature("dark_mode") == true, "a kill switch after the read")
+  check(gate:state().stage == stage, "a kill switch is no new stage")
+  refused_as_changed(gate, seen, config, "a kill switch")
+  check(gate:is_feature_enabled("dark_mode") == false, "the flag stays off")
+  -- An SLO swap changes no config, yet it counts.
+  seen, config = read_to_edit(gate)
+  check(gate:swap_slo("{}") == true, "an SLO swap after the read")
+  refused_as_changed(gate, seen, config, "an SLO swap")
   gate:free()
 end
 

@@ -12,7 +12,7 @@ use crate::error::pgate_error;
 use crate::log::refused_inside_callback;
 use crate::status::pgate_status;
 use promotion_gates::{
-    PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig, StageId, StoreConfig,
+    PromotionConfig, PromotionGateManager, SloAdmissionController, SloConfig, StoreConfig,
 };
 
 /// An opaque gate: one [`PromotionGateManager`]. Made by `pgate_gate_new`, freed by
@@ -400,12 +400,13 @@ pub unsafe extern "C" fn pgate_swap_config(
     }
 }
 
-/// `pgate_swap_config`, made only if the gate is still in release stage `stage`: the stage the
-/// caller read (`pgate_state`) before it read the config it edited (`pgate_config_json`).
-/// Otherwise `PGATE_STATUS_STAGE_CHANGED`, and nothing changed: the judge, another thread or
-/// another process rolled back or moved the gate after the read, and `pgate_swap_config` of
-/// that config would put the rolled-back canary back. Read the stage first: a write between
-/// the two reads then refuses the swap, never lets it through.
+/// `pgate_swap_config`, made only if the gate has not changed since the caller read
+/// `change_count` (`pgate_change_count`) before it read the config it edited
+/// (`pgate_config_json`). Otherwise `PGATE_STATUS_GATE_CHANGED`, and nothing changed: a
+/// rollback, a promotion, a flag turned on or off (`pgate_disable_feature`, a kill switch), a
+/// config or SLO swap came first, made here or by another process (with a state store, one this
+/// gate has not synced yet too), and `pgate_swap_config` of that config would undo it. Read the
+/// count first: a change between the two reads then refuses the swap, never lets it through.
 ///
 /// # Safety
 /// `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a
@@ -413,12 +414,11 @@ pub unsafe extern "C" fn pgate_swap_config(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pgate_swap_config_from(
     gate: *const pgate_gate,
-    stage: u64,
+    change_count: u64,
     json: *const u8,
     len: usize,
     err: *mut *mut pgate_error,
 ) -> pgate_status {
-    let stage = StageId::new(stage);
     // SAFETY: forwarded contract.
     unsafe {
         let param = Param {
@@ -436,7 +436,7 @@ pub unsafe extern "C" fn pgate_swap_config_from(
             |manager, doc| {
                 manager
                     // Read without validating: `swap_config_from` validates, once.
-                    .swap_config_from(stage, PromotionConfig::parse_json(doc)?)
+                    .swap_config_from(change_count, PromotionConfig::parse_json(doc)?)
                     .map(drop)
             },
         )

@@ -62,9 +62,13 @@ pub enum pgate_status {
     /// The state store could not be opened, read or written, or another process wrote first
     /// (the error names the store's path or endpoints). Routing goes on from the last state.
     Store = 18,
-    /// `pgate_promote_from` or `pgate_swap_config_from` was refused: the gate is no longer in
-    /// the stage the caller read (a rollback or another write came first). Nothing changed.
+    /// `pgate_promote_from` was refused: the gate is no longer in the stage the caller read (a
+    /// rollback or another write came first). Nothing changed.
     StageChanged = 19,
+    /// `pgate_swap_config_from` was refused: the gate changed after the caller read its change
+    /// count (a rollback, a promotion, a flag turned on or off, a config or SLO swap, here or
+    /// read from the state store). Nothing changed: read the count and the config again.
+    GateChanged = 20,
 }
 
 crate::boundary::numbered!(pgate_status {
@@ -88,6 +92,7 @@ crate::boundary::numbered!(pgate_status {
     FlagSetsExhausted,
     Store,
     StageChanged,
+    GateChanged,
 });
 
 impl pgate_status {
@@ -114,6 +119,7 @@ impl pgate_status {
             pgate_status::FlagSetsExhausted => c"PGATE_STATUS_FLAG_SETS_EXHAUSTED",
             pgate_status::Store => c"PGATE_STATUS_STORE",
             pgate_status::StageChanged => c"PGATE_STATUS_STAGE_CHANGED",
+            pgate_status::GateChanged => c"PGATE_STATUS_GATE_CHANGED",
         }
     }
 }
@@ -131,7 +137,7 @@ impl From<&Error> for pgate_status {
                 pgate_status::InsufficientData
             }
             Error::Promotion(PromotionError::StageChanged { .. }) => pgate_status::StageChanged,
-            Error::Swap(SwapError::StageChanged { .. }) => pgate_status::StageChanged,
+            Error::Swap(SwapError::GateChanged { .. }) => pgate_status::GateChanged,
             Error::Flag(FlagError::InvalidName { .. }) => pgate_status::InvalidFlag,
             Error::Flag(FlagError::NotEnabled(_)) => pgate_status::FlagNotEnabled,
             Error::Flag(FlagError::UnknownSet(_)) => pgate_status::UnknownFlagSet,

@@ -435,58 +435,101 @@ fn health_and_rollback_through_the_abi() {
     }
 }
 
+/// The gate's change count, read through the C ABI.
+fn change_count_of(gate: *const pgate_gate) -> u64 {
+    let mut count = 0;
+    // SAFETY: live gate, valid output.
+    let status = unsafe { pgate_change_count(gate, &mut count) };
+    assert_eq!(status, pgate_status::Ok);
+    count
+}
+
+/// Whether `name` is on, read through the C ABI.
+fn flag_on(gate: *const pgate_gate, name: &str) -> bool {
+    let mut on = false;
+    // SAFETY: live gate, `name` readable, valid output.
+    let status = unsafe { pgate_is_feature_enabled(gate, name.as_ptr(), name.len(), &mut on) };
+    assert_eq!(status, pgate_status::Ok);
+    on
+}
+
+/// A hot reload's read: the change count first, then the config, edited (`dark_mode` on).
+fn read_to_edit(gate: *const pgate_gate) -> (u64, String) {
+    let seen = change_count_of(gate);
+    // SAFETY: live gate; `text_of` passes a buffer of `c` bytes and a valid `l`.
+    let read = text_of(&|b, c, l| unsafe { pgate_config_json(gate, b, c, l) });
+    let edited = if read.contains(r#""feature_flags":[]"#) {
+        read.replace(r#""feature_flags":[]"#, r#""feature_flags":["dark_mode"]"#)
+    } else {
+        read.replace(r#""feature_flags":["#, r#""feature_flags":["dark_mode","#)
+    };
+    assert_ne!(edited, read);
+    (seen, edited)
+}
+
+/// `pgate_swap_config_from` of `read` is refused with `PGATE_STATUS_GATE_CHANGED`, naming the
+/// count read and the count now.
+fn refused_as_changed(gate: *const pgate_gate, (seen, edited): (u64, String)) {
+    let mut err = null_mut();
+    // SAFETY: live gate, readable document, valid output.
+    let status =
+        unsafe { pgate_swap_config_from(gate, seen, edited.as_ptr(), edited.len(), &mut err) };
+    assert_eq!(status, pgate_status::GateChanged);
+    // SAFETY: the error the refused call wrote, freed once.
+    let refused = unsafe { error_text(err) };
+    let now = change_count_of(gate);
+    assert!(
+        refused.starts_with(&format!(
+            "the gate changed since change {seen} (now {now}: "
+        )) && refused.ends_with("read its config again"),
+        "{refused}"
+    );
+    assert!(!flag_on(gate, "dark_mode"), "nothing swapped");
+}
+
 #[test]
-fn a_config_swap_from_a_stage_is_refused_once_the_gate_left_it() {
+fn a_config_swap_from_a_change_count_is_refused_once_the_gate_changed() {
     let gate =
         new_gate(r#"{"gate": "checkout", "environment": {"canary": {"traffic_percent": 10}}}"#);
-    let state = |gate| {
-        let (mut env, mut pct, mut stage) = (pgate_environment::Production, 0.0, 0);
-        // SAFETY: live gate, valid outputs.
-        let status = unsafe { pgate_state(gate, &mut env, &mut pct, &mut stage) };
-        assert_eq!(status, pgate_status::Ok);
-        (env, stage)
-    };
+    let read = read_to_edit(gate);
     // SAFETY: live gate and buffers throughout.
     unsafe {
-        // A hot reload's read: the stage first, then the config.
-        let (_, stage) = state(gate);
-        let read = text_of(&|b, c, l| pgate_config_json(gate, b, c, l));
-        let edited = read.replace(r#""feature_flags":[]"#, r#""feature_flags":["dark_mode"]"#);
-        assert_ne!(edited, read);
         // Meanwhile the canary is rolled back.
         assert_eq!(
             pgate_rollback(gate, b"bad".as_ptr(), 3, null_mut()),
             pgate_status::Ok
         );
-        let mut err = null_mut();
+        refused_as_changed(gate, read);
+        let (mut env, mut pct, mut stage) = (pgate_environment::Canary, 0.0, 0);
         assert_eq!(
-            pgate_swap_config_from(gate, stage, edited.as_ptr(), edited.len(), &mut err),
-            pgate_status::StageChanged
+            pgate_state(gate, &mut env, &mut pct, &mut stage),
+            pgate_status::Ok
         );
-        let refused = error_text(err);
-        assert!(
-            refused.starts_with(&format!(
-                "the gate left stage {stage}: it is now in Production"
-            )) && refused.ends_with("the config was not swapped: read it again"),
-            "{refused}"
-        );
-        let (env, now) = state(gate);
         assert_eq!(env, pgate_environment::Production, "the rollback stays");
         // Read again, the swap is made.
-        let read = text_of(&|b, c, l| pgate_config_json(gate, b, c, l));
-        let edited = read.replace(r#""feature_flags":[]"#, r#""feature_flags":["dark_mode"]"#);
+        let (seen, edited) = read_to_edit(gate);
         assert_eq!(
-            pgate_swap_config_from(gate, now, edited.as_ptr(), edited.len(), null_mut()),
+            pgate_swap_config_from(gate, seen, edited.as_ptr(), edited.len(), null_mut()),
             pgate_status::Ok
         );
-        let mut on = false;
-        assert_eq!(
-            pgate_is_feature_enabled(gate, b"dark_mode".as_ptr(), 9, &mut on),
-            pgate_status::Ok
-        );
-        assert!(on);
+        assert!(flag_on(gate, "dark_mode"));
         assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
     }
+}
+
+/// A kill switch begins no stage, and a config read before it does not turn the flag on again.
+#[test]
+fn a_config_swap_from_a_change_count_does_not_undo_a_kill_switch() {
+    let gate = new_gate(r#"{"gate": "checkout", "feature_flags": ["checkout_v2"]}"#);
+    assert!(flag_on(gate, "checkout_v2"));
+    let read = read_to_edit(gate);
+    // SAFETY: live gate, readable name.
+    let status = unsafe { pgate_disable_feature(gate, b"checkout_v2".as_ptr(), 11, null_mut()) };
+    assert_eq!(status, pgate_status::Ok);
+    refused_as_changed(gate, read);
+    assert!(!flag_on(gate, "checkout_v2"), "the kill switch stays");
+    // SAFETY: a live gate, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
 }
 
 #[test]

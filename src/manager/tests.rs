@@ -86,6 +86,110 @@ fn a_swap_to_a_share_of_the_same_buckets_keeps_the_stage() {
     assert!(gate.stage() > stage);
 }
 
+/// What a hot reload reads, in this order: the change count, then the config, edited
+/// (`wide_layout` turned on).
+fn read_to_edit(gate: &PromotionGateManager) -> (u64, PromotionConfig) {
+    let seen = gate.change_count();
+    let mut config = gate.config();
+    config.feature_flags.push("wide_layout".into());
+    (seen, config)
+}
+
+/// `swap_config_from(seen, config)` refused as changed since `seen`, by `now` changes.
+fn refused_as_changed(
+    gate: &PromotionGateManager,
+    (seen, config): (u64, PromotionConfig),
+) -> Result<(), String> {
+    match gate.swap_config_from(seen, config) {
+        Err(Error::Swap(crate::SwapError::GateChanged { seen: s, now }))
+            if s == seen && now == gate.change_count() && now > seen =>
+        {
+            Ok(())
+        }
+        other => Err(format!("{other:?}")),
+    }
+}
+
+#[test]
+fn a_config_read_before_a_rollback_is_not_swapped_back_in() {
+    let gate = gate(PromotionConfig {
+        environment: canary(5.0),
+        ..Default::default()
+    });
+    let read = read_to_edit(&gate);
+    gate.rollback("a bad build").unwrap();
+    refused_as_changed(&gate, read).unwrap();
+    assert_eq!(gate.environment(), Environment::Production);
+    assert!(!gate.is_feature_enabled("wide_layout"));
+}
+
+/// A kill switch begins no stage (the token of the swap was once the stage, which let this
+/// swap turn the flag on again).
+#[test]
+fn a_config_read_before_a_kill_switch_does_not_turn_the_flag_on_again() {
+    let gate = gate(PromotionConfig::default());
+    gate.enable_feature("dark_mode").unwrap();
+    let read = read_to_edit(&gate);
+    let stage = gate.stage();
+    gate.disable_feature("dark_mode").unwrap();
+    assert_eq!(gate.stage(), stage);
+    refused_as_changed(&gate, read).unwrap();
+    assert!(!gate.is_feature_enabled("dark_mode"));
+    assert!(!gate.is_feature_enabled("wide_layout"));
+    // Read again, it is swapped over the disable.
+    let (seen, config) = read_to_edit(&gate);
+    gate.swap_config_from(seen, config).unwrap();
+    assert!(gate.is_feature_enabled("wide_layout") && !gate.is_feature_enabled("dark_mode"));
+    assert_eq!(gate.change_count(), seen + 1);
+}
+
+#[test]
+fn two_hot_reloads_from_one_read_do_not_overwrite_each_other() {
+    let gate = gate(PromotionConfig::default());
+    let (seen, mut first) = read_to_edit(&gate);
+    let mut second = first.clone();
+    first.feature_flags.push("first".into());
+    second.feature_flags.push("second".into());
+    gate.swap_config_from(seen, first).unwrap();
+    refused_as_changed(&gate, (seen, second)).unwrap();
+    assert!(gate.is_feature_enabled("first") && !gate.is_feature_enabled("second"));
+}
+
+/// An SLO swap changes no config, yet it is a change of the gate: a reload that read the
+/// count before it is refused too (read again, it is made).
+#[test]
+fn an_slo_swap_counts_as_a_change() {
+    let gate = gate(PromotionConfig::default());
+    let read = read_to_edit(&gate);
+    let config = gate.config();
+    gate.swap_slo(SloConfig::default()).unwrap();
+    assert_eq!(gate.config(), config);
+    refused_as_changed(&gate, read).unwrap();
+    let (seen, config) = read_to_edit(&gate);
+    gate.swap_config_from(seen, config).unwrap();
+    assert!(gate.is_feature_enabled("wide_layout"));
+}
+
+/// A config of another environment is swapped from the current count like any other, and a
+/// refused one (invalid, renamed) is refused for what it is, not for the count.
+#[test]
+fn a_swap_from_the_current_count_is_a_swap() {
+    let gate = gate(PromotionConfig::default());
+    let seen = gate.change_count();
+    let renamed = PromotionConfig {
+        gate: "other".into(),
+        ..gate.config()
+    };
+    let err = gate.swap_config_from(seen, renamed).unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    let config = PromotionConfig {
+        environment: canary(5.0),
+        ..gate.config()
+    };
+    gate.swap_config_from(seen, config).unwrap();
+    assert_eq!(gate.environment(), canary(5.0));
+}
+
 /// A gate on the system clock whose latency rules need no warm-up, so that a promotion can
 /// rest on a few thousand samples recorded at once.
 fn gate(config: PromotionConfig) -> PromotionGateManager {

@@ -518,10 +518,12 @@ impl PromotionGateManager {
     /// gate's `store` and `gate` name.
     ///
     /// A config read from the gate ([`config`](Self::config)) and edited is swapped in as it
-    /// is, even if the gate has moved since it was read: a rollback made meanwhile (by the
+    /// is, even if the gate has changed since it was read: a rollback made meanwhile (by the
     /// judge, another thread, or another process once this one has applied it) is undone, and
-    /// the rolled-back canary takes traffic again. To swap a config only over the state it was
-    /// read from, use [`swap_config_from`](Self::swap_config_from).
+    /// the rolled-back canary takes traffic again; a flag turned off meanwhile
+    /// ([`disable_feature`](Self::disable_feature), a kill switch) is on again; another
+    /// reload's swap is overwritten. To swap a config only over the state it was read from,
+    /// use [`swap_config_from`](Self::swap_config_from).
     ///
     /// # Errors
     /// [`Error::Config`] naming the first invalid field (or a changed `gate`: a running gate
@@ -545,65 +547,79 @@ impl PromotionGateManager {
         self.swap_config_if(None, config)
     }
 
-    /// [`swap_config`](Self::swap_config), made only if the gate is still in release stage
-    /// `stage`: the stage the caller read (with [`stage`](Self::stage)) *before* it read the
-    /// config it edited. A hot reload that edits the gate's config needs it: if the judge,
-    /// another thread or another process rolled the canary back after the read, a plain
-    /// `swap_config` would put the rolled-back canary back. Here it is refused instead; read
-    /// the stage and the config again.
+    /// [`swap_config`](Self::swap_config), made only if the gate has not changed since the
+    /// caller read [`change_count`](Self::change_count) `seen_change_count`, *before* it read
+    /// the config it edited ([`config`](Self::config)). A hot reload that edits the gate's
+    /// config needs it: a plain `swap_config` of a config read before a rollback (by the
+    /// judge, another thread or another process) puts the rolled-back canary back, one read
+    /// before a [`disable_feature`](Self::disable_feature) (a kill switch) turns the flag on
+    /// again, and two operators' reloads overwrite each other. Here the swap is refused
+    /// instead; read the change count and the config again.
     ///
-    /// Read the stage first: a write between the two reads then refuses the swap (the config
-    /// is newer than the stage), never lets it through.
+    /// Every change the gate notifies moves the count: a rollback, a promotion, a flag turned
+    /// on or off, a config swap, an SLO swap ([`swap_slo`](Self::swap_slo): the config is
+    /// unchanged, yet it counts, so a reload that read the count before it is refused too), and
+    /// another process's write once this gate has read it from the state store. The count is
+    /// compared under the writer lock, where every such change is counted before the lock is
+    /// let go; with a store, a swap that lost the compare-and-swap to another process's write
+    /// first catches up with the stored state (which moves the count if that write changed
+    /// the gate) and compares again, so a write made elsewhere after the read refuses the swap
+    /// even before this gate has synced.
+    ///
+    /// Read the count first: a change between the two reads then refuses the swap (the config
+    /// is newer than the count), never lets it through. The count is this gate's own (each
+    /// process numbers the changes it has seen): read it from the gate the swap is made on.
     ///
     /// # Errors
-    /// [`SwapError::StageChanged`](crate::SwapError::StageChanged) when the gate is no longer
-    /// in `stage` (nothing changed); otherwise as [`swap_config`](Self::swap_config).
+    /// [`SwapError::GateChanged`](crate::SwapError::GateChanged) when the change count is no
+    /// longer `seen_change_count` (nothing changed); otherwise as
+    /// [`swap_config`](Self::swap_config).
     ///
     /// # Example
     /// ```
     /// # use promotion_gates::*;
-    /// # let gate = PromotionGateManager::new(PromotionConfig { environment: Environment::Canary { traffic_percent: 5.0 }, ..Default::default() }, SloAdmissionController::new(SloConfig::default())?)?;
-    /// let stage = gate.stage(); // first
+    /// # let gate = PromotionGateManager::new(PromotionConfig::default(), SloAdmissionController::new(SloConfig::default())?)?;
+    /// gate.enable_feature("dark_mode")?;
+    /// let seen = gate.change_count(); // first
     /// let mut next = gate.config();
-    /// next.feature_flags.push("dark_mode".into());
-    /// gate.rollback("a bad build")?; // meanwhile: the judge, another thread or another process
-    /// let err = gate.swap_config_from(stage, next).unwrap_err();
-    /// assert!(matches!(err, Error::Swap(SwapError::StageChanged { .. })));
-    /// assert_eq!(gate.environment(), Environment::Production); // the rollback stays
+    /// next.feature_flags.push("wide_layout".into());
+    /// gate.disable_feature("dark_mode")?; // meanwhile: a kill switch, here or in another process
+    /// let err = gate.swap_config_from(seen, next).unwrap_err();
+    /// assert!(matches!(err, Error::Swap(SwapError::GateChanged { .. })));
+    /// assert!(!gate.is_feature_enabled("dark_mode")); // the kill switch stays
     /// // Read again, the swap is made.
-    /// let stage = gate.stage();
+    /// let seen = gate.change_count();
     /// let mut next = gate.config();
-    /// next.feature_flags.push("dark_mode".into());
-    /// gate.swap_config_from(stage, next)?;
-    /// assert!(gate.is_feature_enabled("dark_mode"));
+    /// next.feature_flags.push("wide_layout".into());
+    /// gate.swap_config_from(seen, next)?;
+    /// assert!(gate.is_feature_enabled("wide_layout") && !gate.is_feature_enabled("dark_mode"));
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn swap_config_from(
         &self,
-        stage: StageId,
+        seen_change_count: u64,
         config: PromotionConfig,
     ) -> Result<PromotionConfig, Error> {
-        self.swap_config_if(Some(stage), config)
+        self.swap_config_if(Some(seen_change_count), config)
     }
 
     /// [`swap_config`](Self::swap_config) or [`swap_config_from`](Self::swap_config_from).
     fn swap_config_if(
         &self,
-        expected: Option<StageId>,
+        seen: Option<u64>,
         mut config: PromotionConfig,
     ) -> Result<PromotionConfig, Error> {
         config.validate()?;
         config.environment = config.environment.unsigned();
         let mut first_stage = None;
         self.write(|writer| {
-            let current = self.shared.current.load_full();
-            if let Some(expected) = expected.filter(|&stage| stage != current.route.stage) {
-                return Err(SwapError::StageChanged {
-                    expected: expected.get(),
-                    now: format!("{} (stage {})", current.config.environment, current.route.stage.get()),
-                }
-                .into());
+            // Under the writer lock, where every change is counted before the lock is let go;
+            // decided again, so compared again, after a lost race's catch-up.
+            let now = self.shared.changes.count();
+            if let Some(seen) = seen.filter(|&seen| seen != now) {
+                return Err(SwapError::GateChanged { seen, now }.into());
             }
+            let current = self.shared.current.load_full();
             if config.gate != current.config.gate {
                 return Err(crate::ConfigError::new(
                     "gate",

@@ -1044,33 +1044,37 @@ class Gate {
     swap_config(detail::required_text(config_json, "Gate::swap_config", "config_json"));
   }
 
-  /// swap_config(), made only if the gate is still in release stage `stage`: the stage read
-  /// (state().stage) before the config that was edited (config_json()). A hot reload that
-  /// edits the gate's config calls this one: if the judge, another thread or another process
-  /// rolled the canary back after the read, a plain swap_config() of that config would put the
-  /// rolled-back canary back. Read the stage first: a write between the two reads then refuses
-  /// the swap, never lets it through. Throws Error PGATE_STATUS_STAGE_CHANGED when the gate
-  /// left `stage` (the message names the stage it is in now; nothing changed: read both
-  /// again), and otherwise as swap_config().
+  /// swap_config(), made only if the gate has not changed since the caller read
+  /// `change_count` (change_count()) before the config it edited (config_json()). A hot
+  /// reload that edits the gate's config calls this one: a plain swap_config() of a config
+  /// read before a rollback puts the rolled-back canary back, one read before
+  /// disable_feature() (a kill switch) turns the flag on again, and two reloads overwrite each
+  /// other. Every change moves the count: a rollback, a promotion, a flag turned on or off, a
+  /// config swap, an SLO swap (swap_slo(): no config changes, yet it counts), and another
+  /// process's write once read from the state store (after a lost compare-and-swap too, so one
+  /// this gate has not synced yet refuses the swap). Read the count first: a change between
+  /// the two reads then refuses the swap, never lets it through. Throws Error
+  /// PGATE_STATUS_GATE_CHANGED when the count moved (the message names the count read and the
+  /// count now; nothing changed: read both again), and otherwise as swap_config().
   ///
-  ///     const std::uint64_t stage = gate.state().stage;  // first
+  ///     const std::uint64_t seen = gate.change_count();  // first
   ///     nlohmann::json next = nlohmann::json::parse(gate.config_json());
   ///     next["feature_flags"].push_back("dark_mode");
-  ///     gate.swap_config_from(stage, next.dump());  // PGATE_STATUS_STAGE_CHANGED: read again
-  void swap_config_from(std::uint64_t stage, std::string_view config_json) const {
+  ///     gate.swap_config_from(seen, next.dump());  // PGATE_STATUS_GATE_CHANGED: read again
+  void swap_config_from(std::uint64_t change_count, std::string_view config_json) const {
     const pgate_gate* gate = live("swap_config_from");
     detail::check_with_error("pgate_swap_config_from", [&](pgate_error** err) {
-      return pgate_swap_config_from(gate, stage, detail::bytes(config_json), config_json.size(),
-                                    err);
+      return pgate_swap_config_from(gate, change_count, detail::bytes(config_json),
+                                    config_json.size(), err);
     });
   }
 
   /// As swap_config_from() above; a null `config_json` throws Error
   /// PGATE_STATUS_INVALID_ARGUMENT ("invalid config_json = nullptr: ..."), as swap_config()
   /// does.
-  void swap_config_from(std::uint64_t stage, const char* config_json) const {
-    swap_config_from(stage, detail::required_text(config_json, "Gate::swap_config_from",
-                                                  "config_json"));
+  void swap_config_from(std::uint64_t change_count, const char* config_json) const {
+    swap_config_from(change_count, detail::required_text(config_json, "Gate::swap_config_from",
+                                                         "config_json"));
   }
 
   /// The rollback history as a JSON array, oldest first; each event has rolled_back ("release" or

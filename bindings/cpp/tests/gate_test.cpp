@@ -649,48 +649,76 @@ TEST(Config, ReadAndSwap) {
   EXPECT_EQ(json::parse(gate.config_json()), next) << "a refused swap changes nothing";
 }
 
-// A hot reload reads the stage, then the config, and edits it; a rollback comes before its
-// swap: swap_config_from refuses it rather than put the rolled-back canary back; from the
-// current stage it swaps.
-TEST(Config, SwapFromAStageTheGateLeft) {
-  const Gate gate = Gate::create(R"({"environment": {"canary": {"traffic_percent": 10}}})");
-  const auto edited = [&] {  // the config as read now, with the flag dark_mode on
-    json next = json::parse(gate.config_json());
-    next["feature_flags"].push_back("dark_mode");
-    return next.dump();
-  };
-  const std::uint64_t read = gate.state().stage;
-  const std::string next = edited();
-  gate.rollback("the judge, another thread or another process");
-  const std::string rolled_back = gate.config_json();
-  std::string message = expect_error(PGATE_STATUS_STAGE_CHANGED,
-                                     [&] { gate.swap_config_from(read, next); });
-  EXPECT_NE(message.find("the gate left stage " + std::to_string(read) + ": "),
-            std::string::npos)
+// A hot reload's read: the change count first, then the config, with the flag wide_layout on.
+std::pair<std::uint64_t, std::string> read_to_edit(const Gate& gate) {
+  const std::uint64_t seen = gate.change_count();
+  json next = json::parse(gate.config_json());
+  next["feature_flags"].push_back("wide_layout");
+  return {seen, next.dump()};
+}
+
+// swap_config_from(read) throws PGATE_STATUS_GATE_CHANGED, naming the count read and the count
+// now, and changes nothing.
+void expect_refused_as_changed(const Gate& gate, const std::pair<std::uint64_t, std::string>& read) {
+  const std::string before = gate.config_json();
+  std::string message = expect_error(PGATE_STATUS_GATE_CHANGED,
+                                     [&] { gate.swap_config_from(read.first, read.second); });
+  const std::uint64_t now = gate.change_count();
+  EXPECT_GT(now, read.first);
+  EXPECT_EQ(message.rfind("the gate changed since change " + std::to_string(read.first) +
+                              " (now " + std::to_string(now) + ": ",
+                          0),
+            0u)
       << message;
-  EXPECT_NE(message.find("the config was not swapped"), std::string::npos) << message;
-  const auto now = gate.state();
-  EXPECT_EQ(now.environment, Environment::Production) << "the rollback stays";
-  EXPECT_NE(now.stage, read);
-  EXPECT_EQ(gate.config_json(), rolled_back) << "a refused swap changes nothing";
-  EXPECT_FALSE(gate.is_feature_enabled("dark_mode"));
+  EXPECT_NE(message.find("read its config again"), std::string::npos) << message;
+  EXPECT_EQ(gate.config_json(), before) << "a refused swap changes nothing";
+  EXPECT_FALSE(gate.is_feature_enabled("wide_layout"));
+}
 
-  gate.swap_config_from(now.stage, edited());
-  EXPECT_TRUE(gate.is_feature_enabled("dark_mode"));
+// A hot reload reads the change count, then the config, and edits it; a rollback comes before
+// its swap: swap_config_from refuses it rather than put the rolled-back canary back; from the
+// current count it swaps.
+TEST(Config, SwapFromACountBeforeARollback) {
+  const Gate gate = Gate::create(R"({"environment": {"canary": {"traffic_percent": 10}}})");
+  const auto read = read_to_edit(gate);
+  gate.rollback("the judge, another thread or another process");
+  expect_refused_as_changed(gate, read);
+  EXPECT_EQ(gate.state().environment, Environment::Production) << "the rollback stays";
+
+  const auto again = read_to_edit(gate);
+  gate.swap_config_from(again.first, again.second);
+  EXPECT_TRUE(gate.is_feature_enabled("wide_layout"));
   EXPECT_EQ(gate.state().environment, Environment::Production);
-  const Decision d = gate.route("u");
-  gate.swap_config_from(d.stage, gate.config_json().c_str());  // a decision's stage; const char*
+  gate.swap_config_from(gate.change_count(), gate.config_json().c_str());  // const char*
 
-  // From the stage it is in, its other refusals are swap_config()'s.
-  const std::uint64_t stage = gate.state().stage;
+  // From the count it is at, its other refusals are swap_config()'s.
+  const std::uint64_t seen = gate.change_count();
   const std::string swapped = gate.config_json();
-  message = expect_error(PGATE_STATUS_INVALID_CONFIG,
-                         [&] { gate.swap_config_from(stage, R"({"slo_threshold": 7})"); });
+  std::string message = expect_error(PGATE_STATUS_INVALID_CONFIG, [&] {
+    gate.swap_config_from(seen, R"({"slo_threshold": 7})");
+  });
   EXPECT_NE(message.find("slo_threshold"), std::string::npos) << message;
-  expect_error(PGATE_STATUS_INVALID_JSON, [&] { gate.swap_config_from(stage, "{"); });
-  expect_error(PGATE_STATUS_INVALID_JSON, [&] { gate.swap_config_from(stage, ""); });
-  EXPECT_EQ(gate.state().stage, stage);
+  expect_error(PGATE_STATUS_INVALID_JSON, [&] { gate.swap_config_from(seen, "{"); });
+  expect_error(PGATE_STATUS_INVALID_JSON, [&] { gate.swap_config_from(seen, ""); });
+  EXPECT_EQ(gate.change_count(), seen);
   EXPECT_EQ(gate.config_json(), swapped) << "refusals change nothing";
+}
+
+// A kill switch begins no stage, and a config read before it does not turn the flag on again.
+TEST(Config, SwapFromACountBeforeAKillSwitch) {
+  const Gate gate = Gate::create(R"({"feature_flags": ["dark_mode"]})");
+  const auto read = read_to_edit(gate);
+  const std::uint64_t stage = gate.state().stage;
+  gate.disable_feature("dark_mode");
+  EXPECT_EQ(gate.state().stage, stage);
+  expect_refused_as_changed(gate, read);
+  EXPECT_FALSE(gate.is_feature_enabled("dark_mode")) << "the flag stays off";
+  try {
+    gate.swap_config_from(read.first, read.second);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.status_name(), "PGATE_STATUS_GATE_CHANGED");
+  }
 }
 
 TEST(Move, AMovedFromGateThrowsAClearError) {
@@ -724,7 +752,7 @@ TEST(Move, AMovedFromGateThrowsAClearError) {
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.is_feature_enabled("x"); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.config_json(); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.swap_config("{}"); });
-  expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.swap_config_from(d.stage, "{}"); });
+  expect_error(PGATE_STATUS_NULL_POINTER, [&] { a.swap_config_from(0, "{}"); });
   expect_error(PGATE_STATUS_NULL_POINTER, [&] { (void)a.rollback_history_json(); });
 
   a = std::move(b);  // a moved-from Gate can be assigned again

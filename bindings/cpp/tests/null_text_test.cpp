@@ -106,7 +106,7 @@ TEST(NullText, ANullNameReasonOrReplacingDocumentIsRefusedNamingIt) {
       {"invalid config_json = nullptr: promotion_gates::Gate::swap_config",
        [&] { gate.swap_config(none); }},
       {"invalid config_json = nullptr: promotion_gates::Gate::swap_config_from",
-       [&] { gate.swap_config_from(gate.state().stage, none); }},
+       [&] { gate.swap_config_from(gate.change_count(), none); }},
       {"invalid slo_json = nullptr: promotion_gates::Gate::swap_slo",
        [&] { gate.swap_slo(none); }},
       {"invalid flag = nullptr: promotion_gates::FeatureNames::contains",

@@ -171,40 +171,71 @@ def test_promote_from_a_stage_the_gate_left_is_refused() -> None:
         assert gate.state().stage == stage
 
 
-def test_swap_config_from_a_stage_the_gate_left_is_refused() -> None:
-    """A hot reload reads the stage, then the config, and edits it; a rollback comes before its
-    swap: swap_config_from refuses it rather than put the rolled-back canary back."""
-    with Gate(canary(10.0)) as gate:
-        read = gate.state().stage
-        config = gate.config
-        config["feature_flags"] = ["dark_mode"]
-        gate.rollback("the judge, another thread or another process")
-        rolled_back = gate.config
-        with pytest.raises(pg.StageChangedError) as caught:
-            gate.swap_config_from(read, config)
-        e = caught.value
-        assert e.status is Status.STAGE_CHANGED
-        assert f"the gate left stage {read}" in e.message, e.message
-        assert "the config was not swapped" in e.message
-        now = gate.state()
-        assert now.environment is Environment.PRODUCTION and now.stage != read
-        assert gate.config == rolled_back, "a refused swap changes nothing"
-        assert not gate.is_feature_enabled("dark_mode")
+def _read_to_edit(gate: Gate) -> tuple[int, dict[str, Any]]:
+    """A hot reload's read: the change count first, then the config, edited."""
+    seen = gate.change_count()
+    config = gate.config
+    config["feature_flags"] = [*config["feature_flags"], "wide_layout"]
+    return seen, config
 
-        # From the stage it is in, swap_config_from is swap_config.
-        config = gate.config
-        config["feature_flags"] = ["dark_mode"]
-        gate.swap_config_from(now.stage, config)
-        assert gate.config["feature_flags"] == ["dark_mode"]
-        assert gate.is_feature_enabled("dark_mode")
+
+def _refused_as_changed(gate: Gate, seen: int, config: dict[str, Any]) -> None:
+    before = gate.config
+    with pytest.raises(pg.GateChangedError) as caught:
+        gate.swap_config_from(seen, config)
+    e = caught.value
+    assert not isinstance(e, pg.PromotionRefusedError)
+    assert e.status is Status.GATE_CHANGED
+    now = gate.change_count()
+    assert now > seen
+    assert f"the gate changed since change {seen} (now {now}: " in e.message, e.message
+    assert e.message.endswith("read its config again"), e.message
+    assert gate.config == before, "a refused swap changes nothing"
+    assert not gate.is_feature_enabled("wide_layout")
+
+
+def test_swap_config_from_a_count_before_a_rollback_is_refused() -> None:
+    """A hot reload reads the change count, then the config, and edits it; a rollback comes
+    before its swap: swap_config_from refuses it rather than put the rolled-back canary back."""
+    with Gate(canary(10.0)) as gate:
+        seen, config = _read_to_edit(gate)
+        gate.rollback("the judge, another thread or another process")
+        _refused_as_changed(gate, seen, config)
         assert gate.state().environment is Environment.PRODUCTION
-        # From the stage it is in, its other refusals are swap_config's.
-        stage = gate.state().stage
+
+        # From the count it is at, swap_config_from is swap_config.
+        seen, config = _read_to_edit(gate)
+        gate.swap_config_from(seen, config)
+        assert gate.is_feature_enabled("wide_layout")
+        assert gate.state().environment is Environment.PRODUCTION
+        assert gate.change_count() == seen + 1
+        # From the count it is at, its other refusals are swap_config's.
+        seen = gate.change_count()
         with pytest.raises(pg.InvalidConfigError, match="slo_threshold"):
-            gate.swap_config_from(stage, {**config, "slo_threshold": 2})
+            gate.swap_config_from(seen, {**config, "slo_threshold": 2})
         with pytest.raises(pg.InvalidJsonError):
-            gate.swap_config_from(stage, "[")
-        assert gate.state().stage == stage and gate.config["feature_flags"] == ["dark_mode"]
+            gate.swap_config_from(seen, "[")
+        assert gate.change_count() == seen and gate.is_feature_enabled("wide_layout")
+
+
+def test_swap_config_from_a_count_before_a_kill_switch_is_refused() -> None:
+    """A flag turned off after the read (a kill switch: no new stage) stays off."""
+    with Gate() as gate:
+        gate.enable_feature("dark_mode")
+        seen, config = _read_to_edit(gate)
+        stage = gate.state().stage
+        gate.disable_feature("dark_mode")
+        assert gate.state().stage == stage
+        _refused_as_changed(gate, seen, config)
+        assert not gate.is_feature_enabled("dark_mode"), "the flag stays off"
+
+
+def test_swap_config_from_a_count_before_an_slo_swap_is_refused() -> None:
+    """An SLO swap changes no config, yet it counts."""
+    with Gate() as gate:
+        seen, config = _read_to_edit(gate)
+        gate.swap_slo({})
+        _refused_as_changed(gate, seen, config)
 
 
 def test_flag_errors() -> None:
@@ -379,25 +410,26 @@ def test_promote_from_arguments_are_checked() -> None:
 
 
 def test_swap_config_from_arguments_are_checked() -> None:
-    """The stage as promote_from's, the config as swap_config's: each refused first."""
+    """The change count as an unsigned 64-bit integer, the config as swap_config's: each
+    refused first."""
     with Gate() as gate:
-        stage = gate.state().stage
+        seen = gate.change_count()
         before = gate.config
         cases: list[tuple[Any, Any, str]] = [
-            (-1, {}, "invalid stage = -1: an integer from 0 to 2**64 - 1"),
-            ((1 << 64) + stage, {}, f"invalid stage = {(1 << 64) + stage}: an integer from 0 to 2**64 - 1"),
-            (True, {}, "invalid stage = True: an integer, not bool"),
-            ("1", {}, "invalid stage = '1': not an integer"),
-            (float(stage), {}, f"invalid stage = {float(stage)}: not an integer"),
-            (stage, None, "invalid config = None: a dict or a JSON string, not NoneType"),
-            (stage, 5, "invalid config = 5: a dict or a JSON string, not int"),
-            (stage, {"overrides": {"canary_ids": ["a", -INF]}}, f"invalid overrides.canary_ids[1] = -inf: {NOT_FINITE}"),
+            (-1, {}, "invalid change_count = -1: an integer from 0 to 2**64 - 1"),
+            ((1 << 64) + seen, {}, f"invalid change_count = {(1 << 64) + seen}: an integer from 0 to 2**64 - 1"),
+            (True, {}, "invalid change_count = True: an integer, not bool"),
+            ("1", {}, "invalid change_count = '1': not an integer"),
+            (float(seen), {}, f"invalid change_count = {float(seen)}: not an integer"),
+            (seen, None, "invalid config = None: a dict or a JSON string, not NoneType"),
+            (seen, 5, "invalid config = 5: a dict or a JSON string, not int"),
+            (seen, {"overrides": {"canary_ids": ["a", -INF]}}, f"invalid overrides.canary_ids[1] = -inf: {NOT_FINITE}"),
         ]
-        for bad_stage, config, why in cases:
+        for bad_count, config, why in cases:
             with pytest.raises(pg.InvalidArgumentError) as caught:
-                gate.swap_config_from(bad_stage, config)
+                gate.swap_config_from(bad_count, config)
             assert caught.value.message == why
-        assert gate.state().stage == stage and gate.config == before
+        assert gate.change_count() == seen and gate.config == before
 
 
 @pytest.mark.parametrize("status", [s for s in Status if s is not Status.OK])
@@ -418,6 +450,8 @@ def test_exception_classes() -> None:
     assert error_class(Status.PANIC) is pg.PanicError
     assert error_class(Status.STAGE_CHANGED) is pg.StageChangedError
     assert issubclass(pg.StageChangedError, pg.PromotionRefusedError)
+    assert error_class(Status.GATE_CHANGED) is pg.GateChangedError
+    assert not issubclass(pg.GateChangedError, pg.PromotionRefusedError)
     assert issubclass(pg.IndexOutOfRangeError, IndexError)
     assert issubclass(pg.GateClosedError, pg.InvalidHandleError)
     with pytest.raises(pg.PromotionGatesError, match="unknown status 99"):
@@ -581,9 +615,9 @@ SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
         (lambda g, d: g.features(None), "invalid decision = None: a Decision, not NoneType"),
         (lambda g, d: g.swap_config(None), "invalid config = None: a dict or a JSON string, not NoneType"),
         (lambda g, d: g.swap_config(SURROGATE), f"invalid config = {SURROGATE_SHOWN}"),
-        (lambda g, d: g.swap_config_from(d.stage, None), "invalid config = None: a dict or a JSON string, not NoneType"),
-        (lambda g, d: g.swap_config_from(d.stage, SURROGATE), f"invalid config = {SURROGATE_SHOWN}"),
-        (lambda g, d: g.swap_config_from(-1, {}), "invalid stage = -1: an integer from 0 to 2**64 - 1"),
+        (lambda g, d: g.swap_config_from(g.change_count(), None), "invalid config = None: a dict or a JSON string, not NoneType"),
+        (lambda g, d: g.swap_config_from(g.change_count(), SURROGATE), f"invalid config = {SURROGATE_SHOWN}"),
+        (lambda g, d: g.swap_config_from(-1, {}), "invalid change_count = -1: an integer from 0 to 2**64 - 1"),
         (lambda g, d: g.swap_slo(None), "invalid slo = None: a dict or a JSON string, not NoneType"),
         (lambda g, d: g.swap_slo({"min_samples": object}), "invalid slo = {'min_samples': <class 'object'>}: not JSON: Object of type type is not JSON serializable"),
         (lambda g, d: g.route(SURROGATE), f"invalid request_id = {SURROGATE_SHOWN}"),

@@ -297,7 +297,7 @@ CLOSED_CALLS: dict[str, Any] = {
     "config": lambda g, d: g.config,
     "slo": lambda g, d: g.slo,
     "swap_config": lambda g, d: g.swap_config({}),
-    "swap_config_from": lambda g, d: g.swap_config_from(d.stage, {}),
+    "swap_config_from": lambda g, d: g.swap_config_from(0, {}),
     "rollback_history": lambda g, d: g.rollback_history(),
 }
 

@@ -88,6 +88,7 @@ class Status(enum.IntEnum):
     FLAG_SETS_EXHAUSTED = 17
     STORE = 18
     STAGE_CHANGED = 19
+    GATE_CHANGED = 20
 
 
 # C enums of the header are `uint32_t` (cbindgen emits `typedef uint32_t pgate_...` before

@@ -10,11 +10,12 @@ message, which names the field or operation and the refused value). The hierarch
     ├── InvalidJsonError (ValueError)        INVALID_JSON: a document could not be parsed
     ├── InvalidPromotionError                INVALID_PROMOTION: no such path
     │   └── AlreadyThereError                ALREADY_THERE
-    ├── PromotionRefusedError                promotion or swap_config_from refused; nothing changed
+    ├── PromotionRefusedError                promotion refused; nothing changed
     │   ├── SloNotMetError                   SLO_NOT_MET
     │   ├── InsufficientDataError            INSUFFICIENT_DATA
-    │   └── StageChangedError                STAGE_CHANGED: the gate left the stage promote_from or
-    │                                        swap_config_from read
+    │   └── StageChangedError                STAGE_CHANGED: the gate left the stage promote_from read
+    ├── GateChangedError                     GATE_CHANGED: the gate changed since the change count
+    │                                        swap_config_from read; nothing changed
     ├── FlagError
     │   ├── InvalidFlagError (ValueError)    INVALID_FLAG
     │   ├── FlagNotEnabledError              FLAG_NOT_ENABLED
@@ -41,6 +42,7 @@ __all__ = [
     "FlagError",
     "FlagNotEnabledError",
     "FlagSetsExhaustedError",
+    "GateChangedError",
     "GateClosedError",
     "IndexOutOfRangeError",
     "InsufficientDataError",
@@ -104,8 +106,7 @@ class AlreadyThereError(InvalidPromotionError):
 class PromotionRefusedError(PromotionGatesError):
     """A promotion was refused: by the judge, for a gated move (the message has the
     evidence), or because the gate left the stage :meth:`~promotion_gates.Gate.promote_from`
-    read. Nothing was promoted. A :meth:`~promotion_gates.Gate.swap_config_from` refused for
-    the same reason raises its subclass :class:`StageChangedError` too: nothing was swapped."""
+    read. Nothing was promoted."""
 
 
 class SloNotMetError(PromotionRefusedError):
@@ -117,11 +118,17 @@ class InsufficientDataError(PromotionRefusedError):
 
 
 class StageChangedError(PromotionRefusedError):
-    """:meth:`~promotion_gates.Gate.promote_from` or
-    :meth:`~promotion_gates.Gate.swap_config_from` was refused: the gate is no longer in the
+    """:meth:`~promotion_gates.Gate.promote_from` was refused: the gate is no longer in the
     release stage the caller read (a rollback, the judge's or another process's, or another
-    write came first). Nothing changed: nothing was promoted, or the config was not swapped
-    (read the stage, then the config, again). The message names the stage it is in now."""
+    write came first). Nothing was promoted. The message names the stage it is in now."""
+
+
+class GateChangedError(PromotionGatesError):
+    """:meth:`~promotion_gates.Gate.swap_config_from` was refused: the gate changed after the
+    caller read its :meth:`~promotion_gates.Gate.change_count` (a rollback, a promotion, a flag
+    turned on or off, a config or SLO swap, made here or by another process sharing the state
+    store). Nothing changed: the config was not swapped (read the change count, then the config,
+    again). The message names the count read and the count now."""
 
 
 class FlagError(PromotionGatesError):
@@ -202,6 +209,7 @@ _BY_STATUS: dict[Status, type[PromotionGatesError]] = {
     Status.FLAG_SETS_EXHAUSTED: FlagSetsExhaustedError,
     Status.STORE: StoreError,
     Status.STAGE_CHANGED: StageChangedError,
+    Status.GATE_CHANGED: GateChangedError,
 }
 
 

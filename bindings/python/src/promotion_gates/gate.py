@@ -862,46 +862,50 @@ class Gate:
         status = self._status("swap_config", "pgate_swap_config", doc, len(doc), byref(err))
         _check(status, err)
 
-    def swap_config_from(self, stage: int, config: Config) -> None:
-        """:meth:`swap_config`, made only if the gate is still in release stage ``stage``: the
-        stage read (:meth:`state`'s ``stage``) *before* the config that was edited
-        (:attr:`config`) (``pgate_swap_config_from``). A hot reload that edits the gate's
-        config calls this one: if the judge, another thread or another process rolled the
-        canary back after the read, a plain :meth:`swap_config` of that config would put the
-        rolled-back canary back. Read the stage first: a write between the two reads then
+    def swap_config_from(self, change_count: int, config: Config) -> None:
+        """:meth:`swap_config`, made only if the gate has not changed since the caller read
+        ``change_count`` (:meth:`change_count`) *before* the config it edited (:attr:`config`)
+        (``pgate_swap_config_from``). A hot reload that edits the gate's config calls this
+        one: a plain :meth:`swap_config` of a config read before a rollback puts the
+        rolled-back canary back, one read before :meth:`disable_feature` (a kill switch) turns
+        the flag on again, and two reloads overwrite each other. Every change moves the count:
+        a rollback, a promotion, a flag turned on or off, a config swap, an SLO swap
+        (:meth:`swap_slo`: no config changes, yet it counts), and another process's write once
+        read from the state store (after a lost compare-and-swap too, so one this gate has not
+        synced yet refuses the swap). Read the count first: a change between the two reads then
         refuses the swap, never lets it through::
 
             >>> import promotion_gates as pg
-            >>> with pg.Gate({"environment": {"canary": {"traffic_percent": 5}}}) as gate:
-            ...     stage = gate.state().stage  # first
+            >>> with pg.Gate({"feature_flags": ["dark_mode"]}) as gate:
+            ...     seen = gate.change_count()  # first
             ...     config = gate.config
-            ...     config["feature_flags"] = ["dark_mode"]
-            ...     gate.rollback("a bad build")  # meanwhile: the judge, another process
+            ...     config["feature_flags"].append("wide_layout")
+            ...     gate.disable_feature("dark_mode")  # meanwhile: a kill switch, another process
             ...     try:
-            ...         gate.swap_config_from(stage, config)
-            ...     except pg.StageChangedError:
-            ...         print("refused; the rollback stays:", gate.state().environment.name)
-            ...     stage = gate.state().stage  # read again: the swap is made
+            ...         gate.swap_config_from(seen, config)
+            ...     except pg.GateChangedError:
+            ...         print("refused; the kill switch stays:", gate.is_feature_enabled("dark_mode"))
+            ...     seen = gate.change_count()  # read again: the swap is made
             ...     config = gate.config
-            ...     config["feature_flags"] = ["dark_mode"]
-            ...     gate.swap_config_from(stage, config)
-            ...     print(gate.is_feature_enabled("dark_mode"))
-            refused; the rollback stays: PRODUCTION
-            True
+            ...     config["feature_flags"].append("wide_layout")
+            ...     gate.swap_config_from(seen, config)
+            ...     print(gate.is_feature_enabled("wide_layout"), gate.is_feature_enabled("dark_mode"))
+            refused; the kill switch stays: False
+            True False
 
         Raises:
-            StageChangedError: the gate left ``stage`` (the message names the stage it is in
-                now); nothing changed.
+            GateChangedError: the change count is no longer ``change_count`` (the message
+                names both); nothing changed.
             InvalidJsonError, InvalidConfigError: as :meth:`swap_config`.
-            InvalidArgumentError: ``stage`` is not an integer from 0 to 2**64 - 1, or
+            InvalidArgumentError: ``change_count`` is not an integer from 0 to 2**64 - 1, or
                 ``config`` is refused as :meth:`swap_config` refuses it (``None`` is refused:
                 pass ``{}`` for the defaults).
         """
-        expected = unsigned("stage", stage, 64)
+        seen = unsigned("change_count", change_count, 64)
         doc = document(config, "config")
         err = c_void_p()
         status = self._status(
-            "swap_config_from", "pgate_swap_config_from", expected, doc, len(doc), byref(err)
+            "swap_config_from", "pgate_swap_config_from", seen, doc, len(doc), byref(err)
         )
         _check(status, err)
 
