@@ -176,7 +176,8 @@ impl StoreConfig {
     /// Whether `self` and `other` name one store: the same SQLite path (as written: two paths
     /// to one file are two stores here), or the same etcd prefix on endpoints of which they
     /// share one. How each is read (sync interval, busy timeout, fleet judging) does not make
-    /// it another store.
+    /// it another store. (Used by the OpenTelemetry instruments' `follow` alone.)
+    #[cfg(feature = "otel")]
     pub(crate) fn is_same_store(&self, other: &StoreConfig) -> bool {
         match (self, other) {
             (StoreConfig::Sqlite(a), StoreConfig::Sqlite(b)) => a.path == b.path,
@@ -333,6 +334,7 @@ mod tests {
     use super::*;
     use crate::PromotionConfig;
 
+    #[cfg(feature = "otel")]
     #[test]
     fn a_store_is_the_same_whatever_its_settings_but_not_another_place() {
         let sqlite = |path: &str, sync_interval_ms| {
