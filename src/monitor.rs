@@ -315,9 +315,19 @@ impl Monitor {
             .saturating_sub(self.metrics.stage_start())
     }
 
-    /// The spans an evaluation of `config`'s stage at `at` measures under `slo`.
-    fn spans(&self, slo: &SloConfig, config: &PromotionConfig, at: Duration) -> Spans {
-        let stage_start = self.metrics.stage_start_by(at);
+    /// The spans an evaluation of `config`'s stage at `at` measures under `slo`; the stage's
+    /// start taken as `start` says.
+    fn spans(
+        &self,
+        slo: &SloConfig,
+        config: &PromotionConfig,
+        at: Duration,
+        start: StageStart,
+    ) -> Spans {
+        let stage_start = match start {
+            StageStart::Restart => self.metrics.stage_start_by(at),
+            StageStart::Keep => self.metrics.stage_start_seen_by(at),
+        };
         Spans {
             at,
             length: Duration::from_secs(config.rollback_window_seconds),
@@ -326,6 +336,18 @@ impl Monitor {
             burst: slo.evaluation_interval,
         }
     }
+}
+
+/// How a read of the window takes the stage's start when the clock went back well before it
+/// (a host's clock, against `Clock`'s contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StageStart {
+    /// Restart the stage at the clock's time (the judging path, which leaves a reading).
+    Restart,
+    /// Take the clock's time as the start for this read only, moving nothing: a read without
+    /// side effects (`health`, the latency histograms, the exports) leaves the stage's
+    /// warm-up and no-data time as they were.
+    Keep,
 }
 
 /// What the judge applies: `slo` with `config`'s threshold.
@@ -389,7 +411,7 @@ impl Evaluation<'_> {
     /// Judges `snapshot`'s stage over the current window without leaving a reading: the
     /// window, the screen's base, the warm-up's end and the burst spans stay as they were.
     pub(crate) fn health(mut self, snapshot: &Snapshot) -> CanaryHealth {
-        let (stage, spans) = self.read(snapshot);
+        let (stage, spans) = self.read(snapshot, StageStart::Keep);
         let measured = self.window.peek(stage, spans);
         self.verdict(snapshot, measured).into_health()
     }
@@ -401,7 +423,7 @@ impl Evaluation<'_> {
         snapshot: &Snapshot,
         cohort: Cohort,
     ) -> Option<hdrhistogram::Histogram<u64>> {
-        let (stage, spans) = self.read(snapshot);
+        let (stage, spans) = self.read(snapshot, StageStart::Keep);
         let _ = self.window.peek(stage, spans);
         to_histogram(&self.window.windowed[cohort].histogram)
     }
@@ -410,7 +432,7 @@ impl Evaluation<'_> {
     /// leaving a reading (as [`health`](Self::health)): what the exporters show agrees with
     /// itself.
     pub(crate) fn export(mut self, snapshot: &Snapshot) -> WindowExport {
-        let (stage, spans) = self.read(snapshot);
+        let (stage, spans) = self.read(snapshot, StageStart::Keep);
         let measured = self.window.peek(stage, spans);
         let health = self.verdict(snapshot, measured).into_health();
         let latency = PerCohort::from_fn(|c| to_histogram(&self.window.windowed[c].histogram));
@@ -420,7 +442,7 @@ impl Evaluation<'_> {
     /// Reads `snapshot`'s stage into the window (leaving a reading, and the screen's base) and
     /// returns what it measured. The window's buffers are reused: nothing is allocated.
     fn refresh(&mut self, snapshot: &Snapshot) -> Measured {
-        let (stage, spans) = self.read(snapshot);
+        let (stage, spans) = self.read(snapshot, StageStart::Restart);
         let window = &mut *self.window;
         let measured = window.observe(stage, spans);
         // The screen's bursts are measured from where the judge's next ones are.
@@ -433,8 +455,8 @@ impl Evaluation<'_> {
 
     /// Reads every recorder's outcomes of `snapshot`'s stage into the window's `now`, adds the
     /// other gate instances' (on a state store), and returns that stage and the spans to
-    /// measure.
-    fn read(&mut self, snapshot: &Snapshot) -> (StageId, Spans) {
+    /// measure, from the stage's start taken as `start` says.
+    fn read(&mut self, snapshot: &Snapshot, start: StageStart) -> (StageId, Spans) {
         let stage = snapshot.route.stage;
         let window = &mut *self.window;
         window.prepare();
@@ -444,7 +466,8 @@ impl Evaluation<'_> {
         let at = self.monitor.clock.monotonic();
         (
             stage,
-            self.monitor.spans(self.slo.config(), &snapshot.config, at),
+            self.monitor
+                .spans(self.slo.config(), &snapshot.config, at, start),
         )
     }
 

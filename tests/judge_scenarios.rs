@@ -807,3 +807,52 @@ fn a_clock_that_went_back_an_hour_leaves_a_slow_canary_judged_within_minutes() {
         i += 1;
     }
 }
+
+/// A Staging gate at `at` on its own stepping clock, default SLO policy.
+fn staging_gate_at(at: Duration) -> (PromotionGateManager, Arc<SteppingClock>) {
+    let clock = Arc::new(SteppingClock::default());
+    clock.set(at);
+    let slo = promotion_gates::SloAdmissionController::new(promotion_gates::SloConfig::default())
+        .unwrap();
+    let config = PromotionConfig {
+        environment: Environment::Staging,
+        ..Default::default()
+    };
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap();
+    (gate, clock)
+}
+
+#[test]
+fn reads_after_the_clock_went_back_leave_the_stage_start_where_it_was() {
+    // Two identical gates whose host clock steps back from 10 000 s to 100 s; only the first
+    // is read there (health, a histogram, an export). The reads used to restart its stage at
+    // 100 s, so at 225 s it was NO_DATA (125 s without canary outcomes) and the other MONITOR.
+    let (read, read_clock) = staging_gate_at(Duration::from_secs(10_000));
+    let (unread, unread_clock) = staging_gate_at(Duration::from_secs(10_000));
+    for clock in [&read_clock, &unread_clock] {
+        clock.set(Duration::from_secs(100));
+    }
+    let _ = read.health();
+    let _ = read.latency_histogram(promotion_gates::Cohort::Canary);
+    let _ = read.window_export();
+    for clock in [&read_clock, &unread_clock] {
+        clock.set(Duration::from_secs(225));
+    }
+    let (was_read, was_not) = (read.health(), unread.health());
+    assert_eq!(
+        was_read.recommendation, was_not.recommendation,
+        "earlier reads changed what a read says: {} against {}",
+        was_read.evidence, was_not.evidence
+    );
+    assert_eq!(was_read.recommendation, Recommendation::Monitor);
+    // Judging moves the start (the judging path restarts the stage at the clock's time): a
+    // judgement at 100 s makes the stage 125 s old at 225 s, with no canary outcome.
+    for clock in [&read_clock, &unread_clock] {
+        clock.set(Duration::from_secs(100));
+    }
+    let _ = read.monitor_canary_health();
+    for clock in [&read_clock, &unread_clock] {
+        clock.set(Duration::from_secs(225));
+    }
+    assert_eq!(read.health().recommendation, Recommendation::NoData);
+}

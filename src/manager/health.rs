@@ -37,8 +37,11 @@ impl PromotionGateManager {
     /// The canary's health over the current window, judged as
     /// [`monitor_canary_health`](Self::monitor_canary_health) judges it, without side effects:
     /// it never rolls back, and it leaves the `error_burst` spans (see
-    /// [`monitor_canary_health`](Self::monitor_canary_health)) and the window as they were, so
-    /// it may be called as often as a dashboard likes. A rule may show as fired here; the gate
+    /// [`monitor_canary_health`](Self::monitor_canary_health)), the window and the stage's
+    /// start as they were, so it may be called as often as a dashboard likes. (A host clock
+    /// that went back before the stage's start, against [`Clock`](crate::Clock)'s contract,
+    /// restarts the stage there, its warm-up and no-data time with it, only when the gate
+    /// judges; a read takes the stage as started at that time, and moves nothing.) A rule may show as fired here; the gate
     /// acts on it at its next judgement.
     ///
     /// Reading never delays that judgement either: the record path evaluates only when it

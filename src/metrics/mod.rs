@@ -39,6 +39,13 @@ pub(crate) use window::{Bursts, Counts, Measured, Spans, Window};
 /// be (read just before it, then preempted) before the clock counts as gone back.
 const CLOCK_LAG: Duration = Duration::from_secs(1);
 
+/// Whether a clock reading `now_ns` went back well before `start_ns` (by more than
+/// [`CLOCK_LAG`]).
+fn went_back_before(now_ns: u64, start_ns: u64) -> bool {
+    let lag = u64::try_from(CLOCK_LAG.as_nanos()).unwrap_or(u64::MAX);
+    now_ns.saturating_add(lag) < start_ns
+}
+
 /// The recorders of one gate and the judge's window.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -118,12 +125,12 @@ impl Metrics {
     /// When the newest stage started, for an evaluation at `now`: a clock that went back well
     /// before the start (a host's, against `Clock`'s contract; by more than [`CLOCK_LAG`])
     /// starts the stage again at `now`, so its warm-up and no-data time count from there, not
-    /// from a start the clock may take hours to reach again.
+    /// from a start the clock may take hours to reach again. Only the judging path calls it;
+    /// a read calls [`stage_start_seen_by`](Self::stage_start_seen_by).
     pub(crate) fn stage_start_by(&self, now: Duration) -> Duration {
         let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
-        let lag = u64::try_from(CLOCK_LAG.as_nanos()).unwrap_or(u64::MAX);
         let start = self.stage_start.load(Ordering::Relaxed);
-        if now_ns.saturating_add(lag) >= start {
+        if !went_back_before(now_ns, start) {
             return Duration::from_nanos(start);
         }
         // A stage started meanwhile (by the writer, at a later time) keeps its start.
@@ -131,6 +138,21 @@ impl Metrics {
             self.stage_start
                 .compare_exchange(start, now_ns, Ordering::Relaxed, Ordering::Relaxed);
         Duration::from_nanos(kept.map_or_else(|newer| newer, |_| now_ns))
+    }
+
+    /// When the newest stage started, as [`stage_start_by`](Self::stage_start_by) would take
+    /// it at `now`, without moving it: for reads (`health`, the latency histograms, the
+    /// exports), which must leave the stage's warm-up and no-data time as they were. A clock
+    /// that went back well before the start reads the stage as started at `now`, as the next
+    /// evaluation will restart it.
+    pub(crate) fn stage_start_seen_by(&self, now: Duration) -> Duration {
+        let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        let start = self.stage_start.load(Ordering::Relaxed);
+        Duration::from_nanos(if went_back_before(now_ns, start) {
+            now_ns
+        } else {
+            start
+        })
     }
 
     /// Records one outcome on the calling thread's recorder. Lock-free; allocates only on a
@@ -574,6 +596,26 @@ mod tests {
         // At the end of the clock's range, none is due on every look.
         assert!(metrics.claim_evaluation(Duration::MAX, interval));
         assert!(!metrics.claim_evaluation(Duration::MAX, interval));
+    }
+
+    #[test]
+    fn only_the_judging_path_moves_the_stage_start() {
+        let s = Duration::from_secs;
+        let metrics = Metrics::new(StageId(1));
+        metrics.stage_started(StageId(1), s(10_000));
+        // Within CLOCK_LAG of the start, or after it: the start as it is, either way.
+        for now in [s(9_999) + Duration::from_millis(500), s(10_000), s(20_000)] {
+            assert_eq!(metrics.stage_start_seen_by(now), s(10_000));
+            assert_eq!(metrics.stage_start_by(now), s(10_000));
+        }
+        // Back by more: a read sees the stage as started now, and moves nothing...
+        assert_eq!(metrics.stage_start_seen_by(s(100)), s(100));
+        assert_eq!(metrics.stage_start(), s(10_000));
+        assert_eq!(metrics.stage_start_seen_by(s(225)), s(225));
+        // ...while an evaluation restarts it there.
+        assert_eq!(metrics.stage_start_by(s(100)), s(100));
+        assert_eq!(metrics.stage_start(), s(100));
+        assert_eq!(metrics.stage_start_seen_by(s(225)), s(100));
     }
 
     #[test]
