@@ -26,7 +26,9 @@ use crate::error::ConfigError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SloConfig {
-    /// A request is compliant when it succeeds within this latency (default 500 ms).
+    /// A request is compliant when it succeeds within this latency (default 500 ms; above 0,
+    /// at most 60 s, [`MAX_TRACKED_LATENCY`]: each request's own latency is compared with it
+    /// as it is recorded, not the histogram's bucket).
     #[serde(rename = "latency_target_ms", with = "millis")]
     pub latency_target: Duration,
     /// Roll back when the canary's error rate is significantly above this (default 0.05).
@@ -41,6 +43,19 @@ pub struct SloConfig {
     /// Roll back when the canary's p99 is significantly above this absolute budget (default
     /// none). The specification's p99 threshold "configurable per runtime class" is this
     /// budget in each class's own gate: a gate judges one service, with one `SloConfig`.
+    ///
+    /// Above 0 and below 59 768.832 ms, the lower edge of the histogram's last bucket, which
+    /// holds every latency from there on (60 s or more too): the rule counts the requests
+    /// slower than the budget by whole buckets above it, so a budget within that bucket could
+    /// never fire.
+    ///
+    /// ```
+    /// use promotion_gates::SloConfig;
+    /// use std::time::Duration;
+    /// let budget = |micros| SloConfig { p99_budget: Some(Duration::from_micros(micros)), ..Default::default() };
+    /// assert!(budget(59_768_831).validate().is_ok());
+    /// assert_eq!(budget(59_768_832).validate().unwrap_err().field(), "p99_budget_ms");
+    /// ```
     #[serde(rename = "p99_budget_ms", with = "millis_opt")]
     pub p99_budget: Option<Duration>,
     /// Canary samples in the window before an ordinary rule may fire (default 100).
@@ -63,7 +78,10 @@ pub struct SloConfig {
     /// when they are surely not (default 1.1).
     pub latency_shift_limit: f64,
     /// Absolute tolerance beside `p99_ratio_limit` and `latency_shift_limit`, in milliseconds
-    /// (default 1 ms).
+    /// (default 1 ms; from 0 to below 59 768.832 ms, as `p99_budget`: `p99_vs_stable` counts
+    /// the canary requests slower than the stable p99's bound + this by whole buckets above
+    /// it. When the bound + this reaches that last bucket, the rule sees no canary request
+    /// slower in that evaluation).
     #[serde(rename = "latency_tolerance_ms", with = "millis")]
     pub latency_tolerance: Duration,
     /// The latency rules skip this first part of each stage (cold caches, JIT); the error rules
@@ -109,6 +127,17 @@ impl Default for SloConfig {
 
 /// The longest latency a histogram records exactly; longer ones count as this (60 s).
 pub const MAX_TRACKED_LATENCY: Duration = Duration::from_secs(60);
+
+/// The least latency threshold the latency rules cannot count past: the lower edge of the
+/// histogram's last bucket (59 768.832 ms), which holds every latency from it to
+/// [`MAX_TRACKED_LATENCY`] and every longer one. `p99_budget` and `p99_vs_stable` count the
+/// requests slower than their threshold by whole buckets above it, so from this edge on they
+/// count none and could never fire: `p99_budget_ms` and `latency_tolerance_ms` must be below
+/// it. (`latency_target_ms` is compared with each request's own latency, not the histogram,
+/// and may be up to [`MAX_TRACKED_LATENCY`].)
+fn latency_threshold_ceiling() -> Duration {
+    Duration::from_micros(crate::metrics::layout::last_bucket_floor())
+}
 
 /// The longest `evaluation_interval` and `warm_up` accepted.
 const MAX_INTERVAL: Duration = Duration::from_secs(3600);
@@ -157,10 +186,11 @@ impl SloConfig {
     ///
     /// # Errors
     /// [`ConfigError`] for a latency target of zero or above 60 s, an error rate outside
-    /// `0..=1`, an error-rate or p99 ratio below 1, a zero p99 budget, `min_samples` below 5, significance levels
+    /// `0..=1`, an error-rate or p99 ratio below 1, a p99 budget of zero or from 59 768.832 ms
+    /// on (the histogram's last bucket), `min_samples` below 5, significance levels
     /// outside `(0, 0.5)` or an overwhelming level above the ordinary one, or an evaluation
     /// interval below 1 ms ([`MIN_EVALUATION_INTERVAL`]) or above one hour; or a bad tolerance, warm-up, no-data time or
-    /// promotion level (each named).
+    /// promotion level (each named; `latency_tolerance_ms` below 59 768.832 ms, as the budget).
     ///
     /// # Example
     /// ```
@@ -200,15 +230,18 @@ impl SloConfig {
                 "a finite ratio of at least 1.0, e.g. 1.5",
             ));
         }
+        let ceiling = latency_threshold_ceiling();
         if let Some(budget) = self.p99_budget
-            && (budget.is_zero() || budget > MAX_TRACKED_LATENCY)
+            && (budget.is_zero() || budget >= ceiling)
         {
             return Err(ConfigError::new(
                 "p99_budget_ms",
                 budget.as_nanos() as f64 / 1e6,
                 format!(
-                    "a latency above 0 and at most {} ms, or null for none",
-                    MAX_TRACKED_LATENCY.as_millis()
+                    "a latency above 0 and below {} ms, or null for none (the histogram \
+                     counts every latency from there on, 60 s or more, in its last bucket, so a \
+                     budget there could never fire)",
+                    ceiling.as_nanos() as f64 / 1e6
                 ),
             ));
         }
@@ -296,11 +329,17 @@ impl SloConfig {
         // From whole nanoseconds: `as_secs_f64() * 1e3` rounds twice (1 ns showed as
         // 0.0000010000000000000002 ms).
         let ms = |d: Duration| d.as_nanos() as f64 / 1e6;
-        if self.latency_tolerance > MAX_TRACKED_LATENCY {
+        let ceiling = latency_threshold_ceiling();
+        if self.latency_tolerance >= ceiling {
             return Err(ConfigError::new(
                 "latency_tolerance_ms",
                 ms(self.latency_tolerance),
-                format!("a latency from 0 to {} ms", MAX_TRACKED_LATENCY.as_millis()),
+                format!(
+                    "a latency from 0 to below {} ms (the histogram counts every latency from \
+                     there on, 60 s or more, in its last bucket, so p99_vs_stable could never \
+                     fire)",
+                    ms(ceiling)
+                ),
             ));
         }
         if self.warm_up > MAX_INTERVAL {
@@ -526,6 +565,92 @@ mod tests {
             let err = config.validate().unwrap_err();
             assert_eq!(err.field(), field, "{err}");
         }
+    }
+
+    /// The largest value of a latency setting that validation accepts, to the nanosecond:
+    /// `setting` makes a config of a value, between `accepted` and `refused`.
+    fn largest_accepted(
+        setting: impl Fn(Duration) -> SloConfig,
+        [mut accepted, mut refused]: [Duration; 2],
+    ) -> Duration {
+        assert!(setting(accepted).validate().is_ok());
+        assert!(setting(refused).validate().is_err());
+        while refused - accepted > Duration::from_nanos(1) {
+            let mid = accepted + (refused - accepted) / 2;
+            if setting(mid).validate().is_ok() {
+                accepted = mid;
+            } else {
+                refused = mid;
+            }
+        }
+        accepted
+    }
+
+    #[test]
+    fn every_accepted_latency_threshold_counts_the_longest_latencies_above_it() {
+        // The rules count the requests slower than `p99_budget_ms` (`p99_budget`) and than
+        // the stable p99 + `latency_tolerance_ms` (`p99_vs_stable`) by whole buckets above it,
+        // and the last bucket holds every latency of 60 s or more: a setting within it, which
+        // validation accepted up to 60 s, could never fire.
+        let beyond = crate::metrics::layout::index_of(u64::MAX);
+        let mut longest = vec![0; crate::metrics::layout::LEN];
+        longest[beyond] = 1;
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap();
+        let budget = largest_accepted(
+            |budget| SloConfig {
+                p99_budget: Some(budget),
+                ..Default::default()
+            },
+            [Duration::from_millis(1), Duration::from_secs(61)],
+        );
+        let tolerance = largest_accepted(
+            |tolerance| SloConfig {
+                latency_tolerance: tolerance,
+                ..Default::default()
+            },
+            [Duration::ZERO, Duration::from_secs(61)],
+        );
+        for (setting, largest) in [
+            ("p99_budget_ms", budget),
+            ("latency_tolerance_ms", tolerance),
+        ] {
+            assert_eq!(
+                crate::metrics::count_above(&longest, micros(largest)),
+                1,
+                "{setting} {largest:?}: a latency beyond 60 s is not counted above it"
+            );
+        }
+    }
+
+    #[test]
+    fn a_latency_threshold_in_the_last_bucket_is_refused_with_the_most_it_may_be() {
+        for (config, field) in [
+            (
+                SloConfig {
+                    p99_budget: Some(MAX_TRACKED_LATENCY),
+                    ..Default::default()
+                },
+                "p99_budget_ms",
+            ),
+            (
+                SloConfig {
+                    latency_tolerance: MAX_TRACKED_LATENCY,
+                    ..Default::default()
+                },
+                "latency_tolerance_ms",
+            ),
+        ] {
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.field(), field, "{err}");
+            assert_eq!(err.value(), "60000", "{err}");
+            assert!(err.to_string().contains("below 59768.832 ms"), "{err}");
+        }
+        // The target is compared with each latency as recorded, not by buckets: 60 s is valid.
+        let target = SloConfig {
+            latency_target: MAX_TRACKED_LATENCY,
+            ..Default::default()
+        };
+        assert!(target.validate().is_ok());
     }
 
     #[test]

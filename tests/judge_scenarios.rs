@@ -856,3 +856,45 @@ fn reads_after_the_clock_went_back_leave_the_stage_start_where_it_was() {
     }
     assert_eq!(read.health().recommendation, Recommendation::NoData);
 }
+
+#[test]
+fn the_largest_p99_budget_accepted_fires_on_requests_slower_than_60_s() {
+    // Every latency of 60 s or more is counted in the histogram's last bucket, from
+    // 59 768.832 ms; a budget within it was accepted (up to 60 s) and never fired: 10 000
+    // canary requests of 120 s against a 60 s budget showed p99_budget observed 60030.975 ms
+    // above its limit, p = 1, not fired.
+    let with_budget = |budget| promotion_gates::SloConfig {
+        p99_budget: Some(budget),
+        ..Default::default()
+    };
+    let (mut accepted, mut refused) = (Duration::from_millis(1), Duration::from_secs(61));
+    while refused - accepted > Duration::from_nanos(1) {
+        let mid = accepted + (refused - accepted) / 2;
+        if with_budget(mid).validate().is_ok() {
+            accepted = mid;
+        } else {
+            refused = mid;
+        }
+    }
+    let clock = Arc::new(ManualClock::new());
+    let slo = promotion_gates::SloAdmissionController::new(with_budget(accepted)).unwrap();
+    let config = PromotionConfig {
+        environment: Environment::Staging,
+        auto_rollback_enabled: false,
+        ..Default::default()
+    };
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap();
+    clock.advance(Duration::from_secs(31)); // past the warm-up
+    for i in 0..10_000 {
+        let decision = gate.route_request(&format!("user-{i}"));
+        assert!(decision.is_canary);
+        gate.record_outcome(&decision, true, Duration::from_secs(120));
+    }
+    let health = gate.health();
+    assert!(
+        health.evidence.fired().any(|f| f.rule == Rule::P99Budget),
+        "p99_budget_ms {accepted:?}: {}",
+        health.evidence
+    );
+    assert_eq!(health.recommendation, Recommendation::Rollback);
+}

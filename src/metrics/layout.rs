@@ -40,6 +40,14 @@ pub(crate) fn lowest_of(index: usize) -> u64 {
     sub << bucket
 }
 
+/// The lowest latency (µs) of the last bucket, 59 768 832: the bucket holds every latency from
+/// it to [`MAX_MICROS`] and every longer one (counted as [`MAX_MICROS`]), so no whole bucket
+/// is above a threshold at or beyond it, and [`count_above`](super::count_above) never counts
+/// a request slower than that threshold.
+pub(crate) fn last_bucket_floor() -> u64 {
+    lowest_of(index_of(MAX_MICROS))
+}
+
 /// The highest latency (µs) that falls in bucket `index`.
 pub(crate) fn highest_of(index: usize) -> u64 {
     lowest_of(index + 1).saturating_sub(1)
@@ -68,6 +76,18 @@ mod tests {
             assert_eq!(highest_of(i), h.highest_equivalent(v), "highest of {v}");
         }
         assert_eq!(index_of(u64::MAX), index_of(MAX_MICROS));
+    }
+
+    #[test]
+    fn the_last_bucket_holds_every_latency_from_its_floor_on() {
+        let floor = last_bucket_floor();
+        assert_eq!(floor, 59_768_832);
+        assert_eq!(index_of(floor), index_of(u64::MAX));
+        assert_eq!(index_of(floor - 1) + 1, index_of(floor));
+        let mut longest = vec![0; LEN];
+        longest[index_of(u64::MAX)] = 1;
+        assert_eq!(super::super::count_above(&longest, floor - 1), 1);
+        assert_eq!(super::super::count_above(&longest, floor), 0);
     }
 
     #[test]
