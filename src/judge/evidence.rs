@@ -35,7 +35,9 @@ pub struct Finding {
     /// The test's p-value (an upper bound). The rules on a confidence bound (`errors_over_stage`,
     /// `latency_shift`, `health_score`) report `significance` when their bound is beyond the
     /// limit and 1 otherwise (`health_score`'s bound may be beyond it while the rule waits for
-    /// `min_samples`, unfired);
+    /// `min_samples`, unfired; `errors_over_stage` reports the exact binomial tail of the
+    /// canary's errors at the limit instead when that is larger and the canary expects fewer
+    /// than 10 errors there);
     /// `no_data` reports the chance of no canary outcome at all given those due.
     pub p_value: f64,
     /// Whether the rule fired: the canary is to blame and is rolled back.

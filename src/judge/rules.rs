@@ -16,8 +16,8 @@ use super::score::{HealthScore, health_score};
 use super::sequential::{Difference, TAU_FLOOR};
 use super::shift::{Shift, shift};
 use super::stats::{
-    Proportion, binomial_tail, binomial_upper, clean_upper, excess_p, fisher_exact_p,
-    two_proportion_p,
+    Proportion, binomial_tail, binomial_tail_exact, binomial_upper, clean_upper, excess_p,
+    fisher_exact_p, two_proportion_p,
 };
 use super::{
     ERROR_RATE_FLOOR, ERROR_RATE_MARGIN, Finding, OVERWHELMING_RATE_FLOOR, Policy, Rule, Sample,
@@ -353,9 +353,16 @@ fn error_rate_vs_stable(case: &Case<'_>) -> Option<Finding> {
     })
 }
 
+/// Below this many canary errors expected at the tolerated limit, [`Rule::ErrorsOverStage`]
+/// also asks the exact binomial tail.
+const FEW_EXPECTED_ERRORS: f64 = 10.0;
+
 /// [`Rule::ErrorsOverStage`]: over the whole stage, a confidence sequence (valid at every
 /// look) on the canary's error rate against both [`ERROR_RATE_MARGIN`] × the stable one's and
-/// the stable one's + `error_rate_tolerance`; fires when its lower bound is above both.
+/// the stable one's + `error_rate_tolerance`; fires when its lower bound is above both and,
+/// when the canary expects fewer than [`FEW_EXPECTED_ERRORS`] errors at the tolerated limit,
+/// the exact chance of its errors at that limit is at most `significance` too (the larger of
+/// the two p-values is the finding's).
 fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
     if !case.stage_comparable() {
         return None;
@@ -365,13 +372,24 @@ fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
     let tau = s.rate().max(TAU_FLOOR);
     let by_ratio = Difference::of(c, s, ERROR_RATE_MARGIN, 0.0)?.lower(tau, alpha);
     let by_tolerance = Difference::of(c, s, 1.0, case.slo.error_rate_tolerance)?.lower(tau, alpha);
-    let fired = by_ratio > 0.0 && by_tolerance > 0.0;
     let (limit, acting) = case.error_limit(s.rate(), ERROR_RATE_MARGIN, "ERROR_RATE_MARGIN");
+    let mut p_value = if by_ratio > 0.0 && by_tolerance > 0.0 {
+        alpha
+    } else {
+        1.0
+    };
+    // The sequence's normal approximation fails when the canary expects few errors at the
+    // limit (a low stable rate, a small share): one or two errors then read as many standard
+    // deviations. There the exact tail of its errors at the limit must agree.
+    if p_value < 1.0 && (c.trials as f64) * limit < FEW_EXPECTED_ERRORS {
+        p_value = p_value.max(binomial_tail_exact(c.events, c.trials, limit));
+    }
+    let fired = p_value <= alpha;
     Some(Finding {
         rule: Rule::ErrorsOverStage,
         observed: c.rate(),
         limit,
-        p_value: if fired { alpha } else { 1.0 },
+        p_value,
         fired,
         holds: false,
         acting,

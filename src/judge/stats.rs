@@ -238,6 +238,32 @@ pub(crate) fn fisher_exact_p(a: Proportion, b: Proportion) -> f64 {
     (first + sum.ln()).exp().min(1.0)
 }
 
+/// `P(X >= k)` for `X ~ Binomial(n, p)`, exactly: the first term from log-factorials, each
+/// next one from the one before by their ratio, summed until a term no longer changes the
+/// sum. 1 at `k = 0` and when `k` is not above the mean `n·p` (the judge asks only about
+/// counts above it, where the terms fall from the first); 0 when `k > n` or `p <= 0`.
+pub(crate) fn binomial_tail_exact(k: u64, n: u64, p: f64) -> f64 {
+    if k == 0 || p >= 1.0 || (k as f64) <= n as f64 * p {
+        return 1.0;
+    }
+    if k > n || p <= 0.0 {
+        return 0.0;
+    }
+    let (nf, kf) = (n as f64, k as f64);
+    let first = ln_choose(nf, kf) + kf * p.ln() + (nf - kf) * (-p).ln_1p();
+    let odds = p / (1.0 - p);
+    let (mut term, mut sum) = (1.0f64, 1.0f64);
+    for x in k..n {
+        let x = x as f64;
+        term *= (nf - x) / (x + 1.0) * odds;
+        sum += term;
+        if term <= sum * f64::EPSILON {
+            break;
+        }
+    }
+    (first + sum.ln()).exp().min(1.0)
+}
+
 /// `ln C(n, k)`, `0 ≤ k ≤ n` whole numbers.
 fn ln_choose(n: f64, k: f64) -> f64 {
     ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k)

@@ -919,3 +919,101 @@ fn every_rule_is_in_all_once_in_the_order_of_the_enum() {
     let positions: Vec<usize> = Rule::ALL.iter().map(|&rule| position(rule)).collect();
     assert_eq!(positions, (0..11).collect::<Vec<_>>());
 }
+
+/// A stage's cohort of `requests` at 20 ms, `errors` of them failed.
+fn at_20ms(requests: u64, errors: u64) -> CohortCounts {
+    let mut histogram = vec![0u64; crate::metrics::layout::LEN];
+    histogram[crate::metrics::layout::index_of(20_000)] += requests;
+    CohortCounts {
+        requests,
+        errors,
+        compliant: requests - errors,
+        histogram,
+    }
+}
+
+#[test]
+fn errors_over_stage_asks_the_exact_tail_when_few_errors_are_expected() {
+    // Stable at 0.0097 %: the limit is 0.0597 % (+ error_rate_tolerance), and 112 canary
+    // requests expect 0.07 errors there. Two of them read as many standard deviations to the
+    // sequence, but their exact chance at the limit is 0.0021, above significance.
+    let slo = SloConfig::default();
+    let (c, s) = (at_20ms(112, 2), at_20ms(113_540, 11));
+    let h = judge_cohorts(
+        StageId(2),
+        canary(0.1),
+        &c,
+        &s,
+        PerCohort::default(),
+        policy(&slo),
+    );
+    let f = finding(&h, Rule::ErrorsOverStage).unwrap();
+    assert!(!f.fired, "{f}");
+    assert!((f.p_value - 0.0021).abs() < 0.0001, "{f:?}");
+    assert_ne!(h.recommendation, Recommendation::Rollback, "{}", h.evidence);
+    // One error of min_samples (10) against none of 100 000 stable: 0.5 % at the limit.
+    let slo = SloConfig {
+        min_samples: 10,
+        ..Default::default()
+    };
+    let (c, s) = (at_20ms(10, 1), at_20ms(100_000, 0));
+    let h = judge_cohorts(
+        StageId(2),
+        canary(0.01),
+        &c,
+        &s,
+        PerCohort::default(),
+        policy(&slo),
+    );
+    assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
+    // A dead canary against the same stable version still fires at its min_samples (the
+    // exact tail of 10 of 10 at 0.06 % is 6e-33).
+    let slo = SloConfig::default();
+    let stable = at_20ms(113_540, 11);
+    let h = judge_cohorts(
+        StageId(2),
+        canary(0.1),
+        &at_20ms(100, 100),
+        &stable,
+        PerCohort::default(),
+        policy(&slo),
+    );
+    let f = finding(&h, Rule::ErrorsOverStage).unwrap();
+    assert!(f.fired && f.p_value == slo.significance, "{f:?}");
+    // Many errors expected at the limit: the sequence alone decides, as before.
+    let h = judge_cohorts(
+        StageId(2),
+        canary(50.0),
+        &at_20ms(1_000_000, 12_000),
+        &at_20ms(1_000_000, 10_000),
+        PerCohort::default(),
+        policy(&slo),
+    );
+    assert!(
+        finding(&h, Rule::ErrorsOverStage).unwrap().fired,
+        "{}",
+        h.evidence
+    );
+}
+
+#[test]
+fn the_exact_binomial_tail_against_hand_worked_values() {
+    use stats::binomial_tail_exact as exact;
+    // P(X >= 2), X ~ Bin(112, 0.000597): 1 − P(0) − P(1).
+    let p = 0.000_597f64;
+    let want = 1.0 - (1.0 - p).powi(112) - 112.0 * p * (1.0 - p).powi(111);
+    let got = exact(2, 112, p);
+    assert!((got / want - 1.0).abs() < 1e-9, "{got} {want}");
+    assert!((exact(1, 10, 0.0005) - (1.0 - 0.9995f64.powi(10))).abs() < 1e-12);
+    assert!((exact(20, 20, 0.01) - 1e-40).abs() < 1e-50);
+    // 5 of 100 at 1 %: 0.00343.
+    assert!(
+        (exact(5, 100, 0.01) - 0.003_435).abs() < 1e-5,
+        "{}",
+        exact(5, 100, 0.01)
+    );
+    assert_eq!(exact(0, 10, 0.1), 1.0);
+    assert_eq!(exact(1, 10, 0.2), 1.0); // not above the mean
+    assert_eq!(exact(11, 10, 0.2), 0.0);
+    assert_eq!(exact(1, 10, 0.0), 0.0);
+}
