@@ -3,7 +3,7 @@
 
 use crate::config::Environment;
 use crate::decision::{Cohort, StageId};
-use crate::judge::{CanaryHealth, Evidence, Recommendation, Rule};
+use crate::judge::{CanaryHealth, Evidence, HEALTHY_FROM, Recommendation, Rule};
 
 /// The judge's health of one stage, for the gate to act on.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,15 +90,20 @@ pub(crate) enum Compliance {
     /// The stage does not yet show the canary not worse than the stable version beyond the
     /// tolerated limits (on errors, on latency, or both).
     NotShown { errors: bool, latency: bool },
+    /// The health score is below `threshold` ([`HEALTHY_FROM`], 0.9): the judge's MONITOR,
+    /// watch before promoting, though no rule fired (the `health_score` rule acts on the
+    /// score's upper confidence bound, below 0.8).
+    LowScore { score: f64, threshold: f64 },
 }
 
 /// The one compliance decision. The subject is the version under judgement: the new version,
 /// or in Production (where there is none) the stable one. It is compliant when no rule fired,
 /// no finding holds, it has at least `min_samples` samples in the window (a canary: of its
 /// latencies after the stage's warm-up too, which the latency rules judge), compliance at or
-/// above the evidence's `slo_threshold` (the judged release's), and (a canary with stable
-/// traffic to compare with) the stage shows it not worse than the stable version beyond the
-/// tolerated limits; checked in that order. The judge's HEALTHY implies it.
+/// above the evidence's `slo_threshold` (the judged release's), a health score at least
+/// [`HEALTHY_FROM`] (0.9), and (a canary with stable traffic to compare with) the stage shows
+/// it not worse than the stable version beyond the tolerated limits; checked in that order.
+/// The judge's HEALTHY implies it.
 pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
     let subject = if evidence.environment == Environment::Production {
         Cohort::Stable
@@ -147,6 +152,11 @@ pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
             service_wide: subject == Cohort::Canary
                 && evidence.stable.requests >= evidence.min_samples
                 && evidence.stable.compliance < slo_threshold,
+        }
+    } else if evidence.health_score < HEALTHY_FROM {
+        Compliance::LowScore {
+            score: evidence.health_score,
+            threshold: HEALTHY_FROM,
         }
     } else if !shown.sufficient() {
         Compliance::NotShown {

@@ -1017,3 +1017,35 @@ fn the_exact_binomial_tail_against_hand_worked_values() {
     assert_eq!(exact(11, 10, 0.2), 0.0);
     assert_eq!(exact(1, 10, 0.0), 0.0);
 }
+
+#[test]
+fn a_canary_the_judge_would_monitor_is_not_compliant() {
+    // 1 % errors in both; the canary's p99 80 ms against the stable version's 50 ms (both
+    // slowest 0.9 to 1.1 % at 80 to 100 ms): score 0.8796, MONITOR, no rule fired.
+    let slo = SloConfig::default();
+    let stable = lumps(&[(10_000, 985_000), (50_000, 6_000), (100_000, 9_000)]);
+    let canary_counts = lumps(&[(10_000, 985_000), (50_000, 4_000), (80_000, 11_000)]);
+    let with_errors = |mut c: CohortCounts| {
+        c.errors = 10_000;
+        c.compliant -= 10_000;
+        c
+    };
+    let h = judge_cohorts(
+        StageId(2),
+        canary(5.0),
+        &with_errors(canary_counts),
+        &with_errors(stable),
+        PerCohort::default(),
+        policy(&slo),
+    );
+    assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
+    assert!((0.8..0.9).contains(&h.health_score), "{}", h.health_score);
+    assert_eq!(h.recommendation, Recommendation::Monitor, "{}", h.evidence);
+    assert_eq!(
+        crate::verdict::compliance(&h.evidence),
+        crate::verdict::Compliance::LowScore {
+            score: h.health_score,
+            threshold: 0.9
+        }
+    );
+}

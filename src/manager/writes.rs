@@ -252,6 +252,12 @@ impl PromotionGateManager {
                 evidence: format!("{SERVICE_WIDE}{} holds; {evidence}", rule.name()),
             }
             .into()),
+            Compliance::LowScore { score, threshold } => Err(PromotionError::SloNotMet {
+                evidence: format!(
+                    "health score {score:.4} below {threshold} (MONITOR: watch before promoting); {evidence}"
+                ),
+            }
+            .into()),
             Compliance::NoData => Err(PromotionError::InsufficientData {
                 evidence: format!("no canary outcome recorded (no_data); {evidence}"),
             }
