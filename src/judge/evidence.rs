@@ -27,7 +27,9 @@ pub struct Finding {
     pub rule: Rule,
     /// The observed value: a rate (`p99_vs_stable`: the share of canary requests slower than
     /// the stable p99's bound), a latency in milliseconds (`p99_budget`), `θ`
-    /// (`latency_shift`), or the score (`no_data`: 0).
+    /// (`latency_shift`), the score's upper confidence bound, which the rule tests
+    /// (`health_score`; the health score itself is the point estimate, at or below it), or 0
+    /// (`no_data`).
     pub observed: f64,
     /// The limit it was held against: in the same unit, but for `no_data`, whose limit is the
     /// stage age in seconds after which no outcome is held against the canary.

@@ -1041,6 +1041,9 @@ fn a_canary_the_judge_would_monitor_is_not_compliant() {
     assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
     assert!((0.8..0.9).contains(&h.health_score), "{}", h.health_score);
     assert_eq!(h.recommendation, Recommendation::Monitor, "{}", h.evidence);
+    // The `health_score` finding shows what its rule tests: the score's upper bound.
+    let f = finding(&h, Rule::HealthScore).unwrap();
+    assert!(f.observed > h.health_score && f.observed < 0.9, "{f:?}");
     assert_eq!(
         crate::verdict::compliance(&h.evidence),
         crate::verdict::Compliance::LowScore {
