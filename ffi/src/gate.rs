@@ -179,6 +179,13 @@ const CONFIG_JSON: Param = Param {
     what: "config",
 };
 
+/// The config document of `pgate_swap_config` and `pgate_swap_config_from`.
+const SWAPPED_JSON: Param = Param {
+    pointer: "json",
+    length: "len",
+    what: "config",
+};
+
 /// The SLO document of `pgate_gate_new`.
 const SLO_JSON: Param = Param {
     pointer: "slo_json",
@@ -378,17 +385,12 @@ pub unsafe extern "C" fn pgate_swap_config(
 ) -> pgate_status {
     // SAFETY: forwarded contract.
     unsafe {
-        let param = Param {
-            pointer: "json",
-            length: "len",
-            what: "config",
-        };
         with_text(
             "pgate_swap_config",
             gate,
             json,
             len,
-            param,
+            SWAPPED_JSON,
             err,
             |manager, doc| {
                 manager
@@ -421,17 +423,12 @@ pub unsafe extern "C" fn pgate_swap_config_from(
 ) -> pgate_status {
     // SAFETY: forwarded contract.
     unsafe {
-        let param = Param {
-            pointer: "json",
-            length: "len",
-            what: "config",
-        };
         with_text(
             "pgate_swap_config_from",
             gate,
             json,
             len,
-            param,
+            SWAPPED_JSON,
             err,
             |manager, doc| {
                 manager
