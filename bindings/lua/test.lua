@@ -794,6 +794,20 @@ end
 -- The host's counts replace the four outcome counters in the exposition, and nothing else
 -- changes (as the Rust test a_hosts_counts_replace_the_four_outcome_counters_and_nothing_else);
 -- counts that are no counts are refused before the library is called.
+
+--- The module's library as its functions share it (the upvalue C of Gate.config_json): the
+--- function, the upvalue's index and the library, for a test that swaps in a stand-in.
+local function library_upvalue(gate)
+  local config_json = getmetatable(gate).__index.config_json
+  for i = 1, 20 do
+    local name, value = debug.getupvalue(config_json, i)
+    if name == "C" then
+      return config_json, i, value
+    end
+  end
+  error("Gate.config_json has no upvalue C")
+end
+
 local function test_counted()
   local web = assert(pg.new('{"gate": "web", "environment": {"canary": {"traffic_percent": 50}}, '
                               .. '"overrides": {"header": "X-Canary", "canary_ids": ["tester"]}}'))
@@ -870,16 +884,7 @@ local function test_counted()
 
   -- Refused before the library is called: the module's library (the upvalue C its functions
   -- share, as in test_growing_text) is swapped for one that counts the calls.
-  local config_json = getmetatable(web).__index.config_json
-  local up, real
-  for i = 1, 20 do
-    local name, value = debug.getupvalue(config_json, i)
-    if name == "C" then
-      up, real = i, value
-      break
-    end
-  end
-  assert(up, "Gate.config_json has no upvalue C")
+  local config_json, up, real = library_upvalue(web)
   local calls = 0
   debug.setupvalue(config_json, up, setmetatable({
     pgate_metrics_prometheus_counted = function(...)
@@ -960,16 +965,7 @@ local function test_growing_text()
     flags[i] = '"a_release_flag_with_a_rather_long_name_' .. i .. '"'
   end
   local gate = assert(pg.new('{"feature_flags": [' .. table.concat(flags, ", ") .. "]}"))
-  local config_json = getmetatable(gate).__index.config_json
-  local up, real
-  for i = 1, 20 do
-    local name, value = debug.getupvalue(config_json, i)
-    if name == "C" then
-      up, real = i, value
-      break
-    end
-  end
-  assert(up, "Gate.config_json has no upvalue C")
+  local config_json, up, real = library_upvalue(gate)
   local reads, always_short = 0, 0
   debug.setupvalue(config_json, up, setmetatable({
     pgate_config_json = function(handle, buf, cap, len)
