@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the library and runs the LuaJIT module's tests (all routing vectors, the wrappers).
+# Builds the library and runs the LuaJIT module's tests (all routing vectors, the wrappers),
+# then serves the README's OpenResty recipe behind a down canary (openresty.sh, ~3 s).
 # Installs luajit with apt-get if it is missing: Debian's `luajit2` (OpenResty's branch, which
 # also gives /usr/bin/luajit), not `luajit`, whose libluajit-5.1-2 conflicts with the
 # libluajit2-5.1-2 that libnginx-mod-http-lua needs. Run from anywhere.
@@ -57,3 +58,6 @@ PGATE_LIB="$lib" luajit -e '
 echo "== luajit test.lua"
 PGATE_LIB="$lib" luajit bindings/lua/test.lua bindings/lua/build/routing.tsv tests/vectors/latency.tsv \
   tests/vectors/overrides.tsv tests/vectors/quoted.tsv
+
+echo "== the README's OpenResty recipe, behind an error_page and a down canary"
+bindings/lua/openresty.sh "$lib"
