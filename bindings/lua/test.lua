@@ -1211,37 +1211,62 @@ local function interpreted(fn)
   end
 end
 
+-- Runs `rounds` rounds of `call(gate, freed, setup)`, interpreted: each round makes a gate of
+-- `config`, runs `setup(gate)` (if given), then leaves to the garbage collector a finalizer
+-- that frees the gate, and calls `call` until the finalizer ran; `freed()` says whether it has
+-- (after a call, when nothing else allocates: whether the free ran inside that call).
+local function until_a_finalizer_frees(rounds, config, call, setup)
+  local ffi = require("ffi")
+  interpreted(function() for _ = 1, rounds do
+    local gate, done = assert(pg.new(config)), false
+    local prepared = setup and setup(gate)
+    local function freed() return done end
+    ffi.gc(ffi.new("char[64]"), function() done = true; gate:free() end)
+    repeat
+      call(gate, freed, prepared)
+    until done
+  end end)
+end
+
 -- A finalizer that frees a gate may run at any allocation, also inside a call on that gate:
 -- route's own decision, the strings and table of flags. A call then read the handle it had
 -- read before, and the library used the freed gate (routes on it, a crash in flags).
 local function test_freed_by_a_finalizer()
-  local ffi = require("ffi")
+  local routed_after_free, refused, routed_on_freed, flags_on_freed = 0, 0, 0, 0
+  -- route alone: its decision is the loop's only allocation, so the finalizer runs inside
+  -- route (in the loop below, flags allocates more and its finalizer runs there).
+  until_a_finalizer_frees(300, '{"environment": {"canary": {"traffic_percent": 50}}}',
+    function(gate, freed)
+      local d, message = gate:route("user-42")
+      if freed() and d then
+        routed_after_free = routed_after_free + 1
+      elseif d == nil then
+        refused = refused + 1
+        check(message == "PGATE_STATUS_INVALID_HANDLE: route on a freed gate", message)
+      end
+    end)
   local names = {}
   for i = 1, 200 do
     names[i] = ('"flag_%03d_%s"'):format(i, ("n"):rep(60))
   end
   local config = '{"environment": {"canary": {"traffic_percent": 100}}, "feature_flags": ['
     .. table.concat(names, ",") .. "]}"
-  local routed_on_freed, flags_on_freed = 0, 0
-  interpreted(function() for _ = 1, 300 do
-    local gate, freed = assert(pg.new(config)), false
-    local decision = assert(gate:route("u"))
-    ffi.gc(ffi.new("char[64]"), function() freed = true; gate:free() end)
-    repeat
-      local d, message = gate:route("user-42")
-      if freed and d then
-        routed_on_freed = routed_on_freed + 1
-      elseif d == nil then
-        check(message == "PGATE_STATUS_INVALID_HANDLE: route on a freed gate", message)
-      end
-      local list, why = gate:flags(decision)
-      if list == nil and why ~= "PGATE_STATUS_INVALID_HANDLE: flags on a freed gate" then
-        check(false, "flags: " .. tostring(why))
-      elseif list and #list ~= 200 then
-        flags_on_freed = flags_on_freed + 1
-      end
-    until freed
-  end end)
+  until_a_finalizer_frees(300, config, function(gate, freed, decision)
+    local d, message = gate:route("user-42")
+    if freed() and d then
+      routed_on_freed = routed_on_freed + 1
+    elseif d == nil then
+      check(message == "PGATE_STATUS_INVALID_HANDLE: route on a freed gate", message)
+    end
+    local list, why = gate:flags(decision)
+    if list == nil and why ~= "PGATE_STATUS_INVALID_HANDLE: flags on a freed gate" then
+      check(false, "flags: " .. tostring(why))
+    elseif list and #list ~= 200 then
+      flags_on_freed = flags_on_freed + 1
+    end
+  end, function(gate) return assert(gate:route("u")) end)
+  check(routed_after_free == 0 and refused == 300, routed_after_free .. " routes returned a "
+          .. "decision after a finalizer freed their gate inside them; " .. refused .. " refused")
   check(routed_on_freed == 0, routed_on_freed .. " routes on a gate a finalizer freed")
   check(flags_on_freed == 0, flags_on_freed .. " flag lists cut by a finalizer's free")
 end
@@ -1251,7 +1276,6 @@ end
 -- gate a finalizer freed meanwhile reached the library (which refused it as no live gate, by
 -- its quarantine of freed addresses, a debugging aid) or was passed as NULL.
 local function test_every_call_sees_a_finalizers_free()
-  local ffi = require("ffi")
   local calls = {
     state = function(g) return g:state() end,
     read_health = function(g) return g:read_health() end,
@@ -1276,32 +1300,24 @@ local function test_every_call_sees_a_finalizers_free()
     change_count = function(g) g.count_buf = nil; return g:change_count() end,
   }
   local wrong = {}
-  interpreted(function() for operation, call in pairs(calls) do
-    for _ = 1, 20 do
-      local gate, freed = assert(pg.new('{"environment": {"canary": {"traffic_percent": 5}}}')), false
-      ffi.gc(ffi.new("char[64]"), function() freed = true; gate:free() end)
-      repeat
-        local ok, message, status = call(gate)
-        -- (a refusal of the call itself, a flag not enabled say, is no matter here)
-        if ok == nil and (status == 1 or status == 13)
-           and message ~= "PGATE_STATUS_INVALID_HANDLE: " .. operation .. " on a freed gate" then
-          wrong[#wrong + 1] = operation .. ": " .. tostring(message) .. " (" .. tostring(status) .. ")"
-        end
-      until freed
-    end
-  end end)
-  -- All gates of one exposition are read after its buffer's allocation too.
-  interpreted(function() for _ = 1, 20 do
-    local gate, freed = assert(pg.new()), false
-    ffi.gc(ffi.new("char[64]"), function() freed = true; gate:free() end)
-    repeat
-      local ok, message, status = pg.metrics_prometheus(gate)
+  for operation, call in pairs(calls) do
+    until_a_finalizer_frees(20, '{"environment": {"canary": {"traffic_percent": 5}}}', function(gate)
+      local ok, message, status = call(gate)
+      -- (a refusal of the call itself, a flag not enabled say, is no matter here)
       if ok == nil and (status == 1 or status == 13)
-         and message ~= "PGATE_STATUS_INVALID_HANDLE: metrics_prometheus on a freed gate (gates[1])" then
-        wrong[#wrong + 1] = "pg.metrics_prometheus: " .. tostring(message)
+         and message ~= "PGATE_STATUS_INVALID_HANDLE: " .. operation .. " on a freed gate" then
+        wrong[#wrong + 1] = operation .. ": " .. tostring(message) .. " (" .. tostring(status) .. ")"
       end
-    until freed
-  end end)
+    end)
+  end
+  -- All gates of one exposition are read after its buffer's allocation too.
+  until_a_finalizer_frees(20, nil, function(gate)
+    local ok, message, status = pg.metrics_prometheus(gate)
+    if ok == nil and (status == 1 or status == 13)
+       and message ~= "PGATE_STATUS_INVALID_HANDLE: metrics_prometheus on a freed gate (gates[1])" then
+      wrong[#wrong + 1] = "pg.metrics_prometheus: " .. tostring(message)
+    end
+  end)
   check(#wrong == 0, #wrong .. " calls reached the library with a gate a finalizer freed: "
           .. table.concat(wrong, "; ", 1, math.min(#wrong, 3)))
 end
