@@ -1214,18 +1214,69 @@ end
 -- Runs `rounds` rounds of `call(gate, freed, setup)`, interpreted: each round makes a gate of
 -- `config`, runs `setup(gate)` (if given), then leaves to the garbage collector a finalizer
 -- that frees the gate, and calls `call` until the finalizer ran; `freed()` says whether it has
--- (after a call, when nothing else allocates: whether the free ran inside that call).
+-- (after a call, when nothing else allocates: whether the free ran inside that call). Every
+-- other round, the collector steps at the first allocation of each call (collectgarbage
+-- "restart" sets its threshold to the heap's size), so the finalizer runs there: left to its
+-- own pace, the collector may finish its cycles at one allocation nearly every time, and
+-- gate:change_count's finalizers all ran at its boxed result, after the library call, none
+-- at its buffer before it.
 local function until_a_finalizer_frees(rounds, config, call, setup)
   local ffi = require("ffi")
-  interpreted(function() for _ = 1, rounds do
+  interpreted(function() for round = 1, rounds do
     local gate, done = assert(pg.new(config)), false
     local prepared = setup and setup(gate)
     local function freed() return done end
+    local at_first_allocation = round % 2 == 0
     ffi.gc(ffi.new("char[64]"), function() done = true; gate:free() end)
     repeat
+      if at_first_allocation then
+        collectgarbage("restart")
+      end
       call(gate, freed, prepared)
     until done
   end end)
+end
+
+-- Swaps the module's library (the upvalue C, as in test_counted) for a watch of it that notes
+-- each call given, as its first argument, a gate freed before by a pgate_gate_free through
+-- the watch; returns the function that puts the library back and returns the names of those
+-- calls. The hot calls (pgate_route, pgate_change_count...) take a freed gate without a word
+-- (its memory stays as it was while the library quarantines it), so a test of a finalizer's
+-- free asks this watch. A gate is known by its cdata, the handle the module keeps and frees
+-- (Gate:free and the finalizer of M.new pass that one): a lookup allocates nothing, where an
+-- address would, and an allocation in the watch could run a finalizer, between the module's
+-- read and its call, that no allocation of the module's ran. (An exposition's gates are
+-- passed in an array, whose reads allocate: those calls are cold, and the library refuses a
+-- gate it freed.)
+local function watch_freed_gates()
+  local probe = assert(pg.new())
+  local config_json, up, real = library_upvalue(probe)
+  probe:free()
+  local freed, given = setmetatable({}, { __mode = "k" }), {}
+  debug.setupvalue(config_json, up, setmetatable({}, { __index = function(self, name)
+    local call = real[name]
+    local function watched(first, ...)
+      if freed[first] then
+        given[#given + 1] = name
+      end
+      if name == "pgate_gate_free" then
+        freed[first] = true
+      end
+      return call(first, ...)
+    end
+    rawset(self, name, watched)
+    return watched
+  end }))
+  return function()
+    debug.setupvalue(config_json, up, real)
+    return given
+  end
+end
+
+-- "N calls were given a freed gate: a, b, c" (three names at most), for a check's message.
+local function calls_given_a_freed_gate(given)
+  return #given .. " calls were given a freed gate: "
+           .. table.concat(given, ", ", 1, math.min(#given, 3))
 end
 
 -- A finalizer that frees a gate may run at any allocation, also inside a call on that gate:
@@ -1233,6 +1284,7 @@ end
 -- read before, and the library used the freed gate (routes on it, a crash in flags).
 local function test_freed_by_a_finalizer()
   local routed_after_free, refused, routed_on_freed, flags_on_freed = 0, 0, 0, 0
+  local unwatch = watch_freed_gates()
   -- route alone: its decision is the loop's only allocation, so the finalizer runs inside
   -- route (in the loop below, flags allocates more and its finalizer runs there).
   until_a_finalizer_frees(300, '{"environment": {"canary": {"traffic_percent": 50}}}',
@@ -1265,16 +1317,19 @@ local function test_freed_by_a_finalizer()
       flags_on_freed = flags_on_freed + 1
     end
   end, function(gate) return assert(gate:route("u")) end)
+  local given = unwatch()
   check(routed_after_free == 0 and refused == 300, routed_after_free .. " routes returned a "
           .. "decision after a finalizer freed their gate inside them; " .. refused .. " refused")
   check(routed_on_freed == 0, routed_on_freed .. " routes on a gate a finalizer freed")
   check(flags_on_freed == 0, flags_on_freed .. " flag lists cut by a finalizer's free")
+  check(#given == 0, calls_given_a_freed_gate(given))
 end
 
 -- The same for every other call that allocates before it reaches the library (its error
 -- box, its buffers, its arguments' table): each read the handle before its allocations, so a
 -- gate a finalizer freed meanwhile reached the library (which refused it as no live gate, by
--- its quarantine of freed addresses, a debugging aid) or was passed as NULL.
+-- its quarantine of freed addresses, a debugging aid, or took it: pgate_change_count reads
+-- what a freed gate's memory still holds) or was passed as NULL.
 local function test_every_call_sees_a_finalizers_free()
   local calls = {
     state = function(g) return g:state() end,
@@ -1300,6 +1355,7 @@ local function test_every_call_sees_a_finalizers_free()
     change_count = function(g) g.count_buf = nil; return g:change_count() end,
   }
   local wrong = {}
+  local unwatch = watch_freed_gates()
   for operation, call in pairs(calls) do
     until_a_finalizer_frees(20, '{"environment": {"canary": {"traffic_percent": 5}}}', function(gate)
       local ok, message, status = call(gate)
@@ -1318,8 +1374,10 @@ local function test_every_call_sees_a_finalizers_free()
       wrong[#wrong + 1] = "pg.metrics_prometheus: " .. tostring(message)
     end
   end)
+  local given = unwatch()
   check(#wrong == 0, #wrong .. " calls reached the library with a gate a finalizer freed: "
           .. table.concat(wrong, "; ", 1, math.min(#wrong, 3)))
+  check(#given == 0, calls_given_a_freed_gate(given))
 end
 
 -- The module loaded a second time in one Lua state (busted's insulate, a hot reload): its
