@@ -522,6 +522,9 @@ local function latency_ns(value)
   end
   return invalid("invalid latency = " .. refused_text(value) .. ": not a number of nanoseconds")
 end
+-- The nanoseconds a latency is recorded as, for the tests that read tests/vectors/latency.tsv
+-- (not an API: it may change).
+M._latency_ns = latency_ns
 
 -- Whether `decision` is a pgate_decision cdata or a pointer to one that is not NULL, as
 -- gate:route returns. (ffi.istype takes a pointer for the struct it points to, NULL included;

@@ -556,6 +556,13 @@ local function test_latency_vectors(path)
       local result, message, status = gate:record(d, true, value)
       if expect:match("^%d+$") then
         check(result == "counted", "latency " .. ns .. ": " .. tostring(message))
+        -- The nanoseconds recorded, digit for digit (a number's whole value, a 64-bit
+        -- integer's digits without LL).
+        local recorded = pg._latency_ns(value)
+        local digits = type(recorded) == "number" and recorded % 1 == 0
+                         and string.format("%.0f", recorded)
+                       or tostring(recorded):gsub("U?LL$", "")
+        check(digits == expect, "latency " .. ns .. " recorded as " .. digits .. " ns, not " .. expect)
       else
         check(result == nil and status == 2
                 and message == "PGATE_STATUS_INVALID_ARGUMENT: " .. expect,
