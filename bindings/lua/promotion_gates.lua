@@ -485,10 +485,13 @@ local function held_value(value)
 end
 
 -- A refused value as its message shows it: an int64_t or uint64_t cdata by its digits (-2, not
--- -2LL), anything else as shown() shows it.
+-- -2LL), also through a reference (ffi.cast("int64_t &", box), whose tostring is its
+-- address: read into a value first), anything else as shown() shows it.
 local function refused_text(value)
-  if ffi.istype(int64_t, value) or ffi.istype(uint64_t, value) then
-    return (tostring(value):gsub("U?LL$", ""))
+  if ffi.istype(int64_t, value) then
+    return (tostring(int64_t(value)):gsub("LL$", ""))
+  elseif ffi.istype(uint64_t, value) then
+    return (tostring(uint64_t(value)):gsub("ULL$", ""))
   end
   return shown(value)
 end

@@ -278,13 +278,19 @@ local function test_arguments()
   local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 50}}}'))
   local d = gate:route("user-1")
   local rule = ": a latency must be finite, at least 0 and below 2^64 ns"
+  -- A reference's tostring is its address (140052170748312LL for an int64_t &): the boxes
+  -- it refers to, kept here while the references are used.
+  local boxes = { int64 = ffi.new("int64_t[1]", -1), int32 = ffi.new("int32_t[1]", -7),
+                  five = ffi.new("int64_t[1]", 5), unsigned = ffi.new("uint64_t[1]", 5) }
   for _, case in ipairs({
     { -1, "-1" }, { -0.5, "-0.5" }, { 0 / 0, "nan" }, { 1 / 0, "inf" }, { -1 / 0, "-inf" },
     -- 2^64 as tostring wrote it, 1.844674407371e+19, reads back below 2^64.
     { 1e300, "1e+300" }, { 2 ^ 64, "1.8446744073709552e+19" }, { -1LL, "-1" },
-    -- Any C integer or floating cdata, shown by its value (never its address).
+    -- Any C integer or floating cdata, shown by its value (never its address), also through
+    -- a reference.
     { ffi.new("int32_t", -7), "-7" }, { ffi.new("const int8_t", -3), "-3" },
-    { ffi.new("double", -0.5), "-0.5" },
+    { ffi.new("double", -0.5), "-0.5" }, { ffi.cast("int64_t &", boxes.int64), "-1" },
+    { ffi.cast("const int64_t &", boxes.int64), "-1" }, { ffi.cast("int32_t &", boxes.int32), "-7" },
   }) do
     for _, by_id in ipairs({ false, true }) do
       local result, message, status
@@ -310,6 +316,9 @@ local function test_arguments()
   check(gate:record(d, true, 2 ^ 64 - 2048) == "counted", "the largest number below 2^64")
   check(gate:record(d, true, -1ULL) == "counted", "uint64_t max")
   check(gate:record(d, true, 5LL) == "counted", "int64_t")
+  check(gate:record(d, true, ffi.cast("int64_t &", boxes.five)) == "counted"
+          and gate:record(d, true, ffi.cast("uint64_t &", boxes.unsigned)) == "counted",
+        "an int64_t and a uint64_t through a reference")
   for _, form in ipairs({ "uint32_t", "const uint16_t", "int8_t", "unsigned char", "long", "size_t",
                           "float" }) do
     local result, why = gate:record(d, true, ffi.new(form, 5))
@@ -429,7 +438,7 @@ local function test_arguments()
           "quoted as the library quotes: " .. tostring(ours) .. " | " .. tostring(library))
   end
   local h = gate:read_health()
-  check(h.canary_requests + h.production_requests == 13, "a refused call records nothing")
+  check(h.canary_requests + h.production_requests == 15, "a refused call records nothing")
   gate:free()
 end
 
@@ -901,6 +910,7 @@ local function test_counted()
   }, { __index = real }))
   local bad = { late_outcomes = -1, foreign_outcomes = 0, forced_outcomes = 0,
                 ignored_override_values = 0 }
+  local minus_three = ffi.new("int64_t[1]", -3) -- referred to below
   local cases = {
     { { host }, "invalid #counts = 1: one table of counts per gate (gates: 2)" },
     { { host, none, none }, "invalid #counts = 3: one table of counts per gate (gates: 2)" },
@@ -931,6 +941,9 @@ local function test_counted()
       "invalid counts[2].forced_outcomes = 0.5: a count" },
     { { host, { late_outcomes = 0 / 0, foreign_outcomes = 0, forced_outcomes = 0,
                 ignored_override_values = 0 } }, "invalid counts[2].late_outcomes = nan: a count" },
+    { { host, { late_outcomes = 0, foreign_outcomes = 0, forced_outcomes = 0,
+                ignored_override_values = ffi.cast("int64_t &", minus_three) } },
+      "invalid counts[2].ignored_override_values = -3: a count" }, -- not the box's address
   }
   for _, case in ipairs(cases) do
     local result, why, status = pg.metrics_prometheus_counted(case[1], web, api)
