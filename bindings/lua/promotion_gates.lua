@@ -315,7 +315,8 @@ local loaded_from -- the name M.load gave ffi.load
 --- dynamic loader's search path (LD_LIBRARY_PATH, ld.so.conf). Other calls load it on first use.
 --- Once loaded, the library stays: `pg.load()` and `pg.load` of the same name return it, another
 --- name returns nil, an error naming both, and PGATE_STATUS_INVALID_ARGUMENT (gates already made
---- belong to the first library), and so does a `path` that is not a non-empty string. A
+--- belong to the first library), and so does a `path` that is not a non-empty string, or
+--- holds a NUL byte (ffi.load would load the name before it). A
 --- library that cannot be loaded raises ffi.load's error, and one of another minor version
 --- than `M._VERSION` (a leftover $PGATE_LIB, an older system library) raises an error naming
 --- both versions, leaving nothing loaded.
@@ -323,6 +324,9 @@ function M.load(path)
   if path ~= nil and (type(path) ~= "string" or path == "") then
     return invalid("invalid path = " .. shown(path) .. ": a library's file name or path, "
                      .. "a non-empty string, or nil")
+  elseif path ~= nil and path:find("\0", 1, true) then
+    return invalid("invalid path = " .. shown(path) .. ": a file name holds no NUL byte "
+                     .. "(ffi.load would load the name before it)")
   end
   if not C then
     local name = path or os.getenv("PGATE_LIB") or "promotion_gates_ffi"

@@ -145,6 +145,12 @@ local function test_wrappers()
             and message:find("a library's file name or path, a non-empty string, or nil", 1, true),
           "load(" .. tostring(path) .. "): " .. tostring(message))
   end
+  -- A NUL byte ends the name ffi.load reads: refused, shown escaped as every refused string.
+  none, message, status = pg.load(lib_path .. "\0.old")
+  check(none == nil and status == pg.INVALID_ARGUMENT
+          and message == 'PGATE_STATUS_INVALID_ARGUMENT: invalid path = "' .. lib_path .. '\\0.old": '
+                           .. "a file name holds no NUL byte (ffi.load would load the name before it)",
+        "load of a path with a NUL byte: " .. tostring(message))
 
   -- Route into a reused decision; ids are bytes, NULs included.
   local reused = gate:route("a\0b")

@@ -23,11 +23,12 @@ python3 bindings/lua/check_cdef.py include/promotion_gates.h bindings/lua/promot
 
 echo "== refusals before any library is loaded"
 # A fresh process whose default library cannot be loaded: pg.load's refusals must not load it
-# (ffi.load would raise), and must name the status as the library does.
-PGATE_LIB=/nonexistent/libpromotion_gates_ffi.so luajit -e '
+# (ffi.load would raise), and must name the status as the library does. A path with a NUL byte
+# must not load the library named before it.
+PGATE_LIB=/nonexistent/libpromotion_gates_ffi.so LIB="$lib" luajit -e '
   package.path = "bindings/lua/?.lua;" .. package.path
   local pg = require("promotion_gates")
-  for _, path in ipairs({ 5, "" }) do
+  for _, path in ipairs({ 5, "", os.getenv("LIB") .. "\0.old" }) do
     local none, message, status = pg.load(path)
     assert(none == nil and status == 2 and message:find("^PGATE_STATUS_INVALID_ARGUMENT: invalid path = "),
            tostring(message))
