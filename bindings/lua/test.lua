@@ -21,6 +21,19 @@ local function from_hex(hex)
   return (hex:gsub("%x%x", function(byte) return string.char(tonumber(byte, 16)) end))
 end
 
+--- The module's library as its functions share it (the upvalue C of Gate.config_json): the
+--- function, the upvalue's index and the library, for a test that swaps in a stand-in.
+local function library_upvalue(gate)
+  local config_json = getmetatable(gate).__index.config_json
+  for i = 1, 20 do
+    local name, value = debug.getupvalue(config_json, i)
+    if name == "C" then
+      return config_json, i, value
+    end
+  end
+  error("Gate.config_json has no upvalue C")
+end
+
 local function test_vectors(path)
   local count = 0
   for line in io.lines(path) do
@@ -248,12 +261,24 @@ local function test_wrappers()
           operation .. " after free: " .. tostring(why))
   end
 
-  -- A gate left to the garbage collector is freed by its finalizer.
+  -- A gate left to the garbage collector is freed by its finalizer: each of 50 reaches the
+  -- library's pgate_gate_free, counted by a stand-in for the library (its finalizer is the
+  -- pgate_gate_free of the library pg.new called).
+  local config_json, up, real = library_upvalue(gate)
+  local frees = 0
+  debug.setupvalue(config_json, up, setmetatable({
+    pgate_gate_free = function(handle)
+      frees = frees + 1
+      return real.pgate_gate_free(handle)
+    end,
+  }, { __index = real }))
   for _ = 1, 50 do
     pg.new()
   end
+  debug.setupvalue(config_json, up, real)
   collectgarbage()
   collectgarbage()
+  check(frees == 50, frees .. " of 50 gates left to the garbage collector were freed")
 end
 
 local function test_telemetry()
@@ -816,20 +841,6 @@ end
 -- The host's counts replace the four outcome counters in the exposition, and nothing else
 -- changes (as the Rust test a_hosts_counts_replace_the_four_outcome_counters_and_nothing_else);
 -- counts that are no counts are refused before the library is called.
-
---- The module's library as its functions share it (the upvalue C of Gate.config_json): the
---- function, the upvalue's index and the library, for a test that swaps in a stand-in.
-local function library_upvalue(gate)
-  local config_json = getmetatable(gate).__index.config_json
-  for i = 1, 20 do
-    local name, value = debug.getupvalue(config_json, i)
-    if name == "C" then
-      return config_json, i, value
-    end
-  end
-  error("Gate.config_json has no upvalue C")
-end
-
 local function test_counted()
   local web = assert(pg.new('{"gate": "web", "environment": {"canary": {"traffic_percent": 50}}, '
                               .. '"overrides": {"header": "X-Canary", "canary_ids": ["tester"]}}'))
