@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs promotion-gates for C, C++, Go and CMake hosts: builds the C ABI with
 # `cargo build --release -p promotion-gates-ffi`, then copies into PREFIX
-#   lib/libpromotion_gates_ffi.so, lib/libpromotion_gates_ffi.a
+#   lib/libpromotion_gates_ffi.so.VERSION (the library), with the symbolic links
+#     lib/libpromotion_gates_ffi.so.ABI, the name programs ask the loader for (the library's
+#     SONAME: ABI is 0.MINOR before 1.0, MAJOR from 1.0), and lib/libpromotion_gates_ffi.so,
+#     which -lpromotion_gates_ffi links (a distribution's development package)
+#   lib/libpromotion_gates_ffi.a
 #   lib/libpromotion_gates_ffi_static.a, a symbolic link to the archive: promotion_gates-static.pc
 #     links -lpromotion_gates_ffi_static, a name no shared library has
 #   include/promotion_gates.h (the checked-in header cbindgen generates), include/promotion_gates.hpp
@@ -33,7 +37,10 @@
 # --build-tree-pc DIR  installs nothing: writes both .pc files into DIR, describing this
 #               checkout's build (cargo's target directory, release) and include/, for
 #               PKG_CONFIG_PATH (bindings/go/test.sh uses it), and the static .pc's link to
-#               the archive, DIR/libpromotion_gates_ffi_static.a
+#               the archive, DIR/libpromotion_gates_ffi_static.a; and beside the build's
+#               shared library the link its SONAME names, release/libpromotion_gates_ffi.so.ABI,
+#               which a program linked with it from the build tree loads (every binding's
+#               test and bindings/nginx/build.sh run this before linking)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -76,6 +83,12 @@ else
   case "$target" in /*) ;; *) target="$root/$target" ;; esac
 fi
 version=$(awk -F'"' '/^\[workspace.package\]/ {p = 1} p && /^version *=/ {print $2; exit}' "$root/Cargo.toml")
+# The library's SONAME, as ffi/build.rs names it: the version of its ABI, which before 1.0 a
+# minor release may change.
+IFS=. read -r major minor _ <<<"$version"
+abi=$major
+[ "$major" != 0 ] || abi=0.$minor
+soname=libpromotion_gates_ffi.so.$abi
 # What a Rust staticlib needs from the system on Linux with glibc (what rustc's
 # --print native-static-libs lists, less libgcc_s and libc, which every C link has already;
 # libutil and librt are empty since glibc 2.34, and needed before). Written out
@@ -88,7 +101,7 @@ native_libs="-lutil -lrt -lpthread -ldl -lm"
 # write_from TEMPLATE OUT PREFIX LIBDIR INCLUDEDIR: fills the @...@ fields of a template.
 write_from() {
   sed -e "s|@PREFIX@|$3|g" -e "s|@LIBDIR@|$4|g" -e "s|@INCLUDEDIR@|$5|g" \
-    -e "s|@VERSION@|$version|g" -e "s|@NATIVE_LIBS@|$native_libs|g" "$here/$1" >"$2"
+    -e "s|@VERSION@|$version|g" -e "s|@SONAME@|$soname|g" -e "s|@NATIVE_LIBS@|$native_libs|g" "$here/$1" >"$2"
   echo "$2"
 }
 
@@ -110,6 +123,8 @@ if [ -n "$build_tree_pc" ]; then
   write_from promotion_gates.pc.in "$build_tree_pc/promotion_gates.pc" "$root" "$target/release" "$root/include"
   ln -sfn "$target/release/libpromotion_gates_ffi.a" "$build_tree_pc/libpromotion_gates_ffi_static.a"
   write_from promotion_gates-static.pc.in "$build_tree_pc/promotion_gates-static.pc" "$root" "$build_tree_pc" "$root/include"
+  ln -sfn libpromotion_gates_ffi.so "$target/release/$soname"
+  echo "$target/release/$soname"
   exit 0
 fi
 
@@ -127,15 +142,19 @@ done
 lib_to="$destdir$libdir" include_to="$destdir$includedir"
 cmake_to="$lib_to/cmake/promotion_gates"
 mkdir -p "$lib_to/pkgconfig" "$include_to" "$cmake_to"
-install -m 755 "$target/release/libpromotion_gates_ffi.so" "$lib_to/"
+install -m 755 "$target/release/libpromotion_gates_ffi.so" "$lib_to/libpromotion_gates_ffi.so.$version"
+# Relative links, as ldconfig makes the first: they hold in a tree moved whole or staged
+# with --destdir.
+ln -sfn "libpromotion_gates_ffi.so.$version" "$lib_to/$soname"
+ln -sfn "$soname" "$lib_to/libpromotion_gates_ffi.so"
 install -m 644 "$target/release/libpromotion_gates_ffi.a" "$lib_to/"
-# Relative: the link still finds the archive in a tree moved whole or staged with --destdir.
 ln -sfn libpromotion_gates_ffi.a "$lib_to/libpromotion_gates_ffi_static.a"
 install -m 644 "$root/include/promotion_gates.h" "$root/bindings/cpp/include/promotion_gates.hpp" "$include_to/"
 doc_to="$destdir$prefix/share/doc/promotion_gates"
 mkdir -p "$doc_to"
 install -m 644 "$root/LICENSE" "$doc_to/"
-printf '%s\n' "$lib_to/libpromotion_gates_ffi.so" "$lib_to/libpromotion_gates_ffi.a" "$lib_to/libpromotion_gates_ffi_static.a" \
+printf '%s\n' "$lib_to/libpromotion_gates_ffi.so.$version" "$lib_to/$soname" "$lib_to/libpromotion_gates_ffi.so" \
+  "$lib_to/libpromotion_gates_ffi.a" "$lib_to/libpromotion_gates_ffi_static.a" \
   "$include_to/promotion_gates.h" "$include_to/promotion_gates.hpp" "$doc_to/LICENSE"
 # Relative only when the files lie below the prefix (a tree moved whole), and the .pc files
 # not for /usr: pkg-config leaves out -I/usr/include and -L/usr/lib only when written so, and

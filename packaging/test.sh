@@ -2,7 +2,9 @@
 # The packages a host installs, tested as a host uses them: runs the documented install step
 # (packaging/install.sh) into a temporary prefix, moves the installed tree elsewhere (the .pc
 # and CMake files name it relative to themselves), then routes one request from
-#   (a) C programs built with `pkg-config --cflags --libs promotion_gates` (and -static),
+#   (a) C programs built with `pkg-config --cflags --libs promotion_gates` (and -static), the
+#       shared ones needing the library by its versioned SONAME, which the install names
+#       (libpromotion_gates_ffi.so.0.MINOR), and running without the development link .so,
 #   (b) a CMake project using find_package(promotion_gates) (C++ wrapper and static C; then
 #       with one of the libraries removed, beside a source build of bindings/cpp, and found
 #       through a link lib -> usr/lib), and one using
@@ -60,12 +62,20 @@ loads_shared_library() {
   libs=$(ldd "$1") || { echo "FAILED: ldd $1" >&2; return 0; }
   grep -q promotion_gates <<<"$libs"
 }
-# shared LABEL PROGRAM: counts a failure unless the program loads the shared library, by its
-# name (a host built against it must not run on the archive instead).
+# shared LABEL PROGRAM: counts a failure unless the program loads the shared library (a host
+# built against it must not run on the archive instead), and names it by its SONAME, the
+# version of its ABI: not by the path it was linked by (it would not load once the tree
+# moves), nor by the development link libpromotion_gates_ffi.so (which another minor
+# release's library answers, and a runtime install lacks).
 shared() {
-  local libs
+  local libs needed
   if ! libs=$(ldd "$2") || ! grep -q libpromotion_gates_ffi.so <<<"$libs"; then
     echo "FAILED: $1 does not load the shared library" >&2
+    failed=$((failed + 1))
+  fi
+  needed=$(readelf -d "$2" | grep NEEDED | grep promotion_gates || true)
+  if [[ "$needed" != *"[$soname]"* ]]; then
+    echo "FAILED: $1 needs '$needed', not the library's SONAME $soname" >&2
     failed=$((failed + 1))
   fi
 }
@@ -84,7 +94,7 @@ check() {
 
 # Installed under one prefix, then moved: the .pc and CMake files find the tree where it lies.
 echo "== install: packaging/install.sh --prefix $tmp/installed, then moved to $prefix"
-"$root/packaging/install.sh" --prefix "$tmp/installed"
+"$root/packaging/install.sh" --prefix "$tmp/installed" | tee "$tmp/installed.list"
 mv "$tmp/installed" "$prefix"
 if grep -rn "$tmp/installed" "$prefix"/lib/pkgconfig "$prefix"/lib/cmake; then
   echo "FAILED: the installed .pc or CMake files name the prefix they were installed to" >&2
@@ -108,6 +118,25 @@ libdir=$(pkg-config --variable=libdir promotion_gates)
 cmp -s "$root/LICENSE" "$prefix/share/doc/promotion_gates/LICENSE" ||
   { echo "FAILED: the install carries no LICENSE" >&2 && failed=$((failed + 1)); }
 version=$(pkg-config --modversion promotion_gates) # the workspace's, which the wheel and rock must carry
+# The library's SONAME: the version of its ABI, which before 1.0 a minor release may change.
+IFS=. read -r major minor _ <<<"$version"
+if [ "$major" = 0 ]; then soname=libpromotion_gates_ffi.so.0.$minor; else soname=libpromotion_gates_ffi.so.$major; fi
+# The library as a distribution installs it: the file named by the full version, the link
+# its SONAME names (what the loader asks for) and the development link (what -l finds), both
+# relative, each in the list install.sh prints; and the SONAME in the library is that name.
+real=libpromotion_gates_ffi.so.$version
+for name in "$real" "$soname" libpromotion_gates_ffi.so; do
+  grep -qx "$tmp/installed/lib/$name" "$tmp/installed.list" ||
+    { echo "FAILED: install.sh does not list lib/$name" >&2 && failed=$((failed + 1)); }
+done
+if [ ! -f "$libdir/$real" ] || [ -L "$libdir/$real" ] ||
+  [ "$(readlink "$libdir/$soname")" != "$real" ] || [ "$(readlink "$libdir/libpromotion_gates_ffi.so")" != "$soname" ]; then
+  echo "FAILED: lib/ holds $(find "$libdir" -maxdepth 1 -name 'libpromotion_gates_ffi.so*' -printf '%f -> %l; '), not $real with the links $soname -> $real, libpromotion_gates_ffi.so -> $soname" >&2
+  failed=$((failed + 1))
+fi
+installed_soname=$(readelf -d "$libdir/libpromotion_gates_ffi.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+[ "$installed_soname" = "$soname" ] ||
+  { echo "FAILED: the installed library's SONAME is '$installed_soname', not $soname" >&2 && failed=$((failed + 1)); }
 
 echo "== (a) C, pkg-config: $libs"
 # shellcheck disable=SC2046 # pkg-config's output is a list of words
@@ -120,12 +149,14 @@ check "C, shared" "$tmp/route_c"
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Wextra -Werror "$hosts/route.c" -o "$tmp/route_c_path" \
   $(pkg-config --cflags promotion_gates) "$libdir/libpromotion_gates_ffi.so"
-needed=$(readelf -d "$tmp/route_c_path" | grep NEEDED | grep promotion_gates || true)
-if [[ "$needed" != *"[libpromotion_gates_ffi.so]"* ]]; then
-  echo "FAILED: a program linked by the library's path needs '$needed', not its SONAME" >&2
-  failed=$((failed + 1))
-fi
+shared "C, linked by path" "$tmp/route_c_path"
 check "C, linked by path" env LD_LIBRARY_PATH="$libdir" "$tmp/route_c_path"
+# A runtime install (a distribution's library package): the library and the link its SONAME
+# names, without the development link libpromotion_gates_ffi.so.
+runtime="$tmp/runtime"
+cp -al "$libdir" "$runtime"
+rm "$runtime/libpromotion_gates_ffi.so"
+check "C, runtime install (no libpromotion_gates_ffi.so)" env LD_LIBRARY_PATH="$runtime" "$tmp/route_c_path"
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Wextra -Werror "$hosts/route.c" -o "$tmp/route_c_static" \
   $(pkg-config --cflags --libs promotion_gates-static)
@@ -152,7 +183,6 @@ shared "C++ (promotion_gates::cpp)" "$tmp/cmake/route_cpp"
 check "C++ (promotion_gates::cpp)" "$tmp/cmake/route_cpp"
 check "C (promotion_gates::c_static)" "$tmp/cmake/route_c_static"
 # The version check (0.x takes 0.x only; a range takes what it names): REQUEST=expected.
-IFS=. read -r major minor _ <<<"$version"
 for case in "$major.$minor=1" "$major=$((minor == 0))" "$major.$((minor + 1))=0" \
   "$major.0...$major.$((minor + 4))=1" "$major.$((minor + 1))...$((major + 1)).0=0"; do
   request=${case%=*} expect=${case##*=}
@@ -191,7 +221,7 @@ for kept in shared static; do
     rm "$only"/lib/libpromotion_gates_ffi.a "$only"/lib/libpromotion_gates_ffi_static.a
     link=promotion_gates::c missing=static
   else
-    rm "$only"/lib/libpromotion_gates_ffi.so
+    rm "$only"/lib/libpromotion_gates_ffi.so*
     link=promotion_gates::c_static missing=shared
   fi
   if find_package_host "$only" "$link"; then

@@ -16,6 +16,9 @@ start=$SECONDS
 
 echo "== cargo build --release -p promotion-gates-ffi"
 (cd "$root" && cargo build --release -p promotion-gates-ffi)
+# The link the library's SONAME names (libpromotion_gates_ffi.so.ABI), which the programs
+# linked with it below load from $lib.
+"$root/packaging/install.sh" --build-tree-pc "$target/pkgconfig" >/dev/null
 
 echo "== routing vectors -> $build/routing.tsv"
 python3 "$here/vectors_tsv.py" "$root/tests/vectors/routing.json" >"$build/routing.tsv"

@@ -26,6 +26,9 @@ echo "== cargo build --release -p promotion-gates-ffi"
 # Where cargo put the library: $CARGO_TARGET_DIR (relative to the root) or the root's target/.
 target="${CARGO_TARGET_DIR:-$root/target}"
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
+# The link the library's SONAME names (libpromotion_gates_ffi.so.ABI), which the tests load
+# from target/release.
+"$root/packaging/install.sh" --build-tree-pc "$target/pkgconfig" >/dev/null
 
 jobs=$(nproc 2>/dev/null || echo 4)
 run() {  # run BUILD_DIR [cmake args...]

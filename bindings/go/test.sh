@@ -3,7 +3,8 @@
 # tag) and smoke-runs the benchmarks of the Go binding, linked statically (the default), then
 # runs the vectors once linked to the shared library (-tags pgate_shared), and the end-to-end
 # test of the reverse-proxy middleware under load (e2e.sh). pkg-config finds
-# this checkout's build through .pc files written into the target directory. Run from
+# this checkout's build through .pc files written into the target directory (by install.sh,
+# which also links the library's SONAME to it for the shared test binary). Run from
 # anywhere; exits non-zero on the first failure.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -25,6 +25,8 @@ fi
 if [ -z "${PGATE_LIB_DIR:-}" ]; then # else: an installed library's directory
   echo "== cargo build --release -p promotion-gates-ffi" >&2
   cargo build -q --release -p promotion-gates-ffi >&2
+  # The link the library's SONAME names (libpromotion_gates_ffi.so.ABI), which the module loads.
+  packaging/install.sh --build-tree-pc "$(dirname "$lib_dir")/pkgconfig" >/dev/null
 fi
 
 src="$build/nginx-src"
