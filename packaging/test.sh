@@ -10,9 +10,11 @@
 #       through a link lib -> usr/lib), and one using
 #       pkg_check_modules(IMPORTED_TARGET promotion_gates-static),
 #   (c) a Python venv with the wheel `pip wheel ./bindings/python` builds (no environment variable),
+#       and the package's system-loader fallback on the runtime install,
 #   (d) a Go module outside the repository (its own go.mod, `replace` to this checkout),
 #       linked statically and, with -tags pgate_shared, to the shared library,
 #   (e) LuaJIT with the rock `luarocks make` installs into a temporary tree (after `luarocks lint`),
+#       on the installed tree and on the runtime install,
 # and checks each printed decision against the routing formula recomputed in Python.
 # Installs pkg-config, cmake, g++, luajit2 and luarocks with apt-get when missing. Everything
 # it writes goes to one mktemp directory, removed at the end (and the build directories pip
@@ -334,6 +336,13 @@ if ! grep -q "^$tmp/venv/.*/promotion_gates/libpromotion_gates_ffi.so$" "$tmp/py
   failed=$((failed + 1))
 fi
 check "Python (wheel)" env -C "$tmp" -u PROMOTION_GATES_LIBRARY -u PYTHONPATH "$tmp/venv/bin/python" "$hosts/route.py"
+# The system loader, from a copy of the package that is neither bundled nor in a checkout: it
+# asks for the SONAME first, so a runtime install serves it.
+mkdir -p "$tmp/python_source"
+cp -r "$root/bindings/python/src/promotion_gates" "$tmp/python_source/"
+rm -f "$tmp/python_source/promotion_gates/libpromotion_gates_ffi.so"
+check "Python (system loader, runtime install)" env -C "$tmp" -u PROMOTION_GATES_LIBRARY \
+  PYTHONPATH="$tmp/python_source" LD_LIBRARY_PATH="$runtime" python3 "$hosts/route.py"
 
 echo "== (d) Go: a module outside the repository"
 mkdir -p "$tmp/gohost"
@@ -362,6 +371,9 @@ luarocks lint "$rockspec"
 (cd "$root" && luarocks make --tree "$tmp/rocks" "$rockspec" >/dev/null)
 lua_path=$(luarocks path --tree "$tmp/rocks" --lr-path)
 check "LuaJIT (rock)" env -C "$tmp" LUA_PATH="$lua_path;;" LD_LIBRARY_PATH="$libdir" \
+  luajit "$hosts/route.lua"
+# Without a path the module asks for the SONAME first, so a runtime install serves it too.
+check "LuaJIT (rock, runtime install)" env -C "$tmp" LUA_PATH="$lua_path;;" LD_LIBRARY_PATH="$runtime" \
   luajit "$hosts/route.lua"
 
 echo "== packaging: $((SECONDS - start)) s"

@@ -311,8 +311,36 @@ end
 
 local loaded_from -- the name M.load gave ffi.load
 
---- Loads the shared library: `path`, else $PGATE_LIB, else libpromotion_gates_ffi.so from the
---- dynamic loader's search path (LD_LIBRARY_PATH, ld.so.conf). Other calls load it on first use.
+-- The names the loader's search path is asked for when none is given. Where the library has an
+-- ELF SONAME, the one it names first, libpromotion_gates_ffi.so.0.<minor> before 1.0
+-- (.so.<major> from 1.0, as ffi/build.rs names it): a runtime install has that link and not
+-- the development link libpromotion_gates_ffi.so, and a library of another ABI never answers
+-- it; then the plain name, which ffi.load spells libpromotion_gates_ffi.so (or .dylib, .dll).
+local function default_names()
+  if ffi.os == "Windows" or ffi.os == "OSX" then
+    return { "promotion_gates_ffi" }
+  end
+  local major, minor = M._VERSION:match("^(%d+)%.(%d+)%.")
+  return { "libpromotion_gates_ffi.so." .. (major == "0" and "0." .. minor or major),
+           "promotion_gates_ffi" }
+end
+
+-- ffi.load of the first of `names` that loads, and that name; raises every name's error.
+local function load_first(names)
+  local errors = {}
+  for _, name in ipairs(names) do
+    local ok, loaded = pcall(ffi.load, name)
+    if ok then
+      return loaded, name
+    end
+    errors[#errors + 1] = tostring(loaded)
+  end
+  error(table.concat(errors, "; "), 3)
+end
+
+--- Loads the shared library: `path`, else $PGATE_LIB, else from the dynamic loader's search
+--- path (LD_LIBRARY_PATH, ld.so.conf) the name its SONAME gives, libpromotion_gates_ffi.so.0.1
+--- (the version of its ABI), then libpromotion_gates_ffi.so. Other calls load it on first use.
 --- Once loaded, the library stays: `pg.load()` and `pg.load` of the same name return it, another
 --- name returns nil, an error naming both, and PGATE_STATUS_INVALID_ARGUMENT (gates already made
 --- belong to the first library), and so does a `path` that is not a non-empty string, or
@@ -329,8 +357,12 @@ function M.load(path)
                      .. "(ffi.load would load the name before it)")
   end
   if not C then
-    local name = path or os.getenv("PGATE_LIB") or "promotion_gates_ffi"
-    local loaded = ffi.load(name)
+    local name, loaded = path or os.getenv("PGATE_LIB"), nil
+    if name then
+      loaded = ffi.load(name)
+    else
+      loaded, name = load_first(default_names())
+    end
     local found = ffi.string(loaded.pgate_version())
     if found:match("^(%d+%.%d+)%.") ~= M._VERSION:match("^(%d+%.%d+)%.") then
       error(name .. " is promotion-gates " .. found .. ", and this module " .. M._VERSION

@@ -1,6 +1,7 @@
 -- A LuaJIT host of the installed rock: luajit route.lua GATE PERCENT ID routes one request on
 -- a canary of PERCENT % and prints "canary BUCKET" or "stable BUCKET" (the module finds the
--- installed libpromotion_gates_ffi.so on the loader's path).
+-- installed library on the loader's path, by its SONAME libpromotion_gates_ffi.so.0.MINOR or
+-- else libpromotion_gates_ffi.so).
 local pg = require("promotion_gates")
 local gate_name, percent, id = arg[1], arg[2], arg[3]
 local gate = assert(pg.new(string.format(

@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -359,6 +360,18 @@ def test_library_discovery() -> None:
     missing = _python(show, **{_ffi.ENV_VAR: "/nonexistent/libpromotion_gates_ffi.so"})
     assert missing.returncode != 0
     assert "LibraryNotFoundError" in missing.stderr and _ffi.ENV_VAR in missing.stderr
+
+
+def test_the_system_loader_is_asked_for_the_soname_first() -> None:
+    # The name the loaded library's SONAME gives (ffi/build.rs), then the development link.
+    if not _ffi._file_name().endswith(".so") or shutil.which("readelf") is None:
+        pytest.skip("an ELF SONAME, read by readelf")
+    dynamic = subprocess.run(
+        ["readelf", "-d", _ffi.library_path()], capture_output=True, text=True, check=True
+    ).stdout
+    soname = re.search(r"\(SONAME\).*\[(.*)\]", dynamic)
+    assert soname is not None, dynamic
+    assert _ffi._system_names() == (soname.group(1), "libpromotion_gates_ffi.so")
 
 
 def test_the_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:

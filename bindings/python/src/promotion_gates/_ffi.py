@@ -264,6 +264,19 @@ def _file_name() -> str:
     return "libpromotion_gates_ffi.so"
 
 
+def _system_names() -> tuple[str, ...]:
+    """The names the system loader is asked for. Where the library has a SONAME (ELF), the
+    one it names first, ``libpromotion_gates_ffi.so.0.<minor>`` before 1.0 (``.so.<major>``
+    from 1.0, as ``ffi/build.rs`` names it): a runtime install has that link and not the
+    development link ``libpromotion_gates_ffi.so``, and a library of another ABI never
+    answers it; then the plain name."""
+    plain = _file_name()
+    if not plain.endswith(".so"):
+        return (plain,)
+    major, minor = VERSION.split(".")[:2]
+    return (f"{plain}.{'0.' + minor if major == '0' else major}", plain)
+
+
 def _repo_library() -> Path | None:
     """``target/release`` of the repository this package sits in, when it is run from the
     source tree (``bindings/python/src/promotion_gates``) rather than installed."""
@@ -301,7 +314,7 @@ def _load() -> tuple[ctypes.CDLL, str]:
         return ctypes.CDLL(str(in_repo)), str(in_repo)
     else:
         tried.append(f"{in_repo} (no such file)")
-    for name in (_file_name(), ctypes.util.find_library("promotion_gates_ffi")):
+    for name in (*_system_names(), ctypes.util.find_library("promotion_gates_ffi")):
         if not name:
             continue
         try:
