@@ -133,8 +133,8 @@ type Options struct {
 	// scheme, host and an optional base path).
 	Stable, Canary *url.URL
 	// KeyHeader is the header holding the routing key (default DefaultKeyHeader). Set
-	// NoKeyHeader to read no header. Host is read from Request.Host, where net/http moves it
-	// (HTTP/2's :authority too).
+	// NoKeyHeader to read no header (with KeyHeader set too, New refuses the two). Host is
+	// read from Request.Host, where net/http moves it (HTTP/2's :authority too).
 	KeyHeader   string
 	NoKeyHeader bool
 	// KeyCookie, when not empty, names a cookie holding the routing key, read when the
@@ -237,10 +237,14 @@ func headerKey(name string) (key string, host bool) {
 const overridesRefresh = 50 * time.Millisecond
 
 // New builds a Proxy. It fails when the gate or an upstream is missing or an upstream URL
-// has no scheme or host.
+// has no scheme or host, when KeyHeader or KeyCookie is no HTTP token, and when NoKeyHeader
+// is set with a KeyHeader (which it would ignore).
 func New(opts Options) (*Proxy, error) {
 	if opts.Gate == nil {
 		return nil, errors.New("canaryproxy: Options.Gate is nil")
+	}
+	if opts.NoKeyHeader && opts.KeyHeader != "" {
+		return nil, fmt.Errorf("canaryproxy: Options.KeyHeader = %s with Options.NoKeyHeader: NoKeyHeader reads no header; set one or the other", quoted(opts.KeyHeader))
 	}
 	for _, u := range []struct {
 		name string
