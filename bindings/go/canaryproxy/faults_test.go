@@ -911,6 +911,52 @@ func TestAHostPanicIsNotTheUpstreamsFailure(t *testing.T) {
 	}
 }
 
+// A panic of the host's ModifyResponse closes the upstream's response body before it goes on:
+// the ReverseProxy closes it when ModifyResponse returns an error, not when it panics, and
+// under an adapter whose request context never ends (ServeHTTP called directly) the
+// Transport's connection stayed taken for good (a build without it closed none of 3).
+func TestAModifyResponsePanicClosesTheUpstreamsBody(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	up := upstream(t, "canary", http.StatusOK)
+	upstreams := &http.Transport{}
+	defer upstreams.CloseIdleConnections()
+	var made, closed atomic.Int64
+	transport := roundTripper(func(r *http.Request) (*http.Response, error) {
+		res, err := upstreams.RoundTrip(r)
+		if err == nil {
+			made.Add(1)
+			res.Body = closeCounter{res.Body, &closed}
+		}
+		return res, err
+	})
+	const failed = "the host's ModifyResponse failed"
+	p := newProxy(t, Options{Transport: transport, ModifyResponse: func(*http.Response) error { panic(failed) }}, g, up.URL, up.URL)
+	for range 3 {
+		func() {
+			defer func() {
+				if v := recover(); v != failed {
+					t.Errorf("ServeHTTP panicked with %v, not the host's value", v)
+				}
+			}()
+			p.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "http://front/", nil))
+		}()
+	}
+	if made.Load() != 3 || closed.Load() != 3 {
+		t.Errorf("%d upstream responses, %d bodies closed", made.Load(), closed.Load())
+	}
+}
+
+// closeCounter is a response body that counts its Close calls.
+type closeCounter struct {
+	io.ReadCloser
+	closed *atomic.Int64
+}
+
+func (c closeCounter) Close() error {
+	c.closed.Add(1)
+	return c.ReadCloser.Close()
+}
+
 // The default error handler logs an upstream error to Options.ErrorLog, as the ReverseProxy's
 // own does (a build installing its own handler logged nothing anywhere).
 func TestUpstreamErrorsReachTheErrorLog(t *testing.T) {

@@ -151,7 +151,8 @@ type Options struct {
 	Transport http.RoundTripper
 	// ModifyResponse, ErrorHandler and ErrorLog are passed to the ReverseProxies.
 	// ModifyResponse runs before the outcome is recorded (an error it returns is a failure;
-	// a panic is the host's, as Rewrite's: not recorded, and it goes on), ErrorHandler after;
+	// a panic is the host's, as Rewrite's: not recorded, and it goes on once the upstream's
+	// response body is closed, as the ReverseProxy closes it on an error), ErrorHandler after;
 	// its time is part of the latency, the body's too when it reads the body.
 	// The default ErrorHandler logs the error to ErrorLog (the log package's standard logger
 	// when nil) as httputil.ReverseProxy's does, unless the client went away, and answers 502
@@ -288,7 +289,7 @@ func New(opts Options) (*Proxy, error) {
 		p.isFailure = func(status int) bool { return status >= 500 }
 	} else {
 		p.isFailure = func(status int) bool {
-			defer hostPanicked()
+			defer hostPanicked(nil)
 			return isFailure(status)
 		}
 	}
@@ -323,7 +324,7 @@ func (p *Proxy) reverseProxy(opts Options, target *url.URL, canary bool) *httput
 	var modifyResponse func(*http.Response) error
 	if modify := opts.ModifyResponse; modify != nil {
 		modifyResponse = func(res *http.Response) error {
-			defer hostPanicked()
+			defer hostPanicked(res.Body)
 			return modify(res)
 		}
 	}
@@ -332,7 +333,7 @@ func (p *Proxy) reverseProxy(opts Options, target *url.URL, canary bool) *httput
 			pr.SetURL(target)
 			pr.SetXForwarded()
 			if rewrite != nil {
-				defer hostPanicked()
+				defer hostPanicked(nil)
 				rewrite(pr, canary)
 			}
 		},
@@ -944,9 +945,16 @@ const timedOutWait = 10 * time.Millisecond
 // upstream did), and ServeHTTP panics on with the value the host's code panicked with.
 type hostPanic struct{ value any }
 
-// hostPanicked, deferred around a call of the host's code, wraps its panic in a hostPanic.
-func hostPanicked() {
+// hostPanicked, deferred around a call of the host's code, wraps its panic in a hostPanic,
+// once it closed upstream when not nil: the response body ModifyResponse was given, which the
+// ReverseProxy closes when ModifyResponse returns an error but not when it panics (the
+// Transport's connection stayed taken until the request's context ended, for good under an
+// adapter whose context never does).
+func hostPanicked(upstream io.Closer) {
 	if v := recover(); v != nil {
+		if upstream != nil {
+			_ = upstream.Close()
+		}
 		panic(hostPanic{v})
 	}
 }
