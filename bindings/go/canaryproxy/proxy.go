@@ -68,6 +68,18 @@
 //     ResponseWriter, also when the host's ResponseWriter cannot hijack
 //     (http.TimeoutHandler's).
 //
+// Informational answers: the ReverseProxy passes an upstream's 1xx on to the client's writer.
+// The Proxy drops 100 Continue, which the client's server sends by itself when the request's
+// body is first read, and any other 1xx but 101 (103 Early Hints...) when the writer is
+// http.TimeoutHandler's, or a writer of the host's that unwraps to it (Unwrap, as
+// http.ResponseController asks): that writer takes the first status written for the final
+// one and drops the upstream's real status after it, so an upload sent with Expect:
+// 100-continue (as curl sends a body over 1 KiB) to an upstream answering 500 would reach the
+// client as 200 with the error's body. The outcome recorded is the final status either way. A
+// host's writer that itself takes the first status for the final one, or that passes a 1xx on
+// to TimeoutHandler's without Unwrap, must drop informational statuses itself. The check is
+// made for a 1xx only: a final status costs nothing more.
+//
 // An answer is timed when its response headers are written and recorded once its body was
 // copied to the client (an error, when it is handled): a body the upstream breaks (cut
 // short, a read that fails) is a failure, and so is one it did not finish before
@@ -111,6 +123,7 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -844,13 +857,55 @@ type outcomeWriter struct {
 }
 
 // WriteHeader takes the outcome of a final status (1xx are informational; a status below 100,
-// which net/http refuses with a panic, is the upstream's failure), then writes it.
+// which net/http refuses with a panic, is the upstream's failure), then writes it. Of the
+// informational statuses it drops 100 Continue, which the client's server sends by itself
+// when the body is first read, and every other (103 Early Hints...) but 101 when the host's
+// writer would take it for the final status (see interimRefused).
 func (ow *outcomeWriter) WriteHeader(status int) {
-	if (status >= 200 || status < 100) && ow.pending && !ow.answered {
-		ow.answer(status >= 100 && !ow.proxy.isFailure(status))
+	if status >= 200 || status < 100 {
+		if ow.pending && !ow.answered {
+			ow.answer(status >= 100 && !ow.proxy.isFailure(status))
+		}
+	} else if status == http.StatusContinue ||
+		status != http.StatusSwitchingProtocols && interimRefused(ow.ResponseWriter) {
+		return
 	}
 	ow.ResponseWriter.WriteHeader(status)
 }
+
+// interimRefused reports whether w is http.TimeoutHandler's writer, or a writer of the host's
+// that unwraps to it: that writer takes the first status written for the final one, a 1xx too,
+// and drops the upstream's real status after it (its 500 reached the client as 200, with the
+// error's body). Asked only of an informational status, never on the common path.
+func interimRefused(w http.ResponseWriter) bool {
+	for timeoutWriter := timeoutWriterType(); w != nil; {
+		if reflect.TypeOf(w) == timeoutWriter {
+			return true
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return false
+		}
+		w = u.Unwrap()
+	}
+	return false
+}
+
+// timeoutWriterType is the type of http.TimeoutHandler's writer, which net/http does not
+// export: read once, from the writer a TimeoutHandler gives its handler.
+var timeoutWriterType = sync.OnceValue(func() (writer reflect.Type) {
+	http.TimeoutHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writer = reflect.TypeOf(w)
+	}), time.Minute, "").ServeHTTP(discardWriter{}, new(http.Request))
+	return writer
+})
+
+// discardWriter is a ResponseWriter that keeps nothing (timeoutWriterType's).
+type discardWriter struct{}
+
+func (discardWriter) Header() http.Header         { return http.Header{} }
+func (discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (discardWriter) WriteHeader(int)             {}
 
 // Write takes an implicit 200 (when no status was written) and writes b.
 func (ow *outcomeWriter) Write(b []byte) (int, error) {

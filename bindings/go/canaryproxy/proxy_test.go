@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"path/filepath"
 	"runtime"
@@ -410,6 +412,88 @@ func TestClosedGateServesStable(t *testing.T) {
 		t.Fatalf("closed gate: %s", body)
 	}
 }
+
+// An informational answer reaches the client where its writer takes one, and never stands for
+// the final status: under http.TimeoutHandler (directly, or through a host's wrapper that
+// unwraps to its writer), whose writer takes the first status written for the final one, an
+// upload sent with Expect: 100-continue (curl's, for a body over 1 KiB) and an upstream's 103
+// Early Hints reached the client as 200 with the canary's 500 body. 100 Continue is the
+// client's server's own, sent when the body is first read; a 103 goes through where the writer
+// takes it.
+func TestAnInformationalAnswerNeverStandsForTheStatus(t *testing.T) {
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // the upstream's server sends 100 Continue
+		if r.Method == http.MethodGet {
+			w.Header().Set("Link", "</app.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("upstream error"))
+	}))
+	defer failing.Close()
+	for _, host := range []struct {
+		name       string
+		wrap       func(http.Handler) http.Handler
+		earlyHints bool // the client gets the 103
+	}{
+		{"the server's writer", func(h http.Handler) http.Handler { return h }, true},
+		{"TimeoutHandler", func(h http.Handler) http.Handler { return http.TimeoutHandler(h, 5*time.Second, "slow") }, false},
+		{"TimeoutHandler around an unwrapping wrapper", func(h http.Handler) http.Handler {
+			return http.TimeoutHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h.ServeHTTP(unwrappingWriter{w}, r)
+			}), 5*time.Second, "slow")
+		}, false},
+	} {
+		for _, upload := range []bool{true, false} {
+			name := fmt.Sprintf("%s, upload %v", host.name, upload)
+			g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+			front := httptest.NewServer(host.wrap(newProxy(t, Options{}, g, failing.URL, failing.URL)))
+			var informational []int
+			trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+				informational = append(informational, code)
+				return nil
+			}}
+			var body io.Reader
+			if upload {
+				body = strings.NewReader(strings.Repeat("x", 2000))
+			}
+			req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, front.URL, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []int{}
+			if upload {
+				req.Method = http.MethodPost
+				req.Header.Set("Expect", "100-continue")
+				want = append(want, http.StatusContinue)
+			} else if host.earlyHints {
+				want = append(want, http.StatusEarlyHints)
+			}
+			client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}
+			res, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			got, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			client.CloseIdleConnections()
+			front.Close()
+			if res.StatusCode != http.StatusInternalServerError || string(got) != "upstream error" ||
+				fmt.Sprint(informational) != fmt.Sprint(want) {
+				t.Errorf("%s: the client got %v then %d %q, want %v then 500", name, informational, res.StatusCode, got, want)
+			}
+			if requests, errors := canaryOutcomes(t, g); requests != 1 || errors != 1 {
+				t.Errorf("%s: %v canary requests, %v failures recorded; want 1 failure", name, requests, errors)
+			}
+		}
+	}
+}
+
+// unwrappingWriter is a host's wrapper that passes every write on and unwraps, as
+// http.ResponseController asks.
+type unwrappingWriter struct{ http.ResponseWriter }
+
+func (u unwrappingWriter) Unwrap() http.ResponseWriter { return u.ResponseWriter }
 
 func TestNewRefusesMissingParts(t *testing.T) {
 	g := newGate(t, "")
