@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"time"
 )
@@ -34,10 +35,10 @@ type Config struct {
 // Overrides is the config's overrides section: where a host reads a forcing value ("canary"
 // or "stable"), and request ids forced by list. Empty fields are left out of the JSON.
 type Overrides struct {
-	Header    string   `json:"header,omitempty"`     // request header holding a forcing value
-	Cookie    string   `json:"cookie,omitempty"`     // cookie holding a forcing value
-	CanaryIDs []string `json:"canary_ids,omitempty"` // ids always sent to the new version
-	StableIDs []string `json:"stable_ids,omitempty"` // ids always sent to the stable version
+	Header    string   `json:"header,omitempty" pgate:"optional"` // request header holding a forcing value
+	Cookie    string   `json:"cookie,omitempty" pgate:"optional"` // cookie holding a forcing value
+	CanaryIDs []string `json:"canary_ids,omitempty"`              // ids always sent to the new version
+	StableIDs []string `json:"stable_ids,omitempty"`              // ids always sent to the stable version
 }
 
 // DefaultConfig returns the library's defaults: Production, no flags, automatic rollback on,
@@ -53,7 +54,7 @@ func DefaultConfig() Config {
 	}
 }
 
-// configJSON is the wire form of Config.
+// configJSON is the wire form of Config, a PromotionConfig.
 type configJSON struct {
 	Environment           environmentJSON `json:"environment"`
 	FeatureFlags          []string        `json:"feature_flags"`
@@ -98,9 +99,16 @@ func (c Config) MarshalJSON() ([]byte, error) {
 	return json.Marshal(w)
 }
 
-// UnmarshalJSON reads the library's JSON form (Gate.Config's output). Missing fields take
-// the library's defaults, as in the library; a field Config does not know is refused (as the
-// library refuses it) rather than dropped.
+// UnmarshalJSON reads the library's JSON form (Gate.Config's output) as the library reads it.
+// Missing fields take the library's defaults, as in the library. What the library refuses to
+// read is refused (rather than read otherwise, or dropped): a key not in its exact case, a
+// field Config does not know, a field given twice, a canary without its traffic_percent, a
+// store without its path (SQLite) or endpoints and prefix (etcd), an environment or a store
+// naming two, null for a field that is not optional, a value of another type. The error is
+// an ErrInvalidJSON in the library's words, naming the field's path and the value, without
+// the position the library adds: "invalid JSON config: environment.canary: unknown field
+// `trafic_percent`, expected `traffic_percent`". A value the library reads but refuses
+// (a traffic_percent of 150) is New's to refuse.
 func (c *Config) UnmarshalJSON(data []byte) error {
 	d := DefaultConfig()
 	w := configJSON{
@@ -111,7 +119,7 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 		Gate:                  d.Gate,
 		MaxRollbackHistory:    d.MaxRollbackHistory,
 	}
-	if err := strictUnmarshal(data, &w); err != nil {
+	if err := readDocument(data, "invalid JSON config", "PromotionConfig", &w); err != nil {
 		return err
 	}
 	*c = Config{
@@ -132,6 +140,10 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 	}
 	return nil
 }
+
+func (*configJSON) libraryForm() (string, bool) { return "struct PromotionConfig", false }
+
+func (*Overrides) libraryForm() (string, bool) { return "struct Overrides", false }
 
 func nonNil(s []string) []string {
 	if s == nil {
@@ -158,44 +170,69 @@ func (e environmentJSON) MarshalJSON() ([]byte, error) {
 		"invalid environment = %d: Canary, Staging or Production (0, 1 or 2)", uint32(e.Environment))}
 }
 
-// unknownEnvironment is the error of an environment's JSON that names none (shown: the value
-// as an error message shows it).
-func unknownEnvironment(shown string) error {
-	return &Error{Status: StatusInvalidConfig, Message: "invalid environment = " + shown +
-		`: "staging", "production" or {"canary": {"traffic_percent": P}}`}
-}
+// environmentForms are the forms an environment takes, as its errors list them.
+const environmentForms = `"staging", "production" or {"canary": {"traffic_percent": P}}`
 
-func (e *environmentJSON) UnmarshalJSON(data []byte) error {
-	var name string
-	if json.Unmarshal(data, &name) == nil {
+// readAt reads an environment as the library does (src/config/environment_wire.rs): its name,
+// or the map form naming one, {"canary": {"traffic_percent": P}} or {"staging": null}.
+func (e *environmentJSON) readAt(data []byte, at string) error {
+	named := func(name string) error {
 		switch name {
 		case "staging":
 			*e = environmentJSON{Environment: Staging}
-			return nil
 		case "production":
 			*e = environmentJSON{Environment: Production}
-			return nil
+		case "canary":
+			return refuse(at, "invalid value: string %s, expected %s", strconv.Quote(name), environmentForms)
+		default:
+			return refuse(at, "unknown variant `%s`, expected %s", name, oneOf([]string{"canary", "staging", "production"}))
 		}
-		return unknownEnvironment(quoted(name))
+		return nil
 	}
-	var canary struct {
-		Canary *struct {
-			TrafficPercent float64 `json:"traffic_percent"`
-		} `json:"canary"`
+	switch data[0] {
+	case '"':
+		var name string
+		_ = json.Unmarshal(data, &name)
+		return named(name)
+	case '{':
+	default:
+		return invalidType(at, data, environmentForms)
 	}
-	if err := json.Unmarshal(data, &canary); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && typeErr.Field == "" { // a number, a list: no object
-			return unknownEnvironment(quoted(string(data)))
+	name, value, ok, _, more := variant(data)
+	switch {
+	case !ok:
+		return refuse(at, "invalid length 0, expected %s", environmentForms)
+	case name == "canary":
+		var canary canaryJSON
+		if err := readValue(value, within(at, name), reflect.ValueOf(&canary).Elem()); err != nil {
+			return err
 		}
-		return err
+		*e = environmentJSON{Environment: Canary, TrafficPercent: canary.TrafficPercent}
+	case (name == "staging" || name == "production") && value[0] != 'n':
+		return invalidType(within(at, name), value, `nothing (null): or write the name alone, "staging" or "production"`)
+	default:
+		if err := named(name); err != nil {
+			return err
+		}
 	}
-	if canary.Canary == nil {
-		return unknownEnvironment(quoted(string(data)))
+	if more {
+		return refuse(at, "invalid length 2, expected %s", environmentForms)
 	}
-	*e = environmentJSON{Environment: Canary, TrafficPercent: canary.Canary.TrafficPercent}
 	return nil
 }
+
+// UnmarshalJSON reads an environment in a document of the library's other than a config (a
+// change's from and to, a rollback event's), as readAt reads it.
+func (e *environmentJSON) UnmarshalJSON(data []byte) error {
+	return readJSON(data, "invalid JSON environment", func(data []byte) error { return e.readAt(data, "") })
+}
+
+// canaryJSON is the canary's fields, {"traffic_percent": P}.
+type canaryJSON struct {
+	TrafficPercent float64 `json:"traffic_percent" pgate:"required"`
+}
+
+func (*canaryJSON) libraryForm() (string, bool) { return `{"traffic_percent": P}`, true }
 
 // SLO is an SloConfig: what a compliant request is, and when a canary is rolled back. It
 // marshals to the library's JSON (latency_target_ms, max_error_rate, error_rate_ratio_limit,
@@ -245,7 +282,7 @@ func DefaultSLO() SLO {
 	}
 }
 
-// sloJSON is the wire form of SLO.
+// sloJSON is the wire form of SLO, an SloConfig.
 type sloJSON struct {
 	LatencyTargetMS          float64  `json:"latency_target_ms"`
 	MaxErrorRate             float64  `json:"max_error_rate"`
@@ -264,6 +301,8 @@ type sloJSON struct {
 	PromotionSignificance    float64  `json:"promotion_significance"`
 	PromotionEvidence        bool     `json:"promotion_evidence"`
 }
+
+func (*sloJSON) libraryForm() (string, bool) { return "struct SloConfig", false }
 
 func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 

@@ -6,6 +6,7 @@ import "C"
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -120,14 +121,49 @@ const maxShownValueBytes = 160
 // longer than maxShownValueBytes, its first bytes (cut at a character's start) quoted and
 // followed by ...(N bytes), so that a huge argument never makes a huge message.
 func quoted(value string) string {
-	if len(value) <= maxShownValueBytes {
+	return quotedWithin(value, maxShownValueBytes)
+}
+
+// quotedWithin is quoted with at most max bytes of value shown.
+func quotedWithin(value string, max int) string {
+	shown := shownPart(value, max)
+	if len(shown) == len(value) {
 		return strconv.Quote(value)
 	}
-	cut := maxShownValueBytes
-	for cut > 0 && !utf8.RuneStart(value[cut]) {
-		cut--
+	return fmt.Sprintf("%s...(%d bytes)", strconv.Quote(shown), len(value))
+}
+
+// shownPart is at most max bytes of value, cut at a character's start.
+func shownPart(value string, max int) string {
+	if len(value) <= max {
+		return value
 	}
-	return fmt.Sprintf("%s...(%d bytes)", strconv.Quote(value[:cut]), len(value))
+	for max > 0 && !utf8.RuneStart(value[max]) {
+		max--
+	}
+	return value[:max]
+}
+
+// maxExpectedBytes is the library's MAX_EXPECTED_BYTES (src/error.rs): the most of serde's
+// account of what a field takes a message keeps.
+const maxExpectedBytes = 1024
+
+// shortenedRefusal is a refusal of a document's value as the library shortens it (its
+// shortened_refusal): the words up to the last ", expected " at most maxShownValueBytes (a
+// refused value or key may be megabytes long), then what the field takes, the library's own
+// names, at most maxExpectedBytes, each cut followed by ...(N bytes).
+func shortenedRefusal(message string) string {
+	refused, expected := message, ""
+	if at := strings.LastIndex(message, ", expected "); at >= 0 {
+		refused, expected = message[:at], message[at:]
+	}
+	if shown := shownPart(refused, maxShownValueBytes); len(shown) < len(refused) {
+		refused = fmt.Sprintf("%s...(%d bytes)", shown, len(refused))
+	}
+	if kept := shownPart(expected, maxExpectedBytes); len(kept) < len(expected) {
+		expected = fmt.Sprintf("%s...(%d bytes)", kept, len(expected))
+	}
+	return refused + expected
 }
 
 // statusError turns a status without a C message into an error naming the operation.

@@ -15,7 +15,6 @@ package promotiongates
 import "C"
 
 import (
-	"encoding/json"
 	"runtime"
 	"time"
 )
@@ -54,8 +53,8 @@ func (g *Gate) SLO() (SLO, error) {
 		return SLO{}, err
 	}
 	var slo SLO
-	if err := json.Unmarshal([]byte(doc), &slo); err != nil {
-		return SLO{}, &Error{Status: StatusInvalidJSON, Message: "slo: " + err.Error()}
+	if err := slo.UnmarshalJSON([]byte(doc)); err != nil {
+		return SLO{}, err
 	}
 	return slo, nil
 }
@@ -75,10 +74,13 @@ func (g *Gate) SwapSLO(sloJSON string) error {
 	})
 }
 
-// UnmarshalJSON reads the library's JSON form (Gate.SLO's source). Missing fields take the
-// library's defaults, as in the library; a field SLO does not know is refused (as the library
-// refuses it) rather than dropped, so a document of a newer library is not swapped back
-// without it.
+// UnmarshalJSON reads the library's JSON form (Gate.SLO's source) as the library reads it.
+// Missing fields take the library's defaults, as in the library; a field SLO does not know is
+// refused (as the library refuses it) rather than dropped, so a document of a newer library is
+// not swapped back without it, and so are a key not in its exact case, a field given twice,
+// null for a field that is not optional (only p99_budget_ms is) and a value of another type:
+// an ErrInvalidJSON in the library's words, without the position the library adds
+// ("invalid JSON SLO config: min_samples: invalid type: floating point `1.5`, expected u64").
 func (s *SLO) UnmarshalJSON(data []byte) error {
 	d := DefaultSLO()
 	w := sloJSON{
@@ -98,7 +100,7 @@ func (s *SLO) UnmarshalJSON(data []byte) error {
 		PromotionSignificance:    d.PromotionSignificance,
 		PromotionEvidence:        d.PromotionEvidence,
 	}
-	if err := strictUnmarshal(data, &w); err != nil {
+	if err := readDocument(data, "invalid JSON SLO config", "SloConfig", &w); err != nil {
 		return err
 	}
 	duration := func(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }

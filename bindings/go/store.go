@@ -16,8 +16,8 @@ package promotiongates
 import "C"
 
 import (
-	"bytes"
 	"encoding/json"
+	"reflect"
 )
 
 // Store is a config's store section: the state store that keeps the gate's release state and
@@ -33,19 +33,19 @@ type Store struct {
 // SQLiteStore is store.sqlite. Start from DefaultSQLiteStore: the zero value's SyncIntervalMS
 // (0) is refused, and its FleetJudging (false) turns fleet-wide judging off.
 type SQLiteStore struct {
-	Path           string `json:"path"`             // the database file, created when missing; its directory must exist
-	SyncIntervalMS uint64 `json:"sync_interval_ms"` // how often to read other processes' writes, 10 ..= 60000 ms
-	BusyTimeoutMS  uint64 `json:"busy_timeout_ms"`  // how long a write waits for another's lock, 0 ..= 60000 ms
-	FleetJudging   bool   `json:"fleet_judging"`    // judge the summed outcomes of every process on the store
+	Path           string `json:"path" pgate:"required"` // the database file, created when missing; its directory must exist
+	SyncIntervalMS uint64 `json:"sync_interval_ms"`      // how often to read other processes' writes, 10 ..= 60000 ms
+	BusyTimeoutMS  uint64 `json:"busy_timeout_ms"`       // how long a write waits for another's lock, 0 ..= 60000 ms
+	FleetJudging   bool   `json:"fleet_judging"`         // judge the summed outcomes of every process on the store
 }
 
 // EtcdStore is store.etcd. Start from DefaultEtcdStore: the zero value's SyncIntervalMS (0) is
 // refused, and its FleetJudging (false) turns fleet-wide judging off.
 type EtcdStore struct {
-	Endpoints      []string `json:"endpoints"`        // http://host:port of one or more cluster members
-	Prefix         string   `json:"prefix"`           // this gate's key prefix, e.g. /promotion-gates/checkout
-	SyncIntervalMS uint64   `json:"sync_interval_ms"` // how often to re-read beside the watch, 10 ..= 60000 ms
-	FleetJudging   bool     `json:"fleet_judging"`    // judge the summed outcomes of every process on the store
+	Endpoints      []string `json:"endpoints" pgate:"required"` // http://host:port of one or more cluster members
+	Prefix         string   `json:"prefix" pgate:"required"`    // this gate's key prefix, e.g. /promotion-gates/checkout
+	SyncIntervalMS uint64   `json:"sync_interval_ms"`           // how often to re-read beside the watch, 10 ..= 60000 ms
+	FleetJudging   bool     `json:"fleet_judging"`              // judge the summed outcomes of every process on the store
 }
 
 // DefaultSQLiteStore returns a store section for the SQLite file at path with the library's
@@ -85,41 +85,61 @@ func (s Store) MarshalJSON() ([]byte, error) {
 	return json.Marshal(w)
 }
 
-// UnmarshalJSON reads the library's JSON form; missing fields take the library's defaults,
-// and a field the binding does not know is refused rather than dropped.
+// UnmarshalJSON reads the library's JSON form as the library reads it (see
+// Config.UnmarshalJSON): missing fields take the library's defaults; a section without its
+// path (SQLite) or endpoints and prefix (etcd), a field the binding does not know, a key not
+// in its exact case, both stores or none are refused with an ErrInvalidJSON in the library's
+// words, the path starting at store ("invalid JSON config: store.sqlite: missing field
+// `path`").
 func (s *Store) UnmarshalJSON(data []byte) error {
-	var w struct {
-		SQLite json.RawMessage `json:"sqlite"`
-		Etcd   json.RawMessage `json:"etcd"`
+	return readJSON(data, "invalid JSON config", func(data []byte) error { return s.readAt(data, "store") })
+}
+
+// storeForms are the forms a store takes, as its errors list them.
+const storeForms = `{"sqlite": {"path": ...}} or {"etcd": {...}}`
+
+// shownStoreTextBytes is the most of a refused text (a string given as the store, a second key)
+// the library's store errors show (SHOWN_TEXT_BYTES in src/store/config/store_wire.rs).
+const shownStoreTextBytes = 48
+
+// readAt reads a store as the library does (src/store/config/store_wire.rs).
+func (s *Store) readAt(data []byte, at string) error {
+	switch data[0] {
+	case '"':
+		var text string
+		_ = json.Unmarshal(data, &text)
+		return refuse(at, "invalid type: string %s, expected %s", quotedWithin(text, shownStoreTextBytes), storeForms)
+	case '{':
+	default:
+		return invalidType(at, data, storeForms)
 	}
-	if err := strictUnmarshal(data, &w); err != nil {
+	name, value, ok, second, more := variant(data)
+	*s = Store{}
+	var section reflect.Value
+	switch {
+	case !ok:
+		return refuse(at, "invalid value: an empty map, expected %s", storeForms)
+	case name == "sqlite":
+		s.SQLite = DefaultSQLiteStore("").SQLite
+		section = reflect.ValueOf(s.SQLite).Elem()
+	case name == "etcd":
+		s.Etcd = DefaultEtcdStore(nil, "").Etcd
+		section = reflect.ValueOf(s.Etcd).Elem()
+	default:
+		return refuse(at, "unknown variant `%s`, expected %s", name, oneOf([]string{"sqlite", "etcd"}))
+	}
+	if err := readValue(value, within(at, name), section); err != nil {
 		return err
 	}
-	*s = Store{}
-	if w.SQLite != nil {
-		sqlite := *DefaultSQLiteStore("").SQLite
-		if err := strictUnmarshal(w.SQLite, &sqlite); err != nil {
-			return err
-		}
-		s.SQLite = &sqlite
-	}
-	if w.Etcd != nil {
-		etcd := *DefaultEtcdStore(nil, "").Etcd
-		if err := strictUnmarshal(w.Etcd, &etcd); err != nil {
-			return err
-		}
-		s.Etcd = &etcd
+	if more {
+		return refuse(at, "invalid value: a second key %s, expected %s", quotedWithin(second, shownStoreTextBytes), storeForms)
 	}
 	return nil
 }
 
-// strictUnmarshal is json.Unmarshal refusing an unknown field: a document of a newer library
-// is refused rather than read with a field dropped (and swapped back without it).
-func strictUnmarshal(data []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.DisallowUnknownFields()
-	return d.Decode(v)
-}
+func (*SQLiteStore) libraryForm() (string, bool) { return "struct SqliteStoreConfig", false }
+
+func (*EtcdStore) libraryForm() (string, bool) { return "struct EtcdStoreConfig", false }
 
 // FleetJudging reports whether the gate's state store sums the outcomes every process records
 // for the judge (the store's fleet_judging, on unless the document turns it off); false for

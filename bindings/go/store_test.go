@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -223,3 +224,98 @@ func TestDocumentReadsRefuseWhatNewRefuses(t *testing.T) {
 
 // must drops a value, keeping the error.
 func must[T any](_ T, err error) error { return err }
+
+// TestDocumentsAreReadAsTheLibraryReadsThem: Config and SLO read a document as the library
+// reads it, and refuse what it refuses with its message (without the position it adds): a
+// build reading with encoding/json took a misspelled traffic_percent, a canary without one and
+// an environment naming two for a canary at 0 %, keys in any case, a field given twice (the
+// last won) and null for a number (the default stayed), with json's bare errors.
+func TestDocumentsAreReadAsTheLibraryReadsThem(t *testing.T) {
+	position := regexp.MustCompile(` at line \d+ column \d+$`)
+	long := strings.Repeat("x", 400)
+	for _, doc := range []string{
+		`{"environment": {"canary": {"trafic_percent": 20}}}`,
+		`{"environment": {"canary": {}}}`,
+		`{"environment": {"canary": {"traffic_percent": 10}, "staging": null}}`,
+		`{"environment": {"canary": {"traffic_percent": 10, "traffic_percent": 20}}}`,
+		`{"Environment": {"CANARY": {"Traffic_Percent": 10}}, "SLO_Threshold": 0.5}`,
+		`{"environment": {"CANARY": {"traffic_percent": 10}}}`,
+		`{"environment": {"canary": {"Traffic_Percent": 10}}}`,
+		`{"environment": {"canary": {"traffic_percent": "5"}}}`,
+		`{"environment": {"canary": [5]}}`,
+		`{"environment": "bogus"}`,
+		`{"environment": "canary"}`,
+		`{"environment": 5}`,
+		`{"environment": [1]}`,
+		`{"environment": {}}`,
+		`{"environment": {"canry": {}}}`,
+		`{"environment": null}`,
+		`{"environment": {"staging": 1}}`,
+		`{"environment": "` + long + `"}`,
+		`{"overrides": {"header": "X-Canary", "cokie": "c"}}`,
+		`{"overrides": {"canary_ids": null}}`,
+		`{"overrides": {"canary_ids": ["a", 5]}}`,
+		`{"overrides": 5}`,
+		`{"slo_threshold": null}`,
+		`{"slo_threshold": "x"}`,
+		`{"rollback_window_seconds": 1.5}`,
+		`{"rollback_window_seconds": -1}`,
+		`{"rollback_window_seconds": 1e3}`,
+		`{"rollback_window_seconds": 100000000000000000000}`,
+		`{"feature_flags": null}`,
+		`{"feature_flags": "a"}`,
+		`{"salt": 5}`,
+		`{"auto_rollback_enabled": 1}`,
+		`{"gate": "a", "gate": "b"}`,
+		`{"` + long + `": 1}`,
+		`{"store": {"sqlite": {}}}`,
+		`{"store": {"sqlite": {"path": "a.db", "busy": 1}}}`,
+		`{"store": {"sqlite": 5}}`,
+		`{"store": {}}`,
+		`{"store": {"sqlite": {"path": "a.db"}, "etcd": {"endpoints": [], "prefix": "/x"}}}`,
+		`{"store": {"etcd": {"prefix": "/x"}}}`,
+		`{"store": {"etcd": {"endpoints": ["http://e:2379"]}}}`,
+		`{"store": {"mysql": {}}}`,
+		`{"store": "` + long + `"}`,
+		`[1]`,
+		`"production"`,
+	} {
+		var cfg Config
+		pe := wantErr(t, json.Unmarshal([]byte(doc), &cfg), ErrInvalidJSON)
+		_, err := New(doc, "")
+		library := wantErr(t, err, ErrInvalidJSON)
+		if want := position.ReplaceAllString(library.Message, ""); pe.Message != want {
+			t.Errorf("%.80s:\n   Config: %s\n  library: %s", doc, pe.Message, want)
+		}
+	}
+	for _, doc := range []string{
+		`{"min_samples": 40, "later_field": 1}`,
+		`{"Min_Samples": 40}`,
+		`{"latency_target_ms": null}`,
+		`{"min_samples": 1.5}`,
+		`{"promotion_evidence": "yes"}`,
+		`{"min_samples": 40, "min_samples": 50}`,
+	} {
+		var slo SLO
+		pe := wantErr(t, json.Unmarshal([]byte(doc), &slo), ErrInvalidJSON)
+		_, err := New("", doc)
+		library := wantErr(t, err, ErrInvalidJSON)
+		if want := position.ReplaceAllString(library.Message, ""); pe.Message != want {
+			t.Errorf("SLO %s:\n      SLO: %s\n  library: %s", doc, pe.Message, want)
+		}
+	}
+	// What the library takes is taken: null for an optional field, the map form of staging.
+	var cfg Config
+	ok(t, json.Unmarshal([]byte(`{"environment": {"staging": null}, "salt": null, "store": null, "overrides": {"header": null}}`), &cfg))
+	if cfg.Environment != Staging || cfg.Store != nil || cfg.Overrides == nil || cfg.Overrides.Header != "" {
+		t.Errorf("the optional fields as null: %+v", cfg)
+	}
+	var slo SLO
+	ok(t, json.Unmarshal([]byte(`{"p99_budget_ms": null}`), &slo))
+	// A Store read alone is named from store.
+	var store Store
+	pe := wantErr(t, json.Unmarshal([]byte(`{"sqlite": {}}`), &store), ErrInvalidJSON)
+	if pe.Message != "invalid JSON config: store.sqlite: missing field `path`" {
+		t.Errorf("a Store read alone: %q", pe.Message)
+	}
+}

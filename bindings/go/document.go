@@ -1,0 +1,306 @@
+package promotiongates
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// How the binding reads the library's documents (Config, SLO, Store) as the library reads them
+// (serde, deny_unknown_fields), so that a document read here is one the library takes: a key
+// in its exact case (encoding/json matches keys in any case), an unknown or repeated key
+// refused, a required field (environment.canary.traffic_percent, store.sqlite.path,
+// store.etcd.endpoints and prefix) required, null only for an optional field (salt,
+// p99_budget_ms, store, overrides, an override name), every value of its field's type. A
+// refusal is an *Error of StatusInvalidJSON in the library's words, without the position the
+// library adds (" at line 1 column 42"): "invalid JSON config: environment.canary: unknown field
+// `trafic_percent`, expected `traffic_percent`" (a syntax error is in encoding/json's words, and
+// a refused text is quoted by strconv.Quote, which escapes some characters otherwise than
+// Rust's {:?}).
+//
+// A wire struct names its fields with json tags (the library's names, in its order), a
+// required one with the tag pgate:"required", an optional one that is no pointer (null read as
+// its zero value) with pgate:"optional", and says what the library calls it
+// (libraryForm); a section with a form of its own (environment, store) reads itself
+// (sectionReader).
+
+// libraryForm is implemented by every struct a document's object is read into.
+type libraryForm interface {
+	// libraryForm returns serde's words for what the object is ("struct Overrides"), and
+	// whether the library reads it with a visitor of its own, whose error for an unknown
+	// field names the object (environment.canary), not the field (overrides.cokie).
+	libraryForm() (expecting string, ownVisitor bool)
+}
+
+// sectionReader is a section with a form of its own, which reads data, the section's JSON at
+// path at in its document.
+type sectionReader interface {
+	readAt(data []byte, at string) error
+}
+
+// refusal is what a document's reader refuses: the path of the value ("" for the document)
+// and serde's words.
+type refusal struct{ at, words string }
+
+func (r *refusal) Error() string {
+	if r.at == "" {
+		return r.words
+	}
+	return r.at + ": " + r.words
+}
+
+func refuse(at, format string, args ...any) error {
+	return &refusal{at, fmt.Sprintf(format, args...)}
+}
+
+// within is the path of key in the object at at.
+func within(at, key string) string {
+	if at == "" {
+		return key
+	}
+	return at + "." + key
+}
+
+// readJSON runs read on data (JSON whitespace trimmed) once data is valid JSON, and returns
+// what either refuses as an *Error of StatusInvalidJSON: prefix (the library's, "invalid JSON
+// config"), then the refusal shortened as the library shortens it (see shortenedRefusal), or
+// encoding/json's account of the syntax error.
+func readJSON(data []byte, prefix string, read func([]byte) error) error {
+	data = bytes.Trim(data, " \t\r\n")
+	if !json.Valid(data) {
+		var syntax any
+		err := json.Unmarshal(data, &syntax)
+		return &Error{Status: StatusInvalidJSON, Message: prefix + ": " + err.Error()}
+	}
+	if err := read(data); err != nil {
+		return &Error{Status: StatusInvalidJSON, Message: prefix + ": " + shortenedRefusal(err.Error())}
+	}
+	return nil
+}
+
+// readDocument reads data, a whole document the library calls what ("PromotionConfig"), into
+// w, a pointer to its wire struct, whose fields hold the defaults of those the document leaves
+// out.
+func readDocument(data []byte, prefix, what string, w libraryForm) error {
+	return readJSON(data, prefix, func(data []byte) error {
+		if data[0] != '{' {
+			return refuse("", "a %s must be a JSON object with named fields, not %s", what, kind(data))
+		}
+		return readValue(data, "", reflect.ValueOf(w).Elem())
+	})
+}
+
+// readValue reads data, valid JSON, at path at into v, which must be addressable.
+func readValue(data []byte, at string, v reflect.Value) error {
+	if section, ok := v.Addr().Interface().(sectionReader); ok {
+		return section.readAt(data, at)
+	}
+	if v.Kind() == reflect.Pointer { // an optional value: null for none
+		if data[0] == 'n' {
+			v.SetZero()
+			return nil
+		}
+		v.Set(reflect.New(v.Type().Elem()))
+		return readValue(data, at, v.Elem())
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		return readObject(data, at, v)
+	case reflect.Slice: // of strings
+		if data[0] != '[' {
+			return invalidType(at, data, "a sequence")
+		}
+		var items []json.RawMessage
+		_ = json.Unmarshal(data, &items) // valid JSON: an array
+		list := reflect.MakeSlice(v.Type(), len(items), len(items))
+		for i, item := range items {
+			if err := readValue(item, fmt.Sprintf("%s[%d]", at, i), list.Index(i)); err != nil {
+				return err
+			}
+		}
+		v.Set(list)
+	case reflect.String:
+		if data[0] != '"' {
+			return invalidType(at, data, "a string")
+		}
+		var s string
+		_ = json.Unmarshal(data, &s)
+		v.SetString(s)
+	case reflect.Bool:
+		if data[0] != 't' && data[0] != 'f' {
+			return invalidType(at, data, "a boolean")
+		}
+		v.SetBool(data[0] == 't')
+	case reflect.Float64:
+		if !isNumber(data) {
+			return invalidType(at, data, "f64")
+		}
+		f, err := strconv.ParseFloat(string(data), 64)
+		if err != nil {
+			return refuse(at, "number out of range")
+		}
+		v.SetFloat(f)
+	case reflect.Uint64:
+		n, err := strconv.ParseUint(string(data), 10, 64)
+		switch {
+		case err == nil:
+			v.SetUint(n)
+		case isInteger(data) && data[0] == '-':
+			return refuse(at, "invalid value: %s, expected u64", unexpected(data))
+		default:
+			return invalidType(at, data, "u64")
+		}
+	default:
+		panic("promotiongates: a wire struct holds a field of kind " + v.Kind().String())
+	}
+	return nil
+}
+
+// readObject reads data at path at into v, a struct implementing libraryForm (by pointer).
+func readObject(data []byte, at string, v reflect.Value) error {
+	expecting, ownVisitor := v.Addr().Interface().(libraryForm).libraryForm()
+	if data[0] != '{' {
+		return invalidType(at, data, expecting)
+	}
+	type field struct {
+		name     string
+		index    int
+		required bool // pgate:"required": the object must have it
+		optional bool // pgate:"optional": null is its zero value (a field that is no pointer)
+		seen     bool
+	}
+	var fields []field
+	var names []string
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			fields = append(fields, field{name: name, index: i, required: f.Tag.Get("pgate") == "required",
+				optional: f.Tag.Get("pgate") == "optional"})
+			names = append(names, name)
+		}
+	}
+	d := json.NewDecoder(bytes.NewReader(data))
+	_, _ = d.Token() // {
+	for d.More() {
+		token, _ := d.Token()
+		key := token.(string)
+		var value json.RawMessage
+		_ = d.Decode(&value)
+		i := 0
+		for i < len(fields) && fields[i].name != key {
+			i++
+		}
+		switch {
+		case i == len(fields) && ownVisitor:
+			return refuse(at, "unknown field `%s`, expected %s", key, oneOf(names))
+		case i == len(fields):
+			return refuse(within(at, key), "unknown field `%s`, expected %s", key, oneOf(names))
+		case fields[i].seen:
+			return refuse(at, "duplicate field `%s`", key)
+		}
+		fields[i].seen = true
+		if fields[i].optional && value[0] == 'n' {
+			v.Field(fields[i].index).SetZero()
+		} else if err := readValue(value, within(at, key), v.Field(fields[i].index)); err != nil {
+			return err
+		}
+	}
+	for _, f := range fields {
+		if f.required && !f.seen {
+			return refuse(at, "missing field `%s`", f.name)
+		}
+	}
+	return nil
+}
+
+// variant reads data, a JSON object, as the map form of an enum of the library's,
+// {"name": value}: its first key and that key's value (ok false for an empty object), and its
+// second key, if it has one (more is false when it has none).
+func variant(data []byte) (name string, value json.RawMessage, ok bool, second string, more bool) {
+	d := json.NewDecoder(bytes.NewReader(data))
+	_, _ = d.Token() // {
+	if !d.More() {
+		return "", nil, false, "", false
+	}
+	token, _ := d.Token()
+	_ = d.Decode(&value)
+	if d.More() {
+		next, _ := d.Token()
+		second, more = next.(string), true
+	}
+	return token.(string), value, true, second, more
+}
+
+// invalidType is serde's refusal of a value of another type than expected.
+func invalidType(at string, data []byte, expected string) error {
+	return refuse(at, "invalid type: %s, expected %s", unexpected(data), expected)
+}
+
+// unexpected is a JSON value as serde names a value it refuses: string "x", integer `5`,
+// floating point `1.5`, boolean `true`, null, sequence, map.
+func unexpected(data []byte) string {
+	switch data[0] {
+	case '"':
+		var s string
+		_ = json.Unmarshal(data, &s)
+		return "string " + strconv.Quote(s)
+	case 't', 'f':
+		return "boolean `" + string(data) + "`"
+	case 'n':
+		return "null"
+	case '[':
+		return "sequence"
+	case '{':
+		return "map"
+	}
+	if isInteger(data) {
+		if _, err := strconv.ParseInt(string(data), 10, 64); err == nil {
+			return "integer `" + string(data) + "`"
+		}
+		if _, err := strconv.ParseUint(string(data), 10, 64); err == nil {
+			return "integer `" + string(data) + "`"
+		}
+	}
+	f, _ := strconv.ParseFloat(string(data), 64)
+	shown := strconv.FormatFloat(f, 'g', -1, 64)
+	if !strings.ContainsAny(shown, ".eIN") { // as Rust writes a float: 1000.0
+		shown += ".0"
+	}
+	return "floating point `" + shown + "`"
+}
+
+// kind is what data, valid JSON, is, as the library names a document that is no object.
+func kind(data []byte) string {
+	switch data[0] {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "a boolean"
+	}
+	return "a number"
+}
+
+// isNumber reports whether data, valid JSON, is a number.
+func isNumber(data []byte) bool { return data[0] == '-' || data[0] >= '0' && data[0] <= '9' }
+
+// isInteger reports whether data, valid JSON, is a number without a fraction or an exponent.
+func isInteger(data []byte) bool { return isNumber(data) && !bytes.ContainsAny(data, ".eE") }
+
+// oneOf is serde's list of what a field or a variant may be: `a`, `a` or `b`, one of `a`,
+// `b`, `c`.
+func oneOf(names []string) string {
+	switch len(names) {
+	case 1:
+		return "`" + names[0] + "`"
+	case 2:
+		return "`" + names[0] + "` or `" + names[1] + "`"
+	}
+	return "one of `" + strings.Join(names, "`, `") + "`"
+}
