@@ -64,7 +64,7 @@ type configJSON struct {
 	Gate                  string          `json:"gate"`
 	Salt                  *string         `json:"salt"`
 	GraduatedFlags        []string        `json:"graduated_flags"`
-	MaxRollbackHistory    uint64          `json:"max_rollback_history"`
+	MaxRollbackHistory    uint64          `json:"max_rollback_history" pgate:"usize"`
 	Store                 *Store          `json:"store,omitempty"`
 	Overrides             *Overrides      `json:"overrides,omitempty"`
 }

@@ -23,7 +23,8 @@ import (
 //
 // A wire struct names its fields with json tags (the library's names, in its order), a
 // required one with the tag pgate:"required", an optional one that is no pointer (null read as
-// its zero value) with pgate:"optional", and says what the library calls it
+// its zero value) with pgate:"optional", a uint64 the library reads as a usize with
+// pgate:"usize", and says what the library calls it
 // (libraryForm); a section with a form of its own (environment, store) reads itself
 // (sectionReader).
 
@@ -95,6 +96,12 @@ func readDocument(data []byte, prefix, what string, w libraryForm) error {
 
 // readValue reads data, valid JSON, at path at into v, which must be addressable.
 func readValue(data []byte, at string, v reflect.Value) error {
+	return readTyped(data, at, v, "u64")
+}
+
+// readTyped is readValue with the name of v's type in the library when it is a uint64: u64,
+// or usize (a field tagged pgate:"usize").
+func readTyped(data []byte, at string, v reflect.Value, unsigned string) error {
 	if section, ok := v.Addr().Interface().(sectionReader); ok {
 		return section.readAt(data, at)
 	}
@@ -104,7 +111,7 @@ func readValue(data []byte, at string, v reflect.Value) error {
 			return nil
 		}
 		v.Set(reflect.New(v.Type().Elem()))
-		return readValue(data, at, v.Elem())
+		return readTyped(data, at, v.Elem(), unsigned)
 	}
 	switch v.Kind() {
 	case reflect.Struct:
@@ -145,13 +152,14 @@ func readValue(data []byte, at string, v reflect.Value) error {
 		v.SetFloat(f)
 	case reflect.Uint64:
 		n, err := strconv.ParseUint(string(data), 10, 64)
+		_, negative := strconv.ParseInt(string(data), 10, 64)
 		switch {
 		case err == nil:
 			v.SetUint(n)
-		case isInteger(data) && data[0] == '-':
-			return refuse(at, "invalid value: %s, expected u64", unexpected(data))
+		case negative == nil: // an integer below 0
+			return refuse(at, "invalid value: %s, expected %s", unexpected(data), unsigned)
 		default:
-			return invalidType(at, data, "u64")
+			return invalidType(at, data, unsigned)
 		}
 	default:
 		panic("promotiongates: a wire struct holds a field of kind " + v.Kind().String())
@@ -168,8 +176,9 @@ func readObject(data []byte, at string, v reflect.Value) error {
 	type field struct {
 		name     string
 		index    int
-		required bool // pgate:"required": the object must have it
-		optional bool // pgate:"optional": null is its zero value (a field that is no pointer)
+		required bool   // pgate:"required": the object must have it
+		optional bool   // pgate:"optional": null is its zero value (a field that is no pointer)
+		unsigned string // pgate:"usize": a uint64 the library reads as a usize; else u64
 		seen     bool
 	}
 	var fields []field
@@ -177,8 +186,13 @@ func readObject(data []byte, at string, v reflect.Value) error {
 	for i := range v.NumField() {
 		f := v.Type().Field(i)
 		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
-			fields = append(fields, field{name: name, index: i, required: f.Tag.Get("pgate") == "required",
-				optional: f.Tag.Get("pgate") == "optional"})
+			tag := f.Tag.Get("pgate")
+			unsigned := "u64"
+			if tag == "usize" {
+				unsigned = tag
+			}
+			fields = append(fields, field{name: name, index: i, required: tag == "required",
+				optional: tag == "optional", unsigned: unsigned})
 			names = append(names, name)
 		}
 	}
@@ -204,7 +218,7 @@ func readObject(data []byte, at string, v reflect.Value) error {
 		fields[i].seen = true
 		if fields[i].optional && value[0] == 'n' {
 			v.Field(fields[i].index).SetZero()
-		} else if err := readValue(value, within(at, key), v.Field(fields[i].index)); err != nil {
+		} else if err := readTyped(value, within(at, key), v.Field(fields[i].index), fields[i].unsigned); err != nil {
 			return err
 		}
 	}
