@@ -13,7 +13,7 @@ a checkout: ``pyproject.toml`` names it as the license file, which must lie in t
 an sdist carries its own copy.
 
 The wheel is tagged ``py3-none-<platform>``: it holds no Python extension (the binding is
-``ctypes``), so any Python 3.10+ on that platform can use it. Everything else about the
+``ctypes``), so any Python 3.11+ on that platform can use it. Everything else about the
 package is in ``pyproject.toml``.
 """
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import gc
 import signal
 import textwrap
+import tomllib
 import warnings
 from collections.abc import Callable
 
 import pytest
-from conftest import canary, run_child
+from conftest import PYTHON_DIR, canary, run_child
 
 from promotion_gates import Decision, Environment, Gate, GateClosedError
 
@@ -154,6 +155,17 @@ def test_signal_handlers_raising_inside_calls_leave_nothing_in_flight() -> None:
     ticks, left, hung = run_child(SIGNALS, "3").split()
     assert int(ticks) > 100, "too few interrupts to say anything"
     assert (left, hung) == ("0", "False")
+
+
+def test_python_3_10_is_refused_as_the_signal_test_fails_there() -> None:
+    """3.10 runs a signal handler where the guard cannot take it (the test above fails there):
+    the package requires 3.11, in its metadata and for mypy, and refuses an import on 3.10."""
+    project = tomllib.loads((PYTHON_DIR / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["requires-python"] == ">=3.11"
+    assert project["tool"]["mypy"]["python_version"] == "3.11"
+    source = "import sys\nsys.version_info = (3, 10, 13, 'final', 0)\nimport promotion_gates"
+    with pytest.raises(AssertionError, match="ImportError: promotion_gates requires Python 3.11"):
+        run_child(source)
 
 
 def test_close_gives_up_on_a_call_that_never_returns_and_frees_nothing_in_use(

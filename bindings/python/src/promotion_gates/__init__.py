@@ -20,6 +20,14 @@ threads (see :mod:`promotion_gates.gate`); failures raise :class:`PromotionGates
 subclasses (see :mod:`promotion_gates.errors`).
 """
 
+import sys
+
+if sys.version_info < (3, 11):  # pip refuses to install it there; this is for a source tree
+    raise ImportError(
+        "promotion_gates requires Python 3.11 or newer: on 3.10 a signal handler's exception "
+        "can leave a call counted in flight (see promotion_gates.gate)"
+    )
+
 from . import changes, decision, errors, formula, gate, judge
 from . import _ffi
 from ._ffi import LibraryNotFoundError, Status, library_path

@@ -20,7 +20,10 @@ SIGTERM handler) in the middle of a call: CPython runs a handler only where a ca
 a backward jump or where a Python function starts, so never between a call's entry in the list
 (the first call inside its ``try``) and the ``try`` itself, nor between its ``finally`` and the
 removal (the first call there). A call never stays counted after it ended, and ``close`` never
-waits for one that is gone.
+waits for one that is gone. That is the rule of CPython 3.11 and later, and why the package
+requires 3.11: 3.10 also runs a handler at other places, among them the first instruction of a
+``finally`` entered by an exception, so a second signal there skipped the removal and ``close``
+waited 10 s for a call that had ended, then left the gate unfreed.
 """
 
 from __future__ import annotations
