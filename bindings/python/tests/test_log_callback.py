@@ -5,13 +5,15 @@ rather than killing pytest."""
 from __future__ import annotations
 
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
-from conftest import run_child
+from conftest import canary, run_child
 
 import promotion_gates as pg
 from promotion_gates import Gate, LogLevel, set_log_callback
+from promotion_gates.gate import interrupted
 
 ROUNDS = 300
 
@@ -252,6 +254,67 @@ def test_a_free_refused_inside_the_log_callback_is_done_on_a_thread_of_its_own()
 @pytest.mark.parametrize("run", range(5))
 def test_exiting_while_threads_log_to_the_callback_exits_cleanly(tmp_path: Path, run: int) -> None:
     assert run_child(EXITING, str(tmp_path / "store.db")) == "logged\n"
+
+
+#: A signal handler raises inside the log callback on the main thread, once per kind: in the
+#: callback's body, and (the Ctrl-C timer) while the library runs, which CPython raises at the
+#: trampoline's first instruction. ctypes printed both and dropped them: the host ran on.
+SIGNALLED = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time
+    import promotion_gates as pg
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(3))
+    kill = {"signum": None}
+    def callback(level, target, message):
+        signum, kill["signum"] = kill["signum"], None
+        if signum is not None:
+            os.kill(os.getpid(), signum)  # the handler runs as it returns, in the callback
+    pg.set_log_callback(callback, pg.LogLevel.DEBUG)  # a line per route
+    gate = pg.Gate({"environment": {"canary": {"traffic_percent": 10}}})
+    for signum, kind in [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, SystemExit)]:
+        kill["signum"] = signum
+        try:
+            for _ in range(5):
+                gate.route(b"u")
+            print("lost", kind.__name__)
+        except kind:
+            print("raised", kind.__name__)
+    caught = 0
+    for trial in range(int(sys.argv[1])):
+        timer = threading.Timer(0.001 + trial % 7 * 0.0003, os.kill, (os.getpid(), signal.SIGINT))
+        try:
+            timer.start()
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                gate.route(b"u")
+        except KeyboardInterrupt:
+            caught += 1
+        timer.join()
+    print("caught", caught)
+    """
+)
+
+
+def test_a_signal_handlers_exception_inside_the_log_callback_is_raised_by_the_call() -> None:
+    trials = 50
+    assert run_child(SIGNALLED, str(trials)).split("\n") == [
+        "raised KeyboardInterrupt", "raised SystemExit", f"caught {trials}", ""
+    ]
+
+
+def test_a_kept_interrupt_is_raised_in_the_main_thread_only() -> None:
+    # Signal handlers run in the main thread: a worker's call does not take its interrupt.
+    with Gate(canary(10)) as gate:
+        interrupted.append(KeyboardInterrupt())
+        worker = threading.Thread(target=gate.route, args=("u",))
+        worker.start()
+        worker.join()
+        assert len(interrupted) == 1
+        with pytest.raises(KeyboardInterrupt):
+            gate.route("u")
+        assert interrupted == []
+        gate.route("u")
 
 
 def test_the_arguments_are_checked_and_a_refusal_changes_nothing() -> None:

@@ -28,6 +28,7 @@ waited 10 s for a call that had ended, then left the gate unfreed.
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import threading
@@ -236,6 +237,8 @@ def held_together(
         return call(live)
     finally:
         _drain(leave_all)
+        if interrupted:
+            raise_interrupted()
 
 
 def _promotion(environment: Environment, percent: float | None) -> tuple[int, float]:
@@ -262,6 +265,18 @@ def _check_flag_set(status: int, set_id: int) -> None:
 #: ``log_callback_thread.inside`` is True while this thread runs the log callback (set by
 #: :func:`~promotion_gates.telemetry.set_log_callback`'s trampoline).
 log_callback_thread = threading.local()
+#: A ``KeyboardInterrupt`` or ``SystemExit`` that a signal handler raised in the main thread
+#: inside the log callback, which ctypes would print and drop: the trampoline (or, when it was
+#: raised at the trampoline's first instruction, its ``sys.unraisablehook``) puts it here, and
+#: the call on the gate raises it once the library returned (:func:`raise_interrupted`).
+interrupted: list[BaseException] = []
+
+
+def raise_interrupted() -> None:
+    """Raises the exception in ``interrupted`` in the main thread, where it was raised (a call
+    on another thread leaves it there)."""
+    if interrupted and _thread.get_ident() == threading.main_thread().ident:
+        raise interrupted.pop()
 
 
 def _free(handle: c_void_p, own_thread: bool = False) -> None:
@@ -308,6 +323,7 @@ def _after_fork_in_child() -> None:
         gate._handle = None
         gate._finalizer.detach()
         gate._calls.clear()  # calls the parent's threads had in flight: none here
+    interrupted.clear()  # the parent's main thread's
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -460,6 +476,8 @@ class Gate:
             return call(handle)
         finally:
             self._leave()
+            if interrupted:
+                raise_interrupted()
 
     def _status(self, operation: str, function: str, *args: Any) -> int:
         """The status of the library's ``function(handle, *args)``, called with the gate held
@@ -488,6 +506,8 @@ class Gate:
             status = self._c.pgate_route(handle, rid, len(rid), byref(out))
         finally:
             self._leave()
+            if interrupted:
+                raise_interrupted()
         if status:
             _check(status)
         return Decision._from_c(out)
@@ -514,6 +534,8 @@ class Gate:
             )
         finally:
             self._leave()
+            if interrupted:
+                raise_interrupted()
         if status:
             _check(status)
         return Decision._from_c(out)
@@ -590,6 +612,8 @@ class Gate:
             status = self._c.pgate_record(handle, byref(raw), success, ns, byref(what))
         finally:
             self._leave()
+            if interrupted:
+                raise_interrupted()
         if status:
             _check(status)
         return recorded(what.value)
@@ -648,6 +672,8 @@ class Gate:
             status = self._c.pgate_record_by_id(handle, rid, len(rid), succeeded, ns, byref(what))
         finally:
             self._leave()
+            if interrupted:
+                raise_interrupted()
         if status:
             _check(status)
         return recorded(what.value)

@@ -14,10 +14,13 @@ of them with :func:`metrics_prometheus_counted` instead.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import enum
+import functools
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from ctypes import byref, c_size_t, c_void_p, create_string_buffer
@@ -27,7 +30,7 @@ from typing import Any
 from . import _ffi
 from ._arguments import member, refused, unsigned
 from .errors import BufferTooSmallError, InvalidArgumentError, _check
-from .gate import Gate, held_together, log_callback_thread
+from .gate import Gate, held_together, interrupted, log_callback_thread
 
 __all__ = [
     "LogLevel",
@@ -225,6 +228,61 @@ _setting = threading.Lock()
 #: Whether the atexit hook that detaches the callback is registered, and whether it ran.
 _hooked = False
 _exiting = False
+#: The ``sys.unraisablehook`` that :func:`_unraisable` replaced and passes on to, once set.
+_passed_on: Callable[[Any], object] | None = None
+
+
+def _trampoline(
+    callback: Callable[[LogLevel, str, str], None],
+    _: Any,
+    level: int,
+    target: bytes,
+    message: bytes,
+    length: int,
+) -> None:
+    """What the library calls for a log line (bound to ``callback`` by a ``partial``)."""
+    # First, before the allocations below: a garbage collection they run may free a gate
+    # (see gate._free), which must then know it runs inside the callback.
+    log_callback_thread.inside = True
+    try:
+        text = message[:length].decode("utf-8", "replace")
+        callback(LogLevel(level), target.decode("utf-8", "replace"), text)
+    except (KeyboardInterrupt, SystemExit) as error:
+        if not _kept(error):
+            raise
+    finally:
+        log_callback_thread.inside = False
+
+
+def _kept(error: BaseException) -> bool:
+    """Whether ``error``, raised inside the log callback, is one a signal handler raised (a
+    ``KeyboardInterrupt`` or ``SystemExit`` in the main thread, the only one that runs them):
+    then it is kept for the call on the gate to raise once the library returned (see
+    ``gate.interrupted``), instead of being printed and dropped by ctypes."""
+    if not isinstance(error, (KeyboardInterrupt, SystemExit)):
+        return False
+    if _thread.get_ident() != threading.main_thread().ident:
+        return False
+    if not interrupted:  # one is enough: a second Ctrl-C before the call returned is dropped
+        interrupted.append(error)
+    return True
+
+
+def _unraisable(unraisable: Any) -> None:
+    """``sys.unraisablehook`` from the first :func:`set_log_callback` on: keeps a signal
+    handler's exception that ctypes was about to drop from :func:`_trampoline` (see
+    :func:`_kept`), and passes everything else on to the hook it replaced.
+
+    A signal that arrives while the library runs (Ctrl-C during a call on the gate) is handled
+    by CPython at the trampoline's first instruction, before its ``try``: most of them land
+    there, as the library's call is where the time goes."""
+    # Told by where it was raised: 3.13 no longer passes the callable as the hook's object.
+    tb = unraisable.exc_traceback
+    if tb is not None and tb.tb_frame.f_code is _trampoline.__code__:
+        if _kept(unraisable.exc_value):
+            return
+    if _passed_on is not None:
+        _passed_on(unraisable)
 
 
 def set_log_callback(
@@ -234,7 +292,9 @@ def set_log_callback(
     """Sends the library's log lines up to ``max_level`` to ``callback(level, target,
     message)``; ``None`` stops them. The callback runs on the thread that logged (any thread
     using a gate, or a state store's own thread) and must not raise: an exception is printed
-    by ctypes and dropped.
+    by ctypes and dropped. A signal handler's ``KeyboardInterrupt`` or ``SystemExit`` (Ctrl-C,
+    or a SIGTERM handler, while the library or the callback runs in the main thread) is the
+    exception to that: the call on the gate raises it once the library returned.
 
     Returns once no thread is still running the callback it replaces: so the callback must
     return quickly, and must never wait for a thread that is setting a callback. The callback
@@ -269,22 +329,17 @@ def set_log_callback(
             "here; set the callback after the fork, in each process",
         )
 
-    def trampoline(_: Any, level: int, target: bytes, message: bytes, length: int) -> None:
-        # First, before the allocations below: a garbage collection they run may free a gate
-        # (see gate._free), which must then know it runs inside the callback.
-        log_callback_thread.inside = True
-        try:
-            assert callback is not None
-            text = message[:length].decode("utf-8", "replace")
-            callback(LogLevel(level), target.decode("utf-8", "replace"), text)
-        finally:
-            log_callback_thread.inside = False
-
-    global _current, _alive, _hooked
+    global _current, _alive, _hooked, _passed_on
     with _setting:
         if _exiting:
             callback = None
-        c_callback = None if callback is None else _ffi.pgate_log_callback(trampoline)
+        if callback is not None and _passed_on is None:  # once: never wraps a hook of ours
+            _passed_on, sys.unraisablehook = sys.unraisablehook, _unraisable
+        c_callback = (
+            None
+            if callback is None
+            else _ffi.pgate_log_callback(functools.partial(_trampoline, callback))
+        )
         # Both kept alive across the swap: an exception (a signal handler's) raised anywhere
         # in it leaves alive whichever one the library holds.
         _alive = [_current, c_callback]
