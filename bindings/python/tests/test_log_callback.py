@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -315,6 +316,38 @@ def test_a_kept_interrupt_is_raised_in_the_main_thread_only() -> None:
             gate.route("u")
         assert interrupted == []
         gate.route("u")
+
+
+def test_every_call_refused_inside_the_log_callback_says_why() -> None:
+    """pgate_monitor_health and pgate_check_slo write no error object: their refusal showed
+    only the status's name, where the others give the library's reason."""
+    refusals: dict[str, str] = {}
+    with Gate(canary(10)) as gate:
+        calls: dict[str, Callable[[], object]] = {
+            "pgate_monitor_health": gate.monitor_health,
+            "pgate_check_slo": gate.check_slo,
+            "pgate_rollback": lambda: gate.rollback("inside"),
+            "pgate_swap_slo": lambda: gate.swap_slo({}),
+        }
+
+        def call_the_gate(level: LogLevel, target: str, message: str) -> None:
+            for function, call in calls.items():
+                if function not in refusals:
+                    with pytest.raises(pg.InvalidArgumentError) as refused:
+                        call()
+                    refusals[function] = str(refused.value)
+
+        try:
+            set_log_callback(call_the_gate)
+            gate.enable_feature("logged")  # an info line
+        finally:
+            set_log_callback(None)
+    assert refusals == {
+        function: f"{function} was called from inside the log callback, which must call no "
+        "pgate_ function (the library may hold a lock while it logs: the call would wait for "
+        "its own thread) (INVALID_ARGUMENT)"
+        for function in calls
+    }
 
 
 def test_the_arguments_are_checked_and_a_refusal_changes_nothing() -> None:

@@ -74,7 +74,14 @@ from .decision import (
     packed,
     recorded,
 )
-from .errors import BufferTooSmallError, GateClosedError, UnknownFlagSetError, _check, _message
+from .errors import (
+    BufferTooSmallError,
+    GateClosedError,
+    InvalidArgumentError,
+    UnknownFlagSetError,
+    _check,
+    _message,
+)
 from .judge import Health, RollbackEvent
 
 __all__ = [
@@ -270,6 +277,21 @@ log_callback_thread = threading.local()
 #: raised at the trampoline's first instruction, its ``sys.unraisablehook``) puts it here, and
 #: the call on the gate raises it once the library returned (:func:`raise_interrupted`).
 interrupted: list[BaseException] = []
+
+
+def _check_outside_log_callback(status: int, function: str) -> None:
+    """As ``_check`` for a call that writes no error object (``pgate_monitor_health``,
+    ``pgate_check_slo``), with the library's words for its refusal of ``function`` from inside
+    the log callback (as its calls with an error object give them, ``ffi/src/log.rs``) when
+    that is why ``status`` is INVALID_ARGUMENT: the status's name alone said nothing."""
+    if status == _ffi.Status.INVALID_ARGUMENT and getattr(log_callback_thread, "inside", False):
+        raise InvalidArgumentError(
+            _ffi.Status.INVALID_ARGUMENT,
+            f"{function} was called from inside the log callback, which must call no pgate_ "
+            "function (the library may hold a lock while it logs: the call would wait for its "
+            "own thread)",
+        )
+    _check(status)
 
 
 def raise_interrupted() -> None:
@@ -756,7 +778,7 @@ class Gate:
         cap = _ffi.EVIDENCE_CAPACITY
         buf = create_string_buffer(cap)
         status = self._status(operation, function, byref(out), buf, cap, byref(length))
-        _check(status)
+        _check_outside_log_callback(status, function)
         return Health._from_c(out, buf.raw[: length.value].decode("utf-8", "replace"))
 
     def check_slo(self) -> bool:
@@ -766,7 +788,7 @@ class Gate:
         """
         compliant = c_bool()
         status = self._status("check_slo", "pgate_check_slo", byref(compliant))
-        _check(status)
+        _check_outside_log_callback(status, "pgate_check_slo")
         return compliant.value
 
     # -- the release ---------------------------------------------------------------------
