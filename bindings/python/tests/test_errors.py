@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import operator
 from collections.abc import Callable, Iterator, Mapping
 from ctypes import c_void_p
 from typing import Any
@@ -12,7 +14,7 @@ from conftest import REPO, canary, latency_vectors
 
 import promotion_gates as pg
 from promotion_gates import Environment, Gate, Recorded, Status, _ffi
-from promotion_gates._arguments import MAX_SHOWN_VALUE_BYTES, latency_ns, shown
+from promotion_gates._arguments import MAX_SHOWN_VALUE_BYTES, latency_ns, member, shown
 from promotion_gates.errors import _check, error_class
 
 #: 10**400 as a refused value is shown: its first 160 digits, then its length.
@@ -322,6 +324,68 @@ def test_the_shared_latency_vectors(ns: int | float, expect: str) -> None:
         assert gate.health().canary_requests + gate.health().production_requests == 0
 
 
+class Int64:
+    """An integer that is no int, as numpy's ``int64`` and ``uint64`` are: a
+    ``numbers.Integral`` with ``__index__``."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Int64({self.value})"
+
+
+numbers.Integral.register(Int64)
+
+
+class BigInt(int):
+    """An int subclass (``int(…)`` of it is exact; ``float(…)`` is not past 2**53)."""
+
+
+def test_an_integer_of_any_kind_is_taken_exactly() -> None:
+    # Through float, 2**53 + 1 was 2**53, and 2**64 - 1 was 2**64, refused.
+    exact: list[BigInt | Int64] = [BigInt(2**53 + 1), Int64(2**53 + 1), Int64(2**64 - 1)]
+    for value in exact:
+        assert latency_ns(None, value) == operator.index(value)
+    refused: list[BigInt | Int64] = [BigInt(2**64), Int64(-1)]
+    for value in refused:
+        with pytest.raises(pg.InvalidArgumentError, match="a latency must be finite"):
+            latency_ns(None, value)
+    # An environment's number given as numpy's int64(0) is the member 0, not refused as
+    # "one of [0, 1, 2]".
+    assert member(Environment, "environment", Int64(0)) == Environment.CANARY
+    with Gate() as gate:  # in Production: a new canary is not gated
+        gate.promote(Int64(0), 5)  # type: ignore[arg-type]
+        assert gate.state().environment is Environment.CANARY
+        with pytest.raises(pg.InvalidArgumentError) as caught:
+            gate.promote(Int64(7), None)  # type: ignore[arg-type]
+        assert caught.value.message == "invalid environment = Int64(7): one of [0, 1, 2]"
+
+
+class NumpyBool:
+    """What numpy's ``True_`` is to a message: an object of type ``numpy.bool``."""
+
+    def __repr__(self) -> str:
+        return "np.True_"
+
+
+NumpyBool.__module__ = "numpy"
+NumpyBool.__name__ = NumpyBool.__qualname__ = "bool"
+
+
+def test_a_bool_that_is_not_pythons_is_refused_saying_what_is_expected() -> None:
+    with Gate(canary(50)) as gate:
+        with pytest.raises(pg.InvalidArgumentError) as caught:
+            gate.record(gate.route("u"), NumpyBool(), 0.1)  # type: ignore[arg-type]
+    # It said "a bool, not bool".
+    assert caught.value.message == (
+        "invalid success = np.True_: True or False (a Python bool), not numpy.bool"
+    )
+
+
 def test_latency_edges_and_argument_errors() -> None:
     with Gate(canary(50)) as gate:
         d = gate.route("u")
@@ -351,14 +415,14 @@ def test_latency_edges_and_argument_errors() -> None:
         ("flag_set", (1 << 32) + 1, "invalid flag_set = 4294967297: an integer from 0 to 2**32 - 1"),
         ("traffic_percent", 10**400, f"invalid traffic_percent = {HUGE_SHOWN}: not a number a float holds"),
         ("environment", 7, "invalid environment = 7: one of [0, 1, 2]"),
-        ("environment", True, "invalid environment = True: one of [0, 1, 2]"),
+        ("environment", True, "invalid environment = True: one of [0, 1, 2], an integer or a member of Environment, not bool"),
         # equal to the member 1, but no member's number (kind(1.0) is the member)
-        ("environment", 1.0, "invalid environment = 1.0: one of [0, 1, 2]"),
-        ("forced", 0.0, "invalid forced = 0.0: one of [0, 1, 2]"),
+        ("environment", 1.0, "invalid environment = 1.0: one of [0, 1, 2], an integer or a member of Environment, not float"),
+        ("forced", 0.0, "invalid forced = 0.0: one of [0, 1, 2], an integer or a member of Forced, not float"),
         # bool() would read these as True: a stable decision counted as the canary's
-        ("is_canary", "no", "invalid is_canary = 'no': a bool, not str"),
-        ("is_canary", 2, "invalid is_canary = 2: a bool, not int"),
-        ("is_canary", None, "invalid is_canary = None: a bool, not NoneType"),
+        ("is_canary", "no", "invalid is_canary = 'no': True or False (a Python bool), not str"),
+        ("is_canary", 2, "invalid is_canary = 2: True or False (a Python bool), not int"),
+        ("is_canary", None, "invalid is_canary = None: True or False (a Python bool), not NoneType"),
     ],
 )
 def test_a_decision_built_by_hand_is_range_checked(field: str, value: Any, message: str) -> None:
@@ -636,10 +700,10 @@ SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
         (lambda g, d: g.on_change(print, "0.5"), "invalid interval = '0.5': a number, not str"),
         (lambda g, d: g.on_change(print, True), "invalid interval = True: a number, not bool"),
         # success through bool() counted 'no' as a success.
-        (lambda g, d: g.record(d, "no", 0.1), "invalid success = 'no': a bool, not str"),
-        (lambda g, d: g.record(d, 0, 0.1), "invalid success = 0: a bool, not int"),
-        (lambda g, d: g.record(d, None, 0.1), "invalid success = None: a bool, not NoneType"),
-        (lambda g, d: g.record_by_id("u", "no", 0.1), "invalid success = 'no': a bool, not str"),
+        (lambda g, d: g.record(d, "no", 0.1), "invalid success = 'no': True or False (a Python bool), not str"),
+        (lambda g, d: g.record(d, 0, 0.1), "invalid success = 0: True or False (a Python bool), not int"),
+        (lambda g, d: g.record(d, None, 0.1), "invalid success = None: True or False (a Python bool), not NoneType"),
+        (lambda g, d: g.record_by_id("u", "no", 0.1), "invalid success = 'no': True or False (a Python bool), not str"),
         (lambda g, d: g.record(d, True, latency_ns=True), "invalid latency_ns = True: a number, not bool"),
         (lambda g, d: g.record(d, True, False), "invalid latency_s = False: a number, not bool"),
         (lambda g, d: g.record_by_id("u", True, latency_ns=False), "invalid latency_ns = False: a number, not bool"),

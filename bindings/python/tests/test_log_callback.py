@@ -358,10 +358,16 @@ def test_the_arguments_are_checked_and_a_refusal_changes_nothing() -> None:
 
     try:
         set_log_callback(collect, LogLevel.WARN)
-        for level, shown in [(2**32 + 3, "4294967299"), (-1, "-1"), (0, "0"), ("3", "'3'")]:
+        members = "one of [1, 2, 3, 4, 5]"
+        for level, why in [
+            (2**32 + 3, f"4294967299: {members}"),
+            (-1, f"-1: {members}"),
+            (0, f"0: {members}"),
+            ("3", f"'3': {members}, an integer or a member of LogLevel, not str"),
+        ]:
             with pytest.raises(pg.InvalidArgumentError) as caught:
                 set_log_callback(collect, level)  # type: ignore[arg-type]
-            assert caught.value.message == f"invalid max_level = {shown}: one of [1, 2, 3, 4, 5]"
+            assert caught.value.message == f"invalid max_level = {why}"
         with pytest.raises(pg.InvalidArgumentError, match="invalid callback = 'print': not callable"):
             set_log_callback("print")  # type: ignore[arg-type]
         with Gate({"environment": "staging"}) as gate:

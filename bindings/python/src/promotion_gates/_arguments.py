@@ -81,6 +81,24 @@ def refused(field: str, value: object, why: str) -> InvalidArgumentError:
     )
 
 
+def _kind(value: object) -> str:
+    """The name of ``value``'s type as a message shows it: ``str``, or ``numpy.bool`` for one
+    outside the builtins (numpy's ``bool``, ``int64`` are not Python's)."""
+    kind = type(value)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _integral(value: object) -> int | None:
+    """``value`` as an int if it is an integer (any ``numbers.Integral``: an int subclass,
+    numpy's ``int64`` or ``uint64``), exactly, through ``operator.index``; ``None`` for any other
+    value, a bool too (``True`` would be 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return operator.index(value)
+
+
 def unsigned(field: str, value: object, bits: int) -> int:
     """``value`` as an int in ``0 ..= 2**bits - 1`` (an int or an int-like object, not a bool:
     ``True`` would be 1, as :func:`_number` refuses it), or raises."""
@@ -101,17 +119,20 @@ def member(kind: type[enum.IntEnum], field: str, value: object) -> int:
     float is refused, though ``kind(True)`` and ``kind(1.0)`` are the member 1."""
     # A bool or a float equal to a member (True, 1.0, Decimal(1)) is no member's number.
     # A member of another enum (Recorded.LATE is 1, Environment.STAGING's number) is no
-    # member of this one either.
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, kind))
-        or (isinstance(value, enum.Enum) and not isinstance(value, kind))
-    ):
-        raise refused(field, value, f"one of {[int(m) for m in kind]}")
+    # member of this one either. Any other integer is (numpy's int64(0) is the member 0).
+    members = [int(m) for m in kind]
+    foreign = isinstance(value, enum.Enum) and not isinstance(value, kind)
+    number = None if foreign else _integral(value)
+    if number is None:
+        raise refused(
+            field,
+            value,
+            f"one of {members}, an integer or a member of {kind.__name__}, not {_kind(value)}",
+        )
     try:
-        return int(kind(value))
-    except (ValueError, TypeError):
-        raise refused(field, value, f"one of {[int(m) for m in kind]}") from None
+        return int(kind(number))
+    except ValueError:
+        raise refused(field, value, f"one of {members}") from None
 
 
 def utf8(field: str, value: object) -> bytes:
@@ -131,7 +152,7 @@ def _number(field: str, value: object) -> numbers.Real:
     """``value`` if it is a real number, else raises: a bool (``True`` would be 1) or a str
     (``"25"``) is refused, though ``float()`` takes both."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise refused(field, value, f"a number, not {type(value).__name__}")
+        raise refused(field, value, f"a number, not {_kind(value)}")
     return value
 
 
@@ -226,10 +247,10 @@ def finite_float(field: str, value: object) -> float:
 
 def flag(field: str, value: object) -> bool:
     """``value`` if it is ``True`` or ``False``, else raises (``bool()`` would take ``"no"``
-    as true)."""
+    as true; numpy's ``True_`` is not Python's ``True``)."""
     if value is True or value is False:
         return value
-    raise refused(field, value, f"a bool, not {type(value).__name__}")
+    raise refused(field, value, f"True or False (a Python bool), not {_kind(value)}")
 
 
 def latency_error(value: object, unit: str, name: str = "latency") -> InvalidArgumentError:
@@ -254,11 +275,13 @@ def latency_ns(seconds: object, nanoseconds: object, name: str = "latency") -> i
             "give exactly one of them",
         )
     if nanoseconds is not None:
-        if type(nanoseconds) is int:  # the common case: no float round trip
-            if 0 <= nanoseconds < _U64_LIMIT:
-                return nanoseconds
-            raise latency_error(nanoseconds, "ns", name)
-        return _rounded(nanoseconds, 1.0, "ns", name)
+        # An integer stays one, exactly (a float holds 2**53 + 1 as 2**53): no float round trip.
+        exact = nanoseconds if type(nanoseconds) is int else _integral(nanoseconds)
+        if exact is None:
+            return _rounded(nanoseconds, 1.0, "ns", name)
+        if 0 <= exact < _U64_LIMIT:
+            return exact
+        raise latency_error(nanoseconds, "ns", name)
     return _rounded(seconds, 1e9, "s", name)
 
 
