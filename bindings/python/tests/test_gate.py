@@ -341,20 +341,34 @@ def test_a_dropped_gate_is_freed() -> None:
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k != _ffi.ENV_VAR}
-    environ.update(env)
     environ["PYTHONPATH"] = str(PYTHON_DIR / "src")
+    environ.update(env)
     return subprocess.run(
         [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=60
     )
 
 
-def test_library_discovery() -> None:
+def test_library_discovery(tmp_path: Path) -> None:
     show = "import promotion_gates as pg; pg.version(); print(pg.library_path())"
-    in_repo = REPO / "target" / "release" / "libpromotion_gates_ffi.so"
-    if sys.platform.startswith("linux") and in_repo.is_file():
-        found = _python(show)
-        assert found.returncode == 0, found.stderr
-        assert Path(found.stdout.strip()) == in_repo
+    # A source tree whose target/release holds the library, as cargo builds it without
+    # CARGO_TARGET_DIR: the package finds it there (this checkout's target/release may not
+    # exist, as in CI, whose target directory is elsewhere).
+    tree = tmp_path / "checkout"
+    (tree / "include").mkdir(parents=True)
+    (tree / "Cargo.toml").touch()
+    (tree / "include" / "promotion_gates.h").touch()
+    source = tree / "bindings" / "python" / "src"
+    shutil.copytree(
+        PYTHON_DIR / "src" / "promotion_gates",
+        source / "promotion_gates",
+        ignore=shutil.ignore_patterns("__pycache__", _ffi._file_name()),
+    )
+    in_repo = tree / "target" / "release" / _ffi._file_name()
+    in_repo.parent.mkdir(parents=True)
+    in_repo.symlink_to(_ffi.library_path())
+    found = _python(show, PYTHONPATH=str(source))
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()) == in_repo
     explicit = _python(show, **{_ffi.ENV_VAR: _ffi.library_path()})
     assert explicit.returncode == 0 and explicit.stdout.strip() == _ffi.library_path()
     missing = _python(show, **{_ffi.ENV_VAR: "/nonexistent/libpromotion_gates_ffi.so"})
