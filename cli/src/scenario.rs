@@ -30,6 +30,11 @@ pub const MAX_RUN_REQUESTS: f64 = 1e10;
 /// of the requests' (see [`MAX_RUN_REQUESTS`]).
 pub const MAX_RUN_EVALUATIONS: f64 = MAX_RUN_S;
 
+/// How many steps [`Scenario::duration_range`] moves an end inwards at most, each twice the
+/// last: the last is 2^38 × `f64::EPSILON` of it (6e-5), far beyond what scaling [`MAX_STAGES`]
+/// lengths can round.
+const RANGE_NUDGES: usize = 40;
+
 /// The most times a stage may be extended (`max_extensions`): each extension keeps its
 /// refusal and a timeline point for the report.
 pub const MAX_EXTENSIONS: u32 = 100;
@@ -386,12 +391,25 @@ impl Scenario {
     }
 
     /// The shortest and the longest planned ramp `--duration` may scale this scenario to
-    /// ([`Scenario::scale_to`] scales every length by one factor): its shortest stage, its
-    /// extension step and each incident's length at least one tick ([`MIN_EXTENSION_S`]);
-    /// each incident's start and length, and its longest run, within [`MAX_RUN_S`]; the
-    /// longest run within [`MAX_RUN_REQUESTS`] and [`MAX_RUN_EVALUATIONS`]; each proportional
-    /// to the factor.
+    /// ([`Scenario::scale_to`] scales every length by one factor), both taken: its shortest
+    /// stage, its extension step and each incident's length at least one tick
+    /// ([`MIN_EXTENSION_S`]); its extension step, each incident's start and length, and its
+    /// longest run within [`MAX_RUN_S`]; the longest run within [`MAX_RUN_REQUESTS`] and
+    /// [`MAX_RUN_EVALUATIONS`].
+    ///
+    /// Each of those lengths and counts, computed from the scaled scenario, grows with the
+    /// total (a correctly rounded product or sum never falls when an operand grows), so every
+    /// total between the two validates once scaled. The ends are proportional to the factor,
+    /// then moved inwards by the few rounding steps it takes for the scaled scenario to
+    /// validate: each length rounds on its own when scaled, and their sum can land above the
+    /// limit the factor was computed for (31536000.000000004 s planned for 365 days).
     pub fn duration_range(&self) -> (f64, f64) {
+        let (least, most) = self.proportional_duration_range();
+        (self.fitting(least, 1.0), self.fitting(most, -1.0))
+    }
+
+    /// [`Scenario::duration_range`] as if scaling rounded nothing.
+    fn proportional_duration_range(&self) -> (f64, f64) {
         let planned = self.planned_seconds();
         let shortest = self
             .stages
@@ -399,18 +417,38 @@ impl Scenario {
             .map(|s| s.duration_s)
             .chain(self.incidents().filter_map(|i| i.length_s))
             .fold(self.extension_s, f64::min);
-        let latest_incident = self
+        // Each is checked against the longest run on its own: the extension step even when no
+        // stage is extended (max_extensions = 0).
+        let longest_length = self
             .incidents()
             .flat_map(|i| [i.after_s, i.length_s.unwrap_or(0.0)])
-            .fold(0.0, f64::max);
+            .fold(self.extension_s, f64::max);
         let longest = self.longest_seconds();
         let requests = self.rps / self.sample as f64 * longest;
         let evaluations = self.evaluations(longest, requests);
         let most = (MAX_RUN_S / longest)
-            .min(MAX_RUN_S / latest_incident)
+            .min(MAX_RUN_S / longest_length)
             .min(MAX_RUN_REQUESTS / requests)
             .min(MAX_RUN_EVALUATIONS / evaluations);
         (planned * MIN_EXTENSION_S / shortest, planned * most)
+    }
+
+    /// `end`, or the nearest total `inward` of it (`1.0`: above, `-1.0`: below) the scenario
+    /// validates at once scaled, tried a step of `end × 2^k × EPSILON` further each time;
+    /// `end` itself when none of [`RANGE_NUDGES`] steps does (no length fits this scenario).
+    fn fitting(&self, end: f64, inward: f64) -> f64 {
+        let mut step = f64::EPSILON;
+        let mut total = end;
+        for _ in 0..RANGE_NUDGES {
+            let mut scaled = self.clone();
+            scaled.scale_to(total);
+            if scaled.validate().is_ok() {
+                return total;
+            }
+            total = end * inward.mul_add(step, 1.0);
+            step *= 2.0;
+        }
+        end
     }
 
     /// The incidents of both services: `--duration` scales them with the ramp.

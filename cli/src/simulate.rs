@@ -4,7 +4,7 @@
 use clap::Args;
 use clap::builder::{OsStringValueParser, TypedValueParser};
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::document;
 use crate::error::{CliError, quoted_text, shown_path, shown_value, unless_closed};
@@ -136,23 +136,40 @@ fn request_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// How far outside [`Scenario::duration_range`] a `--duration` may be and still be taken, as
+/// the end it is beyond, in parts of that end: a billionth. The refusal states the range to
+/// the millisecond, and a value written in other units (`110ms`, `1.5m`) reads within an ulp
+/// or two of its decimal, so a stated end written so may fall just outside it.
+const DURATION_SLACK: f64 = 1e-9;
+
+/// The range `--duration` takes for `scenario`, as its refusal states it: the ends of
+/// [`Scenario::duration_range`] rounded inwards to a millisecond (then taken within
+/// [`DURATION_SLACK`], so both are accepted however written).
+fn stated_duration_range(scenario: &Scenario) -> (f64, f64) {
+    let (least, most) = scenario.duration_range();
+    ((least * 1e3).ceil() / 1e3, (most * 1e3).floor() / 1e3)
+}
+
 /// `--duration`: within the range the scenario can be scaled to ([`Scenario::duration_range`]),
 /// a bad flag value (exit 2) naming the flag, not the scenario field the scaling would break.
-fn check_duration(scenario: &Scenario, total: f64) -> Result<(), CliError> {
+/// Returns the total to scale to: `total`, or the end of the range it is within
+/// [`DURATION_SLACK`] of.
+fn check_duration(scenario: &Scenario, total: f64) -> Result<f64, CliError> {
     let (least, most) = scenario.duration_range();
-    if (least..=most).contains(&total) {
-        return Ok(());
+    let within = (least * (1.0 - DURATION_SLACK)..=most * (1.0 + DURATION_SLACK)).contains(&total);
+    if least <= most && within {
+        return Ok(total.clamp(least, most));
     }
+    let (from, to) = stated_duration_range(scenario);
     Err(CliError::Usage(format!(
         "invalid --duration = {} s: from {} s to {} s for this scenario (its shortest stage, \
-         extension_s and each incident's length_s at least one 10 ms tick; each incident's \
-         after_s and length_s, and its longest run, every stage extended max_extensions times, \
-         within 365 days; that run within {MAX_RUN_REQUESTS} requests and \
-         {MAX_RUN_EVALUATIONS} evaluations)",
+         extension_s and each incident's length_s at least one 10 ms tick; extension_s, each \
+         incident's after_s and length_s, and its longest run, every stage extended \
+         max_extensions times, within 365 days; that run within {MAX_RUN_REQUESTS} requests \
+         and {MAX_RUN_EVALUATIONS} evaluations)",
         shown_number(total),
-        // Rounded inwards, to a millisecond, so both ends are accepted.
-        shown_number((least * 1e3).ceil() / 1e3),
-        shown_number((most * 1e3).floor() / 1e3),
+        shown_number(from),
+        shown_number(to),
     )))
 }
 
@@ -208,19 +225,29 @@ fn check_rate_flags(scenario: &Scenario, args: &SimulateArgs) -> Result<(), CliE
 /// `--duration`, and valid. A flag value that cannot run is a bad flag (exit 2) naming the
 /// flag; a field of the file that cannot run is the file's error (exit 1) naming the field.
 fn runnable_scenario(args: &SimulateArgs) -> Result<Scenario, CliError> {
-    let (mut scenario, source) = match &args.config {
+    let (scenario, source) = match &args.config {
         Some(path) => (document::load::<Scenario>(path)?, path.clone()),
         None => (
             Scenario::builtin(args.scenario),
             PathBuf::from(format!("built-in scenario {}", args.scenario.as_str())),
         ),
     };
+    with_flags(scenario, &source, args)
+}
+
+/// `scenario`, read from `source`, with the flags' values in it, scaled to `--duration` and
+/// checked (see [`runnable_scenario`]).
+fn with_flags(
+    mut scenario: Scenario,
+    source: &Path,
+    args: &SimulateArgs,
+) -> Result<Scenario, CliError> {
     scenario.seed = args.seed.unwrap_or(scenario.seed);
     scenario.rps = args.rps.unwrap_or(scenario.rps);
     scenario.sample = args.sample.unwrap_or(scenario.sample);
     scenario.users = args.users.unwrap_or(scenario.users);
     let invalid = |message: String| CliError::Invalid {
-        path: source.clone(),
+        path: source.to_path_buf(),
         message,
     };
     // The fields as given first, so that an error names the value written (the flags' own
@@ -238,7 +265,7 @@ fn runnable_scenario(args: &SimulateArgs) -> Result<Scenario, CliError> {
             check_rate_flags(&scenario, args)?;
             scenario.validate().map_err(|e| invalid(e.to_string()))?;
         }
-        check_duration(&scenario, total)?;
+        let total = check_duration(&scenario, total)?;
         scenario.scale_to(total);
     } else {
         check_rate_flags(&scenario, args)?;
@@ -316,7 +343,10 @@ fn write_report(out: &mut impl Write, json: bool, report: &Report) -> io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::ScenarioName;
+    use crate::scenario::{
+        Incident, MAX_EXTENSIONS, MAX_RUN_S, ScenarioName, StageKind, StageSpec,
+    };
+    use proptest::prelude::*;
 
     #[test]
     fn every_builtin_has_the_defaults_the_help_shows() {
@@ -346,6 +376,167 @@ mod tests {
         assert_eq!(as_duration_flag(360.0), "6m");
         assert_eq!(as_duration_flag(90.0), "90s");
         assert_eq!(parse_duration(&as_duration_flag(90.0)), Ok(90.0));
+    }
+
+    /// `simulate` flags with `--duration total` and nothing else set.
+    fn with_duration(total: f64) -> SimulateArgs {
+        SimulateArgs {
+            scenario: ScenarioName::Good,
+            config: None,
+            seed: None,
+            rps: None,
+            duration: Some(total),
+            sample: None,
+            users: None,
+            json: false,
+            plot: None,
+            show_config: false,
+        }
+    }
+
+    /// `scenario` as `simulate --duration total` runs it.
+    fn scaled(scenario: &Scenario, total: f64) -> Result<Scenario, CliError> {
+        with_flags(scenario.clone(), Path::new("s.json"), &with_duration(total))
+    }
+
+    /// The scenario file read from `json`.
+    fn scenario_file(json: &str) -> Scenario {
+        document::parse(Path::new("s.json"), json).unwrap()
+    }
+
+    #[test]
+    fn a_duration_that_stretches_extension_s_past_the_longest_run_is_a_bad_flag() {
+        // Stated "to 5000000 s", --duration 346896s made extension_s 94608000 s (never used:
+        // max_extensions = 0) and was the file's error, exit 1.
+        let file = scenario_file(
+            r#"{"stages":[{"traffic_percent":1,"duration_s":0.01},
+                {"traffic_percent":2,"duration_s":0.1}],"max_extensions":0,"extension_s":30}"#,
+        );
+        let Err(CliError::Usage(e)) = scaled(&file, 346_896.0) else {
+            panic!("346896 s was taken");
+        };
+        assert!(
+            e.starts_with("invalid --duration = 346896 s: from 0.11 s to 115632 s for this"),
+            "{e}"
+        );
+        let (_, most) = stated_duration_range(&file);
+        let run = scaled(&file, most).unwrap();
+        assert_eq!(run.extension_s, MAX_RUN_S);
+    }
+
+    #[test]
+    fn a_duration_at_the_longest_run_is_taken_whatever_scaling_rounds() {
+        // 365d was in the stated range, then the scaled stages summed to 31536000.000000004 s,
+        // over the longest run: the file's error, exit 1.
+        let file = scenario_file(
+            r#"{"rps":0.5,"max_extensions":0,"extension_s":0.01,"stages":[
+                {"traffic_percent":1,"duration_s":60},{"traffic_percent":2,"duration_s":0.01},
+                {"traffic_percent":3,"duration_s":2592000}]}"#,
+        );
+        let run = scaled(&file, parse_duration("365d").unwrap()).unwrap();
+        assert!(run.planned_seconds() <= MAX_RUN_S);
+        assert!(MAX_RUN_S - run.planned_seconds() < 1e-6);
+    }
+
+    /// A length from 10 ms to 10^7 s, log-uniform, or one of the ends tests like.
+    fn length() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            (-2.0f64..7.0).prop_map(|e| 10f64.powf(e)),
+            Just(0.01),
+            Just(60.0),
+            Just(2_592_000.0),
+        ]
+    }
+
+    prop_compose! {
+        /// A scenario as a file may write it: its run need not fit as written, as long as some
+        /// --duration makes it fit.
+        fn scenario()(
+            lengths in prop::collection::vec(length(), 1..8),
+            extension_s in length(),
+            max_extensions in prop_oneof![Just(0u32), 0u32..=4, Just(MAX_EXTENSIONS)],
+            rps in (-3.0f64..6.0).prop_map(|e| 10f64.powf(e)),
+            sample in prop_oneof![Just(1u64), 1u64..1000],
+            interval_ms in prop_oneof![Just(1u64), Just(10), Just(1000), Just(3_600_000)],
+            incident in proptest::option::of((0usize..8, prop_oneof![Just(0.0), Just(1.0), 0.0f64..1.0], proptest::option::of(length()))),
+        ) -> Scenario {
+            let stages: Vec<StageSpec> = lengths
+                .iter()
+                .enumerate()
+                .map(|(i, &duration_s)| StageSpec {
+                    environment: StageKind::Canary,
+                    traffic_percent: Some(i as f64 + 1.0),
+                    duration_s,
+                })
+                .collect();
+            let mut scenario = Scenario {
+                stages,
+                extension_s,
+                max_extensions,
+                rps,
+                sample,
+                ..Scenario::default()
+            };
+            scenario.slo.evaluation_interval = std::time::Duration::from_millis(interval_ms);
+            if let Some((stage, at, length_s)) = incident {
+                let stage = stage % scenario.stages.len();
+                let longest = scenario.stages[stage].duration_s
+                    + f64::from(max_extensions) * extension_s;
+                scenario.canary.incident = Some(Incident {
+                    stage: stage + 1,
+                    after_s: (at * longest).min(MAX_RUN_S),
+                    error_rate: 1.0,
+                    latency_factor: 1.0,
+                    length_s,
+                });
+            }
+            scenario
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Every --duration in the range its refusal states runs, whichever unit it is
+        /// written in; one a thousandth beyond either end is a bad flag naming --duration.
+        #[test]
+        fn every_duration_in_the_stated_range_runs(
+            scenario in scenario(),
+            pick in 0usize..5,
+            between in 0.0f64..=1.0,
+            unit in prop::sample::select(vec![("s", 1.0), ("ms", 1e-3), ("m", 60.0), ("d", 86_400.0)]),
+        ) {
+            prop_assume!(scenario.validate_fields().is_ok());
+            let (least, most) = scenario.duration_range();
+            let (from, to) = stated_duration_range(&scenario);
+            if least > most || from > to {
+                // No --duration fits (its shortest stage needs more than its runs allow).
+                return Ok(());
+            }
+            let total = [from, to, least, most, from + between * (to - from)][pick];
+            let (name, seconds) = unit;
+            // As a decimal (`{}` writes no exponent, which the flag does not read).
+            let written = format!("{}{name}", total / seconds);
+            let Ok(read) = parse_duration(&written) else {
+                // Above 365 days as written in that unit: refused by the flag's own parser.
+                prop_assert!(total > MAX_RUN_S * 0.999_999, "{written}");
+                return Ok(());
+            };
+            match scaled(&scenario, read) {
+                Ok(run) => prop_assert!(
+                    (run.planned_seconds() - read).abs() <= read * 1e-9,
+                    "{written}: {} s planned", run.planned_seconds()
+                ),
+                Err(e) => prop_assert!(false, "--duration {written} in {from}..={to}: {e}"),
+            }
+            for beyond in [least / 1.001, most * 1.001] {
+                let refused = scaled(&scenario, beyond);
+                prop_assert!(
+                    matches!(&refused, Err(CliError::Usage(e)) if e.starts_with("invalid --duration = ")),
+                    "--duration {beyond} outside {least}..={most}: {refused:?}"
+                );
+            }
+        }
     }
 
     #[test]
