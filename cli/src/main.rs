@@ -24,9 +24,9 @@ mod simulate;
 mod traffic;
 mod validate;
 
-use clap::builder::StyledStr;
+use clap::builder::Styles;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -64,13 +64,17 @@ enum Command {
 /// [`error::shown_text`] shows one: control characters escaped (a newline in it would end the
 /// line it is on), at most `MAX_SHOWN_VALUE_BYTES`.
 fn one_line(error: &clap::Error) -> String {
-    // Replaced in the styled text: its plain form strips a terminal escape of the user's as it
-    // strips clap's own styles, so the text quoted would no longer be the text given.
-    let mut styled = error.render().ansi().to_string();
+    // The error of the command without styles (see `parsed`): its only control characters are
+    // clap's line breaks and the user's texts, replaced where clap quotes them. In the styled
+    // text, a newline or an escape given replaced clap's own line breaks and styles too; its
+    // plain form strips an escape of the user's as it strips clap's styles.
+    let mut text = error.render().ansi().to_string();
     for (given, shown) in user_texts(error) {
-        styled = styled.replace(&given, &shown);
+        // `'--x'`, and `'-- --x'` in the tip to pass it as a value.
+        for quote in ["'", "'-- "] {
+            text = text.replace(&format!("{quote}{given}'"), &format!("{quote}{shown}'"));
+        }
     }
-    let text = StyledStr::from(styled).to_string();
     // The message is the first paragraph; the tips and the usage follow, each after a blank line.
     let mut paragraphs = text.split("\n\n");
     let mut message = words_of(paragraphs.next().unwrap_or_default());
@@ -125,8 +129,17 @@ fn complain(error: &CliError) {
     let _ = writeln!(io::stderr().lock(), "error: {error}");
 }
 
+/// The command line, read by the command without styles, so that an error's text holds no
+/// escape but the user's ([`one_line`]): clap styles parts of an error, a tip quoting the
+/// user's text among them, as it makes it.
+fn parsed() -> Result<Cli, clap::Error> {
+    let mut command = Cli::command().styles(Styles::plain());
+    let mut matches = command.try_get_matches_from_mut(std::env::args_os())?;
+    Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut command))
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parsed() {
         Ok(cli) => cli,
         Err(e) => {
             let code = e.exit_code();
@@ -136,6 +149,8 @@ fn main() -> ExitCode {
                     ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
                 )
             {
+                // The same help, read again with the command's styles.
+                let e = Cli::try_parse().err().unwrap_or(e);
                 // Help that could not be written (a full disk) is a failure; a reader that
                 // closed the pipe early is not, as for every other command's output.
                 if let Err(written) = e.print()

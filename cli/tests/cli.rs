@@ -1343,6 +1343,20 @@ fn clap_errors_name_the_missing_argument_and_show_user_text_escaped_and_short() 
             "{message}"
         );
     }
+    // A newline or an escape alone: clap's own line breaks and styles were escaped with it
+    // (`'\n'\n\nUsage: ...`, `\u{1b}[1m\u{1b}[31merror:\u{1b}[0m invalid value ...`).
+    let (code, message) = failure(&["\n"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        message.trim_end(),
+        r"error: unrecognized subcommand '\n' (see --help)"
+    );
+    let (code, message) = failure(&["route", "--percent", "\u{1b}", "a"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        message.trim_end(),
+        r#"error: invalid value '\u{1b}' for '--percent <PERCENT>': "\u{1b}" is not a number (see --help)"#
+    );
     // An unknown argument and clap's tip that quotes it, both escaped.
     let (code, message) = failure(&["route", "--x\u{1b}[31m"]);
     assert_eq!(code, 2);
