@@ -364,16 +364,32 @@ impl Scenario {
     /// The bursts keep their period and length: "short bursts" means short on the judge's
     /// window, and the gate's own times (`promotion.rollback_window_seconds`, the judge's
     /// intervals) do not scale. Nor does `description`.
+    ///
+    /// Each length rounds on its own, so an incident that started by the end of its stage
+    /// ([`Scenario::latest_incident_start`]) is held there once scaled: its start and the
+    /// stage's end, equal as written, would differ by a rounding.
     pub fn scale_to(&mut self, total_s: f64) {
         let planned = self.planned_seconds();
         if planned > 0.0 {
             let factor = total_s / planned;
+            let within = [&self.stable, &self.canary].map(|model| {
+                matches!(
+                    (&model.incident, self.latest_incident_start(model)),
+                    (Some(incident), Some(latest)) if incident.after_s <= latest
+                )
+            });
             for stage in &mut self.stages {
                 stage.duration_s *= factor;
             }
             self.extension_s *= factor;
-            for model in [&mut self.stable, &mut self.canary] {
-                model.scale_incident(factor);
+            let latest =
+                [&self.stable, &self.canary].map(|model| self.latest_incident_start(model));
+            for ((model, within), latest) in [&mut self.stable, &mut self.canary]
+                .into_iter()
+                .zip(within)
+                .zip(latest)
+            {
+                model.scale_incident(factor, latest.filter(|_| within));
             }
         }
     }
@@ -388,6 +404,19 @@ impl Scenario {
     pub fn longest_seconds(&self) -> f64 {
         self.planned_seconds()
             + self.stages.len() as f64 * f64::from(self.max_extensions) * self.extension_s
+    }
+
+    /// The longest `stage` can last: its `duration_s`, then `max_extensions` extensions of
+    /// `extension_s`.
+    pub fn longest_stage_seconds(&self, stage: &StageSpec) -> f64 {
+        stage.duration_s + f64::from(self.max_extensions) * self.extension_s
+    }
+
+    /// The latest the incident of `model` can start, in seconds into its stage: the longest
+    /// the stage lasts. `None` without an incident, or for one in no stage of the ramp.
+    pub fn latest_incident_start(&self, model: &ServiceModel) -> Option<f64> {
+        let stage = model.incident.as_ref()?.stage.checked_sub(1)?;
+        Some(self.longest_stage_seconds(self.stages.get(stage)?))
     }
 
     /// The shortest and the longest planned ramp `--duration` may scale this scenario to
@@ -510,10 +539,11 @@ impl StageSpec {
 }
 
 impl ServiceModel {
-    /// Multiplies the incident's start and length by `factor` (see [`Scenario::scale_to`]).
-    fn scale_incident(&mut self, factor: f64) {
+    /// Multiplies the incident's start and length by `factor`, the start at most `latest`
+    /// (see [`Scenario::scale_to`]).
+    fn scale_incident(&mut self, factor: f64, latest: Option<f64>) {
         if let Some(incident) = &mut self.incident {
-            incident.after_s *= factor;
+            incident.after_s = (incident.after_s * factor).min(latest.unwrap_or(f64::INFINITY));
             if let Some(length) = &mut incident.length_s {
                 *length *= factor;
             }
@@ -790,9 +820,11 @@ mod tests {
         let short = with_incident(10.0, Some(0.5));
         let (least, _) = short.duration_range();
         assert!((least - 7.2).abs() < 1e-9, "{least}");
-        let late = with_incident(MAX_RUN_S / 2.0, None);
+        // A start at the end of its stage (60 s + 4 × 30 s), which holds it within the longest
+        // run: it scales with the stage and bounds nothing more.
+        let late = with_incident(180.0, None);
         let (_, most) = late.duration_range();
-        assert!((most - 720.0).abs() < 1e-6, "{most}");
+        assert_eq!(most, Scenario::default().duration_range().1);
         let long = with_incident(0.0, Some(MAX_RUN_S / 4.0));
         let (_, most) = long.duration_range();
         assert!((most - 1440.0).abs() < 1e-6, "{most}");
@@ -987,9 +1019,57 @@ mod tests {
             "invalid canary.incident.after_s = 1e308: seconds from 0 to 31536000 (365 days), \
              the longest simulated run"
         );
-        changed(|s| s.canary.incident = Some(incident(MAX_RUN_S, MAX_RUN_S)))
-            .validate_fields()
+        changed(|s| {
+            s.stages[0].duration_s = MAX_RUN_S;
+            s.canary.incident = Some(incident(MAX_RUN_S, MAX_RUN_S));
+        })
+        .validate_fields()
+        .unwrap();
+    }
+
+    #[test]
+    fn an_incident_that_cannot_start_in_its_stage_is_refused() {
+        // Accepted, and the run went without it: stage 1 lasts 180 s at most.
+        let incident = |stage: usize, after_s: f64| Incident {
+            stage,
+            after_s,
+            error_rate: 1.0,
+            latency_factor: 1.0,
+            length_s: None,
+        };
+        assert_eq!(
+            service_refusal(&|m| m.incident = Some(incident(1, 100_000.0))),
+            "invalid canary.incident.after_s = 100000: at most 180 s, the longest stage 1 lasts \
+             (its duration_s plus max_extensions × extension_s: 60 + 4 × 30 s)"
+        );
+        let e = refusal(|s| {
+            s.max_extensions = 0;
+            s.stable.incident = Some(incident(6, 60.5));
+        });
+        assert!(
+            e.starts_with(
+                "invalid stable.incident.after_s = 60.5: at most 60 s, the longest \
+                 stage 6 lasts (its duration_s plus max_extensions × extension_s: 60 + 0 × 30 s)"
+            ),
+            "{e}"
+        );
+        changed(|s| s.canary.incident = Some(incident(1, 180.0)))
+            .validate()
             .unwrap();
+        // --duration scales the start with its stage: one at the stage's very end stays within
+        // it, whatever scaling rounds.
+        let at_end = changed(|s| {
+            s.stages[0].duration_s = 0.1;
+            s.extension_s = 0.7;
+            s.canary.incident = Some(incident(1, 0.1 + 4.0 * 0.7));
+        });
+        let (least, most) = at_end.duration_range();
+        for step in 0..=1_000 {
+            let total = least * (most / least).powf(f64::from(step) / 1e3);
+            let mut scaled = at_end.clone();
+            scaled.scale_to(total);
+            assert_eq!(scaled.validate(), Ok(()), "scaled to {total} s");
+        }
     }
 
     /// The message of the default scenario's validation error after `change` to its canary.

@@ -64,6 +64,7 @@ impl Scenario {
         }
         self.stable.validate("stable", self.stages.len())?;
         self.canary.validate("canary", self.stages.len())?;
+        self.validate_incident_starts()?;
         if self.promotion.environment != promotion_gates::Environment::Production {
             return Err(FieldError::new(
                 "promotion.environment",
@@ -80,6 +81,42 @@ impl Scenario {
         self.slo
             .validate()
             .map_err(|e| FieldError::wrap("slo", &e))?;
+        Ok(())
+    }
+
+    /// Checks that each incident can start in its stage: `after_s` at most the longest the
+    /// stage lasts ([`Scenario::longest_stage_seconds`]). A later start was accepted and, past
+    /// the whole run, never came. `--duration` scales the start and the stage alike.
+    fn validate_incident_starts(&self) -> Result<(), FieldError> {
+        for (name, model) in [("stable", &self.stable), ("canary", &self.canary)] {
+            let Some(incident) = &model.incident else {
+                continue;
+            };
+            // A stage number out of the ramp is refused on its own field.
+            let Some(stage) = incident
+                .stage
+                .checked_sub(1)
+                .and_then(|i| self.stages.get(i))
+            else {
+                continue;
+            };
+            let longest = self.longest_stage_seconds(stage);
+            if incident.after_s > longest {
+                return Err(FieldError::new(
+                    format!("{name}.incident.after_s"),
+                    incident.after_s,
+                    format!(
+                        "at most {} s, the longest stage {} lasts (its duration_s plus \
+                         max_extensions × extension_s: {} + {} × {} s)",
+                        shown_number(longest),
+                        incident.stage,
+                        shown_number(stage.duration_s),
+                        self.max_extensions,
+                        shown_number(self.extension_s),
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
