@@ -162,9 +162,10 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
             }
             let mut json = serde_json::Deserializer::from_str(text);
             let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+                let number = json_number(text, e.inner());
                 refuse(format!(
                     "invalid JSON: {}{}",
-                    field_prefix(e.path()),
+                    field_prefix(e.path(), number),
                     json_message(e.inner())
                 ))
             })?;
@@ -174,7 +175,15 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
             Ok(value)
         }
         Format::Toml => {
-            let toml_error = |field: String, e: &toml::de::Error| {
+            let toml_error = |path: Option<&serde_path_to_error::Path>, e: &toml::de::Error| {
+                let number = e
+                    .span()
+                    .filter(|_| hides_the_number(e.message()))
+                    .and_then(|span| text.get(span));
+                let field = match path {
+                    Some(path) => field_prefix(path, number),
+                    None => number_prefix("", number),
+                };
                 // toml's Display draws the line with a caret; one line is enough here.
                 let mut message = one_line_message(e.message().trim());
                 // toml names no key in this message, but its span is the second key's place:
@@ -203,24 +212,66 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
                      write a longer document as JSON"
                 )));
             }
-            let document =
-                toml::Deserializer::parse(text).map_err(|e| toml_error(String::new(), &e))?;
+            let document = toml::Deserializer::parse(text).map_err(|e| toml_error(None, &e))?;
             serde_path_to_error::deserialize(document)
-                .map_err(|e| toml_error(field_prefix(e.path()), e.inner()))
+                .map_err(|e| toml_error(Some(e.path()), e.inner()))
         }
     }
 }
 
 /// `FIELD: ` for an error inside a field (named by the library's [`field_path`], shown as
 /// [`shown_text`] shows a key: a map's keys are the document's), nothing for one at the top of
-/// the document or in a key that was not read (a truncated document).
-fn field_prefix(path: &serde_path_to_error::Path) -> String {
-    let field = field_path(path);
-    if field.is_empty() {
-        field
-    } else {
-        shown_text(&field) + ": "
+/// the document or in a key that was not read (a truncated document); `FIELD = NUMBER: ` for
+/// an error whose message hides the `number` written there ([`hides_the_number`]).
+fn field_prefix(path: &serde_path_to_error::Path, number: Option<&str>) -> String {
+    number_prefix(&field_path(path), number)
+}
+
+/// [`field_prefix`] of the field path `field`.
+fn number_prefix(field: &str, number: Option<&str>) -> String {
+    let field = shown_text(field);
+    match (field.is_empty(), number) {
+        (true, None) => field,
+        (true, Some(number)) => format!("{}: ", shown_text(number.trim())),
+        (false, None) => field + ": ",
+        (false, Some(number)) => format!("{field} = {}: ", shown_text(number.trim())),
     }
+}
+
+/// Whether a parser's `message` refuses a number without showing it as written: serde_json's
+/// `number out of range` (`1e400`) and `invalid type: floating point` (an integer beyond
+/// `u64`, `18446744073709551616`, is read as the float `1.8446744073709552e+19`), toml's
+/// `floating-point number overflowed`.
+fn hides_the_number(message: &str) -> bool {
+    message.starts_with("number out of range")
+        || message.starts_with("invalid type: floating point")
+        || message.contains("number overflowed")
+}
+
+/// The number written where serde_json's error `e` is, when its message hides it
+/// ([`hides_the_number`]): the run of number characters around its line and column (which
+/// count bytes, the column that of the last byte read).
+fn json_number<'t>(text: &'t str, e: &serde_json::Error) -> Option<&'t str> {
+    if !hides_the_number(&e.to_string()) || e.line() == 0 {
+        return None;
+    }
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(e.line() - 1)
+        .map(str::len)
+        .sum();
+    let at = (line_start + e.column()).min(text.len());
+    let is_number = |b: &u8| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E');
+    let bytes = text.as_bytes();
+    let start = at
+        - bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|b| is_number(b))
+            .count();
+    let end = at + bytes[at..].iter().take_while(|b| is_number(b)).count();
+    // Number characters are ASCII: both ends are character boundaries.
+    text.get(start..end).filter(|number| !number.is_empty())
 }
 
 /// serde_json's message ([`one_line_message`]) and where it is: its Display writes the keys
@@ -535,15 +586,59 @@ mod tests {
     }
 
     #[test]
-    fn a_number_out_of_range_is_named_by_its_field_in_every_kind() {
+    fn a_number_out_of_range_is_named_by_its_field_and_shown_as_written_in_every_kind() {
+        // The message showed no value (`number out of range`, `floating-point number
+        // overflowed`) or another one (`floating point `1.8446744073709552e+19``).
         assert_eq!(
             refusal::<PromotionConfig>("c.json", r#"{"rollback_window_seconds": 1e400}"#),
-            "c.json: invalid JSON: rollback_window_seconds: number out of range at line 1 column 33"
+            "c.json: invalid JSON: rollback_window_seconds = 1e400: number out of range at line \
+             1 column 33"
         );
-        let e = refusal::<Scenario>("s.json", r#"{"rps": 1e400}"#);
-        assert!(e.contains("invalid JSON: rps: number out of range"), "{e}");
-        let e = refusal::<SloConfig>("slo.json", r#"{"latency_target_ms": -1e400}"#);
-        assert!(e.contains("latency_target_ms: number out of range"), "{e}");
+        assert_eq!(
+            refusal::<PromotionConfig>(
+                "c.json",
+                r#"{"max_rollback_history": 18446744073709551616}"#
+            ),
+            "c.json: invalid JSON: max_rollback_history = 18446744073709551616: invalid type: \
+             floating point `1.8446744073709552e+19`, expected usize at line 1 column 45"
+        );
+        assert_eq!(
+            refusal::<PromotionConfig>("c.toml", "gate = \"a\"\nslo_threshold = 1e400\n"),
+            "c.toml: invalid TOML: slo_threshold = 1e400: floating-point number overflowed at \
+             line 2 column 17"
+        );
+        let e = refusal::<Scenario>("s.json", "{\"stages\": [\n  {\"duration_s\": -1e400}]}");
+        assert!(
+            e.contains(
+                "invalid JSON: stages[0].duration_s = -1e400: number out of range at line 2"
+            ),
+            "{e}"
+        );
+        let e = refusal::<SloConfig>("slo.toml", "latency_target_ms = -1e400\n");
+        assert!(
+            e.contains("latency_target_ms = -1e400: floating-point"),
+            "{e}"
+        );
+        // Beyond i128, as toml reads an integer: written with its underscores.
+        let seed = format!("1{}", "_000".repeat(15));
+        let e = refusal::<Scenario>("s.toml", &format!("seed = {seed}\n"));
+        assert!(
+            e.contains(&format!("seed = {seed}: integer number overflowed")),
+            "{e}"
+        );
+        // A long number is cut as every value shown is.
+        let digits = "9".repeat(100_000);
+        for (name, text) in [
+            ("s.json", format!(r#"{{"rps": {digits}}}"#)),
+            ("s.toml", format!("rps = {digits}e9\n")),
+        ] {
+            let e = refusal::<Scenario>(name, &text);
+            assert!(e.len() < 2 * MAX_MESSAGE_BYTES, "{name}: {} bytes", e.len());
+            assert!(
+                e.contains(&format!("rps = {}...(", &digits[..MAX_SHOWN_VALUE_BYTES])),
+                "{name}: {e}"
+            );
+        }
     }
 
     #[test]
