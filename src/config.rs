@@ -553,11 +553,27 @@ fn name_problem(name: &str) -> Option<&'static str> {
 /// byte order mark...), which makes `admin\u{200B}` look like `admin` and U+202E reverse the
 /// rest of a log line.
 pub(crate) fn is_unseen(c: char) -> bool {
-    c.is_whitespace() || c.is_control() || is_format(c)
+    c.is_whitespace() || c.is_control() || is_format_char(c)
 }
 
-/// Whether `c` is in Unicode's general category Cf (Format), Unicode 15.1.
-fn is_format(c: char) -> bool {
+/// Whether `c` is in Unicode's general category Cf (Format), Unicode 15.1: a character that
+/// is not drawn as itself but changes how the text around it is shown, such as the zero-width
+/// space U+200B, the bidirectional overrides and isolates U+202A-U+202E and U+2066-U+2069
+/// (U+202E shows the rest of a line reversed), the soft hyphen U+00AD and the byte order mark
+/// U+FEFF. The library refuses them in names; a program that prints text it was given (the
+/// CLI's ids, a scenario's name) can escape or refuse them with this same test.
+///
+/// # Example
+/// ```
+/// use promotion_gates::is_format_char;
+///
+/// assert!(is_format_char('\u{202E}'));
+/// assert!(is_format_char('\u{200B}'));
+/// assert!(!is_format_char('é'));
+/// // Control characters are category Cc, not Cf: test them with char::is_control.
+/// assert!(!is_format_char('\n'));
+/// ```
+pub fn is_format_char(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
@@ -623,7 +639,7 @@ mod tests {
                 "{err}"
             );
             // The message shows the character escaped, never as itself.
-            assert!(!err.chars().any(is_format), "{err:?}");
+            assert!(!err.chars().any(is_format_char), "{err:?}");
             let json = serde_json::json!({ "gate": name }).to_string();
             let err = PromotionConfig::from_json(&json).unwrap_err().to_string();
             assert!(err.starts_with("invalid gate = "), "{err}");
