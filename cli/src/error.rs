@@ -1,7 +1,7 @@
 //! The command's errors: each one a sentence that names the file, field or flag and the value
 //! refused, printed on one line to stderr.
 
-use promotion_gates::{MAX_SHOWN_VALUE_BYTES, shown_number};
+use promotion_gates::{MAX_SHOWN_VALUE_BYTES, is_format_char, shown_number};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -110,16 +110,17 @@ pub fn shown_value(value: impl fmt::Display) -> String {
 /// room for its longest list of expected fields, and for two values shown in full.
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 
-/// `text` from a document or a flag, as a one-line message shows it: each control character
-/// (a newline, an escape) written as `{:?}` writes it (`\n`, `\u{1b}`), and at most
+/// `text` from a document or a flag, as a one-line message shows it: each control or format
+/// character ([`shown_escaped`]: a newline, an escape, U+202E) written as `{:?}` writes it
+/// (`\n`, `\u{1b}`, `\u{202e}`), and at most
 /// [`MAX_SHOWN_VALUE_BYTES`] of it (the library's limit), then `...(N bytes)`, N its length.
 pub fn shown_text(text: &str) -> String {
     bounded(text, MAX_SHOWN_VALUE_BYTES)
 }
 
 /// A path the user gave, as every line the command prints shows it (an error's, or a success
-/// line's): as [`shown_text`] shows text, so that a path holding a newline or a terminal escape
-/// stays on one line and prints no escape; each byte that is not UTF-8 as `\xNN`, as a flag's
+/// line's): as [`shown_text`] shows text, so that a path holding a newline, a terminal escape
+/// or a format character stays on one line and prints no escape; each byte that is not UTF-8 as `\xNN`, as a flag's
 /// refusal writes it (not U+FFFD, which would name another file), and so a backslash as `\\`
 /// (a name holding the text `\xFF` is not the byte). At most [`MAX_SHOWN_VALUE_BYTES`] shown,
 /// never cut inside an escape, then `...(N bytes)`, N the path's length.
@@ -134,7 +135,7 @@ pub fn shown_path(path: &std::path::Path) -> String {
             // Writing to a String cannot fail.
             let _ = match unit {
                 Ok('\\') => write!(shown, "\\\\"),
-                Ok(c) if c.is_control() => write!(shown, "{}", c.escape_debug()),
+                Ok(c) if shown_escaped(c) => write!(shown, "{}", c.escape_debug()),
                 Ok(c) => write!(shown, "{c}"),
                 Err(byte) => write!(shown, "\\x{byte:02X}"),
             };
@@ -195,13 +196,20 @@ fn quoted_length(body: &str, quote: &str) -> usize {
     body.len()
 }
 
-/// `text`, each control character escaped, cut to at most `max` bytes (then followed by
-/// `...(N bytes)`, N the length of `text`).
+/// Whether the user's text shows `c` escaped: a control character (a newline, an escape) or a
+/// format character ([`is_format_char`]: U+202E shows the rest of a line reversed, U+200B
+/// nothing at all), which `{:?}` writes as `\u{202e}`.
+fn shown_escaped(c: char) -> bool {
+    c.is_control() || is_format_char(c)
+}
+
+/// `text`, each control and format character escaped ([`shown_escaped`]), cut to at most `max`
+/// bytes (then followed by `...(N bytes)`, N the length of `text`).
 fn bounded(text: &str, max: usize) -> String {
     let mut shown = String::new();
     for c in text.chars() {
         let before = shown.len();
-        if c.is_control() {
+        if shown_escaped(c) {
             shown.extend(c.escape_debug());
         } else {
             shown.push(c);
@@ -287,6 +295,12 @@ mod tests {
     #[test]
     fn user_text_is_shown_on_one_line_and_short() {
         assert_eq!(shown_text("a\nb\u{1b}[31m\t"), "a\\nb\\u{1b}[31m\\t");
+        // A format character showed the rest of the line reversed (U+202E), or nothing.
+        assert_eq!(shown_text("good\u{202e}\u{200b}"), "good\\u{202e}\\u{200b}");
+        assert_eq!(
+            shown_path(std::path::Path::new("a\u{202e}.json")),
+            "a\\u{202e}.json"
+        );
         let long = "é".repeat(MAX_SHOWN_VALUE_BYTES);
         let shown = shown_text(&long);
         assert!(shown.len() <= MAX_SHOWN_VALUE_BYTES + 20, "{shown}");

@@ -8,7 +8,7 @@
 use clap::Args;
 use promotion_gates::{
     BUCKETS, Environment, Forced, MAX_SHOWN_VALUE_BYTES, PromotionConfig, PromotionGateManager,
-    RoutingDecision, SloAdmissionController, SloConfig, bucket::salt_block,
+    RoutingDecision, SloAdmissionController, SloConfig, bucket::salt_block, is_format_char,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -112,8 +112,10 @@ fn forced_by_name<S: serde::Serializer>(forced: &Option<Forced>, s: S) -> Result
 }
 
 /// `id` for a reader, its first `max` bytes at most: as it is, except each byte that is not
-/// UTF-8 and each byte of a control character (a tab, an escape, `U+0085`), which are written
-/// `\xNN` (`--json` gives ids that are not UTF-8 in hex instead, unambiguously). Says too
+/// UTF-8, each byte of a control character (a tab, an escape, `U+0085`) and each byte of a
+/// format character ([`is_format_char`]: U+202E would show the rest of the line reversed,
+/// U+200B nothing at all), which are written `\xNN` (`--json` gives ids that are not UTF-8 in
+/// hex instead, unambiguously). Says too
 /// whether the whole id is shown. The one way the CLI writes an id, in its output and in its
 /// messages.
 fn readable(id: &[u8], max: usize) -> (String, bool) {
@@ -129,7 +131,7 @@ fn readable(id: &[u8], max: usize) -> (String, bool) {
         let mut bytes = [0; 4];
         for c in chunk.valid().chars() {
             let encoded = c.encode_utf8(&mut bytes);
-            let shown = if c.is_control() {
+            let shown = if c.is_control() || is_format_char(c) {
                 escaped(encoded.as_bytes())
             } else {
                 encoded.to_string()
@@ -453,6 +455,11 @@ mod tests {
         assert_eq!(
             shown("a\tb\u{1b}[31m\0\u{85}é".as_bytes(), usize::MAX).0,
             "a\\x09b\\x1B[31m\\x00\\xC2\\x85é"
+        );
+        // U+202E showed the rest of the line reversed, U+200B nothing: printed raw.
+        assert_eq!(
+            shown("abc\u{202e}def\u{200b}".as_bytes(), usize::MAX).0,
+            "abc\\xE2\\x80\\xAEdef\\xE2\\x80\\x8B"
         );
         // Cut between escapes and characters, never inside one.
         assert_eq!(shown(b"ab\xff\xfe", 5), ("ab".to_string(), false));

@@ -460,7 +460,7 @@ fn a_name_with_xml_specials_is_escaped_in_the_svg_and_a_control_character_refuse
     validate_and_simulate_refuse(
         "escape.toml",
         "name = \"a\\u001b[31mred\"\n",
-        "invalid name = \"a\\u{1b}[31mred\": text without control characters",
+        "invalid name = \"a\\u{1b}[31mred\": text without control or format characters",
     );
     validate_and_simulate_refuse(
         "newline.json",

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use promotion_gates::{Environment, StoreConfig, plan_promotion, shown_number};
+use promotion_gates::{Environment, StoreConfig, is_format_char, plan_promotion, shown_number};
 
 use crate::traffic::{DEFAULT_P99_OVER_MEDIAN, Z99, p99_ms};
 
@@ -446,7 +446,9 @@ fn no_store(store: &StoreConfig) -> FieldError {
 
 /// `name`, `description`: at most `max` bytes of text the report prints as it is, on a
 /// terminal and in the SVG, so no control character (a newline, a terminal escape; XML
-/// refuses them too) and neither U+FFFE nor U+FFFF (not characters in XML).
+/// refuses them too), no format character (the library's [`is_format_char`]: U+202E shows the
+/// rest of a line reversed, U+200B nothing at all; the library refuses them in names) and
+/// neither U+FFFE nor U+FFFF (not characters in XML).
 fn report_text(field: &str, text: &str, max: usize) -> Result<(), FieldError> {
     let refuse = |expected: String| {
         let shown = format!("\"{}\"", crate::error::shown_text(text));
@@ -457,11 +459,11 @@ fn report_text(field: &str, text: &str, max: usize) -> Result<(), FieldError> {
     }
     match text
         .chars()
-        .find(|&c| c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}')
+        .find(|&c| c.is_control() || is_format_char(c) || c == '\u{FFFE}' || c == '\u{FFFF}')
     {
         Some(c) => refuse(format!(
-            "text without control characters, U+FFFE or U+FFFF (it holds {c:?}): the report \
-             prints it on a terminal and in the SVG"
+            "text without control or format characters, U+FFFE or U+FFFF (it holds {c:?}): \
+             the report prints it on a terminal and in the SVG"
         )),
         None => Ok(()),
     }
