@@ -95,12 +95,13 @@ impl ScenarioName {
     }
 }
 
-/// A whole simulation: read from a scenario file (every field optional, defaults are the
-/// `good` scenario's) or built in.
+/// A whole simulation: read from a scenario file or built in. Every field of a file is
+/// optional: one left out takes the `good` scenario's value, but `name` (`custom`),
+/// `description` (empty) and `slo` (the library's defaults, `promotion_evidence` on).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Scenario {
-    /// A name for reports.
+    /// A name for reports, not empty.
     pub name: String,
     /// One sentence on what the scenario shows.
     pub description: String,
@@ -924,6 +925,40 @@ mod tests {
         })
         .validate()
         .unwrap();
+    }
+
+    #[test]
+    fn a_file_takes_the_good_scenarios_values_but_its_name_description_and_slo() {
+        // The docs said every field of a file defaults to the good scenario's; `{}` is named
+        // "custom", has no description and judges with the library's slo.
+        let file: Scenario = crate::document::parse(std::path::Path::new("s.json"), "{}").unwrap();
+        let good = Scenario::builtin(ScenarioName::Good);
+        assert_eq!(
+            (file.name.as_str(), file.description.as_str()),
+            ("custom", "")
+        );
+        assert_eq!(file.slo, promotion_gates::SloConfig::default());
+        assert!(file.slo.promotion_evidence && !good.slo.promotion_evidence);
+        let but = Scenario {
+            name: good.name.clone(),
+            description: good.description.clone(),
+            slo: good.slo.clone(),
+            ..file
+        };
+        assert_eq!(but, good);
+    }
+
+    #[test]
+    fn an_empty_name_is_refused() {
+        // Accepted: the report's header read "Scenario : ...".
+        assert_eq!(
+            refusal(|s| s.name = String::new()),
+            "invalid name = \"\": a name for the report, 1 to 128 bytes (left out, it is \
+             \"custom\")"
+        );
+        changed(|s| s.description = String::new())
+            .validate()
+            .unwrap();
     }
 
     #[test]

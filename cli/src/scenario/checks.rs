@@ -23,6 +23,16 @@ impl Scenario {
 
     /// Checks each field on its own (the engine's config and policy included).
     pub fn validate_fields(&self) -> Result<(), FieldError> {
+        if self.name.is_empty() {
+            return Err(FieldError::new(
+                "name",
+                "\"\"",
+                format!(
+                    "a name for the report, 1 to {MAX_NAME_BYTES} bytes (left out, it is \"{}\")",
+                    Scenario::default().name
+                ),
+            ));
+        }
         report_text("name", &self.name, MAX_NAME_BYTES)?;
         report_text("description", &self.description, MAX_DESCRIPTION_BYTES)?;
         positive("rps", self.rps)?;
