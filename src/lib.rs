@@ -10,7 +10,8 @@
 //! SHA-256 of the request id. Raising the canary share must never move a user back to stable,
 //! so the threshold only grows with the percentage. And the decision must cost nothing next to
 //! the request itself, so the route path reads one per-thread copy of an immutable snapshot,
-//! takes no lock, writes no shared memory and allocates nothing.
+//! takes no lock, writes no shared memory and allocates nothing (after a thread's first route
+//! on a gate, which makes its copy).
 //!
 //! ## How
 //! ```

@@ -8,8 +8,8 @@
 //! record path and may roll back at any request; the driver notices from the next decision's
 //! stage and stops there. At the end of each stage the driver calls `promote(next)`; a refusal
 //! extends the stage (up to `max_extensions` times). Every sample interval it also reads the
-//! judge with `monitor_canary_health`, the only public read, which acts on its verdict too:
-//! a rollback found there is reported as such.
+//! judge with `monitor_canary_health`, which, unlike the read-only `health()`, acts on its
+//! verdict too: a rollback found there is reported as such.
 
 use promotion_gates::{
     Cohort, Environment, Error, MAX_TRACKED_LATENCY, ManualClock, PromotionError,
