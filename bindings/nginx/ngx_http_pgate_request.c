@@ -1207,7 +1207,9 @@ ngx_http_pgate_timer(ngx_event_t *ev)
         }
     }
 
-    if (!ngx_exiting && !ngx_quit) {
-        ngx_add_timer(ev, PGATE_TIMER_MS);
-    }
+    /* re-armed in a draining worker too (after a reload or a quit, ngx_exiting), which goes on
+     * logging, pooling and following until its last request ends: the timer is cancelable,
+     * and nginx lets a worker exit once only cancelable timers are left
+     * (ngx_event_no_timers_left) */
+    ngx_add_timer(ev, PGATE_TIMER_MS);
 }

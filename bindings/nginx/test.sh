@@ -29,8 +29,8 @@
 # raises no alert, that upstream latencies are timed in
 # microseconds, that a rollback one worker decided reaches the other within milliseconds, that
 # the outcome counters read the same from both workers and never go down across a killed
-# worker and a reload, that each state change gets its own error log line, once, and that a rollback made during a
-# graceful exit is logged, then runs the end-to-end test under load (e2e.sh, ~30 s;
+# worker and a reload, that each state change gets its own error log line, once, that a rollback made during a
+# graceful exit is logged and that a worker draining after a reload still logs, then runs the end-to-end test under load (e2e.sh, ~30 s;
 # PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get (nginx, nginx-dev, wrk;
 # prometheus for promtool). Run from anywhere.
 set -euo pipefail
@@ -1596,8 +1596,9 @@ stop_serving
 
 echo "== a rollback made in a graceful exit is logged"
 # Requests to a canary that answers 500 after 1 s are in flight when nginx is told to quit: the
-# worker's timer is stopped, the requests finish and roll the canary back, and the worker logs
-# that change as it exits (a build logging only from its timer wrote none).
+# requests finish and roll the canary back, and the worker logs that change, by its timer or,
+# when it exits before the timer's next look, as it exits (a build logging only from its timer,
+# which then stopped in a draining worker, wrote none).
 port=$(free_port)
 slow=$(free_port)
 python3 -c '
@@ -1612,18 +1613,24 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_for
 ' "$slow" &
 slow_pid=$!
 for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$slow") 2>/dev/null && break; sleep 0.1; done
-gate_document exiting 100
-serve "$(cat <<CONF
-    promotion_gate exiting exiting.json;
-    upstream exiting_canary { server 127.0.0.1:$slow; }
-    upstream exiting_stable { server 127.0.0.1:$slow; }
+# serve_proxied <gate> <upstream port> [<workers>]: serves $port, proxying / to the gate's canary
+# and stable (both that upstream), with the gate's status at /status and /metrics
+serve_proxied() {
+  serve "$(cat <<CONF
+    promotion_gate $1 $1.json;
+    upstream $1_canary { server 127.0.0.1:$2; }
+    upstream $1_stable { server 127.0.0.1:$2; }
     server {
         listen 127.0.0.1:$port;
-        location / { proxy_pass http://exiting_\$promotion_gate_exiting; }
+        location / { proxy_pass http://$1_\$promotion_gate_$1; }
+        location = /status { promotion_gate_status $1; }
         location = /metrics { promotion_gate_metrics; }
     }
 CONF
-)"
+)" "${3:-1}"
+}
+gate_document exiting 100
+serve_proxied exiting "$slow"
 clients=()
 for i in $(seq 12); do
   curl -s -o /dev/null --max-time 10 "http://127.0.0.1:$port/$i" &
@@ -1637,6 +1644,49 @@ wait "$slow_pid" 2>/dev/null || true
 grep -q 'promotion gate "exiting": state change: .*"kind":"rollback"' "$tmp/logs/error.log" ||
   { echo "FAIL: the rollback made while exiting was not logged; the error log ends:" >&2; tail -n 5 "$tmp/logs/error.log" >&2; exit 1; }
 echo "the rollback made by requests finishing after the quit was logged as the worker exited"
+
+echo "== a draining worker goes on logging its gate's changes"
+# A worker still serving a request after a reload (here one to a canary that never answers)
+# keeps its timer: a flag change another process stores is logged by it, as by the new worker,
+# while it drains (a build that stopped re-arming the timer once the worker was exiting held
+# every line until the worker exited, hours later with long-lived connections).
+port=$(free_port)
+hung=$(free_port)
+tcp_server "$hung" '    held.append(c)  # accepted, never answered'
+gate_document draining 100 "" 50
+serve_proxied draining "$hung"
+draining=$(pgrep -P "$master")
+curl -s -o /dev/null --max-time 30 "http://127.0.0.1:$port/held" &
+held_client=$!
+sleep 0.3 # the request reached the canary
+nginx -p "$tmp" -c conf/nginx.conf -s reload
+for _ in $(seq 50); do
+  [ "$(pgrep -P "$master" | grep -cvx "$draining" || true)" = 1 ] && break
+  sleep 0.1
+done
+sleep 0.3 # past the draining worker's next timer tick
+library=$(ldd "$module" | awk '/libpromotion_gates_ffi/ {print $3}')
+PYTHONPATH="$here/../python/src" PROMOTION_GATES_LIBRARY="$library" \
+  python3 - "$tmp/conf/draining.json" <<'PY' || { echo "FAIL: the flag change failed" >&2; exit 1; }
+import sys
+from promotion_gates import Gate
+with open(sys.argv[1]) as document, Gate(document.read()) as gate:
+    gate.enable_feature("while_draining")
+PY
+for _ in $(seq 40); do
+  grep -q "\] $draining#.*promotion gate \"draining\": state change: .*while_draining" "$tmp/logs/error.log" && break
+  sleep 0.05
+done
+logged=$(grep -c "\] $draining#.*promotion gate \"draining\": state change: .*while_draining" "$tmp/logs/error.log" || true)
+alive=$(kill -0 "$draining" 2>/dev/null && echo yes || echo no)
+kill "$held_client" 2>/dev/null || true # the worker may exit now
+wait "$held_client" 2>/dev/null || true
+stop_serving
+stop_tcp_server
+[ "$alive" = yes ] || { echo "FAIL: worker $draining exited before its held request ended" >&2; exit 1; }
+[ "$logged" = 1 ] ||
+  { echo "FAIL: worker $draining, draining its held request, did not log the flag change within 2 s" >&2; exit 1; }
+echo "worker $draining, draining a held request after a reload, logged the flag change another process stored"
 
 if [ "${PGATE_NGINX_E2E:-1}" = 0 ]; then
   echo "== e2e.sh skipped (PGATE_NGINX_E2E=0)"
