@@ -98,6 +98,10 @@ typedef struct {
     size_t                       override_cookie_len;
     u_char                       override_header[PGATE_NAME_CAPACITY];
     u_char                       override_cookie[PGATE_NAME_CAPACITY];
+    /* outcomes the library refused since this worker's last line saying so, and when it
+     * wrote that line (0: never), see ngx_http_pgate_refused */
+    uint64_t                     refused;
+    ngx_msec_t                   refused_logged_at;
     /* this worker logged that the gate's key reads a gate's decision (through a map...) */
     unsigned                     key_reads_gate_logged:1;
 } ngx_http_pgate_gate_t;

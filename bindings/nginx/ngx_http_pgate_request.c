@@ -12,6 +12,8 @@
 
 /* A claimed slot still unpublished this far behind the head belongs to a dead writer. */
 #define PGATE_RING_ABANDONED   64
+/* A worker logs the outcomes its gate refuses once this often at most. */
+#define PGATE_REFUSED_LOG_MS   10000
 /* How long a worker told of another worker's change asks its store again, every timer tick,
  * until its gate applied a change: the other worker's store write may land after the ask. */
 #define PGATE_RESYNC_MS        1000
@@ -778,13 +780,40 @@ ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 /* ---- recording and pooling -------------------------------------------------------- */
 
 /*
+ * Logs that the library refused an outcome: the first refusal at once, then at most one line
+ * every PGATE_REFUSED_LOG_MS per worker and gate, with how many were refused since the last
+ * (a refusal that persists would otherwise write a line per request). Cold.
+ */
+static void
+ngx_http_pgate_refused(ngx_log_t *log, ngx_http_pgate_gate_t *g, pgate_status st)
+{
+    g->refused++;
+
+    if (g->refused_logged_at != 0
+        && ngx_current_msec - g->refused_logged_at < PGATE_REFUSED_LOG_MS)
+    {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": record: %s (outcomes refused "
+                  "since this worker's last such line: %uL, neither judged nor shared; one "
+                  "line every %d s at most)", &g->name, pgate_status_str(st), g->refused,
+                  PGATE_REFUSED_LOG_MS / 1000);
+
+    g->refused = 0;
+    g->refused_logged_at = ngx_current_msec ? ngx_current_msec : 1;
+}
+
+
+/*
  * Records an outcome (PGATE_FLAG_*): the decision's stage, cohort and `forced` byte as routed,
  * so a forced outcome is counted apart by the library, in neither cohort. An abandoned request
  * goes to pgate_record_abandoned_as, which records a wait longer than the SLO's latency target
  * as a slow success and a shorter one not at all. Returns whether the library took the outcome
- * (an abandoned request it left out need not be shared: every worker reads the same SLO);
- * then, if `as` is not NULL, it holds what the library did with it (counted, late, foreign,
- * forced), else it is left as it was.
+ * (an abandoned request it left out need not be shared: every worker reads the same SLO; one
+ * it refused, with a status other than OK, is not shared either); then, if `as` is not NULL,
+ * it holds what the library did with it (counted, late, foreign, forced), else it is left as
+ * it was.
  */
 static ngx_uint_t
 ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
@@ -800,19 +829,19 @@ ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
     decision.forced = (pgate_forced) ((flags >> PGATE_FLAG_FORCED_SHIFT)
                                       & PGATE_FLAG_FORCED_MASK);
 
-    recorded = true;
-
     if (flags & PGATE_FLAG_ABANDONED) {
+        recorded = false;
         st = pgate_record_abandoned_as(g->gate, &decision, latency_ns, &recorded, as);
 
     } else {
+        recorded = true;
         st = pgate_record(g->gate, &decision, (flags & PGATE_FLAG_SUCCESS) ? true : false,
                           latency_ns, as);
     }
 
     if (st != PGATE_STATUS_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": record: %s",
-                      &g->name, pgate_status_str(st));
+        ngx_http_pgate_refused(log, g, st);
+        return 0;
     }
 
     return recorded;

@@ -29,7 +29,8 @@
 # raises no alert, that upstream latencies are timed in
 # microseconds, that a rollback one worker decided reaches the other within milliseconds, that
 # the outcome counters read the same from both workers and never go down across a killed
-# worker and a reload, that each state change gets its own error log line, once, that a rollback made during a
+# worker and a reload, that an outcome the library refuses is not shared and not logged a line
+# each, that each state change gets its own error log line, once, that a rollback made during a
 # graceful exit is logged and that a worker draining after a reload still logs, then runs the end-to-end test under load (e2e.sh, ~30 s;
 # PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get (nginx, nginx-dev, wrk;
 # prometheus for promtool). Run from anywhere.
@@ -250,6 +251,45 @@ CONF
   for _ in $(seq 100); do curl -fs --max-time 1 "http://127.0.0.1:$port/metrics" >/dev/null && return 0; sleep 0.1; done
   echo "FAIL: nginx did not answer on port $port; its error log ends:" >&2
   tail -n 5 "$tmp/logs/error.log" >&2
+  exit 1
+}
+# serve_proxied "<gate>..." <upstream port> [<workers>]: serves $port (reuseport: new
+# connections spread over the workers), proxying /<gate>/... to each gate's canary and stable
+# (both that upstream) and logging each request's worker pid to logs/<gate>.log, with the
+# metrics at /metrics and each gate's status at /<gate>/status, each answer naming its worker
+# in X-Worker
+serve_proxied() {
+  local gate http=''
+  for gate in $1; do
+    http+="promotion_gate $gate $gate.json;
+    upstream ${gate}_canary { server 127.0.0.1:$2; }
+    upstream ${gate}_stable { server 127.0.0.1:$2; }
+    "
+  done
+  http+="server {
+        listen 127.0.0.1:$port reuseport;
+        location = /metrics { add_header X-Worker \$pid; promotion_gate_metrics; }"
+  for gate in $1; do
+    http+="
+        location /$gate/ { access_log logs/$gate.log pid; proxy_pass http://${gate}_\$promotion_gate_$gate; }
+        location = /$gate/status { add_header X-Worker \$pid; promotion_gate_status $gate; }"
+  done
+  serve "log_format pid '\$pid';
+    $http
+    }" "${3:-1}"
+}
+# from_worker <pid> <path>: what worker <pid> answers at <path> on $port (new connections until
+# it answers one; with reuseport they spread over the workers)
+from_worker() {
+  local answer
+  for _ in $(seq 200); do
+    answer=$(curl -fsi "http://127.0.0.1:$port$2")
+    if grep -q "^X-Worker: $1" <<<"$answer"; then
+      sed '1,/^\r$/d' <<<"$answer"
+      return 0
+    fi
+  done
+  echo "FAIL: worker $1 never answered $2" >&2
   exit 1
 }
 stop_serving() {
@@ -1404,24 +1444,13 @@ serve "$(cat <<CONF
         listen 127.0.0.1:$port reuseport;
         access_log off;
         location / { proxy_pass http://gen_\$promotion_gate_gen; }
-        location = /status { promotion_gate_status gen; }
+        location = /status { add_header X-Worker \$pid; promotion_gate_status gen; }
         location = /metrics { promotion_gate_metrics; }
     }
 CONF
 )" 2
-# status_of <pid>: the gate's environment as worker <pid> says (new connections until it answers)
-status_of() {
-  local answer
-  for _ in $(seq 200); do
-    answer=$(curl -fs "http://127.0.0.1:$port/status")
-    if grep -q "\"worker_pid\":$1," <<<"$answer"; then
-      sed 's/.*"environment":"\([a-z]*\)".*/\1/' <<<"$answer"
-      return 0
-    fi
-  done
-  echo "FAIL: worker $1 never answered the status location" >&2
-  exit 1
-}
+# status_of <pid>: the gate's environment as worker <pid> says
+status_of() { from_worker "$1" /status | sed 's/.*"environment":"\([a-z]*\)".*/\1/'; }
 workers() { pgrep -P "$master" | sort; }
 for _ in $(seq 50); do [ "$(workers | grep -c .)" = 2 ] && break; sleep 0.1; done
 for _ in $(seq 6); do curl -s -o /dev/null "http://127.0.0.1:$port/"; done
@@ -1543,6 +1572,55 @@ sleep 0.3
 scrapes 45 15 "after a reload and 5 more of each"
 stop_serving
 
+echo "== an outcome the library refuses is neither shared nor logged a line each"
+# A shim preloaded into nginx makes pgate_record refuse (PGATE_STATUS_PANIC) each outcome a
+# worker records for its own request (the log phase asks what the gate did with it) and record
+# those a worker pools from the ring (it does not ask). Two workers, 20 requests spread over
+# them: a refused outcome stays out of the ring, so neither worker's window counts any, and each
+# worker writes one error line for its refusals (a build sharing an outcome its gate refused
+# showed each worker the other's outcomes; one logging each refusal wrote a line a request).
+cat >"$tmp/refuse.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include "promotion_gates.h"
+
+pgate_status
+pgate_record(const struct pgate_gate *gate, const struct pgate_decision *decision, bool success,
+    uint64_t latency_ns, pgate_recorded *recorded)
+{
+    __typeof__(&pgate_record)  real;
+
+    if (recorded != NULL) {
+        return PGATE_STATUS_PANIC;
+    }
+    real = (__typeof__(&pgate_record)) dlsym(RTLD_NEXT, "pgate_record");
+    return real(gate, decision, success, latency_ns, recorded);
+}
+C
+cc -shared -fPIC -O2 -Wall -Werror -I"$here/../../include" -o "$tmp/refuse.so" "$tmp/refuse.c" -ldl
+port=$(free_port)
+backend=$(free_port)
+tcp_server "$backend" '    c.recv(65536)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+    c.close()'
+gate_document refused 100
+LD_PRELOAD="$tmp/refuse.so" serve_proxied refused "$backend" 2
+for _ in $(seq 50); do [ "$(pgrep -cP "$master")" = 2 ] && break; sleep 0.1; done
+for i in $(seq 20); do curl -fs -o /dev/null "http://127.0.0.1:$port/refused/$i"; done
+sleep 0.3 # the last requests' log phase, and a timer tick to pool
+served=$(sort -u "$tmp/logs/refused.log" | grep -c . || true)
+windows=''
+for pid in $(pgrep -P "$master"); do
+  windows+=" $(from_worker "$pid" /metrics | sed -n 's/^promotion_window_requests{gate="refused",cohort="canary"} //p')"
+done
+lines=$(grep -c 'promotion gate "refused": record: PGATE_STATUS_PANIC' "$tmp/logs/error.log" || true)
+stop_serving
+stop_tcp_server
+echo "20 requests refused by pgate_record in $served workers: canary windows of the workers:$windows; $lines error lines"
+[ "$served" = 2 ] || { echo "FAIL: the requests went through $served worker(s), not 2" >&2; exit 1; }
+[ "$windows" = " 0 0" ] || { echo "FAIL: a worker counted outcomes another worker's gate refused (windows:$windows)" >&2; exit 1; }
+[ "$lines" = 2 ] || { echo "FAIL: expected one error line a worker for its refusals, not $lines" >&2; exit 1; }
+
 echo "== state changes: one error log line each"
 # Another process (the Python binding) enables ten flags one after another; the worker applies
 # each from the store (sync every 10 ms) and its 50 ms timer logs what it found: several changes
@@ -1613,27 +1691,11 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_for
 ' "$slow" &
 slow_pid=$!
 for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$slow") 2>/dev/null && break; sleep 0.1; done
-# serve_proxied <gate> <upstream port> [<workers>]: serves $port, proxying / to the gate's canary
-# and stable (both that upstream), with the gate's status at /status and /metrics
-serve_proxied() {
-  serve "$(cat <<CONF
-    promotion_gate $1 $1.json;
-    upstream $1_canary { server 127.0.0.1:$2; }
-    upstream $1_stable { server 127.0.0.1:$2; }
-    server {
-        listen 127.0.0.1:$port;
-        location / { proxy_pass http://$1_\$promotion_gate_$1; }
-        location = /status { promotion_gate_status $1; }
-        location = /metrics { promotion_gate_metrics; }
-    }
-CONF
-)" "${3:-1}"
-}
 gate_document exiting 100
 serve_proxied exiting "$slow"
 clients=()
 for i in $(seq 12); do
-  curl -s -o /dev/null --max-time 10 "http://127.0.0.1:$port/$i" &
+  curl -s -o /dev/null --max-time 10 "http://127.0.0.1:$port/exiting/$i" &
   clients+=($!)
 done
 sleep 0.3
@@ -1656,7 +1718,7 @@ tcp_server "$hung" '    held.append(c)  # accepted, never answered'
 gate_document draining 100 "" 50
 serve_proxied draining "$hung"
 draining=$(pgrep -P "$master")
-curl -s -o /dev/null --max-time 30 "http://127.0.0.1:$port/held" &
+curl -s -o /dev/null --max-time 30 "http://127.0.0.1:$port/draining/held" &
 held_client=$!
 sleep 0.3 # the request reached the canary
 nginx -p "$tmp" -c conf/nginx.conf -s reload
