@@ -20,6 +20,7 @@
 /* One upstream outcome in shared memory; `seq` is the slot's index + 1 once published. */
 typedef struct {
     uint64_t                     seq;
+    uint64_t                     at;          /* ngx_current_msec when shared (monotonic) */
     uint64_t                     stage;
     uint64_t                     latency_ns;
     uint64_t                     pid;
@@ -84,6 +85,11 @@ typedef struct {
     ngx_shm_zone_t              *zone;
     ngx_http_pgate_ring_t       *ring;
     uint64_t                     cursor;      /* the next shared outcome this worker reads */
+    uint64_t                     own_from;    /* the ring's head when this worker's gate
+                                               * opened: its own outcomes lie past it */
+    /* the gate's rollback_window_seconds in ms (0: not read): an outcome shared longer ago
+     * is in no worker's window, and is not pooled (ngx_http_pgate_pool) */
+    ngx_msec_t                   window_ms;
     pgate_gate                  *gate;        /* this worker's, from init_process */
     uint64_t                     changes_seen; /* the last change this worker logged */
     uint64_t                     changes_announced; /* the last change it looked at for
@@ -92,8 +98,10 @@ typedef struct {
     /* after an ask: the change count then, and until when to ask again (0: not asking) */
     uint64_t                     resync_count;
     ngx_msec_t                   resync_until;
+    /* the change count at which this worker last read its gate's config (the override names,
+     * window_ms: ngx_http_pgate_refresh_config) */
+    uint64_t                     config_seen;
     /* where this worker reads a forcing value, from its gate's config (0: not named) */
-    uint64_t                     overrides_seen; /* the change count they were read at */
     size_t                       override_header_len;
     size_t                       override_cookie_len;
     u_char                       override_header[PGATE_NAME_CAPACITY];
@@ -105,6 +113,10 @@ typedef struct {
     /* this worker logged that the gate's key reads a gate's decision (through a map...) */
     unsigned                     key_reads_gate_logged:1;
 } ngx_http_pgate_gate_t;
+
+/* A call writing a gate's JSON, as pgate_changes_json does (ngx_http_pgate_json). */
+typedef pgate_status (*ngx_http_pgate_json_pt)(const pgate_gate *gate, uint64_t after, char *buf,
+    size_t cap, size_t *len_out);
 
 /* Where a status or metrics directive set a location's content handler, checked once the
  * configuration is read: a directive after it (proxy_pass...) may have replaced it. */
@@ -143,7 +155,7 @@ extern ngx_module_t  ngx_http_promotion_gate_module;
 
 
 /* ngx_http_promotion_gate_module.c */
-PGATE_LOCAL void ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g);
+PGATE_LOCAL void ngx_http_pgate_refresh_config(ngx_log_t *log, ngx_http_pgate_gate_t *g);
 
 /* ngx_http_pgate_directives.c */
 PGATE_LOCAL char *ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -158,8 +170,8 @@ PGATE_LOCAL ngx_int_t ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_u
 PGATE_LOCAL ngx_int_t ngx_http_pgate_implicit_peer_init(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 PGATE_LOCAL ngx_int_t ngx_http_pgate_log_handler(ngx_http_request_t *r);
-PGATE_LOCAL u_char *ngx_http_pgate_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t after,
-    size_t *len);
+PGATE_LOCAL u_char *ngx_http_pgate_json(ngx_log_t *log, ngx_http_pgate_gate_t *g,
+    ngx_http_pgate_json_pt get, const char *what, uint64_t after, size_t *len);
 PGATE_LOCAL void ngx_http_pgate_timer(ngx_event_t *ev);
 
 /* ngx_http_pgate_log.c */

@@ -175,7 +175,7 @@ ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g)
         return;
     }
 
-    json = ngx_http_pgate_changes(log, g, g->changes_seen, &len);
+    json = ngx_http_pgate_json(log, g, pgate_changes_json, "changes", g->changes_seen, &len);
     if (json == NULL) {
         return;
     }

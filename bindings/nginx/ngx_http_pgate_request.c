@@ -889,6 +889,7 @@ ngx_http_pgate_share(ngx_http_pgate_gate_t *g, uint64_t stage, ngx_uint_t flags,
 
     __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
+    __atomic_store_n(&slot->at, (uint64_t) ngx_current_msec, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->stage, stage, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->latency_ns, latency_ns, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->pid, (uint64_t) ngx_pid, __ATOMIC_RELAXED);
@@ -897,11 +898,17 @@ ngx_http_pgate_share(ngx_http_pgate_gate_t *g, uint64_t stage, ngx_uint_t flags,
 }
 
 
-/* Records into this worker's gate the outcomes other workers put in the ring since. */
+/*
+ * Records into this worker's gate the outcomes other workers put in the ring since its last
+ * look (since it started: the ring's outcomes of the workers before it, which a new worker
+ * takes up, see init_process). An outcome shared longer ago than the gate's
+ * rollback_window_seconds is in no worker's window any more: skipped (the ring may hold
+ * outcomes of hours ago when traffic is low).
+ */
 static void
 ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
-    uint64_t                   head, index, seq, stage, latency_ns, pid, flags;
+    uint64_t                   head, index, seq, at, stage, latency_ns, pid, flags;
     ngx_http_pgate_outcome_t  *slot;
 
     head = __atomic_load_n(&g->ring->head, __ATOMIC_ACQUIRE);
@@ -921,6 +928,7 @@ ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
             continue;           /* overwritten, or its writer died */
         }
 
+        at = __atomic_load_n(&slot->at, __ATOMIC_RELAXED);
         stage = __atomic_load_n(&slot->stage, __ATOMIC_RELAXED);
         latency_ns = __atomic_load_n(&slot->latency_ns, __ATOMIC_RELAXED);
         pid = __atomic_load_n(&slot->pid, __ATOMIC_RELAXED);
@@ -928,7 +936,10 @@ ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
 
         if (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) != index + 1
-            || pid == (uint64_t) ngx_pid)
+            || (pid == (uint64_t) ngx_pid && index >= g->own_from)
+            || (g->window_ms
+                && (ngx_msec_int_t) (ngx_current_msec - (ngx_msec_t) at)
+                   > (ngx_msec_int_t) g->window_ms))
         {
             continue;
         }
@@ -1082,37 +1093,37 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
 
 
 /*
- * The gate's changes numbered above `after`, pgate_changes_json's JSON array, in memory from
- * ngx_alloc (the caller ngx_frees it); NULL on an error (logged). Cold: called when the
- * change count moved.
+ * What `get` writes of the gate (pgate_changes_json: its changes numbered above `after`; or
+ * ngx_http_pgate_config_json), in memory from ngx_alloc (the caller ngx_frees it); NULL on an
+ * error, logged naming `what`. Cold: called when the change count moved.
  */
 u_char *
-ngx_http_pgate_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t after,
-    size_t *len)
+ngx_http_pgate_json(ngx_log_t *log, ngx_http_pgate_gate_t *g, ngx_http_pgate_json_pt get,
+    const char *what, uint64_t after, size_t *len)
 {
     u_char        *json;
     ngx_uint_t     tries;
     pgate_status   st;
 
     *len = 0;
-    st = pgate_changes_json(g->gate, after, NULL, 0, len);
+    st = get(g->gate, after, NULL, 0, len);
 
-    /* the changes may move on between two calls: ask again with the new length */
+    /* the gate may change between two calls: ask again with the new length */
     for (tries = 0; tries < 4 && st == PGATE_STATUS_BUFFER_TOO_SMALL; tries++) {
         json = ngx_alloc(*len + 1, log);
         if (json == NULL) {
             return NULL;
         }
 
-        st = pgate_changes_json(g->gate, after, (char *) json, *len + 1, len);
+        st = get(g->gate, after, (char *) json, *len + 1, len);
         if (st == PGATE_STATUS_OK) {
             return json;
         }
         ngx_free(json);
     }
 
-    ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": changes: %s",
-                  &g->name, pgate_status_str(st));
+    ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": %s: %s",
+                  &g->name, what, pgate_status_str(st));
     return NULL;
 }
 
@@ -1137,7 +1148,8 @@ ngx_http_pgate_announce(ngx_log_t *log, ngx_http_pgate_gate_t *g)
         return;
     }
 
-    json = ngx_http_pgate_changes(log, g, g->changes_announced, &len);
+    json = ngx_http_pgate_json(log, g, pgate_changes_json, "changes", g->changes_announced,
+                               &len);
     if (json == NULL) {
         return;
     }
@@ -1232,7 +1244,7 @@ ngx_http_pgate_timer(ngx_event_t *ev)
                 ngx_http_pgate_resync(ev->log, &gates[i], 0);
             }
             ngx_http_pgate_log_changes(ev->log, &gates[i]);
-            ngx_http_pgate_refresh_overrides(ev->log, &gates[i]);
+            ngx_http_pgate_refresh_config(ev->log, &gates[i]);
         }
     }
 

@@ -138,24 +138,13 @@ ngx_http_pgate_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
 /* ---- worker life ------------------------------------------------------------------ */
 
-/*
- * Reads the gate's override names again when its state changed since the last read (a config
- * swap, this worker's or one applied from the store, may rename them): one atomic load when
- * nothing changed. Run at init_process and from the worker timer, never per request.
- */
-void
-ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
+/* Reads the gate's override names (ngx_http_pgate_refresh_config). */
+static ngx_int_t
+ngx_http_pgate_read_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
     size_t        header_len, cookie_len, old_len;
-    uint64_t      count;
     pgate_status  st;
     u_char        old[PGATE_NAME_CAPACITY];
-
-    if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK
-        || count == g->overrides_seen)
-    {
-        return;
-    }
 
     old_len = g->override_header_len;
     ngx_memcpy(old, g->override_header, old_len);
@@ -167,12 +156,11 @@ ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
     if (st != PGATE_STATUS_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": override names: %s; "
                       "forcing values read as before", &g->name, pgate_status_str(st));
-        return;
+        return NGX_ERROR;
     }
 
     g->override_header_len = header_len;
     g->override_cookie_len = cookie_len;
-    g->overrides_seen = count;
 
     /* nginx drops request headers with an underscore unless underscores_in_headers is on */
     if (header_len
@@ -185,12 +173,92 @@ ngx_http_pgate_refresh_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
                       "\"ignore_invalid_headers off\")",
                       &g->name, header_len, g->override_header);
     }
+
+    return NGX_OK;
+}
+
+
+/* pgate_config_json in the shape of pgate_changes_json, for ngx_http_pgate_json. */
+static pgate_status
+ngx_http_pgate_config_json(const pgate_gate *gate, uint64_t after, char *buf, size_t cap,
+    size_t *len_out)
+{
+    return pgate_config_json(gate, buf, cap, len_out);
+}
+
+
+/*
+ * Reads the gate's rollback_window_seconds from its config's JSON into window_ms
+ * (ngx_http_pgate_refresh_config): how long an outcome shared in the ring stays evidence. The
+ * key cannot occur inside a JSON string, whose quotes are escaped.
+ */
+static ngx_int_t
+ngx_http_pgate_read_window(ngx_log_t *log, ngx_http_pgate_gate_t *g)
+{
+    u_char      *json, *p, *end;
+    size_t       len;
+    ngx_msec_t   seconds;
+
+    static u_char  key[] = "\"rollback_window_seconds\":";
+
+    json = ngx_http_pgate_json(log, g, ngx_http_pgate_config_json, "config", 0, &len);
+    if (json == NULL) {
+        return NGX_ERROR;
+    }
+
+    end = json + len;
+    p = ngx_strnstr(json, (char *) key, len);
+    seconds = 0;
+
+    if (p != NULL) {
+        for (p += sizeof(key) - 1; p < end && *p >= '0' && *p <= '9'; p++) {
+            seconds = seconds * 10 + (*p - '0');
+        }
+    }
+
+    ngx_free(json);
+
+    if (seconds == 0) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": no "
+                      "rollback_window_seconds in the gate's config: the window read before "
+                      "stays (none: the ring's outcomes are pooled whatever their age)",
+                      &g->name);
+        return NGX_ERROR;
+    }
+
+    g->window_ms = seconds * 1000;
+    return NGX_OK;
+}
+
+
+/*
+ * Reads what the worker keeps of its gate's config again when the gate's state changed since
+ * the last read (a config swap, this worker's or one applied from the store, may change it):
+ * the override names and the rollback window. One atomic load when nothing changed. Run when
+ * the gate opens and from the worker timer, never per request.
+ */
+void
+ngx_http_pgate_refresh_config(ngx_log_t *log, ngx_http_pgate_gate_t *g)
+{
+    uint64_t  count;
+
+    if (pgate_change_count(g->gate, &count) != PGATE_STATUS_OK || count == g->config_seen) {
+        return;
+    }
+
+    /* names not read are asked for again at the next look; a window not read is logged once
+     * a change (its error is no passing one) */
+    if (ngx_http_pgate_read_overrides(log, g) == NGX_OK) {
+        (void) ngx_http_pgate_read_window(log, g);
+        g->config_seen = count;
+    }
 }
 
 
 static ngx_int_t
 ngx_http_pgate_init_process(ngx_cycle_t *cycle)
 {
+    uint64_t                     head;
     ngx_uint_t                   i;
     pgate_error                 *err;
     pgate_status                 st;
@@ -219,7 +287,13 @@ ngx_http_pgate_init_process(ngx_cycle_t *cycle)
 
     for (i = 0; i < pmcf->gates.nelts; i++) {
         gates[i].ring = gates[i].zone->data;
-        gates[i].cursor = __atomic_load_n(&gates[i].ring->head, __ATOMIC_ACQUIRE);
+
+        /* the ring's outcomes, those of the workers before this one too (a reload, a worker
+         * that died): the kept evidence (ngx_http_pgate_pool skips what is older than the
+         * gate's window, and the library drops what another stage routed as late) */
+        head = __atomic_load_n(&gates[i].ring->head, __ATOMIC_ACQUIRE);
+        gates[i].cursor = head > PGATE_RING_OUTCOMES ? head - PGATE_RING_OUTCOMES : 0;
+        gates[i].own_from = head;   /* before it: another's, even under a reused pid */
         gates[i].generation_seen = __atomic_load_n(&gates[i].ring->generation,
                                                    __ATOMIC_ACQUIRE);
 
@@ -240,8 +314,8 @@ ngx_http_pgate_init_process(ngx_cycle_t *cycle)
         (void) pgate_change_count(gates[i].gate, &gates[i].changes_announced);
 
         /* this worker's gate may hold the store's config rather than the document's */
-        gates[i].overrides_seen = (uint64_t) -1;
-        ngx_http_pgate_refresh_overrides(cycle->log, &gates[i]);
+        gates[i].config_seen = (uint64_t) -1;
+        ngx_http_pgate_refresh_config(cycle->log, &gates[i]);
     }
 
     pmcf->timer.handler = ngx_http_pgate_timer;

@@ -27,7 +27,8 @@
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
 # outcome is recorded (not the auth subrequest's), that an empty metrics body included by SSI
 # raises no alert, that upstream latencies are timed in
-# microseconds, that a rollback one worker decided reaches the other within milliseconds, that
+# microseconds, that a reload keeps the pooled evidence within the gate's window, that a
+# rollback one worker decided reaches the other within milliseconds, that
 # the outcome counters read the same from both workers and never go down across a killed
 # worker and a reload, that an outcome the library refuses is not shared and not logged a line
 # each, that each state change gets its own error log line, once, that a rollback made during a
@@ -1424,16 +1425,64 @@ for gate in block addr; do
 done
 stop_serving
 
+echo "== a reload keeps the pooled evidence, within the gate's window"
+# One worker; canaries on a closed port (nginx's 502: a failure each); the store read every 60 s.
+# Six failures of gate `kept` (a rollback needs seven) and six of gate `stale` (a window of
+# 1 s), 1.5 s, then `nginx -s reload`: the new worker takes up the ring's outcomes of the
+# workers before it, so kept's window holds its six and its seventh failure rolls it back,
+# while stale's, older than its window, are left out (a build starting each new worker at the
+# ring's head showed kept's window empty after the reload, and routed to its canary after nine
+# failures; one taking up every kept outcome showed stale's six as new).
+port=$(free_port)
+gate_document kept 100 "" 60000
+gate_document stale 100 '"rollback_window_seconds": 1,' 60000
+serve_proxied "kept stale" 9
+for gate in stale kept; do
+  for _ in $(seq 6); do curl -s -o /dev/null "http://127.0.0.1:$port/$gate/"; done
+done
+# windows: each gate's canary requests and errors, as the answering worker counts them
+windows() {
+  curl -fs "http://127.0.0.1:$port/metrics" |
+    sed -n 's/^promotion_window_\(requests\|errors\){gate="\(kept\|stale\)",cohort="canary"} /\2 \1 /p' |
+    sort | paste -sd ' '
+}
+before=$(windows)
+sleep 1.5
+old=$(pgrep -P "$master")
+nginx -p "$tmp" -c conf/nginx.conf -s reload
+for _ in $(seq 100); do
+  [ -n "$(pgrep -P "$master" | grep -vx "$old" || true)" ] && ! kill -0 "$old" 2>/dev/null && break
+  sleep 0.05
+done
+sleep 0.2 # the new worker's first timer tick pools the ring
+after=$(windows)
+curl -s -o /dev/null "http://127.0.0.1:$port/kept/"
+for _ in $(seq 40); do
+  environment=$(curl -fs "http://127.0.0.1:$port/kept/status" | sed 's/.*"environment":"\([a-z]*\)".*/\1/')
+  [ "$environment" = production ] && break
+  sleep 0.05
+done
+stop_serving
+echo "canary windows before the reload: $before; after it: $after; kept after its seventh failure: $environment"
+[ "$before" = "kept errors 6 kept requests 6 stale errors 6 stale requests 6" ] ||
+  { echo "FAIL: expected six failures in each window before the reload" >&2; exit 1; }
+[ "$after" = "kept errors 6 kept requests 6 stale errors 0 stale requests 0" ] ||
+  { echo "FAIL: the new worker did not take up kept's six failures and only those" >&2; exit 1; }
+[ "$environment" = production ] ||
+  { echo "FAIL: kept's seventh failure, the first after the reload, did not roll it back" >&2; exit 1; }
+
 echo "== a rollback one worker decided reaches the other within milliseconds"
 # Two workers, the store read every 60 s. Six failures (a rollback needs seven) are in both
-# workers' windows (pooled); a worker is then killed, and its successor starts with an empty
-# window. The seventh failure rolls the canary back in the surviving worker only (the new one
-# has seen one failure): the new worker must apply the rollback from the store well within
-# its sync interval, told by the zone's generation, not after 60 s.
+# workers' windows (pooled); then as many forced requests (an override header: outcomes in
+# neither cohort) as the shared ring holds push them out of it, and a worker is killed: its
+# successor takes up the ring's outcomes, the forced ones only, so its window is empty. The
+# seventh failure rolls the canary back in the surviving worker only (the new one has seen
+# one failure): the new worker must apply the rollback from the store well within its sync
+# interval, told by the zone's generation, not after 60 s.
 port=$(free_port)
 failing=$(free_port)
 stable=$(free_port)
-gate_document gen 100 "" 60000
+gate_document gen 100 '"overrides": {"header": "X-Canary"},' 60000
 serve "$(cat <<CONF
     promotion_gate gen gen.json;
     upstream gen_canary { server 127.0.0.1:$failing; }
@@ -1454,6 +1503,16 @@ status_of() { from_worker "$1" /status | sed 's/.*"environment":"\([a-z]*\)".*/\
 workers() { pgrep -P "$master" | sort; }
 for _ in $(seq 50); do [ "$(workers | grep -c .)" = 2 ] && break; sleep 0.1; done
 for _ in $(seq 6); do curl -s -o /dev/null "http://127.0.0.1:$port/"; done
+# 4096 forced requests (PGATE_RING_OUTCOMES) on one kept-alive connection
+python3 - "$port" <<'PY' || { echo "FAIL: the forced requests failed" >&2; exit 1; }
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+for i in range(4096):
+    c.request("GET", f"/{i}", headers={"X-Canary": "stable"})
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200, r.status
+PY
 sleep 0.3 # each worker pools the other's outcomes within 50 ms
 victim=$(workers | head -n 1)
 survivor=$(workers | tail -n 1)
