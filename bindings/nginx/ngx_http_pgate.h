@@ -15,6 +15,8 @@
 #define PGATE_RING_OUTCOMES    4096
 /* How often each worker drains the log queue and the other workers' outcomes. */
 #define PGATE_TIMER_MS         50
+/* How often at least a worker that could not open a gate tries again (ngx_http_pgate_open). */
+#define PGATE_REOPEN_MS        1000
 
 
 /* One upstream outcome in shared memory; `seq` is the slot's index + 1 once published. */
@@ -90,7 +92,10 @@ typedef struct {
     /* the gate's rollback_window_seconds in ms (0: not read): an outcome shared longer ago
      * is in no worker's window, and is not pooled (ngx_http_pgate_pool) */
     ngx_msec_t                   window_ms;
-    pgate_gate                  *gate;        /* this worker's, from init_process */
+    pgate_gate                  *gate;        /* this worker's (ngx_http_pgate_open) */
+    /* when not opened: the attempts that failed, and when the timer may try again */
+    ngx_uint_t                   open_failures;
+    ngx_msec_t                   reopen_at;
     uint64_t                     changes_seen; /* the last change this worker logged */
     uint64_t                     changes_announced; /* the last change it looked at for
                                                      * its own, to bump the generation */
@@ -156,6 +161,7 @@ extern ngx_module_t  ngx_http_promotion_gate_module;
 
 /* ngx_http_promotion_gate_module.c */
 PGATE_LOCAL void ngx_http_pgate_refresh_config(ngx_log_t *log, ngx_http_pgate_gate_t *g);
+PGATE_LOCAL void ngx_http_pgate_reopen(ngx_log_t *log, ngx_http_pgate_gate_t *g);
 
 /* ngx_http_pgate_directives.c */
 PGATE_LOCAL char *ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -900,8 +900,8 @@ ngx_http_pgate_share(ngx_http_pgate_gate_t *g, uint64_t stage, ngx_uint_t flags,
 
 /*
  * Records into this worker's gate the outcomes other workers put in the ring since its last
- * look (since it started: the ring's outcomes of the workers before it, which a new worker
- * takes up, see init_process). An outcome shared longer ago than the gate's
+ * look (since its gate opened: the ring's outcomes of the workers before it too, which a new
+ * worker takes up, ngx_http_pgate_open). An outcome shared longer ago than the gate's
  * rollback_window_seconds is in no worker's window any more: skipped (the ring may hold
  * outcomes of hours ago when traffic is low).
  */
@@ -1236,6 +1236,10 @@ ngx_http_pgate_timer(ngx_event_t *ev)
 
     gates = pmcf->gates.elts;
     for (i = 0; i < pmcf->gates.nelts; i++) {
+        if (gates[i].gate == NULL) {
+            ngx_http_pgate_reopen(ev->log, &gates[i]);
+        }
+
         if (gates[i].gate != NULL) {
             ngx_http_pgate_pool(ev->log, &gates[i]);
             ngx_http_pgate_announce(ev->log, &gates[i]);

@@ -27,7 +27,8 @@
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
 # outcome is recorded (not the auth subrequest's), that an empty metrics body included by SSI
 # raises no alert, that upstream latencies are timed in
-# microseconds, that a reload keeps the pooled evidence within the gate's window, that a
+# microseconds, that a worker that could not open its gate opens it once it can, that a reload
+# keeps the pooled evidence within the gate's window, that a
 # rollback one worker decided reaches the other within milliseconds, that
 # the outcome counters read the same from both workers and never go down across a killed
 # worker and a reload, that an outcome the library refuses is not shared and not logged a line
@@ -1424,6 +1425,44 @@ for gate in block addr; do
     { echo "FAIL: $gate's latencies are not timed in microseconds (window sums: $sums)" >&2; exit 1; }
 done
 stop_serving
+
+echo "== a worker that could not open its gate tries again"
+# One worker. Its store's file is made unreadable (chmod 000: the workers are not root), then
+# the worker is killed: its successor cannot open the gate, logs that once, routes to stable
+# and answers the status location 503. Once the file is readable again it opens the gate within
+# about a second, logs that, and answers the gate's state (a build opening the gate only when
+# the worker started answered 503 for the worker's life).
+port=$(free_port)
+gate_document reopen 100
+serve_proxied reopen 9
+store_mode=$(stat -c %a "$tmp/fleet/reopen.db")
+chmod 000 "$tmp/fleet/reopen.db"
+old=$(pgrep -P "$master")
+kill -KILL "$old"
+new=''
+for _ in $(seq 50); do
+  new=$(pgrep -P "$master" | grep -vx "$old" || true)
+  [ -n "$new" ] && break
+  sleep 0.1
+done
+sleep 2.5 # two attempts or more, each failing
+closed=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/reopen/status")
+chmod "$store_mode" "$tmp/fleet/reopen.db"
+for _ in $(seq 60); do
+  opened=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/reopen/status")
+  [ "$opened" = 200 ] && break
+  sleep 0.05
+done
+stop_serving
+grep "^[0-9/: ]*\[[a-z]*\] $new#.*promotion gate" "$tmp/logs/error.log" >"$tmp/reopen.log" || true
+echo "worker $new, its store unreadable: status $closed, then $opened once readable again; it logged:"
+cut -c1-160 "$tmp/reopen.log"
+[ "$closed" = 503 ] && [ "$opened" = 200 ] ||
+  { echo "FAIL: expected 503 while the store was unreadable, then 200" >&2; exit 1; }
+grep -q 'promotion gate "reopen": .*this worker routes every request to stable' "$tmp/reopen.log" &&
+  grep -q 'promotion gate "reopen": opened after [1-9][0-9]* failed attempts' "$tmp/reopen.log" &&
+  [ "$(grep -c . "$tmp/reopen.log")" = 2 ] ||
+  { echo "FAIL: expected the failure logged once, then the open" >&2; exit 1; }
 
 echo "== a reload keeps the pooled evidence, within the gate's window"
 # One worker; canaries on a closed port (nginx's 502: a failure each); the store read every 60 s.
