@@ -10,8 +10,10 @@
 #include "ngx_http_pgate.h"
 
 
-/* A claimed slot still unpublished this far behind the head belongs to a dead writer. */
-#define PGATE_RING_ABANDONED   64
+/* How long a reader waits for a claimed slot to be published (ngx_http_pgate_awaited), and
+ * how far behind the head it may be (a quarter of the ring: waiting never lets it lap). */
+#define PGATE_RING_STALL_MS    100
+#define PGATE_RING_ABANDONED   (PGATE_RING_OUTCOMES / 4)
 /* A worker logs the outcomes its gate refuses once this often at most. */
 #define PGATE_REFUSED_LOG_MS   10000
 /* How long a worker told of another worker's change asks its store again, every timer tick,
@@ -899,6 +901,33 @@ ngx_http_pgate_share(ngx_http_pgate_gate_t *g, uint64_t stage, ngx_uint_t flags,
 
 
 /*
+ * Whether to wait for ring slot `index`, claimed (the head is past it) but not published: its
+ * writer publishes it a few instructions after claiming it, unless it was preempted or died
+ * in between (a worker killed by SIGKILL, or crashing). Waited for until this worker has seen
+ * it unpublished for PGATE_RING_STALL_MS (its own clock: no claim time is shared, so no other
+ * field of the slot need be read) or until PGATE_RING_ABANDONED later slots were claimed; then
+ * skipped for good: a writer that publishes it later has its outcome left out of this
+ * worker's gate. Without the time bound, a dead writer's slot held up this worker's pooling
+ * of every later outcome until that many more arrived, minutes with little traffic.
+ */
+static ngx_uint_t
+ngx_http_pgate_awaited(ngx_http_pgate_gate_t *g, uint64_t index, uint64_t head)
+{
+    if (head - index >= PGATE_RING_ABANDONED) {
+        return 0;
+    }
+
+    if (g->stalled_at != index + 1) {
+        g->stalled_at = index + 1;
+        g->stalled_since = ngx_current_msec;
+        return 1;
+    }
+
+    return (ngx_msec_int_t) (ngx_current_msec - g->stalled_since) < PGATE_RING_STALL_MS;
+}
+
+
+/*
  * Records into this worker's gate the outcomes other workers put in the ring since its last
  * look (since its gate opened: the ring's outcomes of the workers before it too, which a new
  * worker takes up, ngx_http_pgate_open). An outcome shared longer ago than the gate's
@@ -922,10 +951,10 @@ ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 
         seq = __atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE);
         if (seq != index + 1) {
-            if (seq < index + 1 && head - index < PGATE_RING_ABANDONED) {
+            if (seq < index + 1 && ngx_http_pgate_awaited(g, index, head)) {
                 break;          /* still being written: read it next time */
             }
-            continue;           /* overwritten, or its writer died */
+            continue;           /* overwritten, or abandoned by its writer */
         }
 
         at = __atomic_load_n(&slot->at, __ATOMIC_RELAXED);

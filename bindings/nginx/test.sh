@@ -32,7 +32,7 @@
 # rollback one worker decided reaches the other within milliseconds, that
 # the outcome counters read the same from both workers and never go down across a killed
 # worker and a reload, that an outcome the library refuses is not shared and not logged a line
-# each, that each state change gets its own error log line, once, that a rollback made during a
+# each, that a ring slot claimed and never published holds up the pooling 100 ms at most, that each state change gets its own error log line, once, that a rollback made during a
 # graceful exit is logged and that a worker draining after a reload still logs, then runs the end-to-end test under load (e2e.sh, ~30 s;
 # PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get (nginx, nginx-dev, wrk;
 # prometheus for promtool). Run from anywhere.
@@ -1718,6 +1718,62 @@ echo "20 requests refused by pgate_record in $served workers: canary windows of 
 [ "$served" = 2 ] || { echo "FAIL: the requests went through $served worker(s), not 2" >&2; exit 1; }
 [ "$windows" = " 0 0" ] || { echo "FAIL: a worker counted outcomes another worker's gate refused (windows:$windows)" >&2; exit 1; }
 [ "$lines" = 2 ] || { echo "FAIL: expected one error line a worker for its refusals, not $lines" >&2; exit 1; }
+
+echo "== a ring slot claimed and never published holds up the pooling 100 ms at most"
+if [ "$(id -u)" -eq 0 ]; then
+  # Two workers. After two outcomes, the ring's head is moved on by one (written into a
+  # worker's memory through /proc/<pid>/mem: what a worker killed between claiming a slot and
+  # publishing it leaves), then ten more requests spread over the workers: each worker waits
+  # for the claimed slot 100 ms, then skips it and pools the other's outcomes after it, so
+  # both windows hold all twelve (a build waiting until 64 later slots were claimed held each
+  # worker's window at its own outcomes). The layout is ngx_http_pgate.h's ring: the head and
+  # the generation on a cache line each, four counters, then slots of six 64-bit fields, the
+  # writer's pid the fifth.
+  port=$(free_port)
+  backend=$(free_port)
+  tcp_server "$backend" '    c.recv(65536)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+    c.close()'
+  gate_document stall 100 "" 60000
+  serve_proxied stall "$backend" 2
+  for _ in $(seq 50); do [ "$(pgrep -cP "$master")" = 2 ] && break; sleep 0.1; done
+  for i in 1 2; do curl -fs -o /dev/null "http://127.0.0.1:$port/stall/$i"; done
+  sleep 0.3 # the second request's log phase
+  python3 - $(pgrep -P "$master") <<'PY' || { stop_serving; stop_tcp_server; echo "FAIL: the ring was not found" >&2; exit 1; }
+import struct, sys
+pid, workers = int(sys.argv[1]), set(map(int, sys.argv[1:]))
+FIRST, SLOT, PID = 160, 48, 32  # the first slot's offset in the ring, a slot's size, its pid's
+mem = open(f"/proc/{pid}/mem", "r+b", buffering=0)
+for line in open(f"/proc/{pid}/maps"):
+    span, perms = line.split()[:2]
+    if perms[3] != "s":
+        continue  # the zones are shared mappings
+    lo, hi = (int(x, 16) for x in span.split("-"))
+    mem.seek(lo)
+    data = mem.read(hi - lo)
+    u64 = lambda off: struct.unpack_from("<Q", data, off)[0]
+    for off in range(FIRST, len(data) - 2 * SLOT, 8):
+        if (u64(off - FIRST) == 2 and u64(off) == 1 and u64(off + SLOT) == 2
+                and u64(off + PID) in workers and u64(off + SLOT + PID) in workers):
+            mem.seek(lo + off - FIRST)
+            mem.write(struct.pack("<Q", 3))  # slot 2 claimed, never published
+            sys.exit(0)
+sys.exit(1)
+PY
+  for i in $(seq 3 12); do curl -fs -o /dev/null "http://127.0.0.1:$port/stall/$i"; done
+  sleep 0.5 # past the wait, and a timer tick
+  windows=''
+  for pid in $(pgrep -P "$master"); do
+    windows+=" $(from_worker "$pid" /metrics | sed -n 's/^promotion_window_requests{gate="stall",cohort="canary"} //p')"
+  done
+  stop_serving
+  stop_tcp_server
+  echo "12 outcomes around a slot claimed and never published: the workers' windows hold$windows"
+  [ "$windows" = " 12 12" ] ||
+    { echo "FAIL: a worker did not pool the outcomes after the unpublished slot (windows:$windows)" >&2; exit 1; }
+else
+  echo "skipped: writing a worker's memory needs root"
+fi
 
 echo "== state changes: one error log line each"
 # Another process (the Python binding) enables ten flags one after another; the worker applies
