@@ -1265,8 +1265,8 @@ ngx_http_pgate_timer(ngx_event_t *ev)
 
     gates = pmcf->gates.elts;
     for (i = 0; i < pmcf->gates.nelts; i++) {
-        if (gates[i].gate == NULL) {
-            ngx_http_pgate_reopen(ev->log, &gates[i]);
+        if (gates[i].gate == NULL && !ngx_exiting) {
+            ngx_http_pgate_reopen(ev->log, &gates[i]);   /* a draining worker need not */
         }
 
         if (gates[i].gate != NULL) {
