@@ -50,8 +50,10 @@ pub const FLAG_SET_SLOTS: usize = 128;
 
 /// A set that no snapshot uses any more stays readable for at least this many later writes.
 ///
-/// A write the state store refused does not count: the retired sets its new sets displaced
-/// are put back.
+/// A write the state store refused counts as one: the retired sets its new sets displaced
+/// (at most two, the oldest) stay gone, since they read as stale while it waited for the
+/// store, and a set that reads as stale never reads again. Further refused writes take the
+/// slots it freed, and displace no more.
 ///
 /// Why it holds: a write makes or revives at most two sets, each taking one slot from the
 /// front of the free queue, and a retired set joins its back. A write is refused unless
@@ -121,17 +123,10 @@ pub(crate) struct FlagSetIndex {
     free: VecDeque<usize>,
     /// The sets the current snapshot uses.
     live: [FlagSetId; 2],
-    /// What the last interning overwrote, oldest first: the sets it stored took the front free
-    /// slots, whose retired sets [`FlagSets::undo_stores`] puts back when the write is refused.
-    overwritten: Vec<Overwritten>,
-}
-
-/// A slot as it was before a write stored a new set in it.
-#[derive(Debug)]
-struct Overwritten {
-    slot: usize,
-    key: Option<Arc<[u32]>>,
-    set: Option<Arc<StoredSet>>,
+    /// The slots the last interning stored new sets in, oldest first (the front free slots,
+    /// whose retired sets they displaced), which [`FlagSets::undo_stores`] frees again when
+    /// the write is refused.
+    overwritten: Vec<usize>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -397,11 +392,7 @@ impl FlagSets {
         if let Some(old) = &old {
             index.by_names.remove(old);
         }
-        index.overwritten.push(Overwritten {
-            slot,
-            key: old,
-            set: self.slots[slot].load_full(),
-        });
+        index.overwritten.push(slot);
         // `used` <= MAX_EPOCH here, so the epochs of one slot never repeat.
         let id = FlagSetId::new(slot, index.epoch_base.wrapping_add(state.used) & MAX_EPOCH);
         state.used += 1;
@@ -418,21 +409,20 @@ impl FlagSets {
         Ok(id)
     }
 
-    /// Puts back the retired sets the last interning overwrote, in their slots at the front of
-    /// the free queue, when its write was refused (the state store did not take it): a refused
-    /// write then costs no retired set its grace. The new sets' numbers are not given again
-    /// (their epochs are used), and no snapshot carried them. Call it before making the
-    /// published sets live again.
+    /// Frees the slots the last interning stored its new sets in, when its write was refused
+    /// (the state store did not take it), at the front of the free queue: the next write takes
+    /// them again, so refused writes, however many, displace no more retired sets than the
+    /// first one did. The retired sets it displaced are not put back: they read as stale while
+    /// the write waited for the store, and a set that read as stale must never read again (a
+    /// C host that read its length as 0, then asks whether it is stale, would take it for an
+    /// empty set). The new sets' numbers are not given again (their epochs are used), and no
+    /// snapshot carried them. Call it before making the published sets live again.
     pub(crate) fn undo_stores(&self, index: &mut FlagSetIndex) {
-        while let Some(Overwritten { slot, key, set }) = index.overwritten.pop() {
-            let state = &mut index.slots[slot];
-            if let Some(new) = std::mem::replace(&mut state.key, key.clone()) {
+        while let Some(slot) = index.overwritten.pop() {
+            if let Some(new) = index.slots[slot].key.take() {
                 index.by_names.remove(&new);
             }
-            if let (Some(key), Some(set)) = (key, &set) {
-                index.by_names.insert(key, set.id);
-            }
-            self.slots[slot].store(set);
+            self.slots[slot].store(None);
             // A slot whose epochs the undone set used up is never reused, as in `intern_live`.
             if index.slots[slot].used <= MAX_EPOCH {
                 index.free.retain(|&free| free != slot);
@@ -834,6 +824,36 @@ mod tests {
             FLAG_SET_SLOTS - 2,
             "all but slot 0 and the live one"
         );
+    }
+
+    #[test]
+    fn a_set_a_refused_write_displaced_stays_stale() {
+        let sets = FlagSets::new();
+        let mut index = FlagSetIndex::default();
+        let [_, retired] = sets.intern_live(&mut index, [], ["a"]).unwrap();
+        // Published writes until the retired set's slot is the next one a write takes.
+        for i in 0.. {
+            if index.free.front() == Some(&retired.slot()) {
+                break;
+            }
+            let name = format!("p{i}");
+            sets.intern_live(&mut index, [], [name.as_str()]).unwrap();
+        }
+        // Held: readable by any thread (not only by one that remembers it).
+        assert!(sets.holds(retired));
+        // A write the state store then refuses: the set reads as stale while it waits.
+        sets.intern_live(&mut index, [], ["refused"]).unwrap();
+        assert!(!sets.holds(retired));
+        sets.undo_stores(&mut index);
+        assert!(!sets.holds(retired), "once stale, always stale");
+        // Refused writes again and again displace no other retired set.
+        let held = sets.held();
+        for i in 0..3 * FLAG_SET_SLOTS {
+            let name = format!("refused{i}");
+            sets.intern_live(&mut index, [], [name.as_str()]).unwrap();
+            sets.undo_stores(&mut index);
+        }
+        assert_eq!(sets.held(), held);
     }
 
     #[test]
