@@ -414,13 +414,24 @@ impl PromotionGateManager {
 impl Shared {
     /// Rolls back automatically if a rule fired, the config allows it and the judged stage is
     /// still current. A stage that already left (another thread rolled back or promoted) is not
-    /// rolled back again; Production has nothing to roll back. Neither is an error here.
+    /// rolled back again, and that is logged as a warning; Production has nothing to roll
+    /// back. Neither is an error here.
     fn apply_verdict(&self, writer: &mut WriterState, verdict: &Verdict) {
         if !verdict.calls_for_rollback() {
             return;
         }
         let current = self.current.load_full();
-        if !current.config.auto_rollback_enabled || current.route.stage != verdict.stage() {
+        if !current.config.auto_rollback_enabled {
+            return;
+        }
+        if current.route.stage != verdict.stage() {
+            tracing::warn!(
+                judged_stage = verdict.stage().get(),
+                stage = current.route.stage.get(),
+                environment = %current.config.environment,
+                reason = %verdict.rollback_reason(),
+                "promotion.rollback not made: the stage the judge called for it in has ended"
+            );
             return;
         }
         let reason = verdict.rollback_reason();

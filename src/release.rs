@@ -204,6 +204,31 @@ pub(crate) fn flag_is_on(config: &PromotionConfig, name: &str) -> bool {
         .any(|f| f == name)
 }
 
+/// Whether the change from `before` to `after` turns a flag on for the new version's requests
+/// while the release is judged (`after` in Canary or Staging): a release flag or a graduated
+/// one that was off. Such a change starts a new stage, as a new salt does, so that a promotion
+/// is judged on evidence gathered with the flags as they are, never on evidence from before a
+/// flag it would graduate was on. Turning a flag off keeps the stage: it is the kill switch of
+/// an incident, and must not reset a judge that may be about to roll the canary back (and a
+/// flag turned off reaches no one when the release is promoted).
+pub(crate) fn turns_a_flag_on(before: &PromotionConfig, after: &PromotionConfig) -> bool {
+    if after.environment == Environment::Production {
+        return false;
+    }
+    // Linear: a config may hold `MAX_FLAGS` flags.
+    let on: std::collections::HashSet<&str> = before
+        .feature_flags
+        .iter()
+        .chain(&before.graduated_flags)
+        .map(String::as_str)
+        .collect();
+    after
+        .feature_flags
+        .iter()
+        .chain(&after.graduated_flags)
+        .any(|flag| !on.contains(flag.as_str()))
+}
+
 /// The config with release flag `name` on, or `None` when the flag is already on (as a release
 /// flag or a graduated one). `name` is assumed valid.
 pub(crate) fn with_flag_enabled(config: &PromotionConfig, name: &str) -> Option<PromotionConfig> {

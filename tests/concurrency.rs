@@ -77,18 +77,26 @@ fn cycle(c: usize) -> Vec<Write> {
 }
 
 impl State {
-    /// The state after `write`, by the documented rules: a promotion, a rollback and a swap to
-    /// another environment start a new stage; a rollback turns the release's flags off.
+    /// The state after `write`, by the documented rules: a promotion, a rollback, a swap to
+    /// another environment and, in Canary or Staging, a flag turned on for the new version
+    /// start a new stage; a rollback turns the release's flags off.
     fn after(&self, write: &Write) -> State {
         let mut next = self.clone();
+        let judged = |environment: Environment| environment != Environment::Production;
         match write {
             Write::Swap(environment, release, graduated) => {
-                next.stage += u64::from(*environment != self.environment);
+                let on: Vec<&String> = self.release.iter().chain(&self.graduated).collect();
+                let flag_on = release.iter().chain(graduated).any(|f| !on.contains(&f));
+                let moved = *environment != self.environment;
+                next.stage += u64::from(moved || (judged(*environment) && flag_on));
                 next.environment = *environment;
                 next.release.clone_from(release);
                 next.graduated.clone_from(graduated);
             }
-            Write::Enable(flag) => next.release.push(flag.clone()),
+            Write::Enable(flag) => {
+                next.stage += u64::from(judged(self.environment));
+                next.release.push(flag.clone());
+            }
             Write::Disable(flag) => next.release.retain(|f| f != flag),
             Write::Promote(environment) => {
                 next.stage += 1;

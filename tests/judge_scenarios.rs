@@ -661,15 +661,20 @@ fn a_canary_that_reports_nothing_is_no_data_and_cannot_be_promoted() {
 
 #[test]
 fn a_flag_change_within_the_stage_does_not_restart_its_no_data_clock() {
-    let (gate, clock) = canary_gate(5.0, true);
-    // A flag switched on and off every 20 s: each change publishes a new snapshot of the same
-    // stage, which must not restart the stage's clock (else the silent canary would look
-    // 10 s old, and a flag toggled often would hide it forever).
+    let flags: Vec<String> = (0..7).map(|i| format!("flag_{i}")).collect();
+    let (gate, clock) = gate_with_clock(PromotionConfig {
+        environment: canary(5.0),
+        feature_flags: flags.clone(),
+        ..Default::default()
+    });
+    // A flag switched off every 20 s (a kill switch; a flag turned on starts a new stage):
+    // each change publishes a new snapshot of the same stage, which must not restart the
+    // stage's clock (else the silent canary would look 10 s old, and flags switched off often
+    // would hide it forever).
     a_silent_canary_for_130_s(&gate, &clock, |tick| {
         if tick % 400 == 200 {
-            gate.enable_feature("dark_mode").expect("a flag change");
-        } else if tick % 400 == 0 && tick > 0 {
-            gate.disable_feature("dark_mode").expect("a flag change");
+            let flag = &flags[usize::try_from(tick / 400).unwrap()];
+            gate.disable_feature(flag).expect("a flag change");
         }
     });
 }

@@ -173,6 +173,15 @@ fn two_gates_rolling_back_at_once_end_on_the_stored_stage_with_one_change_each()
 /// connection, holding the gate's writer lock (up to busy_timeout_ms), and checks that the
 /// write was still waiting when `during` returned: what `during` did never waited for it.
 fn while_a_hosts_write_waits(path: &str, gate: &PromotionGateManager, during: impl FnOnce()) {
+    the_hosts_write_while_it_waits(path, gate, during).unwrap();
+}
+
+/// [`while_a_hosts_write_waits`], returning what the host's write (a flag turned on) returned.
+fn the_hosts_write_while_it_waits(
+    path: &str,
+    gate: &PromotionGateManager,
+    during: impl FnOnce(),
+) -> Result<(), Error> {
     let lock = WriteLock::take(path);
     let written = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -188,8 +197,8 @@ fn while_a_hosts_write_waits(path: &str, gate: &PromotionGateManager, during: im
             "the host's write ended first: what ran meanwhile may have waited for it"
         );
         drop(lock);
-        host.join().unwrap().unwrap();
-    });
+        host.join().unwrap()
+    })
 }
 
 #[test]
@@ -197,7 +206,7 @@ fn recording_never_waits_for_a_hosts_write_being_stored() {
     let dir = Scratch::new("handoff");
     let path = dir.file("gate.db");
     let gate = open_with(&path, 50.0, 10_000).unwrap();
-    while_a_hosts_write_waits(&path, &gate, || {
+    let write = the_hosts_write_while_it_waits(&path, &gate, || {
         // Recording a failing canary decides a rollback; it must not wait for that write.
         let mut failed = 0;
         for i in 0..400 {
@@ -211,6 +220,15 @@ fn recording_never_waits_for_a_hosts_write_being_stored() {
         // The rollback was handed to the sync thread, not made under the held lock.
         assert_ne!(gate.environment(), Environment::Production);
     });
+    // The host's write, a flag turned on, would have ended the stage the rollback was called
+    // for in: the rollback was made instead.
+    assert!(
+        matches!(
+            &write,
+            Err(Error::Promotion(PromotionError::SloNotMet { .. }))
+        ),
+        "{write:?}"
+    );
     eventually("the sync thread makes the handed-off rollback", || {
         gate.environment() == Environment::Production
     });
@@ -1796,7 +1814,11 @@ fn a_swapped_slo_is_this_process_own_and_the_stored_state_stays() {
     drop((first, second));
     let reopened = open(&path);
     assert_eq!(reopened.slo_controller().config().min_samples, 100);
-    assert_eq!(reopened.stage(), stage);
+    assert_eq!(
+        reopened.stage().get(),
+        stage.get() + 1,
+        "the flag turned on began a stage, the swap none"
+    );
     assert!(reopened.is_feature_enabled("after_swap"));
 }
 
@@ -1903,12 +1925,13 @@ fn a_write_decided_on_the_restored_version_at_another_stage_does_not_undo_a_roll
     let dir = Scratch::new("file-restored-same-version");
     let path = dir.file("gate.db");
     let a = open_slow(&path);
+    a.enable_feature("dark_mode").unwrap(); // version 2, stage 2 (a flag turned on)
     let saved = dir.file("backup.db");
-    backup(&path, &saved); // version 1, stage 1
-    a.enable_feature("dark_mode").unwrap(); // a knows version 2, stage 1
+    backup(&path, &saved); // version 2, stage 2
+    a.disable_feature("dark_mode").unwrap(); // a knows version 3, stage 2
     move_over(&saved, &path);
     let c = open(&path);
-    c.rollback("bad canary").unwrap(); // version 2, stage 2
+    c.rollback("bad canary").unwrap(); // version 3, stage 3
     assert_eq!(stored_environment(&path), "Production");
     let ramp = a.promote(Environment::Canary {
         traffic_percent: 5.0,

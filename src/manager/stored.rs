@@ -19,7 +19,7 @@ use super::{Shared, WriterState};
 use crate::changes::ChangeOrigin;
 use crate::config::PromotionConfig;
 use crate::decision::StageId;
-use crate::error::Error;
+use crate::error::{Error, PromotionError};
 use crate::history::RollbackEvent;
 use crate::monitor::Now;
 use crate::store::{
@@ -46,6 +46,20 @@ pub(super) enum Durability {
     /// Published at once and written by the sync thread, without waiting for the store (an
     /// automatic rollback, which may be decided on the record path).
     Deferred,
+}
+
+/// What a write does to the release stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NextStage {
+    /// The stage goes on.
+    Same,
+    /// A new stage starts (a rollback).
+    New,
+    /// A new stage starts, unless the judge rolls the release back first: a rollback the
+    /// record path called for in the stage this write ends (a promotion, a flag turned on, a
+    /// swap), left for later because this write held the writer lock, is made instead, and
+    /// the write refused ([`Shared::commit`]).
+    UnlessRolledBack,
 }
 
 /// The gate's side of its store: the store, the stored state this process last wrote or read,
@@ -206,7 +220,7 @@ impl StoreLink {
     ) -> Result<Now, Error> {
         if durability == Durability::Deferred {
             let now = clock();
-            self.defer(event);
+            self.defer(config, event);
             return Ok(now);
         }
         // Settled by `Shared::commit` first; still waiting only if it could not be written.
@@ -240,7 +254,7 @@ impl StoreLink {
                 if durability == Durability::BestEffort {
                     let now = clock();
                     self.went_down(&error);
-                    self.defer(event);
+                    self.defer(config, event);
                     Ok(now)
                 } else {
                     self.went_down(&error);
@@ -268,10 +282,11 @@ impl StoreLink {
         self.pending.is_some()
     }
 
-    fn defer(&mut self, event: Option<&RollbackEvent>) {
+    fn defer(&mut self, config: &PromotionConfig, event: Option<&RollbackEvent>) {
         self.pending = Some(Pending {
             event: event.cloned(),
             decided_on: self.known,
+            config: config.clone(),
         });
         if let Some(wake) = &self.wake {
             let _ = wake.wake();
@@ -303,16 +318,34 @@ impl Shared {
     /// records lock. Returns how many old events the history dropped to keep within the
     /// config's bound (logged here when `event` pushed them out). Called with the writer lock
     /// held; on error nothing changed.
+    ///
+    /// A write that ends the judged stage otherwise than by a rollback
+    /// ([`NextStage::UnlessRolledBack`]: a promotion, a flag turned on, a swap) looks for a
+    /// rollback the record path left for later while it held the writer lock (its judgement,
+    /// the store write): before it prepares anything, and once more after the store write (or
+    /// at once without a store), the last point before it is published. A rollback found is
+    /// made instead and the write refused ([`PromotionError::SloNotMet`]); after the store
+    /// write, it is written over the write just stored, so neither this process nor the store
+    /// keeps it (other processes may follow it in between, for one sync, as they may any
+    /// write). Only a verdict left after that last look finds its stage ended: it is not made,
+    /// and logged as a warning ([`Shared::apply_verdict`]).
     pub(super) fn commit(
         &self,
         writer: &mut WriterState,
         config: PromotionConfig,
-        new_stage: bool,
+        next: NextStage,
         event: Option<RollbackEvent>,
         durability: Durability,
     ) -> Result<u64, Error> {
+        let new_stage = next != NextStage::Same;
         if durability != Durability::Deferred {
             self.settle_pending(writer)?;
+        }
+        let judged = self.current.load().route.stage;
+        if next == NextStage::UnlessRolledBack
+            && let Some(verdict) = self.take_left_rollback(judged)
+        {
+            return Err(self.roll_back_instead(writer, &verdict, None));
         }
         // Built first: a config the gate cannot publish (no flag set number left) is never
         // stored.
@@ -342,6 +375,19 @@ impl Shared {
             }
             None => unstored.unwrap_or_else(clock),
         };
+        if next == NextStage::UnlessRolledBack
+            && let Some(verdict) = self.take_left_rollback(judged)
+        {
+            self.restore_live_flags(writer);
+            // Over the promotion just stored, committed before it is published here.
+            let stored = writer.store.is_some().then_some(Durability::BestEffort);
+            return Err(self.roll_back_instead(writer, &verdict, stored));
+        }
+        let mut snapshot = snapshot;
+        if let Some(link) = writer.store.as_ref().filter(|_| new_stage) {
+            // Never below the stage stored (one above a promotion stored and rolled back).
+            snapshot.route.stage = snapshot.route.stage.max(StageId(link.known.stage));
+        }
         // With a store: its counts, and the event here too while it waits to be written.
         let stored = writer
             .store
@@ -366,6 +412,39 @@ impl Shared {
         drop(records);
         super::writes::log_dropped(dropped);
         Ok(dropped)
+    }
+
+    /// Makes the rollback `verdict` calls for, which a write found left for later, in place of
+    /// the write (written as `durability` says: `None`, as an automatic one), and returns the
+    /// write's refusal, naming the rule.
+    fn roll_back_instead(
+        &self,
+        writer: &mut WriterState,
+        verdict: &crate::verdict::Verdict,
+        durability: Option<Durability>,
+    ) -> Error {
+        let reason = verdict.rollback_reason();
+        let evidence = verdict.evidence();
+        let trigger = crate::RollbackTrigger::Automatic;
+        let what = match self.roll_back(
+            writer,
+            reason.clone(),
+            trigger,
+            Some(evidence.clone()),
+            durability,
+        ) {
+            Ok(()) => "the canary was rolled back",
+            Err(error) => {
+                tracing::error!(%error, stage = verdict.stage().get(), "promotion.rollback failed: the canary is still routed");
+                "its rollback could not be made (logged as an error)"
+            }
+        };
+        PromotionError::SloNotMet {
+            evidence: format!(
+                "the judge called for a rollback while this write was being made ({reason}): {what}, and the write was not made; {evidence}"
+            ),
+        }
+        .into()
     }
 
     /// Makes the published snapshot's flag sets the live ones again after a write that
@@ -622,7 +701,13 @@ mod tests {
         let mut next = shared.current.load().config.clone();
         next.environment = crate::config::canary(1.0);
         shared
-            .commit(&mut writer, next, true, None, Durability::Required)
+            .commit(
+                &mut writer,
+                next,
+                NextStage::New,
+                None,
+                Durability::Required,
+            )
             .unwrap();
         drop(writer);
         let reopened = gate_on(&path, 60_000, 5_000);

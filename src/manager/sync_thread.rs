@@ -133,6 +133,11 @@ impl Handoff {
         self.lock().take()
     }
 
+    /// Takes the verdict left here if it was called for in `stage`.
+    pub(super) fn take_of(&self, stage: crate::decision::StageId) -> Option<Verdict> {
+        self.lock().take_if(|verdict| verdict.stage() == stage)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<Verdict>> {
         // Each update is one assignment: consistent after any panic.
         self.verdict.lock().unwrap_or_else(PoisonError::into_inner)

@@ -814,3 +814,198 @@ fn a_stale_judgement_leaves_the_newer_stages_window_as_it_was() {
         "errors 400 s old are back in stage 2's 300 s window"
     );
 }
+
+/// A clock that, armed, has the canary fail 3000 times on another thread at its next
+/// `wall()` read: inside a promotion's commit, after its judgement (and after its store write,
+/// with a store), while it holds the writer lock.
+#[derive(Debug, Default)]
+struct FailsDuringCommit {
+    inner: crate::ManualClock,
+    armed: std::sync::atomic::AtomicBool,
+    gate: std::sync::OnceLock<std::sync::Weak<PromotionGateManager>>,
+}
+
+impl crate::Clock for FailsDuringCommit {
+    fn monotonic(&self) -> Duration {
+        crate::Clock::monotonic(&self.inner)
+    }
+
+    fn wall(&self) -> std::time::SystemTime {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let gate = self.gate.get().unwrap().upgrade().unwrap();
+            std::thread::spawn(move || {
+                let stage = gate.stage();
+                for _ in 0..3000 {
+                    gate.record_for(stage, true, false, Duration::from_millis(3));
+                }
+            })
+            .join()
+            .unwrap();
+        }
+        crate::Clock::wall(&self.inner)
+    }
+}
+
+/// A healthy canary at 50 % with release flag "new", judged ready for promotion, on a clock
+/// that can fail it mid-promotion; with `store`, on that state store.
+fn ready_gate(
+    store: Option<crate::store::StoreConfig>,
+) -> (Arc<PromotionGateManager>, Arc<FailsDuringCommit>) {
+    let clock = Arc::new(FailsDuringCommit::default());
+    let slo = SloConfig {
+        warm_up: Duration::ZERO,
+        ..Default::default()
+    };
+    let config = PromotionConfig {
+        environment: canary(50.0),
+        feature_flags: vec!["new".into()],
+        store,
+        ..Default::default()
+    };
+    let slo = SloAdmissionController::new(slo).unwrap();
+    let gate = Arc::new(PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap());
+    clock.gate.set(Arc::downgrade(&gate)).unwrap();
+    feed_healthy(&gate, 8000);
+    (gate, clock)
+}
+
+/// Promotes `gate` to Production while its canary fails, and checks that the rollback the
+/// judge called for meanwhile won: the promotion refused, the canary rolled back.
+fn promote_while_failing(gate: &PromotionGateManager, clock: &FailsDuringCommit) {
+    let stage = gate.stage();
+    clock.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = gate.promote(Environment::Production).unwrap_err();
+    assert!(
+        matches!(&err, Error::Promotion(crate::PromotionError::SloNotMet { evidence }) if evidence.contains("while this write was being made")),
+        "{err}"
+    );
+    assert_eq!(gate.environment(), Environment::Production);
+    assert!(gate.stage() > stage);
+    let config = gate.config();
+    assert!(config.graduated_flags.is_empty(), "{config:?}");
+    assert!(config.feature_flags.is_empty(), "{config:?}");
+    let history = gate.rollback_history();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
+    assert_eq!(history[0].environment, canary(50.0));
+    assert!(history[0].evidence.is_some());
+}
+
+#[test]
+fn a_rollback_called_for_while_a_promotion_is_made_wins_over_it() {
+    let (gate, clock) = ready_gate(None);
+    promote_while_failing(&gate, &clock);
+}
+
+#[test]
+fn a_rollback_called_for_while_a_promotion_is_stored_is_stored_over_it() {
+    let dir = crate::store::scratch::Scratch::new("promotion-yields");
+    let path = dir.file("gate.db");
+    let store = || {
+        Some(crate::store::StoreConfig::Sqlite(
+            crate::store::SqliteStoreConfig {
+                path: path.clone(),
+                sync_interval_ms: 60_000,
+                busy_timeout_ms: 5_000,
+                fleet_judging: false,
+            },
+        ))
+    };
+    let (gate, clock) = ready_gate(store());
+    promote_while_failing(&gate, &clock);
+    // The store holds the rollback, written over the promotion, at the stage shown here.
+    let stage = gate.stage();
+    gate.shared.sync_once();
+    assert_eq!(gate.stage(), stage);
+    drop(gate);
+    let reopened = PromotionGateManager::new(
+        PromotionConfig {
+            store: store(),
+            ..Default::default()
+        },
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reopened.environment(), Environment::Production);
+    assert_eq!(reopened.stage(), stage);
+    assert!(reopened.config().graduated_flags.is_empty());
+    let history = reopened.rollback_history();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
+}
+
+#[test]
+fn a_flag_turned_on_after_the_judging_is_judged_before_it_graduates() {
+    let gate = gate(PromotionConfig {
+        environment: canary(50.0),
+        ..Default::default()
+    });
+    feed_healthy(&gate, 8000);
+    let stage = gate.stage();
+    gate.enable_feature("risky").unwrap();
+    assert!(gate.stage() > stage, "a flag turned on starts a stage");
+    let err = gate.promote(Environment::Production).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Promotion(crate::PromotionError::InsufficientData { .. })
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        gate.promote_from(stage, Environment::Production),
+        Err(Error::Promotion(crate::PromotionError::StageChanged { .. }))
+    ));
+    assert_eq!(gate.environment(), canary(50.0));
+    // Judged with the flag on, it graduates.
+    feed_healthy(&gate, 8000);
+    gate.promote(Environment::Production).unwrap();
+    assert_eq!(gate.config().graduated_flags, ["risky"]);
+}
+
+/// A 50 % canary whose release has flag `flag` on.
+fn canary_with_flag(flag: &str) -> PromotionGateManager {
+    gate(PromotionConfig {
+        environment: canary(50.0),
+        feature_flags: vec![flag.into()],
+        ..Default::default()
+    })
+}
+
+#[test]
+fn which_flag_changes_start_a_stage() {
+    let gate = canary_with_flag("a");
+    let stage = gate.stage();
+    gate.disable_feature("a").unwrap();
+    assert_eq!(gate.stage(), stage, "a kill switch keeps the judge's stage");
+    // A swap that turns a flag on for the new version starts one; one that turns it off not.
+    let mut next = gate.config();
+    next.feature_flags.push("b".into());
+    gate.swap_config(next).unwrap();
+    let stage = gate.stage();
+    assert!(stage.get() > 1);
+    let mut next = gate.config();
+    next.feature_flags.clear();
+    gate.swap_config(next).unwrap();
+    assert_eq!(gate.stage(), stage);
+    let mut next = gate.config();
+    next.graduated_flags.push("g".into());
+    gate.swap_config(next).unwrap();
+    assert!(
+        gate.stage() > stage,
+        "a graduated flag reaches the new version too"
+    );
+    // In Production no release is judged: a flag turned on keeps the stage.
+    gate.rollback("done").unwrap();
+    let stage = gate.stage();
+    gate.enable_feature("c").unwrap();
+    assert_eq!(gate.stage(), stage);
+    // Staging is judged: a stage starts.
+    let staging = self::gate(PromotionConfig {
+        environment: Environment::Staging,
+        ..Default::default()
+    });
+    let stage = staging.stage();
+    staging.enable_feature("d").unwrap();
+    assert!(staging.stage() > stage);
+}

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use super::{Shared, WriterState};
+use crate::decision::StageId;
 use crate::verdict::Verdict;
 
 /// Serializes the gate's writes; see the module's note.
@@ -101,6 +102,13 @@ impl WriterLock {
         self.owing.store(true, Ordering::SeqCst);
     }
 
+    /// Takes the owed rollback if it was called for in `stage`. Called by its holder, which
+    /// makes it itself (a promotion it wins over).
+    fn take_owed_of(&self, stage: StageId) -> Option<Verdict> {
+        let mut owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
+        owed.take_if(|verdict| verdict.stage() == stage)
+    }
+
     /// The owed rollback and the lock to make it under, if one is owed and the lock is free.
     fn take_owed(&self) -> Option<(Held<'_>, Verdict)> {
         if !self.owing.load(Ordering::SeqCst) {
@@ -148,6 +156,19 @@ impl Shared {
         // sees the lock free (or a later holder's, who will look when it lets go).
         fence(Ordering::SeqCst);
         self.settle_owed();
+    }
+
+    /// The rollback the record path called for in `stage` and left for later, while a write
+    /// held the writer lock (owed to the lock, or handed to the sync thread), taken out to be
+    /// made by the caller, which holds the lock. `None` when none is left, or when
+    /// `auto_rollback_enabled` is off (then none would be made).
+    pub(super) fn take_left_rollback(&self, stage: StageId) -> Option<Verdict> {
+        if !self.current.load().config.auto_rollback_enabled {
+            return None;
+        }
+        let owed = self.writer.take_owed_of(stage);
+        let handed = self.handoff.take_of(stage);
+        owed.or(handed)
     }
 
     /// Makes the owed rollback while the lock is free, until none is owed; then, with the lock

@@ -2,7 +2,7 @@
 //! swaps. Each decides its config change in [`crate::release`], then records and publishes it
 //! under the writer lock.
 
-use super::stored::{Durability, StoreLink};
+use super::stored::{Durability, NextStage, StoreLink};
 use super::{PromotionGateManager, Shared, WriterState};
 use crate::config::{Environment, PromotionConfig, validate_flag_name};
 use crate::decision::StageId;
@@ -45,7 +45,10 @@ impl PromotionGateManager {
     /// at ([`PromotionError::AlreadyThere`], also a canary share that rounds to the current
     /// buckets: the same split, whose new stage would only restart the judge), too little data
     /// ([`PromotionError::InsufficientData`]) or a non-compliant canary
-    /// ([`PromotionError::SloNotMet`], "SLO compliance below threshold", with the evidence).
+    /// ([`PromotionError::SloNotMet`], "SLO compliance below threshold", with the evidence;
+    /// also when the record path's judge called for a rollback while the promotion was being
+    /// made, its store write included: the rollback is made instead, and the error names its
+    /// rule).
     /// With a state store, [`Error::Store`] when the store cannot be written (a rollback made
     /// while it was unavailable is written first, so this includes one it still cannot take),
     /// or when another process moved the gate first.
@@ -122,7 +125,7 @@ impl PromotionGateManager {
             };
             let config = release::promoted(&current.config, target, step.kind);
             self.shared
-                .commit(writer, config, true, None, Durability::Required)?;
+                .commit(writer, config, NextStage::UnlessRolledBack, None, Durability::Required)?;
             // Told once made: a write the store refused changed nothing.
             if step.kind == PromotionKind::CanaryToProduction {
                 tracing::warn!(from = %current.config.environment, "promotion.promote skips staging: canary straight to production");
@@ -279,6 +282,12 @@ impl PromotionGateManager {
     /// override forces to the canary go there (docs/overrides.md), so a flag enabled there
     /// reaches those alone until the next rollout (`is_feature_enabled` says true).
     ///
+    /// In Canary and Staging a flag turned on starts a new release stage, as a new salt does:
+    /// the judge's evidence so far was gathered without it, so a promotion (which would
+    /// graduate it to every user) waits for evidence gathered with it on, and
+    /// [`promote_from`](Self::promote_from) with the stage read before is refused.
+    /// ([`disable_feature`](Self::disable_feature) keeps the stage: see there.)
+    ///
     /// With a state store, a flag this gate shows on already is looked up in the store first
     /// (another process may have turned it off since this one last synced): it is turned on
     /// there if it is off, and nothing is written if it is on.
@@ -288,7 +297,9 @@ impl PromotionGateManager {
     /// or names; [`Error::Config`] (field `feature_flags`, or `feature_flags + graduated_flags`
     /// when graduated flags count too) past [`MAX_FLAGS`](crate::limits::MAX_FLAGS); with a
     /// state store, [`Error::Store`] when it cannot be written (or, for a flag this gate shows
-    /// on, read). Nothing changes on error.
+    /// on, read); [`PromotionError::SloNotMet`] when the flag would start a stage and the
+    /// record path's judge called for a rollback of the current one while this write was
+    /// being made: the rollback is made instead. Nothing else changes on error.
     ///
     /// # Example
     /// ```
@@ -308,8 +319,13 @@ impl PromotionGateManager {
                 return Ok(false);
             };
             config.check_flag_count()?;
+            let next = if release::turns_a_flag_on(&current.config, &config) {
+                NextStage::UnlessRolledBack
+            } else {
+                NextStage::Same
+            };
             self.shared
-                .commit(writer, config, false, None, Durability::Required)?;
+                .commit(writer, config, next, None, Durability::Required)?;
             tracing::info!(feature = name, "Feature flag enabled: {name}");
             #[cfg(feature = "otel")]
             crate::telemetry::otel::flag_span(&current.config.gate, name, true);
@@ -321,6 +337,12 @@ impl PromotionGateManager {
 
     /// Turns a flag off, release or graduated, and records the disable in the rollback
     /// history (trigger [`RollbackTrigger::FlagDisabled`]).
+    ///
+    /// The release stage goes on, unlike [`enable_feature`](Self::enable_feature): turning a
+    /// flag off is the kill switch of an incident, and a new stage would throw away the
+    /// judge's evidence and restart its warm-up just when it may be about to roll a failing
+    /// canary back (the flag may not be the cause). A flag turned off is not graduated by a
+    /// promotion, so no flag reaches every user unjudged.
     ///
     /// With a state store, a flag this gate shows off is looked up in the store first
     /// (another process may have turned it on since this one last synced), and turned off
@@ -354,8 +376,13 @@ impl PromotionGateManager {
             );
             #[cfg(feature = "otel")]
             let reason = event.reason.clone();
-            self.shared
-                .commit(writer, config, false, Some(event), Durability::Required)?;
+            self.shared.commit(
+                writer,
+                config,
+                NextStage::Same,
+                Some(event),
+                Durability::Required,
+            )?;
             tracing::info!(feature = name, "Feature flag disabled: {name}");
             #[cfg(feature = "otel")]
             {
@@ -519,9 +546,12 @@ impl PromotionGateManager {
     /// starts a new stage (unless it is a canary share that rounds to the same buckets, which
     /// moves no request), and so does a change of salt, which reshuffles users (both are
     /// logged as warnings): metrics of one set of canary users are never judged together with
-    /// another's. With a state store, the new config replaces the stored state for every
-    /// process (the explicit way to start over from a config document); it must keep the
-    /// gate's `store` and `gate` name.
+    /// another's. In Canary and Staging, a flag the new version's requests get that they did
+    /// not before starts one too, as [`enable_feature`](Self::enable_feature) does; a flag
+    /// turned off keeps the stage, as [`disable_feature`](Self::disable_feature) does. With a
+    /// state store, the new config replaces the stored state for every process (the explicit
+    /// way to start over from a config document); it must keep the gate's `store` and `gate`
+    /// name.
     ///
     /// A config read from the gate ([`config`](Self::config)) and edited is swapped in as it
     /// is, even if the gate has changed since it was read: a rollback made meanwhile (by the
@@ -536,7 +566,10 @@ impl PromotionGateManager {
     /// keeps its name; or, with a store, a changed `store`), [`Error::Store`] when the store
     /// cannot be written, or when another process began a stage first (a rollback or a
     /// promotion this process had not applied yet: the swap was decided on a release the
-    /// store no longer holds; read the config again); the gate is unchanged.
+    /// store no longer holds; read the config again); [`PromotionError::SloNotMet`] when the
+    /// swap would start a stage and the record path's judge called for a rollback of the
+    /// current one while it was being made (the rollback is made instead); the gate is
+    /// otherwise unchanged.
     ///
     /// # Example
     /// ```
@@ -651,11 +684,16 @@ impl PromotionGateManager {
             // the stage and the judge's evidence go on.
             let new_stage = !release::same_split(current.config.environment, config.environment);
             let new_salt = current.config.effective_salt() != config.effective_salt();
+            let flag_on = release::turns_a_flag_on(&current.config, &config);
             let (bound, next) = (config.max_rollback_history, config.clone());
             let dropped = self.shared.commit(
                 writer,
                 next,
-                new_stage || new_salt,
+                if new_stage || new_salt || flag_on {
+                    NextStage::UnlessRolledBack
+                } else {
+                    NextStage::Same
+                },
                 None,
                 Durability::Required,
             )?;
@@ -755,7 +793,7 @@ impl Shared {
         // that lost a race to another process's is decided again, and only the one made is
         // told, with the environment it rolled back.
         let told = event.clone();
-        self.commit(writer, config, true, Some(event), durability)?;
+        self.commit(writer, config, NextStage::New, Some(event), durability)?;
         tracing::error!(reason = ?told.reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
         #[cfg(feature = "otel")]
         crate::telemetry::otel::rollback_span(

@@ -181,7 +181,11 @@ pub(super) fn catch_up(
             None => {}
         }
         let stored = guard_of(&state.release);
-        let config = release::rolled_back(&state.release.config);
+        let config = if stored.version == pending.decided_on.version {
+            pending.config.clone()
+        } else {
+            release::rolled_back(&state.release.config)
+        };
         // Above the local stage too, if the store went back below it: every process numbers
         // the stored stages alike.
         let stage = (stored.stage + 1).max(local.stage);
@@ -339,11 +343,13 @@ impl Shared {
     /// I/O without the writer lock, then the result applied under it (if no write moved the gate
     /// meanwhile).
     pub(in crate::manager) fn sync_once(&self) {
-        if let Some(verdict) = self.handoff.take() {
-            self.apply_verdict(&mut self.lock_writer(), &verdict);
-        }
         let (store, from, pending, local) = {
-            let writer = self.lock_writer();
+            let mut writer = self.lock_writer();
+            // Taken under the lock, not before it: a promotion holding the lock still finds
+            // it, and makes it instead of promoting (see `Shared::commit`).
+            if let Some(verdict) = self.handoff.take() {
+                self.apply_verdict(&mut writer, &verdict);
+            }
             let Some(link) = writer.store.as_ref() else {
                 return;
             };
@@ -531,12 +537,16 @@ mod tests {
         )
         .unwrap();
         gate.rollback("seen offline").unwrap();
+        // The event of that rollback, of Canary{10}.
+        let mut event = rollback_event("seen offline");
+        event.environment = crate::config::canary(10.0);
         let pending = Pending {
-            event: Some(rollback_event("seen offline")),
+            event: Some(event),
             decided_on: Guard {
                 version: 1,
                 stage: 1,
             },
+            config: gate.config(),
         };
         (
             store,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::catch_up::{Local, catch_up};
 use super::conflict;
-use crate::config::Environment;
+use crate::config::{Environment, PromotionConfig};
 use crate::error::Error;
 use crate::history::RollbackEvent;
 use crate::manager::{Shared, WriterState};
@@ -20,6 +20,11 @@ pub(super) struct Pending {
     pub(super) event: Option<RollbackEvent>,
     /// The stored state it was decided on.
     pub(super) decided_on: Guard,
+    /// The rolled-back config published here, written while the store still holds the state
+    /// decided on (then it may be a promotion this process stored and the rollback won over,
+    /// whose config, rolled back, would keep the flags it graduated); after another write,
+    /// that write's config is rolled back instead.
+    pub(super) config: PromotionConfig,
 }
 
 /// How a stored state read after a rollback was deferred settles it.
@@ -38,10 +43,13 @@ impl Pending {
     /// Whether `state`, the stored state, settles this rollback without writing it: it holds
     /// the rollback already; another release rollback was stored after the state it was
     /// decided on; the stored release is in Production; or the stored release moved on to
-    /// another stage (another process ramped, graduated or started the next rollout meanwhile:
-    /// a stage that already left is not rolled back again, as on the record path). A store
-    /// that went back (a version at or below the one decided on) settles nothing: the rollback
-    /// is written on top of it. `None`: still to be written.
+    /// another stage in another environment (another process ramped, graduated or started the
+    /// next rollout meanwhile: a stage that already left is not rolled back again, as on the
+    /// record path). A stage started in the environment rolled back (a flag turned on, which
+    /// starts one in Canary and Staging) is the same release: the rollback is written over it.
+    /// A store that went back (a version at or below the one decided on) settles nothing: the
+    /// rollback is written on top of it; nor does the very state decided on (a promotion this
+    /// process stored, which the rollback won over). `None`: still to be written.
     pub(super) fn settled_by(&self, state: &store::StoredState) -> Option<Settled> {
         let decided_on = self.decided_on;
         let since = || {
@@ -65,9 +73,17 @@ impl Pending {
                 "the store holds another rollback of the release since (version {}, {:?})",
                 other.version, other.reason
             )
-        } else if release.config.environment == Environment::Production {
+        } else if release.config.environment == Environment::Production
+            && release.version != decided_on.version
+        {
             "the stored release is in Production".to_string()
-        } else if release.version > decided_on.version && release.stage != decided_on.stage {
+        } else if release.version > decided_on.version
+            && release.stage != decided_on.stage
+            && self
+                .event
+                .as_ref()
+                .is_none_or(|event| event.environment != release.config.environment)
+        {
             format!(
                 "the stored release moved on from stage {} it was decided on to stage {} ({}): a stage that already left is not rolled back again",
                 decided_on.stage, release.stage, release.config.environment
