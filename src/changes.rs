@@ -351,6 +351,13 @@ impl ChangeFeed {
         // Every update of the state is one push or pop: consistent after any panic.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The feed's lock, held until the value is dropped (for tests that hold every lock of a
+    /// gate while another thread routes).
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> impl Sized + '_ {
+        self.lock()
+    }
 }
 
 impl Drop for ChangeFeed {

@@ -79,18 +79,29 @@ fn routing_allocates_nothing_after_warm_up() {
     route_texts(&manager, &texts[..10]);
     route_bytes(&manager, &bytes[..10]);
 
-    // Each write publishes a new snapshot, which the next route picks up: measured too.
-    for environment in [
+    // Each write publishes a new snapshot, which the next route picks up: measured too. A
+    // flag change gives the routes flag sets no thread has read yet (a set not among the two
+    // a thread read last is found in its slot).
+    for (step, environment) in [
         canary(50.0),
         canary(0.5),
         Environment::Staging,
         Environment::Production,
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         if manager.environment() != environment {
             let mut config = manager.config();
             config.environment = environment;
             manager.swap_config(config).expect("a valid config");
         }
+        match environment {
+            // Only the stable set is read there: a graduated flag changes it.
+            Environment::Production => manager.disable_feature("stable_ui"),
+            _ => manager.enable_feature(format!("toggle_{step}")),
+        }
+        .expect("a flag change");
         let (_, by_text) = allocations_during(|| route_texts(&manager, &texts));
         let (_, by_bytes) = allocations_during(|| route_bytes(&manager, &bytes));
         assert_eq!(

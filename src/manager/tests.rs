@@ -1009,3 +1009,33 @@ fn which_flag_changes_start_a_stage() {
     staging.enable_feature("d").unwrap();
     assert!(staging.stage() > stage);
 }
+
+#[test]
+fn routing_and_recording_wait_for_none_of_the_gates_locks() {
+    let gate = canary_with_flag("new_api");
+    // Every lock of the gate, held by this thread: the writer lock (a write storing itself),
+    // the rollback records, the judge's window (an evaluation) and the change feed.
+    let writer = gate.shared.lock_writer();
+    let records = gate.shared.lock_records();
+    let window = gate.shared.monitor.evaluation();
+    let feed = gate.shared.changes.held();
+    let (done, finished) = std::sync::mpsc::channel();
+    let finished = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0..20_000 {
+                let decision = gate.route_request(&format!("user-{i}"));
+                // Canary errors too: the quick check and a firing rule must not wait either.
+                let success = !decision.is_canary || i % 3 != 0;
+                gate.record_outcome(&decision, success, Duration::from_millis(3));
+                let stage = decision.stage;
+                gate.record_for(stage, decision.is_canary, true, Duration::from_millis(2));
+            }
+            done.send(()).unwrap();
+        });
+        let finished = finished.recv_timeout(Duration::from_secs(30));
+        // Let go either way, so that a blocked thread ends and the test fails, not hangs.
+        drop((feed, window, records, writer));
+        finished
+    });
+    assert!(finished.is_ok(), "routing or recording waited for a lock");
+}
