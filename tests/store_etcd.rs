@@ -712,14 +712,15 @@ fn a_write_decided_on_the_restored_version_at_another_stage_does_not_undo_a_roll
     let relay = DeafToWatch::start(&endpoint);
     // Deaf to the watch and syncing once a minute: it reads the store at its own writes.
     let a = open_syncing(&[relay.url.as_str()], &prefix, 60_000).unwrap(); // version 1, stage 1
-    a.enable_feature("dark_mode").unwrap(); // a knows version 2, stage 1
+    a.enable_feature("dark_mode").unwrap(); // version 2, stage 2 (a flag turned on)
+    a.disable_feature("dark_mode").unwrap(); // a knows version 3, stage 2
     let key = format!("{prefix}/release");
     let mut release: serde_json::Value = serde_json::from_str(&get(&endpoint, &key)).unwrap();
     assert_eq!(
         (&release["version"], &release["stage"]),
-        (&2.into(), &1.into())
+        (&3.into(), &2.into())
     );
-    release["stage"] = 2.into();
+    release["stage"] = 3.into();
     release["config"]["environment"] = "production".into();
     release["config"]["feature_flags"] = serde_json::json!([]);
     put(&endpoint, &key, &release.to_string());
@@ -733,7 +734,7 @@ fn a_write_decided_on_the_restored_version_at_another_stage_does_not_undo_a_roll
     let stored: serde_json::Value = serde_json::from_str(&get(&endpoint, &key)).unwrap();
     assert_eq!(
         (&stored["version"], &stored["stage"]),
-        (&2.into(), &2.into()),
+        (&3.into(), &3.into()),
         "the rollback stays"
     );
     assert_eq!(stored["config"]["environment"], "production");

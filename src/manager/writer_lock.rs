@@ -161,9 +161,12 @@ impl Shared {
     /// The rollback the record path called for in `stage` and left for later, while a write
     /// held the writer lock (owed to the lock, or handed to the sync thread), taken out to be
     /// made by the caller, which holds the lock. `None` when none is left, or when
-    /// `auto_rollback_enabled` is off (then none would be made).
+    /// `auto_rollback_enabled` is off or the gate is in Production (then none would be made).
     pub(super) fn take_left_rollback(&self, stage: StageId) -> Option<Verdict> {
-        if !self.current.load().config.auto_rollback_enabled {
+        let current = self.current.load();
+        if !current.config.auto_rollback_enabled
+            || current.config.environment == crate::Environment::Production
+        {
             return None;
         }
         let owed = self.writer.take_owed_of(stage);
