@@ -759,8 +759,11 @@ pgate_status pgate_swap_slo(const struct pgate_gate *gate,
  * Replaces the gate's config atomically with a JSON `PromotionConfig` (hot reload: not
  * gated). The gate keeps its name and its store: a document that changes either is refused
  * (`PGATE_STATUS_INVALID_CONFIG` naming `gate` or `store`). An empty document (length 0) is
- * `PGATE_STATUS_INVALID_JSON`, as for `pgate_swap_slo`. On failure the gate is unchanged
- * and `*err` (if not NULL) says why.
+ * `PGATE_STATUS_INVALID_JSON`, as for `pgate_swap_slo`. A swap that starts a stage (a new
+ * split or salt, or in Canary and Staging a flag newly on) is `PGATE_STATUS_SLO_NOT_MET` when
+ * the record path's judge called for a rollback of the current stage while it was being made:
+ * the rollback is made instead. On failure the swap is not made and `*err` (if not NULL) says
+ * why.
  *
  * # Safety
  * `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a
@@ -1068,7 +1071,11 @@ pgate_status pgate_rollback(const struct pgate_gate *gate,
                             struct pgate_error **err);
 
 /**
- * Turns a release flag on (idempotent). The name is UTF-8, `len` bytes.
+ * Turns a release flag on (idempotent). The name is UTF-8, `len` bytes. In Canary and
+ * Staging a flag newly on starts a new stage (promotion needs evidence gathered with it on);
+ * `PGATE_STATUS_SLO_NOT_MET` when the record path's judge called for a rollback of the
+ * current stage while the write was being made: the rollback is made instead, the flag stays
+ * off.
  *
  * # Safety
  * `gate` must be a live gate; `name` `len` readable bytes; `err` NULL or valid for a write.

@@ -370,8 +370,11 @@ pub unsafe extern "C" fn pgate_swap_slo(
 /// Replaces the gate's config atomically with a JSON `PromotionConfig` (hot reload: not
 /// gated). The gate keeps its name and its store: a document that changes either is refused
 /// (`PGATE_STATUS_INVALID_CONFIG` naming `gate` or `store`). An empty document (length 0) is
-/// `PGATE_STATUS_INVALID_JSON`, as for `pgate_swap_slo`. On failure the gate is unchanged
-/// and `*err` (if not NULL) says why.
+/// `PGATE_STATUS_INVALID_JSON`, as for `pgate_swap_slo`. A swap that starts a stage (a new
+/// split or salt, or in Canary and Staging a flag newly on) is `PGATE_STATUS_SLO_NOT_MET` when
+/// the record path's judge called for a rollback of the current stage while it was being made:
+/// the rollback is made instead. On failure the swap is not made and `*err` (if not NULL) says
+/// why.
 ///
 /// # Safety
 /// `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a

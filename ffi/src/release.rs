@@ -151,7 +151,11 @@ const FLAG_NAME: Param = Param {
     what: "flag name",
 };
 
-/// Turns a release flag on (idempotent). The name is UTF-8, `len` bytes.
+/// Turns a release flag on (idempotent). The name is UTF-8, `len` bytes. In Canary and
+/// Staging a flag newly on starts a new stage (promotion needs evidence gathered with it on);
+/// `PGATE_STATUS_SLO_NOT_MET` when the record path's judge called for a rollback of the
+/// current stage while the write was being made: the rollback is made instead, the flag stays
+/// off.
 ///
 /// # Safety
 /// `gate` must be a live gate; `name` `len` readable bytes; `err` NULL or valid for a write.
