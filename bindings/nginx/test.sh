@@ -51,7 +51,22 @@ fi
 
 echo "== nginx -t names what is wrong"
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+# Every process this script starts in the background (nginx's master, the upstream servers, the
+# clients) is recorded by `started $!` and stopped on exit, a failed check's too: the master
+# with QUIT (its workers finish), the others with TERM (an upstream server accepts until
+# killed, and a failure left it running under init, holding its port), each then waited for.
+background=()
+started() { background+=("$1"); }
+stop_background() {
+  local pid
+  for pid in "${background[@]}"; do
+    # (a pid no longer this shell's child is gone: it may have been reused since)
+    [ "$(ps -o ppid= -p "$pid")" -eq $$ ] 2>/dev/null || continue
+    if [ "$pid" = "${master:-}" ]; then kill -QUIT "$pid"; else kill "$pid"; fi 2>/dev/null || true
+  done
+  wait "${background[@]}" 2>/dev/null || true
+}
+trap 'stop_background; rm -rf "$tmp"' EXIT
 chmod 755 "$tmp" # as root, nginx -t opens a gate's store as the workers' user (nobody)
 mkdir -p "$tmp/conf" "$tmp/logs"
 mkdir -m 777 "$tmp/fleet" # the gates' stores: nginx -t and the workers open them as nobody
@@ -249,7 +264,7 @@ $1
 CONF
   nginx -p "$tmp" -c conf/nginx.conf &
   master=$!
-  trap 'kill -QUIT "$master" 2>/dev/null || true; wait "$master" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+  started "$master"
   for _ in $(seq 100); do curl -fs --max-time 1 "http://127.0.0.1:$port/metrics" >/dev/null && return 0; sleep 0.1; done
   echo "FAIL: nginx did not answer on port $port; its error log ends:" >&2
   tail -n 5 "$tmp/logs/error.log" >&2
@@ -297,7 +312,6 @@ from_worker() {
 stop_serving() {
   kill -QUIT "$master"
   wait "$master" || true
-  trap 'rm -rf "$tmp"' EXIT
 }
 # await_rollbacks <what failed> <gate>...: waits up to 2 s for every gate to be rolled back
 # (production in the metrics) and its rollback logged (the judge decides on record; the timer
@@ -644,6 +658,7 @@ while True:
     c = s.accept()[0]
 $2" "$1" &
   tcp_server_pid=$!
+  started "$tcp_server_pid"
   for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null && break; sleep 0.1; done
 }
 stop_tcp_server() { kill "$tcp_server_pid" 2>/dev/null || true; wait "$tcp_server_pid" 2>/dev/null || true; }
@@ -888,6 +903,7 @@ threading.Event().wait(120)  # bounded: gone even if this script exits before it
   "${grpc_ports[3]}:trailers:0" "${grpc_ports[4]}:headers:5" "${grpc_ports[5]}:held" \
   "${grpc_ports[6]}:http:404" "${grpc_ports[7]}:stall" &
 grpc_server_pid=$!
+started "$grpc_server_pid"
 for grpc_port in "${grpc_ports[@]}"; do
   for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$grpc_port") 2>/dev/null && break; sleep 0.1; done
 done
@@ -1362,6 +1378,7 @@ for i in $(seq 8); do # each holds its upgraded connection open for 2.5 s, silen
     printf 'GET /%s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n' "$i" >&3 &&
     sleep 2.5) &
   clients+=($!)
+  started "$!"
 done
 wait "${clients[@]}" || true
 sleep 0.2
@@ -1844,6 +1861,7 @@ class Slow(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_forever()
 ' "$slow" &
 slow_pid=$!
+started "$slow_pid"
 for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$slow") 2>/dev/null && break; sleep 0.1; done
 gate_document exiting 100
 serve_proxied exiting "$slow"
@@ -1851,6 +1869,7 @@ clients=()
 for i in $(seq 12); do
   curl -s -o /dev/null --max-time 10 "http://127.0.0.1:$port/exiting/$i" &
   clients+=($!)
+  started "$!"
 done
 sleep 0.3
 stop_serving # waits for the requests, then the worker's exit
@@ -1874,6 +1893,7 @@ serve_proxied draining "$hung"
 draining=$(pgrep -P "$master")
 curl -s -o /dev/null --max-time 30 "http://127.0.0.1:$port/draining/held" &
 held_client=$!
+started "$held_client"
 sleep 0.3 # the request reached the canary
 nginx -p "$tmp" -c conf/nginx.conf -s reload
 for _ in $(seq 50); do
