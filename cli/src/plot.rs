@@ -755,8 +755,9 @@ mod tests {
         fs::write(&path, "old").unwrap();
         let mode = |bits| std::os::unix::fs::PermissionsExt::from_mode(bits);
         fs::set_permissions(&dir, mode(0o555)).unwrap();
-        // Root (or CAP_DAC_OVERRIDE) writes in the directory whatever its mode says, and then
-        // this test shows nothing: the probe that succeeds tells, and the case is skipped.
+        // Root (or CAP_DAC_OVERRIDE) writes in the directory whatever its mode says: the probe
+        // that succeeds tells, and this test then runs again in a child without those
+        // capabilities (as in CI, run as root), rather than showing nothing.
         let privileged = fs::write(dir.join("probe"), "").is_ok();
         let written = (!privileged).then(|| {
             PlotFile::check(&path)
@@ -766,9 +767,41 @@ mod tests {
         fs::set_permissions(&dir, mode(0o755)).unwrap();
         fs::remove_dir_all(&dir).unwrap();
         match written {
-            None => eprintln!("skipped: the directory's mode does not bind a privileged user"),
             Some(svg) => assert!(svg.unwrap().starts_with("<svg")),
+            None => run_without_dac_override(
+                "an_existing_file_in_a_directory_that_cannot_be_written_is_written",
+            ),
         }
+    }
+
+    /// Runs the test `name` of this module again, in a child process of the test binary whose
+    /// capabilities that bypass a file's mode (`CAP_DAC_OVERRIDE`, `CAP_DAC_READ_SEARCH`) are
+    /// dropped by util-linux's `setpriv`, and fails unless it passed there.
+    fn run_without_dac_override(name: &str) {
+        const CHILD: &str = "PROMOTION_GATES_TEST_WITHOUT_DAC_OVERRIDE";
+        assert!(
+            std::env::var_os(CHILD).is_none(),
+            "{name}: the directory's mode binds no one even without CAP_DAC_OVERRIDE"
+        );
+        let module = module_path!().split_once("::").unwrap().1;
+        let dropped = "-dac_override,-dac_read_search";
+        let output = std::process::Command::new("setpriv")
+            .arg(format!("--inh-caps={dropped}"))
+            .arg(format!("--bounding-set={dropped}"))
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", &format!("{module}::{name}"), "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap_or_else(|error| {
+                panic!("{name}: privileged, and setpriv (util-linux) could not run: {error}")
+            });
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("test result: ok. 1 passed"),
+            "{name}, run again without CAP_DAC_OVERRIDE: {}\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// The report of a short run.
