@@ -3,7 +3,6 @@
 //! (set by `.ci/etcd`); without it the tests say so loudly and pass, except in CI (`CI=true`),
 //! where a missing etcd fails them. The unreachable cluster's test needs no etcd and always runs.
 
-#![cfg(feature = "etcd")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
