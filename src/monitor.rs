@@ -211,13 +211,19 @@ impl Monitor {
     /// unless a rule fires; then the full judge confirms, and its verdict is returned. Nothing
     /// when `snapshot` is of another stage or does not roll back automatically, or when the
     /// window is busy (an evaluation or a reader holds it): recording never waits for it, and
-    /// the evaluation is [wanted](Self::wanted_evaluation) from whoever holds the window.
+    /// the evaluation is [wanted](Self::wanted_evaluation) from whoever holds the window. A
+    /// window base found being written at each look (its evaluation preempted mid-write) is
+    /// not guessed at: the window's own screen runs instead, as when the screen fires.
     pub(crate) fn screen(&self, stage: StageId, snapshot: &Snapshot) -> Option<Verdict> {
         let config = &snapshot.config;
         if snapshot.route.stage != stage || !config.auto_rollback_enabled {
             return None;
         }
-        let counts = self.metrics.read_screen_counters(stage);
+        let Some(counts) = self.metrics.read_screen_counters(stage) else {
+            // An evaluation was writing the screen's base at each try (preempted mid-write):
+            // the window's own screen decides, here or right after that evaluation.
+            return self.try_evaluating()?.screen_then_judge(snapshot);
+        };
         let empty = Counts::default();
         let sample = Sample {
             window: &counts.windowed,

@@ -1,11 +1,12 @@
 //! A loom model of the recorder's protocol: one writer per recorder, readers merging
 //! concurrently, stage changes as a seqlock, and [`NewestStage`] set before a snapshot is
-//! published. Loom runs each model under every interleaving (bounded by
+//! published; and of the screen's window base (`window_base.rs`), rewritten by evaluations
+//! while the record path's screen reads it. Loom runs each model under every interleaving (bounded by
 //! `LOOM_MAX_PREEMPTIONS`) and every value a relaxed load may return, so these assertions hold
 //! for all of them, not for the ones a stress test happens to meet.
 //!
-//! Built only with `--cfg promotion_gates_loom`, where the recorder's atomics are loom's
-//! (`sync.rs`):
+//! Built only with `--cfg promotion_gates_loom`, where the recorder's and the window base's
+//! atomics are loom's (`sync.rs`):
 //!
 //! ```sh
 //! .ci/loom 3          # LOOM_MAX_PREEMPTIONS=3 (.ci/run uses 2)
@@ -21,6 +22,7 @@ use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
 
 use super::recorder::{CohortCounts, NewestStage, Recorded, ThreadRecorder};
+use super::window_base::{Base, WindowBase};
 use crate::decision::{Cohort, PerCohort, StageId};
 
 const S1: StageId = StageId(1);
@@ -219,5 +221,42 @@ fn a_published_stage_is_never_foreign() {
             tally.recorded
         );
         publisher.join().ok();
+    });
+}
+
+/// A window base whose canary cohort shows `requests` and `errors`, and every other cell a
+/// value of the same write.
+fn base(requests: u64, errors: u64) -> Base {
+    let counts = PerCohort::from_fn(|_| [requests, errors, requests - errors]);
+    let bursts = [PerCohort::from_fn(|_| [requests, errors]); 2];
+    Base { counts, bursts }
+}
+
+/// An evaluation rewrites the screen's base for the same stage (as each evaluation of a stage
+/// does) while the record path's screen reads it: the screen gets one write's base whole, or
+/// none (a write under way at each try), never one write's requests beside the next one's
+/// errors, nor zeros for a stage that has a base.
+#[test]
+fn the_window_base_is_never_read_torn() {
+    explore(|| {
+        let (before, after) = (base(100, 10), base(200, 20));
+        let cells = Arc::new(WindowBase::new());
+        cells.write(S1, &before);
+
+        let evaluation = {
+            let cells = Arc::clone(&cells);
+            thread::spawn(move || cells.write(S1, &after))
+        };
+
+        if let Some(read) = cells.read(S1) {
+            assert!(
+                read == before || read == after,
+                "torn window base: {read:?}"
+            );
+        }
+        evaluation.join().ok();
+
+        assert_eq!(cells.read(S1), Some(after));
+        assert_eq!(cells.read(S2), Some(Base::default()));
     });
 }

@@ -16,6 +16,7 @@ mod loom_model;
 mod recorder;
 mod sync;
 mod window;
+mod window_base;
 
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
@@ -34,6 +35,7 @@ pub use recorder::Recorded;
 pub(crate) use recorder::Tally;
 use recorder::{NewestStage, ThreadRecorder};
 pub(crate) use window::{Bursts, Counts, Measured, Spans, Window};
+use window_base::{Base, WindowBase};
 
 /// How far behind another thread's claim of an evaluation a thread's reading of the clock may
 /// be (read just before it, then preempted) before the clock counts as gone back.
@@ -70,16 +72,6 @@ pub(crate) struct Metrics {
     exiting_turn: Mutex<()>,
 }
 
-/// The stage, `[requests, errors, compliant]` per cohort at the window's start, and each
-/// cohort's `[requests, errors]` where the bursts are measured from (`[earlier, latest]`, see
-/// `Window::burst_bases`).
-#[derive(Debug, Default)]
-struct WindowBase {
-    stage: AtomicU64,
-    counts: PerCohort<[AtomicU64; 3]>,
-    bursts: [PerCohort<[AtomicU64; 2]>; 2],
-}
-
 /// What the lock-free screen reads: the stage's counters, the window's, and the bursts
 /// (histograms empty). The window and the bursts leave out what other instances showed when
 /// first read, as the judge's window does.
@@ -100,7 +92,7 @@ impl Metrics {
             recorders: ThreadLocal::new(),
             window: Mutex::new(Window::of_fleet(Arc::clone(&fleet))),
             next_evaluation: CachePadded::new(AtomicU64::new(0)),
-            window_base: CachePadded::new(WindowBase::default()),
+            window_base: CachePadded::new(WindowBase::new()),
             newest_stage: NewestStage::new(stage),
             stage_start: AtomicU64::new(0),
             fleet,
@@ -308,47 +300,28 @@ impl Metrics {
     }
 
     /// Remembers the counters at the start of the window just evaluated (the screen's base).
+    /// Only the window's holder calls it.
     pub(crate) fn set_window_base(
         &self,
         stage: StageId,
-        base: PerCohort<[u64; 3]>,
+        counts: PerCohort<[u64; 3]>,
         bursts: [PerCohort<[u64; 2]>; 2],
     ) {
-        let b = &self.window_base;
-        // Invalidate first so a concurrent screen never pairs the old stage with new counts.
-        b.stage.store(0, Ordering::Release);
-        for (cells, counts) in b.counts.iter().zip(base.iter()) {
-            for (cell, &value) in cells.iter().zip(counts) {
-                cell.store(value, Ordering::Relaxed);
-            }
-        }
-        for (span, counts) in b.bursts.iter().zip(&bursts) {
-            for (cells, counts) in span.iter().zip(counts.iter()) {
-                for (cell, &value) in cells.iter().zip(counts) {
-                    cell.store(value, Ordering::Relaxed);
-                }
-            }
-        }
-        b.stage.store(stage.0, Ordering::Release);
+        self.window_base.write(stage, &Base { counts, bursts });
     }
 
     /// The stage's counters, those within the last evaluated window and the bursts, read
-    /// without a lock and without allocating (histograms empty).
-    pub(crate) fn read_screen_counters(&self, stage: StageId) -> ScreenCounts {
+    /// without a lock and without allocating (histograms empty). `None` when the window's
+    /// base was being written at each try (see [`WindowBase::read`]).
+    pub(crate) fn read_screen_counters(&self, stage: StageId) -> Option<ScreenCounts> {
+        // The base first: it was read from the recorders before, so the counters read after
+        // it are never behind it (read after them, a newer base could be).
+        let base = self.window_base.read(stage)?;
         let mut counts = ScreenCounts::default();
         let mut scratch = Counts::default();
         self.read_into(stage, &mut counts.stage, &mut scratch, false);
         let (others, joined) = self.fleet.add_to(stage, &mut counts.stage, false);
         counts.instances = 1 + others;
-        let b = &self.window_base;
-        let ours = b.stage.load(Ordering::Acquire) == stage.0;
-        let load = |cell: &AtomicU64| {
-            if ours {
-                cell.load(Ordering::Relaxed)
-            } else {
-                0
-            }
-        };
         let mut screened = PerCohort::<[u64; 2]>::default();
         for cohort in Cohort::ALL {
             // As the window measures: without what the others showed when first read.
@@ -358,19 +331,15 @@ impl Metrics {
                 stage.errors.saturating_sub(joined[1]),
                 stage.compliant.saturating_sub(joined[2]),
             ];
-            let base = &b.counts[cohort];
+            let base = &base.counts[cohort];
             let windowed = &mut counts.windowed[cohort];
-            windowed.requests = now[0].saturating_sub(load(&base[0]));
-            windowed.errors = now[1].saturating_sub(load(&base[1]));
-            windowed.compliant = now[2].saturating_sub(load(&base[2]));
+            windowed.requests = now[0].saturating_sub(base[0]);
+            windowed.errors = now[1].saturating_sub(base[1]);
+            windowed.compliant = now[2].saturating_sub(base[2]);
             screened[cohort] = [now[0], now[1]];
         }
-        let bases = b
-            .bursts
-            .each_ref()
-            .map(|span| PerCohort::from_fn(|cohort| span[cohort].each_ref().map(&load)));
-        counts.bursts = Bursts::since(screened, bases);
-        counts
+        counts.bursts = Bursts::since(screened, base.bursts);
+        Some(counts)
     }
 
     /// Outcomes dropped as late, over all threads.
