@@ -79,10 +79,14 @@ impl WindowBase {
             let sequence = self.sequence.load(Ordering::Acquire);
             if sequence.is_multiple_of(2) {
                 let of = self.stage.load(Ordering::Relaxed);
-                let mut base = Base::default();
-                for (cell, value) in self.cells().zip(base.values_mut()) {
-                    *value = cell.load(Ordering::Relaxed);
-                }
+                let load = |cell: &AtomicU64| cell.load(Ordering::Relaxed);
+                let base = Base {
+                    counts: PerCohort::from_fn(|c| self.counts[c].each_ref().map(load)),
+                    bursts: self
+                        .bursts
+                        .each_ref()
+                        .map(|span| PerCohort::from_fn(|c| span[c].each_ref().map(load))),
+                };
                 // Orders the loads above before the sequence's re-read: one of them that
                 // read a write under way finds the sequence moved.
                 fence(Ordering::Acquire);
@@ -103,17 +107,11 @@ impl WindowBase {
 }
 
 impl Base {
-    /// Every value, in the order of `WindowBase::cells`.
+    /// Every value, in the order of `WindowBase::cells` (for the writer; the reader loads
+    /// each cell in place: a loop over these chained iterators cost the screen about 0.1 µs).
     fn values(&self) -> impl Iterator<Item = u64> + '_ {
         let bursts = self.bursts.iter().flat_map(|span| span.iter().flatten());
         self.counts.iter().flatten().chain(bursts).copied()
-    }
-
-    /// Every value, mutably, in the order of `WindowBase::cells`.
-    fn values_mut(&mut self) -> impl Iterator<Item = &mut u64> {
-        let Self { counts, bursts } = self;
-        let bursts = bursts.iter_mut().flat_map(|span| span.iter_mut().flatten());
-        counts.iter_mut().flatten().chain(bursts)
     }
 }
 
@@ -121,9 +119,12 @@ impl Base {
 mod tests {
     use super::*;
 
+    /// A base whose every value differs from the others: `seed`, `seed + 1`, ...
     fn base(seed: u64) -> Base {
         let mut base = Base::default();
-        for (n, value) in base.values_mut().enumerate() {
+        let Base { counts, bursts } = &mut base;
+        let bursts = bursts.iter_mut().flat_map(|span| span.iter_mut().flatten());
+        for (n, value) in counts.iter_mut().flatten().chain(bursts).enumerate() {
             *value = seed + n as u64;
         }
         base
