@@ -70,6 +70,8 @@ pub(super) struct StoreLink {
     /// The `store` key of the gate's config, put back on every config read from the store.
     config: StoreConfig,
     known: Guard,
+    /// The config of the `known` state (what a rollback deferred now is decided on).
+    known_config: PromotionConfig,
     /// The rollback counts of the `known` state.
     counted: RollbackTally,
     pending: Option<Pending>,
@@ -124,7 +126,12 @@ pub(super) fn open(config: &PromotionConfig, opened: SystemTime) -> Result<Optio
                 .rollback_counts(None)
                 .map_err(|why| StoreError::new(store.location(), StoreProblem::NotOurs, why))?;
             return Ok(Some(Opened {
-                link: StoreLink::new(store, store_config, (known, counted), opened),
+                link: StoreLink::new(
+                    store,
+                    store_config,
+                    (known, &state.release.config, counted),
+                    opened,
+                ),
                 config: stored,
                 stage: StageId(known.stage.max(1)),
                 history,
@@ -133,7 +140,7 @@ pub(super) fn open(config: &PromotionConfig, opened: SystemTime) -> Result<Optio
         }
         let first = StoredWrite::new(Guard::EMPTY, &RollbackTally::default(), 1, config, None);
         if store.commit(&first)? == Commit::Written {
-            let known = (guard_of(&first.release), first.counts);
+            let known = (guard_of(&first.release), config, first.counts);
             return Ok(Some(Opened {
                 link: StoreLink::new(store, store_config, known, opened),
                 config: config.clone(),
@@ -155,13 +162,14 @@ impl StoreLink {
     fn new(
         store: Arc<dyn StateStore>,
         config: &StoreConfig,
-        (known, counted): (Guard, RollbackTally),
+        (known, known_config, counted): (Guard, &PromotionConfig, RollbackTally),
         opened: SystemTime,
     ) -> Self {
         Self {
             store,
             config: config.clone(),
             known,
+            known_config: known_config.clone(),
             counted,
             pending: None,
             wake: None,
@@ -238,6 +246,7 @@ impl StoreLink {
             Ok(Commit::Written) => {
                 let now = clock();
                 self.known = guard_of(&write.release);
+                self.known_config = write.release.config.clone();
                 self.counted = write.counts;
                 self.came_back();
                 Ok(now)
@@ -286,6 +295,7 @@ impl StoreLink {
         self.pending = Some(Pending {
             event: event.cloned(),
             decided_on: self.known,
+            decided_config: self.known_config.clone(),
             config: config.clone(),
         });
         if let Some(wake) = &self.wake {
@@ -415,8 +425,9 @@ impl Shared {
     }
 
     /// Makes the rollback `verdict` calls for, which a write found left for later, in place of
-    /// the write (written as `durability` says: `None`, as an automatic one), and returns the
-    /// write's refusal, naming the rule.
+    /// the write (written as `durability` says: `None`, as an automatic one; a `BestEffort`
+    /// one that meets another process's write is deferred), and returns the write's refusal,
+    /// naming the rule.
     fn roll_back_instead(
         &self,
         writer: &mut WriterState,
@@ -426,13 +437,29 @@ impl Shared {
         let reason = verdict.rollback_reason();
         let evidence = verdict.evidence();
         let trigger = crate::RollbackTrigger::Automatic;
-        let what = match self.roll_back(
-            writer,
-            reason.clone(),
-            trigger,
-            Some(evidence.clone()),
-            durability,
-        ) {
+        let roll_back = |writer: &mut WriterState, durability| {
+            self.roll_back(
+                writer,
+                reason.clone(),
+                trigger,
+                Some(evidence.clone()),
+                durability,
+            )
+        };
+        let made = match roll_back(writer, durability) {
+            // Another process wrote on top of the promotion just stored: the rollback is left
+            // to the sync thread, decided on that promotion, as when the store does not answer
+            // (refused, the gate would follow the store into the promotion).
+            Err(Error::Store(error))
+                if durability == Some(Durability::BestEffort)
+                    && error.problem() == StoreProblem::Conflict =>
+            {
+                tracing::warn!(%error, "promotion.rollback over the promotion just stored met another process's write: it is written later");
+                roll_back(writer, Some(Durability::Deferred))
+            }
+            made => made,
+        };
+        let what = match made {
             Ok(()) => "the canary was rolled back",
             Err(error) => {
                 tracing::error!(%error, stage = verdict.stage().get(), "promotion.rollback failed: the canary is still routed");

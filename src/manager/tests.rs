@@ -823,6 +823,8 @@ struct FailsDuringCommit {
     inner: crate::ManualClock,
     armed: std::sync::atomic::AtomicBool,
     gate: std::sync::OnceLock<std::sync::Weak<PromotionGateManager>>,
+    /// A store on which another process then turns flag "other" on, once.
+    meanwhile: std::sync::Mutex<Option<crate::store::StoreConfig>>,
 }
 
 impl crate::Clock for FailsDuringCommit {
@@ -841,6 +843,9 @@ impl crate::Clock for FailsDuringCommit {
             })
             .join()
             .unwrap();
+            if let Some(store) = self.meanwhile.lock().unwrap().take() {
+                gate_on(Some(store)).enable_feature("other").unwrap();
+            }
         }
         crate::Clock::wall(&self.inner)
     }
@@ -891,6 +896,30 @@ fn promote_while_failing(gate: &PromotionGateManager, clock: &FailsDuringCommit)
     assert!(history[0].evidence.is_some());
 }
 
+/// A SQLite store in `dir`, slow to sync (the tests sync by hand).
+fn sqlite_store(dir: &crate::store::scratch::Scratch) -> Option<crate::store::StoreConfig> {
+    Some(crate::store::StoreConfig::Sqlite(
+        crate::store::SqliteStoreConfig {
+            path: dir.file("gate.db"),
+            sync_interval_ms: 60_000,
+            busy_timeout_ms: 5_000,
+            fleet_judging: false,
+        },
+    ))
+}
+
+/// A gate opened on `store` with the default config (the stored state wins over it).
+fn gate_on(store: Option<crate::store::StoreConfig>) -> PromotionGateManager {
+    PromotionGateManager::new(
+        PromotionConfig {
+            store,
+            ..Default::default()
+        },
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_rollback_called_for_while_a_promotion_is_made_wins_over_it() {
     let (gate, clock) = ready_gate(None);
@@ -900,17 +929,7 @@ fn a_rollback_called_for_while_a_promotion_is_made_wins_over_it() {
 #[test]
 fn a_rollback_called_for_while_a_promotion_is_stored_is_stored_over_it() {
     let dir = crate::store::scratch::Scratch::new("promotion-yields");
-    let path = dir.file("gate.db");
-    let store = || {
-        Some(crate::store::StoreConfig::Sqlite(
-            crate::store::SqliteStoreConfig {
-                path: path.clone(),
-                sync_interval_ms: 60_000,
-                busy_timeout_ms: 5_000,
-                fleet_judging: false,
-            },
-        ))
-    };
+    let store = || sqlite_store(&dir);
     let (gate, clock) = ready_gate(store());
     promote_while_failing(&gate, &clock);
     // The store holds the rollback, written over the promotion, at the stage shown here.
@@ -918,20 +937,39 @@ fn a_rollback_called_for_while_a_promotion_is_stored_is_stored_over_it() {
     gate.shared.sync_once();
     assert_eq!(gate.stage(), stage);
     drop(gate);
-    let reopened = PromotionGateManager::new(
-        PromotionConfig {
-            store: store(),
-            ..Default::default()
-        },
-        SloAdmissionController::new(SloConfig::default()).unwrap(),
-    )
-    .unwrap();
+    let reopened = gate_on(store());
     assert_eq!(reopened.environment(), Environment::Production);
     assert_eq!(reopened.stage(), stage);
     assert!(reopened.config().graduated_flags.is_empty());
     let history = reopened.rollback_history();
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
+}
+
+#[test]
+fn a_rollback_stored_over_a_promotion_another_process_wrote_on_is_written_later() {
+    let dir = crate::store::scratch::Scratch::new("promotion-yields-later");
+    let store = || sqlite_store(&dir);
+    let (gate, clock) = ready_gate(store());
+    // Between the promotion's store write and the rollback written over it, another process
+    // turns a flag on in Production (the stage stays).
+    *clock.meanwhile.lock().unwrap() = store();
+    promote_while_failing(&gate, &clock);
+    gate.shared.sync_once();
+    assert_eq!(gate.environment(), Environment::Production);
+    assert!(
+        gate.config().graduated_flags.is_empty(),
+        "{:?}",
+        gate.config()
+    );
+    drop(gate);
+    let reopened = gate_on(store());
+    let config = reopened.config();
+    assert!(config.graduated_flags.is_empty(), "{config:?}");
+    let history = reopened.rollback_history();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
+    assert_eq!(history[0].environment, canary(50.0));
 }
 
 #[test]

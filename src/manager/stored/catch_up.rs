@@ -181,7 +181,12 @@ pub(super) fn catch_up(
             None => {}
         }
         let stored = guard_of(&state.release);
-        let config = if stored.version == pending.decided_on.version {
+        // Over the state decided on, or over another process's write in Production on top of
+        // it (the promotion this process stored, which the rollback won over: rolled back, the
+        // stored config would keep the flags it graduated), the config rolled back here.
+        let config = if stored.version == pending.decided_on.version
+            || state.release.config.environment == crate::config::Environment::Production
+        {
             pending.config.clone()
         } else {
             release::rolled_back(&state.release.config)
@@ -406,7 +411,7 @@ impl Shared {
             return Ok(());
         }
         let stored_guard = guard_of(&update.release);
-        let config = with_store_key(update.release.config, &link.config);
+        let config = with_store_key(update.release.config.clone(), &link.config);
         let current = self.current.load_full();
         // The gate follows the stored stage (never going back): a stage this gate already
         // started itself (its own rollback, written later), or shows already (the same config
@@ -460,6 +465,7 @@ impl Shared {
                 }
             }
             link.known = stored_guard;
+            link.known_config = update.release.config.clone();
             link.counted = update.counts.clone();
         }
         // The newest release rollback among the events, for the change feed (the events
@@ -546,6 +552,7 @@ mod tests {
                 version: 1,
                 stage: 1,
             },
+            decided_config: crate::store::testing::config(crate::config::canary(10.0)),
             config: gate.config(),
         };
         (
@@ -615,6 +622,78 @@ mod tests {
             "the new rollout is not rolled back"
         );
         assert!(stored.history.is_empty());
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_dropped_when_a_new_release_started_where_it_was_decided() {
+        use crate::store::testing::write_on;
+        let dir = crate::store::scratch::Scratch::new("pending-new-release");
+        let (store, pending, local) = a_rollback_waiting_on(&dir);
+        // Another process promoted the canary, then swapped in the next release at Canary{10}
+        // again: the environment rolled back, but another release.
+        for write in [
+            write_on(1, Environment::Production, None),
+            write_on(2, crate::config::canary(10.0), None),
+        ] {
+            assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+        }
+        let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
+            .unwrap()
+            .unwrap();
+        assert!(update.settles_pending && update.own.is_none());
+        let stored = store.load().unwrap().unwrap();
+        assert_eq!(
+            stored.release.config.environment,
+            crate::config::canary(10.0),
+            "the new release is not rolled back"
+        );
+        assert!(stored.history.is_empty(), "{stored:?}");
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_written_over_a_stage_a_flag_turned_on_started() {
+        let dir = crate::store::scratch::Scratch::new("pending-flag-stage");
+        let (store, pending, local) = a_rollback_waiting_on(&dir);
+        // Another process turned a flag on: a new stage of the same release.
+        let mut flagged = crate::store::testing::config(crate::config::canary(10.0));
+        flagged.feature_flags.push("dark_mode".into());
+        let flag_on = StoredWrite::new(pending.decided_on, &Default::default(), 2, &flagged, None);
+        assert_eq!(store.commit(&flag_on).unwrap(), Commit::Written);
+        let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
+            .unwrap()
+            .unwrap();
+        assert!(update.settles_pending && update.own.is_some());
+        let stored = store.load().unwrap().unwrap();
+        assert_eq!(stored.release.config.environment, Environment::Production);
+        assert!(stored.release.config.feature_flags.is_empty());
+        assert_eq!(stored.history.len(), 1);
+    }
+
+    #[test]
+    fn a_waiting_rollback_of_a_stored_promotion_is_written_over_a_write_in_its_stage() {
+        use crate::store::testing::write_on;
+        let dir = crate::store::scratch::Scratch::new("pending-over-promotion");
+        let (store, mut pending, local) = a_rollback_waiting_on(&dir);
+        // The promotion this process stored (version and stage 2), which the rollback won
+        // over; then another process's write in Production that kept the stage.
+        let promotion = write_on(1, Environment::Production, None);
+        assert_eq!(store.commit(&promotion).unwrap(), Commit::Written);
+        pending.decided_on = guard_of(&promotion.release);
+        pending.decided_config = promotion.release.config.clone();
+        let mut flagged = promotion.release.config.clone();
+        flagged.feature_flags.push("dark_mode".into());
+        let same_stage =
+            StoredWrite::new(pending.decided_on, &Default::default(), 2, &flagged, None);
+        assert_eq!(store.commit(&same_stage).unwrap(), Commit::Written);
+        let state = store.load().unwrap().unwrap();
+        assert_eq!(pending.settled_by(&state), None, "{state:?}");
+        let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
+            .unwrap()
+            .unwrap();
+        assert!(update.settles_pending && update.own.is_some());
+        let stored = store.load().unwrap().unwrap();
+        assert_eq!(stored.release.config, pending.config);
+        assert_eq!(stored.history.len(), 1);
     }
 
     #[test]

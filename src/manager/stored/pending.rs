@@ -20,6 +20,9 @@ pub(super) struct Pending {
     pub(super) event: Option<RollbackEvent>,
     /// The stored state it was decided on.
     pub(super) decided_on: Guard,
+    /// The config of that state: a stored stage that differs from it only by flags turned on
+    /// is the same release, which the rollback is written over.
+    pub(super) decided_config: PromotionConfig,
     /// The rolled-back config published here, written while the store still holds the state
     /// decided on (then it may be a promotion this process stored and the rollback won over,
     /// whose config, rolled back, would keep the flags it graduated); after another write,
@@ -42,14 +45,16 @@ pub(super) enum Settled {
 impl Pending {
     /// Whether `state`, the stored state, settles this rollback without writing it: it holds
     /// the rollback already; another release rollback was stored after the state it was
-    /// decided on; the stored release is in Production; or the stored release moved on to
-    /// another stage in another environment (another process ramped, graduated or started the
-    /// next rollout meanwhile: a stage that already left is not rolled back again, as on the
-    /// record path). A stage started in the environment rolled back (a flag turned on, which
-    /// starts one in Canary and Staging) is the same release: the rollback is written over it.
-    /// A store that went back (a version at or below the one decided on) settles nothing: the
-    /// rollback is written on top of it; nor does the very state decided on (a promotion this
-    /// process stored, which the rollback won over). `None`: still to be written.
+    /// decided on; the stored release is in Production at another stage; or the stored release
+    /// moved on to another stage (another process ramped, graduated or started the next rollout
+    /// meanwhile: a stage that already left is not rolled back again, as on the record path).
+    /// A stage whose config differs from the one decided on only by flags turned on (the same
+    /// salt and split: a flag turned on, which starts a stage in Canary and Staging) is the
+    /// same release: the rollback is written over it. A store that went back (a version at or
+    /// below the one decided on) settles nothing: the rollback is written on top of it; nor
+    /// does the very stage decided on in Production (a promotion this process stored, which the
+    /// rollback won over, even with another process's write in Production on top of it).
+    /// `None`: still to be written.
     pub(super) fn settled_by(&self, state: &store::StoredState) -> Option<Settled> {
         let decided_on = self.decided_on;
         let since = || {
@@ -74,15 +79,12 @@ impl Pending {
                 other.version, other.reason
             )
         } else if release.config.environment == Environment::Production
-            && release.version != decided_on.version
+            && release.stage != decided_on.stage
         {
             "the stored release is in Production".to_string()
         } else if release.version > decided_on.version
             && release.stage != decided_on.stage
-            && self
-                .event
-                .as_ref()
-                .is_none_or(|event| event.environment != release.config.environment)
+            && !self.flags_turned_on_in(&release.config)
         {
             format!(
                 "the stored release moved on from stage {} it was decided on to stage {} ({}): a stage that already left is not rolled back again",
@@ -100,6 +102,16 @@ impl Pending {
 }
 
 impl Pending {
+    /// Whether `stored` is the config decided on with flags turned on, and nothing else
+    /// changed that would make it another rollout: the same salt, the same environment (and
+    /// split).
+    fn flags_turned_on_in(&self, stored: &PromotionConfig) -> bool {
+        let decided = &self.decided_config;
+        decided.salt == stored.salt
+            && decided.environment == stored.environment
+            && crate::release::turns_a_flag_on(decided, stored)
+    }
+
     /// Whether `state`, which overtook this rollback with the same rollback made first by
     /// another process (the very next write), counts it under the same cause: then this
     /// process's count of it moves to the stored counts. Under another cause (a manual
