@@ -266,6 +266,11 @@ impl RollbackHistory {
         self.bytes
     }
 
+    /// The newest event kept.
+    pub(crate) fn last(&self) -> Option<&RollbackEvent> {
+        self.events.back()
+    }
+
     pub(crate) fn to_vec(&self) -> Vec<RollbackEvent> {
         self.events.iter().cloned().collect()
     }

@@ -414,8 +414,9 @@ impl PromotionGateManager {
 impl Shared {
     /// Rolls back automatically if a rule fired, the config allows it and the judged stage is
     /// still current. A stage that already left (another thread rolled back or promoted) is not
-    /// rolled back again, and that is logged as a warning; Production has nothing to roll
-    /// back. Neither is an error here.
+    /// rolled back again: logged as a warning when a write other than its rollback ended it
+    /// (at debug after its rollback: the other verdicts of a stage rolled back); Production
+    /// has nothing to roll back. Neither is an error here.
     fn apply_verdict(&self, writer: &mut WriterState, verdict: &Verdict) {
         if !verdict.calls_for_rollback() {
             return;
@@ -425,13 +426,21 @@ impl Shared {
             return;
         }
         if current.route.stage != verdict.stage() {
-            tracing::warn!(
-                judged_stage = verdict.stage().get(),
-                stage = current.route.stage.get(),
-                environment = %current.config.environment,
-                reason = %verdict.rollback_reason(),
-                "promotion.rollback not made: the stage the judge called for it in has ended"
-            );
+            if self.rolled_back_in(&current, verdict) {
+                tracing::debug!(
+                    judged_stage = verdict.stage().get(),
+                    stage = current.route.stage.get(),
+                    "promotion.rollback not made again: the stage the judge called for it in was rolled back"
+                );
+            } else {
+                tracing::warn!(
+                    judged_stage = verdict.stage().get(),
+                    stage = current.route.stage.get(),
+                    environment = %current.config.environment,
+                    reason = %verdict.rollback_reason(),
+                    "promotion.rollback not made: the stage the judge called for it in has ended"
+                );
+            }
             return;
         }
         let reason = verdict.rollback_reason();
@@ -441,6 +450,23 @@ impl Shared {
         {
             tracing::error!(%error, stage = verdict.stage().get(), "promotion.rollback failed: the canary is still routed");
         }
+    }
+
+    /// Whether the stage `verdict` judged was ended by a rollback of it: the gate is in
+    /// Production, and the newest event rolled the release back from the judged environment,
+    /// on the judge's evidence of that stage (automatic) or into the stage right after it
+    /// (manual, with no stage named). Called with the writer lock held.
+    fn rolled_back_in(&self, current: &Snapshot, verdict: &Verdict) -> bool {
+        let judged = verdict.evidence();
+        current.config.environment == Environment::Production
+            && self.lock_records().history.last().is_some_and(|event| {
+                event.rolled_back == crate::history::RolledBack::Release
+                    && event.environment == judged.environment
+                    && event.evidence.as_ref().map_or(
+                        current.route.stage.get() == judged.stage.get().saturating_add(1),
+                        |evidence| evidence.stage == judged.stage,
+                    )
+            })
     }
 
     /// The rollback records. Taken after the writer lock by a writer, alone by a reader.

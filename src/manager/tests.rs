@@ -333,28 +333,30 @@ fn rollback_resets_and_records() {
     ));
 }
 
-#[test]
-fn a_verdict_applies_only_to_the_stage_it_judged() {
+/// A verdict on `stage` of a Canary{5} whose every request failed: a rollback.
+fn failing(stage: StageId) -> Verdict {
     use crate::judge::Policy;
     use crate::judge::tests::judge_cohorts;
     use crate::metrics::tests_support::cohort;
+    let slo = SloConfig::default();
+    let policy = Policy::new(&slo, 0.95);
+    let (subject, baseline) = (cohort(1000, 1000, 900, 900), cohort(1000, 0, 900, 900));
+    Verdict::new(judge_cohorts(
+        stage,
+        canary(5.0),
+        &subject,
+        &baseline,
+        Default::default(),
+        policy,
+    ))
+}
+
+#[test]
+fn a_verdict_applies_only_to_the_stage_it_judged() {
     let gate = gate(PromotionConfig {
         environment: canary(5.0),
         ..Default::default()
     });
-    let slo = SloConfig::default();
-    let failing = |stage| {
-        let policy = Policy::new(&slo, 0.95);
-        let (subject, baseline) = (cohort(1000, 1000, 900, 900), cohort(1000, 0, 900, 900));
-        Verdict::new(judge_cohorts(
-            stage,
-            canary(5.0),
-            &subject,
-            &baseline,
-            Default::default(),
-            policy,
-        ))
-    };
     let old = gate.stage();
     gate.promote(canary(1.0)).unwrap();
     gate.shared
@@ -368,6 +370,76 @@ fn a_verdict_applies_only_to_the_stage_it_judged() {
         gate.rollback_history()[0].trigger,
         RollbackTrigger::Automatic
     );
+}
+
+/// Counts the warnings logged on the thread it is the default subscriber of.
+#[derive(Default)]
+struct Warnings(std::sync::atomic::AtomicU64);
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The warnings `f` logs on this thread.
+fn warnings_of(f: impl FnOnce()) -> u64 {
+    // A call site first reached on another thread while one subscriber alone is registered is
+    // cached as never wanted; with a second one registered for the run, each is asked (as
+    // tests/common/log_lines.rs does).
+    static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    SECOND.get_or_init(|| tracing::Dispatch::new(Warnings::default()));
+    let warnings = Arc::new(Warnings::default());
+    tracing::subscriber::with_default(warnings.clone(), f);
+    warnings.0.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn a_verdict_of_a_stage_rolled_back_is_no_warning_one_of_a_stage_another_write_ended_is() {
+    for manual in [false, true] {
+        let gate = gate(PromotionConfig {
+            environment: canary(5.0),
+            ..Default::default()
+        });
+        let stage = gate.stage();
+        if manual {
+            gate.rollback("seen by hand").unwrap();
+        } else {
+            gate.shared
+                .apply_verdict(&mut gate.lock_writer(), &failing(stage));
+        }
+        assert_eq!(gate.environment(), Environment::Production);
+        // Another verdict of the stage rolled back: the normal case, no warning.
+        let warned = warnings_of(|| {
+            gate.shared
+                .apply_verdict(&mut gate.lock_writer(), &failing(stage))
+        });
+        assert_eq!(warned, 0, "manual: {manual}");
+    }
+    // A stage another write ended: the verdict is dropped, with a warning.
+    let gate = gate(PromotionConfig {
+        environment: canary(5.0),
+        ..Default::default()
+    });
+    let stage = gate.stage();
+    gate.promote(canary(1.0)).unwrap();
+    let warned = warnings_of(|| {
+        gate.shared
+            .apply_verdict(&mut gate.lock_writer(), &failing(stage))
+    });
+    assert_eq!(warned, 1);
 }
 
 /// A gate on a clock that stands still: the record path evaluates once (at the first record)
