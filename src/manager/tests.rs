@@ -479,6 +479,51 @@ fn fired(health: &CanaryHealth) -> Vec<crate::judge::Rule> {
 }
 
 #[test]
+fn a_flag_turned_on_judges_the_stage_it_ends_first() {
+    for swap in [false, true] {
+        let quiet = PromotionConfig {
+            environment: canary(100.0),
+            auto_rollback_enabled: false,
+            ..Default::default()
+        };
+        let gate = still_gate(quiet.clone());
+        record_canary(&gate, 50, false);
+        // Failing, not yet judged so; then a flag turned on (an operator during the incident).
+        gate.swap_config(PromotionConfig {
+            auto_rollback_enabled: true,
+            ..quiet
+        })
+        .unwrap();
+        let stage = gate.stage();
+        let err = if swap {
+            let mut config = gate.config();
+            config.feature_flags.push("fix".into());
+            gate.swap_config(config).unwrap_err()
+        } else {
+            gate.enable_feature("fix").unwrap_err()
+        };
+        assert!(
+            matches!(&err, Error::Promotion(crate::PromotionError::SloNotMet { evidence }) if evidence.contains("before this write ended the stage")),
+            "{err}"
+        );
+        assert_eq!(gate.environment(), Environment::Production, "swap: {swap}");
+        assert!(gate.stage() > stage);
+        assert!(!gate.is_feature_enabled("fix"));
+        let history = gate.rollback_history();
+        assert_eq!(history.len(), 1, "{history:?}");
+        assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
+    }
+    // A healthy stage ends with the flag turned on, as before.
+    let gate = still_gate(PromotionConfig {
+        environment: canary(100.0),
+        ..Default::default()
+    });
+    let stage = gate.stage();
+    gate.enable_feature("fix").unwrap();
+    assert!(gate.stage() > stage);
+}
+
+#[test]
 fn the_health_read_never_rolls_back() {
     let failing = PromotionConfig {
         environment: canary(100.0),

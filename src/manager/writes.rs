@@ -205,6 +205,42 @@ impl PromotionGateManager {
         }
     }
 
+    /// Judges the stage of `current` before a flag turned on ends it (a new stage would throw
+    /// its evidence away, and the judge would wait for `min_samples` again): a fired rule,
+    /// with `auto_rollback_enabled`, rolls the canary back here, under the same writer lock,
+    /// and the write is refused ([`PromotionError::SloNotMet`] naming the rule), as a
+    /// promotion is. Any other finding lets the write go on.
+    fn judged_before_its_stage_ends(
+        &self,
+        writer: &mut WriterState,
+        current: &Snapshot,
+    ) -> Result<(), Error> {
+        if current.config.environment == Environment::Production
+            || !current.config.auto_rollback_enabled
+        {
+            return Ok(());
+        }
+        let verdict = self.shared.monitor.evaluation().judge(current);
+        if verdict.compliance() != Compliance::RuleFired {
+            return Ok(());
+        }
+        self.shared.apply_verdict(writer, &verdict);
+        let rolled_back = self.shared.current.load().route.stage != current.route.stage;
+        let what = if rolled_back {
+            "the canary was rolled back"
+        } else {
+            "its rollback could not be made (logged as an error)"
+        };
+        Err(PromotionError::SloNotMet {
+            evidence: format!(
+                "the judge called for a rollback before this write ended the stage ({}): {what}, and the write was not made; {}",
+                verdict.rollback_reason(),
+                verdict.evidence()
+            ),
+        }
+        .into())
+    }
+
     /// The promotion gate: the judge must find the new version of `current` compliant, and
     /// the evidence it passed on is returned. Called with the writer lock held; a fired rule
     /// rolls back here (under the same lock) before refusing.
@@ -298,8 +334,9 @@ impl PromotionGateManager {
     /// when graduated flags count too) past [`MAX_FLAGS`](crate::limits::MAX_FLAGS); with a
     /// state store, [`Error::Store`] when it cannot be written (or, for a flag this gate shows
     /// on, read); [`PromotionError::SloNotMet`] when the flag would start a stage and the
-    /// record path's judge called for a rollback of the current one while this write was
-    /// being made: the rollback is made instead. Nothing else changes on error.
+    /// judge, asked first, finds a rule fired in the current one (with
+    /// `auto_rollback_enabled`), or the record path's judge called for a rollback of it while
+    /// this write was being made: the rollback is made instead. Nothing else changes on error.
     ///
     /// # Example
     /// ```
@@ -320,6 +357,7 @@ impl PromotionGateManager {
             };
             config.check_flag_count()?;
             let next = if release::turns_a_flag_on(&current.config, &config) {
+                self.judged_before_its_stage_ends(writer, &current)?;
                 NextStage::UnlessRolledBack
             } else {
                 NextStage::Same
@@ -568,8 +606,9 @@ impl PromotionGateManager {
     /// promotion this process had not applied yet: the swap was decided on a release the
     /// store no longer holds; read the config again); [`PromotionError::SloNotMet`] when the
     /// swap would start a stage and the record path's judge called for a rollback of the
-    /// current one while it was being made (the rollback is made instead); the gate is
-    /// otherwise unchanged.
+    /// current one while it was being made, or, for a swap that turns a flag on, the judge
+    /// asked first finds a rule fired in it (with `auto_rollback_enabled`): the rollback is
+    /// made instead; the gate is otherwise unchanged.
     ///
     /// # Example
     /// ```
@@ -685,6 +724,9 @@ impl PromotionGateManager {
             let new_stage = !release::same_split(current.config.environment, config.environment);
             let new_salt = current.config.effective_salt() != config.effective_salt();
             let flag_on = release::turns_a_flag_on(&current.config, &config);
+            if flag_on {
+                self.judged_before_its_stage_ends(writer, &current)?;
+            }
             let (bound, next) = (config.max_rollback_history, config.clone());
             let dropped = self.shared.commit(
                 writer,
