@@ -60,8 +60,9 @@ func (g *Gate) Rollback(reason string) error {
 
 // EnableFeature turns a release flag on (idempotent). ErrInvalidFlag for a name that is
 // empty, longer than 128 bytes, or holds whitespace, control or format characters. In Canary
-// and Staging a flag newly on starts a new stage; ErrSLONotMet when the judge called for a
-// rollback of the current stage while the write was being made (the rollback is made instead).
+// and Staging a flag newly on starts a new stage, and the current one is judged first;
+// ErrSLONotMet when a rule fired in it, or the judge called for its rollback while the write
+// was being made (the rollback is made instead).
 func (g *Gate) EnableFeature(name string) error {
 	return g.textCall("pgate_enable_feature", name, func(p *C.pgate_gate, s *C.uint8_t, n C.size_t, e **C.pgate_error) C.pgate_status {
 		return C.pgate_enable_feature(p, s, n, e)

@@ -153,9 +153,9 @@ const FLAG_NAME: Param = Param {
 
 /// Turns a release flag on (idempotent). The name is UTF-8, `len` bytes. In Canary and
 /// Staging a flag newly on starts a new stage (promotion needs evidence gathered with it on);
-/// `PGATE_STATUS_SLO_NOT_MET` when the record path's judge called for a rollback of the
-/// current stage while the write was being made: the rollback is made instead, the flag stays
-/// off.
+/// the current stage is judged first, and `PGATE_STATUS_SLO_NOT_MET` when a rule fired in it
+/// (with `auto_rollback_enabled`) or the record path's judge called for a rollback of it while
+/// the write was being made: the rollback is made instead, the flag stays off.
 ///
 /// # Safety
 /// `gate` must be a live gate; `name` `len` readable bytes; `err` NULL or valid for a write.

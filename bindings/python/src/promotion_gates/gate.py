@@ -851,9 +851,9 @@ class Gate:
     def enable_feature(self, name: str) -> None:
         """Turns a release flag on (idempotent). Raises :class:`InvalidFlagError` for a bad name,
         :class:`InvalidArgumentError` for one that is not a str or not UTF-8. In Canary and
-        Staging a flag newly on starts a new stage; :class:`SloNotMetError` when the judge
-        called for a rollback of the current stage while the write was being made (the rollback
-        is made instead)."""
+        Staging a flag newly on starts a new stage, and the current one is judged first;
+        :class:`SloNotMetError` when a rule fired in it, or the judge called for its rollback
+        while the write was being made (the rollback is made instead)."""
         self._text_call("pgate_enable_feature", "enable_feature", "name", name)
 
     def disable_feature(self, name: str) -> None:
