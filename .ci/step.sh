@@ -22,9 +22,11 @@ bounded() {
   # At a terminal, in the terminal's process group, so that Ctrl-C reaches the command (in its
   # own group, as timeout puts it, it ran on); a limit then stops the command alone.
   [ -t 0 ] && foreground=(--foreground)
-  timeout "${foreground[@]}" -k 30 "$limit" "$@" || status=$?
-  # 124: stopped by TERM; 137: by the KILL that followed (or killed otherwise, before the limit)
-  if [ "$status" = 124 ] || { [ "$status" = 137 ] && [ $((SECONDS - start)) -ge "$limit" ]; }; then
+  # (an empty array's "${foreground[@]}" is an unbound variable to set -u before bash 4.4)
+  timeout ${foreground[@]+"${foreground[@]}"} -k 30 "$limit" "$@" || status=$?
+  # 124: stopped by TERM; 137: by the KILL that followed. Either only once the limit passed:
+  # before it, the command exited so by itself (or was killed otherwise)
+  if { [ "$status" = 124 ] || [ "$status" = 137 ]; } && [ $((SECONDS - start)) -ge "$limit" ]; then
     echo "TIMEOUT: step \"${step_name:-}\" stopped after $limit s: $*" >&2
   fi
   return "$status"
