@@ -14,7 +14,7 @@ from conftest import canary, run_child
 
 import promotion_gates as pg
 from promotion_gates import Gate, LogLevel, set_log_callback
-from promotion_gates.gate import interrupted
+from promotion_gates.errors import interrupted
 
 ROUNDS = 300
 
@@ -301,6 +301,50 @@ def test_a_signal_handlers_exception_inside_the_log_callback_is_raised_by_the_ca
     trials = 50
     assert run_child(SIGNALLED, str(trials)).split("\n") == [
         "raised KeyboardInterrupt", "raised SystemExit", f"caught {trials}", ""
+    ]
+
+
+KEPT_DURING_CONSTRUCTION = textwrap.dedent(
+    """
+    import os, signal, sys, threading
+    import promotion_gates as pg
+
+    path = os.path.join(sys.argv[1], "kept.db")
+    def config(percent):
+        return {"environment": {"canary": {"traffic_percent": percent}},
+                "store": {"sqlite": {"path": path}}}
+    armed = [False]
+    def callback(level, target, message):
+        if armed[0] and threading.current_thread() is threading.main_thread():
+            armed[0] = False
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs as it returns
+    pg.Gate(config(10)).close()
+    pg.set_log_callback(callback)
+    armed[0] = True
+    try:
+        gate = pg.Gate(config(20))  # the stored state wins over the document's: a warn line
+    except KeyboardInterrupt:
+        print("raised by Gate")
+    else:
+        print("not raised by Gate:", "no line logged" if armed[0] else "kept")
+        try:
+            gate.route(b"u")
+        except KeyboardInterrupt:
+            print("raised by route")
+    pg.set_log_callback(None)
+    with pg.Gate(config(30)) as gate:  # the interrupted one was freed, its file closed
+        print("reopened", gate.route(b"u").environment.name)
+    """
+)
+
+
+def test_an_interrupt_kept_while_a_gate_opens_is_raised_by_its_constructor(
+    tmp_path: Path,
+) -> None:
+    """A Ctrl-C during Gate(...) (waiting for an unreachable etcd store, say) was kept by the
+    log callback's trampoline and raised by some later, unrelated call."""
+    assert run_child(KEPT_DURING_CONSTRUCTION, str(tmp_path)).split("\n") == [
+        "raised by Gate", "reopened CANARY", ""
     ]
 
 

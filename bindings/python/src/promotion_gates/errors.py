@@ -32,6 +32,8 @@ message, which names the field or operation and the refused value). The hierarch
 
 from __future__ import annotations
 
+import _thread
+import threading
 from ctypes import c_void_p
 
 from ._ffi import Status, lib
@@ -231,15 +233,36 @@ def _message(err: c_void_p) -> str:
         err.value = None
 
 
-def _check(status: int, err: c_void_p | None = None) -> None:
+#: A ``KeyboardInterrupt`` or ``SystemExit`` that a signal handler raised in the main thread
+#: inside the log callback, which ctypes would print and drop: the trampoline (or, when it was
+#: raised at the trampoline's first instruction, its ``sys.unraisablehook``) puts it here, and
+#: the library call that logged raises it once the library returned (:func:`raise_interrupted`,
+#: from ``_check`` after every cold-path call and from the hot calls themselves). One kept
+#: where nothing can raise (a garbage collection's free of a gate) is raised by the next call.
+interrupted: list[BaseException] = []
+
+
+def raise_interrupted() -> None:
+    """Raises the exception in ``interrupted`` in the main thread, where it was raised (a call
+    on another thread leaves it there)."""
+    if interrupted and _thread.get_ident() == threading.main_thread().ident:
+        raise interrupted.pop()
+
+
+def _check(status: int, err: c_void_p | None = None, *, raise_kept: bool = True) -> None:
     """Raises the exception of ``status`` unless it is OK; always frees the error object.
 
     ``err`` is the ``pgate_error *`` a cold-path call wrote (or ``None`` for calls without
     one). Its message is copied before it is freed; without one, the status's name is the
-    message.
+    message. First, unless ``raise_kept`` is False, it raises a signal handler's exception the
+    log callback kept during the call (:data:`interrupted`): a Ctrl-C while the library ran
+    (``Gate(...)`` waiting for an unreachable etcd store, say) is raised by that call, whatever
+    its status, not by a later, unrelated one.
     """
     c = lib()
     message = "" if err is None else _message(err)
+    if raise_kept and interrupted:
+        raise_interrupted()
     if status == Status.OK:
         return
     try:

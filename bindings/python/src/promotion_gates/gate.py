@@ -81,6 +81,8 @@ from .errors import (
     UnknownFlagSetError,
     _check,
     _message,
+    interrupted,
+    raise_interrupted,
 )
 from .judge import Health, RollbackEvent
 
@@ -272,11 +274,6 @@ def _check_flag_set(status: int, set_id: int) -> None:
 #: ``log_callback_thread.inside`` is True while this thread runs the log callback (set by
 #: :func:`~promotion_gates.telemetry.set_log_callback`'s trampoline).
 log_callback_thread = threading.local()
-#: A ``KeyboardInterrupt`` or ``SystemExit`` that a signal handler raised in the main thread
-#: inside the log callback, which ctypes would print and drop: the trampoline (or, when it was
-#: raised at the trampoline's first instruction, its ``sys.unraisablehook``) puts it here, and
-#: the call on the gate raises it once the library returned (:func:`raise_interrupted`).
-interrupted: list[BaseException] = []
 
 
 def _check_outside_log_callback(status: int, function: str) -> None:
@@ -292,13 +289,6 @@ def _check_outside_log_callback(status: int, function: str) -> None:
             "own thread)",
         )
     _check(status)
-
-
-def raise_interrupted() -> None:
-    """Raises the exception in ``interrupted`` in the main thread, where it was raised (a call
-    on another thread leaves it there)."""
-    if interrupted and _thread.get_ident() == threading.main_thread().ident:
-        raise interrupted.pop()
 
 
 def _free(handle: c_void_p, own_thread: bool = False) -> None:
@@ -321,7 +311,9 @@ def _free(handle: c_void_p, own_thread: bool = False) -> None:
     # ran this (a __del__ that kept it) passes NULL from now on, which the library refuses,
     # never the freed gate.
     handle.value = None
-    _check(status)
+    # A signal handler's exception kept meanwhile stays kept (a finalizer cannot raise it): the
+    # next call raises it; close() raises it at once.
+    _check(status, raise_kept=False)
 
 
 def _free_on_own_thread(handle: c_void_p) -> None:
@@ -392,7 +384,12 @@ class Gate:
             byref(handle),
             byref(err),
         )
-        _check(status, err)
+        try:
+            _check(status, err)  # a Ctrl-C kept while the library opened the gate too
+        except BaseException:
+            if handle.value:  # opened, then interrupted: nothing else would free it
+                _free(handle)
+            raise
         self._c = c
         self._handle: c_void_p | None = handle
         # The calls in flight, one entry each (see _held); the bound methods are kept so the
@@ -445,6 +442,7 @@ class Gate:
             time.sleep(pause)
             pause = min(pause * 2, 1e-3)
         self._finalizer()  # runs `_free` once, however often and from however many threads
+        raise_interrupted()  # a Ctrl-C kept while the library freed the gate
 
     @property
     def closed(self) -> bool:

@@ -29,8 +29,14 @@ from typing import Any
 
 from . import _ffi
 from ._arguments import member, refused, unsigned
-from .errors import BufferTooSmallError, InvalidArgumentError, _check
-from .gate import Gate, held_together, interrupted, log_callback_thread
+from .errors import (
+    BufferTooSmallError,
+    InvalidArgumentError,
+    _check,
+    interrupted,
+    raise_interrupted,
+)
+from .gate import Gate, held_together, log_callback_thread
 
 __all__ = [
     "LogLevel",
@@ -257,8 +263,8 @@ def _trampoline(
 def _kept(error: BaseException) -> bool:
     """Whether ``error``, raised inside the log callback, is one a signal handler raised (a
     ``KeyboardInterrupt`` or ``SystemExit`` in the main thread, the only one that runs them):
-    then it is kept for the call on the gate to raise once the library returned (see
-    ``gate.interrupted``), instead of being printed and dropped by ctypes."""
+    then it is kept for the call that ran the library to raise once the library returned (see
+    ``errors.interrupted``), instead of being printed and dropped by ctypes."""
     if not isinstance(error, (KeyboardInterrupt, SystemExit)):
         return False
     if _thread.get_ident() != threading.main_thread().ident:
@@ -294,7 +300,8 @@ def set_log_callback(
     using a gate, or a state store's own thread) and must not raise: an exception is printed
     by ctypes and dropped. A signal handler's ``KeyboardInterrupt`` or ``SystemExit`` (Ctrl-C,
     or a SIGTERM handler, while the library or the callback runs in the main thread) is the
-    exception to that: the call on the gate raises it once the library returned.
+    exception to that: the call that ran the library (a gate's method, ``Gate(...)``,
+    ``close``, a module-level function, this one) raises it once the library returned.
 
     Returns once no thread is still running the callback it replaces: so the callback must
     return quickly, and must never wait for a thread that is setting a callback. The callback
@@ -348,14 +355,18 @@ def set_log_callback(
         if callback is not None and not _hooked:
             atexit.register(_detach)
             _hooked = True
+    raise_interrupted()  # kept while the library swapped the callbacks, raised once all is told
 
 
 def _install(c_callback: Any, max_level: int) -> Any:
     """Hands ``c_callback`` (a ctypes callback, or None) to the library; returns it once the
-    library returned (no thread runs the one it replaced any more)."""
+    library returned (no thread runs the one it replaced any more). A signal handler's
+    exception kept meanwhile stays kept: :func:`set_log_callback` raises it once it recorded
+    the callback the library holds now."""
     err = c_void_p()
     native = c_callback if c_callback is not None else _ffi.pgate_log_callback()
-    _check(_ffi.lib().pgate_set_log_callback(native, None, max_level, byref(err)), err)
+    status = _ffi.lib().pgate_set_log_callback(native, None, max_level, byref(err))
+    _check(status, err, raise_kept=False)
     return c_callback
 
 
