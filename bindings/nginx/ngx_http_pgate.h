@@ -15,8 +15,10 @@
 #define PGATE_RING_OUTCOMES    4096
 /* How often each worker drains the log queue and the other workers' outcomes. */
 #define PGATE_TIMER_MS         50
-/* How often at least a worker that could not open a gate tries again (ngx_http_pgate_open). */
+/* When a worker that could not open a gate tries again (ngx_http_pgate_open): 1 s after its
+ * first failure, twice as long after each further one, up to 5 minutes. */
 #define PGATE_REOPEN_MS        1000
+#define PGATE_REOPEN_MAX_MS    (300 * 1000)
 
 
 /* One upstream outcome in shared memory; `seq` is the slot's index + 1 once published. */
@@ -97,8 +99,10 @@ typedef struct {
      * is in no worker's window, and is not pooled (ngx_http_pgate_pool) */
     ngx_msec_t                   window_ms;
     pgate_gate                  *gate;        /* this worker's (ngx_http_pgate_open) */
-    /* when not opened: the attempts that failed, and when the timer may try again */
+    /* when not opened: the attempts that failed, the wait after the last one (its backoff),
+     * and when the timer may try again */
     ngx_uint_t                   open_failures;
+    ngx_msec_t                   reopen_delay;
     ngx_msec_t                   reopen_at;
     uint64_t                     changes_seen; /* the last change this worker logged */
     uint64_t                     changes_announced; /* the last change it looked at for

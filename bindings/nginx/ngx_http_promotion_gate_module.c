@@ -260,9 +260,11 @@ ngx_http_pgate_refresh_config(ngx_log_t *log, ngx_http_pgate_gate_t *g)
  * it: where it reads the ring from, the generation and the changes it starts from, the config
  * it reads from. On a failure, `*err` (which the caller frees) says why, the gate stays NULL
  * (its requests go to stable, nothing is recorded), and the worker timer tries again
- * (ngx_http_pgate_reopen) once PGATE_REOPEN_MS passed, or ten times what this attempt took
- * when that is longer: an attempt blocks the worker (an unreachable etcd store, up to its
- * timeout for each endpoint), and so may take at most a tenth of its time.
+ * (ngx_http_pgate_reopen) after a backoff: PGATE_REOPEN_MS after a streak's first failure,
+ * twice the last wait after each further one, up to PGATE_REOPEN_MAX_MS; or ten times what
+ * this attempt took when that is longer. An attempt blocks the worker (an unreachable etcd
+ * store, up to its timeout for each endpoint), and so may take at most a tenth of its time,
+ * and less and less of it while the store stays out of reach.
  */
 static pgate_status
 ngx_http_pgate_open(ngx_log_t *log, ngx_http_pgate_gate_t *g, pgate_error **err)
@@ -281,14 +283,20 @@ ngx_http_pgate_open(ngx_log_t *log, ngx_http_pgate_gate_t *g, pgate_error **err)
     g->own_from = head;         /* before it: another's, even under a reused pid */
     g->generation_seen = __atomic_load_n(&g->ring->generation, __ATOMIC_ACQUIRE);
 
+    /* the cached time is the last event loop's, or in init_process the master's (from before
+     * the fork, maybe long before) */
+    ngx_time_update();
     start = ngx_current_msec;
     st = pgate_gate_new(g->config.data, g->config.len, g->slo.data, g->slo.len, &g->gate, err);
     if (st != PGATE_STATUS_OK) {
         g->gate = NULL;
+        g->reopen_delay = g->open_failures == 0
+                          ? PGATE_REOPEN_MS
+                          : ngx_min(2 * g->reopen_delay, PGATE_REOPEN_MAX_MS);
         g->open_failures++;
         ngx_time_update();
         g->reopen_at = ngx_current_msec
-                       + ngx_max(PGATE_REOPEN_MS, 10 * (ngx_current_msec - start));
+                       + ngx_max(g->reopen_delay, 10 * (ngx_current_msec - start));
         return st;
     }
 
@@ -365,7 +373,8 @@ ngx_http_pgate_init_process(ngx_cycle_t *cycle)
             /* once a failure streak: the timer's attempts log only their success */
             ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
                           "promotion gate \"%V\": %s: %s; this worker routes every "
-                          "request to stable, and tries again every second or so", &gates[i].name,
+                          "request to stable, and tries again after 1 s, then twice as long "
+                          "after each failure, up to 5 minutes", &gates[i].name,
                           pgate_status_str(st), pgate_error_message(err));
         }
         pgate_error_free(err);

@@ -1446,9 +1446,11 @@ stop_serving
 echo "== a worker that could not open its gate tries again"
 # One worker. Its store's file is made unreadable (chmod 000: the workers are not root), then
 # the worker is killed: its successor cannot open the gate, logs that once, routes to stable
-# and answers the status location 503. Once the file is readable again it opens the gate within
-# about a second, logs that, and answers the gate's state (a build opening the gate only when
-# the worker started answered 503 for the worker's life).
+# and answers the status location 503. Its attempts back off: 1 s after the first failure, then
+# 2 s, so with the file readable again 2.5 s after the worker started the third attempt (3 s)
+# opens the gate, after 2 failed attempts (a build trying every second failed 3); it logs that
+# and answers the gate's state (a build opening the gate only when the worker started answered
+# 503 for the worker's life).
 port=$(free_port)
 gate_document reopen 100
 serve_proxied reopen 9
@@ -1462,7 +1464,7 @@ for _ in $(seq 50); do
   [ -n "$new" ] && break
   sleep 0.1
 done
-sleep 2.5 # two attempts or more, each failing
+sleep 2.5 # two attempts (0 s, 1 s), each failing; the next one at 3 s
 closed=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/reopen/status")
 chmod "$store_mode" "$tmp/fleet/reopen.db"
 for _ in $(seq 60); do
@@ -1477,9 +1479,10 @@ cut -c1-160 "$tmp/reopen.log"
 [ "$closed" = 503 ] && [ "$opened" = 200 ] ||
   { echo "FAIL: expected 503 while the store was unreadable, then 200" >&2; exit 1; }
 grep -q 'promotion gate "reopen": .*this worker routes every request to stable' "$tmp/reopen.log" &&
-  grep -q 'promotion gate "reopen": opened after [1-9][0-9]* failed attempts' "$tmp/reopen.log" &&
+  grep -q 'promotion gate "reopen": opened after 2 failed attempts' "$tmp/reopen.log" &&
   [ "$(grep -c . "$tmp/reopen.log")" = 2 ] ||
-  { echo "FAIL: expected the failure logged once, then the open" >&2; exit 1; }
+  { echo "FAIL: expected the failure logged once, then the open after 2 failed attempts" \
+      "(1 s, then 2 s between them)" >&2; exit 1; }
 
 echo "== a reload keeps the pooled evidence, within the gate's window"
 # One worker; canaries on a closed port (nginx's 502: a failure each); the store read every 60 s.
