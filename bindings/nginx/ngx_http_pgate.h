@@ -91,10 +91,14 @@ typedef struct {
     uint64_t                     cursor;      /* the next shared outcome this worker reads */
     uint64_t                     own_from;    /* the ring's head when this worker's gate
                                                * opened: its own outcomes lie past it */
-    /* 1 + the claimed but unpublished slot this worker waits for, and since when
-     * (ngx_http_pgate_awaited) */
+    /* 1 + the claimed but unpublished slot this worker waits for, since when and since which
+     * timer tick (ngx_http_pgate_awaited); the worker timer's ticks; the unpublished slots
+     * this worker skipped, whose outcomes its gate lacks */
     uint64_t                     stalled_at;
     ngx_msec_t                   stalled_since;
+    ngx_uint_t                   stalled_tick;
+    ngx_uint_t                   ticks;
+    uint64_t                     skipped_slots;
     /* the gate's rollback_window_seconds in ms (0: not read): an outcome shared longer ago
      * is in no worker's window, and is not pooled (ngx_http_pgate_pool) */
     ngx_msec_t                   window_ms;

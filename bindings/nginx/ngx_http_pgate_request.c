@@ -905,25 +905,42 @@ ngx_http_pgate_share(ngx_http_pgate_gate_t *g, uint64_t stage, ngx_uint_t flags,
  * writer publishes it a few instructions after claiming it, unless it was preempted or died
  * in between (a worker killed by SIGKILL, or crashing). Waited for until this worker has seen
  * it unpublished for PGATE_RING_STALL_MS (its own clock: no claim time is shared, so no other
- * field of the slot need be read) or until PGATE_RING_ABANDONED later slots were claimed; then
- * skipped for good: a writer that publishes it later has its outcome left out of this
- * worker's gate. Without the time bound, a dead writer's slot held up this worker's pooling
- * of every later outcome until that many more arrived, minutes with little traffic.
+ * field of the slot need be read) and at two timer ticks after the first sighting, or until
+ * PGATE_RING_ABANDONED later slots were claimed; then skipped for good: a writer that
+ * publishes it later has its outcome left out of this worker's gate. The ticks: the first
+ * sighting's time is the event loop's cached one, which may be well behind the clock (a long
+ * iteration), so 100 ms of it alone could pass at the next look; the second tick of the 50 ms
+ * timer after the sighting comes 50 ms of real time after it at least (100 ms for a sighting
+ * the timer made). Each skip is logged at info, with how many slots this worker skipped in all
+ * (one a PGATE_RING_STALL_MS per gate at most, but for a writer PGATE_RING_ABANDONED slots
+ * behind). Without the time bound, a dead writer's slot held up this worker's pooling of
+ * every later outcome until that many more arrived, minutes with little traffic.
  */
 static ngx_uint_t
-ngx_http_pgate_awaited(ngx_http_pgate_gate_t *g, uint64_t index, uint64_t head)
+ngx_http_pgate_awaited(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t index,
+    uint64_t head)
 {
-    if (head - index >= PGATE_RING_ABANDONED) {
-        return 0;
+    if (head - index < PGATE_RING_ABANDONED) {
+        if (g->stalled_at != index + 1) {
+            g->stalled_at = index + 1;
+            g->stalled_since = ngx_current_msec;
+            g->stalled_tick = g->ticks;
+            return 1;
+        }
+
+        if ((ngx_msec_int_t) (ngx_current_msec - g->stalled_since) < PGATE_RING_STALL_MS
+            || g->ticks - g->stalled_tick < 2)
+        {
+            return 1;
+        }
     }
 
-    if (g->stalled_at != index + 1) {
-        g->stalled_at = index + 1;
-        g->stalled_since = ngx_current_msec;
-        return 1;
-    }
-
-    return (ngx_msec_int_t) (ngx_current_msec - g->stalled_since) < PGATE_RING_STALL_MS;
+    g->skipped_slots++;
+    ngx_log_error(NGX_LOG_INFO, log, 0, "promotion gate \"%V\": ring slot %uL skipped, "
+                  "claimed and not published (its writer died or stalled): its outcome is left "
+                  "out of this worker's gate; slots this worker skipped: %uL", &g->name, index,
+                  g->skipped_slots);
+    return 0;
 }
 
 
@@ -951,7 +968,7 @@ ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 
         seq = __atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE);
         if (seq != index + 1) {
-            if (seq < index + 1 && ngx_http_pgate_awaited(g, index, head)) {
+            if (seq < index + 1 && ngx_http_pgate_awaited(log, g, index, head)) {
                 break;          /* still being written: read it next time */
             }
             continue;           /* overwritten, or abandoned by its writer */
@@ -1265,6 +1282,8 @@ ngx_http_pgate_timer(ngx_event_t *ev)
 
     gates = pmcf->gates.elts;
     for (i = 0; i < pmcf->gates.nelts; i++) {
+        gates[i].ticks++;       /* ngx_http_pgate_awaited */
+
         if (gates[i].gate == NULL && !ngx_exiting) {
             ngx_http_pgate_reopen(ev->log, &gates[i]);   /* a draining worker need not */
         }

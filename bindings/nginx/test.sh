@@ -248,14 +248,15 @@ fi
 
 # shellcheck source=../free_port.sh
 . "$here/../free_port.sh"
-# serve <http block> [<workers>]: runs nginx (one worker, error log at notice) with that http
-# block until stop_serving, once the server on $port answers its /metrics location.
+# serve <http block> [<workers>]: runs nginx (one worker, error log at notice, or at
+# $error_level) with that http block until stop_serving, once the server on $port answers its
+# /metrics location.
 serve() {
   cat >"$tmp/conf/nginx.conf" <<CONF
 load_module $module;
 daemon off;
 worker_processes ${2:-1};
-error_log logs/error.log notice;
+error_log logs/error.log ${error_level:-notice};
 pid logs/nginx.pid;
 events {}
 http {
@@ -1746,7 +1747,8 @@ if [ "$(id -u)" -eq 0 ]; then
   # publishing it leaves), then ten more requests spread over the workers: each worker waits
   # for the claimed slot 100 ms, then skips it and pools the other's outcomes after it, so
   # both windows hold all twelve (a build waiting until 64 later slots were claimed held each
-  # worker's window at its own outcomes). The layout is ngx_http_pgate.h's ring: the head and
+  # worker's window at its own outcomes), and logs the skip at info, once (a build skipping it
+  # without a word logged nothing). The layout is ngx_http_pgate.h's ring: the head and
   # the generation on a cache line each, four counters, then slots of six 64-bit fields, the
   # writer's pid the fifth.
   port=$(free_port)
@@ -1755,7 +1757,8 @@ if [ "$(id -u)" -eq 0 ]; then
     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
     c.close()'
   gate_document stall 100 "" 60000
-  serve_proxied stall "$backend" 2
+  skips_before=$(grep -c 'promotion gate "stall": ring slot' "$tmp/logs/error.log" || true)
+  error_level=info serve_proxied stall "$backend" 2
   for _ in $(seq 50); do [ "$(pgrep -cP "$master")" = 2 ] && break; sleep 0.1; done
   for i in 1 2; do curl -fs -o /dev/null "http://127.0.0.1:$port/stall/$i"; done
   sleep 0.3 # the second request's log phase
@@ -1788,9 +1791,13 @@ PY
   done
   stop_serving
   stop_tcp_server
-  echo "12 outcomes around a slot claimed and never published: the workers' windows hold$windows"
+  skips=$(grep 'promotion gate "stall": ring slot' "$tmp/logs/error.log" | tail -n +$((skips_before + 1)) || true)
+  echo "12 outcomes around a slot claimed and never published: the workers' windows hold$windows; skips logged:"
+  cut -c1-200 <<<"$skips"
   [ "$windows" = " 12 12" ] ||
     { echo "FAIL: a worker did not pool the outcomes after the unpublished slot (windows:$windows)" >&2; exit 1; }
+  [ "$(grep -cE 'ring slot 2 skipped, .*slots this worker skipped: 1($|,)' <<<"$skips")" = 2 ] ||
+    { echo "FAIL: expected each worker to log its skip of slot 2 once" >&2; exit 1; }
 else
   echo "skipped: writing a worker's memory needs root"
 fi
