@@ -349,8 +349,12 @@ fuzz_target!(|input: Input| {
             promoted_to.push(after.state.0);
         }
         if let Err(refusal) = result {
-            let judged = matches!(op, Op::Promote { .. })
-                && refusal.status == pgate_status::SloNotMet
+            // A promotion, and a write that turns a flag on (which starts a stage), judge the
+            // stage first: a fired rule rolls back, and the write is refused.
+            let judged = matches!(
+                op,
+                Op::Promote { .. } | Op::Enable { .. } | Op::SwapConfig { .. }
+            ) && refusal.status == pgate_status::SloNotMet
                 && rolled_back_by_judge(&before, &after);
             if !judged {
                 assert_eq!(
