@@ -478,22 +478,29 @@ fn fired(health: &CanaryHealth) -> Vec<crate::judge::Rule> {
     health.evidence.fired().map(|f| f.rule).collect()
 }
 
+/// A Canary{100} gate whose canary failed 50 requests while automatic rollback was off (the
+/// record path left it alone), with automatic rollback on again, so the next judge may act.
+fn failing_canary_not_yet_judged() -> PromotionGateManager {
+    let quiet = PromotionConfig {
+        environment: canary(100.0),
+        auto_rollback_enabled: false,
+        ..Default::default()
+    };
+    let gate = still_gate(quiet.clone());
+    record_canary(&gate, 50, false);
+    gate.swap_config(PromotionConfig {
+        auto_rollback_enabled: true,
+        ..quiet
+    })
+    .unwrap();
+    gate
+}
+
 #[test]
 fn a_flag_turned_on_judges_the_stage_it_ends_first() {
     for swap in [false, true] {
-        let quiet = PromotionConfig {
-            environment: canary(100.0),
-            auto_rollback_enabled: false,
-            ..Default::default()
-        };
-        let gate = still_gate(quiet.clone());
-        record_canary(&gate, 50, false);
         // Failing, not yet judged so; then a flag turned on (an operator during the incident).
-        gate.swap_config(PromotionConfig {
-            auto_rollback_enabled: true,
-            ..quiet
-        })
-        .unwrap();
+        let gate = failing_canary_not_yet_judged();
         let stage = gate.stage();
         let err = if swap {
             let mut config = gate.config();
@@ -525,19 +532,7 @@ fn a_flag_turned_on_judges_the_stage_it_ends_first() {
 
 #[test]
 fn the_health_read_never_rolls_back() {
-    let failing = PromotionConfig {
-        environment: canary(100.0),
-        auto_rollback_enabled: false,
-        ..Default::default()
-    };
-    let gate = still_gate(failing.clone());
-    record_canary(&gate, 50, false);
-    // The record path left the canary alone (no automatic rollback); now it may act.
-    gate.swap_config(PromotionConfig {
-        auto_rollback_enabled: true,
-        ..failing
-    })
-    .unwrap();
+    let gate = failing_canary_not_yet_judged();
     for _ in 0..3 {
         let health = gate.health();
         assert_eq!(health.recommendation, crate::Recommendation::Rollback);
