@@ -145,6 +145,16 @@ func (*configJSON) libraryForm() (string, bool) { return "struct PromotionConfig
 
 func (*Overrides) libraryForm() (string, bool) { return "struct Overrides", false }
 
+// UnmarshalJSON reads the section overrides alone as the library reads it inside a config
+// (see Config.UnmarshalJSON): a key not in its exact case, a field Overrides does not know, a
+// field given twice, null for an id list, a value of another type are refused with an
+// ErrInvalidJSON in the library's words, the path starting at overrides ("invalid JSON config:
+// overrides.cokie: unknown field `cokie`, expected one of `header`, `cookie`, `canary_ids`,
+// `stable_ids`"). A refused document leaves o as it was.
+func (o *Overrides) UnmarshalJSON(data []byte) error {
+	return readSection(data, "overrides", o, Overrides{})
+}
+
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}

@@ -94,6 +94,27 @@ func readDocument(data []byte, prefix, what string, w libraryForm) error {
 	})
 }
 
+// readSection reads data, a section of a config document given alone (its JSON, as a host's
+// json.Unmarshal passes it to the section's UnmarshalJSON), as the library reads it at path
+// at in a config: into a copy of defaults, the section with the fields the library gives one
+// the document leaves out, stored in *into only when the whole section was read. A refusal is
+// the library's, as readDocument's: "invalid JSON config: overrides: unknown field `cokie`,
+// ...". null, which the library takes for an optional section in a config, is refused: a
+// section given alone is no field that may be absent.
+func readSection[T any, P interface {
+	*T
+	libraryForm
+}](data []byte, at string, into P, defaults T) error {
+	read := defaults
+	if err := readJSON(data, "invalid JSON config", func(data []byte) error {
+		return readValue(data, at, reflect.ValueOf(&read).Elem())
+	}); err != nil {
+		return err
+	}
+	*into = read
+	return nil
+}
+
 // readValue reads data, valid JSON, at path at into v, which must be addressable.
 func readValue(data []byte, at string, v reflect.Value) error {
 	return readTyped(data, at, v, "u64")

@@ -90,9 +90,14 @@ func (s Store) MarshalJSON() ([]byte, error) {
 // path (SQLite) or endpoints and prefix (etcd), a field the binding does not know, a key not
 // in its exact case, both stores or none are refused with an ErrInvalidJSON in the library's
 // words, the path starting at store ("invalid JSON config: store.sqlite: missing field
-// `path`").
+// `path`"). A refused document leaves s as it was.
 func (s *Store) UnmarshalJSON(data []byte) error {
-	return readJSON(data, "invalid JSON config", func(data []byte) error { return s.readAt(data, "store") })
+	var read Store
+	if err := readJSON(data, "invalid JSON config", func(data []byte) error { return read.readAt(data, "store") }); err != nil {
+		return err
+	}
+	*s = read
+	return nil
 }
 
 // storeForms are the forms a store takes, as its errors list them.
@@ -140,6 +145,24 @@ func (s *Store) readAt(data []byte, at string) error {
 func (*SQLiteStore) libraryForm() (string, bool) { return "struct SqliteStoreConfig", false }
 
 func (*EtcdStore) libraryForm() (string, bool) { return "struct EtcdStoreConfig", false }
+
+// UnmarshalJSON reads the section store.sqlite alone as the library reads it inside a config
+// (see Store.UnmarshalJSON): missing fields take the library's defaults (DefaultSQLiteStore),
+// and what the library refuses there is refused, with the path starting at store.sqlite
+// ("invalid JSON config: store.sqlite: missing field `path`"). A refused document leaves s as
+// it was.
+func (s *SQLiteStore) UnmarshalJSON(data []byte) error {
+	return readSection(data, "store.sqlite", s, *DefaultSQLiteStore("").SQLite)
+}
+
+// UnmarshalJSON reads the section store.etcd alone as the library reads it inside a config
+// (see Store.UnmarshalJSON): missing fields take the library's defaults (DefaultEtcdStore),
+// and what the library refuses there is refused, with the path starting at store.etcd
+// ("invalid JSON config: store.etcd: missing field `prefix`"). A refused document leaves s as
+// it was.
+func (s *EtcdStore) UnmarshalJSON(data []byte) error {
+	return readSection(data, "store.etcd", s, *DefaultEtcdStore(nil, "").Etcd)
+}
 
 // FleetJudging reports whether the gate's state store sums the outcomes every process records
 // for the judge (the store's fleet_judging, on unless the document turns it off); false for

@@ -322,3 +322,110 @@ func TestDocumentsAreReadAsTheLibraryReadsThem(t *testing.T) {
 		t.Errorf("a Store read alone: %q", pe.Message)
 	}
 }
+
+// TestSectionsAloneAreReadAsTheLibraryReadsThem: Overrides, SQLiteStore and EtcdStore read
+// alone (json.Unmarshal into them, as a host reading its own file does) refuse what the library
+// refuses of them inside a config, with its message from their path (overrides, store.sqlite,
+// store.etcd), and leave the value as it was: read by encoding/json, they took unknown keys,
+// keys in any case and a field given twice (the last won), and dropped the rest silently.
+func TestSectionsAloneAreReadAsTheLibraryReadsThem(t *testing.T) {
+	position := regexp.MustCompile(` at line \d+ column \d+$`)
+	long := strings.Repeat("x", 400)
+	type section struct {
+		name    string
+		docs    []string
+		read    func([]byte) (any, error) // into a value set before, which must stay
+		inside  func(string) string       // the section in a config document
+		initial any
+	}
+	before := Overrides{Header: "X-Before"}
+	sqlite := SQLiteStore{Path: "before.db", SyncIntervalMS: 11}
+	etcd := EtcdStore{Endpoints: []string{"http://before:2379"}, Prefix: "/before"}
+	sections := []section{
+		{"Overrides", []string{
+			`{"header": "X-Canary", "cokie": "c"}`,
+			`{"Header": "X-Canary"}`,
+			`{"HEADER": "X-Canary"}`,
+			`{"header": "a", "header": "b"}`,
+			`{"canary_ids": null}`,
+			`{"canary_ids": ["a", 5]}`,
+			`{"stable_ids": "a"}`,
+			`{"cookie": 5}`,
+			`{"` + long + `": 1}`,
+			`5`,
+		}, func(doc []byte) (any, error) {
+			o := before
+			err := json.Unmarshal(doc, &o)
+			return o, err
+		}, func(doc string) string { return `{"overrides": ` + doc + `}` }, before},
+		{"SQLiteStore", []string{
+			`{}`,
+			`{"path": "a.db", "busy": 1}`,
+			`{"Path": "a.db"}`,
+			`{"path": "a.db", "path": "b.db"}`,
+			`{"path": "a.db", "sync_interval_ms": -1}`,
+			`{"path": "a.db", "sync_interval_ms": 1.5}`,
+			`{"path": "a.db", "fleet_judging": null}`,
+			`{"path": null}`,
+			`5`,
+		}, func(doc []byte) (any, error) {
+			s := sqlite
+			err := json.Unmarshal(doc, &s)
+			return s, err
+		}, func(doc string) string { return `{"store": {"sqlite": ` + doc + `}}` }, sqlite},
+		{"EtcdStore", []string{
+			`{"prefix": "/x"}`,
+			`{"endpoints": ["http://e:2379"]}`,
+			`{"endpoints": [], "prefix": "/x", "tls": true}`,
+			`{"Endpoints": [], "prefix": "/x"}`,
+			`{"endpoints": [], "prefix": "/x", "prefix": "/y"}`,
+			`{"endpoints": "http://e:2379", "prefix": "/x"}`,
+			`{"endpoints": [], "prefix": "/x", "sync_interval_ms": "10"}`,
+			`"etcd"`,
+		}, func(doc []byte) (any, error) {
+			e := etcd
+			err := json.Unmarshal(doc, &e)
+			return e, err
+		}, func(doc string) string { return `{"store": {"etcd": ` + doc + `}}` }, etcd},
+	}
+	for _, s := range sections {
+		for _, doc := range s.docs {
+			got, err := s.read([]byte(doc))
+			pe := wantErr(t, err, ErrInvalidJSON)
+			_, err = New(s.inside(doc), "")
+			library := wantErr(t, err, ErrInvalidJSON)
+			if want := position.ReplaceAllString(library.Message, ""); pe.Message != want {
+				t.Errorf("%s %.80s:\n  alone: %s\nlibrary: %s", s.name, doc, pe.Message, want)
+			}
+			if !reflect.DeepEqual(got, s.initial) {
+				t.Errorf("%s %.80s: refused, but changed to %+v", s.name, doc, got)
+			}
+		}
+	}
+	// What the library takes is taken, the fields left out at the library's defaults.
+	var o Overrides
+	ok(t, json.Unmarshal([]byte(`{"header": null, "cookie": "c", "canary_ids": ["a"]}`), &o))
+	if !reflect.DeepEqual(o, Overrides{Cookie: "c", CanaryIDs: []string{"a"}}) {
+		t.Errorf("Overrides read %+v", o)
+	}
+	var s SQLiteStore
+	ok(t, json.Unmarshal([]byte(`{"path": "a.db", "busy_timeout_ms": 5}`), &s))
+	if want := (SQLiteStore{Path: "a.db", SyncIntervalMS: 250, BusyTimeoutMS: 5, FleetJudging: true}); s != want {
+		t.Errorf("SQLiteStore read %+v, want %+v", s, want)
+	}
+	var e EtcdStore
+	ok(t, json.Unmarshal([]byte(`{"endpoints": ["http://e:2379"], "prefix": "/x"}`), &e))
+	if want := (EtcdStore{Endpoints: []string{"http://e:2379"}, Prefix: "/x", SyncIntervalMS: 1000, FleetJudging: true}); !reflect.DeepEqual(e, want) {
+		t.Errorf("EtcdStore read %+v, want %+v", e, want)
+	}
+}
+
+// TestARefusedStoreLeavesTheValueAsItWas: a Store whose document is refused is as it was (it
+// was left holding the part read before the refusal).
+func TestARefusedStoreLeavesTheValueAsItWas(t *testing.T) {
+	store := *DefaultSQLiteStore("kept.db")
+	wantErr(t, json.Unmarshal([]byte(`{"sqlite": {"path": "a.db", "busy": 1}}`), &store), ErrInvalidJSON)
+	if !reflect.DeepEqual(store, *DefaultSQLiteStore("kept.db")) {
+		t.Errorf("a refused Store changed it to %+v", store.SQLite)
+	}
+}
