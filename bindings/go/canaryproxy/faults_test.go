@@ -911,39 +911,86 @@ func TestAHostPanicIsNotTheUpstreamsFailure(t *testing.T) {
 	}
 }
 
-// A panic of the host's ModifyResponse closes the upstream's response body before it goes on:
-// the ReverseProxy closes it when ModifyResponse returns an error, not when it panics, and
-// under an adapter whose request context never ends (ServeHTTP called directly) the
-// Transport's connection stayed taken for good (a build without it closed none of 3).
-func TestAModifyResponsePanicClosesTheUpstreamsBody(t *testing.T) {
-	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
-	up := upstream(t, "canary", http.StatusOK)
-	upstreams := &http.Transport{}
-	defer upstreams.CloseIdleConnections()
-	var made, closed atomic.Int64
-	transport := roundTripper(func(r *http.Request) (*http.Response, error) {
-		res, err := upstreams.RoundTrip(r)
-		if err == nil {
-			made.Add(1)
-			res.Body = closeCounter{res.Body, &closed}
-		}
-		return res, err
-	})
-	const failed = "the host's ModifyResponse failed"
-	p := newProxy(t, Options{Transport: transport, ModifyResponse: func(*http.Response) error { panic(failed) }}, g, up.URL, up.URL)
-	for range 3 {
-		func() {
-			defer func() {
-				if v := recover(); v != failed {
-					t.Errorf("ServeHTTP panicked with %v, not the host's value", v)
-				}
+// A panic after the upstream's response came closes its body before it goes on: the
+// ReverseProxy closes the body when it returns, and on an error of ModifyResponse or of the
+// body's copy, but not when a panic goes through it, and under an adapter whose request
+// context never ends (ServeHTTP called directly) the Transport's connection stayed taken for
+// good. The host's ModifyResponse and IsFailure (a build closing the body only for
+// ModifyResponse's panic closed none of 3 for IsFailure's), and the host's ResponseWriter:
+// its WriteHeader refusing the upstream's status (net/http's writers panic on a status below
+// 100), its Header, its Write during the body's copy. The panic goes on with its own value.
+func TestAPanicAfterTheResponseClosesTheUpstreamsBody(t *testing.T) {
+	const failed = "the host's code failed"
+	fine := upstream(t, "canary", http.StatusOK)
+	odd := rawUpstream(t, "HTTP/1.1 099 Odd\r\nContent-Length: 4\r\n\r\nbody", 0)
+	for _, tc := range []struct {
+		name     string
+		opts     Options
+		upstream string
+		writer   func() http.ResponseWriter
+		panicked func(any) bool
+	}{
+		{"ModifyResponse", Options{ModifyResponse: func(*http.Response) error { panic(failed) }}, fine.URL,
+			func() http.ResponseWriter { return httptest.NewRecorder() }, func(v any) bool { return v == failed }},
+		{"IsFailure", Options{IsFailure: func(int) bool { panic(failed) }}, fine.URL,
+			func() http.ResponseWriter { return httptest.NewRecorder() }, func(v any) bool { return v == failed }},
+		{"a writer refusing status 099", Options{}, odd.URL,
+			func() http.ResponseWriter { return httptest.NewRecorder() },
+			func(v any) bool { return strings.Contains(fmt.Sprint(v), "invalid WriteHeader code 99") }},
+		{"a writer's Header", Options{}, fine.URL,
+			func() http.ResponseWriter { return panickingWriter{httptest.NewRecorder(), "Header"} },
+			func(v any) bool { return v == "Header failed" }},
+		{"a writer's Write", Options{}, fine.URL,
+			func() http.ResponseWriter { return panickingWriter{httptest.NewRecorder(), "Write"} },
+			func(v any) bool { return v == "Write failed" }},
+	} {
+		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+		upstreams := &http.Transport{}
+		var made, closed atomic.Int64
+		tc.opts.Transport = roundTripper(func(r *http.Request) (*http.Response, error) {
+			res, err := upstreams.RoundTrip(r)
+			if err == nil {
+				made.Add(1)
+				res.Body = closeCounter{res.Body, &closed}
+			}
+			return res, err
+		})
+		p := newProxy(t, tc.opts, g, tc.upstream, tc.upstream)
+		for range 3 {
+			func() {
+				defer func() {
+					if v := recover(); !tc.panicked(v) {
+						t.Errorf("%s: ServeHTTP panicked with %v, not the panic's own value", tc.name, v)
+					}
+				}()
+				p.ServeHTTP(tc.writer(), httptest.NewRequest(http.MethodGet, "http://front/", nil))
 			}()
-			p.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "http://front/", nil))
-		}()
+		}
+		upstreams.CloseIdleConnections()
+		if made.Load() != 3 || closed.Load() != 3 {
+			t.Errorf("%s: %d upstream responses, %d bodies closed", tc.name, made.Load(), closed.Load())
+		}
 	}
-	if made.Load() != 3 || closed.Load() != 3 {
-		t.Errorf("%d upstream responses, %d bodies closed", made.Load(), closed.Load())
+}
+
+// panickingWriter is a host's ResponseWriter whose method named fails panics.
+type panickingWriter struct {
+	http.ResponseWriter
+	fails string
+}
+
+func (w panickingWriter) Header() http.Header {
+	if w.fails == "Header" {
+		panic("Header failed")
 	}
+	return w.ResponseWriter.Header()
+}
+
+func (w panickingWriter) Write(b []byte) (int, error) {
+	if w.fails == "Write" {
+		panic("Write failed")
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 // closeCounter is a response body that counts its Close calls.

@@ -100,7 +100,7 @@ lines:
 }
 
 // newFNVProxy is the baseline of the benchmarks and of the allocation test (fnvsplit, which
-// bindings/go/bench.sh measures against too): the same two ReverseProxies and the same key,
+// bindings/go/bench.sh measures against too): ReverseProxies configured the same, the same key,
 // split by FNV-1a of the key at the same share, recording nothing.
 func newFNVProxy(stable, canary *url.URL, transport http.RoundTripper, percent float64) *fnvsplit.Proxy {
 	return fnvsplit.New(stable, canary, transport, percent, DefaultKeyHeader, ClientAddress)

@@ -63,7 +63,10 @@
 //   - not recorded: a request routed while the gate is closed, a panic of the host's code
 //     (Options.Rewrite, before any request was sent; Options.ModifyResponse or IsFailure,
 //     whatever the upstream answered: the host's bug, as a panic of the host's handler
-//     around the Proxy would be; the panic goes on with the host's value), and a connection
+//     around the Proxy would be; the panic goes on with the host's value, once the upstream's
+//     response body, if one came, is closed: as any panic that goes through the
+//     ReverseProxy after the response came, such as the host's ResponseWriter refusing a
+//     status below 100, the ReverseProxy would leave it open), and a connection
 //     upgrade the upstream granted (101), which writes no headers through the
 //     ResponseWriter, also when the host's ResponseWriter cannot hijack
 //     (http.TimeoutHandler's).
@@ -158,7 +161,8 @@ type Options struct {
 	// key is routed the same way on every request and every host.
 	Fallback func(*http.Request) string
 	// IsFailure says whether an upstream status is a failure (default: status >= 500). A
-	// panic of it is the host's: the request is not recorded and the panic goes on.
+	// panic of it is the host's: the request is not recorded, and the panic goes on once the
+	// upstream's response body is closed.
 	IsFailure func(status int) bool
 	// Transport is the upstreams' round tripper (default http.DefaultTransport).
 	Transport http.RoundTripper
@@ -211,11 +215,9 @@ type Proxy struct {
 	isFailure func(int) bool
 	duplex    func(*http.Request) bool
 	onError   func(http.ResponseWriter, *http.Request, error)
-	stable    *httputil.ReverseProxy
-	canary    *httputil.ReverseProxy
 	upstreams [2]string               // the stable and canary URLs, for StatusHandler
 	forcing   atomic.Pointer[forcing] // where a forcing value is read; replaced on a rename
-	writers   sync.Pool               // of *outcomeWriter
+	exchanges sync.Pool               // of *exchange
 }
 
 // forcing is where a forcing value is read: a canonical header key and a cookie name, ""
@@ -302,7 +304,7 @@ func New(opts Options) (*Proxy, error) {
 		p.isFailure = func(status int) bool { return status >= 500 }
 	} else {
 		p.isFailure = func(status int) bool {
-			defer hostPanicked(nil)
+			defer hostPanicked()
 			return isFailure(status)
 		}
 	}
@@ -320,9 +322,9 @@ func New(opts Options) (*Proxy, error) {
 		}
 	}
 	p.upstreams = [2]string{opts.Stable.Redacted(), opts.Canary.Redacted()}
-	p.stable = p.reverseProxy(opts, opts.Stable, false)
-	p.canary = p.reverseProxy(opts, opts.Canary, true)
-	p.writers.New = func() any { return new(outcomeWriter) }
+	rewrites := [2]func(*httputil.ProxyRequest){rewrite(opts, opts.Stable, false), rewrite(opts, opts.Canary, true)}
+	onError := p.handleError
+	p.exchanges.New = func() any { return newExchange(opts, rewrites, onError) }
 	seen, err := p.refreshOverrides(unread)
 	if err != nil {
 		return nil, fmt.Errorf("canaryproxy: reading the gate's overrides: %w", err)
@@ -331,29 +333,50 @@ func New(opts Options) (*Proxy, error) {
 	return p, nil
 }
 
-// reverseProxy is the ReverseProxy of one upstream.
-func (p *Proxy) reverseProxy(opts Options, target *url.URL, canary bool) *httputil.ReverseProxy {
-	rewrite := opts.Rewrite
-	var modifyResponse func(*http.Response) error
-	if modify := opts.ModifyResponse; modify != nil {
-		modifyResponse = func(res *http.Response) error {
-			defer hostPanicked(res.Body)
-			return modify(res)
+// exchange is what a request takes from the Proxy's pool: its writer, and the ReverseProxies
+// of the two upstreams that write to it, made once with it. Their ModifyResponse keeps the
+// upstream's response in the writer as it comes, before the host's ModifyResponse runs, so
+// that ServeHTTP can close its body when a panic goes through the ReverseProxy (which closes
+// it on an error, not on a panic). The writer's own ReverseProxies, not the Proxy's: the
+// ReverseProxy hands ModifyResponse nothing that leads to the request's writer, and a map from
+// one to the other would cost each request. A new exchange is two allocations (it, and the
+// closure of its ModifyResponse); a request allocates none.
+type exchange struct {
+	writer  outcomeWriter
+	proxies [2]httputil.ReverseProxy // to the stable upstream, to the canary
+}
+
+// newExchange makes an exchange whose ReverseProxies rewrite requests by rewrites (stable,
+// canary) and hand errors to onError.
+func newExchange(opts Options, rewrites [2]func(*httputil.ProxyRequest), onError func(http.ResponseWriter, *http.Request, error)) *exchange {
+	ex := new(exchange)
+	ow, modify := &ex.writer, opts.ModifyResponse
+	keep := func(res *http.Response) error {
+		ow.response = res
+		if modify == nil {
+			return nil
 		}
+		defer hostPanicked()
+		return modify(res)
 	}
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.SetXForwarded()
-			if rewrite != nil {
-				defer hostPanicked(nil)
-				rewrite(pr, canary)
-			}
-		},
-		Transport:      opts.Transport,
-		ModifyResponse: modifyResponse,
-		ErrorLog:       opts.ErrorLog,
-		ErrorHandler:   p.handleError,
+	for i, rewrite := range rewrites {
+		ex.proxies[i] = httputil.ReverseProxy{Rewrite: rewrite, Transport: opts.Transport,
+			ModifyResponse: keep, ErrorLog: opts.ErrorLog, ErrorHandler: onError}
+	}
+	return ex
+}
+
+// rewrite is the Rewrite of the ReverseProxies to one upstream, target: Options.Rewrite after
+// the target is set.
+func rewrite(opts Options, target *url.URL, canary bool) func(*httputil.ProxyRequest) {
+	host := opts.Rewrite
+	return func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.SetXForwarded()
+		if host != nil {
+			defer hostPanicked()
+			host(pr, canary)
+		}
 	}
 }
 
@@ -543,11 +566,11 @@ func refreshFollowed(proxy weak.Pointer[Proxy], seen uint64) (uint64, error) {
 // nothing is recorded.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d, err := p.Route(r)
-	rp := p.stable
+	ex := p.exchanges.Get().(*exchange)
+	ow, rp := &ex.writer, &ex.proxies[0]
 	if err == nil && d.IsCanary() {
-		rp = p.canary
+		rp = &ex.proxies[1]
 	}
-	ow := p.writers.Get().(*outcomeWriter)
 	*ow = outcomeWriter{ResponseWriter: w, proxy: p, request: r, decision: d, pending: err == nil, start: time.Now()}
 	if body := r.Body; body != nil && body != http.NoBody {
 		// Its own object, not the pooled writer's: the Transport may read or close the body
@@ -563,10 +586,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// Rewrite, before any request left; its ModifyResponse or IsFailure, whatever the
 			// upstream answered). After the headers, the ReverseProxy's abort of the body's copy
 			// (http.ErrAbortHandler) is the upstream breaking the body, unless the client
-			// refused a write or the request's context ended (see bodyBroken). The writer is not
-			// pooled again: the code that panicked may still hold it.
+			// refused a write or the request's context ended (see bodyBroken). Once the
+			// upstream's response came, its body is closed (see closeResponse). The writer is
+			// not pooled again: the code that panicked may still hold it.
 			v := recover()
 			host, byHost := v.(hostPanic)
+			ow.closeResponse(v == http.ErrAbortHandler && !byHost)
 			switch {
 			case !ow.pending || byHost:
 			case ow.answered:
@@ -595,7 +620,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = ow.upload.ReadCloser
 	}
 	*ow = outcomeWriter{}
-	p.writers.Put(ow)
+	p.exchanges.Put(ex)
 }
 
 // MetricsHandler serves the gate's Prometheus exposition, read without side effects (never
@@ -645,6 +670,7 @@ func (p *Proxy) StatusHandler() http.Handler {
 // or a client gone while a read waits for its next message is as for a request without a body.
 func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	if ow, ok := w.(*outcomeWriter); ok {
+		ow.response = nil // none came, or the ReverseProxy closed its body (ModifyResponse's error)
 		switch {
 		case !ow.pending: // recorded already, or an upgrade
 		case r == ow.request: // refused before it was sent
@@ -839,7 +865,10 @@ func (u *uploadWatch) clientTime() time.Duration {
 // http.ResponseController (flush, hijack).
 type outcomeWriter struct {
 	http.ResponseWriter
-	proxy    *Proxy
+	proxy *Proxy
+	// response: the upstream's response, once it came (see exchange), until the ReverseProxy
+	// closed its body on an error (see handleError)
+	response *http.Response
 	request  *http.Request // the client's, as ServeHTTP was given it
 	upload   *uploadWatch  // its body, if it has one
 	decision promotiongates.Decision
@@ -1000,17 +1029,25 @@ const timedOutWait = 10 * time.Millisecond
 // upstream did), and ServeHTTP panics on with the value the host's code panicked with.
 type hostPanic struct{ value any }
 
-// hostPanicked, deferred around a call of the host's code, wraps its panic in a hostPanic,
-// once it closed upstream when not nil: the response body ModifyResponse was given, which the
-// ReverseProxy closes when ModifyResponse returns an error but not when it panics (the
-// Transport's connection stayed taken until the request's context ended, for good under an
-// adapter whose context never does).
-func hostPanicked(upstream io.Closer) {
+// hostPanicked, deferred around a call of the host's code, wraps its panic in a hostPanic.
+func hostPanicked() {
 	if v := recover(); v != nil {
-		if upstream != nil {
-			_ = upstream.Close()
-		}
 		panic(hostPanic{v})
+	}
+}
+
+// closeResponse closes the body of the upstream's response, if one came, as a panic goes
+// through the ReverseProxy: it closes the body when it returns or handles an error, not when
+// a panic goes through it (the host's ModifyResponse or IsFailure, the host's ResponseWriter:
+// its Header, its WriteHeader refusing the status, as net/http's refuse one below 100, its
+// Write during the copy), and the Transport's connection stayed taken until the request's
+// context ended, for good under an adapter whose context never does. aborted is the
+// ReverseProxy's own abort of a failed copy (http.ErrAbortHandler), which closed the body
+// itself. The body a ModifyResponse put in place is the one closed, as the ReverseProxy
+// closes it.
+func (ow *outcomeWriter) closeResponse(aborted bool) {
+	if res := ow.response; res != nil && res.Body != nil && !aborted {
+		_ = res.Body.Close()
 	}
 }
 
