@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"time"
 
 	promotiongates "github.com/promotion-gates/promotion-gates/bindings/go"
 	"github.com/promotion-gates/promotion-gates/bindings/go/canaryproxy"
@@ -58,4 +59,68 @@ func Example() {
 	res.Body.Close()
 	fmt.Println(string(body), strings.Contains(string(metrics), `promotion_window_requests{gate="default",cohort="stable"} 1`))
 	// Output: stable true
+}
+
+// statusLog is a host's middleware writer, between http.TimeoutHandler and the Proxy: it keeps
+// the final status for an access log. Its Unwrap is what lets the Proxy find TimeoutHandler's
+// writer under it, and drop the upstream's 103 Early Hints, which that writer would take for
+// the final status. A wrapper that cannot unwrap (one that holds the writes it is given)
+// drops informational statuses in its own WriteHeader instead:
+//
+//	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+//		return
+//	}
+type statusLog struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusLog) WriteHeader(code int) {
+	if code >= 200 && s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap returns the writer statusLog wraps (as http.ResponseController asks too).
+func (s *statusLog) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// A host's writer between http.TimeoutHandler and the Proxy must unwrap: without Unwrap, the
+// upstream's 103 reaches TimeoutHandler's writer, which takes it for the final status, and
+// the client gets 200 with the upstream's error body in place of its 500.
+func Example_hostWriterUnderTimeoutHandler() {
+	gate, err := promotiongates.New(`{"environment": {"canary": {"traffic_percent": 100}}}`, "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer gate.Close()
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Link", "</app.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, "upstream error")
+	}))
+	defer failing.Close()
+	upstream, _ := url.Parse(failing.URL)
+	proxy, err := canaryproxy.New(canaryproxy.Options{Gate: gate, Stable: upstream, Canary: upstream})
+	if err != nil {
+		log.Fatal(err)
+	}
+	logged := make(chan int, 1) // the access log's status
+	withLog := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := &statusLog{ResponseWriter: w}
+		proxy.ServeHTTP(s, r)
+		logged <- s.status
+	})
+	front := httptest.NewServer(http.TimeoutHandler(withLog, 5*time.Second, "timed out"))
+	defer front.Close()
+
+	res, err := http.Get(front.URL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	fmt.Println(res.StatusCode, string(body), <-logged)
+	// Output: 500 upstream error 500
 }

@@ -78,10 +78,16 @@
 // http.ResponseController asks): that writer takes the first status written for the final
 // one and drops the upstream's real status after it, so an upload sent with Expect:
 // 100-continue (as curl sends a body over 1 KiB) to an upstream answering 500 would reach the
-// client as 200 with the error's body. The outcome recorded is the final status either way. A
-// host's writer that itself takes the first status for the final one, or that passes a 1xx on
-// to TimeoutHandler's without Unwrap, must drop informational statuses itself. The check is
-// made for a 1xx only: a final status costs nothing more.
+// client as 200 with the error's body. The outcome recorded is the final status either way.
+// The Proxy cannot see through a writer of the host's without Unwrap: what it does with a
+// status is its own code's (it may hold TimeoutHandler's writer in a field, a closure or
+// another writer, and pass a 1xx on or not), so no look from outside is sure, and the Proxy
+// passes the 1xx on to it. A host that puts a writer of its own between http.TimeoutHandler
+// and the Proxy must give it Unwrap() http.ResponseWriter, returning the writer it wraps, or,
+// when it cannot (it holds the writes it is given), drop every 1xx but 101 in its
+// WriteHeader; so must a writer that itself takes the first status for the final one (see
+// Example (HostWriterUnderTimeoutHandler)). The check is made for a 1xx only: a final status
+// costs nothing more.
 //
 // An answer is timed when its response headers are written and recorded once its body was
 // copied to the client (an error, when it is handled): a body the upstream breaks (cut
