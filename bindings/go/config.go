@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"reflect"
 	"strconv"
 	"time"
@@ -294,27 +295,81 @@ func DefaultSLO() SLO {
 
 // sloJSON is the wire form of SLO, an SloConfig.
 type sloJSON struct {
-	LatencyTargetMS          float64  `json:"latency_target_ms"`
-	MaxErrorRate             float64  `json:"max_error_rate"`
-	ErrorRateRatioLimit      float64  `json:"error_rate_ratio_limit"`
-	P99RatioLimit            float64  `json:"p99_ratio_limit"`
-	P99BudgetMS              *float64 `json:"p99_budget_ms"`
-	MinSamples               uint64   `json:"min_samples"`
-	Significance             float64  `json:"significance"`
-	OverwhelmingSignificance float64  `json:"overwhelming_significance"`
-	EvaluationIntervalMS     float64  `json:"evaluation_interval_ms"`
-	ErrorRateTolerance       float64  `json:"error_rate_tolerance"`
-	LatencyShiftLimit        float64  `json:"latency_shift_limit"`
-	LatencyToleranceMS       float64  `json:"latency_tolerance_ms"`
-	WarmUpMS                 float64  `json:"warm_up_ms"`
-	NoDataMS                 float64  `json:"no_data_ms"`
-	PromotionSignificance    float64  `json:"promotion_significance"`
-	PromotionEvidence        bool     `json:"promotion_evidence"`
+	LatencyTargetMS          millisJSON  `json:"latency_target_ms"`
+	MaxErrorRate             float64     `json:"max_error_rate"`
+	ErrorRateRatioLimit      float64     `json:"error_rate_ratio_limit"`
+	P99RatioLimit            float64     `json:"p99_ratio_limit"`
+	P99BudgetMS              *millisJSON `json:"p99_budget_ms"`
+	MinSamples               uint64      `json:"min_samples"`
+	Significance             float64     `json:"significance"`
+	OverwhelmingSignificance float64     `json:"overwhelming_significance"`
+	EvaluationIntervalMS     millisJSON  `json:"evaluation_interval_ms"`
+	ErrorRateTolerance       float64     `json:"error_rate_tolerance"`
+	LatencyShiftLimit        float64     `json:"latency_shift_limit"`
+	LatencyToleranceMS       millisJSON  `json:"latency_tolerance_ms"`
+	WarmUpMS                 millisJSON  `json:"warm_up_ms"`
+	NoDataMS                 millisJSON  `json:"no_data_ms"`
+	PromotionSignificance    float64     `json:"promotion_significance"`
+	PromotionEvidence        bool        `json:"promotion_evidence"`
+}
+
+// millisJSON is the wire form of a duration: milliseconds, a float, read as the library reads
+// one (src/slo/millis.rs): a number, not negative, within a Rust Duration (about 1.8e22 ms),
+// and not above 0 yet below its nanosecond, each refused in the library's words. What a
+// time.Duration cannot hold (above about 9.2e12 ms, which the library reads and its
+// validation refuses) is left to duration.
+type millisJSON float64
+
+// readAt reads a duration in milliseconds at path at.
+func (m *millisJSON) readAt(data []byte, at string) error {
+	var ms float64
+	if err := readValue(data, at, reflect.ValueOf(&ms).Elem()); err != nil {
+		return err
+	}
+	switch {
+	case ms < 0:
+		return refuse(at, "%s is not a duration in milliseconds (finite, not negative)", shownNumber(ms))
+	case ms/1e3 >= 0x1p64: // a Rust Duration's seconds are a u64
+		return refuse(at, "%s is not a duration in milliseconds (longer than a duration holds (about 1.8e22 ms))", shownNumber(ms))
+	case ms > 0 && nanoseconds(ms).Sign() == 0:
+		return refuse(at, "%s is not a duration in milliseconds: above 0 but below the shortest duration, "+
+			"1 nanosecond (0.000001 ms), it would be read as 0", shownNumber(ms))
+	}
+	*m = millisJSON(ms)
+	return nil
+}
+
+// duration is m as a time.Duration (see nanoseconds), or an ErrInvalidConfig naming field
+// and m when a Duration cannot hold it (the library reads it, then refuses it: no duration of
+// an SloConfig may be that long), in the library's words for a value it refuses: "invalid
+// warm_up_ms = 10000000000000: ...".
+func (m millisJSON) duration(field string) (time.Duration, error) {
+	ns := nanoseconds(float64(m))
+	if !ns.IsInt64() {
+		return 0, &Error{Status: StatusInvalidConfig, Message: "invalid " + field + " = " +
+			shownNumber(float64(m)) + ": longer than a time.Duration holds (about 9.2e12 ms)"}
+	}
+	return time.Duration(ns.Int64()), nil
+}
+
+// nanoseconds is ms milliseconds (finite, not negative) in whole nanoseconds as the library
+// reads them: ms / 1000 seconds, a float, taken exactly and rounded to the nearest
+// nanosecond, ties to even (Rust's Duration::try_from_secs_f64: 0.0000015 ms is 1 ns, where
+// ms * 1e6 rounded would be 2).
+func nanoseconds(ms float64) *big.Int {
+	exact := new(big.Float).SetPrec(256).SetFloat64(ms / 1e3) // a float64 is exact in 256 bits
+	exact.Mul(exact, big.NewFloat(1e9))
+	ns, _ := exact.Int(nil) // toward zero
+	rest := new(big.Float).SetPrec(256).Sub(exact, new(big.Float).SetInt(ns))
+	if c := rest.Cmp(big.NewFloat(0.5)); c > 0 || c == 0 && ns.Bit(0) == 1 {
+		ns.Add(ns, big.NewInt(1))
+	}
+	return ns
 }
 
 func (*sloJSON) libraryForm() (string, bool) { return "struct SloConfig", false }
 
-func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func millis(d time.Duration) millisJSON { return millisJSON(float64(d) / float64(time.Millisecond)) }
 
 // MarshalJSON writes the library's JSON form. A NaN or infinite ratio, rate or level, which
 // JSON cannot carry, is an ErrInvalidConfig naming its JSON field and value (durations are

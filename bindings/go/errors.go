@@ -144,6 +144,22 @@ func shownPart(value string, max int) string {
 	return value[:max]
 }
 
+// maxDecimalNumberBytes is the library's MAX_DECIMAL_NUMBER_BYTES (src/error.rs): the longest
+// number its messages write in decimal.
+const maxDecimalNumberBytes = 24
+
+// shownNumber writes a number as the library's messages do (its shown_number): in decimal,
+// as Rust writes an f64 (2.5, 0.000001, -5), or, when that is longer than
+// maxDecimalNumberBytes, in Rust's exponent form (-1e300, 6.793767e-317).
+func shownNumber(value float64) string {
+	if decimal := strconv.FormatFloat(value, 'f', -1, 64); len(decimal) <= maxDecimalNumberBytes {
+		return decimal
+	}
+	mantissa, exponent, _ := strings.Cut(strconv.FormatFloat(value, 'e', -1, 64), "e")
+	n, _ := strconv.Atoi(exponent) // Go writes e+05; Rust writes e5
+	return mantissa + "e" + strconv.Itoa(n)
+}
+
 // maxExpectedBytes is the library's MAX_EXPECTED_BYTES (src/error.rs): the most of serde's
 // account of what a field takes a message keeps.
 const maxExpectedBytes = 1024

@@ -80,7 +80,14 @@ func (g *Gate) SwapSLO(sloJSON string) error {
 // not swapped back without it, and so are a key not in its exact case, a field given twice,
 // null for a field that is not optional (only p99_budget_ms is) and a value of another type:
 // an ErrInvalidJSON in the library's words, without the position the library adds
-// ("invalid JSON SLO config: min_samples: invalid type: floating point `1.5`, expected u64").
+// ("invalid JSON SLO config: min_samples: invalid type: floating point `1.5`, expected u64"),
+// and so is a duration the library does not read as one: negative, longer than a Rust
+// Duration holds, above 0 yet below its nanosecond ("invalid JSON SLO config: warm_up_ms: -5
+// is not a duration in milliseconds (finite, not negative)"). A duration longer than a
+// time.Duration holds (about 9.2e12 ms, far beyond any the library takes) is an
+// ErrInvalidConfig naming the field and the value, as the library's validation refuses it.
+// Durations are rounded to the nanosecond as the library rounds them (to the nearest, ties to
+// even). A refused document leaves s as it was.
 func (s *SLO) UnmarshalJSON(data []byte) error {
 	d := DefaultSLO()
 	w := sloJSON{
@@ -103,27 +110,40 @@ func (s *SLO) UnmarshalJSON(data []byte) error {
 	if err := readDocument(data, "invalid JSON SLO config", "SloConfig", &w); err != nil {
 		return err
 	}
-	duration := func(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
-	*s = SLO{
-		LatencyTarget:            duration(w.LatencyTargetMS),
+	read := SLO{
 		MaxErrorRate:             w.MaxErrorRate,
 		ErrorRateRatioLimit:      w.ErrorRateRatioLimit,
 		P99RatioLimit:            w.P99RatioLimit,
 		MinSamples:               w.MinSamples,
 		Significance:             w.Significance,
 		OverwhelmingSignificance: w.OverwhelmingSignificance,
-		EvaluationInterval:       duration(w.EvaluationIntervalMS),
 		ErrorRateTolerance:       w.ErrorRateTolerance,
 		LatencyShiftLimit:        w.LatencyShiftLimit,
-		LatencyTolerance:         duration(w.LatencyToleranceMS),
-		WarmUp:                   duration(w.WarmUpMS),
-		NoDataAfter:              duration(w.NoDataMS),
 		PromotionSignificance:    w.PromotionSignificance,
 		PromotionEvidence:        w.PromotionEvidence,
 	}
-	if w.P99BudgetMS != nil {
-		s.P99Budget = duration(*w.P99BudgetMS)
+	durations := []struct {
+		field string
+		ms    *millisJSON
+		into  *time.Duration
+	}{
+		{"latency_target_ms", &w.LatencyTargetMS, &read.LatencyTarget},
+		{"p99_budget_ms", w.P99BudgetMS, &read.P99Budget}, // nil: no budget
+		{"evaluation_interval_ms", &w.EvaluationIntervalMS, &read.EvaluationInterval},
+		{"latency_tolerance_ms", &w.LatencyToleranceMS, &read.LatencyTolerance},
+		{"warm_up_ms", &w.WarmUpMS, &read.WarmUp},
+		{"no_data_ms", &w.NoDataMS, &read.NoDataAfter},
 	}
+	for _, d := range durations {
+		if d.ms == nil {
+			continue
+		}
+		var err error
+		if *d.into, err = d.ms.duration(d.field); err != nil {
+			return err
+		}
+	}
+	*s = read
 	return nil
 }
 

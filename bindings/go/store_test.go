@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -298,6 +299,12 @@ func TestDocumentsAreReadAsTheLibraryReadsThem(t *testing.T) {
 		`{"min_samples": 1.5}`,
 		`{"promotion_evidence": "yes"}`,
 		`{"min_samples": 40, "min_samples": 50}`,
+		`{"warm_up_ms": -5}`,
+		`{"no_data_ms": -0.5}`,
+		`{"latency_target_ms": 1e300}`,
+		`{"evaluation_interval_ms": 2e22}`,
+		`{"p99_budget_ms": -1e300}`,
+		`{"latency_tolerance_ms": 1e-7}`,
 	} {
 		var slo SLO
 		pe := wantErr(t, json.Unmarshal([]byte(doc), &slo), ErrInvalidJSON)
@@ -427,5 +434,46 @@ func TestARefusedStoreLeavesTheValueAsItWas(t *testing.T) {
 	wantErr(t, json.Unmarshal([]byte(`{"sqlite": {"path": "a.db", "busy": 1}}`), &store), ErrInvalidJSON)
 	if !reflect.DeepEqual(store, *DefaultSQLiteStore("kept.db")) {
 		t.Errorf("a refused Store changed it to %+v", store.SQLite)
+	}
+}
+
+// TestSLODurationsAreTheLibrarys: a duration SLO reads is the one the library reads, rounded
+// to the nanosecond as it rounds (0.0000007 ms was read as 0, no tolerance, where the library
+// reads 1 ns), and one a time.Duration cannot hold is refused as the library's validation
+// refuses it (an ErrInvalidConfig naming the field and value; it was read as -292 years), the
+// SLO left as it was.
+func TestSLODurationsAreTheLibrarys(t *testing.T) {
+	for _, doc := range []string{
+		`{"latency_tolerance_ms": 0.0000007}`,
+		`{"latency_tolerance_ms": 0.0000015}`,
+		`{"latency_target_ms": 0.0029, "warm_up_ms": 1234.5678912}`,
+	} {
+		var slo SLO
+		ok(t, json.Unmarshal([]byte(doc), &slo))
+		library, err := newGate(t, "", doc).SLO()
+		ok(t, err)
+		if slo != library {
+			t.Errorf("%s: read as %+v, the library's %+v", doc, slo, library)
+		}
+	}
+	for _, doc := range []string{`{"warm_up_ms": 1e13}`, `{"no_data_ms": 9300000000000}`} {
+		slo := DefaultSLO()
+		err := json.Unmarshal([]byte(doc), &slo)
+		pe := wantErr(t, err, ErrInvalidConfig)
+		_, err = New("", doc)
+		wantErr(t, err, ErrInvalidConfig)
+		var field string
+		var value float64
+		for k, v := range map[string]float64{"warm_up_ms": 1e13, "no_data_ms": 9.3e12} {
+			if strings.Contains(doc, k) {
+				field, value = k, v
+			}
+		}
+		if want := "invalid " + field + " = " + strconv.FormatFloat(value, 'f', -1, 64) + ": "; !strings.HasPrefix(pe.Message, want) {
+			t.Errorf("%s: message %q, want it to start %q", doc, pe.Message, want)
+		}
+		if slo != DefaultSLO() {
+			t.Errorf("%s: refused, but changed the SLO to %+v", doc, slo)
+		}
 	}
 }
