@@ -109,7 +109,10 @@ func (c Config) MarshalJSON() ([]byte, error) {
 // an ErrInvalidJSON in the library's words, naming the field's path and the value, without
 // the position the library adds: "invalid JSON config: environment.canary: unknown field
 // `trafic_percent`, expected `traffic_percent`". A value the library reads but refuses
-// (a traffic_percent of 150) is New's to refuse.
+// (a traffic_percent of 150) is New's to refuse, but for a salt, override header or cookie
+// given as "": the binding's "" means none, so it would be written back as none; it is an
+// ErrInvalidConfig in the library's words (invalid salt = "": a name must not be empty).
+// A refused document leaves c as it was.
 func (c *Config) UnmarshalJSON(data []byte) error {
 	d := DefaultConfig()
 	w := configJSON{
@@ -121,6 +124,17 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 		MaxRollbackHistory:    d.MaxRollbackHistory,
 	}
 	if err := readDocument(data, "invalid JSON config", "PromotionConfig", &w); err != nil {
+		return err
+	}
+	var given struct { // read strictly above: its keys are exact, none given twice
+		Salt      *string     `json:"salt"`
+		Overrides *givenNames `json:"overrides"`
+	}
+	_ = json.Unmarshal(data, &given)
+	if given.Salt != nil && *given.Salt == "" {
+		return emptyName("salt")
+	}
+	if err := given.Overrides.refused("overrides"); err != nil {
 		return err
 	}
 	*c = Config{
@@ -151,9 +165,51 @@ func (*Overrides) libraryForm() (string, bool) { return "struct Overrides", fals
 // field given twice, null for an id list, a value of another type are refused with an
 // ErrInvalidJSON in the library's words, the path starting at overrides ("invalid JSON config:
 // overrides.cokie: unknown field `cokie`, expected one of `header`, `cookie`, `canary_ids`,
-// `stable_ids`"). A refused document leaves o as it was.
+// `stable_ids`"), and so is a header or cookie named "" (see Config.UnmarshalJSON). A refused
+// document leaves o as it was.
 func (o *Overrides) UnmarshalJSON(data []byte) error {
-	return readSection(data, "overrides", o, Overrides{})
+	var read Overrides
+	if err := readSection(data, "overrides", &read, Overrides{}); err != nil {
+		return err
+	}
+	var given givenNames // read strictly above: its keys are exact, none given twice
+	_ = json.Unmarshal(data, &given)
+	if err := given.refused("overrides"); err != nil {
+		return err
+	}
+	*o = read
+	return nil
+}
+
+// givenNames are the override names a document gives, nil for one it leaves out or gives as
+// null.
+type givenNames struct {
+	Header *string `json:"header"`
+	Cookie *string `json:"cookie"`
+}
+
+// refused is the refusal of a name given as "" in the overrides section at path at (nil n:
+// no section).
+func (n *givenNames) refused(at string) error {
+	if n == nil {
+		return nil
+	}
+	for _, name := range []struct {
+		field string
+		value *string
+	}{{"header", n.Header}, {"cookie", n.Cookie}} {
+		if name.value != nil && *name.value == "" {
+			return emptyName(within(at, name.field))
+		}
+	}
+	return nil
+}
+
+// emptyName refuses a name given as "" where the binding's "" means none (Config.Salt,
+// Overrides.Header and Cookie), as the library refuses it: read as none, it would be written
+// back as none, a document the library takes in place of one it refuses.
+func emptyName(field string) error {
+	return &Error{Status: StatusInvalidConfig, Message: "invalid " + field + ` = "": a name must not be empty`}
 }
 
 func nonNil(s []string) []string {

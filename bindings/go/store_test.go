@@ -477,3 +477,38 @@ func TestSLODurationsAreTheLibrarys(t *testing.T) {
 		}
 	}
 }
+
+// TestANameGivenEmptyIsRefused: a salt, override header or cookie given as "" is refused as
+// the library refuses it (its message and status): the binding's "" means none, and a Config
+// or Overrides read it as none and wrote it back as none, a document the library takes in
+// place of one it refuses. null stays none.
+func TestANameGivenEmptyIsRefused(t *testing.T) {
+	for doc, section := range map[string]string{
+		`{"salt": ""}`:                                                   "",
+		`{"overrides": {"header": ""}}`:                                  `{"header": ""}`,
+		`{"overrides": {"cookie": "", "header": "X-C"}}`:                 `{"cookie": "", "header": "X-C"}`,
+		`{"overrides": {"header": null, "cookie": ""}}`:                  `{"header": null, "cookie": ""}`,
+		`{"gate": "g", "overrides": {"stable_ids": [""], "header": ""}}`: `{"stable_ids": [""], "header": ""}`,
+	} {
+		_, err := New(doc, "")
+		library := wantErr(t, err, ErrInvalidConfig)
+		cfg := DefaultConfig()
+		pe := wantErr(t, json.Unmarshal([]byte(doc), &cfg), ErrInvalidConfig)
+		if pe.Message != library.Message {
+			t.Errorf("%s:\n  Config: %s\n library: %s", doc, pe.Message, library.Message)
+		}
+		if !reflect.DeepEqual(cfg, DefaultConfig()) {
+			t.Errorf("%s: refused, but changed the Config to %+v", doc, cfg)
+		}
+		if section == "" {
+			continue
+		}
+		o := Overrides{Header: "kept"}
+		pe = wantErr(t, json.Unmarshal([]byte(section), &o), ErrInvalidConfig)
+		if pe.Message != library.Message || o.Header != "kept" {
+			t.Errorf("Overrides %s: %q, %+v; library: %s", section, pe.Message, o, library.Message)
+		}
+	}
+	var cfg Config
+	ok(t, json.Unmarshal([]byte(`{"salt": null, "overrides": {"header": null, "cookie": null}}`), &cfg))
+}
