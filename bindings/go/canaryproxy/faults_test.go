@@ -918,7 +918,10 @@ func TestAHostPanicIsNotTheUpstreamsFailure(t *testing.T) {
 // good. The host's ModifyResponse and IsFailure (a build closing the body only for
 // ModifyResponse's panic closed none of 3 for IsFailure's), and the host's ResponseWriter:
 // its WriteHeader refusing the upstream's status (net/http's writers panic on a status below
-// 100), its Header, its Write during the body's copy. The panic goes on with its own value.
+// 100), its Header, its Write during the body's copy, also with http.ErrAbortHandler, which
+// the ReverseProxy panics with once it closed the body (a build taking every such panic for
+// the ReverseProxy's closed none, and charged the upstream with a broken body). The panic
+// goes on with its own value.
 func TestAPanicAfterTheResponseClosesTheUpstreamsBody(t *testing.T) {
 	const failed = "the host's code failed"
 	fine := upstream(t, "canary", http.StatusOK)
@@ -943,6 +946,9 @@ func TestAPanicAfterTheResponseClosesTheUpstreamsBody(t *testing.T) {
 		{"a writer's Write", Options{}, fine.URL,
 			func() http.ResponseWriter { return panickingWriter{httptest.NewRecorder(), "Write"} },
 			func(v any) bool { return v == "Write failed" }},
+		{"a writer's Write aborting", Options{}, fine.URL,
+			func() http.ResponseWriter { return panickingWriter{httptest.NewRecorder(), "Abort"} },
+			func(v any) bool { return v == http.ErrAbortHandler }},
 	} {
 		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
 		upstreams := &http.Transport{}
@@ -970,6 +976,9 @@ func TestAPanicAfterTheResponseClosesTheUpstreamsBody(t *testing.T) {
 		if made.Load() != 3 || closed.Load() != 3 {
 			t.Errorf("%s: %d upstream responses, %d bodies closed", tc.name, made.Load(), closed.Load())
 		}
+		if _, errors := canaryOutcomes(t, g); tc.upstream == fine.URL && errors != 0 {
+			t.Errorf("%s: the upstream answered 200 and was charged %v failures", tc.name, errors)
+		}
 	}
 }
 
@@ -987,8 +996,11 @@ func (w panickingWriter) Header() http.Header {
 }
 
 func (w panickingWriter) Write(b []byte) (int, error) {
-	if w.fails == "Write" {
+	switch w.fails {
+	case "Write":
 		panic("Write failed")
+	case "Abort":
+		panic(http.ErrAbortHandler)
 	}
 	return w.ResponseWriter.Write(b)
 }

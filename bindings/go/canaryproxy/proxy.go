@@ -62,12 +62,15 @@
 //     mid-stream ends its side, and looks like a body cut short: the client's, not recorded);
 //   - not recorded: a request routed while the gate is closed, a panic of the host's code
 //     (Options.Rewrite, before any request was sent; Options.ModifyResponse or IsFailure,
-//     whatever the upstream answered: the host's bug, as a panic of the host's handler
-//     around the Proxy would be; the panic goes on with the host's value, once the upstream's
-//     response body, if one came, is closed: as any panic that goes through the
-//     ReverseProxy after the response came, such as the host's ResponseWriter refusing a
-//     status below 100, the ReverseProxy would leave it open), and a connection
-//     upgrade the upstream granted (101), which writes no headers through the
+//     whatever the upstream answered; its ResponseWriter's Header, before the status was
+//     taken: the host's bug, as a panic of the host's handler around the Proxy would be; the
+//     panic goes on with the host's value, once the upstream's response body, if one came,
+//     is closed: as any panic that goes through the ReverseProxy after the response came,
+//     such as the host's ResponseWriter refusing a status below 100, the ReverseProxy would
+//     leave it open; a panic of the host's ResponseWriter once the status was taken, in
+//     WriteHeader or Write, leaves the status to decide, also when its value is
+//     http.ErrAbortHandler: that is not the ReverseProxy's abort of a broken body), and a
+//     connection upgrade the upstream granted (101), which writes no headers through the
 //     ResponseWriter, also when the host's ResponseWriter cannot hijack
 //     (http.TimeoutHandler's).
 //
@@ -592,16 +595,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// Rewrite, before any request left; its ModifyResponse or IsFailure, whatever the
 			// upstream answered). After the headers, the ReverseProxy's abort of the body's copy
 			// (http.ErrAbortHandler) is the upstream breaking the body, unless the client
-			// refused a write or the request's context ended (see bodyBroken). Once the
+			// refused a write or the request's context ended (see bodyBroken); the client's
+			// writer panicking (inWriter), with that value too, is not: the status decides, or,
+			// before it was taken (its Header), nothing is recorded, as for the host's code. Once the
 			// upstream's response came, its body is closed (see closeResponse). The writer is
 			// not pooled again: the code that panicked may still hold it.
 			v := recover()
 			host, byHost := v.(hostPanic)
-			ow.closeResponse(v == http.ErrAbortHandler && !byHost)
+			aborted := v == http.ErrAbortHandler && !byHost && !ow.inWriter
+			ow.closeResponse(aborted)
 			switch {
 			case !ow.pending || byHost:
+			case ow.inWriter && !ow.answered: // the host's writer, before the status was taken
+				ow.pending = false
 			case ow.answered:
-				ow.settle(v == http.ErrAbortHandler && !ow.writeFailed &&
+				ow.settle(aborted && !ow.writeFailed &&
 					(ow.handlerTimedOut || bodyBroken(ow.ResponseWriter, r)))
 			default:
 				ow.record(false)
@@ -886,6 +894,9 @@ type outcomeWriter struct {
 	ok          bool
 	latency     time.Duration
 	writeFailed bool // a write to the client failed (the client's doing; see Write)
+	// inWriter: a Header, WriteHeader or Write of the client's writer is under way; a panic
+	// that leaves it set is the writer's (the host's), not the ReverseProxy's abort of the copy
+	inWriter bool
 	// handlerTimedOut: a write was refused with http.ErrHandlerTimeout (TimeoutHandler's
 	// deadline fell): no need to probe for it (see timedOut)
 	handlerTimedOut bool
@@ -905,7 +916,9 @@ func (ow *outcomeWriter) WriteHeader(status int) {
 		status != http.StatusSwitchingProtocols && interimRefused(ow.ResponseWriter) {
 		return
 	}
+	ow.inWriter = true
 	ow.ResponseWriter.WriteHeader(status)
+	ow.inWriter = false
 }
 
 // interimRefused reports whether w is http.TimeoutHandler's writer, or a writer of the host's
@@ -942,12 +955,22 @@ func (discardWriter) Header() http.Header         { return http.Header{} }
 func (discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (discardWriter) WriteHeader(int)             {}
 
+// Header is the client's writer's (inWriter while it runs).
+func (ow *outcomeWriter) Header() http.Header {
+	ow.inWriter = true
+	h := ow.ResponseWriter.Header()
+	ow.inWriter = false
+	return h
+}
+
 // Write takes an implicit 200 (when no status was written) and writes b.
 func (ow *outcomeWriter) Write(b []byte) (int, error) {
 	if ow.pending && !ow.answered {
 		ow.answer(!ow.proxy.isFailure(http.StatusOK))
 	}
+	ow.inWriter = true
 	n, err := ow.ResponseWriter.Write(b)
+	ow.inWriter = false
 	if errors.Is(err, http.ErrHandlerTimeout) {
 		ow.handlerTimedOut = true
 	} else if err != nil {
@@ -1048,8 +1071,8 @@ func hostPanicked() {
 // its Header, its WriteHeader refusing the status, as net/http's refuse one below 100, its
 // Write during the copy), and the Transport's connection stayed taken until the request's
 // context ended, for good under an adapter whose context never does. aborted is the
-// ReverseProxy's own abort of a failed copy (http.ErrAbortHandler), which closed the body
-// itself. The body a ModifyResponse put in place is the one closed, as the ReverseProxy
+// ReverseProxy's own abort of a failed copy (http.ErrAbortHandler, not from the client's
+// writer: a host's writer may panic with it too), which closed the body itself. The body a ModifyResponse put in place is the one closed, as the ReverseProxy
 // closes it.
 func (ow *outcomeWriter) closeResponse(aborted bool) {
 	if res := ow.response; res != nil && res.Body != nil && !aborted {
