@@ -173,20 +173,34 @@ impl StoreConfig {
         }
     }
 
-    /// Whether `self` and `other` name one store: the same SQLite path (as written: two paths
-    /// to one file are two stores here), or the same etcd prefix on endpoints of which they
-    /// share one. How each is read (sync interval, busy timeout, fleet judging) does not make
-    /// it another store. (Used by the OpenTelemetry instruments' `follow` alone.)
+    /// Whether `self` and `other` name one store: one SQLite file, however each path spells
+    /// it ([`same_file`]), or the same etcd prefix on endpoints of which they share one. How
+    /// each is read (sync interval, busy timeout, fleet judging) does not make it another
+    /// store. (Used by the OpenTelemetry instruments' `follow` alone.)
     #[cfg(feature = "otel")]
     pub(crate) fn is_same_store(&self, other: &StoreConfig) -> bool {
         match (self, other) {
-            (StoreConfig::Sqlite(a), StoreConfig::Sqlite(b)) => a.path == b.path,
+            (StoreConfig::Sqlite(a), StoreConfig::Sqlite(b)) => same_file(&a.path, &b.path),
             (StoreConfig::Etcd(a), StoreConfig::Etcd(b)) => {
                 a.prefix == b.prefix && a.endpoints.iter().any(|e| b.endpoints.contains(e))
             }
             _ => false,
         }
     }
+}
+
+/// Whether two SQLite paths name one file: written alike, or resolved alike now
+/// ([`std::fs::canonicalize`]: against the working directory, through every symbolic link,
+/// `.` and `..`), as SQLite resolves a path before it names the file's `-wal` and `-shm` beside
+/// it. So `gate.db`, `./gate.db`, its absolute path and a symbolic link to it are one store.
+/// A path that resolves to no file (removed since) is one store only with itself as written.
+#[cfg(feature = "otel")]
+fn same_file(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
 }
 
 impl SqliteStoreConfig {
@@ -360,6 +374,67 @@ mod tests {
         assert!(!a.is_same_store(&etcd(&["http://c:2379"], "/pg/checkout", true)));
         assert!(!a.is_same_store(&etcd(&["http://a:2379"], "/pg/payments", true)));
         assert!(!a.is_same_store(&sqlite("/pg/checkout", 250)));
+    }
+
+    /// Every spelling of one SQLite file names one store: relative or absolute, through `.`
+    /// and `..`, or a symbolic link; another file in the same directory does not.
+    #[cfg(all(feature = "otel", unix))]
+    #[test]
+    fn every_spelling_of_one_sqlite_file_is_one_store() {
+        let dir = crate::store::scratch::Scratch::new("same-store-spelled");
+        let sqlite = |path: &str| {
+            StoreConfig::Sqlite(SqliteStoreConfig {
+                path: path.into(),
+                sync_interval_ms: 250,
+                busy_timeout_ms: 2000,
+                fleet_judging: true,
+            })
+        };
+        let file = dir.file("gate.db");
+        std::fs::write(&file, b"").unwrap();
+        std::fs::create_dir(dir.file("sub")).unwrap();
+        let link = dir.file("link.db");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let here = std::env::current_dir().unwrap();
+        let relative = pathdiff(std::path::Path::new(&file), &here);
+        for spelling in [
+            dir.file("./gate.db"),
+            dir.file("sub/../gate.db"),
+            link,
+            relative,
+        ] {
+            assert!(
+                sqlite(&file).is_same_store(&sqlite(&spelling)),
+                "{spelling}"
+            );
+            assert!(
+                sqlite(&spelling).is_same_store(&sqlite(&file)),
+                "{spelling}"
+            );
+        }
+        std::fs::write(dir.file("other.db"), b"").unwrap();
+        assert!(!sqlite(&file).is_same_store(&sqlite(&dir.file("other.db"))));
+        assert!(!sqlite(&file).is_same_store(&sqlite(&dir.file("missing.db"))));
+    }
+
+    /// `path` relative to the directory `from` (both absolute): `..` up to their common part.
+    #[cfg(all(feature = "otel", unix))]
+    fn pathdiff(path: &std::path::Path, from: &std::path::Path) -> String {
+        let (path, from) = (
+            std::fs::canonicalize(path).unwrap(),
+            std::fs::canonicalize(from).unwrap(),
+        );
+        let common = path
+            .components()
+            .zip(from.components())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut relative = std::path::PathBuf::new();
+        for _ in from.components().skip(common) {
+            relative.push("..");
+        }
+        relative.extend(path.components().skip(common));
+        relative.to_str().unwrap().to_string()
     }
 
     fn field_of(json: &str) -> (String, String) {

@@ -75,15 +75,16 @@ impl GateInstruments {
     /// from 0 again (its outcomes; its rollbacks too without a state store), so each counter
     /// series carries what the gate followed so far counted, and no series ever reports less
     /// than it did. Its outcomes are carried, and its rollbacks unless both gates are on one
-    /// state store (the same SQLite path, or the same etcd prefix on a shared endpoint): there
-    /// both count the stored rollbacks, and none is carried. A new gate opened before the old
-    /// one's last rollbacks may not have read them yet: its series stay at their last values
-    /// until its counts pass them. Call it before the followed gate is dropped: what the gate
-    /// counted after the last collection, if it is gone, is not carried. A gate of another
-    /// name starts series of its own, from its counts. Follow gates made anew: following again
-    /// a gate followed before carries its counts twice, and following a gate back onto a store
-    /// an earlier reload took away counts that store's rollbacks twice (carried when the store
-    /// was left, and counted by the gate back on it).
+    /// state store (one SQLite file, however each path spells it: `gate.db`, `./gate.db`, its
+    /// absolute path, a symbolic link to it; or the same etcd prefix on a shared endpoint):
+    /// there both count the stored rollbacks, and none is carried. A new gate opened before the
+    /// old one's last rollbacks may not have read them yet: its series stay at their last
+    /// values until its counts pass them. Call it before the followed gate is dropped: what
+    /// the gate counted after the last collection, if it is gone, is not carried. A gate of
+    /// another name starts series of its own, from its counts. Follow gates made anew:
+    /// following again a gate followed before carries its counts twice, and following a gate
+    /// back onto a store an earlier reload took away counts that store's rollbacks twice
+    /// (carried when the store was left, and counted by the gate back on it).
     ///
     /// # Example
     /// ```

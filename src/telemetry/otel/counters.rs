@@ -394,6 +394,38 @@ mod tests {
         assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 2);
     }
 
+    /// A reload whose document spells the store's path another way (a symbolic link, `.` in
+    /// it) keeps the gate on its store: the stored rollback, which the new gate counts, is not
+    /// carried too (the series showed 2 of 1).
+    #[cfg(all(feature = "sqlite", unix))]
+    #[test]
+    fn a_store_spelled_another_way_is_the_same_store() {
+        let dir = crate::store::scratch::Scratch::new("otel-follow-spelled");
+        let config = on_store(&dir, 60_000);
+        std::os::unix::fs::symlink(dir.file("gate.db"), dir.file("link.db")).unwrap();
+        for spelling in [dir.file("link.db"), dir.file("./gate.db")] {
+            let old = gate(config.clone());
+            let mut counted = Counted::of(&old);
+            let before = value(&mut counted, Some(&old), FLAG_ROLLBACKS);
+            roll_back_a_flag(&old);
+            assert_eq!(value(&mut counted, Some(&old), FLAG_ROLLBACKS), before + 1);
+            let mut respelled = config.clone();
+            if let Some(crate::StoreConfig::Sqlite(sqlite)) = &mut respelled.store {
+                sqlite.path = spelling.clone();
+            }
+            let new = gate(respelled);
+            assert_eq!(
+                flag_rollbacks(&new),
+                before + 1,
+                "{spelling}: read at its opening"
+            );
+            counted.follow(Some(&old), &new);
+            drop(old);
+            let shown = value(&mut counted, Some(&new), FLAG_ROLLBACKS);
+            assert_eq!(shown, before + 1, "{spelling}");
+        }
+    }
+
     #[test]
     fn a_gate_gone_before_the_reload_carries_what_its_series_showed() {
         let old = named("checkout");
