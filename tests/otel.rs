@@ -447,6 +447,53 @@ fn the_counters_go_on_across_a_reload_under_the_same_name() {
     }
 }
 
+/// Following is idempotent for a gate: following the followed gate again, or a gate followed
+/// before and still alive, counts its outcomes once. A gate followed again had its counts
+/// carried into the series and counted again by itself (the series showed 12 of 7).
+#[test]
+fn a_gate_followed_again_is_counted_once() {
+    let metrics = InMemoryMetricExporterBuilder::new()
+        .with_temporality(Temporality::Cumulative)
+        .build();
+    let meter_provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics.clone()).build())
+        .build();
+    let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, "host");
+    let forced = || -> f64 {
+        meter_provider.force_flush().unwrap();
+        let got = points(&metrics.get_finished_metrics().unwrap());
+        metrics.reset();
+        got[&key("promotion.forced_outcomes", &[])]
+    };
+    let count = |gate: &PromotionGateManager, times: usize| {
+        for _ in 0..times {
+            gate.record_forced(gate.route_request_forced(b"u", Some(b"canary")).stage);
+        }
+    };
+    let first = canary_gate(10.0);
+    let instruments = otel::observe(&first, &meter);
+    count(&first, 5);
+    instruments.follow(&first);
+    assert_eq!(forced(), 5.0, "the followed gate followed again");
+    let second = canary_gate(10.0);
+    instruments.follow(&second);
+    count(&second, 1);
+    assert_eq!(forced(), 6.0);
+    instruments.follow(&first);
+    count(&first, 1);
+    assert_eq!(
+        forced(),
+        7.0,
+        "back to the first gate, which counts its own"
+    );
+    instruments.follow(&second);
+    instruments.follow(&second);
+    count(&second, 1);
+    assert_eq!(forced(), 8.0);
+    drop(instruments);
+    meter_provider.shutdown().unwrap();
+}
+
 /// One row of docs/telemetry.md's metrics table: the OpenTelemetry name, the Prometheus name.
 #[allow(
     clippy::unwrap_used,

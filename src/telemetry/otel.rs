@@ -81,10 +81,13 @@ impl GateInstruments {
     /// old one's last rollbacks may not have read them yet: its series stay at their last
     /// values until its counts pass them. Call it before the followed gate is dropped: what
     /// the gate counted after the last collection, if it is gone, is not carried. A gate of
-    /// another name starts series of its own, from its counts. Follow gates made anew:
-    /// following again a gate followed before carries its counts twice, and following a gate
-    /// back onto a store an earlier reload took away counts that store's rollbacks twice
-    /// (carried when the store was left, and counted by the gate back on it).
+    /// another name starts series of its own, from its counts.
+    ///
+    /// Following is idempotent for a gate: following the followed gate again changes nothing,
+    /// and following again a gate followed before under the name (still alive) takes back what
+    /// was carried of it, which it counts itself. Following a gate back onto a store an
+    /// earlier reload took away counts that store's rollbacks twice (carried when the store
+    /// was left, and counted by the gate back on it).
     ///
     /// # Example
     /// ```
@@ -173,9 +176,7 @@ impl Observed {
     fn follow(&self, gate: &Arc<PromotionGateManager>) {
         let mut followed = self.followed();
         let old = followed.gate.upgrade();
-        if !old.as_ref().is_some_and(|old| Arc::ptr_eq(old, gate)) {
-            followed.counted.follow(old.as_deref(), gate);
-        }
+        followed.counted.follow(old.as_ref(), gate);
         followed.gate = Arc::downgrade(gate);
         drop(followed);
         // The old gate may go here, with the last owner: not under the lock.

@@ -13,6 +13,12 @@
 //! whole value counts again when it comes back; so while the followed gate is gone, its series
 //! report their last values ([`Counted::report`] of no counts) until the instruments follow
 //! another gate.
+//!
+//! Following is idempotent for a gate: following the followed gate again changes nothing, and
+//! following again a gate left earlier (alive, it counts what was carried of it) takes that
+//! back.
+
+use std::sync::{Arc, Weak};
 
 use crate::history::RollbackTrigger;
 use crate::judge::Rule;
@@ -109,6 +115,17 @@ pub(super) struct Counted {
     /// with): known after the gate is gone.
     store: Option<StoreConfig>,
     series: Vec<(Series, Count)>,
+    /// The gates left under the name while alive, with what each carries into the series:
+    /// following one again takes it back, for that gate counts it itself. A gate gone is
+    /// dropped from the list at the next `follow` (it cannot be followed again).
+    left: Vec<Left>,
+}
+
+/// A gate left while alive, and what was carried of it into each series.
+#[derive(Debug)]
+struct Left {
+    gate: Weak<PromotionGateManager>,
+    carried: Vec<(Series, u64)>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -126,6 +143,7 @@ impl Counted {
             name: gate.gate_name(),
             store: gate.config().store,
             series: Vec::new(),
+            left: Vec::new(),
         }
     }
 
@@ -175,13 +193,18 @@ impl Counted {
     /// unless both gates are on one state store. There both count the stored rollbacks, and
     /// nothing is carried: `new` may not have read the store since `old` last wrote to it (a
     /// reload opens it first), and a rollback carried then would be counted again once `new`
-    /// reads it; the series stays at its last value until `new`'s count passes it. `old` and
-    /// `new` must not be one gate.
+    /// reads it; the series stays at its last value until `new`'s count passes it.
+    ///
+    /// Idempotent for a gate: `new` being `old` changes nothing, and `new` being a gate left
+    /// earlier under the name takes back what was carried of it (it counts that itself).
     pub(super) fn follow(
         &mut self,
-        old: Option<&PromotionGateManager>,
-        new: &PromotionGateManager,
+        old: Option<&Arc<PromotionGateManager>>,
+        new: &Arc<PromotionGateManager>,
     ) {
+        if old.is_some_and(|old| Arc::ptr_eq(old, new)) {
+            return;
+        }
         let name = new.gate_name();
         if name != self.name {
             *self = Self::of(new);
@@ -202,6 +225,7 @@ impl Counted {
                 series.push(*s);
             }
         }
+        let mut carried_of_old = Vec::new();
         for series in series {
             if one_store && matches!(series, Series::Rollbacks(..)) {
                 continue;
@@ -214,9 +238,35 @@ impl Counted {
             // What the series showed of the old gate, if more than its count now (a gate that
             // is gone, or counts that went back with a store replaced by an older copy).
             let shown = entry.reported.saturating_sub(entry.carried);
-            entry.carried = entry.carried.saturating_add(old_count.max(shown));
+            let carried = old_count.max(shown);
+            entry.carried = entry.carried.saturating_add(carried);
+            carried_of_old.push((series, carried));
         }
+        if let Some(old) = old {
+            self.left.push(Left {
+                gate: Arc::downgrade(old),
+                carried: carried_of_old,
+            });
+        }
+        self.take_back(new);
         self.store = store;
+    }
+
+    /// Takes back what was carried of `gate` when it was left, if it was (it counts that
+    /// itself now), and forgets the gates left that are gone.
+    fn take_back(&mut self, gate: &Arc<PromotionGateManager>) {
+        let mut left = std::mem::take(&mut self.left);
+        left.retain(|left| left.gate.strong_count() > 0);
+        if let Some(at) = left
+            .iter()
+            .position(|left| std::ptr::eq(left.gate.as_ptr(), Arc::as_ptr(gate)))
+        {
+            for (series, carried) in left.swap_remove(at).carried {
+                let entry = self.count(series);
+                entry.carried = entry.carried.saturating_sub(carried);
+            }
+        }
+        self.left = left;
     }
 }
 
@@ -225,12 +275,12 @@ mod tests {
     use super::*;
     use crate::{PromotionConfig, SloAdmissionController, SloConfig};
 
-    fn gate(config: PromotionConfig) -> PromotionGateManager {
+    fn gate(config: PromotionConfig) -> Arc<PromotionGateManager> {
         let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
-        PromotionGateManager::new(config, slo).unwrap()
+        Arc::new(PromotionGateManager::new(config, slo).unwrap())
     }
 
-    fn named(name: &str) -> PromotionGateManager {
+    fn named(name: &str) -> Arc<PromotionGateManager> {
         gate(PromotionConfig {
             gate: name.into(),
             ..Default::default()
@@ -262,8 +312,12 @@ mod tests {
     }
 
     /// What `counted` reports of `series` for `gate` (`None`: the gate is gone).
-    fn value(counted: &mut Counted, gate: Option<&PromotionGateManager>, series: Series) -> u64 {
-        let counts = gate.map(all_counts).unwrap_or_default();
+    fn value(
+        counted: &mut Counted,
+        gate: Option<&Arc<PromotionGateManager>>,
+        series: Series,
+    ) -> u64 {
+        let counts = gate.map(|gate| all_counts(gate)).unwrap_or_default();
         let values = counted.report(counts, |_| true);
         values.iter().find(|(s, _)| *s == series).unwrap().1
     }
@@ -442,6 +496,49 @@ mod tests {
         forced(&new, 1);
         assert_eq!(value(&mut counted, Some(&new), FORCED), 5);
         assert_eq!(value(&mut counted, Some(&new), FLAG_ROLLBACKS), 1);
+    }
+
+    /// Following the followed gate again changes nothing, and following again a gate left
+    /// earlier takes back what was carried of it: it counts that itself (the series showed 13
+    /// of 7: the first gate's 5 twice, its rollback twice).
+    #[test]
+    fn a_gate_followed_again_is_counted_once() {
+        let first = named("checkout");
+        forced(&first, 5);
+        roll_back_a_flag(&first);
+        let mut counted = Counted::of(&first);
+        assert_eq!(value(&mut counted, Some(&first), FORCED), 5);
+        counted.follow(Some(&first), &first);
+        assert_eq!(
+            value(&mut counted, Some(&first), FORCED),
+            5,
+            "the same gate"
+        );
+        let second = named("checkout");
+        counted.follow(Some(&first), &second);
+        forced(&second, 1);
+        assert_eq!(value(&mut counted, Some(&second), FORCED), 6);
+        // Back to the first gate, still alive: it counts its own 5, and 1 more.
+        counted.follow(Some(&second), &first);
+        forced(&first, 1);
+        assert_eq!(value(&mut counted, Some(&first), FORCED), 7);
+        assert_eq!(value(&mut counted, Some(&first), FLAG_ROLLBACKS), 1);
+        // And to the second again, then a gate made anew: each counted once.
+        counted.follow(Some(&first), &second);
+        counted.follow(Some(&second), &second);
+        forced(&second, 1);
+        assert_eq!(value(&mut counted, Some(&second), FORCED), 8);
+        assert_eq!(value(&mut counted, Some(&second), FLAG_ROLLBACKS), 1);
+        let third = named("checkout");
+        counted.follow(Some(&second), &third);
+        drop((first, second));
+        forced(&third, 1);
+        assert_eq!(value(&mut counted, Some(&third), FORCED), 9);
+        assert_eq!(value(&mut counted, Some(&third), FLAG_ROLLBACKS), 1);
+        // The gates left that are gone are forgotten at the next follow.
+        let fourth = named("checkout");
+        counted.follow(Some(&third), &fourth);
+        assert_eq!(counted.left.len(), 1, "the third gate alone");
     }
 
     #[test]
