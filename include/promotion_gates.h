@@ -600,9 +600,10 @@ extern "C" {
 /**
  * Writes the number of the gate's newest state change (0 before the first) to `*count`. A
  * hot call: one atomic load, no lock, no allocation, cheap enough for every request. Each
- * promotion, rollback (with its evidence), flag change and config swap, and each write of
- * another process applied from the state store, adds one; `pgate_changes_json` says what
- * changed.
+ * promotion, rollback (with its evidence), flag change, config swap and SLO swap
+ * (`pgate_swap_slo` on this gate), and each write of another process applied from the state
+ * store, adds one; `pgate_changes_json` says what changed. Another process's SLO swap adds
+ * none: the SLO is each process's own and never stored, so this gate's does not change.
  *
  * # Safety
  * `gate` must be a live gate (checked for NULL only, as on the route path); `count` valid for
@@ -779,9 +780,11 @@ pgate_status pgate_swap_config(const struct pgate_gate *gate,
  * `change_count` (`pgate_change_count`) before it read the config it edited
  * (`pgate_config_json`). Otherwise `PGATE_STATUS_GATE_CHANGED`, and nothing changed: a
  * rollback, a promotion, a flag turned on or off (`pgate_disable_feature`, a kill switch), a
- * config or SLO swap came first, made here or by another process (with a state store, one this
- * gate has not synced yet too), and `pgate_swap_config` of that config would undo it. Read the
- * count first: a change between the two reads then refuses the swap, never lets it through.
+ * config swap came first, made here or by another process (with a state store, one this gate
+ * has not synced yet too), or an SLO swap made here (`pgate_swap_slo`; another process's SLO
+ * swap changes that process's gate only: the SLO is never stored), and `pgate_swap_config` of
+ * that config would undo it. Read the count first: a change between the two reads then
+ * refuses the swap, never lets it through.
  *
  * # Safety
  * `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a

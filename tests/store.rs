@@ -1798,14 +1798,20 @@ fn a_swapped_slo_is_this_process_own_and_the_stored_state_stays() {
         min_samples: 500,
         ..Default::default()
     };
+    let seen = second.change_count();
     first.swap_slo(stricter).unwrap();
     assert_eq!(first.slo_controller().config().min_samples, 500);
     assert_eq!(first.stage(), stage);
     // The swap wrote nothing to the store: the other process's next write is not refused as
     // a lost race, it sees no change from the store, and it keeps its own SLO.
     second.enable_feature("after_swap").unwrap();
-    let seen: Vec<_> = second.changes_since(0).iter().map(|c| c.origin).collect();
-    assert_eq!(seen, [ChangeOrigin::ThisGate]);
+    let origins: Vec<_> = second.changes_since(0).iter().map(|c| c.origin).collect();
+    assert_eq!(origins, [ChangeOrigin::ThisGate]);
+    assert_eq!(
+        second.change_count(),
+        seen + 1,
+        "its own write alone moved its count"
+    );
     assert_eq!(second.slo_controller().config().min_samples, 100);
     eventually("the other process's flag reaches the swapped gate", || {
         first.is_feature_enabled("after_swap")

@@ -12,9 +12,10 @@ use crate::status::pgate_status;
 
 /// Writes the number of the gate's newest state change (0 before the first) to `*count`. A
 /// hot call: one atomic load, no lock, no allocation, cheap enough for every request. Each
-/// promotion, rollback (with its evidence), flag change and config swap, and each write of
-/// another process applied from the state store, adds one; `pgate_changes_json` says what
-/// changed.
+/// promotion, rollback (with its evidence), flag change, config swap and SLO swap
+/// (`pgate_swap_slo` on this gate), and each write of another process applied from the state
+/// store, adds one; `pgate_changes_json` says what changed. Another process's SLO swap adds
+/// none: the SLO is each process's own and never stored, so this gate's does not change.
 ///
 /// # Safety
 /// `gate` must be a live gate (checked for NULL only, as on the route path); `count` valid for

@@ -418,9 +418,11 @@ pub unsafe extern "C" fn pgate_swap_config(
 /// `change_count` (`pgate_change_count`) before it read the config it edited
 /// (`pgate_config_json`). Otherwise `PGATE_STATUS_GATE_CHANGED`, and nothing changed: a
 /// rollback, a promotion, a flag turned on or off (`pgate_disable_feature`, a kill switch), a
-/// config or SLO swap came first, made here or by another process (with a state store, one this
-/// gate has not synced yet too), and `pgate_swap_config` of that config would undo it. Read the
-/// count first: a change between the two reads then refuses the swap, never lets it through.
+/// config swap came first, made here or by another process (with a state store, one this gate
+/// has not synced yet too), or an SLO swap made here (`pgate_swap_slo`; another process's SLO
+/// swap changes that process's gate only: the SLO is never stored), and `pgate_swap_config` of
+/// that config would undo it. Read the count first: a change between the two reads then
+/// refuses the swap, never lets it through.
 ///
 /// # Safety
 /// `gate` must be a live gate; `json` NULL or `len` readable bytes; `err` NULL or valid for a

@@ -27,7 +27,9 @@ impl PromotionGateManager {
 
     /// The number of the gate's newest change (0 before the first): one atomic load, cheap
     /// enough to call on every request. When it moves, [`changes_since`](Self::changes_since)
-    /// says what changed.
+    /// says what changed. With a state store, another process's writes move it once this gate
+    /// has read them; another process's [`swap_slo`](Self::swap_slo) does not: the SLO is each
+    /// process's own and never stored, so this gate's is unchanged.
     ///
     /// # Example
     /// ```
