@@ -15,10 +15,26 @@
 #define PGATE_RING_OUTCOMES    4096
 /* How often each worker drains the log queue and the other workers' outcomes. */
 #define PGATE_TIMER_MS         50
+/* How long a reader waits for a claimed ring slot to be published (ngx_http_pgate_awaited):
+ * PGATE_RING_STALL_MS of its clock and PGATE_RING_STALL_TICKS timer ticks, unless it is this
+ * far behind the head (a quarter of the ring: waiting never lets it lap). */
+#define PGATE_RING_STALL_MS    100
+#define PGATE_RING_STALL_TICKS 2
+#define PGATE_RING_ABANDONED   (PGATE_RING_OUTCOMES / 4)
 /* When a worker that could not open a gate tries again (ngx_http_pgate_open): 1 s after its
  * first failure, twice as long after each further one, up to 5 minutes. */
 #define PGATE_REOPEN_MS        1000
 #define PGATE_REOPEN_MAX_MS    (300 * 1000)
+
+
+/* An outcome's flags, in the ring and between the log handler and pgate_record. */
+#define PGATE_FLAG_CANARY      1
+#define PGATE_FLAG_SUCCESS     2
+/* The decision's `forced` byte (pgate_forced: 0, 1 or 2), kept as it was routed, bits 2-3. */
+#define PGATE_FLAG_FORCED_SHIFT  2
+#define PGATE_FLAG_FORCED_MASK   3
+/* The client went away before the routed upstream answered; the latency is its wait. */
+#define PGATE_FLAG_ABANDONED   16
 
 
 /* One upstream outcome in shared memory; `seq` is the slot's index + 1 once published. */
@@ -45,22 +61,39 @@ typedef struct {
 } ngx_http_pgate_counts_t;
 
 /*
- * A gate's shared memory zone: the ring of outcomes the workers pool, the generation, which a
- * worker bumps when its own gate changed state (a rollback or a promotion its judge decided)
- * and every worker compares on each routed request, asking its store at once when it moved,
- * and the outcome counters. The head, written by every worker on every request, and the
- * generation, read on every request, each have a cache line of their own; the counters,
- * written only for the outcomes and values they count, start the next line, which the ring's
- * first slot shares.
+ * The layout of the ring below, stamped in its first 8 bytes (where every layout keeps it): a
+ * zone handed over by a reload is taken only with this stamp (ngx_http_pgate_ring_take). "pgate"
+ * and the layout's number: a change to ngx_http_pgate_ring_t or ngx_http_pgate_outcome_t takes
+ * the next number (the assertions after them fail until the sizes they check are updated).
+ */
+#define PGATE_RING_LAYOUT      0x7067617465000002ULL
+
+/*
+ * A gate's shared memory zone: its layout stamp, the ring of outcomes the workers pool, the
+ * generation, which a worker bumps when its own gate changed state (a rollback or a promotion
+ * its judge decided) and every worker compares on each routed request, asking its store at
+ * once when it moved, and the outcome counters. The head, written by every worker on every
+ * request, and the generation, read on every request, each have a cache line of their own
+ * (the head's shared only with the stamp, read on a reload); the counters, written only for
+ * the outcomes and values they count, start the next line, which the ring's first slot shares.
  */
 typedef struct {
+    uint64_t                     layout;      /* PGATE_RING_LAYOUT, read on a reload only */
     uint64_t                     head;
-    u_char                       head_line[NGX_CPU_CACHE_LINE - sizeof(uint64_t)];
+    u_char                       head_line[NGX_CPU_CACHE_LINE - 2 * sizeof(uint64_t)];
     uint64_t                     generation;
     u_char                       generation_line[NGX_CPU_CACHE_LINE - sizeof(uint64_t)];
     ngx_http_pgate_counts_t      counts;
     ngx_http_pgate_outcome_t     outcomes[PGATE_RING_OUTCOMES];
 } ngx_http_pgate_ring_t;
+
+/* the layout PGATE_RING_LAYOUT numbers: a change here takes the next number */
+_Static_assert(sizeof(ngx_http_pgate_outcome_t) == 6 * sizeof(uint64_t)
+               && offsetof(ngx_http_pgate_ring_t, layout) == 0
+               && offsetof(ngx_http_pgate_ring_t, outcomes)
+                  == 2 * NGX_CPU_CACHE_LINE + sizeof(ngx_http_pgate_counts_t)
+               && PGATE_RING_LAYOUT == 0x7067617465000002ULL,
+               "the ring's layout changed: give PGATE_RING_LAYOUT the next number");
 
 /*
  * What the zone's init needs to open a gate's store once the whole configuration was read and
@@ -191,6 +224,12 @@ PGATE_LOCAL ngx_int_t ngx_http_pgate_log_handler(ngx_http_request_t *r);
 PGATE_LOCAL u_char *ngx_http_pgate_json(ngx_log_t *log, ngx_http_pgate_gate_t *g,
     ngx_http_pgate_json_pt get, const char *what, uint64_t after, size_t *len);
 PGATE_LOCAL void ngx_http_pgate_timer(ngx_event_t *ev);
+
+/* ngx_http_pgate_ring.c */
+PGATE_LOCAL ngx_http_pgate_ring_t *ngx_http_pgate_ring_take(ngx_shm_zone_t *zone, void *data,
+    ngx_str_t *name);
+PGATE_LOCAL ngx_uint_t ngx_http_pgate_awaited(ngx_log_t *log, ngx_http_pgate_gate_t *g,
+    uint64_t index, uint64_t head);
 
 /* ngx_http_pgate_log.c */
 PGATE_LOCAL void ngx_http_pgate_log_callback(void *user_data, pgate_log_level level, const char *target,

@@ -583,7 +583,9 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
      * The zone through which the workers pool their outcomes, named by the gate and where its
      * state is kept: a reload keeps it (and its outcomes) while both stay, and gives a gate
      * whose document names another gate or another store a zone of its own, which neither the
-     * old workers still draining nor the old release's outcomes reach.
+     * old workers still draining nor the old release's outcomes reach. Its size holds two
+     * rings and the slab allocator's own pages: a reload that finds a ring of another layout
+     * in it makes a new one beside it (ngx_http_pgate_ring_take).
      */
     zone.len = sizeof("promotion_gate__") - 1 + g->name.len + 16;
     zone.data = ngx_pnalloc(cf->pool, zone.len);
@@ -757,14 +759,14 @@ ngx_http_pgate_identity(ngx_str_t *gate_name, ngx_str_t *store)
 
 /*
  * Makes the gate's zone, or takes the old cycle's on a reload (`data`: same name, so the same
- * gate and store, and the same size). zone->data is the gate's documents until then, and the
+ * gate and store, and the same size; its ring if of this build's layout, see
+ * ngx_http_pgate_ring_take). zone->data is the gate's documents until then, and the
  * ring afterwards, which the workers and a later reload are handed. The whole configuration
  * was read and its users are final here: the store is opened first (ngx_http_pgate_open_store).
  */
 static ngx_int_t
 ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data)
 {
-    ngx_slab_pool_t          *shpool;
     ngx_http_pgate_ring_t    *ring;
     ngx_http_pgate_opened_t  *opened = zone->data;
 
@@ -772,20 +774,9 @@ ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data)
         return NGX_ERROR;
     }
 
-    shpool = (ngx_slab_pool_t *) zone->shm.addr;
-
-    if (data) {
-        ring = data;
-
-    } else if (zone->shm.exists) {
-        ring = shpool->data;
-
-    } else {
-        ring = ngx_slab_calloc(shpool, sizeof(ngx_http_pgate_ring_t));
-        if (ring == NULL) {
-            return NGX_ERROR;
-        }
-        shpool->data = ring;
+    ring = ngx_http_pgate_ring_take(zone, data, &opened->name);
+    if (ring == NULL) {
+        return NGX_ERROR;
     }
 
     zone->data = ring;

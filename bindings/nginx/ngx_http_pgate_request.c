@@ -10,24 +10,11 @@
 #include "ngx_http_pgate.h"
 
 
-/* How long a reader waits for a claimed slot to be published (ngx_http_pgate_awaited), and
- * how far behind the head it may be (a quarter of the ring: waiting never lets it lap). */
-#define PGATE_RING_STALL_MS    100
-#define PGATE_RING_ABANDONED   (PGATE_RING_OUTCOMES / 4)
 /* A worker logs the outcomes its gate refuses once this often at most. */
 #define PGATE_REFUSED_LOG_MS   10000
 /* How long a worker told of another worker's change asks its store again, every timer tick,
  * until its gate applied a change: the other worker's store write may land after the ask. */
 #define PGATE_RESYNC_MS        1000
-
-/* An outcome's flags, in the ring and between the log handler and pgate_record. */
-#define PGATE_FLAG_CANARY      1
-#define PGATE_FLAG_SUCCESS     2
-/* The decision's `forced` byte (pgate_forced: 0, 1 or 2), kept as it was routed, bits 2-3. */
-#define PGATE_FLAG_FORCED_SHIFT  2
-#define PGATE_FLAG_FORCED_MASK   3
-/* The client went away before the routed upstream answered; the latency is its wait. */
-#define PGATE_FLAG_ABANDONED   16
 
 
 typedef struct {
@@ -897,50 +884,6 @@ ngx_http_pgate_share(ngx_http_pgate_gate_t *g, uint64_t stage, ngx_uint_t flags,
     __atomic_store_n(&slot->pid, (uint64_t) ngx_pid, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->flags, (uint64_t) flags, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->seq, index + 1, __ATOMIC_RELEASE);
-}
-
-
-/*
- * Whether to wait for ring slot `index`, claimed (the head is past it) but not published: its
- * writer publishes it a few instructions after claiming it, unless it was preempted or died
- * in between (a worker killed by SIGKILL, or crashing). Waited for until this worker has seen
- * it unpublished for PGATE_RING_STALL_MS (its own clock: no claim time is shared, so no other
- * field of the slot need be read) and at two timer ticks after the first sighting, or until
- * PGATE_RING_ABANDONED later slots were claimed; then skipped for good: a writer that
- * publishes it later has its outcome left out of this worker's gate. The ticks: the first
- * sighting's time is the event loop's cached one, which may be well behind the clock (a long
- * iteration), so 100 ms of it alone could pass at the next look; the second tick of the 50 ms
- * timer after the sighting comes 50 ms of real time after it at least (100 ms for a sighting
- * the timer made). Each skip is logged at info, with how many slots this worker skipped in all
- * (one a PGATE_RING_STALL_MS per gate at most, but for a writer PGATE_RING_ABANDONED slots
- * behind). Without the time bound, a dead writer's slot held up this worker's pooling of
- * every later outcome until that many more arrived, minutes with little traffic.
- */
-static ngx_uint_t
-ngx_http_pgate_awaited(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t index,
-    uint64_t head)
-{
-    if (head - index < PGATE_RING_ABANDONED) {
-        if (g->stalled_at != index + 1) {
-            g->stalled_at = index + 1;
-            g->stalled_since = ngx_current_msec;
-            g->stalled_tick = g->ticks;
-            return 1;
-        }
-
-        if ((ngx_msec_int_t) (ngx_current_msec - g->stalled_since) < PGATE_RING_STALL_MS
-            || g->ticks - g->stalled_tick < 2)
-        {
-            return 1;
-        }
-    }
-
-    g->skipped_slots++;
-    ngx_log_error(NGX_LOG_INFO, log, 0, "promotion gate \"%V\": ring slot %uL skipped, "
-                  "claimed and not published (its writer died or stalled): its outcome is left "
-                  "out of this worker's gate; slots this worker skipped: %uL", &g->name, index,
-                  g->skipped_slots);
-    return 0;
 }
 
 

@@ -32,7 +32,12 @@
 # rollback one worker decided reaches the other within milliseconds, that
 # the outcome counters read the same from both workers and never go down across a killed
 # worker and a reload, that an outcome the library refuses is not shared and not logged a line
-# each, that a ring slot claimed and never published holds up the pooling 100 ms at most, that each state change gets its own error log line, once, that a rollback made during a
+# each, that the ring's rules hold against a clock and ticks a
+# test program sets (tests/ring_rules.c), that a ring slot claimed and never published holds up
+# the pooling 100 ms at most, that one first seen at a stale cached time is waited for two
+# timer ticks, that a reload finding a ring of another layout makes a new one and says so (the
+# ring states made by a preloaded shim, tests/ring_shim.c), that each state change gets its own
+# error log line, once, that a rollback made during a
 # graceful exit is logged and that a worker draining after a reload still logs, then runs the end-to-end test under load (e2e.sh, ~30 s;
 # PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get (nginx, nginx-dev, wrk;
 # prometheus for promtool). Run from anywhere.
@@ -41,6 +46,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 start=$SECONDS
 module=$("$here/build.sh" | tail -n 1)
+# module_cc <cc arguments>: compiles a program of tests/, which reads the module's own
+# definitions (ngx_http_pgate.h), with the module's compiler flags and include paths (those of
+# nginx's objs/Makefile), from the nginx sources build.sh configured
+nginx_src=$(dirname "$(dirname "$module")")
+module_flags=$(make -s -C "$nginx_src" -f objs/Makefile -f - pgate-flags <<<'pgate-flags: ; @echo $(CFLAGS) $(ALL_INCS)')
+# shellcheck disable=SC2086 # the flags are words
+module_cc() { (cd "$nginx_src" && cc $module_flags -I"$here" "$@"); }
 
 if ! command -v promtool >/dev/null; then
   apt_get=(apt-get)
@@ -271,15 +283,15 @@ CONF
   tail -n 5 "$tmp/logs/error.log" >&2
   exit 1
 }
-# serve_proxied "<gate>..." <upstream port> [<workers>]: serves $port (reuseport: new
-# connections spread over the workers), proxying /<gate>/... to each gate's canary and stable
-# (both that upstream) and logging each request's worker pid to logs/<gate>.log, with the
-# metrics at /metrics and each gate's status at /<gate>/status, each answer naming its worker
-# in X-Worker
+# serve_proxied "<gate>..." <upstream port> [<workers> [<promotion_gate parameters>]]: serves
+# $port (reuseport: new connections spread over the workers), proxying /<gate>/... to each
+# gate's canary and stable (both that upstream) and logging each request's worker pid to
+# logs/<gate>.log, with the metrics at /metrics and each gate's status at /<gate>/status, each
+# answer naming its worker in X-Worker
 serve_proxied() {
   local gate http=''
   for gate in $1; do
-    http+="promotion_gate $gate $gate.json;
+    http+="promotion_gate $gate $gate.json ${4:-};
     upstream ${gate}_canary { server 127.0.0.1:$2; }
     upstream ${gate}_stable { server 127.0.0.1:$2; }
     "
@@ -1508,13 +1520,19 @@ windows() {
 }
 before=$(windows)
 sleep 1.5
-old=$(pgrep -P "$master")
-nginx -p "$tmp" -c conf/nginx.conf -s reload
-for _ in $(seq 100); do
-  [ -n "$(pgrep -P "$master" | grep -vx "$old" || true)" ] && ! kill -0 "$old" 2>/dev/null && break
-  sleep 0.05
-done
-sleep 0.2 # the new worker's first timer tick pools the ring
+# reload_one_worker: nginx -s reload, until the one worker before it exited and a new one runs,
+# and past the new worker's first timer tick (which pools the ring)
+reload_one_worker() {
+  local old
+  old=$(pgrep -P "$master")
+  nginx -p "$tmp" -c conf/nginx.conf -s reload
+  for _ in $(seq 100); do
+    [ -n "$(pgrep -P "$master" | grep -vx "$old" || true)" ] && ! kill -0 "$old" 2>/dev/null && break
+    sleep 0.05
+  done
+  sleep 0.2
+}
+reload_one_worker
 after=$(windows)
 curl -s -o /dev/null "http://127.0.0.1:$port/kept/"
 for _ in $(seq 40); do
@@ -1740,67 +1758,105 @@ echo "20 requests refused by pgate_record in $served workers: canary windows of 
 [ "$windows" = " 0 0" ] || { echo "FAIL: a worker counted outcomes another worker's gate refused (windows:$windows)" >&2; exit 1; }
 [ "$lines" = 2 ] || { echo "FAIL: expected one error line a worker for its refusals, not $lines" >&2; exit 1; }
 
-echo "== a ring slot claimed and never published holds up the pooling 100 ms at most"
-if [ "$(id -u)" -eq 0 ]; then
-  # Two workers. After two outcomes, the ring's head is moved on by one (written into a
-  # worker's memory through /proc/<pid>/mem: what a worker killed between claiming a slot and
-  # publishing it leaves), then ten more requests spread over the workers: each worker waits
-  # for the claimed slot 100 ms, then skips it and pools the other's outcomes after it, so
-  # both windows hold all twelve (a build waiting until 64 later slots were claimed held each
-  # worker's window at its own outcomes), and logs the skip at info, once (a build skipping it
-  # without a word logged nothing). The layout is ngx_http_pgate.h's ring: the head and
-  # the generation on a cache line each, four counters, then slots of six 64-bit fields, the
-  # writer's pid the fifth.
-  port=$(free_port)
-  backend=$(free_port)
-  tcp_server "$backend" '    c.recv(65536)
+echo "== the ring's rules: how long a claimed slot is waited for, which ring a zone hands over"
+# tests/ring_rules.c, built with the module's flags and linked with ngx_http_pgate_ring.c, sets
+# the cached clock and the timer's ticks: an unpublished slot first seen at a stale cached time
+# is waited for until two ticks passed (a build skipping it after 100 ms of cached time alone
+# skipped it at the next look), and until 100 ms passed (a build skipping it after two ticks
+# alone skipped one first seen just before a tick after 50 ms); a zone handed over with a ring
+# of another layout stamp gets a new ring and a notice (a build taking any ring read an old
+# layout's fields at this layout's offsets).
+module_cc -o "$tmp/ring_rules" "$here/tests/ring_rules.c" "$here/ngx_http_pgate_ring.c"
+"$tmp/ring_rules" >"$tmp/ring_rules.out" ||
+  { grep -v '^ok' "$tmp/ring_rules.out" >&2; echo "FAIL: the ring's rules" >&2; exit 1; }
+echo "the ring's rules: $(grep -c '^ok' "$tmp/ring_rules.out") checks passed"
+
+# The ring tests below preload tests/ring_shim.c, built against the module's header, which
+# claims, publishes and stamps ring slots as the module's own definitions lay them out (see
+# its comment), through the ring the worker itself uses: no root, no offsets written down.
+module_cc -shared -fPIC -o "$tmp/ring_shim.so" "$here/tests/ring_shim.c" -ldl
+port=$(free_port)
+backend=$(free_port)
+tcp_server "$backend" '    c.recv(65536)
     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
     c.close()'
-  gate_document stall 100 "" 60000
-  skips_before=$(grep -c 'promotion gate "stall": ring slot' "$tmp/logs/error.log" || true)
-  error_level=info serve_proxied stall "$backend" 2
-  for _ in $(seq 50); do [ "$(pgrep -cP "$master")" = 2 ] && break; sleep 0.1; done
-  for i in 1 2; do curl -fs -o /dev/null "http://127.0.0.1:$port/stall/$i"; done
-  sleep 0.3 # the second request's log phase
-  python3 - $(pgrep -P "$master") <<'PY' || { stop_serving; stop_tcp_server; echo "FAIL: the ring was not found" >&2; exit 1; }
-import struct, sys
-pid, workers = int(sys.argv[1]), set(map(int, sys.argv[1:]))
-FIRST, SLOT, PID = 160, 48, 32  # the first slot's offset in the ring, a slot's size, its pid's
-mem = open(f"/proc/{pid}/mem", "r+b", buffering=0)
-for line in open(f"/proc/{pid}/maps"):
-    span, perms = line.split()[:2]
-    if perms[3] != "s":
-        continue  # the zones are shared mappings
-    lo, hi = (int(x, 16) for x in span.split("-"))
-    mem.seek(lo)
-    data = mem.read(hi - lo)
-    u64 = lambda off: struct.unpack_from("<Q", data, off)[0]
-    for off in range(FIRST, len(data) - 2 * SLOT, 8):
-        if (u64(off - FIRST) == 2 and u64(off) == 1 and u64(off + SLOT) == 2
-                and u64(off + PID) in workers and u64(off + SLOT + PID) in workers):
-            mem.seek(lo + off - FIRST)
-            mem.write(struct.pack("<Q", 3))  # slot 2 claimed, never published
-            sys.exit(0)
-sys.exit(1)
-PY
-  for i in $(seq 3 12); do curl -fs -o /dev/null "http://127.0.0.1:$port/stall/$i"; done
-  sleep 0.5 # past the wait, and a timer tick
-  windows=''
+# canary_windows <gate>: each running worker's canary window of <gate>
+canary_windows() {
+  local pid windows=''
   for pid in $(pgrep -P "$master"); do
-    windows+=" $(from_worker "$pid" /metrics | sed -n 's/^promotion_window_requests{gate="stall",cohort="canary"} //p')"
+    windows+=" $(from_worker "$pid" /metrics | sed -n "s/^promotion_window_requests{gate=\"$1\",cohort=\"canary\"} //p")"
   done
-  stop_serving
-  stop_tcp_server
-  skips=$(grep 'promotion gate "stall": ring slot' "$tmp/logs/error.log" | tail -n +$((skips_before + 1)) || true)
-  echo "12 outcomes around a slot claimed and never published: the workers' windows hold$windows; skips logged:"
-  cut -c1-200 <<<"$skips"
-  [ "$windows" = " 12 12" ] ||
-    { echo "FAIL: a worker did not pool the outcomes after the unpublished slot (windows:$windows)" >&2; exit 1; }
-  [ "$(grep -cE 'ring slot 2 skipped, .*slots this worker skipped: 1($|,)' <<<"$skips")" = 2 ] ||
-    { echo "FAIL: expected each worker to log its skip of slot 2 once" >&2; exit 1; }
-else
-  echo "skipped: writing a worker's memory needs root"
-fi
+  echo "$windows"
+}
+
+echo "== a ring slot claimed and never published holds up the pooling 100 ms at most"
+# Two workers. After two outcomes, the request keyed `claim` claims a ring slot and never
+# publishes it (what a worker killed between claiming a slot and publishing it leaves), then
+# nine more requests spread over the workers: each worker waits for the claimed slot 100 ms,
+# then skips it and pools the other's outcomes after it, so both windows hold all twelve (a
+# build waiting until 64 later slots were claimed held each worker's window at its own
+# outcomes), and logs the skip at info, once (a build skipping it without a word logged
+# nothing).
+gate_document stall 100 "" 60000
+skips_before=$(grep -c 'promotion gate "stall": ring slot' "$tmp/logs/error.log" || true)
+LD_PRELOAD="$tmp/ring_shim.so" error_level=info serve_proxied stall "$backend" 2 'key=$arg_id'
+for _ in $(seq 50); do [ "$(pgrep -cP "$master")" = 2 ] && break; sleep 0.1; done
+for i in 1 2; do curl -fs -o /dev/null "http://127.0.0.1:$port/stall/$i"; done
+curl -fs -o /dev/null "http://127.0.0.1:$port/stall/3?id=claim"
+for i in $(seq 4 12); do curl -fs -o /dev/null "http://127.0.0.1:$port/stall/$i"; done
+sleep 0.5 # past the wait, and a timer tick
+windows=$(canary_windows stall)
+stop_serving
+skips=$(grep 'promotion gate "stall": ring slot' "$tmp/logs/error.log" | tail -n +$((skips_before + 1)) || true)
+echo "12 outcomes around a slot claimed and never published: the workers' windows hold$windows; skips logged:"
+cut -c1-200 <<<"$skips"
+[ "$windows" = " 12 12" ] ||
+  { echo "FAIL: a worker did not pool the outcomes after the unpublished slot (windows:$windows)" >&2; exit 1; }
+[ "$(grep -cE 'ring slot 2 skipped, .*slots this worker skipped: 1($|,)' <<<"$skips")" = 2 ] ||
+  { echo "FAIL: expected each worker to log its skip of slot 2 once" >&2; exit 1; }
+
+echo "== a slot first seen at a stale cached time is waited for two timer ticks"
+# One worker. The request keyed `stale` claims a slot as its outcome is recorded and blocks the
+# worker 300 ms there, so the worker first sees the slot unpublished (pooling right after) at
+# a cached time 300 ms behind; the slot is published after the worker's next timer tick looked
+# at it (tests/ring_shim.c). The worker waits for it until its second tick, and pools it: its
+# window holds the five requests and the slot, and no skip is logged (a build skipping the
+# slot once 100 ms of cached time passed skipped it at that first tick, the writer a few
+# milliseconds from publishing it).
+gate_document sighted 100 "" 60000
+skips_before=$(grep -c 'promotion gate "sighted": ring slot' "$tmp/logs/error.log" || true)
+LD_PRELOAD="$tmp/ring_shim.so" error_level=info serve_proxied sighted "$backend" 1 'key=$arg_id'
+for i in 1 2 3 4; do curl -fs -o /dev/null "http://127.0.0.1:$port/sighted/$i"; done
+curl -fs -o /dev/null "http://127.0.0.1:$port/sighted/5?id=stale"
+sleep 0.5 # the blocked request's log phase, and the ticks after it
+windows=$(canary_windows sighted)
+stop_serving
+skips=$(grep 'promotion gate "sighted": ring slot' "$tmp/logs/error.log" | tail -n +$((skips_before + 1)) || true)
+echo "5 outcomes and a slot published at the first tick after a stale first sighting: the window holds$windows; skips logged: ${skips:-none}"
+[ "$windows" = " 6" ] && [ -z "$skips" ] ||
+  { echo "FAIL: the worker skipped the slot before its second tick after a stale sighting" >&2; exit 1; }
+
+echo "== a reload finding a ring of another layout makes a new ring, and says so"
+# One worker, three outcomes, then the request keyed `restamp` gives the ring another layout
+# stamp (a ring of another build): after `nginx -s reload`, the master logs at notice that it
+# makes a new ring, and the new worker takes up none of the old ring's four outcomes (a build
+# taking any ring handed over would read an old layout's fields at its own offsets; here it
+# takes up the four).
+gate_document layout 100 "" 60000
+LD_PRELOAD="$tmp/ring_shim.so" serve_proxied layout "$backend" 1 'key=$arg_id'
+for i in 1 2 3; do curl -fs -o /dev/null "http://127.0.0.1:$port/layout/$i"; done
+curl -fs -o /dev/null "http://127.0.0.1:$port/layout/4?id=restamp"
+sleep 0.1 # the last request's log phase
+before=$(canary_windows layout)
+reload_one_worker
+after=$(canary_windows layout)
+stop_serving
+notice=$(grep '\[notice\] .*promotion gate "layout": the ring in zone "promotion_gate_layout_[0-9a-f]*" has layout' "$tmp/logs/error.log" || true)
+echo "canary window before the reload:$before; after it:$after; logged: $(cut -c1-220 <<<"$notice")"
+[ "$before" = " 4" ] || { echo "FAIL: expected four outcomes before the reload" >&2; exit 1; }
+[ "$after" = " 0" ] && [ -n "$notice" ] ||
+  { echo "FAIL: the new worker took up a ring of another layout, or no notice said why not" >&2; exit 1; }
+stop_tcp_server
 
 echo "== state changes: one error log line each"
 # Another process (the Python binding) enables ten flags one after another; the worker applies
