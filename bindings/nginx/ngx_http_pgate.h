@@ -109,6 +109,9 @@ typedef struct {
     ngx_cycle_t                 *cycle;       /* the configuration's, for its core module */
 } ngx_http_pgate_opened_t;
 
+/* A reopen attempt under way on its own thread (ngx_http_pgate_open.c). */
+typedef struct ngx_http_pgate_attempt_s  ngx_http_pgate_attempt_t;
+
 typedef struct {
     ngx_str_t                    name;
     ngx_str_t                    config_path;
@@ -137,10 +140,11 @@ typedef struct {
     ngx_msec_t                   window_ms;
     pgate_gate                  *gate;        /* this worker's (ngx_http_pgate_open) */
     /* when not opened: the attempts that failed, the wait after the last one (its backoff),
-     * and when the timer may try again */
+     * when the timer may try again, and the attempt under way (NULL: none) */
     ngx_uint_t                   open_failures;
     ngx_msec_t                   reopen_delay;
     ngx_msec_t                   reopen_at;
+    ngx_http_pgate_attempt_t    *attempt;
     uint64_t                     changes_seen; /* the last change this worker logged */
     uint64_t                     changes_announced; /* the last change it looked at for
                                                      * its own, to bump the generation */
@@ -206,7 +210,12 @@ extern ngx_module_t  ngx_http_promotion_gate_module;
 
 /* ngx_http_promotion_gate_module.c */
 PGATE_LOCAL void ngx_http_pgate_refresh_config(ngx_log_t *log, ngx_http_pgate_gate_t *g);
+
+/* ngx_http_pgate_open.c */
+PGATE_LOCAL pgate_status ngx_http_pgate_open(ngx_log_t *log, ngx_http_pgate_gate_t *g,
+    pgate_error **err);
 PGATE_LOCAL void ngx_http_pgate_reopen(ngx_log_t *log, ngx_http_pgate_gate_t *g);
+PGATE_LOCAL void ngx_http_pgate_reopen_end(ngx_http_pgate_gate_t *g);
 
 /* ngx_http_pgate_directives.c */
 PGATE_LOCAL char *ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

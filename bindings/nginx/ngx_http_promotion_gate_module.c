@@ -255,86 +255,6 @@ ngx_http_pgate_refresh_config(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 }
 
 
-/*
- * Opens this worker's gate from its documents (the store's state wins over theirs) and readies
- * it: where it reads the ring from, the generation and the changes it starts from, the config
- * it reads from. On a failure, `*err` (which the caller frees) says why, the gate stays NULL
- * (its requests go to stable, nothing is recorded), and the worker timer tries again
- * (ngx_http_pgate_reopen) after a backoff: PGATE_REOPEN_MS after a streak's first failure,
- * twice the last wait after each further one, up to PGATE_REOPEN_MAX_MS; or ten times what
- * this attempt took when that is longer. An attempt blocks the worker (an unreachable etcd
- * store, up to its timeout for each endpoint), and so may take at most a tenth of its time,
- * and less and less of it while the store stays out of reach.
- */
-static pgate_status
-ngx_http_pgate_open(ngx_log_t *log, ngx_http_pgate_gate_t *g, pgate_error **err)
-{
-    uint64_t      head;
-    ngx_msec_t    start;
-    pgate_status  st;
-
-    /* the ring's outcomes, those of the workers before this one too (a reload, a worker that
-     * died; or of those with this one, for a gate opened late): the kept evidence
-     * (ngx_http_pgate_pool skips what is older than the gate's window, and the library drops
-     * what another stage routed as late). Read before the store is: a change another worker
-     * writes meanwhile moves the generation past the one seen, and is read at once. */
-    head = __atomic_load_n(&g->ring->head, __ATOMIC_ACQUIRE);
-    g->cursor = head > PGATE_RING_OUTCOMES ? head - PGATE_RING_OUTCOMES : 0;
-    g->own_from = head;         /* before it: another's, even under a reused pid */
-    g->generation_seen = __atomic_load_n(&g->ring->generation, __ATOMIC_ACQUIRE);
-
-    /* the cached time is the last event loop's, or in init_process the master's (from before
-     * the fork, maybe long before) */
-    ngx_time_update();
-    start = ngx_current_msec;
-    st = pgate_gate_new(g->config.data, g->config.len, g->slo.data, g->slo.len, &g->gate, err);
-    if (st != PGATE_STATUS_OK) {
-        g->gate = NULL;
-        g->reopen_delay = g->open_failures == 0
-                          ? PGATE_REOPEN_MS
-                          : ngx_min(2 * g->reopen_delay, PGATE_REOPEN_MAX_MS);
-        g->open_failures++;
-        ngx_time_update();
-        g->reopen_at = ngx_current_msec
-                       + ngx_max(g->reopen_delay, 10 * (ngx_current_msec - start));
-        return st;
-    }
-
-    /* what the gate did on opening is no news for the other workers */
-    (void) pgate_change_count(g->gate, &g->changes_announced);
-
-    /* this worker's gate may hold the store's config rather than the document's */
-    g->config_seen = (uint64_t) -1;
-    ngx_http_pgate_refresh_config(log, g);
-    return PGATE_STATUS_OK;
-}
-
-
-/*
- * Tries again to open a gate this worker could not open (ngx_http_pgate_open says when), from
- * the worker timer. A failed attempt is not logged (the streak's first failure was, in
- * init_process); the open is, with the attempts that failed before it.
- */
-void
-ngx_http_pgate_reopen(ngx_log_t *log, ngx_http_pgate_gate_t *g)
-{
-    pgate_error  *err;
-
-    if ((ngx_msec_int_t) (ngx_current_msec - g->reopen_at) < 0) {
-        return;
-    }
-
-    err = NULL;
-    if (ngx_http_pgate_open(log, g, &err) == PGATE_STATUS_OK) {
-        ngx_log_error(NGX_LOG_WARN, log, 0, "promotion gate \"%V\": opened after %ui failed "
-                      "attempts; this worker routes and records by the gate again",
-                      &g->name, g->open_failures);
-        g->open_failures = 0;
-    }
-    pgate_error_free(err);
-}
-
-
 static ngx_int_t
 ngx_http_pgate_init_process(ngx_cycle_t *cycle)
 {
@@ -409,6 +329,7 @@ ngx_http_pgate_exit_process(ngx_cycle_t *cycle)
 
     gates = pmcf->gates.elts;
     for (i = 0; i < pmcf->gates.nelts; i++) {
+        ngx_http_pgate_reopen_end(&gates[i]);
         if (gates[i].gate == NULL) {
             continue;
         }

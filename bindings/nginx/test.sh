@@ -27,7 +27,8 @@
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
 # outcome is recorded (not the auth subrequest's), that an empty metrics body included by SSI
 # raises no alert, that upstream latencies are timed in
-# microseconds, that a worker that could not open its gate opens it once it can, that a reload
+# microseconds, that a worker that could not open its gate opens it once it can, and answers
+# while a reopen attempt waits for a locked store, that a reload
 # keeps the pooled evidence within the gate's window, that a
 # rollback one worker decided reaches the other within milliseconds, that
 # the outcome counters read the same from both workers and never go down across a killed
@@ -1467,16 +1468,22 @@ echo "== a worker that could not open its gate tries again"
 port=$(free_port)
 gate_document reopen 100
 serve_proxied reopen 9
-store_mode=$(stat -c %a "$tmp/fleet/reopen.db")
-chmod 000 "$tmp/fleet/reopen.db"
-old=$(pgrep -P "$master")
-kill -KILL "$old"
-new=''
-for _ in $(seq 50); do
-  new=$(pgrep -P "$master" | grep -vx "$old" || true)
-  [ -n "$new" ] && break
-  sleep 0.1
-done
+# unopened <gate>: makes the gate's store file unreadable (its mode kept in $store_mode) and
+# kills the one worker; $new is its successor, which cannot open the gate
+unopened() {
+  local old
+  store_mode=$(stat -c %a "$tmp/fleet/$1.db")
+  chmod 000 "$tmp/fleet/$1.db"
+  old=$(pgrep -P "$master")
+  kill -KILL "$old"
+  new=''
+  for _ in $(seq 50); do
+    new=$(pgrep -P "$master" | grep -vx "$old" || true)
+    [ -n "$new" ] && break
+    sleep 0.1
+  done
+}
+unopened reopen
 sleep 2.5 # two attempts (0 s, 1 s), each failing; the next one at 3 s
 closed=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/reopen/status")
 chmod "$store_mode" "$tmp/fleet/reopen.db"
@@ -1496,6 +1503,67 @@ grep -q 'promotion gate "reopen": .*this worker routes every request to stable' 
   [ "$(grep -c . "$tmp/reopen.log")" = 2 ] ||
   { echo "FAIL: expected the failure logged once, then the open after 2 failed attempts" \
       "(1 s, then 2 s between them)" >&2; exit 1; }
+
+echo "== a reopen attempt runs off the worker's event loop"
+# One worker; its store waits up to 4 s for a lock (busy_timeout_ms). Its store's file made
+# unreadable, the worker is killed: its successor cannot open the gate and tries again 1 s
+# later. By then the file is readable again but held by another process (SQLite's exclusive
+# locking mode, a transaction open) for 2.5 s, so that attempt waits for the lock. The worker
+# answers its metrics location all along, each answer within 300 ms (a build making the
+# attempt on the event loop answered none while it waited: about 1.5 s), and the attempt
+# opens the gate once the lock is let go.
+port=$(free_port)
+cat >"$tmp/conf/blocked.json" <<JSON
+{"gate": "blocked", "environment": {"canary": {"traffic_percent": 100}},
+ "store": {"sqlite": {"path": "$tmp/fleet/blocked.db", "busy_timeout_ms": 4000, "fleet_judging": false}}}
+JSON
+serve_proxied blocked 9
+unopened blocked
+for _ in $(seq 50); do
+  grep -q "\] $new#.*promotion gate \"blocked\": .*this worker routes every request to stable" "$tmp/logs/error.log" && break
+  sleep 0.02
+done
+chmod "$store_mode" "$tmp/fleet/blocked.db"
+# the lock's holder runs as the workers' user (as root: a journal file it made would be root's),
+# with the system's python3 (one under root's home is not theirs to run)
+holder=(python3)
+[ "$(id -u)" -ne 0 ] || holder=(setpriv --reuid "$(stat -c %U "$tmp/fleet/blocked.db")" \
+  --regid "$(stat -c %G "$tmp/fleet/blocked.db")" --clear-groups /usr/bin/python3)
+"${holder[@]}" -c '
+import sqlite3, sys, time
+held = sqlite3.connect(sys.argv[1], isolation_level=None)
+held.execute("PRAGMA locking_mode=EXCLUSIVE")
+held.execute("BEGIN EXCLUSIVE")
+print("held", flush=True)
+time.sleep(2.5)
+held.execute("ROLLBACK")
+held.close()
+' "$tmp/fleet/blocked.db" >"$tmp/held.out" &
+held_pid=$!
+started "$held_pid"
+for _ in $(seq 100); do [ -s "$tmp/held.out" ] && break; sleep 0.02; done
+[ "$(cat "$tmp/held.out")" = held ] || { echo "FAIL: the store's lock was not taken" >&2; exit 1; }
+# each answer's time, the metrics location's and the gate's status location's, until it opened
+: >"$tmp/answers"
+opened=''
+for _ in $(seq 120); do
+  curl -s -o /dev/null -w '%{time_total}\n' --max-time 5 "http://127.0.0.1:$port/metrics" >>"$tmp/answers"
+  opened=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 5 "http://127.0.0.1:$port/blocked/status")
+  echo "${opened#* }" >>"$tmp/answers"
+  opened=${opened%% *}
+  [ "$opened" = 200 ] && break
+  sleep 0.05
+done
+wait "$held_pid" || true
+stop_serving
+slowest=$(sort -g "$tmp/answers" | tail -n 1)
+echo "worker $new, its store locked during its reopen attempt: status $opened; its slowest of $(grep -c . "$tmp/answers") answers meanwhile: $slowest s"
+grep "\] $new#.*promotion gate \"blocked\"" "$tmp/logs/error.log" | cut -c1-160
+[ "$opened" = 200 ] || { echo "FAIL: the gate did not open once its store's lock was let go" >&2; exit 1; }
+python3 -c 'import sys; sys.exit(float(sys.argv[1]) >= 0.3)' "$slowest" ||
+  { echo "FAIL: the worker answered $slowest s late while its reopen attempt waited for the store" >&2; exit 1; }
+grep -q "\] $new#.*promotion gate \"blocked\": opened after 1 failed attempts" "$tmp/logs/error.log" ||
+  { echo "FAIL: expected the open logged after 1 failed attempt" >&2; exit 1; }
 
 echo "== a reload keeps the pooled evidence, within the gate's window"
 # One worker; canaries on a closed port (nginx's 502: a failure each); the store read every 60 s.
