@@ -8,8 +8,9 @@
  * first and outputs last; outputs are written only on success; byte strings are a pointer
  * and a length (NULL with length 0 is the empty string). One pgate_gate may be used from
  * many threads at once; free it only when no call is in flight. Hot calls (pgate_route,
- * pgate_record, pgate_flag_set_*) never allocate, take no lock and never wait once the calling
- * thread made its first call on the gate (which makes the thread's recorder). Two exceptions:
+ * pgate_record, pgate_flag_set_*) never allocate, free nothing (a config a write replaced is
+ * freed by the writer side), take no lock and never wait once the calling thread made its
+ * first call on the gate (which makes the thread's recorder). Two exceptions:
  * a pgate_record whose outcome makes a rule fire builds the rule's evidence (allocating) and,
  * if no write holds the gate's writer lock, makes the rollback on the calling thread, its log
  * lines (ERROR) sent to the log callback while it holds that lock (it never waits for the
@@ -1131,8 +1132,8 @@ pgate_status pgate_rollback_history_json(const struct pgate_gate *gate,
 
 /**
  * Routes a request id (any bytes; NULL with length 0 is the empty id) and writes the decision
- * to `*out`. Lock-free, allocation-free (unless a log callback takes DEBUG lines: see
- * `PGATE_LOG_LEVEL_DEBUG`), deterministic. Thread-safe.
+ * to `*out`. Lock-free, allocation-free and frees nothing, after a write too (unless a log
+ * callback takes DEBUG lines: see `PGATE_LOG_LEVEL_DEBUG`), deterministic. Thread-safe.
  *
  * # Safety
  * `gate` must be a live gate; `id` NULL (with `id_len` 0) or `id_len` readable bytes; `out`

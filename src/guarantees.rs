@@ -47,6 +47,12 @@
 //! - `record_outcome` allocates nothing after a thread's first record on a gate, including while
 //!   periodic evaluations fall due and when the window's ring is at its fullest; only a rule
 //!   that fires allocates, to build its evidence and roll back (`tests/recording.rs`).
+//! - Neither frees anything either, after a write too: a write that replaces the snapshot (or
+//!   the SLO policy) a thread still holds lets the writer side keep it, and a later write, the
+//!   store's sync thread or the gate's drop frees it once no thread holds it, never a route or
+//!   a record (which would free every listed id and flag name on the request's thread;
+//!   `tests/alloc_free.rs`, `a_route_or_a_record_after_a_write_frees_nothing`). The exception
+//!   is the record whose rule fires: the rollback it makes is a write, which may free them.
 //! - Through the C ABI the same holds for `pgate_route` and `pgate_record`.
 //!
 //! ## Memory

@@ -3,7 +3,8 @@
 //! Every bound the engine puts on its inputs and on what it keeps, in one place, so that memory
 //! and CPU follow what is live, never what a caller sent or what happened before, except flag
 //! names: every distinct name ever enabled is kept until the gate is dropped, at most
-//! [`MAX_FLAG_NAMES`] of them (see below). Each
+//! [`MAX_FLAG_NAMES`] of them (see below). (A replaced snapshot a routing thread held lives
+//! on until the writer side next looks, at a write or a sync tick: see "Replaced snapshots".) Each
 //! limit is a constant here (re-exported at the crate root); a value beyond one is refused with an
 //! error that names the field and the limit, and the refused call changes nothing.
 //!
@@ -45,6 +46,11 @@
 //! - **Overrides:** the `overrides` section's ids (at most [`MAX_OVERRIDE_IDS`]) in a table of
 //!   twice their number of slots; each thread that routed with overrides keeps a reference to
 //!   the snapshot it last read until it routes under a newer one (at most one per thread).
+//! - **Replaced snapshots:** the writer side keeps each snapshot a write replaced (and each
+//!   SLO policy `swap_slo` replaced) until no thread holds it, so that a route or a record never
+//!   frees one; the next write, the store's sync thread (each tick) or the gate's drop frees
+//!   it. So a replaced one may outlive its last reader until then: at most one per thread that
+//!   held one at the last write, plus the one that write replaced.
 //! - **Error messages** show at most [`MAX_SHOWN_VALUE_BYTES`] of a refused value, then its
 //!   length: `"xxxx...(10485760 bytes)"`.
 //!

@@ -24,6 +24,7 @@ use crate::slo::SloAdmissionController;
 use crate::snapshot::{RouteTable, Snapshot};
 use crate::telemetry::{RollbackCounts, VerdictLines};
 use crate::verdict::Verdict;
+use retired::Retired;
 use writer_lock::{WriterLock, Writing};
 
 /// State only writers touch, behind the writer lock. Readers never take it.
@@ -32,6 +33,19 @@ struct WriterState {
     flag_index: FlagSetIndex,
     /// The state store and where this process stands in it, when the config names one.
     store: Option<stored::StoreLink>,
+    /// Snapshots a write replaced that a thread may still hold: freed here, never on the
+    /// route or record path (see `retired`).
+    retired_snapshots: Retired<Snapshot>,
+    /// SLO policies `swap_slo` replaced that an evaluation may still hold, likewise.
+    retired_slos: Retired<SloAdmissionController>,
+}
+
+impl WriterState {
+    /// Frees the replaced snapshots and policies no thread holds any more.
+    fn sweep_retired(&mut self) {
+        self.retired_snapshots.sweep();
+        self.retired_slos.sweep();
+    }
 }
 
 /// What the gate keeps of its rollbacks, behind a lock of its own: readers (the history, the
@@ -48,7 +62,8 @@ struct Records {
 /// The canary routing and promotion-gate engine for one gate (one service or route).
 ///
 /// Share one manager between all threads of a host (`Arc<PromotionGateManager>`); every method
-/// takes `&self`. Routing is lock-free and allocation-free; writes are serialized among
+/// takes `&self`. Routing is lock-free, allocation-free and frees nothing (a snapshot a write
+/// replaced is freed by the writer side); writes are serialized among
 /// themselves and publish a new snapshot atomically, so readers see either the old state or
 /// the new one, never a mix.
 ///
@@ -86,7 +101,8 @@ pub struct PromotionGateManager {
     /// Each thread's reference to the snapshot whose overrides it last read, made at its first
     /// route that needs them (a gate that lists override ids, or a forcing value passed), so
     /// that such routes read no shared atomic while the generation is unchanged. Holds that
-    /// snapshot alive until the thread routes under a newer one (or the gate is dropped).
+    /// snapshot alive until the thread routes under a newer one (or the gate is dropped); the
+    /// writer side keeps a reference to it too (`retired`), so that route never frees it.
     override_cache: ThreadLocal<RefCell<Arc<Snapshot>>>,
     /// Applies other processes' writes from the state store, when the config names one.
     /// Stopped by the gate's `Drop`, which then stores a rollback the thread has not written.
@@ -521,9 +537,11 @@ impl Shared {
 
     /// Publishes a snapshot [`prepare`](Self::prepare) or [`prepare_at`](Self::prepare_at) built, under the same writer lock, then
     /// tells the change feed what changed (`events`: the history events it came with), at
-    /// `now`, the clocks read before the write changed anything.
+    /// `now`, the clocks read before the write changed anything. The snapshot replaced is
+    /// kept in `writer` until no thread holds it: the writer side frees it, never a route.
     fn install(
         &self,
+        writer: &mut WriterState,
         snapshot: Snapshot,
         origin: ChangeOrigin,
         events: &[RollbackEvent],
@@ -548,6 +566,7 @@ impl Shared {
             events,
             at: now.wall,
         });
+        writer.retired_snapshots.keep(before);
     }
 }
 
@@ -555,6 +574,7 @@ mod health;
 mod notify;
 mod policy;
 mod record;
+mod retired;
 mod route;
 mod stored;
 mod sync_thread;

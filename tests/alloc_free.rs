@@ -1,15 +1,18 @@
-//! Routing allocates nothing: `route_request`, `route_request_bytes` and `route_request_forced`
-//! (by id list, by forcing value, ignored value), and reading the
-//! decision's flags, after the first call on a thread.
+//! Routing allocates nothing and frees nothing: `route_request`, `route_request_bytes` and
+//! `route_request_forced` (by id list, by forcing value, ignored value), and reading the
+//! decision's flags, after the first call on a thread; nor does recording, after a write too
+//! (the snapshot a write replaced is freed by the writer side, never by a route or a record).
 //!
-//! The counting global allocator (`common::alloc`) counts the allocations made by the
-//! measuring thread only (the test harness runs other tests on other threads). No tracing
+//! The counting global allocator (`common::alloc`) counts the allocations and frees made by
+//! the measuring thread only (the test harness runs other tests on other threads). No tracing
 //! subscriber is installed, so the route path's `debug!` must cost no allocation either.
 
 mod common;
 
+use std::time::Duration;
+
 use promotion_gates::{
-    Environment, Overrides, PromotionConfig, PromotionGateManager, RoutingDecision,
+    Environment, Overrides, PromotionConfig, PromotionGateManager, RoutingDecision, SloConfig,
 };
 
 use common::alloc::{Allocated, allocations_during};
@@ -35,6 +38,18 @@ fn read(decision: RoutingDecision<'_>) -> usize {
     sum
 }
 
+/// Overrides by the `X-Canary` header, listing the first half of `listed` for the canary and
+/// the rest for stable.
+fn listing(listed: &[String]) -> Overrides {
+    let (canary_ids, stable_ids) = listed.split_at(listed.len() / 2);
+    Overrides {
+        header: Some("X-Canary".to_string()),
+        cookie: None,
+        canary_ids: canary_ids.to_vec(),
+        stable_ids: stable_ids.to_vec(),
+    }
+}
+
 fn route_texts(manager: &PromotionGateManager, ids: &[String]) -> usize {
     ids.iter().map(|id| read(manager.route_request(id))).sum()
 }
@@ -52,11 +67,15 @@ fn the_counter_sees_an_allocation() {
         allocated,
         Allocated {
             count: 1,
-            bytes: 16
+            bytes: 16,
+            frees: 0,
         }
     );
     let (_, allocated) = allocations_during(|| 40 + 2);
     assert_eq!(allocated, Allocated::default());
+    let made = Vec::<u8>::with_capacity(16);
+    let (_, allocated) = allocations_during(|| drop(made));
+    assert_eq!(allocated.frees, 1, "the counter sees a free");
 }
 
 #[test]
@@ -118,12 +137,7 @@ fn forced_routing_allocates_nothing_after_warm_up() {
     let manager = gate(PromotionConfig {
         environment: canary(10.0),
         feature_flags: vec!["new_api".to_string()],
-        overrides: Some(Overrides {
-            header: Some("X-Canary".to_string()),
-            cookie: None,
-            canary_ids: listed[..50].to_vec(),
-            stable_ids: listed[50..].to_vec(),
-        }),
+        overrides: Some(listing(&listed)),
         ..Default::default()
     });
     let ids: Vec<String> = (0..IDS).map(|i| format!("user-{i}-session")).collect();
@@ -197,4 +211,65 @@ fn a_threads_first_ignored_forcing_value_allocates_nothing_after_its_first_call(
         });
     });
     assert_eq!(manager.ignored_override_values(), IDS as u64);
+}
+
+#[test]
+fn a_route_or_a_record_after_a_write_frees_nothing() {
+    // A snapshot that owns much heap: listed ids, flags, their slot tables.
+    let listed: Vec<String> = (0..1_000).map(|i| format!("tester-{i}")).collect();
+    let config = PromotionConfig {
+        environment: canary(50.0),
+        feature_flags: (0..100).map(|i| format!("flag_{i}")).collect(),
+        overrides: Some(listing(&listed)),
+        ..Default::default()
+    };
+    let manager = gate(config.clone());
+    let ids: Vec<String> = (0..IDS).map(|i| format!("user-{i}-session")).collect();
+    let route_and_record = |manager: &PromotionGateManager| -> usize {
+        let mut sum = 0;
+        for (i, id) in ids.iter().chain(&listed).enumerate() {
+            let decision = manager.route_request_forced(id.as_bytes(), None);
+            manager.record_outcome(&decision, true, Duration::from_millis(1 + i as u64 % 7));
+            sum += read(decision);
+        }
+        sum
+    };
+    // The thread's first calls make its route cache and its recorder.
+    route_and_record(&manager);
+    let (_, allocated) = allocations_during(|| route_and_record(&manager));
+    assert_eq!(allocated, Allocated::default(), "before a write");
+
+    // Each write replaces the snapshot this thread's route cache holds (and the SLO policy):
+    // the writer lets go of the old one, this thread's next route lets go of its own.
+    let mut swapped = config.clone();
+    swapped.environment = canary(20.0);
+    swapped.feature_flags.push("one_more".to_string());
+    let writes: [(&str, &dyn Fn()); 3] = [
+        ("swap_config", &|| {
+            manager
+                .swap_config(swapped.clone())
+                .expect("a valid config");
+        }),
+        ("enable_feature", &|| {
+            manager.enable_feature("another").expect("a flag change");
+        }),
+        ("swap_slo", &|| {
+            let slo = SloConfig {
+                latency_target: Duration::from_millis(400),
+                ..Default::default()
+            };
+            manager.swap_slo(slo).expect("a valid SLO");
+        }),
+    ];
+    for (write, make) in writes {
+        make();
+        let (_, allocated) = allocations_during(|| route_and_record(&manager));
+        assert_eq!(
+            allocated,
+            Allocated::default(),
+            "{} routes and records after {write}",
+            ids.len() + listed.len()
+        );
+    }
+    assert!(manager.route_request("tester-0").forced.is_some());
 }

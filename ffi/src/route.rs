@@ -111,8 +111,8 @@ pub enum pgate_recorded {
 }
 
 /// Routes a request id (any bytes; NULL with length 0 is the empty id) and writes the decision
-/// to `*out`. Lock-free, allocation-free (unless a log callback takes DEBUG lines: see
-/// `PGATE_LOG_LEVEL_DEBUG`), deterministic. Thread-safe.
+/// to `*out`. Lock-free, allocation-free and frees nothing, after a write too (unless a log
+/// callback takes DEBUG lines: see `PGATE_LOG_LEVEL_DEBUG`), deterministic. Thread-safe.
 ///
 /// # Safety
 /// `gate` must be a live gate; `id` NULL (with `id_len` 0) or `id_len` readable bytes; `out`

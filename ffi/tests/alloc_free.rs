@@ -1,9 +1,11 @@
-//! The hot calls allocate nothing after a thread's first call, with or without a log callback,
-//! except at `PGATE_LOG_LEVEL_DEBUG` (and `TRACE`), where every route formats its line for the
-//! callback (the documented exception).
+//! The hot calls allocate nothing and free nothing after a thread's first call, with or without
+//! a log callback, except at `PGATE_LOG_LEVEL_DEBUG` (and `TRACE`), where every route formats
+//! its line for the callback (the documented exception); after a write too (the snapshot a
+//! write replaced is freed by the writer side, never by a route or a record).
 //!
 //! The counting global allocator (the core's `tests/common/alloc.rs`) counts the measuring
-//! thread's allocations only. The log callback is process-wide, so this binary holds one test.
+//! thread's allocations and frees only. The log callback is process-wide, so this binary holds
+//! one test.
 #![allow(unsafe_code)]
 
 #[path = "../../tests/common/alloc.rs"]
@@ -14,7 +16,7 @@ mod common;
 use std::ffi::{c_char, c_void};
 use std::ptr::null_mut;
 
-use alloc::allocations_during;
+use alloc::{Allocated, allocations_during};
 use common::{new_gate, record, route};
 use promotion_gates_ffi::*;
 
@@ -38,9 +40,19 @@ fn set_callback(callback: pgate_log_callback, level: pgate_log_level) {
     assert_eq!(status, pgate_status::Ok);
 }
 
-/// The allocations of `REQUESTS` routes, then of as many records, then of as many records by
-/// id (each routes its id again), on this thread.
-fn allocations(gate: *const pgate_gate) -> (u64, u64, u64) {
+/// Neither an allocation nor a free.
+const NOTHING: Allocated = Allocated {
+    count: 0,
+    bytes: 0,
+    frees: 0,
+};
+
+/// [`NOTHING`] for each of the three measures of [`allocations`].
+const NONE: (Allocated, Allocated, Allocated) = (NOTHING, NOTHING, NOTHING);
+
+/// The allocations and frees of `REQUESTS` routes, then of as many records, then of as many
+/// records by id (each routes its id again), on this thread.
+fn allocations(gate: *const pgate_gate) -> (Allocated, Allocated, Allocated) {
     let ids: Vec<String> = (0..REQUESTS).map(|i| format!("user-{i}")).collect();
     let mut decisions: Vec<pgate_decision> = ids
         .iter()
@@ -68,7 +80,7 @@ fn allocations(gate: *const pgate_gate) -> (u64, u64, u64) {
             assert_eq!(status, pgate_status::Ok);
         }
     });
-    (routed.count, recorded.count, by_id.count)
+    (routed, recorded, by_id)
 }
 
 #[test]
@@ -77,9 +89,9 @@ fn hot_calls_allocate_nothing_unless_a_callback_takes_debug_lines() {
     let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 50}}}"#);
     // The thread's first calls make its recorder.
     allocations(gate);
-    assert_eq!(allocations(gate), (0, 0, 0), "without a log callback");
+    assert_eq!(allocations(gate), NONE, "without a log callback");
     set_callback(Some(ignore), Info);
-    assert_eq!(allocations(gate), (0, 0, 0), "with a callback at INFO");
+    assert_eq!(allocations(gate), NONE, "with a callback at INFO");
     // The documented exception (the header's conventions, `PGATE_LOG_LEVEL_DEBUG`): each
     // route (and record by id, which routes) formats its line for the callback; a record of
     // a decision still allocates nothing.
@@ -88,17 +100,45 @@ fn hot_calls_allocate_nothing_unless_a_callback_takes_debug_lines() {
         let (routed, recorded, by_id) = allocations(gate);
         let least = u64::from(REQUESTS);
         assert!(
-            routed >= least && by_id >= least,
-            "{level:?}: {routed}, {by_id}"
+            routed.count >= least && by_id.count >= least,
+            "{level:?}: {routed:?}, {by_id:?}"
         );
-        assert_eq!(recorded, 0, "records with a callback at {level:?}");
+        assert_eq!(recorded, NOTHING, "records with a callback at {level:?}");
     }
     set_callback(None, Info);
-    assert_eq!(
-        allocations(gate),
-        (0, 0, 0),
-        "after the callback is removed"
-    );
+    assert_eq!(allocations(gate), NONE, "after the callback is removed");
+    // SAFETY: made by pgate_gate_new, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+    after_a_write_nothing_is_freed_on_the_hot_path();
+}
+
+/// A gate whose snapshot owns much heap (listed ids, flags): after a write replaces it, this
+/// thread's routes and records let go of the old snapshot, and free nothing.
+fn after_a_write_nothing_is_freed_on_the_hot_path() {
+    let config = |percent: u32| {
+        let listed = |from: u32| -> Vec<String> {
+            (from..from + 500)
+                .map(|i| format!("\"tester-{i}\""))
+                .collect()
+        };
+        let flags: Vec<String> = (0..100).map(|i| format!("\"flag_{i}\"")).collect();
+        format!(
+            r#"{{"environment": {{"canary": {{"traffic_percent": {percent}}}}},
+                "feature_flags": [{}],
+                "overrides": {{"canary_ids": [{}], "stable_ids": [{}]}}}}"#,
+            flags.join(","),
+            listed(0).join(","),
+            listed(500).join(","),
+        )
+    };
+    let gate = new_gate(&config(50));
+    allocations(gate); // the thread's first calls on this gate
+    assert_eq!(allocations(gate), NONE, "before a write");
+    let swapped = config(20);
+    // SAFETY: a live gate, a live document; err may be NULL.
+    let status = unsafe { pgate_swap_config(gate, swapped.as_ptr(), swapped.len(), null_mut()) };
+    assert_eq!(status, pgate_status::Ok);
+    assert_eq!(allocations(gate), NONE, "after pgate_swap_config");
     // SAFETY: made by pgate_gate_new, freed once.
     assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
 }

@@ -49,8 +49,11 @@ impl PromotionGateManager {
         let controller = SloAdmissionController::new(slo)?;
         // Under the writer lock: swaps are serialized, and the change is numbered in order
         // with the gate's other writes.
-        let _writer = self.lock_writer();
+        let mut writer = self.lock_writer();
         let old = self.shared.monitor.swap_slo(controller);
+        // An evaluation on the record path may still hold the old policy: kept until it lets
+        // go, so that the record path never frees it.
+        writer.retired_slos.keep(std::sync::Arc::clone(&old));
         let current = self.shared.current.load();
         self.shared.changes.publish(Published {
             origin: ChangeOrigin::ThisGate,

@@ -31,8 +31,10 @@ impl PromotionGateManager {
     /// Routes a request whose id is arbitrary bytes (not necessarily UTF-8).
     ///
     /// Lock-free, and allocation-free after the calling thread's first call on this gate (which
-    /// makes the thread's route cache). At debug level it logs a line with the id (quoted and
-    /// escaped, at most [`MAX_SHOWN_VALUE_BYTES`](crate::MAX_SHOWN_VALUE_BYTES) of it).
+    /// makes the thread's route cache). It frees nothing either, after a write too: the
+    /// snapshot a write replaced is freed by the writer side. At debug level it logs a line
+    /// with the id (quoted and escaped, at most
+    /// [`MAX_SHOWN_VALUE_BYTES`](crate::MAX_SHOWN_VALUE_BYTES) of it).
     ///
     /// # Example
     /// ```

@@ -404,7 +404,13 @@ impl Shared {
             .as_ref()
             .map(|link| (link.counted.clone(), link.has_pending()));
         let mut records = self.lock_records();
-        self.install(snapshot, ChangeOrigin::ThisGate, event.as_slice(), now);
+        self.install(
+            writer,
+            snapshot,
+            ChangeOrigin::ThisGate,
+            event.as_slice(),
+            now,
+        );
         let waits = match stored {
             Some((counted, waits)) => {
                 records.rollbacks.stored(counted);

@@ -1,6 +1,8 @@
 //! A counting global allocator: the system allocator, counting the allocations (and
-//! reallocations) of the threads that ask, with their bytes, and the live heap of the whole
-//! process ([`live_bytes`]).
+//! reallocations) of the threads that ask, with their bytes, and their frees, and the live
+//! heap of the whole process ([`live_bytes`]). A free counts as much as an allocation on a hot
+//! path: freeing a large block may unmap it, and a block another thread allocated goes back
+//! under its arena's lock.
 //!
 //! Declared here as the `#[global_allocator]` of every test crate that has `mod common;`.
 //! Threads that do not count pay one read of a const thread-local and one relaxed atomic add
@@ -30,36 +32,43 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 thread_local! {
     /// Whether this thread's allocations are being counted.
     static COUNTING: Cell<bool> = const { Cell::new(false) };
-    /// This thread's allocations since counting started, and their bytes.
-    static ALLOCATED: Cell<Allocated> = const { Cell::new(Allocated { count: 0, bytes: 0 }) };
+    /// This thread's allocations since counting started, their bytes, and its frees.
+    static ALLOCATED: Cell<Allocated> = const {
+        Cell::new(Allocated { count: 0, bytes: 0, frees: 0 })
+    };
 }
 
-/// Allocations (and reallocations) counted on one thread.
+/// Allocations (and reallocations), and frees, counted on one thread.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Allocated {
-    /// How many.
+    /// How many allocations.
     pub count: u64,
     /// Their bytes (a reallocation counts its new size).
     pub bytes: u64,
+    /// How many blocks were freed (a reallocation counts as an allocation only).
+    pub frees: u64,
 }
 
-/// Counts one allocation if this thread is counting. Const-initialized thread-locals without
-/// destructors neither allocate nor register anything, so this cannot recurse.
-fn note_allocation(bytes: usize) {
+/// Applies `note` to this thread's counts if it is counting. Const-initialized thread-locals
+/// without destructors neither allocate nor register anything, so this cannot recurse.
+fn note(note: impl FnOnce(&mut Allocated)) {
     // `try_with`: the thread may be tearing its locals down.
     let _ = COUNTING.try_with(|counting| {
         if counting.get() {
             let _ = ALLOCATED.try_with(|a| {
-                let Allocated {
-                    count,
-                    bytes: total,
-                } = a.get();
-                a.set(Allocated {
-                    count: count + 1,
-                    bytes: total + bytes as u64,
-                });
+                let mut counted = a.get();
+                note(&mut counted);
+                a.set(counted);
             });
         }
+    });
+}
+
+/// Counts one allocation of `bytes` if this thread is counting.
+fn note_allocation(bytes: usize) {
+    note(|a| {
+        a.count += 1;
+        a.bytes += bytes as u64;
     });
 }
 
@@ -90,14 +99,16 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note(|a| a.frees += 1);
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: `ptr` was allocated by this allocator, i.e. by `System`, with `layout`.
         unsafe { System.dealloc(ptr, layout) }
     }
 }
 
-/// What `f` returns, and the allocations (and reallocations) it made on this thread. The
-/// result passes through [`black_box`], so work whose result is unused is still done.
+/// What `f` returns, and the allocations (and reallocations) and frees it made on this thread.
+/// The result passes through [`black_box`], so work whose result is unused is still done (and
+/// is dropped after counting stops).
 pub fn allocations_during<R>(f: impl FnOnce() -> R) -> (R, Allocated) {
     ALLOCATED.with(|a| a.set(Allocated::default()));
     COUNTING.with(|c| c.set(true));

@@ -355,6 +355,9 @@ impl Shared {
             if let Some(verdict) = self.handoff.take() {
                 self.apply_verdict(&mut writer, &verdict);
             }
+            // What the routing threads let go of since the last write is freed here, off
+            // their path, even while no write comes.
+            writer.sweep_retired();
             let Some(link) = writer.store.as_ref() else {
                 return;
             };
@@ -504,7 +507,13 @@ impl Shared {
         };
         let published = snapshot.is_some();
         if let Some(snapshot) = snapshot {
-            self.install(snapshot, ChangeOrigin::Store, rollback.as_slice(), now);
+            self.install(
+                writer,
+                snapshot,
+                ChangeOrigin::Store,
+                rollback.as_slice(),
+                now,
+            );
         }
         drop(records);
         crate::manager::writes::log_dropped(dropped);
