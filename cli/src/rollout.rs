@@ -1,7 +1,8 @@
 //! The driver: one rollout on the real engine ([`PromotionGateManager::with_clock`] and a
 //! [`ManualClock`]), in simulated time.
 //!
-//! Time moves in ticks of 10 ms. In each tick the driver sends the tick's share of `rps`
+//! Time moves in ticks of 10 ms, a tick cut short where an incident starts or ends, so that
+//! it takes effect at the instant it is given. In each tick the driver sends the tick's share of `rps`
 //! (1 in `sample` of them in fast mode) as requests from random users: each is routed with
 //! `route_request_bytes`, served by the synthetic service of its cohort, and recorded with
 //! `record_outcome` and the decision it was routed by. The engine judges by itself on that
@@ -27,7 +28,7 @@ use crate::report::{
     TimelinePoint, Verdict, stage_line,
 };
 use crate::scenario::Scenario;
-use crate::traffic::{Conditions, Service};
+use crate::traffic::{Conditions, Service, after, nanos, seconds};
 
 /// Simulated time between two batches of requests: 10 ms.
 pub const TICK_NS: u64 = 10_000_000;
@@ -186,21 +187,6 @@ struct Driver<'s> {
     incident: IncidentTally,
 }
 
-fn seconds(ns: u64) -> f64 {
-    ns as f64 / 1e9
-}
-
-/// `seconds` in nanoseconds; `as` saturates, so an absurd length is the end of time (`u64::MAX`).
-fn nanos(seconds: f64) -> u64 {
-    (seconds * 1e9).round() as u64
-}
-
-/// The simulated instant `seconds` after `now_ns`, or the end of time (`u64::MAX`) if that is
-/// later: a validated scenario never gets there, and a clock that stops there cannot overflow.
-fn after(now_ns: u64, seconds: f64) -> u64 {
-    now_ns.saturating_add(nanos(seconds))
-}
-
 /// Simulated time between two health checks: about [`TIMELINE_POINTS`] over the planned ramp,
 /// at most about [`MOST_TIMELINE_POINTS`] over the longest run, never under
 /// [`LEAST_CHECK_INTERVAL_S`].
@@ -262,7 +248,7 @@ impl<'s> Driver<'s> {
                 .map_or(Environment::Production, |s| s.environment());
             let start_ns = self.now_ns;
             for service in &mut self.services {
-                service.enter_stage(number, seconds(start_ns));
+                service.enter_stage(number, start_ns);
             }
             self.progress
                 .message(format!("stage {number}: {}", self.gate.environment()));
@@ -420,12 +406,17 @@ impl<'s> Driver<'s> {
     fn traffic(&mut self, duration_s: f64, tallies: &mut [CohortTally; 2]) -> Flow {
         let end = after(self.now_ns, duration_s);
         while self.now_ns < end {
-            let tick_end = self.now_ns.saturating_add(TICK_NS).min(end);
+            // A tick is cut where a service changes, so that its conditions hold all through.
+            let tick_end = self
+                .services
+                .iter()
+                .filter_map(|service| service.next_change_ns(self.now_ns))
+                .fold(self.now_ns.saturating_add(TICK_NS).min(end), u64::min);
             self.clock.set(Duration::from_nanos(self.now_ns));
             let now_s = seconds(self.now_ns);
             let conditions = [
-                self.services[0].conditions(now_s),
-                self.services[1].conditions(now_s),
+                self.services[0].conditions(self.now_ns),
+                self.services[1].conditions(self.now_ns),
             ];
             self.carry += (tick_end - self.now_ns) as f64 * self.per_ns;
             let count = self.carry as u64;
@@ -550,6 +541,36 @@ mod tests {
             assert!(p99 <= longest, "stage {}: {p99} ms", stage.number);
         }
         assert!(report.stages[0].stable.p99_ms.unwrap() > 59_000.0);
+    }
+
+    /// The `good` scenario, its canary failing every request from `after_s` seconds into
+    /// stage `stage` on, run to its end.
+    fn with_incident(stage: usize, after_s: f64) -> Report {
+        let mut scenario = Scenario::builtin(ScenarioName::Good);
+        scenario.canary.incident = Some(crate::scenario::Incident {
+            stage,
+            after_s,
+            error_rate: 1.0,
+            latency_factor: 1.0,
+            length_s: None,
+        });
+        scenario.validate().unwrap();
+        let progress = Progress::new(scenario.planned_seconds(), false, false);
+        run(&scenario, &progress).unwrap()
+    }
+
+    #[test]
+    fn an_incident_in_the_last_tick_of_the_last_stage_meets_its_requests() {
+        // The tick's conditions were read at its start: an incident that started within the
+        // last stage's last tick met no request (nothing runs after it), 0 of 0.
+        let last = Scenario::builtin(ScenarioName::Good).stages.len();
+        let report = with_incident(last, 59.995);
+        let incident = report.incident.unwrap();
+        assert_eq!(incident.stage, last);
+        // Staging sends the canary all of the 2 000 rps: about 10 requests in the last 5 ms,
+        // every one failing.
+        assert!((9..=11).contains(&incident.canary_requests), "{incident:?}");
+        assert_eq!(incident.failing_canary_requests, incident.canary_requests);
     }
 
     #[test]

@@ -367,8 +367,9 @@ impl Scenario {
     /// intervals) do not scale. Nor does `description`.
     ///
     /// Each length rounds on its own, so an incident that started by the end of its stage
-    /// ([`Scenario::latest_incident_start`]) is held there once scaled: its start and the
-    /// stage's end, equal as written, would differ by a rounding.
+    /// ([`Scenario::latest_incident_start`]) is held there once scaled, and one in the last
+    /// stage just before it: its start and the stage's end, equal (or an ulp apart) as
+    /// written, would differ by a rounding.
     pub fn scale_to(&mut self, total_s: f64) {
         let planned = self.planned_seconds();
         if planned > 0.0 {
@@ -414,10 +415,17 @@ impl Scenario {
     }
 
     /// The latest the incident of `model` can start, in seconds into its stage: the longest
-    /// the stage lasts. `None` without an incident, or for one in no stage of the ramp.
+    /// the stage lasts, and in the last stage just before that (its end is the end of the run:
+    /// an incident from then on meets no request). `None` without an incident, or for one in
+    /// no stage of the ramp.
     pub fn latest_incident_start(&self, model: &ServiceModel) -> Option<f64> {
-        let stage = model.incident.as_ref()?.stage.checked_sub(1)?;
-        Some(self.longest_stage_seconds(self.stages.get(stage)?))
+        let number = model.incident.as_ref()?.stage;
+        let longest = self.longest_stage_seconds(self.stages.get(number.checked_sub(1)?)?);
+        Some(if number == self.stages.len() {
+            longest.next_down()
+        } else {
+            longest
+        })
     }
 
     /// The shortest and the longest planned ramp `--duration` may scale this scenario to
@@ -1089,31 +1097,65 @@ mod tests {
         );
         let e = refusal(|s| {
             s.max_extensions = 0;
-            s.stable.incident = Some(incident(6, 60.5));
+            s.stable.incident = Some(incident(5, 60.5));
         });
         assert!(
             e.starts_with(
                 "invalid stable.incident.after_s = 60.5: at most 60 s, the longest \
-                 stage 6 lasts (its duration_s plus max_extensions × extension_s: 60 + 0 × 30 s)"
+                 stage 5 lasts (its duration_s plus max_extensions × extension_s: 60 + 0 × 30 s)"
             ),
             "{e}"
         );
+        // In the last stage, the end of its longest run is the end of the run: an incident
+        // from then on was accepted and met no request. Elsewhere it starts the next stage.
+        for after_s in [60.0, 60.5] {
+            let e = refusal(|s| {
+                s.max_extensions = 0;
+                s.stable.incident = Some(incident(6, after_s));
+            });
+            assert_eq!(
+                e,
+                format!(
+                    "invalid stable.incident.after_s = {after_s}: below 60 s, the longest the \
+                     last stage (6) lasts (its duration_s plus max_extensions × extension_s: \
+                     60 + 0 × 30 s): an incident from the end of the run on meets no request"
+                )
+            );
+        }
+        changed(|s| {
+            s.max_extensions = 0;
+            s.stable.incident = Some(incident(5, 60.0));
+            s.canary.incident = Some(incident(6, 59.995));
+        })
+        .validate()
+        .unwrap();
         changed(|s| s.canary.incident = Some(incident(1, 180.0)))
             .validate()
             .unwrap();
         // --duration scales the start with its stage: one at the stage's very end stays within
-        // it, whatever scaling rounds.
-        let at_end = changed(|s| {
-            s.stages[0].duration_s = 0.1;
-            s.extension_s = 0.7;
-            s.canary.incident = Some(incident(1, 0.1 + 4.0 * 0.7));
-        });
-        let (least, most) = at_end.duration_range();
-        for step in 0..=1_000 {
-            let total = least * (most / least).powf(f64::from(step) / 1e3);
-            let mut scaled = at_end.clone();
-            scaled.scale_to(total);
-            assert_eq!(scaled.validate(), Ok(()), "scaled to {total} s");
+        // it, whatever scaling rounds; in the last stage, one just before its end stays before
+        // it.
+        let last = Scenario::default().stages.len();
+        for (stage, after_s) in [
+            (1, 0.1 + 4.0 * 0.7),
+            (last, (0.1f64 + 4.0 * 0.7).next_down()),
+        ] {
+            let scenario = changed(|s| {
+                s.stages[stage - 1].duration_s = 0.1;
+                s.extension_s = 0.7;
+                s.canary.incident = Some(incident(stage, after_s));
+            });
+            let (least, most) = scenario.duration_range();
+            for step in 0..=1_000 {
+                let total = least * (most / least).powf(f64::from(step) / 1e3);
+                let mut scaled = scenario.clone();
+                scaled.scale_to(total);
+                assert_eq!(
+                    scaled.validate(),
+                    Ok(()),
+                    "stage {stage} scaled to {total} s"
+                );
+            }
         }
     }
 

@@ -24,6 +24,22 @@ pub fn p99_ms(model: &ServiceModel) -> f64 {
     }
 }
 
+/// Simulated nanoseconds as seconds.
+pub fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// `seconds` in nanoseconds; `as` saturates, so an absurd length is the end of time (`u64::MAX`).
+pub fn nanos(seconds: f64) -> u64 {
+    (seconds * 1e9).round() as u64
+}
+
+/// The simulated instant `seconds` after `now_ns`, or the end of time (`u64::MAX`) if that is
+/// later: a validated scenario never gets there, and a clock that stops there cannot overflow.
+pub fn after(now_ns: u64, seconds: f64) -> u64 {
+    now_ns.saturating_add(nanos(seconds))
+}
+
 /// A synthetic service, ready to draw outcomes.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -31,8 +47,9 @@ pub struct Service {
     latency_ms: LogNormal<f64>,
     bursts: Option<Bursts>,
     incident: Option<Incident>,
-    /// Simulated second the incident starts, once its stage has begun.
-    incident_onset: Option<f64>,
+    /// When the incident starts and ends, in simulated nanoseconds (its end `u64::MAX` when it
+    /// lasts to the end), once its stage has begun.
+    incident_ns: Option<(u64, u64)>,
 }
 
 /// What a service is like at one moment: its error rate and how much slower than usual.
@@ -61,33 +78,43 @@ impl Service {
             latency_ms,
             bursts: model.bursts.clone(),
             incident: model.incident.clone(),
-            incident_onset: None,
+            incident_ns: None,
         })
     }
 
-    /// Tells the service that stage `number` (from 1) starts at `start_s`, so that an
+    /// Tells the service that stage `number` (from 1) starts at `start_ns`, so that an
     /// incident planned for that stage is scheduled.
-    pub fn enter_stage(&mut self, number: usize, start_s: f64) {
+    pub fn enter_stage(&mut self, number: usize, start_ns: u64) {
         if let Some(incident) = &self.incident
             && incident.stage == number
-            && self.incident_onset.is_none()
+            && self.incident_ns.is_none()
         {
-            self.incident_onset = Some(start_s + incident.after_s);
+            let onset = after(start_ns, incident.after_s);
+            let end = incident
+                .length_s
+                .map_or(u64::MAX, |length| after(onset, length));
+            self.incident_ns = Some((onset, end));
         }
     }
 
-    /// When the incident starts, once scheduled.
+    /// When the incident starts, in simulated seconds, once scheduled.
     pub fn incident_onset(&self) -> Option<f64> {
-        self.incident_onset
+        self.incident_ns.map(|(onset, _)| seconds(onset))
     }
 
-    /// The service's state at simulated second `now_s`.
-    pub fn conditions(&self, now_s: f64) -> Conditions {
-        if let (Some(incident), Some(onset)) = (&self.incident, self.incident_onset)
-            && now_s >= onset
-            && incident
-                .length_s
-                .is_none_or(|length| now_s < onset + length)
+    /// The next instant after `now_ns` at which the service changes for an incident (it starts
+    /// or ends), if any: the driver ends a tick there, so that an incident takes effect at the
+    /// instant it is given, not at the next tick (an incident that started in the last stage's
+    /// last tick met no request).
+    pub fn next_change_ns(&self, now_ns: u64) -> Option<u64> {
+        let (onset, end) = self.incident_ns?;
+        [onset, end].into_iter().find(|&edge| edge > now_ns)
+    }
+
+    /// The service's state at simulated nanosecond `now_ns`.
+    pub fn conditions(&self, now_ns: u64) -> Conditions {
+        if let (Some(incident), Some((onset, end))) = (&self.incident, self.incident_ns)
+            && (onset..end).contains(&now_ns)
         {
             return Conditions {
                 error_rate: incident.error_rate,
@@ -95,6 +122,7 @@ impl Service {
                 incident: true,
             };
         }
+        let now_s = seconds(now_ns);
         let error_rate = match &self.bursts {
             Some(b) if now_s.rem_euclid(b.every_s) < b.length_s => b.error_rate,
             _ => self.error_rate,
@@ -134,7 +162,7 @@ mod tests {
     fn draws_match_the_model() {
         let service = Service::new(&model()).unwrap();
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
-        let now = service.conditions(0.0);
+        let now = service.conditions(0);
         let mut latencies: Vec<f64> = Vec::new();
         let mut errors = 0;
         for _ in 0..200_000 {
@@ -165,15 +193,22 @@ mod tests {
             length_s: Some(20.0),
         });
         let mut s = Service::new(&m).unwrap();
-        assert_eq!(s.conditions(2.0).error_rate, 0.5);
-        assert_eq!(s.conditions(7.0).error_rate, 0.1);
-        s.enter_stage(1, 0.0);
+        let at = nanos;
+        assert_eq!(s.conditions(at(2.0)).error_rate, 0.5);
+        assert_eq!(s.conditions(at(7.0)).error_rate, 0.1);
+        assert_eq!(s.next_change_ns(0), None);
+        s.enter_stage(1, 0);
         assert_eq!(s.incident_onset(), None);
-        s.enter_stage(2, 100.0);
+        s.enter_stage(2, at(100.0));
         assert_eq!(s.incident_onset(), Some(110.0));
-        assert!(!s.conditions(109.0).incident);
-        let during = s.conditions(115.0);
+        assert!(!s.conditions(at(110.0) - 1).incident);
+        let during = s.conditions(at(110.0));
         assert!(during.incident && during.error_rate == 1.0 && during.latency_factor == 3.0);
-        assert!(!s.conditions(130.0).incident);
+        assert!(s.conditions(at(130.0) - 1).incident);
+        assert!(!s.conditions(at(130.0)).incident);
+        // Its start and its end, each the next change until it has passed.
+        assert_eq!(s.next_change_ns(at(109.995)), Some(at(110.0)));
+        assert_eq!(s.next_change_ns(at(110.0)), Some(at(130.0)));
+        assert_eq!(s.next_change_ns(at(130.0)), None);
     }
 }

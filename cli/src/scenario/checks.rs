@@ -95,8 +95,10 @@ impl Scenario {
     }
 
     /// Checks that each incident can start in its stage: `after_s` at most the longest the
-    /// stage lasts ([`Scenario::longest_stage_seconds`]). A later start was accepted and, past
-    /// the whole run, never came. `--duration` scales the start and the stage alike.
+    /// stage lasts ([`Scenario::longest_stage_seconds`]), and in the last stage below it (there
+    /// the stage's end is the run's: an incident from then on meets no request). A later start
+    /// was accepted and, past the whole run, never came. `--duration` scales the start and the
+    /// stage alike.
     fn validate_incident_starts(&self) -> Result<(), FieldError> {
         for (name, model) in [("stable", &self.stable), ("canary", &self.canary)] {
             let Some(incident) = &model.incident else {
@@ -111,21 +113,34 @@ impl Scenario {
                 continue;
             };
             let longest = self.longest_stage_seconds(stage);
-            if incident.after_s > longest {
-                return Err(FieldError::new(
-                    format!("{name}.incident.after_s"),
-                    incident.after_s,
-                    format!(
-                        "at most {} s, the longest stage {} lasts (its duration_s plus \
-                         max_extensions × extension_s: {} + {} × {} s)",
-                        shown_number(longest),
-                        incident.stage,
-                        shown_number(stage.duration_s),
-                        self.max_extensions,
-                        shown_number(self.extension_s),
-                    ),
-                ));
-            }
+            let how_long = format!(
+                "(its duration_s plus max_extensions × extension_s: {} + {} × {} s)",
+                shown_number(stage.duration_s),
+                self.max_extensions,
+                shown_number(self.extension_s),
+            );
+            let last = incident.stage == self.stages.len();
+            let why = if last && incident.after_s >= longest {
+                format!(
+                    "below {} s, the longest the last stage ({}) lasts {how_long}: an incident \
+                     from the end of the run on meets no request",
+                    shown_number(longest),
+                    incident.stage,
+                )
+            } else if incident.after_s > longest {
+                format!(
+                    "at most {} s, the longest stage {} lasts {how_long}",
+                    shown_number(longest),
+                    incident.stage,
+                )
+            } else {
+                continue;
+            };
+            return Err(FieldError::new(
+                format!("{name}.incident.after_s"),
+                incident.after_s,
+                why,
+            ));
         }
         Ok(())
     }
