@@ -176,10 +176,9 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
         }
         Format::Toml => {
             let toml_error = |path: Option<&serde_path_to_error::Path>, e: &toml::de::Error| {
-                let number = e
-                    .span()
-                    .filter(|_| hides_the_number(e.message()))
-                    .and_then(|span| text.get(span));
+                let number = e.span().and_then(|span| text.get(span)).filter(|written| {
+                    hides_the_number(e.message()) || quotes_another_integer(e.message(), written)
+                });
                 let field = match path {
                     Some(path) => field_prefix(path, number),
                     None => number_prefix("", number),
@@ -246,6 +245,13 @@ fn hides_the_number(message: &str) -> bool {
     message.starts_with("number out of range")
         || message.starts_with("invalid type: floating point")
         || message.contains("number overflowed")
+}
+
+/// Whether toml's `message` quotes an integer otherwise than it is `written` in the document:
+/// toml quotes the integer it read, without the underscores (`18446744073709551616` for
+/// `18_446_744_073_709_551_616`, beyond `u64`, or `-10` for `-1_0`, below 0), and in decimal.
+fn quotes_another_integer(message: &str, written: &str) -> bool {
+    message.contains("integer `") && !message.contains(&format!("integer `{}`", written.trim()))
 }
 
 /// The number written where serde_json's error `e` is, when its message hides it
@@ -618,6 +624,24 @@ mod tests {
         assert!(
             e.contains("latency_target_ms = -1e400: floating-point"),
             "{e}"
+        );
+        // Beyond u64 (toml reads it as an i128) or below 0, toml's message shows the integer
+        // without the underscores written: the number as written is shown beside it.
+        assert_eq!(
+            refusal::<Scenario>("s.toml", "seed = 18_446_744_073_709_551_616\n"),
+            "s.toml: invalid TOML: seed = 18_446_744_073_709_551_616: invalid type: integer \
+             `18446744073709551616` as i128, expected u64 at line 1 column 8"
+        );
+        assert_eq!(
+            refusal::<PromotionConfig>("c.toml", "gate = \"a\"\nmax_rollback_history = -1_0\n"),
+            "c.toml: invalid TOML: max_rollback_history = -1_0: invalid value: integer `-10`, \
+             expected usize at line 2 column 24"
+        );
+        // Written as toml shows it, it is not shown twice.
+        assert_eq!(
+            refusal::<Scenario>("s.toml", "users = 18446744073709551616\n"),
+            "s.toml: invalid TOML: users: invalid type: integer `18446744073709551616` as i128, \
+             expected u64 at line 1 column 9"
         );
         // Beyond i128, as toml reads an integer: written with its underscores.
         let seed = format!("1{}", "_000".repeat(15));
