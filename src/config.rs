@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::error::{ConfigError, FlagError, quoted, shortened, shortened_refusal};
+use crate::error::{ConfigError, FlagError, quoted, shortened_refusal, shown_part};
 
 mod environment_wire;
 use crate::limits::{
@@ -614,7 +614,8 @@ pub fn is_format_char(c: char) -> bool {
 pub fn validate_flag_name(name: &str) -> Result<(), FlagError> {
     name_problem(name).map_or(Ok(()), |why| {
         Err(FlagError::InvalidName {
-            name: shortened(name),
+            name: shown_part(name).to_owned(),
+            len: name.len(),
             why,
         })
     })
@@ -647,6 +648,29 @@ mod tests {
         for name in ["café", "checkout.v2", "☕", "日本語"] {
             assert!(validate_flag_name(name).is_ok(), "{name}");
         }
+    }
+
+    #[test]
+    fn a_long_flag_name_is_cut_outside_its_quotes_as_every_value_shown() {
+        // `"kk...k...(300 bytes)"`: the mark of the cut read as part of the name.
+        let name = "k".repeat(300);
+        let shown = crate::error::quoted(&name);
+        assert!(shown.ends_with("k\"...(300 bytes)"), "{shown}");
+        let err = validate_flag_name(&name).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("invalid feature flag name {shown}: ")),
+            "{err}"
+        );
+        // As the config's check shows the same name.
+        let config = PromotionConfig {
+            feature_flags: vec![name],
+            ..Default::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("invalid feature_flags[0] = {shown}: ")),
+            "{err}"
+        );
     }
 
     #[test]

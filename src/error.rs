@@ -154,11 +154,15 @@ pub enum PromotionError {
 #[non_exhaustive]
 pub enum FlagError {
     /// The flag name is empty, too long, or holds whitespace, control or format characters.
-    #[error("invalid feature flag name {name:?}: {why}")]
+    #[error("invalid feature flag name {}: {why}", quoted_part(name, *len))]
     InvalidName {
-        /// The refused name; a name longer than [`MAX_SHOWN_VALUE_BYTES`] is cut there and
-        /// ends with `...(N bytes)`.
+        /// The refused name, or as much of it as the message shows: a name longer than
+        /// [`MAX_SHOWN_VALUE_BYTES`] is cut there (before a character, not inside), and the
+        /// message shows it quoted, then `...(N bytes)` with its whole length `len`, as every
+        /// long value a message shows.
         name: String,
+        /// The whole refused name's length in bytes: more than `name.len()` when it was cut.
+        len: usize,
         /// What is wrong with it.
         why: &'static str,
     },
@@ -455,11 +459,16 @@ pub(crate) fn quoted(value: &str) -> String {
 /// `value` quoted as [`quoted`] shows it, but at most `max` bytes of it before
 /// `...(N bytes)`: for a value shown in a message that must keep room for what follows it.
 pub(crate) fn quoted_within(value: &str, max: usize) -> String {
-    let shown = shown_part_within(value, max);
-    if shown.len() == value.len() {
-        format!("{value:?}")
+    quoted_part(shown_part_within(value, max), value.len())
+}
+
+/// `shown`, the start of a value `len` bytes long (or all of it), as [`quoted`] shows it:
+/// quoted, then `...(N bytes)` outside the quotes when it is not the whole value.
+pub(crate) fn quoted_part(shown: &str, len: usize) -> String {
+    if shown.len() == len {
+        format!("{shown:?}")
     } else {
-        format!("{shown:?}...({} bytes)", value.len())
+        format!("{shown:?}...({len} bytes)")
     }
 }
 

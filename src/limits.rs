@@ -52,7 +52,7 @@
 //!   it. So a replaced one may outlive its last reader until then: at most one per thread that
 //!   held one at the last write, plus the one that write replaced.
 //! - **Error messages** show at most [`MAX_SHOWN_VALUE_BYTES`] of a refused value, then its
-//!   length: `"xxxx...(10485760 bytes)"`.
+//!   length: `"xxxx"...(10485760 bytes)`.
 //!
 //! CPU: validating a config is `O(n log n)` in its number of flags (a 10,000-flag config
 //! validates and builds a gate in milliseconds; `benches/config.rs`), and a config is validated
