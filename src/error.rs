@@ -404,6 +404,36 @@ pub fn shown_number(value: f64) -> String {
     }
 }
 
+/// A duration in milliseconds as an error message writes it: exactly, from its whole
+/// nanoseconds (at most six decimals, none when it is whole milliseconds), whatever its
+/// length: through an `f64` a duration of `2^53 + 1` ms read `9007199254740992`, and one
+/// nanosecond `0.0000010000000000000002`. At most 30 bytes (`Duration::MAX`).
+///
+/// Every duration the library's errors show in milliseconds (the `SloConfig`'s `..._ms`
+/// fields) is written this way; a program that writes its own messages beside them calls it
+/// to write its durations alike.
+///
+/// # Example
+/// ```
+/// use promotion_gates::shown_millis;
+/// use std::time::Duration;
+///
+/// assert_eq!(shown_millis(Duration::from_millis((1 << 53) + 1)), "9007199254740993");
+/// assert_eq!(shown_millis(Duration::from_micros(1500)), "1.5");
+/// assert_eq!(shown_millis(Duration::from_nanos(1)), "0.000001");
+/// assert_eq!(shown_millis(Duration::MAX), "18446744073709551615999.999999");
+/// ```
+pub fn shown_millis(duration: std::time::Duration) -> String {
+    let nanos = duration.as_nanos();
+    let (whole, fraction) = (nanos / 1_000_000, nanos % 1_000_000);
+    if fraction == 0 {
+        whole.to_string()
+    } else {
+        let decimals = format!("{fraction:06}");
+        format!("{whole}.{}", decimals.trim_end_matches('0'))
+    }
+}
+
 /// A value of any bytes (a request id, a C caller's text that is not UTF-8) as the library's
 /// messages and log lines show it: quoted, control characters and other characters Rust's
 /// `{:?}` escapes written as escapes, each byte that is not UTF-8 as `\xNN`, and at most

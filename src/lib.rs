@@ -113,7 +113,7 @@ pub use config::{
 pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};
 pub use error::{
     ConfigError, Error, FlagError, PromotionError, RollbackError, SwapError, shown_bytes,
-    shown_number,
+    shown_millis, shown_number,
 };
 pub use flags::EnabledFeatures;
 pub use history::{RollbackEvent, RollbackTrigger, RolledBack};

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, shown_millis};
 
 /// The judging policy: what a compliant request is, and when a canary is rolled back.
 ///
@@ -201,7 +201,7 @@ impl SloConfig {
         if self.latency_target.is_zero() || self.latency_target > MAX_TRACKED_LATENCY {
             return Err(ConfigError::new(
                 "latency_target_ms",
-                self.latency_target.as_nanos() as f64 / 1e6,
+                shown_millis(self.latency_target),
                 format!(
                     "a latency above 0 and at most {} ms",
                     MAX_TRACKED_LATENCY.as_millis()
@@ -236,12 +236,12 @@ impl SloConfig {
         {
             return Err(ConfigError::new(
                 "p99_budget_ms",
-                budget.as_nanos() as f64 / 1e6,
+                shown_millis(budget),
                 format!(
                     "a latency above 0 and below {} ms, or null for none (the histogram \
                      counts every latency from there on, 60 s or more, in its last bucket, so a \
                      budget there could never fire)",
-                    ceiling.as_nanos() as f64 / 1e6
+                    shown_millis(ceiling)
                 ),
             ));
         }
@@ -285,7 +285,7 @@ impl SloConfig {
         {
             return Err(ConfigError::new(
                 "evaluation_interval_ms",
-                self.evaluation_interval.as_nanos() as f64 / 1e6,
+                shown_millis(self.evaluation_interval),
                 format!(
                     "from {} to {} ms (MIN_EVALUATION_INTERVAL: a shorter one would judge every \
                      few records, on the record path)",
@@ -326,26 +326,23 @@ impl SloConfig {
                 "a finite ratio of at least 1.0, e.g. 1.1",
             ));
         }
-        // From whole nanoseconds: `as_secs_f64() * 1e3` rounds twice (1 ns showed as
-        // 0.0000010000000000000002 ms).
-        let ms = |d: Duration| d.as_nanos() as f64 / 1e6;
         let ceiling = latency_threshold_ceiling();
         if self.latency_tolerance >= ceiling {
             return Err(ConfigError::new(
                 "latency_tolerance_ms",
-                ms(self.latency_tolerance),
+                shown_millis(self.latency_tolerance),
                 format!(
                     "a latency from 0 to below {} ms (the histogram counts every latency from \
                      there on, 60 s or more, in its last bucket, so p99_vs_stable could never \
                      fire)",
-                    ms(ceiling)
+                    shown_millis(ceiling)
                 ),
             ));
         }
         if self.warm_up > MAX_INTERVAL {
             return Err(ConfigError::new(
                 "warm_up_ms",
-                ms(self.warm_up),
+                shown_millis(self.warm_up),
                 format!("from 0 to {} ms", MAX_INTERVAL.as_millis()),
             ));
         }
@@ -353,7 +350,7 @@ impl SloConfig {
         if self.no_data_after < least || self.no_data_after > most {
             return Err(ConfigError::new(
                 "no_data_ms",
-                ms(self.no_data_after),
+                shown_millis(self.no_data_after),
                 format!("from {} to {} ms", least.as_millis(), most.as_millis()),
             ));
         }
@@ -651,6 +648,64 @@ mod tests {
             ..Default::default()
         };
         assert!(target.validate().is_ok());
+    }
+
+    #[test]
+    fn a_refused_duration_is_shown_exactly_however_long() {
+        // Shown through an f64, 2^53 + 1 ms was 9007199254740994 ms, and Duration::MAX
+        // 1.8446744073709552e22 ms.
+        let ms = (1u64 << 53) + 1;
+        let long = Duration::from_millis(ms);
+        type Set = fn(&mut SloConfig, Duration);
+        let fields: [(Set, &str); 6] = [
+            (|s, d| s.latency_target = d, "latency_target_ms"),
+            (|s, d| s.p99_budget = Some(d), "p99_budget_ms"),
+            (|s, d| s.evaluation_interval = d, "evaluation_interval_ms"),
+            (|s, d| s.latency_tolerance = d, "latency_tolerance_ms"),
+            (|s, d| s.warm_up = d, "warm_up_ms"),
+            (|s, d| s.no_data_after = d, "no_data_ms"),
+        ];
+        for (set, field) in fields {
+            let mut slo = SloConfig::default();
+            set(&mut slo, long);
+            let e = slo.validate().unwrap_err();
+            assert_eq!((e.field(), e.value()), (field, ms.to_string().as_str()));
+        }
+        let e = SloConfig {
+            warm_up: Duration::MAX,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.value(), "18446744073709551615999.999999");
+        // A fraction of a millisecond, to the nanosecond.
+        let e = SloConfig {
+            latency_tolerance: Duration::new(59, 768_832_001),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.value(), "59768.832001");
+    }
+
+    #[test]
+    fn json_writes_each_duration_as_its_exact_milliseconds() {
+        // `as_secs_f64() * 1e3` rounded twice: 1 ns was written 0.0000010000000000000002.
+        for nanos in [1, 7, 999_999, 1_000_001, 123_456_789, 3_599_999_999_999] {
+            let d = Duration::from_nanos(nanos);
+            let slo = SloConfig {
+                warm_up: d,
+                p99_budget: Some(d),
+                ..Default::default()
+            };
+            let json = serde_json::to_value(&slo).unwrap();
+            let exact: f64 = shown_millis(d).parse().unwrap();
+            for field in ["warm_up_ms", "p99_budget_ms"] {
+                assert_eq!(json[field].as_f64(), Some(exact), "{field}: {nanos} ns");
+            }
+            let back: SloConfig = serde_json::from_value(json).unwrap();
+            assert_eq!((back.warm_up, back.p99_budget), (d, Some(d)));
+        }
     }
 
     #[test]

@@ -503,7 +503,7 @@ impl Scenario {
     pub fn most_engine_rate(&self) -> (f64, String) {
         let longest = self.longest_seconds();
         if self.evaluations(longest, f64::INFINITY) > MAX_RUN_EVALUATIONS {
-            let interval_ms = self.slo.evaluation_interval.as_secs_f64() * 1e3;
+            let interval_ms = promotion_gates::shown_millis(self.slo.evaluation_interval);
             let why = format!(
                 "the record path evaluates once per slo.evaluation_interval_ms = {interval_ms} \
                  and once a request at most, and a run at most {MAX_RUN_EVALUATIONS} times \

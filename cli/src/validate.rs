@@ -4,7 +4,7 @@
 //! field, so each file gets at most one error: fix it and run again.
 
 use clap::{Args, ValueEnum};
-use promotion_gates::{PromotionConfig, SloConfig};
+use promotion_gates::{PromotionConfig, SloConfig, shown_millis};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -96,7 +96,7 @@ fn check(path: &Path, kind: Kind) -> Result<String, CliError> {
             Ok(format!(
                 "a valid SloConfig: latency target {} ms, max error rate {}, min samples {}, \
                  significance {}",
-                shown_value(slo.latency_target.as_nanos() as f64 / 1e6),
+                shown_millis(slo.latency_target),
                 shown_value(slo.max_error_rate),
                 slo.min_samples,
                 shown_value(slo.significance),

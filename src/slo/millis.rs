@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use crate::error::shown_number;
 
+/// `d` in milliseconds: from its whole nanoseconds, one division that rounds once, so that a
+/// duration a config can hold (whole nanoseconds, below 2^53 of them) is written as the `f64`
+/// nearest its exact milliseconds ([`shown_millis`](crate::shown_millis)): `as_secs_f64() *
+/// 1e3` rounded twice, and wrote 1 ns as 0.0000010000000000000002.
 pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64() * 1e3)
+    s.serialize_f64(d.as_nanos() as f64 / 1e6)
 }
 
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use promotion_gates::{Environment, StoreConfig, is_format_char, plan_promotion, shown_number};
+use promotion_gates::{
+    Environment, StoreConfig, is_format_char, plan_promotion, shown_millis, shown_number,
+};
 
 use crate::traffic::{DEFAULT_P99_OVER_MEDIAN, Z99, p99_ms};
 
@@ -221,7 +223,7 @@ impl Scenario {
         }
         Err(FieldError::new(
             "slo.evaluation_interval_ms",
-            self.slo.evaluation_interval.as_nanos() as f64 / 1e6,
+            shown_millis(self.slo.evaluation_interval),
             format!(
                 "at least {} ms over the longest run of {longest} s (the stages, each \
                  extended max_extensions times): the record path evaluates once per \
