@@ -4,16 +4,18 @@ rather than killing pytest."""
 
 from __future__ import annotations
 
+import sys
 import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import canary, run_child
 
 import promotion_gates as pg
-from promotion_gates import Gate, LogLevel, set_log_callback
+from promotion_gates import Gate, LogLevel, _ffi, set_log_callback, telemetry
 from promotion_gates.errors import interrupted
 
 ROUNDS = 300
@@ -346,6 +348,64 @@ def test_an_interrupt_kept_while_a_gate_opens_is_raised_by_its_constructor(
     assert run_child(KEPT_DURING_CONSTRUCTION, str(tmp_path)).split("\n") == [
         "raised by Gate", "reopened CANARY", ""
     ]
+
+
+class _InterruptedWhileFreed:
+    """The library, a Ctrl-C coming while its free logs a line: kept by the trampoline's own
+    function, as in the log callback of a free on the main thread."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def pgate_gate_free(self, handle: Any) -> int:
+        status: int = self._real.pgate_gate_free(handle)
+        assert telemetry._kept(KeyboardInterrupt("while freed"))
+        return status
+
+
+def test_an_interrupt_kept_while_a_finalizer_frees_a_gate_is_reported_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C kept while a garbage collection freed a gate (a finalizer, which cannot raise)
+    waited in ``interrupted`` and was raised by the next call, however much later and however
+    unrelated, or never. It is reported at once through ``sys.unraisablehook``, as Python
+    reports any exception a finalizer raises."""
+    reported: list[Any] = []
+    # The binding's hook, as the first set_log_callback installs it, over the host's.
+    monkeypatch.setattr(telemetry, "_passed_on", reported.append)
+    monkeypatch.setattr(sys, "unraisablehook", telemetry._unraisable)
+    gate = Gate(canary(10))
+    closed = Gate(canary(10))
+    real = _ffi.lib()
+    monkeypatch.setattr(_ffi, "lib", lambda: _InterruptedWhileFreed(real))
+    del gate  # its finalizer frees it here
+    assert [type(r.exc_value) for r in reported] == [KeyboardInterrupt], reported
+    assert str(reported[0].exc_value) == "while freed"
+    assert repr(reported[0].object).startswith("<finalize object"), reported[0]
+    assert interrupted == []
+    # close() raises it, as the call that ran the library.
+    with pytest.raises(KeyboardInterrupt, match="while freed"):
+        closed.close()
+    assert interrupted == [] and closed.closed and len(reported) == 1
+    # One kept before the free, by a call not yet returned that the collection interrupted,
+    # is left to that call (and the one kept during the free is dropped, as a second Ctrl-C
+    # before a call returns is).
+    monkeypatch.setattr(_ffi, "lib", lambda: real)
+    collected = Gate(canary(10))
+    monkeypatch.setattr(_ffi, "lib", lambda: _InterruptedWhileFreed(real))
+    earlier = KeyboardInterrupt("the call's")
+    interrupted.append(earlier)
+    try:
+        del collected
+        assert interrupted == [earlier] and len(reported) == 1
+    finally:
+        interrupted.clear()
+    monkeypatch.setattr(_ffi, "lib", lambda: real)
+    with Gate(canary(10)) as after:
+        after.route("u")  # nothing left to raise
 
 
 def test_a_kept_interrupt_is_raised_in_the_main_thread_only() -> None:

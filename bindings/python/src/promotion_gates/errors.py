@@ -238,7 +238,8 @@ def _message(err: c_void_p) -> str:
 #: raised at the trampoline's first instruction, its ``sys.unraisablehook``) puts it here, and
 #: the library call that logged raises it once the library returned (:func:`raise_interrupted`,
 #: from ``_check`` after every cold-path call and from the hot calls themselves). One kept
-#: where nothing can raise (a garbage collection's free of a gate) is raised by the next call.
+#: while a garbage collection frees a gate is raised by the gate's finalizer, which Python
+#: reports at once through ``sys.unraisablehook`` (a finalizer cannot raise).
 interrupted: list[BaseException] = []
 
 

@@ -295,25 +295,35 @@ def _free(handle: c_void_p, own_thread: bool = False) -> None:
     """Frees a gate handle (the finalizer of a Gate: runs at most once). A gate whose last
     reference went inside the log callback (a garbage collection that ran there, say) is freed
     on a thread of its own: the thread that logged may be the gate's own state store thread,
-    which the free waits for, or hold the gate's writer lock, which the free takes."""
+    which the free waits for, or hold the gate's writer lock, which the free takes.
+
+    A signal handler's exception the log callback kept during the free is raised here: by
+    ``close()``, which ran the free; from a garbage collection, Python hands it to
+    ``sys.unraisablehook`` at once, as it does any exception a finalizer raises (it cannot
+    be raised there). It was kept for the next call, which could come much later, from
+    unrelated code, or never. One kept before the free (by a call the collection ran in
+    before that call could raise it) is left to that call."""
     if not own_thread and getattr(log_callback_thread, "inside", False):
         _free_on_own_thread(handle)
         return
+    kept_before = bool(interrupted)
     status = _ffi.lib().pgate_gate_free(handle)
-    if status == _ffi.Status.INVALID_ARGUMENT and not own_thread:
+    handed_on = status == _ffi.Status.INVALID_ARGUMENT and not own_thread
+    if handed_on:
         # Refused because this thread runs the log callback after all (the library changed
         # nothing): a collection that ran before the trampoline marked the thread, in that very
         # statement, which allocates the thread's local storage on a library thread (ctypes
         # gives such a thread a new thread state for each call).
         _free_on_own_thread(handle)
-        return
-    # The Gate holds this very object: a Gate brought back to life after the garbage collector
-    # ran this (a __del__ that kept it) passes NULL from now on, which the library refuses,
-    # never the freed gate.
-    handle.value = None
-    # A signal handler's exception kept meanwhile stays kept (a finalizer cannot raise it): the
-    # next call raises it; close() raises it at once.
-    _check(status, raise_kept=False)
+    else:
+        # The Gate holds this very object: a Gate brought back to life after the garbage
+        # collector ran this (a __del__ that kept it) passes NULL from now on, which the
+        # library refuses, never the freed gate.
+        handle.value = None
+    if interrupted and not kept_before:
+        raise_interrupted()
+    if not handed_on:
+        _check(status, raise_kept=False)
 
 
 def _free_on_own_thread(handle: c_void_p) -> None:
@@ -441,8 +451,9 @@ class Gate:
                 return
             time.sleep(pause)
             pause = min(pause * 2, 1e-3)
-        self._finalizer()  # runs `_free` once, however often and from however many threads
-        raise_interrupted()  # a Ctrl-C kept while the library freed the gate
+        # Runs `_free` once, however often and from however many threads; it raises a Ctrl-C
+        # kept while the library freed the gate.
+        self._finalizer()
 
     @property
     def closed(self) -> bool:
