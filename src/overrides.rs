@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::bucket::{Bucket, SaltedHasher};
+use crate::config::is_format_char;
 use crate::decision::Cohort;
 use crate::error::{ConfigError, quoted};
 use crate::limits::{MAX_NAME_BYTES, MAX_OVERRIDE_IDS};
@@ -67,8 +68,10 @@ pub struct Overrides {
 
 impl Overrides {
     /// Checks the section: header and cookie names are 1 to
-    /// [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) bytes without whitespace, control or
-    /// format characters; each id is 1 to `MAX_NAME_BYTES` bytes; at most
+    /// [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) bytes of an HTTP token (RFC 9110 `tchar`:
+    /// ASCII letters, digits and ``!#$%&'*+-.^_`|~``, as RFC 6265's cookie names), and the
+    /// header is not `Cookie` nor `Set-Cookie`; each id is 1 to `MAX_NAME_BYTES` bytes without
+    /// control or format characters nor whitespace at either end; at most
     /// [`MAX_OVERRIDE_IDS`](crate::MAX_OVERRIDE_IDS) ids in both lists together; no id in both
     /// lists (or twice in one).
     ///
@@ -90,19 +93,27 @@ impl Overrides {
     /// assert_eq!(err.value(), "\"u-1\"");
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for (field, name) in [
-            ("overrides.header", &self.header),
-            ("overrides.cookie", &self.cookie),
-        ] {
-            if let Some(name) = name {
-                crate::config::check_name(field, name)?;
-            }
+        if let Some(header) = &self.header {
+            check_header_name(header)?;
+        }
+        if let Some(cookie) = &self.cookie {
+            check_token("overrides.cookie", cookie, "a cookie name (RFC 6265)")?;
         }
         let count = self.canary_ids.len() + self.stable_ids.len();
         if count > MAX_OVERRIDE_IDS {
+            // The list in which the count (canary_ids first) passes the limit.
+            let list = if self.canary_ids.len() > MAX_OVERRIDE_IDS {
+                "canary_ids"
+            } else {
+                "stable_ids"
+            };
             return Err(ConfigError::new(
-                "overrides.canary_ids",
-                format!("{count} ids in canary_ids and stable_ids"),
+                format!("overrides.{list}"),
+                format!(
+                    "{} ids in canary_ids and {} in stable_ids",
+                    self.canary_ids.len(),
+                    self.stable_ids.len()
+                ),
                 format!("at most {MAX_OVERRIDE_IDS} ids in both lists (MAX_OVERRIDE_IDS)"),
             ));
         }
@@ -113,12 +124,8 @@ impl Overrides {
         ] {
             for (i, id) in ids.iter().enumerate() {
                 let field = || format!("overrides.{list}[{i}]");
-                if id.is_empty() || id.len() > MAX_NAME_BYTES {
-                    return Err(ConfigError::new(
-                        field(),
-                        quoted(id),
-                        "a request id of 1 to 128 bytes (MAX_NAME_BYTES)",
-                    ));
+                if let Some(why) = id_problem(id) {
+                    return Err(ConfigError::new(field(), quoted(id), why));
                 }
                 if !seen.insert(id.as_str()) {
                     return Err(ConfigError::new(
@@ -131,6 +138,72 @@ impl Overrides {
         }
         Ok(())
     }
+}
+
+/// What is wrong with a listed request id, if anything: its length, a control or format
+/// character (which a host's id never matches as it reads: `tester\u{200B}` looks like
+/// `tester`), or whitespace at either end (a copy-and-paste slip; whitespace inside is kept).
+fn id_problem(id: &str) -> Option<&'static str> {
+    if id.is_empty() || id.len() > MAX_NAME_BYTES {
+        Some("a request id of 1 to 128 bytes (MAX_NAME_BYTES)")
+    } else if id.chars().any(|c| c.is_control() || is_format_char(c)) {
+        Some("a request id must not hold control or format characters")
+    } else if id.trim() != id {
+        Some("a request id must not start or end with whitespace")
+    } else {
+        None
+    }
+}
+
+/// Header names a forcing value cannot be read from: `Cookie` holds every cookie of the
+/// request at once (name the cookie with [`Overrides::cookie`]), and `Set-Cookie` is a
+/// response header.
+const COOKIE_HEADERS: [&str; 2] = ["Cookie", "Set-Cookie"];
+
+/// Checks `overrides.header`: a header name a request can carry (an RFC 9110 token, not
+/// `Cookie` nor `Set-Cookie`).
+fn check_header_name(header: &str) -> Result<(), ConfigError> {
+    check_token("overrides.header", header, "a header name (RFC 9110)")?;
+    if COOKIE_HEADERS
+        .iter()
+        .any(|name| name.eq_ignore_ascii_case(header))
+    {
+        return Err(ConfigError::new(
+            "overrides.header",
+            quoted(header),
+            "a header that carries the forcing value alone: the Cookie header holds every \
+             cookie and Set-Cookie is a response header (name the cookie with overrides.cookie)",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a header or cookie name (`what`, for the message): 1 to
+/// [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) bytes of an HTTP token (RFC 9110 section 5.6.2,
+/// which RFC 6265 names `cookie-name`): ASCII letters, digits and ``!#$%&'*+-.^_`|~``. A name
+/// with any other character (`:`, `=`, `;`, a quote, a space, a letter beyond ASCII) can never
+/// be the name of a request's header or cookie.
+fn check_token(field: &str, name: &str, what: &str) -> Result<(), ConfigError> {
+    crate::config::check_name(field, name)?;
+    match name.chars().find(|&c| !is_token_char(c)) {
+        Some(c) => Err(ConfigError::new(
+            field,
+            quoted(name),
+            format!(
+                "{what} is an HTTP token of ASCII letters, digits and {TOKEN_PUNCTUATION}, \
+                 not {c:?}"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The punctuation an HTTP token may hold besides ASCII letters and digits (RFC 9110 `tchar`).
+const TOKEN_PUNCTUATION: &str = "!#$%&'*+-.^_`|~";
+
+/// Whether `c` may be in an HTTP token (RFC 9110 `tchar`).
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || TOKEN_PUNCTUATION.contains(c)
 }
 
 /// Why a request was forced: by the forcing value the host read from the request (the
@@ -516,17 +589,156 @@ mod tests {
             let err = overrides.validate().unwrap_err();
             assert_eq!((err.field(), err.value()), (field, value), "{err}");
         }
+        let ids = |from: usize, to: usize| (from..to).map(|i| format!("u-{i}")).collect();
         let many = Overrides {
-            canary_ids: (0..=MAX_OVERRIDE_IDS).map(|i| format!("u-{i}")).collect(),
+            canary_ids: ids(0, MAX_OVERRIDE_IDS + 1),
             ..Default::default()
         };
         let err = many.validate().unwrap_err();
         assert_eq!(err.field(), "overrides.canary_ids");
         assert!(
             err.value()
-                .starts_with(&format!("{}", MAX_OVERRIDE_IDS + 1)),
+                .starts_with(&format!("{} ids in canary_ids", MAX_OVERRIDE_IDS + 1)),
             "{err}"
         );
+        // The list in which the count passes the limit is named, stable_ids when it holds them.
+        for (canary, stable) in [(0, MAX_OVERRIDE_IDS + 1), (MAX_OVERRIDE_IDS, 1)] {
+            let many = Overrides {
+                canary_ids: ids(0, canary),
+                stable_ids: ids(canary, canary + stable),
+                ..Default::default()
+            };
+            let err = many.validate().unwrap_err();
+            assert_eq!(err.field(), "overrides.stable_ids", "{err}");
+            assert_eq!(
+                err.value(),
+                format!("{canary} ids in canary_ids and {stable} in stable_ids")
+            );
+        }
         section().validate().unwrap();
+    }
+
+    #[test]
+    fn header_and_cookie_names_are_http_tokens() {
+        let header = |name: &str| Overrides {
+            header: Some(name.into()),
+            ..Default::default()
+        };
+        let cookie = |name: &str| Overrides {
+            cookie: Some(name.into()),
+            ..Default::default()
+        };
+        for (overrides, field, value, why) in [
+            (
+                header("X:Canary"),
+                "overrides.header",
+                "X:Canary",
+                "not ':'",
+            ),
+            (
+                header("X-Canäry"),
+                "overrides.header",
+                "X-Canäry",
+                "not 'ä'",
+            ),
+            (
+                header("X-Canary\"("),
+                "overrides.header",
+                "X-Canary\"(",
+                "not '\"'",
+            ),
+            (
+                header("X/Canary"),
+                "overrides.header",
+                "X/Canary",
+                "not '/'",
+            ),
+            (
+                header("Cookie"),
+                "overrides.header",
+                "Cookie",
+                "Cookie header",
+            ),
+            (
+                header("cookie"),
+                "overrides.header",
+                "cookie",
+                "Cookie header",
+            ),
+            (
+                header("Set-Cookie"),
+                "overrides.header",
+                "Set-Cookie",
+                "response",
+            ),
+            (cookie("a=b"), "overrides.cookie", "a=b", "not '='"),
+            (cookie("a;b"), "overrides.cookie", "a;b", "not ';'"),
+            (cookie("a,b"), "overrides.cookie", "a,b", "not ','"),
+            (cookie("(a)"), "overrides.cookie", "(a)", "not '('"),
+        ] {
+            let err = overrides.validate().unwrap_err();
+            assert_eq!((err.field(), err.value()), (field, quoted(value).as_str()));
+            assert!(err.expected().contains(why), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid {field} = {}: ", quoted(value))),
+                "{err}"
+            );
+        }
+        let err = header("X:Canary").validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid overrides.header = \"X:Canary\": a header name (RFC 9110) is an HTTP token \
+             of ASCII letters, digits and !#$%&'*+-.^_`|~, not ':'"
+        );
+        // Every token character is taken, in either name.
+        let every = format!("Aa0{TOKEN_PUNCTUATION}");
+        header(&every).validate().unwrap();
+        cookie(&every).validate().unwrap();
+        // A cookie may be named Cookie; a header may be named like a cookie header's prefix.
+        cookie("Cookie").validate().unwrap();
+        header("Cookie-Version").validate().unwrap();
+    }
+
+    #[test]
+    fn listed_ids_hold_no_control_or_format_character_nor_whitespace_at_an_end() {
+        for (id, why) in [
+            ("tester\u{200B}", "control or format"),
+            ("\u{202E}tester", "control or format"),
+            ("tes\u{0}ter", "control or format"),
+            ("tester\n", "control or format"),
+            ("tester\u{7f}", "control or format"),
+            (" tester", "whitespace"),
+            ("tester ", "whitespace"),
+            ("tester\u{3000}", "whitespace"),
+        ] {
+            for list in ["canary_ids", "stable_ids"] {
+                let listed = vec!["ok".to_string(), id.to_string()];
+                let overrides = if list == "canary_ids" {
+                    Overrides {
+                        canary_ids: listed,
+                        ..Default::default()
+                    }
+                } else {
+                    Overrides {
+                        stable_ids: listed,
+                        ..Default::default()
+                    }
+                };
+                let err = overrides.validate().unwrap_err();
+                assert_eq!(
+                    (err.field(), err.value()),
+                    (format!("overrides.{list}[1]").as_str(), quoted(id).as_str())
+                );
+                assert!(err.expected().contains(why), "{err}");
+            }
+        }
+        // Whitespace inside an id, and letters beyond ASCII, are ids like any other.
+        Overrides {
+            canary_ids: vec!["user 1".into(), "usér-ſ".into()],
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
     }
 }

@@ -781,9 +781,9 @@ local function test_names()
   check(names.header == "X-Canary" and names.cookie == "pg_canary", "override names")
   local seen = web:change_count()
   assert(web:swap_config('{"gate": "web", "environment": {"canary": {"traffic_percent": 50}}, '
-                           .. '"overrides": {"cookie": "say-\\"canary\\""}}'))
+                           .. '"overrides": {"cookie": "say-\'canary\'"}}'))
   names = assert(web:override_names())
-  check(web:change_count() > seen and names.header == nil and names.cookie == 'say-"canary"',
+  check(web:change_count() > seen and names.header == nil and names.cookie == "say-'canary'",
         "override names after a swap: " .. tostring(names.header) .. ", " .. tostring(names.cookie))
   names = assert(api:override_names())
   check(names.header == nil and names.cookie == nil, "no override names")

@@ -98,11 +98,11 @@ TEST(Overrides, TheNamesAreTheConfigsAndFollowASwap) {
   EXPECT_EQ(names.header, std::optional<std::string>("X-Canary"));
   EXPECT_EQ(names.cookie, std::optional<std::string>("pg_canary"));
   const auto before = gate.change_count();
-  gate.swap_config(R"({"overrides": {"cookie": "say-\"canary\""}})");
+  gate.swap_config(R"({"overrides": {"cookie": "say-'canary'"}})");
   EXPECT_GT(gate.change_count(), before);
   names = gate.override_names();
   EXPECT_EQ(names.header, std::nullopt);
-  EXPECT_EQ(names.cookie, std::optional<std::string>(R"(say-"canary")"));
+  EXPECT_EQ(names.cookie, std::optional<std::string>("say-'canary'"));
   const std::string longest(128, 'h');  // the longest name the library takes
   gate.swap_config(R"({"overrides": {"header": ")" + longest + R"("}})");
   EXPECT_EQ(gate.override_names().header, longest);

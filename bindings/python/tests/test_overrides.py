@@ -58,9 +58,9 @@ def test_the_override_names_are_read_from_the_config_and_follow_a_swap() -> None
     with Gate(canary(5, overrides={"header": "X-Canary", "cookie": "pg_canary"})) as gate:
         assert gate.override_names() == ("X-Canary", "pg_canary")
         before = gate.change_count()
-        gate.swap_config(canary(5, overrides={"cookie": 'say-"canary"'}))
+        gate.swap_config(canary(5, overrides={"cookie": "say-'canary'"}))
         assert gate.change_count() > before
-        assert gate.override_names() == (None, 'say-"canary"')
+        assert gate.override_names() == (None, "say-'canary'")
     with Gate(canary(5)) as gate:
         assert gate.override_names() == (None, None)
 
