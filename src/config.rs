@@ -92,9 +92,11 @@ impl Environment {
         }
     }
 
-    /// Checks the traffic percentage of a canary: finite, within `0..=100`, and either 0 or
-    /// large enough to route someone (the formula's resolution is
-    /// [`TRAFFIC_PERCENT_RESOLUTION`](crate::TRAFFIC_PERCENT_RESOLUTION), 0.00001 %).
+    /// Checks the traffic percentage of a canary: finite, within `0..=100`, either 0 or
+    /// large enough to route someone, and either 100 or small enough to leave someone to the
+    /// stable version (the formula's resolution is
+    /// [`TRAFFIC_PERCENT_RESOLUTION`](crate::TRAFFIC_PERCENT_RESOLUTION), 0.00001 %: a share
+    /// that rounds to every bucket would route everybody while its reason says less than 100 %).
     ///
     /// # Errors
     /// [`ConfigError`] naming `environment.traffic_percent` and the refused value.
@@ -107,6 +109,8 @@ impl Environment {
     /// assert!(Environment::Canary { traffic_percent: 0.0 }.validate().is_ok());
     /// let err = Environment::Canary { traffic_percent: 1e-9 }.validate().unwrap_err();
     /// assert!(err.to_string().contains("0.00001"));
+    /// let err = Environment::Canary { traffic_percent: 99.9999951 }.validate().unwrap_err();
+    /// assert!(err.to_string().contains("at least one bucket to the stable version"));
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         let Environment::Canary { traffic_percent } = *self else {
@@ -119,7 +123,18 @@ impl Environment {
                 "a finite percentage from 0 to 100",
             ));
         }
-        if traffic_percent > 0.0 && crate::bucket::threshold_for_percent(traffic_percent) == 0 {
+        let threshold = crate::bucket::threshold_for_percent(traffic_percent);
+        if traffic_percent < 100.0 && threshold == crate::bucket::BUCKETS {
+            return Err(ConfigError::new(
+                "environment.traffic_percent",
+                traffic_percent,
+                format!(
+                    "100, or a percentage that leaves at least one bucket to the stable version: the routing resolution is {TRAFFIC_PERCENT_RESOLUTION} % (1 bucket in {}), so at least half of it below 100",
+                    crate::bucket::BUCKETS
+                ),
+            ));
+        }
+        if traffic_percent > 0.0 && threshold == 0 {
             return Err(ConfigError::new(
                 "environment.traffic_percent",
                 traffic_percent,
@@ -624,6 +639,37 @@ pub fn validate_flag_name(name: &str) -> Result<(), FlagError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_share_below_100_that_routes_every_bucket_is_refused() {
+        use crate::bucket::{BUCKETS, threshold_for_percent};
+        // The largest share below 100 whose threshold leaves a bucket, and the next one up.
+        let last = 100.0 - 1.5 * TRAFFIC_PERCENT_RESOLUTION;
+        assert!(threshold_for_percent(last) < BUCKETS);
+        canary(last).validate().unwrap();
+        canary(100.0).validate().unwrap();
+        for percent in [
+            99.9999951,
+            100.0 - TRAFFIC_PERCENT_RESOLUTION / 4.0,
+            100f64.next_down(),
+        ] {
+            assert_eq!(threshold_for_percent(percent), BUCKETS, "{percent}");
+            let err = canary(percent).validate().unwrap_err();
+            assert_eq!(err.field(), "environment.traffic_percent");
+            assert_eq!(err.value(), crate::error::shown_number(percent));
+            assert!(
+                err.expected().contains("one bucket to the stable version"),
+                "{err}"
+            );
+            let json =
+                format!(r#"{{"environment": {{"canary": {{"traffic_percent": {percent}}}}}}}"#);
+            let err = PromotionConfig::from_json(&json).unwrap_err().to_string();
+            assert!(
+                err.starts_with("invalid environment.traffic_percent = "),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn a_name_with_a_character_its_reader_cannot_see_is_refused() {

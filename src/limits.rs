@@ -21,7 +21,7 @@
 //! | `rollback_window_seconds` | 1 to [`MAX_WINDOW_SECONDS`] | [`ConfigError`](crate::ConfigError) |
 //! | `store`: the SQLite path, each etcd endpoint, the etcd prefix | [`MAX_STORE_ADDRESS_BYTES`] bytes | [`ConfigError`](crate::ConfigError) (`store.sqlite.path`, `store.etcd.endpoints[i]`, `store.etcd.prefix`) |
 //! | `store.etcd.endpoints` | 1 to [`MAX_ETCD_ENDPOINTS`] | [`ConfigError`](crate::ConfigError) on `store.etcd.endpoints` |
-//! | a canary's `traffic_percent` | 0, or enough to route one bucket: at least half of [`TRAFFIC_PERCENT_RESOLUTION`] | [`ConfigError`](crate::ConfigError) |
+//! | a canary's `traffic_percent` | 0, or enough to route one bucket: at least half of [`TRAFFIC_PERCENT_RESOLUTION`]; 100, or far enough below it to leave one bucket to the stable version | [`ConfigError`](crate::ConfigError) |
 //!
 //! What the engine keeps, and how much:
 //! - **Rollback history:** at most `max_rollback_history` events *and* at most
