@@ -134,7 +134,43 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     assert_eq!(debug.len(), 3, "{got:?}");
     assert!(
         debug[0].2.starts_with("promotion.route_request")
-            && debug[0].2.contains(r#"request_id="request-2""#),
+            && debug[0].2.contains(r#"request_id="request-2""#)
+            && debug[0].2.contains(r#"forced="none""#),
+        "{got:?}"
+    );
+    // A forced decision's line says by what it was forced.
+    let forcing = common::new_gate(
+        r#"{"gate": "forcing", "overrides": {"header": "X-Canary", "canary_ids": ["tester"]}}"#,
+    );
+    let mut d = std::mem::MaybeUninit::<pgate_decision>::uninit();
+    let (id, value) = (b"someone", b"canary");
+    // SAFETY: a live gate, the id's and value's bytes, and room for the decision.
+    let status = unsafe {
+        pgate_route_forced(
+            forcing,
+            id.as_ptr(),
+            id.len(),
+            value.as_ptr(),
+            value.len(),
+            d.as_mut_ptr(),
+        )
+    };
+    assert_eq!(status, pgate_status::Ok);
+    // SAFETY: the gate is live until it is freed below.
+    unsafe { route(forcing, b"tester") };
+    // SAFETY: `forcing` is live until here.
+    assert_eq!(unsafe { pgate_gate_free(forcing) }, pgate_status::Ok);
+    let got = std::mem::take(&mut *lines.lock().unwrap());
+    let routes: Vec<_> = got
+        .iter()
+        .filter(|(_, _, m)| m.starts_with("promotion.route_request"))
+        .map(|(_, _, m)| m)
+        .collect();
+    assert!(
+        routes.len() == 2
+            && routes[0].contains(r#"request_id="someone""#)
+            && routes[0].contains(r#"forced="value""#)
+            && routes[1].contains(r#"forced="id_list""#),
         "{got:?}"
     );
 

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
 
 use super::PromotionGateManager;
-use crate::decision::{RouteReason, RoutingDecision};
+use crate::decision::RoutingDecision;
 use crate::snapshot::RouteTable;
 use crate::telemetry::LoggedBytes;
 use crate::thread_exit;
@@ -93,7 +93,7 @@ impl PromotionGateManager {
     fn route_logged(&self, request_id: &[u8], forcing_value: Option<&[u8]>) -> RoutingDecision<'_> {
         let decision = self.decide(request_id, forcing_value);
         if tracing::level_enabled!(tracing::Level::DEBUG) {
-            log_route(request_id, decision.is_canary, decision.reason);
+            log_route(request_id, &decision);
         }
         decision
     }
@@ -218,14 +218,17 @@ impl PromotionGateManager {
 }
 
 /// Logs one routing decision at debug level (the id as [`LoggedBytes`] shows it: quoted,
-/// escaped, at most `MAX_SHOWN_VALUE_BYTES`). Out of line: routing inlines only the level
-/// check.
+/// escaped, at most `MAX_SHOWN_VALUE_BYTES`; `forced` is `none`, `value` or `id_list`, as
+/// [`ForcedBy::name`](crate::ForcedBy::name) names it). Out of line: routing inlines only the
+/// level check.
 #[cold]
 #[inline(never)]
-fn log_route(request_id: &[u8], is_canary: bool, reason: RouteReason) {
+fn log_route(request_id: &[u8], decision: &RoutingDecision<'_>) {
+    let reason = decision.reason;
     tracing::debug!(
         request_id = %LoggedBytes(request_id),
-        is_canary,
+        is_canary = decision.is_canary,
+        forced = decision.forced.map_or("none", |forced| forced.by.name()),
         bucket = reason.bucket().get(),
         threshold = reason.threshold(),
         environment = reason.environment.name(),
