@@ -261,8 +261,9 @@ enum pgate_log_level
   /**
    * One line per route: every `pgate_route`, `pgate_route_forced` and
    * `pgate_record_by_id` sends one (`promotion.route_request request_id="..."
-   * is_canary=... bucket=... threshold=... environment="..."`, the id escaped), so a
-   * callback at this level is called once per request. These hot calls then allocate (the
+   * is_canary=... forced="..." bucket=... threshold=... environment="..."`, the id escaped,
+   * `forced` `none`, `value` or `id_list`), so a callback at this level is called once per
+   * request (`pgate_record_by_id_forced` sends none). These hot calls then allocate (the
    * line is formatted) and take the callback's read lock: the one exception to their
    * allocation-free, lock-free promise. Below this level, a route pays one atomic load for
    * the level check and nothing else.
@@ -1147,7 +1148,9 @@ pgate_status pgate_route(const struct pgate_gate *gate,
 /**
  * Routes a request id like `pgate_route`, with the forcing value the host read from the
  * request (the value of the header or cookie named by the config's `overrides`): `value` NULL
- * when the request carried none, else `value_len` bytes (any bytes; `canary` or `stable`,
+ * (with `value_len` 0) when the request carried none, else `value_len` bytes (any bytes; an
+ * empty value needs a non-NULL pointer, and NULL with a length is refused as
+ * `PGATE_STATUS_NULL_POINTER`, as for the id; `canary` or `stable`,
  * ASCII case ignored, force the request; any other value is ignored and counted, never an
  * error). The config's id lists win over the value. A forced decision has `forced` set; a
  * value passed (`value` not NULL) whose decision has `forced` `PGATE_FORCED_NONE` is exactly
@@ -1156,7 +1159,7 @@ pgate_status pgate_route(const struct pgate_gate *gate,
  * Lock-free, allocation-free (as `pgate_route`), thread-safe.
  *
  * # Safety
- * As `pgate_route`; `value` NULL or `value_len` readable bytes.
+ * As `pgate_route`; `value` NULL (with `value_len` 0) or `value_len` readable bytes.
  */
 pgate_status pgate_route_forced(const struct pgate_gate *gate,
                                 const uint8_t *id,
@@ -1238,6 +1241,10 @@ pgate_status pgate_record_abandoned_as(const struct pgate_gate *gate,
  * Records an outcome by request id: the id is routed again under the current snapshot (one
  * more hash). Prefer `pgate_record` with the decision the request was routed by. As the id
  * is routed, a log callback at DEBUG receives its route line (see `PGATE_LOG_LEVEL_DEBUG`).
+ * The id is routed without a forcing value: this call cannot see that a header or cookie
+ * forced the request (only that an id list does), so such a request's outcome would count in
+ * the cohort of its bucket. A host that routes with `pgate_route_forced` records by id with
+ * `pgate_record_by_id_forced`, passing the same value.
  *
  * # Safety
  * As `pgate_route` for `gate` and `id`; `recorded` NULL or valid for a write.
@@ -1248,6 +1255,28 @@ pgate_status pgate_record_by_id(const struct pgate_gate *gate,
                                 bool success,
                                 uint64_t latency_ns,
                                 pgate_recorded *recorded);
+
+/**
+ * `pgate_record_by_id` for a request routed with `pgate_route_forced`: the id is routed again
+ * under the current snapshot with the same forcing value (`value` NULL with `value_len` 0 when
+ * the request carried none, as in `pgate_route_forced`; NULL with a length is
+ * `PGATE_STATUS_NULL_POINTER`), so an outcome the value forced counts in neither cohort
+ * (`PGATE_RECORDED_FORCED`), as `pgate_record` counts it with the decision. A value that forces
+ * nothing is not counted again as ignored (`promotion_ignored_override_values_total` counts
+ * routes), and no route line is sent to a log callback. Allocation-free after the calling
+ * thread's first record (as `pgate_record`, which may also run the judge).
+ *
+ * # Safety
+ * As `pgate_route_forced` for `gate`, `id` and `value`; `recorded` NULL or valid for a write.
+ */
+pgate_status pgate_record_by_id_forced(const struct pgate_gate *gate,
+                                       const uint8_t *id,
+                                       size_t id_len,
+                                       const uint8_t *value,
+                                       size_t value_len,
+                                       bool success,
+                                       uint64_t latency_ns,
+                                       pgate_recorded *recorded);
 
 /**
  * Writes the number of flags in flag set `set` (from a decision) to `*len_out`. Lock-free,

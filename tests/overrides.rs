@@ -241,9 +241,27 @@ fn the_json_section_is_read_and_refused_by_name() {
 struct Case<'a> {
     config: &'a str,
     id: &'a str,
-    value: Option<&'a str>,
+    value: Option<Vec<u8>>,
     is_canary: bool,
     forced: &'a str,
+}
+
+/// A VALUE field of `tests/vectors/overrides.tsv`: `-` none, `hex:` and the bytes in hex, or
+/// the field's own bytes.
+fn forcing_value(field: &str) -> Option<Vec<u8>> {
+    if field == "-" {
+        return None;
+    }
+    let Some(hex) = field.strip_prefix("hex:") else {
+        return Some(field.as_bytes().to_vec());
+    };
+    assert!(hex.len() % 2 == 0, "{field:?}");
+    Some(
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect(),
+    )
 }
 
 #[test]
@@ -260,17 +278,25 @@ fn the_shared_vectors_hold() {
             ["route", config, id, value, is_canary, forced] => cases.push(Case {
                 config,
                 id,
-                value: (value != "-").then_some(value),
+                value: forcing_value(value),
                 is_canary: is_canary == "1",
                 forced,
             }),
             _ => panic!("a malformed line: {line:?}"),
         }
     }
-    assert!(cases.len() >= 30, "{} cases", cases.len());
+    assert!(cases.len() >= 45, "{} cases", cases.len());
+    let recorded = |forced: bool| {
+        if forced {
+            Recorded::Forced
+        } else {
+            Recorded::Counted
+        }
+    };
     for case in &cases {
         let gate = &configs[case.config];
-        let d = gate.route_request_forced(case.id.as_bytes(), case.value.map(str::as_bytes));
+        let value = case.value.as_deref();
+        let d = gate.route_request_forced(case.id.as_bytes(), value);
         let forced = d.forced.map_or("none", |f| f.by.name());
         let line = format!("{} {:?} {:?}", case.config, case.id, case.value);
         assert_eq!(
@@ -278,14 +304,67 @@ fn the_shared_vectors_hold() {
             (case.is_canary, case.forced),
             "{line}"
         );
-        let recorded = gate.record_outcome(&d, true, Duration::from_millis(1));
-        let expected = if case.forced == "none" {
-            Recorded::Counted
-        } else {
-            Recorded::Forced
-        };
-        assert_eq!(recorded, expected, "{line}");
+        let ignored = gate.ignored_override_values();
+        let latency = Duration::from_millis(1);
+        assert_eq!(
+            gate.record_outcome(&d, true, latency),
+            recorded(case.forced != "none"),
+            "{line}"
+        );
+        assert_eq!(
+            gate.record_request_outcome_forced(case.id.as_bytes(), value, true, latency),
+            recorded(case.forced != "none"),
+            "{line}"
+        );
+        assert_eq!(
+            gate.record_request_outcome(case.id, true, latency),
+            recorded(case.forced == "id_list"),
+            "{line}"
+        );
+        // Recording by id counts no ignored value again.
+        assert_eq!(gate.ignored_override_values(), ignored, "{line}");
     }
+}
+
+/// A request forced by value and recorded by id: the plain call cannot see the value (it counts
+/// the outcome in the cohort of the id's bucket, documented), the forced one counts it apart.
+#[test]
+fn a_record_by_id_with_the_forcing_value_counts_in_neither_cohort() {
+    let gate = gate(config(canary(0.0), Some(overrides())));
+    let latency = Duration::from_millis(2);
+    let served = gate.route_request_forced(b"tester", Some(b"canary"));
+    assert!(served.is_canary);
+    assert_eq!(
+        gate.record_request_outcome_forced(b"tester", Some(b"canary"), false, latency),
+        Recorded::Forced
+    );
+    let health = gate.health();
+    assert_eq!((health.canary_requests, health.production_requests), (0, 0));
+    assert_eq!(gate.forced_outcomes(), 1);
+    // What the plain call does with the same request.
+    assert_eq!(
+        gate.record_request_outcome("tester", false, latency),
+        Recorded::Counted
+    );
+    assert_eq!(gate.health().production_requests, 1);
+    // An id list is seen by both; a value forcing nothing is not counted again as ignored.
+    for value in [None, Some(&b"stable"[..]), Some(b"beta")] {
+        assert_eq!(
+            gate.record_request_outcome_forced(b"tester-1", value, true, latency),
+            Recorded::Forced
+        );
+    }
+    assert_eq!(
+        gate.record_request_outcome_forced(b"someone", Some(b"beta"), true, latency),
+        Recorded::Counted
+    );
+    assert_eq!(gate.ignored_override_values(), 0);
+    // Bytes that are no UTF-8 are an id like any other.
+    assert_eq!(
+        gate.record_request_outcome_forced(b"\xff\xfe", Some(b"STABLE"), true, latency),
+        Recorded::Forced
+    );
+    assert_eq!(gate.forced_outcomes(), 5);
 }
 
 /// Routing while a writer swaps between two configs that list one id on opposite lists: every

@@ -342,8 +342,35 @@ static void test_vectors(const char *path) {
 
 /* ---- the override vectors ------------------------------------------------------------- */
 
+/* A VALUE field of tests/vectors/overrides.tsv, decoded in place: "-" none (false), "hex:"
+ * and the bytes in hex, or the field's bytes. *len receives the value's length; false with
+ * *len 1 for a malformed hex field. */
+static bool forcing_value(char *field, size_t *len) {
+    if (strcmp(field, "-") == 0) {
+        *len = 0;
+        return false;
+    }
+    if (strncmp(field, "hex:", 4) != 0) {
+        *len = strlen(field);
+        return true;
+    }
+    const char *hex = field + 4;
+    size_t n = strlen(hex);
+    *len = n / 2;
+    for (size_t i = 0; i < n / 2; i++) { /* writes byte i after reading digits 2i and 2i + 1 */
+        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0 || n % 2 != 0) {
+            *len = 1;
+            return false;
+        }
+        field[i] = (char)(hi * 16 + lo);
+    }
+    return true;
+}
+
 /* Routes each `route` line of tests/vectors/overrides.tsv with pgate_route_forced under its
- * named config, checks is_canary and forced, and that recording it counts (or not). */
+ * named config, checks is_canary and forced, and what recording it does: by the decision, by
+ * id with the value (pgate_record_by_id_forced) and by id alone (pgate_record_by_id). */
 static void test_override_vectors(const char *path) {
     FILE *f = fopen(path, "r");
     if (!check_at(f != NULL, __LINE__, "cannot open %s", path)) {
@@ -383,26 +410,43 @@ static void test_override_vectors(const char *path) {
         if (!check_at(gate != NULL, __LINE__, "no config %s", field[1])) {
             continue;
         }
-        const char *value = field[3];
-        bool none = strcmp(value, "-") == 0;
+        char shown_copy[64]; /* the field as written, for messages */
+        snprintf(shown_copy, sizeof shown_copy, "%s", field[3]);
+        size_t value_len = 0;
+        bool present = forcing_value(field[3], &value_len);
+        if (!check_at(present || value_len == 0, __LINE__, "malformed value %s", shown_copy)) {
+            continue;
+        }
+        const uint8_t *value = present ? (const uint8_t *)field[3] : NULL;
+        const char *id = field[2];
         pgate_decision d;
         memset(&d, 0xa5, sizeof d); /* written only on success */
-        pgate_status status =
-            pgate_route_forced(gate, BYTES(field[2]), none ? NULL : (const uint8_t *)value,
-                               none ? 0 : strlen(value), &d);
+        pgate_status status = pgate_route_forced(gate, BYTES(id), value, value_len, &d);
         pgate_forced forced = strcmp(field[5], "value") == 0     ? PGATE_FORCED_VALUE
                               : strcmp(field[5], "id_list") == 0 ? PGATE_FORCED_ID_LIST
                                                                  : PGATE_FORCED_NONE;
         bool is_canary = strcmp(field[4], "1") == 0;
         check_at(status == PGATE_STATUS_OK && d.is_canary == is_canary && d.forced == forced,
                  __LINE__, "%s id %s value \"%s\": is_canary %d forced %d, expected %d %d",
-                 field[1], field[2], value, (int)d.is_canary, (int)d.forced, (int)is_canary,
+                 field[1], id, shown_copy, (int)d.is_canary, (int)d.forced, (int)is_canary,
                  (int)forced);
+        pgate_recorded expected =
+            forced == PGATE_FORCED_NONE ? PGATE_RECORDED_COUNTED : PGATE_RECORDED_FORCED;
         pgate_recorded recorded = PGATE_RECORDED_LATE;
         CHECK_STATUS(PGATE_STATUS_OK, pgate_record(gate, &d, true, 1000, &recorded));
-        check_at(recorded == (forced == PGATE_FORCED_NONE ? PGATE_RECORDED_COUNTED
-                                                           : PGATE_RECORDED_FORCED),
-                 __LINE__, "%s id %s value \"%s\": recorded %d", field[1], field[2], value,
+        check_at(recorded == expected, __LINE__, "%s id %s value \"%s\": recorded %d", field[1],
+                 id, shown_copy, (int)recorded);
+        recorded = PGATE_RECORDED_LATE;
+        CHECK_STATUS(PGATE_STATUS_OK, pgate_record_by_id_forced(gate, BYTES(id), value, value_len,
+                                                                true, 1000, &recorded));
+        check_at(recorded == expected, __LINE__, "%s id %s value \"%s\": by id with it %d",
+                 field[1], id, shown_copy, (int)recorded);
+        /* The plain call cannot see the value: only an id list forces it. */
+        recorded = PGATE_RECORDED_LATE;
+        CHECK_STATUS(PGATE_STATUS_OK, pgate_record_by_id(gate, BYTES(id), true, 1000, &recorded));
+        check_at(recorded == (forced == PGATE_FORCED_ID_LIST ? PGATE_RECORDED_FORCED
+                                                              : PGATE_RECORDED_COUNTED),
+                 __LINE__, "%s id %s value \"%s\": by id alone %d", field[1], id, shown_copy,
                  (int)recorded);
     }
     free(line);
@@ -410,7 +454,7 @@ static void test_override_vectors(const char *path) {
     for (int i = 0; i < configs; i++) {
         CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gates[i]));
     }
-    check_at(cases >= 30 && configs >= 5, __LINE__, "only %u cases, %d configs read from %s",
+    check_at(cases >= 45 && configs >= 5, __LINE__, "only %u cases, %d configs read from %s",
              cases, configs, path);
     printf("override vectors: %u routed\n", cases);
 }
@@ -437,6 +481,10 @@ static void test_forced(void) {
     CHECK(d.is_canary && d.forced == PGATE_FORCED_ID_LIST);
     CHECK_STATUS(PGATE_STATUS_OK, pgate_record_by_id(gate, BYTES("tester-1"), false, 1, &recorded));
     CHECK(recorded == PGATE_RECORDED_FORCED);
+    /* By id, a request forced by value is forced only when the value is passed again. */
+    CHECK_STATUS(PGATE_STATUS_OK, pgate_record_by_id_forced(gate, BYTES("user-0"),
+                                                            BYTES("canary"), false, 1, &recorded));
+    CHECK(recorded == PGATE_RECORDED_FORCED);
     pgate_health h;
     CHECK_STATUS(PGATE_STATUS_OK, pgate_monitor_health(gate, &h, NULL, 0, NULL));
     CHECK(h.canary_requests == 0 && h.production_requests == 0);
@@ -457,7 +505,8 @@ static void test_forced(void) {
     CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT,
                  pgate_route_forced(gate, BYTES("u"), (const uint8_t *)"c", TOO_LONG, &d));
     char *metrics = read_text(gate, pgate_metrics_prometheus);
-    CHECK(contains(metrics, "promotion_forced_outcomes_total{gate=\"default\"} 202"));
+    /* 200 forced by value, tester-1 and user-0 by id, one forced byte set by hand. */
+    CHECK(contains(metrics, "promotion_forced_outcomes_total{gate=\"default\"} 203"));
     free(metrics);
     CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
 }
@@ -1363,6 +1412,8 @@ static void test_null_gate(void) {
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_record(NULL, &d, true, 1, NULL));
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_record_abandoned(NULL, &d, 1, NULL));
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_record_by_id(NULL, BYTES("x"), true, 1, NULL));
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER,
+                 pgate_record_by_id_forced(NULL, BYTES("x"), BYTES("canary"), true, 1, NULL));
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_flag_set_len(NULL, 0, &len));
     CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_flag_set_name(NULL, 0, 0, &name, &len));
     check_cold_calls_refuse(NULL, PGATE_STATUS_NULL_POINTER);
@@ -1392,7 +1443,14 @@ static void test_hot_path_arguments(void) {
                  pgate_record_by_id(gate, NULL, 5, true, 1, &recorded));
     CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT,
                  pgate_record_by_id(gate, (const uint8_t *)"x", TOO_LONG, true, 1, &recorded));
+    /* A forcing value NULL with a length is refused as an id's (it was taken as none). */
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER,
+                 pgate_record_by_id_forced(gate, BYTES("x"), NULL, 6, true, 1, &recorded));
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER,
+                 pgate_record_by_id_forced(gate, NULL, 5, NULL, 0, true, 1, &recorded));
     CHECK(recorded == PGATE_RECORDED_FOREIGN);
+    CHECK_STATUS(PGATE_STATUS_NULL_POINTER, pgate_route_forced(gate, BYTES("x"), NULL, 6, &d));
+    CHECK(d.stage == 4242);
 
     const uint8_t *name = NULL;
     size_t len = 0;

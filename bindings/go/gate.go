@@ -47,6 +47,8 @@ package promotiongates
 #cgo nocallback pgate_record_abandoned
 #cgo noescape pgate_record_by_id
 #cgo nocallback pgate_record_by_id
+#cgo noescape pgate_record_by_id_forced
+#cgo nocallback pgate_record_by_id_forced
 #cgo noescape pgate_flag_set_len
 #cgo nocallback pgate_flag_set_len
 #cgo noescape pgate_flag_set_name

@@ -1,6 +1,7 @@
 package promotiongates
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,8 +11,23 @@ import (
 	"time"
 )
 
+// forcingValue reads a VALUE field of tests/vectors/overrides.tsv: "-" none (nil), "hex:" and
+// the bytes in hex, or the field's own bytes (an empty field is an empty, non-nil value).
+func forcingValue(t *testing.T, field string) []byte {
+	if field == "-" {
+		return nil
+	}
+	if digits, found := strings.CutPrefix(field, "hex:"); found {
+		value, err := hex.DecodeString(digits)
+		ok(t, err)
+		return value
+	}
+	return append([]byte{}, field...)
+}
+
 // TestOverrideVectors: the shared cases of tests/vectors/overrides.tsv (read by every
-// language): each route's version and ForcedBy, and what recording it does.
+// language): each route's version and ForcedBy, and what recording it does, by its Decision,
+// by id with its value and by id alone.
 func TestOverrideVectors(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("..", "..", "tests", "vectors", "overrides.tsv"))
 	ok(t, err)
@@ -33,25 +49,78 @@ func TestOverrideVectors(t *testing.T) {
 		if g == nil {
 			t.Fatalf("overrides.tsv: no config %q", f[1])
 		}
-		d, err := g.RouteForcedString(f[2], f[3], f[3] != "-")
+		id, value := []byte(f[2]), forcingValue(t, f[3])
+		d, err := g.RouteForced(id, value)
 		ok(t, err)
 		if d.IsCanary() != (f[4] == "1") || d.ForcedBy().String() != f[5] {
 			t.Errorf("%q: is_canary %v forced %v", line, d.IsCanary(), d.ForcedBy())
 		}
-		want := Counted
-		if f[5] != "none" {
-			want = Forced
+		want := func(forced bool) Recorded {
+			if forced {
+				return Forced
+			}
+			return Counted
 		}
 		r, err := g.Record(d, true, time.Microsecond)
 		ok(t, err)
-		if r != want {
-			t.Errorf("%q: recorded %v, want %v", line, r, want)
+		if r != want(f[5] != "none") {
+			t.Errorf("%q: recorded %v", line, r)
+		}
+		r, err = g.RecordByIDForced(id, value, true, time.Microsecond)
+		ok(t, err)
+		if r != want(f[5] != "none") {
+			t.Errorf("%q: recorded by id with the value %v", line, r)
+		}
+		r, err = g.RecordByIDForcedString(f[2], string(value), value != nil, true, time.Microsecond)
+		ok(t, err)
+		if r != want(f[5] != "none") {
+			t.Errorf("%q: recorded by id with the value (strings) %v", line, r)
+		}
+		r, err = g.RecordByID(id, true, time.Microsecond)
+		ok(t, err)
+		if r != want(f[5] == "id_list") {
+			t.Errorf("%q: recorded by id alone %v", line, r)
 		}
 		cases++
 	}
-	if cases < 30 || len(gates) < 5 {
+	if cases < 45 || len(gates) < 5 {
 		t.Fatalf("overrides.tsv: only %d cases, %d configs", cases, len(gates))
 	}
+}
+
+// TestRecordByIDForced: a request forced by value and recorded by id with its value counts in
+// neither cohort, where RecordByID counts it in the cohort of its bucket; an ignored value is
+// not counted again; a closed gate and a bad latency are refused.
+func TestRecordByIDForced(t *testing.T) {
+	g := newGate(t, `{"gate": "g", "environment": {"canary": {"traffic_percent": 0}},
+		"overrides": {"header": "X-Canary"}}`, "")
+	r, err := g.RecordByIDForced([]byte("tester"), []byte("canary"), false, time.Millisecond)
+	if r != Forced || err != nil {
+		t.Fatalf("RecordByIDForced = %v, %v", r, err)
+	}
+	r, err = g.RecordByIDForcedString("tester", "", true, false, time.Millisecond)
+	if r != Counted || err != nil {
+		t.Fatalf("RecordByIDForcedString with an empty value = %v, %v", r, err)
+	}
+	r, err = g.RecordByID([]byte("tester"), false, time.Millisecond)
+	if r != Counted || err != nil {
+		t.Fatalf("RecordByID = %v, %v", r, err)
+	}
+	h, err := g.ReadHealth()
+	ok(t, err)
+	if h.CanaryRequests != 0 || h.ProductionRequests != 2 {
+		t.Errorf("cohorts %+v", h)
+	}
+	metrics, err := g.MetricsPrometheus()
+	ok(t, err)
+	if !strings.Contains(metrics, `promotion_ignored_override_values_total{gate="g"} 0`) {
+		t.Errorf("an ignored value counted by a record:\n%s", metrics)
+	}
+	_, err = g.RecordByIDForced([]byte("tester"), nil, true, -time.Millisecond)
+	wantErr(t, err, ErrInvalidArgument)
+	ok(t, g.Close())
+	_, err = g.RecordByIDForcedString("tester", "canary", true, true, time.Millisecond)
+	wantErr(t, err, ErrClosed)
 }
 
 // TestForcedRequestsStayOutOfTheCohorts: a forced request reaches its version, its failures

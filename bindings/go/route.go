@@ -251,7 +251,10 @@ func (g *Gate) RecordAbandoned(d Decision, waited time.Duration) (recorded bool,
 
 // RecordByID records an outcome by request id: the id is routed again under the gate's
 // current state (one more hash). Prefer Record with the request's Decision, which counts the
-// outcome for the stage the request was actually routed in.
+// outcome for the stage the request was actually routed in. The id is routed without a
+// forcing value: RecordByID cannot see that a header or cookie forced the request (only that
+// an id list does), so such a request's outcome would count in the cohort of its bucket; a
+// host that routes with RouteForced records by id with RecordByIDForced.
 func (g *Gate) RecordByID(id []byte, success bool, latency time.Duration) (Recorded, error) {
 	return g.recordByID((*C.uint8_t)(unsafe.SliceData(id)), len(id), success, latency)
 }
@@ -259,6 +262,47 @@ func (g *Gate) RecordByID(id []byte, success bool, latency time.Duration) (Recor
 // RecordByIDString is RecordByID for a string id, passed without copying (as RouteString).
 func (g *Gate) RecordByIDString(id string, success bool, latency time.Duration) (Recorded, error) {
 	return g.recordByID((*C.uint8_t)(unsafe.StringData(id)), len(id), success, latency)
+}
+
+// RecordByIDForced is RecordByID for a request routed with RouteForced: the id is routed
+// again with the same forcing value (nil for none; an empty non-nil slice is a value), so an
+// outcome the value forced counts in neither cohort (Forced), as Record counts it with the
+// Decision. A value that forces nothing is not counted again as ignored.
+func (g *Gate) RecordByIDForced(id, value []byte, success bool, latency time.Duration) (Recorded, error) {
+	return g.recordByIDForced((*C.uint8_t)(unsafe.SliceData(id)), len(id), value != nil,
+		(*C.uint8_t)(unsafe.SliceData(value)), len(value), success, latency)
+}
+
+// RecordByIDForcedString is RecordByIDForced for strings, passed without copying (as
+// RouteForcedString); present false means the request carried no forcing value.
+func (g *Gate) RecordByIDForcedString(id, value string, present bool, success bool, latency time.Duration) (Recorded, error) {
+	return g.recordByIDForced((*C.uint8_t)(unsafe.StringData(id)), len(id), present,
+		(*C.uint8_t)(unsafe.StringData(value)), len(value), success, latency)
+}
+
+func (g *Gate) recordByIDForced(id *C.uint8_t, n int, present bool, value *C.uint8_t, m int,
+	success bool, latency time.Duration) (Recorded, error) {
+	ns, err := latencyNanos(latency)
+	if err != nil {
+		return 0, err
+	}
+	if !present {
+		value, m = nil, 0
+	} else if value == nil {
+		value = &emptyValue[0]
+	}
+	p, held := g.acquire()
+	if p == nil {
+		return 0, errClosed
+	}
+	var r C.pgate_recorded
+	st := C.pgate_record_by_id_forced(p, id, C.size_t(n), value, C.size_t(m), C.bool(success), ns, &r)
+	held.release()
+	runtime.KeepAlive(g)
+	if st != C.PGATE_STATUS_OK {
+		return 0, statusError("pgate_record_by_id_forced", st)
+	}
+	return Recorded(r), nil
 }
 
 func (g *Gate) recordByID(id *C.uint8_t, n int, success bool, latency time.Duration) (Recorded, error) {

@@ -117,6 +117,9 @@ pgate_status pgate_record_abandoned(const pgate_gate *gate, const pgate_decision
                                     uint64_t waited_ns, bool *recorded);
 pgate_status pgate_record_by_id(const pgate_gate *gate, const char *id, size_t id_len,
                                 bool success, uint64_t latency_ns, pgate_recorded *recorded);
+pgate_status pgate_record_by_id_forced(const pgate_gate *gate, const char *id, size_t id_len,
+                                       const char *value, size_t value_len, bool success,
+                                       uint64_t latency_ns, pgate_recorded *recorded);
 pgate_status pgate_flag_set_len(const pgate_gate *gate, uint32_t set, size_t *len_out);
 pgate_status pgate_flag_set_name(const pgate_gate *gate, uint32_t set, size_t index,
                                  const char **name_out, size_t *len_out);
@@ -762,7 +765,10 @@ function Gate:record_abandoned(decision, waited)
 end
 
 --- Records by id (routed again under the current snapshot); prefer Gate:record. The latency
---- is checked as Gate:record checks it.
+--- is checked as Gate:record checks it. The id is routed without a forcing value: this call
+--- cannot see that a header or cookie forced the request (only that an id list does), so such
+--- a request's outcome would count in the cohort of its bucket; a host that routes with
+--- Gate:route_forced records by id with Gate:record_by_id_forced.
 function Gate:record_by_id(id, success, latency)
   if type(self) ~= "table" or self.handle == nil then
     return freed("record_by_id", self)
@@ -781,6 +787,37 @@ function Gate:record_by_id(id, success, latency)
     return freed("record_by_id", self)
   end
   local status = C.pgate_record_by_id(handle, id, #id, success, ns, self.recorded_buf)
+  if status ~= M.OK then
+    return failure(status)
+  end
+  return M.recorded[tonumber(self.recorded_buf[0])]
+end
+
+--- Gate:record_by_id for a request routed with Gate:route_forced: the id is routed again with
+--- the same forcing value (nil for none; "" is a value), so an outcome the value forced is
+--- "forced", in neither cohort, as Gate:record counts it with the decision. A value that
+--- forces nothing is not counted again as ignored. Checked and returned as Gate:record_by_id.
+function Gate:record_by_id_forced(id, value, success, latency)
+  if type(self) ~= "table" or self.handle == nil then
+    return freed("record_by_id_forced", self)
+  elseif type(id) ~= "string" then
+    return not_a_string("id", id)
+  elseif value ~= nil and type(value) ~= "string" then
+    return not_a_string("value", value, true)
+  elseif type(success) ~= "boolean" then
+    return not_a_boolean("success", success)
+  end
+  local ns, message, code = latency_ns(latency)
+  if ns == nil then
+    return nil, message, code
+  end
+  -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
+  local handle = self.handle
+  if handle == nil then
+    return freed("record_by_id_forced", self)
+  end
+  local status = C.pgate_record_by_id_forced(handle, id, #id, value, value and #value or 0,
+                                             success, ns, self.recorded_buf)
   if status ~= M.OK then
     return failure(status)
   end

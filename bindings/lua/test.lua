@@ -240,6 +240,7 @@ local function test_wrappers()
     route = function() return gate:route("x") end,
     record = function() return gate:record(decision, true, 1e6) end,
     record_by_id = function() return gate:record_by_id("x", true, 1e6) end,
+    record_by_id_forced = function() return gate:record_by_id_forced("x", "canary", true, 1e6) end,
     flags = function() return gate:flags(decision) end,
     health = function() return gate:health() end,
     check_slo = function() return gate:check_slo() end,
@@ -393,6 +394,12 @@ local function test_arguments()
     { "invalid id = false: not a string", function() return gate:record_by_id(false, true, 1) end },
     { 'invalid success = "ok": not true or false',
       function() return gate:record_by_id("u", "ok", 1) end },
+    { "invalid id = nil: not a string",
+      function() return gate:record_by_id_forced(nil, "canary", true, 1) end },
+    { "invalid value = 1: not a string or nil",
+      function() return gate:record_by_id_forced("u", 1, true, 1) end },
+    { "invalid success = nil: not true or false",
+      function() return gate:record_by_id_forced("u", nil, nil, 1) end },
     { "invalid reason = nil: not a string", function() return gate:rollback(nil) end },
     { "invalid name = nil: not a string", function() return gate:enable_feature(nil) end },
     { "invalid name = 7: not a string", function() return gate:disable_feature(7) end },
@@ -1076,23 +1083,36 @@ local function test_overrides(path)
       if name then
         gates[name] = assert(pg.new(json))
       else
-        local config, id, value, is_canary, forced =
+        local config, id, field, is_canary, forced =
           line:match("^route\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([01])\t([%a_]+)$")
         if check(config and gates[config], "overrides.tsv line: " .. line) then
           local gate = gates[config]
-          local d = gate:route_forced(id, value ~= "-" and value or nil)
+          -- VALUE: "-" none, "hex:" and the bytes in hex, or the field's bytes.
+          local value = field
+          if field == "-" then
+            value = nil
+          elseif field:sub(1, 4) == "hex:" then
+            value = from_hex(field:sub(5))
+          end
+          local d = gate:route_forced(id, value)
           check(d and d.is_canary == (is_canary == "1") and pg.forced[d.forced] == forced,
                 string.format("%s: is_canary %s forced %s", line, d and tostring(d.is_canary),
                               d and tostring(d.forced)))
+          local expected = forced == "none" and "counted" or "forced"
           local recorded = gate:record(d, true, 1000)
-          check(recorded == (forced == "none" and "counted" or "forced"),
-                line .. ": recorded " .. tostring(recorded))
+          check(recorded == expected, line .. ": recorded " .. tostring(recorded))
+          recorded = gate:record_by_id_forced(id, value, true, 1000)
+          check(recorded == expected, line .. ": recorded by id with the value " .. tostring(recorded))
+          -- The plain call cannot see the value: only an id list forces it.
+          recorded = gate:record_by_id(id, true, 1000)
+          check(recorded == (forced == "id_list" and "forced" or "counted"),
+                line .. ": recorded by id alone " .. tostring(recorded))
           cases = cases + 1
         end
       end
     end
   end
-  check(cases >= 30, "only " .. cases .. " override cases")
+  check(cases >= 45, "only " .. cases .. " override cases")
   for _, gate in pairs(gates) do
     gate:free()
   end
@@ -1113,6 +1133,12 @@ local function test_overrides(path)
   local plain = gate:route_forced("user-1", nil)
   check(not plain.is_canary and plain.forced == 0, "no value: routed by bucket")
   check(gate:record(plain, true, 1000) == "counted", "an unforced outcome counts")
+  -- By id: the plain call cannot see the value; given it, the outcome is counted apart.
+  check(gate:record_by_id_forced("user-2", "canary", false, 1000) == "forced", "by id, forced")
+  check(gate:record_by_id_forced("user-2", "", false, 1000) == "counted", "an empty value")
+  check(gate:record_by_id("user-2", false, 1000) == "counted", "by id alone")
+  check(gate:metrics_prometheus():find('promotion_ignored_override_values_total{gate="default"} 0',
+                                       1, true) ~= nil, "no ignored value counted by a record")
   gate:free()
   print("override vectors: " .. cases .. " routed")
 end

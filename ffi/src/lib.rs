@@ -72,7 +72,7 @@ pub use release::{
 pub use route::{
     pgate_decision, pgate_environment, pgate_flag_set_len, pgate_flag_set_name, pgate_forced,
     pgate_record, pgate_record_abandoned, pgate_record_abandoned_as, pgate_record_by_id,
-    pgate_recorded, pgate_route, pgate_route_forced,
+    pgate_record_by_id_forced, pgate_recorded, pgate_route, pgate_route_forced,
 };
 pub use status::{pgate_status, pgate_status_str};
 pub use telemetry::{

@@ -30,8 +30,9 @@ pub enum pgate_log_level {
     Info = 3,
     /// One line per route: every `pgate_route`, `pgate_route_forced` and
     /// `pgate_record_by_id` sends one (`promotion.route_request request_id="..."
-    /// is_canary=... bucket=... threshold=... environment="..."`, the id escaped), so a
-    /// callback at this level is called once per request. These hot calls then allocate (the
+    /// is_canary=... forced="..." bucket=... threshold=... environment="..."`, the id escaped,
+    /// `forced` `none`, `value` or `id_list`), so a callback at this level is called once per
+    /// request (`pgate_record_by_id_forced` sends none). These hot calls then allocate (the
     /// line is formatted) and take the callback's read lock: the one exception to their
     /// allocation-free, lock-free promise. Below this level, a route pays one atomic load for
     /// the level check and nothing else.

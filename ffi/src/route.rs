@@ -130,7 +130,9 @@ pub unsafe extern "C" fn pgate_route(
 
 /// Routes a request id like `pgate_route`, with the forcing value the host read from the
 /// request (the value of the header or cookie named by the config's `overrides`): `value` NULL
-/// when the request carried none, else `value_len` bytes (any bytes; `canary` or `stable`,
+/// (with `value_len` 0) when the request carried none, else `value_len` bytes (any bytes; an
+/// empty value needs a non-NULL pointer, and NULL with a length is refused as
+/// `PGATE_STATUS_NULL_POINTER`, as for the id; `canary` or `stable`,
 /// ASCII case ignored, force the request; any other value is ignored and counted, never an
 /// error). The config's id lists win over the value. A forced decision has `forced` set; a
 /// value passed (`value` not NULL) whose decision has `forced` `PGATE_FORCED_NONE` is exactly
@@ -139,7 +141,7 @@ pub unsafe extern "C" fn pgate_route(
 /// Lock-free, allocation-free (as `pgate_route`), thread-safe.
 ///
 /// # Safety
-/// As `pgate_route`; `value` NULL or `value_len` readable bytes.
+/// As `pgate_route`; `value` NULL (with `value_len` 0) or `value_len` readable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pgate_route_forced(
     gate: *const pgate_gate,
@@ -149,15 +151,28 @@ pub unsafe extern "C" fn pgate_route_forced(
     value_len: usize,
     out: *mut pgate_decision,
 ) -> pgate_status {
-    let value = || {
-        if value.is_null() {
-            return Ok(None);
-        }
-        // SAFETY: value is non-NULL, and the caller guarantees value_len readable bytes.
-        unsafe { bytes(value, value_len) }.map(Some)
-    };
+    // SAFETY: forwarded: value NULL (with value_len 0) or value_len readable bytes.
+    let value = || unsafe { forcing_value(value, value_len) };
     // SAFETY: the caller's contract is `route_into`'s.
     unsafe { route_into(gate, id, id_len, out, value) }
+}
+
+/// The forcing value at `value`: `None` for NULL with length 0, the bytes otherwise
+/// (`NullPointer` for NULL with a length, as an id's).
+///
+/// # Safety
+/// `value` must be NULL or `value_len` readable bytes.
+#[inline(always)]
+unsafe fn forcing_value<'v>(
+    value: *const u8,
+    value_len: usize,
+) -> Result<Option<&'v [u8]>, pgate_status> {
+    if value.is_null() && value_len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: value is NULL (refused by `bytes` for a non-zero length) or value_len readable
+    // bytes (caller's contract).
+    unsafe { bytes(value, value_len) }.map(Some)
 }
 
 /// The body of `pgate_route` and `pgate_route_forced`: routes `id` with the forcing value
@@ -350,6 +365,10 @@ pub unsafe extern "C" fn pgate_record_abandoned_as(
 /// Records an outcome by request id: the id is routed again under the current snapshot (one
 /// more hash). Prefer `pgate_record` with the decision the request was routed by. As the id
 /// is routed, a log callback at DEBUG receives its route line (see `PGATE_LOG_LEVEL_DEBUG`).
+/// The id is routed without a forcing value: this call cannot see that a header or cookie
+/// forced the request (only that an id list does), so such a request's outcome would count in
+/// the cohort of its bucket. A host that routes with `pgate_route_forced` records by id with
+/// `pgate_record_by_id_forced`, passing the same value.
 ///
 /// # Safety
 /// As `pgate_route` for `gate` and `id`; `recorded` NULL or valid for a write.
@@ -371,6 +390,50 @@ pub unsafe extern "C" fn pgate_record_by_id(
         let outcome = gate
             .manager
             .record_outcome(&d, success, Duration::from_nanos(latency_ns));
+        if recorded.is_null() {
+            return Ok(());
+        }
+        // SAFETY: recorded is non-NULL and valid for a write (caller's contract).
+        unsafe { write(recorded, to_c(outcome)) }
+    })
+}
+
+/// `pgate_record_by_id` for a request routed with `pgate_route_forced`: the id is routed again
+/// under the current snapshot with the same forcing value (`value` NULL with `value_len` 0 when
+/// the request carried none, as in `pgate_route_forced`; NULL with a length is
+/// `PGATE_STATUS_NULL_POINTER`), so an outcome the value forced counts in neither cohort
+/// (`PGATE_RECORDED_FORCED`), as `pgate_record` counts it with the decision. A value that forces
+/// nothing is not counted again as ignored (`promotion_ignored_override_values_total` counts
+/// routes), and no route line is sent to a log callback. Allocation-free after the calling
+/// thread's first record (as `pgate_record`, which may also run the judge).
+///
+/// # Safety
+/// As `pgate_route_forced` for `gate`, `id` and `value`; `recorded` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_record_by_id_forced(
+    gate: *const pgate_gate,
+    id: *const u8,
+    id_len: usize,
+    value: *const u8,
+    value_len: usize,
+    success: bool,
+    latency_ns: u64,
+    recorded: *mut pgate_recorded,
+) -> pgate_status {
+    guard(|| {
+        // SAFETY: the caller keeps the gate alive during the call.
+        let gate = unsafe { hot(gate) }?;
+        // SAFETY: the caller guarantees id_len readable bytes at id.
+        let id = unsafe { bytes(id, id_len) }?;
+        // SAFETY: the caller guarantees value NULL (with value_len 0) or value_len readable
+        // bytes.
+        let value = unsafe { forcing_value(value, value_len) }?;
+        let outcome = gate.manager.record_request_outcome_forced(
+            id,
+            value,
+            success,
+            Duration::from_nanos(latency_ns),
+        );
         if recorded.is_null() {
             return Ok(());
         }

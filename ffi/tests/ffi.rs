@@ -969,3 +969,94 @@ fn a_value_passed_and_not_forcing_is_one_counted_as_ignored() {
     // SAFETY: the gate was made by pgate_gate_new and is freed once.
     assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
 }
+
+/// A forcing value pointer NULL with a length is refused as an id's is (it was taken as no
+/// value), by the route and the record by id, and nothing is written.
+#[test]
+fn a_null_forcing_value_with_a_length_is_refused() {
+    let gate = new_gate(r#"{"overrides": {"header": "X-Canary"}}"#);
+    let id = b"tester";
+    let mut d = std::mem::MaybeUninit::<pgate_decision>::uninit();
+    // SAFETY: live gate and id slice; a NULL value with a length is what is refused; `d`
+    // valid for a write.
+    let status =
+        unsafe { pgate_route_forced(gate, id.as_ptr(), id.len(), null(), 6, d.as_mut_ptr()) };
+    assert_eq!(status, pgate_status::NullPointer);
+    let mut recorded = pgate_recorded::Late;
+    // SAFETY: as above; `recorded` valid for a write.
+    let status = unsafe {
+        pgate_record_by_id_forced(
+            gate,
+            id.as_ptr(),
+            id.len(),
+            null(),
+            6,
+            true,
+            1,
+            &mut recorded,
+        )
+    };
+    assert_eq!(
+        (status, recorded),
+        (pgate_status::NullPointer, pgate_recorded::Late)
+    );
+    // SAFETY: the gate was made by pgate_gate_new and is freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}
+
+/// A request forced by value and recorded by id with its value counts in neither cohort, where
+/// the plain record by id counts it in the cohort of its bucket; an ignored value is not
+/// counted again.
+#[test]
+fn a_record_by_id_with_the_forcing_value_is_forced() {
+    let gate = new_gate(
+        r#"{"gate": "g", "environment": {"canary": {"traffic_percent": 0}},
+            "overrides": {"header": "X-Canary", "canary_ids": ["tester-1"]}}"#,
+    );
+    let record = |id: &[u8], value: Option<&[u8]>| {
+        let (ptr, len) = value.map_or((null(), 0), |v| (v.as_ptr(), v.len()));
+        let mut recorded = pgate_recorded::Late;
+        // SAFETY: live gate, id and value slices (or NULL, 0); `recorded` valid for a write.
+        let status = unsafe {
+            pgate_record_by_id_forced(
+                gate,
+                id.as_ptr(),
+                id.len(),
+                ptr,
+                len,
+                false,
+                1_000,
+                &mut recorded,
+            )
+        };
+        assert_eq!(status, pgate_status::Ok);
+        recorded
+    };
+    assert_eq!(record(b"tester", Some(b"canary")), pgate_recorded::Forced);
+    assert_eq!(record(b"tester", Some(b"Stable")), pgate_recorded::Forced);
+    assert_eq!(record(b"tester-1", None), pgate_recorded::Forced);
+    assert_eq!(record(b"tester", None), pgate_recorded::Counted);
+    assert_eq!(record(b"tester", Some(b"maybe")), pgate_recorded::Counted);
+    assert_eq!(record(b"tester", Some(b"")), pgate_recorded::Counted);
+    let mut recorded = pgate_recorded::Late;
+    // SAFETY: live gate and id slice; `recorded` valid for a write.
+    let status = unsafe { pgate_record_by_id(gate, b"tester".as_ptr(), 6, true, 1, &mut recorded) };
+    assert_eq!(
+        (status, recorded),
+        (pgate_status::Ok, pgate_recorded::Counted)
+    );
+    // SAFETY: a NULL gate is refused before anything is read.
+    let status =
+        unsafe { pgate_record_by_id_forced(null(), null(), 0, null(), 0, true, 1, null_mut()) };
+    assert_eq!(status, pgate_status::NullPointer);
+    // SAFETY: live gate; the buffers are handed in by text_of.
+    let text = common::text_of(&|b, c, l| unsafe { pgate_metrics_prometheus(gate, b, c, l) });
+    for line in [
+        "promotion_forced_outcomes_total{gate=\"g\"} 3\n",
+        "promotion_ignored_override_values_total{gate=\"g\"} 0\n",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    // SAFETY: the gate was made by pgate_gate_new and is freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}

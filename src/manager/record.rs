@@ -224,6 +224,13 @@ impl PromotionGateManager {
     /// again (one more hash) under the *current* snapshot. Prefer
     /// [`record_outcome`](Self::record_outcome) with the decision the request was routed by.
     ///
+    /// The id is routed without a forcing value: this call cannot see that a header or cookie
+    /// forced the request (only that an id list does), so the outcome of a request forced by
+    /// value would count in the cohort of its bucket. A host that routes with
+    /// [`route_request_forced`](Self::route_request_forced) records by id with
+    /// [`record_request_outcome_forced`](Self::record_request_outcome_forced), passing the
+    /// same value.
+    ///
     /// # Example
     /// ```
     /// # use promotion_gates::*;
@@ -238,6 +245,51 @@ impl PromotionGateManager {
         latency: Duration,
     ) -> Recorded {
         let decision = self.decide(request_id.as_bytes(), None);
+        self.record_outcome(&decision, success, latency)
+    }
+
+    /// [`record_request_outcome`](Self::record_request_outcome) for a request routed with
+    /// [`route_request_forced`](Self::route_request_forced): the id (any bytes) is routed
+    /// again under the current snapshot with the same forcing value (`None` when the request
+    /// carried none), so an outcome the value forced counts in neither cohort
+    /// ([`Recorded::Forced`]), as [`record_outcome`](Self::record_outcome) would count it with
+    /// the decision. A value that forces nothing is not counted again as ignored
+    /// ([`ignored_override_values`](Self::ignored_override_values) counts routes), and no
+    /// route line is logged.
+    ///
+    /// # Example
+    /// ```
+    /// # use promotion_gates::*;
+    /// use std::time::Duration;
+    /// let gate = PromotionGateManager::new(
+    ///     PromotionConfig {
+    ///         environment: Environment::Canary { traffic_percent: 0.0 },
+    ///         overrides: Some(Overrides { header: Some("X-Canary".into()), ..Default::default() }),
+    ///         ..Default::default()
+    ///     },
+    ///     SloAdmissionController::new(SloConfig::default())?,
+    /// )?;
+    /// let served = gate.route_request_forced(b"tester", Some(b"canary")); // X-Canary: canary
+    /// assert!(served.is_canary);
+    /// let latency = Duration::from_millis(5);
+    /// assert_eq!(gate.record_request_outcome_forced(b"tester", Some(b"canary"), true, latency), Recorded::Forced);
+    /// assert_eq!(gate.health().canary_requests + gate.health().production_requests, 0);
+    /// // Without the value, the id alone would have been counted for the stable version.
+    /// assert_eq!(gate.record_request_outcome_forced(b"tester", None, true, latency), Recorded::Counted);
+    /// assert_eq!(gate.health().production_requests, 1);
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn record_request_outcome_forced(
+        &self,
+        request_id: &[u8],
+        forcing_value: Option<&[u8]>,
+        success: bool,
+        latency: Duration,
+    ) -> Recorded {
+        let decision = match forcing_value {
+            None => self.decide(request_id, None),
+            Some(value) => self.decide_uncounted(request_id, value),
+        };
         self.record_outcome(&decision, success, latency)
     }
 

@@ -183,6 +183,18 @@ impl PromotionGateManager {
         overridden.decision
     }
 
+    /// The decision [`decide`](Self::decide) makes with forcing value `value`, but a value it
+    /// ignores is not counted: for a record by id, whose request's route counted it already.
+    /// Through the shared snapshot (an `arc-swap` load), as a record by id is no hot call.
+    #[cold]
+    pub(super) fn decide_uncounted(&self, request_id: &[u8], value: &[u8]) -> RoutingDecision<'_> {
+        self.shared
+            .current
+            .load()
+            .route_overridden(&self.shared.flag_sets, request_id, Some(value))
+            .decision
+    }
+
     /// The current route table: this thread's cached copy while the generation is unchanged.
     #[inline]
     pub(super) fn route_table(&self) -> RouteTable {

@@ -866,7 +866,11 @@ class Gate {
   }
 
   /// Records an outcome by request id: the id is routed again under the current state.
-  /// Prefer record() with the decision the request was routed by. Throws as record().
+  /// Prefer record() with the decision the request was routed by. Throws as record(). The id
+  /// is routed without a forcing value: this call cannot see that a header or cookie forced
+  /// the request (only that an id list does), so such a request's outcome would count in the
+  /// cohort of its bucket; a host that routes with route_forced() records by id with
+  /// record_by_id_forced().
   template <class Rep, class Period>
   Recorded record_by_id(std::string_view request_id, bool success,
                         std::chrono::duration<Rep, Period> latency) const {
@@ -884,6 +888,58 @@ class Gate {
   Recorded record_by_id(const char* request_id, bool success,
                         std::chrono::duration<Rep, Period> latency) const {
     return record_by_id(detail::text_or_empty(request_id), success, latency);
+  }
+
+  /// record_by_id() for a request routed with route_forced(): the id is routed again with the
+  /// same forcing value (std::nullopt for none; an empty value is a value), so an outcome the
+  /// value forced counts in neither cohort (Recorded::Forced), as record() counts it with the
+  /// decision. A value that forces nothing is not counted again as ignored. Throws as
+  /// record_by_id().
+  template <class Rep, class Period>
+  Recorded record_by_id_forced(std::string_view request_id,
+                               std::optional<std::string_view> forcing_value, bool success,
+                               std::chrono::duration<Rep, Period> latency) const {
+    const pgate_gate* gate = live("record_by_id_forced");
+    const std::uint64_t ns = detail::nanos(latency);
+    // NULL means "no value"; an empty value (still a value) needs a non-NULL pointer.
+    const char* value = nullptr;
+    std::size_t value_len = 0;
+    if (forcing_value.has_value()) {
+      const std::string_view text = *forcing_value;
+      value = text.empty() ? "" : text.data();
+      value_len = text.size();
+    }
+    pgate_recorded recorded = PGATE_RECORDED_COUNTED;
+    detail::check(pgate_record_by_id_forced(gate, detail::bytes(request_id), request_id.size(),
+                                            reinterpret_cast<const std::uint8_t*>(value),
+                                            value_len, success, ns, &recorded),
+                  "pgate_record_by_id_forced");
+    return static_cast<Recorded>(recorded);
+  }
+
+  /// As record_by_id_forced() above, for a `const char*` id or forcing value: a null
+  /// `forcing_value` is std::nullopt, a null `request_id` the empty id, as in the C ABI.
+  template <class Rep, class Period>
+  Recorded record_by_id_forced(std::string_view request_id, const char* forcing_value,
+                               bool success, std::chrono::duration<Rep, Period> latency) const {
+    return record_by_id_forced(request_id,
+                               forcing_value != nullptr
+                                   ? std::optional<std::string_view>(forcing_value)
+                                   : std::nullopt,
+                               success, latency);
+  }
+  template <class Rep, class Period>
+  Recorded record_by_id_forced(const char* request_id,
+                               std::optional<std::string_view> forcing_value, bool success,
+                               std::chrono::duration<Rep, Period> latency) const {
+    return record_by_id_forced(detail::text_or_empty(request_id), forcing_value, success,
+                               latency);
+  }
+  template <class Rep, class Period>
+  Recorded record_by_id_forced(const char* request_id, const char* forcing_value, bool success,
+                               std::chrono::duration<Rep, Period> latency) const {
+    return record_by_id_forced(detail::text_or_empty(request_id), forcing_value, success,
+                               latency);
   }
 
   /// Judges the canary now, with the evidence line (pgate_monitor_health). Rolls a canary back

@@ -29,6 +29,19 @@ std::vector<std::string> split_tabs(const std::string& line) {
   return fields;
 }
 
+// A VALUE field of the vectors: "-" none, "hex:" and the bytes in hex, or the field's bytes.
+std::optional<std::string> forcing_value(const std::string& field) {
+  if (field == "-") return std::nullopt;
+  const std::string prefix = "hex:";
+  if (field.compare(0, prefix.size(), prefix) != 0) return field;
+  std::string bytes;
+  for (std::size_t i = prefix.size(); i + 1 < field.size(); i += 2) {
+    bytes.push_back(static_cast<char>(std::stoi(field.substr(i, 2), nullptr, 16)));
+  }
+  EXPECT_EQ((field.size() - prefix.size()) % 2, 0u) << field;
+  return bytes;
+}
+
 Forced forced_named(const std::string& name) {
   if (name == "value") return Forced::Value;
   if (name == "id_list") return Forced::IdList;
@@ -52,18 +65,24 @@ TEST(Overrides, TheSharedVectors) {
     ASSERT_EQ(f.size(), 6u) << line;
     ASSERT_EQ(f[0], "route") << line;
     const Gate& gate = gates.at(f[1]);
-    const std::optional<std::string_view> value =
-        f[3] == "-" ? std::nullopt : std::optional<std::string_view>(f[3]);
+    const std::optional<std::string> bytes = forcing_value(f[3]);
+    std::optional<std::string_view> value;
+    if (bytes) value = *bytes;
     const Decision d = gate.route_forced(f[2], value);
     const Forced forced = forced_named(f[5]);
     EXPECT_EQ(d.is_canary, f[4] == "1") << line;
     EXPECT_EQ(d.forced, forced) << line;
-    EXPECT_EQ(gate.record(d, true, std::chrono::microseconds(1)),
-              forced == Forced::None ? Recorded::Counted : Recorded::Forced)
+    const auto latency = std::chrono::microseconds(1);
+    const Recorded expected = forced == Forced::None ? Recorded::Counted : Recorded::Forced;
+    EXPECT_EQ(gate.record(d, true, latency), expected) << line;
+    EXPECT_EQ(gate.record_by_id_forced(f[2], value, true, latency), expected) << line;
+    // The plain call cannot see the value: only an id list forces it.
+    EXPECT_EQ(gate.record_by_id(f[2], true, latency),
+              forced == Forced::IdList ? Recorded::Forced : Recorded::Counted)
         << line;
     cases++;
   }
-  EXPECT_GE(cases, 30);
+  EXPECT_GE(cases, 45);
   EXPECT_GE(gates.size(), 5u);
 }
 
@@ -89,6 +108,28 @@ TEST(Overrides, ForcedRequestsStayOutOfTheCohorts) {
   EXPECT_EQ(empty.forced, Forced::None);
   EXPECT_EQ(empty, gate.route_forced("user-1", std::nullopt));
   EXPECT_EQ(gate.record(empty, true, std::chrono::microseconds(1)), Recorded::Counted);
+}
+
+TEST(Overrides, ARecordByIdWithTheForcingValueCountsInNeitherCohort) {
+  const Gate gate = Gate::create(
+      R"({"environment": {"canary": {"traffic_percent": 0}},
+          "overrides": {"header": "X-Canary"}})");
+  using std::chrono::milliseconds;
+  EXPECT_TRUE(gate.route_forced("tester", "canary").is_canary);
+  EXPECT_EQ(gate.record_by_id_forced("tester", "canary", false, milliseconds(1)),
+            Recorded::Forced);
+  EXPECT_EQ(gate.record_by_id_forced(std::string("tester"), std::string_view(), false,
+                                     milliseconds(1)),
+            Recorded::Counted);  // an empty value is a value, ignored
+  EXPECT_EQ(gate.record_by_id_forced("tester", static_cast<const char*>(nullptr), false,
+                                     milliseconds(1)),
+            Recorded::Counted);
+  EXPECT_EQ(gate.record_by_id("tester", false, milliseconds(1)), Recorded::Counted);
+  const auto health = gate.read_health();
+  EXPECT_EQ(health.canary_requests, 0u);
+  EXPECT_EQ(health.production_requests, 3u);
+  EXPECT_THROW((void)gate.record_by_id_forced("tester", "canary", true, milliseconds(-1)),
+               promotion_gates::Error);
 }
 
 TEST(Overrides, TheNamesAreTheConfigsAndFollowASwap) {

@@ -21,11 +21,21 @@ LATENCY_VECTORS = REPO / "tests" / "vectors" / "latency.tsv"
 OVERRIDE_VECTORS = REPO / "tests" / "vectors" / "overrides.tsv"
 
 
-def override_vectors() -> tuple[dict[str, str], list[tuple[str, str, str | None, bool, str]]]:
+def forcing_value(field: str) -> bytes | None:
+    """A VALUE field of the override vectors: ``-`` none, ``hex:`` and the bytes in hex, or
+    the field's own UTF-8 bytes."""
+    if field == "-":
+        return None
+    if field.startswith("hex:"):
+        return bytes.fromhex(field[len("hex:") :])
+    return field.encode()
+
+
+def override_vectors() -> tuple[dict[str, str], list[tuple[str, str, bytes | None, bool, str]]]:
     """The shared override cases: the config documents by name, and each route line as
     (config name, request id, forcing value or None, is_canary, forced)."""
     configs: dict[str, str] = {}
-    cases: list[tuple[str, str, str | None, bool, str]] = []
+    cases: list[tuple[str, str, bytes | None, bool, str]] = []
     for line in OVERRIDE_VECTORS.read_text(encoding="utf-8").split("\n"):
         if not line or line.startswith("#"):
             continue
@@ -35,8 +45,8 @@ def override_vectors() -> tuple[dict[str, str], list[tuple[str, str, str | None,
         else:
             kind, config, rid, value, is_canary, forced = fields
             assert kind == "route", line
-            cases.append((config, rid, None if value == "-" else value, is_canary == "1", forced))
-    assert len(cases) >= 30 and len(configs) >= 5, OVERRIDE_VECTORS
+            cases.append((config, rid, forcing_value(value), is_canary == "1", forced))
+    assert len(cases) >= 45 and len(configs) >= 5, OVERRIDE_VECTORS
     return configs, cases
 
 

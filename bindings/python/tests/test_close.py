@@ -83,6 +83,7 @@ CALLS: dict[str, Callable[[Gate, Decision], object]] = {
     "route_forced": lambda g, d: g.route_forced("u", "canary"),
     "record": lambda g, d: g.record(d, True, 0.001),
     "record_by_id": lambda g, d: g.record_by_id("u", True, 0.001),
+    "record_by_id_forced": lambda g, d: g.record_by_id_forced("u", "canary", True, 0.001),
     "features": lambda g, d: g.features(d),
     "state": lambda g, d: g.state(),
     "config": lambda g, d: g.config,

@@ -286,6 +286,7 @@ CLOSED_CALLS: dict[str, Any] = {
     "features": lambda g, d: g.features(d),
     "record": lambda g, d: g.record(d, True, 0.1),
     "record_by_id": lambda g, d: g.record_by_id("u", True, 0.1),
+    "record_by_id_forced": lambda g, d: g.record_by_id_forced("u", None, True, 0.1),
     "health": lambda g, d: g.health(),
     "check_slo": lambda g, d: g.check_slo(),
     "promote": lambda g, d: g.promote(Environment.CANARY, 1),

@@ -23,6 +23,10 @@ def test_the_shared_vectors_hold() -> None:
             assert (d.is_canary, d.forced) == (is_canary, Forced[forced.upper()]), where
             expected = Recorded.COUNTED if forced == "none" else Recorded.FORCED
             assert gates[config].record(d, True, latency_ns=1000) is expected, where
+            by_id = gates[config].record_by_id_forced(rid, value, True, latency_ns=1000)
+            assert by_id is expected, where
+            alone = Recorded.FORCED if forced == "id_list" else Recorded.COUNTED
+            assert gates[config].record_by_id(rid, True, latency_ns=1000) is alone, where
     finally:
         for gate in gates.values():
             gate.close()
@@ -52,6 +56,22 @@ def test_forced_requests_reach_their_version_and_stay_out_of_the_cohorts() -> No
             gate.record(dataclasses.replace(plain, forced=9), True, latency_ns=1)  # type: ignore[arg-type]
         with pytest.raises(pg.InvalidArgumentError, match="invalid forcing_value = 3"):
             gate.route_forced("u", 3)  # type: ignore[arg-type]
+
+
+def test_a_record_by_id_with_the_forcing_value_counts_in_neither_cohort() -> None:
+    """record_by_id cannot see a forcing value; record_by_id_forced, given it, counts the
+    request apart, and counts no ignored value again."""
+    with Gate(canary(0, overrides={"header": "X-Canary"})) as gate:
+        assert gate.route_forced("tester", "canary").is_canary
+        assert gate.record_by_id_forced("tester", "canary", False, 0.001) is Recorded.FORCED
+        assert gate.record_by_id_forced(b"tester", b"", False, 0.001) is Recorded.COUNTED
+        assert gate.record_by_id("tester", False, 0.001) is Recorded.COUNTED
+        h = gate.read_health()
+        assert (h.canary_requests, h.production_requests) == (0, 2)
+        text = pg.metrics_prometheus(gate)
+        assert 'promotion_ignored_override_values_total{gate="default"} 0' in text
+        with pytest.raises(pg.InvalidArgumentError, match="invalid forcing_value = 3"):
+            gate.record_by_id_forced("u", 3, True, 0.001)  # type: ignore[arg-type]
 
 
 def test_the_override_names_are_read_from_the_config_and_follow_a_swap() -> None:

@@ -229,6 +229,10 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         c_status,
         [_gate, _bytes_in, c_size_t, c_bool, c_uint64, POINTER(c_enum)],
     ),
+    "pgate_record_by_id_forced": (
+        c_status,
+        [_gate, _bytes_in, c_size_t, _bytes_in, c_size_t, c_bool, c_uint64, POINTER(c_enum)],
+    ),
     "pgate_flag_set_len": (c_status, [_gate, c_uint32, POINTER(c_size_t)]),
     "pgate_flag_set_name": (
         c_status,

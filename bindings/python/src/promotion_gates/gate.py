@@ -689,7 +689,11 @@ class Gate:
         """Records an outcome by request id: the id is routed again under the current config.
 
         Prefer :meth:`record` with the decision the request was routed by. Raises as
-        :meth:`record` for a bad latency or ``success``.
+        :meth:`record` for a bad latency or ``success``. The id is routed without a forcing
+        value: this call cannot see that a header or cookie forced the request (only that an
+        id list does), so such a request's outcome would count in the cohort of its bucket; a
+        host that routes with :meth:`route_forced` records by id with
+        :meth:`record_by_id_forced`.
         """
         ns = _latency_ns(latency_s, latency_ns)
         succeeded = flag("success", success)
@@ -707,6 +711,40 @@ class Gate:
                 raise_interrupted()
         if status:
             _check(status)
+        return recorded(what.value)
+
+    def record_by_id_forced(
+        self,
+        request_id: RequestId,
+        forcing_value: RequestId | None,
+        success: bool,
+        latency_s: float | None = None,
+        *,
+        latency_ns: int | float | None = None,
+    ) -> Recorded:
+        """:meth:`record_by_id` for a request routed with :meth:`route_forced`: the id is
+        routed again with the same forcing value (``None`` for none), so an outcome the value
+        forced counts in neither cohort (:attr:`Recorded.FORCED`), as :meth:`record` counts it
+        with the decision. A value that forces nothing is not counted again as ignored. Raises
+        as :meth:`record_by_id`, and as :meth:`route_forced` for a bad ``forcing_value``.
+        """
+        ns = _latency_ns(latency_s, latency_ns)
+        succeeded = flag("success", success)
+        rid = _id_bytes(request_id)
+        value = None if forcing_value is None else _id_bytes(forcing_value, "forcing_value")
+        what = c_uint32()
+        status = self._status(
+            "record_by_id_forced",
+            "pgate_record_by_id_forced",
+            rid,
+            len(rid),
+            value,
+            0 if value is None else len(value),
+            succeeded,
+            ns,
+            byref(what),
+        )
+        _check(status)
         return recorded(what.value)
 
     def state(self) -> State:
