@@ -55,15 +55,17 @@ pub const OPEN: &[Open] = &[
     },
 ];
 
-/// The start of the message of an open criterion that is not met.
-fn open_message(open: &Open) -> String {
-    format!("{}: engine caught", open.scenario)
+/// The start of the message of a regression caught later than by the Kayenta-style judge at
+/// the median: the one failure an open criterion waives.
+fn later_message(scenario: &str) -> String {
+    format!("{scenario}: engine caught later at the median: ")
 }
 
-/// Whether an unmet criterion is a known, documented open one.
+/// Whether an unmet criterion is a known, documented open one: its scenario's regression
+/// caught later at the median than by the Kayenta-style judge (not caught less often).
 pub fn is_open(failure: &str) -> bool {
     OPEN.iter()
-        .any(|open| failure.starts_with(&open_message(open)))
+        .any(|open| failure.starts_with(&later_message(open.scenario)))
 }
 
 /// Every criterion the run can check; the list of those not met. `skipped` names the
@@ -250,16 +252,17 @@ impl<'a> Criteria<'a> {
     }
 }
 
-/// Fewer false rollbacks than both references in total; every regression the Kayenta-style
-/// judge catches (90 %) caught as often and no later at the median.
+/// Against the references: the open criteria within their caps, fewer false rollbacks than
+/// each reference, and every regression the Kayenta-style judge catches caught as often and
+/// no later at the median.
 fn against_references(results: &Results, failures: &mut Vec<String>) {
-    let healthy: Vec<_> = results.iter().filter(|(s, _)| healthy(s.kind)).collect();
-    let total = |judge: usize| -> usize {
-        healthy
-            .iter()
-            .map(|(_, r)| Figures::of(r, JUDGES[judge].1).rolled_back)
-            .sum()
-    };
+    open_caps(results, failures);
+    fewer_false_rollbacks(results, failures);
+    caught_as_often_and_as_early(results, failures);
+}
+
+/// An open criterion is waived only while the engine's median stays within its cap.
+fn open_caps(results: &Results, failures: &mut Vec<String>) {
     for open in OPEN {
         for (s, runs) in results.iter().filter(|(s, _)| s.name == open.scenario) {
             let median = engine(runs).seconds.0;
@@ -274,27 +277,63 @@ fn against_references(results: &Results, failures: &mut Vec<String>) {
             }
         }
     }
-    let (ours, kayenta, flagger) = (total(0), total(1), total(2));
-    if ours >= kayenta.max(1) || ours >= flagger.max(1) {
-        failures.push(format!(
-            "false rollbacks: engine {ours}, Kayenta-style {kayenta}, Flagger-style {flagger}"
-        ));
+}
+
+/// Fewer false rollbacks than each reference, read cell by cell (the cells share their
+/// random draws, so they are not summed as if they were more trials): in every healthy or
+/// held cell at most as many as each reference, and fewer than each in at least one cell. A
+/// reference that never rolled back a healthy canary is not beaten. Not checked when the run
+/// has no healthy or held cell (`--only` left them all out).
+fn fewer_false_rollbacks(results: &Results, failures: &mut Vec<String>) {
+    let cells: Vec<_> = results.iter().filter(|(s, _)| healthy(s.kind)).collect();
+    if cells.is_empty() {
+        return;
     }
+    for judge in [1, 2] {
+        let name = JUDGES[judge].0;
+        let mut fewer_somewhere = false;
+        for (s, runs) in &cells {
+            let (ours, theirs) = (
+                engine(runs).rolled_back,
+                Figures::of(runs, JUDGES[judge].1).rolled_back,
+            );
+            fewer_somewhere |= ours < theirs;
+            if ours > theirs {
+                failures.push(format!(
+                    "false rollbacks in {}: engine {ours}, {name} {theirs} (at most as many)",
+                    s.name
+                ));
+            }
+        }
+        if !fewer_somewhere {
+            failures.push(format!(
+                "false rollbacks: the engine has fewer than {name} in none of the {} healthy \
+                 cells run",
+                cells.len()
+            ));
+        }
+    }
+}
+
+/// Every regression the Kayenta-style judge catches in 90 % of trials: caught in as many
+/// trials (never waived), and no later at the median (waived for the open criteria).
+fn caught_as_often_and_as_early(results: &Results, failures: &mut Vec<String>) {
     for (s, runs) in results.iter().filter(|(s, _)| s.kind == Kind::Bad) {
         let (f, k) = (engine(runs), Figures::of(runs, JUDGES[1].1));
         if k.rate(k.rolled_back) < 0.9 {
             continue;
         }
-        let later = matches!((f.seconds.0, k.seconds.0), (Some(a), Some(b)) if a > b);
-        if f.rolled_back < k.rolled_back || later {
+        if f.rolled_back < k.rolled_back {
             failures.push(format!(
-                "{}: engine caught {}/{} (median {} s), Kayenta-style {}/{} (median {} s){}",
-                s.name,
-                f.rolled_back,
-                f.trials,
+                "{}: engine rolled back fewer canaries than Kayenta-style: {}/{} against {}/{}",
+                s.name, f.rolled_back, f.trials, k.rolled_back, k.trials
+            ));
+        }
+        if matches!((f.seconds.0, k.seconds.0), (Some(a), Some(b)) if a > b) {
+            failures.push(format!(
+                "{}{} s, Kayenta-style {} s{}",
+                later_message(&s.name),
                 f.seconds.0.map_or("never".to_owned(), figure),
-                k.rolled_back,
-                k.trials,
                 k.seconds.0.map_or("never".to_owned(), figure),
                 best_possible(s, k.seconds.0)
             ));
@@ -384,8 +423,13 @@ mod tests {
                 .collect();
             assert!(unmet.iter().any(|f| f.starts_with(name)), "{unmet:?}");
         }
-        let (results, skipped) = only(name, vec![engine(None, Some((4_500, 45.0))); 30]);
-        assert!(check(&results, &skipped).is_empty());
+        // Promotable in time, and (so that the engine has fewer false rollbacks than each
+        // reference) one healthy canary rolled back by each reference.
+        let mut runs = vec![engine(None, Some((4_500, 45.0))); 30];
+        runs[0].kayenta.rollback = Some((60.0, 6_000));
+        runs[0].flagger.rollback = Some((300.0, 30_000));
+        let (results, skipped) = only(name, runs);
+        assert_eq!(check(&results, &skipped), Vec::<String>::new());
     }
 
     #[test]
@@ -417,6 +461,101 @@ mod tests {
             open.max_median_s
         );
         assert!(unmet.iter().any(|f| f.contains(&beyond)), "{unmet:?}");
+    }
+
+    #[test]
+    fn an_open_criterion_never_waives_fewer_canaries_caught() {
+        let open = OPEN[1];
+        // Kayenta-style catches all 30 at 120 s; the engine 29 (within the 90 % of the
+        // detection criterion), earlier at the median.
+        let trial = |engine: Option<(f64, u64)>| Trial {
+            engine: Decision {
+                rollback: engine,
+                first_promotable: None,
+            },
+            kayenta: Decision {
+                rollback: Some((120.0, 600)),
+                first_promotable: None,
+            },
+            ..Trial::default()
+        };
+        let mut runs = vec![trial(Some((100.0, 500))); 29];
+        runs.push(trial(None));
+        let (results, skipped) = only(open.scenario, runs);
+        let unmet: Vec<String> = check(&results, &skipped)
+            .into_iter()
+            .filter(|f| !is_open(f))
+            .collect();
+        assert!(
+            unmet
+                .iter()
+                .any(|f| f.contains("fewer canaries than Kayenta-style: 29/30 against 30/30")),
+            "{unmet:?}"
+        );
+    }
+
+    /// Two healthy cells, each with its trials' false rollbacks: (engine, Kayenta-style,
+    /// Flagger-style) in how many of 150.
+    fn two_cells(
+        rollbacks: [(usize, usize, usize); 2],
+    ) -> (Vec<(Scenario, Vec<Trial>)>, Vec<String>) {
+        let names = [
+            "A/A 2000 rps 5% canary, 1% errors, light",
+            "A/A 2000 rps 5% canary, 5% errors, light",
+        ];
+        let rolled = |n: usize, i: usize| Decision {
+            rollback: (i < n).then_some((60.0, 6000)),
+            first_promotable: Some((4_000, 40.0)),
+        };
+        let (chosen, others): (Vec<Scenario>, Vec<Scenario>) = scenario::all(false)
+            .into_iter()
+            .partition(|s| names.contains(&s.name.as_str()));
+        let results = chosen
+            .into_iter()
+            .map(|s| {
+                let at = names.iter().position(|n| *n == s.name).unwrap_or(0);
+                let (e, k, f) = rollbacks[at];
+                let runs = (0..150)
+                    .map(|i| Trial {
+                        engine: rolled(e, i),
+                        kayenta: rolled(k, i),
+                        flagger: rolled(f, i),
+                        no_data_at: None,
+                    })
+                    .collect();
+                (s, runs)
+            })
+            .collect();
+        (results, others.into_iter().map(|s| s.name).collect())
+    }
+
+    fn false_rollback_failures(rollbacks: [(usize, usize, usize); 2]) -> Vec<String> {
+        let (results, skipped) = two_cells(rollbacks);
+        assert_eq!(results.len(), 2);
+        check(&results, &skipped)
+            .into_iter()
+            .filter(|f| f.starts_with("false rollbacks"))
+            .collect()
+    }
+
+    #[test]
+    fn false_rollbacks_are_compared_cell_by_cell() {
+        // Fewer in total (2 against 3 each), but more than both in the second cell.
+        let failures = false_rollback_failures([(1, 3, 3), (1, 0, 0)]);
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(
+            failures[0].contains("engine 1, Kayenta-style 0"),
+            "{failures:?}"
+        );
+        // No reference rolled back a healthy canary: the engine is not fewer.
+        let failures = false_rollback_failures([(0, 0, 2), (0, 0, 0)]);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(
+            failures[0].contains("fewer than Kayenta-style in none"),
+            "{failures:?}"
+        );
+        // At most as many in every cell, fewer than each somewhere.
+        assert!(false_rollback_failures([(0, 2, 0), (1, 1, 3)]).is_empty());
     }
 
     #[test]

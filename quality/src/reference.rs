@@ -1,11 +1,15 @@
 //! The two reference judges, computed on the same outcomes as the engine:
 //!
-//! - **Kayenta-style:** every 60 s, on the stage's outcomes so far (canary against stable),
-//!   a one-sided Mann-Whitney test of latency and a one-sided Fisher exact test of errors,
-//!   each at 0.01 (Kayenta's default 98 % two-sided confidence); a failed analysis rolls
-//!   back, a passed one is promotable.
-//! - **Flagger-style:** every 60 s, on the canary's last 60 s: success rate at least 99 % and
-//!   p99 at most 500 ms; the fifth failed check rolls back, a passed one is promotable.
+//! - **Kayenta-style** (issue 15's definition, not Kayenta's own `NetflixACAJudge`): every
+//!   60 s, on the stage's outcomes so far (canary against stable), a one-sided Mann-Whitney
+//!   test on the per-request latencies and a one-sided Fisher exact test of errors, each at
+//!   0.01, with no tolerance and no warm-up; a failed analysis rolls back, a passed one is
+//!   promotable. Kayenta's classifier tests per-step metric series with a tolerance (0.25)
+//!   after `beginCanaryAnalysisAfterMins`: slower to detect, fewer false rollbacks.
+//! - **Flagger-style:** every 60 s, on the canary's last 60 s: success rate at least 99 % (the
+//!   example threshold of Flagger's docs) and p99 at most 500 ms; an interval without canary
+//!   outcomes is a failed check too (Flagger halts on "no values found" and counts it); the
+//!   fifth failed check rolls back, a passed one is promotable.
 
 use promotion_gates::judge::normal_upper_tail;
 
@@ -117,10 +121,12 @@ pub fn kayenta(canary: &Tally, stable: &Tally) -> Call {
     if bad { Call::Fail } else { Call::Pass }
 }
 
-/// Flagger-style check of the canary's last interval.
+/// Flagger-style check of the canary's last interval. An interval without canary outcomes
+/// fails: Flagger's analysis halts on a metric query that finds no values and counts it as a
+/// failed check, so a canary that gets no traffic is rolled back at the threshold.
 pub fn flagger(last_interval: &Tally) -> Call {
     if last_interval.requests == 0 {
-        return Call::Pass;
+        return Call::Fail;
     }
     let success = 1.0 - last_interval.errors as f64 / last_interval.requests as f64;
     if success < 0.99 || last_interval.quantile_ms(0.99) > 500.0 {
@@ -148,6 +154,16 @@ mod tests {
         }
         assert!((fisher_p(&c, &s) - 0.05).abs() < 1e-9);
         assert_eq!(fisher_p(&s, &c), 1.0);
+    }
+
+    #[test]
+    fn flagger_fails_an_interval_without_canary_outcomes() {
+        let mut interval = Tally::default();
+        assert_eq!(flagger(&interval), Call::Fail);
+        interval.record(true, 20.0);
+        assert_eq!(flagger(&interval), Call::Pass);
+        interval.clear();
+        assert_eq!(flagger(&interval), Call::Fail);
     }
 
     #[test]
