@@ -80,11 +80,36 @@ impl fmt::Display for Finding {
         };
         write!(
             f,
-            "{} {verdict}: observed {observed} vs limit {limit} by {} (p={:.2e})",
+            "{} {verdict}: observed {observed} vs limit {limit} by {} ({})",
             self.rule.name(),
             self.acting,
-            self.p_value
+            self.test_result()
         )
+    }
+}
+
+impl Finding {
+    /// What the test gave, in words: a p-value, or for a rule on a confidence bound, whether
+    /// the bound is beyond the limit and at which level (its reported `p_value` is then that
+    /// level, `significance`, not a p-value).
+    fn test_result(&self) -> String {
+        let p = self.p_value;
+        match self.rule {
+            Rule::ErrorsOverStage | Rule::LatencyShift | Rule::HealthScore if p >= 1.0 => {
+                "bound within the limit".to_owned()
+            }
+            // Fired only at p = significance: the exact tail, when asked, was not larger.
+            Rule::ErrorsOverStage | Rule::LatencyShift if self.fired => {
+                format!("bound beyond the limit at α = {p:e}")
+            }
+            Rule::ErrorsOverStage => {
+                format!("bound beyond the limit, but the exact binomial tail p={p:.2e}")
+            }
+            Rule::HealthScore => {
+                format!("bound beyond the limit: three bounds at α = {p:e} each")
+            }
+            _ => format!("p={p:.2e}"),
+        }
     }
 }
 

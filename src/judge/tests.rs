@@ -950,6 +950,11 @@ fn errors_over_stage_asks_the_exact_tail_when_few_errors_are_expected() {
     let f = finding(&h, Rule::ErrorsOverStage).unwrap();
     assert!(!f.fired, "{f}");
     assert!((f.p_value - 0.0021).abs() < 0.0001, "{f:?}");
+    assert!(
+        f.to_string()
+            .contains("(bound beyond the limit, but the exact binomial tail p=2.1"),
+        "{f}"
+    );
     assert_ne!(h.recommendation, Recommendation::Rollback, "{}", h.evidence);
     // One error of min_samples (10) against none of 100 000 stable: 0.5 % at the limit.
     let slo = SloConfig {
@@ -980,6 +985,13 @@ fn errors_over_stage_asks_the_exact_tail_when_few_errors_are_expected() {
     );
     let f = finding(&h, Rule::ErrorsOverStage).unwrap();
     assert!(f.fired && f.p_value == slo.significance, "{f:?}");
+    // The reported p-value is the sequence's level, and is written as one.
+    let text = f.to_string();
+    assert!(
+        text.ends_with("(bound beyond the limit at α = 1e-3)"),
+        "{text}"
+    );
+    assert!(!text.contains("p="), "{text}");
     // Many errors expected at the limit: the sequence alone decides, as before.
     let h = judge_cohorts(
         StageId(2),
@@ -1051,4 +1063,26 @@ fn a_canary_the_judge_would_monitor_is_not_compliant() {
             threshold: 0.9
         }
     );
+}
+
+#[test]
+fn a_rule_on_a_bound_writes_its_level_not_a_p_value() {
+    let at = |rule, p_value, fired| {
+        Finding {
+            rule,
+            observed: 0.6,
+            limit: 0.5,
+            p_value,
+            fired,
+            holds: false,
+            acting: "latency_shift_limit",
+        }
+        .to_string()
+    };
+    assert!(at(Rule::LatencyShift, 1e-3, true).ends_with("(bound beyond the limit at α = 1e-3)"));
+    assert!(at(Rule::LatencyShift, 1.0, false).ends_with("(bound within the limit)"));
+    assert!(at(Rule::HealthScore, 1e-3, false).ends_with("three bounds at α = 1e-3 each)"));
+    assert!(at(Rule::ErrorsOverStage, 1.0, false).ends_with("(bound within the limit)"));
+    // A test with a p-value keeps it.
+    assert!(at(Rule::ErrorBurst, 2.16e-11, true).ends_with("(p=2.16e-11)"));
 }
