@@ -88,13 +88,22 @@ struct Content {
 }
 
 /// Reads `--plot`'s value: a file name ending in `.svg` (in any case), the only format drawn
-/// (a bitmap backend would need system fonts to write the labels). A file named `.svg` ends in
-/// it too (a hidden file with no stem); a name ending in `/` names a directory. The name may
-/// be any bytes, as the other files' names may, and is shown as every path is.
+/// (a bitmap backend would need system fonts to write the labels). A file name that is only
+/// the extension (`.svg`, `dir/.SVG`) is refused: it would be a hidden file with no stem, most
+/// likely a name left out; a name ending in `/` names a directory. The name may be any bytes,
+/// as the other files' names may, and is shown as every path is.
 pub fn svg_path(name: OsString) -> Result<PathBuf, String> {
     let bytes = name.as_encoded_bytes();
     let ends_in_svg = bytes.len() >= 4 && bytes[bytes.len() - 4..].eq_ignore_ascii_case(b".svg");
+    let only_extension = bytes.len() == 4 || (ends_in_svg && bytes[bytes.len() - 5] == b'/');
     let path = PathBuf::from(name);
+    if ends_in_svg && only_extension {
+        return Err(format!(
+            "\"{}\" has no name before .svg: it would write a hidden file named .svg; give \
+             the file a name, e.g. timeline.svg",
+            crate::error::shown_path(&path)
+        ));
+    }
     if ends_in_svg {
         return Ok(path);
     }
@@ -627,10 +636,15 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let not_utf8 = std::ffi::OsStr::from_bytes(b"out\xff.svg");
         assert_eq!(svg_path(not_utf8.into()).unwrap(), PathBuf::from(not_utf8));
-        // A file named `.svg` (hidden, no stem) ends in .svg too.
-        for name in [".svg", "dir/.SVG", "..svg"] {
-            assert_eq!(svg_path(name.into()).unwrap(), PathBuf::from(name));
+        // A file name that is only the extension is refused; one with a stem, even ".", is not.
+        for name in [".svg", "dir/.SVG"] {
+            let e = svg_path(name.into()).unwrap_err();
+            assert!(
+                e.starts_with(&format!("\"{name}\" has no name before .svg")),
+                "{e}"
+            );
         }
+        assert_eq!(svg_path("..svg".into()).unwrap(), PathBuf::from("..svg"));
         for name in ["out.png", "out", "dir/", "out.svg.png", "out.svg/", "svg"] {
             let e = svg_path(name.into()).unwrap_err();
             assert_eq!(

@@ -8,7 +8,7 @@
 use clap::Args;
 use promotion_gates::{
     BUCKETS, Environment, Forced, MAX_SHOWN_VALUE_BYTES, PromotionConfig, PromotionGateManager,
-    RoutingDecision, SloAdmissionController, SloConfig, bucket::salt_block, is_format_char,
+    RoutingDecision, SloAdmissionController, SloConfig, is_format_char, threshold_for_percent,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -195,14 +195,13 @@ pub fn run(args: &RouteArgs) -> Result<(), CliError> {
     let gate = PromotionGateManager::new(config(args)?, slo)?;
     // The salt of the gate routing, which --explain recomputes the formula with.
     let salt = gate.config().effective_salt().to_string();
-    let block = salt_block(salt.as_bytes());
     let mut out = io::stdout().lock();
     if args.explain && !args.json {
         writeln!(out, "salt           {salt:?}")?;
         writeln!(
             out,
             "SHA-256(salt)  {}  (salt block = these 32 bytes, then 32 zero bytes)",
-            hex(&block[..32])
+            hex(&salt_block(&salt)[..32])
         )?;
         writeln!(
             out,
@@ -210,7 +209,8 @@ pub fn run(args: &RouteArgs) -> Result<(), CliError> {
         )?;
         writeln!(
             out,
-            "threshold = round(percent * 100000); canary when bucket < threshold\n"
+            "{}; canary when bucket < threshold\n",
+            threshold_rule(&gate.config().environment)
         )?;
     }
     let mut each = |id: &[u8]| -> Result<(), CliError> {
@@ -300,9 +300,57 @@ fn each_line(
     Ok(())
 }
 
+/// `SHA-256(salt) || [0; 32]`, the block that stands for the salt, computed here and not
+/// taken from the library, so that `--explain` checks the engine against an independent
+/// computation.
+fn salt_block(salt: &str) -> [u8; 64] {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(&Sha256::digest(salt.as_bytes()));
+    block
+}
+
+/// How the environment sets the threshold, with its value: a canary's from its percentage,
+/// Staging's and Production's fixed.
+fn threshold_rule(environment: &Environment) -> String {
+    match environment {
+        Environment::Canary { traffic_percent } => format!(
+            "threshold = round(percent * 100000) = {}",
+            threshold_for_percent(*traffic_percent)
+        ),
+        Environment::Staging => format!("threshold = {BUCKETS} (Staging: every request)"),
+        Environment::Production => "threshold = 0 (Production: no request)".to_owned(),
+    }
+}
+
+/// Checks the engine's decision against the comparison of its bucket with its threshold,
+/// unless an override forced it: a mismatch is a bug, refused rather than explained.
+fn check_comparison(
+    id: &[u8],
+    bucket: u32,
+    threshold: u32,
+    is_canary: bool,
+    forced: bool,
+) -> Result<(), CliError> {
+    if forced || (bucket < threshold) == is_canary {
+        return Ok(());
+    }
+    let (shown, whole) = readable(id, MAX_SHOWN_VALUE_BYTES);
+    Err(CliError::Simulation(format!(
+        "bucket {bucket} {} threshold {threshold} for \"{shown}{}\" but the engine routed it \
+         to the {}, and no override forced it: a bug, please report it",
+        if bucket < threshold { "<" } else { ">=" },
+        if whole { "" } else { "..." },
+        if is_canary {
+            "canary"
+        } else {
+            "stable version"
+        },
+    )))
+}
+
 /// Recomputes the formula by hand and checks it against the engine's decision.
 fn steps(salt: &str, id: &[u8], decision: &RoutingDecision<'_>) -> Result<Steps, CliError> {
-    let block = salt_block(salt.as_bytes());
+    let block = salt_block(salt);
     let digest = Sha256::new()
         .chain_update(block)
         .chain_update(id)
@@ -320,6 +368,13 @@ fn steps(salt: &str, id: &[u8], decision: &RoutingDecision<'_>) -> Result<Steps,
             decision.reason.bucket().get()
         )));
     }
+    check_comparison(
+        id,
+        bucket,
+        decision.reason.threshold(),
+        decision.is_canary,
+        decision.forced.is_some(),
+    )?;
     Ok(Steps {
         salt: salt.to_string(),
         salt_sha256: hex(&block[..32]),
@@ -415,6 +470,31 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::from_str(&printed(&routed, true)).unwrap();
         assert!(json.get("forced").is_none(), "{json}");
+    }
+
+    #[test]
+    fn a_decision_its_comparison_contradicts_is_refused_unless_forced() {
+        for (bucket, threshold, is_canary) in [(5, 10, true), (10, 10, false), (0, 0, false)] {
+            assert!(check_comparison(b"u", bucket, threshold, is_canary, false).is_ok());
+            let Err(CliError::Simulation(message)) =
+                check_comparison(b"u", bucket, threshold, !is_canary, false)
+            else {
+                panic!("{bucket} {threshold} {is_canary}: not refused");
+            };
+            assert!(message.contains("no override forced it"), "{message}");
+            assert!(check_comparison(b"u", bucket, threshold, !is_canary, true).is_ok());
+        }
+    }
+
+    #[test]
+    fn the_salt_block_is_the_salt_digest_then_zeros() {
+        // SHA-256("abc"), FIPS 180-2's first example.
+        let block = salt_block("abc");
+        assert_eq!(
+            hex(&block[..32]),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(block[32..], [0; 32]);
     }
 
     #[test]

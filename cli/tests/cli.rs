@@ -671,6 +671,35 @@ fn route_explain_shows_every_step() {
 }
 
 #[test]
+fn route_explain_states_each_environments_threshold() {
+    let canary = stdout(&run(&["route", "--percent", "5", "--explain", "u"]));
+    assert!(
+        canary.contains("threshold = round(percent * 100000) = 500000; canary when"),
+        "{canary}"
+    );
+    for (environment, rule) in [
+        (
+            "staging",
+            "threshold = 10000000 (Staging: every request); canary when",
+        ),
+        (
+            "production",
+            "threshold = 0 (Production: no request); canary when",
+        ),
+    ] {
+        let path = temp_file(
+            &format!("{environment}.toml"),
+            &format!("environment = \"{environment}\"\n"),
+        );
+        let output = run(&["route", "--config", text(&path), "--explain", "u"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let out = stdout(&output);
+        assert!(out.contains(rule), "{out}");
+        assert!(!out.contains("round(percent"), "{out}");
+    }
+}
+
+#[test]
 fn route_reads_ids_from_stdin_and_writes_json_lines() {
     let output = run_with_stdin(
         &[
