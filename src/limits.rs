@@ -1,10 +1,12 @@
 //! # Limits
 //!
 //! Every bound the engine puts on its inputs and on what it keeps, in one place, so that memory
-//! and CPU follow what is live, never what a caller sent or what happened before, except flag
-//! names: every distinct name ever enabled is kept until the gate is dropped, at most
-//! [`MAX_FLAG_NAMES`] of them (see below). (A replaced snapshot a routing thread held lives
-//! on until the writer side next looks, at a write or a sync tick: see "Replaced snapshots".) Each
+//! and CPU follow what is live, never what a caller sent or what happened before, with two
+//! exceptions: flag names (every distinct name ever enabled is kept until the gate is dropped,
+//! at most [`MAX_FLAG_NAMES`] of them) and the snapshots routing threads last read (each
+//! thread that routed with overrides keeps the snapshot it last read, however old, until it
+//! routes again: at most one per such thread; see below; and a replaced snapshot lives on
+//! until the writer side next looks, at a write or a sync tick: see "Replaced snapshots"). Each
 //! limit is a constant here (re-exported at the crate root); a value beyond one is refused with an
 //! error that names the field and the limit, and the refused call changes nothing.
 //!
@@ -21,6 +23,7 @@
 //! | `rollback_window_seconds` | 1 to [`MAX_WINDOW_SECONDS`] | [`ConfigError`](crate::ConfigError) |
 //! | `store`: the SQLite path, each etcd endpoint, the etcd prefix | [`MAX_STORE_ADDRESS_BYTES`] bytes | [`ConfigError`](crate::ConfigError) (`store.sqlite.path`, `store.etcd.endpoints[i]`, `store.etcd.prefix`) |
 //! | `store.etcd.endpoints` | 1 to [`MAX_ETCD_ENDPOINTS`] | [`ConfigError`](crate::ConfigError) on `store.etcd.endpoints` |
+//! | snapshots kept by threads that routed with overrides (ids listed, or a forcing value passed) | one per such thread and gate: the config (ids and flags, up to [`MAX_DOCUMENT_BYTES`] as read) and its id table, kept until the thread routes a newer one (a thread's cache outlives it, for the next thread given its slot); Go's cgo threads and a host's idle pool threads count | not refused: a thread that routes again lets it go, and the writer side frees it at its next write or sync tick |
 //! | a canary's `traffic_percent` | 0, or enough to route one bucket: at least half of [`TRAFFIC_PERCENT_RESOLUTION`]; 100, or far enough below it to leave one bucket to the stable version | [`ConfigError`](crate::ConfigError) |
 //!
 //! What the engine keeps, and how much:
@@ -44,8 +47,12 @@
 //!   [`MAX_LISTED_FLAG_CHANGES`](crate::MAX_LISTED_FLAG_CHANGES) flag names listed per change
 //!   (see [`changes`](crate::changes)).
 //! - **Overrides:** the `overrides` section's ids (at most [`MAX_OVERRIDE_IDS`]) in a table of
-//!   twice their number of slots; each thread that routed with overrides keeps a reference to
-//!   the snapshot it last read until it routes under a newer one (at most one per thread).
+//!   twice their number of slots; each thread that routed with overrides (a gate listing
+//!   ids, or a forcing value passed) keeps a reference to the whole snapshot it last read (the
+//!   config with its ids and flags, the id table, the route table) until it routes under a
+//!   newer one, however long it stays idle: at most one per such thread and gate, the thread
+//!   count including a Go host's cgo threads and every pooled worker thread that ever routed
+//!   (a thread that exits leaves its cache to the next thread given its slot).
 //! - **Replaced snapshots:** the writer side keeps each snapshot a write replaced (and each
 //!   SLO policy `swap_slo` replaced) until no thread holds it, so that a route or a record never
 //!   frees one; the next write, the store's sync thread (each tick) or the gate's drop frees
@@ -65,7 +72,11 @@ pub use crate::flags::{FLAG_SET_GRACE_WRITES, FLAG_SET_SLOTS};
 pub const MAX_NAME_BYTES: usize = 128;
 
 /// Most request ids the `overrides` section lists, in `canary_ids` and `stable_ids` together
-/// (each id at most [`MAX_NAME_BYTES`]): about 1.3 MiB of ids at most, searched in `O(log n)`.
+/// (each id at most [`MAX_NAME_BYTES`]): about 1.3 MiB of ids at most. A route looks an id up in
+/// an open-addressing hash table indexed by the low bits of the request's bucket (the route's
+/// own hash): constant time on average, comparing bytes only with listed ids sharing the
+/// bucket; linear in the number of ids at worst, if whoever writes the config chooses ids whose
+/// buckets share their low bits.
 pub const MAX_OVERRIDE_IDS: usize = 10_000;
 
 /// Most flags a config enables, in `feature_flags` and `graduated_flags` together (each name at

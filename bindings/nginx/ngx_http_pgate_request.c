@@ -536,9 +536,142 @@ ngx_http_pgate_implicit_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_c
 /* ---- routing ----------------------------------------------------------------------- */
 
 /*
+ * The cookie rules every host follows (docs/overrides.md, "Reading the forcing value"; the Go
+ * middleware's cookieValue, net/http's): the Cookie lines in order, each split at ';', a
+ * cookie's name and the line trimmed of SP, HTAB, CR, LF; the name compared exactly (RFC
+ * 6265), a name alone is an empty value, one pair of surrounding double quotes stripped, and
+ * a value holding a byte a cookie value may not (below 0x20, above 0x7e, '"', '\\') skipped:
+ * the first valid one counts. More than PGATE_MAX_COOKIES cookies in all: none (net/http's
+ * default limit). nginx's own parser (ngx_http_parse_multi_header_lines) ignores the name's
+ * case, keeps the quotes and takes the first of the name, valid or not.
+ */
+#define PGATE_MAX_COOKIES  3000
+
+static ngx_uint_t
+ngx_http_pgate_cookie_space(u_char c)
+{
+    return c == ' ' || c == '\t' || c == CR || c == LF;
+}
+
+
+/* [start, end) trimmed of cookie space */
+static void
+ngx_http_pgate_cookie_trim(u_char **start, u_char **end)
+{
+    while (*start < *end && ngx_http_pgate_cookie_space(**start)) {
+        (*start)++;
+    }
+    while (*end > *start && ngx_http_pgate_cookie_space(*(*end - 1))) {
+        (*end)--;
+    }
+}
+
+
+/* The valid value of cookie `name` in one line, NGX_DECLINED when the line has none. */
+static ngx_int_t
+ngx_http_pgate_cookie_in_line(ngx_str_t *line, ngx_str_t *name, ngx_str_t *value)
+{
+    u_char  *p, *last, *part, *part_end, *eq, *v, *v_end, *c;
+
+    p = line->data;
+    last = line->data + line->len;
+
+    while (p < last) {
+        part = p;
+        part_end = ngx_strlchr(p, last, ';');
+        if (part_end == NULL) {
+            part_end = last;
+        }
+        p = part_end < last ? part_end + 1 : last;
+
+        ngx_http_pgate_cookie_trim(&part, &part_end);
+
+        eq = ngx_strlchr(part, part_end, '=');
+        v = eq ? eq + 1 : part_end;
+        v_end = part_end;
+        if (eq == NULL) {
+            eq = part_end;
+        }
+        ngx_http_pgate_cookie_trim(&part, &eq);
+
+        if ((size_t) (eq - part) != name->len || ngx_memcmp(part, name->data, name->len) != 0)
+        {
+            continue;
+        }
+
+        if (v_end - v > 1 && *v == '"' && *(v_end - 1) == '"') {
+            v++;
+            v_end--;
+        }
+
+        for (c = v; c < v_end; c++) {
+            if (*c < 0x20 || *c >= 0x7f || *c == '"' || *c == ';' || *c == '\\') {
+                break;
+            }
+        }
+        if (c < v_end) {
+            continue;           /* not a valid value: the next of the name may be */
+        }
+
+        value->data = v;
+        value->len = v_end - v;
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* The request's forcing cookie `name`, by the rules above. */
+static ngx_int_t
+ngx_http_pgate_forcing_cookie(ngx_http_request_t *r, ngx_str_t *name, ngx_str_t *value)
+{
+    u_char           *c;
+    ngx_uint_t        count;
+    ngx_table_elt_t  *h;
+#if (nginx_version < 1023000)
+    ngx_uint_t        i;
+    ngx_table_elt_t **lines;
+#endif
+
+    /* net/http counts a line's ';' and one more, whatever they separate */
+    count = 0;
+#if (nginx_version >= 1023000)
+    for (h = r->headers_in.cookie; h; h = h->next) {
+#else
+    lines = r->headers_in.cookies.elts;
+    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+        h = lines[i];
+#endif
+        count += 1;
+        for (c = h->value.data; c < h->value.data + h->value.len; c++) {
+            count += (*c == ';');
+        }
+    }
+    if (count > PGATE_MAX_COOKIES) {
+        return NGX_DECLINED;
+    }
+
+#if (nginx_version >= 1023000)
+    for (h = r->headers_in.cookie; h; h = h->next) {
+#else
+    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+        h = lines[i];
+#endif
+        if (ngx_http_pgate_cookie_in_line(&h->value, name, value) == NGX_OK) {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
  * The request's forcing value: the first header named `overrides.header` (ASCII case
- * ignored), else the cookie named `overrides.cookie`, found by nginx's own cookie parser.
- * Points into the request's headers: no copy, no allocation. NGX_DECLINED when it has none.
+ * ignored, as HTTP field names are), else the cookie named `overrides.cookie`, by the rules
+ * above. Points into the request's headers: no copy, no allocation. NGX_DECLINED when it has
+ * none.
  */
 static ngx_int_t
 ngx_http_pgate_forcing_value(ngx_http_request_t *r, ngx_http_pgate_gate_t *g,
@@ -584,19 +717,7 @@ ngx_http_pgate_forcing_value(ngx_http_request_t *r, ngx_http_pgate_gate_t *g,
     cookie.data = g->override_cookie;
     cookie.len = g->override_cookie_len;
 
-#if (nginx_version >= 1023000)
-    if (ngx_http_parse_multi_header_lines(r, r->headers_in.cookie, &cookie, value) == NULL) {
-        return NGX_DECLINED;
-    }
-#else
-    if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies, &cookie, value)
-        == NGX_DECLINED)
-    {
-        return NGX_DECLINED;
-    }
-#endif
-
-    return NGX_OK;
+    return ngx_http_pgate_forcing_cookie(r, &cookie, value);
 }
 
 

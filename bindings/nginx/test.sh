@@ -23,7 +23,8 @@
 # proxy_pass is not credited with an error page's upstream resolved at run time), that an idle
 # upgraded connection is not recorded, that a
 # status location holding an `if` answers, that an override header with an underscore is warned
-# of, that a key reading a gate's decision through a map is logged, that a client giving up on
+# of, that each request of tests/vectors/override_requests.tsv is forced by the value it lists
+# (the forcing header and cookie read as the Go middleware reads them), that a key reading a gate's decision through a map is logged, that a client giving up on
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
 # outcome is recorded (not the auth subrequest's), that an empty metrics body included by SSI
 # raises no alert, that upstream latencies are timed in
@@ -623,6 +624,64 @@ for query in "" "?x=1"; do
 done
 grep -qi '^X-Debug: 1' "$tmp/headers" || { echo "FAIL: the if block did not run" >&2; exit 1; }
 echo "a status location holding an if block: the gate's status, with and without the if"
+stop_serving
+
+echo "== the forcing value of each request of tests/vectors/override_requests.tsv"
+# Two gates name the header X-Canary and the cookie pgate_version: f0 routes nobody by bucket,
+# f100 everybody, so a request forced to canary reads "canary canary", one forced to stable
+# "stable stable", and one with any other value or none "stable canary"; a value that is
+# present and forces nothing is counted (promotion_ignored_override_values_total), none is not.
+port=$(free_port)
+gate_document f0 0 '"overrides": {"header": "X-Canary", "cookie": "pgate_version"},'
+gate_document f100 100 '"overrides": {"header": "X-Canary", "cookie": "pgate_version"},'
+serve "$(cat <<CONF
+    promotion_gate f0 f0.json;
+    promotion_gate f100 f100.json;
+    server { listen 127.0.0.1:$port;
+             location / { return 200 "\$promotion_gate_f0 \$promotion_gate_f100"; }
+             location = /metrics { promotion_gate_metrics; } }
+CONF
+)"
+python3 - "$port" "$here/../../tests/vectors/override_requests.tsv" <<'PY' ||
+import re, socket, sys, urllib.request
+port, path = int(sys.argv[1]), sys.argv[2]
+def unescape(s):
+    return re.sub(rb"\\(\\|x([0-9a-fA-F]{2}))",
+                  lambda m: b"\\" if m.group(1) == b"\\" else bytes([int(m.group(2), 16)]), s)
+def ignored():
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    return sum(int(v) for v in re.findall(
+        r'^promotion_ignored_override_values_total\{gate="f(?:0|100)"\} (\d+)', text, re.M))
+failed = rows = 0
+for line in open(path, "rb").read().split(b"\n"):
+    if not line or line.startswith(b"#"):
+        continue
+    rows += 1
+    fields = line.split(b"\t")
+    value = None if fields[0] == b"-" else unescape(fields[0][1:])
+    forced = value.lower() if value is not None and value.lower() in (b"canary", b"stable") else None
+    want = {b"canary": "canary canary", b"stable": "stable stable"}.get(forced, "stable canary")
+    before = ignored()
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    request += b"".join(unescape(h) + b"\r\n" for h in fields[1:]) + b"\r\n"
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    got = answer.split(b"\r\n\r\n", 1)[-1].decode(errors="replace")
+    # a value that forces nothing is ignored by both gates; a forcing one by neither
+    counted = ignored() - before
+    want_counted = 2 if value is not None and forced is None else 0
+    if got != want or counted != want_counted:
+        failed += 1
+        print(f"FAIL: {line!r}: answered {got!r} with {counted} ignored values; "
+              f"want {want!r} with {want_counted} (forcing value {value!r})", file=sys.stderr)
+if failed or rows < 20:
+    sys.exit(1)
+print(f"{rows} requests: each forced, ignored or unforced as the vectors' values say")
+PY
+  { stop_serving; echo "FAIL: the forcing values of tests/vectors/override_requests.tsv" >&2; exit 1; }
 stop_serving
 
 echo "== a key that reads a gate's decision through a map: an error line, once per worker"
