@@ -211,22 +211,33 @@ type Options struct {
 	// goes on. Default (nil): no request is a duplex stream (say which gRPC methods stream
 	// both ways, by r.URL.Path).
 	Duplex func(*http.Request) bool
+	// TrustForcing, when set, says whether a request may be forced by the override header
+	// or cookie the gate's config names: a request it returns false for is routed as one
+	// carrying neither (by the config's id lists and its bucket), and nothing is counted as
+	// ignored. Any client can send the header or cookie, and reaches the version it names in
+	// every environment (after a rollback in Production, the rolled-back build), so a Proxy
+	// facing clients it does not trust says which it trusts (an address range, an
+	// authenticated tester). The header and cookie still go on to the upstream (remove them
+	// in Rewrite if it reads them). A panic of it is the host's, as Fallback's. Default
+	// (nil): every request's forcing value is read.
+	TrustForcing func(*http.Request) bool
 }
 
 // Proxy is an http.Handler that routes by the gate and records outcomes. Safe for
 // concurrent use.
 type Proxy struct {
-	gate      *promotiongates.Gate
-	header    string // canonical header key, "" for none or Host
-	keyHost   bool   // the key header is Host, read from Request.Host
-	cookie    string
-	fallback  func(*http.Request) string
-	isFailure func(int) bool
-	duplex    func(*http.Request) bool
-	onError   func(http.ResponseWriter, *http.Request, error)
-	upstreams [2]string               // the stable and canary URLs, for StatusHandler
-	forcing   atomic.Pointer[forcing] // where a forcing value is read; replaced on a rename
-	exchanges sync.Pool               // of *exchange
+	gate         *promotiongates.Gate
+	header       string // canonical header key, "" for none or Host
+	keyHost      bool   // the key header is Host, read from Request.Host
+	cookie       string
+	fallback     func(*http.Request) string
+	isFailure    func(int) bool
+	duplex       func(*http.Request) bool
+	onError      func(http.ResponseWriter, *http.Request, error)
+	upstreams    [2]string                // the stable and canary URLs, for StatusHandler
+	forcing      atomic.Pointer[forcing]  // where a forcing value is read; replaced on a rename
+	trustForcing func(*http.Request) bool // nil: every request's forcing value is read
+	exchanges    sync.Pool                // of *exchange
 }
 
 // forcing is where a forcing value is read: a canonical header key and a cookie name, ""
@@ -293,11 +304,12 @@ func New(opts Options) (*Proxy, error) {
 		}
 	}
 	p := &Proxy{
-		gate:     opts.Gate,
-		cookie:   opts.KeyCookie,
-		fallback: opts.Fallback,
-		onError:  opts.ErrorHandler,
-		duplex:   opts.Duplex,
+		gate:         opts.Gate,
+		cookie:       opts.KeyCookie,
+		fallback:     opts.Fallback,
+		trustForcing: opts.TrustForcing,
+		onError:      opts.ErrorHandler,
+		duplex:       opts.Duplex,
 	}
 	if !opts.NoKeyHeader {
 		h := opts.KeyHeader
@@ -484,10 +496,12 @@ func (p *Proxy) Key(r *http.Request) string {
 }
 
 // Route returns the gate's decision for the request (by Key, and by its ForcingValue when
-// an override header or cookie is named), as ServeHTTP takes it.
+// an override header or cookie is named and Options.TrustForcing, if set, trusts the
+// request), as ServeHTTP takes it.
 func (p *Proxy) Route(r *http.Request) (promotiongates.Decision, error) {
 	f := p.forcing.Load()
-	if f.header == "" && f.cookie == "" && !f.host {
+	if f.header == "" && f.cookie == "" && !f.host ||
+		p.trustForcing != nil && !p.trustForcing(r) {
 		return p.gate.RouteString(p.Key(r))
 	}
 	value, present := f.value(r)

@@ -732,3 +732,32 @@ func TestFollowingEndsWithTheProxyOrTheGate(t *testing.T) {
 	})
 	runtime.KeepAlive(p)
 }
+
+// TestTrustForcing: a request Options.TrustForcing does not trust is routed as one without a
+// forcing value (its bucket, and the id lists still apply), and its value is not counted as
+// ignored; a trusted one is forced.
+func TestTrustForcing(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 0}},
+		"overrides": {"header": "X-Canary", "cookie": "canary", "canary_ids": ["tester-1"]}}`)
+	stable, canary := upstream(t, "stable", 200), upstream(t, "canary", 200)
+	trusted := func(r *http.Request) bool { return r.Header.Get("X-Trusted") == "yes" }
+	front := httptest.NewServer(newProxy(t, Options{TrustForcing: trusted}, g, stable.URL, canary.URL))
+	defer front.Close()
+	for _, c := range []struct{ key, trust, header, cookie, want string }{
+		{"user-1", "yes", "canary", "", "canary"},
+		{"user-1", "yes", "", "canary", "canary"},
+		{"user-1", "no", "canary", "", "stable"},
+		{"user-1", "no", "", "canary", "stable"},
+		{"user-1", "no", "maybe", "", "stable"},
+		{"tester-1", "no", "stable", "", "canary"}, // the id list still applies
+	} {
+		_, body := send(t, front.URL, map[string]string{DefaultKeyHeader: c.key, "X-Canary": c.header,
+			"X-Trusted": c.trust}, map[string]string{"canary": c.cookie})
+		if body != c.want {
+			t.Errorf("%s, trusted %s, header %q, cookie %q: went to %s, want %s", c.key, c.trust, c.header, c.cookie, body, c.want)
+		}
+	}
+	if n := metric(t, g, "promotion_ignored_override_values_total"); n != 0 {
+		t.Fatalf("an untrusted value was counted as ignored: %v", n)
+	}
+}
