@@ -8,10 +8,12 @@ use std::fmt;
 use crate::error::{ConfigError, FlagError, quoted, shortened_refusal, shown_part};
 
 mod environment_wire;
+mod named_fields;
 use crate::limits::{
     MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_ROLLBACK_HISTORY, MAX_WINDOW_SECONDS,
     TRAFFIC_PERCENT_RESOLUTION,
 };
+pub use named_fields::NamedFields;
 
 /// Where a release stands.
 ///
@@ -411,7 +413,8 @@ pub fn check_json_document(json: &str, what: &str) -> Result<(), crate::Error> {
 }
 
 /// Reads a JSON object into `T`. Serde would also accept an array of the fields in order; a
-/// config must name its fields, so anything but an object is refused.
+/// config must name its fields, so anything but an object is refused, and so is an array
+/// given for any struct within it ([`NamedFields`]).
 ///
 /// The object is read straight into `T` (not through a `serde_json::Value` first), so that
 /// every error met inside a field, a number out of range as much as a wrong type, is reported
@@ -450,11 +453,29 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
     }
     let mut reader = serde_json::Deserializer::from_str(json);
     // serde_path_to_error names the field of an error ("slo_threshold: invalid type").
-    let value = serde_path_to_error::deserialize(&mut reader)
+    let value = serde_path_to_error::deserialize(NamedFields::new(&mut reader, "a JSON object"))
         .map_err(|e| crate::Error::Json(named_json_error(&e, "")))?;
     // Whatever follows the object (`{} {}`) is refused, as serde_json::from_str does.
     reader.end()?;
     Ok(value)
+}
+
+/// A stored JSON value (a store's release, history event or rollback counts) read into `T`,
+/// every struct in it from an object with named fields ([`NamedFields`]), as a config is: an
+/// error names the field under `within` (`release.config.slo_threshold`) and shows at most a
+/// short part of what was found (a value edited by hand may be megabytes long).
+pub(crate) fn stored_json<T: serde::de::DeserializeOwned>(
+    value: &[u8],
+    within: &str,
+) -> Result<T, String> {
+    let mut reader = serde_json::Deserializer::from_slice(value);
+    let read = serde_path_to_error::deserialize(NamedFields::new(&mut reader, "a JSON object"))
+        .map_err(|e| named_json_error(&e, within))?;
+    reader.end().map_err(|e| match within {
+        "" => shortened(&e.to_string()),
+        _ => shortened(&format!("{within}: {e}")),
+    })?;
+    Ok(read)
 }
 
 /// A [`serde_path_to_error`] error of a JSON read as this library's messages write it: the
@@ -937,6 +958,62 @@ mod tests {
         );
         let err = PromotionConfig::from_json("[]").unwrap_err();
         assert!(err.to_string().contains("not an array"), "{err}");
+    }
+
+    #[test]
+    fn a_struct_within_a_config_given_as_an_array_is_refused_naming_its_field() {
+        // serde's derived reader took a struct's fields in order: each of these was read
+        // (and opened a gate, creating `a.db`).
+        let refusal = "must be a JSON object with named fields, not an array at line 1 column";
+        for (json, field) in [
+            (
+                r#"{"overrides": ["X-Canary", "c", ["a"], []]}"#,
+                "overrides",
+            ),
+            (r#"{"store": {"sqlite": ["a.db"]}}"#, "store.sqlite"),
+            (
+                r#"{"store": {"sqlite": ["a.db", 250, 2000, true]}}"#,
+                "store.sqlite",
+            ),
+            (
+                r#"{"store": {"etcd": [["http://127.0.0.1:2379"], "/pg/a"]}}"#,
+                "store.etcd",
+            ),
+        ] {
+            for read in [PromotionConfig::from_json, PromotionConfig::parse_json] {
+                let e = read(json).unwrap_err().to_string();
+                assert!(
+                    e.starts_with(&format!("invalid JSON config: {field}: {refusal}")),
+                    "{json}: {e}"
+                );
+            }
+        }
+        // The canary's own reader refused it already, in its words.
+        let e = PromotionConfig::from_json(r#"{"environment": {"canary": [5]}}"#).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                r#"invalid JSON config: environment.canary: invalid type: sequence, expected {"traffic_percent": P}"#
+            ),
+            "{e}"
+        );
+        // Every struct the library writes reads back.
+        let config = PromotionConfig {
+            environment: canary(5.0),
+            store: Some(crate::StoreConfig::Sqlite(crate::SqliteStoreConfig {
+                path: "a.db".into(),
+                sync_interval_ms: 250,
+                busy_timeout_ms: 2000,
+                fleet_judging: false,
+            })),
+            overrides: Some(crate::Overrides {
+                header: Some("X-Canary".into()),
+                canary_ids: vec!["a".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(PromotionConfig::from_json(&json).unwrap(), config);
     }
 
     #[test]

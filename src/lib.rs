@@ -107,7 +107,7 @@ pub use changes::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    Environment, PromotionConfig, check_json_document, field_path, is_format_char,
+    Environment, NamedFields, PromotionConfig, check_json_document, field_path, is_format_char,
     validate_flag_name,
 };
 pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};

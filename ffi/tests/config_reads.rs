@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{error_text, new_gate};
+use common::{error_text, new_gate, refused_gate};
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
 
@@ -107,6 +107,61 @@ fn a_gate_without_overrides_names_nothing_and_the_longest_name_fits_the_capacity
     assert_eq!(override_names(gate), (longest, "c".to_string()));
     // SAFETY: live gate, freed once.
     assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}
+
+/// serde's derived reader took a struct's fields in order, an array: `{"overrides": [...]}`
+/// made a gate forcing those names, `{"store": {"sqlite": [PATH]}}` one on a new file.
+#[test]
+fn a_struct_given_as_an_array_opens_no_gate_and_swaps_nothing() {
+    let dir = std::env::temp_dir().join(format!("pg-ffi-positional-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("a.db");
+    let store = format!(
+        r#"{{"store": {{"sqlite": [{:?}]}}}}"#,
+        file.to_str().unwrap()
+    );
+    let overrides = r#"{"overrides": ["X-Canary", "c", ["a"], []]}"#;
+    let refusal = "must be a JSON object with named fields, not an array at line 1 column";
+    for (document, field) in [(overrides, "overrides"), (store.as_str(), "store.sqlite")] {
+        let (status, message) = refused_gate(document);
+        assert_eq!(status, pgate_status::InvalidJson, "{message}");
+        assert!(
+            message.starts_with(&format!("invalid JSON config: {field}: {refusal}")),
+            "{message}"
+        );
+    }
+    assert!(!file.exists(), "no store was opened");
+    let (status, _, written, message) = store_location(&store, 1024);
+    assert_eq!(
+        (status, written),
+        (pgate_status::InvalidJson, None),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("store.sqlite: {refusal}")),
+        "{message}"
+    );
+
+    // A swap to it is refused, and the gate keeps its names.
+    let gate = new_gate(r#"{"overrides": {"header": "X-Stable"}}"#);
+    let mut err = null_mut();
+    // SAFETY: live gate; a live document; err is a valid out-pointer.
+    let (status, message) = unsafe {
+        let status = pgate_swap_config(gate, overrides.as_ptr(), overrides.len(), &mut err);
+        (status, error_text(err))
+    };
+    assert_eq!(status, pgate_status::InvalidJson, "{message}");
+    assert!(
+        message.contains(&format!("overrides: {refusal}")),
+        "{message}"
+    );
+    assert_eq!(
+        override_names(gate),
+        ("X-Stable".to_string(), String::new())
+    );
+    // SAFETY: live gate, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{error_text, fail_the_canary, new_gate, text_of};
+use common::{error_text, fail_the_canary, new_gate, refused_gate, text_of};
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
 
@@ -770,22 +770,8 @@ fn a_stored_rollback_survives_freeing_the_gate_and_making_it_again() {
     std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
     let _ = std::fs::remove_file(format!("{path}-wal"));
     let _ = std::fs::remove_file(format!("{path}-shm"));
-    let (mut gate, mut err) = (null_mut(), null_mut());
-    // SAFETY: document is a live slice; gate and err are valid out-pointers.
-    let status = unsafe {
-        pgate_gate_new(
-            document.as_ptr(),
-            document.len(),
-            null(),
-            0,
-            &mut gate,
-            &mut err,
-        )
-    };
+    let (status, message) = refused_gate(&document);
     assert_eq!(status, pgate_status::Store);
-    assert!(gate.is_null());
-    // SAFETY: the error object the failed call returned, read once.
-    let message = unsafe { error_text(err) };
     assert!(message.contains(&path), "{message}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

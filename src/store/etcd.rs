@@ -19,7 +19,7 @@ use super::{
     SCHEMA_VERSION, Since, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
     StoredState, StoredWrite,
 };
-use crate::config::named_json_error;
+use crate::config::stored_json;
 use crate::decision::PerCohort;
 use crate::error::{quoted, shortened};
 use crate::limits::{MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES};
@@ -455,7 +455,7 @@ impl EtcdStore {
         };
         let (found, _) = self.get(&self.history_key(event.version), None)?;
         Ok(found.is_some_and(|found| {
-            serde_json::from_slice::<StoredEvent>(&found.value).is_ok_and(|stored| stored == *event)
+            stored_json::<StoredEvent>(&found.value, "history").is_ok_and(|stored| stored == *event)
         }))
     }
 
@@ -922,19 +922,6 @@ fn contribution_of(instance: &str, value: &[u8]) -> Result<Contribution, BadCont
             stable: cohort("stable")?,
         },
     })
-}
-
-/// A value of this gate's keys, JSON, read into `T`: an error names the field under `within`
-/// (`release.config.slo_threshold`) and shows at most a short part of what was found (a value
-/// edited by hand may be megabytes long).
-fn stored_json<T: serde::de::DeserializeOwned>(value: &[u8], within: &str) -> Result<T, String> {
-    let mut reader = serde_json::Deserializer::from_slice(value);
-    let read =
-        serde_path_to_error::deserialize(&mut reader).map_err(|e| named_json_error(&e, within))?;
-    reader
-        .end()
-        .map_err(|e| shortened(&format!("{within}: {e}")))?;
-    Ok(read)
 }
 
 fn put(key: &str, value: &[u8]) -> Value {

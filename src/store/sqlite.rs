@@ -19,7 +19,7 @@ use super::{
     Since, SqliteStoreConfig, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
     StoredState, StoredWrite,
 };
-use crate::config::PromotionConfig;
+use crate::config::{PromotionConfig, stored_json};
 use crate::decision::PerCohort;
 use crate::error::{MAX_SHOWN_VALUE_BYTES, Shown, quoted};
 use crate::limits::{MAX_DOCUMENT_BYTES, MAX_REASON_BYTES};
@@ -441,7 +441,7 @@ impl SqliteStore {
             .map_err(|e| not_ours(format!("release.config: {e}")))?;
         let rollbacks = rollbacks
             .map(|text| {
-                serde_json::from_str(&text).map_err(|e| {
+                stored_json(text.as_bytes(), "").map_err(|e| {
                     not_ours(format!(
                         "release.rollbacks = {}: not rollback counts ({e})",
                         quoted(&text)
@@ -980,7 +980,7 @@ fn event_of(row: &Row<'_>) -> Result<StoredEvent, String> {
         feature: text(3, "history.feature")?,
         reason: text(5, "history.reason")?,
         trigger: text(7, "history.rollback_trigger")?,
-        environment: serde_json::from_str(&environment)
+        environment: stored_json(environment.as_bytes(), "")
             .map_err(|e| format!("history.environment = {}: {e}", quoted(&environment)))?,
         timestamp_ns: bounded_integer(row, 11, "history.timestamp_ns")?,
     })

@@ -31,6 +31,26 @@ pub fn new_gate_with_slo(config: &str, slo: Option<&str>) -> *mut pgate_gate {
     gate
 }
 
+/// What `pgate_gate_new` answers for a JSON config it refuses (the default SLO): its status
+/// and the error object's message; asserts that no gate was made.
+pub fn refused_gate(config: &str) -> (pgate_status, String) {
+    let (mut gate, mut err) = (null_mut(), null_mut());
+    // SAFETY: config is a live slice; gate and err are valid out-pointers.
+    let status = unsafe {
+        pgate_gate_new(
+            config.as_ptr(),
+            config.len(),
+            null(),
+            0,
+            &mut gate,
+            &mut err,
+        )
+    };
+    assert!(gate.is_null(), "a refused config made a gate");
+    // SAFETY: the error object the failed call returned, read and freed once.
+    (status, unsafe { error_text(err) })
+}
+
 /// Routes `id` and returns the decision.
 ///
 /// # Safety

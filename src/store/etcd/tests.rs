@@ -409,6 +409,24 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
     last.version = 3;
     put(store.history_key(4), serde_json::to_vec(&last).unwrap());
     refused(&["history/00000000000000000004: holds history.version = 3"]);
+    // The event's fields in order, an array, as serde's derived reader took it.
+    let positional = json!([
+        4,
+        last.rolled_back,
+        last.feature,
+        "r4",
+        last.trigger,
+        last.environment,
+        last.timestamp_ns
+    ]);
+    put(
+        store.history_key(4),
+        serde_json::to_vec(&positional).unwrap(),
+    );
+    refused(&[
+        "history/00000000000000000004: not a history event: history: must be a JSON object \
+         with named fields, not an array at line 1 column 1",
+    ]);
 }
 
 /// A release key put back alone to an older version (a restored key, one put by hand) leaves
@@ -876,30 +894,33 @@ fn numbers_past_etcds_range_in_an_answer_panic_nothing() {
     assert!(result.is_err(), "{result:?}");
 }
 
+/// A fake member's answer to every request: one key, `/release`, holding `release`, at
+/// revision 34 (the answer's 40).
+fn release_answer(release: &str) -> &'static str {
+    let kv = format!(
+        r#"{{"header":{{"revision":"40"}},"kvs":[{{"key":"{}","value":"{}","mod_revision":"34"}}],"count":"1"}}"#,
+        BASE64.encode("/release"),
+        BASE64.encode(release)
+    );
+    let http = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{kv}",
+        kv.len()
+    );
+    Box::leak(http.into_boxed_str())
+}
+
 /// A cluster that came back with lower revisions may hold another release at the revision of
 /// the one last read: the release read is its value, not its revision alone.
 #[test]
 fn a_release_at_the_revision_of_the_one_last_read_is_read_when_its_value_differs() {
-    let answer = |release: &str| -> &'static str {
-        let kv = format!(
-            r#"{{"header":{{"revision":"40"}},"kvs":[{{"key":"{}","value":"{}","mod_revision":"34"}}],"count":"1"}}"#,
-            BASE64.encode("/release"),
-            BASE64.encode(release)
-        );
-        let http = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{kv}",
-            kv.len()
-        );
-        Box::leak(http.into_boxed_str())
-    };
     let rolled_back = format!(
         r#"{{"version": 2, "stage": 2, "config": {{"gate": "{GATE}", "environment": "production"}}}}"#
     );
     let promoted = format!(
         r#"{{"version": 3, "stage": 3, "config": {{"gate": "{GATE}", "environment": {{"canary": {{"traffic_percent": 50}}}}}}}}"#
     );
-    let (first, _) = answering_at_once(answer(&rolled_back));
-    let (second, _) = answering_at_once(answer(&promoted));
+    let (first, _) = answering_at_once(release_answer(&rolled_back));
+    let (second, _) = answering_at_once(release_answer(&promoted));
     let mut store = EtcdStore::new(&settings(&first, "same-revision"), GATE);
     assert!(matches!(store.changes_since(known(2)), Ok(Since::Same)));
     // The same answer again: known, not parsed again.
@@ -912,5 +933,50 @@ fn a_release_at_the_revision_of_the_one_last_read_is_read_when_its_value_differs
         Ok(Since::Same) => panic!("the release at the same revision was taken for the known one"),
         Ok(_) => {}
         Err(e) => assert!(e.to_string().contains("not a history event"), "{e}"),
+    }
+}
+
+/// serde's derived reader took a struct's fields in order, an array: a release written so
+/// (by hand, or by another program), or holding a struct written so, was read.
+#[test]
+fn a_stored_struct_written_as_an_array_is_not_ours_naming_its_field() {
+    let config = format!(r#"{{"gate": "{GATE}", "environment": "production"}}"#);
+    let with_config = |config: &str| format!(r#"{{"version": 2, "stage": 2, "config": {config}"#);
+    let refusal = "must be a JSON object with named fields, not an array at line 1 column";
+    for (release, field) in [
+        (format!("[2, 2, {config}]"), "release"),
+        (
+            with_config(&format!(
+                r#"{{"gate": "{GATE}", "overrides": ["X-Canary", "c", ["a"], []]}}}}"#
+            )),
+            "release.config.overrides",
+        ),
+        (
+            with_config(&format!(
+                r#"{{"gate": "{GATE}", "store": {{"sqlite": ["a.db"]}}}}}}"#
+            )),
+            "release.config.store.sqlite",
+        ),
+        (
+            format!(r#"{}, "rollbacks": [2, []]}}"#, with_config(&config)),
+            "release.rollbacks",
+        ),
+        (
+            format!(
+                r#"{}, "rollbacks": {{"version": 2, "counts": [["manual", null, 1]]}}}}"#,
+                with_config(&config)
+            ),
+            "release.rollbacks.counts[0]",
+        ),
+    ] {
+        let (endpoint, _) = answering_at_once(release_answer(&release));
+        let store = EtcdStore::new(&settings(&endpoint, "positional"), GATE);
+        let err = store.load().unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{release}: {err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("/release: {field}: {refusal}")),
+            "{release}: {err}"
+        );
     }
 }

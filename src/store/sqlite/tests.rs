@@ -707,6 +707,54 @@ fn stored_rollback_counts_are_read_checked_naming_the_field_and_the_value() {
     assert_eq!(store.load().unwrap().unwrap(), good);
 }
 
+/// serde's derived reader took a struct's fields in order, an array: a release whose config
+/// or rollback counts were written so (by hand, or by another program) was read.
+#[test]
+fn a_stored_struct_written_as_an_array_is_not_ours_naming_its_field() {
+    let dir = Scratch::new("positional");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    commit_on_top(&store, "r1", 100);
+    let good = store.load().unwrap().unwrap();
+    let hand = Connection::open(&path).unwrap();
+    let refusal = "must be a JSON object with named fields, not an array at line 1 column";
+    let config = serde_json::to_string(&good.release.config).unwrap();
+    let counts = r#"{"version":1,"counts":[{"trigger":"manual","count":1}]}"#;
+    for (config, rollbacks, words) in [
+        (
+            config.replacen('{', r#"{"overrides":["X-Canary","c",["a"],[]],"#, 1),
+            counts.to_string(),
+            format!("release.config: invalid JSON config: overrides: {refusal}"),
+        ),
+        (
+            config.clone(),
+            r#"[1,[{"trigger":"manual","count":1}]]"#.to_string(),
+            format!(r#"not rollback counts ({refusal} 1)"#),
+        ),
+        (
+            config.clone(),
+            r#"{"version":1,"counts":[["manual",null,1]]}"#.to_string(),
+            format!(r#"not rollback counts (counts[0]: {refusal} 24)"#),
+        ),
+    ] {
+        hand.execute(
+            "UPDATE release SET config = ?1, rollbacks = ?2",
+            [&config, &rollbacks],
+        )
+        .unwrap();
+        let err = store.load().unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+        assert!(err.to_string().contains(&words), "{words:?} not in {err}");
+    }
+    // Mended, it is read again.
+    hand.execute(
+        "UPDATE release SET config = ?1, rollbacks = ?2",
+        [&config, counts],
+    )
+    .unwrap();
+    assert_eq!(store.load().unwrap().unwrap(), good);
+}
+
 #[test]
 fn a_file_made_before_rollback_counts_gets_their_column_and_keeps_its_state() {
     let dir = Scratch::new("before-counts");
