@@ -3,8 +3,8 @@
 //! where it is, the same way in both formats.
 
 use promotion_gates::{
-    MAX_DOCUMENT_BYTES, MAX_SHOWN_VALUE_BYTES, PromotionConfig, SloConfig, check_json_document,
-    field_path,
+    MAX_DOCUMENT_BYTES, MAX_SHOWN_VALUE_BYTES, NamedFields, PromotionConfig, SloConfig,
+    check_json_document, field_path,
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use std::fs::File;
@@ -125,9 +125,10 @@ fn too_long(path: &Path, size: &str) -> CliError {
 ///
 /// Every error names what is wrong the same way in both formats: an empty document, or one
 /// longer than [`MAX_DOCUMENT_BYTES`] (the library's limit), is refused (`{}` in JSON takes
-/// every default), and a value of the wrong type, an unknown variant or a
-/// bad duration is reported under its field path (`slo.max_error_rate`, `stages[0].environment`),
-/// as the library's own `from_json` does, with the line and column.
+/// every default), and a value of the wrong type, an unknown variant, a bad duration or an
+/// array given for a struct (which serde alone reads as its fields in order; [`NamedFields`])
+/// is reported under its field path (`slo.max_error_rate`, `stages[0].environment`), as the
+/// library's own `from_json` does, with the line and column.
 pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
     // A byte order mark, as some editors write first: TOML allows it, JSON does not, and it
     // tells nothing in UTF-8. Read past it in both.
@@ -161,14 +162,16 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
                 })?;
             }
             let mut json = serde_json::Deserializer::from_str(text);
-            let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
-                let number = json_number(text, e.inner());
-                refuse(format!(
-                    "invalid JSON: {}{}",
-                    field_prefix(e.path(), number),
-                    json_message(e.inner())
-                ))
-            })?;
+            let value =
+                serde_path_to_error::deserialize(NamedFields::new(&mut json, "a JSON object"))
+                    .map_err(|e| {
+                        let number = json_number(text, e.inner());
+                        refuse(format!(
+                            "invalid JSON: {}{}",
+                            field_prefix(e.path(), number),
+                            json_message(e.inner())
+                        ))
+                    })?;
             // Whatever follows the object (`{} {}`) is refused, as serde_json::from_str does.
             json.end()
                 .map_err(|e| refuse(format!("invalid JSON: {}", json_message(&e))))?;
@@ -212,7 +215,7 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
                 )));
             }
             let document = toml::Deserializer::parse(text).map_err(|e| toml_error(None, &e))?;
-            serde_path_to_error::deserialize(document)
+            serde_path_to_error::deserialize(NamedFields::new(document, "a TOML table"))
                 .map_err(|e| toml_error(Some(e.path()), e.inner()))
         }
     }
@@ -677,6 +680,71 @@ mod tests {
             refusal::<SloConfig>("s.json", "[]"),
             expected("a SloConfig")
         );
+    }
+
+    /// Asserts that `json` and `toml`, read as a `T`, are refused naming `field` as a struct
+    /// given as an array.
+    fn refused_as_an_array<T: Document + std::fmt::Debug>(field: &str, json: &str, toml: &str) {
+        for (name, text, format, map) in [
+            ("d.json", json, "JSON", "a JSON object"),
+            ("d.toml", toml, "TOML", "a TOML table"),
+        ] {
+            let e = refusal::<T>(name, text);
+            let expected = format!(
+                "{name}: invalid {format}: {field}: must be {map} with named fields, not an \
+                 array at line "
+            );
+            assert!(e.starts_with(&expected), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_struct_given_as_an_array_is_refused_naming_its_field_in_both_formats() {
+        // serde's derived reader took a struct's fields in order, in JSON and in TOML.
+        refused_as_an_array::<PromotionConfig>(
+            "overrides",
+            r#"{"overrides": ["X-Canary", "c", ["a"], []]}"#,
+            "overrides = [\"X-Canary\", \"c\", [\"a\"], []]\n",
+        );
+        refused_as_an_array::<PromotionConfig>(
+            "store.sqlite",
+            r#"{"store": {"sqlite": ["a.db"]}}"#,
+            "[store]\nsqlite = [\"a.db\"]\n",
+        );
+        refused_as_an_array::<PromotionConfig>(
+            "store.etcd",
+            r#"{"store": {"etcd": [["http://127.0.0.1:2379"], "/pg/a"]}}"#,
+            "store = { etcd = [[\"http://127.0.0.1:2379\"], \"/pg/a\"] }\n",
+        );
+        for (field, json, toml) in [
+            (
+                "stages[0]",
+                r#"{"stages": [["canary", 5, 60]]}"#,
+                "stages = [[\"canary\", 5.0, 60.0]]\n",
+            ),
+            (
+                "canary",
+                r#"{"canary": [0.5, 20]}"#,
+                "canary = [0.5, 20.0]\n",
+            ),
+            (
+                "canary.bursts",
+                r#"{"canary": {"bursts": [60, 5, 0.5]}}"#,
+                "[canary]\nbursts = [60.0, 5.0, 0.5]\n",
+            ),
+            (
+                "canary.incident",
+                r#"{"canary": {"incident": [1, 10, 0.5]}}"#,
+                "[canary]\nincident = [1, 10.0, 0.5]\n",
+            ),
+            (
+                "promotion.overrides",
+                r#"{"promotion": {"overrides": ["X-Canary"]}}"#,
+                "[promotion]\noverrides = [\"X-Canary\"]\n",
+            ),
+        ] {
+            refused_as_an_array::<Scenario>(field, json, toml);
+        }
     }
 
     #[test]
