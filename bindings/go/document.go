@@ -191,6 +191,10 @@ func readTyped(data []byte, at string, v reflect.Value, unsigned string) error {
 // readObject reads data at path at into v, a struct implementing libraryForm (by pointer).
 func readObject(data []byte, at string, v reflect.Value) error {
 	expecting, ownVisitor := v.Addr().Interface().(libraryForm).libraryForm()
+	if data[0] == '[' && !ownVisitor {
+		// serde's derived reader takes a struct's fields in order; the library refuses that.
+		return refuse(at, "must be a JSON object with named fields, not an array")
+	}
 	if data[0] != '{' {
 		return invalidType(at, data, expecting)
 	}

@@ -281,6 +281,9 @@ func TestDocumentsAreReadAsTheLibraryReadsThem(t *testing.T) {
 		`{"environment": {"production": {}}}`,
 		`{"max_rollback_history": -100000000000000000000}`,
 		`{"store": "` + long + `"}`,
+		`{"overrides": ["X-Canary", "c", ["a"], []]}`,
+		`{"store": {"sqlite": ["a.db"]}}`,
+		`{"store": {"etcd": [["http://e:2379"], "/x"]}}`,
 		`[1]`,
 		`"production"`,
 	} {
@@ -360,6 +363,7 @@ func TestSectionsAloneAreReadAsTheLibraryReadsThem(t *testing.T) {
 			`{"cookie": 5}`,
 			`{"` + long + `": 1}`,
 			`5`,
+			`["X-Canary", "c", ["a"], []]`,
 		}, func(doc []byte) (any, error) {
 			o := before
 			err := json.Unmarshal(doc, &o)
@@ -375,6 +379,7 @@ func TestSectionsAloneAreReadAsTheLibraryReadsThem(t *testing.T) {
 			`{"path": "a.db", "fleet_judging": null}`,
 			`{"path": null}`,
 			`5`,
+			`["a.db"]`,
 		}, func(doc []byte) (any, error) {
 			s := sqlite
 			err := json.Unmarshal(doc, &s)
@@ -389,6 +394,7 @@ func TestSectionsAloneAreReadAsTheLibraryReadsThem(t *testing.T) {
 			`{"endpoints": "http://e:2379", "prefix": "/x"}`,
 			`{"endpoints": [], "prefix": "/x", "sync_interval_ms": "10"}`,
 			`"etcd"`,
+			`[["http://e:2379"], "/x"]`,
 		}, func(doc []byte) (any, error) {
 			e := etcd
 			err := json.Unmarshal(doc, &e)
