@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::error::{ConfigError, FlagError, quoted, shortened_refusal, shown_part};
+use crate::error::{ConfigError, FlagError, quoted, shortened, shortened_refusal, shown_part};
 
 mod environment_wire;
 mod named_fields;
