@@ -38,6 +38,9 @@ struct WriterState {
     retired_snapshots: Retired<Snapshot>,
     /// SLO policies `swap_slo` replaced that an evaluation may still hold, likewise.
     retired_slos: Retired<SloAdmissionController>,
+    /// The stage the last write ended, when it was a stage-starting write other than a
+    /// rollback: a rollback called for in it is made over that write (`ended`).
+    ended: Option<ended::EndedStage>,
 }
 
 impl WriterState {
@@ -429,10 +432,14 @@ impl PromotionGateManager {
 
 impl Shared {
     /// Rolls back automatically if a rule fired, the config allows it and the judged stage is
-    /// still current. A stage that already left (another thread rolled back or promoted) is not
-    /// rolled back again: logged as a warning when a write other than its rollback ended it
-    /// (at debug after its rollback: the other verdicts of a stage rolled back); Production
-    /// has nothing to roll back. Neither is an error here.
+    /// still current, or was ended by the gate's last write, a stage-starting one other than a
+    /// rollback (a promotion, a flag turned on, a swap), whose stage the gate still shows:
+    /// the rollback is then made over that write (the record path judged the stage just
+    /// before the write published, and left its verdict after the write's last look; see
+    /// `ended`). Any other stage that already left is not rolled back again: logged as a
+    /// warning when a write other than its rollback ended it (at debug after its rollback: the
+    /// other verdicts of a stage rolled back); Production has nothing to roll back. Neither is
+    /// an error here.
     fn apply_verdict(&self, writer: &mut WriterState, verdict: &Verdict) {
         if !verdict.calls_for_rollback() {
             return;
@@ -442,6 +449,18 @@ impl Shared {
             return;
         }
         if current.route.stage != verdict.stage() {
+            if self.ended_by_a_write(writer, verdict) {
+                tracing::warn!(
+                    judged_stage = verdict.stage().get(),
+                    stage = current.route.stage.get(),
+                    environment = %current.config.environment,
+                    "promotion.rollback called for in the stage a write ended as it was published: made over that write"
+                );
+                if let Err(error) = self.roll_back_over_the_write(writer, verdict, None, false) {
+                    tracing::error!(%error, stage = verdict.stage().get(), "promotion.rollback failed: the canary is still routed");
+                }
+                return;
+            }
             if self.rolled_back_in(&current, verdict) {
                 tracing::debug!(
                     judged_stage = verdict.stage().get(),
@@ -570,6 +589,7 @@ impl Shared {
     }
 }
 
+mod ended;
 mod health;
 mod notify;
 mod policy;

@@ -195,6 +195,38 @@ pub(crate) fn rolled_back(config: &PromotionConfig) -> PromotionConfig {
     next
 }
 
+/// The config after a rollback of a release made over `config`, a later state than the one
+/// judged: the write that ended the judged stage (a promotion, a flag turned on, a swap), or
+/// another process's write in the same stage on top of a promotion. Back to Production, the
+/// release's flags off, as [`rolled_back`]: in Canary or Staging every release flag (one
+/// turned on since is the release's too), and the flags the release graduated (`graduated`:
+/// release flags a promotion to Production made stable). Everything else `config` changed is
+/// kept: a flag turned on in Production (for the next rollout's forced requests), a graduated
+/// flag turned off (a kill switch), a policy field swapped in.
+pub(crate) fn rolled_back_over(config: &PromotionConfig, graduated: &[String]) -> PromotionConfig {
+    let mut next = config.clone();
+    if next.environment != Environment::Production {
+        next.feature_flags.clear();
+    }
+    next.environment = Environment::Production;
+    // Linear: a config may hold `MAX_FLAGS` flags.
+    let graduated: std::collections::HashSet<&str> = graduated.iter().map(String::as_str).collect();
+    next.graduated_flags
+        .retain(|flag| !graduated.contains(flag.as_str()));
+    next
+}
+
+/// The flags a promotion of `judged` to Production would graduate: its release flags that are
+/// not graduated already.
+pub(crate) fn would_graduate(judged: &PromotionConfig) -> Vec<String> {
+    judged
+        .feature_flags
+        .iter()
+        .filter(|flag| !judged.graduated_flags.contains(flag))
+        .cloned()
+        .collect()
+}
+
 /// Whether flag `name` is on, as a release flag or a graduated one.
 pub(crate) fn flag_is_on(config: &PromotionConfig, name: &str) -> bool {
     config
@@ -377,6 +409,40 @@ mod tests {
         assert_eq!(next.environment, Production);
         assert!(next.feature_flags.is_empty());
         assert_eq!(next.graduated_flags, ["old"]);
+    }
+
+    #[test]
+    fn a_rollback_over_a_later_write_takes_back_the_release_and_keeps_the_rest() {
+        let judged = flags(&["new"], &["old"]);
+        assert_eq!(would_graduate(&judged), ["new"]);
+        // Over the promotion to Production: as if rolled back before it.
+        let promoted = promoted(&judged, Production, PromotionKind::CanaryToProduction);
+        let graduated = would_graduate(&judged);
+        assert_eq!(
+            rolled_back_over(&promoted, &graduated),
+            rolled_back(&judged)
+        );
+        // Over a ramp that turned a flag on too: every release flag off.
+        let mut ramped = promoted_to(&judged, canary(25.0));
+        ramped.feature_flags.push("late".into());
+        let over = rolled_back_over(&ramped, &graduated);
+        assert_eq!(over.environment, Production);
+        assert!(over.feature_flags.is_empty());
+        assert_eq!(over.graduated_flags, ["old"]);
+        // Over another process's edit in Production on top of the promotion: the edit stays.
+        let mut edited = promoted.clone();
+        edited.graduated_flags.retain(|f| f != "old"); // a kill switch
+        edited.feature_flags.push("next".into()); // for the next rollout's forced requests
+        edited.slo_threshold = 0.9;
+        let over = rolled_back_over(&edited, &graduated);
+        assert_eq!(over.environment, Production);
+        assert!(over.graduated_flags.is_empty(), "{over:?}");
+        assert_eq!(over.feature_flags, ["next"]);
+        assert_eq!(over.slo_threshold, 0.9);
+    }
+
+    fn promoted_to(config: &PromotionConfig, target: Environment) -> PromotionConfig {
+        promoted(config, target, PromotionKind::RampUp)
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use super::ended::{EndedStage, Instead};
 use super::sync_thread::Wake;
 use super::{Shared, WriterState};
 use crate::changes::ChangeOrigin;
@@ -58,7 +59,8 @@ pub(super) enum NextStage {
     /// A new stage starts, unless the judge rolls the release back first: a rollback the
     /// record path called for in the stage this write ends (a promotion, a flag turned on, a
     /// swap), left for later because this write held the writer lock, is made instead, and
-    /// the write refused ([`Shared::commit`]).
+    /// the write refused ([`Shared::commit`]); one left as the write published is made over
+    /// it (`ended`).
     UnlessRolledBack,
 }
 
@@ -337,8 +339,10 @@ impl Shared {
     /// made instead and the write refused ([`PromotionError::SloNotMet`]); after the store
     /// write, it is written over the write just stored, so neither this process nor the store
     /// keeps it (other processes may follow it in between, for one sync, as they may any
-    /// write). Only a verdict left after that last look finds its stage ended: it is not made,
-    /// and logged as a warning ([`Shared::apply_verdict`]).
+    /// write). A verdict left after that last look is made over the write once it is
+    /// published: the write remembers the stage it ended (see `ended`), looks once more after
+    /// it published, and later verdicts of that stage are made over it by
+    /// [`Shared::apply_verdict`].
     pub(super) fn commit(
         &self,
         writer: &mut WriterState,
@@ -351,11 +355,12 @@ impl Shared {
         if durability != Durability::Deferred {
             self.settle_pending(writer)?;
         }
-        let judged = self.current.load().route.stage;
+        let before = self.current.load_full();
+        let judged = before.route.stage;
         if next == NextStage::UnlessRolledBack
             && let Some(verdict) = self.take_left_rollback(judged)
         {
-            return Err(self.roll_back_instead(writer, &verdict, None));
+            return Err(self.roll_back_instead(writer, &verdict, None, Instead::OfTheWrite));
         }
         // Built first: a config the gate cannot publish (no flag set number left) is never
         // stored.
@@ -391,7 +396,7 @@ impl Shared {
             self.restore_live_flags(writer);
             // Over the promotion just stored, committed before it is published here.
             let stored = writer.store.is_some().then_some(Durability::BestEffort);
-            return Err(self.roll_back_instead(writer, &verdict, stored));
+            return Err(self.roll_back_instead(writer, &verdict, stored, Instead::OfTheWrite));
         }
         let mut snapshot = snapshot;
         if let Some(link) = writer.store.as_ref().filter(|_| new_stage) {
@@ -403,6 +408,7 @@ impl Shared {
             .store
             .as_ref()
             .map(|link| (link.counted.clone(), link.has_pending()));
+        let published = (snapshot.route.stage, snapshot.route.generation);
         let mut records = self.lock_records();
         self.install(
             writer,
@@ -411,6 +417,10 @@ impl Shared {
             event.as_slice(),
             now,
         );
+        // Looked for again after the write (`look_after_publishing`), and by `apply_verdict`.
+        writer.ended = (next == NextStage::UnlessRolledBack)
+            .then(|| EndedStage::new(&before, published))
+            .flatten();
         let waits = match stored {
             Some((counted, waits)) => {
                 records.rollbacks.stored(counted);
@@ -434,23 +444,27 @@ impl Shared {
     /// the write (written as `durability` says: `None`, as an automatic one; a `BestEffort`
     /// one that meets another process's write is deferred), and returns the write's refusal,
     /// naming the rule.
-    fn roll_back_instead(
+    pub(super) fn roll_back_instead(
         &self,
         writer: &mut WriterState,
         verdict: &crate::verdict::Verdict,
         durability: Option<Durability>,
+        instead: Instead,
     ) -> Error {
         let reason = verdict.rollback_reason();
         let evidence = verdict.evidence();
         let trigger = crate::RollbackTrigger::Automatic;
-        let roll_back = |writer: &mut WriterState, durability| {
-            self.roll_back(
+        let roll_back = |writer: &mut WriterState, durability| match instead {
+            Instead::OfTheWrite => self.roll_back(
                 writer,
                 reason.clone(),
                 trigger,
                 Some(evidence.clone()),
                 durability,
-            )
+            ),
+            Instead::OverTheWrite => {
+                self.roll_back_over_the_write(writer, verdict, durability, true)
+            }
         };
         let made = match roll_back(writer, durability) {
             // Another process wrote on top of the promotion just stored: the rollback is left
@@ -465,16 +479,28 @@ impl Shared {
             }
             made => made,
         };
-        let what = match made {
-            Ok(()) => "the canary was rolled back",
-            Err(error) => {
+        let what = match (made, instead) {
+            (Ok(()), Instead::OfTheWrite) => {
+                "the canary was rolled back, and the write was not made"
+            }
+            (Ok(()), Instead::OverTheWrite) => {
+                "the canary was rolled back over the write, which had just been published: the write is undone"
+            }
+            (Err(error), _) => {
                 tracing::error!(%error, stage = verdict.stage().get(), "promotion.rollback failed: the canary is still routed");
-                "its rollback could not be made (logged as an error)"
+                match instead {
+                    Instead::OfTheWrite => {
+                        "its rollback could not be made (logged as an error), and the write was not made"
+                    }
+                    Instead::OverTheWrite => {
+                        "its rollback over the write, which had just been published, could not be made (logged as an error)"
+                    }
+                }
             }
         };
         PromotionError::SloNotMet {
             evidence: format!(
-                "the judge called for a rollback while this write was being made ({reason}): {what}, and the write was not made; {evidence}"
+                "the judge called for a rollback while this write was being made ({reason}): {what}; {evidence}"
             ),
         }
         .into()

@@ -335,6 +335,11 @@ fn rollback_resets_and_records() {
 
 /// A verdict on `stage` of a Canary{5} whose every request failed: a rollback.
 fn failing(stage: StageId) -> Verdict {
+    failing_in(stage, canary(5.0))
+}
+
+/// A verdict on `stage` of a canary in `environment` whose every request failed.
+fn failing_in(stage: StageId, environment: Environment) -> Verdict {
     use crate::judge::Policy;
     use crate::judge::tests::judge_cohorts;
     use crate::metrics::tests_support::cohort;
@@ -343,7 +348,7 @@ fn failing(stage: StageId) -> Verdict {
     let (subject, baseline) = (cohort(1000, 1000, 900, 900), cohort(1000, 0, 900, 900));
     Verdict::new(judge_cohorts(
         stage,
-        canary(5.0),
+        environment,
         &subject,
         &baseline,
         Default::default(),
@@ -359,6 +364,9 @@ fn a_verdict_applies_only_to_the_stage_it_judged() {
     });
     let old = gate.stage();
     gate.promote(canary(1.0)).unwrap();
+    // A stage the last write did not end (that is `a_verdict_left_after_a_write_published_
+    // is_made_over_it`): two writes ago.
+    gate.enable_feature("x").unwrap();
     gate.shared
         .apply_verdict(&mut gate.lock_writer(), &failing(old));
     assert_eq!(gate.environment(), canary(1.0));
@@ -428,13 +436,15 @@ fn a_verdict_of_a_stage_rolled_back_is_no_warning_one_of_a_stage_another_write_e
         });
         assert_eq!(warned, 0, "manual: {manual}");
     }
-    // A stage another write ended: the verdict is dropped, with a warning.
+    // A stage other writes ended, the gate two stages on: the verdict is dropped, with a
+    // warning. (Of the stage the last write ended, it is made over that write.)
     let gate = gate(PromotionConfig {
         environment: canary(5.0),
         ..Default::default()
     });
     let stage = gate.stage();
     gate.promote(canary(1.0)).unwrap();
+    gate.enable_feature("x").unwrap();
     let warned = warnings_of(|| {
         gate.shared
             .apply_verdict(&mut gate.lock_writer(), &failing(stage))
@@ -991,13 +1001,22 @@ fn ready_gate(
 fn promote_while_failing(gate: &PromotionGateManager, clock: &FailsDuringCommit) {
     let stage = gate.stage();
     clock.armed.store(true, std::sync::atomic::Ordering::SeqCst);
-    let err = gate.promote(Environment::Production).unwrap_err();
+    let promoted = gate.promote(Environment::Production);
+    refused_and_rolled_back(gate, promoted, "while this write was being made");
+    assert!(gate.stage() > stage);
+    assert!(gate.rollback_history()[0].evidence.is_some());
+}
+
+/// Checks that `promoted`, the promotion of `gate`'s 50 % canary, was refused (`SloNotMet`
+/// saying `how`) and the canary rolled back: Production, no flag graduated, one automatic
+/// rollback of the canary.
+fn refused_and_rolled_back(gate: &PromotionGateManager, promoted: Result<(), Error>, how: &str) {
+    let err = promoted.unwrap_err();
     assert!(
-        matches!(&err, Error::Promotion(crate::PromotionError::SloNotMet { evidence }) if evidence.contains("while this write was being made")),
+        matches!(&err, Error::Promotion(crate::PromotionError::SloNotMet { evidence }) if evidence.contains(how)),
         "{err}"
     );
     assert_eq!(gate.environment(), Environment::Production);
-    assert!(gate.stage() > stage);
     let config = gate.config();
     assert!(config.graduated_flags.is_empty(), "{config:?}");
     assert!(config.feature_flags.is_empty(), "{config:?}");
@@ -1005,7 +1024,6 @@ fn promote_while_failing(gate: &PromotionGateManager, clock: &FailsDuringCommit)
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
     assert_eq!(history[0].environment, canary(50.0));
-    assert!(history[0].evidence.is_some());
 }
 
 /// A SQLite store in `dir`, slow to sync (the tests sync by hand).
@@ -1044,12 +1062,20 @@ fn a_rollback_called_for_while_a_promotion_is_stored_is_stored_over_it() {
     let store = || sqlite_store(&dir);
     let (gate, clock) = ready_gate(store());
     promote_while_failing(&gate, &clock);
-    // The store holds the rollback, written over the promotion, at the stage shown here.
+    stored_over_the_promotion(gate, store());
+}
+
+/// Checks that `store` holds `gate`'s automatic rollback, written over the promotion, at the
+/// stage `gate` shows (a sync changes nothing), and drops `gate`.
+fn stored_over_the_promotion(
+    gate: Arc<PromotionGateManager>,
+    store: Option<crate::store::StoreConfig>,
+) {
     let stage = gate.stage();
     gate.shared.sync_once();
     assert_eq!(gate.stage(), stage);
     drop(gate);
-    let reopened = gate_on(store());
+    let reopened = gate_on(store);
     assert_eq!(reopened.environment(), Environment::Production);
     assert_eq!(reopened.stage(), stage);
     assert!(reopened.config().graduated_flags.is_empty());
@@ -1082,6 +1108,126 @@ fn a_rollback_stored_over_a_promotion_another_process_wrote_on_is_written_later(
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
     assert_eq!(history[0].environment, canary(50.0));
+}
+
+/// Promotes `gate` (in stage S) to Production while a recording thread leaves the judge's
+/// rollback of stage S, judged just before the promotion published: the recording thread runs
+/// at the write's first log line after its new snapshot is published, under the writer lock,
+/// after the write's last look for a rollback before it published.
+fn promote_as_a_verdict_is_left(gate: &Arc<PromotionGateManager>) -> Result<(), Error> {
+    write_as_a_verdict_is_left(gate, |gate| gate.promote(Environment::Production))
+}
+
+/// [`promote_as_a_verdict_is_left`] for any write that ends the stage.
+fn write_as_a_verdict_is_left(
+    gate: &Arc<PromotionGateManager>,
+    write: impl FnOnce(&PromotionGateManager) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let (environment, judged) = gate.environment_and_stage();
+    let armed = std::sync::atomic::AtomicBool::new(true);
+    let weak = Arc::downgrade(gate);
+    let lines = crate::telemetry::log_lines::LogLines::calling(move || {
+        let Some(gate) = weak.upgrade() else {
+            return;
+        };
+        if gate.stage() != judged && armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            std::thread::spawn(move || gate.act_on_recording(&failing_in(judged, environment)))
+                .join()
+                .unwrap();
+        }
+    });
+    let promoted = lines.during(|| write(gate));
+    let stale = "the stage the judge called for it in has ended";
+    let dropped: Vec<String> = lines
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(stale))
+        .collect();
+    assert!(dropped.is_empty(), "the verdict was dropped: {dropped:#?}");
+    promoted
+}
+
+/// Checks that the promotion of `promote_as_a_verdict_is_left` was refused and rolled back
+/// over, the flag it graduated taken back.
+fn rolled_back_over_the_promotion(gate: &PromotionGateManager, promoted: Result<(), Error>) {
+    refused_and_rolled_back(gate, promoted, "rolled back over the write");
+}
+
+#[test]
+fn a_rollback_left_as_a_promotion_publishes_is_made_over_it() {
+    let (gate, _) = ready_gate(None);
+    let promoted = promote_as_a_verdict_is_left(&gate);
+    rolled_back_over_the_promotion(&gate, promoted);
+}
+
+#[test]
+fn a_rollback_handed_to_the_sync_thread_as_a_promotion_publishes_is_stored_over_it() {
+    let dir = crate::store::scratch::Scratch::new("left-as-published");
+    let store = || sqlite_store(&dir);
+    let (gate, _) = ready_gate(store());
+    let promoted = promote_as_a_verdict_is_left(&gate);
+    rolled_back_over_the_promotion(&gate, promoted);
+    stored_over_the_promotion(gate, store());
+}
+
+#[test]
+fn a_swap_a_rollback_is_left_for_as_it_publishes_is_undone() {
+    // A swap that starts a stage (a new salt) and changes the policy.
+    let swapped = |gate: &PromotionGateManager| {
+        let mut next = gate.config();
+        next.salt = Some("reshuffled".into());
+        next.slo_threshold = 0.5;
+        next
+    };
+    let (gate, _) = ready_gate(None);
+    let before = gate.config();
+    let refused =
+        write_as_a_verdict_is_left(&gate, |gate| gate.swap_config(swapped(gate)).map(drop));
+    let err = refused.unwrap_err();
+    assert!(err.to_string().contains("the write is undone"), "{err}");
+    assert_eq!(gate.config(), crate::release::rolled_back(&before));
+    // Left once the swap was made (told so): the release is rolled back, the swap stays.
+    let (gate, _) = ready_gate(None);
+    let judged = gate.stage();
+    gate.swap_config(swapped(&gate)).unwrap();
+    gate.act_on_recording(&failing_in(judged, canary(50.0)));
+    assert_eq!(gate.environment(), Environment::Production);
+    assert_eq!(gate.config().slo_threshold, 0.5);
+    assert_eq!(gate.config().salt.as_deref(), Some("reshuffled"));
+}
+
+#[test]
+fn a_verdict_left_after_a_write_published_is_made_over_it() {
+    // After the write let go of the writer lock: made by the recording thread itself.
+    let (gate, _) = ready_gate(None);
+    let judged = gate.stage();
+    let failing = || failing_in(judged, canary(50.0));
+    gate.promote(Environment::Production).unwrap();
+    assert_eq!(gate.config().graduated_flags, ["new"]);
+    gate.act_on_recording(&failing());
+    assert_eq!(gate.environment(), Environment::Production);
+    assert!(gate.config().graduated_flags.is_empty());
+    assert_eq!(gate.rollback_history().len(), 1);
+    // Its stage's other verdicts: quiet, as for any stage rolled back.
+    let warned = warnings_of(|| gate.act_on_recording(&failing()));
+    assert_eq!(warned, 0);
+    assert_eq!(gate.rollback_history().len(), 1);
+    // A ramp (down, ungated) and a flag turned on end a stage of the same release too.
+    for write in ["ramp", "flag"] {
+        let gate = self::gate(PromotionConfig {
+            environment: canary(5.0),
+            ..Default::default()
+        });
+        let judged = gate.stage();
+        match write {
+            "ramp" => gate.promote(canary(1.0)).unwrap(),
+            _ => gate.enable_feature("late").unwrap(),
+        }
+        gate.act_on_recording(&self::failing(judged));
+        assert_eq!(gate.environment(), Environment::Production, "{write}");
+        assert!(gate.config().feature_flags.is_empty(), "{write}");
+        assert_eq!(gate.rollback_history()[0].environment, canary(5.0));
+    }
 }
 
 #[test]

@@ -169,6 +169,13 @@ impl Shared {
         {
             return None;
         }
+        self.take_left(stage)
+    }
+
+    /// The rollback the record path called for in `stage` and left for later (owed to the
+    /// lock, or handed to the sync thread), taken out whatever the gate shows now. Called
+    /// with the lock held.
+    pub(super) fn take_left(&self, stage: StageId) -> Option<Verdict> {
         let owed = self.writer.take_owed_of(stage);
         let handed = self.handoff.take_of(stage);
         owed.or(handed)

@@ -47,8 +47,8 @@ impl PromotionGateManager {
     /// ([`PromotionError::InsufficientData`]) or a non-compliant canary
     /// ([`PromotionError::SloNotMet`], "SLO compliance below threshold", with the evidence;
     /// also when the record path's judge called for a rollback while the promotion was being
-    /// made, its store write included: the rollback is made instead, and the error names its
-    /// rule).
+    /// made, its store write and its publication included: the rollback is made instead, or
+    /// over the promotion once published, and the error names its rule).
     /// With a state store, [`Error::Store`] when the store cannot be written (a rollback made
     /// while it was unavailable is written first, so this includes one it still cannot take),
     /// or when another process moved the gate first.
@@ -185,6 +185,7 @@ impl PromotionGateManager {
         let mut attempts = 0;
         // Whether the gate has caught up with the store during this write.
         let mut caught_up = false;
+        let published_before = self.shared.current.load().route.generation;
         loop {
             match decide(writer) {
                 Err(Error::Store(e)) if e.problem() == StoreProblem::Conflict && attempts < 3 => {
@@ -200,7 +201,15 @@ impl PromotionGateManager {
                         .catch_up_locked(writer)
                         .map_err(Refused::CatchUp)?;
                 }
-                result => return result.map_err(Refused::Decided),
+                result => {
+                    // The last look, under the lock, after the write published (its logs too).
+                    let result = result.and_then(|made| {
+                        self.shared
+                            .look_after_publishing(writer, published_before)
+                            .map(|()| made)
+                    });
+                    return result.map_err(Refused::Decided);
+                }
             }
         }
     }
@@ -336,7 +345,8 @@ impl PromotionGateManager {
     /// on, read); [`PromotionError::SloNotMet`] when the flag would start a stage and the
     /// judge, asked first, finds a rule fired in the current one (with
     /// `auto_rollback_enabled`), or the record path's judge called for a rollback of it while
-    /// this write was being made: the rollback is made instead. Nothing else changes on error.
+    /// this write was being made (its publication included): the rollback is made instead (or
+    /// over the write once published, undoing it). Nothing else changes on error.
     ///
     /// # Example
     /// ```
@@ -606,9 +616,10 @@ impl PromotionGateManager {
     /// promotion this process had not applied yet: the swap was decided on a release the
     /// store no longer holds; read the config again); [`PromotionError::SloNotMet`] when the
     /// swap would start a stage and the record path's judge called for a rollback of the
-    /// current one while it was being made, or, for a swap that turns a flag on, the judge
-    /// asked first finds a rule fired in it (with `auto_rollback_enabled`): the rollback is
-    /// made instead; the gate is otherwise unchanged.
+    /// current one while it was being made (its publication included), or, for a swap that
+    /// turns a flag on, the judge asked first finds a rule fired in it (with
+    /// `auto_rollback_enabled`): the rollback is made instead (or over the swap, once
+    /// published, undoing it); the gate is otherwise unchanged.
     ///
     /// # Example
     /// ```
@@ -821,6 +832,32 @@ impl Shared {
             return Err(RollbackError::NothingToRollBack.into());
         }
         let config = release::rolled_back(&current.config);
+        let rollback = Rollback {
+            config,
+            previous,
+            trigger,
+        };
+        self.roll_back_to(writer, rollback, reason, evidence, durability)
+    }
+
+    /// Publishes `rollback` (a rolled-back config, and the environment of the release it rolls
+    /// back, which its event names) as a new stage, with its history event, written to the
+    /// store as `durability` says (`None`: as its trigger says).
+    pub(super) fn roll_back_to(
+        &self,
+        writer: &mut WriterState,
+        rollback: Rollback,
+        reason: String,
+        evidence: Option<Evidence>,
+        durability: Option<Durability>,
+    ) -> Result<(), Error> {
+        let Rollback {
+            config,
+            previous,
+            trigger,
+        } = rollback;
+        #[cfg(feature = "otel")]
+        let gate = self.current.load().config.gate.clone();
         let undone = Undone::Release {
             trigger,
             reason,
@@ -839,7 +876,7 @@ impl Shared {
         tracing::error!(reason = ?told.reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
         #[cfg(feature = "otel")]
         crate::telemetry::otel::rollback_span(
-            &current.config.gate,
+            &gate,
             &told.reason,
             previous,
             trigger,
@@ -847,4 +884,12 @@ impl Shared {
         );
         Ok(())
     }
+}
+
+/// A rollback to publish: the rolled-back config, the environment of the release it rolls
+/// back (which its history event names), and what made it.
+pub(super) struct Rollback {
+    pub(super) config: PromotionConfig,
+    pub(super) previous: Environment,
+    pub(super) trigger: RollbackTrigger,
 }
