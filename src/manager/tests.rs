@@ -945,7 +945,8 @@ struct FailsDuringCommit {
     inner: crate::ManualClock,
     armed: std::sync::atomic::AtomicBool,
     gate: std::sync::OnceLock<std::sync::Weak<PromotionGateManager>>,
-    /// A store on which another process then turns flag "other" on, once.
+    /// A store on which another process then turns flag "other" on and graduated flag "old"
+    /// off (a kill switch), once: a write in Production that keeps the stage.
     meanwhile: std::sync::Mutex<Option<crate::store::StoreConfig>>,
 }
 
@@ -966,17 +967,21 @@ impl crate::Clock for FailsDuringCommit {
             .join()
             .unwrap();
             if let Some(store) = self.meanwhile.lock().unwrap().take() {
-                gate_on(Some(store)).enable_feature("other").unwrap();
+                let other = gate_on(Some(store));
+                other.enable_feature("other").unwrap();
+                other.disable_feature("old").unwrap();
             }
         }
         crate::Clock::wall(&self.inner)
     }
 }
 
-/// A healthy canary at 50 % with release flag "new", judged ready for promotion, on a clock
-/// that can fail it mid-promotion; with `store`, on that state store.
+/// A healthy canary at 50 % with release flag "new" (and `graduated` flags of the releases
+/// before), judged ready for promotion, on a clock that can fail it mid-promotion; with
+/// `store`, on that state store.
 fn ready_gate(
     store: Option<crate::store::StoreConfig>,
+    graduated: &[&str],
 ) -> (Arc<PromotionGateManager>, Arc<FailsDuringCommit>) {
     let clock = Arc::new(FailsDuringCommit::default());
     let slo = SloConfig {
@@ -986,6 +991,7 @@ fn ready_gate(
     let config = PromotionConfig {
         environment: canary(50.0),
         feature_flags: vec!["new".into()],
+        graduated_flags: graduated.iter().map(|flag| flag.to_string()).collect(),
         store,
         ..Default::default()
     };
@@ -1018,7 +1024,10 @@ fn refused_and_rolled_back(gate: &PromotionGateManager, promoted: Result<(), Err
     );
     assert_eq!(gate.environment(), Environment::Production);
     let config = gate.config();
-    assert!(config.graduated_flags.is_empty(), "{config:?}");
+    assert!(
+        !config.graduated_flags.contains(&"new".into()),
+        "{config:?}"
+    );
     assert!(config.feature_flags.is_empty(), "{config:?}");
     let history = gate.rollback_history();
     assert_eq!(history.len(), 1, "{history:?}");
@@ -1052,7 +1061,7 @@ fn gate_on(store: Option<crate::store::StoreConfig>) -> PromotionGateManager {
 
 #[test]
 fn a_rollback_called_for_while_a_promotion_is_made_wins_over_it() {
-    let (gate, clock) = ready_gate(None);
+    let (gate, clock) = ready_gate(None, &[]);
     promote_while_failing(&gate, &clock);
 }
 
@@ -1060,7 +1069,7 @@ fn a_rollback_called_for_while_a_promotion_is_made_wins_over_it() {
 fn a_rollback_called_for_while_a_promotion_is_stored_is_stored_over_it() {
     let dir = crate::store::scratch::Scratch::new("promotion-yields");
     let store = || sqlite_store(&dir);
-    let (gate, clock) = ready_gate(store());
+    let (gate, clock) = ready_gate(store(), &[]);
     promote_while_failing(&gate, &clock);
     stored_over_the_promotion(gate, store());
 }
@@ -1085,29 +1094,32 @@ fn stored_over_the_promotion(
 }
 
 #[test]
-fn a_rollback_stored_over_a_promotion_another_process_wrote_on_is_written_later() {
+fn a_rollback_stored_over_a_promotion_another_process_wrote_on_is_written_later_keeping_its_flags()
+{
     let dir = crate::store::scratch::Scratch::new("promotion-yields-later");
     let store = || sqlite_store(&dir);
-    let (gate, clock) = ready_gate(store());
+    let (gate, clock) = ready_gate(store(), &["old"]);
     // Between the promotion's store write and the rollback written over it, another process
-    // turns a flag on in Production (the stage stays).
+    // turns flag "other" on in Production and graduated flag "old" off (the stage stays).
     *clock.meanwhile.lock().unwrap() = store();
     promote_while_failing(&gate, &clock);
     gate.shared.sync_once();
-    assert_eq!(gate.environment(), Environment::Production);
-    assert!(
-        gate.config().graduated_flags.is_empty(),
-        "{:?}",
-        gate.config()
-    );
+    // Written over that write: the flag the promotion graduated is taken back, and the other
+    // process's flag edits stay (a rollback changes the release, not the flags set since).
+    let kept = |config: PromotionConfig| {
+        assert_eq!(config.environment, Environment::Production);
+        assert!(config.graduated_flags.is_empty(), "{config:?}");
+        assert_eq!(config.feature_flags, ["other"], "{config:?}");
+    };
+    kept(gate.config());
     drop(gate);
     let reopened = gate_on(store());
-    let config = reopened.config();
-    assert!(config.graduated_flags.is_empty(), "{config:?}");
+    kept(reopened.config());
     let history = reopened.rollback_history();
-    assert_eq!(history.len(), 1, "{history:?}");
-    assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
-    assert_eq!(history[0].environment, canary(50.0));
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[0].feature, "old", "the kill switch");
+    assert_eq!(history[1].trigger, RollbackTrigger::Automatic);
+    assert_eq!(history[1].environment, canary(50.0));
 }
 
 /// Promotes `gate` (in stage S) to Production while a recording thread leaves the judge's
@@ -1155,7 +1167,7 @@ fn rolled_back_over_the_promotion(gate: &PromotionGateManager, promoted: Result<
 
 #[test]
 fn a_rollback_left_as_a_promotion_publishes_is_made_over_it() {
-    let (gate, _) = ready_gate(None);
+    let (gate, _) = ready_gate(None, &[]);
     let promoted = promote_as_a_verdict_is_left(&gate);
     rolled_back_over_the_promotion(&gate, promoted);
 }
@@ -1164,7 +1176,7 @@ fn a_rollback_left_as_a_promotion_publishes_is_made_over_it() {
 fn a_rollback_handed_to_the_sync_thread_as_a_promotion_publishes_is_stored_over_it() {
     let dir = crate::store::scratch::Scratch::new("left-as-published");
     let store = || sqlite_store(&dir);
-    let (gate, _) = ready_gate(store());
+    let (gate, _) = ready_gate(store(), &[]);
     let promoted = promote_as_a_verdict_is_left(&gate);
     rolled_back_over_the_promotion(&gate, promoted);
     stored_over_the_promotion(gate, store());
@@ -1179,7 +1191,7 @@ fn a_swap_a_rollback_is_left_for_as_it_publishes_is_undone() {
         next.slo_threshold = 0.5;
         next
     };
-    let (gate, _) = ready_gate(None);
+    let (gate, _) = ready_gate(None, &[]);
     let before = gate.config();
     let refused =
         write_as_a_verdict_is_left(&gate, |gate| gate.swap_config(swapped(gate)).map(drop));
@@ -1187,7 +1199,7 @@ fn a_swap_a_rollback_is_left_for_as_it_publishes_is_undone() {
     assert!(err.to_string().contains("the write is undone"), "{err}");
     assert_eq!(gate.config(), crate::release::rolled_back(&before));
     // Left once the swap was made (told so): the release is rolled back, the swap stays.
-    let (gate, _) = ready_gate(None);
+    let (gate, _) = ready_gate(None, &[]);
     let judged = gate.stage();
     gate.swap_config(swapped(&gate)).unwrap();
     gate.act_on_recording(&failing_in(judged, canary(50.0)));
@@ -1199,7 +1211,7 @@ fn a_swap_a_rollback_is_left_for_as_it_publishes_is_undone() {
 #[test]
 fn a_verdict_left_after_a_write_published_is_made_over_it() {
     // After the write let go of the writer lock: made by the recording thread itself.
-    let (gate, _) = ready_gate(None);
+    let (gate, _) = ready_gate(None, &[]);
     let judged = gate.stage();
     let failing = || failing_in(judged, canary(50.0));
     gate.promote(Environment::Production).unwrap();

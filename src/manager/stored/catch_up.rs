@@ -10,7 +10,6 @@ use crate::decision::StageId;
 use crate::error::Error;
 use crate::history::{RollbackEvent, RolledBack};
 use crate::manager::{Shared, WriterState};
-use crate::release;
 use crate::snapshot::Snapshot;
 use crate::store::{
     self, Commit, Guard, Since, StateStore, StoreError, StoredRelease, StoredWrite,
@@ -181,16 +180,7 @@ pub(super) fn catch_up(
             None => {}
         }
         let stored = guard_of(&state.release);
-        // Over the state decided on, or over another process's write in Production on top of
-        // it (the promotion this process stored, which the rollback won over: rolled back, the
-        // stored config would keep the flags it graduated), the config rolled back here.
-        let config = if stored.version == pending.decided_on.version
-            || state.release.config.environment == crate::config::Environment::Production
-        {
-            pending.config.clone()
-        } else {
-            release::rolled_back(&state.release.config)
-        };
+        let config = pending.config_over(&state.release);
         // Above the local stage too, if the store went back below it: every process numbers
         // the stored stages alike.
         let stage = (stored.stage + 1).max(local.stage);
@@ -701,7 +691,10 @@ mod tests {
             .unwrap();
         assert!(update.settles_pending && update.own.is_some());
         let stored = store.load().unwrap().unwrap();
-        assert_eq!(stored.release.config, pending.config);
+        // The rollback changes the release, not the flag the other process turned on since.
+        let mut expected = pending.config.clone();
+        expected.feature_flags.push("dark_mode".into());
+        assert_eq!(stored.release.config, expected);
         assert_eq!(stored.history.len(), 1);
     }
 

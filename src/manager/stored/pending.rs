@@ -9,6 +9,7 @@ use crate::config::{Environment, PromotionConfig};
 use crate::error::Error;
 use crate::history::RollbackEvent;
 use crate::manager::{Shared, WriterState};
+use crate::release;
 use crate::store::{self, Guard, StoreError, StoreProblem};
 
 /// Why a host's write is refused while a rollback waits to be written.
@@ -102,6 +103,40 @@ impl Pending {
 }
 
 impl Pending {
+    /// The config to write over `stored`, the stored release this rollback was not settled
+    /// by ([`settled_by`](Self::settled_by)): over the state decided on (or a store that went
+    /// back to a state in Production), the config rolled back here; over another process's
+    /// write in Production on top of the state decided on (the promotion this process stored,
+    /// which the rollback won over; the same stage: a flag edit, a swap of the policy), that
+    /// write rolled back over ([`release::rolled_back_over`]): the flags the promotion
+    /// graduated are taken back, and that write's own edits stay (a flag turned on for the
+    /// next rollout's forced requests, a graduated flag turned off: a kill switch), as a
+    /// rollback changes the release, not the flags another process set since. Over any other
+    /// state (a same-release stage in Canary or Staging, or the same stage there), that
+    /// state's config rolled back.
+    pub(super) fn config_over(&self, stored: &store::StoredRelease) -> PromotionConfig {
+        let decided_on = self.decided_on.version;
+        if stored.version == decided_on {
+            return self.config.clone();
+        }
+        if stored.config.environment != Environment::Production {
+            return release::rolled_back(&stored.config);
+        }
+        if stored.version < decided_on {
+            return self.config.clone();
+        }
+        // What the promotion graduated: the flags graduated in the state decided on that the
+        // rollback made here does not keep.
+        let graduated: Vec<String> = self
+            .decided_config
+            .graduated_flags
+            .iter()
+            .filter(|flag| !self.config.graduated_flags.contains(flag))
+            .cloned()
+            .collect();
+        release::rolled_back_over(&stored.config, &graduated)
+    }
+
     /// Whether `stored` is the config decided on with flags turned on, and nothing else
     /// changed that would make it another rollout: the same salt, the same environment (and
     /// split).
