@@ -408,7 +408,12 @@ impl Shared {
             .store
             .as_ref()
             .map(|link| (link.counted.clone(), link.has_pending()));
+        // Looked for again after the write (`look_after_publishing`), and by `apply_verdict`;
+        // made before the records lock is taken (it copies the judged config).
         let published = (snapshot.route.stage, snapshot.route.generation);
+        let ended = (next == NextStage::UnlessRolledBack)
+            .then(|| EndedStage::new(&before, published))
+            .flatten();
         let mut records = self.lock_records();
         self.install(
             writer,
@@ -417,10 +422,7 @@ impl Shared {
             event.as_slice(),
             now,
         );
-        // Looked for again after the write (`look_after_publishing`), and by `apply_verdict`.
-        writer.ended = (next == NextStage::UnlessRolledBack)
-            .then(|| EndedStage::new(&before, published))
-            .flatten();
+        writer.ended = ended;
         let waits = match stored {
             Some((counted, waits)) => {
                 records.rollbacks.stored(counted);
