@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::error::{ConfigError, FlagError, quoted, shortened, shortened_refusal, shown_part};
+use crate::error::{ConfigError, FlagError, quoted, shortened_refusal, shown_part};
 
 mod environment_wire;
 mod named_fields;
@@ -464,6 +464,7 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
 /// every struct in it from an object with named fields ([`NamedFields`]), as a config is: an
 /// error names the field under `within` (`release.config.slo_threshold`) and shows at most a
 /// short part of what was found (a value edited by hand may be megabytes long).
+#[cfg(any(feature = "sqlite", feature = "etcd"))]
 pub(crate) fn stored_json<T: serde::de::DeserializeOwned>(
     value: &[u8],
     within: &str,
@@ -472,8 +473,8 @@ pub(crate) fn stored_json<T: serde::de::DeserializeOwned>(
     let read = serde_path_to_error::deserialize(NamedFields::new(&mut reader, "a JSON object"))
         .map_err(|e| named_json_error(&e, within))?;
     reader.end().map_err(|e| match within {
-        "" => shortened(&e.to_string()),
-        _ => shortened(&format!("{within}: {e}")),
+        "" => crate::error::shortened(&e.to_string()),
+        _ => crate::error::shortened(&format!("{within}: {e}")),
     })?;
     Ok(read)
 }
