@@ -55,8 +55,9 @@
 //!   (a thread that exits leaves its cache to the next thread given its slot).
 //! - **Replaced snapshots:** the writer side keeps each snapshot a write replaced (and each
 //!   SLO policy `swap_slo` replaced) until no thread holds it, so that a route or a record never
-//!   frees one; the next write, the store's sync thread (each tick) or the gate's drop frees
-//!   it. So a replaced one may outlive its last reader until then: at most one per thread that
+//!   frees one (but for a record whose rule fires: the rollback it makes is a write, which
+//!   frees what no thread holds); the next write, the store's sync thread (each tick) or the
+//!   gate's drop frees it. So a replaced one may outlive its last reader until then: at most one per thread that
 //!   held one at the last write, plus the one that write replaced.
 //! - **Error messages** show at most [`MAX_SHOWN_VALUE_BYTES`] of a refused value, then its
 //!   length: `"xxxx"...(10485760 bytes)`.

@@ -585,6 +585,7 @@ impl Shared {
             events,
             at: now.wall,
         });
+        writer.retired_slos.sweep();
         writer.retired_snapshots.keep(before);
     }
 }

@@ -422,7 +422,12 @@ impl Shared {
             event.as_slice(),
             now,
         );
-        writer.ended = ended;
+        if new_stage {
+            // A write in the same stage keeps what the last stage-starting write ended: a
+            // rollback called for in that stage is still made over it (a flag turned off in
+            // Production right after a promotion must not lose the verdict that condemns it).
+            writer.ended = ended;
+        }
         let waits = match stored {
             Some((counted, waits)) => {
                 records.rollbacks.stored(counted);

@@ -1224,6 +1224,32 @@ fn a_verdict_left_after_a_write_published_is_made_over_it() {
     let warned = warnings_of(|| gate.act_on_recording(&failing()));
     assert_eq!(warned, 0);
     assert_eq!(gate.rollback_history().len(), 1);
+    // A write in the stage the promotion started (a flag turned off, a swap of the threshold)
+    // keeps the promotion's ended stage: a verdict left for it is still made over both.
+    for write in ["disable", "swap"] {
+        let (gate, _) = ready_gate(None, &[]);
+        let judged = gate.stage();
+        gate.promote(Environment::Production).unwrap();
+        match write {
+            "disable" => gate.disable_feature("new").unwrap(),
+            _ => {
+                let mut config = gate.config();
+                config.slo_threshold = 0.9;
+                gate.swap_config(config).unwrap();
+            }
+        }
+        gate.act_on_recording(&failing_in(judged, canary(50.0)));
+        let automatic = gate
+            .rollback_history()
+            .iter()
+            .filter(|event| event.trigger == crate::RollbackTrigger::Automatic)
+            .count();
+        assert_eq!(automatic, 1, "{write}");
+        assert!(gate.config().graduated_flags.is_empty(), "{write}");
+        if write == "swap" {
+            assert_eq!(gate.config().slo_threshold, 0.9, "the swap is kept");
+        }
+    }
     // A ramp (down, ungated) and a flag turned on end a stage of the same release too.
     for write in ["ramp", "flag"] {
         let gate = self::gate(PromotionConfig {
