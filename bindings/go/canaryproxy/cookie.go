@@ -1,13 +1,11 @@
 package canaryproxy
 
-import (
-	"net/http"
-	"strings"
-)
+import "strings"
 
-// manyCookies is net/http's default limit on the cookies of one request: beyond it,
-// whether Request.Cookie finds any depends on GODEBUG httpcookiemaxnum and on the main
-// module's Go version, so cookieValue asks Request.Cookie itself.
+// manyCookies is the most cookies a request may carry for its forcing cookie to be read
+// (docs/overrides.md), net/http's default limit (GODEBUG httpcookiemaxnum): beyond it, none is
+// read, whatever the Go release or GODEBUG setting the host is built with (net/http has the
+// limit only from Go 1.25.2 and 1.24.8 on), as the nginx module reads none.
 const manyCookies = 3000
 
 // cookieValue finds cookie name in Cookie header lines ("a=1; b=2") as http.Request.Cookie
@@ -15,8 +13,7 @@ const manyCookies = 3000
 // slice): the first valid cookie of that name wins, a value in double quotes is returned
 // without them, a value with a byte a cookie may not hold (a control, a quote inside, a
 // backslash, a byte above 0x7e) is skipped, and a name alone is a cookie with an empty
-// value. A request with more than manyCookies cookies is read by Request.Cookie, which
-// follows net/http's limit.
+// value. A request with more than manyCookies cookies has none.
 func cookieValue(lines []string, name string) (string, bool) {
 	if len(lines) == 0 {
 		return "", false
@@ -26,11 +23,7 @@ func cookieValue(lines []string, name string) (string, bool) {
 		count += strings.Count(line, ";") + 1
 	}
 	if count > manyCookies {
-		c, err := (&http.Request{Header: http.Header{"Cookie": lines}}).Cookie(name)
-		if err != nil {
-			return "", false
-		}
-		return c.Value, true
+		return "", false
 	}
 	for _, line := range lines {
 		line = trimCookieSpace(line)
