@@ -96,10 +96,11 @@ fuzz_target!(|input: Input| {
     let gate = match Gate::new(config.to_string().as_bytes(), b"") {
         Ok(gate) => Some(gate),
         Err(refusal) if refusal.message.starts_with("invalid salt") => None,
-        // A share above 0 that routes no bucket is refused (below the formula's resolution).
+        // A share above 0 that routes no bucket, or below 100 that routes every bucket, is refused
+        // (within the formula's resolution of its end).
         Err(refusal)
-            if percent > 0.0
-                && naive_threshold(percent) == 0
+            if ((percent > 0.0 && naive_threshold(percent) == 0)
+                || (percent < 100.0 && naive_threshold(percent) == BUCKETS))
                 && refusal
                     .message
                     .starts_with("invalid environment.traffic_percent") =>
