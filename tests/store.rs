@@ -1717,6 +1717,36 @@ fn a_corrupt_store_file_is_an_error_naming_the_path() {
 }
 
 #[test]
+fn another_programs_database_is_refused_and_left_as_it_was() {
+    let dir = Scratch::new("theirs-left");
+    let path = dir.file("x.db");
+    let theirs = rusqlite::Connection::open(&path).unwrap();
+    theirs
+        .execute_batch("PRAGMA journal_mode = DELETE; CREATE TABLE t(a); INSERT INTO t VALUES (1);")
+        .unwrap();
+    drop(theirs);
+    let before = std::fs::read(&path).unwrap();
+    let Err(Error::Store(err)) = open_with(&path, 10.0, 20) else {
+        panic!("another program's database was opened");
+    };
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    assert!(
+        err.to_string().contains("another program's database"),
+        "{err}"
+    );
+    assert!(std::fs::read(&path).unwrap() == before, "its bytes changed");
+    for beside in ["-wal", "-shm", "-journal"] {
+        let file = format!("{path}{beside}");
+        assert!(!std::path::Path::new(&file).exists(), "{file} was left");
+    }
+    let theirs = rusqlite::Connection::open(&path).unwrap();
+    let journal: String = theirs
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .unwrap();
+    assert_eq!(journal, "delete");
+}
+
+#[test]
 fn a_store_file_whose_history_table_was_dropped_is_not_ours_naming_the_table() {
     let dir = Scratch::new("dropped-table");
     let path = dir.file("gate.db");

@@ -219,9 +219,17 @@ impl SqliteStore {
     }
 
     /// WAL mode, full sync, and the schema: created in an empty file, checked in ours,
-    /// refused in anything else.
+    /// refused in anything else. Another program's file is refused on a first look, before
+    /// WAL mode is asked for, so that it is left as it was (its header, its journal mode, no
+    /// `-wal` or `-shm` beside it); the look is made again in the transaction that creates or
+    /// checks the schema, which decides.
     fn prepare(&self, connection: &mut Connection) -> Result<(), StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
+        {
+            let look = connection.transaction().map_err(fail)?;
+            let (application_id, tables) = owner(&look).map_err(fail)?;
+            self.refuse_theirs(application_id, tables)?;
+        }
         let journal = wal_mode(connection, self.busy_timeout).map_err(fail)?;
         if !journal.eq_ignore_ascii_case("wal") {
             return Err(self.error(
@@ -235,12 +243,8 @@ impl SqliteStore {
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
-        let application_id: i32 = tx
-            .pragma_query_value(None, "application_id", |row| row.get(0))
-            .map_err(fail)?;
-        let tables: i64 = tx
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
-            .map_err(fail)?;
+        let (application_id, tables) = owner(&tx).map_err(fail)?;
+        self.refuse_theirs(application_id, tables)?;
         match (application_id, tables) {
             (0, 0) => {
                 tx.execute_batch(CREATE_SCHEMA).map_err(fail)?;
@@ -291,20 +295,25 @@ impl SqliteStore {
                 add_rollback_counts(&tx).map_err(fail)?;
                 self.check_tables(&tx)?;
             }
-            (0, _) => {
-                return Err(self.error(
-                    StoreProblem::NotOurs,
-                    format!("another program's database ({tables} tables, no promotion-gates application id)"),
-                ));
-            }
-            (other, _) => {
-                return Err(self.error(
-                    StoreProblem::NotOurs,
-                    format!("another program's database (application_id {other:#x})"),
-                ));
-            }
+            // Refused above.
+            _ => {}
         }
         tx.commit().map_err(fail)
+    }
+
+    /// Refuses a file that is neither empty nor marked as ours ([`owner`]'s answer).
+    fn refuse_theirs(&self, application_id: i32, tables: i64) -> Result<(), StoreError> {
+        match (application_id, tables) {
+            (0, 0) | (APPLICATION_ID, _) => Ok(()),
+            (0, _) => Err(self.error(
+                StoreProblem::NotOurs,
+                format!("another program's database ({tables} tables, no promotion-gates application id)"),
+            )),
+            (other, _) => Err(self.error(
+                StoreProblem::NotOurs,
+                format!("another program's database (application_id {other:#x})"),
+            )),
+        }
     }
 
     fn error(&self, problem: StoreProblem, detail: impl std::fmt::Display) -> StoreError {
@@ -1083,6 +1092,15 @@ fn wal_mode(connection: &Connection, busy_timeout: Duration) -> rusqlite::Result
             result => return result,
         }
     }
+}
+
+/// Whose file `connection` is on: its application id (ours is [`APPLICATION_ID`], 0 when none
+/// was set) and how many entries its schema holds (0 in an empty or new file). Only reads it.
+fn owner(connection: &Connection) -> rusqlite::Result<(i32, i64)> {
+    let application_id = connection.pragma_query_value(None, "application_id", |row| row.get(0))?;
+    let tables =
+        connection.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
+    Ok((application_id, tables))
 }
 
 /// Closes a connection to a file the path may no longer name, without the checkpoint SQLite
