@@ -186,7 +186,8 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         for _ in 0..3 {
             let before = self.file_now()?;
-            let mut connection = Connection::open_with_flags(&self.path, flags).map_err(fail)?;
+            let mut connection =
+                Connection::open_with_flags(file_name(&self.path).as_ref(), flags).map_err(fail)?;
             // SQLite falls back to reading a file this process may not write: every write
             // would then fail, and a rollback wait forever to be written.
             if connection.is_readonly(rusqlite::MAIN_DB).map_err(fail)? {
@@ -1091,6 +1092,19 @@ fn wal_mode(connection: &Connection, busy_timeout: Duration) -> rusqlite::Result
             }
             result => return result,
         }
+    }
+}
+
+/// What SQLite is given to open the file `path` names: the path itself, but for one starting
+/// with `file:` (in lower case, as SQLite looks for it), which SQLite would read as a URI (the bundled SQLite is built with
+/// `SQLITE_USE_URI`, which no flag of a connection turns off): `file:gate.db?mode=ro` would
+/// open `gate.db`, read-only. Such a path is relative, so it is given as `./file:...`, the same
+/// file, which SQLite reads as a file name.
+fn file_name(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.starts_with("file:") {
+        format!("./{path}").into()
+    } else {
+        path.into()
     }
 }
 

@@ -966,6 +966,63 @@ fn a_corrupt_file_is_refused_naming_its_path() {
 }
 
 #[test]
+fn a_path_starting_with_file_is_given_to_sqlite_as_a_file_name_not_a_uri() {
+    assert_eq!(file_name("file:g.db"), "./file:g.db");
+    assert_eq!(file_name("file:g.db?mode=ro"), "./file:g.db?mode=ro");
+    assert_eq!(file_name("file:/var/g.db"), "./file:/var/g.db");
+    for as_written in [
+        "g.db",
+        "./file:g.db",
+        "/var/file:g.db",
+        "FILE:g.db",
+        "dir/file:g.db",
+    ] {
+        assert_eq!(file_name(as_written), as_written);
+    }
+}
+
+/// The child side of the test below: set, this test opens `file:g.db` in its working directory.
+const FILE_PATH_CHILD_ENV: &str = "PGATE_STORE_TEST_FILE_PATH_CHILD";
+
+#[test]
+fn a_relative_path_starting_with_file_is_the_file_of_that_name() {
+    if std::env::var_os(FILE_PATH_CHILD_ENV).is_some() {
+        first_write(&open("file:g.db", "checkout"));
+        return;
+    }
+    // Another process, so that this one's working directory is not changed under its threads.
+    let dir = Scratch::new("file-path");
+    let named = dir.file("file:g.db");
+    let cwd = Path::new(&named).parent().unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store::sqlite::tests::a_relative_path_starting_with_file_is_the_file_of_that_name",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(FILE_PATH_CHILD_ENV, "1")
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        child.status.success(),
+        "{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    assert!(!Path::new(&dir.file("g.db")).exists(), "g.db was made");
+    assert_eq!(
+        open(&named, "checkout")
+            .load()
+            .unwrap()
+            .unwrap()
+            .release
+            .version,
+        1
+    );
+}
+
+#[test]
 fn a_foreign_or_newer_database_is_refused_naming_its_path() {
     let dir = Scratch::new("foreign");
     let foreign = dir.file("foreign.db");
