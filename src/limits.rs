@@ -60,7 +60,9 @@
 //!   gate's drop frees it. So a replaced one may outlive its last reader until then: at most one per thread that
 //!   held one at the last write, plus the one that write replaced.
 //! - **Error messages** show at most [`MAX_SHOWN_VALUE_BYTES`] of a refused value, then its
-//!   length: `"xxxx"...(10485760 bytes)`.
+//!   length: `"xxxx"...(10485760 bytes)`; so does
+//!   [`stored_state_difference`](crate::PromotionGateManager::stored_state_difference) (and
+//!   its warning) of each value it shows, a text kept for the gate's life.
 //!
 //! CPU: validating a config is `O(n log n)` in its number of flags (a 10,000-flag config
 //! validates and builds a gate in milliseconds; `benches/config.rs`), and a config is validated

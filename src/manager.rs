@@ -276,6 +276,10 @@ impl PromotionGateManager {
     /// How the static config differed from the stored state this gate opened on, as
     /// `field: static X, stored Y` pairs joined by `; `, or `None` when they agreed (or there
     /// is no store, or the store held no state yet and the static config was written to it).
+    /// Every field either side has is compared; one a side lacks (`overrides`, when unset) is
+    /// shown as `absent`. Each value is shown up to
+    /// [`MAX_SHOWN_VALUE_BYTES`](crate::MAX_SHOWN_VALUE_BYTES), then cut and followed by its
+    /// length (`...(515064 bytes)`): the text is kept for the gate's life.
     ///
     /// With a `store`, a gate opened on a store that already holds this gate's state starts
     /// from the stored state: a rolled-back canary stays rolled back, the stage and the

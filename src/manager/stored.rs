@@ -20,7 +20,7 @@ use super::{Shared, WriterState};
 use crate::changes::ChangeOrigin;
 use crate::config::PromotionConfig;
 use crate::decision::StageId;
-use crate::error::{Error, PromotionError};
+use crate::error::{Error, PromotionError, shortened};
 use crate::history::RollbackEvent;
 use crate::monitor::Now;
 use crate::store::{
@@ -568,21 +568,31 @@ fn events(
 }
 
 /// The fields in which the static config differs from the stored one, as
-/// `field: static X, stored Y`, or `None` when they agree.
+/// `field: static X, stored Y`, or `None` when they agree. Every field either side has is
+/// compared (`overrides` and `store` are left out of a config's JSON when unset): a field one
+/// side lacks is shown as `absent`. Each value is shown [`shortened`]: at most
+/// [`MAX_SHOWN_VALUE_BYTES`](crate::MAX_SHOWN_VALUE_BYTES), then its length, since the text is
+/// kept for the gate's life (an 8 MiB list of override ids would otherwise be kept whole).
 fn difference(static_config: &PromotionConfig, stored: &PromotionConfig) -> Option<String> {
     let as_map = |config: &PromotionConfig| match serde_json::to_value(config) {
         Ok(serde_json::Value::Object(map)) => map,
         _ => serde_json::Map::new(),
     };
     let (ours, theirs) = (as_map(static_config), as_map(stored));
-    let differences: Vec<String> = ours
-        .iter()
-        .filter(|(field, value)| theirs.get(*field) != Some(*value))
-        .map(|(field, value)| {
-            let stored = theirs
-                .get(field)
-                .map_or("none".to_string(), |v| v.to_string());
-            format!("{field}: static {value}, stored {stored}")
+    let shown = |value: Option<&serde_json::Value>| {
+        value.map_or("absent".to_string(), |v| shortened(&v.to_string()))
+    };
+    let fields = ours
+        .keys()
+        .chain(theirs.keys().filter(|field| !ours.contains_key(*field)));
+    let differences: Vec<String> = fields
+        .filter(|field| ours.get(*field) != theirs.get(*field))
+        .map(|field| {
+            format!(
+                "{field}: static {}, stored {}",
+                shown(ours.get(field)),
+                shown(theirs.get(field))
+            )
         })
         .collect();
     (!differences.is_empty()).then(|| differences.join("; "))
@@ -592,12 +602,8 @@ fn difference(static_config: &PromotionConfig, stored: &PromotionConfig) -> Opti
 mod tests {
     use super::*;
 
-    /// A gate on the SQLite file `path` (canary 10 %, fleet judging on).
-    fn gate_on(
-        path: &str,
-        sync_interval_ms: u64,
-        busy_timeout_ms: u64,
-    ) -> crate::PromotionGateManager {
+    /// A config of a canary at 10 % on the SQLite file `path`, fleet judging on.
+    fn config_on(path: &str, sync_interval_ms: u64, busy_timeout_ms: u64) -> PromotionConfig {
         let mut config = crate::store::testing::config(crate::config::canary(10.0));
         config.store = Some(StoreConfig::Sqlite(crate::store::SqliteStoreConfig {
             path: path.to_string(),
@@ -605,8 +611,95 @@ mod tests {
             busy_timeout_ms,
             fleet_judging: true,
         }));
+        config
+    }
+
+    fn gate_of(config: PromotionConfig) -> crate::PromotionGateManager {
         let slo = crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap();
         crate::PromotionGateManager::new(config, slo).unwrap()
+    }
+
+    /// A gate on the SQLite file `path` (canary 10 %, fleet judging on).
+    fn gate_on(
+        path: &str,
+        sync_interval_ms: u64,
+        busy_timeout_ms: u64,
+    ) -> crate::PromotionGateManager {
+        gate_of(config_on(path, sync_interval_ms, busy_timeout_ms))
+    }
+
+    /// A gate on the SQLite file `path`, opened with `overrides` in its static config.
+    fn gate_with_overrides(
+        path: &str,
+        overrides: Option<crate::Overrides>,
+    ) -> crate::PromotionGateManager {
+        gate_of(PromotionConfig {
+            overrides,
+            ..config_on(path, 60_000, 5_000)
+        })
+    }
+
+    #[test]
+    fn stored_overrides_the_static_config_lacks_are_a_difference_logged_as_a_warning() {
+        let dir = crate::store::scratch::Scratch::new("difference-overrides");
+        let path = dir.file("gate.db");
+        let header = crate::Overrides {
+            header: Some("X-Canary".into()),
+            ..Default::default()
+        };
+        drop(gate_with_overrides(&path, Some(header)));
+        let logs = crate::telemetry::log_lines::LogLines::default();
+        let reopened = logs.during(|| gate_with_overrides(&path, None));
+        assert_eq!(
+            reopened.stored_state_difference(),
+            Some(r#"overrides: static absent, stored {"header":"X-Canary"}"#)
+        );
+        let warnings = logs.lines_at(tracing::Level::WARN);
+        assert!(
+            warnings.iter().any(|l| l.contains("X-Canary")),
+            "{warnings:#?}"
+        );
+        // And the other way: the static config's overrides, none stored.
+        let dir = crate::store::scratch::Scratch::new("difference-no-overrides");
+        let path = dir.file("gate.db");
+        drop(gate_with_overrides(&path, None));
+        let header = crate::Overrides {
+            header: Some("X-Canary".into()),
+            ..Default::default()
+        };
+        let reopened = gate_with_overrides(&path, Some(header));
+        assert_eq!(
+            reopened.stored_state_difference(),
+            Some(r#"overrides: static {"header":"X-Canary"}, stored absent"#)
+        );
+    }
+
+    #[test]
+    fn a_difference_shows_each_value_within_its_bound_and_its_length() {
+        let dir = crate::store::scratch::Scratch::new("difference-bound");
+        let path = dir.file("gate.db");
+        let ids = crate::Overrides {
+            canary_ids: (0..5_000).map(|i| format!("{i:0>100}")).collect(),
+            ..Default::default()
+        };
+        drop(gate_with_overrides(&path, Some(ids)));
+        let header = crate::Overrides {
+            header: Some("X-Canary".into()),
+            ..Default::default()
+        };
+        let reopened = gate_with_overrides(&path, Some(header));
+        let difference = reopened.stored_state_difference().unwrap();
+        let whole = serde_json::to_string(&reopened.config().overrides).unwrap();
+        assert!(whole.len() > 500_000);
+        assert!(
+            difference.len() < 2 * crate::MAX_SHOWN_VALUE_BYTES + 100,
+            "{} bytes",
+            difference.len()
+        );
+        assert!(
+            difference.ends_with(&format!("...({} bytes)", whole.len())),
+            "{difference}"
+        );
     }
 
     #[test]
@@ -614,13 +707,7 @@ mod tests {
         let dir = crate::store::scratch::Scratch::new("stage-starts-stored");
         let path = dir.file("gate.db");
         let clock = Arc::new(crate::ManualClock::new());
-        let mut config = crate::store::testing::config(crate::config::canary(10.0));
-        config.store = Some(StoreConfig::Sqlite(crate::store::SqliteStoreConfig {
-            path: path.clone(),
-            sync_interval_ms: 60_000,
-            busy_timeout_ms: 5_000,
-            fleet_judging: true,
-        }));
+        let config = config_on(&path, 60_000, 5_000);
         let slo = crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap();
         let gate = crate::PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap();
         // Another connection holds SQLite's write lock: the ramp waits for it.
