@@ -216,6 +216,20 @@ pub(crate) fn rolled_back_over(config: &PromotionConfig, graduated: &[String]) -
     next
 }
 
+/// Whether `after` holds a graduated flag that `before` does not: a promotion to Production
+/// graduated a release's flags between them, so `after` is another release, even in the same
+/// environment with the same salt. A graduated flag turned off is a kill switch, not a
+/// release.
+pub(crate) fn graduates_a_flag(before: &PromotionConfig, after: &PromotionConfig) -> bool {
+    // Linear: a config may hold `MAX_FLAGS` flags.
+    let graduated: std::collections::HashSet<&str> =
+        before.graduated_flags.iter().map(String::as_str).collect();
+    after
+        .graduated_flags
+        .iter()
+        .any(|flag| !graduated.contains(flag.as_str()))
+}
+
 /// The flags a promotion of `judged` to Production would graduate: its release flags that are
 /// not graduated already.
 pub(crate) fn would_graduate(judged: &PromotionConfig) -> Vec<String> {
@@ -439,6 +453,19 @@ mod tests {
         assert!(over.graduated_flags.is_empty(), "{over:?}");
         assert_eq!(over.feature_flags, ["next"]);
         assert_eq!(over.slo_threshold, 0.9);
+    }
+
+    #[test]
+    fn a_flag_graduated_since_is_another_release() {
+        let judged = flags(&["new"], &["old"]);
+        let next = promoted_to(
+            &promoted(&judged, Production, PromotionKind::CanaryToProduction),
+            canary(5.0),
+        );
+        assert!(graduates_a_flag(&judged, &next));
+        let mut killed = judged.clone();
+        killed.graduated_flags.clear();
+        assert!(!graduates_a_flag(&judged, &killed));
     }
 
     fn promoted_to(config: &PromotionConfig, target: Environment) -> PromotionConfig {

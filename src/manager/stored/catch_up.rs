@@ -623,6 +623,34 @@ mod tests {
         assert!(stored.history.is_empty());
     }
 
+    /// Checks that `writes`, another process's, stored after the state `pending` was decided
+    /// on, drop it: the stored release is left as the last of them wrote it.
+    fn dropped_by(
+        store: &dyn StateStore,
+        pending: &Pending,
+        local: &Local,
+        writes: [StoredWrite; 2],
+    ) {
+        for write in &writes {
+            assert_eq!(store.commit(write).unwrap(), Commit::Written);
+        }
+        let state = store.load().unwrap().unwrap();
+        assert!(
+            matches!(pending.settled_by(&state), Some(Settled::Overtaken { .. })),
+            "{state:?}"
+        );
+        let update = catch_up(store, pending.decided_on, Some(pending), local)
+            .unwrap()
+            .unwrap();
+        assert!(update.settles_pending && update.own.is_none());
+        let stored = store.load().unwrap().unwrap();
+        assert_eq!(
+            stored.release.config, writes[1].release.config,
+            "the new release is not rolled back"
+        );
+        assert!(stored.history.is_empty(), "{stored:?}");
+    }
+
     #[test]
     fn a_waiting_rollback_is_dropped_when_a_new_release_started_where_it_was_decided() {
         use crate::store::testing::write_on;
@@ -630,23 +658,36 @@ mod tests {
         let (store, pending, local) = a_rollback_waiting_on(&dir);
         // Another process promoted the canary, then swapped in the next release at Canary{10}
         // again: the environment rolled back, but another release.
-        for write in [
+        let writes = [
             write_on(1, Environment::Production, None),
             write_on(2, crate::config::canary(10.0), None),
-        ] {
-            assert_eq!(store.commit(&write).unwrap(), Commit::Written);
-        }
-        let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
-            .unwrap()
-            .unwrap();
-        assert!(update.settles_pending && update.own.is_none());
-        let stored = store.load().unwrap().unwrap();
-        assert_eq!(
-            stored.release.config.environment,
-            crate::config::canary(10.0),
-            "the new release is not rolled back"
+        ];
+        dropped_by(store.as_ref(), &pending, &local, writes);
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_dropped_when_the_next_release_turned_a_flag_on_where_it_was_decided() {
+        let dir = crate::store::scratch::Scratch::new("pending-next-release-flag");
+        let (store, mut pending, local) = a_rollback_waiting_on(&dir);
+        // Decided on release flag "new"; another process promoted the canary (graduating
+        // "new"), then started the next release at Canary{10} again, with flag "v2": flags
+        // turned on since, but another release.
+        pending.decided_config.feature_flags = vec!["new".into()];
+        let mut promoted = crate::store::testing::config(Environment::Production);
+        promoted.graduated_flags = vec!["new".into()];
+        let mut next = promoted.clone();
+        next.environment = crate::config::canary(10.0);
+        next.feature_flags = vec!["v2".into()];
+        let promotion =
+            StoredWrite::new(pending.decided_on, &Default::default(), 2, &promoted, None);
+        let next_rollout = StoredWrite::new(
+            guard_of(&promotion.release),
+            &Default::default(),
+            3,
+            &next,
+            None,
         );
-        assert!(stored.history.is_empty(), "{stored:?}");
+        dropped_by(store.as_ref(), &pending, &local, [promotion, next_rollout]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub(super) struct Pending {
     /// The stored state it was decided on.
     pub(super) decided_on: Guard,
     /// The config of that state: a stored stage that differs from it only by flags turned on
-    /// is the same release, which the rollback is written over.
+    /// (or off) is the same release, which the rollback is written over.
     pub(super) decided_config: PromotionConfig,
     /// The rolled-back config published here, written while the store still holds the state
     /// decided on (then it may be a promotion this process stored and the rollback won over,
@@ -50,11 +50,14 @@ impl Pending {
     /// moved on to another stage (another process ramped, graduated or started the next rollout
     /// meanwhile: a stage that already left is not rolled back again, as on the record path).
     /// A stage whose config differs from the one decided on only by flags turned on (the same
-    /// salt and split: a flag turned on, which starts a stage in Canary and Staging) is the
-    /// same release: the rollback is written over it. A store that went back (a version at or
-    /// below the one decided on) settles nothing: the rollback is written on top of it; nor
-    /// does the very stage decided on in Production (a promotion this process stored, which the
-    /// rollback won over, even with another process's write in Production on top of it).
+    /// salt and split: a flag turned on, which starts a stage in Canary and Staging; flags
+    /// turned off too, a kill switch keeps the release) is the same release: the rollback is
+    /// written over it; one with a flag graduated since is the next release (a promotion to
+    /// Production graduated the release's flags), and the rollback is dropped. A store that
+    /// went back (a version at or below the one decided on) settles nothing: the rollback is
+    /// written on top of it; nor does the very stage decided on in Production (a promotion
+    /// this process stored, which the rollback won over, even with another process's write in
+    /// Production on top of it).
     /// `None`: still to be written.
     pub(super) fn settled_by(&self, state: &store::StoredState) -> Option<Settled> {
         let decided_on = self.decided_on;
@@ -139,12 +142,15 @@ impl Pending {
 
     /// Whether `stored` is the config decided on with flags turned on, and nothing else
     /// changed that would make it another rollout: the same salt, the same environment (and
-    /// split).
+    /// split), no flag graduated since (a promotion to Production graduated the release's
+    /// flags: `stored` is the next release, started at the same split). Flags turned off since
+    /// (a kill switch, release or graduated) keep the release, as they keep its stage.
     fn flags_turned_on_in(&self, stored: &PromotionConfig) -> bool {
         let decided = &self.decided_config;
         decided.salt == stored.salt
             && decided.environment == stored.environment
-            && crate::release::turns_a_flag_on(decided, stored)
+            && !release::graduates_a_flag(decided, stored)
+            && release::turns_a_flag_on(decided, stored)
     }
 
     /// Whether `state`, which overtook this rollback with the same rollback made first by
