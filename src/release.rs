@@ -216,6 +216,91 @@ pub(crate) fn rolled_back_over(config: &PromotionConfig, graduated: &[String]) -
     next
 }
 
+/// The config after a rollback decided on `decided`, whose rolled-back config is `rollback`,
+/// written over `stored`, a later write in Canary or Staging of the same release (see
+/// [`graduates_a_flag`]) by another process. `rollback` is [`rolled_back`] of the release
+/// judged: of `decided` itself, or, for a write undone by the rollback (a swap that started a
+/// stage as the judge called for the rollback of the one it ended), of the config before that
+/// write, whose changes the rollback takes back. The edits `stored` made since `decided` are
+/// kept, as [`rolled_back_over`] keeps another process's: a graduated flag turned off (a kill
+/// switch), a policy field swapped in. Back to Production, every release flag off (one
+/// turned on since is the release's too).
+pub(crate) fn rolled_back_under(
+    rollback: &PromotionConfig,
+    decided: &PromotionConfig,
+    stored: &PromotionConfig,
+) -> PromotionConfig {
+    /// `stored`'s value where it changed `decided`'s, else the rollback's.
+    fn kept<T: PartialEq + Clone>(rollback: &T, decided: &T, stored: &T) -> T {
+        if stored == decided { rollback } else { stored }.clone()
+    }
+    // Every field named: a field added to the config is decided here too.
+    let PromotionConfig {
+        environment: _,
+        feature_flags: _,
+        auto_rollback_enabled,
+        slo_threshold,
+        rollback_window_seconds,
+        gate,
+        salt,
+        graduated_flags,
+        max_rollback_history,
+        store,
+        overrides,
+    } = stored;
+    // Linear: a config may hold `MAX_FLAGS` flags.
+    let set =
+        |flags: &[String]| -> std::collections::HashSet<String> { flags.iter().cloned().collect() };
+    let (before, after) = (
+        set(&decided.graduated_flags),
+        set(&rollback.graduated_flags),
+    );
+    let now = set(graduated_flags);
+    // The stored graduated flags, but those the rollback takes back (turned on by the write
+    // it undoes); then those it turns on again (turned off by that write).
+    let graduated = graduated_flags
+        .iter()
+        .filter(|flag| !before.contains(*flag) || after.contains(*flag))
+        .chain(
+            rollback
+                .graduated_flags
+                .iter()
+                .filter(|flag| !now.contains(*flag) && !before.contains(*flag)),
+        )
+        .cloned()
+        .collect();
+    PromotionConfig {
+        environment: Environment::Production,
+        feature_flags: Vec::new(),
+        auto_rollback_enabled: kept(
+            &rollback.auto_rollback_enabled,
+            &decided.auto_rollback_enabled,
+            auto_rollback_enabled,
+        ),
+        slo_threshold: kept(
+            &rollback.slo_threshold,
+            &decided.slo_threshold,
+            slo_threshold,
+        ),
+        rollback_window_seconds: kept(
+            &rollback.rollback_window_seconds,
+            &decided.rollback_window_seconds,
+            rollback_window_seconds,
+        ),
+        gate: gate.clone(),
+        salt: kept(&rollback.salt, &decided.salt, salt),
+        graduated_flags: graduated,
+        max_rollback_history: kept(
+            &rollback.max_rollback_history,
+            &decided.max_rollback_history,
+            max_rollback_history,
+        ),
+        // Where the state is kept is the store's.
+        store: store.clone(),
+        overrides: kept(&rollback.overrides, &decided.overrides, overrides),
+    }
+}
+
 /// Whether `after` holds a graduated flag that `before` does not: a promotion to Production
 /// graduated a release's flags between them, so `after` is another release, even in the same
 /// environment with the same salt. A graduated flag turned off is a kill switch, not a
@@ -453,6 +538,31 @@ mod tests {
         assert!(over.graduated_flags.is_empty(), "{over:?}");
         assert_eq!(over.feature_flags, ["next"]);
         assert_eq!(over.slo_threshold, 0.9);
+    }
+
+    #[test]
+    fn a_rollback_under_a_later_write_undoes_the_write_judged_and_keeps_the_edits_since() {
+        let judged = flags(&["new"], &["old", "gone"]);
+        // A write the rollback undoes: a new salt and threshold, a graduated flag off and one on.
+        let mut written = judged.clone();
+        written.salt = Some("reshuffled".into());
+        written.slo_threshold = 0.5;
+        written.graduated_flags = vec!["old".into(), "added".into()];
+        // Another process's edits on top: a flag on, a kill switch, a window swapped in.
+        let mut stored = written.clone();
+        stored.feature_flags.push("other".into());
+        stored.graduated_flags.retain(|f| f != "old");
+        stored.rollback_window_seconds = 60;
+        let under = rolled_back_under(&rolled_back(&judged), &written, &stored);
+        let mut expected = rolled_back(&judged);
+        expected.graduated_flags = vec!["gone".into()];
+        expected.rollback_window_seconds = 60;
+        assert_eq!(under, expected);
+        // A rollback of the write's own config: that write's config rolled back.
+        assert_eq!(
+            rolled_back_under(&rolled_back(&written), &written, &stored),
+            rolled_back(&stored)
+        );
     }
 
     #[test]

@@ -1135,8 +1135,19 @@ fn write_as_a_verdict_is_left(
     gate: &Arc<PromotionGateManager>,
     write: impl FnOnce(&PromotionGateManager) -> Result<(), Error>,
 ) -> Result<(), Error> {
+    write_as_a_verdict_is_left_then(gate, write, || {})
+}
+
+/// [`write_as_a_verdict_is_left`], running `meanwhile` on another thread once the verdict is
+/// left (another process's write, between the write's store write and its last look).
+fn write_as_a_verdict_is_left_then(
+    gate: &Arc<PromotionGateManager>,
+    write: impl FnOnce(&PromotionGateManager) -> Result<(), Error>,
+    meanwhile: impl FnOnce() + Send + 'static,
+) -> Result<(), Error> {
     let (environment, judged) = gate.environment_and_stage();
     let armed = std::sync::atomic::AtomicBool::new(true);
+    let meanwhile = std::sync::Mutex::new(Some(meanwhile));
     let weak = Arc::downgrade(gate);
     let lines = crate::telemetry::log_lines::LogLines::calling(move || {
         let Some(gate) = weak.upgrade() else {
@@ -1146,6 +1157,9 @@ fn write_as_a_verdict_is_left(
             std::thread::spawn(move || gate.act_on_recording(&failing_in(judged, environment)))
                 .join()
                 .unwrap();
+            if let Some(meanwhile) = meanwhile.lock().unwrap().take() {
+                std::thread::spawn(meanwhile).join().unwrap();
+            }
         }
     });
     let promoted = lines.during(|| write(gate));
@@ -1198,6 +1212,35 @@ fn a_swap_a_rollback_is_left_for_as_it_publishes_is_undone() {
     let err = refused.unwrap_err();
     assert!(err.to_string().contains("the write is undone"), "{err}");
     assert_eq!(gate.config(), crate::release::rolled_back(&before));
+    // With a store, another process's writes in the release the swap started (a flag turned
+    // on, a kill switch) stored before the undo, which is then written by the sync thread:
+    // still back to the config judged, the kill switch kept.
+    let dir = crate::store::scratch::Scratch::new("swap-undone-later");
+    let store = || sqlite_store(&dir);
+    let (gate, _) = ready_gate(store(), &["old"]);
+    let before = gate.config();
+    let theirs = store();
+    let refused = write_as_a_verdict_is_left_then(
+        &gate,
+        |gate| gate.swap_config(swapped(gate)).map(drop),
+        move || {
+            let other = gate_on(theirs);
+            other.enable_feature("other").unwrap();
+            other.disable_feature("old").unwrap();
+        },
+    );
+    let err = refused.unwrap_err();
+    assert!(err.to_string().contains("the write is undone"), "{err}");
+    gate.shared.sync_once();
+    let mut undone = crate::release::rolled_back(&before);
+    undone.graduated_flags.clear();
+    assert_eq!(
+        gate.config(),
+        undone,
+        "the old salt and policy, the kill switch kept"
+    );
+    drop(gate);
+    assert_eq!(gate_on(store()).config(), undone);
     // Left once the swap was made (told so): the release is rolled back, the swap stays.
     let (gate, _) = ready_gate(None, &[]);
     let judged = gate.stage();

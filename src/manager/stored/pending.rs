@@ -26,8 +26,10 @@ pub(super) struct Pending {
     pub(super) decided_config: PromotionConfig,
     /// The rolled-back config published here, written while the store still holds the state
     /// decided on (then it may be a promotion this process stored and the rollback won over,
-    /// whose config, rolled back, would keep the flags it graduated); after another write,
-    /// that write's config is rolled back instead.
+    /// whose config, rolled back, would keep the flags it graduated; or a write of this
+    /// process the rollback undoes, whose config, rolled back, would keep that write's
+    /// changes); after another write, with that write's edits since the state decided on (see
+    /// [`config_over`](Self::config_over)).
     pub(super) config: PromotionConfig,
 }
 
@@ -114,16 +116,27 @@ impl Pending {
     /// write rolled back over ([`release::rolled_back_over`]): the flags the promotion
     /// graduated are taken back, and that write's own edits stay (a flag turned on for the
     /// next rollout's forced requests, a graduated flag turned off: a kill switch), as a
-    /// rollback changes the release, not the flags another process set since. Over any other
-    /// state (a same-release stage in Canary or Staging, or the same stage there), that
-    /// state's config rolled back.
+    /// rollback changes the release, not the flags another process set since. Over a later
+    /// state in Canary or Staging (a same-release stage, or the same stage), the config rolled
+    /// back here with that state's edits since the state decided on kept
+    /// ([`release::rolled_back_under`]): for a rollback that undoes this process's write (a
+    /// swap that started a stage, its undo deferred by another process's write on top of it),
+    /// the config before that write, as the undo made at once; a kill switch or a policy field
+    /// swapped in since stays. Over a store that went back to a state in Canary or Staging,
+    /// that state's config rolled back.
     pub(super) fn config_over(&self, stored: &store::StoredRelease) -> PromotionConfig {
         let decided_on = self.decided_on.version;
         if stored.version == decided_on {
             return self.config.clone();
         }
         if stored.config.environment != Environment::Production {
-            return release::rolled_back(&stored.config);
+            if stored.version < decided_on {
+                return release::rolled_back(&stored.config);
+            }
+            // Over the state decided on, the config rolled back here (of the release judged:
+            // for a write this rollback undoes, the config before it); over it, the edits
+            // made since.
+            return release::rolled_back_under(&self.config, &self.decided_config, &stored.config);
         }
         if stored.version < decided_on {
             return self.config.clone();
