@@ -1,7 +1,8 @@
 //! Routing allocates nothing and frees nothing: `route_request`, `route_request_bytes` and
 //! `route_request_forced` (by id list, by forcing value, ignored value), and reading the
-//! decision's flags, after the first call on a thread; nor does recording, after a write too
-//! (the snapshot a write replaced is freed by the writer side, never by a route or a record).
+//! decision's flags, after the first call on a thread; nor does recording (by decision, or by
+//! id with `record_request_outcome_forced`), after a write too (the snapshot a write replaced is
+//! freed by the writer side, never by a route or a record).
 //!
 //! The counting global allocator (`common::alloc`) counts the allocations and frees made by
 //! the measuring thread only (the test harness runs other tests on other threads). No tracing
@@ -12,7 +13,8 @@ mod common;
 use std::time::Duration;
 
 use promotion_gates::{
-    Environment, Overrides, PromotionConfig, PromotionGateManager, RoutingDecision, SloConfig,
+    Environment, Overrides, PromotionConfig, PromotionGateManager, Recorded, RoutingDecision,
+    SloConfig,
 };
 
 use common::alloc::{Allocated, allocations_during};
@@ -211,6 +213,46 @@ fn a_threads_first_ignored_forcing_value_allocates_nothing_after_its_first_call(
         });
     });
     assert_eq!(manager.ignored_override_values(), IDS as u64);
+}
+
+#[test]
+fn a_record_by_id_with_a_forcing_value_allocates_nothing_after_warm_up() {
+    let manager = gate(PromotionConfig {
+        environment: canary(50.0),
+        feature_flags: vec!["new_api".to_string()],
+        overrides: Some(Overrides {
+            header: Some("X-Canary".to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let ids: Vec<String> = (0..IDS).map(|i| format!("user-{i}-session")).collect();
+    // One value that forces, one that forces nothing, and none.
+    let values: [Option<&[u8]>; 3] = [Some(b"canary"), Some(b"bogus"), None];
+    let record = |manager: &PromotionGateManager| -> usize {
+        let mut forced = 0;
+        for (i, (id, value)) in ids.iter().zip(values.iter().cycle()).enumerate() {
+            let latency = Duration::from_millis(1 + i as u64 % 7);
+            let outcome =
+                manager.record_request_outcome_forced(id.as_bytes(), *value, true, latency);
+            // Only `canary` forces: the measure covers a forced record and two routed ones.
+            let by_value = *value == Some(b"canary".as_slice());
+            assert_eq!(outcome == Recorded::Forced, by_value, "{value:?}");
+            forced += usize::from(by_value);
+        }
+        forced
+    };
+    // The thread's first calls make its recorder.
+    record(&manager);
+    let (_, allocated) = allocations_during(|| record(&manager));
+    assert_eq!(allocated, Allocated::default(), "before a write");
+    let mut config = manager.config();
+    config.environment = canary(20.0);
+    manager.swap_config(config).expect("a valid config");
+    let (_, allocated) = allocations_during(|| record(&manager));
+    assert_eq!(allocated, Allocated::default(), "after swap_config");
+    // The route counted the ignored value already: a record by id does not count it again.
+    assert_eq!(manager.ignored_override_values(), 0);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The hot calls allocate nothing and free nothing after a thread's first call, with or without
 //! a log callback, except at `PGATE_LOG_LEVEL_DEBUG` (and `TRACE`), where every route formats
-//! its line for the callback (the documented exception); after a write too (the snapshot a
-//! write replaced is freed by the writer side, never by a route or a record).
+//! its line for the callback (the documented exception; `pgate_record_by_id_forced` sends no
+//! route line, so it is no exception); after a write too (the snapshot a write replaced is
+//! freed by the writer side, never by a route or a record).
 //!
 //! The counting global allocator (the core's `tests/common/alloc.rs`) counts the measuring
 //! thread's allocations and frees only. The log callback is process-wide, so this binary holds
@@ -47,12 +48,17 @@ const NOTHING: Allocated = Allocated {
     frees: 0,
 };
 
-/// [`NOTHING`] for each of the three measures of [`allocations`].
-const NONE: (Allocated, Allocated, Allocated) = (NOTHING, NOTHING, NOTHING);
+/// [`NOTHING`] for each of the four measures of [`allocations`].
+const NONE: (Allocated, Allocated, Allocated, Allocated) = (NOTHING, NOTHING, NOTHING, NOTHING);
+
+/// The forcing values `pgate_record_by_id_forced` is passed in turn: one that forces (the
+/// gates' configs name a header), one that forces nothing, and none (NULL with length 0).
+const VALUES: [Option<&[u8]>; 3] = [Some(b"canary"), Some(b"bogus"), None];
 
 /// The allocations and frees of `REQUESTS` routes, then of as many records, then of as many
-/// records by id (each routes its id again), on this thread.
-fn allocations(gate: *const pgate_gate) -> (Allocated, Allocated, Allocated) {
+/// records by id (each routes its id again), then of as many records by id with each of
+/// [`VALUES`] in turn, on this thread.
+fn allocations(gate: *const pgate_gate) -> (Allocated, Allocated, Allocated, Allocated) {
     let ids: Vec<String> = (0..REQUESTS).map(|i| format!("user-{i}")).collect();
     let mut decisions: Vec<pgate_decision> = ids
         .iter()
@@ -80,13 +86,40 @@ fn allocations(gate: *const pgate_gate) -> (Allocated, Allocated, Allocated) {
             assert_eq!(status, pgate_status::Ok);
         }
     });
-    (routed, recorded, by_id)
+    let ((), forced) = allocations_during(|| {
+        for (id, value) in ids.iter().zip(VALUES.iter().cycle()) {
+            let (value_ptr, value_len) =
+                value.map_or((std::ptr::null(), 0), |v| (v.as_ptr(), v.len()));
+            let mut outcome = pgate_recorded::Counted;
+            // SAFETY: a live gate, a live id, a live value or NULL with 0, a live outcome.
+            let status = unsafe {
+                pgate_record_by_id_forced(
+                    gate,
+                    id.as_ptr(),
+                    id.len(),
+                    value_ptr,
+                    value_len,
+                    true,
+                    1_000_000,
+                    &mut outcome,
+                )
+            };
+            assert_eq!(status, pgate_status::Ok);
+            // Only `canary` forces: the measure covers a forced record and two routed ones.
+            let canary = *value == Some(b"canary".as_slice());
+            assert_eq!(outcome == pgate_recorded::Forced, canary, "{value:?}");
+        }
+    });
+    (routed, recorded, by_id, forced)
 }
 
 #[test]
 fn hot_calls_allocate_nothing_unless_a_callback_takes_debug_lines() {
     use pgate_log_level::{Debug, Info, Trace};
-    let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 50}}}"#);
+    let gate = new_gate(
+        r#"{"environment": {"canary": {"traffic_percent": 50}},
+            "overrides": {"header": "X-Canary"}}"#,
+    );
     // The thread's first calls make its recorder.
     allocations(gate);
     assert_eq!(allocations(gate), NONE, "without a log callback");
@@ -94,16 +127,21 @@ fn hot_calls_allocate_nothing_unless_a_callback_takes_debug_lines() {
     assert_eq!(allocations(gate), NONE, "with a callback at INFO");
     // The documented exception (the header's conventions, `PGATE_LOG_LEVEL_DEBUG`): each
     // route (and record by id, which routes) formats its line for the callback; a record of
-    // a decision still allocates nothing.
+    // a decision still allocates nothing, nor does a record by id with a forcing value
+    // (docs/overrides.md: it sends no route line).
     for level in [Debug, Trace] {
         set_callback(Some(ignore), level);
-        let (routed, recorded, by_id) = allocations(gate);
+        let (routed, recorded, by_id, forced) = allocations(gate);
         let least = u64::from(REQUESTS);
         assert!(
             routed.count >= least && by_id.count >= least,
             "{level:?}: {routed:?}, {by_id:?}"
         );
         assert_eq!(recorded, NOTHING, "records with a callback at {level:?}");
+        assert_eq!(
+            forced, NOTHING,
+            "forced records by id with a callback at {level:?}"
+        );
     }
     set_callback(None, Info);
     assert_eq!(allocations(gate), NONE, "after the callback is removed");
@@ -125,7 +163,7 @@ fn after_a_write_nothing_is_freed_on_the_hot_path() {
         format!(
             r#"{{"environment": {{"canary": {{"traffic_percent": {percent}}}}},
                 "feature_flags": [{}],
-                "overrides": {{"canary_ids": [{}], "stable_ids": [{}]}}}}"#,
+                "overrides": {{"header": "X-Canary", "canary_ids": [{}], "stable_ids": [{}]}}}}"#,
             flags.join(","),
             listed(0).join(","),
             listed(500).join(","),

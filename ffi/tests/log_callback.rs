@@ -158,8 +158,6 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     assert_eq!(status, pgate_status::Ok);
     // SAFETY: the gate is live until it is freed below.
     unsafe { route(forcing, b"tester") };
-    // SAFETY: `forcing` is live until here.
-    assert_eq!(unsafe { pgate_gate_free(forcing) }, pgate_status::Ok);
     let got = std::mem::take(&mut *lines.lock().unwrap());
     let routes: Vec<_> = got
         .iter()
@@ -171,6 +169,36 @@ fn log_lines_reach_the_callback_up_to_its_level() {
             && routes[0].contains(r#"request_id="someone""#)
             && routes[0].contains(r#"forced="value""#)
             && routes[1].contains(r#"forced="id_list""#),
+        "{got:?}"
+    );
+    // A record by id with a forcing value routes its id again but sends no route line
+    // (docs/overrides.md), whether the value forces, forces nothing, or is absent.
+    for id in [b"someone".as_slice(), b"tester"] {
+        for value in [Some(b"canary".as_slice()), Some(b"bogus"), None] {
+            let (value_ptr, value_len) =
+                value.map_or((std::ptr::null(), 0), |v| (v.as_ptr(), v.len()));
+            // SAFETY: a live gate, live id and value (or NULL with 0); `recorded` may be NULL.
+            let status = unsafe {
+                pgate_record_by_id_forced(
+                    forcing,
+                    id.as_ptr(),
+                    id.len(),
+                    value_ptr,
+                    value_len,
+                    true,
+                    1_000,
+                    null_mut(),
+                )
+            };
+            assert_eq!(status, pgate_status::Ok);
+        }
+    }
+    // SAFETY: `forcing` is live until here.
+    assert_eq!(unsafe { pgate_gate_free(forcing) }, pgate_status::Ok);
+    let got = std::mem::take(&mut *lines.lock().unwrap());
+    assert!(
+        !got.iter()
+            .any(|(_, _, m)| m.starts_with("promotion.route_request")),
         "{got:?}"
     );
 
