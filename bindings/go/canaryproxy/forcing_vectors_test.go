@@ -40,7 +40,8 @@ func unescapeVector(t *testing.T, s string) string {
 
 // TestForcingValueVectors: each request of tests/vectors/override_requests.tsv, as net/http
 // reads it from the wire, has the forcing value the file names (header X-Canary, cookie
-// pgate_version), which for a cookie is also what Request.Cookie finds.
+// pgate_version), which for a cookie is also what Request.Cookie finds (up to manyCookies
+// cookies, where Request.Cookie finds the same on every Go release).
 func TestForcingValueVectors(t *testing.T) {
 	data, err := os.ReadFile(forcingVectorFile)
 	if err != nil {
@@ -73,7 +74,15 @@ func TestForcingValueVectors(t *testing.T) {
 		if got != want || present != wantPresent {
 			t.Errorf("%q: forcing value %q, present %v; want %q, %v", line, got, present, want, wantPresent)
 		}
-		if len(r.Header["X-Canary"]) == 0 {
+		// Request.Cookie is asked only up to manyCookies cookies: beyond, what it finds depends
+		// on the Go release (net/http limits the cookies only from 1.25.2 and 1.24.8 on, and
+		// go.mod allows 1.25.0) and on GODEBUG httpcookiemaxnum, while the forcing value is
+		// none whatever they are (cookie.go).
+		cookies := 0
+		for _, h := range r.Header["Cookie"] {
+			cookies += strings.Count(h, ";") + 1
+		}
+		if len(r.Header["X-Canary"]) == 0 && cookies <= manyCookies {
 			if c, err := r.Cookie("pgate_version"); (err == nil) != present || (err == nil && c.Value != got) {
 				t.Errorf("%q: Request.Cookie found %v, %v; the forcing value is %q, %v", line, c, err, got, present)
 			}
