@@ -8,7 +8,7 @@
 use clap::Args;
 use promotion_gates::{
     BUCKETS, Environment, Forced, MAX_SHOWN_VALUE_BYTES, PromotionConfig, PromotionGateManager,
-    RoutingDecision, SloAdmissionController, SloConfig, is_format_char, threshold_for_percent,
+    RoutingDecision, SloAdmissionController, SloConfig, is_format_char,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -88,6 +88,27 @@ struct Routed<'a> {
     enabled_features: Vec<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     explain: Option<Steps>,
+}
+
+/// What `--explain` checks each decision against, computed here once from the gate's config,
+/// not taken from the engine.
+#[derive(Debug)]
+struct Formula {
+    /// The gate's salt.
+    salt: String,
+    /// The threshold its environment sets ([`threshold_of`]).
+    threshold: u32,
+}
+
+impl Formula {
+    /// The formula of `gate`'s config.
+    fn of(gate: &PromotionGateManager) -> Self {
+        let config = gate.config();
+        Self {
+            salt: config.effective_salt().to_string(),
+            threshold: threshold_of(&config.environment),
+        }
+    }
 }
 
 /// The formula's steps for one id.
@@ -193,15 +214,16 @@ pub fn run(args: &RouteArgs) -> Result<(), CliError> {
     let slo =
         SloAdmissionController::new(SloConfig::default()).map_err(promotion_gates::Error::from)?;
     let gate = PromotionGateManager::new(config(args)?, slo)?;
-    // The salt of the gate routing, which --explain recomputes the formula with.
-    let salt = gate.config().effective_salt().to_string();
+    // The salt and threshold of the gate routing, which --explain recomputes the formula with.
+    let formula = Formula::of(&gate);
+    let salt = &formula.salt;
     let mut out = io::stdout().lock();
     if args.explain && !args.json {
         writeln!(out, "salt           {salt:?}")?;
         writeln!(
             out,
             "SHA-256(salt)  {}  (salt block = these 32 bytes, then 32 zero bytes)",
-            hex(&salt_block(&salt)[..32])
+            hex(&salt_block(salt)[..32])
         )?;
         writeln!(
             out,
@@ -216,7 +238,7 @@ pub fn run(args: &RouteArgs) -> Result<(), CliError> {
     let mut each = |id: &[u8]| -> Result<(), CliError> {
         print(
             &mut out,
-            &route(&gate, args.explain.then_some(&salt), id)?,
+            &route(&gate, args.explain.then_some(&formula), id)?,
             args.json,
         )
     };
@@ -230,16 +252,16 @@ pub fn run(args: &RouteArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Routes `id` through `gate`; with `explain_salt` (the gate's salt), recomputes the formula's
-/// steps too.
+/// Routes `id` through `gate`; with `explain` (the gate's [`Formula`]), recomputes the
+/// formula's steps too.
 fn route<'a>(
     gate: &PromotionGateManager,
-    explain_salt: Option<&str>,
+    explain: Option<&Formula>,
     id: &'a [u8],
 ) -> Result<Routed<'a>, CliError> {
     let decision = gate.route_request_bytes(id);
-    let steps = explain_salt
-        .map(|salt| steps(salt, id, &decision))
+    let steps = explain
+        .map(|formula| steps(formula, id, &decision))
         .transpose()?;
     let text = std::str::from_utf8(id).ok();
     Ok(Routed {
@@ -309,32 +331,59 @@ fn salt_block(salt: &str) -> [u8; 64] {
     block
 }
 
-/// How the environment sets the threshold, with its value: a canary's from its percentage,
-/// Staging's and Production's fixed.
-fn threshold_rule(environment: &Environment) -> String {
+/// The threshold `environment` sets, computed here and not taken from the library (as
+/// [`salt_block`]): a canary's `round(percent * 100000)`, halves rounded away from zero
+/// ([`f64::round`]; a valid percent, `0..=100`, gives `0..=BUCKETS`), Staging's every bucket,
+/// Production's none.
+fn threshold_of(environment: &Environment) -> u32 {
     match environment {
-        Environment::Canary { traffic_percent } => format!(
-            "threshold = round(percent * 100000) = {}",
-            threshold_for_percent(*traffic_percent)
-        ),
-        Environment::Staging => format!("threshold = {BUCKETS} (Staging: every request)"),
-        Environment::Production => "threshold = 0 (Production: no request)".to_owned(),
+        // Clamped, as a percent outside 0..=100 (which validation refuses) would not be; `as`
+        // makes NaN 0.
+        Environment::Canary { traffic_percent } => (traffic_percent * 100_000.0)
+            .round()
+            .clamp(0.0, f64::from(BUCKETS))
+            as u32,
+        Environment::Staging => BUCKETS,
+        Environment::Production => 0,
     }
 }
 
-/// Checks the engine's decision against the comparison of its bucket with its threshold,
-/// unless an override forced it: a mismatch is a bug, refused rather than explained.
+/// How the environment sets the threshold, with its value ([`threshold_of`]).
+fn threshold_rule(environment: &Environment) -> String {
+    let threshold = threshold_of(environment);
+    match environment {
+        Environment::Canary { .. } => format!("threshold = round(percent * 100000) = {threshold}"),
+        Environment::Staging => format!("threshold = {threshold} (Staging: every request)"),
+        Environment::Production => format!("threshold = {threshold} (Production: no request)"),
+    }
+}
+
+/// Checks the engine's decision (its threshold `engines`, its cohort), unless an override
+/// forced it: its threshold must be `threshold`, the one the environment sets
+/// ([`threshold_of`]), and its cohort the comparison of `bucket` with it. A mismatch is a bug,
+/// refused rather than explained.
 fn check_comparison(
     id: &[u8],
     bucket: u32,
     threshold: u32,
+    engines: u32,
     is_canary: bool,
     forced: bool,
 ) -> Result<(), CliError> {
-    if forced || (bucket < threshold) == is_canary {
+    if forced {
         return Ok(());
     }
     let (shown, whole) = readable(id, MAX_SHOWN_VALUE_BYTES);
+    if engines != threshold {
+        return Err(CliError::Simulation(format!(
+            "the environment sets threshold {threshold} but the engine routed \"{shown}{}\" by \
+             threshold {engines}: a bug, please report it",
+            if whole { "" } else { "..." },
+        )));
+    }
+    if (bucket < threshold) == is_canary {
+        return Ok(());
+    }
     Err(CliError::Simulation(format!(
         "bucket {bucket} {} threshold {threshold} for \"{shown}{}\" but the engine routed it \
          to the {}, and no override forced it: a bug, please report it",
@@ -349,7 +398,8 @@ fn check_comparison(
 }
 
 /// Recomputes the formula by hand and checks it against the engine's decision.
-fn steps(salt: &str, id: &[u8], decision: &RoutingDecision<'_>) -> Result<Steps, CliError> {
+fn steps(formula: &Formula, id: &[u8], decision: &RoutingDecision<'_>) -> Result<Steps, CliError> {
+    let salt = &formula.salt;
     let block = salt_block(salt);
     let digest = Sha256::new()
         .chain_update(block)
@@ -371,6 +421,7 @@ fn steps(salt: &str, id: &[u8], decision: &RoutingDecision<'_>) -> Result<Steps,
     check_comparison(
         id,
         bucket,
+        formula.threshold,
         decision.reason.threshold(),
         decision.is_canary,
         decision.forced.is_some(),
@@ -452,7 +503,7 @@ mod tests {
     fn explain_says_a_forced_decision_was_forced_and_by_what() {
         // alice's bucket (3294347) is above 10 %'s threshold: she is canary only by the list.
         let gate = gate_forcing_alice(10.0);
-        let routed = route(&gate, Some("default"), b"alice").unwrap();
+        let routed = route(&gate, Some(&formula(&gate)), b"alice").unwrap();
         let text = printed(&routed, false);
         assert!(
             text.contains(
@@ -464,7 +515,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&printed(&routed, true)).unwrap();
         assert_eq!(json["forced"], "id_list");
         // An id routed by its bucket compares it, and has no `forced`.
-        let routed = route(&gate, Some("default"), b"bob").unwrap();
+        let routed = route(&gate, Some(&formula(&gate)), b"bob").unwrap();
         assert!(
             printed(&routed, false).contains("-> bucket 1673481 >= threshold 1000000 -> stable")
         );
@@ -472,18 +523,82 @@ mod tests {
         assert!(json.get("forced").is_none(), "{json}");
     }
 
+    /// The formula `--explain` computes for `gate`, whose salt is `default`.
+    fn formula(gate: &PromotionGateManager) -> Formula {
+        let formula = Formula::of(gate);
+        assert_eq!(formula.salt, "default");
+        formula
+    }
+
     #[test]
     fn a_decision_its_comparison_contradicts_is_refused_unless_forced() {
         for (bucket, threshold, is_canary) in [(5, 10, true), (10, 10, false), (0, 0, false)] {
-            assert!(check_comparison(b"u", bucket, threshold, is_canary, false).is_ok());
-            let Err(CliError::Simulation(message)) =
-                check_comparison(b"u", bucket, threshold, !is_canary, false)
-            else {
+            let check = |is_canary, forced| {
+                check_comparison(b"u", bucket, threshold, threshold, is_canary, forced)
+            };
+            assert!(check(is_canary, false).is_ok());
+            let Err(CliError::Simulation(message)) = check(!is_canary, false) else {
                 panic!("{bucket} {threshold} {is_canary}: not refused");
             };
             assert!(message.contains("no override forced it"), "{message}");
-            assert!(check_comparison(b"u", bucket, threshold, !is_canary, true).is_ok());
+            assert!(check(!is_canary, true).is_ok());
         }
+    }
+
+    #[test]
+    fn a_decision_by_another_threshold_than_the_environments_is_refused_unless_forced() {
+        // Bucket 5 is canary by the engine's threshold 10 as by the environment's 20: the
+        // comparison agrees, the threshold does not.
+        for (threshold, engines) in [(20, 10), (0, 10), (10, 0)] {
+            let is_canary = 5 < engines;
+            let Err(CliError::Simulation(message)) =
+                check_comparison(b"u", 5, threshold, engines, is_canary, false)
+            else {
+                panic!("engine's threshold {engines}, the environment's {threshold}: not refused");
+            };
+            assert!(
+                message.contains(&format!(
+                    "the environment sets threshold {threshold} but the engine routed \"u\" by \
+                     threshold {engines}"
+                )),
+                "{message}"
+            );
+            assert!(check_comparison(b"u", 5, threshold, engines, is_canary, true).is_ok());
+        }
+        // A real decision of a gate at 10 %, checked against a config at 20 %: refused even
+        // for an id whose bucket both thresholds put on the same side.
+        let gate = gate_forcing_alice(10.0);
+        let decision = gate.route_request("bob"); // bucket 1673481: stable at 10 %
+        let other = formula(&gate_forcing_alice(15.0)); // threshold 1500000: stable too
+        assert_eq!((decision.is_canary, other.threshold), (false, 1_500_000));
+        assert!(steps(&formula(&gate), b"bob", &decision).is_ok());
+        let Err(CliError::Simulation(message)) = steps(&other, b"bob", &decision) else {
+            panic!("a decision by threshold 1000000 passed a check at 1500000");
+        };
+        assert!(message.contains("by threshold 1000000"), "{message}");
+    }
+
+    #[test]
+    fn the_threshold_is_the_percent_times_100000_rounded_half_away_from_zero() {
+        for (percent, threshold) in [
+            (0.0, 0),
+            (-0.0, 0),
+            (0.00001, 1),
+            (0.015625, 1_563), // 2^-6 %: exactly 1562.5 buckets, rounded up (half-even: 1562)
+            (12.5, 1_250_000),
+            (99.99999, 9_999_999),
+            (100.0, BUCKETS),
+        ] {
+            let environment = Environment::Canary {
+                traffic_percent: percent,
+            };
+            assert_eq!(threshold_of(&environment), threshold, "{percent}");
+            // The library's own computation agrees (the engine's threshold is checked against
+            // this one for every explained id).
+            assert_eq!(promotion_gates::threshold_for_percent(percent), threshold);
+        }
+        assert_eq!(threshold_of(&Environment::Staging), 10_000_000);
+        assert_eq!(threshold_of(&Environment::Production), 0);
     }
 
     #[test]
