@@ -408,6 +408,30 @@ def test_an_interrupt_kept_while_a_finalizer_frees_a_gate_is_reported_at_once(
         after.route("u")  # nothing left to raise
 
 
+def test_an_interrupt_kept_before_close_is_raised_by_close() -> None:
+    """A Ctrl-C the log callback kept and no call had raised yet when ``close()`` started was
+    left kept by ``close()``, which raised only one kept while it freed the gate: a program
+    that closes its gate (with ``with``) and ends never saw it. ``close()`` raises it, as every
+    call does, and has freed the gate; so does ``with``, and a second ``close()``."""
+    try:
+        gate = Gate(canary(10))
+        interrupted.append(KeyboardInterrupt("kept before close"))
+        with pytest.raises(KeyboardInterrupt, match="kept before close"):
+            gate.close()
+        assert interrupted == [] and gate.closed and not gate._finalizer.alive
+        with pytest.raises(KeyboardInterrupt, match="kept before with's end"):
+            with Gate(canary(10)) as other:
+                interrupted.append(KeyboardInterrupt("kept before with's end"))
+        assert interrupted == [] and other.closed and not other._finalizer.alive
+        interrupted.append(KeyboardInterrupt("kept before a second close"))
+        with pytest.raises(KeyboardInterrupt, match="kept before a second close"):
+            gate.close()
+        assert interrupted == []
+        gate.close()  # nothing left to raise
+    finally:
+        interrupted.clear()
+
+
 def test_a_kept_interrupt_is_raised_in_the_main_thread_only() -> None:
     # Signal handlers run in the main thread: a worker's call does not take its interrupt.
     with Gate(canary(10)) as gate:

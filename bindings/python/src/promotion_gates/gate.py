@@ -302,7 +302,7 @@ def _free(handle: c_void_p, own_thread: bool = False) -> None:
     ``sys.unraisablehook`` at once, as it does any exception a finalizer raises (it cannot
     be raised there). It was kept for the next call, which could come much later, from
     unrelated code, or never. One kept before the free (by a call the collection ran in
-    before that call could raise it) is left to that call."""
+    before that call could raise it) is left to that call; ``close()`` raises it itself."""
     if not own_thread and getattr(log_callback_thread, "inside", False):
         _free_on_own_thread(handle)
         return
@@ -434,26 +434,36 @@ class Gate:
         which cannot return before it: from a signal handler that interrupted the call, or
         from a log callback (see :func:`~promotion_gates.telemetry.set_log_callback`) that
         runs inside a call on this gate, such as ``record``. Avoid those two.
+
+        Like every call, it raises a signal handler's exception (a Ctrl-C) that the log callback
+        kept and no call has raised yet, whether kept while the library freed the gate or
+        before ``close`` started, once it has freed the gate (or given up waiting).
         """
-        self._handle = None  # from here on, a call that enters sees None and leaves
-        calls = self._calls
-        pause = 1e-6
-        give_up = time.monotonic() + _CLOSE_WAIT
-        while calls:  # calls in flight, or entering and about to leave
-            if time.monotonic() > give_up:
-                warnings.warn(
-                    f"Gate.close() waited {_CLOSE_WAIT:g} s for {len(calls)} call(s) in flight "
-                    "and left the gate unfreed: it refuses new calls, and is freed when it is "
-                    "garbage-collected or closed again with no call in flight",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                return
-            time.sleep(pause)
-            pause = min(pause * 2, 1e-3)
-        # Runs `_free` once, however often and from however many threads; it raises a Ctrl-C
-        # kept while the library freed the gate.
-        self._finalizer()
+        try:
+            self._handle = None  # from here on, a call that enters sees None and leaves
+            calls = self._calls
+            pause = 1e-6
+            give_up = time.monotonic() + _CLOSE_WAIT
+            while calls:  # calls in flight, or entering and about to leave
+                if time.monotonic() > give_up:
+                    warnings.warn(
+                        f"Gate.close() waited {_CLOSE_WAIT:g} s for {len(calls)} call(s) in "
+                        "flight and left the gate unfreed: it refuses new calls, and is freed "
+                        "when it is garbage-collected or closed again with no call in flight",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 1e-3)
+            # Runs `_free` once, however often and from however many threads; it raises a
+            # Ctrl-C kept while the library freed the gate.
+            self._finalizer()
+        finally:
+            # One kept before (which `_free` leaves alone: from a garbage collection, it is the
+            # interrupted call's to raise) is close's to raise, as any call's.
+            if interrupted:
+                raise_interrupted()
 
     @property
     def closed(self) -> bool:
