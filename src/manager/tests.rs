@@ -1268,13 +1268,16 @@ fn a_verdict_left_after_a_write_published_is_made_over_it() {
     assert_eq!(warned, 0);
     assert_eq!(gate.rollback_history().len(), 1);
     // A write in the stage the promotion started (a flag turned off, a swap of the threshold)
-    // keeps the promotion's ended stage: a verdict left for it is still made over both.
+    // keeps the promotion's ended stage: a verdict left for it is still made over both. The
+    // flag turned off is "old", graduated by an earlier release: the rollback takes back
+    // "new", the flag this promotion graduated, and keeps "old" as the write left it.
     for write in ["disable", "swap"] {
-        let (gate, _) = ready_gate(None, &[]);
+        let (gate, _) = ready_gate(None, &["old"]);
         let judged = gate.stage();
         gate.promote(Environment::Production).unwrap();
+        assert_eq!(gate.config().graduated_flags, ["old", "new"]);
         match write {
-            "disable" => gate.disable_feature("new").unwrap(),
+            "disable" => gate.disable_feature("old").unwrap(),
             _ => {
                 let mut config = gate.config();
                 config.slo_threshold = 0.9;
@@ -1288,9 +1291,18 @@ fn a_verdict_left_after_a_write_published_is_made_over_it() {
             .filter(|event| event.trigger == crate::RollbackTrigger::Automatic)
             .count();
         assert_eq!(automatic, 1, "{write}");
-        assert!(gate.config().graduated_flags.is_empty(), "{write}");
+        assert!(!gate.is_feature_enabled("new"), "{write}");
+        let config = gate.config();
+        assert!(config.feature_flags.is_empty(), "{write}");
         if write == "swap" {
-            assert_eq!(gate.config().slo_threshold, 0.9, "the swap is kept");
+            assert_eq!(
+                config.graduated_flags,
+                ["old"],
+                "the release before's flag is kept"
+            );
+            assert_eq!(config.slo_threshold, 0.9, "the swap is kept");
+        } else {
+            assert!(config.graduated_flags.is_empty(), "the kill switch is kept");
         }
     }
     // A ramp (down, ungated) and a flag turned on end a stage of the same release too.
