@@ -1401,15 +1401,39 @@ fn which_flag_changes_start_a_stage() {
 
 #[test]
 fn routing_and_recording_wait_for_none_of_the_gates_locks() {
+    // Every lock of the gate held: the window held, the canary's errors only ask for an
+    // evaluation, and no rule fires.
     let gate = canary_with_flag("new_api");
-    // Every lock of the gate, held by this thread: the writer lock (a write storing itself),
-    // the rollback records, the judge's window (an evaluation) and the change feed.
+    assert!(
+        recorded_while_held(&gate, true),
+        "routing or recording waited for a lock"
+    );
+    assert_eq!(gate.environment(), canary(50.0));
+    // The window free, a rule fires while a write holds the writer lock: the rollback is left
+    // to the writer, made as it lets go.
+    let gate = canary_with_flag("new_api");
+    assert!(
+        recorded_while_held(&gate, false),
+        "a firing rule waited for a lock"
+    );
+    assert_eq!(gate.environment(), Environment::Production);
+    let history = gate.rollback_history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
+}
+
+/// Routes and records 20,000 requests on another thread, a third of the canary's failing,
+/// while this one holds the gate's writer lock (a write storing itself), its rollback records
+/// and its change feed, and with `window` the judge's window (an evaluation); whether that
+/// thread was done within 30 s. The locks are let go either way, so that a blocked thread
+/// ends and the test fails, not hangs.
+fn recorded_while_held(gate: &PromotionGateManager, window: bool) -> bool {
     let writer = gate.shared.lock_writer();
     let records = gate.shared.lock_records();
-    let window = gate.shared.monitor.evaluation();
+    let window = window.then(|| gate.shared.monitor.evaluation());
     let feed = gate.shared.changes.held();
     let (done, finished) = std::sync::mpsc::channel();
-    let finished = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         scope.spawn(|| {
             for i in 0..20_000 {
                 let decision = gate.route_request(&format!("user-{i}"));
@@ -1422,9 +1446,7 @@ fn routing_and_recording_wait_for_none_of_the_gates_locks() {
             done.send(()).unwrap();
         });
         let finished = finished.recv_timeout(Duration::from_secs(30));
-        // Let go either way, so that a blocked thread ends and the test fails, not hangs.
         drop((feed, window, records, writer));
-        finished
-    });
-    assert!(finished.is_ok(), "routing or recording waited for a lock");
+        finished.is_ok()
+    })
 }
