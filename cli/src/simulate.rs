@@ -494,49 +494,85 @@ mod tests {
         }
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(1000))]
-
-        /// Every --duration in the range its refusal states runs, whichever unit it is
-        /// written in; one a thousandth beyond either end is a bad flag naming --duration.
-        #[test]
-        fn every_duration_in_the_stated_range_runs(
-            scenario in scenario(),
-            pick in 0usize..5,
-            between in 0.0f64..=1.0,
-            unit in prop::sample::select(vec![("s", 1.0), ("ms", 1e-3), ("m", 60.0), ("d", 86_400.0)]),
-        ) {
-            prop_assume!(scenario.validate_fields().is_ok());
-            let (least, most) = scenario.duration_range();
-            let (from, to) = stated_duration_range(&scenario);
-            if least > most || from > to {
-                // No --duration fits (its shortest stage needs more than its runs allow).
-                return Ok(());
-            }
-            let total = [from, to, least, most, from + between * (to - from)][pick];
-            let (name, seconds) = unit;
-            // As a decimal (`{}` writes no exponent, which the flag does not read).
-            let written = format!("{}{name}", total / seconds);
-            let Ok(read) = parse_duration(&written) else {
-                // Above 365 days as written in that unit: refused by the flag's own parser.
-                prop_assert!(total > MAX_RUN_S * 0.999_999, "{written}");
-                return Ok(());
-            };
-            match scaled(&scenario, read) {
-                Ok(run) => prop_assert!(
-                    (run.planned_seconds() - read).abs() <= read * 1e-9,
-                    "{written}: {} s planned", run.planned_seconds()
-                ),
-                Err(e) => prop_assert!(false, "--duration {written} in {from}..={to}: {e}"),
-            }
-            for beyond in [least / 1.001, most * 1.001] {
-                let refused = scaled(&scenario, beyond);
-                prop_assert!(
-                    matches!(&refused, Err(CliError::Usage(e)) if e.starts_with("invalid --duration = ")),
-                    "--duration {beyond} outside {least}..={most}: {refused:?}"
-                );
-            }
+    /// Every --duration in the range its refusal states runs, whichever unit it is written in;
+    /// one a thousandth beyond either end is a bad flag naming --duration. A case whose
+    /// scenario no --duration fits, or whose total the flag's parser refuses, checks no range:
+    /// at least half of the 1,000 cases must reach the checks (about 750 do).
+    #[test]
+    fn every_duration_in_the_stated_range_runs() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const CASES: u32 = 1000;
+        let checked = AtomicUsize::new(0);
+        let config = ProptestConfig {
+            source_file: Some(file!()),
+            ..ProptestConfig::with_cases(CASES)
+        };
+        let durations = (
+            scenario(),
+            0usize..5,
+            0.0f64..=1.0,
+            prop::sample::select(vec![("s", 1.0), ("ms", 1e-3), ("m", 60.0), ("d", 86_400.0)]),
+        );
+        let run = proptest::test_runner::TestRunner::new(config).run(
+            &durations,
+            |(scenario, pick, between, unit)| {
+                if the_stated_range_runs(&scenario, pick, between, unit)? {
+                    checked.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            },
+        );
+        if let Err(failed) = run {
+            panic!("{failed}");
         }
+        let checked = checked.into_inner();
+        assert!(
+            checked >= 500,
+            "{checked} of {CASES} cases reached the range checks"
+        );
+    }
+
+    /// One case of [`every_duration_in_the_stated_range_runs`]: the `pick`th total of the
+    /// stated range (its ends, the range's ends, or `between` them) written in `unit`. Whether
+    /// it reached the range checks: not when no --duration fits `scenario`, nor when the flag's
+    /// parser refuses the total as written.
+    fn the_stated_range_runs(
+        scenario: &Scenario,
+        pick: usize,
+        between: f64,
+        (name, seconds): (&str, f64),
+    ) -> Result<bool, TestCaseError> {
+        prop_assume!(scenario.validate_fields().is_ok());
+        let (least, most) = scenario.duration_range();
+        let (from, to) = stated_duration_range(scenario);
+        if least > most || from > to {
+            // No --duration fits (its shortest stage needs more than its runs allow).
+            return Ok(false);
+        }
+        let total = [from, to, least, most, from + between * (to - from)][pick];
+        // As a decimal (`{}` writes no exponent, which the flag does not read).
+        let written = format!("{}{name}", total / seconds);
+        let Ok(read) = parse_duration(&written) else {
+            // Above 365 days as written in that unit: refused by the flag's own parser.
+            prop_assert!(total > MAX_RUN_S * 0.999_999, "{written}");
+            return Ok(false);
+        };
+        match scaled(scenario, read) {
+            Ok(run) => prop_assert!(
+                (run.planned_seconds() - read).abs() <= read * 1e-9,
+                "{written}: {} s planned",
+                run.planned_seconds()
+            ),
+            Err(e) => prop_assert!(false, "--duration {written} in {from}..={to}: {e}"),
+        }
+        for beyond in [least / 1.001, most * 1.001] {
+            let refused = scaled(scenario, beyond);
+            prop_assert!(
+                matches!(&refused, Err(CliError::Usage(e)) if e.starts_with("invalid --duration = ")),
+                "--duration {beyond} outside {least}..={most}: {refused:?}"
+            );
+        }
+        Ok(true)
     }
 
     #[test]
