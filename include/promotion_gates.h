@@ -1103,7 +1103,7 @@ pgate_status pgate_disable_feature(const struct pgate_gate *gate,
 
 /**
  * Writes whether a flag is on for the gate to `*enabled`. A name no flag can have (empty,
- * over 128 bytes, with whitespace, control or format characters, or not UTF-8) is
+ * over 128 bytes, with whitespace, control, format or invisible characters, or not UTF-8) is
  * `PGATE_STATUS_INVALID_ARGUMENT`, as `pgate_enable_feature` refuses it, and nothing is
  * written.
  *

@@ -9,11 +9,14 @@ use crate::error::{ConfigError, FlagError, quoted, shortened_refusal, shown_part
 
 mod environment_wire;
 mod named_fields;
+mod unseen;
 use crate::limits::{
     MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_ROLLBACK_HISTORY, MAX_WINDOW_SECONDS,
     TRAFFIC_PERCENT_RESOLUTION,
 };
 pub use named_fields::NamedFields;
+pub use unseen::is_format_char;
+pub(crate) use unseen::{is_invisible, is_unseen};
 
 /// Where a release stands.
 ///
@@ -578,66 +581,14 @@ fn name_problem(name: &str) -> Option<&'static str> {
     } else if name.len() > MAX_NAME_BYTES {
         Some("a name must be at most 128 bytes (MAX_NAME_BYTES)")
     } else if name.chars().any(is_unseen) {
-        Some("a name must not hold whitespace, control or format characters")
+        Some("a name must not hold whitespace, control, format or invisible characters")
     } else {
         None
     }
 }
 
-/// Whether `c` is a character a reader of a name does not see as itself: whitespace, a control
-/// character, or a format character (Unicode category Cf: the zero-width space U+200B, the
-/// bidirectional overrides and isolates U+202A-U+202E and U+2066-U+2069, the soft hyphen, the
-/// byte order mark...), which makes `admin\u{200B}` look like `admin` and U+202E reverse the
-/// rest of a log line.
-pub(crate) fn is_unseen(c: char) -> bool {
-    c.is_whitespace() || c.is_control() || is_format_char(c)
-}
-
-/// Whether `c` is in Unicode's general category Cf (Format), Unicode 15.1: a character that
-/// is not drawn as itself but changes how the text around it is shown, such as the zero-width
-/// space U+200B, the bidirectional overrides and isolates U+202A-U+202E and U+2066-U+2069
-/// (U+202E shows the rest of a line reversed), the soft hyphen U+00AD and the byte order mark
-/// U+FEFF. The library refuses them in names; a program that prints text it was given (the
-/// CLI's ids, a scenario's name) can escape or refuse them with this same test.
-///
-/// # Example
-/// ```
-/// use promotion_gates::is_format_char;
-///
-/// assert!(is_format_char('\u{202E}'));
-/// assert!(is_format_char('\u{200B}'));
-/// assert!(!is_format_char('é'));
-/// // Control characters are category Cc, not Cf: test them with char::is_control.
-/// assert!(!is_format_char('\n'));
-/// ```
-pub fn is_format_char(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}'
-            | '\u{0600}'..='\u{0605}'
-            | '\u{061C}'
-            | '\u{06DD}'
-            | '\u{070F}'
-            | '\u{0890}'..='\u{0891}'
-            | '\u{08E2}'
-            | '\u{180E}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206F}'
-            | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}'
-            | '\u{110BD}'
-            | '\u{110CD}'
-            | '\u{13430}'..='\u{1343F}'
-            | '\u{1BCA0}'..='\u{1BCA3}'
-            | '\u{1D173}'..='\u{1D17A}'
-            | '\u{E0001}'
-            | '\u{E0020}'..='\u{E007F}'
-    )
-}
-
-/// Checks a feature flag name: 1 to 128 bytes, no whitespace, control or format characters.
+/// Checks a feature flag name: 1 to 128 bytes, no whitespace, control, format or invisible
+/// characters ([`is_format_char`], Unicode's default-ignorable code points, U+2800).
 ///
 /// # Errors
 /// [`FlagError::InvalidName`] saying what is wrong.
@@ -694,6 +645,59 @@ mod tests {
     }
 
     #[test]
+    fn a_name_or_id_with_a_character_drawn_as_nothing_is_refused() {
+        for c in [
+            '\u{034F}',
+            '\u{FE00}',
+            '\u{FE0F}',
+            '\u{E0100}',
+            '\u{E01EF}',
+            '\u{3164}',
+            '\u{115F}',
+            '\u{1160}',
+            '\u{FFA0}',
+            '\u{180B}',
+            '\u{180F}',
+            '\u{17B4}',
+            '\u{17B5}',
+            '\u{2800}',
+        ] {
+            let name = format!("beta{c}");
+            let shown = quoted(&name);
+            for (doc, field, why) in [
+                (
+                    serde_json::json!({ "gate": name }),
+                    "gate",
+                    "whitespace, control, format or invisible characters",
+                ),
+                (
+                    serde_json::json!({ "feature_flags": ["beta", name] }),
+                    "feature_flags[1]",
+                    "whitespace, control, format or invisible characters",
+                ),
+                (
+                    serde_json::json!({ "overrides": { "canary_ids": [name] } }),
+                    "overrides.canary_ids[0]",
+                    "control, format or invisible characters",
+                ),
+            ] {
+                let err = PromotionConfig::from_json(&doc.to_string())
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.starts_with(&format!("invalid {field} = {shown}: ")) && err.contains(why),
+                    "{c:?}: {err}"
+                );
+            }
+            let err = validate_flag_name(&name).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{name:?}")) && err.contains("invisible"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn a_name_with_a_character_its_reader_cannot_see_is_refused() {
         for name in [
             "admin\u{200B}",
@@ -704,7 +708,7 @@ mod tests {
         ] {
             let err = validate_flag_name(name).unwrap_err().to_string();
             assert!(
-                err.contains("whitespace, control or format characters"),
+                err.contains("whitespace, control, format or invisible characters"),
                 "{err}"
             );
             // The message shows the character escaped, never as itself.

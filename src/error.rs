@@ -153,7 +153,7 @@ pub enum PromotionError {
 #[derive(Debug, Clone, PartialEq, ThisError)]
 #[non_exhaustive]
 pub enum FlagError {
-    /// The flag name is empty, too long, or holds whitespace, control or format characters.
+    /// The flag name is empty, too long, or holds whitespace, control, format or invisible characters.
     #[error("invalid feature flag name {}: {why}", quoted_part(name, *len))]
     InvalidName {
         /// The refused name, or as much of it as the message shows: a name longer than

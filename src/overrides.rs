@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::bucket::{Bucket, SaltedHasher};
-use crate::config::is_format_char;
+use crate::config::{is_format_char, is_invisible};
 use crate::decision::Cohort;
 use crate::error::{ConfigError, quoted};
 use crate::limits::{MAX_NAME_BYTES, MAX_OVERRIDE_IDS};
@@ -71,7 +71,8 @@ impl Overrides {
     /// [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) bytes of an HTTP token (RFC 9110 `tchar`:
     /// ASCII letters, digits and ``!#$%&'*+-.^_`|~``, as RFC 6265's cookie names), and the
     /// header is not `Cookie` nor `Set-Cookie`; each id is 1 to `MAX_NAME_BYTES` bytes without
-    /// control or format characters nor whitespace at either end; at most
+    /// control, format or invisible characters (Unicode's default-ignorable code points, U+2800)
+    /// nor whitespace at either end; at most
     /// [`MAX_OVERRIDE_IDS`](crate::MAX_OVERRIDE_IDS) ids in both lists together; no id in both
     /// lists (or twice in one).
     ///
@@ -140,14 +141,17 @@ impl Overrides {
     }
 }
 
-/// What is wrong with a listed request id, if anything: its length, a control or format
-/// character (which a host's id never matches as it reads: `tester\u{200B}` looks like
-/// `tester`), or whitespace at either end (a copy-and-paste slip; whitespace inside is kept).
+/// What is wrong with a listed request id, if anything: its length, a control, format or
+/// invisible character (which a host's id never matches as it reads: `tester\u{200B}` and
+/// `tester\u{FE0F}` look like `tester`), or whitespace at either end (a copy-and-paste slip; whitespace inside is kept).
 fn id_problem(id: &str) -> Option<&'static str> {
     if id.is_empty() || id.len() > MAX_NAME_BYTES {
         Some("a request id of 1 to 128 bytes (MAX_NAME_BYTES)")
-    } else if id.chars().any(|c| c.is_control() || is_format_char(c)) {
-        Some("a request id must not hold control or format characters")
+    } else if id
+        .chars()
+        .any(|c| c.is_control() || is_format_char(c) || is_invisible(c))
+    {
+        Some("a request id must not hold control, format or invisible characters")
     } else if id.trim() != id {
         Some("a request id must not start or end with whitespace")
     } else {
@@ -161,7 +165,7 @@ fn id_problem(id: &str) -> Option<&'static str> {
 const COOKIE_HEADERS: [&str; 2] = ["Cookie", "Set-Cookie"];
 
 /// Checks `overrides.header`: a header name a request can carry (an RFC 9110 token, not
-/// `Cookie` nor `Set-Cookie`).
+/// `Cookie` nor `Set-Cookie`, not `Host`).
 fn check_header_name(header: &str) -> Result<(), ConfigError> {
     check_token("overrides.header", header, "a header name (RFC 9110)")?;
     if COOKIE_HEADERS
@@ -173,6 +177,18 @@ fn check_header_name(header: &str) -> Result<(), ConfigError> {
             quoted(header),
             "a header that carries the forcing value alone: the Cookie header holds every \
              cookie and Set-Cookie is a response header (name the cookie with overrides.cookie)",
+        ));
+    }
+    if header.eq_ignore_ascii_case("Host") {
+        // nginx reads the first Host line; Go's net/http reads Request.Host, the request
+        // line's host for an absolute-form request and none when empty: the hosts would read
+        // two values.
+        return Err(ConfigError::new(
+            "overrides.header",
+            quoted(header),
+            "a header that carries the forcing value alone: Host holds the request's \
+             authority, which each host reads its own way (the request line's host or the \
+             Host line), and an HTTP/2 request has no Host line",
         ));
     }
     Ok(())
@@ -671,6 +687,8 @@ mod tests {
                 "Set-Cookie",
                 "response",
             ),
+            (header("Host"), "overrides.header", "Host", "authority"),
+            (header("hOST"), "overrides.header", "hOST", "HTTP/2"),
             (cookie("a=b"), "overrides.cookie", "a=b", "not '='"),
             (cookie("a;b"), "overrides.cookie", "a;b", "not ';'"),
             (cookie("a,b"), "overrides.cookie", "a,b", "not ','"),
@@ -698,16 +716,17 @@ mod tests {
         // A cookie may be named Cookie; a header may be named like a cookie header's prefix.
         cookie("Cookie").validate().unwrap();
         header("Cookie-Version").validate().unwrap();
+        header("X-Forwarded-Host").validate().unwrap();
     }
 
     #[test]
-    fn listed_ids_hold_no_control_or_format_character_nor_whitespace_at_an_end() {
+    fn listed_ids_hold_no_control_format_or_invisible_character_nor_whitespace_at_an_end() {
         for (id, why) in [
-            ("tester\u{200B}", "control or format"),
-            ("\u{202E}tester", "control or format"),
-            ("tes\u{0}ter", "control or format"),
-            ("tester\n", "control or format"),
-            ("tester\u{7f}", "control or format"),
+            ("tester\u{200B}", "control, format or invisible"),
+            ("\u{202E}tester", "control, format or invisible"),
+            ("tes\u{0}ter", "control, format or invisible"),
+            ("tester\n", "control, format or invisible"),
+            ("tester\u{7f}", "control, format or invisible"),
             (" tester", "whitespace"),
             ("tester ", "whitespace"),
             ("tester\u{3000}", "whitespace"),

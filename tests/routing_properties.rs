@@ -13,7 +13,7 @@ use common::{canary, canary_gate, gate};
 /// Ids per split measurement: `user-0` .. `user-199999`.
 const SAMPLE: usize = 200_000;
 
-/// Salts a config accepts: 1 to 128 bytes, no whitespace, control or format characters.
+/// Salts a config accepts: 1 to 128 bytes, no whitespace, control, format or invisible characters.
 fn salt() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9_./:é☕-]{1,40}"
 }

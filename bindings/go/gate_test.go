@@ -391,7 +391,7 @@ func TestFlagAndRollbackErrors(t *testing.T) {
 	}
 	wantErr(t, g.DisableFeature("never_on"), ErrFlagNotEnabled)
 	// A name no flag can have is named in the error, a long one shortened as the library does.
-	why := ": not a flag name (1 to 128 bytes of UTF-8, no whitespace, control or format characters)"
+	why := ": not a flag name (1 to 128 bytes of UTF-8, no whitespace, control, format or invisible characters)"
 	long := strings.Repeat("n", 159) + "é" + strings.Repeat("n", 40) // é spans bytes 160-161
 	for name, want := range map[string]string{
 		"bad\xff": `invalid name = "bad\xff"` + why,

@@ -59,7 +59,7 @@ func (g *Gate) Rollback(reason string) error {
 }
 
 // EnableFeature turns a release flag on (idempotent). ErrInvalidFlag for a name that is
-// empty, longer than 128 bytes, or holds whitespace, control or format characters. In Canary
+// empty, longer than 128 bytes, or holds whitespace, control, format or invisible characters. In Canary
 // and Staging a flag newly on starts a new stage, and the current one is judged first;
 // ErrSLONotMet when a rule fired in it, or the judge called for its rollback while the write
 // was being made (the rollback is made instead).
@@ -95,7 +95,7 @@ func (g *Gate) textCall(op, text string, call func(*C.pgate_gate, *C.uint8_t, C.
 // graduated one). Which flags one request sees is in its Decision (Features, HasFeature).
 //
 // Errors: ErrInvalidArgument naming the value for a name no flag can have (empty, over 128
-// bytes, not UTF-8, with whitespace, control or format characters), ErrClosed.
+// bytes, not UTF-8, with whitespace, control, format or invisible characters), ErrClosed.
 func (g *Gate) IsFeatureEnabled(name string) (bool, error) {
 	p, held := g.acquire()
 	if p == nil {
@@ -193,4 +193,4 @@ func parseHistory(doc string) ([]RollbackEvent, error) {
 }
 
 // notAFlagName is why IsFeatureEnabled refuses a name, as every binding words it.
-const notAFlagName = "not a flag name (1 to 128 bytes of UTF-8, no whitespace, control or format characters)"
+const notAFlagName = "not a flag name (1 to 128 bytes of UTF-8, no whitespace, control, format or invisible characters)"

@@ -1025,7 +1025,7 @@ function Gate:disable_feature(name)
 end
 
 --- Whether a flag is on for the gate (as a release flag or a graduated one). A name no flag
---- can have (empty, over 128 bytes, not UTF-8, with whitespace, control or format characters): nil,
+--- can have (empty, over 128 bytes, not UTF-8, with whitespace, control, format or invisible characters): nil,
 --- "PGATE_STATUS_INVALID_ARGUMENT: invalid name = \"a b\": not a flag name (...)", 2.
 function Gate:is_feature_enabled(name)
   if type(self) ~= "table" or self.handle == nil then
@@ -1036,7 +1036,7 @@ function Gate:is_feature_enabled(name)
   local status = C.pgate_is_feature_enabled(self.handle, name, #name, self.bool_buf)
   if status == M.INVALID_ARGUMENT then -- the library's call writes no message
     return invalid("invalid name = " .. quoted(name) .. ": not a flag name (1 to 128 bytes of "
-                     .. "UTF-8, no whitespace, control or format characters)")
+                     .. "UTF-8, no whitespace, control, format or invisible characters)")
   elseif status ~= M.OK then
     return failure(status)
   end

@@ -406,7 +406,7 @@ local function test_arguments()
     { "invalid name = nil: not a string", function() return gate:is_feature_enabled() end },
     -- a name no flag can have, named as the library names values (a long one shortened)
     { 'invalid name = "a b": not a flag name (1 to 128 bytes of UTF-8, no whitespace, '
-        .. "control or format characters)", function() return gate:is_feature_enabled("a b") end },
+        .. "control, format or invisible characters)", function() return gate:is_feature_enabled("a b") end },
     { 'invalid name = "": not a flag name', function() return gate:is_feature_enabled("") end },
     { 'invalid name = "tab\\there\\u{1}": not a flag name',
       function() return gate:is_feature_enabled("tab\there\1") end },

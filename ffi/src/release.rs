@@ -206,7 +206,7 @@ pub unsafe extern "C" fn pgate_disable_feature(
 }
 
 /// Writes whether a flag is on for the gate to `*enabled`. A name no flag can have (empty,
-/// over 128 bytes, with whitespace, control or format characters, or not UTF-8) is
+/// over 128 bytes, with whitespace, control, format or invisible characters, or not UTF-8) is
 /// `PGATE_STATUS_INVALID_ARGUMENT`, as `pgate_enable_feature` refuses it, and nothing is
 /// written.
 ///

@@ -91,7 +91,7 @@ fuzz_target!(|input: Input| {
     if !input.salt.is_empty() {
         config["salt"] = serde_json::Value::from(input.salt.as_str());
     }
-    // A salt with whitespace, control or format characters is refused as a config (the pure formula
+    // A salt with whitespace, control, format or invisible characters is refused as a config (the pure formula
     // still applies to it).
     let gate = match Gate::new(config.to_string().as_bytes(), b"") {
         Ok(gate) => Some(gate),

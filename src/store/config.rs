@@ -309,7 +309,7 @@ impl EtcdStoreConfig {
                 "store.etcd.prefix",
                 quoted(prefix),
                 format!(
-                    "a key prefix starting with / and not ending with /, without whitespace, control or format characters, at most {MAX_STORE_ADDRESS_BYTES} bytes, e.g. \"/promotion-gates/checkout\""
+                    "a key prefix starting with / and not ending with /, without whitespace, control, format or invisible characters, at most {MAX_STORE_ADDRESS_BYTES} bytes, e.g. \"/promotion-gates/checkout\""
                 ),
             ));
         }

@@ -1022,7 +1022,7 @@ class Gate {
   }
 
   /// Turns a release flag on (idempotent). Throws Error PGATE_STATUS_INVALID_FLAG for an
-  /// invalid name (empty, over 128 bytes, whitespace, control or format characters).
+  /// invalid name (empty, over 128 bytes, whitespace, control, format or invisible characters).
   void enable_feature(std::string_view name) const {
     const pgate_gate* gate = live("enable_feature");
     detail::check_with_error("pgate_enable_feature", [&](pgate_error** err) {
@@ -1053,7 +1053,7 @@ class Gate {
 
   /// Whether a flag is on for the gate (as a release flag or a graduated one). Throws Error
   /// PGATE_STATUS_INVALID_ARGUMENT naming the value for a name no flag can have (empty, over
-  /// 128 bytes, not UTF-8, with whitespace, control or format characters): `invalid name = "a b": not
+  /// 128 bytes, not UTF-8, with whitespace, control, format or invisible characters): `invalid name = "a b": not
   /// a flag name (...)`.
   [[nodiscard]] bool is_feature_enabled(std::string_view name) const {
     bool enabled = false;
@@ -1062,7 +1062,7 @@ class Gate {
     if (status == PGATE_STATUS_INVALID_ARGUMENT) {  // the library's call writes no message
       throw Error(status, "invalid name = " + detail::quoted(name) +
                               ": not a flag name (1 to 128 bytes of UTF-8, no whitespace, "
-                              "control or format characters)");
+                              "control, format or invisible characters)");
     }
     detail::check(status, "pgate_is_feature_enabled");
     return enabled;

@@ -216,7 +216,7 @@ TEST(Errors, FlagsAndRollback) {
 TEST(Features, ANameNoFlagCanHaveIsNamedInTheError) {
   const Gate gate = Gate::create("");
   const std::string why =
-      ": not a flag name (1 to 128 bytes of UTF-8, no whitespace, control or format characters)";
+      ": not a flag name (1 to 128 bytes of UTF-8, no whitespace, control, format or invisible characters)";
   const std::string long_name =
       std::string(159, 'n') + "\xC3\xA9" + std::string(40, 'n');  // é spans bytes 160-161
   for (const auto& [name, shown] : std::vector<std::pair<std::string, std::string>>{
@@ -241,7 +241,7 @@ TEST(Features, ANameNoFlagCanHaveIsNamedInTheError) {
 TEST(Features, ANameIsShownAsTheLibraryShowsIt) {
   const Gate gate = Gate::create("");
   const std::string why =
-      ": not a flag name (1 to 128 bytes of UTF-8, no whitespace, control or format characters)";
+      ": not a flag name (1 to 128 bytes of UTF-8, no whitespace, control, format or invisible characters)";
   for (const std::string& name : std::vector<std::string>{
            "a\x1b" "b",                // ESC
            "a\x01",                    // a control character below \t

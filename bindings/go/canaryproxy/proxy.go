@@ -241,18 +241,19 @@ type Proxy struct {
 }
 
 // forcing is where a forcing value is read: a canonical header key and a cookie name, ""
-// for none, and host when the header is Host (then header is ""). Never changed once
-// published: a rename publishes another.
+// for none. Never changed once published: a rename publishes another.
 type forcing struct {
 	header, cookie string
-	host           bool
 }
 
-// newForcing canonicalizes the header name, and tells Host, which net/http moves from the
-// request's Header to Request.Host.
+// newForcing canonicalizes the header name. The library refuses Host as the override header
+// (docs/overrides.md: each host reads the request's authority its own way), so the header is
+// always one a request's Header holds.
 func newForcing(header, cookie string) *forcing {
-	header, host := headerKey(header)
-	return &forcing{header, cookie, host}
+	if header != "" {
+		header = textproto.CanonicalMIMEHeaderKey(header)
+	}
+	return &forcing{header, cookie}
 }
 
 // headerKey is a header name's canonical key, where a request's Header holds it, or "" and
@@ -500,7 +501,7 @@ func (p *Proxy) Key(r *http.Request) string {
 // request), as ServeHTTP takes it.
 func (p *Proxy) Route(r *http.Request) (promotiongates.Decision, error) {
 	f := p.forcing.Load()
-	if f.header == "" && f.cookie == "" && !f.host ||
+	if f.header == "" && f.cookie == "" ||
 		p.trustForcing != nil && !p.trustForcing(r) {
 		return p.gate.RouteString(p.Key(r))
 	}
@@ -510,8 +511,8 @@ func (p *Proxy) Route(r *http.Request) (promotiongates.Decision, error) {
 
 // ForcingValue returns the request's forcing value: the override header's, else the
 // override cookie's, as the gate's config names them in its "overrides" section
-// (Gate.OverrideNames); present is false when it carries neither. A header named Host is read
-// from Request.Host, where net/http moves it (present when not empty). The config is the one
+// (Gate.OverrideNames); present is false when it carries neither (the library refuses Host as
+// the header, which net/http moves out of Header, docs/overrides.md). The config is the one
 // place the names are set (it also turns forcing values on: a gate whose config names no
 // header or cookie ignores them), and the Proxy follows it when it renames them: a goroutine
 // looks at the gate's change counter every 50 ms (one atomic load in the library) and, when it
@@ -528,8 +529,6 @@ func (f *forcing) value(r *http.Request) (value string, present bool) {
 		if v := r.Header[f.header]; len(v) > 0 {
 			return v[0], true
 		}
-	} else if f.host && r.Host != "" {
-		return r.Host, true
 	}
 	if f.cookie != "" {
 		return cookieValue(r.Header["Cookie"], f.cookie)

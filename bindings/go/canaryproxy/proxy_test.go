@@ -133,11 +133,14 @@ func TestKeyOptions(t *testing.T) {
 }
 
 // TestTheHostHeaderIsReadFromRequestHost: net/http moves a request's Host header (HTTP/2's
-// :authority too) out of Header into Request.Host, so a KeyHeader or an override header named
-// Host (in any case) is read there: a build reading Header alone keyed every request by the
-// client's address and never saw a forcing value.
+// :authority too) out of Header into Request.Host, so a KeyHeader named Host (in any case) is
+// read there: a build reading Header alone keyed every request by the client's address. The
+// library refuses Host as the override header (each host reads the authority its own way).
 func TestTheHostHeaderIsReadFromRequestHost(t *testing.T) {
-	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "overrides": {"header": "host"}}`)
+	if _, err := promotiongates.New(`{"overrides": {"header": "host"}}`, ""); err == nil || !strings.Contains(err.Error(), `invalid overrides.header = "host"`) {
+		t.Fatalf("an override header named host: %v", err)
+	}
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "overrides": {"header": "X-Canary"}}`)
 	p := newProxy(t, Options{KeyHeader: "HOST"}, g, "http://127.0.0.1:1", "http://127.0.0.1:2")
 	type read struct {
 		key, forcing string
@@ -161,18 +164,15 @@ func TestTheHostHeaderIsReadFromRequestHost(t *testing.T) {
 				t.Fatal(err)
 			}
 			res.Body.Close()
-			if r := <-got; r != (read{host, host, true}) || res.ProtoMajor != map[bool]int{false: 1, true: 2}[h2] {
+			if r := <-got; r != (read{host, "", false}) || res.ProtoMajor != map[bool]int{false: 1, true: 2}[h2] {
 				t.Errorf("Host %q over HTTP/%d: key %q, forcing value %q (present %v)", host, res.ProtoMajor, r.key, r.forcing, r.present)
 			}
 		}
 	}
 	r := httptest.NewRequest(http.MethodGet, "http://front/", nil)
 	r.Host = ""
-	if key, forcing := p.Key(r), p.forcing.Load(); key != "192.0.2.1" || !forcing.host {
-		t.Errorf("without a Host: key %q, want the fallback; forcing %+v", key, forcing)
-	}
-	if _, present := p.ForcingValue(r); present {
-		t.Error("without a Host: a forcing value present")
+	if key := p.Key(r); key != "192.0.2.1" {
+		t.Errorf("without a Host: key %q, want the fallback", key)
 	}
 	d, err := p.Route(r)
 	if want, _ := g.RouteString("192.0.2.1"); err != nil || d != want {

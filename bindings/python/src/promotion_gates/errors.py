@@ -138,7 +138,7 @@ class FlagError(PromotionGatesError):
 
 
 class InvalidFlagError(FlagError, ValueError):
-    """A feature flag name is invalid (empty, too long, whitespace, control or format characters)."""
+    """A feature flag name is invalid (empty, too long, whitespace, control, format or invisible characters)."""
 
 
 class FlagNotEnabledError(FlagError):

@@ -927,7 +927,7 @@ class Gate:
 
         Raises:
             InvalidArgumentError: the name is not a str, or no flag can have it (empty, over
-                128 bytes, with whitespace, control or format characters).
+                128 bytes, with whitespace, control, format or invisible characters).
         """
         raw = utf8("name", name)
         on = c_bool()
@@ -936,7 +936,7 @@ class Gate:
         )
         if status == _ffi.Status.INVALID_ARGUMENT:  # the library's call writes no message
             raise refused(
-                "name", name, "not a flag name (1 to 128 bytes, no whitespace, control or format characters)"
+                "name", name, "not a flag name (1 to 128 bytes, no whitespace, control, format or invisible characters)"
             )
         _check(status)
         return on.value
