@@ -435,6 +435,13 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
         )
         .into());
     }
+    // JSON has no byte order mark (RFC 8259 section 8.1), and serde's refusal of one ("expected
+    // value at line 1 column 1") names nothing a reader can see: an editor writes it unseen.
+    if json.starts_with('\u{FEFF}') {
+        return Err(crate::Error::Json(
+            "starts with a UTF-8 byte order mark (EF BB BF): save it without one".into(),
+        ));
+    }
     // JSON's whitespace; what follows is the first byte of the document's one value.
     let first = json
         .trim_start_matches([' ', '\t', '\n', '\r'])
@@ -642,6 +649,25 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_document_starting_with_a_byte_order_mark_is_refused_naming_it() {
+        // serde refused it as "expected value at line 1 column 1", naming nothing.
+        let refusal = "invalid JSON config: starts with a UTF-8 byte order mark (EF BB BF): \
+                       save it without one";
+        let bom = "\u{FEFF}{\"gate\": \"a\"}";
+        for err in [
+            PromotionConfig::from_json(bom).unwrap_err(),
+            PromotionConfig::parse_json(bom).unwrap_err(),
+            crate::SloConfig::from_json("\u{FEFF}{}").unwrap_err(),
+            check_json_document("\u{FEFF}[1]", "config").unwrap_err(),
+        ] {
+            assert_eq!(err.to_string(), refusal);
+        }
+        // Whitespace then one is a syntax error at its place, as before.
+        let err = PromotionConfig::from_json(" \u{FEFF}{}").unwrap_err();
+        assert!(err.to_string().contains("line 1 column 2"), "{err}");
     }
 
     #[test]

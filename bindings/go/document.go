@@ -65,11 +65,18 @@ func within(at, key string) string {
 	return at + "." + key
 }
 
+// byteOrderMark is UTF-8's byte order mark, which JSON has none of (RFC 8259): the library
+// refuses a document starting with one in these words, naming it, not as a syntax error.
+var byteOrderMark = []byte("\xEF\xBB\xBF")
+
 // readJSON runs read on data (JSON whitespace trimmed) once data is valid JSON, and returns
 // what either refuses as an *Error of StatusInvalidJSON: prefix (the library's, "invalid JSON
 // config"), then the refusal shortened as the library shortens it (see shortenedRefusal), or
 // encoding/json's account of the syntax error.
 func readJSON(data []byte, prefix string, read func([]byte) error) error {
+	if bytes.HasPrefix(data, byteOrderMark) {
+		return &Error{Status: StatusInvalidJSON, Message: prefix + ": starts with a UTF-8 byte order mark (EF BB BF): save it without one"}
+	}
 	data = bytes.Trim(data, " \t\r\n")
 	if !json.Valid(data) {
 		var syntax any

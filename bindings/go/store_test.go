@@ -223,6 +223,28 @@ func TestDocumentReadsRefuseWhatNewRefuses(t *testing.T) {
 	}
 }
 
+// TestADocumentWithAByteOrderMarkIsRefusedInTheLibrarysWords: Config and SLO read past no
+// UTF-8 byte order mark, as the library reads past none, and say so in its words (they said
+// encoding/json's "invalid character 'ï' looking for beginning of value").
+func TestADocumentWithAByteOrderMarkIsRefusedInTheLibrarysWords(t *testing.T) {
+	const bom = "\xEF\xBB\xBF"
+	_, err := New(bom+`{"gate": "a"}`, "")
+	library := wantErr(t, err, ErrInvalidJSON)
+	if library.Message != "invalid JSON config: starts with a UTF-8 byte order mark (EF BB BF): save it without one" {
+		t.Fatalf("library: %q", library.Message)
+	}
+	var cfg Config
+	if pe := wantErr(t, cfg.UnmarshalJSON([]byte(bom+`{"gate": "a"}`)), ErrInvalidJSON); pe.Message != library.Message {
+		t.Errorf("Config: %q, library: %q", pe.Message, library.Message)
+	}
+	_, err = New("", bom+`{}`)
+	library = wantErr(t, err, ErrInvalidJSON)
+	var slo SLO
+	if pe := wantErr(t, slo.UnmarshalJSON([]byte(bom+`{}`)), ErrInvalidJSON); pe.Message != library.Message {
+		t.Errorf("SLO: %q, library: %q", pe.Message, library.Message)
+	}
+}
+
 // must drops a value, keeping the error.
 func must[T any](_ T, err error) error { return err }
 

@@ -130,13 +130,28 @@ fn too_long(path: &Path, size: &str) -> CliError {
 /// is reported under its field path (`slo.max_error_rate`, `stages[0].environment`), as the
 /// library's own `from_json` does, with the line and column.
 pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
-    // A byte order mark, as some editors write first: TOML allows it, JSON does not, and it
-    // tells nothing in UTF-8. Read past it in both.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let refuse = |message: String| CliError::Parse {
         path: path.to_path_buf(),
         message,
     };
+    let json_refusal = |e: promotion_gates::Error| {
+        refuse(match e {
+            promotion_gates::Error::Json(message) => {
+                format!("invalid JSON: {}", one_line_message(&message))
+            }
+            e => one_line_message(&e.to_string()),
+        })
+    };
+    // A byte order mark, as some editors write first. JSON has none (RFC 8259): the library
+    // refuses it, naming it, and so does this reader, or `validate` would pass a document no
+    // host reads. The TOML reader reads past one (the toml crate, TOML 1.1); it is dropped
+    // here so that line 1's columns are counted as an editor shows them.
+    let unmarked = text.strip_prefix('\u{feff}');
+    let format = Format::of(path, unmarked.unwrap_or(text));
+    if unmarked.is_some() && matches!(format, Format::Json) {
+        check_json_document(text, T::KIND).map_err(json_refusal)?;
+    }
+    let text = unmarked.unwrap_or(text);
     if text.trim().is_empty() {
         return Err(refuse(
             "the document is empty (nothing but whitespace): write the fields to set \
@@ -147,19 +162,12 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
     if text.len() > MAX_DOCUMENT_BYTES {
         return Err(too_long(path, &text.len().to_string()));
     }
-    match Format::of(path, text) {
+    match format {
         Format::Json => {
             // The library's check (one JSON object: serde would read an array as the fields in
             // order). A syntax error is left to the reader below, which names line and column.
             if serde_json::from_str::<IgnoredAny>(text).is_ok() {
-                check_json_document(text, T::KIND).map_err(|e| {
-                    refuse(match e {
-                        promotion_gates::Error::Json(message) => {
-                            format!("invalid JSON: {}", one_line_message(&message))
-                        }
-                        e => one_line_message(&e.to_string()),
-                    })
-                })?;
+                check_json_document(text, T::KIND).map_err(json_refusal)?;
             }
             let mut json = serde_json::Deserializer::from_str(text);
             let value =
@@ -188,6 +196,11 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
                 };
                 // toml's Display draws the line with a caret; one line is enough here.
                 let mut message = one_line_message(e.message().trim());
+                if let Some(datetime) =
+                    datetime_message(&message, e.span().and_then(|s| text.get(s)))
+                {
+                    message = datetime;
+                }
                 // toml names no key in this message, but its span is the second key's place:
                 // the key as written there (unless it is too long to show).
                 if let Some(key) = e
@@ -219,6 +232,33 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
                 .map_err(|e| toml_error(Some(e.path()), e.inner()))
         }
     }
+}
+
+/// The key under which the toml crate hands a TOML datetime to a reader that takes any type
+/// (as a map of this one key to its text), which toml's messages then name.
+const TOML_DATETIME_KEY: &str = "$__toml_private_datetime";
+
+/// toml's `message` for a TOML datetime read where a number, a text or an environment is
+/// expected, told as what the document holds: toml hands a datetime over as a map of its
+/// private key, so its message was `unknown variant `$__toml_private_datetime`` or `invalid
+/// type: map, expected f64`. Now `invalid type: TOML datetime `1979-05-27`, expected f64`, the
+/// datetime as `written` at the error's place (else without it); `None` for another message.
+fn datetime_message(message: &str, written: Option<&str>) -> Option<String> {
+    let datetime = written
+        .map(str::trim)
+        .filter(|written| written.parse::<toml::value::Datetime>().is_ok());
+    let told_as_a_map = datetime.is_some() && message.starts_with("invalid type: map");
+    if !(message.contains(TOML_DATETIME_KEY) || told_as_a_map) {
+        return None;
+    }
+    let expected = message.find(", expected ").map_or("", |at| &message[at..]);
+    Some(match datetime {
+        Some(datetime) => format!(
+            "invalid type: TOML datetime `{}`{expected}",
+            shown_text(datetime)
+        ),
+        None => format!("invalid type: TOML datetime{expected}"),
+    })
 }
 
 /// `FIELD: ` for an error inside a field (named by the library's [`field_path`], shown as
@@ -899,18 +939,40 @@ mod tests {
     }
 
     #[test]
-    fn a_byte_order_mark_is_read_past_in_both_formats() {
-        // A JSON file starting with one was refused as `expected value`; TOML took it.
-        for (name, text) in [
-            ("c.json", "\u{feff}{\"gate\": \"a\"}"),
-            ("c", "\u{feff}{\"gate\": \"a\"}"),
-            ("c.toml", "\u{feff}gate = \"a\"\n"),
-        ] {
-            let config = parse::<PromotionConfig>(Path::new(name), text).unwrap();
-            assert_eq!(config.gate, "a", "{name}");
+    fn a_byte_order_mark_is_refused_in_json_as_the_library_refuses_it_and_read_past_in_toml() {
+        // JSON: `validate` passed a file every host refuses, with serde's `expected value at
+        // line 1 column 1`.
+        let library = PromotionConfig::from_json("\u{feff}{\"gate\": \"a\"}")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            library,
+            "invalid JSON config: starts with a UTF-8 byte order mark (EF BB BF): save it \
+             without one"
+        );
+        for name in ["c.json", "c"] {
+            for text in ["\u{feff}{\"gate\": \"a\"}", "\u{feff}{\"gate\": 1}"] {
+                let e = refusal::<PromotionConfig>(name, text);
+                assert_eq!(
+                    e,
+                    format!(
+                        "{name}: invalid JSON: starts with a UTF-8 byte order mark (EF BB BF): \
+                         save it without one"
+                    )
+                );
+            }
         }
-        let e = refusal::<PromotionConfig>("c.json", "\u{feff}{\"gate\": 1}");
-        assert!(e.ends_with("at line 1 column 10"), "{e}");
+        let e = refusal::<SloConfig>("s.json", "\u{feff}{}");
+        assert!(
+            e.ends_with("byte order mark (EF BB BF): save it without one"),
+            "{e}"
+        );
+        // TOML: the toml crate reads past one (TOML 1.1), and line 1's columns are counted
+        // after it.
+        let config = parse::<PromotionConfig>(Path::new("c.toml"), "\u{feff}gate = \"a\"\n");
+        assert_eq!(config.unwrap().gate, "a");
+        let e = refusal::<PromotionConfig>("c.toml", "\u{feff}gate = 1\n");
+        assert!(e.ends_with("at line 1 column 8"), "{e}");
     }
 
     #[test]

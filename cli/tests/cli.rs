@@ -800,6 +800,52 @@ fn validate_checks_slo_and_scenario_files() {
     );
 }
 
+#[test]
+fn validate_refuses_a_json_document_with_a_byte_order_mark_as_the_library_does() {
+    // It said ok for a file every host refuses (with serde's `expected value`).
+    let path = temp_file("bom.json", "\u{feff}{\"gate\": \"a\"}");
+    let (code, message) = failure(&["validate", text(&path)]);
+    assert_eq!(code, 1);
+    assert!(
+        message.starts_with(&format!(
+            "error: {}: invalid JSON: starts with a UTF-8 byte order mark (EF BB BF): save it \
+             without one",
+            text(&path)
+        )),
+        "{message}"
+    );
+    let toml = temp_file("bom.toml", "\u{feff}gate = \"a\"\n");
+    assert!(run(&["validate", text(&toml)]).status.success());
+}
+
+#[test]
+fn a_toml_datetime_where_a_number_or_environment_is_expected_is_named_as_one() {
+    // toml's private key showed: unknown variant `$__toml_private_datetime`; invalid type: map.
+    for (kind, contents, expected) in [
+        (
+            "promotion",
+            "environment = 1979-05-27\n",
+            "invalid TOML: environment: invalid type: TOML datetime `1979-05-27`, expected",
+        ),
+        (
+            "promotion",
+            "slo_threshold = 07:32:00\n",
+            "invalid TOML: slo_threshold: invalid type: TOML datetime `07:32:00`, expected f64",
+        ),
+        (
+            "scenario",
+            "[[stages]]\nenvironment = 1979-05-27T07:32:00Z\nduration_s = 10\n",
+            "stages[0].environment: invalid type: TOML datetime `1979-05-27T07:32:00Z`",
+        ),
+    ] {
+        let message = validate_error(kind, "datetime.toml", contents);
+        assert!(
+            message.contains(expected) && !message.contains("$__toml_private"),
+            "{message}"
+        );
+    }
+}
+
 /// `validate --kind KIND` on a file `name` holding `contents`: exits 1 with one line, returned.
 fn validate_error(kind: &str, name: &str, contents: &str) -> String {
     let path = temp_file(name, contents);
