@@ -39,7 +39,8 @@ struct WriterState {
     /// SLO policies `swap_slo` replaced that an evaluation may still hold, likewise.
     retired_slos: Retired<SloAdmissionController>,
     /// The stage the last write ended, when it was a stage-starting write other than a
-    /// rollback: a rollback called for in it is made over that write (`ended`).
+    /// rollback (this process's, or another's it followed from the store): a rollback called
+    /// for in it is made over that write (`ended`).
     ended: Option<ended::EndedStage>,
 }
 
@@ -437,10 +438,11 @@ impl PromotionGateManager {
 impl Shared {
     /// Rolls back automatically if a rule fired, the config allows it and the judged stage is
     /// still current, or was ended by the gate's last write, a stage-starting one other than a
-    /// rollback (a promotion, a flag turned on, a swap), whose stage the gate still shows:
-    /// the rollback is then made over that write (the record path judged the stage just
-    /// before the write published, and left its verdict after the write's last look; see
-    /// `ended`). Any other stage that already left is not rolled back again: logged as a
+    /// rollback (a promotion, a flag turned on, a swap; this process's, or another's it
+    /// followed from the store), whose stage the gate still shows: the rollback is then made
+    /// over that write (the record path judged the stage just before the write published, and
+    /// left its verdict after the write's last look, or this process judged the fleet's
+    /// evidence of the stage another process's write ended; see `ended`). Any other stage that already left is not rolled back again: logged as a
     /// warning when a write other than its rollback ended it (at debug after its rollback: the
     /// other verdicts of a stage rolled back); Production has nothing to roll back. Neither is
     /// an error here.
@@ -458,7 +460,7 @@ impl Shared {
                     judged_stage = verdict.stage().get(),
                     stage = current.route.stage.get(),
                     environment = %current.config.environment,
-                    "promotion.rollback called for in the stage a write ended as it was published: made over that write"
+                    "promotion.rollback called for in the stage the last write ended (this process's as it was published, or another's followed from the store): made over that write"
                 );
                 if let Err(error) = self.roll_back_over_the_write(writer, verdict, None, false) {
                     tracing::error!(%error, stage = verdict.stage().get(), "promotion.rollback failed: the canary is still routed");

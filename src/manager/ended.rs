@@ -11,6 +11,18 @@
 //! that, by [`Shared::apply_verdict`], while the gate is still in the stage the write started
 //! (the write was told it was made: the rollback takes back the release, and keeps the rest). A stage ended by a rollback (automatic or manual) is not remembered: the other
 //! verdicts of a stage rolled back are dropped, as before.
+//!
+//! With a state store and fleet judging every process judges the fleet's pooled evidence, and
+//! the write that ends a stage may be another process's: process A promotes the canary its
+//! judge found compliant, and process B's judge condemns it on the same evidence a moment
+//! later. A process that follows another's stored write starting the stored stage right
+//! after the one it showed (not a rollback; see `catch_up`'s `apply`) remembers the stage it
+//! ended here too, exactly as for a write of its own, so that its verdict of that stage is made
+//! over the followed write, and written over it in the store as an automatic rollback is. A
+//! verdict made before the process followed the write (its rollback waiting to be written,
+//! decided on the stage the promotion ended) is written over that promotion by the sync
+//! thread (`pending`'s `promoted_in`). Either way the fleet follows the one rollback. A
+//! further stage on top (the next rollout) ends the remembered one: the verdict is dropped.
 
 use super::stored::Durability;
 use super::writes::Rollback;
@@ -22,8 +34,8 @@ use crate::release;
 use crate::snapshot::Snapshot;
 use crate::verdict::Verdict;
 
-/// The stage the gate's last stage-starting write ended, kept under the writer lock until the
-/// next write publishes.
+/// The stage the gate's last stage-starting write ended (its own, or another process's it
+/// followed from the store), kept under the writer lock until the next write publishes.
 #[derive(Debug)]
 pub(super) struct EndedStage {
     /// The stage the write ended: the stage a verdict names.
@@ -37,8 +49,9 @@ pub(super) struct EndedStage {
 }
 
 impl EndedStage {
-    /// The stage of `before` that the write publishing `after` (its stage and generation)
-    /// ends; `None` in Production, where the judge calls for no rollback.
+    /// The stage of `before` that the write publishing `after` (its stage and generation, of
+    /// the snapshot this process published for it) ends; `None` in Production, where the judge
+    /// calls for no rollback.
     pub(super) fn new(before: &Snapshot, (started, generation): (StageId, u64)) -> Option<Self> {
         (before.config.environment != Environment::Production).then(|| Self {
             judged: before.route.stage,

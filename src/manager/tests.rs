@@ -1468,3 +1468,5 @@ fn recorded_while_held(gate: &PromotionGateManager, window: bool) -> bool {
         finished.is_ok()
     })
 }
+
+mod fleet;

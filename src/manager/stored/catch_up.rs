@@ -9,6 +9,7 @@ use crate::changes::ChangeOrigin;
 use crate::decision::StageId;
 use crate::error::Error;
 use crate::history::{RollbackEvent, RolledBack};
+use crate::manager::ended::EndedStage;
 use crate::manager::{Shared, WriterState};
 use crate::snapshot::Snapshot;
 use crate::store::{
@@ -471,6 +472,22 @@ impl Shared {
             .rev()
             .find(|event| event.rolled_back == RolledBack::Release)
             .cloned();
+        // Another process's write that started the stored stage right after the one the gate
+        // showed, other than a rollback (a promotion, a flag turned on, a swap), ends the
+        // gate's stage as a write of its own would: remembered likewise (made before the
+        // records lock is taken, it copies the judged config), so that a verdict of the ended
+        // stage, this process's judgement of the fleet's evidence, is made over it (`ended`).
+        let new_stage = snapshot
+            .as_ref()
+            .filter(|snapshot| snapshot.route.stage != current.route.stage)
+            .map(|snapshot| (snapshot.route.stage, snapshot.route.generation));
+        let directly = !update.whole_history
+            && !update.started_here
+            && rollback.is_none()
+            && update.release.stage == update.from.stage.saturating_add(1);
+        let ended = new_stage
+            .filter(|_| directly)
+            .and_then(|published| EndedStage::new(&current, published));
         // The history, the counts and the snapshot change together for readers.
         let mut records = self.lock_records();
         records.rollbacks.stored(update.counts);
@@ -504,6 +521,11 @@ impl Shared {
                 rollback.as_slice(),
                 now,
             );
+        }
+        if new_stage.is_some() {
+            // A followed write in the same stage keeps what the last stage-starting write
+            // ended, as a local one does.
+            writer.ended = ended;
         }
         drop(records);
         crate::manager::writes::log_dropped(dropped);

@@ -58,8 +58,11 @@ impl Pending {
     /// Production graduated the release's flags), and the rollback is dropped. A store that
     /// went back (a version at or below the one decided on) settles nothing: the rollback is
     /// written on top of it; nor does the very stage decided on in Production (a promotion
-    /// this process stored, which the rollback won over, even with another process's write in
-    /// Production on top of it).
+    /// this process stored, which the rollback won over, or one it followed, see `ended`,
+    /// even with another process's write in Production on top of it), nor the promotion that
+    /// ended the stage decided on directly ([`promoted_in`](Self::promoted_in): another
+    /// process promoted the release this process's judge condemned, on the fleet's same
+    /// evidence): the rollback is written over it, as over this process's own promotion.
     /// `None`: still to be written.
     pub(super) fn settled_by(&self, state: &store::StoredState) -> Option<Settled> {
         let decided_on = self.decided_on;
@@ -84,6 +87,8 @@ impl Pending {
                 "the store holds another rollback of the release since (version {}, {:?})",
                 other.version, other.reason
             )
+        } else if self.promoted_in(release) {
+            return None;
         } else if release.config.environment == Environment::Production
             && release.stage != decided_on.stage
         {
@@ -112,13 +117,15 @@ impl Pending {
     /// by ([`settled_by`](Self::settled_by)): over the state decided on (or a store that went
     /// back to a state in Production), the config rolled back here; over another process's
     /// write in Production on top of the state decided on (the promotion this process stored,
-    /// which the rollback won over; the same stage: a flag edit, a swap of the policy), that
-    /// write rolled back over ([`release::rolled_back_over`]): the flags the promotion
-    /// graduated are taken back, and that write's own edits stay (a flag turned on for the
-    /// next rollout's forced requests, a graduated flag turned off: a kill switch), as a
-    /// rollback changes the release, not the flags another process set since. Over a later
-    /// state in Canary or Staging (a same-release stage, or the same stage), the config rolled
-    /// back here with that state's edits since the state decided on kept
+    /// which the rollback won over, or followed; the same stage: a flag edit, a swap of the
+    /// policy), or over another process's promotion that ended the stage decided on (and a
+    /// write in its stage), that write rolled back over ([`release::rolled_back_over`]): the
+    /// flags the promotion graduated are taken back ([`promoted_flags`](Self::promoted_flags)),
+    /// and that write's own edits stay (a flag turned on for the next rollout's forced
+    /// requests, a graduated flag turned off: a kill switch), as a rollback changes the
+    /// release, not the flags another process set since. Over a later state in Canary or
+    /// Staging (a same-release stage, or the same stage), the config rolled back here with that
+    /// state's edits since the state decided on kept
     /// ([`release::rolled_back_under`]): for a rollback that undoes this process's write (a
     /// swap that started a stage, its undo deferred by another process's write on top of it),
     /// the config before that write, as the undo made at once; a kill switch or a policy field
@@ -141,16 +148,50 @@ impl Pending {
         if stored.version < decided_on {
             return self.config.clone();
         }
-        // What the promotion graduated: the flags graduated in the state decided on that the
-        // rollback made here does not keep.
-        let graduated: Vec<String> = self
-            .decided_config
+        release::rolled_back_over(&stored.config, &self.promoted_flags())
+    }
+
+    /// Whether `stored` is the promotion that ended the stage this rollback was decided on,
+    /// directly: another process promoted the release judged (which its own judge found
+    /// compliant) to Production, and this process's judge, on the fleet's same pooled evidence,
+    /// condemned it. Precisely: decided in Canary or Staging, `stored` in Production at the
+    /// very next stage (every process numbers the stored stages alike; a write on top of the
+    /// promotion that kept its stage, a flag edit, is still that stage), with the same salt and
+    /// no flag graduated but the release's (see [`promoted_flags`](Self::promoted_flags)). A
+    /// later stage on top (the next rollout, promoted or not) is not, nor a store that went
+    /// back: the rollback is dropped, or written on top, as for any other state.
+    fn promoted_in(&self, stored: &store::StoredRelease) -> bool {
+        let decided = &self.decided_config;
+        decided.environment != Environment::Production
+            && stored.config.environment == Environment::Production
+            && stored.version > self.decided_on.version
+            && stored.stage == self.decided_on.stage.saturating_add(1)
+            && decided.salt == stored.config.salt
+            && !release::graduates_a_flag(
+                &release::promoted(
+                    decided,
+                    Environment::Production,
+                    release::PromotionKind::ToProduction,
+                ),
+                &stored.config,
+            )
+    }
+
+    /// The flags the promotion this rollback is written over graduated, which it takes back:
+    /// decided on that promotion (this process's own, which the rollback won over, or one it
+    /// followed, see `ended`), the flags graduated there that the rollback made here does not
+    /// keep; decided on the stage that promotion ended ([`promoted_in`](Self::promoted_in)),
+    /// the release flags judged there.
+    fn promoted_flags(&self) -> Vec<String> {
+        if self.decided_config.environment != Environment::Production {
+            return release::would_graduate(&self.decided_config);
+        }
+        self.decided_config
             .graduated_flags
             .iter()
             .filter(|flag| !self.config.graduated_flags.contains(flag))
             .cloned()
-            .collect();
-        release::rolled_back_over(&stored.config, &graduated)
+            .collect()
     }
 
     /// Whether `stored` is the config decided on with flags turned on, and nothing else
