@@ -1455,18 +1455,25 @@ fn a_store_put_back_to_an_older_state_is_followed_with_stages_numbered_above() {
     .unwrap();
     a.rollback("bad deploy").unwrap();
     let stage = a.stage();
-    // The store is put back to the canary at 10 % of its first state (a restored backup).
-    let restore = rusqlite::Connection::open(&path).unwrap();
-    restore
+    // The store is put back to the canary at 10 % of its first state (a restored backup), in
+    // one transaction: the gate's sync thread, finding the store emptied between two, would
+    // write its own state back first.
+    let mut restore = rusqlite::Connection::open(&path).unwrap();
+    restore.busy_timeout(Duration::from_secs(5)).unwrap();
+    let put_back = restore
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    put_back
         .execute_batch("DELETE FROM history; DELETE FROM release;")
         .unwrap();
-    restore
+    put_back
         .execute(
             "INSERT INTO release (gate, version, stage, environment, config)
              VALUES ('checkout', ?1, ?2, ?3, ?4)",
             rusqlite::params![old_release.0, old_release.1, old_release.2, old_release.3],
         )
         .unwrap();
+    put_back.commit().unwrap();
     eventually("a follows the restored state", || {
         a.environment()
             == Environment::Canary {
