@@ -9,12 +9,14 @@ use crate::error::{ConfigError, FlagError, quoted, shortened_refusal, shown_part
 
 mod environment_wire;
 mod named_fields;
+mod tiny_numbers;
 mod unseen;
 use crate::limits::{
     MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_ROLLBACK_HISTORY, MAX_WINDOW_SECONDS,
     TRAFFIC_PERCENT_RESOLUTION,
 };
 pub use named_fields::NamedFields;
+pub use tiny_numbers::{TINY_NUMBER_REFUSAL, is_tiny_number};
 pub use unseen::is_format_char;
 pub(crate) use unseen::{is_invisible, is_unseen};
 
@@ -355,8 +357,9 @@ impl PromotionConfig {
     ///
     /// # Errors
     /// [`Error::Json`](crate::Error::Json) for malformed JSON, an unknown field, a field given
-    /// twice or a value of the wrong type or out of range (the message names the field, line
-    /// and column), [`Error::Config`](crate::Error::Config) for a value
+    /// twice or a value of the wrong type, out of range or too small for an `f64` (`1e-400`,
+    /// which serde_json alone reads as 0; see [`is_tiny_number`](crate::is_tiny_number)) (the
+    /// message names the field, line and column), [`Error::Config`](crate::Error::Config) for a value
     /// refused by [`validate`](Self::validate) or a document over
     /// [`MAX_DOCUMENT_BYTES`](crate::MAX_DOCUMENT_BYTES) (field `document`).
     ///
@@ -422,7 +425,8 @@ pub fn check_json_document(json: &str, what: &str) -> Result<(), crate::Error> {
 /// The object is read straight into `T` (not through a `serde_json::Value` first), so that
 /// every error met inside a field, a number out of range as much as a wrong type, is reported
 /// under the field's path; a field given twice is refused (`duplicate field`), where a
-/// `Value` kept the last one.
+/// `Value` kept the last one. A number too small for an `f64`, which serde_json reads as 0
+/// (`1e-400`), is refused first ([`is_tiny_number`]), naming its field and the number.
 pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
     json: &str,
     what: &str,
@@ -461,6 +465,10 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
             }
         )));
     }
+    // serde_json reads a number too small for an f64 (`1e-400`) as 0, without an error.
+    if let Some(tiny) = tiny_numbers::first_tiny_number(json.as_bytes()) {
+        return Err(crate::Error::Json(tiny.refusal("")));
+    }
     let mut reader = serde_json::Deserializer::from_str(json);
     // serde_path_to_error names the field of an error ("slo_threshold: invalid type").
     let value = serde_path_to_error::deserialize(NamedFields::new(&mut reader, "a JSON object"))
@@ -473,12 +481,17 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
 /// A stored JSON value (a store's release, history event or rollback counts) read into `T`,
 /// every struct in it from an object with named fields ([`NamedFields`]), as a config is: an
 /// error names the field under `within` (`release.config.slo_threshold`) and shows at most a
-/// short part of what was found (a value edited by hand may be megabytes long).
+/// short part of what was found (a value edited by hand may be megabytes long). A number too
+/// small for an `f64` (`1e-400`) is refused as in a config ([`is_tiny_number`]).
 #[cfg(any(feature = "sqlite", feature = "etcd"))]
 pub(crate) fn stored_json<T: serde::de::DeserializeOwned>(
     value: &[u8],
     within: &str,
 ) -> Result<T, String> {
+    // serde_json reads a number too small for an f64 (`1e-400`) as 0, without an error.
+    if let Some(tiny) = tiny_numbers::first_tiny_number(value) {
+        return Err(tiny.refusal(within));
+    }
     let mut reader = serde_json::Deserializer::from_slice(value);
     let read = serde_path_to_error::deserialize(NamedFields::new(&mut reader, "a JSON object"))
         .map_err(|e| named_json_error(&e, within))?;
@@ -1045,6 +1058,68 @@ mod tests {
         };
         let json = serde_json::to_string(&config).unwrap();
         assert_eq!(PromotionConfig::from_json(&json).unwrap(), config);
+    }
+
+    /// serde_json reads a number too small for an `f64` as 0 without an error: a canary at 0 %,
+    /// no latency tolerance, a zero error limit, and a latency target refused as `= 0`.
+    #[test]
+    fn a_number_too_small_for_a_double_is_refused_naming_the_field_and_the_number() {
+        let zeros = format!("0.{}1", "0".repeat(400));
+        let config = |json: &str| PromotionConfig::from_json(json).map_err(|e| e.to_string());
+        let slo = |json: &str| crate::SloConfig::from_json(json).map_err(|e| e.to_string());
+        // serde_json's column: that of the number's last byte.
+        let refused = |json: &str, field: &str, written: &str| {
+            let column = json.find(written).map_or(0, |at| at + written.len());
+            format!(
+                "invalid JSON config: {field} = {written}: below the smallest positive number \
+                 a double holds (5e-324); it would read as 0 at line 1 column {column}"
+            )
+        };
+        let canary = r#"{"environment": {"canary": {"traffic_percent": 1e-400}}}"#;
+        let field = "environment.canary.traffic_percent";
+        assert_eq!(config(canary), Err(refused(canary, field, "1e-400")));
+        // An integer field said `invalid type: floating point `0.0``, not the number written.
+        let window = r#"{"rollback_window_seconds": -1E-999}"#;
+        let field = "rollback_window_seconds";
+        assert_eq!(config(window), Err(refused(window, field, "-1E-999")));
+        let store = r#"{"store": {"sqlite": {"path": "a.db", "sync_interval_ms": 1e-400}}}"#;
+        let field = "store.sqlite.sync_interval_ms";
+        assert_eq!(config(store), Err(refused(store, field, "1e-400")));
+        for field in [
+            "latency_tolerance_ms",
+            "max_error_rate",
+            "latency_target_ms",
+        ] {
+            let json = format!(r#"{{"{field}": 1e-400}}"#);
+            assert_eq!(slo(&json), Err(refused(&json, field, "1e-400")), "{json}");
+            let long = slo(&format!(r#"{{"{field}": {zeros}}}"#)).unwrap_err();
+            let shown = format!("{field} = {}...(403 bytes): below", &zeros[..160]);
+            assert!(long.contains(&shown), "{long}");
+        }
+        // check_json_document (the CLI's and the C ABI's document reads) refuses it too.
+        let e = check_json_document(canary, "config")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("traffic_percent = 1e-400: below"), "{e}");
+
+        // A zero as written, a subnormal, and the text "1e-400" are read as they are.
+        for zero in ["0e-400", "-0.0", "0", "0.0e5"] {
+            let json = format!(r#"{{"environment": {{"canary": {{"traffic_percent": {zero}}}}}}}"#);
+            assert_eq!(
+                config(&json).map(|c| c.environment),
+                Ok(Environment::Canary {
+                    traffic_percent: 0.0
+                })
+            );
+        }
+        let read = crate::SloConfig::from_json(r#"{"max_error_rate": 1e-300}"#).unwrap();
+        assert_eq!(read.max_error_rate, 1e-300);
+        let read = crate::SloConfig::from_json(r#"{"max_error_rate": 1e-310}"#).unwrap();
+        assert_eq!(read.max_error_rate, 1e-310);
+        assert_eq!(
+            config(r#"{"salt": "1e-400"}"#).unwrap().salt.as_deref(),
+            Some("1e-400")
+        );
     }
 
     #[test]

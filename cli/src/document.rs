@@ -4,7 +4,7 @@
 
 use promotion_gates::{
     MAX_DOCUMENT_BYTES, MAX_SHOWN_VALUE_BYTES, NamedFields, PromotionConfig, SloConfig,
-    check_json_document, field_path,
+    TINY_NUMBER_REFUSAL, check_json_document, field_path, is_tiny_number,
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use std::fs::File;
@@ -227,10 +227,52 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
                      write a longer document as JSON"
                 )));
             }
-            let document = toml::Deserializer::parse(text).map_err(|e| toml_error(None, &e))?;
+            let document = toml::de::DeTable::parse(text).map_err(|e| toml_error(None, &e))?;
+            // A float too small for an f64 (`1e-400`) reads as 0, without an error.
+            if let Some((field, span)) = first_tiny_float(document.get_ref(), "") {
+                let (line, column) = position(text, span.start);
+                return Err(refuse(format!(
+                    "invalid TOML: {}{TINY_NUMBER_REFUSAL} at line {line} column {column}",
+                    number_prefix(&field, text.get(span))
+                )));
+            }
+            let document = toml::Deserializer::from(document);
             serde_path_to_error::deserialize(NamedFields::new(document, "a TOML table"))
                 .map_err(|e| toml_error(Some(e.path()), e.inner()))
         }
+    }
+}
+
+/// The field path (as [`field_path`] writes it) and place of the first float in `table`, under
+/// `within`, that [`is_tiny_number`]: the TOML reader, as serde_json, reads it as 0. toml's
+/// nesting limit (80) bounds the recursion.
+fn first_tiny_float(
+    table: &toml::de::DeTable<'_>,
+    within: &str,
+) -> Option<(String, std::ops::Range<usize>)> {
+    table.iter().find_map(|(key, value)| {
+        let field = match within {
+            "" => key.get_ref().to_string(),
+            _ => format!("{within}.{}", key.get_ref()),
+        };
+        first_tiny_value(value, field)
+    })
+}
+
+/// [`first_tiny_float`] of one `value` at `field`.
+fn first_tiny_value(
+    value: &toml::Spanned<toml::de::DeValue<'_>>,
+    field: String,
+) -> Option<(String, std::ops::Range<usize>)> {
+    use toml::de::DeValue;
+    match value.get_ref() {
+        DeValue::Float(float) if is_tiny_number(float.as_str()) => Some((field, value.span())),
+        DeValue::Table(table) => first_tiny_float(table, &field),
+        DeValue::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| first_tiny_value(item, format!("{field}[{i}]"))),
+        _ => None,
     }
 }
 
@@ -632,6 +674,60 @@ mod tests {
         // The library refuses the same JSON document.
         let over = format!("{{}}{}", " ".repeat(MAX_DOCUMENT_BYTES - 1));
         assert!(PromotionConfig::parse_json(&over).is_err());
+    }
+
+    /// serde_json and the TOML reader read a number too small for an `f64` as 0.
+    #[test]
+    fn a_number_too_small_for_a_double_is_named_by_its_field_and_shown_as_written_in_both_formats()
+    {
+        let words = TINY_NUMBER_REFUSAL;
+        assert_eq!(
+            refusal::<PromotionConfig>(
+                "c.json",
+                r#"{"environment": {"canary": {"traffic_percent": 1e-400}}}"#
+            ),
+            format!(
+                "c.json: invalid JSON: environment.canary.traffic_percent = 1e-400: {words} at \
+                 line 1 column 53"
+            )
+        );
+        assert_eq!(
+            refusal::<PromotionConfig>(
+                "c.toml",
+                "[environment.canary]\ntraffic_percent = 1_0e-4_00\n"
+            ),
+            format!(
+                "c.toml: invalid TOML: environment.canary.traffic_percent = 1_0e-4_00: {words} \
+                 at line 2 column 19"
+            )
+        );
+        let e = refusal::<SloConfig>("slo.toml", "latency_tolerance_ms = 1e-400\n");
+        assert!(
+            e.contains(&format!("latency_tolerance_ms = 1e-400: {words}")),
+            "{e}"
+        );
+        let e = refusal::<Scenario>(
+            "s.toml",
+            "[[stages]]\nduration_s = 60\n[[stages]]\nduration_s = 1e-999\n",
+        );
+        assert!(
+            e.contains(&format!("stages[1].duration_s = 1e-999: {words}")),
+            "{e}"
+        );
+        let e = refusal::<Scenario>("s.json", r#"{"stages": [{"duration_s": 1e-400}]}"#);
+        assert!(
+            e.contains(&format!("stages[0].duration_s = 1e-400: {words}")),
+            "{e}"
+        );
+        // Zero as written, a subnormal and a text are read as they are.
+        let read = parse::<SloConfig>(
+            Path::new("slo.toml"),
+            "max_error_rate = 1e-310\nlatency_tolerance_ms = -0.0e-400\n",
+        )
+        .unwrap();
+        assert_eq!(read.max_error_rate, 1e-310);
+        let read = parse::<PromotionConfig>(Path::new("c.toml"), "salt = \"1e-400\"\n").unwrap();
+        assert_eq!(read.salt.as_deref(), Some("1e-400"));
     }
 
     #[test]

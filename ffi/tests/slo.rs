@@ -192,3 +192,55 @@ fn a_changed_slo_keeps_the_stage_and_the_recorded_counts() {
         assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
     }
 }
+
+/// serde_json reads a number too small for an `f64` as 0: a canary at 0 %, a zero error limit.
+/// Gate creation and an SLO swap refuse it, naming the field and the number, and the gate keeps
+/// its SLO.
+#[test]
+fn a_number_too_small_for_a_double_opens_no_gate_and_swaps_no_slo() {
+    let words = "below the smallest positive number a double holds (5e-324); it would read as 0";
+    let canary = r#"{"environment": {"canary": {"traffic_percent": 1e-400}}}"#;
+    let (status, message) = common::refused_gate(canary);
+    assert_eq!(status, pgate_status::InvalidJson, "{message}");
+    assert_eq!(
+        message,
+        format!(
+            "invalid JSON config: environment.canary.traffic_percent = 1e-400: {words} at line 1 \
+             column 53"
+        )
+    );
+    let gate = new_gate_with_slo(r#"{}"#, Some(r#"{"max_error_rate": 0.05}"#));
+    let slo_json = || {
+        let (mut len, mut buf) = (0, vec![0u8; 4096]);
+        // SAFETY: live gate; the buffer holds the capacity passed; a valid out-pointer.
+        let status = unsafe { pgate_slo_json(gate, buf.as_mut_ptr().cast(), buf.len(), &mut len) };
+        assert_eq!(status, pgate_status::Ok);
+        serde_json::from_slice::<serde_json::Value>(&buf[..len]).unwrap()
+    };
+    let before = slo_json();
+    for (slo, field) in [
+        (r#"{"max_error_rate": 1e-400}"#, "max_error_rate"),
+        (
+            r#"{"latency_tolerance_ms": 1e-400}"#,
+            "latency_tolerance_ms",
+        ),
+        (r#"{"latency_target_ms": 1e-400}"#, "latency_target_ms"),
+    ] {
+        let mut err = null_mut();
+        // SAFETY: live gate; a live document; err is a valid out-pointer.
+        let (status, message) = unsafe {
+            let status = pgate_swap_slo(gate, slo.as_ptr(), slo.len(), &mut err);
+            (status, error_text(err))
+        };
+        assert_eq!(status, pgate_status::InvalidJson, "{message}");
+        assert!(
+            message.starts_with(&format!(
+                "invalid JSON SLO config: {field} = 1e-400: {words}"
+            )),
+            "{message}"
+        );
+        assert_eq!(slo_json(), before);
+    }
+    // SAFETY: live gate, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}

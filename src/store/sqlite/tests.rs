@@ -341,6 +341,15 @@ fn real_processes_share_one_file_without_losing_a_write() {
     assert_every_write_is_there(&open(&path, "checkout"), PROCESSES, WRITES);
 }
 
+/// Asserts that a read of `store` is refused as not ours, with a message holding each of `words`.
+fn refused_as_not_ours(store: &SqliteStore, words: &[&str]) {
+    let err = store.load().unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    for word in words {
+        assert!(err.to_string().contains(word), "{word:?} not in {err}");
+    }
+}
+
 #[test]
 fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming_it() {
     let dir = Scratch::new("history-read");
@@ -360,13 +369,7 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
     let state = store.load().unwrap().unwrap();
     let reasons: Vec<_> = state.history.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, ["r3", "r4"]);
-    let refused = |words: &[&str]| {
-        let err = store.load().unwrap_err();
-        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
-        for word in words {
-            assert!(err.to_string().contains(word), "{word:?} not in {err}");
-        }
-    };
+    let refused = |words: &[&str]| refused_as_not_ours(&store, words);
     hand(
         "UPDATE history SET reason = ?1 WHERE version = 4",
         &"r".repeat(MAX_REASON_BYTES + 1),
@@ -401,6 +404,34 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
     hand("UPDATE history SET version = ?1 WHERE version = 'x'", &4);
     let state = store.load().unwrap().unwrap();
     assert_eq!(state.history.len(), 4);
+}
+
+/// serde_json reads a number too small for an `f64` as 0: a stored config or event edited to
+/// hold one is refused naming the field and the number, not read as a zero.
+#[test]
+fn a_stored_number_too_small_for_a_double_is_refused_naming_it() {
+    let dir = Scratch::new("tiny-number");
+    let store = open(&dir.file("gate.db"), "checkout");
+    commit_on_top(&store, "r1", 100);
+    let hand = |sql: &str| {
+        store.connection().execute(sql, []).unwrap();
+    };
+    let refused = |words: &[&str]| refused_as_not_ours(&store, words);
+    hand(
+        r#"UPDATE release SET config = replace(json_set(config, '$.slo_threshold', 'TINY'),
+               '"TINY"', '1e-400')"#,
+    );
+    refused(&[
+        "release.config",
+        "slo_threshold = 1e-400: below the smallest positive",
+    ]);
+    hand(r#"UPDATE release SET config = replace(config, '1e-400', '0.9')"#);
+    assert!(store.load().is_ok());
+    hand(r#"UPDATE history SET environment = '{"canary": {"traffic_percent": 1e-400}}'"#);
+    refused(&[
+        "history.environment",
+        "canary.traffic_percent = 1e-400: below the smallest positive",
+    ]);
 }
 
 /// A release row put back alone to an older version (a backup of the row, one written by
