@@ -291,7 +291,7 @@ func (e *environmentJSON) readAt(data []byte, at string) error {
 // UnmarshalJSON reads an environment in a document of the library's other than a config (a
 // change's from and to, a rollback event's), as readAt reads it.
 func (e *environmentJSON) UnmarshalJSON(data []byte) error {
-	return readJSON(data, "invalid JSON environment", func(data []byte) error { return e.readAt(data, "") })
+	return readJSON(data, "", "invalid JSON environment", func(data []byte) error { return e.readAt(data, "") })
 }
 
 // canaryJSON is the canary's fields, {"traffic_percent": P}.

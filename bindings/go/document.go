@@ -69,11 +69,12 @@ func within(at, key string) string {
 // refuses a document starting with one in these words, naming it, not as a syntax error.
 var byteOrderMark = []byte("\xEF\xBB\xBF")
 
-// readJSON runs read on data (JSON whitespace trimmed) once data is valid JSON, and returns
-// what either refuses as an *Error of StatusInvalidJSON: prefix (the library's, "invalid JSON
-// config"), then the refusal shortened as the library shortens it (see shortenedRefusal), or
-// encoding/json's account of the syntax error.
-func readJSON(data []byte, prefix string, read func([]byte) error) error {
+// readJSON runs read on data (JSON whitespace trimmed), the value at path at in its document,
+// once data is valid JSON holding no number too small for a float64 (firstTinyNumber), and
+// returns what either refuses as an *Error of StatusInvalidJSON: prefix (the library's,
+// "invalid JSON config"), then the refusal shortened as the library shortens it (see
+// shortenedRefusal), or encoding/json's account of the syntax error.
+func readJSON(data []byte, at, prefix string, read func([]byte) error) error {
 	if bytes.HasPrefix(data, byteOrderMark) {
 		return &Error{Status: StatusInvalidJSON, Message: prefix + ": starts with a UTF-8 byte order mark (EF BB BF): save it without one"}
 	}
@@ -82,6 +83,9 @@ func readJSON(data []byte, prefix string, read func([]byte) error) error {
 		var syntax any
 		err := json.Unmarshal(data, &syntax)
 		return &Error{Status: StatusInvalidJSON, Message: prefix + ": " + err.Error()}
+	}
+	if field, number, found := firstTinyNumber(data, at); found {
+		return &Error{Status: StatusInvalidJSON, Message: prefix + ": " + tinyNumberRefusal(field, number)}
 	}
 	if err := read(data); err != nil {
 		return &Error{Status: StatusInvalidJSON, Message: prefix + ": " + shortenedRefusal(err.Error())}
@@ -93,7 +97,7 @@ func readJSON(data []byte, prefix string, read func([]byte) error) error {
 // w, a pointer to its wire struct, whose fields hold the defaults of those the document leaves
 // out.
 func readDocument(data []byte, prefix, what string, w libraryForm) error {
-	return readJSON(data, prefix, func(data []byte) error {
+	return readJSON(data, "", prefix, func(data []byte) error {
 		if data[0] != '{' {
 			return refuse("", "a %s must be a JSON object with named fields, not %s", what, kind(data))
 		}
@@ -113,7 +117,7 @@ func readSection[T any, P interface {
 	libraryForm
 }](data []byte, at string, into P, defaults T) error {
 	read := defaults
-	if err := readJSON(data, "invalid JSON config", func(data []byte) error {
+	if err := readJSON(data, at, "invalid JSON config", func(data []byte) error {
 		return readValue(data, at, reflect.ValueOf(&read).Elem())
 	}); err != nil {
 		return err
@@ -349,4 +353,84 @@ func oneOf(names []string) string {
 		return "`" + names[0] + "` or `" + names[1] + "`"
 	}
 	return "one of `" + strings.Join(names, "`, `") + "`"
+}
+
+// tinyNumberWords is the library's TINY_NUMBER_REFUSAL (src/config/tiny_numbers.rs).
+const tinyNumberWords = "below the smallest positive number a double holds (5e-324); it would read as 0"
+
+// isTinyNumber reports whether number, a JSON number as written, has a digit other than 0
+// before its exponent yet reads as 0 in a float64 (the library's is_tiny_number):
+// strconv.ParseFloat reads 1e-400 as 0 without an error, as serde_json does. A zero as
+// written (0e-400, -0.0) is none, nor is a subnormal that reads above 0 (1e-310).
+func isTinyNumber(number string) bool {
+	mantissa, _, _ := strings.Cut(strings.ToLower(number), "e")
+	f, err := strconv.ParseFloat(number, 64)
+	return strings.ContainsAny(mantissa, "123456789") && err == nil && f == 0
+}
+
+// firstTinyNumber is the field path (under at) and the text of the first number in data,
+// valid JSON, that isTinyNumber, as the library refuses it before reading a document.
+func firstTinyNumber(data []byte, at string) (field, number string, found bool) {
+	type frame struct {
+		object, keyNext bool
+		key             string
+		index           int
+	}
+	var stack []frame
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	for {
+		token, err := d.Token()
+		if err != nil {
+			return "", "", false
+		}
+		top := len(stack) - 1
+		if key, ok := token.(string); ok && top >= 0 && stack[top].keyNext {
+			stack[top].key, stack[top].keyNext = key, false
+			continue
+		}
+		switch t := token.(type) {
+		case json.Delim:
+			if t == '{' || t == '[' {
+				stack = append(stack, frame{object: t == '{', keyNext: t == '{'})
+				continue
+			}
+			stack = stack[:top]
+		case json.Number:
+			if isTinyNumber(string(t)) {
+				field = at
+				for _, f := range stack {
+					if f.object {
+						field = within(field, f.key)
+					} else {
+						field += fmt.Sprintf("[%d]", f.index)
+					}
+				}
+				return field, string(t), true
+			}
+		}
+		// A value ended: the next one is under a key, or at the next index.
+		if top := len(stack) - 1; top >= 0 {
+			if stack[top].object {
+				stack[top].keyNext = true
+			} else {
+				stack[top].index++
+			}
+		}
+	}
+}
+
+// tinyNumberRefusal is the library's refusal of number at field (without its position): the
+// field and the number each shortened as the library shortens a shown value.
+func tinyNumberRefusal(field, number string) string {
+	shortened := func(value string) string {
+		if shown := shownPart(value, maxShownValueBytes); len(shown) < len(value) {
+			return fmt.Sprintf("%s...(%d bytes)", shown, len(value))
+		}
+		return value
+	}
+	if field == "" {
+		return shortened(number) + ": " + tinyNumberWords
+	}
+	return shortened(field) + " = " + shortened(number) + ": " + tinyNumberWords
 }

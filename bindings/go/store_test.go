@@ -306,6 +306,10 @@ func TestDocumentsAreReadAsTheLibraryReadsThem(t *testing.T) {
 		`{"overrides": ["X-Canary", "c", ["a"], []]}`,
 		`{"store": {"sqlite": ["a.db"]}}`,
 		`{"store": {"etcd": [["http://e:2379"], "/x"]}}`,
+		`{"environment": {"canary": {"traffic_percent": 1e-400}}}`,
+		`{"rollback_window_seconds": -1E-999}`,
+		`{"gate": "a", "slo_threshold": 0.` + strings.Repeat("0", 400) + `1}`,
+		`{"feature_flags": [], "store": {"sqlite": {"path": "a.db", "sync_interval_ms": 1e-400}}}`,
 		`[1]`,
 		`"production"`,
 	} {
@@ -330,6 +334,9 @@ func TestDocumentsAreReadAsTheLibraryReadsThem(t *testing.T) {
 		`{"evaluation_interval_ms": 2e22}`,
 		`{"p99_budget_ms": -1e300}`,
 		`{"latency_tolerance_ms": 1e-7}`,
+		`{"max_error_rate": 1e-400}`,
+		`{"latency_tolerance_ms": 1e-400}`,
+		`{"latency_target_ms": 1e-400}`,
 	} {
 		var slo SLO
 		pe := wantErr(t, json.Unmarshal([]byte(doc), &slo), ErrInvalidJSON)
@@ -347,6 +354,16 @@ func TestDocumentsAreReadAsTheLibraryReadsThem(t *testing.T) {
 	}
 	var slo SLO
 	ok(t, json.Unmarshal([]byte(`{"p99_budget_ms": null}`), &slo))
+	// A zero as written, a subnormal and a text that reads as a tiny number are read as they
+	// are (encoding/json reads 1e-400 as 0 without an error, so the binding checks the text).
+	ok(t, json.Unmarshal([]byte(`{"environment": {"canary": {"traffic_percent": -0.0e-400}}, "salt": "1e-400"}`), &cfg))
+	if cfg.TrafficPercent != 0 || cfg.Salt != "1e-400" {
+		t.Errorf("a zero and a text: %+v", cfg)
+	}
+	ok(t, json.Unmarshal([]byte(`{"max_error_rate": 1e-310}`), &slo))
+	if slo.MaxErrorRate != 1e-310 {
+		t.Errorf("a subnormal: %v", slo.MaxErrorRate)
+	}
 	// A Store read alone is named from store.
 	var store Store
 	pe := wantErr(t, json.Unmarshal([]byte(`{"sqlite": {}}`), &store), ErrInvalidJSON)
@@ -398,6 +415,7 @@ func TestSectionsAloneAreReadAsTheLibraryReadsThem(t *testing.T) {
 			`{"path": "a.db", "path": "b.db"}`,
 			`{"path": "a.db", "sync_interval_ms": -1}`,
 			`{"path": "a.db", "sync_interval_ms": 1.5}`,
+			`{"path": "a.db", "sync_interval_ms": 1e-400}`,
 			`{"path": "a.db", "fleet_judging": null}`,
 			`{"path": null}`,
 			`5`,
