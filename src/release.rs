@@ -217,8 +217,8 @@ pub(crate) fn rolled_back_over(config: &PromotionConfig, graduated: &[String]) -
 }
 
 /// The config after a rollback decided on `decided`, whose rolled-back config is `rollback`,
-/// written over `stored`, a later write in Canary or Staging of the same release (see
-/// [`graduates_a_flag`]) by another process. `rollback` is [`rolled_back`] of the release
+/// written over `stored`, a later write in Canary or Staging of the same release (flags
+/// turned on, a stage each, or a write in the same stage) by another process. `rollback` is [`rolled_back`] of the release
 /// judged: of `decided` itself, or, for a write undone by the rollback (a swap that started a
 /// stage as the judge called for the rollback of the one it ended), of the config before that
 /// write, whose changes the rollback takes back. The edits `stored` made since `decided` are
@@ -343,9 +343,14 @@ pub(crate) fn flag_is_on(config: &PromotionConfig, name: &str) -> bool {
 /// an incident, and must not reset a judge that may be about to roll the canary back (and a
 /// flag turned off reaches no one when the release is promoted).
 pub(crate) fn turns_a_flag_on(before: &PromotionConfig, after: &PromotionConfig) -> bool {
-    if after.environment == Environment::Production {
-        return false;
-    }
+    after.environment != Environment::Production && !flags_turned_on(before, after).is_empty()
+}
+
+/// The flags on in `after` (release or graduated ones) that are off in `before`, each once.
+pub(crate) fn flags_turned_on<'a>(
+    before: &PromotionConfig,
+    after: &'a PromotionConfig,
+) -> std::collections::HashSet<&'a str> {
     // Linear: a config may hold `MAX_FLAGS` flags.
     let on: std::collections::HashSet<&str> = before
         .feature_flags
@@ -357,7 +362,9 @@ pub(crate) fn turns_a_flag_on(before: &PromotionConfig, after: &PromotionConfig)
         .feature_flags
         .iter()
         .chain(&after.graduated_flags)
-        .any(|flag| !on.contains(flag.as_str()))
+        .map(String::as_str)
+        .filter(|flag| !on.contains(flag))
+        .collect()
 }
 
 /// The config with release flag `name` on, or `None` when the flag is already on (as a release

@@ -651,9 +651,9 @@ mod tests {
         store: &dyn StateStore,
         pending: &Pending,
         local: &Local,
-        writes: [StoredWrite; 2],
+        writes: &[StoredWrite],
     ) {
-        for write in &writes {
+        for write in writes {
             assert_eq!(store.commit(write).unwrap(), Commit::Written);
         }
         let state = store.load().unwrap().unwrap();
@@ -666,8 +666,10 @@ mod tests {
             .unwrap();
         assert!(update.settles_pending && update.own.is_none());
         let stored = store.load().unwrap().unwrap();
+        let last = writes.last().map(|write| &write.release.config);
         assert_eq!(
-            stored.release.config, writes[1].release.config,
+            Some(&stored.release.config),
+            last,
             "the new release is not rolled back"
         );
         assert!(stored.history.is_empty(), "{stored:?}");
@@ -684,7 +686,7 @@ mod tests {
             write_on(1, Environment::Production, None),
             write_on(2, crate::config::canary(10.0), None),
         ];
-        dropped_by(store.as_ref(), &pending, &local, writes);
+        dropped_by(store.as_ref(), &pending, &local, &writes);
     }
 
     #[test]
@@ -709,7 +711,70 @@ mod tests {
             &next,
             None,
         );
-        dropped_by(store.as_ref(), &pending, &local, [promotion, next_rollout]);
+        dropped_by(store.as_ref(), &pending, &local, &[promotion, next_rollout]);
+    }
+
+    /// Checks that `write`, another process's, stored after the state `pending` was decided
+    /// on, does not settle it, and that it is written over it (one event); the stored state.
+    fn written_over(
+        store: &dyn StateStore,
+        pending: &Pending,
+        local: &Local,
+        write: &StoredWrite,
+    ) -> store::StoredState {
+        assert_eq!(store.commit(write).unwrap(), Commit::Written);
+        let state = store.load().unwrap().unwrap();
+        assert_eq!(pending.settled_by(&state), None, "{state:?}");
+        let update = catch_up(store, pending.decided_on, Some(pending), local)
+            .unwrap()
+            .unwrap();
+        assert!(update.settles_pending && update.own.is_some());
+        let stored = store.load().unwrap().unwrap();
+        assert_eq!(stored.history.len(), 1, "{stored:?}");
+        stored
+    }
+
+    /// The write on `on`, another process's, that starts the stage after it with `config`.
+    fn next_stage(on: &StoredWrite, config: &crate::PromotionConfig) -> StoredWrite {
+        let on = guard_of(&on.release);
+        StoredWrite::new(on, &Default::default(), on.stage + 1, config, None)
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_dropped_when_the_next_flagless_release_turned_a_flag_on() {
+        use crate::store::testing::{config, write_on};
+        let dir = crate::store::scratch::Scratch::new("pending-next-flagless-release");
+        let (store, pending, local) = a_rollback_waiting_on(&dir);
+        // Decided on a Canary{10} without release flags; another process promoted it (no flag
+        // to graduate), started the next rollout at Canary{10} again, then turned "v2" on: the
+        // same salt and split with a flag turned on, but three stages on, another release.
+        let promotion = write_on(1, Environment::Production, None);
+        let next_rollout = next_stage(&promotion, &config(crate::config::canary(10.0)));
+        let mut flagged = config(crate::config::canary(10.0));
+        flagged.feature_flags = vec!["v2".into()];
+        let flag_on = next_stage(&next_rollout, &flagged);
+        dropped_by(
+            store.as_ref(),
+            &pending,
+            &local,
+            &[promotion, next_rollout, flag_on],
+        );
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_written_over_a_swap_that_renamed_a_graduated_flag() {
+        let dir = crate::store::scratch::Scratch::new("pending-renamed-graduated");
+        let (store, mut pending, local) = a_rollback_waiting_on(&dir);
+        // Decided on a Canary{10} with graduated flag "old"; another process swapped in a
+        // config that renames it "old-v2" (a flag turned on, a stage: the same release).
+        pending.decided_config.graduated_flags = vec!["old".into()];
+        pending.config.graduated_flags = vec!["old".into()];
+        let mut renamed = pending.decided_config.clone();
+        renamed.graduated_flags = vec!["old-v2".into()];
+        let swap = StoredWrite::new(pending.decided_on, &Default::default(), 2, &renamed, None);
+        let stored = written_over(store.as_ref(), &pending, &local, &swap);
+        assert_eq!(stored.release.config.environment, Environment::Production);
+        assert_eq!(stored.release.config.graduated_flags, ["old-v2"]);
     }
 
     #[test]
@@ -746,19 +811,11 @@ mod tests {
         flagged.feature_flags.push("dark_mode".into());
         let same_stage =
             StoredWrite::new(pending.decided_on, &Default::default(), 2, &flagged, None);
-        assert_eq!(store.commit(&same_stage).unwrap(), Commit::Written);
-        let state = store.load().unwrap().unwrap();
-        assert_eq!(pending.settled_by(&state), None, "{state:?}");
-        let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
-            .unwrap()
-            .unwrap();
-        assert!(update.settles_pending && update.own.is_some());
-        let stored = store.load().unwrap().unwrap();
+        let stored = written_over(store.as_ref(), &pending, &local, &same_stage);
         // The rollback changes the release, not the flag the other process turned on since.
         let mut expected = pending.config.clone();
         expected.feature_flags.push("dark_mode".into());
         assert_eq!(stored.release.config, expected);
-        assert_eq!(stored.history.len(), 1);
     }
 
     #[test]

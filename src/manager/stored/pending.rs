@@ -53,9 +53,11 @@ impl Pending {
     /// meanwhile: a stage that already left is not rolled back again, as on the record path).
     /// A stage whose config differs from the one decided on only by flags turned on (the same
     /// salt and split: a flag turned on, which starts a stage in Canary and Staging; flags
-    /// turned off too, a kill switch keeps the release) is the same release: the rollback is
-    /// written over it; one with a flag graduated since is the next release (a promotion to
-    /// Production graduated the release's flags), and the rollback is dropped. A store that
+    /// turned off too, a kill switch keeps the release), no more stages on than flags turned
+    /// on, is the same release: the rollback is written over it; one with more stages since
+    /// is the next release (a promotion to Production, then the next rollout at the same
+    /// split), and the rollback is dropped ([`flags_turned_on_in`](Self::flags_turned_on_in)).
+    /// A store that
     /// went back (a version at or below the one decided on) settles nothing: the rollback is
     /// written on top of it; nor does the very stage decided on in Production (a promotion
     /// this process stored, which the rollback won over, or one it followed, see `ended`,
@@ -95,7 +97,7 @@ impl Pending {
             "the stored release is in Production".to_string()
         } else if release.version > decided_on.version
             && release.stage != decided_on.stage
-            && !self.flags_turned_on_in(&release.config)
+            && !self.flags_turned_on_in(release)
         {
             format!(
                 "the stored release moved on from stage {} it was decided on to stage {} ({}): a stage that already left is not rolled back again",
@@ -196,15 +198,22 @@ impl Pending {
 
     /// Whether `stored` is the config decided on with flags turned on, and nothing else
     /// changed that would make it another rollout: the same salt, the same environment (and
-    /// split), no flag graduated since (a promotion to Production graduated the release's
-    /// flags: `stored` is the next release, started at the same split). Flags turned off since
-    /// (a kill switch, release or graduated) keep the release, as they keep its stage.
-    fn flags_turned_on_in(&self, stored: &PromotionConfig) -> bool {
+    /// split), and no more stages since the one decided on than flags turned on (release or
+    /// graduated, on in `stored` and not in the config decided on). Every write that turns
+    /// flags on starts exactly one stage; any other stage between (a promotion to Production,
+    /// the next rollout started at the same split, a ramp and back) makes `stored` another
+    /// release, with release flags or without. Flags turned off since (a kill switch, release
+    /// or graduated) keep the release, as they keep its stage; a swap in Canary that renames
+    /// a graduated flag turns one on, and keeps the release.
+    fn flags_turned_on_in(&self, stored: &store::StoredRelease) -> bool {
         let decided = &self.decided_config;
-        decided.salt == stored.salt
-            && decided.environment == stored.environment
-            && !release::graduates_a_flag(decided, stored)
-            && release::turns_a_flag_on(decided, stored)
+        let config = &stored.config;
+        let turned_on = release::flags_turned_on(decided, config).len();
+        let stages_since = stored.stage.saturating_sub(self.decided_on.stage);
+        decided.salt == config.salt
+            && decided.environment == config.environment
+            && release::turns_a_flag_on(decided, config)
+            && u64::try_from(turned_on).is_ok_and(|turned_on| stages_since <= turned_on)
     }
 
     /// Whether `state`, which overtook this rollback with the same rollback made first by
