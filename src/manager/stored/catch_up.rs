@@ -778,6 +778,23 @@ mod tests {
     }
 
     #[test]
+    fn a_deferred_undo_of_a_write_is_not_written_over_a_promotion_on_top_of_it() {
+        let dir = crate::store::scratch::Scratch::new("pending-undo-promoted");
+        let (store, mut pending, local) = a_rollback_waiting_on(&dir);
+        // This process's swap to salt "reshuffled" (stored as version and stage 1), undone as
+        // the judge called for the rollback of the stage before: its undo, the config before
+        // it rolled back, waits. Another process promoted the swapped release meanwhile.
+        pending.decided_config.salt = Some("reshuffled".into());
+        let mut promoted = pending.decided_config.clone();
+        promoted.environment = Environment::Production;
+        let promotion =
+            StoredWrite::new(pending.decided_on, &Default::default(), 2, &promoted, None);
+        // Dropped as the stored release is in Production: not written over the promotion with
+        // the undone swap's salt kept.
+        dropped_by(store.as_ref(), &pending, &local, &[promotion]);
+    }
+
+    #[test]
     fn a_waiting_rollback_is_written_over_a_stage_a_flag_turned_on_started() {
         let dir = crate::store::scratch::Scratch::new("pending-flag-stage");
         let (store, pending, local) = a_rollback_waiting_on(&dir);

@@ -161,10 +161,19 @@ impl Pending {
     /// promotion that kept its stage, a flag edit, is still that stage), with the same salt and
     /// no flag graduated but the release's (see [`promoted_flags`](Self::promoted_flags)). A
     /// later stage on top (the next rollout, promoted or not) is not, nor a store that went
-    /// back: the rollback is dropped, or written on top, as for any other state.
+    /// back: the rollback is dropped, or written on top, as for any other state. Nor is a
+    /// promotion on top of a write of this process that this rollback undoes (a swap that
+    /// started a stage as the judge called for the rollback of the one it ended, its undo
+    /// deferred by another process's write on top: `config` is then the config before that
+    /// write rolled back, not the one decided on rolled back): written over the promotion,
+    /// the undone write's salt and policy would stay in Production. That rollback is dropped
+    /// as "the stored release is in Production", as any rollback of a release another
+    /// process promoted meanwhile was before (the host was told the write is undone; the
+    /// promotion, made on the fleet's evidence, stands).
     fn promoted_in(&self, stored: &store::StoredRelease) -> bool {
         let decided = &self.decided_config;
-        decided.environment != Environment::Production
+        !self.undoes_a_write()
+            && decided.environment != Environment::Production
             && stored.config.environment == Environment::Production
             && stored.version > self.decided_on.version
             && stored.stage == self.decided_on.stage.saturating_add(1)
@@ -177,6 +186,17 @@ impl Pending {
                 ),
                 &stored.config,
             )
+    }
+
+    /// Whether this rollback undoes a write of this process (its undo deferred): its config
+    /// is not the config decided on rolled back (the gate's store key aside, which the stored
+    /// config has not).
+    fn undoes_a_write(&self) -> bool {
+        let rolled_back = release::rolled_back(&self.decided_config);
+        PromotionConfig {
+            store: None,
+            ..self.config.clone()
+        } != rolled_back
     }
 
     /// The flags the promotion this rollback is written over graduated, which it takes back:
