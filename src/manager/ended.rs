@@ -15,14 +15,18 @@
 //! With a state store and fleet judging every process judges the fleet's pooled evidence, and
 //! the write that ends a stage may be another process's: process A promotes the canary its
 //! judge found compliant, and process B's judge condemns it on the same evidence a moment
-//! later. A process that follows another's stored write starting the stored stage right
-//! after the one it showed (not a rollback; see `catch_up`'s `apply`) remembers the stage it
-//! ended here too, exactly as for a write of its own, so that its verdict of that stage is made
-//! over the followed write, and written over it in the store as an automatic rollback is. A
-//! verdict made before the process followed the write (its rollback waiting to be written,
-//! decided on the stage the promotion ended) is written over that promotion by the sync
-//! thread (`pending`'s `promoted_in`). Either way the fleet follows the one rollback. A
-//! further stage on top (the next rollout) ends the remembered one: the verdict is dropped.
+//! later. A process that follows another's promotion to Production starting the stored stage
+//! right after the one it showed (not a rollback; see `catch_up`'s `apply`) remembers the
+//! stage it ended here too, exactly as for a write of its own, so that its verdict of that
+//! stage is made over the followed promotion, and written over it in the store as an
+//! automatic rollback is. A verdict made before the process followed the promotion (its
+//! rollback waiting to be written, decided on the stage the promotion ended) is written over
+//! it by the sync thread (`pending`'s `promoted_in`). Either way the fleet follows the one
+//! rollback. Only a promotion to Production: another process's stage in Canary or Staging (a
+//! ramp, a flag turned on, a swap) has a judge of its own, which goes on, and this process's
+//! verdict of the stage before is dropped, whether it comes before or after the process
+//! followed that write. A further stage on top (the next rollout) ends the remembered one:
+//! the verdict is dropped.
 
 use super::stored::Durability;
 use super::writes::Rollback;

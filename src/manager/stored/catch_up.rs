@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::pending::{Pending, Settled};
 use super::{conflict, events, guard_of, with_store_key};
 use crate::changes::ChangeOrigin;
+use crate::config::Environment;
 use crate::decision::StageId;
 use crate::error::Error;
 use crate::history::{RollbackEvent, RolledBack};
@@ -472,11 +473,14 @@ impl Shared {
             .rev()
             .find(|event| event.rolled_back == RolledBack::Release)
             .cloned();
-        // Another process's write that started the stored stage right after the one the gate
-        // showed, other than a rollback (a promotion, a flag turned on, a swap), ends the
-        // gate's stage as a write of its own would: remembered likewise (made before the
-        // records lock is taken, it copies the judged config), so that a verdict of the ended
-        // stage, this process's judgement of the fleet's evidence, is made over it (`ended`).
+        // Another process's promotion to Production that started the stored stage right after
+        // the one the gate showed (not a rollback) ends the gate's stage as a write of its own
+        // would: remembered likewise (made before the records lock is taken, it copies the
+        // judged config), so that a verdict of the ended stage, this process's judgement of
+        // the fleet's evidence, is made over it (`ended`), as a verdict decided before this
+        // process followed it is written over it (`Pending::promoted_in`). Another process's
+        // stage in Canary or Staging (a ramp, a flag turned on, a swap) has its own judge: a
+        // verdict of the stage before is dropped, whether it came before or after following.
         let new_stage = snapshot
             .as_ref()
             .filter(|snapshot| snapshot.route.stage != current.route.stage)
@@ -484,6 +488,7 @@ impl Shared {
         let directly = !update.whole_history
             && !update.started_here
             && rollback.is_none()
+            && update.release.config.environment == Environment::Production
             && update.release.stage == update.from.stage.saturating_add(1);
         let ended = new_stage
             .filter(|_| directly)

@@ -122,3 +122,30 @@ fn a_verdict_of_the_stage_before_a_promotion_is_dropped_once_the_next_rollout_st
         }
     }
 }
+
+#[test]
+fn a_verdict_of_the_stage_before_another_process_ramp_is_dropped_whenever_it_followed() {
+    // A ramps the canary to 75 % (a stage with a judge of its own); B's verdict of the 50 %
+    // stage comes after B followed the ramp, or before: it ends the same way both times.
+    for followed in [false, true] {
+        let dir = crate::store::scratch::Scratch::new("fleet-verdict-before-ramp");
+        let store = || fleet_store(&dir);
+        let (a, b, judged) = two_processes(store());
+        a.promote(canary(75.0)).unwrap();
+        if followed {
+            b.shared.sync_once();
+            assert_eq!(b.environment(), canary(75.0), "B followed the ramp");
+        }
+        b.act_on_recording(&failing_in(judged, canary(50.0)));
+        b.shared.sync_once();
+        a.shared.sync_once();
+        for (who, gate) in [("A", &*a), ("B", &b), ("the store", &gate_on(store()))] {
+            let case = format!("followed: {followed}: {who}");
+            assert_eq!(gate.environment(), canary(75.0), "{case}");
+            assert_eq!(gate.config().feature_flags, ["new"], "{case}");
+            // B's own rollback (not followed: made at once, then dropped) is not the store's.
+            let history = gate.rollback_history();
+            assert!(history.is_empty(), "{case}: {history:?}");
+        }
+    }
+}
