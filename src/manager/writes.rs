@@ -185,7 +185,10 @@ impl PromotionGateManager {
         let mut attempts = 0;
         // Whether the gate has caught up with the store during this write.
         let mut caught_up = false;
-        let published_before = self.shared.current.load().route.generation;
+        // The generation before this write's own publication: taken again after each catch-up,
+        // whose followed write (another process's, remembered as ending a stage) is not this
+        // write, and is not undone by this write's last look.
+        let mut published_before = self.shared.current.load().route.generation;
         loop {
             match decide(writer) {
                 Err(Error::Store(e)) if e.problem() == StoreProblem::Conflict && attempts < 3 => {
@@ -194,12 +197,14 @@ impl PromotionGateManager {
                     self.shared
                         .catch_up_locked(writer)
                         .map_err(Refused::CatchUp)?;
+                    published_before = self.shared.current.load().route.generation;
                 }
                 result if !caught_up && writer.store.is_some() && unwritten(&result) => {
                     caught_up = true;
                     self.shared
                         .catch_up_locked(writer)
                         .map_err(Refused::CatchUp)?;
+                    published_before = self.shared.current.load().route.generation;
                 }
                 result => {
                     // The last look, under the lock, after the write published (its logs too).

@@ -149,3 +149,27 @@ fn a_verdict_of_the_stage_before_another_process_ramp_is_dropped_whenever_it_fol
         }
     }
 }
+
+#[test]
+fn a_write_that_follows_another_process_promotion_does_not_undo_it() {
+    // A promotes the canary, then turns graduated "old" off (a kill switch). B, still showing
+    // the canary, turns graduated "other" off: its write loses the race, B follows A's writes
+    // and makes it on top; a failing verdict of the canary is left meanwhile (handed to B's
+    // sync thread while B's write holds the writer lock).
+    let dir = crate::store::scratch::Scratch::new("fleet-write-follows-promotion");
+    let store = || fleet_store(&dir);
+    let (a, _) = ready_gate(store(), &["old", "other"]);
+    let b = Arc::new(gate_on(store()));
+    assert_eq!(b.environment(), canary(50.0));
+    a.promote(Environment::Production).unwrap();
+    a.disable_feature("old").unwrap();
+    // Not "the write is undone": A's promotion is not B's write, and B's write is made.
+    write_as_a_verdict_is_left(&b, |b| b.disable_feature("other")).unwrap();
+    b.shared.sync_once();
+    a.shared.sync_once();
+    for (who, gate) in [("A", &*a), ("B", &*b), ("the store", &gate_on(store()))] {
+        let config = gate.config();
+        assert!(!gate.is_feature_enabled("old"), "{who}: {config:?}");
+        assert!(!gate.is_feature_enabled("other"), "{who}: {config:?}");
+    }
+}
