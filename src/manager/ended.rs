@@ -23,10 +23,12 @@
 //! rollback waiting to be written, decided on the stage the promotion ended) is written over
 //! it by the sync thread (`pending`'s `promoted_in`). Either way the fleet follows the one
 //! rollback. Only a promotion to Production: another process's stage in Canary or Staging (a
-//! ramp, a flag turned on, a swap) has a judge of its own, which goes on, and this process's
-//! verdict of the stage before is dropped, whether it comes before or after the process
-//! followed that write. A further stage on top (the next rollout) ends the remembered one:
-//! the verdict is dropped.
+//! ramp, a swap of the split or the salt) has a judge of its own, which goes on, and this
+//! process's verdict of the stage before is dropped, whether it comes before or after the
+//! process followed that write. A flag turned on at the same split and salt is the same
+//! release: a verdict waiting to be written when the process follows it is written over it
+//! (`pending`), one made after is dropped. A further stage on top (the next rollout) ends the
+//! remembered one: the verdict is dropped.
 
 use super::stored::Durability;
 use super::writes::Rollback;

@@ -479,8 +479,9 @@ impl Shared {
         // judged config), so that a verdict of the ended stage, this process's judgement of
         // the fleet's evidence, is made over it (`ended`), as a verdict decided before this
         // process followed it is written over it (`Pending::promoted_in`). Another process's
-        // stage in Canary or Staging (a ramp, a flag turned on, a swap) has its own judge: a
-        // verdict of the stage before is dropped, whether it came before or after following.
+        // stage in Canary or Staging (a ramp, a swap of the split or salt) has its own judge: a
+        // verdict of the stage before is dropped, whether it came before or after following
+        // (a flag turned on is written over only by a rollback waiting when it is followed).
         let new_stage = snapshot
             .as_ref()
             .filter(|snapshot| snapshot.route.stage != current.route.stage)
@@ -797,6 +798,25 @@ mod tests {
         // Dropped as the stored release is in Production: not written over the promotion with
         // the undone swap's salt kept.
         dropped_by(store.as_ref(), &pending, &local, &[promotion]);
+    }
+
+    #[test]
+    fn a_rollback_decided_on_a_static_config_is_written_over_another_process_promotion() {
+        let dir = crate::store::scratch::Scratch::new("pending-static-promoted");
+        let (store, mut pending, local) = a_rollback_waiting_on(&dir);
+        // A gate that opened on an empty store decides on its static config, which names the
+        // store: an ordinary rollback, not the undo of a write.
+        pending.decided_config.store = Some(StoreConfig::Sqlite(crate::store::SqliteStoreConfig {
+            path: dir.file("gate.db"),
+            sync_interval_ms: 250,
+            busy_timeout_ms: 2000,
+            fleet_judging: true,
+        }));
+        pending.config = crate::release::rolled_back(&pending.decided_config);
+        let promotion = crate::store::testing::write_on(1, Environment::Production, None);
+        let stored = written_over(store.as_ref(), &pending, &local, &promotion);
+        assert_eq!(stored.release.config.environment, Environment::Production);
+        assert!(stored.release.config.feature_flags.is_empty());
     }
 
     #[test]

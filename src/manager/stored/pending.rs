@@ -189,14 +189,19 @@ impl Pending {
     }
 
     /// Whether this rollback undoes a write of this process (its undo deferred): its config
-    /// is not the config decided on rolled back (the gate's store key aside, which the stored
-    /// config has not).
+    /// is not the config decided on rolled back (the store key aside). An undone ramp or flag
+    /// turned on rolls back to the same config as the stage it started (only the environment
+    /// and the release flags differ, which a rollback sets), so it counts as a rollback of
+    /// that stage; an undone salt or policy swap does not.
     fn undoes_a_write(&self) -> bool {
-        let rolled_back = release::rolled_back(&self.decided_config);
-        PromotionConfig {
+        // Without the store key on both sides: a gate that opened on an empty store decides
+        // on its static config, which has it.
+        let without_store = |config: PromotionConfig| PromotionConfig {
             store: None,
-            ..self.config.clone()
-        } != rolled_back
+            ..config
+        };
+        without_store(self.config.clone())
+            != without_store(release::rolled_back(&self.decided_config))
     }
 
     /// The flags the promotion this rollback is written over graduated, which it takes back:
