@@ -96,6 +96,7 @@ pub mod release;
 mod slo;
 mod snapshot;
 mod store;
+mod sync;
 pub mod telemetry;
 mod thread_exit;
 mod verdict;

@@ -6,9 +6,7 @@
 //! and from a host's health check (`health`).
 
 use arc_swap::ArcSwap;
-use crossbeam_utils::CachePadded;
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use thread_local::ThreadLocal;
 
@@ -127,7 +125,7 @@ impl Drop for PromotionGateManager {
 /// lock and the monitor.
 struct Shared {
     /// Bumped after each publication; the only shared word the route path reads.
-    generation: CachePadded<AtomicU64>,
+    generation: generation::Published,
     current: ArcSwap<Snapshot>,
     flag_sets: FlagSets,
     writer: WriterLock,
@@ -225,7 +223,7 @@ impl PromotionGateManager {
         let sync_interval = config.store.as_ref().map(|store| store.sync_interval());
         let snapshot = Snapshot::build(config, 1, stage, &flag_sets, &mut writer.flag_index)?;
         let shared = Arc::new(Shared {
-            generation: CachePadded::new(AtomicU64::new(1)),
+            generation: generation::Published::new(1),
             current: ArcSwap::from_pointee(snapshot),
             flag_sets,
             writer: WriterLock::new(writer),
@@ -582,7 +580,7 @@ impl Shared {
         }
         let snapshot = Arc::new(snapshot);
         let before = self.current.swap(Arc::clone(&snapshot));
-        self.generation.store(generation, Ordering::Release);
+        self.generation.announce(generation);
         self.changes.publish(Published {
             origin,
             before: &before.config,
@@ -597,6 +595,7 @@ impl Shared {
 }
 
 mod ended;
+mod generation;
 mod health;
 mod notify;
 mod policy;

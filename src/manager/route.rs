@@ -1,9 +1,8 @@
 //! The route path: the per-thread route table and the debug log of a decision.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::Ordering;
 
-use super::PromotionGateManager;
+use super::{PromotionGateManager, generation};
 use crate::decision::RoutingDecision;
 use crate::snapshot::RouteTable;
 use crate::telemetry::LoggedBytes;
@@ -198,9 +197,9 @@ impl PromotionGateManager {
     /// The current route table: this thread's cached copy while the generation is unchanged.
     #[inline]
     pub(super) fn route_table(&self) -> RouteTable {
-        // Acquire pairs with the Release store in `publish`: seeing generation N means the
-        // snapshot of generation N (or newer) is already in `current`.
-        let generation = self.shared.generation.load(Ordering::Acquire);
+        // Seeing generation N means the snapshot of generation N (or newer) is already in
+        // `current` (see `generation.rs`).
+        let generation = self.shared.generation.read();
         let cell = match self.route_cache.get() {
             Some(cell) => cell,
             None => match self.first_route_cache() {
@@ -208,13 +207,7 @@ impl PromotionGateManager {
                 None => return self.shared.current.load().route,
             },
         };
-        let cached = cell.get();
-        if cached.generation == generation {
-            return cached;
-        }
-        let fresh = self.shared.current.load().route;
-        cell.set(fresh);
-        fresh
+        generation::fresh(generation, cell, || self.shared.current.load().route)
     }
 
     /// The calling thread's route cache, made at its first route (`None`: the thread is

@@ -6,7 +6,7 @@
 //! for all of them, not for the ones a stress test happens to meet.
 //!
 //! Built only with `--cfg promotion_gates_loom`, where the recorder's and the window base's
-//! atomics are loom's (`sync.rs`):
+//! atomics are loom's (`src/sync.rs`):
 //!
 //! ```sh
 //! .ci/loom 3          # LOOM_MAX_PREEMPTIONS=3 (.ci/run uses 2)

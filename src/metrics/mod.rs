@@ -14,7 +14,6 @@ mod ledger;
 #[cfg(all(test, promotion_gates_loom))]
 mod loom_model;
 mod recorder;
-mod sync;
 mod window;
 mod window_base;
 

@@ -13,7 +13,7 @@
 //! tag is published with `Release`. A reader takes the tag with `Acquire`, reads, fences
 //! (`Acquire`) and re-reads the tag; if it moved, what it read is discarded.
 
-use super::sync::{AtomicU64, Ordering, fence};
+use crate::sync::{AtomicU64, Ordering, fence};
 
 use super::layout::{LEN, index_of};
 use crate::decision::{Cohort, PerCohort, StageId};

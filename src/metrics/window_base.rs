@@ -15,8 +15,8 @@
 //! was preempted in the middle; the screen then leaves the decision to the window itself (see
 //! `Monitor::screen`).
 
-use super::sync::{AtomicU64, Ordering, fence};
 use crate::decision::{PerCohort, StageId};
+use crate::sync::{AtomicU64, Ordering, fence};
 
 /// How many times a reader reads before it gives up on a base being written.
 const READ_TRIES: usize = 3;

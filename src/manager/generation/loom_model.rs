@@ -1,0 +1,91 @@
+//! A loom model of the route path's generation protocol (`generation.rs`): a writer puts
+//! snapshots in place and announces their generations while a thread routes through its copy
+//! of the route table. The announcement, the read and the copy's refresh are the route path's
+//! own code, on loom's atomics; the snapshot in place (an `ArcSwap`, which loom cannot run) is a
+//! stand-in: an atomic holding the generation of the table in place, stored with `Release`
+//! and loaded with `Acquire`, no stronger than an `ArcSwap`'s swap and load. Built only with
+//! `--cfg promotion_gates_loom` (`.ci/loom`).
+
+use std::cell::Cell;
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicU64, Ordering};
+use loom::thread;
+
+use super::{Generational, Published, fresh};
+
+/// The stand-in for a route table: the generation of the snapshot it was taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Table(u64);
+
+impl Generational for Table {
+    fn generation(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The stand-in for the snapshot in place, and the generation announced.
+struct Gate {
+    in_place: AtomicU64,
+    published: Published,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Self {
+            in_place: AtomicU64::new(1),
+            published: Published::new(1),
+        }
+    }
+
+    /// One write, as `install` makes it: the snapshot in place, then its generation announced.
+    fn write(&self, generation: u64) {
+        self.in_place.store(generation, Ordering::Release);
+        self.published.announce(generation);
+    }
+
+    /// One route, as `route_table` takes its table: the generation read, then the thread's
+    /// copy or the table in place. Returns the generation read and the table routed with.
+    fn route(&self, copy: &Cell<Table>) -> (u64, Table) {
+        let generation = self.published.read();
+        let table = fresh(generation, copy, || {
+            Table(self.in_place.load(Ordering::Acquire))
+        });
+        (generation, table)
+    }
+}
+
+/// Two writes (serialized, as the writer lock serializes them) race three routes of one
+/// thread: no route uses a table older than the generation it read, the thread's copy never
+/// goes back to an older table, and the first route after the writes uses the last one.
+/// Announcing with a `Relaxed` store (or reading with a `Relaxed` load) fails the first check.
+#[test]
+fn a_route_never_uses_a_table_older_than_the_generation_it_read() {
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = builder.max_branches.max(10_000);
+    builder.check(|| {
+        let gate = Arc::new(Gate::new());
+        let writer = {
+            let gate = Arc::clone(&gate);
+            thread::spawn(move || {
+                gate.write(2);
+                gate.write(3);
+            })
+        };
+
+        let copy = Cell::new(Table(1));
+        let mut newest = 1;
+        for _ in 0..3 {
+            let (generation, table) = gate.route(&copy);
+            assert!(
+                table.0 >= generation,
+                "routed with generation {} after reading {generation}",
+                table.0
+            );
+            assert!(table.0 >= newest, "went back from {newest} to {}", table.0);
+            newest = table.0;
+        }
+        writer.join().ok();
+        assert_eq!(gate.route(&copy), (3, Table(3)));
+    });
+}
