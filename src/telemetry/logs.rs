@@ -23,11 +23,7 @@ pub(crate) struct LoggedBytes<'a>(pub(crate) &'a [u8]);
 impl fmt::Display for LoggedBytes<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bytes = self.0;
-        let mut cut = bytes.len().min(MAX_SHOWN_VALUE_BYTES);
-        // Back to the start of the character the bound falls in (at most 3 continuation bytes).
-        while cut < bytes.len() && cut > 0 && bytes[cut] & 0xC0 == 0x80 {
-            cut -= 1;
-        }
+        let cut = cut_before_character(bytes, MAX_SHOWN_VALUE_BYTES);
         f.write_str("\"")?;
         for chunk in bytes[..cut].utf8_chunks() {
             for c in chunk.valid().chars() {
@@ -47,6 +43,32 @@ impl fmt::Display for LoggedBytes<'_> {
         }
         Ok(())
     }
+}
+
+/// Where `bytes` is cut to show at most `bound` of them: at the bound, or, when the bound
+/// falls inside a UTF-8 character (one to three of its continuation bytes before it), at the
+/// start of that character. Bytes that are no character's (a run of continuation bytes, a lead
+/// byte not followed by a whole character) are cut at the bound: they are shown as `\xNN`
+/// anyway, and backing over them would hide them.
+fn cut_before_character(bytes: &[u8], bound: usize) -> usize {
+    if bytes.len() <= bound {
+        return bytes.len();
+    }
+    // A character is at most 4 bytes: its start is at most 3 bytes before the bound.
+    let back = (1..=3.min(bound)).find(|&back| bytes[bound - back] & 0xC0 != 0x80);
+    let Some(start) = back.map(|back| bound - back) else {
+        return bound;
+    };
+    let len = match bytes[start] {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => return bound,
+    };
+    let straddles = bytes
+        .get(start..start + len)
+        .is_some_and(|character| start + len > bound && std::str::from_utf8(character).is_ok());
+    if straddles { start } else { bound }
 }
 
 /// How long a judge's line, once written, is not written again while its condition holds in
@@ -420,6 +442,31 @@ mod tests {
         assert!(!cut.contains("\\x"), "{cut}");
         assert!(
             cut.starts_with("\"xéé") && cut.ends_with(&format!("\"...({} bytes)", accents.len()))
+        );
+        // A 4-byte character straddling the bound (3 of its bytes before it): cut before it.
+        let emoji = format!("x{}", "😀".repeat(100));
+        assert_eq!(
+            shown(emoji.as_bytes()),
+            format!("\"x{}\"...(401 bytes)", "😀".repeat(39))
+        );
+        // Continuation bytes that are no character's are shown up to the bound, not hidden.
+        let continuations = [0x80; 200];
+        assert_eq!(
+            shown(&continuations),
+            format!(
+                "\"{}\"...(200 bytes)",
+                r"\x80".repeat(MAX_SHOWN_VALUE_BYTES)
+            )
+        );
+        // Nor are those after a lead byte whose character ends before the bound.
+        let mut after_lead = vec![b'x'; MAX_SHOWN_VALUE_BYTES - 3];
+        after_lead.extend([0xC3, 0x80, 0x80, 0x80, 0x80]);
+        assert_eq!(
+            shown(&after_lead),
+            format!(
+                "\"{}À\\x80\"...(162 bytes)",
+                "x".repeat(MAX_SHOWN_VALUE_BYTES - 3)
+            )
         );
         // Never a control character, whatever the bytes.
         let every: Vec<u8> = (0..=255).collect();
