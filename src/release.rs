@@ -367,6 +367,29 @@ pub(crate) fn flags_turned_on<'a>(
         .collect()
 }
 
+/// The flags the change from `before` to `after` turns off, then those it turns on, each once
+/// with whether it is on after (a flag is on as a release flag or a graduated one: graduating
+/// it changes nothing), in the order the configs list them.
+pub(crate) fn flag_changes<'a>(
+    before: &'a PromotionConfig,
+    after: &'a PromotionConfig,
+) -> Vec<(&'a str, bool)> {
+    // Linear: each flag is taken out of its set the first time it is listed.
+    let mut turned_on = flags_turned_on(before, after);
+    let mut turned_off = flags_turned_on(after, before);
+    let listed = |config: &'a PromotionConfig| {
+        config
+            .feature_flags
+            .iter()
+            .chain(&config.graduated_flags)
+            .map(String::as_str)
+    };
+    let off = listed(before).filter(|flag| turned_off.remove(flag));
+    let off: Vec<(&str, bool)> = off.map(|flag| (flag, false)).collect();
+    let on = listed(after).filter(|flag| turned_on.remove(flag));
+    off.into_iter().chain(on.map(|flag| (flag, true))).collect()
+}
+
 /// The config with release flag `name` on, or `None` when the flag is already on (as a release
 /// flag or a graduated one). `name` is assumed valid.
 pub(crate) fn with_flag_enabled(config: &PromotionConfig, name: &str) -> Option<PromotionConfig> {

@@ -330,6 +330,32 @@ fn gauges_counters_and_spans_reach_the_hosts_providers() {
         Some(&Value::from("canary"))
     );
 
+    // A swap makes the flag spans of the flags it turns off and on, one each, and no
+    // rollback span (it is no rollback: nothing counted, nothing in the history).
+    gate.enable_feature("old_flag").unwrap();
+    spans.reset();
+    let mut next = gate.config();
+    next.feature_flags = vec!["new_flag".into()];
+    gate.swap_config(next).unwrap();
+    let finished = spans.get_finished_spans().unwrap();
+    let changes: Vec<_> = finished
+        .iter()
+        .map(|s| {
+            let flag = attribute(s, "promotion.flag").cloned();
+            (
+                s.name.to_string(),
+                flag,
+                attribute(s, "promotion.enabled").cloned(),
+            )
+        })
+        .collect();
+    let flag = |name: &str, on: bool| {
+        let name = Some(Value::from(name.to_string()));
+        ("promotion.flag".to_string(), name, Some(Value::Bool(on)))
+    };
+    assert_eq!(changes, [flag("old_flag", false), flag("new_flag", true)]);
+    assert_eq!(gate.rollback_history().len(), 2);
+
     drop(instruments);
     meter_provider.shutdown().unwrap();
     tracer_provider.shutdown().unwrap();

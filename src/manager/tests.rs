@@ -265,6 +265,48 @@ fn flags_per_environment_and_cohort() {
 }
 
 #[test]
+fn a_swap_tells_each_flag_it_turns_on_or_off_as_enable_and_disable_feature_do() {
+    use crate::telemetry::log_lines::LogLines;
+    let config = PromotionConfig {
+        environment: canary(50.0),
+        feature_flags: vec!["a".into(), "b".into()],
+        graduated_flags: vec!["g".into()],
+        ..Default::default()
+    };
+    let flag_lines = |lines: &LogLines| -> Vec<String> {
+        let lines = lines.lines();
+        lines
+            .into_iter()
+            .filter(|l| l.contains("Feature flag"))
+            .collect()
+    };
+    // `a` off, `c` on; `g` moved from the graduated flags to the release ones stays on.
+    let swapped = gate(config.clone());
+    let lines = LogLines::default();
+    lines.during(|| {
+        swapped
+            .swap_config(PromotionConfig {
+                feature_flags: vec!["b".into(), "g".into(), "c".into()],
+                graduated_flags: vec![],
+                ..config.clone()
+            })
+            .unwrap()
+    });
+    let by_calls = gate(config.clone());
+    let called = LogLines::default();
+    called.during(|| {
+        by_calls.disable_feature("a").unwrap();
+        by_calls.enable_feature("c").unwrap();
+    });
+    assert_eq!(flag_lines(&lines), flag_lines(&called));
+    assert_eq!(flag_lines(&lines).len(), 2, "{:#?}", lines.lines());
+    // A swap that keeps every flag on or off tells none.
+    let lines = LogLines::default();
+    lines.during(|| swapped.swap_config(swapped.config()).unwrap());
+    assert!(flag_lines(&lines).is_empty(), "{:#?}", lines.lines());
+}
+
+#[test]
 fn enabling_a_flag_beyond_max_flags_is_refused_naming_the_count() {
     let full = PromotionConfig {
         feature_flags: (0..crate::MAX_FLAGS).map(|i| format!("f{i}")).collect(),

@@ -25,6 +25,23 @@ pub(super) fn log_dropped(dropped: u64) {
     }
 }
 
+/// Tells that flag `name` of `gate` was turned on or off, once the write is made: the
+/// specification's info line and the `promotion.flag` span, the same for
+/// [`enable_feature`](PromotionGateManager::enable_feature),
+/// [`disable_feature`](PromotionGateManager::disable_feature) and each flag a
+/// [`swap_config`](PromotionGateManager::swap_config) turns on or off.
+fn tell_flag_change(gate: &str, name: &str, on: bool) {
+    if on {
+        tracing::info!(feature = name, "Feature flag enabled: {name}");
+    } else {
+        tracing::info!(feature = name, "Feature flag disabled: {name}");
+    }
+    #[cfg(feature = "otel")]
+    crate::telemetry::otel::flag_span(gate, name, on);
+    #[cfg(not(feature = "otel"))]
+    let _ = gate;
+}
+
 /// How a refused promotion says that the stable version breaches the SLO as much as the
 /// canary: nothing is rolled back, the whole service must be fixed first.
 const SERVICE_WIDE: &str =
@@ -379,9 +396,7 @@ impl PromotionGateManager {
             };
             self.shared
                 .commit(writer, config, next, None, Durability::Required)?;
-            tracing::info!(feature = name, "Feature flag enabled: {name}");
-            #[cfg(feature = "otel")]
-            crate::telemetry::otel::flag_span(&current.config.gate, name, true);
+            tell_flag_change(&current.config.gate, name, true);
             Ok(true)
         };
         self.write_asking(written, |made| matches!(made, Ok(false)))
@@ -436,10 +451,9 @@ impl PromotionGateManager {
                 Some(event),
                 Durability::Required,
             )?;
-            tracing::info!(feature = name, "Feature flag disabled: {name}");
+            tell_flag_change(&current.config.gate, name, false);
             #[cfg(feature = "otel")]
             {
-                crate::telemetry::otel::flag_span(&current.config.gate, name, false);
                 // A rollback by the specification's triggers, counted as one: its span too.
                 crate::telemetry::otel::rollback_span(
                     &current.config.gate,
@@ -601,7 +615,9 @@ impl PromotionGateManager {
     /// logged as warnings): metrics of one set of canary users are never judged together with
     /// another's. In Canary and Staging, a flag the new version's requests get that they did
     /// not before starts one too, as [`enable_feature`](Self::enable_feature) does; a flag
-    /// turned off keeps the stage, as [`disable_feature`](Self::disable_feature) does. With a
+    /// turned off keeps the stage, as [`disable_feature`](Self::disable_feature) does. Each
+    /// flag turned on or off is logged and has its `promotion.flag` span as those calls make
+    /// them (a flag turned off is no rollback: it is not counted nor kept in the history). With a
     /// state store, the new config replaces the stored state for every process (the explicit
     /// way to start over from a config document); it must keep the gate's `store` and `gate`
     /// name.
@@ -756,6 +772,9 @@ impl PromotionGateManager {
                 Durability::Required,
             )?;
             // Told once made: a write the store refused changed nothing.
+            for (flag, on) in release::flag_changes(&current.config, &config) {
+                tell_flag_change(&config.gate, flag, on);
+            }
             if current.config.environment != config.environment {
                 tracing::warn!(from = %current.config.environment, to = %config.environment, "promotion.swap_config changes the environment");
             }
