@@ -22,6 +22,7 @@ use promotion_gates::{
     PromotionError, PromotionGateManager, RollbackError, RollbackTrigger, SloAdmissionController,
     SloConfig, StoreProblem, SwapError,
 };
+use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -770,10 +771,7 @@ fn rollback_counts_outlive_the_history_the_store_trims() {
     let dir = Scratch::new("rollback-counts-trimmed");
     let path = dir.file("gate.db");
     let (a, b) = (open_keeping_two(&path), open_keeping_two(&path));
-    for _ in 0..5 {
-        a.enable_feature("dark_mode").unwrap();
-        a.disable_feature("dark_mode").unwrap();
-    }
+    roll_back_a_flag(&a, 5);
     a.rollback("bad deploy").unwrap();
     assert_eq!(a.rollback_history().len(), 2, "the history keeps 2 events");
     assert_eq!(rollbacks_of(&a, "flag_disabled", "none"), 5.0);
@@ -854,15 +852,91 @@ fn a_rollback_another_process_stored_first_is_counted_once_in_both() {
     }
 }
 
+/// Turns the flag `dark_mode` on and off (a flag's rollback) `times` times on `gate`.
+fn roll_back_a_flag(gate: &PromotionGateManager, times: usize) {
+    for _ in 0..times {
+        gate.enable_feature("dark_mode").unwrap();
+        gate.disable_feature("dark_mode").unwrap();
+    }
+}
+
+/// Asserts that no series of `before`, lines of `promotion_rollbacks_total` scraped earlier
+/// from one process, is lower in `after`, scraped later from the same process.
+fn assert_no_count_went_down(before: &[String], after: &[String], when: &str) {
+    let value = |line: &String| -> (String, f64) {
+        let (series, count) = line.rsplit_once(' ').unwrap();
+        (series.to_string(), count.parse().unwrap())
+    };
+    let after: HashMap<String, f64> = after.iter().map(value).collect();
+    for (series, earlier) in before.iter().map(value) {
+        let later = after.get(&series).copied().unwrap_or(0.0);
+        assert!(
+            later >= earlier,
+            "{when}: {series} went from {earlier} down to {later}"
+        );
+    }
+}
+
+#[test]
+fn no_rollback_count_goes_down_when_a_write_stores_lower_counts() {
+    // A rolling upgrade: a build before the counts writes (no counts stored) and the history
+    // holds 2 events; a process opened then counts the 2 events it reads, and its next write
+    // stores those lower counts, which the process that counted all 3 follows.
+    let dir = Scratch::new("rollback-counts-never-down");
+    let path = dir.file("gate.db");
+    let a = open_keeping_two(&path);
+    roll_back_a_flag(&a, 3);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE release SET version = version + 1, rollbacks = NULL",
+            [],
+        )
+        .unwrap();
+    let b = open_keeping_two(&path);
+    let before = rollbacks_total(&a);
+    assert_eq!(rollbacks_of(&a, "flag_disabled", "none"), 3.0);
+    b.enable_feature("wide_layout").unwrap();
+    eventually("a follows b's write", || {
+        a.sync_now();
+        a.is_feature_enabled("wide_layout")
+    });
+    assert_no_count_went_down(&before, &rollbacks_total(&a), "an older build's write");
+    // It goes on from there once the stored counts pass it.
+    roll_back_a_flag(&b, 2);
+    eventually("a follows b's flag rollbacks", || {
+        a.sync_now();
+        rollbacks_of(&a, "flag_disabled", "none") == 4.0
+    });
+}
+
+#[test]
+fn no_rollback_count_goes_down_when_the_store_is_made_afresh() {
+    // The store file removed, and made afresh by a process started then: a gate that counted
+    // a rollback follows the new state, whose counts start from 0.
+    let dir = Scratch::new("rollback-counts-never-down-removed");
+    let path = dir.file("gate.db");
+    // Slow: the process started after the removal makes the store afresh, not this one.
+    let a = open_slow(&path);
+    a.rollback("bad deploy").unwrap();
+    let before = rollbacks_total(&a);
+    assert_eq!(rollbacks_of(&a, "manual", "none"), 1.0);
+    remove_store(&path);
+    let started_after = open(&path);
+    assert!(routes_to_canary(&started_after));
+    eventually("a follows the store made afresh", || {
+        a.sync_now();
+        a.environment() != Environment::Production
+    });
+    assert_no_count_went_down(&before, &rollbacks_total(&a), "a store made afresh");
+}
+
 #[test]
 fn a_store_written_before_counts_were_stored_counts_its_history() {
     let dir = Scratch::new("rollback-counts-legacy");
     let path = dir.file("gate.db");
     let a = open(&path);
-    for _ in 0..3 {
-        a.enable_feature("dark_mode").unwrap();
-        a.disable_feature("dark_mode").unwrap();
-    }
+    roll_back_a_flag(&a, 3);
     drop(a);
     // What a build before the counts wrote: no counts in the release.
     let check = rusqlite::Connection::open(&path).unwrap();

@@ -574,9 +574,10 @@ impl PromotionGateManager {
     /// Rollback events counted by cause since the gate was built, in order of each cause's
     /// first event: unlike the bounded [`rollback_history`](Self::rollback_history), the
     /// counts never decrease (the Prometheus exposition exports them as
-    /// `promotion_rollbacks_total`), but when a state store is replaced by an older copy,
-    /// whose older counts come back with its state. With a store they are the stored counts
-    /// (see [`RollbackCount`](crate::telemetry::RollbackCount)).
+    /// `promotion_rollbacks_total`). With a store they are the stored counts (see
+    /// [`RollbackCount`](crate::telemetry::RollbackCount)), each shown no lower than this gate
+    /// showed it before: stored counts that went back (a store replaced by an older copy, or
+    /// made afresh) hold it where it was until they pass it.
     ///
     /// # Example
     /// ```
@@ -589,7 +590,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn rollback_counts(&self) -> Vec<crate::telemetry::RollbackCount> {
-        self.shared.lock_records().rollbacks.to_vec()
+        self.shared.lock_records().rollbacks.shown()
     }
 
     /// The specification's name for [`rollback_history`](Self::rollback_history), kept as an

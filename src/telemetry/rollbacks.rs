@@ -20,9 +20,11 @@ use crate::judge::Rule;
 /// stored with its release: every rollback any process stored, once, never trimmed with the
 /// history, so every process that shares the store shows the same counts once it has synced,
 /// a scrape answered by any of them reads one counter, and a restarted process goes on from
-/// them. One limit: a rollback this process made while the store was unavailable that another
+/// them. Two limits: a rollback this process made while the store was unavailable that another
 /// process's write overtook (never stored, and not the same rollback under the same cause
-/// stored first) is counted here only.
+/// stored first) is counted here only; and stored counts that went back (a store replaced by
+/// an older copy or made afresh, a write of a process that counted fewer) never make a count
+/// go down: it stays at the most this gate showed until the stored count passes it.
 ///
 /// # Example
 /// ```
@@ -84,14 +86,27 @@ impl RollbackTally {
     /// Adds `more` to its cause's count (saturating: a store edited by hand may hold counts
     /// near `u64::MAX`).
     fn add(&mut self, more: RollbackCount) {
-        match self
+        let entry = self.entry(more);
+        entry.count = entry.count.saturating_add(more.count);
+    }
+
+    /// Raises `to`'s cause's count to `to.count`, if below it.
+    fn raise(&mut self, to: RollbackCount) {
+        let entry = self.entry(to);
+        entry.count = entry.count.max(to.count);
+    }
+
+    /// The entry of `cause`'s trigger and rule, added at 0 if there is none.
+    fn entry(&mut self, cause: RollbackCount) -> &mut RollbackCount {
+        let at = self
             .counts
-            .iter_mut()
-            .find(|c| c.trigger == more.trigger && c.rule == more.rule)
-        {
-            Some(entry) => entry.count = entry.count.saturating_add(more.count),
-            None => self.counts.push(more),
-        }
+            .iter()
+            .position(|c| c.trigger == cause.trigger && c.rule == cause.rule);
+        let at = at.unwrap_or_else(|| {
+            self.counts.push(RollbackCount { count: 0, ..cause });
+            self.counts.len() - 1
+        });
+        &mut self.counts[at]
     }
 
     /// A tally of `counts` (one entry per cause, as a store's read gives them).
@@ -108,11 +123,16 @@ impl RollbackTally {
 /// A gate's rollback counts: those of the stored state it knows (with a store), and those of
 /// the rollbacks made here that no store holds (without a store, every one; with one, a
 /// rollback waiting to be written, or one that another process's write overtook, counted in
-/// this process only). Kept under the records lock.
+/// this process only), shown never below what was shown before. Kept under the records lock.
 #[derive(Debug, Default)]
 pub(crate) struct RollbackCounts {
     stored: RollbackTally,
     here: RollbackTally,
+    /// The most shown of each cause so far: a count is shown as the larger of it and the
+    /// stored count with those made here, so that no count shown goes down (a store whose
+    /// counts went back: made afresh, put back to an older copy, or written by a process that
+    /// counted fewer, a build before the counts' history).
+    shown: RollbackTally,
 }
 
 impl RollbackCounts {
@@ -132,15 +152,21 @@ impl RollbackCounts {
         self.stored = stored;
     }
 
-    /// Both together, one entry per cause: the stored causes first, in their order, then
-    /// those counted here only.
-    pub(crate) fn to_vec(&self) -> Vec<RollbackCount> {
+    /// Both together, one entry per cause (the stored causes first, in their order, then
+    /// those counted here only), each at least what it was shown before: a count whose stored
+    /// count went back stays where it was shown until the stored one passes it. Read under the
+    /// records lock, with every change of a write or a catch-up made, so that a count moving
+    /// from here to the stored ones is never shown twice.
+    pub(crate) fn shown(&mut self) -> Vec<RollbackCount> {
         let mut all = self.stored.clone();
         for count in self.here.counts() {
             all.add(*count);
         }
-        all.counts.retain(|c| c.count > 0);
-        all.counts
+        for count in all.counts {
+            self.shown.raise(count);
+        }
+        let shown = self.shown.counts.iter().filter(|c| c.count > 0);
+        shown.copied().collect()
     }
 }
 
@@ -300,6 +326,32 @@ mod tests {
                 (RollbackTrigger::Automatic, Some(Rule::P99Budget), 1),
             ]
         );
+    }
+
+    #[test]
+    fn a_count_shown_never_goes_down_and_a_count_moved_to_the_store_is_shown_once() {
+        let manual = event(RollbackTrigger::Manual, None);
+        let tally = |n: u64| {
+            let mut tally = RollbackTally::default();
+            (0..n).for_each(|_| tally.count(&manual));
+            tally
+        };
+        let shown = |counts: &mut RollbackCounts| -> Vec<u64> {
+            counts.shown().iter().map(|c| c.count).collect()
+        };
+        let mut counts = RollbackCounts::default();
+        counts.stored(tally(2));
+        counts.count_here(&manual);
+        assert_eq!(shown(&mut counts), [3]);
+        // Written: in the stored counts, counted here no more (one update, under one lock).
+        counts.stored(tally(3));
+        counts.now_stored(&manual);
+        assert_eq!(shown(&mut counts), [3]);
+        // The stored counts go back: held where shown until they pass it.
+        counts.stored(tally(1));
+        assert_eq!(shown(&mut counts), [3]);
+        counts.stored(tally(4));
+        assert_eq!(shown(&mut counts), [4]);
     }
 
     #[test]

@@ -390,8 +390,9 @@ impl Shared {
     /// here when it was made, is counted in them once written (or found stored: `own`,
     /// `counted`), or once the same rollback made first by another process is (`same_stored`);
     /// one dropped for another reason (the stored release moved on) stays counted in this
-    /// process only: its routing did roll back, but the store never held it. A store replaced by an older copy
-    /// brings its older counts back with its state.
+    /// process only: its routing did roll back, but the store never held it. Stored counts that
+    /// went back (a store replaced by an older copy, or made afresh) are shown no lower than
+    /// the gate showed before ([`RollbackCounts`](crate::telemetry::RollbackCounts)).
     pub(super) fn apply(&self, writer: &mut WriterState, update: CatchUp) -> Result<(), Error> {
         let Some(link) = writer.store.as_ref() else {
             return Ok(());

@@ -236,7 +236,7 @@ impl Counted {
                 .map_or(0, |(_, count)| *count);
             let entry = self.count(series);
             // What the series showed of the old gate, if more than its count now (a gate that
-            // is gone, or counts that went back with a store replaced by an older copy).
+            // is gone).
             let shown = entry.reported.saturating_sub(entry.carried);
             let carried = old_count.max(shown);
             entry.carried = entry.carried.saturating_add(carried);
