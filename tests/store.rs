@@ -79,6 +79,55 @@ fn a_rolled_back_canary_stays_rolled_back_after_a_restart() {
     assert!(difference.contains("feature_flags"), "{difference}");
 }
 
+/// The stored release's version and its `rollout` column, as `sqlite3` shows them.
+fn stored_rollout(path: &str) -> (i64, Option<String>) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("SELECT version, rollout FROM release", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .unwrap()
+}
+
+#[test]
+fn the_stored_rollout_changes_when_a_rollout_starts_whichever_gate_writes() {
+    let dir = Scratch::new("rollout-number");
+    let path = dir.file("gate.db");
+    let rollout = |version: i64, started: i64| {
+        (
+            version,
+            Some(format!(r#"{{"version":{version},"started":{started}}}"#)),
+        )
+    };
+    let a = open(&path);
+    assert_eq!(
+        stored_rollout(&path),
+        rollout(1, 1),
+        "the first write starts one"
+    );
+    a.rollback("bad deploy").unwrap();
+    assert_eq!(stored_rollout(&path), rollout(2, 1));
+    let b = open(&path);
+    b.enable_feature("next").unwrap(); // in Production
+    assert_eq!(stored_rollout(&path), rollout(3, 1));
+    b.promote(Environment::Canary {
+        traffic_percent: 1.0,
+    })
+    .unwrap();
+    assert_eq!(stored_rollout(&path), rollout(4, 4), "a new rollout");
+    // The other gate goes on from the rollout it follows.
+    eventually("the first gate follows the new rollout", || {
+        a.environment()
+            == Environment::Canary {
+                traffic_percent: 1.0,
+            }
+    });
+    a.enable_feature("more").unwrap();
+    assert_eq!(stored_rollout(&path), rollout(5, 4));
+    a.rollback("bad again").unwrap();
+    assert_eq!(stored_rollout(&path), rollout(6, 4));
+}
+
 #[test]
 fn a_new_rollout_is_explicit_and_reaches_every_gate() {
     let dir = Scratch::new("new-rollout");
@@ -1459,9 +1508,10 @@ fn a_release_put_back_alone_to_an_older_version_is_followed_and_written_over() {
     let path = dir.file("gate.db");
     a_release_put_back_alone_to_an_older_version_is_followed(&|| open(&path), &|| {
         let connection = rusqlite::Connection::open(&path).unwrap();
-        let row: [rusqlite::types::Value; 5] = connection
+        // The whole row: its rollback counts and rollout are as of its own version.
+        let row: [rusqlite::types::Value; 6] = connection
             .query_row(
-                "SELECT version, stage, environment, config, rollbacks FROM release",
+                "SELECT version, stage, environment, config, rollbacks, rollout FROM release",
                 [],
                 |row| {
                     Ok([
@@ -1470,6 +1520,7 @@ fn a_release_put_back_alone_to_an_older_version_is_followed_and_written_over() {
                         row.get(2)?,
                         row.get(3)?,
                         row.get(4)?,
+                        row.get(5)?,
                     ])
                 },
             )
@@ -1478,7 +1529,7 @@ fn a_release_put_back_alone_to_an_older_version_is_followed_and_written_over() {
             connection
                 .execute(
                     "UPDATE release SET version = ?1, stage = ?2, environment = ?3, config = ?4,
-                         rollbacks = ?5",
+                         rollbacks = ?5, rollout = ?6",
                     rusqlite::params_from_iter(row),
                 )
                 .unwrap();

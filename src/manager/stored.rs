@@ -24,8 +24,8 @@ use crate::error::{Error, PromotionError, shortened};
 use crate::history::RollbackEvent;
 use crate::monitor::Now;
 use crate::store::{
-    self, Commit, Guard, StateStore, StoreConfig, StoreError, StoreProblem, StoredRelease,
-    StoredWrite,
+    self, Commit, Guard, RolloutOn, StateStore, StoreConfig, StoreError, StoreProblem,
+    StoredRelease, StoredWrite,
 };
 use crate::telemetry::RollbackTally;
 
@@ -74,6 +74,8 @@ pub(super) struct StoreLink {
     known: Guard,
     /// The config of the `known` state (what a rollback deferred now is decided on).
     known_config: PromotionConfig,
+    /// The rollout of the `known` state ([`StoredRelease::rollout`]; `None`: not known).
+    known_rollout: Option<u64>,
     /// The rollback counts of the `known` state.
     counted: RollbackTally,
     pending: Option<Pending>,
@@ -124,6 +126,7 @@ pub(super) fn open(config: &PromotionConfig, opened: SystemTime) -> Result<Optio
                 .map(|(_, event)| event)
                 .collect();
             let known = guard_of(&state.release);
+            let rollout = state.release.rollout();
             let counted = state
                 .rollback_counts(None)
                 .map_err(|why| StoreError::new(store.location(), StoreProblem::NotOurs, why))?;
@@ -131,7 +134,7 @@ pub(super) fn open(config: &PromotionConfig, opened: SystemTime) -> Result<Optio
                 link: StoreLink::new(
                     store,
                     store_config,
-                    (known, &state.release.config, counted),
+                    (known, &state.release.config, rollout, counted),
                     opened,
                 ),
                 config: stored,
@@ -140,9 +143,17 @@ pub(super) fn open(config: &PromotionConfig, opened: SystemTime) -> Result<Optio
                 difference,
             }));
         }
-        let first = StoredWrite::new(Guard::EMPTY, &RollbackTally::default(), 1, config, None);
+        let first = StoredWrite::new(
+            Guard::EMPTY,
+            RolloutOn::new(None, config),
+            &RollbackTally::default(),
+            1,
+            config,
+            None,
+        );
         if store.commit(&first)? == Commit::Written {
-            let known = (guard_of(&first.release), config, first.counts);
+            let rollout = first.release.rollout();
+            let known = (guard_of(&first.release), config, rollout, first.counts);
             return Ok(Some(Opened {
                 link: StoreLink::new(store, store_config, known, opened),
                 config: config.clone(),
@@ -164,7 +175,12 @@ impl StoreLink {
     fn new(
         store: Arc<dyn StateStore>,
         config: &StoreConfig,
-        (known, known_config, counted): (Guard, &PromotionConfig, RollbackTally),
+        (known, known_config, known_rollout, counted): (
+            Guard,
+            &PromotionConfig,
+            Option<u64>,
+            RollbackTally,
+        ),
         opened: SystemTime,
     ) -> Self {
         Self {
@@ -172,6 +188,7 @@ impl StoreLink {
             config: config.clone(),
             known,
             known_config: known_config.clone(),
+            known_rollout,
             counted,
             pending: None,
             wake: None,
@@ -243,12 +260,14 @@ impl StoreLink {
             .into());
         }
         let stage = self.known.stage + u64::from(new_stage);
-        let write = StoredWrite::new(self.known, &self.counted, stage, config, event);
+        let on = RolloutOn::new(self.known_rollout, &self.known_config);
+        let write = StoredWrite::new(self.known, on, &self.counted, stage, config, event);
         match self.store.commit(&write) {
             Ok(Commit::Written) => {
                 let now = clock();
                 self.known = guard_of(&write.release);
                 self.known_config = write.release.config.clone();
+                self.known_rollout = write.release.rollout();
                 self.counted = write.counts;
                 self.came_back();
                 Ok(now)
@@ -298,6 +317,7 @@ impl StoreLink {
             event: event.cloned(),
             decided_on: self.known,
             decided_config: self.known_config.clone(),
+            decided_rollout: self.known_rollout,
             config: config.clone(),
         });
         if let Some(wake) = &self.wake {

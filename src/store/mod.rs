@@ -43,7 +43,7 @@ pub(crate) use contribution::{
     time_to_live,
 };
 pub(crate) use state::{
-    Commit, Guard, NewestFirst, SCHEMA_VERSION, StoredEvent, StoredRelease, StoredState,
+    Commit, Guard, NewestFirst, RolloutOn, SCHEMA_VERSION, StoredEvent, StoredRelease, StoredState,
     StoredWrite,
 };
 

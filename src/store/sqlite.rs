@@ -31,6 +31,10 @@ mod identity;
 /// counts, once each, takes under 1 KiB.
 const MAX_STORED_COUNTS_BYTES: usize = 4096;
 
+/// The most bytes of a release's rollout (JSON) a read takes: two numbers of at most 19
+/// digits take 50.
+const MAX_STORED_ROLLOUT_BYTES: usize = 160;
+
 /// Marks a file as ours in the SQLite header (`PRAGMA application_id`): "PGAT".
 const APPLICATION_ID: i32 = 0x5047_4154;
 
@@ -42,7 +46,8 @@ CREATE TABLE release (
     stage INTEGER NOT NULL,
     environment TEXT NOT NULL,
     config TEXT NOT NULL,
-    rollbacks TEXT
+    rollbacks TEXT,
+    rollout TEXT
 );
 CREATE TABLE history (
     gate TEXT NOT NULL,
@@ -293,7 +298,7 @@ impl SqliteStore {
                     ));
                 }
                 tx.execute_batch(CREATE_CONTRIBUTIONS).map_err(fail)?;
-                add_rollback_counts(&tx).map_err(fail)?;
+                add_release_columns(&tx).map_err(fail)?;
                 self.check_tables(&tx)?;
             }
             // Refused above.
@@ -426,7 +431,11 @@ impl SqliteStore {
                      octet_length(rollbacks),
                      CASE WHEN typeof(version) = 'integer' AND typeof(stage) = 'integer'
                          AND (version, stage) IS NOT (?2, ?3) AND octet_length(rollbacks) <= ?6
-                         THEN rollbacks END
+                         THEN rollbacks END,
+                     octet_length(rollout),
+                     CASE WHEN typeof(version) = 'integer' AND typeof(stage) = 'integer'
+                         AND (version, stage) IS NOT (?2, ?3) AND octet_length(rollout) <= ?7
+                         THEN rollout END
                  FROM release WHERE gate = ?1",
                 params![
                     self.gate,
@@ -434,7 +443,8 @@ impl SqliteStore {
                     self.signed("release.stage", known.stage)?,
                     i64::try_from(MAX_DOCUMENT_BYTES).unwrap_or(i64::MAX),
                     NUMBER_TEXT_BYTES,
-                    i64::try_from(MAX_STORED_COUNTS_BYTES).unwrap_or(i64::MAX)
+                    i64::try_from(MAX_STORED_COUNTS_BYTES).unwrap_or(i64::MAX),
+                    i64::try_from(MAX_STORED_ROLLOUT_BYTES).unwrap_or(i64::MAX)
                 ],
                 |row| Ok(release_of(row)),
             )
@@ -446,24 +456,18 @@ impl SqliteStore {
         else {
             return Ok(Since::unread(stored, known));
         };
-        let (config, rollbacks) = texts.map_err(not_ours)?;
+        let (config, rollbacks, rollout) = texts.map_err(not_ours)?;
         let config = PromotionConfig::parse_json(&config)
             .map_err(|e| not_ours(format!("release.config: {e}")))?;
-        let rollbacks = rollbacks
-            .map(|text| {
-                stored_json(text.as_bytes(), "").map_err(|e| {
-                    not_ours(format!(
-                        "release.rollbacks = {}: not rollback counts ({e})",
-                        quoted(&text)
-                    ))
-                })
-            })
-            .transpose()?;
+        let rollbacks =
+            json_column(rollbacks, "release.rollbacks", "rollback counts").map_err(not_ours)?;
+        let rollout = json_column(rollout, "release.rollout", "a rollout").map_err(not_ours)?;
         let release = StoredRelease {
             version,
             stage,
             config,
             rollbacks,
+            rollout,
         }
         .checked(&self.gate)
         .map_err(not_ours)?;
@@ -630,20 +634,27 @@ impl SqliteStore {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
+        let rollout = release
+            .rollout
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
         tx.execute(
-            "INSERT INTO release (gate, version, stage, environment, config, rollbacks)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO release (gate, version, stage, environment, config, rollbacks, rollout)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (gate) DO UPDATE SET
                  version = excluded.version, stage = excluded.stage,
                  environment = excluded.environment, config = excluded.config,
-                 rollbacks = excluded.rollbacks",
+                 rollbacks = excluded.rollbacks, rollout = excluded.rollout",
             params![
                 self.gate,
                 self.signed("release.version", release.version)?,
                 self.signed("release.stage", release.stage)?,
                 release.config.environment.to_string(),
                 config,
-                rollbacks
+                rollbacks,
+                rollout
             ],
         )
         .map_err(fail)?;
@@ -840,9 +851,23 @@ fn contribution_of(row: &Row<'_>, stage: u64) -> Result<Contribution, BadContrib
     })
 }
 
-/// The texts of a release row: its config, and its rollback counts (`None`: a row written
-/// before they were stored).
-type ReleaseTexts = (String, Option<String>);
+/// The JSON column `field`'s `text` (`None`: NULL) read as `what` it holds, or why not,
+/// naming the field and the value.
+fn json_column<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+    field: &str,
+    what: &str,
+) -> Result<Option<T>, String> {
+    text.map(|text| {
+        stored_json(text.as_bytes(), "")
+            .map_err(|e| format!("{field} = {}: not {what} ({e})", quoted(&text)))
+    })
+    .transpose()
+}
+
+/// The texts of a release row: its config, its rollback counts and its rollout (each `None`:
+/// a row written before it was stored).
+type ReleaseTexts = (String, Option<String>, Option<String>);
 
 /// A row of `release` as selected by `read` (version, stage, the config's and the rollback
 /// counts' lengths, and their texts when read), or which column holds what instead. The texts
@@ -856,16 +881,21 @@ fn release_of(row: &Row<'_>) -> Result<(u64, u64, Result<ReleaseTexts, String>),
             "release.config",
             (MAX_DOCUMENT_BYTES, "MAX_DOCUMENT_BYTES"),
         )?;
-        let rollbacks = match row.get_ref(6) {
-            Ok(ValueRef::Null) => None,
-            _ => Some(bounded_text(
-                row,
-                6,
-                "release.rollbacks",
-                (MAX_STORED_COUNTS_BYTES, "MAX_STORED_COUNTS_BYTES"),
-            )?),
+        let optional = |at: usize, field: &str, limit: (usize, &str)| match row.get_ref(at) {
+            Ok(ValueRef::Null) => Ok(None),
+            _ => bounded_text(row, at, field, limit).map(Some),
         };
-        Ok((config, rollbacks))
+        let rollbacks = optional(
+            6,
+            "release.rollbacks",
+            (MAX_STORED_COUNTS_BYTES, "MAX_STORED_COUNTS_BYTES"),
+        )?;
+        let rollout = optional(
+            8,
+            "release.rollout",
+            (MAX_STORED_ROLLOUT_BYTES, "MAX_STORED_ROLLOUT_BYTES"),
+        )?;
+        Ok((config, rollbacks, rollout))
     };
     Ok((
         bounded_count(row, 0, "release.version").and_then(stored_version)?,
@@ -874,18 +904,21 @@ fn release_of(row: &Row<'_>) -> Result<(u64, u64, Result<ReleaseTexts, String>),
     ))
 }
 
-/// Adds the `rollbacks` column to the `release` table of a file made before the rollback
-/// counts were stored (its rows keep `NULL`: their history is counted instead). A file
+/// Adds the columns of the `release` table a file made before them lacks: `rollbacks` (the
+/// rollback counts; its rows keep `NULL`: their history is counted instead) and `rollout`
+/// (its rows keep `NULL`: a rollback waiting to be written counts stages instead). A file
 /// without the table is left to [`SqliteStore::check_tables`], which names it.
-fn add_rollback_counts(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    let missing: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'release')
-             AND NOT EXISTS (SELECT 1 FROM pragma_table_info('release') WHERE name = 'rollbacks')",
-        [],
-        |row| row.get(0),
-    )?;
-    if missing {
-        tx.execute_batch("ALTER TABLE release ADD COLUMN rollbacks TEXT")?;
+fn add_release_columns(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    for column in ["rollbacks", "rollout"] {
+        let missing: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'release')
+                 AND NOT EXISTS (SELECT 1 FROM pragma_table_info('release') WHERE name = ?1)",
+            [column],
+            |row| row.get(0),
+        )?;
+        if missing {
+            tx.execute_batch(&format!("ALTER TABLE release ADD COLUMN {column} TEXT"))?;
+        }
     }
     Ok(())
 }

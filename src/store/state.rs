@@ -30,6 +30,67 @@ pub(crate) struct StoredRelease {
     /// instead ([`StoredState::rollback_counts`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) rollbacks: Option<StoredTally>,
+    /// The rollout (the release) this state belongs to: what tells a rollback waiting to be
+    /// written whether the stored release is still the one it was decided on. `None` in a
+    /// release written before it was stored ([`StoredRelease::rollout`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rollout: Option<StoredRollout>,
+}
+
+/// The stored rollout, as of the write of `version`: the release's own version when this
+/// build wrote it. An older one is what a build before the rollout was stored left when it
+/// wrote the release (SQLite keeps the column it does not know), and tells nothing: that
+/// write may have started a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoredRollout {
+    pub(crate) version: u64,
+    /// The version of the write that started the rollout: the first write of the store, or
+    /// one that left Production for Canary or Staging (a new rollout, or a `swap_config` out
+    /// of Production). Every other write keeps it, so that the same number is the same
+    /// release, whatever flags or stages came between.
+    pub(crate) started: u64,
+}
+
+/// What a write's rollout follows from: the stored release it is written over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RolloutOn {
+    /// That release's rollout ([`StoredRelease::rollout`]; `None`: not known).
+    pub(crate) rollout: Option<u64>,
+    /// Whether that release is in Production: a write out of it starts a rollout.
+    pub(crate) production: bool,
+}
+
+impl RolloutOn {
+    /// A release whose rollout is not known, in Canary or Staging: what the tests write on
+    /// when they do not say (a store written by a build before the rollout was stored).
+    #[cfg(test)]
+    pub(crate) const UNKNOWN: Self = Self {
+        rollout: None,
+        production: false,
+    };
+
+    /// The rollout of `release` and whether it is in Production.
+    pub(crate) fn of(release: &StoredRelease) -> Self {
+        Self::new(release.rollout(), &release.config)
+    }
+
+    /// A release of rollout `rollout` with `config`.
+    pub(crate) fn new(rollout: Option<u64>, config: &PromotionConfig) -> Self {
+        Self {
+            rollout,
+            production: config.environment == Environment::Production,
+        }
+    }
+
+    /// The rollout of the write of `version` over it with `config`: that write's own version
+    /// when it starts one (over an empty store, `guard` version 0; or out of Production), else
+    /// this one's (`None` stays `None` until a write starts a rollout).
+    fn next(self, guard: Guard, version: u64, config: &PromotionConfig) -> Option<u64> {
+        let starts = guard.version == 0
+            || (self.production && config.environment != Environment::Production);
+        if starts { Some(version) } else { self.rollout }
+    }
 }
 
 /// The stored rollback counts, as of the write of `version`: the release's own version when
@@ -165,6 +226,7 @@ impl StoredRelease {
             .validate()
             .map_err(|e| format!("release.config: {e}"))?;
         self.stored_tally()?;
+        self.checked_rollout()?;
         if self.config.gate != gate {
             return Err(format!(
                 "release.config.gate = {}: the state of another gate, this one is {} (the gate's name keys its stored state)",
@@ -173,6 +235,38 @@ impl StoredRelease {
             ));
         }
         Ok(self)
+    }
+
+    /// Its stored rollout, or what in it is not one this build writes: as of a version at
+    /// most the release's, started by a write from 1 to that version.
+    fn checked_rollout(&self) -> Result<(), String> {
+        let Some(rollout) = self.rollout else {
+            return Ok(());
+        };
+        if rollout.version > self.version {
+            return Err(format!(
+                "release.rollout.version = {}: at most the release's version {} (the write \
+                 that stored the rollout)",
+                rollout.version, self.version
+            ));
+        }
+        if rollout.started == 0 || rollout.started > rollout.version {
+            return Err(format!(
+                "release.rollout.started = {}: from 1 to the rollout's version {} (the \
+                 version of the write that started the rollout)",
+                rollout.started, rollout.version
+            ));
+        }
+        Ok(())
+    }
+
+    /// The rollout this release belongs to (the version of the write that started it), when
+    /// known: stored by the write that made the release. `None` in a release written before
+    /// it was stored, or by such a build since (its rollout is as of an older version).
+    pub(crate) fn rollout(&self) -> Option<u64> {
+        self.rollout
+            .filter(|rollout| rollout.version == self.version)
+            .map(|rollout| rollout.started)
     }
 
     /// Its stored rollback counts and the version they are as of, read, or what in them is
@@ -373,16 +467,21 @@ pub(crate) struct StoredWrite {
 }
 
 impl StoredWrite {
-    /// The write that moves the state at `guard`, whose rollback counts are `counted`, to
-    /// `stage` with `config`, recording `event` (and counting it).
+    /// The write that moves the state at `guard`, whose rollback counts are `counted` and
+    /// whose rollout is `on`'s, to `stage` with `config`, recording `event` (and counting
+    /// it).
     pub(crate) fn new(
         guard: Guard,
+        on: RolloutOn,
         counted: &RollbackTally,
         stage: u64,
         config: &PromotionConfig,
         event: Option<&RollbackEvent>,
     ) -> Self {
         let version = guard.version + 1;
+        let rollout = on
+            .next(guard, version, config)
+            .map(|started| StoredRollout { version, started });
         let mut config = config.clone();
         config.store = None;
         let history_bound = config.max_rollback_history;
@@ -397,6 +496,7 @@ impl StoredWrite {
                 stage,
                 config,
                 rollbacks: Some(stored_tally(version, counts.counts())),
+                rollout,
             },
             event: event.map(|e| StoredEvent::from_event(version, e)),
             history_bound,
@@ -659,6 +759,7 @@ mod tests {
                 stage: 5,
                 config: PromotionConfig::default(),
                 rollbacks: None,
+                rollout: None,
             },
             history: versions.iter().map(|&v| manual_rollback(v)).collect(),
         };
@@ -712,6 +813,7 @@ mod tests {
                 ..Default::default()
             },
             rollbacks: None,
+            rollout: None,
         };
         assert!(release("checkout").checked("checkout").is_ok());
         let err = release("payments").checked("checkout").unwrap_err();
@@ -732,6 +834,7 @@ mod tests {
             stage,
             config: PromotionConfig::default(),
             rollbacks: None,
+            rollout: None,
         };
         let gate = PromotionConfig::default().gate;
         assert!(release(1, 0).checked(&gate).is_ok());
@@ -762,11 +865,81 @@ mod tests {
         };
         let at = SystemTime::UNIX_EPOCH;
         let rollback = event(RolledBack::Release, RollbackTrigger::Manual, at);
-        let write = StoredWrite::new(guard, &Default::default(), 3, &config, Some(&rollback));
+        let write = StoredWrite::new(
+            guard,
+            crate::store::RolloutOn::UNKNOWN,
+            &Default::default(),
+            3,
+            &config,
+            Some(&rollback),
+        );
         assert_eq!(write.release.version, 5);
         assert_eq!(write.release.stage, 3);
         assert_eq!(write.release.config.store, None);
         assert_eq!(write.event.as_ref().map(|e| e.version), Some(5));
         assert_eq!(write.history_bound, 9);
+    }
+    #[test]
+    fn a_rollout_starts_at_the_first_write_and_out_of_production_and_nowhere_else() {
+        let write = |on: &StoredRelease, environment: Environment, flags: &[&str]| {
+            let config = PromotionConfig {
+                environment,
+                feature_flags: flags.iter().map(|f| f.to_string()).collect(),
+                ..Default::default()
+            };
+            let guard = Guard {
+                version: on.version,
+                stage: on.stage,
+            };
+            let write = StoredWrite::new(
+                guard,
+                RolloutOn::of(on),
+                &Default::default(),
+                on.stage + 1,
+                &config,
+                None,
+            );
+            write.release
+        };
+        let first = StoredWrite::new(
+            Guard::EMPTY,
+            RolloutOn::UNKNOWN,
+            &Default::default(),
+            1,
+            &PromotionConfig {
+                environment: canary(10.0),
+                ..Default::default()
+            },
+            None,
+        )
+        .release;
+        assert_eq!(first.rollout(), Some(1), "the first write starts one");
+        // A ramp, a flag on, a promotion, flags edited in Production: the same rollout.
+        let ramp = write(&first, canary(25.0), &[]);
+        let flag = write(&ramp, canary(25.0), &["a"]);
+        let promoted = write(&flag, Environment::Production, &[]);
+        let edited = write(&promoted, Environment::Production, &["b", "c"]);
+        for release in [&ramp, &flag, &promoted, &edited] {
+            assert_eq!(release.rollout(), Some(1), "{release:?}");
+        }
+        // Out of Production: the next rollout, numbered by the write that started it.
+        let next = write(&edited, canary(5.0), &["b", "c"]);
+        assert_eq!(next.rollout(), Some(next.version));
+        let rolled_back = write(&next, Environment::Production, &[]);
+        assert_eq!(rolled_back.rollout(), Some(next.version));
+        // Unknown (a build before wrote the release) until a rollout starts.
+        let mut older = rolled_back.clone();
+        older.version += 1;
+        assert_eq!(older.rollout(), None, "as of an older version: unknown");
+        let kept = write(&older, Environment::Production, &["d"]);
+        assert_eq!(kept.rollout(), None);
+        let started = write(&kept, canary(1.0), &[]);
+        assert_eq!(started.rollout(), Some(started.version));
+        assert!(
+            started
+                .clone()
+                .checked(&started.config.gate.clone())
+                .is_ok()
+        );
     }
 }

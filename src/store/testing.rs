@@ -43,6 +43,7 @@ pub(crate) fn write_on(on: u64, environment: Environment, reason: Option<&str>) 
     let event = reason.map(rollback_event);
     StoredWrite::new(
         guard,
+        crate::store::RolloutOn::UNKNOWN,
         &Default::default(),
         on + 1,
         &config(environment),
@@ -68,6 +69,7 @@ pub(crate) fn commit_on_top(store: &dyn StateStore, reason: &str, bound: usize) 
         let event = rollback_event(reason);
         let write = StoredWrite::new(
             guard,
+            crate::store::RolloutOn::UNKNOWN,
             &counted.unwrap_or_default(),
             guard.stage + 1,
             &next,

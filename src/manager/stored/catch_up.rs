@@ -14,7 +14,7 @@ use crate::manager::ended::EndedStage;
 use crate::manager::{Shared, WriterState};
 use crate::snapshot::Snapshot;
 use crate::store::{
-    self, Commit, Guard, Since, StateStore, StoreError, StoredRelease, StoredWrite,
+    self, Commit, Guard, RolloutOn, Since, StateStore, StoreError, StoredRelease, StoredWrite,
 };
 use crate::telemetry::RollbackTally;
 
@@ -188,6 +188,7 @@ pub(super) fn catch_up(
         let stage = (stored.stage + 1).max(local.stage);
         let write = StoredWrite::new(
             stored,
+            RolloutOn::of(&state.release),
             &counts(store, &state, None)?,
             stage,
             &config,
@@ -249,6 +250,7 @@ fn went_back(
     }
     let write = StoredWrite::new(
         guard_of(&state.release),
+        RolloutOn::of(&state.release),
         &counts(store, &state, None)?,
         local.stage + 1,
         &state.release.config,
@@ -283,6 +285,7 @@ fn reseed(
     let empty = Guard::EMPTY;
     let write = StoredWrite::new(
         empty,
+        RolloutOn::new(None, &local.snapshot.config),
         &local.counted,
         local.stage,
         &local.snapshot.config,
@@ -462,6 +465,7 @@ impl Shared {
             }
             link.known = stored_guard;
             link.known_config = update.release.config.clone();
+            link.known_rollout = update.release.rollout();
             link.counted = update.counts.clone();
         }
         // The newest release rollback among the events, for the change feed (the events
@@ -581,6 +585,7 @@ mod tests {
                 stage: 1,
             },
             decided_config: crate::store::testing::config(crate::config::canary(10.0)),
+            decided_rollout: first.release.rollout(),
             config: gate.config(),
         };
         (
@@ -606,6 +611,7 @@ mod tests {
             let mut other = write_on(1, Environment::Production, None);
             other = StoredWrite::new(
                 other.guard,
+                crate::store::RolloutOn::UNKNOWN,
                 &Default::default(),
                 other.release.stage,
                 &crate::store::testing::config(Environment::Production),
@@ -709,15 +715,8 @@ mod tests {
         let mut next = promoted.clone();
         next.environment = crate::config::canary(10.0);
         next.feature_flags = vec!["v2".into()];
-        let promotion =
-            StoredWrite::new(pending.decided_on, &Default::default(), 2, &promoted, None);
-        let next_rollout = StoredWrite::new(
-            guard_of(&promotion.release),
-            &Default::default(),
-            3,
-            &next,
-            None,
-        );
+        let promotion = unnumbered(pending.decided_on, 2, &promoted);
+        let next_rollout = unnumbered(guard_of(&promotion.release), 3, &next);
         dropped_by(store.as_ref(), &pending, &local, &[promotion, next_rollout]);
     }
 
@@ -741,10 +740,23 @@ mod tests {
         stored
     }
 
+    /// The write on `on` at `stage` with `config`, of no known rollout (as a build before the
+    /// rollout was stored writes it).
+    fn unnumbered(on: Guard, stage: u64, config: &crate::PromotionConfig) -> StoredWrite {
+        StoredWrite::new(
+            on,
+            RolloutOn::UNKNOWN,
+            &Default::default(),
+            stage,
+            config,
+            None,
+        )
+    }
+
     /// The write on `on`, another process's, that starts the stage after it with `config`.
     fn next_stage(on: &StoredWrite, config: &crate::PromotionConfig) -> StoredWrite {
         let on = guard_of(&on.release);
-        StoredWrite::new(on, &Default::default(), on.stage + 1, config, None)
+        unnumbered(on, on.stage + 1, config)
     }
 
     #[test]
@@ -768,6 +780,90 @@ mod tests {
         );
     }
 
+    /// The write on `on`, another process's, at `stage` with `config`, numbering its rollout
+    /// as this build does.
+    fn numbered_on(on: &StoredRelease, stage: u64, config: &crate::PromotionConfig) -> StoredWrite {
+        let rollout = RolloutOn::of(on);
+        StoredWrite::new(
+            guard_of(on),
+            rollout,
+            &Default::default(),
+            stage,
+            config,
+            None,
+        )
+    }
+
+    /// The state `pending` was decided on, as stored (its rollout too).
+    fn decided(store: &dyn StateStore) -> StoredRelease {
+        store.load().unwrap().unwrap().release
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_dropped_when_flags_turned_on_in_production_reach_the_next_rollout() {
+        use crate::store::testing::config;
+        let dir = crate::store::scratch::Scratch::new("pending-production-flags");
+        let (store, pending, local) = a_rollback_waiting_on(&dir);
+        // Decided on a Canary{10} without release flags; another process promoted it, turned
+        // "a" and "b" on in Production (no stage), then started the next rollout at Canary{10}
+        // again: two flags turned on and two stages since, but another release.
+        let promotion = numbered_on(
+            &decided(store.as_ref()),
+            2,
+            &config(Environment::Production),
+        );
+        let mut one = config(Environment::Production);
+        one.feature_flags = vec!["a".into()];
+        let flag_a = numbered_on(&promotion.release, 2, &one);
+        let mut two = one.clone();
+        two.feature_flags.push("b".into());
+        let flag_b = numbered_on(&flag_a.release, 2, &two);
+        let mut next = two.clone();
+        next.environment = crate::config::canary(10.0);
+        let next_rollout = numbered_on(&flag_b.release, 3, &next);
+        assert_eq!(
+            (flag_b.release.rollout(), next_rollout.release.rollout()),
+            (Some(1), Some(5)),
+            "the next rollout is numbered by the write that started it"
+        );
+        dropped_by(
+            store.as_ref(),
+            &pending,
+            &local,
+            &[promotion, flag_a, flag_b, next_rollout],
+        );
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_written_over_its_release_after_a_kill_switch_between_two_flags() {
+        let dir = crate::store::scratch::Scratch::new("pending-kill-switch-between");
+        let (store, mut pending, local) = a_rollback_waiting_on(&dir);
+        // Decided on a Canary{10} with release flag "a"; another process turned "b" on (a
+        // stage), turned "a" off (a kill switch, no stage) and on again (a stage): the same
+        // release, two stages on with one flag turned on since.
+        pending.decided_config.feature_flags = vec!["a".into()];
+        let mut with_b = pending.decided_config.clone();
+        with_b.feature_flags.push("b".into());
+        let flag_b = numbered_on(&decided(store.as_ref()), 2, &with_b);
+        let mut killed = with_b.clone();
+        killed.feature_flags = vec!["b".into()];
+        let kill_switch = numbered_on(&flag_b.release, 2, &killed);
+        let mut again = killed.clone();
+        again.feature_flags.push("a".into());
+        let flag_a = numbered_on(&kill_switch.release, 3, &again);
+        for write in [&flag_b, &kill_switch] {
+            assert_eq!(store.commit(write).unwrap(), Commit::Written);
+        }
+        let stored = written_over(store.as_ref(), &pending, &local, &flag_a);
+        assert_eq!(stored.release.config.environment, Environment::Production);
+        assert!(stored.release.config.feature_flags.is_empty());
+        assert_eq!(
+            stored.release.rollout(),
+            Some(1),
+            "a rollback keeps the rollout"
+        );
+    }
+
     #[test]
     fn a_waiting_rollback_is_written_over_a_swap_that_renamed_a_graduated_flag() {
         let dir = crate::store::scratch::Scratch::new("pending-renamed-graduated");
@@ -778,7 +874,7 @@ mod tests {
         pending.config.graduated_flags = vec!["old".into()];
         let mut renamed = pending.decided_config.clone();
         renamed.graduated_flags = vec!["old-v2".into()];
-        let swap = StoredWrite::new(pending.decided_on, &Default::default(), 2, &renamed, None);
+        let swap = unnumbered(pending.decided_on, 2, &renamed);
         let stored = written_over(store.as_ref(), &pending, &local, &swap);
         assert_eq!(stored.release.config.environment, Environment::Production);
         assert_eq!(stored.release.config.graduated_flags, ["old-v2"]);
@@ -794,8 +890,7 @@ mod tests {
         pending.decided_config.salt = Some("reshuffled".into());
         let mut promoted = pending.decided_config.clone();
         promoted.environment = Environment::Production;
-        let promotion =
-            StoredWrite::new(pending.decided_on, &Default::default(), 2, &promoted, None);
+        let promotion = unnumbered(pending.decided_on, 2, &promoted);
         // Dropped as the stored release is in Production: not written over the promotion with
         // the undone swap's salt kept.
         dropped_by(store.as_ref(), &pending, &local, &[promotion]);
@@ -827,7 +922,7 @@ mod tests {
         // Another process turned a flag on: a new stage of the same release.
         let mut flagged = crate::store::testing::config(crate::config::canary(10.0));
         flagged.feature_flags.push("dark_mode".into());
-        let flag_on = StoredWrite::new(pending.decided_on, &Default::default(), 2, &flagged, None);
+        let flag_on = unnumbered(pending.decided_on, 2, &flagged);
         assert_eq!(store.commit(&flag_on).unwrap(), Commit::Written);
         let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
             .unwrap()
@@ -852,8 +947,7 @@ mod tests {
         pending.decided_config = promotion.release.config.clone();
         let mut flagged = promotion.release.config.clone();
         flagged.feature_flags.push("dark_mode".into());
-        let same_stage =
-            StoredWrite::new(pending.decided_on, &Default::default(), 2, &flagged, None);
+        let same_stage = unnumbered(pending.decided_on, 2, &flagged);
         let stored = written_over(store.as_ref(), &pending, &local, &same_stage);
         // The rollback changes the release, not the flag the other process turned on since.
         let mut expected = pending.config.clone();
@@ -868,8 +962,7 @@ mod tests {
         // Another process enabled a flag: same stage, so the rollback still applies.
         let mut flagged = crate::store::testing::config(crate::config::canary(10.0));
         flagged.feature_flags.push("dark_mode".into());
-        let flag_edit =
-            StoredWrite::new(pending.decided_on, &Default::default(), 1, &flagged, None);
+        let flag_edit = unnumbered(pending.decided_on, 1, &flagged);
         assert_eq!(store.commit(&flag_edit).unwrap(), Commit::Written);
         let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
             .unwrap()

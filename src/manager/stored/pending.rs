@@ -24,6 +24,10 @@ pub(super) struct Pending {
     /// The config of that state: a stored stage that differs from it only by flags turned on
     /// (or off) is the same release, which the rollback is written over.
     pub(super) decided_config: PromotionConfig,
+    /// The rollout of the state decided on ([`StoredRelease::rollout`](store::StoredRelease::rollout);
+    /// `None`: written by a build before the rollout was stored): the stored release is the
+    /// same release exactly when it is of the same rollout.
+    pub(super) decided_rollout: Option<u64>,
     /// The rolled-back config published here, written while the store still holds the state
     /// decided on (then it may be a promotion this process stored and the rollback won over,
     /// whose config, rolled back, would keep the flags it graduated; or a write of this
@@ -53,11 +57,10 @@ impl Pending {
     /// meanwhile: a stage that already left is not rolled back again, as on the record path).
     /// A stage whose config differs from the one decided on only by flags turned on (the same
     /// salt and split: a flag turned on, which starts a stage in Canary and Staging; flags
-    /// turned off too, a kill switch keeps the release), no more stages on than flags turned
-    /// on, is the same release: the rollback is written over it; one with more stages since
-    /// is the next release (a promotion to Production, then the next rollout at the same
-    /// split), and the rollback is dropped ([`flags_turned_on_in`](Self::flags_turned_on_in)).
-    /// A store that
+    /// turned off too, a kill switch keeps the release), of the same rollout, is the same
+    /// release: the rollback is written over it; one of another rollout is the next release
+    /// (a promotion to Production, then the next rollout at the same split), and the rollback
+    /// is dropped ([`flags_turned_on_in`](Self::flags_turned_on_in)). A store that
     /// went back (a version at or below the one decided on) settles nothing: the rollback is
     /// written on top of it; nor does the very stage decided on in Production (a promotion
     /// this process stored, which the rollback won over, or one it followed, see `ended`,
@@ -173,6 +176,7 @@ impl Pending {
     fn promoted_in(&self, stored: &store::StoredRelease) -> bool {
         let decided = &self.decided_config;
         !self.undoes_a_write()
+            && self.same_rollout(stored) != Some(false)
             && decided.environment != Environment::Production
             && stored.config.environment == Environment::Production
             && stored.version > self.decided_on.version
@@ -221,24 +225,40 @@ impl Pending {
             .collect()
     }
 
-    /// Whether `stored` is the config decided on with flags turned on, and nothing else
-    /// changed that would make it another rollout: the same salt, the same environment (and
-    /// split), and no more stages since the one decided on than flags turned on (release or
-    /// graduated, on in `stored` and not in the config decided on). Every write that turns
-    /// flags on starts exactly one stage; any other stage between (a promotion to Production,
-    /// the next rollout started at the same split, a ramp and back) makes `stored` another
-    /// release, with release flags or without. Flags turned off since (a kill switch, release
-    /// or graduated) keep the release, as they keep its stage; a swap in Canary that renames
-    /// a graduated flag turns one on, and keeps the release.
+    /// Whether `stored` is the config decided on with flags turned on, of the same release:
+    /// the same salt, the same environment (and split), a flag turned on (release or
+    /// graduated, on in `stored` and not in the config decided on), and the same rollout
+    /// ([`same_rollout`](Self::same_rollout)): a promotion to Production and the next rollout
+    /// started at the same split between make `stored` another release, with release flags
+    /// or without, however many flags were turned on meanwhile. Flags turned off since (a
+    /// kill switch, release or graduated) keep the release, as they keep its stage, even
+    /// between two flags turned on; a swap in Canary that renames a graduated flag turns one
+    /// on, and keeps the release.
+    ///
+    /// Without a rollout on either side (a state written by a build before the rollout was
+    /// stored), stages are counted instead: no more stages since the one decided on than
+    /// flags turned on, as every write that turns flags on starts exactly one stage. That
+    /// count errs when flags were turned on in Production before the next rollout at the same
+    /// split (taken for the same release), or turned off and on again (taken for the next).
     fn flags_turned_on_in(&self, stored: &store::StoredRelease) -> bool {
         let decided = &self.decided_config;
         let config = &stored.config;
-        let turned_on = release::flags_turned_on(decided, config).len();
-        let stages_since = stored.stage.saturating_sub(self.decided_on.stage);
+        let same_release = self.same_rollout(stored).unwrap_or_else(|| {
+            let turned_on = release::flags_turned_on(decided, config).len();
+            let stages_since = stored.stage.saturating_sub(self.decided_on.stage);
+            u64::try_from(turned_on).is_ok_and(|turned_on| stages_since <= turned_on)
+        });
         decided.salt == config.salt
             && decided.environment == config.environment
             && release::turns_a_flag_on(decided, config)
-            && u64::try_from(turned_on).is_ok_and(|turned_on| stages_since <= turned_on)
+            && same_release
+    }
+
+    /// Whether `stored` belongs to the rollout this rollback was decided on: the same number
+    /// is the same release, whatever flags or stages came between. `None` when either side's
+    /// rollout is not known (a state written by a build before the rollout was stored).
+    fn same_rollout(&self, stored: &store::StoredRelease) -> Option<bool> {
+        Some(self.decided_rollout? == stored.rollout()?)
     }
 
     /// Whether `state`, which overtook this rollback with the same rollback made first by

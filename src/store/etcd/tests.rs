@@ -56,6 +56,7 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
     assert_eq!(store.load().unwrap(), None);
     let first = StoredWrite::new(
         Guard::EMPTY,
+        crate::store::RolloutOn::UNKNOWN,
         &Default::default(),
         1,
         &config(Environment::Canary {
@@ -73,6 +74,7 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
             version: 1,
             stage: 1,
         },
+        crate::store::RolloutOn::UNKNOWN,
         &Default::default(),
         2,
         &config(Environment::Production),
@@ -101,6 +103,7 @@ fn a_guard_of_the_stored_version_at_another_stage_writes_nothing() {
     // Version 1 at stage 5.
     let first = StoredWrite::new(
         Guard::EMPTY,
+        crate::store::RolloutOn::UNKNOWN,
         &Default::default(),
         5,
         &config(Environment::Production),
@@ -128,6 +131,7 @@ fn a_guard_of_the_stored_version_at_another_stage_writes_nothing() {
             version: 1,
             stage: 5,
         },
+        crate::store::RolloutOn::UNKNOWN,
         &Default::default(),
         6,
         &config(Environment::Canary {
@@ -325,6 +329,7 @@ fn a_history_larger_than_one_answer_is_read_in_pages_as_far_as_the_gate_keeps_it
         stage: events,
         config: config.clone(),
         rollbacks: None,
+        rollout: None,
     };
     let release = serde_json::to_vec(&release).unwrap();
     let put_release = json!({ "success": [put(&store.key("release"), &release)] });
@@ -978,5 +983,50 @@ fn a_stored_struct_written_as_an_array_is_not_ours_naming_its_field() {
                 .contains(&format!("/release: {field}: {refusal}")),
             "{release}: {err}"
         );
+    }
+}
+
+/// A release's rollout that is not one this build writes is refused naming the field and the
+/// value: of another type, negative, above what a store holds, or numbered beyond the
+/// release's version.
+#[test]
+fn a_stored_rollout_is_read_checked_naming_the_field_and_the_value() {
+    let config = format!(r#"{{"gate": "{GATE}", "environment": "production"}}"#);
+    let with = |rollout: &str| {
+        format!(r#"{{"version": 2, "stage": 2, "config": {config}, "rollout": {rollout}}}"#)
+    };
+    for (rollout, words) in [
+        (
+            r#"{"version": 2, "started": -1}"#,
+            "release.rollout.started: invalid value: integer `-1`",
+        ),
+        (
+            r#"{"version": 2, "started": "1"}"#,
+            r#"release.rollout.started: invalid type: string "1""#,
+        ),
+        (
+            r#"{"version": 2, "started": 1.5}"#,
+            "release.rollout.started: invalid type: floating point `1.5`",
+        ),
+        (
+            r#"{"version": 2, "started": 18446744073709551616}"#,
+            "release.rollout.started",
+        ),
+        (
+            r#"{"version": 3, "started": 1}"#,
+            "release.rollout.version = 3: at most the release's version 2",
+        ),
+        (
+            r#"{"version": 2, "started": 0}"#,
+            "release.rollout.started = 0: from 1 to the rollout's version 2",
+        ),
+        (r#"[2, 1]"#, "release.rollout: must be a JSON object"),
+    ] {
+        let release = with(rollout);
+        let (endpoint, _) = answering_at_once(release_answer(&release));
+        let store = EtcdStore::new(&settings(&endpoint, "rollout"), GATE);
+        let err = store.load().unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{release}: {err}");
+        assert!(err.to_string().contains(words), "{words:?} not in {err}");
     }
 }

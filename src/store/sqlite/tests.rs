@@ -43,7 +43,14 @@ fn open(path: &str, gate: &str) -> SqliteStore {
 
 fn first_write(store: &SqliteStore) {
     let guard = Guard::EMPTY;
-    let write = StoredWrite::new(guard, &Default::default(), 1, &config(canary(10.0)), None);
+    let write = StoredWrite::new(
+        guard,
+        crate::store::RolloutOn::UNKNOWN,
+        &Default::default(),
+        1,
+        &config(canary(10.0)),
+        None,
+    );
     assert_eq!(store.commit(&write).unwrap(), Commit::Written);
 }
 
@@ -61,6 +68,7 @@ fn a_state_survives_closing_and_reopening_the_file() {
     let event = rollback_event("bad deploy");
     let rollback = StoredWrite::new(
         guard,
+        crate::store::RolloutOn::UNKNOWN,
         &Default::default(),
         2,
         &config(Environment::Production),
@@ -134,6 +142,7 @@ fn a_stale_guard_writes_nothing_and_names_what_is_stored() {
     // A second "first write" (another process created the state meanwhile).
     let again = StoredWrite::new(
         Guard::EMPTY,
+        crate::store::RolloutOn::UNKNOWN,
         &Default::default(),
         1,
         &config(canary(50.0)),
@@ -157,6 +166,7 @@ fn a_guard_of_the_stored_version_at_another_stage_writes_nothing() {
     // Version 1 at stage 5.
     let first = StoredWrite::new(
         Guard::EMPTY,
+        crate::store::RolloutOn::UNKNOWN,
         &Default::default(),
         5,
         &config(Environment::Production),
@@ -186,7 +196,14 @@ fn changes_since_gives_only_newer_events_and_the_history_keeps_its_bound() {
             stage: v,
         };
         let event = rollback_event(&format!("r{v}"));
-        let write = StoredWrite::new(guard, &Default::default(), v + 1, &bounded, Some(&event));
+        let write = StoredWrite::new(
+            guard,
+            crate::store::RolloutOn::UNKNOWN,
+            &Default::default(),
+            v + 1,
+            &bounded,
+            Some(&event),
+        );
         assert_eq!(store.commit(&write).unwrap(), Commit::Written);
     }
     let all = store.load().unwrap().unwrap();
@@ -231,7 +248,14 @@ fn two_gates_share_one_file_and_two_handles_of_one_gate_see_each_other() {
             stage: version,
         };
         let event = rollback_event("search's own");
-        let write = StoredWrite::new(guard, &Default::default(), version + 1, &own, Some(&event));
+        let write = StoredWrite::new(
+            guard,
+            crate::store::RolloutOn::UNKNOWN,
+            &Default::default(),
+            version + 1,
+            &own,
+            Some(&event),
+        );
         assert_eq!(search.commit(&write).unwrap(), Commit::Written);
     }
     assert_eq!(checkout.load().unwrap().unwrap().release.version, 1);
@@ -786,19 +810,24 @@ fn a_stored_struct_written_as_an_array_is_not_ours_naming_its_field() {
     assert_eq!(store.load().unwrap().unwrap(), good);
 }
 
-#[test]
-fn a_file_made_before_rollback_counts_gets_their_column_and_keeps_its_state() {
-    let dir = Scratch::new("before-counts");
+/// A file in `dir` with one write (a manual rollback), its `release` table then made as
+/// before `column` was stored, opened again (which adds it); and its path.
+fn reopened_without(dir: &Scratch, column: &str) -> (SqliteStore, String) {
     let path = dir.file("gate.db");
     let store = open(&path, "checkout");
     commit_on_top(&store, "r1", 100);
     drop(store);
-    // The release table as it was made before the counts were stored.
     Connection::open(&path)
         .unwrap()
-        .execute_batch("ALTER TABLE release DROP COLUMN rollbacks")
+        .execute_batch(&format!("ALTER TABLE release DROP COLUMN {column}"))
         .unwrap();
-    let store = open(&path, "checkout");
+    (open(&path, "checkout"), path)
+}
+
+#[test]
+fn a_file_made_before_rollback_counts_gets_their_column_and_keeps_its_state() {
+    let dir = Scratch::new("before-counts");
+    let (store, _) = reopened_without(&dir, "rollbacks");
     let state = store.load().unwrap().unwrap();
     assert_eq!(state.release.rollbacks, None);
     assert_eq!(state.history.len(), 1);
@@ -806,6 +835,123 @@ fn a_file_made_before_rollback_counts_gets_their_column_and_keeps_its_state() {
     assert_eq!(counted.counts()[0].count, 1, "the history is counted");
     commit_on_top(&store, "r2", 100);
     assert!(store.load().unwrap().unwrap().release.rollbacks.is_some());
+}
+
+#[test]
+fn a_stored_rollout_is_read_checked_naming_the_field_and_the_value() {
+    let dir = Scratch::new("rollout");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    commit_on_top(&store, "r1", 100);
+    let good = store.load().unwrap().unwrap();
+    assert_eq!(
+        good.release.rollout(),
+        Some(1),
+        "the first write starts one"
+    );
+    let hand = Connection::open(&path).unwrap();
+    let long = format!(r#"{{"version":1,"started":1{}}}"#, " ".repeat(200));
+    for (rollout, words) in [
+        (
+            r#"{"version":2,"started":1}"#.to_string(),
+            "release.rollout.version = 2: at most the release's version 1",
+        ),
+        (
+            r#"{"version":1,"started":0}"#.to_string(),
+            "release.rollout.started = 0: from 1 to the rollout's version 1",
+        ),
+        (
+            r#"{"version":1,"started":-1}"#.to_string(),
+            r#"release.rollout = "{\"version\":1,\"started\":-1}": not a rollout (started: invalid value: integer `-1`"#,
+        ),
+        (
+            r#"{"version":1,"started":1.5}"#.to_string(),
+            r#"release.rollout = "{\"version\":1,\"started\":1.5}": not a rollout (started: invalid type: floating point `1.5`"#,
+        ),
+        (
+            r#"{"version":1,"started":"1"}"#.to_string(),
+            r#"not a rollout (started: invalid type: string "1""#,
+        ),
+        (
+            r#"{"version":1,"started":99999999999999999999}"#.to_string(),
+            r#"release.rollout = "{\"version\":1,\"started\":99999999999999999999}": not a rollout"#,
+        ),
+        (
+            r#"{"version":1}"#.to_string(),
+            "not a rollout (missing field `started`",
+        ),
+        ("x".to_string(), r#"release.rollout = "x": not a rollout"#),
+        (
+            long,
+            "release.rollout = (225 bytes): more than a read takes, 160 bytes (MAX_STORED_ROLLOUT_BYTES)",
+        ),
+    ] {
+        hand.execute("UPDATE release SET rollout = ?1", [&rollout])
+            .unwrap();
+        let err = store.load().unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+        assert!(err.to_string().contains(words), "{words:?} not in {err}");
+    }
+    hand.execute("UPDATE release SET rollout = x'00'", [])
+        .unwrap();
+    let err = store.load().unwrap_err();
+    assert!(err.to_string().contains("release.rollout = x'00'"), "{err}");
+    // Mended by hand, it is read again.
+    hand.execute(
+        r#"UPDATE release SET rollout = '{"version":1,"started":1}'"#,
+        [],
+    )
+    .unwrap();
+    assert_eq!(store.load().unwrap().unwrap(), good);
+}
+
+#[test]
+fn a_file_made_before_the_rollout_gets_its_column_and_an_older_builds_write_tells_none() {
+    let dir = Scratch::new("before-rollout");
+    let (store, path) = reopened_without(&dir, "rollout");
+    let state = store.load().unwrap().unwrap();
+    assert_eq!(
+        (state.release.rollout, state.release.rollout()),
+        (None, None)
+    );
+    // A write of this build that starts no rollout knows none either; one out of Production
+    // starts one, numbered by its version.
+    let on = |state: &StoredState| {
+        (
+            Guard {
+                version: state.release.version,
+                stage: state.release.stage,
+            },
+            crate::store::RolloutOn::of(&state.release),
+        )
+    };
+    let (guard, rollout) = on(&state);
+    let rolled_back = config(Environment::Production);
+    let write = StoredWrite::new(guard, rollout, &Default::default(), 2, &rolled_back, None);
+    assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+    let state = store.load().unwrap().unwrap();
+    assert_eq!(state.release.rollout(), None);
+    let (guard, rollout) = on(&state);
+    let next = StoredWrite::new(
+        guard,
+        rollout,
+        &Default::default(),
+        3,
+        &config(canary(5.0)),
+        None,
+    );
+    assert_eq!(store.commit(&next).unwrap(), Commit::Written);
+    let state = store.load().unwrap().unwrap();
+    assert_eq!(state.release.rollout(), Some(3));
+    // A build before the rollout writes the row and leaves the column as it was: as of an
+    // older version, it tells nothing (that write may have started a rollout).
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("UPDATE release SET version = 4, stage = 4")
+        .unwrap();
+    let state = store.load().unwrap().unwrap();
+    assert_eq!(state.release.rollout.map(|r| r.version), Some(3));
+    assert_eq!(state.release.rollout(), None);
 }
 
 #[test]
@@ -1167,6 +1313,7 @@ fn a_write_locked_out_too_long_is_unavailable_and_changes_nothing() {
             version: 1,
             stage: 1,
         },
+        crate::store::RolloutOn::UNKNOWN,
         &Default::default(),
         2,
         &config(Environment::Production),
