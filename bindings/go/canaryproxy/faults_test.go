@@ -1005,6 +1005,169 @@ func (w panickingWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// A host's writer that aborts (panics with http.ErrAbortHandler) once its client left, in
+// Header too, leaves the status to decide, and the abort goes on as http.ErrAbortHandler: the
+// outcome was read from the writer's Header again after the panic, which panicked again
+// inside the Proxy's recovery (a build doing so recorded none of the 200 answers), and when
+// the ReverseProxy's own abort of a failed write came first, the writer's second panic went
+// on in its place. Upstreams answering 200 and 500; the writer's Header panicking after the
+// status (in the ReverseProxy's copy of the trailers), or its Write failing (the client left)
+// and its Header panicking with a value of its own after it.
+func TestAWriterAbortingInHeaderLeavesTheStatusToDecide(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writer func() http.ResponseWriter
+	}{
+		{"Header aborting after the status", func() http.ResponseWriter {
+			return &leftWriter{ResponseWriter: httptest.NewRecorder(), header: http.ErrAbortHandler}
+		}},
+		{"Write failing, then Header panicking", func() http.ResponseWriter {
+			return &leftWriter{ResponseWriter: httptest.NewRecorder(), header: "the client left", writeFails: true}
+		}},
+	} {
+		for _, status := range []int{http.StatusOK, http.StatusInternalServerError} {
+			g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+			up := upstream(t, "canary", status)
+			p := newProxy(t, Options{}, g, up.URL, up.URL)
+			for range 3 {
+				req := httptest.NewRequest(http.MethodGet, "http://front/", nil)
+				req = req.WithContext(context.WithValue(req.Context(), http.ServerContextKey, &http.Server{}))
+				func() {
+					defer func() {
+						if v := recover(); v != http.ErrAbortHandler {
+							t.Errorf("%s, upstream %d: ServeHTTP panicked with %v, not http.ErrAbortHandler", tc.name, status, v)
+						}
+					}()
+					p.ServeHTTP(tc.writer(), req)
+				}()
+			}
+			want := map[int]float64{http.StatusOK: 0, http.StatusInternalServerError: 3}[status]
+			if requests, errors := canaryOutcomes(t, g); requests != 3 || errors != want {
+				t.Errorf("%s, upstream %d: %v canary requests, %v failures recorded; want 3, %v failures",
+					tc.name, status, requests, errors, want)
+			}
+		}
+	}
+}
+
+// When the host's deadline ends the copy of a body, the Proxy's probe for TimeoutHandler's
+// deadline writes nothing to the host's writer: a writer that panics on a write after its
+// deadline (its own value) leaves the status to decide, and the ReverseProxy's abort goes on
+// as http.ErrAbortHandler (a build letting the probe's panic out recorded nothing, and the
+// writer's value went on in its place).
+func TestAWriterPanickingAtTheDeadlineProbeLeavesTheStatusToDecide(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	transport := roundTripper(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Request: r,
+			Body: io.NopCloser(&stalledBody{ctx: r.Context()})}, nil
+	})
+	p := newProxy(t, Options{Transport: transport}, g, "http://stable.invalid", "http://canary.invalid")
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), http.ServerContextKey, &http.Server{}), 50*time.Millisecond)
+	defer cancel()
+	req := httptest.NewRequest(http.MethodGet, "http://front/", nil).WithContext(ctx)
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("ServeHTTP panicked with %v, not http.ErrAbortHandler", v)
+			}
+		}()
+		p.ServeHTTP(deadlineWriter{httptest.NewRecorder(), ctx}, req)
+	}()
+	if requests, errors := canaryOutcomes(t, g); requests != 1 || errors != 0 {
+		t.Errorf("%v canary requests, %v failures recorded; want 1, 0 failures", requests, errors)
+	}
+}
+
+// stalledBody gives 10 bytes, then waits for ctx to end and fails with its error.
+type stalledBody struct {
+	ctx  context.Context
+	sent bool
+}
+
+func (b *stalledBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, "0123456789"), nil
+	}
+	<-b.ctx.Done()
+	return 0, b.ctx.Err()
+}
+
+// deadlineWriter is a host's writer that panics on a write once ctx ended.
+type deadlineWriter struct {
+	http.ResponseWriter
+	ctx context.Context
+}
+
+func (w deadlineWriter) Write(b []byte) (int, error) {
+	if w.ctx.Err() != nil {
+		panic("a write after the deadline")
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// leftWriter is a host's writer whose client left once the status was written: its Header
+// panics with header from then on, and its Write fails when writeFails is set.
+type leftWriter struct {
+	http.ResponseWriter
+	header     any
+	writeFails bool
+	status     bool
+}
+
+func (w *leftWriter) WriteHeader(status int) {
+	w.status = true
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *leftWriter) Header() http.Header {
+	if w.status {
+		panic(w.header)
+	}
+	return w.ResponseWriter.Header()
+}
+
+func (w *leftWriter) Write(b []byte) (int, error) {
+	if w.writeFails {
+		return 0, errors.New("write: broken pipe")
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// A gRPC stream that the host's writer aborts (http.ErrAbortHandler from its Write, as a
+// writer whose client left may) before the trailers were copied is left to its status: its
+// grpc-status trailer never came through, which is no failure of the upstream (a build
+// reading it as a stream the upstream ended without a status charged the canary for its
+// client's leaving). A trailers-only answer's status, in the header, still decides.
+func TestAGRPCStreamTheHostsWriterAbortsIsLeftToItsStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		transport grpcTransport
+		errors    float64
+	}{
+		{"0 OK in a trailer", grpcTransport{inTrailer: "0", announced: true}, 0},
+		{"13 in a trailer", grpcTransport{inTrailer: "13", announced: true}, 0},
+		{"13 in the header (trailers-only)", grpcTransport{inHeader: "13"}, 1},
+	} {
+		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+		p := newProxy(t, Options{Transport: tc.transport}, g, "http://stable.invalid", "http://canary.invalid")
+		req := httptest.NewRequest(http.MethodPost, "http://front/pkg.Service/Call", nil)
+		req.Header.Set("Content-Type", "application/grpc")
+		func() {
+			defer func() {
+				if v := recover(); v != http.ErrAbortHandler {
+					t.Errorf("%s: ServeHTTP panicked with %v, not http.ErrAbortHandler", tc.name, v)
+				}
+			}()
+			p.ServeHTTP(panickingWriter{httptest.NewRecorder(), "Abort"}, req)
+		}()
+		if requests, errors := canaryOutcomes(t, g); requests != 1 || errors != tc.errors {
+			t.Errorf("%s: %v canary requests, %v failures recorded; want 1, %v failures",
+				tc.name, requests, errors, tc.errors)
+		}
+	}
+}
+
 // closeCounter is a response body that counts its Close calls.
 type closeCounter struct {
 	io.ReadCloser

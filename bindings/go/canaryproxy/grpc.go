@@ -1,7 +1,6 @@
 package canaryproxy
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,10 +11,11 @@ import (
 // trailers-only answer, else a trailer (which the ReverseProxy has put into header, the
 // client's, by the time the body was copied: under its own name when the upstream announced
 // it, else under http.TrailerPrefix). A server's own failure (grpcServerError) is a failure,
-// and so is a gRPC answer whose stream the upstream ended without a status, unless the
-// request's context ended first (the client went away, a deadline: the copy may have been cut
-// short on this side). Only an answer whose content-type says gRPC is looked at further.
-func grpcFailed(ctx context.Context, header http.Header) bool {
+// and so is a gRPC answer whose stream the upstream ended without a status, unless the copy
+// was cut on this side (cut: the request's context ended first, the client went away or a
+// deadline fell; or the client's writer panicked). Only an answer whose content-type says
+// gRPC is looked at further.
+func grpcFailed(header http.Header, cut bool) bool {
 	if contentType := header["Content-Type"]; len(contentType) == 0 || !isGRPC(contentType[0]) {
 		return false
 	}
@@ -24,7 +24,7 @@ func grpcFailed(ctx context.Context, header http.Header) bool {
 		status = header[http.TrailerPrefix+"Grpc-Status"]
 	}
 	if len(status) == 0 {
-		return ctx.Err() == nil
+		return !cut
 	}
 	return grpcServerError(status[0])
 }

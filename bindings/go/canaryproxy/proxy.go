@@ -27,7 +27,8 @@
 //     once the body was copied): it is a failure when that status is a server's own (2 UNKNOWN, 4
 //     DEADLINE_EXCEEDED, 12 UNIMPLEMENTED, 13 INTERNAL, 14 UNAVAILABLE, 15 DATA_LOSS, or a
 //     value that is no code), and when the upstream ended the stream without one, unless
-//     the request's context ended first; 0 OK and the caller's errors (3 INVALID_ARGUMENT,
+//     the request's context ended first or the host's ResponseWriter panicked before the
+//     trailers came through; 0 OK and the caller's errors (3 INVALID_ARGUMENT,
 //     5 NOT_FOUND...) are successes, as in the nginx module. Only an answer whose
 //     content-type says gRPC is read for it;
 //   - latency: from the moment the request is handed to the version's
@@ -68,8 +69,10 @@
 //     is closed: as any panic that goes through the ReverseProxy after the response came,
 //     such as the host's ResponseWriter refusing a status below 100, the ReverseProxy would
 //     leave it open; a panic of the host's ResponseWriter once the status was taken, in
-//     WriteHeader or Write, leaves the status to decide, also when its value is
-//     http.ErrAbortHandler: that is not the ReverseProxy's abort of a broken body), and a
+//     WriteHeader, Write or Header (the copy of the trailers), leaves the status to decide,
+//     also when its value is http.ErrAbortHandler: that is not the ReverseProxy's abort of a
+//     broken body; the panic that goes on is the first one, http.ErrAbortHandler when the
+//     ReverseProxy aborted, not one of the writer's after it), and a
 //     connection upgrade the upstream granted (101), which writes no headers through the
 //     ResponseWriter, also when the host's ResponseWriter cannot hijack
 //     (http.TimeoutHandler's).
@@ -910,6 +913,10 @@ type outcomeWriter struct {
 	// inWriter: a Header, WriteHeader or Write of the client's writer is under way; a panic
 	// that leaves it set is the writer's (the host's), not the ReverseProxy's abort of the copy
 	inWriter bool
+	// header: the map the client's writer's Header last returned, where the ReverseProxy put
+	// the upstream's headers and trailers; read for a gRPC status (see settle) without asking
+	// the writer again, which may panic once it panicked or its client left
+	header http.Header
 	// handlerTimedOut: a write was refused with http.ErrHandlerTimeout (TimeoutHandler's
 	// deadline fell): no need to probe for it (see timedOut)
 	handlerTimedOut bool
@@ -968,11 +975,12 @@ func (discardWriter) Header() http.Header         { return http.Header{} }
 func (discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (discardWriter) WriteHeader(int)             {}
 
-// Header is the client's writer's (inWriter while it runs).
+// Header is the client's writer's (inWriter while it runs), kept for settle.
 func (ow *outcomeWriter) Header() http.Header {
 	ow.inWriter = true
 	h := ow.ResponseWriter.Header()
 	ow.inWriter = false
+	ow.header = h
 	return h
 }
 
@@ -1002,10 +1010,16 @@ func (ow *outcomeWriter) answer(success bool) {
 }
 
 // settle records an answered request's outcome, timed to its headers: its status's, or a
-// failure when the upstream broke its body or its gRPC call failed (see grpcFailed).
+// failure when the upstream broke its body or its gRPC call failed (see grpcFailed), read
+// from the headers and trailers the ReverseProxy wrote (header), not from the client's writer
+// (a writer that panicked in Header, or aborts once its client left, panicked again here: the
+// outcome was lost, and the writer's second panic went on in place of the first). A stream
+// the client's writer broke by a panic (inWriter) is cut on this side: a gRPC status that
+// had not come through yet is not the upstream's failure.
 func (ow *outcomeWriter) settle(broken bool) {
 	ow.pending = false
-	success := ow.ok && !broken && !grpcFailed(ow.request.Context(), ow.ResponseWriter.Header())
+	cut := ow.inWriter || ow.request.Context().Err() != nil
+	success := ow.ok && !broken && !grpcFailed(ow.header, cut)
 	_, _ = ow.proxy.gate.Record(ow.decision, success, ow.latency)
 }
 
@@ -1052,7 +1066,7 @@ func bodyBroken(w http.ResponseWriter, r *http.Request) bool {
 func timedOut(w http.ResponseWriter) bool {
 	deadline := time.Now().Add(timedOutWait)
 	for pause := 100 * time.Microsecond; ; pause *= 2 {
-		if _, err := w.Write(nil); errors.Is(err, http.ErrHandlerTimeout) {
+		if refusedForDeadline(w) {
 			return true
 		}
 		left := time.Until(deadline)
@@ -1061,6 +1075,20 @@ func timedOut(w http.ResponseWriter) bool {
 		}
 		time.Sleep(min(pause, left)) // never past timedOutWait (doubling alone reached 12.7 ms)
 	}
+}
+
+// refusedForDeadline is timedOut's probe: whether a write of nothing to w is refused with
+// http.ErrHandlerTimeout. A panic of w (a host's writer that aborts once its deadline fell)
+// is no such refusal, and stops there: the ReverseProxy's abort, which the probe follows, is
+// the panic that goes on.
+func refusedForDeadline(w http.ResponseWriter) (refused bool) {
+	defer func() {
+		if recover() != nil {
+			refused = false
+		}
+	}()
+	_, err := w.Write(nil)
+	return errors.Is(err, http.ErrHandlerTimeout)
 }
 
 // timedOutWait is how long timedOut waits for http.TimeoutHandler to take its deadline.
