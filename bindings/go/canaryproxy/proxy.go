@@ -731,7 +731,7 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 // clientGone reports whether the request failed because its client went away: its context
 // was canceled (not ended by a deadline, which is the upstream's slowness).
 func clientGone(r *http.Request) bool {
-	return errors.Is(r.Context().Err(), context.Canceled)
+	return errorIs(r.Context().Err(), context.Canceled)
 }
 
 // ErrBadRequestBody is wrapped in the error given to Options.ErrorHandler when the client's
@@ -752,11 +752,10 @@ var ErrBadRequestBody = errors.New("canaryproxy: malformed or incomplete request
 // is gone (a ReadTimeout, a host's BaseContext canceled on shutdown); to a client that did go
 // away the write is dropped.
 func badGateway(w http.ResponseWriter, r *http.Request, err error) {
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.Is(err, ErrBadRequestBody):
+	switch _, tooLarge := errorAs[*http.MaxBytesError](err); {
+	case errorIs(err, ErrBadRequestBody):
 		w.WriteHeader(http.StatusBadRequest)
-	case errors.As(err, &tooLarge):
+	case tooLarge:
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 	default:
 		w.WriteHeader(http.StatusBadGateway)
@@ -842,7 +841,7 @@ func (u *uploadWatch) Read(b []byte) (int, error) {
 // an HTTP/1 client that left mid-stream, which looks the same.
 func (u *uploadWatch) clientFailed(err error, closing bool) bool {
 	return err != nil && !closing && !isTimeout(err) &&
-		(u.ctx.Err() == nil || errors.Is(err, io.ErrUnexpectedEOF))
+		(u.ctx.Err() == nil || errorIs(err, io.ErrUnexpectedEOF))
 }
 
 // Close is the Transport's: it marks the body as given up before closing it, so that a read
@@ -859,14 +858,14 @@ func (u *uploadWatch) Close() error {
 // the upstream may have held the read), nor a body over a MaxBytesHandler limit (413). Read
 // asks it only of a read that failed before the Transport closed the body (see closing).
 func malformed(err error) bool {
-	var tooLarge *http.MaxBytesError
-	return !isTimeout(err) && !errors.As(err, &tooLarge)
+	_, tooLarge := errorAs[*http.MaxBytesError](err)
+	return !isTimeout(err) && !tooLarge
 }
 
 // isTimeout reports whether err says it is a timeout (the server's ReadTimeout, a deadline).
 func isTimeout(err error) bool {
-	var timeout interface{ Timeout() bool }
-	return errors.As(err, &timeout) && timeout.Timeout()
+	timeout, ok := errorAs[interface{ Timeout() bool }](err)
+	return ok && timeout.Timeout()
 }
 
 // ended reports whether the body never arrived whole: cut, or a read still waits for the
@@ -944,9 +943,10 @@ func (ow *outcomeWriter) WriteHeader(status int) {
 // interimRefused reports whether w is http.TimeoutHandler's writer, or a writer of the host's
 // that unwraps to it: that writer takes the first status written for the final one, a 1xx too,
 // and drops the upstream's real status after it (its 500 reached the client as 200, with the
-// error's body). Asked only of an informational status, never on the common path.
+// error's body). Asked only of an informational status, never on the common path. At most
+// maxUnwraps writers are looked at (a writer whose Unwrap returns itself made it loop forever).
 func interimRefused(w http.ResponseWriter) bool {
-	for timeoutWriter := timeoutWriterType(); w != nil; {
+	for timeoutWriter, left := timeoutWriterType(), maxUnwraps; w != nil && left > 0; left-- {
 		if reflect.TypeOf(w) == timeoutWriter {
 			return true
 		}
@@ -992,7 +992,7 @@ func (ow *outcomeWriter) Write(b []byte) (int, error) {
 	ow.inWriter = true
 	n, err := ow.ResponseWriter.Write(b)
 	ow.inWriter = false
-	if errors.Is(err, http.ErrHandlerTimeout) {
+	if errorIs(err, http.ErrHandlerTimeout) {
 		ow.handlerTimedOut = true
 	} else if err != nil {
 		// Not http.TimeoutHandler's deadline, which its writer reports to a write after it
@@ -1047,7 +1047,7 @@ func bodyBroken(w http.ResponseWriter, r *http.Request) bool {
 	switch err := r.Context().Err(); {
 	case err == nil:
 		return true
-	case errors.Is(err, context.DeadlineExceeded):
+	case errorIs(err, context.DeadlineExceeded):
 		return timedOut(w)
 	default:
 		return false
@@ -1088,7 +1088,7 @@ func refusedForDeadline(w http.ResponseWriter) (refused bool) {
 		}
 	}()
 	_, err := w.Write(nil)
-	return errors.Is(err, http.ErrHandlerTimeout)
+	return errorIs(err, http.ErrHandlerTimeout)
 }
 
 // timedOutWait is how long timedOut waits for http.TimeoutHandler to take its deadline.
