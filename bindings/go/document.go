@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/promotion-gates/promotion-gates/bindings/go/internal/shown"
 )
 
 // How the binding reads the library's documents (Config, SLO, Store) as the library reads them
@@ -19,7 +21,7 @@ import (
 // library adds (" at line 1 column 42"): "invalid JSON config: environment.canary: unknown field
 // `trafic_percent`, expected `traffic_percent`" (a syntax error is in encoding/json's words, and
 // a refused text is quoted by strconv.Quote, which escapes some characters otherwise than
-// Rust's {:?}).
+// Rust's {:?}, and escapes the characters drawn as nothing too: see shown.Quote).
 //
 // A wire struct names its fields with json tags (the library's names, in its order), a
 // required one with the tag pgate:"required", an optional one that is no pointer (null read as
@@ -296,7 +298,7 @@ func unexpected(data []byte) string {
 	case '"':
 		var s string
 		_ = json.Unmarshal(data, &s)
-		return "string " + strconv.Quote(s)
+		return "string " + shown.Quote(s)
 	case 't', 'f':
 		return "boolean `" + string(data) + "`"
 	case 'n':
@@ -315,11 +317,11 @@ func unexpected(data []byte) string {
 		}
 	}
 	f, _ := strconv.ParseFloat(string(data), 64)
-	shown := strconv.FormatFloat(f, 'g', -1, 64)
-	if !strings.ContainsAny(shown, ".eIN") { // as Rust writes a float: 1000.0
-		shown += ".0"
+	written := strconv.FormatFloat(f, 'g', -1, 64)
+	if !strings.ContainsAny(written, ".eIN") { // as Rust writes a float: 1000.0
+		written += ".0"
 	}
-	return "floating point `" + shown + "`"
+	return "floating point `" + written + "`"
 }
 
 // kind is what data, valid JSON, is, as the library names a document that is no object.
@@ -424,8 +426,8 @@ func firstTinyNumber(data []byte, at string) (field, number string, found bool) 
 // field and the number each shortened as the library shortens a shown value.
 func tinyNumberRefusal(field, number string) string {
 	shortened := func(value string) string {
-		if shown := shownPart(value, maxShownValueBytes); len(shown) < len(value) {
-			return fmt.Sprintf("%s...(%d bytes)", shown, len(value))
+		if part := shown.Part(value, maxShownValueBytes); len(part) < len(value) {
+			return fmt.Sprintf("%s...(%d bytes)", part, len(value))
 		}
 		return value
 	}

@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/promotion-gates/promotion-gates/bindings/go/internal/shown"
 )
 
 // Status mirrors the C enum pgate_status. The numbers are part of the ABI: they never change
@@ -119,29 +120,10 @@ const maxShownValueBytes = 160
 
 // quoted shows a refused text in an error message as the library does: quoted, and when
 // longer than maxShownValueBytes, its first bytes (cut at a character's start) quoted and
-// followed by ...(N bytes), so that a huge argument never makes a huge message.
+// followed by ...(N bytes), so that a huge argument never makes a huge message. Every
+// character a reader would not see as itself is escaped (see shown.Quote).
 func quoted(value string) string {
-	return quotedWithin(value, maxShownValueBytes)
-}
-
-// quotedWithin is quoted with at most max bytes of value shown.
-func quotedWithin(value string, max int) string {
-	shown := shownPart(value, max)
-	if len(shown) == len(value) {
-		return strconv.Quote(value)
-	}
-	return fmt.Sprintf("%s...(%d bytes)", strconv.Quote(shown), len(value))
-}
-
-// shownPart is at most max bytes of value, cut at a character's start.
-func shownPart(value string, max int) string {
-	if len(value) <= max {
-		return value
-	}
-	for max > 0 && !utf8.RuneStart(value[max]) {
-		max--
-	}
-	return value[:max]
+	return shown.Quoted(value, maxShownValueBytes)
 }
 
 // maxDecimalNumberBytes is the library's MAX_DECIMAL_NUMBER_BYTES (src/error.rs): the longest
@@ -173,10 +155,10 @@ func shortenedRefusal(message string) string {
 	if at := strings.LastIndex(message, ", expected "); at >= 0 {
 		refused, expected = message[:at], message[at:]
 	}
-	if shown := shownPart(refused, maxShownValueBytes); len(shown) < len(refused) {
+	if shown := shown.Part(refused, maxShownValueBytes); len(shown) < len(refused) {
 		refused = fmt.Sprintf("%s...(%d bytes)", shown, len(refused))
 	}
-	if kept := shownPart(expected, maxExpectedBytes); len(kept) < len(expected) {
+	if kept := shown.Part(expected, maxExpectedBytes); len(kept) < len(expected) {
 		expected = fmt.Sprintf("%s...(%d bytes)", kept, len(expected))
 	}
 	return refused + expected

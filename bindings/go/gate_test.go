@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf16"
 )
 
 func TestVersionAndNames(t *testing.T) {
@@ -380,6 +382,38 @@ func TestSwapConfigFromACountBeforeAKillSwitch(t *testing.T) {
 	}
 }
 
+// Every character for which the library refuses a flag name is escaped in IsFeatureEnabled's
+// message, which the binding writes (the library's call writes none): control, space and
+// format characters by strconv.Quote, and those drawn as nothing, which it leaves as they are
+// (U+2800, the variation selectors, the Hangul fillers...), by the binding. A build quoting
+// with strconv.Quote alone showed "beta⠀" as "beta⠀", the reason invisible. Each code
+// point after a letter, against the library's own refusal; characters it takes are not asked.
+func TestARefusedFlagNameShowsItsUnseenCharactersEscaped(t *testing.T) {
+	if debugGC {
+		t.Skip("1.1 million calls of one gate, which the GC hammer of -tags pgatedebug slows 25 s and tests nothing more in")
+	}
+	g := newGate(t, "", "")
+	refused := 0
+	for r := rune(0x80); r <= unicode.MaxRune; r++ {
+		if utf16.IsSurrogate(r) {
+			continue
+		}
+		name := "a" + string(r)
+		_, err := g.IsFeatureEnabled(name)
+		if err == nil {
+			continue
+		}
+		refused++
+		pe := wantErr(t, err, ErrInvalidArgument)
+		if strings.ContainsRune(pe.Message, r) {
+			t.Errorf("U+%04X: the message shows it as it is: %s", r, pe.Message)
+		}
+	}
+	if refused < 4000 {
+		t.Errorf("the library refused %d characters in a flag name; Default_Ignorable_Code_Point alone has over 4000", refused)
+	}
+}
+
 func TestFlagAndRollbackErrors(t *testing.T) {
 	g := newGate(t, "", "")
 	for _, bad := range []string{"", "has space", "tab\there", strings.Repeat("x", 129)} {
@@ -398,6 +432,13 @@ func TestFlagAndRollbackErrors(t *testing.T) {
 		"":        `invalid name = ""` + why,
 		"a b":     `invalid name = "a b"` + why,
 		long:      `invalid name = "` + strings.Repeat("n", 159) + `"...(201 bytes)` + why,
+		// characters drawn as nothing, escaped so that the message shows why
+		"beta\u2800":     `invalid name = "beta\u2800"` + why,
+		"beta\ufe0f":     `invalid name = "beta\ufe0f"` + why,
+		"\u3164":         `invalid name = "\u3164"` + why,
+		"a\u034fb":       `invalid name = "a\u034fb"` + why,
+		"x\U000e0100":    `invalid name = "x\U000e0100"` + why,
+		"a\u200bb\u202e": `invalid name = "a\u200bb\u202e"` + why,
 	} {
 		on, err := g.IsFeatureEnabled(name)
 		if pe := wantErr(t, err, ErrInvalidArgument); on || pe.Message != want {

@@ -18,6 +18,8 @@ import "C"
 import (
 	"encoding/json"
 	"reflect"
+
+	"github.com/promotion-gates/promotion-gates/bindings/go/internal/shown"
 )
 
 // Store is a config's store section: the state store that keeps the gate's release state and
@@ -113,7 +115,7 @@ func (s *Store) readAt(data []byte, at string) error {
 	case '"':
 		var text string
 		_ = json.Unmarshal(data, &text)
-		return refuse(at, "invalid type: string %s, expected %s", quotedWithin(text, shownStoreTextBytes), storeForms)
+		return refuse(at, "invalid type: string %s, expected %s", shown.Quoted(text, shownStoreTextBytes), storeForms)
 	case '{':
 	default:
 		return invalidType(at, data, storeForms)
@@ -137,7 +139,7 @@ func (s *Store) readAt(data []byte, at string) error {
 		return err
 	}
 	if more {
-		return refuse(at, "invalid value: a second key %s, expected %s", quotedWithin(second, shownStoreTextBytes), storeForms)
+		return refuse(at, "invalid value: a second key %s, expected %s", shown.Quoted(second, shownStoreTextBytes), storeForms)
 	}
 	return nil
 }

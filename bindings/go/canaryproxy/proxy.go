@@ -139,15 +139,14 @@ import (
 	"net/textproto"
 	"net/url"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 	"weak"
 
 	promotiongates "github.com/promotion-gates/promotion-gates/bindings/go"
+	"github.com/promotion-gates/promotion-gates/bindings/go/internal/shown"
 )
 
 // DefaultKeyHeader is the header read for the routing key when Options.KeyHeader is empty.
@@ -422,17 +421,11 @@ func shortened(s string) string {
 	return fmt.Sprintf("%s...(%d bytes)", strings.ToValidUTF8(s[:maxShownBytes], ""), len(s))
 }
 
-// quoted is s quoted, or its first bytes (cut at a character's start, at most maxShownBytes)
-// quoted and followed by ...(N bytes), N the length of s.
+// quoted is s quoted (every character a reader would not see as itself escaped, see
+// shown.Quote), or its first bytes (cut at a character's start, at most maxShownBytes) quoted
+// and followed by ...(N bytes), N the length of s.
 func quoted(s string) string {
-	if len(s) <= maxShownBytes {
-		return strconv.Quote(s)
-	}
-	cut := maxShownBytes
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s...(%d bytes)", strconv.Quote(s[:cut]), len(s))
+	return shown.Quoted(s, maxShownBytes)
 }
 
 // upstreamError is why u is not an upstream a ReverseProxy can dial, or nil: it needs the

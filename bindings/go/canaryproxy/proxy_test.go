@@ -508,6 +508,8 @@ func TestNewRefusesMissingParts(t *testing.T) {
 		{Options{Gate: g, Stable: mustURL(t, "ftp://127.0.0.1:1"), Canary: u}, "Options.Stable = ftp://127.0.0.1:1: an upstream needs the scheme http or https"},
 		{Options{Gate: g, Stable: u, Canary: u, KeyHeader: "X-Id\nX-Other"}, `Options.KeyHeader = "X-Id\nX-Other": a header or cookie name is an HTTP token`},
 		{Options{Gate: g, Stable: u, Canary: u, KeyCookie: "a b"}, `Options.KeyCookie = "a b"`},
+		// a character drawn as nothing is escaped: strconv.Quote left U+2800 as it is
+		{Options{Gate: g, Stable: u, Canary: u, KeyCookie: "user\u2800"}, `Options.KeyCookie = "user\u2800": a header`},
 		// NoKeyHeader would ignore the KeyHeader.
 		{Options{Gate: g, Stable: u, Canary: u, KeyHeader: "X-User", NoKeyHeader: true}, `Options.KeyHeader = "X-User" with Options.NoKeyHeader: NoKeyHeader reads no header`},
 	} {
