@@ -206,9 +206,9 @@ local FORMAT_CHARACTERS = {
   { 0xE0020, 0xE007F },
 }
 
--- Whether the code point `code` is a format character (in FORMAT_CHARACTERS).
-local function is_format(code)
-  for _, range in ipairs(FORMAT_CHARACTERS) do
+-- Whether the code point `code` is in one of `ranges` (first and last code points).
+local function in_ranges(code, ranges)
+  for _, range in ipairs(ranges) do
     if code >= range[1] and code <= range[2] then
       return true
     end
@@ -216,13 +216,36 @@ local function is_format(code)
   return false
 end
 
+-- Whether the code point `code` is a format character (in FORMAT_CHARACTERS).
+local function is_format(code)
+  return in_ranges(code, FORMAT_CHARACTERS)
+end
+
+-- The characters drawn as nothing that are not all format characters, as first and last code
+-- point: Unicode's Default_Ignorable_Code_Point (15.1), the library's list (DEFAULT_IGNORABLE
+-- in src/config/unseen.rs), which it refuses in names with U+2800 BRAILLE PATTERN BLANK.
+local DEFAULT_IGNORABLE = {
+  { 0x00AD, 0x00AD }, { 0x034F, 0x034F }, { 0x061C, 0x061C }, { 0x115F, 0x1160 },
+  { 0x17B4, 0x17B5 }, { 0x180B, 0x180F }, { 0x200B, 0x200F }, { 0x202A, 0x202E },
+  { 0x2060, 0x206F }, { 0x3164, 0x3164 }, { 0xFE00, 0xFE0F }, { 0xFEFF, 0xFEFF },
+  { 0xFFA0, 0xFFA0 }, { 0xFFF0, 0xFFF8 }, { 0x1BCA0, 0x1BCA3 }, { 0x1D173, 0x1D17A },
+  { 0xE0000, 0xE0FFF },
+}
+
+-- Whether the code point `code` is drawn as nothing, as the library tells it (is_invisible):
+-- in DEFAULT_IGNORABLE, or U+2800.
+local function is_invisible(code)
+  return code == 0x2800 or in_ranges(code, DEFAULT_IGNORABLE)
+end
+
 -- A refused text as the library shows it in an error message (Rust's {:?}): in double quotes;
--- a quote, a backslash, the characters up to U+00FF that {:?} escapes and the format
--- characters (FORMAT_CHARACTERS) written as it writes them (\", \\, \0, \t, \u{1b}, \u{85},
--- \u{a0}, \u{ad}, \u{200b}, \u{202e}: lower-case hex, no leading zero); bytes that are not
--- UTF-8 as \xNN, so the message is UTF-8; other characters as they are, those beyond U+00FF
--- that {:?} escapes too (such as a combining accent, or a space other than U+0020 and U+00A0)
--- included: tests/vectors/quoted.tsv lists where the two differ. When longer than
+-- a quote, a backslash, the characters up to U+00FF that {:?} escapes, the format characters
+-- (FORMAT_CHARACTERS) and the invisible ones (is_invisible) written as it writes them (\", \\,
+-- \0, \t, \u{1b}, \u{85}, \u{a0}, \u{ad}, \u{200b}, \u{202e}, \u{fe0f}, \u{2800}: lower-case
+-- hex, no leading zero; {:?} shows U+2800 and the Hangul fillers as they are); bytes that are
+-- not UTF-8 as \xNN, so the message is UTF-8; other characters as they are, those beyond
+-- U+00FF that {:?} escapes too (such as a combining accent, or a space other than U+0020 and
+-- U+00A0) included: tests/vectors/quoted.tsv lists where the two differ. When longer than
 -- MAX_SHOWN_VALUE_BYTES, its first bytes (cut before a UTF-8 continuation byte) followed by
 -- ...(N bytes), so that a huge argument never makes a huge message.
 local function quoted(value)
@@ -243,7 +266,8 @@ local function quoted(value)
       for i = at + 1, at + length - 1 do
         code = code * 64 + head:byte(i) % 64
       end
-      if code <= 0xA0 or is_format(code) then -- U+0080 to U+00A0 (C1 controls, no-break space)
+      -- U+0080 to U+00A0 (C1 controls, no-break space)
+      if code <= 0xA0 or is_format(code) or is_invisible(code) then
         parts[#parts + 1] = string.format("\\u{%x}", code)
       else
         parts[#parts + 1] = head:sub(at, at + length - 1)

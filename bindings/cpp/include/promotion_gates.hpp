@@ -293,23 +293,45 @@ inline constexpr char32_t kFormatCharacters[][2] = {
     {0xE0020, 0xE007F},
 };
 
-/// Whether `code` is a format character (in kFormatCharacters).
-inline bool is_format(char32_t code) noexcept {
-  for (const auto& range : kFormatCharacters) {
+/// Whether `code` is in one of `ranges` (first and last code points).
+template <std::size_t N>
+inline bool in_ranges(char32_t code, const char32_t (&ranges)[N][2]) noexcept {
+  for (const auto& range : ranges) {
     if (code >= range[0] && code <= range[1]) return true;
   }
   return false;
 }
 
+/// Whether `code` is a format character (in kFormatCharacters).
+inline bool is_format(char32_t code) noexcept { return in_ranges(code, kFormatCharacters); }
+
+/// The characters drawn as nothing that are not all format characters, as first and last code
+/// point: Unicode's Default_Ignorable_Code_Point (15.1), the library's list (`DEFAULT_IGNORABLE`
+/// in src/config/unseen.rs), which it refuses in names with U+2800 BRAILLE PATTERN BLANK.
+inline constexpr char32_t kDefaultIgnorable[][2] = {
+    {0x00AD, 0x00AD},   {0x034F, 0x034F},   {0x061C, 0x061C},   {0x115F, 0x1160},
+    {0x17B4, 0x17B5},   {0x180B, 0x180F},   {0x200B, 0x200F},   {0x202A, 0x202E},
+    {0x2060, 0x206F},   {0x3164, 0x3164},   {0xFE00, 0xFE0F},   {0xFEFF, 0xFEFF},
+    {0xFFA0, 0xFFA0},   {0xFFF0, 0xFFF8},   {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A},
+    {0xE0000, 0xE0FFF},
+};
+
+/// Whether `code` is drawn as nothing, as the library tells it (`is_invisible`): in
+/// kDefaultIgnorable, or U+2800.
+inline bool is_invisible(char32_t code) noexcept {
+  return code == 0x2800 || in_ranges(code, kDefaultIgnorable);
+}
+
 /// A refused text as the library shows it in an error message (Rust's `{:?}`, as src/error.rs
 /// writes it, and as the Lua binding's `quoted`): in double quotes; a quote, a backslash, the
-/// characters up to U+00FF that `{:?}` escapes and the format characters (kFormatCharacters)
-/// written as it writes them (`\"`, `\\`, `\0`, `\t`, `\n`, `\r`, the other controls as
-/// `\u{1b}`, U+0080 to U+00A0 as `\u{85}`, `\u{a0}`, format characters as `\u{ad}`,
-/// `\u{200b}`, `\u{202e}`: lower-case hex, no leading zero); bytes that are not UTF-8 as
-/// `\xNN`, so the message is UTF-8; other characters as they are, those beyond U+00FF that
-/// `{:?}` escapes too (such as a combining accent, or a space other than U+0020 and U+00A0)
-/// included: tests/vectors/quoted.tsv lists where the two differ. When longer than
+/// characters up to U+00FF that `{:?}` escapes, the format characters (kFormatCharacters) and
+/// the invisible ones (is_invisible) written as it writes them (`\"`, `\\`, `\0`, `\t`,
+/// `\n`, `\r`, the other controls as `\u{1b}`, U+0080 to U+00A0 as `\u{85}`, `\u{a0}`, format
+/// characters as `\u{ad}`, `\u{200b}`, `\u{202e}`, invisible ones as `\u{fe0f}`, `\u{2800}`:
+/// lower-case hex, no leading zero; `{:?}` shows U+2800 and the Hangul fillers as they are);
+/// bytes that are not UTF-8 as `\xNN`, so the message is UTF-8; other characters as they are,
+/// those beyond U+00FF that `{:?}` escapes too (such as a combining accent, or a space other
+/// than U+0020 and U+00A0) included: tests/vectors/quoted.tsv lists where the two differ. When longer than
 /// kMaxShownValueBytes, its first bytes (cut before a UTF-8 continuation byte) followed by
 /// "...(N bytes)", so that a huge argument never makes a huge message.
 inline std::string quoted(std::string_view value) {
@@ -339,7 +361,8 @@ inline std::string quoted(std::string_view value) {
       for (std::size_t i = 1; i < length; ++i) {
         code = (code << 6) | (static_cast<unsigned char>(head[at + i]) & 0x3F);
       }
-      if (code <= 0xA0 || is_format(code)) {  // U+0080 to U+00A0: C1 controls, no-break space
+      // U+0080 to U+00A0: C1 controls, no-break space
+      if (code <= 0xA0 || is_format(code) || is_invisible(code)) {
         escape_unicode(shown, code);
       } else {
         shown.append(head.substr(at, length));

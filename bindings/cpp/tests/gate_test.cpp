@@ -227,6 +227,8 @@ TEST(Features, ANameNoFlagCanHaveIsNamedInTheError) {
            {"bad\xFF", R"("bad\xff")"},
            {"ab\xC3", R"("ab\xc3")"},
            {"caf\xC3\xA9 x", "\"caf\xC3\xA9 x\""},
+           // Characters drawn as nothing, which the library refuses for them: U+2800, U+FE0F.
+           {"beta\xE2\xA0\x80\xEF\xB8\x8F", R"("beta\u{2800}\u{fe0f}")"},
            {long_name, "\"" + std::string(159, 'n') + "\"...(201 bytes)"},
        }) {
     EXPECT_EQ(expect_error(PGATE_STATUS_INVALID_ARGUMENT,
@@ -237,7 +239,8 @@ TEST(Features, ANameNoFlagCanHaveIsNamedInTheError) {
 
 // The library writes enable_feature's refusal; the binding writes is_feature_enabled's (the C
 // call has no error object). Both show the name the same way: Rust's {:?} (\u{1b}, \u{a0},
-// \0), bytes that are not UTF-8 as \xNN.
+// \0), bytes that are not UTF-8 as \xNN; but for U+2800 and the Hangul fillers, which {:?}
+// shows as they are and the binding escapes (tests/vectors/quoted.tsv).
 TEST(Features, ANameIsShownAsTheLibraryShowsIt) {
   const Gate gate = Gate::create("");
   const std::string why =

@@ -18,7 +18,8 @@ std::string from_hex(const std::string& hex) {
 }
 
 // Each row: INPUT (hex), a tab, SHOWN, and where Rust's {:?} differs a tab and its text, which
-// the binding does not follow (it carries no Unicode tables but the format characters').
+// the binding does not follow (it carries no Unicode tables but the format and invisible
+// characters').
 TEST(Quoted, TheSharedVectors) {
   std::ifstream file(PGATE_QUOTED_VECTORS);
   ASSERT_TRUE(file.good()) << PGATE_QUOTED_VECTORS;
