@@ -42,6 +42,25 @@ ngx_http_pgate_clock_ms(void)
 
 
 /*
+ * Blocks every signal on the calling thread, `before` receiving the mask it had (restored with
+ * pthread_sigmask(SIG_SETMASK, before, NULL)): a thread started meanwhile (a reopen attempt's,
+ * the library's sync and watch threads, which pgate_gate_new starts) inherits the full mask, so
+ * nginx's signals stay the worker's, handled on its event loop's thread: taken on a library
+ * thread, one would wake no epoll_wait of the worker, and would interrupt that thread's system
+ * call (nginx's handlers are installed without SA_RESTART). A signal sent meanwhile waits,
+ * pending, until the mask is restored.
+ */
+static void
+ngx_http_pgate_signals_block(sigset_t *before)
+{
+    sigset_t  all;
+
+    sigfillset(&all);
+    (void) pthread_sigmask(SIG_SETMASK, &all, before);
+}
+
+
+/*
  * Readies the gate this worker just opened (`gate`), `head` and `generation` being what it read
  * of the ring before the store was read: where it reads the ring from (the ring's outcomes,
  * those of the workers before this one too: a reload, a worker that died, or those with this
@@ -89,7 +108,9 @@ ngx_http_pgate_backoff(ngx_http_pgate_gate_t *g, ngx_msec_t took)
 /*
  * Opens this worker's gate from its documents (the store's state wins over theirs) and readies
  * it (ngx_http_pgate_ready), when the worker starts: this blocks the worker, which serves
- * nothing yet (an unreachable etcd store: up to its timeout for each endpoint). On a failure,
+ * nothing yet (an unreachable etcd store: up to its timeout for each endpoint), every signal
+ * blocked meanwhile (ngx_http_pgate_signals_block: nginx unblocked the worker's just before,
+ * and the threads the library starts would inherit that mask). On a failure,
  * `*err` (which the caller frees) says why, the gate stays NULL (its requests go to stable,
  * nothing is recorded), and the worker timer tries again (ngx_http_pgate_reopen) after a
  * backoff (ngx_http_pgate_backoff).
@@ -97,6 +118,7 @@ ngx_http_pgate_backoff(ngx_http_pgate_gate_t *g, ngx_msec_t took)
 pgate_status
 ngx_http_pgate_open(ngx_log_t *log, ngx_http_pgate_gate_t *g, pgate_error **err)
 {
+    sigset_t      before;
     uint64_t      head, generation;
     ngx_msec_t    start;
     pgate_gate   *gate;
@@ -107,7 +129,9 @@ ngx_http_pgate_open(ngx_log_t *log, ngx_http_pgate_gate_t *g, pgate_error **err)
 
     start = ngx_http_pgate_clock_ms();
     gate = NULL;
+    ngx_http_pgate_signals_block(&before);
     st = pgate_gate_new(g->config.data, g->config.len, g->slo.data, g->slo.len, &gate, err);
+    (void) pthread_sigmask(SIG_SETMASK, &before, NULL);
     if (st != PGATE_STATUS_OK) {
         ngx_http_pgate_backoff(g, ngx_http_pgate_clock_ms() - start);
         return st;
@@ -136,15 +160,15 @@ ngx_http_pgate_attempt_run(void *data)
 
 
 /*
- * Starts a reopen attempt on a thread of its own, every signal blocked there (nginx's are the
- * worker's, handled on its event loop's thread). NGX_ERROR when no thread could be made
+ * Starts a reopen attempt on a thread of its own, every signal blocked there
+ * (ngx_http_pgate_signals_block). NGX_ERROR when no thread could be made
  * (logged), counted as a failed attempt.
  */
 static ngx_int_t
 ngx_http_pgate_attempt_start(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
     int                        rc;
-    sigset_t                   all, before;
+    sigset_t                   before;
     ngx_http_pgate_attempt_t  *a;
 
     a = ngx_calloc(sizeof(ngx_http_pgate_attempt_t), log);
@@ -156,8 +180,7 @@ ngx_http_pgate_attempt_start(ngx_log_t *log, ngx_http_pgate_gate_t *g)
     a->head = __atomic_load_n(&g->ring->head, __ATOMIC_ACQUIRE);
     a->generation = __atomic_load_n(&g->ring->generation, __ATOMIC_ACQUIRE);
 
-    sigfillset(&all);
-    (void) pthread_sigmask(SIG_SETMASK, &all, &before);
+    ngx_http_pgate_signals_block(&before);
     rc = pthread_create(&a->thread, NULL, ngx_http_pgate_attempt_run, a);
     (void) pthread_sigmask(SIG_SETMASK, &before, NULL);
 

@@ -28,7 +28,8 @@
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
 # outcome is recorded (not the auth subrequest's), that an empty metrics body included by SSI
 # raises no alert, that upstream latencies are timed in
-# microseconds, that a worker that could not open its gate opens it once it can, and answers
+# microseconds, that the library's threads in a worker block every signal (nginx's are the
+# event loop's), that a worker that could not open its gate opens it once it can, and answers
 # while a reopen attempt waits for a locked store, that a reload
 # keeps the pooled evidence within the gate's window, that a
 # rollback one worker decided reaches the other within milliseconds, that
@@ -1515,6 +1516,42 @@ for gate in block addr; do
     { echo "FAIL: $gate's latencies are not timed in microseconds (window sums: $sums)" >&2; exit 1; }
 done
 stop_serving
+
+echo "== the library's threads in a worker take none of nginx's signals"
+# One worker with a SQLite gate: its store's sync thread, started when the worker opened the
+# gate in init_process (nginx had just unblocked the worker's signals), must block every
+# signal, so that nginx's (QUIT, HUP, USR1...) reach the worker's event loop, as the reopen
+# attempts' threads do (a build opening the gate with the worker's mask showed SigBlk
+# 0000000000000000 there). Every thread but the main one is read: each must block every signal
+# but those no thread can (SIGKILL, SIGSTOP) and glibc's own two (32, 33: sigfillset's mask
+# leaves them out).
+port=$(free_port)
+gate_document masked 100
+serve "$(cat <<CONF
+    promotion_gate masked masked.json;
+    server { listen 127.0.0.1:$port; location = /metrics { promotion_gate_metrics; } }
+CONF
+)"
+worker=$(pgrep -P "$master")
+threads=0
+unmasked=''
+for status in /proc/"$worker"/task/*/status; do
+  tid=$(basename "$(dirname "$status")")
+  [ "$tid" != "$worker" ] || continue
+  threads=$((threads + 1))
+  blocked=$(sed -n 's/^SigBlk:[[:space:]]*//p' "$status")
+  taken=''
+  for signal in $(seq 64); do
+    case $signal in 9 | 19 | 32 | 33) continue ;; esac
+    (((16#$blocked >> (signal - 1)) & 1)) || taken+=" $signal"
+  done
+  [ -z "$taken" ] ||
+    unmasked+=" $(cat "/proc/$worker/task/$tid/comm") ($tid): SigBlk $blocked, takes signals$(cut -c1-40 <<<"$taken")...;"
+done
+stop_serving
+echo "worker $worker: $threads thread(s) besides the main one;${unmasked:- each blocks every signal}"
+[ "$threads" -ge 1 ] || { echo "FAIL: worker $worker has no library thread to look at" >&2; exit 1; }
+[ -z "$unmasked" ] || { echo "FAIL: a library thread takes nginx's signals:$unmasked" >&2; exit 1; }
 
 echo "== a worker that could not open its gate tries again"
 # One worker. Its store's file is made unreadable (chmod 000: the workers are not root), then
