@@ -18,10 +18,17 @@ static char *ngx_http_pgate_check_pooling(ngx_conf_t *cf, ngx_http_pgate_gate_t 
 static char *ngx_http_pgate_check_name(ngx_conf_t *cf, ngx_http_pgate_gate_t *g);
 
 
-/* Reads a whole file (a config or SLO document) at configuration time. */
+/*
+ * Reads a whole file (a config or SLO document) at configuration time. `param` names the
+ * directive's parameter it comes from, as the errors name it: "config " (the second argument)
+ * or "slo=". Each error names the directive, the gate, the parameter and the file's path, with
+ * the system's errno where a call failed.
+ */
 static char *
-ngx_http_pgate_read_document(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *out)
+ngx_http_pgate_read_document(ngx_conf_t *cf, ngx_http_pgate_gate_t *g, const char *param,
+    ngx_str_t *path, ngx_str_t *out)
 {
+    size_t           got;
     ssize_t          n;
     ngx_fd_t         fd;
     ngx_file_info_t  fi;
@@ -33,32 +40,41 @@ ngx_http_pgate_read_document(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *out)
     /* Before it is opened: a FIFO would block the open, and nginx -t with it. */
     if (ngx_file_info(path->data, &fi) != NGX_FILE_ERROR && !ngx_is_file(&fi)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is not a regular file (a directory, a FIFO, a device): "
-                           "a gate's document is a JSON file", path);
+                           "promotion_gate \"%V\": %s\"%V\" is not a regular file (a "
+                           "directory, a FIFO, a device): a gate's document is a JSON file",
+                           &g->name, param, path);
         return NGX_CONF_ERROR;
     }
 
     fd = ngx_open_file(path->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%V\" failed", path);
+                           "promotion_gate \"%V\": " ngx_open_file_n " %s\"%V\" failed",
+                           &g->name, param, path);
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > PGATE_DOCUMENT_MAX)
-    {
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "promotion_gate \"%V\": " ngx_fd_info_n " %s\"%V\" failed",
+                           &g->name, param, path);
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_file_size(&fi) > PGATE_DOCUMENT_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is not a readable document of at most %d bytes",
-                           path, PGATE_DOCUMENT_MAX);
+                           "promotion_gate \"%V\": %s\"%V\" holds %O bytes, more than a "
+                           "document may: at most %d (the library's MAX_DOCUMENT_BYTES)",
+                           &g->name, param, path, ngx_file_size(&fi), PGATE_DOCUMENT_MAX);
         ngx_close_file(fd);
         return NGX_CONF_ERROR;
     }
 
     if (ngx_file_size(&fi) == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" is empty: a gate's document is a JSON object "
-                           "(\"{}\" for every default)", path);
+                           "promotion_gate \"%V\": %s\"%V\" is empty: a gate's document is "
+                           "a JSON object (\"{}\" for every default)", &g->name, param, path);
         ngx_close_file(fd);
         return NGX_CONF_ERROR;
     }
@@ -70,12 +86,25 @@ ngx_http_pgate_read_document(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *out)
         return NGX_CONF_ERROR;
     }
 
-    n = ngx_read_fd(fd, out->data, out->len);
+    /* read() may return less than asked before the end; 0 is the end */
+    for (got = 0, n = 1; got < out->len && n > 0; got += n) {
+        n = ngx_read_fd(fd, out->data + got, out->len - got);
+        if (n == NGX_FILE_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               "promotion_gate \"%V\": " ngx_read_fd_n " %s\"%V\" failed",
+                               &g->name, param, path);
+            ngx_close_file(fd);
+            return NGX_CONF_ERROR;
+        }
+    }
     ngx_close_file(fd);
 
-    if (n < 0 || (size_t) n != out->len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "reading \"%V\" failed", path);
+    if (got != out->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "promotion_gate \"%V\": %s\"%V\": a short read, %uz of the %uz "
+                           "bytes its size says (the file changed while it was read, or "
+                           "its file system reports a size it does not hold)",
+                           &g->name, param, path, got, out->len);
         return NGX_CONF_ERROR;
     }
 
@@ -465,7 +494,9 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     g->opened->name = g->name;
     g->opened->cycle = cf->cycle;
 
-    if (ngx_http_pgate_read_document(cf, &g->config_path, &g->config) != NGX_CONF_OK) {
+    if (ngx_http_pgate_read_document(cf, g, "config ", &g->config_path, &g->config)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -486,7 +517,9 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
             g->slo_path.data = value[i].data + 4;
             g->slo_path.len = value[i].len - 4;
-            if (ngx_http_pgate_read_document(cf, &g->slo_path, &g->slo) != NGX_CONF_OK) {
+            if (ngx_http_pgate_read_document(cf, g, "slo=", &g->slo_path, &g->slo)
+                != NGX_CONF_OK)
+            {
                 return NGX_CONF_ERROR;
             }
             continue;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the nginx module (build.sh), checks that `nginx -t` names the directive, the field and
-# the value of bad configurations (a document without a store, a relative store path) and that
+# the value of bad configurations (a document without a store, a relative store path, a
+# document that cannot be read, named by its gate and parameter: config or slo=) and that
 # a declaration refused for its store's fleet_judging or for naming another declaration's gate,
 # or a configuration refused after the declaration, leaves no store file behind, that as root
 # the store is created as the workers' user (also with a `user` directive after http) and with
@@ -172,11 +173,17 @@ no_store "$tmp/fleet/refused-case.db"
 # A map of the gate's variable's name, made first, lost its value to the gate's silently.
 expect_refusal 'variable "$promotion_gate_g" of gate "g" in "promotion_gate" directive is already defined' \
   'map $uri $promotion_gate_g { default canary; } promotion_gate g good.json;'
-expect_refusal 'missing.json' 'promotion_gate g missing.json;'
+# A document that cannot be read: the error names the directive, the gate, the parameter and
+# the path (a build naming the path alone left the reader to guess which directive it was, and
+# which of its documents), with the errno of the call that failed.
+expect_refusal "promotion_gate \"g\": open() config \"$tmp/conf/missing.json\" failed (2: No such file or directory)" \
+  'promotion_gate g missing.json;'
+expect_refusal "promotion_gate \"g\": open() slo=\"$tmp/conf/missing.json\" failed (2: No such file or directory)" \
+  'promotion_gate g good.json slo=missing.json;'
 # Not a regular file: refused before it is opened (a FIFO blocked nginx -t for ever).
 mkfifo "$tmp/conf/fifo.json"
-expect_refusal 'fifo.json" is not a regular file' 'promotion_gate g fifo.json;'
-expect_refusal 'conf/." is not a regular file' 'promotion_gate g .;'
+expect_refusal "promotion_gate \"g\": config \"$tmp/conf/fifo.json\" is not a regular file" 'promotion_gate g fifo.json;'
+expect_refusal "promotion_gate \"g\": slo=\"$tmp/conf/.\" is not a regular file" 'promotion_gate g good.json slo=.;'
 # One content handler a location: a status location that also proxies lost one of the two.
 expect_refusal '"promotion_gate_metrics" directive is in a location that already has a content handler' \
   'promotion_gate g good.json; server { listen 127.0.0.1:2; location / { promotion_gate_status g; promotion_gate_metrics; } }'
@@ -186,7 +193,15 @@ for directive in "promotion_gate_status g" promotion_gate_metrics; do
     "promotion_gate g good.json; server { listen 127.0.0.1:2; location / { $directive; proxy_pass http://127.0.0.1:1; } }"
 done
 : >"$tmp/conf/empty.json"
-expect_refusal 'empty.json" is empty' 'promotion_gate g empty.json;'
+expect_refusal "promotion_gate \"g\": config \"$tmp/conf/empty.json\" is empty" 'promotion_gate g empty.json;'
+expect_refusal "promotion_gate \"g\": slo=\"$tmp/conf/empty.json\" is empty" 'promotion_gate g good.json slo=empty.json;'
+# A file holding less than its size says (sysfs says 4096 bytes): a short read, named so (a
+# build reported "reading ... failed", with an errno that was no error's).
+short=/sys/devices/system/cpu/online
+if [ -r "$short" ] && [ "$(stat -c %s "$short")" -gt "$(wc -c <"$short")" ]; then
+  expect_refusal "promotion_gate \"g\": slo=\"$short\": a short read, $(wc -c <"$short") of the $(stat -c %s "$short") bytes its size says" \
+    "promotion_gate g good.json slo=$short;"
+fi
 # A document may be as large as the library reads (MAX_DOCUMENT_BYTES, 8 MiB): one of 2 MiB is
 # taken (what refuses the configuration is then the status location's unknown gate), one
 # past 8 MiB is refused.
@@ -195,7 +210,7 @@ python3 -c 'import sys; d = open(sys.argv[1]).read(); open(sys.argv[1], "w").wri
   "$tmp/conf/large.json"
 expect_refusal 'unknown gate "g" in "promotion_gate_status" directive' 'promotion_gate large large.json;'
 truncate -s $(((8 << 20) + 1)) "$tmp/conf/large.json"
-expect_refusal 'large.json" is not a readable document of at most 8388608 bytes' \
+expect_refusal "promotion_gate \"large\": config \"$tmp/conf/large.json\" holds 8388609 bytes, more than a document may: at most 8388608" \
   'promotion_gate large large.json;'
 expect_refusal 'duplicate parameter "slo=slo.json" in "promotion_gate" directive: the gate already has slo=' \
   'promotion_gate g good.json slo=good.json slo=slo.json;'
