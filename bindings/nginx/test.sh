@@ -32,7 +32,9 @@
 # microseconds, that the library's threads in a worker block every signal (nginx's are the
 # event loop's), that a worker that could not open its gate opens it once it can, and answers
 # while a reopen attempt waits for a locked store, that a reload
-# keeps the pooled evidence within the gate's window, that a
+# keeps the pooled evidence within the gate's window, that a reload refused (a document that
+# cannot be read, a store that cannot be opened) leaves the running workers routing and
+# recording, that a
 # rollback one worker decided reaches the other within milliseconds, that
 # the outcome counters read the same from both workers and never go down across a killed
 # worker and a reload, that an outcome the library refuses is not shared and not logged a line
@@ -1715,6 +1717,75 @@ grep -qx "let go when told" "$tmp/held.out" ||
 [ "$opened" = 200 ] || { echo "FAIL: the gate did not open once its store's lock was let go" >&2; exit 1; }
 grep -q "\] $new#.*promotion gate \"blocked\": opened after [1-9][0-9]* failed attempts" "$tmp/logs/error.log" ||
   { echo "FAIL: expected the open logged after its failed attempts" >&2; exit 1; }
+
+echo "== a failed reload leaves the running workers routing and recording"
+# Two workers, two gates, three requests each to the canary (a server answering 200). Then two
+# reloads fail (SIGHUP to the master: `nginx -s reload` reads the configuration itself and
+# would refuse it without telling the master): one as gate `spoiled`'s document cannot be read
+# (moved away: refused while the configuration is read), one as its store cannot be opened
+# (made unreadable: refused when the zones are made, gate `held`'s handed over first). Each
+# time the master logs why and keeps its workers, which go on routing to the canary and
+# recording: after three more requests each, every worker's canary windows (its own outcomes
+# and those pooled from the other) hold six of each gate.
+port=$(free_port)
+backend=$(free_port)
+tcp_server "$backend" '    c.recv(65536)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+    c.close()'
+gate_document held 100 "" 60000
+gate_document spoiled 100 "" 60000
+serve_proxied "held spoiled" "$backend" 2
+for _ in $(seq 50); do [ "$(pgrep -cP "$master")" = 2 ] && break; sleep 0.1; done
+running=$(pgrep -P "$master" | sort | paste -sd ' ')
+# three_each: three requests to each gate, each answered 200
+three_each() {
+  local gate
+  for gate in held spoiled; do
+    for i in 1 2 3; do curl -fs -o /dev/null "http://127.0.0.1:$port/$gate/$i" ||
+      { echo "FAIL: /$gate/$i was not answered 200" >&2; exit 1; }; done
+  done
+}
+# failed_reload <what the master logs>: SIGHUP, then waits up to 5 s for the master's line
+failed_reload() {
+  local before
+  before=$(grep -cF -- "$1" "$tmp/logs/error.log" || true)
+  kill -HUP "$master"
+  for _ in $(seq 100); do
+    [ "$(grep -cF -- "$1" "$tmp/logs/error.log" || true)" -gt "$before" ] && return 0
+    sleep 0.05
+  done
+  echo "FAIL: the master did not log '$1' after the reload" >&2
+  exit 1
+}
+# held_windows: each worker's canary windows, "<pid> held <n> spoiled <n>", a line each
+held_windows() {
+  local pid
+  for pid in $running; do
+    echo "$pid $(from_worker "$pid" /metrics |
+      sed -n 's/^promotion_window_requests{gate="\(held\|spoiled\)",cohort="canary"} /\1 /p' |
+      sort | paste -sd ' ')"
+  done
+}
+three_each
+mv "$tmp/conf/spoiled.json" "$tmp/conf/spoiled.away"
+failed_reload "promotion_gate \"spoiled\": open() config \"$tmp/conf/spoiled.json\" failed"
+mv "$tmp/conf/spoiled.away" "$tmp/conf/spoiled.json"
+store_mode=$(stat -c %a "$tmp/fleet/spoiled.db")
+chmod 000 "$tmp/fleet/spoiled.db"
+failed_reload "promotion_gate \"spoiled\": PGATE_STATUS_"
+chmod "$store_mode" "$tmp/fleet/spoiled.db"
+grep -F 'promotion_gate "spoiled"' "$tmp/logs/error.log" | tail -n 2 | cut -c1-200
+three_each
+sleep 0.2 # a timer tick of each worker, which pools the other's outcomes
+after=$(pgrep -P "$master" | sort | paste -sd ' ')
+windows=$(held_windows)
+stop_serving
+stop_tcp_server
+echo "workers before the failed reloads: $running; after them: $after; canary windows after 12 requests:"
+echo "$windows"
+[ "$after" = "$running" ] || { echo "FAIL: a failed reload changed the workers" >&2; exit 1; }
+[ "$(grep -c ' held 6 spoiled 6$' <<<"$windows")" = 2 ] ||
+  { echo "FAIL: a worker did not route and record every request after the failed reloads" >&2; exit 1; }
 
 echo "== a reload keeps the pooled evidence, within the gate's window"
 # One worker; canaries on a closed port (nginx's 502: a failure each); the store read every 60 s.
