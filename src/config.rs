@@ -702,7 +702,9 @@ mod tests {
             '\u{2800}',
         ] {
             let name = format!("beta{c}");
-            let shown = quoted(&name);
+            // Escaped, where `{:?}` shows some as they are (U+2800, the Hangul fillers).
+            let shown = format!("\"beta\\u{{{:x}}}\"", u32::from(c));
+            assert_eq!(quoted(&name), shown);
             for (doc, field, why) in [
                 (
                     serde_json::json!({ "gate": name }),
@@ -729,10 +731,7 @@ mod tests {
                 );
             }
             let err = validate_flag_name(&name).unwrap_err().to_string();
-            assert!(
-                err.contains(&format!("{name:?}")) && err.contains("invisible"),
-                "{err}"
-            );
+            assert!(err.contains(&shown) && err.contains("invisible"), "{err}");
         }
     }
 

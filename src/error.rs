@@ -436,7 +436,9 @@ pub fn shown_millis(duration: std::time::Duration) -> String {
 
 /// A value of any bytes (a request id, a C caller's text that is not UTF-8) as the library's
 /// messages and log lines show it: quoted, control characters and other characters Rust's
-/// `{:?}` escapes written as escapes, each byte that is not UTF-8 as `\xNN`, and at most
+/// `{:?}` escapes written as escapes, and the characters the library calls invisible (U+2800,
+/// the Hangul fillers, which names refuse) as `\u{N}` too, each byte that is not UTF-8 as
+/// `\xNN`, and at most
 /// [`MAX_SHOWN_VALUE_BYTES`] of it, followed by `...(N bytes)` when cut. Written without
 /// allocating.
 ///
@@ -481,7 +483,8 @@ impl Shown for usize {
     }
 }
 
-/// `value` quoted as `{value:?}` shows it, shortened like [`shortened`].
+/// `value` quoted and escaped as `{value:?}` shows it (and its invisible characters as
+/// escapes, see [`Quoted`]), shortened like [`shortened`].
 pub(crate) fn quoted(value: &str) -> String {
     quoted_within(value, MAX_SHOWN_VALUE_BYTES)
 }
@@ -495,10 +498,37 @@ pub(crate) fn quoted_within(value: &str, max: usize) -> String {
 /// `shown`, the start of a value `len` bytes long (or all of it), as [`quoted`] shows it:
 /// quoted, then `...(N bytes)` outside the quotes when it is not the whole value.
 pub(crate) fn quoted_part(shown: &str, len: usize) -> String {
+    let quoted = Quoted(shown);
     if shown.len() == len {
-        format!("{shown:?}")
+        quoted.to_string()
     } else {
-        format!("{shown:?}...({len} bytes)")
+        format!("{quoted}...({len} bytes)")
+    }
+}
+
+/// A text as messages show it: in double quotes, escaped as Rust's `{:?}` escapes it, and
+/// every character the library calls invisible ([`is_invisible`](crate::config::is_invisible):
+/// the Hangul fillers, U+2800 BRAILLE PATTERN BLANK, which `{:?}` shows as they are) as
+/// `\u{N}` too, so that a name refused for holding one shows it.
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"")?;
+        for c in self.0.chars() {
+            write_escaped(f, c)?;
+        }
+        f.write_str("\"")
+    }
+}
+
+/// Writes `c` as [`Quoted`] shows it inside its double quotes.
+pub(crate) fn write_escaped(f: &mut std::fmt::Formatter<'_>, c: char) -> std::fmt::Result {
+    match c {
+        // `{:?}` of a text leaves `'` as it is inside double quotes.
+        '\'' => f.write_str("'"),
+        c if crate::config::is_invisible(c) => write!(f, "\\u{{{:x}}}", u32::from(c)),
+        c => write!(f, "{}", c.escape_debug()),
     }
 }
 

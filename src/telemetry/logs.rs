@@ -6,14 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::config::Environment;
-use crate::error::MAX_SHOWN_VALUE_BYTES;
+use crate::error::{MAX_SHOWN_VALUE_BYTES, write_escaped};
 use crate::judge::HEALTHY_FROM;
 use crate::judge::Recommendation;
 use crate::verdict::Verdict;
 
 /// A value a client chose (a request id: any bytes), as log lines show it: quoted, with `"`,
 /// `\`, control characters (a line feed, a NUL) and other characters Rust's `{:?}` escapes
-/// written as escapes (`\n`, `\0`, `\u{1b}`), each byte that is not UTF-8 as `\xNN`, and at
+/// written as escapes (`\n`, `\0`, `\u{1b}`), and so are the characters the library calls
+/// invisible (U+2800, the Hangul fillers), each byte that is not UTF-8 as `\xNN`, and at
 /// most [`MAX_SHOWN_VALUE_BYTES`] of it (cut before a character, not inside), followed by
 /// `...(N bytes)` when cut, as error messages show values. So a value never starts a new log
 /// line, never cuts one short (a NUL ends a C string), and never makes a huge line. Written
@@ -27,11 +28,7 @@ impl fmt::Display for LoggedBytes<'_> {
         f.write_str("\"")?;
         for chunk in bytes[..cut].utf8_chunks() {
             for c in chunk.valid().chars() {
-                // `'` needs no escape inside double quotes.
-                match c {
-                    '\'' => f.write_str("'")?,
-                    c => write!(f, "{}", c.escape_debug())?,
-                }
+                write_escaped(f, c)?;
             }
             for byte in chunk.invalid() {
                 write!(f, "\\x{byte:02x}")?;
