@@ -11,7 +11,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::CliError;
+use crate::error::{CliError, shown_path};
 use crate::report::{Outcome, Report, TimelinePoint, human_duration, milliseconds, sampling};
 
 const WIDTH: u32 = 1100;
@@ -101,7 +101,7 @@ pub fn svg_path(name: OsString) -> Result<PathBuf, String> {
         return Err(format!(
             "\"{}\" has no name before .svg: it would write a hidden file named .svg; give \
              the file a name, e.g. timeline.svg",
-            crate::error::shown_path(&path)
+            shown_path(&path)
         ));
     }
     if ends_in_svg {
@@ -109,17 +109,20 @@ pub fn svg_path(name: OsString) -> Result<PathBuf, String> {
     }
     Err(format!(
         "\"{}\" does not end in .svg: the timeline is drawn as SVG only",
-        crate::error::shown_path(&path)
+        shown_path(&path)
     ))
 }
 
 /// The `--plot` file: checked before the simulation runs, so that a path that cannot be
 /// written fails at once rather than after the whole run, and written only once the run has
 /// ended. Nothing is created or changed there before then: a run that fails or is interrupted
-/// leaves an existing file as it was and no new one.
+/// leaves an existing file as it was and no new one. Nor is it ever written over the
+/// `--config` file it was read with, by that name or another (a link, a hard link).
 #[derive(Debug)]
 pub struct PlotFile {
     path: PathBuf,
+    /// The `--config` scenario file, if any, which the plot must not be.
+    config: Option<PathBuf>,
 }
 
 impl PlotFile {
@@ -128,10 +131,12 @@ impl PlotFile {
     /// closed; where there is none, one is created and removed at once, which checks the
     /// directory. Anything but a regular file is refused before it is opened (a FIFO without
     /// a reader would block the open; a device cannot take the plot), and so is a symbolic
-    /// link to nothing.
-    pub fn check(path: &Path) -> Result<Self, CliError> {
+    /// link to nothing, and so is the `config` file, by any name (a usage error, exit 2:
+    /// the plot would replace the scenario it was drawn from).
+    pub fn check(path: &Path, config: Option<&Path>) -> Result<Self, CliError> {
         let plot = Self {
             path: path.to_path_buf(),
+            config: config.map(Path::to_path_buf),
         };
         let mut open = OpenOptions::new();
         open.write(true);
@@ -186,14 +191,24 @@ impl PlotFile {
 
     /// Whether there is a file at the path, a symbolic link followed; anything but a regular
     /// file is refused, and so is a link to nothing (the plot is written to a link's file,
-    /// never over the link).
+    /// never over the link), and the `--config` file ([`Self::is_the_config`]).
     fn exists(&self) -> Result<bool, CliError> {
         let refused = |message: &str| CliError::Plot {
             path: self.path.clone(),
             message: message.into(),
         };
         match fs::metadata(&self.path) {
-            Ok(found) if found.is_file() => Ok(true),
+            Ok(found) if found.is_file() => match &self.config {
+                Some(config) if Self::is_the_config(&found, config) => {
+                    Err(CliError::Usage(format!(
+                        "invalid --plot = \"{}\": it is the --config file, \"{}\": the plot \
+                         would replace the scenario; write it to another file",
+                        shown_path(&self.path),
+                        shown_path(config),
+                    )))
+                }
+                _ => Ok(true),
+            },
             Ok(_) => Err(refused(
                 "not a regular file (a directory, a device or a FIFO): the plot is an SVG file",
             )),
@@ -209,6 +224,14 @@ impl PlotFile {
             }
             Err(e) => Err(self.refused(e)),
         }
+    }
+
+    /// Whether `found`, the plot file's metadata, is that of the file at `config`: the same
+    /// device and inode, whatever the names (a symbolic or a hard link, `./s.svg`).
+    fn is_the_config(found: &fs::Metadata, config: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(config)
+            .is_ok_and(|config| (config.dev(), config.ino()) == (found.dev(), found.ino()))
     }
 
     fn refused(&self, e: io::Error) -> CliError {
@@ -660,13 +683,13 @@ mod tests {
 
     #[test]
     fn a_path_that_cannot_be_written_fails_on_check() {
-        let e = PlotFile::check(Path::new("/nonexistent/dir/x.svg")).unwrap_err();
+        let e = PlotFile::check(Path::new("/nonexistent/dir/x.svg"), None).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("cannot draw /nonexistent/dir/x.svg: "),
             "{e}"
         );
-        let e = PlotFile::check(&std::env::temp_dir()).unwrap_err();
+        let e = PlotFile::check(&std::env::temp_dir(), None).unwrap_err();
         assert!(matches!(e, CliError::Plot { .. }), "{e}");
     }
 
@@ -675,12 +698,12 @@ mod tests {
         // The file was created before the run and written after it: a run interrupted in
         // between left an empty SVG, or, for an existing one, the run's length without it.
         let missing = fresh("unfinished.svg");
-        let plot = PlotFile::check(&missing).unwrap();
+        let plot = PlotFile::check(&missing, None).unwrap();
         assert!(!missing.exists());
         drop(plot);
         let existing = fresh("existing.svg");
         fs::write(&existing, "kept").unwrap();
-        drop(PlotFile::check(&existing).unwrap());
+        drop(PlotFile::check(&existing, None).unwrap());
         let kept = fs::read_to_string(&existing).unwrap();
         fs::remove_file(&existing).unwrap();
         assert_eq!(kept, "kept");
@@ -693,7 +716,7 @@ mod tests {
         fs::write(&file, "old").unwrap();
         fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         std::os::unix::fs::symlink(&file, &link).unwrap();
-        PlotFile::check(&link)
+        PlotFile::check(&link, None)
             .unwrap()
             .write(&short_report())
             .unwrap();
@@ -719,7 +742,7 @@ mod tests {
         let target = fresh("nowhere.svg");
         let link = fresh("dangling.svg");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        let e = PlotFile::check(&link).unwrap_err();
+        let e = PlotFile::check(&link, None).unwrap_err();
         let is_link = fs::symlink_metadata(&link)
             .unwrap()
             .file_type()
@@ -744,7 +767,7 @@ mod tests {
             let prefix = fresh("").file_name().unwrap().len();
             let path = fresh(&format!("{}.svg", "n".repeat(length - prefix - 4)));
             assert_eq!(path.file_name().unwrap().len(), length);
-            PlotFile::check(&path)
+            PlotFile::check(&path, None)
                 .unwrap()
                 .write(&short_report())
                 .unwrap();
@@ -774,7 +797,7 @@ mod tests {
         // capabilities (as in CI, run as root), rather than showing nothing.
         let privileged = fs::write(dir.join("probe"), "").is_ok();
         let written = (!privileged).then(|| {
-            PlotFile::check(&path)
+            PlotFile::check(&path, None)
                 .and_then(|plot| plot.write(&short_report()))
                 .map(|()| fs::read_to_string(&path).unwrap())
         });
@@ -834,7 +857,10 @@ mod tests {
         let report = short_report();
         let path = fresh("longer.svg");
         fs::write(&path, "x".repeat(1 << 20)).unwrap();
-        PlotFile::check(&path).unwrap().write(&report).unwrap();
+        PlotFile::check(&path, None)
+            .unwrap()
+            .write(&report)
+            .unwrap();
         let svg = fs::read_to_string(&path).unwrap();
         fs::remove_file(&path).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
@@ -845,7 +871,7 @@ mod tests {
     #[test]
     fn a_path_taken_by_a_directory_in_the_run_is_refused_and_left_as_it_is() {
         let path = fresh("taken.svg");
-        let plot = PlotFile::check(&path).unwrap();
+        let plot = PlotFile::check(&path, None).unwrap();
         fs::create_dir(&path).unwrap();
         fs::write(path.join("inside"), "kept").unwrap();
         let e = plot.write(&short_report()).unwrap_err();

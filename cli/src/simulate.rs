@@ -86,8 +86,9 @@ pub struct SimulateArgs {
     /// Print a machine-readable report (JSON) and nothing else on stdout.
     #[arg(long)]
     json: bool,
-    /// Write the timeline as an SVG chart (the name must end in .svg; the path is checked
-    /// before the simulation runs, and the file written only once the run has ended).
+    /// Write the timeline as an SVG chart (the name must end in .svg, and not be the --config
+    /// file's; the path is checked before the simulation runs, and the file written only once
+    /// the run has ended).
     #[arg(long, value_name = "FILE.svg", value_parser = OsStringValueParser::new().try_map(plot::svg_path))]
     plot: Option<PathBuf>,
     /// Print the scenario that would run, a valid scenario file (TOML, or JSON with --json),
@@ -288,7 +289,11 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
         return Ok(0);
     }
     // Checked now, written once the run has ended: nothing is made at the path before then.
-    let plot = args.plot.as_deref().map(PlotFile::check).transpose()?;
+    let plot = args
+        .plot
+        .as_deref()
+        .map(|path| PlotFile::check(path, args.config.as_deref()))
+        .transpose()?;
     let terminal = io::stdout().is_terminal();
     if !args.json {
         unless_closed(write_header(&mut out, &scenario))?;

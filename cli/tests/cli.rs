@@ -1586,6 +1586,51 @@ fn a_plot_on_anything_but_a_regular_file_exits_1_before_simulating() {
 }
 
 #[test]
+fn a_plot_that_is_the_config_file_is_a_usage_error_and_leaves_it_as_it_was() {
+    // `--config s.svg --plot s.svg` exited 0 and replaced the scenario with the SVG; so did a
+    // --plot naming it through a link.
+    let scenario = "{\"rps\": 200, \"stages\": [{\"traffic_percent\": 50, \"duration_s\": 5}], \
+                    \"slo\": {\"promotion_evidence\": false, \"warm_up_ms\": 0, \"min_samples\": 10}}\n";
+    let config = temp_file("scenario-as.svg", scenario);
+    let link = temp_file("scenario-link.svg", "");
+    std::fs::remove_file(&*link).unwrap();
+    std::os::unix::fs::symlink(&*config, &*link).unwrap();
+    let hard = temp_file("scenario-hard.svg", "");
+    std::fs::remove_file(&*hard).unwrap();
+    std::fs::hard_link(&*config, &*hard).unwrap();
+    for plot in [&config, &link, &hard] {
+        let (code, message) =
+            failure(&["simulate", "--config", text(&config), "--plot", text(plot)]);
+        assert_eq!(code, 2, "{message}");
+        assert!(
+            message.starts_with(&format!(
+                "error: invalid --plot = \"{}\": it is the --config file, \"{}\"",
+                text(plot),
+                text(&config)
+            )),
+            "{message}"
+        );
+        assert_eq!(std::fs::read_to_string(&*config).unwrap(), scenario);
+    }
+    // Another file beside it is written as before.
+    let other = temp_file("scenario-plot.svg", "");
+    let output = run(&[
+        "simulate",
+        "--config",
+        text(&config),
+        "--plot",
+        text(&other),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        std::fs::read_to_string(&*other)
+            .unwrap()
+            .starts_with("<svg")
+    );
+    assert_eq!(std::fs::read_to_string(&*config).unwrap(), scenario);
+}
+
+#[test]
 fn a_plot_not_named_svg_is_a_usage_error() {
     let path = std::env::temp_dir().join(format!(
         "promotion-gates-cli-{}-timeline.png",
