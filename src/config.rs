@@ -17,8 +17,8 @@ use crate::limits::{
 };
 pub use named_fields::NamedFields;
 pub use tiny_numbers::{TINY_NUMBER_REFUSAL, is_tiny_number};
-pub use unseen::is_format_char;
-pub(crate) use unseen::{is_invisible, is_unseen};
+pub(crate) use unseen::is_unseen;
+pub use unseen::{is_format_char, is_invisible};
 
 /// Where a release stands.
 ///

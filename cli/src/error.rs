@@ -1,7 +1,7 @@
 //! The command's errors: each one a sentence that names the file, field or flag and the value
 //! refused, printed on one line to stderr.
 
-use promotion_gates::{MAX_SHOWN_VALUE_BYTES, is_format_char, shown_number};
+use promotion_gates::{MAX_SHOWN_VALUE_BYTES, is_format_char, is_invisible, shown_number};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -110,9 +110,9 @@ pub fn shown_value(value: impl fmt::Display) -> String {
 /// room for its longest list of expected fields, and for two values shown in full.
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 
-/// `text` from a document or a flag, as a one-line message shows it: each control or format
-/// character ([`shown_escaped`]: a newline, an escape, U+202E) written as `{:?}` writes it
-/// (`\n`, `\u{1b}`, `\u{202e}`), and at most
+/// `text` from a document or a flag, as a one-line message shows it: each control, format or
+/// invisible character ([`shown_escaped`]: a newline, an escape, U+202E, U+3164) escaped
+/// ([`push_escaped`]: `\n`, `\u{1b}`, `\u{202e}`, `\u{3164}`), and at most
 /// [`MAX_SHOWN_VALUE_BYTES`] of it (the library's limit), then `...(N bytes)`, N its length.
 pub fn shown_text(text: &str) -> String {
     bounded(text, MAX_SHOWN_VALUE_BYTES)
@@ -135,7 +135,10 @@ pub fn shown_path(path: &std::path::Path) -> String {
             // Writing to a String cannot fail.
             let _ = match unit {
                 Ok('\\') => write!(shown, "\\\\"),
-                Ok(c) if shown_escaped(c) => write!(shown, "{}", c.escape_debug()),
+                Ok(c) if shown_escaped(c) => {
+                    push_escaped(&mut shown, c);
+                    Ok(())
+                }
                 Ok(c) => write!(shown, "{c}"),
                 Err(byte) => write!(shown, "\\x{byte:02X}"),
             };
@@ -196,11 +199,25 @@ fn quoted_length(body: &str, quote: &str) -> usize {
     body.len()
 }
 
-/// Whether the user's text shows `c` escaped: a control character (a newline, an escape) or a
+/// Whether the user's text shows `c` escaped: a control character (a newline, an escape), a
 /// format character ([`is_format_char`]: U+202E shows the rest of a line reversed, U+200B
-/// nothing at all), which `{:?}` writes as `\u{202e}`.
-fn shown_escaped(c: char) -> bool {
-    c.is_control() || is_format_char(c)
+/// nothing at all) or another character drawn as nothing ([`is_invisible`]: U+3164 HANGUL
+/// FILLER, a variation selector, U+2800): the characters the library refuses in names, but
+/// whitespace. The one test of what the CLI escapes, in its messages ([`push_escaped`]) and in
+/// `route`'s ids.
+pub fn shown_escaped(c: char) -> bool {
+    c.is_control() || is_format_char(c) || is_invisible(c)
+}
+
+/// Writes `c`, which [`shown_escaped`] escapes, as `{:?}` writes a control character (`\n`,
+/// `\u{1b}`) and any other as `\u{...}` (`\u{202e}`, `\u{3164}`: `{:?}` writes a letter
+/// drawn as nothing as it is).
+fn push_escaped(shown: &mut String, c: char) {
+    if c.is_control() {
+        shown.extend(c.escape_debug());
+    } else {
+        shown.extend(c.escape_unicode());
+    }
 }
 
 /// `text`, each control and format character escaped ([`shown_escaped`]), cut to at most `max`
@@ -210,7 +227,7 @@ fn bounded(text: &str, max: usize) -> String {
     for c in text.chars() {
         let before = shown.len();
         if shown_escaped(c) {
-            shown.extend(c.escape_debug());
+            push_escaped(&mut shown, c);
         } else {
             shown.push(c);
         }
@@ -295,6 +312,16 @@ mod tests {
     #[test]
     fn user_text_is_shown_on_one_line_and_short() {
         assert_eq!(shown_text("a\nb\u{1b}[31m\t"), "a\\nb\\u{1b}[31m\\t");
+        // Drawn as nothing, though neither control nor format characters: shown raw, as
+        // `{:?}` writes a letter.
+        assert_eq!(
+            shown_text("alice\u{3164}\u{fe0f}\u{2800}"),
+            "alice\\u{3164}\\u{fe0f}\\u{2800}"
+        );
+        assert_eq!(
+            shown_path(std::path::Path::new("a\u{115f}.json")),
+            "a\\u{115f}.json"
+        );
         // A format character showed the rest of the line reversed (U+202E), or nothing.
         assert_eq!(shown_text("good\u{202e}\u{200b}"), "good\\u{202e}\\u{200b}");
         assert_eq!(

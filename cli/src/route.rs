@@ -8,7 +8,7 @@
 use clap::Args;
 use promotion_gates::{
     BUCKETS, Environment, Forced, MAX_SHOWN_VALUE_BYTES, PromotionConfig, PromotionGateManager,
-    RoutingDecision, SloAdmissionController, SloConfig, is_format_char,
+    RoutingDecision, SloAdmissionController, SloConfig,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -17,7 +17,7 @@ use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
 
 use crate::document;
-use crate::error::CliError;
+use crate::error::{CliError, shown_escaped};
 use crate::flag::{any_text, finite_number, overriding, text};
 
 /// The longest request id `route` reads from a line of stdin, in bytes (64 KiB, far beyond the
@@ -133,12 +133,13 @@ fn forced_by_name<S: serde::Serializer>(forced: &Option<Forced>, s: S) -> Result
 }
 
 /// `id` for a reader, its first `max` bytes at most: as it is, except each byte that is not
-/// UTF-8, each byte of a control character (a tab, an escape, `U+0085`) and each byte of a
-/// format character ([`is_format_char`]: U+202E would show the rest of the line reversed,
-/// U+200B nothing at all), which are written `\xNN` (`--json` gives ids that are not UTF-8 in
-/// hex instead, unambiguously). Says too
-/// whether the whole id is shown. The one way the CLI writes an id, in its output and in its
-/// messages.
+/// UTF-8 and each byte of a character the CLI shows escaped ([`shown_escaped`]: a control
+/// character such as a tab, an escape or `U+0085`; a format character, U+202E showing the rest
+/// of the line reversed, U+200B nothing at all; another drawn as nothing, U+3164 HANGUL
+/// FILLER), which are written `\xNN`, and a backslash, written `\\` (so the text `x\xFF` is
+/// not the bytes `x`, 0xFF). `--json` gives ids that are not UTF-8 in hex instead,
+/// unambiguously. Says too whether the whole id is shown. The one way the CLI writes an id,
+/// in its output and in its messages.
 fn readable(id: &[u8], max: usize) -> (String, bool) {
     let mut text = String::new();
     let fits = |text: &mut String, shown: &str| {
@@ -152,7 +153,9 @@ fn readable(id: &[u8], max: usize) -> (String, bool) {
         let mut bytes = [0; 4];
         for c in chunk.valid().chars() {
             let encoded = c.encode_utf8(&mut bytes);
-            let shown = if c.is_control() || is_format_char(c) {
+            let shown = if c == '\\' {
+                "\\\\".to_string()
+            } else if shown_escaped(c) {
                 escaped(encoded.as_bytes())
             } else {
                 encoded.to_string()
@@ -655,6 +658,13 @@ mod tests {
         assert_eq!(
             shown("abc\u{202e}def\u{200b}".as_bytes(), usize::MAX).0,
             "abc\\xE2\\x80\\xAEdef\\xE2\\x80\\x8B"
+        );
+        // The text `x\xFF` and the bytes `x`, 0xFF printed alike; U+3164 printed raw.
+        assert_eq!(shown(b"x\\xFF", usize::MAX).0, "x\\\\xFF");
+        assert_eq!(shown(b"x\xff", usize::MAX).0, "x\\xFF");
+        assert_eq!(
+            shown("a\u{3164}\u{fe0f}".as_bytes(), usize::MAX).0,
+            "a\\xE3\\x85\\xA4\\xEF\\xB8\\x8F"
         );
         // Cut between escapes and characters, never inside one.
         assert_eq!(shown(b"ab\xff\xfe", 5), ("ab".to_string(), false));

@@ -734,6 +734,38 @@ fn route_reads_ids_from_stdin_and_writes_json_lines() {
 }
 
 #[test]
+fn route_writes_each_id_one_way_a_backslash_and_an_unseen_character_escaped() {
+    // The text `x\xFF` and the bytes `x`, 0xFF printed alike; U+3164 HANGUL FILLER, which
+    // the library refuses in names as drawn as nothing, printed raw.
+    let mut child = Command::new(BIN)
+        .arg("route")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"x\\xFF\nx\xff\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let ids: Vec<&str> = out.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    assert_eq!(ids, ["x\\\\xFF", "x\\xFF"], "{out}");
+    for (id, shown) in [
+        ("alice\u{3164}", "alice\\xE3\\x85\\xA4"),
+        ("bob\u{fe0f}", "bob\\xEF\\xB8\\x8F"),
+        ("\u{2800}", "\\xE2\\xA0\\x80"),
+    ] {
+        let out = stdout(&run(&["route", id]));
+        assert!(out.starts_with(&format!("{shown}\t")), "{out}");
+    }
+}
+
+#[test]
 fn route_with_a_config_file() {
     let path = temp_file(
         "gate.toml",

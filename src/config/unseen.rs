@@ -13,9 +13,25 @@ pub(crate) fn is_unseen(c: char) -> bool {
 }
 
 /// Whether `c` is drawn as nothing where it is not a format character: a code point of
-/// Unicode's Default_Ignorable_Code_Point ([`DEFAULT_IGNORABLE`]) or U+2800 BRAILLE PATTERN
-/// BLANK, which is not one but is drawn as a blank cell that no space test knows.
-pub(crate) fn is_invisible(c: char) -> bool {
+/// Unicode's Default_Ignorable_Code_Point (Unicode 15.1: the variation selectors, the combining
+/// grapheme joiner U+034F, the Hangul fillers U+115F, U+1160, U+3164 and U+FFA0, and the format
+/// characters among them) or U+2800 BRAILLE PATTERN BLANK, which is not one but is drawn as a
+/// blank cell that no space test knows. The library refuses them in names, with
+/// [`is_format_char`] and control characters; a program that prints text it was given (the
+/// CLI's ids) can escape them with this same test.
+///
+/// # Example
+/// ```
+/// use promotion_gates::is_invisible;
+///
+/// assert!(is_invisible('\u{3164}')); // HANGUL FILLER, drawn as a blank
+/// assert!(is_invisible('\u{FE0F}')); // a variation selector
+/// assert!(is_invisible('\u{2800}')); // BRAILLE PATTERN BLANK
+/// assert!(!is_invisible('한'));
+/// // Whitespace is seen, as space: test it with char::is_whitespace.
+/// assert!(!is_invisible(' '));
+/// ```
+pub fn is_invisible(c: char) -> bool {
     c == '\u{2800}'
         || DEFAULT_IGNORABLE
             .binary_search_by(|&(first, last)| {
