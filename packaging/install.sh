@@ -98,10 +98,23 @@ soname=libpromotion_gates_ffi.so.$abi
 # list from C, CMake and Go, so a system library a new dependency needs fails that test.
 native_libs="-lutil -lrt -lpthread -ldl -lm"
 
-# write_from TEMPLATE OUT PREFIX LIBDIR INCLUDEDIR: fills the @...@ fields of a template.
+# write_from TEMPLATE OUT PREFIX LIBDIR INCLUDEDIR: fills the @...@ fields of a template, each
+# with its value as it is, in one pass (a value holding `@LIBDIR@` is not filled again): not
+# with sed, where a `&` in a directory's name stands for the field and a `|` ends the
+# expression.
 write_from() {
-  sed -e "s|@PREFIX@|$3|g" -e "s|@LIBDIR@|$4|g" -e "s|@INCLUDEDIR@|$5|g" \
-    -e "s|@VERSION@|$version|g" -e "s|@SONAME@|$soname|g" -e "s|@NATIVE_LIBS@|$native_libs|g" "$here/$1" >"$2"
+  local -A value=([PREFIX]=$3 [LIBDIR]=$4 [INCLUDEDIR]=$5 [VERSION]=$version [SONAME]=$soname
+    [NATIVE_LIBS]=$native_libs)
+  local line filled field
+  while IFS= read -r line || [ -n "$line" ]; do
+    filled=""
+    while [[ "$line" =~ @(PREFIX|LIBDIR|INCLUDEDIR|VERSION|SONAME|NATIVE_LIBS)@ ]]; do
+      field=${BASH_REMATCH[0]}
+      filled+=${line%%"$field"*}${value[${BASH_REMATCH[1]}]}
+      line=${line#*"$field"}
+    done
+    printf '%s\n' "$filled$line"
+  done <"$here/$1" >"$2"
   echo "$2"
 }
 

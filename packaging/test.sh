@@ -102,6 +102,17 @@ if grep -rn "$tmp/installed" "$prefix"/lib/pkgconfig "$prefix"/lib/cmake; then
   echo "FAILED: the installed .pc or CMake files name the prefix they were installed to" >&2
   failed=$((failed + 1))
 fi
+# A build tree's .pc files in directories whose names hold `&` and `|` (which sed's s|...|...|
+# took for the match and for its end): each names its directory as it is.
+for dir in "$tmp/build&tree" "$tmp/build|tree"; do
+  if ! "$root/packaging/install.sh" --build-tree-pc "$dir" >/dev/null 2>"$tmp/build_tree.err"; then
+    echo "FAILED: install.sh --build-tree-pc '$dir': $(cat "$tmp/build_tree.err")" >&2
+    failed=$((failed + 1))
+  elif [ "$(PKG_CONFIG_PATH=$dir pkg-config --variable=libdir promotion_gates-static)" != "$dir" ]; then
+    echo "FAILED: --build-tree-pc '$dir' wrote $(grep '^libdir=' "$dir/promotion_gates-static.pc")" >&2
+    failed=$((failed + 1))
+  fi
+done
 # Staged for a distribution's /usr: the .pc files name /usr itself, which pkg-config then
 # leaves out of -I and -L (a relative prefix would put /usr/include first on every command).
 "$root/packaging/install.sh" --no-build --prefix /usr --destdir "$tmp/staged" >/dev/null 2>"$tmp/staged.err"
