@@ -2,7 +2,8 @@
 
 ``pip wheel ./bindings/python`` (or ``pip install ./bindings/python``) runs
 ``cargo build --release -p promotion-gates-ffi`` in the checkout this file sits in and copies
-``libpromotion_gates_ffi.so`` (``.dylib`` on macOS) next to ``_ffi.py``, without its debug
+the ``libpromotion_gates_ffi.so`` (``.dylib`` on macOS) that cargo says it wrote (with
+``CARGO_BUILD_TARGET`` set, in ``target/<triple>/release``) next to ``_ffi.py``, without its debug
 information on Linux when ``strip`` is on the PATH. ``PROMOTION_GATES_CARGO_FEATURES`` names
 the library's cargo features (``etcd`` for the etcd state store): the build has them, instead of
 replacing an etcd build in the target directory by one without. To bundle a library built
@@ -68,18 +69,30 @@ def _built_library() -> Path:
     features = os.environ.get(FEATURES_VAR, "").replace(",", " ").split()
     if features:
         cargo += ["--features", ",".join(features)]
-    subprocess.run(cargo, cwd=ROOT, check=True)
-    metadata = subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+    # The JSON messages on stdout, the build's own on stderr as without the flag.
+    built = subprocess.run(
+        [*cargo, "--message-format=json-render-diagnostics"],
         cwd=ROOT,
         check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
     )
-    built = Path(json.loads(metadata.stdout)["target_directory"]) / "release" / _library_file_name()
-    if not built.is_file():
-        raise RuntimeError(f"`{' '.join(cargo)}` did not write {built}")
-    return built
+    return _written_library(built.stdout, " ".join(cargo))
+
+
+def _written_library(messages: str, command: str) -> Path:
+    """The library a cargo build's JSON ``messages`` say it wrote: the path of its
+    ``compiler-artifact``, not a path guessed from the target directory (with
+    ``CARGO_BUILD_TARGET`` or ``build.target`` set, cargo writes ``target/<triple>/release``,
+    and ``target/release`` holds an older build or none)."""
+    name = _library_file_name()
+    for line in messages.splitlines():
+        message = json.loads(line) if line.startswith("{") else {}
+        if message.get("reason") == "compiler-artifact":
+            for file in message.get("filenames", []):
+                if Path(file).name == name:
+                    return Path(file)
+    raise RuntimeError(f"`{command}` named no {name} it wrote")
 
 
 def _copy_license() -> None:
@@ -120,8 +133,10 @@ class PlatformWheel(bdist_wheel):
         return "py3", "none", platform
 
 
-_copy_license()
-setup(
-    distclass=WithNativeLibrary,
-    cmdclass={"build_py": BuildWithLibrary, "bdist_wheel": PlatformWheel},
-)
+# Run as setuptools runs it (as __main__), not when a test imports it.
+if __name__ == "__main__":
+    _copy_license()
+    setup(
+        distclass=WithNativeLibrary,
+        cmdclass={"build_py": BuildWithLibrary, "bdist_wheel": PlatformWheel},
+    )
