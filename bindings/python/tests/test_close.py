@@ -11,11 +11,13 @@ import textwrap
 import tomllib
 import warnings
 from collections.abc import Callable
+from ctypes import c_void_p
+from typing import Any
 
 import pytest
 from conftest import PYTHON_DIR, canary, run_child
 
-from promotion_gates import Decision, Environment, Gate, GateClosedError
+from promotion_gates import Decision, Environment, Gate, GateClosedError, NullPointerError, _ffi
 
 ROUNDS = 100
 
@@ -192,3 +194,67 @@ def test_close_gives_up_on_a_call_that_never_returns_and_frees_nothing_in_use(
     del other
     gc.collect()
     assert not finalizer.alive
+
+
+
+class _InterruptedOnReturn:
+    """The library, with a Ctrl-C raised where ``function`` returns (a signal handler that ran
+    there) after the real call; keeps each gate ``pgate_gate_new`` opened and each one
+    ``pgate_gate_free`` was given."""
+
+    def __init__(self, real: Any, function: str) -> None:
+        self._real = real
+        self._function = function
+        self.opened: list[int | None] = []
+        self.freed: list[int | None] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def pgate_gate_new(self, *args: Any) -> int:
+        status: int = self._real.pgate_gate_new(*args)
+        self.opened.append(args[4]._obj.value)  # byref(handle)
+        self._interrupt("pgate_gate_new")
+        return status
+
+    def pgate_gate_free(self, handle: Any) -> int:
+        status: int = self._real.pgate_gate_free(handle)
+        self.freed.append(handle.value if isinstance(handle, c_void_p) else handle)
+        self._interrupt("pgate_gate_free")
+        return status
+
+    def _interrupt(self, function: str) -> None:
+        if function == self._function:
+            raise KeyboardInterrupt(f"where {function} returned")
+
+
+def test_a_gate_opened_then_interrupted_is_freed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C where ``pgate_gate_new`` returned (during a slow store open, say) came before
+    the ``try`` that frees an opened gate and before its finalizer: the gate, and its store
+    thread, lived on with nothing to free them."""
+    library = _InterruptedOnReturn(_ffi.lib(), "pgate_gate_new")
+    monkeypatch.setattr(_ffi, "lib", lambda: library)
+    with pytest.raises(KeyboardInterrupt, match="where pgate_gate_new returned"):
+        Gate(canary(10))
+    assert len(library.opened) == 1 and library.opened[0]
+    assert library.freed == library.opened
+
+
+def test_a_gate_freed_then_interrupted_passes_null_from_then_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C where ``pgate_gate_free`` returned skipped the clearing of the handle: a Gate
+    brought back to life after its finalizer ran would pass the freed gate to the library."""
+    gate = Gate(canary(10))
+    handle = gate._handle
+    assert handle is not None and handle.value
+    pointer = handle.value
+    library = _InterruptedOnReturn(_ffi.lib(), "pgate_gate_free")
+    monkeypatch.setattr(_ffi, "lib", lambda: library)
+    with pytest.raises(KeyboardInterrupt, match="where pgate_gate_free returned"):
+        gate._finalizer()  # as the garbage collector runs it
+    assert library.freed == [pointer]
+    assert handle.value is None, "the freed gate would be passed on"
+    monkeypatch.undo()
+    with pytest.raises(NullPointerError):
+        gate.route("u")  # NULL, refused: never the freed gate

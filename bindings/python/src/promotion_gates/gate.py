@@ -307,19 +307,22 @@ def _free(handle: c_void_p, own_thread: bool = False) -> None:
         _free_on_own_thread(handle)
         return
     kept_before = bool(interrupted)
-    status = _ffi.lib().pgate_gate_free(handle)
+    # The Gate holds this very object: a Gate brought back to life after the garbage collector
+    # ran this (a __del__ that kept it) passes NULL from now on, which the library refuses,
+    # never the freed gate. Cleared before the free, in two statements between which no signal
+    # handler runs (no call): a Ctrl-C raised where the free returns cannot skip it.
+    pointer = handle.value
+    handle.value = None
+    if not pointer:  # a gate never opened (Gate() refused, or interrupted before the call)
+        return
+    status = _ffi.lib().pgate_gate_free(pointer)
     handed_on = status == _ffi.Status.INVALID_ARGUMENT and not own_thread
     if handed_on:
         # Refused because this thread runs the log callback after all (the library changed
         # nothing): a collection that ran before the trampoline marked the thread, in that very
         # statement, which allocates the thread's local storage on a library thread (ctypes
         # gives such a thread a new thread state for each call).
-        _free_on_own_thread(handle)
-    else:
-        # The Gate holds this very object: a Gate brought back to life after the garbage
-        # collector ran this (a __del__ that kept it) passes NULL from now on, which the
-        # library refuses, never the freed gate.
-        handle.value = None
+        _free_on_own_thread(c_void_p(pointer))
     if interrupted and not kept_before:
         raise_interrupted()
     if not handed_on:
@@ -386,19 +389,25 @@ class Gate:
         slo_doc = None if slo is None else document(slo, "slo")
         handle = c_void_p()
         err = c_void_p()
-        status = c.pgate_gate_new(
-            config_doc,
-            len(config_doc) if config_doc is not None else 0,
-            slo_doc,
-            len(slo_doc) if slo_doc is not None else 0,
-            byref(handle),
-            byref(err),
-        )
+        # Registered before the library opens the gate, so that no Ctrl-C can come between a
+        # gate opened and a finalizer that frees it (a signal handler runs where a call
+        # returns, pgate_gate_new's included): an interrupted __init__ runs it at once below,
+        # or the collection of this object does. It frees nothing while the handle is NULL.
+        self._finalizer = weakref.finalize(self, _free, handle)
+        # At interpreter exit other threads may still be inside a call: leave the gate be.
+        self._finalizer.atexit = False
         try:
+            status = c.pgate_gate_new(
+                config_doc,
+                len(config_doc) if config_doc is not None else 0,
+                slo_doc,
+                len(slo_doc) if slo_doc is not None else 0,
+                byref(handle),
+                byref(err),
+            )
             _check(status, err)  # a Ctrl-C kept while the library opened the gate too
         except BaseException:
-            if handle.value:  # opened, then interrupted: nothing else would free it
-                _free(handle)
+            self._finalizer()  # opened, then interrupted: nothing else would free it soon
             raise
         self._c = c
         self._handle: c_void_p | None = handle
@@ -411,9 +420,6 @@ class Gate:
         # The callbacks of the gate's change watchers, kept here rather than by the watchers'
         # threads, so a callback that uses the gate does not keep it alive (see ChangeWatcher).
         self._watchers: list[object] = []
-        self._finalizer = weakref.finalize(self, _free, handle)
-        # At interpreter exit other threads may still be inside a call: leave the gate be.
-        self._finalizer.atexit = False
         _open_gates.add(self)
 
     # -- lifetime ------------------------------------------------------------------------
