@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from ctypes import c_void_p
+from ctypes import byref, c_size_t, c_void_p
 from pathlib import Path
 from typing import Any
 
@@ -422,6 +422,35 @@ def test_features_of_another_gates_decision_do_not_stick(monkeypatch: pytest.Mon
             on.append(flag)
             ours = second.route("u")
             assert second.features(ours) == tuple(on)
+
+
+def test_features_of_a_set_replaced_long_ago_are_refused_though_remembered() -> None:
+    """The docs (and C++, and the C ABI) refuse a set replaced more than 60 writes ago; the
+    binding answered it from the names it had remembered."""
+    with Gate({"environment": "staging", "feature_flags": ["first"]}) as gate:
+        old = gate.route("u")
+        assert gate.features(old) == ("first",)  # remembered from here on
+        c, count = _ffi.lib(), c_size_t()
+        rounds, writes, previous = 0, 0, old.flag_set
+        # Each round turns a new flag on and the one before off (sets the gate never held),
+        # then reads two other sets, as a host routing requests does, until the library lets
+        # the first set go (as ffi/tests/ffi.rs does).
+        while c.pgate_flag_set_len(gate._handle, old.flag_set, byref(count)) == pg.Status.OK:
+            assert writes < 10_000, "the library never let the set go"
+            rounds += 1
+            gate.enable_feature(f"f{rounds}")
+            writes += 1
+            if rounds > 1:
+                gate.disable_feature(f"f{rounds - 1}")
+                writes += 1
+            now = gate.route("u")
+            gate.features(now)
+            c.pgate_flag_set_len(gate._handle, previous, byref(count))
+            previous = now.flag_set
+        assert writes > _ffi.FLAG_SET_GRACE_WRITES
+        with pytest.raises(pg.UnknownFlagSetError, match=f"invalid flag_set = {old.flag_set}:"):
+            gate.features(old)
+        assert gate.features(gate.route("u")) == ("f" + str(rounds), "first")
 
 
 def test_the_flag_cache_holds_a_bounded_number_of_names(monkeypatch: pytest.MonkeyPatch) -> None:

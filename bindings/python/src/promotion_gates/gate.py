@@ -598,13 +598,16 @@ class Gate:
         return self._held("features", lambda handle: self._flag_set(handle, set_id))
 
     def _flag_set(self, handle: c_void_p, set_id: int) -> tuple[str, ...]:
-        """The names of flag set ``set_id``, the gate held: remembered, or read and kept."""
-        names = self._flag_names.get(set_id)
-        if names is not None:
-            return names
+        """The names of flag set ``set_id``, the gate held: remembered, or read and kept. The
+        library is asked first whether it still holds the set (a lock-free call), so a set
+        replaced more than ``FLAG_SET_GRACE_WRITES`` writes ago is refused, remembered or not,
+        as in the C ABI and C++."""
         c = self._c
         count = c_size_t()
         _check_flag_set(c.pgate_flag_set_len(handle, set_id, byref(count)), set_id)
+        names = self._flag_names.get(set_id)
+        if names is not None:
+            return names
         name_ptr = c_void_p()
         length = c_size_t()
         found = []
