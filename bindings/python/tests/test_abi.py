@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from conftest import HEADER
 
-from promotion_gates import Environment, Forced, Recommendation, Recorded, Rule, Status, _ffi
+from promotion_gates import Environment, Forced, LogLevel, Recommendation, Recorded, Rule, Status
+from promotion_gates import _ffi
 
 STRUCTS = {
     "pgate_decision": _ffi.pgate_decision,
@@ -39,6 +40,7 @@ C_TO_CTYPES: dict[str, Any] = {
     "pgate_environment": c_uint32,
     "pgate_recommendation": c_uint32,
     "pgate_forced": ctypes.c_uint8,
+    "pgate_log_level": c_uint32,
     "const char *": c_char_p,
     "char *": POINTER(c_char),
     "const uint8_t *": c_char_p,
@@ -99,6 +101,28 @@ def header_structs() -> dict[str, list[tuple[str, str]]]:
     return found
 
 
+def _param_types(params: str) -> list[str]:
+    """The types of a C parameter list's named parameters, normalized."""
+    types = []
+    for param in params.split(","):
+        param = param.strip()
+        if param == "void":
+            continue
+        c_type = param[: re.search(r"\w+$", param).start()]  # type: ignore[union-attr]
+        types.append(_norm(c_type))
+    return types
+
+
+def header_callbacks() -> dict[str, tuple[str, list[str]]]:
+    """The header's function pointer typedefs: name -> (return type, parameter types)."""
+    found = {}
+    for ret, name, params in re.findall(
+        r"typedef\s+([^;()]+?)\s*\(\s*\*\s*(\w+)\s*\)\s*\(([^;]*?)\)\s*;", _code(), re.S
+    ):
+        found[name] = (_norm(ret), _param_types(params))
+    return found
+
+
 def header_functions() -> dict[str, tuple[str, list[str]]]:
     found = {}
     for statement in _code().split(";"):
@@ -107,14 +131,7 @@ def header_functions() -> dict[str, tuple[str, list[str]]]:
         if not m:
             continue
         ret, name, params = m.groups()
-        types = []
-        for param in params.split(","):
-            param = param.strip()
-            if param == "void":
-                continue
-            c_type = param[: re.search(r"\w+$", param).start()]  # type: ignore[union-attr]
-            types.append(_norm(c_type))
-        found[name] = (_norm(ret), types)
+        found[name] = (_norm(ret), _param_types(params))
     return found
 
 
@@ -127,6 +144,7 @@ def header_functions() -> dict[str, tuple[str, list[str]]]:
         ("pgate_recorded", "PGATE_RECORDED_", Recorded),
         ("pgate_rule", "PGATE_RULE_", Rule),
         ("pgate_forced", "PGATE_FORCED_", Forced),
+        ("pgate_log_level", "PGATE_LOG_LEVEL_", LogLevel),
     ],
 )
 def test_enums_match_the_header(enum_name: str, prefix: str, py_enum: Any) -> None:
@@ -136,6 +154,26 @@ def test_enums_match_the_header(enum_name: str, prefix: str, py_enum: Any) -> No
         prefix + m.name: int(m.value) for m in py_enum if py_enum is not Rule or m.name != "NONE"
     }
     assert ours == in_header
+
+
+def test_every_enum_of_the_header_is_compared() -> None:
+    compared = {"pgate_status", "pgate_environment", "pgate_recommendation", "pgate_recorded"}
+    compared |= {"pgate_rule", "pgate_forced", "pgate_log_level"}
+    assert sorted(set(header_enums()) - compared) == [], "an enum no test compares"
+
+
+def test_the_log_callback_type_matches_the_header() -> None:
+    """``pgate_log_callback`` is a typedef, which ``header_functions`` does not parse, and
+    ``C_TO_CTYPES`` maps its name to ``_ffi.pgate_log_callback`` itself: compared here, its
+    return type and each parameter, as the trampoline receives them."""
+    in_header = header_callbacks()
+    assert sorted(in_header) == ["pgate_log_callback"], "a function pointer type not compared"
+    ret, params = in_header["pgate_log_callback"]
+    ours = _ffi.pgate_log_callback
+    assert C_TO_CTYPES[ret] is ours._restype_, f"pgate_log_callback returns {ret}"
+    assert len(params) == len(ours._argtypes_), f"pgate_log_callback takes {params}"
+    for i, (c_type, declared) in enumerate(zip(params, ours._argtypes_)):
+        assert C_TO_CTYPES[c_type] is declared, f"pgate_log_callback parameter {i}: {c_type}"
 
 
 def test_the_evidence_capacity_matches_the_header() -> None:
