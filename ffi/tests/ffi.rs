@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{error_text, fail_the_canary, new_gate, refused_gate, text_of};
+use common::{
+    error_text, fail_the_canary, new_gate, new_gate_with_slo, refused_gate, route_and_record,
+    text_of,
+};
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
 
@@ -567,11 +570,39 @@ fn a_decision_built_by_the_caller_is_read_safely() {
 
 #[test]
 fn a_refused_health_call_judges_nothing() {
-    let gate = new_gate(
+    // A gate whose health call would roll the canary back: slow canary successes over a 1 ms
+    // p99 budget, judged only when asked (the longest evaluation interval, no warm-up).
+    let gate = new_gate_with_slo(
         r#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": true}"#,
+        Some(
+            r#"{"evaluation_interval_ms": 3600000, "p99_budget_ms": 1, "min_samples": 5,
+                "warm_up_ms": 0}"#,
+        ),
     );
     // SAFETY: live gate; the oversized capacity is refused before any memory is touched.
     unsafe {
+        route_and_record(gate, 50, true, 100_000_000);
+        let mut h = std::mem::zeroed::<pgate_health>();
+        let status = pgate_read_health(gate, &mut h, null_mut(), 0, null_mut());
+        assert_eq!(status, pgate_status::Ok);
+        assert_eq!(
+            h.recommendation,
+            pgate_recommendation::Rollback,
+            "would roll back"
+        );
+        assert_ne!(h.rules_fired & pgate_rule::P99Budget as u32, 0);
+        let state = || {
+            let (mut env, mut pct, mut stage) = (pgate_environment::Production, 0.0, 0);
+            let mut changes = 0;
+            assert_eq!(
+                pgate_state(gate, &mut env, &mut pct, &mut stage),
+                pgate_status::Ok
+            );
+            assert_eq!(pgate_change_count(gate, &mut changes), pgate_status::Ok);
+            (env, pct, stage, changes)
+        };
+        let before = state();
+        assert_eq!(before.0, pgate_environment::Canary);
         let mut h = std::mem::zeroed::<pgate_health>();
         let mut buf = [0u8; 8];
         let mut len = 0;
@@ -579,12 +610,12 @@ fn a_refused_health_call_judges_nothing() {
             pgate_monitor_health(gate, &mut h, buf.as_mut_ptr().cast(), usize::MAX, &mut len);
         assert_eq!(status, pgate_status::InvalidArgument);
         assert_eq!(h.stage, 0, "output written on failure");
-        let (mut env, mut pct, mut stage) = (pgate_environment::Production, 0.0, 0);
-        assert_eq!(
-            pgate_state(gate, &mut env, &mut pct, &mut stage),
-            pgate_status::Ok
-        );
-        assert_eq!((env, pct, stage), (pgate_environment::Canary, 100.0, 1));
+        assert_eq!(state(), before, "the refused call judged and rolled back");
+        // The call not refused rolls back: the refusal is what kept the canary.
+        let status = pgate_monitor_health(gate, &mut h, null_mut(), 0, null_mut());
+        assert_eq!(status, pgate_status::Ok);
+        assert_ne!(state().0, pgate_environment::Canary);
+        let (mut pct, mut stage) = (0.0, 0);
         assert_eq!(
             pgate_state(gate, null_mut(), &mut pct, &mut stage),
             pgate_status::NullPointer
