@@ -888,6 +888,27 @@ class Gate {
     return recorded;
   }
 
+  /// record_abandoned() that also says what happened to the request it recorded, as record()
+  /// does (Counted, Late, Foreign or Forced), and std::nullopt when it recorded nothing (a
+  /// wait up to the SLO's latency_target). For a host that counts late, foreign and forced
+  /// outcomes itself (see metrics_prometheus_counted): a forced request whose client gave up
+  /// after the target is Recorded::Forced. Cold path. Throws as record().
+  template <class Rep, class Period>
+  [[nodiscard]] std::optional<Recorded> record_abandoned_as(
+      const Decision& decision, std::chrono::duration<Rep, Period> waited) const {
+    const pgate_gate* gate = live("record_abandoned_as");
+    const std::uint64_t ns = detail::nanos(waited);
+    const pgate_decision c = detail::to_c(decision);
+    bool recorded = false;
+    pgate_recorded as = PGATE_RECORDED_COUNTED;
+    detail::check(pgate_record_abandoned_as(gate, &c, ns, &recorded, &as),
+                  "pgate_record_abandoned_as");
+    if (!recorded) {
+      return std::nullopt;
+    }
+    return static_cast<Recorded>(as);
+  }
+
   /// Records an outcome by request id: the id is routed again under the current state.
   /// Prefer record() with the decision the request was routed by. Throws as record(). The id
   /// is routed without a forcing value: this call cannot see that a header or cookie forced

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -198,6 +199,34 @@ TEST(Telemetry, AHostsCountsReplaceTheFourOutcomeCountersAndNothingElse) {
                 .find("gates[1] was moved from"),
             std::string::npos);
   EXPECT_THROW((void)moved.metrics_prometheus_counted(host), promotion_gates::Error);
+}
+
+// A host counting outcomes itself could not tell what record_abandoned() did with a request
+// (a bool): the gate counted a forced request whose client left after the latency target as
+// forced, and the host's shared counter stayed 0.
+TEST(Telemetry, AHostCountsAForcedAbandonedRequestAsTheGateDoes) {
+  const Gate gate = Gate::create(
+      R"({"environment": {"canary": {"traffic_percent": 10}}, "overrides": {"header": "X-Canary"}})",
+      R"({"latency_target_ms": 250})");
+  const Decision d = gate.route_forced("u", "canary");
+  ASSERT_EQ(d.forced, Forced::Value);
+  EXPECT_EQ(gate.record_abandoned_as(d, 100ms), std::nullopt);  // within the target
+  const std::optional<Recorded> as = gate.record_abandoned_as(d, 10s);
+  ASSERT_EQ(as, Recorded::Forced);
+  OutcomeCounts host;
+  ++host.forced_outcomes;  // the host's shared counter
+  const std::string forced = R"(promotion_forced_outcomes_total{gate="default"} 1)" "\n";
+  EXPECT_NE(gate.metrics_prometheus().find(forced), std::string::npos);
+  EXPECT_NE(gate.metrics_prometheus_counted(host).find(forced), std::string::npos);
+  // Counted, late and foreign too, as record() says them.
+  EXPECT_EQ(gate.record_abandoned_as(gate.route_forced("u", nullptr), 10s), Recorded::Counted);
+  Decision late = d;
+  late.forced = Forced::None;
+  gate.enable_feature("next");  // a new stage: the decision's has ended
+  EXPECT_EQ(gate.record_abandoned_as(late, 10s), Recorded::Late);
+  Decision foreign = late;
+  foreign.stage += 10;
+  EXPECT_EQ(gate.record_abandoned_as(foreign, 10s), Recorded::Foreign);
 }
 
 TEST(Telemetry, TheHistogramsAreHdrHistogramV2InBase64) {

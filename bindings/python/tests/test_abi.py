@@ -232,8 +232,8 @@ def test_every_function_is_declared_once_with_the_header_types() -> None:
 NOT_CALLED = {
     "pgate_error_status": "_check raises by the status the call returned, the same one",
     "pgate_metrics_prometheus": "metrics_prometheus(gate) is pgate_metrics_prometheus_gates of one",
-    "pgate_record_abandoned_as": "Gate.record_abandoned is this call without the "
-    "classification, which only a host counting outcomes itself (nginx) needs",
+    "pgate_record_abandoned": "Gate.record_abandoned is pgate_record_abandoned_as, its "
+    "classification set aside",
 }
 
 

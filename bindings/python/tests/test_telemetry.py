@@ -137,6 +137,34 @@ def test_a_hosts_counts_replace_the_four_outcome_counters_and_nothing_else() -> 
         assert metrics_prometheus_counted(counts=[]) == ""
 
 
+def test_a_host_counts_a_forced_abandoned_request_as_the_gate_does() -> None:
+    """A host counting outcomes itself (gunicorn's workers) could not tell what
+    ``record_abandoned`` did with a request (a bool): the gate counted a forced request whose
+    client left after the latency target FORCED, and the host's shared counter stayed 0."""
+    shared = [0, 0, 0, 0]  # late, foreign, forced, ignored: the workers' shared memory
+    slot = {Recorded.LATE: 0, Recorded.FOREIGN: 1, Recorded.FORCED: 2}
+    overrides = {"header": "X-Canary"}
+    with Gate(canary(10, overrides=overrides), {"latency_target_ms": 250}) as gate:
+        d = gate.route_forced("u", "canary")
+        assert d.forced is Forced.VALUE
+        assert gate.record_abandoned_as(d, waited_ns=100_000_000) is None  # within the target
+        as_recorded = gate.record_abandoned_as(d, waited_s=10)
+        assert as_recorded is Recorded.FORCED
+        shared[slot[as_recorded]] += 1
+        counted = metrics_prometheus_counted(gate, counts=[OutcomeCounts(*shared)])
+        own = metrics_prometheus(gate)
+        forced = 'promotion_forced_outcomes_total{gate="default"} 1\n'
+        assert forced in own and forced in counted
+        # Counted, late and foreign too, as record() says them.
+        assert gate.record_abandoned_as(gate.route_forced("u", None), 10) is Recorded.COUNTED
+        late = dataclasses.replace(d, forced=Forced.NONE)
+        gate.enable_feature("next")  # a new stage: the decision's has ended
+        assert gate.record_abandoned_as(late, waited_s=10) is Recorded.LATE
+        foreign = dataclasses.replace(late, stage=late.stage + 10)
+        assert gate.record_abandoned_as(foreign, waited_s=10) is Recorded.FOREIGN
+        assert gate.record_abandoned(foreign, waited_s=10) is True
+
+
 def test_a_hosts_counts_are_checked_before_the_library_is_called() -> None:
     def not_called() -> None:
         raise AssertionError("the library was called")

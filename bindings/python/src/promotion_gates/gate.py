@@ -682,20 +682,48 @@ class Gate:
         target, timed to the wait (a lower bound), so a canary that hangs is rolled back even
         when every client gives up before the proxy's upstream timeout; a wait up to the target says
         nothing of the version and records nothing. A client leaving is never a failure.
-        Returns whether the request was recorded. For the cold path.
+        Returns whether the request was recorded; :meth:`record_abandoned_as` also says what
+        happened to it. For the cold path.
 
         Raises:
             InvalidArgumentError: the wait is not a valid latency (``invalid waited = …``,
                 ``invalid waited_s = …``), or ``decision`` is not a :class:`Decision`.
         """
+        return self._abandoned("record_abandoned", decision, waited_s, waited_ns) is not None
+
+    def record_abandoned_as(
+        self,
+        decision: Decision,
+        waited_s: float | None = None,
+        *,
+        waited_ns: int | float | None = None,
+    ) -> Recorded | None:
+        """:meth:`record_abandoned`, returning what happened to the request as :meth:`record`
+        does (``COUNTED``, ``LATE``, ``FOREIGN`` or ``FORCED``) when it was recorded, and
+        ``None`` for a wait up to the SLO's ``latency_target_ms`` (nothing recorded). For a
+        host that counts late, foreign and forced outcomes itself (see
+        :func:`~promotion_gates.telemetry.metrics_prometheus_counted`): a forced request whose
+        client gave up after the target is ``FORCED``. Raises as :meth:`record_abandoned`.
+        """
+        return self._abandoned("record_abandoned_as", decision, waited_s, waited_ns)
+
+    def _abandoned(
+        self,
+        operation: str,
+        decision: Decision,
+        waited_s: float | None,
+        waited_ns: int | float | None,
+    ) -> Recorded | None:
+        """The body of :meth:`record_abandoned` and :meth:`record_abandoned_as`."""
         ns = _latency_ns(waited_s, waited_ns, "waited")
         raw = packed(decision)
         done = c_bool()
+        what = c_uint32()
         status = self._status(
-            "record_abandoned", "pgate_record_abandoned", byref(raw), ns, byref(done)
+            operation, "pgate_record_abandoned_as", byref(raw), ns, byref(done), byref(what)
         )
         _check(status)
-        return done.value
+        return recorded(what.value) if done.value else None
 
     def record_by_id(
         self,

@@ -99,12 +99,15 @@ def metrics_prometheus_counted(*gates: Gate, counts: Sequence[OutcomeCounts]) ->
     Each process of a pre-forking server (gunicorn's workers) has its gates, and so counters of
     its own: a scrape reaching another worker would read a lower count, a counter reset to
     Prometheus. Count each :class:`Recorded <promotion_gates.Recorded>` ``LATE``, ``FOREIGN``
-    and ``FORCED`` outcome, and each forcing value ignored, once, in memory the workers share,
+    and ``FORCED`` outcome (that :meth:`Gate.record <promotion_gates.Gate.record>` or
+    :meth:`Gate.record_abandoned_as <promotion_gates.Gate.record_abandoned_as>` returns), and
+    each forcing value ignored, once, in memory the workers share,
     and serve those counts: every worker then answers the same counters::
 
         from multiprocessing import Array
         shared = Array("Q", 4)  # before the fork: late, foreign, forced, ignored
-        ...  # a worker adds 1 to shared[2] (under shared.get_lock()) when record() says FORCED
+        ...  # a worker adds 1 to shared[2] (under shared.get_lock()) when record() or
+        ...  # record_abandoned_as() says FORCED
         counts = OutcomeCounts(*shared[:])  # all four replace the gate's own: 0 is served as 0
         body = metrics_prometheus_counted(gate, counts=[counts])
         # 'promotion_forced_outcomes_total{gate="checkout"} 7' when shared[2] is 7
