@@ -152,8 +152,9 @@ impl RollbackCounts {
         self.stored = stored;
     }
 
-    /// Both together, one entry per cause (the stored causes first, in their order, then
-    /// those counted here only), each at least what it was shown before: a count whose stored
+    /// Both together, one entry per cause (in the order each cause was first shown: at the
+    /// first read, the stored causes in their order, then those counted here only), each at
+    /// least what it was shown before: a count whose stored
     /// count went back stays where it was shown until the stored one passes it. Read under the
     /// records lock, with every change of a write or a catch-up made, so that a count moving
     /// from here to the stored ones is never shown twice.

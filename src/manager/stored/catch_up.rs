@@ -799,19 +799,12 @@ mod tests {
         store.load().unwrap().unwrap().release
     }
 
-    #[test]
-    fn a_waiting_rollback_is_dropped_when_flags_turned_on_in_production_reach_the_next_rollout() {
+    /// Over the state decided on (a Canary{10} without release flags): another process's
+    /// promotion, "a" and "b" turned on in Production (no stage), then the next rollout at
+    /// Canary{10} again: two flags turned on and two stages since, but another release.
+    fn production_flags_then_the_next_rollout(store: &dyn StateStore) -> [StoredWrite; 4] {
         use crate::store::testing::config;
-        let dir = crate::store::scratch::Scratch::new("pending-production-flags");
-        let (store, pending, local) = a_rollback_waiting_on(&dir);
-        // Decided on a Canary{10} without release flags; another process promoted it, turned
-        // "a" and "b" on in Production (no stage), then started the next rollout at Canary{10}
-        // again: two flags turned on and two stages since, but another release.
-        let promotion = numbered_on(
-            &decided(store.as_ref()),
-            2,
-            &config(Environment::Production),
-        );
+        let promotion = numbered_on(&decided(store), 2, &config(Environment::Production));
         let mut one = config(Environment::Production);
         one.feature_flags = vec!["a".into()];
         let flag_a = numbered_on(&promotion.release, 2, &one);
@@ -821,26 +814,65 @@ mod tests {
         let mut next = two.clone();
         next.environment = crate::config::canary(10.0);
         let next_rollout = numbered_on(&flag_b.release, 3, &next);
-        assert_eq!(
-            (flag_b.release.rollout(), next_rollout.release.rollout()),
-            (Some(1), Some(5)),
-            "the next rollout is numbered by the write that started it"
-        );
-        dropped_by(
-            store.as_ref(),
-            &pending,
-            &local,
-            &[promotion, flag_a, flag_b, next_rollout],
-        );
+        [promotion, flag_a, flag_b, next_rollout]
     }
 
     #[test]
-    fn a_waiting_rollback_is_written_over_its_release_after_a_kill_switch_between_two_flags() {
+    fn a_waiting_rollback_is_dropped_when_flags_turned_on_in_production_reach_the_next_rollout() {
+        let dir = crate::store::scratch::Scratch::new("pending-production-flags");
+        let (store, pending, local) = a_rollback_waiting_on(&dir);
+        let writes = production_flags_then_the_next_rollout(store.as_ref());
+        assert_eq!(
+            (writes[2].release.rollout(), writes[3].release.rollout()),
+            (Some(1), Some(5)),
+            "the next rollout is numbered by the write that started it"
+        );
+        dropped_by(store.as_ref(), &pending, &local, &writes);
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_dropped_when_the_next_rollout_started_after_a_state_of_a_build_before()
+    {
+        let dir = crate::store::scratch::Scratch::new("pending-older-decided");
+        let (store, mut pending, local) = a_rollback_waiting_on(&dir);
+        // Decided on a state whose rollout this process does not know (written by a build
+        // before the rollout was stored); the writes since are this build's: the next rollout,
+        // started after the state decided on, is another release whatever the stages say.
+        pending.decided_rollout = None;
+        let writes = production_flags_then_the_next_rollout(store.as_ref());
+        dropped_by(store.as_ref(), &pending, &local, &writes);
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_dropped_after_a_ramp_and_back_with_a_flag_turned_on() {
+        use crate::store::testing::config;
+        let dir = crate::store::scratch::Scratch::new("pending-ramp-and-back");
+        let (store, pending, local) = a_rollback_waiting_on(&dir);
+        // Decided on Canary{10}; another process ramped to 25 and back to 10 (two stages),
+        // then turned "x" on (a stage): the same rollout, but the stage decided on left, as
+        // it does without the flag.
+        let up = numbered_on(
+            &decided(store.as_ref()),
+            2,
+            &config(crate::config::canary(25.0)),
+        );
+        let down = numbered_on(&up.release, 3, &pending.decided_config);
+        let mut with_x = pending.decided_config.clone();
+        with_x.feature_flags = vec!["x".into()];
+        let flag = numbered_on(&down.release, 4, &with_x);
+        assert_eq!(flag.release.rollout(), decided(store.as_ref()).rollout());
+        dropped_by(store.as_ref(), &pending, &local, &[up, down, flag]);
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_dropped_after_a_kill_switch_between_two_flags() {
         let dir = crate::store::scratch::Scratch::new("pending-kill-switch-between");
         let (store, mut pending, local) = a_rollback_waiting_on(&dir);
         // Decided on a Canary{10} with release flag "a"; another process turned "b" on (a
         // stage), turned "a" off (a kill switch, no stage) and on again (a stage): the same
-        // release, two stages on with one flag turned on since.
+        // rollout, but two stages since with one flag turned on, which the count cannot tell
+        // from a ramp and back: dropped (the next stage's judge goes on; see
+        // flags_turned_on_in).
         pending.decided_config.feature_flags = vec!["a".into()];
         let mut with_b = pending.decided_config.clone();
         with_b.feature_flags.push("b".into());
@@ -851,16 +883,12 @@ mod tests {
         let mut again = killed.clone();
         again.feature_flags.push("a".into());
         let flag_a = numbered_on(&kill_switch.release, 3, &again);
-        for write in [&flag_b, &kill_switch] {
-            assert_eq!(store.commit(write).unwrap(), Commit::Written);
-        }
-        let stored = written_over(store.as_ref(), &pending, &local, &flag_a);
-        assert_eq!(stored.release.config.environment, Environment::Production);
-        assert!(stored.release.config.feature_flags.is_empty());
-        assert_eq!(
-            stored.release.rollout(),
-            Some(1),
-            "a rollback keeps the rollout"
+        assert_eq!(flag_a.release.rollout(), Some(1), "the same rollout");
+        dropped_by(
+            store.as_ref(),
+            &pending,
+            &local,
+            &[flag_b, kill_switch, flag_a],
         );
     }
 

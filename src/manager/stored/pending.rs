@@ -227,38 +227,42 @@ impl Pending {
 
     /// Whether `stored` is the config decided on with flags turned on, of the same release:
     /// the same salt, the same environment (and split), a flag turned on (release or
-    /// graduated, on in `stored` and not in the config decided on), and the same rollout
-    /// ([`same_rollout`](Self::same_rollout)): a promotion to Production and the next rollout
-    /// started at the same split between make `stored` another release, with release flags
-    /// or without, however many flags were turned on meanwhile. Flags turned off since (a
-    /// kill switch, release or graduated) keep the release, as they keep its stage, even
-    /// between two flags turned on; a swap in Canary that renames a graduated flag turns one
-    /// on, and keeps the release.
-    ///
-    /// Without a rollout on either side (a state written by a build before the rollout was
-    /// stored), stages are counted instead: no more stages since the one decided on than
-    /// flags turned on, as every write that turns flags on starts exactly one stage. That
-    /// count errs when flags were turned on in Production before the next rollout at the same
-    /// split (taken for the same release), or turned off and on again (taken for the next).
+    /// graduated, on in `stored` and not in the config decided on), the same rollout when
+    /// both sides' are known ([`same_rollout`](Self::same_rollout): a promotion to Production
+    /// and the next rollout started at the same split between make `stored` another release,
+    /// however many flags were turned on meanwhile), and no more stages since the one decided
+    /// on than flags turned on, as every write that turns flags on starts exactly one stage:
+    /// any other stage between (a ramp and back) left the stage decided on, which is not rolled
+    /// back again. Flags turned off since (a kill switch, release or graduated) keep the
+    /// release, as they keep its stage; a swap in Canary that renames a graduated flag turns
+    /// one on, and keeps the release. The count errs toward dropping the rollback (the next
+    /// stage's judge goes on) when a flag was turned off and on again between (two stages,
+    /// none of them turned on since the state decided on); without a rollout known on either
+    /// side (a state written by a build before the rollout was stored), it also takes flags
+    /// turned on in Production before the next rollout at the same split for the same release.
     fn flags_turned_on_in(&self, stored: &store::StoredRelease) -> bool {
         let decided = &self.decided_config;
         let config = &stored.config;
-        let same_release = self.same_rollout(stored).unwrap_or_else(|| {
-            let turned_on = release::flags_turned_on(decided, config).len();
-            let stages_since = stored.stage.saturating_sub(self.decided_on.stage);
-            u64::try_from(turned_on).is_ok_and(|turned_on| stages_since <= turned_on)
-        });
+        let turned_on = release::flags_turned_on(decided, config).len();
+        let stages_since = stored.stage.saturating_sub(self.decided_on.stage);
         decided.salt == config.salt
             && decided.environment == config.environment
             && release::turns_a_flag_on(decided, config)
-            && same_release
+            && self.same_rollout(stored) != Some(false)
+            && u64::try_from(turned_on).is_ok_and(|turned_on| stages_since <= turned_on)
     }
 
     /// Whether `stored` belongs to the rollout this rollback was decided on: the same number
-    /// is the same release, whatever flags or stages came between. `None` when either side's
-    /// rollout is not known (a state written by a build before the rollout was stored).
+    /// is the same release. A stored rollout started by a write after the state decided on is
+    /// another release, even when the state decided on was written by a build before the
+    /// rollout was stored. `None` when that does not settle it and either side's rollout is
+    /// not known.
     fn same_rollout(&self, stored: &store::StoredRelease) -> Option<bool> {
-        Some(self.decided_rollout? == stored.rollout()?)
+        let started = stored.rollout()?;
+        if started > self.decided_on.version {
+            return Some(false);
+        }
+        Some(self.decided_rollout? == started)
     }
 
     /// Whether `state`, which overtook this rollback with the same rollback made first by
