@@ -304,7 +304,7 @@ fn debug_shown(text: &str) -> String {
 /// U+2800) as `{:?}` shows it: what `{:?}` shows, when the library differs from it only there.
 fn as_debug_shows(expected: &str, text: &str) -> String {
     let mut shown = expected.to_owned();
-    for c in text.chars() {
+    for c in text.chars().filter(|&c| promotion_gates::is_invisible(c)) {
         let escaped = format!("\\u{{{:x}}}", u32::from(c));
         if format!("{c:?}") == format!("'{c}'") {
             shown = shown.replace(&escaped, &c.to_string());

@@ -242,7 +242,8 @@ end
 -- a quote, a backslash, the characters up to U+00FF that {:?} escapes, the format characters
 -- (FORMAT_CHARACTERS) and the invisible ones (is_invisible) written as it writes them (\", \\,
 -- \0, \t, \u{1b}, \u{85}, \u{a0}, \u{ad}, \u{200b}, \u{202e}, \u{fe0f}, \u{2800}: lower-case
--- hex, no leading zero; {:?} shows U+2800 and the Hangul fillers as they are); bytes that are
+-- hex, no leading zero; the library escapes U+2800 and the Hangul fillers, which {:?} shows as
+-- they are); bytes that are
 -- not UTF-8 as \xNN, so the message is UTF-8; other characters as they are, those beyond
 -- U+00FF that {:?} escapes too (such as a combining accent, or a space other than U+0020 and
 -- U+00A0) included: tests/vectors/quoted.tsv lists where the two differ. When longer than

@@ -73,8 +73,10 @@ impl fmt::Display for BadContribution {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "contribution of instance {:?}: {}: {}",
-            self.instance, self.field, self.problem
+            "contribution of instance {}: {}: {}",
+            crate::error::quoted(&self.instance),
+            self.field,
+            self.problem
         )
     }
 }
@@ -568,6 +570,16 @@ mod tests {
         assert_eq!(bad.field, "instance");
         assert_eq!(bad.instance, format!("{}...", "é".repeat(32)));
         assert_eq!(bad.problem, "512 bytes is above 256");
+    }
+
+    #[test]
+    fn a_refused_contribution_shows_its_instance_id_escaped() {
+        // A character drawn as nothing, which `{:?}` shows as it is, is escaped.
+        let bad = BadContribution::new("host\u{3164}\n", "stage", "not a number");
+        assert_eq!(
+            bad.to_string(),
+            r#"contribution of instance "host\u{3164}\n": stage: not a number"#
+        );
     }
 
     #[test]

@@ -239,8 +239,8 @@ TEST(Features, ANameNoFlagCanHaveIsNamedInTheError) {
 
 // The library writes enable_feature's refusal; the binding writes is_feature_enabled's (the C
 // call has no error object). Both show the name the same way: Rust's {:?} (\u{1b}, \u{a0},
-// \0), bytes that are not UTF-8 as \xNN; but for U+2800 and the Hangul fillers, which {:?}
-// shows as they are and the binding escapes (tests/vectors/quoted.tsv).
+// \0), and the characters drawn as nothing escaped too (U+2800 and the Hangul fillers, which
+// {:?} shows as they are: tests/vectors/quoted.tsv), bytes that are not UTF-8 as \xNN.
 TEST(Features, ANameIsShownAsTheLibraryShowsIt) {
   const Gate gate = Gate::create("");
   const std::string why =
@@ -257,6 +257,8 @@ TEST(Features, ANameIsShownAsTheLibraryShowsIt) {
            // apostrophe (not escaped in a string); U+00A1 and U+00FF as they are.
            "a\xC2\xAD\"\\' \xC2\x80\xC2\x9F\xC2\xA1\xC3\xBF" "b",
            "caf\xC3\xA9 x",
+           "beta\xE2\xA0\x80",          // U+2800, drawn as nothing: escaped by both
+           "beta\xE3\x85\xA4",          // U+3164 HANGUL FILLER
            "",
            "bad\xFF\xFE",              // not UTF-8: the library refuses it before the flag rules
            "ab\xC3 x",

@@ -844,6 +844,25 @@ mod tests {
     }
 
     #[test]
+    fn a_waiting_rollback_is_written_over_a_flag_turned_on_in_its_rollout() {
+        let dir = crate::store::scratch::Scratch::new("pending-flag-same-rollout");
+        let (store, pending, local) = a_rollback_waiting_on(&dir);
+        // Every writer of this build: another process turned "x" on (a stage) in the rollout
+        // the rollback was decided on: the same release, written over, the rollout kept.
+        let mut with_x = pending.decided_config.clone();
+        with_x.feature_flags = vec!["x".into()];
+        let flag = numbered_on(&decided(store.as_ref()), 2, &with_x);
+        assert_eq!(flag.release.rollout(), Some(1));
+        let stored = written_over(store.as_ref(), &pending, &local, &flag);
+        assert_eq!(stored.release.config.environment, Environment::Production);
+        assert_eq!(
+            stored.release.rollout(),
+            Some(1),
+            "a rollback keeps the rollout"
+        );
+    }
+
+    #[test]
     fn a_waiting_rollback_is_dropped_after_a_ramp_and_back_with_a_flag_turned_on() {
         use crate::store::testing::config;
         let dir = crate::store::scratch::Scratch::new("pending-ramp-and-back");
