@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import operator
+import re
 from collections.abc import Callable, Iterator, Mapping
 from ctypes import c_void_p
 from typing import Any
@@ -14,7 +15,13 @@ from conftest import REPO, canary, latency_vectors
 
 import promotion_gates as pg
 from promotion_gates import Environment, Gate, Recorded, Status, _ffi
-from promotion_gates._arguments import MAX_SHOWN_VALUE_BYTES, latency_ns, member, shown
+from promotion_gates._arguments import (
+    INVISIBLE,
+    MAX_SHOWN_VALUE_BYTES,
+    latency_ns,
+    member,
+    shown,
+)
 from promotion_gates.errors import _check, error_class
 
 #: 10**400 as a refused value is shown: its first 160 digits, then its length.
@@ -632,6 +639,75 @@ def test_the_shown_value_is_capped_as_the_library_caps_it() -> None:
     assert shown(b"y" * 10_000_000) == f"{b'y' * cap!r}...(10000000 bytes)"
     assert shown(10**400) == "1" + "0" * (cap - 1) + "...(401 bytes)" == HUGE_SHOWN
     assert shown(10**40_000) == "<an integer of 132878 bits>"
+
+
+
+def quoted_rows() -> list[tuple[str, str, str]]:
+    """The rows of ``tests/vectors/quoted.tsv`` that are UTF-8, as (the section's first comment
+    line, the value, what the bindings show, in Rust's form: ``"beta\\u{fe0f}"``)."""
+    rows: list[tuple[str, str, str]] = []
+    section = ""
+    lines = (REPO / "tests" / "vectors" / "quoted.tsv").read_text(encoding="utf-8").splitlines()
+    for before, line in zip([""] + lines, lines):
+        if line.startswith("#"):
+            section = line if not before.startswith("#") else section
+            continue
+        value_hex, quoted = line.split("\t")[:2]
+        try:
+            rows.append((section, bytes.fromhex(value_hex).decode("utf-8"), quoted))
+        except UnicodeDecodeError:
+            continue
+    return rows
+
+
+def as_python_shows(quoted: str) -> str:
+    """A SHOWN of ``quoted.tsv`` holding only ``\\u{N}`` escapes, as ``repr`` quotes and
+    escapes: ``"beta\\u{fe0f}"`` is ``'beta\\ufe0f'``."""
+    assert quoted[0] == quoted[-1] == '"', quoted
+    return "'" + re.sub(
+        r"\\u\{([0-9a-f]+)\}",
+        lambda found: chr(int(found.group(1), 16)).encode("unicode_escape").decode("ascii"),
+        quoted[1:-1],
+    ) + "'"
+
+
+def test_invisible_is_the_librarys_table() -> None:
+    source = (REPO / "src" / "config" / "unseen.rs").read_text(encoding="utf-8")
+    table = source.split("const DEFAULT_IGNORABLE")[1].split("];")[0]
+    ranges = [
+        (int(first, 16), int(last, 16))
+        for first, last in re.findall(r"\('\\u\{(\w+)\}', '\\u\{(\w+)\}'\)", table)
+    ]
+    assert "c == '\\u{2800}'" in source
+    assert sorted(ranges + [(0x2800, 0x2800)]) == list(INVISIBLE)
+
+
+def test_a_character_drawn_as_nothing_is_shown_escaped_as_the_library_shows_it() -> None:
+    rows = quoted_rows()
+    drawn_as_nothing = [row for row in rows if row[0].startswith("# Characters drawn as nothing")]
+    assert len(drawn_as_nothing) >= 20
+    for _, value, quoted in drawn_as_nothing:
+        assert shown(value) == as_python_shows(quoted), quoted
+    # Every character the bindings show as one escape (controls, format characters, those
+    # drawn as nothing) is escaped, each range's first and last of INVISIBLE among them.
+    escaped = [(v, q) for _, v, q in rows if re.fullmatch(r'"\\u\{[0-9a-f]+\}"', q)]
+    for value, quoted in escaped:
+        assert shown(value) == as_python_shows(quoted), quoted
+    for first, last in INVISIBLE:
+        assert {chr(first), chr(last)} <= {value for value, _ in escaped}, hex(first)
+    # Beside a range, as repr writes it; in a cut value, escaped all the same.
+    assert shown("\u2801\u3165") == "'\u2801\u3165'"
+    assert shown("\u2800" * 100) == "'" + "\\u2800" * 53 + "'...(300 bytes)"
+    assert shown(["a\U000e0100"]) == "['a\\U000e0100']"
+
+
+@pytest.mark.parametrize("name", ["beta\u2800", "beta\u3164", "beta\ufe0f", "\u115fbeta"])
+def test_a_flag_name_with_a_character_drawn_as_nothing_is_refused_showing_it(name: str) -> None:
+    with Gate() as gate, pytest.raises(pg.InvalidArgumentError) as caught:
+        gate.is_feature_enabled(name)
+    escaped = name.encode("unicode_escape").decode("ascii")
+    assert caught.value.message == f"invalid name = '{escaped}': {NOT_A_FLAG_NAME}"
+    assert escaped != name
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import json
 import math
 import numbers
 import operator
+import re
 from collections.abc import Mapping
 
 from ._ffi import Status
@@ -41,19 +42,59 @@ _U64_LIMIT = 1 << 64
 MAX_SHOWN_VALUE_BYTES = 160
 
 
+#: The characters the library calls invisible, drawn as nothing, as first and last code point:
+#: Unicode's Default_Ignorable_Code_Point (Unicode 15.1) and U+2800 BRAILLE PATTERN BLANK, copied
+#: from ``DEFAULT_IGNORABLE`` and ``is_invisible`` in ``src/config/unseen.rs``. ``repr`` writes
+#: many of them as they are (U+2800, the Hangul fillers U+115F, U+1160, U+3164 and U+FFA0, the
+#: variation selectors, U+034F), which would leave a message's value looking like another.
+INVISIBLE = (
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+
+_INVISIBLE_CHARACTER = re.compile(
+    "[" + "".join(f"\\U{first:08x}-\\U{last:08x}" for first, last in INVISIBLE) + "]"
+)
+
+
+def _escaped(text: str) -> str:
+    """``text`` with each :data:`INVISIBLE` character escaped as ``repr`` escapes a character
+    (``\\u2800``, ``\\U000e0100``)."""
+    return _INVISIBLE_CHARACTER.sub(
+        lambda found: found.group().encode("unicode_escape").decode("ascii"), text
+    )
+
+
 def shown(value: object) -> str:
     """``repr(value)``, or for a longer value its first ``MAX_SHOWN_VALUE_BYTES`` and
     ``...(N bytes)``, as the library shows a value: a str or bytes is cut before it is quoted
     (``'xx…x'...(10000000 bytes)``, N its UTF-8 or byte length), any other value's repr is cut
-    (``1000…0...(401 bytes)``, N the repr's length)."""
+    (``1000…0...(401 bytes)``, N the length of the repr as shown). A character drawn as
+    nothing (:data:`INVISIBLE`) is escaped, as the library escapes it: ``'beta\\u2800'``."""
     if isinstance(value, str):
         size = len(value.encode("utf-8", "surrogatepass"))
         if size <= MAX_SHOWN_VALUE_BYTES:
-            return repr(value)
+            return _escaped(repr(value))
         head = value[:MAX_SHOWN_VALUE_BYTES]
         while len(head.encode("utf-8", "surrogatepass")) > MAX_SHOWN_VALUE_BYTES:
             head = head[:-1]
-        return f"{head!r}...({size} bytes)"
+        return f"{_escaped(repr(head))}...({size} bytes)"
     if isinstance(value, (bytes, bytearray)):
         if len(value) <= MAX_SHOWN_VALUE_BYTES:
             return repr(value)
@@ -66,6 +107,7 @@ def shown(value: object) -> str:
         return f"<a {type(value).__name__}>"
     except Exception:  # a host's __repr__ that raises; a structure nested too deeply for repr
         return f"<a {type(value).__name__}>"
+    text = _escaped(text)
     raw = text.encode("utf-8", "surrogatepass")
     if len(raw) <= MAX_SHOWN_VALUE_BYTES:
         return text
