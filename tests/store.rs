@@ -1782,22 +1782,34 @@ fn a_bad_event_written_by_hand_leaves_the_gate_as_it_was_until_it_is_mended() {
     let dir = Scratch::new("bad-event");
     let path = dir.file("gate.db");
     let gate = open(&path);
-    let hand = rusqlite::Connection::open(&path).unwrap();
+    let mut hand = rusqlite::Connection::open(&path).unwrap();
     gate.rollback("first").unwrap();
     let before = gate.rollback_history();
-    // The next version, written by hand with an event whose reason is too long.
-    hand.execute("UPDATE release SET version = version + 1", [])
+    // The next version, written by hand with an event whose reason is too long, in one
+    // transaction as every write is: a sync tick between two commits would read the new
+    // version without its event, and know it, so an event added to it later is never read.
+    let edit = hand.transaction().unwrap();
+    edit.execute("UPDATE release SET version = version + 1", [])
         .unwrap();
-    hand.execute(
+    edit.execute(
         r#"INSERT INTO history SELECT gate, version, 'release', 'Canary{10}', ?1, 'manual',
                '{"canary":{"traffic_percent":10.0}}', 0 FROM release"#,
         ["r".repeat(promotion_gates::MAX_REASON_BYTES + 1)],
     )
     .unwrap();
+    edit.commit().unwrap();
     // Many sync intervals: every read of it is refused, and the gate keeps its history.
     std::thread::sleep(Duration::from_millis(SYNC_MS * 20));
     assert_eq!(gate.rollback_history(), before);
     assert_eq!(gate.environment(), Environment::Production);
+    // A write finds the row (guarded by the version the gate still knows) and is refused
+    // with the reads' error, changing nothing.
+    let Err(Error::Store(err)) = gate.enable_feature("dark_mode") else {
+        panic!("a write went through while the stored event is bad");
+    };
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    assert!(err.to_string().contains("history.reason"), "{err}");
+    assert!(!gate.is_feature_enabled("dark_mode"));
     hand.execute(
         "UPDATE history SET reason = 'mended' WHERE reason <> 'first'",
         [],
