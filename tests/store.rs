@@ -1187,11 +1187,11 @@ fn a_swap_behind_a_dropped_rollback_does_not_undo_another_gates_ramp() {
 fn a_promotion_from_a_stage_another_process_left_is_refused() {
     let dir = Scratch::new("promote-from");
     let path = dir.file("gate.db");
-    let (a, b) = (open(&path), open(&path));
+    let (a, b) = (open_slow(&path), open(&path));
     let stage = a.stage();
     b.rollback("bad deploy").unwrap();
-    // a has not followed b yet (a 5 s sync): its write loses to b's and is decided again on
-    // the stored state, from which the stage a's host looked at is gone.
+    // a has not followed b yet (a minute's sync): its write loses to b's and is decided again
+    // on the stored state, from which the stage a's host looked at is gone.
     assert_eq!(a.stage(), stage);
     let err = a
         .promote_from(
