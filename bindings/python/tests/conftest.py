@@ -64,10 +64,13 @@ def latency_vectors() -> list[tuple[int | float, str]]:
 def run_child(source: str, *args: str) -> str:
     """Runs `source` in a child Python that imports this checkout's package, so that a crash
     fails the calling test rather than killing pytest; returns its stdout, failing on a
-    non-zero exit (a signal is a negative one)."""
+    non-zero exit (a signal is a negative one). The child takes SIGINT as Python's default
+    KeyboardInterrupt even when the tests run as a shell's background job, which starts with
+    SIGINT ignored (Python then installs no handler for it, and the tests of Ctrl-C fail)."""
     env = dict(os.environ, PYTHONPATH=str(PYTHON_DIR / "src"))
+    take_sigint = "import signal as _s; _s.signal(_s.SIGINT, _s.default_int_handler)\n"
     run = subprocess.run(
-        [sys.executable, "-c", source, *args],
+        [sys.executable, "-c", take_sigint + source, *args],
         env=env,
         capture_output=True,
         text=True,
