@@ -12,10 +12,10 @@ import (
 // client's, by the time the body was copied: under its own name when the upstream announced
 // it, else under http.TrailerPrefix). A server's own failure (grpcServerError) is a failure,
 // and so is a gRPC answer whose stream the upstream ended without a status, unless the copy
-// was cut on this side (cut: the request's context ended first, the client went away or a
-// deadline fell; or the client's writer panicked). Only an answer whose content-type says
-// gRPC is looked at further.
-func grpcFailed(header http.Header, cut bool) bool {
+// was cut on this side (cut, asked only then: the request's context ended first, the client
+// went away or a deadline fell; or the client's writer panicked). Only an answer whose
+// content-type says gRPC is looked at further.
+func grpcFailed(header http.Header, cut func() bool) bool {
 	if contentType := header["Content-Type"]; len(contentType) == 0 || !isGRPC(contentType[0]) {
 		return false
 	}
@@ -24,7 +24,7 @@ func grpcFailed(header http.Header, cut bool) bool {
 		status = header[http.TrailerPrefix+"Grpc-Status"]
 	}
 	if len(status) == 0 {
-		return !cut
+		return !cut()
 	}
 	return grpcServerError(status[0])
 }

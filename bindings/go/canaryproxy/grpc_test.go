@@ -127,7 +127,7 @@ func TestOnlyGRPCAnswersAreReadForAStatus(t *testing.T) {
 		if contentType != "" {
 			header.Set("Content-Type", contentType)
 		}
-		if got := grpcFailed(header, false); got != want {
+		if got := grpcFailed(header, func() bool { return false }); got != want {
 			t.Errorf("content-type %q with grpc-status 13: failed %v, want %v", contentType, got, want)
 		}
 	}

@@ -1011,9 +1011,15 @@ func (ow *outcomeWriter) answer(success bool) {
 // had not come through yet is not the upstream's failure.
 func (ow *outcomeWriter) settle(broken bool) {
 	ow.pending = false
-	cut := ow.inWriter || ow.request.Context().Err() != nil
-	success := ow.ok && !broken && !grpcFailed(ow.header, cut)
+	success := ow.ok && !broken && !grpcFailed(ow.header, ow.cut)
 	_, _ = ow.proxy.gate.Record(ow.decision, success, ow.latency)
+}
+
+// cut reports whether the copy of the answer was cut on this side: the client's writer
+// panicked (inWriter), or the request's context ended. Asked of a gRPC answer without a
+// status only (a context's Err takes its lock).
+func (ow *outcomeWriter) cut() bool {
+	return ow.inWriter || ow.request.Context().Err() != nil
 }
 
 // Unwrap returns the client's ResponseWriter (for http.ResponseController).
