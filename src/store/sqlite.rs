@@ -626,20 +626,10 @@ impl SqliteStore {
             )
             .map_err(fail)?;
         }
-        let config = serde_json::to_string(&release.config)
-            .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
-        let rollbacks = release
-            .rollbacks
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
-        let rollout = release
-            .rollout
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| self.error(StoreProblem::Unavailable, e))?;
+        let unavailable = |e: serde_json::Error| self.error(StoreProblem::Unavailable, e);
+        let config = serde_json::to_string(&release.config).map_err(unavailable)?;
+        let rollbacks = optional_json(release.rollbacks.as_ref()).map_err(unavailable)?;
+        let rollout = optional_json(release.rollout.as_ref()).map_err(unavailable)?;
         tx.execute(
             "INSERT INTO release (gate, version, stage, environment, config, rollbacks, rollout)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -849,6 +839,11 @@ fn contribution_of(row: &Row<'_>, stage: u64) -> Result<Contribution, BadContrib
         },
         instance: instance.clone(),
     })
+}
+
+/// `value` as an optional JSON column holds it: `None` (NULL) for `None`.
+fn optional_json<T: serde::Serialize>(value: Option<&T>) -> serde_json::Result<Option<String>> {
+    value.map(serde_json::to_string).transpose()
 }
 
 /// The JSON column `field`'s `text` (`None`: NULL) read as `what` it holds, or why not,
