@@ -64,7 +64,10 @@ pub(crate) struct Contribution {
 /// A contribution refused: which instance published it, which field is wrong, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct BadContribution {
+    /// The instance id, or its first characters when it is too long to be read whole.
     pub(crate) instance: String,
+    /// The instance id's length in bytes: `instance.len()` when `instance` is all of it.
+    pub(crate) instance_bytes: usize,
     pub(crate) field: String,
     pub(crate) problem: String,
 }
@@ -74,7 +77,7 @@ impl fmt::Display for BadContribution {
         write!(
             f,
             "contribution of instance {}: {}: {}",
-            crate::error::quoted(&self.instance),
+            crate::error::quoted_part(&self.instance, self.instance_bytes),
             self.field,
             self.problem
         )
@@ -89,6 +92,7 @@ impl BadContribution {
     ) -> Self {
         Self {
             instance: instance.to_string(),
+            instance_bytes: instance.len(),
             field: field.into(),
             problem: problem.to_string(),
         }
@@ -102,11 +106,14 @@ pub(crate) fn check_instance(shown: &str, bytes: usize) -> Result<(), BadContrib
         return Ok(());
     }
     let start: String = shown.chars().take(32).collect();
-    Err(BadContribution::new(
-        &format!("{start}..."),
-        "instance",
-        format!("{bytes} bytes is above {MAX_INSTANCE_BYTES}"),
-    ))
+    Err(BadContribution {
+        instance_bytes: bytes,
+        ..BadContribution::new(
+            &start,
+            "instance",
+            format!("{bytes} bytes is above {MAX_INSTANCE_BYTES}"),
+        )
+    })
 }
 
 /// This gate's instance id, unique per process and gate: the host name, the process id, the
@@ -568,8 +575,16 @@ mod tests {
         let long = "é".repeat(MAX_INSTANCE_BYTES);
         let bad = check_instance(&long, long.len()).unwrap_err();
         assert_eq!(bad.field, "instance");
-        assert_eq!(bad.instance, format!("{}...", "é".repeat(32)));
+        assert_eq!(bad.instance, "é".repeat(32));
         assert_eq!(bad.problem, "512 bytes is above 256");
+        // The part shown in quotes, its whole length outside them.
+        assert_eq!(
+            bad.to_string(),
+            format!(
+                "contribution of instance \"{}\"...(512 bytes): instance: 512 bytes is above 256",
+                "é".repeat(32)
+            )
+        );
     }
 
     #[test]

@@ -1461,7 +1461,7 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
         .unwrap();
     assert_eq!(
         long.to_string(),
-        r#"contribution of instance "long-000000000000000000000000000...": instance: 8000005 bytes is above 256"#
+        r#"contribution of instance "long-000000000000000000000000000"...(8000005 bytes): instance: 8000005 bytes is above 256"#
     );
     let mut found: Vec<String> = rows
         .into_iter()
@@ -1479,7 +1479,7 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
             "corrupt canary.latency",
             "good ok",
             "huge stable_latency",
-            "long-000000000000000000000000000... instance",
+            "long-000000000000000000000000000 instance",
             "negative canary_errors",
             "text stable_requests"
         ]
