@@ -522,6 +522,13 @@ impl std::fmt::Display for Quoted<'_> {
     }
 }
 
+/// `value` quoted and escaped as [`quoted`] shows it, but whole, written without allocating:
+/// for a log line's field, which the library bounds before it logs it (a reason: at most
+/// [`MAX_REASON_BYTES`](crate::MAX_REASON_BYTES)).
+pub(crate) fn quoted_whole(value: &str) -> impl std::fmt::Display + '_ {
+    Quoted(value)
+}
+
 /// Writes `c` as [`Quoted`] shows it inside its double quotes.
 pub(crate) fn write_escaped(f: &mut std::fmt::Formatter<'_>, c: char) -> std::fmt::Result {
     match c {

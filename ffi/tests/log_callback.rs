@@ -207,7 +207,7 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     // SAFETY: the gate is live until it is freed at the end.
     unsafe { route(gate, b"ab\ncd\0x\"y") };
     let other = common::new_gate(config);
-    call(other, pgate_rollback, "bad\0deploy\nnow");
+    call(other, pgate_rollback, "bad\0deploy\nnow\u{2800}");
     // SAFETY: `other` is live until here.
     assert_eq!(unsafe { pgate_gate_free(other) }, pgate_status::Ok);
     let got = std::mem::take(&mut *lines.lock().unwrap());
@@ -224,7 +224,7 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     assert!(
         got.iter()
             .any(|(level, _, m)| *level == pgate_log_level::Error
-                && m.contains(r#"reason="bad\0deploy\nnow""#)),
+                && m.contains(r#"reason="bad\0deploy\nnow\u{2800}""#)),
         "{got:?}"
     );
 

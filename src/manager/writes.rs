@@ -898,7 +898,7 @@ impl Shared {
         // told, with the environment it rolled back.
         let told = event.clone();
         self.commit(writer, config, NextStage::New, Some(event), durability)?;
-        tracing::error!(reason = ?told.reason, previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
+        tracing::error!(reason = %crate::error::quoted_whole(&told.reason), previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
         #[cfg(feature = "otel")]
         crate::telemetry::otel::rollback_span(
             &gate,

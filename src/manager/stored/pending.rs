@@ -89,8 +89,9 @@ impl Pending {
         let other = since().find(|e| e.rolled_back == "release");
         let why = if let Some(other) = other {
             format!(
-                "the store holds another rollback of the release since (version {}, {:?})",
-                other.version, other.reason
+                "the store holds another rollback of the release since (version {}, {})",
+                other.version,
+                crate::error::quoted(&other.reason)
             )
         } else if self.promoted_in(release) {
             return None;
