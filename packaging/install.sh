@@ -34,6 +34,7 @@
 # --libdir      default PREFIX/lib;  --includedir  default PREFIX/include
 # --destdir     a staging root prepended to every path written (for distribution packages)
 # --no-build    install what the last `cargo build --release -p promotion-gates-ffi` built
+#               (in TARGET/release, or TARGET/$CARGO_BUILD_TARGET/release when that is set)
 # --build-tree-pc DIR  installs nothing: writes both .pc files into DIR, describing this
 #               checkout's build (cargo's target directory, release) and include/, for
 #               PKG_CONFIG_PATH (bindings/go/test.sh uses it), and the static .pc's link to
@@ -82,6 +83,10 @@ else
   target="${CARGO_TARGET_DIR:-$root/target}"
   case "$target" in /*) ;; *) target="$root/$target" ;; esac
 fi
+# With a target triple set (CARGO_BUILD_TARGET), cargo builds into TARGET/<triple>/release.
+# (A build below names the directory it wrote, which also follows a .cargo/config.toml's
+# build.target.)
+release="$target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}release"
 version=$(awk -F'"' '/^\[workspace.package\]/ {p = 1} p && /^version *=/ {print $2; exit}' "$root/Cargo.toml")
 # The library's SONAME, as ffi/build.rs names it: the version of its ABI, which before 1.0 a
 # minor release may change.
@@ -133,11 +138,11 @@ under_prefix() {
 if [ -n "$build_tree_pc" ]; then
   mkdir -p "$build_tree_pc"
   build_tree_pc=$(cd "$build_tree_pc" && pwd)
-  write_from promotion_gates.pc.in "$build_tree_pc/promotion_gates.pc" "$root" "$target/release" "$root/include"
-  ln -sfn "$target/release/libpromotion_gates_ffi.a" "$build_tree_pc/libpromotion_gates_ffi_static.a"
+  write_from promotion_gates.pc.in "$build_tree_pc/promotion_gates.pc" "$root" "$release" "$root/include"
+  ln -sfn "$release/libpromotion_gates_ffi.a" "$build_tree_pc/libpromotion_gates_ffi_static.a"
   write_from promotion_gates-static.pc.in "$build_tree_pc/promotion_gates-static.pc" "$root" "$build_tree_pc" "$root/include"
-  ln -sfn libpromotion_gates_ffi.so "$target/release/$soname"
-  echo "$target/release/$soname"
+  ln -sfn libpromotion_gates_ffi.so "$release/$soname"
+  echo "$release/$soname"
   exit 0
 fi
 
@@ -145,22 +150,30 @@ libdir=${libdir:-$prefix/lib}
 includedir=${includedir:-$prefix/include}
 if [ "$build" -eq 1 ]; then
   echo "== cargo build --release -p promotion-gates-ffi" >&2
-  (cd "$root" && cargo build --release -p promotion-gates-ffi >&2)
+  release=$(cd "$root" && cargo build --release -p promotion-gates-ffi --message-format=json-render-diagnostics |
+    python3 -c '
+import json, os, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "compiler-artifact" and message["target"]["name"] == "promotion_gates_ffi":
+        print(os.path.dirname(message["filenames"][0]))
+')
+  [ -n "$release" ] || { echo "install.sh: cargo named no library it built" >&2 && exit 1; }
 fi
 for lib in libpromotion_gates_ffi.so libpromotion_gates_ffi.a; do
-  [ -f "$target/release/$lib" ] ||
-    { echo "install.sh: $target/release/$lib is missing: run without --no-build" >&2 && exit 1; }
+  [ -f "$release/$lib" ] ||
+    { echo "install.sh: $release/$lib is missing: run without --no-build" >&2 && exit 1; }
 done
 
 lib_to="$destdir$libdir" include_to="$destdir$includedir"
 cmake_to="$lib_to/cmake/promotion_gates"
 mkdir -p "$lib_to/pkgconfig" "$include_to" "$cmake_to"
-install -m 755 "$target/release/libpromotion_gates_ffi.so" "$lib_to/libpromotion_gates_ffi.so.$version"
+install -m 755 "$release/libpromotion_gates_ffi.so" "$lib_to/libpromotion_gates_ffi.so.$version"
 # Relative links, as ldconfig makes the first: they hold in a tree moved whole or staged
 # with --destdir.
 ln -sfn "libpromotion_gates_ffi.so.$version" "$lib_to/$soname"
 ln -sfn "$soname" "$lib_to/libpromotion_gates_ffi.so"
-install -m 644 "$target/release/libpromotion_gates_ffi.a" "$lib_to/"
+install -m 644 "$release/libpromotion_gates_ffi.a" "$lib_to/"
 ln -sfn libpromotion_gates_ffi.a "$lib_to/libpromotion_gates_ffi_static.a"
 install -m 644 "$root/include/promotion_gates.h" "$root/bindings/cpp/include/promotion_gates.hpp" "$include_to/"
 doc_to="$destdir$prefix/share/doc/promotion_gates"

@@ -147,6 +147,22 @@ if [ ! -f "$libdir/$real" ] || [ -L "$libdir/$real" ] ||
   echo "FAILED: lib/ holds $(find "$libdir" -maxdepth 1 -name 'libpromotion_gates_ffi.so*' -printf '%f -> %l; '), not $real with the links $soname -> $real, libpromotion_gates_ffi.so -> $soname" >&2
   failed=$((failed + 1))
 fi
+# Built for a target triple (CARGO_BUILD_TARGET), cargo writes into TARGET/<triple>/release:
+# --no-build installs the library there, not an older build's left in TARGET/release.
+triple_target="$tmp/triple-target" triple=x86_64-unknown-linux-gnu
+mkdir -p "$triple_target/$triple/release" "$triple_target/release"
+cp "$libdir/$real" "$triple_target/$triple/release/libpromotion_gates_ffi.so"
+cp "$libdir/libpromotion_gates_ffi.a" "$triple_target/$triple/release/"
+echo "an older build" | tee "$triple_target/release/libpromotion_gates_ffi.so" >"$triple_target/release/libpromotion_gates_ffi.a"
+if ! CARGO_TARGET_DIR=$triple_target CARGO_BUILD_TARGET=$triple "$root/packaging/install.sh" --no-build \
+  --prefix "$tmp/triple" >/dev/null 2>"$tmp/triple.err"; then
+  echo "FAILED: install.sh --no-build with CARGO_BUILD_TARGET: $(cat "$tmp/triple.err")" >&2
+  failed=$((failed + 1))
+elif ! cmp -s "$libdir/$real" "$tmp/triple/lib/$real" ||
+  ! cmp -s "$libdir/libpromotion_gates_ffi.a" "$tmp/triple/lib/libpromotion_gates_ffi.a"; then
+  echo "FAILED: install.sh --no-build with CARGO_BUILD_TARGET=$triple did not install TARGET/$triple/release's library" >&2
+  failed=$((failed + 1))
+fi
 installed_soname=$(readelf -d "$libdir/libpromotion_gates_ffi.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [ "$installed_soname" = "$soname" ] ||
   { echo "FAILED: the installed library's SONAME is '$installed_soname', not $soname" >&2 && failed=$((failed + 1)); }
