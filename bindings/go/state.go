@@ -85,7 +85,11 @@ func (g *Gate) SwapSLO(sloJSON string) error {
 // Duration holds, above 0 yet below its nanosecond ("invalid JSON SLO config: warm_up_ms: -5
 // is not a duration in milliseconds (finite, not negative)"). A duration longer than a
 // time.Duration holds (about 9.2e12 ms, far beyond any the library takes) is an
-// ErrInvalidConfig naming the field and the value, as the library's validation refuses it.
+// ErrInvalidConfig naming the field and the value, as the library's validation refuses it, and
+// so is a p99_budget_ms of 0 ("invalid p99_budget_ms = 0: a latency above 0 and below
+// 59768.832 ms, or null for none ..."): P99Budget's 0 means none, so it would be written back
+// as null. Other values the library reads but refuses (a latency_target_ms of 0) are New's and
+// SwapSLO's to refuse.
 // Durations are rounded to the nanosecond as the library rounds them (to the nearest, ties to
 // even). A refused document leaves s as it was.
 func (s *SLO) UnmarshalJSON(data []byte) error {
@@ -143,8 +147,20 @@ func (s *SLO) UnmarshalJSON(data []byte) error {
 			return err
 		}
 	}
+	if w.P99BudgetMS != nil && read.P99Budget == 0 {
+		return noBudgetGivenAsZero()
+	}
 	*s = read
 	return nil
+}
+
+// noBudgetGivenAsZero refuses a p99_budget_ms given as 0 (or -0) as the library's validation
+// refuses it, in its words: the binding's 0 means no budget, so it would be written back as
+// null, a document the library takes in place of one it refuses.
+func noBudgetGivenAsZero() error {
+	return &Error{Status: StatusInvalidConfig, Message: "invalid p99_budget_ms = 0: a latency above 0 and below " +
+		"59768.832 ms, or null for none (the histogram counts every latency from there on, 60 s or more, " +
+		"in its last bucket, so a budget there could never fire)"}
 }
 
 // ReadHealth reads the canary's health over the current window, as MonitorHealth judges it,

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfigOfAStoreBackedGateSwapsBack: a store-backed gate's Config, read into a Config,
@@ -557,4 +558,36 @@ func TestANameGivenEmptyIsRefused(t *testing.T) {
 	}
 	var cfg Config
 	ok(t, json.Unmarshal([]byte(`{"salt": null, "overrides": {"header": null, "cookie": null}}`), &cfg))
+}
+
+// TestAP99BudgetGivenAsZeroIsRefused: a p99_budget_ms given as 0 is refused as the library
+// refuses it (its message and status): P99Budget's 0 means no budget, and an SLO read it as
+// none and wrote it back as null, a document the library takes in place of one it refuses.
+// null stays none; the shortest budget stays itself.
+func TestAP99BudgetGivenAsZeroIsRefused(t *testing.T) {
+	for _, doc := range []string{
+		`{"p99_budget_ms": 0}`,
+		`{"p99_budget_ms": -0}`,
+		`{"warm_up_ms": 5, "p99_budget_ms": 0.0}`,
+	} {
+		_, err := New("", doc)
+		library := wantErr(t, err, ErrInvalidConfig)
+		before := DefaultSLO()
+		before.P99Budget = 7 * time.Millisecond
+		slo := before
+		pe := wantErr(t, json.Unmarshal([]byte(doc), &slo), ErrInvalidConfig)
+		if pe.Message != library.Message {
+			t.Errorf("%s:\n    SLO: %s\nlibrary: %s", doc, pe.Message, library.Message)
+		}
+		if slo != before {
+			t.Errorf("%s: refused, but changed the SLO to %+v", doc, slo)
+		}
+	}
+	for doc, want := range map[string]time.Duration{`{"p99_budget_ms": null}`: 0, `{"p99_budget_ms": 0.000001}`: time.Nanosecond} {
+		slo := DefaultSLO()
+		ok(t, json.Unmarshal([]byte(doc), &slo))
+		if slo.P99Budget != want {
+			t.Errorf("%s: read P99Budget %v, want %v", doc, slo.P99Budget, want)
+		}
+	}
 }
