@@ -26,7 +26,8 @@ const PrometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 
 // MetricsPrometheus returns the Prometheus text exposition (format 0.0.4) of the gates: each
 // metric family once, one series per gate, labelled gate="<name>". A gate passed twice, or
-// two gates of one name (whose series would repeat), is an error naming both positions. It
+// two gates of one name (whose series would repeat), is an error naming both positions; a nil
+// or closed gate is an ErrClosed naming its position ("gates[1] is closed"). It
 // reads the gates without side effects: a scrape never judges, so it may run as often as
 // wanted.
 func MetricsPrometheus(gates ...*Gate) (string, error) {
@@ -113,7 +114,7 @@ func exposition(gates []*Gate, counts []C.pgate_outcome_counts, op string) (stri
 			handles[i], holds[i] = g.acquire()
 			if handles[i] == nil {
 				releaseAll()
-				return "", errClosed
+				return "", closedAt(gates, i)
 			}
 		}
 		var n C.size_t
@@ -139,6 +140,16 @@ func exposition(gates []*Gate, counts []C.pgate_outcome_counts, op string) (stri
 			return "", statusError(op, st)
 		}
 	}
+}
+
+// closedAt is the refusal of gates[i], nil or closed: errClosed's status (errors.Is(err,
+// ErrClosed) holds) with its position, as the other refusals of the gates name theirs.
+func closedAt(gates []*Gate, i int) error {
+	what := "closed"
+	if gates[i] == nil {
+		what = "nil"
+	}
+	return &Error{Status: StatusInvalidHandle, Message: fmt.Sprintf("gates[%d] is %s", i, what)}
 }
 
 // sameNames explains the library's refusal st of gates of one name by their positions, as

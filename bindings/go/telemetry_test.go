@@ -49,8 +49,12 @@ func TestMetricsPrometheusNamesEachGateAndCountsARollback(t *testing.T) {
 	if err := api.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := MetricsPrometheus(web, api); !errors.Is(err, ErrClosed) {
+	// A closed or nil gate is refused with its position, as the other refusals name theirs.
+	if _, err := MetricsPrometheus(web, api); !errors.Is(err, ErrClosed) || err.Error() != "promotiongates: gates[1] is closed (PGATE_STATUS_INVALID_HANDLE)" {
 		t.Fatalf("a closed gate: %v", err)
+	}
+	if _, err := MetricsPrometheus(web, nil); !errors.Is(err, ErrClosed) || err.Error() != "promotiongates: gates[1] is nil (PGATE_STATUS_INVALID_HANDLE)" {
+		t.Fatalf("a nil gate: %v", err)
 	}
 	rec = httptest.NewRecorder()
 	MetricsHandler(api).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -227,7 +231,7 @@ func TestMetricsPrometheusCountedReplacesTheFourOutcomeCountersAndNothingElse(t 
 		t.Fatalf("no gates: %q, %v", text, err)
 	}
 	ok(t, api.Close())
-	if _, err := MetricsPrometheusCounted([]OutcomeCounts{host, {}}, web, api); !errors.Is(err, ErrClosed) {
+	if _, err := MetricsPrometheusCounted([]OutcomeCounts{host, {}}, web, api); !errors.Is(err, ErrClosed) || !strings.Contains(err.Error(), "gates[1] is closed") {
 		t.Fatalf("a closed gate: %v", err)
 	}
 }
