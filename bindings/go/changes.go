@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"runtime"
+	"sync/atomic"
 	"time"
 	"weak"
 )
@@ -173,12 +174,17 @@ func (g *Gate) Changes(ctx context.Context, every time.Duration) <-chan Change {
 		return out
 	}
 	gate, done, ticker := weak.Make(g), g.done, time.NewTicker(every)
+	delivering.Add(1)
 	go func() {
+		defer delivering.Add(-1)
 		defer ticker.Stop()
 		deliver(ctx, gate, done, ticker.C, seen, out)
 	}()
 	return out
 }
+
+// delivering counts the goroutines of Changes running (tests read it).
+var delivering atomic.Int64
 
 // deliver sends the changes numbered above seen on out, looking at each tick, until ctx is
 // done or the gate is closed or collected (done); then it closes out. It holds the gate only

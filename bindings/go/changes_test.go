@@ -151,51 +151,70 @@ func TestASlowReaderSeesTheGapInSequence(t *testing.T) {
 
 // TestChangesKeepsNoGateAlive: five gates subscribed to with a context that never ends, each
 // with a change its reader never takes, dropped without Close, are freed by their cleanups,
-// and their goroutines end.
+// and their goroutines end. Counted exactly (liveGates, delivering), from none: a count of
+// every goroutine of the process was lowered by other tests' ending meanwhile.
 func TestChangesKeepsNoGateAlive(t *testing.T) {
-	live, goroutines := liveGates.Load(), runtime.NumGoroutine()
-	for range 5 {
-		subscribeAndDrop(t)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for (liveGates.Load() > live || runtime.NumGoroutine() > goroutines) && time.Now().Before(deadline) {
-		runtime.GC()
-		time.Sleep(time.Millisecond)
-	}
-	if n := liveGates.Load() - live; n > 0 {
-		t.Fatalf("%d of 5 dropped gates with a Changes goroutine not freed", n)
-	}
-	if n := runtime.NumGoroutine() - goroutines; n > 0 {
-		t.Fatalf("%d goroutines of Changes outlived their gates", n)
+	settle(t)
+	subscribeAndDrop(t, 5)
+	if !soon(10*time.Second, func() bool { runtime.GC(); return liveGates.Load() == 0 && delivering.Load() == 0 }) {
+		t.Fatalf("of 5 dropped gates with a Changes goroutine, %d not freed, %d goroutines still running",
+			liveGates.Load(), delivering.Load())
 	}
 }
 
-// subscribeAndDrop makes a gate, subscribes to its changes with context.Background(), makes a
-// change no one reads, and drops the gate without closing it.
-func subscribeAndDrop(t *testing.T) {
-	g, err := New("", "")
-	ok(t, err)
-	_ = g.Changes(context.Background(), time.Millisecond)
-	ok(t, g.EnableFeature("dark_mode"))
-	time.Sleep(5 * time.Millisecond) // the goroutine reads the change and waits for a reader
+// subscribeAndDrop makes n gates, subscribes to the changes of each with context.Background(),
+// makes a change no one reads, checks that n goroutines of Changes run (all the gates held:
+// none ended meanwhile), and drops the gates without closing them.
+func subscribeAndDrop(t *testing.T, n int) {
+	gates := make([]*Gate, n)
+	for i := range gates {
+		g, err := New("", "")
+		ok(t, err)
+		_ = g.Changes(context.Background(), time.Millisecond)
+		ok(t, g.EnableFeature("dark_mode"))
+		gates[i] = g
+	}
+	time.Sleep(5 * time.Millisecond) // the goroutines read the change and wait for a reader
+	if running := delivering.Load(); running != int64(n) {
+		t.Fatalf("%d goroutines of Changes running for %d gates", running, n)
+	}
+	runtime.KeepAlive(gates)
+}
+
+// settle waits (collecting, up to 10 s) until no gate and no goroutine of Changes of an
+// earlier test is left, so that the counts a test reads are its own.
+func settle(t *testing.T) {
+	t.Helper()
+	if !soon(10*time.Second, func() bool { runtime.GC(); return liveGates.Load() == 0 && delivering.Load() == 0 }) {
+		t.Fatalf("earlier tests left %d gates and %d goroutines of Changes", liveGates.Load(), delivering.Load())
+	}
+}
+
+// soon reports whether cond became true within d, looking every millisecond.
+func soon(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
 
 // TestCloseEndsAChangesGoroutineWaitingForItsReader: a reader that stops reading does not keep
 // the goroutine once the gate is closed.
 func TestCloseEndsAChangesGoroutineWaitingForItsReader(t *testing.T) {
-	goroutines := runtime.NumGoroutine()
+	settle(t)
 	g, err := New("", "")
 	ok(t, err)
 	ch := g.Changes(context.Background(), time.Millisecond)
 	ok(t, g.EnableFeature("dark_mode"))
 	time.Sleep(5 * time.Millisecond) // the goroutine reads the change and waits for a reader
-	ok(t, g.Close())
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	if n := delivering.Load(); n != 1 {
+		t.Fatalf("%d goroutines of Changes running, want 1", n)
 	}
-	if n := runtime.NumGoroutine() - goroutines; n > 0 {
-		t.Fatalf("%d goroutines of Changes outlived Close", n)
+	ok(t, g.Close())
+	if !soon(10*time.Second, func() bool { return delivering.Load() == 0 }) {
+		t.Fatal("the goroutine of Changes outlived Close")
 	}
 	if _, open := <-ch; open {
 		t.Fatal("a change delivered after its goroutine ended")

@@ -353,6 +353,7 @@ func New(opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("canaryproxy: reading the gate's overrides: %w", err)
 	}
+	following.Add(1)
 	go followOverrides(weak.Make(p), seen)
 	return p, nil
 }
@@ -551,10 +552,14 @@ func (p *Proxy) refreshOverrides(seen uint64) (uint64, error) {
 	return n, nil
 }
 
+// following counts the followOverrides goroutines running (tests read it).
+var following atomic.Int64
+
 // followOverrides is the goroutine of a Proxy that follows its gate's override names: every
 // overridesRefresh it refreshes them, off the request path, until the Proxy is collected or
 // its gate closed. It holds the Proxy only while it looks.
 func followOverrides(proxy weak.Pointer[Proxy], seen uint64) {
+	defer following.Add(-1)
 	ticker := time.NewTicker(overridesRefresh)
 	defer ticker.Stop()
 	for range ticker.C {

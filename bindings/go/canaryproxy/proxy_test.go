@@ -716,21 +716,37 @@ func eventually(t testing.TB, what string, cond func() bool) {
 }
 
 // TestFollowingEndsWithTheProxyOrTheGate: the goroutine that follows the gate's override
-// names ends when its Proxy is collected, and when the gate is closed.
+// names ends when its Proxy is collected, and when the gate is closed, and not before.
+// Counted exactly (following), from none: a count of every goroutine of the process was
+// lowered by other tests' ending meanwhile, and passed with a goroutine that kept its Proxy.
 func TestFollowingEndsWithTheProxyOrTheGate(t *testing.T) {
+	eventually(t, "the follow goroutines of earlier tests end", func() bool {
+		runtime.GC()
+		return following.Load() == 0
+	})
 	g := newGate(t, `{"overrides": {"header": "X-Canary"}}`)
-	goroutines := runtime.NumGoroutine()
-	newProxy(t, Options{}, g, "http://stable.invalid", "http://canary.invalid") // dropped
+	p := newProxy(t, Options{}, g, "http://stable.invalid", "http://canary.invalid")
+	dropped := newProxy(t, Options{}, g, "http://stable.invalid", "http://canary.invalid")
+	if n := following.Load(); n != 2 {
+		t.Fatalf("%d follow goroutines for 2 Proxies", n)
+	}
+	runtime.KeepAlive(dropped) // and dropped here
 	eventually(t, "the goroutine of a dropped Proxy ends", func() bool {
 		runtime.GC()
-		return runtime.NumGoroutine() <= goroutines
+		return following.Load() == 1
 	})
-	p := newProxy(t, Options{}, g, "http://stable.invalid", "http://canary.invalid")
+	for range 4 { // several looks and collections: the live Proxy's goroutine stays
+		runtime.GC()
+		time.Sleep(overridesRefresh)
+	}
+	if n := following.Load(); n != 1 {
+		t.Fatalf("%d follow goroutines for 1 live Proxy", n)
+	}
 	if err := g.Close(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the goroutine of a Proxy on a closed gate ends", func() bool {
-		return runtime.NumGoroutine() <= goroutines
+		return following.Load() == 0
 	})
 	runtime.KeepAlive(p)
 }
