@@ -69,8 +69,9 @@ import (
 // stable version, records their outcomes, judges the canary and moves the release along.
 //
 // A Gate is safe for concurrent use by many goroutines. Close it when done; a Gate that is
-// garbage collected without Close is freed by a cleanup (a finalizer). Every method of a
-// closed Gate returns an error matching ErrClosed and never touches freed memory.
+// garbage collected without Close is freed by a cleanup (a finalizer), on a goroutine of its
+// own (the free of a store-backed gate may wait for its store; Close waits for it). Every
+// method of a closed Gate returns an error matching ErrClosed and never touches freed memory.
 //
 // Thread safety of Close: every call counts itself in flight for the duration of its C call,
 // on one of the Gate's counters picked by its goroutine's stack (each on cache lines of its
@@ -131,12 +132,17 @@ type collected struct {
 }
 
 // freeGate is the cleanup of a Gate that was collected without Close. It runs only once the
-// Gate is unreachable, so no call can be in flight on it.
+// Gate is unreachable, so no call can be in flight on it. It frees the gate on a goroutine of
+// its own, as runtime.AddCleanup asks of a long cleanup: the free of a store-backed gate waits
+// for its sync thread's tick (an SQLite write waiting up to its busy_timeout, the etcd watch
+// up to a second) and may write, and the cleanups of other objects wait for this one.
 func freeGate(g collected) {
-	C.pgate_gate_free(g.ptr)
 	close(g.done)
-	liveGates.Add(-1)
-	cleanedGates.Add(1)
+	go func() {
+		C.pgate_gate_free(g.ptr)
+		liveGates.Add(-1)
+		cleanedGates.Add(1)
+	}()
 }
 
 // guardShards is the number of in-flight counters of a Gate: enough that the cores of a
