@@ -346,6 +346,17 @@ pub(crate) fn turns_a_flag_on(before: &PromotionConfig, after: &PromotionConfig)
     after.environment != Environment::Production && !flags_turned_on(before, after).is_empty()
 }
 
+/// Whether the change from `before` to `after` turns a release flag on while the release is
+/// judged (`after` in Canary or Staging): a flag of `after.feature_flags` that was off, neither
+/// a release flag nor a graduated one. A graduated flag renamed is not one (it reaches every
+/// user, as before).
+pub(crate) fn turns_a_release_flag_on(before: &PromotionConfig, after: &PromotionConfig) -> bool {
+    after.environment != Environment::Production
+        && flags_turned_on(before, after)
+            .iter()
+            .any(|flag| after.feature_flags.iter().any(|f| f == flag))
+}
+
 /// The flags on in `after` (release or graduated ones) that are off in `before`, each once.
 pub(crate) fn flags_turned_on<'a>(
     before: &PromotionConfig,

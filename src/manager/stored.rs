@@ -62,6 +62,19 @@ pub(super) enum NextStage {
     /// the write refused ([`Shared::commit`]); one left as the write published is made over
     /// it (`ended`).
     UnlessRolledBack,
+    /// As [`UnlessRolledBack`](Self::UnlessRolledBack), and the stage is of the next release:
+    /// a `swap_config` that turns a release flag on in Canary or Staging (the operator's
+    /// replacement), which starts a rollout in the store
+    /// ([`RolloutOn::next_release`](crate::store::RolloutOn::next_release)).
+    NextRelease,
+}
+
+impl NextStage {
+    /// Whether the write ends the judged stage otherwise than by a rollback, so that a
+    /// rollback the record path called for in it is made first.
+    fn unless_rolled_back(self) -> bool {
+        matches!(self, Self::UnlessRolledBack | Self::NextRelease)
+    }
 }
 
 /// The gate's side of its store: the store, the stored state this process last wrote or read,
@@ -233,14 +246,14 @@ impl StoreLink {
         Ok(())
     }
 
-    /// Commits a write of `config` (a new stage when `new_stage`) with `event`, as
-    /// `durability` says. `Ok` means the caller may publish, at the time it holds: `clock`,
+    /// Commits a write of `config` (a new stage unless `next` is [`NextStage::Same`]; of the
+    /// next release when [`NextStage::NextRelease`]) with `event`, as `durability` says. `Ok` means the caller may publish, at the time it holds: `clock`,
     /// read once the write is stored (or deferred), before this link changes (a clock that
     /// panics then leaves the link as it was: a stored write is followed from the store).
     fn write(
         &mut self,
         config: &PromotionConfig,
-        new_stage: bool,
+        next: NextStage,
         event: Option<&RollbackEvent>,
         durability: Durability,
         clock: impl FnOnce() -> Now,
@@ -259,8 +272,11 @@ impl StoreLink {
             )
             .into());
         }
-        let stage = self.known.stage + u64::from(new_stage);
-        let on = RolloutOn::new(self.known_rollout, &self.known_config);
+        let stage = self.known.stage + u64::from(next != NextStage::Same);
+        let mut on = RolloutOn::new(self.known_rollout, &self.known_config);
+        if next == NextStage::NextRelease {
+            on = on.next_release();
+        }
         let write = StoredWrite::new(self.known, on, &self.counted, stage, config, event);
         match self.store.commit(&write) {
             Ok(Commit::Written) => {
@@ -352,7 +368,8 @@ impl Shared {
     /// held; on error nothing changed.
     ///
     /// A write that ends the judged stage otherwise than by a rollback
-    /// ([`NextStage::UnlessRolledBack`]: a promotion, a flag turned on, a swap) looks for a
+    /// ([`NextStage::UnlessRolledBack`]: a promotion, a flag turned on, a swap; or
+    /// [`NextStage::NextRelease`]) looks for a
     /// rollback the record path left for later while it held the writer lock (its judgement,
     /// the store write): before it prepares anything, and once more after the store write (or
     /// at once without a store), the last point before it is published. A rollback found is
@@ -377,7 +394,7 @@ impl Shared {
         }
         let before = self.current.load_full();
         let judged = before.route.stage;
-        if next == NextStage::UnlessRolledBack
+        if next.unless_rolled_back()
             && let Some(verdict) = self.take_left_rollback(judged)
         {
             return Err(self.roll_back_instead(writer, &verdict, None, Instead::OfTheWrite));
@@ -394,13 +411,7 @@ impl Shared {
         let clock = || self.monitor.now();
         let now = match writer.store.as_mut() {
             Some(link) => {
-                match link.write(
-                    &snapshot.config,
-                    new_stage,
-                    event.as_ref(),
-                    durability,
-                    clock,
-                ) {
+                match link.write(&snapshot.config, next, event.as_ref(), durability, clock) {
                     Ok(now) => now,
                     Err(error) => {
                         self.restore_live_flags(writer);
@@ -410,7 +421,7 @@ impl Shared {
             }
             None => unstored.unwrap_or_else(clock),
         };
-        if next == NextStage::UnlessRolledBack
+        if next.unless_rolled_back()
             && let Some(verdict) = self.take_left_rollback(judged)
         {
             self.restore_live_flags(writer);
@@ -431,7 +442,8 @@ impl Shared {
         // Looked for again after the write (`look_after_publishing`), and by `apply_verdict`;
         // made before the records lock is taken (it copies the judged config).
         let published = (snapshot.route.stage, snapshot.route.generation);
-        let ended = (next == NextStage::UnlessRolledBack)
+        let ended = next
+            .unless_rolled_back()
             .then(|| EndedStage::new(&before, published))
             .flatten();
         let mut records = self.lock_records();

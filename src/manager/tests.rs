@@ -1512,3 +1512,42 @@ fn recorded_while_held(gate: &PromotionGateManager, window: bool) -> bool {
 }
 
 mod fleet;
+
+#[test]
+fn a_swap_that_turns_a_release_flag_on_in_canary_starts_a_rollout_and_no_other_write_does() {
+    let dir = crate::store::scratch::Scratch::new("swap-next-release");
+    let gate = gate_on(sqlite_store(&dir));
+    let stored = || {
+        let settings = sqlite_store(&dir).unwrap();
+        let store = crate::store::open(&settings, &gate.config().gate).unwrap();
+        store.load().unwrap().unwrap().release
+    };
+    gate.promote(Environment::Canary {
+        traffic_percent: 10.0,
+    })
+    .unwrap();
+    let rollout = stored().rollout();
+    assert_eq!(
+        rollout,
+        Some(stored().version),
+        "a new rollout out of Production"
+    );
+    // A flag turned on and off, a policy-only swap, a ramp down: the same release.
+    gate.enable_feature("x").unwrap();
+    gate.disable_feature("x").unwrap();
+    let mut policy = gate.config();
+    policy.max_rollback_history += 1;
+    gate.swap_config(policy).unwrap();
+    gate.promote(Environment::Canary {
+        traffic_percent: 5.0,
+    })
+    .unwrap();
+    assert_eq!(stored().rollout(), rollout, "{:?}", stored());
+    // The operator's replacement with a release flag turned on at the same split: the next
+    // release, numbered by its write.
+    let mut next = gate.config();
+    next.feature_flags = vec!["v2".into()];
+    gate.swap_config(next).unwrap();
+    let release = stored();
+    assert_eq!(release.rollout(), Some(release.version), "{release:?}");
+}

@@ -621,7 +621,10 @@ impl PromotionGateManager {
     /// them (a flag turned off is no rollback: it is not counted nor kept in the history). With a
     /// state store, the new config replaces the stored state for every process (the explicit
     /// way to start over from a config document); it must keep the gate's `store` and `gate`
-    /// name.
+    /// name. One that turns a release flag on in Canary or Staging is the next release, even
+    /// at the same split and salt: it starts a rollout in the store, and a rollback another
+    /// process decided on the release before and could not write yet is dropped, never
+    /// written over it (docs/store.md).
     ///
     /// A config read from the gate ([`config`](Self::config)) and edited is swapped in as it
     /// is, even if the gate has changed since it was read: a rollback made meanwhile (by the
@@ -760,15 +763,21 @@ impl PromotionGateManager {
             if flag_on {
                 self.judged_before_its_stage_ends(writer, &current)?;
             }
+            // A release flag turned on by the operator's replacement is the next release, even
+            // at the same split and salt: a rollback decided on the one before (waiting to be
+            // written by another process) is not written over it.
+            let next_stage = if release::turns_a_release_flag_on(&current.config, &config) {
+                NextStage::NextRelease
+            } else if new_stage || new_salt || flag_on {
+                NextStage::UnlessRolledBack
+            } else {
+                NextStage::Same
+            };
             let (bound, next) = (config.max_rollback_history, config.clone());
             let dropped = self.shared.commit(
                 writer,
                 next,
-                if new_stage || new_salt || flag_on {
-                    NextStage::UnlessRolledBack
-                } else {
-                    NextStage::Same
-                },
+                next_stage,
                 None,
                 Durability::Required,
             )?;

@@ -45,10 +45,13 @@ pub(crate) struct StoredRelease {
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoredRollout {
     pub(crate) version: u64,
-    /// The version of the write that started the rollout: the first write of the store, or
-    /// one that left Production for Canary or Staging (a new rollout, or a `swap_config` out
-    /// of Production). Every other write keeps it, so that the same number is the same
-    /// release, whatever flags or stages came between.
+    /// The version of the write that started the rollout: the first write of the store, one
+    /// that left Production for Canary or Staging (a new rollout, or a `swap_config` out of
+    /// Production), or a `swap_config` that turned a release flag on in Canary or Staging (the
+    /// operator's replacement: the next release, even at the same split). Every other write
+    /// keeps it (a ramp, a promotion, a rollback, a flag edit, a swap that turns no release
+    /// flag on), so that the same number is the same release, whatever flags or stages came
+    /// between.
     pub(crate) started: u64,
 }
 
@@ -59,6 +62,10 @@ pub(crate) struct RolloutOn {
     pub(crate) rollout: Option<u64>,
     /// Whether that release is in Production: a write out of it starts a rollout.
     pub(crate) production: bool,
+    /// Whether the write is the next release over it: an operator's `swap_config` that turns
+    /// a release flag on in Canary or Staging ([`next_release`](Self::next_release)), which
+    /// starts a rollout wherever it is written.
+    pub(crate) next_release: bool,
 }
 
 impl RolloutOn {
@@ -68,6 +75,7 @@ impl RolloutOn {
     pub(crate) const UNKNOWN: Self = Self {
         rollout: None,
         production: false,
+        next_release: false,
     };
 
     /// The rollout of `release` and whether it is in Production.
@@ -80,14 +88,28 @@ impl RolloutOn {
         Self {
             rollout,
             production: config.environment == Environment::Production,
+            next_release: false,
+        }
+    }
+
+    /// The same, written over by the next release: the operator's replacement of the release
+    /// (a `swap_config` that turns a release flag on in Canary or Staging), which starts a
+    /// rollout even at the split and salt of the one it replaces, so that a rollback decided
+    /// on the release before is never written over it.
+    pub(crate) fn next_release(self) -> Self {
+        Self {
+            next_release: true,
+            ..self
         }
     }
 
     /// The rollout of the write of `version` over it with `config`: that write's own version
-    /// when it starts one (over an empty store, `guard` version 0; or out of Production), else
-    /// this one's (`None` stays `None` until a write starts a rollout).
+    /// when it starts one (over an empty store, `guard` version 0; out of Production; or the
+    /// next release, [`next_release`](Self::next_release)), else this one's (`None` stays
+    /// `None` until a write starts a rollout).
     fn next(self, guard: Guard, version: u64, config: &PromotionConfig) -> Option<u64> {
         let starts = guard.version == 0
+            || self.next_release
             || (self.production && config.environment != Environment::Production);
         if starts { Some(version) } else { self.rollout }
     }
@@ -880,7 +902,7 @@ mod tests {
         assert_eq!(write.history_bound, 9);
     }
     #[test]
-    fn a_rollout_starts_at_the_first_write_and_out_of_production_and_nowhere_else() {
+    fn a_rollout_starts_at_the_first_write_out_of_production_and_at_the_next_release_only() {
         let write = |on: &StoredRelease, environment: Environment, flags: &[&str]| {
             let config = PromotionConfig {
                 environment,
@@ -922,6 +944,20 @@ mod tests {
         for release in [&ramp, &flag, &promoted, &edited] {
             assert_eq!(release.rollout(), Some(1), "{release:?}");
         }
+        // The next release swapped in at the same split: numbered by the write of it.
+        let swapped = StoredWrite::new(
+            Guard {
+                version: flag.version,
+                stage: flag.stage,
+            },
+            RolloutOn::of(&flag).next_release(),
+            &Default::default(),
+            flag.stage + 1,
+            &flag.config,
+            None,
+        )
+        .release;
+        assert_eq!(swapped.rollout(), Some(swapped.version));
         // Out of Production: the next rollout, numbered by the write that started it.
         let next = write(&edited, canary(5.0), &["b", "c"]);
         assert_eq!(next.rollout(), Some(next.version));

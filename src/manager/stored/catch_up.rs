@@ -783,7 +783,17 @@ mod tests {
     /// The write on `on`, another process's, at `stage` with `config`, numbering its rollout
     /// as this build does.
     fn numbered_on(on: &StoredRelease, stage: u64, config: &crate::PromotionConfig) -> StoredWrite {
-        let rollout = RolloutOn::of(on);
+        written_on(on, RolloutOn::of(on), stage, config)
+    }
+
+    /// The write on `on`, another process's, at `stage` with `config`, of the rollout `rollout`
+    /// says.
+    fn written_on(
+        on: &StoredRelease,
+        rollout: RolloutOn,
+        stage: u64,
+        config: &crate::PromotionConfig,
+    ) -> StoredWrite {
         StoredWrite::new(
             guard_of(on),
             rollout,
@@ -860,6 +870,22 @@ mod tests {
             Some(1),
             "a rollback keeps the rollout"
         );
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_dropped_when_a_swap_put_the_next_release_where_it_was_decided() {
+        let dir = crate::store::scratch::Scratch::new("pending-swapped-release");
+        let (store, mut pending, local) = a_rollback_waiting_on(&dir);
+        // Decided on Canary{10} with release flag "v1"; another process's operator swapped in
+        // the next release at the same split and salt, flag "v2" (a stage): not the release
+        // the rollback was decided on, which must not be rolled back on v1's evidence.
+        pending.decided_config.feature_flags = vec!["v1".into()];
+        let mut next = pending.decided_config.clone();
+        next.feature_flags = vec!["v2".into()];
+        let decided = decided(store.as_ref());
+        let swap = written_on(&decided, RolloutOn::of(&decided).next_release(), 2, &next);
+        assert_eq!(swap.release.rollout(), Some(2), "the swap starts a rollout");
+        dropped_by(store.as_ref(), &pending, &local, &[swap]);
     }
 
     #[test]

@@ -59,7 +59,8 @@ impl Pending {
     /// salt and split: a flag turned on, which starts a stage in Canary and Staging; flags
     /// turned off too, a kill switch keeps the release), of the same rollout, is the same
     /// release: the rollback is written over it; one of another rollout is the next release
-    /// (a promotion to Production, then the next rollout at the same split), and the rollback
+    /// (a promotion to Production, then the next rollout at the same split; or the operator's
+    /// `swap_config` that turned a release flag on, which starts a rollout), and the rollback
     /// is dropped ([`flags_turned_on_in`](Self::flags_turned_on_in)). A store that
     /// went back (a version at or below the one decided on) settles nothing: the rollback is
     /// written on top of it; nor does the very stage decided on in Production (a promotion
