@@ -27,14 +27,41 @@ pub(crate) struct StoredRelease {
     /// Every rollback event the gate's writes stored, counted by cause: unlike the history,
     /// never trimmed, so a process that opens the store goes on from the exact counts. `None`
     /// in a release written before the counts were stored: the history's events are counted
-    /// instead ([`StoredState::rollback_counts`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// instead ([`StoredState::rollback_counts`]). Absent then, never `null` ([`never_null`]).
+    #[serde(
+        default,
+        deserialize_with = "never_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub(crate) rollbacks: Option<StoredTally>,
     /// The rollout (the release) this state belongs to: what tells a rollback waiting to be
     /// written whether the stored release is still the one it was decided on. `None` in a
-    /// release written before it was stored ([`StoredRelease::rollout`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// release written before it was stored ([`StoredRelease::rollout`]). Absent then, never
+    /// `null` ([`never_null`]).
+    #[serde(
+        default,
+        deserialize_with = "never_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub(crate) rollout: Option<StoredRollout>,
+}
+
+/// An optional field of a stored release read as present: `None` only when it is absent
+/// (`#[serde(default)]`). `null`, which no build writes (an absent field is left out), is
+/// refused, naming the field (`release.rollout: null: ...`), as SQLite refuses a column that
+/// holds the text `null`: a value of a hand edit or another program is not ours, whichever
+/// backend holds it.
+fn never_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(deserializer)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(serde::de::Error::custom(
+            "null: not one this build writes (absent, the field is left out)",
+        )),
+    }
 }
 
 /// The stored rollout, as of the write of `version`: the release's own version when this

@@ -1021,12 +1021,31 @@ fn a_stored_rollout_is_read_checked_naming_the_field_and_the_value() {
             "release.rollout.started = 0: from 1 to the rollout's version 2",
         ),
         (r#"[2, 1]"#, "release.rollout: must be a JSON object"),
+        ("null", NULL_REFUSED),
     ] {
-        let release = with(rollout);
-        let (endpoint, _) = answering_at_once(release_answer(&release));
-        let store = EtcdStore::new(&settings(&endpoint, "rollout"), GATE);
-        let err = store.load().unwrap_err();
-        assert_eq!(err.problem(), StoreProblem::NotOurs, "{release}: {err}");
-        assert!(err.to_string().contains(words), "{words:?} not in {err}");
+        refused_naming(&with(rollout), words);
     }
+}
+
+/// How a stored release's `rollout` or `rollbacks` of `null` is refused, after the field's
+/// name: no build writes it (one not stored is left out), and SQLite refuses it too.
+const NULL_REFUSED: &str = "release.rollout: null: not one this build writes (absent, the \
+                            field is left out)";
+
+/// Checks that the stored release `release` is refused as not ours, with `words`.
+fn refused_naming(release: &str, words: &str) {
+    let (endpoint, _) = answering_at_once(release_answer(release));
+    let store = EtcdStore::new(&settings(&endpoint, "refused"), GATE);
+    let err = store.load().unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{release}: {err}");
+    assert!(err.to_string().contains(words), "{words:?} not in {err}");
+}
+
+/// Stored rollback counts of `null` are refused naming the field, as SQLite refuses its
+/// column's text `null`.
+#[test]
+fn stored_rollback_counts_of_null_are_not_ours_naming_the_field() {
+    let config = format!(r#"{{"gate": "{GATE}", "environment": "production"}}"#);
+    let release = format!(r#"{{"version": 2, "stage": 2, "config": {config}, "rollbacks": null}}"#);
+    refused_naming(&release, &NULL_REFUSED.replace("rollout", "rollbacks"));
 }
