@@ -559,14 +559,8 @@ mod tests {
     fn a_rollback_waiting_on(
         dir: &crate::store::scratch::Scratch,
     ) -> (Arc<dyn StateStore>, Pending, Local) {
-        use crate::store::testing::{GATE, rollback_event, write_on};
-        let settings = StoreConfig::Sqlite(crate::store::SqliteStoreConfig {
-            path: dir.file("gate.db"),
-            sync_interval_ms: 250,
-            busy_timeout_ms: 2000,
-            fleet_judging: true,
-        });
-        let store = store::open(&settings, GATE).unwrap();
+        use crate::store::testing::{rollback_event, write_on};
+        let store = sqlite_in(dir, "gate.db");
         let first = write_on(0, crate::config::canary(10.0), None);
         assert_eq!(store.commit(&first).unwrap(), Commit::Written);
         let gate = crate::PromotionGateManager::new(
@@ -593,6 +587,48 @@ mod tests {
             pending,
             Local::of(gate.shared.current.load_full(), &Default::default()),
         )
+    }
+
+    /// The SQLite store of the file `name` in `dir`.
+    fn sqlite_in(dir: &crate::store::scratch::Scratch, name: &str) -> Arc<dyn StateStore> {
+        let settings = StoreConfig::Sqlite(crate::store::SqliteStoreConfig {
+            path: dir.file(name),
+            sync_interval_ms: 250,
+            busy_timeout_ms: 2000,
+            fleet_judging: true,
+        });
+        store::open(&settings, crate::store::testing::GATE).unwrap()
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_written_over_a_store_that_went_back_to_production_at_another_stage() {
+        use crate::store::testing::write_on;
+        let dir = crate::store::scratch::Scratch::new("pending-went-back-production");
+        let (_, mut pending, local) = a_rollback_waiting_on(&dir);
+        // Decided on version and stage 3 (Canary{10}); the store was then put back (a backup
+        // restored) to version and stage 1, in Production: it went back, which settles
+        // nothing, and the rollback is written on top of it, not dropped.
+        pending.decided_on = Guard {
+            version: 3,
+            stage: 3,
+        };
+        let restored = sqlite_in(&dir, "restored.db");
+        let backup = write_on(0, Environment::Production, None);
+        assert_eq!(restored.commit(&backup).unwrap(), Commit::Written);
+        let state = restored.load().unwrap().unwrap();
+        assert_eq!(pending.settled_by(&state), None, "{state:?}");
+        let update = catch_up(
+            restored.as_ref(),
+            pending.decided_on,
+            Some(&pending),
+            &local,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(update.settles_pending && update.own.is_some());
+        let stored = restored.load().unwrap().unwrap();
+        assert_eq!(stored.release.config, pending.config);
+        assert_eq!(stored.history.len(), 1, "{stored:?}");
     }
 
     #[test]

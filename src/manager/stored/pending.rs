@@ -52,7 +52,8 @@ pub(super) enum Settled {
 impl Pending {
     /// Whether `state`, the stored state, settles this rollback without writing it: it holds
     /// the rollback already; another release rollback was stored after the state it was
-    /// decided on; the stored release is in Production at another stage; or the stored release
+    /// decided on; a write since put the stored release in Production at another stage; or the
+    /// stored release
     /// moved on to another stage (another process ramped, graduated or started the next rollout
     /// meanwhile: a stage that already left is not rolled back again, as on the record path).
     /// A stage whose config differs from the one decided on only by flags turned on (the same
@@ -96,14 +97,12 @@ impl Pending {
             )
         } else if self.promoted_in(release) {
             return None;
-        } else if release.config.environment == Environment::Production
-            && release.stage != decided_on.stage
-        {
+        } else if release.version <= decided_on.version || release.stage == decided_on.stage {
+            // A store that went back settles nothing, in Production too (a backup restored).
+            return None;
+        } else if release.config.environment == Environment::Production {
             "the stored release is in Production".to_string()
-        } else if release.version > decided_on.version
-            && release.stage != decided_on.stage
-            && !self.flags_turned_on_in(release)
-        {
+        } else if !self.flags_turned_on_in(release) {
             format!(
                 "the stored release moved on from stage {} it was decided on to stage {} ({}): a stage that already left is not rolled back again",
                 decided_on.stage, release.stage, release.config.environment
