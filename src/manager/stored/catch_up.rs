@@ -614,21 +614,8 @@ mod tests {
         };
         let restored = sqlite_in(&dir, "restored.db");
         let backup = write_on(0, Environment::Production, None);
-        assert_eq!(restored.commit(&backup).unwrap(), Commit::Written);
-        let state = restored.load().unwrap().unwrap();
-        assert_eq!(pending.settled_by(&state), None, "{state:?}");
-        let update = catch_up(
-            restored.as_ref(),
-            pending.decided_on,
-            Some(&pending),
-            &local,
-        )
-        .unwrap()
-        .unwrap();
-        assert!(update.settles_pending && update.own.is_some());
-        let stored = restored.load().unwrap().unwrap();
+        let stored = written_over(restored.as_ref(), &pending, &local, &backup);
         assert_eq!(stored.release.config, pending.config);
-        assert_eq!(stored.history.len(), 1, "{stored:?}");
     }
 
     #[test]
@@ -764,16 +751,29 @@ mod tests {
         local: &Local,
         write: &StoredWrite,
     ) -> store::StoredState {
-        assert_eq!(store.commit(write).unwrap(), Commit::Written);
+        let stored = written_over_all(store, pending, local, std::slice::from_ref(write));
+        assert_eq!(stored.history.len(), 1, "{stored:?}");
+        stored
+    }
+
+    /// Checks that `writes`, another process's, stored after the state `pending` was decided
+    /// on, do not settle it, and that it is written over the last; the stored state.
+    fn written_over_all(
+        store: &dyn StateStore,
+        pending: &Pending,
+        local: &Local,
+        writes: &[StoredWrite],
+    ) -> store::StoredState {
+        for write in writes {
+            assert_eq!(store.commit(write).unwrap(), Commit::Written);
+        }
         let state = store.load().unwrap().unwrap();
         assert_eq!(pending.settled_by(&state), None, "{state:?}");
         let update = catch_up(store, pending.decided_on, Some(pending), local)
             .unwrap()
             .unwrap();
         assert!(update.settles_pending && update.own.is_some());
-        let stored = store.load().unwrap().unwrap();
-        assert_eq!(stored.history.len(), 1, "{stored:?}");
-        stored
+        store.load().unwrap().unwrap()
     }
 
     /// The write on `on` at `stage` with `config`, of no known rollout (as a build before the
@@ -945,32 +945,124 @@ mod tests {
         dropped_by(store.as_ref(), &pending, &local, &[up, down, flag]);
     }
 
+    /// A write of another process in the rollout a rollback was decided on.
+    #[derive(Clone, Copy)]
+    enum Step {
+        /// `enable_feature` (a stage).
+        On(&'static str),
+        /// `disable_feature`, a kill switch: no stage, a `flag` event.
+        Kill(&'static str),
+        /// A `swap_config` that turns the flag off: no stage, no event.
+        SwappedOff(&'static str),
+        /// A ramp to that share (a stage).
+        Ramp(f64),
+    }
+
+    /// The writes `steps` make, in order, on the state decided on (stored in `store`), from
+    /// its config with release flags `flags`.
+    fn steps_on(store: &dyn StateStore, flags: &[&str], steps: &[Step]) -> Vec<StoredWrite> {
+        let mut on = decided(store);
+        let mut config = on.config.clone();
+        config.feature_flags = flags.iter().map(|f| f.to_string()).collect();
+        let mut writes = Vec::new();
+        for step in steps {
+            let (stage, mut event) = (on.stage, None);
+            let stage = match *step {
+                Step::On(flag) => {
+                    config.feature_flags.push(flag.into());
+                    stage + 1
+                }
+                Step::Kill(flag) | Step::SwappedOff(flag) => {
+                    config.feature_flags.retain(|f| f != flag);
+                    if let Step::Kill(_) = step {
+                        event = Some(crate::history::RollbackEvent::made(
+                            crate::history::Undone::Flag(flag.into()),
+                            config.environment,
+                            std::time::SystemTime::UNIX_EPOCH,
+                        ));
+                    }
+                    stage
+                }
+                Step::Ramp(share) => {
+                    config.environment = crate::config::canary(share);
+                    stage + 1
+                }
+            };
+            let write = StoredWrite::new(
+                guard_of(&on),
+                RolloutOn::of(&on),
+                &Default::default(),
+                stage,
+                &config,
+                event.as_ref(),
+            );
+            on = write.release.clone();
+            writes.push(write);
+        }
+        writes
+    }
+
     #[test]
-    fn a_waiting_rollback_is_dropped_after_a_kill_switch_between_two_flags() {
-        let dir = crate::store::scratch::Scratch::new("pending-kill-switch-between");
-        let (store, mut pending, local) = a_rollback_waiting_on(&dir);
-        // Decided on a Canary{10} with release flag "a"; another process turned "b" on (a
-        // stage), turned "a" off (a kill switch, no stage) and on again (a stage): the same
-        // rollout, but two stages since with one flag turned on, which the count cannot tell
-        // from a ramp and back: dropped (the next stage's judge goes on; see
-        // flags_turned_on_in).
-        pending.decided_config.feature_flags = vec!["a".into()];
-        let mut with_b = pending.decided_config.clone();
-        with_b.feature_flags.push("b".into());
-        let flag_b = numbered_on(&decided(store.as_ref()), 2, &with_b);
-        let mut killed = with_b.clone();
-        killed.feature_flags = vec!["b".into()];
-        let kill_switch = numbered_on(&flag_b.release, 2, &killed);
-        let mut again = killed.clone();
-        again.feature_flags.push("a".into());
-        let flag_a = numbered_on(&kill_switch.release, 3, &again);
-        assert_eq!(flag_a.release.rollout(), Some(1), "the same rollout");
-        dropped_by(
-            store.as_ref(),
-            &pending,
-            &local,
-            &[flag_b, kill_switch, flag_a],
-        );
+    fn a_waiting_rollback_is_written_over_flags_turned_on_again_after_a_kill_switch() {
+        use Step::{Kill, On};
+        // Decided on a Canary{10} with those release flags; another process's writes since, in
+        // the same rollout, at the same salt and split: each stage a flag turned on (as the
+        // kill switches' events tell), the same release, written over.
+        for (flags, steps) in [
+            (&["a"][..], &[On("b"), Kill("a"), On("a")][..]),
+            (&[], &[On("x"), Kill("x"), On("y")]),
+            (&[], &[On("x"), Kill("x"), On("x")]),
+            (&["x"], &[Kill("x"), On("x")]),
+            (&[], &[On("x"), Kill("x"), On("x"), Kill("x"), On("x")]),
+        ] {
+            let dir = crate::store::scratch::Scratch::new("pending-flag-on-again");
+            let (store, mut pending, local) = a_rollback_waiting_on(&dir);
+            pending.decided_config.feature_flags = flags.iter().map(|f| f.to_string()).collect();
+            let writes = steps_on(store.as_ref(), flags, steps);
+            let last = writes.last().unwrap().release.clone();
+            assert_eq!(last.rollout(), Some(1), "the same rollout");
+            let stored = written_over_all(store.as_ref(), &pending, &local, &writes);
+            assert_eq!(stored.release.config.environment, Environment::Production);
+            assert_eq!(stored.history.last().unwrap().rolled_back, "release");
+        }
+    }
+
+    #[test]
+    fn a_waiting_rollback_is_dropped_after_a_stage_no_flag_turned_on_whatever_the_kill_switches() {
+        use Step::{Kill, On, Ramp, SwappedOff};
+        for (flags, steps) in [
+            // A ramp and back between: the stage decided on left.
+            (
+                &[][..],
+                &[On("x"), Kill("x"), Ramp(25.0), Ramp(10.0), On("y")][..],
+            ),
+            // "a" turned off by a swap, which stores no event: the count cannot tell that "a"
+            // was turned on again from a ramp and back (it errs toward dropping the rollback;
+            // the next stage's judge goes on).
+            (&["a"], &[On("b"), SwappedOff("a"), On("a")]),
+        ] {
+            let dir = crate::store::scratch::Scratch::new("pending-stage-left");
+            let (store, mut pending, local) = a_rollback_waiting_on(&dir);
+            pending.decided_config.feature_flags = flags.iter().map(|f| f.to_string()).collect();
+            let writes = steps_on(store.as_ref(), flags, steps);
+            // The kill switches' events stay: only the rollback is not written.
+            let kills = writes.iter().filter(|w| w.event.is_some()).count();
+            for write in &writes {
+                assert_eq!(store.commit(write).unwrap(), Commit::Written);
+            }
+            let state = store.load().unwrap().unwrap();
+            assert!(
+                matches!(pending.settled_by(&state), Some(Settled::Overtaken { .. })),
+                "{state:?}"
+            );
+            let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
+                .unwrap()
+                .unwrap();
+            assert!(update.settles_pending && update.own.is_none());
+            let stored = store.load().unwrap().unwrap();
+            assert_eq!(stored.release, writes.last().unwrap().release);
+            assert_eq!(stored.history.len(), kills);
+        }
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl Pending {
             return None;
         } else if release.config.environment == Environment::Production {
             "the stored release is in Production".to_string()
-        } else if !self.flags_turned_on_in(release) {
+        } else if !self.flags_turned_on_in(state) {
             format!(
                 "the stored release moved on from stage {} it was decided on to stage {} ({}): a stage that already left is not rolled back again",
                 decided_on.stage, release.stage, release.config.environment
@@ -226,31 +226,67 @@ impl Pending {
             .collect()
     }
 
-    /// Whether `stored` is the config decided on with flags turned on, of the same release:
-    /// the same salt, the same environment (and split), a flag turned on (release or
-    /// graduated, on in `stored` and not in the config decided on), the same rollout when
-    /// both sides' are known ([`same_rollout`](Self::same_rollout): a promotion to Production
-    /// and the next rollout started at the same split between make `stored` another release,
-    /// however many flags were turned on meanwhile), and no more stages since the one decided
-    /// on than flags turned on, as every write that turns flags on starts exactly one stage:
-    /// any other stage between (a ramp and back) left the stage decided on, which is not rolled
-    /// back again. Flags turned off since (a kill switch, release or graduated) keep the
-    /// release, as they keep its stage; a swap in Canary that renames a graduated flag turns
-    /// one on, and keeps the release. The count errs toward dropping the rollback (the next
-    /// stage's judge goes on) when a flag was turned off and on again between (two stages,
-    /// none of them turned on since the state decided on); without a rollout known on either
-    /// side (a state written by a build before the rollout was stored), it also takes flags
-    /// turned on in Production before the next rollout at the same split for the same release.
-    fn flags_turned_on_in(&self, stored: &store::StoredRelease) -> bool {
-        let decided = &self.decided_config;
+    /// Whether `state`'s release is the config decided on with flags turned on, of the same
+    /// release: the same salt, the same environment (and split, in Canary or Staging), a flag
+    /// turned on since, the same rollout when both sides' are known
+    /// ([`same_rollout`](Self::same_rollout): a promotion to Production and the next rollout
+    /// started at the same split between, or the operator's swap of the next release, make it
+    /// another release, however many flags were turned on meanwhile), and no more stages since
+    /// the one decided on than times a flag was turned on ([`turned_on_since`](Self::turned_on_since)),
+    /// as every write that turns flags on starts exactly one stage: any other stage between (a
+    /// ramp and back) left the stage decided on, which is not rolled back again. Flags turned
+    /// off since (a kill switch, release or graduated) keep the release, as they keep its
+    /// stage; a swap in Canary that renames a graduated flag turns one on, and keeps the
+    /// release. Without a rollout known on either side (a state written by a build before the
+    /// rollout was stored), the count is of the flags on in `state` and off in the config
+    /// decided on alone, which errs toward dropping the rollback (the next stage's judge goes
+    /// on) when a flag was turned off and on again between, and also takes flags turned on in
+    /// Production before the next rollout at the same split for the same release.
+    fn flags_turned_on_in(&self, state: &store::StoredState) -> bool {
+        let (decided, stored) = (&self.decided_config, &state.release);
         let config = &stored.config;
-        let turned_on = release::flags_turned_on(decided, config).len();
         let stages_since = stored.stage.saturating_sub(self.decided_on.stage);
+        let turned_on = self.turned_on_since(state);
         decided.salt == config.salt
             && decided.environment == config.environment
-            && release::turns_a_flag_on(decided, config)
+            && config.environment != Environment::Production
+            && turned_on > 0
             && self.same_rollout(stored) != Some(false)
             && u64::try_from(turned_on).is_ok_and(|turned_on| stages_since <= turned_on)
+    }
+
+    /// How many times at least a flag was turned on between the state decided on and
+    /// `state`: each flag on in `state` and off in the config decided on once; and, when
+    /// `state` is known to be of the rollout decided on ([`same_rollout`](Self::same_rollout)),
+    /// each flag turned off since by a kill switch (`disable_feature`, a `flag` event of the
+    /// stored history) was turned on once more for each time it was turned off, less once if it
+    /// is off in `state`, more once if it was on when decided on. (A flag turned off by a
+    /// swap records no event and counts less: the count errs toward dropping the rollback.)
+    /// In a rollout that left Production no more, every one of those turned a flag on in
+    /// Canary or Staging, which starts a stage.
+    fn turned_on_since(&self, state: &store::StoredState) -> usize {
+        let (decided, config) = (&self.decided_config, &state.release.config);
+        let turned_on = release::flags_turned_on(decided, config);
+        if self.same_rollout(&state.release) != Some(true) {
+            return turned_on.len();
+        }
+        let mut killed: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for event in &state.history {
+            if event.version > self.decided_on.version && event.rolled_back == "flag" {
+                *killed.entry(event.feature.as_str()).or_default() += 1;
+            }
+        }
+        let on =
+            |config: &PromotionConfig, flag: &str| usize::from(release::flag_is_on(config, flag));
+        let never_killed = turned_on
+            .iter()
+            .filter(|flag| !killed.contains_key(*flag))
+            .count();
+        let after_kills: usize = killed
+            .iter()
+            .map(|(flag, kills)| (kills + on(config, flag)).saturating_sub(on(decided, flag)))
+            .sum();
+        never_killed + after_kills
     }
 
     /// Whether `stored` belongs to the rollout this rollback was decided on: the same number
