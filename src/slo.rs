@@ -58,9 +58,20 @@ pub struct SloConfig {
     /// ```
     #[serde(rename = "p99_budget_ms", with = "millis_opt")]
     pub p99_budget: Option<Duration>,
-    /// Canary samples in the window before an ordinary rule may fire (default 100).
+    /// Canary samples in the window before an ordinary rule may fire (default 100; at least
+    /// [`MIN_SAMPLES_FLOOR`]).
     pub min_samples: u64,
-    /// One-sided significance level of each rule's test (default 0.001).
+    /// One-sided significance level of each rule's test (default 0.001; above 0, below 0.5,
+    /// and at most the chance of one failed request among `min_samples` at the least
+    /// absolute limit, 0.1 %: 0.0122 at 5 samples, 0.052 at 20, 0.245 at 100, so that the
+    /// absolute rules never roll back on one failure).
+    ///
+    /// ```
+    /// use promotion_gates::SloConfig;
+    /// let slo = SloConfig { significance: 0.05, min_samples: 10, ..Default::default() };
+    /// assert_eq!(slo.validate().unwrap_err().field(), "significance");
+    /// assert!(SloConfig { min_samples: 20, ..slo }.validate().is_ok());
+    /// ```
     pub significance: f64,
     /// Significance below which evidence is overwhelming and may act before `min_samples`
     /// (default 1e-9).
@@ -71,7 +82,7 @@ pub struct SloConfig {
     pub evaluation_interval: Duration,
     /// Absolute tolerance beside `error_rate_ratio_limit`: an excess over the stable error rate
     /// up to this is tolerated whatever the ratio, so a stable version without errors does not
-    /// make the limit zero (default 0.0005, 0.05 percentage points).
+    /// make the limit zero (default 0.0005, 0.05 percentage points; above 0, at most 1).
     pub error_rate_tolerance: f64,
     /// Whole-distribution latency: the canary is worse when its latencies, divided by this,
     /// are still surely slower than the stable version's (Mann-Whitney), and shown not worse
@@ -188,7 +199,9 @@ impl SloConfig {
     /// [`ConfigError`] for a latency target of zero or above 60 s, an error rate outside
     /// `0..=1`, an error-rate or p99 ratio below 1, a p99 budget of zero or from 59 768.832 ms
     /// on (the histogram's last bucket), `min_samples` below 5, significance levels
-    /// outside `(0, 0.5)` or an overwhelming level above the ordinary one, or an evaluation
+    /// outside `(0, 0.5)`, an overwhelming level above the ordinary one or above 1 %, a
+    /// `significance` at which one failure among `min_samples` would roll back, an
+    /// `error_rate_tolerance` of 0, or an evaluation
     /// interval below 1 ms ([`MIN_EVALUATION_INTERVAL`]) or above one hour; or a bad tolerance, warm-up, no-data time or
     /// promotion level (each named; `latency_tolerance_ms` below 59 768.832 ms, as the budget).
     ///
@@ -279,6 +292,7 @@ impl SloConfig {
                 ),
             ));
         }
+        self.validate_single_miss()?;
         self.validate_tolerances()?;
         if self.evaluation_interval < MIN_EVALUATION_INTERVAL
             || self.evaluation_interval > MAX_INTERVAL
@@ -308,15 +322,42 @@ impl SloConfig {
 pub const MIN_SAMPLES_FLOOR: u64 = 5;
 
 impl SloConfig {
+    /// `significance` against `min_samples`: one failed request among the first
+    /// `min_samples` must not be significant at the least limit the absolute rules act on,
+    /// [`ERROR_RATE_FLOOR`](crate::judge::ERROR_RATE_FLOOR) (where `max_error_rate` 0 or an
+    /// `slo_threshold` from 0.999 put it, in Staging, where they act alone). One miss among
+    /// more requests, or at a higher limit, is less improbable.
+    fn validate_single_miss(&self) -> Result<(), ConfigError> {
+        let floor = crate::judge::ERROR_RATE_FLOOR;
+        let one_miss = crate::judge::binomial_tail(1, self.min_samples, floor);
+        if one_miss < self.significance {
+            return Err(ConfigError::new(
+                "significance",
+                self.significance,
+                format!(
+                    "at most {one_miss:.4} with min_samples = {n}: one failed request among the \
+                     first {n} has p = {one_miss:.4} at the least absolute limit, {floor} \
+                     (ERROR_RATE_FLOOR: max_error_rate 0 or slo_threshold 0.999 and above), and \
+                     would roll back below this level; lower significance or raise min_samples",
+                    n = self.min_samples
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The tolerances, the warm-up, the no-data time and the promotion level.
     fn validate_tolerances(&self) -> Result<(), ConfigError> {
         if !(self.error_rate_tolerance.is_finite()
-            && (0.0..=1.0).contains(&self.error_rate_tolerance))
+            && self.error_rate_tolerance > 0.0
+            && self.error_rate_tolerance <= 1.0)
         {
             return Err(ConfigError::new(
                 "error_rate_tolerance",
                 self.error_rate_tolerance,
-                "a fraction from 0.0 to 1.0, e.g. 0.0005",
+                "a fraction above 0.0 and at most 1.0, e.g. 0.0005 (at 0, a stable version \
+                 without errors would make the tolerated limit 0: one canary error would be \
+                 beyond it, and no canary could be shown not worse)",
             ));
         }
         if !self.latency_shift_limit.is_finite() || self.latency_shift_limit < 1.0 {
@@ -561,6 +602,51 @@ mod tests {
         for (config, field) in cases {
             let err = config.validate().unwrap_err();
             assert_eq!(err.field(), field, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_tolerance_of_zero_is_refused_with_the_reason() {
+        // At 0, a stable version without errors made every tolerated limit 0: one canary
+        // error in 100 beside none in 10 000 rolled back (`errors_over_stage`).
+        let e = SloConfig {
+            error_rate_tolerance: 0.0,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!((e.field(), e.value()), ("error_rate_tolerance", "0"), "{e}");
+        assert!(e.to_string().contains("one canary error"), "{e}");
+    }
+
+    #[test]
+    fn a_level_at_which_one_failure_among_min_samples_rolls_back_is_refused() {
+        use crate::judge::{ERROR_RATE_FLOOR, binomial_tail};
+        // 0.1 % (slo_threshold 0.999, max_error_rate 0), 10 samples, α = 0.05: one miss in
+        // the first 10 requests gave p = 0.026 and rolled back in Staging.
+        let slo = SloConfig {
+            significance: 0.05,
+            min_samples: 10,
+            ..Default::default()
+        };
+        let e = slo.validate().unwrap_err();
+        assert_eq!((e.field(), e.value()), ("significance", "0.05"), "{e}");
+        assert!(e.to_string().contains("min_samples = 10"), "{e}");
+        assert!(e.to_string().contains("p = 0.0256"), "{e}");
+        // The documented most at 5, 20 and 100 samples is accepted, a little more refused.
+        for (n, most) in [(5, 0.0122), (20, 0.052), (100, 0.245)] {
+            let exact = binomial_tail(1, n, ERROR_RATE_FLOOR);
+            assert!((exact - most).abs() < 0.0005, "{n}: {exact}");
+            let at = |significance| SloConfig {
+                significance,
+                min_samples: n,
+                ..Default::default()
+            };
+            assert!(at(exact).validate().is_ok(), "{n}");
+            assert_eq!(
+                at(exact * 1.01).validate().unwrap_err().field(),
+                "significance"
+            );
         }
     }
 

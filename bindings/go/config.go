@@ -314,10 +314,10 @@ type SLO struct {
 	P99RatioLimit            float64       // roll back above production's p99 x this, >= 1
 	P99Budget                time.Duration // roll back above this p99 (< 59768.832 ms); 0 means no budget (null)
 	MinSamples               uint64        // canary samples before an ordinary rule may fire, >= 5
-	Significance             float64       // one-sided level of each rule's test, (0, 0.5)
+	Significance             float64       // one-sided level of each rule's test, (0, 0.5); at 0.1 %, one failure in MinSamples must not reach it
 	OverwhelmingSignificance float64       // level that may act before MinSamples, <= Significance
 	EvaluationInterval       time.Duration // least time between automatic evaluations (<= 1 h)
-	ErrorRateTolerance       float64       // absolute tolerance beside ErrorRateRatioLimit, 0..=1
+	ErrorRateTolerance       float64       // absolute tolerance beside ErrorRateRatioLimit, (0, 1]
 	LatencyShiftLimit        float64       // tolerated whole-distribution slowdown (Mann-Whitney), >= 1
 	LatencyTolerance         time.Duration // absolute tolerance beside the latency ratios (< 59768.832 ms)
 	WarmUp                   time.Duration // latency rules skip this first part of a stage (<= 1 h)

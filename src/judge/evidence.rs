@@ -38,8 +38,9 @@ pub struct Finding {
     /// `latency_shift`, `health_score`) report `significance` when their bound is beyond the
     /// limit and 1 otherwise (`health_score`'s bound may be beyond it while the rule waits for
     /// `min_samples`, unfired; `errors_over_stage` reports the exact binomial tail of the
-    /// canary's errors at the limit instead when that is larger and the canary expects fewer
-    /// than 10 errors there);
+    /// canary's errors instead when that is larger and the canary expects fewer than 10
+    /// errors at the limit: the tail at the limit of the stable rate's upper bound at
+    /// `significance`, since the stable estimate is not exact);
     /// `no_data` reports the chance of no canary outcome at all given those due.
     pub p_value: f64,
     /// Whether the rule fired: the canary is to blame and is rolled back.
@@ -51,8 +52,12 @@ pub struct Finding {
     /// The setting whose limit acted, e.g. `error_rate_ratio_limit` or
     /// `error_rate_tolerance` (whichever is more lenient for the data at hand). A limit fixed
     /// in the judge is named as its constant, in capitals: `ERROR_RATE_MARGIN`
-    /// ([`ERROR_RATE_MARGIN`](crate::judge::ERROR_RATE_MARGIN), 1.1, in `errors_over_stage`);
-    /// `health_score` names the score's limit of 0.8.
+    /// ([`ERROR_RATE_MARGIN`](crate::judge::ERROR_RATE_MARGIN), 1.1, in `errors_over_stage`;
+    /// [`ERROR_RATE_FLOOR`](crate::judge::ERROR_RATE_FLOOR) where it raises `max_error_rate`
+    /// or `1 - slo_threshold`; [`OVERWHELMING_RATE_FLOOR`](crate::judge::OVERWHELMING_RATE_FLOOR)
+    /// in `overwhelming_errors` and `error_burst`, whose ceiling may also be `max_error_rate`,
+    /// the tolerance's setting, or the stable rate's upper bound, named `significance`, its
+    /// level); `health_score` names the score's limit of 0.8.
     pub acting: &'static str,
 }
 

@@ -144,9 +144,9 @@ impl<'a> Case<'a> {
     }
 
     /// The worst acceptable error rate over the window, given the stable version's errors in
-    /// it ([`Case::ceiling_given`], falling back on the absolute limit). In Staging, the
-    /// absolute limit: max(`max_error_rate`, 1 %).
-    fn window_ceiling(&self) -> f64 {
+    /// it ([`Case::ceiling_given`], falling back on the absolute limit), and what set it. In
+    /// Staging, the absolute limit: max(`max_error_rate`, 1 %).
+    fn window_ceiling(&self) -> Ceiling {
         let absolute = self.absolute_ceiling();
         if matches!(self.environment, Environment::Staging) {
             return absolute;
@@ -155,8 +155,12 @@ impl<'a> Case<'a> {
     }
 
     /// The absolute limit the window's ceiling falls back on: max(`max_error_rate`, 1 %).
-    fn absolute_ceiling(&self) -> f64 {
-        self.slo.max_error_rate.max(OVERWHELMING_RATE_FLOOR)
+    fn absolute_ceiling(&self) -> Ceiling {
+        if self.slo.max_error_rate >= OVERWHELMING_RATE_FLOOR {
+            (self.slo.max_error_rate, "max_error_rate")
+        } else {
+            (OVERWHELMING_RATE_FLOOR, "OVERWHELMING_RATE_FLOOR")
+        }
     }
 
     /// An overwhelming-evidence `finding` on `canary`'s errors, whose ceiling took `fallback`
@@ -188,16 +192,30 @@ impl<'a> Case<'a> {
     /// few to show a rate at or below `fallback` even without an error say nothing that
     /// bound could use (1 success bounds the rate by 99.9 %): `fallback` then replaces the
     /// bound, and their own rate, with its tolerance, still counts, so an outage the stable
-    /// version shares is not blamed on the canary.
-    fn ceiling_given(&self, stable: Proportion, fallback: f64) -> f64 {
+    /// version shares is not blamed on the canary. What set it: `significance` for the
+    /// bound, the tolerance's setting, `fallback`'s, or `OVERWHELMING_RATE_FLOOR`.
+    fn ceiling_given(&self, stable: Proportion, fallback: Ceiling) -> Ceiling {
         let alpha = self.slo.significance;
-        let (tolerated, _) = self.error_limit(stable.rate(), self.slo.error_rate_ratio_limit, "");
-        let bound = if self.too_few(stable, fallback) {
+        let tolerated = self.error_limit(
+            stable.rate(),
+            self.slo.error_rate_ratio_limit,
+            "error_rate_ratio_limit",
+        );
+        let bound = if self.too_few(stable, fallback.0) {
             fallback
         } else {
-            binomial_upper(stable.events, stable.trials, alpha)
+            (
+                binomial_upper(stable.events, stable.trials, alpha).min(1.0),
+                "significance",
+            )
         };
-        bound.max(tolerated).clamp(OVERWHELMING_RATE_FLOOR, 1.0)
+        let floor = (OVERWHELMING_RATE_FLOOR, "OVERWHELMING_RATE_FLOOR");
+        let (rate, acting) =
+            [tolerated, floor].into_iter().fold(
+                bound,
+                |highest, c| if c.0 > highest.0 { c } else { highest },
+            );
+        (rate.min(1.0), acting)
     }
 
     /// Whether `stable`'s outcomes are too few to show a rate at or below `fallback` even
@@ -223,6 +241,9 @@ impl<'a> Case<'a> {
         }
     }
 }
+
+/// A worst acceptable error rate and the setting (or constant) that set it.
+type Ceiling = (f64, &'static str);
 
 /// The Mann-Whitney statistic of the canary's latencies over the stage after warm-up, divided
 /// by `latency_shift_limit` (or less `latency_tolerance_ms`), against the stable version's;
@@ -293,17 +314,27 @@ pub(super) fn absolute(
     }
 }
 
+/// The absolute limit `setting` gives, at least [`ERROR_RATE_FLOOR`] (a limit of 0 would
+/// make one failure certain proof of a breach), and the name of the one that acts.
+fn floored(limit: f64, setting: &'static str) -> (f64, &'static str) {
+    if limit >= ERROR_RATE_FLOOR {
+        (limit, setting)
+    } else {
+        (ERROR_RATE_FLOOR, "ERROR_RATE_FLOOR")
+    }
+}
+
 /// [`Rule::SloCompliance`]: the share of canary requests that failed or missed the latency
-/// target against `1 - slo_threshold` (at least 0.1 %, so a threshold of 1 cannot act on one
-/// miss).
+/// target against `1 - slo_threshold` (at least 0.1 %; validation keeps `significance` where
+/// one miss among `min_samples` cannot breach that).
 fn slo_compliance(case: &Case<'_>) -> Option<Finding> {
-    let allowed = (1.0 - case.slo_threshold).max(ERROR_RATE_FLOOR);
+    let (allowed, acting) = floored(1.0 - case.slo_threshold, "slo_threshold");
     let (canary, stable) = (&case.canary, &case.stable);
     let p = binomial_tail(canary.misses, canary.requests, allowed);
     let blame = case.worse_than_tolerated(canary.misses(), stable.misses());
     Some(absolute(
         case,
-        (Rule::SloCompliance, "slo_threshold"),
+        (Rule::SloCompliance, acting),
         [canary, stable],
         canary.miss_rate,
         allowed,
@@ -312,15 +343,16 @@ fn slo_compliance(case: &Case<'_>) -> Option<Finding> {
     ))
 }
 
-/// [`Rule::ErrorRateMax`]: the canary's error rate against `max_error_rate` (at least 0.1 %).
+/// [`Rule::ErrorRateMax`]: the canary's error rate against `max_error_rate` (at least 0.1 %,
+/// as `slo_compliance`).
 fn error_rate_max(case: &Case<'_>) -> Option<Finding> {
-    let limit = case.slo.max_error_rate.max(ERROR_RATE_FLOOR);
+    let (limit, acting) = floored(case.slo.max_error_rate, "max_error_rate");
     let (canary, stable) = (&case.canary, &case.stable);
     let p = binomial_tail(canary.errors, canary.requests, limit);
     let blame = case.worse_than_tolerated(canary.errors(), stable.errors());
     Some(absolute(
         case,
-        (Rule::ErrorRateMax, "max_error_rate"),
+        (Rule::ErrorRateMax, acting),
         [canary, stable],
         canary.error_rate,
         limit,
@@ -361,8 +393,9 @@ const FEW_EXPECTED_ERRORS: f64 = 10.0;
 /// look) on the canary's error rate against both [`ERROR_RATE_MARGIN`] × the stable one's and
 /// the stable one's + `error_rate_tolerance`; fires when its lower bound is above both and,
 /// when the canary expects fewer than [`FEW_EXPECTED_ERRORS`] errors at the tolerated limit,
-/// the exact chance of its errors at that limit is at most `significance` too (the larger of
-/// the two p-values is the finding's).
+/// the exact chance of its errors at the limit of the stable rate's upper confidence bound
+/// (at `significance`) is at most `significance` too (the larger of the two p-values is the
+/// finding's).
 fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
     if !case.stage_comparable() {
         return None;
@@ -380,9 +413,13 @@ fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
     };
     // The sequence's normal approximation fails when the canary expects few errors at the
     // limit (a low stable rate, a small share): one or two errors then read as many standard
-    // deviations. There the exact tail of its errors at the limit must agree.
+    // deviations. There the exact tail of its errors at the limit must agree, the limit taken
+    // at the stable rate's upper bound: its estimate is not exact (none in 10 000 is not a rate
+    // of 0, which would make one canary error impossible).
     if p_value < 1.0 && (c.trials as f64) * limit < FEW_EXPECTED_ERRORS {
-        p_value = p_value.max(binomial_tail_exact(c.events, c.trials, limit));
+        let stable_upper = binomial_upper(s.events, s.trials, alpha);
+        let (at_upper, _) = case.error_limit(stable_upper, ERROR_RATE_MARGIN, "");
+        p_value = p_value.max(binomial_tail_exact(c.events, c.trials, at_upper));
     }
     let fired = p_value <= alpha;
     Some(Finding {
@@ -408,7 +445,7 @@ fn overwhelming_errors(case: &Case<'_>) -> Option<Finding> {
         errors[0],
         case.window_ceiling(),
     );
-    Some(case.unless_shared(finding, errors, case.absolute_ceiling()))
+    Some(case.unless_shared(finding, errors, case.absolute_ceiling().0))
 }
 
 /// [`Rule::ErrorBurst`], at any sample count: the same test on both cohorts' outcomes in two
@@ -429,16 +466,22 @@ fn error_burst(case: &Case<'_>) -> Option<Finding> {
 /// Staging, the absolute limit). With stable outcomes in it too few to bound their rate, the
 /// window's ceiling (`window`) stands in for their bound, and Fisher's exact test against
 /// them must agree ([`Case::unless_shared`]).
-fn burst_span(case: &Case<'_>, span: PerCohort<Proportion>, window: f64) -> Finding {
+fn burst_span(case: &Case<'_>, span: PerCohort<Proportion>, window: Ceiling) -> Finding {
     if matches!(case.environment, Environment::Staging) {
         return overwhelming(case, Rule::ErrorBurst, span.canary, window);
     }
     let ceiling = case.ceiling_given(span.stable, window);
     let finding = overwhelming(case, Rule::ErrorBurst, span.canary, ceiling);
-    case.unless_shared(finding, [span.canary, span.stable], window)
+    case.unless_shared(finding, [span.canary, span.stable], window.0)
 }
 
-fn overwhelming(case: &Case<'_>, rule: Rule, canary: Proportion, ceiling: f64) -> Finding {
+/// The overwhelming-evidence test of `canary`'s errors at `ceiling`, whose setting acts.
+fn overwhelming(
+    case: &Case<'_>,
+    rule: Rule,
+    canary: Proportion,
+    (ceiling, acting): Ceiling,
+) -> Finding {
     let p = binomial_tail(canary.events, canary.trials, ceiling);
     Finding {
         rule,
@@ -447,7 +490,7 @@ fn overwhelming(case: &Case<'_>, rule: Rule, canary: Proportion, ceiling: f64) -
         p_value: p,
         fired: p < case.slo.overwhelming_significance,
         holds: false,
-        acting: "overwhelming_significance",
+        acting,
     }
 }
 

@@ -216,23 +216,68 @@ fn a_failing_canary_is_overwhelming_early() {
     assert!(first_firing <= 7);
 }
 
-#[test]
-fn one_failed_request_fires_no_rule_at_the_loosest_valid_levels() {
-    // The loosest levels validation accepts: one failure is at least 1 % probable at any
-    // acceptable rate, which `overwhelming_significance` may not exceed.
-    let slo = SloConfig {
-        significance: 0.05,
-        overwhelming_significance: OVERWHELMING_RATE_FLOOR,
-        max_error_rate: 0.02,
+/// The loosest `significance` validation accepts with `min_samples` samples, absolute
+/// limits of 0 (floored at 0.1 %) and the loosest `overwhelming_significance` beside it.
+fn loosest_valid(min_samples: u64) -> SloConfig {
+    let at = |significance: f64| SloConfig {
+        significance,
+        overwhelming_significance: significance.min(OVERWHELMING_RATE_FLOOR),
+        max_error_rate: 0.0,
+        min_samples,
         ..Default::default()
     };
-    slo.validate().unwrap();
-    let one = CohortCounts {
-        requests: 1,
-        errors: 1,
-        compliant: 0,
-        histogram: vec![0; crate::metrics::layout::LEN],
-    };
+    let [mut accepted, mut refused] = [1e-9, 0.5];
+    for _ in 0..60 {
+        let mid = (accepted + refused) / 2.0;
+        if at(mid).validate().is_ok() {
+            accepted = mid;
+        } else {
+            refused = mid;
+        }
+    }
+    at(accepted)
+}
+
+#[test]
+fn one_failed_request_fires_no_rule_at_the_loosest_valid_levels() {
+    // The loosest levels validation accepts, with `slo_threshold` 1 and `max_error_rate` 0:
+    // one failure among the first `min_samples` requests must not roll back where the
+    // absolute rules act alone (Staging, a 100 % canary), nor beside a stable version whose
+    // own rate shows one failure in a few requests to be no excess. Validation accepted
+    // `significance` up to 0.5: one miss in 10 gave p = 0.026 at 0.1 % and rolled back.
+    for min_samples in [crate::MIN_SAMPLES_FLOOR, 10, 20, 100] {
+        let slo = loosest_valid(min_samples);
+        assert!(
+            slo.significance > 0.005,
+            "{min_samples}: {}",
+            slo.significance
+        );
+        let policy = Policy::new(&slo, 1.0);
+        let one = cohort(min_samples, 1, 5_000, 10_000);
+        for (environment, stable) in [
+            (Environment::Staging, CohortCounts::default()),
+            (canary(100.0), CohortCounts::default()),
+            (canary(5.0), cohort(100_000, 2_000, 5_000, 10_000)),
+        ] {
+            let burst = PerCohort {
+                canary: [min_samples, 1],
+                stable: [stable.requests, stable.errors],
+            };
+            let h = judge_cohorts(StageId(2), environment, &one, &stable, burst, policy);
+            assert_eq!(
+                h.evidence.fired().count(),
+                0,
+                "{min_samples} at {}, {environment}: {}",
+                slo.significance,
+                h.evidence
+            );
+        }
+    }
+    // One request that failed, beside a stable version without errors: only the
+    // overwhelming-evidence rules act below `min_samples`, and one failure is at least 1 %
+    // probable at their least ceiling.
+    let slo = loosest_valid(100);
+    let one = cohort(1, 1, 5_000, 10_000);
     for (environment, stable) in [
         (canary(5.0), cohort(20, 0, 5_000, 10_000)),
         (canary(5.0), cohort(100_000, 0, 5_000, 10_000)),
@@ -475,8 +520,71 @@ fn absolute_limits_of_zero_are_floored_at_a_tenth_of_a_percent() {
             "{rule:?}: {}",
             h.evidence
         );
+        // The floor acted, not the setting below it.
+        assert_eq!(finding.unwrap().acting, "ERROR_RATE_FLOOR", "{rule:?}");
     }
     assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
+}
+
+#[test]
+fn overwhelming_findings_name_what_set_their_ceiling() {
+    // A dead canary: each finding names the limit that acted, not the level
+    // (`overwhelming_significance`) its test is read at.
+    let dead = cohort(20, 20, 5_000, 10_000);
+    let cases = [
+        (
+            Environment::Staging,
+            0.05,
+            1.5,
+            CohortCounts::default(),
+            "max_error_rate",
+        ),
+        (
+            Environment::Staging,
+            0.0,
+            1.5,
+            CohortCounts::default(),
+            "OVERWHELMING_RATE_FLOOR",
+        ),
+        (
+            canary(5.0),
+            0.05,
+            1.5,
+            cohort(100_000, 5_000, 5_000, 10_000),
+            "error_rate_ratio_limit",
+        ),
+        (
+            canary(5.0),
+            0.05,
+            1.5,
+            cohort(100_000, 0, 5_000, 10_000),
+            "OVERWHELMING_RATE_FLOOR",
+        ),
+        (
+            canary(5.0),
+            0.05,
+            1.0,
+            cohort(100_000, 1_000, 5_000, 10_000),
+            "significance",
+        ),
+    ];
+    for (environment, max_error_rate, error_rate_ratio_limit, stable, acting) in cases {
+        let slo = SloConfig {
+            max_error_rate,
+            error_rate_ratio_limit,
+            ..Default::default()
+        };
+        let burst = PerCohort {
+            canary: [dead.requests, dead.errors],
+            stable: [stable.requests, stable.errors],
+        };
+        let h = judge_cohorts(StageId(2), environment, &dead, &stable, burst, policy(&slo));
+        for rule in [Rule::OverwhelmingErrors, Rule::ErrorBurst] {
+            let f = finding(&h, rule).unwrap();
+            assert_eq!(f.acting, acting, "{environment} {rule:?}: {f:?}");
+            assert!(f.fired, "{environment} {rule:?}: {f:?}");
+        }
+    }
 }
 
 /// `requests` requests at 1 % errors, latencies spread evenly over 10–30 ms, and `tail` of
@@ -936,7 +1044,9 @@ fn at_20ms(requests: u64, errors: u64) -> CohortCounts {
 fn errors_over_stage_asks_the_exact_tail_when_few_errors_are_expected() {
     // Stable at 0.0097 %: the limit is 0.0597 % (+ error_rate_tolerance), and 112 canary
     // requests expect 0.07 errors there. Two of them read as many standard deviations to the
-    // sequence, but their exact chance at the limit is 0.0021, above significance.
+    // sequence, but their exact chance at the limit is 0.0021, above significance; at the
+    // limit of the stable rate's upper bound (0.0249 %, + tolerance), which the exact tail
+    // asks, 0.0033.
     let slo = SloConfig::default();
     let (c, s) = (at_20ms(112, 2), at_20ms(113_540, 11));
     let h = judge_cohorts(
@@ -949,10 +1059,14 @@ fn errors_over_stage_asks_the_exact_tail_when_few_errors_are_expected() {
     );
     let f = finding(&h, Rule::ErrorsOverStage).unwrap();
     assert!(!f.fired, "{f}");
-    assert!((f.p_value - 0.0021).abs() < 0.0001, "{f:?}");
+    let upper = stats::binomial_upper(11, 113_540, slo.significance);
+    assert!((upper - 0.000249).abs() < 0.000001, "{upper}");
+    let at_upper = stats::binomial_tail_exact(2, 112, upper + slo.error_rate_tolerance);
+    assert!((f.p_value - at_upper).abs() < 1e-12, "{f:?}");
+    assert!((f.p_value - 0.0033).abs() < 0.0001, "{f:?}");
     assert!(
         f.to_string()
-            .contains("(bound beyond the limit, but the exact binomial tail p=2.1"),
+            .contains("(bound beyond the limit, but the exact binomial tail p=3.3"),
         "{f}"
     );
     assert_ne!(h.recommendation, Recommendation::Rollback, "{}", h.evidence);
@@ -1085,4 +1199,31 @@ fn a_rule_on_a_bound_writes_its_level_not_a_p_value() {
     assert!(at(Rule::ErrorsOverStage, 1.0, false).ends_with("(bound within the limit)"));
     // A test with a p-value keeps it.
     assert!(at(Rule::ErrorBurst, 2.16e-11, true).ends_with("(p=2.16e-11)"));
+}
+
+#[test]
+fn one_error_beside_a_clean_stable_version_is_not_a_stage_long_excess() {
+    // One canary error in 100 beside none in 10 000 stable: Fisher's exact test gives 0.0099.
+    // The exact tail at the tolerated limit took the stable rate as exactly 0: at a tolerance
+    // of 0 the limit was 0 and one error impossible (p = 0, the finding's α: rolled back); at
+    // α = 0.05 (valid with min_samples 20) the default tolerance gave 1 − 0.9995¹⁰⁰ = 0.049.
+    for (error_rate_tolerance, significance) in [(0.0, 0.001), (0.0005, 0.05)] {
+        let slo = SloConfig {
+            error_rate_tolerance,
+            significance,
+            min_samples: 20,
+            ..Default::default()
+        };
+        let h = judge_cohorts(
+            StageId(2),
+            canary(1.0),
+            &cohort(100, 1, 5_000, 10_000),
+            &cohort(10_000, 0, 5_000, 10_000),
+            PerCohort::default(),
+            policy(&slo),
+        );
+        let f = finding(&h, Rule::ErrorsOverStage).unwrap();
+        assert!(!f.fired && f.p_value > 0.07, "{f:?}");
+        assert_eq!(h.evidence.fired().count(), 0, "{}", h.evidence);
+    }
 }
