@@ -39,8 +39,8 @@ pub struct Finding {
     /// limit and 1 otherwise (`health_score`'s bound may be beyond it while the rule waits for
     /// `min_samples`, unfired; `errors_over_stage` reports the exact binomial tail of the
     /// canary's errors instead when that is larger and the canary expects fewer than 10
-    /// errors at the limit: the tail at the limit of the stable rate's upper bound at
-    /// `significance`, since the stable estimate is not exact);
+    /// errors at the limit: the tail at the limit of the stable rate with one error more than
+    /// seen, since the stable estimate is not exact);
     /// `no_data` reports the chance of no canary outcome at all given those due.
     pub p_value: f64,
     /// Whether the rule fired: the canary is to blame and is rolled back.

@@ -393,9 +393,8 @@ const FEW_EXPECTED_ERRORS: f64 = 10.0;
 /// look) on the canary's error rate against both [`ERROR_RATE_MARGIN`] × the stable one's and
 /// the stable one's + `error_rate_tolerance`; fires when its lower bound is above both and,
 /// when the canary expects fewer than [`FEW_EXPECTED_ERRORS`] errors at the tolerated limit,
-/// the exact chance of its errors at the limit of the stable rate's upper confidence bound
-/// (at `significance`) is at most `significance` too (the larger of the two p-values is the
-/// finding's).
+/// the exact chance of its errors at the limit of the stable rate with one error more than
+/// seen is at most `significance` too (the larger of the two p-values is the finding's).
 fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
     if !case.stage_comparable() {
         return None;
@@ -414,12 +413,12 @@ fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
     // The sequence's normal approximation fails when the canary expects few errors at the
     // limit (a low stable rate, a small share): one or two errors then read as many standard
     // deviations. There the exact tail of its errors at the limit must agree, the limit taken
-    // at the stable rate's upper bound: its estimate is not exact (none in 10 000 is not a rate
-    // of 0, which would make one canary error impossible).
+    // at the stable rate with one error more than seen: its estimate is not exact, and none in
+    // 10 000 is not a rate of 0, at which one canary error would be impossible.
     if p_value < 1.0 && (c.trials as f64) * limit < FEW_EXPECTED_ERRORS {
-        let stable_upper = binomial_upper(s.events, s.trials, alpha);
-        let (at_upper, _) = case.error_limit(stable_upper, ERROR_RATE_MARGIN, "");
-        p_value = p_value.max(binomial_tail_exact(c.events, c.trials, at_upper));
+        let one_more = s.events.saturating_add(1) as f64 / s.trials.saturating_add(1) as f64;
+        let (at_one_more, _) = case.error_limit(one_more, ERROR_RATE_MARGIN, "");
+        p_value = p_value.max(binomial_tail_exact(c.events, c.trials, at_one_more));
     }
     let fired = p_value <= alpha;
     Some(Finding {
