@@ -263,7 +263,7 @@ impl SloConfig {
                 "min_samples",
                 self.min_samples,
                 format!(
-                    "at least {MIN_SAMPLES_FLOOR} samples, so no rule acts on a single one (100 is usual)"
+                    "at least {MIN_SAMPLES_FLOOR} samples, so no rule waits for fewer (100 is usual)"
                 ),
             ));
         }
@@ -312,7 +312,9 @@ impl SloConfig {
     }
 }
 
-/// The least `min_samples` accepted: below it an ordinary rule could act on a single sample.
+/// The least `min_samples` accepted: an ordinary rule waits for at least this many samples.
+/// (That one failure among them cannot roll back is `significance`'s check, against
+/// `min_samples`: see [`SloConfig::significance`].)
 ///
 /// # Example
 /// ```
