@@ -18,7 +18,9 @@ use crate::clock::{Clock, recordable};
 use crate::config::PromotionConfig;
 use crate::decision::{Cohort, PerCohort, StageId};
 use crate::judge::{CanaryHealth, Policy, Sample, judge, judge_if_fired, screen};
-use crate::metrics::{Counts, Fleet, Measured, Metrics, Recorded, Spans, Window, to_histogram};
+use crate::metrics::{
+    Counts, Fleet, Measured, Metrics, Recorded, Silence, Spans, Window, to_histogram,
+};
 use crate::slo::{SloAdmissionController, SloConfig};
 use crate::snapshot::Snapshot;
 use crate::telemetry::WindowExport;
@@ -232,6 +234,8 @@ impl Monitor {
             stage_latency: &empty,
             bursts: counts.bursts,
             stage_age: self.stage_age(),
+            // The screen looks for a rule that fires; no_data never does.
+            silence: Silence::default(),
             instances: counts.instances,
         };
         let slo = self.slo.load();
@@ -486,6 +490,7 @@ impl Evaluation<'_> {
             stage_latency: &window.stage_latency,
             bursts,
             stage_age: self.monitor.stage_age(),
+            silence: window.silence,
             instances: self.instances,
         }
     }

@@ -99,8 +99,9 @@ pub struct SloConfig {
     /// keep full power (default 30 s).
     #[serde(rename = "warm_up_ms", with = "millis")]
     pub warm_up: Duration,
-    /// A stage this old whose canary has reported no outcome, while outcomes were expected, is
-    /// flagged NO_DATA and never promotable (default 120 s).
+    /// A canary that has reported no outcome for this long, from the stage's start or (beside
+    /// stable traffic) since its latest outcome, while outcomes were expected, is flagged
+    /// NO_DATA and never promotable (default 120 s).
     #[serde(rename = "no_data_ms", with = "millis")]
     pub no_data_after: Duration,
     /// Level of the confidence bounds a promotion needs: the canary's error rate and latency

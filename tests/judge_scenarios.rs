@@ -635,13 +635,13 @@ fn a_silent_canary_for_130_s(
         gate.record_for(stage, false, tick % 100 != 0, Duration::from_millis(20));
     }
     assert_eq!(gate.stage(), stage);
+    assert_recommends(gate, Recommendation::NoData);
+}
+
+/// Asserts that `gate`'s judge now recommends `expected`.
+fn assert_recommends(gate: &PromotionGateManager, expected: Recommendation) {
     let health = gate.monitor_canary_health();
-    assert_eq!(
-        health.recommendation,
-        Recommendation::NoData,
-        "{}",
-        health.evidence
-    );
+    assert_eq!(health.recommendation, expected, "{}", health.evidence);
 }
 
 #[test]
@@ -677,6 +677,43 @@ fn a_flag_change_within_the_stage_does_not_restart_its_no_data_clock() {
             gate.disable_feature(flag).expect("a flag change");
         }
     });
+}
+
+#[test]
+fn a_canary_whose_outcomes_stop_mid_stage_is_no_data_and_not_compliant() {
+    let (gate, clock) = canary_gate(5.0, true);
+    let stage = gate.stage();
+    // 600 s of both versions healthy: the stage shows the canary not worse.
+    let healthy = Driver::new(&gate, clock.clone(), 3, Users::Fresh)
+        .run(&traffic(500.0, stable()), Duration::from_secs(600));
+    assert!(!healthy.left_stage, "{healthy:?}");
+    assert_recommends(&gate, Recommendation::Healthy);
+    // Then the canary crashes, and its failed connections are never recorded, while the
+    // stable version's outcomes keep coming (20 a second: at 5 %, about one canary outcome
+    // due a second).
+    let stable_only = |seconds: u64| {
+        for tick in 0..seconds * 20 {
+            clock.advance(Duration::from_millis(50));
+            gate.record_for(stage, false, tick % 100 != 0, Duration::from_millis(20));
+        }
+    };
+    stable_only(100);
+    let early = gate.monitor_canary_health();
+    assert_ne!(
+        early.recommendation,
+        Recommendation::NoData,
+        "{}",
+        early.evidence
+    );
+    // Past `no_data_ms` (120 s) without a canary outcome, and for as long as that lasts.
+    for seconds in [30, 470] {
+        stable_only(seconds);
+        assert_recommends(&gate, Recommendation::NoData);
+    }
+    assert!(!gate.check_slo_compliance().unwrap());
+    assert!(gate.promote(Environment::Staging).is_err());
+    assert_eq!(gate.stage(), stage);
+    assert!(gate.get_rollback_history().is_empty());
 }
 
 /// Both versions fail `error_rate` of requests at `rate` from the first request of a 50 %

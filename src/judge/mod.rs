@@ -23,7 +23,7 @@ mod stats;
 
 use crate::config::Environment;
 use crate::decision::StageId;
-use crate::metrics::{Bursts, Counts};
+use crate::metrics::{Bursts, Counts, Silence};
 use crate::slo::SloConfig;
 pub use evidence::{CanaryHealth, CohortEvidence, Evidence, Finding, NonInferiority};
 use rules::{Case, RULES};
@@ -206,6 +206,8 @@ pub(crate) struct Sample<'a> {
     pub(crate) bursts: Bursts,
     /// Time since the stage started.
     pub(crate) stage_age: Duration,
+    /// How long the canary, having reported in this stage, has reported nothing since.
+    pub(crate) silence: Silence,
     /// How many gate instances the counts are of (more than 1 on a shared state store).
     pub(crate) instances: u32,
 }

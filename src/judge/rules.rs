@@ -24,6 +24,7 @@ use super::{
 };
 use crate::config::Environment;
 use crate::decision::PerCohort;
+use crate::metrics::Silence;
 use crate::slo::SloConfig;
 
 /// Expected canary outcomes (from the stable traffic and the share) above which none at all is
@@ -51,6 +52,7 @@ pub(crate) struct Case<'a> {
     /// before it.
     pub(super) bursts: [PerCohort<Proportion>; 2],
     pub(super) stage_age: Duration,
+    pub(super) silence: Silence,
     pub(super) environment: Environment,
     pub(super) slo: &'a SloConfig,
     pub(super) slo_threshold: f64,
@@ -88,6 +90,7 @@ impl<'a> Case<'a> {
                 burst(sample.bursts.with_previous),
             ],
             stage_age: sample.stage_age,
+            silence: sample.silence,
             environment,
             slo: policy.slo,
             slo_threshold: policy.slo_threshold,
@@ -493,18 +496,30 @@ fn overwhelming(
     }
 }
 
-/// [`Rule::NoData`]: the stage is `no_data_ms` old and the canary has reported no outcome,
-/// though the stable traffic and the canary's share say at least 20 were due (in Staging,
-/// any). Holds the promotion; rolls nothing back.
+/// [`Rule::NoData`]: the canary has reported no outcome for `no_data_ms`, though the stable
+/// traffic and the canary's share say at least 20 were due meanwhile (in Staging, any): from
+/// the stage's start, or, once it has reported, since its latest outcome while stable outcomes
+/// keep arriving (a canary that crashed, whose failed connections are never recorded). Holds
+/// the promotion; rolls nothing back.
 fn no_data(case: &Case<'_>) -> Option<Finding> {
     let share = case.environment.traffic_percent() / 100.0;
+    let routed_beside_stable =
+        matches!(case.environment, Environment::Canary { .. }) && share < 1.0;
+    let (silent_for, stable_meanwhile) = if case.stage.canary.trials == 0 {
+        (case.stage_age, case.stage.stable.trials)
+    } else if routed_beside_stable {
+        (case.silence.span, case.silence.stable)
+    } else {
+        (Duration::ZERO, 0)
+    };
     let expected = match case.environment {
         Environment::Production => return None,
-        Environment::Staging => f64::INFINITY,
-        Environment::Canary { .. } if share >= 1.0 => f64::INFINITY,
-        Environment::Canary { .. } => case.stage.stable.trials as f64 * share / (1.0 - share),
+        Environment::Canary { .. } if routed_beside_stable => {
+            stable_meanwhile as f64 * share / (1.0 - share)
+        }
+        Environment::Staging | Environment::Canary { .. } => f64::INFINITY,
     };
-    let silent = case.stage.canary.trials == 0 && case.stage_age >= case.slo.no_data_after;
+    let silent = silent_for >= case.slo.no_data_after;
     Some(Finding {
         rule: Rule::NoData,
         observed: 0.0,

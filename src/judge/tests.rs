@@ -54,6 +54,7 @@ fn judge_aged(
         stage_latency: &counts,
         bursts,
         stage_age,
+        silence: Silence::default(),
         instances: 1,
     };
     judge(stage, environment, &sample, policy)
@@ -639,6 +640,7 @@ fn judge_settled(
         stage_latency: &latency,
         bursts: Bursts::default(),
         stage_age: Duration::from_secs(31),
+        silence: Silence::default(),
         instances: 1,
     };
     judge(StageId(2), environment, &sample, policy(slo))

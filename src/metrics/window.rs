@@ -68,6 +68,22 @@ pub(crate) struct Window {
     /// `[requests, errors]` per cohort (`None`: none yet in this stage). [`Bursts`] are
     /// measured from both.
     burst_starts: [Option<(Duration, PerCohort<[u64; 2]>)>; 2],
+    /// When a reading first showed the canary's latest outcome, and both cohorts' requests
+    /// then (`None` until the stage's first canary outcome): where [`Silence`] is measured from.
+    canary_heard: Option<(Duration, PerCohort<u64>)>,
+    /// How long the canary has been silent, as of the current evaluation.
+    pub(crate) silence: Silence,
+}
+
+/// How long a canary that reported outcomes in this stage has reported none since: the time
+/// since a reading first showed its latest outcome, and the stable outcomes meanwhile (zero
+/// while its count grows, and before its first outcome, when the stage's age says it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Silence {
+    /// Time since a reading first showed the canary's latest outcome.
+    pub(crate) span: Duration,
+    /// Stable outcomes recorded meanwhile.
+    pub(crate) stable: u64,
 }
 
 /// Each cohort's `[requests, errors]` in the two spans the `error_burst` rule tests.
@@ -191,6 +207,7 @@ impl Window {
             self.stage = Some(stage);
             self.settled = None;
             self.burst_starts = [None, None];
+            self.canary_heard = None;
             while let Some((_, counts)) = self.readings.pop_front() {
                 self.spare.push(counts);
             }
@@ -198,6 +215,14 @@ impl Window {
         self.fleet.joined_into(stage, &self.now, &mut self.reading);
         self.settle(spans);
         let measured = self.measure(stage, spans);
+        let canary = self.now.canary.requests;
+        let known = self
+            .canary_heard
+            .is_some_and(|(_, then)| then.canary == canary);
+        if !known && canary > 0 {
+            let requests = PerCohort::from_fn(|cohort| self.now[cohort].requests);
+            self.canary_heard = Some((spans.at, requests));
+        }
         self.keep(spans.at, spans.length);
         let [_, latest] = self.burst_starts;
         // Due too when the clock went back before the span's start.
@@ -287,7 +312,20 @@ impl Window {
             Default::default()
         };
         let now = PerCohort::from_fn(|c| [self.reading[c].requests, self.reading[c].errors]);
+        self.silence = self.silence_at(ours, spans.at);
         (base_counters, Bursts::since(now, bases))
+    }
+
+    /// The canary's [`Silence`] at `at` (none for a stage the window does not measure
+    /// (`ours` false), nor while `now` shows outcomes the last reading had not).
+    fn silence_at(&self, ours: bool, at: Duration) -> Silence {
+        match self.canary_heard.filter(|_| ours) {
+            Some((heard, requests)) if requests.canary == self.now.canary.requests => Silence {
+                span: at.saturating_sub(heard),
+                stable: self.now.stable.requests.saturating_sub(requests.stable),
+            },
+            _ => Silence::default(),
+        }
     }
 
     /// Keeps `self.reading` as the reading at `at` (at most one per slot), and drops the
@@ -388,6 +426,38 @@ mod tests {
         }
         // The window still measures all it holds: 400 s, within 600 s.
         assert_eq!(w.windowed.canary.requests, total);
+    }
+
+    #[test]
+    fn the_canary_s_silence_counts_from_the_reading_that_first_showed_its_latest_outcome() {
+        let mut w = Window::default();
+        w.prepare();
+        let (s, len) = (StageId(1), Duration::from_secs(300));
+        let at = |w: &mut Window, secs: u64, canary: u64, stable: u64| {
+            set(w, canary, 0);
+            w.now.stable.requests = stable;
+            w.observe(s, spans(Duration::from_secs(secs), len));
+            w.silence
+        };
+        // No canary outcome yet: the stage's age says it, not the silence.
+        assert_eq!(at(&mut w, 5, 0, 100), Silence::default());
+        assert_eq!(at(&mut w, 10, 7, 200), Silence::default());
+        let quiet = |span, stable| Silence {
+            span: Duration::from_secs(span),
+            stable,
+        };
+        assert_eq!(at(&mut w, 40, 7, 800), quiet(30, 600));
+        // A read without a reading sees the same, and moves nothing.
+        w.now.stable.requests = 900;
+        w.peek(s, spans(Duration::from_secs(50), len));
+        assert_eq!(w.silence, quiet(40, 700));
+        assert_eq!(at(&mut w, 60, 7, 1_000), quiet(50, 800));
+        // A new outcome ends it; the silence counts afresh from that reading.
+        assert_eq!(at(&mut w, 70, 8, 1_100), Silence::default());
+        assert_eq!(at(&mut w, 75, 8, 1_150), quiet(5, 50));
+        // A new stage forgets it.
+        w.observe(StageId(2), spans(Duration::from_secs(80), len));
+        assert_eq!(w.silence, Silence::default());
     }
 
     #[test]
