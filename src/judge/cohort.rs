@@ -19,8 +19,6 @@ pub(crate) struct CohortStats<'a> {
     pub(crate) misses: u64,
     /// `errors / requests`, 0 with no requests.
     pub(crate) error_rate: f64,
-    /// `misses / requests`, 0 with no requests.
-    pub(crate) miss_rate: f64,
     /// `compliant / requests`, 1 with no requests.
     pub(crate) compliance: f64,
     /// The p99 latency in microseconds; `None` when only counters were read or the histogram
@@ -51,7 +49,6 @@ impl<'a> CohortStats<'a> {
             compliant,
             misses,
             error_rate: share(errors, 0.0),
-            miss_rate: share(misses, 0.0),
             compliance: share(compliant, 1.0),
             p99_micros: histogram
                 .iter()
@@ -65,14 +62,6 @@ impl<'a> CohortStats<'a> {
     pub(crate) fn errors(&self) -> Proportion {
         Proportion {
             events: self.errors,
-            trials: self.requests,
-        }
-    }
-
-    /// Requests that failed or missed the latency target, out of requests.
-    pub(crate) fn misses(&self) -> Proportion {
-        Proportion {
-            events: self.misses,
             trials: self.requests,
         }
     }

@@ -106,7 +106,8 @@ impl fmt::Display for Recommendation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rule {
-    /// Compliance (success within the latency target) below `slo_threshold`.
+    /// Compliance (success within the latency target, a slow success counted only after the
+    /// stage's warm-up) below `slo_threshold`.
     SloCompliance,
     /// Error rate above `max_error_rate`.
     ErrorRateMax,

@@ -329,21 +329,37 @@ fn floored(limit: f64, setting: &'static str) -> (f64, &'static str) {
 
 /// [`Rule::SloCompliance`]: the share of canary requests that failed or missed the latency
 /// target against `1 - slo_threshold` (at least 0.1 %; validation keeps `significance` where
-/// one miss among `min_samples` cannot breach that).
+/// one miss among `min_samples` cannot breach that). Errors count over the whole window;
+/// latency misses only after the stage's warm-up ([`misses_after_warm_up`]), as the latency
+/// rules read them.
 fn slo_compliance(case: &Case<'_>) -> Option<Finding> {
     let (allowed, acting) = floored(1.0 - case.slo_threshold, "slo_threshold");
     let (canary, stable) = (&case.canary, &case.stable);
-    let p = binomial_tail(canary.misses, canary.requests, allowed);
-    let blame = case.worse_than_tolerated(canary.misses(), stable.misses());
+    let missed = misses_after_warm_up(canary, &case.latency.canary);
+    let p = binomial_tail(missed.events, missed.trials, allowed);
+    let blame =
+        case.worse_than_tolerated(missed, misses_after_warm_up(stable, &case.latency.stable));
     Some(absolute(
         case,
         (Rule::SloCompliance, acting),
         [canary, stable],
-        canary.miss_rate,
+        missed.rate(),
         allowed,
         p,
         blame,
     ))
+}
+
+/// The window's requests that failed, or succeeded slower than `latency_target` after the
+/// stage's warm-up (`settled`: the window after it, empty while it lasts or when only counters
+/// were read), out of the window's requests: a canary slow while its caches fill is not
+/// blamed for it, while its errors keep full power.
+fn misses_after_warm_up(window: &CohortStats<'_>, settled: &CohortStats<'_>) -> Proportion {
+    let slow = settled.misses.saturating_sub(settled.errors);
+    Proportion {
+        events: window.errors.saturating_add(slow).min(window.requests),
+        trials: window.requests,
+    }
 }
 
 /// [`Rule::ErrorRateMax`]: the canary's error rate against `max_error_rate` (at least 0.1 %,
