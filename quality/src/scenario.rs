@@ -62,7 +62,8 @@ fn scenario(name: &str, kind: Kind, rps: f64, share: f64, service: Service) -> S
     }
 }
 
-/// The A/A cells: production at 0.1, 1 and 5 % errors, light and heavy tails, shares 1-50 %.
+/// The A/A cells: 10, 100 and 2 000 rps, production at 0.1, 1 and 5 % errors, light and heavy
+/// tails, shares 1-50 % (each value in some cell, not every combination).
 fn healthy() -> Vec<Scenario> {
     let aa = |rps: f64, share: f64, errors: f64, latency: Latency, tail: &str| {
         let name = format!(
@@ -82,11 +83,16 @@ fn healthy() -> Vec<Scenario> {
         aa(2000.0, 0.05, 0.005, LIGHT, "light"),
         aa(2000.0, 0.05, 0.01, LIGHT, "light"),
         aa(2000.0, 0.05, 0.05, LIGHT, "light"),
+        aa(2000.0, 0.05, 0.001, LIGHT, "light"),
         aa(2000.0, 0.05, 0.001, HEAVY, "heavy"),
+        aa(2000.0, 0.05, 0.05, HEAVY, "heavy"),
+        aa(2000.0, 0.01, 0.01, LIGHT, "light"),
         aa(2000.0, 0.01, 0.01, HEAVY, "heavy"),
         aa(2000.0, 0.5, 0.01, LIGHT, "light"),
         aa(100.0, 0.05, 0.01, LIGHT, "light"),
         aa(100.0, 0.5, 0.05, HEAVY, "heavy"),
+        aa(10.0, 0.05, 0.01, LIGHT, "light"),
+        aa(10.0, 0.5, 0.001, HEAVY, "heavy"),
     ];
     // Shared incidents of 20 s: a database down (30 % errors) mid-stage, and from the stage's
     // first request (where at a 50 % share the canary may reach `min_samples` before the
@@ -138,13 +144,15 @@ fn healthy() -> Vec<Scenario> {
             for_s: 20.0,
         },
     );
-    list.push(scenario(
-        "warm-up: 3x latency for 20 s",
-        Kind::Healthy,
-        2000.0,
-        0.05,
-        warm,
-    ));
+    // The warm-up failure was at 10 rps, where the window took minutes to reach
+    // `min_samples`.
+    for (rps, share) in [(2000.0, 0.05), (10.0, 0.5)] {
+        let name = format!(
+            "warm-up: 3x latency for 20 s, {rps} rps {}% canary",
+            share * 100.0
+        );
+        list.push(scenario(&name, Kind::Healthy, rps, share, warm));
+    }
     let long = service(
         0.01,
         LIGHT,
