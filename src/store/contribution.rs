@@ -77,7 +77,10 @@ impl fmt::Display for BadContribution {
         write!(
             f,
             "contribution of instance {}: {}: {}",
-            crate::error::quoted_part(&self.instance, self.instance_bytes),
+            crate::error::quoted_part(
+                crate::error::shown_part(&self.instance),
+                self.instance_bytes
+            ),
             self.field,
             self.problem
         )
@@ -583,6 +586,19 @@ mod tests {
             format!(
                 "contribution of instance \"{}\"...(512 bytes): instance: 512 bytes is above 256",
                 "é".repeat(32)
+            )
+        );
+    }
+
+    #[test]
+    fn a_refused_contribution_shows_at_most_a_shown_value_of_its_instance_id() {
+        let id = "h".repeat(200);
+        let bad = BadContribution::new(&id, "stage", "not a number");
+        assert_eq!(
+            bad.to_string(),
+            format!(
+                "contribution of instance \"{}\"...(200 bytes): stage: not a number",
+                "h".repeat(crate::error::MAX_SHOWN_VALUE_BYTES)
             )
         );
     }
