@@ -11,24 +11,32 @@ import (
 	"time"
 )
 
-// TestTheCleanupOfASlowGateReturnsAtOnce: the cleanup of a gate collected without Close frees
-// it on a goroutine of its own. The free of a store-backed gate waits for its sync thread's
-// tick, here an SQLite write waiting for a lock another holder keeps (its busy_timeout: up to
-// 60 s), and runtime.AddCleanup runs the cleanups of other objects after this one on the same
-// goroutine: they waited that long. The cleanup, called as the runtime calls it, returns at
-// once; the gate is freed once the lock is let go, and not before (else the free was not slow
-// and the test proved nothing).
+// TestTheCleanupOfASlowGateReturnsAtOnce: the cleanup of a gate collected without Close hands
+// it to one goroutine that frees the collected gates one after another. The free of a
+// store-backed gate waits for its sync thread's tick, here an SQLite write waiting for a lock
+// another holder keeps (its busy_timeout: up to 60 s), and runtime.AddCleanup runs the
+// cleanups of other objects after this one on the same goroutine: they waited that long. The
+// cleanup, called as the runtime calls it, returns at once; the gates are freed once the lock
+// is let go, and not before (else the free was not slow and the test proved nothing).
 func TestTheCleanupOfASlowGateReturnsAtOnce(t *testing.T) {
+	settle(t) // no other gate is freed meanwhile: the counts below are these gates'
 	path := filepath.Join(t.TempDir(), "state.db")
-	g, err := New(fmt.Sprintf(`{"store": {"sqlite": {"path": %q, "sync_interval_ms": 10, "busy_timeout_ms": 60000}}}`, path), "")
-	ok(t, err)
+	document := fmt.Sprintf(`{"store": {"sqlite": {"path": %q, "sync_interval_ms": 10, "busy_timeout_ms": 60000}}}`, path)
+	var gates [3]*Gate
+	for i := range gates {
+		g, err := New(document, "")
+		ok(t, err)
+		gates[i] = g
+	}
 	unlock := lockWrites(t, path)
-	time.Sleep(500 * time.Millisecond) // a sync tick writes the gate's contribution, and waits
-	g.cleanup.Stop()                   // called below instead
+	time.Sleep(500 * time.Millisecond) // a sync tick writes each gate's contribution, and waits
 	live := liveGates.Load()
 	returned := make(chan struct{})
 	go func() {
-		freeGate(collected{g.ptr, g.done})
+		for _, g := range gates {
+			g.cleanup.Stop() // called here instead
+			freeGate(collected{g.ptr, g.done})
+		}
 		close(returned)
 	}()
 	select {
@@ -42,8 +50,16 @@ func TestTheCleanupOfASlowGateReturnsAtOnce(t *testing.T) {
 	if n := liveGates.Load(); n != live {
 		t.Fatalf("freed while its store was locked (%d live gates, %d before): the free was not slow", n, live)
 	}
+	// One goroutine frees them, one after another: the two others wait for it, not each on a
+	// goroutine (and an OS thread) of its own.
+	collectedGates.Lock()
+	waiting := len(collectedGates.waiting)
+	collectedGates.Unlock()
+	if waiting != 2 {
+		t.Fatalf("%d gates wait to be freed while the first one's free waits for its store, not 2", waiting)
+	}
 	unlock()
-	if !soon(10*time.Second, func() bool { return liveGates.Load() == live-1 }) {
+	if !soon(10*time.Second, func() bool { return liveGates.Load() == live-3 }) {
 		t.Fatal("not freed within 10 s of the store's unlocking")
 	}
 }

@@ -69,8 +69,9 @@ import (
 // stable version, records their outcomes, judges the canary and moves the release along.
 //
 // A Gate is safe for concurrent use by many goroutines. Close it when done; a Gate that is
-// garbage collected without Close is freed by a cleanup (a finalizer), on a goroutine of its
-// own (the free of a store-backed gate may wait for its store; Close waits for it). Every
+// garbage collected without Close is freed by a cleanup (a finalizer), on a goroutine that
+// frees the collected gates one after another (the free of a store-backed gate may wait for
+// its store; Close waits for it). Every
 // method of a closed Gate returns an error matching ErrClosed and never touches freed memory.
 //
 // Thread safety of Close: every call counts itself in flight for the duration of its C call,
@@ -132,17 +133,49 @@ type collected struct {
 }
 
 // freeGate is the cleanup of a Gate that was collected without Close. It runs only once the
-// Gate is unreachable, so no call can be in flight on it. It frees the gate on a goroutine of
-// its own, as runtime.AddCleanup asks of a long cleanup: the free of a store-backed gate waits
-// for its sync thread's tick (an SQLite write waiting up to its busy_timeout, the etcd watch
-// up to a second) and may write, and the cleanups of other objects wait for this one.
+// Gate is unreachable, so no call can be in flight on it. It hands the gate to the freeing
+// goroutine (see collectedGates), as runtime.AddCleanup asks of a long cleanup: the free of a
+// store-backed gate waits for its sync thread's tick (an SQLite write waiting up to its
+// busy_timeout, the etcd watch up to a second) and may write, and the cleanups of other
+// objects would wait for this one.
 func freeGate(g collected) {
 	close(g.done)
-	go func() {
-		C.pgate_gate_free(g.ptr)
+	collectedGates.Lock()
+	defer collectedGates.Unlock()
+	collectedGates.waiting = append(collectedGates.waiting, g.ptr)
+	if !collectedGates.freeing {
+		collectedGates.freeing = true
+		go freeCollected()
+	}
+}
+
+// collectedGates are the gates collected without Close and not yet freed, freed one after
+// another by one goroutine (freeCollected), running while any waits: a goroutine blocked in
+// C holds an OS thread, so one per gate would make a thread of each gate collected while its
+// store is slow.
+var collectedGates struct {
+	sync.Mutex
+	waiting []*C.pgate_gate
+	freeing bool
+}
+
+// freeCollected frees the collected gates until none waits.
+func freeCollected() {
+	for {
+		collectedGates.Lock()
+		if len(collectedGates.waiting) == 0 {
+			collectedGates.waiting = nil
+			collectedGates.freeing = false
+			collectedGates.Unlock()
+			return
+		}
+		ptr := collectedGates.waiting[0]
+		collectedGates.waiting = collectedGates.waiting[1:]
+		collectedGates.Unlock()
+		C.pgate_gate_free(ptr)
 		liveGates.Add(-1)
 		cleanedGates.Add(1)
-	}()
+	}
 }
 
 // guardShards is the number of in-flight counters of a Gate: enough that the cores of a
