@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | gate name, salt, each flag name | [`MAX_NAME_BYTES`] bytes, not empty, no whitespace, control, format or invisible characters | [`ConfigError`](crate::ConfigError) (`gate`, `salt`, `feature_flags[i]`...) or [`FlagError::InvalidName`](crate::FlagError::InvalidName) |
 //! | `overrides`: header and cookie names, each listed request id | [`MAX_NAME_BYTES`] bytes, not empty (names: HTTP tokens; ids: no control, format or invisible characters) | [`ConfigError`](crate::ConfigError) (`overrides.header`, `overrides.canary_ids[i]`...) |
-//! | `overrides`: ids in `canary_ids` and `stable_ids` together | [`MAX_OVERRIDE_IDS`] | [`ConfigError`](crate::ConfigError) on `overrides.canary_ids` |
+//! | `overrides`: ids in `canary_ids` and `stable_ids` together | [`MAX_OVERRIDE_IDS`] | [`ConfigError`](crate::ConfigError) on `overrides.canary_ids` when it alone holds more, else on `overrides.stable_ids` |
 //! | flags enabled, in `feature_flags` and `graduated_flags` together | [`MAX_FLAGS`] | [`ConfigError`](crate::ConfigError) on the list holding them: `feature_flags`, `graduated_flags` or, both holding some, `feature_flags + graduated_flags` (a config, or `enable_feature`) |
 //! | distinct flag names a gate takes in its life | [`MAX_FLAG_NAMES`] | [`FlagError::NamesExhausted`](crate::FlagError::NamesExhausted) |
 //! | a manual rollback's reason | [`MAX_REASON_BYTES`] bytes, not blank | [`RollbackError::ReasonTooLong`](crate::RollbackError::ReasonTooLong) |
