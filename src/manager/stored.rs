@@ -246,10 +246,11 @@ impl StoreLink {
         Ok(())
     }
 
-    /// Commits a write of `config` (a new stage unless `next` is [`NextStage::Same`]; of the
-    /// next release when [`NextStage::NextRelease`]) with `event`, as `durability` says. `Ok` means the caller may publish, at the time it holds: `clock`,
-    /// read once the write is stored (or deferred), before this link changes (a clock that
-    /// panics then leaves the link as it was: a stored write is followed from the store).
+    /// Commits a write of `config` (a new stage unless `next` is [`NextStage::Same`]; of the next
+    /// release when [`NextStage::NextRelease`]) with `event`, as `durability` says. `Ok` means the
+    /// caller may publish, at the time it holds: `clock`, read once the write is stored (or
+    /// deferred), before this link changes (a clock that panics then leaves the link as it was: a
+    /// stored write is followed from the store).
     fn write(
         &mut self,
         config: &PromotionConfig,
@@ -369,10 +370,10 @@ impl Shared {
     ///
     /// A write that ends the judged stage otherwise than by a rollback
     /// ([`NextStage::UnlessRolledBack`]: a promotion, a flag turned on, a swap; or
-    /// [`NextStage::NextRelease`]) looks for a
-    /// rollback the record path left for later while it held the writer lock (its judgement,
-    /// the store write): before it prepares anything, and once more after the store write (or
-    /// at once without a store), the last point before it is published. A rollback found is
+    /// [`NextStage::NextRelease`]) looks for a rollback the record path left for later while it
+    /// held the writer lock (its judgement, the store write): before it prepares anything, and
+    /// once more after the store write (or at once without a store), the last point before it
+    /// is published. A rollback found is
     /// made instead and the write refused ([`PromotionError::SloNotMet`]); after the store
     /// write, it is written over the write just stored, so neither this process nor the store
     /// keeps it (other processes may follow it in between, for one sync, as they may any

@@ -53,8 +53,7 @@ impl Pending {
     /// Whether `state`, the stored state, settles this rollback without writing it: it holds
     /// the rollback already; another release rollback was stored after the state it was
     /// decided on; a write since put the stored release in Production at another stage; or the
-    /// stored release
-    /// moved on to another stage (another process ramped, graduated or started the next rollout
+    /// stored release moved on to another stage (another process ramped, graduated or started the next rollout
     /// meanwhile: a stage that already left is not rolled back again, as on the record path).
     /// A stage whose config differs from the one decided on only by flags turned on (the same
     /// salt and split: a flag turned on, which starts a stage in Canary and Staging; flags
