@@ -325,7 +325,7 @@ enum pgate_recorded
    */
   PGATE_RECORDED_COUNTED = 0,
   /**
-   * Its stage had ended on this thread: dropped.
+   * Its stage had ended (a promotion or rollback came between): dropped.
    */
   PGATE_RECORDED_LATE = 1,
   /**

@@ -711,8 +711,8 @@ func TestFlags(t *testing.T) {
 }
 
 func TestRecordCountedLateForeign(t *testing.T) {
-	// Late is decided per OS thread (the library's recorders are per thread): lock this
-	// goroutine to its thread so that every call records on the same recorder.
+	// Late is decided by the gate's newest stage on any thread; locking this goroutine to
+	// its thread keeps every call on one recorder, so the counts below are one recorder's.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 

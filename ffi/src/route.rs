@@ -102,7 +102,7 @@ pub struct pgate_decision {
 pub enum pgate_recorded {
     /// Counted for its stage and cohort.
     Counted = 0,
-    /// Its stage had ended on this thread: dropped.
+    /// Its stage had ended (a promotion or rollback came between): dropped.
     Late = 1,
     /// Its stage is newer than the gate's (not a decision of this gate): dropped.
     Foreign = 2,

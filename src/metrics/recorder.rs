@@ -68,7 +68,8 @@ impl CohortCells {
 pub enum Recorded {
     /// Counted for its stage and cohort.
     Counted,
-    /// Its stage had ended on this thread: dropped, so it cannot pollute the next stage.
+    /// Its stage had ended (a promotion or rollback came between): dropped, so it cannot
+    /// pollute the next stage.
     Late,
     /// Its stage is newer than the gate's: the decision was not made by this gate. Dropped.
     Foreign,

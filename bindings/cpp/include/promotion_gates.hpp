@@ -109,7 +109,7 @@ enum class Recommendation : std::uint32_t {
 /// What happened to a recorded outcome.
 enum class Recorded : std::uint32_t {
   Counted = PGATE_RECORDED_COUNTED,  ///< counted for its stage and cohort
-  Late = PGATE_RECORDED_LATE,        ///< its stage had ended on this thread: dropped
+  Late = PGATE_RECORDED_LATE,        ///< its stage had ended: dropped
   Foreign = PGATE_RECORDED_FOREIGN,  ///< its stage is newer than the gate's: dropped
   Forced = PGATE_RECORDED_FORCED,    ///< its request was forced by an override: in no cohort
 };
@@ -1592,7 +1592,7 @@ enum class LogLevel : std::uint32_t {
   Error = PGATE_LOG_LEVEL_ERROR,  ///< a rollback, an SLO violation
   Warn = PGATE_LOG_LEVEL_WARN,    ///< a canary below the healthy score; a risky config change
   Info = PGATE_LOG_LEVEL_INFO,    ///< a promotion, a flag change
-  Debug = PGATE_LOG_LEVEL_DEBUG,  ///< one line per observed route
+  Debug = PGATE_LOG_LEVEL_DEBUG,  ///< a line per route, forced route and record by id
   Trace = PGATE_LOG_LEVEL_TRACE,  ///< finer detail
 };
 

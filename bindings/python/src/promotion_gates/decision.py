@@ -29,7 +29,7 @@ class Recorded(enum.IntEnum):
 
     #: Counted for its stage and cohort.
     COUNTED = 0
-    #: Its stage had ended on this thread (a promotion or rollback came between): dropped.
+    #: Its stage had ended (a promotion or rollback came between): dropped.
     LATE = 1
     #: Its stage is newer than the gate's (not a decision of this gate): dropped.
     FOREIGN = 2

@@ -6,7 +6,7 @@ A ``Gate`` may be shared by any number of threads: every method may run concurre
 every other, :meth:`Gate.close` included. ``ctypes`` releases the GIL for the duration of each
 foreign call, so routing and recording on several threads run in parallel inside the library
 (lock-free; only the Python work around each call is serialized by the GIL). Outcomes are
-tallied per OS thread, so record an outcome on the thread that routed it when you can (an
+tallied per OS thread and merged when the gate judges; any thread may record any decision (an
 outcome recorded after a promotion or rollback is reported as ``Recorded.LATE``).
 
 :meth:`Gate.close` may run while other threads are inside calls on the gate: every call holds
