@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use promotion_gates::bucket::salt_block;
 use promotion_gates::{
-    MAX_SHOWN_VALUE_BYTES, PromotionConfig, SaltedHasher, reference_bucket, shown_bytes,
-    threshold_for_percent,
+    MAX_SHOWN_VALUE_BYTES, Overrides, PromotionConfig, RoutingDecision, SaltedHasher,
+    reference_bucket, shown_bytes, threshold_for_percent,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -34,7 +34,17 @@ struct VectorFile {
 #[derive(Debug, Deserialize)]
 struct Header {
     format_version: u32,
+    overridden: Overridden,
     salt_block_sha256: Vec<SaltAnswer>,
+}
+
+/// The header's `overridden` rule: every vector routes the same through a gate with these
+/// overrides, with no forcing value and with `ignored_value`, and is not forced.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Overridden {
+    overrides: Overrides,
+    ignored_value: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,17 +190,21 @@ fn the_pure_functions_match_every_vector() {
 
 #[test]
 fn gates_route_every_vector_as_expected() {
-    let vectors = load().vectors;
+    let file = load();
+    let overridden = &file.header.overridden;
+    let ignored = overridden.ignored_value.as_bytes();
     // One pair of gates per (salt, percentage): the salt set explicitly, and the same string as
-    // the gate's name with no salt (the effective salt falls back to the gate).
+    // the gate's name with no salt (the effective salt falls back to the gate); each pair once
+    // without overrides and once with the header's, which take the override path.
     let mut groups: BTreeMap<(&str, u64), Vec<&Vector>> = BTreeMap::new();
-    for v in &vectors {
+    for v in &file.vectors {
         groups
             .entry((v.salt.as_str(), v.traffic_percent.to_bits()))
             .or_default()
             .push(v);
     }
     let mut failures = Vec::new();
+    let mut routed = 0;
     for ((salt, percent_bits), group) in groups {
         let percent = f64::from_bits(percent_bits);
         let by_salt = PromotionConfig {
@@ -204,30 +218,54 @@ fn gates_route_every_vector_as_expected() {
             ..by_salt.clone()
         };
         for (via, config) in [("salt", by_salt), ("gate", by_gate)] {
-            let manager = gate(config);
+            let with_overrides = PromotionConfig {
+                overrides: Some(overridden.overrides.clone()),
+                ..config.clone()
+            };
+            let plain = gate(config);
+            let overriding = gate(with_overrides);
             for v in &group {
                 let id = v.request_id();
-                let decision = manager.route_request_bytes(&id);
-                let got = (
-                    decision.is_canary,
-                    decision.reason.bucket().get(),
-                    decision.reason.threshold(),
+                let decision = plain.route_request_bytes(&id);
+                let mut check = |how: &str, d: &RoutingDecision<'_>| {
+                    let got = (
+                        d.is_canary,
+                        d.reason.bucket().get(),
+                        d.reason.threshold(),
+                        d.forced,
+                    );
+                    if got != (v.is_canary, v.bucket, v.threshold, None) {
+                        failures.push(format!(
+                            "{} (salted via {via}, {how}): (is_canary, bucket, threshold, \
+                             forced) = {got:?}, expected ({}, {}, {}, None)",
+                            v.name, v.is_canary, v.bucket, v.threshold
+                        ));
+                    }
+                    assert_eq!(d.target_environment, canary(percent), "{}", v.name);
+                };
+                check("no overrides", &decision);
+                check(
+                    "overrides, no forcing value",
+                    &overriding.route_request_bytes(&id),
                 );
-                if got != (v.is_canary, v.bucket, v.threshold) {
-                    failures.push(format!(
-                        "{} (salted via {via}): (is_canary, bucket, threshold) = {got:?}, \
-                         expected ({}, {}, {})",
-                        v.name, v.is_canary, v.bucket, v.threshold
-                    ));
-                }
-                assert_eq!(decision.target_environment, canary(percent), "{}", v.name);
+                check(
+                    "overrides, an ignored forcing value",
+                    &overriding.route_request_forced(&id, Some(ignored)),
+                );
+                routed += 1;
                 if let Some(text) = &v.id {
-                    assert_eq!(manager.route_request(text), decision, "{}", v.name);
+                    assert_eq!(plain.route_request(text), decision, "{}", v.name);
                 }
             }
+            assert_eq!(
+                overriding.ignored_override_values(),
+                group.len() as u64,
+                "{salt} at {percent}% (salted via {via}): every ignored value counted"
+            );
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(routed, 2 * file.vectors.len());
 }
 
 #[test]

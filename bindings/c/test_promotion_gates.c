@@ -3,6 +3,7 @@
  *
  * Usage: test_promotion_gates ROUTING_TSV OVERRIDES_TSV
  *   ROUTING_TSV is tests/vectors/routing.json converted by vectors_tsv.py (test.sh does it):
+ *   a line "overridden", overrides JSON, ignored value (the header's overridden rule), then
  *   name, salt, id_hex, traffic_percent, bucket, threshold, is_canary, tab-separated.
  *   OVERRIDES_TSV is tests/vectors/overrides.tsv.
  *
@@ -271,6 +272,50 @@ static void json_escape(const char *in, char *out, size_t cap) {
     out[j] = '\0';
 }
 
+/* One vector's expectations, for route_vector. */
+struct vector {
+    const char *name;
+    const uint8_t *id;
+    size_t id_len;
+    double percent;
+    unsigned long bucket, threshold;
+    bool is_canary;
+};
+
+/* Routes vector `v` through a new gate of `config` promoted to its percentage: with
+ * pgate_route when `value` is NULL, else with pgate_route_forced and `value`, which forces
+ * nothing. `how` names the way in messages. */
+static void route_vector(const struct vector *v, const char *config, const char *value,
+                         const char *how) {
+    pgate_gate *gate = new_gate(config, NULL);
+    pgate_error *err = NULL;
+    pgate_status status = pgate_promote(gate, PGATE_ENVIRONMENT_CANARY, v->percent, &err);
+    if (check_at(status == PGATE_STATUS_OK, __LINE__, "%s (%s): promote to %.17g%%: %s",
+                 v->name, how, v->percent, pgate_error_message(err))) {
+        pgate_decision d;
+        memset(&d, 0xa5, sizeof d); /* written only on success */
+        /* The empty id goes in as NULL with length 0, as the ABI allows. */
+        const uint8_t *id = v->id_len == 0 ? NULL : v->id;
+        status = value == NULL ? pgate_route(gate, id, v->id_len, &d)
+                               : pgate_route_forced(gate, id, v->id_len, BYTES(value), &d);
+        check_at(status == PGATE_STATUS_OK && d.bucket == v->bucket &&
+                     d.threshold == v->threshold && d.is_canary == v->is_canary &&
+                     d.forced == PGATE_FORCED_NONE &&
+                     d.environment == PGATE_ENVIRONMENT_CANARY &&
+                     d.traffic_percent == v->percent,
+                 __LINE__,
+                 "vector %s (%s): status %s, bucket %u threshold %u is_canary %d forced %d, "
+                 "expected bucket %lu threshold %lu is_canary %d forced 0",
+                 v->name, how, pgate_status_str(status), (unsigned)d.bucket,
+                 (unsigned)d.threshold, (int)d.is_canary, (int)d.forced, v->bucket, v->threshold,
+                 (int)v->is_canary);
+    }
+    pgate_error_free(err);
+    pgate_gate_free(gate);
+}
+
+/* Routes every vector through a gate without overrides, and by the header's overridden rule
+ * through one with its overrides: with no forcing value and with the ignored value. */
 static void test_vectors(const char *path) {
     FILE *f = fopen(path, "r");
     if (!check_at(f != NULL, __LINE__, "cannot open %s", path)) {
@@ -279,7 +324,17 @@ static void test_vectors(const char *path) {
     char *line = NULL;
     size_t line_cap = 0;
     unsigned vectors = 0;
-    while (getline(&line, &line_cap, f) != -1) {
+    char overrides[512] = "", ignored[64] = "";
+    if (getline(&line, &line_cap, f) != -1) {
+        char *field[3];
+        if (check_at(split_tabs(line, field, 3) && strcmp(field[0], "overridden") == 0 &&
+                         strlen(field[1]) < sizeof overrides && strlen(field[2]) < sizeof ignored,
+                     __LINE__, "%s: the first line is no overridden rule", path)) {
+            strcpy(overrides, field[1]);
+            strcpy(ignored, field[2]);
+        }
+    }
+    while (overrides[0] != '\0' && getline(&line, &line_cap, f) != -1) {
         char *field[7];
         if (!check_at(split_tabs(line, field, 7), __LINE__, "malformed vector line %u",
                       vectors + 1)) {
@@ -296,46 +351,34 @@ static void test_vectors(const char *path) {
             id[i] = (uint8_t)(hi * 16 + lo);
         }
         char *end = NULL;
-        double percent = strtod(field[3], &end);
-        unsigned long bucket = strtoul(field[4], NULL, 10);
-        unsigned long threshold = strtoul(field[5], NULL, 10);
-        bool is_canary = strcmp(field[6], "1") == 0;
+        struct vector v = {
+            .name = name,
+            .id = id,
+            .id_len = id_len,
+            .percent = strtod(field[3], &end),
+            .bucket = strtoul(field[4], NULL, 10),
+            .threshold = strtoul(field[5], NULL, 10),
+            .is_canary = strcmp(field[6], "1") == 0,
+        };
         if (!check_at(hex_ok && *end == '\0', __LINE__, "%s: bad id_hex or percent", name)) {
             free(id);
             continue;
         }
 
         /* The salt comes from the config; the percent goes in as a double, unconverted. */
-        char salt[300], config[400];
+        char salt[300], config[1024];
         json_escape(field[1], salt, sizeof salt);
         snprintf(config, sizeof config, "{\"salt\": \"%s\"}", salt);
-        pgate_gate *gate = new_gate(config, NULL);
-        pgate_error *err = NULL;
-        pgate_status status = pgate_promote(gate, PGATE_ENVIRONMENT_CANARY, percent, &err);
-        if (check_at(status == PGATE_STATUS_OK, __LINE__, "%s: promote to %s%%: %s", name,
-                     field[3], pgate_error_message(err))) {
-            pgate_decision d;
-            memset(&d, 0, sizeof d);
-            /* The empty id goes in as NULL with length 0, as the ABI allows. */
-            status = pgate_route(gate, id_len == 0 ? NULL : id, id_len, &d);
-            check_at(status == PGATE_STATUS_OK && d.bucket == bucket &&
-                         d.threshold == threshold && d.is_canary == is_canary &&
-                         d.environment == PGATE_ENVIRONMENT_CANARY &&
-                         d.traffic_percent == percent,
-                     __LINE__,
-                     "vector %s: status %s, bucket %u threshold %u is_canary %d, expected "
-                     "bucket %lu threshold %lu is_canary %d",
-                     name, pgate_status_str(status), (unsigned)d.bucket, (unsigned)d.threshold,
-                     (int)d.is_canary, bucket, threshold, (int)is_canary);
-        }
-        pgate_error_free(err);
-        pgate_gate_free(gate);
+        route_vector(&v, config, NULL, "no overrides");
+        snprintf(config, sizeof config, "{\"salt\": \"%s\", \"overrides\": %s}", salt, overrides);
+        route_vector(&v, config, NULL, "overrides, no forcing value");
+        route_vector(&v, config, ignored, "overrides, an ignored forcing value");
         free(id);
     }
     free(line);
     fclose(f);
     check_at(vectors >= 100, __LINE__, "only %u vectors read from %s", vectors, path);
-    printf("routing vectors: %u routed\n", vectors);
+    printf("routing vectors: %u routed, each without and with overrides\n", vectors);
 }
 
 /* ---- statuses, version, error objects -------------------------------------------------- */

@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Converts tests/vectors/routing.json into a line format that C and Lua read without a JSON
-parser: one vector a line, six tab-separated fields,
+parser. The first line holds the header's `overridden` rule, three tab-separated fields,
+
+    overridden  overrides  ignored_value
+
+`overrides` the section as one line of JSON, `ignored_value` the forcing value as text. Then
+one vector a line, seven tab-separated fields,
 
     name  salt  id_hex  traffic_percent  bucket  threshold  is_canary
 
@@ -42,6 +47,10 @@ def main(path):
     if doc["header"]["format_version"] != 1:
         raise ValueError("unknown format_version")
     out = sys.stdout.buffer
+    overridden = doc["header"]["overridden"]
+    overrides = json.dumps(overridden["overrides"], ensure_ascii=False, separators=(",", ":"))
+    row = ["overridden", field(overrides), field(overridden["ignored_value"])]
+    out.write("\t".join(row).encode("utf-8") + b"\n")
     for v in doc["vectors"]:
         row = [
             field(v["name"]),

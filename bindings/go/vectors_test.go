@@ -65,7 +65,21 @@ func (v routingVector) requestID() ([]byte, error) {
 	return id, nil
 }
 
+// overriddenRule is the header's `overridden` rule: every vector routes the same through a
+// gate with these overrides, with no forcing value and with IgnoredValue, and is not forced.
+type overriddenRule struct {
+	Overrides    Overrides `json:"overrides"`
+	IgnoredValue string    `json:"ignored_value"`
+}
+
 func loadVectors(t *testing.T) []routingVector {
+	t.Helper()
+	vectors, _ := loadVectorFile(t)
+	return vectors
+}
+
+// loadVectorFile reads the vectors and the header's overridden rule.
+func loadVectorFile(t *testing.T) ([]routingVector, overriddenRule) {
 	t.Helper()
 	raw, err := os.ReadFile(vectorFile)
 	if err != nil {
@@ -73,7 +87,8 @@ func loadVectors(t *testing.T) []routingVector {
 	}
 	var file struct {
 		Header struct {
-			FormatVersion int `json:"format_version"`
+			FormatVersion int            `json:"format_version"`
+			Overridden    overriddenRule `json:"overridden"`
 		} `json:"header"`
 		Vectors []routingVector `json:"vectors"`
 	}
@@ -86,13 +101,18 @@ func loadVectors(t *testing.T) []routingVector {
 	if len(file.Vectors) == 0 {
 		t.Fatal("no vectors")
 	}
-	return file.Vectors
+	return file.Vectors, file.Header.Overridden
 }
 
 // canaryConfig is a config in Canary{percent} with the given salt.
 func canaryConfig(salt string, percent float64) string {
+	return canaryConfigWith(salt, percent, nil)
+}
+
+// canaryConfigWith is canaryConfig with the given overrides (nil for none).
+func canaryConfigWith(salt string, percent float64, overrides *Overrides) string {
 	cfg := DefaultConfig()
-	cfg.Environment, cfg.TrafficPercent, cfg.Salt = Canary, percent, salt
+	cfg.Environment, cfg.TrafficPercent, cfg.Salt, cfg.Overrides = Canary, percent, salt, overrides
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		panic(err)
@@ -101,13 +121,16 @@ func canaryConfig(salt string, percent float64) string {
 }
 
 func TestRoutingVectors(t *testing.T) {
-	vectors := loadVectors(t)
+	vectors, overridden := loadVectorFile(t)
 	gates := map[string]*Gate{}
+	overriding := map[string]*Gate{} // the same with the header's overrides
 	forms := map[string]int{}
 	key := func(v routingVector) string { return fmt.Sprintf("%s\x00%v", v.Salt, v.TrafficPercent) }
 	for _, v := range vectors { // one gate per salt and percentage, closed when the test ends
 		if gates[key(v)] == nil {
 			gates[key(v)] = newGate(t, canaryConfig(v.Salt, v.TrafficPercent), "")
+			overriding[key(v)] = newGate(t,
+				canaryConfigWith(v.Salt, v.TrafficPercent, &overridden.Overrides), "")
 		}
 	}
 	for _, v := range vectors {
@@ -139,6 +162,25 @@ func TestRoutingVectors(t *testing.T) {
 			}
 			if b, x := referenceBucket(v.Salt, id); b != v.Bucket || fmt.Sprintf("%016x", x) != v.DigestPrefix {
 				t.Fatalf("the Go reference gives bucket %d prefix %016x", b, x)
+			}
+			// The header's overridden rule: the override path routes as the quick one.
+			o := overriding[key(v)]
+			for _, c := range []struct {
+				how   string
+				route func() (Decision, error)
+			}{
+				{"no forcing value", func() (Decision, error) { return o.Route(id) }},
+				{"an ignored forcing value", func() (Decision, error) {
+					return o.RouteForced(id, []byte(overridden.IgnoredValue))
+				}},
+			} {
+				d, err := c.route()
+				ok(t, err)
+				if d.Bucket() != v.Bucket || d.Threshold() != v.Threshold || d.IsCanary() != v.IsCanary ||
+					d.ForcedBy() != NotForced {
+					t.Errorf("with overrides, %s: got bucket %d threshold %d canary %v forced %v, want %d %d %v not forced",
+						c.how, d.Bucket(), d.Threshold(), d.IsCanary(), d.ForcedBy(), v.Bucket, v.Threshold, v.IsCanary)
+				}
 			}
 		})
 	}

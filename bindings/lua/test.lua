@@ -34,27 +34,47 @@ local function library_upvalue(gate)
   error("Gate.config_json has no upvalue C")
 end
 
+-- Routes every vector through a gate without overrides and, by the header's overridden rule
+-- (the first line), through one with its overrides: with no forcing value and with the
+-- ignored value.
 local function test_vectors(path)
-  local count = 0
+  local count, first = 0, true
+  local overrides, ignored
   for line in io.lines(path) do
-    local name, salt, id_hex, percent, bucket, threshold, is_canary =
-      line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([01])$")
-    if check(name ~= nil, "malformed vector line " .. (count + 1)) then
-      count = count + 1
-      local config = '{"salt": "' .. salt:gsub('[\\"]', "\\%0") .. '"}'
-      local gate = assert(pg.new(config))
-      local ok, err = gate:promote("canary", tonumber(percent))
-      local d = ok and gate:route(from_hex(id_hex))
-      check(d and d.bucket == tonumber(bucket) and d.threshold == tonumber(threshold)
-              and d.is_canary == (is_canary == "1") and d.traffic_percent == tonumber(percent),
-            string.format("vector %s: %s bucket %s threshold %s is_canary %s", name,
-                          tostring(err), d and d.bucket, d and d.threshold,
-                          d and tostring(d.is_canary)))
-      gate:free()
+    if first then
+      first = false
+      overrides, ignored = line:match("^overridden\t([^\t]*)\t([^\t]*)$")
+      check(overrides ~= nil, path .. ": the first line is no overridden rule")
+    else
+      local name, salt, id_hex, percent, bucket, threshold, is_canary =
+        line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([01])$")
+      if check(name ~= nil, "malformed vector line " .. (count + 1)) then
+        count = count + 1
+        local salted = '{"salt": "' .. salt:gsub('[\\"]', "\\%0") .. '"'
+        local overridden = salted .. ', "overrides": ' .. tostring(overrides) .. "}"
+        local id = from_hex(id_hex)
+        for _, way in ipairs({
+          { "no overrides", salted .. "}" },
+          { "overrides, no forcing value", overridden },
+          { "overrides, an ignored forcing value", overridden, ignored },
+        }) do
+          local how, config, value = way[1], way[2], way[3]
+          local gate = assert(pg.new(config))
+          local ok, err = gate:promote("canary", tonumber(percent))
+          local d = ok and (value and gate:route_forced(id, value) or gate:route(id))
+          check(d and d.bucket == tonumber(bucket) and d.threshold == tonumber(threshold)
+                  and d.is_canary == (is_canary == "1") and d.traffic_percent == tonumber(percent)
+                  and d.forced == 0,
+                string.format("vector %s (%s): %s bucket %s threshold %s is_canary %s forced %s",
+                              name, how, tostring(err), d and d.bucket, d and d.threshold,
+                              d and tostring(d.is_canary), d and tostring(d.forced)))
+          gate:free()
+        end
+      end
     end
   end
   check(count >= 100, "only " .. count .. " vectors")
-  print("routing vectors: " .. count .. " routed")
+  print("routing vectors: " .. count .. " routed, each without and with overrides")
 end
 
 local function find_id(gate, canary)

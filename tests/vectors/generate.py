@@ -52,6 +52,24 @@ RULES = {
         "`digest_prefix`: x (the first 8 digest bytes) in hex, to find where a failing "
         "implementation goes wrong."
     ),
+    "overridden": (
+        "Each vector routes as expected through a gate without overrides and again through a "
+        "gate whose config also holds the header's `overridden.overrides` section (a header, a "
+        "cookie and id lists that name none of the vectors' ids, so routing takes the override "
+        "path): once with no forcing value, once with the forcing value "
+        "`overridden.ignored_value` (UTF-8 bytes), which forces nothing: it is ignored (and "
+        "counted as ignored). Both give the vector's `bucket`, `threshold` and `is_canary`, and a decision not forced "
+        "(forced none)."
+    ),
+}
+
+# The override section of the `overridden` rule: its ids are none of the vectors' ids (the
+# generator checks), and the ignored value is neither `canary` nor `stable` in any case.
+OVERRIDDEN = {
+    "overrides": {"header": "X-Canary", "cookie": "canary",
+                  "canary_ids": ["listed-canary-1", "listed-canary-2"],
+                  "stable_ids": ["listed-stable-1"]},
+    "ignored_value": "maybe",
 }
 
 PERCENTS = [0.0, 0.00001, 0.001, 0.01, 0.1, 1.0, 5.0, 12.345678, 25.0, 50.0, 99.99999, 100.0]
@@ -274,12 +292,17 @@ def salt_known_answers() -> list:
 def render() -> str:
     vectors = build_vectors()
     assert 60 <= len(vectors) <= 120, len(vectors)
+    overrides = OVERRIDDEN["overrides"]
+    listed = {i.encode("utf-8") for i in overrides["canary_ids"] + overrides["stable_ids"]}
+    assert not listed & {id_bytes(v) for v in vectors}, "a vector's id is listed"
+    assert OVERRIDDEN["ignored_value"].lower() not in ("canary", "stable")
     header = {
         "format_version": FORMAT_VERSION,
         "description": "Routing decisions of promotion-gates, computed from the formula alone "
                        "by tests/vectors/generate.py. Do not edit by hand.",
         "formula": FORMULA,
         "rules": RULES,
+        "overridden": OVERRIDDEN,
         "salt_block_sha256": salt_known_answers(),
     }
     header_text = json.dumps(header, indent=2, ensure_ascii=False)

@@ -9,7 +9,9 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -67,15 +69,32 @@ std::string request_id(const json& v) {
   return bytes;
 }
 
-std::vector<Vector> load() {
+/// The header's `overridden` rule: every vector routes the same through a gate with these
+/// overrides, with no forcing value and with `ignored_value`, and is not forced.
+struct Overridden {
+  json overrides;
+  std::string ignored_value;
+};
+
+json load_file() {
   std::ifstream in(PGATE_ROUTING_VECTORS);
   if (!in) {
     throw std::runtime_error("cannot open " PGATE_ROUTING_VECTORS);
   }
-  const json file = json::parse(in);
+  json file = json::parse(in);
   if (file.at("header").at("format_version").get<int>() != kFormatVersion) {
     throw std::runtime_error("unknown format_version in " PGATE_ROUTING_VECTORS);
   }
+  return file;
+}
+
+Overridden load_overridden() {
+  const json rule = load_file().at("header").at("overridden");
+  return Overridden{rule.at("overrides"), rule.at("ignored_value").get<std::string>()};
+}
+
+std::vector<Vector> load() {
+  const json file = load_file();
   std::vector<Vector> vectors;
   for (const json& v : file.at("vectors")) {
     vectors.push_back(Vector{v.at("name").get<std::string>(), v.at("salt").get<std::string>(),
@@ -90,14 +109,20 @@ std::vector<Vector> load() {
 /// A canary config at `percent` salted by `salt`, either as `salt` or as the gate's name
 /// (the effective salt falls back to the gate). nlohmann writes doubles in their shortest
 /// round-trip form, so the library reads the very percentage of the vector.
-std::string config(const std::string& salt, double percent, bool via_gate) {
+/// With `overrides` (not null), the config holds them too.
+std::string config(const std::string& salt, double percent, bool via_gate,
+                   const json& overrides = nullptr) {
   json c = {{"environment", {{"canary", {{"traffic_percent", percent}}}}}};
   c[via_gate ? "gate" : "salt"] = salt;
+  if (!overrides.is_null()) {
+    c["overrides"] = overrides;
+  }
   return c.dump();
 }
 
 TEST(RoutingVectors, EveryVectorRoutesAsTheFormulaSays) {
   const std::vector<Vector> vectors = load();
+  const Overridden overridden = load_overridden();
   ASSERT_GE(vectors.size(), 100u);
   std::map<std::pair<std::string, double>, std::vector<const Vector*>> groups;
   for (const Vector& v : vectors) {
@@ -107,6 +132,9 @@ TEST(RoutingVectors, EveryVectorRoutesAsTheFormulaSays) {
   for (const auto& [key, group] : groups) {
     for (const bool via_gate : {false, true}) {
       const Gate gate = Gate::create(config(key.first, key.second, via_gate));
+      // The header's overridden rule: the override path routes as the quick one.
+      const Gate overriding =
+          Gate::create(config(key.first, key.second, via_gate, overridden.overrides));
       for (const Vector* v : group) {
         SCOPED_TRACE(v->name + (via_gate ? " (salted via gate)" : " (salted via salt)"));
         const auto d = gate.route(v->id);
@@ -115,7 +143,19 @@ TEST(RoutingVectors, EveryVectorRoutesAsTheFormulaSays) {
         EXPECT_EQ(d.is_canary, v->is_canary);
         EXPECT_EQ(d.environment, Environment::Canary);
         EXPECT_EQ(d.traffic_percent, v->traffic_percent);
+        EXPECT_EQ(d.forced, promotion_gates::Forced::None);
         EXPECT_EQ(gate.route(v->id), d) << "routing is deterministic";
+        const std::optional<std::string_view> ignored = overridden.ignored_value;
+        for (const auto& [how, o] :
+             {std::pair{"with overrides, no forcing value", overriding.route(v->id)},
+              std::pair{"with overrides, an ignored forcing value",
+                        overriding.route_forced(v->id, ignored)}}) {
+          SCOPED_TRACE(how);
+          EXPECT_EQ(o.bucket, v->bucket);
+          EXPECT_EQ(o.threshold, v->threshold);
+          EXPECT_EQ(o.is_canary, v->is_canary);
+          EXPECT_EQ(o.forced, promotion_gates::Forced::None);
+        }
         ++routed;
       }
     }

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import canary, request_id
 
-from promotion_gates import Environment, Gate, InvalidConfigError, formula
+from promotion_gates import Environment, Forced, Gate, InvalidConfigError, formula
 
 
 def test_salt_blocks_match_the_known_answers(vector_file: dict[str, Any]) -> None:
@@ -57,7 +57,11 @@ def test_the_formula_recomputes_every_vector(vector_file: dict[str, Any]) -> Non
 
 
 def test_gates_route_every_vector(vector_file: dict[str, Any]) -> None:
-    """One gate per (salt, percentage), salted through `salt` and through the gate's name."""
+    """One gate per (salt, percentage), salted through `salt` and through the gate's name; each
+    once more with the header's overrides (the header's `overridden` rule), routed with no
+    forcing value and with one that forces nothing."""
+    overridden = vector_file["header"]["overridden"]
+    ignored = overridden["ignored_value"].encode("utf-8")
     groups: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
     for v in vector_file["vectors"]:
         groups[(v["salt"], v["traffic_percent"])].append(v)
@@ -68,16 +72,30 @@ def test_gates_route_every_vector(vector_file: dict[str, Any]) -> None:
             ("salt", canary(percent, salt=salt)),
             ("gate", canary(percent, gate=salt)),
         ):
-            with Gate(config) as gate:
+            with (
+                Gate(config) as gate,
+                Gate({**config, "overrides": overridden["overrides"]}) as overriding,
+            ):
                 for v in group:
-                    d = gate.route(request_id(v))
+                    rid = request_id(v)
+                    d = gate.route(rid)
                     routed += 1
-                    got = (d.is_canary, d.bucket, d.threshold)
-                    want = (v["is_canary"], v["bucket"], v["threshold"])
-                    if got != want:
-                        failures.append(f"{v['name']} (salted via {via}): {got} != {want}")
-                    assert d.environment is Environment.CANARY
-                    assert d.traffic_percent == percent
+                    want = (v["is_canary"], v["bucket"], v["threshold"], Forced.NONE)
+                    for how, decision in (
+                        ("no overrides", d),
+                        ("overrides, no forcing value", overriding.route(rid)),
+                        ("overrides, an ignored value", overriding.route_forced(rid, ignored)),
+                    ):
+                        got = (
+                            decision.is_canary,
+                            decision.bucket,
+                            decision.threshold,
+                            decision.forced,
+                        )
+                        if got != want:
+                            failures.append(f"{v['name']} (via {via}, {how}): {got} != {want}")
+                        assert decision.environment is Environment.CANARY
+                        assert decision.traffic_percent == percent
                     if "id" in v:
                         assert gate.route(v["id"]) == d, "a str id routes as its UTF-8 bytes"
     assert not failures, "\n".join(failures)
