@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::{Recommendation, Rule};
+use super::{Digits, Recommendation, Rule, apart};
 use crate::config::Environment;
 use crate::decision::StageId;
 
@@ -68,20 +68,27 @@ impl fmt::Display for Finding {
             (false, true) => "HOLDS",
             (false, false) => "ok",
         };
+        let pair = |decimals, percent| {
+            apart(
+                (self.observed, Digits::Fixed(decimals)),
+                (self.limit, Digits::Fixed(decimals)),
+                percent,
+            )
+        };
         let (observed, limit) = match self.rule {
-            Rule::P99Budget => (
-                format!("{:.3}ms", self.observed),
-                format!("{:.3}ms", self.limit),
-            ),
-            Rule::HealthScore | Rule::LatencyShift => (
-                format!("{:.4}", self.observed),
-                format!("{:.4}", self.limit),
-            ),
+            Rule::P99Budget => {
+                let [observed, limit] = pair(3, false);
+                (format!("{observed}ms"), format!("{limit}ms"))
+            }
+            Rule::HealthScore | Rule::LatencyShift => {
+                let [observed, limit] = pair(4, false);
+                (observed.to_string(), limit.to_string())
+            }
             Rule::NoData => ("no outcome".to_owned(), format!("{:.0}s", self.limit)),
-            _ => (
-                format!("{:.3}%", self.observed * 100.0),
-                format!("{:.3}%", self.limit * 100.0),
-            ),
+            _ => {
+                let [observed, limit] = pair(3, true);
+                (format!("{observed}%"), format!("{limit}%"))
+            }
         };
         write!(
             f,
@@ -364,12 +371,12 @@ impl fmt::Display for Evidence {
             write!(f, "; {finding}")?;
         }
         if self.below_slo_threshold() {
-            write!(
-                f,
-                "; compliance {:.3}% < slo_threshold {:.3}%",
-                self.subject().compliance * 100.0,
-                self.slo_threshold * 100.0
-            )?;
+            let [compliance, threshold] = apart(
+                (self.subject().compliance, Digits::Fixed(3)),
+                (self.slo_threshold, Digits::Fixed(3)),
+                true,
+            );
+            write!(f, "; compliance {compliance}% < slo_threshold {threshold}%")?;
         }
         let shown = self.non_inferiority;
         if shown.compared {

@@ -11,6 +11,7 @@
 use std::fmt;
 use std::time::Duration;
 
+mod apart;
 mod cohort;
 mod evidence;
 mod latency;
@@ -25,6 +26,7 @@ use crate::config::Environment;
 use crate::decision::StageId;
 use crate::metrics::{Bursts, Counts, Silence};
 use crate::slo::SloConfig;
+pub(crate) use apart::{Digits, apart};
 pub use evidence::{CanaryHealth, CohortEvidence, Evidence, Finding, NonInferiority};
 use rules::{Case, RULES};
 pub(crate) use score::HEALTHY_FROM;

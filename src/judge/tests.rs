@@ -1180,6 +1180,37 @@ fn a_canary_the_judge_would_monitor_is_not_compliant() {
 }
 
 #[test]
+fn a_finding_beyond_its_limit_never_reads_equal_to_it() {
+    let shown = |rule, observed, limit| {
+        Finding {
+            rule,
+            observed,
+            limit,
+            p_value: 1e-3,
+            fired: true,
+            holds: false,
+            acting: "max_error_rate",
+        }
+        .to_string()
+    };
+    let text = shown(Rule::OverwhelmingErrors, 0.0100001, 0.01);
+    assert!(
+        text.contains("observed 1.00001% vs limit 1.00000%"),
+        "{text}"
+    );
+    let text = shown(Rule::P99Budget, 500.0001, 500.0);
+    assert!(
+        text.contains("observed 500.0001ms vs limit 500.0000ms"),
+        "{text}"
+    );
+    // Told apart in the short form, or equal: as before.
+    let text = shown(Rule::OverwhelmingErrors, 0.02, 0.01);
+    assert!(text.contains("observed 2.000% vs limit 1.000%"), "{text}");
+    let text = shown(Rule::HealthScore, 0.8, 0.8);
+    assert!(text.contains("observed 0.8000 vs limit 0.8000"), "{text}");
+}
+
+#[test]
 fn a_rule_on_a_bound_writes_its_level_not_a_p_value() {
     let at = |rule, p_value, fired| {
         Finding {

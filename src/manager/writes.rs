@@ -8,7 +8,7 @@ use crate::config::{Environment, PromotionConfig, validate_flag_name};
 use crate::decision::StageId;
 use crate::error::{Error, FlagError, PromotionError, RollbackError, SwapError};
 use crate::history::{RollbackEvent, RollbackTrigger, Undone};
-use crate::judge::Evidence;
+use crate::judge::{Digits, Evidence, apart};
 use crate::limits::MAX_REASON_BYTES;
 use crate::release::{self, PromotionKind, plan_promotion};
 use crate::snapshot::Snapshot;
@@ -323,9 +323,7 @@ impl PromotionGateManager {
             }
             .into()),
             Compliance::LowScore { score, threshold } => Err(PromotionError::SloNotMet {
-                evidence: format!(
-                    "health score {score:.4} below {threshold} (MONITOR: watch before promoting); {evidence}"
-                ),
+                evidence: format!("{}; {evidence}", low_score(score, threshold)),
             }
             .into()),
             Compliance::NoData => Err(PromotionError::InsufficientData {
@@ -926,4 +924,30 @@ pub(super) struct Rollback {
     pub(super) config: PromotionConfig,
     pub(super) previous: Environment,
     pub(super) trigger: RollbackTrigger,
+}
+
+/// Why a canary scored `score`, below the healthy `threshold`, is not promoted: the score with
+/// enough decimals to read below the threshold (0.89996 is not `0.9000 below 0.9`).
+fn low_score(score: f64, threshold: f64) -> String {
+    let [score, threshold] = apart(
+        (score, Digits::Fixed(4)),
+        (threshold, Digits::Shortest),
+        false,
+    );
+    format!("health score {score} below {threshold} (MONITOR: watch before promoting)")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_low_score_never_reads_as_the_threshold() {
+        assert_eq!(
+            super::low_score(0.8796, 0.9),
+            "health score 0.8796 below 0.9 (MONITOR: watch before promoting)"
+        );
+        assert_eq!(
+            super::low_score(0.89996, 0.9),
+            "health score 0.89996 below 0.9 (MONITOR: watch before promoting)"
+        );
+    }
 }

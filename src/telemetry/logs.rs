@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::config::Environment;
 use crate::error::{MAX_SHOWN_VALUE_BYTES, write_escaped};
-use crate::judge::HEALTHY_FROM;
 use crate::judge::Recommendation;
+use crate::judge::{Digits, HEALTHY_FROM, apart};
 use crate::verdict::Verdict;
 
 /// A value a client chose (a request id: any bytes), as log lines show it: quoted, with `"`,
@@ -176,18 +176,30 @@ fn write(verdict: &Verdict, line: Line) {
     match line {
         Line::Quiet => {}
         Line::Violation => tracing::error!(stage, "SLO violation: {}", verdict.violation()),
-        Line::BelowSloThreshold => tracing::error!(
-            stage,
-            compliance,
-            slo_threshold,
-            "Canary SLO compliance {compliance:.4} below threshold {slo_threshold:.4}"
-        ),
+        Line::BelowSloThreshold => {
+            let [shown, threshold] = apart(
+                (compliance, Digits::Fixed(4)),
+                (slo_threshold, Digits::Fixed(4)),
+                false,
+            );
+            tracing::error!(
+                stage,
+                compliance,
+                slo_threshold,
+                "Canary SLO compliance {shown} below threshold {threshold}"
+            );
+        }
         Line::BelowHealthy => {
             let health_score = evidence.health_score;
+            let [shown, _] = apart(
+                (health_score, Digits::Fixed(4)),
+                (HEALTHY_FROM, Digits::Shortest),
+                false,
+            );
             tracing::warn!(
                 stage,
                 health_score,
-                "Canary health score {health_score:.4} below threshold"
+                "Canary health score {shown} below threshold"
             );
         }
     }
@@ -315,6 +327,43 @@ mod tests {
         assert_eq!(lines.len(), 1, "{lines:#?}");
         assert!(
             lines[0].contains("Canary health score 0.8500 below threshold"),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn a_number_below_its_threshold_never_reads_equal_to_it() {
+        let (_, health, _) = judged_alike(0);
+        let logged = |compliance: f64, slo_threshold: f64, health_score: f64| {
+            let mut health = health.clone();
+            health.evidence.canary.compliance = compliance;
+            health.evidence.slo_threshold = slo_threshold;
+            health.evidence.health_score = health_score;
+            let verdict = crate::verdict::Verdict::new(health);
+            let lines = LogLines::default();
+            lines.during(|| super::VerdictLines::default().log(&verdict, Duration::ZERO));
+            (lines.lines(), verdict.evidence().to_string())
+        };
+        let (lines, evidence) = logged(0.99998, 0.99999, 1.0);
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].contains("Canary SLO compliance 0.99998 below threshold 0.99999"),
+            "{lines:#?}"
+        );
+        let (_, evidence_pct) = logged(0.999998, 0.999999, 1.0);
+        assert!(
+            evidence_pct.contains("compliance 99.9998% < slo_threshold 99.9999%"),
+            "{evidence_pct}"
+        );
+        // Told apart in the short form: written as before.
+        assert!(
+            evidence.contains("compliance 99.998% < slo_threshold 99.999%"),
+            "{evidence}"
+        );
+        let (lines, _) = logged(1.0, 0.95, 0.89996);
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].contains("Canary health score 0.89996 below threshold"),
             "{lines:#?}"
         );
     }
