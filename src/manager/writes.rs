@@ -440,7 +440,6 @@ impl PromotionGateManager {
                 current.config.environment,
                 self.shared.monitor.wall(),
             );
-            #[cfg(feature = "otel")]
             let reason = event.reason.clone();
             self.shared.commit(
                 writer,
@@ -450,9 +449,14 @@ impl PromotionGateManager {
                 Durability::Required,
             )?;
             tell_flag_change(&current.config.gate, name, false);
+            // A rollback by the specification's triggers, counted as one: its line and span too.
+            crate::telemetry::log_rollback(
+                &reason,
+                current.config.environment,
+                crate::RollbackTrigger::FlagDisabled,
+            );
             #[cfg(feature = "otel")]
             {
-                // A rollback by the specification's triggers, counted as one: its span too.
                 crate::telemetry::otel::rollback_span(
                     &current.config.gate,
                     &reason,
@@ -905,7 +909,7 @@ impl Shared {
         // told, with the environment it rolled back.
         let told = event.clone();
         self.commit(writer, config, NextStage::New, Some(event), durability)?;
-        tracing::error!(reason = %crate::error::quoted_whole(&told.reason), previous_env = %previous, trigger = trigger.name(), "promotion.rollback");
+        crate::telemetry::log_rollback(&told.reason, previous, trigger);
         #[cfg(feature = "otel")]
         crate::telemetry::otel::rollback_span(
             &gate,

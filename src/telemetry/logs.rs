@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::config::Environment;
 use crate::error::{MAX_SHOWN_VALUE_BYTES, write_escaped};
+use crate::history::RollbackTrigger;
 use crate::judge::Recommendation;
 use crate::judge::{Digits, HEALTHY_FROM, apart};
 use crate::verdict::Verdict;
@@ -168,6 +169,18 @@ impl VerdictLines {
     }
 }
 
+/// Logs a rollback made (of the release, manual or automatic, or of a flag by
+/// `disable_feature`): the `promotion.rollback` error line, with its reason, the environment it
+/// rolled back and its trigger. Every rollback made writes it once, after it is made.
+pub(crate) fn log_rollback(reason: &str, previous: Environment, trigger: RollbackTrigger) {
+    tracing::error!(
+        reason = %crate::error::quoted_whole(reason),
+        previous_env = %previous,
+        trigger = trigger.name(),
+        "promotion.rollback"
+    );
+}
+
 /// Writes `line` for `verdict`.
 fn write(verdict: &Verdict, line: Line) {
     let evidence = verdict.evidence();
@@ -256,6 +269,38 @@ mod tests {
             with_evidence[1].contains("promotion.rollback"),
             "{lines:#?}"
         );
+    }
+
+    #[test]
+    fn the_kill_switch_logs_its_rollback_once() {
+        let gate = PromotionGateManager::new(
+            PromotionConfig {
+                environment: Environment::Canary {
+                    traffic_percent: 5.0,
+                },
+                ..Default::default()
+            },
+            SloAdmissionController::new(SloConfig::default()).unwrap(),
+        )
+        .unwrap();
+        gate.enable_feature("dark_mode").unwrap();
+        let lines = LogLines::default();
+        lines.during(|| gate.disable_feature("dark_mode")).unwrap();
+        let rollbacks = lines.lines_at(tracing::Level::ERROR);
+        assert_eq!(rollbacks.len(), 1, "{:#?}", lines.lines());
+        let line = &rollbacks[0];
+        assert!(line.contains("promotion.rollback"), "{line}");
+        assert!(line.contains(r#"trigger="flag_disabled""#), "{line}");
+        assert!(line.contains(r#"reason="feature flag disabled""#), "{line}");
+        assert!(line.contains("previous_env=Canary{5}"), "{line}");
+        // Refused (the flag is off): nothing logged.
+        let refused = LogLines::default();
+        assert!(
+            refused
+                .during(|| gate.disable_feature("dark_mode"))
+                .is_err()
+        );
+        assert!(refused.lines().is_empty(), "{:#?}", refused.lines());
     }
 
     /// A canary at 50 % (no warm-up) judged and acted on over 200 successes a cohort, `slow` of each at

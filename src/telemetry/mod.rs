@@ -17,7 +17,7 @@ mod window;
 
 #[cfg(test)]
 pub(crate) use logs::log_lines;
-pub(crate) use logs::{LoggedBytes, VerdictLines};
+pub(crate) use logs::{LoggedBytes, VerdictLines, log_rollback};
 pub use rollbacks::RollbackCount;
 pub(crate) use rollbacks::{RollbackCounts, RollbackTally, rollback_series, same_cause};
 pub use route::route_request_observed;
