@@ -490,13 +490,14 @@ typedef struct pgate_health {
  * Receives one log line: `user_data` as given to `pgate_set_log_callback`, the line's level,
  * its target (the Rust module that wrote it, NUL-terminated) and its message (NUL-terminated,
  * `message_len` bytes without the NUL, so `message_len == strlen(message)`): the text, then
- * ` key=value` for each field. The message is one line: a text value is quoted and escaped
- * (`reason="bad\ndeploy"`), and no line feed, NUL or other control character appears in it
- * unescaped, whatever a client sent (a request id with a line feed shows as
- * `request_id="a\nb"`). Both
- * strings live only during the call. Called on the thread that logs (a host's thread, or a
- * gate's store thread, which the library owns), possibly on many threads at once, sometimes
- * while a gate holds its writer lock (which is not reentrant). It must return normally (no
+ * ` key=value` for each field. The message is one line: every text value is quoted and
+ * escaped (`reason="bad\ndeploy"`, `previous_env="Canary{5}"`, an error's text), numbers and
+ * booleans bare (`stage=3`, `is_canary=true`), and no line feed, NUL or other control
+ * character appears in it unescaped, whatever a client sent (a request id with a line feed
+ * shows as `request_id="a\nb"`). Both strings live only during the call. Called on the
+ * thread that logs (a host's thread, or a gate's store thread, which the library owns),
+ * possibly on many threads at once, sometimes while a gate holds its writer lock (which is
+ * not reentrant). It must return normally (no
  * `longjmp`, C++ exception or `pthread_exit` out of it: that would leave the library's locks
  * held), and it must
  * call no `pgate_` function (a call back into that gate would wait forever). Lines logged on

@@ -84,13 +84,14 @@ impl pgate_log_level {
 /// Receives one log line: `user_data` as given to `pgate_set_log_callback`, the line's level,
 /// its target (the Rust module that wrote it, NUL-terminated) and its message (NUL-terminated,
 /// `message_len` bytes without the NUL, so `message_len == strlen(message)`): the text, then
-/// ` key=value` for each field. The message is one line: a text value is quoted and escaped
-/// (`reason="bad\ndeploy"`), and no line feed, NUL or other control character appears in it
-/// unescaped, whatever a client sent (a request id with a line feed shows as
-/// `request_id="a\nb"`). Both
-/// strings live only during the call. Called on the thread that logs (a host's thread, or a
-/// gate's store thread, which the library owns), possibly on many threads at once, sometimes
-/// while a gate holds its writer lock (which is not reentrant). It must return normally (no
+/// ` key=value` for each field. The message is one line: every text value is quoted and
+/// escaped (`reason="bad\ndeploy"`, `previous_env="Canary{5}"`, an error's text), numbers and
+/// booleans bare (`stage=3`, `is_canary=true`), and no line feed, NUL or other control
+/// character appears in it unescaped, whatever a client sent (a request id with a line feed
+/// shows as `request_id="a\nb"`). Both strings live only during the call. Called on the
+/// thread that logs (a host's thread, or a gate's store thread, which the library owns),
+/// possibly on many threads at once, sometimes while a gate holds its writer lock (which is
+/// not reentrant). It must return normally (no
 /// `longjmp`, C++ exception or `pthread_exit` out of it: that would leave the library's locks
 /// held), and it must
 /// call no `pgate_` function (a call back into that gate would wait forever). Lines logged on
@@ -270,8 +271,10 @@ impl Subscriber for CallbackSubscriber {
     fn exit(&self, _: &Id) {}
 }
 
-/// An event's message and its other fields as ` key=value`, on one line: a text field's value
-/// is quoted and escaped as Rust's `{:?}` writes it (`reason="bad\ndeploy"`), and every control
+/// An event's message and its other fields as ` key=value`, on one line: every text field's
+/// value (a `&str`, or one written with `%` or `?`: an environment, an error, a path) is
+/// quoted and escaped as Rust's `{:?}` writes it (`reason="bad\ndeploy"`), unless the library
+/// quoted it already (a request id), a number or a boolean is bare, and every control
 /// character left in the message or another value (a line feed, a NUL) is written as its
 /// escape (`\n`, `\0`), so that no value starts a new line or cuts the C string short. The
 /// library bounds what clients choose before it logs it (a request id: at most
@@ -294,6 +297,25 @@ impl Line {
     }
 }
 
+impl Line {
+    /// Writes a number or a boolean, bare.
+    fn bare(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}");
+        push_escaped_controls(self.value_of(field), &text);
+    }
+}
+
+/// `Visit` methods that write a number or a boolean bare, one for each type.
+macro_rules! bare {
+    ($($method:ident: $type:ty),*) => {
+        $(
+            fn $method(&mut self, field: &Field, value: $type) {
+                self.bare(field, &value);
+            }
+        )*
+    };
+}
+
 impl Visit for Line {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
@@ -303,10 +325,58 @@ impl Visit for Line {
         }
     }
 
+    bare!(
+        record_f64: f64,
+        record_i64: i64,
+        record_u64: u64,
+        record_i128: i128,
+        record_u128: u128,
+        record_bool: bool
+    );
+
+    /// A field written with `%` or `?` (an error, an environment, a store's path, or a value the
+    /// library quoted itself): text, quoted and escaped as `record_str` quotes, unless it is
+    /// one quoted value already (a request id, a reason).
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let text = format!("{value:?}");
-        push_escaped_controls(self.value_of(field), &text);
+        if field.name() == "message" {
+            push_escaped_controls(&mut self.message, &text);
+        } else if is_quoted(&text) {
+            push_escaped_controls(self.value_of(field), &text);
+        } else {
+            let _ = write!(self.value_of(field), "{text:?}");
+        }
     }
+}
+
+/// Whether `text` is one quoted value as the library quotes what it logs (a request id, a
+/// reason): `"`, characters with no `"` but `\"` (each `\` escaping the next), `"`, and
+/// for a value cut short `...(N bytes)` after it.
+fn is_quoted(text: &str) -> bool {
+    let Some(inside) = text.strip_prefix('"') else {
+        return false;
+    };
+    let mut escaped = false;
+    for (at, c) in inside.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '"' => {
+                let after = &inside[at + 1..];
+                let length = after
+                    .strip_prefix("...(")
+                    .and_then(|rest| rest.strip_suffix(" bytes)"));
+                return after.is_empty()
+                    || length
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Appends `text` to `out` with each control character written as its escape (`\n`, `\0`,
@@ -464,6 +534,84 @@ mod tests {
         let mut out = String::new();
         push_escaped_controls(&mut out, &every);
         assert!(!out.chars().any(char::is_control));
+    }
+
+    /// Keeps the line of the last event, as the callback would receive it.
+    struct LastLine(Mutex<String>);
+
+    impl Subscriber for LastLine {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut line = Line::default();
+            event.record(&mut line);
+            *self.0.lock().unwrap() = line.message + &line.fields;
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    #[test]
+    fn every_text_field_is_quoted_and_numbers_are_bare() {
+        let last = std::sync::Arc::new(LastLine(Mutex::new(String::new())));
+        let id = promotion_gates::shown_bytes(b"a\nb");
+        let long = vec![b'x'; 200];
+        let cut = promotion_gates::shown_bytes(&long);
+        let environment = promotion_gates::Environment::Canary {
+            traffic_percent: 5.0,
+        };
+        tracing::subscriber::with_default(last.clone(), || {
+            tracing::error!(
+                stage = 3u64,
+                delta = -2i64,
+                score = 0.5,
+                is_canary = true,
+                from = %environment,
+                error = %"store /tmp/a b.db: \"locked\"\nretry",
+                request_id = %id,
+                cut = %cut,
+                pair = %"\"a\" or \"b\"",
+                stored = ?Some(1),
+                name = "plain",
+                "promotion.test line"
+            );
+        });
+        let line = last.0.lock().unwrap().clone();
+        let x = "x".repeat(160);
+        let want = [
+            "promotion.test line stage=3 delta=-2 score=0.5 is_canary=true",
+            r#" from="Canary{5}" error="store /tmp/a b.db: \"locked\"\nretry""#,
+            r#" request_id="a\nb""#,
+            &format!(r#" cut="{x}"...(200 bytes)"#),
+            r#" pair="\"a\" or \"b\"" stored="Some(1)" name="plain""#,
+        ]
+        .concat();
+        assert_eq!(line, want);
+    }
+
+    #[test]
+    fn a_quoted_value_is_told_from_text_with_quotes() {
+        assert!(is_quoted(r#""a""#));
+        assert!(is_quoted(r#""a\"b""#));
+        assert!(is_quoted(r#""""#));
+        assert!(is_quoted(r#""xx"...(200 bytes)"#));
+        for text in [
+            "a",
+            r#""a"#,
+            r#""a\""#,
+            r#""a" or "b""#,
+            r#""a"b"#,
+            r#""a"...( bytes)"#,
+            r#""a"...(2x bytes)"#,
+        ] {
+            assert!(!is_quoted(text), "{text}");
+        }
     }
 
     #[test]

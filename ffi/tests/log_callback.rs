@@ -82,7 +82,10 @@ fn log_lines_reach_the_callback_up_to_its_level() {
         .find(|(level, _, _)| *level == pgate_log_level::Error)
         .expect("an error line");
     assert!(
-        error.2.contains("promotion.rollback") && error.2.contains(r#"reason="bad deploy""#),
+        error.2.contains("promotion.rollback")
+            && error.2.contains(r#"reason="bad deploy""#)
+            && error.2.contains(r#"previous_env="Staging""#)
+            && error.2.contains(r#"trigger="manual""#),
         "{error:?}"
     );
 
