@@ -436,7 +436,8 @@ impl PromotionGateManager {
 impl Shared {
     /// Rolls back automatically if a rule fired, the config allows it and the judged stage is
     /// still current, or was ended by the gate's last write, a stage-starting one other than a
-    /// rollback (a promotion, a flag turned on, a swap; this process's, or another's it
+    /// rollback or the next release (a promotion, a flag turned on, a swap that turns no release
+    /// flag on in Canary or Staging; this process's, or another's it
     /// followed from the store), whose stage the gate still shows: the rollback is then made
     /// over that write (the record path judged the stage just before the write published, and
     /// left its verdict after the write's last look, or this process judged the fleet's

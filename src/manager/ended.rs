@@ -10,7 +10,10 @@
 //! [`PromotionError::SloNotMet`](crate::PromotionError::SloNotMet) naming the rule; after
 //! that, by [`Shared::apply_verdict`], while the gate is still in the stage the write started
 //! (the write was told it was made: the rollback takes back the release, and keeps the rest). A stage ended by a rollback (automatic or manual) is not remembered: the other
-//! verdicts of a stage rolled back are dropped, as before.
+//! verdicts of a stage rolled back are dropped, as before. Nor is one ended by the next
+//! release (a swap that turns a release flag on in Canary or Staging,
+//! [`NextStage::NextRelease`](super::stored::NextStage)): its verdicts judged the release the
+//! swap replaced, and are dropped, as another process's rollback waiting to be written is.
 //!
 //! With a state store and fleet judging every process judges the fleet's pooled evidence, and
 //! the write that ends a stage may be another process's: process A promotes the canary its

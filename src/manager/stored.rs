@@ -62,18 +62,28 @@ pub(super) enum NextStage {
     /// the write refused ([`Shared::commit`]); one left as the write published is made over
     /// it (`ended`).
     UnlessRolledBack,
-    /// As [`UnlessRolledBack`](Self::UnlessRolledBack), and the stage is of the next release:
-    /// a `swap_config` that turns a release flag on in Canary or Staging (the operator's
-    /// replacement), which starts a rollout in the store
-    /// ([`RolloutOn::next_release`](crate::store::RolloutOn::next_release)).
+    /// A new stage of the next release: a `swap_config` that turns a release flag on in Canary
+    /// or Staging (the operator's replacement), which starts a rollout in the store
+    /// ([`RolloutOn::next_release`](crate::store::RolloutOn::next_release)). A rollback the
+    /// record path called for in the stage it ends is made instead only when found before
+    /// the write is prepared; once it is stored, the stage judged is the release before's, and
+    /// the verdict is dropped as of a stage that has ended, as another process's rollback
+    /// waiting to be written is: the next release is not rolled back for the one before.
     NextRelease,
 }
 
 impl NextStage {
     /// Whether the write ends the judged stage otherwise than by a rollback, so that a
-    /// rollback the record path called for in it is made first.
+    /// rollback the record path called for in it before the write is prepared is made first.
     fn unless_rolled_back(self) -> bool {
         matches!(self, Self::UnlessRolledBack | Self::NextRelease)
+    }
+
+    /// Whether a rollback the record path called for in the stage the write ends is still
+    /// made once the write is stored (or, without a store, prepared): over it, undoing it,
+    /// and later over the stage it started (`ended`). Not over the next release.
+    fn overruled_by_its_verdict(self) -> bool {
+        self == Self::UnlessRolledBack
     }
 }
 
@@ -380,7 +390,9 @@ impl Shared {
     /// write). A verdict left after that last look is made over the write once it is
     /// published: the write remembers the stage it ended (see `ended`), looks once more after
     /// it published, and later verdicts of that stage are made over it by
-    /// [`Shared::apply_verdict`].
+    /// [`Shared::apply_verdict`]. The next release ([`NextStage::NextRelease`]) looks only
+    /// before it prepares anything: a verdict left after that is of the release it replaced,
+    /// and is dropped once the write is published, as of a stage that has ended.
     pub(super) fn commit(
         &self,
         writer: &mut WriterState,
@@ -422,7 +434,7 @@ impl Shared {
             }
             None => unstored.unwrap_or_else(clock),
         };
-        if next.unless_rolled_back()
+        if next.overruled_by_its_verdict()
             && let Some(verdict) = self.take_left_rollback(judged)
         {
             self.restore_live_flags(writer);
@@ -444,7 +456,7 @@ impl Shared {
         // made before the records lock is taken (it copies the judged config).
         let published = (snapshot.route.stage, snapshot.route.generation);
         let ended = next
-            .unless_rolled_back()
+            .overruled_by_its_verdict()
             .then(|| EndedStage::new(&before, published))
             .flatten();
         let mut records = self.lock_records();

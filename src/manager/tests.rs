@@ -1205,6 +1205,18 @@ fn write_as_a_verdict_is_left_then(
     write: impl FnOnce(&PromotionGateManager) -> Result<(), Error>,
     meanwhile: impl FnOnce() + Send + 'static,
 ) -> Result<(), Error> {
+    let (made, dropped) = write_leaving_a_verdict(gate, write, meanwhile);
+    assert!(dropped.is_empty(), "the verdict was dropped: {dropped:#?}");
+    made
+}
+
+/// [`write_as_a_verdict_is_left_then`], returning the lines logged during the write that say
+/// a verdict was dropped (its stage had ended) beside the write's result.
+fn write_leaving_a_verdict(
+    gate: &Arc<PromotionGateManager>,
+    write: impl FnOnce(&PromotionGateManager) -> Result<(), Error>,
+    meanwhile: impl FnOnce() + Send + 'static,
+) -> (Result<(), Error>, Vec<String>) {
     let (environment, judged) = gate.environment_and_stage();
     let armed = std::sync::atomic::AtomicBool::new(true);
     let meanwhile = std::sync::Mutex::new(Some(meanwhile));
@@ -1222,15 +1234,14 @@ fn write_as_a_verdict_is_left_then(
             }
         }
     });
-    let promoted = lines.during(|| write(gate));
+    let made = lines.during(|| write(gate));
     let stale = "the stage the judge called for it in has ended";
     let dropped: Vec<String> = lines
         .lines()
         .into_iter()
         .filter(|l| l.contains(stale))
         .collect();
-    assert!(dropped.is_empty(), "the verdict was dropped: {dropped:#?}");
-    promoted
+    (made, dropped)
 }
 
 /// Checks that the promotion of `promote_as_a_verdict_is_left` was refused and rolled back
@@ -1309,6 +1320,68 @@ fn a_swap_a_rollback_is_left_for_as_it_publishes_is_undone() {
     assert_eq!(gate.environment(), Environment::Production);
     assert_eq!(gate.config().slo_threshold, 0.5);
     assert_eq!(gate.config().salt.as_deref(), Some("reshuffled"));
+}
+
+#[test]
+fn a_verdict_of_the_release_before_is_not_made_over_the_next_release_a_swap_put_in() {
+    // The operator's swap turns release flag "next" on at the same split: the next release,
+    // a rollout of its own in the store. A verdict of the stage it ended, left as the swap
+    // publishes or called for once it is made, is dropped, as another process's rollback
+    // waiting to be written is: the next release is not rolled back for the one before.
+    let next_release = |gate: &PromotionGateManager| {
+        let mut next = gate.config();
+        next.feature_flags.push("next".into());
+        next
+    };
+    for with_store in [false, true] {
+        let dir = crate::store::scratch::Scratch::new("next-release-verdict");
+        let store = || with_store.then(|| sqlite_store(&dir)).flatten();
+        // Left as the swap publishes (its last look, after it published).
+        let (gate, _) = ready_gate(store(), &[]);
+        let next = next_release(&gate);
+        let swap = next.clone();
+        let (made, _) =
+            write_leaving_a_verdict(&gate, move |gate| gate.swap_config(swap).map(drop), || {});
+        made.unwrap();
+        // With a store the verdict was handed to the sync thread: the drop takes it.
+        if !with_store {
+            assert_eq!(gate.config(), next);
+        }
+        drop(gate);
+        if with_store {
+            let reopened = gate_on(store());
+            assert_eq!(reopened.config().environment, canary(50.0));
+            assert_eq!(reopened.config().feature_flags, ["new", "next"]);
+            assert!(reopened.rollback_history().is_empty());
+        }
+        // Left as the swap is stored (after its judgement, before it published).
+        let dir = crate::store::scratch::Scratch::new("next-release-verdict-stored");
+        let store = || with_store.then(|| sqlite_store(&dir)).flatten();
+        let (gate, clock) = ready_gate(store(), &[]);
+        let next = next_release(&gate);
+        clock.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        gate.swap_config(next.clone()).unwrap();
+        assert!(!clock.armed.load(std::sync::atomic::Ordering::SeqCst));
+        if !with_store {
+            assert_eq!(gate.config(), next);
+        }
+        drop(gate);
+        if with_store {
+            let reopened = gate_on(store());
+            assert_eq!(reopened.config().feature_flags, ["new", "next"]);
+            assert!(reopened.rollback_history().is_empty());
+        }
+        // Called for once the swap was made (told so).
+        let dir = crate::store::scratch::Scratch::new("next-release-verdict-later");
+        let store = || with_store.then(|| sqlite_store(&dir)).flatten();
+        let (gate, _) = ready_gate(store(), &[]);
+        let judged = gate.stage();
+        let next = next_release(&gate);
+        gate.swap_config(next.clone()).unwrap();
+        gate.act_on_recording(&failing_in(judged, canary(50.0)));
+        assert_eq!(gate.config(), next);
+        assert!(gate.rollback_history().is_empty());
+    }
 }
 
 #[test]
