@@ -93,28 +93,32 @@ fn stored_rollout(path: &str) -> (i64, Option<String>) {
 fn the_stored_rollout_changes_when_a_rollout_starts_whichever_gate_writes() {
     let dir = Scratch::new("rollout-number");
     let path = dir.file("gate.db");
-    let rollout = |version: i64, started: i64| {
+    // The version of the write that stored it, of the one that started it, and the rollout's
+    // first stage at its split and salt.
+    let rollout = |version: i64, started: i64, split_from: i64| {
         (
             version,
-            Some(format!(r#"{{"version":{version},"started":{started}}}"#)),
+            Some(format!(
+                r#"{{"version":{version},"started":{started},"split_from":{split_from}}}"#
+            )),
         )
     };
     let a = open(&path);
     assert_eq!(
         stored_rollout(&path),
-        rollout(1, 1),
+        rollout(1, 1, 1),
         "the first write starts one"
     );
     a.rollback("bad deploy").unwrap();
-    assert_eq!(stored_rollout(&path), rollout(2, 1));
+    assert_eq!(stored_rollout(&path), rollout(2, 1, 2));
     let b = open(&path);
-    b.enable_feature("next").unwrap(); // in Production
-    assert_eq!(stored_rollout(&path), rollout(3, 1));
+    b.enable_feature("next").unwrap(); // in Production: no stage
+    assert_eq!(stored_rollout(&path), rollout(3, 1, 2));
     b.promote(Environment::Canary {
         traffic_percent: 1.0,
     })
     .unwrap();
-    assert_eq!(stored_rollout(&path), rollout(4, 4), "a new rollout");
+    assert_eq!(stored_rollout(&path), rollout(4, 4, 3), "a new rollout");
     // The other gate goes on from the rollout it follows.
     eventually("the first gate follows the new rollout", || {
         a.environment()
@@ -122,10 +126,10 @@ fn the_stored_rollout_changes_when_a_rollout_starts_whichever_gate_writes() {
                 traffic_percent: 1.0,
             }
     });
-    a.enable_feature("more").unwrap();
-    assert_eq!(stored_rollout(&path), rollout(5, 4));
+    a.enable_feature("more").unwrap(); // a stage a flag turned on started: the same split
+    assert_eq!(stored_rollout(&path), rollout(5, 4, 3));
     a.rollback("bad again").unwrap();
-    assert_eq!(stored_rollout(&path), rollout(6, 4));
+    assert_eq!(stored_rollout(&path), rollout(6, 4, 5));
 }
 
 #[test]
@@ -1181,6 +1185,48 @@ fn a_swap_behind_a_dropped_rollback_does_not_undo_another_gates_ramp() {
         .unwrap_err();
     assert!(err.to_string().contains("was not made"), "{err}");
     assert_eq!(stored_environment(&dir.file("promote.db")), "Canary{25}");
+}
+
+#[test]
+fn a_waiting_rollback_is_written_over_a_flag_another_gate_swapped_off_and_turned_on_again() {
+    let dir = Scratch::new("pending-swapped-off-on");
+    let path = dir.file("gate.db");
+    let a = open_slow_with(&path, 20);
+    let b = open(&path);
+    a.enable_feature("x").unwrap();
+    eventually("b follows a's flag", || {
+        b.sync_now();
+        b.is_feature_enabled("x")
+    });
+    // a rolls back the release with "x" on while the store is locked: it waits to be written.
+    let lock = WriteLock::take(&path);
+    a.rollback("seen while the store was locked").unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // a's sync thread tried once, and failed
+    drop(lock);
+    // Meanwhile b turns "x" off with a swap (no stage, no event) and on again (a stage): the
+    // same release, in the same rollout, "x" as it was.
+    let mut off = b.config();
+    off.feature_flags.retain(|flag| flag != "x");
+    b.swap_config(off).unwrap();
+    b.enable_feature("x").unwrap();
+    assert_eq!(stored_environment(&path), "Canary{10}");
+    assert!(a.sync_now());
+    eventually("a settles its waiting rollback", || {
+        stored_environment(&path) == "Production" || a.environment() != Environment::Production
+    });
+    assert_eq!(
+        stored_environment(&path),
+        "Production",
+        "written, not dropped"
+    );
+    let reopened = open(&path);
+    assert!(!reopened.is_feature_enabled("x"));
+    let history = reopened.rollback_history();
+    assert_eq!(
+        history.last().map(|event| event.reason.as_str()),
+        Some("seen while the store was locked"),
+        "{history:?}"
+    );
 }
 
 #[test]

@@ -97,8 +97,8 @@ pub(super) struct StoreLink {
     known: Guard,
     /// The config of the `known` state (what a rollback deferred now is decided on).
     known_config: PromotionConfig,
-    /// The rollout of the `known` state ([`StoredRelease::rollout`]; `None`: not known).
-    known_rollout: Option<u64>,
+    /// The rollout of the `known` state ([`StoredRelease::known_rollout`]; `None`: not known).
+    known_rollout: Option<store::StoredRollout>,
     /// The rollback counts of the `known` state.
     counted: RollbackTally,
     pending: Option<Pending>,
@@ -149,7 +149,7 @@ pub(super) fn open(config: &PromotionConfig, opened: SystemTime) -> Result<Optio
                 .map(|(_, event)| event)
                 .collect();
             let known = guard_of(&state.release);
-            let rollout = state.release.rollout();
+            let rollout = state.release.known_rollout();
             let counted = state
                 .rollback_counts(None)
                 .map_err(|why| StoreError::new(store.location(), StoreProblem::NotOurs, why))?;
@@ -175,7 +175,7 @@ pub(super) fn open(config: &PromotionConfig, opened: SystemTime) -> Result<Optio
             None,
         );
         if store.commit(&first)? == Commit::Written {
-            let rollout = first.release.rollout();
+            let rollout = first.release.known_rollout();
             let known = (guard_of(&first.release), config, rollout, first.counts);
             return Ok(Some(Opened {
                 link: StoreLink::new(store, store_config, known, opened),
@@ -201,7 +201,7 @@ impl StoreLink {
         (known, known_config, known_rollout, counted): (
             Guard,
             &PromotionConfig,
-            Option<u64>,
+            Option<store::StoredRollout>,
             RollbackTally,
         ),
         opened: SystemTime,
@@ -294,7 +294,7 @@ impl StoreLink {
                 let now = clock();
                 self.known = guard_of(&write.release);
                 self.known_config = write.release.config.clone();
-                self.known_rollout = write.release.rollout();
+                self.known_rollout = write.release.known_rollout();
                 self.counted = write.counts;
                 self.came_back();
                 Ok(now)
@@ -344,7 +344,7 @@ impl StoreLink {
             event: event.cloned(),
             decided_on: self.known,
             decided_config: self.known_config.clone(),
-            decided_rollout: self.known_rollout,
+            decided_rollout: self.known_rollout.map(|rollout| rollout.started),
             config: config.clone(),
         });
         if let Some(wake) = &self.wake {

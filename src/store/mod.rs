@@ -43,8 +43,8 @@ pub(crate) use contribution::{
     time_to_live,
 };
 pub(crate) use state::{
-    Commit, Guard, NewestFirst, RolloutOn, SCHEMA_VERSION, StoredEvent, StoredRelease, StoredState,
-    StoredWrite,
+    Commit, Guard, NewestFirst, RolloutOn, SCHEMA_VERSION, StoredEvent, StoredRelease,
+    StoredRollout, StoredState, StoredWrite,
 };
 
 /// A state store failed; the gate's in-process state is unchanged by the failed call.

@@ -31,8 +31,8 @@ mod identity;
 /// counts, once each, takes under 1 KiB.
 const MAX_STORED_COUNTS_BYTES: usize = 4096;
 
-/// The most bytes of a release's rollout (JSON) a read takes: two numbers of at most 19
-/// digits take 50.
+/// The most bytes of a release's rollout (JSON) a read takes: three numbers of at most 19
+/// digits take 94.
 const MAX_STORED_ROLLOUT_BYTES: usize = 160;
 
 /// Marks a file as ours in the SQLite header (`PRAGMA application_id`): "PGAT".

@@ -80,13 +80,34 @@ pub(crate) struct StoredRollout {
     /// flag on), so that the same number is the same release, whatever flags or stages came
     /// between.
     pub(crate) started: u64,
+    /// The first stage of the rollout at its split and salt: the stage of the rollout's latest
+    /// write that started a stage otherwise than by turning flags on at the environment and
+    /// salt of the release it was written over (the write that started the rollout, a ramp,
+    /// a swap of the salt, a promotion, a rollback). A stage started by flags turned on keeps
+    /// it, whatever flags were turned off before (by a kill switch or a swap, which stores no
+    /// event), so that a rollback waiting to be written, decided on this stage or a later
+    /// one, tells that every stage since was started by flags turned on: the same release.
+    /// `None` (absent) in a rollout stored before it was; then it stays unknown until such a
+    /// write. Absent then, never `null` ([`never_null`]).
+    #[serde(
+        default,
+        deserialize_with = "never_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) split_from: Option<u64>,
 }
 
 /// What a write's rollout follows from: the stored release it is written over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RolloutOn {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RolloutOn<'a> {
     /// That release's rollout ([`StoredRelease::rollout`]; `None`: not known).
     pub(crate) rollout: Option<u64>,
+    /// The first stage of that rollout at its split and salt ([`StoredRollout::split_from`];
+    /// `None`: not known).
+    pub(crate) split_from: Option<u64>,
+    /// That release's config (`None`: not known), which tells whether the write starts a stage
+    /// by turning flags on at its environment and salt.
+    pub(crate) config: Option<&'a PromotionConfig>,
     /// Whether that release is in Production: a write out of it starts a rollout.
     pub(crate) production: bool,
     /// Whether the write is the next release over it: an operator's `swap_config` that turns
@@ -95,25 +116,29 @@ pub(crate) struct RolloutOn {
     pub(crate) next_release: bool,
 }
 
-impl RolloutOn {
+impl<'a> RolloutOn<'a> {
     /// A release whose rollout is not known, in Canary or Staging: what the tests write on
     /// when they do not say (a store written by a build before the rollout was stored).
     #[cfg(test)]
-    pub(crate) const UNKNOWN: Self = Self {
+    pub(crate) const UNKNOWN: RolloutOn<'static> = RolloutOn {
         rollout: None,
+        split_from: None,
+        config: None,
         production: false,
         next_release: false,
     };
 
-    /// The rollout of `release` and whether it is in Production.
-    pub(crate) fn of(release: &StoredRelease) -> Self {
-        Self::new(release.rollout(), &release.config)
+    /// The rollout of `release` and its config.
+    pub(crate) fn of(release: &'a StoredRelease) -> Self {
+        Self::new(release.known_rollout(), &release.config)
     }
 
-    /// A release of rollout `rollout` with `config`.
-    pub(crate) fn new(rollout: Option<u64>, config: &PromotionConfig) -> Self {
+    /// A release of rollout `rollout` ([`StoredRelease::known_rollout`]) with `config`.
+    pub(crate) fn new(rollout: Option<StoredRollout>, config: &'a PromotionConfig) -> Self {
         Self {
-            rollout,
+            rollout: rollout.map(|rollout| rollout.started),
+            split_from: rollout.and_then(|rollout| rollout.split_from),
+            config: Some(config),
             production: config.environment == Environment::Production,
             next_release: false,
         }
@@ -130,15 +155,44 @@ impl RolloutOn {
         }
     }
 
-    /// The rollout of the write of `version` over it with `config`: that write's own version
-    /// when it starts one (over an empty store, `guard` version 0; out of Production; or the
-    /// next release, [`next_release`](Self::next_release)), else this one's (`None` stays
-    /// `None` until a write starts a rollout).
-    fn next(self, guard: Guard, version: u64, config: &PromotionConfig) -> Option<u64> {
+    /// The rollout of the write of `version` over it at `stage` with `config`: started by that
+    /// write when it starts one (over an empty store, `guard` version 0; out of Production; or
+    /// the next release, [`next_release`](Self::next_release)), else this one (`None` stays
+    /// `None` until a write starts a rollout). Its first stage at its split and salt is the
+    /// write's stage when the write starts a stage otherwise than by turning flags on at the
+    /// environment and salt of the release it is written over, else this one's.
+    fn next(
+        self,
+        guard: Guard,
+        version: u64,
+        stage: u64,
+        config: &PromotionConfig,
+    ) -> Option<StoredRollout> {
         let starts = guard.version == 0
             || self.next_release
             || (self.production && config.environment != Environment::Production);
-        if starts { Some(version) } else { self.rollout }
+        if starts {
+            return Some(StoredRollout {
+                version,
+                started: version,
+                split_from: Some(stage),
+            });
+        }
+        let flags_turned_on = |before: &PromotionConfig| {
+            before.environment == config.environment
+                && before.effective_salt() == config.effective_salt()
+                && crate::release::turns_a_flag_on(before, config)
+        };
+        let split_from = if stage == guard.stage || self.config.is_some_and(flags_turned_on) {
+            self.split_from
+        } else {
+            Some(stage)
+        };
+        self.rollout.map(|started| StoredRollout {
+            version,
+            started,
+            split_from,
+        })
     }
 }
 
@@ -306,6 +360,15 @@ impl StoredRelease {
                 rollout.started, rollout.version
             ));
         }
+        if let Some(split_from) = rollout.split_from
+            && (split_from == 0 || split_from > self.stage)
+        {
+            return Err(format!(
+                "release.rollout.split_from = {split_from}: from 1 to the release's stage {} \
+                 (the first stage of the rollout at its split and salt)",
+                self.stage
+            ));
+        }
         Ok(())
     }
 
@@ -313,9 +376,20 @@ impl StoredRelease {
     /// known: stored by the write that made the release. `None` in a release written before
     /// it was stored, or by such a build since (its rollout is as of an older version).
     pub(crate) fn rollout(&self) -> Option<u64> {
+        self.known_rollout().map(|rollout| rollout.started)
+    }
+
+    /// Its stored rollout when known ([`rollout`](Self::rollout)): as of the release's own
+    /// version.
+    pub(crate) fn known_rollout(&self) -> Option<StoredRollout> {
         self.rollout
             .filter(|rollout| rollout.version == self.version)
-            .map(|rollout| rollout.started)
+    }
+
+    /// The first stage of its rollout at the rollout's split and salt
+    /// ([`StoredRollout::split_from`]), when known.
+    pub(crate) fn split_from(&self) -> Option<u64> {
+        self.known_rollout().and_then(|rollout| rollout.split_from)
     }
 
     /// Its stored rollback counts and the version they are as of, read, or what in them is
@@ -528,9 +602,7 @@ impl StoredWrite {
         event: Option<&RollbackEvent>,
     ) -> Self {
         let version = guard.version + 1;
-        let rollout = on
-            .next(guard, version, config)
-            .map(|started| StoredRollout { version, started });
+        let rollout = on.next(guard, version, stage, config);
         let mut config = config.clone();
         config.store = None;
         let history_bound = config.max_rollback_history;
@@ -1004,5 +1076,74 @@ mod tests {
                 .checked(&started.config.gate.clone())
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_rollouts_first_stage_at_its_split_moves_only_with_a_stage_flags_did_not_start() {
+        let config = |environment: Environment, flags: &[&str]| PromotionConfig {
+            environment,
+            feature_flags: flags.iter().map(|f| f.to_string()).collect(),
+            ..Default::default()
+        };
+        let on_top =
+            |on: &StoredRelease, rollout: RolloutOn, stage: u64, config: &PromotionConfig| {
+                let guard = Guard {
+                    version: on.version,
+                    stage: on.stage,
+                };
+                StoredWrite::new(guard, rollout, &Default::default(), stage, config, None).release
+            };
+        let write = |on: &StoredRelease, stage: u64, config: &PromotionConfig| {
+            on_top(on, RolloutOn::of(on), stage, config)
+        };
+        let first = StoredWrite::new(
+            Guard::EMPTY,
+            RolloutOn::UNKNOWN,
+            &Default::default(),
+            1,
+            &config(canary(10.0), &["a"]),
+            None,
+        )
+        .release;
+        assert_eq!(first.split_from(), Some(1), "the rollout's first stage");
+        // A flag turned off (by a swap: no stage, no event) and on again (a stage): kept.
+        let off = write(&first, 1, &config(canary(10.0), &[]));
+        let on = write(&off, 2, &config(canary(10.0), &["a"]));
+        assert_eq!((off.split_from(), on.split_from()), (Some(1), Some(1)));
+        // A ramp (with a flag turned on too), a swap of the salt: moved to their stage.
+        let ramp = write(&on, 3, &config(canary(25.0), &["a", "b"]));
+        assert_eq!(ramp.split_from(), Some(3));
+        let mut salted = config(canary(25.0), &["a", "b", "c"]);
+        salted.salt = Some("reshuffled".into());
+        let salt = write(&ramp, 4, &salted);
+        assert_eq!(salt.split_from(), Some(4));
+        // A stage no flag turned on started (the stored release written again one stage up,
+        // after the store went back): moved.
+        let again = write(&salt, 5, &salted);
+        assert_eq!(again.split_from(), Some(5));
+        // The next release: its own first stage.
+        let mut next = salted.clone();
+        next.feature_flags.push("v2".into());
+        let swapped = on_top(&again, RolloutOn::of(&again).next_release(), 6, &next);
+        assert_eq!(swapped.split_from(), Some(6));
+        // A rollout stored without it: unknown until a stage flags did not start.
+        let mut older = swapped.clone();
+        if let Some(rollout) = older.rollout.as_mut() {
+            rollout.split_from = None;
+        }
+        let mut flagged = next.clone();
+        flagged.feature_flags.push("d".into());
+        let flag = write(&older, 7, &flagged);
+        let rollout = swapped.rollout();
+        assert_eq!((flag.rollout(), flag.split_from()), (rollout, None));
+        let ramp = write(
+            &flag,
+            8,
+            &PromotionConfig {
+                environment: canary(50.0),
+                ..flagged
+            },
+        );
+        assert_eq!((ramp.rollout(), ramp.split_from()), (rollout, Some(8)));
     }
 }

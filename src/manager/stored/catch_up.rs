@@ -465,7 +465,7 @@ impl Shared {
             }
             link.known = stored_guard;
             link.known_config = update.release.config.clone();
-            link.known_rollout = update.release.rollout();
+            link.known_rollout = update.release.known_rollout();
             link.counted = update.counts.clone();
         }
         // The newest release rollback among the events, for the change feed (the events
@@ -961,9 +961,20 @@ mod tests {
     /// The writes `steps` make, in order, on the state decided on (stored in `store`), from
     /// its config with release flags `flags`.
     fn steps_on(store: &dyn StateStore, flags: &[&str], steps: &[Step]) -> Vec<StoredWrite> {
+        steps_keeping(store, flags, steps, 100)
+    }
+
+    /// [`steps_on`], each write keeping at most `history` events.
+    fn steps_keeping(
+        store: &dyn StateStore,
+        flags: &[&str],
+        steps: &[Step],
+        history: usize,
+    ) -> Vec<StoredWrite> {
         let mut on = decided(store);
         let mut config = on.config.clone();
         config.feature_flags = flags.iter().map(|f| f.to_string()).collect();
+        config.max_rollback_history = history;
         let mut writes = Vec::new();
         for step in steps {
             let (stage, mut event) = (on.stage, None);
@@ -1004,21 +1015,25 @@ mod tests {
 
     #[test]
     fn a_waiting_rollback_is_written_over_flags_turned_on_again_after_a_kill_switch() {
-        use Step::{Kill, On};
+        use Step::{Kill, On, SwappedOff};
         // Decided on a Canary{10} with those release flags; another process's writes since, in
-        // the same rollout, at the same salt and split: each stage a flag turned on (as the
-        // kill switches' events tell), the same release, written over.
-        for (flags, steps) in [
-            (&["a"][..], &[On("b"), Kill("a"), On("a")][..]),
-            (&[], &[On("x"), Kill("x"), On("y")]),
-            (&[], &[On("x"), Kill("x"), On("x")]),
-            (&["x"], &[Kill("x"), On("x")]),
-            (&[], &[On("x"), Kill("x"), On("x"), Kill("x"), On("x")]),
+        // the same rollout, at the same salt and split: each stage a flag turned on, the same
+        // release, written over. Whatever turned a flag off before (a kill switch, or a swap,
+        // which stores no event), and whatever events the history kept (here 1, or 100).
+        for (flags, steps, history) in [
+            (&["a"][..], &[On("b"), Kill("a"), On("a")][..], 100),
+            (&[], &[On("x"), Kill("x"), On("y")], 100),
+            (&[], &[On("x"), Kill("x"), On("x")], 100),
+            (&["x"], &[Kill("x"), On("x")], 100),
+            (&[], &[On("x"), Kill("x"), On("x"), Kill("x"), On("x")], 100),
+            (&["x"], &[SwappedOff("x"), On("x")], 100),
+            (&["a"], &[On("b"), SwappedOff("a"), On("a")], 100),
+            (&[], &[On("x"), Kill("x"), On("x"), Kill("x"), On("x")], 1),
         ] {
             let dir = crate::store::scratch::Scratch::new("pending-flag-on-again");
             let (store, mut pending, local) = a_rollback_waiting_on(&dir);
             pending.decided_config.feature_flags = flags.iter().map(|f| f.to_string()).collect();
-            let writes = steps_on(store.as_ref(), flags, steps);
+            let writes = steps_keeping(store.as_ref(), flags, steps, history);
             let last = writes.last().unwrap().release.clone();
             assert_eq!(last.rollout(), Some(1), "the same rollout");
             let stored = written_over_all(store.as_ref(), &pending, &local, &writes);
@@ -1036,10 +1051,11 @@ mod tests {
                 &[][..],
                 &[On("x"), Kill("x"), Ramp(25.0), Ramp(10.0), On("y")][..],
             ),
-            // "a" turned off by a swap, which stores no event: the count cannot tell that "a"
-            // was turned on again from a ramp and back (it errs toward dropping the rollback;
-            // the next stage's judge goes on).
-            (&["a"], &[On("b"), SwappedOff("a"), On("a")]),
+            // The same with a flag turned off by a swap (no event) before.
+            (
+                &["a"],
+                &[On("b"), SwappedOff("a"), Ramp(25.0), Ramp(10.0), On("a")],
+            ),
         ] {
             let dir = crate::store::scratch::Scratch::new("pending-stage-left");
             let (store, mut pending, local) = a_rollback_waiting_on(&dir);

@@ -226,24 +226,37 @@ impl Pending {
     }
 
     /// Whether `state`'s release is the config decided on with flags turned on, of the same
-    /// release: the same salt, the same environment (and split, in Canary or Staging), a flag
-    /// turned on since, the same rollout when both sides' are known
-    /// ([`same_rollout`](Self::same_rollout): a promotion to Production and the next rollout
-    /// started at the same split between, or the operator's swap of the next release, make it
-    /// another release, however many flags were turned on meanwhile), and no more stages since
-    /// the one decided on than times a flag was turned on ([`turned_on_since`](Self::turned_on_since)),
-    /// as every write that turns flags on starts exactly one stage: any other stage between (a
-    /// ramp and back) left the stage decided on, which is not rolled back again. Flags turned
-    /// off since (a kill switch, release or graduated) keep the release, as they keep its
-    /// stage; a swap in Canary that renames a graduated flag turns one on, and keeps the
-    /// release. Without a rollout known on either side (a state written by a build before the
-    /// rollout was stored), the count is of the flags on in `state` and off in the config
-    /// decided on alone, which errs toward dropping the rollback (the next stage's judge goes
-    /// on) when a flag was turned off and on again between, and also takes flags turned on in
+    /// release: the same salt, the same environment (and split, in Canary or Staging), the
+    /// same rollout when both sides' are known ([`same_rollout`](Self::same_rollout): a
+    /// promotion to Production and the next rollout started at the same split between, or the
+    /// operator's swap of the next release, make it another release, however many flags were
+    /// turned on meanwhile), and every stage since the one decided on started by flags turned
+    /// on: any other stage between (a ramp and back) left the stage decided on, which is not
+    /// rolled back again. Flags turned off since (a kill switch or a swap, release or
+    /// graduated) keep the release, as they keep its stage; a swap in Canary that renames a
+    /// graduated flag turns one on, and keeps the release.
+    ///
+    /// The stored rollout says it when it knows its first stage at its split and salt
+    /// ([`StoredRelease::split_from`](store::StoredRelease::split_from)): at or before the
+    /// stage decided on. Otherwise (a rollout stored without it) a flag turned on since, and no more stages since than
+    /// times a flag was turned on ([`turned_on_since`](Self::turned_on_since)), as every write
+    /// that turns flags on starts exactly one stage. Without a rollout known on either side (a
+    /// state written by a build before the rollout was stored), that count is of the flags on
+    /// in `state` and off in the config decided on alone; either count errs toward dropping
+    /// the rollback (the next stage's judge goes on) when a flag was turned off and on again
+    /// between without its event kept, and the latter also takes flags turned on in
     /// Production before the next rollout at the same split for the same release.
     fn flags_turned_on_in(&self, state: &store::StoredState) -> bool {
         let (decided, stored) = (&self.decided_config, &state.release);
         let config = &stored.config;
+        let same_rollout = self.same_rollout(stored) == Some(true);
+        if let Some(split_from) = stored.split_from().filter(|_| same_rollout) {
+            return decided.salt == config.salt
+                && decided.environment == config.environment
+                && config.environment != Environment::Production
+                && stored.stage > self.decided_on.stage
+                && split_from <= self.decided_on.stage;
+        }
         let stages_since = stored.stage.saturating_sub(self.decided_on.stage);
         let turned_on = self.turned_on_since(state);
         decided.salt == config.salt
@@ -260,7 +273,9 @@ impl Pending {
     /// each flag turned off since by a kill switch (`disable_feature`, a `flag` event of the
     /// stored history) was turned on once more for each time it was turned off, less once if it
     /// is off in `state`, more once if it was on when decided on. (A flag turned off by a
-    /// swap records no event and counts less: the count errs toward dropping the rollback.)
+    /// swap records no event, and a history trimmed to its bound keeps fewer: the count errs
+    /// toward dropping the rollback. It is asked only of a rollout stored without its first
+    /// stage at its split, [`StoredRelease::split_from`](store::StoredRelease::split_from).)
     /// In a rollout that left Production no more, every one of those turned a flag on in
     /// Canary or Staging, which starts a stage.
     fn turned_on_since(&self, state: &store::StoredState) -> usize {

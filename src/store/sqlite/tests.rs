@@ -880,6 +880,18 @@ fn a_stored_rollout_is_read_checked_naming_the_field_and_the_value() {
             r#"{"version":1}"#.to_string(),
             "not a rollout (missing field `started`",
         ),
+        (
+            r#"{"version":1,"started":1,"split_from":0}"#.to_string(),
+            "release.rollout.split_from = 0: from 1 to the release's stage 1",
+        ),
+        (
+            r#"{"version":1,"started":1,"split_from":2}"#.to_string(),
+            "release.rollout.split_from = 2: from 1 to the release's stage 1",
+        ),
+        (
+            r#"{"version":1,"started":1,"split_from":null}"#.to_string(),
+            "not a rollout (split_from: null: not one this build writes",
+        ),
         ("x".to_string(), r#"release.rollout = "x": not a rollout"#),
         (
             long,
@@ -898,7 +910,7 @@ fn a_stored_rollout_is_read_checked_naming_the_field_and_the_value() {
     assert!(err.to_string().contains("release.rollout = x'00'"), "{err}");
     // Mended by hand, it is read again.
     hand.execute(
-        r#"UPDATE release SET rollout = '{"version":1,"started":1}'"#,
+        r#"UPDATE release SET rollout = '{"version":1,"started":1,"split_from":1}'"#,
         [],
     )
     .unwrap();
@@ -916,7 +928,7 @@ fn a_file_made_before_the_rollout_gets_its_column_and_an_older_builds_write_tell
     );
     // A write of this build that starts no rollout knows none either; one out of Production
     // starts one, numbered by its version.
-    let on = |state: &StoredState| {
+    fn on(state: &StoredState) -> (Guard, crate::store::RolloutOn<'_>) {
         (
             Guard {
                 version: state.release.version,
@@ -924,7 +936,7 @@ fn a_file_made_before_the_rollout_gets_its_column_and_an_older_builds_write_tell
             },
             crate::store::RolloutOn::of(&state.release),
         )
-    };
+    }
     let (guard, rollout) = on(&state);
     let rolled_back = config(Environment::Production);
     let write = StoredWrite::new(guard, rollout, &Default::default(), 2, &rolled_back, None);
