@@ -55,6 +55,11 @@ fn unsigned_zero<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::
     serializer.serialize_f64(value + 0.0)
 }
 
+/// The canary's share as every refusal names it: its path in a JSON or TOML document
+/// (`{"environment": {"canary": {"traffic_percent": P}}}`), whether the value is out of range
+/// or of the wrong type.
+const TRAFFIC_PERCENT_FIELD: &str = "environment.canary.traffic_percent";
+
 impl Environment {
     /// The environment with a share of −0 (which validation takes, as it equals 0) made 0: what
     /// the gate holds, so that its decisions, reads and documents never carry −0.
@@ -106,7 +111,8 @@ impl Environment {
     /// that rounds to every bucket would route everybody while its reason says less than 100 %).
     ///
     /// # Errors
-    /// [`ConfigError`] naming `environment.traffic_percent` and the refused value.
+    /// [`ConfigError`] naming `environment.canary.traffic_percent` (the share's path in a JSON
+    /// or TOML document, as a share of the wrong type is named) and the refused value.
     ///
     /// # Example
     /// ```
@@ -125,7 +131,7 @@ impl Environment {
         };
         if !traffic_percent.is_finite() || !(0.0..=100.0).contains(&traffic_percent) {
             return Err(ConfigError::new(
-                "environment.traffic_percent",
+                TRAFFIC_PERCENT_FIELD,
                 traffic_percent,
                 "a finite percentage from 0 to 100",
             ));
@@ -133,7 +139,7 @@ impl Environment {
         let threshold = crate::bucket::threshold_for_percent(traffic_percent);
         if traffic_percent < 100.0 && threshold == crate::bucket::BUCKETS {
             return Err(ConfigError::new(
-                "environment.traffic_percent",
+                TRAFFIC_PERCENT_FIELD,
                 traffic_percent,
                 format!(
                     "100, or a percentage that leaves at least one bucket to the stable version: the routing resolution is {TRAFFIC_PERCENT_RESOLUTION} % (1 bucket in {}), so at least half of it below 100",
@@ -143,7 +149,7 @@ impl Environment {
         }
         if traffic_percent > 0.0 && threshold == 0 {
             return Err(ConfigError::new(
-                "environment.traffic_percent",
+                TRAFFIC_PERCENT_FIELD,
                 traffic_percent,
                 format!(
                     "0, or a percentage that routes at least one bucket: the routing resolution is {TRAFFIC_PERCENT_RESOLUTION} % (1 bucket in {}), so at least half of it",
@@ -648,7 +654,7 @@ mod tests {
         ] {
             assert_eq!(threshold_for_percent(percent), BUCKETS, "{percent}");
             let err = canary(percent).validate().unwrap_err();
-            assert_eq!(err.field(), "environment.traffic_percent");
+            assert_eq!(err.field(), "environment.canary.traffic_percent");
             assert_eq!(err.value(), crate::error::shown_number(percent));
             assert!(
                 err.expected().contains("one bucket to the stable version"),
@@ -658,7 +664,7 @@ mod tests {
                 format!(r#"{{"environment": {{"canary": {{"traffic_percent": {percent}}}}}}}"#);
             let err = PromotionConfig::from_json(&json).unwrap_err().to_string();
             assert!(
-                err.starts_with("invalid environment.traffic_percent = "),
+                err.starts_with("invalid environment.canary.traffic_percent = "),
                 "{err}"
             );
         }
@@ -832,7 +838,7 @@ mod tests {
                     },
                     ..Default::default()
                 },
-                "environment.traffic_percent",
+                "environment.canary.traffic_percent",
                 "-1",
             ),
             (
@@ -842,7 +848,7 @@ mod tests {
                     },
                     ..Default::default()
                 },
-                "environment.traffic_percent",
+                "environment.canary.traffic_percent",
                 "inf",
             ),
             (
@@ -1001,6 +1007,30 @@ mod tests {
         );
         let err = PromotionConfig::from_json("[]").unwrap_err();
         assert!(err.to_string().contains("not an array"), "{err}");
+    }
+
+    #[test]
+    fn the_canary_share_is_named_by_its_path_in_the_document_whatever_is_wrong_with_it() {
+        // A share out of range named `environment.traffic_percent` while a share of the
+        // wrong type named `environment.canary.traffic_percent`: one field, two names.
+        let field = "environment.canary.traffic_percent";
+        let message = |written: &str| {
+            let json =
+                format!(r#"{{"environment": {{"canary": {{"traffic_percent": {written}}}}}}}"#);
+            PromotionConfig::from_json(&json).unwrap_err().to_string()
+        };
+        assert_eq!(
+            message("150"),
+            format!("invalid {field} = 150: a finite percentage from 0 to 100")
+        );
+        assert!(message(r#""x""#).contains(&format!("{field}: invalid type")));
+        assert!(message("1e-9").starts_with(&format!("invalid {field} = 0.000000001: 0, or")));
+        let err = Environment::Canary {
+            traffic_percent: 150.0,
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.field(), field);
     }
 
     #[test]

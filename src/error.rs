@@ -20,7 +20,7 @@ use thiserror::Error as ThisError;
 ///     ..Default::default()
 /// };
 /// let err = config.validate().unwrap_err();
-/// assert_eq!(err.field(), "environment.traffic_percent");
+/// assert_eq!(err.field(), "environment.canary.traffic_percent");
 /// assert!(err.to_string().contains("120"));
 /// ```
 #[derive(Debug, Clone, PartialEq, ThisError)]
@@ -48,7 +48,7 @@ impl ConfigError {
         }
     }
 
-    /// The dotted path of the refused field, e.g. `environment.traffic_percent`.
+    /// The dotted path of the refused field, e.g. `environment.canary.traffic_percent`.
     ///
     /// # Example
     /// ```

@@ -177,7 +177,7 @@ fn a_percentage_below_the_resolution_is_refused_naming_field_value_and_resolutio
         let Err(Error::Config(err)) = gate.swap_config(config) else {
             panic!("{tiny} % routes nobody and must be refused");
         };
-        assert_eq!(err.field(), "environment.traffic_percent");
+        assert_eq!(err.field(), "environment.canary.traffic_percent");
         // The value reads back as the refused number (a long one in scientific notation).
         assert_eq!(err.value().parse::<f64>().unwrap(), tiny, "{err}");
         assert!(err.expected().contains("0.00001"), "{err}");

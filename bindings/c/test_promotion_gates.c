@@ -714,7 +714,7 @@ static void test_gate_new(void) {
         {"{not json", NULL, PGATE_STATUS_INVALID_JSON, "config"},
         {"{\"slo_treshold\": 0.9}", NULL, PGATE_STATUS_INVALID_JSON, "slo_treshold"},
         {"{\"environment\": {\"canary\": {\"traffic_percent\": 150}}}", NULL,
-         PGATE_STATUS_INVALID_CONFIG, "environment.traffic_percent"},
+         PGATE_STATUS_INVALID_CONFIG, "environment.canary.traffic_percent"},
         {"{\"feature_flags\": [\"a b\"]}", NULL, PGATE_STATUS_INVALID_CONFIG, "feature_flags[0]"},
         {"{\"slo_threshold\": 1.5}", NULL, PGATE_STATUS_INVALID_CONFIG, "slo_threshold"},
         {NULL, "{\"min_sample\": 5}", PGATE_STATUS_INVALID_JSON, "min_sample"},
@@ -786,7 +786,7 @@ static void test_config(void) {
         {"{\"rollback_window_seconds\": 0}", PGATE_STATUS_INVALID_CONFIG,
          "rollback_window_seconds"},
         {"{\"environment\": {\"canary\": {\"traffic_percent\": -1}}}", PGATE_STATUS_INVALID_CONFIG,
-         "environment.traffic_percent"},
+         "environment.canary.traffic_percent"},
         {"{\"feature_flags\": [\"a\", \"a\"]}", PGATE_STATUS_INVALID_CONFIG, "feature_flags[1]"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1036,7 +1036,7 @@ static void test_promote(void) {
     for (size_t i = 0; i < sizeof bad_percent / sizeof bad_percent[0]; i++) {
         CHECK_STATUS(PGATE_STATUS_INVALID_CONFIG,
                      pgate_promote(gate, PGATE_ENVIRONMENT_CANARY, bad_percent[i], &err));
-        CHECK_ERROR(err, PGATE_STATUS_INVALID_CONFIG, "environment.traffic_percent");
+        CHECK_ERROR(err, PGATE_STATUS_INVALID_CONFIG, "environment.canary.traffic_percent");
     }
     CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT, pgate_promote(gate, 3, 1.0, &err));
     CHECK_ERROR(err, PGATE_STATUS_INVALID_ARGUMENT, "invalid environment = 3");
@@ -1134,7 +1134,7 @@ static void test_promote_from(void) {
     CHECK_ERROR(err, PGATE_STATUS_INSUFFICIENT_DATA, "canary samples");
     CHECK_STATUS(PGATE_STATUS_INVALID_CONFIG,
                  pgate_promote_from(gate, stage, PGATE_ENVIRONMENT_CANARY, NAN, &err));
-    CHECK_ERROR(err, PGATE_STATUS_INVALID_CONFIG, "environment.traffic_percent");
+    CHECK_ERROR(err, PGATE_STATUS_INVALID_CONFIG, "environment.canary.traffic_percent");
     CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT, pgate_promote_from(gate, stage, 3, 1.0, &err));
     CHECK_ERROR(err, PGATE_STATUS_INVALID_ARGUMENT, "invalid environment = 3");
     d = route(gate, "x");

@@ -78,7 +78,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 	if c.Environment == Canary {
 		percent = c.TrafficPercent
 	}
-	if err := finite(namedFloat{"environment.traffic_percent", percent},
+	if err := finite(namedFloat{"environment.canary.traffic_percent", percent},
 		namedFloat{"slo_threshold", c.SLOThreshold}); err != nil {
 		return nil, err
 	}

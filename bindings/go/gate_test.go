@@ -156,7 +156,7 @@ func TestConstructionErrors(t *testing.T) {
 		{`{not json`, ``, ErrInvalidJSON, "line 1"},
 		{`{"slo_thresold": 0.9}`, ``, ErrInvalidJSON, "slo_thresold"},
 		{`{"slo_threshold": 1.5}`, ``, ErrInvalidConfig, "slo_threshold"},
-		{`{"environment": {"canary": {"traffic_percent": 150}}}`, ``, ErrInvalidConfig, "environment.traffic_percent"},
+		{`{"environment": {"canary": {"traffic_percent": 150}}}`, ``, ErrInvalidConfig, "environment.canary.traffic_percent"},
 		{`{"environment": "nowhere"}`, ``, ErrInvalidJSON, "nowhere"},
 		{`{"feature_flags": ["ok", "has space"]}`, ``, ErrInvalidConfig, "feature_flags[1]"},
 		{`{"max_rollback_history": 0}`, ``, ErrInvalidConfig, "max_rollback_history"},
@@ -188,16 +188,16 @@ func TestConstructionErrors(t *testing.T) {
 // carry, is refused by NewFromConfig (and json.Marshal) naming its JSON field and value.
 func TestNonFiniteFloatsAreNamed(t *testing.T) {
 	fields := map[string]func(*Config, *SLO, float64){
-		"environment.traffic_percent": func(c *Config, _ *SLO, v float64) { c.Environment, c.TrafficPercent = Canary, v },
-		"slo_threshold":               func(c *Config, _ *SLO, v float64) { c.SLOThreshold = v },
-		"max_error_rate":              func(_ *Config, s *SLO, v float64) { s.MaxErrorRate = v },
-		"error_rate_ratio_limit":      func(_ *Config, s *SLO, v float64) { s.ErrorRateRatioLimit = v },
-		"p99_ratio_limit":             func(_ *Config, s *SLO, v float64) { s.P99RatioLimit = v },
-		"significance":                func(_ *Config, s *SLO, v float64) { s.Significance = v },
-		"overwhelming_significance":   func(_ *Config, s *SLO, v float64) { s.OverwhelmingSignificance = v },
-		"error_rate_tolerance":        func(_ *Config, s *SLO, v float64) { s.ErrorRateTolerance = v },
-		"latency_shift_limit":         func(_ *Config, s *SLO, v float64) { s.LatencyShiftLimit = v },
-		"promotion_significance":      func(_ *Config, s *SLO, v float64) { s.PromotionSignificance = v },
+		"environment.canary.traffic_percent": func(c *Config, _ *SLO, v float64) { c.Environment, c.TrafficPercent = Canary, v },
+		"slo_threshold":                      func(c *Config, _ *SLO, v float64) { c.SLOThreshold = v },
+		"max_error_rate":                     func(_ *Config, s *SLO, v float64) { s.MaxErrorRate = v },
+		"error_rate_ratio_limit":             func(_ *Config, s *SLO, v float64) { s.ErrorRateRatioLimit = v },
+		"p99_ratio_limit":                    func(_ *Config, s *SLO, v float64) { s.P99RatioLimit = v },
+		"significance":                       func(_ *Config, s *SLO, v float64) { s.Significance = v },
+		"overwhelming_significance":          func(_ *Config, s *SLO, v float64) { s.OverwhelmingSignificance = v },
+		"error_rate_tolerance":               func(_ *Config, s *SLO, v float64) { s.ErrorRateTolerance = v },
+		"latency_shift_limit":                func(_ *Config, s *SLO, v float64) { s.LatencyShiftLimit = v },
+		"promotion_significance":             func(_ *Config, s *SLO, v float64) { s.PromotionSignificance = v },
 	}
 	for field, set := range fields {
 		for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
@@ -232,7 +232,7 @@ func TestPromotionErrors(t *testing.T) {
 	wantErr(t, g.Promote(Production, 0), ErrAlreadyThere)
 	for _, bad := range []float64{math.NaN(), math.Inf(1), -1, 100.5} {
 		pe := wantErr(t, g.Promote(Canary, bad), ErrInvalidConfig)
-		if !strings.Contains(pe.Message, "environment.traffic_percent") {
+		if !strings.Contains(pe.Message, "environment.canary.traffic_percent") {
 			t.Fatalf("percent %v: message %q should name the field", bad, pe.Message)
 		}
 	}

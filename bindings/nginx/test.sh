@@ -131,7 +131,7 @@ CONF
   fi
   echo "refused: $(grep -F -- "$1" <<<"$out" | head -n 1 | cut -c1-200)"
 }
-expect_refusal 'invalid environment.traffic_percent = 150' 'promotion_gate g bad.json;'
+expect_refusal 'invalid environment.canary.traffic_percent = 150' 'promotion_gate g bad.json;'
 expect_refusal 'state store /nonexistent/dir/g.db' 'promotion_gate g store.json;'
 expect_refusal 'invalid store fleet_judging = true' 'promotion_gate g fleet.json;'
 # no_store <path>: fails unless nginx -t left no store file at <path>

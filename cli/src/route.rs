@@ -797,7 +797,7 @@ mod tests {
                     panic!("{percent}: the CLI gave {cli:?}, not a refusal");
                 };
                 for part in [
-                    format!("environment.traffic_percent = {percent}"),
+                    format!("environment.canary.traffic_percent = {percent}"),
                     format!("{TRAFFIC_PERCENT_RESOLUTION}"),
                 ] {
                     assert!(message.contains(&part), "{percent}: {message}");

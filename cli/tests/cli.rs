@@ -989,7 +989,7 @@ fn a_percentage_below_the_formulas_resolution_gets_the_librarys_verdict() {
     let (code, message) = failure(&["route", "--percent", tiny, "x"]);
     assert_eq!(code, 2);
     assert!(message.contains(&e.to_string()), "{message}");
-    let (route_message, field) = (message, "environment.traffic_percent");
+    let (route_message, field) = (message, "environment.canary.traffic_percent");
     let (code, message) = failure(&["validate", "--kind", "scenario", text(&scenario)]);
     assert_eq!(code, 1);
     // Refused outright, not only as the library does: the field, the value, the resolution.
@@ -1044,7 +1044,7 @@ fn a_bad_flag_exits_2_with_one_line() {
     let (code, message) = failure(&["route", "--percent", "150", "x"]);
     assert_eq!(code, 2);
     assert!(
-        message.contains("environment.traffic_percent = 150"),
+        message.contains("environment.canary.traffic_percent = 150"),
         "{message}"
     );
 }
@@ -1494,7 +1494,7 @@ fn a_flag_value_is_shown_on_one_line_and_short() {
 #[test]
 fn a_percent_that_is_not_finite_is_refused_as_written() {
     // `1e400` and 400 digits overflow to infinity, which the refusal showed as the value
-    // (`invalid environment.traffic_percent = inf`), a text nobody typed.
+    // (`invalid environment.canary.traffic_percent = inf`), a text nobody typed.
     let ones = "1".repeat(400);
     for value in ["1e400", "-1e400", ones.as_str(), "inf", "NaN", "infinity"] {
         let message = bad_flag_starting(

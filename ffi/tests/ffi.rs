@@ -114,7 +114,7 @@ fn bad_input_returns_a_status_and_changes_nothing() {
             pgate_promote(gate, 0, f64::NAN, &mut err),
             pgate_status::InvalidConfig
         );
-        assert!(error_text(err).contains("environment.traffic_percent"));
+        assert!(error_text(err).contains("environment.canary.traffic_percent"));
         assert_eq!(
             pgate_promote(gate, 7, 1.0, &mut err),
             pgate_status::InvalidArgument

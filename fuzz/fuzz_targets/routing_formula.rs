@@ -103,7 +103,7 @@ fuzz_target!(|input: Input| {
                 || (percent < 100.0 && naive_threshold(percent) == BUCKETS))
                 && refusal
                     .message
-                    .starts_with("invalid environment.traffic_percent") =>
+                    .starts_with("invalid environment.canary.traffic_percent") =>
         {
             None
         }

@@ -845,7 +845,7 @@ mod tests {
             (
                 &release,
                 |e| e.environment = canary(120.0),
-                &["history.environment.traffic_percent = 120"],
+                &["history.environment.canary.traffic_percent = 120"],
             ),
         ];
         for (base, change, words) in cases {

@@ -133,7 +133,7 @@ TEST(Errors, Promotions) {
   message = expect_error(PGATE_STATUS_INVALID_CONFIG, [&] {
     gate.promote(Environment::Canary, std::numeric_limits<double>::quiet_NaN());
   });
-  EXPECT_NE(message.find("environment.traffic_percent"), std::string::npos) << message;
+  EXPECT_NE(message.find("environment.canary.traffic_percent"), std::string::npos) << message;
   expect_error(PGATE_STATUS_INVALID_CONFIG, [&] { gate.promote(Environment::Canary, 100.5); });
   message = expect_error(PGATE_STATUS_INVALID_ARGUMENT,
                          [&] { gate.promote(static_cast<Environment>(7)); });
@@ -186,7 +186,7 @@ TEST(Errors, PromoteFromAStageTheGateLeft) {
   message = expect_error(PGATE_STATUS_INVALID_CONFIG, [&] {
     gate.promote_from(stage, Environment::Canary, std::numeric_limits<double>::quiet_NaN());
   });
-  EXPECT_NE(message.find("environment.traffic_percent"), std::string::npos) << message;
+  EXPECT_NE(message.find("environment.canary.traffic_percent"), std::string::npos) << message;
   message = expect_error(PGATE_STATUS_INVALID_ARGUMENT,
                          [&] { gate.promote_from(stage, Environment::Canary); });
   EXPECT_NE(message.find("invalid traffic_percent = none"), std::string::npos) << message;

@@ -31,8 +31,8 @@ HUGE_SHOWN = "1" + "0" * 159 + "...(401 bytes)"
 @pytest.mark.parametrize(
     "config, slo, field",
     [
-        (canary(120.0), None, "environment.traffic_percent"),
-        (canary(-1), None, "environment.traffic_percent"),
+        (canary(120.0), None, "environment.canary.traffic_percent"),
+        (canary(-1), None, "environment.canary.traffic_percent"),
         ({"slo_threshold": 7}, None, "slo_threshold"),
         ({"rollback_window_seconds": 0}, None, "rollback_window_seconds"),
         ({"gate": ""}, None, "gate"),
@@ -109,9 +109,9 @@ def test_promotions_refused_by_the_state_machine() -> None:
         with pytest.raises(pg.AlreadyThereError, match="already in Production") as caught:
             gate.promote(Environment.PRODUCTION)
         assert isinstance(caught.value, pg.InvalidPromotionError)
-        with pytest.raises(pg.InvalidConfigError, match="environment.traffic_percent"):
+        with pytest.raises(pg.InvalidConfigError, match="environment.canary.traffic_percent"):
             gate.promote(Environment.CANARY, float("nan"))
-        with pytest.raises(pg.InvalidConfigError, match="environment.traffic_percent"):
+        with pytest.raises(pg.InvalidConfigError, match="environment.canary.traffic_percent"):
             gate.promote(Environment.CANARY, 100.5)
         with pytest.raises(ValueError):
             gate.promote(7)  # type: ignore[arg-type]  # not an Environment
@@ -175,7 +175,7 @@ def test_promote_from_a_stage_the_gate_left_is_refused() -> None:
         stage = gate.state().stage
         with pytest.raises(pg.InsufficientDataError):
             gate.promote_from(stage, Environment.CANARY, 50.0)
-        with pytest.raises(pg.InvalidConfigError, match="environment.traffic_percent"):
+        with pytest.raises(pg.InvalidConfigError, match="environment.canary.traffic_percent"):
             gate.promote_from(stage, Environment.CANARY, 100.5)
         assert gate.state().stage == stage
 
@@ -562,7 +562,7 @@ def circular() -> dict[str, Any]:
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: Gate(canary(NAN)), f"invalid environment.traffic_percent = nan: {NOT_FINITE}"),
+        (lambda: Gate(canary(NAN)), f"invalid environment.canary.traffic_percent = nan: {NOT_FINITE}"),
         (lambda: Gate(slo={"latency_target_ms": INF}), f"invalid latency_target_ms = inf: {NOT_FINITE}"),
         (lambda: pg.store_location({"store": {"sqlite": {"path": "g.db", "sync_interval_ms": NAN}}}),
          f"invalid store.sqlite.sync_interval_ms = nan: {NOT_FINITE}"),
@@ -577,13 +577,14 @@ def test_a_document_with_nan_or_infinity_names_its_key_path(
 
 
 def test_a_nan_share_is_named_as_the_library_names_150() -> None:
-    """The binding's own NaN check names the canary's share as the library does (it named the
-    key path, environment.canary.traffic_percent)."""
+    """The binding's own NaN check names the canary's share as the library does: its key path,
+    environment.canary.traffic_percent (the library named it environment.traffic_percent, and
+    the binding translated)."""
     with pytest.raises(pg.InvalidConfigError) as library:
         Gate(canary(150.0))
     with pytest.raises(pg.InvalidArgumentError) as binding:
         Gate(canary(NAN))
-    assert library.value.message.startswith("invalid environment.traffic_percent = 150")
+    assert library.value.message.startswith("invalid environment.canary.traffic_percent = 150")
     assert binding.value.message.split(" = ")[0] == library.value.message.split(" = ")[0]
 
 
@@ -792,7 +793,7 @@ SURROGATE_SHOWN = "'ab\\udc80': not UTF-8: a lone surrogate at index 2"
         (lambda g, d: g.record_abandoned(d, waited_ns=1 << 64), f"invalid waited = {1 << 64} ns: {LATENCY_RULE}"),
         # A NaN or an infinity in a dict: json.dumps wrote NaN, which is not JSON, and the
         # library's parse error could not show the value.
-        (lambda g, d: g.swap_config(canary(NAN)), f"invalid environment.traffic_percent = nan: {NOT_FINITE}"),
+        (lambda g, d: g.swap_config(canary(NAN)), f"invalid environment.canary.traffic_percent = nan: {NOT_FINITE}"),
         (lambda g, d: g.swap_config({"overrides": {"canary_ids": ["a", -INF]}}), f"invalid overrides.canary_ids[1] = -inf: {NOT_FINITE}"),
         (lambda g, d: g.swap_slo({"slo_threshold": INF}), f"invalid slo_threshold = inf: {NOT_FINITE}"),
         (lambda g, d: g.swap_config(circular()), "invalid config = {'gate': {...}}: not JSON: Circular reference detected"),

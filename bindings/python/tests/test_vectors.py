@@ -135,9 +135,9 @@ def test_the_library_rounds_where_floor_plus_half_would_not() -> None:
     assert formula.threshold_for_percent(percent) == 0
     # A share that routes no bucket is refused, through promote() and a config alike.
     with Gate() as gate:
-        with pytest.raises(InvalidConfigError, match="environment.traffic_percent"):
+        with pytest.raises(InvalidConfigError, match="environment.canary.traffic_percent"):
             gate.promote(Environment.CANARY, percent)
-    with pytest.raises(InvalidConfigError, match="environment.traffic_percent"):
+    with pytest.raises(InvalidConfigError, match="environment.canary.traffic_percent"):
         Gate(canary(percent))
     for p in (0.000005, 0.000035, 12.345678, 0.00001):
         # promote() hands the library the exact double (a config's JSON may not: see below).

@@ -202,9 +202,9 @@ def document(value: object, what: str) -> bytes:
     """A config given as a mapping (dumped to JSON), a JSON string or JSON bytes, else raises.
 
     A mapping holding a NaN or an infinity is refused naming the field as the library names
-    it (its key path, but ``environment.traffic_percent`` for the canary's share, as for 150)
-    and the value (``invalid environment.traffic_percent = nan: …``): ``json.dumps`` would
-    write ``NaN``, which is not JSON, and the library's parse error could not show the value.
+    it, its key path, and the value (``invalid environment.canary.traffic_percent = nan: …``):
+    ``json.dumps`` would write ``NaN``, which is not JSON, and the library's parse error could
+    not show the value.
     """
     if type(value) is bytes:
         return value
@@ -233,9 +233,7 @@ def document(value: object, what: str) -> bytes:
                 found = None
             if found is not None:
                 path, number = found
-                raise refused(
-                    _LIBRARY_FIELD.get(path, path), number, f"not finite: {_NO_NAN}"
-                ) from None
+                raise refused(path, number, f"not finite: {_NO_NAN}") from None
             raise refused(what, value, f"not JSON: {error}") from None
         except Exception as error:  # an inner mapping's own code raised
             raise refused(
@@ -246,12 +244,6 @@ def document(value: object, what: str) -> bytes:
 
 #: Why a NaN or an infinity in a document is refused.
 _NO_NAN = "JSON has no NaN or infinity"
-
-#: The key paths the library names otherwise when it refuses their value: the canary's
-#: share is ``environment.traffic_percent`` in its errors (``= 150``), whichever environment
-#: holds it.
-_LIBRARY_FIELD = {"environment.canary.traffic_percent": "environment.traffic_percent"}
-
 
 def _not_finite(value: object, path: str, within: frozenset[int]) -> tuple[str, float] | None:
     """The key path (``a.b[2].c``) and value of the first NaN or infinity in a document to be

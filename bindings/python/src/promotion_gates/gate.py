@@ -371,7 +371,7 @@ class Gate:
         InvalidConfigError: a value was refused; the message names the field and value.
         InvalidArgumentError: a document is not a dict, str or bytes, a dict holds a value
             JSON has no form for (a NaN or an infinity is named by its field, as the library
-            names it, e.g. ``invalid environment.traffic_percent = nan``), or a str is not
+            names it, e.g. ``invalid environment.canary.traffic_percent = nan``), or a str is not
             UTF-8 (a lone surrogate).
 
     Use it as a context manager, or call :meth:`close`. See the module docs for the
