@@ -70,7 +70,9 @@ impl Overrides {
     /// Checks the section: header and cookie names are 1 to
     /// [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) bytes of an HTTP token (RFC 9110 `tchar`:
     /// ASCII letters, digits and ``!#$%&'*+-.^_`|~``, as RFC 6265's cookie names), and the
-    /// header is not `Cookie` nor `Set-Cookie`; each id is 1 to `MAX_NAME_BYTES` bytes without
+    /// header is not `Cookie`, `Set-Cookie`, `Host`, a hop-by-hop header (`Connection`,
+    /// `Keep-Alive`, `Proxy-Connection`, `TE`, `Upgrade`) nor one that frames the body
+    /// (`Content-Length`, `Transfer-Encoding`, `Trailer`), ASCII case ignored; each id is 1 to `MAX_NAME_BYTES` bytes without
     /// control, format or invisible characters (Unicode's default-ignorable code points, U+2800)
     /// nor whitespace at either end; at most
     /// [`MAX_OVERRIDE_IDS`](crate::MAX_OVERRIDE_IDS) ids in both lists together; no id in both
@@ -164,8 +166,26 @@ fn id_problem(id: &str) -> Option<&'static str> {
 /// response header.
 const COOKIE_HEADERS: [&str; 2] = ["Cookie", "Set-Cookie"];
 
+/// Hop-by-hop header names (RFC 9110 section 7.6.1, and the two older ones still sent): they
+/// describe one connection, so a proxy in front of the host removes them before it forwards
+/// the request, and an HTTP/2 or HTTP/3 request may not carry them (RFC 9113 section 8.2.2):
+/// whether a host sees the forcing value would depend on the path the request took.
+const HOP_BY_HOP_HEADERS: [&str; 5] = [
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Connection",
+    "TE",
+    "Upgrade",
+];
+
+/// Header names that frame the message body: Go's `net/http` removes `Transfer-Encoding` and
+/// `Trailer` from the headers a handler reads while nginx keeps them, and a request whose
+/// `Content-Length` or `Transfer-Encoding` is `canary` or `stable` is refused by both hosts
+/// (400, 501) before any routing.
+const FRAMING_HEADERS: [&str; 3] = ["Content-Length", "Transfer-Encoding", "Trailer"];
+
 /// Checks `overrides.header`: a header name a request can carry (an RFC 9110 token, not
-/// `Cookie` nor `Set-Cookie`, not `Host`).
+/// `Cookie` nor `Set-Cookie`, not `Host`, no hop-by-hop header nor one that frames the body).
 fn check_header_name(header: &str) -> Result<(), ConfigError> {
     check_token("overrides.header", header, "a header name (RFC 9110)")?;
     if COOKIE_HEADERS
@@ -189,6 +209,26 @@ fn check_header_name(header: &str) -> Result<(), ConfigError> {
             "a header that carries the forcing value alone: Host holds the request's \
              authority, which each host reads its own way (the request line's host or the \
              Host line), and an HTTP/2 request has no Host line",
+        ));
+    }
+    let named = |names: &[&str]| names.iter().any(|name| name.eq_ignore_ascii_case(header));
+    if named(&HOP_BY_HOP_HEADERS) {
+        return Err(ConfigError::new(
+            "overrides.header",
+            quoted(header),
+            "a header that reaches the host as the client sent it: a hop-by-hop header \
+             (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade) is removed by a proxy in \
+             front of the host and may not be sent over HTTP/2",
+        ));
+    }
+    if named(&FRAMING_HEADERS) {
+        return Err(ConfigError::new(
+            "overrides.header",
+            quoted(header),
+            "a header that carries the forcing value alone: Content-Length, Transfer-Encoding \
+             and Trailer frame the message body (Go's net/http removes Transfer-Encoding and \
+             Trailer from a request's headers, nginx keeps them, and both refuse a request \
+             whose Content-Length or Transfer-Encoding is canary or stable)",
         ));
     }
     Ok(())
@@ -717,6 +757,43 @@ mod tests {
         cookie("Cookie").validate().unwrap();
         header("Cookie-Version").validate().unwrap();
         header("X-Forwarded-Host").validate().unwrap();
+    }
+
+    #[test]
+    fn hop_by_hop_and_framing_headers_are_refused_naming_why() {
+        let header = |name: &str| Overrides {
+            header: Some(name.into()),
+            ..Default::default()
+        };
+        for (name, why) in [
+            ("Connection", "hop-by-hop"),
+            ("keep-alive", "hop-by-hop"),
+            ("Proxy-Connection", "hop-by-hop"),
+            ("te", "hop-by-hop"),
+            ("UPGRADE", "hop-by-hop"),
+            ("Transfer-Encoding", "message body"),
+            ("trailer", "message body"),
+            ("Content-Length", "message body"),
+        ] {
+            let err = header(name).validate().unwrap_err();
+            assert_eq!(err.field(), "overrides.header");
+            assert_eq!(err.value(), quoted(name));
+            assert!(err.expected().contains(why), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid overrides.header = \"{name}\": ")),
+                "{err}"
+            );
+        }
+        // Names that only start or end like one are taken.
+        for name in [
+            "X-Connection",
+            "Upgrade-Insecure-Requests",
+            "TE-X",
+            "Content-Length2",
+        ] {
+            header(name).validate().unwrap();
+        }
     }
 
     #[test]
