@@ -223,8 +223,8 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
                 return Err(refuse(format!(
                     "invalid TOML document = {items} values, keys and tables: at most \
                      {MAX_TOML_ITEMS} (MAX_TOML_ITEMS, counted by the `=`, `,`, `[`, `{{` and `.` \
-                     that can start one), as the TOML reader takes hundreds of bytes for each; \
-                     write a longer document as JSON"
+                     outside strings and comments that can start one), as the TOML reader takes \
+                     hundreds of bytes for each; write a longer document as JSON"
                 )));
             }
             let document = toml::de::DeTable::parse(text).map_err(|e| toml_error(None, &e))?;
@@ -377,15 +377,76 @@ fn json_message(e: &serde_json::Error) -> String {
 }
 
 /// At least the number of values, keys and tables in the TOML `text`, counted without parsing
-/// it: after the first, each follows a `=` (a key's value), a `,` (the next element of an array
-/// or an inline table), a `[` (a table, an array's first element), a `{` (an inline table's
-/// first key) or a `.` (a dotted key's next part). Those in strings and comments count too,
-/// so the count is never below the parser's.
+/// it, in one pass over its bytes: after the first, each follows a `=` (a key's value), a `,`
+/// (the next element of an array or an inline table), a `[` (a table, an array's first
+/// element), a `{` (an inline table's first key) or a `.` (a dotted key's next part). Those
+/// in strings and comments are skipped as the TOML reader's lexer (toml_parser) skips them: a
+/// string starts at a quote that starts a token (`x"` is one bare word), a basic or literal
+/// string ends at its closing quote or before the end of its line, a multi-line one at its
+/// closing delimiter (and up to two quotes after it) or at the end of the text, and `\` in a
+/// basic string takes a `\` or `"` after it along. So the count is never below the parser's.
 fn toml_items(text: &str) -> usize {
-    1 + text
-        .bytes()
-        .filter(|b| matches!(b, b'=' | b',' | b'[' | b'{' | b'.'))
-        .count()
+    let bytes = text.as_bytes();
+    let find = |from: usize, what: &dyn Fn(u8) -> bool| {
+        bytes
+            .get(from..)
+            .and_then(|rest| rest.iter().position(|&b| what(b)))
+            .map_or(bytes.len(), |at| from + at)
+    };
+    // The end of a string whose body starts at `at`, where `closes` says at which byte it ends (and
+    // how many bytes the closing takes), the escape `\` taking a `\` or `"` along in a basic one.
+    let body_end = |mut at: usize, basic: bool, closes: &dyn Fn(&[u8]) -> Option<usize>| {
+        while at < bytes.len() {
+            let rest = &bytes[at..];
+            if let Some(closing) = closes(rest) {
+                return at + closing;
+            }
+            at += if basic && rest[0] == b'\\' && matches!(rest.get(1), Some(b'\\' | b'"')) {
+                2
+            } else {
+                1
+            };
+        }
+        bytes.len()
+    };
+    // Up to two more quotes after a multi-line string's closing delimiter belong to it.
+    let extra_quotes = |at: usize, quote: u8| {
+        at + bytes[at.min(bytes.len())..]
+            .iter()
+            .take(2)
+            .take_while(|&&b| b == quote)
+            .count()
+    };
+    let mut items = 1;
+    let mut at = 0;
+    while let Some(&b) = bytes.get(at) {
+        at = match b {
+            b'.' | b'=' | b',' | b'[' | b'{' => {
+                items += 1;
+                at + 1
+            }
+            b']' | b'}' | b' ' | b'\t' | b'\r' | b'\n' => at + 1,
+            b'#' => find(at + 1, &|b| b == b'\r' || b == b'\n'),
+            b'"' | b'\'' => {
+                let basic = b == b'"';
+                if bytes[at..].starts_with(&[b; 3]) {
+                    let closes = |rest: &[u8]| rest.starts_with(&[b; 3]).then_some(3);
+                    extra_quotes(body_end(at + 3, basic, &closes), b)
+                } else {
+                    // Before a newline, which the lexer leaves to the next token.
+                    let closes = |rest: &[u8]| match rest[0] {
+                        q if q == b => Some(1),
+                        b'\n' => Some(0),
+                        _ => None,
+                    };
+                    body_end(at + 1, basic, &closes)
+                }
+            }
+            // A bare word (a key, a number, true...) runs to the next of these.
+            _ => find(at + 1, &|b| b".=,[]{} \t#\r\n".contains(&b)),
+        };
+    }
+    items
 }
 
 /// Line and column (from 1) of byte `offset` in `text`.
@@ -976,9 +1037,9 @@ mod tests {
             e,
             format!(
                 "s.toml: invalid TOML document = 100001 values, keys and tables: at most 100000 \
-                 (MAX_TOML_ITEMS, counted by the `=`, `,`, `[`, `{{` and `.` that can start \
-                 one), as the TOML reader takes hundreds of bytes for each; write a longer \
-                 document as JSON"
+                 (MAX_TOML_ITEMS, counted by the `=`, `,`, `[`, `{{` and `.` outside strings \
+                 and comments that can start one), as the TOML reader takes hundreds of bytes \
+                 for each; write a longer document as JSON"
             )
         );
         // Every item is counted: tables, dotted keys, inline tables.
@@ -991,6 +1052,77 @@ mod tests {
             "\"user-1.example\", ".repeat(10_000)
         );
         assert!(toml_items(&ids) < MAX_TOML_ITEMS / 3);
+    }
+
+    proptest::proptest! {
+        /// The count is the lexer's: one, and one for each `=`, `,`, `[`, `{` and `.` token of
+        /// the TOML reader's lexer, whatever the text (closed strings or not, escapes, quotes
+        /// inside a bare word, comments).
+        #[test]
+        fn the_toml_item_count_is_the_lexers(text in r#"[a"'\\.=,\[\]{} #\r\n]{0,40}"#) {
+            use toml_parser::lexer::TokenKind;
+            let lexed = toml_parser::Source::new(&text)
+                .lex()
+                .filter(|token| {
+                    matches!(
+                        token.kind(),
+                        TokenKind::Dot
+                            | TokenKind::Equals
+                            | TokenKind::Comma
+                            | TokenKind::LeftSquareBracket
+                            | TokenKind::LeftCurlyBracket
+                    )
+                })
+                .count();
+            proptest::prop_assert_eq!(toml_items(&text), 1 + lexed, "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn the_toml_item_count_skips_strings_and_comments() {
+        // 10 000 override ids of 10 dots each were 110 000 items, and refused.
+        let ids: Vec<String> = (0..10_000)
+            .map(|i| format!("\"a.b.c.d.e.f.g.h.i.j.{i}\""))
+            .collect();
+        let document = format!("[overrides]\ncanary_ids = [{}]\n", ids.join(", "));
+        assert!(document.len() < 400_000);
+        let config = parse::<PromotionConfig>(Path::new("c.toml"), &document).unwrap();
+        assert_eq!(config.overrides.map(|o| o.canary_ids.len()), Some(10_000));
+        assert_eq!(toml_items(&document), 3 + 10_000);
+
+        // Each form of string and a comment: only the punctuation outside them counts.
+        for (text, items) in [
+            (r#"a = "x.=,[{""#, 2),
+            (r#"a = "x\".=,[{" # .=,[{"#, 2),
+            (r#"a = "x\\".b = 1"#, 4),
+            (r"a = 'x\'.b = 1", 4),
+            ("a = \"\"\"x.\n=,[{\\\"\"\"\"\" # .", 2),
+            ("a = \"\"\"x\\\n.\"\"\".b = 1", 4),
+            ("a = '''x.\n=,[{''''' # '''.", 2),
+            ("a = '''x.''''.b = 1", 4),
+            ("# a.b = [1, 2]\nc = 1", 2),
+            // An atom is not a string's start: the lexer reads `x"` as one bare word.
+            (r#"a = x".b = 1"#, 4),
+            // A string not closed on its line ends there, as the lexer ends it.
+            ("a = \"x.\nb = 1", 3),
+            ("a = 'x.\nb = 1", 3),
+            // One not closed at all runs to the end.
+            ("a = \"\"\"x.\nb = 1", 2),
+        ] {
+            assert_eq!(toml_items(text), items, "{text:?}");
+        }
+
+        // Outside strings, a document past the limit is still refused.
+        let over = format!(
+            "[overrides]\ncanary_ids = [{}]\nx = [{}0]\n",
+            ids.join(", "),
+            "0,".repeat(MAX_TOML_ITEMS - 10_000)
+        );
+        let e = refusal::<PromotionConfig>("c.toml", &over);
+        assert!(
+            e.starts_with("c.toml: invalid TOML document = 100005 values"),
+            "{e}"
+        );
     }
 
     #[test]
