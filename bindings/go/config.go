@@ -312,14 +312,14 @@ type SLO struct {
 	MaxErrorRate             float64       // roll back above this error rate, 0..=1
 	ErrorRateRatioLimit      float64       // roll back above production's error rate x this, >= 1
 	P99RatioLimit            float64       // roll back above production's p99 x this, >= 1
-	P99Budget                time.Duration // roll back above this p99 (< 59768.832 ms); 0 means no budget (null)
+	P99Budget                time.Duration // roll back above this p99 (below the histogram's last bucket, about 60 s); 0 means no budget (null)
 	MinSamples               uint64        // canary samples before an ordinary rule may fire, >= 5
 	Significance             float64       // one-sided level of each rule's test, (0, 0.5); at 0.1 %, one failure in MinSamples must not reach it
 	OverwhelmingSignificance float64       // level that may act before MinSamples, <= Significance
 	EvaluationInterval       time.Duration // least time between automatic evaluations (<= 1 h)
 	ErrorRateTolerance       float64       // absolute tolerance beside ErrorRateRatioLimit, (0, 1]
 	LatencyShiftLimit        float64       // tolerated whole-distribution slowdown (Mann-Whitney), >= 1
-	LatencyTolerance         time.Duration // absolute tolerance beside the latency ratios (< 59768.832 ms)
+	LatencyTolerance         time.Duration // absolute tolerance beside the latency ratios (below the histogram's last bucket)
 	WarmUp                   time.Duration // latency rules skip this first part of a stage (<= 1 h)
 	NoDataAfter              time.Duration // no canary outcome this long: NO_DATA (1 s..=24 h)
 	PromotionSignificance    float64       // level of the promotion's confidence bounds, (0, 0.5)

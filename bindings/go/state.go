@@ -86,9 +86,9 @@ func (g *Gate) SwapSLO(sloJSON string) error {
 // is not a duration in milliseconds (finite, not negative)"). A duration longer than a
 // time.Duration holds (about 9.2e12 ms, far beyond any the library takes) is an
 // ErrInvalidConfig naming the field and the value, as the library's validation refuses it, and
-// so is a p99_budget_ms of 0 ("invalid p99_budget_ms = 0: a latency above 0 and below
-// 59768.832 ms, or null for none ..."): P99Budget's 0 means none, so it would be written back
-// as null. Other values the library reads but refuses (a latency_target_ms of 0) are New's and
+// so is a p99_budget_ms of 0 (the library's refusal, "invalid p99_budget_ms = 0: a latency
+// above 0 and below ..."): P99Budget's 0 means none, so it would be written back as null.
+// Other values the library reads but refuses (a latency_target_ms of 0) are New's and
 // SwapSLO's to refuse.
 // Durations are rounded to the nanosecond as the library rounds them (to the nearest, ties to
 // even). A refused document leaves s as it was.
@@ -155,12 +155,19 @@ func (s *SLO) UnmarshalJSON(data []byte) error {
 }
 
 // noBudgetGivenAsZero refuses a p99_budget_ms given as 0 (or -0) as the library's validation
-// refuses it, in its words: the binding's 0 means no budget, so it would be written back as
-// null, a document the library takes in place of one it refuses.
+// refuses it: the binding's 0 means no budget, so it would be written back as null, a
+// document the library takes in place of one it refuses. The error is the library's own, its
+// refusal of a gate made of the default config and that budget, so its words (and the edge of
+// the histogram it names) are the library's as it is now.
 func noBudgetGivenAsZero() error {
-	return &Error{Status: StatusInvalidConfig, Message: "invalid p99_budget_ms = 0: a latency above 0 and below " +
-		"59768.832 ms, or null for none (the histogram counts every latency from there on, 60 s or more, " +
-		"in its last bucket, so a budget there could never fire)"}
+	g, err := New("", `{"p99_budget_ms": 0}`)
+	if err != nil {
+		return err
+	}
+	// A library that takes a budget of 0: the binding still cannot tell it from none.
+	_ = g.Close()
+	return &Error{Status: StatusInvalidConfig, Message: "invalid p99_budget_ms = 0: a latency above 0, " +
+		"or null for none (the binding's P99Budget of 0 means none)"}
 }
 
 // ReadHealth reads the canary's health over the current window, as MonitorHealth judges it,

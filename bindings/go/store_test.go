@@ -560,6 +560,29 @@ func TestANameGivenEmptyIsRefused(t *testing.T) {
 	ok(t, json.Unmarshal([]byte(`{"salt": null, "overrides": {"header": null, "cookie": null}}`), &cfg))
 }
 
+// TestTheP99BudgetEdgeIsTheLibrarys: no Go source of the binding holds the library's p99 budget
+// edge (the lower edge of its histogram's last bucket, which its refusals name) as a number of
+// its own, so a change of the edge cannot leave the binding saying an old one: its refusal of
+// a budget of 0 is the library's.
+func TestTheP99BudgetEdgeIsTheLibrarys(t *testing.T) {
+	_, err := New("", `{"p99_budget_ms": 1e9}`)
+	pe := wantErr(t, err, ErrInvalidConfig)
+	edge := regexp.MustCompile(`below ([0-9.]+) ms`).FindStringSubmatch(pe.Message)
+	if edge == nil {
+		t.Fatalf("no edge in the library's refusal: %s", pe.Message)
+	}
+	ok(t, filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		text, err := os.ReadFile(path)
+		if err == nil && strings.Contains(string(text), edge[1]) {
+			t.Errorf("%s holds the library's p99 budget edge, %s ms: take it from the library", path, edge[1])
+		}
+		return err
+	}))
+}
+
 // TestAP99BudgetGivenAsZeroIsRefused: a p99_budget_ms given as 0 is refused as the library
 // refuses it (its message and status): P99Budget's 0 means no budget, and an SLO read it as
 // none and wrote it back as null, a document the library takes in place of one it refuses.
