@@ -386,3 +386,43 @@ def test_a_watcher_that_ended_lets_its_gate_drop_the_callback() -> None:
         assert len(gate._watchers) == 1
         watcher.stop()
         assert gate._watchers == []
+
+
+def watcher_threads() -> int:
+    return sum(t.name == "promotion-gates-changes" for t in threading.enumerate())
+
+
+def test_close_stops_a_watcher_at_once_not_after_its_interval() -> None:
+    """Its thread slept out the wait under way (up to its interval, an hour if asked) after the
+    gate was closed."""
+    gate = Gate()
+    watcher = gate.on_change(lambda change: None, interval=60)
+    gate.close()
+    watcher._thread.join(2)
+    assert not watcher.running
+    assert gate._watchers == []
+
+
+def test_a_collected_gate_stops_its_watcher_at_once() -> None:
+    gate = Gate()
+    watcher = gate.on_change(lambda change: gate.name(), interval=60)  # a cycle through the gate
+    collected = weakref.ref(gate)
+    del gate
+    gc.collect()
+    assert collected() is None
+    watcher._thread.join(2)
+    assert not watcher.running
+
+
+def test_a_host_reloading_gates_keeps_no_watcher_threads() -> None:
+    before = watcher_threads()
+    for _ in range(20):
+        gates = [Gate() for _ in range(5)]
+        for gate in gates:
+            gate.on_change(lambda change: None, interval=3600)
+        for gate in gates:
+            gate.close()
+    deadline = time.monotonic() + 2
+    while watcher_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert watcher_threads() == before

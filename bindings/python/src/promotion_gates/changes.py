@@ -12,6 +12,7 @@ thread of the library and never while the gate is held, so the callback may call
 from __future__ import annotations
 
 import enum
+import queue
 import threading
 import weakref
 from collections.abc import Callable
@@ -107,14 +108,48 @@ class Change:
         )
 
 
+class _Stop:
+    """A watcher's stop signal, which wakes its thread at once from the wait between two looks.
+
+    Set by :meth:`ChangeWatcher.stop`, by the gate's ``close()`` and by the collection of the
+    gate (a weakref callback): it holds neither the watcher nor the gate. The wake-up goes
+    through a :class:`queue.SimpleQueue`, whose ``put`` is reentrant (made for weakref
+    callbacks), where a :class:`threading.Event`'s ``set`` takes a lock that the thread a
+    collection runs on may hold already (inside the event's own ``wait``)."""
+
+    __slots__ = ("_stopped", "_wake")
+
+    def __init__(self) -> None:
+        self._stopped = False
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def set(self) -> None:
+        self._stopped = True
+        self._wake.put(None)
+
+    def is_set(self) -> bool:
+        return self._stopped
+
+    def wait(self, timeout: float) -> bool:
+        """Waits ``timeout`` seconds at most, less once set; returns whether it is set."""
+        if not self._stopped:
+            try:
+                self._wake.get(timeout=timeout)
+            except queue.Empty:
+                pass
+        return self._stopped
+
+
 class _Subscription:
-    """A watcher's callback, kept by its gate: the watcher and its thread hold it weakly, so a
-    callback that uses the gate keeps the gate alive no longer than the gate's other holders."""
+    """A watcher's callback and its stop signal, kept by its gate (which sets the signal when it
+    is closed): the watcher and its thread hold it weakly, so a callback that uses the gate
+    keeps the gate alive no longer than the gate's other holders."""
 
-    __slots__ = ("callback", "__weakref__")
+    __slots__ = ("callback", "stop", "__weakref__")
 
-    def __init__(self, callback: Callable[[Change], object]) -> None:
+    def __init__(self, callback: Callable[[Change], object], stop: _Stop) -> None:
         self.callback = callback
+        self.stop = stop
 
 
 class ChangeWatcher:
@@ -122,7 +157,8 @@ class ChangeWatcher:
     :meth:`Gate.on_change <promotion_gates.Gate.on_change>`; see there).
 
     Stop it with :meth:`stop`, or use it as a context manager. It stops by itself when the
-    gate is closed or garbage-collected, when the callback raises, and when reading the gate
+    gate is closed or garbage-collected (at once: its thread does not sleep out the interval),
+    when the callback raises, and when reading the gate
     fails otherwise (the exception is reported through :func:`threading.excepthook` and kept
     in :attr:`error`). The watcher holds the gate weakly, and the gate (not the watcher or its
     thread) holds the callback, so a callback that uses the gate does not keep it alive: the
@@ -140,17 +176,21 @@ class ChangeWatcher:
             )
         if not callable(callback):
             raise refused("callback", callback, "not callable")
-        self._gate = weakref.ref(gate)
+        stop = _Stop()
+        # The gate's collection stops the watcher at once, not after the wait under way (up to
+        # `interval`); the callback holds the signal alone, never the watcher or the gate.
+        self._gate = weakref.ref(gate, lambda _: stop.set())
         self._interval = seconds
-        self._stop = threading.Event()
+        self._stop = stop
         #: The exception that ended the watcher: the callback's, or one reading the gate; kept
         #: without its traceback (reported with it through threading.excepthook), whose frames
         #: would keep the gate alive.
         self.error: BaseException | None = None
         # The changes made from now on; read before the thread starts, so none is lost.
         self._seen = gate.change_count()
-        subscription = _Subscription(callback)
-        gate._watchers.append(subscription)  # the gate keeps the callback; the thread does not
+        subscription = _Subscription(callback, stop)
+        # The gate keeps the callback (the thread does not) and stops the watcher when closed.
+        gate._watchers.append(subscription)
         self._subscription = weakref.ref(subscription)
         self._thread = threading.Thread(target=self._run, name="promotion-gates-changes", daemon=True)
         self._thread.start()

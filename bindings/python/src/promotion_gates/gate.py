@@ -62,7 +62,7 @@ from ._arguments import (
     unsigned,
     utf8,
 )
-from .changes import Change, ChangeWatcher
+from .changes import Change, ChangeWatcher, _Subscription
 from .decision import (
     Decision,
     Environment,
@@ -418,8 +418,9 @@ class Gate:
         self._leave = self._calls.pop
         self._flag_names: dict[int, tuple[str, ...]] = {0: ()}
         # The callbacks of the gate's change watchers, kept here rather than by the watchers'
-        # threads, so a callback that uses the gate does not keep it alive (see ChangeWatcher).
-        self._watchers: list[object] = []
+        # threads, so a callback that uses the gate does not keep it alive (see ChangeWatcher),
+        # with the stop signals that close() sets.
+        self._watchers: list[_Subscription] = []
         _open_gates.add(self)
 
     # -- lifetime ------------------------------------------------------------------------
@@ -447,6 +448,8 @@ class Gate:
         """
         try:
             self._handle = None  # from here on, a call that enters sees None and leaves
+            for watcher in list(self._watchers):  # copied: an ending watcher leaves the list
+                watcher.stop.set()  # woken now, not after its interval
             calls = self._calls
             pause = 1e-6
             give_up = time.monotonic() + _CLOSE_WAIT
@@ -1139,7 +1142,8 @@ class Gate:
         every ``interval`` seconds and, when it moved, :meth:`changes_since`; the callback runs
         on that thread, never on the library's and never while the gate is held (it may call
         the gate, :meth:`close` included). The watcher ends with :meth:`ChangeWatcher.stop`,
-        when the gate is closed or garbage-collected, or when the callback raises. The gate,
+        when the gate is closed or garbage-collected (at once, not after the interval under
+        way), or when the callback raises. The gate,
         not the thread, keeps the callback, so a callback that uses the gate does not keep it
         alive: dropped, the gate is collected with its callback. A callback slower
         than the gate's changes falls behind; past 64 changes behind it misses the oldest, and
