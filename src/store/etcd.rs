@@ -21,7 +21,7 @@ use super::{
 };
 use crate::config::stored_json;
 use crate::decision::PerCohort;
-use crate::error::{quoted, shortened};
+use crate::error::{quoted, shortened, shown_bytes};
 use crate::limits::{MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES};
 
 /// How long one request may take before the store counts as unavailable.
@@ -495,14 +495,18 @@ impl EtcdStore {
             )?;
             let kvs = response["kvs"].as_array().map_or(&[][..], Vec::as_slice);
             for kv in kvs {
-                let key = String::from_utf8_lossy(&self.decode(&kv["key"])?).into_owned();
+                let raw_key = self.decode(&kv["key"])?;
+                let key = String::from_utf8_lossy(&raw_key).into_owned();
+                // Any key in the range, written by hand or by another program: shown as every
+                // value is (escaped, cut at MAX_SHOWN_VALUE_BYTES), not whole.
+                let shown = shown_bytes(&raw_key);
                 let value = self.decode(&kv["value"])?;
                 let event: StoredEvent = stored_json(&value, "history")
-                    .map_err(|e| not_ours(format!("{key}: not a history event: {e}")))?;
+                    .map_err(|e| not_ours(format!("{shown}: not a history event: {e}")))?;
                 // The key names the version of the write that recorded it, as the event does.
                 if key != self.history_key(event.version) {
                     return Err(not_ours(format!(
-                        "{key}: holds history.version = {}",
+                        "{shown}: holds history.version = {}",
                         event.version
                     )));
                 }

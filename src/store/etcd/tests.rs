@@ -413,7 +413,7 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
     last.reason = "r4".into();
     last.version = 3;
     put(store.history_key(4), serde_json::to_vec(&last).unwrap());
-    refused(&["history/00000000000000000004: holds history.version = 3"]);
+    refused(&["history/00000000000000000004\": holds history.version = 3"]);
     // The event's fields in order, an array, as serde's derived reader took it.
     let positional = json!([
         4,
@@ -429,9 +429,61 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
         serde_json::to_vec(&positional).unwrap(),
     );
     refused(&[
-        "history/00000000000000000004: not a history event: history: must be a JSON object \
+        "history/00000000000000000004\": not a history event: history: must be a JSON object \
          with named fields, not an array at line 1 column 1",
     ]);
+    // A key in the history's range written by hand, 20 000 bytes with a line break: shown
+    // escaped and cut, as every value is, not whole (a huge, log-forging message).
+    put(
+        store.history_key(4),
+        serde_json::to_vec(&state.history[3]).unwrap(),
+    );
+    let long = format!("{}\n{}", store.history_key(4), "x".repeat(20_000));
+    put(long.clone(), serde_json::to_vec(&state.history[3]).unwrap());
+    let err = store.load().unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    let message = err.to_string();
+    assert!(message.len() < 1_000, "{} bytes", message.len());
+    assert!(!message.contains('\n'), "{message}");
+    assert!(
+        message.contains(&format!(
+            "\\nxxx\"...({} bytes): holds history.version = 4",
+            long.len()
+        )),
+        "{message}"
+    );
+}
+
+/// A history key that is not one this build writes (any key in the range: written by hand, by
+/// another program, or by a member that is not etcd) is shown as every value is, escaped and
+/// cut at [`MAX_SHOWN_VALUE_BYTES`](crate::MAX_SHOWN_VALUE_BYTES), not whole: a key of 20 000
+/// bytes holding a line break made a message as long, which a log took for two lines.
+#[test]
+fn a_history_key_not_ours_is_shown_escaped_and_cut() {
+    let release = format!(
+        r#"{{"version": 2, "stage": 2, "config": {{"gate": "{GATE}", "environment": "production"}}}}"#
+    );
+    let event = r#"{"version": 2, "rolled_back": "release", "feature": "canary", "reason": "r",
+        "trigger": "manual", "environment": "production", "timestamp_ns": 1}"#;
+    let key = format!("/history/2\n{}", "x".repeat(20_000));
+    for (value, words) in [
+        (event, "holds history.version = 2"),
+        ("x", "not a history event: "),
+    ] {
+        let (endpoint, _, _) =
+            answering_in_turn(vec![release_answer(&release), one_key_answer(&key, value)]);
+        let store = EtcdStore::new(&settings(&endpoint, "long-history-key"), GATE);
+        let err = store.load().unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+        let message = err.to_string();
+        assert!(message.len() < 1_000, "{words}: {} bytes", message.len());
+        assert!(!message.contains('\n'), "{message}");
+        let shown = format!(
+            "\"/history/2\\n{}\"...(20011 bytes): {words}",
+            "x".repeat(149)
+        );
+        assert!(message.contains(&shown), "{shown:?} not in {message}");
+    }
 }
 
 /// A release key put back alone to an older version (a restored key, one put by hand) leaves
@@ -560,6 +612,14 @@ fn answering_at_once(answer: &'static str) -> (String, Arc<AtomicU64>) {
 fn answering_at_once_noting(
     answer: &'static str,
 ) -> (String, Arc<AtomicU64>, Arc<Mutex<Vec<String>>>) {
+    answering_in_turn(vec![answer])
+}
+
+/// [`answering_at_once_noting`], but the `n`th request (from 0) answered with `answers[n]`, and
+/// every one past them with the last.
+fn answering_in_turn(
+    answers: Vec<&'static str>,
+) -> (String, Arc<AtomicU64>, Arc<Mutex<Vec<String>>>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -595,7 +655,8 @@ fn answering_at_once_noting(
                 .lock()
                 .unwrap()
                 .push(String::from_utf8_lossy(&body).into_owned());
-            counted.fetch_add(1, Ordering::Relaxed);
+            let n = counted.fetch_add(1, Ordering::Relaxed);
+            let answer = answers[usize::try_from(n).unwrap().min(answers.len() - 1)];
             let _ = connection.write_all(answer.as_bytes());
         }
     });
@@ -902,10 +963,15 @@ fn numbers_past_etcds_range_in_an_answer_panic_nothing() {
 /// A fake member's answer to every request: one key, `/release`, holding `release`, at
 /// revision 34 (the answer's 40).
 fn release_answer(release: &str) -> &'static str {
+    one_key_answer("/release", release)
+}
+
+/// A fake member's answer: one key, `key`, holding `value`, at revision 34 (the answer's 40).
+fn one_key_answer(key: &str, value: &str) -> &'static str {
     let kv = format!(
         r#"{{"header":{{"revision":"40"}},"kvs":[{{"key":"{}","value":"{}","mod_revision":"34"}}],"count":"1"}}"#,
-        BASE64.encode("/release"),
-        BASE64.encode(release)
+        BASE64.encode(key),
+        BASE64.encode(value)
     );
     let http = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{kv}",
