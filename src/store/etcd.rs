@@ -433,7 +433,8 @@ impl EtcdStore {
         if id == "0" {
             return Err(self.error(
                 StoreProblem::Unavailable,
-                format!("no lease granted: {granted}"),
+                // The answer's JSON may be as long as an answer is let be: shown shortened.
+                format!("no lease granted: {}", shortened(&granted.to_string())),
             ));
         }
         *lease = Some(id.clone());

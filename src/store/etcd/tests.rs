@@ -756,6 +756,33 @@ fn a_members_error_answer_is_shown_shortened() {
     }
 }
 
+/// An answer that grants no lease is shown shortened, as an error answer is: it was shown
+/// whole, as long as an answer is let be (megabytes).
+#[test]
+fn an_answer_granting_no_lease_is_shown_shortened() {
+    let body = format!(r#"{{"ID":"0","error":"{}"}}"#, "y".repeat(100_000));
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (endpoint, _) = answering_at_once(Box::leak(answer.into_boxed_str()));
+    let store = EtcdStore::new(&settings(&endpoint, "no-lease"), GATE);
+    let err = store
+        .publish(&contribution("a", 2, 100), Duration::from_secs(5))
+        .unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::Unavailable, "{err}");
+    let message = err.to_string();
+    assert!(message.len() < 1_000, "{} bytes", message.len());
+    assert!(
+        message.contains(r#"no lease granted: {"ID":"0","error":"yyy"#),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("...({} bytes)", body.len())),
+        "{message}"
+    );
+}
+
 #[test]
 fn a_watch_answer_longer_than_one_event_is_not_read_whole() {
     let _alone = WATCH_THREADS.lock().unwrap_or_else(|e| e.into_inner());
