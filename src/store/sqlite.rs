@@ -9,7 +9,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params,
 };
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use super::contribution::{MAX_INSTANCE_BYTES, MAX_LATENCY_BYTES, PublishedCohort, check_instance};
@@ -688,24 +688,8 @@ impl SqliteStore {
         ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
-        // A latency blob above the bound is not read (NULL), only its length; of an instance
-        // id above its bound, only its length and first characters.
         let mut statement = connection
-            .prepare_cached(
-                "SELECT CASE WHEN length(CAST(instance AS BLOB)) <= ?8 THEN instance
-                         ELSE substr(instance, 1, 32) END,
-                     canary_requests, canary_errors, canary_compliant,
-                     length(canary_latency),
-                     CASE WHEN length(canary_latency) <= ?5 THEN canary_latency END,
-                     stable_requests, stable_errors, stable_compliant,
-                     length(stable_latency),
-                     CASE WHEN length(stable_latency) <= ?5 THEN stable_latency END,
-                     length(CAST(instance AS BLOB))
-                 FROM contribution
-                 WHERE gate = ?1 AND stage = ?2 AND instance <> ?3
-                     AND updated_at_ms BETWEEN ?4 AND ?7
-                 ORDER BY updated_at_ms DESC LIMIT ?6",
-            )
+            .prepare_cached(contribution_read())
             .map_err(fail)?;
         // Live rows only: none older than the time to live, and none dated beyond it ahead.
         let now = now_ms();
@@ -725,13 +709,49 @@ impl SqliteStore {
                     bound,
                     limit,
                     ahead,
-                    i64::try_from(MAX_INSTANCE_BYTES).unwrap_or(i64::MAX)
+                    i64::try_from(MAX_INSTANCE_BYTES).unwrap_or(i64::MAX),
+                    NUMBER_TEXT_BYTES
                 ],
                 |row| Ok(contribution_of(row, stage)),
             )
             .map_err(fail)?;
         rows.map(|row| row.map_err(fail)).collect()
     }
+}
+
+/// The read of the live contributions to stage `?2` of instances other than `?3`, the newest
+/// `?6` of them: each value column with its length before it (`octet_length`, which SQLite
+/// answers without reading the value), the value read only within its bound (`?9` for a count,
+/// `?5` for a latency blob); of an instance id above its bound (`?8`), only its first
+/// characters, and its length last. Made once.
+fn contribution_read() -> &'static str {
+    static READ: OnceLock<String> = OnceLock::new();
+    READ.get_or_init(|| {
+        let bounded = |column: String, bound: &str| {
+            format!("octet_length({column}), CASE WHEN octet_length({column}) <= {bound} THEN {column} END")
+        };
+        let cohort = |name: &str| {
+            let mut columns: Vec<String> = ["requests", "errors", "compliant"]
+                .iter()
+                .map(|count| bounded(format!("{name}_{count}"), "?9"))
+                .collect();
+            columns.push(bounded(format!("{name}_latency"), "?5"));
+            columns.join(",\n")
+        };
+        format!(
+            "SELECT CASE WHEN length(CAST(instance AS BLOB)) <= ?8 THEN instance
+                 ELSE substr(instance, 1, 32) END,
+             {},
+             {},
+             length(CAST(instance AS BLOB))
+             FROM contribution
+             WHERE gate = ?1 AND stage = ?2 AND instance <> ?3
+                 AND updated_at_ms BETWEEN ?4 AND ?7
+             ORDER BY updated_at_ms DESC LIMIT ?6",
+            cohort("canary"),
+            cohort("stable")
+        )
+    })
 }
 
 impl Drop for SqliteStore {
@@ -807,35 +827,43 @@ fn contribution_of(row: &Row<'_>, stage: u64) -> Result<Contribution, BadContrib
         Ok(ValueRef::Text(text)) => String::from_utf8_lossy(text).into_owned(),
         _ => return Err(BadContribution::new("?", "instance", "not text")),
     };
-    if let Ok(ValueRef::Integer(n)) = row.get_ref(11) {
+    if let Ok(ValueRef::Integer(n)) = row.get_ref(17) {
         check_instance(&instance, usize::try_from(n).unwrap_or(usize::MAX))?;
     }
-    let bad = |field: &str, problem: &str| BadContribution::new(&instance, field, problem);
-    let count = |at: usize, field: &str| match row.get_ref(at) {
-        Ok(ValueRef::Integer(n)) => u64::try_from(n).map_err(|_| bad(field, &n.to_string())),
-        _ => Err(bad(field, "not an integer")),
+    // Each value in column `at + 1`, its length in column `at`; a refusal shows the value as
+    // the release's and the history's columns do, after the column's name.
+    let bad = |field: &str, problem: String| BadContribution::new(&instance, field, problem);
+    let count = |at: usize, field: &str| match (row.get_ref(at), row.get_ref(at + 1)) {
+        (Ok(ValueRef::Integer(length)), _) if length > NUMBER_TEXT_BYTES => Err(bad(
+            field,
+            too_long(length, NUMBER_TEXT_BYTES, "an integer's"),
+        )),
+        (_, Ok(ValueRef::Integer(n))) => u64::try_from(n).map_err(|_| bad(field, negative(n))),
+        (_, Ok(other)) => Err(bad(field, unexpected(other, "an integer"))),
+        (_, Err(e)) => Err(bad(field, e.to_string())),
     };
     let latency = |at: usize, field: &str| match (row.get_ref(at), row.get_ref(at + 1)) {
         (_, Ok(ValueRef::Blob(bytes))) => Ok(bytes.to_vec()),
         (Ok(ValueRef::Integer(n)), Ok(ValueRef::Null)) => Err(bad(
             field,
-            &format!("{n} bytes is above {MAX_LATENCY_BYTES}"),
+            format!("{n} bytes is above {MAX_LATENCY_BYTES}"),
         )),
-        _ => Err(bad(field, "not a blob")),
+        (_, Ok(other)) => Err(bad(field, unexpected(other, "a blob"))),
+        (_, Err(e)) => Err(bad(field, e.to_string())),
     };
     let cohort = |at: usize, name: &str| -> Result<PublishedCohort, BadContribution> {
         Ok(PublishedCohort {
             requests: count(at, &format!("{name}_requests"))?,
-            errors: count(at + 1, &format!("{name}_errors"))?,
-            compliant: count(at + 2, &format!("{name}_compliant"))?,
-            latency: latency(at + 3, &format!("{name}_latency"))?,
+            errors: count(at + 2, &format!("{name}_errors"))?,
+            compliant: count(at + 4, &format!("{name}_compliant"))?,
+            latency: latency(at + 6, &format!("{name}_latency"))?,
         })
     };
     Ok(Contribution {
         stage,
         cohorts: PerCohort {
             canary: cohort(1, "canary")?,
-            stable: cohort(6, "stable")?,
+            stable: cohort(9, "stable")?,
         },
         instance: instance.clone(),
     })
@@ -946,11 +974,17 @@ fn refuse_longer(
     (limit, name): (i64, &str),
 ) -> Result<(), String> {
     match row.get_ref(at) {
-        Ok(ValueRef::Integer(length)) if length > limit => Err(format!(
-            "{column} = ({length} bytes): more than a read takes, {limit} bytes ({name})"
-        )),
+        Ok(ValueRef::Integer(length)) if length > limit => {
+            Err(format!("{column} = {}", too_long(length, limit, name)))
+        }
         _ => Ok(()),
     }
+}
+
+/// A value of `length` bytes above a read's `limit` (and the limit's name) as a refusal shows
+/// it, after the column's name.
+fn too_long(length: i64, limit: i64, name: &str) -> String {
+    format!("({length} bytes): more than a read takes, {limit} bytes ({name})")
 }
 
 /// The read of the newest history events after version `?2` up to the release's version `?6`,
@@ -1054,7 +1088,12 @@ fn integer(row: &Row<'_>, at: usize, column: &str) -> Result<i64, String> {
 /// Column `at` of `row` as a count (an integer, not negative), or what `column` holds instead.
 fn count(row: &Row<'_>, at: usize, column: &str) -> Result<u64, String> {
     let n = integer(row, at, column)?;
-    u64::try_from(n).map_err(|_| format!("{column} = {n}: negative, where a count is expected"))
+    u64::try_from(n).map_err(|_| format!("{column} = {}", negative(n)))
+}
+
+/// A negative `n` where a count is expected, as a refusal shows it after the column's name.
+fn negative(n: i64) -> String {
+    format!("{n}: negative, where a count is expected")
 }
 
 /// Column `at` of `row` as UTF-8 text, or what `column` holds instead.
@@ -1070,10 +1109,14 @@ fn text(row: &Row<'_>, at: usize, column: &str) -> Result<String, String> {
 /// `column = value (type): expected ...`: the value shown as SQLite writes it (shortened),
 /// and its type as `typeof()` names it.
 fn wrong_type(column: &str, value: rusqlite::Result<ValueRef<'_>>, expected: &str) -> String {
-    let value = match value {
-        Ok(value) => value,
-        Err(e) => return format!("{column}: {e}"),
-    };
+    match value {
+        Ok(value) => format!("{column} = {}", unexpected(value, expected)),
+        Err(e) => format!("{column}: {e}"),
+    }
+}
+
+/// `value (type): expected ...`, as [`wrong_type`] shows a value after the column's name.
+fn unexpected(value: ValueRef<'_>, expected: &str) -> String {
     let (shown, kind) = match value {
         ValueRef::Null => ("NULL".to_string(), "null"),
         ValueRef::Integer(n) => (n.to_string(), "integer"),
@@ -1085,7 +1128,7 @@ fn wrong_type(column: &str, value: rusqlite::Result<ValueRef<'_>>, expected: &st
             (format!("x'{hex}'{more}({} bytes)", bytes.len()), "blob")
         }
     };
-    format!("{column} = {shown} ({kind}): expected {expected}")
+    format!("{shown} ({kind}): expected {expected}")
 }
 
 /// Wall-clock milliseconds since the Unix epoch: contributions' `updated_at_ms` (0 before it).

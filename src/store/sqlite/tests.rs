@@ -1436,7 +1436,9 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
     let path = dir.file("gate.db");
     let store = open(&path, "checkout");
     let ttl = Duration::from_secs(60);
-    for instance in ["good", "negative", "text", "huge", "corrupt", "long"] {
+    for instance in [
+        "good", "negative", "text", "huge", "corrupt", "long", "megabyte",
+    ] {
         store.publish(&contribution(instance, 1, 100), ttl).unwrap();
     }
     {
@@ -1455,6 +1457,12 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
         set(
             "UPDATE contribution SET stable_latency = zeroblob(70000) WHERE instance = ?1",
             "huge",
+        );
+        // A count of 1 MiB of text: refused by its length, never read whole.
+        set(
+            "UPDATE contribution SET canary_requests = CAST(zeroblob(1048576) AS TEXT) \
+             WHERE instance = ?1",
+            "megabyte",
         );
         set(
             "UPDATE contribution SET canary_latency = x'1c849313deadbeef' WHERE instance = ?1",
@@ -1475,6 +1483,25 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
         long.to_string(),
         r#"contribution of instance "long-000000000000000000000000000"...(8000005 bytes): instance: 8000005 bytes is above 256"#
     );
+    // Each refusal names the column and shows the value, as a release's or an event's does.
+    let refusal = |instance: &str| {
+        rows.iter()
+            .find_map(|row| row.as_ref().err().filter(|bad| bad.instance == instance))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        refusal("text"),
+        r#"contribution of instance "text": stable_requests: "many" (text): expected an integer"#
+    );
+    assert_eq!(
+        refusal("megabyte"),
+        r#"contribution of instance "megabyte": canary_requests: (1048576 bytes): more than a read takes, 160 bytes (an integer's)"#
+    );
+    assert_eq!(
+        refusal("negative"),
+        r#"contribution of instance "negative": canary_errors: -3: negative, where a count is expected"#
+    );
     let mut found: Vec<String> = rows
         .into_iter()
         .map(
@@ -1492,6 +1519,7 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
             "good ok",
             "huge stable_latency",
             "long-000000000000000000000000000 instance",
+            "megabyte canary_requests",
             "negative canary_errors",
             "text stable_requests"
         ]
