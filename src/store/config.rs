@@ -55,7 +55,8 @@ pub enum StoreConfig {
 #[serde(deny_unknown_fields)]
 pub struct SqliteStoreConfig {
     /// The database file; created (with its tables) when missing. Its directory must exist.
-    /// It is always a file name, never a SQLite URI: `file:gate.db` is the file of that name.
+    /// It is always a file name, never a SQLite URI nor one of SQLite's special names:
+    /// `file:gate.db` and `:memory:` are the files of those names.
     pub path: String,
     /// How often the sync thread looks for other processes' writes, in milliseconds
     /// (default 250, accepted 10 to 60000).

@@ -1167,12 +1167,15 @@ fn wal_mode(connection: &Connection, busy_timeout: Duration) -> rusqlite::Result
 }
 
 /// What SQLite is given to open the file `path` names: the path itself, but for one starting
-/// with `file:` (in lower case, as SQLite looks for it), which SQLite would read as a URI (the bundled SQLite is built with
-/// `SQLITE_USE_URI`, which no flag of a connection turns off): `file:gate.db?mode=ro` would
-/// open `gate.db`, read-only. Such a path is relative, so it is given as `./file:...`, the same
-/// file, which SQLite reads as a file name.
+/// with `file:` (in lower case, as SQLite looks for it), which SQLite would read as a URI (the
+/// bundled SQLite is built with `SQLITE_USE_URI`, which no flag of a connection turns off):
+/// `file:gate.db?mode=ro` would open `gate.db`, read-only; and for one starting with `:`, which
+/// SQLite reserves for special names: `:memory:` would open a database in memory, which a
+/// store cannot be (no other process shares it, and it cannot be put in WAL mode). Such a path
+/// is relative, so it is given as `./file:...` or `./:...`, the same file, which SQLite reads
+/// as a file name (as SQLite's own docs advise for a file name starting with `:`).
 fn file_name(path: &str) -> std::borrow::Cow<'_, str> {
-    if path.starts_with("file:") {
+    if path.starts_with("file:") || path.starts_with(':') {
         format!("./{path}").into()
     } else {
         path.into()

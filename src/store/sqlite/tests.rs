@@ -1155,28 +1155,37 @@ fn a_corrupt_file_is_refused_naming_its_path() {
 }
 
 #[test]
-fn a_path_starting_with_file_is_given_to_sqlite_as_a_file_name_not_a_uri() {
+fn a_path_starting_with_file_or_a_colon_is_given_to_sqlite_as_a_file_name() {
     assert_eq!(file_name("file:g.db"), "./file:g.db");
     assert_eq!(file_name("file:g.db?mode=ro"), "./file:g.db?mode=ro");
     assert_eq!(file_name("file:/var/g.db"), "./file:/var/g.db");
+    assert_eq!(file_name(":memory:"), "./:memory:");
+    assert_eq!(file_name(":g.db"), "./:g.db");
     for as_written in [
         "g.db",
         "./file:g.db",
         "/var/file:g.db",
         "FILE:g.db",
         "dir/file:g.db",
+        "./:memory:",
+        "g:memory:",
     ] {
         assert_eq!(file_name(as_written), as_written);
     }
 }
 
-/// The child side of the test below: set, this test opens `file:g.db` in its working directory.
+/// The child side of the test below: set, this test opens `file:g.db` and `:memory:` in its
+/// working directory.
 const FILE_PATH_CHILD_ENV: &str = "PGATE_STORE_TEST_FILE_PATH_CHILD";
 
+/// A relative path that SQLite would read as a URI (`file:`) or as a special name (`:memory:`,
+/// a database in memory that was refused at open as `Unavailable`, cannot be put in WAL mode)
+/// is the file of that name in the working directory, as docs/store.md says every path is.
 #[test]
-fn a_relative_path_starting_with_file_is_the_file_of_that_name() {
+fn a_relative_path_starting_with_file_or_a_colon_is_the_file_of_that_name() {
     if std::env::var_os(FILE_PATH_CHILD_ENV).is_some() {
         first_write(&open("file:g.db", "checkout"));
+        first_write(&open(":memory:", "checkout"));
         return;
     }
     // Another process, so that this one's working directory is not changed under its threads.
@@ -1186,7 +1195,7 @@ fn a_relative_path_starting_with_file_is_the_file_of_that_name() {
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "store::sqlite::tests::a_relative_path_starting_with_file_is_the_file_of_that_name",
+            "store::sqlite::tests::a_relative_path_starting_with_file_or_a_colon_is_the_file_of_that_name",
             "--test-threads=1",
             "--nocapture",
         ])
@@ -1200,15 +1209,18 @@ fn a_relative_path_starting_with_file_is_the_file_of_that_name() {
         String::from_utf8_lossy(&child.stderr)
     );
     assert!(!Path::new(&dir.file("g.db")).exists(), "g.db was made");
-    assert_eq!(
-        open(&named, "checkout")
-            .load()
-            .unwrap()
-            .unwrap()
-            .release
-            .version,
-        1
-    );
+    for named in [named, dir.file(":memory:")] {
+        assert_eq!(
+            open(&named, "checkout")
+                .load()
+                .unwrap()
+                .unwrap()
+                .release
+                .version,
+            1,
+            "{named}"
+        );
+    }
 }
 
 #[test]
