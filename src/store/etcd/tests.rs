@@ -445,9 +445,11 @@ fn a_read_takes_the_newest_events_the_release_keeps_and_refuses_a_bad_one_naming
     let message = err.to_string();
     assert!(message.len() < 1_000, "{} bytes", message.len());
     assert!(!message.contains('\n'), "{message}");
+    // Where the cut falls depends on the test's key prefix (its length varies by run).
+    assert!(message.contains("\\nxxx"), "{message}");
     assert!(
         message.contains(&format!(
-            "\\nxxx\"...({} bytes): holds history.version = 4",
+            "xxx\"...({} bytes): holds history.version = 4",
             long.len()
         )),
         "{message}"
