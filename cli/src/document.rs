@@ -14,13 +14,15 @@ use std::path::Path;
 use crate::error::{CliError, one_line_message, shown_text};
 use crate::scenario::Scenario;
 
-/// The most values, keys and tables a TOML document may hold, counted by
-/// [`toml_items`] before it is parsed: the TOML reader keeps each with its place in the text,
-/// about 150 bytes for a number in an array and 400 for a table (an 8 MiB array of zeros took
-/// 635 MB), so this bounds its memory to about 45 MB. A scenario's longest ramp
-/// (1 000 stages) or a config's 10 000 override ids stay well within it; JSON has no such
-/// limit (it is read straight into the config).
-pub const MAX_TOML_ITEMS: usize = 100_000;
+/// The most tokens a TOML document may hold, counted by [`toml_tokens`] before it is parsed:
+/// every key, value, punctuation mark, run of spaces, line break and comment, as the TOML
+/// reader's lexer reads them. The reader keeps each token and an event for it (tens of bytes),
+/// and each value or table with its place in the text (about 150 bytes for a number in an
+/// array, 400 for a table: an 8 MiB array of zeros took 635 MB), so this bounds its memory to
+/// tens of MB, blank lines and comments too. A scenario's longest ramp (1 000 stages, about
+/// 16 tokens each) or a config's 10 000 override ids (about 3 each) stay well within it; JSON
+/// has no such limit (it is read straight into the config).
+pub const MAX_TOML_TOKENS: usize = 400_000;
 
 /// How a document is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,13 +220,13 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
                     None => format!("invalid TOML: {field}{message}"),
                 })
             };
-            let items = toml_items(text);
-            if items > MAX_TOML_ITEMS {
+            let tokens = toml_tokens(text);
+            if tokens > MAX_TOML_TOKENS {
                 return Err(refuse(format!(
-                    "invalid TOML document = {items} values, keys and tables: at most \
-                     {MAX_TOML_ITEMS} (MAX_TOML_ITEMS, counted by the `=`, `,`, `[`, `{{` and `.` \
-                     outside strings and comments that can start one), as the TOML reader takes \
-                     hundreds of bytes for each; write a longer document as JSON"
+                    "invalid TOML document = {tokens} tokens: at most {MAX_TOML_TOKENS} \
+                     (MAX_TOML_TOKENS: keys, values, punctuation, runs of spaces, line breaks and \
+                     comments, as the TOML reader's lexer reads them), as the reader takes tens \
+                     of bytes for each and hundreds for a value; write a longer document as JSON"
                 )));
             }
             let document = toml::de::DeTable::parse(text).map_err(|e| toml_error(None, &e))?;
@@ -376,77 +378,11 @@ fn json_message(e: &serde_json::Error) -> String {
     }
 }
 
-/// At least the number of values, keys and tables in the TOML `text`, counted without parsing
-/// it, in one pass over its bytes: after the first, each follows a `=` (a key's value), a `,`
-/// (the next element of an array or an inline table), a `[` (a table, an array's first
-/// element), a `{` (an inline table's first key) or a `.` (a dotted key's next part). Those
-/// in strings and comments are skipped as the TOML reader's lexer (toml_parser) skips them: a
-/// string starts at a quote that starts a token (`x"` is one bare word), a basic or literal
-/// string ends at its closing quote or before the end of its line, a multi-line one at its
-/// closing delimiter (and up to two quotes after it) or at the end of the text, and `\` in a
-/// basic string takes a `\` or `"` after it along. So the count is never below the parser's.
-fn toml_items(text: &str) -> usize {
-    let bytes = text.as_bytes();
-    let find = |from: usize, what: &dyn Fn(u8) -> bool| {
-        bytes
-            .get(from..)
-            .and_then(|rest| rest.iter().position(|&b| what(b)))
-            .map_or(bytes.len(), |at| from + at)
-    };
-    // The end of a string whose body starts at `at`, where `closes` says at which byte it ends (and
-    // how many bytes the closing takes), the escape `\` taking a `\` or `"` along in a basic one.
-    let body_end = |mut at: usize, basic: bool, closes: &dyn Fn(&[u8]) -> Option<usize>| {
-        while at < bytes.len() {
-            let rest = &bytes[at..];
-            if let Some(closing) = closes(rest) {
-                return at + closing;
-            }
-            at += if basic && rest[0] == b'\\' && matches!(rest.get(1), Some(b'\\' | b'"')) {
-                2
-            } else {
-                1
-            };
-        }
-        bytes.len()
-    };
-    // Up to two more quotes after a multi-line string's closing delimiter belong to it.
-    let extra_quotes = |at: usize, quote: u8| {
-        at + bytes[at.min(bytes.len())..]
-            .iter()
-            .take(2)
-            .take_while(|&&b| b == quote)
-            .count()
-    };
-    let mut items = 1;
-    let mut at = 0;
-    while let Some(&b) = bytes.get(at) {
-        at = match b {
-            b'.' | b'=' | b',' | b'[' | b'{' => {
-                items += 1;
-                at + 1
-            }
-            b']' | b'}' | b' ' | b'\t' | b'\r' | b'\n' => at + 1,
-            b'#' => find(at + 1, &|b| b == b'\r' || b == b'\n'),
-            b'"' | b'\'' => {
-                let basic = b == b'"';
-                if bytes[at..].starts_with(&[b; 3]) {
-                    let closes = |rest: &[u8]| rest.starts_with(&[b; 3]).then_some(3);
-                    extra_quotes(body_end(at + 3, basic, &closes), b)
-                } else {
-                    // Before a newline, which the lexer leaves to the next token.
-                    let closes = |rest: &[u8]| match rest[0] {
-                        q if q == b => Some(1),
-                        b'\n' => Some(0),
-                        _ => None,
-                    };
-                    body_end(at + 1, basic, &closes)
-                }
-            }
-            // A bare word (a key, a number, true...) runs to the next of these.
-            _ => find(at + 1, &|b| b".=,[]{} \t#\r\n".contains(&b)),
-        };
-    }
-    items
+/// The number of tokens in the TOML `text` as the TOML reader's own lexer (toml_parser, the
+/// version `toml` reads with) makes them, its end included: counted in one pass, none kept,
+/// so the count is the reader's whatever the text (strings, comments, a byte order mark).
+fn toml_tokens(text: &str) -> usize {
+    toml_parser::Source::new(text).lex().count()
 }
 
 /// Line and column (from 1) of byte `offset` in `text`.
@@ -1025,104 +961,68 @@ mod tests {
     }
 
     #[test]
-    fn a_toml_document_with_more_items_than_its_reader_should_hold_is_refused() {
-        // An 8 MiB `x = [0,0,...]` took 635 MB to read.
+    fn a_toml_document_with_more_tokens_than_its_reader_should_hold_is_refused() {
+        // An 8 MiB `x = [0,0,...]` took 635 MB to read. `x`, ` `, `=`, ` `, `[`, a `0` and a
+        // `,` for each of n, `0`, `]`, a line break and the end: 2n + 9 tokens.
         let zeros = |n: usize| format!("x = [{}0]\n", "0,".repeat(n));
-        assert_eq!(toml_items(&zeros(MAX_TOML_ITEMS - 3)), MAX_TOML_ITEMS);
+        assert_eq!(toml_tokens(&zeros(10)), 29);
+        let most = (MAX_TOML_TOKENS - 9) / 2;
+        assert_eq!(toml_tokens(&zeros(most)), MAX_TOML_TOKENS - 1);
         // Within the limit: read, and refused for what it holds.
-        let e = refusal::<Scenario>("s.toml", &zeros(MAX_TOML_ITEMS - 3));
+        let e = refusal::<Scenario>("s.toml", &zeros(most));
         assert!(e.contains("x: unknown field `x`"), "{e}");
-        let e = refusal::<Scenario>("s.toml", &zeros(MAX_TOML_ITEMS - 2));
+        let e = refusal::<Scenario>("s.toml", &zeros(most + 1));
         assert_eq!(
             e,
-            format!(
-                "s.toml: invalid TOML document = 100001 values, keys and tables: at most 100000 \
-                 (MAX_TOML_ITEMS, counted by the `=`, `,`, `[`, `{{` and `.` outside strings \
-                 and comments that can start one), as the TOML reader takes hundreds of bytes \
-                 for each; write a longer document as JSON"
-            )
+            "s.toml: invalid TOML document = 400001 tokens: at most 400000 (MAX_TOML_TOKENS: \
+             keys, values, punctuation, runs of spaces, line breaks and comments, as the TOML \
+             reader's lexer reads them), as the reader takes tens of bytes for each and \
+             hundreds for a value; write a longer document as JSON"
         );
-        // Every item is counted: tables, dotted keys, inline tables.
-        assert!(toml_items("[a]\nb.c = {d = 1, e = [2]}\n") >= 7);
+        // Blank lines and comments are tokens the reader keeps too.
+        for filler in ["\n", "#\n", " \n"] {
+            let text = format!("a = 1\n{}", filler.repeat(MAX_TOML_TOKENS));
+            let e = refusal::<PromotionConfig>("c.toml", &text);
+            assert!(
+                e.starts_with("c.toml: invalid TOML document = "),
+                "{filler:?}: {e}"
+            );
+        }
         // The longest ramp and the most override ids fit.
         let stages = "[[stages]]\ntraffic_percent = 0.5\nduration_s = 1.5\n".repeat(1_000);
-        assert!(toml_items(&stages) < MAX_TOML_ITEMS / 10);
+        assert!(toml_tokens(&stages) < MAX_TOML_TOKENS / 10);
         let ids = format!(
             "[overrides]\ncanary_ids = [{}]\n",
             "\"user-1.example\", ".repeat(10_000)
         );
-        assert!(toml_items(&ids) < MAX_TOML_ITEMS / 3);
-    }
-
-    proptest::proptest! {
-        /// The count is the lexer's: one, and one for each `=`, `,`, `[`, `{` and `.` token of
-        /// the TOML reader's lexer, whatever the text (closed strings or not, escapes, quotes
-        /// inside a bare word, comments).
-        #[test]
-        fn the_toml_item_count_is_the_lexers(text in r#"[a"'\\.=,\[\]{} #\r\n]{0,40}"#) {
-            use toml_parser::lexer::TokenKind;
-            let lexed = toml_parser::Source::new(&text)
-                .lex()
-                .filter(|token| {
-                    matches!(
-                        token.kind(),
-                        TokenKind::Dot
-                            | TokenKind::Equals
-                            | TokenKind::Comma
-                            | TokenKind::LeftSquareBracket
-                            | TokenKind::LeftCurlyBracket
-                    )
-                })
-                .count();
-            proptest::prop_assert_eq!(toml_items(&text), 1 + lexed, "{:?}", text);
-        }
+        assert!(toml_tokens(&ids) < MAX_TOML_TOKENS / 10);
     }
 
     #[test]
-    fn the_toml_item_count_skips_strings_and_comments() {
-        // 10 000 override ids of 10 dots each were 110 000 items, and refused.
+    fn the_toml_token_count_is_the_readers() {
+        // 10 000 override ids of 10 dots each: a string token each.
         let ids: Vec<String> = (0..10_000)
             .map(|i| format!("\"a.b.c.d.e.f.g.h.i.j.{i}\""))
             .collect();
         let document = format!("[overrides]\ncanary_ids = [{}]\n", ids.join(", "));
-        assert!(document.len() < 400_000);
         let config = parse::<PromotionConfig>(Path::new("c.toml"), &document).unwrap();
         assert_eq!(config.overrides.map(|o| o.canary_ids.len()), Some(10_000));
-        assert_eq!(toml_items(&document), 3 + 10_000);
+        assert!(toml_tokens(&document) < 3 * 10_000 + 20);
 
-        // Each form of string and a comment: only the punctuation outside them counts.
-        for (text, items) in [
-            (r#"a = "x.=,[{""#, 2),
-            (r#"a = "x\".=,[{" # .=,[{"#, 2),
-            (r#"a = "x\\".b = 1"#, 4),
-            (r"a = 'x\'.b = 1", 4),
-            ("a = \"\"\"x.\n=,[{\\\"\"\"\"\" # .", 2),
-            ("a = \"\"\"x\\\n.\"\"\".b = 1", 4),
-            ("a = '''x.\n=,[{''''' # '''.", 2),
-            ("a = '''x.''''.b = 1", 4),
-            ("# a.b = [1, 2]\nc = 1", 2),
-            // An atom is not a string's start: the lexer reads `x"` as one bare word.
-            (r#"a = x".b = 1"#, 4),
-            // A string not closed on its line ends there, as the lexer ends it.
-            ("a = \"x.\nb = 1", 3),
-            ("a = 'x.\nb = 1", 3),
-            // One not closed at all runs to the end.
-            ("a = \"\"\"x.\nb = 1", 2),
+        // Strings and comments are one token each, whatever they hold.
+        for (text, tokens) in [
+            (r#"a = "x.=,[{""#, 6),
+            ("# a.b = [1, 2]\nc = 1", 8),
+            ("a = \"\"\"x.\n=,[{\"\"\"", 6),
         ] {
-            assert_eq!(toml_items(text), items, "{text:?}");
+            assert_eq!(toml_tokens(text), tokens, "{text:?}");
         }
-
-        // Outside strings, a document past the limit is still refused.
-        let over = format!(
-            "[overrides]\ncanary_ids = [{}]\nx = [{}0]\n",
-            ids.join(", "),
-            "0,".repeat(MAX_TOML_ITEMS - 10_000)
-        );
-        let e = refusal::<PromotionConfig>("c.toml", &over);
-        assert!(
-            e.starts_with("c.toml: invalid TOML document = 100005 values"),
-            "{e}"
-        );
+        // A byte order mark the reader skips (after the one the CLI drops) is skipped here
+        // too: a quoted key after it does not hide the punctuation behind it.
+        let bom = format!("\u{feff}\"a \" = [{}0]", "0,".repeat(MAX_TOML_TOKENS / 2));
+        let e = refusal::<PromotionConfig>("c.toml", &format!("\u{feff}{bom}"));
+        assert!(e.starts_with("c.toml: invalid TOML document = "), "{e}");
+        assert_eq!(toml_tokens("\u{feff}\"a \" = [0,0]"), 10);
     }
 
     #[test]
