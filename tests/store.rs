@@ -79,13 +79,16 @@ fn a_rolled_back_canary_stays_rolled_back_after_a_restart() {
     assert!(difference.contains("feature_flags"), "{difference}");
 }
 
-/// The stored release's version and its `rollout` column, as `sqlite3` shows them.
-fn stored_rollout(path: &str) -> (i64, Option<String>) {
+/// The stored release's version and its `rollout` and `rollout_split_from` columns, as
+/// `sqlite3` shows them.
+fn stored_rollout(path: &str) -> (i64, Option<String>, Option<String>) {
     rusqlite::Connection::open(path)
         .unwrap()
-        .query_row("SELECT version, rollout FROM release", [], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
+        .query_row(
+            "SELECT version, rollout, rollout_split_from FROM release",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
         .unwrap()
 }
 
@@ -98,8 +101,9 @@ fn the_stored_rollout_changes_when_a_rollout_starts_whichever_gate_writes() {
     let rollout = |version: i64, started: i64, split_from: i64| {
         (
             version,
+            Some(format!(r#"{{"version":{version},"started":{started}}}"#)),
             Some(format!(
-                r#"{{"version":{version},"started":{started},"split_from":{split_from}}}"#
+                r#"{{"version":{version},"split_from":{split_from}}}"#
             )),
         )
     };
@@ -1554,10 +1558,13 @@ fn a_release_put_back_alone_to_an_older_version_is_followed_and_written_over() {
     let path = dir.file("gate.db");
     a_release_put_back_alone_to_an_older_version_is_followed(&|| open(&path), &|| {
         let connection = rusqlite::Connection::open(&path).unwrap();
-        // The whole row: its rollback counts and rollout are as of its own version.
-        let row: [rusqlite::types::Value; 6] = connection
+        // The whole row: its rollback counts and rollout (and the rollout's first stage at
+        // its split) are as of its own version.
+        let row: [rusqlite::types::Value; 7] = connection
             .query_row(
-                "SELECT version, stage, environment, config, rollbacks, rollout FROM release",
+                "SELECT version, stage, environment, config, rollbacks, rollout,
+                     rollout_split_from
+                 FROM release",
                 [],
                 |row| {
                     Ok([
@@ -1567,6 +1574,7 @@ fn a_release_put_back_alone_to_an_older_version_is_followed_and_written_over() {
                         row.get(3)?,
                         row.get(4)?,
                         row.get(5)?,
+                        row.get(6)?,
                     ])
                 },
             )
@@ -1575,7 +1583,7 @@ fn a_release_put_back_alone_to_an_older_version_is_followed_and_written_over() {
             connection
                 .execute(
                     "UPDATE release SET version = ?1, stage = ?2, environment = ?3, config = ?4,
-                         rollbacks = ?5, rollout = ?6",
+                         rollbacks = ?5, rollout = ?6, rollout_split_from = ?7",
                     rusqlite::params_from_iter(row),
                 )
                 .unwrap();

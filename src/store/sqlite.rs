@@ -31,8 +31,8 @@ mod identity;
 /// counts, once each, takes under 1 KiB.
 const MAX_STORED_COUNTS_BYTES: usize = 4096;
 
-/// The most bytes of a release's rollout (JSON) a read takes: three numbers of at most 19
-/// digits take 94.
+/// The most bytes of a release's rollout (JSON) a read takes, and of its first stage at its
+/// split: three numbers of at most 19 digits take 94.
 const MAX_STORED_ROLLOUT_BYTES: usize = 160;
 
 /// Marks a file as ours in the SQLite header (`PRAGMA application_id`): "PGAT".
@@ -47,7 +47,8 @@ CREATE TABLE release (
     environment TEXT NOT NULL,
     config TEXT NOT NULL,
     rollbacks TEXT,
-    rollout TEXT
+    rollout TEXT,
+    rollout_split_from TEXT
 );
 CREATE TABLE history (
     gate TEXT NOT NULL,
@@ -435,7 +436,12 @@ impl SqliteStore {
                      octet_length(rollout),
                      CASE WHEN typeof(version) = 'integer' AND typeof(stage) = 'integer'
                          AND (version, stage) IS NOT (?2, ?3) AND octet_length(rollout) <= ?7
-                         THEN rollout END
+                         THEN rollout END,
+                     octet_length(rollout_split_from),
+                     CASE WHEN typeof(version) = 'integer' AND typeof(stage) = 'integer'
+                         AND (version, stage) IS NOT (?2, ?3)
+                         AND octet_length(rollout_split_from) <= ?7
+                         THEN rollout_split_from END
                  FROM release WHERE gate = ?1",
                 params![
                     self.gate,
@@ -456,12 +462,12 @@ impl SqliteStore {
         else {
             return Ok(Since::unread(stored, known));
         };
-        let (config, rollbacks, rollout) = texts.map_err(not_ours)?;
+        let (config, rollbacks, rollout, split) = texts.map_err(not_ours)?;
         let config = PromotionConfig::parse_json(&config)
             .map_err(|e| not_ours(format!("release.config: {e}")))?;
         let rollbacks =
             json_column(rollbacks, "release.rollbacks", "rollback counts").map_err(not_ours)?;
-        let rollout = json_column(rollout, "release.rollout", "a rollout").map_err(not_ours)?;
+        let rollout = rollout_of(rollout, split, version).map_err(not_ours)?;
         let release = StoredRelease {
             version,
             stage,
@@ -629,14 +635,18 @@ impl SqliteStore {
         let unavailable = |e: serde_json::Error| self.error(StoreProblem::Unavailable, e);
         let config = serde_json::to_string(&release.config).map_err(unavailable)?;
         let rollbacks = optional_json(release.rollbacks.as_ref()).map_err(unavailable)?;
-        let rollout = optional_json(release.rollout.as_ref()).map_err(unavailable)?;
+        let (rollout, split) = RolloutColumn::split(release.rollout);
+        let rollout = optional_json(rollout.as_ref()).map_err(unavailable)?;
+        let split = optional_json(split.as_ref()).map_err(unavailable)?;
         tx.execute(
-            "INSERT INTO release (gate, version, stage, environment, config, rollbacks, rollout)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO release (gate, version, stage, environment, config, rollbacks, rollout,
+                                  rollout_split_from)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (gate) DO UPDATE SET
                  version = excluded.version, stage = excluded.stage,
                  environment = excluded.environment, config = excluded.config,
-                 rollbacks = excluded.rollbacks, rollout = excluded.rollout",
+                 rollbacks = excluded.rollbacks, rollout = excluded.rollout,
+                 rollout_split_from = excluded.rollout_split_from",
             params![
                 self.gate,
                 self.signed("release.version", release.version)?,
@@ -644,7 +654,8 @@ impl SqliteStore {
                 release.config.environment.to_string(),
                 config,
                 rollbacks,
-                rollout
+                rollout,
+                split
             ],
         )
         .map_err(fail)?;
@@ -888,12 +899,88 @@ fn json_column<T: serde::de::DeserializeOwned>(
     .transpose()
 }
 
-/// The texts of a release row: its config, its rollback counts and its rollout (each `None`:
-/// a row written before it was stored).
-type ReleaseTexts = (String, Option<String>, Option<String>);
+/// A release's rollout as its `rollout` column holds it: only what a build before
+/// `split_from` reads (whose rollout refuses a field it does not know), so that a file this
+/// build writes stays readable to it; the rollout's first stage at its split has a column of
+/// its own ([`SplitColumn`]).
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutColumn {
+    version: u64,
+    started: u64,
+}
 
-/// A row of `release` as selected by `read` (version, stage, the config's and the rollback
-/// counts' lengths, and their texts when read), or which column holds what instead. The texts
+/// The first stage of a release's rollout at its split and salt
+/// ([`StoredRollout::split_from`](super::StoredRollout::split_from)) as its
+/// `rollout_split_from` column holds it: as of the write of `version`, as the rollout is. A
+/// build before it leaves the column as it was when it writes the row, as of an older version
+/// than the rollout's: it then tells nothing.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitColumn {
+    version: u64,
+    split_from: u64,
+}
+
+impl RolloutColumn {
+    /// `rollout` as the two columns hold it (each `None`: NULL).
+    fn split(rollout: Option<super::StoredRollout>) -> (Option<Self>, Option<SplitColumn>) {
+        let Some(rollout) = rollout else {
+            return (None, None);
+        };
+        let split = rollout.split_from.map(|split_from| SplitColumn {
+            version: rollout.version,
+            split_from,
+        });
+        (
+            Some(Self {
+                version: rollout.version,
+                started: rollout.started,
+            }),
+            split,
+        )
+    }
+}
+
+/// The rollout of the release of `version` from the texts of its `rollout` and
+/// `rollout_split_from` columns (each `None`: NULL), or why not, naming the field and the
+/// value: its first stage at its split is known when the split column is as of the rollout's
+/// version. (The rollout itself is checked with the release, [`StoredRelease::checked`].)
+fn rollout_of(
+    rollout: Option<String>,
+    split: Option<String>,
+    version: u64,
+) -> Result<Option<super::StoredRollout>, String> {
+    let rollout: Option<RolloutColumn> = json_column(rollout, "release.rollout", "a rollout")?;
+    let split: Option<SplitColumn> = json_column(
+        split,
+        "release.rollout_split_from",
+        "a rollout's first stage at its split",
+    )?;
+    if let Some(split) = split
+        && split.version > version
+    {
+        return Err(format!(
+            "release.rollout_split_from.version = {}: at most the release's version {version} \
+             (the write that stored it)",
+            split.version
+        ));
+    }
+    Ok(rollout.map(|rollout| super::StoredRollout {
+        version: rollout.version,
+        started: rollout.started,
+        split_from: split
+            .filter(|split| split.version == rollout.version)
+            .map(|split| split.split_from),
+    }))
+}
+
+/// The texts of a release row: its config, its rollback counts, its rollout and the rollout's
+/// first stage at its split (each `None`: a row written before it was stored).
+type ReleaseTexts = (String, Option<String>, Option<String>, Option<String>);
+
+/// A row of `release` as selected by `read` (version, stage, the lengths of its config, rollback
+/// counts, rollout and split, and their texts when read), or which column holds what instead. The texts
 /// are their own result: they are checked only when the release is not the one known
 /// (`Since::read_after`).
 fn release_of(row: &Row<'_>) -> Result<(u64, u64, Result<ReleaseTexts, String>), String> {
@@ -918,7 +1005,12 @@ fn release_of(row: &Row<'_>) -> Result<(u64, u64, Result<ReleaseTexts, String>),
             "release.rollout",
             (MAX_STORED_ROLLOUT_BYTES, "MAX_STORED_ROLLOUT_BYTES"),
         )?;
-        Ok((config, rollbacks, rollout))
+        let split = optional(
+            10,
+            "release.rollout_split_from",
+            (MAX_STORED_ROLLOUT_BYTES, "MAX_STORED_ROLLOUT_BYTES"),
+        )?;
+        Ok((config, rollbacks, rollout, split))
     };
     Ok((
         bounded_count(row, 0, "release.version").and_then(stored_version)?,
@@ -928,11 +1020,13 @@ fn release_of(row: &Row<'_>) -> Result<(u64, u64, Result<ReleaseTexts, String>),
 }
 
 /// Adds the columns of the `release` table a file made before them lacks: `rollbacks` (the
-/// rollback counts; its rows keep `NULL`: their history is counted instead) and `rollout`
-/// (its rows keep `NULL`: a rollback waiting to be written counts stages instead). A file
-/// without the table is left to [`SqliteStore::check_tables`], which names it.
+/// rollback counts; its rows keep `NULL`: their history is counted instead), `rollout` (its
+/// rows keep `NULL`: a rollback waiting to be written counts stages instead) and
+/// `rollout_split_from` (its rows keep `NULL`: the rollout's first stage at its split is not
+/// known, and stages are counted instead). A file without the table is left to
+/// [`SqliteStore::check_tables`], which names it.
 fn add_release_columns(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    for column in ["rollbacks", "rollout"] {
+    for column in ["rollbacks", "rollout", "rollout_split_from"] {
         let missing: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'release')
                  AND NOT EXISTS (SELECT 1 FROM pragma_table_info('release') WHERE name = ?1)",

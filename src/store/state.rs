@@ -88,7 +88,8 @@ pub(crate) struct StoredRollout {
     /// event), so that a rollback waiting to be written, decided on this stage or a later
     /// one, tells that every stage since was started by flags turned on: the same release.
     /// `None` (absent) in a rollout stored before it was; then it stays unknown until such a
-    /// write. Absent then, never `null` ([`never_null`]).
+    /// write. Absent then, never `null` ([`never_null`]). SQLite keeps it in a column of its
+    /// own (`rollout_split_from`), which a build before it neither reads nor writes.
     #[serde(
         default,
         deserialize_with = "never_null",

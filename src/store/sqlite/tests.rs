@@ -850,71 +850,213 @@ fn a_stored_rollout_is_read_checked_naming_the_field_and_the_value() {
         "the first write starts one"
     );
     let hand = Connection::open(&path).unwrap();
+    // Each value in `column` is refused as not ours, naming what `words` say.
+    let refused = |column: &str, cases: &[(String, &str)]| {
+        for (value, words) in cases {
+            hand.execute(&format!("UPDATE release SET {column} = ?1"), [value])
+                .unwrap();
+            let err = store.load().unwrap_err();
+            assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+            assert!(err.to_string().contains(words), "{words:?} not in {err}");
+        }
+    };
     let long = format!(r#"{{"version":1,"started":1{}}}"#, " ".repeat(200));
-    for (rollout, words) in [
-        (
-            r#"{"version":2,"started":1}"#.to_string(),
-            "release.rollout.version = 2: at most the release's version 1",
-        ),
-        (
-            r#"{"version":1,"started":0}"#.to_string(),
-            "release.rollout.started = 0: from 1 to the rollout's version 1",
-        ),
-        (
-            r#"{"version":1,"started":-1}"#.to_string(),
-            r#"release.rollout = "{\"version\":1,\"started\":-1}": not a rollout (started: invalid value: integer `-1`"#,
-        ),
-        (
-            r#"{"version":1,"started":1.5}"#.to_string(),
-            r#"release.rollout = "{\"version\":1,\"started\":1.5}": not a rollout (started: invalid type: floating point `1.5`"#,
-        ),
-        (
-            r#"{"version":1,"started":"1"}"#.to_string(),
-            r#"not a rollout (started: invalid type: string "1""#,
-        ),
-        (
-            r#"{"version":1,"started":99999999999999999999}"#.to_string(),
-            r#"release.rollout = "{\"version\":1,\"started\":99999999999999999999}": not a rollout"#,
-        ),
-        (
-            r#"{"version":1}"#.to_string(),
-            "not a rollout (missing field `started`",
-        ),
-        (
-            r#"{"version":1,"started":1,"split_from":0}"#.to_string(),
-            "release.rollout.split_from = 0: from 1 to the release's stage 1",
-        ),
-        (
-            r#"{"version":1,"started":1,"split_from":2}"#.to_string(),
-            "release.rollout.split_from = 2: from 1 to the release's stage 1",
-        ),
-        (
-            r#"{"version":1,"started":1,"split_from":null}"#.to_string(),
-            "not a rollout (split_from: null: not one this build writes",
-        ),
-        ("x".to_string(), r#"release.rollout = "x": not a rollout"#),
-        (
-            long,
-            "release.rollout = (225 bytes): more than a read takes, 160 bytes (MAX_STORED_ROLLOUT_BYTES)",
-        ),
-    ] {
-        hand.execute("UPDATE release SET rollout = ?1", [&rollout])
-            .unwrap();
-        let err = store.load().unwrap_err();
-        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
-        assert!(err.to_string().contains(words), "{words:?} not in {err}");
-    }
+    refused(
+        "rollout",
+        &[
+            (
+                r#"{"version":2,"started":1}"#.to_string(),
+                "release.rollout.version = 2: at most the release's version 1",
+            ),
+            (
+                r#"{"version":1,"started":0}"#.to_string(),
+                "release.rollout.started = 0: from 1 to the rollout's version 1",
+            ),
+            (
+                r#"{"version":1,"started":-1}"#.to_string(),
+                r#"release.rollout = "{\"version\":1,\"started\":-1}": not a rollout (started: invalid value: integer `-1`"#,
+            ),
+            (
+                r#"{"version":1,"started":1.5}"#.to_string(),
+                r#"release.rollout = "{\"version\":1,\"started\":1.5}": not a rollout (started: invalid type: floating point `1.5`"#,
+            ),
+            (
+                r#"{"version":1,"started":"1"}"#.to_string(),
+                r#"not a rollout (started: invalid type: string "1""#,
+            ),
+            (
+                r#"{"version":1,"started":99999999999999999999}"#.to_string(),
+                r#"release.rollout = "{\"version\":1,\"started\":99999999999999999999}": not a rollout"#,
+            ),
+            (
+                r#"{"version":1}"#.to_string(),
+                "not a rollout (missing field `started`",
+            ),
+            // `split_from` has its own column (a build before it refuses the field in this one).
+            (
+                r#"{"version":1,"started":1,"split_from":1}"#.to_string(),
+                "not a rollout (split_from: unknown field `split_from`",
+            ),
+            ("x".to_string(), r#"release.rollout = "x": not a rollout"#),
+            (
+                long,
+                "release.rollout = (225 bytes): more than a read takes, 160 bytes (MAX_STORED_ROLLOUT_BYTES)",
+            ),
+        ],
+    );
     hand.execute("UPDATE release SET rollout = x'00'", [])
         .unwrap();
     let err = store.load().unwrap_err();
     assert!(err.to_string().contains("release.rollout = x'00'"), "{err}");
-    // Mended by hand, it is read again.
     hand.execute(
-        r#"UPDATE release SET rollout = '{"version":1,"started":1,"split_from":1}'"#,
+        r#"UPDATE release SET rollout = '{"version":1,"started":1}'"#,
         [],
     )
     .unwrap();
     assert_eq!(store.load().unwrap().unwrap(), good);
+    let long = format!(r#"{{"version":1,"split_from":1{}}}"#, " ".repeat(200));
+    refused(
+        "rollout_split_from",
+        &[
+            (
+                r#"{"version":1,"split_from":0}"#.to_string(),
+                "release.rollout.split_from = 0: from 1 to the release's stage 1",
+            ),
+            (
+                r#"{"version":1,"split_from":2}"#.to_string(),
+                "release.rollout.split_from = 2: from 1 to the release's stage 1",
+            ),
+            (
+                r#"{"version":2,"split_from":1}"#.to_string(),
+                "release.rollout_split_from.version = 2: at most the release's version 1",
+            ),
+            (
+                r#"{"version":1,"split_from":null}"#.to_string(),
+                r#"release.rollout_split_from = "{\"version\":1,\"split_from\":null}": not a rollout's first stage at its split (split_from: invalid type: null"#,
+            ),
+            (
+                r#"{"version":1,"split_from":1,"started":1}"#.to_string(),
+                "not a rollout's first stage at its split (started: unknown field `started`",
+            ),
+            (
+                "x".to_string(),
+                r#"release.rollout_split_from = "x": not a rollout's first stage"#,
+            ),
+            (
+                long,
+                "release.rollout_split_from = (228 bytes): more than a read takes, 160 bytes (MAX_STORED_ROLLOUT_BYTES)",
+            ),
+        ],
+    );
+    // Mended by hand, it is read again.
+    hand.execute(
+        r#"UPDATE release SET rollout_split_from = '{"version":1,"split_from":1}'"#,
+        [],
+    )
+    .unwrap();
+    assert_eq!(store.load().unwrap().unwrap(), good);
+}
+
+/// The rollout as a build before `split_from` (c7c1aed) reads it: its struct, which refuses a
+/// field it does not know.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutBeforeSplit {
+    version: u64,
+    started: u64,
+}
+
+/// The release's `rollout` and `rollout_split_from` columns, as `sqlite3` shows them.
+fn rollout_columns(path: &str) -> (Option<String>, Option<String>) {
+    Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT rollout, rollout_split_from FROM release",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap()
+}
+
+/// Writes the next stage over the stored release (a ramp: a stage flags did not start), of its
+/// rollout.
+fn ramp(store: &SqliteStore, percent: f64) {
+    let state = store.load().unwrap().unwrap();
+    let guard = Guard {
+        version: state.release.version,
+        stage: state.release.stage,
+    };
+    let write = StoredWrite::new(
+        guard,
+        crate::store::RolloutOn::of(&state.release),
+        &Default::default(),
+        guard.stage + 1,
+        &config(canary(percent)),
+        None,
+    );
+    assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+}
+
+/// The stored release's rollout and the rollout's first stage at its split, as read.
+fn rollout_read(store: &SqliteStore) -> (Option<u64>, Option<u64>) {
+    let release = store.load().unwrap().unwrap().release;
+    (release.rollout(), release.split_from())
+}
+
+/// The `rollout` column read as a build before `split_from` reads it, and the
+/// `rollout_split_from` column.
+fn rollout_before_split(path: &str) -> (RolloutBeforeSplit, Option<String>) {
+    let (rollout, split) = rollout_columns(path);
+    (serde_json::from_str(&rollout.unwrap()).unwrap(), split)
+}
+
+#[test]
+fn the_rollout_column_holds_what_a_build_before_split_from_reads_and_split_from_its_own() {
+    let dir = Scratch::new("rollout-split");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    commit_on_top(&store, "r1", 100);
+    let older = |version, started| RolloutBeforeSplit { version, started };
+    assert_eq!(
+        rollout_before_split(&path),
+        (
+            older(1, 1),
+            Some(r#"{"version":1,"split_from":1}"#.to_string())
+        )
+    );
+    assert_eq!(rollout_read(&store), (Some(1), Some(1)));
+    // A ramp moves it, and it is read back from its column.
+    ramp(&store, 20.0);
+    assert_eq!(
+        rollout_before_split(&path),
+        (
+            older(2, 1),
+            Some(r#"{"version":2,"split_from":2}"#.to_string())
+        )
+    );
+    assert_eq!(rollout_read(&store), (Some(1), Some(2)));
+    // A build before `split_from` writes the row (a ramp: the rollout as of its version) and
+    // leaves the column as it was: as of an older version, it tells nothing.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            r#"UPDATE release SET version = 3, stage = 3, rollout = '{"version":3,"started":1}'"#,
+        )
+        .unwrap();
+    assert_eq!(rollout_read(&store), (Some(1), None));
+    // This build's next write stores it again.
+    ramp(&store, 30.0);
+    assert_eq!(rollout_read(&store), (Some(1), Some(4)));
+}
+
+#[test]
+fn a_file_made_before_split_from_gets_its_column_and_keeps_its_rollout() {
+    let dir = Scratch::new("before-split");
+    let (store, path) = reopened_without(&dir, "rollout_split_from");
+    assert_eq!(rollout_read(&store), (Some(1), None));
+    assert_eq!(rollout_columns(&path).1, None, "the column is back, NULL");
+    ramp(&store, 20.0);
+    assert_eq!(rollout_read(&store), (Some(1), Some(2)));
 }
 
 #[test]
