@@ -16,12 +16,14 @@ use crate::scenario::Scenario;
 
 /// The most tokens a TOML document may hold, counted by [`toml_tokens`] before it is parsed:
 /// every key, value, punctuation mark, run of spaces, line break and comment, as the TOML
-/// reader's lexer reads them. The reader keeps each token and an event for it (tens of bytes),
-/// and each value or table with its place in the text (about 150 bytes for a number in an
-/// array, 400 for a table: an 8 MiB array of zeros took 635 MB), so this bounds its memory to
-/// tens of MB, blank lines and comments too. A scenario's longest ramp (1 000 stages, about
-/// 16 tokens each) or a config's 10 000 override ids (about 3 each) stay well within it; JSON
-/// has no such limit (it is read straight into the config).
+/// reader's lexer reads them, and each `[`, `{` and `.` [`OPENER_WEIGHT`] times. The reader
+/// keeps each token and an event for it (tens of bytes), each value with its place in the text
+/// (about 150 bytes for a number in an array: an 8 MiB array of zeros took 635 MB), and each
+/// array or table a `[`, `{` or `.` opens in hundreds (an array room for four values at once,
+/// a table its map), so this bounds its memory to about 48 MB, blank lines, comments, nested
+/// arrays and dotted tables too. A scenario's longest ramp (1 000 stages, about 34 tokens each)
+/// or a config's 10 000 override ids (about 3 each) stay well within it; JSON has no such
+/// limit (it is read straight into the config).
 pub const MAX_TOML_TOKENS: usize = 400_000;
 
 /// How a document is written.
@@ -225,8 +227,10 @@ pub fn parse<T: Document>(path: &Path, text: &str) -> Result<T, CliError> {
                 return Err(refuse(format!(
                     "invalid TOML document = {tokens} tokens: at most {MAX_TOML_TOKENS} \
                      (MAX_TOML_TOKENS: keys, values, punctuation, runs of spaces, line breaks and \
-                     comments, as the TOML reader's lexer reads them), as the reader takes tens \
-                     of bytes for each and hundreds for a value; write a longer document as JSON"
+                     comments, as the TOML reader's lexer reads them, each `[`, `{{` and `.` \
+                     counted {OPENER_WEIGHT} times), as the reader takes tens of bytes for each \
+                     and hundreds for a value, an array or a table; write a longer document as \
+                     JSON"
                 )));
             }
             let document = toml::de::DeTable::parse(text).map_err(|e| toml_error(None, &e))?;
@@ -378,11 +382,25 @@ fn json_message(e: &serde_json::Error) -> String {
     }
 }
 
-/// The number of tokens in the TOML `text` as the TOML reader's own lexer (toml_parser, the
-/// version `toml` reads with) makes them, its end included: counted in one pass, none kept,
-/// so the count is the reader's whatever the text (strings, comments, a byte order mark).
+/// How many tokens a `[`, `{` or `.` counts for in [`MAX_TOML_TOKENS`]: each may open an array
+/// or a table, which the reader keeps in about four times a value's bytes.
+pub const OPENER_WEIGHT: usize = 4;
+
+/// The tokens in the TOML `text` as the TOML reader's own lexer (toml_parser, the version
+/// `toml` reads with) makes them, its end included, each `[`, `{` and `.` counted
+/// [`OPENER_WEIGHT`] times: in one pass, none kept, so the tokens are the reader's whatever
+/// the text (strings, comments, a byte order mark).
 fn toml_tokens(text: &str) -> usize {
-    toml_parser::Source::new(text).lex().count()
+    use toml_parser::lexer::TokenKind;
+    toml_parser::Source::new(text)
+        .lex()
+        .map(|token| match token.kind() {
+            TokenKind::LeftSquareBracket | TokenKind::LeftCurlyBracket | TokenKind::Dot => {
+                OPENER_WEIGHT
+            }
+            _ => 1,
+        })
+        .sum()
 }
 
 /// Line and column (from 1) of byte `offset` in `text`.
@@ -962,22 +980,23 @@ mod tests {
 
     #[test]
     fn a_toml_document_with_more_tokens_than_its_reader_should_hold_is_refused() {
-        // An 8 MiB `x = [0,0,...]` took 635 MB to read. `x`, ` `, `=`, ` `, `[`, a `0` and a
-        // `,` for each of n, `0`, `]`, a line break and the end: 2n + 9 tokens.
+        // An 8 MiB `x = [0,0,...]` took 635 MB to read. `x`, ` `, `=`, ` `, `[` (4), a `0`
+        // and a `,` for each of n, `0`, `]`, a line break and the end: 2n + 12 tokens.
         let zeros = |n: usize| format!("x = [{}0]\n", "0,".repeat(n));
-        assert_eq!(toml_tokens(&zeros(10)), 29);
-        let most = (MAX_TOML_TOKENS - 9) / 2;
-        assert_eq!(toml_tokens(&zeros(most)), MAX_TOML_TOKENS - 1);
+        assert_eq!(toml_tokens(&zeros(10)), 32);
+        let most = (MAX_TOML_TOKENS - 12) / 2;
+        assert_eq!(toml_tokens(&zeros(most)), MAX_TOML_TOKENS);
         // Within the limit: read, and refused for what it holds.
         let e = refusal::<Scenario>("s.toml", &zeros(most));
         assert!(e.contains("x: unknown field `x`"), "{e}");
         let e = refusal::<Scenario>("s.toml", &zeros(most + 1));
         assert_eq!(
             e,
-            "s.toml: invalid TOML document = 400001 tokens: at most 400000 (MAX_TOML_TOKENS: \
+            "s.toml: invalid TOML document = 400002 tokens: at most 400000 (MAX_TOML_TOKENS: \
              keys, values, punctuation, runs of spaces, line breaks and comments, as the TOML \
-             reader's lexer reads them), as the reader takes tens of bytes for each and \
-             hundreds for a value; write a longer document as JSON"
+             reader's lexer reads them, each `[`, `{` and `.` counted 4 times), as the reader \
+             takes tens of bytes for each and hundreds for a value, an array or a table; write \
+             a longer document as JSON"
         );
         // Blank lines and comments are tokens the reader keeps too.
         for filler in ["\n", "#\n", " \n"] {
@@ -1014,6 +1033,12 @@ mod tests {
             (r#"a = "x.=,[{""#, 6),
             ("# a.b = [1, 2]\nc = 1", 8),
             ("a = \"\"\"x.\n=,[{\"\"\"", 6),
+            // What opens an array or a table counts 4 (a float's point too).
+            ("a = [[1], {b = 2.5}]", 33),
+            ("[a.b]", 12),
+            // The parts of the memory limit's test documents (cli/tests/input.rs): 52 each.
+            ("[[[[[[[[[[0]]]]]]]]]],", 53),
+            ("[a0.b.c.d.e.f.g.h.i.j]\n", 53),
         ] {
             assert_eq!(toml_tokens(text), tokens, "{text:?}");
         }
@@ -1022,7 +1047,7 @@ mod tests {
         let bom = format!("\u{feff}\"a \" = [{}0]", "0,".repeat(MAX_TOML_TOKENS / 2));
         let e = refusal::<PromotionConfig>("c.toml", &format!("\u{feff}{bom}"));
         assert!(e.starts_with("c.toml: invalid TOML document = "), "{e}");
-        assert_eq!(toml_tokens("\u{feff}\"a \" = [0,0]"), 10);
+        assert_eq!(toml_tokens("\u{feff}\"a \" = [0,0]"), 13);
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn a_toml_document_of_many_small_values_is_refused_within_the_memory_limit() {
     let dir = temp_dir("zeros");
     let n = (4 << 20) - 8;
     for (name, text, tokens) in [
-        ("zeros", format!("x = [{}0]\n", "0,".repeat(n)), 2 * n + 9),
+        ("zeros", format!("x = [{}0]\n", "0,".repeat(n)), 2 * n + 12),
         ("blank", format!("x = 1\n{}", "\n".repeat(2 * n)), 2 * n + 7),
     ] {
         let path = dir.join(format!("{name}.toml"));
@@ -91,6 +91,35 @@ fn a_toml_document_of_many_small_values_is_refused_within_the_memory_limit() {
             stderr(&output).contains(&format!(
                 "invalid TOML document = {tokens} tokens: at most 400000"
             )),
+            "{name}: {}",
+            stderr(&output)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_toml_document_of_nested_arrays_or_dotted_tables_at_the_limit_is_read_within_the_memory_limit()
+{
+    // Each array the reader starts takes room for four values, each table a map: a `[` or `.`
+    // counts 4 tokens, so that a document at the limit made of them is read (and refused for
+    // what it holds) within the memory limit. 52 tokens a part.
+    let dir = temp_dir("openers");
+    let parts = (400_000 - 12) / 52;
+    let nested = format!("x = [{}0]\n", "[[[[[[[[[[0]]]]]]]]]],".repeat(parts));
+    let dotted: String = (0..parts)
+        .map(|i| format!("[a{i}.b.c.d.e.f.g.h.i.j]\n"))
+        .collect();
+    for (name, text, field) in [("nested", nested, "x"), ("dotted", dotted, "a0")] {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let output = run_limited(
+            &format!("validate --kind scenario {}", path.display()),
+            "/dev/null",
+        );
+        assert_eq!(output.status.code(), Some(1), "{name}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(&format!("unknown field `{field}`")),
             "{name}: {}",
             stderr(&output)
         );
