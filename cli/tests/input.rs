@@ -9,7 +9,7 @@
     reason = "a failed set-up is a failed test"
 )]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_promotion-gates");
@@ -40,6 +40,19 @@ fn temp_dir(name: &str) -> PathBuf {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Writes `text` to `NAME.toml` in `dir` and validates it as a scenario under the memory limit:
+/// its refusal (the run must exit 1).
+fn validate_scenario_limited(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let output = run_limited(
+        &format!("validate --kind scenario {}", path.display()),
+        "/dev/null",
+    );
+    assert_eq!(output.status.code(), Some(1), "{name}: {}", stderr(&output));
+    stderr(&output)
 }
 
 #[test]
@@ -80,19 +93,12 @@ fn a_toml_document_of_many_small_values_is_refused_within_the_memory_limit() {
         ("zeros", format!("x = [{}0]\n", "0,".repeat(n)), 2 * n + 12),
         ("blank", format!("x = 1\n{}", "\n".repeat(2 * n)), 2 * n + 7),
     ] {
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, text).unwrap();
-        let output = run_limited(
-            &format!("validate --kind scenario {}", path.display()),
-            "/dev/null",
-        );
-        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        let refusal = validate_scenario_limited(&dir, name, &text);
         assert!(
-            stderr(&output).contains(&format!(
+            refusal.contains(&format!(
                 "invalid TOML document = {tokens} tokens: at most 400000"
             )),
-            "{name}: {}",
-            stderr(&output)
+            "{name}: {refusal}"
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -111,17 +117,10 @@ fn a_toml_document_of_nested_arrays_or_dotted_tables_at_the_limit_is_read_within
         .map(|i| format!("[a{i}.b.c.d.e.f.g.h.i.j]\n"))
         .collect();
     for (name, text, field) in [("nested", nested, "x"), ("dotted", dotted, "a0")] {
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, text).unwrap();
-        let output = run_limited(
-            &format!("validate --kind scenario {}", path.display()),
-            "/dev/null",
-        );
-        assert_eq!(output.status.code(), Some(1), "{name}: {}", stderr(&output));
+        let refusal = validate_scenario_limited(&dir, name, &text);
         assert!(
-            stderr(&output).contains(&format!("unknown field `{field}`")),
-            "{name}: {}",
-            stderr(&output)
+            refusal.contains(&format!("unknown field `{field}`")),
+            "{name}: {refusal}"
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();
