@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use super::contribution::{MAX_INSTANCE_BYTES, MAX_LATENCY_BYTES, PublishedCohort, check_instance};
-use super::state::stored_version;
+use super::state::{checked_split_from, stored_version};
 use super::{
     BadContribution, Commit, Contribution, Guard, MAX_INSTANCES, NewestFirst, SCHEMA_VERSION,
     Since, SqliteStoreConfig, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
@@ -467,7 +467,7 @@ impl SqliteStore {
             .map_err(|e| not_ours(format!("release.config: {e}")))?;
         let rollbacks =
             json_column(rollbacks, "release.rollbacks", "rollback counts").map_err(not_ours)?;
-        let rollout = rollout_of(rollout, split, version).map_err(not_ours)?;
+        let rollout = rollout_of(rollout, split, (version, stage)).map_err(not_ours)?;
         let release = StoredRelease {
             version,
             stage,
@@ -942,14 +942,19 @@ impl RolloutColumn {
     }
 }
 
-/// The rollout of the release of `version` from the texts of its `rollout` and
+/// The rollout of the release of `version` at `stage` from the texts of its `rollout` and
 /// `rollout_split_from` columns (each `None`: NULL), or why not, naming the field and the
 /// value: its first stage at its split is known when the split column is as of the rollout's
-/// version. (The rollout itself is checked with the release, [`StoredRelease::checked`].)
+/// version. A split column as of another version (an older one: a build before `split_from`
+/// wrote the row since) or beside a NULL rollout (a build before `split_from` that knew no
+/// rollout wrote NULL there) tells nothing and is left unread, but it is checked as any value
+/// is: as of at most the release's version, `split_from` from 1 to the release's stage, which
+/// every write's stage keeps (the stage only grows). (The rollout itself is checked with the
+/// release, [`StoredRelease::checked`].)
 fn rollout_of(
     rollout: Option<String>,
     split: Option<String>,
-    version: u64,
+    (version, stage): (u64, u64),
 ) -> Result<Option<super::StoredRollout>, String> {
     let rollout: Option<RolloutColumn> = json_column(rollout, "release.rollout", "a rollout")?;
     let split: Option<SplitColumn> = json_column(
@@ -957,14 +962,19 @@ fn rollout_of(
         "release.rollout_split_from",
         "a rollout's first stage at its split",
     )?;
-    if let Some(split) = split
-        && split.version > version
-    {
-        return Err(format!(
-            "release.rollout_split_from.version = {}: at most the release's version {version} \
-             (the write that stored it)",
-            split.version
-        ));
+    if let Some(split) = split {
+        if split.version > version {
+            return Err(format!(
+                "release.rollout_split_from.version = {}: at most the release's version \
+                 {version} (the write that stored it)",
+                split.version
+            ));
+        }
+        checked_split_from(
+            split.split_from,
+            stage,
+            "release.rollout_split_from.split_from",
+        )?;
     }
     Ok(rollout.map(|rollout| super::StoredRollout {
         version: rollout.version,

@@ -98,6 +98,21 @@ pub(crate) struct StoredRollout {
     pub(crate) split_from: Option<u64>,
 }
 
+/// `split_from` ([`StoredRollout::split_from`]) of a release at `stage`, as the store's field
+/// `field` holds it, or why it is not one this build writes: from 1 to that stage. Each backend
+/// names the field where it keeps it: etcd `release.rollout.split_from` (inside the rollout,
+/// [`StoredRelease::checked`]), SQLite `release.rollout_split_from.split_from` (a column of its
+/// own, checked when read, whatever version it is as of).
+pub(crate) fn checked_split_from(split_from: u64, stage: u64, field: &str) -> Result<u64, String> {
+    if split_from == 0 || split_from > stage {
+        return Err(format!(
+            "{field} = {split_from}: from 1 to the release's stage {stage} (the first stage of \
+             the rollout at its split and salt)"
+        ));
+    }
+    Ok(split_from)
+}
+
 /// What a write's rollout follows from: the stored release it is written over.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct RolloutOn<'a> {
@@ -361,14 +376,8 @@ impl StoredRelease {
                 rollout.started, rollout.version
             ));
         }
-        if let Some(split_from) = rollout.split_from
-            && (split_from == 0 || split_from > self.stage)
-        {
-            return Err(format!(
-                "release.rollout.split_from = {split_from}: from 1 to the release's stage {} \
-                 (the first stage of the rollout at its split and salt)",
-                self.stage
-            ));
+        if let Some(split_from) = rollout.split_from {
+            checked_split_from(split_from, self.stage, "release.rollout.split_from")?;
         }
         Ok(())
     }

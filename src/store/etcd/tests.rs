@@ -1082,8 +1082,8 @@ fn a_stored_struct_written_as_an_array_is_not_ours_naming_its_field() {
 }
 
 /// A release's rollout that is not one this build writes is refused naming the field and the
-/// value: of another type, negative, above what a store holds, or numbered beyond the
-/// release's version.
+/// value: of another type, negative, above what a store holds, numbered beyond the release's
+/// version, or a first stage at its split beyond the release's stage.
 #[test]
 fn a_stored_rollout_is_read_checked_naming_the_field_and_the_value() {
     let config = format!(r#"{{"gate": "{GATE}", "environment": "production"}}"#);
@@ -1114,6 +1114,15 @@ fn a_stored_rollout_is_read_checked_naming_the_field_and_the_value() {
         (
             r#"{"version": 2, "started": 0}"#,
             "release.rollout.started = 0: from 1 to the rollout's version 2",
+        ),
+        // Inside the rollout, where etcd keeps it (SQLite names its own column).
+        (
+            r#"{"version": 2, "started": 1, "split_from": 3}"#,
+            "release.rollout.split_from = 3: from 1 to the release's stage 2",
+        ),
+        (
+            r#"{"version": 2, "started": 1, "split_from": 0}"#,
+            "release.rollout.split_from = 0: from 1 to the release's stage 2",
         ),
         (r#"[2, 1]"#, "release.rollout: must be a JSON object"),
         ("null", NULL_REFUSED),

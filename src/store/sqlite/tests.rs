@@ -920,11 +920,11 @@ fn a_stored_rollout_is_read_checked_naming_the_field_and_the_value() {
         &[
             (
                 r#"{"version":1,"split_from":0}"#.to_string(),
-                "release.rollout.split_from = 0: from 1 to the release's stage 1",
+                "release.rollout_split_from.split_from = 0: from 1 to the release's stage 1",
             ),
             (
                 r#"{"version":1,"split_from":2}"#.to_string(),
-                "release.rollout.split_from = 2: from 1 to the release's stage 1",
+                "release.rollout_split_from.split_from = 2: from 1 to the release's stage 1",
             ),
             (
                 r#"{"version":2,"split_from":1}"#.to_string(),
@@ -1043,6 +1043,26 @@ fn the_rollout_column_holds_what_a_build_before_split_from_reads_and_split_from_
             r#"UPDATE release SET version = 3, stage = 3, rollout = '{"version":3,"started":1}'"#,
         )
         .unwrap();
+    assert_eq!(rollout_read(&store), (Some(1), None));
+    // Unread, it is still checked as any value is, naming its column.
+    let hand = Connection::open(&path).unwrap();
+    hand.execute(
+        r#"UPDATE release SET rollout_split_from = '{"version":2,"split_from":4}'"#,
+        [],
+    )
+    .unwrap();
+    let err = store.load().unwrap_err();
+    assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+    assert!(
+        err.to_string()
+            .contains("release.rollout_split_from.split_from = 4: from 1 to the release's stage 3"),
+        "{err}"
+    );
+    hand.execute(
+        r#"UPDATE release SET rollout_split_from = '{"version":2,"split_from":2}'"#,
+        [],
+    )
+    .unwrap();
     assert_eq!(rollout_read(&store), (Some(1), None));
     // This build's next write stores it again.
     ramp(&store, 30.0);
