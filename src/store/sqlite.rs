@@ -914,7 +914,8 @@ struct RolloutColumn {
 /// ([`StoredRollout::split_from`](super::StoredRollout::split_from)) as its
 /// `rollout_split_from` column holds it: as of the write of `version`, as the rollout is. A
 /// build before it leaves the column as it was when it writes the row, as of an older version
-/// than the rollout's: it then tells nothing.
+/// than the rollout's, or beside a NULL rollout (which it writes when it knows none): it then
+/// tells nothing, and is ignored ([`rollout_of`]).
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SplitColumn {

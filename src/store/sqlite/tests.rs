@@ -1067,6 +1067,28 @@ fn the_rollout_column_holds_what_a_build_before_split_from_reads_and_split_from_
     // This build's next write stores it again.
     ramp(&store, 30.0);
     assert_eq!(rollout_read(&store), (Some(1), Some(4)));
+    // A build before the rollout writes the row (version 5: both columns left as they were),
+    // then a build before `split_from`, which knows no rollout as of an older version, writes
+    // NULL there and leaves the column: beside no rollout, it tells nothing either.
+    hand.execute_batch("UPDATE release SET version = 6, stage = 6, rollout = NULL")
+        .unwrap();
+    assert_eq!(
+        rollout_columns(&path).1.unwrap(),
+        r#"{"version":4,"split_from":4}"#
+    );
+    assert_eq!(rollout_read(&store), (None, None));
+    // Still checked, naming its column.
+    hand.execute(
+        r#"UPDATE release SET rollout_split_from = '{"version":4,"split_from":7}'"#,
+        [],
+    )
+    .unwrap();
+    let err = store.load().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("release.rollout_split_from.split_from = 7: from 1 to the release's stage 6"),
+        "{err}"
+    );
 }
 
 #[test]
