@@ -43,8 +43,8 @@ package promotiongates
 #cgo nocallback pgate_route_forced
 #cgo noescape pgate_record
 #cgo nocallback pgate_record
-#cgo noescape pgate_record_abandoned
-#cgo nocallback pgate_record_abandoned
+#cgo noescape pgate_record_abandoned_as
+#cgo nocallback pgate_record_abandoned_as
 #cgo noescape pgate_record_by_id
 #cgo nocallback pgate_record_by_id
 #cgo noescape pgate_record_by_id_forced

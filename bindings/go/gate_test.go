@@ -757,6 +757,55 @@ func TestRecordCountedLateForeign(t *testing.T) {
 	}
 }
 
+// TestRecordAbandonedAsSaysWhatHappened: an abandoned request recorded comes back as Record
+// would say (Forced, Late, Foreign, Counted), so a host counting those itself counts it; a
+// wait up to the SLO's latency target records nothing.
+func TestRecordAbandonedAsSaysWhatHappened(t *testing.T) {
+	runtime.LockOSThread() // one recorder, as TestRecordCountedLateForeign
+	defer runtime.UnlockOSThread()
+
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}},
+		"overrides": {"header": "X-Canary"}}`, "")
+	plain, err := g.RouteString("user-1")
+	ok(t, err)
+	forced, err := g.RouteForcedString("user-1", "canary", true)
+	ok(t, err)
+	if forced.ForcedBy() != ForcedByValue {
+		t.Fatalf("not forced: %v", forced.ForcedBy())
+	}
+	short, long := time.Millisecond, 2*time.Second // either side of the default latency target
+	if as, recorded, err := g.RecordAbandonedAs(plain, short); err != nil || recorded || as != Counted {
+		t.Fatalf("a short wait: %v, %v, %v; want nothing recorded", as, recorded, err)
+	}
+	if as, recorded, err := g.RecordAbandonedAs(plain, long); err != nil || !recorded || as != Counted {
+		t.Fatalf("a long wait: %v, %v, %v; want counted", as, recorded, err)
+	}
+	if as, recorded, err := g.RecordAbandonedAs(forced, long); err != nil || !recorded || as != Forced {
+		t.Fatalf("a forced request: %v, %v, %v; want forced", as, recorded, err)
+	}
+	ok(t, g.Promote(Canary, 20)) // a new stage: plain is of an ended one
+	if as, recorded, err := g.RecordAbandonedAs(plain, long); err != nil || !recorded || as != Late {
+		t.Fatalf("an ended stage: %v, %v, %v; want late", as, recorded, err)
+	}
+	other := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}}`, "")
+	for _, p := range []float64{40, 30, 20, 10} {
+		ok(t, other.Promote(Canary, p))
+	}
+	alien, err := other.RouteString("user-1")
+	ok(t, err)
+	if as, recorded, err := g.RecordAbandonedAs(alien, long); err != nil || !recorded || as != Foreign {
+		t.Fatalf("another gate's decision: %v, %v, %v; want foreign", as, recorded, err)
+	}
+	// RecordAbandoned says the same, the classification set aside.
+	if recorded, err := g.RecordAbandoned(alien, long); err != nil || !recorded {
+		t.Fatalf("RecordAbandoned: %v, %v", recorded, err)
+	}
+	_, _, err = g.RecordAbandonedAs(plain, -time.Nanosecond)
+	if pe := wantErr(t, err, ErrInvalidArgument); pe.Message != "invalid latency = -1 ns: "+latencyRule {
+		t.Fatalf("message %q", pe.Message)
+	}
+}
+
 // TestHealthyCanaryIsPromoted feeds a healthy canary and walks it to Production.
 func TestHealthyCanaryIsPromoted(t *testing.T) {
 	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["new_api"]}`, `{"min_samples": 50, "warm_up_ms": 0, "promotion_evidence": false}`)
@@ -950,6 +999,8 @@ func TestCloseAndUseAfterClose(t *testing.T) {
 	checks["RouteString"] = second(g.RouteString("u"))
 	checks["Record"] = second(g.Record(d, true, time.Millisecond))
 	checks["RecordByID"] = second(g.RecordByID([]byte("u"), true, 0))
+	_, _, checks["RecordAbandonedAs"] = g.RecordAbandonedAs(d, time.Second)
+	checks["RecordAbandoned"] = second(g.RecordAbandoned(d, time.Second))
 	checks["RecordByIDString"] = second(g.RecordByIDString("u", true, 0))
 	checks["Features"] = second(g.Features(d))
 	checks["HasFeature"] = second(g.HasFeature(d, "x"))

@@ -229,24 +229,39 @@ func (g *Gate) Record(d Decision, success bool, latency time.Duration) (Recorded
 // latency_target counts as a success that missed its target, with latency waited (a lower
 // bound), so a canary that hangs is rolled back even when every client gives up before the
 // proxy's own upstream timeout; a wait up to the target says nothing of the version, and nothing is
-// recorded (recorded false). A client leaving is never a failure. For the cold path.
+// recorded (recorded false). A client leaving is never a failure. RecordAbandonedAs also says
+// what happened to the outcome. For the cold path.
 func (g *Gate) RecordAbandoned(d Decision, waited time.Duration) (recorded bool, err error) {
+	_, recorded, err = g.RecordAbandonedAs(d, waited)
+	return recorded, err
+}
+
+// RecordAbandonedAs is RecordAbandoned that also returns what happened to the outcome, as
+// Record does (Counted, Late, Foreign or Forced), when one was recorded (recorded true; as is
+// Counted, its zero, when recorded is false). For a host that counts Late, Foreign and Forced
+// outcomes itself (see MetricsPrometheusCounted): a forced request whose client gave up after
+// the target comes back Forced. For the cold path.
+func (g *Gate) RecordAbandonedAs(d Decision, waited time.Duration) (as Recorded, recorded bool, err error) {
 	ns, err := latencyNanos(waited)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	p, held := g.acquire()
 	if p == nil {
-		return false, errClosed
+		return 0, false, errClosed
 	}
-	var r C.bool
-	st := C.pgate_record_abandoned(p, &d.c, ns, &r)
+	var done C.bool
+	var r C.pgate_recorded
+	st := C.pgate_record_abandoned_as(p, &d.c, ns, &done, &r)
 	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {
-		return false, statusError("pgate_record_abandoned", st)
+		return 0, false, statusError("pgate_record_abandoned_as", st)
 	}
-	return bool(r), nil
+	if !bool(done) {
+		return Counted, false, nil
+	}
+	return Recorded(r), true, nil
 }
 
 // RecordByID records an outcome by request id: the id is routed again under the gate's

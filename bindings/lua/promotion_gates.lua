@@ -115,6 +115,9 @@ pgate_status pgate_record(const pgate_gate *gate, const pgate_decision *decision
                           uint64_t latency_ns, pgate_recorded *recorded);
 pgate_status pgate_record_abandoned(const pgate_gate *gate, const pgate_decision *decision,
                                     uint64_t waited_ns, bool *recorded);
+pgate_status pgate_record_abandoned_as(const pgate_gate *gate, const pgate_decision *decision,
+                                       uint64_t waited_ns, bool *recorded,
+                                       pgate_recorded *recorded_as);
 pgate_status pgate_record_by_id(const pgate_gate *gate, const char *id, size_t id_len,
                                 bool success, uint64_t latency_ns, pgate_recorded *recorded);
 pgate_status pgate_record_by_id_forced(const pgate_gate *gate, const char *id, size_t id_len,
@@ -760,15 +763,11 @@ function Gate:record(decision, success, latency)
   return M.recorded[tonumber(self.recorded_buf[0])]
 end
 
---- Records a request routed by `decision` whose client went away before the version answered,
---- `waited` nanoseconds after it was sent there (checked as Gate:record checks a latency). A
---- wait longer than the SLO's latency_target counts as a success that missed its target,
---- timed to the wait (a lower bound), so a canary that hangs is rolled back even when every
---- client gives up first; a wait up to the target records nothing. Never a failure. Returns
---- true when recorded, false when not, or nil, message, status.
-function Gate:record_abandoned(decision, waited)
+-- The body of Gate:record_abandoned and Gate:record_abandoned_as: what happened to the outcome
+-- ("counted"...), false when nothing was recorded, or nil, message, status.
+local function abandoned(self, operation, decision, waited)
   if type(self) ~= "table" or self.handle == nil then
-    return freed("record_abandoned", self)
+    return freed(operation, self)
   end
   if not is_decision(decision) then
     return not_a_decision(decision)
@@ -780,13 +779,40 @@ function Gate:record_abandoned(decision, waited)
   -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
   local handle = self.handle
   if handle == nil then
-    return freed("record_abandoned", self)
+    return freed(operation, self)
   end
-  local status = C.pgate_record_abandoned(handle, decision, ns, self.bool_buf)
+  local status = C.pgate_record_abandoned_as(handle, decision, ns, self.bool_buf, self.recorded_buf)
   if status ~= M.OK then
     return failure(status)
   end
-  return self.bool_buf[0]
+  if not self.bool_buf[0] then
+    return false
+  end
+  return M.recorded[tonumber(self.recorded_buf[0])]
+end
+
+--- Records a request routed by `decision` whose client went away before the version answered,
+--- `waited` nanoseconds after it was sent there (checked as Gate:record checks a latency). A
+--- wait longer than the SLO's latency_target counts as a success that missed its target,
+--- timed to the wait (a lower bound), so a canary that hangs is rolled back even when every
+--- client gives up first; a wait up to the target records nothing. Never a failure. Returns
+--- true when recorded, false when not, or nil, message, status. Gate:record_abandoned_as also
+--- says what happened to the outcome.
+function Gate:record_abandoned(decision, waited)
+  local as, message, code = abandoned(self, "record_abandoned", decision, waited)
+  if as == nil then
+    return nil, message, code
+  end
+  return as ~= false
+end
+
+--- Gate:record_abandoned, returning what happened to the outcome when one was recorded, as
+--- Gate:record does ("counted", "late", "foreign" or "forced"), false for a wait up to the
+--- SLO's latency_target (nothing recorded), or nil, message, status. For a host that counts
+--- late, foreign and forced outcomes itself (see pg.metrics_prometheus_counted): a forced
+--- request whose client gave up after the target is "forced".
+function Gate:record_abandoned_as(decision, waited)
+  return abandoned(self, "record_abandoned_as", decision, waited)
 end
 
 --- Records by id (routed again under the current snapshot); prefer Gate:record. The latency
@@ -1321,7 +1347,8 @@ end
 --- each a whole number from 0 to 2^64 - 1 or a uint64_t cdata); every other series is the
 --- gate's own. Each nginx worker has its own gates, and so counters of its own: a scrape
 --- reaching another worker would read a lower count, a counter reset to Prometheus. Count each
---- outcome once, in a lua_shared_dict (gate:record's "late", "foreign" and "forced", and each
+--- outcome once, in a lua_shared_dict (gate:record's and gate:record_abandoned_as's "late",
+--- "foreign" and "forced", and each
 --- forcing value gate:route_forced ignored: a decision whose forced is 0), and serve those:
 ---
 ---   local shared = ngx.shared.pgate_counts -- lua_shared_dict pgate_counts 1m;

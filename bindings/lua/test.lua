@@ -197,6 +197,11 @@ local function test_wrappers()
   check(gate:record_abandoned(canary, 2e9) == true, "record_abandoned after the target")
   local _, bad_message = gate:record_abandoned(canary, -1)
   check(bad_message and bad_message:find("invalid latency = ", 1, true), "record_abandoned -1")
+  -- record_abandoned_as says what happened to the outcome, as gate:record does.
+  check(gate:record_abandoned_as(canary, 1e6) == false, "record_abandoned_as before the target")
+  check(gate:record_abandoned_as(canary, 2e9) == "counted", "record_abandoned_as after the target")
+  _, bad_message = gate:record_abandoned_as(canary, -1)
+  check(bad_message and bad_message:find("invalid latency = ", 1, true), "record_abandoned_as -1")
   local h = gate:health()
   check(h.environment == "canary" and h.canary_requests >= 1 and not h.sufficient_data
           and h.recommendation == "monitor" and h.evidence:find("min_samples 10", 1, true),
@@ -261,6 +266,8 @@ local function test_wrappers()
     record = function() return gate:record(decision, true, 1e6) end,
     record_by_id = function() return gate:record_by_id("x", true, 1e6) end,
     record_by_id_forced = function() return gate:record_by_id_forced("x", "canary", true, 1e6) end,
+    record_abandoned = function() return gate:record_abandoned(decision, 2e9) end,
+    record_abandoned_as = function() return gate:record_abandoned_as(decision, 2e9) end,
     flags = function() return gate:flags(decision) end,
     health = function() return gate:health() end,
     check_slo = function() return gate:check_slo() end,
@@ -393,6 +400,7 @@ local function test_arguments()
     flags = function() return gate:flags(null) end,
     record = function() return gate:record(null, true, 1) end,
     record_abandoned = function() return gate:record_abandoned(null, 2e9) end,
+    record_abandoned_as = function() return gate:record_abandoned_as(null, 2e9) end,
     route = function() return gate:route("u", null) end,
     route_forced = function() return gate:route_forced("u", "canary", null) end,
   }) do

@@ -51,7 +51,7 @@
 //   - a request whose client went away before the upstream answered (its context canceled,
 //     which ReverseProxy otherwise reports as a 502) is never a failure: after a wait of at
 //     least the SLO's latency_target it is recorded as a slow success, latency the wait
-//     (Gate.RecordAbandoned: a canary that hangs is rolled back even when every client gives
+//     (Gate.RecordAbandonedAs: a canary that hangs is rolled back even when every client gives
 //     up first), and before that not at all. A request whose context ended by a deadline (a
 //     server or TimeoutHandler limit) is a failure: the upstream was too slow, unless the
 //     request's body never arrived whole: then only an upstream that held the request longer
@@ -223,6 +223,15 @@ type Options struct {
 	// in Rewrite if it reads them). A panic of it is the host's, as Fallback's. Default
 	// (nil): every request's forcing value is read.
 	TrustForcing func(*http.Request) bool
+	// OnRecorded, when set, is told what the gate did with each outcome the Proxy recorded:
+	// Record's answer, or RecordAbandonedAs's for a request whose client left after the SLO's
+	// latency target (nothing for one that left before it, nor for an outcome the gate
+	// refused, closed meanwhile). A host of several processes counts each Late, Foreign and
+	// Forced in memory they share, and serves them with promotiongates.MetricsPrometheusCounted
+	// (the binding's README, "Telemetry"). Called on the request's goroutine as the outcome
+	// is recorded, possibly while a panic of the host's code goes on: it must not panic, and
+	// should be quick (an atomic add). Default (nil): not called.
+	OnRecorded func(promotiongates.Recorded)
 }
 
 // Proxy is an http.Handler that routes by the gate and records outcomes. Safe for
@@ -235,6 +244,7 @@ type Proxy struct {
 	fallback     func(*http.Request) string
 	isFailure    func(int) bool
 	duplex       func(*http.Request) bool
+	onRecorded   func(promotiongates.Recorded)
 	onError      func(http.ResponseWriter, *http.Request, error)
 	upstreams    [2]string                // the stable and canary URLs, for StatusHandler
 	forcing      atomic.Pointer[forcing]  // where a forcing value is read; replaced on a rename
@@ -313,6 +323,7 @@ func New(opts Options) (*Proxy, error) {
 		trustForcing: opts.TrustForcing,
 		onError:      opts.ErrorHandler,
 		duplex:       opts.Duplex,
+		onRecorded:   opts.OnRecorded,
 	}
 	if !opts.NoKeyHeader {
 		h := opts.KeyHeader
@@ -1017,7 +1028,15 @@ func (ow *outcomeWriter) answer(success bool) {
 func (ow *outcomeWriter) settle(broken bool) {
 	ow.pending = false
 	success := ow.ok && !broken && !grpcFailed(ow.header, ow.cut)
-	_, _ = ow.proxy.gate.Record(ow.decision, success, ow.latency)
+	ow.recorded(ow.proxy.gate.Record(ow.decision, success, ow.latency))
+}
+
+// recorded tells Options.OnRecorded what the gate did with an outcome; an error (the gate was
+// closed meanwhile) is dropped: the request is served all the same.
+func (ow *outcomeWriter) recorded(as promotiongates.Recorded, err error) {
+	if err == nil && ow.proxy.onRecorded != nil {
+		ow.proxy.onRecorded(as)
+	}
 }
 
 // cut reports whether the copy of the answer was cut on this side: the client's writer
@@ -1138,19 +1157,21 @@ func (ow *outcomeWriter) waited() time.Duration {
 	return waited
 }
 
-// record records the request's outcome once. An error (the gate was closed meanwhile) is
-// dropped: the request is served all the same.
+// record records the request's outcome once (see recorded).
 func (ow *outcomeWriter) record(success bool) {
 	ow.pending = false
-	_, _ = ow.proxy.gate.Record(ow.decision, success, ow.waited())
+	ow.recorded(ow.proxy.gate.Record(ow.decision, success, ow.waited()))
 }
 
 // abandoned records, once, that the client went away before the upstream answered: a slow
 // request when it waited longer than the SLO's latency target, else nothing (see
-// promotiongates.Gate.RecordAbandoned).
+// promotiongates.Gate.RecordAbandonedAs; see recorded).
 func (ow *outcomeWriter) abandoned() {
 	if ow.pending {
 		ow.pending = false
-		_, _ = ow.proxy.gate.RecordAbandoned(ow.decision, ow.waited())
+		as, recorded, err := ow.proxy.gate.RecordAbandonedAs(ow.decision, ow.waited())
+		if recorded {
+			ow.recorded(as, err)
+		}
 	}
 }

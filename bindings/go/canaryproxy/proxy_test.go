@@ -255,7 +255,7 @@ func TestIsFailureConfigurable(t *testing.T) {
 // when it waited longer (a hung canary is rolled back even when its clients give up first).
 func TestClientCancellationIsNotAFailure(t *testing.T) {
 	early := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`) // target 500 ms
-	cancelWhileUpstreamWorks(t, early, 0)
+	cancelWhileUpstreamWorks(t, early, 0, Options{}, "")
 	for _, cohort := range []string{`cohort="canary"`, `cohort="stable"`} {
 		if n := metric(t, early, "promotion_window_requests", cohort); n != 0 {
 			t.Fatalf("an early client cancellation was recorded: %v requests %s", n, cohort)
@@ -267,7 +267,7 @@ func TestClientCancellationIsNotAFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer late.Close()
-	cancelWhileUpstreamWorks(t, late, 120*time.Millisecond)
+	cancelWhileUpstreamWorks(t, late, 120*time.Millisecond, Options{}, "")
 	canary := `cohort="canary"`
 	if n := metric(t, late, "promotion_window_requests", canary); n != 1 {
 		t.Fatalf("a client that waited past the target: %v requests recorded, want 1", n)
@@ -280,9 +280,10 @@ func TestClientCancellationIsNotAFailure(t *testing.T) {
 	}
 }
 
-// cancelWhileUpstreamWorks sends one request through a Proxy over g to an upstream that never
-// answers, and cancels it after the upstream has held it for wait.
-func cancelWhileUpstreamWorks(t *testing.T, g *promotiongates.Gate, wait time.Duration) {
+// cancelWhileUpstreamWorks sends one request through a Proxy over g (and opts) to an upstream
+// that never answers, with X-Canary: forcing unless forcing is empty, and cancels it after the
+// upstream has held it for wait.
+func cancelWhileUpstreamWorks(t *testing.T, g *promotiongates.Gate, wait time.Duration, opts Options, forcing string) {
 	t.Helper()
 	arrived := make(chan struct{}, 1)
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -291,10 +292,11 @@ func cancelWhileUpstreamWorks(t *testing.T, g *promotiongates.Gate, wait time.Du
 	}))
 	defer slow.Close()
 	var handlerErr atomic.Value
-	p := newProxy(t, Options{ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+	opts.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		handlerErr.Store(err)
 		w.WriteHeader(http.StatusBadGateway)
-	}}, g, slow.URL, slow.URL)
+	}
+	p := newProxy(t, opts, g, slow.URL, slow.URL)
 	done := make(chan struct{})
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer close(done)
@@ -306,6 +308,9 @@ func cancelWhileUpstreamWorks(t *testing.T, g *promotiongates.Gate, wait time.Du
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, front.URL, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if forcing != "" {
+		req.Header.Set("X-Canary", forcing)
 	}
 	go func() { <-arrived; time.Sleep(wait); cancel() }()
 	if res, err := http.DefaultClient.Do(req); err == nil {
@@ -320,6 +325,53 @@ func cancelWhileUpstreamWorks(t *testing.T, g *promotiongates.Gate, wait time.Du
 	if err, _ := handlerErr.Load().(error); !errors.Is(err, context.Canceled) {
 		t.Fatalf("ReverseProxy's error handler got %v, want context.Canceled", err)
 	}
+}
+
+// TestOnRecordedHearsEveryOutcome: OnRecorded is told what the gate did with each outcome,
+// that of a request abandoned after the latency target included (a forced one is Forced), so
+// that a host of several processes counts them for MetricsPrometheusCounted; nothing for a
+// request abandoned before the target.
+func TestOnRecordedHearsEveryOutcome(t *testing.T) {
+	g, err := promotiongates.New(`{"environment": {"canary": {"traffic_percent": 0}},
+		"overrides": {"header": "X-Canary"}}`, `{"latency_target_ms": 50}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	heard := make(chan promotiongates.Recorded, 16)
+	opts := Options{OnRecorded: func(r promotiongates.Recorded) { heard <- r }}
+	// took waits for want (a request's outcome is recorded once its answer was copied, as
+	// its client may already read it), then requires that nothing else was heard.
+	took := func(want ...promotiongates.Recorded) {
+		t.Helper()
+		for _, w := range want {
+			select {
+			case r := <-heard:
+				if r != w {
+					t.Fatalf("OnRecorded heard %v, want %v", r, w)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("OnRecorded did not hear %v", w)
+			}
+		}
+		select {
+		case r := <-heard:
+			t.Fatalf("OnRecorded heard %v, more than %v", r, want)
+		default:
+		}
+	}
+	cancelWhileUpstreamWorks(t, g, 0, opts, "canary")
+	took()
+	cancelWhileUpstreamWorks(t, g, 120*time.Millisecond, opts, "canary")
+	took(promotiongates.Forced)
+	cancelWhileUpstreamWorks(t, g, 120*time.Millisecond, opts, "")
+	took(promotiongates.Counted)
+	stable := upstream(t, "stable", 200)
+	front := httptest.NewServer(newProxy(t, opts, g, stable.URL, stable.URL))
+	defer front.Close()
+	send(t, front.URL, map[string]string{"X-Canary": "canary"}, nil)
+	send(t, front.URL, nil, nil)
+	took(promotiongates.Forced, promotiongates.Counted)
 }
 
 // TestUpstreamDialFailureIsCounted: an upstream that refuses connections fails the requests
