@@ -602,7 +602,16 @@ func TestFlagCacheIsBounded(t *testing.T) {
 	}
 }
 
+// flagSetSlots is the library's FLAG_SET_SLOTS (src/flags.rs): the sets a gate holds at once.
+// A set retired by a write, whose slot joins the back of a queue of fewer, is reclaimed once
+// flagSetSlots more writes have each taken a slot.
+const flagSetSlots = 128
+
 func checkFlagCacheBound(t *testing.T) {
+	// A thread remembers the two sets it read last, and reads them even once reclaimed: kept
+	// on one thread, the reads below ask for a reclaimed set after other ones.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	g := newGate(t, `{"environment": "staging"}`, "")
 	var decisions []Decision
 	restarts := 0
@@ -636,17 +645,70 @@ func checkFlagCacheBound(t *testing.T) {
 		t.Fatal("the cache never started afresh")
 	}
 	// A set the gate still keeps reads right through the cache; one it has reclaimed since (the
-	// library keeps a replaced set for at least flagSetGraceWrites later writes, not for ever)
-	// reads right from the cache or is refused as unknown, never as another set. Set i is
-	// replaced by write i+1, so writes i+2 .. len-1 come later: len-2-i of them.
+	// library keeps a replaced set for at least flagSetGraceWrites later writes, and reclaims
+	// it within flagSetSlots) is refused as unknown, as the library refuses it, cached or not
+	// (a cache that answered it made the answer depend on what was asked before), and never
+	// reads as another set. Set i is replaced by write i+1, so writes i+2 .. len-1 come later:
+	// len-2-i of them.
+	refused := 0
 	for i, d := range decisions {
 		names, err := g.Features(d)
-		if errors.Is(err, ErrUnknownFlagSet) && len(decisions)-2-i > flagSetGraceWrites {
+		_, hasErr := g.HasFeature(d, "f000")
+		later := len(decisions) - 2 - i
+		if later > flagSetSlots && (!errors.Is(err, ErrUnknownFlagSet) || !errors.Is(hasErr, ErrUnknownFlagSet)) {
+			t.Fatalf("set %d, replaced %d writes ago: Features %v, HasFeature %v; want ErrUnknownFlagSet",
+				i, later, err, hasErr)
+		}
+		if errors.Is(err, ErrUnknownFlagSet) && later > flagSetGraceWrites {
+			refused++
 			continue
 		}
 		ok(t, err)
+		ok(t, hasErr)
 		if len(names) != i+1 || names[i] != fmt.Sprintf("f%03d", i) {
 			t.Fatalf("set %d reads %d names ending %q", i, len(names), names[len(names)-1])
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no set was reclaimed: the test no longer reaches the refusal")
+	}
+}
+
+// TestAReclaimedSetIsRefusedCachedOrNot: a set asked about once (so cached) and reclaimed
+// since is refused as one never asked about is: the library is asked on every read. The
+// cache answered it from memory, so the answer depended on what was asked before.
+func TestAReclaimedSetIsRefusedCachedOrNot(t *testing.T) {
+	runtime.LockOSThread() // see checkFlagCacheBound: the thread's two recent sets
+	defer runtime.UnlockOSThread()
+	g := newGate(t, `{"environment": "staging"}`, "")
+	ok(t, g.EnableFeature("cached"))
+	cached, err := g.RouteString("user-1")
+	ok(t, err)
+	ok(t, g.EnableFeature("asked-never"))
+	never, err := g.RouteString("user-1")
+	ok(t, err)
+	// Asked on a thread of its own, which ends with its goroutine (locked, never unlocked): the
+	// library answers a thread the two sets it read last even once reclaimed, and this one
+	// must not be the test's.
+	asked := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		on, err := g.HasFeature(cached, "cached")
+		if err == nil && !on {
+			err = errors.New("the flag is off")
+		}
+		asked <- err
+	}()
+	ok(t, <-asked)
+	for i := range flagSetSlots + 2 {
+		ok(t, g.EnableFeature(fmt.Sprintf("f%03d", i)))
+	}
+	for _, d := range []Decision{never, cached} {
+		if _, err := g.HasFeature(d, "cached"); !errors.Is(err, ErrUnknownFlagSet) {
+			t.Fatalf("set %d, reclaimed: HasFeature %v, want ErrUnknownFlagSet", d.FlagSet(), err)
+		}
+		if _, err := g.Features(d); !errors.Is(err, ErrUnknownFlagSet) {
+			t.Fatalf("set %d, reclaimed: Features %v, want ErrUnknownFlagSet", d.FlagSet(), err)
 		}
 	}
 }

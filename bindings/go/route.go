@@ -350,7 +350,8 @@ func (g *Gate) Features(d Decision) ([]string, error) {
 }
 
 // HasFeature reports whether the flag name is on for the request of d. After the first
-// question about a flag set it costs a binary search in Go and allocates nothing.
+// question about a flag set it costs one call to the library (is the set still there?) and
+// a binary search in Go, and allocates nothing.
 func (g *Gate) HasFeature(d Decision, name string) (bool, error) {
 	names, err := g.flagSet(d.FlagSet())
 	if err != nil {
@@ -373,9 +374,13 @@ var flagCacheNames = 1 << 16
 // and copy-on-write, so readers take no lock.
 //
 // The library refuses a number this gate does not know (a decision of another gate, or of a
-// gate closed during a reload) with ErrUnknownFlagSet, which is returned and never cached;
-// every answer it gives is a set the gate numbered, and a set's number never names another
-// set while the gate lives, so a kept answer never goes stale.
+// gate closed during a reload, or a set it reclaimed: one replaced more than
+// flagSetGraceWrites writes ago) with ErrUnknownFlagSet, which is returned and never cached.
+// A cached set is asked of the library again on every read (pgate_flag_set_len: lock-free,
+// no allocation), so a set the gate has reclaimed since is refused as it is when never
+// asked before: the answer never depends on what was asked earlier, as in the other
+// bindings. A set's number never names another set while the gate lives, so a set the
+// library still holds reads right from the cache.
 func (g *Gate) flagSet(id uint32) ([]string, error) {
 	if g == nil {
 		return nil, errClosed
@@ -386,7 +391,13 @@ func (g *Gate) flagSet(id uint32) ([]string, error) {
 			if p == nil { // closed gates answer nothing, as every other method
 				return nil, errClosed
 			}
+			var n C.size_t
+			st := C.pgate_flag_set_len(p, C.uint32_t(id), &n)
 			held.release()
+			runtime.KeepAlive(g)
+			if st != C.PGATE_STATUS_OK {
+				return nil, flagSetError("pgate_flag_set_len", id, st)
+			}
 			return names, nil
 		}
 	}
