@@ -139,6 +139,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,6 +197,18 @@ type Options struct {
 	// is the upstream's failure when it ends the request, before the headers or in the
 	// body's copy: set a limit on streams around the Proxy, where it leaves the status to
 	// decide (see the package doc).
+	//
+	// What the upstream receives before it runs is the ReverseProxy's Rewrite mode: the
+	// client's Forwarded, X-Forwarded-For, X-Forwarded-Host and X-Forwarded-Proto are
+	// dropped and set anew from this hop alone (pr.SetXForwarded: For the peer's address,
+	// Host the request's Host, Proto https only when the Proxy's own connection is TLS), so
+	// behind a load balancer the upstream sees the balancer's address and, where it ended
+	// TLS, http; see TrustForwarded to keep a trusted chain. A query with a semicolon
+	// (?a=1;b=2), a bad %-escape or more than 10,000 parameters is re-encoded, the
+	// parameters Go's url.ParseQuery refuses dropped and the others sorted (?a=1;b=2 reaches
+	// the upstream as no query); pr.In.URL.RawQuery holds the client's, and
+	// pr.Out.URL.RawQuery = pr.In.URL.RawQuery passes it on unchanged (upstream URLs without
+	// a query of their own), for an upstream that parses queries as this host does.
 	Rewrite func(pr *httputil.ProxyRequest, canary bool)
 	// Duplex says whether a request with a body is a duplex stream: one whose client keeps
 	// its body open while it waits for the upstream's answer (a gRPC bidirectional call, a
@@ -232,6 +245,14 @@ type Options struct {
 	// is recorded, possibly while a panic of the host's code goes on: it must not panic, and
 	// should be quick (an atomic add). Default (nil): not called.
 	OnRecorded func(promotiongates.Recorded)
+	// TrustForwarded, when set, says whether a request came from a proxy trusted to set the
+	// forwarding headers (a load balancer in front, by its address): for such a request the
+	// client's X-Forwarded-For chain is kept, the peer's address appended, and its Forwarded,
+	// X-Forwarded-Host and X-Forwarded-Proto go on as they came (each set anew from this hop
+	// when it carried none). Any client can send these headers, so a request it returns false
+	// for is forwarded as by default (see Rewrite). Runs before Rewrite; a panic of it is the
+	// host's, as Rewrite's. Default (nil): no request is trusted.
+	TrustForwarded func(*http.Request) bool
 }
 
 // Proxy is an http.Handler that routes by the gate and records outcomes. Safe for
@@ -405,13 +426,40 @@ func newExchange(opts Options, rewrites [2]func(*httputil.ProxyRequest), onError
 // rewrite is the Rewrite of the ReverseProxies to one upstream, target: Options.Rewrite after
 // the target is set.
 func rewrite(opts Options, target *url.URL, canary bool) func(*httputil.ProxyRequest) {
-	host := opts.Rewrite
+	host, trust := opts.Rewrite, opts.TrustForwarded
 	return func(pr *httputil.ProxyRequest) {
 		pr.SetURL(target)
-		pr.SetXForwarded()
+		if trust != nil && trusted(trust, pr.In) {
+			keepForwarded(pr)
+		} else {
+			pr.SetXForwarded()
+		}
 		if host != nil {
 			defer hostPanicked()
 			host(pr, canary)
+		}
+	}
+}
+
+// trusted asks Options.TrustForwarded about r (a panic is the host's).
+func trusted(trust func(*http.Request) bool, r *http.Request) bool {
+	defer hostPanicked()
+	return trust(r)
+}
+
+// forwardedHeaders are the headers a trusted proxy's request keeps (X-Forwarded-For apart).
+var forwardedHeaders = [...]string{"Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
+// keepForwarded forwards a trusted proxy's request: its X-Forwarded-For chain with the peer
+// appended (SetXForwarded appends to the outgoing request's), its other forwarding headers as
+// they came, or set anew where it carried none. The values are copied: the host's Rewrite may
+// add to the outgoing request's.
+func keepForwarded(pr *httputil.ProxyRequest) {
+	pr.Out.Header["X-Forwarded-For"] = slices.Clone(pr.In.Header["X-Forwarded-For"])
+	pr.SetXForwarded()
+	for _, h := range forwardedHeaders {
+		if v := pr.In.Header[h]; len(v) > 0 {
+			pr.Out.Header[h] = slices.Clone(v)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
+	"net/http/httputil"
 	"net/textproto"
 	"net/url"
 	"path/filepath"
@@ -372,6 +373,57 @@ func TestOnRecordedHearsEveryOutcome(t *testing.T) {
 	send(t, front.URL, map[string]string{"X-Canary": "canary"}, nil)
 	send(t, front.URL, nil, nil)
 	took(promotiongates.Forced, promotiongates.Counted)
+}
+
+// TestForwardingHeadersAndQuery: by default the upstream sees this hop alone (the client's
+// forwarding headers dropped, a query with a semicolon re-encoded away); TrustForwarded keeps
+// a trusted proxy's chain, and the Rewrite line of Options.Rewrite's doc keeps the query.
+func TestForwardingHeadersAndQuery(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 0}}}`)
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
+			fmt.Fprintf(w, "%s=%s\n", h, strings.Join(r.Header[h], "|"))
+		}
+		fmt.Fprintf(w, "query=%s\n", r.URL.RawQuery)
+	}))
+	defer echo.Close()
+	inbound := map[string]string{
+		"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Host": "shop.example",
+		"X-Forwarded-Proto": "https", "Forwarded": "for=203.0.113.7;proto=https",
+	}
+	through := func(opts Options) string {
+		t.Helper()
+		front := httptest.NewServer(newProxy(t, opts, g, echo.URL, echo.URL))
+		defer front.Close()
+		_, body := send(t, front.URL+"/p?a=1;b=2", inbound, nil)
+		return body
+	}
+	peer := "127.0.0.1"
+	got := through(Options{})
+	for _, want := range []string{"X-Forwarded-For=" + peer + "\n", "X-Forwarded-Proto=http\n",
+		"Forwarded=\n", "query=\n"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("by default the upstream got\n%swant %q", got, want)
+		}
+	}
+	if strings.Contains(got, "shop.example") || strings.Contains(got, "203.0.113.7") {
+		t.Fatalf("a client's forwarding headers went on by default:\n%s", got)
+	}
+	trust := func(r *http.Request) bool { return ClientAddress(r) == peer }
+	got = through(Options{TrustForwarded: trust,
+		Rewrite: func(pr *httputil.ProxyRequest, _ bool) { pr.Out.URL.RawQuery = pr.In.URL.RawQuery }})
+	for _, want := range []string{"X-Forwarded-For=203.0.113.7, " + peer + "\n",
+		"X-Forwarded-Host=shop.example\n", "X-Forwarded-Proto=https\n",
+		"Forwarded=for=203.0.113.7;proto=https\n", "query=a=1;b=2\n"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("trusted, the upstream got\n%swant %q", got, want)
+		}
+	}
+	// A request TrustForwarded refuses is forwarded as by default.
+	got = through(Options{TrustForwarded: func(*http.Request) bool { return false }})
+	if strings.Contains(got, "203.0.113.7") || !strings.Contains(got, "X-Forwarded-Proto=http\n") {
+		t.Fatalf("an untrusted request's forwarding headers went on:\n%s", got)
+	}
 }
 
 // TestUpstreamDialFailureIsCounted: an upstream that refuses connections fails the requests
