@@ -35,11 +35,14 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", proxy.MetricsHandler())      // read-only: a scrape never judges
-	mux.Handle("GET /canary/status", proxy.StatusHandler()) // read-only: config and upstreams
-	mux.Handle("/", proxy)
-	front := httptest.NewServer(mux) // http.ListenAndServe(":8080", mux)
+	// An admin listener of its own, on loopback: the status shows the override names, the
+	// allow-lists and the store's path.
+	admin := http.NewServeMux()
+	admin.Handle("GET /metrics", proxy.MetricsHandler())      // read-only: a scrape never judges
+	admin.Handle("GET /canary/status", proxy.StatusHandler()) // read-only: config and upstreams
+	adminServer := httptest.NewServer(admin)                  // http.ListenAndServe("127.0.0.1:9090", admin)
+	defer adminServer.Close()
+	front := httptest.NewServer(proxy) // http.ListenAndServe(":8080", proxy)
 	defer front.Close()
 
 	req, _ := http.NewRequest(http.MethodGet, front.URL+"/api", nil)
@@ -51,7 +54,7 @@ func Example() {
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 
-	res, err = http.Get(front.URL + "/metrics")
+	res, err = http.Get(adminServer.URL + "/metrics")
 	if err != nil {
 		log.Fatal(err)
 	}

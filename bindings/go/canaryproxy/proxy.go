@@ -718,7 +718,10 @@ func (p *Proxy) MetricsHandler() http.Handler { return promotiongates.MetricsHan
 // {"stable": URL, "canary": URL, "config": the gate's current config} (whose environment
 // says where the release stands; after a rollback it is production). It reads the config
 // only: it never judges, so a scrape cannot roll anything back (the binding's Health judges,
-// and is not used). A closed gate makes it answer 503.
+// and is not used). A closed gate makes it answer 503. Serve it on an admin listener of its
+// own (127.0.0.1, or behind authentication), not beside the proxied traffic: the config it
+// shows names the override header and cookie that force a version, the id allow-lists and
+// the state store's path.
 func (p *Proxy) StatusHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		config, err := p.gate.Config()

@@ -114,6 +114,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// Unwrap returns the client's ResponseWriter, so that http.ResponseController finds its
+// Flush, Hijack and deadlines (the Proxy flushes streamed answers through it).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func runProxy(args []string) error {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	listen := fs.String("listen", "", "address of the proxy")

@@ -731,7 +731,7 @@ def test_a_huge_refused_value_is_shown_cut_as_the_library_cuts_it(
 
 
 #: Why ``is_feature_enabled`` refuses a name no flag can have.
-NOT_A_FLAG_NAME = "not a flag name (1 to 128 bytes, no whitespace, control, format or invisible characters)"
+NOT_A_FLAG_NAME = "not a flag name (1 to 128 bytes of UTF-8, no whitespace, control, format or invisible characters)"
 
 #: A text with a lone surrogate, which has no UTF-8 form.
 SURROGATE = "ab\udc80"

@@ -109,9 +109,10 @@ class Decision:
         if self._raw is not None:
             return self._raw
         # A decision built by hand: ctypes would wrap an integer out of range (a stage of
-        # 2**64 + s would count for stage s), and the library reads the environment as a Rust
-        # enum, for which a value outside it would be undefined behaviour. So every field is
-        # checked here, and refused with InvalidArgumentError naming it.
+        # 2**64 + s would count for stage s). The library reads only its stage, is_canary and
+        # forced, each as a plain integer (ffi/src/route.rs, decision_fields), but every field
+        # is checked here all the same, so that a value the C struct cannot hold is refused
+        # with InvalidArgumentError naming it, never passed on wrapped.
         return _ffi.pgate_decision(
             stage=unsigned("stage", self.stage, 64),
             traffic_percent=finite_float("traffic_percent", self.traffic_percent),

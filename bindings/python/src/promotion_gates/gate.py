@@ -976,7 +976,7 @@ class Gate:
         )
         if status == _ffi.Status.INVALID_ARGUMENT:  # the library's call writes no message
             raise refused(
-                "name", name, "not a flag name (1 to 128 bytes, no whitespace, control, format or invisible characters)"
+                "name", name, "not a flag name (1 to 128 bytes of UTF-8, no whitespace, control, format or invisible characters)"
             )
         _check(status)
         return on.value
