@@ -539,8 +539,9 @@ impl Subscription {
     ///
     /// The waker is called by the thread that made the change (a host's write, the store's
     /// sync thread, or a recording thread whose outcome called for an automatic rollback),
-    /// after that thread let go of the gate's locks; it should only schedule the task, as
-    /// wakers do. One task at a time awaits a subscription: the last to find it empty is
+    /// after that thread let go of the gate's locks (a rollback left to the write that held
+    /// the writer lock when the judge called for it is woken for by that write's thread, as it
+    /// lets go); it should only schedule the task, as wakers do. One task at a time awaits a subscription: the last to find it empty is
     /// the one woken (take a subscription per task).
     ///
     /// # Example

@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::log_lines::LogLines;
 use common::scratch::Scratch;
 use common::stored::fail_the_canary;
 use common::{canary, gate, gate_for_moves};
@@ -19,6 +20,7 @@ use promotion_gates::{
     Rule, Subscription,
 };
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
@@ -107,6 +109,49 @@ fn an_async_subscriber_is_woken_by_another_process_s_write_applied_from_the_stor
         other.enable_feature("dark_mode").unwrap();
     });
     assert_eq!(kind, ChangeKind::Flags);
+}
+
+#[test]
+fn an_async_subscriber_is_woken_after_a_write_whose_log_handler_judged_lets_go() {
+    // The swap logs its flag line under the writer lock, after publishing (the waker is queued
+    // then). The host's log handler asks the judge from there, which calls for a rollback: the
+    // lock is this thread's own, so the rollback is left to the write, and the waker must be
+    // left to it too, not called while the write still holds the lock.
+    let gate = Arc::new(gate(PromotionConfig {
+        environment: canary(50.0),
+        auto_rollback_enabled: false,
+        feature_flags: vec!["a".into()],
+        ..Default::default()
+    }));
+    for i in 0.. {
+        assert!(i < 100_000, "no rule ever fired on the failing canary");
+        let decision = gate.route_request(&format!("user-{i}"));
+        gate.record_outcome(&decision, !decision.is_canary, Duration::from_millis(5));
+        if gate.health().evidence.fired().next().is_some() {
+            break;
+        }
+    }
+    let subscription = gate.subscribe();
+    let judging = Arc::downgrade(&gate);
+    let armed = AtomicBool::new(true);
+    let handler = LogLines::calling(move || {
+        let Some(gate) = judging.upgrade() else {
+            return;
+        };
+        // Once the swap is published, still inside the write: ask the judge, once.
+        if !gate.is_feature_enabled("a") && armed.swap(false, Ordering::SeqCst) {
+            let health = gate.monitor_canary_health();
+            assert!(health.evidence.fired().next().is_some(), "a rule fired");
+        }
+    });
+    let swapped = Arc::clone(&gate);
+    let kind = woken_outside_the_gates_locks(&gate, &subscription, move || {
+        let mut next = swapped.config();
+        next.feature_flags.clear();
+        handler.during(|| swapped.swap_config(next)).unwrap();
+    });
+    assert_eq!(kind, ChangeKind::Flags);
+    assert_eq!(gate.environment(), canary(50.0)); // auto_rollback_enabled is off
 }
 
 #[test]

@@ -155,7 +155,12 @@ impl Shared {
         // at `owing`: look again. With both fences, either it saw `owing` or this `try_lock`
         // sees the lock free (or a later holder's, who will look when it lets go).
         fence(Ordering::SeqCst);
-        self.settle_owed();
+        // Wakes only if this call held the lock and let it go: else the lock may be held
+        // lower in this thread's own stack (a write logging, its log handler judging), and a
+        // waker that used the gate would wait for it forever. The holder wakes as it lets go.
+        if self.settle_owed() {
+            self.changes.wake();
+        }
     }
 
     /// The rollback the record path called for in `stage` and left for later, while a write
@@ -181,15 +186,20 @@ impl Shared {
         owed.or(handed)
     }
 
-    /// Makes the owed rollback while the lock is free, until none is owed; then, with the lock
-    /// let go, wakes the async subscribers that changes were queued for.
-    fn settle_owed(&self) {
+    /// Makes the owed rollback while the lock is free, until none is owed. Whether it took
+    /// the lock (and let it go): then this thread holds it nowhere in its stack, and may wake
+    /// the async subscribers that changes were queued for. Waking is left to the caller: a
+    /// change is published only under the lock, and every holder wakes once it has let go
+    /// (here, or as its [`Writing`] drops), so a caller that never held it loses no wake.
+    fn settle_owed(&self) -> bool {
+        let mut held_here = false;
         while let Some((mut held, verdict)) = self.writer.take_owed() {
+            held_here = true;
             self.apply_verdict(&mut held.state, &verdict);
             drop(held);
             fence(Ordering::SeqCst);
         }
-        self.changes.wake();
+        held_here
     }
 }
 
@@ -206,6 +216,9 @@ impl Drop for Settle<'_> {
         if !std::thread::panicking() {
             fence(Ordering::SeqCst);
             self.0.settle_owed();
+            // This writer let go of the writer lock, which a thread holds once at most: it
+            // holds it nowhere lower in its stack.
+            self.0.changes.wake();
         }
     }
 }
