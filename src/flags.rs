@@ -129,6 +129,14 @@ pub(crate) struct FlagSetIndex {
     overwritten: Vec<usize>,
 }
 
+impl FlagSetIndex {
+    /// The sets the writer takes as the current snapshot's.
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> [FlagSetId; 2] {
+        self.live
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct SlotState {
     /// Sets stored in the slot so far; the slot is worn out past `MAX_EPOCH + 1` of them.

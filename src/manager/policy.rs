@@ -50,6 +50,9 @@ impl PromotionGateManager {
         // Under the writer lock: swaps are serialized, and the change is numbered in order
         // with the gate's other writes.
         let mut writer = self.lock_writer();
+        // Read before anything changes: a host's clock that panics leaves the old policy in
+        // force, with no change to publish.
+        let at = self.shared.monitor.wall();
         let old = self.shared.monitor.swap_slo(controller);
         // An evaluation on the record path may still hold the old policy: kept until it lets
         // go, so that the record path never frees it.
@@ -61,7 +64,7 @@ impl PromotionGateManager {
             after: &current.config,
             stage: current.route.stage,
             events: &[],
-            at: self.shared.monitor.wall(),
+            at,
         });
         Ok(old.config().clone())
     }
@@ -76,6 +79,7 @@ mod tests {
     use crate::decision::Cohort;
     use crate::error::Error;
     use crate::manager::PromotionGateManager;
+    use crate::manager::tests::PanicsWhenArmed;
     use crate::slo::{SloAdmissionController, SloConfig};
 
     fn canary_gate() -> PromotionGateManager {
@@ -190,6 +194,27 @@ mod tests {
         assert!(matches!(&err, Error::Config(e) if e.field() == "max_error_rate"));
         assert!(err.to_string().contains("1.5"), "{err}");
         assert_eq!(gate.slo_controller().config().max_error_rate, 0.05);
+        assert_eq!(gate.change_count(), seen);
+    }
+
+    #[test]
+    fn a_host_clock_that_panics_leaves_the_old_slo_in_force() {
+        let clock = std::sync::Arc::new(PanicsWhenArmed::default());
+        let slo = SloAdmissionController::new(SloConfig::default()).expect("a valid SLO");
+        let gate = PromotionGateManager::with_clock(PromotionConfig::default(), slo, clock.clone())
+            .expect("a valid gate");
+        let seen = gate.change_count();
+        clock.arm();
+        let swapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            gate.swap_slo(SloConfig {
+                min_samples: 1000,
+                ..Default::default()
+            })
+        }));
+        assert!(swapped.is_err() && !clock.armed(), "the clock panicked");
+        // Nothing changed: not the policy, not the count (a reload that read it before an SLO
+        // swap must be refused, so a swap is never made unpublished).
+        assert_eq!(gate.slo_controller().config().min_samples, 100);
         assert_eq!(gate.change_count(), seen);
     }
 

@@ -1119,6 +1119,75 @@ fn gate_on(store: Option<crate::store::StoreConfig>) -> PromotionGateManager {
     .unwrap()
 }
 
+/// A manual clock that, armed, panics at its next read on the thread that armed it.
+#[derive(Debug, Default)]
+pub(super) struct PanicsWhenArmed {
+    inner: crate::ManualClock,
+    armed: std::sync::Mutex<Option<std::thread::ThreadId>>,
+}
+
+impl PanicsWhenArmed {
+    /// Panics at the next read on this thread.
+    pub(super) fn arm(&self) {
+        *self.armed.lock().unwrap() = Some(std::thread::current().id());
+    }
+
+    /// Whether it is still armed (it has not panicked since [`arm`](Self::arm)).
+    pub(super) fn armed(&self) -> bool {
+        self.armed.lock().unwrap().is_some()
+    }
+
+    fn read(&self) {
+        let mut armed = self.armed.lock().unwrap();
+        if *armed == Some(std::thread::current().id()) {
+            *armed = None;
+            drop(armed);
+            std::panic::resume_unwind(Box::new("a host's clock failed"));
+        }
+    }
+}
+
+impl crate::Clock for PanicsWhenArmed {
+    fn monotonic(&self) -> Duration {
+        self.read();
+        crate::Clock::monotonic(&self.inner)
+    }
+
+    fn wall(&self) -> std::time::SystemTime {
+        self.read();
+        crate::Clock::wall(&self.inner)
+    }
+}
+
+#[test]
+fn a_catch_up_whose_clock_panics_leaves_the_published_flag_sets_live() {
+    // Another process turns a flag on; this gate's write loses the race and catches up with
+    // it, and the clock panics there. The published snapshot's flag sets must stay the live
+    // ones: were the stored state's made live, the published ones would be retired, and their
+    // slots reused by a later write while routes still read them.
+    let dir = crate::store::scratch::Scratch::new("catch-up-clock-panics");
+    let clock = Arc::new(PanicsWhenArmed::default());
+    let config = PromotionConfig {
+        store: sqlite_store(&dir),
+        ..Default::default()
+    };
+    let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap();
+    gate_on(sqlite_store(&dir)).enable_feature("other").unwrap();
+    clock.arm();
+    let written =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gate.enable_feature("mine")));
+    assert!(written.is_err(), "the clock panicked");
+    assert!(!clock.armed());
+    let current = gate.shared.current.load_full();
+    assert!(!current.config.feature_flags.contains(&"other".to_string()));
+    let published = [current.route.stable_flags, current.route.new_version_flags];
+    assert_eq!(gate.lock_writer().flag_index.live(), published);
+    // The next write catches up and is made.
+    gate.enable_feature("mine").unwrap();
+    assert!(gate.is_feature_enabled("other") && gate.is_feature_enabled("mine"));
+}
+
 #[test]
 fn a_rollback_called_for_while_a_promotion_is_made_wins_over_it() {
     let (gate, clock) = ready_gate(None, &[]);

@@ -428,6 +428,10 @@ impl Shared {
         };
         let bound = config.max_rollback_history;
         let to = config.environment;
+        // Read before anything changes (preparing makes the new flag sets live): a host's clock
+        // that panics, on the sync thread or in a host's write catching up, leaves the gate as
+        // it was, and the next catch-up applies the write.
+        let now = self.monitor.now();
         // Built before anything changes: a stored state the gate cannot publish (no flag set
         // number or flag name left) changes nothing here, not the known state, the history or
         // the counts, so this gate's writes stay refused as decided on an older state (they
@@ -448,9 +452,6 @@ impl Shared {
                 }
             }
         };
-        // Read before the known state changes: a host's clock that panics on the sync thread
-        // leaves the gate as it was, and the next tick applies the write.
-        let now = self.monitor.now();
         // A pending rollback written now, or found stored: counted here until now, counted in
         // the stored counts from now on.
         let mut now_stored = None;
