@@ -1,6 +1,23 @@
 # Sourced by the scripts that serve on loopback: bindings/nginx/{e2e,test,bench}.sh,
-# bindings/go/loopback.sh (for Go's e2e.sh and bench.sh) and .ci/etcd. Uses the caller's $tmp,
-# its temporary directory, which must exist before the first call.
+# bindings/lua/openresty.sh, bindings/go/loopback.sh (for Go's e2e.sh and bench.sh) and
+# .ci/etcd. free_port uses the caller's $tmp, its temporary directory, which must exist before
+# the first call.
+
+# need_curl: curl, which all but .ci/etcd ask their servers with, from the Debian package when
+# it is missing (through sudo when not root), as they install their other tools; when it
+# cannot be installed, exits saying so.
+need_curl() {
+  command -v curl >/dev/null && return 0
+  local apt_get=(apt-get)
+  [ "$(id -u)" -eq 0 ] || apt_get=(sudo apt-get)
+  echo "== ${apt_get[*]} install curl" >&2
+  { "${apt_get[@]}" update -qq &&
+    DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends curl >&2; } || true
+  command -v curl >/dev/null || {
+    echo "$(basename "$0"): curl is missing and '${apt_get[*]} install curl' did not install it: install curl, then run again" >&2
+    exit 1
+  }
+}
 
 # free_port: a TCP port of 127.0.0.1 that nothing listens on now and that this script was not
 # given before. The kernel may hand out a port just closed again, and two servers told the

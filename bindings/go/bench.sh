@@ -50,6 +50,7 @@ profile_dir=${PGATE_BENCH_CPUPROFILE:-}
 # shellcheck source=../ab_rounds.sh
 . "$here/../ab_rounds.sh"
 install_wrk
+need_curl
 
 tmp=$(mktemp -d)
 pids=()

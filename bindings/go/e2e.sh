@@ -40,6 +40,7 @@ connections=${PGATE_E2E_CONNECTIONS:-8}
 # shellcheck source=loopback.sh
 . "$here/loopback.sh"
 install_wrk
+need_curl
 
 tmp=$(mktemp -d)
 upstreams=""

@@ -6,7 +6,7 @@
 # canary's failure. One nginx process (master_process off), on free ports of 127.0.0.1, in a
 # temporary directory; the canary is a unix socket nothing listens on; each request gives up
 # after 5 s. nginx is stopped by its pid on exit. Usage: openresty.sh LIBRARY (test.sh passes
-# the library it built). Installs nginx and libnginx-mod-http-lua with apt-get when missing.
+# the library it built). Installs nginx, libnginx-mod-http-lua and curl with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.." # the repository root
 lib=$(realpath "$1")
@@ -38,6 +38,7 @@ fail() {
 
 # shellcheck source=../free_port.sh
 . bindings/free_port.sh
+need_curl
 port=$(free_port)
 stable_port=$(free_port)
 control_port=$(free_port)

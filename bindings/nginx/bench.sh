@@ -38,6 +38,7 @@ trap cleanup EXIT
 
 # shellcheck source=../free_port.sh
 . "$here/../free_port.sh"
+need_curl
 app_port=$(free_port)
 declare -A port=([A]=$(free_port) [B]=$(free_port))
 user_line=""

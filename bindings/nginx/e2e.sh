@@ -65,6 +65,7 @@ fail() {
 
 # shellcheck source=../free_port.sh
 . "$(dirname "$0")/../free_port.sh"
+need_curl
 aa_port=$(free_port)
 checkout_port=$(free_port)
 stable_port=$(free_port)

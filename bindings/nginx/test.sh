@@ -46,7 +46,7 @@
 # error log line, once, that a rollback made during a
 # graceful exit is logged and that a worker draining after a reload still logs, then runs the end-to-end test under load (e2e.sh, ~30 s;
 # PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get (nginx, nginx-dev, wrk;
-# prometheus for promtool). Run from anywhere.
+# prometheus for promtool; curl). Run from anywhere.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -280,6 +280,7 @@ fi
 
 # shellcheck source=../free_port.sh
 . "$here/../free_port.sh"
+need_curl
 # serve <http block> [<workers>]: runs nginx (one worker, error log at notice, or at
 # $error_level) with that http block until stop_serving, once the server on $port answers its
 # /metrics location.
