@@ -161,8 +161,18 @@ for line in sys.stdin:
   [ -n "$release" ] || { echo "install.sh: cargo named no library it built" >&2 && exit 1; }
 fi
 for lib in libpromotion_gates_ffi.so libpromotion_gates_ffi.a; do
-  [ -f "$release/$lib" ] ||
-    { echo "install.sh: $release/$lib is missing: run without --no-build" >&2 && exit 1; }
+  [ -f "$release/$lib" ] && continue
+  if [ "$build" -eq 1 ]; then
+    echo "install.sh: cargo's build left no $release/$lib" >&2
+  else
+    # The README's flow (Install): build as oneself, then install as root with --no-build,
+    # where sudo drops CARGO_TARGET_DIR.
+    echo "install.sh: --no-build: $release/$lib is missing. Build it first, as yourself:" \
+      "cargo build --release -p promotion-gates-ffi; a build into CARGO_TARGET_DIR is named" \
+      "to the install again, as sudo drops it: sudo env CARGO_TARGET_DIR=\"\$CARGO_TARGET_DIR\"" \
+      "packaging/install.sh --no-build ..." >&2
+  fi
+  exit 1
 done
 
 lib_to="$destdir$libdir" include_to="$destdir$includedir"

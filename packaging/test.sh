@@ -123,6 +123,18 @@ for pc in "$tmp"/staged/usr/lib/pkgconfig/*.pc; do
   grep -qx 'prefix=/usr' "$pc" ||
     { echo "FAILED: $(basename "$pc") staged for /usr says $(grep '^prefix=' "$pc")" >&2 && failed=$((failed + 1)); }
 done
+# --no-build before a build (an empty target directory): refused before anything is written,
+# naming the build step and how sudo is told of CARGO_TARGET_DIR (the README's Install).
+mkdir -p "$tmp/empty_target"
+if CARGO_TARGET_DIR="$tmp/empty_target" "$root/packaging/install.sh" --no-build \
+  --prefix "$tmp/not_installed" >/dev/null 2>"$tmp/no_build.err"; then
+  echo "FAILED: install.sh --no-build installed without a build" >&2
+  failed=$((failed + 1))
+elif [[ "$(cat "$tmp/no_build.err")" != *"cargo build --release -p promotion-gates-ffi"*"sudo env CARGO_TARGET_DIR="* ]] ||
+  [ -e "$tmp/not_installed" ]; then
+  echo "FAILED: install.sh --no-build without a build: $(cat "$tmp/no_build.err"), $(ls "$tmp/not_installed" 2>&1)" >&2
+  failed=$((failed + 1))
+fi
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 libs=$(pkg-config --libs promotion_gates)
 [[ " $libs " == *" -lpromotion_gates_ffi "* ]] ||
