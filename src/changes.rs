@@ -209,7 +209,10 @@ pub struct StateChange {
     /// The flags it turned on and off.
     pub flags: FlagChanges,
     /// For a rollback, its event: trigger, reason and, for an automatic one, the judge's
-    /// evidence (as in the rollback history).
+    /// evidence (as in the rollback history). Set whatever the environments before and after:
+    /// a rollback made over a promotion to Production goes from Production to Production. A
+    /// change from the store carries only a rollback stored since the state the gate knew,
+    /// never one it announced already (its own) or an older one of the stored history.
     pub rollback: Option<RollbackEvent>,
 }
 
@@ -243,8 +246,12 @@ pub(crate) struct Published<'a> {
     pub(crate) before: &'a PromotionConfig,
     pub(crate) after: &'a PromotionConfig,
     pub(crate) stage: StageId,
-    /// The history events the publication came with (a release rollback among them makes it
-    /// a rollback).
+    /// The history events new with the publication, which no change of this gate announced
+    /// before: a write's own event, or those another process stored since the state this
+    /// gate knew. A release rollback among them makes it a rollback, whatever the
+    /// environments before and after (one made over a promotion to Production goes from
+    /// Production to Production; another process's rollback followed by a new rollout at the
+    /// same share, from that share to the same).
     pub(crate) events: &'a [RollbackEvent],
     pub(crate) at: SystemTime,
 }
@@ -282,7 +289,6 @@ impl ChangeFeed {
             .iter()
             .rev()
             .find(|event| event.rolled_back == RolledBack::Release)
-            .filter(|_| published.before.environment != published.after.environment)
             .cloned();
         let mut state = self.lock();
         let sequence = self.count.load(Ordering::Relaxed) + 1;

@@ -560,7 +560,8 @@ impl Shared {
     }
 
     /// Publishes a snapshot [`prepare`](Self::prepare) or [`prepare_at`](Self::prepare_at) built, under the same writer lock, then
-    /// tells the change feed what changed (`events`: the history events it came with), at
+    /// tells the change feed what changed (`events`: the history events new with it, which no
+    /// change announced before), at
     /// `now`, the clocks read before the write changed anything. The snapshot replaced is
     /// kept in `writer` until no thread holds it: the writer side frees it, never a route.
     fn install(

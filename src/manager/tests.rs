@@ -1453,6 +1453,46 @@ fn a_verdict_of_the_release_before_is_not_made_over_the_next_release_a_swap_put_
     }
 }
 
+/// The last change `changes` received: the judge's rollback of the 50 % canary, from
+/// Production to Production (over the promotion), announced as a rollback with its event.
+fn announced_over_the_promotion(changes: &crate::Subscription, case: &str) {
+    let last = std::iter::from_fn(|| changes.try_recv()).last();
+    let change = last.unwrap_or_else(|| panic!("{case}: no change"));
+    assert_eq!(
+        (change.from, change.to),
+        (Environment::Production, Environment::Production),
+        "{case}"
+    );
+    assert_eq!(
+        change.kind(),
+        crate::ChangeKind::Rollback,
+        "{case}: {change:?}"
+    );
+    let event = change.rollback.as_ref();
+    assert_eq!(
+        event.map(|event| (event.trigger, event.environment)),
+        Some((crate::RollbackTrigger::Automatic, canary(50.0))),
+        "{case}"
+    );
+}
+
+#[test]
+fn a_rollback_made_over_a_promotion_to_production_is_announced_as_a_rollback() {
+    // Made by the recording thread, once the promotion was made (told so).
+    let (gate, _) = ready_gate(None, &[]);
+    let judged = gate.stage();
+    gate.promote(Environment::Production).unwrap();
+    let changes = gate.subscribe();
+    gate.act_on_recording(&failing_in(judged, canary(50.0)));
+    announced_over_the_promotion(&changes, "after the promotion");
+    // Made by the promotion itself, its last look after it published: the write is undone.
+    let (gate, _) = ready_gate(None, &[]);
+    let changes = gate.subscribe();
+    let promoted = promote_as_a_verdict_is_left(&gate);
+    assert!(promoted.is_err(), "{promoted:?}");
+    announced_over_the_promotion(&changes, "over the write");
+}
+
 #[test]
 fn a_verdict_left_after_a_write_published_is_made_over_it() {
     // After the write let go of the writer lock: made by the recording thread itself.
@@ -1654,6 +1694,7 @@ fn recorded_while_held(gate: &PromotionGateManager, window: bool) -> bool {
 }
 
 mod fleet;
+mod followed;
 
 #[test]
 fn a_swap_that_turns_a_release_flag_on_in_canary_starts_a_rollout_and_no_other_write_does() {

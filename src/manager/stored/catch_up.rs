@@ -38,6 +38,11 @@ pub(super) struct CatchUp {
     /// process (the same decision made first elsewhere), under the same cause: counted in
     /// the stored counts ([`Pending::counted_by`]).
     same_stored: bool,
+    /// The version of the event among `events` that this process announced already as a
+    /// change of its own: its pending rollback found stored, or the same rollback of the
+    /// release made first by another process (the very next write after the state the
+    /// pending one was decided on).
+    announced: Option<u64>,
     /// Whether `events` (and `own`) are the whole history (they replace the local one).
     whole_history: bool,
     /// Whether the pending rollback is now settled (written, or overtaken by another write).
@@ -67,6 +72,7 @@ impl CatchUp {
             own: None,
             counted: None,
             same_stored: false,
+            announced: None,
             release: state.release,
             whole_history: settles_pending,
             settles_pending,
@@ -149,6 +155,7 @@ pub(super) fn catch_up(
                 let update = CatchUp::following(store, from, None, state, true)?;
                 return Ok(Some(CatchUp {
                     counted: Some(version),
+                    announced: Some(version),
                     started_here: true,
                     ..update
                 }));
@@ -173,9 +180,16 @@ pub(super) fn catch_up(
                 }
                 // The same decision stored by another process counts there: not here too.
                 let same_stored = same_rollback && pending.counted_by(&state);
+                // This process announced its own rollback of the release as it made it.
+                let announced_here = pending
+                    .event
+                    .as_ref()
+                    .is_some_and(|event| event.rolled_back == RolledBack::Release);
                 let update = CatchUp::following(store, from, None, state, true)?;
                 return Ok(Some(CatchUp {
                     same_stored,
+                    announced: (same_rollback && announced_here)
+                        .then(|| pending.decided_on.version.saturating_add(1)),
                     ..update
                 }));
             }
@@ -202,6 +216,7 @@ pub(super) fn catch_up(
                 own: pending.event.clone(),
                 counted: None,
                 same_stored: false,
+                announced: None,
                 release: write.release,
                 whole_history: true,
                 settles_pending: true,
@@ -264,6 +279,7 @@ fn went_back(
             own: None,
             counted: None,
             same_stored: false,
+            announced: None,
             release: write.release,
             whole_history: true,
             settles_pending: false,
@@ -301,6 +317,7 @@ fn reseed(
             own: event.cloned(),
             counted: None,
             same_stored: false,
+            announced: None,
             release: write.release,
             whole_history: true,
             settles_pending: event.is_some(),
@@ -469,13 +486,18 @@ impl Shared {
             link.known_rollout = update.release.known_rollout();
             link.counted = update.counts.clone();
         }
-        // The newest release rollback among the events, for the change feed (the events
-        // themselves move into the history).
+        // The newest release rollback this process did not know, for the change feed (the
+        // events themselves move into the history): one stored after the state it knew (a
+        // catch-up that reads the whole history reads the older ones again), neither its own
+        // (`own`, or found stored) nor the same one made first elsewhere, announced as this
+        // process made them.
         let rollback = update
             .events
             .iter()
+            .filter(|(version, _)| {
+                *version > update.from.version && Some(*version) != update.announced
+            })
             .map(|(_, event)| event)
-            .chain(&update.own)
             .rev()
             .find(|event| event.rolled_back == RolledBack::Release)
             .cloned();

@@ -60,7 +60,10 @@ fn promoted_by_a_condemned_by_b(scratch: &str, followed: bool) {
     // the rollback waits for B's sync thread.
     assert_eq!(b.environment(), Environment::Production);
     b.shared.sync_once();
+    let changes = a.subscribe();
     a.shared.sync_once();
+    // A follows B's rollback over its promotion, Production to Production: a rollback.
+    announced_over_the_promotion(&changes, "A");
     rolled_back(&b, "B");
     rolled_back(&a, "A");
     rolled_back(&gate_on(store()), "the store");
