@@ -182,9 +182,19 @@ typedef struct {
     const char                  *directive;
 } ngx_http_pgate_handler_t;
 
+/* A key= parameter naming a variable $promotion_gate_<name>, checked once every gate is
+ * declared: refused if <name> is a gate's (ngx_http_pgate_check_keys). */
+typedef struct {
+    ngx_str_t                    name;        /* <name> */
+    ngx_str_t                    param;       /* the whole parameter, key=... */
+    ngx_str_t                    file;
+    ngx_uint_t                   line;
+} ngx_http_pgate_key_read_t;
+
 typedef struct {
     ngx_array_t                  gates;       /* ngx_http_pgate_gate_t */
     ngx_array_t                  handlers;    /* ngx_http_pgate_handler_t */
+    ngx_array_t                  key_reads;   /* ngx_http_pgate_key_read_t */
     ngx_int_t                    request_id_index;
     ngx_event_t                  timer;
 } ngx_http_pgate_main_conf_t;
@@ -222,6 +232,7 @@ PGATE_LOCAL char *ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, voi
 PGATE_LOCAL char *ngx_http_pgate_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 PGATE_LOCAL char *ngx_http_pgate_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 PGATE_LOCAL ngx_int_t ngx_http_pgate_check_handlers(ngx_conf_t *cf, ngx_http_pgate_main_conf_t *pmcf);
+PGATE_LOCAL ngx_int_t ngx_http_pgate_check_keys(ngx_conf_t *cf, ngx_http_pgate_main_conf_t *pmcf);
 
 /* ngx_http_pgate_request.c */
 PGATE_LOCAL ngx_int_t ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,

@@ -427,6 +427,103 @@ static ngx_int_t ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data);
 static uint64_t ngx_http_pgate_identity(ngx_str_t *gate_name, ngx_str_t *store);
 
 
+/* A character of a variable's name, as nginx's script compiler reads one after '$' (and so of
+ * a gate's name, which makes its variable's). */
+static ngx_inline ngx_uint_t
+ngx_http_pgate_name_char(u_char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+           || c == '_';
+}
+
+
+/*
+ * Notes each variable $promotion_gate_<name> (or ${promotion_gate_<name>}, case ignored as
+ * nginx ignores it) that a key= parameter reads, for ngx_http_pgate_check_keys: a gate's
+ * decision as a key routes by another routing (or, for its own gate, by the "stable" a request
+ * gets while it is being routed). Which names are gates is known only once every gate is
+ * declared (one may be declared after the key); any other variable so named (a map's) is a
+ * key like any other, and $http_x_promotion_gate_id is a header.
+ */
+static char *
+ngx_http_pgate_note_key_reads(ngx_conf_t *cf, ngx_http_pgate_main_conf_t *pmcf,
+    ngx_str_t *param)
+{
+    u_char                     *p, *last, *name;
+    ngx_http_pgate_key_read_t  *read;
+
+    static u_char  prefix[] = "promotion_gate_";
+
+    last = param->data + param->len;
+
+    for (p = param->data + 4; p < last; p++) {
+        if (*p != '$') {
+            continue;
+        }
+
+        name = p + 1 + (p + 1 < last && p[1] == '{');
+        if ((size_t) (last - name) < sizeof(prefix) - 1
+            || ngx_strncasecmp(name, prefix, sizeof(prefix) - 1) != 0)
+        {
+            continue;
+        }
+
+        name += sizeof(prefix) - 1;
+        for (p = name; p < last && ngx_http_pgate_name_char(*p); p++) { /* void */ }
+
+        read = ngx_array_push(&pmcf->key_reads);
+        if (read == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        read->name.data = name;
+        read->name.len = p - name;
+        read->param = *param;
+        read->file = cf->conf_file->file.name;
+        read->line = cf->conf_file->line;
+        p--;                    /* the loop's p++ reads the character after the name */
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Refuses a key= parameter that reads a declared gate's variable, $promotion_gate_<name>
+ * (ngx_http_pgate_note_key_reads), naming the parameter, the directive and where it is. Run
+ * once the http block was read, when every gate is declared.
+ */
+ngx_int_t
+ngx_http_pgate_check_keys(ngx_conf_t *cf, ngx_http_pgate_main_conf_t *pmcf)
+{
+    ngx_uint_t                  i, j;
+    ngx_http_pgate_gate_t      *gates;
+    ngx_http_pgate_key_read_t  *read;
+
+    read = pmcf->key_reads.elts;
+    gates = pmcf->gates.elts;
+
+    for (i = 0; i < pmcf->key_reads.nelts; i++) {
+        for (j = 0; j < pmcf->gates.nelts; j++) {
+            if (gates[j].name.len != read[i].name.len
+                || ngx_strncasecmp(gates[j].name.data, read[i].name.data, read[i].name.len)
+                   != 0)
+            {
+                continue;
+            }
+
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "invalid parameter \"%V\" in \"promotion_gate\" directive in "
+                          "%V:%ui: a key cannot read a gate's decision ($promotion_gate_%V is "
+                          "gate \"%V\"'s)", &read[i].param, &read[i].file, read[i].line,
+                          &read[i].name, &gates[j].name);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 /*
  * promotion_gate <name> <config.json> [slo=<slo.json>] [key=<value>]...;
  */
@@ -435,7 +532,6 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_pgate_main_conf_t  *pmcf = conf;
 
-    u_char                            *p;
     ngx_str_t                         *value, var, zone;
     ngx_uint_t                         i;
     ngx_http_variable_t               *v;
@@ -450,10 +546,7 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     for (i = 0; i < value[1].len; i++) {
-        p = &value[1].data[i];
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-              || (*p >= '0' && *p <= '9') || *p == '_'))
-        {
+        if (!ngx_http_pgate_name_char(value[1].data[i])) {
             goto bad_name;
         }
     }
@@ -526,21 +619,7 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (value[i].len > 4 && ngx_strncmp(value[i].data, "key=", 4) == 0) {
-            /* A gate's decision as a key: routed by another routing (or, for its own gate,
-             * by the "stable" a request gets while it is being routed). Only a variable
-             * named so ($promotion_gate_x or ${promotion_gate_x}, case ignored as nginx
-             * ignores it): $http_x_promotion_gate_id is a header. */
-            if (ngx_strlcasestrn(value[i].data + 4, value[i].data + value[i].len,
-                                 (u_char *) "$promotion_gate_",
-                                 sizeof("$promotion_gate_") - 2) != NULL
-                || ngx_strlcasestrn(value[i].data + 4, value[i].data + value[i].len,
-                                    (u_char *) "${promotion_gate_",
-                                    sizeof("${promotion_gate_") - 2) != NULL)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid parameter \"%V\" in \"%V\" directive: a key "
-                                   "cannot read a gate's decision ($promotion_gate_...)",
-                                   &value[i], &cmd->name);
+            if (ngx_http_pgate_note_key_reads(cf, pmcf, &value[i]) != NGX_CONF_OK) {
                 return NGX_CONF_ERROR;
             }
 

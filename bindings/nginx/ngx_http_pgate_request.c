@@ -722,10 +722,10 @@ ngx_http_pgate_forcing_value(ngx_http_request_t *r, ngx_http_pgate_gate_t *g,
 
 
 /*
- * A gate's key that reads a gate's decision: `promotion_gate` refuses a key naming
- * $promotion_gate_..., but a map, a set or another module's variable can hide one. Then every
- * request has one of two keys, "canary" or "stable" (its own decision, while it is being made,
- * is "stable"), and the gate routes its requests as two users. Found when it happens, and
+ * A gate's key that reads a gate's decision: `promotion_gate` refuses a key naming a declared
+ * gate's $promotion_gate_<name>, but a map, a set or another module's variable can hide one.
+ * Then every request has one of two keys, "canary" or "stable" (its own decision, while it is
+ * being made, is "stable"), and the gate routes its requests as two users. Found when it happens, and
  * logged once per worker and gate, at error level: the routing stays as configured. Seen
  * only when the key is what reads that decision first in the request: nginx keeps a
  * variable's value once read, and later reads do not reach the module.

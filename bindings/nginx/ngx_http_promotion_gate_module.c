@@ -89,6 +89,8 @@ ngx_http_pgate_create_main_conf(ngx_conf_t *cf)
     if (ngx_array_init(&pmcf->gates, cf->pool, 2, sizeof(ngx_http_pgate_gate_t))
         != NGX_OK
         || ngx_array_init(&pmcf->handlers, cf->pool, 2, sizeof(ngx_http_pgate_handler_t))
+           != NGX_OK
+        || ngx_array_init(&pmcf->key_reads, cf->pool, 1, sizeof(ngx_http_pgate_key_read_t))
            != NGX_OK)
     {
         return NULL;
@@ -356,7 +358,9 @@ ngx_http_pgate_postconfiguration(ngx_conf_t *cf)
     ngx_http_upstream_main_conf_t   *umcf;
 
     pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_promotion_gate_module);
-    if (ngx_http_pgate_check_handlers(cf, pmcf) != NGX_OK) {
+    if (ngx_http_pgate_check_handlers(cf, pmcf) != NGX_OK
+        || ngx_http_pgate_check_keys(cf, pmcf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
     if (pmcf->gates.nelts == 0) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the nginx module (build.sh), checks that `nginx -t` names the directive, the field and
 # the value of bad configurations (a document without a store, a relative store path, a
-# document that cannot be read, named by its gate and parameter: config or slo=) and that
+# document that cannot be read, named by its gate and parameter: config or slo=; a key reading
+# a declared gate's variable, while another variable named $promotion_gate_... is taken) and that
 # a declaration refused for its store's fleet_judging or for naming another declaration's gate,
 # or a configuration refused after the declaration, leaves no store file behind, that as root
 # the store is created as the workers' user (also with a `user` directive after http) and with
@@ -155,10 +156,17 @@ expect_refusal 'twin.json" names gate "g", as the document of promotion_gate "g"
 no_store "$tmp/fleet/refused-twin.db"
 expect_refusal 'invalid gate name "g-1" in "promotion_gate" directive' 'promotion_gate g-1 good.json;'
 expect_refusal 'invalid parameter "keys=$http_x" in "promotion_gate" directive' 'promotion_gate g good.json keys=$http_x;'
-expect_refusal 'invalid parameter "key=$promotion_gate_h" in "promotion_gate" directive: a key cannot read a gate' \
-  'promotion_gate g good.json key=$promotion_gate_h;'
-expect_refusal 'invalid parameter "key=${Promotion_Gate_h}-x" in "promotion_gate" directive: a key cannot read a gate' \
-  'promotion_gate g good.json key=${Promotion_Gate_h}-x;'
+# A key reading a declared gate's variable, its own or another's, declared before the key or
+# after it, is refused with the parameter, the directive and its line (before any store is
+# opened).
+gate_document h 5
+expect_refusal "invalid parameter \"key=\$promotion_gate_h\" in \"promotion_gate\" directive in $tmp/conf/nginx.conf:6: a key cannot read a gate's decision (\$promotion_gate_h is gate \"h\"'s)" \
+  'promotion_gate g good.json key=$promotion_gate_h; promotion_gate h h.json;'
+expect_refusal 'invalid parameter "key=${Promotion_Gate_h}-x" in "promotion_gate" directive in' \
+  'promotion_gate h h.json; promotion_gate g good.json key=${Promotion_Gate_h}-x;'
+expect_refusal 'invalid parameter "key=$promotion_gate_g" in "promotion_gate" directive in' \
+  'promotion_gate g good.json key=$http_x_id key=$promotion_gate_g;'
+no_store "$tmp/fleet/h.db"
 # A key with no variable is taken, with a warning (the configuration is refused by its status
 # location naming gate g, which it does not declare, after the warning was written).
 gate_document k 5
@@ -243,9 +251,13 @@ CONF
   echo "accepted: $1 ${2:-} ${3:-}"
 }
 # A header or a cookie whose name holds promotion_gate_ is a key like any other: only a
-# variable named $promotion_gate_... is a gate's decision (a build searching the whole value
-# refused these).
+# declared gate's variable, $promotion_gate_<name>, is a gate's decision (a build searching the
+# whole value refused these).
 expect_accepted 'promotion_gate g good.json key=$http_x_promotion_gate_id key=$cookie_promotion_gate_user;'
+# ... and so is a variable named $promotion_gate_<name> when no gate has that name (a build
+# refusing every $promotion_gate_... refused this map's variable, saying it was a gate's).
+expect_accepted 'map $http_x_owner $promotion_gate_owner { default $http_x_owner; }
+    promotion_gate g good.json key=${promotion_gate_owner};'
 if [ "$(id -u)" -eq 0 ]; then
   # As root, nginx -t creates the store as the workers' user, or they could not open it:
   # without a `user` directive nginx's default user; with one, that user, written before http
