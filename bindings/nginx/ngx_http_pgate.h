@@ -45,6 +45,7 @@ typedef struct {
     uint64_t                     latency_ns;
     uint64_t                     pid;
     uint64_t                     flags;
+    uint64_t                     epoch;       /* the sharing worker's configuration's epoch */
 } ngx_http_pgate_outcome_t;
 
 /*
@@ -66,21 +67,25 @@ typedef struct {
  * and the layout's number: a change to ngx_http_pgate_ring_t or ngx_http_pgate_outcome_t takes
  * the next number (the assertions after them fail until the sizes they check are updated).
  */
-#define PGATE_RING_LAYOUT      0x7067617465000002ULL
+#define PGATE_RING_LAYOUT      0x7067617465000003ULL
 
 /*
  * A gate's shared memory zone: its layout stamp, the ring of outcomes the workers pool, the
- * generation, which a worker bumps when its own gate changed state (a rollback or a promotion
- * its judge decided) and every worker compares on each routed request, asking its store at
- * once when it moved, and the outcome counters. The head, written by every worker on every
- * request, and the generation, read on every request, each have a cache line of their own
- * (the head's shared only with the stamp, read on a reload); the counters, written only for
- * the outcomes and values they count, start the next line, which the ring's first slot shares.
+ * epochs (how many configurations took the ring: nginx's start and each reload, the number of
+ * the latest being its workers' epoch, see ngx_http_pgate_pool), the generation, which a
+ * worker bumps when its own gate changed state (a rollback or a promotion its judge decided)
+ * and every worker compares on each routed request, asking its store at once when it moved,
+ * and the outcome counters. The head, written by every worker on every request, and the
+ * generation, read on every request, each have a cache line of their own (the head's shared
+ * only with the stamp and the epochs, written by the master on a reload); the counters,
+ * written only for the outcomes and values they count, start the next line, which the ring's
+ * first slot shares.
  */
 typedef struct {
     uint64_t                     layout;      /* PGATE_RING_LAYOUT, read on a reload only */
     uint64_t                     head;
-    u_char                       head_line[NGX_CPU_CACHE_LINE - 2 * sizeof(uint64_t)];
+    uint64_t                     epochs;      /* written by the master on a reload only */
+    u_char                       head_line[NGX_CPU_CACHE_LINE - 3 * sizeof(uint64_t)];
     uint64_t                     generation;
     u_char                       generation_line[NGX_CPU_CACHE_LINE - sizeof(uint64_t)];
     ngx_http_pgate_counts_t      counts;
@@ -88,11 +93,12 @@ typedef struct {
 } ngx_http_pgate_ring_t;
 
 /* the layout PGATE_RING_LAYOUT numbers: a change here takes the next number */
-_Static_assert(sizeof(ngx_http_pgate_outcome_t) == 6 * sizeof(uint64_t)
+_Static_assert(sizeof(ngx_http_pgate_outcome_t) == 7 * sizeof(uint64_t)
                && offsetof(ngx_http_pgate_ring_t, layout) == 0
+               && offsetof(ngx_http_pgate_ring_t, epochs) == 2 * sizeof(uint64_t)
                && offsetof(ngx_http_pgate_ring_t, outcomes)
                   == 2 * NGX_CPU_CACHE_LINE + sizeof(ngx_http_pgate_counts_t)
-               && PGATE_RING_LAYOUT == 0x7067617465000002ULL,
+               && PGATE_RING_LAYOUT == 0x7067617465000003ULL,
                "the ring's layout changed: give PGATE_RING_LAYOUT the next number");
 
 /*
@@ -107,6 +113,7 @@ typedef struct {
     ngx_str_t                    slo_path;    /* empty without slo= */
     ngx_str_t                    slo;
     ngx_cycle_t                 *cycle;       /* the configuration's, for its core module */
+    uint64_t                     epoch;       /* given by the zone's init: its workers' */
 } ngx_http_pgate_opened_t;
 
 /* A reopen attempt under way on its own thread (ngx_http_pgate_open.c). */
@@ -127,6 +134,8 @@ typedef struct {
     uint64_t                     cursor;      /* the next shared outcome this worker reads */
     uint64_t                     own_from;    /* the ring's head when this worker's gate
                                                * opened: its own outcomes lie past it */
+    uint64_t                     epoch;       /* its configuration's (opened->epoch): it
+                                               * pools no outcome of a later one */
     /* 1 + the claimed but unpublished slot this worker waits for, since when and since which
      * timer tick (ngx_http_pgate_awaited); the worker timer's ticks; the unpublished slots
      * this worker skipped, whose outcomes its gate lacks */

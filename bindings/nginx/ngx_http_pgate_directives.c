@@ -875,6 +875,9 @@ ngx_http_pgate_identity(ngx_str_t *gate_name, ngx_str_t *store)
  * ngx_http_pgate_ring_take). zone->data is the gate's documents until then, and the
  * ring afterwards, which the workers and a later reload are handed. The whole configuration
  * was read and its users are final here: the store is opened first (ngx_http_pgate_open_store).
+ * The configuration takes the ring's next epoch, its workers' (ngx_http_pgate_pool): a later
+ * one than any configuration whose workers share the ring (a reload refused after this takes
+ * a number that none uses).
  */
 static ngx_int_t
 ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data)
@@ -891,6 +894,7 @@ ngx_http_pgate_init_zone(ngx_shm_zone_t *zone, void *data)
         return NGX_ERROR;
     }
 
+    opened->epoch = __atomic_add_fetch(&ring->epochs, 1, __ATOMIC_ACQ_REL);
     zone->data = ring;
     return NGX_OK;
 }

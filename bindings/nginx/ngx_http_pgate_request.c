@@ -1004,6 +1004,7 @@ ngx_http_pgate_share(ngx_http_pgate_gate_t *g, uint64_t stage, ngx_uint_t flags,
     __atomic_store_n(&slot->latency_ns, latency_ns, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->pid, (uint64_t) ngx_pid, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->flags, (uint64_t) flags, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->epoch, g->epoch, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->seq, index + 1, __ATOMIC_RELEASE);
 }
 
@@ -1013,12 +1014,16 @@ ngx_http_pgate_share(ngx_http_pgate_gate_t *g, uint64_t stage, ngx_uint_t flags,
  * look (since its gate opened: the ring's outcomes of the workers before it too, which a new
  * worker takes up, ngx_http_pgate_open). An outcome shared longer ago than the gate's
  * rollback_window_seconds is in no worker's window any more: skipped (the ring may hold
- * outcomes of hours ago when traffic is low).
+ * outcomes of hours ago when traffic is low). So is one shared by a worker of a later
+ * configuration (its epoch above this worker's): after a reload that kept the zone, a worker
+ * of the old configuration, still draining, would judge the new workers' traffic by its old
+ * SLO, and could roll the release back where the new SLO does not. The new workers take up
+ * the old workers' outcomes, those they share while draining too.
  */
 static void
 ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
-    uint64_t                   head, index, seq, at, stage, latency_ns, pid, flags;
+    uint64_t                   head, index, seq, at, stage, latency_ns, pid, flags, epoch;
     ngx_http_pgate_outcome_t  *slot;
 
     head = __atomic_load_n(&g->ring->head, __ATOMIC_ACQUIRE);
@@ -1043,9 +1048,11 @@ ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
         latency_ns = __atomic_load_n(&slot->latency_ns, __ATOMIC_RELAXED);
         pid = __atomic_load_n(&slot->pid, __ATOMIC_RELAXED);
         flags = __atomic_load_n(&slot->flags, __ATOMIC_RELAXED);
+        epoch = __atomic_load_n(&slot->epoch, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
 
         if (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) != index + 1
+            || epoch > g->epoch
             || (pid == (uint64_t) ngx_pid && index >= g->own_from)
             || (g->window_ms
                 && (ngx_msec_int_t) (ngx_current_msec - (ngx_msec_t) at)

@@ -288,6 +288,7 @@ ngx_http_pgate_init_process(ngx_cycle_t *cycle)
 
     for (i = 0; i < pmcf->gates.nelts; i++) {
         gates[i].ring = gates[i].zone->data;
+        gates[i].epoch = gates[i].opened->epoch;
 
         err = NULL;
         st = ngx_http_pgate_open(cycle->log, &gates[i], &err);

@@ -45,7 +45,8 @@
 # timer ticks, that a reload finding a ring of another layout makes a new one and says so (the
 # ring states made by a preloaded shim, tests/ring_shim.c), that each state change gets its own
 # error log line, once, that a rollback made during a
-# graceful exit is logged and that a worker draining after a reload still logs, then runs the end-to-end test under load (e2e.sh, ~30 s;
+# graceful exit is logged and that a worker draining after a reload still logs, and judges none
+# of the new workers' outcomes by its old SLO while its own reach them, then runs the end-to-end test under load (e2e.sh, ~30 s;
 # PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get (nginx, nginx-dev, wrk;
 # prometheus for promtool; curl). Run from anywhere.
 set -euo pipefail
@@ -2221,19 +2222,26 @@ echo "== a rollback made in a graceful exit is logged"
 # which then stopped in a draining worker, wrote none).
 port=$(free_port)
 slow=$(free_port)
-python3 -c '
+# slow_500 <port> <delay>: an HTTP server on 127.0.0.1:<port> answering each GET 500 after
+# <delay> seconds (a Python expression, which may read the request's `path`), until killed; its
+# pid in $slow_pid
+slow_500() {
+  python3 -c '
 import http.server, sys, time
+delay = eval("lambda path: " + sys.argv[2])
 class Slow(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        time.sleep(1.0)
+        time.sleep(delay(self.path))
         self.send_error(500)
     def log_message(self, *args):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_forever()
-' "$slow" &
-slow_pid=$!
-started "$slow_pid"
-for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$slow") 2>/dev/null && break; sleep 0.1; done
+' "$1" "$2" &
+  slow_pid=$!
+  started "$slow_pid"
+  for _ in $(seq 50); do (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null && break; sleep 0.1; done
+}
+slow_500 "$slow" 1.0
 gate_document exiting 100
 serve_proxied exiting "$slow"
 clients=()
@@ -2294,6 +2302,59 @@ stop_tcp_server
 [ "$logged" = 1 ] ||
   { echo "FAIL: worker $draining, draining its held request, did not log the flag change within 2 s" >&2; exit 1; }
 echo "worker $draining, draining a held request after a reload, logged the flag change another process stored"
+
+echo "== after a reload, a draining worker does not judge the new workers' traffic by its old SLO"
+# One worker, its canary at 100 %, an SLO that rolls back on a few failures (overwhelming_errors:
+# seven), holds a request to the canary; a reload gives the gate an SLO under which 20 failures
+# roll nothing back (min_samples 1000, overwhelming_significance 1e-300), keeping its zone (the
+# same gate and store); then the canary answers 20 requests of the new worker 500. A build whose
+# draining worker pooled them judged them by its old SLO and rolled the canary back (the new
+# worker followed). The draining worker's own outcome (its held request, abandoned after the
+# latency target: a slow success) still reaches the new worker's window.
+port=$(free_port)
+failing=$(free_port)
+slow_500 "$failing" '30 if "held" in path else 0' # held: until the client goes away, at most 30 s
+gate_document judged 100
+echo '{"min_samples": 5}' >"$tmp/conf/judged-slo.json"
+serve_proxied judged "$failing" 1 slo=judged-slo.json
+draining=$(pgrep -P "$master")
+curl -s -o /dev/null --max-time 30 "http://127.0.0.1:$port/judged/held" &
+held_client=$!
+started "$held_client"
+sleep 0.3 # the request reached the canary
+echo '{"min_samples": 1000, "overwhelming_significance": 1e-300}' >"$tmp/conf/judged-slo.json"
+nginx -p "$tmp" -c conf/nginx.conf -s reload
+for _ in $(seq 50); do
+  [ "$(pgrep -P "$master" | grep -cvx "$draining" || true)" = 1 ] && break
+  sleep 0.1
+done
+sleep 0.5 # nginx tells the old worker to quit 100 ms after starting the new one
+for i in $(seq 20); do curl -s -o /dev/null "http://127.0.0.1:$port/judged/$i"; done
+sleep 0.5 # several ticks of both workers' timers
+# judged_window <requests|errors>: the canary window's count, as the new worker counts it
+judged_window() {
+  curl -fs "http://127.0.0.1:$port/metrics" |
+    sed -n "s/^promotion_window_$1{gate=\"judged\",cohort=\"canary\"} //p"
+}
+environment=$(curl -fs "http://127.0.0.1:$port/judged/status" | sed 's/.*"environment":"\([a-z]*\)".*/\1/')
+errors=$(judged_window errors)
+alive=$(kill -0 "$draining" 2>/dev/null && echo yes || echo no)
+kill "$held_client" 2>/dev/null || true # the held request ends, and the draining worker with it
+wait "$held_client" 2>/dev/null || true
+for _ in $(seq 40); do [ "$(judged_window requests)" = 21 ] && break; sleep 0.05; done
+requests=$(judged_window requests)
+stop_serving
+kill "$slow_pid" 2>/dev/null || true
+wait "$slow_pid" 2>/dev/null || true
+rolled=$(grep -c "\] $draining#.*promotion gate \"judged\": state change: .*\"kind\":\"rollback\"" "$tmp/logs/error.log" || true)
+echo "after the reload: $errors failures in the new worker's window, the gate in $environment;" \
+  "rollbacks logged by the draining worker $draining: $rolled; its held request ended: $requests requests in the window"
+[ "$alive" = yes ] || { echo "FAIL: worker $draining exited before its held request ended" >&2; exit 1; }
+[ "$environment" = canary ] && [ "$rolled" = 0 ] ||
+  { echo "FAIL: the draining worker judged the new workers' failures by its old SLO and rolled the canary back" >&2; exit 1; }
+[ "$errors" = 20 ] || { echo "FAIL: the new worker's window holds $errors failures, not 20" >&2; exit 1; }
+[ "$requests" = 21 ] ||
+  { echo "FAIL: the draining worker's own outcome did not reach the new worker ($requests requests, not 21)" >&2; exit 1; }
 
 if [ "${PGATE_NGINX_E2E:-1}" = 0 ]; then
   echo "== e2e.sh skipped (PGATE_NGINX_E2E=0)"

@@ -162,6 +162,7 @@ pgate_change_count(const pgate_gate *gate, uint64_t *count)
         __atomic_store_n(&slot->pid, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&slot->flags, PGATE_FLAG_CANARY | PGATE_FLAG_SUCCESS,
                          __ATOMIC_RELAXED);
+        __atomic_store_n(&slot->epoch, g->epoch, __ATOMIC_RELAXED);
         __atomic_store_n(&slot->seq, index + 1, __ATOMIC_RELEASE);
     }
 
