@@ -200,10 +200,11 @@ type Options struct {
 	//
 	// What the upstream receives before it runs is the ReverseProxy's Rewrite mode: the
 	// client's Forwarded, X-Forwarded-For, X-Forwarded-Host and X-Forwarded-Proto are
-	// dropped and set anew from this hop alone (pr.SetXForwarded: For the peer's address,
-	// Host the request's Host, Proto https only when the Proxy's own connection is TLS), so
-	// behind a load balancer the upstream sees the balancer's address and, where it ended
-	// TLS, http; see TrustForwarded to keep a trusted chain. A query with a semicolon
+	// dropped; the three X-Forwarded-* are set anew from this hop alone (pr.SetXForwarded:
+	// For the peer's address, Host the request's Host, Proto https only when the Proxy's own
+	// connection is TLS) and Forwarded is not set at all, so behind a load balancer the
+	// upstream sees the balancer's address and, where it ended TLS, http; see TrustForwarded
+	// to keep a trusted chain. A query with a semicolon
 	// (?a=1;b=2), a bad %-escape or more than 10,000 parameters is re-encoded, the
 	// parameters Go's url.ParseQuery refuses dropped and the others sorted (?a=1;b=2 reaches
 	// the upstream as no query); pr.In.URL.RawQuery holds the client's, and
@@ -247,11 +248,15 @@ type Options struct {
 	OnRecorded func(promotiongates.Recorded)
 	// TrustForwarded, when set, says whether a request came from a proxy trusted to set the
 	// forwarding headers (a load balancer in front, by its address): for such a request the
-	// client's X-Forwarded-For chain is kept, the peer's address appended, and its Forwarded,
-	// X-Forwarded-Host and X-Forwarded-Proto go on as they came (each set anew from this hop
-	// when it carried none). Any client can send these headers, so a request it returns false
-	// for is forwarded as by default (see Rewrite). Runs before Rewrite; a panic of it is the
-	// host's, as Rewrite's. Default (nil): no request is trusted.
+	// X-Forwarded-For chain it carries is kept, the peer's address appended, and its
+	// X-Forwarded-Proto goes on as it came (this hop's when it carried none): what a balancer
+	// appends to and sets. X-Forwarded-Host is still this hop's (the request's Host) and
+	// Forwarded is still dropped, as by default: many balancers pass both on from the client
+	// untouched, so keeping them would let a client name the host and its own address. Behind
+	// one that sets them, copy them in Rewrite (pr.Out.Header["Forwarded"] =
+	// pr.In.Header["Forwarded"]). Any client can send these headers, so a request it returns
+	// false for is forwarded as by default (see Rewrite). Runs before Rewrite; a panic of it
+	// is the host's, as Rewrite's. Default (nil): no request is trusted.
 	TrustForwarded func(*http.Request) bool
 }
 
@@ -447,20 +452,17 @@ func trusted(trust func(*http.Request) bool, r *http.Request) bool {
 	return trust(r)
 }
 
-// forwardedHeaders are the headers a trusted proxy's request keeps (X-Forwarded-For apart).
-var forwardedHeaders = [...]string{"Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto"}
-
 // keepForwarded forwards a trusted proxy's request: its X-Forwarded-For chain with the peer
-// appended (SetXForwarded appends to the outgoing request's), its other forwarding headers as
-// they came, or set anew where it carried none. The values are copied: the host's Rewrite may
-// add to the outgoing request's.
+// appended (SetXForwarded appends to the outgoing request's) and its X-Forwarded-Proto as it
+// came (this hop's where it carried none), what a load balancer sets or appends to. Its
+// X-Forwarded-Host is this hop's (the request's Host) and its Forwarded is dropped, as by
+// default: many balancers pass both on from the client untouched. The values are copied: the
+// host's Rewrite may add to the outgoing request's.
 func keepForwarded(pr *httputil.ProxyRequest) {
 	pr.Out.Header["X-Forwarded-For"] = slices.Clone(pr.In.Header["X-Forwarded-For"])
 	pr.SetXForwarded()
-	for _, h := range forwardedHeaders {
-		if v := pr.In.Header[h]; len(v) > 0 {
-			pr.Out.Header[h] = slices.Clone(v)
-		}
+	if v := pr.In.Header["X-Forwarded-Proto"]; len(v) > 0 {
+		pr.Out.Header["X-Forwarded-Proto"] = slices.Clone(v)
 	}
 }
 

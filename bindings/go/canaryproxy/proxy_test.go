@@ -377,7 +377,9 @@ func TestOnRecordedHearsEveryOutcome(t *testing.T) {
 
 // TestForwardingHeadersAndQuery: by default the upstream sees this hop alone (the client's
 // forwarding headers dropped, a query with a semicolon re-encoded away); TrustForwarded keeps
-// a trusted proxy's chain, and the Rewrite line of Options.Rewrite's doc keeps the query.
+// a trusted proxy's X-Forwarded-For chain and X-Forwarded-Proto, but not the Forwarded and
+// X-Forwarded-Host a balancer may pass on from the client, and the Rewrite line of
+// Options.Rewrite's doc keeps the query.
 func TestForwardingHeadersAndQuery(t *testing.T) {
 	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 0}}}`)
 	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -387,40 +389,44 @@ func TestForwardingHeadersAndQuery(t *testing.T) {
 		fmt.Fprintf(w, "query=%s\n", r.URL.RawQuery)
 	}))
 	defer echo.Close()
+	// What a balancer sets (For, Proto) and what a client forged through it (Host, Forwarded).
 	inbound := map[string]string{
-		"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Host": "shop.example",
-		"X-Forwarded-Proto": "https", "Forwarded": "for=203.0.113.7;proto=https",
+		"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Host": "evil.example",
+		"X-Forwarded-Proto": "https", "Forwarded": "for=6.6.6.6;proto=https",
 	}
-	through := func(opts Options) string {
+	through := func(opts Options) (body, host string) {
 		t.Helper()
 		front := httptest.NewServer(newProxy(t, opts, g, echo.URL, echo.URL))
 		defer front.Close()
-		_, body := send(t, front.URL+"/p?a=1;b=2", inbound, nil)
-		return body
+		_, body = send(t, front.URL+"/p?a=1;b=2", inbound, nil)
+		return body, strings.TrimPrefix(front.URL, "http://")
 	}
 	peer := "127.0.0.1"
-	got := through(Options{})
-	for _, want := range []string{"X-Forwarded-For=" + peer + "\n", "X-Forwarded-Proto=http\n",
-		"Forwarded=\n", "query=\n"} {
+	got, host := through(Options{})
+	for _, want := range []string{"X-Forwarded-For=" + peer + "\n", "X-Forwarded-Host=" + host + "\n",
+		"X-Forwarded-Proto=http\n", "Forwarded=\n", "query=\n"} {
 		if !strings.Contains(got, want) {
 			t.Fatalf("by default the upstream got\n%swant %q", got, want)
 		}
 	}
-	if strings.Contains(got, "shop.example") || strings.Contains(got, "203.0.113.7") {
+	if strings.Contains(got, "evil.example") || strings.Contains(got, "203.0.113.7") {
 		t.Fatalf("a client's forwarding headers went on by default:\n%s", got)
 	}
 	trust := func(r *http.Request) bool { return ClientAddress(r) == peer }
-	got = through(Options{TrustForwarded: trust,
+	got, host = through(Options{TrustForwarded: trust,
 		Rewrite: func(pr *httputil.ProxyRequest, _ bool) { pr.Out.URL.RawQuery = pr.In.URL.RawQuery }})
 	for _, want := range []string{"X-Forwarded-For=203.0.113.7, " + peer + "\n",
-		"X-Forwarded-Host=shop.example\n", "X-Forwarded-Proto=https\n",
-		"Forwarded=for=203.0.113.7;proto=https\n", "query=a=1;b=2\n"} {
+		"X-Forwarded-Host=" + host + "\n", "X-Forwarded-Proto=https\n", "Forwarded=\n",
+		"query=a=1;b=2\n"} {
 		if !strings.Contains(got, want) {
 			t.Fatalf("trusted, the upstream got\n%swant %q", got, want)
 		}
 	}
+	if strings.Contains(got, "evil.example") || strings.Contains(got, "6.6.6.6") {
+		t.Fatalf("trusted, a client's forged Forwarded or X-Forwarded-Host went on:\n%s", got)
+	}
 	// A request TrustForwarded refuses is forwarded as by default.
-	got = through(Options{TrustForwarded: func(*http.Request) bool { return false }})
+	got, _ = through(Options{TrustForwarded: func(*http.Request) bool { return false }})
 	if strings.Contains(got, "203.0.113.7") || !strings.Contains(got, "X-Forwarded-Proto=http\n") {
 		t.Fatalf("an untrusted request's forwarding headers went on:\n%s", got)
 	}
