@@ -211,8 +211,10 @@ pub struct StateChange {
     /// For a rollback, its event: trigger, reason and, for an automatic one, the judge's
     /// evidence (as in the rollback history). Set whatever the environments before and after:
     /// a rollback made over a promotion to Production goes from Production to Production. A
-    /// change from the store carries only a rollback stored since the state the gate knew,
-    /// never one it announced already (its own) or an older one of the stored history.
+    /// change from the store carries only a rollback stored since the state the gate knew
+    /// (from a store that went back, its file deleted or replaced, one the gate's history
+    /// cannot have held), never one it announced already (its own) or an older one of the
+    /// stored history.
     pub rollback: Option<RollbackEvent>,
 }
 

@@ -40,11 +40,14 @@ pub(super) struct CatchUp {
     same_stored: bool,
     /// The version of the event among `events` that this process announced already as a
     /// change of its own: its pending rollback found stored, or the same rollback of the
-    /// release made first by another process (the very next write after the state the
-    /// pending one was decided on).
+    /// release made first by another process (see [`Settled::Overtaken`]).
     announced: Option<u64>,
     /// Whether `events` (and `own`) are the whole history (they replace the local one).
     whole_history: bool,
+    /// Whether `events` were read from a store that went back (its state deleted or
+    /// replaced): their versions restart below the known one, and tell nothing of which
+    /// events are new.
+    went_back: bool,
     /// Whether the pending rollback is now settled (written, or overtaken by another write).
     settles_pending: bool,
     /// Whether this process started the stored stage (its pending rollback, written now or
@@ -75,6 +78,7 @@ impl CatchUp {
             announced: None,
             release: state.release,
             whole_history: settles_pending,
+            went_back: false,
             settles_pending,
             started_here: false,
         })
@@ -82,8 +86,9 @@ impl CatchUp {
 
     /// The same, its events replacing the local history (they were read whole, from a store
     /// that went back).
-    fn whole(mut self) -> Self {
+    fn went_back(mut self) -> Self {
         self.whole_history = true;
+        self.went_back = true;
         self
     }
 }
@@ -163,7 +168,7 @@ pub(super) fn catch_up(
             Some(Settled::Overtaken { why, same_rollback }) => {
                 // An automatic rollback is always written by the sync thread, after it was
                 // published; a manual one only when the store did not answer.
-                if same_rollback {
+                if same_rollback.is_some() {
                     tracing::info!(
                         decided_on_stage = pending.decided_on.stage,
                         stored_stage = state.release.stage,
@@ -179,7 +184,8 @@ pub(super) fn catch_up(
                     );
                 }
                 // The same decision stored by another process counts there: not here too.
-                let same_stored = same_rollback && pending.counted_by(&state);
+                let same_stored =
+                    same_rollback.is_some_and(|version| pending.counted_by(&state, version));
                 // This process announced its own rollback of the release as it made it.
                 let announced_here = pending
                     .event
@@ -188,8 +194,7 @@ pub(super) fn catch_up(
                 let update = CatchUp::following(store, from, None, state, true)?;
                 return Ok(Some(CatchUp {
                     same_stored,
-                    announced: (same_rollback && announced_here)
-                        .then(|| pending.decided_on.version.saturating_add(1)),
+                    announced: same_rollback.filter(|_| announced_here),
                     ..update
                 }));
             }
@@ -219,6 +224,7 @@ pub(super) fn catch_up(
                 announced: None,
                 release: write.release,
                 whole_history: true,
+                went_back: false,
                 settles_pending: true,
                 started_here: true,
             }));
@@ -261,7 +267,7 @@ fn went_back(
     };
     if state.release.stage >= local.stage {
         return CatchUp::following(store, from, None, state, false)
-            .map(|update| Some(update.whole()));
+            .map(|update| Some(update.went_back()));
     }
     let write = StoredWrite::new(
         guard_of(&state.release),
@@ -282,6 +288,7 @@ fn went_back(
             announced: None,
             release: write.release,
             whole_history: true,
+            went_back: true,
             settles_pending: false,
             started_here: false,
         })),
@@ -320,6 +327,7 @@ fn reseed(
             announced: None,
             release: write.release,
             whole_history: true,
+            went_back: true,
             settles_pending: event.is_some(),
             started_here: true,
         }),
@@ -490,17 +498,24 @@ impl Shared {
         // events themselves move into the history): one stored after the state it knew (a
         // catch-up that reads the whole history reads the older ones again), neither its own
         // (`own`, or found stored) nor the same one made first elsewhere, announced as this
-        // process made them.
-        let rollback = update
-            .events
-            .iter()
-            .filter(|(version, _)| {
-                *version > update.from.version && Some(*version) != update.announced
-            })
-            .map(|(_, event)| event)
-            .rev()
-            .find(|event| event.rolled_back == RolledBack::Release)
-            .cloned();
+        // process made them. A store that went back numbers its writes afresh, below the
+        // state known: there, one the gate's history may have held (a backup's) is not new,
+        // and one another process made since (in the store it emptied, or over the state
+        // put back) is.
+        let rollback = {
+            let records = update.went_back.then(|| self.lock_records());
+            update
+                .events
+                .iter()
+                .filter(|(version, event)| match &records {
+                    Some(records) => !records.history.may_have_held(event),
+                    None => *version > update.from.version && Some(*version) != update.announced,
+                })
+                .map(|(_, event)| event)
+                .rev()
+                .find(|event| event.rolled_back == RolledBack::Release)
+                .cloned()
+        };
         // Another process's promotion to Production that started the stored stage right after
         // the one the gate showed (not a rollback) ends the gate's stage as a write of its own
         // would: remembered likewise (made before the records lock is taken, it copies the

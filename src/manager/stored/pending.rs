@@ -43,10 +43,14 @@ pub(super) enum Settled {
     /// The rollback is stored already (an earlier try whose answer was lost, or the sync
     /// thread's write racing a host's), by the write of this version.
     Written(u64),
-    /// Another write made it pointless, or wrong: why, for the log, and whether that write
-    /// was another rollback of the same release (the same decision made first elsewhere, as
-    /// when every worker of a host judges the pooled evidence: nothing for an operator).
-    Overtaken { why: String, same_rollback: bool },
+    /// Another write made it pointless, or wrong: why, for the log, and the version of the
+    /// write that stored the same rollback of the release, if one did (the same decision made
+    /// first elsewhere, as when every worker of a host judges the pooled evidence: nothing
+    /// for an operator; see [`Pending::same_rollback`]).
+    Overtaken {
+        why: String,
+        same_rollback: Option<u64>,
+    },
 }
 
 impl Pending {
@@ -109,11 +113,26 @@ impl Pending {
         } else {
             return None;
         };
-        // The same decision made first elsewhere: the very next write after the state this
-        // rollback was decided on rolled the release back.
-        let same_rollback =
-            other.is_some_and(|e| e.version == decided_on.version.saturating_add(1));
+        let same_rollback = other
+            .filter(|other| self.same_rollback(other, release))
+            .map(|other| other.version);
         Some(Settled::Overtaken { why, same_rollback })
+    }
+
+    /// Whether `other`, the first release rollback stored after the state this rollback was
+    /// decided on, is the same decision made first elsewhere: the very next write; or, when
+    /// it is the stored release's own write, a rollback from the environment decided on, of
+    /// the same rollout, at the stage right after the one decided on, so that every write
+    /// between kept the stage decided on (a graduated flag turned off: a kill switch keeps
+    /// the release). A rollback after a stage started since (a ramp, a flag turned on) is of
+    /// another stage; one with writes on top is not told apart, and stays another rollback.
+    fn same_rollback(&self, other: &store::StoredEvent, stored: &store::StoredRelease) -> bool {
+        let decided_on = self.decided_on;
+        other.version == decided_on.version.saturating_add(1)
+            || (other.version == stored.version
+                && stored.stage == decided_on.stage.saturating_add(1)
+                && other.environment == self.decided_config.environment
+                && self.same_rollout(stored) != Some(false))
     }
 }
 
@@ -317,13 +336,13 @@ impl Pending {
     }
 
     /// Whether `state`, which overtook this rollback with the same rollback made first by
-    /// another process (the very next write), counts it under the same cause: then this
-    /// process's count of it moves to the stored counts. Under another cause (a manual
-    /// rollback here, an automatic one there; automatic ones on different first rules) it
-    /// stays counted here, as a dropped rollback does, so that no count goes down.
-    pub(super) fn counted_by(&self, state: &store::StoredState) -> bool {
-        let next = self.decided_on.version.saturating_add(1);
-        let stored = state.history.iter().find(|e| e.version == next);
+    /// another process (stored by the write of `version`, see [`Settled::Overtaken`]), counts
+    /// it under the same cause: then this process's count of it moves to the stored counts.
+    /// Under another cause (a manual rollback here, an automatic one there; automatic ones on
+    /// different first rules) it stays counted here, as a dropped rollback does, so that no
+    /// count goes down.
+    pub(super) fn counted_by(&self, state: &store::StoredState, version: u64) -> bool {
+        let stored = state.history.iter().find(|e| e.version == version);
         match (&self.event, stored.map(store::StoredEvent::to_event)) {
             (Some(own), Some(Ok(theirs))) => crate::telemetry::same_cause(own, &theirs),
             _ => false,

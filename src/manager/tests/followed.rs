@@ -89,24 +89,87 @@ fn a_ramp_followed_as_a_pending_rollback_yields_is_no_rollback() {
     assert_eq!(followed.rollback, None, "{followed:?}");
 }
 
-#[test]
-fn the_same_rollback_made_first_by_another_process_is_not_announced_twice() {
-    // B rolls the canary back, then turns graduated "old" off; A's judge, before A followed
-    // either, rolls the canary back too: announced as A made it. Its rollback is not written
-    // (the same decision, made first by B), and A follows B's writes: a flag turned off, the
-    // rollback announced already.
-    let dir = crate::store::scratch::Scratch::new("followed-same-rollback");
+/// B rolls the canary back and turns graduated "old" off (`kill_switch_first`: in the other
+/// order, the rollback not the very next write); A's judge, before A followed either, rolls
+/// the canary back too: announced as A made it. Its rollback is not written (the same
+/// decision, made first by B), and A follows B's writes: a
+/// flag turned off, the rollback announced already.
+fn same_rollback_made_first(scratch: &str, kill_switch_first: bool) {
+    let dir = crate::store::scratch::Scratch::new(scratch);
     let store = || sqlite_store(&dir);
     let a = canary_on(store(), &["old"]);
     let b = gate_on(store());
+    if kill_switch_first {
+        b.disable_feature("old").unwrap();
+    }
     b.rollback("bad deploy").unwrap();
-    b.disable_feature("old").unwrap();
+    if !kill_switch_first {
+        b.disable_feature("old").unwrap();
+    }
     let changes = a.subscribe();
     a.act_on_recording(&failing_in(a.stage(), canary(50.0)));
+    // A's sync thread, woken by the rollback, may settle it first, alike.
     a.shared.sync_once();
     assert!(!a.is_feature_enabled("old"));
+    assert_eq!(a.environment(), Environment::Production);
     let kinds = [crate::ChangeKind::Rollback, crate::ChangeKind::Flags];
     let changes = received_as(&changes, &kinds);
     assert_eq!(changes[0].origin, crate::ChangeOrigin::ThisGate);
     assert_eq!(changes[1].flags.disabled, ["old"]);
+}
+
+#[test]
+fn the_same_rollback_made_first_by_another_process_is_not_announced_twice() {
+    same_rollback_made_first("followed-same-rollback", false);
+}
+
+#[test]
+fn another_process_rollback_in_a_store_that_went_back_is_announced_as_a_rollback() {
+    // A knows a later version than the store will hold: the file is deleted, B writes its
+    // state as the new store's first (version 1), then rolls back (version 2). A follows the
+    // store that went back, its history read whole: B's rollback is new, announced with it.
+    let dir = crate::store::scratch::Scratch::new("followed-rollback-went-back");
+    let store = || sqlite_store(&dir);
+    let a = canary_on(store(), &[]);
+    for _ in 0..3 {
+        a.enable_feature("dark_mode").unwrap();
+        a.disable_feature("dark_mode").unwrap();
+    }
+    let b = gate_on(store());
+    assert_eq!(b.environment(), canary(50.0));
+    crate::store::scratch::remove_store(&dir.file("gate.db"));
+    b.shared.sync_once();
+    b.rollback("bad deploy").unwrap();
+    let changes = a.subscribe();
+    a.shared.sync_once();
+    assert_eq!(a.environment(), Environment::Production);
+    let changes = received_as(&changes, &[crate::ChangeKind::Rollback]);
+    assert_eq!(changes[0].origin, crate::ChangeOrigin::Store);
+    let reason = changes[0]
+        .rollback
+        .as_ref()
+        .map(|event| event.reason.as_str());
+    assert_eq!(reason, Some("bad deploy"));
+}
+
+#[test]
+fn a_backup_put_back_with_a_rollback_the_gate_knew_is_no_rollback() {
+    // The backup holds the earlier rollback, which A knew: followed, the store put back is a
+    // ramp back to the 50 % canary, not a rollback with that event.
+    let dir = crate::store::scratch::Scratch::new("followed-backup-known-rollback");
+    let (path, saved) = (dir.file("gate.db"), dir.file("backup.db"));
+    let a = rolled_out_again(sqlite_store(&dir));
+    crate::store::scratch::backup(&path, &saved);
+    a.promote(canary(25.0)).unwrap();
+    crate::store::scratch::move_over(&saved, &path);
+    let changes = a.subscribe();
+    a.shared.sync_once();
+    assert_eq!(a.environment(), canary(50.0));
+    let changes = received_as(&changes, &[crate::ChangeKind::Promotion]);
+    assert_eq!(changes[0].rollback, None, "{:?}", changes[0]);
+}
+
+#[test]
+fn the_same_rollback_made_first_after_a_kill_switch_is_not_announced_twice() {
+    same_rollback_made_first("followed-same-rollback-later", true);
 }
