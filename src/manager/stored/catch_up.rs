@@ -1211,6 +1211,42 @@ mod tests {
     }
 
     #[test]
+    fn a_rollback_of_the_stage_decided_on_after_a_write_that_kept_it_is_the_same_rollback() {
+        use crate::config::canary;
+        use crate::store::testing::{config, rollback_event};
+        // Another process's write that keeps the stage decided on (a kill switch), then its
+        // rollback from Canary{10}, the next stage: the same decision, counted there. After
+        // a ramp (another stage started between), a rollback from its share is another one.
+        for (ramped, same) in [(false, Some(3)), (true, None)] {
+            let dir = crate::store::scratch::Scratch::new("pending-same-after-write");
+            let (store, pending, _) = a_rollback_waiting_on(&dir);
+            let share = if ramped { 5.0 } else { 10.0 };
+            let stage = if ramped { 2 } else { 1 };
+            let between = unnumbered(pending.decided_on, stage, &config(canary(share)));
+            assert_eq!(store.commit(&between).unwrap(), Commit::Written);
+            let mut event = rollback_event("bad deploy");
+            event.environment = canary(share);
+            let rollback = StoredWrite::new(
+                guard_of(&between.release),
+                RolloutOn::UNKNOWN,
+                &Default::default(),
+                stage + 1,
+                &config(Environment::Production),
+                Some(&event),
+            );
+            assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
+            let state = store.load().unwrap().unwrap();
+            let settled = pending.settled_by(&state);
+            let Some(Settled::Overtaken { same_rollback, .. }) = settled else {
+                panic!("ramped {ramped}: {settled:?}")
+            };
+            assert_eq!(same_rollback, same, "ramped {ramped}");
+            // Manual here and there: the same cause.
+            assert!(pending.counted_by(&state, 3));
+        }
+    }
+
+    #[test]
     fn a_waiting_rollback_is_written_over_a_write_that_kept_its_stage_and_only_once() {
         let dir = crate::store::scratch::Scratch::new("pending-flag");
         let (store, pending, local) = a_rollback_waiting_on(&dir);
