@@ -212,8 +212,8 @@ pub struct StateChange {
     /// evidence (as in the rollback history). Set whatever the environments before and after:
     /// a rollback made over a promotion to Production goes from Production to Production. A
     /// change from the store carries only a rollback stored since the state the gate knew
-    /// (from a store that went back, its file deleted or replaced, one the gate's history
-    /// cannot have held), never one it announced already (its own) or an older one of the
+    /// (from a store that went back, its file deleted or replaced, the one whose write made
+    /// the state followed), never one it announced already (its own) or an older one of the
     /// stored history.
     pub rollback: Option<RollbackEvent>,
 }

@@ -271,21 +271,6 @@ impl RollbackHistory {
         self.events.back()
     }
 
-    /// Whether `event`, read from a state store (which keeps no evidence), may be one this
-    /// history held: one it keeps (the same stored fields: rolled back, feature, reason,
-    /// trigger, environment and time), or, when it dropped older ones, an event older than
-    /// the oldest it keeps.
-    pub(crate) fn may_have_held(&self, event: &RollbackEvent) -> bool {
-        let stored = |event| crate::store::StoredEvent::from_event(0, event);
-        let theirs = stored(event);
-        self.events.iter().any(|kept| stored(kept) == theirs)
-            || (self.dropped > 0
-                && self
-                    .events
-                    .front()
-                    .is_some_and(|oldest| event.timestamp < oldest.timestamp))
-    }
-
     pub(crate) fn to_vec(&self) -> Vec<RollbackEvent> {
         self.events.iter().cloned().collect()
     }

@@ -44,10 +44,12 @@ pub(super) struct CatchUp {
     announced: Option<u64>,
     /// Whether `events` (and `own`) are the whole history (they replace the local one).
     whole_history: bool,
-    /// Whether `events` were read from a store that went back (its state deleted or
-    /// replaced): their versions restart below the known one, and tell nothing of which
-    /// events are new.
-    went_back: bool,
+    /// For a store that went back (its state deleted or replaced), the version of the
+    /// stored write that made the state followed: the versions of `events` restart below the
+    /// known one and tell nothing of which events are new, and the one rollback announced is
+    /// that write's own (the state followed is a rollback's), never an older one of the
+    /// history read again, which a backup may hold.
+    went_back: Option<u64>,
     /// Whether the pending rollback is now settled (written, or overtaken by another write).
     settles_pending: bool,
     /// Whether this process started the stored stage (its pending rollback, written now or
@@ -78,17 +80,17 @@ impl CatchUp {
             announced: None,
             release: state.release,
             whole_history: settles_pending,
-            went_back: false,
+            went_back: None,
             settles_pending,
             started_here: false,
         })
     }
 
     /// The same, its events replacing the local history (they were read whole, from a store
-    /// that went back).
-    fn went_back(mut self) -> Self {
+    /// that went back to the state the write of `version` made).
+    fn went_back(mut self, version: u64) -> Self {
         self.whole_history = true;
-        self.went_back = true;
+        self.went_back = Some(version);
         self
     }
 }
@@ -224,7 +226,7 @@ pub(super) fn catch_up(
                 announced: None,
                 release: write.release,
                 whole_history: true,
-                went_back: false,
+                went_back: None,
                 settles_pending: true,
                 started_here: true,
             }));
@@ -265,9 +267,10 @@ fn went_back(
             None => Ok(None),
         };
     };
+    let version = state.release.version;
     if state.release.stage >= local.stage {
         return CatchUp::following(store, from, None, state, false)
-            .map(|update| Some(update.went_back()));
+            .map(|update| Some(update.went_back(version)));
     }
     let write = StoredWrite::new(
         guard_of(&state.release),
@@ -288,7 +291,7 @@ fn went_back(
             announced: None,
             release: write.release,
             whole_history: true,
-            went_back: true,
+            went_back: Some(version),
             settles_pending: false,
             started_here: false,
         })),
@@ -327,7 +330,8 @@ fn reseed(
             announced: None,
             release: write.release,
             whole_history: true,
-            went_back: true,
+            // The store's history is the event alone, this process's own: nothing to announce.
+            went_back: None,
             settles_pending: event.is_some(),
             started_here: true,
         }),
@@ -499,23 +503,20 @@ impl Shared {
         // catch-up that reads the whole history reads the older ones again), neither its own
         // (`own`, or found stored) nor the same one made first elsewhere, announced as this
         // process made them. A store that went back numbers its writes afresh, below the
-        // state known: there, one the gate's history may have held (a backup's) is not new,
-        // and one another process made since (in the store it emptied, or over the state
-        // put back) is.
-        let rollback = {
-            let records = update.went_back.then(|| self.lock_records());
-            update
-                .events
-                .iter()
-                .filter(|(version, event)| match &records {
-                    Some(records) => !records.history.may_have_held(event),
-                    None => *version > update.from.version && Some(*version) != update.announced,
-                })
-                .map(|(_, event)| event)
-                .rev()
-                .find(|event| event.rolled_back == RolledBack::Release)
-                .cloned()
-        };
+        // state known: there, the rollback announced is the one that made the state followed
+        // (another process's, in the store it emptied), never an older one of the history
+        // read again (a backup's, which the gate may have known; no clock compared).
+        let rollback = update
+            .events
+            .iter()
+            .filter(|(version, _)| match update.went_back {
+                Some(made_it) => *version == made_it,
+                None => *version > update.from.version && Some(*version) != update.announced,
+            })
+            .map(|(_, event)| event)
+            .rev()
+            .find(|event| event.rolled_back == RolledBack::Release)
+            .cloned();
         // Another process's promotion to Production that started the stored stage right after
         // the one the gate showed (not a rollback) ends the gate's stage as a write of its own
         // would: remembered likewise (made before the records lock is taken, it copies the
@@ -1216,16 +1217,16 @@ mod tests {
         use crate::store::testing::{config, rollback_event};
         // Another process's write that keeps the stage decided on (a kill switch), then its
         // rollback from Canary{10}, the next stage: the same decision, counted there. After
-        // a ramp (another stage started between), a rollback from its share is another one.
+        // another stage started between (a ramp to 25 % and back, as one write here), a
+        // rollback from the same share is another one: told apart by its stage alone.
         for (ramped, same) in [(false, Some(3)), (true, None)] {
             let dir = crate::store::scratch::Scratch::new("pending-same-after-write");
             let (store, pending, _) = a_rollback_waiting_on(&dir);
-            let share = if ramped { 5.0 } else { 10.0 };
             let stage = if ramped { 2 } else { 1 };
-            let between = unnumbered(pending.decided_on, stage, &config(canary(share)));
+            let between = unnumbered(pending.decided_on, stage, &config(canary(10.0)));
             assert_eq!(store.commit(&between).unwrap(), Commit::Written);
             let mut event = rollback_event("bad deploy");
-            event.environment = canary(share);
+            event.environment = canary(10.0);
             let rollback = StoredWrite::new(
                 guard_of(&between.release),
                 RolloutOn::UNKNOWN,

@@ -152,21 +152,36 @@ fn another_process_rollback_in_a_store_that_went_back_is_announced_as_a_rollback
     assert_eq!(reason, Some("bad deploy"));
 }
 
-#[test]
-fn a_backup_put_back_with_a_rollback_the_gate_knew_is_no_rollback() {
-    // The backup holds the earlier rollback, which A knew: followed, the store put back is a
-    // ramp back to the 50 % canary, not a rollback with that event.
-    let dir = crate::store::scratch::Scratch::new("followed-backup-known-rollback");
+/// A backup of the store, holding the earlier rollback A knew, put back after A ramped on
+/// (and, when `reseeded`, after the store was emptied and A wrote its state there again, its
+/// history then holding nothing): followed, it is a ramp back to the 50 % canary, and the
+/// backup's old rollback, which no process made now, is not announced.
+fn a_backup_put_back_is_no_rollback(name: &str, reseeded: bool) {
+    let dir = crate::store::scratch::Scratch::new(name);
     let (path, saved) = (dir.file("gate.db"), dir.file("backup.db"));
     let a = rolled_out_again(sqlite_store(&dir));
     crate::store::scratch::backup(&path, &saved);
     a.promote(canary(25.0)).unwrap();
+    if reseeded {
+        crate::store::scratch::remove_store(&path);
+        a.shared.sync_once();
+    }
     crate::store::scratch::move_over(&saved, &path);
     let changes = a.subscribe();
     a.shared.sync_once();
     assert_eq!(a.environment(), canary(50.0));
     let changes = received_as(&changes, &[crate::ChangeKind::Promotion]);
     assert_eq!(changes[0].rollback, None, "{:?}", changes[0]);
+}
+
+#[test]
+fn a_backup_put_back_with_a_rollback_the_gate_knew_is_no_rollback() {
+    a_backup_put_back_is_no_rollback("followed-backup-known-rollback", false);
+}
+
+#[test]
+fn a_backup_put_back_after_the_gate_reseeded_its_store_is_no_rollback() {
+    a_backup_put_back_is_no_rollback("followed-backup-after-reseed", true);
 }
 
 #[test]
