@@ -250,13 +250,15 @@ type Options struct {
 	// forwarding headers (a load balancer in front, by its address): for such a request the
 	// X-Forwarded-For chain it carries is kept, the peer's address appended, and its
 	// X-Forwarded-Proto goes on as it came (this hop's when it carried none): what a balancer
-	// appends to and sets. X-Forwarded-Host is still this hop's (the request's Host) and
-	// Forwarded is still dropped, as by default: many balancers pass both on from the client
-	// untouched, so keeping them would let a client name the host and its own address. Behind
-	// one that sets them, copy them in Rewrite (pr.Out.Header["Forwarded"] =
-	// pr.In.Header["Forwarded"]). Any client can send these headers, so a request it returns
-	// false for is forwarded as by default (see Rewrite). Runs before Rewrite; a panic of it
-	// is the host's, as Rewrite's. Default (nil): no request is trusted.
+	// appends to and sets (trust only a balancer that sets X-Forwarded-Proto itself: one
+	// that passes the client's on lets a client claim https). X-Forwarded-Host is still
+	// this hop's (the request's Host) and Forwarded is still dropped, as by default: many
+	// balancers pass both on from the client untouched, so keeping them would let a client
+	// name the host and its own address. Behind one that sets them, copy them in Rewrite
+	// (pr.Out.Header["Forwarded"] = pr.In.Header["Forwarded"]). Any client can send these
+	// headers, so a request it returns false for is forwarded as by default (see Rewrite).
+	// Runs before Rewrite; a panic of it is the host's, as Rewrite's. Default (nil): no
+	// request is trusted.
 	TrustForwarded func(*http.Request) bool
 }
 
