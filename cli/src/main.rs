@@ -38,6 +38,9 @@ use crate::error::CliError;
     name = "promotion-gates",
     version,
     propagate_version = true,
+    // Without a subcommand, clap printed the whole help to stderr: one line instead, naming
+    // what is missing, as every other failure (see `one_line`).
+    arg_required_else_help = false,
     after_help = "Exit status: 0 success; 1 an error (unreadable or invalid file, engine refusal); \
                   2 a bad flag. simulate also exits 3 when the canary was rolled back and 4 when \
                   the rollout stalled (see simulate --help)."
@@ -143,12 +146,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let code = e.exit_code();
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-                || matches!(
-                    e.kind(),
-                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-                )
-            {
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                 // The same help, read again with the command's styles.
                 let e = Cli::try_parse().err().unwrap_or(e);
                 // Help that could not be written (a full disk) is a failure; a reader that

@@ -1425,6 +1425,15 @@ fn a_rate_flag_that_breaks_the_run_size_is_a_bad_flag_naming_it() {
 
 #[test]
 fn clap_errors_name_the_missing_argument_and_show_user_text_escaped_and_short() {
+    // No subcommand: clap's whole help on stderr.
+    let (code, message) = failure(&[]);
+    assert_eq!(code, 2);
+    assert!(
+        message.starts_with("error: 'promotion-gates' requires a subcommand")
+            && message.contains("simulate, route, validate")
+            && message.trim_end().ends_with("(see --help)"),
+        "{message}"
+    );
     // The missing <FILE> was dropped: "were not provided: (see --help)".
     let (code, message) = failure(&["validate"]);
     assert_eq!(code, 2);
