@@ -177,7 +177,8 @@ fn escaped(bytes: &[u8]) -> String {
 }
 
 /// The gate's config: the file's (checked on its own first, its `store` set aside), then the
-/// flags.
+/// flags. A flag's value the library refuses is a bad flag value (exit 2) named as the flag
+/// ([`flag_refusal`]).
 fn config(args: &RouteArgs) -> Result<PromotionConfig, CliError> {
     let mut config = match &args.config {
         Some(path) => {
@@ -208,8 +209,28 @@ fn config(args: &RouteArgs) -> Result<PromotionConfig, CliError> {
     }
     config
         .validate()
-        .map_err(|e| CliError::Usage(format!("{e} (from the command-line flags)")))?;
+        .map_err(|e| CliError::Usage(flag_refusal(&e)))?;
     Ok(config)
+}
+
+/// The library's refusal of a config the flags changed, named as the flag that set the field
+/// (the file's config was valid on its own): `invalid --percent = 150: a finite percentage
+/// from 0 to 100 (checked as the library checks environment.canary.traffic_percent)`, as
+/// `simulate` names its flags.
+fn flag_refusal(e: &promotion_gates::ConfigError) -> String {
+    let flag = match e.field() {
+        "gate" => "--gate",
+        "salt" => "--salt",
+        "environment.canary.traffic_percent" => "--percent",
+        // No flag sets another field: the flags' values together.
+        _ => return format!("{e} (from the command-line flags)"),
+    };
+    format!(
+        "invalid {flag} = {}: {} (checked as the library checks {})",
+        e.value(),
+        e.expected(),
+        e.field()
+    )
 }
 
 /// Runs `route`.
@@ -797,7 +818,7 @@ mod tests {
                     panic!("{percent}: the CLI gave {cli:?}, not a refusal");
                 };
                 for part in [
-                    format!("environment.canary.traffic_percent = {percent}"),
+                    format!("invalid --percent = {percent}: "),
                     format!("{TRAFFIC_PERCENT_RESOLUTION}"),
                 ] {
                     assert!(message.contains(&part), "{percent}: {message}");
@@ -811,7 +832,15 @@ mod tests {
                     }
                 ),
                 (Err(CliError::Usage(message)), Err(e)) => {
-                    assert_eq!(message, format!("{e} (from the command-line flags)"));
+                    assert_eq!(
+                        message,
+                        format!(
+                            "invalid --percent = {}: {} (checked as the library checks \
+                             environment.canary.traffic_percent)",
+                            e.value(),
+                            e.expected()
+                        )
+                    );
                 }
                 (cli, library) => {
                     panic!("{percent}: the CLI gave {cli:?}, the library {library:?}")

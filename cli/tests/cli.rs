@@ -974,7 +974,8 @@ fn help_shows_every_default() {
 #[test]
 fn a_percentage_below_the_formulas_resolution_gets_the_librarys_verdict() {
     // 0.000001 % is a threshold of round(0.1) = 0 of the 10^7 buckets: it would route nobody, so
-    // the library refuses it, and the CLI gives its error for the flag and a scenario's stage.
+    // the library refuses it, and the CLI gives its error for the flag (named as the flag) and
+    // a scenario's stage.
     let tiny = "0.000001";
     let library = promotion_gates::Environment::Canary {
         traffic_percent: 0.000_001,
@@ -988,8 +989,16 @@ fn a_percentage_below_the_formulas_resolution_gets_the_librarys_verdict() {
     let resolution = promotion_gates::TRAFFIC_PERCENT_RESOLUTION.to_string();
     let (code, message) = failure(&["route", "--percent", tiny, "x"]);
     assert_eq!(code, 2);
-    assert!(message.contains(&e.to_string()), "{message}");
-    let (route_message, field) = (message, "environment.canary.traffic_percent");
+    assert!(
+        message.contains(&format!(
+            "invalid --percent = {}: {} (checked as the library checks {})",
+            e.value(),
+            e.expected(),
+            e.field()
+        )),
+        "{message}"
+    );
+    let (route_message, field) = (message, "--percent");
     let (code, message) = failure(&["validate", "--kind", "scenario", text(&scenario)]);
     assert_eq!(code, 1);
     // Refused outright, not only as the library does: the field, the value, the resolution.
@@ -1041,12 +1050,20 @@ fn a_bad_flag_exits_2_with_one_line() {
             "{message}"
         );
     }
-    let (code, message) = failure(&["route", "--percent", "150", "x"]);
-    assert_eq!(code, 2);
-    assert!(
-        message.contains("environment.canary.traffic_percent = 150"),
-        "{message}"
-    );
+    // Named as the flag and its value, as `simulate` names its own, not as the config's field
+    // (`invalid environment.canary.traffic_percent = 150 ... (from the command-line flags)`).
+    for (flag, value, shown) in [
+        ("--percent", "150", "150"),
+        ("--gate", "", "\"\""),
+        ("--salt", "a b", "\"a b\""),
+    ] {
+        let (code, message) = failure(&["route", flag, value, "x"]);
+        assert_eq!(code, 2);
+        assert!(
+            message.starts_with(&format!("error: invalid {flag} = {shown}: ")),
+            "{message}"
+        );
+    }
 }
 
 #[test]
