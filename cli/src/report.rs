@@ -35,7 +35,8 @@ pub struct Report {
     pub stages: Vec<StageReport>,
     /// The rollback, if there was one.
     pub rollback: Option<RollbackReport>,
-    /// What the scenario's incident cost before the rollback, if it had one.
+    /// What the scenario's incident cost before the rollback, if it had one that began before
+    /// the rollback (or the end).
     pub incident: Option<IncidentReport>,
     /// The judge sampled over time, for the plot.
     #[serde(skip)]
@@ -232,7 +233,8 @@ pub struct IncidentReport {
     pub canary_requests: u64,
     /// Of which failed: what the incident cost users.
     pub failing_canary_requests: u64,
-    /// Simulated seconds from onset to rollback.
+    /// Simulated seconds from onset to rollback (above 0: an incident from the rollback on is
+    /// not reported).
     pub seconds_to_rollback: Option<f64>,
 }
 

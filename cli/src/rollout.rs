@@ -471,10 +471,15 @@ impl<'s> Driver<'s> {
         RollbackReport::of_event(history.last(), at_s, stage, by.name())
     }
 
+    /// What the canary's incident cost, if it began before the run stopped: before the
+    /// rollback, or before the end. An incident from the rollback's instant on (its onset cuts
+    /// a tick, and the engine may roll back in the tick that ends there, or at its first
+    /// request) met no request and is not one before the rollback.
     fn incident_report(&self, rollback: Option<&RollbackReport>) -> Option<IncidentReport> {
         let onset = self.services[Cohort::Canary as usize].incident_onset()?;
         let stage = self.scenario.canary.incident.as_ref()?.stage;
-        if onset > seconds(self.now_ns) {
+        let stopped = rollback.map_or(seconds(self.now_ns), |r| r.at_s);
+        if onset >= stopped {
             return None;
         }
         Some(IncidentReport {

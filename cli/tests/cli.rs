@@ -229,6 +229,56 @@ fn catastrophic_is_rolled_back_within_a_few_dozen_failing_requests() {
     assert_eq!(report["rollback"]["stage"], 3);
 }
 
+/// `name`'s built-in scenario as a JSON scenario file, changed by `change`.
+fn changed_scenario(name: &str, change: impl FnOnce(&mut Value)) -> TempFile {
+    let mut scenario = json(&["simulate", "--scenario", name, "--show-config", "--json"]);
+    change(&mut scenario);
+    temp_file(&format!("{name}-changed.json"), &scenario.to_string())
+}
+
+#[test]
+fn an_incident_from_the_rollbacks_instant_on_is_not_reported() {
+    // The engine rolls `error-spike` back within the tick that ends at `at` (ticks are 10 ms
+    // from 0); an incident from then on cuts no tick before it, so the draws and the rollback
+    // are the same. It was reported: "0 failing canary requests of 0 before the rollback,
+    // -0 s after onset", seconds_to_rollback -0.001, and a marker drawn.
+    let spike = json_exiting(
+        &["simulate", "--scenario", "error-spike", "--json"],
+        ROLLED_BACK,
+    );
+    let at = spike["rollback"]["at_s"].as_f64().unwrap();
+    let onset = (at / 0.01).ceil() * 0.01;
+    let with_incident_from = |after_s: f64| {
+        changed_scenario("error-spike", |scenario| {
+            scenario["canary"]["incident"] = serde_json::json!({
+                "stage": 1, "after_s": after_s, "error_rate": 1.0
+            });
+        })
+    };
+    let file = with_incident_from(onset);
+    let report = json_exiting(
+        &["simulate", "--config", text(&file), "--json"],
+        ROLLED_BACK,
+    );
+    assert_eq!(report["rollback"], spike["rollback"], "the same rollback");
+    assert_eq!(report["stages"], spike["stages"], "the same draws");
+    assert!(report["incident"].is_null(), "{}", report["incident"]);
+    let output = run(&["simulate", "--config", text(&file)]);
+    assert_eq!(output.status.code(), Some(ROLLED_BACK));
+    assert!(!stdout(&output).contains("ncident"), "{}", stdout(&output));
+    // One that began a tick earlier met the rollback's tick: reported, after its onset.
+    let file = with_incident_from(onset - 0.01);
+    let report = json_exiting(
+        &["simulate", "--config", text(&file), "--json"],
+        ROLLED_BACK,
+    );
+    let incident = &report["incident"];
+    assert!(
+        incident["seconds_to_rollback"].as_f64().unwrap() > 0.0,
+        "{incident}"
+    );
+}
+
 #[test]
 fn json_report_has_its_documented_shape_and_is_reproducible() {
     let args = [
