@@ -1,6 +1,6 @@
 //! The timeline as an SVG (plotters' SVG backend: text is written as `<text>`, so no font is
 //! needed to draw it): canary share, error rates, p99s and health score over simulated time,
-//! with the rollback (and the incident, if any) marked.
+//! with the rollback (and each service's incident, if any) marked.
 
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
@@ -400,14 +400,18 @@ fn ceiling(content: &Content, floor: f64) -> f64 {
     (lines.chain(dots).fold(0.0, f64::max) * 1.25).max(floor)
 }
 
-/// Vertical markers (x, color, label): the incident's start, then the rollback.
+/// Vertical markers (x, color, label): the canary's incident's start, the stable version's,
+/// then the rollback.
 fn markers(report: &Report, scale: f64) -> Vec<(f64, RGBColor, String)> {
     let mut markers = Vec::new();
-    if let Some(incident) = &report.incident {
+    for incident in [&report.incident, &report.stable_incident]
+        .into_iter()
+        .flatten()
+    {
         markers.push((
             incident.onset_s / scale,
             INCIDENT,
-            format!("incident starts (stage {})", incident.stage),
+            format!("{} starts (stage {})", incident.title(), incident.stage),
         ));
     }
     if let Some(rollback) = &report.rollback {
@@ -558,11 +562,15 @@ impl Frame {
                 continue;
             }
             // The rollback (last) is labelled on its right if the label fits there; an
-            // incident just before it on its left and lower, so that two close markers stay
-            // readable.
+            // incident just before it on its left and lower (the second incident lower still),
+            // so that close markers stay readable.
             let room_px = (self.x_max - at) / self.x_max * f64::from(WIDTH - 110);
             let fits_right = room_px > 8.5 * label.chars().count() as f64;
-            let height = if i + 1 == count { 0.80 } else { 0.62 };
+            let height = if i + 1 == count {
+                0.80
+            } else {
+                0.62 - 0.18 * i as f64
+            };
             let (anchor, nudge) = if i + 1 == count && fits_right {
                 (Pos::new(HPos::Left, VPos::Top), 0.006)
             } else {

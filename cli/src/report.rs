@@ -1,8 +1,9 @@
 //! What a simulation found: the stages, the outcome and the rollback, as a table for people
 //! and as JSON for machines.
 
-use promotion_gates::{CanaryHealth, Evidence, RollbackEvent};
-use serde::Serialize;
+use promotion_gates::{CanaryHealth, Cohort, Evidence, RollbackEvent};
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -35,9 +36,11 @@ pub struct Report {
     pub stages: Vec<StageReport>,
     /// The rollback, if there was one.
     pub rollback: Option<RollbackReport>,
-    /// What the scenario's incident cost before the rollback, if it had one that began before
+    /// What the canary's incident cost before the rollback, if it had one that began before
     /// the rollback (or the end).
     pub incident: Option<IncidentReport>,
+    /// The same for the stable version's incident.
+    pub stable_incident: Option<IncidentReport>,
     /// The judge sampled over time, for the plot.
     #[serde(skip)]
     pub timeline: Vec<TimelinePoint>,
@@ -222,20 +225,52 @@ impl RollbackReport {
     }
 }
 
-/// An incident's cost: how much failed before the engine acted.
-#[derive(Debug, Clone, Serialize)]
+/// An incident's cost: how much of its version's traffic failed before the engine acted.
+///
+/// In JSON the counts are named after the version: `canary_requests` and
+/// `failing_canary_requests` for the canary's incident, `stable_requests` and
+/// `failing_stable_requests` for the stable version's.
+#[derive(Debug, Clone)]
 pub struct IncidentReport {
+    /// The version whose service had the incident (not in JSON but in the counts' names).
+    pub cohort: Cohort,
     /// The stage it started in.
     pub stage: usize,
     /// Simulated second it started.
     pub onset_s: f64,
-    /// New-version requests during the incident, before the rollback (or the end).
-    pub canary_requests: u64,
+    /// The version's requests during the incident, before the rollback (or the end).
+    pub requests: u64,
     /// Of which failed: what the incident cost users.
-    pub failing_canary_requests: u64,
+    pub failing_requests: u64,
     /// Simulated seconds from onset to rollback (above 0: an incident from the rollback on is
     /// not reported).
     pub seconds_to_rollback: Option<f64>,
+}
+
+impl Serialize for IncidentReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (requests, failing) = match self.cohort {
+            Cohort::Canary => ("canary_requests", "failing_canary_requests"),
+            Cohort::Stable => ("stable_requests", "failing_stable_requests"),
+        };
+        let mut incident = serializer.serialize_struct("IncidentReport", 5)?;
+        incident.serialize_field("stage", &self.stage)?;
+        incident.serialize_field("onset_s", &self.onset_s)?;
+        incident.serialize_field(requests, &self.requests)?;
+        incident.serialize_field(failing, &self.failing_requests)?;
+        incident.serialize_field("seconds_to_rollback", &self.seconds_to_rollback)?;
+        incident.end()
+    }
+}
+
+impl IncidentReport {
+    /// How the text report and the plot name it: `incident`, or `stable incident`.
+    pub fn title(&self) -> &'static str {
+        match self.cohort {
+            Cohort::Canary => "incident",
+            Cohort::Stable => "stable incident",
+        }
+    }
 }
 
 /// The judge at one moment, for the plot.
@@ -523,14 +558,21 @@ pub fn write_text(out: &mut impl Write, report: &Report) -> io::Result<()> {
         }
         writeln!(out, "  evidence: {}", rollback.evidence)?;
     }
-    if let Some(incident) = &report.incident {
+    for incident in [&report.incident, &report.stable_incident]
+        .into_iter()
+        .flatten()
+    {
+        let title = incident.title();
         writeln!(
             out,
-            "Incident from {} (stage {}): {} failing canary requests of {} before {}.",
+            "{}{} from {} (stage {}): {} failing {} requests of {} before {}.",
+            title[..1].to_uppercase(),
+            &title[1..],
             human_duration(incident.onset_s),
             incident.stage,
-            thousands(incident.failing_canary_requests),
-            thousands(incident.canary_requests),
+            thousands(incident.failing_requests),
+            incident.cohort.name(),
+            thousands(incident.requests),
             incident.seconds_to_rollback.map_or_else(
                 || "the end (no rollback)".to_string(),
                 |s| format!("the rollback, {} after onset", human_duration(s))
@@ -618,6 +660,7 @@ mod tests {
             stages: vec![stage],
             rollback: None,
             incident: None,
+            stable_incident: None,
             timeline: Vec::new(),
             judged_at_rollback: None,
             min_samples: 100,

@@ -127,10 +127,10 @@ impl CohortTally {
     }
 }
 
-/// What an incident has cost so far.
+/// What a service's incident has cost so far: its version's requests during it.
 #[derive(Debug, Default)]
 struct IncidentTally {
-    canary_requests: u64,
+    requests: u64,
     failing: u64,
 }
 
@@ -184,7 +184,8 @@ struct Driver<'s> {
     timeline: Vec<TimelinePoint>,
     sample_every_ns: u64,
     next_sample_ns: u64,
-    incident: IncidentTally,
+    /// Indexed like [`services`](Self::services): each service's incident.
+    incidents: [IncidentTally; 2],
 }
 
 /// Simulated time between two health checks: about [`TIMELINE_POINTS`] over the planned ramp,
@@ -225,7 +226,7 @@ impl<'s> Driver<'s> {
             timeline: Vec::new(),
             sample_every_ns: health_check_interval_ns(scenario),
             next_sample_ns: 0,
-            incident: IncidentTally::default(),
+            incidents: Default::default(),
         })
     }
 
@@ -364,7 +365,8 @@ impl<'s> Driver<'s> {
                 health_score: None,
             });
         }
-        let incident = self.incident_report(rollback.as_ref());
+        let [incident, stable_incident] =
+            Cohort::ALL.map(|cohort| self.incident_report(cohort, rollback.as_ref()));
         self.progress.finish();
         Ok(Report {
             scenario: scenario.name.clone(),
@@ -381,6 +383,7 @@ impl<'s> Driver<'s> {
             stages,
             rollback,
             incident,
+            stable_incident,
             timeline: std::mem::take(&mut self.timeline),
             judged_at_rollback,
             min_samples: scenario.slo.min_samples,
@@ -459,9 +462,10 @@ impl<'s> Driver<'s> {
         self.gate.record_outcome(&decision, success, latency);
         self.requests += 1;
         tallies[cohort].record(success, latency);
-        if decision.is_canary && now.incident {
-            self.incident.canary_requests += 1;
-            self.incident.failing += u64::from(!success);
+        if now.incident {
+            let incident = &mut self.incidents[cohort];
+            incident.requests += 1;
+            incident.failing += u64::from(!success);
         }
         true
     }
@@ -471,22 +475,32 @@ impl<'s> Driver<'s> {
         RollbackReport::of_event(history.last(), at_s, stage, by.name())
     }
 
-    /// What the canary's incident cost, if it began before the run stopped: before the
-    /// rollback, or before the end. An incident from the rollback's instant on (its onset cuts
-    /// a tick, and the engine may roll back in the tick that ends there, or at its first
-    /// request) met no request and is not one before the rollback.
-    fn incident_report(&self, rollback: Option<&RollbackReport>) -> Option<IncidentReport> {
-        let onset = self.services[Cohort::Canary as usize].incident_onset()?;
-        let stage = self.scenario.canary.incident.as_ref()?.stage;
+    /// What the incident of `cohort`'s service cost, if it began before the run stopped: before
+    /// the rollback, or before the end. An incident from the rollback's instant on (its onset
+    /// cuts a tick, and the engine may roll back in the tick that ends there, or at its
+    /// first request) met no request and is not one before the rollback.
+    fn incident_report(
+        &self,
+        cohort: Cohort,
+        rollback: Option<&RollbackReport>,
+    ) -> Option<IncidentReport> {
+        let onset = self.services[cohort as usize].incident_onset()?;
+        let model = match cohort {
+            Cohort::Canary => &self.scenario.canary,
+            Cohort::Stable => &self.scenario.stable,
+        };
+        let stage = model.incident.as_ref()?.stage;
         let stopped = rollback.map_or(seconds(self.now_ns), |r| r.at_s);
         if onset >= stopped {
             return None;
         }
+        let tally = &self.incidents[cohort as usize];
         Some(IncidentReport {
+            cohort,
             stage,
             onset_s: onset,
-            canary_requests: self.incident.canary_requests,
-            failing_canary_requests: self.incident.failing,
+            requests: tally.requests,
+            failing_requests: tally.failing,
             seconds_to_rollback: rollback.map(|r| r.at_s - onset),
         })
     }
@@ -574,8 +588,8 @@ mod tests {
         assert_eq!(incident.stage, last);
         // Staging sends the canary all of the 2 000 rps: about 10 requests in the last 5 ms,
         // every one failing.
-        assert!((9..=11).contains(&incident.canary_requests), "{incident:?}");
-        assert_eq!(incident.failing_canary_requests, incident.canary_requests);
+        assert!((9..=11).contains(&incident.requests), "{incident:?}");
+        assert_eq!(incident.failing_requests, incident.requests);
     }
 
     #[test]

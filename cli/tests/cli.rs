@@ -227,6 +227,7 @@ fn catastrophic_is_rolled_back_within_a_few_dozen_failing_requests() {
     );
     assert!(incident["seconds_to_rollback"].as_f64().unwrap() < 5.0);
     assert_eq!(report["rollback"]["stage"], 3);
+    assert!(report["stable_incident"].is_null());
 }
 
 /// `name`'s built-in scenario as a JSON scenario file, changed by `change`.
@@ -280,6 +281,52 @@ fn an_incident_from_the_rollbacks_instant_on_is_not_reported() {
 }
 
 #[test]
+fn the_stable_versions_incident_is_reported_and_marked() {
+    // Only the canary's incident was reported: this one had `"incident": null`, no text line
+    // and no marker on the plot.
+    let file = changed_scenario("good", |scenario| {
+        scenario["rps"] = 500.into();
+        scenario["stable"]["incident"] = serde_json::json!({
+            "stage": 2, "after_s": 10, "error_rate": 0.5, "length_s": 5
+        });
+    });
+    let plot = temp_file("stable-incident.svg", "");
+    let report = json(&[
+        "simulate",
+        "--config",
+        text(&file),
+        "--json",
+        "--plot",
+        text(&plot),
+    ]);
+    assert!(report["incident"].is_null(), "{}", report["incident"]);
+    let incident = &report["stable_incident"];
+    assert_eq!(incident["stage"], 2);
+    assert_eq!(incident["onset_s"], 70.0);
+    // The stable version's share of 500 rps at 1 % for 5 s, half of them failing.
+    let requests = incident["stable_requests"].as_u64().unwrap();
+    let failing = incident["failing_stable_requests"].as_u64().unwrap();
+    assert!((2_300..=2_450).contains(&requests), "{incident}");
+    assert!(failing.abs_diff(requests / 2) < 150, "{incident}");
+    assert!(incident["seconds_to_rollback"].is_null());
+    assert!(incident.get("canary_requests").is_none(), "{incident}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.contains("stable incident starts (stage 2)"));
+    let output = run(&["simulate", "--config", text(&file)]);
+    assert_eq!(output.status.code(), Some(0));
+    // Both counts below 10 000, in thousands as the table writes them.
+    let line = format!(
+        "Stable incident from 70 s (stage 2): {},{:03} failing stable requests of {},{:03} \
+         before the end (no rollback).",
+        failing / 1000,
+        failing % 1000,
+        requests / 1000,
+        requests % 1000
+    );
+    assert!(stdout(&output).contains(&line), "{}", stdout(&output));
+}
+
+#[test]
 fn json_report_has_its_documented_shape_and_is_reproducible() {
     let args = [
         "simulate",
@@ -311,6 +358,7 @@ fn json_report_has_its_documented_shape_and_is_reproducible() {
         "stages",
         "rollback",
         "incident",
+        "stable_incident",
     ] {
         assert!(report.get(key).is_some(), "missing {key}");
     }
