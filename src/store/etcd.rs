@@ -801,7 +801,6 @@ impl StateStore for EtcdStore {
                         pause(&stop);
                         continue;
                     };
-                    let mut canceled = false;
                     let mut reader = BufReader::new(response.body_mut().as_reader());
                     let mut line = Vec::new();
                     loop {
@@ -835,7 +834,6 @@ impl StateStore for EtcdStore {
                             header.is_some_and(|revision| revision.saturating_add(1) < from);
                         if result["canceled"].as_bool() == Some(true) || behind {
                             from = header.map_or(0, |revision| revision.saturating_add(1));
-                            canceled = true;
                             wake();
                             break;
                         }
@@ -855,10 +853,13 @@ impl StateStore for EtcdStore {
                         }
                     }
                     // A span ended (or the stream broke): the next watch resumes at `from`. One
-                    // that ended early (an empty answer, a stream the member closed) waits as a
-                    // failed request does, so that a member ending every stream at once is not
-                    // asked again in a tight loop.
-                    if !canceled && started.elapsed() < WATCH_SPAN / 2 {
+                    // that ended early (an empty answer, a stream the member closed, a watch it
+                    // canceled or found behind) waits as a failed request does, so that a member
+                    // ending every stream at once (one that cancels every watch: "permission
+                    // denied" once auth is on) is not asked again in a tight loop. The read a
+                    // cancel wakes is not held back, and the next watch starts after the
+                    // cancel's revision: a change meanwhile is heard of late, never missed.
+                    if started.elapsed() < WATCH_SPAN / 2 {
                         pause(&stop);
                     }
                 }

@@ -725,21 +725,61 @@ fn a_watch_answered_at_once_with_an_error_or_nothing_pauses_between_requests() {
         "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
         // A stream that ends before its span: no event, no error.
         "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        // A watch canceled at once, as a member with auth switched on after the gate opened
+        // answers every watch: it was asked again at once, thousands of times a second.
+        concat!(
+            "HTTP/1.1 200 OK\r\nContent-Length: 118\r\nConnection: close\r\n\r\n",
+            r#"{"result":{"header":{"revision":"7"},"created":true,"canceled":true,"#,
+            r#""cancel_reason":"etcdserver: permission denied"}}"#,
+            "\n"
+        ),
     ] {
         let (endpoint, requests) = answering_at_once(answer);
         let store = EtcdStore::new(&settings(&endpoint, "fast-errors"), GATE);
-        let stop = Arc::new(AtomicBool::new(false));
-        let watch = store.watch(Box::new(|| {}), Arc::clone(&stop)).unwrap();
-        // One and a half spans: the first request, a pause of one span, the second request.
-        std::thread::sleep(WATCH_SPAN * 3 / 2);
-        stop.store(true, Ordering::Relaxed);
-        watch.join().unwrap();
-        let sent = requests.load(Ordering::Relaxed);
+        let sent = watch_requests_in_a_span_and_a_half(&store, &requests);
         assert!(
             (1..=3).contains(&sent),
             "{sent} watch requests in 1.5 s to a member answering {answer:?}"
         );
     }
+}
+
+/// A watch found behind (its start beyond the member's revision: a new cluster, a restored
+/// snapshot) pauses too before the next: one answered with ever lower revisions was asked
+/// again at once each time.
+#[test]
+fn a_watch_found_behind_at_once_pauses_before_the_next_request() {
+    let _alone = WATCH_THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    let answers = (0..20)
+        .map(|i| {
+            let body = format!(
+                r#"{{"result":{{"header":{{"revision":"{}"}},"created":true}}}}"#,
+                900_000 - i * 1_000
+            ) + "\n";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            &*Box::leak(answer.into_boxed_str())
+        })
+        .collect();
+    let (endpoint, requests, _) = answering_in_turn(answers);
+    let store = EtcdStore::new(&settings(&endpoint, "behind"), GATE);
+    store.read_revision.store(1_000_000, Ordering::Relaxed);
+    let sent = watch_requests_in_a_span_and_a_half(&store, &requests);
+    assert!((1..=3).contains(&sent), "{sent} watch requests in 1.5 s");
+}
+
+/// How many requests `store`'s watch sends in one and a half spans (to a member that answers
+/// at once: the first request, a pause of one span, the second request), counted by
+/// `requests`.
+fn watch_requests_in_a_span_and_a_half(store: &EtcdStore, requests: &AtomicU64) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = store.watch(Box::new(|| {}), Arc::clone(&stop)).unwrap();
+    std::thread::sleep(WATCH_SPAN * 3 / 2);
+    stop.store(true, Ordering::Relaxed);
+    watch.join().unwrap();
+    requests.load(Ordering::Relaxed)
 }
 
 #[test]
