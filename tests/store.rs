@@ -1419,6 +1419,46 @@ fn four_processes_stop_routing_to_a_canary_one_of_them_saw_fail() {
     assert_eq!(restarted.rollback_history().len(), 1);
 }
 
+/// A gate opened on a relative path keeps to its file when the host changes its working
+/// directory afterwards (a daemon's `chdir("/")`, Python's `os.chdir`): the path was looked up
+/// again at every store call, so the gate took its file for removed, created `gate.db` in the
+/// new directory and wrote its rollback there, unseen by every other process. In a child
+/// process: the working directory is the whole process's.
+#[test]
+fn a_relative_path_names_the_file_it_named_at_open_after_the_host_changes_directory() {
+    const TEST: &str =
+        "a_relative_path_names_the_file_it_named_at_open_after_the_host_changes_directory";
+    let here = |dir: &str, name: &str| std::path::Path::new(dir).join(name);
+    if let Some((role, dir)) = child_role() {
+        assert_eq!(role, "chdir");
+        std::env::set_current_dir(here(&dir, "a")).unwrap();
+        let gate = open("gate.db");
+        std::env::set_current_dir(here(&dir, "b")).unwrap();
+        gate.rollback("bad deploy").unwrap();
+        assert!(gate.sync_now());
+        std::thread::sleep(Duration::from_millis(SYNC_MS * 10));
+        assert_eq!(gate.environment(), Environment::Production);
+        drop(gate);
+        println!("rolled back");
+        return;
+    }
+    let dir = Scratch::new("chdir");
+    let root = dir.file("");
+    for sub in ["a", "b"] {
+        std::fs::create_dir(here(&root, sub)).unwrap();
+    }
+    let output = child(TEST, "chdir", &root).wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("rolled back"));
+    assert!(
+        !here(&root, "b").join("gate.db").exists(),
+        "the gate created gate.db in the directory it changed to"
+    );
+    let a = open(here(&root, "a").join("gate.db").to_str().unwrap());
+    assert_eq!(a.environment(), Environment::Production);
+    assert_eq!(a.rollback_history().len(), 1);
+}
+
 /// How many flags the writer child toggles in turn.
 const WRITER_FLAGS: i64 = 5;
 

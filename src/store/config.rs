@@ -56,7 +56,9 @@ pub enum StoreConfig {
 pub struct SqliteStoreConfig {
     /// The database file; created (with its tables) when missing. Its directory must exist.
     /// It is always a file name, never a SQLite URI nor one of SQLite's special names:
-    /// `file:gate.db` and `:memory:` are the files of those names.
+    /// `file:gate.db` and `:memory:` are the files of those names. A relative path is made
+    /// absolute against the working directory once, when the gate opens: the gate keeps to
+    /// that file if the host changes its working directory later. Errors show it as written.
     pub path: String,
     /// How often the sync thread looks for other processes' writes, in milliseconds
     /// (default 250, accepted 10 to 60000).

@@ -9,6 +9,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params,
 };
+use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -86,7 +87,14 @@ CREATE TABLE IF NOT EXISTS contribution (
 /// A gate's state in one SQLite file.
 #[derive(Debug)]
 pub(crate) struct SqliteStore {
+    /// The path as the config wrote it: the store's location in errors and logs.
     path: String,
+    /// The same path made absolute against the working directory when the store was opened:
+    /// the one every look at the file and every open uses. A relative path looked up again at
+    /// each call would name another file once the host changed its working directory (a
+    /// daemon's `chdir("/")`, Python's `os.chdir`): the gate would take its file for removed,
+    /// close it and create one in the new directory.
+    resolved: PathBuf,
     gate: String,
     busy_timeout: Duration,
     /// The connection to the file the path named when it was opened; the writer and the sync
@@ -106,8 +114,18 @@ impl SqliteStore {
     /// Opens (creating when missing) the file at `config.path`, in WAL mode, and checks that
     /// it is a promotion-gates store of a schema this version reads.
     pub(crate) fn open(config: &SqliteStoreConfig, gate: &str) -> Result<Self, StoreError> {
+        // `file_name`'s `./` first, so that a path SQLite would read as a URI or a special name
+        // is made absolute as the file name SQLite is given.
+        let resolved = std::path::absolute(file_name(&config.path).as_ref()).map_err(|e| {
+            StoreError::new(
+                config.path.clone(),
+                StoreProblem::Unavailable,
+                format!("cannot make the path absolute against the working directory: {e}"),
+            )
+        })?;
         let store = Self {
             path: config.path.clone(),
+            resolved,
             gate: gate.to_string(),
             busy_timeout: Duration::from_millis(config.busy_timeout_ms),
             open: Mutex::new(None),
@@ -158,7 +176,7 @@ impl SqliteStore {
 
     /// The file the path names now, if any.
     fn file_now(&self) -> Result<Option<FileIdentity>, StoreError> {
-        FileIdentity::of(&self.path).map_err(|e| {
+        FileIdentity::of(&self.resolved).map_err(|e| {
             self.error(
                 StoreProblem::Unavailable,
                 format!("cannot tell which file the path names: {e}"),
@@ -193,7 +211,7 @@ impl SqliteStore {
         for _ in 0..3 {
             let before = self.file_now()?;
             let mut connection =
-                Connection::open_with_flags(file_name(&self.path).as_ref(), flags).map_err(fail)?;
+                Connection::open_with_flags(&self.resolved, flags).map_err(fail)?;
             // SQLite falls back to reading a file this process may not write: every write
             // would then fail, and a rollback wait forever to be written.
             if connection.is_readonly(rusqlite::MAIN_DB).map_err(fail)? {
@@ -775,7 +793,7 @@ impl Drop for SqliteStore {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(open) = open
-            && !matches!(FileIdentity::of(&self.path), Ok(Some(now)) if now == open.file)
+            && !matches!(FileIdentity::of(&self.resolved), Ok(Some(now)) if now == open.file)
         {
             close_detached(open.connection);
         }

@@ -5,6 +5,7 @@
 
 use std::fs::Metadata;
 use std::io;
+use std::path::Path;
 
 /// A file as the file system knows it, whatever its name: on Unix its device and inode numbers
 /// (`st_dev`, `st_ino`). A path whose identity is not the one of the file a connection opened
@@ -25,7 +26,7 @@ impl FileIdentity {
     ///
     /// # Errors
     /// The file system's, when it cannot tell (a directory on the way that cannot be searched).
-    pub(super) fn of(path: &str) -> io::Result<Option<Self>> {
+    pub(super) fn of(path: &Path) -> io::Result<Option<Self>> {
         match std::fs::metadata(path) {
             Ok(metadata) => Ok(Some(Self::from_metadata(&metadata))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
