@@ -332,15 +332,22 @@ impl EtcdStore {
     /// operations of a transaction, 128 by default), or none when nothing goes. The range ends
     /// before the write's own event, which the same transaction puts: etcd refuses a
     /// transaction that puts a key and deletes it too ("duplicate key given in txn request").
+    ///
+    /// The first key kept is looked for from the nearer end (the oldest key when fewer go than
+    /// stay, the newest else), [`HISTORY_PAGE`] keys a request: no answer grows with the
+    /// count the member gives (a bound lowered from 100 000 to 1, or a count of keys written by
+    /// hand), and no more keys are read than the history keeps.
     fn history_trim(&self, write: &StoredWrite) -> Result<Option<Value>, StoreError> {
-        let history = BASE64.encode(self.history_start());
         // The keys the write keeps beside its own event: those below its version (the ones
         // from it on go, [`history_above`](Self::history_above)).
         let below = self.history_key(write.release.version);
-        let end = BASE64.encode(&below);
         let counted = self.call(
             "/v3/kv/range",
-            &json!({ "key": history, "range_end": end, "count_only": true }),
+            &json!({
+                "key": BASE64.encode(self.history_start()),
+                "range_end": BASE64.encode(&below),
+                "count_only": true,
+            }),
         )?;
         let stored = text_of(&counted["count"]).parse::<usize>().unwrap_or(0);
         // Saturating: the count is the server's word, and no answer may panic a write.
@@ -349,25 +356,71 @@ impl EtcdStore {
         if excess == 0 {
             return Ok(None);
         }
-        // The keys up to the first kept, in byte order: the zero-padded versions, oldest first.
-        let response = self.call_within(
-            "/v3/kv/range",
-            &json!({
-                "key": history,
-                "range_end": end,
-                "keys_only": true,
-                "limit": (excess + 1).to_string(),
-            }),
-            self.history_answer(excess + 1, true),
-        )?;
-        let first_kept = match response["kvs"].as_array().and_then(|kvs| kvs.get(excess)) {
-            Some(kept) => self.decode(&kept["key"])?,
-            None => below.into_bytes(),
+        // The stored keys below the write's version that stay.
+        let kept = stored - excess;
+        let first_kept = if kept == 0 {
+            None
+        } else if excess <= kept {
+            // The keys in byte order: the zero-padded versions, oldest first.
+            self.history_key_at(&below, excess, false)?
+        } else {
+            match self.history_key_at(&below, kept - 1, true)? {
+                Some(key) => Some(key),
+                // Fewer keys than the count said: all of them stay.
+                None => return Ok(None),
+            }
         };
         Ok(Some(json!({"request_delete_range": {
             "key": BASE64.encode(self.history_start()),
-            "range_end": BASE64.encode(first_kept),
+            "range_end": BASE64.encode(first_kept.unwrap_or_else(|| below.into_bytes())),
         }})))
+    }
+
+    /// The history key `n` places (from 0) from the oldest (from the newest when `newest`) of
+    /// those below `end`, read [`HISTORY_PAGE`] keys a request; `None` when there are no more
+    /// than `n`.
+    fn history_key_at(
+        &self,
+        end: &str,
+        mut n: usize,
+        newest: bool,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut start = self.history_start().into_bytes();
+        let mut end = end.as_bytes().to_vec();
+        loop {
+            let page = n.saturating_add(1).min(HISTORY_PAGE);
+            let mut range = json!({
+                "key": BASE64.encode(&start),
+                "range_end": BASE64.encode(&end),
+                "keys_only": true,
+                "limit": page.to_string(),
+            });
+            if newest {
+                range["sort_order"] = json!("DESCEND");
+                range["sort_target"] = json!("KEY");
+            }
+            let response =
+                self.call_within("/v3/kv/range", &range, self.history_answer(page, true))?;
+            let kvs = response["kvs"].as_array().map_or(&[][..], Vec::as_slice);
+            if let Some(kv) = kvs.get(n) {
+                return Ok(Some(self.decode(&kv["key"])?));
+            }
+            let Some(last) = kvs.last() else {
+                return Ok(None);
+            };
+            if kvs.len() < page {
+                return Ok(None);
+            }
+            n -= kvs.len();
+            // The next page starts after the last key read (ends before it, newest first).
+            let last = self.decode(&last["key"])?;
+            if newest {
+                end = last;
+            } else {
+                start = last;
+                start.push(0);
+            }
+        }
     }
 
     /// The delete of the history keys from the write's version on: a later state's, left when

@@ -195,6 +195,83 @@ fn a_history_bound_of_one_or_two_keeps_the_newest_events_at_every_write() {
     }
 }
 
+/// Writes on top of version `on` (at stage `on`, as every write here) up to version `to`, each
+/// recording a rollback and keeping `bound` events; no read between them.
+fn writes_keeping(store: &EtcdStore, on: u64, to: u64, bound: usize) {
+    for version in on..to {
+        let mut next = config(Environment::Production);
+        next.max_rollback_history = bound;
+        let write = StoredWrite::new(
+            Guard {
+                version,
+                stage: version,
+            },
+            crate::store::RolloutOn::UNKNOWN,
+            &Default::default(),
+            version + 1,
+            &next,
+            Some(&event(&format!("r{}", version + 1))),
+        );
+        assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+    }
+}
+
+/// The reasons of the history events stored, oldest first.
+fn stored_reasons(store: &EtcdStore) -> Vec<String> {
+    let state = store.load().unwrap().unwrap();
+    state.history.iter().map(|e| e.reason.clone()).collect()
+}
+
+/// A bound lowered below the history stored is trimmed to at the next write, whichever end
+/// the first key kept is looked for from and over several pages of keys: from the newest
+/// (fewer stay than go) and from the oldest (fewer go than stay).
+#[test]
+fn a_lowered_history_bound_is_trimmed_to_over_several_pages_of_keys() {
+    let Some(endpoint) = endpoint("etcd lowered history bound") else {
+        return;
+    };
+    let store = EtcdStore::open(&settings(&endpoint, "lowered-bound"), GATE).unwrap();
+    let reasons = |from: u64, to: u64| (from..=to).map(|v| format!("r{v}")).collect::<Vec<_>>();
+    writes_keeping(&store, 0, 700, 1_000);
+    // 700 stored, 299 stay beside the write's own event: read from the newest, 2 pages.
+    writes_keeping(&store, 700, 701, 300);
+    assert_eq!(stored_reasons(&store), reasons(402, 701));
+    writes_keeping(&store, 701, 1_100, 1_000);
+    // 699 stored, 301 go: read from the oldest, 2 pages.
+    writes_keeping(&store, 1_100, 1_101, 400);
+    assert_eq!(stored_reasons(&store), reasons(702, 1_101));
+}
+
+/// The trim reads at most a page of keys a request, whatever count the member gives: it read
+/// as many as the count said went at once (30 MB of keys when the bound went from 100 000 to
+/// 1, unbounded for keys written by hand).
+#[test]
+fn the_trim_reads_a_page_of_keys_at_most_whatever_the_count() {
+    for bound in [1, 10, 5_000_000, 9_999_999] {
+        let (endpoint, _, bodies) = answering_in_turn(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 46\r\nConnection: close\r\n\r\n{\"header\":{\"revision\":\"5\"},\"count\":\"10000000\"}",
+            "HTTP/1.1 200 OK\r\nContent-Length: 36\r\nConnection: close\r\n\r\n{\"header\":{\"revision\":\"5\"},\"kvs\":[]}",
+        ]);
+        let store = EtcdStore::new(&settings(&endpoint, "trim-count"), GATE);
+        let mut write = write_on(7, Environment::Production, Some("r"));
+        write.history_bound = bound;
+        store.history_trim(&write).unwrap();
+        let bodies = bodies.lock().unwrap();
+        assert!(bodies[0].contains("count_only"), "{bodies:?}");
+        for body in bodies.iter().skip(1) {
+            let limit: usize = serde_json::from_str::<Value>(body).unwrap()["limit"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                limit <= HISTORY_PAGE,
+                "bound {bound}: a request for {limit} keys"
+            );
+        }
+    }
+}
+
 /// A loopback endpoint that never answers a transaction: it hands the body of each to
 /// `on_txn` (which may apply it, as a member that times out after committing does), then closes
 /// the connection, and the store passes the request to its next endpoint. Other requests it
