@@ -65,7 +65,8 @@ pub struct SqliteStoreConfig {
     #[serde(default = "default_sqlite_sync_ms")]
     pub sync_interval_ms: u64,
     /// How long a write waits for another process's write lock before it fails, in
-    /// milliseconds (default 2000, accepted 0 to 60000).
+    /// milliseconds (default 2000, accepted 0 to 60000); a wait for this process's other store
+    /// call under way (the sync thread's) counts in it.
     #[serde(default = "default_busy_timeout_ms")]
     pub busy_timeout_ms: u64,
     /// Whether the processes on the store judge their summed outcomes (fleet-wide judging;

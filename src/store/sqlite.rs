@@ -11,7 +11,7 @@ use rusqlite::{
 };
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::contribution::{MAX_INSTANCE_BYTES, MAX_LATENCY_BYTES, PublishedCohort, check_instance};
 use super::state::{checked_split_from, stored_version};
@@ -143,12 +143,24 @@ impl SqliteStore {
 
     /// Runs `operation` on a connection to the file the path names now (see
     /// [`follow_path`](Self::follow_path)), held for the whole operation.
+    ///
+    /// The wait for the connection counts in the busy timeout: the operation's wait for
+    /// another process's lock is what is left of it (none when the wait took it all: the lock
+    /// is then tried once). The other holder is this process's other store call (the sync
+    /// thread's publish, say), which may itself have waited out the timeout on another
+    /// process's lock: a host's write behind it would otherwise wait twice the timeout.
     fn on_current_file<T>(
         &self,
         operation: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let asked = Instant::now();
         let mut open = self.lock();
-        operation(self.follow_path(&mut open)?)
+        let connection = self.follow_path(&mut open)?;
+        let left = self.busy_timeout.saturating_sub(asked.elapsed());
+        connection
+            .busy_timeout(left)
+            .map_err(|e| failure(&self.path, &e))?;
+        operation(connection)
     }
 
     /// The connection to the file the path names now: the open one while the path still names

@@ -1536,6 +1536,51 @@ fn a_write_locked_out_too_long_is_unavailable_and_changes_nothing() {
     assert_eq!(store.commit(&write).unwrap(), Commit::Written);
 }
 
+/// A write queued behind this process's other store call (the sync thread's publish, waiting
+/// for another process's lock) waits one busy timeout in all, not that call's wait and then
+/// one of its own: the docs promise `busy_timeout_ms`, and a host's write took about twice it.
+#[test]
+fn a_write_behind_another_call_waiting_for_the_lock_waits_one_busy_timeout_in_all() {
+    const BUSY: Duration = Duration::from_millis(600);
+    let dir = Scratch::new("locked-twice");
+    let path = dir.file("gate.db");
+    let store = Arc::new(
+        SqliteStore::open(
+            &SqliteStoreConfig {
+                busy_timeout_ms: u64::try_from(BUSY.as_millis()).unwrap(),
+                ..settings(&path)
+            },
+            "checkout",
+        )
+        .unwrap(),
+    );
+    first_write(&store);
+    let holder = Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let publisher = Arc::clone(&store);
+    let publishing = std::thread::spawn(move || {
+        publisher.publish(&contribution("a", 1, 100), Duration::from_secs(60))
+    });
+    // The publish holds the connection, waiting for the lock, when the write asks for it.
+    std::thread::sleep(BUSY / 6);
+    let asked = std::time::Instant::now();
+    let err = store
+        .commit(&write_on(1, Environment::Production, Some("x")))
+        .unwrap_err();
+    let waited = asked.elapsed();
+    assert_eq!(err.problem(), StoreProblem::Unavailable, "{err}");
+    assert!(waited < BUSY * 3 / 2, "the write waited {waited:?}");
+    assert!(publishing.join().unwrap().is_err());
+    holder.execute_batch("ROLLBACK").unwrap();
+    // The next call has its whole timeout again.
+    assert_eq!(
+        store
+            .commit(&write_on(1, Environment::Production, Some("x")))
+            .unwrap(),
+        Commit::Written
+    );
+}
+
 #[test]
 fn the_file_is_in_wal_mode() {
     let dir = Scratch::new("wal");
