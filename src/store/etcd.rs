@@ -360,13 +360,17 @@ impl EtcdStore {
         let kept = stored - excess;
         let first_kept = if kept == 0 {
             None
-        } else if excess <= kept {
-            // The keys in byte order: the zero-padded versions, oldest first.
-            self.history_key_at(&below, excess, false)?
         } else {
-            match self.history_key_at(&below, kept - 1, true)? {
+            // The keys in byte order: the zero-padded versions, oldest first.
+            let found = if excess <= kept {
+                self.history_key_at(&below, excess, false)?
+            } else {
+                self.history_key_at(&below, kept - 1, true)?
+            };
+            match found {
                 Some(key) => Some(key),
-                // Fewer keys than the count said: all of them stay.
+                // Fewer keys than the count said (another process trimmed meanwhile): all of
+                // them stay.
                 None => return Ok(None),
             }
         };
