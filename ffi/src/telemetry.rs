@@ -21,7 +21,8 @@ use promotion_gates::telemetry::prometheus::{self, ExpositionError, OutcomeCount
 /// of `cap` bytes and its length into `*len_out`: `# HELP` and `# TYPE` lines, every series
 /// labelled with the gate's name (`gate="..."`), e.g. `promotion_health_score`,
 /// `promotion_canary_error_rate`, `promotion_rollbacks_total{trigger,rule}` and the window's
-/// latency histograms `promotion_window_latency_seconds`. Serve it with the content type
+/// latency histograms (the untyped series `promotion_window_latency_seconds_bucket`, `_sum` and
+/// `_count`, which fall as requests leave the window). Serve it with the content type
 /// `text/plain; version=0.0.4`. If `buf` is NULL or too small, only `*len_out` is written and
 /// `PGATE_STATUS_BUFFER_TOO_SMALL` is returned (the text may grow by a few bytes between two
 /// calls: allocate some slack).

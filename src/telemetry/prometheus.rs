@@ -15,7 +15,7 @@
 use std::fmt::{self, Write};
 
 use crate::config::Environment;
-use crate::decision::Cohort;
+use crate::decision::{Cohort, PerCohort};
 use crate::judge::{CohortEvidence, Rule};
 use crate::manager::PromotionGateManager;
 use crate::telemetry::window::{LatencyBuckets, RECOMMENDATIONS, recommendation_name};
@@ -316,6 +316,8 @@ struct Reading {
     stage: u64,
     slo_threshold: f64,
     window: WindowExport,
+    /// The window's latency histograms in the exported buckets, read once for three families.
+    latency: PerCohort<Option<LatencyBuckets>>,
     rollbacks: Vec<RollbackCount>,
     counts: OutcomeCounts,
 }
@@ -333,6 +335,7 @@ impl Reading {
             environment: window.environment,
             stage: window.stage.get(),
             slo_threshold: window.slo_threshold,
+            latency: PerCohort::from_fn(|cohort| window.latency_buckets(cohort)),
             window,
             rollbacks: gate.rollback_counts(),
             counts,
@@ -447,34 +450,70 @@ impl<W: Write> Exposition<'_, W> {
         })
     }
 
+    /// The window's latency histogram of each cohort, under a histogram's series names
+    /// (`promotion_window_latency_seconds_bucket{le}`, `_sum`, `_count`) but each its own
+    /// `untyped` family: the series fall as requests leave the window or a stage starts, and a
+    /// `histogram`'s series are counters to Prometheus (a fall is a reset to `rate()`). The
+    /// text format 0.0.4 has no gauge histogram, and `promtool check metrics` refuses a gauge
+    /// named `_bucket`, `_sum` or `_count` or labelled `le`; untyped series may be, so
+    /// `histogram_quantile` reads the buckets as they are.
     fn latency_histograms(&mut self) -> fmt::Result {
-        let name = "promotion_window_latency_seconds";
-        let help = "Latency of the requests in the judged window (a gauge histogram: it may fall).";
-        self.family(name, "histogram", help, |e, r| {
-            Cohort::ALL
-                .into_iter()
-                .try_for_each(|cohort| match r.window.latency_buckets(cohort) {
-                    Some(histogram) => e.histogram(name, r, cohort, &histogram),
-                    None => Ok(()),
+        const FALLS: &str = "untyped: a gauge histogram, it falls as requests leave the window";
+        self.per_histogram(
+            "promotion_window_latency_seconds_bucket",
+            &format!(
+                "Requests of the judged window whose latency is at or below le seconds ({FALLS})."
+            ),
+            |e, name, r, cohort, histogram| {
+                histogram.buckets().try_for_each(|(le, count)| {
+                    let labels = r.labels(&[("cohort", cohort.name()), ("le", &le)]);
+                    e.sample(name, &labels, count as f64)
                 })
+            },
+        )?;
+        self.histogram_total(
+            "promotion_window_latency_seconds_sum",
+            &format!("The judged window's latencies, summed ({FALLS})."),
+            |histogram| histogram.sum_seconds,
+        )?;
+        self.histogram_total(
+            "promotion_window_latency_seconds_count",
+            &format!("Requests of the judged window with a latency, the +Inf bucket ({FALLS})."),
+            |histogram| histogram.count as f64,
+        )
+    }
+
+    /// An untyped family `name` of one `value` per reading's cohort that has a histogram.
+    fn histogram_total(
+        &mut self,
+        name: &str,
+        help: &str,
+        value: impl Fn(&LatencyBuckets) -> f64,
+    ) -> fmt::Result {
+        self.per_histogram(name, help, |e, name, r, cohort, histogram| {
+            e.sample(
+                name,
+                &r.labels(&[("cohort", cohort.name())]),
+                value(histogram),
+            )
         })
     }
 
-    fn histogram(
+    /// An untyped family `name` of `write`'s samples for each reading's cohort that has a
+    /// latency histogram.
+    fn per_histogram(
         &mut self,
         name: &str,
-        r: &Reading,
-        cohort: Cohort,
-        histogram: &LatencyBuckets,
+        help: &str,
+        mut write: impl FnMut(&mut Self, &str, &Reading, Cohort, &LatencyBuckets) -> fmt::Result,
     ) -> fmt::Result {
-        let bucket = format!("{name}_bucket");
-        for (le, count) in histogram.buckets() {
-            let labels = r.labels(&[("cohort", cohort.name()), ("le", &le)]);
-            self.sample(&bucket, &labels, count as f64)?;
-        }
-        let labels = r.labels(&[("cohort", cohort.name())]);
-        self.sample(&format!("{name}_sum"), &labels, histogram.sum_seconds)?;
-        self.sample(&format!("{name}_count"), &labels, histogram.count as f64)
+        self.family(name, "untyped", help, |e, r| {
+            Cohort::ALL.into_iter().try_for_each(|cohort| {
+                r.latency[cohort]
+                    .as_ref()
+                    .map_or(Ok(()), |histogram| write(e, name, r, cohort, histogram))
+            })
+        })
     }
 
     /// Every rollback cause the gate can count has a series from the start (at 0), so that

@@ -122,7 +122,7 @@ pub(crate) fn recommendation_name(recommendation: Recommendation) -> &'static st
 }
 
 /// The upper bounds (`le`, in seconds) of the exported latency histogram's buckets
-/// (`promotion_window_latency_seconds`); the last bucket, `+Inf`, holds every sample. The
+/// (`promotion_window_latency_seconds_bucket`); the last bucket, `+Inf`, holds every sample. The
 /// last bound is 30 s: the window counts a latency above 60 s as 60 s
 /// ([`MAX_TRACKED_LATENCY`](crate::MAX_TRACKED_LATENCY)), so a bound at 60 s would count
 /// samples far above it; a sample above 30 s is in `+Inf` alone, and the `_sum` counts one

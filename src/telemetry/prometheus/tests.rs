@@ -22,10 +22,11 @@ fn gate(name: &str, environment: Environment) -> PromotionGateManager {
     .unwrap()
 }
 
-/// One sample line: name, labels, value.
+/// One sample line: name, labels, value, and the type its family is declared.
 #[derive(Debug)]
 struct Sample {
     name: String,
+    kind: String,
     labels: BTreeMap<String, String>,
     value: f64,
 }
@@ -71,6 +72,7 @@ fn parse(text: &str) -> (Vec<(String, String)>, Vec<Sample>) {
             assert_eq!(base, family, "sample of another family: {line}");
             samples.push(Sample {
                 name: name.to_string(),
+                kind: kind.clone(),
                 labels: parse_labels(labels.strip_suffix('}').unwrap()),
                 value: match value {
                     "+Inf" => f64::INFINITY,
@@ -137,6 +139,16 @@ fn every_family_is_declared_once_with_help_and_type_and_every_sample_has_the_gat
     for (name, kind) in &families {
         assert!(name.starts_with("promotion_"), "{name}");
         assert_eq!(name.ends_with("_total"), kind == "counter", "{name} {kind}");
+    }
+    // What `promtool check metrics` refuses: a counter or gauge named as a histogram's series
+    // or labelled `le` (an untyped family may be, as the window's latency histogram is).
+    for s in samples
+        .iter()
+        .filter(|s| s.kind == "counter" || s.kind == "gauge")
+    {
+        let reserved = ["_bucket", "_sum", "_count"];
+        assert!(!reserved.iter().any(|r| s.name.ends_with(r)), "{s:?}");
+        assert!(!s.labels.contains_key("le"), "{s:?}");
     }
     for gate in ["web", "api"] {
         assert!(
@@ -402,6 +414,53 @@ fn a_latency_above_the_tracked_range_is_in_no_finite_bucket() {
         (119.0..=120.0).contains(&sum),
         "each counted as 60 s: {sum}"
     );
+}
+
+/// A series declared a counter, or a histogram (whose series are counters in the text format),
+/// never falls: `rate()` and `increase()` would read each fall as a counter reset. The
+/// window's series do fall as its samples leave it.
+#[test]
+fn no_series_declared_a_counter_or_a_histogram_falls_when_the_window_moves_on() {
+    let clock = Arc::new(ManualClock::new());
+    let config = PromotionConfig {
+        gate: "g".into(),
+        environment: Environment::Staging,
+        ..Default::default()
+    };
+    let window = Duration::from_secs(config.rollback_window_seconds);
+    let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+    let gate = PromotionGateManager::with_clock(config, slo, clock.clone()).unwrap();
+    let record = |i: u32| {
+        let d = gate.route_request(&format!("u{i}"));
+        gate.record_outcome(&d, true, Duration::from_millis(3));
+    };
+    (0..10).for_each(record);
+    // An evaluation leaves its reading: the window's start once the clock has moved on.
+    gate.monitor_canary_health();
+    let (_, before) = parse(&exposition(&gate));
+    clock.advance(window + Duration::from_secs(1));
+    record(10);
+    let (_, after) = parse(&exposition(&gate));
+    let canary = [("cohort", "canary")];
+    for (samples, n) in [(&before, 10.0), (&after, 1.0)] {
+        assert_eq!(value(samples, "promotion_window_requests", &canary), n);
+        let count = value(samples, "promotion_window_latency_seconds_count", &canary);
+        assert_eq!(count, n);
+    }
+    let mut fell = Vec::new();
+    for old in before
+        .iter()
+        .filter(|s| s.kind == "counter" || s.kind == "histogram")
+    {
+        let new = after
+            .iter()
+            .find(|s| s.name == old.name && s.labels == old.labels)
+            .unwrap();
+        if new.value < old.value {
+            fell.push((&old.name, &old.labels, old.value, new.value));
+        }
+    }
+    assert!(fell.is_empty(), "fell: {fell:?}");
 }
 
 /// Environment and stage come from one snapshot: a scrape during promotions and rollbacks
