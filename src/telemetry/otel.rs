@@ -381,7 +381,7 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
         gauge(
             "promotion.window.latency.sum",
             "s",
-            "The latencies of the judged window's requests, summed.",
+            "The latencies of the judged window's requests, summed, each at its HDR bucket's midpoint.",
             window.gauge(per_histogram(|h, o, a| o.observe(h.sum_seconds, a))),
         ),
         gauge(

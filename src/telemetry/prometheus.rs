@@ -473,7 +473,7 @@ impl<W: Write> Exposition<'_, W> {
         )?;
         self.histogram_total(
             "promotion_window_latency_seconds_sum",
-            &format!("The judged window's latencies, summed ({FALLS})."),
+            &format!("The judged window's latencies, summed, each at its HDR bucket's midpoint ({FALLS})."),
             |histogram| histogram.sum_seconds,
         )?;
         self.histogram_total(
