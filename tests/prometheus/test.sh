@@ -4,7 +4,8 @@
 #   1. `promtool check metrics` accepts the exposition (format and naming lints);
 #   2. a Prometheus (Debian's package) started here on a free loopback port, with its own
 #      config and data directory in a temporary directory, scraping every second, has
-#      `promotion_health_score{gate="prometheus-test"}`;
+#      `promotion_health_score{gate="prometheus-test"}`, and `histogram_quantile` reads the
+#      window's latency buckets (untyped series: a gauge histogram, see docs/telemetry.md);
 #   3. after the gate is made to roll back by itself, `promotion_rollbacks_total` of the
 #      gate has increased.
 # Installs `prometheus` with apt-get when missing. Starts no service: any system Prometheus is
@@ -98,6 +99,7 @@ wait_for() {
 
 echo "== querying Prometheus"
 wait_for "health score" 'promotion_health_score{gate="prometheus-test",job="promotion-gates"}'
+wait_for "latency median" 'histogram_quantile(0.5, sum by (le) (promotion_window_latency_seconds_bucket{gate="prometheus-test"})) > 0'
 wait_for "rollback counter" 'sum(promotion_rollbacks_total{gate="prometheus-test"}) == 0'
 
 python3 -c 'import sys, urllib.request; print("   /fail:", urllib.request.urlopen(sys.argv[1], timeout=30).read().decode().strip())' \
