@@ -80,7 +80,8 @@ pub(crate) enum Compliance {
         have: u64,
         need: u64,
     },
-    /// Compliance (success within the latency target) below `slo_threshold`;
+    /// Compliance (success within the latency target, a slow success in the stage's warm-up
+    /// not counted against it: `CohortEvidence::judged_compliance`) below `slo_threshold`;
     /// `service_wide` when the stable version's is below it too.
     BelowThreshold {
         compliance: f64,
@@ -147,11 +148,11 @@ pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
         }
     } else if evidence.below_slo_threshold() {
         Compliance::BelowThreshold {
-            compliance: numbers.compliance,
+            compliance: numbers.judged_compliance,
             threshold: slo_threshold,
             service_wide: subject == Cohort::Canary
                 && evidence.stable.requests >= evidence.min_samples
-                && evidence.stable.compliance < slo_threshold,
+                && evidence.stable.judged_compliance < slo_threshold,
         }
     } else if evidence.health_score < HEALTHY_FROM {
         Compliance::LowScore {
@@ -189,6 +190,7 @@ mod tests {
             latency_requests: requests,
             compliant: requests * 99 / 100,
             compliance: 0.99,
+            judged_compliance: 0.99,
             ..Default::default()
         };
         Evidence {

@@ -109,11 +109,13 @@ impl<'a> CohortStats<'a> {
     }
 
     /// The public numbers of the cohort, with the p99 reported (of its latencies after warm-up
-    /// when it has any) and its requests after the stage's warm-up.
+    /// when it has any), its requests after the stage's warm-up, and its `misses` as the judge
+    /// counts them (latency misses after the warm-up only), out of its requests.
     pub(crate) fn evidence(
         &self,
         p99_micros: Option<u64>,
         latency_requests: u64,
+        misses: Proportion,
     ) -> CohortEvidence {
         CohortEvidence {
             requests: self.requests,
@@ -121,6 +123,12 @@ impl<'a> CohortStats<'a> {
             compliant: self.compliant,
             error_rate: self.error_rate,
             compliance: self.compliance,
+            // As `compliance` is computed, so that the two are equal when the misses are.
+            judged_compliance: if misses.trials == 0 {
+                1.0
+            } else {
+                (misses.trials - misses.events.min(misses.trials)) as f64 / misses.trials as f64
+            },
             p99: p99_micros.map_or(Duration::ZERO, Duration::from_micros),
             latency_requests,
         }

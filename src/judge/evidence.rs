@@ -148,6 +148,13 @@ pub struct CohortEvidence {
     pub error_rate: f64,
     /// `compliant / requests` (1 with no requests).
     pub compliance: f64,
+    /// The compliance the judge holds against `slo_threshold`: the share of requests that
+    /// neither failed nor, after the stage's warm-up, succeeded slower than the latency target
+    /// (1 with no requests). A slow success in the warm-up counts as compliant here, as
+    /// `slo_compliance` counts it: the latency rules skip the warm-up, so a canary slow only
+    /// while its caches fill is not held back while the window still holds them. At least
+    /// `compliance`; equal to it when the window holds no slow success of the warm-up.
+    pub judged_compliance: f64,
     /// 99th percentile latency (zero with no requests or when only counters were read).
     pub p99: Duration,
     /// Requests in the window after the stage's warm-up (`warm_up_ms`): those whose latencies
@@ -199,7 +206,8 @@ pub struct Evidence {
     /// Samples the canary needs before ordinary rules may fire.
     pub min_samples: u64,
     /// The least compliance a promotion needs (the release's `slo_threshold`): below it, in
-    /// the window, the version under judgement is never HEALTHY nor promotable.
+    /// the window ([`CohortEvidence::judged_compliance`]), the version under judgement is
+    /// never HEALTHY nor promotable.
     pub slo_threshold: f64,
     /// Every rule evaluated, fired or not.
     pub findings: Vec<Finding>,
@@ -324,8 +332,10 @@ impl Evidence {
         }
     }
 
-    /// Whether the version under judgement's compliance in the window (its point estimate)
-    /// is below `slo_threshold`: a promotion is refused, and the judge says MONITOR at best.
+    /// Whether the version under judgement's compliance in the window (its point estimate,
+    /// [`CohortEvidence::judged_compliance`]: latency misses counted after the stage's warm-up,
+    /// as `slo_compliance` counts them) is below `slo_threshold`: a promotion is refused, and
+    /// the judge says MONITOR at best.
     ///
     /// # Example
     /// ```
@@ -336,7 +346,7 @@ impl Evidence {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn below_slo_threshold(&self) -> bool {
-        self.subject().compliance < self.slo_threshold
+        self.subject().judged_compliance < self.slo_threshold
     }
 }
 
@@ -371,12 +381,23 @@ impl fmt::Display for Evidence {
             write!(f, "; {finding}")?;
         }
         if self.below_slo_threshold() {
+            let subject = self.subject();
             let [compliance, threshold] = apart(
-                (self.subject().compliance, Digits::Fixed(3)),
+                (subject.judged_compliance, Digits::Fixed(3)),
                 (self.slo_threshold, Digits::Fixed(3)),
                 true,
             );
-            write!(f, "; compliance {compliance}% < slo_threshold {threshold}%")?;
+            // Shown beside the window's compliance, which differs by the warm-up's slow
+            // successes: say which is compared.
+            let span = if subject.judged_compliance == subject.compliance {
+                ""
+            } else {
+                " (latency misses after warm-up)"
+            };
+            write!(
+                f,
+                "; compliance{span} {compliance}% < slo_threshold {threshold}%"
+            )?;
         }
         let shown = self.non_inferiority;
         if shown.compared {

@@ -310,10 +310,12 @@ fn health(
         canary: canary.evidence(
             case.latency.canary.p99_micros.or(canary.p99_micros),
             case.latency.canary.requests,
+            case.misses.canary,
         ),
         stable: stable.evidence(
             case.latency.stable.p99_micros.or(stable.p99_micros),
             case.latency.stable.requests,
+            case.misses.stable,
         ),
         min_samples: case.slo.min_samples,
         slo_threshold: case.slo_threshold,

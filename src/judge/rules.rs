@@ -39,6 +39,10 @@ pub(crate) struct Case<'a> {
     pub(super) stable: CohortStats<'a>,
     /// Both cohorts in the window after the stage's warm-up (latencies).
     pub(super) latency: PerCohort<CohortStats<'a>>,
+    /// Both cohorts' requests in the window that failed, or succeeded slower than
+    /// `latency_target` after the stage's warm-up ([`misses_after_warm_up`]): what
+    /// `slo_compliance` tests and the evidence's `judged_compliance` reports.
+    pub(super) misses: PerCohort<Proportion>,
     /// Both cohorts over the stage after warm-up (latencies): what the positive evidence
     /// reads of the tail.
     pub(super) stage_latency: PerCohort<CohortStats<'a>>,
@@ -82,6 +86,7 @@ impl<'a> Case<'a> {
             canary: window.canary,
             stable: window.stable,
             latency,
+            misses: PerCohort::from_fn(|c| misses_after_warm_up(&window[c], &latency[c])),
             stage_latency: stats(sample.stage_latency),
             shift: stage_shift(sample.stage_latency, policy.slo),
             stage: PerCohort::from_fn(|c| errors(&sample.stage[c])),
@@ -335,10 +340,9 @@ fn floored(limit: f64, setting: &'static str) -> (f64, &'static str) {
 fn slo_compliance(case: &Case<'_>) -> Option<Finding> {
     let (allowed, acting) = floored(1.0 - case.slo_threshold, "slo_threshold");
     let (canary, stable) = (&case.canary, &case.stable);
-    let missed = misses_after_warm_up(canary, &case.latency.canary);
+    let missed = case.misses.canary;
     let p = binomial_tail(missed.events, missed.trials, allowed);
-    let blame =
-        case.worse_than_tolerated(missed, misses_after_warm_up(stable, &case.latency.stable));
+    let blame = case.worse_than_tolerated(missed, case.misses.stable);
     Some(absolute(
         case,
         (Rule::SloCompliance, acting),

@@ -703,6 +703,73 @@ fn the_p99_budget_needs_min_samples_after_warm_up() {
     );
 }
 
+/// `requests` successful requests after warm-up, `slow` of them taking `slow_micros` and the
+/// rest 20 ms.
+fn settled_mix(requests: u64, slow: u64, slow_micros: u64) -> CohortCounts {
+    let mut counts = settled_cohort(requests - slow, 20_000);
+    counts.requests = requests;
+    counts.compliant = requests;
+    counts.histogram[crate::metrics::layout::index_of(slow_micros)] += slow;
+    counts
+}
+
+#[test]
+fn a_canary_slow_only_in_its_warm_up_is_not_below_the_slo_threshold() {
+    // 600 ms against the 500 ms target for the 30 s warm-up, 20 ms after: 600 of the window's
+    // 3 000 canary requests missed the target, all in the warm-up. `slo_compliance` does not
+    // count them, and neither does the threshold (MONITOR, `check_slo_compliance`, a
+    // promotion's refusal, the error line): the same span.
+    let mut window = cohort(3_000, 0, 20_000, 20_000);
+    window.compliant = 2_400;
+    window.histogram = settled_mix(3_000, 600, 600_000).histogram;
+    let stable_window = settled_cohort(57_000, 20_000);
+    let (settled, stable_settled) = (
+        settled_cohort(2_400, 20_000),
+        settled_cohort(45_600, 20_000),
+    );
+    let h = judge_settled(
+        canary(5.0),
+        [&window, &stable_window],
+        [&settled, &stable_settled],
+        &SloConfig::default(),
+    );
+    assert!(
+        h.evidence.findings.iter().all(|f| !f.fired && !f.holds),
+        "{}",
+        h.evidence
+    );
+    assert_eq!(h.evidence.canary.compliance, 0.8, "{}", h.evidence);
+    assert_eq!(h.evidence.canary.judged_compliance, 1.0, "{}", h.evidence);
+    assert!(!h.evidence.below_slo_threshold(), "{}", h.evidence);
+    assert!(
+        !matches!(
+            crate::verdict::compliance(&h.evidence),
+            crate::verdict::Compliance::BelowThreshold { .. }
+        ),
+        "{}",
+        h.evidence
+    );
+    // Its errors keep full power: 200 failed requests of the warm-up count.
+    window.errors = 200;
+    window.compliant = 2_200;
+    let h = judge_settled(
+        canary(5.0),
+        [&window, &stable_window],
+        [&settled, &stable_settled],
+        &SloConfig::default(),
+    );
+    let judged = h.evidence.canary.judged_compliance;
+    assert!((judged - 2_800.0 / 3_000.0).abs() < 1e-12, "{}", h.evidence);
+    assert!(h.evidence.below_slo_threshold(), "{}", h.evidence);
+    assert!(
+        h.evidence
+            .to_string()
+            .contains("compliance (latency misses after warm-up) 93.333% < slo_threshold 95.000%"),
+        "{}",
+        h.evidence
+    );
+}
+
 #[test]
 fn the_score_tolerates_what_the_error_rules_tolerate() {
     // Stable at 0.05 % errors, the canary at 0.09 % (1.8×): within stable +

@@ -185,7 +185,8 @@ pub(crate) fn log_rollback(reason: &str, previous: Environment, trigger: Rollbac
 fn write(verdict: &Verdict, line: Line) {
     let evidence = verdict.evidence();
     let stage = evidence.stage.get();
-    let (compliance, slo_threshold) = (evidence.subject().compliance, evidence.slo_threshold);
+    let (compliance, slo_threshold) =
+        (evidence.subject().judged_compliance, evidence.slo_threshold);
     match line {
         Line::Quiet => {}
         Line::Violation => tracing::error!(stage, "SLO violation: {}", verdict.violation()),
@@ -382,6 +383,7 @@ mod tests {
         let logged = |compliance: f64, slo_threshold: f64, health_score: f64| {
             let mut health = health.clone();
             health.evidence.canary.compliance = compliance;
+            health.evidence.canary.judged_compliance = compliance;
             health.evidence.slo_threshold = slo_threshold;
             health.evidence.health_score = health_score;
             let verdict = crate::verdict::Verdict::new(health);
