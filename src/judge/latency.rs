@@ -73,14 +73,18 @@ fn canary_threshold(case: &Case<'_>, threshold: u64) -> u64 {
 /// [`Rule::P99Budget`]: the canary's p99 against the absolute `p99_budget`; applies when it is
 /// set. It reads the window after warm-up, whose canary needs `min_samples` (the window's
 /// requests are not the latencies tested). With stable traffic it rolls back only if the
-/// canary's share of requests slower than the budget is significantly above the stable
-/// version's, `min_samples` of them after warm-up too; otherwise it holds.
+/// canary's share of requests slower than the budget (+ `latency_tolerance_ms`) is
+/// significantly above `p99_ratio_limit` × the stable version's share slower than the budget
+/// (`p99_vs_stable`'s test and margins, at the budget), `min_samples` of them after warm-up
+/// too; otherwise it holds. The error rules' margins (`error_rate_ratio_limit`,
+/// `error_rate_tolerance`) say nothing of latency.
 pub(super) fn p99_budget(case: &Case<'_>) -> Option<Finding> {
     let (canary, stable) = (&case.latency.canary, &case.latency.stable);
     let canary_p99 = canary.p99_micros?;
     let budget = micros(case.slo.p99_budget?);
     let p = canary.p_slower_than(budget);
-    let blame = case.worse_than_tolerated(canary.slower_than(budget), stable.slower_than(budget));
+    let (slower, stable_slower) = tail_shares(case, canary, stable, budget);
+    let blame = two_proportion_p(slower, stable_slower, case.slo.p99_ratio_limit);
     let p = if canary_p99 > budget { p } else { 1.0 };
     Some(absolute(
         case,

@@ -119,7 +119,7 @@ impl<'a> Case<'a> {
     /// and `stable`'s + `error_rate_tolerance`" (two-sample tests; the larger p-value): what
     /// blames an absolute breach on the canary. The margin keeps repeated looks at an
     /// identical canary from blaming it by chance.
-    pub(super) fn worse_than_tolerated(&self, canary: Proportion, stable: Proportion) -> f64 {
+    fn worse_than_tolerated(&self, canary: Proportion, stable: Proportion) -> f64 {
         let by_ratio = two_proportion_p(canary, stable, self.slo.error_rate_ratio_limit);
         by_ratio.max(excess_p(canary, stable, self.slo.error_rate_tolerance))
     }

@@ -714,6 +714,33 @@ fn settled_mix(requests: u64, slow: u64, slow_micros: u64) -> CohortCounts {
 }
 
 #[test]
+fn the_p99_budget_blames_the_canary_by_the_tail_ratio_not_the_error_ratio() {
+    // A lenient error ratio must not excuse a latency tail: the canary's share above the
+    // budget is held against `p99_ratio_limit` (1.5) × the stable share.
+    let slo = SloConfig {
+        p99_budget: Some(Duration::from_millis(100)),
+        error_rate_ratio_limit: 5.0,
+        ..SloConfig::default()
+    };
+    let stable = settled_mix(200_000, 4_000, 300_000); // 2 % above the budget
+    let budget = |subject: &CohortCounts| {
+        let h = judge_settled(canary(5.0), [subject, &stable], [subject, &stable], &slo);
+        let f = finding(&h, Rule::P99Budget).cloned();
+        f.map(|f| (f.fired, f.holds, f.acting))
+    };
+    // 4 × the stable share above the budget: the canary's own breach, rolled back.
+    assert_eq!(
+        budget(&settled_mix(10_000, 800, 300_000)),
+        Some((true, false, "p99_budget_ms"))
+    );
+    // 1.25 × the stable share, within 1.5 ×: the whole service breaches the budget; it holds.
+    assert_eq!(
+        budget(&settled_mix(10_000, 250, 300_000)),
+        Some((false, true, "p99_budget_ms"))
+    );
+}
+
+#[test]
 fn a_canary_slow_only_in_its_warm_up_is_not_below_the_slo_threshold() {
     // 600 ms against the 500 ms target for the 30 s warm-up, 20 ms after: 600 of the window's
     // 3 000 canary requests missed the target, all in the warm-up. `slo_compliance` does not
