@@ -911,7 +911,15 @@ function Gate:flags(decision)
     if status ~= M.OK then
       return flag_set_failure(status, decision.flag_set)
     end
-    names[#names + 1] = ffi.string(self.name_buf[0], self.len_buf[0])
+    -- The name points into the gate's memory, and reading the pointer and the length
+    -- allocates (each is boxed), so a finalizer may free the gate, the name with it, before
+    -- the copy: read the gate once more after those reads. Nothing between that read and
+    -- ffi.string's copy allocates (ffi.string collects garbage only after copying).
+    local name, len = self.name_buf[0], self.len_buf[0]
+    if self.handle == nil then
+      return freed("flags", self)
+    end
+    names[#names + 1] = ffi.string(name, len)
   end
   return names
 end

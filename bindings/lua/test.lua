@@ -1341,12 +1341,27 @@ end
 -- address would, and an allocation in the watch could run a finalizer, between the module's
 -- read and its call, that no allocation of the module's ran. (An exposition's gates are
 -- passed in an array, whose reads allocate: those calls are cold, and the library refuses a
--- gate it freed.)
+-- gate it freed.) A name pgate_flag_set_name returned points into its gate's memory: the
+-- module's next copy with a length (ffi.string(name, len); its copies without one are of
+-- status names and error messages) is that name's, unless the module calls the library or
+-- ffi.string first. Made after a pgate_gate_free of that gate, it read freed memory, named
+-- "ffi.string of a freed gate's name" (the library's quarantine keeps that memory as it was,
+-- so the copy's text would not show it).
 local function watch_freed_gates()
+  local ffi = require("ffi")
   local probe = assert(pg.new())
   local config_json, up, real = library_upvalue(probe)
   probe:free()
   local freed, given = setmetatable({}, { __mode = "k" }), {}
+  local named, name_freed = nil, false -- the gate whose name awaits its copy; freed since?
+  local real_string = ffi.string
+  ffi.string = function(...)
+    if named ~= nil and name_freed and select("#", ...) == 2 then
+      given[#given + 1] = "ffi.string of a freed gate's name"
+    end
+    named, name_freed = nil, false
+    return real_string(...)
+  end
   debug.setupvalue(config_json, up, setmetatable({}, { __index = function(self, name)
     local call = real[name]
     local function watched(first, ...)
@@ -1355,6 +1370,14 @@ local function watch_freed_gates()
       end
       if name == "pgate_gate_free" then
         freed[first] = true
+        name_freed = name_freed or rawequal(first, named)
+        return call(first, ...)
+      end
+      named, name_freed = nil, false
+      if name == "pgate_flag_set_name" then
+        local status = call(first, ...)
+        named = first
+        return status
       end
       return call(first, ...)
     end
@@ -1363,6 +1386,7 @@ local function watch_freed_gates()
   end }))
   return function()
     debug.setupvalue(config_json, up, real)
+    ffi.string = real_string
     return given
   end
 end
@@ -1374,8 +1398,9 @@ local function calls_given_a_freed_gate(given)
 end
 
 -- A finalizer that frees a gate may run at any allocation, also inside a call on that gate:
--- route's own decision, the strings and table of flags. A call then read the handle it had
--- read before, and the library used the freed gate (routes on it, a crash in flags).
+-- route's own decision, the strings and table of flags, the boxed pointer and length of a
+-- name. A call then read the handle it had read before, and the library used the freed gate
+-- (routes on it, a crash in flags), or flags copied a name from the freed gate's memory.
 local function test_freed_by_a_finalizer()
   local routed_after_free, refused, routed_on_freed, flags_on_freed = 0, 0, 0, 0
   local unwatch = watch_freed_gates()
