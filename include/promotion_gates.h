@@ -1103,10 +1103,10 @@ pgate_status pgate_disable_feature(const struct pgate_gate *gate,
                                    struct pgate_error **err);
 
 /**
- * Writes whether a flag is on for the gate to `*enabled`. A name no flag can have (empty,
- * over 128 bytes, with whitespace, control, format or invisible characters, or not UTF-8) is
- * `PGATE_STATUS_INVALID_ARGUMENT`, as `pgate_enable_feature` refuses it, and nothing is
- * written.
+ * Writes whether a flag is on for the gate to `*enabled`. A name no flag can have is refused
+ * as `pgate_enable_feature` refuses it, and nothing is written: `PGATE_STATUS_INVALID_FLAG`
+ * (empty, over 128 bytes, with whitespace, control, format or invisible characters), or
+ * `PGATE_STATUS_INVALID_ARGUMENT` for bytes that are not UTF-8.
  *
  * # Safety
  * `gate` must be a live gate; `name` `len` readable bytes; `enabled` valid for a write.

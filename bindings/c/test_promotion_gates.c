@@ -1389,9 +1389,10 @@ static void test_flags(void) {
     CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT,
                  pgate_is_feature_enabled(gate, NOT_UTF8, sizeof NOT_UTF8, &on));
     CHECK(on); /* not written */
-    /* A name no flag can have is refused as enable_feature refuses it (was OK and false). */
-    CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT, pgate_is_feature_enabled(gate, NULL, 0, &on));
-    CHECK_STATUS(PGATE_STATUS_INVALID_ARGUMENT, pgate_is_feature_enabled(gate, BYTES("a b"), &on));
+    /* A name no flag can have is refused as enable_feature refuses it (was OK and false,
+       then INVALID_ARGUMENT). */
+    CHECK_STATUS(PGATE_STATUS_INVALID_FLAG, pgate_is_feature_enabled(gate, NULL, 0, &on));
+    CHECK_STATUS(PGATE_STATUS_INVALID_FLAG, pgate_is_feature_enabled(gate, BYTES("a b"), &on));
     CHECK(on); /* not written */
     CHECK_STATUS(PGATE_STATUS_OK, pgate_is_feature_enabled(gate, BYTES("absent"), &on));
     CHECK(!on);

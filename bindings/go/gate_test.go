@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 func TestVersionAndNames(t *testing.T) {
@@ -404,7 +405,7 @@ func TestARefusedFlagNameShowsItsUnseenCharactersEscaped(t *testing.T) {
 			continue
 		}
 		refused++
-		pe := wantErr(t, err, ErrInvalidArgument)
+		pe := wantErr(t, err, ErrInvalidFlag)
 		if strings.ContainsRune(pe.Message, r) {
 			t.Errorf("U+%04X: the message shows it as it is: %s", r, pe.Message)
 		}
@@ -424,7 +425,8 @@ func TestFlagAndRollbackErrors(t *testing.T) {
 		t.Fatalf("message %q", pe.Message)
 	}
 	wantErr(t, g.DisableFeature("never_on"), ErrFlagNotEnabled)
-	// A name no flag can have is named in the error, a long one shortened as the library does.
+	// A name no flag can have is named in the error, a long one shortened as the library does,
+	// with the status EnableFeature refuses it with: ErrInvalidArgument for one not UTF-8.
 	why := ": not a flag name (1 to 128 bytes of UTF-8, no whitespace, control, format or invisible characters)"
 	long := strings.Repeat("n", 159) + "é" + strings.Repeat("n", 40) // é spans bytes 160-161
 	for name, want := range map[string]string{
@@ -441,7 +443,11 @@ func TestFlagAndRollbackErrors(t *testing.T) {
 		"a\u200bb\u202e": `invalid name = "a\u200bb\u202e"` + why,
 	} {
 		on, err := g.IsFeatureEnabled(name)
-		if pe := wantErr(t, err, ErrInvalidArgument); on || pe.Message != want {
+		status := ErrInvalidFlag
+		if !utf8.ValidString(name) {
+			status = ErrInvalidArgument
+		}
+		if pe := wantErr(t, err, status); on || pe.Message != want {
 			t.Fatalf("IsFeatureEnabled(%q) = %v, %q; want %q", name, on, pe.Message, want)
 		}
 	}

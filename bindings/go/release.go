@@ -94,8 +94,9 @@ func (g *Gate) textCall(op, text string, call func(*C.pgate_gate, *C.uint8_t, C.
 // IsFeatureEnabled reports whether a flag is on for the gate (as a release flag or a
 // graduated one). Which flags one request sees is in its Decision (Features, HasFeature).
 //
-// Errors: ErrInvalidArgument naming the value for a name no flag can have (empty, over 128
-// bytes, not UTF-8, with whitespace, control, format or invisible characters), ErrClosed.
+// Errors: for a name no flag can have, naming the value, the error EnableFeature returns for
+// it: ErrInvalidFlag (empty, over 128 bytes, with whitespace, control, format or invisible
+// characters), or ErrInvalidArgument (not UTF-8); ErrClosed.
 func (g *Gate) IsFeatureEnabled(name string) (bool, error) {
 	p, held := g.acquire()
 	if p == nil {
@@ -108,8 +109,8 @@ func (g *Gate) IsFeatureEnabled(name string) (bool, error) {
 	switch st {
 	case C.PGATE_STATUS_OK:
 		return bool(on), nil
-	case C.PGATE_STATUS_INVALID_ARGUMENT: // the library's call writes no message
-		return false, &Error{Status: StatusInvalidArgument, Message: "invalid name = " + quoted(name) + ": " + notAFlagName}
+	case C.PGATE_STATUS_INVALID_FLAG, C.PGATE_STATUS_INVALID_ARGUMENT: // the library's call writes no message
+		return false, &Error{Status: Status(st), Message: "invalid name = " + quoted(name) + ": " + notAFlagName}
 	}
 	return false, statusError("pgate_is_feature_enabled", st)
 }

@@ -139,6 +139,7 @@ M._VERSION = "0.1.0"
 
 M.OK = 0
 M.INVALID_ARGUMENT = 2
+M.INVALID_FLAG = 9
 M.BUFFER_TOO_SMALL = 12
 M.INVALID_HANDLE = 13
 M.UNKNOWN_FLAG_SET = 16
@@ -1084,8 +1085,10 @@ function Gate:disable_feature(name)
 end
 
 --- Whether a flag is on for the gate (as a release flag or a graduated one). A name no flag
---- can have (empty, over 128 bytes, not UTF-8, with whitespace, control, format or invisible characters): nil,
---- "PGATE_STATUS_INVALID_ARGUMENT: invalid name = \"a b\": not a flag name (...)", 2.
+--- can have is refused with the status gate:enable_feature refuses it with: nil,
+--- "PGATE_STATUS_INVALID_FLAG: invalid name = \"a b\": not a flag name (...)", 9 (empty, over
+--- 128 bytes, with whitespace, control, format or invisible characters), or the same words
+--- with PGATE_STATUS_INVALID_ARGUMENT, 2 (not UTF-8).
 function Gate:is_feature_enabled(name)
   if type(self) ~= "table" or self.handle == nil then
     return freed("is_feature_enabled", self)
@@ -1093,9 +1096,10 @@ function Gate:is_feature_enabled(name)
     return not_a_string("name", name)
   end
   local status = C.pgate_is_feature_enabled(self.handle, name, #name, self.bool_buf)
-  if status == M.INVALID_ARGUMENT then -- the library's call writes no message
-    return invalid("invalid name = " .. quoted(name) .. ": not a flag name (1 to 128 bytes of "
-                     .. "UTF-8, no whitespace, control, format or invisible characters)")
+  if status == M.INVALID_FLAG or status == M.INVALID_ARGUMENT then -- the call writes no message
+    return nil, M.status_str(status) .. ": invalid name = " .. quoted(name) .. ": not a flag "
+             .. "name (1 to 128 bytes of UTF-8, no whitespace, control, format or invisible "
+             .. "characters)", status
   elseif status ~= M.OK then
     return failure(status)
   end

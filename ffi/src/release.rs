@@ -205,10 +205,10 @@ pub unsafe extern "C" fn pgate_disable_feature(
     }
 }
 
-/// Writes whether a flag is on for the gate to `*enabled`. A name no flag can have (empty,
-/// over 128 bytes, with whitespace, control, format or invisible characters, or not UTF-8) is
-/// `PGATE_STATUS_INVALID_ARGUMENT`, as `pgate_enable_feature` refuses it, and nothing is
-/// written.
+/// Writes whether a flag is on for the gate to `*enabled`. A name no flag can have is refused
+/// as `pgate_enable_feature` refuses it, and nothing is written: `PGATE_STATUS_INVALID_FLAG`
+/// (empty, over 128 bytes, with whitespace, control, format or invisible characters), or
+/// `PGATE_STATUS_INVALID_ARGUMENT` for bytes that are not UTF-8.
 ///
 /// # Safety
 /// `gate` must be a live gate; `name` `len` readable bytes; `enabled` valid for a write.
@@ -224,7 +224,7 @@ pub unsafe extern "C" fn pgate_is_feature_enabled(
         let gate = unsafe { cold(gate) }?;
         // SAFETY: the caller guarantees len readable bytes at name.
         let name = unsafe { text(name, len, FLAG_NAME) }.map_err(|f| f.status)?;
-        promotion_gates::validate_flag_name(name).map_err(|_| pgate_status::InvalidArgument)?;
+        promotion_gates::validate_flag_name(name).map_err(|_| pgate_status::InvalidFlag)?;
         let on = gate.manager.is_feature_enabled(name);
         // SAFETY: caller's contract.
         unsafe { write(enabled, on) }

@@ -369,14 +369,23 @@ fn a_name_no_flag_can_have_is_refused_and_a_swap_needs_a_document() {
     let gate = new_gate(r#"{"feature_flags": ["on"]}"#);
     // SAFETY: a live gate, live names and out-pointers; err is a valid out-pointer.
     unsafe {
-        for name in ["", "a b", "tab\t", &"n".repeat(129)] {
+        // Refused with the status pgate_enable_feature refuses the name with: INVALID_FLAG,
+        // or INVALID_ARGUMENT for bytes that are not UTF-8.
+        let long = "n".repeat(129);
+        for (name, refused) in [
+            (b"".as_slice(), pgate_status::InvalidFlag),
+            (b"a b", pgate_status::InvalidFlag),
+            (b"tab\t", pgate_status::InvalidFlag),
+            (long.as_bytes(), pgate_status::InvalidFlag),
+            (b"bad\xff", pgate_status::InvalidArgument),
+        ] {
             let mut on = true;
             let status = pgate_is_feature_enabled(gate, name.as_ptr(), name.len(), &mut on);
-            assert_eq!(
-                (status, on),
-                (pgate_status::InvalidArgument, true),
-                "{name:?}"
-            );
+            assert_eq!((status, on), (refused, true), "{name:?}");
+            let mut err = null_mut();
+            let enabled = pgate_enable_feature(gate, name.as_ptr(), name.len(), &mut err);
+            assert_eq!(enabled, refused, "enable {name:?}");
+            error_text(err);
         }
         let mut on = false;
         let status = pgate_is_feature_enabled(gate, b"on".as_ptr(), 2, &mut on);

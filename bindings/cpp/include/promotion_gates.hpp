@@ -1095,15 +1095,17 @@ class Gate {
     disable_feature(detail::required_text(name, "Gate::disable_feature", "name"));
   }
 
-  /// Whether a flag is on for the gate (as a release flag or a graduated one). Throws Error
-  /// PGATE_STATUS_INVALID_ARGUMENT naming the value for a name no flag can have (empty, over
-  /// 128 bytes, not UTF-8, with whitespace, control, format or invisible characters): `invalid name = "a b": not
-  /// a flag name (...)`.
+  /// Whether a flag is on for the gate (as a release flag or a graduated one). For a name no
+  /// flag can have, throws Error with the status enable_feature() throws for it, naming the
+  /// value (`invalid name = "a b": not a flag name (...)`): PGATE_STATUS_INVALID_FLAG (empty,
+  /// over 128 bytes, with whitespace, control, format or invisible characters), or
+  /// PGATE_STATUS_INVALID_ARGUMENT (not UTF-8).
   [[nodiscard]] bool is_feature_enabled(std::string_view name) const {
     bool enabled = false;
     const pgate_status status = pgate_is_feature_enabled(
         live("is_feature_enabled"), detail::bytes(name), name.size(), &enabled);
-    if (status == PGATE_STATUS_INVALID_ARGUMENT) {  // the library's call writes no message
+    // The library's call writes no message.
+    if (status == PGATE_STATUS_INVALID_FLAG || status == PGATE_STATUS_INVALID_ARGUMENT) {
       throw Error(status, "invalid name = " + detail::quoted(name) +
                               ": not a flag name (1 to 128 bytes of UTF-8, no whitespace, "
                               "control, format or invisible characters)");

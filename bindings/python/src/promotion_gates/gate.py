@@ -59,6 +59,7 @@ from ._arguments import (
     flag,
     latency_ns as _latency_ns,
     refused,
+    shown,
     unsigned,
     utf8,
 )
@@ -78,6 +79,7 @@ from .errors import (
     BufferTooSmallError,
     GateClosedError,
     InvalidArgumentError,
+    InvalidFlagError,
     UnknownFlagSetError,
     _check,
     _message,
@@ -966,17 +968,21 @@ class Gate:
         """Whether a flag is on for the gate.
 
         Raises:
-            InvalidArgumentError: the name is not a str, or no flag can have it (empty, over
-                128 bytes, with whitespace, control, format or invisible characters).
+            InvalidArgumentError: the name is not a str, or not UTF-8.
+            InvalidFlagError: no flag can have the name (empty, over 128 bytes, with
+                whitespace, control, format or invisible characters), as ``enable_feature``
+                refuses it.
         """
         raw = utf8("name", name)
         on = c_bool()
         status = self._status(
             "is_feature_enabled", "pgate_is_feature_enabled", raw, len(raw), byref(on)
         )
-        if status == _ffi.Status.INVALID_ARGUMENT:  # the library's call writes no message
-            raise refused(
-                "name", name, "not a flag name (1 to 128 bytes of UTF-8, no whitespace, control, format or invisible characters)"
+        if status == _ffi.Status.INVALID_FLAG:  # the library's call writes no message
+            raise InvalidFlagError(
+                _ffi.Status.INVALID_FLAG,
+                f"invalid name = {shown(name)}: not a flag name (1 to 128 bytes of UTF-8, no "
+                "whitespace, control, format or invisible characters)",
             )
         _check(status)
         return on.value
