@@ -1,8 +1,9 @@
-//! The hot calls allocate nothing and free nothing after a thread's first call, with or without
-//! a log callback, except at `PGATE_LOG_LEVEL_DEBUG` (and `TRACE`), where every route formats
-//! its line for the callback (the documented exception; `pgate_record_by_id_forced` sends no
-//! route line, so it is no exception); after a write too (the snapshot a write replaced is
-//! freed by the writer side, never by a route or a record).
+//! The hot calls (routes, records, the flag-set reads and the change count) allocate nothing
+//! and free nothing after a thread's first call, with or without a log callback, except at
+//! `PGATE_LOG_LEVEL_DEBUG` (and `TRACE`), where every route, forced or not, formats its line
+//! for the callback (the documented exception; `pgate_record_by_id_forced` sends no route
+//! line, so it is no exception); after a write too (the snapshot a write replaced is freed by
+//! the writer side, never by a route or a record).
 //!
 //! The counting global allocator (the core's `tests/common/alloc.rs`) counts the measuring
 //! thread's allocations and frees only. The log callback is process-wide, so this binary holds
@@ -113,18 +114,86 @@ fn allocations(gate: *const pgate_gate) -> (Allocated, Allocated, Allocated, All
     (routed, recorded, by_id, forced)
 }
 
+/// The allocations and frees of `REQUESTS` forced routes (each value of [`VALUES`] in turn),
+/// then of the flag-set reads of as many decisions (`pgate_flag_set_len`, then
+/// `pgate_flag_set_name` of each name), then of as many `pgate_change_count`s, on this thread.
+fn read_allocations(gate: *const pgate_gate) -> [Allocated; 4] {
+    let ids: Vec<String> = (0..REQUESTS).map(|i| format!("user-{i}")).collect();
+    // SAFETY: a zeroed decision is a valid value of the plain C struct.
+    let mut decisions: Vec<pgate_decision> = vec![unsafe { std::mem::zeroed() }; ids.len()];
+    let ((), forced) = allocations_during(|| {
+        for ((id, d), value) in ids.iter().zip(&mut decisions).zip(VALUES.iter().cycle()) {
+            let (value_ptr, value_len) =
+                value.map_or((std::ptr::null(), 0), |v| (v.as_ptr(), v.len()));
+            // SAFETY: a live gate, a live id, a live value or NULL with 0, a live decision.
+            let status =
+                unsafe { pgate_route_forced(gate, id.as_ptr(), id.len(), value_ptr, value_len, d) };
+            assert_eq!(status, pgate_status::Ok);
+        }
+    });
+    let mut lens = vec![0usize; decisions.len()];
+    let ((), len) = allocations_during(|| {
+        for (d, len) in decisions.iter().zip(&mut lens) {
+            // SAFETY: a live gate, one of its decisions' sets, a live length.
+            let status = unsafe { pgate_flag_set_len(gate, d.flag_set, len) };
+            assert_eq!(status, pgate_status::Ok);
+        }
+    });
+    let mut names = 0;
+    let ((), name) = allocations_during(|| {
+        for (d, &len) in decisions.iter().zip(&lens) {
+            for index in 0..len {
+                let (mut ptr, mut name_len) = (std::ptr::null(), 0);
+                // SAFETY: a live gate, one of its decisions' sets, live outputs.
+                let status = unsafe {
+                    pgate_flag_set_name(gate, d.flag_set, index, &mut ptr, &mut name_len)
+                };
+                assert_eq!(status, pgate_status::Ok);
+                names += name_len;
+            }
+        }
+    });
+    assert!(
+        names > 0,
+        "the decisions carried no flag: nothing was measured"
+    );
+    let ((), count) = allocations_during(|| {
+        for _ in 0..REQUESTS {
+            let mut count = 0;
+            // SAFETY: a live gate, a live output.
+            let status = unsafe { pgate_change_count(gate, &mut count) };
+            assert_eq!(status, pgate_status::Ok);
+        }
+    });
+    [forced, len, name, count]
+}
+
+/// [`NOTHING`] for each of the four measures of [`read_allocations`].
+const NO_READ: [Allocated; 4] = [NOTHING; 4];
+
 #[test]
 fn hot_calls_allocate_nothing_unless_a_callback_takes_debug_lines() {
     use pgate_log_level::{Debug, Info, Trace};
     let gate = new_gate(
         r#"{"environment": {"canary": {"traffic_percent": 50}},
-            "overrides": {"header": "X-Canary"}}"#,
+            "overrides": {"header": "X-Canary"}, "feature_flags": ["new_api", "wide"]}"#,
     );
     // The thread's first calls make its recorder.
     allocations(gate);
+    read_allocations(gate);
     assert_eq!(allocations(gate), NONE, "without a log callback");
+    assert_eq!(
+        read_allocations(gate),
+        NO_READ,
+        "reads without a log callback"
+    );
     set_callback(Some(ignore), Info);
     assert_eq!(allocations(gate), NONE, "with a callback at INFO");
+    assert_eq!(
+        read_allocations(gate),
+        NO_READ,
+        "reads with a callback at INFO"
+    );
     // The documented exception (the header's conventions, `PGATE_LOG_LEVEL_DEBUG`): each
     // route (and record by id, which routes) formats its line for the callback; a record of
     // a decision still allocates nothing, nor does a record by id with a forcing value
@@ -142,9 +211,18 @@ fn hot_calls_allocate_nothing_unless_a_callback_takes_debug_lines() {
             forced, NOTHING,
             "forced records by id with a callback at {level:?}"
         );
+        // A forced route sends its line too; the flag-set reads and the change count never.
+        let [forced_routes, reads @ ..] = read_allocations(gate);
+        assert!(forced_routes.count >= least, "{level:?}: {forced_routes:?}");
+        assert_eq!(reads, [NOTHING; 3], "reads with a callback at {level:?}");
     }
     set_callback(None, Info);
     assert_eq!(allocations(gate), NONE, "after the callback is removed");
+    assert_eq!(
+        read_allocations(gate),
+        NO_READ,
+        "reads after the callback is removed"
+    );
     // SAFETY: made by pgate_gate_new, freed once.
     assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
     after_a_write_nothing_is_freed_on_the_hot_path();
@@ -171,12 +249,19 @@ fn after_a_write_nothing_is_freed_on_the_hot_path() {
     };
     let gate = new_gate(&config(50));
     allocations(gate); // the thread's first calls on this gate
+    read_allocations(gate);
     assert_eq!(allocations(gate), NONE, "before a write");
+    assert_eq!(read_allocations(gate), NO_READ, "reads before a write");
     let swapped = config(20);
     // SAFETY: a live gate, a live document; err may be NULL.
     let status = unsafe { pgate_swap_config(gate, swapped.as_ptr(), swapped.len(), null_mut()) };
     assert_eq!(status, pgate_status::Ok);
     assert_eq!(allocations(gate), NONE, "after pgate_swap_config");
+    assert_eq!(
+        read_allocations(gate),
+        NO_READ,
+        "reads after pgate_swap_config"
+    );
     // SAFETY: made by pgate_gate_new, freed once.
     assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
 }
