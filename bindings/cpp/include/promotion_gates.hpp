@@ -589,8 +589,9 @@ std::uint64_t nanos(std::chrono::duration<Rep, Period> latency) {
 /// the C header's PGATE_STATUS_UNKNOWN_FLAG_SET).
 inline constexpr int kFlagSetGraceWrites = 60;
 
-/// The error of features() for a decision whose flag set the gate does not hold: the field,
-/// its value and the two ways it happens.
+/// The error of features() and of its view (FeatureNames) for a decision whose flag set the
+/// gate does not hold: the field, its value and the two ways it happens, as every binding
+/// words it.
 [[noreturn]] inline void throw_unknown_flag_set(std::uint32_t flag_set) {
   throw Error(PGATE_STATUS_UNKNOWN_FLAG_SET,
               "invalid flag_set = " + std::to_string(flag_set) +
@@ -725,12 +726,8 @@ class FeatureNames {
     const std::uint8_t* data = nullptr;
     std::size_t len = 0;
     const pgate_status status = pgate_flag_set_name(gate, set, index, &data, &len);
-    if (status == PGATE_STATUS_UNKNOWN_FLAG_SET) {
-      throw Error(status, "promotion_gates::FeatureNames: the gate no longer holds flag set " +
-                              std::to_string(set) + " (kept for at least " +
-                              std::to_string(detail::kFlagSetGraceWrites) +
-                              " writes after it was replaced): read the names while handling "
-                              "the request, or copy them");
+    if (status == PGATE_STATUS_UNKNOWN_FLAG_SET) {  // as features() words it
+      detail::throw_unknown_flag_set(set);
     }
     detail::check(status, "pgate_flag_set_name");
     return {reinterpret_cast<const char*>(data), len};
