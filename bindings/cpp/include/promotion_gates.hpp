@@ -100,8 +100,12 @@ enum class Environment : std::uint32_t {
 
 /// What the judge advises.
 enum class Recommendation : std::uint32_t {
-  Healthy = PGATE_RECOMMENDATION_HEALTHY,    ///< enough data, no rule fired, score >= 0.9
-  Monitor = PGATE_RECOMMENDATION_MONITOR,    ///< too little data, or score < 0.9 and no rule fired
+  /// Enough data, no rule fired, score >= 0.9, and the canary shown not worse than the stable
+  /// version beyond the tolerated limits: promotable.
+  Healthy = PGATE_RECOMMENDATION_HEALTHY,
+  /// Too little data, a finding that holds (the whole service breaches its SLO), a score
+  /// below 0.9, or non-inferiority not yet shown; no rule fired.
+  Monitor = PGATE_RECOMMENDATION_MONITOR,
   Rollback = PGATE_RECOMMENDATION_ROLLBACK,  ///< a rule fired (health_score: the score's upper bound < 0.8)
   NoData = PGATE_RECOMMENDATION_NO_DATA,     ///< no canary outcome for no_data_ms: never promotable
 };
@@ -198,7 +202,11 @@ struct Health {
   Environment environment = Environment::Production;  ///< the environment judged
   Recommendation recommendation = Recommendation::Monitor;
   std::uint32_t rules_fired = 0;  ///< bitwise OR of Rule values
-  bool sufficient_data = false;   ///< at least min_samples canary samples in the window
+  /// Whether the new version has at least min_samples samples in the window, of its outcomes
+  /// and of its latencies after the stage's warm-up (warm_up_ms), or the stage as a whole
+  /// shows it not worse than the stable version (a low-traffic canary whose window never holds
+  /// min_samples).
+  bool sufficient_data = false;
   std::string evidence;           ///< the judge's evidence line, for logs and people
 
   /// Whether `rule` fired.
