@@ -61,6 +61,17 @@ pub struct Finding {
     pub acting: &'static str,
 }
 
+/// A time of at most a day given in seconds (`no_data`'s limit), in milliseconds to the
+/// nanosecond, as [`shown_millis`](crate::shown_millis) writes a duration: within a day an
+/// `f64` of seconds holds every nanosecond, so rounding to one gives the setting back.
+fn seconds_shown_in_ms(seconds: f64) -> String {
+    let nanos = (seconds * 1e9).round();
+    if !(nanos.is_finite() && nanos >= 0.0 && nanos < u64::MAX as f64) {
+        return format!("{}", seconds * 1e3);
+    }
+    crate::shown_millis(Duration::from_nanos(nanos as u64))
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = match (self.fired, self.holds) {
@@ -84,7 +95,11 @@ impl fmt::Display for Finding {
                 let [observed, limit] = pair(4, false);
                 (observed.to_string(), limit.to_string())
             }
-            Rule::NoData => ("no outcome".to_owned(), format!("{:.0}s", self.limit)),
+            // In milliseconds, as `no_data_ms`, exactly: whole seconds showed 1500 ms as 2s.
+            Rule::NoData => (
+                "no outcome".to_owned(),
+                format!("{}ms", seconds_shown_in_ms(self.limit)),
+            ),
             _ => {
                 let [observed, limit] = pair(3, true);
                 (format!("{observed}%"), format!("{limit}%"))

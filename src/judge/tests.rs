@@ -495,6 +495,33 @@ fn a_silent_canary_is_no_data_once_outcomes_were_due() {
 }
 
 #[test]
+fn a_no_data_finding_shows_its_limit_in_milliseconds_exactly() {
+    // `no_data_ms` 1500 was shown "limit 2s", rounded to whole seconds.
+    let stable = cohort(1_000, 10, 5_000, 10_000);
+    for (nanos, shown) in [
+        (1_500_000_000, "limit 1500ms"),
+        (120_000_000_000, "limit 120000ms"),
+        (1_234_567_891, "limit 1234.567891ms"),
+        (86_399_999_999_999, "limit 86399999.999999ms"),
+    ] {
+        let slo = SloConfig {
+            no_data_after: Duration::from_nanos(nanos),
+            ..Default::default()
+        };
+        let h = judge_aged(
+            StageId(2),
+            canary(5.0),
+            [&CohortCounts::default(), &stable],
+            Bursts::default(),
+            slo.no_data_after,
+            policy(&slo),
+        );
+        let text = finding(&h, Rule::NoData).unwrap().to_string();
+        assert!(text.contains(shown), "{nanos}: {text}");
+    }
+}
+
+#[test]
 fn absolute_limits_of_zero_are_floored_at_a_tenth_of_a_percent() {
     // One error in 5 requests against limits of 0 (every request must succeed): with a limit
     // of exactly 0 that one error would be certain proof of a breach; floored at 0.1 % it
