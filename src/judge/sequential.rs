@@ -29,7 +29,8 @@ pub(crate) fn radius(variance: f64, tau: f64, alpha: f64) -> f64 {
         return f64::INFINITY;
     }
     let tau2 = tau * tau;
-    let log_term = (1.0 / alpha).ln() + 0.5 * (1.0 + tau2 / variance).ln();
+    // −ln α, not ln(1/α): 1/α is infinite for a subnormal α.
+    let log_term = -alpha.ln() + 0.5 * (1.0 + tau2 / variance).ln();
     (2.0 * variance * (1.0 + variance / tau2) * log_term).sqrt()
 }
 
@@ -110,6 +111,16 @@ impl Difference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subnormal_level_gives_a_finite_radius() {
+        // ln(1/α) overflowed to infinity below about 5.6e-309: every bound at it was infinite.
+        for alpha in [1e-309, 1e-310, 5e-324] {
+            let r = radius(1e-4, 0.03, alpha);
+            assert!(r.is_finite(), "{alpha}: {r}");
+            assert!(r > radius(1e-4, 0.03, f64::MIN_POSITIVE), "{alpha}: {r}");
+        }
+    }
 
     #[test]
     fn the_radius_is_wider_than_a_single_look_and_shrinks_with_samples() {

@@ -387,7 +387,8 @@ pub(crate) fn binomial_upper(k: u64, n: u64, alpha: f64) -> f64 {
     if q >= 1.0 {
         return 1.0; // every trial an event: no rate below 1 allows it
     }
-    let budget = (1.0 / alpha).ln() / n as f64;
+    // −ln α, not ln(1/α): 1/α is infinite for a subnormal α.
+    let budget = -alpha.ln() / n as f64;
     let kl = |p: f64| {
         let a = if q > 0.0 { q * (q / p).ln() } else { 0.0 };
         let b = if q < 1.0 {
@@ -412,6 +413,16 @@ pub(crate) fn binomial_upper(k: u64, n: u64, alpha: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subnormal_level_gives_an_upper_bound_below_one() {
+        // ln(1/α) overflowed to infinity below about 5.6e-309: the bound was 1 at any count.
+        for alpha in [1e-309, 1e-310, 5e-324] {
+            let upper = binomial_upper(10, 1_000_000, alpha);
+            assert!(upper < 0.01, "{alpha}: {upper}");
+            assert!(upper >= binomial_upper(10, 1_000_000, f64::MIN_POSITIVE));
+        }
+    }
 
     #[test]
     fn the_rates_on_the_boundary_lie_on_it_and_maximise_the_likelihood() {
