@@ -132,8 +132,8 @@ pub use metrics::Recorded;
 pub use overrides::{Forced, ForcedBy, Overrides, forcing_value};
 pub use release::{Promotion, PromotionKind, plan_promotion};
 pub use slo::{
-    MAX_TRACKED_LATENCY, MIN_EVALUATION_INTERVAL, MIN_SAMPLES_FLOOR, SloAdmissionController,
-    SloConfig,
+    MAX_MIN_SAMPLES, MAX_TRACKED_LATENCY, MIN_ERROR_RATE_TOLERANCE, MIN_EVALUATION_INTERVAL,
+    MIN_SAMPLES_FLOOR, SloAdmissionController, SloConfig,
 };
 pub use store::{EtcdStoreConfig, SqliteStoreConfig, StoreConfig, StoreError, StoreProblem};
 

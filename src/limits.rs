@@ -20,7 +20,11 @@
 //! | a manual rollback's reason | [`MAX_REASON_BYTES`] bytes, not blank | [`RollbackError::ReasonTooLong`](crate::RollbackError::ReasonTooLong) |
 //! | a JSON config document (`from_json`, `parse_json`, the C ABI) | [`MAX_DOCUMENT_BYTES`] bytes | [`ConfigError`](crate::ConfigError) on field `document` |
 //! | `max_rollback_history` | 1 to [`MAX_ROLLBACK_HISTORY`] events | [`ConfigError`](crate::ConfigError) |
-//! | `rollback_window_seconds` | 1 to [`MAX_WINDOW_SECONDS`] | [`ConfigError`](crate::ConfigError) |
+//! | `rollback_window_seconds` | 1 to [`MAX_WINDOW_SECONDS`]; for a gate, at least ten of its `evaluation_interval_ms` ([`SloConfig::validate_for`](crate::SloConfig::validate_for)) | [`ConfigError`](crate::ConfigError) |
+//! | `evaluation_interval_ms` | [`MIN_EVALUATION_INTERVAL`](crate::MIN_EVALUATION_INTERVAL) to one hour; for a gate, at most a tenth of its `rollback_window_seconds` | [`ConfigError`](crate::ConfigError) |
+//! | `min_samples` | [`MIN_SAMPLES_FLOOR`](crate::MIN_SAMPLES_FLOOR) to [`MAX_MIN_SAMPLES`](crate::MAX_MIN_SAMPLES) | [`ConfigError`](crate::ConfigError) |
+//! | `error_rate_tolerance` | [`MIN_ERROR_RATE_TOLERANCE`](crate::MIN_ERROR_RATE_TOLERANCE) to 1 | [`ConfigError`](crate::ConfigError) |
+//! | `significance`, `overwhelming_significance`, `promotion_significance` | `f64::MIN_POSITIVE` (the least normal double) to below 0.5 | [`ConfigError`](crate::ConfigError) |
 //! | `store`: the SQLite path, each etcd endpoint, the etcd prefix | [`MAX_STORE_ADDRESS_BYTES`] bytes | [`ConfigError`](crate::ConfigError) (`store.sqlite.path`, `store.etcd.endpoints[i]`, `store.etcd.prefix`) |
 //! | `store.etcd.endpoints` | 1 to [`MAX_ETCD_ENDPOINTS`] | [`ConfigError`](crate::ConfigError) on `store.etcd.endpoints` |
 //! | snapshots kept by threads that routed with overrides (ids listed, or a forcing value passed) | one per such thread and gate: the config (ids and flags, up to [`MAX_DOCUMENT_BYTES`] as read) and its id table, kept until the thread routes a newer one (a thread's cache outlives it, for the next thread given its slot); Go's cgo threads and a host's idle pool threads count | not refused: a thread that routes again lets it go, and the writer side frees it at its next write or sync tick |

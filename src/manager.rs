@@ -157,7 +157,8 @@ impl PromotionGateManager {
     /// Validates `config` and builds a gate that judges with `slo_controller`'s policy.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first invalid field.
+    /// [`Error::Config`] naming the first invalid field, or `evaluation_interval_ms` when it is
+    /// longer than a tenth of `config`'s window ([`SloConfig::validate_for`](crate::SloConfig::validate_for)).
     ///
     /// # Example
     /// ```
@@ -200,6 +201,11 @@ impl PromotionGateManager {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         config.validate()?;
+        // The window `config` sets, not one read from a store (another process, or an older
+        // build, may have set it): that one is taken as it is.
+        slo_controller
+            .config()
+            .check_window(config.rollback_window_seconds)?;
         config.environment = config.environment.unsigned();
         let flag_sets = FlagSets::new();
         let mut writer = WriterState::default();

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use crate::config::PromotionConfig;
 use crate::error::{ConfigError, shown_millis};
 
 /// The judging policy: what a compliant request is, and when a canary is rolled back.
@@ -58,11 +59,11 @@ pub struct SloConfig {
     /// ```
     #[serde(rename = "p99_budget_ms", with = "millis_opt")]
     pub p99_budget: Option<Duration>,
-    /// Canary samples in the window before an ordinary rule may fire (default 100; at least
-    /// [`MIN_SAMPLES_FLOOR`]).
+    /// Canary samples in the window before an ordinary rule may fire (default 100; from
+    /// [`MIN_SAMPLES_FLOOR`] to [`MAX_MIN_SAMPLES`]).
     pub min_samples: u64,
-    /// One-sided significance level of each rule's test (default 0.001; above 0, below 0.5,
-    /// and at most the chance of one failed request among `min_samples` at the least
+    /// One-sided significance level of each rule's test (default 0.001; at least
+    /// `f64::MIN_POSITIVE`, the least normal double, 2.2e-308; below 0.5, and at most the chance of one failed request among `min_samples` at the least
     /// absolute limit, 0.1 %: 0.0122 at 5 samples, 0.052 at 20, 0.245 at 100, so that the
     /// absolute rules never roll back on one failure).
     ///
@@ -74,15 +75,26 @@ pub struct SloConfig {
     /// ```
     pub significance: f64,
     /// Significance below which evidence is overwhelming and may act before `min_samples`
-    /// (default 1e-9).
+    /// (default 1e-9; at least `f64::MIN_POSITIVE`, as `significance`).
     pub overwhelming_significance: f64,
     /// Least time between two automatic full evaluations on the record path (default 1 s;
-    /// from 1 ms, [`MIN_EVALUATION_INTERVAL`], to 1 hour).
+    /// from 1 ms, [`MIN_EVALUATION_INTERVAL`], to 1 hour, and for a gate at most a tenth of
+    /// its `rollback_window_seconds`: see [`validate_for`](Self::validate_for)).
+    ///
+    /// The window gets a reading only at an evaluation, and its start is the latest reading
+    /// at least one window old: with evaluations an interval apart, that start is up to an
+    /// interval older than the window (with a 1 h interval and a 300 s window, an hour-old
+    /// reading). At most a tenth of the window, one of its slots, keeps the start exact to
+    /// one slot, as docs/judge.md says. The latency rules' warm-up ends at the first reading
+    /// after `warm_up_ms`, up to an interval later; that is not bounded beyond the window's
+    /// bound: a warm-up shorter than the interval (0 included) means "until the first
+    /// evaluation after it", and no rule could act before that evaluation anyway.
     #[serde(rename = "evaluation_interval_ms", with = "millis")]
     pub evaluation_interval: Duration,
     /// Absolute tolerance beside `error_rate_ratio_limit`: an excess over the stable error rate
     /// up to this is tolerated whatever the ratio, so a stable version without errors does not
-    /// make the limit zero (default 0.0005, 0.05 percentage points; above 0, at most 1).
+    /// make the limit zero (default 0.0005, 0.05 percentage points; from
+    /// [`MIN_ERROR_RATE_TOLERANCE`], 0.01 points, to 1).
     pub error_rate_tolerance: f64,
     /// Whole-distribution latency: the canary is worse when its latencies, divided by this,
     /// are still surely slower than the stable version's (Mann-Whitney), and shown not worse
@@ -105,7 +117,8 @@ pub struct SloConfig {
     #[serde(rename = "no_data_ms", with = "millis")]
     pub no_data_after: Duration,
     /// Level of the confidence bounds a promotion needs: the canary's error rate and latency
-    /// not worse than the stable version's beyond the tolerated limits (default 0.05).
+    /// not worse than the stable version's beyond the tolerated limits (default 0.05; at
+    /// least `f64::MIN_POSITIVE`, below 0.5).
     pub promotion_significance: f64,
     /// Whether a gated promotion from a canary stage with stable traffic needs that positive
     /// evidence (default true). Off, the gate asks only for samples, compliance and no fired
@@ -165,6 +178,58 @@ const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 /// ```
 pub const MIN_EVALUATION_INTERVAL: Duration = Duration::from_millis(1);
 
+/// The most `min_samples` accepted: 10 000 000 canary samples, what the longest window
+/// ([`MAX_WINDOW_SECONDS`](crate::MAX_WINDOW_SECONDS), a week) holds at 16.5 canary requests a
+/// second, or an hour at 2 800. No test needs more: at 10 million samples and an error rate
+/// up to 1 %, the error rules' one-look bound at the default `significance` is within 0.01
+/// percentage points, [`MIN_ERROR_RATE_TOLERANCE`]. A larger count only makes the gate wait
+/// for more samples than its window holds at its traffic: then no ordinary rule could fire
+/// and the gate could never be promoted, with nothing saying why (`u64::MAX` was accepted).
+///
+/// # Example
+/// ```
+/// use promotion_gates::{MAX_MIN_SAMPLES, SloConfig};
+/// assert!(SloConfig { min_samples: MAX_MIN_SAMPLES, ..Default::default() }.validate().is_ok());
+/// let slo = SloConfig { min_samples: MAX_MIN_SAMPLES + 1, ..Default::default() };
+/// assert_eq!(slo.validate().unwrap_err().field(), "min_samples");
+/// ```
+pub const MAX_MIN_SAMPLES: u64 = 10_000_000;
+
+/// The least `error_rate_tolerance` accepted: 0.0001, 0.01 percentage points. A tolerance of
+/// 0 is refused because a stable version without errors then makes the tolerated limit 0;
+/// one just above 0 acts the same. With `error_rate_ratio_limit` 1.0 it takes away the
+/// window's margin, which is what keeps an A/A canary's comparison drifting away from
+/// significance (docs/judge.md, *Why false rollbacks are rare*), and a promotion's bound must
+/// then show the canary better than the stable version: beside a stable version without
+/// errors, a canary without errors is shown within the limit only once `1 − α^(1/n)`, about
+/// `3/n` at `promotion_significance` 0.05, is below it. At 0.0001 that is about 30 000 canary
+/// samples; at 1e-12, 3 × 10¹² (the tolerance 1e-12 was accepted).
+///
+/// # Example
+/// ```
+/// use promotion_gates::{MIN_ERROR_RATE_TOLERANCE, SloConfig};
+/// let slo = SloConfig { error_rate_tolerance: MIN_ERROR_RATE_TOLERANCE / 2.0, ..Default::default() };
+/// assert_eq!(slo.validate().unwrap_err().field(), "error_rate_tolerance");
+/// ```
+pub const MIN_ERROR_RATE_TOLERANCE: f64 = 0.0001;
+
+/// The least significance level accepted (`significance`, `overwhelming_significance`,
+/// `promotion_significance`): `f64::MIN_POSITIVE`, the least normal double (2.2e-308). A
+/// subnormal level (1e-310) read as one above 0, yet `1/α` is infinite there: every bound
+/// at it was infinite, no rule could fire and no promotion be shown. The judge now takes
+/// `ln(1/α)` as `−ln α`, finite for any level above 0, and validation refuses the subnormals
+/// too: a level where a double loses precision is no level a test should be run at.
+const MIN_LEVEL: f64 = f64::MIN_POSITIVE;
+
+/// The range of a significance level, as a refusal writes it after "a probability".
+const LEVEL_RANGE: &str = "of at least 2.2250738585072014e-308 (f64::MIN_POSITIVE, the least \
+                           normal double) and below 0.5";
+
+/// Whether `x` is a significance level validation accepts: from [`MIN_LEVEL`] to below 0.5.
+fn level(x: f64) -> bool {
+    x.is_finite() && (MIN_LEVEL..0.5).contains(&x)
+}
+
 /// The shortest and the longest `no_data_ms` accepted.
 const NO_DATA_BOUNDS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(86_400)];
 
@@ -199,12 +264,14 @@ impl SloConfig {
     /// # Errors
     /// [`ConfigError`] for a latency target of zero or above 60 s, an error rate outside
     /// `0..=1`, an error-rate or p99 ratio below 1, a p99 budget of zero or from 59 768.832 ms
-    /// on (the histogram's last bucket), `min_samples` below 5, significance levels
-    /// outside `(0, 0.5)`, an overwhelming level above the ordinary one or above 1 %, a
-    /// `significance` at which one failure among `min_samples` would roll back, an
-    /// `error_rate_tolerance` of 0, or an evaluation
-    /// interval below 1 ms ([`MIN_EVALUATION_INTERVAL`]) or above one hour; or a bad tolerance, warm-up, no-data time or
-    /// promotion level (each named; `latency_tolerance_ms` below 59 768.832 ms, as the budget).
+    /// on (the histogram's last bucket), `min_samples` below 5 or above [`MAX_MIN_SAMPLES`],
+    /// significance levels below `f64::MIN_POSITIVE` (subnormal, or 0) or from 0.5, an
+    /// overwhelming level above the ordinary one or above 1 %, a `significance` at which one
+    /// failure among `min_samples` would roll back, an `error_rate_tolerance` below
+    /// [`MIN_ERROR_RATE_TOLERANCE`], or an evaluation interval below 1 ms
+    /// ([`MIN_EVALUATION_INTERVAL`]) or above one hour; or a bad tolerance, warm-up, no-data
+    /// time or promotion level (each named; `latency_tolerance_ms` below 59 768.832 ms, as the
+    /// budget). The interval against a gate's window is [`validate_for`](Self::validate_for)'s.
     ///
     /// # Example
     /// ```
@@ -259,21 +326,23 @@ impl SloConfig {
                 ),
             ));
         }
-        if self.min_samples < MIN_SAMPLES_FLOOR {
+        if self.min_samples < MIN_SAMPLES_FLOOR || self.min_samples > MAX_MIN_SAMPLES {
             return Err(ConfigError::new(
                 "min_samples",
                 self.min_samples,
                 format!(
-                    "at least {MIN_SAMPLES_FLOOR} samples, so no rule waits for fewer (100 is usual)"
+                    "from {MIN_SAMPLES_FLOOR} samples, so no rule waits for fewer (100 is usual), \
+                     to {MAX_MIN_SAMPLES} (MAX_MIN_SAMPLES: a week-long window's canary requests \
+                     at 16.5 a second; a gate waiting for more than its window holds could \
+                     never be promoted)"
                 ),
             ));
         }
-        let level = |x: f64| x.is_finite() && x > 0.0 && x < 0.5;
         if !level(self.significance) {
             return Err(ConfigError::new(
                 "significance",
                 self.significance,
-                "a probability above 0 and below 0.5, e.g. 0.001",
+                format!("a probability {LEVEL_RANGE}, e.g. 0.001"),
             ));
         }
         // One failed request is at least 1 % probable at any acceptable rate (the
@@ -287,7 +356,8 @@ impl SloConfig {
                 "overwhelming_significance",
                 self.overwhelming_significance,
                 format!(
-                    "a probability above 0, at most `significance` and at most {floor} (one \
+                    "a probability of at least {MIN_LEVEL:e} (f64::MIN_POSITIVE), at most \
+                     `significance` and at most {floor} (one \
                      failed request is that probable at the lowest acceptable error rate: a \
                      higher level would roll back on it), e.g. 1e-9"
                 ),
@@ -325,6 +395,55 @@ impl SloConfig {
 pub const MIN_SAMPLES_FLOOR: u64 = 5;
 
 impl SloConfig {
+    /// Checks this policy for a gate with `config`: [`validate`](Self::validate), then
+    /// `evaluation_interval_ms` against `config`'s window. The window gets a reading only at
+    /// an evaluation, and starts at the latest reading at least one window old, so the
+    /// interval may be at most a tenth of `rollback_window_seconds` (one of the window's
+    /// slots): then the window's start is exact to one slot. A gate refuses a pair beyond it
+    /// where this process sets either ([`PromotionGateManager::new`](crate::PromotionGateManager::new),
+    /// [`swap_config`](crate::PromotionGateManager::swap_config),
+    /// [`swap_slo`](crate::PromotionGateManager::swap_slo)).
+    ///
+    /// # Errors
+    /// [`ConfigError`] from [`validate`](Self::validate), or on `evaluation_interval_ms` for an
+    /// interval longer than a tenth of the window.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::{PromotionConfig, SloConfig};
+    /// use std::time::Duration;
+    ///
+    /// let hourly = SloConfig { evaluation_interval: Duration::from_secs(3600), ..Default::default() };
+    /// let config = PromotionConfig { rollback_window_seconds: 300, ..Default::default() };
+    /// let e = hourly.validate_for(&config).unwrap_err();
+    /// assert_eq!((e.field(), e.value()), ("evaluation_interval_ms", "3600000"));
+    /// let ten_hours = PromotionConfig { rollback_window_seconds: 36_000, ..Default::default() };
+    /// assert!(hourly.validate_for(&ten_hours).is_ok());
+    /// ```
+    pub fn validate_for(&self, config: &PromotionConfig) -> Result<(), ConfigError> {
+        self.validate()?;
+        self.check_window(config.rollback_window_seconds)
+    }
+
+    /// `evaluation_interval` against a window of `window_seconds`: at most one slot of it.
+    pub(crate) fn check_window(&self, window_seconds: u64) -> Result<(), ConfigError> {
+        let slot = Duration::from_secs(window_seconds) / crate::metrics::SLOTS;
+        if self.evaluation_interval > slot {
+            return Err(ConfigError::new(
+                "evaluation_interval_ms",
+                shown_millis(self.evaluation_interval),
+                format!(
+                    "at most a tenth of rollback_window_seconds = {window_seconds}, {} ms: the \
+                     window gets a reading only at an evaluation, so a longer interval would \
+                     start it up to an interval before its length (lengthen the window or \
+                     shorten the interval)",
+                    shown_millis(slot)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// `significance` against `min_samples`: one failed request among the first
     /// `min_samples` must not be significant at the least limit the absolute rules act on,
     /// [`ERROR_RATE_FLOOR`](crate::judge::ERROR_RATE_FLOOR) (where `max_error_rate` 0 or an
@@ -352,15 +471,20 @@ impl SloConfig {
     /// The tolerances, the warm-up, the no-data time and the promotion level.
     fn validate_tolerances(&self) -> Result<(), ConfigError> {
         if !(self.error_rate_tolerance.is_finite()
-            && self.error_rate_tolerance > 0.0
+            && self.error_rate_tolerance >= MIN_ERROR_RATE_TOLERANCE
             && self.error_rate_tolerance <= 1.0)
         {
             return Err(ConfigError::new(
                 "error_rate_tolerance",
                 self.error_rate_tolerance,
-                "a fraction above 0.0 and at most 1.0, e.g. 0.0005 (at 0, a stable version \
-                 without errors would make the tolerated limit 0: one canary error would be \
-                 beyond it, and no canary could be shown not worse)",
+                format!(
+                    "a fraction from {MIN_ERROR_RATE_TOLERANCE} (MIN_ERROR_RATE_TOLERANCE, 0.01 \
+                     points) to 1.0, e.g. 0.0005 (at 0, a stable version without errors would \
+                     make the tolerated limit 0: one canary error would be beyond it, and no \
+                     canary could be shown not worse; just above 0 it is as good as 0: a clean \
+                     canary beside a clean stable version needs about 3 / tolerance samples to \
+                     be shown within it)"
+                ),
             ));
         }
         if !self.latency_shift_limit.is_finite() || self.latency_shift_limit < 1.0 {
@@ -398,12 +522,11 @@ impl SloConfig {
                 format!("from {} to {} ms", least.as_millis(), most.as_millis()),
             ));
         }
-        let level = self.promotion_significance;
-        if !(level.is_finite() && level > 0.0 && level < 0.5) {
+        if !level(self.promotion_significance) {
             return Err(ConfigError::new(
                 "promotion_significance",
-                level,
-                "a probability above 0 and below 0.5, e.g. 0.05",
+                self.promotion_significance,
+                format!("a probability {LEVEL_RANGE}, e.g. 0.05"),
             ));
         }
         Ok(())
@@ -620,6 +743,138 @@ mod tests {
         .unwrap_err();
         assert_eq!((e.field(), e.value()), ("error_rate_tolerance", "0"), "{e}");
         assert!(e.to_string().contains("one canary error"), "{e}");
+    }
+
+    #[test]
+    fn a_subnormal_significance_level_is_refused_naming_it() {
+        // Each read as a level above 0, yet ln(1/α) was infinite at it: no rule could fire,
+        // and every upper bound was 1.
+        type Set = fn(&mut SloConfig, f64);
+        let fields: [(Set, &str, f64); 3] = [
+            (|s, x| s.significance = x, "significance", 1e-309),
+            (
+                |s, x| s.overwhelming_significance = x,
+                "overwhelming_significance",
+                1e-310,
+            ),
+            (
+                |s, x| s.promotion_significance = x,
+                "promotion_significance",
+                1e-309,
+            ),
+        ];
+        for (set, field, value) in fields {
+            let mut slo = SloConfig::default();
+            set(&mut slo, value);
+            let e = slo.validate().unwrap_err();
+            assert_eq!(
+                (e.field(), e.value()),
+                (field, format!("{value:?}").as_str())
+            );
+            assert!(e.to_string().contains("2.2250738585072014e-308"), "{e}");
+            // The least normal double is accepted.
+            set(&mut slo, f64::MIN_POSITIVE);
+            if field == "significance" {
+                slo.overwhelming_significance = f64::MIN_POSITIVE;
+            }
+            assert!(slo.validate().is_ok(), "{field}");
+        }
+        assert_eq!(format!("{MIN_LEVEL:e}"), "2.2250738585072014e-308");
+    }
+
+    #[test]
+    fn min_samples_beyond_the_most_a_gate_could_need_is_refused() {
+        // u64::MAX was accepted: no ordinary rule could fire, no promotion be made.
+        for n in [MAX_MIN_SAMPLES + 1, u64::MAX] {
+            let e = SloConfig {
+                min_samples: n,
+                ..Default::default()
+            }
+            .validate()
+            .unwrap_err();
+            assert_eq!(
+                (e.field(), e.value()),
+                ("min_samples", n.to_string().as_str())
+            );
+            assert!(e.to_string().contains("to 10000000"), "{e}");
+        }
+        let most = SloConfig {
+            min_samples: MAX_MIN_SAMPLES,
+            ..Default::default()
+        };
+        assert!(most.validate().is_ok());
+    }
+
+    #[test]
+    fn a_tolerance_below_the_meaningful_floor_is_refused() {
+        // With the ratio at 1.0, 1e-12 took away the window's margin as 0 would, and a
+        // promotion needed 3 × 10^12 clean canary samples beside a clean stable version.
+        for tolerance in [1e-12, 5e-324, MIN_ERROR_RATE_TOLERANCE * 0.999] {
+            let e = SloConfig {
+                error_rate_ratio_limit: 1.0,
+                error_rate_tolerance: tolerance,
+                ..Default::default()
+            }
+            .validate()
+            .unwrap_err();
+            assert_eq!(e.field(), "error_rate_tolerance", "{e}");
+            assert_eq!(e.value().parse::<f64>(), Ok(tolerance), "{e}");
+            assert!(e.to_string().contains("from 0.0001"), "{e}");
+        }
+        let least = SloConfig {
+            error_rate_ratio_limit: 1.0,
+            error_rate_tolerance: MIN_ERROR_RATE_TOLERANCE,
+            ..Default::default()
+        };
+        assert!(least.validate().is_ok());
+        // About 3 / tolerance clean samples show a clean canary within it, as documented.
+        let alpha = SloConfig::default().promotion_significance;
+        let needed = |tolerance: f64| (-alpha.ln() / tolerance).ceil() as u64;
+        let n = needed(MIN_ERROR_RATE_TOLERANCE);
+        assert!((29_000..31_000).contains(&n), "{n}");
+        // The upper bound of a rate from n clean trials (stats::clean_upper): 1 − α^(1/n).
+        let clean_upper = 1.0 - alpha.powf(1.0 / n as f64);
+        assert!(clean_upper <= MIN_ERROR_RATE_TOLERANCE, "{clean_upper}");
+    }
+
+    #[test]
+    fn an_interval_longer_than_a_slot_of_the_window_is_refused() {
+        // With a 1 h interval and a 300 s window the window's start was an hour-old reading.
+        let at = |ms| SloConfig {
+            evaluation_interval: Duration::from_millis(ms),
+            ..Default::default()
+        };
+        let window = |seconds| PromotionConfig {
+            rollback_window_seconds: seconds,
+            ..Default::default()
+        };
+        let e = at(3_600_000).validate_for(&window(300)).unwrap_err();
+        assert_eq!(
+            (e.field(), e.value()),
+            ("evaluation_interval_ms", "3600000")
+        );
+        assert!(
+            e.to_string()
+                .contains("at most a tenth of rollback_window_seconds = 300, 30000 ms"),
+            "{e}"
+        );
+        // One slot is accepted, a millisecond more refused; the defaults pass.
+        assert!(at(30_000).validate_for(&window(300)).is_ok());
+        assert!(at(30_001).validate_for(&window(300)).is_err());
+        assert!(at(3_600_000).validate_for(&window(36_000)).is_ok());
+        assert!(at(100).validate_for(&window(1)).is_ok());
+        assert!(at(101).validate_for(&window(1)).is_err());
+        let defaults = SloConfig::default().validate_for(&PromotionConfig::default());
+        assert!(defaults.is_ok());
+        // validate_for validates the policy itself first.
+        let bad = SloConfig {
+            max_error_rate: 2.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.validate_for(&window(300)).unwrap_err().field(),
+            "max_error_rate"
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ type Config struct {
 	FeatureFlags          []string    // release flags: on for the new version's requests
 	AutoRollbackEnabled   bool        // roll back by itself when the canary breaks its SLO
 	SLOThreshold          float64     // share of requests that must meet the SLO, 0..=1
-	RollbackWindowSeconds uint64      // the judge's sliding window, 1 ..= 604800 s
+	RollbackWindowSeconds uint64      // the judge's sliding window, 1 ..= 604800 s, at least 10 x the SLO's EvaluationInterval
 	Gate                  string      // the gate's name; the default salt
 	Salt                  string      // the routing salt; "" means none (Gate is used)
 	GraduatedFlags        []string    // stable flags: on for every request
@@ -313,16 +313,16 @@ type SLO struct {
 	ErrorRateRatioLimit      float64       // roll back above production's error rate x this, >= 1
 	P99RatioLimit            float64       // roll back above production's p99 x this, >= 1
 	P99Budget                time.Duration // roll back above this p99 (below the histogram's last bucket, about 60 s); 0 means no budget (null)
-	MinSamples               uint64        // canary samples before an ordinary rule may fire, >= 5
-	Significance             float64       // one-sided level of each rule's test, (0, 0.5); at 0.1 %, one failure in MinSamples must not reach it
-	OverwhelmingSignificance float64       // level that may act before MinSamples, <= Significance
-	EvaluationInterval       time.Duration // least time between automatic evaluations (<= 1 h)
-	ErrorRateTolerance       float64       // absolute tolerance beside ErrorRateRatioLimit, (0, 1]
+	MinSamples               uint64        // canary samples before an ordinary rule may fire, 5..=10 000 000
+	Significance             float64       // one-sided level of each rule's test, [2.2e-308, 0.5); at 0.1 %, one failure in MinSamples must not reach it
+	OverwhelmingSignificance float64       // level that may act before MinSamples, >= 2.2e-308, <= Significance
+	EvaluationInterval       time.Duration // least time between automatic evaluations (<= 1 h, and <= a tenth of the gate's RollbackWindowSeconds)
+	ErrorRateTolerance       float64       // absolute tolerance beside ErrorRateRatioLimit, [0.0001, 1]
 	LatencyShiftLimit        float64       // tolerated whole-distribution slowdown (Mann-Whitney), >= 1
 	LatencyTolerance         time.Duration // absolute tolerance beside the latency ratios (below the histogram's last bucket)
 	WarmUp                   time.Duration // latency rules skip this first part of a stage (<= 1 h)
 	NoDataAfter              time.Duration // no canary outcome this long: NO_DATA (1 s..=24 h)
-	PromotionSignificance    float64       // level of the promotion's confidence bounds, (0, 0.5)
+	PromotionSignificance    float64       // level of the promotion's confidence bounds, [2.2e-308, 0.5)
 	PromotionEvidence        bool          // promotion needs the canary shown not worse than stable
 }
 

@@ -317,6 +317,8 @@ CONF
   tail -n 5 "$tmp/logs/error.log" >&2
   exit 1
 }
+# gate_params: a gate's own parameters, after serve_proxied's <params> (e.g. slo=<file>)
+declare -A gate_params=()
 # serve_proxied "<gate>..." <upstream port> [<workers> [<promotion_gate parameters>]]: serves
 # $port (reuseport: new connections spread over the workers), proxying /<gate>/... to each
 # gate's canary and stable (both that upstream) and logging each request's worker pid to
@@ -325,7 +327,7 @@ CONF
 serve_proxied() {
   local gate http=''
   for gate in $1; do
-    http+="promotion_gate $gate $gate.json ${4:-};
+    http+="promotion_gate $gate $gate.json ${4:-} ${gate_params[$gate]:-};
     upstream ${gate}_canary { server 127.0.0.1:$2; }
     upstream ${gate}_stable { server 127.0.0.1:$2; }
     "
@@ -1812,6 +1814,9 @@ echo "== a reload keeps the pooled evidence, within the gate's window"
 port=$(free_port)
 gate_document kept 100 "" 60000
 gate_document stale 100 '"rollback_window_seconds": 1,' 60000
+# a window of 1 s takes an evaluation interval of at most a tenth of it (the default is 1 s)
+echo '{"evaluation_interval_ms": 100}' >"$tmp/conf/stale_slo.json"
+gate_params[stale]="slo=stale_slo.json"
 serve_proxied "kept stale" 9
 for gate in stale kept; do
   for _ in $(seq 6); do curl -s -o /dev/null "http://127.0.0.1:$port/$gate/"; done

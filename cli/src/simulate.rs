@@ -483,6 +483,8 @@ mod tests {
                 ..Scenario::default()
             };
             scenario.slo.evaluation_interval = std::time::Duration::from_millis(interval_ms);
+            // A window of at least ten intervals, as a gate needs (300 s, the default, or 10 h).
+            scenario.promotion.rollback_window_seconds = (interval_ms / 100).max(300);
             if let Some((stage, at, length_s)) = incident {
                 let stage = stage % scenario.stages.len();
                 let longest = scenario.stages[stage].duration_s

@@ -45,7 +45,16 @@ pub fn run(args: &ValidateArgs) -> Result<u8, CliError> {
     }
     let mut all_valid = true;
     for (path, kind) in checks {
-        match check(path, kind) {
+        // The SLO file, valid alone, for the valid config file's gate: its interval against
+        // the window.
+        let paired = kind == Kind::Slo && args.kind == Kind::Promotion && all_valid;
+        let checked = check(path, kind).and_then(|summary| {
+            if paired {
+                check_pair(&args.file, path)?;
+            }
+            Ok(summary)
+        });
+        match checked {
             Ok(summary) => unless_closed(writeln!(
                 io::stdout().lock(),
                 "ok: {}: {summary}",
@@ -62,6 +71,18 @@ pub fn run(args: &ValidateArgs) -> Result<u8, CliError> {
         }
     }
     Ok(if all_valid { 0 } else { 1 })
+}
+
+/// Checks the SloConfig at `slo` for the gate of the PromotionConfig at `promotion`, both valid
+/// alone ([`SloConfig::validate_for`]: `evaluation_interval_ms` at most a tenth of
+/// `rollback_window_seconds`); the refusal is the SLO file's.
+fn check_pair(promotion: &Path, slo: &Path) -> Result<(), CliError> {
+    let config: PromotionConfig = document::load(promotion)?;
+    let policy: SloConfig = document::load(slo)?;
+    policy.validate_for(&config).map_err(|e| CliError::Invalid {
+        path: slo.to_path_buf(),
+        message: format!("{e} (for the gate of {})", shown_path(promotion)),
+    })
 }
 
 /// Checks one file; returns a one-line summary of a valid one.

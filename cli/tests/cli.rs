@@ -910,6 +910,31 @@ fn validate_names_an_unknown_field() {
 }
 
 #[test]
+fn validate_checks_the_slo_file_against_the_config_file_s_window() {
+    // Each valid alone: a 1 h interval and a 300 s window, whose start would be an hour-old
+    // reading.
+    let promotion = temp_file("window.json", r#"{"rollback_window_seconds": 300}"#);
+    let slo = temp_file("hourly.json", r#"{"evaluation_interval_ms": 3600000}"#);
+    let output = run(&["validate", text(&promotion), "--slo", text(&slo)]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("invalid evaluation_interval_ms = 3600000: at most a tenth of rollback_window_seconds = 300, 30000 ms"),
+        "{message}"
+    );
+    assert!(message.contains("window.json"), "{message}");
+    let long = temp_file("long.json", r#"{"rollback_window_seconds": 36000}"#);
+    let output = run(&["validate", text(&long), "--slo", text(&slo)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let scenario = temp_file("hourly.toml", "[slo]\nevaluation_interval_ms = 3600000\n");
+    let (_, message) = failure(&["validate", "--kind", "scenario", text(&scenario)]);
+    assert!(
+        message.contains("invalid slo.evaluation_interval_ms = 3600000"),
+        "{message}"
+    );
+}
+
+#[test]
 fn validate_checks_slo_and_scenario_files() {
     let promotion = temp_file("p.json", "{}");
     let slo = temp_file("slo.toml", "min_samples = 0\n");

@@ -580,9 +580,11 @@ fn a_decision_built_by_the_caller_is_read_safely() {
 #[test]
 fn a_refused_health_call_judges_nothing() {
     // A gate whose health call would roll the canary back: slow canary successes over a 1 ms
-    // p99 budget, judged only when asked (the longest evaluation interval, no warm-up).
+    // p99 budget, judged only when asked (the longest evaluation interval, with a window of ten
+    // of them, no warm-up).
     let gate = new_gate_with_slo(
-        r#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": true}"#,
+        r#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": true,
+            "rollback_window_seconds": 36000}"#,
         Some(
             r#"{"evaluation_interval_ms": 3600000, "p99_budget_ms": 1, "min_samples": 5,
                 "warm_up_ms": 0}"#,

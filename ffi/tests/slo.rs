@@ -16,8 +16,13 @@ use std::ptr::{null, null_mut};
 /// path never evaluates and every judgement is the one a read or `pgate_monitor_health`
 /// makes. (It also keeps the file within Miri's time: there each evaluation on the record
 /// path reads every recorder, thousands of atomics, and with the default 1 s interval one
-/// fell due on nearly every record.)
+/// fell due on nearly every record.) The gates' configs set a window of ten of those intervals,
+/// the shortest a gate accepts for it ([`QUIET_WINDOW`]).
 const QUIET_SLO: &str = r#"{"evaluation_interval_ms": 3600000}"#;
+
+/// The window of the gates judged with [`QUIET_SLO`]: ten hours, as a gate refuses an
+/// interval longer than a tenth of its window.
+const QUIET_WINDOW: &str = r#""rollback_window_seconds": 36000"#;
 
 /// The health through `pgate_read_health`, and its evidence line.
 ///
@@ -57,20 +62,24 @@ unsafe fn state(gate: *const pgate_gate) -> (pgate_environment, u64) {
 #[test]
 fn reading_the_health_never_rolls_back() {
     let gate = new_gate_with_slo(
-        r#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": true}"#,
+        &format!(
+            r#"{{"environment": {{"canary": {{"traffic_percent": 100}}}}, "auto_rollback_enabled": true, {QUIET_WINDOW}}}"#
+        ),
         Some(QUIET_SLO),
     );
     // SAFETY: live gate and buffers throughout.
     unsafe {
         // Without auto-rollback on the record path: failures judged only when asked.
-        let config = br#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": false}"#;
+        let config = br#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": false,
+            "rollback_window_seconds": 36000}"#;
         assert_eq!(
             pgate_swap_config(gate, config.as_ptr(), config.len(), null_mut()),
             pgate_status::Ok
         );
         route_and_record(gate, 20, false, 20_000_000);
         // Rolling back allowed again: a judging call would act now, a read must not.
-        let config = br#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": true}"#;
+        let config = br#"{"environment": {"canary": {"traffic_percent": 100}}, "auto_rollback_enabled": true,
+            "rollback_window_seconds": 36000}"#;
         assert_eq!(
             pgate_swap_config(gate, config.as_ptr(), config.len(), null_mut()),
             pgate_status::Ok
@@ -98,7 +107,7 @@ fn reading_the_health_never_rolls_back() {
 #[test]
 fn a_changed_slo_keeps_the_stage_and_the_recorded_counts() {
     let gate = new_gate_with_slo(
-        r#"{"environment": {"canary": {"traffic_percent": 50}}}"#,
+        &format!(r#"{{"environment": {{"canary": {{"traffic_percent": 50}}}}, {QUIET_WINDOW}}}"#),
         Some(QUIET_SLO),
     );
     // SAFETY: live gate and buffers throughout.

@@ -25,7 +25,9 @@ impl PromotionGateManager {
     ///
     /// # Errors
     /// [`Error::Config`] naming the first invalid field of `slo` and its value (as
-    /// [`SloConfig::validate`]); the gate is unchanged then.
+    /// [`SloConfig::validate`]), or `evaluation_interval_ms` when it is longer than a tenth of
+    /// the gate's `rollback_window_seconds` ([`SloConfig::validate_for`]); the gate is
+    /// unchanged then.
     ///
     /// # Example
     /// ```
@@ -50,6 +52,10 @@ impl PromotionGateManager {
         // Under the writer lock: swaps are serialized, and the change is numbered in order
         // with the gate's other writes.
         let mut writer = self.lock_writer();
+        // Against the window of the config in force (under the writer lock, where a config
+        // swap checks its window against the policy in force).
+        let window = self.shared.current.load().config.rollback_window_seconds;
+        controller.config().check_window(window)?;
         // Read before anything changes: a host's clock that panics leaves the old policy in
         // force, with no change to publish.
         let at = self.shared.monitor.wall();
@@ -195,6 +201,62 @@ mod tests {
         assert!(err.to_string().contains("1.5"), "{err}");
         assert_eq!(gate.slo_controller().config().max_error_rate, 0.05);
         assert_eq!(gate.change_count(), seen);
+    }
+
+    #[test]
+    fn an_interval_longer_than_a_slot_of_the_window_is_refused_wherever_either_is_set() {
+        // A 1 h interval with a 300 s window started the window at an hour-old reading.
+        let hourly = SloConfig {
+            evaluation_interval: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let controller = || SloAdmissionController::new(hourly.clone()).expect("a valid SLO");
+        let err = PromotionGateManager::new(PromotionConfig::default(), controller())
+            .expect_err("a 1 h interval for a 300 s window");
+        assert!(
+            matches!(&err, Error::Config(e) if (e.field(), e.value()) == ("evaluation_interval_ms", "3600000")),
+            "{err}"
+        );
+        let long = PromotionConfig {
+            rollback_window_seconds: 36_000,
+            ..Default::default()
+        };
+        let gate = PromotionGateManager::new(long.clone(), controller()).expect("a 10 h window");
+        // A swap to a window too short for the policy names the window, and changes nothing.
+        let seen = gate.change_count();
+        let short = PromotionConfig {
+            rollback_window_seconds: 300,
+            ..long.clone()
+        };
+        let err = gate.swap_config(short).expect_err("a 300 s window");
+        assert!(
+            matches!(&err, Error::Config(e) if (e.field(), e.value()) == ("rollback_window_seconds", "300")),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("evaluation_interval_ms = 3600000"),
+            "{err}"
+        );
+        assert_eq!((gate.config(), gate.change_count()), (long, seen));
+        // A policy too slow for the gate's window is refused, and the old one stays.
+        let gate = canary_gate();
+        let seen = gate.change_count();
+        let err = gate.swap_slo(hourly).expect_err("a 1 h interval");
+        assert!(
+            matches!(&err, Error::Config(e) if e.field() == "evaluation_interval_ms"),
+            "{err}"
+        );
+        assert_eq!(
+            gate.slo_controller().config().evaluation_interval,
+            Duration::from_secs(1)
+        );
+        assert_eq!(gate.change_count(), seen);
+        // One slot, 30 s of the default 300 s window, is accepted.
+        gate.swap_slo(SloConfig {
+            evaluation_interval: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .expect("one slot");
     }
 
     #[test]

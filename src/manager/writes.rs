@@ -638,7 +638,9 @@ impl PromotionGateManager {
     ///
     /// # Errors
     /// [`Error::Config`] naming the first invalid field (or a changed `gate`: a running gate
-    /// keeps its name; or, with a store, a changed `store`), [`Error::Store`] when the store
+    /// keeps its name; or, with a store, a changed `store`; or a `rollback_window_seconds`
+    /// shorter than ten of the gate's `evaluation_interval_ms`, as
+    /// [`SloConfig::validate_for`](crate::SloConfig::validate_for)), [`Error::Store`] when the store
     /// cannot be written, or when another process began a stage first (a rollback or a
     /// promotion this process had not applied yet: the swap was decided on a release the
     /// store no longer holds; read the config again); [`PromotionError::SloNotMet`] when the
@@ -750,6 +752,7 @@ impl PromotionGateManager {
                 .into());
             }
             StoreLink::check_same_store(writer.store.as_ref(), &config)?;
+            self.check_window_for_slo(config.rollback_window_seconds)?;
             // Decided again after another process's write: only if that write left the stage
             // alone (a flag edit, say). One that began a stage (a rollback, a promotion) is not
             // written over: the caller read a release that is no longer there.
@@ -801,6 +804,26 @@ impl PromotionGateManager {
                 );
             }
             Ok(current.config.clone())
+        })
+    }
+
+    /// A config's window of `window_seconds` against the policy in force: refused, naming
+    /// the window, when the policy's `evaluation_interval` is longer than a tenth of it
+    /// ([`SloConfig::validate_for`](crate::SloConfig::validate_for)).
+    fn check_window_for_slo(&self, window_seconds: u64) -> Result<(), crate::ConfigError> {
+        let slo = self.shared.monitor.slo();
+        let interval = slo.config().evaluation_interval;
+        slo.config().check_window(window_seconds).map_err(|_| {
+            crate::ConfigError::new(
+                "rollback_window_seconds",
+                window_seconds,
+                format!(
+                    "at least ten times the gate's evaluation_interval_ms = {} (a reading is \
+                     taken only at an evaluation, and the window's start must be exact to a \
+                     tenth of it): lengthen the window or swap_slo to a shorter interval first",
+                    crate::shown_millis(interval)
+                ),
+            )
         })
     }
 }

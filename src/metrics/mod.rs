@@ -33,7 +33,7 @@ pub(crate) use recorder::CohortCounts;
 pub use recorder::Recorded;
 pub(crate) use recorder::Tally;
 use recorder::{NewestStage, ThreadRecorder};
-pub(crate) use window::{Bursts, Counts, Measured, Silence, Spans, Window};
+pub(crate) use window::{Bursts, Counts, Measured, SLOTS, Silence, Spans, Window};
 use window_base::{Base, WindowBase};
 
 /// How far behind another thread's claim of an evaluation a thread's reading of the clock may

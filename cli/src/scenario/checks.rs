@@ -90,8 +90,10 @@ impl Scenario {
         self.promotion
             .validate()
             .map_err(|e| FieldError::wrap("promotion", &e))?;
+        // The policy for the gate's window too: an evaluation_interval longer than a tenth of
+        // rollback_window_seconds is refused (the window's start is an evaluation's reading).
         self.slo
-            .validate()
+            .validate_for(&self.promotion)
             .map_err(|e| FieldError::wrap("slo", &e))?;
         Ok(())
     }
