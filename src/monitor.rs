@@ -141,9 +141,12 @@ impl Monitor {
     }
 
     /// Replaces the other gate instances' counts every evaluation adds to this process's
-    /// (`None`: judge this process's data alone). The store's sync thread calls it.
-    pub(crate) fn set_fleet(&self, fleet: Option<Fleet>) {
-        self.metrics.set_fleet(fleet);
+    /// (`None`: judge this process's data alone). The store's sync thread calls it, and keeps
+    /// the fleet returned, the one replaced, until no other thread holds it (an evaluation
+    /// may, until the next one): no request's thread frees it.
+    #[must_use = "kept until no other thread holds it, so that no request's thread frees it"]
+    pub(crate) fn set_fleet(&self, fleet: Option<Fleet>) -> Option<Arc<Fleet>> {
+        self.metrics.set_fleet(fleet)
     }
 
     /// Outcomes dropped as late, over all threads.

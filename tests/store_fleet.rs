@@ -2,7 +2,8 @@
 //! see a quarter of a canary's traffic judge it as one process seeing all of it would
 //! (`common::fleet`; the same on etcd in `tests/store_etcd.rs`); an instance that stops
 //! publishing keeps its counts in the others' windows until they age out, and its errors do not
-//! come back when it publishes again; and recording with the others' counts allocates nothing.
+//! come back when it publishes again; and recording with the others' counts allocates (or
+//! frees) nothing.
 
 #![allow(
     clippy::unwrap_used,
@@ -373,7 +374,7 @@ fn with_fleet_judging_off_each_gate_judges_its_own_outcomes() {
     assert_eq!(recorder.health().evidence.instances, 1);
 }
 
-/// With another instance's counts merged, the record path still allocates nothing: its
+/// With another instance's counts merged, the record path still allocates (or frees) nothing: its
 /// screen adds their counters, its periodic evaluations their histograms, in place.
 #[test]
 fn recording_with_the_other_instances_counts_allocates_nothing() {
@@ -402,9 +403,14 @@ fn recording_with_the_other_instances_counts_allocates_nothing() {
             gate.health().evidence.instances == 2
         });
         // 1 ms per record: about 20 periodic evaluations (one a second); one failure in 50,
-        // so that the screen runs on the canary's errors, too few to act on.
-        let (mut allocations, mut canary_failures) = (0, 0);
+        // so that the screen runs on the canary's errors, too few to act on. Between two
+        // evaluations the sync thread ticks (it runs on real time), replacing the fleet the
+        // last one added: the next must not free it (nor anything else) on this thread.
+        let (mut allocations, mut frees, mut canary_failures) = (0, 0, 0);
         for i in 0..20_000u64 {
+            if i % 1000 == 500 {
+                std::thread::sleep(Duration::from_millis(3 * SYNC_MS));
+            }
             clock.advance(Duration::from_millis(1));
             let decision = &decisions[(i % 64) as usize];
             let success = i % 50 != 0;
@@ -413,6 +419,7 @@ fn recording_with_the_other_instances_counts_allocates_nothing() {
                 gate.record_outcome(decision, success, Duration::from_millis(5))
             });
             allocations += allocated.count;
+            frees += allocated.frees;
         }
         assert!(canary_failures > 0);
         assert_eq!(gate.health().evidence.instances, 2, "merged while measured");
@@ -420,7 +427,7 @@ fn recording_with_the_other_instances_counts_allocates_nothing() {
             matches!(gate.environment(), Environment::Canary { .. }),
             "nothing acted"
         );
-        assert_eq!(allocations, 0);
+        assert_eq!((allocations, frees), (0, 0));
     })
     .join()
     .unwrap();

@@ -1,5 +1,6 @@
 //! What a write replaced, kept by the writer side until no other thread holds it, so that the
-//! route and record paths never drop the last reference to a snapshot (or an SLO policy).
+//! route and record paths never drop the last reference to a snapshot (an SLO policy, or the
+//! other instances' counts).
 //!
 //! A thread's override cache holds the snapshot it last routed with, and an `arc-swap` guard
 //! or a paced evaluation holds what was current when it loaded it. Were the writer to drop its
@@ -9,7 +10,10 @@
 //! thread allocated). So [`Shared::install`](super::Shared) keeps it here instead, and later
 //! writes and the store's sync thread (each under the writer lock) free what no thread holds
 //! any more; the gate's drop frees the rest. (A rollback the record path makes itself, when a
-//! rule fires, is such a write: that record may free them, as it builds a snapshot too.)
+//! rule fires, is such a write: that record may free them, as it builds a snapshot too.) The
+//! store's sync thread keeps the other instances' counts it replaces at each tick likewise
+//! (`stored::fleet`): an evaluation holds the fleet it added until the next one, whose
+//! histograms that evaluation would otherwise free on its request's thread.
 //!
 //! Why a count of one means nobody can read it again: a replaced value is never loaded anew
 //! (a load returns the current one, and `arc-swap`'s swap pays every guard that borrowed the

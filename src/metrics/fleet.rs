@@ -29,7 +29,9 @@ pub(crate) struct Fleet {
 /// screen's window leaves out.
 pub(crate) type JoinedCounters = PerCohort<[u64; 3]>;
 
-/// The latest [`Fleet`], if any, and the one the last evaluation added.
+/// The latest [`Fleet`], if any, and the one the last evaluation added. The sync thread keeps
+/// each fleet it replaced until no other thread holds it (see `manager::retired`), so an
+/// evaluation replacing `evaluated`, or a load's guard, never drops the last reference.
 #[derive(Debug, Default)]
 pub(crate) struct FleetCache {
     latest: ArcSwapOption<Fleet>,
@@ -39,9 +41,13 @@ pub(crate) struct FleetCache {
 }
 
 impl FleetCache {
-    /// Replaces what evaluations add (`None`: judge this process's data alone).
-    pub(crate) fn set(&self, fleet: Option<Fleet>) {
-        self.latest.store(fleet.map(Arc::new));
+    /// Replaces what evaluations add (`None`: judge this process's data alone) and returns
+    /// the fleet replaced, for the caller (the store's sync thread) to keep until no other
+    /// thread holds it: the evaluation that added it keeps it in `evaluated` until the next
+    /// one, and would otherwise free it then, on a request's thread, with its histograms.
+    #[must_use = "kept until no other thread holds it, so that no request's thread frees it"]
+    pub(crate) fn set(&self, fleet: Option<Fleet>) -> Option<Arc<Fleet>> {
+        self.latest.swap(fleet.map(Arc::new))
     }
 
     /// Adds the others' counts of `stage` to `into` (their histograms too, with
@@ -116,7 +122,7 @@ mod tests {
             "nothing yet"
         );
         assert_eq!(into, ours());
-        cache.set(Some(Fleet {
+        let _ = cache.set(Some(Fleet {
             stage: StageId(2),
             others: 3,
             counts: Counts {
@@ -150,7 +156,7 @@ mod tests {
             (300, 30)
         );
         assert!(counters.canary.histogram.is_empty());
-        cache.set(None);
+        let _ = cache.set(None);
         assert_eq!(cache.add_to(StageId(2), &mut ours(), true).0, 0);
     }
 
@@ -169,11 +175,11 @@ mod tests {
                 stable: cohort(600, 6, 1_000, 9_000),
             },
         };
-        cache.set(Some(fleet(cohort(800, 20, 1_000, 9_000))));
+        let _ = cache.set(Some(fleet(cohort(800, 20, 1_000, 9_000))));
         let mut now = crate::metrics::window::sized();
         cache.add_to(StageId(2), &mut now, true);
         // A newer fleet arrives before the window reads: the evaluation's is still used.
-        cache.set(Some(fleet(cohort(900, 50, 1_000, 9_000))));
+        let _replaced = cache.set(Some(fleet(cohort(900, 50, 1_000, 9_000))));
         let mut reading = crate::metrics::window::sized();
         cache.joined_into(StageId(2), &now, &mut reading);
         assert_eq!((reading.canary.requests, reading.canary.errors), (200, 80));
@@ -186,5 +192,35 @@ mod tests {
         cache.add_to(StageId(2), &mut Counts::default(), false);
         cache.joined_into(StageId(2), &now, &mut reading);
         assert_eq!(reading.canary.requests, 200);
+    }
+
+    #[test]
+    fn an_evaluation_never_drops_the_last_reference_to_a_replaced_fleet() {
+        let cache = FleetCache::default();
+        let fleet = |requests: u64| Fleet {
+            stage: StageId(2),
+            others: 1,
+            counts: crate::metrics::window::sized(),
+            joined: Counts {
+                canary: cohort(requests, 0, 1_000, 9_000),
+                stable: cohort(requests, 0, 1_000, 9_000),
+            },
+        };
+        let _ = cache.set(Some(fleet(100)));
+        let mut now = crate::metrics::window::sized();
+        cache.add_to(StageId(2), &mut now, true); // an evaluation keeps it in `evaluated`
+        let first = Arc::downgrade(cache.latest.load().as_ref().unwrap());
+        // A sync tick replaces it, and keeps what it replaced (as `Exchange::retire` does)...
+        let replaced = cache.set(Some(fleet(200)));
+        // ... so the next evaluation, on a request's thread, lets go of a reference that is
+        // not the last: its histograms are not freed there.
+        cache.add_to(StageId(2), &mut now, true);
+        assert!(
+            first.upgrade().is_some(),
+            "the evaluation freed the replaced fleet"
+        );
+        assert_eq!(first.strong_count(), 1, "the sync thread's alone");
+        drop(replaced);
+        assert_eq!(first.strong_count(), 0);
     }
 }

@@ -277,9 +277,12 @@ impl Metrics {
         1 + self.fleet.add_to(stage, into, histograms).0
     }
 
-    /// Replaces the other instances' counts that evaluations add (`None`: none).
-    pub(crate) fn set_fleet(&self, fleet: Option<Fleet>) {
-        self.fleet.set(fleet);
+    /// Replaces the other instances' counts that evaluations add (`None`: none); returns the
+    /// ones replaced, for the caller to keep until no other thread holds them
+    /// ([`FleetCache::set`]).
+    #[must_use = "kept until no other thread holds it, so that no request's thread frees it"]
+    pub(crate) fn set_fleet(&self, fleet: Option<Fleet>) -> Option<Arc<Fleet>> {
+        self.fleet.set(fleet)
     }
 
     /// This process's cumulative counts of `stage`, with histograms, in new buffers (for the

@@ -530,14 +530,14 @@ mod tests {
             fleet.add_to(s, &mut w.now, true);
             w.observe(s, spans(Duration::from_secs(t), len))
         };
-        fleet.set(Some(other(10_000, 100)));
+        let _ = fleet.set(Some(other(10_000, 100)));
         let (_, burst) = evaluate(&mut w, 1);
         assert_eq!(w.now.canary.requests, 10_000, "in the stage");
         assert_eq!(w.windowed.canary.requests, 0, "not in the window");
         assert_eq!(burst.current.canary, [0, 0], "nor in the burst spans");
         assert_eq!(burst.with_previous.canary, [0, 0]);
         // It gains 500 requests, 50 of them failed: the window holds them alone.
-        fleet.set(Some(other(10_500, 150)));
+        let _ = fleet.set(Some(other(10_500, 150)));
         let (_, burst) = evaluate(&mut w, 2);
         assert_eq!(
             (w.windowed.canary.requests, w.windowed.canary.errors),
@@ -548,7 +548,7 @@ mod tests {
         assert_eq!(w.latency.canary.histogram.iter().sum::<u64>(), 500);
         assert_eq!(w.stage_latency.canary.histogram.iter().sum::<u64>(), 10_500);
         // A window later, only what it gained since then.
-        fleet.set(Some(other(10_800, 160)));
+        let _ = fleet.set(Some(other(10_800, 160)));
         evaluate(&mut w, 70);
         assert_eq!(
             (w.windowed.canary.requests, w.windowed.canary.errors),

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::manager::Shared;
-use crate::metrics::{FleetLedger, FleetReading, MAX_REMEMBERED};
+use crate::manager::retired::Retired;
+use crate::metrics::{Fleet, FleetLedger, FleetReading, MAX_REMEMBERED};
 use crate::store::{self, BadContribution, Contribution, StoreError, StoreProblem};
 
 // The instances read at one tick are all remembered by the book: none of them is folded (and
@@ -30,7 +31,7 @@ impl Shared {
             };
             if link.pending.is_some() || !link.config.fleet_judging() {
                 drop(writer);
-                self.monitor.set_fleet(None);
+                exchange.retire(self.monitor.set_fleet(None));
                 return;
             }
             if link.down {
@@ -68,7 +69,7 @@ impl Shared {
         let fleet = exchange
             .ledger
             .update((stage, stored_stage), now, window, read);
-        self.monitor.set_fleet(fleet);
+        exchange.retire(self.monitor.set_fleet(fleet));
     }
 }
 
@@ -106,9 +107,20 @@ pub(in crate::manager) struct Exchange {
     /// The bad contributions of the last read: each is logged when first found, not again at
     /// every tick while it stays in the store.
     bad: HashSet<BadContribution>,
+    /// The fleets this thread replaced that an evaluation may still hold: freed here, never on
+    /// the record path (see `retired`).
+    retired: Retired<Fleet>,
 }
 
 impl Exchange {
+    /// Keeps the fleet just replaced, if any, after freeing those no other thread holds.
+    fn retire(&mut self, replaced: Option<Arc<Fleet>>) {
+        match replaced {
+            Some(replaced) => self.retired.keep(replaced),
+            None => self.retired.sweep(),
+        }
+    }
+
     /// Logs the contributions of this read that are bad and were not in the last one, and
     /// keeps this read's.
     fn report(&mut self, bad: Vec<BadContribution>) {
