@@ -213,7 +213,8 @@ impl Monitor {
     }
 
     /// The quick check after a canary error of `stage`: counters only, no lock, no allocation
-    /// unless a rule fires; then the full judge confirms, and its verdict is returned. Nothing
+    /// unless a rule fires; then the window is screened in full, and judged (its verdict
+    /// returned) only if a rule fires there too. Nothing
     /// when `snapshot` is of another stage or does not roll back automatically, or when the
     /// window is busy (an evaluation or a reader holds it): recording never waits for it, and
     /// the evaluation is [wanted](Self::wanted_evaluation) from whoever holds the window. A
@@ -245,7 +246,10 @@ impl Monitor {
         if !screen(config.environment, &sample, policy(&slo, config)) {
             return None;
         }
-        Some(self.try_evaluating()?.judge(snapshot))
+        // The window's own screen, then the judge only if a rule fires there: the screen's
+        // window starts where the last evaluation's did, up to a slot before the judge's now,
+        // so it may fire where the judge finds nothing (then nothing is built or logged).
+        self.try_evaluating()?.screen_then_judge(snapshot)
     }
 
     /// The record path's look at the clock: paces this thread's next look to its rate and,
