@@ -383,7 +383,8 @@ fn record_outcome_allocates_nothing_while_no_evaluation_is_due() {
         }
 
         // Production fails 1 %, the canary 1 % (every 100th canary request): the screen runs
-        // on the canary's 1st, 2nd, 4th, 8th and every 16th error, and finds nothing.
+        // on each of the thread's first 32 canary errors, then on every 16th (its errors come
+        // alone, never in a run of 4 or more), and finds nothing.
         let kinds = [
             "stable success",
             "stable failure",
