@@ -4,17 +4,13 @@
 # the first call.
 
 # need_curl: curl, which all but .ci/etcd ask their servers with, from the Debian package when
-# it is missing (through sudo when not root), as they install their other tools; when it
-# cannot be installed, exits saying so.
+# it is missing (.ci/apt-install, as they install their other tools); when it cannot be
+# installed, exits saying so.
 need_curl() {
   command -v curl >/dev/null && return 0
-  local apt_get=(apt-get)
-  [ "$(id -u)" -eq 0 ] || apt_get=(sudo apt-get)
-  echo "== ${apt_get[*]} install curl" >&2
-  { "${apt_get[@]}" update -qq &&
-    DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends curl >&2; } || true
+  "$(dirname "${BASH_SOURCE[0]}")/../.ci/apt-install" curl || true
   command -v curl >/dev/null || {
-    echo "$(basename "$0"): curl is missing and '${apt_get[*]} install curl' did not install it: install curl, then run again" >&2
+    echo "$(basename "$0"): curl is missing and .ci/apt-install did not install it: install curl, then run again" >&2
     exit 1
   }
 }

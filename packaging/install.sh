@@ -74,19 +74,13 @@ for dir in "$prefix" ${libdir:+"$libdir"} ${includedir:+"$includedir"}; do
 done
 
 # Where cargo builds, as cargo itself says (CARGO_TARGET_DIR, CARGO_BUILD_TARGET_DIR or a
-# .cargo/config.toml's build.target-dir), not guessed; without cargo on the PATH (`sudo
-# install.sh --no-build` after a build as oneself), CARGO_TARGET_DIR or target/.
-if command -v cargo >/dev/null; then
-  target=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-else
-  target="${CARGO_TARGET_DIR:-$root/target}"
-  case "$target" in /*) ;; *) target="$root/$target" ;; esac
-fi
-# With a target triple set (CARGO_BUILD_TARGET), cargo builds into TARGET/<triple>/release.
-# (A build below names the directory it wrote, which also follows a .cargo/config.toml's
-# build.target.)
-release="$target/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}release"
+# .cargo/config.toml's build.target-dir), not guessed: .ci/build-dir, as every binding's test
+# asks. Without cargo on the PATH (`sudo install.sh --no-build` after a build as oneself), or
+# with one that cannot read the workspace (sudo's /usr/bin/cargo, older than its edition),
+# CARGO_TARGET_DIR or target/. With a target triple set (CARGO_BUILD_TARGET), cargo builds
+# into TARGET/<triple>/release. (A build below names the directory it wrote, which also
+# follows a .cargo/config.toml's build.target.)
+release=$("$root/.ci/build-dir" release)
 version=$(awk -F'"' '/^\[workspace.package\]/ {p = 1} p && /^version *=/ {print $2; exit}' "$root/Cargo.toml")
 # The library's SONAME, as ffi/build.rs names it: the version of its ABI, which before 1.0 a
 # minor release may change.

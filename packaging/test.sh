@@ -16,7 +16,8 @@
 #   (e) LuaJIT with the rock `luarocks make` installs into a temporary tree (after `luarocks lint`),
 #       on the installed tree and on the runtime install,
 # and checks each printed decision against the routing formula recomputed in Python.
-# Installs pkg-config, cmake, g++, luajit2 and luarocks with apt-get when missing. Everything
+# Installs pkg-config, cmake, g++, luajit2, luarocks, and python3-pip and python3-venv when
+# python3 lacks pip or venv, with .ci/apt-install when missing. Everything
 # it writes goes to one mktemp directory, removed at the end (and the build directories pip
 # leaves in bindings/python, when it made them). Run from anywhere.
 set -euo pipefail
@@ -30,11 +31,11 @@ missing=()
 for need in pkg-config:pkg-config cmake:cmake c++:g++ luajit:luajit2 luarocks:luarocks; do
   command -v "${need%%:*}" >/dev/null || missing+=("${need#*:}")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "== apt-get install ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# (c) runs `python3 -m pip wheel` and `python3 -m venv`: Debian 12's python3 has neither
+# without these packages.
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+[ ${#missing[@]} -eq 0 ] || "$root/.ci/apt-install" "${missing[@]}"
 
 tmp=$(mktemp -d)
 pip_made=()
@@ -124,17 +125,23 @@ for pc in "$tmp"/staged/usr/lib/pkgconfig/*.pc; do
     { echo "FAILED: $(basename "$pc") staged for /usr says $(grep '^prefix=' "$pc")" >&2 && failed=$((failed + 1)); }
 done
 # --no-build before a build (an empty target directory): refused before anything is written,
-# naming the build step and how sudo is told of CARGO_TARGET_DIR (the README's Install).
-mkdir -p "$tmp/empty_target"
-if CARGO_TARGET_DIR="$tmp/empty_target" "$root/packaging/install.sh" --no-build \
-  --prefix "$tmp/not_installed" >/dev/null 2>"$tmp/no_build.err"; then
-  echo "FAILED: install.sh --no-build installed without a build" >&2
-  failed=$((failed + 1))
-elif [[ "$(cat "$tmp/no_build.err")" != *"cargo build --release -p promotion-gates-ffi"*"sudo env CARGO_TARGET_DIR="* ]] ||
-  [ -e "$tmp/not_installed" ]; then
-  echo "FAILED: install.sh --no-build without a build: $(cat "$tmp/no_build.err"), $(ls "$tmp/not_installed" 2>&1)" >&2
-  failed=$((failed + 1))
-fi
+# naming the build step and how sudo is told of CARGO_TARGET_DIR (the README's Install); so
+# too with a cargo on the PATH that cannot read the workspace (sudo's /usr/bin/cargo on
+# Debian 12, older than the workspace's edition: here one that fails as it does).
+mkdir -p "$tmp/empty_target" "$tmp/old_cargo"
+printf '#!/bin/sh\necho "error: feature edition2024 is required" >&2\nexit 101\n' >"$tmp/old_cargo/cargo"
+chmod +x "$tmp/old_cargo/cargo"
+for path in "$PATH" "$tmp/old_cargo:$PATH"; do
+  if PATH=$path CARGO_TARGET_DIR="$tmp/empty_target" "$root/packaging/install.sh" --no-build \
+    --prefix "$tmp/not_installed" >/dev/null 2>"$tmp/no_build.err"; then
+    echo "FAILED: install.sh --no-build installed without a build" >&2
+    failed=$((failed + 1))
+  elif [[ "$(cat "$tmp/no_build.err")" != *"cargo build --release -p promotion-gates-ffi"*"sudo env CARGO_TARGET_DIR="* ]] ||
+    [ -e "$tmp/not_installed" ]; then
+    echo "FAILED: install.sh --no-build without a build (cargo: $(PATH=$path command -v cargo)): $(cat "$tmp/no_build.err"), $(ls "$tmp/not_installed" 2>&1)" >&2
+    failed=$((failed + 1))
+  fi
+done
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 libs=$(pkg-config --libs promotion_gates)
 [[ " $libs " == *" -lpromotion_gates_ffi "* ]] ||

@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # Builds the library, the C example and the C tests, then runs the tests three ways:
 # (a) plain, (b) with AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer on),
-# (c) under valgrind memcheck; and runs the example, linked shared and static.
+# (c) under valgrind memcheck (installed with .ci/apt-install when missing); and runs the
+# example, linked shared and static.
 # Run from anywhere. Outputs go to bindings/c/build/ (gitignored).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build="$here/build"
-target="${CARGO_TARGET_DIR:-$root/target}"
-case "$target" in /*) ;; *) target="$root/$target" ;; esac
-lib="$target/release"
+lib=$("$root/.ci/build-dir" release) # where cargo puts the library (CARGO_BUILD_TARGET too)
 mkdir -p "$build"
 start=$SECONDS
 
@@ -18,7 +17,7 @@ echo "== cargo build --release -p promotion-gates-ffi"
 (cd "$root" && cargo build --release -p promotion-gates-ffi)
 # The link the library's SONAME names (libpromotion_gates_ffi.so.ABI), which the programs
 # linked with it below load from $lib.
-"$root/packaging/install.sh" --build-tree-pc "$target/pkgconfig" >/dev/null
+"$root/packaging/install.sh" --build-tree-pc "$(dirname "$lib")/pkgconfig" >/dev/null
 
 echo "== routing vectors -> $build/routing.tsv"
 python3 "$here/vectors_tsv.py" "$root/tests/vectors/routing.json" >"$build/routing.tsv"
@@ -63,7 +62,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   run "asan+ubsan" "$build/test_promotion_gates_asan"
 
-command -v valgrind >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind)
+command -v valgrind >/dev/null || "$root/.ci/apt-install" valgrind
 run "valgrind" valgrind -q --error-exitcode=1 --leak-check=full \
   --errors-for-leak-kinds=definite "$build/test_promotion_gates"
 

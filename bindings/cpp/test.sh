@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Rust library and runs the C++ binding's GoogleTest suite twice: a plain build in
 # bindings/cpp/build, then one with -fsanitize=address,undefined in bindings/cpp/build-asan.
-# Installs what it lacks (cmake, ninja, g++, GoogleTest, nlohmann-json) with apt-get.
+# Installs what it lacks (cmake, ninja, g++, GoogleTest, nlohmann-json) with .ci/apt-install.
 set -euo pipefail
 start=$SECONDS
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -13,29 +13,22 @@ command -v ninja >/dev/null || missing+=(ninja-build)
 command -v c++ >/dev/null || missing+=(g++)
 [ -f /usr/include/gtest/gtest.h ] || missing+=(libgtest-dev)
 [ -f /usr/include/nlohmann/json.hpp ] || missing+=(nlohmann-json3-dev)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+[ ${#missing[@]} -eq 0 ] || "$root/.ci/apt-install" "${missing[@]}"
 
 echo "== cargo build --release -p promotion-gates-ffi"
 (cd "$root" && cargo build --release -p promotion-gates-ffi)
-# Where cargo put the library: $CARGO_TARGET_DIR (relative to the root) or the root's target/.
-target="${CARGO_TARGET_DIR:-$root/target}"
-case "$target" in /*) ;; *) target="$root/$target" ;; esac
+# Where cargo put the library, as .ci/build-dir asks cargo (CARGO_BUILD_TARGET too).
+release=$("$root/.ci/build-dir" release)
 # The link the library's SONAME names (libpromotion_gates_ffi.so.ABI), which the tests load
-# from target/release.
-"$root/packaging/install.sh" --build-tree-pc "$target/pkgconfig" >/dev/null
+# from there.
+"$root/packaging/install.sh" --build-tree-pc "$(dirname "$release")/pkgconfig" >/dev/null
 
 jobs=$(nproc 2>/dev/null || echo 4)
 run() {  # run BUILD_DIR [cmake args...]
   local dir=$1
   shift
   echo "== $(basename "$dir"): configure, build, test"
-  cmake -S "$here" -B "$dir" -G Ninja -DPGATE_LIBRARY_DIR="$target/release" "$@" >/dev/null
+  cmake -S "$here" -B "$dir" -G Ninja -DPGATE_LIBRARY_DIR="$release" "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
   ctest --test-dir "$dir" --output-on-failure --no-tests=error -j "$jobs"
 }

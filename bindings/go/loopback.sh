@@ -1,23 +1,19 @@
 # Sourced by e2e.sh and bench.sh: what both need to run the program e2e/ on loopback ports
 # under wrk. Uses $root (the repository's root) and $here (bindings/go).
 
-# install_wrk: wrk from the Debian package, when it is missing
+# install_wrk: wrk from the Debian package (.ci/apt-install), when it is missing
 install_wrk() {
-  command -v wrk >/dev/null && return 0
-  local apt_get=(apt-get)
-  [ "$(id -u)" -eq 0 ] || apt_get=(sudo apt-get)
-  "${apt_get[@]}" update -qq
-  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends wrk
+  command -v wrk >/dev/null || "$root/.ci/apt-install" wrk
 }
 
 # build_e2e <output>: builds the library, its pkg-config files for this checkout, and the
 # program e2e/ into <output>
 build_e2e() {
   (cd "$root" && cargo build --release -q -p promotion-gates-ffi)
-  local target="${CARGO_TARGET_DIR:-$root/target}"
-  case "$target" in /*) ;; *) target="$root/$target" ;; esac
-  "$root/packaging/install.sh" --build-tree-pc "$target/pkgconfig" >/dev/null
-  (cd "$here" && PKG_CONFIG_PATH="$target/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" CGO_ENABLED=1 \
+  local pkgconfig
+  pkgconfig="$(dirname "$("$root/.ci/build-dir" release)")/pkgconfig"
+  "$root/packaging/install.sh" --build-tree-pc "$pkgconfig" >/dev/null
+  (cd "$here" && PKG_CONFIG_PATH="$pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" CGO_ENABLED=1 \
     go build -o "$1" ./e2e)
 }
 

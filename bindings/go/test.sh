@@ -5,21 +5,23 @@
 # test of the reverse-proxy middleware under load (e2e.sh). pkg-config finds
 # this checkout's build through .pc files written into the target directory (by install.sh,
 # which also links the library's SONAME to it for the shared test binary). Run from
-# anywhere; exits non-zero on the first failure.
+# anywhere; exits non-zero on the first failure, at once when Go is missing or older than
+# go.mod's (.ci/need-go; Go from 1.21 on fetches the toolchain go.mod names itself).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
+"$root/.ci/need-go" # before the build: Go as new as go.mod's, or what to install
+
 echo "== cargo build --release -p promotion-gates-ffi"
 (cd "$root" && cargo build --release -p promotion-gates-ffi)
-target="${CARGO_TARGET_DIR:-$root/target}"
-case "$target" in /*) ;; *) target="$root/$target" ;; esac
+release=$("$root/.ci/build-dir" release) # where cargo put it (CARGO_BUILD_TARGET too)
+pkgconfig="$(dirname "$release")/pkgconfig"
 
-command -v pkg-config >/dev/null ||
-  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y pkg-config)
-echo "== pkg-config files for this checkout's build -> $target/pkgconfig"
-"$root/packaging/install.sh" --build-tree-pc "$target/pkgconfig"
-export PKG_CONFIG_PATH="$target/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+command -v pkg-config >/dev/null || "$root/.ci/apt-install" pkg-config
+echo "== pkg-config files for this checkout's build -> $pkgconfig"
+"$root/packaging/install.sh" --build-tree-pc "$pkgconfig"
+export PKG_CONFIG_PATH="$pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 
 cd "$here"
 export CGO_ENABLED=1
@@ -45,10 +47,10 @@ echo "== benchmarks (smoke run)"
 go test -run '^$' -bench . -benchtime 200ms ./...
 
 echo "== go test -race -tags pgate_shared -run Vector (linked to the shared library)"
-CGO_LDFLAGS="-Wl,-rpath,$target/release" go test -race -tags pgate_shared -count=1 -run Vector ./...
+CGO_LDFLAGS="-Wl,-rpath,$release" go test -race -tags pgate_shared -count=1 -run Vector ./...
 # The test binary must load the shared library: a static link would pass the vectors too.
 shared_test=$(mktemp)
-CGO_LDFLAGS="-Wl,-rpath,$target/release" go test -c -tags pgate_shared -o "$shared_test" .
+CGO_LDFLAGS="-Wl,-rpath,$release" go test -c -tags pgate_shared -o "$shared_test" .
 libs=$(ldd "$shared_test")
 rm -f "$shared_test"
 grep -q libpromotion_gates_ffi.so <<<"$libs" ||

@@ -6,14 +6,15 @@
 # canary's failure. One nginx process (master_process off), on free ports of 127.0.0.1, in a
 # temporary directory; the canary is a unix socket nothing listens on; each request gives up
 # after 5 s. nginx is stopped by its pid on exit. Usage: openresty.sh LIBRARY (test.sh passes
-# the library it built). Installs nginx, libnginx-mod-http-lua and curl with apt-get when missing.
+# the library it built). Installs nginx, libnginx-mod-http-lua and curl with .ci/apt-install when missing
+# (which starts no service: no default site on :80).
 set -euo pipefail
 cd "$(dirname "$0")/../.." # the repository root
 lib=$(realpath "$1")
 
 modules=/usr/lib/nginx/modules
 if ! command -v nginx >/dev/null || [ ! -f "$modules/ngx_http_lua_module.so" ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-http-lua
+  .ci/apt-install nginx libnginx-mod-http-lua
 fi
 
 tmp=$(mktemp -d)

@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
 # Builds the library and runs the LuaJIT module's tests (all routing vectors, the wrappers),
 # then serves the README's OpenResty recipe behind a down canary (openresty.sh, ~3 s).
-# Installs luajit with apt-get if it is missing: Debian's `luajit2` (OpenResty's branch, which
+# Installs luajit with .ci/apt-install if it is missing: Debian's `luajit2` (OpenResty's branch, which
 # also gives /usr/bin/luajit), not `luajit`, whose libluajit-5.1-2 conflicts with the
 # libluajit2-5.1-2 that libnginx-mod-http-lua needs. Run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/../.." # the repository root; every path below is relative to it
 
-command -v luajit >/dev/null ||
-  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y luajit2)
+command -v luajit >/dev/null || .ci/apt-install luajit2
 
 echo "== cargo build --release -p promotion-gates-ffi"
 cargo build --release -p promotion-gates-ffi
-lib=$(realpath -m "${CARGO_TARGET_DIR:-target}/release/libpromotion_gates_ffi.so")
+lib="$(.ci/build-dir release)/libpromotion_gates_ffi.so"
 
 # The same line format the C tests read (see bindings/c/README.md).
 mkdir -p bindings/lua/build

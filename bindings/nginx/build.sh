@@ -3,7 +3,7 @@
 # as Debian's nginx, so the module's ABI signature matches the installed binary) and the
 # library it links (cargo build --release -p promotion-gates-ffi, or the directory in
 # PGATE_LIB_DIR, e.g. an installed /usr/local/lib). Installs nginx, nginx-dev
-# and wrk with apt-get when missing. Prints the module's path as its last line.
+# and wrk with .ci/apt-install when missing (which starts no service). Prints the module's path as its last line.
 # Outputs go to bindings/nginx/build/ (gitignored).
 set -euo pipefail
 
@@ -11,15 +11,10 @@ cd "$(dirname "$0")/../.." # the repository root
 root=$PWD
 here="$root/bindings/nginx"
 build="$here/build"
-lib_dir=${PGATE_LIB_DIR:-$(realpath -m "${CARGO_TARGET_DIR:-target}/release")}
+lib_dir=${PGATE_LIB_DIR:-$(.ci/build-dir release)} # where cargo puts it (CARGO_BUILD_TARGET too)
 
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || [ ! -d /usr/share/nginx/src ]; then
-  echo "== apt-get install nginx nginx-dev wrk" >&2
-  apt_get=(apt-get)
-  [ "$(id -u)" -eq 0 ] || apt_get=(sudo apt-get)
-  "${apt_get[@]}" update -qq
-  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends \
-    nginx nginx-dev wrk >&2
+  .ci/apt-install nginx nginx-dev wrk
 fi
 
 if [ -z "${PGATE_LIB_DIR:-}" ]; then # else: an installed library's directory

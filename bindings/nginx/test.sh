@@ -47,8 +47,8 @@
 # error log line, once, that a rollback made during a
 # graceful exit is logged and that a worker draining after a reload still logs, and judges none
 # of the new workers' outcomes by its old SLO while its own reach them, then runs the end-to-end test under load (e2e.sh, ~30 s;
-# PGATE_NGINX_E2E=0 skips it). Installs what it lacks with apt-get (nginx, nginx-dev, wrk;
-# prometheus for promtool; curl). Run from anywhere.
+# PGATE_NGINX_E2E=0 skips it). Installs what it lacks with .ci/apt-install, which starts no
+# service (nginx, nginx-dev, wrk; prometheus for promtool; curl). Run from anywhere.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,12 +62,7 @@ module_flags=$(make -s -C "$nginx_src" -f objs/Makefile -f - pgate-flags <<<'pga
 # shellcheck disable=SC2086 # the flags are words
 module_cc() { (cd "$nginx_src" && cc $module_flags -I"$here" "$@"); }
 
-if ! command -v promtool >/dev/null; then
-  apt_get=(apt-get)
-  [ "$(id -u)" -eq 0 ] || apt_get=(sudo apt-get)
-  "${apt_get[@]}" update -qq
-  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends prometheus
-fi
+command -v promtool >/dev/null || "$here/../../.ci/apt-install" prometheus
 
 echo "== nginx -t names what is wrong"
 tmp=$(mktemp -d)

@@ -1,28 +1,29 @@
 #!/usr/bin/env bash
-# Tests of the Python binding: builds the Rust library, then runs pytest (and mypy --strict
-# when it can be had) against it. Runs from any directory; exits non-zero on any failure.
+# Tests of the Python binding: builds the Rust library, then runs pytest and mypy --strict
+# against it (with python3, or a venv .ci/test-python makes when pip may not install them). Runs from any directory; exits non-zero on any failure.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 
-target="${CARGO_TARGET_DIR:-$root/target}"
-case "$target" in /*) ;; *) target="$root/$target" ;; esac
-
 echo "== cargo build --release -p promotion-gates-ffi"
 cargo build --release -p promotion-gates-ffi
+release=$(.ci/build-dir release) # where cargo put it (CARGO_BUILD_TARGET too)
 case "$(uname -s)" in
-  Darwin) lib="$target/release/libpromotion_gates_ffi.dylib" ;;
-  *) lib="$target/release/libpromotion_gates_ffi.so" ;;
+  Darwin) lib="$release/libpromotion_gates_ffi.dylib" ;;
+  *) lib="$release/libpromotion_gates_ffi.so" ;;
 esac
 test -f "$lib" || { echo "test.sh: $lib was not built" >&2; exit 1; }
 export PROMOTION_GATES_LIBRARY="$lib"
 
-python3 -m pytest --version >/dev/null 2>&1 || python3 -m pip install -q pytest
+# Part of the test: pytest and mypy, installed from PyPI when missing (into a venv in the target
+# directory where pip may not install into python3: .ci/test-python), and a failure to install
+# fails the run.
+python=$(timeout 600 .ci/test-python pytest mypy)
 
-echo "== pytest bindings/python/tests"
+echo "== pytest bindings/python/tests ($python)"
 status=0
-python3 -m pytest -q bindings/python/tests || status=$?
+"$python" -m pytest -q bindings/python/tests || status=$?
 if [ "$status" -eq 5 ]; then
   echo "test.sh: pytest collected no tests" >&2
   exit 1
@@ -31,7 +32,5 @@ elif [ "$status" -ne 0 ]; then
 fi
 
 echo "== mypy --strict"
-# Part of the test: installed from PyPI when missing, and a failure to install fails the run.
-python3 -m mypy --version >/dev/null 2>&1 || timeout 300 python3 -m pip install -q mypy
-(cd "$here" && python3 -m mypy --strict src/promotion_gates bench_route.py \
-  && MYPYPATH=src:tests python3 -m mypy --strict tests)
+(cd "$here" && "$python" -m mypy --strict src/promotion_gates bench_route.py \
+  && MYPYPATH=src:tests "$python" -m mypy --strict tests)

@@ -8,27 +8,21 @@
 #      window's latency buckets (untyped series: a gauge histogram, see docs/telemetry.md);
 #   3. after the gate is made to roll back by itself, `promotion_rollbacks_total` of the
 #      gate has increased.
-# Installs `prometheus` with apt-get when missing. Starts no service: any system Prometheus is
-# left alone (ours uses its own port, config and data). Every process started here is
-# stopped by its pid on exit. Bounded: each wait gives up after 60 s.
+# Installs `prometheus` with .ci/apt-install when missing, which keeps the package from
+# starting its service (on 0.0.0.0:9090). Starts no service: any system Prometheus is left
+# alone (ours uses its own port, config and data). Every process started here is stopped by
+# its pid on exit. Bounded: each wait gives up after 60 s.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-target="${CARGO_TARGET_DIR:-$root/target}"
-case "$target" in /*) ;; *) target="$root/$target" ;; esac
-
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
-  echo "== apt-get install prometheus"
-  apt_get=(apt-get)
-  [ "$(id -u)" -eq 0 ] || apt_get=(sudo apt-get)
-  "${apt_get[@]}" update -qq
-  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends prometheus
+  "$root/.ci/apt-install" prometheus
 fi
 echo "== $(prometheus --version 2>&1 | head -n 1)"
 
 echo "== cargo build -p promotion-gates-ffi --example metrics_server"
 (cd "$root" && cargo build -q -p promotion-gates-ffi --example metrics_server)
-server_bin="$target/debug/examples/metrics_server"
+server_bin="$("$root/.ci/build-dir" debug)/examples/metrics_server" # (CARGO_BUILD_TARGET too)
 
 tmp=$(mktemp -d)
 pids=()
