@@ -950,6 +950,27 @@ pgate_status pgate_document_fleet_judging(const uint8_t *config_json,
                                           struct pgate_error **err);
 
 /**
+ * Checks an SLO document against a config document as `pgate_gate_new` checks the pair (the
+ * SLO's own fields, and its `evaluation_interval_ms` against the config's
+ * `rollback_window_seconds`), read from the documents alone: nothing is opened or created.
+ * Either document may be empty (length 0, any pointer) for the defaults. A host that opens a
+ * gate's store later (after the rest of its configuration was read) asks this first, so a
+ * pair the gate would refuse fails before the store is written.
+ *
+ * On failure, if `err` is not NULL, `*err` receives an error object naming the field and
+ * value.
+ *
+ * # Safety
+ * `config_json` must be NULL or point to `config_len` readable bytes, `slo_json` NULL or
+ * point to `slo_len` readable bytes; `err` NULL or valid for a write.
+ */
+pgate_status pgate_document_check_slo(const uint8_t *config_json,
+                                      size_t config_len,
+                                      const uint8_t *slo_json,
+                                      size_t slo_len,
+                                      struct pgate_error **err);
+
+/**
  * The library's version, e.g. `"0.1.0"`: a static string the caller must not free.
  */
 const char *pgate_version(void);

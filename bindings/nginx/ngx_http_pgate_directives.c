@@ -193,9 +193,11 @@ ngx_http_pgate_check_store(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
 /*
  * Validates a gate's documents without opening its store: what the config document alone can
  * refuse (a field's value, no store or a relative path, a store that judges the fleet, the
- * name of another declaration's gate) is read from it, and the SLO document is validated by a
- * gate made of the default config (no store) and freed. The store is opened only when the
- * gate's zone is made (ngx_http_pgate_open_store), after the whole configuration was read:
+ * name of another declaration's gate) is read from it, and the SLO document (the default one
+ * without slo=) is validated against the config document (its interval against the
+ * document's rollback_window_seconds, pgate_document_check_slo), as the gate will be opened
+ * from the pair. The store is opened only when the gate's zone is made
+ * (ngx_http_pgate_open_store), after the whole configuration was read:
  * opening it creates its file and, when the store is empty, writes the document's state into
  * it, so a configuration refused after this directive (an unknown variable, another
  * directive's error) would leave that state for the corrected one to start from.
@@ -204,7 +206,6 @@ static char *
 ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
 {
     char          *rv;
-    pgate_gate    *gate;
     pgate_error   *err;
     pgate_status   st;
 
@@ -220,16 +221,13 @@ ngx_http_pgate_validate(ngx_conf_t *cf, ngx_http_pgate_gate_t *g)
     g->opened->slo_path = g->slo_path;
     g->opened->slo = g->slo;
 
-    if (g->slo_path.len == 0) {
-        return NGX_CONF_OK;
-    }
-
-    gate = NULL;
+    /* the SLO (the default one without slo=) against this config document: the gate is
+     * opened from the pair, so its interval must fit the document's rollback window */
     err = NULL;
-    st = pgate_gate_new(NULL, 0, g->slo.data, g->slo.len, &gate, &err);
+    st = pgate_document_check_slo(g->config.data, g->config.len, g->slo.data, g->slo.len,
+                                  &err);
     rv = st == PGATE_STATUS_OK ? NGX_CONF_OK : ngx_http_pgate_refuse(cf, g, st, err);
     pgate_error_free(err);
-    (void) pgate_gate_free(gate);
     return rv;
 }
 

@@ -145,6 +145,14 @@ mkdir -m 777 "$tmp/cwd"
 (cd "$tmp/cwd" && expect_refusal 'invalid store.sqlite.path = "rel.db" in' 'promotion_gate g relative.json;')
 [ -z "$(ls -A "$tmp/cwd")" ] || { echo "FAIL: nginx -t left $(ls -A "$tmp/cwd") in its working directory" >&2; exit 1; }
 expect_refusal 'min_samples = 1' 'promotion_gate g good.json slo=slo.json;'
+# The SLO is checked against the gate's own config document, not the default config's 300 s
+# window: a minute's interval fits an hour's window, the default 1 s interval no 5 s window.
+gate_document hour 5 '"rollback_window_seconds": 3600,'
+echo '{"evaluation_interval_ms": 60000}' >"$tmp/conf/minute.json"
+gate_document short 5 '"rollback_window_seconds": 5,'
+expect_refusal 'invalid evaluation_interval_ms = 1000: at most a tenth of rollback_window_seconds = 5' \
+  'promotion_gate short short.json;'
+no_store "$tmp/fleet/short.db"
 expect_refusal 'good.json" names gate "g", as the document of promotion_gate "g" does' \
   'promotion_gate g good.json; promotion_gate h good.json;'
 expect_refusal 'twin.json" names gate "g", as the document of promotion_gate "g" does' \
@@ -250,6 +258,9 @@ CONF
 # declared gate's variable, $promotion_gate_<name>, is a gate's decision (a build searching the
 # whole value refused these).
 expect_accepted 'promotion_gate g good.json key=$http_x_promotion_gate_id key=$cookie_promotion_gate_user;'
+# A minute's interval in an hour's window (checked against the gate's document, not against
+# the default config's 300 s window).
+expect_accepted 'promotion_gate g hour.json slo=minute.json;'
 # ... and so is a variable named $promotion_gate_<name> when no gate has that name (a build
 # refusing every $promotion_gate_... refused this map's variable, saying it was a gate's).
 expect_accepted 'map $http_x_owner $promotion_gate_owner { default $http_x_owner; }

@@ -195,7 +195,7 @@ const SWAPPED_JSON: Param = Param {
     what: "config",
 };
 
-/// The SLO document of `pgate_gate_new`.
+/// The SLO document of `pgate_gate_new` and `pgate_document_check_slo`.
 const SLO_JSON: Param = Param {
     pointer: "slo_json",
     length: "slo_len",
@@ -791,6 +791,39 @@ pub unsafe extern "C" fn pgate_document_fleet_judging(
         // SAFETY: fleet_judging is non-NULL (checked above) and valid for a write (caller's
         // contract).
         unsafe { fleet_judging.write(sums) };
+        Ok(())
+    })
+}
+
+/// Checks an SLO document against a config document as `pgate_gate_new` checks the pair (the
+/// SLO's own fields, and its `evaluation_interval_ms` against the config's
+/// `rollback_window_seconds`), read from the documents alone: nothing is opened or created.
+/// Either document may be empty (length 0, any pointer) for the defaults. A host that opens a
+/// gate's store later (after the rest of its configuration was read) asks this first, so a
+/// pair the gate would refuse fails before the store is written.
+///
+/// On failure, if `err` is not NULL, `*err` receives an error object naming the field and
+/// value.
+///
+/// # Safety
+/// `config_json` must be NULL or point to `config_len` readable bytes, `slo_json` NULL or
+/// point to `slo_len` readable bytes; `err` NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pgate_document_check_slo(
+    config_json: *const u8,
+    config_len: usize,
+    slo_json: *const u8,
+    slo_len: usize,
+    err: *mut *mut pgate_error,
+) -> pgate_status {
+    guard_err(err, || {
+        // SAFETY: the caller guarantees config_len readable bytes at config_json.
+        let config = unsafe { read_document(config_json, config_len) }?;
+        // SAFETY: the caller guarantees slo_len readable bytes at slo_json.
+        let slo_document = unsafe { optional_text(slo_json, slo_len, SLO_JSON) }?;
+        let slo: SloConfig = parse(slo_document, SloConfig::from_json, "SLO config")?;
+        slo.validate_for(&config)
+            .map_err(promotion_gates::Error::from)?;
         Ok(())
     })
 }

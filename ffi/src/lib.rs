@@ -55,10 +55,11 @@ mod telemetry;
 pub use changes::{pgate_change_count, pgate_changes_json, pgate_sync_now};
 pub use error::{pgate_error, pgate_error_free, pgate_error_message, pgate_error_status};
 pub use gate::{
-    PGATE_NAME_CAPACITY, PGATE_QUARANTINED_GATES, pgate_config_json, pgate_document_fleet_judging,
-    pgate_document_gate_name, pgate_fleet_judging, pgate_gate, pgate_gate_free, pgate_gate_name,
-    pgate_gate_new, pgate_override_names, pgate_slo_json, pgate_state, pgate_store_location,
-    pgate_swap_config, pgate_swap_config_from, pgate_swap_slo, pgate_version,
+    PGATE_NAME_CAPACITY, PGATE_QUARANTINED_GATES, pgate_config_json, pgate_document_check_slo,
+    pgate_document_fleet_judging, pgate_document_gate_name, pgate_fleet_judging, pgate_gate,
+    pgate_gate_free, pgate_gate_name, pgate_gate_new, pgate_override_names, pgate_slo_json,
+    pgate_state, pgate_store_location, pgate_swap_config, pgate_swap_config_from, pgate_swap_slo,
+    pgate_version,
 };
 pub use judge::{
     PGATE_EVIDENCE_CAPACITY, pgate_check_slo, pgate_health, pgate_monitor_health,

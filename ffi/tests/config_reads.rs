@@ -2,7 +2,7 @@
 //! value (`pgate_override_names`), whether the store sums every process's outcomes
 //! (`pgate_fleet_judging`) and the gate's name (`pgate_gate_name`), and those a host reads from a
 //! config document before it opens a gate (`pgate_store_location`, `pgate_document_gate_name`,
-//! `pgate_document_fleet_judging`).
+//! `pgate_document_fleet_judging`, `pgate_document_check_slo`).
 #![allow(unsafe_code)]
 
 mod common;
@@ -768,5 +768,57 @@ fn the_document_reads_answer_as_the_gate_opened_from_the_document() {
             std::fs::remove_file(entry.unwrap().path()).unwrap();
         }
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What `pgate_document_check_slo` answers for a config and an SLO document: its status and
+/// the error object's message.
+fn check_slo(config: &str, slo: &str) -> (pgate_status, String) {
+    let mut err = null_mut();
+    // SAFETY: the documents are live slices; a valid out-pointer.
+    let status = unsafe {
+        pgate_document_check_slo(
+            config.as_ptr(),
+            config.len(),
+            slo.as_ptr(),
+            slo.len(),
+            &mut err,
+        )
+    };
+    // SAFETY: err is NULL or the error object this call made, read and freed once.
+    (status, unsafe { error_text(err) })
+}
+
+#[test]
+fn the_slo_is_checked_against_the_config_documents_window_opening_nothing() {
+    let dir = std::env::temp_dir().join(format!("pgate-check-slo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("g.db");
+    let hour = format!(
+        r#"{{"rollback_window_seconds": 3600, "store": {{"sqlite": {{"path": {path:?}}}}}}}"#
+    );
+    // A minute's interval fits an hour's window (not the default config's 300 s one).
+    assert_eq!(
+        check_slo(&hour, r#"{"evaluation_interval_ms": 60000}"#),
+        (pgate_status::Ok, String::new())
+    );
+    // The default SLO (empty document, 1 s interval) does not fit a 5 s window.
+    let (status, message) = check_slo(r#"{"rollback_window_seconds": 5}"#, "");
+    assert_eq!(status, pgate_status::InvalidConfig);
+    assert!(
+        message.contains("invalid evaluation_interval_ms = 1000")
+            && message.contains("rollback_window_seconds = 5"),
+        "{message}"
+    );
+    // The SLO's own fields and the config's are checked too.
+    assert_eq!(
+        check_slo("", r#"{"min_samples": 1}"#).0,
+        pgate_status::InvalidConfig
+    );
+    assert_eq!(
+        check_slo(r#"{"rollback_window_seconds": 0}"#, "").0,
+        pgate_status::InvalidConfig
+    );
+    assert!(!path.exists(), "the store was not opened");
     std::fs::remove_dir_all(&dir).unwrap();
 }
