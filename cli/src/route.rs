@@ -7,14 +7,15 @@
 
 use clap::Args;
 use promotion_gates::{
-    BUCKETS, Environment, Forced, MAX_SHOWN_VALUE_BYTES, PromotionConfig, PromotionGateManager,
-    RoutingDecision, SloAdmissionController, SloConfig,
+    BUCKETS, Environment, Forced, MAX_SHOWN_VALUE_BYTES, MIN_EVALUATION_INTERVAL, PromotionConfig,
+    PromotionGateManager, RoutingDecision, SloAdmissionController, SloConfig,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
 use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::document;
 use crate::error::{CliError, shown_escaped};
@@ -233,11 +234,29 @@ fn flag_refusal(e: &promotion_gates::ConfigError) -> String {
     )
 }
 
+/// The SLO of the gate `route` builds: the default one with its evaluation interval shortened
+/// to a tenth of `config`'s rollback window where the default's is longer (never below
+/// [`MIN_EVALUATION_INTERVAL`]). Routing does not read the SLO, and nothing is judged, but a
+/// gate refuses an interval longer than a tenth of its window: a config with a short window
+/// (5 s) routes as any other.
+fn routing_slo(config: &PromotionConfig) -> SloConfig {
+    let default = SloConfig::default();
+    let tenth = Duration::from_secs(config.rollback_window_seconds) / 10;
+    SloConfig {
+        evaluation_interval: default
+            .evaluation_interval
+            .min(tenth)
+            .max(MIN_EVALUATION_INTERVAL),
+        ..default
+    }
+}
+
 /// Runs `route`.
 pub fn run(args: &RouteArgs) -> Result<(), CliError> {
+    let config = config(args)?;
     let slo =
-        SloAdmissionController::new(SloConfig::default()).map_err(promotion_gates::Error::from)?;
-    let gate = PromotionGateManager::new(config(args)?, slo)?;
+        SloAdmissionController::new(routing_slo(&config)).map_err(promotion_gates::Error::from)?;
+    let gate = PromotionGateManager::new(config, slo)?;
     // The salt and threshold of the gate routing, which --explain recomputes the formula with.
     let formula = Formula::of(&gate);
     let salt = &formula.salt;

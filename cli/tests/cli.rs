@@ -874,6 +874,18 @@ fn route_with_a_config_file() {
     assert!(out.contains("threshold 0 (0%)"), "{out}");
 }
 
+#[test]
+fn route_with_a_config_of_a_short_window() {
+    // Routing does not read the window: a 5 s one (shorter than ten of the default SLO's 1 s
+    // evaluations) routes as any other.
+    let path = temp_file("short-route.json", r#"{"rollback_window_seconds": 5}"#);
+    let output = run(&["route", "--config", text(&path), "u1"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("u1\t"), "{out}");
+}
+
 // validate
 
 #[test]
