@@ -48,9 +48,15 @@ pub fn run(args: &ValidateArgs) -> Result<u8, CliError> {
         // The SLO file, valid alone, for the valid config file's gate: its interval against
         // the window.
         let paired = kind == Kind::Slo && args.kind == Kind::Promotion && all_valid;
+        // Without --slo, the valid config file for a gate of the default SLO (as a host
+        // opening it without an SLO document makes).
+        let defaulted = kind == Kind::Promotion && args.slo.is_none();
         let checked = check(path, kind).and_then(|summary| {
             if paired {
                 check_pair(&args.file, path)?;
+            }
+            if defaulted {
+                check_default_slo(path)?;
             }
             Ok(summary)
         });
@@ -83,6 +89,22 @@ fn check_pair(promotion: &Path, slo: &Path) -> Result<(), CliError> {
         path: slo.to_path_buf(),
         message: format!("{e} (for the gate of {})", shown_path(promotion)),
     })
+}
+
+/// Checks the default SloConfig for the gate of the valid PromotionConfig at `promotion`
+/// ([`SloConfig::validate_for`]), as a gate opened without an SLO document checks it; the
+/// refusal is the config file's.
+fn check_default_slo(promotion: &Path) -> Result<(), CliError> {
+    let config: PromotionConfig = document::load(promotion)?;
+    SloConfig::default()
+        .validate_for(&config)
+        .map_err(|e| CliError::Invalid {
+            path: promotion.to_path_buf(),
+            message: format!(
+                "{e} (for the default SLO, which a gate opened without an SLO document has: \
+                 pass the gate's SLO file with --slo)"
+            ),
+        })
 }
 
 /// Checks one file; returns a one-line summary of a valid one.

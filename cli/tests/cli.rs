@@ -901,6 +901,28 @@ fn validate_accepts_a_valid_config() {
 }
 
 #[test]
+fn validate_without_slo_checks_the_default_slo_against_the_window() {
+    // A 5 s window does not fit the default SLO's 1 s interval: every gate opened without an
+    // SLO document refuses it, so validate does.
+    let path = temp_file("short-validate.json", r#"{"rollback_window_seconds": 5}"#);
+    let (code, message) = failure(&["validate", text(&path)]);
+    assert_eq!(code, 1);
+    assert!(
+        message.contains("invalid evaluation_interval_ms = 1000")
+            && message.contains("rollback_window_seconds = 5")
+            && message.contains("--slo"),
+        "{message}"
+    );
+    // With an SLO that fits, it is valid.
+    let slo = temp_file(
+        "short-validate-slo.json",
+        r#"{"evaluation_interval_ms": 500}"#,
+    );
+    let output = run(&["validate", text(&path), "--slo", text(&slo)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
 fn validate_names_the_invalid_field_and_its_value() {
     let path = temp_file("threshold.json", r#"{"slo_threshold": 2}"#);
     let (code, message) = failure(&["validate", text(&path)]);
