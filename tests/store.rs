@@ -490,6 +490,38 @@ fn two_gates_on_one_file_follow_each_other() {
     assert_eq!(b.rollback_history().len(), 1);
 }
 
+#[test]
+fn a_window_followed_from_the_store_is_not_refused_when_the_config_is_sent_again() {
+    let dir = Scratch::new("followed-window");
+    let path = dir.file("gate.db");
+    let config = PromotionConfig::from_json(&document(&path, 10.0, 5000)).unwrap();
+    let fast = SloConfig {
+        evaluation_interval: Duration::from_millis(100),
+        ..SloConfig::default()
+    };
+    let a = PromotionGateManager::new(config, SloAdmissionController::new(fast).unwrap()).unwrap();
+    // b: the default SLO, whose 1 s interval a 5 s window does not fit.
+    let b = open(&path);
+    let mut short = a.config();
+    short.rollback_window_seconds = 5;
+    a.swap_config(short).unwrap();
+    eventually("b follows a's window", || {
+        b.config().rollback_window_seconds == 5
+    });
+    // b's hot reload: the config in force again, one flag added. The window it did not change
+    // is not refused.
+    let mut next = b.config();
+    next.feature_flags.push("wide_layout".into());
+    b.swap_config(next).unwrap();
+    assert!(b.is_feature_enabled("wide_layout"));
+    // A window b changes is checked against b's interval.
+    let mut shorter = b.config();
+    shorter.rollback_window_seconds = 6;
+    let err = b.swap_config(shorter).unwrap_err().to_string();
+    assert!(err.contains("invalid rollback_window_seconds = 6"), "{err}");
+    assert_eq!(b.config().rollback_window_seconds, 5);
+}
+
 /// A gate on `path` that reads the store only once a minute: within a test it learns of other
 /// gates' writes only when it writes itself or is asked to sync.
 fn open_slow(path: &str) -> PromotionGateManager {

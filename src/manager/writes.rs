@@ -638,9 +638,10 @@ impl PromotionGateManager {
     ///
     /// # Errors
     /// [`Error::Config`] naming the first invalid field (or a changed `gate`: a running gate
-    /// keeps its name; or, with a store, a changed `store`; or a `rollback_window_seconds`
-    /// shorter than ten of the gate's `evaluation_interval_ms`, as
-    /// [`SloConfig::validate_for`](crate::SloConfig::validate_for)), [`Error::Store`] when the store
+    /// keeps its name; or, with a store, a changed `store`; or a changed
+    /// `rollback_window_seconds` shorter than ten of the gate's `evaluation_interval_ms`, as
+    /// [`SloConfig::validate_for`](crate::SloConfig::validate_for): the window in force passes,
+    /// one followed from the store too), [`Error::Store`] when the store
     /// cannot be written, or when another process began a stage first (a rollback or a
     /// promotion this process had not applied yet: the swap was decided on a release the
     /// store no longer holds; read the config again); [`PromotionError::SloNotMet`] when the
@@ -752,7 +753,12 @@ impl PromotionGateManager {
                 .into());
             }
             StoreLink::check_same_store(writer.store.as_ref(), &config)?;
-            self.check_window_for_slo(config.rollback_window_seconds)?;
+            // Only a window this swap changes: the one in force passes, as it was accepted
+            // (perhaps followed from the store, written by a process of a shorter interval),
+            // so re-sending the config in force with one change is not refused for it.
+            if config.rollback_window_seconds != current.config.rollback_window_seconds {
+                self.check_window_for_slo(config.rollback_window_seconds)?;
+            }
             // Decided again after another process's write: only if that write left the stage
             // alone (a flag edit, say). One that began a stage (a rollback, a promotion) is not
             // written over: the caller read a release that is no longer there.
