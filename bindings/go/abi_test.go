@@ -24,6 +24,9 @@ var notWrapped = map[string]string{
 	// Every call is declared #cgo nocallback: a log callback written in Go would panic the
 	// runtime at its first line (doc.go, "Logging"); a host installs one written in C.
 	"pgate_set_log_callback": "a Go callback cannot be called from the nocallback calls",
+	// For a host that reads its documents before it opens a gate's store (nginx -t): New
+	// checks the same pair as it opens the gate.
+	"pgate_document_check_slo": "New checks the SLO against the config as it makes the gate",
 }
 
 // headerFunctions returns the names of the functions the header declares.

@@ -188,6 +188,10 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         [_bytes_in, c_size_t, _buf_out, c_size_t, POINTER(c_size_t), _error_out],
     ),
     "pgate_document_fleet_judging": (c_status, [_bytes_in, c_size_t, POINTER(c_bool), _error_out]),
+    "pgate_document_check_slo": (
+        c_status,
+        [_bytes_in, c_size_t, _bytes_in, c_size_t, _error_out],
+    ),
     "pgate_version": (c_char_p, []),
     "pgate_monitor_health": (
         c_status,
