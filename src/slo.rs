@@ -425,9 +425,24 @@ impl SloConfig {
         self.check_window(config.rollback_window_seconds)
     }
 
+    /// The longest `evaluation_interval` a gate with a window of `window_seconds` accepts
+    /// (see [`validate_for`](Self::validate_for)): one slot of the window, a tenth of it.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::SloConfig;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(SloConfig::longest_interval_for(300), Duration::from_secs(30));
+    /// assert_eq!(SloConfig::longest_interval_for(5), Duration::from_millis(500));
+    /// ```
+    pub fn longest_interval_for(window_seconds: u64) -> Duration {
+        Duration::from_secs(window_seconds) / crate::metrics::SLOTS
+    }
+
     /// `evaluation_interval` against a window of `window_seconds`: at most one slot of it.
     pub(crate) fn check_window(&self, window_seconds: u64) -> Result<(), ConfigError> {
-        let slot = Duration::from_secs(window_seconds) / crate::metrics::SLOTS;
+        let slot = Self::longest_interval_for(window_seconds);
         if self.evaluation_interval > slot {
             return Err(ConfigError::new(
                 "evaluation_interval_ms",

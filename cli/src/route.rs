@@ -15,7 +15,6 @@ use sha2::{Digest, Sha256};
 use std::ffi::OsString;
 use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::document;
 use crate::error::{CliError, shown_escaped};
@@ -234,18 +233,18 @@ fn flag_refusal(e: &promotion_gates::ConfigError) -> String {
     )
 }
 
-/// The SLO of the gate `route` builds: the default one with its evaluation interval shortened
-/// to a tenth of `config`'s rollback window where the default's is longer (never below
-/// [`MIN_EVALUATION_INTERVAL`]). Routing does not read the SLO, and nothing is judged, but a
-/// gate refuses an interval longer than a tenth of its window: a config with a short window
-/// (5 s) routes as any other.
+/// The SLO of the gate `route` builds: the default one with its evaluation interval cut to
+/// the longest `config`'s window accepts ([`SloConfig::longest_interval_for`]) where the
+/// default's is longer (never below [`MIN_EVALUATION_INTERVAL`]). Routing does not read the
+/// SLO, and nothing is judged, but a gate refuses a longer interval: a config with a short
+/// window (5 s) routes as any other.
 fn routing_slo(config: &PromotionConfig) -> SloConfig {
     let default = SloConfig::default();
-    let tenth = Duration::from_secs(config.rollback_window_seconds) / 10;
+    let longest = SloConfig::longest_interval_for(config.rollback_window_seconds);
     SloConfig {
         evaluation_interval: default
             .evaluation_interval
-            .min(tenth)
+            .min(longest)
             .max(MIN_EVALUATION_INTERVAL),
         ..default
     }
