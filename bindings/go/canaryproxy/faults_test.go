@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -433,8 +434,8 @@ func TestAnUpstreamThatBreaksTheProxyIsAFailure(t *testing.T) {
 	}
 }
 
-// An upgrade the upstream granted (101) is not recorded, also through a host writer that
-// cannot hijack (http.TimeoutHandler's), where the ReverseProxy reports an error.
+// An upgrade the upstream granted (101) that the host's writer cannot take (http.TimeoutHandler's
+// cannot hijack, and the ReverseProxy reports an error) is not recorded.
 func TestAnUpgradeIsNotRecordedThroughAWriterThatCannotHijack(t *testing.T) {
 	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
 	ws := rawUpstream(t, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
@@ -445,6 +446,100 @@ func TestAnUpgradeIsNotRecordedThroughAWriterThatCannotHijack(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: k\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
 	if requests, errors := canaryOutcomes(t, g); requests != 0 || errors != 0 {
 		t.Errorf("a granted upgrade recorded as %v canary requests, %v failures", requests, errors)
+	}
+}
+
+// A granted upgrade is a success, timed at the 101, and a refused one a failure: a build that
+// recorded only the refusals saw a canary refusing 1 upgrade in 10 at a 100 % error rate, as
+// one refusing them all, and the ratio rules never told it from a stable refusing 1 %.
+func TestAnUpgradeIsRecordedOnceGranted(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	var served atomic.Int64
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if served.Add(1) > 9 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nhi")
+		_ = brw.Flush()
+		time.Sleep(150 * time.Millisecond) // the upgraded exchange, not timed
+	}))
+	defer ws.Close()
+	front := httptest.NewServer(newProxy(t, Options{}, g, ws.URL, ws.URL))
+	defer front.Close()
+	for i := 1; i <= 10; i++ {
+		want := "HTTP/1.1 101 Switching Protocols"
+		if i == 10 {
+			want = "HTTP/1.1 503 Service Unavailable"
+		}
+		if status := rawRequest(t, front.Listener.Addr().String(), fmt.Sprintf("GET / HTTP/1.1\r\nHost: x\r\n"+
+			"X-Request-Id: k%d\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n", i)); status != want {
+			t.Fatalf("upgrade %d: %q, want %q", i, status, want)
+		}
+	}
+	if requests, errors := canaryOutcomes(t, g); requests != 10 || errors != 1 {
+		t.Errorf("9 granted upgrades and a refused one recorded as %v canary requests, %v failures; want 10, 1", requests, errors)
+	}
+	if fast := metric(t, g, "promotion_window_latency_seconds_bucket", `cohort="canary"`, `le="0.1"`); fast != 10 {
+		t.Errorf("%v of 10 upgrades recorded within 0.1 s: a grant is timed at its 101, not at the end of the 150 ms exchange", fast)
+	}
+}
+
+// A 101 the ReverseProxy does not switch to leaves its body, the upstream's connection, open
+// (nothing closes it until a GC finds it): the Proxy closes it, whether the host's writer
+// cannot hijack (http.TimeoutHandler's) or the upstream switched to another protocol than the
+// one asked, or to an invalid one (those two the upstream's failures). GC is off meanwhile: no
+// finalizer closes the connection in the Proxy's place.
+func TestAnUpgradeNotTakenClosesTheUpstreamsConnection(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	for _, tc := range []struct {
+		name, upgrade string
+		timeout       bool
+		failures      float64
+	}{
+		{"under TimeoutHandler", "websocket", true, 0},
+		{"another protocol", "h2c", false, 1},
+		{"an invalid protocol", "web\tsocket", false, 1},
+	} {
+		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+		ended := make(chan error, 1)
+		ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				panic(err)
+			}
+			defer c.Close()
+			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + tc.upgrade + "\r\n\r\n")
+			_ = brw.Flush()
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = io.Copy(io.Discard, c)
+			ended <- err // nil: the proxy closed the connection
+		}))
+		var h http.Handler = newProxy(t, Options{}, g, ws.URL, ws.URL)
+		if tc.timeout {
+			h = http.TimeoutHandler(h, 5*time.Second, "slow")
+		}
+		front := httptest.NewServer(h)
+		rawRequest(t, front.Listener.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: k\r\n"+
+			"Connection: Upgrade\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n")
+		select {
+		case err := <-ended:
+			if err != nil {
+				t.Errorf("%s: the upstream's connection ended with %v, want EOF", tc.name, err)
+			}
+		case <-time.After(time.Second):
+			t.Errorf("%s: the upstream's connection still open 1 s after the request ended", tc.name)
+		}
+		if requests, errors := canaryOutcomes(t, g); requests != tc.failures || errors != tc.failures {
+			t.Errorf("%s: %v canary requests, %v failures recorded; want %v of each", tc.name, requests, errors, tc.failures)
+		}
+		front.Close()
+		ws.Close()
 	}
 }
 

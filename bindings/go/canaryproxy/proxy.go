@@ -9,7 +9,12 @@
 //     status below 100, which net/http refuses, is one too); an error reaching the upstream
 //     (dial refused, reset, also while the Transport waited for the client's next bytes of
 //     the body, a response-header timeout, an error of Options.ModifyResponse, a Transport
-//     that panics or gives no response) is a failure of the version it was routed to. What
+//     that panics or gives no response) is a failure of the version it was routed to. A
+//     connection upgrade (WebSocket...) the upstream granted (101) is a success once the
+//     client's connection was hijacked for it, whatever the exchange that follows does; one it
+//     refused is its status's outcome (a 503 a failure), and a 101 to another protocol than the
+//     one asked, or to an invalid one, a failure (a gate that saw only an upgrade's failures
+//     read 100 % errors for any share of refusals, and never rolled back). What
 //     the client caused is not: a request the ReverseProxy refuses before sending it (an
 //     Upgrade header that is not printable ASCII) is not recorded, nor is one whose body
 //     never arrived whole (a malformed chunk or a body shorter than its Content-Length,
@@ -41,7 +46,9 @@
 //     while the upstream works: time to headers, whatever its reads took).
 //     Options.ModifyResponse runs before the headers are written, so its time is included
 //     (one that reads the body makes the body's time part of it). For an upstream error it is
-//     the time until the error;
+//     the time until the error; for a granted upgrade, the time until the 101 (taken as the
+//     ReverseProxy hijacks the client's connection, as an answer is timed as its headers are
+//     written);
 //   - forced requests (an override sent them: the config's id lists, or the forcing value of
 //     the header or cookie its overrides section names, which the Proxy reads and passes
 //     to the gate) are recorded as promotiongates.Forced: in neither cohort. When the
@@ -73,9 +80,8 @@
 //     also when its value is http.ErrAbortHandler: that is not the ReverseProxy's abort of a
 //     broken body; the panic that goes on is the first one, http.ErrAbortHandler when the
 //     ReverseProxy aborted, not one of the writer's after it), and a
-//     connection upgrade the upstream granted (101), which writes no headers through the
-//     ResponseWriter, also when the host's ResponseWriter cannot hijack
-//     (http.TimeoutHandler's).
+//     connection upgrade the upstream granted (101) that the host's side could not take: its
+//     ResponseWriter cannot hijack (http.TimeoutHandler's), or the hijack failed.
 //
 // Informational answers: the ReverseProxy passes an upstream's 1xx on to the client's writer.
 // The Proxy drops 100 Continue, which the client's server sends by itself when the request's
@@ -421,7 +427,11 @@ func newExchange(opts Options, rewrites [2]func(*httputil.ProxyRequest), onError
 			return nil
 		}
 		defer hostPanicked()
-		return modify(res)
+		err := modify(res)
+		if err != nil {
+			ow.response = nil // the ReverseProxy closes its body, then hands err to handleError
+		}
+		return err
 	}
 	for i, rewrite := range rewrites {
 		ex.proxies[i] = httputil.ReverseProxy{Rewrite: rewrite, Transport: opts.Transport,
@@ -750,8 +760,10 @@ func (p *Proxy) StatusHandler() http.Handler {
 // handleError is the ReverseProxies' error handler: it records an upstream failure, then runs
 // Options.ErrorHandler. What the upstream did not cause is no failure: a request the
 // ReverseProxy refused before sending it (an invalid Upgrade header: the handler is given the
-// client's request then, not the outgoing copy) and an upgrade the upstream granted (see
-// Hijack) record nothing. A request whose body never arrived whole (a malformed chunk, a body
+// client's request then, not the outgoing copy) records nothing, nor does an error once the
+// ReverseProxy took an upgrade the upstream granted (see Hijack, which recorded it or not); a
+// 101 the ReverseProxy refuses (to another protocol than the one asked, or to an invalid one)
+// is the upstream's failure. A request whose body never arrived whole (a malformed chunk, a body
 // over a MaxBytesHandler limit, the server's ReadTimeout, a client that left mid-upload, a
 // deadline that fell while the Transport waited for the client's bytes) is the upstream's
 // only when it held the request longer than the client's reads did (an upstream slow to take
@@ -764,7 +776,15 @@ func (p *Proxy) StatusHandler() http.Handler {
 // or a client gone while a read waits for its next message is as for a request without a body.
 func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	if ow, ok := w.(*outcomeWriter); ok {
-		ow.response = nil // none came, or the ReverseProxy closed its body (ModifyResponse's error)
+		// A response still kept is one the ReverseProxy leaves open: a 101 it could not switch
+		// to (the host's writer cannot hijack, the upstream switched to another protocol than
+		// the one asked, or to an invalid one), whose body is the upstream's connection, which
+		// nothing else closes until a GC. None is kept when none came, or after ModifyResponse's
+		// error (the ReverseProxy closed its body); once the client's connection was hijacked
+		// its body is nil, and after a hijack that failed the ReverseProxy closes the
+		// connection too (a second Close of a net.Conn only returns an error).
+		ow.closeResponse(false)
+		ow.response = nil
 		switch {
 		case !ow.pending: // recorded already, or an upgrade
 		case r == ow.request: // refused before it was sent
@@ -959,8 +979,8 @@ func (u *uploadWatch) clientTime() time.Duration {
 type outcomeWriter struct {
 	http.ResponseWriter
 	proxy *Proxy
-	// response: the upstream's response, once it came (see exchange), until the ReverseProxy
-	// closed its body on an error (see handleError)
+	// response: the upstream's response, once it came (see exchange), until its body was
+	// closed on an error (see handleError)
 	response *http.Response
 	request  *http.Request // the client's, as ServeHTTP was given it
 	upload   *uploadWatch  // its body, if it has one
@@ -1104,12 +1124,23 @@ func (ow *outcomeWriter) cut() bool {
 // Unwrap returns the client's ResponseWriter (for http.ResponseController).
 func (ow *outcomeWriter) Unwrap() http.ResponseWriter { return ow.ResponseWriter }
 
-// Hijack is the ReverseProxy's switch to the protocol the upstream granted with a 101: an
-// upgrade is not recorded, whatever follows (a host writer that cannot hijack, such as
-// http.TimeoutHandler's, a hijack that fails). It hijacks the client's ResponseWriter.
+// Hijack is the ReverseProxy's switch to the protocol the upstream granted with a 101: it
+// hijacks the client's ResponseWriter and, once it did, records the upgrade as a success
+// (Options.IsFailure is not asked), timed at the 101 (now: the time the proxy waited for it,
+// as an answer is timed at its headers), whatever the exchange that follows does. A hijack
+// that fails records nothing (a host writer that cannot hijack, such as
+// http.TimeoutHandler's, a client connection already gone: the upstream granted the upgrade,
+// the host's side could not take it), nor does a second call.
 func (ow *outcomeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	ow.pending = false
-	return http.NewResponseController(ow.ResponseWriter).Hijack()
+	latency := ow.waited()
+	conn, brw, err := http.NewResponseController(ow.ResponseWriter).Hijack()
+	if ow.pending {
+		ow.pending = false
+		if err == nil {
+			ow.recorded(ow.proxy.gate.Record(ow.decision, true, latency))
+		}
+	}
+	return conn, brw, err
 }
 
 // bodyBroken reports whether the ReverseProxy's abort of the body's copy to w, the client's
