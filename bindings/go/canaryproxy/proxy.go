@@ -725,7 +725,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // MetricsHandler serves the gate's Prometheus exposition, read without side effects (never
-// judges). Mount it beside the proxy, e.g. mux.Handle("GET /metrics", p.MetricsHandler()).
+// judges). Serve it on an admin listener of its own, as StatusHandler, not beside the proxied
+// traffic: admin := http.NewServeMux(); admin.Handle("GET /metrics", p.MetricsHandler()), with
+// admin served on 127.0.0.1 (see Example).
 func (p *Proxy) MetricsHandler() http.Handler { return promotiongates.MetricsHandler(p.gate) }
 
 // StatusHandler serves a read-only status document, application/json:
