@@ -20,8 +20,8 @@
 //! | a manual rollback's reason | [`MAX_REASON_BYTES`] bytes, not blank | [`RollbackError::ReasonTooLong`](crate::RollbackError::ReasonTooLong) |
 //! | a JSON config document (`from_json`, `parse_json`, the C ABI) | [`MAX_DOCUMENT_BYTES`] bytes | [`ConfigError`](crate::ConfigError) on field `document` |
 //! | `max_rollback_history` | 1 to [`MAX_ROLLBACK_HISTORY`] events | [`ConfigError`](crate::ConfigError) |
-//! | `rollback_window_seconds` | 1 to [`MAX_WINDOW_SECONDS`]; for a gate, at least ten of its `evaluation_interval_ms` ([`SloConfig::validate_for`](crate::SloConfig::validate_for)) | [`ConfigError`](crate::ConfigError) |
-//! | `evaluation_interval_ms` | [`MIN_EVALUATION_INTERVAL`](crate::MIN_EVALUATION_INTERVAL) to one hour; for a gate, at most a tenth of its `rollback_window_seconds` | [`ConfigError`](crate::ConfigError) |
+//! | `rollback_window_seconds` | 1 to [`MAX_WINDOW_SECONDS`]; for a gate, at least ten of its `evaluation_interval_ms` ([`SloConfig::validate_for`](crate::SloConfig::validate_for): checked where this process sets the window, `new` and a `swap_config` that changes it; a window followed from a store is taken as it is) | [`ConfigError`](crate::ConfigError) |
+//! | `evaluation_interval_ms` | [`MIN_EVALUATION_INTERVAL`](crate::MIN_EVALUATION_INTERVAL) to one hour; for a gate, at most a tenth of its `rollback_window_seconds` (checked by `new` and by a `swap_slo` that changes the interval) | [`ConfigError`](crate::ConfigError) |
 //! | `min_samples` | [`MIN_SAMPLES_FLOOR`](crate::MIN_SAMPLES_FLOOR) to [`MAX_MIN_SAMPLES`](crate::MAX_MIN_SAMPLES) | [`ConfigError`](crate::ConfigError) |
 //! | `error_rate_tolerance` | [`MIN_ERROR_RATE_TOLERANCE`](crate::MIN_ERROR_RATE_TOLERANCE) to 1 | [`ConfigError`](crate::ConfigError) |
 //! | `significance`, `overwhelming_significance`, `promotion_significance` | `f64::MIN_POSITIVE` (the least normal double) to below 0.5 | [`ConfigError`](crate::ConfigError) |

@@ -400,9 +400,12 @@ impl SloConfig {
     /// an evaluation, and starts at the latest reading at least one window old, so the
     /// interval may be at most a tenth of `rollback_window_seconds` (one of the window's
     /// slots): then the window's start is exact to one slot. A gate refuses a pair beyond it
-    /// where this process sets either ([`PromotionGateManager::new`](crate::PromotionGateManager::new),
-    /// [`swap_config`](crate::PromotionGateManager::swap_config),
-    /// [`swap_slo`](crate::PromotionGateManager::swap_slo)).
+    /// where this process sets either: [`PromotionGateManager::new`](crate::PromotionGateManager::new),
+    /// [`swap_config`](crate::PromotionGateManager::swap_config) when it changes the window,
+    /// [`swap_slo`](crate::PromotionGateManager::swap_slo) when it changes the interval. A
+    /// window followed from a state store is taken as it is, and a swap that leaves its half
+    /// of the pair as it is (the config or the policy in force re-sent with one change) is not
+    /// refused for it.
     ///
     /// # Errors
     /// [`ConfigError`] from [`validate`](Self::validate), or on `evaluation_interval_ms` for an

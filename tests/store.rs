@@ -520,6 +520,32 @@ fn a_window_followed_from_the_store_is_not_refused_when_the_config_is_sent_again
     let err = b.swap_config(shorter).unwrap_err().to_string();
     assert!(err.contains("invalid rollback_window_seconds = 6"), "{err}");
     assert_eq!(b.config().rollback_window_seconds, 5);
+    // Nor is b's policy re-sent with the interval it has, one limit changed.
+    let stricter = SloConfig {
+        latency_target: Duration::from_millis(200),
+        ..b.slo_controller().config().clone()
+    };
+    b.swap_slo(stricter).unwrap();
+    assert_eq!(
+        b.slo_controller().config().latency_target,
+        Duration::from_millis(200)
+    );
+    // An interval b changes is checked against the window: 600 ms is longer than a tenth of 5 s.
+    let slower = SloConfig {
+        evaluation_interval: Duration::from_millis(600),
+        ..b.slo_controller().config().clone()
+    };
+    let err = b.swap_slo(slower).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "invalid evaluation_interval_ms = 600: at most a tenth of rollback_window_seconds = 5"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        b.slo_controller().config().evaluation_interval,
+        Duration::from_secs(1)
+    );
 }
 
 /// A gate on `path` that reads the store only once a minute: within a test it learns of other

@@ -25,9 +25,9 @@ impl PromotionGateManager {
     ///
     /// # Errors
     /// [`Error::Config`] naming the first invalid field of `slo` and its value (as
-    /// [`SloConfig::validate`]), or `evaluation_interval_ms` when it is longer than a tenth of
-    /// the gate's `rollback_window_seconds` ([`SloConfig::validate_for`]); the gate is
-    /// unchanged then.
+    /// [`SloConfig::validate`]), or a changed `evaluation_interval_ms` longer than a tenth of
+    /// the gate's `rollback_window_seconds` ([`SloConfig::validate_for`]: the interval in force
+    /// passes, against a window followed from the store too); the gate is unchanged then.
     ///
     /// # Example
     /// ```
@@ -53,9 +53,15 @@ impl PromotionGateManager {
         // with the gate's other writes.
         let mut writer = self.lock_writer();
         // Against the window of the config in force (under the writer lock, where a config
-        // swap checks its window against the policy in force).
-        let window = self.shared.current.load().config.rollback_window_seconds;
-        controller.config().check_window(window)?;
+        // swap checks its window against the policy in force), and only an interval this swap
+        // changes: the one in force passes, as it was accepted (the window may since have been
+        // followed from the store, written by a process of a shorter interval), so re-sending
+        // the policy in force with one change is not refused for it.
+        let interval = controller.config().evaluation_interval;
+        if interval != self.shared.monitor.slo().config().evaluation_interval {
+            let window = self.shared.current.load().config.rollback_window_seconds;
+            controller.config().check_window(window)?;
+        }
         // Read before anything changes: a host's clock that panics leaves the old policy in
         // force, with no change to publish.
         let at = self.shared.monitor.wall();
