@@ -63,7 +63,8 @@ pub struct SloConfig {
     /// [`MIN_SAMPLES_FLOOR`] to [`MAX_MIN_SAMPLES`]).
     pub min_samples: u64,
     /// One-sided significance level of each rule's test (default 0.001; at least
-    /// `f64::MIN_POSITIVE`, the least normal double, 2.2e-308; below 0.5, and at most the chance of one failed request among `min_samples` at the least
+    /// `f64::MIN_POSITIVE`, the least normal double, about 2.225e-308 (2.2e-308 is refused);
+    /// below 0.5, and at most the chance of one failed request among `min_samples` at the least
     /// absolute limit, 0.1 %: 0.0122 at 5 samples, 0.052 at 20, 0.245 at 100, so that the
     /// absolute rules never roll back on one failure).
     ///
@@ -214,11 +215,12 @@ pub const MAX_MIN_SAMPLES: u64 = 10_000_000;
 pub const MIN_ERROR_RATE_TOLERANCE: f64 = 0.0001;
 
 /// The least significance level accepted (`significance`, `overwhelming_significance`,
-/// `promotion_significance`): `f64::MIN_POSITIVE`, the least normal double (2.2e-308). A
-/// subnormal level (1e-310) read as one above 0, yet `1/α` is infinite there: every bound
-/// at it was infinite, no rule could fire and no promotion be shown. The judge now takes
-/// `ln(1/α)` as `−ln α`, finite for any level above 0, and validation refuses the subnormals
-/// too: a level where a double loses precision is no level a test should be run at.
+/// `promotion_significance`): `f64::MIN_POSITIVE`, the least normal double (about
+/// 2.225e-308). A subnormal level (1e-310) read as one above 0, yet `1/α` is infinite there:
+/// every bound at it was infinite, no rule could fire and no promotion be shown. The judge
+/// now takes `ln(1/α)` as `−ln α`, finite for any level above 0, and validation refuses the
+/// subnormals too: a level where a double loses precision is no level a test should be run
+/// at.
 const MIN_LEVEL: f64 = f64::MIN_POSITIVE;
 
 /// The range of a significance level, as a refusal writes it after "a probability".
@@ -798,6 +800,24 @@ mod tests {
             assert!(slo.validate().is_ok(), "{field}");
         }
         assert_eq!(format!("{MIN_LEVEL:e}"), "2.2250738585072014e-308");
+    }
+
+    #[test]
+    fn the_least_level_is_the_least_normal_double_not_its_rounding() {
+        // The docs gave the bound as 2.2e-308, which is below it and refused.
+        let at = |level: f64| SloConfig {
+            significance: level,
+            overwhelming_significance: level,
+            promotion_significance: level,
+            ..Default::default()
+        };
+        assert!(at(f64::MIN_POSITIVE).validate().is_ok());
+        let e = at(2.2e-308).validate().unwrap_err();
+        assert_eq!((e.field(), e.value()), ("significance", "2.2e-308"), "{e}");
+        assert!(
+            e.to_string().contains("invalid significance = 2.2e-308"),
+            "{e}"
+        );
     }
 
     #[test]

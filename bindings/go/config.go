@@ -314,15 +314,15 @@ type SLO struct {
 	P99RatioLimit            float64       // roll back above production's p99 x this, >= 1
 	P99Budget                time.Duration // roll back above this p99 (below the histogram's last bucket, about 60 s); 0 means no budget (null)
 	MinSamples               uint64        // canary samples before an ordinary rule may fire, 5..=10 000 000
-	Significance             float64       // one-sided level of each rule's test, [2.2e-308, 0.5); at 0.1 %, one failure in MinSamples must not reach it
-	OverwhelmingSignificance float64       // level that may act before MinSamples, >= 2.2e-308, <= Significance
+	Significance             float64       // one-sided level of each rule's test, [2.2250738585072014e-308 (the least normal float64; 2.2e-308 is refused), 0.5); at 0.1 %, one failure in MinSamples must not reach it
+	OverwhelmingSignificance float64       // level that may act before MinSamples, >= 2.2250738585072014e-308 (as Significance), <= Significance
 	EvaluationInterval       time.Duration // least time between automatic evaluations (<= 1 h, and <= a tenth of the gate's RollbackWindowSeconds)
 	ErrorRateTolerance       float64       // absolute tolerance beside ErrorRateRatioLimit, [0.0001, 1]
 	LatencyShiftLimit        float64       // tolerated whole-distribution slowdown (Mann-Whitney), >= 1
 	LatencyTolerance         time.Duration // absolute tolerance beside the latency ratios (below the histogram's last bucket)
 	WarmUp                   time.Duration // latency rules skip this first part of a stage (<= 1 h)
 	NoDataAfter              time.Duration // no canary outcome this long: NO_DATA (1 s..=24 h)
-	PromotionSignificance    float64       // level of the promotion's confidence bounds, [2.2e-308, 0.5)
+	PromotionSignificance    float64       // level of the promotion's confidence bounds, [2.2250738585072014e-308 (as Significance), 0.5)
 	PromotionEvidence        bool          // promotion needs the canary shown not worse than stable
 }
 
