@@ -187,7 +187,11 @@ func (g *Gate) FleetJudging() (bool, error) {
 // gate's name. "" is the default document.
 //
 // Errors: those of New for a document New would refuse (ErrInvalidJSON, ErrInvalidConfig
-// naming the field and value, ErrInvalidArgument).
+// naming the field and value, ErrInvalidArgument), all but one check that depends on the SLO,
+// which this function does not take: rollback_window_seconds against the SLO's
+// evaluation_interval_ms (at most a tenth of the window), which New checks for the SLO it is
+// given. So {"rollback_window_seconds": 5} is read here, and New refuses it with the default
+// SLO (a 1 s interval), accepts it with an interval of 500 ms or less.
 func StoreLocation(configJSON string) (string, error) {
 	return documentText("pgate_store_location", configJSON, func(doc *C.uint8_t, n C.size_t, buf *C.char, size C.size_t, out *C.size_t, cerr **C.pgate_error) C.pgate_status {
 		return C.pgate_store_location(doc, n, buf, size, out, cerr)
@@ -212,7 +216,9 @@ func documentText(op, configJSON string, call func(*C.uint8_t, C.size_t, *C.char
 // store) asks before New writes the second's state there. "" is the default document.
 //
 // Errors: those of New for a document New would refuse (ErrInvalidJSON, ErrInvalidConfig
-// naming the field and value, ErrInvalidArgument).
+// naming the field and value, ErrInvalidArgument), all but the window against the SLO's
+// evaluation_interval_ms, which depends on the SLO New is given and New checks (see
+// StoreLocation).
 func DocumentGateName(configJSON string) (string, error) {
 	return documentText("pgate_document_gate_name", configJSON, func(doc *C.uint8_t, n C.size_t, buf *C.char, size C.size_t, out *C.size_t, cerr **C.pgate_error) C.pgate_status {
 		return C.pgate_document_gate_name(doc, n, buf, size, out, cerr)
@@ -227,7 +233,9 @@ func DocumentGateName(configJSON string) (string, error) {
 // before New writes its state into the store. "" is the default document.
 //
 // Errors: those of New for a document New would refuse (ErrInvalidJSON, ErrInvalidConfig
-// naming the field and value, ErrInvalidArgument).
+// naming the field and value, ErrInvalidArgument), all but the window against the SLO's
+// evaluation_interval_ms, which depends on the SLO New is given and New checks (see
+// StoreLocation).
 func DocumentFleetJudging(configJSON string) (bool, error) {
 	doc, n := optionalBytes(configJSON)
 	var sums C.bool

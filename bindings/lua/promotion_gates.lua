@@ -1614,7 +1614,11 @@ end
 ---   if at:find("^sqlite:[^/]") then error("store.sqlite.path must be absolute: " .. at) end
 ---
 --- A document pg.new refuses gives its error: nil, "PGATE_STATUS_INVALID_CONFIG: invalid
---- store.sqlite.sync_interval_ms = 5: ...", 3.
+--- store.sqlite.sync_interval_ms = 5: ...", 3; all but one check that depends on the SLO,
+--- which this function does not take: rollback_window_seconds against the SLO's
+--- evaluation_interval_ms (at most a tenth of the window), which pg.new checks for the SLO it
+--- is given. So {"rollback_window_seconds": 5} is read here, and pg.new refuses it with the
+--- default SLO (a 1 s interval), accepts it with an interval of 500 ms or less.
 function M.store_location(config_json)
   return document_text(config_json, "pgate_store_location", 256)
 end
@@ -1623,7 +1627,9 @@ end
 --- document alone: nothing is opened or created (pgate_document_gate_name). What gate:name()
 --- answers for the gate pg.new makes from it: a host that refuses two gates of one name (they
 --- would share one state in a store) asks before pg.new writes the second's state there. nil
---- is the default document; a document pg.new refuses gives its error: nil, message, status.
+--- is the default document; a document pg.new refuses gives its error: nil, message, status,
+--- all but the window against the SLO's evaluation_interval_ms, which depends on the SLO
+--- pg.new is given and pg.new checks (see store_location).
 function M.document_gate_name(config_json)
   -- PGATE_NAME_CAPACITY always holds the name: one call
   return document_text(config_json, "pgate_document_gate_name", M.NAME_CAPACITY)
@@ -1635,7 +1641,8 @@ end
 --- gate:fleet_judging() answers for the gate pg.new makes from it: a host that pools its
 --- workers' outcomes itself refuses the document before pg.new writes its state into the
 --- store. nil is the default document; a document pg.new refuses gives its error: nil,
---- message, status.
+--- message, status, all but the window against the SLO's evaluation_interval_ms, which
+--- depends on the SLO pg.new is given and pg.new checks (see store_location).
 function M.document_fleet_judging(config_json)
   return from_document(config_json, function(c, doc, length, err)
     local sums = ffi.new("bool[1]")

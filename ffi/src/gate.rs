@@ -609,7 +609,8 @@ pub unsafe extern "C" fn pgate_fleet_judging(
 }
 
 /// Reads a config document (NULL with length 0: the default one) and validates it as
-/// `pgate_gate_new` does, opening and creating nothing.
+/// `pgate_gate_new` does, opening and creating nothing: all but the window against the SLO's
+/// `evaluation_interval_ms`, which depends on the SLO (`pgate_document_check_slo` checks it).
 ///
 /// # Safety
 /// `config_json` must be NULL or point to `config_len` readable bytes.
@@ -679,10 +680,15 @@ unsafe fn text_of_document(
 /// refuses a relative one, asks before `pgate_gate_new` would create the file; a host that
 /// shares memory between the processes of one gate keys it by this and the gate's name.
 ///
-/// The document is read and validated as `pgate_gate_new` reads it: on failure nothing is
-/// written and, if `err` is not NULL, `*err` receives an error object naming the field and
-/// value. If `location` is NULL or too small, only `*len_out` (and `*err`) is written and
-/// `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+/// The document is read and validated as `pgate_gate_new` reads it, all but one check this
+/// call cannot make, as it takes no SLO: `rollback_window_seconds` against the SLO's
+/// `evaluation_interval_ms` (the interval at most a tenth of the window), which
+/// `pgate_document_check_slo` checks for the SLO the gate will be opened with. So
+/// `{"rollback_window_seconds": 5}` is read here, and `pgate_gate_new` refuses it with the
+/// default SLO (its interval is 1 s), accepts it with an interval of 500 ms or less. On failure
+/// nothing is written and, if `err` is not NULL, `*err` receives an error object naming the
+/// field and value. If `location` is NULL or too small, only `*len_out` (and `*err`) is written
+/// and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
 ///
 /// # Safety
 /// `config_json` must be NULL or point to `config_len` readable bytes (length 0 for the
@@ -724,11 +730,13 @@ pub unsafe extern "C" fn pgate_store_location(
 /// state into a store.
 ///
 /// The document is read and validated as `pgate_gate_new` reads it (length 0: the default
-/// document): on failure nothing is written and, if `err` is not NULL, `*err` receives an
-/// error object naming the field and value. The name goes NUL-terminated into `name` of `cap`
-/// bytes, its length (without the NUL) into `*len_out`. If `name` is NULL or too small, only
-/// `*len_out` (and `*err`) is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned; a
-/// buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len_out` is
+/// document), all but the window against the SLO's `evaluation_interval_ms`, which depends on
+/// the SLO this call does not take (`pgate_document_check_slo` checks the pair: see
+/// `pgate_store_location`). On failure nothing is written and, if `err` is not NULL, `*err`
+/// receives an error object naming the field and value. The name goes NUL-terminated into
+/// `name` of `cap` bytes, its length (without the NUL) into `*len_out`. If `name` is NULL or
+/// too small, only `*len_out` (and `*err`) is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is
+/// returned; a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len_out` is
 /// `PGATE_STATUS_NULL_POINTER`, a `cap` above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`,
 /// and then nothing is written.
 ///
@@ -767,8 +775,10 @@ pub unsafe extern "C" fn pgate_document_gate_name(
 /// the document before `pgate_gate_new` would write its state into the store.
 ///
 /// The document is read and validated as `pgate_gate_new` reads it (length 0: the default
-/// document): on failure nothing is written and, if `err` is not NULL, `*err` receives an
-/// error object naming the field and value. A NULL `fleet_judging` is
+/// document), all but the window against the SLO's `evaluation_interval_ms`, which depends on
+/// the SLO this call does not take (`pgate_document_check_slo` checks the pair: see
+/// `pgate_store_location`). On failure nothing is written and, if `err` is not NULL, `*err`
+/// receives an error object naming the field and value. A NULL `fleet_judging` is
 /// `PGATE_STATUS_NULL_POINTER`.
 ///
 /// # Safety

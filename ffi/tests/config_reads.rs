@@ -822,3 +822,29 @@ fn the_slo_is_checked_against_the_config_documents_window_opening_nothing() {
     assert!(!path.exists(), "the store was not opened");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_document_reads_leave_the_window_against_the_interval_to_the_slo() {
+    // A 5 s window fits an SLO with an interval of 500 ms or less, not the default 1 s one:
+    // the reads take no SLO, so they read the document, and opening the gate with the default
+    // SLO (or pgate_document_check_slo) refuses the pair, naming the interval.
+    let short = r#"{"gate": "quick", "rollback_window_seconds": 5}"#;
+    assert_eq!(store_location(short, 64).2.as_deref(), Some(""));
+    assert_eq!(
+        document_gate_name(short, PGATE_NAME_CAPACITY).2.as_deref(),
+        Some("quick")
+    );
+    assert_eq!(document_fleet_judging(short).1, Some(false));
+    let (status, message) = refused_gate(short);
+    assert_eq!(status, pgate_status::InvalidConfig);
+    assert!(
+        message.contains("invalid evaluation_interval_ms = 1000")
+            && message.contains("rollback_window_seconds = 5"),
+        "{message}"
+    );
+    assert_eq!(check_slo(short, "").0, pgate_status::InvalidConfig);
+    // With an interval that fits, the same document opens a gate.
+    let gate = common::new_gate_with_slo(short, Some(r#"{"evaluation_interval_ms": 500}"#));
+    // SAFETY: live gate, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
+}

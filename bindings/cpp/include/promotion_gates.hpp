@@ -1525,7 +1525,12 @@ inline std::string exposition(const std::vector<const Gate*>& gates,
 ///
 /// The document is read and validated as Gate::create reads it, and refused with the same
 /// Error (PGATE_STATUS_INVALID_JSON, PGATE_STATUS_INVALID_CONFIG naming the field and value,
-/// PGATE_STATUS_INVALID_ARGUMENT). An empty document is the defaults: "".
+/// PGATE_STATUS_INVALID_ARGUMENT), all but one check that depends on the SLO, which this
+/// function does not take: rollback_window_seconds against the SLO's evaluation_interval_ms
+/// (at most a tenth of the window), which Gate::create checks for the SLO it is given. So
+/// {"rollback_window_seconds": 5} is read here, and Gate::create refuses it with the default
+/// SLO (a 1 s interval), accepts it with an interval of 500 ms or less. An empty document is
+/// the defaults: "".
 [[nodiscard]] inline std::string store_location(std::string_view config_json) {
   constexpr const char* function = "pgate_store_location";
   return detail::read_text(function, [&](char* buf, std::size_t cap, std::size_t* len) {
@@ -1554,7 +1559,9 @@ inline std::string exposition(const std::vector<const Gate*>& gates,
 ///     promotion_gates::document_gate_name(R"({"gate": "checkout"})") == "checkout"
 ///
 /// The document is read and validated as Gate::create reads it, and refused with the same
-/// Error. An empty document is the defaults: "default".
+/// Error, all but the window against the SLO's evaluation_interval_ms, which depends on the
+/// SLO Gate::create is given and Gate::create checks (see store_location()). An empty
+/// document is the defaults: "default".
 [[nodiscard]] inline std::string document_gate_name(std::string_view config_json) {
   char buf[PGATE_NAME_CAPACITY];  // always suffices: no retry
   std::size_t len = 0;
@@ -1578,7 +1585,9 @@ inline std::string exposition(const std::vector<const Gate*>& gates,
 /// before Gate::create writes its state into the store.
 ///
 /// The document is read and validated as Gate::create reads it, and refused with the same
-/// Error. An empty document is the defaults: false.
+/// Error, all but the window against the SLO's evaluation_interval_ms, which depends on the
+/// SLO Gate::create is given and Gate::create checks (see store_location()). An empty
+/// document is the defaults: false.
 [[nodiscard]] inline bool document_fleet_judging(std::string_view config_json) {
   bool sums = false;
   detail::check_with_error("pgate_document_fleet_judging", [&](pgate_error** err) {

@@ -141,7 +141,12 @@ def store_location(config: Config | None = None) -> str:
 
     Raises:
         InvalidJsonError, InvalidConfigError, InvalidArgumentError: as the constructor of
-            :class:`Gate` for ``config``.
+            :class:`Gate` for ``config``, all but one check that depends on the SLO, which
+            this function does not take: ``rollback_window_seconds`` against the SLO's
+            ``evaluation_interval_ms`` (at most a tenth of the window), which :class:`Gate`
+            checks for the SLO it is given. So ``{"rollback_window_seconds": 5}`` is read
+            here, and ``Gate(config)`` refuses it with the default SLO (a 1 s interval),
+            accepts it with an interval of 500 ms or less.
     """
     doc = b"" if config is None else document(config, "config")
     c = _ffi.lib()
@@ -175,7 +180,9 @@ def document_gate_name(config: Config | None = None) -> str:
 
     Raises:
         InvalidJsonError, InvalidConfigError, InvalidArgumentError: as the constructor of
-            :class:`Gate` for ``config``.
+            :class:`Gate` for ``config``, all but the window against the SLO's
+            ``evaluation_interval_ms``, which depends on the SLO :class:`Gate` is given and
+            :class:`Gate` checks (see :func:`store_location`).
     """
     doc = b"" if config is None else document(config, "config")
     cap = _ffi.NAME_CAPACITY  # PGATE_NAME_CAPACITY always suffices: no retry
@@ -205,7 +212,9 @@ def document_fleet_judging(config: Config | None = None) -> bool:
 
     Raises:
         InvalidJsonError, InvalidConfigError, InvalidArgumentError: as the constructor of
-            :class:`Gate` for ``config``.
+            :class:`Gate` for ``config``, all but the window against the SLO's
+            ``evaluation_interval_ms``, which depends on the SLO :class:`Gate` is given and
+            :class:`Gate` checks (see :func:`store_location`).
     """
     doc = b"" if config is None else document(config, "config")
     sums, err = c_bool(), c_void_p()
