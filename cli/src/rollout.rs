@@ -366,7 +366,7 @@ impl<'s> Driver<'s> {
             });
         }
         let [incident, stable_incident] =
-            Cohort::ALL.map(|cohort| self.incident_report(cohort, rollback.as_ref()));
+            Cohort::ALL.map(|cohort| self.incident_report(cohort, rollback.as_ref(), &stages));
         self.progress.finish();
         Ok(Report {
             scenario: scenario.name.clone(),
@@ -478,22 +478,26 @@ impl<'s> Driver<'s> {
     /// What the incident of `cohort`'s service cost, if it began before the run stopped: before
     /// the rollback, or before the end. An incident from the rollback's instant on (its onset
     /// cuts a tick, and the engine may roll back in the tick that ends there, or at its
-    /// first request) met no request and is not one before the rollback.
+    /// first request) met no request and is not one before the rollback. Its stage is the one
+    /// of `stages` that was running at its onset, which is the stage it was planned for only if
+    /// that stage lasted `after_s` (the onset is the planned stage's start plus `after_s`, and
+    /// a stage not extended may end before).
     fn incident_report(
         &self,
         cohort: Cohort,
         rollback: Option<&RollbackReport>,
+        stages: &[StageReport],
     ) -> Option<IncidentReport> {
         let onset = self.services[cohort as usize].incident_onset()?;
-        let model = match cohort {
-            Cohort::Canary => &self.scenario.canary,
-            Cohort::Stable => &self.scenario.stable,
-        };
-        let stage = model.incident.as_ref()?.stage;
         let stopped = rollback.map_or(seconds(self.now_ns), |r| r.at_s);
         if onset >= stopped {
             return None;
         }
+        let stage = stages
+            .iter()
+            .take_while(|s| s.start_s <= onset)
+            .last()?
+            .number;
         let tally = &self.incidents[cohort as usize];
         Some(IncidentReport {
             cohort,
@@ -580,8 +584,8 @@ mod tests {
 
     #[test]
     fn an_incident_in_the_last_tick_of_the_last_stage_meets_its_requests() {
-        // The tick's conditions were read at its start: an incident that started within the
-        // last stage's last tick met no request (nothing runs after it), 0 of 0.
+        // When a tick's conditions were read at its start only, an incident that started within
+        // the last stage's last tick met no request (nothing runs after it), 0 of 0.
         let last = Scenario::builtin(ScenarioName::Good).stages.len();
         let report = with_incident(last, 59.995);
         let incident = report.incident.unwrap();
@@ -590,6 +594,25 @@ mod tests {
         // every one failing.
         assert!((9..=11).contains(&incident.requests), "{incident:?}");
         assert_eq!(incident.failing_requests, incident.requests);
+    }
+
+    #[test]
+    fn an_incident_is_reported_in_the_stage_it_started_in() {
+        // Planned 150 s into stage 1 of 60 s stages that are promoted on time: it starts in
+        // stage 3, which the report names, not stage 1.
+        let report = with_incident(1, 150.0);
+        let incident = report.incident.unwrap();
+        assert_eq!(incident.onset_s, 150.0);
+        let running = report
+            .stages
+            .iter()
+            .rfind(|s| s.start_s <= incident.onset_s)
+            .unwrap();
+        assert_eq!(running.number, 3);
+        assert_eq!(incident.stage, running.number);
+        // At a stage's very end it starts with the next stage.
+        let incident = with_incident(1, 60.0).incident.unwrap();
+        assert_eq!((incident.onset_s, incident.stage), (60.0, 2));
     }
 
     #[test]
