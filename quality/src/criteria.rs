@@ -70,9 +70,14 @@ pub fn is_open(failure: &str) -> bool {
 
 /// Every criterion the run can check; the list of those not met. `skipped` names the
 /// scenarios that `--reduced` or `--only` left out: a criterion about one of them is not
-/// checked; a criterion that names no scenario at all fails.
+/// checked; a criterion that names no scenario at all fails, and so does every scenario run
+/// with no trial (no criterion is met on no data).
 pub fn check(results: &Results, skipped: &[String]) -> Vec<String> {
-    let mut failures = Vec::new();
+    let mut failures: Vec<String> = results
+        .iter()
+        .filter(|(_, runs)| runs.is_empty())
+        .map(|(s, _)| format!("{}: no trial run, so no criterion about it is met", s.name))
+        .collect();
     let mut run = Criteria {
         results,
         skipped,
@@ -145,15 +150,17 @@ impl<'a> Criteria<'a> {
         });
     }
 
-    /// A held scenario (the whole service breaches its SLO) is never promotable.
+    /// A held scenario (the whole service breaches its SLO) is never promotable and never
+    /// rolled back: in no trial at all, stricter than the 1 % of [`Self::false_rollbacks`]
+    /// (docs/judge.md's table has the engine at 0 of 30).
     fn held(&mut self) {
         self.every(
             |k| k == Kind::Held,
             |f| {
-                (f.promotable_before > 0).then(|| {
+                (f.promotable_before > 0 || f.rolled_back > 0).then(|| {
                     format!(
-                        "promotable in {} of {} (held: never)",
-                        f.promotable_before, f.trials
+                        "promotable in {} of {}, rolled back in {} (held: never either)",
+                        f.promotable_before, f.trials, f.rolled_back
                     )
                 })
             },
@@ -175,7 +182,8 @@ impl<'a> Criteria<'a> {
         });
     }
 
-    /// 2x errors or more, 1.5x latency or more: promotable before the rollback in at most 1 %.
+    /// 2x errors or more, 1.5x latency or more: promotable before the rollback in at most 1 %
+    /// of trials (issue 15: never promotable "in at least 99 % of trials"), not in none.
     fn never_promotable(&mut self) {
         let strong = [
             "errors 2x",
@@ -574,6 +582,45 @@ mod tests {
                 failures
                     .iter()
                     .any(|f| f.starts_with(name) && f.contains("caught in 26 of 30")),
+                "{name}: {failures:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_held_cell_rolled_back_once_fails() {
+        let name = "service-wide breach: 8% errors, heavy tails";
+        // One rollback in 150, within the 1 % of false rollbacks, is still one too many.
+        let mut runs = vec![engine(None, None); 150];
+        runs[0] = engine(Some((60.0, 6_000)), None);
+        let (results, skipped) = only(name, runs);
+        let failures = check(&results, &skipped);
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.starts_with(name) && f.contains("rolled back in 1 (held: never")),
+            "{failures:?}"
+        );
+        let (results, skipped) = only(name, vec![engine(None, None); 150]);
+        let failures = check(&results, &skipped);
+        assert!(
+            !failures.iter().any(|f| f.starts_with(name)),
+            "{failures:?}"
+        );
+    }
+
+    #[test]
+    fn no_criterion_is_met_on_no_trial() {
+        for name in [
+            "no data: canary outcomes never arrive",
+            "A/A 2000 rps 5% canary, 1% errors, light",
+        ] {
+            let (results, skipped) = only(name, Vec::new());
+            let failures = check(&results, &skipped);
+            assert!(
+                failures
+                    .iter()
+                    .any(|f| f == &format!("{name}: no trial run, so no criterion about it is met")),
                 "{name}: {failures:?}"
             );
         }

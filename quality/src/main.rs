@@ -7,7 +7,8 @@
 //! the run can check is not met, except those listed as open in `criteria::OPEN` (documented
 //! as unmet in docs/judge.md).
 //!
-//! Usage: `judge-quality [--trials N] [--reduced] [--check] [--only NAME-PART]`.
+//! Usage: `judge-quality [--trials N] [--reduced] [--check] [--only NAME-PART]`, N from 1 to
+//! 10 000 (50 by default).
 
 mod bound;
 mod criteria;
@@ -23,6 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use scenario::Scenario;
 use trial::Trial;
+
+/// The most trials `--trials` takes: memory and time grow with it, and 10 000 is about 17
+/// times the most docs/judge.md runs (600 of single cells).
+const MAX_TRIALS: u64 = 10_000;
 
 struct Args {
     trials: u64,
@@ -44,9 +49,7 @@ fn args() -> Result<Args, String> {
         match arg.as_str() {
             "--trials" => {
                 let n = it.next().ok_or("--trials needs a number")?;
-                args.trials = n
-                    .parse()
-                    .map_err(|_| format!("--trials: not a number: {n}"))?;
+                args.trials = trials_value(&n)?;
             }
             "--reduced" => args.reduced = true,
             "--check" => args.check = true,
@@ -59,6 +62,23 @@ fn args() -> Result<Args, String> {
         }
     }
     Ok(args)
+}
+
+/// `--trials`'s value: from 1 to [`MAX_TRIALS`] (no trial would make every row 0 of 0, and
+/// every criterion unchecked).
+fn trials_value(n: &str) -> Result<u64, String> {
+    let trials: u64 = n
+        .parse()
+        .map_err(|_| format!("--trials: not a number: {n}"))?;
+    if !(1..=MAX_TRIALS).contains(&trials) {
+        let why = if trials == 0 {
+            "no trial would run, and nothing be checked"
+        } else {
+            "memory and time grow with it"
+        };
+        return Err(format!("--trials {trials}: from 1 to {MAX_TRIALS} ({why})"));
+    }
+    Ok(trials)
 }
 
 /// Runs `trials` seeded trials of `scenario` on two threads; the seeds are 1..=trials. The
@@ -161,4 +181,23 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trials_from_one_to_the_bound() {
+        assert_eq!(trials_value("1"), Ok(1));
+        assert_eq!(trials_value("10000"), Ok(MAX_TRIALS));
+        for refused in ["0", "10001"] {
+            let message = trials_value(refused).unwrap_err();
+            assert!(
+                message.starts_with(&format!("--trials {refused}:")),
+                "{message}"
+            );
+        }
+        assert!(trials_value("x").is_err());
+    }
 }

@@ -31,11 +31,13 @@ pub struct Scenario {
     pub no_outcomes: bool,
 }
 
-const LIGHT: Latency = Latency::LogNormal {
+/// The light-tailed latency of the scenarios' services.
+pub const LIGHT: Latency = Latency::LogNormal {
     median_ms: 20.0,
     sigma: 0.5,
 };
-const HEAVY: Latency = Latency::Pareto {
+/// The heavy-tailed latency of the scenarios' services.
+pub const HEAVY: Latency = Latency::Pareto {
     scale_ms: 10.0,
     shape: 1.8,
 };

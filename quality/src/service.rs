@@ -103,3 +103,84 @@ impl Service {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{HEAVY, LIGHT};
+    use rand::SeedableRng;
+
+    fn service(latency: Latency, canary: Change) -> Service {
+        Service {
+            error_rate: 0.05,
+            latency,
+            canary,
+            outage: None,
+        }
+    }
+
+    /// How many 64-bit numbers took `rng` from `before` to `after` (at most 64).
+    fn numbers_taken(before: &Xoshiro256PlusPlus, after: &Xoshiro256PlusPlus) -> usize {
+        let mut rng = before.clone();
+        for taken in 0..64 {
+            if &rng == after {
+                return taken;
+            }
+            rng.random::<u64>();
+        }
+        panic!("more than 64 numbers");
+    }
+
+    /// One request as a trial draws it: the arrival, the canary coin, then the service's draws.
+    fn request(rng: &mut Xoshiro256PlusPlus, service: &Service) -> (f64, bool, bool, f64, usize) {
+        let arrival = rng.random::<f64>();
+        let canary = rng.random::<f64>() < 0.05;
+        let before = rng.clone();
+        let (ok, ms) = service.serve(rng, canary, 0.0);
+        (arrival, canary, ok, ms, numbers_taken(&before, rng))
+    }
+
+    #[test]
+    fn light_and_heavy_tails_share_the_stream_until_a_log_normal_draw_takes_more() {
+        // docs/judge.md: same seed, and the same arrivals and outcomes until the first
+        // log-normal draw that takes more than one number (a Pareto draw takes exactly one).
+        let (light, heavy) = (service(LIGHT, Change::None), service(HEAVY, Change::None));
+        let mut rngs = [1, 1].map(Xoshiro256PlusPlus::seed_from_u64);
+        let mut parted_at = None;
+        for i in 0..10_000 {
+            let l = request(&mut rngs[0], &light);
+            let h = request(&mut rngs[1], &heavy);
+            assert_eq!((l.0, l.1, l.2), (h.0, h.1, h.2), "request {i}");
+            assert_eq!(h.4, 2, "the outcome and one number for Pareto");
+            if l.4 > 2 {
+                parted_at = Some(i);
+                break;
+            }
+            assert_eq!(rngs[0], rngs[1]);
+        }
+        let parted_at = parted_at.expect("a log-normal draw took more than one number");
+        assert!(parted_at > 0);
+        // From there on the streams differ.
+        assert_ne!(rngs[0], rngs[1]);
+        assert_ne!(rngs[0].random::<u64>(), rngs[1].random::<u64>());
+    }
+
+    #[test]
+    fn cells_of_one_tail_without_extra_draws_share_the_whole_stream() {
+        // The A/A and the slowdown cells of a traffic level: the same arrivals, outcomes and
+        // latencies (times the slowdown).
+        let (same, slower) = (
+            service(LIGHT, Change::None),
+            service(LIGHT, Change::Slower(2.0)),
+        );
+        let mut rngs = [1, 1].map(Xoshiro256PlusPlus::seed_from_u64);
+        for i in 0..10_000 {
+            let a = request(&mut rngs[0], &same);
+            let b = request(&mut rngs[1], &slower);
+            assert_eq!((a.0, a.1, a.2), (b.0, b.1, b.2), "request {i}");
+            let expected = if a.1 { a.3 * 2.0 } else { a.3 };
+            assert_eq!(b.3, expected, "request {i}");
+        }
+        assert_eq!(rngs[0], rngs[1]);
+    }
+}
