@@ -70,7 +70,7 @@ impl Overrides {
     /// Checks the section: header and cookie names are 1 to
     /// [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) bytes of an HTTP token (RFC 9110 `tchar`:
     /// ASCII letters, digits and ``!#$%&'*+-.^_`|~``, as RFC 6265's cookie names), and the
-    /// header is not `Cookie`, `Set-Cookie`, `Host`, a hop-by-hop header (`Connection`,
+    /// header is not `Cookie`, `Set-Cookie`, `Host`, `Expect`, a hop-by-hop header (`Connection`,
     /// `Keep-Alive`, `Proxy-Connection`, `TE`, `Upgrade`) nor one that frames the body
     /// (`Content-Length`, `Transfer-Encoding`, `Trailer`), ASCII case ignored; each id is 1 to `MAX_NAME_BYTES` bytes without
     /// control, format or invisible characters (Unicode's default-ignorable code points, U+2800)
@@ -185,7 +185,8 @@ const HOP_BY_HOP_HEADERS: [&str; 5] = [
 const FRAMING_HEADERS: [&str; 3] = ["Content-Length", "Transfer-Encoding", "Trailer"];
 
 /// Checks `overrides.header`: a header name a request can carry (an RFC 9110 token, not
-/// `Cookie` nor `Set-Cookie`, not `Host`, no hop-by-hop header nor one that frames the body).
+/// `Cookie` nor `Set-Cookie`, not `Host` nor `Expect`, no hop-by-hop header nor one that frames
+/// the body).
 fn check_header_name(header: &str) -> Result<(), ConfigError> {
     check_token("overrides.header", header, "a header name (RFC 9110)")?;
     if COOKIE_HEADERS
@@ -219,6 +220,17 @@ fn check_header_name(header: &str) -> Result<(), ConfigError> {
             "a header that reaches the host as the client sent it: a hop-by-hop header \
              (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade) is removed by a proxy in \
              front of the host and may not be sent over HTTP/2",
+        ));
+    }
+    if header.eq_ignore_ascii_case("Expect") {
+        // Go's net/http answers 417 to an Expect other than 100-continue before any handler
+        // runs; nginx ignores an expectation it does not know and routes the request.
+        return Err(ConfigError::new(
+            "overrides.header",
+            quoted(header),
+            "a header that carries the forcing value alone: Expect asks the server for an \
+             interim answer (Go's net/http answers 417 Expectation Failed to an Expect other \
+             than 100-continue before any handler reads it, nginx ignores it)",
         ));
     }
     if named(&FRAMING_HEADERS) {
@@ -760,7 +772,7 @@ mod tests {
     }
 
     #[test]
-    fn hop_by_hop_and_framing_headers_are_refused_naming_why() {
+    fn hop_by_hop_framing_and_expect_headers_are_refused_naming_why() {
         let header = |name: &str| Overrides {
             header: Some(name.into()),
             ..Default::default()
@@ -774,6 +786,8 @@ mod tests {
             ("Transfer-Encoding", "message body"),
             ("trailer", "message body"),
             ("Content-Length", "message body"),
+            ("Expect", "417 Expectation Failed"),
+            ("expect", "417 Expectation Failed"),
         ] {
             let err = header(name).validate().unwrap_err();
             assert_eq!(err.field(), "overrides.header");
@@ -791,6 +805,7 @@ mod tests {
             "Upgrade-Insecure-Requests",
             "TE-X",
             "Content-Length2",
+            "X-Expect",
         ] {
             header(name).validate().unwrap();
         }
