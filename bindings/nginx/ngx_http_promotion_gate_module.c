@@ -145,6 +145,7 @@ static ngx_int_t
 ngx_http_pgate_read_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
     size_t        header_len, cookie_len, old_len;
+    u_char       *p;
     pgate_status  st;
     u_char        old[PGATE_NAME_CAPACITY];
 
@@ -164,16 +165,35 @@ ngx_http_pgate_read_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
     g->override_header_len = header_len;
     g->override_cookie_len = cookie_len;
 
-    /* nginx drops request headers with an underscore unless underscores_in_headers is on */
-    if (header_len
-        && (header_len != old_len || ngx_memcmp(old, g->override_header, header_len) != 0)
-        && ngx_strlchr(g->override_header, g->override_header + header_len, '_') != NULL)
+    if (header_len == 0
+        || (header_len == old_len && ngx_memcmp(old, g->override_header, header_len) == 0))
     {
+        return NGX_OK;
+    }
+
+    /* nginx drops request headers with an underscore unless underscores_in_headers is on */
+    if (ngx_strlchr(g->override_header, g->override_header + header_len, '_') != NULL) {
         ngx_log_error(NGX_LOG_WARN, log, 0, "promotion gate \"%V\": overrides.header "
                       "\"%*s\" has an underscore: nginx ignores such request headers unless "
                       "the server sets \"underscores_in_headers on\" (or "
                       "\"ignore_invalid_headers off\")",
                       &g->name, header_len, g->override_header);
+    }
+
+    /* and, as invalid, those with any other punctuation than '-' (an HTTP token may hold
+     * !#$%&'*+.^`|~ too, which the library takes) unless ignore_invalid_headers is off */
+    for (p = g->override_header; p < g->override_header + header_len; p++) {
+        if (*p != '-' && *p != '_' && !(*p >= '0' && *p <= '9')
+            && !(ngx_tolower(*p) >= 'a' && ngx_tolower(*p) <= 'z'))
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0, "promotion gate \"%V\": overrides.header "
+                          "\"%*s\" has \"%c\": nginx ignores request headers whose names "
+                          "hold other characters than letters, digits, \"-\" (and \"_\" "
+                          "with \"underscores_in_headers on\") unless the server sets "
+                          "\"ignore_invalid_headers off\"",
+                          &g->name, header_len, g->override_header, *p);
+            break;
+        }
     }
 
     return NGX_OK;

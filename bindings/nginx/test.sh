@@ -24,8 +24,8 @@
 # 418`) and a second gate read in the error page's location is recorded (one read by
 # proxy_pass is not credited with an error page's upstream resolved at run time), that an idle
 # upgraded connection is not recorded, that a
-# status location holding an `if` answers, that an override header with an underscore is warned
-# of, that each request of tests/vectors/override_requests.tsv is forced by the value it lists
+# status location holding an `if` answers, that an override header with an underscore or a dot
+# is warned of, that each request of tests/vectors/override_requests.tsv is forced by the value it lists
 # (the forcing header and cookie read as the Go middleware reads them), that a key reading a gate's decision through a map is logged, that a client giving up on
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
 # outcome is recorded (not the auth subrequest's), that an empty metrics body included by SSI
@@ -635,6 +635,9 @@ echo "== an override header with an underscore: a warning, and it works where ng
 port=$(free_port)
 kept=$(free_port)
 gate_document u 0 '"overrides": {"header": "X_Force"},'
+# nginx drops as invalid a header name with other punctuation than "-" and "_" (an HTTP token,
+# which the library takes, may hold it) unless ignore_invalid_headers is off: warned of too.
+gate_document dot 0 '"overrides": {"header": "X.Canary"},'
 # The document names the gate apart from its declaration, with a quote and a backslash: the
 # status location answers the document's name (JSON-escaped, as the metrics' label has it)
 # and the declared one.
@@ -643,7 +646,9 @@ sed -i 's/"gate": "u"/"gate": "shop.u\\"v\\\\2"/' "$tmp/conf/u.json"
 # apart: it must inherit the gate (a build without a merge read the gate before the first).
 serve "$(cat <<CONF
     promotion_gate u u.json;
+    promotion_gate dot dot.json;
     server { listen 127.0.0.1:$port; location / { return 200 "\$promotion_gate_u\n"; }
+             location = /dot { return 200 "\$promotion_gate_dot\n"; }
              location = /si { promotion_gate_status u; if (\$arg_x) { add_header X-Debug 1; } }
              location = /metrics { promotion_gate_metrics; } }
     server { listen 127.0.0.1:$kept; underscores_in_headers on;
@@ -657,6 +662,11 @@ echo "X_Force: canary reaches: $dropped by default, $forced with underscores_in_
   { echo "FAIL: expected stable, then canary" >&2; exit 1; }
 grep -q 'promotion gate "u": overrides.header "X_Force" has an underscore' "$tmp/logs/error.log" ||
   { echo "FAIL: no warning of the underscore in the error log" >&2; exit 1; }
+dotted=$(curl -fs -H "X.Canary: canary" "http://127.0.0.1:$port/dot")
+[ "$dotted" = stable ] || { echo "FAIL: X.Canary: canary reached $dotted, not stable" >&2; exit 1; }
+grep -qF 'promotion gate "dot": overrides.header "X.Canary" has ".": nginx ignores request headers whose names hold other characters than letters, digits, "-"' "$tmp/logs/error.log" ||
+  { echo "FAIL: no warning of the dot in the error log" >&2; exit 1; }
+echo "X.Canary: canary reaches $dotted, warned of: $(grep -o 'overrides.header "X.Canary" has "."' "$tmp/logs/error.log" | head -n 1)"
 for query in "" "?x=1"; do
   answer=$(curl -s -D "$tmp/headers" "http://127.0.0.1:$port/si$query")
   grep -qF '{"gate":"shop.u\"v\\2","declared":"u","environment":"canary"' <<<"$answer" ||
