@@ -26,7 +26,8 @@
 # upgraded connection is not recorded, that a
 # status location holding an `if` answers, that an override header with an underscore or a dot
 # is warned of, that each request of tests/vectors/override_requests.tsv is forced by the value it lists
-# (the forcing header and cookie read as the Go middleware reads them), that a key reading a gate's decision through a map is logged, that a client giving up on
+# (the forcing header and cookie read as the Go middleware reads them), that a key read from
+# a header is taken with the tabs and spaces around it trimmed, that a key reading a gate's decision through a map is logged, that a client giving up on
 # a hung canary is recorded as a slow success, that behind auth_request the main request's
 # outcome is recorded (not the auth subrequest's), that an empty metrics body included by SSI
 # raises no alert, that upstream latencies are timed in
@@ -684,11 +685,17 @@ echo "== the forcing value of each request of tests/vectors/override_requests.ts
 port=$(free_port)
 gate_document f0 0 '"overrides": {"header": "X-Canary", "cookie": "pgate_version"},'
 gate_document f100 100 '"overrides": {"header": "X-Canary", "cookie": "pgate_version"},'
+# Gate k50 routes half its keys to canary, keyed by the header X-User: a key with spaces and
+# tabs around it reaches the version the bare key does (Go's net/http trims both, nginx's
+# parser spaces only).
+gate_document k50 50
 serve "$(cat <<CONF
     promotion_gate f0 f0.json;
     promotion_gate f100 f100.json;
+    promotion_gate k50 k50.json key=\$http_x_user;
     server { listen 127.0.0.1:$port;
              location / { return 200 "\$promotion_gate_f0 \$promotion_gate_f100"; }
+             location = /key { return 200 "\$promotion_gate_k50"; }
              location = /metrics { promotion_gate_metrics; } }
 CONF
 )"
@@ -732,6 +739,32 @@ if failed or rows < 20:
 print(f"{rows} requests: each forced, ignored or unforced as the vectors' values say")
 PY
   { stop_serving; echo "FAIL: the forcing values of tests/vectors/override_requests.tsv" >&2; exit 1; }
+python3 - "$port" <<'PY' ||
+import socket, sys
+port = int(sys.argv[1])
+def version(key_line):
+    request = b"GET /key HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + key_line + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer.split(b"\r\n\r\n", 1)[-1].decode(errors="replace")
+seen, failed = set(), 0
+for i in range(24):
+    key = b"user-%d" % i
+    want = version(b"X-User: " + key)
+    seen.add(want)
+    for line in (b"X-User: \t" + key + b"\t", b"X-User:\t \t" + key + b" \t "):
+        got = version(line)
+        if got != want:
+            failed += 1
+            print(f"FAIL: {line!r} reached {got}, {key!r} {want}", file=sys.stderr)
+if failed or seen != {"canary", "stable"}:
+    sys.exit(1)
+print("24 keys: each with tabs and spaces around it reaches the bare key's version")
+PY
+  { stop_serving; echo "FAIL: a key read from a header with tabs around it" >&2; exit 1; }
 stop_serving
 
 echo "== a key that reads a gate's decision through a map: an error line, once per worker"
