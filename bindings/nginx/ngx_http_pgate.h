@@ -250,6 +250,7 @@ PGATE_LOCAL ngx_int_t ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_u
 PGATE_LOCAL ngx_int_t ngx_http_pgate_implicit_peer_init(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
 PGATE_LOCAL ngx_int_t ngx_http_pgate_log_handler(ngx_http_request_t *r);
+PGATE_LOCAL void ngx_http_pgate_add_header_filter(void);
 PGATE_LOCAL u_char *ngx_http_pgate_json(ngx_log_t *log, ngx_http_pgate_gate_t *g,
     ngx_http_pgate_json_pt get, const char *what, uint64_t after, size_t *len);
 PGATE_LOCAL void ngx_http_pgate_timer(ngx_event_t *ev);

@@ -394,6 +394,7 @@ ngx_http_pgate_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
     *h = ngx_http_pgate_log_handler;
+    ngx_http_pgate_add_header_filter();
 
     umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
     uscfp = umcf->upstreams.elts;

@@ -22,8 +22,9 @@
 # records nothing unless the canary had answered, also behind an error_page that proxies nginx's
 # 400 to stable, while a gate read by `if` reaches its canary through an error page (`return
 # 418`) and a second gate read in the error page's location is recorded (one read by
-# proxy_pass is not credited with an error page's upstream resolved at run time), that an idle
-# upgraded connection is not recorded, that a
+# proxy_pass is not credited with an error page's upstream resolved at run time), that a
+# granted upgrade is a success timed at its 101 (not the idle connection's life) and a refused
+# one a failure, that a
 # status location holding an `if` answers, that an override header with an underscore or a dot
 # is warned of, that each request of tests/vectors/override_requests.tsv is forced by the value it lists
 # (the forcing header and cookie read as the Go middleware reads them), that a key read from
@@ -1498,40 +1499,50 @@ setg: 1 recorded, 1 errors
 rt: 0 recorded, 0 errors" ] || { echo "FAIL: expected e418's 3 canary failures through its error page, none for up and rt, other's and setg's one failure" >&2; exit 1; }
 [ "$rt_answers" = "3 HTTP/1.1 200 OK" ] || { echo "FAIL: expected stable's 200 for each /rt badchunk, got: $rt_answers" >&2; exit 1; }
 
-echo "== an upgraded connection (a WebSocket) is not recorded"
-# The canary switches protocols (101) and then says nothing: nginx ends each connection after
-# proxy_read_timeout (1 s here) with a 504 (after the header: a build counting what broke after
-# the header took the idle timeout for a failure; one recording upgrades timed the
-# connection's life). Nothing is recorded, as in the Go middleware.
+echo "== a granted upgrade (a WebSocket) is a success timed at its 101, a refused one a failure"
+# The canary grants upgrades (101) and then says nothing, and refuses those to /refuse (503):
+# 9 granted and 1 refused are 10 requests and 1 error (a build recording only the refusals saw
+# a WebSocket canary fail all it was weighed on). nginx ends each upgraded connection after
+# proxy_read_timeout (1 s here) with a 504, no failure (after the header: a build counting what
+# broke after the header took the idle timeout for one), and the latency recorded is the time
+# to the 101's header, not the connection's life (nor the clients' 2.5 s): the window's
+# latency sum stays under 2 s for the 10 (their connections last 9 s at least), and all fall
+# in the bucket le=0.5. Through an upstream{} block (gate `ws`, its peer wrapped, timed by
+# the module) and through a URL built at run time (gate `wsvar`: peers made on the spot,
+# timed by nginx's header time, in milliseconds).
 port=$(free_port)
 socket=$(free_port)
-tcp_server "$socket" '    c.recv(65536)
+tcp_server "$socket" '    if b"/refuse" in c.recv(65536):
+        c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        c.close()
+        continue
     c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
     held.append(c)  # then idle'
 gate_document ws 100
+gate_document wsvar 100
 serve "$(cat <<CONF
     log_format ws '\$status \$request_time';
     promotion_gate ws ws.json;
+    promotion_gate wsvar wsvar.json;
     upstream ws_canary { server 127.0.0.1:$socket; }
     upstream ws_stable { server 127.0.0.1:$socket; }
     server {
         listen 127.0.0.1:$port;
         access_log logs/ws.log ws;
-        location / {
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade \$http_upgrade;
-            proxy_set_header Connection upgrade;
-            proxy_read_timeout 1s;
-            proxy_pass http://ws_\$promotion_gate_ws;
-        }
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade \$http_upgrade;
+        proxy_set_header Connection upgrade;
+        proxy_read_timeout 1s;
+        location / { proxy_pass http://ws_\$promotion_gate_ws; }
+        location /var/ { proxy_pass http://127.0.0.1:$socket/\$promotion_gate_wsvar\$request_uri; }
         location = /metrics { promotion_gate_metrics; }
     }
 CONF
 )"
 clients=()
-for i in $(seq 8); do # each holds its upgraded connection open for 2.5 s, silent
+for path in {,var/}{1,2,3,4,5,6,7,8,9,refuse}; do # each holds its upgraded connection open for 2.5 s, silent
   (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
-    printf 'GET /%s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n' "$i" >&3 &&
+    printf 'GET /%s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n' "$path" >&3 &&
     sleep 2.5) &
   clients+=($!)
   started "$!"
@@ -1544,12 +1555,21 @@ stop_tcp_server
 # nginx logs an upgraded request once its connection ends: 101, after about 1 s (its idle
 # timeout, not the clients' 2.5 s)
 upgraded=$(awk '$1 == 101 && $2 >= 0.9 && $2 < 2' "$tmp/logs/ws.log" | grep -c . || true)
-recorded=$(sed -n 's/^promotion_window_requests{gate="ws",cohort="canary"} //p' <<<"$metrics")
-in_canary=$(sed -n 's/^promotion_environment{gate="ws",environment="canary"} //p' <<<"$metrics")
-echo "8 upgraded connections, $upgraded ended by nginx's idle timeout: $recorded recorded"
-[ "$upgraded" = 8 ] || { echo "FAIL: expected 8 upgraded connections ended after 1 s:" >&2; cat "$tmp/logs/ws.log" >&2; exit 1; }
-[ "$recorded" = 0 ] && [ "$in_canary" = 1 ] ||
-  { echo "FAIL: upgraded connections recorded ($recorded) or rolled back" >&2; exit 1; }
+echo "18 upgrades granted, $upgraded ended by nginx's idle timeout"
+[ "$upgraded" = 18 ] || { echo "FAIL: expected 18 upgraded connections ended after 1 s:" >&2; cat "$tmp/logs/ws.log" >&2; exit 1; }
+for gate in ws wsvar; do
+  # window <series>: the gate's canary window's <series> (requests, errors, latency_seconds_sum)
+  window() { sed -n "s/^promotion_window_$1{gate=\"$gate\",cohort=\"canary\"} //p" <<<"$metrics"; }
+  recorded=$(window requests)
+  errors=$(window errors)
+  latency_sum=$(window latency_seconds_sum)
+  fast=$(grep -F "promotion_window_latency_seconds_bucket{gate=\"$gate\",cohort=\"canary\",le=\"0.5\"}" <<<"$metrics" | sed 's/.* //')
+  echo "$gate: 9 granted, 1 refused: $recorded recorded, $errors errors, latency sum $latency_sum s, $fast within 0.5 s"
+  [ "$recorded" = 10 ] && [ "$errors" = 1 ] ||
+    { echo "FAIL: $gate: expected the 9 granted upgrades and the refused one recorded, 1 error" >&2; exit 1; }
+  python3 -c 'import sys; sys.exit(not float(sys.argv[1]) < 2)' "$latency_sum" && [ "$fast" = 10 ] ||
+    { echo "FAIL: $gate: the upgrades were timed past their 101 (the connection's life?)" >&2; grep "^promotion_window_latency_seconds.*gate=\"$gate\",cohort=\"canary\"" <<<"$metrics" >&2; exit 1; }
+done
 
 echo "== upstream latencies in microseconds, through an upstream{} block and an address"
 # nginx's own clock counts milliseconds, so a fast upstream would read as 0 or 1 ms: the module
