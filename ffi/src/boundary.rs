@@ -8,6 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{pgate_error, set_error};
 use crate::status::pgate_status;
+use promotion_gates::MAX_DOCUMENT_BYTES;
 
 /// Runs `body`, turning a panic into [`pgate_status::Panic`].
 #[inline]
@@ -50,6 +51,9 @@ pub(crate) struct Param {
     pub(crate) length: &'static str,
     /// What the text is, for a text that is not UTF-8 (`config`).
     pub(crate) what: &'static str,
+    /// Whether the text is a JSON document: then a length over [`MAX_DOCUMENT_BYTES`] is
+    /// refused before a byte is read, as the library refuses such a document (see [`text`]).
+    pub(crate) document: bool,
 }
 
 impl Param {
@@ -190,7 +194,9 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], p
     unsafe { slice(ptr, len) }
 }
 
-/// Borrows `len` bytes at `ptr` as UTF-8.
+/// Borrows `len` bytes at `ptr` as UTF-8. A document ([`Param::document`]) over
+/// [`MAX_DOCUMENT_BYTES`] bytes is `INVALID_CONFIG` on field `document`, checked before the
+/// UTF-8 is.
 ///
 /// # Safety
 /// As [`bytes`].
@@ -201,6 +207,18 @@ pub(crate) unsafe fn text<'a>(
 ) -> Result<&'a str, Failure> {
     // SAFETY: forwarded to the caller.
     let raw = unsafe { bytes(ptr, len) }.map_err(|status| param.refused(status, len))?;
+    if param.document && len > MAX_DOCUMENT_BYTES {
+        // The library's refusal (`PromotionConfig::parse_json`), made before the UTF-8 check:
+        // a long text is not read through, and its size is what is wrong with it.
+        return Err(Failure::new(
+            pgate_status::InvalidConfig,
+            format!(
+                "invalid document = a {} of {len} bytes: at most {MAX_DOCUMENT_BYTES} bytes \
+                 (MAX_DOCUMENT_BYTES)",
+                param.what
+            ),
+        ));
+    }
     std::str::from_utf8(raw).map_err(|e| {
         Failure::new(
             pgate_status::InvalidArgument,

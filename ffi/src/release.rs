@@ -130,6 +130,7 @@ pub unsafe extern "C" fn pgate_rollback(
             pointer: "reason",
             length: "len",
             what: "reason",
+            document: false,
         };
         with_text(
             "pgate_rollback",
@@ -149,6 +150,7 @@ const FLAG_NAME: Param = Param {
     pointer: "name",
     length: "len",
     what: "flag name",
+    document: false,
 };
 
 /// Turns a release flag on (idempotent). The name is UTF-8, `len` bytes. In Canary and

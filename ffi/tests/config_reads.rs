@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{error_text, new_gate, refused_gate};
+use common::{error_text, new_gate, refused_gate, text_of};
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
 
@@ -821,6 +821,68 @@ fn the_slo_is_checked_against_the_config_documents_window_opening_nothing() {
     );
     assert!(!path.exists(), "the store was not opened");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The config and SLO documents as a gate reads them back (`pgate_config_json`,
+/// `pgate_slo_json`).
+fn documents_of(gate: *const pgate_gate) -> (String, String) {
+    // SAFETY: live gate; text_of passes buffers of the capacity it names.
+    let config = text_of(&|buf, cap, len| unsafe { pgate_config_json(gate, buf, cap, len) });
+    // SAFETY: as above.
+    let slo = text_of(&|buf, cap, len| unsafe { pgate_slo_json(gate, buf, cap, len) });
+    (config, slo)
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "8 MiB documents: minutes under Miri")]
+fn a_document_over_the_limit_is_refused_for_its_size_before_its_utf8_is_read() {
+    // Not UTF-8 either: the size is what is wrong with it, and it is not read through.
+    let long = vec![0xFFu8; promotion_gates::MAX_DOCUMENT_BYTES + 1];
+    let refused = |status: pgate_status, err: *mut pgate_error| {
+        assert_eq!(status, pgate_status::InvalidConfig);
+        // SAFETY: a refusal wrote an error object.
+        let text = unsafe { error_text(err) };
+        assert!(
+            text.contains("invalid document") && text.contains("8388609 bytes"),
+            "{text}"
+        );
+        assert!(text.contains("8388608") && text.len() < 200, "{text}");
+    };
+    let (p, n) = (long.as_ptr(), long.len());
+    let gate = new_gate(r#"{"gate": "g", "environment": "staging"}"#);
+    let before = documents_of(gate);
+    let (mut out, mut len, mut judging) = (null_mut(), 0, false);
+    let mut buf = [0u8; 64];
+    // SAFETY: live buffers of the lengths passed, valid out-pointers; the gate is freed below.
+    unsafe {
+        let mut err = null_mut();
+        refused(pgate_gate_new(p, n, null(), 0, &mut out, &mut err), err);
+        refused(pgate_gate_new(null(), 0, p, n, &mut out, &mut err), err);
+        assert!(out.is_null());
+        refused(pgate_swap_config(gate, p, n, &mut err), err);
+        refused(pgate_swap_config_from(gate, 0, p, n, &mut err), err);
+        refused(pgate_swap_slo(gate, p, n, &mut err), err);
+        assert_eq!(
+            documents_of(gate),
+            before,
+            "a refused swap changed the gate"
+        );
+        let cap = buf.len();
+        let b = buf.as_mut_ptr().cast();
+        refused(pgate_store_location(p, n, b, cap, &mut len, &mut err), err);
+        refused(
+            pgate_document_gate_name(p, n, b, cap, &mut len, &mut err),
+            err,
+        );
+        refused(
+            pgate_document_fleet_judging(p, n, &mut judging, &mut err),
+            err,
+        );
+        refused(pgate_document_check_slo(p, n, null(), 0, &mut err), err);
+        refused(pgate_document_check_slo(null(), 0, p, n, &mut err), err);
+        assert_eq!(len, 0, "nothing written");
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+    }
 }
 
 #[test]
