@@ -4,6 +4,7 @@
 //! value), the parser of a flag whose value is text, and of a flag whose value is a number.
 
 use clap::builder::{OsStringValueParser, TypedValueParser};
+use promotion_gates::{TINY_NUMBER_REFUSAL, is_tiny_number};
 use std::ffi::OsString;
 use std::fmt::Display;
 
@@ -38,9 +39,14 @@ pub fn any_text(text: &str) -> Result<String, String> {
 /// A flag's number, finite (for [`text`]): a text that is no number is refused as `"TEXT" is
 /// not a number`, and one that reads as infinity or NaN (`inf`, `NaN`, and `1e400` or 400
 /// digits, which overflow to infinity) as `"TEXT" is not a finite number`, naming the text as
-/// given, never the `inf` it would become.
+/// given, never the `inf` it would become. A number too small for an `f64`, which would read
+/// as 0 (`1e-400`), is refused as the library refuses it in a document
+/// ([`is_tiny_number`], [`TINY_NUMBER_REFUSAL`]).
 pub fn finite_number(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
+        Ok(_) if is_tiny_number(text) => {
+            Err(format!("{} is {TINY_NUMBER_REFUSAL}", quoted_text(text)))
+        }
         Ok(number) if number.is_finite() => Ok(number),
         Ok(_) => Err(format!("{} is not a finite number", quoted_text(text))),
         Err(_) => Err(format!("{} is not a number", quoted_text(text))),
@@ -77,5 +83,20 @@ mod tests {
             ))
         );
         assert_eq!(finite_number("abc"), Err("\"abc\" is not a number".into()));
+    }
+
+    #[test]
+    fn a_number_that_would_read_as_0_is_refused_as_written() {
+        let zeros = format!("0.{}1", "0".repeat(400));
+        for text in ["1e-400", "-2.5e-330", zeros.as_str()] {
+            assert_eq!(
+                finite_number(text),
+                Err(format!("{} is {TINY_NUMBER_REFUSAL}", quoted_text(text)))
+            );
+        }
+        // A zero as written, and a subnormal that reads above 0, are numbers as before.
+        assert_eq!(finite_number("0e-400"), Ok(0.0));
+        assert_eq!(finite_number("-0.0"), Ok(0.0));
+        assert_eq!(finite_number("1e-310"), Ok(1e-310));
     }
 }

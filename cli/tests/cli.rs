@@ -1697,6 +1697,29 @@ fn a_percent_that_is_not_finite_is_refused_as_written() {
 }
 
 #[test]
+fn a_percent_that_would_read_as_0_is_refused_as_written() {
+    // `1e-400` reads as 0 in an f64: it routed a 0 % canary and exited 0, where a document's
+    // `traffic_percent = 1e-400` is refused.
+    let zeros = format!("0.{}1", "0".repeat(400));
+    for value in ["1e-400", "2.5e-330", zeros.as_str()] {
+        let message = bad_flag_starting(
+            &["route", "--percent", value, "u"],
+            "error: invalid value '",
+        );
+        let shown = value
+            .get(..160)
+            .map_or(value.to_string(), |start| format!("{start}...(403 bytes)"));
+        assert!(
+            message.ends_with(&format!(
+                "for '--percent <PERCENT>': \"{shown}\" is {} (see --help)\n",
+                promotion_gates::TINY_NUMBER_REFUSAL
+            )),
+            "{message}"
+        );
+    }
+}
+
+#[test]
 fn a_file_that_is_not_utf8_is_refused_as_such_by_every_command() {
     // It was `cannot read PATH: invalid utf-8 sequence of 1 bytes from index 11`.
     let path = temp_file("latin1.json", "");
