@@ -411,11 +411,10 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Endless zeros, counting the bytes read: for the tests that a reader stops at its limit.
-#[cfg(test)]
-pub(crate) struct Zeros(pub(crate) usize);
+/// Endless zeros, counting the bytes read: for the tests that a reader stops at its limit
+/// (the binary's too, which see this library without `cfg(test)`).
+pub struct Zeros(pub usize);
 
-#[cfg(test)]
 impl Read for Zeros {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         buf.fill(0);

@@ -11,18 +11,14 @@
 //! exits 0 only when the release reached Production: 3 when it was rolled back, 4 when it
 //! stalled.
 
-mod document;
-mod error;
 mod flag;
 mod plot;
-mod progress;
-mod report;
-mod rollout;
 mod route;
-mod scenario;
 mod simulate;
-mod traffic;
 mod validate;
+
+// The modules the fuzz target `cli_documents` reads documents with too (`src/lib.rs`).
+use promotion_gates_cli::{document, error, progress, report, rollout, scenario};
 
 use clap::builder::Styles;
 use clap::error::{ContextKind, ContextValue, ErrorKind};

@@ -132,6 +132,14 @@ impl Gate {
         outcome(status, err)
     }
 
+    /// `pgate_swap_slo`.
+    pub fn swap_slo(&self, json: &[u8]) -> Result<(), Refusal> {
+        let mut err = null_mut();
+        // SAFETY: live gate and slice; `err` writable.
+        let status = unsafe { pgate_swap_slo(self.0, json.as_ptr(), json.len(), &mut err) };
+        outcome(status, err)
+    }
+
     /// `pgate_promote`.
     pub fn promote(&self, environment: u32, traffic_percent: f64) -> Result<(), Refusal> {
         let mut err = null_mut();
@@ -313,4 +321,96 @@ pub struct Observed {
     pub history: String,
     /// `pgate_is_feature_enabled` of each name asked about.
     pub flags: Vec<Result<bool, pgate_status>>,
+}
+
+/// A text call on a config document alone (`pgate_store_location`,
+/// `pgate_document_gate_name`): `(config_json, config_len, buf, cap, len_out, err)`.
+type DocumentText = unsafe extern "C" fn(
+    *const u8,
+    usize,
+    *mut std::ffi::c_char,
+    usize,
+    *mut usize,
+    *mut *mut pgate_error,
+) -> pgate_status;
+
+/// Runs a [`DocumentText`] call on `config` as a C host does: asks for the length (a NULL
+/// buffer: `BUFFER_TOO_SMALL` with an error object, or the document's refusal), then reads the
+/// text whole.
+fn document_text(config: &[u8], call: DocumentText) -> Result<String, Refusal> {
+    let (mut len, mut err) = (usize::MAX, null_mut());
+    // SAFETY: a live slice; a NULL buffer with cap 0 asks for the length; outputs writable.
+    let status = unsafe {
+        call(
+            config.as_ptr(),
+            config.len(),
+            null_mut(),
+            0,
+            &mut len,
+            &mut err,
+        )
+    };
+    // A buffer too small is refused with an error object saying the length it needs.
+    match outcome(status, err) {
+        Err(refusal) if refusal.status == pgate_status::BufferTooSmall => {}
+        Err(refusal) => return Err(refusal),
+        Ok(()) => panic!("a NULL buffer accepted"),
+    }
+    err = null_mut();
+    let mut buf = vec![0xAAu8; len + 1];
+    let mut written = usize::MAX;
+    // SAFETY: `buf` holds `len + 1` writable bytes; outputs writable.
+    let status = unsafe {
+        call(
+            config.as_ptr(),
+            config.len(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut written,
+            &mut err,
+        )
+    };
+    outcome(status, err)?;
+    assert_eq!((written, buf[len]), (len, 0), "the length, then a NUL");
+    buf.truncate(len);
+    match String::from_utf8(buf) {
+        Ok(text) => Ok(text),
+        Err(e) => panic!("a text that is not UTF-8: {e}"),
+    }
+}
+
+/// `pgate_store_location` of a config document: read alone, nothing opened.
+pub fn store_location(config: &[u8]) -> Result<String, Refusal> {
+    document_text(config, pgate_store_location)
+}
+
+/// `pgate_document_gate_name` of a config document: read alone, nothing opened.
+pub fn document_gate_name(config: &[u8]) -> Result<String, Refusal> {
+    document_text(config, pgate_document_gate_name)
+}
+
+/// `pgate_document_fleet_judging` of a config document: read alone, nothing opened.
+pub fn document_fleet_judging(config: &[u8]) -> Result<bool, Refusal> {
+    let (mut sums, mut err) = (false, null_mut());
+    // SAFETY: a live slice; both outputs writable.
+    let status =
+        unsafe { pgate_document_fleet_judging(config.as_ptr(), config.len(), &mut sums, &mut err) };
+    outcome(status, err).map(|()| sums)
+}
+
+/// `pgate_document_check_slo` of a config and an SLO document (either may be empty): read
+/// alone, nothing opened.
+pub fn document_check_slo(config: &[u8], slo: &[u8]) -> Result<(), Refusal> {
+    let mut err = null_mut();
+    // SAFETY: live slices; `err` writable.
+    let status = unsafe {
+        pgate_document_check_slo(
+            config.as_ptr(),
+            config.len(),
+            slo.as_ptr(),
+            slo.len(),
+            &mut err,
+        )
+    };
+    outcome(status, err)
 }
