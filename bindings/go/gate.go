@@ -58,6 +58,7 @@ package promotiongates
 import "C"
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -321,7 +322,7 @@ func (g *Gate) RollbackHistory() ([]RollbackEvent, error) {
 // readJSON runs a C call that copies a document about the gate into a caller buffer (see
 // readText).
 func (g *Gate) readJSON(op string, call func(*C.pgate_gate, *C.char, C.size_t, *C.size_t) C.pgate_status) (string, error) {
-	return readText(func(buf *C.char, n C.size_t, out *C.size_t) (C.pgate_status, error) {
+	return readText(op, cBuffer(func(buf *C.char, n C.size_t, out *C.size_t) (C.pgate_status, error) {
 		p, held := g.acquire()
 		if p == nil {
 			return C.PGATE_STATUS_INVALID_HANDLE, errClosed
@@ -330,25 +331,54 @@ func (g *Gate) readJSON(op string, call func(*C.pgate_gate, *C.char, C.size_t, *
 		held.release()
 		runtime.KeepAlive(g)
 		return st, statusError(op, st)
-	})
+	}))
 }
 
-// readText runs a C call that copies text into a caller buffer, growing the buffer while the
-// call says it is too small (a gate's document may grow between two calls). The call returns
-// its status and the error that status means.
-func readText(call func(*C.char, C.size_t, *C.size_t) (C.pgate_status, error)) (string, error) {
+// textTries is how many times readText asks for a text before giving up: each retry takes an
+// eighth more than was asked for, and textSlack bytes, so only a text growing faster than
+// that between two calls (another process's rollbacks, applied by the sync thread) runs out
+// of tries, as in the Lua and Python bindings.
+const (
+	textTries = 8
+	textSlack = 4096
+)
+
+// readText runs op, a call that copies text into the buffer it is given and answers how long
+// the text is, growing the buffer while the call says it is too small (a gate's document may
+// grow between two calls), at most textTries times. The call returns the text's length, its
+// status and the error that status means. A text still growing after textTries calls is an
+// ErrBufferTooSmall naming op.
+func readText(op string, call func(buf []byte) (int, Status, error)) (string, error) {
 	buf := make([]byte, 512)
-	for {
-		var n C.size_t
-		st, err := call((*C.char)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)), &n)
+	asked := 0
+	for range textTries {
+		n, st, err := call(buf)
 		switch st {
-		case C.PGATE_STATUS_OK:
+		case StatusOK:
 			return string(buf[:n]), nil
-		case C.PGATE_STATUS_BUFFER_TOO_SMALL:
-			buf = make([]byte, int(n)+1) // room for the NUL the library writes
+		case StatusBufferTooSmall:
+			asked = n
+			buf = make([]byte, n+1+n/8+textSlack) // room for the NUL the library writes
 		default:
 			return "", err
 		}
+	}
+	return "", textGrew(op, asked)
+}
+
+// textGrew is the refusal of op's text, still growing after textTries calls, the last of
+// which asked for asked bytes.
+func textGrew(op string, asked int) error {
+	return &Error{Status: StatusBufferTooSmall, Message: fmt.Sprintf(
+		"%s: the text kept growing: %d tries, the last asking for %d bytes", op, textTries, asked)}
+}
+
+// cBuffer adapts a C call that copies text into a (buf, size, len_out) buffer to readText.
+func cBuffer(call func(*C.char, C.size_t, *C.size_t) (C.pgate_status, error)) func([]byte) (int, Status, error) {
+	return func(buf []byte) (int, Status, error) {
+		var n C.size_t
+		st, err := call((*C.char)(unsafe.Pointer(unsafe.SliceData(buf))), C.size_t(len(buf)), &n)
+		return int(n), Status(st), err
 	}
 }
 

@@ -202,11 +202,11 @@ func StoreLocation(configJSON string) (string, error) {
 // buffer (pgate_store_location, pgate_document_gate_name), through readText.
 func documentText(op, configJSON string, call func(*C.uint8_t, C.size_t, *C.char, C.size_t, *C.size_t, **C.pgate_error) C.pgate_status) (string, error) {
 	doc, n := optionalBytes(configJSON)
-	return readText(func(buf *C.char, size C.size_t, out *C.size_t) (C.pgate_status, error) {
+	return readText(op, cBuffer(func(buf *C.char, size C.size_t, out *C.size_t) (C.pgate_status, error) {
 		var cerr *C.pgate_error
 		st := call(doc, n, buf, size, out, &cerr)
 		return st, takeError(op, st, cerr) // frees the object on every path
-	})
+	}))
 }
 
 // DocumentGateName returns the gate name of a config document (its "gate", or "default"

@@ -109,7 +109,8 @@ func exposition(gates []*Gate, counts []C.pgate_outcome_counts, op string) (stri
 			holds[i] = nil
 		}
 	}
-	for {
+	asked := 0
+	for range textTries { // at most textTries, as readText
 		for i, g := range gates {
 			handles[i], holds[i] = g.acquire()
 			if handles[i] == nil {
@@ -133,13 +134,15 @@ func exposition(gates []*Gate, counts []C.pgate_outcome_counts, op string) (stri
 		case C.PGATE_STATUS_OK:
 			return string(buf[:n]), nil
 		case C.PGATE_STATUS_BUFFER_TOO_SMALL:
-			buf = make([]byte, int(n)+4096) // the text may grow between two calls
+			asked = int(n)
+			buf = make([]byte, asked+1+asked/8+textSlack) // the text may grow between two calls
 		case C.PGATE_STATUS_INVALID_ARGUMENT:
 			return "", sameNames(gates, st, op)
 		default:
 			return "", statusError(op, st)
 		}
 	}
+	return "", textGrew(op, asked)
 }
 
 // closedAt is the refusal of gates[i], nil or closed: errClosed's status (errors.Is(err,

@@ -8,6 +8,16 @@
 #include "ngx_http_pgate.h"
 
 
+/* A text the library copies out (the rollback history, the metrics) may grow between two
+ * calls, as the sync thread applies another process's rollbacks: each retry asks with an
+ * eighth and PGATE_TEXT_SLACK bytes more room than the last call asked for, and the handler
+ * gives up after PGATE_TEXT_TRIES calls (as the Lua and Python bindings do) rather than
+ * take buffers from the request's pool for as long as the text grows. */
+#define PGATE_TEXT_TRIES  8
+#define PGATE_TEXT_SLACK  4096
+#define pgate_text_room(len)  ((len) + 1 + (len) / 8 + PGATE_TEXT_SLACK)
+
+
 static ngx_int_t
 ngx_http_pgate_send(ngx_http_request_t *r, ngx_str_t *type, u_char *body, size_t len)
 {
@@ -61,6 +71,7 @@ ngx_http_pgate_status_handler(ngx_http_request_t *r)
     u_char                      *body, *history, *p;
     size_t                       history_len, cap, escaped;
     double                       percent;
+    ngx_uint_t                   tries;
     uint64_t                     stage;
     ngx_str_t                    type = ngx_string("application/json");
     const char                  *environment;
@@ -101,12 +112,14 @@ ngx_http_pgate_status_handler(ngx_http_request_t *r)
         environment = "production";
     }
 
-    /* the history may grow between the two calls: retry with the new length */
+    /* the history may grow between two calls: retry with room to spare, at most
+     * PGATE_TEXT_TRIES calls in all, giving the pool back each buffer found too small
+     * (ngx_pfree frees a large allocation, as every retry's buffer is) */
     history_len = 0;
     history = NULL;
     cap = 0;
 
-    for ( ;; ) {
+    for (tries = 0; /* void */; tries++) {
         st = pgate_rollback_history_json(g->gate, (char *) history, cap, &history_len);
         if (st == PGATE_STATUS_OK) {
             break;
@@ -114,7 +127,17 @@ ngx_http_pgate_status_handler(ngx_http_request_t *r)
         if (st != PGATE_STATUS_BUFFER_TOO_SMALL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-        cap = history_len + 1;
+        if (tries + 1 == PGATE_TEXT_TRIES) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "promotion gate status: the rollback history of gate \"%V\" kept "
+                          "growing: %d tries, the last asking for %uz bytes",
+                          &g->name, PGATE_TEXT_TRIES, history_len);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        if (history != NULL) {
+            ngx_pfree(r->pool, history);
+        }
+        cap = pgate_text_room(history_len);
         history = ngx_pnalloc(r->pool, cap);
         if (history == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -154,7 +177,7 @@ ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
     char                        *body;
     size_t                       len, cap;
     ngx_str_t                    type = ngx_string("text/plain; version=0.0.4");
-    ngx_uint_t                   i, n;
+    ngx_uint_t                   i, n, tries;
     pgate_status                 st;
     const pgate_gate           **live;
     pgate_outcome_counts        *counts;
@@ -192,7 +215,8 @@ ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
     cap = 0;
     len = 0;
 
-    for ( ;; ) {
+    /* the text may grow between two calls: as the history above */
+    for (tries = 0; /* void */; tries++) {
         st = pgate_metrics_prometheus_counted(live, counts, n, body, cap, &len);
         if (st == PGATE_STATUS_OK) {
             break;
@@ -202,7 +226,16 @@ ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
                           "promotion gate metrics: %s", pgate_status_str(st));
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-        cap = len + 1 + 1024;           /* the text may grow a little in between */
+        if (tries + 1 == PGATE_TEXT_TRIES) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "promotion gate metrics: the exposition kept growing: %d tries, "
+                          "the last asking for %uz bytes", PGATE_TEXT_TRIES, len);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        if (body != NULL) {
+            ngx_pfree(r->pool, body);
+        }
+        cap = pgate_text_room(len);
         body = ngx_pnalloc(r->pool, cap);
         if (body == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -442,15 +442,21 @@ void check_with_error(const char* function, Call&& call) {
   }
 }
 
+/// How many times read_text asks before giving up on a text that keeps growing.
+inline constexpr int text_tries = 8;
+
 /// Reads a string through a (buf, cap, len_out) call, growing the buffer while the library
-/// answers PGATE_STATUS_BUFFER_TOO_SMALL (the text may grow between two calls: each retry
-/// takes an eighth more than was needed, and 256 bytes, so a text that keeps growing is read
-/// in a few tries, not one per change).
+/// answers PGATE_STATUS_BUFFER_TOO_SMALL (the text may grow between two calls, as another
+/// process's rollbacks are applied by the sync thread: each retry takes an eighth more than
+/// was needed, and 4096 bytes, so a text that keeps growing is read in a few tries, not one
+/// per change). A text still growing after text_tries calls is an Error of
+/// PGATE_STATUS_BUFFER_TOO_SMALL naming `function`, as the Lua and Python bindings give up.
 template <class Read>
 std::string read_text(const char* function, Read&& read) {
   std::string text(256, '\0');
-  for (;;) {
-    std::size_t len = 0;
+  std::size_t len = 0;
+  for (int tries = 0; tries < text_tries; ++tries) {
+    len = 0;
     const pgate_status status = read(text.data(), text.size(), &len);
     if (status == PGATE_STATUS_OK) {
       text.resize(len);
@@ -459,8 +465,11 @@ std::string read_text(const char* function, Read&& read) {
     if (status != PGATE_STATUS_BUFFER_TOO_SMALL) {
       throw_status(status, function);
     }
-    text.resize(len + len / 8 + 256);
+    text.resize(len + len / 8 + 4096);
   }
+  throw Error(PGATE_STATUS_BUFFER_TOO_SMALL,
+              std::string(function) + ": the text kept growing: " + std::to_string(text_tries) +
+                  " tries, the last asking for " + std::to_string(len) + " bytes");
 }
 
 /// A byte string for the C ABI. The empty view goes as NULL with length 0.
