@@ -112,6 +112,8 @@ func (c Config) MarshalJSON() ([]byte, error) {
 // (a traffic_percent of 150) is New's to refuse, but for a salt, override header or cookie
 // given as "": the binding's "" means none, so it would be written back as none; it is an
 // ErrInvalidConfig in the library's words (invalid salt = "": a name must not be empty).
+// So is a document longer than the library's MAX_DOCUMENT_BYTES (8 MiB), unread ("invalid
+// document = a PromotionConfig of 9437207 bytes: at most 8388608 bytes (MAX_DOCUMENT_BYTES)").
 // A refused document leaves c as it was.
 func (c *Config) UnmarshalJSON(data []byte) error {
 	d := DefaultConfig()
@@ -291,7 +293,7 @@ func (e *environmentJSON) readAt(data []byte, at string) error {
 // UnmarshalJSON reads an environment in a document of the library's other than a config (a
 // change's from and to, a rollback event's), as readAt reads it.
 func (e *environmentJSON) UnmarshalJSON(data []byte) error {
-	return readJSON(data, "", "invalid JSON environment", func(data []byte) error { return e.readAt(data, "") })
+	return readJSON(data, "", "invalid JSON environment", "an environment", func(data []byte) error { return e.readAt(data, "") })
 }
 
 // canaryJSON is the canary's fields, {"traffic_percent": P}.

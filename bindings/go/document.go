@@ -71,12 +71,23 @@ func within(at, key string) string {
 // refuses a document starting with one in these words, naming it, not as a syntax error.
 var byteOrderMark = []byte("\xEF\xBB\xBF")
 
+// maxDocumentBytes is the library's MAX_DOCUMENT_BYTES (src/limits.rs): the longest JSON
+// document it reads.
+const maxDocumentBytes = 8 * 1024 * 1024
+
 // readJSON runs read on data (JSON whitespace trimmed), the value at path at in its document,
 // once data is valid JSON holding no number too small for a float64 (firstTinyNumber), and
 // returns what either refuses as an *Error of StatusInvalidJSON: prefix (the library's,
 // "invalid JSON config"), then the refusal shortened as the library shortens it (see
-// shortenedRefusal), or encoding/json's account of the syntax error.
-func readJSON(data []byte, at, prefix string, read func([]byte) error) error {
+// shortenedRefusal), or encoding/json's account of the syntax error. Data longer than
+// maxDocumentBytes is refused first, unread, as the library refuses it: an *Error of
+// StatusInvalidConfig naming the field document, what (a noun: "a PromotionConfig") and the
+// size.
+func readJSON(data []byte, at, prefix, what string, read func([]byte) error) error {
+	if len(data) > maxDocumentBytes {
+		return &Error{Status: StatusInvalidConfig, Message: fmt.Sprintf(
+			"invalid document = %s of %d bytes: at most %d bytes (MAX_DOCUMENT_BYTES)", what, len(data), maxDocumentBytes)}
+	}
 	if bytes.HasPrefix(data, byteOrderMark) {
 		return &Error{Status: StatusInvalidJSON, Message: prefix + ": starts with a UTF-8 byte order mark (EF BB BF): save it without one"}
 	}
@@ -99,7 +110,7 @@ func readJSON(data []byte, at, prefix string, read func([]byte) error) error {
 // w, a pointer to its wire struct, whose fields hold the defaults of those the document leaves
 // out.
 func readDocument(data []byte, prefix, what string, w libraryForm) error {
-	return readJSON(data, "", prefix, func(data []byte) error {
+	return readJSON(data, "", prefix, "a "+what, func(data []byte) error {
 		if data[0] != '{' {
 			return refuse("", "a %s must be a JSON object with named fields, not %s", what, kind(data))
 		}
@@ -119,7 +130,7 @@ func readSection[T any, P interface {
 	libraryForm
 }](data []byte, at string, into P, defaults T) error {
 	read := defaults
-	if err := readJSON(data, at, "invalid JSON config", func(data []byte) error {
+	if err := readJSON(data, at, "invalid JSON config", "a section "+at, func(data []byte) error {
 		return readValue(data, at, reflect.ValueOf(&read).Elem())
 	}); err != nil {
 		return err

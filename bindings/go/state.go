@@ -89,7 +89,8 @@ func (g *Gate) SwapSLO(sloJSON string) error {
 // so is a p99_budget_ms of 0 (the library's refusal, "invalid p99_budget_ms = 0: a latency
 // above 0 and below ..."): P99Budget's 0 means none, so it would be written back as null.
 // Other values the library reads but refuses (a latency_target_ms of 0) are New's and
-// SwapSLO's to refuse.
+// SwapSLO's to refuse. A document longer than the library's MAX_DOCUMENT_BYTES (8 MiB) is an
+// ErrInvalidConfig naming the field document, unread, as the library refuses it.
 // Durations are rounded to the nanosecond as the library rounds them (to the nearest, ties to
 // even). A refused document leaves s as it was.
 func (s *SLO) UnmarshalJSON(data []byte) error {

@@ -95,7 +95,7 @@ func (s Store) MarshalJSON() ([]byte, error) {
 // `path`"). A refused document leaves s as it was.
 func (s *Store) UnmarshalJSON(data []byte) error {
 	var read Store
-	if err := readJSON(data, "store", "invalid JSON config", func(data []byte) error { return read.readAt(data, "store") }); err != nil {
+	if err := readJSON(data, "store", "invalid JSON config", "a section store", func(data []byte) error { return read.readAt(data, "store") }); err != nil {
 		return err
 	}
 	*s = read
