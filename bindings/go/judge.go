@@ -123,11 +123,17 @@ func (g *Gate) Health() (Health, error) {
 }
 
 // health reads the health through pgate_monitor_health (judge) or pgate_read_health,
-// growing the evidence buffer if the library asks for more.
+// growing the evidence buffer if the library asks for more, at most textTries calls as
+// readText (the evidence may grow between two calls).
 func (g *Gate) health(judge bool) (Health, error) {
+	op := "pgate_read_health"
+	if judge {
+		op = "pgate_monitor_health"
+	}
 	var buf [evidenceBuffer]byte
 	evidence := buf[:]
-	for {
+	asked := 0
+	for range textTries {
 		h, n, st, err := g.healthCall(evidence, judge)
 		if err != nil {
 			return Health{}, err
@@ -137,14 +143,13 @@ func (g *Gate) health(judge bool) (Health, error) {
 			h.Evidence = string(evidence[:n])
 			return h, nil
 		case C.PGATE_STATUS_BUFFER_TOO_SMALL:
-			evidence = make([]byte, n+1) // room for the NUL the library writes
+			asked = n
+			evidence = make([]byte, n+1+n/8+textSlack) // room for the NUL the library writes
 		default:
-			if judge {
-				return Health{}, statusError("pgate_monitor_health", st)
-			}
-			return Health{}, statusError("pgate_read_health", st)
+			return Health{}, statusError(op, st)
 		}
 	}
+	return Health{}, textGrew(op, asked)
 }
 
 // healthCall makes one pgate_monitor_health (judge) or pgate_read_health call with the
