@@ -5,18 +5,23 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import operator
+import os
+import random
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from ctypes import c_void_p
 from typing import Any
 
 import pytest
-from conftest import REPO, canary, latency_vectors
+from conftest import PYTHON_DIR, REPO, canary, latency_vectors
 
 import promotion_gates as pg
 from promotion_gates import Environment, Gate, Recorded, Status, _ffi
 from promotion_gates._arguments import (
     INVISIBLE,
+    MAX_DOCUMENT_BYTES,
     MAX_SHOWN_VALUE_BYTES,
     latency_ns,
     member,
@@ -654,6 +659,107 @@ def test_the_shown_value_is_capped_as_the_library_caps_it() -> None:
     assert shown(10**400) == "1" + "0" * (cap - 1) + "...(401 bytes)" == HUGE_SHOWN
     assert shown(10**40_000) == "<an integer of 132878 bits>"
 
+    assert "pub const MAX_DOCUMENT_BYTES: usize = 8 * 1024 * 1024;" in (
+        REPO / "src" / "limits.rs"
+    ).read_text(encoding="utf-8")
+    assert MAX_DOCUMENT_BYTES == 8 * 1024 * 1024
+
+
+#: A child that refuses arguments holding one inner list many times over (``repr`` and
+#: ``json.dumps`` write it at each place: 2**60 times for ``shared(60)``), printing each message.
+SHARED_LISTS = """
+import promotion_gates as pg
+
+def shared(depth):
+    x = "a"
+    for _ in range(depth):
+        x = [x, x]
+    return x
+
+x = shared(60)
+calls = [
+    lambda g: g.route(x),
+    lambda g: g.enable_feature(x),
+    lambda g: g.route_forced("id", x),
+    lambda g: pg.Gate(x),
+    lambda g: pg.Gate({"feature_flags": x}),
+    # json.dumps stops at the set; the search for a NaN then meets each inner list 2**21 times.
+    lambda g: pg.Gate({"a": {1}, "feature_flags": shared(21)}),
+]
+with pg.Gate() as gate:
+    for call in calls:
+        try:
+            call(gate)
+        except pg.InvalidArgumentError as error:
+            print(error.message)
+"""
+
+
+def test_a_value_holding_one_list_many_times_is_refused_at_once() -> None:
+    # Each refusal showed the value's whole repr, cut only then (2**60 times "'a'"), and the
+    # search for a NaN walked each place: the child never ended. Now each list is read once.
+    env = {**os.environ, "PYTHONPATH": str(PYTHON_DIR / "src")}
+    run = subprocess.run(
+        [sys.executable, "-c", SHARED_LISTS], env=env, capture_output=True, text=True, timeout=10
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    head = ("[" * 50 + repr(shared_lists(10)))[:MAX_SHOWN_VALUE_BYTES]
+    value = f"{head}...({7 * 2**60 - 4} bytes)"  # len(repr(shared_lists(n))) is 7 * 2**n - 4
+    config = f"{{'feature_flags': {value}}}"[:MAX_SHOWN_VALUE_BYTES]
+    small = f"{{'a': {{1}}, 'feature_flags': {'[' * 11 + repr(shared_lists(10))}"
+    assert run.stdout.splitlines() == [
+        f"invalid request_id = {value}: bytes or a str, not list",
+        f"invalid name = {value}: a str, not list",
+        f"invalid forcing_value = {value}: bytes or a str, not list",
+        f"invalid config = {value}: a dict or a JSON string, not list",
+        f"invalid config = {config}...({7 * 2**60 + 15} bytes): above {MAX_DOCUMENT_BYTES} "
+        f"bytes (MAX_DOCUMENT_BYTES) as JSON: it holds {2**61} values, a list or mapping "
+        "held in many places counted at each",
+        f"invalid config = {small[:MAX_SHOWN_VALUE_BYTES]}...({7 * 2**21 + 25} bytes): not JSON: "
+        "Object of type set is not JSON serializable",
+    ]
+
+
+def shared_lists(depth: int) -> object:
+    """``"a"`` in a list with itself, ``depth`` times over."""
+    value: object = "a"
+    for _ in range(depth):
+        value = [value, value]
+    return value
+
+
+def test_the_shown_value_of_a_list_in_itself_is_as_repr_writes_it() -> None:
+    inner: list[object] = [1]
+    inner.append(inner)
+    outer = [inner, (inner,), {"k": inner}, set(), frozenset({(1,)}), shared_lists(3)]
+    outer.append(outer)
+    assert shown(outer) == repr(outer)
+    assert len(repr(outer)) <= MAX_SHOWN_VALUE_BYTES
+    long = [outer] * 40
+    assert shown(long) == f"{repr(long)[:MAX_SHOWN_VALUE_BYTES]}...({len(repr(long))} bytes)"
+    # A list in itself, holding it and the same lists many times over: counted up to a bound.
+    tangle: list[object] = []
+    knot: object = [tangle]
+    for _ in range(40):
+        knot = [knot, knot, tangle]
+    tangle.append(knot)
+    assert shown(tangle).endswith("...(too long to count)")
+    # Lists and dicts holding one another at random, in themselves too: as repr writes them.
+    rng = random.Random(1)
+    for _ in range(2000):
+        lists: list[Any] = [[] for _ in range(rng.randint(1, 6))]
+        nodes = lists + [{} for _ in range(rng.randint(0, 2))]
+        for node in nodes:
+            for key in range(rng.randint(0, 4)):
+                part = rng.choice(nodes + ["ab", 7, ("t",)])
+                if isinstance(node, dict):
+                    node[key] = part
+                else:
+                    node.append(part)
+        value = rng.choice(nodes)
+        text = repr(value)
+        cut = f"{text[:MAX_SHOWN_VALUE_BYTES]}...({len(text)} bytes)"
+        assert shown(value) == (text if len(text) <= MAX_SHOWN_VALUE_BYTES else cut)
 
 
 def quoted_rows() -> list[tuple[str, str, str]]:

@@ -41,6 +41,9 @@ _U64_LIMIT = 1 << 64
 #: ``...(N bytes)``, so that a huge argument never makes a huge message.
 MAX_SHOWN_VALUE_BYTES = 160
 
+#: The library's ``MAX_DOCUMENT_BYTES`` (``src/limits.rs``): the longest JSON config it reads.
+MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
+
 
 #: The characters the library calls invisible, drawn as nothing, as first and last code point:
 #: Unicode's Default_Ignorable_Code_Point (Unicode 15.1) and U+2800 BRAILLE PATTERN BLANK, copied
@@ -86,7 +89,12 @@ def shown(value: object) -> str:
     ``...(N bytes)``, as the library shows a value: a str or bytes is cut before it is quoted
     (``'xx…x'...(10000000 bytes)``, N its UTF-8 or byte length), any other value's repr is cut
     (``1000…0...(401 bytes)``, N the length of the repr as shown). A character drawn as
-    nothing (:data:`INVISIBLE`) is escaped, as the library escapes it: ``'beta\\u2800'``."""
+    nothing (:data:`INVISIBLE`) is escaped, as the library escapes it: ``'beta\\u2800'``.
+
+    The repr is never built whole (:class:`_Writer`): a list holding one inner list many
+    times over, whose repr would be exabytes, is shown at once with its length, and one
+    whose length takes more than :data:`_MAX_COUNTED_PARTS` parts to count (it holds itself,
+    and the same lists many times) ends with ``...(too long to count)``."""
     if isinstance(value, str):
         size = len(value.encode("utf-8", "surrogatepass"))
         if size <= MAX_SHOWN_VALUE_BYTES:
@@ -100,19 +108,129 @@ def shown(value: object) -> str:
             return repr(value)
         return f"{value[:MAX_SHOWN_VALUE_BYTES]!r}...({len(value)} bytes)"
     try:
-        text = repr(value)
+        head, counted = _Writer().shown(value)
     except ValueError:  # an int past sys.get_int_max_str_digits() has no decimal repr
         if isinstance(value, int):
             return f"<an integer of {value.bit_length()} bits>"
         return f"<a {type(value).__name__}>"
     except Exception:  # a host's __repr__ that raises; a structure nested too deeply for repr
         return f"<a {type(value).__name__}>"
-    text = _escaped(text)
-    raw = text.encode("utf-8", "surrogatepass")
-    if len(raw) <= MAX_SHOWN_VALUE_BYTES:
-        return text
-    head_text = raw[:MAX_SHOWN_VALUE_BYTES].decode("utf-8", "ignore")
-    return f"{head_text}...({len(raw)} bytes)"
+    raw = head.encode("utf-8", "surrogatepass")
+    cut = raw[:MAX_SHOWN_VALUE_BYTES].decode("utf-8", "ignore")
+    if counted is None:
+        return f"{cut}...(too long to count)"
+    if counted <= MAX_SHOWN_VALUE_BYTES:
+        return head
+    return f"{cut}...({counted} bytes)"
+
+
+#: How many parts (containers and the values in them) :func:`shown` reads to count the length
+#: of a value's repr; past them it says ``...(too long to count)``.
+_MAX_COUNTED_PARTS = 250_000
+
+#: The containers whose repr :class:`_Writer` writes itself, with the text it writes for one
+#: met again inside itself (as ``repr`` writes it): a list, tuple or dict of a subclass that
+#: keeps the repr of its base writes as the base.
+_OPENINGS = {list: ("[", "]", "[...]"), tuple: ("(", ")", "(...)"), dict: ("{", "}", "{...}")}
+
+
+class _Writer:
+    """``repr(value)`` written up to :data:`MAX_SHOWN_VALUE_BYTES` and counted, not built, past
+    them. ``repr`` writes a list holding one inner list twice twice over, so ``x = [x, x]``
+    sixty times over would be 2**60 bytes: here the length of each container's repr is
+    counted once (each value's repr is made once), and the count stops after
+    :data:`_MAX_COUNTED_PARTS` parts. A container that holds, at any depth, one inside itself
+    (where ``repr`` writes ``[...]``) is counted anew at each place: its repr depends on the
+    containers around it."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.written = 0  # UTF-8 bytes in pieces
+        self.parts = 0
+        # id -> (the object, kept alive so that its id is not reused; its repr's length)
+        self.lengths: dict[int, tuple[object, int]] = {}
+        self.around: set[int] = set()  # the containers being written
+
+    def shown(self, value: object) -> tuple[str, int | None]:
+        """The first bytes of ``repr(value)`` (at least MAX_SHOWN_VALUE_BYTES + 1 when longer)
+        and its length in UTF-8 bytes, ``None`` past the count's bound."""
+        try:
+            size, _ = self._write(value)
+        except _Uncounted:
+            size = None
+        return "".join(self.pieces), size
+
+    def _text(self, text: str) -> int:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if self.written <= MAX_SHOWN_VALUE_BYTES:
+            self.pieces.append(text)
+            self.written += size
+        return size
+
+    def _write(self, value: object) -> tuple[int, bool]:
+        """Writes ``value``'s repr while the head is short; returns its length and whether it
+        met a container inside itself (its length is then not remembered)."""
+        self.parts += 1
+        if self.parts > _MAX_COUNTED_PARTS:
+            raise _Uncounted
+        kind = _container(value)
+        if kind is not None and id(value) in self.around:
+            return self._text(kind[2]), True
+        known = self.lengths.get(id(value))
+        if known is not None and self.written > MAX_SHOWN_VALUE_BYTES:
+            return known[1], False
+        if kind is None:
+            size = self._text(_escaped(repr(value)))
+            self.lengths[id(value)] = (value, size)
+            return size, False
+        self.around.add(id(value))
+        try:
+            size, cyclic = self._write_items(value, kind[0], kind[1])
+        finally:
+            self.around.discard(id(value))
+        if not cyclic:
+            self.lengths[id(value)] = (value, size)
+        return size, cyclic
+
+    def _write_items(self, value: object, opening: str, closing: str) -> tuple[int, bool]:
+        if isinstance(value, (set, frozenset)) and not value:
+            return self._text(f"{type(value).__name__}()"), False
+        if isinstance(value, dict):
+            items: list[tuple[object, ...]] = list(dict.items(value))
+        else:
+            items = [(item,) for item in list(value)]  # type: ignore[call-overload]
+        size = self._text(opening)
+        cyclic = False
+        for index, item in enumerate(items):
+            if index:
+                size += self._text(", ")
+            for position, part in enumerate(item):
+                if position:
+                    size += self._text(": ")
+                part_size, part_cyclic = self._write(part)
+                size += part_size
+                cyclic = cyclic or part_cyclic
+        if isinstance(value, tuple) and len(items) == 1:
+            size += self._text(",")
+        return size + self._text(closing), cyclic
+
+
+class _Uncounted(Exception):
+    """The length of a value's repr is past what :class:`_Writer` counts."""
+
+
+def _container(value: object) -> tuple[str, str, str] | None:
+    """How :class:`_Writer` writes ``value``: its opening, closing and the text for it met
+    inside itself; ``None`` for a value whose own ``repr`` is taken."""
+    kind = type(value)
+    if kind is set:
+        return ("{", "}", "set(...)")
+    if kind is frozenset:
+        return ("frozenset({", "})", "frozenset(...)")
+    for base, texts in _OPENINGS.items():
+        if isinstance(value, base) and kind.__repr__ is base.__repr__:
+            return texts
+    return None
 
 
 def refused(field: str, value: object, why: str) -> InvalidArgumentError:
@@ -221,14 +339,24 @@ def document(value: object, what: str) -> bytes:
                 what, value, f"a mapping that cannot be read: {type(error).__name__}: {error}"
             ) from error
         try:
+            values = _values_written(plain)
+            if values > MAX_DOCUMENT_BYTES:
+                raise refused(
+                    what,
+                    value,
+                    f"above {MAX_DOCUMENT_BYTES} bytes (MAX_DOCUMENT_BYTES) as JSON: it holds "
+                    f"{values} values, a list or mapping held in many places counted at each",
+                )
             return json.dumps(plain, allow_nan=False).encode("utf-8")
+        except InvalidArgumentError:
+            raise
         except RecursionError:
             raise refused(
                 what, value, "not JSON: nested deeper than Python's recursion limit"
             ) from None
         except (TypeError, ValueError) as error:  # a value JSON has no form for
             try:
-                found = _not_finite(value, "", frozenset())
+                found = _not_finite(value)
             except Exception:  # an inner mapping that cannot be read: json.dumps said why
                 found = None
             if found is not None:
@@ -242,27 +370,71 @@ def document(value: object, what: str) -> bytes:
     raise refused(what, value, f"a dict or a JSON string, not {type(value).__name__}")
 
 
+def _values_written(value: object) -> int:
+    """How many values ``json.dumps(value)`` writes (each at least one byte), counting a list
+    or mapping held in many places at each, as it is written, without writing them: each is
+    counted once and its count remembered, so ``x = [x, x]`` sixty times over is counted at
+    once. A list or mapping inside itself counts as one (``json.dumps`` refuses it)."""
+    counts: dict[int, tuple[object, int]] = {}  # id -> (the object, kept alive; its count)
+    around: set[int] = set()
+
+    def count(item: object) -> int:
+        if not isinstance(item, (dict, list, tuple)):  # the containers json.dumps reads
+            return 1
+        known = counts.get(id(item))
+        if known is not None:
+            return known[1]
+        if id(item) in around:
+            return 1
+        around.add(id(item))
+        try:
+            total = 1
+            for part in list(dict.values(item) if isinstance(item, dict) else item):
+                total += count(part)
+        finally:
+            around.discard(id(item))
+        counts[id(item)] = (item, total)
+        return total
+
+    return count(value)
+
+
 #: Why a NaN or an infinity in a document is refused.
 _NO_NAN = "JSON has no NaN or infinity"
 
-def _not_finite(value: object, path: str, within: frozenset[int]) -> tuple[str, float] | None:
+#: How many containers and values :func:`_not_finite` looks at, at most.
+_MAX_SEARCHED_PARTS = 250_000
+
+
+def _not_finite(value: object) -> tuple[str, float] | None:
     """The key path (``a.b[2].c``) and value of the first NaN or infinity in a document to be
-    dumped, if any; ``within`` holds the containers around ``value``, so a cycle (which
-    ``json.dumps`` also refuses) ends the search."""
-    if isinstance(value, float):
-        return None if math.isfinite(value) else (path, value)
-    if id(value) in within:
-        return None
-    if isinstance(value, Mapping):
-        items = [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
-    elif isinstance(value, (list, tuple)):
-        items = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
-    else:
-        return None
-    for inner_path, item in items:
-        found = _not_finite(item, inner_path, within | {id(value)})
-        if found is not None:
-            return found
+    dumped, if any. Each container is looked into once (one held in many places, or in itself,
+    which ``json.dumps`` also refuses, at its first place), and at most
+    :data:`_MAX_SEARCHED_PARTS` parts: past them, none is found."""
+    seen: set[int] = set()
+    kept: list[object] = []  # the containers seen, alive, so that no id is reused
+    stack: list[tuple[str, object]] = [("", value)]
+    parts = 0
+    while stack:
+        path, item = stack.pop()
+        parts += 1
+        if parts > _MAX_SEARCHED_PARTS:
+            return None
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return path, item
+            continue
+        if id(item) in seen:
+            continue
+        if isinstance(item, Mapping):
+            inner = [(f"{path}.{key}" if path else str(key), part) for key, part in item.items()]
+        elif isinstance(item, (list, tuple)):
+            inner = [(f"{path}[{index}]", part) for index, part in enumerate(item)]
+        else:
+            continue
+        seen.add(id(item))
+        kept.append(item)
+        stack.extend(reversed(inner))
     return None
 
 
