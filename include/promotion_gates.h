@@ -113,8 +113,8 @@ enum pgate_status
    */
   PGATE_STATUS_FLAG_NOT_ENABLED = 10,
   /**
-   * A rollback was asked for in Production, or without a reason, or with a reason over
-   * `MAX_REASON_BYTES` (4096).
+   * A rollback was asked for in Production, or with a blank reason (no visible character),
+   * or with a reason over `MAX_REASON_BYTES` (4096).
    */
   PGATE_STATUS_ROLLBACK_REFUSED = 11,
   /**
@@ -1096,7 +1096,7 @@ pgate_status pgate_promote_from(const struct pgate_gate *gate,
                                 struct pgate_error **err);
 
 /**
- * Rolls the release back to Production with a reason (UTF-8, `len` bytes, not empty).
+ * Rolls the release back to Production with a reason (UTF-8, `len` bytes, not blank).
  *
  * # Safety
  * `gate` must be a live gate; `reason` `len` readable bytes; `err` NULL or valid for a write.

@@ -214,12 +214,22 @@ pub enum RollbackError {
     /// The gate is in Production: the stable version is all there is.
     #[error("nothing to roll back: the gate is in production and serves only the stable version")]
     NothingToRollBack,
-    /// The reason is empty; a rollback must say why.
-    #[error("a rollback reason must not be empty")]
-    EmptyReason,
+    /// The reason is blank: empty, or only whitespace, control, format and invisible
+    /// characters (as names refuse them: `" "`, `"\u{200B}"`, `"\u{3164}"`); a rollback
+    /// must say why.
+    #[error(
+        "invalid reason = {shown}: a rollback must say why, in at least one visible character (not only whitespace, control, format or invisible characters)"
+    )]
+    BlankReason {
+        /// The refused reason, quoted and escaped as messages show a value.
+        shown: String,
+    },
     /// The reason is longer than [`MAX_REASON_BYTES`](crate::MAX_REASON_BYTES).
-    #[error("invalid reason: {bytes} bytes, the limit is {max} bytes (MAX_REASON_BYTES)")]
+    #[error("invalid reason = {shown}: at most {max} bytes (MAX_REASON_BYTES)")]
     ReasonTooLong {
+        /// The refused reason's first [`MAX_SHOWN_VALUE_BYTES`] bytes, quoted and escaped,
+        /// and its length: `"rrrr"...(5000 bytes)`.
+        shown: String,
         /// The refused reason's length in bytes.
         bytes: usize,
         /// The limit.

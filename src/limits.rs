@@ -17,7 +17,7 @@
 //! | `overrides`: ids in `canary_ids` and `stable_ids` together | [`MAX_OVERRIDE_IDS`] | [`ConfigError`](crate::ConfigError) on `overrides.canary_ids` when it alone holds more, else on `overrides.stable_ids` |
 //! | flags enabled, in `feature_flags` and `graduated_flags` together | [`MAX_FLAGS`] | [`ConfigError`](crate::ConfigError) on the list holding them: `feature_flags`, `graduated_flags` or, both holding some, `feature_flags + graduated_flags` (a config, or `enable_feature`) |
 //! | distinct flag names a gate takes in its life | [`MAX_FLAG_NAMES`] | [`FlagError::NamesExhausted`](crate::FlagError::NamesExhausted) |
-//! | a manual rollback's reason | [`MAX_REASON_BYTES`] bytes, not blank | [`RollbackError::ReasonTooLong`](crate::RollbackError::ReasonTooLong) |
+//! | a manual rollback's reason | [`MAX_REASON_BYTES`] bytes, not blank (a visible character) | [`RollbackError::ReasonTooLong`](crate::RollbackError::ReasonTooLong), [`RollbackError::BlankReason`](crate::RollbackError::BlankReason) |
 //! | a JSON config document (`from_json`, `parse_json`, the C ABI) | [`MAX_DOCUMENT_BYTES`] bytes | [`ConfigError`](crate::ConfigError) on field `document` |
 //! | `max_rollback_history` | 1 to [`MAX_ROLLBACK_HISTORY`] events | [`ConfigError`](crate::ConfigError) |
 //! | `rollback_window_seconds` | 1 to [`MAX_WINDOW_SECONDS`]; for a gate, at least ten of its `evaluation_interval_ms` ([`SloConfig::validate_for`](crate::SloConfig::validate_for): checked where this process sets the window, `new` and a `swap_config` that changes it; a window followed from a store is taken as it is) | [`ConfigError`](crate::ConfigError) |

@@ -120,6 +120,11 @@ fn a_rollback_reason_over_the_limit_is_refused_and_changes_nothing() {
     assert_eq!(
         err,
         Error::Rollback(RollbackError::ReasonTooLong {
+            shown: format!(
+                "\"{}\"...({} bytes)",
+                "r".repeat(MAX_SHOWN_VALUE_BYTES),
+                50 * 1024 * 1024
+            ),
             bytes: 50 * 1024 * 1024,
             max: MAX_REASON_BYTES
         })

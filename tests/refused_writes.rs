@@ -154,7 +154,7 @@ fn every_refused_flag_rollback_or_swap_changes_nothing() {
         &gate,
         "a rollback without a reason",
         || gate.rollback(""),
-        |e| matches!(e, Error::Rollback(RollbackError::EmptyReason)),
+        |e| matches!(e, Error::Rollback(RollbackError::BlankReason { .. })),
     );
     refused(
         &gate,

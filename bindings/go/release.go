@@ -50,8 +50,9 @@ func (g *Gate) PromoteFrom(stage uint64, env Environment, percent float64) error
 	return takeError("pgate_promote_from", st, cerr)
 }
 
-// Rollback rolls the release back to Production with a reason (not empty), turns the
-// release's flags off and starts a new stage. ErrRollbackRefused in Production.
+// Rollback rolls the release back to Production with a reason (not blank: at least one
+// visible character; at most 4096 bytes), turns the release's flags off and starts a new
+// stage. ErrRollbackRefused in Production or for such a reason.
 func (g *Gate) Rollback(reason string) error {
 	return g.textCall("pgate_rollback", reason, func(p *C.pgate_gate, s *C.uint8_t, n C.size_t, e **C.pgate_error) C.pgate_status {
 		return C.pgate_rollback(p, s, n, e)

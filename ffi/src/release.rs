@@ -113,7 +113,7 @@ unsafe fn promote(
     })
 }
 
-/// Rolls the release back to Production with a reason (UTF-8, `len` bytes, not empty).
+/// Rolls the release back to Production with a reason (UTF-8, `len` bytes, not blank).
 ///
 /// # Safety
 /// `gate` must be a live gate; `reason` `len` readable bytes; `err` NULL or valid for a write.

@@ -38,8 +38,8 @@ pub enum pgate_status {
     InvalidFlag = 9,
     /// The flag to disable is not enabled.
     FlagNotEnabled = 10,
-    /// A rollback was asked for in Production, or without a reason, or with a reason over
-    /// `MAX_REASON_BYTES` (4096).
+    /// A rollback was asked for in Production, or with a blank reason (no visible character),
+    /// or with a reason over `MAX_REASON_BYTES` (4096).
     RollbackRefused = 11,
     /// An output buffer is too small; the needed length was written.
     BufferTooSmall = 12,
@@ -146,7 +146,7 @@ impl From<&Error> for pgate_status {
             }
             Error::Rollback(
                 RollbackError::NothingToRollBack
-                | RollbackError::EmptyReason
+                | RollbackError::BlankReason { .. }
                 | RollbackError::ReasonTooLong { .. },
             ) => pgate_status::RollbackRefused,
             // A cause the C ABI has no constant for (a later core): the kind's general status.

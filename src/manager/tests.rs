@@ -371,8 +371,54 @@ fn rollback_resets_and_records() {
     assert_eq!(reasons, ["second", "third"]);
     assert!(matches!(
         gate.rollback(" "),
-        Err(Error::Rollback(RollbackError::EmptyReason))
+        Err(Error::Rollback(RollbackError::BlankReason { .. }))
     ));
+}
+
+#[test]
+fn a_blank_reason_is_refused_naming_reason_and_showing_it() {
+    let gate = gate(PromotionConfig {
+        environment: canary(25.0),
+        ..Default::default()
+    });
+    let stage = gate.stage();
+    for (reason, shown) in [
+        ("", r#""""#),
+        ("   ", r#""   ""#),
+        ("\t\n", r#""\t\n""#),
+        ("\u{200B}", r#""\u{200b}""#),
+        ("\u{3164}", r#""\u{3164}""#),
+        (" \u{FE0F}\u{2800} ", r#"" \u{fe0f}\u{2800} ""#),
+    ] {
+        let err = gate.rollback(reason).unwrap_err();
+        assert_eq!(
+            err,
+            Error::Rollback(RollbackError::BlankReason {
+                shown: shown.to_string()
+            })
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("invalid reason = {shown}: ")),
+            "{err}"
+        );
+    }
+    let long = "x".repeat(5000);
+    let err = gate.rollback(long).unwrap_err();
+    let shown = format!(
+        "\"{}\"...(5000 bytes)",
+        "x".repeat(crate::MAX_SHOWN_VALUE_BYTES)
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("invalid reason = {shown}: at most 4096 bytes (MAX_REASON_BYTES)")
+    );
+    assert_eq!(gate.environment(), canary(25.0));
+    assert_eq!(gate.stage(), stage);
+    assert!(gate.rollback_history().is_empty());
+    // One visible character is enough, among invisible ones.
+    gate.rollback("\u{200B}x\u{3164}").unwrap();
+    assert_eq!(gate.rollback_history()[0].reason, "\u{200B}x\u{3164}");
 }
 
 /// A verdict on `stage` of a Canary{5} whose every request failed: a rollback.

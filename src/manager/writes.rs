@@ -4,9 +4,9 @@
 
 use super::stored::{Durability, NextStage, StoreLink};
 use super::{PromotionGateManager, Shared, WriterState};
-use crate::config::{Environment, PromotionConfig, validate_flag_name};
+use crate::config::{Environment, PromotionConfig, is_unseen, validate_flag_name};
 use crate::decision::StageId;
-use crate::error::{Error, FlagError, PromotionError, RollbackError, SwapError};
+use crate::error::{Error, FlagError, PromotionError, RollbackError, SwapError, quoted};
 use crate::history::{RollbackEvent, RollbackTrigger, Undone};
 use crate::judge::{Digits, Evidence, apart};
 use crate::limits::MAX_REASON_BYTES;
@@ -499,7 +499,10 @@ impl PromotionGateManager {
     /// # Errors
     /// [`Error::Rollback`] when the gate is already in Production (with a state store: in the
     /// stored state too, or, when the store cannot be read, in this process's), or the reason
-    /// is blank or longer than [`MAX_REASON_BYTES`](crate::MAX_REASON_BYTES). Nothing changes
+    /// is blank (no visible character: only whitespace, control, format and invisible
+    /// characters, which names refuse) or longer than
+    /// [`MAX_REASON_BYTES`](crate::MAX_REASON_BYTES), the message naming `reason` and showing
+    /// it. Nothing changes
     /// on error. A state store that cannot be written, or whose state (another process's
     /// write) this build cannot read, is not an error: the rollback is made at once and
     /// written when the store answers again and can be read.
@@ -520,13 +523,17 @@ impl PromotionGateManager {
         let reason = reason.into();
         if reason.len() > MAX_REASON_BYTES {
             return Err(RollbackError::ReasonTooLong {
+                shown: quoted(&reason),
                 bytes: reason.len(),
                 max: MAX_REASON_BYTES,
             }
             .into());
         }
-        if reason.trim().is_empty() {
-            return Err(RollbackError::EmptyReason.into());
+        if reason.chars().all(is_unseen) {
+            return Err(RollbackError::BlankReason {
+                shown: quoted(&reason),
+            }
+            .into());
         }
         let manual = RollbackTrigger::Manual;
         let mut writer = self.lock_writer();

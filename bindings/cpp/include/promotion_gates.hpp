@@ -1065,7 +1065,7 @@ class Gate {
   }
 
   /// Rolls the release back to Production. Throws Error PGATE_STATUS_ROLLBACK_REFUSED in
-  /// Production or for an empty reason.
+  /// Production, for a blank reason (no visible character) or one over 4096 bytes.
   void rollback(std::string_view reason) const {
     const pgate_gate* gate = live("rollback");
     detail::check_with_error("pgate_rollback", [&](pgate_error** err) {

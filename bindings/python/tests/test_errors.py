@@ -284,8 +284,11 @@ def test_rollback_refusals() -> None:
         with pytest.raises(pg.RollbackRefusedError, match="nothing to roll back"):
             gate.rollback("drill")
     with Gate(canary(10)) as gate:
-        with pytest.raises(pg.RollbackRefusedError, match="reason must not be empty"):
-            gate.rollback("")
+        for reason, quoted in [("", '""'), ("   ", '"   "'), ("\u200b", '"\\u{200b}"')]:
+            with pytest.raises(pg.RollbackRefusedError) as caught:
+                gate.rollback(reason)
+            assert caught.value.message.startswith(f"invalid reason = {quoted}: a rollback must say why")
+        assert gate.rollback_history() == []
         gate.rollback("drill")
 
 
