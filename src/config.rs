@@ -424,6 +424,32 @@ pub fn check_json_document(json: &str, what: &str) -> Result<(), crate::Error> {
     parse_json_object::<serde::de::IgnoredAny>(json, what).map(|_| ())
 }
 
+/// Checks the length of a JSON document before a byte of it is read: at most
+/// [`MAX_DOCUMENT_BYTES`](crate::MAX_DOCUMENT_BYTES) bytes, else the refusal every reader of
+/// the library makes (a [`ConfigError`](crate::ConfigError) on field `document` naming `what`,
+/// the length and the limit). For a host that holds a document's bytes before it can read
+/// them as text (the C ABI checks the length before the UTF-8).
+///
+/// # Example
+/// ```
+/// use promotion_gates::{MAX_DOCUMENT_BYTES, check_document_length};
+///
+/// assert!(check_document_length(MAX_DOCUMENT_BYTES, "PromotionConfig").is_ok());
+/// let e = check_document_length(MAX_DOCUMENT_BYTES + 1, "PromotionConfig").unwrap_err();
+/// assert_eq!(e.field(), "document");
+/// assert!(e.to_string().contains("a PromotionConfig of 8388609 bytes"), "{e}");
+/// ```
+pub fn check_document_length(len: usize, what: &str) -> Result<(), ConfigError> {
+    if len > MAX_DOCUMENT_BYTES {
+        return Err(ConfigError::new(
+            "document",
+            format!("a {what} of {len} bytes"),
+            format!("at most {MAX_DOCUMENT_BYTES} bytes (MAX_DOCUMENT_BYTES)"),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a JSON object into `T`. Serde would also accept an array of the fields in order; a
 /// config must name its fields, so anything but an object is refused, and so is an array
 /// given for any struct within it ([`NamedFields`]).
@@ -437,14 +463,7 @@ pub(crate) fn parse_json_object<T: serde::de::DeserializeOwned>(
     json: &str,
     what: &str,
 ) -> Result<T, crate::Error> {
-    if json.len() > MAX_DOCUMENT_BYTES {
-        return Err(ConfigError::new(
-            "document",
-            format!("a {what} of {} bytes", json.len()),
-            format!("at most {MAX_DOCUMENT_BYTES} bytes (MAX_DOCUMENT_BYTES)"),
-        )
-        .into());
-    }
+    check_document_length(json.len(), what)?;
     // JSON has no byte order mark (RFC 8259 section 8.1), and serde's refusal of one ("expected
     // value at line 1 column 1") names nothing a reader can see: an editor writes it unseen.
     if json.starts_with('\u{FEFF}') {

@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{pgate_error, set_error};
 use crate::status::pgate_status;
-use promotion_gates::MAX_DOCUMENT_BYTES;
+use promotion_gates::check_document_length;
 
 /// Runs `body`, turning a panic into [`pgate_status::Panic`].
 #[inline]
@@ -51,9 +51,11 @@ pub(crate) struct Param {
     pub(crate) length: &'static str,
     /// What the text is, for a text that is not UTF-8 (`config`).
     pub(crate) what: &'static str,
-    /// Whether the text is a JSON document: then a length over [`MAX_DOCUMENT_BYTES`] is
-    /// refused before a byte is read, as the library refuses such a document (see [`text`]).
-    pub(crate) document: bool,
+    /// For a JSON document, the library's name of what it holds (`PromotionConfig`,
+    /// `SloConfig`): then a length over
+    /// [`MAX_DOCUMENT_BYTES`](promotion_gates::MAX_DOCUMENT_BYTES) is refused before a byte is
+    /// read, in the library's words ([`check_document_length`], see [`text`]).
+    pub(crate) document: Option<&'static str>,
 }
 
 impl Param {
@@ -195,8 +197,8 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], p
 }
 
 /// Borrows `len` bytes at `ptr` as UTF-8. A document ([`Param::document`]) over
-/// [`MAX_DOCUMENT_BYTES`] bytes is `INVALID_CONFIG` on field `document`, checked before the
-/// UTF-8 is.
+/// [`MAX_DOCUMENT_BYTES`](promotion_gates::MAX_DOCUMENT_BYTES) bytes is `INVALID_CONFIG` on
+/// field `document`, checked before the UTF-8 is.
 ///
 /// # Safety
 /// As [`bytes`].
@@ -207,17 +209,11 @@ pub(crate) unsafe fn text<'a>(
 ) -> Result<&'a str, Failure> {
     // SAFETY: forwarded to the caller.
     let raw = unsafe { bytes(ptr, len) }.map_err(|status| param.refused(status, len))?;
-    if param.document && len > MAX_DOCUMENT_BYTES {
+    if let Some(what) = param.document {
         // The library's refusal (`PromotionConfig::parse_json`), made before the UTF-8 check:
         // a long text is not read through, and its size is what is wrong with it.
-        return Err(Failure::new(
-            pgate_status::InvalidConfig,
-            format!(
-                "invalid document = a {} of {len} bytes: at most {MAX_DOCUMENT_BYTES} bytes \
-                 (MAX_DOCUMENT_BYTES)",
-                param.what
-            ),
-        ));
+        check_document_length(len, what)
+            .map_err(|e| Failure::new(pgate_status::InvalidConfig, e.to_string()))?;
     }
     std::str::from_utf8(raw).map_err(|e| {
         Failure::new(

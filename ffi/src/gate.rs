@@ -186,7 +186,7 @@ const CONFIG_JSON: Param = Param {
     pointer: "config_json",
     length: "config_len",
     what: "config",
-    document: true,
+    document: Some("PromotionConfig"),
 };
 
 /// The config document of `pgate_swap_config` and `pgate_swap_config_from`.
@@ -194,7 +194,7 @@ const SWAPPED_JSON: Param = Param {
     pointer: "json",
     length: "len",
     what: "config",
-    document: true,
+    document: Some("PromotionConfig"),
 };
 
 /// The SLO document of `pgate_gate_new` and `pgate_document_check_slo`.
@@ -202,7 +202,7 @@ const SLO_JSON: Param = Param {
     pointer: "slo_json",
     length: "slo_len",
     what: "SLO config",
-    document: true,
+    document: Some("SloConfig"),
 };
 
 /// Creates a gate from a JSON `PromotionConfig` and a JSON `SloConfig` (field names as in
@@ -369,7 +369,7 @@ pub unsafe extern "C" fn pgate_swap_slo(
                     pointer: "json",
                     length: "len",
                     what: "SLO config",
-                    document: true,
+                    document: Some("SloConfig"),
                 },
             )
         }?;

@@ -130,7 +130,7 @@ pub unsafe extern "C" fn pgate_rollback(
             pointer: "reason",
             length: "len",
             what: "reason",
-            document: false,
+            document: None,
         };
         with_text(
             "pgate_rollback",
@@ -150,7 +150,7 @@ const FLAG_NAME: Param = Param {
     pointer: "name",
     length: "len",
     what: "flag name",
-    document: false,
+    document: None,
 };
 
 /// Turns a release flag on (idempotent). The name is UTF-8, `len` bytes. In Canary and
