@@ -1248,8 +1248,11 @@ static void test_swap_config_from(void) {
     free(after);
     CHECK_STATUS(PGATE_STATUS_OK, pgate_gate_free(gate));
 
-    /* A kill switch: the flag stays off. */
-    gate = new_gate("{\"feature_flags\": [\"checkout_v2\"]}", NULL);
+    /* A kill switch begins no stage (in Canary, where a flag turned on begins one): the flag
+     * stays off. */
+    gate = new_gate("{\"environment\": {\"canary\": {\"traffic_percent\": 10}}, "
+                    "\"feature_flags\": [\"checkout_v2\"]}",
+                    NULL);
     seen = change_count(gate);
     config = read_text(gate, pgate_config_json);
     next = with_dark_mode(config);

@@ -367,10 +367,14 @@ func TestSwapConfigFromACountBeforeARollback(t *testing.T) {
 }
 
 // TestSwapConfigFromACountBeforeAKillSwitch: a flag turned off after the read (a kill switch,
-// which begins no stage) stays off.
+// which begins no stage) stays off. In Canary, where turning a flag on begins a stage.
 func TestSwapConfigFromACountBeforeAKillSwitch(t *testing.T) {
-	g := newGate(t, "", "")
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 10}}}`, "")
+	initial, _ := g.State()
 	ok(t, g.EnableFeature("dark_mode"))
+	if on, _ := g.State(); on.Stage == initial.Stage {
+		t.Fatalf("in Canary a flag turned on begins a stage: %+v, %+v", initial, on)
+	}
 	seen, next := readToEdit(t, g)
 	before, _ := g.State()
 	ok(t, g.DisableFeature("dark_mode"))

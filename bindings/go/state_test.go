@@ -72,14 +72,19 @@ func TestReadHealthNeverRollsBack(t *testing.T) {
 	}
 }
 
+// TestSwapSLOKeepsTheStageAndTheRecordedCounts: the counts are kept, and judged by the new SLO
+// (enough for 40 samples, not for 1000).
 func TestSwapSLOKeepsTheStageAndTheRecordedCounts(t *testing.T) {
-	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}}`, "")
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}}}`, `{"min_samples": 40, "warm_up_ms": 0}`)
 	for i := range 300 {
 		_, err := g.RecordByIDString(fmt.Sprint("user-", i), true, 20*time.Millisecond)
 		ok(t, err)
 	}
 	before, err := g.ReadHealth()
 	ok(t, err)
+	if !before.SufficientData {
+		t.Fatalf("300 requests at 50%% are enough for 40 samples a side: %+v", before)
+	}
 	state, err := g.State()
 	ok(t, err)
 	seen, err := g.ChangeCount()

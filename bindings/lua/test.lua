@@ -609,8 +609,9 @@ local function test_swap_config_from()
   check(gate:change_count() == seen and gate:config_json() == swapped, "refused swaps change nothing")
   gate:free()
 
-  -- A kill switch begins no stage, and a config read before it does not turn the flag on again.
-  gate = assert(pg.new('{"feature_flags": ["dark_mode"]}'))
+  -- A kill switch begins no stage (in Canary, where a flag turned on begins one), and a config
+  -- read before it does not turn the flag on again.
+  gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 10}}, "feature_flags": ["dark_mode"]}'))
   seen, config = read_to_edit(gate)
   local stage = gate:state().stage
   check(gate:disable_feature("dark_mode") == true, "a kill switch after the read")

@@ -725,9 +725,11 @@ TEST(Config, SwapFromACountBeforeARollback) {
   EXPECT_EQ(gate.config_json(), swapped) << "refusals change nothing";
 }
 
-// A kill switch begins no stage, and a config read before it does not turn the flag on again.
+// A kill switch begins no stage (in Canary, where a flag turned on begins one), and a config
+// read before it does not turn the flag on again.
 TEST(Config, SwapFromACountBeforeAKillSwitch) {
-  const Gate gate = Gate::create(R"({"feature_flags": ["dark_mode"]})");
+  const Gate gate = Gate::create(
+      R"({"environment": {"canary": {"traffic_percent": 10}}, "feature_flags": ["dark_mode"]})");
   const auto read = read_to_edit(gate);
   const std::uint64_t stage = gate.state().stage;
   gate.disable_feature("dark_mode");

@@ -233,9 +233,14 @@ def test_swap_config_from_a_count_before_a_rollback_is_refused() -> None:
 
 
 def test_swap_config_from_a_count_before_a_kill_switch_is_refused() -> None:
-    """A flag turned off after the read (a kill switch: no new stage) stays off."""
-    with Gate() as gate:
+    """A flag turned off after the read (a kill switch: no new stage) stays off.
+
+    In Canary, where turning a flag on begins a stage.
+    """
+    with Gate({"environment": {"canary": {"traffic_percent": 10}}}) as gate:
+        initial = gate.state().stage
         gate.enable_feature("dark_mode")
+        assert gate.state().stage != initial, "in Canary a flag turned on begins a stage"
         seen, config = _read_to_edit(gate)
         stage = gate.state().stage
         gate.disable_feature("dark_mode")
