@@ -119,7 +119,7 @@ fn an_async_subscriber_is_woken_after_a_write_whose_log_handler_judged_lets_go()
     // left to it too, not called while the write still holds the lock.
     let gate = Arc::new(gate(PromotionConfig {
         environment: canary(50.0),
-        auto_rollback_enabled: false,
+        auto_rollback_enabled: false, // the record path rolls nothing back while it fails
         feature_flags: vec!["a".into()],
         ..Default::default()
     }));
@@ -131,17 +131,32 @@ fn an_async_subscriber_is_woken_after_a_write_whose_log_handler_judged_lets_go()
             break;
         }
     }
+    // Now the judge's rollback is made (the stage and its evidence go on).
+    let stage = gate.stage();
+    gate.swap_config(PromotionConfig {
+        auto_rollback_enabled: true,
+        ..gate.config()
+    })
+    .unwrap();
+    assert_eq!(gate.stage(), stage);
     let subscription = gate.subscribe();
     let judging = Arc::downgrade(&gate);
-    let armed = AtomicBool::new(true);
-    let handler = LogLines::calling(move || {
-        let Some(gate) = judging.upgrade() else {
-            return;
-        };
-        // Once the swap is published, still inside the write: ask the judge, once.
-        if !gate.is_feature_enabled("a") && armed.swap(false, Ordering::SeqCst) {
-            let health = gate.monitor_canary_health();
-            assert!(health.evidence.fired().next().is_some(), "a rule fired");
+    let armed = Arc::new(AtomicBool::new(true));
+    // The environment the handler saw once it had judged: still Canary{50}, the rollback
+    // left to the write.
+    let seen = Arc::new(Mutex::new(None));
+    let handler = LogLines::calling({
+        let (armed, seen) = (Arc::clone(&armed), Arc::clone(&seen));
+        move || {
+            let Some(gate) = judging.upgrade() else {
+                return;
+            };
+            // Once the swap is published, still inside the write: ask the judge, once.
+            if !gate.is_feature_enabled("a") && armed.swap(false, Ordering::SeqCst) {
+                let health = gate.monitor_canary_health();
+                assert!(health.evidence.fired().next().is_some(), "a rule fired");
+                *seen.lock().unwrap() = Some(gate.environment());
+            }
         }
     });
     let swapped = Arc::clone(&gate);
@@ -151,7 +166,20 @@ fn an_async_subscriber_is_woken_after_a_write_whose_log_handler_judged_lets_go()
         handler.during(|| swapped.swap_config(next)).unwrap();
     });
     assert_eq!(kind, ChangeKind::Flags);
-    assert_eq!(gate.environment(), canary(50.0)); // auto_rollback_enabled is off
+    assert!(!armed.load(Ordering::SeqCst), "the handler judged");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(canary(50.0)),
+        "left to the write"
+    );
+    // Made by the write as it let go of the lock.
+    assert_eq!(gate.environment(), Environment::Production);
+    let history = gate.rollback_history();
+    assert!(
+        history
+            .iter()
+            .any(|event| event.trigger == RollbackTrigger::Automatic)
+    );
 }
 
 #[test]

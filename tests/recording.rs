@@ -10,8 +10,8 @@
 mod common;
 
 use promotion_gates::{
-    Cohort, Environment, ManualClock, PromotionConfig, PromotionGateManager, Recommendation,
-    Recorded, RoutingDecision,
+    Clock, Cohort, Environment, ManualClock, PromotionConfig, PromotionGateManager, Recommendation,
+    Recorded, RoutingDecision, SloAdmissionController, SloConfig,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -579,27 +579,72 @@ fn records_from_inside_two_gates_writes_never_wait_for_each_other() {
     }
 }
 
+/// A manual clock that counts its monotonic reads: the screen firing is seen as the window
+/// read it makes.
+#[derive(Debug)]
+struct CountingClock {
+    clock: Arc<ManualClock>,
+    reads: AtomicU64,
+}
+
+impl Clock for CountingClock {
+    fn monotonic(&self) -> Duration {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.clock.monotonic()
+    }
+
+    fn wall(&self) -> std::time::SystemTime {
+        self.clock.wall()
+    }
+}
+
 /// The screen's window starts where the last evaluation's did, up to a slot (30 s) earlier
 /// than the judge's next: canary errors in that slot can make the screen fire while the full
 /// judge, over the newer window, finds nothing. Then the record judges only if a rule fires:
 /// no evidence built, no line logged, nothing allocated.
 #[test]
 fn a_screen_the_judge_does_not_confirm_allocates_nothing() {
-    let (gate, clock) = gate_with_clock(PromotionConfig {
-        environment: canary(10.0),
-        ..Default::default()
+    let (allocated, screened, stable) = a_canary_error_at_361_s(true, None);
+    // The same without the canary's errors between 30 and 60 s, where the screen finds
+    // nothing: the clock reads of the record (its look at the clock, the evaluation then due)
+    // are the same but for the screen's window read.
+    let (_, unscreened, _) = a_canary_error_at_361_s(false, Some(stable));
+    assert!(
+        screened > unscreened,
+        "the screen fired: {screened} clock reads, {unscreened} without it"
+    );
+    assert_eq!(allocated, Allocated::default());
+}
+
+/// The allocations and the clock reads of the measured thread's first canary error, at 361 s
+/// after the scenario this sets up (the canary's errors between 30 and 60 s if `slot_errors`), and
+/// the stable successes recorded at 359 s (`stable`, else until the judge would roll back).
+fn a_canary_error_at_361_s(slot_errors: bool, stable: Option<u64>) -> (Allocated, u64, u64) {
+    let clock = Arc::new(ManualClock::new());
+    let counting = Arc::new(CountingClock {
+        clock: Arc::clone(&clock),
+        reads: AtomicU64::new(0),
     });
+    let gate = PromotionGateManager::with_clock(
+        PromotionConfig {
+            environment: canary(10.0),
+            ..Default::default()
+        },
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+        counting.clone(),
+    )
+    .unwrap();
     let mix = Mix::route(&gate);
     // A record every millisecond to 60 s, then every 10 ms to 359 s (an evaluation about every
     // second, the last at 359 s; the window's start is then the reading at about 30 s).
-    // Stable fails 1.1 %; the canary 3 % between 30 and 60 s, never else.
+    // Stable fails 1.1 %; the canary 3 % between 30 and 60 s (with `slot_errors`), never else.
     let (mut canary_i, mut i) = (0u64, 0u64);
     for at in (1..60_000).chain((60_000..=359_000).step_by(10)) {
         clock.set(ms(at));
         let decision = mix.nth(i);
         let success = if decision.is_canary {
             canary_i += 1;
-            !(30_000..60_000).contains(&at) || canary_i % 33 != 0
+            !(slot_errors && (30_000..60_000).contains(&at)) || canary_i % 33 != 0
         } else {
             i % 100 != 1
         };
@@ -609,26 +654,34 @@ fn a_screen_the_judge_does_not_confirm_allocates_nothing() {
     assert_eq!(gate.environment(), canary(10.0), "nothing fired yet");
     // Still at 359 s (no evaluation is due): stable successes, which never screen, until the
     // judge over the window from 30 s would roll back (`health` leaves no reading).
-    let mut stable = 0;
-    while gate.health().recommendation != Recommendation::Rollback {
+    let mut recorded = 0;
+    while stable.map_or(
+        gate.health().recommendation != Recommendation::Rollback,
+        |stable| recorded < stable,
+    ) {
         for _ in 0..500 {
             gate.record_outcome(mix.nth(1), true, ms(3));
         }
-        stable += 500;
-        assert!(stable < 1_000_000, "the window never calls for a rollback");
+        recorded += 500;
+        assert!(
+            recorded < 1_000_000,
+            "the window never calls for a rollback"
+        );
     }
     assert_eq!(gate.environment(), canary(10.0), "no evaluation ran");
     // At 361 s the judge's window starts at about 60 s, without the canary's errors; the
     // screen's still at 30 s, with them: it fires, and the judge finds nothing.
     let (gate, clock) = (&gate, &clock);
     let (ready, at_361) = (Barrier::new(2), Barrier::new(2));
-    let (_, allocated) = std::thread::scope(|scope| {
+    let ((_, allocated), reads) = std::thread::scope(|scope| {
         let measured = scope.spawn(|| {
             gate.record_outcome(mix.nth(1), true, ms(3)); // the thread's first record
             ready.wait();
             at_361.wait();
             // The thread's first canary error: it screens.
-            allocations_during(|| gate.record_outcome(mix.nth(0), false, ms(3)))
+            let before = counting.reads.load(Ordering::SeqCst);
+            let measured = allocations_during(|| gate.record_outcome(mix.nth(0), false, ms(3)));
+            (measured, counting.reads.load(Ordering::SeqCst) - before)
         });
         ready.wait();
         clock.set(ms(361_000));
@@ -636,5 +689,5 @@ fn a_screen_the_judge_does_not_confirm_allocates_nothing() {
         measured.join().unwrap()
     });
     assert_eq!(gate.environment(), canary(10.0), "no rule fired");
-    assert_eq!(allocated, Allocated::default());
+    (allocated, reads, recorded)
 }

@@ -332,7 +332,7 @@ fn a_host_clock_ahead_does_not_put_an_instances_whole_stage_in_the_window() {
     // A's host clock runs an hour ahead of B's: A's instance id says it opens 35 minutes after
     // B's now, so when A's gate opened is not known to B, which judges A's traffic from its
     // first read on.
-    let (_a, _, b, old) =
+    let (a, a_clock, b, old) =
         a_long_stage_then_another_gate_joins(&path, Duration::from_secs(3600), Duration::ZERO);
     assert_eq!(
         b.health().evidence.canary.requests,
@@ -340,6 +340,13 @@ fn a_host_clock_ahead_does_not_put_an_instances_whole_stage_in_the_window() {
         "A's {} canary requests of the stage so far are not B's window",
         old[0]
     );
+    // What A records from then on is B's to judge.
+    let recent = traffic(&a, &a_clock, 60, 0.2, 30_000);
+    eventually("B reads what A recorded since", || {
+        b.health().evidence.canary.requests == recent[0]
+    });
+    let canary = b.health().evidence.canary;
+    assert_eq!([canary.requests, canary.errors], recent);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{new_gate, text_of};
+use common::{new_gate, route, text_of};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use promotion_gates_ffi::*;
@@ -127,22 +127,42 @@ fn a_hosts_counts_replace_the_gates_outcome_counters() {
     let text = text_of(&|b, c, l| unsafe {
         pgate_metrics_prometheus_counted(gates.as_ptr(), counts.as_ptr(), gates.len(), b, c, l)
     });
+    // Whether `text` shows `family` at `web` for web and at 0 for api.
+    let shows = |text: &str, family: &str, web: u64| {
+        text.contains(&format!("{family}{{gate=\"web\"}} {web}\n"))
+            && text.contains(&format!("{family}{{gate=\"api\"}} 0\n"))
+    };
     for (family, value) in [
         ("promotion_late_outcomes_total", 1),
         ("promotion_foreign_outcomes_total", 2),
         ("promotion_forced_outcomes_total", 3),
         ("promotion_ignored_override_values_total", 4),
     ] {
-        assert!(
-            text.contains(&format!("{family}{{gate=\"web\"}} {value}\n")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("{family}{{gate=\"api\"}} 0\n")),
-            "{text}"
-        );
+        assert!(shows(&text, family, value), "{text}");
     }
-    // NULL counts: the gates' own, as pgate_metrics_prometheus_gates writes them
+    // NULL counts: the gates' own, as pgate_metrics_prometheus_gates writes them: web's one
+    // forced and one foreign outcome.
+    // SAFETY: a live gate; `recorded` is valid for a write.
+    unsafe {
+        let d = route(gates[0], b"user-1");
+        let mut recorded = pgate_recorded::Counted;
+        for (decision, want) in [
+            (
+                pgate_decision {
+                    forced: pgate_forced::Value,
+                    ..d
+                },
+                pgate_recorded::Forced,
+            ),
+            (
+                pgate_decision { stage: 1_000, ..d },
+                pgate_recorded::Foreign,
+            ),
+        ] {
+            let status = pgate_record(gates[0], &decision, true, 1, &mut recorded);
+            assert_eq!((status, recorded), (pgate_status::Ok, want));
+        }
+    }
     // SAFETY: as above.
     let own = text_of(&|b, c, l| unsafe {
         pgate_metrics_prometheus_counted(gates.as_ptr(), null(), gates.len(), b, c, l)
@@ -152,7 +172,12 @@ fn a_hosts_counts_replace_the_gates_outcome_counters() {
         pgate_metrics_prometheus_gates(gates.as_ptr(), gates.len(), b, c, l)
     });
     assert_eq!(own, gates_own);
-    assert!(own.contains("promotion_forced_outcomes_total{gate=\"web\"} 0\n"));
+    for family in [
+        "promotion_forced_outcomes_total",
+        "promotion_foreign_outcomes_total",
+    ] {
+        assert!(shows(&own, family, 1), "{own}");
+    }
     // refused(gates, n): the status and the length written (7: nothing), with `counts`
     let refused = |gates: *const *const pgate_gate, n| {
         let mut len = 7;
