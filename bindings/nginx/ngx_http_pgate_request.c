@@ -67,9 +67,8 @@ typedef struct {
      * ngx_http_pgate_key_reads_gate */
     ngx_uint_t                   keying;
     /* 1 + the index in r->upstream_states of the attempt whose 101 (a granted upgrade) was
-     * sent on to the client (0: none), and when (ngx_http_pgate_header_filter) */
+     * sent on to the client, and recorded then (0: none; ngx_http_pgate_header_filter) */
     ngx_uint_t                   upgraded_state;
-    uint64_t                     upgraded_ns;
 } ngx_http_pgate_ctx_t;
 
 
@@ -1134,135 +1133,19 @@ ngx_http_pgate_routed_state(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
 }
 
 
-static ngx_http_output_header_filter_pt  ngx_http_pgate_next_header_filter;
-
-
 /*
- * Stamps a granted upgrade: the routed upstream's 101 (a WebSocket's) that nginx switches to
- * (u->upgrade: the client asked to upgrade), its header processed and now sent on to the
- * client. The log phase comes only once the upgraded connection ends, and the peer is
- * released then too: this is the moment its outcome is timed to. The routed upstream is the
- * one whose peer the module wrapped (its data is the context), or, for a name resolved at
- * run time, the one whose attempt is the routed state.
+ * Records the request's outcome in every gate that routed it before its upstream started
+ * (the log phase's, and a granted upgrade's as its 101 goes out).
  */
-static ngx_int_t
-ngx_http_pgate_header_filter(ngx_http_request_t *r)
+static void
+ngx_http_pgate_record_routes(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx,
+    ngx_uint_t outcome, uint64_t latency_ns)
 {
-    ngx_http_pgate_ctx_t       *ctx;
-    ngx_http_upstream_state_t  *states;
-
-    if (r->headers_out.status != NGX_HTTP_SWITCHING_PROTOCOLS || r->upstream == NULL
-        || !r->upstream->upgrade || r->upstream->state == NULL || r->upstream_states == NULL)
-    {
-        return ngx_http_pgate_next_header_filter(r);
-    }
-
-    ctx = ngx_http_pgate_get_ctx(r);
-    if (ctx != NULL && ctx->upgraded_state == 0
-        && (ctx->original_get != NULL ? r->upstream->peer.data == ctx
-                                      : r->upstream->state == ngx_http_pgate_routed_state(r, ctx)))
-    {
-        states = r->upstream_states->elts;
-        ctx->upgraded_state = (ngx_uint_t) (r->upstream->state - states) + 1;
-        ctx->upgraded_ns = ngx_http_pgate_now_ns();
-    }
-
-    return ngx_http_pgate_next_header_filter(r);
-}
-
-
-/* Puts ngx_http_pgate_header_filter first in the header filters (postconfiguration). */
-void
-ngx_http_pgate_add_header_filter(void)
-{
-    ngx_http_pgate_next_header_filter = ngx_http_top_header_filter;
-    ngx_http_top_header_filter = ngx_http_pgate_header_filter;
-}
-
-
-ngx_int_t
-ngx_http_pgate_log_handler(ngx_http_request_t *r)
-{
-    uint64_t                     latency_ns;
-    ngx_uint_t                   i, status, outcome, flags, upgraded;
+    ngx_uint_t                   i, flags;
     pgate_recorded               as;
-    ngx_http_pgate_ctx_t        *ctx;
     ngx_http_pgate_gate_t       *gates;
     ngx_http_pgate_route_t      *route;
-    ngx_http_upstream_state_t   *state, *states;
     ngx_http_pgate_main_conf_t  *pmcf;
-
-    ctx = ngx_http_pgate_get_ctx(r);
-    if (ctx == NULL) {
-        return NGX_OK;
-    }
-
-    status = r->err_status ? r->err_status : r->headers_out.status;
-
-    state = ngx_http_pgate_routed_state(r, ctx);
-    if (state == NULL) {
-        return NGX_OK;          /* the request never reached the routed upstream */
-    }
-
-    upgraded = state->status == NGX_HTTP_SWITCHING_PROTOCOLS;
-
-    if (upgraded) {
-        /* an upgrade (a WebSocket) granted: a success timed at its 101's header, as the Go
-         * middleware times it; the upgraded connection's life is no response time, and how
-         * it ends (nginx's 504 when it idles past proxy_read_timeout) no failure. A 101 never
-         * sent on to the client (nginx refused the rest of its header), or not switched to
-         * (a request that asked no upgrade), is no outcome. */
-        states = r->upstream_states->elts;
-        if (ctx->upgraded_state != (ngx_uint_t) (state - states) + 1) {
-            return NGX_OK;
-        }
-
-        outcome = PGATE_FLAG_SUCCESS;
-
-    } else if (state->status != 0) {
-        /* its answer or failure, even if the client then went away (a 499 before anything
-         * was sent, or while error_page's fallback worked) */
-        outcome = state->status < 500 && !ctx->failed_after_header && !ctx->failed_in_grpc
-                  ? PGATE_FLAG_SUCCESS : 0;
-
-    } else if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
-        outcome = PGATE_FLAG_ABANDONED;     /* went away while the upstream worked */
-
-    } else {
-        return NGX_OK;          /* the routed upstream never answered nor failed */
-    }
-
-    if (ctx->original_get != NULL) {          /* an upstream{} block: timed here */
-        if (upgraded) {
-            /* to the 101's header: the peer is released when the connection ends */
-            latency_ns = ctx->upgraded_ns - ctx->upstream_start_ns;
-
-        } else if (ctx->upstream_end_ns) {
-            latency_ns = ctx->upstream_end_ns - ctx->upstream_start_ns;
-
-        } else if (ctx->upstream_start_ns) {
-            /* no peer ever obtained (no live upstreams, nginx's 502) and no finalize_request
-             * to stop the clock (ngx_http_pgate_finalize): the time from its first ask for a
-             * peer to now; never a zero latency, which would make a dead canary look fast to
-             * the latency rules */
-            latency_ns = ngx_http_pgate_now_ns() - ctx->upstream_start_ns;
-
-        } else {
-            latency_ns = 0;
-        }
-
-    } else if (upgraded) {
-        if (state->header_time == (ngx_msec_t) -1) {
-            return NGX_OK;
-        }
-        latency_ns = (uint64_t) state->header_time * 1000000;
-
-    } else if (state->response_time != (ngx_msec_t) -1) {
-        latency_ns = (uint64_t) state->response_time * 1000000;
-
-    } else {
-        return NGX_OK;
-    }
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
     gates = pmcf->gates.elts;
@@ -1293,6 +1176,132 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
         ngx_http_pgate_pool(r->connection->log, &gates[i]);
         ngx_http_pgate_announce(r->connection->log, &gates[i]);
     }
+}
+
+
+static ngx_http_output_header_filter_pt  ngx_http_pgate_next_header_filter;
+
+
+/*
+ * Records a granted upgrade: the routed upstream's 101 (a WebSocket's) that nginx switches to
+ * (u->upgrade: the client asked to upgrade), its header processed and now sent on to the
+ * client, as a success timed to this moment, at once. The log phase comes only once the
+ * upgraded connection ends (minutes or hours later: the window would see its refusals and not
+ * its grants meanwhile, and a grant outliving its stage would come late), and the peer is
+ * released then too. The routed upstream is the one whose peer the module wrapped (its data
+ * is the context), or, for a name resolved at run time, the one whose attempt is the routed
+ * state (timed by nginx's header_time, set before the header is sent, in milliseconds).
+ */
+static ngx_int_t
+ngx_http_pgate_header_filter(ngx_http_request_t *r)
+{
+    uint64_t                    latency_ns;
+    ngx_http_pgate_ctx_t       *ctx;
+    ngx_http_upstream_state_t  *states;
+
+    if (r->headers_out.status != NGX_HTTP_SWITCHING_PROTOCOLS || r->upstream == NULL
+        || !r->upstream->upgrade || r->upstream->state == NULL || r->upstream_states == NULL)
+    {
+        return ngx_http_pgate_next_header_filter(r);
+    }
+
+    ctx = ngx_http_pgate_get_ctx(r);
+    if (ctx != NULL && ctx->upgraded_state == 0
+        && (ctx->original_get != NULL ? r->upstream->peer.data == ctx
+                                      : r->upstream->state == ngx_http_pgate_routed_state(r, ctx)))
+    {
+        states = r->upstream_states->elts;
+        ctx->upgraded_state = (ngx_uint_t) (r->upstream->state - states) + 1;
+
+        if (ctx->original_get != NULL) {
+            latency_ns = ngx_http_pgate_now_ns() - ctx->upstream_start_ns;
+            ngx_http_pgate_record_routes(r, ctx, PGATE_FLAG_SUCCESS, latency_ns);
+
+        } else if (r->upstream->state->header_time != (ngx_msec_t) -1) {
+            latency_ns = (uint64_t) r->upstream->state->header_time * 1000000;
+            ngx_http_pgate_record_routes(r, ctx, PGATE_FLAG_SUCCESS, latency_ns);
+        }
+    }
+
+    return ngx_http_pgate_next_header_filter(r);
+}
+
+
+/* Puts ngx_http_pgate_header_filter first in the header filters (postconfiguration). */
+void
+ngx_http_pgate_add_header_filter(void)
+{
+    ngx_http_pgate_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_pgate_header_filter;
+}
+
+
+ngx_int_t
+ngx_http_pgate_log_handler(ngx_http_request_t *r)
+{
+    uint64_t                     latency_ns;
+    ngx_uint_t                   status, outcome;
+    ngx_http_pgate_ctx_t        *ctx;
+    ngx_http_upstream_state_t   *state;
+
+    ctx = ngx_http_pgate_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    status = r->err_status ? r->err_status : r->headers_out.status;
+
+    state = ngx_http_pgate_routed_state(r, ctx);
+    if (state == NULL) {
+        return NGX_OK;          /* the request never reached the routed upstream */
+    }
+
+    if (state->status == NGX_HTTP_SWITCHING_PROTOCOLS) {
+        /* an upgrade (a WebSocket) granted was recorded as its 101 went out, as the Go
+         * middleware records it (ngx_http_pgate_header_filter); the upgraded connection's
+         * life is no response time, and how it ends (nginx's 504 when it idles past
+         * proxy_read_timeout) no failure. A 101 never sent on to the client (nginx refused
+         * the rest of its header), or not switched to (a request that asked no upgrade), is
+         * no outcome. */
+        return NGX_OK;
+    }
+
+    if (state->status != 0) {
+        /* its answer or failure, even if the client then went away (a 499 before anything
+         * was sent, or while error_page's fallback worked) */
+        outcome = state->status < 500 && !ctx->failed_after_header && !ctx->failed_in_grpc
+                  ? PGATE_FLAG_SUCCESS : 0;
+
+    } else if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST) {
+        outcome = PGATE_FLAG_ABANDONED;     /* went away while the upstream worked */
+
+    } else {
+        return NGX_OK;          /* the routed upstream never answered nor failed */
+    }
+
+    if (ctx->original_get != NULL) {          /* an upstream{} block: timed here */
+        if (ctx->upstream_end_ns) {
+            latency_ns = ctx->upstream_end_ns - ctx->upstream_start_ns;
+
+        } else if (ctx->upstream_start_ns) {
+            /* no peer ever obtained (no live upstreams, nginx's 502) and no finalize_request
+             * to stop the clock (ngx_http_pgate_finalize): the time from its first ask for a
+             * peer to now; never a zero latency, which would make a dead canary look fast to
+             * the latency rules */
+            latency_ns = ngx_http_pgate_now_ns() - ctx->upstream_start_ns;
+
+        } else {
+            latency_ns = 0;
+        }
+
+    } else if (state->response_time != (ngx_msec_t) -1) {
+        latency_ns = (uint64_t) state->response_time * 1000000;
+
+    } else {
+        return NGX_OK;
+    }
+
+    ngx_http_pgate_record_routes(r, ctx, outcome, latency_ns);
 
     return NGX_OK;
 }

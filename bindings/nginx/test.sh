@@ -23,7 +23,7 @@
 # 400 to stable, while a gate read by `if` reaches its canary through an error page (`return
 # 418`) and a second gate read in the error page's location is recorded (one read by
 # proxy_pass is not credited with an error page's upstream resolved at run time), that a
-# granted upgrade is a success timed at its 101 (not the idle connection's life) and a refused
+# granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
 # one a failure, that a
 # status location holding an `if` answers, that an override header with an underscore or a dot
 # is warned of, that each request of tests/vectors/override_requests.tsv is forced by the value it lists
@@ -1502,12 +1502,14 @@ rt: 0 recorded, 0 errors" ] || { echo "FAIL: expected e418's 3 canary failures t
 echo "== a granted upgrade (a WebSocket) is a success timed at its 101, a refused one a failure"
 # The canary grants upgrades (101) and then says nothing, and refuses those to /refuse (503):
 # 9 granted and 1 refused are 10 requests and 1 error (a build recording only the refusals saw
-# a WebSocket canary fail all it was weighed on). nginx ends each upgraded connection after
-# proxy_read_timeout (1 s here) with a 504, no failure (after the header: a build counting what
-# broke after the header took the idle timeout for one), and the latency recorded is the time
-# to the 101's header, not the connection's life (nor the clients' 2.5 s): the window's
-# latency sum stays under 2 s for the 10 (their connections last 9 s at least), and all fall
-# in the bucket le=0.5. Through an upstream{} block (gate `ws`, its peer wrapped, timed by
+# a WebSocket canary fail all it was weighed on), recorded as the 101s go out, while the
+# connections are still open (a build recording a grant in the log phase, when its connection
+# ends, showed the window only the refusal meanwhile). nginx ends each upgraded connection
+# after proxy_read_timeout (2 s here) with a 504, no failure (after the header: a build
+# counting what broke after the header took the idle timeout for one), and the latency
+# recorded is the time to the 101's header, not the connection's life (nor the clients'
+# 2.5 s): the window's latency sum stays under 2 s for the 10 (their connections last 18 s at
+# least), and all fall in the bucket le=0.5. Through an upstream{} block (gate `ws`, its peer wrapped, timed by
 # the module) and through a URL built at run time (gate `wsvar`: peers made on the spot,
 # timed by nginx's header time, in milliseconds).
 port=$(free_port)
@@ -1532,7 +1534,7 @@ serve "$(cat <<CONF
         proxy_http_version 1.1;
         proxy_set_header Upgrade \$http_upgrade;
         proxy_set_header Connection upgrade;
-        proxy_read_timeout 1s;
+        proxy_read_timeout 2s;
         location / { proxy_pass http://ws_\$promotion_gate_ws; }
         location /var/ { proxy_pass http://127.0.0.1:$socket/\$promotion_gate_wsvar\$request_uri; }
         location = /metrics { promotion_gate_metrics; }
@@ -1547,16 +1549,26 @@ for path in {,var/}{1,2,3,4,5,6,7,8,9,refuse}; do # each holds its upgraded conn
   clients+=($!)
   started "$!"
 done
+# canary_requests <exposition> <gate>: the gate's canary window's requests
+canary_requests() { sed -n "s/^promotion_window_requests{gate=\"$2\",cohort=\"canary\"} //p" <<<"$1"; }
+for _ in $(seq 15); do # within 1.5 s, before nginx's 2 s idle timeout ends a connection
+  sleep 0.1
+  open_metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
+  [ "$(canary_requests "$open_metrics" ws) $(canary_requests "$open_metrics" wsvar)" = "10 10" ] && break
+done
+echo "while the upgraded connections are open: ws $(canary_requests "$open_metrics" ws), wsvar $(canary_requests "$open_metrics" wsvar) recorded"
+[ "$(canary_requests "$open_metrics" ws) $(canary_requests "$open_metrics" wsvar)" = "10 10" ] ||
+  { echo "FAIL: expected the 10 upgrades of each gate recorded as their 101s went out" >&2; exit 1; }
 wait "${clients[@]}" || true
 sleep 0.2
 metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
 stop_serving
 stop_tcp_server
-# nginx logs an upgraded request once its connection ends: 101, after about 1 s (its idle
+# nginx logs an upgraded request once its connection ends: 101, after about 2 s (its idle
 # timeout, not the clients' 2.5 s)
-upgraded=$(awk '$1 == 101 && $2 >= 0.9 && $2 < 2' "$tmp/logs/ws.log" | grep -c . || true)
+upgraded=$(awk '$1 == 101 && $2 >= 1.9 && $2 < 2.45' "$tmp/logs/ws.log" | grep -c . || true)
 echo "18 upgrades granted, $upgraded ended by nginx's idle timeout"
-[ "$upgraded" = 18 ] || { echo "FAIL: expected 18 upgraded connections ended after 1 s:" >&2; cat "$tmp/logs/ws.log" >&2; exit 1; }
+[ "$upgraded" = 18 ] || { echo "FAIL: expected 18 upgraded connections ended after 2 s:" >&2; cat "$tmp/logs/ws.log" >&2; exit 1; }
 for gate in ws wsvar; do
   # window <series>: the gate's canary window's <series> (requests, errors, latency_seconds_sum)
   window() { sed -n "s/^promotion_window_$1{gate=\"$gate\",cohort=\"canary\"} //p" <<<"$metrics"; }
