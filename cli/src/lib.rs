@@ -4,8 +4,9 @@
 //! `--scenario` files are read. Not an API: its modules are hidden from the docs, unversioned
 //! and not published (the crate is `publish = false`).
 
-// The modules are documented with the binary (`cargo doc` documents a binary's private items
-// too), where their links to private items resolve; here they are hidden.
+// The modules are hidden from the rendered docs (not an API), but rustdoc still resolves
+// their links, so `cargo doc` with warnings denied (`.ci/run`) catches a broken one; some
+// link to private items, which is allowed here.
 #![allow(rustdoc::private_intra_doc_links)]
 
 #[doc(hidden)]

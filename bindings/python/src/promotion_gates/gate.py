@@ -948,10 +948,12 @@ class Gate:
         _check(status, err)
 
     def rollback(self, reason: str) -> None:
-        """Rolls the release back to Production with a reason (not empty).
+        """Rolls the release back to Production with a reason: at least one visible character,
+        at most 4096 bytes (``MAX_REASON_BYTES``) of UTF-8.
 
         Raises:
-            RollbackRefusedError: the gate is in Production, or the reason is empty.
+            RollbackRefusedError: the gate is in Production, or the reason is blank (empty, or
+                only whitespace, control, format or invisible characters) or too long.
             InvalidArgumentError: the reason is not a str, or not UTF-8 (a lone surrogate).
         """
         self._text_call("pgate_rollback", "rollback", "reason", reason)
