@@ -66,9 +66,9 @@ typedef struct {
     /* 1 + the index of the gate whose key is being read (0: none), see
      * ngx_http_pgate_key_reads_gate */
     ngx_uint_t                   keying;
-    /* 1 + the index in r->upstream_states of the attempt whose 101 (a granted upgrade) was
-     * sent on to the client, and recorded then (0: none; ngx_http_pgate_header_filter) */
-    ngx_uint_t                   upgraded_state;
+    /* a granted upgrade's 101 went out to the client, and was recorded then
+     * (ngx_http_pgate_header_filter) */
+    unsigned                     upgrade_recorded:1;
 } ngx_http_pgate_ctx_t;
 
 
@@ -1197,7 +1197,6 @@ ngx_http_pgate_header_filter(ngx_http_request_t *r)
 {
     uint64_t                    latency_ns;
     ngx_http_pgate_ctx_t       *ctx;
-    ngx_http_upstream_state_t  *states;
 
     if (r->headers_out.status != NGX_HTTP_SWITCHING_PROTOCOLS || r->upstream == NULL
         || !r->upstream->upgrade || r->upstream->state == NULL || r->upstream_states == NULL)
@@ -1206,12 +1205,11 @@ ngx_http_pgate_header_filter(ngx_http_request_t *r)
     }
 
     ctx = ngx_http_pgate_get_ctx(r);
-    if (ctx != NULL && ctx->upgraded_state == 0
+    if (ctx != NULL && !ctx->upgrade_recorded
         && (ctx->original_get != NULL ? r->upstream->peer.data == ctx
                                       : r->upstream->state == ngx_http_pgate_routed_state(r, ctx)))
     {
-        states = r->upstream_states->elts;
-        ctx->upgraded_state = (ngx_uint_t) (r->upstream->state - states) + 1;
+        ctx->upgrade_recorded = 1;
 
         if (ctx->original_get != NULL) {
             latency_ns = ngx_http_pgate_now_ns() - ctx->upstream_start_ns;
