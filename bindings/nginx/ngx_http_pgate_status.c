@@ -18,16 +18,40 @@
 #define pgate_text_room(len)  ((len) + 1 + (len) / 8 + PGATE_TEXT_SLACK)
 
 
+/*
+ * Both locations answer GET and HEAD only: another method is answered 405, with the Allow
+ * header the status requires, before any work (the gate's state, a text), whatever the gate.
+ */
+static ngx_int_t
+ngx_http_pgate_method(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *allow;
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        return NGX_OK;
+    }
+
+    allow = ngx_list_push(&r->headers_out.headers);
+    if (allow == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    allow->hash = 1;
+#if (nginx_version >= 1023000)
+    allow->next = NULL;
+#endif
+    ngx_str_set(&allow->key, "Allow");
+    ngx_str_set(&allow->value, "GET, HEAD");
+    return NGX_HTTP_NOT_ALLOWED;
+}
+
+
 static ngx_int_t
 ngx_http_pgate_send(ngx_http_request_t *r, ngx_str_t *type, u_char *body, size_t len)
 {
     ngx_int_t     rc;
     ngx_buf_t    *b;
     ngx_chain_t   out;
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
@@ -71,6 +95,7 @@ ngx_http_pgate_status_handler(ngx_http_request_t *r)
     u_char                      *body, *history, *p;
     size_t                       history_len, cap, escaped;
     double                       percent;
+    ngx_int_t                    rc;
     ngx_uint_t                   tries;
     uint64_t                     stage;
     ngx_str_t                    type = ngx_string("application/json");
@@ -80,6 +105,11 @@ ngx_http_pgate_status_handler(ngx_http_request_t *r)
     ngx_http_pgate_gate_t       *g;
     ngx_http_pgate_loc_conf_t   *plcf;
     ngx_http_pgate_main_conf_t  *pmcf;
+
+    rc = ngx_http_pgate_method(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_promotion_gate_module);
@@ -176,6 +206,7 @@ ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
 {
     char                        *body;
     size_t                       len, cap;
+    ngx_int_t                    rc;
     ngx_str_t                    type = ngx_string("text/plain; version=0.0.4");
     ngx_uint_t                   i, n, tries;
     pgate_status                 st;
@@ -184,6 +215,11 @@ ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
     ngx_http_pgate_gate_t       *gates;
     ngx_http_pgate_counts_t     *shared;
     ngx_http_pgate_main_conf_t  *pmcf;
+
+    rc = ngx_http_pgate_method(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
     gates = pmcf->gates.elts;

@@ -1670,7 +1670,9 @@ echo "worker $worker: $threads thread(s) besides the main one;${unmasked:- each 
 echo "== a worker that could not open its gate tries again"
 # One worker. Its store's file is made unreadable (chmod 000: the workers are not root), then
 # the worker is killed: its successor cannot open the gate, logs that once, routes to stable
-# and answers the status location 503. Its attempts back off: 1 s after the first failure, then
+# and answers the status location 503, but a POST there 405 with `Allow: GET, HEAD`, as the
+# metrics location (a build checking the method after the gate answered it 503, and 405 with
+# no Allow header). Its attempts back off: 1 s after the first failure, then
 # 2 s, so with the file readable again 2.5 s after the worker started the third attempt (3 s)
 # opens the gate, after 2 failed attempts (a build trying every second failed 3); it logs that
 # and answers the gate's state (a build opening the gate only when the worker started answered
@@ -1696,6 +1698,13 @@ unopened() {
 unopened reopen
 sleep 2.5 # two attempts (0 s, 1 s), each failing; the next one at 3 s
 closed=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/reopen/status")
+# posted <path>: the status and the Allow header of the answer to a POST to <path>
+posted() {
+  curl -s -o /dev/null -D - -X POST -d x "http://127.0.0.1:$port$1" | tr -d '\r' |
+    sed -n 's/^HTTP\/[0-9.]* \([0-9]*\).*/\1/p; s/^Allow: /Allow: /p' | paste -sd ' '
+}
+posted_status=$(posted /reopen/status)
+posted_metrics=$(posted /metrics)
 chmod "$store_mode" "$tmp/fleet/reopen.db"
 for _ in $(seq 60); do
   opened=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/reopen/status")
@@ -1708,6 +1717,9 @@ echo "worker $new, its store unreadable: status $closed, then $opened once reada
 cut -c1-160 "$tmp/reopen.log"
 [ "$closed" = 503 ] && [ "$opened" = 200 ] ||
   { echo "FAIL: expected 503 while the store was unreadable, then 200" >&2; exit 1; }
+echo "a POST meanwhile: status location $posted_status; metrics location $posted_metrics"
+[ "$posted_status" = '405 Allow: GET, HEAD' ] && [ "$posted_metrics" = '405 Allow: GET, HEAD' ] ||
+  { echo "FAIL: expected a POST to either location answered 405 with Allow: GET, HEAD" >&2; exit 1; }
 grep -q 'promotion gate "reopen": .*this worker routes every request to stable' "$tmp/reopen.log" &&
   grep -q 'promotion gate "reopen": opened after 2 failed attempts' "$tmp/reopen.log" &&
   [ "$(grep -c . "$tmp/reopen.log")" = 2 ] ||
