@@ -16,6 +16,8 @@
 #define PGATE_TEXT_TRIES  8
 #define PGATE_TEXT_SLACK  4096
 #define pgate_text_room(len)  ((len) + 1 + (len) / 8 + PGATE_TEXT_SLACK)
+/* The most a traffic percentage takes, as ngx_http_pgate_percent writes it. */
+#define PGATE_PERCENT_LEN     32
 
 
 /*
@@ -86,6 +88,83 @@ ngx_http_pgate_send(ngx_http_request_t *r, ngx_str_t *type, u_char *body, size_t
     out.buf = b;
     out.next = NULL;
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * Writes a traffic percentage (at most PGATE_PERCENT_LEN bytes) as the library's JSON writes
+ * it (the gate's config, its changes, the history beside it): the fewest digits that read
+ * back as the same double, not rounded to a fixed place (0.0004 % is not 0.000, and 0.000 is
+ * no canary); "5.0" for a whole number, a decimal down to 0.00001, "5.1e-6" below. A
+ * percentage is finite, from 0 to 100 (pgate_state's).
+ */
+static u_char *
+ngx_http_pgate_percent(u_char *p, double percent)
+{
+    int         exponent, whole, n, precision;
+    char        digits[32], *e;
+    u_char     *d, *end;
+
+    if (percent == 0.0) {
+        return ngx_cpymem(p, "0.0", 3);
+    }
+
+    /* d.ddde[+-]x, one more digit each time, until it reads back as the percentage */
+    for (precision = 0; precision < 17; precision++) {
+        snprintf(digits, sizeof(digits), "%.*e", precision, percent);
+        if (strtod(digits, NULL) == percent) {
+            break;
+        }
+    }
+
+    e = strchr(digits, 'e');
+    if (e == NULL) {
+        return ngx_sprintf(p, "%s", digits);     /* not a finite number */
+    }
+    exponent = atoi(e + 1);
+
+    /* the digits without the point, trailing zeros dropped */
+    d = (u_char *) digits;
+    end = (u_char *) e;
+    if (end - d > 1) {
+        ngx_memmove(d + 1, d + 2, end - d - 2);
+        end--;
+    }
+    while (end - d > 1 && end[-1] == '0') {
+        end--;
+    }
+    n = end - d;
+
+    whole = exponent + 1;       /* the digits before the point */
+
+    if (whole >= n && whole <= 16) {
+        p = ngx_cpymem(p, d, n);
+        for ( /* void */ ; n < whole; n++) {
+            *p++ = '0';
+        }
+        return ngx_cpymem(p, ".0", 2);
+    }
+
+    if (whole > 0 && whole <= 16) {
+        p = ngx_cpymem(p, d, whole);
+        *p++ = '.';
+        return ngx_cpymem(p, d + whole, n - whole);
+    }
+
+    if (whole > -5 && whole <= 0) {
+        p = ngx_cpymem(p, "0.", 2);
+        for ( /* void */ ; whole < 0; whole++) {
+            *p++ = '0';
+        }
+        return ngx_cpymem(p, d, n);
+    }
+
+    *p++ = *d;
+    if (n > 1) {
+        *p++ = '.';
+        p = ngx_cpymem(p, d + 1, n - 1);
+    }
+    return ngx_sprintf(p, "e%d", exponent);
 }
 
 
@@ -179,7 +258,8 @@ ngx_http_pgate_status_handler(ngx_http_request_t *r)
      * promotion_gate gave it (letters, digits and _) */
     escaped = ngx_escape_json(NULL, g->gate_name.data, g->gate_name.len);
 
-    p = ngx_pnalloc(r->pool, history_len + g->gate_name.len + escaped + g->name.len + 256);
+    p = ngx_pnalloc(r->pool, history_len + g->gate_name.len + escaped + g->name.len
+                             + ngx_strlen(pgate_version()) + PGATE_PERCENT_LEN + 256);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -187,9 +267,11 @@ ngx_http_pgate_status_handler(ngx_http_request_t *r)
     body = ngx_cpymem(p, "{\"gate\":\"", sizeof("{\"gate\":\"") - 1);
     body = (u_char *) ngx_escape_json(body, g->gate_name.data, g->gate_name.len);
     body = ngx_sprintf(body, "\",\"declared\":\"%V\",\"environment\":\"%s\","
-                       "\"traffic_percent\":%.3f,\"stage\":%uL,\"library_version\":\"%s\","
+                       "\"traffic_percent\":", &g->name, environment);
+    body = ngx_http_pgate_percent(body, percent);
+    body = ngx_sprintf(body, ",\"stage\":%uL,\"library_version\":\"%s\","
                        "\"worker_pid\":%P,\"history\":%*s}\n",
-                       &g->name, environment, percent, stage, pgate_version(), ngx_pid,
+                       stage, pgate_version(), ngx_pid,
                        history_len, history ? history : (u_char *) "[]");
 
     return ngx_http_pgate_send(r, &type, p, body - p);

@@ -25,7 +25,8 @@
 # proxy_pass is not credited with an error page's upstream resolved at run time), that a
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
 # one a failure, that a
-# status location holding an `if` answers, that an override header with an underscore or a dot
+# status location holding an `if` answers and writes each gate's traffic_percent as the
+# library's JSON does, that an override header with an underscore or a dot
 # is warned of, that each request of tests/vectors/override_requests.tsv is forced by the value it lists
 # (the forcing header and cookie read as the Go middleware reads them), that a key read from
 # a header is taken with the tabs and spaces around it trimmed, that a key reading a gate's decision through a map is logged, that a client giving up on
@@ -1666,6 +1667,23 @@ stop_serving
 echo "worker $worker: $threads thread(s) besides the main one;${unmasked:- each blocks every signal}"
 [ "$threads" -ge 1 ] || { echo "FAIL: worker $worker has no library thread to look at" >&2; exit 1; }
 [ -z "$unmasked" ] || { echo "FAIL: a library thread takes nginx's signals:$unmasked" >&2; exit 1; }
+
+echo "== the status location writes traffic_percent as the library's JSON does"
+# Each gate's traffic_percent in its status is the text of its config's, the fewest digits
+# that read back as the same number (a build writing %.3f showed a canary at 0.0004 % as
+# 0.000, and 12.34567 % as 12.346).
+port=$(free_port)
+declare -A percents=([tiny]=0.0004 [fine]=12.34567 [least]=0.0000051 [whole]=5)
+declare -A written=([tiny]=0.0004 [fine]=12.34567 [least]=5.1e-6 [whole]=5.0)
+for gate in "${!percents[@]}"; do gate_document "$gate" "${percents[$gate]}"; done
+serve_proxied "${!percents[*]}" 9
+for gate in "${!percents[@]}"; do
+  shown=$(curl -fs "http://127.0.0.1:$port/$gate/status" | grep -o '"traffic_percent":[^,]*')
+  echo "a canary at ${percents[$gate]} %: $shown"
+  [ "$shown" = "\"traffic_percent\":${written[$gate]}" ] ||
+    { echo "FAIL: expected \"traffic_percent\":${written[$gate]}" >&2; exit 1; }
+done
+stop_serving
 
 echo "== a worker that could not open its gate tries again"
 # One worker. Its store's file is made unreadable (chmod 000: the workers are not root), then
