@@ -388,6 +388,16 @@ ngx_http_pgate_postconfiguration(ngx_conf_t *cf)
         return NGX_OK;
     }
 
+    /* a reload of nginx's one process (master_process off): nginx runs no init_process for
+     * the new configuration, whose gates would never open (nor does it serve it) */
+    if (ngx_process == NGX_PROCESS_SINGLE && !ngx_test_config
+        && !ngx_is_init_cycle(cf->cycle->old_cycle))
+    {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0, "promotion gate: a reload with "
+                      "\"master_process off\" opens none of the new configuration's gates: "
+                      "nginx starts no process for it; stop nginx and start it again");
+    }
+
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {

@@ -26,7 +26,8 @@
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
 # one a failure, that a
 # status location holding an `if` answers and writes each gate's traffic_percent as the
-# library's JSON does, that an override header with an underscore or a dot
+# library's JSON does, that with master_process off the one process opens its gates and warns
+# of a reload (which nginx does not support in that mode), that an override header with an underscore or a dot
 # is warned of, that each request of tests/vectors/override_requests.tsv is forced by the value it lists
 # (the forcing header and cookie read as the Go middleware reads them), that a key read from
 # a header is taken with the tabs and spaces around it trimmed, that a key reading a gate's decision through a map is logged, that a client giving up on
@@ -304,12 +305,13 @@ fi
 . "$here/../free_port.sh"
 need_curl
 # serve <http block> [<workers>]: runs nginx (one worker, error log at notice, or at
-# $error_level) with that http block until stop_serving, once the server on $port answers its
-# /metrics location.
+# $error_level; with $main_lines in its main context) with that http block until
+# stop_serving, once the server on $port answers its /metrics location.
 serve() {
   cat >"$tmp/conf/nginx.conf" <<CONF
 load_module $module;
 daemon off;
+${main_lines:-}
 worker_processes ${2:-1};
 error_log logs/error.log ${error_level:-notice};
 pid logs/nginx.pid;
@@ -1684,6 +1686,37 @@ for gate in "${!percents[@]}"; do
     { echo "FAIL: expected \"traffic_percent\":${written[$gate]}" >&2; exit 1; }
 done
 stop_serving
+
+echo "== master_process off: the one process opens its gates"
+# nginx's mode for its developers, one process and no workers: it makes its gates in
+# init_process as a worker does, answers their status and records their outcomes (here a
+# canary refusing connections: a failure). A build making gates in workers only routed every
+# request to stable and answered the status 503.
+port=$(free_port)
+gate_document single 100
+main_lines='master_process off;' serve_proxied single 9
+curl -s -o /dev/null "http://127.0.0.1:$port/single/"
+status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/single/status")
+for _ in $(seq 20); do
+  failures=$(curl -fs "http://127.0.0.1:$port/metrics" |
+    sed -n 's/^promotion_window_errors{gate="single",cohort="canary"} //p')
+  [ "$failures" = 1 ] && break
+  sleep 0.05
+done
+# A reload in this mode is nginx's to refuse, which it does not: it reads the new configuration
+# but starts nothing for it (nginx 1.22 serves no connection after it). The module warns.
+kill -HUP "$master"
+for _ in $(seq 40); do
+  grep -q '\[warn\] .*promotion gate: a reload with "master_process off" opens none' "$tmp/logs/error.log" && break
+  sleep 0.05
+done
+warned=$(grep -c '\[warn\] .*promotion gate: a reload with "master_process off" opens none' "$tmp/logs/error.log" || true)
+stop_serving
+echo "master_process off: status $status; canary failures in the window: ${failures:-none};" \
+  "warnings of a reload: $warned"
+[ "$status" = 200 ] && [ "$failures" = 1 ] ||
+  { echo "FAIL: expected the gate open (status 200) and the canary's failure recorded" >&2; exit 1; }
+[ "$warned" = 1 ] || { echo "FAIL: expected a reload in this mode warned of once" >&2; exit 1; }
 
 echo "== a worker that could not open its gate tries again"
 # One worker. Its store's file is made unreadable (chmod 000: the workers are not root), then
