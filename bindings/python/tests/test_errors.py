@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import numbers
 import operator
 import os
@@ -10,12 +11,12 @@ import random
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from ctypes import c_void_p
 from typing import Any
 
 import pytest
-from conftest import PYTHON_DIR, REPO, canary, latency_vectors
+from conftest import PYTHON_DIR, REPO, canary, latency_vectors, run_child
 
 import promotion_gates as pg
 from promotion_gates import Environment, Gate, Recorded, Status, _ffi
@@ -23,6 +24,8 @@ from promotion_gates._arguments import (
     INVISIBLE,
     MAX_DOCUMENT_BYTES,
     MAX_SHOWN_VALUE_BYTES,
+    _as_dumped,
+    document,
     latency_ns,
     member,
     shown,
@@ -721,11 +724,102 @@ def test_a_value_holding_one_list_many_times_is_refused_at_once() -> None:
         f"invalid forcing_value = {value}: bytes or a str, not list",
         f"invalid config = {value}: a dict or a JSON string, not list",
         f"invalid config = {config}...({7 * 2**60 + 15} bytes): above {MAX_DOCUMENT_BYTES} "
-        f"bytes (MAX_DOCUMENT_BYTES) as JSON: it holds {2**61} values, a list or mapping "
-        "held in many places counted at each",
+        f"bytes (MAX_DOCUMENT_BYTES) as JSON: at least {7 * 2**21 + 93} bytes, a list or "
+        "mapping held in many places written at each",
         f"invalid config = {small[:MAX_SHOWN_VALUE_BYTES]}...({7 * 2**21 + 25} bytes): not JSON: "
         "Object of type set is not JSON serializable",
     ]
+
+
+#: A child, its address space capped at 1 GiB, that gives Gate a dict dumping to about 1 TB:
+#: a million places of a string of a MiB.
+MIB_STRINGS = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+import promotion_gates as pg
+
+s = "x" * 2**20
+try:
+    pg.Gate({"gate": "g", "x": [[s] * 1000] * 1000})
+except pg.InvalidArgumentError as error:
+    print(error.message)
+"""
+
+
+def test_a_dict_of_long_strings_past_the_limit_is_refused_before_it_is_dumped() -> None:
+    # Each string counted as one byte: the million of them passed, and json.dumps ran out of
+    # memory writing a terabyte ("not JSON: MemoryError"), or the process was killed.
+    message = run_child(MIB_STRINGS).strip()
+    assert message.startswith("invalid config = {'gate': 'g', 'x': [['xxxx"), message
+    assert message.endswith(
+        f": above {MAX_DOCUMENT_BYTES} bytes (MAX_DOCUMENT_BYTES) as JSON: at least "
+        f"{8 * 2**20 + 54} bytes, a list or mapping held in many places written at each"
+    ), message
+
+
+def test_a_dict_is_refused_by_the_bytes_json_writes_for_it() -> None:
+    # Escapes counted as written: a "\u00e9" is six bytes, a "\n" two, a non-BMP one twelve.
+    def config(extra: int) -> dict[str, object]:
+        fill = MAX_DOCUMENT_BYTES - len('{"x": "", "y": [1.5, null, "\\n"]}') - 6 * 10**6 - 12
+        return {"x": "\u00e9" * 10**6 + "\U0001F600" + "a" * (fill + extra), "y": (1.5, None, "\n")}
+
+    at_the_limit = config(0)
+    dumped = document(at_the_limit, "config")
+    assert dumped == json.dumps(at_the_limit).encode() and len(dumped) == MAX_DOCUMENT_BYTES
+    with pytest.raises(pg.InvalidArgumentError) as caught:
+        document(config(1), "config")
+    assert caught.value.message.endswith(
+        f": above {MAX_DOCUMENT_BYTES} bytes (MAX_DOCUMENT_BYTES) as JSON: at least "
+        f"{MAX_DOCUMENT_BYTES + 1} bytes, a list or mapping held in many places written at each"
+    )
+    # Counted as written, byte for byte: lists and dicts held in many places, in tuples,
+    # escapes, keys of every kind json takes, numbers as their repr.
+    rng = random.Random(7)
+    leaves: list[object] = [None, True, False, 0, -17, 2**70, 1.5, -0.0, 5e-324, "", "\x7f\"é"]
+    for _ in range(3000):
+        nodes: list[Any] = []
+        for _ in range(rng.randint(1, 8)):
+            parts = [rng.choice(leaves + nodes) for _ in range(rng.randint(0, 4))]
+            keys = rng.sample(["k", "\t", 7, 2.5, True, None], len(parts) % 6)
+            nodes.append(
+                rng.choice([list(parts), tuple(parts), dict(zip(keys, parts, strict=False))])
+            )
+        doc = {"a": nodes[-1], "b": nodes}
+        written, size = _as_dumped(doc)
+        assert size == len(json.dumps(doc)) and json.dumps(written) == json.dumps(doc)
+
+
+class FirstEmpty(list):  # type: ignore[type-arg]
+    """A list that is empty when first read, and holds ``later`` after."""
+
+    def __init__(self, later: Sequence[object]) -> None:
+        super().__init__()
+        self.later, self.reads = later, 0
+
+    def __iter__(self) -> Iterator[object]:
+        self.reads += 1
+        return iter(self.later if self.reads > 1 else [])
+
+
+class FirstNothing(dict):  # type: ignore[type-arg]
+    """A dict whose items() are none when first read, and ``later`` after."""
+
+    def __init__(self, later: dict[object, object]) -> None:
+        super().__init__()
+        self.later, self.reads = later, 0
+
+    def items(self) -> Any:
+        self.reads += 1
+        return self.later.items() if self.reads > 1 else {}.items()
+
+
+def test_a_list_or_dict_is_dumped_as_it_was_counted() -> None:
+    # The size was counted from one read of each subclass and json.dumps read it again: a
+    # list or dict giving more the second time passed the count whatever it then held.
+    big = ["x" * 2**20] * 16
+    lying_list, lying_dict = FirstEmpty(big), FirstNothing({"k": big})
+    assert document({"a": lying_list, "b": lying_dict}, "config") == b'{"a": [], "b": {}}'
+    assert lying_list.reads == lying_dict.reads == 1
 
 
 def shared_lists(depth: int) -> object:

@@ -339,15 +339,16 @@ def document(value: object, what: str) -> bytes:
                 what, value, f"a mapping that cannot be read: {type(error).__name__}: {error}"
             ) from error
         try:
-            values = _values_written(plain)
-            if values > MAX_DOCUMENT_BYTES:
+            try:
+                written, _ = _as_dumped(plain)
+            except _TooLong as long:
                 raise refused(
                     what,
                     value,
-                    f"above {MAX_DOCUMENT_BYTES} bytes (MAX_DOCUMENT_BYTES) as JSON: it holds "
-                    f"{values} values, a list or mapping held in many places counted at each",
-                )
-            return json.dumps(plain, allow_nan=False).encode("utf-8")
+                    f"above {MAX_DOCUMENT_BYTES} bytes (MAX_DOCUMENT_BYTES) as JSON: at least "
+                    f"{long.counted} bytes, a list or mapping held in many places written at each",
+                ) from None
+            return json.dumps(written, allow_nan=False).encode("utf-8")
         except InvalidArgumentError:
             raise
         except RecursionError:
@@ -370,33 +371,133 @@ def document(value: object, what: str) -> bytes:
     raise refused(what, value, f"a dict or a JSON string, not {type(value).__name__}")
 
 
-def _values_written(value: object) -> int:
-    """How many values ``json.dumps(value)`` writes (each at least one byte), counting a list
-    or mapping held in many places at each, as it is written, without writing them: each is
-    counted once and its count remembered, so ``x = [x, x]`` sixty times over is counted at
-    once. A list or mapping inside itself counts as one (``json.dumps`` refuses it)."""
-    counts: dict[int, tuple[object, int]] = {}  # id -> (the object, kept alive; its count)
-    around: set[int] = set()
+class _TooLong(Exception):
+    """A document :func:`_as_dumped` stopped counting past :data:`MAX_DOCUMENT_BYTES`."""
 
-    def count(item: object) -> int:
-        if not isinstance(item, (dict, list, tuple)):  # the containers json.dumps reads
-            return 1
-        known = counts.get(id(item))
+    def __init__(self, counted: int) -> None:
+        super().__init__(counted)
+        self.counted = counted  # the bytes counted when it stopped, above the limit
+
+
+#: How many characters of a string :func:`_as_dumped` escapes at once to count them.
+_ESCAPED_AT_ONCE = 1 << 16
+
+
+def _as_dumped(document: object) -> tuple[object, int]:
+    """The document as ``json.dumps(document, allow_nan=False)`` reads it, with the bytes it
+    writes, without writing them; raises :class:`_TooLong` once they pass
+    :data:`MAX_DOCUMENT_BYTES`, and json's own error for what it refuses, in the order it would.
+
+    Each list, tuple and dict is read once, as json reads it (a subclass by its ``__iter__``
+    or ``items()``), into a plain list or dict: dumping that copy writes what was counted,
+    whatever a subclass would give a second time. One held in many places is read at its
+    first place and counted at each, as json writes it (``x = [x, x]`` sixty times over stops
+    at once); a string counts as ``ensure_ascii`` escapes it, a number as its ``repr``. Each
+    part adds a byte or more, and counting stops as soon as the limit is passed: the work is
+    bounded by the limit, whatever the document holds (but a subclass's own code)."""
+    copies: dict[int, tuple[object, object, int]] = {}  # id -> (the original, alive; copy; bytes)
+    around: set[int] = set()  # the containers being read: one met again is in itself
+    total = 0  # the bytes counted so far, brackets and separators with the part they follow
+    escape = json.encoder.encode_basestring_ascii
+
+    def text(value: str) -> int:
+        if type(value) is not str:
+            value = str.__str__(value)  # a subclass's characters, as json reads them
+        if len(value) <= _ESCAPED_AT_ONCE:
+            return len(escape(value))
+        size = len(value) + 2  # no escaping makes it shorter
+        if total + size > MAX_DOCUMENT_BYTES:
+            raise _TooLong(total + size)
+        size = 2
+        for start in range(0, len(value), _ESCAPED_AT_ONCE):
+            size += len(escape(value[start : start + _ESCAPED_AT_ONCE])) - 2
+            if total + size > MAX_DOCUMENT_BYTES:
+                raise _TooLong(total + size)
+        return size
+
+    def integer(value: int) -> int:
+        # A lower bound of its digits first: a huge int's repr is never built past the limit.
+        digits = (int.bit_length(value) - 1) * 3 // 10
+        if total + digits > MAX_DOCUMENT_BYTES:
+            raise _TooLong(total + digits)
+        return len(int.__repr__(value))
+
+    def finite(value: float) -> int:
+        if not math.isfinite(value):
+            json.dumps(value, allow_nan=False)  # raises json's ValueError
+        return len(float.__repr__(value))
+
+    def key(value: object) -> int:
+        if value is None or value is True or value is False:
+            return len(json.dumps(value)) + 2
+        kind = type(value)
+        if issubclass(kind, str):
+            return text(value)  # type: ignore[arg-type]
+        if issubclass(kind, float):
+            return finite(value) + 2  # type: ignore[arg-type]
+        if issubclass(kind, int):
+            return integer(value) + 2  # type: ignore[arg-type]
+        raise TypeError(f"keys must be str, int, float, bool or None, not {kind.__name__}")
+
+    def scalar(value: object, kind: type) -> int:
+        if value is None or value is True:
+            return 4
+        if value is False:
+            return 5
+        if issubclass(kind, str):
+            return text(value)  # type: ignore[arg-type]
+        if issubclass(kind, int):
+            return integer(value)  # type: ignore[arg-type]
+        if issubclass(kind, float):
+            return finite(value)  # type: ignore[arg-type]
+        json.dumps(value)  # raises json's TypeError
+        raise TypeError(f"Object of type {kind.__name__} is not JSON serializable")
+
+    def read(item: object) -> object:
+        nonlocal total
+        kind = type(item)
+        if kind is str or not issubclass(kind, (list, tuple, dict)):
+            total += scalar(item, kind)
+            if total > MAX_DOCUMENT_BYTES:
+                raise _TooLong(total)
+            return item
+        known = copies.get(id(item))
         if known is not None:
+            total += known[2]
+            if total > MAX_DOCUMENT_BYTES:
+                raise _TooLong(total)
             return known[1]
         if id(item) in around:
-            return 1
+            raise ValueError("Circular reference detected")
         around.add(id(item))
+        before = total
         try:
-            total = 1
-            for part in list(dict.values(item) if isinstance(item, dict) else item):
-                total += count(part)
+            copy: list[object] | dict[object, object]
+            if issubclass(kind, dict):
+                copy = {}
+                pairs = dict.items(item) if kind is dict else item.items()  # type: ignore
+                for pair in pairs:
+                    if not isinstance(pair, tuple) or tuple.__len__(pair) != 2:
+                        raise ValueError("items must return 2-tuples")
+                    name, part = tuple.__getitem__(pair, 0), tuple.__getitem__(pair, 1)
+                    total += key(name) + 4  # ": ", and "{" and "}" or ", "
+                    copy[name] = read(part)
+            else:
+                copy = []
+                for part in item:  # type: ignore[attr-defined]
+                    total += 2  # "[" and "]" or ", "
+                    copy.append(read(part))
+            if not copy:
+                total += 2  # "{}" or "[]"
         finally:
             around.discard(id(item))
-        counts[id(item)] = (item, total)
-        return total
+        copies[id(item)] = (item, copy, total - before)
+        return copy
 
-    return count(value)
+    written = read(document)
+    if total > MAX_DOCUMENT_BYTES:  # an empty dict or list last
+        raise _TooLong(total)
+    return written, total
 
 
 #: Why a NaN or an infinity in a document is refused.
