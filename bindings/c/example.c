@@ -31,7 +31,11 @@ static bool latency_ns(double seconds, uint64_t *ns) {
     if (!(v >= 0 && v < 18446744073709551616.0)) { /* false for NaN too */
         return false;
     }
-    *ns = (uint64_t)(v + 0.5); /* below 2^64, doubles are 2048 apart: v + 0.5 stays below */
+    /* Half a nanosecond rounds up. Not (uint64_t)(v + 0.5): that sum rounds
+     * 0.49999999999999994 up to 1, and an odd whole number from 2^52 on to the even one above.
+     * The cast of a v in [0, 2^64) is its floor, a double itself: v - whole is exact. */
+    const uint64_t whole = (uint64_t)v;
+    *ns = whole + (v - (double)whole >= 0.5 ? 1 : 0);
     return true;
 }
 

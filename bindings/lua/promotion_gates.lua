@@ -578,7 +578,11 @@ local function latency_ns(value)
   value = held_value(value)
   if type(value) == "number" then
     if value >= 0 and value < TWO_64 then -- false for NaN
-      return math.floor(value + 0.5)
+      -- Half a nanosecond rounds up. Not floor(value + 0.5): that sum rounds
+      -- 0.49999999999999994 up to 1, and an odd whole number from 2^52 on to the even one
+      -- above; value - whole is exact.
+      local whole = math.floor(value)
+      return value - whole >= 0.5 and whole + 1 or whole
     end
     return bad_latency(value)
   end

@@ -603,4 +603,7 @@ def _rounded(value: object, scale: float, unit: str, name: str) -> int:
     if not (math.isfinite(ns) and 0 <= ns < _U64_LIMIT):
         raise latency_error(value, unit, name)
     # Half a nanosecond rounds up, as in C++ and Lua (round() would round 2.5 to even, 2).
-    return math.floor(ns + 0.5)
+    # Not floor(ns + 0.5): that sum rounds 0.49999999999999994 up to 1.0, and an odd whole
+    # number from 2**52 on to the even one above; ns - whole is exact.
+    whole = math.floor(ns)
+    return whole + 1 if ns - whole >= 0.5 else whole
