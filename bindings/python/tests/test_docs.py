@@ -1,6 +1,6 @@
 """The docs agree with the code: the package docstring's example runs on current methods and
 names the library's sources in the loader's order; the README lists every field of a Decision
-and every exception; the Health docs name every recommendation."""
+and every exception, and when the rare ones are raised; the Health docs name every recommendation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from conftest import PYTHON_DIR
 
 import promotion_gates as pg
-from promotion_gates import Decision, Gate, Recommendation, errors, judge
+from promotion_gates import Decision, Gate, Recommendation, errors, judge, telemetry
 
 README = (PYTHON_DIR / "README.md").read_text(encoding="utf-8")
 
@@ -69,6 +69,19 @@ def test_the_readme_names_every_exception_and_the_flag_errors_under_flagerror() 
     assert row.group(1) == {2: "two", 3: "three", 4: "four"}[len(flag_errors)]
     below = table[row.end() :].split("\n")[1 : len(flag_errors) + 1]
     assert sorted(re.findall(r"^\| `(\w+)`", "\n".join(below), re.M)) == flag_errors
+
+
+def test_the_readme_says_when_the_rare_errors_are_raised() -> None:
+    # It said the binding never provoked NullPointerError or BufferTooSmallError.
+    start = README.index("Three more are rare:")
+    rare = " ".join(README[start : README.index("## Tests and timing")].split())
+    assert "`NullPointerError`: a call on a `Gate` brought back to life after the garbage" in rare
+    tries = re.search(r"`BufferTooSmallError`: .* after (\d+) calls .* after (\d+) for `store_l", rare)
+    assert tries, "the BufferTooSmallError item"
+    assert int(tries.group(1)) == telemetry._ATTEMPTS
+    assert f"for _ in range({tries.group(1)}):" in inspect.getsource(Gate._json_with)
+    assert f"for _ in range({tries.group(2)}):" in inspect.getsource(pg.store_location)
+    assert "`IndexOutOfRangeError` exists for completeness" in rare
 
 
 def test_the_health_docs_name_every_recommendation() -> None:

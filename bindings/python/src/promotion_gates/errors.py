@@ -5,7 +5,7 @@ message, which names the field or operation and the refused value). The hierarch
 
     PromotionGatesError
     ├── InvalidArgumentError (ValueError)    INVALID_ARGUMENT, e.g. a name that is not UTF-8
-    ├── NullPointerError                     NULL_POINTER (a bug of this binding)
+    ├── NullPointerError                     NULL_POINTER: a Gate revived after it was freed
     ├── InvalidConfigError (ValueError)      INVALID_CONFIG: a config value was refused
     ├── InvalidJsonError (ValueError)        INVALID_JSON: a document could not be parsed
     ├── InvalidPromotionError                INVALID_PROMOTION: no such path
@@ -24,7 +24,7 @@ message, which names the field or operation and the refused value). The hierarch
     ├── RollbackRefusedError                 ROLLBACK_REFUSED
     ├── InvalidHandleError                   INVALID_HANDLE
     │   └── GateClosedError                  the Gate was closed (raised by this binding)
-    ├── BufferTooSmallError                  BUFFER_TOO_SMALL (handled inside the binding)
+    ├── BufferTooSmallError                  BUFFER_TOO_SMALL: a text outgrew every buffer given
     ├── IndexOutOfRangeError (IndexError)    INDEX_OUT_OF_RANGE
     ├── StoreError                           STORE: the state store failed, or another process wrote first
     └── PanicError                           PANIC: a bug of the library, please report it
@@ -86,7 +86,9 @@ class InvalidArgumentError(PromotionGatesError, ValueError):
 
 
 class NullPointerError(PromotionGatesError):
-    """The library was handed a NULL pointer: a bug of this binding, please report it."""
+    """The library was handed a NULL pointer: a call on a :class:`Gate` brought back to life
+    after the garbage collector freed it (a ``__del__`` that kept it), whose handle is NULL
+    from then on. Otherwise a bug of this binding, please report it."""
 
 
 class InvalidConfigError(PromotionGatesError, ValueError):
