@@ -114,7 +114,22 @@ func (c Config) MarshalJSON() ([]byte, error) {
 // ErrInvalidConfig in the library's words (invalid salt = "": a name must not be empty).
 // So is a document longer than the library's MAX_DOCUMENT_BYTES (8 MiB), unread ("invalid
 // document = a PromotionConfig of 9437207 bytes: at most 8388608 bytes (MAX_DOCUMENT_BYTES)").
-// A refused document leaves c as it was.
+// Bytes that are not UTF-8 (encoding/json reads each as U+FFFD, without an error) are refused
+// as New refuses them, an ErrInvalidArgument naming New's argument ("invalid config_json =
+// "{\"salt\": \"caf\xe9\"}": config is not valid UTF-8 (invalid byte at offset 13)"), and a
+// \u escape that is no character (a lone surrogate, "\udc00") in serde_json's words ("invalid
+// JSON config: salt: lone leading surrogate in hex escape"). A refused document leaves c as
+// it was.
+//
+// json.Unmarshal checks the whole input's syntax itself, then passes UnmarshalJSON the value
+// alone, without the whitespace around it. Through json.Unmarshal, a syntax error, a byte
+// order mark and a byte that is not UTF-8 outside a string are therefore its
+// *json.SyntaxError, not an ErrInvalidJSON or ErrInvalidArgument, and whitespace around the
+// value is not counted against MAX_DOCUMENT_BYTES. Call UnmarshalJSON on a whole document
+// (from a file) to have each refused as New refuses it:
+//
+//	var cfg promotiongates.Config
+//	err := cfg.UnmarshalJSON(data) // data: the file's bytes
 func (c *Config) UnmarshalJSON(data []byte) error {
 	d := DefaultConfig()
 	w := configJSON{
@@ -125,7 +140,7 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 		Gate:                  d.Gate,
 		MaxRollbackHistory:    d.MaxRollbackHistory,
 	}
-	if err := readDocument(data, "invalid JSON config", "PromotionConfig", &w); err != nil {
+	if err := readDocument(data, configDocument, "PromotionConfig", &w); err != nil {
 		return err
 	}
 	var given struct { // read strictly above: its keys are exact, none given twice
@@ -260,14 +275,19 @@ func (e *environmentJSON) readAt(data []byte, at string) error {
 	}
 	switch data[0] {
 	case '"':
-		var name string
-		_ = json.Unmarshal(data, &name)
+		name, err := readString(data, at)
+		if err != nil {
+			return err
+		}
 		return named(name)
 	case '{':
 	default:
 		return invalidType(at, data, environmentForms)
 	}
-	name, value, ok, _, more := variant(data)
+	name, written, value, ok, second, more := variant(data)
+	if err := strictString(written, at); ok && err != nil {
+		return err
+	}
 	switch {
 	case !ok:
 		return refuse(at, "invalid length 0, expected %s", environmentForms)
@@ -285,6 +305,9 @@ func (e *environmentJSON) readAt(data []byte, at string) error {
 		}
 	}
 	if more {
+		if err := strictString(second, at); err != nil {
+			return err
+		}
 		return refuse(at, "invalid length 2, expected %s", environmentForms)
 	}
 	return nil
@@ -293,7 +316,7 @@ func (e *environmentJSON) readAt(data []byte, at string) error {
 // UnmarshalJSON reads an environment in a document of the library's other than a config (a
 // change's from and to, a rollback event's), as readAt reads it.
 func (e *environmentJSON) UnmarshalJSON(data []byte) error {
-	return readJSON(data, "", "invalid JSON environment", "an environment", func(data []byte) error { return e.readAt(data, "") })
+	return readJSON(data, "", environmentDocument, func(data []byte) error { return e.readAt(data, "") })
 }
 
 // canaryJSON is the canary's fields, {"traffic_percent": P}.

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/promotion-gates/promotion-gates/bindings/go/internal/shown"
 )
@@ -75,42 +76,88 @@ var byteOrderMark = []byte("\xEF\xBB\xBF")
 // document it reads.
 const maxDocumentBytes = 8 * 1024 * 1024
 
-// readJSON runs read on data (JSON whitespace trimmed), the value at path at in its document,
-// once data is valid JSON holding no number too small for a float64 (firstTinyNumber), and
-// returns what either refuses as an *Error of StatusInvalidJSON: prefix (the library's,
-// "invalid JSON config"), then the refusal shortened as the library shortens it (see
-// shortenedRefusal), or encoding/json's account of the syntax error. Data longer than
+// document is how the library names a document it refuses: prefix, the words before a
+// refusal of its JSON ("invalid JSON config"); noun, what it holds, in a refusal of its size
+// ("a PromotionConfig"); argument and text, in a refusal of bytes that are not UTF-8, New's
+// parameter that takes it and what it holds ("config_json", "config": the C ABI's words).
+type document struct{ prefix, noun, argument, text string }
+
+// The documents of the library, and its sections given alone.
+var (
+	configDocument      = document{"invalid JSON config", "a PromotionConfig", "config_json", "config"}
+	sloDocument         = document{"invalid JSON SLO config", "a SloConfig", "slo_json", "SLO config"}
+	environmentDocument = document{"invalid JSON environment", "an environment", "environment", "environment"}
+)
+
+// sectionDocument is the section at path at of a config, given alone: refused as the library
+// refuses it inside a config ("invalid JSON config: overrides: ..."), and named by its path.
+func sectionDocument(at string) document {
+	return document{"invalid JSON config", "a section " + at, at, "section " + at}
+}
+
+// readJSON runs read on data (JSON whitespace trimmed), the value at path at in its document
+// doc, once data is valid JSON holding no number too small for a float64 (firstTinyNumber),
+// and returns what either refuses as an *Error of StatusInvalidJSON: doc.prefix (the
+// library's, "invalid JSON config"), then the refusal shortened as the library shortens it
+// (see shortenedRefusal), or encoding/json's account of the syntax error. Data longer than
 // maxDocumentBytes is refused first, unread, as the library refuses it: an *Error of
-// StatusInvalidConfig naming the field document, what (a noun: "a PromotionConfig") and the
-// size.
-func readJSON(data []byte, at, prefix, what string, read func([]byte) error) error {
+// StatusInvalidConfig naming the field document, doc.noun and the size. Then data that is not
+// UTF-8 is refused as the C ABI refuses it (see notUTF8), and data starting with a byte order
+// mark as the library refuses it.
+func readJSON(data []byte, at string, doc document, read func([]byte) error) error {
 	if len(data) > maxDocumentBytes {
 		return &Error{Status: StatusInvalidConfig, Message: fmt.Sprintf(
-			"invalid document = %s of %d bytes: at most %d bytes (MAX_DOCUMENT_BYTES)", what, len(data), maxDocumentBytes)}
+			"invalid document = %s of %d bytes: at most %d bytes (MAX_DOCUMENT_BYTES)", doc.noun, len(data), maxDocumentBytes)}
+	}
+	if err := notUTF8(data, doc); err != nil {
+		return err
 	}
 	if bytes.HasPrefix(data, byteOrderMark) {
-		return &Error{Status: StatusInvalidJSON, Message: prefix + ": starts with a UTF-8 byte order mark (EF BB BF): save it without one"}
+		return &Error{Status: StatusInvalidJSON, Message: doc.prefix + ": starts with a UTF-8 byte order mark (EF BB BF): save it without one"}
 	}
 	data = bytes.Trim(data, " \t\r\n")
 	if !json.Valid(data) {
 		var syntax any
 		err := json.Unmarshal(data, &syntax)
-		return &Error{Status: StatusInvalidJSON, Message: prefix + ": " + err.Error()}
+		return &Error{Status: StatusInvalidJSON, Message: doc.prefix + ": " + err.Error()}
 	}
 	if field, number, found := firstTinyNumber(data, at); found {
-		return &Error{Status: StatusInvalidJSON, Message: prefix + ": " + tinyNumberRefusal(field, number)}
+		return &Error{Status: StatusInvalidJSON, Message: doc.prefix + ": " + tinyNumberRefusal(field, number)}
 	}
 	if err := read(data); err != nil {
-		return &Error{Status: StatusInvalidJSON, Message: prefix + ": " + shortenedRefusal(err.Error())}
+		return &Error{Status: StatusInvalidJSON, Message: doc.prefix + ": " + shortenedRefusal(err.Error())}
 	}
 	return nil
 }
 
-// readDocument reads data, a whole document the library calls what ("PromotionConfig"), into
-// w, a pointer to its wire struct, whose fields hold the defaults of those the document leaves
-// out.
-func readDocument(data []byte, prefix, what string, w libraryForm) error {
-	return readJSON(data, "", prefix, "a "+what, func(data []byte) error {
+// notUTF8 refuses data, doc's bytes, when they are not UTF-8, as New refuses them (the C
+// ABI's refusal, which the library never sees: it reads only UTF-8): an *Error of
+// StatusInvalidArgument naming doc.argument, the bytes as shown.Quoted shows them (each byte
+// that is not UTF-8 as \xNN) and the offset of the first such byte: "invalid config_json =
+// "{\"salt\": \"caf\xe9\"}": config is not valid UTF-8 (invalid byte at offset 13)". nil when
+// data is UTF-8. encoding/json reads such a byte as U+FFFD, without an error.
+func notUTF8(data []byte, doc document) error {
+	if utf8.Valid(data) {
+		return nil
+	}
+	offset := 0
+	for {
+		r, size := utf8.DecodeRune(data[offset:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		offset += size
+	}
+	return &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf(
+		"invalid %s = %s: %s is not valid UTF-8 (invalid byte at offset %d)",
+		doc.argument, shown.Quoted(string(data), maxShownValueBytes), doc.text, offset)}
+}
+
+// readDocument reads data, a whole document doc the library calls what ("PromotionConfig"),
+// into w, a pointer to its wire struct, whose fields hold the defaults of those the document
+// leaves out.
+func readDocument(data []byte, doc document, what string, w libraryForm) error {
+	return readJSON(data, "", doc, func(data []byte) error {
 		if data[0] != '{' {
 			return refuse("", "a %s must be a JSON object with named fields, not %s", what, kind(data))
 		}
@@ -130,7 +177,7 @@ func readSection[T any, P interface {
 	libraryForm
 }](data []byte, at string, into P, defaults T) error {
 	read := defaults
-	if err := readJSON(data, at, "invalid JSON config", "a section "+at, func(data []byte) error {
+	if err := readJSON(data, at, sectionDocument(at), func(data []byte) error {
 		return readValue(data, at, reflect.ValueOf(&read).Elem())
 	}); err != nil {
 		return err
@@ -178,8 +225,10 @@ func readTyped(data []byte, at string, v reflect.Value, unsigned string) error {
 		if data[0] != '"' {
 			return invalidType(at, data, "a string")
 		}
-		var s string
-		_ = json.Unmarshal(data, &s)
+		s, err := readString(data, at)
+		if err != nil {
+			return err
+		}
 		v.SetString(s)
 	case reflect.Bool:
 		if data[0] != 't' && data[0] != 'f' {
@@ -201,7 +250,7 @@ func readTyped(data []byte, at string, v reflect.Value, unsigned string) error {
 		switch {
 		case err == nil:
 			v.SetUint(n)
-		case negative == nil: // an integer below 0
+		case negative == nil && isInteger(data): // an integer below 0 (-0 is a float to serde_json)
 			return refuse(at, "invalid value: %s, expected %s", unexpected(data), unsigned)
 		default:
 			return invalidType(at, data, unsigned)
@@ -248,8 +297,10 @@ func readObject(data []byte, at string, v reflect.Value) error {
 	d := json.NewDecoder(bytes.NewReader(data))
 	_, _ = d.Token() // {
 	for d.More() {
-		token, _ := d.Token()
-		key := token.(string)
+		key, written := nextKey(d, data)
+		if err := strictString(written, at); err != nil {
+			return err
+		}
 		var value json.RawMessage
 		_ = d.Decode(&value)
 		i := 0
@@ -280,30 +331,97 @@ func readObject(data []byte, at string, v reflect.Value) error {
 }
 
 // variant reads data, a JSON object, as the map form of an enum of the library's,
-// {"name": value}: its first key and that key's value (ok false for an empty object), and its
-// second key, if it has one (more is false when it has none).
-func variant(data []byte) (name string, value json.RawMessage, ok bool, second string, more bool) {
+// {"name": value}: its first key as read and as written (its JSON string, see strictString)
+// and that key's value (ok false for an empty object), and its second key as written, if it
+// has one (more is false when it has none).
+func variant(data []byte) (name string, written, value json.RawMessage, ok bool, second json.RawMessage, more bool) {
 	d := json.NewDecoder(bytes.NewReader(data))
 	_, _ = d.Token() // {
 	if !d.More() {
-		return "", nil, false, "", false
+		return "", nil, nil, false, nil, false
 	}
-	token, _ := d.Token()
+	name, written = nextKey(d, data)
 	_ = d.Decode(&value)
 	if d.More() {
-		next, _ := d.Token()
-		second, more = next.(string), true
+		_, second = nextKey(d, data)
+		more = true
 	}
-	return token.(string), value, true, second, more
+	return name, written, value, true, second, more
+}
+
+// nextKey reads the next key of the object d reads from data: the key as encoding/json reads
+// it, and as written, its JSON string.
+func nextKey(d *json.Decoder, data []byte) (string, json.RawMessage) {
+	from := d.InputOffset() // the end of the value before: a comma and whitespace follow
+	token, _ := d.Token()
+	return token.(string), bytes.TrimLeft(data[from:d.InputOffset()], " \t\r\n,")
+}
+
+// readString reads data, a JSON string (valid JSON, UTF-8), at path at, as serde_json reads
+// a string (see strictString).
+func readString(data []byte, at string) (string, error) {
+	if err := strictString(data, at); err != nil {
+		return "", err
+	}
+	var s string
+	_ = json.Unmarshal(data, &s)
+	return s, nil
+}
+
+// strictString refuses written, a JSON string as written (valid JSON) at path at, when one
+// of its \u escapes is no character, in serde_json's words: a trailing surrogate alone
+// (\udc00), or a leading one followed by no escape ("\ud800", "\ud800\n": "unexpected end
+// of hex escape") or by one of no trailing surrogate ("\ud800\u0041": "lone leading surrogate
+// in hex escape"). encoding/json reads each as U+FFFD, without an error. nil when every
+// escape is a character.
+func strictString(written []byte, at string) error {
+	hex := func(digits []byte) uint64 {
+		n, _ := strconv.ParseUint(string(digits), 16, 16) // valid JSON: four hex digits
+		return n
+	}
+	trailing := func(n uint64) bool { return n >= 0xDC00 && n <= 0xDFFF }
+	for i := 1; i < len(written)-1; i++ { // within the quotes
+		if written[i] != '\\' {
+			continue
+		}
+		if written[i+1] != 'u' {
+			i++ // a one-character escape: \" or \\ among them
+			continue
+		}
+		n := hex(written[i+2 : i+6])
+		i += 5 // the escape's last digit
+		switch {
+		case trailing(n):
+			return refuse(at, "lone leading surrogate in hex escape")
+		case n < 0xD800 || n > 0xDBFF: // a character
+		case written[i+1] != '\\' || written[i+2] != 'u': // the closing quote follows at worst
+			return refuse(at, "unexpected end of hex escape")
+		case !trailing(hex(written[i+3 : i+7])):
+			return refuse(at, "lone leading surrogate in hex escape")
+		default: // a pair
+			i += 6
+		}
+	}
+	return nil
 }
 
 // invalidType is serde's refusal of a value of another type than expected.
 func invalidType(at string, data []byte, expected string) error {
+	switch { // serde_json reads the value it refuses: strictly, a string; a number in range
+	case data[0] == '"':
+		if err := strictString(data, at); err != nil {
+			return err
+		}
+	case isNumber(data):
+		if _, err := strconv.ParseFloat(string(data), 64); err != nil {
+			return refuse(at, "number out of range")
+		}
+	}
 	return refuse(at, "invalid type: %s, expected %s", unexpected(data), expected)
 }
 
 // unexpected is a JSON value as serde names a value it refuses: string "x", integer `5`,
-// floating point `1.5`, boolean `true`, null, sequence, map.
+// floating point `1.5` (see serdeFloat), boolean `true`, null, sequence, map.
 func unexpected(data []byte) string {
 	switch data[0] {
 	case '"':
@@ -327,12 +445,29 @@ func unexpected(data []byte) string {
 			return "integer `" + string(data) + "`"
 		}
 	}
-	f, _ := strconv.ParseFloat(string(data), 64)
-	written := strconv.FormatFloat(f, 'g', -1, 64)
-	if !strings.ContainsAny(written, ".eIN") { // as Rust writes a float: 1000.0
-		written += ".0"
+	f, _ := strconv.ParseFloat(string(data), 64) // finite: invalidType refuses the others first
+	return "floating point `" + serdeFloat(f) + "`"
+}
+
+// serdeFloat writes f, finite, as serde_json writes a float it refuses (zmij's shortest
+// form): in decimal, with a fraction (1000000.0, 0.00001, -0.0), for a decimal exponent of
+// -5 to 15; else in exponent form, the exponent signed and without leading zeros (1e+16,
+// 1.5e-7). Go writes 1e+06, 1e-05 and 1e-07.
+func serdeFloat(f float64) string {
+	mantissa, exponent, _ := strings.Cut(strconv.FormatFloat(f, 'e', -1, 64), "e")
+	n, _ := strconv.Atoi(exponent)
+	if n >= -5 && n <= 15 {
+		decimal := strconv.FormatFloat(f, 'f', -1, 64)
+		if !strings.Contains(decimal, ".") {
+			decimal += ".0"
+		}
+		return decimal
 	}
-	return "floating point `" + written + "`"
+	sign := "+"
+	if n < 0 {
+		sign, n = "-", -n
+	}
+	return mantissa + "e" + sign + strconv.Itoa(n)
 }
 
 // kind is what data, valid JSON, is, as the library names a document that is no object.
@@ -353,8 +488,11 @@ func kind(data []byte) string {
 // isNumber reports whether data, valid JSON, is a number.
 func isNumber(data []byte) bool { return data[0] == '-' || data[0] >= '0' && data[0] <= '9' }
 
-// isInteger reports whether data, valid JSON, is a number without a fraction or an exponent.
-func isInteger(data []byte) bool { return isNumber(data) && !bytes.ContainsAny(data, ".eE") }
+// isInteger reports whether data, valid JSON, is a number serde_json reads as an integer:
+// without a fraction or an exponent, and not -0, which it reads as the float -0.0.
+func isInteger(data []byte) bool {
+	return isNumber(data) && !bytes.ContainsAny(data, ".eE") && string(data) != "-0"
+}
 
 // oneOf is serde's list of what a field or a variant may be: `a`, `a` or `b`, one of `a`,
 // `b`, `c`.

@@ -2,6 +2,7 @@ package promotiongates
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -43,5 +44,41 @@ func TestUnmarshalRefusesADocumentOverMaxDocumentBytes(t *testing.T) {
 	ok(t, json.Unmarshal([]byte(at), &c))
 	if c.Gate != "g" {
 		t.Fatalf("gate %q", c.Gate)
+	}
+}
+
+// TestJSONUnmarshalChecksTheSyntaxItself pins what json.Unmarshal does before Config's
+// UnmarshalJSON runs, as the README and Config.UnmarshalJSON say: it checks the whole input's
+// syntax itself, so a byte order mark, a syntax error and a byte that is not UTF-8 outside a
+// string are its *json.SyntaxError, not the library's refusal, and it passes only the value,
+// so whitespace around it is not counted against MAX_DOCUMENT_BYTES. UnmarshalJSON called
+// directly refuses each as New does.
+func TestJSONUnmarshalChecksTheSyntaxItself(t *testing.T) {
+	for doc, status := range map[string]error{
+		"\xEF\xBB\xBF" + `{"gate": "g"}`: ErrInvalidJSON,
+		`{"gate": `:                      ErrInvalidJSON,
+		`{"gate": "g"}` + "\xff":         ErrInvalidArgument,
+	} {
+		var syntax *json.SyntaxError
+		if err := json.Unmarshal([]byte(doc), new(Config)); !errors.As(err, &syntax) {
+			t.Errorf("json.Unmarshal(%q): %v, want a *json.SyntaxError", doc, err)
+		}
+		_, libraryErr := New(doc, "")
+		library := wantErr(t, libraryErr, status)
+		var cfg Config
+		if pe := wantErr(t, cfg.UnmarshalJSON([]byte(doc)), status); status != ErrInvalidJSON && pe.Message != library.Message {
+			t.Errorf("UnmarshalJSON(%q): %s\n  library: %s", doc, pe.Message, library.Message)
+		}
+	}
+	padded := `{"gate": "g"}` + strings.Repeat("\n", 9<<20)
+	_, libraryErr := New(padded, "")
+	wantErr(t, libraryErr, ErrInvalidConfig)
+	var cfg Config
+	ok(t, json.Unmarshal([]byte(padded), &cfg)) // the value alone is 13 bytes
+	if cfg.Gate != "g" {
+		t.Fatalf("gate %q", cfg.Gate)
+	}
+	if err := cfg.UnmarshalJSON([]byte(padded)); err == nil || err.Error() != libraryErr.Error() {
+		t.Fatalf("UnmarshalJSON: %v\n     library: %v", err, libraryErr)
 	}
 }

@@ -90,7 +90,10 @@ func (g *Gate) SwapSLO(sloJSON string) error {
 // above 0 and below ..."): P99Budget's 0 means none, so it would be written back as null.
 // Other values the library reads but refuses (a latency_target_ms of 0) are New's and
 // SwapSLO's to refuse. A document longer than the library's MAX_DOCUMENT_BYTES (8 MiB) is an
-// ErrInvalidConfig naming the field document, unread, as the library refuses it.
+// ErrInvalidConfig naming the field document, unread, as the library refuses it; bytes that
+// are not UTF-8 and \u escapes that are no character are refused as Config.UnmarshalJSON
+// refuses them (naming slo_json), and what json.Unmarshal checks before calling UnmarshalJSON
+// is as there.
 // Durations are rounded to the nanosecond as the library rounds them (to the nearest, ties to
 // even). A refused document leaves s as it was.
 func (s *SLO) UnmarshalJSON(data []byte) error {
@@ -112,7 +115,7 @@ func (s *SLO) UnmarshalJSON(data []byte) error {
 		PromotionSignificance:    d.PromotionSignificance,
 		PromotionEvidence:        d.PromotionEvidence,
 	}
-	if err := readDocument(data, "invalid JSON SLO config", "SloConfig", &w); err != nil {
+	if err := readDocument(data, sloDocument, "SloConfig", &w); err != nil {
 		return err
 	}
 	read := SLO{

@@ -95,7 +95,7 @@ func (s Store) MarshalJSON() ([]byte, error) {
 // `path`"). A refused document leaves s as it was.
 func (s *Store) UnmarshalJSON(data []byte) error {
 	var read Store
-	if err := readJSON(data, "store", "invalid JSON config", "a section store", func(data []byte) error { return read.readAt(data, "store") }); err != nil {
+	if err := readJSON(data, "store", sectionDocument("store"), func(data []byte) error { return read.readAt(data, "store") }); err != nil {
 		return err
 	}
 	*s = read
@@ -113,14 +113,19 @@ const shownStoreTextBytes = 48
 func (s *Store) readAt(data []byte, at string) error {
 	switch data[0] {
 	case '"':
-		var text string
-		_ = json.Unmarshal(data, &text)
+		text, err := readString(data, at)
+		if err != nil {
+			return err
+		}
 		return refuse(at, "invalid type: string %s, expected %s", shown.Quoted(text, shownStoreTextBytes), storeForms)
 	case '{':
 	default:
 		return invalidType(at, data, storeForms)
 	}
-	name, value, ok, second, more := variant(data)
+	name, written, value, ok, secondWritten, more := variant(data)
+	if err := strictString(written, at); ok && err != nil {
+		return err
+	}
 	*s = Store{}
 	var section reflect.Value
 	switch {
@@ -139,6 +144,10 @@ func (s *Store) readAt(data []byte, at string) error {
 		return err
 	}
 	if more {
+		second, err := readString(secondWritten, at)
+		if err != nil {
+			return err
+		}
 		return refuse(at, "invalid value: a second key %s, expected %s", shown.Quoted(second, shownStoreTextBytes), storeForms)
 	}
 	return nil

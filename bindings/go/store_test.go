@@ -313,6 +313,38 @@ func TestDocumentsAreReadAsTheLibraryReadsThem(t *testing.T) {
 		`{"feature_flags": [], "store": {"sqlite": {"path": "a.db", "sync_interval_ms": 1e-400}}}`,
 		`[1]`,
 		`"production"`,
+		// serde_json refuses an escape that is no character, which encoding/json reads as
+		// U+FFFD: a trailing surrogate alone, a leading one without its trailing one.
+		`{"salt": "\udc00"}`,
+		`{"salt": "\ud800"}`,
+		`{"gate": "a\ud800\u0041"}`,
+		`{"gate": "a\ud800\n"}`,
+		`{"gate": "\ud800\udc00\udc00"}`,
+		`{"\udc00": 1}`,
+		`{"gate": "g", "\ud800": 1}`,
+		`{"slo_threshold": "\udc00"}`,
+		`{"overrides": {"canary_ids": ["u", "\udc00"]}}`,
+		`{"overrides": {"he\ud800ader": "x"}}`,
+		`{"environment": "\udc00"}`,
+		`{"environment": {"\udc00": null}}`,
+		`{"environment": {"staging": null, "\udc00": 1}}`,
+		`{"environment": {"canary": {"\udc00": 1}}}`,
+		`{"store": "\udc00"}`,
+		`{"store": {"\udc00": {}}}`,
+		`{"store": {"sqlite": {"path": "\udc00.db"}}}`,
+		`{"store": {"sqlite": {"path": "a.db"}, "\udc00": 1}}`,
+		// A refused number as serde_json writes it: decimal for an exponent of -5 to 15,
+		// else an exponent without leading zeros; -0 is a float.
+		`{"rollback_window_seconds": 1e6}`,
+		`{"gate": 0.00001}`,
+		`{"gate": 1e-7}`,
+		`{"max_rollback_history": -0}`,
+		`{"gate": -0}`,
+		`{"gate": 1e15}`,
+		`{"gate": 1e16}`,
+		`{"gate": -1.5e-300}`,
+		`{"gate": 1e400}`,
+		`{"rollback_window_seconds": 123456.789}`,
 	} {
 		var cfg Config
 		pe := wantErr(t, json.Unmarshal([]byte(doc), &cfg), ErrInvalidJSON)
@@ -338,6 +370,10 @@ func TestDocumentsAreReadAsTheLibraryReadsThem(t *testing.T) {
 		`{"max_error_rate": 1e-400}`,
 		`{"latency_tolerance_ms": 1e-400}`,
 		`{"latency_target_ms": 1e-400}`,
+		`{"min_samples": -0}`,
+		`{"min_samples": 1e20}`,
+		`{"promotion_evidence": 0.0001}`,
+		`{"promotion_evidence": "\udc00"}`,
 	} {
 		var slo SLO
 		pe := wantErr(t, json.Unmarshal([]byte(doc), &slo), ErrInvalidJSON)
@@ -345,6 +381,40 @@ func TestDocumentsAreReadAsTheLibraryReadsThem(t *testing.T) {
 		library := wantErr(t, err, ErrInvalidJSON)
 		if want := position.ReplaceAllString(library.Message, ""); pe.Message != want {
 			t.Errorf("SLO %s:\n      SLO: %s\n  library: %s", doc, pe.Message, want)
+		}
+	}
+	// Bytes that are not UTF-8 are refused as New refuses them, an ErrInvalidArgument
+	// (encoding/json read each as U+FFFD, and the gate opened with another name, salt, store
+	// or allow-list id).
+	for _, doc := range []string{
+		"{\"gate\":\"a\xff\"}",
+		"{\"salt\": \"caf\xe9\"}",
+		"{\"store\":{\"sqlite\":{\"path\":\"\xe9.db\"}}}",
+		"{\"overrides\":{\"canary_ids\":[\"u\xff\"]}}",
+		"{\"gate\":\"g\", \"\xed\xa0\x80\": 1}",
+	} {
+		cfg := DefaultConfig()
+		pe := wantErr(t, json.Unmarshal([]byte(doc), &cfg), ErrInvalidArgument)
+		_, err := New(doc, "")
+		if library := wantErr(t, err, ErrInvalidArgument); pe.Message != library.Message {
+			t.Errorf("%q:\n   Config: %s\n  library: %s", doc, pe.Message, library.Message)
+		}
+		if !reflect.DeepEqual(cfg, DefaultConfig()) {
+			t.Errorf("%q: a refused document changed the config: %+v", doc, cfg)
+		}
+	}
+	{
+		sloNotUTF8 := "{\"min_samples\": 40, \"w\xffarm_up_ms\": 1}"
+		var notUTF8 SLO
+		pe := wantErr(t, json.Unmarshal([]byte(sloNotUTF8), &notUTF8), ErrInvalidArgument)
+		_, err := New("", sloNotUTF8)
+		if library := wantErr(t, err, ErrInvalidArgument); pe.Message != library.Message {
+			t.Errorf("SLO %q:\n      SLO: %s\n  library: %s", sloNotUTF8, pe.Message, library.Message)
+		}
+		var o Overrides
+		if pe := wantErr(t, json.Unmarshal([]byte("{\"canary_ids\": [\"u\xff\"]}"), &o), ErrInvalidArgument); pe.Message !=
+			`invalid overrides = "{\"canary_ids\": [\"u\xff\"]}": section overrides is not valid UTF-8 (invalid byte at offset 18)` {
+			t.Errorf("Overrides alone: %s", pe.Message)
 		}
 	}
 	// What the library takes is taken: null for an optional field, the map form of staging.
