@@ -14,7 +14,9 @@
 //
 // Memory: request ids, names and JSON documents are passed to the library by pointer for the
 // duration of one call and never kept (cgo's pointer rules); everything the library returns
-// is copied into Go memory before the call's lock is released.
+// is written into Go memory during the call (or copied into it and freed: an error's
+// message), so nothing of the gate's is read after the call, which Close waits for (each call
+// counts itself in flight; see Gate.Close).
 //
 // Logging: never pass a Go function to the C ABI's pgate_set_log_callback. The binding's C
 // calls are declared #cgo nocallback, the library calls the log callback inside them (on the

@@ -29,7 +29,7 @@ const (
 	StatusInvalidFlag       Status = C.PGATE_STATUS_INVALID_FLAG        // a feature flag name is invalid
 	StatusFlagNotEnabled    Status = C.PGATE_STATUS_FLAG_NOT_ENABLED    // the flag to disable is not enabled
 	StatusRollbackRefused   Status = C.PGATE_STATUS_ROLLBACK_REFUSED    // rollback in Production, or without a reason
-	StatusBufferTooSmall    Status = C.PGATE_STATUS_BUFFER_TOO_SMALL    // a text still growing after 8 reads; else handled inside the binding
+	StatusBufferTooSmall    Status = C.PGATE_STATUS_BUFFER_TOO_SMALL    // a text still growing after 8 reads (or evidence over PGATE_EVIDENCE_CAPACITY); else handled inside the binding
 	StatusInvalidHandle     Status = C.PGATE_STATUS_INVALID_HANDLE      // the gate is closed (or was never opened)
 	StatusPanic             Status = C.PGATE_STATUS_PANIC               // the library panicked: a bug, please report it
 	StatusIndexOutOfRange   Status = C.PGATE_STATUS_INDEX_OUT_OF_RANGE  // an index beyond the end of a list

@@ -4,6 +4,7 @@ package promotiongates
 import "C"
 
 import (
+	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
@@ -110,9 +111,10 @@ type Health struct {
 	Evidence            string         // the judge's evidence line: samples, rates, p99s, findings
 }
 
-// evidenceBuffer is the first evidence buffer's size: above any evidence line the judge
-// writes today (all seven rules firing), so that one judgement is enough.
-const evidenceBuffer = 4096
+// evidenceCapacity is the evidence buffer's size, the header's PGATE_EVIDENCE_CAPACITY, which
+// always holds the judge's evidence line (the library cuts a longer one), so that one
+// judgement is enough: a call made again with a larger buffer would judge again.
+const evidenceCapacity = C.PGATE_EVIDENCE_CAPACITY
 
 // Health is MonitorHealth: it judges the canary now and may roll it back.
 //
@@ -122,34 +124,36 @@ func (g *Gate) Health() (Health, error) {
 	return g.MonitorHealth()
 }
 
-// health reads the health through pgate_monitor_health (judge) or pgate_read_health,
-// growing the evidence buffer if the library asks for more, at most textTries calls as
-// readText (the evidence may grow between two calls).
+// health reads the health through pgate_monitor_health (judge) or pgate_read_health, the
+// evidence into a buffer of evidenceCapacity bytes. Should the library ever ask for more (it
+// promises it never does), the call is not made again, which would judge again: the error
+// says so (evidenceTooLong).
 func (g *Gate) health(judge bool) (Health, error) {
 	op := "pgate_read_health"
 	if judge {
 		op = "pgate_monitor_health"
 	}
-	var buf [evidenceBuffer]byte
-	evidence := buf[:]
-	asked := 0
-	for range textTries {
-		h, n, st, err := g.healthCall(evidence, judge)
-		if err != nil {
-			return Health{}, err
-		}
-		switch st {
-		case C.PGATE_STATUS_OK:
-			h.Evidence = string(evidence[:n])
-			return h, nil
-		case C.PGATE_STATUS_BUFFER_TOO_SMALL:
-			asked = n
-			evidence = make([]byte, n+1+n/8+textSlack) // room for the NUL the library writes
-		default:
-			return Health{}, statusError(op, st)
-		}
+	var buf [evidenceCapacity]byte
+	h, n, st, err := g.healthCall(buf[:], judge)
+	switch {
+	case err != nil:
+		return Health{}, err
+	case st == C.PGATE_STATUS_BUFFER_TOO_SMALL:
+		return Health{}, evidenceTooLong(op, n)
+	case st != C.PGATE_STATUS_OK:
+		return Health{}, statusError(op, st)
 	}
-	return Health{}, textGrew(op, asked)
+	h.Evidence = string(buf[:n])
+	return h, nil
+}
+
+// evidenceTooLong is the refusal of op's evidence line of n bytes, longer than the
+// PGATE_EVIDENCE_CAPACITY the header promises always holds it: an ErrBufferTooSmall naming
+// both, rather than a second call, which would judge again.
+func evidenceTooLong(op string, n int) error {
+	return &Error{Status: StatusBufferTooSmall, Message: fmt.Sprintf(
+		"%s: an evidence line of %d bytes, longer than PGATE_EVIDENCE_CAPACITY (%d bytes) holds: "+
+			"a library newer than this binding?", op, n, evidenceCapacity)}
 }
 
 // healthCall makes one pgate_monitor_health (judge) or pgate_read_health call with the

@@ -45,10 +45,11 @@ type Recorded uint32
 const (
 	// Counted: counted for its stage and cohort.
 	Counted Recorded = C.PGATE_RECORDED_COUNTED
-	// Late: its stage had already ended on the OS thread that recorded it; dropped. Which
-	// thread a goroutine runs on is up to the Go scheduler, so an outcome of an ended stage
-	// may also come back Counted: it then counts for the ended stage, which is never judged
-	// again. Either way it cannot pollute the current stage.
+	// Late: its stage had already ended (a promotion or rollback came between); dropped. The
+	// library compares the outcome's stage with the gate's newest, so it is Late on whatever
+	// OS thread the goroutine records it. Only one recorded while the stage changes may still
+	// come back Counted: it then counts for the ended stage, which is never judged again.
+	// Either way it cannot pollute the current stage.
 	Late Recorded = C.PGATE_RECORDED_LATE
 	// Foreign: its stage is newer than the gate's (a decision of another gate); dropped.
 	Foreign Recorded = C.PGATE_RECORDED_FOREIGN

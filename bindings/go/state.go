@@ -187,9 +187,10 @@ func (g *Gate) ReadHealth() (Health, error) {
 // auto_rollback_enabled; the health returned is the one judged (after an automatic rollback it
 // still shows the canary's numbers and ROLLBACK). ReadHealth reads the same without judging.
 //
-// The evidence is copied into a 4 KiB buffer on the stack. Should a line ever be longer, the
-// call is made again with a buffer of the length the library asked for, which judges again:
-// that second health is returned (see "ABI notes" in the README).
+// The evidence is copied into a buffer of PGATE_EVIDENCE_CAPACITY (4096) bytes on the stack,
+// which the library promises always holds it (it cuts a longer line with ...), so the call
+// judges once. Should a library ever write a longer line, the call returns an
+// ErrBufferTooSmall rather than judge again.
 func (g *Gate) MonitorHealth() (Health, error) {
 	return g.health(true)
 }

@@ -128,3 +128,17 @@ func mustJSON(t *testing.T, cfg Config) string {
 	ok(t, err)
 	return string(doc)
 }
+
+// TestTheEvidenceBufferIsTheHeadersCapacity: MonitorHealth reads the evidence into a buffer
+// of PGATE_EVIDENCE_CAPACITY bytes, which the header promises always holds it, and judges
+// once: a longer line would be an ErrBufferTooSmall naming both lengths, not a second call
+// that judges again (the binding made one, with a buffer of the length asked for).
+func TestTheEvidenceBufferIsTheHeadersCapacity(t *testing.T) {
+	if evidenceCapacity != 4096 {
+		t.Fatalf("evidenceCapacity %d", evidenceCapacity)
+	}
+	pe := wantErr(t, evidenceTooLong("pgate_monitor_health", 5000), ErrBufferTooSmall)
+	if !strings.Contains(pe.Message, "pgate_monitor_health: an evidence line of 5000 bytes, longer than PGATE_EVIDENCE_CAPACITY (4096 bytes)") {
+		t.Fatalf("message %q", pe.Message)
+	}
+}
