@@ -881,3 +881,92 @@ fn a_gate_hears_of_writes_through_the_watch_after_etcd_comes_back_with_a_lower_r
             }
     });
 }
+
+/// A config this build takes (up to `MAX_DOCUMENT_BYTES`) above etcd's `--max-request-bytes`
+/// (1.5 MiB by default): etcd refuses its write ("request is too large"; above its gRPC
+/// receive limit, 512 KiB more, "received message larger than max"), which no retry mends.
+/// Refused as such, naming the release's size, not as a store that may answer later.
+#[test]
+fn a_release_above_etcds_request_limit_is_refused_naming_its_size() {
+    let Some(endpoint) = endpoint("etcd request too large") else {
+        return;
+    };
+    // 10 000 flags and override ids make 2.5 MB; 7 000 of each, 1.8 MB.
+    for (count, refusal) in [
+        (10_000, "received message larger than max"),
+        (7_000, "request is too large"),
+    ] {
+        let prefix = unique_prefix("too-large");
+        let config = large_config(&endpoint, &prefix, count);
+        // As stored: without the store.
+        let stored = PromotionConfig {
+            store: None,
+            ..config.clone()
+        };
+        let bytes = serde_json::to_string(&stored).unwrap().len();
+        let slo = || SloAdmissionController::new(SloConfig::default()).unwrap();
+        let Err(Error::Store(err)) = PromotionGateManager::new(config.clone(), slo()) else {
+            panic!("a gate opened with a release of {bytes} bytes");
+        };
+        assert_eq!(err.problem(), StoreProblem::TooLarge, "{err}");
+        let message = err.to_string();
+        for words in [
+            "a request larger than the store takes",
+            "bytes (its config and counts as JSON",
+            refusal,
+            "--max-request-bytes",
+        ] {
+            assert!(message.contains(words), "{words:?} not in {message}");
+        }
+        // The size named is the release's: the stored config's JSON and a little more.
+        let named: usize = message
+            .split("a release of ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(
+            named >= bytes && named < bytes + 4096,
+            "{named} vs {bytes}: {message}"
+        );
+        // A running gate's swap to it is refused alike, and changes nothing.
+        let gate = open(&endpoint, &prefix).unwrap();
+        let before = gate.config();
+        let err = gate
+            .swap_config(PromotionConfig {
+                store: before.store.clone(),
+                ..config
+            })
+            .unwrap_err();
+        let Error::Store(err) = err else {
+            panic!("{err}");
+        };
+        assert_eq!(err.problem(), StoreProblem::TooLarge, "{err}");
+        assert_eq!(gate.config(), before);
+    }
+}
+
+/// A gate's config of `count` flags and as many canary ids, 125 bytes each, on `prefix`.
+fn large_config(endpoint: &str, prefix: &str, count: usize) -> PromotionConfig {
+    let name = |kind: &str, i: usize| format!("{kind}_{i:05}_{}", "x".repeat(110));
+    PromotionConfig {
+        gate: "checkout".into(),
+        environment: Environment::Canary {
+            traffic_percent: 10.0,
+        },
+        feature_flags: (0..count).map(|i| name("flag", i)).collect(),
+        overrides: Some(
+            serde_json::from_value(serde_json::json!({
+                "canary_ids": (0..count).map(|i| name("id", i)).collect::<Vec<_>>(),
+            }))
+            .unwrap(),
+        ),
+        store: Some(
+            serde_json::from_value(serde_json::json!({
+                "etcd": {"endpoints": [endpoint], "prefix": prefix},
+            }))
+            .unwrap(),
+        ),
+        ..PromotionConfig::default()
+    }
+}

@@ -310,8 +310,9 @@ impl StoreLink {
             Err(error) => {
                 if durability == Durability::BestEffort {
                     let now = clock();
-                    self.went_down(&error);
+                    // Deferred first: the log tells a rollback that cannot be written.
                     self.defer(config, event);
+                    self.went_down(&error);
                     Ok(now)
                 } else {
                     self.went_down(&error);
@@ -354,8 +355,15 @@ impl StoreLink {
 
     fn went_down(&mut self, error: &StoreError) {
         if !self.down {
-            // The error says whether the store is unreachable or holds what this gate refuses.
-            tracing::error!(%error, "promotion.store cannot be used: routing goes on from the last snapshot, promotions are refused");
+            if error.problem() == StoreProblem::TooLarge && self.pending.is_some() {
+                // Not a store that will answer again by itself: this gate shows the rollback,
+                // the store (and every other process) the release it rolled back.
+                tracing::error!(%error, "promotion.store a rollback cannot be written: the store refuses a write this large; this gate routes the rolled-back release, other processes keep routing the stored one until the store's limit is raised (the write is tried again at each sync tick, not logged again)");
+            } else {
+                // The error says whether the store is unreachable or holds what this gate
+                // refuses.
+                tracing::error!(%error, "promotion.store cannot be used: routing goes on from the last snapshot, promotions are refused");
+            }
             self.down = true;
         }
     }

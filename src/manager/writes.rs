@@ -505,7 +505,10 @@ impl PromotionGateManager {
     /// it. Nothing changes
     /// on error. A state store that cannot be written, or whose state (another process's
     /// write) this build cannot read, is not an error: the rollback is made at once and
-    /// written when the store answers again and can be read.
+    /// written by this process when the store answers again and can be read (a process that
+    /// ends first, killed or without dropping the gate, loses it; an etcd cluster that refuses
+    /// the release as too large, [`StoreProblem::TooLarge`], takes it only once its
+    /// `--max-request-bytes` is raised: logged as an error).
     ///
     /// # Example
     /// ```

@@ -29,6 +29,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one watch request lives before it is made again (and the stop flag looked at).
 const WATCH_SPAN: Duration = Duration::from_secs(1);
 
+/// What etcd answers a request above its `--max-request-bytes` with: HTTP 400 `etcdserver:
+/// request is too large`, or, above its gRPC server's receive limit (512 KiB more), HTTP 429
+/// `grpc: received message larger than max (N vs. M)`.
+const TOO_LARGE: [&str; 2] = ["request is too large", "received message larger than max"];
+
 /// History events read per request: a page of the largest events is a few MiB.
 const HISTORY_PAGE: usize = 256;
 
@@ -211,12 +216,13 @@ impl EtcdStore {
     ) -> (Result<Value, StoreError>, bool) {
         // What each endpoint tried answered: the error names them all.
         let mut failures = Vec::new();
+        let body = body.to_string();
         let first = self.preferred.load(Ordering::Relaxed);
         for index in (first..self.endpoints.len()).chain(0..first) {
             let url = format!("{}{path}", self.endpoints[index]);
             // Asked first from now on if it answers; left behind if not.
             self.preferred.store(index, Ordering::Relaxed);
-            let mut response = match self.agent.post(&url).send(body.to_string()) {
+            let mut response = match self.agent.post(&url).send(body.as_str()) {
                 Ok(response) => response,
                 Err(e) => {
                     failures.push(format!("{url}: {e}"));
@@ -253,6 +259,17 @@ impl EtcdStore {
             let answer = if status.is_success() {
                 serde_json::from_str(&text)
                     .map_err(|e| self.error(StoreProblem::NotOurs, format!("{url}: not JSON: {e}")))
+            } else if TOO_LARGE.iter().any(|refusal| text.contains(refusal)) {
+                // Every member has the same limit (or should): asking another would not help,
+                // nor would asking again.
+                Err(self.error(
+                    StoreProblem::TooLarge,
+                    format!(
+                        "{url}: a request of {} bytes refused (HTTP {status}: {}): above the cluster's --max-request-bytes (1.5 MiB unless raised)",
+                        body.len(),
+                        shortened(&text)
+                    ),
+                ))
             } else {
                 Err(self.error(
                     StoreProblem::Unavailable,
@@ -580,6 +597,23 @@ impl EtcdStore {
         Ok(newest.oldest_first())
     }
 
+    /// `error`, when the cluster refused a request as too large, told as the write of a
+    /// release of `bytes` bytes (its JSON) that the cluster cannot take.
+    fn too_large(&self, error: StoreError, bytes: usize) -> StoreError {
+        if error.problem() != StoreProblem::TooLarge {
+            return error;
+        }
+        self.error(
+            StoreProblem::TooLarge,
+            format!(
+                "{}: a release of {bytes} bytes (its config and counts as JSON, {} in base64) is more than the cluster takes; raise etcd's --max-request-bytes above it (docs/store.md, etcd) or make the config smaller: {}",
+                self.key("release"),
+                base64_len(bytes),
+                error.detail()
+            ),
+        )
+    }
+
     /// The stored release, read and checked ([`StoredRelease::checked`]): another process, or
     /// a hand edit, may have written anything there.
     fn release(&self, found: &Found) -> Result<StoredRelease, StoreError> {
@@ -693,6 +727,7 @@ impl StateStore for EtcdStore {
                 &json!({"compare": [compare], "success": success}),
                 self.one_key_answer(),
             );
+            let answer = answer.map_err(|e| self.too_large(e, release.len()));
             match answer {
                 Ok(response) if response["succeeded"].as_bool() == Some(true) => {
                     return Ok(Commit::Written);

@@ -90,6 +90,12 @@ pub enum StoreProblem {
     Conflict,
     /// The build has no support for this kind of store.
     Unsupported,
+    /// The store refuses a request this large: a release whose config is above etcd's
+    /// `--max-request-bytes` (1.5 MiB unless raised; a config may be up to
+    /// [`MAX_DOCUMENT_BYTES`](crate::MAX_DOCUMENT_BYTES)). The error names the release's size
+    /// and the store's answer. Retrying will not help until the store's limit is raised (or
+    /// the config made smaller).
+    TooLarge,
 }
 
 impl fmt::Display for StoreProblem {
@@ -99,6 +105,7 @@ impl fmt::Display for StoreProblem {
             StoreProblem::NotOurs => "not a promotion-gates state store (corrupt or foreign)",
             StoreProblem::Conflict => "another process wrote first",
             StoreProblem::Unsupported => "not supported by this build",
+            StoreProblem::TooLarge => "a request larger than the store takes",
         })
     }
 }
