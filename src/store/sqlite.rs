@@ -507,6 +507,21 @@ impl SqliteStore {
         }
         .checked(&self.gate)
         .map_err(not_ours)?;
+        // A row numbered 0 or below (no write makes one: a file edited by hand) is refused
+        // whatever the history's bound: the read below takes the newest rows, and it would
+        // come after all of them. One search of the key, at its lowest number.
+        connection
+            .prepare_cached(HISTORY_UNNUMBERED)
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![self.gate], |row| {
+                        Ok(unnumbered(row, release.version))
+                    })
+                    .optional()
+            })
+            .map_err(fail)?
+            .map_or(Ok(()), Err)
+            .map_err(not_ours)?;
         // The newest events the release keeps, at most (a file written by hand may hold more).
         let mut statement = connection.prepare_cached(HISTORY_READ).map_err(fail)?;
         let bound = i64::try_from(release.history_bound()).unwrap_or(i64::MAX);
@@ -864,9 +879,18 @@ impl StateStore for SqliteStore {
 /// A row of `contribution` (as selected by `contributions`) read as a contribution to
 /// `stage`, or what in it is not.
 fn contribution_of(row: &Row<'_>, stage: u64) -> Result<Contribution, BadContribution> {
+    // An id of another type is shown as every column's value is: two such rows (the id is
+    // the row's key) are two refusals, each logged once.
     let instance = match row.get_ref(0) {
         Ok(ValueRef::Text(text)) => String::from_utf8_lossy(text).into_owned(),
-        _ => return Err(BadContribution::new("?", "instance", "not text")),
+        Ok(other) => {
+            return Err(BadContribution::new(
+                "?",
+                "instance",
+                unexpected(other, "text"),
+            ));
+        }
+        Err(e) => return Err(BadContribution::new("?", "instance", e)),
     };
     if let Ok(ValueRef::Integer(n)) = row.get_ref(17) {
         check_instance(&instance, usize::try_from(n).unwrap_or(usize::MAX))?;
@@ -1122,16 +1146,35 @@ fn too_long(length: i64, limit: i64, name: &str) -> String {
     format!("({length} bytes): more than a read takes, {limit} bytes ({name})")
 }
 
+/// The lowest history version of gate `?1` at or below 0 (with its length, as
+/// [`count`]'s column), if any: no write makes one (a file edited by hand), and the read
+/// refuses it before [`HISTORY_READ`], which would come to it last, if at all (the newest
+/// `max_rollback_history` rows end the read). One search of the primary key.
+const HISTORY_UNNUMBERED: &str = "SELECT version FROM history WHERE gate = ?1 AND version <= 0
+    ORDER BY version LIMIT 1";
+
+/// The refusal of `row`, a history row [`HISTORY_UNNUMBERED`] found, beside a release of
+/// `version`, naming its version.
+fn unnumbered(row: &Row<'_>, version: u64) -> String {
+    match count(row, 0, "history.version") {
+        Ok(found) => {
+            format!("invalid history.version = {found}: from 1 to the release's version {version}")
+        }
+        Err(refused) => refused,
+    }
+}
+
 /// The read of the newest history events after version `?2` up to the release's version `?6`,
 /// at most `?3` of them, each column with its length before it, read only within `?4` bytes
 /// ([`HISTORY_TEXT_BYTES`]) for text and `?5` ([`NUMBER_TEXT_BYTES`]) for the timestamp. Rows
-/// whose version is 0 or negative, or not a number (text or a blob, which SQLite orders after
-/// every number; no write makes one: a file edited by hand), are selected too, as the oldest or
-/// the newest, so that the read refuses them naming their version rather than skipping them.
-/// Rows above the release's version are not the release's history: a later state's, left when
-/// the release was put back alone to an older version (a restored row, one written by hand);
-/// the next write deletes them. Three ranges of the primary key, merged (SQLite's plan
-/// `MERGE (UNION ALL)`): however many rows the gate has, the read visits only those it returns.
+/// whose version is not a number (text or a blob, which SQLite orders after every number; no
+/// write makes one: a file edited by hand) are selected too, as the newest, so that the read
+/// refuses them naming their version rather than skipping them (rows at or below 0 are refused
+/// before, [`HISTORY_UNNUMBERED`], whatever the limit). Rows above the release's version are
+/// not the release's history: a later state's, left when the release was put back alone to an
+/// older version (a restored row, one written by hand); the next write deletes them. Two
+/// ranges of the primary key, merged (SQLite's plan `MERGE (UNION ALL)`): however many rows
+/// the gate has, the read visits only those it returns.
 const HISTORY_READ: &str = "SELECT version,
         octet_length(rolled_back), CASE WHEN octet_length(rolled_back) <= ?4 THEN rolled_back END,
         octet_length(feature), CASE WHEN octet_length(feature) <= ?4 THEN feature END,
@@ -1141,7 +1184,6 @@ const HISTORY_READ: &str = "SELECT version,
         octet_length(environment), CASE WHEN octet_length(environment) <= ?4 THEN environment END,
         octet_length(timestamp_ns), CASE WHEN octet_length(timestamp_ns) <= ?5 THEN timestamp_ns END
     FROM (SELECT * FROM history WHERE gate = ?1 AND version > ?2 AND version <= ?6
-        UNION ALL SELECT * FROM history WHERE gate = ?1 AND version <= 0
         UNION ALL SELECT * FROM history WHERE gate = ?1 AND version >= '')
     ORDER BY version DESC LIMIT ?3";
 

@@ -524,7 +524,7 @@ fn history_above_the_release_is_not_read_and_the_next_write_deletes_it() {
 }
 
 #[test]
-fn the_history_read_searches_three_ranges_of_the_key_and_scans_nothing() {
+fn the_history_reads_search_ranges_of_the_key_and_scan_nothing() {
     let dir = Scratch::new("history-plan");
     let store = open(&dir.file("gate.db"), "checkout");
     let connection = store.connection();
@@ -543,15 +543,58 @@ fn the_history_read_searches_three_ranges_of_the_key_and_scans_nothing() {
             .count()
     };
     assert!(steps.iter().any(|s| s.starts_with("MERGE")), "{steps:?}");
-    // The release's events, those at or below 0, and those of no number (text, blobs).
+    // The release's events, and those of no number (text, blobs).
     for range in [
         "(gate=? AND version>? AND version<?)",
-        "(gate=? AND version<?)",
         "(gate=? AND version>?)",
     ] {
         assert_eq!(searches(range), 1, "{range}: {steps:?}");
     }
     assert!(!steps.iter().any(|s| s.contains("SCAN")), "{steps:?}");
+    // Those at or below 0, read apart: the lowest one.
+    let mut plan = connection
+        .prepare(&format!("EXPLAIN QUERY PLAN {HISTORY_UNNUMBERED}"))
+        .unwrap();
+    let steps: Vec<String> = plan
+        .query_map(params!["checkout"], |row| row.get(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert!(
+        steps[0].starts_with("SEARCH history USING") && steps[0].contains("(gate=? AND version<?)"),
+        "{steps:?}"
+    );
+}
+
+/// A history row numbered at or below 0 (a hand edit) is refused naming it, not skipped, even
+/// when the history holds as many rows as the release keeps: the read takes the newest
+/// `max_rollback_history` rows, and such a row would come after them.
+#[test]
+fn a_history_row_numbered_below_one_is_refused_beyond_the_history_bound() {
+    let dir = Scratch::new("history-below-one");
+    let store = open(&dir.file("gate.db"), "checkout");
+    for i in 1..=2 {
+        commit_on_top(&store, &format!("r{i}"), 2);
+    }
+    assert_eq!(store.load().unwrap().unwrap().history.len(), 2);
+    store
+        .connection()
+        .execute(
+            "INSERT INTO history SELECT gate, -1, rolled_back, feature, reason, rollback_trigger, \
+                 environment, timestamp_ns FROM history WHERE version = 2",
+            [],
+        )
+        .unwrap();
+    refused_as_not_ours(&store, &["history.version = -1", "negative"]);
+    store
+        .connection()
+        .execute("UPDATE history SET version = 0 WHERE version = -1", [])
+        .unwrap();
+    refused_as_not_ours(
+        &store,
+        &["history.version = 0", "from 1 to the release's version 2"],
+    );
 }
 
 #[test]
@@ -1763,6 +1806,45 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
             "megabyte canary_requests",
             "negative canary_errors",
             "text stable_requests"
+        ]
+    );
+}
+
+/// An instance id that is not text (a row written by hand) is shown with its type, as every
+/// column's value is, and two such rows are two refusals: the sync thread logs each once.
+#[test]
+fn contribution_rows_whose_instance_is_a_blob_are_refused_each_showing_its_value() {
+    let dir = Scratch::new("contributions-blob-instance");
+    let store = open(&dir.file("gate.db"), "checkout");
+    let ttl = Duration::from_secs(60);
+    for instance in ["one", "two"] {
+        store.publish(&contribution(instance, 1, 100), ttl).unwrap();
+    }
+    {
+        let c = store.connection();
+        c.execute(
+            "UPDATE contribution SET instance = x'01' WHERE instance = 'one'",
+            [],
+        )
+        .unwrap();
+        c.execute(
+            "UPDATE contribution SET instance = x'02' WHERE instance = 'two'",
+            [],
+        )
+        .unwrap();
+    }
+    let mut lines: Vec<String> = store
+        .contributions(1, "me", ttl)
+        .unwrap()
+        .into_iter()
+        .map(|row| row.unwrap_err().to_string())
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            r#"contribution of instance "?": instance: x'01'(1 bytes) (blob): expected text"#,
+            r#"contribution of instance "?": instance: x'02'(1 bytes) (blob): expected text"#,
         ]
     );
 }
