@@ -81,6 +81,14 @@ pub(crate) struct EtcdStore {
     /// too: a cluster that came back with lower revisions may hold another release at the
     /// same revision.
     last_read: Mutex<Option<(Found, (u64, u64))>>,
+    /// The release last refused (its `mod_revision` and value) and why: a sync tick that finds
+    /// it again refuses it without parsing it again (a newer build's config of a megabyte,
+    /// refused for a field this build does not know, stays until every process is upgraded).
+    /// The value is compared too, as for `last_read`.
+    last_refused: Mutex<Option<(Found, StoreError)>>,
+    /// How many times a release value was parsed: tests count them.
+    #[cfg(test)]
+    parsed: AtomicUsize,
 }
 
 /// A key's value and the revision that last changed it.
@@ -132,6 +140,9 @@ impl EtcdStore {
             lease: Mutex::new(None),
             last_put: Mutex::new(None),
             last_read: Mutex::new(None),
+            last_refused: Mutex::new(None),
+            #[cfg(test)]
+            parsed: AtomicUsize::new(0),
         }
     }
 
@@ -615,8 +626,30 @@ impl EtcdStore {
     }
 
     /// The stored release, read and checked ([`StoredRelease::checked`]): another process, or
-    /// a hand edit, may have written anything there.
+    /// a hand edit, may have written anything there. The release last refused is refused
+    /// again without being parsed (`last_refused`).
     fn release(&self, found: &Found) -> Result<StoredRelease, StoreError> {
+        let mut refused = self
+            .last_refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, error)) = refused.as_ref().filter(|(last, _)| {
+            last.mod_revision == found.mod_revision && last.value == found.value
+        }) {
+            return Err(error.clone());
+        }
+        let read = self.parsed_release(found);
+        *refused = read
+            .as_ref()
+            .err()
+            .map(|error| (found.clone(), error.clone()));
+        read
+    }
+
+    /// [`release`](Self::release), parsed.
+    fn parsed_release(&self, found: &Found) -> Result<StoredRelease, StoreError> {
+        #[cfg(test)]
+        self.parsed.fetch_add(1, Ordering::Relaxed);
         let not_ours = |e: String| {
             self.error(
                 StoreProblem::NotOurs,

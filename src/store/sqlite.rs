@@ -101,6 +101,15 @@ pub(crate) struct SqliteStore {
     /// thread take turns. `None` after the path named another file and opening that one
     /// failed: the next call tries again.
     open: Mutex<Option<OpenFile>>,
+    /// The release last refused (its version, stage and texts) and why: a sync tick that reads
+    /// the same row again refuses it without parsing it again (a newer build's config of a
+    /// megabyte, refused for a field this build does not know, stays until every process is
+    /// upgraded). The texts are compared, not their lengths: a row mended in place to the same
+    /// length is read.
+    last_refused: Mutex<Option<(u64, u64, ReleaseTexts, StoreError)>>,
+    /// How many times a release's texts were parsed: tests count them.
+    #[cfg(test)]
+    parsed: std::sync::atomic::AtomicUsize,
 }
 
 /// A connection, and the file it was opened on.
@@ -129,6 +138,9 @@ impl SqliteStore {
             gate: gate.to_string(),
             busy_timeout: Duration::from_millis(config.busy_timeout_ms),
             open: Mutex::new(None),
+            last_refused: Mutex::new(None),
+            #[cfg(test)]
+            parsed: std::sync::atomic::AtomicUsize::new(0),
         };
         let file = store.open_file()?;
         *store.lock() = Some(file);
@@ -446,6 +458,61 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The release of `version` and `stage` whose texts `read` selected, parsed and checked;
+    /// the one last refused is refused again without being parsed (`last_refused`).
+    fn release(
+        &self,
+        version: u64,
+        stage: u64,
+        texts: ReleaseTexts,
+    ) -> Result<StoredRelease, StoreError> {
+        let mut refused = self
+            .last_refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((.., error)) = refused
+            .as_ref()
+            .filter(|(v, s, last, _)| (*v, *s) == (version, stage) && *last == texts)
+        {
+            return Err(error.clone());
+        }
+        let parsed = self.parsed_release(version, stage, &texts);
+        *refused = parsed
+            .as_ref()
+            .err()
+            .map(|error| (version, stage, texts, error.clone()));
+        parsed
+    }
+
+    /// [`release`](Self::release), parsed.
+    fn parsed_release(
+        &self,
+        version: u64,
+        stage: u64,
+        (config, rollbacks, rollout, split): &ReleaseTexts,
+    ) -> Result<StoredRelease, StoreError> {
+        #[cfg(test)]
+        self.parsed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let not_ours = |e: String| self.error(StoreProblem::NotOurs, e);
+        // The counts and the rollout are of a few KiB at most (their read's bounds).
+        let config = PromotionConfig::parse_json(config)
+            .map_err(|e| not_ours(format!("release.config: {e}")))?;
+        let rollbacks = json_column(rollbacks.clone(), "release.rollbacks", "rollback counts")
+            .map_err(not_ours)?;
+        let rollout =
+            rollout_of(rollout.clone(), split.clone(), (version, stage)).map_err(not_ours)?;
+        StoredRelease {
+            version,
+            stage,
+            config,
+            rollbacks,
+            rollout,
+        }
+        .checked(&self.gate)
+        .map_err(not_ours)
+    }
+
     fn read(&self, connection: &Connection, known: Guard) -> Result<Since, StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
         let not_ours = |e: String| self.error(StoreProblem::NotOurs, e);
@@ -492,21 +559,7 @@ impl SqliteStore {
         else {
             return Ok(Since::unread(stored, known));
         };
-        let (config, rollbacks, rollout, split) = texts.map_err(not_ours)?;
-        let config = PromotionConfig::parse_json(&config)
-            .map_err(|e| not_ours(format!("release.config: {e}")))?;
-        let rollbacks =
-            json_column(rollbacks, "release.rollbacks", "rollback counts").map_err(not_ours)?;
-        let rollout = rollout_of(rollout, split, (version, stage)).map_err(not_ours)?;
-        let release = StoredRelease {
-            version,
-            stage,
-            config,
-            rollbacks,
-            rollout,
-        }
-        .checked(&self.gate)
-        .map_err(not_ours)?;
+        let release = self.release(version, stage, texts.map_err(not_ours)?)?;
         // A row numbered 0 or below (no write makes one: a file edited by hand) is refused
         // whatever the history's bound: the read below takes the newest rows, and it would
         // come after all of them. One search of the key, at its lowest number.

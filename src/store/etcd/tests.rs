@@ -1274,3 +1274,32 @@ fn stored_rollback_counts_of_null_are_not_ours_naming_the_field() {
     let release = format!(r#"{{"version": 2, "stage": 2, "config": {config}, "rollbacks": null}}"#);
     refused_naming(&release, &NULL_REFUSED.replace("rollout", "rollbacks"));
 }
+
+/// A release this build refuses (a newer build's, with a field this one does not know) stays
+/// in the store until every process is upgraded: each sync tick refuses it again without
+/// parsing it again (a config may be a megabyte of JSON), and parses a changed one.
+#[test]
+fn a_refused_release_is_parsed_once_while_it_stays() {
+    let release = |field: &str| {
+        format!(
+            r#"{{"version": 3, "stage": 3, "config": {{"gate": "{GATE}", "{field}": {}}}}}"#,
+            "1".repeat(100_000)
+        )
+    };
+    let (first, _) = answering_at_once(release_answer(&release("newer_field")));
+    let (second, _) = answering_at_once(release_answer(&release("other_field")));
+    let mut store = EtcdStore::new(&settings(&first, "refused-once"), GATE);
+    for _ in 0..20 {
+        let err = store.changes_since(known(2)).unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+        assert!(err.to_string().contains("newer_field"), "{err}");
+    }
+    assert_eq!(store.parsed.load(Ordering::Relaxed), 1);
+    // Another value at the same revision: parsed, and refused naming its own field.
+    store.endpoints = vec![second];
+    for _ in 0..5 {
+        let err = store.changes_since(known(2)).unwrap_err();
+        assert!(err.to_string().contains("other_field"), "{err}");
+    }
+    assert_eq!(store.parsed.load(Ordering::Relaxed), 2);
+}

@@ -2013,3 +2013,50 @@ fn known(n: u64) -> Guard {
         stage: n,
     }
 }
+
+/// A release this build refuses (a newer build's, with a field this one does not know) stays
+/// in the file until every process is upgraded: each sync tick refuses it again without
+/// parsing it again (a config may be megabytes of JSON); one mended in place, to the same
+/// length too, is read.
+#[test]
+fn a_refused_release_is_parsed_once_while_it_stays() {
+    let dir = Scratch::new("refused-once");
+    let store = open(&dir.file("gate.db"), "checkout");
+    commit_on_top(&store, "r1", 100);
+    let known = store.load().unwrap().unwrap().release;
+    let known = Guard {
+        version: known.version,
+        stage: known.stage,
+    };
+    commit_on_top(&store, "r2", 100);
+    let hand = |sql: &str, value: &str| {
+        store.connection().execute(sql, [value]).unwrap();
+    };
+    let field = "1".repeat(1_000_000);
+    hand(
+        "UPDATE release SET config = json_set(config, '$.newer_field', ?1)",
+        &field,
+    );
+    let parsed = || store.parsed.load(std::sync::atomic::Ordering::Relaxed);
+    let before = parsed();
+    for _ in 0..20 {
+        let err = store.changes_since(known).unwrap_err();
+        assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
+        assert!(err.to_string().contains("newer_field"), "{err}");
+    }
+    assert_eq!(parsed() - before, 1);
+    // Another unknown field of the same length: parsed, and refused naming it.
+    hand(
+        "UPDATE release SET config = replace(config, '\"newer_field\"', ?1)",
+        "\"other_field\"",
+    );
+    let err = store.changes_since(known).unwrap_err();
+    assert!(err.to_string().contains("other_field"), "{err}");
+    assert_eq!(parsed() - before, 2);
+    // Mended: read.
+    hand(
+        "UPDATE release SET config = json_remove(config, ?1)",
+        "$.other_field",
+    );
+    assert!(matches!(store.changes_since(known), Ok(Since::Newer(_))));
+}
