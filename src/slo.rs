@@ -64,9 +64,11 @@ pub struct SloConfig {
     pub min_samples: u64,
     /// One-sided significance level of each rule's test (default 0.001; at least
     /// `f64::MIN_POSITIVE`, the least normal double, about 2.225e-308 (2.2e-308 is refused);
-    /// below 0.5, and at most the chance of one failed request among `min_samples` at the least
-    /// absolute limit, 0.1 %: 0.0122 at 5 samples, 0.052 at 20, 0.245 at 100, so that the
-    /// absolute rules never roll back on one failure).
+    /// below 0.5, and at most the p-value the absolute rules give one failed request among
+    /// `min_samples` at their least limit, 0.1 %: 0.0122 at 5 samples, 0.052 at 20, 0.245 at
+    /// 100, so that they never roll back on one failure. That p-value is the Chernoff bound on
+    /// its chance ([`binomial_tail`](crate::judge::binomial_tail)), above the chance itself,
+    /// `1 − 0.999ⁿ`: 0.0050, 0.0198 and 0.0952.)
     ///
     /// ```
     /// use promotion_gates::SloConfig;
@@ -931,16 +933,16 @@ mod tests {
         assert!(e.to_string().contains("p = 0.0256"), "{e}");
         // The documented most at 5, 20 and 100 samples is accepted, a little more refused.
         for (n, most) in [(5, 0.0122), (20, 0.052), (100, 0.245)] {
-            let exact = binomial_tail(1, n, ERROR_RATE_FLOOR);
-            assert!((exact - most).abs() < 0.0005, "{n}: {exact}");
+            let bound = binomial_tail(1, n, ERROR_RATE_FLOOR);
+            assert!((bound - most).abs() < 0.0005, "{n}: {bound}");
             let at = |significance| SloConfig {
                 significance,
                 min_samples: n,
                 ..Default::default()
             };
-            assert!(at(exact).validate().is_ok(), "{n}");
+            assert!(at(bound).validate().is_ok(), "{n}");
             assert_eq!(
-                at(exact * 1.01).validate().unwrap_err().field(),
+                at(bound * 1.01).validate().unwrap_err().field(),
                 "significance"
             );
         }

@@ -133,7 +133,7 @@ impl Finding {
                 format!("bound beyond the limit, but the exact binomial tail p={p:.2e}")
             }
             Rule::HealthScore => {
-                format!("bound beyond the limit: three bounds at α = {p:e} each")
+                format!("bound beyond the limit: four bounds at α = {p:e} each")
             }
             _ => format!("p={p:.2e}"),
         }

@@ -126,8 +126,8 @@ pub enum Rule {
     P99VsStable,
     /// p99 above the absolute `p99_budget`.
     P99Budget,
-    /// Health score surely below 0.8: its upper confidence bound is (three one-sided bounds
-    /// at `significance` each, so the level is 3 × `significance`).
+    /// Health score surely below 0.8: its upper confidence bound is (four one-sided bounds
+    /// at `significance` each, so the level is 4 × `significance`).
     HealthScore,
     /// Errors in a burst span (the current one, or since the one before it) improbable at
     /// any acceptable rate given the stable version's in the same span.

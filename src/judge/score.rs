@@ -4,6 +4,7 @@
 
 use super::cohort::CohortStats;
 use super::sequential::Difference;
+use super::stats::binomial_upper;
 use super::{ERROR_RATE_FLOOR, ERROR_RATE_MARGIN};
 use crate::decision::PerCohort;
 use crate::slo::SloConfig;
@@ -19,8 +20,8 @@ pub(crate) struct HealthScore {
     /// The point estimate, reported as the health score.
     pub(crate) point: f64,
     /// The score's one-sided upper confidence bound: the `health_score` rule acts on it. It is
-    /// made of three bounds at α each (the excess error rate's, the canary p99's and the stable
-    /// p99's), so it holds at 3α.
+    /// made of four bounds at α each (the excess error rate's, the stable error rate's, the
+    /// canary p99's and the stable p99's), so it holds at 4α.
     pub(crate) upper_bound: f64,
 }
 
@@ -79,8 +80,12 @@ fn ratio(canary_micros: u64, stable_micros: u64) -> f64 {
 /// [`ERROR_RATE_MARGIN`] × the stable one's or the stable one's + `error_rate_tolerance`,
 /// whichever is higher (the limit of `errors_over_stage`). The least penalty takes that
 /// excess at its one-sided lower confidence bound (`z`; the canary's own rate in the
-/// variance, at least the limit's: a single look, [`Difference::at_one_look`]); the point
-/// penalty applies once that bound is above zero.
+/// variance, at least the limit's: a single look, [`Difference::at_one_look`]) over the stable
+/// rate at its upper confidence bound (at `slo.significance`, as the rules' ceilings take it):
+/// over the point rate, a stable window that erred low by chance made the least penalty
+/// larger than the true one (75 stable errors in 10 000 beside 1 900 canary ones in 100 000,
+/// true rates 1 % and 1.9 %, a score of exactly 0.8, had its bound at 0.793). The point
+/// penalty applies once the excess's bound is above zero.
 fn error_penalty(
     canary: &CohortStats<'_>,
     stable: &CohortStats<'_>,
@@ -112,7 +117,7 @@ fn error_penalty(
         } else {
             0.0
         },
-        least: error_share(least, stable.error_rate),
+        least: error_share(least, binomial_upper(s.events, s.trials, slo.significance)),
     }
 }
 

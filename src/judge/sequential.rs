@@ -78,22 +78,24 @@ impl Difference {
     }
 
     /// `rate(a) − margin·rate(b) − offset`, to show `a` within the boundary (an upper bound
-    /// below zero): `a`'s rate in the variance is its own, at least `b`'s. Where `a` is in
-    /// truth beyond the boundary its own rate is above `b`'s, so the floor only keeps a few
-    /// clean samples from looking precise; taking the boundary's rate instead would charge a
-    /// canary as good as stable the variance of one 1.5 times as bad, about half as many
-    /// samples again.
+    /// below zero): `a`'s rate in the variance is its own, at least `rate(b) + offset /
+    /// margin`, the boundary's rate divided by the margin: the boundary itself where the
+    /// margin is 1 (an offset), `b`'s rate where the offset is 0 (a ratio). An `a` exactly on
+    /// the boundary that errs low by chance is then charged at least `1 / margin` of the
+    /// variance it has: with an offset far above `b`'s rate (a clean stable version beside
+    /// `error_rate_tolerance`), `b`'s rate alone charged a clean `a` the variance of a rate
+    /// near 0, and a canary at the limit was shown within in about one stage in ten at `α` =
+    /// 0.05. Where `a` is in truth beyond the boundary its own rate is above the floor, so the
+    /// floor only keeps a few clean samples from looking precise; taking the whole boundary's
+    /// rate for a ratio too would charge a canary as good as stable the variance of one 1.5
+    /// times as bad, about half as many samples again.
     pub(crate) fn within(a: Proportion, b: Proportion, margin: f64, offset: f64) -> Option<Self> {
-        let (estimate, variance) = difference(
-            a,
-            b,
-            margin,
-            offset,
-            Rates::Own {
-                floor_a: b.rate(),
-                b_at_least_boundary: false,
-            },
-        )?;
+        let floor_a = (b.rate() + offset / margin.max(1.0)).min(1.0);
+        let rates = Rates::Own {
+            floor_a,
+            b_at_least_boundary: false,
+        };
+        let (estimate, variance) = difference(a, b, margin, offset, rates)?;
         Some(Self { estimate, variance })
     }
 
@@ -111,6 +113,16 @@ impl Difference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Uniform draws in (0, 1) from a fixed-seed xorshift generator.
+    fn uniform_from(mut state: u64) -> impl FnMut() -> f64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        }
+    }
 
     #[test]
     fn a_subnormal_level_gives_a_finite_radius() {
@@ -199,17 +211,60 @@ mod tests {
         assert_eq!(first, Some(19), "a 3x canary's mean is 18");
     }
 
+    #[test]
+    fn a_clean_canary_beside_a_clean_stable_version_needs_the_limit_s_variance() {
+        // 0 errors in 5 000 beside 0 in 100 000: a canary exactly at the limit, 0.05 %, has
+        // no error in 5 000 with probability 0.9995^5000 = 8.2 %, so it is not shown within.
+        let d = Difference::within(
+            Proportion::of(0, 5_000),
+            Proportion::of(0, 100_000),
+            1.0,
+            0.0005,
+        )
+        .unwrap();
+        assert!(d.upper(TAU_FLOOR, 0.05) >= 0.0, "{d:?}");
+        assert!(d.variance >= 0.0005 * 0.9995 / 5_000.0, "{d:?}");
+    }
+
+    /// Canaries exactly at the limit, `error_rate_tolerance` 0.05 points beside a stable version
+    /// without errors, looked at every 100 requests up to 50 000: shown within the limit in
+    /// about `α` of them, not in one in ten (simulated with a fixed-seed generator).
+    #[test]
+    fn canaries_at_the_limit_beside_a_clean_stable_version_are_rarely_shown_within() {
+        let mut uniform = uniform_from(0x2545_F491_4F6C_DD1D);
+        let (rate, stable) = (0.0005f64, Proportion::of(0, 100_000));
+        let runs = 2_000;
+        let mut shown = 0;
+        for _ in 0..runs {
+            // The canary's errors, drawn as geometric gaps between them.
+            let mut next_error = 0u64;
+            let mut gap = || (uniform().ln() / (-rate).ln_1p()).floor() as u64 + 1;
+            next_error += gap();
+            let mut canary = Proportion::of(0, 0);
+            for look in 1..=500u64 {
+                canary.trials = look * 100;
+                while next_error <= canary.trials {
+                    canary.events += 1;
+                    next_error += gap();
+                }
+                let d = Difference::within(canary, stable, 1.0, rate).unwrap();
+                if d.upper(TAU_FLOOR, 0.05) < 0.0 {
+                    shown += 1;
+                    break;
+                }
+            }
+        }
+        assert!(
+            shown * 1_000 <= runs * 55,
+            "{shown} of {runs} shown within at α = 0.05"
+        );
+    }
+
     /// A/A at 1 %: the lower bound of the excess stays below zero at every one of many looks
     /// in nearly every run (simulated with a fixed-seed generator).
     #[test]
     fn repeated_looks_keep_the_level() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut uniform = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut uniform = uniform_from(0x9E37_79B9_7F4A_7C15);
         let mut crossed = 0;
         for _ in 0..200 {
             let (mut a, mut b) = (Proportion::of(0, 0), Proportion::of(0, 0));

@@ -152,16 +152,36 @@ fn worked_examples_of_the_score() {
     }
 }
 
+/// A stable window that erred low by chance does not make the score's bound fire: its rate
+/// is taken at its upper bound under the excess's lower one.
+#[test]
+fn the_score_s_bound_holds_beside_a_stable_window_that_erred_low() {
+    // True rates 1 % and 1.9 %: the excess beyond 1.1x is 0.8 points, the score exactly 0.8.
+    // The stable window drew 0.75 %; over its point rate the bound was 0.793.
+    let prod = cohort(10_000, 75, 10_000, 20_000);
+    let subject = cohort(100_000, 1_900, 10_000, 20_000);
+    let h = verdict(50.0, &subject, &prod);
+    assert!(
+        !h.evidence.fired().any(|f| f.rule == Rule::HealthScore),
+        "{}",
+        h.evidence
+    );
+}
+
 #[test]
 fn latency_worked_examples() {
     let prod = cohort(1_000_000, 10_000, 10_000, 20_000);
     // Every latency 1.4x: penalty 0.08, but the whole distribution is surely slower than
-    // the tolerated 1.1x, so latency_shift rolls it back.
+    // the tolerated 1.1x, so latency_shift rolls it back; and p99_vs_stable too: the canary's
+    // 28 ms bucket, 2 % of its requests, is beyond the stable p99's upper bound (20 095 us)
+    // + latency_tolerance_ms.
     let subject = cohort(1_000_000, 10_000, 14_000, 28_000);
     let h = verdict(50.0, &subject, &prod);
     assert!((h.health_score - 0.92).abs() < 0.01, "{}", h.health_score);
-    assert!(
-        h.evidence.fired().any(|f| f.rule == Rule::LatencyShift),
+    let fired: Vec<Rule> = h.evidence.fired().map(|f| f.rule).collect();
+    assert_eq!(
+        fired,
+        [Rule::P99VsStable, Rule::LatencyShift],
         "{}",
         h.evidence
     );
@@ -1347,7 +1367,7 @@ fn a_rule_on_a_bound_writes_its_level_not_a_p_value() {
     };
     assert!(at(Rule::LatencyShift, 1e-3, true).ends_with("(bound beyond the limit at α = 1e-3)"));
     assert!(at(Rule::LatencyShift, 1.0, false).ends_with("(bound within the limit)"));
-    assert!(at(Rule::HealthScore, 1e-3, false).ends_with("three bounds at α = 1e-3 each)"));
+    assert!(at(Rule::HealthScore, 1e-3, false).ends_with("four bounds at α = 1e-3 each)"));
     assert!(at(Rule::ErrorsOverStage, 1.0, false).ends_with("(bound within the limit)"));
     // A test with a p-value keeps it.
     assert!(at(Rule::ErrorBurst, 2.16e-11, true).ends_with("(p=2.16e-11)"));

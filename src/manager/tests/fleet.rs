@@ -99,7 +99,7 @@ fn a_verdict_of_the_stage_before_a_promotion_is_dropped_once_the_next_rollout_st
                 if syncs == "each" {
                     b.shared.sync_once();
                 }
-                feed_healthy(&a, 8000);
+                feed_healthy(&a, PROMOTABLE);
                 a.promote(Environment::Production).unwrap();
             }
             let next = if promoted {
