@@ -203,10 +203,11 @@ fn quoted_length(body: &str, quote: &str) -> usize {
 /// format character ([`is_format_char`]: U+202E shows the rest of a line reversed, U+200B
 /// nothing at all) or another character drawn as nothing ([`is_invisible`]: U+3164 HANGUL
 /// FILLER, a variation selector, U+2800): the characters the library refuses in names, but
-/// whitespace. The one test of what the CLI escapes, in its messages ([`push_escaped`]) and in
-/// `route`'s ids.
+/// whitespace; and U+2028 and U+2029, the line and paragraph separators, which end a line as
+/// a newline does and which the library's messages escape too. The one test of what the CLI
+/// escapes, in its messages ([`push_escaped`]) and in `route`'s ids.
 pub fn shown_escaped(c: char) -> bool {
-    c.is_control() || is_format_char(c) || is_invisible(c)
+    c.is_control() || is_format_char(c) || is_invisible(c) || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// Writes `c`, which [`shown_escaped`] escapes, as `{:?}` writes a control character (`\n`,

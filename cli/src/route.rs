@@ -136,7 +136,7 @@ fn forced_by_name<S: serde::Serializer>(forced: &Option<Forced>, s: S) -> Result
 /// UTF-8 and each byte of a character the CLI shows escaped ([`shown_escaped`]: a control
 /// character such as a tab, an escape or `U+0085`; a format character, U+202E showing the rest
 /// of the line reversed, U+200B nothing at all; another drawn as nothing, U+3164 HANGUL
-/// FILLER), which are written `\xNN`, and a backslash, written `\\` (so the text `x\xFF` is
+/// FILLER; U+2028 and U+2029, which end a line), which are written `\xNN`, and a backslash, written `\\` (so the text `x\xFF` is
 /// not the bytes `x`, 0xFF). `--json` gives ids that are not UTF-8 in hex instead,
 /// unambiguously. Says too whether the whole id is shown. The one way the CLI writes an id,
 /// in its output and in its messages.

@@ -864,6 +864,29 @@ fn route_writes_each_id_one_way_a_backslash_and_an_unseen_character_escaped() {
 }
 
 #[test]
+fn route_and_validate_escape_the_line_and_paragraph_separators() {
+    // U+2028 and U+2029 end a line as a newline does: `route` printed them raw in its
+    // tab-separated lines, `validate` inside its one-line error, where the library's messages
+    // escape them.
+    for (id, shown) in [
+        ("u\u{2028}x", "u\\xE2\\x80\\xA8x"),
+        ("v\u{2029}y", "v\\xE2\\x80\\xA9y"),
+    ] {
+        let out = stdout(&run(&["route", id]));
+        assert!(out.starts_with(&format!("{shown}\t")), "{out:?}");
+        assert!(!out.contains(['\u{2028}', '\u{2029}']), "{out:?}");
+    }
+    let missing = std::env::temp_dir().join(format!(
+        "promotion-gates-cli-{}-a\u{2029}b\u{2028}.json",
+        std::process::id()
+    ));
+    let (code, message) = failure(&["validate", text(&missing)]);
+    assert_eq!(code, 1, "{message}");
+    assert!(message.contains("a\\u{2029}b\\u{2028}.json"), "{message:?}");
+    assert!(!message.contains(['\u{2028}', '\u{2029}']), "{message:?}");
+}
+
+#[test]
 fn route_with_a_config_file() {
     let path = temp_file(
         "gate.toml",
