@@ -1,7 +1,9 @@
 //! The command's errors: each one a sentence that names the file, field or flag and the value
 //! refused, printed on one line to stderr.
 
-use promotion_gates::{MAX_SHOWN_VALUE_BYTES, is_format_char, is_invisible, shown_number};
+use promotion_gates::{
+    MAX_SHOWN_VALUE_BYTES, TINY_NUMBER_REFUSAL, is_format_char, is_invisible, shown_number,
+};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -155,6 +157,13 @@ pub fn shown_path(path: &std::path::Path) -> String {
 /// value it refuses.
 pub fn quoted_text(text: &str) -> String {
     format!("\"{}\"", shown_text(text))
+}
+
+/// `WHAT is below the smallest positive number a double holds ...`: how a flag refuses a
+/// number too small for an `f64`, which would read as 0, in the library's words
+/// ([`TINY_NUMBER_REFUSAL`]); `what` names the value as given (`"1e-400"`).
+pub fn too_small(what: &str) -> String {
+    format!("{what} is {TINY_NUMBER_REFUSAL}")
 }
 
 /// A parser's message (serde's, toml's) on one line and short: each span it quotes in

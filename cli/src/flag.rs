@@ -4,11 +4,11 @@
 //! value), the parser of a flag whose value is text, and of a flag whose value is a number.
 
 use clap::builder::{OsStringValueParser, TypedValueParser};
-use promotion_gates::{TINY_NUMBER_REFUSAL, is_tiny_number};
+use promotion_gates::is_tiny_number;
 use std::ffi::OsString;
 use std::fmt::Display;
 
-use crate::error::quoted_text;
+use crate::error::{quoted_text, too_small};
 
 /// `HELP [default: DEFAULT; with --config, the file's]`.
 pub fn overriding(help: &str, default: impl Display) -> String {
@@ -41,12 +41,10 @@ pub fn any_text(text: &str) -> Result<String, String> {
 /// digits, which overflow to infinity) as `"TEXT" is not a finite number`, naming the text as
 /// given, never the `inf` it would become. A number too small for an `f64`, which would read
 /// as 0 (`1e-400`), is refused as the library refuses it in a document
-/// ([`is_tiny_number`], [`TINY_NUMBER_REFUSAL`]).
+/// ([`is_tiny_number`], [`too_small`]).
 pub fn finite_number(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(_) if is_tiny_number(text) => {
-            Err(format!("{} is {TINY_NUMBER_REFUSAL}", quoted_text(text)))
-        }
+        Ok(_) if is_tiny_number(text) => Err(too_small(&quoted_text(text))),
         Ok(number) if number.is_finite() => Ok(number),
         Ok(_) => Err(format!("{} is not a finite number", quoted_text(text))),
         Err(_) => Err(format!("{} is not a number", quoted_text(text))),
@@ -91,7 +89,11 @@ mod tests {
         for text in ["1e-400", "-2.5e-330", zeros.as_str()] {
             assert_eq!(
                 finite_number(text),
-                Err(format!("{} is {TINY_NUMBER_REFUSAL}", quoted_text(text)))
+                Err(format!(
+                    "{} is {}",
+                    quoted_text(text),
+                    promotion_gates::TINY_NUMBER_REFUSAL
+                ))
             );
         }
         // A zero as written, and a subnormal that reads above 0, are numbers as before.

@@ -2,7 +2,7 @@
 //! gate's policy. The five built-in scenarios live here; the checks a scenario file must pass
 //! (each error names the field and the value) live in `checks`.
 
-use promotion_gates::{PromotionConfig, SloConfig};
+use promotion_gates::{PromotionConfig, SloConfig, is_tiny_number};
 use serde::{Deserialize, Serialize};
 
 use crate::rollout::TICK_NS;
@@ -561,7 +561,7 @@ impl ServiceModel {
 }
 
 /// Reads a simulated duration: `90`, `90s`, `1.5m`, `2h`, `1d`, `500ms`; above zero and at
-/// most [`MAX_RUN_S`].
+/// most [`MAX_RUN_S`], and not too small for an `f64` ([`is_tiny_number`]).
 pub fn parse_duration(text: &str) -> Result<f64, String> {
     let text = text.trim();
     let shown = crate::error::quoted_text(text);
@@ -589,8 +589,11 @@ pub fn parse_duration(text: &str) -> Result<f64, String> {
         .map_err(|_| format!("{shown} is not a duration (e.g. 90s, 6m, 24h)"))?;
     let seconds = value * scale;
     // A number too long for an f64 (400 digits) reads as infinity: longer than any run, not
-    // "not above zero".
-    if seconds > MAX_RUN_S {
+    // "not above zero"; one too small for it (`0.` then 330 zeros and `1`, or one a unit
+    // scales below 5e-324) reads as 0, above zero as written.
+    if is_tiny_number(number) || (value > 0.0 && seconds == 0.0) {
+        Err(crate::error::too_small(&format!("duration {shown}")))
+    } else if seconds > MAX_RUN_S {
         Err(format!(
             "duration {shown} is longer than 365d, the longest simulated run"
         ))
@@ -866,6 +869,21 @@ mod tests {
         assert!(
             e.ends_with("...(401 bytes)\" is longer than 365d, the longest simulated run"),
             "{e}"
+        );
+        // Digits too small for an f64 read as 0, and a unit can scale a subnormal to 0: both
+        // above zero as written, refused as the library refuses `1e-400`, not as zero.
+        for text in [
+            format!("0.{}1s", "0".repeat(330)),
+            format!("0.{}1ms", "0".repeat(320)),
+        ] {
+            let e = parse_duration(&text).unwrap_err();
+            assert!(e.ends_with(promotion_gates::TINY_NUMBER_REFUSAL), "{e}");
+        }
+        assert!(parse_duration("0.0000000001ms").unwrap() > 0.0);
+        assert!(
+            parse_duration("0.000s")
+                .unwrap_err()
+                .ends_with("must be above zero")
         );
     }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::document;
 use crate::error::{CliError, quoted_text, shown_path, shown_value, unless_closed};
-use crate::flag::{overriding, text};
+use crate::flag::{finite_number, overriding, text};
 use crate::plot::{self, PlotFile};
 use crate::progress::Progress;
 use crate::report::{self, Outcome, Report, human_duration, sampling, thousands};
@@ -125,14 +125,15 @@ fn count(text: &str) -> Result<u64, String> {
     }
 }
 
-/// `--rps`: above 0, at most [`MAX_RPS`].
+/// `--rps`: a number ([`finite_number`]: `inf`, `NaN` and `1e-400` refused as such) above 0,
+/// at most [`MAX_RPS`].
 fn request_rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(x) if x.is_finite() && x > 0.0 && x <= MAX_RPS => Ok(x),
-        Ok(x) if x > MAX_RPS => Err(format!(
+    match finite_number(text)? {
+        x if x > MAX_RPS => Err(format!(
             "{} is above {MAX_RPS}, the most rps",
             quoted_text(text)
         )),
+        x if x > 0.0 => Ok(x),
         _ => Err(format!("{} is not a number above 0", quoted_text(text))),
     }
 }

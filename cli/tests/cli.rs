@@ -1686,7 +1686,7 @@ fn a_flag_value_is_shown_on_one_line_and_short() {
     assert_eq!(code, 2);
     assert_eq!(
         message.trim_end(),
-        r#"error: invalid value '1\n2' for '--rps <RPS>': "1\n2" is not a number above 0 (see --help)"#
+        r#"error: invalid value '1\n2' for '--rps <RPS>': "1\n2" is not a number (see --help)"#
     );
     let long = "9".repeat(100_000);
     let (code, message) = failure(&["simulate", "--duration", &long]);
@@ -1695,6 +1695,51 @@ fn a_flag_value_is_shown_on_one_line_and_short() {
     assert!(message.contains("...(100000 bytes)"), "{message}");
     // Beyond an f64, not "must be above zero".
     assert!(message.contains("is longer than 365d"), "{message}");
+}
+
+#[test]
+fn rps_and_duration_too_small_for_an_f64_or_not_finite_are_refused_as_such() {
+    // `--rps 1e-400` was "not a number above 0", `--duration 0.<330 zeros>1s` "must be above
+    // zero" (both above 0 as written), and `--rps inf` "above 1000000, the most rps".
+    let tiny = promotion_gates::TINY_NUMBER_REFUSAL;
+    for value in ["1e-400", "2.5e-330"] {
+        let message = bad_flag_starting(&["simulate", "--rps", value], "error: invalid value '");
+        assert!(
+            message.ends_with(&format!(
+                "for '--rps <RPS>': \"{value}\" is {tiny} (see --help)\n"
+            )),
+            "{message}"
+        );
+    }
+    for value in ["inf", "infinity", "NaN", "1e400"] {
+        let message = bad_flag_starting(&["simulate", "--rps", value], "error: invalid value '");
+        assert!(
+            message.ends_with(&format!(
+                "for '--rps <RPS>': \"{value}\" is not a finite number (see --help)\n"
+            )),
+            "{message}"
+        );
+    }
+    let zeros = format!("0.{}1", "0".repeat(330));
+    let shown = format!("{}...(334 bytes)", &zeros[..160]);
+    for unit in ["", "s", "ms", "d"] {
+        let value = format!("{zeros}{unit}");
+        let message = bad_flag_starting(
+            &["simulate", "--duration", &value],
+            "error: invalid value '",
+        );
+        let shown = match unit {
+            "" => shown.replace("334", "333"),
+            "ms" => shown.replace("334", "335"),
+            _ => shown.clone(),
+        };
+        assert!(
+            message.ends_with(&format!(
+                "for '--duration <DURATION>': duration \"{shown}\" is {tiny} (see --help)\n"
+            )),
+            "{message}"
+        );
+    }
 }
 
 #[test]
