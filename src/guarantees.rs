@@ -15,9 +15,17 @@
 //!
 //! ## Concurrency
 //! - **Readers never block.** Routing reads one immutable snapshot (through a per-thread copy
-//!   checked against a generation number); it takes no lock and writes no memory another thread
-//!   reads or writes. A write publishes a whole new snapshot, so a decision always belongs to
-//!   exactly one published state, never a mix (`tests/concurrency.rs`).
+//!   checked against a generation number) and waits for no lock. Between writes a decision
+//!   writes only its own thread's memory, but for a thread's first route on a gate, which makes
+//!   the thread's copy (the `thread_local` crate takes a process-wide lock for a moment the
+//!   first time a thread asks for its id; on a gate with overrides the thread's recorder is
+//!   made too, holding the judge's window a moment, and an evaluation the record path asked for
+//!   meanwhile is made there, as every holder of the window makes it). The first route of each
+//!   thread after a write refreshes its copy with an `arc-swap` load, which writes a slot the
+//!   writer reads, and on a gate with overrides takes a reference to the new snapshot and
+//!   drops one to the old (reference counts other threads write too). A write publishes a
+//!   whole new snapshot, so a decision always belongs to exactly one published state, never a
+//!   mix (`tests/concurrency.rs`).
 //! - **Writers never lose each other's change.** Promotions, flag changes, rollbacks and config
 //!   swaps are serialized; each one reads the latest state and publishes the next.
 //! - **Recording never waits for a gate's lock**, not even a thread's first record, which
@@ -25,8 +33,16 @@
 //!   the `thread_local` crate takes a process-wide lock for a moment when a thread first asks
 //!   for its id). Each thread writes only its own recorder; the judge's periodic evaluation
 //!   and the screen after a canary error take the window's lock with `try_lock` and, if it is
-//!   held, leave the evaluation to its holder, which makes it as soon as it lets the window go
-//!   (a read of the health or a scrape delays no rollback). A rollback the record path calls
+//!   held, ask its holder for the evaluation and try once more (the holder may have let go
+//!   meanwhile). Every holder looks for an ask as it lets the window go and makes the
+//!   evaluation then: a read of the health or a scrape, an evaluation of the record path, a
+//!   write that judged (as it lets the writer lock go), a thread's first record or route,
+//!   which makes the window's buffers. So a read delays no rollback, and none waits for a
+//!   later record or read
+//!   (`an_evaluation_asked_for_while_the_record_path_evaluates_is_made_as_it_lets_the_window_go`).
+//!   A holder makes four evaluations in turn at most, each asked for while the one before held
+//!   the window: a stream of canary errors cannot keep one thread evaluating, and the ask left
+//!   after the fourth is taken by the next record's look at the clock. A rollback the record path calls
 //!   for needs the writer lock: when a host's write holds it, a gate with a store hands the
 //!   rollback to its sync thread, and a gate without one leaves it to that write, which makes
 //!   it as it lets the lock go. So a record made from a log subscriber or callback, which may

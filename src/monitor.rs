@@ -7,7 +7,7 @@
 //! The monitor reads no snapshot by itself (only the gate touches the `ArcSwap`): each
 //! evaluation is handed the snapshot it judges.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::{Arc, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -64,7 +64,7 @@ pub(crate) struct Monitor {
     latency_target_nanos: AtomicU64,
     clock: Arc<dyn Clock>,
     /// An evaluation the record path found due (or a screened error called for) while a read
-    /// or another evaluation held the window: whoever holds it next makes it (see
+    /// or another evaluation held the window: its holder makes it as it lets go (see
     /// [`wanted_evaluation`](Self::wanted_evaluation)), so a read never delays a rollback.
     /// Written only then; on its own cache line, away from the record path's loads.
     evaluation_wanted: CachePadded<AtomicBool>,
@@ -267,13 +267,17 @@ impl Monitor {
         self.try_evaluating()
     }
 
-    /// The evaluation the record path asked for while the window was held (by a read, or by
-    /// another evaluation), for the holder to make as soon as it let the window go; `None` when
-    /// none is wanted, or when the window is held again (then its new holder is asked). With
-    /// it, a read that holds the window when an evaluation falls due never delays a rollback,
-    /// however often it runs; without a holder to ask, the record path's next look at the
-    /// clock makes it.
+    /// The evaluation the record path asked for while the window was held (by a read, another
+    /// evaluation, a write that judged, or a thread's first record or route), for the holder
+    /// to make as soon as it let the window go: every holder calls it then (through
+    /// `Shared::evaluate_wanted`). `None` when none is wanted, or when the window is held again
+    /// (then its new holder is asked). With it, a read that holds the window when an evaluation
+    /// falls due never delays a rollback, however often it runs.
     pub(crate) fn wanted_evaluation(&self) -> Option<Evaluation<'_>> {
+        // Pairs with the fence in `want_evaluation`: either the holder that let the window go
+        // just before this sees the ask, or the asker's second `try_lock` found the window
+        // free (or held by a later holder, which will look when it lets go).
+        fence(Ordering::SeqCst);
         if !self.take_wanted() {
             return None;
         }
@@ -284,17 +288,30 @@ impl Monitor {
     /// evaluate ([`wanted_evaluation`](Self::wanted_evaluation)) and `None` returned: the
     /// record path never waits for the window.
     fn try_evaluating(&self) -> Option<Evaluation<'_>> {
-        let Some(window) = self.metrics.try_lock_window() else {
-            self.want_evaluation();
-            return None;
-        };
-        Some(self.evaluating(window))
+        match self.metrics.try_lock_window() {
+            Some(window) => Some(self.evaluating(window)),
+            None => self.want_evaluation(),
+        }
     }
 
-    /// Asks for an evaluation (the window was held when one was due).
+    /// Asks the window's holder for an evaluation (the window was held when one was due),
+    /// then looks again: the holder may have let go, and looked for an ask, between the first
+    /// `try_lock` and the ask. An evaluation if the window is free now; the ask stays (another
+    /// thread may have made it too, and taking it back is not worth the proof that it was
+    /// this one's), so this thread makes one more when it lets go.
     #[cold]
-    fn want_evaluation(&self) {
-        self.evaluation_wanted.store(true, Ordering::Release);
+    fn want_evaluation(&self) -> Option<Evaluation<'_>> {
+        self.evaluation_wanted.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.metrics
+            .try_lock_window()
+            .map(|window| self.evaluating(window))
+    }
+
+    /// Whether an evaluation is asked for, without taking the ask: one relaxed load, for a
+    /// caller that may have held the window and fenced since (see `Metrics::first_recorder`).
+    pub(crate) fn evaluation_asked(&self) -> bool {
+        self.evaluation_wanted.load(Ordering::Relaxed)
     }
 
     /// Whether an evaluation was asked for, clearing the ask. A load first: the flag is

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::PromotionGateManager;
+use super::{PromotionGateManager, Shared};
 use crate::decision::{RoutingDecision, StageId};
 use crate::metrics::Recorded;
 use crate::verdict::Verdict;
@@ -74,7 +74,14 @@ impl PromotionGateManager {
     /// ```
     #[cold]
     pub fn record_forced(&self, stage: StageId) -> Recorded {
-        self.shared.monitor.forced_outcome(stage)
+        let recorded = self.shared.monitor.forced_outcome(stage);
+        // A thread's first record made its recorder and the window's buffers, holding the
+        // window: an evaluation asked for meanwhile is this thread's to make. One relaxed load
+        // (that record's fence orders it after the window was let go).
+        if self.shared.monitor.evaluation_asked() {
+            self.shared.evaluate_wanted();
+        }
+        recorded
     }
 
     /// Outcomes of forced requests, over the gate's life (counted in neither cohort).
@@ -324,45 +331,14 @@ impl PromotionGateManager {
         self.shared.monitor.foreign_outcomes()
     }
 
-    /// Makes the evaluation the record path asked for while this call held the window (see
-    /// [`Monitor::wanted_evaluation`]), and acts on it as the record path would have: a read
-    /// that held the window when an evaluation fell due makes it right after, so reading
-    /// never changes or delays what the gate decides. Called after letting the window go,
-    /// never with the writer lock held.
-    #[cold]
+    /// [`Shared::evaluate_wanted`], for the gate's own reads.
     pub(super) fn evaluate_wanted(&self) {
-        self.evaluate_as_recording(self.shared.monitor.wanted_evaluation());
+        self.shared.evaluate_wanted();
     }
 
-    /// Screens and, if a rule fires, judges over `evaluation` (the record path's, or one it
-    /// asked for), and acts on the verdict as the record path does.
-    fn evaluate_as_recording(&self, evaluation: Option<crate::monitor::Evaluation<'_>>) {
-        let Some(evaluation) = evaluation else {
-            return;
-        };
-        match evaluation.screen_then_judge(&self.shared.current.load()) {
-            Some(verdict) => self.act_on_recording(&verdict),
-            None => self.shared.verdict_lines.no_violation(),
-        }
-    }
-
-    /// [`act_on`](Self::act_on) for the record path, which never waits for a lock nor for
-    /// store I/O: when the writer lock is held (a host's write may be storing itself, up to
-    /// the store's timeout), a gate with a store hands the rollback to its sync thread, which
-    /// makes it as soon as the lock is free; a gate without one leaves it to the writer, which
-    /// makes it as it lets the lock go.
+    /// [`Shared::act_on_recording`].
     pub(super) fn act_on_recording(&self, verdict: &Verdict) {
-        self.shared
-            .verdict_lines
-            .log(verdict, self.shared.monitor.monotonic());
-        if !verdict.calls_for_rollback() {
-            return;
-        }
-        if let Some(mut writer) = self.shared.try_lock_writer() {
-            self.shared.apply_verdict(&mut writer, verdict);
-        } else if !self.shared.handoff.offer(verdict) {
-            self.shared.apply_verdict_or_owe(verdict);
-        }
+        self.shared.act_on_recording(verdict);
     }
 
     /// The record path's quick check after a canary error (see [`Monitor::screen`]). Out of
@@ -376,6 +352,9 @@ impl PromotionGateManager {
         {
             self.act_on_recording(&verdict);
         }
+        // The screen may have held the window (its full screen): an evaluation asked for
+        // meanwhile is this thread's to make.
+        self.shared.evaluate_wanted();
     }
 
     /// The record path's look at the clock (see [`Monitor::due_evaluation`]): never waits for a
@@ -383,6 +362,63 @@ impl PromotionGateManager {
     /// the canary rolled back, a write like any other).
     #[cold]
     fn look_at_the_clock(&self) {
-        self.evaluate_as_recording(self.shared.monitor.due_evaluation());
+        self.shared
+            .evaluate_as_recording(self.shared.monitor.due_evaluation());
+    }
+}
+
+/// How many evaluations asked for in turn a holder of the window makes as it lets go (see
+/// [`Shared::evaluate_wanted`]): each is asked for by a record made while the one before held
+/// the window, so a stream of canary errors cannot keep one thread evaluating for ever; an ask
+/// left after the last is taken by the record path's next look at the clock.
+const WANTED_IN_TURN: usize = 4;
+
+impl Shared {
+    /// Makes the evaluation the record path asked for while this thread held the window (see
+    /// [`Monitor::wanted_evaluation`](crate::monitor::Monitor::wanted_evaluation)), and acts
+    /// on it as the record path would have: every holder calls it after letting the window go
+    /// (a read, an evaluation of the record path, a thread's first record or route that made
+    /// the window's buffers, a write that judged), so no ask waits for a later record or read.
+    #[cold]
+    pub(super) fn evaluate_wanted(&self) {
+        self.evaluate_as_recording(self.monitor.wanted_evaluation());
+    }
+
+    /// Screens and, if a rule fires, judges over `evaluation` (the record path's, or one it
+    /// asked for), and acts on the verdict as the record path does; then makes the
+    /// evaluations asked for while it held the window, in turn ([`WANTED_IN_TURN`] in all at
+    /// most).
+    fn evaluate_as_recording<'a>(&'a self, mut evaluation: Option<crate::monitor::Evaluation<'a>>) {
+        for turn in 1..=WANTED_IN_TURN {
+            let Some(held) = evaluation else {
+                return;
+            };
+            // The window is let go before acting on the verdict.
+            match held.screen_then_judge(&self.current.load()) {
+                Some(verdict) => self.act_on_recording(&verdict),
+                None => self.verdict_lines.no_violation(),
+            }
+            if turn == WANTED_IN_TURN {
+                return;
+            }
+            evaluation = self.monitor.wanted_evaluation();
+        }
+    }
+
+    /// [`act_on`](PromotionGateManager::act_on) for the record path, which never waits for a
+    /// lock nor for store I/O: when the writer lock is held (a host's write may be storing
+    /// itself, up to the store's timeout), a gate with a store hands the rollback to its sync
+    /// thread, which makes it as soon as the lock is free; a gate without one leaves it to the
+    /// writer, which makes it as it lets the lock go.
+    pub(super) fn act_on_recording(&self, verdict: &Verdict) {
+        self.verdict_lines.log(verdict, self.monitor.monotonic());
+        if !verdict.calls_for_rollback() {
+            return;
+        }
+        if let Some(mut writer) = self.try_lock_writer() {
+            self.apply_verdict(&mut writer, verdict);
+        } else if !self.handoff.offer(verdict) {
+            self.apply_verdict_or_owe(verdict);
+        }
     }
 }

@@ -145,6 +145,9 @@ impl PromotionGateManager {
                 let Some(cell) = made else {
                     return self.route_overridden_shared(request_id, forcing_value);
                 };
+                // Making the thread's recorder held the window a moment: an evaluation the
+                // record path asked for meanwhile is this thread's to make.
+                self.shared.evaluate_wanted();
                 cell
             }
         };

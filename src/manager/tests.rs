@@ -914,6 +914,96 @@ fn a_due_evaluation_while_a_read_holds_the_window_is_made_when_the_read_lets_it_
     assert_eq!(gate.environment(), Environment::Production);
 }
 
+/// A clock that holds one thread at its `n`-th look after [`arm`](Self::arm), until let go: an
+/// evaluation looks at the clock right after reading the recorders, the window held.
+#[derive(Debug, Default)]
+struct HoldingClock {
+    inner: crate::ManualClock,
+    armed: std::sync::Mutex<Option<(std::thread::ThreadId, usize)>>,
+    held: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    release: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl HoldingClock {
+    /// Holds `thread` at its `n`-th look from now; returns what says it is held and what lets
+    /// it go.
+    fn arm(
+        &self,
+        thread: std::thread::ThreadId,
+        n: usize,
+    ) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (held, on_hold) = std::sync::mpsc::channel();
+        let (let_go, release) = std::sync::mpsc::channel();
+        *self.held.lock().unwrap() = Some(held);
+        *self.release.lock().unwrap() = Some(release);
+        *self.armed.lock().unwrap() = Some((thread, n));
+        (on_hold, let_go)
+    }
+}
+
+impl crate::Clock for HoldingClock {
+    fn monotonic(&self) -> Duration {
+        let mut armed = self.armed.lock().unwrap();
+        if let Some((thread, n)) = armed.as_mut()
+            && *thread == std::thread::current().id()
+        {
+            *n -= 1;
+            if *n == 0 {
+                *armed = None;
+                drop(armed);
+                self.held.lock().unwrap().take().unwrap().send(()).unwrap();
+                let release = self.release.lock().unwrap().take().unwrap();
+                release.recv().unwrap();
+            }
+        }
+        self.inner.monotonic()
+    }
+
+    fn wall(&self) -> std::time::SystemTime {
+        self.inner.wall()
+    }
+}
+
+#[test]
+fn an_evaluation_asked_for_while_the_record_path_evaluates_is_made_as_it_lets_the_window_go() {
+    let clock = Arc::new(HoldingClock::default());
+    let gate = PromotionGateManager::with_clock(
+        PromotionConfig {
+            environment: canary(100.0),
+            ..Default::default()
+        },
+        SloAdmissionController::new(SloConfig::default()).unwrap(),
+        Arc::clone(&clock) as Arc<dyn crate::Clock>,
+    )
+    .unwrap();
+    std::thread::scope(|scope| {
+        let (go, start) = std::sync::mpsc::channel::<()>();
+        let gate = &gate;
+        let evaluating = scope.spawn(move || {
+            start.recv().unwrap();
+            // The gate's first record: its look at the clock (the 1st look) finds the
+            // evaluation due; the evaluation reads the recorders (nothing yet), then the clock
+            // (the 2nd look), and is held there, holding the window.
+            gate.record_for(gate.stage(), true, true, Duration::from_millis(2));
+        });
+        let (on_hold, let_go) = clock.arm(evaluating.thread().id(), 2);
+        go.send(()).unwrap();
+        on_hold.recv().unwrap();
+        // Canary errors whose screens fire and find the window held: they ask its holder.
+        record_canary(gate, 20, false);
+        assert_eq!(gate.environment(), canary(100.0));
+        let_go.send(()).unwrap();
+        evaluating.join().unwrap();
+    });
+    // The holder found nothing in what it read, let the window go and made the evaluation
+    // asked for: no later record or read was needed for the rollback.
+    assert_eq!(gate.environment(), Environment::Production);
+    assert_eq!(
+        gate.rollback_history()[0].trigger,
+        RollbackTrigger::Automatic
+    );
+}
+
 #[test]
 fn a_threads_first_record_never_waits_for_a_read_holding_the_window() {
     let gate = held_window_gate(SloConfig::default());
@@ -1695,13 +1785,18 @@ fn which_flag_changes_start_a_stage() {
 #[test]
 fn routing_and_recording_wait_for_none_of_the_gates_locks() {
     // Every lock of the gate held: the window held, the canary's errors only ask for an
-    // evaluation, and no rule fires.
+    // evaluation, and no rule fires meanwhile.
     let gate = canary_with_flag("new_api");
     assert!(
         recorded_while_held(&gate, true),
         "routing or recording waited for a lock"
     );
-    assert_eq!(gate.environment(), canary(50.0));
+    // The writer, let go after the window, makes the evaluation asked for, as every holder of
+    // the window would as it lets go.
+    assert_eq!(gate.environment(), Environment::Production);
+    let history = gate.rollback_history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
     // The window free, a rule fires while a write holds the writer lock: the rollback is left
     // to the writer, made as it lets go.
     let gate = canary_with_flag("new_api");

@@ -216,6 +216,9 @@ impl Drop for Settle<'_> {
         if !std::thread::panicking() {
             fence(Ordering::SeqCst);
             self.0.settle_owed();
+            // A write that judged held the window: an evaluation the record path asked for
+            // meanwhile is made now, as the window's other holders make it.
+            self.0.evaluate_wanted();
             // This writer let go of the writer lock, which a thread holds once at most: it
             // holds it nowhere lower in its stack.
             self.0.changes.wake();

@@ -19,7 +19,7 @@ mod window_base;
 
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 use thread_local::ThreadLocal;
@@ -240,6 +240,11 @@ impl Metrics {
                 // for them: while the window is held, its holder's evaluation makes them.
                 if let Some(mut window) = self.try_lock_window() {
                     window.prepare();
+                    drop(window);
+                    // An evaluation asked for meanwhile is the caller's to make (the record
+                    // path's first look at the clock takes the ask): this orders the window let
+                    // go before the caller's load of the ask (see `Monitor::want_evaluation`).
+                    fence(Ordering::SeqCst);
                 }
                 CachePadded::new(ThreadRecorder::new())
             })
