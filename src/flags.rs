@@ -30,7 +30,8 @@
 //!   (a thread that read the set recently still reads it right: it never reads as another set).
 //! - Reading a set takes no atomic read-modify-write in the common case: each thread remembers
 //!   the two sets of the gate it read last (keeping at most two sets alive per reading thread
-//!   and gate).
+//!   and gate). A set whose slot a write reuses is kept by the writer's index while a thread
+//!   still remembers it, and freed by a later write once none does: reading frees nothing.
 
 use arc_swap::ArcSwapOption;
 use std::cell::RefCell;
@@ -42,6 +43,7 @@ use std::sync::Arc;
 use thread_local::ThreadLocal;
 
 use crate::error::FlagError;
+use crate::manager::retired::Retired;
 use crate::thread_exit;
 
 /// How many slots a gate has for flag sets (slot 0, the empty set, included): the most sets it
@@ -127,9 +129,21 @@ pub(crate) struct FlagSetIndex {
     /// whose retired sets they displaced), which [`FlagSets::undo_stores`] frees again when
     /// the write is refused.
     overwritten: Vec<usize>,
+    /// The sets taken out of their slots that a thread's [`Recent`] sets (or a load under way)
+    /// still hold, freed here once none does: a reading thread never frees one.
+    reclaimed: Retired<StoredSet>,
 }
 
 impl FlagSetIndex {
+    /// Keeps `displaced` (a set just taken out of its slot) until no thread holds it, after
+    /// freeing the sets taken out earlier that no thread holds any more.
+    fn reclaim(&mut self, displaced: Option<Arc<StoredSet>>) {
+        match displaced {
+            Some(set) => self.reclaimed.keep(set),
+            None => self.reclaimed.sweep(),
+        }
+    }
+
     /// The sets the writer takes as the current snapshot's.
     #[cfg(test)]
     pub(crate) fn live(&self) -> [FlagSetId; 2] {
@@ -155,6 +169,7 @@ impl Default for FlagSetIndex {
             free: (1..FLAG_SET_SLOTS).collect(),
             live: [FlagSetId::EMPTY; 2],
             overwritten: Vec::new(),
+            reclaimed: Retired::default(),
         }
     }
 }
@@ -409,11 +424,12 @@ impl FlagSets {
             .iter()
             .filter_map(|&number| self.names.get(number as usize).cloned())
             .collect();
-        self.slots[slot].store(Some(Arc::new(StoredSet {
+        let displaced = self.slots[slot].swap(Some(Arc::new(StoredSet {
             id,
             names: key,
             texts,
         })));
+        index.reclaim(displaced);
         Ok(id)
     }
 
@@ -430,7 +446,7 @@ impl FlagSets {
             if let Some(new) = index.slots[slot].key.take() {
                 index.by_names.remove(&new);
             }
-            self.slots[slot].store(None);
+            index.reclaim(self.slots[slot].swap(None));
             // A slot whose epochs the undone set used up is never reused, as in `intern_live`.
             if index.slots[slot].used <= MAX_EPOCH {
                 index.free.retain(|&free| free != slot);

@@ -67,7 +67,11 @@
 //!   the SLO policy) a thread still holds lets the writer side keep it, and a later write, the
 //!   store's sync thread or the gate's drop frees it once no thread holds it, never a route or
 //!   a record (which would free every listed id and flag name on the request's thread;
-//!   `tests/alloc_free.rs`, `a_route_or_a_record_after_a_write_frees_nothing`). The exception
+//!   `tests/alloc_free.rs`, `a_route_or_a_record_after_a_write_frees_nothing`). Reading a
+//!   decision's flags frees nothing either: a flag set a thread still remembers (the two it
+//!   read last) is kept by the writer side when its slot is reused, and freed by a later write
+//!   (`reading_a_decisions_flags_after_the_sets_this_thread_read_are_reclaimed_frees_nothing`).
+//!   The exception
 //!   is the record whose rule fires: the rollback it makes is a write, which may free them.
 //! - Through the C ABI the same holds for `pgate_route` and `pgate_record`.
 //!

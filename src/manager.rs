@@ -608,7 +608,7 @@ mod health;
 mod notify;
 mod policy;
 mod record;
-mod retired;
+pub(crate) mod retired;
 mod route;
 mod stored;
 mod sync_thread;

@@ -315,3 +315,31 @@ fn a_route_or_a_record_after_a_write_frees_nothing() {
     }
     assert!(manager.route_request("tester-0").forced.is_some());
 }
+
+#[test]
+fn reading_a_decisions_flags_after_the_sets_this_thread_read_are_reclaimed_frees_nothing() {
+    // Two stored sets: the canary's (`new_api`, `stable_ui`) and the stable version's.
+    let manager = gate(PromotionConfig {
+        environment: canary(50.0),
+        feature_flags: vec!["new_api".to_string()],
+        graduated_flags: vec!["stable_ui".to_string()],
+        ..Default::default()
+    });
+    let ids: Vec<String> = (0..IDS).map(|i| format!("user-{i}-session")).collect();
+    // This thread reads both, and keeps them among the sets it read last.
+    route_texts(&manager, &ids);
+    // Enough flag changes that the canary set this thread keeps is replaced and its slot
+    // reused: the gate no longer holds it, and this thread's next read of another set lets go
+    // of it.
+    for i in 0..300 {
+        manager
+            .enable_feature(format!("toggle_{i}"))
+            .expect("a flag change");
+    }
+    let (_, allocated) = allocations_during(|| route_texts(&manager, &ids));
+    assert_eq!(
+        allocated,
+        Allocated::default(),
+        "{IDS} routes, their flags read, after the sets this thread kept were reclaimed"
+    );
+}

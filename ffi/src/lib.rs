@@ -14,7 +14,8 @@
 //!   calls also refuse a handle that is not a live gate (`PGATE_STATUS_INVALID_HANDLE`).
 //! - Hot calls (`pgate_route`, `pgate_route_forced`, `pgate_record`, `pgate_flag_set_*`,
 //!   `pgate_change_count`) never allocate (after a thread's first call), free nothing (the
-//!   core's writer side frees a snapshot a write replaced, never a route), never wait for a
+//!   core's writer side frees a snapshot or a flag set a write replaced, never a route or a
+//!   read of a decision's flags), never wait for a
 //!   lock and write only caller memory and the thread's own recorder. The one exception is a
 //!   `pgate_record` whose outcome makes a rule fire: it builds the evidence (allocating) and,
 //!   when the gate's writer lock is free, takes it and makes the rollback on the calling

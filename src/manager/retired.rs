@@ -13,42 +13,45 @@
 //! rule fires, is such a write: that record may free them, as it builds a snapshot too.) The
 //! store's sync thread keeps the other instances' counts it replaces at each tick likewise
 //! (`stored::fleet`): an evaluation holds the fleet it added until the next one, whose
-//! histograms that evaluation would otherwise free on its request's thread.
+//! histograms that evaluation would otherwise free on its request's thread. And the writer's
+//! flag set index keeps the flag sets whose slots it reuses (`flags`): a thread's recent sets
+//! hold the two it read last, and would otherwise free one (its names' numbers and texts) as
+//! it reads another.
 //!
 //! Why a count of one means nobody can read it again: a replaced value is never loaded anew
 //! (a load returns the current one, and `arc-swap`'s swap pays every guard that borrowed the
 //! old one a reference of its own before it returns), and a thread's cache only ever replaces
-//! its entry with the current one. So the strong count of a retired value only falls, and once
+//! its entry with the current one (a flag set cache, with a set still in its slot). So the strong count of a retired value only falls, and once
 //! this list holds the last reference, it alone frees it.
 //!
 //! Bound: one entry per thread whose route cache (or a load under way) still holds an older
-//! value, plus the one just replaced; per-thread caches are kept when a thread exits
+//! value, plus the one just replaced (two per thread for flag sets); per-thread caches are kept when a thread exits
 //! (`thread_local` reuses them), so their number is the most threads that routed at once.
 
 use std::sync::Arc;
 
 /// Values a write replaced, until no other thread holds them.
-pub(super) struct Retired<T> {
+pub(crate) struct Retired<T> {
     held: Vec<Arc<T>>,
 }
 
 impl<T> Retired<T> {
     /// Keeps `replaced` (just swapped out) until no other thread holds it, after freeing what
     /// no thread holds any more.
-    pub(super) fn keep(&mut self, replaced: Arc<T>) {
+    pub(crate) fn keep(&mut self, replaced: Arc<T>) {
         self.sweep();
         self.held.push(replaced);
     }
 
     /// Frees the values no other thread holds (their count is ours alone, and can no longer
     /// rise); the others stay. Called by the writer side only.
-    pub(super) fn sweep(&mut self) {
+    pub(crate) fn sweep(&mut self) {
         self.held.retain(|held| Arc::strong_count(held) > 1);
     }
 
     /// How many values are kept.
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.held.len()
     }
 }
