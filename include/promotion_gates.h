@@ -505,7 +505,7 @@ typedef struct pgate_health {
  * free a gate are refused from it with `PGATE_STATUS_INVALID_ARGUMENT` and change nothing
  * (`pgate_set_log_callback`, `pgate_promote`, `pgate_rollback`, `pgate_enable_feature`,
  * `pgate_disable_feature`, `pgate_swap_config`, `pgate_swap_config_from`, `pgate_swap_slo`,
- * `pgate_monitor_health`, `pgate_check_slo`, `pgate_gate_free`); the recording and routing
+ * `pgate_monitor_health`, `pgate_read_health`, `pgate_check_slo`, `pgate_gate_free`); the recording and routing
  * calls are not checked (the check would cost them a thread-local read each), and never wait
  * for a writer lock there: a rollback a record calls for while a write holds the lock (this thread's own, or
  * another's) is made by that write as it lets the lock go, or by the state store's thread.
@@ -890,8 +890,9 @@ pgate_status pgate_fleet_judging(const struct pgate_gate *gate,
  * `{"rollback_window_seconds": 5}` is read here, and `pgate_gate_new` refuses it with the
  * default SLO (its interval is 1 s), accepts it with an interval of 500 ms or less. On failure
  * nothing is written and, if `err` is not NULL, `*err` receives an error object naming the
- * field and value. If `location` is NULL or too small, only `*len_out` (and `*err`) is written
- * and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+ * field and value. If `location` is NULL or too small, only `*len_out` is written (no error
+ * object: a size probe leaves nothing to free) and `PGATE_STATUS_BUFFER_TOO_SMALL` is
+ * returned.
  *
  * # Safety
  * `config_json` must be NULL or point to `config_len` readable bytes (length 0 for the
@@ -918,8 +919,8 @@ pgate_status pgate_store_location(const uint8_t *config_json,
  * `pgate_store_location`). On failure nothing is written and, if `err` is not NULL, `*err`
  * receives an error object naming the field and value. The name goes NUL-terminated into
  * `name` of `cap` bytes, its length (without the NUL) into `*len_out`. If `name` is NULL or
- * too small, only `*len_out` (and `*err`) is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is
- * returned; a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len_out` is
+ * too small, only `*len_out` is written (no error object) and `PGATE_STATUS_BUFFER_TOO_SMALL`
+ * is returned; a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len_out` is
  * `PGATE_STATUS_NULL_POINTER`, a `cap` above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`,
  * and then nothing is written.
  *
@@ -1011,8 +1012,12 @@ pgate_status pgate_monitor_health(const struct pgate_gate *gate,
  * record path judges by itself). Reading never delays that judgement: an evaluation that fell
  * due while this read held the window is made right after it, on this thread, as the record
  * path would have made it (see the Rust `health`), so that evaluation, not this read, may
- * roll the canary back here. `out` and the evidence line as in `pgate_monitor_health`; reading again changes
- * nothing, so a caller may retry with a larger buffer.
+ * roll the canary back here. So, like `pgate_monitor_health`, it is refused from inside the
+ * log callback (`PGATE_STATUS_INVALID_ARGUMENT`, changing nothing). `out` and the evidence
+ * line as in `pgate_monitor_health`. The read itself changes nothing, but a second call reads
+ * the window again, which records made since (and a rollback made by the first call) may
+ * have changed: for the evidence of the health written, pass `PGATE_EVIDENCE_CAPACITY` bytes,
+ * which always suffice, rather than retrying.
  *
  * # Safety
  * As `pgate_monitor_health`.

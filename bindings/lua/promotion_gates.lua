@@ -1450,15 +1450,17 @@ function Gate:monitor_health()
 end
 
 --- The canary's health over the current window, as gate:monitor_health() judges it, read
---- without side effects (pgate_read_health): it never rolls back and leaves the window as it
---- was, so a status location may call it on every request. A rule may show as fired here; the
---- gate acts on it at its next judgement (the record path judges by itself).
+--- without side effects of its own (pgate_read_health): its judgement never rolls back and
+--- leaves the window as it was, so a status location may call it on every request. A rule may
+--- show as fired here; the gate acts on it at its next judgement (the record path judges by
+--- itself). An evaluation the record path asked for while the read held the window is made
+--- right after it, and may roll the canary back there, as the record path would have.
 function Gate:read_health()
   if type(self) ~= "table" or self.handle == nil then
     return freed("read_health", self)
   end
   local h = self.health_buf
-  local evidence, message, status = read_text(function(gate, buf, cap, len) -- no side effect
+  local evidence, message, status = read_text(function(gate, buf, cap, len) -- h: this call's
     return C.pgate_read_health(gate, h, buf, cap, len)
   end, self, "read_health")
   if evidence == nil then

@@ -647,7 +647,10 @@ unsafe fn text_of_document(
     what: &str,
     read: impl FnOnce(PromotionConfig) -> String,
 ) -> pgate_status {
-    guard_err(err, || {
+    // A buffer too small is a size probe's answer, not a failure to explain: only the length
+    // is written, no error object (a host probing with NULL, 0 would leak one per probe).
+    let mut too_small = false;
+    let status = guard_err(err, || {
         if len_out.is_null() {
             return Err(null_output("len_out"));
         }
@@ -658,21 +661,18 @@ unsafe fn text_of_document(
         let text = read(unsafe { read_document(config_json, config_len) }?);
         // SAFETY: forwarded buffer contract; len_out is not NULL and cap fits (checked above),
         // so the one failure left is a buffer too small for the text and its NUL.
-        unsafe { copy_out(&text, buf.cast(), cap, len_out) }.map_err(|status| {
-            let given = match buf.is_null() {
-                true => format!("{what} = NULL"),
-                false => format!("cap = {cap}"),
-            };
-            Failure::new(
-                status,
-                format!(
-                    "invalid {given}: the {what} is {} bytes and needs cap = {} (with its NUL)",
-                    text.len(),
-                    text.len() + 1
-                ),
-            )
-        })
-    })
+        match unsafe { copy_out(&text, buf.cast(), cap, len_out) } {
+            Err(pgate_status::BufferTooSmall) => too_small = true,
+            Err(status) => return Err(Failure::new(status, format!("invalid {what} buffer"))),
+            Ok(()) => {}
+        }
+        Ok(())
+    });
+    if too_small {
+        pgate_status::BufferTooSmall
+    } else {
+        status
+    }
 }
 
 /// Writes where a config document's state store keeps the gate's state, read from the document
@@ -691,8 +691,9 @@ unsafe fn text_of_document(
 /// `{"rollback_window_seconds": 5}` is read here, and `pgate_gate_new` refuses it with the
 /// default SLO (its interval is 1 s), accepts it with an interval of 500 ms or less. On failure
 /// nothing is written and, if `err` is not NULL, `*err` receives an error object naming the
-/// field and value. If `location` is NULL or too small, only `*len_out` (and `*err`) is written
-/// and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+/// field and value. If `location` is NULL or too small, only `*len_out` is written (no error
+/// object: a size probe leaves nothing to free) and `PGATE_STATUS_BUFFER_TOO_SMALL` is
+/// returned.
 ///
 /// # Safety
 /// `config_json` must be NULL or point to `config_len` readable bytes (length 0 for the
@@ -739,8 +740,8 @@ pub unsafe extern "C" fn pgate_store_location(
 /// `pgate_store_location`). On failure nothing is written and, if `err` is not NULL, `*err`
 /// receives an error object naming the field and value. The name goes NUL-terminated into
 /// `name` of `cap` bytes, its length (without the NUL) into `*len_out`. If `name` is NULL or
-/// too small, only `*len_out` (and `*err`) is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is
-/// returned; a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len_out` is
+/// too small, only `*len_out` is written (no error object) and `PGATE_STATUS_BUFFER_TOO_SMALL`
+/// is returned; a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len_out` is
 /// `PGATE_STATUS_NULL_POINTER`, a `cap` above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`,
 /// and then nothing is written.
 ///

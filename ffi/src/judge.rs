@@ -171,8 +171,12 @@ pub unsafe extern "C" fn pgate_monitor_health(
 /// record path judges by itself). Reading never delays that judgement: an evaluation that fell
 /// due while this read held the window is made right after it, on this thread, as the record
 /// path would have made it (see the Rust `health`), so that evaluation, not this read, may
-/// roll the canary back here. `out` and the evidence line as in `pgate_monitor_health`; reading again changes
-/// nothing, so a caller may retry with a larger buffer.
+/// roll the canary back here. So, like `pgate_monitor_health`, it is refused from inside the
+/// log callback (`PGATE_STATUS_INVALID_ARGUMENT`, changing nothing). `out` and the evidence
+/// line as in `pgate_monitor_health`. The read itself changes nothing, but a second call reads
+/// the window again, which records made since (and a rollback made by the first call) may
+/// have changed: for the evidence of the health written, pass `PGATE_EVIDENCE_CAPACITY` bytes,
+/// which always suffice, rather than retrying.
 ///
 /// # Safety
 /// As `pgate_monitor_health`.
@@ -184,6 +188,9 @@ pub unsafe extern "C" fn pgate_read_health(
     evidence_cap: usize,
     evidence_len: *mut usize,
 ) -> pgate_status {
+    if refused_inside_callback("pgate_read_health").is_some() {
+        return pgate_status::InvalidArgument;
+    }
     // SAFETY: forwarded contract.
     unsafe {
         health_out(gate, out, evidence, evidence_cap, evidence_len, |m| {

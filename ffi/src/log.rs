@@ -99,7 +99,7 @@ impl pgate_log_level {
 /// free a gate are refused from it with `PGATE_STATUS_INVALID_ARGUMENT` and change nothing
 /// (`pgate_set_log_callback`, `pgate_promote`, `pgate_rollback`, `pgate_enable_feature`,
 /// `pgate_disable_feature`, `pgate_swap_config`, `pgate_swap_config_from`, `pgate_swap_slo`,
-/// `pgate_monitor_health`, `pgate_check_slo`, `pgate_gate_free`); the recording and routing
+/// `pgate_monitor_health`, `pgate_read_health`, `pgate_check_slo`, `pgate_gate_free`); the recording and routing
 /// calls are not checked (the check would cost them a thread-local read each), and never wait
 /// for a writer lock there: a rollback a record calls for while a write holds the lock (this thread's own, or
 /// another's) is made by that write as it lets the lock go, or by the state store's thread.

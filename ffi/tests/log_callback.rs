@@ -256,7 +256,8 @@ fn log_lines_reach_the_callback_up_to_its_level() {
         let gate = reentry.gate;
         let (flag, slo, reason) = ("zz", "{}", "from the callback");
         let mut compliant = false;
-        // SAFETY: a live gate, live slices, a valid out pointer; err may be NULL.
+        let mut health = std::mem::MaybeUninit::<pgate_health>::uninit();
+        // SAFETY: a live gate, live slices, valid out pointers; err may be NULL.
         unsafe {
             statuses.extend([
                 (
@@ -273,6 +274,10 @@ fn log_lines_reach_the_callback_up_to_its_level() {
                 ),
                 ("pgate_promote", pgate_promote(gate, 2, 0.0, null_mut())),
                 ("pgate_check_slo", pgate_check_slo(gate, &mut compliant)),
+                (
+                    "pgate_read_health",
+                    pgate_read_health(gate, health.as_mut_ptr(), null_mut(), 0, null_mut()),
+                ),
                 ("pgate_gate_free", pgate_gate_free(gate)),
             ]);
         }
@@ -288,7 +293,7 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     call(gate, pgate_enable_feature, "logged"); // logs at info, with the writer lock held
     assert_eq!(set(Some(collect), lines, 3), pgate_status::Ok);
     let statuses = std::mem::take(&mut *reentry.statuses.lock().unwrap());
-    assert_eq!(statuses.len(), 6, "{statuses:?}");
+    assert_eq!(statuses.len(), 7, "{statuses:?}");
     assert!(
         statuses
             .iter()

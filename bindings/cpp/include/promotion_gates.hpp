@@ -32,8 +32,12 @@
 // Errors
 //   Failures throw promotion_gates::Error (a std::runtime_error): status() is the library's
 //   pgate_status code and what() its message, which names the field and value at fault.
-//   The hot calls route(), record(), record_by_id() and features() do not allocate and throw
-//   only when the Gate was moved from (PGATE_STATUS_NULL_POINTER, "... moved from"), for a
+//   The hot calls route(), record(), record_by_id() and features() do not allocate (after a
+//   thread's first call on the gate), but for a record whose outcome makes a rule fire: it
+//   builds the judge's evidence (allocating) and may roll the canary back on the calling
+//   thread (see record()); and, with a log callback at LogLevel::Debug or Trace, the route
+//   and record_by_id lines (see set_log_callback()). They throw only when the Gate was moved
+//   from (PGATE_STATUS_NULL_POINTER, "... moved from"), for a
 //   bad latency (PGATE_STATUS_INVALID_ARGUMENT: negative, NaN, infinite or 2^64 ns or more,
 //   with the words every binding uses), for a flag set the gate no longer holds (features()
 //   and reading its FeatureNames: PGATE_STATUS_UNKNOWN_FLAG_SET), or if the library reports a
@@ -408,8 +412,8 @@ inline thread_local bool inside_log_callback = false;
 
 /// Throws the library's refusal of `function` from inside the log callback, in the words its
 /// calls with an error object give (pgate_swap_slo's, ffi/src/log.rs), when that is why
-/// `status` failed: pgate_check_slo and pgate_monitor_health have no error object, and
-/// throw_status would say only "pgate_check_slo: PGATE_STATUS_INVALID_ARGUMENT".
+/// `status` failed: pgate_check_slo, pgate_monitor_health and pgate_read_health have no error
+/// object, and throw_status would say only "pgate_check_slo: PGATE_STATUS_INVALID_ARGUMENT".
 inline void check_outside_log_callback(pgate_status status, const char* function) {
   if (status == PGATE_STATUS_INVALID_ARGUMENT && inside_log_callback) {
     throw Error(status, std::string(function) +
@@ -867,11 +871,14 @@ class Gate {
 
   /// Records the outcome of a request routed by `decision`: whether it succeeded and its
   /// latency, any std::chrono duration (e.g. 12ms, or std::chrono::duration<double>(0.012)),
-  /// rounded to whole nanoseconds. Lock-free; allocation-free after the thread's first record.
-  /// May run the judge and roll a failing canary back. Throws Error
-  /// PGATE_STATUS_INVALID_ARGUMENT for a latency that is negative, NaN, infinite or 2^64 ns
-  /// or more ("invalid latency = -5 ms: a latency must be finite, at least 0 and below 2^64
-  /// ns", the words of every binding), and on a moved-from Gate; nothing is recorded then.
+  /// rounded to whole nanoseconds. Lock-free; allocation-free after the thread's first record,
+  /// but for an outcome that makes a rule fire: the judge then builds its evidence (allocating)
+  /// and rolls a failing canary back on this thread when no write holds the gate (its ERROR
+  /// lines logged then; else the write that holds it, or the state store's thread, makes it).
+  /// Throws Error PGATE_STATUS_INVALID_ARGUMENT for a latency that is negative, NaN, infinite
+  /// or 2^64 ns or more ("invalid latency = -5 ms: a latency must be finite, at least 0 and
+  /// below 2^64 ns", the words of every binding), and on a moved-from Gate; nothing is
+  /// recorded then.
   /// The result says whether the outcome counted; most callers need not look at it, so it is
   /// not [[nodiscard]].
   template <class Rep, class Period>
@@ -1011,9 +1018,13 @@ class Gate {
   [[nodiscard]] Health health() const { return health_of(true, "health"); }
 
   /// The canary's health over the current window, as monitor_health() judges it, read without
-  /// side effects (pgate_read_health): it never rolls back and leaves the window as it was, so
-  /// a status page or a metrics scrape may call it as often as it likes. A rule may show as
-  /// fired here; the gate acts on it at its next judgement (the record path judges by itself).
+  /// side effects of its own (pgate_read_health): its judgement never rolls back and leaves the
+  /// window as it was, so a status page or a metrics scrape may call it as often as it likes.
+  /// A rule may show as fired here; the gate acts on it at its next judgement (the record path
+  /// judges by itself). An evaluation the record path asked for while this read held the
+  /// window is made right after it, on this thread, and may roll the canary back here (as the
+  /// record path would have); so, like monitor_health(), it is refused inside the log
+  /// callback.
   [[nodiscard]] Health read_health() const { return health_of(false, "read_health"); }
 
   /// Whether the version under judgement meets its SLO (false with too little data). May roll
@@ -1365,23 +1376,18 @@ class Gate {
   Health health_of(bool judge, const char* member) const {
     const pgate_gate* gate = live(member);
     pgate_health h;
-    if (judge) {
-      // Judging again would judge another window (after a rollback, a healthy Production), so
-      // one call, with the room the library says always suffices (longer lines are cut).
-      std::string evidence(PGATE_EVIDENCE_CAPACITY, '\0');
-      std::size_t len = 0;
-      const pgate_status status =
-          pgate_monitor_health(gate, &h, evidence.data(), evidence.size(), &len);
-      detail::check_outside_log_callback(status, "pgate_monitor_health");
-      detail::check(status, "pgate_monitor_health");
-      evidence.resize(len);
-      return from_c(h, std::move(evidence));
-    }
-    // A read has no side effect: read again, with room, while the line does not fit.
-    std::string evidence = detail::read_text(
-        "pgate_read_health", [&](char* buf, std::size_t cap, std::size_t* len) {
-          return pgate_read_health(gate, &h, buf, cap, len);
-        });
+    // One call, with the room the library says always suffices (longer lines are cut): judging
+    // again would judge another window (after a rollback, a healthy Production), and a second
+    // read would read the window anew (after a rollback its evaluation made, another stage's).
+    const char* function = judge ? "pgate_monitor_health" : "pgate_read_health";
+    std::string evidence(PGATE_EVIDENCE_CAPACITY, '\0');
+    std::size_t len = 0;
+    const pgate_status status =
+        judge ? pgate_monitor_health(gate, &h, evidence.data(), evidence.size(), &len)
+              : pgate_read_health(gate, &h, evidence.data(), evidence.size(), &len);
+    detail::check_outside_log_callback(status, function);
+    detail::check(status, function);
+    evidence.resize(len);
     return from_c(h, std::move(evidence));
   }
 

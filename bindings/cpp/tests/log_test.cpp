@@ -154,8 +154,9 @@ TEST(Log, TheCallbackCannotSetTheCallbackNorWriteAndItsExceptionsAreDropped) {
   EXPECT_FALSE(gate.is_feature_enabled("from_inside"));
 }
 
-// pgate_check_slo and pgate_monitor_health have no error object: the binding words their
-// refusal from inside the callback as the library words swap_slo's, which it writes itself.
+// pgate_check_slo, pgate_monitor_health and pgate_read_health have no error object: the binding
+// words their refusal from inside the callback as the library words swap_slo's, which it writes
+// itself.
 TEST(Log, AJudgementFromInsideTheCallbackIsRefusedInTheLibrarysWords) {
   std::mutex mutex;
   std::vector<std::pair<std::string, std::string>> refused;  // (member, message)
@@ -170,6 +171,7 @@ TEST(Log, AJudgementFromInsideTheCallbackIsRefusedInTheLibrarysWords) {
             {"check_slo", [&] { (void)gate->check_slo(); }},
             {"monitor_health", [&] { (void)gate->monitor_health(); }},
             {"health", [&] { (void)gate->health(); }},
+            {"read_health", [&] { (void)gate->read_health(); }},
         };
         for (const auto& [member, call] : calls) {
           try {
@@ -186,7 +188,7 @@ TEST(Log, AJudgementFromInsideTheCallbackIsRefusedInTheLibrarysWords) {
   gate.enable_feature("a");  // logs one line
   set_log_callback(nullptr);
   const std::lock_guard<std::mutex> lock(mutex);
-  ASSERT_EQ(refused.size(), 4u);
+  ASSERT_EQ(refused.size(), 5u);
   const std::string swap = refused[0].second;
   const std::string name = "pgate_swap_slo";
   ASSERT_EQ(swap.rfind("PGATE_STATUS_INVALID_ARGUMENT: " + name + " was called from inside", 0),
@@ -198,6 +200,7 @@ TEST(Log, AJudgementFromInsideTheCallbackIsRefusedInTheLibrarysWords) {
   EXPECT_EQ(refused[1].second, words("pgate_check_slo"));
   EXPECT_EQ(refused[2].second, words("pgate_monitor_health"));
   EXPECT_EQ(refused[3].second, words("pgate_monitor_health"));
+  EXPECT_EQ(refused[4].second, words("pgate_read_health"));
 }
 
 /// Routes at the debug level (one line per route) on `workers` threads until stopped.

@@ -857,10 +857,12 @@ class Gate:
 
     def read_health(self) -> Health:
         """The canary's health over the current window, as :meth:`monitor_health` judges it,
-        read without side effects (``pgate_read_health``): it never rolls back and leaves the
-        window as it was, so a status page or a metrics scrape may call it as often as it
-        likes. A rule may show as fired here; the gate acts on it at its next judgement (the
-        record path judges by itself)."""
+        read without side effects of its own (``pgate_read_health``): its judgement never rolls
+        back and leaves the window as it was, so a status page or a metrics scrape may call it
+        as often as it likes. A rule may show as fired here; the gate acts on it at its next
+        judgement (the record path judges by itself). An evaluation the record path asked for
+        while the read held the window is made right after it, and may roll the canary back
+        there, as the record path would have."""
         return self._health("pgate_read_health", "read_health")
 
     def monitor_health(self) -> Health:
