@@ -85,8 +85,10 @@ fn example_3_promotion_workflow() {
     });
 
     // The canary serves healthy traffic until the judge has the evidence to call it: enough
-    // samples, past the 30 s warm-up, to show it not worse than production (160 s here).
-    let served = serve_healthy_traffic(&manager, &clock, "canary", 160_000);
+    // samples, past the 30 s warm-up, to show it not worse than production: a clean canary
+    // beside a clean stable version is shown within 0.05 points after about 22 600 requests,
+    // 25 000 here (2 000 requests a second for 250 s, within the 5-minute window).
+    let served = serve_healthy_traffic(&manager, &clock, "canary", 500_000, EVERY_HALF_MS);
     assert!(served.canary >= 100, "{served:?} at 5%");
     let health = manager.monitor_canary_health();
     assert_eq!(
@@ -108,7 +110,7 @@ fn example_3_promotion_workflow() {
     assert!(decision.enabled_features.contains("new_api"));
 
     // Staging, too, is judged past its 30 s warm-up: 4 000 requests after it.
-    let served = serve_healthy_traffic(&manager, &clock, "staging", 34_000);
+    let served = serve_healthy_traffic(&manager, &clock, "staging", 34_000, EVERY_MS);
     assert_eq!(
         served.production, 0,
         "staging sends nobody to the stable version"
@@ -131,6 +133,12 @@ fn example_3_promotion_workflow() {
     assert!(manager.get_rollback_history().is_empty());
 }
 
+/// A session every millisecond (1 000 requests a second).
+const EVERY_MS: Duration = Duration::from_millis(1);
+
+/// A session every half millisecond (2 000 requests a second).
+const EVERY_HALF_MS: Duration = Duration::from_micros(500);
+
 /// Requests served by each version.
 #[derive(Debug, Clone, Copy, Default)]
 struct Served {
@@ -138,17 +146,18 @@ struct Served {
     production: u64,
 }
 
-/// Routes `sessions` sessions named after `round` at 1 000 requests per second of `clock` and
+/// Routes `sessions` sessions named after `round`, one `every` of `clock`, and
 /// records each as a success, taking 8 to 47 ms: a healthy canary, as fast as production.
 fn serve_healthy_traffic(
     manager: &PromotionGateManager,
     clock: &ManualClock,
     round: &str,
     sessions: u64,
+    every: Duration,
 ) -> Served {
     let mut served = Served::default();
     for i in 0..sessions {
-        clock.advance(Duration::from_millis(1));
+        clock.advance(every);
         let decision = manager.route_request(&format!("user-session-{round}-{i}"));
         let latency = Duration::from_millis(8 + (i * 17) % 40);
         assert_eq!(
