@@ -764,7 +764,8 @@ pgate_status pgate_swap_slo(const struct pgate_gate *gate,
  * gated). The gate keeps its name and its store: a document that changes either is refused
  * (`PGATE_STATUS_INVALID_CONFIG` naming `gate` or `store`). An empty document (length 0) is
  * `PGATE_STATUS_INVALID_JSON`, as for `pgate_swap_slo`. A swap that starts a stage (a new
- * split or salt, or in Canary and Staging a flag newly on, whose stage is judged first) is
+ * split, environment or salt, or in Canary and Staging a flag newly on: the stage it ends is
+ * judged first) is
  * `PGATE_STATUS_SLO_NOT_MET` when a rule fired in the current stage or the record path's judge
  * called for a rollback of it while the swap was being made: the rollback is made instead. On failure the swap is not made and `*err` (if not NULL) says
  * why.
@@ -1072,7 +1073,9 @@ pgate_status pgate_set_log_callback(pgate_log_callback callback,
  * `PGATE_STATUS_ALREADY_THERE` or `PGATE_STATUS_INVALID_CONFIG` (percentage outside 0..=100
  * or NaN). On failure `*err` (if not NULL) holds the evidence and nothing changed, with one
  * exception: a `PGATE_STATUS_SLO_NOT_MET` whose judge fired a rule has rolled the canary back
- * if `auto_rollback_enabled` (as the Rust `promote` does; its message says so). A ramp loop
+ * if `auto_rollback_enabled` (as the Rust `promote` does; its message says so). A ramp down
+ * is not gated, but the stage it ends is judged first: a fired rule rolls the canary back
+ * so, and the ramp is refused with `PGATE_STATUS_SLO_NOT_MET`. A ramp loop
  * uses `pgate_promote_from` instead, so that a rollback made after its look is not followed
  * by a new rollout of the same build.
  *

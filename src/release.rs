@@ -11,7 +11,9 @@
 //!   +-- rollback (manual or automatic) from Canary or Staging
 //! ```
 //!
-//! Ramping down (or to 0 %) is never gated: it only sends fewer users to the new version.
+//! Ramping down (or to 0 %) is never gated: it only sends fewer users to the new version. (It
+//! ends a stage, though, so the gate has the judge look at that stage first, as for every
+//! write that ends one: a fired rule rolls the canary back instead.)
 //!
 //! Every config change a release makes is here too, as a pure function of the config: a
 //! promotion (which graduates the release's flags when it reaches Production), a rollback, and

@@ -399,7 +399,9 @@ func (g *Gate) readBool(op string, call func(*C.pgate_gate, *C.bool) C.pgate_sta
 }
 
 // SwapConfig replaces the gate's config atomically with a JSON PromotionConfig (a hot
-// reload: not gated by the judge). On error the gate is unchanged.
+// reload: not gated by the judge). On error the gate is unchanged, but for ErrSLONotMet: a
+// swap that would start a stage (a new split, environment or salt, or in Canary and Staging
+// a flag newly on) judges the stage it ends first, and a fired rule rolls the canary back.
 func (g *Gate) SwapConfig(configJSON string) error {
 	p, held := g.acquire()
 	if p == nil {

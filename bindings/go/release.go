@@ -16,8 +16,9 @@ import (
 //
 // Errors: ErrInvalidConfig (percent outside 0..=100 or NaN), ErrInvalidArgument (an unknown
 // Environment), ErrInvalidPromotion, ErrAlreadyThere, and for gated moves ErrInsufficientData
-// or ErrSLONotMet with the judge's evidence in the message. On error nothing changed (unless
-// the judge rolled a failing canary back).
+// or ErrSLONotMet with the judge's evidence in the message (a ramp down is not gated, but the
+// stage it ends is judged first: ErrSLONotMet when a rule fired in it). On error nothing
+// changed (unless the judge rolled a failing canary back).
 func (g *Gate) Promote(env Environment, percent float64) error {
 	p, held := g.acquire()
 	if p == nil {

@@ -384,7 +384,8 @@ pub unsafe extern "C" fn pgate_swap_slo(
 /// gated). The gate keeps its name and its store: a document that changes either is refused
 /// (`PGATE_STATUS_INVALID_CONFIG` naming `gate` or `store`). An empty document (length 0) is
 /// `PGATE_STATUS_INVALID_JSON`, as for `pgate_swap_slo`. A swap that starts a stage (a new
-/// split or salt, or in Canary and Staging a flag newly on, whose stage is judged first) is
+/// split, environment or salt, or in Canary and Staging a flag newly on: the stage it ends is
+/// judged first) is
 /// `PGATE_STATUS_SLO_NOT_MET` when a rule fired in the current stage or the record path's judge
 /// called for a rollback of it while the swap was being made: the rollback is made instead. On failure the swap is not made and `*err` (if not NULL) says
 /// why.

@@ -17,7 +17,9 @@ use promotion_gates::{Environment, RollbackEvent, StageId};
 /// `PGATE_STATUS_ALREADY_THERE` or `PGATE_STATUS_INVALID_CONFIG` (percentage outside 0..=100
 /// or NaN). On failure `*err` (if not NULL) holds the evidence and nothing changed, with one
 /// exception: a `PGATE_STATUS_SLO_NOT_MET` whose judge fired a rule has rolled the canary back
-/// if `auto_rollback_enabled` (as the Rust `promote` does; its message says so). A ramp loop
+/// if `auto_rollback_enabled` (as the Rust `promote` does; its message says so). A ramp down
+/// is not gated, but the stage it ends is judged first: a fired rule rolls the canary back
+/// so, and the ramp is refused with `PGATE_STATUS_SLO_NOT_MET`. A ramp loop
 /// uses `pgate_promote_from` instead, so that a rollback made after its look is not followed
 /// by a new rollout of the same build.
 ///

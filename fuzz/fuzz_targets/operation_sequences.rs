@@ -349,8 +349,9 @@ fuzz_target!(|input: Input| {
             promoted_to.push(after.state.0);
         }
         if let Err(refusal) = result {
-            // A promotion, and a write that turns a flag on (which starts a stage), judge the
-            // stage first: a fired rule rolls back, and the write is refused.
+            // A promotion, and a write that starts a stage (a flag turned on, a swap of the
+            // split or the salt), judge the stage first: a fired rule rolls back, and the write
+            // is refused.
             let judged = matches!(
                 op,
                 Op::Promote { .. } | Op::Enable { .. } | Op::SwapConfig { .. }

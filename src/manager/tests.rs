@@ -634,6 +634,69 @@ fn a_flag_turned_on_judges_the_stage_it_ends_first() {
 }
 
 #[test]
+fn a_ramp_down_or_a_swap_that_ends_the_stage_judges_it_first() {
+    // Each write ends the stage of a failing canary the judge has not yet acted on: an
+    // operator ramping down or reloading during the incident.
+    type Write = fn(&PromotionGateManager) -> Result<(), Error>;
+    fn swapped(gate: &PromotionGateManager, edit: fn(&mut PromotionConfig)) -> Result<(), Error> {
+        let mut config = gate.config();
+        edit(&mut config);
+        gate.swap_config(config).map(drop)
+    }
+    let writes: [(&str, Write); 6] = [
+        ("ramp down", |gate| gate.promote(canary(10.0))),
+        ("ramp down from the stage read", |gate| {
+            gate.promote_from(gate.stage(), canary(10.0))
+        }),
+        ("swap of the split", |gate| {
+            swapped(gate, |c| c.environment = canary(10.0))
+        }),
+        ("swap of the salt", |gate| {
+            swapped(gate, |c| c.salt = Some("reshuffled".into()))
+        }),
+        ("swap to Staging", |gate| {
+            swapped(gate, |c| c.environment = Environment::Staging)
+        }),
+        ("swap to Production", |gate| {
+            swapped(gate, |c| c.environment = Environment::Production)
+        }),
+    ];
+    for (name, write) in writes {
+        let gate = failing_canary_not_yet_judged();
+        let stage = gate.stage();
+        let err = write(&gate).unwrap_err();
+        assert!(
+            matches!(&err, Error::Promotion(crate::PromotionError::SloNotMet { evidence }) if evidence.contains("before this write ended the stage")),
+            "{name}: {err}"
+        );
+        assert_eq!(gate.environment(), Environment::Production, "{name}");
+        assert!(gate.stage() > stage, "{name}");
+        assert_eq!(gate.config().salt, None, "{name}: the swap was not made");
+        let history = gate.rollback_history();
+        assert_eq!(history.len(), 1, "{name}: {history:?}");
+        assert_eq!(history[0].trigger, RollbackTrigger::Automatic, "{name}");
+    }
+    // A swap that keeps the stage (a policy field) is not judged: the stage and its evidence
+    // go on, for the judge to act on.
+    let gate = failing_canary_not_yet_judged();
+    let stage = gate.stage();
+    swapped(&gate, |c| c.slo_threshold = 0.9).unwrap();
+    assert_eq!((gate.environment(), gate.stage()), (canary(100.0), stage));
+    assert!(gate.rollback_history().is_empty());
+    // A healthy stage is ramped down and swapped as before.
+    for (name, write) in writes {
+        let gate = still_gate(PromotionConfig {
+            environment: canary(100.0),
+            ..Default::default()
+        });
+        let stage = gate.stage();
+        write(&gate).unwrap();
+        assert!(gate.stage() > stage, "{name}");
+        assert!(gate.rollback_history().is_empty(), "{name}");
+    }
+}
+
+#[test]
 fn the_health_read_never_rolls_back() {
     let gate = failing_canary_not_yet_judged();
     for _ in 0..3 {

@@ -54,7 +54,10 @@ impl PromotionGateManager {
     /// every request. A gated move (ramping up, to Staging, to Production) is refused unless
     /// the judge finds the new version compliant: enough samples in the window, compliance at
     /// or above `slo_threshold`, and no rule fired (a fired rule also rolls back, when
-    /// `auto_rollback_enabled`). Ungated moves (a new rollout, ramping down) always pass.
+    /// `auto_rollback_enabled`). Ungated moves (a new rollout, ramping down) need no approval,
+    /// but a ramp down ends a stage whose evidence would be thrown away: the judge looks at it
+    /// first, and a fired rule (with `auto_rollback_enabled`) rolls the canary back instead, as
+    /// for a flag turned on ([`enable_feature`](Self::enable_feature)).
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid target; [`Error::Promotion`] for a path the state
@@ -64,7 +67,8 @@ impl PromotionGateManager {
     /// ([`PromotionError::InsufficientData`]) or a non-compliant canary
     /// ([`PromotionError::SloNotMet`], "SLO compliance below threshold", with the evidence;
     /// also when the record path's judge called for a rollback while the promotion was being
-    /// made, its store write and its publication included: the rollback is made instead, or
+    /// made, its store write and its publication included, or when the judge, asked before a
+    /// ramp down, finds a rule fired in the stage it ends: the rollback is made instead, or
     /// over the promotion once published, and the error names its rule).
     /// With a state store, [`Error::Store`] when the store cannot be written (a rollback made
     /// while it was unavailable is written first, so this includes one it still cannot take),
@@ -135,9 +139,12 @@ impl PromotionGateManager {
                 let not_made = format!("the promotion to {target} was not made");
                 return Err(moved_first(writer, &current, &not_made));
             }
+            // Every promotion ends the stage: a gated one is judged by the gate, an ungated one
+            // (a ramp down, an operator's move during an incident) first by the judge.
             let evidence = if step.gated {
                 Some(self.gate(writer, &current)?)
             } else {
+                self.judged_before_its_stage_ends(writer, &current)?;
                 None
             };
             let config = release::promoted(&current.config, target, step.kind);
@@ -236,8 +243,9 @@ impl PromotionGateManager {
         }
     }
 
-    /// Judges the stage of `current` before a flag turned on ends it (a new stage would throw
-    /// its evidence away, and the judge would wait for `min_samples` again): a fired rule,
+    /// Judges the stage of `current` before a write ends it (an ungated promotion: a ramp down;
+    /// a flag turned on; a swap of the split, the environment or the salt): a new stage would
+    /// throw its evidence away, and the judge would wait for `min_samples` again. A fired rule,
     /// with `auto_rollback_enabled`, rolls the canary back here, under the same writer lock,
     /// and the write is refused ([`PromotionError::SloNotMet`] naming the rule), as a
     /// promotion is. Any other finding lets the write go on.
@@ -657,9 +665,10 @@ impl PromotionGateManager {
     /// store no longer holds; read the config again); [`PromotionError::SloNotMet`] when the
     /// swap would start a stage and the record path's judge called for a rollback of the
     /// current one while it was being made (its publication included), or, for a swap that
-    /// turns a flag on, the judge asked first finds a rule fired in it (with
-    /// `auto_rollback_enabled`): the rollback is made instead (or over the swap, once
-    /// published, undoing it); the gate is otherwise unchanged.
+    /// starts a stage (a change of the split, the environment or the salt, a flag turned on),
+    /// the judge asked first finds a rule fired in it (with `auto_rollback_enabled`): the
+    /// rollback is made instead (or over the swap, once published, undoing it); the gate is
+    /// otherwise unchanged.
     ///
     /// # Example
     /// ```
@@ -781,7 +790,7 @@ impl PromotionGateManager {
             let new_stage = !release::same_split(current.config.environment, config.environment);
             let new_salt = current.config.effective_salt() != config.effective_salt();
             let flag_on = release::turns_a_flag_on(&current.config, &config);
-            if flag_on {
+            if new_stage || new_salt || flag_on {
                 self.judged_before_its_stage_ends(writer, &current)?;
             }
             // A release flag turned on by the operator's replacement is the next release, even

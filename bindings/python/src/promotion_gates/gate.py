@@ -908,7 +908,9 @@ class Gate:
         Staging and Production do not read.
 
         Raises:
-            InsufficientDataError, SloNotMetError: a gated move was refused by the judge.
+            InsufficientDataError, SloNotMetError: a gated move was refused by the judge
+                (:class:`SloNotMetError` for a ramp down too, not gated, when a rule fired in
+                the stage it ends: the canary was rolled back).
             InvalidPromotionError: the state machine has no such move
                 (:class:`AlreadyThereError` for the current environment).
             InvalidConfigError: ``percent`` outside 0..=100 or NaN.
@@ -1021,11 +1023,15 @@ class Gate:
         return loaded
 
     def swap_config(self, config: Config) -> None:
-        """Replaces the config atomically (hot reload: not gated). On failure nothing changes.
+        """Replaces the config atomically (hot reload: not gated). On failure nothing changes,
+        but for :class:`SloNotMetError`.
 
         Raises:
             InvalidJsonError, InvalidConfigError, InvalidArgumentError: as the constructor
                 (``None`` is refused: pass ``{}`` for the defaults).
+            SloNotMetError: the swap would start a stage (a new split, environment or salt, or
+                in Canary and Staging a flag newly on), and a rule fired in the stage it ends,
+                judged first: the canary was rolled back instead.
         """
         doc = document(config, "config")
         err = c_void_p()
