@@ -15,6 +15,11 @@
 //! ends a stage, though, so the gate has the judge look at that stage first, as for every
 //! write that ends one: a fired rule rolls the canary back instead.)
 //!
+//! A canary at 0 % (a share that rounds to no bucket) routes no request to the new version but
+//! those an override forces there, which count in no cohort: the judge never has an outcome
+//! of it, as in Production. So ramping up from it is not gated (a new rollout, as from
+//! Production), and it cannot go to Staging or Production (as Production cannot go to Staging).
+//!
 //! Every config change a release makes is here too, as a pure function of the config: a
 //! promotion (which graduates the release's flags when it reaches Production), a rollback, and
 //! the flag edits. The gate validates, serializes and publishes; it decides none of them.
@@ -39,7 +44,8 @@ use crate::error::{FlagError, PromotionError};
 pub enum PromotionKind {
     /// Production -> Canary: a new release starts.
     NewRollout,
-    /// Canary{p} -> Canary{q} with q > p, in buckets ([`threshold_for_percent`]).
+    /// Canary{p} -> Canary{q} with q > p, in buckets ([`threshold_for_percent`]). Gated, but
+    /// from a share of no bucket (0 %), which has no outcome to judge.
     RampUp,
     /// Canary{p} -> Canary{q} with q < p, in buckets.
     RampDown,
@@ -111,12 +117,18 @@ pub(crate) fn same_split(a: Environment, b: Environment) -> bool {
 /// [`PromotionError::AlreadyThere`] when `to == from`, or when both are canaries whose shares
 /// round to the same threshold (the same buckets, so the same split: see
 /// [`threshold_for_percent`]); [`PromotionError::InvalidPath`] when the
-/// state machine has no such edge.
+/// state machine has no such edge (also from a canary of no bucket, 0 %, to Staging or
+/// Production: it has no outcome to judge, as Production has none).
 ///
 /// # Example
 /// ```
 /// use promotion_gates::{plan_promotion, Environment};
 /// assert!(plan_promotion(Environment::Production, Environment::Staging).is_err());
+/// // A canary at 0 % has no outcome to judge: ramping up from it is a new rollout.
+/// let off = Environment::Canary { traffic_percent: 0.0 };
+/// assert!(!plan_promotion(off, Environment::Canary { traffic_percent: 1.0 })?.gated);
+/// assert!(plan_promotion(off, Environment::Staging).is_err());
+/// # Ok::<(), promotion_gates::PromotionError>(())
 /// ```
 pub fn plan_promotion(from: Environment, to: Environment) -> Result<Promotion, PromotionError> {
     use Environment::{Canary, Production, Staging};
@@ -124,7 +136,9 @@ pub fn plan_promotion(from: Environment, to: Environment) -> Result<Promotion, P
         (Canary { traffic_percent: p }, Canary { traffic_percent: q }) => {
             let (here, there) = (threshold_for_percent(p), threshold_for_percent(q));
             if there > here {
-                (PromotionKind::RampUp, true)
+                // From no bucket, the judge has no canary outcome to approve (a request forced
+                // to the canary counts in no cohort): a new rollout, as from Production.
+                (PromotionKind::RampUp, here > 0)
             } else if there < here {
                 (PromotionKind::RampDown, false)
             } else if q == p {
@@ -135,6 +149,14 @@ pub fn plan_promotion(from: Environment, to: Environment) -> Result<Promotion, P
                     "{from}, which routes the same buckets as {to} ({here} of {BUCKETS})"
                 )));
             }
+        }
+        // A canary of no bucket has no evidence to judge, as Production has none.
+        (Canary { traffic_percent: p }, Staging | Production) if threshold_for_percent(p) == 0 => {
+            return Err(invalid(
+                from,
+                to,
+                "a canary at 0 % has no outcome to judge: ramp it up first (not gated from 0 %)",
+            ));
         }
         (Canary { .. }, Staging) => (PromotionKind::ToStaging, true),
         (Canary { .. }, Production) => (PromotionKind::CanaryToProduction, true),
@@ -449,6 +471,16 @@ mod tests {
         ok(Production, canary(1.0), PromotionKind::NewRollout, false);
         ok(Production, canary(0.0), PromotionKind::NewRollout, false);
         ok(canary(1.0), canary(5.0), PromotionKind::RampUp, true);
+        // From no bucket (0 %, or a share that rounds to none) the judge has nothing to
+        // approve: a new rollout, as from Production.
+        ok(canary(0.0), canary(1.0), PromotionKind::RampUp, false);
+        ok(
+            canary(0.000_004),
+            canary(100.0),
+            PromotionKind::RampUp,
+            false,
+        );
+        ok(canary(0.000_01), canary(1.0), PromotionKind::RampUp, true);
         ok(canary(5.0), canary(1.0), PromotionKind::RampDown, false);
         ok(canary(5.0), Staging, PromotionKind::ToStaging, true);
         ok(
@@ -459,7 +491,13 @@ mod tests {
         );
         ok(Staging, Production, PromotionKind::ToProduction, true);
 
-        for (from, to) in [(Production, Staging), (Staging, canary(10.0))] {
+        for (from, to) in [
+            (Production, Staging),
+            (Staging, canary(10.0)),
+            (canary(0.0), Staging),
+            (canary(0.0), Production),
+            (canary(0.000_004), Production),
+        ] {
             assert!(matches!(
                 plan_promotion(from, to),
                 Err(PromotionError::InvalidPath { .. })

@@ -11,8 +11,9 @@ import (
 )
 
 // Promote moves the release along the state machine: Production -> Canary (a new rollout),
-// Canary -> Canary (ramping; up is gated), Canary -> Staging (gated), Staging or Canary ->
-// Production (gated; graduates the release's flags). percent is read only for Canary.
+// Canary -> Canary (ramping; up is gated, but from 0 %, which has no outcome to judge),
+// Canary -> Staging (gated), Staging or Canary -> Production (gated; graduates the release's
+// flags; not from a canary at 0 %). percent is read only for Canary.
 //
 // Errors: ErrInvalidConfig (percent outside 0..=100 or NaN), ErrInvalidArgument (an unknown
 // Environment), ErrInvalidPromotion, ErrAlreadyThere, and for gated moves ErrInsufficientData

@@ -634,6 +634,38 @@ fn a_flag_turned_on_judges_the_stage_it_ends_first() {
 }
 
 #[test]
+fn a_canary_at_0_percent_is_ramped_up_as_a_new_rollout() {
+    // A tester's requests forced to the canary of a 0 % gate (docs/overrides.md): no request
+    // is a canary, so the judge never has a canary outcome to approve.
+    let gate = still_gate(PromotionConfig::default());
+    gate.promote(canary(0.0)).unwrap();
+    let stage = gate.stage();
+    for _ in 0..200 {
+        assert_eq!(
+            gate.record_for(stage, false, true, Duration::from_millis(2)),
+            Recorded::Counted
+        );
+    }
+    // Without evidence, it goes nowhere but up: Staging and Production need a judged canary.
+    for target in [Environment::Staging, Environment::Production] {
+        let err = gate.promote(target).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Promotion(crate::PromotionError::InvalidPath { .. })
+            ),
+            "{err}"
+        );
+    }
+    gate.promote_from(stage, canary(1.0)).unwrap();
+    assert_eq!(gate.environment(), canary(1.0));
+    assert!(gate.stage() > stage);
+    // From there on, a ramp up is gated again.
+    let err = gate.promote(canary(5.0)).unwrap_err();
+    assert!(err.to_string().contains("not enough data"), "{err}");
+}
+
+#[test]
 fn a_ramp_down_or_a_swap_that_ends_the_stage_judges_it_first() {
     // Each write ends the stage of a failing canary the judge has not yet acted on: an
     // operator ramping down or reloading during the incident.
