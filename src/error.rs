@@ -92,7 +92,7 @@ impl ConfigError {
 /// let gate = PromotionGateManager::new(PromotionConfig::default(), slo)?;
 /// // The default gate is in Production: Staging is only reachable from a canary.
 /// let err = gate.promote(Environment::Staging).unwrap_err();
-/// assert!(err.to_string().contains("production -> staging"));
+/// assert!(err.to_string().contains("Production -> Staging"));
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, ThisError)]
@@ -101,9 +101,9 @@ pub enum PromotionError {
     /// The state machine has no edge from `from` to `to`.
     #[error("invalid promotion path {from} -> {to}: {hint}")]
     InvalidPath {
-        /// Environment name the gate is in.
+        /// The environment the gate is in, as it is displayed (`Canary{12.5}`, `Staging`).
         from: String,
-        /// Environment name that was asked for.
+        /// The environment that was asked for, as it is displayed.
         to: String,
         /// What the valid moves from `from` are.
         hint: &'static str,

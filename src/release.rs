@@ -185,8 +185,8 @@ pub fn plan_promotion(from: Environment, to: Environment) -> Result<Promotion, P
 
 fn invalid(from: Environment, to: Environment, hint: &'static str) -> PromotionError {
     PromotionError::InvalidPath {
-        from: from.name().to_string(),
-        to: to.name().to_string(),
+        from: from.to_string(),
+        to: to.to_string(),
         hint,
     }
 }
@@ -508,6 +508,21 @@ mod tests {
                 plan_promotion(env, env),
                 Err(PromotionError::AlreadyThere(_))
             ));
+        }
+    }
+
+    #[test]
+    fn an_invalid_path_names_both_environments_as_they_are_shown() {
+        for (from, to, shown) in [
+            (Staging, canary(12.5), "Staging -> Canary{12.5}"),
+            (canary(0.0), Production, "Canary{0} -> Production"),
+            (Production, Staging, "Production -> Staging"),
+        ] {
+            let err = plan_promotion(from, to).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("invalid promotion path {shown}: ")),
+                "{err}"
+            );
         }
     }
 

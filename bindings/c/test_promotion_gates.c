@@ -1026,7 +1026,7 @@ static void test_promote(void) {
     /* Paths the state machine does not have. */
     CHECK_STATUS(PGATE_STATUS_INVALID_PROMOTION,
                  pgate_promote(gate, PGATE_ENVIRONMENT_STAGING, 0.0, &err));
-    CHECK_ERROR(err, PGATE_STATUS_INVALID_PROMOTION, "production -> staging");
+    CHECK_ERROR(err, PGATE_STATUS_INVALID_PROMOTION, "Production -> Staging");
     CHECK_STATUS(PGATE_STATUS_ALREADY_THERE,
                  pgate_promote(gate, PGATE_ENVIRONMENT_PRODUCTION, 0.0, &err));
     CHECK_ERROR(err, PGATE_STATUS_ALREADY_THERE, "already");
@@ -1071,7 +1071,7 @@ static void test_promote(void) {
     CHECK(environment_of(gate) == PGATE_ENVIRONMENT_STAGING);
     CHECK_STATUS(PGATE_STATUS_INVALID_PROMOTION,
                  pgate_promote(gate, PGATE_ENVIRONMENT_CANARY, 10.0, &err));
-    CHECK_ERROR(err, PGATE_STATUS_INVALID_PROMOTION, "staging -> canary");
+    CHECK_ERROR(err, PGATE_STATUS_INVALID_PROMOTION, "Staging -> Canary{10}");
     feed(gate, 10, 0, 1000000);
     CHECK_STATUS(PGATE_STATUS_OK, pgate_promote(gate, PGATE_ENVIRONMENT_PRODUCTION, 0.0, &err));
     CHECK(err == NULL);

@@ -639,7 +639,7 @@ mod tests {
         assert_eq!(
             refusal(|s| s.stages = vec![staging]),
             "invalid stages[0].environment = staging: a stage the engine can move to from \
-             Production (it refuses invalid promotion path production -> staging: a release \
+             Production (it refuses invalid promotion path Production -> Staging: a release \
              starts as a canary: promote to Canary{percent} first)"
         );
         // A ramp down is a move the engine makes (not gated).

@@ -1276,7 +1276,7 @@ fn an_invalid_scenario_exits_1_naming_the_field() {
 
 #[test]
 fn a_ramp_starting_in_staging_is_refused_before_it_runs() {
-    // It was valid, then the engine refused production -> staging at the start of the run.
+    // It was valid, then the engine refused Production -> Staging at the start of the run.
     validate_and_simulate_refuse(
         "staging-first.toml",
         "stages = [{environment = \"staging\", duration_s = 2}]\n",

@@ -112,7 +112,7 @@ def test_a_document_of_the_wrong_kind_names_its_field(config: Any, slo: Any, mes
 
 def test_promotions_refused_by_the_state_machine() -> None:
     with Gate() as gate:  # Production
-        with pytest.raises(pg.InvalidPromotionError, match="production -> staging"):
+        with pytest.raises(pg.InvalidPromotionError, match="Production -> Staging"):
             gate.promote(Environment.STAGING)
         with pytest.raises(pg.AlreadyThereError, match="already in Production") as caught:
             gate.promote(Environment.PRODUCTION)
