@@ -110,8 +110,17 @@ impl<T> std::ops::IndexMut<Cohort> for PerCohort<T> {
     }
 }
 
-/// The number of a release stage. Each environment change (promotion, ramp, rollback, a
-/// config swap to another environment) starts a new stage; outcomes are judged per stage.
+/// The number of a release stage; outcomes are judged per stage.
+///
+/// A new stage starts with each write that changes which requests the new version serves, or
+/// what it serves them with: a promotion (a new rollout, a ramp up or down, to Staging or
+/// Production), a rollback, a flag turned on in Canary or Staging
+/// ([`enable_feature`](crate::PromotionGateManager::enable_feature), or a
+/// [`swap_config`](crate::PromotionGateManager::swap_config) that turns one on), and a
+/// `swap_config` of the environment or the salt. A swap to a canary share that rounds to the
+/// same buckets moves no request and keeps the stage, as a flag turned off (a kill switch), a
+/// flag change in Production and a policy change do. With a state store, another process's
+/// write that started a stage starts one here too, once followed.
 ///
 /// # Example
 /// ```
@@ -121,8 +130,18 @@ impl<T> std::ops::IndexMut<Cohort> for PerCohort<T> {
 ///     SloAdmissionController::new(SloConfig::default())?,
 /// )?;
 /// let before = gate.route_request("u").stage;
-/// gate.promote(Environment::Canary { traffic_percent: 5.0 })?;
+/// gate.promote(Environment::Canary { traffic_percent: 10.000001 })?;
 /// assert!(gate.route_request("u").stage > before);
+/// // A flag turned on in Canary starts a stage: the judge's evidence was gathered without it.
+/// let before = gate.stage();
+/// gate.enable_feature("dark_mode")?;
+/// assert!(gate.stage() > before);
+/// // A share of the same buckets routes every request as before: the stage goes on.
+/// let before = gate.stage();
+/// let mut config = gate.config();
+/// config.environment = Environment::Canary { traffic_percent: 10.0000012 };
+/// gate.swap_config(config)?;
+/// assert_eq!(gate.stage(), before);
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
