@@ -106,6 +106,9 @@ pub(super) struct StoreLink {
     wake: Option<Wake>,
     /// Whether the last store call failed; outages are logged once, and their end.
     down: bool,
+    /// Whether the store's refusal of the waiting rollback as too large was logged: once for
+    /// each rollback deferred, whether the store was down before or not.
+    told_too_large: bool,
     /// The stored version the gate last found it cannot publish: logged once, not at every
     /// tick that reads it again.
     unpublishable: Option<u64>,
@@ -216,6 +219,7 @@ impl StoreLink {
             pending: None,
             wake: None,
             down: false,
+            told_too_large: false,
             unpublishable: None,
             instance: store::instance_id(opened),
             ttl: store::time_to_live(config),
@@ -348,22 +352,28 @@ impl StoreLink {
             decided_rollout: self.known_rollout.map(|rollout| rollout.started),
             config: config.clone(),
         });
+        self.told_too_large = false;
         if let Some(wake) = &self.wake {
             let _ = wake.wake();
         }
     }
 
+    /// Logs a failed store call: an outage once, until the store answers again. A write
+    /// refused as too large ([`StoreProblem::TooLarge`]) is no outage: the store answered, and
+    /// only that write was refused. It leaves the store marked as it was; a host's write
+    /// returns the error to its caller, and a waiting rollback's refusal is logged once for
+    /// that rollback (whether or not the store was down before).
     fn went_down(&mut self, error: &StoreError) {
-        if !self.down {
-            if error.problem() == StoreProblem::TooLarge && self.pending.is_some() {
+        if error.problem() == StoreProblem::TooLarge {
+            if self.pending.is_some() && !self.told_too_large {
                 // Not a store that will answer again by itself: this gate shows the rollback,
                 // the store (and every other process) the release it rolled back.
                 tracing::error!(%error, "promotion.store a rollback cannot be written: the store refuses a write this large; this gate routes the rolled-back release, other processes keep routing the stored one until the store's limit is raised (the write is tried again at each sync tick, not logged again)");
-            } else {
-                // The error says whether the store is unreachable or holds what this gate
-                // refuses.
-                tracing::error!(%error, "promotion.store cannot be used: routing goes on from the last snapshot, promotions are refused");
+                self.told_too_large = true;
             }
+        } else if !self.down {
+            // The error says whether the store is unreachable or holds what this gate refuses.
+            tracing::error!(%error, "promotion.store cannot be used: routing goes on from the last snapshot, promotions are refused");
             self.down = true;
         }
     }
@@ -775,6 +785,109 @@ mod tests {
         });
         assert_eq!(gate.config().environment, crate::config::canary(5.0));
         assert_eq!(gate.shared.monitor.stage_start(), Duration::from_secs(30));
+    }
+
+    /// A store whose commits are refused with the problems in `refusals`, first to last, then
+    /// refused as too large; its reads are `inner`'s.
+    #[derive(Debug)]
+    struct Refusing {
+        inner: Arc<dyn StateStore>,
+        refusals: std::sync::Mutex<Vec<StoreProblem>>,
+    }
+
+    impl StateStore for Refusing {
+        fn location(&self) -> &str {
+            self.inner.location()
+        }
+        fn changes_since(&self, known: Guard) -> Result<store::Since, StoreError> {
+            self.inner.changes_since(known)
+        }
+        fn commit(&self, _: &StoredWrite) -> Result<Commit, StoreError> {
+            let mut refusals = self.refusals.lock().unwrap();
+            let problem = if refusals.is_empty() {
+                StoreProblem::TooLarge
+            } else {
+                refusals.remove(0)
+            };
+            Err(StoreError::new(
+                self.location(),
+                problem,
+                "refused by the test",
+            ))
+        }
+        fn publish(&self, c: &store::Contribution, ttl: Duration) -> Result<(), StoreError> {
+            self.inner.publish(c, ttl)
+        }
+        fn contributions(
+            &self,
+            stage: u64,
+            except: &str,
+            ttl: Duration,
+        ) -> Result<Vec<Result<store::Contribution, store::BadContribution>>, StoreError> {
+            self.inner.contributions(stage, except, ttl)
+        }
+    }
+
+    /// A gate on a SQLite file in `dir` whose commits are refused as [`Refusing`] says, its
+    /// sync thread not woken (the test syncs by hand).
+    fn refusing_gate(
+        dir: &crate::store::scratch::Scratch,
+        refusals: Vec<StoreProblem>,
+    ) -> crate::PromotionGateManager {
+        let gate = gate_on(&dir.file("gate.db"), 60_000, 5_000);
+        {
+            let mut writer = gate.shared.lock_writer();
+            let link = writer.store.as_mut().unwrap();
+            link.wake = None;
+            link.store = Arc::new(Refusing {
+                inner: Arc::clone(&link.store),
+                refusals: std::sync::Mutex::new(refusals),
+            });
+        }
+        gate
+    }
+
+    #[test]
+    fn a_rollback_refused_as_too_large_is_logged_once_even_after_an_outage() {
+        let dir = crate::store::scratch::Scratch::new("too-large-after-outage");
+        // The store is unreachable as the rollback is made, then answers, refusing it as too
+        // large at each tick.
+        let gate = refusing_gate(&dir, vec![StoreProblem::Unavailable]);
+        let logs = crate::telemetry::log_lines::LogLines::default();
+        logs.during(|| {
+            gate.rollback("checkout errors").unwrap();
+            gate.shared.sync_once();
+            gate.shared.sync_once();
+        });
+        let errors = logs.lines_at(tracing::Level::ERROR);
+        let told = |line: &str| errors.iter().filter(|l| l.contains(line)).count();
+        assert_eq!(told("cannot be used"), 1, "{errors:#?}");
+        assert_eq!(told("a rollback cannot be written"), 1, "{errors:#?}");
+        assert!(gate.lock_writer().store.as_ref().unwrap().has_pending());
+    }
+
+    #[test]
+    fn a_hosts_write_refused_as_too_large_is_no_outage() {
+        let dir = crate::store::scratch::Scratch::new("too-large-host-write");
+        let gate = refusing_gate(&dir, vec![]);
+        let logs = crate::telemetry::log_lines::LogLines::default();
+        let refused = logs.during(|| {
+            let refused = gate.enable_feature("checkout-v2");
+            gate.shared.sync_once();
+            refused
+        });
+        let Err(crate::Error::Store(error)) = refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(error.problem(), StoreProblem::TooLarge);
+        assert!(!gate.is_feature_enabled("checkout-v2"));
+        let lines = logs.lines();
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("cannot be used") || l.contains("available again")),
+            "{lines:#?}"
+        );
     }
 
     fn automatic_rollbacks(gate: &crate::PromotionGateManager) -> u64 {
