@@ -88,7 +88,10 @@ impl Difference {
     /// 0.05. Where `a` is in truth beyond the boundary its own rate is above the floor, so the
     /// floor only keeps a few clean samples from looking precise; taking the whole boundary's
     /// rate for a ratio too would charge a canary as good as stable the variance of one 1.5
-    /// times as bad, about half as many samples again.
+    /// times as bad, about half as many samples again. The floor never lowers the variance
+    /// below `a`'s own: where it reaches 1 (a stable rate at 1 − the offset or above), whose
+    /// variance is 0, or is nearer 1 than `a`'s own rate, `a`'s own is taken
+    /// ([`Rates::Own`]).
     pub(crate) fn within(a: Proportion, b: Proportion, margin: f64, offset: f64) -> Option<Self> {
         let floor_a = (b.rate() + offset / margin.max(1.0)).min(1.0);
         let rates = Rates::Own {
@@ -122,6 +125,27 @@ mod tests {
             state ^= state << 17;
             ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
         }
+    }
+
+    #[test]
+    fn a_floor_near_one_never_lowers_the_variance_below_the_canarys_own() {
+        // Stable at 99.96 % errors and a tolerance of 0.05 %: the floor reaches 1, whose
+        // variance is 0; the canary's own rate (99.9 %) keeps its variance.
+        let stable = Proportion {
+            events: 99_960,
+            trials: 100_000,
+        };
+        let canary = Proportion {
+            events: 999,
+            trials: 1_000,
+        };
+        let within = Difference::within(canary, stable, 1.0, 0.0005).unwrap();
+        let own = |p: Proportion| {
+            let rate = (p.events as f64 + 0.5) / (p.trials as f64 + 1.0);
+            rate * (1.0 - rate) / p.trials as f64
+        };
+        let least = own(canary) + own(stable);
+        assert!(within.variance >= least, "{} < {least}", within.variance);
     }
 
     #[test]

@@ -137,7 +137,9 @@ fn difference_p(a: Proportion, b: Proportion, margin: f64, offset: f64) -> f64 {
 /// The rates the variance of a difference takes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Rates {
-    /// Each its own (smoothed), `a`'s at least `floor_a`: a Wald test's. With
+    /// Each its own (smoothed), `a`'s varying at least as a rate of `floor_a` would (its
+    /// variance term `p(1 − p)` the larger of its own and the floor's, so a floor never lowers
+    /// the variance, as a floor near 1 would): a Wald test's. With
     /// `b_at_least_boundary`, `b`'s at least its rate on the boundary ([`on_boundary`]): a
     /// test that `a` is beyond, where `b`'s own rate would make the variance smallest exactly
     /// when `b` erred least by chance. With few of `b`'s trials (a canary at 90 %: 5 000
@@ -194,7 +196,16 @@ pub(crate) fn difference(
             } else {
                 smoothed(b)
             };
-            (smoothed(a).max(floor_a), b_rate)
+            // A floor never lowers the variance: near 1 a higher rate varies less, and a
+            // floor of 1 would charge none.
+            let own = smoothed(a);
+            let spread = |p: f64| p * (1.0 - p);
+            let a_rate = if spread(floor_a.min(1.0)) > spread(own) {
+                floor_a.min(1.0)
+            } else {
+                own
+            };
+            (a_rate, b_rate)
         }
         Rates::OnBoundary => on_boundary(a, b, margin, offset),
     };
