@@ -132,9 +132,10 @@ func readJSON(data []byte, at string, doc document, read func([]byte) error) err
 
 // notUTF8 refuses data, doc's bytes, when they are not UTF-8, as New refuses them (the C
 // ABI's refusal, which the library never sees: it reads only UTF-8): an *Error of
-// StatusInvalidArgument naming doc.argument, the bytes as shown.Quoted shows them (each byte
-// that is not UTF-8 as \xNN) and the offset of the first such byte: "invalid config_json =
-// "{\"salt\": \"caf\xe9\"}": config is not valid UTF-8 (invalid byte at offset 13)". nil when
+// StatusInvalidArgument naming doc.argument, the bytes as the library shows them (shown.Bytes:
+// each byte that is not UTF-8 as \xNN, characters as Rust escapes them) and the offset of the
+// first such byte: "invalid config_json = "{\"salt\": \"caf\xe9\"}": config is not valid UTF-8
+// (invalid byte at offset 13)". nil when
 // data is UTF-8. encoding/json reads such a byte as U+FFFD, without an error.
 func notUTF8(data []byte, doc document) error {
 	if utf8.Valid(data) {
@@ -150,7 +151,7 @@ func notUTF8(data []byte, doc document) error {
 	}
 	return &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf(
 		"invalid %s = %s: %s is not valid UTF-8 (invalid byte at offset %d)",
-		doc.argument, shown.Quoted(string(data), maxShownValueBytes), doc.text, offset)}
+		doc.argument, shown.Bytes(data, maxShownValueBytes), doc.text, offset)}
 }
 
 // readDocument reads data, a whole document doc the library calls what ("PromotionConfig"),

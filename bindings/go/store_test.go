@@ -392,6 +392,12 @@ func TestDocumentsAreReadAsTheLibraryReadsThem(t *testing.T) {
 		"{\"store\":{\"sqlite\":{\"path\":\"\xe9.db\"}}}",
 		"{\"overrides\":{\"canary_ids\":[\"u\xff\"]}}",
 		"{\"gate\":\"g\", \"\xed\xa0\x80\": 1}",
+		// Shown as the library shows bytes: cut at 160 bytes unless inside a whole
+		// character, characters as Rust escapes them.
+		"{\"salt\": \"" + strings.Repeat("a", 150) + "\xa3\xa3\"}",
+		"{\"salt\": \"" + strings.Repeat("a", 148) + "\xe2\x82\xac\xff\"}",
+		"{\"salt\": \"x\x7f\xff\"}",
+		"{\"salt\": \"e\u0301\u00ad\u00a0'\\\"\xff\"}",
 	} {
 		cfg := DefaultConfig()
 		pe := wantErr(t, json.Unmarshal([]byte(doc), &cfg), ErrInvalidArgument)

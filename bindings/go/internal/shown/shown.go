@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -31,6 +32,96 @@ func Part(value string, max int) string {
 		max--
 	}
 	return value[:max]
+}
+
+// Bytes is data as the library shows bytes that may not be UTF-8 (LoggedBytes in
+// src/telemetry/logs.rs, the C ABI's refusal of a document that is not UTF-8): quoted, each
+// character as Rust's escape_debug writes it (\u{7f}, \u{301} for a combining mark, \")
+// and one drawn as nothing as \u{ad}, each byte that is no character's as \xNN; when data is
+// longer than max bytes, its first max bytes, or fewer when max falls inside a whole
+// character (cut at its start), followed by ...(N bytes), N the length of data.
+func Bytes(data []byte, max int) string {
+	cut := cutBeforeCharacter(data, max)
+	var b strings.Builder
+	b.WriteByte('"')
+	for rest := data[:cut]; len(rest) > 0; {
+		r, size := utf8.DecodeRune(rest)
+		if r == utf8.RuneError && size <= 1 {
+			fmt.Fprintf(&b, `\x%02x`, rest[0])
+		} else {
+			writeEscaped(&b, r)
+		}
+		rest = rest[size:]
+	}
+	b.WriteByte('"')
+	if cut < len(data) {
+		fmt.Fprintf(&b, "...(%d bytes)", len(data))
+	}
+	return b.String()
+}
+
+// cutBeforeCharacter is where data is cut to show at most bound of its bytes, as the
+// library's cut_before_character: at the bound, or at the start of a whole UTF-8 character
+// the bound falls inside. Bytes that are no character's are cut at the bound (backing over
+// them would hide them).
+func cutBeforeCharacter(data []byte, bound int) int {
+	if len(data) <= bound {
+		return len(data)
+	}
+	start := -1
+	for back := 1; back <= 3 && back <= bound; back++ {
+		if data[bound-back]&0xC0 != 0x80 {
+			start = bound - back
+			break
+		}
+	}
+	if start < 0 {
+		return bound
+	}
+	var size int
+	switch lead := data[start]; {
+	case lead >= 0xC0 && lead <= 0xDF:
+		size = 2
+	case lead >= 0xE0 && lead <= 0xEF:
+		size = 3
+	case lead >= 0xF0 && lead <= 0xF7:
+		size = 4
+	default:
+		return bound
+	}
+	if start+size > bound && start+size <= len(data) && utf8.Valid(data[start:start+size]) {
+		return start
+	}
+	return bound
+}
+
+// writeEscaped writes r as the library's write_escaped (src/error.rs): ' as it is, a
+// character drawn as nothing (Invisible) as \u{hex}, any other as Rust's char::escape_debug
+// writes it: \0 \t \r \n \\ \", a grapheme extender (a combining mark) or a character
+// that is not printable (a control, format, space but ASCII's, private-use or unassigned
+// one) as \u{hex}, the rest as itself.
+func writeEscaped(b *strings.Builder, r rune) {
+	switch {
+	case r == '\'':
+		b.WriteRune(r)
+	case Invisible(r):
+		fmt.Fprintf(b, `\u{%x}`, r)
+	case r == 0:
+		b.WriteString(`\0`)
+	case r == '\t':
+		b.WriteString(`\t`)
+	case r == '\r':
+		b.WriteString(`\r`)
+	case r == '\n':
+		b.WriteString(`\n`)
+	case r == '\\' || r == '"':
+		b.WriteByte('\\')
+		b.WriteRune(r)
+	case unicode.In(r, unicode.Mn, unicode.Me, unicode.Other_Grapheme_Extend) || !unicode.IsPrint(r):
+		fmt.Fprintf(b, `\u{%x}`, r)
+	default:
+		b.WriteRune(r)
+	}
 }
 
 // Quote is strconv.Quote(value), which escapes the control, format (U+200B, the bidirectional
