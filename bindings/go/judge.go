@@ -134,14 +134,14 @@ func (g *Gate) health(judge bool) (Health, error) {
 		op = "pgate_monitor_health"
 	}
 	var buf [evidenceCapacity]byte
-	h, n, st, err := g.healthCall(buf[:], judge)
+	h, n, st, err := healthCall(g, buf[:], judge)
 	switch {
 	case err != nil:
 		return Health{}, err
-	case st == C.PGATE_STATUS_BUFFER_TOO_SMALL:
+	case st == StatusBufferTooSmall:
 		return Health{}, evidenceTooLong(op, n)
-	case st != C.PGATE_STATUS_OK:
-		return Health{}, statusError(op, st)
+	case st != StatusOK:
+		return Health{}, &Error{Status: st, Message: op + " failed"} // as statusError says it
 	}
 	h.Evidence = string(buf[:n])
 	return h, nil
@@ -156,9 +156,13 @@ func evidenceTooLong(op string, n int) error {
 			"a library newer than this binding?", op, n, evidenceCapacity)}
 }
 
-// healthCall makes one pgate_monitor_health (judge) or pgate_read_health call with the
+// healthCall is callHealth: a variable, so that a test can stand in for the library (the
+// library never asks for more than the buffer it is given).
+var healthCall = (*Gate).callHealth
+
+// callHealth makes one pgate_monitor_health (judge) or pgate_read_health call with the
 // evidence buffer buf.
-func (g *Gate) healthCall(buf []byte, judge bool) (Health, int, C.pgate_status, error) {
+func (g *Gate) callHealth(buf []byte, judge bool) (Health, int, Status, error) {
 	p, held := g.acquire()
 	if p == nil {
 		return Health{}, 0, 0, errClosed
@@ -189,7 +193,7 @@ func (g *Gate) healthCall(buf []byte, judge bool) (Health, int, C.pgate_status, 
 		Recommendation:      Recommendation(ch.recommendation),
 		RulesFired:          Rules(ch.rules_fired),
 		SufficientData:      bool(ch.sufficient_data),
-	}, int(n), st, nil
+	}, int(n), Status(st), nil
 }
 
 // nanos converts a latency in nanoseconds, saturating at the largest Duration.

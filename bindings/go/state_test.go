@@ -137,7 +137,22 @@ func TestTheEvidenceBufferIsTheHeadersCapacity(t *testing.T) {
 	if evidenceCapacity != 4096 {
 		t.Fatalf("evidenceCapacity %d", evidenceCapacity)
 	}
-	pe := wantErr(t, evidenceTooLong("pgate_monitor_health", 5000), ErrBufferTooSmall)
+	// A library that asks for 5000 bytes is called once, and its answer refused.
+	defer func(library func(*Gate, []byte, bool) (Health, int, Status, error)) { healthCall = library }(healthCall)
+	calls := 0
+	healthCall = func(_ *Gate, buf []byte, judge bool) (Health, int, Status, error) {
+		calls++
+		if len(buf) != evidenceCapacity || !judge {
+			t.Errorf("a buffer of %d bytes, judge %v", len(buf), judge)
+		}
+		return Health{}, 5000, StatusBufferTooSmall, nil
+	}
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 25}}}`, "")
+	_, err := g.MonitorHealth()
+	pe := wantErr(t, err, ErrBufferTooSmall)
+	if calls != 1 {
+		t.Fatalf("%d calls: the evidence was asked for again, which judges again", calls)
+	}
 	if !strings.Contains(pe.Message, "pgate_monitor_health: an evidence line of 5000 bytes, longer than PGATE_EVIDENCE_CAPACITY (4096 bytes)") {
 		t.Fatalf("message %q", pe.Message)
 	}
