@@ -335,8 +335,8 @@ type DocumentText = unsafe extern "C" fn(
 ) -> pgate_status;
 
 /// Runs a [`DocumentText`] call on `config` as a C host does: asks for the length (a NULL
-/// buffer: `BUFFER_TOO_SMALL` with an error object, or the document's refusal), then reads the
-/// text whole.
+/// buffer: `BUFFER_TOO_SMALL` without an error object, or the document's refusal), then reads
+/// the text whole.
 fn document_text(config: &[u8], call: DocumentText) -> Result<String, Refusal> {
     let (mut len, mut err) = (usize::MAX, null_mut());
     // SAFETY: a live slice; a NULL buffer with cap 0 asks for the length; outputs writable.
@@ -350,11 +350,13 @@ fn document_text(config: &[u8], call: DocumentText) -> Result<String, Refusal> {
             &mut err,
         )
     };
-    // A buffer too small is refused with an error object saying the length it needs.
-    match outcome(status, err) {
-        Err(refusal) if refusal.status == pgate_status::BufferTooSmall => {}
-        Err(refusal) => return Err(refusal),
-        Ok(()) => panic!("a NULL buffer accepted"),
+    // A buffer too small writes the length it needs and no error object, as every text read
+    // does; a document refused is refused with one.
+    if status == pgate_status::BufferTooSmall {
+        assert!(err.is_null(), "an error object written for a buffer too small");
+    } else {
+        outcome(status, err)?;
+        panic!("a NULL buffer accepted");
     }
     err = null_mut();
     let mut buf = vec![0xAAu8; len + 1];
