@@ -11,7 +11,9 @@
  * pgate_record, pgate_flag_set_*) never allocate, free nothing (a config a write replaced is
  * freed by the writer side), take no lock and never wait once the calling thread made its
  * first call on the gate (which makes the thread's recorder). Two exceptions:
- * a pgate_record whose outcome makes a rule fire builds the rule's evidence (allocating) and,
+ * a pgate_record that judges (its outcome screened after a canary error, an evaluation due,
+ * or one another thread asked for while it held the judge's window; a forced outcome too)
+ * and finds a rule fired builds the rule's evidence (allocating) and,
  * if no write holds the gate's writer lock, makes the rollback on the calling thread, its log
  * lines (ERROR) sent to the log callback while it holds that lock (it never waits for the
  * lock: a write holding it makes the rollback as it lets go); and with a log callback set at
@@ -1214,8 +1216,10 @@ pgate_status pgate_route_forced(const struct pgate_gate *gate,
  * the gate's is refused as `PGATE_RECORDED_FOREIGN`; a forced one is counted in neither
  * cohort, as `PGATE_RECORDED_FORCED`. If `recorded` is not NULL it receives what happened to the
  * outcome. Allocation-free after the calling thread's first record, and never waits for a
- * lock (see the Rust docs of `record_outcome`). May run the judge and roll back: an outcome
- * that makes a rule fire builds the evidence (allocating) and, if no write holds the gate,
+ * lock (see the Rust docs of `record_outcome`). May run the judge and roll back (a forced
+ * outcome too: it may make an evaluation another thread asked for while it held the judge's
+ * window): an evaluation in which a rule fires builds the evidence (allocating) and, if no
+ * write holds the gate,
  * makes the rollback on this thread, which then sends its ERROR lines to the log callback
  * while it holds the gate's writer lock.
  *

@@ -950,10 +950,11 @@ local function health_table(h, evidence)
   }
 end
 
--- Judges now (pgate_monitor_health): the health table, or nil, message, status. One call:
--- judging again would judge another window (after a rollback, a healthy Production), so the
--- evidence gets the room the library says always suffices (longer lines are cut).
-local function judged_health(self, operation)
+-- Calls fn (pgate_monitor_health or pgate_read_health) once: the health table, or nil,
+-- message, status. One call: a second would read another window (after a rollback, which
+-- either may make, a healthy Production), so the evidence gets the room the library says
+-- always suffices (longer lines are cut).
+local function health_once(self, operation, fn)
   if type(self) ~= "table" or self.handle == nil then
     return freed(operation, self)
   end
@@ -964,11 +965,16 @@ local function judged_health(self, operation)
   if handle == nil then
     return freed(operation, self)
   end
-  local status = C.pgate_monitor_health(handle, self.health_buf, evidence, cap, self.len_buf)
+  local status = fn(handle, self.health_buf, evidence, cap, self.len_buf)
   if status ~= M.OK then
     return failure(status)
   end
   return health_table(self.health_buf[0], ffi.string(evidence, self.len_buf[0]))
+end
+
+-- Judges now (pgate_monitor_health): see health_once.
+local function judged_health(self, operation)
+  return health_once(self, operation, C.pgate_monitor_health)
 end
 
 --- The former name of gate:monitor_health(), kept with its meaning: it judges the canary now
@@ -1454,19 +1460,10 @@ end
 --- leaves the window as it was, so a status location may call it on every request. A rule may
 --- show as fired here; the gate acts on it at its next judgement (the record path judges by
 --- itself). An evaluation the record path asked for while the read held the window is made
---- right after it, and may roll the canary back there, as the record path would have.
+--- right after it, and may roll the canary back there, as the record path would have; so
+--- the read is one call, never repeated (M.EVIDENCE_CAPACITY bytes of evidence).
 function Gate:read_health()
-  if type(self) ~= "table" or self.handle == nil then
-    return freed("read_health", self)
-  end
-  local h = self.health_buf
-  local evidence, message, status = read_text(function(gate, buf, cap, len) -- h: this call's
-    return C.pgate_read_health(gate, h, buf, cap, len)
-  end, self, "read_health")
-  if evidence == nil then
-    return nil, message, status
-  end
-  return health_table(h[0], evidence)
+  return health_once(self, "read_health", C.pgate_read_health)
 end
 
 --- Where the gate stands, read without judging: a table {environment = "canary", "staging"

@@ -778,8 +778,20 @@ local function test_parity()
     end
   end
   assert(gate:swap_config(config:format("true")))
+  -- One call for a line of any length: a second would read the window anew, after the
+  -- rollback the first may have made (a read asking again for a longer buffer made two).
+  local config_json, up, real = library_upvalue(gate)
+  local reads = 0
+  debug.setupvalue(config_json, up, setmetatable({
+    pgate_read_health = function(...)
+      reads = reads + 1
+      return real.pgate_read_health(...)
+    end,
+  }, { __index = real }))
   local read = assert(gate:read_health())
+  debug.setupvalue(config_json, up, real)
   check(#read.evidence > 1024, "the case needs a long evidence line: " .. #read.evidence)
+  check(reads == 1, "read_health read the health " .. reads .. " times, not once")
   local judged = assert(gate:monitor_health())
   check(judged.recommendation == "rollback" and judged.environment == "canary"
           and judged.rules_fired == read.rules_fired

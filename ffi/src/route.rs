@@ -248,8 +248,10 @@ fn to_c_decision(d: &RoutingDecision<'_>) -> pgate_decision {
 /// the gate's is refused as `PGATE_RECORDED_FOREIGN`; a forced one is counted in neither
 /// cohort, as `PGATE_RECORDED_FORCED`. If `recorded` is not NULL it receives what happened to the
 /// outcome. Allocation-free after the calling thread's first record, and never waits for a
-/// lock (see the Rust docs of `record_outcome`). May run the judge and roll back: an outcome
-/// that makes a rule fire builds the evidence (allocating) and, if no write holds the gate,
+/// lock (see the Rust docs of `record_outcome`). May run the judge and roll back (a forced
+/// outcome too: it may make an evaluation another thread asked for while it held the judge's
+/// window): an evaluation in which a rule fires builds the evidence (allocating) and, if no
+/// write holds the gate,
 /// makes the rollback on this thread, which then sends its ERROR lines to the log callback
 /// while it holds the gate's writer lock.
 ///

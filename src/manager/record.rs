@@ -59,7 +59,10 @@ impl PromotionGateManager {
     /// newer than the gate's (a decision of another gate, or from before a restart) is dropped
     /// as [`Recorded::Foreign`], as an unforced one is. For hosts that keep decisions as plain
     /// data (the C ABI); [`record_outcome`](Self::record_outcome) calls it for a forced
-    /// decision. Lock-free; no allocation after the thread's first record.
+    /// decision. Lock-free; no allocation after the thread's first record, but for the
+    /// judge: a record made as another thread let the judge's window go may make the
+    /// evaluation that thread asked for, and act on it as the record path does (a rule that
+    /// fired builds its evidence and may roll back on this thread).
     ///
     /// # Example
     /// ```

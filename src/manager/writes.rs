@@ -122,7 +122,7 @@ impl PromotionGateManager {
     fn promote_if(&self, expected: Option<StageId>, target: Environment) -> Result<(), Error> {
         target.validate()?;
         let target = target.unsigned();
-        let mut first_kind = None;
+        let mut first_step = None;
         self.write(|writer| {
             let current = self.shared.current.load_full();
             if let Some(expected) = expected.filter(|&stage| stage != current.route.stage) {
@@ -133,9 +133,10 @@ impl PromotionGateManager {
                 .into());
             }
             let step = plan_promotion(current.config.environment, target)?;
-            // Decided again after another process's write: the same kind of move, or none (a
-            // ramp down that lost to a rollback must not become a new rollout).
-            if *first_kind.get_or_insert(step.kind) != step.kind {
+            // Decided again after another process's write: the same move, gated as it was, or
+            // none (a ramp down that lost to a rollback must not become a new rollout, nor a
+            // gated ramp up one from another process's 0 %, which is not gated).
+            if *first_step.get_or_insert((step.kind, step.gated)) != (step.kind, step.gated) {
                 let not_made = format!("the promotion to {target} was not made");
                 return Err(moved_first(writer, &current, &not_made));
             }

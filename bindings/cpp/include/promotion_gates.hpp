@@ -33,7 +33,8 @@
 //   Failures throw promotion_gates::Error (a std::runtime_error): status() is the library's
 //   pgate_status code and what() its message, which names the field and value at fault.
 //   The hot calls route(), record(), record_by_id() and features() do not allocate (after a
-//   thread's first call on the gate), but for a record whose outcome makes a rule fire: it
+//   thread's first call on the gate), but for a record that judges and finds a rule fired
+//   (its outcome screened, an evaluation due, or one another thread asked for): it
 //   builds the judge's evidence (allocating) and may roll the canary back on the calling
 //   thread (see record()); and, with a log callback at LogLevel::Debug or Trace, the route
 //   and record_by_id lines (see set_log_callback()). They throw only when the Gate was moved
@@ -872,7 +873,9 @@ class Gate {
   /// Records the outcome of a request routed by `decision`: whether it succeeded and its
   /// latency, any std::chrono duration (e.g. 12ms, or std::chrono::duration<double>(0.012)),
   /// rounded to whole nanoseconds. Lock-free; allocation-free after the thread's first record,
-  /// but for an outcome that makes a rule fire: the judge then builds its evidence (allocating)
+  /// but for a record that judges and finds a rule fired (its outcome screened after a canary
+  /// error, an evaluation due, or one another thread asked for while it held the judge's
+  /// window; a forced outcome too): the judge then builds its evidence (allocating)
   /// and rolls a failing canary back on this thread when no write holds the gate (its ERROR
   /// lines logged then; else the write that holds it, or the state store's thread, makes it).
   /// Throws Error PGATE_STATUS_INVALID_ARGUMENT for a latency that is negative, NaN, infinite
@@ -1042,7 +1045,9 @@ class Gate {
   /// PGATE_STATUS_ALREADY_THERE, PGATE_STATUS_INVALID_CONFIG (a percentage outside 0 ..= 100
   /// or NaN), PGATE_STATUS_INVALID_ARGUMENT (an unknown environment, or a Canary without a
   /// percentage), and for gated moves PGATE_STATUS_SLO_NOT_MET or
-  /// PGATE_STATUS_INSUFFICIENT_DATA with the evidence. A refused promotion changes nothing.
+  /// PGATE_STATUS_INSUFFICIENT_DATA with the evidence (a ramp down is not gated, but the
+  /// stage it ends is judged first: PGATE_STATUS_SLO_NOT_MET when a rule fired in it). A
+  /// refused promotion changes nothing, unless the judge rolled a failing canary back.
   void promote(Environment target, std::optional<double> traffic_percent = std::nullopt) const {
     const pgate_gate* gate = live("promote");
     if (target == Environment::Canary && !traffic_percent.has_value()) {
@@ -1156,7 +1161,9 @@ class Gate {
 
   /// Replaces the config atomically with a JSON PromotionConfig (hot reload, not gated).
   /// Throws Error PGATE_STATUS_INVALID_JSON or PGATE_STATUS_INVALID_CONFIG; the gate is then
-  /// unchanged.
+  /// unchanged. A swap that starts a stage (a new split, environment or salt, or in Canary
+  /// and Staging a flag newly on) judges the stage it ends first: PGATE_STATUS_SLO_NOT_MET
+  /// when a rule fired in it, the canary rolled back and the swap not made.
   void swap_config(std::string_view config_json) const {
     const pgate_gate* gate = live("swap_config");
     detail::check_with_error("pgate_swap_config", [&](pgate_error** err) {

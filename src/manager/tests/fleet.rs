@@ -176,3 +176,19 @@ fn a_write_that_follows_another_process_promotion_does_not_undo_it() {
         assert!(!gate.is_feature_enabled("other"), "{who}: {config:?}");
     }
 }
+
+#[test]
+fn a_gated_ramp_up_decided_again_over_another_process_ramp_to_0_percent_is_not_made() {
+    // B ramps the canary down to 0 % (ungated); A, which has not followed it, ramps up from
+    // its 50 %: judged and allowed on its own view, it loses the store's compare-and-swap and
+    // is decided again from 0 %, where a ramp up is a new rollout, not gated: not made.
+    let dir = crate::store::scratch::Scratch::new("fleet-ramp-up-over-zero");
+    let store = || fleet_store(&dir);
+    let (a, b, _) = two_processes(store());
+    b.promote(canary(0.0)).unwrap();
+    let err = a.promote(canary(75.0)).unwrap_err();
+    assert!(err.to_string().contains("was not made"), "{err}");
+    for (who, gate) in [("A", &*a), ("B", &b), ("the store", &gate_on(store()))] {
+        assert_eq!(gate.environment(), canary(0.0), "{who}");
+    }
+}
