@@ -353,7 +353,10 @@ fn document_text(config: &[u8], call: DocumentText) -> Result<String, Refusal> {
     // A buffer too small writes the length it needs and no error object, as every text read
     // does; a document refused is refused with one.
     if status == pgate_status::BufferTooSmall {
-        assert!(err.is_null(), "an error object written for a buffer too small");
+        assert!(
+            err.is_null(),
+            "an error object written for a buffer too small"
+        );
     } else {
         outcome(status, err)?;
         panic!("a NULL buffer accepted");
