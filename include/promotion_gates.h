@@ -1370,7 +1370,10 @@ const char *pgate_status_str(uint32_t status);
  * `_count`, which fall as requests leave the window). Serve it with the content type
  * `text/plain; version=0.0.4`. If `buf` is NULL or too small, only `*len_out` is written and
  * `PGATE_STATUS_BUFFER_TOO_SMALL` is returned (the text may grow by a few bytes between two
- * calls: allocate some slack).
+ * calls: allocate some slack). The window is read as `pgate_read_health` reads it, so an
+ * evaluation that fell due meanwhile is made right after, on this thread, and may roll the
+ * canary back: like `pgate_read_health`, it is refused from inside the log callback
+ * (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
  *
  * # Safety
  * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -1385,7 +1388,7 @@ pgate_status pgate_metrics_prometheus(const struct pgate_gate *gate,
  * once, one series per gate): a host with several gates serves this at `/metrics`. Two gates
  * of one name (`pgate_gate_name`) would repeat each other's series: that is
  * `PGATE_STATUS_INVALID_ARGUMENT`, and nothing is written. `gates` may be NULL only with
- * `count` 0.
+ * `count` 0. Refused from inside the log callback, as `pgate_metrics_prometheus` is.
  *
  * # Safety
  * `gates` must point to `count` live gates; `buf` NULL or valid for `cap` bytes; `len_out`
@@ -1403,7 +1406,8 @@ pgate_status pgate_metrics_prometheus_gates(const struct pgate_gate *const *gate
  * gate's own. `counts` NULL is each gate's own counts (`pgate_metrics_prometheus_gates`);
  * else it must point to `count` counts. A host of several processes serving counts it keeps
  * in shared memory makes every process answer the same counters, which then never go down
- * when a scrape reaches another process.
+ * when a scrape reaches another process. Refused from inside the log callback, as
+ * `pgate_metrics_prometheus` is.
  *
  * ```c
  * const pgate_gate *gates[] = { gate };
@@ -1437,7 +1441,10 @@ pgate_status pgate_metrics_prometheus_counted(const struct pgate_gate *const *ga
  * HdrHistogram's log files hold), readable by its ports in Java, Go, Python, C and Rust,
  * so a host can merge and plot them; values are microseconds (1 µs ..= 60 s, two
  * significant figures); both come from one read of the window. If `buf` is NULL or too
- * small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+ * small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned. Like
+ * `pgate_metrics_prometheus`, it reads the window as `pgate_read_health` does (an evaluation
+ * that fell due meanwhile is made right after, and may roll back), so it is refused from
+ * inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
  *
  * # Safety
  * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.

@@ -1,6 +1,8 @@
 //! Telemetry through the C ABI: the Prometheus exposition and each cohort's latency
 //! histogram, for hosts that serve `/metrics` or merge histograms themselves. Both read the
-//! gate without side effects (never its judging calls). A host of several processes that
+//! gate's window as `pgate_read_health` does: they judge nothing themselves, but make the
+//! evaluation the record path asked for while they held the window (which may roll back), so
+//! like it they are refused from inside the log callback. A host of several processes that
 //! counts the outcome counters once for all of them hands its counts to
 //! `pgate_metrics_prometheus_counted`.
 
@@ -12,6 +14,7 @@ use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 
 use crate::boundary::{copy_out, guard, slice};
 use crate::gate::{cold, pgate_gate};
+use crate::log::refused_inside_callback;
 use crate::status::pgate_status;
 use promotion_gates::Cohort;
 use promotion_gates::PromotionGateManager;
@@ -25,7 +28,10 @@ use promotion_gates::telemetry::prometheus::{self, ExpositionError, OutcomeCount
 /// `_count`, which fall as requests leave the window). Serve it with the content type
 /// `text/plain; version=0.0.4`. If `buf` is NULL or too small, only `*len_out` is written and
 /// `PGATE_STATUS_BUFFER_TOO_SMALL` is returned (the text may grow by a few bytes between two
-/// calls: allocate some slack).
+/// calls: allocate some slack). The window is read as `pgate_read_health` reads it, so an
+/// evaluation that fell due meanwhile is made right after, on this thread, and may roll the
+/// canary back: like `pgate_read_health`, it is refused from inside the log callback
+/// (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
 ///
 /// # Safety
 /// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -36,6 +42,9 @@ pub unsafe extern "C" fn pgate_metrics_prometheus(
     cap: usize,
     len_out: *mut usize,
 ) -> pgate_status {
+    if refused_inside_callback("pgate_metrics_prometheus").is_some() {
+        return pgate_status::InvalidArgument;
+    }
     // SAFETY: a pointer to one gate is an array of one; the rest is the caller's contract.
     unsafe { pgate_metrics_prometheus_gates(&gate, 1, buf, cap, len_out) }
 }
@@ -44,7 +53,7 @@ pub unsafe extern "C" fn pgate_metrics_prometheus(
 /// once, one series per gate): a host with several gates serves this at `/metrics`. Two gates
 /// of one name (`pgate_gate_name`) would repeat each other's series: that is
 /// `PGATE_STATUS_INVALID_ARGUMENT`, and nothing is written. `gates` may be NULL only with
-/// `count` 0.
+/// `count` 0. Refused from inside the log callback, as `pgate_metrics_prometheus` is.
 ///
 /// # Safety
 /// `gates` must point to `count` live gates; `buf` NULL or valid for `cap` bytes; `len_out`
@@ -57,6 +66,9 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_gates(
     cap: usize,
     len_out: *mut usize,
 ) -> pgate_status {
+    if refused_inside_callback("pgate_metrics_prometheus_gates").is_some() {
+        return pgate_status::InvalidArgument;
+    }
     // SAFETY: NULL counts are the gates' own; the rest is the caller's contract.
     unsafe { pgate_metrics_prometheus_counted(gates, std::ptr::null(), count, buf, cap, len_out) }
 }
@@ -101,7 +113,8 @@ impl From<pgate_outcome_counts> for OutcomeCounts {
 /// gate's own. `counts` NULL is each gate's own counts (`pgate_metrics_prometheus_gates`);
 /// else it must point to `count` counts. A host of several processes serving counts it keeps
 /// in shared memory makes every process answer the same counters, which then never go down
-/// when a scrape reaches another process.
+/// when a scrape reaches another process. Refused from inside the log callback, as
+/// `pgate_metrics_prometheus` is.
 ///
 /// ```c
 /// const pgate_gate *gates[] = { gate };
@@ -128,6 +141,9 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_counted(
     cap: usize,
     len_out: *mut usize,
 ) -> pgate_status {
+    if refused_inside_callback("pgate_metrics_prometheus_counted").is_some() {
+        return pgate_status::InvalidArgument;
+    }
     guard(|| {
         // SAFETY: the caller guarantees `count` readable pointers at `gates` (or NULL with 0).
         let handles = unsafe { slice(gates, count) }?;
@@ -168,7 +184,10 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_counted(
 /// HdrHistogram's log files hold), readable by its ports in Java, Go, Python, C and Rust,
 /// so a host can merge and plot them; values are microseconds (1 µs ..= 60 s, two
 /// significant figures); both come from one read of the window. If `buf` is NULL or too
-/// small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+/// small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned. Like
+/// `pgate_metrics_prometheus`, it reads the window as `pgate_read_health` does (an evaluation
+/// that fell due meanwhile is made right after, and may roll back), so it is refused from
+/// inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
 ///
 /// # Safety
 /// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -179,6 +198,9 @@ pub unsafe extern "C" fn pgate_latency_histograms_json(
     cap: usize,
     len_out: *mut usize,
 ) -> pgate_status {
+    if refused_inside_callback("pgate_latency_histograms_json").is_some() {
+        return pgate_status::InvalidArgument;
+    }
     guard(|| {
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold(gate) }?;

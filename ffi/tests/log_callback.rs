@@ -232,7 +232,9 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     );
 
     // A callback that calls back into the gate that is logging (with its writer lock held):
-    // each write, judgement and free is refused, not waited for or done to a gate in use.
+    // each write, judgement, read of the window (which makes the evaluation asked for
+    // meanwhile, and may roll back) and free is refused, not waited for or done to a gate in
+    // use.
     struct Reentry {
         gate: *mut pgate_gate,
         statuses: Mutex<Vec<(&'static str, pgate_status)>>,
@@ -257,6 +259,10 @@ fn log_lines_reach_the_callback_up_to_its_level() {
         let (flag, slo, reason) = ("zz", "{}", "from the callback");
         let mut compliant = false;
         let mut health = std::mem::MaybeUninit::<pgate_health>::uninit();
+        let gates = [gate.cast_const()];
+        let counts = [pgate_outcome_counts::default()];
+        // A NULL buffer: outside the callback, each read below is BUFFER_TOO_SMALL.
+        let mut len = 0;
         // SAFETY: a live gate, live slices, valid out pointers; err may be NULL.
         unsafe {
             statuses.extend([
@@ -278,6 +284,29 @@ fn log_lines_reach_the_callback_up_to_its_level() {
                     "pgate_read_health",
                     pgate_read_health(gate, health.as_mut_ptr(), null_mut(), 0, null_mut()),
                 ),
+                (
+                    "pgate_metrics_prometheus",
+                    pgate_metrics_prometheus(gate, null_mut(), 0, &mut len),
+                ),
+                (
+                    "pgate_metrics_prometheus_gates",
+                    pgate_metrics_prometheus_gates(gates.as_ptr(), 1, null_mut(), 0, &mut len),
+                ),
+                (
+                    "pgate_metrics_prometheus_counted",
+                    pgate_metrics_prometheus_counted(
+                        gates.as_ptr(),
+                        counts.as_ptr(),
+                        1,
+                        null_mut(),
+                        0,
+                        &mut len,
+                    ),
+                ),
+                (
+                    "pgate_latency_histograms_json",
+                    pgate_latency_histograms_json(gate, null_mut(), 0, &mut len),
+                ),
                 ("pgate_gate_free", pgate_gate_free(gate)),
             ]);
         }
@@ -293,7 +322,7 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     call(gate, pgate_enable_feature, "logged"); // logs at info, with the writer lock held
     assert_eq!(set(Some(collect), lines, 3), pgate_status::Ok);
     let statuses = std::mem::take(&mut *reentry.statuses.lock().unwrap());
-    assert_eq!(statuses.len(), 7, "{statuses:?}");
+    assert_eq!(statuses.len(), 11, "{statuses:?}");
     assert!(
         statuses
             .iter()
