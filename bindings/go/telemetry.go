@@ -28,8 +28,8 @@ const PrometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 // metric family once, one series per gate, labelled gate="<name>". A gate passed twice, or
 // two gates of one name (whose series would repeat), is an error naming both positions; a nil
 // or closed gate is an ErrClosed naming its position ("gates[1] is closed"). It
-// reads the gates without side effects: a scrape never judges, so it may run as often as
-// wanted.
+// judges nothing, so a scrape may run as often as wanted (as after ReadHealth, an evaluation
+// the record path asked for meanwhile is made after the read, and may roll back).
 func MetricsPrometheus(gates ...*Gate) (string, error) {
 	return exposition(gates, nil, "pgate_metrics_prometheus_gates")
 }
@@ -208,8 +208,9 @@ type LatencyHistograms struct {
 	Stable   string `json:"stable"`
 }
 
-// LatencyHistograms returns each cohort's latency histogram of the judged window. It has no
-// side effect on the gate.
+// LatencyHistograms returns each cohort's latency histogram of the judged window. It judges
+// nothing (as after ReadHealth, an evaluation the record path asked for meanwhile is made after
+// the read, and may roll back).
 func (g *Gate) LatencyHistograms() (LatencyHistograms, error) {
 	var h LatencyHistograms
 	doc, err := g.readJSON("pgate_latency_histograms_json", func(p *C.pgate_gate, buf *C.char, n C.size_t, out *C.size_t) C.pgate_status {

@@ -1224,7 +1224,8 @@ function Gate:rollback_history_json()
 end
 
 -- Telemetry (see the repository README, "Observability"): the Prometheus exposition and each
--- cohort's latency histogram. Both read the gate without side effects.
+-- cohort's latency histogram. Neither judges the gate (as after gate:read_health(), an
+-- evaluation the record path asked for meanwhile is made after the read, and may roll back).
 cdef [[
 typedef struct pgate_outcome_counts {
   uint64_t late_outcomes;
@@ -1322,9 +1323,10 @@ end
 
 --- The Prometheus text exposition of several gates (`pg.metrics_prometheus(web, api)`), as a
 --- host serving one /metrics for all of them needs: each metric family once, one series per
---- gate, labelled gate="<name>". No side effect. Two gates of one name (gate:name()) would
---- repeat each other's series: nil, "PGATE_STATUS_INVALID_ARGUMENT: gates[2] is named "web",
---- as gates[1] is: ...", 2 (positions count from 1), as for one gate given twice.
+--- gate, labelled gate="<name>". Judges nothing (as gate:read_health()). Two gates of one name
+--- (gate:name()) would repeat each other's series: nil, "PGATE_STATUS_INVALID_ARGUMENT:
+--- gates[2] is named "web", as gates[1] is: ...", 2 (positions count from 1), as for one gate
+--- given twice.
 function M.metrics_prometheus(...)
   return exposition("metrics_prometheus", nil, ...)
 end

@@ -1221,9 +1221,11 @@ class Gate {
                              });
   }
 
-  /// The gate's Prometheus text exposition (format 0.0.4; serve it as
-  /// "text/plain; version=0.0.4"): every series labelled gate="<name>". No side effect. For
-  /// several gates in one exposition, the free function metrics_prometheus({&a, &b}).
+  /// The gate's Prometheus text exposition (format 0.0.4; serve it as "text/plain;
+  /// version=0.0.4"): every series labelled gate="<name>". Judges nothing (an evaluation the
+  /// record path asked for meanwhile is made after the read, and may roll back; refused inside
+  /// the log callback, as read_health() is). For several gates in one exposition, the free
+  /// function metrics_prometheus({&a, &b}).
   [[nodiscard]] std::string metrics_prometheus() const {
     const pgate_gate* gate = live("metrics_prometheus");
     return detail::read_text("pgate_metrics_prometheus",
@@ -1275,7 +1277,9 @@ class Gate {
 
   /// Each cohort's latency histogram of the judged window as JSON: {"encoding":
   /// "hdrhistogram-v2-deflate-base64", "unit": "microseconds", "canary": "...", "stable":
-  /// "..."}, in HdrHistogram's compressed V2 form, base64. No side effect.
+  /// "..."}, in HdrHistogram's compressed V2 form, base64. Judges nothing (an evaluation the
+  /// record path asked for meanwhile is made after the read, and may roll back; refused inside
+  /// the log callback, as read_health() is).
   [[nodiscard]] std::string latency_histograms_json() const {
     const pgate_gate* gate = live("latency_histograms_json");
     return detail::read_text("pgate_latency_histograms_json",
@@ -1484,9 +1488,11 @@ inline std::string exposition(const std::vector<const Gate*>& gates,
 
 }  // namespace detail
 
-/// The Prometheus text exposition (format 0.0.4) of several gates, as a host serving one
-/// /metrics for all of them needs: each metric family once, one series per gate, labelled
-/// gate="<name>" (pgate_metrics_prometheus_gates). No side effect.
+/// The Prometheus text exposition (format 0.0.4) of several gates, as a host serving one /metrics
+/// for all of them needs: each metric family once, one series per gate, labelled gate="<name>"
+/// (pgate_metrics_prometheus_gates). Judges nothing (an evaluation the record path asked for
+/// meanwhile is made after the read, and may roll back; refused inside the log callback, as
+/// Gate::read_health() is).
 ///
 ///     const std::string text = promotion_gates::metrics_prometheus({&checkout, &search});
 ///

@@ -1,7 +1,9 @@
 """Telemetry: the Prometheus exposition, each cohort's latency histogram, and log lines.
 
-Every read here is side-effect free on the gate (it never judges), so a ``/metrics`` handler
-may call :func:`metrics_prometheus` on every scrape::
+No read here judges the gate (as after ``Gate.read_health``, an evaluation the record path asked
+for meanwhile is made after the read, and may roll back), so a ``/metrics`` handler may call
+:func:`metrics_prometheus` on every scrape (not from inside the log callback, which the library
+refuses)::
 
     from promotion_gates import Gate, metrics_prometheus
 
