@@ -413,8 +413,9 @@ inline thread_local bool inside_log_callback = false;
 
 /// Throws the library's refusal of `function` from inside the log callback, in the words its
 /// calls with an error object give (pgate_swap_slo's, ffi/src/log.rs), when that is why
-/// `status` failed: pgate_check_slo, pgate_monitor_health and pgate_read_health have no error
-/// object, and throw_status would say only "pgate_check_slo: PGATE_STATUS_INVALID_ARGUMENT".
+/// `status` failed: pgate_check_slo, pgate_monitor_health, pgate_read_health and the reads of
+/// the window (the Prometheus expositions, pgate_latency_histograms_json) have no error object,
+/// and throw_status would say only "pgate_check_slo: PGATE_STATUS_INVALID_ARGUMENT".
 inline void check_outside_log_callback(pgate_status status, const char* function) {
   if (status == PGATE_STATUS_INVALID_ARGUMENT && inside_log_callback) {
     throw Error(status, std::string(function) +
@@ -1230,7 +1231,11 @@ class Gate {
     const pgate_gate* gate = live("metrics_prometheus");
     return detail::read_text("pgate_metrics_prometheus",
                              [&](char* buf, std::size_t cap, std::size_t* len) {
-                               return pgate_metrics_prometheus(gate, buf, cap, len);
+                               const pgate_status status =
+                                   pgate_metrics_prometheus(gate, buf, cap, len);
+                               detail::check_outside_log_callback(status,
+                                                                  "pgate_metrics_prometheus");
+                               return status;
                              });
   }
 
@@ -1244,8 +1249,11 @@ class Gate {
                                  counts.forced_outcomes, counts.ignored_override_values};
     return detail::read_text("pgate_metrics_prometheus_counted",
                              [&](char* buf, std::size_t cap, std::size_t* len) {
-                               return pgate_metrics_prometheus_counted(&gate, &c, 1, buf, cap,
-                                                                       len);
+                               const pgate_status status =
+                                   pgate_metrics_prometheus_counted(&gate, &c, 1, buf, cap, len);
+                               detail::check_outside_log_callback(
+                                   status, "pgate_metrics_prometheus_counted");
+                               return status;
                              });
   }
 
@@ -1284,7 +1292,11 @@ class Gate {
     const pgate_gate* gate = live("latency_histograms_json");
     return detail::read_text("pgate_latency_histograms_json",
                              [&](char* buf, std::size_t cap, std::size_t* len) {
-                               return pgate_latency_histograms_json(gate, buf, cap, len);
+                               const pgate_status status =
+                                   pgate_latency_histograms_json(gate, buf, cap, len);
+                               detail::check_outside_log_callback(
+                                   status, "pgate_latency_histograms_json");
+                               return status;
                              });
   }
 
@@ -1479,6 +1491,8 @@ inline std::string exposition(const std::vector<const Gate*>& gates,
             ? pgate_metrics_prometheus_gates(handles.data(), handles.size(), buf, cap, len)
             : pgate_metrics_prometheus_counted(handles.data(), counts, handles.size(), buf, cap,
                                                len);
+    check_outside_log_callback(status, counts == nullptr ? "pgate_metrics_prometheus_gates"
+                                                         : "pgate_metrics_prometheus_counted");
     if (status == PGATE_STATUS_INVALID_ARGUMENT) {
       throw_same_names(gates, status, function);
     }

@@ -23,6 +23,7 @@ using namespace std::chrono_literals;
 using promotion_gates::Error;
 using promotion_gates::Gate;
 using promotion_gates::LogLevel;
+using promotion_gates::OutcomeCounts;
 using promotion_gates::set_log_callback;
 
 struct Line {
@@ -154,7 +155,8 @@ TEST(Log, TheCallbackCannotSetTheCallbackNorWriteAndItsExceptionsAreDropped) {
   EXPECT_FALSE(gate.is_feature_enabled("from_inside"));
 }
 
-// pgate_check_slo, pgate_monitor_health and pgate_read_health have no error object: the binding
+// pgate_check_slo, pgate_monitor_health, pgate_read_health and the reads of the window (the
+// Prometheus expositions, pgate_latency_histograms_json) have no error object: the binding
 // words their refusal from inside the callback as the library words swap_slo's, which it writes
 // itself.
 TEST(Log, AJudgementFromInsideTheCallbackIsRefusedInTheLibrarysWords) {
@@ -172,6 +174,14 @@ TEST(Log, AJudgementFromInsideTheCallbackIsRefusedInTheLibrarysWords) {
             {"monitor_health", [&] { (void)gate->monitor_health(); }},
             {"health", [&] { (void)gate->health(); }},
             {"read_health", [&] { (void)gate->read_health(); }},
+            {"metrics_prometheus", [&] { (void)gate->metrics_prometheus(); }},
+            {"metrics_prometheus_counted",
+             [&] { (void)gate->metrics_prometheus_counted(OutcomeCounts{}); }},
+            {"latency_histograms_json", [&] { (void)gate->latency_histograms_json(); }},
+            {"promotion_gates::metrics_prometheus",
+             [&] { (void)promotion_gates::metrics_prometheus({gate}); }},
+            {"promotion_gates::metrics_prometheus_counted",
+             [&] { (void)promotion_gates::metrics_prometheus_counted({gate}, {OutcomeCounts{}}); }},
         };
         for (const auto& [member, call] : calls) {
           try {
@@ -188,7 +198,7 @@ TEST(Log, AJudgementFromInsideTheCallbackIsRefusedInTheLibrarysWords) {
   gate.enable_feature("a");  // logs one line
   set_log_callback(nullptr);
   const std::lock_guard<std::mutex> lock(mutex);
-  ASSERT_EQ(refused.size(), 5u);
+  ASSERT_EQ(refused.size(), 10u);
   const std::string swap = refused[0].second;
   const std::string name = "pgate_swap_slo";
   ASSERT_EQ(swap.rfind("PGATE_STATUS_INVALID_ARGUMENT: " + name + " was called from inside", 0),
@@ -201,6 +211,11 @@ TEST(Log, AJudgementFromInsideTheCallbackIsRefusedInTheLibrarysWords) {
   EXPECT_EQ(refused[2].second, words("pgate_monitor_health"));
   EXPECT_EQ(refused[3].second, words("pgate_monitor_health"));
   EXPECT_EQ(refused[4].second, words("pgate_read_health"));
+  EXPECT_EQ(refused[5].second, words("pgate_metrics_prometheus"));
+  EXPECT_EQ(refused[6].second, words("pgate_metrics_prometheus_counted"));
+  EXPECT_EQ(refused[7].second, words("pgate_latency_histograms_json"));
+  EXPECT_EQ(refused[8].second, words("pgate_metrics_prometheus_gates"));
+  EXPECT_EQ(refused[9].second, words("pgate_metrics_prometheus_counted"));
 }
 
 /// Routes at the debug level (one line per route) on `workers` threads until stopped.
