@@ -447,7 +447,8 @@ def test_a_kept_interrupt_is_raised_in_the_main_thread_only() -> None:
 
 
 def test_every_call_refused_inside_the_log_callback_says_why() -> None:
-    """pgate_monitor_health and pgate_check_slo write no error object: their refusal showed
+    """pgate_monitor_health, pgate_check_slo and the reads of the window (the Prometheus
+    expositions, pgate_latency_histograms_json) write no error object: their refusal showed
     only the status's name, where the others give the library's reason."""
     refusals: dict[str, str] = {}
     with Gate(canary(10)) as gate:
@@ -456,6 +457,11 @@ def test_every_call_refused_inside_the_log_callback_says_why() -> None:
             "pgate_check_slo": gate.check_slo,
             "pgate_rollback": lambda: gate.rollback("inside"),
             "pgate_swap_slo": lambda: gate.swap_slo({}),
+            "pgate_metrics_prometheus_gates": lambda: pg.metrics_prometheus(gate),
+            "pgate_metrics_prometheus_counted": lambda: pg.metrics_prometheus_counted(
+                gate, counts=[pg.OutcomeCounts()]
+            ),
+            "pgate_latency_histograms_json": lambda: pg.latency_histograms(gate),
         }
 
         def call_the_gate(level: LogLevel, target: str, message: str) -> None:

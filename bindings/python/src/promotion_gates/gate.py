@@ -290,8 +290,17 @@ log_callback_thread = threading.local()
 def _check_outside_log_callback(status: int, function: str) -> None:
     """As ``_check`` for a call that writes no error object (``pgate_monitor_health``,
     ``pgate_check_slo``), with the library's words for its refusal of ``function`` from inside
-    the log callback (as its calls with an error object give them, ``ffi/src/log.rs``) when
-    that is why ``status`` is INVALID_ARGUMENT: the status's name alone said nothing."""
+    the log callback (:func:`_refused_inside_log_callback`)."""
+    _refused_inside_log_callback(status, function)
+    _check(status)
+
+
+def _refused_inside_log_callback(status: int, function: str) -> None:
+    """Raises the library's words for its refusal of ``function`` from inside the log callback
+    (as its calls with an error object give them, ``ffi/src/log.rs``) when that is why
+    ``status`` is INVALID_ARGUMENT, for a call that writes no error object (a judgement, or a
+    read of the window: ``pgate_read_health``, the Prometheus expositions,
+    ``pgate_latency_histograms_json``): the status's name alone said nothing."""
     if status == _ffi.Status.INVALID_ARGUMENT and getattr(log_callback_thread, "inside", False):
         raise InvalidArgumentError(
             _ffi.Status.INVALID_ARGUMENT,
@@ -299,7 +308,6 @@ def _check_outside_log_callback(status: int, function: str) -> None:
             "function (the library may hold a lock while it logs: the call would wait for its "
             "own thread)",
         )
-    _check(status)
 
 
 def _free(handle: c_void_p, own_thread: bool = False) -> None:

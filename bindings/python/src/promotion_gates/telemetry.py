@@ -38,7 +38,7 @@ from .errors import (
     interrupted,
     raise_interrupted,
 )
-from .gate import Gate, held_together, log_callback_thread
+from .gate import Gate, _refused_inside_log_callback, held_together, log_callback_thread
 
 __all__ = [
     "LogLevel",
@@ -163,6 +163,12 @@ def _exposition(gates: tuple[Gate, ...], counts: Any, operation: str) -> str:
                 status = _ffi.lib().pgate_metrics_prometheus_counted(
                     handles, counts, len(live), buf, cap, byref(length)
                 )
+            _refused_inside_log_callback(
+                status,
+                "pgate_metrics_prometheus_gates"
+                if counts is None
+                else "pgate_metrics_prometheus_counted",
+            )
             if status == _ffi.Status.INVALID_ARGUMENT:
                 _same_names(gates)
             if status != _ffi.Status.BUFFER_TOO_SMALL:
@@ -212,8 +218,13 @@ def latency_histograms(gate: Gate) -> dict[str, Any]:
     Raises:
         InvalidArgumentError: ``gate`` is not a :class:`Gate`.
     """
+    def read(c: Any, *args: Any) -> int:
+        status: int = c.pgate_latency_histograms_json(*args)
+        _refused_inside_log_callback(status, "pgate_latency_histograms_json")
+        return status
+
     document: dict[str, Any] = json.loads(
-        _gate("gate", gate)._json("pgate_latency_histograms_json", "latency_histograms")
+        _gate("gate", gate)._json_with("latency_histograms", read)
     )
     return document
 
