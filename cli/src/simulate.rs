@@ -306,17 +306,17 @@ pub fn run(args: &SimulateArgs) -> Result<u8, CliError> {
         !args.json,
     );
     let report = rollout::run(&scenario, &progress)?;
-    // The report first: a plot that cannot be written does not cost it. Where the plot went
-    // is said once it is written.
+    // The report first: a plot that cannot be written does not cost it, and a report that
+    // cannot be written (a full disk) fails the run before the plot is made. Where the plot
+    // went is said once it is written.
     let mut out = io::stdout().lock();
-    let mut printed = unless_closed(write_report(&mut out, args.json, &report));
+    unless_closed(write_report(&mut out, args.json, &report).and_then(|()| out.flush()))?;
     if let (Some(plot), Some(path)) = (plot, &args.plot) {
         plot.write(&report)?;
-        if !args.json && printed.is_ok() {
-            printed = unless_closed(writeln!(out, "Timeline written to {}.", shown_path(path)));
+        if !args.json {
+            unless_closed(writeln!(out, "Timeline written to {}.", shown_path(path)))?;
         }
     }
-    printed?;
     Ok(exit_status(report.outcome))
 }
 

@@ -2018,6 +2018,38 @@ fn output_that_cannot_be_written_fails_and_leaves_no_plot_behind() {
 }
 
 #[test]
+fn a_json_report_that_cannot_be_written_fails_and_leaves_the_plot_as_it_was() {
+    // With --json nothing is printed before the run; the report that could not be written
+    // failed the run (exit 1) after the plot had been written over the path all the same.
+    let plot = temp_file("unwritten-json.svg", "");
+    std::fs::remove_file(&*plot).unwrap();
+    let existing = temp_file("unwritten-json-existing.svg", "the old plot");
+    for (path, before) in [(&plot, None), (&existing, Some("the old plot"))] {
+        let args = [
+            "simulate",
+            "--json",
+            "--duration",
+            "30s",
+            "--plot",
+            text(path),
+        ];
+        let output = run_to_a_full_disk(&args);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(
+            stderr(&output).starts_with("error: input/output failed: "),
+            "{}",
+            stderr(&output)
+        );
+        let after = std::fs::read_to_string(&**path).ok();
+        assert!(
+            after.as_deref() == before,
+            "the plot file was changed: {:?}...",
+            after.map(|svg| svg.chars().take(40).collect::<String>())
+        );
+    }
+}
+
+#[test]
 fn a_success_line_shows_the_path_as_an_error_would() {
     // A path with a line feed and a terminal escape was printed raw on the `ok:` line.
     let path = temp_file("ok\nx\u{1b}[31m.json", "{}");
