@@ -917,14 +917,14 @@ mod tests {
         // reads.
         assert_eq!(
             refusal(|s| s.name = "a\u{1b}[31mred".into()),
-            "invalid name = \"a\\u{1b}[31mred\": text without control or format characters, \
-             U+FFFE or U+FFFF (it holds '\\u{1b}'): the report prints it on a terminal and in \
-             the SVG"
+            "invalid name = \"a\\u{1b}[31mred\": text without control, format or invisible \
+             characters, line or paragraph separators, U+FFFE or U+FFFF (it holds '\\u{1b}'): \
+             the report prints it on a terminal and in the SVG"
         );
         // Printed raw: U+202E showed the rest of the line reversed, U+200B nothing at all.
         let e = refusal(|s| s.name = "good\u{202e}".into());
         assert!(
-            e.starts_with("invalid name = \"good\\u{202e}\": text without control or format"),
+            e.starts_with("invalid name = \"good\\u{202e}\": text without control, format"),
             "{e}"
         );
         assert!(e.contains("(it holds '\\u{202e}')"), "{e}");

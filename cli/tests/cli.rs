@@ -558,7 +558,8 @@ fn a_name_with_xml_specials_is_escaped_in_the_svg_and_a_control_character_refuse
     validate_and_simulate_refuse(
         "escape.toml",
         "name = \"a\\u001b[31mred\"\n",
-        "invalid name = \"a\\u{1b}[31mred\": text without control or format characters",
+        "invalid name = \"a\\u{1b}[31mred\": text without control, format or invisible \
+         characters, line or paragraph separators, U+FFFE or U+FFFF (it holds '\\u{1b}')",
     );
     validate_and_simulate_refuse(
         "newline.json",
@@ -587,6 +588,27 @@ fn a_name_with_xml_specials_is_escaped_in_the_svg_and_a_control_character_refuse
         !drawn.contains("<a&b>") && !drawn.contains("<tagged>"),
         "{drawn}"
     );
+}
+
+#[test]
+fn a_name_or_description_with_a_character_the_cli_escapes_is_refused_naming_it() {
+    // U+2028, U+2029 and U+3164 were accepted in name and description, which the report
+    // prints as they are: a line ended, or a blank no reader sees as one.
+    for (field, toml_escape, shown) in [
+        ("name", "\\u3164", "\\u{3164}"),
+        ("name", "\\u2028", "\\u{2028}"),
+        ("description", "\\u2029", "\\u{2029}"),
+        ("description", "\\u3164", "\\u{3164}"),
+    ] {
+        let path = temp_file("unseen.toml", &format!("{field} = \"a{toml_escape}b\"\n"));
+        let (code, message) = failure(&["validate", "--kind", "scenario", text(&path)]);
+        assert_eq!(code, 1, "{message}");
+        let expected = format!(
+            "invalid {field} = \"a{shown}b\": text without control, format or invisible \
+             characters, line or paragraph separators, U+FFFE or U+FFFF (it holds '{shown}')"
+        );
+        assert!(message.contains(&expected), "{message}");
+    }
 }
 
 /// docs/simulator.md.

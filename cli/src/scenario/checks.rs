@@ -3,10 +3,9 @@
 
 use std::fmt;
 
-use promotion_gates::{
-    Environment, StoreConfig, is_format_char, plan_promotion, shown_millis, shown_number,
-};
+use promotion_gates::{Environment, StoreConfig, plan_promotion, shown_millis, shown_number};
 
+use crate::error::shown_escaped;
 use crate::traffic::{DEFAULT_P99_OVER_MEDIAN, Z99, p99_ms};
 
 use super::{
@@ -474,10 +473,11 @@ fn no_store(store: &StoreConfig) -> FieldError {
 }
 
 /// `name`, `description`: at most `max` bytes of text the report prints as it is, on a
-/// terminal and in the SVG, so no control character (a newline, a terminal escape; XML
-/// refuses them too), no format character (the library's [`is_format_char`]: U+202E shows the
-/// rest of a line reversed, U+200B nothing at all; the library refuses them in names) and
-/// neither U+FFFE nor U+FFFF (not characters in XML).
+/// terminal and in the SVG, so none of the characters the CLI's messages escape
+/// ([`shown_escaped`]: a control character such as a newline or a terminal escape, which XML
+/// refuses too; a format or invisible character, which the library refuses in names: U+202E
+/// shows the rest of a line reversed, U+200B and U+3164 nothing at all; U+2028 and U+2029,
+/// which end a line) and neither U+FFFE nor U+FFFF (not characters in XML).
 fn report_text(field: &str, text: &str, max: usize) -> Result<(), FieldError> {
     let refuse = |expected: String| {
         let shown = format!("\"{}\"", crate::error::shown_text(text));
@@ -488,12 +488,22 @@ fn report_text(field: &str, text: &str, max: usize) -> Result<(), FieldError> {
     }
     match text
         .chars()
-        .find(|&c| c.is_control() || is_format_char(c) || c == '\u{FFFE}' || c == '\u{FFFF}')
+        .find(|&c| shown_escaped(c) || c == '\u{FFFE}' || c == '\u{FFFF}')
     {
-        Some(c) => refuse(format!(
-            "text without control or format characters, U+FFFE or U+FFFF (it holds {c:?}): \
-             the report prints it on a terminal and in the SVG"
-        )),
+        Some(c) => {
+            // As the value shows it: `\n`, `\u{1b}`, `\u{3164}`; U+FFFE and U+FFFF, which
+            // messages need not escape, as `\u{ffff}`.
+            let held = if shown_escaped(c) {
+                crate::error::shown_text(c.encode_utf8(&mut [0; 4]))
+            } else {
+                c.escape_unicode().to_string()
+            };
+            refuse(format!(
+                "text without control, format or invisible characters, line or paragraph \
+                 separators, U+FFFE or U+FFFF (it holds '{held}'): the report prints it on a \
+                 terminal and in the SVG"
+            ))
+        }
         None => Ok(()),
     }
 }
