@@ -101,7 +101,8 @@ pub struct StageReport {
     pub canary: CohortReport,
     /// The stable version's requests in this stage.
     pub stable: CohortReport,
-    /// The judge at the end of the stage (absent when the stage was cut short by a rollback).
+    /// The judge at the end of the stage, or its extension, also when that judgement or the
+    /// promotion after it rolled back; absent when a rollback cut the stage short.
     pub judge: Option<JudgeReport>,
     /// Why each refused promotion was refused, in the engine's words.
     pub refusals: Vec<String>,

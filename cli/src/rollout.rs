@@ -256,11 +256,14 @@ impl<'s> Driver<'s> {
             let mut tallies = [CohortTally::new()?, CohortTally::new()?];
             let mut refusals = Vec::new();
             let mut extensions = 0;
-            let mut judge = None;
+            let mut judge;
             let mut flow = self.traffic(spec.duration_s, &mut tallies);
             let verdict = loop {
                 if let Flow::RolledBack(by, at) = flow {
+                    // Cut short, in the stage or in an extension: not judged at its end (a
+                    // judge before an extension was not the stage's last).
                     rollback = Some((by, at, number));
+                    judge = None;
                     break Verdict::RolledBack;
                 }
                 let health = self.health_check();
@@ -304,11 +307,7 @@ impl<'s> Driver<'s> {
                 extensions,
                 canary: tallies[Cohort::Canary as usize].report(),
                 stable: tallies[Cohort::Stable as usize].report(),
-                judge: if verdict == Verdict::RolledBack {
-                    None
-                } else {
-                    judge
-                },
+                judge,
                 refusals,
                 verdict,
                 promoted_to: (verdict == Verdict::Promoted).then(|| next.to_string()),

@@ -309,7 +309,16 @@ fn the_stable_versions_incident_is_reported_and_marked() {
     assert!((2_300..=2_450).contains(&requests), "{incident}");
     assert!(failing.abs_diff(requests / 2) < 150, "{incident}");
     assert!(incident["seconds_to_rollback"].is_null());
-    assert!(incident.get("canary_requests").is_none(), "{incident}");
+    has_exactly(
+        incident,
+        &[
+            "stage",
+            "onset_s",
+            "stable_requests",
+            "failing_stable_requests",
+            "seconds_to_rollback",
+        ],
+    );
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.contains("stable incident starts (stage 2)"));
     let output = run(&["simulate", "--config", text(&file)]);
@@ -331,7 +340,7 @@ fn json_report_has_its_documented_shape_and_is_reproducible() {
     let args = [
         "simulate",
         "--scenario",
-        "error-spike",
+        "catastrophic",
         "--seed",
         "7",
         "--json",
@@ -343,63 +352,153 @@ fn json_report_has_its_documented_shape_and_is_reproducible() {
         "the same seed gives the same report"
     );
     let report: Value = serde_json::from_str(&first).unwrap();
-    for key in [
-        "scenario",
-        "description",
-        "seed",
-        "rps",
-        "sample",
-        "outcome",
-        "final_environment",
-        "simulated_s",
-        "requests",
-        "represented_requests",
-        "late_outcomes",
-        "stages",
-        "rollback",
-        "incident",
-        "stable_incident",
-    ] {
-        assert!(report.get(key).is_some(), "missing {key}");
-    }
+    has_exactly(
+        &report,
+        &[
+            "scenario",
+            "description",
+            "seed",
+            "rps",
+            "sample",
+            "outcome",
+            "final_environment",
+            "simulated_s",
+            "requests",
+            "represented_requests",
+            "late_outcomes",
+            "stages",
+            "rollback",
+            "incident",
+            "stable_incident",
+        ],
+    );
     assert_eq!(report["seed"], 7);
-    let stage = &report["stages"][0];
-    for key in [
-        "number",
-        "environment",
-        "traffic_percent",
-        "start_s",
-        "duration_s",
-        "planned_s",
-        "extensions",
-        "canary",
-        "stable",
-        "judge",
-        "refusals",
-        "verdict",
-        "promoted_to",
-    ] {
-        assert!(stage.get(key).is_some(), "stage misses {key}");
-    }
-    for key in ["requests", "errors", "error_rate", "p50_ms", "p99_ms"] {
-        assert!(stage["canary"].get(key).is_some(), "cohort misses {key}");
-    }
-    for key in [
-        "at_s",
-        "stage",
-        "environment",
-        "trigger",
-        "detected_by",
-        "rules",
-        "fired",
-        "evidence",
-        "reason",
-    ] {
-        assert!(
-            report["rollback"].get(key).is_some(),
-            "rollback misses {key}"
+    let stages = report["stages"].as_array().unwrap();
+    for stage in stages {
+        has_exactly(
+            stage,
+            &[
+                "number",
+                "environment",
+                "traffic_percent",
+                "start_s",
+                "duration_s",
+                "planned_s",
+                "extensions",
+                "canary",
+                "stable",
+                "judge",
+                "refusals",
+                "verdict",
+                "promoted_to",
+            ],
         );
+        for cohort in ["canary", "stable"] {
+            has_exactly(
+                &stage[cohort],
+                &["requests", "errors", "error_rate", "p50_ms", "p99_ms"],
+            );
+        }
     }
+    let judged: Vec<&Value> = stages
+        .iter()
+        .map(|stage| &stage["judge"])
+        .filter(|judge| !judge.is_null())
+        .collect();
+    assert!(!judged.is_empty(), "no stage was judged: {stages:?}");
+    for judge in judged {
+        has_exactly(judge, &JUDGE_KEYS);
+    }
+    has_exactly(
+        &report["rollback"],
+        &[
+            "at_s",
+            "stage",
+            "environment",
+            "trigger",
+            "detected_by",
+            "rules",
+            "fired",
+            "evidence",
+            "reason",
+        ],
+    );
+    has_exactly(
+        &report["incident"],
+        &[
+            "stage",
+            "onset_s",
+            "canary_requests",
+            "failing_canary_requests",
+            "seconds_to_rollback",
+        ],
+    );
+}
+
+/// The keys of a stage's `judge` in the JSON report, as docs/simulator.md lists them.
+const JUDGE_KEYS: [&str; 6] = [
+    "health_score",
+    "recommendation",
+    "window_canary_requests",
+    "window_stable_requests",
+    "fired",
+    "evidence",
+];
+
+/// Checks that `object` is a JSON object with exactly the keys `keys`, so that a key renamed,
+/// added or left out fails.
+fn has_exactly(object: &Value, keys: &[&str]) {
+    let mut found: Vec<&str> = object
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {object}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    found.sort_unstable();
+    let mut expected = keys.to_vec();
+    expected.sort_unstable();
+    assert_eq!(found, expected, "{object}");
+}
+
+#[test]
+fn a_stage_rolled_back_at_its_end_keeps_its_judge() {
+    // A stage that ran its whole length, rolled back by the health check at its end, was
+    // reported with "judge": null, as if a rollback had cut it short. The record path judges
+    // every 30 s, so within the 4 s stage only the driver's health checks judge the slower
+    // canary: the one at the stage's end rolls it back.
+    let file = temp_file(
+        "rolled-back-at-the-end.toml",
+        "rps = 2000\n\
+         stages = [{traffic_percent = 50, duration_s = 4}, {traffic_percent = 100, duration_s = 4}]\n\
+         [canary]\nerror_rate = 0.005\nmedian_ms = 40\n\
+         [stable]\nerror_rate = 0.005\nmedian_ms = 20\n\
+         [slo]\nevaluation_interval_ms = 30000\nwarm_up_ms = 0\nmin_samples = 10\n\
+         promotion_evidence = false\n",
+    );
+    let report = json_exiting(
+        &["simulate", "--config", text(&file), "--json"],
+        ROLLED_BACK,
+    );
+    assert_eq!(report["rollback"]["detected_by"], "health_check");
+    assert_eq!(report["rollback"]["at_s"], 4.0);
+    let stage = &report["stages"][0];
+    assert_eq!(stage["verdict"], "rolled_back");
+    assert_eq!(stage["duration_s"], stage["planned_s"]);
+    let judge = &stage["judge"];
+    has_exactly(judge, &JUDGE_KEYS);
+    assert_eq!(judge["recommendation"], "ROLLBACK", "{judge}");
+    assert_eq!(judge["fired"].as_array().unwrap().len(), 2, "{judge}");
+    // A stage a rollback cut short was not judged at its end.
+    let spike = json_exiting(
+        &["simulate", "--scenario", "error-spike", "--json"],
+        ROLLED_BACK,
+    );
+    assert_eq!(spike["rollback"]["detected_by"], "record_path");
+    assert!(
+        spike["stages"][0]["judge"].is_null(),
+        "{}",
+        spike["stages"][0]
+    );
 }
 
 #[test]
