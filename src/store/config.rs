@@ -179,19 +179,38 @@ impl StoreConfig {
     }
 
     /// Whether `self` and `other` name one store: one SQLite file, however each path spells
-    /// it ([`same_file`]), or the same etcd prefix on endpoints of which they share one. How
-    /// each is read (sync interval, busy timeout, fleet judging) does not make it another
-    /// store. (Used by the OpenTelemetry instruments' `follow` alone.)
+    /// it ([`same_file`]), or the same etcd prefix on endpoints of which they share one, however
+    /// each spells it ([`same_endpoint`]). How each is read (sync interval, busy timeout, fleet
+    /// judging) does not make it another store. (Used by the OpenTelemetry instruments'
+    /// `follow` alone.)
     #[cfg(feature = "otel")]
     pub(crate) fn is_same_store(&self, other: &StoreConfig) -> bool {
         match (self, other) {
             (StoreConfig::Sqlite(a), StoreConfig::Sqlite(b)) => same_file(&a.path, &b.path),
             (StoreConfig::Etcd(a), StoreConfig::Etcd(b)) => {
-                a.prefix == b.prefix && a.endpoints.iter().any(|e| b.endpoints.contains(e))
+                a.prefix == b.prefix
+                    && a.endpoints
+                        .iter()
+                        .any(|e| b.endpoints.iter().any(|f| same_endpoint(e, f)))
             }
             _ => false,
         }
     }
+}
+
+/// Whether two valid etcd endpoints name one server: alike once the etcd store has taken off
+/// the `/` either may end with ([`endpoint_base`]), the scheme and host compared without
+/// regard to ASCII case (RFC 3986: `http://ETCD:2379` is `http://etcd:2379`).
+#[cfg(feature = "otel")]
+fn same_endpoint(a: &str, b: &str) -> bool {
+    endpoint_base(a).eq_ignore_ascii_case(endpoint_base(b))
+}
+
+/// A valid etcd endpoint as the etcd store calls it: without the `/` at its end that
+/// validation accepts ([`is_endpoint`]), since the store appends its paths to it
+/// (`http://a:2379/` would ask for `//v3/...`).
+pub(super) fn endpoint_base(endpoint: &str) -> &str {
+    endpoint.strip_suffix('/').unwrap_or(endpoint)
 }
 
 /// Whether two SQLite paths name one file: written alike, or resolved alike now
@@ -242,7 +261,7 @@ fn is_endpoint(endpoint: &str) -> bool {
     let Some(authority) = endpoint.strip_prefix("http://") else {
         return false;
     };
-    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let authority = endpoint_base(authority);
     let (host, port) = match authority.strip_prefix('[') {
         Some(bracketed) => match bracketed.split_once(']') {
             Some((ip, rest)) => {
@@ -379,6 +398,14 @@ mod tests {
         assert!(!a.is_same_store(&etcd(&["http://c:2379"], "/pg/checkout", true)));
         assert!(!a.is_same_store(&etcd(&["http://a:2379"], "/pg/payments", true)));
         assert!(!a.is_same_store(&sqlite("/pg/checkout", 250)));
+        // One endpoint however it is spelled: the etcd store takes off a `/` at its end, and a
+        // host name is read without regard to case.
+        for spelling in ["http://a:2379/", "http://A:2379", "http://A:2379/"] {
+            let b = etcd(&[spelling], "/pg/checkout", true);
+            assert!(a.is_same_store(&b), "{spelling}");
+            assert!(b.is_same_store(&a), "{spelling}");
+        }
+        assert!(!a.is_same_store(&etcd(&["http://a:2380/"], "/pg/checkout", true)));
     }
 
     /// Every spelling of one SQLite file names one store: relative or absolute, through `.`

@@ -126,11 +126,10 @@ impl EtcdStore {
             .into();
         Self {
             location: format!("{} {}", config.endpoints.join(","), config.prefix),
-            // The paths are appended: "http://a:2379/" would ask for "//v3/...".
             endpoints: config
                 .endpoints
                 .iter()
-                .map(|endpoint| endpoint.trim_end_matches('/').to_string())
+                .map(|endpoint| super::config::endpoint_base(endpoint).to_string())
                 .collect(),
             preferred: Arc::new(AtomicUsize::new(0)),
             prefix: config.prefix.clone(),
