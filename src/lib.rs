@@ -38,12 +38,13 @@
 //! - **canary** and **stable** are the two versions and their [`Cohort`]s: a request goes to the
 //!   canary (the new version: canary requests, or every request in Staging) or to the stable
 //!   version. The judge compares the canary cohort with the stable cohort.
-//! - **Canary, Staging, Production** are the [`Environment`]s, the release's stages. Production
+//! - **Canary, Staging, Production** are the [`Environment`]s a release moves through. Production
 //!   is where every request goes to the stable version. The word "production" names that
 //!   environment only, and the specification's field names (`production_requests`,
 //!   `production_error_rate`, `production_p99_latency` in [`CanaryHealth`]), which mean the
 //!   stable cohort and are kept so that hosts written against the specification still work.
-//! - A **stage** ([`StageId`]) is one stretch of one environment; a **snapshot** is the
+//! - A **stage** ([`StageId`]) is the stretch between two writes that start one (a promotion,
+//!   a rollback, a flag turned on...: [`StageId`] lists them); a **snapshot** is the
 //!   immutable state routing reads; a **verdict** is the judge's finding that the manager
 //!   applies; **evidence** is what a verdict rests on.
 //! - Environments print one way (`Canary{10}`, `Staging`, `Production`, their `Display`);

@@ -7,12 +7,14 @@
 //! thread that routed with overrides keeps the snapshot it last read, however old, until it
 //! routes again: at most one per such thread; see below; and a replaced snapshot lives on
 //! until the writer side next looks, at a write or a sync tick: see "Replaced snapshots"). Each
-//! limit is a constant here (re-exported at the crate root); a value beyond one is refused with an
-//! error that names the field and the limit, and the refused call changes nothing.
+//! limit is a constant here (re-exported at the crate root) or, for a significance level, the
+//! judge's (`judge::ERROR_RATE_FLOOR`, `judge::OVERWHELMING_RATE_FLOOR`); a value beyond one is
+//! refused with an error that names the field and the limit, and the refused call changes
+//! nothing. The README's Limits section links here: this table is the one list.
 //!
 //! | What | Limit | Refused with |
 //! |---|---|---|
-//! | gate name, salt, each flag name | [`MAX_NAME_BYTES`] bytes, not empty, no whitespace, control, format or invisible characters | [`ConfigError`](crate::ConfigError) (`gate`, `salt`, `feature_flags[i]`...) or [`FlagError::InvalidName`](crate::FlagError::InvalidName) |
+//! | gate name, salt, each flag name | [`MAX_NAME_BYTES`] bytes, not empty, no whitespace, control, format or invisible characters (Unicode Cf, Default_Ignorable_Code_Point such as U+FE0F or U+3164, and U+2800) | [`ConfigError`](crate::ConfigError) (`gate`, `salt`, `feature_flags[i]`...) or [`FlagError::InvalidName`](crate::FlagError::InvalidName) |
 //! | `overrides`: header and cookie names, each listed request id | [`MAX_NAME_BYTES`] bytes, not empty (names: HTTP tokens; ids: no control, format or invisible characters) | [`ConfigError`](crate::ConfigError) (`overrides.header`, `overrides.canary_ids[i]`...) |
 //! | `overrides`: ids in `canary_ids` and `stable_ids` together | [`MAX_OVERRIDE_IDS`] | [`ConfigError`](crate::ConfigError) on `overrides.canary_ids` when it alone holds more, else on `overrides.stable_ids` |
 //! | flags enabled, in `feature_flags` and `graduated_flags` together | [`MAX_FLAGS`] | [`ConfigError`](crate::ConfigError) on the list holding them: `feature_flags`, `graduated_flags` or, both holding some, `feature_flags + graduated_flags` (a config, or `enable_feature`) |
@@ -21,10 +23,12 @@
 //! | a JSON config document (`from_json`, `parse_json`, the C ABI) | [`MAX_DOCUMENT_BYTES`] bytes | [`ConfigError`](crate::ConfigError) on field `document` |
 //! | `max_rollback_history` | 1 to [`MAX_ROLLBACK_HISTORY`] events | [`ConfigError`](crate::ConfigError) |
 //! | `rollback_window_seconds` | 1 to [`MAX_WINDOW_SECONDS`]; for a gate, at least ten of its `evaluation_interval_ms` ([`SloConfig::validate_for`](crate::SloConfig::validate_for): checked where this process sets the window, `new` and a `swap_config` that changes it; a window followed from a store is taken as it is) | [`ConfigError`](crate::ConfigError) |
-//! | `evaluation_interval_ms` | [`MIN_EVALUATION_INTERVAL`](crate::MIN_EVALUATION_INTERVAL) to one hour; for a gate, at most a tenth of its `rollback_window_seconds` (checked by `new` and by a `swap_slo` that changes the interval) | [`ConfigError`](crate::ConfigError) |
-//! | `min_samples` | [`MIN_SAMPLES_FLOOR`](crate::MIN_SAMPLES_FLOOR) to [`MAX_MIN_SAMPLES`](crate::MAX_MIN_SAMPLES) | [`ConfigError`](crate::ConfigError) |
-//! | `error_rate_tolerance` | [`MIN_ERROR_RATE_TOLERANCE`](crate::MIN_ERROR_RATE_TOLERANCE) to 1 | [`ConfigError`](crate::ConfigError) |
-//! | `significance`, `overwhelming_significance`, `promotion_significance` | `f64::MIN_POSITIVE` (the least normal double) to below 0.5 | [`ConfigError`](crate::ConfigError) |
+//! | `evaluation_interval_ms` | [`MIN_EVALUATION_INTERVAL`] to one hour; for a gate, at most a tenth of its `rollback_window_seconds` (checked by `new` and by a `swap_slo` that changes the interval) | [`ConfigError`](crate::ConfigError) |
+//! | `min_samples` | [`MIN_SAMPLES_FLOOR`] to [`MAX_MIN_SAMPLES`] | [`ConfigError`](crate::ConfigError) |
+//! | `error_rate_tolerance` | [`MIN_ERROR_RATE_TOLERANCE`] to 1 | [`ConfigError`](crate::ConfigError) |
+//! | `significance` | `f64::MIN_POSITIVE` (the least normal double) to below 0.5, and at most the p-value one failed request among the first `min_samples` has at the least absolute limit, [`ERROR_RATE_FLOOR`](crate::judge::ERROR_RATE_FLOOR) ([`binomial_tail`](crate::judge::binomial_tail)`(1, min_samples, 0.001)`: 0.0122 at 5 samples, 0.245 at the default 100; see [One failure](crate::judge#the-rules) in the judge's docs) | [`ConfigError`](crate::ConfigError) |
+//! | `overwhelming_significance` | `f64::MIN_POSITIVE` to at most `significance` and at most [`OVERWHELMING_RATE_FLOOR`](crate::judge::OVERWHELMING_RATE_FLOOR) (0.01) | [`ConfigError`](crate::ConfigError) |
+//! | `promotion_significance` | `f64::MIN_POSITIVE` to below 0.5 | [`ConfigError`](crate::ConfigError) |
 //! | `store`: the SQLite path, each etcd endpoint, the etcd prefix | [`MAX_STORE_ADDRESS_BYTES`] bytes | [`ConfigError`](crate::ConfigError) (`store.sqlite.path`, `store.etcd.endpoints[i]`, `store.etcd.prefix`) |
 //! | `store.etcd.endpoints` | 1 to [`MAX_ETCD_ENDPOINTS`] | [`ConfigError`](crate::ConfigError) on `store.etcd.endpoints` |
 //! | snapshots kept by threads that routed with overrides (ids listed, or a forcing value passed) | one per such thread and gate: the config (ids and flags, up to [`MAX_DOCUMENT_BYTES`] as read) and its id table, kept until the thread routes a newer one (a thread's cache outlives it, for the next thread given its slot); Go's cgo threads and a host's idle pool threads count | not refused: a thread that routes again lets it go, and the writer side frees it at its next write or sync tick |
@@ -71,9 +75,55 @@
 //! CPU: validating a config is `O(n log n)` in its number of flags (a 10,000-flag config
 //! validates and builds a gate in milliseconds; `benches/config.rs`), and a config is validated
 //! once per call that takes it.
+//!
+//! # Example
+//! The significance levels' rows:
+//! ```
+//! use promotion_gates::SloConfig;
+//! use promotion_gates::judge::{ERROR_RATE_FLOOR, OVERWHELMING_RATE_FLOOR, binomial_tail};
+//! let refused = |slo: SloConfig| slo.validate().err().map(|e| e.field().to_string());
+//! let default = SloConfig::default();
+//! assert_eq!(default.min_samples, 100);
+//! for (field, set) in [
+//!     ("significance", (|s, x| s.significance = x) as fn(&mut SloConfig, f64)),
+//!     ("overwhelming_significance", |s, x| s.overwhelming_significance = x),
+//!     ("promotion_significance", |s, x| s.promotion_significance = x),
+//! ] {
+//!     let with = |x| {
+//!         let least = f64::MIN_POSITIVE;
+//!         let mut slo = SloConfig { significance: 0.2, overwhelming_significance: least, ..default.clone() };
+//!         set(&mut slo, x);
+//!         slo
+//!     };
+//!     assert_eq!(refused(with(f64::MIN_POSITIVE)), None, "{field}");
+//!     assert_eq!(refused(with(2.2e-308)).as_deref(), Some(field));
+//! }
+//! // significance: at most one failure's p-value among the first min_samples, 0.245 at 100.
+//! let one_miss = binomial_tail(1, 100, ERROR_RATE_FLOOR);
+//! assert!((one_miss - 0.245).abs() < 0.0005);
+//! let with = |significance| SloConfig { significance, ..default.clone() };
+//! assert_eq!(refused(with(one_miss)), None);
+//! assert_eq!(refused(with(0.25)).as_deref(), Some("significance"));
+//! let with = |min_samples| SloConfig { significance: 0.2, min_samples, ..default.clone() };
+//! assert_eq!(refused(with(5)).as_deref(), Some("significance"));
+//! // promotion_significance: below 0.5.
+//! let with = |promotion_significance| SloConfig { promotion_significance, ..default.clone() };
+//! assert_eq!(refused(with(0.499)), None);
+//! assert_eq!(refused(with(0.5)).as_deref(), Some("promotion_significance"));
+//! // overwhelming_significance: at most significance and at most 0.01.
+//! let with = |significance, overwhelming_significance| {
+//!     SloConfig { significance, overwhelming_significance, ..default.clone() }
+//! };
+//! assert_eq!(refused(with(0.2, OVERWHELMING_RATE_FLOOR)), None);
+//! assert_eq!(refused(with(0.2, 0.011)).as_deref(), Some("overwhelming_significance"));
+//! assert_eq!(refused(with(0.001, 0.002)).as_deref(), Some("overwhelming_significance"));
+//! ```
 
 pub use crate::error::MAX_SHOWN_VALUE_BYTES;
 pub use crate::flags::{FLAG_SET_GRACE_WRITES, FLAG_SET_SLOTS};
+pub use crate::slo::{
+    MAX_MIN_SAMPLES, MIN_ERROR_RATE_TOLERANCE, MIN_EVALUATION_INTERVAL, MIN_SAMPLES_FLOOR,
+};
 
 /// Longest accepted gate name, salt or flag name, in bytes.
 pub const MAX_NAME_BYTES: usize = 128;

@@ -18,7 +18,7 @@ use crate::overrides::{Forced, OverrideTable};
 pub(crate) struct RouteTable {
     /// Publication number; grows by one per write.
     pub(crate) generation: u64,
-    /// Release stage; grows by one per environment change.
+    /// Release stage; grows at each write that starts one ([`StageId`] says which).
     pub(crate) stage: StageId,
     pub(crate) environment: Environment,
     /// Requests with a bucket below this go to the new version.

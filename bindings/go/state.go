@@ -23,7 +23,7 @@ import (
 type State struct {
 	Environment    Environment // canary, staging or production
 	TrafficPercent float64     // the canary share: 100 in Staging, 0 in Production
-	Stage          uint64      // the release stage; grows by one per environment change
+	Stage          uint64      // the release stage; grows at each write that starts one (the Rust crate's StageId lists them)
 }
 
 // State reads where the gate stands now. It judges nothing and never rolls back.

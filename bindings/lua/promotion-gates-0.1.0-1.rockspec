@@ -1,6 +1,7 @@
 -- LuaRocks package of the LuaJIT binding: installs the module promotion_gates (one file, LuaJIT
 -- FFI). The native library is not part of the rock: install it first (packaging/install.sh at
--- the repository root), then the module finds it through PGATE_LIB or pg.load(path).
+-- the repository root), then the module finds it through pg.load(path), PGATE_LIB, or on the
+-- dynamic loader's path by the name its SONAME gives (see bindings/lua/README.md).
 --   luarocks make bindings/lua/promotion-gates-0.1.0-1.rockspec     (in a checkout)
 rockspec_format = "3.0"
 package = "promotion-gates"

@@ -125,7 +125,9 @@ pub(crate) fn recommendation_name(recommendation: Recommendation) -> &'static st
 /// (`promotion_window_latency_seconds_bucket`); the last bucket, `+Inf`, holds every sample. The
 /// last bound is 30 s: the window counts a latency above 60 s as 60 s
 /// ([`MAX_TRACKED_LATENCY`](crate::MAX_TRACKED_LATENCY)), so a bound at 60 s would count
-/// samples far above it; a sample above 30 s is in `+Inf` alone.
+/// samples far above it. A sample from 30.015488 s up is in `+Inf` alone; one up to
+/// 30.015487 s shares the HDR bucket of 30 s (29.884416 s to 30.015487 s, in microseconds) and
+/// is counted in `le="30"` too (below).
 ///
 /// The window keeps latencies in HDR buckets (each at most 0.78 % wide), not one by one, so a
 /// bucket that straddles a bound is counted whole on one side. It counts in `le` when its
@@ -157,6 +159,15 @@ pub(crate) fn recommendation_name(recommendation: Recommendation) -> &'static st
 /// assert!(text.contains(series));
 /// let series = r#"promotion_window_latency_seconds_sum{gate="g",cohort="stable"} 59.899904"#;
 /// assert!(text.contains(series));
+///
+/// // 30 s's HDR bucket ends at 30.015487 s: a sample up to there is in le="30", one after not.
+/// gate.record_request_outcome("u", true, std::time::Duration::from_micros(30_015_487));
+/// gate.record_request_outcome("u", true, std::time::Duration::from_micros(30_015_488));
+/// let text = exposition(&gate);
+/// let series = r#"promotion_window_latency_seconds_bucket{gate="g",cohort="stable",le="30"} 1"#;
+/// assert!(text.contains(series), "{text}");
+/// let series = r#"promotion_window_latency_seconds_bucket{gate="g",cohort="stable",le="+Inf"} 3"#;
+/// assert!(text.contains(series), "{text}");
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 pub const LATENCY_BUCKETS_SECONDS: [f64; 15] = [

@@ -182,7 +182,7 @@ struct Decision {
 struct State {
   Environment environment = Environment::Production;  ///< canary, staging or production
   double traffic_percent = 0.0;  ///< the canary share (100 in Staging, 0 in Production)
-  std::uint64_t stage = 0;       ///< the release stage; grows by one per environment change
+  std::uint64_t stage = 0;       ///< the release stage; grows at each write that starts one (the Rust crate's StageId lists them)
 };
 
 /// Where a host reads a request's forcing value (Gate::override_names): the names the config's

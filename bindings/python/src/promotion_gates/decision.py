@@ -169,7 +169,8 @@ class State:
     environment: Environment
     #: The canary share (100 in Staging, 0 in Production).
     traffic_percent: float
-    #: The current release stage (a new one at every promotion, rollback or config swap).
+    #: The current release stage (a new one at each write that starts one: the Rust
+    #: crate's StageId lists them).
     stage: int
 
 
