@@ -113,8 +113,14 @@ impl ChangeOrigin {
     }
 }
 
-/// The flags a change turned on and off (release and graduated flags alike), in byte order,
-/// at most [`MAX_LISTED_FLAG_CHANGES`] names listed.
+/// The flags a change turned on and off for the requests of either version, in byte order,
+/// at most [`MAX_LISTED_FLAG_CHANGES`] names listed. The new version's requests see the
+/// release flags and the graduated ones, the stable version's the graduated ones alone: so a
+/// flag moved from `feature_flags` to `graduated_flags` (by a config swap, or by a promotion to
+/// Production, which graduates the release's flags) is enabled, for the stable version's
+/// requests, and one moved back is disabled, for theirs, though the gate shows both on
+/// ([`is_feature_enabled`](crate::PromotionGateManager::is_feature_enabled)). No flag is
+/// turned on for one version's requests and off for the other's.
 ///
 /// # Example
 /// ```
@@ -124,38 +130,46 @@ impl ChangeOrigin {
 /// let change = &gate.changes_since(0)[0];
 /// assert_eq!(change.flags.enabled, ["dark_mode"]);
 /// assert!(change.flags.disabled.is_empty());
+/// // Graduated by a swap: the stable version's requests get it too.
+/// let mut next = gate.config();
+/// next.feature_flags.clear();
+/// next.graduated_flags.push("dark_mode".into());
+/// gate.swap_config(next)?;
+/// let change = &gate.changes_since(1)[0];
+/// assert_eq!((change.kind(), &change.flags.enabled[..]), (ChangeKind::Flags, &["dark_mode".to_string()][..]));
 /// # Ok::<(), promotion_gates::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FlagChanges {
-    /// Flags now on that were off.
+    /// Flags now on for the requests of a version that were off for them.
     pub enabled: Vec<String>,
-    /// Flags now off that were on.
+    /// Flags now off for the requests of a version that were on for them.
     pub disabled: Vec<String>,
     /// Changed flags beyond the listed ones.
     pub unlisted: usize,
 }
 
 impl FlagChanges {
-    /// The flags on in `before` and not in `after` (and the reverse), listing at most
+    /// The flags the requests of either version see in `after` and not in `before` (and the
+    /// reverse), as [`flags_gained`](crate::release::flags_gained) says, listing at most
     /// [`MAX_LISTED_FLAG_CHANGES`] names.
     fn between(before: &PromotionConfig, after: &PromotionConfig) -> Self {
-        let on = |config: &PromotionConfig| -> BTreeSet<String> {
-            config
-                .feature_flags
-                .iter()
-                .chain(&config.graduated_flags)
-                .cloned()
+        fn turned_on<'a>(
+            before: &PromotionConfig,
+            after: &'a PromotionConfig,
+        ) -> BTreeSet<&'a str> {
+            crate::release::flags_gained(before, after)
+                .into_iter()
                 .collect()
+        }
+        let (enabled, disabled) = (turned_on(before, after), turned_on(after, before));
+        let changed = enabled.len() + disabled.len();
+        let listed = |flags: BTreeSet<&str>, room: usize| -> Vec<String> {
+            flags.into_iter().take(room).map(str::to_string).collect()
         };
-        let (was, is) = (on(before), on(after));
-        let enabled = is.difference(&was);
-        let disabled = was.difference(&is);
-        let changed = enabled.clone().count() + disabled.clone().count();
-        let enabled: Vec<String> = enabled.take(MAX_LISTED_FLAG_CHANGES).cloned().collect();
-        let room = MAX_LISTED_FLAG_CHANGES - enabled.len();
-        let disabled: Vec<String> = disabled.take(room).cloned().collect();
+        let enabled = listed(enabled, MAX_LISTED_FLAG_CHANGES);
+        let disabled = listed(disabled, MAX_LISTED_FLAG_CHANGES - enabled.len());
         let unlisted = changed - enabled.len() - disabled.len();
         FlagChanges {
             enabled,
@@ -671,6 +685,19 @@ mod tests {
             (small.enabled, small.disabled),
             (vec!["c".to_string()], vec!["a".to_string()])
         );
+    }
+
+    #[test]
+    fn a_flag_moved_between_the_lists_is_turned_on_or_off_for_the_stable_version() {
+        let release = config(&["f"]);
+        let graduated = PromotionConfig {
+            graduated_flags: vec!["f".into()],
+            ..Default::default()
+        };
+        let on = FlagChanges::between(&release, &graduated);
+        assert_eq!((on.enabled, on.disabled), (vec!["f".to_string()], vec![]));
+        let off = FlagChanges::between(&graduated, &release);
+        assert_eq!((off.enabled, off.disabled), (vec![], vec!["f".to_string()]));
     }
 
     #[test]

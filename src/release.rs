@@ -359,21 +359,26 @@ pub(crate) fn flag_is_on(config: &PromotionConfig, name: &str) -> bool {
         .any(|f| f == name)
 }
 
-/// Whether the change from `before` to `after` turns a flag on for the new version's requests
-/// while the release is judged (`after` in Canary or Staging): a release flag or a graduated
-/// one that was off. Such a change starts a new stage, as a new salt does, so that a promotion
-/// is judged on evidence gathered with the flags as they are, never on evidence from before a
-/// flag it would graduate was on. Turning a flag off keeps the stage: it is the kill switch of
-/// an incident, and must not reset a judge that may be about to roll the canary back (and a
-/// flag turned off reaches no one when the release is promoted).
+/// Whether the change from `before` to `after` turns a flag on for the requests of either
+/// version while the release is judged (`after` in Canary or Staging): for the new version's,
+/// a release flag or a graduated one that was off; for the stable version's, a graduated flag
+/// that was not graduated (off, or a release flag moved to `graduated_flags`). Such a change
+/// starts a new stage, as a new salt does, so that a promotion is judged on evidence gathered
+/// with the flags as they are, never on evidence from before a flag it would graduate was on,
+/// nor on a stable cohort that saw other flags than it does. Turning a flag off (for either
+/// version's requests: a graduated flag moved back to `feature_flags` is off for the stable
+/// version's) keeps the stage: it is the kill switch of an incident, and must not reset a
+/// judge that may be about to roll the canary back (and a flag turned off reaches no one when
+/// the release is promoted).
 pub(crate) fn turns_a_flag_on(before: &PromotionConfig, after: &PromotionConfig) -> bool {
-    after.environment != Environment::Production && !flags_turned_on(before, after).is_empty()
+    after.environment != Environment::Production && !flags_gained(before, after).is_empty()
 }
 
 /// Whether the change from `before` to `after` turns a release flag on while the release is
 /// judged (`after` in Canary or Staging): a flag of `after.feature_flags` that was off, neither
 /// a release flag nor a graduated one. A graduated flag renamed is not one (it reaches every
-/// user, as before).
+/// user, as before), nor a graduated flag moved back to `feature_flags` (the new version's
+/// requests saw it already).
 pub(crate) fn turns_a_release_flag_on(before: &PromotionConfig, after: &PromotionConfig) -> bool {
     after.environment != Environment::Production
         && flags_turned_on(before, after)
@@ -381,7 +386,9 @@ pub(crate) fn turns_a_release_flag_on(before: &PromotionConfig, after: &Promotio
             .any(|flag| after.feature_flags.iter().any(|f| f == flag))
 }
 
-/// The flags on in `after` (release or graduated ones) that are off in `before`, each once.
+/// The flags on in `after` (release or graduated ones) that are off in `before`, each once: on
+/// for the gate ([`flag_is_on`]), whichever list holds them. [`flags_gained`] tells which
+/// flags the requests of either version get.
 pub(crate) fn flags_turned_on<'a>(
     before: &PromotionConfig,
     after: &'a PromotionConfig,
@@ -402,16 +409,41 @@ pub(crate) fn flags_turned_on<'a>(
         .collect()
 }
 
+/// The flags the requests of either version see in `after` and not in `before`, each once:
+/// the new version's requests see the release and the graduated flags, the stable version's
+/// the graduated ones alone. So a flag off in `before` that `after` lists ([`flags_turned_on`]),
+/// and a release flag of `before` that `after` graduates (the stable version's requests get
+/// it). Never one that the requests of a version lose: no flag is gained by one version's
+/// requests and lost by the other's.
+pub(crate) fn flags_gained<'a>(
+    before: &PromotionConfig,
+    after: &'a PromotionConfig,
+) -> std::collections::HashSet<&'a str> {
+    // Linear: a config may hold `MAX_FLAGS` flags.
+    let graduated: std::collections::HashSet<&str> =
+        before.graduated_flags.iter().map(String::as_str).collect();
+    let stable = after
+        .graduated_flags
+        .iter()
+        .map(String::as_str)
+        .filter(|flag| !graduated.contains(flag));
+    let mut gained = flags_turned_on(before, after);
+    gained.extend(stable);
+    gained
+}
+
 /// The flags the change from `before` to `after` turns off, then those it turns on, each once
-/// with whether it is on after (a flag is on as a release flag or a graduated one: graduating
-/// it changes nothing), in the order the configs list them.
+/// with whether it is on after, in the order the configs list them. A flag is turned on or off
+/// for the requests of either version, as [`flags_gained`] says: one moved from
+/// `feature_flags` to `graduated_flags` is turned on (the stable version's requests get it),
+/// one moved back is turned off (theirs lose it).
 pub(crate) fn flag_changes<'a>(
     before: &'a PromotionConfig,
     after: &'a PromotionConfig,
 ) -> Vec<(&'a str, bool)> {
     // Linear: each flag is taken out of its set the first time it is listed.
-    let mut turned_on = flags_turned_on(before, after);
-    let mut turned_off = flags_turned_on(after, before);
+    let mut turned_on = flags_gained(before, after);
+    let mut turned_off = flags_gained(after, before);
     let listed = |config: &'a PromotionConfig| {
         config
             .feature_flags

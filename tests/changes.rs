@@ -265,6 +265,39 @@ fn every_kind_of_write_is_one_change_and_a_refused_write_none() {
 }
 
 #[test]
+fn a_swap_that_moves_a_flag_between_the_lists_is_a_flag_change() {
+    // Every request of a 50 % canary or of Production: the stable version's requests get the
+    // graduated flags, the new version's the release flags too.
+    for environment in [canary(50.0), Environment::Production] {
+        let config = PromotionConfig {
+            environment,
+            feature_flags: vec!["f".into()],
+            ..Default::default()
+        };
+        let gate = gate(config.clone());
+        let subscription = gate.subscribe();
+        let graduated = PromotionConfig {
+            feature_flags: vec![],
+            graduated_flags: vec!["f".into()],
+            ..config.clone()
+        };
+        let (f, none): (&[&str], &[&str]) = (&["f"], &[]);
+        for (next, enabled, disabled) in [(graduated, f, none), (config, none, f)] {
+            gate.swap_config(next).unwrap();
+            let change = subscription.try_recv().expect("the swap's change");
+            assert_eq!(
+                change.kind(),
+                ChangeKind::Flags,
+                "{environment}: {change:?}"
+            );
+            assert_eq!(change.flags.enabled, enabled, "{environment}");
+            assert_eq!(change.flags.disabled, disabled, "{environment}");
+        }
+        assert_eq!(gate.change_count(), 2);
+    }
+}
+
+#[test]
 fn a_subscriber_receives_the_judges_rollback_with_its_evidence() {
     let gate = gate(PromotionConfig {
         environment: canary(50.0),

@@ -54,8 +54,8 @@ type Change struct {
 	To            Environment    // the environment after
 	ToPercent     float64        // the canary share after, when To is Canary
 	Time          time.Time      // when, by the gate's clock (millisecond resolution)
-	FlagsEnabled  []string       // flags now on that were off (at most 32 names with FlagsDisabled)
-	FlagsDisabled []string       // flags now off that were on
+	FlagsEnabled  []string       // flags now on for a version's requests that were off for them (at most 32 names with FlagsDisabled)
+	FlagsDisabled []string       // flags now off for a version's requests that were on (a graduated flag moved back to FeatureFlags: the stable version's)
 	FlagsUnlisted int            // changed flags beyond the listed ones
 	Rollback      *RollbackEvent // the rollback's event, or nil
 }

@@ -285,7 +285,8 @@ fn a_swap_tells_each_flag_it_turns_on_or_off_as_enable_and_disable_feature_do() 
             .filter(|l| l.contains("Feature flag"))
             .collect()
     };
-    // `a` off, `c` on; `g` moved from the graduated flags to the release ones stays on.
+    // `a` off, `c` on; `g` moved from the graduated flags to the release ones is off for the
+    // stable version's requests (the new version's keep it), told as a flag turned off.
     let swapped = gate(config.clone());
     let lines = LogLines::default();
     lines.during(|| {
@@ -301,14 +302,139 @@ fn a_swap_tells_each_flag_it_turns_on_or_off_as_enable_and_disable_feature_do() 
     let called = LogLines::default();
     called.during(|| {
         by_calls.disable_feature("a").unwrap();
+        by_calls.disable_feature("g").unwrap();
         by_calls.enable_feature("c").unwrap();
     });
     assert_eq!(flag_lines(&lines), flag_lines(&called));
-    assert_eq!(flag_lines(&lines).len(), 2, "{:#?}", lines.lines());
+    assert_eq!(flag_lines(&lines).len(), 3, "{:#?}", lines.lines());
     // A swap that keeps every flag on or off tells none.
     let lines = LogLines::default();
     lines.during(|| swapped.swap_config(swapped.config()).unwrap());
     assert!(flag_lines(&lines).is_empty(), "{:#?}", lines.lines());
+}
+
+/// The flags the requests of each version get from `gate`: (stable, canary).
+fn flags_seen(gate: &PromotionGateManager) -> (Vec<String>, Vec<String>) {
+    let (mut stable, mut canary) = (None, None);
+    for i in 0..200 {
+        let d = gate.route_request(&format!("user-{i}"));
+        let names = d.enabled_features.iter().map(str::to_string).collect();
+        *if d.is_canary {
+            &mut canary
+        } else {
+            &mut stable
+        } = Some(names);
+    }
+    (stable.unwrap_or_default(), canary.unwrap_or_default())
+}
+
+#[test]
+fn a_swap_that_moves_a_flag_between_the_lists_is_told_and_staged_as_a_flag_write() {
+    use crate::telemetry::log_lines::LogLines;
+    let config = PromotionConfig {
+        environment: canary(50.0),
+        feature_flags: vec!["f".into()],
+        graduated_flags: vec!["g".into()],
+        ..Default::default()
+    };
+    let last = |gate: &PromotionGateManager| gate.changes_since(gate.change_count() - 1);
+    // Graduated by the swap: the stable version's requests get `f` mid-stage, as a flag turned
+    // on by `enable_feature` reaches requests that did not have it, and it is told as one.
+    let swapped = gate(config.clone());
+    assert_eq!(flags_seen(&swapped).0, ["g"]);
+    let stage = swapped.stage();
+    let lines = LogLines::default();
+    lines.during(|| {
+        swapped
+            .swap_config(PromotionConfig {
+                feature_flags: vec![],
+                graduated_flags: vec!["g".into(), "f".into()],
+                ..config.clone()
+            })
+            .unwrap()
+    });
+    assert_eq!(flags_seen(&swapped).0, ["f", "g"]);
+    assert!(
+        swapped.stage() > stage,
+        "the stable cohort judged saw other flags"
+    );
+    let change = &last(&swapped)[0];
+    assert_eq!(change.kind(), crate::ChangeKind::Flags);
+    assert_eq!(
+        (&change.flags.enabled[..], &change.flags.disabled[..]),
+        (&["f".to_string()][..], &[][..])
+    );
+    let told = lines.lines();
+    assert!(
+        told.iter().any(|l| l.contains("Feature flag enabled: f")),
+        "{told:#?}"
+    );
+    // The flag write that turns a flag on is reported the same way.
+    let written = gate(PromotionConfig {
+        feature_flags: vec![],
+        ..config.clone()
+    });
+    let stage = written.stage();
+    written.enable_feature("f").unwrap();
+    assert!(written.stage() > stage);
+    let by_write = &last(&written)[0];
+    assert_eq!(
+        (by_write.kind(), &by_write.flags),
+        (change.kind(), &change.flags)
+    );
+    // Moved back: the stable version's requests lose it, a flag turned off (the stage goes on,
+    // as after `disable_feature`); the new version's keep it.
+    let stage = swapped.stage();
+    swapped.swap_config(config.clone()).unwrap();
+    assert_eq!(
+        flags_seen(&swapped),
+        (vec!["g".into()], vec!["f".into(), "g".into()])
+    );
+    assert_eq!(swapped.stage(), stage);
+    let change = &last(&swapped)[0];
+    assert_eq!(change.kind(), crate::ChangeKind::Flags);
+    assert_eq!(
+        (&change.flags.enabled[..], &change.flags.disabled[..]),
+        (&[][..], &["f".to_string()][..])
+    );
+    assert!(swapped.is_feature_enabled("f"));
+}
+
+#[test]
+fn a_flag_graduated_by_a_swap_judges_the_stage_it_ends_first() {
+    // A canary failing with release flag `f`, not yet judged so; then a swap that graduates
+    // `f` (the stable version's requests would get it).
+    let quiet = PromotionConfig {
+        environment: canary(50.0),
+        feature_flags: vec!["f".into()],
+        auto_rollback_enabled: false,
+        ..Default::default()
+    };
+    let gate = still_gate(quiet.clone());
+    record_canary(&gate, 50, false);
+    let loud = PromotionConfig {
+        auto_rollback_enabled: true,
+        ..quiet
+    };
+    gate.swap_config(loud.clone()).unwrap();
+    let stage = gate.stage();
+    let err = gate
+        .swap_config(PromotionConfig {
+            feature_flags: vec![],
+            graduated_flags: vec!["f".into()],
+            ..loud
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Promotion(crate::PromotionError::SloNotMet { evidence }) if evidence.contains("before this write ended the stage")),
+        "{err}"
+    );
+    assert_eq!(gate.environment(), Environment::Production);
+    assert!(gate.stage() > stage);
+    assert!(!gate.is_feature_enabled("f"), "{:?}", gate.config());
+    let history = gate.rollback_history();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].trigger, RollbackTrigger::Automatic);
 }
 
 #[test]

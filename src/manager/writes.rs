@@ -635,11 +635,17 @@ impl PromotionGateManager {
     /// starts a new stage (unless it is a canary share that rounds to the same buckets, which
     /// moves no request), and so does a change of salt, which reshuffles users (both are
     /// logged as warnings): metrics of one set of canary users are never judged together with
-    /// another's. In Canary and Staging, a flag the new version's requests get that they did
-    /// not before starts one too, as [`enable_feature`](Self::enable_feature) does; a flag
-    /// turned off keeps the stage, as [`disable_feature`](Self::disable_feature) does. Each
-    /// flag turned on or off is logged and has its `promotion.flag` span as those calls make
-    /// them (a flag turned off is no rollback: it is not counted nor kept in the history). With a
+    /// another's. A flag is turned on or off for the requests of either version: the stable
+    /// version's get the graduated flags, the new version's the release flags too, so a flag
+    /// moved from `feature_flags` to `graduated_flags` is turned on (the stable version's
+    /// requests get it), and one moved back is turned off (theirs lose it). In Canary and
+    /// Staging, a flag turned on starts a stage too, as [`enable_feature`](Self::enable_feature)
+    /// does; a flag turned off keeps the stage, as [`disable_feature`](Self::disable_feature)
+    /// does. Each flag turned on or off is logged, has its `promotion.flag` span and is listed
+    /// in the swap's change ([`StateChange::flags`](crate::StateChange::flags), a change of kind
+    /// [`ChangeKind::Flags`](crate::ChangeKind::Flags) when the environment stays) as those
+    /// calls make them (a flag turned off is no rollback: it is not counted nor kept in the
+    /// history). With a
     /// state store, the new config replaces the stored state for every process (the explicit
     /// way to start over from a config document); it must keep the gate's `store` and `gate`
     /// name. One that turns a release flag on in Canary or Staging is the next release, even
@@ -666,7 +672,8 @@ impl PromotionGateManager {
     /// store no longer holds; read the config again); [`PromotionError::SloNotMet`] when the
     /// swap would start a stage and the record path's judge called for a rollback of the
     /// current one while it was being made (its publication included), or, for a swap that
-    /// starts a stage (a change of the split, the environment or the salt, a flag turned on),
+    /// starts a stage (a change of the split, the environment or the salt, a flag turned on,
+    /// a release flag graduated),
     /// the judge asked first finds a rule fired in it (with `auto_rollback_enabled`): the
     /// rollback is made instead (or over the swap, once published, undoing it); the gate is
     /// otherwise unchanged.

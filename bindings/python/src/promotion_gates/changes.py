@@ -73,7 +73,9 @@ class Change:
     to_percent: float
     #: When, in milliseconds since the Unix epoch (the gate's clock).
     at_ms: int
-    #: Flags now on that were off, and now off that were on (at most 32 names together).
+    #: Flags now on for the requests of a version that were off for them, and now off that
+    #: were on (at most 32 names together): a flag moved to ``graduated_flags`` is on for the
+    #: stable version's requests, one moved back to ``feature_flags`` off for theirs.
     flags_enabled: tuple[str, ...]
     flags_disabled: tuple[str, ...]
     #: Changed flags beyond the listed ones.
