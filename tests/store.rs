@@ -194,6 +194,29 @@ fn another_gates_rollback_reaches_a_subscriber_as_a_change_from_the_store() {
 }
 
 #[test]
+fn another_gates_swap_that_graduates_a_flag_reaches_a_subscriber_as_a_flag_change() {
+    let dir = Scratch::new("graduated-by-swap");
+    let path = dir.file("gate.db");
+    let (writer, watcher) = (open(&path), open(&path));
+    let changes = watcher.subscribe();
+    let stage = watcher.stage();
+    let mut next = writer.config();
+    next.feature_flags.clear();
+    next.graduated_flags = vec!["checkout_v2".into()];
+    writer.swap_config(next).unwrap();
+    let change = changes
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the other gate's swap, within the sync interval");
+    assert_eq!(change.origin, ChangeOrigin::Store);
+    assert_eq!(change.kind(), ChangeKind::Flags, "{change:?}");
+    assert_eq!(change.flags.enabled, ["checkout_v2"]);
+    assert!(
+        change.stage > stage,
+        "the stable version's requests got a flag mid-stage"
+    );
+}
+
+#[test]
 fn two_gates_rolling_back_at_once_end_on_the_stored_stage_with_one_change_each() {
     let dir = Scratch::new("double-rollback");
     let path = dir.file("gate.db");
