@@ -1569,7 +1569,8 @@ inline std::string exposition(const std::vector<const Gate*>& gates,
 /// Error (PGATE_STATUS_INVALID_JSON, PGATE_STATUS_INVALID_CONFIG naming the field and value,
 /// PGATE_STATUS_INVALID_ARGUMENT), all but one check that depends on the SLO, which this
 /// function does not take: rollback_window_seconds against the SLO's evaluation_interval_ms
-/// (at most a tenth of the window), which Gate::create checks for the SLO it is given. So
+/// (at most a tenth of the window), which Gate::create checks for the SLO it is given (and
+/// document_check_slo() before any gate is made). So
 /// {"rollback_window_seconds": 5} is read here, and Gate::create refuses it with the default
 /// SLO (a 1 s interval), accepts it with an interval of 500 ms or less. An empty document is
 /// the defaults: "".
@@ -1643,6 +1644,44 @@ inline std::string exposition(const std::vector<const Gate*>& gates,
 /// ABI.
 [[nodiscard]] inline bool document_fleet_judging(const char* config_json) {
   return document_fleet_judging(detail::text_or_empty(config_json));
+}
+
+/// Checks an SLO document against a config document as Gate::create checks the pair, read
+/// from the documents alone: nothing is opened or created (pgate_document_check_slo). Both
+/// documents are validated, and the SLO's evaluation_interval_ms against the config's
+/// rollback_window_seconds (at most a tenth of the window), the one check store_location(),
+/// document_gate_name() and document_fleet_judging() leave out, as they take no SLO. A host
+/// that reads its configuration before it makes its gates asks this first, so a pair
+/// Gate::create would refuse fails before any gate writes its state into a store.
+///
+///     // an hour's window, a minute's interval: passes
+///     promotion_gates::document_check_slo(R"({"rollback_window_seconds": 3600})",
+///                                         R"({"evaluation_interval_ms": 60000})");
+///     // the default SLO's 1 s interval in a 5 s window: throws Error
+///     // (PGATE_STATUS_INVALID_CONFIG, "invalid evaluation_interval_ms = 1000: at most a
+///     // tenth of rollback_window_seconds = 5, 500 ms: ...")
+///     promotion_gates::document_check_slo(R"({"rollback_window_seconds": 5})", "");
+///
+/// A refused pair throws the Error Gate::create throws for it (PGATE_STATUS_INVALID_JSON,
+/// PGATE_STATUS_INVALID_CONFIG naming the field and value, PGATE_STATUS_INVALID_ARGUMENT). An
+/// empty document is the defaults, so ("", "") passes.
+inline void document_check_slo(std::string_view config_json, std::string_view slo_json) {
+  detail::check_with_error("pgate_document_check_slo", [&](pgate_error** err) {
+    return pgate_document_check_slo(detail::bytes(config_json), config_json.size(),
+                                    detail::bytes(slo_json), slo_json.size(), err);
+  });
+}
+
+/// As document_check_slo() above, for `const char*` documents: a null one is the empty
+/// document (the defaults), as in the C ABI.
+inline void document_check_slo(const char* config_json, const char* slo_json) {
+  document_check_slo(detail::text_or_empty(config_json), detail::text_or_empty(slo_json));
+}
+inline void document_check_slo(const char* config_json, std::string_view slo_json) {
+  document_check_slo(detail::text_or_empty(config_json), slo_json);
+}
+inline void document_check_slo(std::string_view config_json, const char* slo_json) {
+  document_check_slo(config_json, detail::text_or_empty(slo_json));
 }
 
 /// The level of a log line, most severe first (pgate_log_level; the numbers are fixed).

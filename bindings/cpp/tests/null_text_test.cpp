@@ -83,6 +83,12 @@ TEST(NullText, ANullDocumentIsTheDefaults) {
   EXPECT_EQ(promotion_gates::store_location(none), "");
   EXPECT_EQ(promotion_gates::document_gate_name(none), "default");
   EXPECT_FALSE(promotion_gates::document_fleet_judging(none));
+  EXPECT_NO_THROW(promotion_gates::document_check_slo(none, none));
+  EXPECT_NO_THROW(promotion_gates::document_check_slo(none, R"({"min_samples": 7})"));
+  EXPECT_NO_THROW(promotion_gates::document_check_slo(std::string(kOverrides), none));
+  EXPECT_THROW(promotion_gates::document_check_slo(R"({"rollback_window_seconds": 5})", none),
+               promotion_gates::Error)
+      << "the default SLO's 1 s interval in a 5 s window";
 }
 
 // Where only a string means something, a null one is most likely a lookup that found nothing:
@@ -178,6 +184,28 @@ TEST(NullText, EveryKindOfTextPicksOneOverload) {
         gate.route_forced("user-7", nullptr), gate.route_forced(id, {})}) {
     EXPECT_EQ(unforced, d);
   }
+
+  // A 5 s window takes the SLO's 500 ms interval, not the default SLO's 1 s one.
+  const std::string config = R"({"rollback_window_seconds": 5})";
+  const std::string slo = R"({"evaluation_interval_ms": 500})";
+  const std::string_view config_view = config;
+  const std::string_view slo_view = slo;
+  const char* config_c = config.c_str();
+  const char* slo_c = slo.c_str();
+  const OtherString config_other{config};
+  const OtherString slo_other{slo};
+  using promotion_gates::document_check_slo;
+  EXPECT_NO_THROW(document_check_slo(config, slo));
+  EXPECT_NO_THROW(document_check_slo(config_view, slo_c));
+  EXPECT_NO_THROW(document_check_slo(config_c, slo_view));
+  EXPECT_NO_THROW(document_check_slo(config_c, slo_c));
+  EXPECT_NO_THROW(document_check_slo(config_other, slo_c));
+  EXPECT_NO_THROW(document_check_slo(config_c, slo_other));
+  EXPECT_NO_THROW(document_check_slo(config_other, slo_other));
+  EXPECT_NO_THROW(
+      document_check_slo(R"({"rollback_window_seconds": 5})", R"({"evaluation_interval_ms": 500})"));
+  EXPECT_NO_THROW(document_check_slo(nullptr, R"({"evaluation_interval_ms": 500})"));
+  EXPECT_THROW(document_check_slo(config, nullptr), promotion_gates::Error) << "the default SLO";
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // A config document's state store, gate name and fleet-wide judging, read before a gate is
-// made (store_location, document_gate_name, document_fleet_judging), and a gate's fleet-wide
-// judging (Gate::fleet_judging).
+// made (store_location, document_gate_name, document_fleet_judging), an SLO document checked
+// against a config document (document_check_slo), and a gate's fleet-wide judging
+// (Gate::fleet_judging).
 #include "promotion_gates.hpp"
 
 #include <gtest/gtest.h>
@@ -9,11 +10,14 @@
 #include <iterator>
 #include <string>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 #include <unistd.h>
 
 namespace {
 
+using promotion_gates::document_check_slo;
 using promotion_gates::document_fleet_judging;
 using promotion_gates::document_gate_name;
 using promotion_gates::Error;
@@ -141,6 +145,80 @@ TEST(DocumentReads, ARefusedDocumentIsRefusedAsGateCreateRefusesIt) {
           << e.what();
     }
   }
+}
+
+TEST(DocumentCheckSlo, AcceptsWhatGateCreateAcceptsAndCreatesNothing) {
+  const TempDir dir;
+  const std::string db = dir.file("checkout.db");
+  // A minute's interval fits an hour's window (not the default config's 300 s one).
+  const std::string hour = R"({"rollback_window_seconds": 3600, "store": {"sqlite": {"path": ")" +
+                           db + "\"}}}";
+  const std::string five = R"({"rollback_window_seconds": 5})";
+  const std::vector<std::pair<std::string, std::string>> pairs = {
+      {hour, R"({"evaluation_interval_ms": 60000})"},
+      {five, R"({"evaluation_interval_ms": 500, "min_samples": 20})"},
+      {"", R"({"min_samples": 20})"},
+      {"", ""},
+  };
+  for (const auto& [config, slo] : pairs) {
+    EXPECT_NO_THROW(document_check_slo(config, slo)) << config << " with " << slo;
+  }
+  EXPECT_FALSE(std::filesystem::exists(db)) << "nothing is opened or created";
+  // The header's example.
+  EXPECT_NO_THROW(document_check_slo(R"({"rollback_window_seconds": 3600})",
+                                     R"({"evaluation_interval_ms": 60000})"));
+  for (const auto& [config, slo] : pairs) {
+    EXPECT_NO_THROW((void)Gate::create(config, slo)) << config << " with " << slo;
+  }
+}
+
+TEST(DocumentCheckSlo, RefusesWhatGateCreateRefusesNamingTheFieldAndValue) {
+  const TempDir dir;
+  const std::string db = dir.file("checkout.db");
+  const std::string hour = R"({"rollback_window_seconds": 3600, "store": {"sqlite": {"path": ")" +
+                           db + "\"}}}";
+  struct Refused {
+    std::string config, slo;
+    pgate_status status;
+    std::string message;  // how the error's message starts
+  };
+  const std::vector<Refused> refused = {
+      {R"({"rollback_window_seconds": 5})", "", PGATE_STATUS_INVALID_CONFIG,
+       "invalid evaluation_interval_ms = 1000: at most a tenth of rollback_window_seconds = 5, "
+       "500 ms: "},
+      {"", R"({"evaluation_interval_ms": 60000})", PGATE_STATUS_INVALID_CONFIG,
+       "invalid evaluation_interval_ms = 60000: at most a tenth of rollback_window_seconds = "
+       "300, 30000 ms: "},
+      {hour, R"({"min_samples": 1})", PGATE_STATUS_INVALID_CONFIG, "invalid min_samples = 1: "},
+      {R"({"rollback_window_seconds": 0})", "", PGATE_STATUS_INVALID_CONFIG,
+       "invalid rollback_window_seconds = 0: "},
+      {"", R"({"min_sample": 20})", PGATE_STATUS_INVALID_JSON,
+       "invalid JSON SLO config: min_sample: unknown field"},
+      {"", "\xff", PGATE_STATUS_INVALID_ARGUMENT,
+       R"(invalid slo_json = "\xff": SLO config is not valid UTF-8)"},
+  };
+  for (const Refused& r : refused) {
+    std::string message;
+    try {
+      document_check_slo(r.config, r.slo);
+      ADD_FAILURE() << "taken: " << r.config << " with " << r.slo;
+      continue;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), r.status) << e.what();
+      message = e.what();
+      EXPECT_EQ(message.rfind(r.message, 0), 0u) << message;
+    }
+    try {
+      (void)Gate::create(r.config, r.slo);
+      ADD_FAILURE() << "Gate::create took " << r.config << " with " << r.slo;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), r.status) << e.what();
+      EXPECT_EQ(e.what(), message) << "refused in other words than Gate::create's";
+    }
+  }
+  // The header's example.
+  EXPECT_THROW(document_check_slo(R"({"rollback_window_seconds": 5})", ""), Error);
+  EXPECT_FALSE(std::filesystem::exists(db)) << "nothing is opened or created";
 }
 
 }  // namespace
