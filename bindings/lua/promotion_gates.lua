@@ -1566,7 +1566,7 @@ end
 
 -- The state store (see docs/store.md): where a document's store keeps the state, its gate's
 -- name and whether its store judges every process's outcomes, read before any gate is made,
--- and whether a gate's store judges them.
+-- whether an SLO document fits a config document, and whether a gate's store judges them.
 cdef [[
 pgate_status pgate_fleet_judging(const pgate_gate *gate, bool *fleet_judging);
 pgate_status pgate_store_location(const char *config_json, size_t config_len, char *location,
@@ -1575,6 +1575,8 @@ pgate_status pgate_document_gate_name(const char *config_json, size_t config_len
                                       size_t cap, size_t *len_out, pgate_error **err);
 pgate_status pgate_document_fleet_judging(const char *config_json, size_t config_len,
                                           bool *fleet_judging, pgate_error **err);
+pgate_status pgate_document_check_slo(const char *config_json, size_t config_len,
+                                      const char *slo_json, size_t slo_len, pgate_error **err);
 ]]
 
 --- Whether the gate's state store sums the outcomes every process records for the judge (the
@@ -1622,7 +1624,7 @@ end
 --- store.sqlite.sync_interval_ms = 5: ...", 3; all but one check that depends on the SLO,
 --- which this function does not take: rollback_window_seconds against the SLO's
 --- evaluation_interval_ms (at most a tenth of the window), which pg.new checks for the SLO it
---- is given. So {"rollback_window_seconds": 5} is read here, and pg.new refuses it with the
+--- is given (and pg.document_check_slo before any gate is made). So {"rollback_window_seconds": 5} is read here, and pg.new refuses it with the
 --- default SLO (a 1 s interval), accepts it with an interval of 500 ms or less.
 function M.store_location(config_json)
   return document_text(config_json, "pgate_store_location", 256)
@@ -1656,6 +1658,36 @@ function M.document_fleet_judging(config_json)
       return failure(status, err)
     end
     return sums[0]
+  end)
+end
+
+--- Checks an SLO document against a config document as pg.new checks the pair, read from the
+--- documents alone: nothing is opened or created (pgate_document_check_slo). Both documents
+--- are validated, and the SLO's evaluation_interval_ms against the config's
+--- rollback_window_seconds (at most a tenth of the window), the one check store_location,
+--- document_gate_name and document_fleet_judging leave out, as they take no SLO. nil is the
+--- default document. Returns true, or pg.new's error for the pair: nil, message, status. A
+--- host that reads its configuration before its workers make their gates (init_by_lua) asks
+--- this first, so a pair pg.new would refuse fails before any gate writes its state into a
+--- store:
+---
+---   assert(pg.document_check_slo('{"rollback_window_seconds": 3600}',
+---                                '{"evaluation_interval_ms": 60000}'))  -- true
+---   pg.document_check_slo('{"rollback_window_seconds": 5}')  -- the default SLO's 1 s interval:
+---   -- nil, "PGATE_STATUS_INVALID_CONFIG: invalid evaluation_interval_ms = 1000: at most a
+---   -- tenth of rollback_window_seconds = 5, 500 ms: ...", 3
+function M.document_check_slo(config_json, slo_json)
+  if (config_json == nil or type(config_json) == "string")
+      and slo_json ~= nil and type(slo_json) ~= "string" then
+    return not_a_string("slo_json", slo_json, true) -- after config_json's, as pg.new
+  end
+  return from_document(config_json, function(c, doc, length, err)
+    local status = c.pgate_document_check_slo(doc, length, slo_json, slo_json and #slo_json or 0,
+                                              err)
+    if status ~= M.OK then
+      return failure(status, err)
+    end
+    return true
   end)
 end
 

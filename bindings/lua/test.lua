@@ -1322,6 +1322,57 @@ local function test_store()
   end
 end
 
+-- An SLO document checked against a config document, read from the two alone: accepted and
+-- refused exactly as pg.new accepts and refuses the pair, with its words.
+local function test_document_check_slo()
+  local path = os.tmpname()
+  os.remove(path)
+  local hour = '{"rollback_window_seconds": 3600, "store": {"sqlite": {"path": "' .. path .. '"}}}'
+  local five = '{"rollback_window_seconds": 5}'
+  for _, case in ipairs({
+    { hour, '{"evaluation_interval_ms": 60000}' }, -- a minute fits an hour, not the default 300 s
+    { five, '{"evaluation_interval_ms": 500, "min_samples": 20}' },
+    { nil, '{"min_samples": 20}' },
+    { nil, nil },
+  }) do
+    local ok, message = pg.document_check_slo(case[1], case[2])
+    check(ok == true, "accepted: " .. tostring(case[1]) .. ", " .. tostring(case[2]) .. ": "
+                        .. tostring(message))
+  end
+  check(io.open(path) == nil, "document_check_slo opens and creates nothing")
+  for _, case in ipairs({
+    -- config, SLO, status, what the message names
+    { five, nil, 3, "invalid evaluation_interval_ms = 1000: at most a tenth of "
+                      .. "rollback_window_seconds = 5, 500 ms: " },
+    { nil, '{"evaluation_interval_ms": 60000}', 3,
+      "invalid evaluation_interval_ms = 60000: at most a tenth of rollback_window_seconds = 300" },
+    { hour, '{"min_samples": 1}', 3, "invalid min_samples = 1: " },
+    { '{"rollback_window_seconds": 0}', nil, 3, "invalid rollback_window_seconds = 0: " },
+    { nil, '{"min_sample": 20}', 4, "invalid JSON SLO config: min_sample: unknown field" },
+    { nil, "\255", 2, 'invalid slo_json = "\\xff": SLO config is not valid UTF-8' },
+  }) do
+    local none, message, status = pg.document_check_slo(case[1], case[2])
+    check(none == nil and status == case[3]
+            and message:find(pg.status_str(case[3]) .. ": " .. case[4], 1, true) == 1,
+          "refused, naming the field and value: " .. tostring(message))
+    local gate, by_new, new_status = pg.new(case[1], case[2])
+    check(gate == nil and by_new == message and new_status == status,
+          "refused as pg.new refuses the pair: " .. tostring(by_new))
+  end
+  check(io.open(path) == nil, "a refused pair opens and creates nothing")
+  for _, case in ipairs({
+    { 42, "{}", "invalid config_json = 42: not a string or nil" },
+    { 42, 43, "invalid config_json = 42: not a string or nil" },
+    { "{}", 43, "invalid slo_json = 43: not a string or nil" },
+    { nil, false, "invalid slo_json = false: not a string or nil" },
+  }) do
+    local none, message, status = pg.document_check_slo(case[1], case[2])
+    check(none == nil and status == 2 and message == "PGATE_STATUS_INVALID_ARGUMENT: " .. case[3],
+          "document_check_slo of " .. tostring(case[1]) .. ", " .. tostring(case[2]) .. ": "
+            .. tostring(message))
+  end
+end
+
 -- Runs `fn` interpreted, as code run once is (an allocation inside a call then collects
 -- garbage), and turns the JIT back on if it was. The traces earlier tests compiled are
 -- flushed first: jit.off() alone keeps running them, and a trace may keep a table field or an
@@ -1607,6 +1658,7 @@ test_names()
 test_counted()
 test_sync_now()
 test_store()
+test_document_check_slo()
 test_freed_by_a_finalizer()
 test_every_call_sees_a_finalizers_free()
 test_loaded_twice()
