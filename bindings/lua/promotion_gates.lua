@@ -1624,8 +1624,9 @@ end
 --- store.sqlite.sync_interval_ms = 5: ...", 3; all but one check that depends on the SLO,
 --- which this function does not take: rollback_window_seconds against the SLO's
 --- evaluation_interval_ms (at most a tenth of the window), which pg.new checks for the SLO it
---- is given (and pg.document_check_slo before any gate is made). So {"rollback_window_seconds": 5} is read here, and pg.new refuses it with the
---- default SLO (a 1 s interval), accepts it with an interval of 500 ms or less.
+--- is given (and pg.document_check_slo before any gate is made). So
+--- {"rollback_window_seconds": 5} is read here, and pg.new refuses it with the default SLO (a
+--- 1 s interval), accepts it with an interval of 500 ms or less.
 function M.store_location(config_json)
   return document_text(config_json, "pgate_store_location", 256)
 end
