@@ -15,6 +15,11 @@ need_curl() {
   }
 }
 
+# curl: every curl of the scripts that source this file gives up after $curl_max_time seconds
+# (10 unless the script sets it), so that a server that accepts and never answers fails the
+# call instead of hanging the script; a call's own --max-time (-m), coming after, is kept.
+curl() { command curl --max-time "${curl_max_time:-10}" "$@"; }
+
 # free_port: a TCP port of 127.0.0.1 that nothing listens on now and that this script was not
 # given before. The kernel may hand out a port just closed again, and two servers told the
 # same port fail ("duplicate listen options"), so the ports given are listed in
