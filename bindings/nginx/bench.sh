@@ -39,6 +39,7 @@ trap cleanup EXIT
 # shellcheck source=../free_port.sh
 . "$here/../free_port.sh"
 need_curl
+command -v pgrep >/dev/null || "$here/../../.ci/apt-install" procps # nginx's workers
 app_port=$(free_port)
 declare -A port=([A]=$(free_port) [B]=$(free_port))
 user_line=""

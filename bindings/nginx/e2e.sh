@@ -66,6 +66,7 @@ fail() {
 # shellcheck source=../free_port.sh
 . "$(dirname "$0")/../free_port.sh"
 need_curl
+command -v pgrep >/dev/null || "$(dirname "$0")/../../.ci/apt-install" procps # nginx's workers
 aa_port=$(free_port)
 checkout_port=$(free_port)
 stable_port=$(free_port)

@@ -52,7 +52,8 @@
 # graceful exit is logged and that a worker draining after a reload still logs, and judges none
 # of the new workers' outcomes by its old SLO while its own reach them, then runs the end-to-end test under load (e2e.sh, ~30 s;
 # PGATE_NGINX_E2E=0 skips it). Installs what it lacks with .ci/apt-install, which starts no
-# service (nginx, nginx-dev, wrk; prometheus for promtool; curl). Run from anywhere.
+# service (nginx, nginx-dev, wrk; prometheus for promtool; procps for ps and pgrep; curl). Run
+# from anywhere.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -66,7 +67,13 @@ module_flags=$(make -s -C "$nginx_src" -f objs/Makefile -f - pgate-flags <<<'pga
 # shellcheck disable=SC2086 # the flags are words
 module_cc() { (cd "$nginx_src" && cc $module_flags -I"$here" "$@"); }
 
-command -v promtool >/dev/null || "$here/../../.ci/apt-install" prometheus
+# command:Debian package, for each tool this test calls that may be missing (ps and pgrep find
+# the processes it started and nginx's workers)
+missing=()
+for need in promtool:prometheus ps:procps pgrep:procps; do
+  command -v "${need%%:*}" >/dev/null || missing+=("${need#*:}")
+done
+[ ${#missing[@]} -eq 0 ] || "$here/../../.ci/apt-install" "${missing[@]}" # (procps twice: no harm)
 
 echo "== nginx -t names what is wrong"
 tmp=$(mktemp -d)
