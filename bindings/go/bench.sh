@@ -133,23 +133,13 @@ load() {
   "${nice[@]}" "${pin_load[@]}" timeout $((seconds + 30)) wrk -t1 -c"$connections" -d"${seconds}s" -s "$tmp/ids.lua" \
     "http://127.0.0.1:${port[$1]}/" >"$2"
 }
-# figures <variant> <file> <CPU ns>: "<requests/s> <CPU microseconds per request>" of a run
-figures() {
-  if grep -q -e 'Non-2xx' -e 'Socket errors' "$2"; then
-    echo "variant $1: wrk saw errors:" >&2
-    cat "$2" >&2
-    exit 1
-  fi
-  awk -v ns="$3" '/requests in/ {req = $1} /Requests\/sec/ {rps = $2}
-    END {printf "%.0f %.2f\n", rps, ns / 1e3 / req}' "$2"
-}
 # run <variant>: prints "<requests/s> <CPU microseconds per request>"
 run() {
   local before after
   before=$(cpu_ns "${pid[$1]}")
   load "$1" "$tmp/wrk.out"
   after=$(cpu_ns "${pid[$1]}")
-  figures "$1" "$tmp/wrk.out" $((after - before))
+  wrk_figures "$1" "$tmp/wrk.out" $((after - before))
 }
 echo "== go bench.sh, $(date -u '+%Y-%m-%d %H:%M:%S') UTC, $(nproc) CPUs, $(go version | awk '{print $3}')"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

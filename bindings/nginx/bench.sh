@@ -4,7 +4,9 @@
 # `wrk` load of a few seconds. Measures each run's throughput (wrk's requests/s) and the CPU
 # time of the proxy's workers per request (each worker's CPU-time clock, in nanoseconds, all
 # threads, so the gate's sync thread counts). Prints each round and the medians of the B/A ratios,
-# against the budget of at least 0.95x throughput at no more than 1.05x CPU per request.
+# against the budget of at least 0.95x throughput at no more than 1.05x CPU per request. Fails
+# when a port answers nothing within 10 s or a wrk run fails or sees non-2xx answers or socket
+# errors (fast 5xx answers would count as throughput).
 # Both route 20 % to a canary upstream and 80 % to a stable one, both served by a second nginx
 # (one worker); B's gate keeps its state in a SQLite store (sync_interval_ms
 # ${PGATE_BENCH_SYNC_MS:-250}). As root, every process runs at nice -20 (fewer preemptions).
@@ -98,22 +100,23 @@ else
 fi
 for p in "$app_port" "${port[A]}" "${port[B]}"; do
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$p/" >/dev/null && break; sleep 0.1; done
+  curl -fs -o /dev/null "http://127.0.0.1:$p/" ||
+    { echo "nothing answers on port $p" >&2; tail -n 20 "$tmp"/*/logs/error.log >&2; exit 1; }
 done
 # workers_cpu_ns <variant>: the CPU time of its workers so far, in nanoseconds
 workers_cpu_ns() {
   # shellcheck disable=SC2046 # one pid per word
   cpu_ns $(pgrep -P "${master[$1]}")
 }
-# run <variant>: prints "<requests/s> <CPU microseconds per request>"
+# run <variant>: prints "<requests/s> <CPU microseconds per request>"; exits when wrk failed
+# or saw errors (wrk_figures)
 run() {
-  local before after out requests
+  local before after
   before=$(workers_cpu_ns "$1")
-  out=$("${nice[@]}" wrk -t1 -c"$connections" -d"${seconds}s" "http://127.0.0.1:${port[$1]}/")
+  "${nice[@]}" timeout $((seconds + 30)) wrk -t1 -c"$connections" -d"${seconds}s" \
+    "http://127.0.0.1:${port[$1]}/" >"$tmp/wrk.out" || { echo "variant $1: wrk failed" >&2; cat "$tmp/wrk.out" >&2; exit 1; }
   after=$(workers_cpu_ns "$1")
-  requests=$(awk '/requests in/ {print $1}' <<<"$out")
-  awk -v out="$out" -v req="$requests" -v ns=$((after - before)) 'BEGIN {
-    split(out, lines, "\n"); for (i in lines) if (lines[i] ~ /Requests\/sec/) { split(lines[i], f, " "); rps = f[2] }
-    printf "%.0f %.2f\n", rps, ns / 1e3 / req }'
+  wrk_figures "$1" "$tmp/wrk.out" $((after - before))
 }
 
 echo "== warm-up"
