@@ -25,7 +25,8 @@
 #      rollback), the same requests answered are (rollback);
 #   6. the A/A gate rolled nothing back.
 # Usage: e2e.sh <module.so> (test.sh builds it). Every process started here is stopped by its
-# pid on exit (PGATE_E2E_KEEP=1 keeps the temporary directory). Last line:
+# pid on exit (PGATE_E2E_KEEP=1 keeps the temporary directory). A wrk run or a request of a
+# check that fails fails the test. Last line:
 #   e2e nginx: <N> canary failures before rollback across <W> workers; restart kept rollback: yes|no
 set -euo pipefail
 
@@ -170,6 +171,7 @@ wait_workers() { # until $workers workers run, none of them in $1
 }
 wait_workers
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$aa_port/gate/status" >/dev/null && break; sleep 0.1; done
+curl -fs -o /dev/null "http://127.0.0.1:$aa_port/gate/status" || fail "nothing answers on port $aa_port"
 
 # field <json> <name>: a top-level string or number field of the status document
 field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
@@ -198,11 +200,17 @@ read_statuses() {
   mapfile -t answers < <(tr -d ' ' <<<"$out")
   [ "${#answers[@]}" -eq "$workers" ]
 }
+# load <wrk arguments>...: one wrk run, its Requests/sec and Non-2xx lines shown; fails the test
+# when wrk fails (a failed run sent less load, or none, than the checks after it assume)
+load() {
+  wrk "$@" >"$tmp/wrk.out" || fail "wrk $* failed: $(cat "$tmp/wrk.out")"
+  grep -E 'Requests/sec|Non-2xx' "$tmp/wrk.out" || true
+}
 # canary lines / all lines of an access log from line $2 on
 count() { tail -n +"$2" "$1" | awk -v v="$3" '$2 == v' | grep -c . || true; }
 
 echo "== 1. split (gate aa, 20 % canary): wrk -t2 -c$connections -d${load_seconds}s"
-wrk -t2 -c$connections -d${load_seconds}s "http://127.0.0.1:$aa_port/" | grep -E 'Requests/sec|Non-2xx' || true
+load -t2 -c"$connections" -d${load_seconds}s "http://127.0.0.1:$aa_port/"
 total=$(grep -c . "$tmp/logs/aa.log")
 canary=$(count "$tmp/logs/aa.log" 1 canary)
 share=$(python3 -c "print(round(100 * $canary / $total, 2))")
@@ -211,8 +219,14 @@ echo "aa: $canary of $total requests to the canary ($share %)"
 python3 -c "import sys; sys.exit(0 if 17 <= $share <= 23 else 1)" || fail "split $share % is not 20 +- 3 %"
 
 for key in "-H X-Request-Id:order-42" "-b uid=user-7"; do
-  # shellcheck disable=SC2086
-  versions=$(for _ in $(seq 20); do curl -fs $key "http://127.0.0.1:$checkout_port/"; done | sort -u)
+  # each of the 20 answers counts: a failed request fails the test (in a pipeline, it was lost)
+  versions=""
+  for _ in $(seq 20); do
+    # shellcheck disable=SC2086
+    version=$(curl -fs $key "http://127.0.0.1:$checkout_port/") || fail "curl $key failed after $(grep -c . <<<"$versions") answers"
+    versions+="$version"$'\n'
+  done
+  versions=$(sort -u <<<"$versions" | sed '/^$/d')
   [ "$(echo "$versions" | grep -c .)" -eq 1 ] || fail "key '$key' reached more than one version: $versions"
   echo "key '$key' -> always $versions"
 done
@@ -220,7 +234,7 @@ done
 echo "== 2. checkout's canary fails: wrk -t2 -c$connections -d${load_seconds}s"
 start=$(($(grep -c . "$tmp/logs/checkout.log") + 1))
 touch "$tmp/canary-fails"
-wrk -t2 -c$connections -d${load_seconds}s "http://127.0.0.1:$checkout_port/" | grep -E 'Requests/sec|Non-2xx' || true
+load -t2 -c"$connections" -d${load_seconds}s "http://127.0.0.1:$checkout_port/"
 tail -n +"$start" "$tmp/logs/checkout.log" >"$tmp/phase2.log"
 failures=$(awk '$2 == "canary" && $3 == "500"' "$tmp/phase2.log" | grep -c . || true)
 canary_total=$(count "$tmp/phase2.log" 1 canary)
@@ -267,7 +281,7 @@ fi
 no_canary_after() {
   local from
   from=$(($(grep -c . "$tmp/logs/checkout.log") + 1))
-  wrk -t1 -c8 -d1s "http://127.0.0.1:$checkout_port/" >/dev/null
+  load -t1 -c8 -d1s "http://127.0.0.1:$checkout_port/" >/dev/null
   local n
   n=$(count "$tmp/logs/checkout.log" "$from" canary)
   [ "$n" -eq 0 ] || return 1
