@@ -116,7 +116,12 @@ for dir in "$tmp/build&tree" "$tmp/build|tree"; do
 done
 # Staged for a distribution's /usr: the .pc files name /usr itself, which pkg-config then
 # leaves out of -I and -L (a relative prefix would put /usr/include first on every command).
-"$root/packaging/install.sh" --no-build --prefix /usr --destdir "$tmp/staged" >/dev/null 2>"$tmp/staged.err"
+# (its standard error is kept for the hint below; a failed install shows it, and stops here)
+if ! "$root/packaging/install.sh" --no-build --prefix /usr --destdir "$tmp/staged" >/dev/null 2>"$tmp/staged.err"; then
+  echo "FAILED: install.sh --no-build --prefix /usr --destdir $tmp/staged:" >&2
+  cat "$tmp/staged.err" >&2
+  exit 1
+fi
 # Go's build cache does not see a new library: the install's last word says what Go needs.
 [[ "$(tail -n 1 "$tmp/staged.err")" == *"go clean -cache"*"go build -a"* ]] ||
   { echo "FAILED: install.sh ends without the Go hint: $(cat "$tmp/staged.err")" >&2 && failed=$((failed + 1)); }
