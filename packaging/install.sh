@@ -34,7 +34,11 @@
 # --libdir      default PREFIX/lib;  --includedir  default PREFIX/include
 # --destdir     a staging root prepended to every path written (for distribution packages)
 # --no-build    install what the last `cargo build --release -p promotion-gates-ffi` built
-#               (in TARGET/release, or TARGET/$CARGO_BUILD_TARGET/release when that is set)
+#               (in TARGET/release, or TARGET/$CARGO_BUILD_TARGET/release when that is set),
+#               saying on stderr which directory and when it was built; refused when a source
+#               file under src/ or ffi/src that build read changed after it (sudo drops
+#               CARGO_TARGET_DIR and CARGO_BUILD_TARGET, and may find an older build in
+#               target/release: name them again, `sudo env CARGO_TARGET_DIR=... install.sh ...`)
 # --build-tree-pc DIR  installs nothing: writes both .pc files into DIR, describing this
 #               checkout's build (cargo's target directory, release) and include/, for
 #               PKG_CONFIG_PATH (bindings/go/test.sh uses it), and the static .pc's link to
@@ -168,6 +172,23 @@ for lib in libpromotion_gates_ffi.so libpromotion_gates_ffi.a; do
   fi
   exit 1
 done
+# --no-build takes a build it cannot check with cargo (under sudo: no cargo, CARGO_TARGET_DIR
+# and CARGO_BUILD_TARGET dropped, so perhaps an old build in target/release): it says which
+# build it installs, and refuses one older than a source file under src/ or ffi/src that the
+# build read (cargo's dep-info beside it lists them; every such file when it is missing).
+if [ "$build" -eq 0 ]; then
+  lib=$release/libpromotion_gates_ffi.so
+  echo "install.sh: --no-build: installing the build in $release (library built $(date -r "$lib" '+%Y-%m-%d %H:%M:%S %Z'))" >&2
+  while IFS= read -r -d '' source; do
+    [ -f "$release/libpromotion_gates_ffi.d" ] && ! grep -qF -- "$source" "$release/libpromotion_gates_ffi.d" && continue
+    echo "install.sh: --no-build: $lib (built $(date -r "$lib" '+%Y-%m-%d %H:%M:%S')) is older than" \
+      "$source (changed $(date -r "$source" '+%Y-%m-%d %H:%M:%S')): build it again, as yourself," \
+      "cargo build --release -p promotion-gates-ffi, then install; a build into CARGO_TARGET_DIR" \
+      "(or for a CARGO_BUILD_TARGET) is named to the install again, as sudo drops it: sudo env" \
+      "CARGO_TARGET_DIR=\"\$CARGO_TARGET_DIR\" packaging/install.sh --no-build ..." >&2
+    exit 1
+  done < <(find "$root/src" "$root/ffi/src" -type f -newer "$lib" -print0)
+fi
 
 lib_to="$destdir$libdir" include_to="$destdir$includedir"
 cmake_to="$lib_to/cmake/promotion_gates"

@@ -147,6 +147,25 @@ for path in "$PATH" "$tmp/old_cargo:$PATH"; do
     failed=$((failed + 1))
   fi
 done
+# --no-build names the build it installs; and refuses a build older than a source file it was
+# built from (sudo's target/release left from long ago): here the build copied with its
+# dep-info into another target directory, dated 2000, without cargo on the PATH, as under sudo.
+grep -q "install.sh: --no-build: installing the build in .*/release (library built " "$tmp/staged.err" ||
+  { echo "FAILED: install.sh --no-build does not say which build it installs: $(cat "$tmp/staged.err")" >&2 && failed=$((failed + 1)); }
+built=$("$root/.ci/build-dir" release)
+mkdir -p "$tmp/old_target/release" "$tmp/no_cargo"
+cp -p "$built"/libpromotion_gates_ffi.{so,a,d} "$tmp/old_target/release/"
+touch -d 2000-01-01 "$tmp/old_target/release/libpromotion_gates_ffi.so"
+for tool in bash env dirname cat awk sort head date find grep sed realpath mkdir; do ln -sf "$(command -v "$tool")" "$tmp/no_cargo/$tool"; done
+if PATH="$tmp/no_cargo" CARGO_TARGET_DIR="$tmp/old_target" "$root/packaging/install.sh" --no-build \
+  --prefix "$tmp/not_installed" >/dev/null 2>"$tmp/old_build.err"; then
+  echo "FAILED: install.sh --no-build installed a library older than its sources" >&2
+  failed=$((failed + 1))
+elif ! grep -Eq "libpromotion_gates_ffi.so \(built 2000-01-01 .*\) is older than $root/(ffi/)?src/.*\.rs \(changed .*cargo build --release" "$tmp/old_build.err" ||
+  [ -e "$tmp/not_installed" ]; then
+  echo "FAILED: install.sh --no-build of an old build: $(cat "$tmp/old_build.err"), $(ls "$tmp/not_installed" 2>&1)" >&2
+  failed=$((failed + 1))
+fi
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 libs=$(pkg-config --libs promotion_gates)
 [[ " $libs " == *" -lpromotion_gates_ffi "* ]] ||
