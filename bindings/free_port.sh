@@ -15,10 +15,13 @@ need_curl() {
   }
 }
 
-# curl: every curl of the scripts that source this file gives up after $curl_max_time seconds
-# (10 unless the script sets it), so that a server that accepts and never answers fails the
-# call instead of hanging the script; a call's own --max-time (-m), coming after, is kept.
-curl() { command curl --max-time "${curl_max_time:-10}" "$@"; }
+# Every curl of the scripts that source this file, and of what they run, reads
+# bindings/curl/.curlrc: it gives up after 10 s (max-time), so that a server that accepts and
+# never answers fails the call instead of hanging the script; a call's own --max-time (-m) is
+# kept. (Not a shell function wrapping curl: `curl ... &` would then give $! of a subshell,
+# and killing it would leave the request running.)
+CURL_HOME="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/curl"
+export CURL_HOME
 
 # free_port: a TCP port of 127.0.0.1 that nothing listens on now and that this script was not
 # given before. The kernel may hand out a port just closed again, and two servers told the
