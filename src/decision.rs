@@ -117,7 +117,8 @@ impl<T> std::ops::IndexMut<Cohort> for PerCohort<T> {
 /// Production), a rollback, a flag turned on in Canary or Staging
 /// ([`enable_feature`](crate::PromotionGateManager::enable_feature), or a
 /// [`swap_config`](crate::PromotionGateManager::swap_config) that turns one on for the requests
-/// of either version, as one that graduates a release flag does for the stable version's), and a
+/// judged: in Canary, of either version, as one that graduates a release flag does for the
+/// stable cohort's; in Staging, of the new version, which a graduated release flag is not), and a
 /// `swap_config` of the environment or the salt. A swap to a canary share that rounds to the
 /// same buckets moves no request and keeps the stage, as a flag turned off (a kill switch), a
 /// flag change in Production and a policy change do. With a state store, another process's

@@ -247,8 +247,11 @@ pub(crate) fn rolled_back_over(config: &PromotionConfig, graduated: &[String]) -
 /// stage as the judge called for the rollback of the one it ended), of the config before that
 /// write, whose changes the rollback takes back. The edits `stored` made since `decided` are
 /// kept, as [`rolled_back_over`] keeps another process's: a graduated flag turned off (a kill
-/// switch), a policy field swapped in. Back to Production, every release flag off (one
-/// turned on since is the release's too).
+/// switch), a policy field swapped in, a flag turned on since as a graduated one. Back to
+/// Production, every release flag off (one turned on since is the release's too), and a flag
+/// on in `decided` that `stored` graduated off unless `rollback` graduates it: a release flag
+/// of the release rolled back that a swap since moved to `graduated_flags` goes off, as
+/// [`rolled_back_over`] takes back the flags a write over the judged stage graduated.
 pub(crate) fn rolled_back_under(
     rollback: &PromotionConfig,
     decided: &PromotionConfig,
@@ -280,11 +283,13 @@ pub(crate) fn rolled_back_under(
         set(&rollback.graduated_flags),
     );
     let now = set(graduated_flags);
-    // The stored graduated flags, but those the rollback takes back (turned on by the write
-    // it undoes); then those it turns on again (turned off by that write).
+    // The stored graduated flags turned on since `decided` (off there), or graduated by the
+    // rollback; not those it takes back: graduated by the write it undoes, or a release flag
+    // of the release it rolls back graduated since. Then those it turns on again (turned off
+    // by that write).
     let graduated = graduated_flags
         .iter()
-        .filter(|flag| !before.contains(*flag) || after.contains(*flag))
+        .filter(|flag| !flag_is_on(decided, flag) || after.contains(*flag))
         .chain(
             rollback
                 .graduated_flags
@@ -359,19 +364,35 @@ pub(crate) fn flag_is_on(config: &PromotionConfig, name: &str) -> bool {
         .any(|f| f == name)
 }
 
-/// Whether the change from `before` to `after` turns a flag on for the requests of either
-/// version while the release is judged (`after` in Canary or Staging): for the new version's,
-/// a release flag or a graduated one that was off; for the stable version's, a graduated flag
-/// that was not graduated (off, or a release flag moved to `graduated_flags`). Such a change
-/// starts a new stage, as a new salt does, so that a promotion is judged on evidence gathered
-/// with the flags as they are, never on evidence from before a flag it would graduate was on,
-/// nor on a stable cohort that saw other flags than it does. Turning a flag off (for either
-/// version's requests: a graduated flag moved back to `feature_flags` is off for the stable
-/// version's) keeps the stage: it is the kill switch of an incident, and must not reset a
-/// judge that may be about to roll the canary back (and a flag turned off reaches no one when
-/// the release is promoted).
+/// Whether the change from `before` to `after` turns a flag on for the requests the judge
+/// compares while the release is judged (`after` in Canary or Staging): a flag of
+/// [`flags_judged_on`]. Such a change starts a new stage, as a new salt does, so that a
+/// promotion is judged on evidence gathered with the flags as they are, never on evidence from
+/// before a flag it would graduate was on, nor on a stable cohort that saw other flags than it
+/// does. Turning a flag off (for either version's requests: a graduated flag moved back to
+/// `feature_flags` is off for the stable version's) keeps the stage: it is the kill switch of
+/// an incident, and must not reset a judge that may be about to roll the canary back (and a
+/// flag turned off reaches no one when the release is promoted).
 pub(crate) fn turns_a_flag_on(before: &PromotionConfig, after: &PromotionConfig) -> bool {
-    after.environment != Environment::Production && !flags_gained(before, after).is_empty()
+    !flags_judged_on(before, after).is_empty()
+}
+
+/// The flags the change from `before` to `after` turns on for the requests the judge compares
+/// in `after`'s environment, each once: in Canary, those the requests of either version gain
+/// ([`flags_gained`]: a release flag moved to `graduated_flags` too, which the stable cohort
+/// judged gets); in Staging, where every request goes to the new version and no stable cohort
+/// is judged, those its requests gain ([`flags_turned_on`]: a release flag graduated is not
+/// one, they saw it already); in Production, where no release is judged, none. Each starts a
+/// stage ([`turns_a_flag_on`]).
+pub(crate) fn flags_judged_on<'a>(
+    before: &PromotionConfig,
+    after: &'a PromotionConfig,
+) -> std::collections::HashSet<&'a str> {
+    match after.environment {
+        Environment::Canary { .. } => flags_gained(before, after),
+        Environment::Staging => flags_turned_on(before, after),
+        Environment::Production => std::collections::HashSet::new(),
+    }
 }
 
 /// Whether the change from `before` to `after` turns a release flag on while the release is

@@ -438,6 +438,34 @@ fn a_flag_graduated_by_a_swap_judges_the_stage_it_ends_first() {
 }
 
 #[test]
+fn a_flag_graduated_by_a_swap_in_staging_keeps_the_stage_and_is_told() {
+    // Every request of Staging goes to the new version, which sees release flag `f` already:
+    // graduated, it changes the flags of no request judged (no stable cohort is), so the
+    // stage goes on, unjudged; only the stable version's requests (forced ones) get it.
+    let config = PromotionConfig {
+        environment: Environment::Staging,
+        feature_flags: vec!["f".into()],
+        ..Default::default()
+    };
+    let gate = still_gate(config.clone());
+    let changes = gate.subscribe();
+    let stage = gate.stage();
+    gate.swap_config(PromotionConfig {
+        feature_flags: vec![],
+        graduated_flags: vec!["f".into()],
+        ..config
+    })
+    .unwrap();
+    assert_eq!(gate.stage(), stage);
+    assert_eq!(gate.environment(), Environment::Staging);
+    let change = changes.try_recv().expect("the swap's change");
+    assert_eq!(change.kind(), crate::ChangeKind::Flags, "{change:?}");
+    assert_eq!(change.flags.enabled, ["f"]);
+    assert!(change.flags.disabled.is_empty());
+    assert_eq!(change.stage, stage);
+}
+
+#[test]
 fn enabling_a_flag_beyond_max_flags_is_refused_naming_the_count() {
     let full = PromotionConfig {
         feature_flags: (0..crate::MAX_FLAGS).map(|i| format!("f{i}")).collect(),

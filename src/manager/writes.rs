@@ -639,8 +639,10 @@ impl PromotionGateManager {
     /// version's get the graduated flags, the new version's the release flags too, so a flag
     /// moved from `feature_flags` to `graduated_flags` is turned on (the stable version's
     /// requests get it), and one moved back is turned off (theirs lose it). In Canary and
-    /// Staging, a flag turned on starts a stage too, as [`enable_feature`](Self::enable_feature)
-    /// does; a flag turned off keeps the stage, as [`disable_feature`](Self::disable_feature)
+    /// Staging, a flag turned on for the requests judged starts a stage too, as
+    /// [`enable_feature`](Self::enable_feature) does (in Staging, where every request goes to
+    /// the new version and no stable cohort is judged, a release flag graduated is not one: it
+    /// keeps the stage); a flag turned off keeps the stage, as [`disable_feature`](Self::disable_feature)
     /// does. Each flag turned on or off is logged, has its `promotion.flag` span and is listed
     /// in the swap's change ([`StateChange::flags`](crate::StateChange::flags), a change of kind
     /// [`ChangeKind::Flags`](crate::ChangeKind::Flags) when the environment stays) as those
@@ -673,7 +675,7 @@ impl PromotionGateManager {
     /// swap would start a stage and the record path's judge called for a rollback of the
     /// current one while it was being made (its publication included), or, for a swap that
     /// starts a stage (a change of the split, the environment or the salt, a flag turned on,
-    /// a release flag graduated),
+    /// a release flag graduated in Canary),
     /// the judge asked first finds a rule fired in it (with `auto_rollback_enabled`): the
     /// rollback is made instead (or over the swap, once published, undoing it); the gate is
     /// otherwise unchanged.

@@ -1137,6 +1137,48 @@ mod tests {
     }
 
     #[test]
+    fn a_waiting_rollback_is_written_over_a_swap_that_graduated_its_release_flag() {
+        // Decided on a Canary{10} with release flag "f"; another process swapped in a config
+        // that graduates "f" (a flag the stable cohort judged gets, a stage: the same
+        // release), of the rollout decided on, known with its first stage at the split
+        // (`split_from`), or without it (stored by a build before it: stages counted, the
+        // graduation one). The rollback is written over it, and "f", the condemned release's
+        // flag, goes off with it.
+        for split_from_known in [true, false] {
+            let dir = crate::store::scratch::Scratch::new("pending-graduated-release-flag");
+            let (store, mut pending, local) = a_rollback_waiting_on(&dir);
+            pending.decided_config.feature_flags = vec!["f".into()];
+            pending.config = crate::release::rolled_back(&pending.decided_config);
+            let mut graduated = pending.decided_config.clone();
+            graduated.feature_flags.clear();
+            graduated.graduated_flags = vec!["f".into()];
+            let on = decided(store.as_ref());
+            let rollout = RolloutOn {
+                split_from: RolloutOn::of(&on).split_from.filter(|_| split_from_known),
+                ..RolloutOn::of(&on)
+            };
+            let swap = written_on(&on, rollout, 2, &graduated);
+            let stored_rollout = (swap.release.rollout(), swap.release.split_from());
+            assert_eq!(
+                stored_rollout,
+                (pending.decided_rollout, split_from_known.then_some(1)),
+                "split_from known {split_from_known}"
+            );
+            let stored = written_over(store.as_ref(), &pending, &local, &swap);
+            let config = &stored.release.config;
+            assert_eq!(config.environment, Environment::Production);
+            assert!(
+                config.feature_flags.is_empty(),
+                "split_from known {split_from_known}"
+            );
+            assert!(
+                config.graduated_flags.is_empty(),
+                "split_from known {split_from_known}: {config:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_deferred_undo_of_a_write_is_not_written_over_a_promotion_on_top_of_it() {
         let dir = crate::store::scratch::Scratch::new("pending-undo-promoted");
         let (store, mut pending, local) = a_rollback_waiting_on(&dir);

@@ -253,15 +253,17 @@ impl Pending {
     /// on: any other stage between (a ramp and back) left the stage decided on, which is not
     /// rolled back again. Flags turned off since (a kill switch or a swap, release or
     /// graduated) keep the release, as they keep its stage; a swap in Canary that renames a
-    /// graduated flag turns one on, and keeps the release.
+    /// graduated flag, or graduates a release flag, turns one on, and keeps the release (the
+    /// rollback written over it takes that flag back, [`release::rolled_back_under`]).
     ///
     /// The stored rollout says it when it knows its first stage at its split and salt
     /// ([`StoredRelease::split_from`](store::StoredRelease::split_from)): at or before the
     /// stage decided on. Otherwise (a rollout stored without it) a flag turned on since, and no more stages since than
     /// times a flag was turned on ([`turned_on_since`](Self::turned_on_since)), as every write
     /// that turns flags on starts exactly one stage. Without a rollout known on either side (a
-    /// state written by a build before the rollout was stored), that count is of the flags on
-    /// in `state` and off in the config decided on alone; either count errs toward dropping
+    /// state written by a build before the rollout was stored), that count is of the flags
+    /// `state` turns on for the requests judged alone (in Canary a release flag graduated
+    /// since too); either count errs toward dropping
     /// the rollback (the next stage's judge goes on) when a flag was turned off and on again
     /// between without its event kept, and the latter also takes flags turned on in
     /// Production before the next rollout at the same split for the same release.
@@ -289,7 +291,11 @@ impl Pending {
     /// How many times at least a flag was turned on between the state decided on and
     /// `state`: each flag on in `state` and off in the config decided on once; and, when
     /// `state` is known to be of the rollout decided on ([`same_rollout`](Self::same_rollout)),
-    /// each flag turned off since by a kill switch (`disable_feature`, a `flag` event of the
+    /// each flag `state` turns on for the requests judged instead
+    /// ([`release::flags_judged_on`]: in Canary a release flag graduated since too, which the
+    /// stable cohort's requests get, as every write that turns one on for them starts a stage;
+    /// not counted otherwise, as a promotion that graduated it and the next rollout at the same
+    /// split look alike), and each flag turned off since by a kill switch (`disable_feature`, a `flag` event of the
     /// stored history) was turned on once more for each time it was turned off, less once if it
     /// is off in `state`, more once if it was on when decided on. (A flag turned off by a
     /// swap records no event, and a history trimmed to its bound keeps fewer: the count errs
@@ -299,10 +305,12 @@ impl Pending {
     /// Canary or Staging, which starts a stage.
     fn turned_on_since(&self, state: &store::StoredState) -> usize {
         let (decided, config) = (&self.decided_config, &state.release.config);
-        let turned_on = release::flags_turned_on(decided, config);
         if self.same_rollout(&state.release) != Some(true) {
-            return turned_on.len();
+            // A release flag graduated since is not told from one a promotion graduated
+            // before the next rollout started at the same split: not counted.
+            return release::flags_turned_on(decided, config).len();
         }
+        let turned_on = release::flags_judged_on(decided, config);
         let mut killed: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for event in &state.history {
             if event.version > self.decided_on.version && event.rolled_back == "flag" {
