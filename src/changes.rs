@@ -119,7 +119,8 @@ impl ChangeOrigin {
 /// flag moved from `feature_flags` to `graduated_flags` (by a config swap, or by a promotion to
 /// Production, which graduates the release's flags) is enabled, for the stable version's
 /// requests, and one moved back is disabled, for theirs, though the gate shows both on
-/// ([`is_feature_enabled`](crate::PromotionGateManager::is_feature_enabled)). No flag is
+/// ([`is_feature_enabled`](crate::PromotionGateManager::is_feature_enabled)); a rollback made
+/// over that promotion, which takes back the flags it graduated, disables them. No flag is
 /// turned on for one version's requests and off for the other's.
 ///
 /// # Example

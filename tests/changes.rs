@@ -298,6 +298,36 @@ fn a_swap_that_moves_a_flag_between_the_lists_is_a_flag_change() {
 }
 
 #[test]
+fn a_promotion_to_production_lists_the_flags_it_graduates_as_enabled() {
+    let (gate, _clock) = gate_for_moves(PromotionConfig {
+        environment: canary(10.0),
+        feature_flags: vec!["f".into()],
+        graduated_flags: vec!["old".into()],
+        ..Default::default()
+    });
+    // The judge's min_samples, healthy, from both cohorts.
+    for canary in [true, false] {
+        for _ in 0..100 {
+            gate.record_for(gate.stage(), canary, true, Duration::from_millis(5));
+        }
+    }
+    gate.promote(Environment::Production).unwrap();
+    let changes = gate.changes_since(0);
+    let change = changes.last().expect("the promotion's change");
+    assert_eq!(change.kind(), ChangeKind::Promotion, "{change:?}");
+    assert_eq!(
+        change.flags.enabled,
+        ["f"],
+        "graduated: the stable version's requests get it"
+    );
+    assert!(change.flags.disabled.is_empty(), "{change:?}");
+    assert_eq!(gate.config().graduated_flags, ["old", "f"]);
+    // Promoted, the release is stable: nothing to roll back, no change.
+    assert!(gate.rollback("too late").is_err());
+    assert_eq!(gate.change_count(), u64::try_from(changes.len()).unwrap());
+}
+
+#[test]
 fn a_subscriber_receives_the_judges_rollback_with_its_evidence() {
     let gate = gate(PromotionConfig {
         environment: canary(50.0),

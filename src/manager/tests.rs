@@ -1846,8 +1846,21 @@ fn a_verdict_of_the_release_before_is_not_made_over_the_next_release_a_swap_put_
 /// The last change `changes` received: the judge's rollback of the 50 % canary, from
 /// Production to Production (over the promotion), announced as a rollback with its event.
 fn announced_over_the_promotion(changes: &crate::Subscription, case: &str) {
-    let last = std::iter::from_fn(|| changes.try_recv()).last();
-    let change = last.unwrap_or_else(|| panic!("{case}: no change"));
+    let all: Vec<_> = std::iter::from_fn(|| changes.try_recv()).collect();
+    // The promotion, when told, lists the release flag it graduates as enabled; the rollback
+    // over it, as disabled (off for the stable version's requests again).
+    let flags =
+        |change: &crate::StateChange| (change.flags.enabled.clone(), change.flags.disabled.clone());
+    let none: Vec<String> = Vec::new();
+    let new = vec!["new".to_string()];
+    for promotion in all
+        .iter()
+        .filter(|c| c.kind() == crate::ChangeKind::Promotion)
+    {
+        assert_eq!(flags(promotion), (new.clone(), none.clone()), "{case}");
+    }
+    let change = all.last().unwrap_or_else(|| panic!("{case}: no change"));
+    assert_eq!(flags(change), (none, new), "{case}");
     assert_eq!(
         (change.from, change.to),
         (Environment::Production, Environment::Production),
