@@ -642,8 +642,8 @@ impl PromotionGateManager {
     /// Staging, a flag turned on for the requests judged starts a stage too, as
     /// [`enable_feature`](Self::enable_feature) does (in Staging, where every request goes to
     /// the new version and no stable cohort is judged, a release flag graduated is not one: it
-    /// keeps the stage); a flag turned off keeps the stage, as [`disable_feature`](Self::disable_feature)
-    /// does. Each flag turned on or off is logged, has its `promotion.flag` span and is listed
+    /// keeps the stage); a flag turned off keeps the stage, as
+    /// [`disable_feature`](Self::disable_feature) does. Each flag turned on or off is logged, has its `promotion.flag` span and is listed
     /// in the swap's change ([`StateChange::flags`](crate::StateChange::flags), a change of kind
     /// [`ChangeKind::Flags`](crate::ChangeKind::Flags) when the environment stays) as those
     /// calls make them (a flag turned off is no rollback: it is not counted nor kept in the

@@ -295,8 +295,8 @@ impl Pending {
     /// ([`release::flags_judged_on`]: in Canary a release flag graduated since too, which the
     /// stable cohort's requests get, as every write that turns one on for them starts a stage;
     /// not counted otherwise, as a promotion that graduated it and the next rollout at the same
-    /// split look alike), and each flag turned off since by a kill switch (`disable_feature`, a `flag` event of the
-    /// stored history) was turned on once more for each time it was turned off, less once if it
+    /// split look alike), and each flag turned off since by a kill switch (`disable_feature`,
+    /// a `flag` event of the stored history) was turned on once more for each time it was turned off, less once if it
     /// is off in `state`, more once if it was on when decided on. (A flag turned off by a
     /// swap records no event, and a history trimmed to its bound keeps fewer: the count errs
     /// toward dropping the rollback. It is asked only of a rollout stored without its first
