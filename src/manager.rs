@@ -388,7 +388,9 @@ impl PromotionGateManager {
     ///
     /// # Errors
     /// [`FlagError::UnknownSet`](crate::FlagError::UnknownSet) for a number this gate no longer
-    /// holds or never gave out (e.g. a decision of another gate).
+    /// holds or never gave out. Another gate's number is almost always one (gates number their
+    /// sets from random starts), but not certainly: a host caching a set's names keys them by
+    /// gate and number.
     ///
     /// # Example
     /// ```

@@ -198,12 +198,12 @@ impl StoreConfig {
     }
 }
 
-/// Whether two valid etcd endpoints name one server: alike once the etcd store has taken off
-/// the `/` either may end with ([`endpoint_base`]), the scheme and host compared without
-/// regard to ASCII case (RFC 3986: `http://ETCD:2379` is `http://etcd:2379`).
+/// Whether two valid etcd endpoints name one server ([`server_of`]): with or without the `/`
+/// either may end with, the host in any case (`http://ETCD:2379` is `http://etcd:2379`), the
+/// port with leading zeros or HTTP's 80 left out, an IPv6 address however it is written.
 #[cfg(feature = "otel")]
 fn same_endpoint(a: &str, b: &str) -> bool {
-    endpoint_base(a).eq_ignore_ascii_case(endpoint_base(b))
+    server_of(a).is_some_and(|server| server_of(b) == Some(server))
 }
 
 /// A valid etcd endpoint as the etcd store calls it: without the `/` at its end that
@@ -258,18 +258,21 @@ impl SqliteStoreConfig {
 /// Whether `endpoint` is `http://` and a host with an optional port, nothing else but an
 /// optional `/` at the end (the store appends its paths to it).
 fn is_endpoint(endpoint: &str) -> bool {
-    let Some(authority) = endpoint.strip_prefix("http://") else {
-        return false;
-    };
-    let authority = endpoint_base(authority);
+    server_of(endpoint).is_some()
+}
+
+/// The server a valid endpoint names, as `(host, port)`: a name in lower case (RFC 3986: a
+/// host is read without regard to case), an IPv6 address in its one canonical form (`::1`
+/// for `0:0:0:0:0:0:0:1`), the port as a number (`02379` is 2379; none is HTTP's 80). `None`
+/// for anything [`is_endpoint`] refuses.
+fn server_of(endpoint: &str) -> Option<(String, u16)> {
+    let authority = endpoint_base(endpoint.strip_prefix("http://")?);
     let (host, port) = match authority.strip_prefix('[') {
-        Some(bracketed) => match bracketed.split_once(']') {
-            Some((ip, rest)) => {
-                let ipv6 = ip.parse::<std::net::Ipv6Addr>().is_ok();
-                (ipv6.then_some(ip), rest)
-            }
-            None => (None, ""),
-        },
+        Some(bracketed) => {
+            let (ip, rest) = bracketed.split_once(']')?;
+            let ip = ip.parse::<std::net::Ipv6Addr>().ok()?;
+            (format!("[{ip}]"), rest)
+        }
         None => {
             let end = authority.find(':').unwrap_or(authority.len());
             let (name, rest) = authority.split_at(end);
@@ -277,21 +280,21 @@ fn is_endpoint(endpoint: &str) -> bool {
                 && name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
-            (named.then_some(name), rest)
+            (named.then(|| name.to_ascii_lowercase())?, rest)
         }
     };
-    let port_ok = match port.strip_prefix(':') {
-        None => port.is_empty(),
+    let port = match port.strip_prefix(':') {
+        None if port.is_empty() => 80,
+        None => return None,
         Some(digits) => {
-            digits.len() <= 5
-                && !digits.is_empty()
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && digits
-                    .parse::<u32>()
-                    .is_ok_and(|p| (1..=65_535).contains(&p))
+            if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            digits.parse::<u16>().ok().filter(|&p| p != 0)?
         }
     };
-    host.is_some() && port_ok
+    Some((host, port))
 }
 
 impl EtcdStoreConfig {
@@ -400,12 +403,28 @@ mod tests {
         assert!(!a.is_same_store(&sqlite("/pg/checkout", 250)));
         // One endpoint however it is spelled: the etcd store takes off a `/` at its end, and a
         // host name is read without regard to case.
-        for spelling in ["http://a:2379/", "http://A:2379", "http://A:2379/"] {
+        for spelling in [
+            "http://a:2379/",
+            "http://A:2379",
+            "http://A:2379/",
+            "http://a:02379",
+        ] {
             let b = etcd(&[spelling], "/pg/checkout", true);
             assert!(a.is_same_store(&b), "{spelling}");
             assert!(b.is_same_store(&a), "{spelling}");
         }
         assert!(!a.is_same_store(&etcd(&["http://a:2380/"], "/pg/checkout", true)));
+        // An IPv6 address however it is written; HTTP's port left out.
+        let v6 = etcd(&["http://[::1]:2379"], "/pg/checkout", true);
+        assert!(v6.is_same_store(&etcd(
+            &["http://[0:0:0:0:0:0:0:1]:2379/"],
+            "/pg/checkout",
+            true
+        )));
+        assert!(!v6.is_same_store(&etcd(&["http://[::2]:2379"], "/pg/checkout", true)));
+        let web = etcd(&["http://e"], "/pg/checkout", true);
+        assert!(web.is_same_store(&etcd(&["http://e:80/"], "/pg/checkout", true)));
+        assert!(!web.is_same_store(&etcd(&["http://e:8080"], "/pg/checkout", true)));
     }
 
     /// Every spelling of one SQLite file names one store: relative or absolute, through `.`

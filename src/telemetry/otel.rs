@@ -77,8 +77,8 @@ impl GateInstruments {
     /// than it did. Its outcomes are carried, and its rollbacks unless both gates are on one
     /// state store (one SQLite file, however each path spells it: `gate.db`, `./gate.db`, its
     /// absolute path, a symbolic link to it; or the same etcd prefix on a shared endpoint,
-    /// with or without a `/` at its end, its host in any case):
-    /// there both count the stored rollbacks, and none is carried. A new gate opened before the
+    /// with or without a `/` at its end, its host in any case, its port with leading zeros or
+    /// HTTP's 80 left out, an IPv6 address however it is written): there both count the stored rollbacks, and none is carried. A new gate opened before the
     /// old one's last rollbacks may not have read them yet: its series stay at their last
     /// values until its counts pass them. Call it before the followed gate is dropped: what
     /// the gate counted after the last collection, if it is gone, is not carried. A gate of
