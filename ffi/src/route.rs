@@ -1,5 +1,10 @@
-//! The hot calls: route, record, and the flag names of a decision. None allocates, takes a
-//! lock or writes anything but the caller's memory and the calling thread's own recorder.
+//! The hot calls: route, record, and the flag names of a decision. After a thread's first call
+//! on a gate, a route or a flag-name read neither allocates, nor takes a lock, nor writes
+//! anything but the caller's memory and the calling thread's own cache; a record writes the
+//! calling thread's own recorder, and allocates or locks only to make an evaluation that fell
+//! due or that another thread asked for (never waiting for a lock), which may roll back.
+//! `pgate_record_abandoned` and `pgate_record_abandoned_as` are cold calls: they check the
+//! handle under the live gates' lock and read the SLO.
 
 use std::ptr::null_mut;
 use std::time::Duration;
