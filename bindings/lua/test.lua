@@ -34,6 +34,21 @@ local function library_upvalue(gate)
   error("Gate.config_json has no upvalue C")
 end
 
+--- Counts the calls the module's functions make to the library's function `name`, through a
+--- stand-in for the library (library_upvalue) that passes each call on: returns a function
+--- giving the count so far, and one that puts the library back.
+local function counting_calls(gate, name)
+  local config_json, up, real = library_upvalue(gate)
+  local calls = 0
+  debug.setupvalue(config_json, up, setmetatable({
+    [name] = function(...)
+      calls = calls + 1
+      return real[name](...)
+    end,
+  }, { __index = real }))
+  return function() return calls end, function() debug.setupvalue(config_json, up, real) end
+end
+
 -- Routes every vector through a gate without overrides and, by the header's overridden rule
 -- (the first line), through one with its overrides: with no forcing value and with the
 -- ignored value.
@@ -298,21 +313,14 @@ local function test_wrappers()
   -- A gate left to the garbage collector is freed by its finalizer: each of 50 reaches the
   -- library's pgate_gate_free, counted by a stand-in for the library (its finalizer is the
   -- pgate_gate_free of the library pg.new called).
-  local config_json, up, real = library_upvalue(gate)
-  local frees = 0
-  debug.setupvalue(config_json, up, setmetatable({
-    pgate_gate_free = function(handle)
-      frees = frees + 1
-      return real.pgate_gate_free(handle)
-    end,
-  }, { __index = real }))
+  local frees, restore = counting_calls(gate, "pgate_gate_free")
   for _ = 1, 50 do
     pg.new()
   end
-  debug.setupvalue(config_json, up, real)
+  restore()
   collectgarbage()
   collectgarbage()
-  check(frees == 50, frees .. " of 50 gates left to the garbage collector were freed")
+  check(frees() == 50, frees() .. " of 50 gates left to the garbage collector were freed")
 end
 
 local function test_telemetry()
@@ -780,18 +788,11 @@ local function test_parity()
   assert(gate:swap_config(config:format("true")))
   -- One call for a line of any length: a second would read the window anew, after the
   -- rollback the first may have made (a read asking again for a longer buffer made two).
-  local config_json, up, real = library_upvalue(gate)
-  local reads = 0
-  debug.setupvalue(config_json, up, setmetatable({
-    pgate_read_health = function(...)
-      reads = reads + 1
-      return real.pgate_read_health(...)
-    end,
-  }, { __index = real }))
+  local reads, restore = counting_calls(gate, "pgate_read_health")
   local read = assert(gate:read_health())
-  debug.setupvalue(config_json, up, real)
+  restore()
   check(#read.evidence > 1024, "the case needs a long evidence line: " .. #read.evidence)
-  check(reads == 1, "read_health read the health " .. reads .. " times, not once")
+  check(reads() == 1, "read_health read the health " .. reads() .. " times, not once")
   local judged = assert(gate:monitor_health())
   check(judged.recommendation == "rollback" and judged.environment == "canary"
           and judged.rules_fired == read.rules_fired
@@ -986,14 +987,7 @@ local function test_counted()
 
   -- Refused before the library is called: the module's library (the upvalue C its functions
   -- share, as in test_growing_text) is swapped for one that counts the calls.
-  local config_json, up, real = library_upvalue(web)
-  local calls = 0
-  debug.setupvalue(config_json, up, setmetatable({
-    pgate_metrics_prometheus_counted = function(...)
-      calls = calls + 1
-      return real.pgate_metrics_prometheus_counted(...)
-    end,
-  }, { __index = real }))
+  local calls, restore = counting_calls(web, "pgate_metrics_prometheus_counted")
   local bad = { late_outcomes = -1, foreign_outcomes = 0, forced_outcomes = 0,
                 ignored_override_values = 0 }
   local minus_three = ffi.new("int64_t[1]", -3) -- referred to below
@@ -1046,12 +1040,12 @@ local function test_counted()
   result, why = pg.metrics_prometheus_counted({ host, host }, web, 5)
   check(result == nil and why == "PGATE_STATUS_INVALID_ARGUMENT: invalid gates[2] = 5: not a gate",
         tostring(why))
-  check(calls == 0, calls .. " calls reached the library")
+  check(calls() == 0, calls() .. " calls reached the library")
   result, why = pg.metrics_prometheus_counted({ host, host }, web, web)
   check(result == nil and why == "PGATE_STATUS_INVALID_ARGUMENT: gates[1] and gates[2] are the same gate",
         tostring(why))
-  check(calls == 1, "the library refused the gate given twice")
-  debug.setupvalue(config_json, up, real)
+  check(calls() == 1, "the library refused the gate given twice")
+  restore()
   api:free()
   result, why = pg.metrics_prometheus_counted({ host, host }, web, api)
   check(result == nil and why == "PGATE_STATUS_INVALID_HANDLE: metrics_prometheus_counted on a "
