@@ -137,17 +137,34 @@ local M = {}
 --- 1.0 a minor release may change the ABI, a struct's layout; a patch release does not).
 M._VERSION = "0.1.0"
 
+-- Every status of the library (PGATE_STATUS_* in the C header), the third value of an error.
 M.OK = 0
+M.NULL_POINTER = 1
 M.INVALID_ARGUMENT = 2
+M.INVALID_CONFIG = 3
+M.INVALID_JSON = 4
+M.INVALID_PROMOTION = 5
+M.SLO_NOT_MET = 6
+M.INSUFFICIENT_DATA = 7
+M.ALREADY_THERE = 8
 M.INVALID_FLAG = 9
+M.FLAG_NOT_ENABLED = 10
+M.ROLLBACK_REFUSED = 11
 M.BUFFER_TOO_SMALL = 12
 M.INVALID_HANDLE = 13
+M.PANIC = 14
+M.INDEX_OUT_OF_RANGE = 15
 M.UNKNOWN_FLAG_SET = 16
+M.FLAG_SETS_EXHAUSTED = 17
+M.STORE = 18
 -- What gate:promote_from returns when the gate left the stage it was given: nothing changed.
 M.STAGE_CHANGED = 19
 -- What gate:swap_config_from returns when the gate changed since the change count it was
 -- given: nothing changed.
 M.GATE_CHANGED = 20
+-- FLAG_SET_GRACE_WRITES: a replaced flag set stays readable for at least this many writes of
+-- its gate (M.UNKNOWN_FLAG_SET after).
+M.FLAG_SET_GRACE_WRITES = 60
 -- PGATE_EVIDENCE_CAPACITY: room for any evidence line of pgate_monitor_health.
 M.EVIDENCE_CAPACITY = 4096
 -- PGATE_NAME_CAPACITY: room for any name of pgate_gate_name and pgate_override_names.
@@ -889,7 +906,7 @@ local function flag_set_failure(status, set)
   end
   return nil, M.status_str(status) .. ": invalid flag_set = " .. tostring(set)
            .. ": not a flag set of this gate (another gate's decision, or one replaced more "
-           .. "than 60 writes ago)", status
+           .. "than " .. M.FLAG_SET_GRACE_WRITES .. " writes ago)", status
 end
 
 --- The names of the flags on for a decision, as a list of Lua strings (byte order).
