@@ -82,6 +82,30 @@ static void test_the_counter_and_the_changes(void) {
         strstr(last, "\"sequence\":2") != NULL);
   free(all);
   free(last);
+  /* A new rollout from Production: a promotion, in the stage after the rollback's. */
+  pgate_environment env = PGATE_ENVIRONMENT_PRODUCTION;
+  double percent = -1;
+  uint64_t rolled_back = 0, stage = 0;
+  CHECK(pgate_state(gate, &env, &percent, &rolled_back) == PGATE_STATUS_OK);
+  CHECK(pgate_promote(gate, PGATE_ENVIRONMENT_CANARY, 25.0, NULL) == PGATE_STATUS_OK);
+  CHECK(change_count(gate) == 3);
+  CHECK(pgate_state(gate, &env, &percent, &stage) == PGATE_STATUS_OK);
+  CHECK(env == PGATE_ENVIRONMENT_CANARY && stage == rolled_back + 1);
+  char *promoted = changes_json(gate, 2);
+  CHECK(promoted != NULL);
+  if (promoted != NULL) {
+    CHECK(occurrences(promoted, "\"sequence\":") == 1 && strstr(promoted, "\"sequence\":3") != NULL);
+    CHECK(strstr(promoted, "\"kind\":\"promotion\"") != NULL);
+    CHECK(strstr(promoted, "\"origin\":\"this_gate\"") != NULL);
+    CHECK(strstr(promoted, "\"from\":\"production\"") != NULL);
+    CHECK(strstr(promoted, "\"to\":{\"canary\":{\"traffic_percent\":25.0}}") != NULL);
+    CHECK(strstr(promoted, "\"rollback\":null") != NULL);
+    char expect[64];
+    snprintf(expect, sizeof expect, "\"stage\":%llu", (unsigned long long)stage);
+    const char *at = strstr(promoted, expect);
+    CHECK(at != NULL && (at[strlen(expect)] == ',' || at[strlen(expect)] == '}'));
+  }
+  free(promoted);
   /* A buffer too small: only the length is written. */
   char small[4];
   size_t len = 0;

@@ -2321,9 +2321,11 @@ echo "canary window before the reload:$before; after it:$after; logged: $(cut -c
 stop_tcp_server
 
 echo "== state changes: one error log line each"
-# Another process (the Python binding) enables ten flags one after another; the worker applies
-# each from the store (sync every 10 ms) and its 50 ms timer logs what it found: several changes
-# a tick, each on its own line (a build writing one line a tick puts several in one). Then one
+# Another process (the Python binding) rolls the gate back and starts a new rollout (a
+# promotion from production to a 5 % canary), then enables ten flags one after another; the
+# worker applies each from the store (sync every 10 ms) and its 50 ms timer logs what it found:
+# the rollback and the promotion at warn, the rest at notice, several changes a tick, each on
+# its own line (a build writing one line a tick puts several in one). Then one
 # change longer than a line holds (nginx cuts lines at 2048 bytes) is logged in parts. The
 # changes' sequence numbers, read from the lines, run from 1 to the long change's, each once,
 # and no gap is logged (a build logging only the first change of each tick skipped the others
@@ -2339,8 +2341,12 @@ library=$(ldd "$module" | awk '/libpromotion_gates_ffi/ {print $3}')
 PYTHONPATH="$here/../python/src" PROMOTION_GATES_LIBRARY="$library" \
   python3 - "$tmp/conf/flags.json" <<'PY' || { echo "FAIL: the flag changes failed" >&2; exit 1; }
 import sys, time
-from promotion_gates import Gate
+from promotion_gates import Environment, Gate
 with open(sys.argv[1]) as document, Gate(document.read()) as gate:
+    gate.rollback("a new rollout follows")
+    time.sleep(0.05)
+    gate.promote(Environment.CANARY, 5)
+    time.sleep(0.05)
     for i in range(10):
         gate.enable_feature(f"flag_{i}")
         time.sleep(0.012)
@@ -2361,12 +2367,17 @@ changes=$(grep 'state change: ' "$tmp/changes.log" | grep -o '"sequence":' | gre
 whole=$(sed -n 's/.*state change (part [0-9]* of [0-9]*): //p' "$tmp/changes.log" | tr -d '\n')
 parts=$(grep -c 'state change (part ' "$tmp/changes.log" || true)
 longest=$(awk '{ if (length($0) > n) n = length($0) } END { print n + 0 }' "$tmp/changes.log")
-echo "ten flag writes: $changes changes logged on $lines lines; a change naming twenty long flags:" \
+echo "a rollback, a promotion and ten flag writes: $changes changes logged on $lines lines; a change naming twenty long flags:" \
   "$parts parts of one change; the longest line $longest bytes"
 [ "$changes" = "$lines" ] ||
   { echo "FAIL: expected one change a line:" >&2; cut -c1-200 "$tmp/changes.log" >&2; exit 1; }
 grep -q '\[notice\] .*promotion gate "flags": state change: .*"kind":"flags"' "$tmp/changes.log" ||
   { echo "FAIL: flag changes are not logged at notice" >&2; exit 1; }
+grep -q '\[warn\] .*promotion gate "flags": state change: .*"from":"production","kind":"promotion",.*"origin":"store",.*"to":{"canary":{"traffic_percent":5.0}}' "$tmp/changes.log" ||
+  { echo "FAIL: the promotion from production to a 5 % canary is not logged at warn:" >&2
+    grep '"kind":"promotion"' "$tmp/changes.log" | cut -c1-300 >&2; exit 1; }
+grep -q '\[warn\] .*promotion gate "flags": state change: .*"kind":"rollback"' "$tmp/changes.log" ||
+  { echo "FAIL: the rollback is not logged at warn" >&2; exit 1; }
 python3 -c 'import json, sys; c = json.loads(sys.argv[1]); assert len(c["flags_enabled"]) == 20, c' "$whole" &&
   [ "$parts" -ge 2 ] && [ "$longest" -lt 2048 ] ||
   { echo "FAIL: the long change was not logged whole in parts under 2048 bytes" >&2; exit 1; }

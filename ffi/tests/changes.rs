@@ -1,5 +1,6 @@
 //! Change notifications through the C ABI: the counter moves once per change, and the JSON
-//! says what changed, including the judge's rollback with the rules that fired.
+//! says what changed, including the judge's rollback with the rules that fired and a promotion
+//! with its environments and stage.
 #![allow(unsafe_code)]
 #![allow(
     clippy::unwrap_used,
@@ -80,6 +81,32 @@ fn the_counter_and_the_changes_say_what_changed() {
         assert!(!rules.is_empty(), "{rollback}");
         assert_eq!(changes(gate, 1).as_array().map(Vec::len), Some(1));
         assert_eq!(changes(gate, 2), serde_json::json!([]));
+
+        // A new rollout from Production: a promotion, in the next stage.
+        assert_eq!(
+            pgate_promote(gate, pgate_environment::Canary as u32, 25.0, null_mut()),
+            pgate_status::Ok
+        );
+        assert_eq!(count(gate), 3);
+        let (mut env, mut percent, mut stage) = (pgate_environment::Production, -1.0, 0);
+        assert_eq!(
+            pgate_state(gate, &mut env, &mut percent, &mut stage),
+            pgate_status::Ok
+        );
+        let promoted = changes(gate, 2);
+        assert_eq!(promoted.as_array().map(Vec::len), Some(1), "{promoted}");
+        let promotion = &promoted[0];
+        assert_eq!(promotion["sequence"], 3);
+        assert_eq!(promotion["kind"], "promotion");
+        assert_eq!(promotion["origin"], "this_gate");
+        assert_eq!(promotion["from"], "production");
+        assert_eq!(
+            promotion["to"],
+            serde_json::json!({"canary": {"traffic_percent": 25.0}})
+        );
+        assert_eq!(promotion["stage"], rollback["stage"].as_u64().unwrap() + 1);
+        assert_eq!(promotion["stage"], stage);
+        assert_eq!(promotion["rollback"], serde_json::Value::Null);
 
         assert_eq!(
             pgate_change_count(gate, null_mut()),

@@ -61,6 +61,21 @@ TEST(Changes, CountAndJsonSayWhatChangedWithTheRollbackEvidence) {
   ASSERT_EQ(later.size(), 1u);
   EXPECT_EQ(later[0]["sequence"], 2);
   EXPECT_EQ(json::parse(gate.changes_json(2)), json::array());
+
+  // A new rollout from Production: a promotion, in the stage after the rollback's.
+  gate.promote(Environment::Canary, 25.0);
+  EXPECT_EQ(gate.change_count(), 3u);
+  const json promoted = json::parse(gate.changes_json(2));
+  ASSERT_EQ(promoted.size(), 1u);
+  const json& promotion = promoted[0];
+  EXPECT_EQ(promotion["sequence"], 3);
+  EXPECT_EQ(promotion["kind"], "promotion");
+  EXPECT_EQ(promotion["origin"], "this_gate");
+  EXPECT_EQ(promotion["from"], "production");
+  EXPECT_EQ(promotion["to"], json({{"canary", {{"traffic_percent", 25.0}}}}));
+  EXPECT_EQ(promotion["stage"], rollback["stage"].get<std::uint64_t>() + 1);
+  EXPECT_EQ(promotion["stage"], gate.state().stage);
+  EXPECT_TRUE(promotion["rollback"].is_null());
 }
 
 TEST(Parity, ReadHealthNeverRollsBackMonitorHealthDoes) {
