@@ -778,6 +778,67 @@ PY
   { stop_serving; echo "FAIL: a key read from a header with tabs around it" >&2; exit 1; }
 stop_serving
 
+echo "== the document's id lists apply to every route, and win over the forcing header"
+# Gate ids routes nobody by bucket (traffic_percent 0), keyed by X-Request-Id; its document
+# lists tester-1 on canary_ids and vip-7 on stable_ids and names the forcing header X-Canary.
+# tester-1 reaches the canary upstream, vip-7 asking "X-Canary: canary" the stable one (an id
+# list wins over a forcing value, docs/overrides.md); each is a forced outcome
+# (promotion_forced_outcomes_total rises by one) in neither cohort (promotion_window_requests
+# stays), while an id on no list reaches stable by its bucket and is counted in the window.
+port=$(free_port)
+canary=$(free_port)
+stable=$(free_port)
+gate_document ids 0 '"overrides": {"header": "X-Canary", "canary_ids": ["tester-1"], "stable_ids": ["vip-7"]},'
+serve "$(cat <<CONF
+    promotion_gate ids ids.json key=\$http_x_request_id;
+    upstream ids_canary { server 127.0.0.1:$canary; }
+    upstream ids_stable { server 127.0.0.1:$stable; }
+    server { listen 127.0.0.1:$canary; access_log off; return 200 "canary\n"; }
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server { listen 127.0.0.1:$port; access_log off;
+             location / { proxy_pass http://ids_\$promotion_gate_ids; }
+             location = /metrics { promotion_gate_metrics; } }
+CONF
+)"
+# id_counts: "<forced outcomes> <cohort requests>" of gate ids, from the metrics
+id_counts() {
+  curl -fs "http://127.0.0.1:$port/metrics" | python3 -c '
+import sys
+sums = {"promotion_forced_outcomes_total": 0, "promotion_window_requests": 0}
+for line in sys.stdin:
+    name = line.split("{")[0]
+    if name in sums and "gate=\"ids\"" in line:
+        sums[name] += int(float(line.split()[-1]))
+print(*sums.values())'
+}
+# reach <request id> [header line]: the version that answered, once the request was recorded
+reach() {
+  local answer
+  answer=$(curl -fs -H "X-Request-Id: $1" ${2:+-H "$2"} "http://127.0.0.1:$port/") ||
+    { echo "FAIL: the request of id $1 failed" >&2; exit 1; }
+  sleep 0.1 # its log phase
+  echo "$answer"
+}
+before=$(id_counts)
+reached=$(reach tester-1)
+after_canary=$(id_counts)
+reached_vip=$(reach vip-7 "X-Canary: canary")
+after_stable=$(id_counts)
+reached_other=$(reach user-1)
+after_other=$(id_counts)
+stop_serving
+echo "tester-1 reaches $reached, vip-7 with X-Canary: canary $reached_vip, user-1 $reached_other;" \
+  "forced outcomes and window requests: $before, $after_canary, $after_stable, $after_other"
+[ "$reached" = canary ] || { echo "FAIL: tester-1 (canary_ids) reached $reached, not canary" >&2; exit 1; }
+[ "$reached_vip" = stable ] ||
+  { echo "FAIL: vip-7 (stable_ids) with X-Canary: canary reached $reached_vip, not stable" >&2; exit 1; }
+[ "$reached_other" = stable ] || { echo "FAIL: user-1 reached $reached_other at 0 %" >&2; exit 1; }
+read -r forced0 window0 <<<"$before"
+[ "$after_canary" = "$((forced0 + 1)) $window0" ] && [ "$after_stable" = "$((forced0 + 2)) $window0" ] ||
+  { echo "FAIL: each listed id must be one forced outcome and no window request" >&2; exit 1; }
+[ "$after_other" = "$((forced0 + 2)) $((window0 + 1))" ] ||
+  { echo "FAIL: an id on no list must be one window request, no forced outcome" >&2; exit 1; }
+
 echo "== a key that reads a gate's decision through a map: an error line, once per worker"
 # promotion_gate refuses key=\$promotion_gate_...; a map hides it. Gate ka's key is its own
 # decision ("stable" while it is being made), kb's is ka's: every request has one of two keys.
