@@ -30,8 +30,12 @@
 //!   (a thread that read the set recently still reads it right: it never reads as another set).
 //! - Reading a set takes no atomic read-modify-write in the common case: each thread remembers
 //!   the two sets of the gate it read last (keeping at most two sets alive per reading thread
-//!   and gate). A set whose slot a write reuses is kept by the writer's index while a thread
-//!   still remembers it, and freed by a later write once none does: reading frees nothing.
+//!   and gate). A set whose slot a write reuses is freed by that write when no thread holds
+//!   it; otherwise the writer's index keeps it (at most two per reading thread, plus one per
+//!   read under way) until the first of these, under the writer lock, once no thread holds it:
+//!   a write that takes another slot or publishes (a flag change, a promotion, a rollback, a
+//!   config or SLO swap), a tick of the store's sync thread, or the gate's drop. Reading frees
+//!   nothing.
 
 use arc_swap::ArcSwapOption;
 use std::cell::RefCell;
@@ -130,18 +134,34 @@ pub(crate) struct FlagSetIndex {
     /// the write is refused.
     overwritten: Vec<usize>,
     /// The sets taken out of their slots that a thread's [`Recent`] sets (or a load under way)
-    /// still hold, freed here once none does: a reading thread never frees one.
+    /// still held, freed here (by the next set taken out or
+    /// [`sweep_reclaimed`](Self::sweep_reclaimed)) once none does: a reading thread never
+    /// frees one.
     reclaimed: Retired<StoredSet>,
 }
 
 impl FlagSetIndex {
-    /// Keeps `displaced` (a set just taken out of its slot) until no thread holds it, after
-    /// freeing the sets taken out earlier that no thread holds any more.
+    /// Keeps `displaced` (a set just taken out of its slot) while a thread holds it, after
+    /// freeing the sets taken out earlier that no thread holds any more. One that no thread
+    /// holds is freed here at once: out of its slot, nobody can take it again.
     fn reclaim(&mut self, displaced: Option<Arc<StoredSet>>) {
         match displaced {
-            Some(set) => self.reclaimed.keep(set),
-            None => self.reclaimed.sweep(),
+            Some(set) if Arc::strong_count(&set) > 1 => self.reclaimed.keep(set),
+            Some(_) | None => self.reclaimed.sweep(),
         }
+    }
+
+    /// Frees the sets taken out of their slots that no thread holds any more. Every write
+    /// that publishes (a snapshot or an SLO policy) and each tick of the store's sync thread
+    /// calls it, under the writer lock: a gate whose flags stop changing still frees them.
+    pub(crate) fn sweep_reclaimed(&mut self) {
+        self.reclaimed.sweep();
+    }
+
+    /// How many sets taken out of their slots are kept for the threads that hold them.
+    #[cfg(test)]
+    pub(crate) fn reclaimed(&self) -> usize {
+        self.reclaimed.len()
     }
 
     /// The sets the writer takes as the current snapshot's.
@@ -954,5 +974,78 @@ mod tests {
         // Names it holds are still taken, in any set.
         let [_, id] = sets.intern_live(&mut index, [], ["f0", "f99999"]).unwrap();
         assert_eq!(EnabledFeatures::new(&sets, id).len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod reclaimed_tests {
+    use super::*;
+    use std::sync::Weak;
+    use std::sync::mpsc;
+
+    /// A write as a canary gate makes one: both cohorts' sets new (`s{i}`, then it and
+    /// `f{i}`), so that each write displaces the two oldest retired sets once slots are reused.
+    fn write(sets: &FlagSets, index: &mut FlagSetIndex, i: usize) -> [FlagSetId; 2] {
+        let (stable, flag) = (format!("s{i}"), format!("f{i}"));
+        sets.intern_live(index, [stable.as_str()], [stable.as_str(), flag.as_str()])
+            .unwrap()
+    }
+
+    /// The set stored under `id` now, not held.
+    fn stored(sets: &FlagSets, id: FlagSetId) -> Weak<StoredSet> {
+        let slot = sets.slots[id.slot()].load();
+        slot.as_ref().map(Arc::downgrade).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_sets_a_reading_thread_let_go_of_are_freed_and_the_kept_ones_stay_bounded() {
+        let sets = FlagSets::new();
+        let mut index = FlagSetIndex::default();
+        let mut ids = write(&sets, &mut index, 0);
+        std::thread::scope(|scope| {
+            // Thread T reads both cohorts' sets when asked, as a route's caller reads its
+            // decision's flags, and remembers them (the two it read last).
+            let (ask, asked) = mpsc::channel::<[FlagSetId; 2]>();
+            let (done, read) = mpsc::channel();
+            let on_t = &sets;
+            scope.spawn(move || {
+                for pair in asked {
+                    let lens = pair.map(|id| EnabledFeatures::new(on_t, id).len());
+                    done.send(lens).unwrap();
+                }
+            });
+            let read_on_t = |pair| {
+                ask.send(pair).unwrap();
+                assert_eq!(read.recv().unwrap(), [1, 2], "T read both sets");
+            };
+            read_on_t(ids);
+            let first = ids.map(|id| stored(&sets, id));
+            // The bound: a set is kept only while a thread holds it (at most the two it read
+            // last, per reading thread); one nobody holds is freed by the write displacing it.
+            let bound = 2;
+            for i in 1..=300 {
+                ids = write(&sets, &mut index, i);
+                let kept = index.reclaimed();
+                assert!(kept <= bound, "{kept} sets kept after write {i}");
+            }
+            assert!(
+                first.iter().all(|set| set.strong_count() > 0),
+                "the sets T holds are kept after their slots were reused"
+            );
+            read_on_t(ids);
+            let second = ids.map(|id| stored(&sets, id));
+            for i in 301..=600 {
+                ids = write(&sets, &mut index, i);
+                let kept = index.reclaimed();
+                assert!(kept <= bound, "{kept} sets kept after write {i}");
+            }
+            assert!(
+                first.iter().all(|set| set.strong_count() == 0),
+                "the sets T let go of are freed by a later write"
+            );
+            assert!(second.iter().all(|set| set.strong_count() > 0));
+            assert_eq!(index.reclaimed(), 2, "T's second sets, kept");
+            drop(ask);
+        });
     }
 }

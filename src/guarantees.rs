@@ -69,8 +69,13 @@
 //!   a record (which would free every listed id and flag name on the request's thread;
 //!   `tests/alloc_free.rs`, `a_route_or_a_record_after_a_write_frees_nothing`). Reading a
 //!   decision's flags frees nothing either: a flag set a thread still remembers (the two it
-//!   read last) is kept by the writer side when its slot is reused, and freed by a later write
-//!   (`reading_a_decisions_flags_after_the_sets_this_thread_read_are_reclaimed_frees_nothing`).
+//!   read last) is kept by the writer side when its slot is reused, and freed, once no thread
+//!   holds it, by the next write that takes a slot or publishes (a flag change, a promotion, a
+//!   rollback, a config or SLO swap), the store's sync thread or the gate's drop; at most two
+//!   are kept per reading thread
+//!   (`reading_a_decisions_flags_after_the_sets_this_thread_read_are_reclaimed_frees_nothing`,
+//!   `the_sets_a_reading_thread_let_go_of_are_freed_and_the_kept_ones_stay_bounded`,
+//!   `a_write_that_changes_no_flag_frees_the_flag_sets_a_thread_let_go_of`).
 //!   The exception
 //!   is the record whose rule fires: the rollback it makes is a write, which may free them.
 //! - Through the C ABI the same holds for `pgate_route` and `pgate_record`.

@@ -43,10 +43,11 @@ struct WriterState {
 }
 
 impl WriterState {
-    /// Frees the replaced snapshots and policies no thread holds any more.
+    /// Frees the replaced snapshots, policies and flag sets no thread holds any more.
     fn sweep_retired(&mut self) {
         self.retired_snapshots.sweep();
         self.retired_slos.sweep();
+        self.flag_index.sweep_reclaimed();
     }
 }
 
@@ -599,7 +600,7 @@ impl Shared {
             events,
             at: now.wall,
         });
-        writer.retired_slos.sweep();
+        writer.sweep_retired();
         writer.retired_snapshots.keep(before);
     }
 }

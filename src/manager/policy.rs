@@ -68,6 +68,7 @@ impl PromotionGateManager {
         let old = self.shared.monitor.swap_slo(controller);
         // An evaluation on the record path may still hold the old policy: kept until it lets
         // go, so that the record path never frees it.
+        writer.sweep_retired();
         writer.retired_slos.keep(std::sync::Arc::clone(&old));
         let current = self.shared.current.load();
         self.shared.changes.publish(Published {

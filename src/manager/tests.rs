@@ -2142,3 +2142,56 @@ fn a_swap_that_turns_a_release_flag_on_in_canary_starts_a_rollout_and_no_other_w
     let release = stored();
     assert_eq!(release.rollout(), Some(release.version), "{release:?}");
 }
+
+#[test]
+fn a_write_that_changes_no_flag_frees_the_flag_sets_a_thread_let_go_of() {
+    // Two stored sets: the canary's (`new_api`, `stable_ui`) and the stable version's.
+    let gate = gate(PromotionConfig {
+        environment: canary(50.0),
+        feature_flags: vec!["new_api".into()],
+        graduated_flags: vec!["stable_ui".into()],
+        ..Default::default()
+    });
+    let kept = || gate.lock_writer().flag_index.reclaimed();
+    std::thread::scope(|scope| {
+        // Thread T routes both cohorts and reads their flags when asked, remembering the two
+        // sets it read last.
+        let (ask, asked) = std::sync::mpsc::channel::<()>();
+        let (done, read) = std::sync::mpsc::channel();
+        let on_t = &gate;
+        scope.spawn(move || {
+            for () in asked {
+                let read: usize = (0..200)
+                    .map(|i| on_t.route_request(&format!("u{i}")).enabled_features.len())
+                    .sum();
+                done.send(read).unwrap();
+            }
+        });
+        let read_on_t = || {
+            ask.send(()).unwrap();
+            assert!(read.recv().unwrap() > 0, "T read the flags");
+        };
+        read_on_t();
+        // Enough flag changes that T's canary set is taken out of its slot: kept for T.
+        for i in 0..300 {
+            gate.enable_feature(format!("toggle_{i}")).unwrap();
+        }
+        assert_eq!(kept(), 1, "T's canary set, kept");
+        read_on_t(); // T lets go of it
+        assert_eq!(kept(), 1, "a read frees nothing");
+        // A write that stores no flag set frees it all the same.
+        gate.swap_slo(SloConfig::default()).unwrap();
+        assert_eq!(kept(), 0, "an SLO swap frees what no thread holds");
+        // And so does a write that publishes a snapshot with the same flags.
+        for i in 300..600 {
+            gate.enable_feature(format!("toggle_{i}")).unwrap();
+        }
+        assert_eq!(kept(), 1);
+        read_on_t();
+        let mut config = gate.config();
+        config.environment = canary(60.0);
+        gate.swap_config(config).unwrap();
+        assert_eq!(kept(), 0, "a config swap frees what no thread holds");
+        drop(ask);
+    });
+}
