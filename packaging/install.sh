@@ -36,9 +36,10 @@
 # --no-build    install what the last `cargo build --release -p promotion-gates-ffi` built
 #               (in TARGET/release, or TARGET/$CARGO_BUILD_TARGET/release when that is set),
 #               saying on stderr which directory and when it was built; refused when a source
-#               file under src/ or ffi/src that build read changed after it (sudo drops
-#               CARGO_TARGET_DIR and CARGO_BUILD_TARGET, and may find an older build in
-#               target/release: name them again, `sudo env CARGO_TARGET_DIR=... install.sh ...`)
+#               file under src/ or ffi/src that build read changed after it, or when its
+#               dep-info names no source of this checkout (sudo drops CARGO_TARGET_DIR and
+#               CARGO_BUILD_TARGET, and may find an older build in target/release: name them
+#               again, `sudo env CARGO_TARGET_DIR=... install.sh ...`)
 # --build-tree-pc DIR  installs nothing: writes both .pc files into DIR, describing this
 #               checkout's build (cargo's target directory, release) and include/, for
 #               PKG_CONFIG_PATH (bindings/go/test.sh uses it), and the static .pc's link to
@@ -176,18 +177,38 @@ done
 # and CARGO_BUILD_TARGET dropped, so perhaps an old build in target/release): it says which
 # build it installs, and refuses one older than a source file under src/ or ffi/src that the
 # build read (cargo's dep-info beside it lists them; every such file when it is missing).
+# Cargo writes the dep-info's paths resolved (no symlink) and a space as `\ `: the sources are
+# found from the checkout's resolved path, and the paths read unescaped, one a line. A
+# dep-info that names no source of this checkout (the build made from another one, or a form
+# this script does not read) is refused too, rather than taken as naming none that changed.
 if [ "$build" -eq 0 ]; then
   lib=$release/libpromotion_gates_ffi.so
   echo "install.sh: --no-build: installing the build in $release (library built $(date -r "$lib" '+%Y-%m-%d %H:%M:%S %Z'))" >&2
+  real_root=$(cd "$root" && pwd -P) read_deps=""
+  dep_info=$release/libpromotion_gates_ffi.d
+  if [ -f "$dep_info" ]; then
+    # Each line `target: dep dep ...`: the deps after the first `: `, split at unescaped spaces.
+    read_deps=$(sed -e 's/^[^:]*: *//' -e 's/\([^\\]\)  */\1\n/g' -e 's/\\ / /g' "$dep_info")
+    case $'\n'"$read_deps" in
+      *$'\n'"$real_root/src/"* | *$'\n'"$real_root/ffi/src/"*) ;;
+      *)
+        echo "install.sh: --no-build: $dep_info names no source file under $real_root/src or" \
+          "$real_root/ffi/src, so this build cannot be told to be this checkout's, nor whether it is" \
+          "older than its sources: build it again, as yourself, cargo build --release -p" \
+          "promotion-gates-ffi, then install" >&2
+        exit 1
+        ;;
+    esac
+  fi
   while IFS= read -r -d '' source; do
-    [ -f "$release/libpromotion_gates_ffi.d" ] && ! grep -qF -- "$source" "$release/libpromotion_gates_ffi.d" && continue
+    [ -f "$dep_info" ] && ! grep -qxF -- "$source" <<<"$read_deps" && continue
     echo "install.sh: --no-build: $lib (built $(date -r "$lib" '+%Y-%m-%d %H:%M:%S')) is older than" \
       "$source (changed $(date -r "$source" '+%Y-%m-%d %H:%M:%S')): build it again, as yourself," \
       "cargo build --release -p promotion-gates-ffi, then install; a build into CARGO_TARGET_DIR" \
       "(or for a CARGO_BUILD_TARGET) is named to the install again, as sudo drops it: sudo env" \
       "CARGO_TARGET_DIR=\"\$CARGO_TARGET_DIR\" packaging/install.sh --no-build ..." >&2
     exit 1
-  done < <(find "$root/src" "$root/ffi/src" -type f -newer "$lib" -print0)
+  done < <(find "$real_root/src" "$real_root/ffi/src" -type f -newer "$lib" -print0)
 fi
 
 lib_to="$destdir$libdir" include_to="$destdir$includedir"

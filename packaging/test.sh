@@ -149,7 +149,9 @@ for path in "$PATH" "$tmp/old_cargo:$PATH"; do
 done
 # --no-build names the build it installs; and refuses a build older than a source file it was
 # built from (sudo's target/release left from long ago): here the build copied with its
-# dep-info into another target directory, dated 2000, without cargo on the PATH, as under sudo.
+# dep-info into another target directory, dated 2000, without cargo on the PATH, as under sudo;
+# run from the checkout, through a symlink to it (the dep-info names the resolved paths), and
+# from a copy whose path has a space (the dep-info, rewritten to name it, escapes it as `\ `).
 grep -q "install.sh: --no-build: installing the build in .*/release (library built " "$tmp/staged.err" ||
   { echo "FAILED: install.sh --no-build does not say which build it installs: $(cat "$tmp/staged.err")" >&2 && failed=$((failed + 1)); }
 built=$("$root/.ci/build-dir" release)
@@ -157,13 +159,33 @@ mkdir -p "$tmp/old_target/release" "$tmp/no_cargo"
 cp -p "$built"/libpromotion_gates_ffi.{so,a,d} "$tmp/old_target/release/"
 touch -d 2000-01-01 "$tmp/old_target/release/libpromotion_gates_ffi.so"
 for tool in bash env dirname cat awk sort head date find grep sed realpath mkdir; do ln -sf "$(command -v "$tool")" "$tmp/no_cargo/$tool"; done
-if PATH="$tmp/no_cargo" CARGO_TARGET_DIR="$tmp/old_target" "$root/packaging/install.sh" --no-build \
-  --prefix "$tmp/not_installed" >/dev/null 2>"$tmp/old_build.err"; then
-  echo "FAILED: install.sh --no-build installed a library older than its sources" >&2
-  failed=$((failed + 1))
-elif ! grep -Eq "libpromotion_gates_ffi.so \(built 2000-01-01 .*\) is older than $root/(ffi/)?src/.*\.rs \(changed .*cargo build --release" "$tmp/old_build.err" ||
-  [ -e "$tmp/not_installed" ]; then
-  echo "FAILED: install.sh --no-build of an old build: $(cat "$tmp/old_build.err"), $(ls "$tmp/not_installed" 2>&1)" >&2
+real_root=$(cd "$root" && pwd -P)
+ln -s "$root" "$tmp/link"
+spaced="$tmp/a checkout"
+mkdir -p "$spaced/packaging" "$spaced/.ci" "$spaced/ffi" "$spaced/old_target/release"
+cp -rp "$root/src" "$root/Cargo.toml" "$spaced/" && cp -rp "$root/ffi/src" "$spaced/ffi/"
+cp -p "$root/packaging/install.sh" "$spaced/packaging/" && cp -p "$root/.ci/build-dir" "$spaced/.ci/"
+cp -p "$tmp/old_target/release/libpromotion_gates_ffi."{so,a} "$spaced/old_target/release/"
+sed "s|$real_root/|${spaced// /\\\\ }/|g" "$tmp/old_target/release/libpromotion_gates_ffi.d" >"$spaced/old_target/release/libpromotion_gates_ffi.d"
+for checkout in "$root:$real_root:$tmp/old_target" "$tmp/link:$real_root:$tmp/old_target" "$spaced:$spaced:$spaced/old_target"; do
+  IFS=: read -r run_from named target <<<"$checkout"
+  if PATH="$tmp/no_cargo" CARGO_TARGET_DIR="$target" "$run_from/packaging/install.sh" --no-build \
+    --prefix "$tmp/not_installed" >/dev/null 2>"$tmp/old_build.err"; then
+    echo "FAILED: install.sh --no-build run from $run_from installed a library older than its sources" >&2
+    failed=$((failed + 1))
+  elif ! grep -Fq "is older than $named/" "$tmp/old_build.err" ||
+    ! grep -Eq "libpromotion_gates_ffi.so \(built 2000-01-01 .*\) is older than .*/(ffi/)?src/.*\.rs \(changed .*cargo build --release" "$tmp/old_build.err" ||
+    [ -e "$tmp/not_installed" ]; then
+    echo "FAILED: install.sh --no-build of an old build, run from $run_from: $(cat "$tmp/old_build.err"), $(ls "$tmp/not_installed" 2>&1)" >&2
+    failed=$((failed + 1))
+  fi
+done
+# A dep-info naming no source of this checkout (a build made from another one) is refused.
+sed "s|$real_root/|/elsewhere/|g" "$tmp/old_target/release/libpromotion_gates_ffi.d" >"$spaced/old_target/release/libpromotion_gates_ffi.d"
+if PATH="$tmp/no_cargo" CARGO_TARGET_DIR="$spaced/old_target" "$spaced/packaging/install.sh" --no-build \
+  --prefix "$tmp/not_installed" >/dev/null 2>"$tmp/old_build.err" ||
+  ! grep -Fq "names no source file under $spaced/src" "$tmp/old_build.err" || [ -e "$tmp/not_installed" ]; then
+  echo "FAILED: install.sh --no-build of a build whose dep-info names no source here: $(cat "$tmp/old_build.err")" >&2
   failed=$((failed + 1))
 fi
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
