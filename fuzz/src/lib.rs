@@ -42,6 +42,16 @@ fn outcome(status: pgate_status, err: *mut pgate_error) -> Result<(), Refusal> {
     Err(Refusal { status, message })
 }
 
+/// `pgate_monitor_health` or `pgate_read_health`: `(gate, out, evidence, evidence_cap,
+/// evidence_len)`.
+type HealthCall = unsafe extern "C" fn(
+    *const pgate_gate,
+    *mut pgate_health,
+    *mut std::ffi::c_char,
+    usize,
+    *mut usize,
+) -> pgate_status;
+
 /// A live gate, freed on drop.
 #[derive(Debug)]
 pub struct Gate(*mut pgate_gate);
@@ -75,6 +85,36 @@ fn read_document(
     match String::from_utf8(buf) {
         Ok(text) => text,
         Err(err) => panic!("a document that is not UTF-8: {err}"),
+    }
+}
+
+/// Reads a text the library writes into a caller buffer through `call(buf, cap, len_out)`:
+/// asks for the length, then reads it whole (with slack, for texts that may grow a few bytes
+/// between two calls, as the Prometheus exposition may). Checks the NUL, the length written
+/// and UTF-8.
+fn read_text(call: impl Fn(*mut std::ffi::c_char, usize, *mut usize) -> pgate_status) -> String {
+    let mut len = 0usize;
+    assert_eq!(
+        call(null_mut(), 0, &raw mut len),
+        pgate_status::BufferTooSmall
+    );
+    let mut buf = vec![0xAAu8; len + 256];
+    let mut written = usize::MAX;
+    assert_eq!(
+        call(buf.as_mut_ptr().cast(), buf.len(), &raw mut written),
+        pgate_status::Ok
+    );
+    assert!(
+        written < buf.len(),
+        "{written} bytes written into {}",
+        buf.len()
+    );
+    assert_eq!(buf[written], 0, "not NUL-terminated");
+    buf.truncate(written);
+    assert!(!buf.contains(&0), "a NUL inside the text");
+    match String::from_utf8(buf) {
+        Ok(text) => text,
+        Err(err) => panic!("a text that is not UTF-8: {err}"),
     }
 }
 
@@ -115,6 +155,77 @@ impl Gate {
         read_document(self.0, pgate_rollback_history_json)
     }
 
+    /// `pgate_change_count`: the number of the gate's newest state change.
+    pub fn change_count(&self) -> u64 {
+        let mut count = u64::MAX;
+        // SAFETY: live gate; `count` writable.
+        let status = unsafe { pgate_change_count(self.0, &mut count) };
+        assert_eq!(status, pgate_status::Ok);
+        count
+    }
+
+    /// `pgate_changes_json`: the kept changes numbered above `after`, as JSON.
+    pub fn changes_json(&self, after: u64) -> String {
+        read_text(|buf, cap, len| {
+            // SAFETY: live gate; `buf` NULL or valid for `cap` bytes; `len` writable.
+            unsafe { pgate_changes_json(self.0, after, buf, cap, len) }
+        })
+    }
+
+    /// `pgate_metrics_prometheus`: the gate's exposition.
+    pub fn metrics_prometheus(&self) -> String {
+        read_text(|buf, cap, len| {
+            // SAFETY: live gate; `buf` NULL or valid for `cap` bytes; `len` writable.
+            unsafe { pgate_metrics_prometheus(self.0, buf, cap, len) }
+        })
+    }
+
+    /// `pgate_metrics_prometheus_counted` of this gate alone, with the host's `counts` (`None`:
+    /// the gate's own).
+    pub fn metrics_prometheus_counted(&self, counts: Option<pgate_outcome_counts>) -> String {
+        let gates = [self.0.cast_const()];
+        let counts_ptr = counts.as_ref().map_or(null(), std::ptr::from_ref);
+        read_text(|buf, cap, len| {
+            // SAFETY: one live gate; `counts_ptr` NULL or one count; `buf` NULL or valid for
+            // `cap` bytes; `len` writable.
+            unsafe {
+                pgate_metrics_prometheus_counted(gates.as_ptr(), counts_ptr, 1, buf, cap, len)
+            }
+        })
+    }
+
+    /// `pgate_read_health` with room for any evidence line.
+    pub fn read_health(&self) -> pgate_health {
+        self.health(pgate_read_health)
+    }
+
+    /// A judgement (`pgate_monitor_health`, `pgate_read_health`) with room for any evidence
+    /// line, which must be NUL-terminated UTF-8.
+    fn health(&self, call: HealthCall) -> pgate_health {
+        let mut health = std::mem::MaybeUninit::<pgate_health>::zeroed();
+        let mut evidence = vec![0u8; PGATE_EVIDENCE_CAPACITY];
+        let mut len = usize::MAX;
+        // SAFETY: live gate; `health` writable; `evidence` holds its capacity; `len` writable.
+        let status = unsafe {
+            call(
+                self.0,
+                health.as_mut_ptr(),
+                evidence.as_mut_ptr().cast(),
+                evidence.len(),
+                &mut len,
+            )
+        };
+        assert_eq!(status, pgate_status::Ok);
+        assert!(len < evidence.len(), "evidence of {len} bytes");
+        assert_eq!(evidence[len], 0, "evidence not NUL-terminated");
+        assert!(
+            std::str::from_utf8(&evidence[..len]).is_ok(),
+            "evidence that is not UTF-8"
+        );
+        // SAFETY: on success the call wrote the whole health.
+        unsafe { health.assume_init() }
+    }
+
     /// `pgate_state`: environment, canary share and stage.
     pub fn state(&self) -> (pgate_environment, f64, u64) {
         let (mut env, mut percent, mut stage) = (pgate_environment::Production, 0.0, 0);
@@ -137,6 +248,30 @@ impl Gate {
         let mut err = null_mut();
         // SAFETY: live gate and slice; `err` writable.
         let status = unsafe { pgate_swap_slo(self.0, json.as_ptr(), json.len(), &mut err) };
+        outcome(status, err)
+    }
+
+    /// `pgate_swap_config_from`: the swap, made only if the gate is still at `change_count`.
+    pub fn swap_config_from(&self, change_count: u64, json: &[u8]) -> Result<(), Refusal> {
+        let mut err = null_mut();
+        // SAFETY: live gate and slice; `err` writable.
+        let status = unsafe {
+            pgate_swap_config_from(self.0, change_count, json.as_ptr(), json.len(), &mut err)
+        };
+        outcome(status, err)
+    }
+
+    /// `pgate_promote_from`: the promotion, made only if the gate is still in `stage`.
+    pub fn promote_from(
+        &self,
+        stage: u64,
+        environment: u32,
+        traffic_percent: f64,
+    ) -> Result<(), Refusal> {
+        let mut err = null_mut();
+        // SAFETY: live gate; `err` writable. Any environment number is accepted as input.
+        let status =
+            unsafe { pgate_promote_from(self.0, stage, environment, traffic_percent, &mut err) };
         outcome(status, err)
     }
 
@@ -228,24 +363,102 @@ impl Gate {
         recorded
     }
 
-    /// `pgate_monitor_health` with room for any evidence line: the status.
-    pub fn monitor_health(&self) -> pgate_status {
-        let mut health = std::mem::MaybeUninit::<pgate_health>::zeroed();
-        let mut evidence = vec![0u8; PGATE_EVIDENCE_CAPACITY];
-        let mut len = 0usize;
-        // SAFETY: live gate; `health` writable; `evidence` holds its capacity; `len` writable.
+    /// `pgate_route_forced` with the forcing value `value` (`None`: the request carried none).
+    pub fn route_forced(&self, id: &[u8], value: Option<&[u8]>) -> pgate_decision {
+        let (value_ptr, value_len) = value.map_or((null(), 0), |v| (v.as_ptr(), v.len()));
+        let mut decision = std::mem::MaybeUninit::<pgate_decision>::uninit();
+        // SAFETY: live gate and slices (`value_ptr` NULL with length 0); `decision` writable.
         let status = unsafe {
-            pgate_monitor_health(
+            pgate_route_forced(
                 self.0,
-                health.as_mut_ptr(),
-                evidence.as_mut_ptr().cast(),
-                evidence.len(),
-                &mut len,
+                id.as_ptr(),
+                id.len(),
+                value_ptr,
+                value_len,
+                decision.as_mut_ptr(),
             )
         };
         assert_eq!(status, pgate_status::Ok);
-        assert!(len < evidence.len(), "evidence of {len} bytes");
-        status
+        // SAFETY: on success `pgate_route_forced` wrote the whole decision.
+        unsafe { decision.assume_init() }
+    }
+
+    /// `pgate_record_by_id_forced`.
+    pub fn record_by_id_forced(
+        &self,
+        id: &[u8],
+        value: Option<&[u8]>,
+        success: bool,
+        latency_ns: u64,
+    ) -> pgate_recorded {
+        let (value_ptr, value_len) = value.map_or((null(), 0), |v| (v.as_ptr(), v.len()));
+        let mut recorded = pgate_recorded::Late;
+        // SAFETY: live gate and slices (`value_ptr` NULL with length 0); `recorded` writable.
+        let status = unsafe {
+            pgate_record_by_id_forced(
+                self.0,
+                id.as_ptr(),
+                id.len(),
+                value_ptr,
+                value_len,
+                success,
+                latency_ns,
+                &mut recorded,
+            )
+        };
+        assert_eq!(status, pgate_status::Ok);
+        recorded
+    }
+
+    /// `pgate_record_abandoned_as` of a decision: whether the wait was recorded, and how (the
+    /// second is checked to be written exactly when the first is true).
+    pub fn record_abandoned_as(
+        &self,
+        decision: &pgate_decision,
+        waited_ns: u64,
+    ) -> Option<pgate_recorded> {
+        let mut recorded = false;
+        let mut recorded_as = std::mem::MaybeUninit::<pgate_recorded>::uninit();
+        // A value no `pgate_recorded` has, to see whether the call wrote one.
+        const UNWRITTEN: u32 = 0xA5A5_A5A5;
+        // SAFETY: `pgate_recorded` is a `u32` enum: the cell holds 4 writable bytes.
+        unsafe { recorded_as.as_mut_ptr().cast::<u32>().write(UNWRITTEN) };
+        // SAFETY: live gate; `decision` readable; both outputs writable.
+        let status = unsafe {
+            pgate_record_abandoned_as(
+                self.0,
+                decision,
+                waited_ns,
+                &mut recorded,
+                recorded_as.as_mut_ptr(),
+            )
+        };
+        assert_eq!(status, pgate_status::Ok);
+        // SAFETY: the 4 bytes were initialised above (and, if written, by the call).
+        let raw = unsafe { recorded_as.as_ptr().cast::<u32>().read() };
+        if !recorded {
+            assert_eq!(
+                raw, UNWRITTEN,
+                "recorded_as written for a wait not recorded"
+            );
+            return None;
+        }
+        let kinds = [
+            pgate_recorded::Counted,
+            pgate_recorded::Late,
+            pgate_recorded::Foreign,
+            pgate_recorded::Forced,
+        ];
+        match kinds.into_iter().find(|kind| *kind as u32 == raw) {
+            Some(kind) => Some(kind),
+            None => panic!("recorded_as {raw:#x} for a recorded wait"),
+        }
+    }
+
+    /// `pgate_monitor_health` with room for any evidence line: the status.
+    pub fn monitor_health(&self) -> pgate_status {
+        self.health(pgate_monitor_health);
+        pgate_status::Ok
     }
 
     /// `pgate_check_slo`.
@@ -296,6 +509,7 @@ impl Gate {
             slo: self.slo_json(),
             history: self.history_json(),
             flags: flags.iter().map(|f| self.is_feature_enabled(f)).collect(),
+            changes: self.change_count(),
         }
     }
 }
@@ -321,6 +535,8 @@ pub struct Observed {
     pub history: String,
     /// `pgate_is_feature_enabled` of each name asked about.
     pub flags: Vec<Result<bool, pgate_status>>,
+    /// `pgate_change_count`.
+    pub changes: u64,
 }
 
 /// A text call on a config document alone (`pgate_store_location`,
