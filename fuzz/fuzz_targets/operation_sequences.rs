@@ -570,6 +570,45 @@ fn check_log(routed: &mut Vec<Vec<u8>>) {
     routed.clear();
 }
 
+/// The length of the label set (`{name="value",...}`) that `text` starts with, checked pair by
+/// pair: names of letters, digits and `_`, values quoted with only `\\`, `\"` and `\n` escaped.
+fn label_set_len(text: &str, line: &str) -> usize {
+    let mut chars = text.char_indices().skip(1);
+    loop {
+        let mut name = String::new();
+        loop {
+            match chars.next() {
+                Some((_, '=')) if !name.is_empty() => break,
+                Some((end, '}')) if name.is_empty() => return end + 1,
+                Some((_, c)) if c.is_ascii_alphanumeric() || c == '_' => name.push(c),
+                other => panic!("a label name with {other:?}: {line}"),
+            }
+        }
+        assert!(!name.starts_with(|c: char| c.is_ascii_digit()), "{line}");
+        let quote = chars.next().map(|(_, c)| c);
+        assert_eq!(quote, Some('"'), "an unquoted label value: {line}");
+        loop {
+            match chars.next() {
+                Some((_, '"')) => break,
+                Some((_, '\\')) => {
+                    let escaped = chars.next().map(|(_, c)| c);
+                    assert!(
+                        matches!(escaped, Some('\\' | '"' | 'n')),
+                        "escape {escaped:?}: {line}"
+                    );
+                }
+                Some((_, '\n')) | None => panic!("an unterminated label value: {line}"),
+                Some(_) => {}
+            }
+        }
+        match chars.next() {
+            Some((_, ',')) => {}
+            Some((end, '}')) => return end + 1,
+            other => panic!("{other:?} after a label: {line}"),
+        }
+    }
+}
+
 /// One sample line of an exposition: its family, its series (`name{labels}`), its value as
 /// written.
 #[derive(Debug)]
@@ -618,23 +657,7 @@ fn exposition(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
             assert!(valid_name(name), "{line}");
             let mut rest = &line[name_end..];
             if rest.starts_with('{') {
-                // Label values are quoted, with `\\`, `\"` and `\n` escaped.
-                let mut escaped = false;
-                let mut quoted = false;
-                let close = rest.char_indices().find(|&(_, c)| {
-                    let closes = c == '}' && !quoted;
-                    match c {
-                        _ if escaped => escaped = false,
-                        '\\' => escaped = true,
-                        '"' => quoted = !quoted,
-                        _ => {}
-                    }
-                    closes
-                });
-                let Some((close, _)) = close else {
-                    panic!("unclosed labels: {line}")
-                };
-                rest = &rest[close + 1..];
+                rest = &rest[label_set_len(rest, line)..];
             }
             let series = &line[..line.len() - rest.len()];
             let Some(value) = rest.strip_prefix(' ') else {
