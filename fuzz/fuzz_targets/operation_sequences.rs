@@ -31,7 +31,8 @@
 //! The seeds `promoted_to_staging` and `promoted_to_production` earn gated promotions (to
 //! Staging, and on to Production), so the states after them are fuzzed from the first run.
 //! A new kind of operation renumbers the kinds (arbitrary maps a variant tag by
-//! multiplication): the named seeds are then written again for the new numbering.
+//! multiplication): the named seeds are then written again for the new numbering, by
+//! `fuzz/operation_sequences_seeds.py` (which says how an input is encoded).
 //! `.ci/fuzz` runs each alone with `PGATE_FUZZ_EXPECT_PROMOTED_TO` set to `staging` or
 //! `production`: the run fails unless a promotion of the sequence reached that environment.
 
@@ -206,8 +207,8 @@ enum Op {
     },
     MonitorHealth,
     CheckSlo,
-    // New kinds go last (the seeds' earlier kinds keep their numbers only if the count of
-    // kinds stays; the seeds were written again when these were added: see fuzz/seeds).
+    // A new kind changes every kind's tag (arbitrary scales the tag by the count of kinds):
+    // add it to OPS in fuzz/operation_sequences_seeds.py too, and write the seeds again.
     /// `pgate_route_forced`, checked against the config's `overrides`; the decision is kept
     /// for `Record` and `RecordAbandoned`.
     RouteForced {
