@@ -7,11 +7,10 @@
 //! The monitor reads no snapshot by itself (only the gate touches the `ArcSwap`): each
 //! evaluation is handed the snapshot it judges.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
-use crossbeam_utils::CachePadded;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{Clock, recordable};
@@ -23,8 +22,12 @@ use crate::metrics::{
 };
 use crate::slo::{SloAdmissionController, SloConfig};
 use crate::snapshot::Snapshot;
+use crate::sync::MutexGuard;
 use crate::telemetry::WindowExport;
 use crate::verdict::Verdict;
+
+mod ask;
+use ask::Ask;
 
 /// A thread screens after each of its first this many canary errors of a stage, then after
 /// every 16th.
@@ -66,8 +69,7 @@ pub(crate) struct Monitor {
     /// An evaluation the record path found due (or a screened error called for) while a read
     /// or another evaluation held the window: its holder makes it as it lets go (see
     /// [`wanted_evaluation`](Self::wanted_evaluation)), so a read never delays a rollback.
-    /// Written only then; on its own cache line, away from the record path's loads.
-    evaluation_wanted: CachePadded<AtomicBool>,
+    evaluation_wanted: Ask,
 }
 
 /// What recording one outcome did, and what it calls for.
@@ -90,7 +92,7 @@ impl Monitor {
             latency_target_nanos: AtomicU64::new(nanos(slo.config().latency_target)),
             slo: ArcSwap::from_pointee(slo),
             clock,
-            evaluation_wanted: CachePadded::new(AtomicBool::new(false)),
+            evaluation_wanted: Ask::new(),
         }
     }
 
@@ -261,7 +263,7 @@ impl Monitor {
         let now = self.clock.monotonic();
         let interval = self.slo.load().config().evaluation_interval;
         self.metrics.paced(now, interval / 4);
-        if !self.take_wanted() && !self.metrics.claim_evaluation(now, interval) {
+        if !self.evaluation_wanted.take() && !self.metrics.claim_evaluation(now, interval) {
             return None;
         }
         self.try_evaluating()
@@ -274,51 +276,25 @@ impl Monitor {
     /// (then its new holder is asked). With it, a read that holds the window when an evaluation
     /// falls due never delays a rollback, however often it runs.
     pub(crate) fn wanted_evaluation(&self) -> Option<Evaluation<'_>> {
-        // Pairs with the fence in `want_evaluation`: either the holder that let the window go
-        // just before this sees the ask, or the asker's second `try_lock` found the window
-        // free (or held by a later holder, which will look when it lets go).
-        fence(Ordering::SeqCst);
-        if !self.take_wanted() {
-            return None;
-        }
-        self.try_evaluating()
+        self.evaluation_wanted
+            .wanted(|| self.metrics.try_lock_window())
+            .map(|window| self.evaluating(window))
     }
 
     /// An evaluation over the window if it is free; if it is held, its holder is asked to
-    /// evaluate ([`wanted_evaluation`](Self::wanted_evaluation)) and `None` returned: the
-    /// record path never waits for the window.
+    /// evaluate ([`wanted_evaluation`](Self::wanted_evaluation)) and the window tried again
+    /// (see [`Ask::try_or_ask`]; the ask stays if this second try takes it, so this thread
+    /// makes one more when it lets go): the record path never waits for the window.
     fn try_evaluating(&self) -> Option<Evaluation<'_>> {
-        match self.metrics.try_lock_window() {
-            Some(window) => Some(self.evaluating(window)),
-            None => self.want_evaluation(),
-        }
-    }
-
-    /// Asks the window's holder for an evaluation (the window was held when one was due),
-    /// then looks again: the holder may have let go, and looked for an ask, between the first
-    /// `try_lock` and the ask. An evaluation if the window is free now; the ask stays (another
-    /// thread may have made it too, and taking it back is not worth the proof that it was
-    /// this one's), so this thread makes one more when it lets go.
-    #[cold]
-    fn want_evaluation(&self) -> Option<Evaluation<'_>> {
-        self.evaluation_wanted.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        self.metrics
-            .try_lock_window()
+        self.evaluation_wanted
+            .try_or_ask(|| self.metrics.try_lock_window())
             .map(|window| self.evaluating(window))
     }
 
     /// Whether an evaluation is asked for, without taking the ask: one relaxed load, for a
     /// caller that may have held the window and fenced since (see `Metrics::first_recorder`).
     pub(crate) fn evaluation_asked(&self) -> bool {
-        self.evaluation_wanted.load(Ordering::Relaxed)
-    }
-
-    /// Whether an evaluation was asked for, clearing the ask. A load first: the flag is
-    /// written only when asking or taking.
-    fn take_wanted(&self) -> bool {
-        self.evaluation_wanted.load(Ordering::Relaxed)
-            && self.evaluation_wanted.swap(false, Ordering::Acquire)
+        self.evaluation_wanted.asked()
     }
 
     /// An evaluation now, waiting for the window if another is under way.

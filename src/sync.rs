@@ -1,21 +1,110 @@
-//! The atomics of the recorders, of the screen's window base and of the route path's
-//! generation: std's, or loom's when the unit tests are built with `--cfg
-//! promotion_gates_loom` (a name of its own: some dependencies read a plain `loom` cfg).
+//! The atomics and locks of the protocols the loom models check: std's, or loom's (and a
+//! stand-in for std's mutex) when the unit tests are built with `--cfg promotion_gates_loom` (a
+//! name of its own: some dependencies read a plain `loom` cfg).
 //!
 //! The recorder's protocol (`metrics/recorder.rs`), the window base's
-//! (`metrics/window_base.rs`) and the route path's generation (`manager/generation.rs`) go
-//! through this module, so that the loom models (`metrics/loom_model.rs`,
-//! `manager/generation/loom_model.rs`, `.ci/loom`) explore exactly the loads, stores and
-//! fences they run on the record and route paths. Nothing else is modelled: the record path's
-//! other atomics (the evaluation's claim and the stage's start in `metrics/mod.rs`, the
-//! monitor's latency target and "evaluation wanted" flag) are std's, and the fleet's cache and
-//! the snapshot in place are `ArcSwap`s, which the models replace by stand-ins (the order in
-//! which a stage is published, `a_published_stage_is_never_foreign`; the snapshot a route
-//! loads, `a_route_never_uses_a_table_older_than_the_generation_it_read`). In an ordinary build
-//! these are std's types, re-exported: nothing is wrapped, so the record and route paths
-//! compile to the same instructions.
+//! (`metrics/window_base.rs`), the route path's generation (`manager/generation.rs`), the
+//! writer lock's owed rollback (`manager/writer_lock.rs`, its mutexes included) and the
+//! record path's ask for an evaluation (`monitor/ask.rs`, with the window's mutex in
+//! `metrics/mod.rs`) go through this module, so that the loom models
+//! (`metrics/loom_model.rs`, `manager/generation/loom_model.rs`,
+//! `manager/writer_lock/loom_model.rs`, `monitor/ask/loom_model.rs`, `.ci/loom`) explore
+//! exactly the loads, stores, fences and lock operations they run. Nothing else is modelled:
+//! the record path's other atomics (the evaluation's claim and the stage's start in
+//! `metrics/mod.rs`, the monitor's latency target) are std's, and the fleet's cache and the
+//! snapshot in place are `ArcSwap`s, which the models replace by stand-ins (the order in which
+//! a stage is published, `a_published_stage_is_never_foreign`; the snapshot a route loads,
+//! `a_route_never_uses_a_table_older_than_the_generation_it_read`). In an ordinary build these
+//! are std's types, re-exported: nothing is wrapped, so the record and route paths compile to
+//! the same instructions.
 
 #[cfg(all(test, promotion_gates_loom))]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering, fence};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+#[cfg(all(test, promotion_gates_loom))]
+pub(crate) use model_mutex::{Mutex, MutexGuard};
 #[cfg(not(all(test, promotion_gates_loom)))]
-pub(crate) use std::sync::atomic::{AtomicU64, Ordering, fence};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+#[cfg(not(all(test, promotion_gates_loom)))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
+
+/// std's mutex as it runs on Linux (a futex word), on loom's atomics: taken by an `Acquire`
+/// compare-exchange (a `try_lock` that fails is a `Relaxed` read), let go by a `Release` swap.
+/// Loom's own `Mutex` makes each lock and unlock a `SeqCst` fence and every `try_lock` read the
+/// newest state, which would hide a fence missing next to one. The data is kept in a std mutex
+/// that the flag makes uncontended.
+#[cfg(all(test, promotion_gates_loom))]
+mod model_mutex {
+    use std::ops::{Deref, DerefMut};
+    use std::sync::{LockResult, TryLockError, TryLockResult};
+
+    use loom::sync::atomic::{AtomicBool, Ordering};
+
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T> {
+        locked: AtomicBool,
+        data: std::sync::Mutex<T>,
+    }
+
+    pub(crate) struct MutexGuard<'a, T> {
+        locked: &'a AtomicBool,
+        data: Option<std::sync::MutexGuard<'a, T>>,
+    }
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(data: T) -> Self {
+            Self {
+                locked: AtomicBool::new(false),
+                data: std::sync::Mutex::new(data),
+            }
+        }
+
+        pub(crate) fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
+            loop {
+                if let Some(guard) = self.take() {
+                    return Ok(guard);
+                }
+                loom::thread::yield_now();
+            }
+        }
+
+        pub(crate) fn try_lock(&self) -> TryLockResult<MutexGuard<'_, T>> {
+            self.take().ok_or(TryLockError::WouldBlock)
+        }
+
+        fn take(&self) -> Option<MutexGuard<'_, T>> {
+            self.locked
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .ok()?;
+            let data = self
+                .data
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            Some(MutexGuard {
+                locked: &self.locked,
+                data: Some(data),
+            })
+        }
+    }
+
+    impl<T> Deref for MutexGuard<'_, T> {
+        type Target = T;
+
+        fn deref(&self) -> &T {
+            self.data.as_ref().expect("held until dropped")
+        }
+    }
+
+    impl<T> DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            self.data.as_mut().expect("held until dropped")
+        }
+    }
+
+    impl<T> Drop for MutexGuard<'_, T> {
+        fn drop(&mut self) {
+            // The data first: the next holder may take it at once.
+            self.data = None;
+            self.locked.swap(false, Ordering::Release);
+        }
+    }
+}

@@ -5,24 +5,50 @@
 //! on the same thread, or on a thread whose own write another gate's subscriber waits for.
 //! The lock also knows which thread holds it, for the one caller that must not wait for
 //! itself (a gate dropped inside its own write).
+//!
+//! Owing is a store-buffering handshake: the caller that finds the lock held leaves its
+//! rollback, raises `owing`, fences and tries the lock again; a holder lets the lock go, fences
+//! and reads `owing`. With both fences, one of them sees the other's write, so a rollback owed
+//! while the lock is held is made (once: it is taken out under `owed`'s mutex). The loom model
+//! (`writer_lock/loom_model.rs`, run by `.ci/loom`) checks this code on loom's atomics and a
+//! stand-in for std's mutex (`crate::sync`), the gate's state a list of the rollbacks made.
 
 use std::cell::Cell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{PoisonError, TryLockError};
 
 use super::{Shared, WriterState};
 use crate::decision::StageId;
+use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering, fence};
 use crate::verdict::Verdict;
 
-/// Serializes the gate's writes; see the module's note.
+#[cfg(all(test, promotion_gates_loom))]
+mod loom_model;
+
+/// What the lock may be owed: a rollback of a stage ([`Verdict`], and the loom model's
+/// stand-in).
+pub(super) trait Staged: Clone {
+    /// The stage it was called for in.
+    fn stage(&self) -> StageId;
+}
+
+impl Staged for Verdict {
+    fn stage(&self) -> StageId {
+        Verdict::stage(self)
+    }
+}
+
+/// Serializes the gate's writes; see the module's note. `S` is the state it guards, `V` the
+/// rollback it may be owed (other than [`WriterState`] and [`Verdict`] in the loom model only).
 #[derive(Debug)]
-pub(super) struct WriterLock {
-    state: Mutex<WriterState>,
-    /// The holding thread's [`this_thread`] number, 0 while no thread holds the lock.
+pub(super) struct WriterLock<S = WriterState, V = Verdict> {
+    state: Mutex<S>,
+    /// The holding thread's [`this_thread`] number, 0 while no thread holds the lock. Not part
+    /// of the handshake (std's atomic in the loom model too).
     holder: AtomicUsize,
     /// A rollback left for whoever holds the lock next to let it go (the newest one).
-    owed: Mutex<Option<Verdict>>,
+    owed: Mutex<Option<V>>,
     /// Whether `owed` holds one: read without its lock by every writer that lets go.
     owing: AtomicBool,
 }
@@ -39,13 +65,13 @@ pub(super) struct Writing<'a> {
 struct Settle<'a>(&'a Shared);
 
 /// The mutex itself, held, with its holder named.
-struct Held<'a> {
-    state: MutexGuard<'a, WriterState>,
+struct Held<'a, S = WriterState> {
+    state: MutexGuard<'a, S>,
     holder: &'a AtomicUsize,
 }
 
-impl WriterLock {
-    pub(super) fn new(state: WriterState) -> Self {
+impl<S, V: Staged> WriterLock<S, V> {
+    pub(super) fn new(state: S) -> Self {
         Self {
             state: Mutex::new(state),
             holder: AtomicUsize::new(0),
@@ -64,11 +90,11 @@ impl WriterLock {
 
     /// Waits for the lock. A writer that panicked mid-way published nothing (publication is
     /// the last step), so the state behind a poisoned lock is still consistent.
-    fn lock(&self) -> Held<'_> {
+    fn lock(&self) -> Held<'_, S> {
         self.held(self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn try_lock(&self) -> Option<Held<'_>> {
+    fn try_lock(&self) -> Option<Held<'_, S>> {
         match self.state.try_lock() {
             Ok(state) => Some(self.held(state)),
             Err(TryLockError::Poisoned(poisoned)) => Some(self.held(poisoned.into_inner())),
@@ -76,7 +102,7 @@ impl WriterLock {
         }
     }
 
-    fn held<'a>(&'a self, state: MutexGuard<'a, WriterState>) -> Held<'a> {
+    fn held<'a>(&'a self, state: MutexGuard<'a, S>) -> Held<'a, S> {
         // A thread whose thread-locals are gone (it is exiting) holds the lock unnamed.
         self.holder
             .store(this_thread().unwrap_or(0), Ordering::Relaxed);
@@ -90,7 +116,7 @@ impl WriterLock {
     /// stage or an older one, never one of a newer stage (a thread that judged an older stage
     /// may owe its verdict after one that judged the current stage: applied, it would be
     /// dropped as another stage's, and the current stage's rollback lost with it).
-    fn owe(&self, verdict: &Verdict) {
+    fn owe(&self, verdict: &V) {
         let mut owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
         if owed
             .as_ref()
@@ -104,13 +130,13 @@ impl WriterLock {
 
     /// Takes the owed rollback if it was called for in `stage`. Called by its holder, which
     /// makes it itself (a promotion it wins over).
-    fn take_owed_of(&self, stage: StageId) -> Option<Verdict> {
+    fn take_owed_of(&self, stage: StageId) -> Option<V> {
         let mut owed = self.owed.lock().unwrap_or_else(PoisonError::into_inner);
         owed.take_if(|verdict| verdict.stage() == stage)
     }
 
     /// The owed rollback and the lock to make it under, if one is owed and the lock is free.
-    fn take_owed(&self) -> Option<(Held<'_>, Verdict)> {
+    fn take_owed(&self) -> Option<(Held<'_, S>, V)> {
         if !self.owing.load(Ordering::SeqCst) {
             return None;
         }
@@ -122,6 +148,40 @@ impl WriterLock {
             .unwrap_or_else(PoisonError::into_inner)
             .take()?;
         Some((held, verdict))
+    }
+
+    /// Leaves `verdict` to the lock, found held, then settles what is owed in case the holder
+    /// let go before it looked: with both fences, either it saw `owing` or this `try_lock`
+    /// sees the lock free (or a later holder's, who will look when it lets go). Whether this
+    /// call took the lock (see [`settle`](Self::settle)).
+    fn owe_then_settle(&self, verdict: &V, apply: impl FnMut(&mut S, &V)) -> bool {
+        self.owe(verdict);
+        fence(Ordering::SeqCst);
+        self.settle(apply)
+    }
+
+    /// What a holder does once it has let the lock go: fences (pairing with the one in
+    /// [`owe_then_settle`](Self::owe_then_settle)), then settles what is owed.
+    fn settle_after_letting_go(&self, apply: impl FnMut(&mut S, &V)) -> bool {
+        fence(Ordering::SeqCst);
+        self.settle(apply)
+    }
+
+    /// Applies the owed rollback while the lock is free, until none is owed. Whether it took
+    /// the lock (and let it go): then this thread holds it nowhere in its stack, and may wake
+    /// the async subscribers that changes were queued for. Waking is left to the caller: a
+    /// change is published only under the lock, and every holder wakes once it has let go
+    /// (in `apply_verdict_or_owe`, or as its [`Writing`] drops), so a caller that never held
+    /// it loses no wake.
+    fn settle(&self, mut apply: impl FnMut(&mut S, &V)) -> bool {
+        let mut held_here = false;
+        while let Some((mut held, verdict)) = self.take_owed() {
+            held_here = true;
+            apply(&mut held.state, &verdict);
+            drop(held);
+            fence(Ordering::SeqCst);
+        }
+        held_here
     }
 }
 
@@ -150,15 +210,15 @@ impl Shared {
             self.apply_verdict(&mut writer, verdict);
             return;
         }
-        self.writer.owe(verdict);
         // The holder may have let go between the `try_lock` and the `owe`, before it looked
-        // at `owing`: look again. With both fences, either it saw `owing` or this `try_lock`
-        // sees the lock free (or a later holder's, who will look when it lets go).
-        fence(Ordering::SeqCst);
+        // at `owing`: this looks again.
+        let held_here = self
+            .writer
+            .owe_then_settle(verdict, |state, verdict| self.apply_verdict(state, verdict));
         // Wakes only if this call held the lock and let it go: else the lock may be held
         // lower in this thread's own stack (a write logging, its log handler judging), and a
         // waker that used the gate would wait for it forever. The holder wakes as it lets go.
-        if self.settle_owed() {
+        if held_here {
             self.changes.wake();
         }
     }
@@ -185,25 +245,9 @@ impl Shared {
         let handed = self.handoff.take_of(stage);
         owed.or(handed)
     }
-
-    /// Makes the owed rollback while the lock is free, until none is owed. Whether it took
-    /// the lock (and let it go): then this thread holds it nowhere in its stack, and may wake
-    /// the async subscribers that changes were queued for. Waking is left to the caller: a
-    /// change is published only under the lock, and every holder wakes once it has let go
-    /// (here, or as its [`Writing`] drops), so a caller that never held it loses no wake.
-    fn settle_owed(&self) -> bool {
-        let mut held_here = false;
-        while let Some((mut held, verdict)) = self.writer.take_owed() {
-            held_here = true;
-            self.apply_verdict(&mut held.state, &verdict);
-            drop(held);
-            fence(Ordering::SeqCst);
-        }
-        held_here
-    }
 }
 
-impl Drop for Held<'_> {
+impl<S> Drop for Held<'_, S> {
     fn drop(&mut self) {
         // Before the mutex is let go (fields drop after this).
         self.holder.store(0, Ordering::Relaxed);
@@ -214,8 +258,11 @@ impl Drop for Settle<'_> {
     fn drop(&mut self) {
         // A panicking write makes no rollback on its way out; the next writer to let go does.
         if !std::thread::panicking() {
-            fence(Ordering::SeqCst);
-            self.0.settle_owed();
+            // Whether it took the lock again does not matter: this writer wakes below.
+            let shared = self.0;
+            shared
+                .writer
+                .settle_after_letting_go(|state, verdict| shared.apply_verdict(state, verdict));
             // A write that judged held the window: an evaluation the record path asked for
             // meanwhile is made now, as the window's other holders make it.
             self.0.evaluate_wanted();
@@ -264,7 +311,7 @@ mod tests {
 
     #[test]
     fn only_the_holding_thread_holds_it_here() {
-        let lock = WriterLock::new(WriterState::default());
+        let lock: WriterLock = WriterLock::new(WriterState::default());
         assert!(!lock.held_here(), "not held");
         let guard = lock.lock();
         assert!(lock.held_here());

@@ -20,11 +20,12 @@ mod window_base;
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use thread_local::ThreadLocal;
 
 use crate::decision::{Cohort, PerCohort, StageId};
+use crate::sync::MutexGuard;
 use crate::thread_exit;
 pub(crate) use fleet::Fleet;
 use fleet::FleetCache;
@@ -51,7 +52,9 @@ fn went_back_before(now_ns: u64, start_ns: u64) -> bool {
 #[derive(Debug)]
 pub(crate) struct Metrics {
     recorders: ThreadLocal<CachePadded<ThreadRecorder>>,
-    window: Mutex<Window>,
+    /// From `crate::sync`: the evaluation's ask is a handshake with its holders
+    /// (`monitor/ask.rs`), which the loom model runs on a stand-in for std's mutex.
+    window: crate::sync::Mutex<Window>,
     /// Monotonic nanoseconds after which the record path runs a full evaluation.
     next_evaluation: CachePadded<AtomicU64>,
     /// The counters at the start of the last evaluated window, for the lock-free screen.
@@ -89,7 +92,7 @@ impl Metrics {
         let fleet = Arc::new(FleetCache::default());
         Self {
             recorders: ThreadLocal::new(),
-            window: Mutex::new(Window::of_fleet(Arc::clone(&fleet))),
+            window: crate::sync::Mutex::new(Window::of_fleet(Arc::clone(&fleet))),
             next_evaluation: CachePadded::new(AtomicU64::new(0)),
             window_base: CachePadded::new(WindowBase::new()),
             newest_stage: NewestStage::new(stage),

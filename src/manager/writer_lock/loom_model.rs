@@ -1,0 +1,118 @@
+//! A loom model of the writer lock's owed rollback (`writer_lock.rs`): a write holds the lock
+//! and lets it go while the record path calls for rollbacks, making each at once if the lock is
+//! free, else owing it to the lock. The owing, the settling and both fences are the lock's own
+//! code, on loom's atomics and the stand-in for std's mutex (`crate::sync`); the gate's state
+//! is a list of the rollbacks made, and a rollback its stage. Built only with `--cfg
+//! promotion_gates_loom` (`.ci/loom`).
+
+use loom::sync::Arc;
+use loom::thread;
+
+use super::{Staged, WriterLock};
+use crate::decision::StageId;
+
+/// The stand-in for a rollback the record path calls for: its stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rollback(StageId);
+
+impl Staged for Rollback {
+    fn stage(&self) -> StageId {
+        self.0
+    }
+}
+
+/// The stand-in for the gate's state: the rollbacks made, in order.
+type Made = Vec<StageId>;
+
+type Lock = WriterLock<Made, Rollback>;
+
+/// Makes `rollback`, as `Shared::apply_verdict` does, under the lock.
+fn apply(made: &mut Made, rollback: &Rollback) {
+    made.push(rollback.0);
+}
+
+/// One write, as a `Writing` runs: the lock taken and let go, then what it is owed settled.
+fn write(lock: &Lock) {
+    let held = lock.lock();
+    drop(held);
+    lock.settle_after_letting_go(apply);
+}
+
+/// The record path's rollback, as `Shared::apply_verdict_or_owe` makes it: at once if the lock
+/// is free (then settled as a write's), else owed to it.
+fn apply_or_owe(lock: &Lock, rollback: Rollback) {
+    if let Some(mut held) = lock.try_lock() {
+        apply(&mut held.state, &rollback);
+        drop(held);
+        lock.settle_after_letting_go(apply);
+        return;
+    }
+    lock.owe_then_settle(&rollback, apply);
+}
+
+/// What the lock holds once every thread is done: the rollbacks made, and whether one is
+/// still owed.
+fn settled(lock: &Lock) -> (Made, bool) {
+    let held = lock.lock();
+    let made = held.state.clone();
+    drop(held);
+    let owed = lock
+        .owed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .is_some();
+    (made, owed)
+}
+
+fn explore(model: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = builder.max_branches.max(10_000);
+    builder.check(model);
+}
+
+/// A write races the record path's rollback: the rollback is made exactly once, whether the
+/// record path found the lock free or owed it to the write (never lost between the owing and
+/// the write's letting go, never made by both). Taking either fence out of the handshake
+/// (`owe_then_settle`'s or `settle_after_letting_go`'s) fails it, and the next model too.
+#[test]
+fn a_rollback_owed_while_a_write_holds_the_lock_is_made_once() {
+    explore(|| {
+        let lock = Arc::new(Lock::new(Vec::new()));
+        let record = {
+            let lock = Arc::clone(&lock);
+            thread::spawn(move || apply_or_owe(&lock, Rollback(StageId(1))))
+        };
+        write(&lock);
+        record.join().ok();
+        assert_eq!(settled(&lock), (vec![StageId(1)], false));
+    });
+}
+
+/// Two record paths call for rollbacks of two stages while a write holds the lock: the newer
+/// stage's is made exactly once, the older one's at most once (an older owed rollback is
+/// replaced by a newer one, never the newer by the older), and none is left owed.
+#[test]
+fn the_newest_rollback_owed_is_made_once_and_last() {
+    explore(|| {
+        let lock = Arc::new(Lock::new(Vec::new()));
+        let records: Vec<_> = [StageId(1), StageId(2)]
+            .into_iter()
+            .map(|stage| {
+                let lock = Arc::clone(&lock);
+                thread::spawn(move || apply_or_owe(&lock, Rollback(stage)))
+            })
+            .collect();
+        write(&lock);
+        for record in records {
+            record.join().ok();
+        }
+        let (made, owed) = settled(&lock);
+        assert!(!owed, "a rollback left owed: {made:?}");
+        assert_eq!(
+            made.iter().filter(|&&stage| stage == StageId(2)).count(),
+            1,
+            "the newer stage's rollback made other than once: {made:?}"
+        );
+        assert!(made.len() <= 2, "made twice: {made:?}");
+    });
+}
