@@ -24,7 +24,6 @@ use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
@@ -32,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::{Environment, PromotionConfig};
 use crate::decision::StageId;
 use crate::history::{RollbackEvent, RolledBack};
+use crate::sync::{AtomicU64, Ordering};
 
 /// How many of its latest changes a gate keeps for
 /// [`changes_since`](crate::PromotionGateManager::changes_since).
@@ -276,7 +276,9 @@ pub(crate) struct Published<'a> {
 /// A gate's changes: the counter, the recent ones and the subscribers' queues.
 #[derive(Debug, Default)]
 pub(crate) struct ChangeFeed {
-    /// The newest change's sequence number (0 before the first).
+    /// The newest change's sequence number (0 before the first). From `crate::sync`: the
+    /// route path's generation model (`manager/generation/loom_model.rs`) checks that a
+    /// route after the count moved uses that change's table.
     count: AtomicU64,
     state: Mutex<FeedState>,
     /// Whether `state.to_wake` holds a waker: read without the lock by every writer that lets

@@ -3,8 +3,8 @@
 //! name of its own: some dependencies read a plain `loom` cfg).
 //!
 //! The recorder's protocol (`metrics/recorder.rs`), the window base's
-//! (`metrics/window_base.rs`), the route path's generation (`manager/generation.rs`), the
-//! writer lock's owed rollback (`manager/writer_lock.rs`, its mutexes included) and the
+//! (`metrics/window_base.rs`), the route path's generation (`manager/generation.rs`) and the
+//! change count a write moves after it (`changes.rs`), the writer lock's owed rollback (`manager/writer_lock.rs`, its mutexes included) and the
 //! record path's ask for an evaluation (`monitor/ask.rs`, with the window's mutex in
 //! `metrics/mod.rs`) go through this module, so that the loom models
 //! (`metrics/loom_model.rs`, `manager/generation/loom_model.rs`,

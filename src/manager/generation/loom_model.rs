@@ -3,16 +3,22 @@
 //! of the route table. The announcement, the read and the copy's refresh are the route path's
 //! own code, on loom's atomics; the snapshot in place (an `ArcSwap`, which loom cannot run) is a
 //! stand-in: an atomic holding the generation of the table in place, stored with `Release`
-//! and loaded with `Acquire`, no stronger than an `ArcSwap`'s swap and load. Built only with
+//! and loaded with `Acquire`, no stronger than an `ArcSwap`'s swap and load. A write may also
+//! count its change after announcing it, as `install` does, on the gate's own `ChangeFeed`: a
+//! host that routes once the change count moved uses that change's table. Built only with
 //! `--cfg promotion_gates_loom` (`.ci/loom`).
 
 use std::cell::Cell;
+use std::time::SystemTime;
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
 
 use super::{Generational, Published, fresh};
+use crate::changes::{ChangeFeed, ChangeOrigin, Published as ChangePublished};
+use crate::config::PromotionConfig;
+use crate::decision::StageId;
 
 /// The stand-in for a route table: the generation of the snapshot it was taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,15 +61,19 @@ impl Gate {
     }
 }
 
+fn explore(model: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = builder.max_branches.max(10_000);
+    builder.check(model);
+}
+
 /// Two writes (serialized, as the writer lock serializes them) race three routes of one
 /// thread: no route uses a table older than the generation it read, the thread's copy never
 /// goes back to an older table, and the first route after the writes uses the last one.
 /// Announcing with a `Relaxed` store (or reading with a `Relaxed` load) fails the first check.
 #[test]
 fn a_route_never_uses_a_table_older_than_the_generation_it_read() {
-    let mut builder = loom::model::Builder::new();
-    builder.max_branches = builder.max_branches.max(10_000);
-    builder.check(|| {
+    explore(|| {
         let gate = Arc::new(Gate::new());
         let writer = {
             let gate = Arc::clone(&gate);
@@ -87,5 +97,51 @@ fn a_route_never_uses_a_table_older_than_the_generation_it_read() {
         }
         writer.join().ok();
         assert_eq!(gate.route(&copy), (3, Table(3)));
+    });
+}
+
+/// A write as `install` makes it, with its change counted after the announcement (the gate's
+/// `ChangeFeed`, its own code): the change that made `generation` is change `generation - 1`.
+fn write_counted(gate: &Gate, changes: &ChangeFeed, generation: u64) {
+    gate.write(generation);
+    let config = PromotionConfig::default();
+    changes.publish(ChangePublished {
+        origin: ChangeOrigin::ThisGate,
+        before: &config,
+        after: &config,
+        stage: StageId(1),
+        events: &[],
+        at: SystemTime::UNIX_EPOCH,
+    });
+}
+
+/// Two counted writes race a thread that reads the change count, then routes: a route after
+/// the count says change N uses that change's table or a newer one (`change_count`'s promise to
+/// a host that routes once it moved). Counting a change with a `Relaxed` store (or reading the
+/// count with a `Relaxed` load) fails it.
+#[test]
+fn a_route_after_the_change_count_moved_uses_that_change() {
+    explore(|| {
+        let gate = Arc::new(Gate::new());
+        let changes = Arc::new(ChangeFeed::default());
+        let writer = {
+            let (gate, changes) = (Arc::clone(&gate), Arc::clone(&changes));
+            thread::spawn(move || {
+                write_counted(&gate, &changes, 2);
+                write_counted(&gate, &changes, 3);
+            })
+        };
+
+        let copy = Cell::new(Table(1));
+        for _ in 0..2 {
+            let counted = changes.count();
+            let (_, table) = gate.route(&copy);
+            assert!(
+                table.0 > counted,
+                "routed with generation {} after change {counted}",
+                table.0
+            );
+        }
+        writer.join().ok();
     });
 }
