@@ -21,8 +21,14 @@
 //! Why a count of one means nobody can read it again: a replaced value is never loaded anew
 //! (a load returns the current one, and `arc-swap`'s swap pays every guard that borrowed the
 //! old one a reference of its own before it returns), and a thread's cache only ever replaces
-//! its entry with the current one (a flag set cache, with a set still in its slot). So the strong count of a retired value only falls, and once
-//! this list holds the last reference, it alone frees it.
+//! its entry with the current one (a flag set cache, with a set still in its slot: a flag set
+//! is kept here only once it is taken out of its slot). So a thread gets a reference to a
+//! retired value only by cloning one it holds already: the strong count may still rise while
+//! another thread holds one (it does not only fall), but once this list holds the only
+//! reference no thread can raise it again, and the list alone frees it. A thread that still
+//! holds a flag set's number, not the set, is never handed the freed set: its slot holds
+//! another set (of another epoch), or none, and the number is found reclaimed (`flags.rs`);
+//! the names, which the sets share, live as long as the gate.
 //!
 //! Bound: one entry per thread whose route cache (or a load under way) still holds an older
 //! value, plus the one just replaced (two per thread for flag sets); per-thread caches are kept when a thread exits
