@@ -177,10 +177,13 @@ done
 # and CARGO_BUILD_TARGET dropped, so perhaps an old build in target/release): it says which
 # build it installs, and refuses one older than a source file under src/ or ffi/src that the
 # build read (cargo's dep-info beside it lists them; every such file when it is missing).
-# Cargo writes the dep-info's paths resolved (no symlink) and a space as `\ `: the sources are
-# found from the checkout's resolved path, and the paths read unescaped, one a line. A
-# dep-info that names no source of this checkout (the build made from another one, or a form
-# this script does not read) is refused too, rather than taken as naming none that changed.
+# Cargo writes the dep-info's paths as the build named the checkout: resolved (no symlink) when
+# run in it, as given (normalised, a symlink kept) with `--manifest-path /link/Cargo.toml`,
+# relative with `build.dep-info-basedir`; and a space as `\ `. The paths are read unescaped,
+# one a line, a relative one taken from the checkout and one under this script's path to the
+# checkout ($root, perhaps a symlink) renamed under the resolved one, where the sources are
+# found. A dep-info that names no source of this checkout (the build made from another one, or
+# a form this script does not read) is refused too, rather than taken as naming none that changed.
 if [ "$build" -eq 0 ]; then
   lib=$release/libpromotion_gates_ffi.so
   echo "install.sh: --no-build: installing the build in $release (library built $(date -r "$lib" '+%Y-%m-%d %H:%M:%S %Z'))" >&2
@@ -188,7 +191,15 @@ if [ "$build" -eq 0 ]; then
   dep_info=$release/libpromotion_gates_ffi.d
   if [ -f "$dep_info" ]; then
     # Each line `target: dep dep ...`: the deps after the first `: `, split at unescaped spaces.
-    read_deps=$(sed -e 's/^[^:]*: *//' -e 's/\([^\\]\)  */\1\n/g' -e 's/\\ / /g' "$dep_info")
+    while IFS= read -r dep; do
+      case $dep in
+        "") continue ;;
+        "$root"/*) dep=$real_root/${dep#"$root/"} ;;
+        /*) ;;
+        *) dep=$real_root/$dep ;;
+      esac
+      read_deps+=$dep$'\n'
+    done < <(sed -e 's/^[^:]*: *//' -e 's/\([^\\]\)  */\1\n/g' -e 's/\\ / /g' "$dep_info")
     case $'\n'"$read_deps" in
       *$'\n'"$real_root/src/"* | *$'\n'"$real_root/ffi/src/"*) ;;
       *)

@@ -150,8 +150,11 @@ done
 # --no-build names the build it installs; and refuses a build older than a source file it was
 # built from (sudo's target/release left from long ago): here the build copied with its
 # dep-info into another target directory, dated 2000, without cargo on the PATH, as under sudo;
-# run from the checkout, through a symlink to it (the dep-info names the resolved paths), and
+# run from the checkout, through a symlink to it (the dep-info naming the resolved paths, as
+# cargo run in the checkout writes them, or the symlink's, as `--manifest-path LINK/Cargo.toml`
+# does), with the dep-info's paths relative to the checkout (`build.dep-info-basedir`), and
 # from a copy whose path has a space (the dep-info, rewritten to name it, escapes it as `\ `).
+# The messages name the resolved paths (install.sh's `pwd -P`), TMPDIR perhaps a symlink.
 grep -q "install.sh: --no-build: installing the build in .*/release (library built " "$tmp/staged.err" ||
   { echo "FAILED: install.sh --no-build does not say which build it installs: $(cat "$tmp/staged.err")" >&2 && failed=$((failed + 1)); }
 built=$("$root/.ci/build-dir" release)
@@ -161,13 +164,19 @@ touch -d 2000-01-01 "$tmp/old_target/release/libpromotion_gates_ffi.so"
 for tool in bash env dirname cat awk sort head date find grep sed realpath mkdir; do ln -sf "$(command -v "$tool")" "$tmp/no_cargo/$tool"; done
 real_root=$(cd "$root" && pwd -P)
 ln -s "$root" "$tmp/link"
-spaced="$tmp/a checkout"
+mkdir -p "$tmp/link_target" "$tmp/relative_target"
+cp -rp "$tmp/old_target/release" "$tmp/link_target/" && cp -rp "$tmp/old_target/release" "$tmp/relative_target/"
+sed "s|$real_root/|$tmp/link/|g" "$tmp/old_target/release/libpromotion_gates_ffi.d" >"$tmp/link_target/release/libpromotion_gates_ffi.d"
+sed "s|$real_root/||g" "$tmp/old_target/release/libpromotion_gates_ffi.d" >"$tmp/relative_target/release/libpromotion_gates_ffi.d"
+mkdir -p "$tmp/a checkout"
+spaced=$(cd "$tmp/a checkout" && pwd -P)
 mkdir -p "$spaced/packaging" "$spaced/.ci" "$spaced/ffi" "$spaced/old_target/release"
 cp -rp "$root/src" "$root/Cargo.toml" "$spaced/" && cp -rp "$root/ffi/src" "$spaced/ffi/"
 cp -p "$root/packaging/install.sh" "$spaced/packaging/" && cp -p "$root/.ci/build-dir" "$spaced/.ci/"
 cp -p "$tmp/old_target/release/libpromotion_gates_ffi."{so,a} "$spaced/old_target/release/"
 sed "s|$real_root/|${spaced// /\\\\ }/|g" "$tmp/old_target/release/libpromotion_gates_ffi.d" >"$spaced/old_target/release/libpromotion_gates_ffi.d"
-for checkout in "$root:$real_root:$tmp/old_target" "$tmp/link:$real_root:$tmp/old_target" "$spaced:$spaced:$spaced/old_target"; do
+for checkout in "$root:$real_root:$tmp/old_target" "$tmp/link:$real_root:$tmp/old_target" \
+  "$tmp/link:$real_root:$tmp/link_target" "$root:$real_root:$tmp/relative_target" "$spaced:$spaced:$spaced/old_target"; do
   IFS=: read -r run_from named target <<<"$checkout"
   if PATH="$tmp/no_cargo" CARGO_TARGET_DIR="$target" "$run_from/packaging/install.sh" --no-build \
     --prefix "$tmp/not_installed" >/dev/null 2>"$tmp/old_build.err"; then
@@ -176,7 +185,7 @@ for checkout in "$root:$real_root:$tmp/old_target" "$tmp/link:$real_root:$tmp/ol
   elif ! grep -Fq "is older than $named/" "$tmp/old_build.err" ||
     ! grep -Eq "libpromotion_gates_ffi.so \(built 2000-01-01 .*\) is older than .*/(ffi/)?src/.*\.rs \(changed .*cargo build --release" "$tmp/old_build.err" ||
     [ -e "$tmp/not_installed" ]; then
-    echo "FAILED: install.sh --no-build of an old build, run from $run_from: $(cat "$tmp/old_build.err"), $(ls "$tmp/not_installed" 2>&1)" >&2
+    echo "FAILED: install.sh --no-build of an old build in $target, run from $run_from: $(cat "$tmp/old_build.err"), $(ls "$tmp/not_installed" 2>&1)" >&2
     failed=$((failed + 1))
   fi
 done
