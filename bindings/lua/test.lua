@@ -710,6 +710,10 @@ local function test_header_constants()
     if opened then
       enum = opened
       enums[enum] = {}
+    elseif line:match("^%s*enum pgate_") then
+      -- An enum opened in another form (`enum pgate_rule {`) would be skipped without a word.
+      check(false, "the header's line '" .. line .. "' opens an enum in a form this test does not"
+            .. " read")
     elseif line:match("^};") then
       enum = nil
     elseif enum then
@@ -724,6 +728,19 @@ local function test_header_constants()
   -- value -> lower-case name (and, for environments, name -> value), nothing more.
   local by_value = { environment = pg.environments, forced = pg.forced, recorded = pg.recorded,
                      recommendation = pg.recommendations }
+  -- Every enum compared below was read, with its values: one the loop does not meet is not
+  -- compared at all.
+  local compared = { "status", "rule" }
+  for name in pairs(by_value) do
+    compared[#compared + 1] = name
+  end
+  for name in pairs(unmirrored_enums) do
+    compared[#compared + 1] = name
+  end
+  for _, name in ipairs(compared) do
+    check(enums[name] and next(enums[name]) ~= nil, "enum pgate_" .. name .. " is read from the"
+          .. " header, with its values")
+  end
   for name, values in pairs(enums) do
     local size = 0
     for member, value in pairs(values) do
