@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{fail_the_canary, new_gate};
+use common::{QUIET_SLO, QUIET_WINDOW, fail_the_canary, new_gate, new_gate_with_slo};
 use promotion_gates_ffi::*;
 use std::ptr::null_mut;
 
@@ -44,8 +44,12 @@ unsafe fn count(gate: *const pgate_gate) -> u64 {
 
 #[test]
 fn the_counter_and_the_changes_say_what_changed() {
-    let gate = new_gate(
-        r#"{"environment": {"canary": {"traffic_percent": 100}}, "feature_flags": ["new_api"]}"#,
+    // (the quiet SLO: the canary's errors roll it back, no evaluation by the clock)
+    let gate = new_gate_with_slo(
+        &format!(
+            r#"{{"environment": {{"canary": {{"traffic_percent": 100}}}}, "feature_flags": ["new_api"], {QUIET_WINDOW}}}"#
+        ),
+        Some(QUIET_SLO),
     );
     // SAFETY: live gate and buffers throughout.
     unsafe {

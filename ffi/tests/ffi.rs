@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    error_text, fail_the_canary, new_gate, new_gate_with_slo, refused_gate, route_and_record,
-    text_of,
+    QUIET_SLO, QUIET_WINDOW, error_text, fail_the_canary, new_gate, new_gate_with_slo,
+    refused_gate, route_and_record, text_of,
 };
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
@@ -408,7 +408,11 @@ fn a_name_no_flag_can_have_is_refused_and_a_swap_needs_a_document() {
 
 #[test]
 fn health_and_rollback_through_the_abi() {
-    let gate = new_gate(r#"{"environment": {"canary": {"traffic_percent": 100}}}"#);
+    // (the quiet SLO: the canary's errors roll it back, no evaluation by the clock)
+    let gate = new_gate_with_slo(
+        &format!(r#"{{"environment": {{"canary": {{"traffic_percent": 100}}}}, {QUIET_WINDOW}}}"#),
+        Some(QUIET_SLO),
+    );
     // SAFETY: live gate and buffers throughout.
     unsafe {
         let d = fail_the_canary(gate);

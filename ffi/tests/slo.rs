@@ -8,21 +8,9 @@
 
 mod common;
 
-use common::{error_text, new_gate_with_slo, route_and_record};
+use common::{QUIET_SLO, QUIET_WINDOW, error_text, new_gate_with_slo, route_and_record};
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
-
-/// The SLO of these tests' gates: the longest `evaluation_interval_ms`, so that the record
-/// path never evaluates and every judgement is the one a read or `pgate_monitor_health`
-/// makes. (It also keeps the file within Miri's time: there each evaluation on the record
-/// path reads every recorder, thousands of atomics, and with the default 1 s interval one
-/// fell due on nearly every record.) The gates' configs set a window of ten of those intervals,
-/// the shortest a gate accepts for it ([`QUIET_WINDOW`]).
-const QUIET_SLO: &str = r#"{"evaluation_interval_ms": 3600000}"#;
-
-/// The window of the gates judged with [`QUIET_SLO`]: ten hours, as a gate refuses an
-/// interval longer than a tenth of its window.
-const QUIET_WINDOW: &str = r#""rollback_window_seconds": 36000"#;
 
 /// The health through `pgate_read_health`, and its evidence line.
 ///

@@ -5,6 +5,19 @@ use promotion_gates_ffi::*;
 use std::ffi::c_char;
 use std::ptr::{null, null_mut};
 
+/// An SLO whose record path never evaluates by the clock: the longest
+/// `evaluation_interval_ms`, so that every judgement is one a read or `pgate_monitor_health`
+/// makes, or the one a canary error's screen calls for when a rule fires (a failing canary is
+/// rolled back all the same). It keeps the tests within Miri's time: there each evaluation on
+/// the record path reads every recorder, thousands of atomics, and with the default 1 s
+/// interval one fell due on nearly every record. A gate needs a window of ten such intervals
+/// ([`QUIET_WINDOW`]).
+pub const QUIET_SLO: &str = r#"{"evaluation_interval_ms": 3600000}"#;
+
+/// The window of the gates judged with [`QUIET_SLO`]: ten hours, as a gate refuses an
+/// interval longer than a tenth of its window.
+pub const QUIET_WINDOW: &str = r#""rollback_window_seconds": 36000"#;
+
 /// A new gate from a JSON config (the default SLO); the caller frees it.
 pub fn new_gate(config: &str) -> *mut pgate_gate {
     new_gate_with_slo(config, None)
