@@ -20,6 +20,11 @@ struct Gate(*mut pgate_gate);
 // SAFETY: the C ABI's gates may be used from any thread; the test frees it after both ended.
 unsafe impl Send for Gate {}
 
+/// A flag name's pointer and length, as the gate handed them out, sent to another thread.
+struct Name(*const u8, usize);
+// SAFETY: the name is the gate's, valid on any thread until the gate is freed.
+unsafe impl Send for Name {}
+
 /// The length of flag set `set`, or the status that refused it.
 ///
 /// # Safety
@@ -105,7 +110,7 @@ fn a_gate_routed_and_read_on_one_thread_while_another_writes() {
         Some(SLO),
     ));
     let (wrote, written) = channel::<()>();
-    let (first_read, first) = channel::<(u32, usize, usize)>();
+    let (first_read, first) = channel::<(u32, Name)>();
     let (read_all, all_read) = channel::<()>();
     let (record_now, told_to_record) = channel::<()>();
     let (recorded, records_made) = channel::<()>();
@@ -119,7 +124,7 @@ fn a_gate_routed_and_read_on_one_thread_while_another_writes() {
                 assert_eq!(set_len(gate, x), Ok(1));
                 let (name, len) = name_of(gate, x, 0);
                 assert_eq!(std::slice::from_raw_parts(name, len), b"first");
-                first_read.send((x, name as usize, len)).unwrap();
+                first_read.send((x, Name(name, len))).unwrap();
                 // One round per write, racing the next one: the current set and its names, then
                 // the first set, remembered (or read again from its slot) until a write reuses
                 // its slot and this thread forgets it; from then on it is unknown.
@@ -155,7 +160,7 @@ fn a_gate_routed_and_read_on_one_thread_while_another_writes() {
             }
         });
 
-        let (x, name, len) = first.recv().unwrap();
+        let (x, name) = first.recv().unwrap();
         // Each write makes a set the gate never held ({first, f1}, {first, f1, f2},
         // {first, f2}, ...) in the oldest free slot: after about FLAG_SET_SLOTS of them, the
         // first set's slot is reused. Then on until the routing thread has forgotten it, and
@@ -192,8 +197,7 @@ fn a_gate_routed_and_read_on_one_thread_while_another_writes() {
         // SAFETY: a live gate; the name, handed out before its set was freed, lives as long.
         unsafe {
             assert_eq!(set_len(gate, x), Err(pgate_status::UnknownFlagSet));
-            let name = std::slice::from_raw_parts(name as *const u8, len);
-            assert_eq!(name, b"first");
+            assert_eq!(std::slice::from_raw_parts(name.0, name.1), b"first");
         }
 
         // The write that holds the writer lock while the routing thread records, with
