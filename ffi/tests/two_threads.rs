@@ -258,8 +258,17 @@ fn a_gate_routed_and_read_on_one_thread_while_another_writes() {
             let d = route(gate.0, format!("stable-{i}").as_bytes());
             record(gate.0, &d, true, 2_000_000);
         }
-        let json = text_of(&|b, c, l| pgate_latency_histograms_json(gate.0, b, c, l));
-        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        // One call into a buffer large enough (each call compresses both histograms, which
+        // Miri runs slowly; `text_of`'s sizing call would double it).
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut written = 0;
+        assert_eq!(
+            pgate_latency_histograms_json(gate.0, buf.as_mut_ptr().cast(), buf.len(), &mut written),
+            pgate_status::Ok
+        );
+        assert_eq!(buf.get(written), Some(&0), "NUL-terminated");
+        let json = std::str::from_utf8(&buf[..written]).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(json).unwrap();
         assert_eq!(doc["encoding"], "hdrhistogram-v2-deflate-base64");
         for cohort in ["canary", "stable"] {
             let histogram = doc[cohort].as_str().unwrap_or_default();
