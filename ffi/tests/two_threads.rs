@@ -11,7 +11,7 @@ use promotion_gates_ffi::*;
 use std::ffi::{c_char, c_void};
 use std::ptr::{null, null_mut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
 use std::sync::{Mutex, PoisonError};
 
 /// A gate handle sent to another thread.
@@ -109,7 +109,11 @@ fn a_gate_routed_and_read_on_one_thread_while_another_writes() {
             "rollback_window_seconds": 36000}"#,
         Some(SLO),
     ));
-    let (wrote, written) = channel::<()>();
+    // The writer stays at most a few writes ahead of the routing thread's rounds (far fewer
+    // than FLAG_SET_GRACE_WRITES): a routing thread held off the core for a while never finds
+    // the set it just routed with retired, nor lets the writer run out of writes before it
+    // saw the first set forgotten.
+    let (wrote, written) = sync_channel::<()>(4);
     let (first_read, first) = channel::<(u32, Name)>();
     let (read_all, all_read) = channel::<()>();
     let (record_now, told_to_record) = channel::<()>();

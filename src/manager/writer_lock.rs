@@ -136,18 +136,29 @@ impl<S, V: Staged> WriterLock<S, V> {
     }
 
     /// The owed rollback and the lock to make it under, if one is owed and the lock is free.
+    /// `owing` may be up with nothing owed (its holder took the rollback out to make it, or
+    /// another settler made it): then this lets the lock go, fences and looks again, as every
+    /// holder does, since a rollback owed while it held the lock found it held.
     fn take_owed(&self) -> Option<(Held<'_, S>, V)> {
-        if !self.owing.load(Ordering::SeqCst) {
-            return None;
+        loop {
+            if !self.owing.load(Ordering::SeqCst) {
+                return None;
+            }
+            let held = self.try_lock()?;
+            self.owing.store(false, Ordering::SeqCst);
+            let owed = self
+                .owed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            match owed {
+                Some(verdict) => return Some((held, verdict)),
+                None => {
+                    drop(held);
+                    fence(Ordering::SeqCst);
+                }
+            }
         }
-        let held = self.try_lock()?;
-        self.owing.store(false, Ordering::SeqCst);
-        let verdict = self
-            .owed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()?;
-        Some((held, verdict))
     }
 
     /// Leaves `verdict` to the lock, found held, then settles what is owed in case the holder

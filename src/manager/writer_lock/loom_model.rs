@@ -92,7 +92,7 @@ fn a_rollback_owed_while_a_write_holds_the_lock_is_made_once() {
 /// stage's is made exactly once, the older one's at most once (an older owed rollback is
 /// replaced by a newer one, never the newer by the older), and none is left owed.
 #[test]
-fn the_newest_rollback_owed_is_made_once_and_last() {
+fn the_newest_rollback_owed_is_made_once() {
     explore(|| {
         let lock = Arc::new(Lock::new(Vec::new()));
         let records: Vec<_> = [StageId(1), StageId(2)]
@@ -114,5 +114,36 @@ fn the_newest_rollback_owed_is_made_once_and_last() {
             "the newer stage's rollback made other than once: {made:?}"
         );
         assert!(made.len() <= 2, "made twice: {made:?}");
+    });
+}
+
+/// A holder takes out the rollback owed to it to make it itself (as a write that wins over a
+/// promotion does, `take_owed_of`), leaving `owing` up with nothing owed, while the record path
+/// owes another stage's: the settler that finds nothing owed lets the lock go, fences and looks
+/// again, so the record path's rollback is not left owed (it was, before the settler looked
+/// again: the record path had found the lock held by that settler).
+#[test]
+fn a_rollback_owed_while_a_settler_finds_nothing_owed_is_made() {
+    explore(|| {
+        let lock = Arc::new(Lock::new(Vec::new()));
+        let record = {
+            let lock = Arc::clone(&lock);
+            thread::spawn(move || apply_or_owe(&lock, Rollback(StageId(2))))
+        };
+        let mut held = lock.lock();
+        lock.owe(&Rollback(StageId(1)));
+        if let Some(taken) = lock.take_owed_of(StageId(1)) {
+            apply(&mut held.state, &taken);
+        }
+        drop(held);
+        lock.settle_after_letting_go(apply);
+        record.join().ok();
+        let (made, owed) = settled(&lock);
+        assert!(!owed, "a rollback left owed: {made:?}");
+        assert_eq!(
+            made.iter().filter(|&&stage| stage == StageId(2)).count(),
+            1,
+            "stage 2's rollback made other than once: {made:?}"
+        );
     });
 }
