@@ -27,6 +27,16 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 #[cfg(not(all(test, promotion_gates_loom)))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
+/// Runs `model` under loom, through every interleaving within `LOOM_MAX_PREEMPTIONS`
+/// (`.ci/loom`), allowing paths of at least `max_branches` branches (loom's default is
+/// smaller than a model's longest path). The models' one set-up.
+#[cfg(all(test, promotion_gates_loom))]
+pub(crate) fn explore(max_branches: usize, model: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = builder.max_branches.max(max_branches);
+    builder.check(model);
+}
+
 /// std's mutex as it runs on Linux (a futex word), on loom's atomics: taken by an `Acquire`
 /// compare-exchange (a `try_lock` that fails is a `Relaxed` read), let go by a `Release` swap.
 /// Loom's own `Mutex` makes each lock and unlock a `SeqCst` fence and every `try_lock` read the

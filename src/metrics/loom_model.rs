@@ -24,6 +24,7 @@ use loom::thread;
 use super::recorder::{CohortCounts, NewestStage, Recorded, ThreadRecorder};
 use super::window_base::{Base, WindowBase};
 use crate::decision::{Cohort, PerCohort, StageId};
+use crate::sync::explore;
 
 const S1: StageId = StageId(1);
 const S2: StageId = StageId(2);
@@ -33,12 +34,6 @@ const MICROS: u64 = 250;
 
 /// Runs `model` under loom with room for the clears: every atomic operation is a branch of
 /// loom's path, and a clear stores each of the two histograms' 2 × 2560 buckets.
-fn explore(model: impl Fn() + Send + Sync + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.max_branches = builder.max_branches.max(MAX_BRANCHES);
-    builder.check(model);
-}
-
 /// Enough for a model's longest path: two clears and two full reads of a recorder.
 const MAX_BRANCHES: usize = 50_000;
 
@@ -84,7 +79,7 @@ fn zero(counts: &CohortCounts) -> bool {
 /// record is dropped and counted.
 #[test]
 fn a_stage_change_is_never_read_half_done() {
-    explore(|| {
+    explore(MAX_BRANCHES, || {
         let rec = Arc::new(ThreadRecorder::new());
         let newest = Arc::new(NewestStage::new(S1));
         // Stage 1 so far: two canary successes and a canary failure.
@@ -138,7 +133,7 @@ fn a_stage_change_is_never_read_half_done() {
 /// wrote (never ahead of it, never torn), and once the writers are done the merge is exact.
 #[test]
 fn merged_counts_are_never_ahead_and_exact_once_written() {
-    explore(|| {
+    explore(MAX_BRANCHES, || {
         let recorders = [
             Arc::new(ThreadRecorder::new()),
             Arc::new(ThreadRecorder::new()),
@@ -193,7 +188,7 @@ fn merged_counts_are_never_ahead_and_exact_once_written() {
 /// there, and rarely without one.
 #[test]
 fn a_published_stage_is_never_foreign() {
-    explore(|| {
+    explore(MAX_BRANCHES, || {
         let newest = Arc::new(NewestStage::new(S1));
         let published = Arc::new(AtomicU64::new(S1.0));
         let rec = ThreadRecorder::new();
@@ -238,7 +233,7 @@ fn base(requests: u64, errors: u64) -> Base {
 /// errors, nor zeros for a stage that has a base.
 #[test]
 fn the_window_base_is_never_read_torn() {
-    explore(|| {
+    explore(MAX_BRANCHES, || {
         let (before, after) = (base(100, 10), base(200, 20));
         let cells = Arc::new(WindowBase::new());
         cells.write(S1, &before);

@@ -19,6 +19,7 @@ use super::{Generational, Published, fresh};
 use crate::changes::{ChangeFeed, ChangeOrigin, Published as ChangePublished};
 use crate::config::PromotionConfig;
 use crate::decision::StageId;
+use crate::sync::explore;
 
 /// The stand-in for a route table: the generation of the snapshot it was taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,19 +62,13 @@ impl Gate {
     }
 }
 
-fn explore(model: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.max_branches = builder.max_branches.max(10_000);
-    builder.check(model);
-}
-
 /// Two writes (serialized, as the writer lock serializes them) race three routes of one
 /// thread: no route uses a table older than the generation it read, the thread's copy never
 /// goes back to an older table, and the first route after the writes uses the last one.
 /// Announcing with a `Relaxed` store (or reading with a `Relaxed` load) fails the first check.
 #[test]
 fn a_route_never_uses_a_table_older_than_the_generation_it_read() {
-    explore(|| {
+    explore(10_000, || {
         let gate = Arc::new(Gate::new());
         let writer = {
             let gate = Arc::clone(&gate);
@@ -121,7 +116,7 @@ fn write_counted(gate: &Gate, changes: &ChangeFeed, generation: u64) {
 /// count with a `Relaxed` load) fails it.
 #[test]
 fn a_route_after_the_change_count_moved_uses_that_change() {
-    explore(|| {
+    explore(10_000, || {
         let gate = Arc::new(Gate::new());
         let changes = Arc::new(ChangeFeed::default());
         let writer = {

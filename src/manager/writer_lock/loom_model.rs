@@ -10,6 +10,7 @@ use loom::thread;
 
 use super::{Staged, WriterLock};
 use crate::decision::StageId;
+use crate::sync::explore;
 
 /// The stand-in for a rollback the record path calls for: its stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,19 +65,13 @@ fn settled(lock: &Lock) -> (Made, bool) {
     (made, owed)
 }
 
-fn explore(model: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.max_branches = builder.max_branches.max(10_000);
-    builder.check(model);
-}
-
 /// A write races the record path's rollback: the rollback is made exactly once, whether the
 /// record path found the lock free or owed it to the write (never lost between the owing and
 /// the write's letting go, never made by both). Taking either fence out of the handshake
 /// (`owe_then_settle`'s or `settle_after_letting_go`'s) fails it, and the next model too.
 #[test]
 fn a_rollback_owed_while_a_write_holds_the_lock_is_made_once() {
-    explore(|| {
+    explore(10_000, || {
         let lock = Arc::new(Lock::new(Vec::new()));
         let record = {
             let lock = Arc::clone(&lock);
@@ -93,7 +88,7 @@ fn a_rollback_owed_while_a_write_holds_the_lock_is_made_once() {
 /// replaced by a newer one, never the newer by the older), and none is left owed.
 #[test]
 fn the_newest_rollback_owed_is_made_once() {
-    explore(|| {
+    explore(10_000, || {
         let lock = Arc::new(Lock::new(Vec::new()));
         let records: Vec<_> = [StageId(1), StageId(2)]
             .into_iter()
@@ -124,7 +119,7 @@ fn the_newest_rollback_owed_is_made_once() {
 /// again: the record path had found the lock held by that settler).
 #[test]
 fn a_rollback_owed_while_a_settler_finds_nothing_owed_is_made() {
-    explore(|| {
+    explore(10_000, || {
         let lock = Arc::new(Lock::new(Vec::new()));
         let record = {
             let lock = Arc::clone(&lock);

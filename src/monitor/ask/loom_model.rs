@@ -10,7 +10,7 @@ use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
 
 use super::Ask;
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard, explore};
 
 /// What the evaluations saw: how many ran, and the newest outcome any of them read.
 #[derive(Debug, Default)]
@@ -56,9 +56,7 @@ impl Gate {
 /// it; taking the ask `Relaxed` does not (loom's `SeqCst` fence orders more than C++'s).
 #[test]
 fn an_evaluation_asked_for_while_the_window_is_held_is_never_lost() {
-    let mut builder = loom::model::Builder::new();
-    builder.max_branches = builder.max_branches.max(10_000);
-    builder.check(|| {
+    explore(10_000, || {
         let gate = Arc::new(Gate {
             ask: Ask::new(),
             window: Mutex::new(Evaluated::default()),
