@@ -65,6 +65,19 @@ fn settled(lock: &Lock) -> (Made, bool) {
     (made, owed)
 }
 
+/// Checks that once every thread is done, none is left owed and `stage`'s rollback was made
+/// exactly once; the rollbacks made.
+fn made_once_none_owed(lock: &Lock, stage: StageId) -> Made {
+    let (made, owed) = settled(lock);
+    assert!(!owed, "a rollback left owed: {made:?}");
+    assert_eq!(
+        made.iter().filter(|&&made| made == stage).count(),
+        1,
+        "stage {stage:?}'s rollback made other than once: {made:?}"
+    );
+    made
+}
+
 /// A write races the record path's rollback: the rollback is made exactly once, whether the
 /// record path found the lock free or owed it to the write (never lost between the owing and
 /// the write's letting go, never made by both). Taking either fence out of the handshake
@@ -101,13 +114,7 @@ fn the_newest_rollback_owed_is_made_once() {
         for record in records {
             record.join().ok();
         }
-        let (made, owed) = settled(&lock);
-        assert!(!owed, "a rollback left owed: {made:?}");
-        assert_eq!(
-            made.iter().filter(|&&stage| stage == StageId(2)).count(),
-            1,
-            "the newer stage's rollback made other than once: {made:?}"
-        );
+        let made = made_once_none_owed(&lock, StageId(2));
         assert!(made.len() <= 2, "made twice: {made:?}");
     });
 }
@@ -133,12 +140,6 @@ fn a_rollback_owed_while_a_settler_finds_nothing_owed_is_made() {
         drop(held);
         lock.settle_after_letting_go(apply);
         record.join().ok();
-        let (made, owed) = settled(&lock);
-        assert!(!owed, "a rollback left owed: {made:?}");
-        assert_eq!(
-            made.iter().filter(|&&stage| stage == StageId(2)).count(),
-            1,
-            "stage 2's rollback made other than once: {made:?}"
-        );
+        made_once_none_owed(&lock, StageId(2));
     });
 }
