@@ -52,7 +52,15 @@ use crate::thread_exit;
 
 /// How many slots a gate has for flag sets (slot 0, the empty set, included): the most sets it
 /// holds at once, current and retired.
+///
+/// Builds for Miri (`cfg(miri)`, the CI's check for undefined behaviour) have 16 slots and a
+/// [`FLAG_SET_GRACE_WRITES`] of 4, the same 7 slots of slack: the tests there wear a ring out,
+/// and 128 slots' worth of writes took minutes under Miri.
+#[cfg(not(miri))]
 pub const FLAG_SET_SLOTS: usize = 128;
+/// Miri's smaller ring (see the other build's documentation).
+#[cfg(miri)]
+pub const FLAG_SET_SLOTS: usize = 16;
 
 /// A set that no snapshot uses any more stays readable for at least this many later writes.
 ///
@@ -65,11 +73,23 @@ pub const FLAG_SET_SLOTS: usize = 128;
 /// front of the free queue, and a retired set joins its back. A write is refused unless
 /// `2 * FLAG_SET_GRACE_WRITES` free slots remain after it, so a set retired by a write has at
 /// least that many slots ahead of it.
+///
+/// Builds for Miri have 4 (see [`FLAG_SET_SLOTS`]).
+#[cfg(not(miri))]
 pub const FLAG_SET_GRACE_WRITES: usize = 60;
+/// Miri's shorter grace (see the other build's documentation).
+#[cfg(miri)]
+pub const FLAG_SET_GRACE_WRITES: usize = 4;
 
 /// Free slots a write must leave: enough for the grace (reached only as slots wear out, since
 /// at most two of the 127 are live).
 const RESERVED_SLOTS: usize = 2 * FLAG_SET_GRACE_WRITES;
+
+// What both builds' figures keep: a set number's slot is its low bits; and the same slack beside
+// the reserve (for the two live sets and those kept for reading threads), so that Miri's tests
+// run the ring out as the real one runs out.
+const _: () = assert!(FLAG_SET_SLOTS.is_power_of_two());
+const _: () = assert!(FLAG_SET_SLOTS - 1 - RESERVED_SLOTS == 7);
 
 /// Bits of a set number that name its slot.
 const SLOT_BITS: u32 = FLAG_SET_SLOTS.trailing_zeros();
