@@ -1041,9 +1041,13 @@ fn a_null_forcing_value_with_a_length_is_refused() {
 /// counted again.
 #[test]
 fn a_record_by_id_with_the_forcing_value_is_forced() {
-    let gate = new_gate(
-        r#"{"gate": "g", "environment": {"canary": {"traffic_percent": 0}},
-            "overrides": {"header": "X-Canary", "canary_ids": ["tester-1"]}}"#,
+    // (the quiet SLO: no evaluation by the clock on the counted records)
+    let gate = new_gate_with_slo(
+        &format!(
+            r#"{{"gate": "g", "environment": {{"canary": {{"traffic_percent": 0}}}},
+            "overrides": {{"header": "X-Canary", "canary_ids": ["tester-1"]}}, {QUIET_WINDOW}}}"#
+        ),
+        Some(QUIET_SLO),
     );
     let record = |id: &[u8], value: Option<&[u8]>| {
         let (ptr, len) = value.map_or((null(), 0), |v| (v.as_ptr(), v.len()));
