@@ -50,6 +50,9 @@ use crate::error::FlagError;
 use crate::manager::retired::Retired;
 use crate::thread_exit;
 
+#[cfg(all(test, promotion_gates_loom))]
+mod loom_model;
+
 /// How many slots a gate has for flag sets (slot 0, the empty set, included): the most sets it
 /// holds at once, current and retired.
 ///
@@ -157,7 +160,7 @@ pub(crate) struct FlagSetIndex {
     /// still held, freed here (by the next set taken out or
     /// [`sweep_reclaimed`](Self::sweep_reclaimed)) once none does: a reading thread never
     /// frees one.
-    reclaimed: Retired<StoredSet>,
+    reclaimed: Retired<Arc<StoredSet>>,
 }
 
 impl FlagSetIndex {
@@ -165,10 +168,7 @@ impl FlagSetIndex {
     /// freeing the sets taken out earlier that no thread holds any more. One that no thread
     /// holds is freed here at once: out of its slot, nobody can take it again.
     fn reclaim(&mut self, displaced: Option<Arc<StoredSet>>) {
-        match displaced {
-            Some(set) if Arc::strong_count(&set) > 1 => self.reclaimed.keep(set),
-            Some(_) | None => self.reclaimed.sweep(),
-        }
+        self.reclaimed.keep_if_held(displaced);
     }
 
     /// Frees the sets taken out of their slots that no thread holds any more. Every write
@@ -218,23 +218,35 @@ impl Default for FlagSetIndex {
 /// that reading a decision's flags costs no atomic read-modify-write in the common case. A
 /// cached set is right even after its slot is reused (its number names it alone); the cache
 /// keeps at most two sets alive per thread and gate.
-#[derive(Default)]
-struct Recent {
+///
+/// Generic over the reference it holds (`Arc<StoredSet>`) only for the loom model
+/// (`flags/loom_model.rs`), which holds sets by loom's `Arc`.
+struct Recent<P = Arc<StoredSet>> {
     /// The sets' numbers, beside them so that a look-up reads no set (0: an empty entry).
     ids: [FlagSetId; 2],
-    sets: [Option<Arc<StoredSet>>; 2],
+    sets: [Option<P>; 2],
 }
 
-impl Recent {
-    fn find(&self, id: FlagSetId) -> Option<&Arc<StoredSet>> {
+impl<P> Default for Recent<P> {
+    fn default() -> Self {
+        Self {
+            ids: [FlagSetId::EMPTY; 2],
+            sets: [None, None],
+        }
+    }
+}
+
+impl<P> Recent<P> {
+    fn find(&self, id: FlagSetId) -> Option<&P> {
         let i = self.ids.iter().position(|&known| known == id)?;
         self.sets[i].as_ref()
     }
 
-    fn insert(&mut self, set: Arc<StoredSet>) {
+    /// Remembers `set`, numbered `id`, and lets go of the older of the two remembered.
+    fn insert(&mut self, id: FlagSetId, set: P) {
         self.ids.swap(0, 1);
         self.sets.swap(0, 1);
-        self.ids[0] = set.id;
+        self.ids[0] = id;
         self.sets[0] = Some(set);
     }
 }
@@ -291,7 +303,7 @@ impl FlagSets {
             Some(set) if set.id == id => {
                 // Busy only while this thread reads a recent set: then it is not cached.
                 if let Ok(mut cached) = recent.try_borrow_mut() {
-                    cached.insert(Arc::clone(set));
+                    cached.insert(id, Arc::clone(set));
                 }
                 read(Found::Set(set))
             }

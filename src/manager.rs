@@ -33,9 +33,9 @@ struct WriterState {
     store: Option<stored::StoreLink>,
     /// Snapshots a write replaced that a thread may still hold: freed here, never on the
     /// route or record path (see `retired`).
-    retired_snapshots: Retired<Snapshot>,
+    retired_snapshots: Retired<Arc<Snapshot>>,
     /// SLO policies `swap_slo` replaced that an evaluation may still hold, likewise.
-    retired_slos: Retired<SloAdmissionController>,
+    retired_slos: Retired<Arc<SloAdmissionController>>,
     /// The stage the last write ended, when it was a stage-starting write other than a
     /// rollback (this process's, or another's it followed from the store): a rollback called
     /// for in it is made over that write (`ended`).

@@ -14,7 +14,9 @@
 //! `metrics/mod.rs`, the monitor's latency target) are std's, and the fleet's cache and the
 //! snapshot in place are `ArcSwap`s, which the models replace by stand-ins (the order in which
 //! a stage is published, `a_published_stage_is_never_foreign`; the snapshot a route loads,
-//! `a_route_never_uses_a_table_older_than_the_generation_it_read`). In an ordinary build these
+//! `a_route_never_uses_a_table_older_than_the_generation_it_read`). Flag-set retirement's model
+//! (`flags/loom_model.rs`) takes loom's `Arc` itself: the writer's `Retired` list and a
+//! thread's recent sets are generic over the reference they hold. In an ordinary build these
 //! are std's types, re-exported: nothing is wrapped, so the record and route paths compile to
 //! the same instructions.
 
@@ -42,7 +44,11 @@ pub(crate) fn explore(max_branches: usize, model: impl Fn() + Sync + Send + 'sta
 /// Loom's own `Mutex` makes each lock and unlock a `SeqCst` fence and every `try_lock` read the
 /// newest state, which would hide a fence missing next to one. The data is kept in a std mutex
 /// that the flag makes uncontended.
-#[cfg(all(test, promotion_gates_loom))]
+///
+/// Two `cfg`s, not `all(test, ...)`: clippy takes only a plain `cfg(test)` for test code, where
+/// `expect` is allowed (the loom build's clippy, `.ci/loom`'s header).
+#[cfg(test)]
+#[cfg(promotion_gates_loom)]
 mod model_mutex {
     use std::ops::{Deref, DerefMut};
     use std::sync::{LockResult, TryLockError, TryLockResult};

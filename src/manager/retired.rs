@@ -28,7 +28,9 @@
 //! reference no thread can raise it again, and the list alone frees it. A thread that still
 //! holds a flag set's number, not the set, is never handed the freed set: its slot holds
 //! another set (of another epoch), or none, and the number is found reclaimed (`flags.rs`);
-//! the names, which the sets share, live as long as the gate.
+//! the names, which the sets share, live as long as the gate. The flag sets' loom model
+//! (`flags/loom_model.rs`, `.ci/loom`) runs this list's keeping and freeing against a thread
+//! that holds a set while a write displaces it.
 //!
 //! Bound: one entry per thread whose route cache (or a load under way) still holds an older
 //! value, plus the one just replaced (two per thread for flag sets); per-thread caches are kept when a thread exits
@@ -36,23 +38,47 @@
 
 use std::sync::Arc;
 
-/// Values a write replaced, until no other thread holds them.
-pub(crate) struct Retired<T> {
-    held: Vec<Arc<T>>,
+/// A shared reference whose holders can be counted: std's `Arc`, or loom's in the flag sets'
+/// loom model (`flags/loom_model.rs`), which runs this list's keeping and freeing on loom's
+/// reference counts.
+pub(crate) trait Counted {
+    /// How many references to the value there are, this one included.
+    fn holders(&self) -> usize;
 }
 
-impl<T> Retired<T> {
+impl<T: ?Sized> Counted for Arc<T> {
+    fn holders(&self) -> usize {
+        Arc::strong_count(self)
+    }
+}
+
+/// Values a write replaced (`Arc`s), until no other thread holds them.
+pub(crate) struct Retired<P> {
+    held: Vec<P>,
+}
+
+impl<P: Counted> Retired<P> {
     /// Keeps `replaced` (just swapped out) until no other thread holds it, after freeing what
     /// no thread holds any more.
-    pub(crate) fn keep(&mut self, replaced: Arc<T>) {
+    pub(crate) fn keep(&mut self, replaced: P) {
         self.sweep();
         self.held.push(replaced);
+    }
+
+    /// Keeps `displaced` (a value just taken out of where threads load it, if there was one)
+    /// while another thread holds it, after freeing what no thread holds any more; one that no
+    /// other thread holds is freed here at once: out of its place, nobody can take it again.
+    pub(crate) fn keep_if_held(&mut self, displaced: Option<P>) {
+        match displaced {
+            Some(value) if value.holders() > 1 => self.keep(value),
+            Some(_) | None => self.sweep(),
+        }
     }
 
     /// Frees the values no other thread holds (their count is ours alone, and can no longer
     /// rise); the others stay. Called by the writer side only.
     pub(crate) fn sweep(&mut self) {
-        self.held.retain(|held| Arc::strong_count(held) > 1);
+        self.held.retain(|held| held.holders() > 1);
     }
 
     /// How many values are kept.
@@ -62,13 +88,13 @@ impl<T> Retired<T> {
     }
 }
 
-impl<T> Default for Retired<T> {
+impl<P> Default for Retired<P> {
     fn default() -> Self {
         Self { held: Vec::new() }
     }
 }
 
-impl<T> std::fmt::Debug for Retired<T> {
+impl<P> std::fmt::Debug for Retired<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Retired")
             .field("held", &self.held.len())

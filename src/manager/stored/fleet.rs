@@ -109,7 +109,7 @@ pub(in crate::manager) struct Exchange {
     bad: HashSet<BadContribution>,
     /// The fleets this thread replaced that an evaluation may still hold: freed here, never on
     /// the record path (see `retired`).
-    retired: Retired<Fleet>,
+    retired: Retired<Arc<Fleet>>,
 }
 
 impl Exchange {
