@@ -6,7 +6,8 @@
 //! (`metrics/window_base.rs`), the route path's generation (`manager/generation.rs`) and the
 //! change count a write moves after it (`changes.rs`), the writer lock's owed rollback (`manager/writer_lock.rs`, its mutexes included) and the
 //! record path's ask for an evaluation (`monitor/ask.rs`, with the window's mutex in
-//! `metrics/mod.rs`) go through this module, so that the loom models
+//! `metrics/mod.rs` and the fence a thread's first record runs as it lets the window go,
+//! `let_go_then_fence`) go through this module, so that the loom models
 //! (`metrics/loom_model.rs`, `manager/generation/loom_model.rs`,
 //! `manager/writer_lock/loom_model.rs`, `monitor/ask/loom_model.rs`, `.ci/loom`) explore
 //! exactly the loads, stores, fences and lock operations they run. Nothing else is modelled:
@@ -28,6 +29,17 @@ pub(crate) use model_mutex::{Mutex, MutexGuard};
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 #[cfg(not(all(test, promotion_gates_loom)))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
+
+/// Lets `held` (a lock's guard) go, then fences (`SeqCst`): for a holder that looks for an ask
+/// later, with a relaxed load, rather than at once (`Metrics::first_recorder`, whose caller
+/// looks on the record path). The holder's half of the ask's store-buffering handshake
+/// (`monitor/ask.rs`): either that load sees an ask made while the lock was held, or the
+/// asker's second try finds the lock free. Here so that the ask's loom model
+/// (`monitor/ask/loom_model.rs`) runs this fence.
+pub(crate) fn let_go_then_fence<G>(held: G) {
+    drop(held);
+    fence(Ordering::SeqCst);
+}
 
 /// Runs `model` under loom, through every interleaving within `LOOM_MAX_PREEMPTIONS`
 /// (`.ci/loom`), allowing paths of at least `max_branches` branches (loom's default is

@@ -19,13 +19,13 @@ mod window_base;
 
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use thread_local::ThreadLocal;
 
 use crate::decision::{Cohort, PerCohort, StageId};
-use crate::sync::MutexGuard;
+use crate::sync::{MutexGuard, let_go_then_fence};
 use crate::thread_exit;
 pub(crate) use fleet::Fleet;
 use fleet::FleetCache;
@@ -243,11 +243,11 @@ impl Metrics {
                 // for them: while the window is held, its holder's evaluation makes them.
                 if let Some(mut window) = self.try_lock_window() {
                     window.prepare();
-                    drop(window);
                     // An evaluation asked for meanwhile is the caller's to make (the record
-                    // path's first look at the clock takes the ask): this orders the window let
-                    // go before the caller's load of the ask (see `Monitor::want_evaluation`).
-                    fence(Ordering::SeqCst);
+                    // path's first look at the clock takes the ask): the fence orders the
+                    // window let go before the caller's load of the ask (see
+                    // `Monitor::wanted_evaluation`).
+                    let_go_then_fence(window);
                 }
                 CachePadded::new(ThreadRecorder::new())
             })

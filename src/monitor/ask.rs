@@ -2,13 +2,16 @@
 //! window is held leaves it to the window's holder without waiting for it.
 //!
 //! The asker raises the ask, fences and tries the window again; every holder lets the window
-//! go, fences and takes the ask. A store-buffering handshake: with both fences, either the
+//! go, fences and takes the ask (a thread's first record, which makes the window's buffers,
+//! fences as it lets go, `crate::sync::let_go_then_fence`, and looks on the record path, by
+//! `asked` or `take`). A store-buffering handshake: with both fences, either the
 //! holder sees the ask or the asker's second `try_lock` finds the window free (or held by a
 //! later holder, which looks when it lets go), so an ask is never lost. It is not made exactly
 //! once: an asker that finds the window free on its second try leaves its ask standing (another
 //! thread may have made it too), and takes it after its own evaluation, which makes one more.
-//! The loom model (`ask/loom_model.rs`, run by `.ci/loom`) checks this code on loom's atomics,
-//! with the window's mutex the stand-in for std's (`crate::sync`).
+//! The loom models (`ask/loom_model.rs`, run by `.ci/loom`) check this code, a read's hold and
+//! a first record's, on loom's atomics, with the window's mutex the stand-in for std's
+//! (`crate::sync`).
 
 use crossbeam_utils::CachePadded;
 

@@ -10,7 +10,7 @@ use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::thread;
 
 use super::Ask;
-use crate::sync::{Mutex, MutexGuard, explore};
+use crate::sync::{Mutex, MutexGuard, explore, let_go_then_fence};
 
 /// What the evaluations saw: how many ran, and the newest outcome any of them read.
 #[derive(Debug, Default)]
@@ -50,13 +50,11 @@ impl Gate {
     }
 }
 
-/// A read holds the window (and lets it go, making what was asked for meanwhile) while a
-/// record's evaluation falls due: some evaluation sees that record, whether the record path
-/// took the window itself or asked the reader. Taking either fence out of the handshake fails
-/// it; taking the ask `Relaxed` does not (loom's `SeqCst` fence orders more than C++'s).
-#[test]
-fn an_evaluation_asked_for_while_the_window_is_held_is_never_lost() {
-    explore(10_000, || {
+/// Every interleaving of a record whose evaluation falls due (it takes the window or asks its
+/// holder) with `hold`, another thread's use of the window and its look for an ask: some
+/// evaluation sees that record.
+fn a_record_falls_due_while(hold: impl Fn(&Gate) + Sync + Send + 'static) {
+    explore(10_000, move || {
         let gate = Arc::new(Gate {
             ask: Ask::new(),
             window: Mutex::new(Evaluated::default()),
@@ -73,13 +71,7 @@ fn an_evaluation_asked_for_while_the_window_is_held_is_never_lost() {
                 gate.evaluate_wanted();
             })
         };
-        // A read of the window (`Monitor::measured`, say), then its holder's look for an ask.
-        let read = gate
-            .window
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        drop(read);
-        gate.evaluate_wanted();
+        hold(&gate);
         record.join().ok();
 
         let window = gate
@@ -91,5 +83,40 @@ fn an_evaluation_asked_for_while_the_window_is_held_is_never_lost() {
             "the record's evaluation lost: {:?}",
             *window
         );
+    });
+}
+
+/// A read holds the window (and lets it go, making what was asked for meanwhile) while a
+/// record's evaluation falls due: some evaluation sees that record, whether the record path
+/// took the window itself or asked the reader. Taking either fence out of the handshake fails
+/// it; taking the ask `Relaxed` does not (loom's `SeqCst` fence orders more than C++'s).
+#[test]
+fn an_evaluation_asked_for_while_the_window_is_held_is_never_lost() {
+    a_record_falls_due_while(|gate| {
+        // A read of the window (`Monitor::measured`, say), then its holder's look for an ask.
+        let read = gate
+            .window
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        drop(read);
+        gate.evaluate_wanted();
+    });
+}
+
+/// A thread's first record makes the window's buffers if the window is free
+/// (`Metrics::first_recorder`: it takes the window, lets it go and fences) while another
+/// record's evaluation falls due and asks; the first record's thread looks for the ask later
+/// with one relaxed load, as `record_forced` does (`Monitor::evaluation_asked`), and makes
+/// the evaluation asked for: some evaluation sees the other record. Taking the fence out of
+/// `let_go_then_fence` (`crate::sync`) fails it.
+#[test]
+fn an_evaluation_asked_for_while_a_first_record_makes_the_buffers_is_never_lost() {
+    a_record_falls_due_while(|gate| {
+        if let Some(window) = gate.try_lock_window() {
+            let_go_then_fence(window);
+        }
+        if gate.ask.asked() {
+            gate.evaluate_wanted();
+        }
     });
 }
