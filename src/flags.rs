@@ -17,10 +17,11 @@
 //!   are reused oldest-retired first, so it stays readable for at least
 //!   [`FLAG_SET_GRACE_WRITES`] later writes (a write retires or revives at most two sets).
 //!   Memory for sets is therefore at most [`FLAG_SET_SLOTS`] sets, whatever the history.
-//! - A set number is `epoch << 7 | slot`, the epoch growing by one (from a random start per
-//!   gate) each time the slot is reused: **a number is never given to a different set** while
-//!   the gate lives. A slot whose 2^25 epochs are used up is never reused again; after about 4.2
-//!   billion distinct sets a write that needs a new set is refused
+//! - A set number is `epoch << 7 | slot` (128 slots; under Miri 16, `<< 4`), the epoch growing
+//!   by one (from a random start per gate) each time the slot is reused: **a number is never
+//!   given to a different set** while the gate lives. A slot whose 2^25 epochs are used up is
+//!   never reused again; after about 4.2 billion distinct sets a write that needs a new set is
+//!   refused
 //!   ([`FlagError::SetNumbersExhausted`]).
 //! - A number whose set was reclaimed is detected, and so, almost always, is another gate's
 //!   number (the random start makes a match unlikely; a host caching sets keys them by gate):
@@ -85,7 +86,7 @@ pub const FLAG_SET_GRACE_WRITES: usize = 60;
 pub const FLAG_SET_GRACE_WRITES: usize = 4;
 
 /// Free slots a write must leave: enough for the grace (reached only as slots wear out, since
-/// at most two of the 127 are live).
+/// at most two of the usable slots, 127 or Miri's 15, are live).
 const RESERVED_SLOTS: usize = 2 * FLAG_SET_GRACE_WRITES;
 
 // What both builds' figures keep: a set number's slot is its low bits; and the same slack beside

@@ -92,8 +92,8 @@
 //!   reading thread. Flag names are not: every distinct name ever enabled is kept, once, at
 //!   most [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) each, until the gate is dropped, because
 //!   the C ABI hands out name pointers valid until the gate is freed. Enabling 4,000
-//!   flags one by one and disabling them again peaks at about 11 MB of live heap
-//!   (`tests/bounded_memory.rs` holds it under 16 MB).
+//!   flags one by one and disabling them again peaks at about 11 MB of live heap, 1,500 at
+//!   about 5 MB (`tests/bounded_memory.rs` holds that one under 8 MiB).
 //! - A flag set number is never given to another set; a replaced set stays readable for at
 //!   least [`FLAG_SET_GRACE_WRITES`](crate::FLAG_SET_GRACE_WRITES) writes, and after that its
 //!   number is reported as unknown, never read as another set (`flags` and `manager` tests,

@@ -109,11 +109,12 @@ fn a_gate_routed_and_read_on_one_thread_while_another_writes() {
             "rollback_window_seconds": 36000}"#,
         Some(SLO),
     ));
-    // The writer stays at most a few writes ahead of the routing thread's rounds (far fewer
-    // than FLAG_SET_GRACE_WRITES): a routing thread held off the core for a while never finds
-    // the set it just routed with retired, nor lets the writer run out of writes before it
-    // saw the first set forgotten.
-    let (wrote, written) = sync_channel::<()>(4);
+    // The writer stays at most five writes ahead of the routing thread's rounds (the queue's
+    // length and the write blocked on it), never more than FLAG_SET_GRACE_WRITES (4 under
+    // Miri): a routing thread held off the core for a while never finds the set it just routed
+    // with retired, nor lets the writer run out of writes before it saw the first set
+    // forgotten.
+    let (wrote, written) = sync_channel::<()>(FLAG_SET_GRACE_WRITES.min(5) - 1);
     let (first_read, first) = channel::<(u32, Name)>();
     let (read_all, all_read) = channel::<()>();
     let (record_now, told_to_record) = channel::<()>();
