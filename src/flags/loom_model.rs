@@ -4,15 +4,19 @@
 //! thread's [`Recent`] sets, and the keeping and freeing are the writer's [`Retired`] list
 //! (`keep_if_held`, `sweep`), the code `FlagSetIndex::reclaim` and `sweep_reclaimed` run, on
 //! loom's `Arc`: its reference count is the handshake, and loom's carries std's orderings (a
-//! clone's increment, a drop's release decrement, and the last drop's acquire), which the
-//! model cannot weaken: the gate has no ordering of its own here. The slot is a stand-in for
-//! its `ArcSwapOption`: a load under the stand-in for std's mutex (`crate::sync`) that takes a
-//! reference, as an `arc-swap` guard holds one once a swap has paid its debt (the guarantee
-//! `retired.rs` rests on). A set's memory is a loom cell, read through a hold and written when
-//! the set is freed, so that a read not ordered before the free is a race loom reports. Built
-//! only with `--cfg promotion_gates_loom` (`.ci/loom`).
+//! clone's increment, a drop's release decrement, and the last drop's acquire); the gate sets
+//! no ordering of its own here. What the model takes as given, rather than checks: the slot is
+//! a stand-in for its `ArcSwapOption`, a load under the stand-in for std's mutex
+//! (`crate::sync`) that takes a reference, as an `arc-swap` guard holds one once a swap has
+//! paid its debt (the guarantee `retired.rs` rests on); and loom's `strong_count` reads the
+//! newest count, where std's is a relaxed load that may read an older one (which can only be
+//! too high once the list alone holds the set, since nobody can take it again: a later sweep
+//! frees it). A set's memory is a loom cell, read through a hold and written when the set is
+//! freed, so that a read not ordered before the free is a race loom reports. Built only with
+//! `--cfg promotion_gates_loom` (`.ci/loom`).
 
 use std::cell::Cell;
+use std::sync::atomic::AtomicUsize;
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -71,20 +75,28 @@ impl Drop for Set {
 /// A write displaces the set a thread is reading (loading it from its slot, holding it among
 /// its recent sets, reading through the hold, then letting go of it by reading two other
 /// sets), and sweeps; once the thread let go, a sweep frees it. The set is never freed on
-/// the reading thread, nor before a read through a hold, and it is freed by the first sweep
-/// after the thread let go. Keeping a set only while three hold it, in `keep_if_held` or in
-/// `sweep` (`> 2` for `> 1`), fails it (the reading thread frees the set), and so does a sweep
-/// that frees nothing (`> 0`). No ordering of the gate's is weakened: there is none (the
-/// counts are `Arc`'s, whose orderings loom fixes), and the memory cell can only fail should
-/// `Arc`'s drop not order the reads before the free.
+/// the reading thread, nor before a read through a hold; a set no thread holds when it is
+/// displaced is freed at once; and the sweep after the thread's end frees it (the sweep that
+/// races the thread's let-go is not asserted on). Both ways of a displacement are reached:
+/// the set held (kept) and not (freed at once), counted over the interleavings (each needs
+/// the model's preemptions). Keeping a set only while three hold it, in `keep_if_held` or in
+/// `sweep` (`> 2` for `> 1`), fails it (the reading thread frees the set), and so do a sweep
+/// that frees nothing and a `keep_if_held` that always keeps (`> 0`). No ordering of the
+/// gate's is weakened: there is none (the counts are `Arc`'s, whose orderings loom fixes),
+/// and the memory cell can only fail should `Arc`'s drop not order the reads before the free.
 #[test]
 fn a_displaced_flag_set_is_freed_by_the_writer_once_no_thread_holds_it() {
+    // Interleavings in which the displaced set was kept, and freed at once (std's atomics:
+    // outside the model, across its runs).
+    static KEPT: AtomicUsize = AtomicUsize::new(0);
+    static FREED_AT_ONCE: AtomicUsize = AtomicUsize::new(0);
     explore(10_000, || {
         let displaced_freed = Arc::new(AtomicBool::new(false));
-        let unfreed = Arc::new(AtomicBool::new(false));
+        // The other sets' flag, unread: they are freed as the model ends.
+        let others_freed = Arc::new(AtomicBool::new(false));
         let slot = Arc::new(Mutex::new(Some(Set::new(1, &displaced_freed))));
         // Two other sets of the gate that the thread reads next, held by their slots.
-        let others = [Set::new(2, &unfreed), Set::new(3, &unfreed)];
+        let others = [Set::new(2, &others_freed), Set::new(3, &others_freed)];
         let reader = {
             let slot = Arc::clone(&slot);
             let others = others.clone();
@@ -116,8 +128,17 @@ fn a_displaced_flag_set_is_freed_by_the_writer_once_no_thread_holds_it() {
         let displaced = slot
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .replace(Set::new(4, &unfreed));
+            .replace(Set::new(4, &others_freed));
         reclaimed.keep_if_held(displaced);
+        if reclaimed.len() == 0 {
+            assert!(
+                displaced_freed.load(Ordering::Relaxed),
+                "a set no thread held when displaced was freed at once"
+            );
+            FREED_AT_ONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            KEPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         // A later write that publishes, or a tick (`sweep_reclaimed`).
         reclaimed.sweep();
         let recent = reader.join().expect("the reading thread");
@@ -129,4 +150,12 @@ fn a_displaced_flag_set_is_freed_by_the_writer_once_no_thread_holds_it() {
         assert_eq!(reclaimed.len(), 0);
         drop((recent, others, slot));
     });
+    let (kept, freed) = (
+        KEPT.load(std::sync::atomic::Ordering::Relaxed),
+        FREED_AT_ONCE.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(
+        kept > 0 && freed > 0,
+        "both ways of a displacement reached: kept in {kept} interleavings, freed at once in {freed}"
+    );
 }

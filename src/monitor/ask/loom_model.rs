@@ -108,7 +108,9 @@ fn an_evaluation_asked_for_while_the_window_is_held_is_never_lost() {
 /// record's evaluation falls due and asks; the first record's thread looks for the ask later
 /// with one relaxed load, as `record_forced` does (`Monitor::evaluation_asked`), and makes
 /// the evaluation asked for: some evaluation sees the other record. Taking the fence out of
-/// `let_go_then_fence` (`crate::sync`) fails it.
+/// `let_go_then_fence` (`crate::sync`) fails it. The steps are re-enacted here as those two
+/// compose them, not run through them: a `first_recorder` that let the window go without
+/// `let_go_then_fence`, or a `record_forced` that no longer looks for the ask, would pass.
 #[test]
 fn an_evaluation_asked_for_while_a_first_record_makes_the_buffers_is_never_lost() {
     a_record_falls_due_while(|gate| {
