@@ -3,23 +3,23 @@
 //! name of its own: some dependencies read a plain `loom` cfg).
 //!
 //! The recorder's protocol (`metrics/recorder.rs`), the window base's
-//! (`metrics/window_base.rs`), the route path's generation (`manager/generation.rs`) and the
-//! change count a write moves after it (`changes.rs`), the writer lock's owed rollback (`manager/writer_lock.rs`, its mutexes included) and the
-//! record path's ask for an evaluation (`monitor/ask.rs`, with the window's mutex in
-//! `metrics/mod.rs` and the fence a thread's first record runs as it lets the window go,
-//! `let_go_then_fence`) go through this module, so that the loom models
-//! (`metrics/loom_model.rs`, `manager/generation/loom_model.rs`,
+//! (`metrics/window_base.rs`), the stage's start and the evaluation's claim
+//! (`metrics/mod.rs`), the route path's generation (`manager/generation.rs`) and the change
+//! count a write moves after it (`changes.rs`), the writer lock's owed rollback
+//! (`manager/writer_lock.rs`, its mutexes included) and the record path's ask for an evaluation
+//! (`monitor/ask.rs`, with the window's mutex in `metrics/mod.rs` and the fence a thread's first
+//! record runs as it lets the window go, `let_go_then_fence`) go through this module, so that
+//! the loom models (`metrics/loom_model.rs`, `manager/generation/loom_model.rs`,
 //! `manager/writer_lock/loom_model.rs`, `monitor/ask/loom_model.rs`, `.ci/loom`) explore
 //! exactly the loads, stores, fences and lock operations they run. Nothing else is modelled:
-//! the record path's other atomics (the evaluation's claim and the stage's start in
-//! `metrics/mod.rs`, the monitor's latency target) are std's, and the fleet's cache and the
-//! snapshot in place are `ArcSwap`s, which the models replace by stand-ins (the order in which
-//! a stage is published, `a_published_stage_is_never_foreign`; the snapshot a route loads,
-//! `a_route_never_uses_a_table_older_than_the_generation_it_read`). Flag-set retirement's model
-//! (`flags/loom_model.rs`) takes loom's `Arc` itself: the writer's `Retired` list and a
-//! thread's recent sets are generic over the reference they hold. In an ordinary build these
-//! are std's types, re-exported: nothing is wrapped, so the record and route paths compile to
-//! the same instructions.
+//! the record path's other atomic (the monitor's latency target) is std's, and the fleet's
+//! cache and the snapshot in place are `ArcSwap`s, which the models replace by stand-ins (the
+//! order in which a stage is published, `a_published_stage_is_never_foreign`; the snapshot a
+//! route loads, `a_route_never_uses_a_table_older_than_the_generation_it_read`). Flag-set
+//! retirement's model (`flags/loom_model.rs`) takes loom's `Arc` itself: the writer's `Retired`
+//! list and a thread's recent sets are generic over the reference they hold. In an ordinary
+//! build these are std's types, re-exported: nothing is wrapped, so the record and route paths
+//! compile to the same instructions.
 
 #[cfg(all(test, promotion_gates_loom))]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};

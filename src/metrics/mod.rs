@@ -19,13 +19,12 @@ mod window_base;
 
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use thread_local::ThreadLocal;
 
 use crate::decision::{Cohort, PerCohort, StageId};
-use crate::sync::{MutexGuard, let_go_then_fence};
+use crate::sync::{AtomicU64, MutexGuard, Ordering, let_go_then_fence};
 use crate::thread_exit;
 pub(crate) use fleet::Fleet;
 use fleet::FleetCache;
@@ -55,14 +54,17 @@ pub(crate) struct Metrics {
     /// From `crate::sync`: the evaluation's ask is a handshake with its holders
     /// (`monitor/ask.rs`), which the loom model runs on a stand-in for std's mutex.
     window: crate::sync::Mutex<Window>,
-    /// Monotonic nanoseconds after which the record path runs a full evaluation.
+    /// Monotonic nanoseconds after which the record path runs a full evaluation. From
+    /// `crate::sync`, for the claim's loom model (`loom_model.rs`).
     next_evaluation: CachePadded<AtomicU64>,
     /// The counters at the start of the last evaluated window, for the lock-free screen.
     window_base: CachePadded<WindowBase>,
     /// The gate's newest stage (read at each record of the recorder's own stage, which an
     /// older one has ended; written only when a stage starts).
     newest_stage: NewestStage,
-    /// When the newest stage started (monotonic ns).
+    /// When the newest stage started (monotonic ns). Stored before `newest_stage`, whose
+    /// `Release` (and the snapshot's publication after it) orders it before any reading of the
+    /// stage; from `crate::sync`, for the loom model of that order (`loom_model.rs`).
     stage_start: AtomicU64,
     /// Other instances' counts of the stage, when the gate is on a state store (shared with
     /// the window, which measures against the part of them first read).
