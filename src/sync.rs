@@ -3,15 +3,14 @@
 //! name of its own: some dependencies read a plain `loom` cfg).
 //!
 //! The recorder's protocol (`metrics/recorder.rs`), the window base's
-//! (`metrics/window_base.rs`), the stage's start and the evaluation's claim
-//! (`metrics/mod.rs`), the route path's generation (`manager/generation.rs`) and the change
-//! count a write moves after it (`changes.rs`), the writer lock's owed rollback
-//! (`manager/writer_lock.rs`, its mutexes included) and the record path's ask for an evaluation
-//! (`monitor/ask.rs`, with the window's mutex in `metrics/mod.rs` and the fence a thread's first
-//! record runs as it lets the window go, `let_go_then_fence`) go through this module, so that
-//! the loom models (`metrics/loom_model.rs`, `manager/generation/loom_model.rs`,
-//! `manager/writer_lock/loom_model.rs`, `monitor/ask/loom_model.rs`, `.ci/loom`) explore
-//! exactly the loads, stores, fences and lock operations they run. Nothing else is modelled:
+//! (`metrics/window_base.rs`), the evaluation's claim (`metrics/mod.rs`), the route path's
+//! generation (`manager/generation.rs`) and the change count a write moves after it
+//! (`changes.rs`), the writer lock's owed rollback (`manager/writer_lock.rs`, its mutexes
+//! included) and the record path's ask for an evaluation (`monitor/ask.rs`, with the window's
+//! mutex in `metrics/mod.rs` and the fence a thread's first record runs as it lets the window
+//! go, `let_go_then_fence`) go through this module, so that the loom models (`.ci/loom` lists
+//! them) explore exactly the loads, stores, fences and lock operations they run. Nothing else
+//! is modelled:
 //! the record path's other atomic (the monitor's latency target) is std's, and the fleet's
 //! cache and the snapshot in place are `ArcSwap`s, which the models replace by stand-ins (the
 //! order in which a stage is published, `a_published_stage_is_never_foreign`; the snapshot a

@@ -62,9 +62,13 @@ pub(crate) struct Metrics {
     /// The gate's newest stage (read at each record of the recorder's own stage, which an
     /// older one has ended; written only when a stage starts).
     newest_stage: NewestStage,
-    /// When the newest stage started (monotonic ns). Stored before `newest_stage`, whose
-    /// `Release` (and the snapshot's publication after it) orders it before any reading of the
-    /// stage; from `crate::sync`, for the loom model of that order (`loom_model.rs`).
+    /// When the newest stage started (monotonic ns). Every reader takes the stage from a
+    /// snapshot, which `install` publishes after `stage_started` (an `ArcSwap`: its swap
+    /// releases and its load acquires), so a reader of the new stage reads its start; a judge of
+    /// an older snapshot may read a newer stage's start. Not modelled: the order rests on the
+    /// snapshot's `ArcSwap`, which loom cannot run, and loom 0.7.3 reports a relaxed
+    /// compare-exchange racing a store on unchanged code (`stage_start_by`'s against this
+    /// store; tokio-rs/loom#389).
     stage_start: AtomicU64,
     /// Other instances' counts of the stage, when the gate is on a state store (shared with
     /// the window, which measures against the part of them first read).
