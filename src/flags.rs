@@ -21,8 +21,7 @@
 //!   by one (from a random start per gate) each time the slot is reused: **a number is never
 //!   given to a different set** while the gate lives. A slot whose 2^25 epochs are used up is
 //!   never reused again; after about 4.2 billion distinct sets a write that needs a new set is
-//!   refused
-//!   ([`FlagError::SetNumbersExhausted`]).
+//!   refused ([`FlagError::SetNumbersExhausted`]).
 //! - A number whose set was reclaimed is detected, and so, almost always, is another gate's
 //!   number (the random start makes a match unlikely; a host caching sets keys them by gate):
 //!   [`PromotionGateManager::flag_set`](crate::PromotionGateManager::flag_set) answers

@@ -66,9 +66,9 @@ pub(crate) struct Metrics {
     /// snapshot, which `install` publishes after `stage_started` (an `ArcSwap`: its swap
     /// releases and its load acquires), so a reader of the new stage reads its start; a judge of
     /// an older snapshot may read a newer stage's start. Not modelled: the order rests on the
-    /// snapshot's `ArcSwap`, which loom cannot run, and loom 0.7.3 reports a relaxed
-    /// compare-exchange racing a store on unchanged code (`stage_start_by`'s against this
-    /// store; tokio-rs/loom#389).
+    /// snapshot's `ArcSwap`, which loom cannot run, and loom 0.7.3 fails a model of
+    /// `stage_start_by`'s compare-exchange racing this store on unchanged code (as it fails a
+    /// four-line model of a relaxed compare-exchange racing a store: loom's, not ours).
     stage_start: AtomicU64,
     /// Other instances' counts of the stage, when the gate is on a state store (shared with
     /// the window, which measures against the part of them first read).
