@@ -2,9 +2,9 @@
 //! concurrently, stage changes as a seqlock, and [`NewestStage`] set before a snapshot is
 //! published; of the screen's window base (`window_base.rs`), rewritten by evaluations while
 //! the record path's screen reads it; and of the claim of a due evaluation (`mod.rs`). Loom
-//! runs each model under every
-//! interleaving (bounded by `LOOM_MAX_PREEMPTIONS`) and every value a relaxed load may return,
-//! so these assertions hold for all of them, not for the ones a stress test happens to meet.
+//! runs each model under every interleaving (bounded by `LOOM_MAX_PREEMPTIONS`) and every value
+//! a relaxed load may return, so these assertions hold for all of them, not for the ones a
+//! stress test happens to meet.
 //!
 //! Built only with `--cfg promotion_gates_loom`, where the recorder's, the window base's and
 //! the evaluation's due time's atomics are loom's (`src/sync.rs`):
@@ -261,8 +261,9 @@ fn the_window_base_is_never_read_torn() {
 
 /// Two record paths look at the clock for the same due evaluation (`Metrics::claim_evaluation`,
 /// a compare-exchange on the due time): exactly one claims it, once it is due (an hour past
-/// it) as after the clock went back well before the last claim (each thread's own reading, both gone back: the
-/// first claim makes the next due an interval after its reading, which the other's is not).
+/// it) as after the clock went back well before the last claim (each thread's own reading,
+/// both gone back: the first claim makes the next due an interval after its reading, which
+/// the other's is not).
 ///
 /// Fails if the claim stores the next due time instead of exchanging it (both threads claim).
 #[test]
