@@ -43,7 +43,8 @@
 //!   A holder makes four evaluations in turn at most, each asked for while the one before held
 //!   the window: a stream of canary errors cannot keep one thread evaluating, and the ask left
 //!   after the fourth is taken by the next record's look at the clock. A rollback the record path calls
-//!   for needs the writer lock: when a host's write holds it, a gate with a store hands the
+//!   for (only with `auto_rollback_enabled`: without it, a fired rule is logged and takes no
+//!   lock) needs the writer lock: when a host's write holds it, a gate with a store hands the
 //!   rollback to its sync thread, and a gate without one leaves it to that write, which makes
 //!   it as it lets the lock go. So a record made from a log subscriber or callback, which may
 //!   run inside a write of the same gate or of another, never waits for any write

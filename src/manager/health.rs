@@ -29,9 +29,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn monitor_canary_health(&self) -> CanaryHealth {
-        let verdict = self.judge_now();
-        self.act_on(&verdict);
-        verdict.into_health()
+        self.judge_and_act().into_health()
     }
 
     /// The canary's health over the current window, judged as
@@ -91,8 +89,7 @@ impl PromotionGateManager {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn check_slo_compliance(&self) -> Result<bool, Error> {
-        let verdict = self.judge_now();
-        self.act_on(&verdict);
+        let verdict = self.judge_and_act();
         Ok(verdict.compliance() == Compliance::Compliant)
     }
 
@@ -134,9 +131,15 @@ impl PromotionGateManager {
         self.with_window(|evaluation, snapshot| evaluation.export(snapshot))
     }
 
-    /// Judges the current stage now (waiting for an evaluation under way), without acting.
-    fn judge_now(&self) -> Verdict {
-        self.with_window(|evaluation, snapshot| evaluation.judge(snapshot))
+    /// Judges the current stage now (waiting for an evaluation under way), then acts on the
+    /// verdict ([`act_on`](Self::act_on)) as the snapshot it was judged under says.
+    fn judge_and_act(&self) -> Verdict {
+        let (verdict, auto_rollback_enabled) = self.with_window(|evaluation, snapshot| {
+            let auto_rollback_enabled = snapshot.config.auto_rollback_enabled;
+            (evaluation.judge(snapshot), auto_rollback_enabled)
+        });
+        self.act_on(&verdict, auto_rollback_enabled);
+        verdict
     }
 
     /// Runs `read` over the window (waiting for an evaluation under way) and the current
@@ -155,12 +158,15 @@ impl PromotionGateManager {
     }
 
     /// Logs `verdict` and applies it, taking the writer lock only when it calls for a rollback
-    /// and never waiting for it (see [`Shared::apply_verdict_or_owe`]).
-    fn act_on(&self, verdict: &Verdict) {
+    /// and `auto_rollback_enabled` (the flag of the snapshot it was judged under), and never
+    /// waiting for it (see [`Shared::apply_verdict_or_owe`]). Off, nothing is owed either: a
+    /// write that turns it on meanwhile is acted on from the next judgement, as on the record
+    /// path ([`Shared::act_on_recording`](super::Shared::act_on_recording)).
+    fn act_on(&self, verdict: &Verdict, auto_rollback_enabled: bool) {
         self.shared
             .verdict_lines
             .log(verdict, self.shared.monitor.monotonic());
-        if verdict.calls_for_rollback() {
+        if verdict.calls_for_rollback() && auto_rollback_enabled {
             self.shared.apply_verdict_or_owe(verdict);
         }
     }

@@ -24,7 +24,8 @@ impl PromotionGateManager {
     /// has the measured figures), and a
     /// full evaluation at most every
     /// [`evaluation_interval`](crate::SloConfig::evaluation_interval), looked for every 64
-    /// records of a thread. Either may roll the canary back when `auto_rollback_enabled`.
+    /// records of a thread. Either may roll the canary back when `auto_rollback_enabled`;
+    /// without it, a rule that fires is logged, and no lock taken for it.
     ///
     /// # Example
     /// ```
@@ -339,22 +340,25 @@ impl PromotionGateManager {
         self.shared.evaluate_wanted();
     }
 
-    /// [`Shared::act_on_recording`].
+    /// [`Shared::act_on_recording`], for a verdict judged under the current snapshot.
+    #[cfg(test)]
     pub(super) fn act_on_recording(&self, verdict: &Verdict) {
-        self.shared.act_on_recording(verdict);
+        let auto_rollback_enabled = self.shared.current.load().config.auto_rollback_enabled;
+        self.shared.act_on_recording(verdict, auto_rollback_enabled);
     }
 
     /// The record path's quick check after a canary error (see [`Monitor::screen`]). Out of
     /// line: the record path inlines only the test that calls it.
     #[cold]
     fn screen_errors(&self, stage: StageId) {
-        if let Some(verdict) = self
-            .shared
-            .monitor
-            .screen(stage, &self.shared.current.load())
-        {
-            self.act_on_recording(&verdict);
+        let snapshot = self.shared.current.load();
+        if let Some(verdict) = self.shared.monitor.screen(stage, &snapshot) {
+            let auto_rollback_enabled = snapshot.config.auto_rollback_enabled;
+            self.shared
+                .act_on_recording(&verdict, auto_rollback_enabled);
         }
+        // Let go first: the evaluations below may write.
+        drop(snapshot);
         // The screen may have held the window (its full screen): an evaluation asked for
         // meanwhile is this thread's to make.
         self.shared.evaluate_wanted();
@@ -397,8 +401,12 @@ impl Shared {
                 return;
             };
             // The window is let go before acting on the verdict.
-            match held.screen_then_judge(&self.current.load()) {
-                Some(verdict) => self.act_on_recording(&verdict),
+            let snapshot = self.current.load();
+            match held.screen_then_judge(&snapshot) {
+                Some(verdict) => {
+                    let auto_rollback_enabled = snapshot.config.auto_rollback_enabled;
+                    self.act_on_recording(&verdict, auto_rollback_enabled);
+                }
                 None => self.verdict_lines.no_violation(),
             }
             if turn == WANTED_IN_TURN {
@@ -413,9 +421,17 @@ impl Shared {
     /// itself, up to the store's timeout), a gate with a store hands the rollback to its sync
     /// thread, which makes it as soon as the lock is free; a gate without one leaves it to the
     /// writer, which makes it as it lets the lock go.
-    pub(super) fn act_on_recording(&self, verdict: &Verdict) {
+    ///
+    /// `auto_rollback_enabled` is the flag of the snapshot `verdict` was judged under. Off, the
+    /// verdict is only logged: the writer lock is not taken, nor a rollback handed off or
+    /// owed, since none would be made. A write that turns it on after that snapshot was read
+    /// is not seen here, and the verdict is dropped as it would have been if judged just
+    /// before that write: the next evaluation (the paced one, or a quick check after a canary
+    /// error) judges again under the new config, and acts. One that turns it off is seen by
+    /// [`apply_verdict`](Shared::apply_verdict), under the lock.
+    pub(super) fn act_on_recording(&self, verdict: &Verdict, auto_rollback_enabled: bool) {
         self.verdict_lines.log(verdict, self.monitor.monotonic());
-        if !verdict.calls_for_rollback() {
+        if !verdict.calls_for_rollback() || !auto_rollback_enabled {
             return;
         }
         if let Some(mut writer) = self.try_lock_writer() {

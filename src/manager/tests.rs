@@ -713,10 +713,19 @@ fn still_gate(config: PromotionConfig) -> PromotionGateManager {
 /// A gate in `environment` that never rolls back by itself, on a clock the test moves: what
 /// the judge finds is read, and nothing acts on it.
 fn judged_gate(environment: Environment) -> (PromotionGateManager, Arc<crate::ManualClock>) {
+    judged_gate_on(environment, None)
+}
+
+/// [`judged_gate`] on `store`.
+fn judged_gate_on(
+    environment: Environment,
+    store: Option<crate::store::StoreConfig>,
+) -> (PromotionGateManager, Arc<crate::ManualClock>) {
     let clock = Arc::new(crate::ManualClock::new());
     let config = PromotionConfig {
         environment,
         auto_rollback_enabled: false,
+        store,
         ..Default::default()
     };
     let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
@@ -1315,6 +1324,86 @@ fn an_owed_rollback_of_the_current_stage_is_not_replaced_by_a_stale_one() {
         Environment::Production,
         "the current stage's owed rollback was made"
     );
+}
+
+/// Records `rounds` rounds of 200 failed canary requests on `gate`, each then followed, a
+/// minute on (past the evaluation interval and the judge's line's repeat), by 128 more: a
+/// thread looks at the clock every 64 records at most, and the look runs the paced full
+/// evaluation. How many `SLO violation` lines were logged (one a round while a rule fires).
+fn failing_rounds(gate: &PromotionGateManager, clock: &crate::ManualClock, rounds: u32) -> usize {
+    let lines = crate::telemetry::log_lines::LogLines::default();
+    lines.during(|| {
+        for _ in 0..rounds {
+            record_canary(gate, 200, false);
+            clock.advance(Duration::from_secs(61));
+            record_canary(gate, 128, false);
+        }
+    });
+    lines
+        .lines()
+        .iter()
+        .filter(|line| line.contains("SLO violation: "))
+        .count()
+}
+
+#[test]
+fn with_auto_rollback_off_a_fired_rule_never_takes_the_writer_lock() {
+    let (gate, clock) = judged_gate(canary(100.0));
+    let taken = gate.shared.writer.times_taken();
+    // The record path's evaluations: a rule fires at each.
+    assert_eq!(failing_rounds(&gate, &clock, 3), 3);
+    // The host's judging reads, which act on what they find.
+    let health = gate.monitor_canary_health();
+    assert_eq!(health.recommendation, crate::Recommendation::Rollback);
+    assert_eq!(gate.check_slo_compliance(), Ok(false));
+    assert_eq!(
+        gate.shared.writer.times_taken(),
+        taken,
+        "nothing to roll back, and yet the writer lock was taken"
+    );
+    assert_eq!(gate.environment(), canary(100.0));
+    assert!(gate.rollback_history().is_empty());
+}
+
+#[test]
+fn with_auto_rollback_off_a_fired_rule_leaves_nothing_for_the_write_holding_the_lock() {
+    let dir = crate::store::scratch::Scratch::new("auto-rollback-off-held");
+    for store in [None, sqlite_store(&dir)] {
+        let with_store = store.is_some();
+        let (gate, clock) = judged_gate_on(canary(100.0), store);
+        let stage = gate.stage();
+        std::thread::scope(|scope| {
+            let (locked, held) = std::sync::mpsc::channel();
+            let (ask, asked) = std::sync::mpsc::channel::<()>();
+            let (answer, answers) = std::sync::mpsc::channel();
+            let gate = &gate;
+            // A host's write under way (storing itself, say): while it holds the lock, it
+            // says at each ask whether a rollback of the stage was left for later, owed to
+            // the lock or handed to the sync thread.
+            scope.spawn(move || {
+                let _write = gate.shared.lock_writer();
+                locked.send(()).unwrap();
+                for () in asked {
+                    answer.send(gate.shared.take_left(stage).is_some()).unwrap();
+                }
+            });
+            held.recv().unwrap();
+            let left = || {
+                ask.send(()).unwrap();
+                answers.recv().unwrap()
+            };
+            assert_eq!(failing_rounds(gate, &clock, 2), 2, "store: {with_store}");
+            assert!(!left(), "a record left a rollback; store: {with_store}");
+            let health = gate.monitor_canary_health();
+            assert_eq!(health.recommendation, crate::Recommendation::Rollback);
+            assert!(
+                !left(),
+                "a health check left a rollback; store: {with_store}"
+            );
+        });
+        assert_eq!(gate.environment(), canary(100.0));
+        assert!(gate.rollback_history().is_empty());
+    }
 }
 
 #[test]

@@ -51,6 +51,9 @@ pub(super) struct WriterLock<S = WriterState, V = Verdict> {
     owed: Mutex<Option<V>>,
     /// Whether `owed` holds one: read without its lock by every writer that lets go.
     owing: AtomicBool,
+    /// How many times the lock was taken, for the tests of who takes it (only they count).
+    #[cfg(test)]
+    taken: AtomicUsize,
 }
 
 /// The writer lock, held: the [`WriterState`] it guards. Letting it go makes the rollback the
@@ -77,7 +80,15 @@ impl<S, V: Staged> WriterLock<S, V> {
             holder: AtomicUsize::new(0),
             owed: Mutex::new(None),
             owing: AtomicBool::new(false),
+            #[cfg(test)]
+            taken: AtomicUsize::new(0),
         }
+    }
+
+    /// How many times the lock was taken so far (waited for, or tried and found free).
+    #[cfg(test)]
+    pub(super) fn times_taken(&self) -> usize {
+        self.taken.load(Ordering::SeqCst)
     }
 
     /// Whether the calling thread holds the lock, lower in its own stack: then
@@ -103,6 +114,8 @@ impl<S, V: Staged> WriterLock<S, V> {
     }
 
     fn held<'a>(&'a self, state: MutexGuard<'a, S>) -> Held<'a, S> {
+        #[cfg(test)]
+        self.taken.fetch_add(1, Ordering::SeqCst);
         // A thread whose thread-locals are gone (it is exiting) holds the lock unnamed.
         self.holder
             .store(this_thread().unwrap_or(0), Ordering::Relaxed);
@@ -238,6 +251,7 @@ impl Shared {
     /// held the writer lock (owed to the lock, or handed to the sync thread), taken out to be
     /// made by the caller, which holds the lock. `None` when none is left, or when
     /// `auto_rollback_enabled` is off or the gate is in Production (then none would be made).
+    /// The record path leaves none it judged with it off (see [`Shared::act_on_recording`]).
     pub(super) fn take_left_rollback(&self, stage: StageId) -> Option<Verdict> {
         let current = self.current.load();
         if !current.config.auto_rollback_enabled
