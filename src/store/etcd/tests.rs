@@ -276,12 +276,48 @@ fn the_trim_reads_a_page_of_keys_at_most_whatever_the_count() {
     }
 }
 
+/// One HTTP request read from `client`: its request line and its body (`None` if the client
+/// went away first).
+fn request_of(client: &mut std::io::BufReader<std::net::TcpStream>) -> Option<(String, String)> {
+    use std::io::{BufRead, Read};
+    let (mut request_line, mut line, mut length) = (String::new(), String::new(), 0);
+    client.read_line(&mut request_line).ok()?;
+    while client.read_line(&mut line).is_ok_and(|n| n > 2) {
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+        line.clear();
+    }
+    let mut body = vec![0; length];
+    client.read_exact(&mut body).ok()?;
+    Some((request_line, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Passes the request `request_line` with `body` to etcd at `etcd` and writes its answer to
+/// `client`, closing the connection.
+fn relay(etcd: &str, request_line: &str, body: String, client: &mut std::net::TcpStream) {
+    use std::io::Write;
+    let path = request_line.split(' ').nth(1).unwrap_or("/");
+    let answer = ureq::post(format!("{etcd}{path}"))
+        .send(body)
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let _ = write!(
+        client,
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
+    );
+}
+
 /// A loopback endpoint that never answers a transaction: it hands the body of each to
 /// `on_txn` (which may apply it, as a member that times out after committing does), then closes
 /// the connection, and the store passes the request to its next endpoint. Other requests it
 /// passes to etcd at `etcd` and answers, so that it is the endpoint the store asks first.
 fn losing_answers(etcd: &str, on_txn: impl Fn(String) + Send + 'static) -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
     let etcd = etcd.to_string();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -290,40 +326,15 @@ fn losing_answers(etcd: &str, on_txn: impl Fn(String) + Send + 'static) -> Strin
             let Ok(connection) = connection else {
                 continue;
             };
-            let mut reader = BufReader::new(connection);
-            let (mut request_line, mut line, mut length) = (String::new(), String::new(), 0);
-            if reader.read_line(&mut request_line).is_err() {
+            let mut client = std::io::BufReader::new(connection);
+            let Some((request_line, body)) = request_of(&mut client) else {
                 continue;
-            }
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                if let Some((name, value)) = line.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
-            let body = String::from_utf8_lossy(&body).into_owned();
+            };
             if request_line.contains(" /v3/kv/txn ") {
                 on_txn(body);
                 continue;
             }
-            let path = request_line.split(' ').nth(1).unwrap_or("/");
-            let answer = ureq::post(format!("{etcd}{path}"))
-                .send(body)
-                .unwrap()
-                .body_mut()
-                .read_to_string()
-                .unwrap();
-            let _ = write!(
-                reader.get_mut(),
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                answer.len()
-            );
+            relay(&etcd, &request_line, body, client.get_mut());
         }
     });
     endpoint
