@@ -153,13 +153,20 @@ pub(crate) fn opened_at(instance: &str) -> Option<SystemTime> {
 
 /// How long a contribution counts after its instance last published it: five sync intervals,
 /// at least one second (an instance whose sync thread is late a few ticks is not dropped), and
-/// with SQLite at least `busy_timeout_ms` plus two sync intervals: a publication stamped when
-/// it starts may wait that long for the write lock, so one slow tick does not expire a live
-/// instance (the default 250 ms and 2 s give 2.5 s).
+/// at least the store's slowest tick plus two sync intervals, so that one slow tick does not
+/// expire a live instance. With SQLite that is `busy_timeout_ms`: a publication stamped when
+/// it starts may wait that long for the write lock (the default 250 ms and 2 s give 2.5 s).
+/// With etcd it is the etcd store's `SLOWEST_TICK`, 20 s: the requests between two keep-alives
+/// of the instance's lease and those of a host's write it waits for, each up to its 2 s
+/// timeout (the default 1 s gives 22 s).
 pub(crate) fn time_to_live(store: &StoreConfig) -> Duration {
     let interval = store.sync_interval();
     let slowest_tick = match store {
         StoreConfig::Sqlite(sqlite) => Duration::from_millis(sqlite.busy_timeout_ms) + interval * 2,
+        #[cfg(feature = "etcd")]
+        StoreConfig::Etcd(_) => super::etcd::SLOWEST_TICK + interval * 2,
+        // Never opened without its feature (`store::open`), so never published to.
+        #[cfg(not(feature = "etcd"))]
         StoreConfig::Etcd(_) => Duration::ZERO,
     };
     (interval * 5).max(slowest_tick).max(Duration::from_secs(1))
@@ -651,12 +658,33 @@ mod tests {
         assert_eq!(sqlite(20, 0), ms(1000), "at least a second");
         assert_eq!(sqlite(1000, 2000), ms(5000), "at least five intervals");
         assert_eq!(sqlite(10, 60_000), ms(60_020));
-        let etcd = time_to_live(&StoreConfig::Etcd(crate::EtcdStoreConfig {
-            endpoints: vec!["http://127.0.0.1:2379".into()],
-            prefix: "/pg".into(),
-            sync_interval_ms: 1000,
-            fleet_judging: true,
-        }));
-        assert_eq!(etcd, ms(5000));
+    }
+
+    /// An etcd tick can wait out the request timeout at each of its requests, and at each of a
+    /// host's write it waits for: the lease of five sync intervals alone (1 s at 10 to 200 ms)
+    /// expired in one such tick, and the others lost the live instance's counts until its
+    /// next publication.
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn a_contribution_outlives_an_etcd_tick_whose_every_request_takes_its_timeout() {
+        use crate::store::etcd::{REQUEST_TIMEOUT, SLOWEST_TICK, TICK_REQUESTS, WRITE_REQUESTS};
+        let etcd = |sync_interval_ms| {
+            time_to_live(&StoreConfig::Etcd(crate::EtcdStoreConfig {
+                endpoints: vec!["http://127.0.0.1:2379".into()],
+                prefix: "/pg".into(),
+                sync_interval_ms,
+                fleet_judging: true,
+            }))
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(
+            SLOWEST_TICK,
+            REQUEST_TIMEOUT * (TICK_REQUESTS + WRITE_REQUESTS)
+        );
+        assert_eq!(SLOWEST_TICK, ms(20_000), "as the docs say");
+        assert_eq!(etcd(1000), ms(22_000), "the default");
+        assert_eq!(etcd(10), ms(20_020), "the shortest interval");
+        assert_eq!(etcd(200), ms(20_400));
+        assert_eq!(etcd(60_000), ms(300_000), "at least five intervals");
     }
 }

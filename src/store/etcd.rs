@@ -25,7 +25,26 @@ use crate::error::{quoted, shortened, shown_bytes};
 use crate::limits::{MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES};
 
 /// How long one request may take before the store counts as unavailable.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The requests that can come between two keep-alives of an instance's lease: after one, the
+/// put of its contribution and the range of the others'; at the next tick, the read of the
+/// release, a page of its history when another process wrote, and the keep-alive itself.
+pub(super) const TICK_REQUESTS: u32 = 5;
+
+/// The requests of a host's write (one attempt), which holds the writer lock that the sync
+/// tick takes before it publishes: the read of the release, the count of its history and a
+/// page of its keys (the trim), the transaction, and the read back of a transaction whose
+/// answer was lost.
+pub(super) const WRITE_REQUESTS: u32 = 5;
+
+/// How much longer than its sync intervals a live instance's keep-alives may come apart: every
+/// request of a tick and of one host's write taking its whole [`REQUEST_TIMEOUT`] (a member
+/// that hangs costs its timeout once, then the next one answers; a slow one answers within
+/// it), 20 s. The lease of a contribution outlives it ([`time_to_live`](super::time_to_live)).
+pub(super) const SLOWEST_TICK: Duration =
+    REQUEST_TIMEOUT.saturating_mul(TICK_REQUESTS + WRITE_REQUESTS);
+
 /// How long one watch request lives before it is made again (and the stop flag looked at).
 const WATCH_SPAN: Duration = Duration::from_secs(1);
 

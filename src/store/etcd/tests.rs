@@ -340,6 +340,112 @@ fn losing_answers(etcd: &str, on_txn: impl Fn(String) + Send + 'static) -> Strin
     endpoint
 }
 
+/// A loopback endpoint that passes each request to etcd at `etcd` and answers, until `hang` is
+/// set: from then on it accepts connections and never answers (a member that starts hanging,
+/// after it answered last, so that the store asks it first).
+fn hanging_once_told(etcd: &str, hang: &Arc<AtomicBool>) -> String {
+    let (etcd, hang) = (etcd.to_string(), Arc::clone(hang));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for connection in listener.incoming() {
+            let Ok(connection) = connection else {
+                continue;
+            };
+            if hang.load(Ordering::Relaxed) {
+                held.push(connection);
+                continue;
+            }
+            let mut client = std::io::BufReader::new(connection);
+            if let Some((request_line, body)) = request_of(&mut client) {
+                relay(&etcd, &request_line, body, client.get_mut());
+            }
+        }
+    });
+    endpoint
+}
+
+/// A live instance's contribution outlives a sync tick slowed by members that hang, within
+/// what the store allows a request (each endpoint tried in turn, up to its timeout): its lease
+/// is of the slowest tick. With a lease of five sync intervals alone (at least 1 s) it expired
+/// during the tick, and the other instances lost its counts until its next publication.
+#[test]
+fn a_live_instances_contribution_outlives_a_tick_slowed_by_members_that_hang() {
+    let Some(endpoint) = endpoint("etcd slow tick") else {
+        return;
+    };
+    let hang = Arc::new(AtomicBool::new(false));
+    let direct = EtcdStoreConfig {
+        sync_interval_ms: 10,
+        ..settings(&endpoint, "slow-tick")
+    };
+    let through_hanging = EtcdStoreConfig {
+        endpoints: vec![
+            hanging_once_told(&endpoint, &hang),
+            hanging_once_told(&endpoint, &hang),
+            endpoint.clone(),
+        ],
+        ..direct.clone()
+    };
+    let ttl = crate::store::time_to_live(&crate::StoreConfig::Etcd(through_hanging.clone()));
+    let (instance, other) = (
+        EtcdStore::open(&through_hanging, GATE).unwrap(),
+        EtcdStore::open(&direct, GATE).unwrap(),
+    );
+    let counts = contribution("live", 2, 100);
+    instance.publish(&counts, ttl).unwrap();
+    let lease = instance.lease.lock().unwrap().clone();
+    let read_by_the_other = || {
+        other
+            .contributions(2, "other", ttl)
+            .unwrap()
+            .iter()
+            .any(|read| read.as_ref().is_ok_and(|c| c.instance == "live"))
+    };
+    assert!(read_by_the_other());
+    // The other instance reads at its own ticks while this one's tick is slow.
+    let ticking = AtomicBool::new(true);
+    let (took, missed) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut missed = 0;
+            while ticking.load(Ordering::Relaxed) {
+                missed += usize::from(!read_by_the_other());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            missed
+        });
+        // The members this instance asks first start hanging after its publication. Then the
+        // rest of its tick (the others' counts read, whose request waits out both members
+        // before etcd answers), its sync interval, and its next tick as the sync thread makes
+        // it (the release read, then the publication).
+        hang.store(true, Ordering::Relaxed);
+        let start = Instant::now();
+        instance.contributions(2, "live", ttl).unwrap();
+        std::thread::sleep(Duration::from_millis(direct.sync_interval_ms));
+        instance.changes_since(Guard::EMPTY).unwrap();
+        instance.publish(&counts, ttl).unwrap();
+        let took = start.elapsed();
+        ticking.store(false, Ordering::Relaxed);
+        (took, reader.join().unwrap())
+    });
+    assert!(took >= REQUEST_TIMEOUT * 2, "both members hung: {took:?}");
+    assert!(
+        took < SLOWEST_TICK,
+        "within the slowest tick the store allows: {took:?}"
+    );
+    assert_eq!(
+        missed, 0,
+        "the live instance was missed at {missed} reads in a tick of {took:?}"
+    );
+    assert_eq!(
+        *instance.lease.lock().unwrap(),
+        lease,
+        "kept alive, not granted again"
+    );
+    assert!(read_by_the_other());
+}
+
 #[test]
 fn a_write_whose_answer_is_lost_after_etcd_applied_it_is_written_not_a_conflict() {
     let Some(endpoint) = endpoint("etcd lost answers") else {
