@@ -37,12 +37,21 @@ python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 [ ${#missing[@]} -eq 0 ] || "$root/.ci/apt-install" "${missing[@]}"
 
-tmp=$(mktemp -d)
+# Everything it writes lies under a symbolic link, as on macOS, where TMPDIR is
+# /var/folders/../T and /var a link to private/var: each host is given the names through the
+# link, and a check of a path a host or loader printed (CMake and Python may print one
+# resolved) compares the file it names, not its spelling; a message a check reads is read
+# whole, whatever the length of the paths in it. So CI covers a prefix reached through a link
+# without a symlinked TMPDIR.
+top=$(mktemp -d)
+mkdir -p "$top/private/var/folders/T"
+ln -s private/var "$top/var"
+tmp="$top/var/folders/T"
 pip_made=()
 for dir in "$root/bindings/python/build" "$root/bindings/python/src/promotion_gates.egg-info"; do
   [ -e "$dir" ] || pip_made+=("$dir")
 done
-cleanup() { rm -rf "$tmp" "${pip_made[@]}"; }
+cleanup() { rm -rf "$top" "${pip_made[@]}"; }
 trap cleanup EXIT
 prefix="$tmp/prefix"
 
@@ -99,7 +108,8 @@ check() {
 echo "== install: packaging/install.sh --prefix $tmp/installed, then moved to $prefix"
 "$root/packaging/install.sh" --prefix "$tmp/installed" | tee "$tmp/installed.list"
 mv "$tmp/installed" "$prefix"
-if grep -rn "$tmp/installed" "$prefix"/lib/pkgconfig "$prefix"/lib/cmake; then
+real_tmp=$(cd "$tmp" && pwd -P)
+if grep -rn -e "$tmp/installed" -e "$real_tmp/installed" "$prefix"/lib/pkgconfig "$prefix"/lib/cmake; then
   echo "FAILED: the installed .pc or CMake files name the prefix they were installed to" >&2
   failed=$((failed + 1))
 fi
@@ -312,8 +322,11 @@ find_package_host() {
     -DCOMPONENTS="${3:-}" "${source[@]}" >"$tmp/found.log" 2>&1 &&
     cmake --build "$tmp/found" >>"$tmp/found.log" 2>&1
 }
-# The first error in $tmp/found.log, on one line (CMake wraps its messages).
-found_error() { tr -s ' \n' ' ' <"$tmp/found.log" | grep -o -i -m1 '\(CMake Error\|error\).*' | cut -c1-400; }
+# The first error in $tmp/found.log and what follows it, on one line (CMake wraps its
+# messages): whole, for a check to read (its paths as long as TMPDIR makes them), and its
+# first 400 characters, for a FAILED line.
+found_message() { tr -s ' \n' ' ' <"$tmp/found.log" | grep -o -i -m1 '\(CMake Error\|error\).*'; }
+found_error() { found_message | cut -c1-400; }
 # A distribution may ship the shared library and the archive in packages of their own: each
 # target is defined when its library is there, the package found with either, and a
 # component asked for fails when its library is missing.
@@ -342,7 +355,7 @@ for kept in shared static; do
   if find_package_host "$only" "$link" "$missing"; then
     echo "FAILED: find_package(promotion_gates COMPONENTS $missing) found it without its library" >&2
     failed=$((failed + 1))
-  elif [[ "$(found_error)" == *"component $missing: "*" is missing"* ]]; then
+  elif [[ "$(found_message)" == *"component $missing: "*" is missing"* ]]; then
     echo "ok: find_package(promotion_gates COMPONENTS $missing) with the $kept library alone: not found"
   else
     echo "FAILED: find_package(promotion_gates COMPONENTS $missing): $(found_error)" >&2
@@ -373,7 +386,9 @@ echo "== (b) CMake, find_package(promotion_gates) through /lib -> usr/lib"
 # A merged-/usr system: installed into /usr, the package is also found through the link
 # /lib -> usr/lib, where the prefix three directories up is / and its include directory
 # /include. Staged with --destdir, moved (as a package manager unpacks it), then found
-# through the staged tree's own lib -> usr/lib: the include directory must be its usr/include.
+# through the staged tree's own lib -> usr/lib: the include directory must be its usr/include
+# (resolved: the package resolves the directory it was found in when the prefix as named has
+# no header, and $tmp lies under a link).
 arch=$(cc -print-multiarch 2>/dev/null || true)
 "$root/packaging/install.sh" --no-build --prefix /usr --libdir "/usr/lib${arch:+/$arch}" \
   --destdir "$tmp/merged_staged" >/dev/null
@@ -385,7 +400,7 @@ if find_package_host "$tmp/merged" promotion_gates::c_static; then
   if [[ "$found_dir" != "$tmp/merged/lib/"* ]]; then
     echo "FAILED: find_package found $found_dir, not through $tmp/merged/lib" >&2
     failed=$((failed + 1))
-  elif [ "$found_include" != "$tmp/merged/usr/include" ]; then
+  elif ! [ "$found_include" -ef "$tmp/merged/usr/include" ]; then
     echo "FAILED: found through $found_dir, the include directory is $found_include" >&2
     failed=$((failed + 1))
   else
@@ -432,7 +447,9 @@ python3 -m venv "$tmp/venv"
 # From another directory, without PROMOTION_GATES_LIBRARY: only the wheel can provide it.
 (cd "$tmp" && env -u PROMOTION_GATES_LIBRARY -u PYTHONPATH "$tmp/venv/bin/python" "$hosts/route.py" "$gate" "$percent" "$id" \
   2>"$tmp/python_library" >/dev/null) || true
-if ! grep -q "^$tmp/venv/.*/promotion_gates/libpromotion_gates_ffi.so$" "$tmp/python_library"; then
+# The package names the library it loaded by its resolved path ($tmp lies under a link).
+bundled=$(echo "$tmp"/venv/lib/python3*/site-packages/promotion_gates/libpromotion_gates_ffi.so)
+if ! [ "$(tail -n 1 "$tmp/python_library")" -ef "$bundled" ]; then
   echo "FAILED: Python loaded the library from $(cat "$tmp/python_library"), not from the wheel" >&2
   failed=$((failed + 1))
 fi
