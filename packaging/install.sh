@@ -25,7 +25,9 @@
 #
 # --prefix      where the files will live (default /usr/local); the .pc and CMake files name it
 #               relative to themselves, so the installed tree can be moved whole (with a
-#               --libdir outside the prefix they name every directory by its absolute path).
+#               --libdir outside the prefix they name every directory by its absolute path,
+#               and the .pc files name the prefix so when a directory between it and
+#               lib/pkgconfig is a link elsewhere, which the system follows before each `..`).
 #               The relative form is worked out from the names given (GNU realpath -ms), not
 #               from resolved symlinks: a host must find the .pc and CMake files under the
 #               names they were installed to, not through a symlink into another tree (the
@@ -242,10 +244,21 @@ printf '%s\n' "$lib_to/libpromotion_gates_ffi.so.$version" "$lib_to/$soname" "$l
 # Relative only when the files lie below the prefix (a tree moved whole), and the .pc files
 # not for /usr: pkg-config leaves out -I/usr/include and -L/usr/lib only when written so, and
 # a relative form would put the system directories early on every consumer's command line.
+# Nor when a directory the .pc files' `..` climb out of is a link to one elsewhere (a lib/ on
+# another disk): pkg-config hands ${pcfiledir}/../../include to the compiler as it is, and the
+# system climbs each `..` from where the link leads. (The CMake file collapses its `..` by
+# name, so its relative form holds there.)
 pc_prefix=$prefix cmake_prefix=$prefix
 if [ "$(under_prefix . "$libdir")" != "$libdir" ]; then
-  [ "${prefix%/}" = /usr ] ||
-    pc_prefix="\${pcfiledir}/$(realpath -ms --relative-to="$libdir/pkgconfig" "$prefix")"
+  pc_up=$(realpath -ms --relative-to="$libdir/pkgconfig" "$prefix")
+  if [ "${prefix%/}" = /usr ]; then
+    :
+  elif [ "$lib_to/pkgconfig/$pc_up" -ef "$destdir$prefix" ]; then
+    pc_prefix="\${pcfiledir}/$pc_up"
+  else
+    echo "install.sh: $libdir/pkgconfig/$pc_up is not $prefix (a directory below the prefix is a" \
+      "link to one elsewhere): the .pc files name the prefix $prefix, and hold only where it is" >&2
+  fi
   cmake_prefix="\${_pgate_here}/$(realpath -ms --relative-to="$libdir/cmake/promotion_gates" "$prefix")"
 fi
 for pc in promotion_gates promotion_gates-static; do

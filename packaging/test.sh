@@ -6,8 +6,9 @@
 #       shared ones needing the library by its versioned SONAME, which the install names
 #       (libpromotion_gates_ffi.so.0.MINOR), and running without the development link .so,
 #   (b) a CMake project using find_package(promotion_gates) (C++ wrapper and static C; then
-#       with one of the libraries removed, beside a source build of bindings/cpp, and found
-#       through a link lib -> usr/lib), and one using
+#       with one of the libraries removed, beside a source build of bindings/cpp, found
+#       through a link lib -> usr/lib, and on a prefix whose lib/ is a link elsewhere, as
+#       pkg-config is too), and one using
 #       pkg_check_modules(IMPORTED_TARGET promotion_gates-static),
 #   (c) a Python venv with the wheel `pip wheel ./bindings/python` builds (no environment variable),
 #       and the package's system-loader fallback on the runtime install,
@@ -411,6 +412,29 @@ else
   failed=$((failed + 1))
 fi
 rm -rf "$tmp/merged"
+
+echo "== (a, b) pkg-config and CMake on a prefix whose lib/ is a link to a directory elsewhere"
+# (a lib/ on another disk): the compiler climbs each `..` of the .pc files' ${pcfiledir}/../..
+# from where the link leads, so they name that prefix as it is; the CMake package collapses
+# its `..` by name. Each links the archive from the prefix's include/, which is not elsewhere.
+linked="$tmp/linked_lib"
+mkdir -p "$linked/prefix" "$linked/disk/lib"
+ln -s ../disk/lib "$linked/prefix/lib"
+"$root/packaging/install.sh" --no-build --prefix "$linked/prefix" >/dev/null 2>"$tmp/linked.err"
+# shellcheck disable=SC2046
+if cc -std=c11 -Wall -Wextra -Werror "$hosts/route.c" -o "$tmp/route_c_linked" \
+  $(PKG_CONFIG_PATH="$linked/prefix/lib/pkgconfig" pkg-config --cflags --libs promotion_gates-static) 2>"$tmp/linked_cc.err"; then
+  check "C (pkg-config, static), lib/ a link elsewhere" "$tmp/route_c_linked"
+else
+  echo "FAILED: pkg-config on a prefix whose lib/ is a link elsewhere: $(grep -m1 -i error "$tmp/linked_cc.err"); $(head -n 1 "$tmp/linked.err")" >&2
+  failed=$((failed + 1))
+fi
+if find_package_host "$linked/prefix" promotion_gates::c_static; then
+  check "find_package, lib/ a link elsewhere (promotion_gates::c_static)" "$tmp/found/route_c"
+else
+  echo "FAILED: find_package on a prefix whose lib/ is a link elsewhere: $(found_error)" >&2
+  failed=$((failed + 1))
+fi
 
 echo "== (b) CMake, pkg_check_modules(IMPORTED_TARGET promotion_gates-static)"
 # CMake puts what pkg-config gives other than -L and -l among the link options, before the
