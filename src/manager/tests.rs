@@ -463,6 +463,14 @@ fn a_flag_graduated_by_a_swap_in_staging_keeps_the_stage_and_is_told() {
     assert_eq!(change.flags.enabled, ["f"]);
     assert!(change.flags.disabled.is_empty());
     assert_eq!(change.stage, stage);
+    // A rollback decided from here on rolls back this config, where `f` is the stable
+    // version's: it stays (only one decided before the swap, made over it, takes `f` back).
+    gate.rollback("a bad build").unwrap();
+    assert_eq!(gate.environment(), Environment::Production);
+    assert!(gate.is_feature_enabled("f"), "{:?}", gate.config());
+    assert_eq!(gate.config().graduated_flags, ["f"]);
+    let change = changes.try_recv().expect("the rollback's change");
+    assert!(change.flags.disabled.is_empty(), "{change:?}");
 }
 
 #[test]
