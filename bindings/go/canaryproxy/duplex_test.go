@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -190,6 +192,48 @@ func TestAHungDuplexStreamTheClientLeavesIsAbandoned(t *testing.T) {
 		}
 		if !stream.isDuplex && requests != 0 {
 			t.Errorf("%s: a client that left mid-upload recorded as %v requests", stream.name, requests)
+		}
+	}
+}
+
+// Options.Duplex is asked of a request with a body only: never of a bodiless one over HTTP/2,
+// whose server gives every request a non-nil body, a GET sent with END_STREAM too (Content-Length
+// 0). A build asked it of every such request, and watched an upload the ReverseProxy drops
+// (it sends no body of Content-Length 0). A body of unknown length (-1) is still one.
+func TestDuplexIsNeverAskedOfABodilessHTTP2Request(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+	up := upstream(t, "canary", http.StatusOK)
+	var asked atomic.Int64
+	duplex := func(*http.Request) bool { asked.Add(1); return false }
+	front := h2cServer(t, newProxy(t, Options{Duplex: duplex}, g, up.URL, up.URL))
+	transport := h2cTransport()
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+	for _, c := range []struct {
+		name, method string
+		body         io.Reader
+		asked        int64 // Duplex's calls so far
+	}{
+		{"a GET", http.MethodGet, nil, 0},
+		{"a POST of no body", http.MethodPost, strings.NewReader(""), 0},
+		{"a POST of 4 bytes", http.MethodPost, strings.NewReader("body"), 1},
+		{"a POST of unknown length", http.MethodPost, io.MultiReader(strings.NewReader("body")), 2},
+	} {
+		req, err := http.NewRequest(c.method, front.URL, c.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.ProtoMajor != 2 || res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: answered %d over %s, want 200 over HTTP/2", c.name, res.StatusCode, res.Proto)
+		}
+		if n := asked.Load(); n != c.asked {
+			t.Errorf("%s: Duplex asked %d times in all, want %d", c.name, n, c.asked)
 		}
 	}
 }

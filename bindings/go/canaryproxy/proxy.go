@@ -229,7 +229,9 @@ type Options struct {
 	// same: nothing is recorded. Go's Transport starts its ResponseHeaderTimeout only once
 	// the body was written, so a deadline around the Proxy is what bounds a hung upstream of
 	// a duplex stream. Asked once per request with a body, before it is sent; never for a
-	// request without one. A panic of it is the host's: nothing is sent or recorded, and it
+	// request without one (nor for one of Content-Length 0, which the ReverseProxy sends
+	// without a body: an HTTP/2 server gives every request a body, a GET's too; an unknown
+	// length, -1, is a body). A panic of it is the host's: nothing is sent or recorded, and it
 	// goes on. Default (nil): no request is a duplex stream (say which gRPC methods stream
 	// both ways, by r.URL.Path).
 	Duplex func(*http.Request) bool
@@ -668,9 +670,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rp = &ex.proxies[1]
 	}
 	*ow = outcomeWriter{ResponseWriter: w, proxy: p, request: r, decision: d, pending: err == nil, start: time.Now()}
-	if body := r.Body; body != nil && body != http.NoBody {
-		// Its own object, not the pooled writer's: the Transport may read or close the body
-		// after ServeHTTP returned.
+	if body := r.Body; body != nil && body != http.NoBody && r.ContentLength != 0 {
+		// A body of Content-Length 0 is none: the ReverseProxy drops it (an HTTP/2 server
+		// gives every request a body, a GET's too); -1 is a body of unknown length. Its own
+		// object, not the pooled writer's: the Transport may read or close the body after
+		// ServeHTTP returned.
 		ow.upload = &uploadWatch{ReadCloser: body, ctx: r.Context(), start: ow.start, duplex: p.duplex != nil && p.duplex(r)}
 		r.Body = ow.upload
 	}
