@@ -46,7 +46,8 @@ type OutcomeCounts struct {
 	// in neither cohort.
 	ForcedOutcomes uint64
 	// IgnoredOverrideValues is promotion_ignored_override_values_total: forcing values
-	// RouteForced ignored (its decision's ForcedBy is NotForced).
+	// RouteForced ignored (its decision's ForcedBy is NotForced; a canaryproxy.Proxy tells
+	// each to its Options.OnIgnoredOverrideValue).
 	IgnoredOverrideValues uint64
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	promotiongates "github.com/promotion-gates/promotion-gates/bindings/go"
@@ -62,6 +63,69 @@ func Example() {
 	res.Body.Close()
 	fmt.Println(string(body), strings.Contains(string(metrics), `promotion_window_requests{gate="default",cohort="stable"} 1`))
 	// Output: stable true
+}
+
+// A host of several processes (the workers of a pre-forking server) counts the four outcome
+// counters once for all of them and serves those counts in place of each gate's own: each
+// outcome OnRecorded tells, and each forcing value the gate ignored, which
+// OnIgnoredOverrideValue tells as the request is routed. Here the shared counts are atomics of
+// one process; a real host keeps them in memory its processes share.
+func Example_sharedCounts() {
+	gate, err := promotiongates.New(`{"gate": "checkout", "overrides": {"header": "X-Canary"}}`, "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer gate.Close()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") }))
+	defer upstream.Close()
+	stable, _ := url.Parse(upstream.URL)
+	canary, _ := url.Parse(upstream.URL)
+
+	var shared struct{ late, foreign, forced, ignored atomic.Uint64 }
+	proxy, err := canaryproxy.New(canaryproxy.Options{
+		Gate: gate, Stable: stable, Canary: canary,
+		OnRecorded: func(r promotiongates.Recorded) {
+			switch r {
+			case promotiongates.Late:
+				shared.late.Add(1)
+			case promotiongates.Foreign:
+				shared.foreign.Add(1)
+			case promotiongates.Forced:
+				shared.forced.Add(1)
+			}
+		},
+		OnIgnoredOverrideValue: func() { shared.ignored.Add(1) },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+	req, _ := http.NewRequest(http.MethodGet, front.URL, nil)
+	req.Header.Set("X-Canary", "yes") // neither canary nor stable: ignored, and counted
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+
+	// The /metrics handler, whichever process serves it: all four replace the gate's own.
+	text, err := gate.MetricsPrometheusCounted(promotiongates.OutcomeCounts{
+		LateOutcomes:          shared.late.Load(),
+		ForeignOutcomes:       shared.foreign.Load(),
+		ForcedOutcomes:        shared.forced.Load(),
+		IgnoredOverrideValues: shared.ignored.Load(),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "promotion_ignored_override_values_total{") {
+			fmt.Println(line)
+		}
+	}
+	// Output: promotion_ignored_override_values_total{gate="checkout"} 1
 }
 
 // statusLog is a host's middleware writer, between http.TimeoutHandler and the Proxy: it keeps

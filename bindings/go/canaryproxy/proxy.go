@@ -249,11 +249,23 @@ type Options struct {
 	// Record's answer, or RecordAbandonedAs's for a request whose client left after the SLO's
 	// latency target (nothing for one that left before it, nor for an outcome the gate
 	// refused, closed meanwhile). A host of several processes counts each Late, Foreign and
-	// Forced in memory they share, and serves them with promotiongates.MetricsPrometheusCounted
-	// (the binding's README, "Telemetry"). Called on the request's goroutine as the outcome
+	// Forced in memory they share, with each ignored forcing value OnIgnoredOverrideValue
+	// tells, and serves them with promotiongates.MetricsPrometheusCounted (the binding's
+	// README, "Telemetry"). Called on the request's goroutine as the outcome
 	// is recorded, possibly while a panic of the host's code goes on: it must not panic, and
 	// should be quick (an atomic add). Default (nil): not called.
 	OnRecorded func(promotiongates.Recorded)
+	// OnIgnoredOverrideValue, when set, is called for each request whose forcing value (see
+	// ForcingValue) the gate ignored, and counted in promotion_ignored_override_values_total:
+	// a value neither canary nor stable (ASCII case ignored) of a request the config's id
+	// lists do not force (nor one TrustForcing refused: its value is not passed to the gate).
+	// A host of several processes counts each call in the memory they share, beside the
+	// outcomes OnRecorded tells, and serves the sum as OutcomeCounts.IgnoredOverrideValues:
+	// the gate counts the value as the request is routed, so the Proxy calls it then, in
+	// Route (from ServeHTTP, or the host's own call), on the request's goroutine, whether an
+	// outcome is recorded after or not. It must not panic (a panic goes on before anything
+	// is sent or recorded), and should be quick (an atomic add). Default (nil): not called.
+	OnIgnoredOverrideValue func()
 	// TrustForwarded, when set, says whether a request came from a proxy trusted to set the
 	// forwarding headers (a load balancer in front, by its address): for such a request the
 	// X-Forwarded-For chain it carries is kept, the peer's address appended, and its
@@ -281,6 +293,7 @@ type Proxy struct {
 	isFailure    func(int) bool
 	duplex       func(*http.Request) bool
 	onRecorded   func(promotiongates.Recorded)
+	onIgnored    func() // Options.OnIgnoredOverrideValue
 	onError      func(http.ResponseWriter, *http.Request, error)
 	upstreams    [2]string                // the stable and canary URLs, for StatusHandler
 	forcing      atomic.Pointer[forcing]  // where a forcing value is read; replaced on a rename
@@ -360,6 +373,7 @@ func New(opts Options) (*Proxy, error) {
 		onError:      opts.ErrorHandler,
 		duplex:       opts.Duplex,
 		onRecorded:   opts.OnRecorded,
+		onIgnored:    opts.OnIgnoredOverrideValue,
 	}
 	if !opts.NoKeyHeader {
 		h := opts.KeyHeader
@@ -570,7 +584,9 @@ func (p *Proxy) Key(r *http.Request) string {
 
 // Route returns the gate's decision for the request (by Key, and by its ForcingValue when
 // an override header or cookie is named and Options.TrustForcing, if set, trusts the
-// request), as ServeHTTP takes it.
+// request), as ServeHTTP takes it. A forcing value the gate ignored (and counted: the
+// request carried one, and its decision is not forced) is told to
+// Options.OnIgnoredOverrideValue.
 func (p *Proxy) Route(r *http.Request) (promotiongates.Decision, error) {
 	f := p.forcing.Load()
 	if f.header == "" && f.cookie == "" ||
@@ -578,7 +594,11 @@ func (p *Proxy) Route(r *http.Request) (promotiongates.Decision, error) {
 		return p.gate.RouteString(p.Key(r))
 	}
 	value, present := f.value(r)
-	return p.gate.RouteForcedString(p.Key(r), value, present)
+	d, err := p.gate.RouteForcedString(p.Key(r), value, present)
+	if present && p.onIgnored != nil && err == nil && d.ForcedBy() == promotiongates.NotForced {
+		p.onIgnored()
+	}
+	return d, err
 }
 
 // ForcingValue returns the request's forcing value: the override header's, else the

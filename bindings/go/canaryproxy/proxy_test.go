@@ -375,6 +375,85 @@ func TestOnRecordedHearsEveryOutcome(t *testing.T) {
 	took(promotiongates.Forced, promotiongates.Counted)
 }
 
+// TestOnIgnoredOverrideValueHearsEachIgnoredValue: a forcing value the gate ignores (neither
+// canary nor stable) is told to OnIgnoredOverrideValue as its request is routed, so that a
+// host of several processes counts promotion_ignored_override_values_total as it counts the
+// outcomes OnRecorded hears: for one process its counts are the gate's own, and
+// MetricsPrometheusCounted serves them. A value the config's id lists overrule, one
+// TrustForcing refused and a value that forces are not ignored. A build told nothing of it,
+// and a host following the docs served the counter as 0.
+func TestOnIgnoredOverrideValueHearsEachIgnoredValue(t *testing.T) {
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 50}},
+		"overrides": {"header": "X-Canary", "canary_ids": ["tester"]}}`)
+	var late, foreign, forced, ignored atomic.Uint64 // the memory the processes would share
+	opts := Options{
+		OnRecorded: func(r promotiongates.Recorded) {
+			switch r {
+			case promotiongates.Late:
+				late.Add(1)
+			case promotiongates.Foreign:
+				foreign.Add(1)
+			case promotiongates.Forced:
+				forced.Add(1)
+			}
+		},
+		OnIgnoredOverrideValue: func() { ignored.Add(1) },
+		TrustForcing:           func(r *http.Request) bool { return r.Header.Get("X-Untrusted") == "" },
+	}
+	up := upstream(t, "up", http.StatusOK)
+	front := httptest.NewServer(newProxy(t, opts, g, up.URL, up.URL))
+	defer front.Close()
+	cases := []struct {
+		name    string
+		headers map[string]string
+		ignored bool
+	}{
+		{"X-Canary: bogus", map[string]string{"X-Canary": "bogus"}, true},
+		{"X-Canary: canary", map[string]string{"X-Canary": "canary"}, false},
+		{"X-Canary: STABLE", map[string]string{"X-Canary": "STABLE"}, false},
+		{"no X-Canary", nil, false},
+		{"X-Canary: maybe", map[string]string{DefaultKeyHeader: "user-7", "X-Canary": "maybe"}, true},
+		{"the listed tester's X-Canary: bogus", map[string]string{DefaultKeyHeader: "tester", "X-Canary": "bogus"}, false},
+		{"an untrusted X-Canary: bogus", map[string]string{"X-Canary": "bogus", "X-Untrusted": "1"}, false},
+	}
+	for _, c := range cases {
+		before := ignored.Load()
+		if status, _ := send(t, front.URL, c.headers, nil); status != http.StatusOK {
+			t.Fatalf("%s: answered %d", c.name, status)
+		}
+		if heard := ignored.Load() - before; (heard == 1) != c.ignored || heard > 1 {
+			t.Errorf("%s: OnIgnoredOverrideValue heard %d times, want ignored %v", c.name, heard, c.ignored)
+		}
+	}
+	if n := metric(t, g, "promotion_ignored_override_values_total"); n != 2 || ignored.Load() != 2 {
+		t.Fatalf("the gate counted %v ignored values, the host %d; want 2, 2", n, ignored.Load())
+	}
+	// Outcomes are recorded once their answer was copied, as the client may already read it.
+	own := func() promotiongates.OutcomeCounts {
+		return promotiongates.OutcomeCounts{
+			LateOutcomes:          uint64(metric(t, g, "promotion_late_outcomes_total")),
+			ForeignOutcomes:       uint64(metric(t, g, "promotion_foreign_outcomes_total")),
+			ForcedOutcomes:        uint64(metric(t, g, "promotion_forced_outcomes_total")),
+			IgnoredOverrideValues: uint64(metric(t, g, "promotion_ignored_override_values_total")),
+		}
+	}
+	counted := func() promotiongates.OutcomeCounts {
+		return promotiongates.OutcomeCounts{LateOutcomes: late.Load(), ForeignOutcomes: foreign.Load(),
+			ForcedOutcomes: forced.Load(), IgnoredOverrideValues: ignored.Load()}
+	}
+	eventually(t, "the 3 forced outcomes recorded", func() bool { return own().ForcedOutcomes == 3 && forced.Load() == 3 })
+	if own, counted := own(), counted(); own != counted {
+		t.Fatalf("the host counted %+v, the gate %+v", counted, own)
+	}
+	text, err := g.MetricsPrometheusCounted(counted())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := `promotion_ignored_override_values_total{gate="default"} 2` + "\n"; !strings.Contains(text, line) {
+		t.Fatalf("the host's counts served without %q:\n%s", line, text)
+	}
+}
+
 // TestForwardingHeadersAndQuery: by default the upstream sees this hop alone (the client's
 // forwarding headers dropped, a query with a semicolon re-encoded away); TrustForwarded keeps
 // a trusted proxy's X-Forwarded-For chain and X-Forwarded-Proto, but not the Forwarded and
