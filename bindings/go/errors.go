@@ -186,3 +186,15 @@ func takeError(op string, st C.pgate_status, cerr *C.pgate_error) error {
 	}
 	return &Error{Status: status, Message: msg}
 }
+
+// emptyRefused names a swap's refusal of an empty document, which the library words as its
+// JSON parser does ("EOF while parsing a value at line 1 column 0"): New reads "" as the
+// defaults, a swap refuses it (a host's mistake, not a request for the defaults). what is the
+// library's name of the document ("config", "SLO config"), instead what to pass. Any other
+// outcome is err unchanged (a closed gate is ErrClosed, as for any document).
+func emptyRefused(err error, doc, what, instead string) error {
+	if e, ok := err.(*Error); !ok || doc != "" || e.Status != StatusInvalidJSON {
+		return err
+	}
+	return &Error{Status: StatusInvalidJSON, Message: "invalid JSON " + what + ": empty document (" + instead + ")"}
+}

@@ -402,6 +402,8 @@ func (g *Gate) readBool(op string, call func(*C.pgate_gate, *C.bool) C.pgate_sta
 // reload: not gated by the judge). On error the gate is unchanged, but for ErrSLONotMet: a
 // swap that would start a stage (a new split, environment or salt, or in Canary and Staging
 // a flag newly on) judges the stage it ends first, and a fired rule rolls the canary back.
+// "", which New reads as the defaults, is an ErrInvalidJSON ("invalid JSON config: empty
+// document (...)"): a swap's empty text is taken for a mistake.
 func (g *Gate) SwapConfig(configJSON string) error {
 	p, held := g.acquire()
 	if p == nil {
@@ -412,7 +414,12 @@ func (g *Gate) SwapConfig(configJSON string) error {
 	st := C.pgate_swap_config(p, doc, n, &cerr)
 	held.release()
 	runtime.KeepAlive(g)
-	return takeError("pgate_swap_config", st, cerr)
+	return emptyConfigRefused(takeError("pgate_swap_config", st, cerr), configJSON)
+}
+
+// emptyConfigRefused names the refusal of an empty config to a swap (see emptyRefused).
+func emptyConfigRefused(err error, configJSON string) error {
+	return emptyRefused(err, configJSON, "config", "a swap takes a whole config, such as Config returns")
 }
 
 // SwapConfigFrom is SwapConfig, made only if the gate has not changed since the caller read
@@ -437,7 +444,7 @@ func (g *Gate) SwapConfigFrom(changeCount uint64, configJSON string) error {
 	st := C.pgate_swap_config_from(p, C.uint64_t(changeCount), doc, n, &cerr)
 	held.release()
 	runtime.KeepAlive(g)
-	return takeError("pgate_swap_config_from", st, cerr)
+	return emptyConfigRefused(takeError("pgate_swap_config_from", st, cerr), configJSON)
 }
 
 // Version is the library's version, e.g. "0.1.0".

@@ -135,9 +135,20 @@ func TestConfigRoundTrip(t *testing.T) {
 	if !strings.Contains(pe.Message, "slo_threshold") {
 		t.Fatalf("message should name the field: %q", pe.Message)
 	}
-	wantErr(t, g.SwapConfig(""), ErrInvalidJSON)
+	wantEmptyRefused(t, g.SwapConfig(""))
 	if d2, _ := g.RouteString("u"); d2.Environment() != Staging {
 		t.Fatal("a refused swap changed the gate")
+	}
+}
+
+// wantEmptyRefused checks a swap's refusal of an empty document (New reads "" as the
+// defaults): ErrInvalidJSON saying the document is empty (the library's words are the JSON
+// parser's, "EOF while parsing a value at line 1 column 0").
+func wantEmptyRefused(t *testing.T, err error) {
+	t.Helper()
+	pe := wantErr(t, err, ErrInvalidJSON)
+	if want := "invalid JSON config: empty document (a swap takes a whole config, such as Config returns)"; pe.Message != want {
+		t.Fatalf("an empty document: message %q, want %q", pe.Message, want)
 	}
 }
 
@@ -359,7 +370,7 @@ func TestSwapConfigFromACountBeforeARollback(t *testing.T) {
 	if !strings.Contains(pe.Message, "slo_threshold") {
 		t.Fatalf("message should name the field: %q", pe.Message)
 	}
-	wantErr(t, g.SwapConfigFrom(seen, ""), ErrInvalidJSON)
+	wantEmptyRefused(t, g.SwapConfigFrom(seen, ""))
 	wantErr(t, g.SwapConfigFrom(seen, "["), ErrInvalidJSON)
 	if now, _ := g.ChangeCount(); now != seen || mustConfig(t, g) != swapped {
 		t.Fatal("a refused SwapConfigFrom changed the gate")

@@ -59,19 +59,22 @@ func (g *Gate) SLO() (SLO, error) {
 	return slo, nil
 }
 
-// SwapSLO replaces the gate's SLO policy with a JSON SloConfig (as New's sloJSON; missing
-// fields take the defaults) and keeps the gate's state: its stage, environment, flags, the
-// outcomes in the window and the rollback history. The judge uses the new policy from its
-// next evaluation; outcomes already recorded keep the compliance they were counted with. The
-// swap is a change of kind ChangeConfig. With a state store, the SLO stays this process's own
-// (the store does not keep it).
+// SwapSLO replaces the gate's SLO policy with a JSON SloConfig (as New's sloJSON: missing
+// fields take the defaults, so {} swaps in the defaults; but "", which New reads as the
+// defaults, is refused: a swap's empty text is taken for a mistake) and keeps the gate's
+// state: its stage, environment, flags, the outcomes in the window and the rollback history.
+// The judge uses the new policy from its next evaluation; outcomes already recorded keep the
+// compliance they were counted with. The swap is a change of kind ChangeConfig. With a state
+// store, the SLO stays this process's own (the store does not keep it).
 //
-// Errors: ErrInvalidJSON (malformed JSON or an unknown field), ErrInvalidConfig (the message
-// names the field and value); the gate is unchanged then.
+// Errors: ErrInvalidJSON (malformed JSON, an unknown field, or "": "invalid JSON SLO config:
+// empty document (pass {} for the defaults)"), ErrInvalidConfig (the message names the field
+// and value); the gate is unchanged then.
 func (g *Gate) SwapSLO(sloJSON string) error {
-	return g.textCall("pgate_swap_slo", sloJSON, func(p *C.pgate_gate, doc *C.uint8_t, n C.size_t, cerr **C.pgate_error) C.pgate_status {
+	err := g.textCall("pgate_swap_slo", sloJSON, func(p *C.pgate_gate, doc *C.uint8_t, n C.size_t, cerr **C.pgate_error) C.pgate_status {
 		return C.pgate_swap_slo(p, doc, n, cerr)
 	})
+	return emptyRefused(err, sloJSON, "SLO config", "pass {} for the defaults")
 }
 
 // UnmarshalJSON reads the library's JSON form (Gate.SLO's source) as the library reads it.

@@ -116,8 +116,19 @@ func TestSwapSLOKeepsTheStageAndTheRecordedCounts(t *testing.T) {
 		t.Fatalf("message %q", e.Message)
 	}
 	wantErr(t, g.SwapSLO(`{"max_eror_rate": 0.1}`), ErrInvalidJSON)
+	// An empty document is refused, not read as New reads it (the defaults): a swap's empty
+	// text is taken for a mistake, and the message says so (the library's words are the JSON
+	// parser's, "EOF while parsing a value at line 1 column 0").
+	e = wantErr(t, g.SwapSLO(""), ErrInvalidJSON)
+	if want := "invalid JSON SLO config: empty document (pass {} for the defaults)"; e.Message != want {
+		t.Fatalf("SwapSLO(\"\"): message %q, want %q", e.Message, want)
+	}
 	if slo2, _ := g.SLO(); slo2 != slo {
 		t.Fatalf("a refused swap changed the SLO: %+v", slo2)
+	}
+	ok(t, g.SwapSLO("{}"))
+	if slo3, _ := g.SLO(); slo3 != DefaultSLO() {
+		t.Fatalf("SwapSLO({}) swapped in %+v, not the defaults %+v", slo3, DefaultSLO())
 	}
 }
 
