@@ -283,7 +283,11 @@ type Options struct {
 }
 
 // Proxy is an http.Handler that routes by the gate and records outcomes. Safe for
-// concurrent use.
+// concurrent use. Make one with New: a Proxy not made by New (a zero Proxy, or a nil one)
+// routes nothing, as a zero Gate is closed: ServeHTTP answers 500 Internal Server Error and
+// logs why to the log package's standard logger, Route returns an error matching
+// promotiongates.ErrClosed, and a zero Proxy's MetricsHandler and StatusHandler answer 503,
+// as for a closed gate.
 type Proxy struct {
 	gate         *promotiongates.Gate
 	header       string // canonical header key, "" for none or Host
@@ -579,6 +583,9 @@ func (p *Proxy) Key(r *http.Request) string {
 			return v
 		}
 	}
+	if p.fallback == nil { // a Proxy not made by New
+		return ClientAddress(r)
+	}
 	return p.fallback(r)
 }
 
@@ -588,7 +595,13 @@ func (p *Proxy) Key(r *http.Request) string {
 // request carried one, and its decision is not forced) is told to
 // Options.OnIgnoredOverrideValue.
 func (p *Proxy) Route(r *http.Request) (promotiongates.Decision, error) {
+	if p == nil {
+		return promotiongates.Decision{}, errNotMade
+	}
 	f := p.forcing.Load()
+	if f == nil { // New stores the names before it returns the Proxy
+		return promotiongates.Decision{}, errNotMade
+	}
 	if f.header == "" && f.cookie == "" ||
 		p.trustForcing != nil && !p.trustForcing(r) {
 		return p.gate.RouteString(p.Key(r))
@@ -617,6 +630,9 @@ func (p *Proxy) ForcingValue(r *http.Request) (value string, present bool) {
 }
 
 func (f *forcing) value(r *http.Request) (value string, present bool) {
+	if f == nil { // a Proxy not made by New
+		return "", false
+	}
 	if f.header != "" {
 		if v := r.Header[f.header]; len(v) > 0 {
 			return v[0], true
@@ -627,6 +643,10 @@ func (f *forcing) value(r *http.Request) (value string, present bool) {
 	}
 	return "", false
 }
+
+// errNotMade is the error of a Proxy not made by New (a zero Proxy, or a nil one): it has
+// no upstream to send a request to, and no gate, which is closed as a zero Gate is.
+var errNotMade = fmt.Errorf("canaryproxy: the Proxy was not made by New (a zero Proxy, or a nil one): make it with canaryproxy.New: %w", promotiongates.ErrClosed)
 
 // unread is the change count of names never read: no count of a gate reaches it.
 const unread = ^uint64(0)
@@ -681,9 +701,14 @@ func refreshFollowed(proxy weak.Pointer[Proxy], seen uint64) (uint64, error) {
 
 // ServeHTTP routes the request, proxies it to the chosen upstream and records its outcome.
 // When the gate cannot route (it was closed), the request goes to the stable upstream and
-// nothing is recorded.
+// nothing is recorded. A Proxy not made by New answers 500 (see Proxy).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d, err := p.Route(r)
+	if err == errNotMade {
+		log.Printf("http: proxy error: %v", err)
+		http.Error(w, "canaryproxy: the Proxy was not made by New", http.StatusInternalServerError)
+		return
+	}
 	ex := p.exchanges.Get().(*exchange)
 	ow, rp := &ex.writer, &ex.proxies[0]
 	if err == nil && d.IsCanary() {

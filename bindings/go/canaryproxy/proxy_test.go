@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -451,6 +453,47 @@ func TestOnIgnoredOverrideValueHearsEachIgnoredValue(t *testing.T) {
 	}
 	if line := `promotion_ignored_override_values_total{gate="default"} 2` + "\n"; !strings.Contains(text, line) {
 		t.Fatalf("the host's counts served without %q:\n%s", line, text)
+	}
+}
+
+// TestAProxyNotMadeByNewAnswers500: a zero Proxy (or a nil one) used as a handler panicked on
+// its first request (a nil pointer, its override names never read). It answers 500 and logs
+// that the Proxy was not made by New, its Route returns an error matching ErrClosed (as a
+// zero Gate's calls do), and a zero one's other methods answer as for a closed gate.
+func TestAProxyNotMadeByNewAnswers500(t *testing.T) {
+	var logged strings.Builder
+	log.SetOutput(&logged)
+	defer log.SetOutput(os.Stderr)
+	for _, p := range []*Proxy{{}, nil} {
+		name := fmt.Sprintf("%#v", p)
+		req := httptest.NewRequest(http.MethodGet, "http://front/", nil)
+		rec := httptest.NewRecorder()
+		p.ServeHTTP(rec, req)
+		if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "not made by New") {
+			t.Errorf("%s: answered %d %q, want 500 saying it was not made by New", name, rec.Code, rec.Body.String())
+		}
+		if _, err := p.Route(req); !errors.Is(err, promotiongates.ErrClosed) || !strings.Contains(err.Error(), "canaryproxy.New") {
+			t.Errorf("%s: Route: %v, want an ErrClosed naming canaryproxy.New", name, err)
+		}
+		if p == nil {
+			continue
+		}
+		if key := p.Key(req); key != "192.0.2.1" {
+			t.Errorf("%s: Key %q, want the client's address", name, key)
+		}
+		if value, present := p.ForcingValue(req); value != "" || present {
+			t.Errorf("%s: ForcingValue %q, %v", name, value, present)
+		}
+		for _, h := range []http.Handler{p.MetricsHandler(), p.StatusHandler()} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://admin/", nil))
+			if rec.Code != http.StatusServiceUnavailable {
+				t.Errorf("%s: an admin handler answered %d, want 503 as for a closed gate", name, rec.Code)
+			}
+		}
+	}
+	if n := strings.Count(logged.String(), "not made by New"); n != 2 {
+		t.Errorf("logged %d times that the Proxy was not made by New, want 2:\n%s", n, logged.String())
 	}
 }
 
