@@ -221,6 +221,25 @@ typedef struct {
 extern ngx_module_t  ngx_http_promotion_gate_module;
 
 
+/*
+ * `s` trimmed of the spaces and horizontal tabs around it (RFC 9110's OWS), as Go's net/http
+ * trims a header's value: nginx's HTTP/1 parser trims spaces only, and keeps a tab around the
+ * value of the forcing header or of a key read from a header ($http_...). A key with no
+ * variable is trimmed so when the directive is read: one left empty is refused.
+ */
+static ngx_inline void
+ngx_http_pgate_trim_ows(ngx_str_t *s)
+{
+    while (s->len && (s->data[0] == ' ' || s->data[0] == '\t')) {
+        s->data++;
+        s->len--;
+    }
+    while (s->len && (s->data[s->len - 1] == ' ' || s->data[s->len - 1] == '\t')) {
+        s->len--;
+    }
+}
+
+
 /* The functions below are the module's own: hidden from the dynamic symbol table (nginx loads
  * modules with RTLD_GLOBAL), so that no other module's names clash with them and the calls
  * between the files are direct, not through the PLT. */

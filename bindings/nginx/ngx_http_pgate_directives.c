@@ -523,6 +523,23 @@ ngx_http_pgate_check_keys(ngx_conf_t *cf, ngx_http_pgate_main_conf_t *pmcf)
 
 
 /*
+ * Warns of a key written after a key with no variable (`constant`, never empty): the constant
+ * is always taken, so this key is never read (a fallback such as key=$http_x_user
+ * key=anonymous is the constant's own use, and warned of by no one).
+ */
+static void
+ngx_http_pgate_unread_key(ngx_conf_t *cf, ngx_command_t *cmd, ngx_http_pgate_gate_t *g,
+    ngx_str_t *key, ngx_str_t *constant)
+{
+    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                       "parameter \"key=%V\" of gate \"%V\" in \"%V\" directive is never "
+                       "read: the parameter \"key=%V\" before it has no variable and is "
+                       "never empty",
+                       key, &g->name, &cmd->name, constant);
+}
+
+
+/*
  * promotion_gate <name> <config.json> [slo=<slo.json>] [key=<value>]...;
  */
 char *
@@ -530,7 +547,7 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_pgate_main_conf_t  *pmcf = conf;
 
-    ngx_str_t                         *value, var, zone;
+    ngx_str_t                         *value, var, zone, trimmed, constant;
     ngx_uint_t                         i;
     ngx_http_variable_t               *v;
     ngx_http_pgate_gate_t             *g, *gates;
@@ -538,6 +555,7 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_compile_complex_value_t   ccv;
 
     value = cf->args->elts;
+    ngx_str_null(&constant);
 
     if (value[1].len == 0) {
         goto bad_name;
@@ -636,11 +654,43 @@ ngx_http_pgate_declare(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
                 return NGX_CONF_ERROR;
             }
-            if (key->lengths == NULL) {
+
+            /*
+             * The first key not empty once trimmed is taken (ngx_http_pgate_route): a key
+             * with no variable that trims to nothing is never taken, and one that does not
+             * is always taken, so no key after it is ever read.
+             */
+            if (key->lengths != NULL) {
+                if (constant.data != NULL) {
+                    ngx_http_pgate_unread_key(cf, cmd, g, ccv.value, &constant);
+                }
+                continue;
+            }
+
+            trimmed = key->value;
+            ngx_http_pgate_trim_ows(&trimmed);
+            if (trimmed.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"key=%V\" of gate \"%V\" in \"%V\" "
+                                   "directive: a key with no variable that is empty once its "
+                                   "spaces and tabs are trimmed is never taken (each request "
+                                   "would go on to the next key or $request_id)",
+                                   ccv.value, &g->name, &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            if (constant.data != NULL) {
+                ngx_http_pgate_unread_key(cf, cmd, g, ccv.value, &constant);
+
+            } else if (g->keys->nelts == 1) {
                 ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                                   "parameter \"key=%V\" in \"%V\" directive has no "
-                                   "variable: every request has that key, so all of them "
-                                   "reach one version", ccv.value, &cmd->name);
+                                   "parameter \"key=%V\" of gate \"%V\" in \"%V\" directive "
+                                   "has no variable: every request has that key, so all of "
+                                   "them reach one version", ccv.value, &g->name, &cmd->name);
+            }
+
+            if (constant.data == NULL) {
+                constant = *ccv.value;
             }
             continue;
         }

@@ -539,24 +539,6 @@ ngx_http_pgate_implicit_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_c
 /* ---- routing ----------------------------------------------------------------------- */
 
 /*
- * `s` trimmed of the spaces and horizontal tabs around it (RFC 9110's OWS), as Go's net/http
- * trims a header's value: nginx's HTTP/1 parser trims spaces only, and keeps a tab around the
- * value of the forcing header or of a key read from a header ($http_...).
- */
-static void
-ngx_http_pgate_trim_ows(ngx_str_t *s)
-{
-    while (s->len && (s->data[0] == ' ' || s->data[0] == '\t')) {
-        s->data++;
-        s->len--;
-    }
-    while (s->len && (s->data[s->len - 1] == ' ' || s->data[s->len - 1] == '\t')) {
-        s->len--;
-    }
-}
-
-
-/*
  * The cookie rules every host follows (docs/overrides.md, "Reading the forcing value"; the Go
  * middleware's cookieValue, net/http's): the Cookie lines in order, each split at ';', a
  * cookie's name and the line trimmed of SP, HTAB, CR, LF; the name compared exactly (RFC

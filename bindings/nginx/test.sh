@@ -2,7 +2,9 @@
 # Builds the nginx module (build.sh), checks that `nginx -t` names the directive, the field and
 # the value of bad configurations (a document without a store, a relative store path, a
 # document that cannot be read, named by its gate and parameter: config or slo=; a key reading
-# a declared gate's variable, while another variable named $promotion_gate_... is taken) and that
+# a declared gate's variable, or with no variable and empty once trimmed, while another variable
+# named $promotion_gate_... is taken, and a constant key is warned of only when first, as each
+# key after a constant one is) and that
 # a declaration refused for its store's fleet_judging or for naming another declaration's gate,
 # or a configuration refused after the declaration, leaves no store file behind, that as root
 # the store is created as the workers' user (also with a `user` directive after http) and with
@@ -182,11 +184,19 @@ expect_refusal 'invalid parameter "key=${Promotion_Gate_h}-x" in "promotion_gate
 expect_refusal 'invalid parameter "key=$promotion_gate_g" in "promotion_gate" directive in' \
   'promotion_gate g good.json key=$http_x_id key=$promotion_gate_g;'
 no_store "$tmp/fleet/h.db"
-# A key with no variable is taken, with a warning (the configuration is refused by its status
-# location naming gate g, which it does not declare, after the warning was written).
+# A first key with no variable is taken, with a warning (the configuration is refused by its
+# status location naming gate g, which it does not declare, after the warning was written).
 gate_document k 5
-expect_refusal 'parameter "key=constant" in "promotion_gate" directive has no variable' \
+expect_refusal 'parameter "key=constant" of gate "k" in "promotion_gate" directive has no variable' \
   'promotion_gate k k.json key=constant;'
+# One that is empty once trimmed is never taken (each request went on to the next key or
+# $request_id, the constant's warning saying all reach one version): refused, a space or a tab,
+# first or after a variable.
+expect_refusal 'invalid parameter "key= " of gate "g" in "promotion_gate" directive: a key with no variable that is empty once its spaces and tabs are trimmed' \
+  'promotion_gate g good.json "key= ";'
+tab=$'\t'
+expect_refusal "invalid parameter \"key= $tab \" of gate \"g\" in \"promotion_gate\" directive" \
+  'promotion_gate g good.json key=$http_x_user "key= \t ";'
 expect_refusal 'duplicate gate "g" in "promotion_gate" directive' 'promotion_gate g good.json; promotion_gate g good.json;'
 # nginx variable names ignore case: $promotion_gate_G is $promotion_gate_g. Refused before the
 # second gate's store is opened (it was refused at its variable, its store already made).
@@ -261,10 +271,24 @@ http {
 }
 ${3:-}
 CONF
-  timeout 20 nginx -p "$tmp" -c conf/nginx.conf -t -q ||
-    { echo "FAIL: nginx -t refused: $1 ${2:-} ${3:-}" >&2; exit 1; }
+  # (what nginx -t says, its warnings, kept in accepted_said)
+  accepted_said=$(timeout 20 nginx -p "$tmp" -c conf/nginx.conf -t -q 2>&1) ||
+    { echo "FAIL: nginx -t refused: $1 ${2:-} ${3:-}" >&2; echo "$accepted_said" >&2; exit 1; }
   echo "accepted: $1 ${2:-} ${3:-}"
 }
+# A key with no variable after one with a variable is a fallback: taken without a warning (a
+# build warned that every request had that key). The keys after a constant one are never read:
+# warned of, each.
+expect_accepted 'promotion_gate g good.json key=$http_x_user key=anonymous;'
+[ -z "$accepted_said" ] || { echo "FAIL: nginx -t warned of a fallback key: $accepted_said" >&2; exit 1; }
+expect_accepted 'promotion_gate g good.json key=$http_x_user key=anonymous key=$cookie_uid key=other;'
+for unread in '$cookie_uid' other; do
+  grep -qF "parameter \"key=$unread\" of gate \"g\" in \"promotion_gate\" directive is never read: the parameter \"key=anonymous\" before it has no variable and is never empty" <<<"$accepted_said" ||
+    { echo "FAIL: nginx -t did not warn that key=$unread is never read: $accepted_said" >&2; exit 1; }
+done
+! grep -q 'reach one version' <<<"$accepted_said" ||
+  { echo "FAIL: nginx -t warned that a fallback key sends every request to one version: $accepted_said" >&2; exit 1; }
+echo "warned of the keys after a fallback, not of the fallback: $(grep -c warn <<<"$accepted_said") lines"
 # A header or a cookie whose name holds promotion_gate_ is a key like any other: only a
 # declared gate's variable, $promotion_gate_<name>, is a gate's decision (a build searching the
 # whole value refused these).
