@@ -25,6 +25,9 @@
  * first failure, twice as long after each further one, up to 5 minutes. */
 #define PGATE_REOPEN_MS        1000
 #define PGATE_REOPEN_MAX_MS    (300 * 1000)
+/* A failure that may repeat on every request or timer tick is logged once this often at most
+ * per worker and gate (ngx_http_pgate_quiet). */
+#define PGATE_QUIET_LOG_MS     10000
 
 
 /* An outcome's flags, in the ring and between the log handler and pgate_record. */
@@ -119,6 +122,13 @@ typedef struct {
 /* A reopen attempt under way on its own thread (ngx_http_pgate_open.c). */
 typedef struct ngx_http_pgate_attempt_s  ngx_http_pgate_attempt_t;
 
+/* A failure logged at most once every PGATE_QUIET_LOG_MS (ngx_http_pgate_quiet): how many times
+ * it happened since its last line, and when that line was written (0: never). */
+typedef struct {
+    uint64_t                     since;
+    ngx_msec_t                   logged_at;
+} ngx_http_pgate_quiet_t;
+
 typedef struct {
     ngx_str_t                    name;
     ngx_str_t                    config_path;
@@ -169,10 +179,10 @@ typedef struct {
     size_t                       override_cookie_len;
     u_char                       override_header[PGATE_NAME_CAPACITY];
     u_char                       override_cookie[PGATE_NAME_CAPACITY];
-    /* outcomes the library refused since this worker's last line saying so, and when it
-     * wrote that line (0: never), see ngx_http_pgate_refused */
-    uint64_t                     refused;
-    ngx_msec_t                   refused_logged_at;
+    /* outcomes the library refused (ngx_http_pgate_refused), and this worker's failures to
+     * read the override names (ngx_http_pgate_refresh_config), each logged quietly */
+    ngx_http_pgate_quiet_t       refused;
+    ngx_http_pgate_quiet_t       override_failures;
     /* this worker logged that the gate's key reads a gate's decision (through a map...) */
     unsigned                     key_reads_gate_logged:1;
 } ngx_http_pgate_gate_t;
@@ -237,6 +247,30 @@ ngx_http_pgate_trim_ows(ngx_str_t *s)
     while (s->len && (s->data[s->len - 1] == ' ' || s->data[s->len - 1] == '\t')) {
         s->len--;
     }
+}
+
+
+/*
+ * Counts one more occurrence of a failure that may repeat on every request or timer tick, and
+ * returns how many to log now: all those since the last line, the first at once, then at most
+ * one line every PGATE_QUIET_LOG_MS; 0 while it keeps quiet (a failure that persists would
+ * otherwise write a line each time).
+ */
+static ngx_inline uint64_t
+ngx_http_pgate_quiet(ngx_http_pgate_quiet_t *q)
+{
+    uint64_t  since;
+
+    q->since++;
+
+    if (q->logged_at != 0 && ngx_current_msec - q->logged_at < PGATE_QUIET_LOG_MS) {
+        return 0;
+    }
+
+    since = q->since;
+    q->since = 0;
+    q->logged_at = ngx_current_msec ? ngx_current_msec : 1;
+    return since;
 }
 
 

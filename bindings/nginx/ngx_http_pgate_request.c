@@ -10,8 +10,6 @@
 #include "ngx_http_pgate.h"
 
 
-/* A worker logs the outcomes its gate refuses once this often at most. */
-#define PGATE_REFUSED_LOG_MS   10000
 /* How long a worker told of another worker's change asks its store again, every timer tick,
  * until its gate applied a change: the other worker's store write may land after the ask. */
 #define PGATE_RESYNC_MS        1000
@@ -896,27 +894,23 @@ ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
 /*
  * Logs that the library refused an outcome: the first refusal at once, then at most one line
- * every PGATE_REFUSED_LOG_MS per worker and gate, with how many were refused since the last
+ * every PGATE_QUIET_LOG_MS per worker and gate, with how many were refused since the last
  * (a refusal that persists would otherwise write a line per request). Cold.
  */
 static void
 ngx_http_pgate_refused(ngx_log_t *log, ngx_http_pgate_gate_t *g, pgate_status st)
 {
-    g->refused++;
+    uint64_t  since;
 
-    if (g->refused_logged_at != 0
-        && ngx_current_msec - g->refused_logged_at < PGATE_REFUSED_LOG_MS)
-    {
+    since = ngx_http_pgate_quiet(&g->refused);
+    if (since == 0) {
         return;
     }
 
     ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": record: %s (outcomes refused "
                   "since this worker's last such line: %uL, neither judged nor shared; one "
-                  "line every %d s at most)", &g->name, pgate_status_str(st), g->refused,
-                  PGATE_REFUSED_LOG_MS / 1000);
-
-    g->refused = 0;
-    g->refused_logged_at = ngx_current_msec ? ngx_current_msec : 1;
+                  "line every %d s at most)", &g->name, pgate_status_str(st), since,
+                  PGATE_QUIET_LOG_MS / 1000);
 }
 
 

@@ -146,6 +146,7 @@ ngx_http_pgate_read_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
     size_t        header_len, cookie_len, old_len;
     u_char       *p;
+    uint64_t      since;
     pgate_status  st;
     u_char        old[PGATE_NAME_CAPACITY];
 
@@ -157,8 +158,15 @@ ngx_http_pgate_read_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
                               &header_len, (char *) g->override_cookie,
                               PGATE_NAME_CAPACITY, &cookie_len);
     if (st != PGATE_STATUS_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": override names: %s; "
-                      "forcing values read as before", &g->name, pgate_status_str(st));
+        /* asked again every timer tick: one line every PGATE_QUIET_LOG_MS at most */
+        since = ngx_http_pgate_quiet(&g->override_failures);
+        if (since != 0) {
+            ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": override names: %s; "
+                          "forcing values read as before (failed reads since this worker's "
+                          "last such line: %uL, asked again every timer tick; one line every "
+                          "%d s at most)", &g->name, pgate_status_str(st), since,
+                          PGATE_QUIET_LOG_MS / 1000);
+        }
         return NGX_ERROR;
     }
 

@@ -45,8 +45,8 @@
 # rollback one worker decided reaches the other within milliseconds, that
 # the outcome counters read the same from both workers and never go down across a killed
 # worker and a reload, that an outcome the library refuses is not shared and not logged a line
-# each, that the ring's rules hold against a clock and ticks a
-# test program sets (tests/ring_rules.c), that a ring slot claimed and never published holds up
+# each, nor a read of the override names that keeps failing a line a timer tick, that the
+# ring's rules hold against a clock and ticks a test program sets (tests/ring_rules.c), that a ring slot claimed and never published holds up
 # the pooling 100 ms at most, that one first seen at a stale cached time is waited for two
 # timer ticks, that a reload finding a ring of another layout makes a new one and says so (the
 # ring states made by a preloaded shim, tests/ring_shim.c), that each state change gets its own
@@ -2302,6 +2302,30 @@ echo "20 requests refused by pgate_record in $served workers: canary windows of 
 [ "$served" = 2 ] || { echo "FAIL: the requests went through $served worker(s), not 2" >&2; exit 1; }
 [ "$windows" = " 0 0" ] || { echo "FAIL: a worker counted outcomes another worker's gate refused (windows:$windows)" >&2; exit 1; }
 [ "$lines" = 2 ] || { echo "FAIL: expected one error line a worker for its refusals, not $lines" >&2; exit 1; }
+
+echo "== a read of the override names that keeps failing is logged once, not every tick"
+# A shim preloaded into nginx makes pgate_override_names fail (PGATE_STATUS_PANIC): the worker
+# asks again at every timer tick (50 ms) and, over 1.5 s, writes one error line (a build logging
+# each failed read wrote one a tick, about 30).
+cat >"$tmp/names.c" <<'C'
+#include "promotion_gates.h"
+
+pgate_status
+pgate_override_names(const struct pgate_gate *gate, char *header, size_t header_cap,
+    size_t *header_len, char *cookie, size_t cookie_cap, size_t *cookie_len)
+{
+    return PGATE_STATUS_PANIC;
+}
+C
+cc -shared -fPIC -O2 -Wall -Werror -I"$here/../../include" -o "$tmp/names.so" "$tmp/names.c"
+port=$(free_port)
+gate_document names 5
+LD_PRELOAD="$tmp/names.so" serve_proxied names "$(free_port)" 1
+sleep 1.5
+lines=$(grep -c 'promotion gate "names": override names: PGATE_STATUS_PANIC' "$tmp/logs/error.log" || true)
+stop_serving
+echo "override names failing for 1.5 s: $lines error line(s)"
+[ "$lines" = 1 ] || { echo "FAIL: expected one error line for the failing reads, not $lines" >&2; exit 1; }
 
 echo "== the ring's rules: how long a claimed slot is waited for, which ring a zone hands over"
 # tests/ring_rules.c, built with the module's flags and linked with ngx_http_pgate_ring.c, sets
