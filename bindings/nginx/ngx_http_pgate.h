@@ -306,6 +306,7 @@ PGATE_LOCAL ngx_int_t ngx_http_pgate_log_handler(ngx_http_request_t *r);
 PGATE_LOCAL void ngx_http_pgate_add_header_filter(void);
 PGATE_LOCAL u_char *ngx_http_pgate_json(ngx_log_t *log, ngx_http_pgate_gate_t *g,
     ngx_http_pgate_json_pt get, const char *what, uint64_t after, size_t *len);
+PGATE_LOCAL void ngx_http_pgate_announce(ngx_log_t *log, ngx_http_pgate_gate_t *g);
 PGATE_LOCAL void ngx_http_pgate_timer(ngx_event_t *ev);
 
 /* ngx_http_pgate_ring.c */

@@ -71,7 +71,6 @@ typedef struct {
 
 
 static ngx_inline void ngx_http_pgate_follow(ngx_log_t *log, ngx_http_pgate_gate_t *g);
-static void ngx_http_pgate_announce(ngx_log_t *log, ngx_http_pgate_gate_t *g);
 
 
 /* nginx's own clock is cached per event loop turn in milliseconds: time upstreams here. */
@@ -1320,11 +1319,12 @@ ngx_http_pgate_json(ngx_log_t *log, ngx_http_pgate_gate_t *g, ngx_http_pgate_jso
 /*
  * Tells the other workers when this worker's gate changed state itself (origin this_gate: a
  * rollback or a promotion its judge decided while recording, this worker's outcome or one
- * pooled from the ring), by bumping the zone's generation. A change applied from the store
- * (origin store) is another process's, already in the store: not bumped again. One atomic
- * load (the change count) when nothing changed; run after recording and after pooling.
+ * pooled from the ring, or right after a metrics scrape read the window), by bumping the
+ * zone's generation. A change applied from the store (origin store) is another process's,
+ * already in the store: not bumped again. One atomic load (the change count) when nothing
+ * changed; run after recording, after pooling and after a scrape.
  */
-static void
+void
 ngx_http_pgate_announce(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
     u_char    *json;

@@ -281,7 +281,11 @@ ngx_http_pgate_status_handler(ngx_http_request_t *r)
 /*
  * Every gate's metrics, with the four outcome counters of the gate's zone (summed over every
  * worker, see ngx_http_pgate_counts_t) in place of the answering worker's own, so every worker
- * answers the same counters, which never go down while the zone lives.
+ * answers the same counters, which never go down while the zone lives. The library reads each
+ * window as pgate_read_health does: an evaluation that fell due while it held the window is
+ * made right after, on this thread, and may roll the canary back; each gate then announces
+ * such a change to the other workers at once, as the record path does (not at this worker's
+ * next timer tick).
  */
 ngx_int_t
 ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
@@ -336,6 +340,13 @@ ngx_http_pgate_metrics_handler(ngx_http_request_t *r)
     /* the text may grow between two calls: as the history above */
     for (tries = 0; /* void */; tries++) {
         st = pgate_metrics_prometheus_counted(live, counts, n, body, cap, &len);
+
+        for (i = 0; i < pmcf->gates.nelts; i++) {
+            if (gates[i].gate != NULL) {
+                ngx_http_pgate_announce(r->connection->log, &gates[i]);
+            }
+        }
+
         if (st == PGATE_STATUS_OK) {
             break;
         }

@@ -42,7 +42,8 @@
 # keeps the pooled evidence within the gate's window, that a reload refused (a document that
 # cannot be read, a store that cannot be opened) leaves the running workers routing and
 # recording, that a
-# rollback one worker decided reaches the other within milliseconds, that
+# rollback one worker decided reaches the other within milliseconds, and one a scrape made
+# (a preloaded shim) before the scraping worker's next timer tick, that
 # the outcome counters read the same from both workers and never go down across a killed
 # worker and a reload, that an outcome the library refuses is not shared and not logged a line
 # each, nor a read of the override names that keeps failing a line a timer tick, that the
@@ -2166,6 +2167,87 @@ grep -q "\[warn\] $successor#.*promotion gate \"gen\": state change: .*\"origin\
 echo "worker $survivor rolled back; worker $successor (one failure seen) followed within $learned_ms ms (sync interval 60 s)"
 [ "$learned_ms" -lt 1000 ] || { echo "FAIL: $learned_ms ms is not within milliseconds" >&2; exit 1; }
 stop_serving
+
+echo "== a rollback made during a scrape reaches the other worker at once"
+# The library reads each window for the metrics as pgate_read_health does: an evaluation that
+# fell due meanwhile is made right after, on the scraping worker, and may roll the canary back.
+# A shim preloaded into nginx stands for it: in the worker whose pid $tmp/scrape-rollback holds,
+# the first scrape rolls the gate back (pgate_rollback, stored at once) after reading. That
+# worker is stopped (SIGSTOP) as soon as its answer arrives, before its next timer tick: the
+# other worker, which reads the store every 60 s, must learn of the rollback from the zone's
+# generation, bumped by the scrape itself (a build announcing it only at the scraping worker's
+# next timer tick left the other routing to the rolled-back canary).
+cat >"$tmp/scrape_rollback.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <unistd.h>
+#include "promotion_gates.h"
+
+pgate_status
+pgate_metrics_prometheus_counted(const struct pgate_gate *const *gates,
+    const struct pgate_outcome_counts *counts, size_t count, char *buf, size_t cap,
+    size_t *len_out)
+{
+    FILE          *armed;
+    long           pid;
+    pgate_status   st;
+    static int     done;
+
+    __typeof__(&pgate_metrics_prometheus_counted)  real;
+
+    real = (__typeof__(&pgate_metrics_prometheus_counted))
+        dlsym(RTLD_NEXT, "pgate_metrics_prometheus_counted");
+    st = real(gates, counts, count, buf, cap, len_out);
+
+    armed = fopen(ARMED, "r");
+    if (armed != NULL) {
+        if (!done && count > 0 && fscanf(armed, "%ld", &pid) == 1 && pid == (long) getpid()) {
+            done = 1;
+            (void) pgate_rollback(gates[0], (const uint8_t *) "scraped", 7, NULL);
+        }
+        fclose(armed);
+    }
+    return st;
+}
+C
+cc -shared -fPIC -O2 -Wall -Werror -DARMED="\"$tmp/scrape-rollback\"" -I"$here/../../include" \
+  -o "$tmp/scrape_rollback.so" "$tmp/scrape_rollback.c" -ldl
+port=$(free_port)
+gate_document scraped 100 '' 60000
+LD_PRELOAD="$tmp/scrape_rollback.so" serve_proxied scraped "$(free_port)" 2
+workers() { pgrep -P "$master" | sort; }
+for _ in $(seq 50); do [ "$(workers | grep -c .)" = 2 ] && break; sleep 0.1; done
+scraper=$(workers | head -n 1)
+other=$(workers | tail -n 1)
+echo "$scraper" >"$tmp/scrape-rollback"
+# scrapes until worker $scraper answers, and stops it as soon as its answer's header arrives
+python3 - "$port" "$scraper" <<'PY' || { echo "FAIL: worker $scraper never answered /metrics" >&2; exit 1; }
+import http.client, os, signal, sys
+port, pid = int(sys.argv[1]), int(sys.argv[2])
+for _ in range(200):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", "/metrics")
+    r = c.getresponse()
+    if r.getheader("X-Worker") == str(pid):
+        os.kill(pid, signal.SIGSTOP)
+        sys.exit(0)
+    r.read()
+    c.close()
+sys.exit(1)
+PY
+# changed <pid> <origin>: whether worker <pid> logged the gate's state change of that origin
+changed() { grep -q "\[warn\] $1#.*promotion gate \"scraped\": state change: .*\"origin\":\"$2\"" "$tmp/logs/error.log"; }
+for _ in $(seq 20); do changed "$other" store && break; sleep 0.05; done
+learned=no
+changed "$other" store && learned=yes
+kill -CONT "$scraper"
+for _ in $(seq 20); do changed "$scraper" this_gate && break; sleep 0.05; done
+stop_serving
+changed "$scraper" this_gate || { echo "FAIL: worker $scraper did not roll back during its scrape" >&2; exit 1; }
+[ "$learned" = yes ] ||
+  { echo "FAIL: worker $other did not apply within 1 s the rollback worker $scraper made during a scrape (stopped before its next timer tick)" >&2; exit 1; }
+echo "worker $scraper rolled back during a scrape, stopped at its answer; worker $other applied the rollback from the store within 1 s (sync interval 60 s)"
 
 echo "== the outcome counters are the whole nginx's: the same from every worker, never down"
 # Two workers. Forced requests (the override header) and ignored forcing values go through
