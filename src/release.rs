@@ -250,8 +250,11 @@ pub(crate) fn rolled_back_over(config: &PromotionConfig, graduated: &[String]) -
 /// switch), a policy field swapped in, a flag turned on since as a graduated one. Back to
 /// Production, every release flag off (one turned on since is the release's too), and a flag
 /// on in `decided` that `stored` graduated off unless `rollback` graduates it: a release flag
-/// of the release rolled back that a swap since moved to `graduated_flags` goes off, as
-/// [`rolled_back_over`] takes back the flags a write over the judged stage graduated.
+/// of the release rolled back that a swap since moved to `graduated_flags` goes off in Canary,
+/// as [`rolled_back_over`] takes back the flags a write over the judged stage graduated (that
+/// swap started a stage, which the stable cohort judged with the flag), and stays in Staging
+/// (the swap kept the stage, and changed no judged request's flags: the rollback made in the
+/// process that swapped keeps it too).
 pub(crate) fn rolled_back_under(
     rollback: &PromotionConfig,
     decided: &PromotionConfig,
@@ -283,13 +286,25 @@ pub(crate) fn rolled_back_under(
         set(&rollback.graduated_flags),
     );
     let now = set(graduated_flags);
+    // In Staging every judged request had the release's flags already: a swap that graduated
+    // one changed none of them and kept the stage, and the flag is the stable version's from
+    // then on (a rollback made in the process that swapped keeps it too).
+    let released_in_staging = if decided.environment == Environment::Staging {
+        set(&decided.feature_flags)
+    } else {
+        std::collections::HashSet::new()
+    };
     // The stored graduated flags turned on since `decided` (off there), or graduated by the
     // rollback; not those it takes back: graduated by the write it undoes, or a release flag
-    // of the release it rolls back graduated since. Then those it turns on again (turned off
-    // by that write).
+    // of the release it rolls back graduated since in Canary (where that swap started a stage
+    // of its own). Then those it turns on again (turned off by that write).
     let graduated = graduated_flags
         .iter()
-        .filter(|flag| !flag_is_on(decided, flag) || after.contains(*flag))
+        .filter(|flag| {
+            !flag_is_on(decided, flag)
+                || after.contains(*flag)
+                || released_in_staging.contains(*flag)
+        })
         .chain(
             rollback
                 .graduated_flags
@@ -712,6 +727,25 @@ mod tests {
             rolled_back_under(&rolled_back(&written), &written, &stored),
             rolled_back(&stored)
         );
+    }
+
+    #[test]
+    fn a_release_flag_a_swap_graduated_stays_through_a_rollback_decided_in_staging_only() {
+        // Decided with release flag "f"; another process's swap since graduated it.
+        for (environment, kept) in [(Environment::Staging, true), (canary(5.0), false)] {
+            let decided = PromotionConfig {
+                environment,
+                ..flags(&["f", "g"], &["old"])
+            };
+            let mut stored = decided.clone();
+            stored.feature_flags = vec!["g".into()];
+            stored.graduated_flags.push("f".into());
+            let under = rolled_back_under(&rolled_back(&decided), &decided, &stored);
+            assert_eq!(under.environment, Environment::Production);
+            assert!(under.feature_flags.is_empty(), "{under:?}");
+            let expected: &[&str] = if kept { &["old", "f"] } else { &["old"] };
+            assert_eq!(under.graduated_flags, expected, "{environment}");
+        }
     }
 
     #[test]

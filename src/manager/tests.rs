@@ -463,14 +463,40 @@ fn a_flag_graduated_by_a_swap_in_staging_keeps_the_stage_and_is_told() {
     assert_eq!(change.flags.enabled, ["f"]);
     assert!(change.flags.disabled.is_empty());
     assert_eq!(change.stage, stage);
-    // A rollback decided from here on rolls back this config, where `f` is the stable
-    // version's: it stays (only one decided before the swap, made over it, takes `f` back).
+    // `f` is the stable version's from the swap on: a rollback of the release keeps it.
     gate.rollback("a bad build").unwrap();
     assert_eq!(gate.environment(), Environment::Production);
     assert!(gate.is_feature_enabled("f"), "{:?}", gate.config());
     assert_eq!(gate.config().graduated_flags, ["f"]);
     let change = changes.try_recv().expect("the rollback's change");
     assert!(change.flags.disabled.is_empty(), "{change:?}");
+}
+
+#[test]
+fn a_rollback_judged_in_staging_before_a_swap_graduated_a_release_flag_keeps_it() {
+    // The judge condemned the Staging stage; a swap graduated release flag `f` (the stage
+    // kept) before the rollback was made: it keeps `f`, as a waiting one written over such a
+    // swap from the store does (`release::rolled_back_under`).
+    let config = PromotionConfig {
+        environment: Environment::Staging,
+        feature_flags: vec!["f".into(), "g".into()],
+        ..Default::default()
+    };
+    let gate = still_gate(config.clone());
+    let stage = gate.stage();
+    let verdict = failing_in(stage, Environment::Staging);
+    gate.swap_config(PromotionConfig {
+        feature_flags: vec!["g".into()],
+        graduated_flags: vec!["f".into()],
+        ..config
+    })
+    .unwrap();
+    assert_eq!(gate.stage(), stage);
+    gate.act_on_recording(&verdict);
+    assert_eq!(gate.environment(), Environment::Production);
+    assert!(gate.is_feature_enabled("f"), "{:?}", gate.config());
+    assert!(!gate.is_feature_enabled("g"), "{:?}", gate.config());
+    assert_eq!(gate.rollback_history().len(), 1);
 }
 
 #[test]

@@ -499,11 +499,11 @@ impl PromotionGateManager {
 
     /// Rolls the release back: records the event, turns the release's flags off, returns to
     /// Production and starts a new stage (so the canary's metrics start from zero). Graduated
-    /// flags belong to the stable version and stay on, a release flag a `swap_config` moved to
-    /// `graduated_flags` before this call too: a rollback takes back the release of the config
-    /// it is decided on (only one decided before such a swap, and made over it, takes that flag
-    /// back; see docs/store.md). So the same config rolls back alike in every process of a store,
-    /// whatever writes each of them saw.
+    /// flags belong to the stable version and stay on, and so does a release flag a
+    /// `swap_config` moved to `graduated_flags` in Staging (it changed no judged request's
+    /// flags, and kept the stage), in every process of a store alike; in Canary such a swap
+    /// starts a stage of its own, and a rollback of the stage it ended takes the flag back
+    /// (see docs/store.md).
     ///
     /// With a state store, a gate that shows Production reads the store first (another
     /// process may have started a rollout since this one last synced): a canary stored there
