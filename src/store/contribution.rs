@@ -153,12 +153,13 @@ pub(crate) fn opened_at(instance: &str) -> Option<SystemTime> {
 
 /// How long a contribution counts after its instance last published it: five sync intervals,
 /// at least one second (an instance whose sync thread is late a few ticks is not dropped), and
-/// at least the store's slowest tick plus two sync intervals, so that one slow tick does not
-/// expire a live instance. With SQLite that is `busy_timeout_ms`: a publication stamped when
-/// it starts may wait that long for the write lock (the default 250 ms and 2 s give 2.5 s).
-/// With etcd it is the etcd store's `SLOWEST_TICK`, 20 s: the requests between two keep-alives
-/// of the instance's lease and those of a host's write it waits for, each up to its 2 s
-/// timeout (the default 1 s gives 22 s).
+/// at least the store's allowance for a slow tick plus two sync intervals, so that one slow
+/// tick does not expire a live instance. With SQLite that is `busy_timeout_ms`: a publication
+/// stamped when it starts may wait that long for the write lock (the default 250 ms and 2 s
+/// give 2.5 s). With etcd it is the etcd store's `SLOWEST_TICK`, 20 s: the requests between
+/// two keep-alives of the instance's lease and those of a host's write it waits for, each up
+/// to its 2 s timeout (the default 1 s gives 22 s; a tick slower still, behind several host
+/// writes, can outlast it).
 pub(crate) fn time_to_live(store: &StoreConfig) -> Duration {
     let interval = store.sync_interval();
     let slowest_tick = match store {

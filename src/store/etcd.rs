@@ -38,10 +38,13 @@ pub(super) const TICK_REQUESTS: u32 = 5;
 /// answer was lost.
 pub(super) const WRITE_REQUESTS: u32 = 5;
 
-/// How much longer than its sync intervals a live instance's keep-alives may come apart: every
-/// request of a tick and of one host's write taking its whole [`REQUEST_TIMEOUT`] (a member
-/// that hangs costs its timeout once, then the next one answers; a slow one answers within
-/// it), 20 s. The lease of a contribution outlives it ([`time_to_live`](super::time_to_live)).
+/// How much longer than its sync intervals a live instance's keep-alives may come apart in a
+/// slow tick: every request of a tick and of one host's write taking its whole
+/// [`REQUEST_TIMEOUT`] (a member that hangs costs its timeout once, then the next one answers;
+/// a slow one answers within it), 20 s. The lease of a contribution outlives it
+/// ([`time_to_live`](super::time_to_live)). An allowance, not a bound: a tick behind several
+/// host writes (it takes the writer lock up to three times), or one retrying conflicts, with
+/// every request that slow, can take longer.
 pub(super) const SLOWEST_TICK: Duration =
     REQUEST_TIMEOUT.saturating_mul(TICK_REQUESTS + WRITE_REQUESTS);
 
