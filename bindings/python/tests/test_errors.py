@@ -110,6 +110,32 @@ def test_a_document_of_the_wrong_kind_names_its_field(config: Any, slo: Any, mes
     assert caught.value.message == message
 
 
+NOT_UTF8 = "invalid {} = \"\\xff\": {} is not valid UTF-8 (invalid byte at offset 0)"
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: Gate(b"\xff"), NOT_UTF8.format("config", "config")),
+        (lambda: Gate(None, b"\xff"), NOT_UTF8.format("slo", "SLO config")),
+        (lambda: pg.store_location(b"\xff"), NOT_UTF8.format("config", "config")),
+        (lambda: pg.document_gate_name(b"\xff"), NOT_UTF8.format("config", "config")),
+        (lambda: pg.document_fleet_judging(b"\xff"), NOT_UTF8.format("config", "config")),
+        (lambda: Gate().swap_config(b"\xff"), NOT_UTF8.format("config", "config")),
+        (lambda: Gate().swap_config_from(0, b"\xff"), NOT_UTF8.format("config", "config")),
+        (lambda: Gate().swap_slo(b"\xff"), NOT_UTF8.format("slo", "SLO config")),
+    ],
+)
+def test_a_document_the_library_refuses_names_the_python_parameter(
+    call: Callable[[], object], message: str
+) -> None:
+    """The library's message named its C parameter (config_json, slo_json, json), which a
+    Python caller never saw."""
+    with pytest.raises(pg.InvalidArgumentError, match=re.escape(message)) as caught:
+        call()
+    assert caught.value.message == message
+
+
 def test_promotions_refused_by_the_state_machine() -> None:
     with Gate() as gate:  # Production
         with pytest.raises(pg.InvalidPromotionError, match="Production -> Staging"):

@@ -80,6 +80,7 @@ from .errors import (
     GateClosedError,
     InvalidArgumentError,
     InvalidFlagError,
+    PromotionGatesError,
     UnknownFlagSetError,
     _check,
     _message,
@@ -157,7 +158,7 @@ def store_location(config: Config | None = None) -> str:
         err = c_void_p()
         status = c.pgate_store_location(doc, len(doc), buf, cap, byref(length), byref(err))
         if status != _ffi.Status.BUFFER_TOO_SMALL:
-            _check(status, err)
+            _check_document(status, err, config_json="config")
             return buf.raw[: length.value].decode("utf-8")
         _message(err)  # frees the error object of the buffer too small
         cap = length.value + 1
@@ -190,7 +191,7 @@ def document_gate_name(config: Config | None = None) -> str:
     status = _ffi.lib().pgate_document_gate_name(
         doc, len(doc), buf, cap, byref(length), byref(err)
     )
-    _check(status, err)
+    _check_document(status, err, config_json="config")
     return buf.raw[: length.value].decode("utf-8")
 
 
@@ -219,7 +220,7 @@ def document_fleet_judging(config: Config | None = None) -> bool:
     doc = b"" if config is None else document(config, "config")
     sums, err = c_bool(), c_void_p()
     status = _ffi.lib().pgate_document_fleet_judging(doc, len(doc), byref(sums), byref(err))
-    _check(status, err)
+    _check_document(status, err, config_json="config")
     return sums.value
 
 
@@ -280,6 +281,23 @@ def _check_flag_set(status: int, set_id: int) -> None:
             f"decision, or one replaced more than {_ffi.FLAG_SET_GRACE_WRITES} writes ago)",
         )
     _check(status)
+
+
+def _check_document(status: int, err: c_void_p, **names: str) -> None:
+    """As ``_check``, with the C parameter a refused document was passed in
+    (``config_json``, ``slo_json``, ``json``) named in the message as the Python one that took
+    it (``names``: C name to Python name), so ``Gate(b"\\xff")`` says ``invalid config = ...``,
+    never a parameter the caller did not see."""
+    try:
+        _check(status, err)
+    except PromotionGatesError as error:
+        for c_name, name in names.items():
+            prefix = f"invalid {c_name} = "
+            if error.message.startswith(prefix):
+                raise type(error)(
+                    error.status, f"invalid {name} = {error.message[len(prefix):]}"
+                ) from None
+        raise
 
 
 #: ``log_callback_thread.inside`` is True while this thread runs the log callback (set by
@@ -424,7 +442,8 @@ class Gate:
                 byref(handle),
                 byref(err),
             )
-            _check(status, err)  # a Ctrl-C kept while the library opened the gate too
+            # A Ctrl-C kept while the library opened the gate too.
+            _check_document(status, err, config_json="config", slo_json="slo")
         except BaseException:
             self._finalizer()  # opened, then interrupted: nothing else would free it soon
             raise
@@ -1044,7 +1063,7 @@ class Gate:
         doc = document(config, "config")
         err = c_void_p()
         status = self._status("swap_config", "pgate_swap_config", doc, len(doc), byref(err))
-        _check(status, err)
+        _check_document(status, err, json="config")
 
     def swap_config_from(self, change_count: int, config: Config) -> None:
         """:meth:`swap_config`, made only if the gate has not changed since the caller read
@@ -1091,7 +1110,7 @@ class Gate:
         status = self._status(
             "swap_config_from", "pgate_swap_config_from", seen, doc, len(doc), byref(err)
         )
-        _check(status, err)
+        _check_document(status, err, json="config")
 
     def swap_slo(self, slo: Config) -> None:
         """Replaces the SLO policy (a dict or JSON, as the constructor's ``slo``; missing
@@ -1108,7 +1127,7 @@ class Gate:
         doc = document(slo, "slo")
         err = c_void_p()
         status = self._status("swap_slo", "pgate_swap_slo", doc, len(doc), byref(err))
-        _check(status, err)
+        _check_document(status, err, json="slo")
 
     def rollback_history(self) -> list[RollbackEvent]:
         """The rollback history, oldest first."""
