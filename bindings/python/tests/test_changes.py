@@ -426,3 +426,26 @@ def test_a_host_reloading_gates_keeps_no_watcher_threads() -> None:
     while watcher_threads() > before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert watcher_threads() == before
+
+
+def test_a_close_while_on_change_subscribes_refuses_the_watcher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A close() between the watcher's read of the count and its subscription signalled the
+    gate's watchers without the new one, and on_change returned a watcher running on a closed
+    gate, asleep for its whole interval."""
+    from promotion_gates import changes
+
+    gate = Gate()
+    subscribe = changes._Subscription.__init__
+
+    def close_then_subscribe(self: Any, *args: Any) -> None:
+        gate.close()  # after change_count() read the open gate, before the subscription
+        subscribe(self, *args)
+
+    monkeypatch.setattr(changes._Subscription, "__init__", close_then_subscribe)
+    before = watcher_threads()
+    with pytest.raises(GateClosedError, match="on a closed Gate"):
+        gate.on_change(lambda change: None, interval=60)
+    assert gate._watchers == []
+    assert watcher_threads() == before

@@ -193,6 +193,13 @@ class ChangeWatcher:
         subscription = _Subscription(callback, stop)
         # The gate keeps the callback (the thread does not) and stops the watcher when closed.
         gate._watchers.append(subscription)
+        if gate.closed:
+            # A close() since the count was read: it cleared the handle before it signalled the
+            # gate's watchers, and may have signalled them before this one was added, so it was
+            # not woken. Refused as a closed gate refuses on_change (the append and close's
+            # steps are each atomic under the GIL: a close that missed it is seen here).
+            gate._watchers.remove(subscription)
+            raise GateClosedError("change_count")
         self._subscription = weakref.ref(subscription)
         self._thread = threading.Thread(target=self._run, name="promotion-gates-changes", daemon=True)
         self._thread.start()

@@ -1204,6 +1204,8 @@ class Gate:
         Raises:
             InvalidArgumentError: ``interval`` is not a number of seconds above 0 and at most
                 :data:`threading.TIMEOUT_MAX`, or ``callback`` is not callable.
+            GateClosedError: the gate is closed, or was closed by another thread while this
+                call started the watcher (no watcher is left running then).
         """
         return ChangeWatcher(self, callback, interval)
 
