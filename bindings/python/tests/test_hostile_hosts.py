@@ -131,3 +131,57 @@ FORKED = textwrap.dedent(
 
 def test_a_gate_made_before_a_fork_is_closed_in_the_child(tmp_path: Path) -> None:
     assert run_child(FORKED, str(tmp_path / "store.db")) == "0\n"
+
+
+#: A fork while another thread holds one of the package's locks: the loader's (held through
+#: the first library load) or set_log_callback's. The child has no such thread, and its first
+#: call waited for it for ever. The child reports by its exit code: 0 when the call returned
+#: (the library loaded again, or set_log_callback refused, saying why) within 10 s.
+FORKED_WITH_A_LOCK_HELD = textwrap.dedent(
+    """
+    import os, sys, threading
+    import promotion_gates as pg
+    from promotion_gates import _ffi, telemetry
+    which = sys.argv[1]
+    lock = _ffi._lock if which == "load" else telemetry._setting
+    assert _ffi._loaded is None, "loaded before the test"
+    held, release = threading.Event(), threading.Event()
+    def hold():
+        with lock:
+            held.set()
+            release.wait()
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        outcome = []
+        def call():
+            if which == "load":
+                outcome.append(pg.version())
+            else:
+                try:
+                    pg.set_log_callback(lambda level, target, message: None)
+                except pg.InvalidArgumentError as error:
+                    outcome.append(error.message)
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        caller.join(10)
+        if not outcome:
+            os._exit(3)  # still waiting for the parent's thread
+        ok = outcome[0] == _ffi.VERSION if which == "load" else "being set" in outcome[0]
+        os._exit(0 if ok else 4)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+def test_a_fork_while_another_thread_loads_the_library_does_not_hang_the_child() -> None:
+    assert run_child(FORKED_WITH_A_LOCK_HELD, "load") == "0\n"
+
+
+def test_a_fork_while_another_thread_sets_the_log_callback_does_not_hang_the_child() -> None:
+    assert run_child(FORKED_WITH_A_LOCK_HELD, "callback") == "0\n"

@@ -377,6 +377,18 @@ _lock = threading.Lock()
 _loaded: tuple[ctypes.CDLL, str] | None = None
 
 
+def _after_fork_in_child() -> None:
+    """A fresh lock in a process forked while another thread held it (loading the library):
+    that thread does not exist here, and the child's first :func:`lib` waited for ever. The
+    library is set in ``_loaded`` only once fully declared, so a child forked in the middle
+    of a load finds none and loads it again."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _loaded_library() -> tuple[ctypes.CDLL, str]:
     global _loaded
     with _lock:

@@ -239,14 +239,21 @@ _alive: list[Any] = []
 _forked_with_callback = False
 
 
+#: Serializes the setting of callbacks, so that ``_current`` is the library's.
+_setting = threading.Lock()
+
+
 def _after_fork_in_child() -> None:
-    global _forked_with_callback
-    _forked_with_callback = _forked_with_callback or _current is not None
+    """In a process forked while a callback was set, or being set by another thread (which
+    held ``_setting``, and may have held the library's callback lock: that thread does not
+    exist here), :func:`set_log_callback` refuses, rather than wait for ever. ``_setting`` is
+    replaced by a fresh lock, so the refusal (and the atexit hook) do not wait for it."""
+    global _forked_with_callback, _setting
+    _forked_with_callback = _forked_with_callback or _current is not None or _setting.locked()
+    _setting = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-#: Serializes the setting of callbacks, so that ``_current`` is the library's.
-_setting = threading.Lock()
 #: Whether the atexit hook that detaches the callback is registered, and whether it ran.
 _hooked = False
 _exiting = False
@@ -334,7 +341,9 @@ def set_log_callback(
 
     Raises:
         InvalidArgumentError: ``max_level`` is not a :class:`LogLevel` value, ``callback`` is
-            not callable, or this is called from inside the callback.
+            not callable, this is called from inside the callback, or in a process forked
+            while a callback was set or being set by another thread (set it after the fork,
+            in each process).
     """
     number = member(LogLevel, "max_level", max_level)
     if callback is not None and not callable(callback):
@@ -347,9 +356,10 @@ def set_log_callback(
     if _forked_with_callback:
         raise InvalidArgumentError(
             _ffi.Status.INVALID_ARGUMENT,
-            "set_log_callback in a process forked while a log callback was set: a thread of "
-            "the parent may have held the library's callback lock, which would wait for ever "
-            "here; set the callback after the fork, in each process",
+            "set_log_callback in a process forked while a log callback was set (or being "
+            "set by another thread): a thread of the parent may have held the library's "
+            "callback lock, which would wait for ever here; set the callback after the fork, "
+            "in each process",
         )
 
     global _current, _alive, _hooked, _passed_on
