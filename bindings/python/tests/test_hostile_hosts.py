@@ -1,6 +1,7 @@
 """What a Python host may do that the library cannot see: bring a collected gate back to life,
-pass a bytes subclass whose len() lies, interrupt set_log_callback with an exception, fork.
-Each round runs in a child process, so that a crash fails a test rather than killing pytest."""
+pass a bytes subclass whose len() lies, interrupt set_log_callback with an exception, fork,
+run on a free-threaded Python. Each round runs in a child process, so that a crash fails a
+test rather than killing pytest."""
 
 from __future__ import annotations
 
@@ -185,3 +186,31 @@ def test_a_fork_while_another_thread_loads_the_library_does_not_hang_the_child()
 
 def test_a_fork_while_another_thread_sets_the_log_callback_does_not_hang_the_child() -> None:
     assert run_child(FORKED_WITH_A_LOCK_HELD, "callback") == "0\n"
+
+
+#: A free-threaded CPython with the GIL off (3.13t, 3.14t): the guards of Gate.close() and the
+#: flag-name cache rely on the GIL, so the import says so, once. Told apart by
+#: sys._is_gil_enabled, which is made to answer False here (the tests run on a GIL build).
+WITHOUT_THE_GIL = textwrap.dedent(
+    """
+    import sys, warnings
+    sys._is_gil_enabled = lambda: False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import promotion_gates
+        import promotion_gates.gate
+    print(len(caught), caught[0].category.__name__ if caught else "")
+    print(caught[0].message if caught else "")
+    """
+)
+
+
+def test_the_import_warns_once_on_a_free_threaded_python_without_the_gil() -> None:
+    count, message = run_child(WITHOUT_THE_GIL).splitlines()
+    assert count == "1 RuntimeWarning"
+    assert "free-threaded" in message and "PYTHON_GIL=1" in message
+
+
+def test_the_import_does_not_warn_with_the_gil() -> None:
+    quiet = "import warnings\nwarnings.simplefilter('error')\nimport promotion_gates\nprint('ok')"
+    assert run_child(quiet) == "ok\n"

@@ -28,6 +28,18 @@ if sys.version_info < (3, 11):  # pip refuses to install it there; this is for a
         "can leave a call counted in flight (see promotion_gates.gate)"
     )
 
+if not getattr(sys, "_is_gil_enabled", lambda: True)():
+    import warnings
+
+    warnings.warn(
+        "promotion_gates is not supported on a free-threaded Python with the GIL disabled: "
+        "Gate.close() racing with calls on other threads may free a gate under them (a "
+        "crash), since its guard relies on the GIL; run with PYTHON_GIL=1 (or -X gil=1), or "
+        "close a gate only once no other thread uses it and use each gate from one thread",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
 from . import changes, decision, errors, formula, gate, judge
 from . import _ffi
 from ._ffi import LibraryNotFoundError, Status, library_path
