@@ -387,16 +387,17 @@ local function load_first(names)
   error(table.concat(errors, "; "), 3)
 end
 
---- Loads the shared library: `path`, else $PGATE_LIB, else from the dynamic loader's search
---- path (LD_LIBRARY_PATH, ld.so.conf) the name its SONAME gives, libpromotion_gates_ffi.so.0.1
---- (the version of its ABI), then libpromotion_gates_ffi.so. Other calls load it on first use.
---- Once loaded, the library stays: `pg.load()` and `pg.load` of the same name return it, another
---- name returns nil, an error naming both, and PGATE_STATUS_INVALID_ARGUMENT (gates already made
---- belong to the first library), and so does a `path` that is not a non-empty string, or
---- holds a NUL byte (ffi.load would load the name before it). A
---- library that cannot be loaded raises ffi.load's error, and one of another minor version
---- than `M._VERSION` (a leftover $PGATE_LIB, an older system library) raises an error naming
---- both versions, leaving nothing loaded.
+--- Loads the shared library: `path`, else $PGATE_LIB (an empty one counts as unset), else from
+--- the dynamic loader's search path (LD_LIBRARY_PATH, ld.so.conf) the name its SONAME gives,
+--- libpromotion_gates_ffi.so.0.1 (the version of its ABI), then libpromotion_gates_ffi.so. Other
+--- calls load it on first use. Once loaded, the library stays: `pg.load()` and `pg.load` of the
+--- same name return it, another name returns nil, an error naming both, and
+--- PGATE_STATUS_INVALID_ARGUMENT (gates already made belong to the first library), and so does a
+--- `path` that is not a non-empty string, or holds a NUL byte (ffi.load would load the name
+--- before it). A library that cannot be loaded raises ffi.load's error (one named by $PGATE_LIB
+--- with the variable and its value first: `PGATE_LIB="..." could not be loaded: ...`), and one of
+--- another minor version than `M._VERSION` (a leftover $PGATE_LIB, an older system library)
+--- raises an error naming both versions, leaving nothing loaded.
 function M.load(path)
   if path ~= nil and (type(path) ~= "string" or path == "") then
     return invalid("invalid path = " .. shown(path) .. ": a library's file name or path, "
@@ -406,9 +407,19 @@ function M.load(path)
                      .. "(ffi.load would load the name before it)")
   end
   if not C then
-    local name, loaded = path or os.getenv("PGATE_LIB"), nil
-    if name then
-      loaded = ffi.load(name)
+    local from_env = os.getenv("PGATE_LIB")
+    if from_env == "" then
+      from_env = nil -- set empty, as unset (ffi.load would look for "lib.so")
+    end
+    local name, loaded = path or from_env, nil
+    if path then
+      loaded = ffi.load(path)
+    elseif from_env then
+      local ok, result = pcall(ffi.load, from_env)
+      if not ok then
+        error("PGATE_LIB=" .. shown(from_env) .. " could not be loaded: " .. tostring(result), 2)
+      end
+      loaded = result
     else
       loaded, name = load_first(default_names())
     end
@@ -687,9 +698,9 @@ function M.new(config_json, slo_json)
   return self
 end
 
---- Frees the gate now (decisions routed by it become useless). Calling it twice is
---- harmless; every other call on it afterwards returns nil, "PGATE_STATUS_INVALID_HANDLE:
---- ...", 13. (A C call never yields, so no other coroutine is inside a call on the gate.)
+--- Frees the gate now (decisions routed by it become useless) and returns true, as the other
+--- calls that change something do. Calling it twice is harmless (true again); every other
+--- call on it afterwards returns nil, "PGATE_STATUS_INVALID_HANDLE: ...", 13. (A C call never yields, so no other coroutine is inside a call on the gate.)
 --- Called on something that is no gate (gate.free(x)): nil, "PGATE_STATUS_INVALID_ARGUMENT:
 --- invalid gate = ...", 2, and nothing is freed.
 function Gate:free()
@@ -700,6 +711,7 @@ function Gate:free()
     self.handle = nil
     C.pgate_gate_free(handle)
   end
+  return true
 end
 
 --- Routes a request id (a Lua string: any bytes). Writes into `out` (a pgate_decision cdata,

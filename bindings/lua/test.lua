@@ -1663,6 +1663,45 @@ local function test_loaded_twice()
   end
 end
 
+-- gate:free() returns true, as the other calls that change something do (it returned
+-- nothing), and true again on a freed gate.
+local function test_free_returns_true()
+  local gate = assert(pg.new())
+  check(gate:free() == true, "free returns true")
+  check(gate:free() == true, "free of a freed gate returns true")
+end
+
+-- $PGATE_LIB set empty counts as unset, as Python's PROMOTION_GATES_LIBRARY (ffi.load("")
+-- looked for "lib.so", and the error did not say where the name came from), and a library it
+-- names that cannot be loaded is an error naming the variable. Each in a child luajit, whose
+-- library is not loaded yet.
+local function test_pgate_lib()
+  local lib_path = assert(os.getenv("PGATE_LIB"))
+  local here = arg[0]:gsub("[^/]*$", "")
+  local interpreter = arg[-1] or "luajit"
+  local function shell_word(word) return "'" .. word:gsub("'", "'\\''") .. "'" end
+  local function child(env, source)
+    local script = os.tmpname()
+    local file = assert(io.open(script, "w"))
+    file:write(string.format("package.path = %q .. '?.lua;' .. package.path\n", here), source)
+    file:close()
+    local run = assert(io.popen(env .. " " .. shell_word(interpreter) .. " " .. shell_word(script)
+                                  .. " 2>&1"))
+    local output = run:read("*a")
+    run:close()
+    os.remove(script)
+    return output
+  end
+  local output = child("PGATE_LIB= LD_LIBRARY_PATH=" .. shell_word(lib_path:match("^(.*)/")),
+                       'local pg = require("promotion_gates")\nprint(pg.version())')
+  check(output == pg._VERSION .. "\n", "an empty PGATE_LIB is unset: " .. output)
+  output = child("PGATE_LIB=/nonexistent/libpromotion_gates_ffi.so",
+                 'local ok, err = pcall(require("promotion_gates").load)\nprint(ok, err)')
+  check(output:find('false\t[^\n]*PGATE_LIB="/nonexistent/libpromotion_gates_ffi.so" could not be '
+                      .. "loaded: .*libpromotion_gates_ffi.so") ~= nil,
+        "a PGATE_LIB that cannot be loaded is named: " .. output)
+end
+
 -- A host that declared one of the header's structs before requiring the module (it cdef'd the
 -- header itself, or the part it uses): the module's declaration of that struct is refused as
 -- a redefinition, and every other declaration must still be made (LuaJIT stops a cdef block at
@@ -1729,5 +1768,7 @@ test_document_check_slo()
 test_freed_by_a_finalizer()
 test_every_call_sees_a_finalizers_free()
 test_loaded_twice()
+test_free_returns_true()
+test_pgate_lib()
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)
