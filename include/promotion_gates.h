@@ -261,14 +261,14 @@ enum pgate_log_level
    */
   PGATE_LOG_LEVEL_INFO = 3,
   /**
-   * One line per route: every `pgate_route`, `pgate_route_forced` and
-   * `pgate_record_by_id` sends one (`promotion.route_request request_id="..."
-   * is_canary=... forced="..." bucket=... threshold=... environment="..."`, the id escaped,
-   * `forced` `none`, `value` or `id_list`), so a callback at this level is called once per
-   * request (`pgate_record_by_id_forced` sends none). These hot calls then allocate (the
-   * line is formatted) and take the callback's read lock: the one exception to their
-   * allocation-free, lock-free promise. Below this level, a route pays one atomic load for
-   * the level check and nothing else.
+   * One line per route: every `pgate_route`, `pgate_route_forced` and `pgate_record_by_id` sends
+   * one (`promotion.route_request request_id="..." is_canary=... forced="..." bucket=...
+   * threshold=... environment="..."`, the id escaped, `forced` `none`, `value` or `id_list`), so
+   * a callback at this level is called once per request (`pgate_record_by_id_forced` sends
+   * none). These hot calls then allocate (the line is formatted) and take the callback's read
+   * lock: an exception to their allocation-free, lock-free promise (the header's opening comment
+   * gives the other). Below this level, a route pays one atomic load for the level check and
+   * nothing else.
    */
   PGATE_LOG_LEVEL_DEBUG = 4,
   /**
@@ -503,18 +503,24 @@ typedef struct pgate_health {
  * `longjmp`, C++ exception or `pthread_exit` out of it: that would leave the library's locks
  * held), and it must
  * call no `pgate_` function (a call back into that gate would wait forever). Lines logged on
- * a thread while it runs the callback are dropped, and the calls that write to, judge or
- * free a gate are refused from it with `PGATE_STATUS_INVALID_ARGUMENT` and change nothing
- * (`pgate_set_log_callback`, `pgate_promote`, `pgate_rollback`, `pgate_enable_feature`,
- * `pgate_disable_feature`, `pgate_swap_config`, `pgate_swap_config_from`, `pgate_swap_slo`,
- * `pgate_monitor_health`, `pgate_read_health`, `pgate_check_slo`, `pgate_gate_free`); the recording and routing
- * calls are not checked (the check would cost them a thread-local read each), and never wait
- * for a writer lock there: a rollback a record calls for while a write holds the lock (this thread's own, or
- * another's) is made by that write as it lets the lock go, or by the state store's thread.
- * The callback should return quickly (the
- * thread may be recording, and `pgate_set_log_callback` waits for it: copy the line and write
- * it elsewhere). It must not wait for a thread that is calling `pgate_set_log_callback` or
- * `pgate_gate_free`, which wait for it.
+ * a thread while it runs the callback are dropped, and the calls that write to, judge, read
+ * the window of or free a gate are refused from it with `PGATE_STATUS_INVALID_ARGUMENT` and
+ * change nothing (`pgate_set_log_callback`, `pgate_promote`, `pgate_promote_from`,
+ * `pgate_rollback`, `pgate_enable_feature`, `pgate_disable_feature`, `pgate_swap_config`,
+ * `pgate_swap_config_from`, `pgate_swap_slo`, `pgate_monitor_health`, `pgate_read_health`,
+ * `pgate_check_slo`, `pgate_metrics_prometheus`, `pgate_metrics_prometheus_gates`,
+ * `pgate_metrics_prometheus_counted`, `pgate_latency_histograms_json`, `pgate_gate_free`); the
+ * recording and routing calls are not checked (the check would cost them a thread-local read
+ * each), and never wait for a writer lock there: a rollback a record calls for while a write
+ * holds the lock (this thread's own, or another's) is made by that write as it lets the lock
+ * go, or by the state store's thread. The callback should return quickly (the thread may be
+ * recording, and `pgate_set_log_callback` waits for it: copy the line and write it
+ * elsewhere). It must not wait for a thread that is calling `pgate_set_log_callback` or
+ * `pgate_gate_free` (they wait for it), nor for one making a call listed above on a gate this
+ * thread may be writing to (the callback may run under that gate's writer lock). No thread
+ * waits to log while another runs the callback, so the callback may wait for a host lock
+ * whose holder makes other `pgate_` calls meanwhile (`pgate_route` at DEBUG, another gate's
+ * `pgate_promote`) while a third thread sets the callback.
  */
 typedef void (*pgate_log_callback)(void *user_data,
                                    pgate_log_level level,
@@ -1053,11 +1059,11 @@ pgate_status pgate_check_slo(const struct pgate_gate *gate,
  * no `pgate_` function; it would wait for itself). On failure nothing changed and `*err` (if
  * not NULL) says why.
  *
- * Returns only once no thread is still running the callback it replaced (it waits for the
- * calls under way, which is why a callback must return quickly and never wait for a thread
- * that sets the callback): after a NULL `callback`, the old one is never called again, and
- * what it uses may be freed. A host whose threads end abruptly at exit (Python's, during
- * finalization) sets NULL before.
+ * Returns only once no thread is still running the callback it replaced (it waits for the calls
+ * under way, which is why a callback must return quickly and never wait for a thread that sets the
+ * callback; other threads log on meanwhile, to the new callback): after a NULL `callback`, the old
+ * one is never called again, and what it uses may be freed. A host whose threads end abruptly at
+ * exit (Python's, during finalization) sets NULL before.
  *
  * # Safety
  * `callback`, if not NULL, must be safe to call from any thread with `user_data` until this

@@ -25,9 +25,10 @@
 //!   for NULL only: using a freed gate there is undefined.
 //! - The other exception is a log callback set at `PGATE_LOG_LEVEL_DEBUG` or `TRACE`: then
 //!   every `pgate_route`, `pgate_route_forced` and `pgate_record_by_id` formats its line
-//!   (allocating), takes the callback's read lock (shared by the routing threads;
-//!   `pgate_set_log_callback` waits for it) and calls the callback. At INFO and above, or
-//!   without a callback, nothing changes (`tests/alloc_free.rs`).
+//!   (allocating), takes the callback's read lock for as long as it takes to copy the callback out
+//!   (shared by the routing threads; `pgate_set_log_callback` holds the write side only to swap the
+//!   callback, never while one runs) and calls the callback. At INFO and above, or without a
+//!   callback, nothing changes (`tests/alloc_free.rs`).
 //!
 //! The header `include/promotion_gates.h` is generated from this module by cbindgen
 //! (`cbindgen.toml`); `tests/header.rs` fails when the checked-in header is stale.

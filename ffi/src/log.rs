@@ -5,7 +5,9 @@
 use std::cell::Cell;
 use std::ffi::{CString, c_char, c_void};
 use std::fmt::Write;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::thread;
+use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
@@ -28,14 +30,14 @@ pub enum pgate_log_level {
     Warn = 2,
     /// A promotion, a flag change.
     Info = 3,
-    /// One line per route: every `pgate_route`, `pgate_route_forced` and
-    /// `pgate_record_by_id` sends one (`promotion.route_request request_id="..."
-    /// is_canary=... forced="..." bucket=... threshold=... environment="..."`, the id escaped,
-    /// `forced` `none`, `value` or `id_list`), so a callback at this level is called once per
-    /// request (`pgate_record_by_id_forced` sends none). These hot calls then allocate (the
-    /// line is formatted) and take the callback's read lock: the one exception to their
-    /// allocation-free, lock-free promise. Below this level, a route pays one atomic load for
-    /// the level check and nothing else.
+    /// One line per route: every `pgate_route`, `pgate_route_forced` and `pgate_record_by_id` sends
+    /// one (`promotion.route_request request_id="..." is_canary=... forced="..." bucket=...
+    /// threshold=... environment="..."`, the id escaped, `forced` `none`, `value` or `id_list`), so
+    /// a callback at this level is called once per request (`pgate_record_by_id_forced` sends
+    /// none). These hot calls then allocate (the line is formatted) and take the callback's read
+    /// lock: an exception to their allocation-free, lock-free promise (the header's opening comment
+    /// gives the other). Below this level, a route pays one atomic load for the level check and
+    /// nothing else.
     Debug = 4,
     /// Finer detail.
     Trace = 5,
@@ -95,18 +97,24 @@ impl pgate_log_level {
 /// `longjmp`, C++ exception or `pthread_exit` out of it: that would leave the library's locks
 /// held), and it must
 /// call no `pgate_` function (a call back into that gate would wait forever). Lines logged on
-/// a thread while it runs the callback are dropped, and the calls that write to, judge or
-/// free a gate are refused from it with `PGATE_STATUS_INVALID_ARGUMENT` and change nothing
-/// (`pgate_set_log_callback`, `pgate_promote`, `pgate_rollback`, `pgate_enable_feature`,
-/// `pgate_disable_feature`, `pgate_swap_config`, `pgate_swap_config_from`, `pgate_swap_slo`,
-/// `pgate_monitor_health`, `pgate_read_health`, `pgate_check_slo`, `pgate_gate_free`); the recording and routing
-/// calls are not checked (the check would cost them a thread-local read each), and never wait
-/// for a writer lock there: a rollback a record calls for while a write holds the lock (this thread's own, or
-/// another's) is made by that write as it lets the lock go, or by the state store's thread.
-/// The callback should return quickly (the
-/// thread may be recording, and `pgate_set_log_callback` waits for it: copy the line and write
-/// it elsewhere). It must not wait for a thread that is calling `pgate_set_log_callback` or
-/// `pgate_gate_free`, which wait for it.
+/// a thread while it runs the callback are dropped, and the calls that write to, judge, read
+/// the window of or free a gate are refused from it with `PGATE_STATUS_INVALID_ARGUMENT` and
+/// change nothing (`pgate_set_log_callback`, `pgate_promote`, `pgate_promote_from`,
+/// `pgate_rollback`, `pgate_enable_feature`, `pgate_disable_feature`, `pgate_swap_config`,
+/// `pgate_swap_config_from`, `pgate_swap_slo`, `pgate_monitor_health`, `pgate_read_health`,
+/// `pgate_check_slo`, `pgate_metrics_prometheus`, `pgate_metrics_prometheus_gates`,
+/// `pgate_metrics_prometheus_counted`, `pgate_latency_histograms_json`, `pgate_gate_free`); the
+/// recording and routing calls are not checked (the check would cost them a thread-local read
+/// each), and never wait for a writer lock there: a rollback a record calls for while a write
+/// holds the lock (this thread's own, or another's) is made by that write as it lets the lock
+/// go, or by the state store's thread. The callback should return quickly (the thread may be
+/// recording, and `pgate_set_log_callback` waits for it: copy the line and write it
+/// elsewhere). It must not wait for a thread that is calling `pgate_set_log_callback` or
+/// `pgate_gate_free` (they wait for it), nor for one making a call listed above on a gate this
+/// thread may be writing to (the callback may run under that gate's writer lock). No thread
+/// waits to log while another runs the callback, so the callback may wait for a host lock
+/// whose holder makes other `pgate_` calls meanwhile (`pgate_route` at DEBUG, another gate's
+/// `pgate_promote`) while a third thread sets the callback.
 #[allow(non_camel_case_types)]
 pub type pgate_log_callback = Option<
     unsafe extern "C" fn(
@@ -119,7 +127,6 @@ pub type pgate_log_callback = Option<
 >;
 
 /// The host's callback: the function, its `user_data` and the most verbose level it receives.
-#[derive(Clone, Copy)]
 struct Sink {
     callback:
         unsafe extern "C" fn(*mut c_void, pgate_log_level, *const c_char, *const c_char, usize),
@@ -138,25 +145,46 @@ unsafe impl Send for UserData {}
 // SAFETY: as for `Send`: shared references only copy the pointer.
 unsafe impl Sync for UserData {}
 
-/// The host's callback. A thread holds the read lock while it runs the callback, so that
-/// `pgate_set_log_callback`, which takes the write lock, returns only once no thread is still
-/// inside the callback it replaced: a host may then free what the old callback uses, or end
+/// The host's callback. A thread that logs clones the `Arc` out of the lock and lets the lock go
+/// before it calls the callback, so that no thread waits for the lock while another runs the
+/// callback (a host thread whose callback waits for a host lock could otherwise keep, through a
+/// waiting `pgate_set_log_callback`, a thread holding that lock from logging). The clones count the
+/// calls under way: `pgate_set_log_callback` swaps the sink under the write lock (held for the swap
+/// only) and then returns only once it holds the last clone of the sink it replaced, that is once
+/// no thread is still inside that callback: a host may then free what the old callback uses, or end
 /// its threads abruptly (Python's `pthread_exit` of threads entering the interpreter while it
 /// finalizes would unwind through these frames, which aborts: it detaches the callback first).
-static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+static SINK: RwLock<Option<Arc<Sink>>> = RwLock::new(None);
 
-fn sink() -> Option<Sink> {
-    *SINK.read().unwrap_or_else(PoisonError::into_inner)
+/// The most verbose level the host's callback receives, or `None` without a callback.
+fn sink_level() -> Option<pgate_log_level> {
+    SINK.read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .map(|sink| sink.max_level)
+}
+
+/// Returns once `replaced` is the last clone of its sink: once no thread still runs its
+/// callback (no new clone can be made: the sink is no longer in [`SINK`]). The wait polls,
+/// as callbacks return quickly and this cold call is rare; `Arc::try_unwrap` makes what the
+/// callbacks did visible to this thread.
+fn wait_for_calls_under_way(mut replaced: Arc<Sink>) {
+    let mut pause = Duration::from_micros(10);
+    while let Err(still_shared) = Arc::try_unwrap(replaced) {
+        replaced = still_shared;
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(1));
+    }
 }
 
 thread_local! {
-    /// Whether this thread is running the host's callback (and holds [`SINK`]'s read lock).
+    /// Whether this thread is running the host's callback.
     static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Whether this thread is running the host's callback: a line it logs meanwhile is dropped
-/// (taking the read lock again could wait behind a waiting writer, which waits for this
-/// thread), and `pgate_set_log_callback` is refused (it would wait for itself).
+/// (the callback would be called from inside itself), and `pgate_set_log_callback` is refused
+/// (it would wait for itself).
 fn in_callback() -> bool {
     IN_CALLBACK.try_with(Cell::get).unwrap_or(false)
 }
@@ -208,7 +236,7 @@ impl Subscriber for CallbackSubscriber {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.is_event()
             && !in_callback()
-            && sink().is_some_and(|s| pgate_log_level::of(*metadata.level()) <= s.max_level)
+            && sink_level().is_some_and(|max| pgate_log_level::of(*metadata.level()) <= max)
     }
 
     /// The sink's level, or off without a sink: `tracing` keeps it as the process's maximum
@@ -216,7 +244,7 @@ impl Subscriber for CallbackSubscriber {
     /// `level_enabled!(DEBUG)` on the route path stays false, without a lock, unless the host
     /// asked for debug lines.
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(sink().map_or(LevelFilter::OFF, |s| s.max_level.filter()))
+        Some(sink_level().map_or(LevelFilter::OFF, pgate_log_level::filter))
     }
 
     fn new_span(&self, _: &Attributes<'_>) -> Id {
@@ -231,9 +259,9 @@ impl Subscriber for CallbackSubscriber {
         if in_callback() {
             return;
         }
-        // Held until the callback returns: `pgate_set_log_callback` waits for it (see SINK).
-        let held = SINK.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(sink) = *held else {
+        // The lock is let go at once; the clone, kept until the callback returns, is what
+        // `pgate_set_log_callback` waits for (see SINK).
+        let Some(sink) = SINK.read().unwrap_or_else(PoisonError::into_inner).clone() else {
             return;
         };
         let level = pgate_log_level::of(*event.metadata().level());
@@ -403,11 +431,11 @@ fn push_escaped_controls(out: &mut String, text: &str) {
 /// no `pgate_` function; it would wait for itself). On failure nothing changed and `*err` (if
 /// not NULL) says why.
 ///
-/// Returns only once no thread is still running the callback it replaced (it waits for the
-/// calls under way, which is why a callback must return quickly and never wait for a thread
-/// that sets the callback): after a NULL `callback`, the old one is never called again, and
-/// what it uses may be freed. A host whose threads end abruptly at exit (Python's, during
-/// finalization) sets NULL before.
+/// Returns only once no thread is still running the callback it replaced (it waits for the calls
+/// under way, which is why a callback must return quickly and never wait for a thread that sets the
+/// callback; other threads log on meanwhile, to the new callback): after a NULL `callback`, the old
+/// one is never called again, and what it uses may be freed. A host whose threads end abruptly at
+/// exit (Python's, during finalization) sets NULL before.
 ///
 /// # Safety
 /// `callback`, if not NULL, must be safe to call from any thread with `user_data` until this
@@ -430,13 +458,21 @@ pub unsafe extern "C" fn pgate_set_log_callback(
             None => pgate_log_level::Error,
         };
         install()?;
-        let sink = callback.map(|callback| Sink {
-            callback,
-            user_data: UserData(user_data),
-            max_level,
+        let sink = callback.map(|callback| {
+            Arc::new(Sink {
+                callback,
+                user_data: UserData(user_data),
+                max_level,
+            })
         });
-        *SINK.write().unwrap_or_else(PoisonError::into_inner) = sink;
+        let replaced = std::mem::replace(
+            &mut *SINK.write().unwrap_or_else(PoisonError::into_inner),
+            sink,
+        );
         tracing::callsite::rebuild_interest_cache();
+        if let Some(replaced) = replaced {
+            wait_for_calls_under_way(replaced);
+        }
         Ok(())
     })
 }
