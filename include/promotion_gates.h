@@ -6,7 +6,10 @@
  *
  * Conventions: every fallible call returns a pgate_status (PGATE_STATUS_OK = 0); inputs come
  * first and outputs last; outputs are written only on success; byte strings are a pointer
- * and a length (NULL with length 0 is the empty string). One pgate_gate may be used from
+ * and a length (NULL with length 0 is the empty string). Output parameters must not overlap
+ * each other or an input: each is written in turn (pgate_override_names given one buffer as
+ * header and cookie leaves the cookie's name in both; a len_out inside buf is overwritten by
+ * the text). One pgate_gate may be used from
  * many threads at once; free it only when no call is in flight. Hot calls (pgate_route,
  * pgate_record, pgate_flag_set_*) never allocate, free nothing (a config a write replaced is
  * freed by the writer side), take no lock and never wait once the calling thread made its
@@ -18,8 +21,8 @@
  * lines (ERROR) sent to the log callback while it holds that lock (it never waits for the
  * lock: a write holding it makes the rollback as it lets go); and with a log callback set at
  * PGATE_LOG_LEVEL_DEBUG or TRACE, every pgate_route, pgate_route_forced and
- * pgate_record_by_id formats its line (allocating), takes the log callback's read lock and
- * calls the callback. At INFO and above nothing else changes.
+ * pgate_record_by_id formats its line (allocating), takes the log callback's read lock (only
+ * to copy the callback out) and calls the callback. At INFO and above nothing else changes.
  */
 
 #ifndef PROMOTION_GATES_H
@@ -79,7 +82,9 @@ enum pgate_status
    */
   PGATE_STATUS_INVALID_ARGUMENT = 2,
   /**
-   * A config value was refused by validation (the error names the field and value).
+   * A config value was refused by validation (the error names the field and value). Also
+   * any JSON document a call takes (a config, an SLO) longer than `MAX_DOCUMENT_BYTES` (8
+   * MiB): refused before a byte of it is read, the error naming `document` and both sizes.
    */
   PGATE_STATUS_INVALID_CONFIG = 3,
   /**
@@ -120,7 +125,11 @@ enum pgate_status
    */
   PGATE_STATUS_ROLLBACK_REFUSED = 11,
   /**
-   * An output buffer is too small; the needed length was written.
+   * An output buffer is too small; the needed length was written, and no text (never a part
+   * of one). A text read in two calls (a size probe, then the copy) can grow in between:
+   * another thread of this process rolls back, promotes, swaps a config or changes a flag,
+   * or, with a state store, another process writes. The second call then returns this
+   * again with the new length: call until `PGATE_STATUS_OK`, growing the buffer each time.
    */
   PGATE_STATUS_BUFFER_TOO_SMALL = 12,
   /**
@@ -128,7 +137,9 @@ enum pgate_status
    */
   PGATE_STATUS_INVALID_HANDLE = 13,
   /**
-   * The library panicked; the call had no effect that can be relied on. A bug: report it.
+   * The library panicked, or an internal invariant failed (a cohort's histogram missing from
+   * a window, a histogram or exposition that could not be written into memory); the call had
+   * no effect that can be relied on. A bug: report it.
    */
   PGATE_STATUS_PANIC = 14,
   /**
@@ -724,7 +735,8 @@ pgate_status pgate_gate_free(struct pgate_gate *gate);
  * Writes the gate's current `PromotionConfig` as JSON (NUL-terminated) into `buf` of `cap`
  * bytes and its length (without the NUL) into `*len_out`. If `buf` is NULL or too small,
  * only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again
- * with `*len_out + 1` bytes.
+ * with `*len_out + 1` bytes, until `PGATE_STATUS_OK` (the text may have grown meanwhile, see
+ * `PGATE_STATUS_BUFFER_TOO_SMALL`).
  *
  * # Safety
  * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -1368,18 +1380,18 @@ pgate_status pgate_flag_set_name(const struct pgate_gate *gate,
 const char *pgate_status_str(uint32_t status);
 
 /**
- * Writes the gate's metrics in the Prometheus text format 0.0.4 (NUL-terminated) into `buf`
- * of `cap` bytes and its length into `*len_out`: `# HELP` and `# TYPE` lines, every series
- * labelled with the gate's name (`gate="..."`), e.g. `promotion_health_score`,
+ * Writes the gate's metrics in the Prometheus text format 0.0.4 (NUL-terminated) into `buf` of
+ * `cap` bytes and its length into `*len_out`: `# HELP` and `# TYPE` lines, every series labelled
+ * with the gate's name (`gate="..."`), e.g. `promotion_health_score`,
  * `promotion_canary_error_rate`, `promotion_rollbacks_total{trigger,rule}` and the window's
  * latency histograms (the untyped series `promotion_window_latency_seconds_bucket`, `_sum` and
  * `_count`, which fall as requests leave the window). Serve it with the content type
  * `text/plain; version=0.0.4`. If `buf` is NULL or too small, only `*len_out` is written and
- * `PGATE_STATUS_BUFFER_TOO_SMALL` is returned (the text may grow by a few bytes between two
- * calls: allocate some slack). The window is read as `pgate_read_health` reads it, so an
- * evaluation that fell due meanwhile is made right after, on this thread, and may roll the
- * canary back: like `pgate_read_health`, it is refused from inside the log callback
- * (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
+ * `PGATE_STATUS_BUFFER_TOO_SMALL` is returned (the text may grow between two calls: allocate some
+ * slack, and call until `PGATE_STATUS_OK`, as `PGATE_STATUS_BUFFER_TOO_SMALL` says). The window is
+ * read as `pgate_read_health` reads it, so an evaluation that fell due meanwhile is made right
+ * after, on this thread, and may roll the canary back: like `pgate_read_health`, it is refused
+ * from inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
  *
  * # Safety
  * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.

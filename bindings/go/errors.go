@@ -31,7 +31,7 @@ const (
 	StatusRollbackRefused   Status = C.PGATE_STATUS_ROLLBACK_REFUSED    // rollback in Production, or without a reason
 	StatusBufferTooSmall    Status = C.PGATE_STATUS_BUFFER_TOO_SMALL    // a text still growing after 8 reads (or evidence over PGATE_EVIDENCE_CAPACITY); else handled inside the binding
 	StatusInvalidHandle     Status = C.PGATE_STATUS_INVALID_HANDLE      // the gate is closed (or was never opened)
-	StatusPanic             Status = C.PGATE_STATUS_PANIC               // the library panicked: a bug, please report it
+	StatusPanic             Status = C.PGATE_STATUS_PANIC               // the library panicked or an internal invariant failed: a bug, please report it
 	StatusIndexOutOfRange   Status = C.PGATE_STATUS_INDEX_OUT_OF_RANGE  // an index beyond the end of a list
 	StatusUnknownFlagSet    Status = C.PGATE_STATUS_UNKNOWN_FLAG_SET    // a stale or foreign decision's flag set
 	StatusFlagSetsExhausted Status = C.PGATE_STATUS_FLAG_SETS_EXHAUSTED // every flag-set number given out, or MAX_FLAG_NAMES distinct names held

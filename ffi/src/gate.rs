@@ -298,7 +298,8 @@ pub unsafe extern "C" fn pgate_gate_free(gate: *mut pgate_gate) -> pgate_status 
 /// Writes the gate's current `PromotionConfig` as JSON (NUL-terminated) into `buf` of `cap`
 /// bytes and its length (without the NUL) into `*len_out`. If `buf` is NULL or too small,
 /// only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again
-/// with `*len_out + 1` bytes.
+/// with `*len_out + 1` bytes, until `PGATE_STATUS_OK` (the text may have grown meanwhile, see
+/// `PGATE_STATUS_BUFFER_TOO_SMALL`).
 ///
 /// # Safety
 /// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.

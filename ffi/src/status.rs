@@ -18,7 +18,9 @@ pub enum pgate_status {
     /// An argument is out of range: a length above `PTRDIFF_MAX`, an unknown enum value, a
     /// name that is not UTF-8.
     InvalidArgument = 2,
-    /// A config value was refused by validation (the error names the field and value).
+    /// A config value was refused by validation (the error names the field and value). Also
+    /// any JSON document a call takes (a config, an SLO) longer than `MAX_DOCUMENT_BYTES` (8
+    /// MiB): refused before a byte of it is read, the error naming `document` and both sizes.
     InvalidConfig = 3,
     /// A JSON document could not be read: not JSON, or a value its field's type cannot hold (a
     /// string for a number, a negative count or duration, an unknown field); the error names the
@@ -41,11 +43,17 @@ pub enum pgate_status {
     /// A rollback was asked for in Production, or with a blank reason (no visible character),
     /// or with a reason over `MAX_REASON_BYTES` (4096).
     RollbackRefused = 11,
-    /// An output buffer is too small; the needed length was written.
+    /// An output buffer is too small; the needed length was written, and no text (never a part
+    /// of one). A text read in two calls (a size probe, then the copy) can grow in between:
+    /// another thread of this process rolls back, promotes, swaps a config or changes a flag,
+    /// or, with a state store, another process writes. The second call then returns this
+    /// again with the new length: call until `PGATE_STATUS_OK`, growing the buffer each time.
     BufferTooSmall = 12,
     /// The handle is not a live gate (already freed, or never made by `pgate_gate_new`).
     InvalidHandle = 13,
-    /// The library panicked; the call had no effect that can be relied on. A bug: report it.
+    /// The library panicked, or an internal invariant failed (a cohort's histogram missing from
+    /// a window, a histogram or exposition that could not be written into memory); the call had
+    /// no effect that can be relied on. A bug: report it.
     Panic = 14,
     /// An index is beyond the end of a list.
     IndexOutOfRange = 15,

@@ -20,18 +20,18 @@ use promotion_gates::Cohort;
 use promotion_gates::PromotionGateManager;
 use promotion_gates::telemetry::prometheus::{self, ExpositionError, OutcomeCounts};
 
-/// Writes the gate's metrics in the Prometheus text format 0.0.4 (NUL-terminated) into `buf`
-/// of `cap` bytes and its length into `*len_out`: `# HELP` and `# TYPE` lines, every series
-/// labelled with the gate's name (`gate="..."`), e.g. `promotion_health_score`,
+/// Writes the gate's metrics in the Prometheus text format 0.0.4 (NUL-terminated) into `buf` of
+/// `cap` bytes and its length into `*len_out`: `# HELP` and `# TYPE` lines, every series labelled
+/// with the gate's name (`gate="..."`), e.g. `promotion_health_score`,
 /// `promotion_canary_error_rate`, `promotion_rollbacks_total{trigger,rule}` and the window's
 /// latency histograms (the untyped series `promotion_window_latency_seconds_bucket`, `_sum` and
 /// `_count`, which fall as requests leave the window). Serve it with the content type
 /// `text/plain; version=0.0.4`. If `buf` is NULL or too small, only `*len_out` is written and
-/// `PGATE_STATUS_BUFFER_TOO_SMALL` is returned (the text may grow by a few bytes between two
-/// calls: allocate some slack). The window is read as `pgate_read_health` reads it, so an
-/// evaluation that fell due meanwhile is made right after, on this thread, and may roll the
-/// canary back: like `pgate_read_health`, it is refused from inside the log callback
-/// (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
+/// `PGATE_STATUS_BUFFER_TOO_SMALL` is returned (the text may grow between two calls: allocate some
+/// slack, and call until `PGATE_STATUS_OK`, as `PGATE_STATUS_BUFFER_TOO_SMALL` says). The window is
+/// read as `pgate_read_health` reads it, so an evaluation that fell due meanwhile is made right
+/// after, on this thread, and may roll the canary back: like `pgate_read_health`, it is refused
+/// from inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
 ///
 /// # Safety
 /// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.

@@ -190,7 +190,8 @@ class StoreError(PromotionGatesError):
 
 
 class PanicError(PromotionGatesError):
-    """The library panicked; the call had no effect that can be relied on. A bug: report it."""
+    """The library panicked, or an internal invariant failed; the call had no effect that can
+    be relied on. A bug: report it."""
 
 
 _BY_STATUS: dict[Status, type[PromotionGatesError]] = {
