@@ -6,6 +6,7 @@
 //! (`metrics/window_base.rs`), the evaluation's claim (`metrics/mod.rs`), the route path's
 //! generation (`manager/generation.rs`) and the change count a write moves after it
 //! (`changes.rs`), the writer lock's owed rollback (`manager/writer_lock.rs`, its mutexes
+//! included), the sync thread's hand-off and wake-ups (`manager/sync_thread.rs`, its channel
 //! included) and the record path's ask for an evaluation (`monitor/ask.rs`, with the window's
 //! mutex in `metrics/mod.rs` and the fence a thread's first record runs as it lets the window
 //! go, `let_go_then_fence`) go through this module, so that the loom models (`.ci/loom` lists
@@ -21,13 +22,15 @@
 //! compile to the same instructions.
 
 #[cfg(all(test, promotion_gates_loom))]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence};
+#[cfg(all(test, promotion_gates_loom))]
+pub(crate) use model_mpsc as mpsc;
 #[cfg(all(test, promotion_gates_loom))]
 pub(crate) use model_mutex::{Mutex, MutexGuard};
 #[cfg(not(all(test, promotion_gates_loom)))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence};
 #[cfg(not(all(test, promotion_gates_loom)))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
+pub(crate) use std::sync::{Mutex, MutexGuard, mpsc};
 
 /// Lets `held` (a lock's guard) go, then fences (`SeqCst`): for a holder that looks for an ask
 /// later, with a relaxed load, rather than at once (`Metrics::first_recorder`, whose caller
@@ -113,6 +116,12 @@ mod model_mutex {
         }
     }
 
+    impl<T: Default> Default for Mutex<T> {
+        fn default() -> Self {
+            Self::new(T::default())
+        }
+    }
+
     impl<T> Deref for MutexGuard<'_, T> {
         type Target = T;
 
@@ -132,6 +141,126 @@ mod model_mutex {
             // The data first: the next holder may take it at once.
             self.data = None;
             self.locked.swap(false, Ordering::Release);
+        }
+    }
+}
+
+/// std's channel, on loom's: a send fails once the receiver is gone, as std's does (loom's
+/// counts the message sent all the same, then reports it leaked); sends and the receiver's
+/// drop are ordered by loom's mutex, as std's channel orders them by its own read-modify-writes
+/// (loom's, not the stand-in above: a sender waits for the drop without spinning). Loom has no
+/// clock: `recv_timeout` waits as `recv` does (the sync interval never ends in a model).
+#[cfg(test)]
+#[cfg(promotion_gates_loom)]
+pub(crate) mod model_mpsc {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError};
+    use std::sync::{Arc, PoisonError};
+    use std::time::Duration;
+
+    use loom::sync::Mutex;
+
+    #[derive(Debug)]
+    pub(crate) struct Sender<T> {
+        inner: loom::sync::mpsc::Sender<T>,
+        /// Whether the receiver is still there.
+        open: Arc<Mutex<bool>>,
+        queue: Arc<Queue>,
+    }
+
+    #[derive(Debug)]
+    pub(crate) struct Receiver<T> {
+        inner: Option<loom::sync::mpsc::Receiver<T>>,
+        open: Arc<Mutex<bool>>,
+        queue: Arc<Queue>,
+    }
+
+    /// How many messages wait, and the most that ever did: the models' observation, not part
+    /// of the channel's synchronization (std's atomics: loom runs a model's threads one at a
+    /// time, and each count moves before the thread can be switched out).
+    #[derive(Debug, Default)]
+    struct Queue {
+        waiting: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    pub(crate) fn channel<T>() -> (Sender<T>, Receiver<T>) {
+        let (sender, receiver) = loom::sync::mpsc::channel();
+        let open = Arc::new(Mutex::new(true));
+        let queue = Arc::new(Queue::default());
+        (
+            Sender {
+                inner: sender,
+                open: Arc::clone(&open),
+                queue: Arc::clone(&queue),
+            },
+            Receiver {
+                inner: Some(receiver),
+                open,
+                queue,
+            },
+        )
+    }
+
+    impl<T> Clone for Sender<T> {
+        fn clone(&self) -> Self {
+            Self {
+                inner: self.inner.clone(),
+                open: Arc::clone(&self.open),
+                queue: Arc::clone(&self.queue),
+            }
+        }
+    }
+
+    impl<T> Sender<T> {
+        pub(crate) fn send(&self, message: T) -> Result<(), SendError<T>> {
+            let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            if !*open {
+                return Err(SendError(message));
+            }
+            self.inner.send(message)?;
+            let waiting = self.queue.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+            self.queue.most.fetch_max(waiting, Ordering::Relaxed);
+            Ok(())
+        }
+
+        /// The most messages that ever waited at once.
+        pub(crate) fn most_queued(&self) -> usize {
+            self.queue.most.load(Ordering::Relaxed)
+        }
+    }
+
+    impl<T> Receiver<T> {
+        fn inner(&self) -> &loom::sync::mpsc::Receiver<T> {
+            self.inner.as_ref().expect("there until dropped")
+        }
+
+        pub(crate) fn recv(&self) -> Result<T, RecvError> {
+            let message = self.inner().recv()?;
+            self.queue.waiting.fetch_sub(1, Ordering::Relaxed);
+            Ok(message)
+        }
+
+        pub(crate) fn recv_timeout(&self, _timeout: Duration) -> Result<T, RecvTimeoutError> {
+            self.recv()
+                .map_err(|RecvError| RecvTimeoutError::Disconnected)
+        }
+
+        pub(crate) fn try_iter(&self) -> impl Iterator<Item = T> + '_ {
+            std::iter::from_fn(|| {
+                let message = self.inner().try_recv().ok()?;
+                self.queue.waiting.fetch_sub(1, Ordering::Relaxed);
+                Some(message)
+            })
+        }
+    }
+
+    impl<T> Drop for Receiver<T> {
+        fn drop(&mut self) {
+            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            *open = false;
+            // Loom's receiver takes what is left as it goes.
+            self.inner = None;
         }
     }
 }

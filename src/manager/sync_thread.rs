@@ -2,12 +2,17 @@
 //! writes, exchanges this process's evidence with the fleet's, and writes a rollback the
 //! record path handed off; the [`Handoff`] is how the record path and the host's asks reach
 //! it without waiting for store I/O. Stopped and joined when the gate is dropped.
+//!
+//! The loom model (`sync_thread/loom_model.rs`, run by `.ci/loom`) checks the hand-off, the
+//! wake-ups and the tick's order ([`run_ticks`]) on loom's atomics, its channel and the
+//! stand-in for std's mutex (`crate::sync`), the gate a stand-in that takes the handed-off
+//! rollback as [`Shared::sync_once`] does.
 
 use std::any::Any;
+use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -15,7 +20,11 @@ use super::Shared;
 use super::stored::{Exchange, StoreLink};
 use crate::error::Error;
 use crate::store::{StoreError, StoreProblem};
+use crate::sync::{AtomicBool, AtomicU8, Mutex, MutexGuard, Ordering, mpsc};
 use crate::verdict::Verdict;
+
+#[cfg(all(test, promotion_gates_loom))]
+mod loom_model;
 
 /// What the gate tells its sync thread.
 #[derive(Debug)]
@@ -154,8 +163,9 @@ pub(super) struct SyncThread {
     /// wake-ups are queued before the `Stop`.
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    /// Tells the store's watch thread, if it has one, to end.
-    stop_watch: Arc<AtomicBool>,
+    /// Tells the store's watch thread, if it has one, to end (std's atomic in the loom model
+    /// too: no model runs the watch).
+    stop_watch: Arc<std::sync::atomic::AtomicBool>,
     watch: Option<JoinHandle<()>>,
 }
 
@@ -171,40 +181,12 @@ impl SyncThread {
         let thread = std::thread::Builder::new()
             .name("pgate-sync".into())
             .spawn(move || {
-                let mut exchange = Exchange::default();
-                loop {
-                    match inbox.recv_timeout(interval) {
-                        Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                        Ok(Signal::Wake) | Err(RecvTimeoutError::Timeout) => {}
-                    }
-                    if stop.load(Ordering::Acquire) {
-                        return;
-                    }
-                    let Some(shared) = weak.upgrade() else {
-                        return;
-                    };
-                    // A panic (from a host's `Clock`, say) ends the tick, not the thread: the
-                    // next tick reads the store again. Each step leaves the gate consistent.
-                    let tick = catch_unwind(AssertUnwindSafe(|| {
-                        // Before the store is read: a wake-up from now on gets a read after
-                        // it.
-                        ticks.0.begin_tick();
-                        shared.sync_once();
-                        if stop.load(Ordering::Acquire) {
-                            return Tick::Stopped;
-                        }
-                        shared.exchange_contributions(&mut exchange);
-                        Tick::Done
-                    }));
-                    match tick {
-                        Ok(Tick::Done) => {}
-                        Ok(Tick::Stopped) => return,
-                        Err(payload) => tracing::error!(
-                            panic = panic_message(payload.as_ref()),
-                            "promotion.store a sync tick panicked; the next tick reads the store again"
-                        ),
-                    }
-                }
+                let receive = || match inbox.recv_timeout(interval) {
+                    Ok(signal) => signal,
+                    Err(RecvTimeoutError::Timeout) => Signal::Wake,
+                    Err(RecvTimeoutError::Disconnected) => Signal::Stop,
+                };
+                run_ticks(ticks, &stop, receive, || weak.upgrade());
             })
             .map_err(|e| {
                 StoreError::new(
@@ -214,7 +196,7 @@ impl SyncThread {
                 )
             })?;
         let _ = shared.handoff.wake.set(wake.clone());
-        let stop_watch = Arc::new(AtomicBool::new(false));
+        let stop_watch = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut watch = None;
         if let Some(link) = shared.lock_writer().store.as_mut() {
             watch = link.follow(&wake, Arc::clone(&stop_watch));
@@ -274,9 +256,8 @@ impl Drop for SyncThread {
     /// threads (the gate's last owner let go in a host's code that thread ran, a `Clock`), it
     /// does not wait for itself: that thread ends when its current tick or request returns.
     fn drop(&mut self) {
-        self.stopping.store(true, Ordering::Release);
+        stop_ticks(&self.stopping, &self.signals);
         self.stop_watch.store(true, Ordering::Relaxed);
-        let _ = self.signals.send(Signal::Stop);
         // The watch ends within one watch span (it looks at the flag between requests).
         for handle in [self.thread.take(), self.watch.take()]
             .into_iter()
@@ -287,6 +268,81 @@ impl Drop for SyncThread {
             }
         }
     }
+}
+
+/// The gate as the sync thread's ticks see it: [`Shared`], and the loom model's stand-in.
+trait Synced {
+    /// What the exchange of contributions keeps from one tick to the next.
+    type Exchange: Default;
+
+    /// A tick's first step: applies other processes' writes, and a rollback handed off
+    /// ([`Shared::sync_once`]).
+    fn sync_once(&self);
+
+    /// A tick's second step: exchanges this process's evidence with the fleet's.
+    fn exchange_contributions(&self, exchange: &mut Self::Exchange);
+}
+
+impl Synced for Shared {
+    type Exchange = Exchange;
+
+    fn sync_once(&self) {
+        Shared::sync_once(self);
+    }
+
+    fn exchange_contributions(&self, exchange: &mut Exchange) {
+        Shared::exchange_contributions(self, exchange);
+    }
+}
+
+/// The sync thread's loop: a tick for each wake-up that `receive` returns (the sync interval's
+/// timeout is one), until it returns the gate's `Stop`, or the gate is gone (`gate` returns
+/// none) or `stopping`. Each tick begins before the store is read (a wake-up from now on gets
+/// a read after it, and takes a rollback handed off meanwhile). `ticks` goes as it returns.
+fn run_ticks<G, S>(
+    ticks: Ticks,
+    stopping: &AtomicBool,
+    mut receive: impl FnMut() -> Signal,
+    gate: impl Fn() -> Option<G>,
+) where
+    G: Deref<Target = S>,
+    S: Synced + ?Sized,
+{
+    let mut exchange = S::Exchange::default();
+    while let Signal::Wake = receive() {
+        if stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(gate) = gate() else {
+            return;
+        };
+        // A panic (from a host's `Clock`, say) ends the tick, not the thread: the next tick
+        // reads the store again. Each step leaves the gate consistent.
+        let tick = catch_unwind(AssertUnwindSafe(|| {
+            ticks.0.begin_tick();
+            gate.sync_once();
+            if stopping.load(Ordering::Acquire) {
+                return Tick::Stopped;
+            }
+            gate.exchange_contributions(&mut exchange);
+            Tick::Done
+        }));
+        match tick {
+            Ok(Tick::Done) => {}
+            Ok(Tick::Stopped) => return,
+            Err(payload) => tracing::error!(
+                panic = panic_message(payload.as_ref()),
+                "promotion.store a sync tick panicked; the next tick reads the store again"
+            ),
+        }
+    }
+}
+
+/// Tells the sync thread to end before its next tick, however many wake-ups wait before the
+/// `Stop` (or as its current tick has read the store).
+fn stop_ticks(stopping: &AtomicBool, signals: &mpsc::Sender<Signal>) {
+    stopping.store(true, Ordering::Release);
+    let _ = signals.send(Signal::Stop);
 }
 
 /// How a sync tick ended, when it did not panic.
