@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::sync_thread::Offered;
 use super::{PromotionGateManager, Shared};
 use crate::decision::{RoutingDecision, StageId};
 use crate::metrics::Recorded;
@@ -436,8 +437,14 @@ impl Shared {
         }
         if let Some(mut writer) = self.try_lock_writer() {
             self.apply_verdict(&mut writer, verdict);
-        } else if !self.handoff.offer(verdict) {
-            self.apply_verdict_or_owe(verdict);
+        } else {
+            match self.handoff.offer(verdict) {
+                // Made by the sync thread, or by a tick or the gate's stop before the thread
+                // ended: not made again.
+                Offered::Handed | Offered::TakenBack(None) => {}
+                Offered::NoThread => self.apply_verdict_or_owe(verdict),
+                Offered::TakenBack(Some(taken)) => self.apply_verdict_or_owe(&taken),
+            }
         }
     }
 }

@@ -107,6 +107,20 @@ pub(super) struct Handoff {
     wake: OnceLock<Wake>,
 }
 
+/// What became of a rollback [offered](Handoff::offer) to the sync thread. Returned once
+/// per hand-off, on a cold path, and matched at once: the verdict is not boxed.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(super) enum Offered {
+    /// Left for the thread, woken for a tick that makes it.
+    Handed,
+    /// The gate has no sync thread: the caller makes the rollback it offered.
+    NoThread,
+    /// The thread has ended: the rollback the hand-off held, for the caller to make (none
+    /// when a tick or the gate's stop took it first).
+    TakenBack(Option<Verdict>),
+}
+
 impl Handoff {
     /// Wakes the sync thread to read the store now, unless an earlier wake-up is still
     /// waiting; false when the gate has no sync thread (no store) or it has ended.
@@ -116,11 +130,14 @@ impl Handoff {
 
     /// Leaves `verdict` for the sync thread (replacing one of the same stage or an older one,
     /// never one of a newer stage, as [`WriterLock`](super::writer_lock::WriterLock) keeps an
-    /// owed one) and wakes it; false when the gate has no sync thread, or when it has ended
-    /// (the verdict is then taken back, and the caller must act on it itself).
-    pub(super) fn offer(&self, verdict: &Verdict) -> bool {
+    /// owed one) and wakes it. [`Offered::NoThread`] when the gate has no sync thread: the
+    /// caller makes `verdict` itself. When the thread has ended, what the hand-off holds is
+    /// taken back ([`Offered::TakenBack`]) for the caller to make: `verdict`, or a newer one
+    /// another offer left, or none when a tick or the gate's stop took it first (then it is
+    /// made already, and must not be made again).
+    pub(super) fn offer(&self, verdict: &Verdict) -> Offered {
         let Some(wake) = self.wake.get() else {
-            return false;
+            return Offered::NoThread;
         };
         {
             let mut held = self.lock();
@@ -132,10 +149,9 @@ impl Handoff {
             }
         }
         if wake.wake() {
-            return true;
+            return Offered::Handed;
         }
-        self.take();
-        false
+        Offered::TakenBack(self.take())
     }
 
     pub(super) fn take(&self) -> Option<Verdict> {
@@ -415,14 +431,14 @@ mod tests {
         // A burst of canary errors while a host's write waits for the store: a hand-off each,
         // beside asks, a deferred rollback's wake-up and a busy watch's.
         for _ in 0..1_000 {
-            assert!(handoff.offer(&failing));
+            assert!(matches!(handoff.offer(&failing), Offered::Handed));
             assert!(handoff.ask_sync());
             assert!(wake.wake());
         }
         assert_eq!(inbox.try_iter().count(), 1, "one tick reads it all");
         assert!(handoff.take().is_some(), "the last verdict waits for it");
         wake.begin_tick();
-        assert!(handoff.offer(&failing));
+        assert!(matches!(handoff.offer(&failing), Offered::Handed));
         assert_eq!(inbox.try_iter().count(), 1, "a tick after the one begun");
     }
 
@@ -485,7 +501,10 @@ mod tests {
             Policy::new(&slo, 0.95),
         ));
         assert!(failing.calls_for_rollback());
-        assert!(!gate.shared.handoff.offer(&failing), "no sync thread");
+        assert!(
+            matches!(gate.shared.handoff.offer(&failing), Offered::NoThread),
+            "no sync thread"
+        );
         // A sync thread that has ended with a wake-up queued: the receiving end of its
         // channel is gone.
         let (signals, ended) = mpsc::channel();
@@ -494,7 +513,10 @@ mod tests {
         drop((Ticks(wake.clone()), ended));
         gate.shared.handoff.wake.set(wake).unwrap();
         assert!(
-            !gate.shared.handoff.offer(&failing),
+            matches!(
+                gate.shared.handoff.offer(&failing),
+                Offered::TakenBack(Some(_))
+            ),
             "the sync thread ended"
         );
         assert!(

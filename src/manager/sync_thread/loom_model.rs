@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use loom::thread;
 
-use super::{Handoff, Signal, Synced, Ticks, Wake, mpsc, run_ticks, stop_ticks};
+use super::{Handoff, Offered, Signal, Synced, Ticks, Wake, mpsc, run_ticks, stop_ticks};
 use crate::decision::StageId;
 use crate::sync::{AtomicBool, Ordering, explore};
 use crate::verdict::Verdict;
@@ -128,10 +128,15 @@ fn ticking() -> Running {
 }
 
 impl Running {
-    /// The record path hands `verdict` off on a thread of its own: whether it was handed.
-    fn hand_off_elsewhere(&self, verdict: &Verdict) -> thread::JoinHandle<bool> {
+    /// The record path hands `verdict` off on a thread of its own: the stage of the rollback
+    /// it then makes itself (`act_on_recording`'s), if any.
+    fn hand_off_elsewhere(&self, verdict: &Verdict) -> thread::JoinHandle<Option<StageId>> {
         let (gate, verdict) = (Arc::clone(&self.gate), verdict.clone());
-        thread::spawn(move || gate.handoff.offer(&verdict))
+        thread::spawn(move || match gate.handoff.offer(&verdict) {
+            Offered::Handed => None,
+            Offered::NoThread => Some(verdict.stage()),
+            Offered::TakenBack(taken) => taken.map(|taken| taken.stage()),
+        })
     }
 
     /// Stops the thread as the gate's drop does, joins it, and takes a rollback left, as
@@ -158,7 +163,11 @@ fn a_rollback_handed_off_while_the_thread_ticks_is_taken_by_a_later_tick_once() 
         let running = ticking();
         let record = running.hand_off_elsewhere(&verdict);
         assert!(running.gate.handoff.ask_sync());
-        assert!(record.join().expect("the record path"), "the thread runs");
+        assert_eq!(
+            record.join().expect("the record path"),
+            None,
+            "handed to the running thread"
+        );
         running.signals.send(Signal::Stop).expect("the thread runs");
         running.thread.join().expect("the sync thread");
         assert_eq!(running.gate.taken(), vec![StageId::new(1)]);
@@ -166,31 +175,25 @@ fn a_rollback_handed_off_while_the_thread_ticks_is_taken_by_a_later_tick_once() 
     });
 }
 
-/// A rollback handed off as the gate stops the thread is never lost: it is made by a tick, by
-/// the stop once it joined the thread, or by the record path itself when the hand-off says the
-/// thread has ended (`offer` false); the ticks and the stop take it once between them. Not
-/// checked: that it is made once only. It is not: the record path's `offer` says false
-/// whenever its wake-up finds the thread ended, also when a tick or the stop took the rollback
-/// first (the hand-off stored before the thread ended, the wake-up after), and the record path
-/// then makes it again. In safe code the gate cannot be dropped while a record path borrows
-/// it, and a second rollback of a rolled-back stage is not made again (`apply_verdict`).
+/// A rollback handed off as the gate stops the thread is made once: by a tick, by the stop
+/// once it joined the thread, or by the record path itself when its wake-up finds the thread
+/// ended and takes the hand-off back (`Offered::TakenBack`), never by two of them, and never
+/// by none. Returning "not handed" whenever the wake-up finds the thread ended, as `offer` did
+/// first, fails it: a tick or the stop may have taken the rollback before the thread ended,
+/// and the record path made it again.
 #[test]
-fn a_rollback_handed_off_as_the_gate_stops_is_never_lost() {
+fn a_rollback_handed_off_as_the_gate_stops_is_made_once() {
     let verdict = failing(1);
     explore(100_000, move || {
         let running = ticking();
         let record = running.hand_off_elsewhere(&verdict);
         let (gate, _, left) = running.stop();
-        let handed = record.join().expect("the record path");
+        let by_record = record.join().expect("the record path");
         let by_ticks = gate.taken();
-        let taken = by_ticks.len() + usize::from(left.is_some());
-        assert!(
-            taken <= 1,
-            "taken by ticks {by_ticks:?} and by the stop {left:?}"
-        );
-        assert!(
-            taken == 1 || !handed,
-            "lost: handed off, taken by no tick nor by the stop"
+        let made = by_ticks.len() + usize::from(left.is_some()) + usize::from(by_record.is_some());
+        assert_eq!(
+            made, 1,
+            "made by ticks {by_ticks:?}, by the stop {left:?}, by the record path {by_record:?}"
         );
         assert!(gate.handoff.take().is_none(), "a rollback left");
     });
@@ -215,7 +218,7 @@ fn at_most_two_wake_ups_wait_and_an_ended_thread_says_so() {
         let other = {
             let (gate, verdict) = (Arc::clone(&running.gate), verdict.clone());
             thread::spawn(move || {
-                assert!(gate.handoff.offer(&verdict));
+                assert!(matches!(gate.handoff.offer(&verdict), Offered::Handed));
                 assert!(gate.handoff.ask_sync());
             })
         };
@@ -230,7 +233,10 @@ fn at_most_two_wake_ups_wait_and_an_ended_thread_says_so() {
         }
         let (gate, wake, _) = running.stop();
         assert!(!wake.wake(), "a wake-up after the thread ended");
-        assert!(!gate.handoff.offer(&verdict), "a hand-off after it ended");
+        assert!(
+            matches!(gate.handoff.offer(&verdict), Offered::TakenBack(Some(_))),
+            "a hand-off after it ended is taken back"
+        );
         assert!(gate.handoff.take().is_none(), "taken back");
     });
     assert!(
