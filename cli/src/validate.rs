@@ -36,68 +36,113 @@ pub struct ValidateArgs {
     slo: Option<PathBuf>,
 }
 
+/// A file read as its kind: each file is read once, so that a pipe, `/dev/stdin` or a file
+/// changed meanwhile is judged as the one text read.
+enum Loaded {
+    Promotion(PromotionConfig),
+    Slo(SloConfig),
+    Scenario(Box<Scenario>),
+}
+
+/// Reads the file at `path` as a `kind`.
+fn load(path: &Path, kind: Kind) -> Result<Loaded, CliError> {
+    Ok(match kind {
+        Kind::Promotion => Loaded::Promotion(document::load(path)?),
+        Kind::Slo => Loaded::Slo(document::load(path)?),
+        Kind::Scenario => Loaded::Scenario(Box::new(document::load(path)?)),
+    })
+}
+
 /// Runs `validate`: exit status 0 when every file is valid, 1 otherwise. Each verdict is
-/// printed as found.
+/// printed as found; each file is read once.
 pub fn run(args: &ValidateArgs) -> Result<u8, CliError> {
-    let mut checks = vec![(args.file.as_path(), args.kind)];
-    if let Some(slo) = &args.slo {
-        checks.push((slo.as_path(), Kind::Slo));
-    }
     let mut all_valid = true;
-    for (path, kind) in checks {
+    // The config file, read and checked alone; without --slo, a PromotionConfig is checked for
+    // a gate of the default SLO (as a host opening it without an SLO document makes).
+    let file = args.file.as_path();
+    let checked = load(file, args.kind).and_then(|loaded| {
+        let summary = check(file, &loaded)?;
+        if let Loaded::Promotion(config) = &loaded
+            && args.slo.is_none()
+        {
+            check_default_slo(file, config)?;
+        }
+        Ok((summary, loaded))
+    });
+    let config = match report(file, checked)? {
+        Some(Loaded::Promotion(config)) => Some(config),
+        Some(_) => None,
+        None => {
+            all_valid = false;
+            None
+        }
+    };
+    if let Some(slo) = &args.slo {
         // The SLO file, valid alone, for the valid config file's gate: its interval against
         // the window.
-        let paired = kind == Kind::Slo && args.kind == Kind::Promotion && all_valid;
-        // Without --slo, the valid config file for a gate of the default SLO (as a host
-        // opening it without an SLO document makes).
-        let defaulted = kind == Kind::Promotion && args.slo.is_none();
-        let checked = check(path, kind).and_then(|summary| {
-            if paired {
-                check_pair(&args.file, path)?;
+        let checked = load(slo, Kind::Slo).and_then(|loaded| {
+            let summary = check(slo, &loaded)?;
+            if let (Loaded::Slo(policy), Some(config)) = (&loaded, &config) {
+                check_pair(file, config, slo, policy)?;
             }
-            if defaulted {
-                check_default_slo(path)?;
-            }
-            Ok(summary)
+            Ok((summary, loaded))
         });
-        match checked {
-            Ok(summary) => unless_closed(writeln!(
-                io::stdout().lock(),
-                "ok: {}: {summary}",
-                shown_path(path)
-            ))?,
-            Err(error @ (CliError::Parse { .. } | CliError::Invalid { .. })) => {
-                all_valid = false;
-                let _ = writeln!(
-                    io::stderr().lock(),
-                    "error: {error} (the first error found: fix it and run again)"
-                );
-            }
-            Err(error) => return Err(error),
+        if report(slo, checked)?.is_none() {
+            all_valid = false;
         }
     }
     Ok(if all_valid { 0 } else { 1 })
 }
 
-/// Checks the SloConfig at `slo` for the gate of the PromotionConfig at `promotion`, both valid
-/// alone ([`SloConfig::validate_for`]: `evaluation_interval_ms` at most a tenth of
-/// `rollback_window_seconds`); the refusal is the SLO file's.
-fn check_pair(promotion: &Path, slo: &Path) -> Result<(), CliError> {
-    let config: PromotionConfig = document::load(promotion)?;
-    let policy: SloConfig = document::load(slo)?;
-    policy.validate_for(&config).map_err(|e| CliError::Invalid {
+/// Prints the verdict on the file at `path`: `ok: PATH: SUMMARY` on stdout, or the error on
+/// stderr; returns the file read when it is valid, `None` when it is not. An error other than
+/// an invalid file (a failed write) is returned.
+fn report(
+    path: &Path,
+    checked: Result<(String, Loaded), CliError>,
+) -> Result<Option<Loaded>, CliError> {
+    match checked {
+        Ok((summary, loaded)) => {
+            unless_closed(writeln!(
+                io::stdout().lock(),
+                "ok: {}: {summary}",
+                shown_path(path)
+            ))?;
+            Ok(Some(loaded))
+        }
+        Err(error @ (CliError::Parse { .. } | CliError::Invalid { .. })) => {
+            let _ = writeln!(
+                io::stderr().lock(),
+                "error: {error} (the first error found: fix it and run again)"
+            );
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Checks the SloConfig `policy` read from `slo` for the gate of the PromotionConfig `config`
+/// read from `promotion`, both valid alone ([`SloConfig::validate_for`]:
+/// `evaluation_interval_ms` at most a tenth of `rollback_window_seconds`); the refusal is the
+/// SLO file's.
+fn check_pair(
+    promotion: &Path,
+    config: &PromotionConfig,
+    slo: &Path,
+    policy: &SloConfig,
+) -> Result<(), CliError> {
+    policy.validate_for(config).map_err(|e| CliError::Invalid {
         path: slo.to_path_buf(),
         message: format!("{e} (for the gate of {})", shown_path(promotion)),
     })
 }
 
-/// Checks the default SloConfig for the gate of the valid PromotionConfig at `promotion`
-/// ([`SloConfig::validate_for`]), as a gate opened without an SLO document checks it; the
-/// refusal is the config file's.
-fn check_default_slo(promotion: &Path) -> Result<(), CliError> {
-    let config: PromotionConfig = document::load(promotion)?;
+/// Checks the default SloConfig for the gate of the valid PromotionConfig `config` read from
+/// `promotion` ([`SloConfig::validate_for`]), as a gate opened without an SLO document checks
+/// it; the refusal is the config file's.
+fn check_default_slo(promotion: &Path, config: &PromotionConfig) -> Result<(), CliError> {
     SloConfig::default()
-        .validate_for(&config)
+        .validate_for(config)
         .map_err(|e| CliError::Invalid {
             path: promotion.to_path_buf(),
             message: format!(
@@ -107,15 +152,14 @@ fn check_default_slo(promotion: &Path) -> Result<(), CliError> {
         })
 }
 
-/// Checks one file; returns a one-line summary of a valid one.
-fn check(path: &Path, kind: Kind) -> Result<String, CliError> {
+/// Checks one file, read from `path`; returns a one-line summary of a valid one.
+fn check(path: &Path, loaded: &Loaded) -> Result<String, CliError> {
     let invalid = |message: String| CliError::Invalid {
         path: path.to_path_buf(),
         message,
     };
-    match kind {
-        Kind::Promotion => {
-            let config: PromotionConfig = document::load(path)?;
+    match loaded {
+        Loaded::Promotion(config) => {
             config.validate().map_err(|e| invalid(e.to_string()))?;
             Ok(format!(
                 "a valid PromotionConfig: gate {}, salt {:?}, environment {}, {} feature flag(s), \
@@ -133,8 +177,7 @@ fn check(path: &Path, kind: Kind) -> Result<String, CliError> {
                 },
             ))
         }
-        Kind::Slo => {
-            let slo: SloConfig = document::load(path)?;
+        Loaded::Slo(slo) => {
             slo.validate().map_err(|e| invalid(e.to_string()))?;
             Ok(format!(
                 "a valid SloConfig: latency target {} ms, max error rate {}, min samples {}, \
@@ -145,8 +188,7 @@ fn check(path: &Path, kind: Kind) -> Result<String, CliError> {
                 shown_value(slo.significance),
             ))
         }
-        Kind::Scenario => {
-            let scenario: Scenario = document::load(path)?;
+        Loaded::Scenario(scenario) => {
             scenario.validate().map_err(|e| invalid(e.to_string()))?;
             Ok(format!(
                 "a valid scenario: {} stages, {} rps, seed {}",
@@ -167,9 +209,9 @@ mod tests {
         // 5e-324 was written with about 330 digits.
         let path = std::env::temp_dir().join(format!("pg-summary-{}.json", std::process::id()));
         std::fs::write(&path, r#"{"max_error_rate": 5e-324, "significance": 1e-300, "overwhelming_significance": 1e-300}"#).unwrap();
-        let summary = check(&path, Kind::Slo);
+        let summary = load(&path, Kind::Slo).and_then(|loaded| check(&path, &loaded));
         std::fs::write(&path, r#"{"slo_threshold": 1e-300}"#).unwrap();
-        let promotion = check(&path, Kind::Promotion);
+        let promotion = load(&path, Kind::Promotion).and_then(|loaded| check(&path, &loaded));
         std::fs::remove_file(&path).unwrap();
         let summary = summary.unwrap();
         assert!(
@@ -184,7 +226,7 @@ mod tests {
     fn a_huge_number_is_written_short() {
         let path = std::env::temp_dir().join(format!("pg-validate-{}.toml", std::process::id()));
         std::fs::write(&path, "rps = 1e300\n").unwrap();
-        let checked = check(&path, Kind::Scenario);
+        let checked = load(&path, Kind::Scenario).and_then(|loaded| check(&path, &loaded));
         std::fs::remove_file(&path).unwrap();
         let refused = checked.unwrap_err().to_string();
         assert!(refused.contains("rps = 1e300"), "{refused}");

@@ -1067,6 +1067,39 @@ fn validate_without_slo_checks_the_default_slo_against_the_window() {
 }
 
 #[test]
+fn validate_reads_each_file_once_so_stdin_can_be_checked() {
+    // A file read again for the default SLO or for the pair found a pipe empty the second time.
+    let output = run_with_stdin(&["validate", "/dev/stdin"], "{}");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("ok: /dev/stdin: a valid PromotionConfig"),
+        "{}",
+        stdout(&output)
+    );
+    let slo = temp_file("once-slo.json", r#"{"evaluation_interval_ms": 500}"#);
+    let output = run_with_stdin(&["validate", "/dev/stdin", "--slo", text(&slo)], "{}");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output).matches("ok: ").count(),
+        2,
+        "{}",
+        stdout(&output)
+    );
+    let config = temp_file("once-config.json", r#"{"rollback_window_seconds": 5}"#);
+    let output = run_with_stdin(
+        &["validate", text(&config), "--slo", "/dev/stdin"],
+        r#"{"evaluation_interval_ms": 500}"#,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output).matches("ok: ").count(),
+        2,
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
 fn validate_names_the_invalid_field_and_its_value() {
     let path = temp_file("threshold.json", r#"{"slo_threshold": 2}"#);
     let (code, message) = failure(&["validate", text(&path)]);
