@@ -130,11 +130,18 @@ fn complain(error: &CliError) {
 
 /// The command line, read by the command without styles, so that an error's text holds no
 /// escape but the user's ([`one_line`]): clap styles parts of an error, a tip quoting the
-/// user's text among them, as it makes it.
+/// user's text among them, as it makes it. `validate --slo` with a `--kind` other than
+/// `promotion` is refused as clap refuses two conflicting flags ([`validate::ValidateArgs::slo_conflict`]).
 fn parsed() -> Result<Cli, clap::Error> {
     let mut command = Cli::command().styles(Styles::plain());
     let mut matches = command.try_get_matches_from_mut(std::env::args_os())?;
-    Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut command))
+    let cli = Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut command))?;
+    if let Command::Validate(args) = &cli.command
+        && let Some(message) = args.slo_conflict()
+    {
+        return Err(command.error(ErrorKind::ArgumentConflict, message));
+    }
+    Ok(cli)
 }
 
 fn main() -> ExitCode {

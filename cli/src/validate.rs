@@ -31,9 +31,27 @@ pub struct ValidateArgs {
     /// What the file holds.
     #[arg(long, value_enum, default_value = "promotion")]
     kind: Kind,
-    /// Also check this SloConfig file.
+    /// Also check this SloConfig file, alone and for the gate of the PromotionConfig FILE
+    /// (only with --kind promotion, the default).
     #[arg(long, value_name = "FILE")]
     slo: Option<PathBuf>,
+}
+
+impl ValidateArgs {
+    /// The refusal of `--slo` with a `--kind` other than `promotion`, where it would be checked
+    /// alone, for no gate (a clap conflict: exit 2). Clap's `conflicts_with` cannot say it: it
+    /// would refuse `--kind promotion` too.
+    pub fn slo_conflict(&self) -> Option<String> {
+        let kind = match (self.kind, &self.slo) {
+            (Kind::Promotion, _) | (_, None) => return None,
+            (Kind::Slo, Some(_)) => "slo",
+            (Kind::Scenario, Some(_)) => "scenario",
+        };
+        Some(format!(
+            "the argument '--slo <FILE>' cannot be used with '--kind {kind}': --slo pairs an \
+             SloConfig file with the PromotionConfig FILE (--kind promotion, the default)"
+        ))
+    }
 }
 
 /// A file read as its kind: each file is read once, so that a pipe, `/dev/stdin` or a file

@@ -569,15 +569,10 @@ fn a_closed_stdout_keeps_the_outcomes_exit_status() {
     let (code, message) = status_with_stdout_closed(&["simulate", "--config", text(&path)]);
     assert_eq!(code, Some(STALLED), "{message}");
     // validate's verdict on a second file survives the first one's `ok:` line.
+    let config = temp_file("config-piped.json", "{}");
     let bad = temp_file("bad-piped.json", r#"{"min_samples": "many"}"#);
-    let (code, message) = status_with_stdout_closed(&[
-        "validate",
-        "--kind",
-        "scenario",
-        text(&path),
-        "--slo",
-        text(&bad),
-    ]);
+    let (code, message) =
+        status_with_stdout_closed(&["validate", text(&config), "--slo", text(&bad)]);
     assert_eq!(code, Some(1), "{message}");
     assert!(message.contains("min_samples"), "{message}");
 }
@@ -1097,6 +1092,33 @@ fn validate_reads_each_file_once_so_stdin_can_be_checked() {
         "{}",
         stdout(&output)
     );
+}
+
+#[test]
+fn validate_refuses_slo_with_another_kind_as_a_conflict() {
+    // --slo pairs an SLO file with a PromotionConfig: with --kind slo or scenario it was
+    // accepted and checked alone, for no gate.
+    let slo = temp_file("conflict-slo.json", "{}");
+    for kind in ["slo", "scenario"] {
+        let (code, message) =
+            failure(&["validate", "--kind", kind, text(&slo), "--slo", text(&slo)]);
+        assert_eq!(code, 2, "{message}");
+        assert!(
+            message.contains("'--slo <FILE>' cannot be used with")
+                && message.contains(&format!("'--kind {kind}'")),
+            "{message}"
+        );
+    }
+    let config = temp_file("conflict-config.json", "{}");
+    let output = run(&[
+        "validate",
+        "--kind",
+        "promotion",
+        text(&config),
+        "--slo",
+        text(&slo),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
 }
 
 #[test]
