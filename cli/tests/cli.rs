@@ -1481,6 +1481,17 @@ fn a_scenario_with_a_state_store_is_refused_and_the_store_never_opened() {
     assert!(!db.exists(), "{} was created", db.display());
 }
 
+#[test]
+fn a_scenario_with_overrides_is_refused() {
+    // The simulated requests carry no forcing header or cookie and the judge leaves forced ids
+    // out of both cohorts: the stage table counted 3,600 stable requests, the judge 0.
+    validate_and_simulate_refuse(
+        "overrides.json",
+        r#"{"promotion": {"gate": "checkout", "overrides": {"stable_ids": ["u1"]}}}"#,
+        r#"invalid promotion.overrides = {"stable_ids":["u1"]}"#,
+    );
+}
+
 /// Checks that `validate --kind scenario` and `simulate --config` both refuse the scenario
 /// `contents` (written to a file called `file`), exiting 1 with a message holding `expected`.
 fn validate_and_simulate_refuse(file: &str, contents: &str, expected: &str) {

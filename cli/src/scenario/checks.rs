@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use promotion_gates::{Environment, StoreConfig, plan_promotion, shown_millis, shown_number};
+use promotion_gates::{
+    Environment, Overrides, StoreConfig, plan_promotion, shown_millis, shown_number,
+};
 
 use crate::error::shown_escaped;
 use crate::traffic::{DEFAULT_P99_OVER_MEDIAN, Z99, p99_ms};
@@ -85,6 +87,9 @@ impl Scenario {
         }
         if let Some(store) = &self.promotion.store {
             return Err(no_store(store));
+        }
+        if let Some(overrides) = &self.promotion.overrides {
+            return Err(no_overrides(overrides));
         }
         self.promotion
             .validate()
@@ -469,6 +474,20 @@ fn no_store(store: &StoreConfig) -> FieldError {
         crate::error::shown_text(&shown),
         "absent: a simulation never opens a state store (it would write the simulated release \
          into it and start the next run from it); remove the store from the scenario",
+    )
+}
+
+/// The refusal of `promotion.overrides`: the simulated requests carry no header or cookie that
+/// forces a cohort, and the judge leaves forced ids out of both cohorts, so the stage table
+/// (every request counted) and the judge's lines (forced ones left out) would disagree.
+fn no_overrides(overrides: &Overrides) -> FieldError {
+    let shown = serde_json::to_string(overrides).unwrap_or_else(|_| format!("{overrides:?}"));
+    FieldError::new(
+        "promotion.overrides",
+        crate::error::shown_text(&shown),
+        "absent: the simulated requests carry no forcing header or cookie, and the judge leaves \
+         forced ids out of both cohorts where the stage table counts them; remove the overrides \
+         from the scenario",
     )
 }
 
