@@ -408,6 +408,14 @@ impl Scenario {
             + self.stages.len() as f64 * f64::from(self.max_extensions) * self.extension_s
     }
 
+    /// The shortest planned stage's `duration_s` (infinite without stages).
+    pub fn shortest_stage_seconds(&self) -> f64 {
+        self.stages
+            .iter()
+            .map(|s| s.duration_s)
+            .fold(f64::INFINITY, f64::min)
+    }
+
     /// The longest `stage` can last: its `duration_s`, then `max_extensions` extensions of
     /// `extension_s`.
     pub fn longest_stage_seconds(&self, stage: &StageSpec) -> f64 {
@@ -431,8 +439,9 @@ impl Scenario {
     /// The shortest and the longest planned ramp `--duration` may scale this scenario to
     /// ([`Scenario::scale_to`] scales every length by one factor), both taken: its shortest
     /// stage, its extension step and each incident's length at least one tick
-    /// ([`MIN_EXTENSION_S`]); its extension step, each incident's start and length, and its
-    /// longest run within [`MAX_RUN_S`]; the longest run within [`MAX_RUN_REQUESTS`] and
+    /// ([`MIN_EXTENSION_S`]), and its shortest stage at least one request
+    /// ([`Scenario::validate_least_requests`]); its extension step, each incident's start and
+    /// length, and its longest run within [`MAX_RUN_S`]; the longest run within [`MAX_RUN_REQUESTS`] and
     /// [`MAX_RUN_EVALUATIONS`].
     ///
     /// Each of those lengths and counts, computed from the scaled scenario, grows with the
@@ -468,7 +477,13 @@ impl Scenario {
             .min(MAX_RUN_S / longest_length)
             .min(MAX_RUN_REQUESTS / requests)
             .min(MAX_RUN_EVALUATIONS / evaluations);
-        (planned * MIN_EXTENSION_S / shortest, planned * most)
+        // The shortest stage expects at least one request (`validate_least_requests`).
+        let least_requests =
+            planned / (self.rps / self.sample as f64 * self.shortest_stage_seconds());
+        (
+            (planned * MIN_EXTENSION_S / shortest).max(least_requests),
+            planned * most,
+        )
     }
 
     /// `end`, or the nearest total `inward` of it (`1.0`: above, `-1.0`: below) the scenario

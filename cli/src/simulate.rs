@@ -62,7 +62,8 @@ pub struct SimulateArgs {
     ))]
     seed: Option<u64>,
     #[arg(long, value_parser = text(request_rate), allow_negative_numbers = true, help = overriding(
-        "Requests per simulated second",
+        "Requests per simulated second (the shortest stage must expect one request: rps / sample \
+         × its length at least 1)",
         Scenario::default().rps,
     ))]
     rps: Option<f64>,
@@ -165,7 +166,8 @@ fn check_duration(scenario: &Scenario, total: f64) -> Result<f64, CliError> {
     let (from, to) = stated_duration_range(scenario);
     Err(CliError::Usage(format!(
         "invalid --duration = {} s: from {} s to {} s for this scenario (its shortest stage, \
-         extension_s and each incident's length_s at least one 10 ms tick; extension_s, each \
+         extension_s and each incident's length_s at least one 10 ms tick; its shortest stage \
+         at least one request, rps / sample × its duration_s; extension_s, each \
          incident's after_s and length_s, and its longest run, every stage extended \
          max_extensions times, within 365 days; that run within {MAX_RUN_REQUESTS} requests \
          and {MAX_RUN_EVALUATIONS} evaluations)",
@@ -194,6 +196,7 @@ fn show_config(out: &mut impl Write, scenario: &Scenario, json: bool) -> Result<
 /// file's `rps` or `slo.evaluation_interval_ms`. Without either flag, or when the file's
 /// stages alone are too long, the file is at fault and its own validation says so.
 fn check_rate_flags(scenario: &Scenario, args: &SimulateArgs) -> Result<(), CliError> {
+    check_least_rate_flags(scenario, args)?;
     let Err(refusal) = scenario.validate_run_size() else {
         return Ok(());
     };
@@ -220,6 +223,37 @@ fn check_rate_flags(scenario: &Scenario, args: &SimulateArgs) -> Result<(), CliE
             shown_number(scenario.rps),
         ))),
         (None, None) => Ok(()),
+    }
+}
+
+/// `--rps`, `--sample`: at least one request expected in the scenario's shortest stage
+/// ([`Scenario::validate_least_requests`]), a bad flag value (exit 2) naming the flag. Without
+/// either flag, or when the file's `rps` is too low even at `sample = 1`, the file is at fault
+/// and its own validation says so.
+fn check_least_rate_flags(scenario: &Scenario, args: &SimulateArgs) -> Result<(), CliError> {
+    if scenario.validate_least_requests().is_ok() {
+        return Ok(());
+    }
+    let shortest = scenario.shortest_stage_seconds();
+    let why = format!(
+        "the shortest stage of this scenario, {} s, expects rps / sample × its duration_s \
+         requests, and with fewer than one a run may send none and stall with nothing judged",
+        shown_number(shortest)
+    );
+    let sample = scenario.sample;
+    match (args.rps, args.sample) {
+        (Some(rps), _) => Err(CliError::Usage(format!(
+            "invalid --rps = {}: at least {} with sample = {sample}: {why} (raise --rps or \
+             lower --sample)",
+            shown_number(rps),
+            shown_number(sample as f64 / shortest),
+        ))),
+        (None, Some(_)) if scenario.rps * shortest >= 1.0 => Err(CliError::Usage(format!(
+            "invalid --sample = {sample}: at most {} with rps = {}: {why} (lower --sample)",
+            shown_number((scenario.rps * shortest).floor()),
+            shown_number(scenario.rps),
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -435,7 +469,7 @@ mod tests {
         // 365d was in the stated range, then the scaled stages summed to 31536000.000000004 s,
         // over the longest run: the file's error, exit 1.
         let file = scenario_file(
-            r#"{"rps":0.5,"max_extensions":0,"extension_s":0.01,"stages":[
+            r#"{"rps":10,"max_extensions":0,"extension_s":0.01,"stages":[
                 {"traffic_percent":1,"duration_s":60},{"traffic_percent":2,"duration_s":0.01},
                 {"traffic_percent":3,"duration_s":2592000}]}"#,
         );
@@ -461,7 +495,11 @@ mod tests {
             lengths in prop::collection::vec(length(), 1..8),
             extension_s in length(),
             max_extensions in prop_oneof![Just(0u32), 0u32..=4, Just(MAX_EXTENSIONS)],
-            rps in (-3.0f64..6.0).prop_map(|e| 10f64.powf(e)),
+            // Requests through the engine a second (rps / sample), from 10 to 10^4: a ramp of a
+            // 10 ms stage among ones of 10^7 s fits a --duration only in a band of rates (its
+            // shortest stage expecting a request, its longest run within the limits), and more
+            // of these ramps fit one in that range than at lower or higher rates.
+            rate in (1.0f64..4.0).prop_map(|e| 10f64.powf(e)),
             sample in prop_oneof![Just(1u64), 1u64..1000],
             interval_ms in prop_oneof![Just(1u64), Just(10), Just(1000), Just(3_600_000)],
             incident in proptest::option::of((0usize..8, prop_oneof![Just(0.0), Just(1.0), 0.0f64..1.0], proptest::option::of(length()))),
@@ -479,7 +517,7 @@ mod tests {
                 stages,
                 extension_s,
                 max_extensions,
-                rps,
+                rps: (rate * sample as f64).min(crate::scenario::MAX_RPS),
                 sample,
                 ..Scenario::default()
             };
@@ -505,7 +543,7 @@ mod tests {
     /// Every --duration in the range its refusal states runs, whichever unit it is written in;
     /// one a thousandth beyond either end is a bad flag naming --duration. A case whose
     /// scenario no --duration fits, or whose total the flag's parser refuses, checks no range:
-    /// at least half of the 1,000 cases must reach the checks (about 750 do).
+    /// at least half of the 1,000 cases must reach the checks (about 590 do).
     #[test]
     fn every_duration_in_the_stated_range_runs() {
         use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1492,6 +1492,42 @@ fn a_scenario_with_overrides_is_refused() {
     );
 }
 
+#[test]
+fn a_rate_that_sends_no_request_in_the_shortest_stage_is_refused() {
+    // It ran, sent no request, stalled and exited 4, as a refused canary does.
+    let message = validate_error("scenario", "no-requests.json", r#"{"rps": 1e-320}"#);
+    assert!(
+        message.contains("invalid rps = 1e-320: at least 0.016666666666666666 with sample = 1"),
+        "{message}"
+    );
+    for (flag, value, expected) in [
+        (
+            "--rps",
+            "1e-300",
+            "at least 0.016666666666666666 with sample = 1",
+        ),
+        (
+            "--sample",
+            "18446744073709551615",
+            "at most 120000 with rps = 2000",
+        ),
+    ] {
+        let (code, message) = failure(&["simulate", flag, value]);
+        assert_eq!(code, 2);
+        assert!(
+            message.starts_with(&format!("error: invalid {flag} = {value}: {expected}")),
+            "{message}"
+        );
+    }
+    // One request expected in the shortest stage runs.
+    let path = temp_file(
+        "one-request.json",
+        r#"{"rps": 1, "stages": [{"traffic_percent": 1, "duration_s": 1}], "max_extensions": 0}"#,
+    );
+    let output = run(&["validate", "--kind", "scenario", text(&path)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
 /// Checks that `validate --kind scenario` and `simulate --config` both refuse the scenario
 /// `contents` (written to a file called `file`), exiting 1 with a message holding `expected`.
 fn validate_and_simulate_refuse(file: &str, contents: &str, expected: &str) {

@@ -216,7 +216,31 @@ impl Scenario {
                 ),
             ));
         }
-        self.validate_evaluations(longest, requests)
+        self.validate_evaluations(longest, requests)?;
+        self.validate_least_requests()
+    }
+
+    /// Checks that the shortest stage expects at least one request (`rps / sample ×` its
+    /// `duration_s`, as the driver sends a tick's share of `rps / sample`): with fewer, a run
+    /// may send none at all, judge nothing and stall, which reads as a refused canary.
+    pub fn validate_least_requests(&self) -> Result<(), FieldError> {
+        let shortest = self.shortest_stage_seconds();
+        let rate = self.rps / self.sample as f64;
+        if rate * shortest >= 1.0 {
+            return Ok(());
+        }
+        Err(FieldError::new(
+            "rps",
+            self.rps,
+            format!(
+                "at least {} with sample = {}: the shortest stage, {} s, expects rps / sample × \
+                 its duration_s requests, and with fewer than one a run may send none and stall \
+                 with nothing judged (raise rps, lower sample or lengthen the stage)",
+                shown_number(self.sample as f64 / shortest),
+                self.sample,
+                shown_number(shortest),
+            ),
+        ))
     }
 
     /// The record path evaluates at most once per `evaluation_interval` of simulated time,
