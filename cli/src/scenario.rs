@@ -594,7 +594,8 @@ pub fn parse_duration(text: &str) -> Result<f64, String> {
         "d" => 86_400.0,
         other => {
             return Err(format!(
-                "unknown unit {} in duration {shown} (use ms, s, m, h or d)",
+                "unknown unit {} in duration {shown} (use ms, s, m or min, h or d; a bare number is \
+                 seconds)",
                 crate::error::quoted_text(other)
             ));
         }
@@ -871,7 +872,10 @@ mod tests {
             parse_duration("-5s").unwrap_err(),
             "duration \"-5s\" must be above zero"
         );
-        assert!(parse_duration("3 fortnights").is_err());
+        let unknown = parse_duration("3 fortnights").unwrap_err();
+        // `min` is read, and the refusal of an unknown unit lists it.
+        assert_eq!(parse_duration("2min").unwrap(), 120.0);
+        assert!(unknown.contains("m or min"), "{unknown}");
         assert!(parse_duration("").is_err());
         assert_eq!(parse_duration("365d").unwrap(), MAX_RUN_S);
         assert_eq!(

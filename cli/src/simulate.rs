@@ -68,7 +68,8 @@ pub struct SimulateArgs {
     ))]
     rps: Option<f64>,
     #[arg(long, value_parser = text(parse_duration), value_name = "DURATION", allow_hyphen_values = true, help = overriding(
-        "Planned length of the whole ramp in simulated time (e.g. 90s, 6m, 24h), shared among \
+        "Planned length of the whole ramp in simulated time (e.g. 90s, 6m, 24h; units ms, s, m \
+         or min, h, d; a bare number is seconds), shared among \
          the stages in proportion to their own lengths; extensions and incidents stretch \
          with it, bursts do not",
         as_duration_flag(Scenario::default().planned_seconds()),
