@@ -1483,13 +1483,21 @@ fn a_scenario_with_a_state_store_is_refused_and_the_store_never_opened() {
 
 #[test]
 fn a_scenario_with_overrides_is_refused() {
-    // The simulated requests carry no forcing header or cookie and the judge leaves forced ids
-    // out of both cohorts: the stage table counted 3,600 stable requests, the judge 0.
+    // The judge leaves the requests of listed ids out of both cohorts: the stage table counted
+    // 3,600 stable requests, the judge 0.
     validate_and_simulate_refuse(
         "overrides.json",
         r#"{"promotion": {"gate": "checkout", "overrides": {"stable_ids": ["u1"]}}}"#,
         r#"invalid promotion.overrides = {"stable_ids":["u1"]}"#,
     );
+    // A header or cookie alone never matches a simulated request: a production config's
+    // overrides run unchanged.
+    let path = temp_file(
+        "overrides-header.json",
+        r#"{"promotion": {"gate": "checkout", "overrides": {"header": "X-Canary", "cookie": "canary"}}}"#,
+    );
+    let output = run(&["validate", "--kind", "scenario", text(&path)]);
+    assert!(output.status.success(), "{}", stderr(&output));
 }
 
 #[test]

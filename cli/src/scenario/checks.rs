@@ -88,7 +88,11 @@ impl Scenario {
         if let Some(store) = &self.promotion.store {
             return Err(no_store(store));
         }
-        if let Some(overrides) = &self.promotion.overrides {
+        // Id lists only: a header or a cookie never matches (the simulated requests carry
+        // none), so a production config's overrides run unchanged.
+        if let Some(overrides) = &self.promotion.overrides
+            && (!overrides.canary_ids.is_empty() || !overrides.stable_ids.is_empty())
+        {
             return Err(no_overrides(overrides));
         }
         self.promotion
@@ -509,9 +513,9 @@ fn no_overrides(overrides: &Overrides) -> FieldError {
     FieldError::new(
         "promotion.overrides",
         crate::error::shown_text(&shown),
-        "absent: the simulated requests carry no forcing header or cookie, and the judge leaves \
-         forced ids out of both cohorts where the stage table counts them; remove the overrides \
-         from the scenario",
+        "no canary_ids or stable_ids: the judge leaves the requests of listed ids out of both \
+         cohorts, where the stage table counts them; remove the id lists from the scenario (a \
+         header or cookie is accepted: the simulated requests carry none)",
     )
 }
 
