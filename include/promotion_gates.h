@@ -1071,10 +1071,11 @@ pgate_status pgate_check_slo(const struct pgate_gate *gate,
  * no `pgate_` function; it would wait for itself). On failure nothing changed and `*err` (if
  * not NULL) says why.
  *
- * Returns only once no thread is still running the callback it replaced (it waits for the calls
- * under way, which is why a callback must return quickly and never wait for a thread that sets the
- * callback; other threads log on meanwhile, to the new callback): after a NULL `callback`, the old
- * one is never called again, and what it uses may be freed. A host whose threads end abruptly at
+ * Returns only once no thread is still running the callback it replaced, nor one a setter
+ * before it replaced (setters take turns; each waits for the calls under way, which is why a
+ * callback must return quickly and never wait for a thread that sets the callback; other
+ * threads log on meanwhile, to the new callback): after a NULL `callback`, no callback set
+ * before is called again, and what they use may be freed. A host whose threads end abruptly at
  * exit (Python's, during finalization) sets NULL before.
  *
  * # Safety

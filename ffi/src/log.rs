@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::ffi::{CString, c_char, c_void};
 use std::fmt::Write;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread;
 use std::time::Duration;
 
@@ -156,6 +156,10 @@ unsafe impl Sync for UserData {}
 /// finalizes would unwind through these frames, which aborts: it detaches the callback first).
 static SINK: RwLock<Option<Arc<Sink>>> = RwLock::new(None);
 
+/// Held by `pgate_set_log_callback` from its swap to the end of its wait, so that setters
+/// take turns: each returns only once every callback replaced before it has returned.
+static SETTING: Mutex<()> = Mutex::new(());
+
 /// The most verbose level the host's callback receives, or `None` without a callback.
 fn sink_level() -> Option<pgate_log_level> {
     SINK.read()
@@ -167,7 +171,8 @@ fn sink_level() -> Option<pgate_log_level> {
 /// Returns once `replaced` is the last clone of its sink: once no thread still runs its
 /// callback (no new clone can be made: the sink is no longer in [`SINK`]). The wait polls,
 /// as callbacks return quickly and this cold call is rare; `Arc::try_unwrap` makes what the
-/// callbacks did visible to this thread.
+/// callbacks did visible to this thread. A callback that never returns keeps it polling (once
+/// a millisecond) for ever, as it would keep any wait.
 fn wait_for_calls_under_way(mut replaced: Arc<Sink>) {
     let mut pause = Duration::from_micros(10);
     while let Err(still_shared) = Arc::try_unwrap(replaced) {
@@ -431,10 +436,11 @@ fn push_escaped_controls(out: &mut String, text: &str) {
 /// no `pgate_` function; it would wait for itself). On failure nothing changed and `*err` (if
 /// not NULL) says why.
 ///
-/// Returns only once no thread is still running the callback it replaced (it waits for the calls
-/// under way, which is why a callback must return quickly and never wait for a thread that sets the
-/// callback; other threads log on meanwhile, to the new callback): after a NULL `callback`, the old
-/// one is never called again, and what it uses may be freed. A host whose threads end abruptly at
+/// Returns only once no thread is still running the callback it replaced, nor one a setter
+/// before it replaced (setters take turns; each waits for the calls under way, which is why a
+/// callback must return quickly and never wait for a thread that sets the callback; other
+/// threads log on meanwhile, to the new callback): after a NULL `callback`, no callback set
+/// before is called again, and what they use may be freed. A host whose threads end abruptly at
 /// exit (Python's, during finalization) sets NULL before.
 ///
 /// # Safety
@@ -465,6 +471,11 @@ pub unsafe extern "C" fn pgate_set_log_callback(
                 max_level,
             })
         });
+        // One setter at a time, through its wait: a second setter (NULL, say) must not return
+        // while the callback the first replaced still runs (they may share `user_data`, which
+        // the host frees once NULL is set). No thread that logs takes it, and a callback
+        // cannot set (refused above), so it waits for no callback but the replaced one's.
+        let _setting = SETTING.lock().unwrap_or_else(PoisonError::into_inner);
         let replaced = std::mem::replace(
             &mut *SINK.write().unwrap_or_else(PoisonError::into_inner),
             sink,

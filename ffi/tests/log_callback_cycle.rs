@@ -1,6 +1,6 @@
 //! A log callback that waits for a host lock deadlocks nothing when another thread holding
-//! that lock logs while a third sets the callback. Its own binary: the log callback is
-//! process-wide.
+//! that lock logs while a third sets the callback; setters that race take turns. Its own
+//! binary: the log callback is process-wide (its tests take turns too, [`ONE_AT_A_TIME`]).
 #![allow(unsafe_code)]
 
 use promotion_gates_ffi::*;
@@ -14,6 +14,8 @@ use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+/// The tests take it: each sets the process's one callback.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// The host's mutex: the first thread's callback waits for it while the second holds it.
 static HOST_LOCK: Mutex<()> = Mutex::new(());
 /// Set once the first thread is inside the callback.
@@ -60,6 +62,8 @@ fn set(callback: pgate_log_callback) -> pgate_status {
 /// second's line would queue behind the third's waiting write lock: all three would wait.
 #[test]
 fn a_callback_waiting_for_a_host_lock_does_not_stop_its_holder_from_logging() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    ENTERED.store(false, SeqCst);
     let config = r#"{"environment": "staging", "gate": "checkout"}"#;
     let (first, second) = (
         Gate(common::new_gate(config)),
@@ -108,4 +112,58 @@ fn a_callback_waiting_for_a_host_lock_does_not_stop_its_holder_from_logging() {
         // SAFETY: no call is in flight on the gate.
         assert_eq!(unsafe { pgate_gate_free(gate.0) }, pgate_status::Ok);
     }
+}
+
+/// A lines-only callback that returns at once, set by a second setter.
+unsafe extern "C" fn returns_at_once(
+    _: *mut c_void,
+    _: pgate_log_level,
+    _: *const c_char,
+    _: *const c_char,
+    _: usize,
+) {
+}
+
+/// Two setters race while a thread runs the first callback: the second setter (NULL) returns
+/// only once that callback has returned, not as soon as the one it replaced (set by the first
+/// setter, never called) has none under way. A host frees the `user_data` both callbacks may
+/// share once NULL is set.
+#[test]
+fn a_setter_returns_only_once_the_callbacks_replaced_before_it_have_returned() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    ENTERED.store(false, SeqCst);
+    let gate = Gate(common::new_gate(
+        r#"{"environment": "staging", "gate": "checkout"}"#,
+    ));
+    assert_eq!(set(Some(waits_for_host_lock)), pgate_status::Ok);
+    let held = HOST_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let logger = thread::spawn(move || {
+        assert_eq!(enable(&gate, WAITING_FLAG), pgate_status::Ok);
+        gate
+    });
+    while !ENTERED.load(SeqCst) {
+        thread::sleep(Duration::from_millis(1));
+    }
+    // The first setter replaces the waiting callback and waits for it.
+    let first = thread::spawn(|| set(Some(returns_at_once)));
+    thread::sleep(Duration::from_millis(100));
+    let (tx, detached) = mpsc::channel();
+    let second = thread::spawn(move || {
+        let status = set(None);
+        tx.send(()).unwrap();
+        status
+    });
+    assert!(
+        detached.recv_timeout(Duration::from_millis(300)).is_err(),
+        "set NULL returned while a thread still ran a callback set before it"
+    );
+    drop(held);
+    detached
+        .recv_timeout(Duration::from_secs(10))
+        .expect("set NULL returned once the callback did");
+    assert_eq!(first.join().unwrap(), pgate_status::Ok);
+    assert_eq!(second.join().unwrap(), pgate_status::Ok);
+    let gate = logger.join().unwrap();
+    // SAFETY: no call is in flight on the gate.
+    assert_eq!(unsafe { pgate_gate_free(gate.0) }, pgate_status::Ok);
 }

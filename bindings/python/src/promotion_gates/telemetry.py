@@ -245,8 +245,8 @@ _setting = threading.Lock()
 
 def _after_fork_in_child() -> None:
     """In a process forked while a callback was set, or being set by another thread (which
-    held ``_setting``, and may have held the library's callback lock: that thread does not
-    exist here), :func:`set_log_callback` refuses, rather than wait for ever. ``_setting`` is
+    held ``_setting``, and may have been inside the callback, or setting it, in the library:
+    that thread does not exist here, and a call it made is never over), :func:`set_log_callback` refuses, rather than wait for ever. ``_setting`` is
     replaced by a fresh lock, so the refusal (and the atexit hook) do not wait for it."""
     global _forked_with_callback, _setting
     _forked_with_callback = _forked_with_callback or _current is not None or _setting.locked()
@@ -357,8 +357,8 @@ def set_log_callback(
         raise InvalidArgumentError(
             _ffi.Status.INVALID_ARGUMENT,
             "set_log_callback in a process forked while a log callback was set (or being "
-            "set by another thread): a thread of the parent may have held the library's "
-            "callback lock, which would wait for ever here; set the callback after the fork, "
+            "set by another thread): a thread of the parent may have been inside the callback, "
+            "whose call the library would wait for for ever here; set the callback after the fork, "
             "in each process",
         )
 
