@@ -1487,8 +1487,8 @@ fn a_scenario_with_overrides_is_refused() {
     // 3,600 stable requests, the judge 0.
     validate_and_simulate_refuse(
         "overrides.json",
-        r#"{"promotion": {"gate": "checkout", "overrides": {"stable_ids": ["u1"]}}}"#,
-        r#"invalid promotion.overrides = {"stable_ids":["u1"]}"#,
+        r#"{"promotion": {"gate": "checkout", "overrides": {"stable_ids": ["user-1"]}}}"#,
+        r#"invalid promotion.overrides = {"stable_ids":["user-1"]}"#,
     );
     // A header or cookie alone never matches a simulated request: a production config's
     // overrides run unchanged.

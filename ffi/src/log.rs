@@ -198,8 +198,8 @@ fn in_callback() -> bool {
 /// health or metrics: the read makes the evaluation asked for meanwhile, which may roll back),
 /// frees it or sets the callback, made from inside the log callback: the library may be
 /// logging with a lock held (a write logs its change under the gate's, a judgement its
-/// verdict; the callback runs under the sink's), so the call would wait for its own thread, or
-/// free a gate still in use. `None` outside the callback.
+/// verdict; a setter waits for the callback's call to return), so the call would wait for its
+/// own thread, or free a gate still in use. `None` outside the callback.
 pub(crate) fn refused_inside_callback(function: &str) -> Option<Failure> {
     in_callback().then(|| {
         Failure::new(

@@ -8,7 +8,7 @@ use promotion_gates_ffi::*;
 mod common;
 use std::ffi::{CStr, c_char, c_void};
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
 use std::thread;
@@ -114,7 +114,10 @@ fn a_callback_waiting_for_a_host_lock_does_not_stop_its_holder_from_logging() {
     }
 }
 
-/// A lines-only callback that returns at once, set by a second setter.
+/// How many lines [`returns_at_once`] received.
+static RETURNED_AT_ONCE: AtomicUsize = AtomicUsize::new(0);
+
+/// A callback that counts its lines and returns at once, set by the first setter.
 unsafe extern "C" fn returns_at_once(
     _: *mut c_void,
     _: pgate_log_level,
@@ -122,6 +125,7 @@ unsafe extern "C" fn returns_at_once(
     _: *const c_char,
     _: usize,
 ) {
+    RETURNED_AT_ONCE.fetch_add(1, SeqCst);
 }
 
 /// Two setters race while a thread runs the first callback: the second setter (NULL) returns
@@ -144,9 +148,21 @@ fn a_setter_returns_only_once_the_callbacks_replaced_before_it_have_returned() {
     while !ENTERED.load(SeqCst) {
         thread::sleep(Duration::from_millis(1));
     }
-    // The first setter replaces the waiting callback and waits for it.
+    // The first setter replaces the waiting callback and waits for it: once a line reaches
+    // the callback it set, it has.
+    RETURNED_AT_ONCE.store(0, SeqCst);
     let first = thread::spawn(|| set(Some(returns_at_once)));
-    thread::sleep(Duration::from_millis(100));
+    let probe = Gate(common::new_gate(
+        r#"{"environment": "staging", "gate": "probe"}"#,
+    ));
+    for line in 0.. {
+        assert!(line < 10_000, "the first setter never set its callback");
+        assert_eq!(enable(&probe, &format!("probe_{line}")), pgate_status::Ok);
+        if RETURNED_AT_ONCE.load(SeqCst) > 0 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
     let (tx, detached) = mpsc::channel();
     let second = thread::spawn(move || {
         let status = set(None);
@@ -163,7 +179,8 @@ fn a_setter_returns_only_once_the_callbacks_replaced_before_it_have_returned() {
         .expect("set NULL returned once the callback did");
     assert_eq!(first.join().unwrap(), pgate_status::Ok);
     assert_eq!(second.join().unwrap(), pgate_status::Ok);
-    let gate = logger.join().unwrap();
-    // SAFETY: no call is in flight on the gate.
-    assert_eq!(unsafe { pgate_gate_free(gate.0) }, pgate_status::Ok);
+    for gate in [logger.join().unwrap(), probe] {
+        // SAFETY: no call is in flight on the gate.
+        assert_eq!(unsafe { pgate_gate_free(gate.0) }, pgate_status::Ok);
+    }
 }

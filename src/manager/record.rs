@@ -439,8 +439,8 @@ impl Shared {
             self.apply_verdict(&mut writer, verdict);
         } else {
             match self.handoff.offer(verdict) {
-                // Made by the sync thread, or by a tick or the gate's stop before the thread
-                // ended: not made again.
+                // Made by the sync thread, or by whoever took it before the thread ended (a
+                // tick, the gate's stop, a write, another offer): not made again.
                 Offered::Handed | Offered::TakenBack(None) => {}
                 Offered::NoThread => self.apply_verdict_or_owe(verdict),
                 Offered::TakenBack(Some(taken)) => self.apply_verdict_or_owe(&taken),

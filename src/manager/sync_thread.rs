@@ -117,7 +117,8 @@ pub(super) enum Offered {
     /// The gate has no sync thread: the caller makes the rollback it offered.
     NoThread,
     /// The thread has ended: the rollback the hand-off held, for the caller to make (none
-    /// when a tick or the gate's stop took it first).
+    /// when another took it first: a tick, the gate's stop, a write's `take_left`, or another
+    /// offer's take-back, which makes it).
     TakenBack(Option<Verdict>),
 }
 
@@ -133,8 +134,8 @@ impl Handoff {
     /// owed one) and wakes it. [`Offered::NoThread`] when the gate has no sync thread: the
     /// caller makes `verdict` itself. When the thread has ended, what the hand-off holds is
     /// taken back ([`Offered::TakenBack`]) for the caller to make: `verdict`, or a newer one
-    /// another offer left, or none when a tick or the gate's stop took it first (then it is
-    /// made already, and must not be made again).
+    /// another offer left, or none when another took it first (a tick, the gate's stop, a
+    /// write, another offer: then it is made by that one, and must not be made again).
     pub(super) fn offer(&self, verdict: &Verdict) -> Offered {
         let Some(wake) = self.wake.get() else {
             return Offered::NoThread;

@@ -505,9 +505,10 @@ fn no_store(store: &StoreConfig) -> FieldError {
     )
 }
 
-/// The refusal of `promotion.overrides`: the simulated requests carry no header or cookie that
-/// forces a cohort, and the judge leaves forced ids out of both cohorts, so the stage table
-/// (every request counted) and the judge's lines (forced ones left out) would disagree.
+/// The refusal of `promotion.overrides` with id lists: the judge leaves the requests of listed
+/// ids out of both cohorts, so the stage table (every request counted) and the judge's lines
+/// (forced ones left out) would disagree. A header or cookie alone is not refused: the
+/// simulated requests carry none.
 fn no_overrides(overrides: &Overrides) -> FieldError {
     let shown = serde_json::to_string(overrides).unwrap_or_else(|_| format!("{overrides:?}"));
     FieldError::new(
