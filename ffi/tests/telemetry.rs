@@ -3,13 +3,17 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{new_gate, route, text_of};
+use common::{new_gate, route, text_of, text_within};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
 
 mod common;
+
+/// A buffer the expositions below fit in, so that each is rendered once (`text_within`); the
+/// first test keeps `text_of`'s size query.
+const EXPOSITION_CAPACITY: usize = 64 << 10;
 
 fn record(gate: *mut pgate_gate, id: &str, success: bool, latency_ns: u64) {
     // SAFETY: live gate and id slice; recorded may be NULL.
@@ -48,10 +52,11 @@ fn several_gates_share_one_exposition() {
         new_gate(r#"{"gate": "web"}"#).cast_const(),
         new_gate(r#"{"gate": "api"}"#).cast_const(),
     ];
-    // SAFETY: two live gates; the buffers are handed in by text_of.
-    let text = text_of(&|b, c, l| unsafe {
-        pgate_metrics_prometheus_gates(gates.as_ptr(), gates.len(), b, c, l)
-    });
+    // SAFETY: two live gates; the buffers are handed in by text_within.
+    let text = text_within(
+        &|b, c, l| unsafe { pgate_metrics_prometheus_gates(gates.as_ptr(), gates.len(), b, c, l) },
+        EXPOSITION_CAPACITY,
+    );
     assert_eq!(text.matches("# TYPE promotion_stage gauge").count(), 1);
     for name in ["web", "api"] {
         assert!(text.contains(&format!("promotion_stage{{gate=\"{name}\"}} 1\n")));
@@ -123,10 +128,13 @@ fn a_hosts_counts_replace_the_gates_outcome_counters() {
         },
         pgate_outcome_counts::default(),
     ];
-    // SAFETY: two live gates and two counts; the buffers are handed in by text_of.
-    let text = text_of(&|b, c, l| unsafe {
-        pgate_metrics_prometheus_counted(gates.as_ptr(), counts.as_ptr(), gates.len(), b, c, l)
-    });
+    // SAFETY: two live gates and two counts; the buffers are handed in by text_within.
+    let text = text_within(
+        &|b, c, l| unsafe {
+            pgate_metrics_prometheus_counted(gates.as_ptr(), counts.as_ptr(), gates.len(), b, c, l)
+        },
+        EXPOSITION_CAPACITY,
+    );
     // Whether `text` shows `family` at `web` for web and at 0 for api.
     let shows = |text: &str, family: &str, web: u64| {
         text.contains(&format!("{family}{{gate=\"web\"}} {web}\n"))
@@ -164,13 +172,17 @@ fn a_hosts_counts_replace_the_gates_outcome_counters() {
         }
     }
     // SAFETY: as above.
-    let own = text_of(&|b, c, l| unsafe {
-        pgate_metrics_prometheus_counted(gates.as_ptr(), null(), gates.len(), b, c, l)
-    });
+    let own = text_within(
+        &|b, c, l| unsafe {
+            pgate_metrics_prometheus_counted(gates.as_ptr(), null(), gates.len(), b, c, l)
+        },
+        EXPOSITION_CAPACITY,
+    );
     // SAFETY: as above.
-    let gates_own = text_of(&|b, c, l| unsafe {
-        pgate_metrics_prometheus_gates(gates.as_ptr(), gates.len(), b, c, l)
-    });
+    let gates_own = text_within(
+        &|b, c, l| unsafe { pgate_metrics_prometheus_gates(gates.as_ptr(), gates.len(), b, c, l) },
+        EXPOSITION_CAPACITY,
+    );
     assert_eq!(own, gates_own);
     for family in [
         "promotion_forced_outcomes_total",

@@ -154,3 +154,20 @@ pub fn text_of(call: &TextCall<'_>) -> String {
     assert_eq!((written, buf[len]), (len, 0));
     String::from_utf8_lossy(&buf[..len]).into_owned()
 }
+
+/// Runs a caller-owned-buffer call once, with a buffer of `capacity` bytes the text must fit
+/// in (with its NUL): one rendering where [`text_of`] makes two, which counts under Miri for
+/// the Prometheus exposition (about 20 s a rendering of two gates there). The size query stays
+/// tested where [`text_of`] is used.
+pub fn text_within(call: &TextCall<'_>, capacity: usize) -> String {
+    let mut buf = vec![0xAAu8; capacity];
+    let mut written = 0;
+    let status = call(buf.as_mut_ptr().cast(), buf.len(), &mut written);
+    assert_eq!(
+        status,
+        pgate_status::Ok,
+        "the text ({written} bytes) must fit in {capacity}"
+    );
+    assert_eq!(buf[written], 0);
+    String::from_utf8_lossy(&buf[..written]).into_owned()
+}
