@@ -331,10 +331,18 @@ impl StoredRelease {
     /// Checks a release read from the store of the gate called `gate`, which another process
     /// or a hand edit may have written: its config valid and of that gate (the gate would
     /// otherwise run under the stored name), its version and stage at most
-    /// [`MAX_STORED_NUMBER`].
+    /// [`MAX_STORED_NUMBER`], its version and stage at least 1.
     /// Every backend reads its release through it. The error names the field and its value.
     pub(crate) fn checked(self, gate: &str) -> Result<Self, String> {
         stored_version(self.version)?;
+        if self.stage == 0 {
+            // Stage 0 is no stage ([`Guard::EMPTY`]'s); a gate would show it as stage 1.
+            return Err(
+                "release.stage = 0: a stored release's stage is at least 1 (stages \
+                 are numbered from 1, which the first write stores): a store edited by hand"
+                    .to_string(),
+            );
+        }
         if let Some((field, value)) = self.past_the_last_number() {
             return Err(format!(
                 "release.{field} = {value}: at most {MAX_STORED_NUMBER} (SQLite's largest \
@@ -957,7 +965,7 @@ mod tests {
     }
 
     #[test]
-    fn a_release_of_version_0_is_refused_as_every_backend_reads_it() {
+    fn a_release_of_version_or_stage_0_is_refused_as_every_backend_reads_it() {
         // Version 0 is no state: stored (by hand), it would read as none, and the next write
         // would replace it and its history (etcd's and SQLite's reads both check it here).
         let release = |version: u64, stage: u64| StoredRelease {
@@ -968,7 +976,13 @@ mod tests {
             rollout: None,
         };
         let gate = PromotionConfig::default().gate;
-        assert!(release(1, 0).checked(&gate).is_ok());
+        assert!(release(1, 1).checked(&gate).is_ok());
+        // Stages are numbered from 1 too: no write stores stage 0 (a hand edit).
+        let err = release(1, 0).checked(&gate).unwrap_err();
+        assert!(
+            err.starts_with("release.stage = 0: a stored release's stage is at least 1"),
+            "{err}"
+        );
         for stage in [0, 3] {
             let err = release(0, stage).checked(&gate).unwrap_err();
             assert!(

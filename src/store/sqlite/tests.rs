@@ -676,6 +676,11 @@ fn a_value_of_the_wrong_type_is_not_ours_naming_the_column_and_the_value() {
         true,
     );
     let refused = |sql: &str, words: &[&str]| refused_by(sql, words, false);
+    // Stages are numbered from 1: the first write stores 1, and no write stores 0.
+    refused(
+        "UPDATE release SET version = 2, stage = 0",
+        &["release.stage = 0: a stored release's stage is at least 1"],
+    );
     refused(
         "UPDATE release SET version = 2, stage = x'00ff'",
         &["release.stage = x'00ff'(2 bytes) (blob): expected an integer"],
