@@ -380,7 +380,7 @@ impl SqliteStore {
         ours.execute_batch(CREATE_CONTRIBUTIONS).map_err(fail)?;
         let expected: Vec<Column> = ours
             .prepare(
-                "SELECT m.name, c.name, c.type, c.pk
+                "SELECT m.name, c.name, c.type, c.pk, c.\"notnull\"
                  FROM sqlite_schema AS m, pragma_table_info(m.name) AS c
                  WHERE m.type = 'table' ORDER BY m.name, c.cid",
             )
@@ -392,6 +392,7 @@ impl SqliteStore {
                             name: row.get(1)?,
                             declared: row.get(2)?,
                             key: row.get(3)?,
+                            not_null: row.get(4)?,
                         })
                     })?
                     .collect()
@@ -410,35 +411,41 @@ impl SqliteStore {
             name: column,
             declared,
             key,
+            not_null,
         } in expected
         {
             // A table of that very name (not a view, not another case of it) with that column,
-            // declared as ours is: the same type, and the same place in the primary key (the
+            // declared as ours is: the same type, the same place in the primary key (the
             // writes' `ON CONFLICT` clauses need the key; a type's affinity decides what a
-            // value becomes).
-            let column_sql = "SELECT c.type, c.pk
+            // value becomes), and `NOT NULL` where ours has it (the reads select rows by
+            // their numbers, which a NULL has none of: such a row would be skipped unseen).
+            let column_sql = "SELECT c.type, c.pk, c.\"notnull\"
                               FROM sqlite_schema AS m, pragma_table_info(m.name) AS c
                               WHERE m.type = 'table' AND m.name = ?1 AND c.name = ?2";
-            let found: Option<(String, i64)> = connection
+            let found: Option<(String, i64, bool)> = connection
                 .prepare_cached(column_sql)
                 .and_then(|mut statement| {
                     statement
-                        .query_row([&table, &column], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .query_row([&table, &column], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })
                         .optional()
                 })
                 .map_err(fail)?;
             let missing = match found {
-                Some((theirs, their_key))
-                    if theirs.eq_ignore_ascii_case(&declared) && their_key == key =>
+                Some((theirs, their_key, their_not_null))
+                    if theirs.eq_ignore_ascii_case(&declared)
+                        && their_key == key
+                        && their_not_null == not_null =>
                 {
                     continue;
                 }
-                Some((theirs, their_key)) => format!(
+                Some((theirs, their_key, their_not_null)) => format!(
                     "table {table}, column {column}: declared {} ({}), where ours is {} ({})",
                     quoted(&theirs),
-                    key_place(their_key),
+                    key_place(their_key, their_not_null),
                     quoted(&declared),
-                    key_place(key)
+                    key_place(key, not_null)
                 ),
                 None => {
                     let table_sql =
@@ -1248,14 +1255,17 @@ struct Column {
     declared: String,
     /// Its place in the primary key, from 1; 0 when it is not part of it.
     key: i64,
+    /// Whether it is declared `NOT NULL`.
+    not_null: bool,
 }
 
-/// A column's place in the primary key, as an error names it.
-fn key_place(key: i64) -> String {
+/// A column's place in the primary key and whether it takes NULL, as an error names them.
+fn key_place(key: i64, not_null: bool) -> String {
+    let nulls = if not_null { "NOT NULL" } else { "NULL allowed" };
     if key == 0 {
-        "not in the primary key".to_string()
+        format!("not in the primary key, {nulls}")
     } else {
-        format!("primary key column {key}")
+        format!("primary key column {key}, {nulls}")
     }
 }
 

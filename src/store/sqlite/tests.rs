@@ -1489,7 +1489,7 @@ fn a_foreign_or_newer_database_is_refused_naming_its_path() {
 #[test]
 fn a_file_of_ours_missing_a_table_or_a_column_is_not_ours_naming_it() {
     let dir = Scratch::new("damaged");
-    for (damage, named) in [
+    for (n, (damage, named)) in [
         ("DROP TABLE history", "no table history"),
         ("DROP TABLE release", "no table release"),
         (
@@ -1505,12 +1505,23 @@ fn a_file_of_ours_missing_a_table_or_a_column_is_not_ours_naming_it() {
         (
             "CREATE TABLE copy AS SELECT * FROM release; DROP TABLE release; \
              ALTER TABLE copy RENAME TO release",
-            "table release, column gate: declared \"TEXT\" (not in the primary key), where ours is \"TEXT\" (primary key column 1)",
+            "table release, column gate: declared \"TEXT\" (not in the primary key, NULL allowed), where ours is \"TEXT\" (primary key column 1, NOT NULL)",
         ),
         (
             "ALTER TABLE release RENAME COLUMN version TO old_version; \
              ALTER TABLE release ADD COLUMN version TEXT NOT NULL DEFAULT '1'",
-            "table release, column version: declared \"TEXT\" (not in the primary key), where ours is \"INTEGER\" (not in the primary key)",
+            "table release, column version: declared \"TEXT\" (not in the primary key, NOT NULL), where ours is \"INTEGER\" (not in the primary key, NOT NULL)",
+        ),
+        // The same table without a NOT NULL: a row with a NULL version would be skipped by
+        // every read, unseen.
+        (
+            "CREATE TABLE copy (gate TEXT NOT NULL, version INTEGER, \
+                 rolled_back TEXT NOT NULL, feature TEXT NOT NULL, reason TEXT NOT NULL, \
+                 rollback_trigger TEXT NOT NULL, environment TEXT NOT NULL, \
+                 timestamp_ns INTEGER NOT NULL, PRIMARY KEY (gate, version)); \
+             INSERT INTO copy SELECT * FROM history; DROP TABLE history; \
+             ALTER TABLE copy RENAME TO history",
+            "table history, column version: declared \"INTEGER\" (primary key column 2, NULL allowed), where ours is \"INTEGER\" (primary key column 2, NOT NULL)",
         ),
         // A view in its place reads alike but cannot be written: refused at open, not at the
         // first write as unavailable.
@@ -1519,8 +1530,11 @@ fn a_file_of_ours_missing_a_table_or_a_column_is_not_ours_naming_it() {
              CREATE VIEW history AS SELECT * FROM old_history",
             "no table history",
         ),
-    ] {
-        let path = dir.file(&format!("{}.db", damage.replace(' ', "-")));
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = dir.file(&format!("damaged-{n}.db"));
         drop(open(&path, "checkout"));
         Connection::open(&path)
             .unwrap()
