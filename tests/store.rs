@@ -2318,6 +2318,38 @@ fn a_backup_moved_over_the_store_file_is_followed_as_a_store_that_went_back() {
 }
 
 #[test]
+fn a_new_file_at_the_version_and_stage_a_gate_knows_is_followed_and_not_written_over() {
+    // Another file moved over the path, holding another state at the very version and stage
+    // the running gates know (its first, Canary{20} where theirs is Canary{10}): the numbers
+    // tell nothing across files, so each gate reads it whole and follows it, and a write
+    // decided on the old file's state is refused and decided again on the new one's.
+    let dir = Scratch::new("file-replaced-same-numbers");
+    let path = dir.file("gate.db");
+    let (follower, slow) = (open(&path), open_slow(&path));
+    let made = dir.file("made.db");
+    drop(open_with(&made, 20.0, 5000).unwrap()); // version 1, stage 1, Canary{20}
+    let replacement = dir.file("replacement.db");
+    backup(&made, &replacement);
+    move_over(&replacement, &path);
+    let twenty = Environment::Canary {
+        traffic_percent: 20.0,
+    };
+    eventually("the gate follows the new file", || {
+        follower.environment() == twenty
+    });
+    // The slow gate has not read it: its rollback, decided on Canary{10}, is refused, the new
+    // state read, and the rollback made of Canary{20}.
+    slow.rollback("bad deploy").unwrap();
+    let history = slow.rollback_history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].feature, "Canary{20}");
+    assert_eq!(stored_environment(&path), "Production");
+    eventually("the rollback reaches the other gate", || {
+        follower.environment() == Environment::Production
+    });
+}
+
+#[test]
 fn a_write_decided_on_the_restored_version_at_another_stage_does_not_undo_a_rollback() {
     // The restored file holds the version a running gate knows, at another stage (a process
     // opened the restored file and rolled back): the running gate's write was decided on a

@@ -2,7 +2,8 @@
 //! (nginx workers, a restarted proxy). Each gate is one row of `release` and its rows of
 //! `history`; a write is one `BEGIN IMMEDIATE` transaction that checks the guard first. Each
 //! call first checks that the path still names the file the store opened, and opens it again
-//! when it was removed or replaced on disk. The schema is in `docs/store.md`.
+//! when it was removed or replaced on disk; a write checks it again once it holds the file's
+//! lock and once it committed. The schema is in `docs/store.md`.
 
 use rusqlite::config::DbConfig;
 use rusqlite::types::ValueRef;
@@ -117,7 +118,19 @@ pub(crate) struct SqliteStore {
 struct OpenFile {
     connection: Connection,
     file: FileIdentity,
+    /// Opened in place of another file (the path named another one, or none), and no state of
+    /// this one handed back whole since: the version and stage a caller knows are the old
+    /// file's, which tell nothing of this one's state (a file of the same numbers may hold
+    /// another). Until a read hands its state back whole ([`changes_since`] reads it whole),
+    /// a write guarded by a known state is refused as a conflict, not written over it.
+    ///
+    /// [`changes_since`]: StateStore::changes_since
+    switched: bool,
 }
+
+/// The most times a write is made again because the path named another file by the time it
+/// held the file's lock or had committed (a file replaced again and again).
+const WRITE_ATTEMPTS: usize = 3;
 
 impl SqliteStore {
     /// Opens (creating when missing) the file at `config.path`, in WAL mode, and checks that
@@ -143,7 +156,10 @@ impl SqliteStore {
             parsed: std::sync::atomic::AtomicUsize::new(0),
         };
         let file = store.open_file()?;
-        *store.lock() = Some(file);
+        *store.lock() = Some(OpenFile {
+            switched: false,
+            ..file
+        });
         Ok(store)
     }
 
@@ -163,31 +179,30 @@ impl SqliteStore {
     /// process's lock: a host's write behind it would otherwise wait twice the timeout.
     fn on_current_file<T>(
         &self,
-        operation: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+        operation: impl FnOnce(&mut OpenFile) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let asked = Instant::now();
         let mut open = self.lock();
-        let connection = self.follow_path(&mut open)?;
-        let left = self.busy_timeout.saturating_sub(asked.elapsed());
-        connection
-            .busy_timeout(left)
-            .map_err(|e| failure(&self.path, &e))?;
-        operation(connection)
+        operation(self.follow_path(&mut open, asked)?)
     }
 
-    /// The connection to the file the path names now: the open one while the path still names
-    /// its file (one `stat`), else a new one, opened as [`open`](Self::open) does, replacing
-    /// it. A file removed or replaced on disk while open (an operator's `rm` to reset, a
-    /// restored backup moved over it) would otherwise go on being read and written by this
-    /// process, unseen by every process that opens the path afterwards.
+    /// The file the path names now, with its connection: the open one while the path still
+    /// names its file (one `stat`), else a new one, opened as [`open`](Self::open) does,
+    /// replacing it, and marked [`switched`](OpenFile::switched). A file removed or replaced
+    /// on disk while open (an operator's `rm` to reset, a restored backup moved over it) would
+    /// otherwise go on being read and written by this process, unseen by every process that
+    /// opens the path afterwards. Its busy timeout is what is left of the store's since the
+    /// call was `asked` (see [`on_current_file`](Self::on_current_file)).
     fn follow_path<'a>(
         &self,
         open: &'a mut Option<OpenFile>,
-    ) -> Result<&'a mut Connection, StoreError> {
+        asked: Instant,
+    ) -> Result<&'a mut OpenFile, StoreError> {
         let now = self.file_now()?;
         let file = match open.take() {
             Some(file) if Some(file.file) == now => file,
             stale => {
+                // Gone already (`None`) only when opening the path failed after a switch.
                 if let Some(stale) = stale {
                     self.log_left(stale.file, now);
                     close_detached(stale.connection);
@@ -195,7 +210,17 @@ impl SqliteStore {
                 self.open_file()?
             }
         };
-        Ok(&mut open.insert(file).connection)
+        let file = open.insert(file);
+        let left = self.busy_timeout.saturating_sub(asked.elapsed());
+        file.connection
+            .busy_timeout(left)
+            .map_err(|e| failure(&self.path, &e))?;
+        Ok(file)
+    }
+
+    /// Whether the path still names `file` (the one a connection was opened on).
+    fn still_names(&self, file: FileIdentity) -> Result<bool, StoreError> {
+        Ok(self.file_now()? == Some(file))
     }
 
     /// The file the path names now, if any.
@@ -226,7 +251,9 @@ impl SqliteStore {
 
     /// Opens the file the path names (creating it when missing) and prepares it; with the
     /// file it was opened on: the one the path named before and after opening it (created
-    /// here, or replaced meanwhile: opened again, on the one it names now).
+    /// here, or replaced meanwhile: opened again, on the one it names now). Marked
+    /// [`switched`](OpenFile::switched): opened in place of another (the store's first file,
+    /// whose state no caller knows yet, is not).
     fn open_file(&self) -> Result<OpenFile, StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -251,7 +278,13 @@ impl SqliteStore {
                 _ => None,
             };
             match (prepared, same) {
-                (Ok(()), Some(file)) => return Ok(OpenFile { connection, file }),
+                (Ok(()), Some(file)) => {
+                    return Ok(OpenFile {
+                        connection,
+                        file,
+                        switched: true,
+                    });
+                }
                 // Closed as any connection (the path still names its file).
                 (Err(error), Some(_)) => return Err(error),
                 (Err(error), None) => {
@@ -682,19 +715,31 @@ impl SqliteStore {
     }
 
     /// Commits `write` if the stored version is still the one it was decided on, in one
-    /// transaction (see [`StateStore::commit`]).
+    /// transaction (see [`StateStore::commit`]), on `open`'s file: refused as a conflict in a
+    /// file [`switched`](OpenFile::switched) to, unless the write was decided on no state.
+    /// `None` when the path named another file by the time the write held the file's lock
+    /// (nothing written) or had committed (written into a file no process reads any more):
+    /// the write is not made, and is made again on the file the path names.
     fn commit_in(
         &self,
-        connection: &mut Connection,
+        open: &mut OpenFile,
         write: &StoredWrite,
-    ) -> Result<Commit, StoreError> {
-        write
-            .numbers_checked()
-            .map_err(|e| self.error(StoreProblem::NotOurs, e))?;
+    ) -> Result<Option<Commit>, StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
+        let OpenFile {
+            connection,
+            file,
+            switched,
+        } = open;
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
+        // The lock may have been waited for (up to the busy timeout, another process's write)
+        // while the file was removed or replaced: a write made now would land in a file no
+        // process reads again. Rolled back (dropped) instead.
+        if !self.still_names(*file)? {
+            return Ok(None);
+        }
         let stored = tx
             .query_row(
                 "SELECT octet_length(version), CASE WHEN octet_length(version) <= ?2 THEN version END,
@@ -715,10 +760,13 @@ impl SqliteStore {
         // The version and the stage: a store replaced by a copy (a backup moved over the file)
         // may hold the version the write was decided on at another stage.
         let (stored_version, stored_stage) = stored;
+        // A file switched to may hold another state at the very numbers the write was decided
+        // on (the old file's): they tell nothing until its state is read.
         if stored_version != write.guard.version
             || (stored_version != 0 && stored_stage != write.guard.stage)
+            || (*switched && write.guard != Guard::EMPTY)
         {
-            return Ok(Commit::Conflict { stored_version });
+            return Ok(Some(Commit::Conflict { stored_version }));
         }
         let release = &write.release;
         if stored_version == 0 {
@@ -791,7 +839,14 @@ impl SqliteStore {
         )
         .map_err(fail)?;
         tx.commit().map_err(fail)?;
-        Ok(Commit::Written)
+        // Replaced or removed between the look above and the commit: the write is in the old
+        // file, lost to every process; not reported made.
+        if !self.still_names(*file)? {
+            return Ok(None);
+        }
+        // The writer knows this file's state now: the one it wrote.
+        *switched = false;
+        Ok(Some(Commit::Written))
     }
 
     /// The live contributions to `stage` of instances other than `except` (see
@@ -893,25 +948,50 @@ impl StateStore for SqliteStore {
     }
 
     fn changes_since(&self, known: Guard) -> Result<Since, StoreError> {
-        self.on_current_file(|connection| {
-            // One read transaction: the release and its history from the same commit.
-            let tx = connection
+        self.on_current_file(|open| {
+            // One read transaction: the release and its history from the same commit. A file
+            // switched to is read whole: the numbers known are the old file's.
+            let tx = open
+                .connection
                 .transaction()
                 .map_err(|e| failure(&self.path, &e))?;
-            let state = self.read(&tx, known)?;
+            let state = if open.switched {
+                of_another_file(self.read(&tx, Guard::EMPTY)?, known)
+            } else {
+                self.read(&tx, known)?
+            };
             tx.commit().map_err(|e| failure(&self.path, &e))?;
+            open.switched = false;
             Ok(state)
         })
     }
 
+    /// Made on the file the path names when it holds the lock and when it has committed
+    /// ([`commit_in`](Self::commit_in)): again on the new file otherwise, where a write decided
+    /// on a state (the old file's) is refused as a conflict; the caller reads the new file's
+    /// state and decides again.
     fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError> {
-        self.on_current_file(|connection| self.commit_in(connection, write))
+        write
+            .numbers_checked()
+            .map_err(|e| self.error(StoreProblem::NotOurs, e))?;
+        let asked = Instant::now();
+        let mut open = self.lock();
+        for _ in 0..WRITE_ATTEMPTS {
+            let file = self.follow_path(&mut open, asked)?;
+            if let Some(commit) = self.commit_in(file, write)? {
+                return Ok(commit);
+            }
+        }
+        Err(self.error(
+            StoreProblem::Unavailable,
+            "the path named another file each time the write was made (replaced again and again): nothing was written",
+        ))
     }
 
     fn publish(&self, contribution: &Contribution, ttl: Duration) -> Result<(), StoreError> {
         let now = now_ms();
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
-        self.on_current_file(|connection| {
+        self.on_current_file(|OpenFile { connection, .. }| {
             // A contribution is replaced every sync tick and worthless after a crash: its
             // commit does not wait for the disk (`synchronous = NORMAL`: in WAL mode the file
             // stays consistent, the last commits may be lost with the machine). Release writes
@@ -932,7 +1012,19 @@ impl StateStore for SqliteStore {
         except: &str,
         ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
-        self.on_current_file(|connection| self.contributions_in(connection, stage, except, ttl))
+        self.on_current_file(|open| self.contributions_in(&open.connection, stage, except, ttl))
+    }
+}
+
+/// What a whole read of a file that replaced the one whose state of `known` a process knows
+/// (`read`, made as of no state known) means to that process: its numbers are the old file's,
+/// so the new file's state, if any, is a store that went back ([`Since::Reset`]), whatever
+/// its numbers. A process that knew no state reads it as any first read.
+fn of_another_file(read: Since, known: Guard) -> Since {
+    match read {
+        Since::Newer(state) if known.version > 0 => Since::Reset(Some(state)),
+        Since::Same if known.version > 0 => Since::Reset(None),
+        read => read,
     }
 }
 

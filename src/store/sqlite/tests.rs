@@ -1901,13 +1901,20 @@ fn version_read_afresh(path: &str) -> Option<i64> {
         .unwrap()
 }
 
-#[test]
-fn a_store_whose_file_was_removed_writes_to_the_file_created_at_its_path() {
-    let dir = Scratch::new("removed");
+/// Two stores of one gate on the file `gate.db` of a new directory named after `name`, both
+/// knowing its first state (written by the first, read by the second).
+fn two_stores_knowing_a_first_write(name: &str) -> (Scratch, String, SqliteStore, SqliteStore) {
+    let dir = Scratch::new(name);
     let path = dir.file("gate.db");
     let (a, b) = (open(&path, "checkout"), open(&path, "checkout"));
     first_write(&a);
     assert!(b.load().unwrap().is_some());
+    (dir, path, a, b)
+}
+
+#[test]
+fn a_store_whose_file_was_removed_writes_to_the_file_created_at_its_path() {
+    let (_dir, path, a, b) = two_stores_knowing_a_first_write("removed");
     remove_store(&path);
     // The next call opens the path again: a new, empty store, where the write goes.
     assert_eq!(a.changes_since(known(1)).unwrap(), Since::Reset(None));
@@ -1929,11 +1936,7 @@ fn a_store_whose_file_was_removed_writes_to_the_file_created_at_its_path() {
 
 #[test]
 fn closing_the_removed_file_leaves_the_new_files_wal_alone() {
-    let dir = Scratch::new("removed-wal");
-    let path = dir.file("gate.db");
-    let (a, b) = (open(&path, "checkout"), open(&path, "checkout"));
-    first_write(&a);
-    assert!(b.load().unwrap().is_some());
+    let (_dir, path, a, b) = two_stores_knowing_a_first_write("removed-wal");
     remove_store(&path);
     // `a` opens the new file and writes there: the write is in its write-ahead log.
     first_write(&a);
@@ -1991,6 +1994,87 @@ fn a_store_follows_a_backup_moved_over_its_file_as_a_store_that_went_back() {
     assert_eq!(lines.lines().len(), 1, "one replacement, one warning");
 }
 
+/// A file holding `environment`'s release at version and stage 1 (another state than
+/// `first_write`'s at the same numbers), made at `made` and copied to `to`, ready to be moved
+/// over a store's file.
+fn another_state_at_version_1(made: &str, to: &str, environment: Environment) {
+    let other = open(made, "checkout");
+    assert_eq!(
+        other.commit(&write_on(0, environment, None)).unwrap(),
+        Commit::Written
+    );
+    drop(other);
+    backup(made, to);
+}
+
+/// A file moved over the path holding another state at exactly the version and stage a
+/// process knows: the process reads it whole (a store that went back: the numbers tell
+/// nothing across files), and a write decided on the old file's state is refused as a
+/// conflict, not written over the new file's (a lost update).
+#[test]
+fn a_file_replaced_by_another_state_at_the_known_numbers_is_read_and_not_written_over() {
+    let (dir, path, reader, writer) = two_stores_knowing_a_first_write("replaced-same-numbers");
+    let replacement = dir.file("replacement.db");
+    another_state_at_version_1(&dir.file("made.db"), &replacement, Environment::Production);
+    move_over(&replacement, &path);
+    // The reader knows version and stage 1 (canary 10 %): the new file's state is read.
+    let read = reader.changes_since(known(1)).unwrap();
+    let Since::Reset(Some(state)) = read else {
+        panic!("the new file's state is not read: {read:?}")
+    };
+    assert_eq!(state.release.config.environment, Environment::Production);
+    assert_eq!(reader.changes_since(known(1)).unwrap(), Since::Same);
+    // The writer decided on the old file's state, at the same numbers: refused, not written.
+    let decided_on_old = write_on(1, canary(5.0), Some("decided on the old file"));
+    assert_eq!(
+        writer.commit(&decided_on_old).unwrap(),
+        Commit::Conflict { stored_version: 1 }
+    );
+    kept_then_written_once_read(&writer, &path, &decided_on_old);
+}
+
+/// The new file at `path` still holds its own state (Production at version 1, no history),
+/// and `write`, refused on it, is made once `store` has read that state.
+fn kept_then_written_once_read(store: &SqliteStore, path: &str, write: &StoredWrite) {
+    let kept = open(path, "checkout").load().unwrap().unwrap();
+    assert_eq!(kept.release.version, 1);
+    assert_eq!(kept.release.config.environment, Environment::Production);
+    assert!(kept.history.is_empty());
+    assert!(matches!(
+        store.changes_since(known(1)).unwrap(),
+        Since::Reset(Some(_))
+    ));
+    assert_eq!(store.commit(write).unwrap(), Commit::Written);
+    assert_eq!(version_read_afresh(path), Some(2));
+}
+
+/// A write waiting for another process's lock on the file while the file is replaced: it
+/// would land in the old file, which no process reads, and be reported made. It is refused
+/// as a conflict instead (it was decided on the old file's state), and the new file keeps
+/// its state.
+#[test]
+fn a_write_waiting_for_the_lock_while_the_file_is_replaced_is_not_reported_made() {
+    let dir = Scratch::new("replaced-while-waiting");
+    let path = dir.file("gate.db");
+    let store = Arc::new(open(&path, "checkout"));
+    first_write(&store);
+    let replacement = dir.file("replacement.db");
+    another_state_at_version_1(&dir.file("made.db"), &replacement, Environment::Production);
+    let holder = Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let write = write_on(1, canary(5.0), Some("waited for the lock"));
+    let (writer, waiting) = (Arc::clone(&store), write.clone());
+    let writing = std::thread::spawn(move || writer.commit(&waiting));
+    // The write looked at the path and waits for the lock (5 s of busy timeout).
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!writing.is_finished());
+    move_over(&replacement, &path);
+    holder.execute_batch("ROLLBACK").unwrap();
+    let made = writing.join().unwrap().unwrap();
+    assert_eq!(made, Commit::Conflict { stored_version: 1 });
+    kept_then_written_once_read(&store, &path, &write);
+}
+
 #[test]
 fn another_programs_file_moved_over_the_path_is_refused_at_every_call_until_ours_is_back() {
     let dir = Scratch::new("replaced-foreign");
@@ -2019,7 +2103,12 @@ fn another_programs_file_moved_over_the_path_is_refused_at_every_call_until_ours
         assert_eq!(err.problem(), StoreProblem::NotOurs, "{err}");
     }
     move_over(&kept, &path);
-    assert_eq!(store.changes_since(known(1)).unwrap(), Since::Same);
+    // Read whole, though it holds the numbers known: another file's numbers tell nothing.
+    let read = store.changes_since(known(1)).unwrap();
+    assert!(
+        matches!(&read, Since::Reset(Some(state)) if state.release.version == 1),
+        "{read:?}"
+    );
     let rollback = write_on(1, Environment::Production, Some("back"));
     assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
     assert_eq!(version_read_afresh(&path), Some(2));
