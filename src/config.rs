@@ -7,6 +7,7 @@ use std::fmt;
 
 use crate::error::{ConfigError, FlagError, quoted, shortened_refusal, shown_part};
 
+mod as_written;
 mod environment_wire;
 mod named_fields;
 mod tiny_numbers;
@@ -15,6 +16,7 @@ use crate::limits::{
     MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_ROLLBACK_HISTORY, MAX_WINDOW_SECONDS,
     TRAFFIC_PERCENT_RESOLUTION,
 };
+pub use as_written::{reads_as, written_json_number};
 pub use named_fields::NamedFields;
 pub use tiny_numbers::{TINY_NUMBER_REFUSAL, is_tiny_number};
 pub(crate) use unseen::is_unseen;
@@ -380,7 +382,8 @@ impl PromotionConfig {
     /// ```
     pub fn from_json(json: &str) -> Result<Self, crate::Error> {
         let config = Self::parse_json(json)?;
-        config.validate()?;
+        // A refused number is shown as the document wrote it, not as read.
+        config.validate().map_err(|e| e.as_written_in_json(json))?;
         Ok(config)
     }
 
@@ -1029,6 +1032,36 @@ mod tests {
     }
 
     #[test]
+    fn a_number_refused_after_it_was_read_is_shown_as_written() {
+        // Read as an f64, u64::MAX was refused as 18446744073709552000.
+        for (json, expected) in [
+            (
+                r#"{"slo_threshold": 18446744073709551615}"#,
+                "invalid slo_threshold = 18446744073709551615: ",
+            ),
+            (
+                r#"{"environment": {"canary": {"traffic_percent": 1.000e3}}}"#,
+                "invalid environment.canary.traffic_percent = 1.000e3: ",
+            ),
+            (
+                r#"{"rollback_window_seconds": 0, "slo_threshold": 0.5}"#,
+                "invalid rollback_window_seconds = 0: ",
+            ),
+        ] {
+            let e = PromotionConfig::from_json(json).unwrap_err().to_string();
+            assert!(e.starts_with(expected), "{e}");
+        }
+        // The Rust API's values were written by no document: shown as they are.
+        let e = PromotionConfig {
+            slo_threshold: u64::MAX as f64,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.value(), "18446744073709552000");
+    }
+
+    #[test]
     fn the_canary_share_is_named_by_its_path_in_the_document_whatever_is_wrong_with_it() {
         // A share out of range named `environment.traffic_percent` while a share of the
         // wrong type named `environment.canary.traffic_percent`: one field, two names.
@@ -1043,7 +1076,8 @@ mod tests {
             format!("invalid {field} = 150: a finite percentage from 0 to 100")
         );
         assert!(message(r#""x""#).contains(&format!("{field}: invalid type")));
-        assert!(message("1e-9").starts_with(&format!("invalid {field} = 0.000000001: 0, or")));
+        // As the document writes it, not as read (`0.000000001`).
+        assert!(message("1e-9").starts_with(&format!("invalid {field} = 1e-9: 0, or")));
         let err = Environment::Canary {
             traffic_percent: 150.0,
         }

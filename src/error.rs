@@ -80,6 +80,59 @@ impl ConfigError {
     pub fn value(&self) -> &str {
         &self.value
     }
+
+    /// The same refusal, showing the value as a document wrote it, `written` (the number
+    /// written at [`field`](Self::field), cut like every long value a message shows),
+    /// when `written` [`reads_as`](crate::reads_as) the value refused: validation sees the
+    /// value as read, and an integer given to an `f64` field (`18446744073709551615`) or a
+    /// duration in milliseconds was shown as converted (`18446744073709552000`). Otherwise
+    /// (the value did not come from the document) the refusal is kept as it is.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::{PromotionConfig, written_json_number};
+    ///
+    /// let json = r#"{"slo_threshold": 18446744073709551615}"#;
+    /// let e = PromotionConfig::parse_json(json)?.validate().unwrap_err();
+    /// assert_eq!(e.value(), "18446744073709552000");
+    /// let written = written_json_number(json, e.field()).unwrap();
+    /// assert_eq!(e.clone().as_written(written).value(), "18446744073709551615");
+    /// assert_eq!(e.clone().as_written("0.5").value(), "18446744073709552000");
+    /// # Ok::<(), promotion_gates::Error>(())
+    /// ```
+    pub fn as_written(self, written: &str) -> Self {
+        if crate::reads_as(written, &self.value) {
+            Self {
+                value: shortened(written.trim()),
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+
+    /// [`as_written`](Self::as_written) with the number written at the refused field in the
+    /// JSON document `json` ([`written_json_number`](crate::written_json_number)), if it
+    /// holds one there: for a refusal of a config read from `json` without validation
+    /// ([`PromotionConfig::parse_json`](crate::PromotionConfig::parse_json)) and validated
+    /// later. [`PromotionConfig::from_json`](crate::PromotionConfig::from_json) and
+    /// [`SloConfig::from_json`](crate::SloConfig::from_json) do this themselves.
+    ///
+    /// # Example
+    /// ```
+    /// use promotion_gates::SloConfig;
+    ///
+    /// let json = r#"{"latency_target_ms": 6e4, "max_error_rate": 1.50}"#;
+    /// let e = serde_json::from_str::<SloConfig>(json).unwrap().validate().unwrap_err();
+    /// assert_eq!(e.to_string(), "invalid max_error_rate = 1.5: a fraction from 0.0 to 1.0, e.g. 0.05");
+    /// assert_eq!(e.as_written_in_json(json).value(), "1.50");
+    /// ```
+    pub fn as_written_in_json(self, json: &str) -> Self {
+        match crate::written_json_number(json, &self.field) {
+            Some(written) => self.as_written(written),
+            None => self,
+        }
+    }
 }
 
 /// A promotion was refused; the gate stays where it was.

@@ -110,8 +110,8 @@ pub use changes::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     Environment, NamedFields, PromotionConfig, TINY_NUMBER_REFUSAL, check_document_length,
-    check_json_document, field_path, is_format_char, is_invisible, is_tiny_number,
-    validate_flag_name,
+    check_json_document, field_path, is_format_char, is_invisible, is_tiny_number, reads_as,
+    validate_flag_name, written_json_number,
 };
 pub use decision::{Cohort, RouteReason, RoutingDecision, StageId};
 pub use error::{

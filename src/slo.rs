@@ -259,7 +259,8 @@ impl SloConfig {
     /// ```
     pub fn from_json(json: &str) -> Result<Self, crate::Error> {
         let config: Self = crate::config::parse_json_object(json, "SloConfig")?;
-        config.validate()?;
+        // A refused number is shown as the document wrote it, not as read.
+        config.validate().map_err(|e| e.as_written_in_json(json))?;
         Ok(config)
     }
 
@@ -612,6 +613,7 @@ impl SloAdmissionController {
 
 mod millis;
 mod millis_opt;
+pub(crate) use millis::duration_of_millis;
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,7 @@ package promotiongates
 import "C"
 
 import (
+	"encoding/json"
 	"runtime"
 	"time"
 )
@@ -155,19 +156,25 @@ func (s *SLO) UnmarshalJSON(data []byte) error {
 		}
 	}
 	if w.P99BudgetMS != nil && read.P99Budget == 0 {
-		return noBudgetGivenAsZero()
+		return noBudgetGivenAsZero(data)
 	}
 	*s = read
 	return nil
 }
 
-// noBudgetGivenAsZero refuses a p99_budget_ms given as 0 (or -0) as the library's validation
-// refuses it: the binding's 0 means no budget, so it would be written back as null, a
-// document the library takes in place of one it refuses. The error is the library's own, its
-// refusal of a gate made of the default config and that budget, so its words (and the edge of
-// the histogram it names) are the library's as it is now.
-func noBudgetGivenAsZero() error {
-	g, err := New("", `{"p99_budget_ms": 0}`)
+// noBudgetGivenAsZero refuses a p99_budget_ms given as 0 (or -0, 0.0) in the SLO document
+// data as the library's validation refuses it: the binding's 0 means no budget, so it would be
+// written back as null, a document the library takes in place of one it refuses. The error is
+// the library's own, its refusal of a gate made of the default config and that budget as data
+// writes it, so its words (the value as written, and the edge of the histogram it names) are
+// the library's as it is now.
+func noBudgetGivenAsZero(data []byte) error {
+	written := json.RawMessage("0")
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) == nil && fields["p99_budget_ms"] != nil {
+		written = fields["p99_budget_ms"]
+	}
+	g, err := New("", `{"p99_budget_ms": `+string(written)+`}`)
 	if err != nil {
 		return err
 	}

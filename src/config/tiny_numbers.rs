@@ -4,7 +4,9 @@
 //! [`first_tiny_number`] finds the first in a JSON document, in one pass over its bytes before
 //! serde reads it: it skips strings, keeps the path to the value (object keys and array
 //! indices, at most serde_json's depth of 128, in a fixed array), and stops, leaving the
-//! document to serde's error, at the first thing that is no JSON.
+//! document to serde's error, at the first thing that is no JSON. [`number_at`] walks a
+//! document the same way to find the number written at a field, for a refusal that names it as
+//! written ([`as_written`](super::as_written)).
 //!
 //! A positive number below the smallest normal `f64` (2.2250738585072014e-308) that still
 //! reads as one above 0 (a subnormal, `1e-310`) is read as it reads, as before: only a number
@@ -103,6 +105,27 @@ impl TinyNumber {
 ///
 /// One pass over the bytes; nothing is allocated unless a number is found.
 pub(crate) fn first_tiny_number(json: &[u8]) -> Option<TinyNumber> {
+    first_number(json, |_, written| is_tiny_number(written))
+        .map(|(path, written, end)| found(json, &path, written, end))
+}
+
+/// The number written at `field` in the JSON document `json` (a field path as this library's
+/// messages write it, `slo.latency_target_ms`, `stages[0].duration_s`), as it is written there;
+/// `None` when no number is there, or when the document is no JSON before it.
+///
+/// One pass over the bytes; a path is written out only for the numbers met, each compared with
+/// `field`: for an error's message, never on a request's path.
+pub(crate) fn number_at<'j>(json: &'j [u8], field: &str) -> Option<&'j str> {
+    first_number(json, |path, _| field_of(json, path) == field).map(|(_, written, _)| written)
+}
+
+/// The first number in `json` that `wanted` (given its path and its text as written) takes:
+/// its path, its text and the end of its bytes; `None` when there is none, or when `json` is
+/// no JSON before one is met.
+fn first_number(
+    json: &[u8],
+    mut wanted: impl FnMut(&[Place], &str) -> bool,
+) -> Option<(Vec<Place>, &str, usize)> {
     let mut path = [Place::Index(0); MAX_DEPTH];
     let mut depth = 0;
     let mut at = whitespace(json, 0);
@@ -134,8 +157,8 @@ pub(crate) fn first_tiny_number(json: &[u8]) -> Option<TinyNumber> {
             b'-' | b'0'..=b'9' => {
                 let end = number_end(json, at)?;
                 let written = std::str::from_utf8(&json[at..end]).ok()?;
-                if is_tiny_number(written) {
-                    return Some(found(json, &path[..depth], written, end));
+                if wanted(&path[..depth], written) {
+                    return Some((path[..depth].to_vec(), written, end));
                 }
                 at = end;
             }
@@ -168,8 +191,8 @@ pub(crate) fn first_tiny_number(json: &[u8]) -> Option<TinyNumber> {
     }
 }
 
-/// The number `written`, ending at `end`, under `path` in `json`.
-fn found(json: &[u8], path: &[Place], written: &str, end: usize) -> TinyNumber {
+/// `path` in `json` as this library's messages write a field (`a.b[2].c`).
+fn field_of(json: &[u8], path: &[Place]) -> String {
     let mut field = String::new();
     for place in path {
         match *place {
@@ -186,6 +209,12 @@ fn found(json: &[u8], path: &[Place], written: &str, end: usize) -> TinyNumber {
             Place::Index(index) => field.push_str(&format!("[{index}]")),
         }
     }
+    field
+}
+
+/// The number `written`, ending at `end`, under `path` in `json`.
+fn found(json: &[u8], path: &[Place], written: &str, end: usize) -> TinyNumber {
+    let field = field_of(json, path);
     let before = &json[..end];
     let line_start = before
         .iter()
@@ -398,6 +427,15 @@ mod tests {
         ) {
             prop_assert!(serde_json::from_str::<serde_json::Value>(&json).is_ok(), "{}", json);
             prop_assert_eq!(found_in(&json), None, "{}", json);
+        }
+
+        #[test]
+        fn a_number_is_found_at_its_field_after_any_value(
+            json in representable_json(), number in "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,5})?(e-?[0-9]{1,3})?"
+        ) {
+            let document = format!("[{json}, {{\"k\": [true, {number}]}}]");
+            prop_assert_eq!(number_at(document.as_bytes(), "[1].k[1]"), Some(number.as_str()));
+            prop_assert_eq!(number_at(document.as_bytes(), "[1].k[0]"), None);
         }
 
         #[test]

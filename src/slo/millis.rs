@@ -17,12 +17,18 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     from_millis(f64::deserialize(d)?)
 }
 
+/// The duration of `ms` milliseconds, to the nearest nanosecond, as the `..._ms` fields read
+/// it; `None` when a `Duration` cannot hold it (negative, not finite, too long).
+pub(crate) fn duration_of_millis(ms: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(ms / 1e3).ok()
+}
+
 /// The duration of `ms` milliseconds, or an error naming `ms` (as [`shown_number`] writes it):
 /// negative, not finite, too long for a `Duration`, or above 0 but shorter than a `Duration`'s
 /// nanosecond: read as 0, it would be refused as `= 0` (a latency target), not as written, or
 /// taken as none (a tolerance).
 pub(super) fn from_millis<E: serde::de::Error>(ms: f64) -> Result<Duration, E> {
-    let duration = Duration::try_from_secs_f64(ms / 1e3).map_err(|_| {
+    let duration = duration_of_millis(ms).ok_or_else(|| {
         let why = if ms.is_finite() && ms >= 0.0 {
             "longer than a duration holds (about 1.8e22 ms)"
         } else {
@@ -106,6 +112,25 @@ mod tests {
                 .unwrap();
         assert_eq!(slo.latency_target.as_nanos(), 1);
         assert!(slo.latency_tolerance.is_zero());
+    }
+
+    #[test]
+    fn a_duration_refused_after_it_was_read_is_shown_as_written() {
+        // Read through an f64 and a Duration, u64::MAX ms was refused as 18446744073709552000.
+        for (field, written) in [
+            ("latency_target_ms", "18446744073709551615"),
+            ("p99_budget_ms", "9007199254740993"),
+            ("no_data_ms", "1e20"),
+            ("warm_up_ms", "3600000.0000014"),
+            ("latency_target_ms", "-0.0"),
+            ("evaluation_interval_ms", "0.00099999"),
+        ] {
+            let e = refusal(&format!(r#"{{"{field}": {written}}}"#));
+            assert!(
+                e.starts_with(&format!("invalid {field} = {written}: ")),
+                "{e}"
+            );
+        }
     }
 
     #[test]
