@@ -180,6 +180,25 @@ fn parse<T: Default>(
     }
 }
 
+/// `error`, a refusal of configs read from `documents` (each JSON, or `None` for a default),
+/// with a refused number shown as the document that holds it at the refused field writes it
+/// ([`ConfigError::as_written`](promotion_gates::ConfigError::as_written)), not as read: the
+/// library's `from_json` does so itself, and these documents are read without validation
+/// and validated by the call they are passed to.
+fn as_written(error: promotion_gates::Error, documents: &[Option<&str>]) -> promotion_gates::Error {
+    let promotion_gates::Error::Config(refused) = error else {
+        return error;
+    };
+    let holder = documents
+        .iter()
+        .flatten()
+        .find(|doc| promotion_gates::written_json_number(doc, refused.field()).is_some());
+    promotion_gates::Error::Config(match holder {
+        Some(doc) => refused.as_written_in_json(doc),
+        None => refused,
+    })
+}
+
 /// The config document of `pgate_gate_new` and of the calls that read one alone
 /// (`pgate_store_location`, `pgate_document_gate_name`, `pgate_document_fleet_judging`).
 const CONFIG_JSON: Param = Param {
@@ -235,7 +254,8 @@ pub unsafe extern "C" fn pgate_gate_new(
         let slo_document = unsafe { optional_text(slo_json, slo_len, SLO_JSON) }?;
         let slo: SloConfig = parse(slo_document, SloConfig::from_json, "SLO config")?;
         let slo = SloAdmissionController::new(slo).map_err(promotion_gates::Error::from)?;
-        let manager = PromotionGateManager::new(config, slo)?;
+        let manager = PromotionGateManager::new(config, slo)
+            .map_err(|e| as_written(e, &[document, slo_document]))?;
         let gate = Box::into_raw(Box::new(pgate_gate {
             manager: ManuallyDrop::new(manager),
         }));
@@ -415,6 +435,7 @@ pub unsafe extern "C" fn pgate_swap_config(
                     // Read without validating: `swap_config` validates, once.
                     .swap_config(PromotionConfig::parse_json(doc)?)
                     .map(drop)
+                    .map_err(|e| as_written(e, &[Some(doc)]))
             },
         )
     }
@@ -455,6 +476,7 @@ pub unsafe extern "C" fn pgate_swap_config_from(
                     // Read without validating: `swap_config_from` validates, once.
                     .swap_config_from(change_count, PromotionConfig::parse_json(doc)?)
                     .map(drop)
+                    .map_err(|e| as_written(e, &[Some(doc)]))
             },
         )
     }
@@ -840,7 +862,7 @@ pub unsafe extern "C" fn pgate_document_check_slo(
         let slo_document = unsafe { optional_text(slo_json, slo_len, SLO_JSON) }?;
         let slo: SloConfig = parse(slo_document, SloConfig::from_json, "SLO config")?;
         slo.validate_for(&config)
-            .map_err(promotion_gates::Error::from)?;
+            .map_err(|e| as_written(e.into(), &[slo_document]))?;
         Ok(())
     })
 }

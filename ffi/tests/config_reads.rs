@@ -896,3 +896,57 @@ fn the_document_reads_leave_the_window_against_the_interval_to_the_slo() {
     // SAFETY: live gate, freed once.
     assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
 }
+
+/// A number refused after it was read (through an `f64`, or as a `Duration`) is named as the
+/// document writes it, by each call that reads a document and validates it later: gate
+/// creation, a config swap, the SLO check. u64::MAX was named 18446744073709552000.
+#[test]
+fn a_refused_number_is_named_as_the_document_writes_it() {
+    let u64_max = "18446744073709551615";
+    let config = format!(r#"{{"slo_threshold": {u64_max}}}"#);
+    let named = format!("invalid slo_threshold = {u64_max}: ");
+    let (status, message) = refused_gate(&config);
+    assert_eq!(status, pgate_status::InvalidConfig, "{message}");
+    assert!(message.starts_with(&named), "{message}");
+    // The SLO's interval for the config's window: the SLO document's number.
+    let window = r#"{"rollback_window_seconds": 300}"#;
+    let slo = r#"{"evaluation_interval_ms": 3.6e6}"#;
+    let interval = "invalid evaluation_interval_ms = 3.6e6: ";
+    let (mut gate, mut err) = (null_mut(), null_mut());
+    // SAFETY: live slices; valid out-pointers.
+    unsafe {
+        let status = pgate_gate_new(
+            window.as_ptr(),
+            window.len(),
+            slo.as_ptr(),
+            slo.len(),
+            &mut gate,
+            &mut err,
+        );
+        assert_eq!(status, pgate_status::InvalidConfig);
+        let message = error_text(err);
+        assert!(message.starts_with(interval), "{message}");
+        let status = pgate_document_check_slo(
+            window.as_ptr(),
+            window.len(),
+            slo.as_ptr(),
+            slo.len(),
+            &mut err,
+        );
+        assert_eq!(status, pgate_status::InvalidConfig);
+        let message = error_text(err);
+        assert!(message.starts_with(interval), "{message}");
+        let gate = new_gate("{}");
+        let status = pgate_swap_config(gate, config.as_ptr(), config.len(), &mut err);
+        assert_eq!(status, pgate_status::InvalidConfig);
+        let message = error_text(err);
+        assert!(message.starts_with(&named), "{message}");
+        let mut count = 0;
+        assert_eq!(pgate_change_count(gate, &mut count), pgate_status::Ok);
+        let status = pgate_swap_config_from(gate, count, config.as_ptr(), config.len(), &mut err);
+        assert_eq!(status, pgate_status::InvalidConfig);
+        let message = error_text(err);
+        assert!(message.starts_with(&named), "{message}");
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
+    }
+}
