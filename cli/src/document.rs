@@ -3,8 +3,9 @@
 //! where it is, the same way in both formats.
 
 use promotion_gates::{
-    MAX_DOCUMENT_BYTES, MAX_SHOWN_VALUE_BYTES, NamedFields, PromotionConfig, SloConfig,
-    TINY_NUMBER_REFUSAL, check_json_document, field_path, is_tiny_number,
+    ConfigError, MAX_DOCUMENT_BYTES, MAX_SHOWN_VALUE_BYTES, NamedFields, PromotionConfig,
+    SloConfig, TINY_NUMBER_REFUSAL, check_json_document, field_path, is_tiny_number,
+    written_json_number,
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use std::fs::File;
@@ -69,6 +70,42 @@ impl Document for Scenario {
 /// Reads `path` as a `T`: at most [`MAX_DOCUMENT_BYTES`] + 1 bytes are read, so a longer
 /// file (or `/dev/zero`) is refused, naming the limit, without reading the rest.
 pub fn load<T: Document>(path: &Path) -> Result<T, CliError> {
+    load_written(path).map(|(value, _)| value)
+}
+
+/// A document as it was read, kept to show a refused number as it is written there
+/// ([`Written::number_at`]): validation sees the values as read, and an integer given to an
+/// `f64` field (`18446744073709551615`) or a duration in milliseconds (made a `Duration`) was
+/// refused as converted (`18446744073709552000`).
+#[derive(Debug, Clone)]
+pub struct Written {
+    text: String,
+    format: Format,
+}
+
+impl Written {
+    /// The number written at `field` (a field path as the library's errors name one:
+    /// `slo.latency_target_ms`, `stages[0].duration_s`), as it is written there (`1_000`,
+    /// `-0.0`, `18446744073709551615`); `None` when the field holds no number.
+    pub fn number_at(&self, field: &str) -> Option<&str> {
+        match self.format {
+            Format::Json => written_json_number(&self.text, field),
+            Format::Toml => toml_number_at(&self.text, field),
+        }
+    }
+
+    /// The library's refusal `error` of a value read from this document, showing the number
+    /// written at its field when that is what it refused ([`ConfigError::as_written`]).
+    pub fn config_error(&self, error: ConfigError) -> ConfigError {
+        match self.number_at(error.field()) {
+            Some(written) => error.as_written(written),
+            None => error,
+        }
+    }
+}
+
+/// Reads `path` as a `T`, as [`load`] does, with the document as read ([`Written`]).
+pub fn load_written<T: Document>(path: &Path) -> Result<(T, Written), CliError> {
     let unreadable = |source| CliError::Read {
         path: path.to_path_buf(),
         source,
@@ -89,7 +126,53 @@ pub fn load<T: Document>(path: &Path) -> Result<T, CliError> {
         return Err(too_long(path, &size));
     }
     let text = String::from_utf8(bytes).map_err(|e| not_utf8(path, e.utf8_error()))?;
-    parse(path, &text)
+    let value = parse(path, &text)?;
+    // As `parse` reads it: a TOML document's byte order mark dropped (a JSON one is refused).
+    let text = match text.strip_prefix('\u{feff}') {
+        Some(unmarked) => unmarked.to_string(),
+        None => text,
+    };
+    let format = Format::of(path, &text);
+    Ok((value, Written { text, format }))
+}
+
+/// The number written at `field` in the TOML document `text` (see [`Written::number_at`]):
+/// the field's path followed key by key and index by index in the parsed document, and the
+/// integer or float found there as written (its span in `text`).
+fn toml_number_at<'t>(text: &'t str, field: &str) -> Option<&'t str> {
+    use toml::de::DeValue;
+    let document = toml::de::DeTable::parse(text).ok()?;
+    let mut table = document.get_ref();
+    let mut value: Option<&toml::Spanned<DeValue<'_>>> = None;
+    for part in field.split('.') {
+        if let Some(held) = value {
+            let DeValue::Table(inner) = held.get_ref() else {
+                return None;
+            };
+            table = inner;
+        }
+        // `key`, then its indices: `stages[0]`.
+        let (key, indices) = part
+            .split_once('[')
+            .map_or((part, ""), |(key, rest)| (key, rest));
+        let mut found = table
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(_, v)| v)?;
+        for index in indices.split('[').filter(|i| !i.is_empty()) {
+            let index: usize = index.strip_suffix(']')?.parse().ok()?;
+            let DeValue::Array(items) = found.get_ref() else {
+                return None;
+            };
+            found = items.get(index)?;
+        }
+        value = Some(found);
+    }
+    let value = value?;
+    match value.get_ref() {
+        DeValue::Integer(_) | DeValue::Float(_) => text.get(value.span()),
+        _ => None,
+    }
 }
 
 /// The refusal of a document that was read but is not UTF-8 text (a Latin-1 or UTF-16 file),

@@ -182,10 +182,10 @@ fn escaped(bytes: &[u8]) -> String {
 fn config(args: &RouteArgs) -> Result<PromotionConfig, CliError> {
     let mut config = match &args.config {
         Some(path) => {
-            let config: PromotionConfig = document::load(path)?;
+            let (config, written) = document::load_written::<PromotionConfig>(path)?;
             config.validate().map_err(|e| CliError::Invalid {
                 path: path.clone(),
-                message: e.to_string(),
+                message: written.config_error(e).to_string(),
             })?;
             // A gate opened on a store starts from its stored state (the flags below would be
             // ignored), and opening one creates it or writes this gate's state into it.

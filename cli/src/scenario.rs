@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::rollout::TICK_NS;
 
 mod checks;
+pub use checks::FieldError;
 mod stage_kind_wire;
 
 /// The most requests per simulated second a scenario may ask for (`rps`, `--rps`).

@@ -6,7 +6,7 @@ use clap::builder::{OsStringValueParser, TypedValueParser};
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use crate::document;
+use crate::document::{self, Written};
 use crate::error::{CliError, quoted_text, shown_path, shown_value, unless_closed};
 use crate::flag::{finite_number, overriding, text};
 use crate::plot::{self, PlotFile};
@@ -14,7 +14,8 @@ use crate::progress::Progress;
 use crate::report::{self, Outcome, Report, human_duration, sampling, thousands};
 use crate::rollout;
 use crate::scenario::{
-    MAX_RPS, MAX_RUN_EVALUATIONS, MAX_RUN_REQUESTS, Scenario, ScenarioName, parse_duration,
+    FieldError, MAX_RPS, MAX_RUN_EVALUATIONS, MAX_RUN_REQUESTS, Scenario, ScenarioName,
+    parse_duration,
 };
 use promotion_gates::shown_number;
 
@@ -262,21 +263,43 @@ fn check_least_rate_flags(scenario: &Scenario, args: &SimulateArgs) -> Result<()
 /// `--duration`, and valid. A flag value that cannot run is a bad flag (exit 2) naming the
 /// flag; a field of the file that cannot run is the file's error (exit 1) naming the field.
 fn runnable_scenario(args: &SimulateArgs) -> Result<Scenario, CliError> {
-    let (scenario, source) = match &args.config {
-        Some(path) => (document::load::<Scenario>(path)?, path.clone()),
+    let (scenario, source, written) = match &args.config {
+        Some(path) => {
+            let (scenario, written) = document::load_written::<Scenario>(path)?;
+            (scenario, path.clone(), Some(written))
+        }
         None => (
             Scenario::builtin(args.scenario),
             PathBuf::from(format!("built-in scenario {}", args.scenario.as_str())),
+            None,
         ),
     };
-    with_flags(scenario, &source, args)
+    with_flags(scenario, &source, written.as_ref(), args)
 }
 
-/// `scenario`, read from `source`, with the flags' values in it, scaled to `--duration` and
-/// checked (see [`runnable_scenario`]).
+/// `error`, a refusal of the scenario read from `written` with the flags' values in it (not
+/// yet scaled), showing the number the file writes at its field ([`FieldError::as_written`]),
+/// unless a flag gave that field its value.
+fn as_written(error: FieldError, written: Option<&Written>, args: &SimulateArgs) -> FieldError {
+    let by_flag = match error.field() {
+        "seed" => args.seed.is_some(),
+        "rps" => args.rps.is_some(),
+        "sample" => args.sample.is_some(),
+        "users" => args.users.is_some(),
+        _ => false,
+    };
+    match written {
+        Some(written) if !by_flag => error.as_written(written),
+        _ => error,
+    }
+}
+
+/// `scenario`, read from `source` (as `written`, for a file), with the flags' values in it,
+/// scaled to `--duration` and checked (see [`runnable_scenario`]).
 fn with_flags(
     mut scenario: Scenario,
     source: &Path,
+    written: Option<&Written>,
     args: &SimulateArgs,
 ) -> Result<Scenario, CliError> {
     scenario.seed = args.seed.unwrap_or(scenario.seed);
@@ -292,7 +315,7 @@ fn with_flags(
     // `--duration` may have changed.
     scenario
         .validate_fields()
-        .map_err(|e| invalid(e.to_string()))?;
+        .map_err(|e| invalid(as_written(e, written, args).to_string()))?;
     if let Some(total) = args.duration {
         // No --duration fits a scenario that cannot be scaled at all (its shortest stage needs
         // more than its runs allow): the scenario is at fault, as it is written, unless --rps
@@ -300,7 +323,9 @@ fn with_flags(
         let (least, most) = scenario.duration_range();
         if least > most {
             check_rate_flags(&scenario, args)?;
-            scenario.validate().map_err(|e| invalid(e.to_string()))?;
+            scenario
+                .validate()
+                .map_err(|e| invalid(as_written(e, written, args).to_string()))?;
         }
         let total = check_duration(&scenario, total)?;
         scenario.scale_to(total);
@@ -311,7 +336,7 @@ fn with_flags(
         Some(total) => invalid(format!(
             "{e} (the scenario as --duration scales it to {total} s planned)"
         )),
-        None => invalid(e.to_string()),
+        None => invalid(as_written(e, written, args).to_string()),
     })?;
     Ok(scenario)
 }
@@ -437,7 +462,12 @@ mod tests {
 
     /// `scenario` as `simulate --duration total` runs it.
     fn scaled(scenario: &Scenario, total: f64) -> Result<Scenario, CliError> {
-        with_flags(scenario.clone(), Path::new("s.json"), &with_duration(total))
+        with_flags(
+            scenario.clone(),
+            Path::new("s.json"),
+            None,
+            &with_duration(total),
+        )
     }
 
     /// The scenario file read from `json`.

@@ -8,7 +8,7 @@ use promotion_gates::{PromotionConfig, SloConfig, shown_millis};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::document;
+use crate::document::{self, Written};
 use crate::error::{CliError, shown_path, shown_value, unless_closed};
 use crate::scenario::Scenario;
 
@@ -57,17 +57,27 @@ impl ValidateArgs {
 /// A file read as its kind: each file is read once, so that a pipe, `/dev/stdin` or a file
 /// changed meanwhile is judged as the one text read.
 enum Loaded {
-    Promotion(PromotionConfig),
-    Slo(SloConfig),
-    Scenario(Box<Scenario>),
+    Promotion(PromotionConfig, Written),
+    Slo(SloConfig, Written),
+    Scenario(Box<Scenario>, Written),
 }
 
-/// Reads the file at `path` as a `kind`.
+/// Reads the file at `path` as a `kind`, keeping the document as written, so that a refused
+/// number is shown as the file writes it ([`Written`]).
 fn load(path: &Path, kind: Kind) -> Result<Loaded, CliError> {
     Ok(match kind {
-        Kind::Promotion => Loaded::Promotion(document::load(path)?),
-        Kind::Slo => Loaded::Slo(document::load(path)?),
-        Kind::Scenario => Loaded::Scenario(Box::new(document::load(path)?)),
+        Kind::Promotion => {
+            let (config, written) = document::load_written(path)?;
+            Loaded::Promotion(config, written)
+        }
+        Kind::Slo => {
+            let (slo, written) = document::load_written(path)?;
+            Loaded::Slo(slo, written)
+        }
+        Kind::Scenario => {
+            let (scenario, written) = document::load_written(path)?;
+            Loaded::Scenario(Box::new(scenario), written)
+        }
     })
 }
 
@@ -80,7 +90,7 @@ pub fn run(args: &ValidateArgs) -> Result<u8, CliError> {
     let file = args.file.as_path();
     let checked = load(file, args.kind).and_then(|loaded| {
         let summary = check(file, &loaded)?;
-        if let Loaded::Promotion(config) = &loaded
+        if let Loaded::Promotion(config, _) = &loaded
             && args.slo.is_none()
         {
             check_default_slo(file, config)?;
@@ -88,7 +98,7 @@ pub fn run(args: &ValidateArgs) -> Result<u8, CliError> {
         Ok((summary, loaded))
     });
     let config = match report(file, checked)? {
-        Some(Loaded::Promotion(config)) => Some(config),
+        Some(Loaded::Promotion(config, _)) => Some(config),
         Some(_) => None,
         None => {
             all_valid = false;
@@ -100,8 +110,8 @@ pub fn run(args: &ValidateArgs) -> Result<u8, CliError> {
         // the window.
         let checked = load(slo, Kind::Slo).and_then(|loaded| {
             let summary = check(slo, &loaded)?;
-            if let (Loaded::Slo(policy), Some(config)) = (&loaded, &config) {
-                check_pair(file, config, slo, policy)?;
+            if let (Loaded::Slo(policy, written), Some(config)) = (&loaded, &config) {
+                check_pair(file, config, slo, policy, written)?;
             }
             Ok((summary, loaded))
         });
@@ -139,19 +149,24 @@ fn report(
     }
 }
 
-/// Checks the SloConfig `policy` read from `slo` for the gate of the PromotionConfig `config`
-/// read from `promotion`, both valid alone ([`SloConfig::validate_for`]:
-/// `evaluation_interval_ms` at most a tenth of `rollback_window_seconds`); the refusal is the
-/// SLO file's.
+/// Checks the SloConfig `policy` read from `slo` (as `written`) for the gate of the
+/// PromotionConfig `config` read from `promotion`, both valid alone
+/// ([`SloConfig::validate_for`]: `evaluation_interval_ms` at most a tenth of
+/// `rollback_window_seconds`); the refusal is the SLO file's.
 fn check_pair(
     promotion: &Path,
     config: &PromotionConfig,
     slo: &Path,
     policy: &SloConfig,
+    written: &Written,
 ) -> Result<(), CliError> {
     policy.validate_for(config).map_err(|e| CliError::Invalid {
         path: slo.to_path_buf(),
-        message: format!("{e} (for the gate of {})", shown_path(promotion)),
+        message: format!(
+            "{} (for the gate of {})",
+            written.config_error(e),
+            shown_path(promotion)
+        ),
     })
 }
 
@@ -170,15 +185,18 @@ fn check_default_slo(promotion: &Path, config: &PromotionConfig) -> Result<(), C
         })
 }
 
-/// Checks one file, read from `path`; returns a one-line summary of a valid one.
+/// Checks one file, read from `path`; returns a one-line summary of a valid one. A refused
+/// number is shown as the file writes it.
 fn check(path: &Path, loaded: &Loaded) -> Result<String, CliError> {
     let invalid = |message: String| CliError::Invalid {
         path: path.to_path_buf(),
         message,
     };
     match loaded {
-        Loaded::Promotion(config) => {
-            config.validate().map_err(|e| invalid(e.to_string()))?;
+        Loaded::Promotion(config, written) => {
+            config
+                .validate()
+                .map_err(|e| invalid(written.config_error(e).to_string()))?;
             Ok(format!(
                 "a valid PromotionConfig: gate {}, salt {:?}, environment {}, {} feature flag(s), \
                  slo_threshold {}, window {} s, auto rollback {}",
@@ -186,7 +204,7 @@ fn check(path: &Path, loaded: &Loaded) -> Result<String, CliError> {
                 config.effective_salt(),
                 config.environment,
                 config.feature_flags.len(),
-                shown_value(config.slo_threshold),
+                read_number(config.slo_threshold),
                 config.rollback_window_seconds,
                 if config.auto_rollback_enabled {
                     "on"
@@ -195,27 +213,39 @@ fn check(path: &Path, loaded: &Loaded) -> Result<String, CliError> {
                 },
             ))
         }
-        Loaded::Slo(slo) => {
-            slo.validate().map_err(|e| invalid(e.to_string()))?;
+        Loaded::Slo(slo, written) => {
+            slo.validate()
+                .map_err(|e| invalid(written.config_error(e).to_string()))?;
             Ok(format!(
                 "a valid SloConfig: latency target {} ms, max error rate {}, min samples {}, \
                  significance {}",
                 shown_millis(slo.latency_target),
-                shown_value(slo.max_error_rate),
+                read_number(slo.max_error_rate),
                 slo.min_samples,
-                shown_value(slo.significance),
+                read_number(slo.significance),
             ))
         }
-        Loaded::Scenario(scenario) => {
-            scenario.validate().map_err(|e| invalid(e.to_string()))?;
+        Loaded::Scenario(scenario, written) => {
+            scenario
+                .validate()
+                .map_err(|e| invalid(e.as_written(written).to_string()))?;
             Ok(format!(
                 "a valid scenario: {} stages, {} rps, seed {}",
                 scenario.stages.len(),
-                shown_value(scenario.rps),
+                read_number(scenario.rps),
                 scenario.seed
             ))
         }
     }
+}
+
+/// A number of a valid file as its summary writes it: as read ([`shown_value`]), and a zero
+/// written `-0.0` as `0`. `-0.0` is a zero: every check takes it as 0 (accepted where 0 is,
+/// refused where 0 is, the refusal showing it as written) and so does the judge, and the
+/// library writes a canary share of `-0.0` as `Canary{0}`; the summary said `-0`.
+fn read_number(value: f64) -> String {
+    // -0.0 + 0.0 is 0.0; any other value is unchanged.
+    shown_value(value + 0.0)
 }
 
 #[cfg(test)]

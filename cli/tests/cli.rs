@@ -1131,6 +1131,120 @@ fn validate_names_the_invalid_field_and_its_value() {
 }
 
 #[test]
+fn a_refused_number_is_named_as_the_file_writes_it_in_json_and_toml() {
+    // Read through an f64 (and a Duration), u64::MAX was named 18446744073709552000; 1e20 ms
+    // 100000000000000000000, 1.50e2 150.
+    let u64_max = "18446744073709551615";
+    let stages = |duration: &str| {
+        (
+            format!(
+                r#"{{"stages": [{{"environment": "canary", "traffic_percent": 5, "duration_s": 60}},
+                   {{"environment": "canary", "traffic_percent": 50, "duration_s": {duration}}}]}}"#
+            ),
+            format!(
+                "[[stages]]\nenvironment = \"canary\"\ntraffic_percent = 5\nduration_s = 60\n\n\
+                 [[stages]]\nenvironment = \"canary\"\ntraffic_percent = 50\n\
+                 duration_s = {duration}\n"
+            ),
+        )
+    };
+    let cases = [
+        ("slo", "latency_target_ms", u64_max, ("", "")),
+        ("slo", "no_data_ms", "1e20", ("", "")),
+        ("slo", "latency_target_ms", "-0.0", ("", "")),
+        ("promotion", "slo_threshold", u64_max, ("", "")),
+        (
+            "promotion",
+            "environment.canary.traffic_percent",
+            "1.50e2",
+            ("environment", "canary"),
+        ),
+        ("scenario", "rps", u64_max, ("", "")),
+        ("scenario", "slo.warm_up_ms", u64_max, ("slo", "")),
+    ];
+    for (kind, field, written, (table, inner)) in cases {
+        let key = field.rsplit('.').next().unwrap();
+        let (json, toml) = match (table, inner) {
+            ("", _) => (
+                format!(r#"{{"{key}": {written}}}"#),
+                format!("{key} = {written}\n"),
+            ),
+            (table, "") => (
+                format!(r#"{{"{table}": {{"{key}": {written}}}}}"#),
+                format!("[{table}]\n{key} = {written}\n"),
+            ),
+            (table, inner) => (
+                format!(r#"{{"{table}": {{"{inner}": {{"{key}": {written}}}}}}}"#),
+                format!("[{table}.{inner}]\n{key} = {written}\n"),
+            ),
+        };
+        for (name, document) in [("written.json", json), ("written.toml", toml)] {
+            let path = temp_file(name, &document);
+            let (code, message) = failure(&["validate", "--kind", kind, text(&path)]);
+            assert_eq!(code, 1, "{message}");
+            assert!(
+                message.contains(&format!("invalid {field} = {written}: ")),
+                "{document}: {message}"
+            );
+        }
+    }
+    let (json, toml) = stages("1e20");
+    for (name, document) in [("stages.json", json), ("stages.toml", toml)] {
+        let path = temp_file(name, &document);
+        let (_, message) = failure(&["validate", "--kind", "scenario", text(&path)]);
+        assert!(
+            message.contains("invalid stages[1].duration_s = 1e20: "),
+            "{message}"
+        );
+    }
+    // TOML's own spellings too: underscores.
+    let path = temp_file("spelled.toml", "min_samples = 1_000_000_000\n");
+    let (_, message) = failure(&["validate", "--kind", "slo", text(&path)]);
+    assert!(
+        message.contains("invalid min_samples = 1_000_000_000: "),
+        "{message}"
+    );
+    // simulate and route name the file's number as written too.
+    let path = temp_file("rps.toml", "rps = 2_000_000.0\n");
+    let (_, message) = failure(&["simulate", "--config", text(&path)]);
+    assert!(message.contains("invalid rps = 2_000_000.0: "), "{message}");
+    let path = temp_file("route.toml", &format!("slo_threshold = {u64_max}\n"));
+    let (_, message) = failure(&["route", "--config", text(&path), "user-1"]);
+    assert!(
+        message.contains(&format!("invalid slo_threshold = {u64_max}: ")),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_zero_written_negative_is_a_zero() {
+    // -0.0 is accepted where 0 is and summarised as 0 (the summary said -0); refused where
+    // 0 is, it is named as written.
+    for (name, document, kind, summary) in [
+        (
+            "zero.json",
+            r#"{"max_error_rate": -0.0}"#,
+            "slo",
+            "max error rate 0, ",
+        ),
+        (
+            "zero.toml",
+            "slo_threshold = -0.0\n",
+            "promotion",
+            "slo_threshold 0, ",
+        ),
+    ] {
+        let path = temp_file(name, document);
+        let output = run(&["validate", "--kind", kind, text(&path)]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(stdout(&output).contains(summary), "{}", stdout(&output));
+    }
+    let path = temp_file("zero-rps.toml", "rps = -0.0\n");
+    let (_, message) = failure(&["validate", "--kind", "scenario", text(&path)]);
+    assert!(message.contains("invalid rps = -0.0: "), "{message}");
+}
+
+#[test]
 fn validate_names_an_unknown_field() {
     let path = temp_file("unknown.toml", "gate = \"a\"\nslo_treshold = 0.9\n");
     let (code, message) = failure(&["validate", text(&path)]);
@@ -1556,7 +1670,7 @@ fn a_run_beyond_the_limits_is_refused_naming_the_flag_or_field() {
         "long-staging.toml",
         "stages = [{traffic_percent = 50, duration_s = 1}, \
          {environment = \"staging\", duration_s = 2e10}]\n",
-        "invalid stages[1].duration_s = 20000000000: at most 31536000",
+        "invalid stages[1].duration_s = 2e10: at most 31536000",
     );
     fails_saying(
         &["simulate", "--duration", "50000000d"],
@@ -1579,7 +1693,7 @@ fn a_run_beyond_the_limits_is_refused_naming_the_flag_or_field() {
     validate_and_simulate_refuse(
         "endless-extensions.toml",
         "max_extensions = 4294967295\nextension_s = 1e-9\n",
-        "invalid extension_s = 0.000000001",
+        "invalid extension_s = 1e-9",
     );
     validate_and_simulate_refuse(
         "unbounded-extensions.toml",

@@ -648,6 +648,19 @@ impl FieldError {
         &self.field
     }
 
+    /// The same refusal, showing the number written at its field in `document` when that is
+    /// what it refused ([`reads_as`](promotion_gates::reads_as)): a value the scenario read
+    /// through an `f64` (`18446744073709551615`) or as a duration was shown as converted.
+    pub fn as_written(self, document: &crate::document::Written) -> Self {
+        match document.number_at(&self.field) {
+            Some(written) if promotion_gates::reads_as(written, &self.value) => Self {
+                value: crate::error::shown_text(written.trim()),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     /// A library `ConfigError` found inside the table `table`, its field prefixed.
     fn wrap(table: &str, error: &promotion_gates::ConfigError) -> Self {
         Self::new(
