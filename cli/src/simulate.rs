@@ -671,4 +671,30 @@ mod tests {
         );
         assert!(help.contains(&format!("{} stalled", statuses[2])), "{help}");
     }
+
+    #[test]
+    fn a_refused_value_a_flag_gave_is_named_as_the_flag_gave_it() {
+        // The file writes rps = 2e6; --rps gives the same number (here without the flag's
+        // own check, which refuses it first): the refusal names the flag's value, not the
+        // file's spelling, and without the flag the file's.
+        let path = std::env::temp_dir().join(format!("pg-flag-{}.toml", std::process::id()));
+        std::fs::write(&path, "rps = 2e6\n").unwrap();
+        let read = document::load_written::<Scenario>(&path);
+        std::fs::remove_file(&path).unwrap();
+        let (scenario, written) = read.unwrap();
+        let refusal = |rps| {
+            let args = SimulateArgs {
+                rps,
+                duration: None,
+                ..with_duration(0.0)
+            };
+            with_flags(scenario.clone(), &path, Some(&written), &args)
+                .unwrap_err()
+                .to_string()
+        };
+        let by_flag = refusal(Some(2e6));
+        assert!(by_flag.contains("invalid rps = 2000000: "), "{by_flag}");
+        let by_file = refusal(None);
+        assert!(by_file.contains("invalid rps = 2e6: "), "{by_file}");
+    }
 }
