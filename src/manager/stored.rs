@@ -1,7 +1,8 @@
 //! Keeping the gate and its state store in step: the stored state a gate opens on, each write
 //! committed before it is published, and what the sync thread (`sync_thread`) does at each
-//! tick: apply other processes' writes, write a rollback made while the store was unavailable
-//! once it answers again, and exchange the stage's evidence with the fleet.
+//! tick: apply other processes' writes, write a rollback waiting to be written (an automatic
+//! one always waits for the sync thread; one made while the store was unavailable, until it
+//! answers again), and exchange the stage's evidence with the fleet.
 //! Those three live beside this file: `catch_up` (following the store), `pending` (a rollback
 //! not written yet) and `fleet` (the evidence exchange).
 //!

@@ -19,11 +19,14 @@ use crate::judge::Rule;
 /// A gate without a state store counts its own rollbacks. A gate on a store shows the counts
 /// stored with its release: every rollback any process stored, once, never trimmed with the
 /// history, so every process that shares the store shows the same counts once it has synced,
-/// a scrape answered by any of them reads one counter, and a restarted process goes on from
-/// them. Two limits: a rollback this process made while the store was unavailable that another
-/// process's write overtook (never stored, and not the same rollback under the same cause
-/// stored first) is counted here only; and stored counts that went back (a store replaced by
-/// an older copy or made afresh, a write of a process that counted fewer) never make a count
+/// and a restarted process goes on from them. Two limits: a rollback this process made that
+/// another process's write overtook before it was written (an automatic one is always written
+/// by the sync thread, a moment later, the store up or not), and that the store does not hold
+/// as the same rollback under the same cause (dropped; or the same rollback stored first by
+/// another process whose judge fired another rule first, or a manual one and an automatic
+/// one), is counted here only, until this process exits: processes judging pooled evidence
+/// (nginx workers) may then differ by one; and stored counts that went back (a store replaced
+/// by an older copy or made afresh, a write of a process that counted fewer) never make a count
 /// go down: it stays at the most this gate showed until the stored count passes it.
 ///
 /// # Example

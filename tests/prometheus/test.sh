@@ -8,6 +8,9 @@
 #      window's latency buckets (untyped series: a gauge histogram, see docs/telemetry.md);
 #   3. after the gate is made to roll back by itself, `promotion_rollbacks_total` of the
 #      gate has increased.
+# First, `promtool check rules` and `promtool test rules` check the rollback alert the docs
+# recommend (rollbacks.rules.yml, rollbacks.test.yml: scrapes reaching nginx workers whose
+# rollback counts differ).
 # Installs `prometheus` with .ci/apt-install when missing, which keeps the package from
 # starting its service (on 0.0.0.0:9090). Starts no service: any system Prometheus is left
 # alone (ours uses its own port, config and data). Every process started here is stopped by
@@ -19,6 +22,10 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   "$root/.ci/apt-install" prometheus
 fi
 echo "== $(prometheus --version 2>&1 | head -n 1)"
+
+echo "== promtool check rules, promtool test rules (the rollback alert)"
+(cd "$root/tests/prometheus" && promtool check rules rollbacks.rules.yml &&
+  promtool test rules rollbacks.test.yml)
 
 echo "== cargo build -p promotion-gates-ffi --example metrics_server"
 (cd "$root" && cargo build -q -p promotion-gates-ffi --example metrics_server)

@@ -420,9 +420,10 @@ impl Shared {
     /// ([`rollback_counts`](crate::PromotionGateManager::rollback_counts)), so every process
     /// that follows the store shows the same counts. This process's pending rollback, counted
     /// here when it was made, is counted in them once written (or found stored: `own`,
-    /// `counted`), or once the same rollback made first by another process is (`same_stored`);
-    /// one dropped for another reason (the stored release moved on) stays counted in this
-    /// process only: its routing did roll back, but the store never held it. Stored counts that
+    /// `counted`), or once the same rollback made first by another process is, under the same
+    /// cause (`same_stored`); one dropped for another reason (the stored release moved on), or
+    /// overtaken by the same rollback under another cause, stays counted in this process only:
+    /// its routing did roll back, but the store never held it. Stored counts that
     /// went back (a store replaced by an older copy, or made afresh) are shown no lower than
     /// the gate showed before ([`RollbackCounts`](crate::telemetry::RollbackCounts)).
     pub(super) fn apply(&self, writer: &mut WriterState, update: CatchUp) -> Result<(), Error> {
