@@ -9,7 +9,11 @@
  * and a length (NULL with length 0 is the empty string). Output parameters must not overlap
  * each other or an input: each is written in turn (pgate_override_names given one buffer as
  * header and cookie leaves the cookie's name in both; a len_out inside buf is overwritten by
- * the text). One pgate_gate may be used from
+ * the text). A text output (a buffer and its capacity, then a length) is written with a NUL
+ * after the text, and the length written leaves the NUL out: a buffer needs the length + 1
+ * bytes, and a call given fewer (NULL, or exactly the length) writes the length alone and
+ * returns PGATE_STATUS_BUFFER_TOO_SMALL; call again with *len_out + 1 bytes (see
+ * PGATE_STATUS_BUFFER_TOO_SMALL). One pgate_gate may be used from
  * many threads at once; free it only when no call is in flight. Hot calls (pgate_route,
  * pgate_record, pgate_flag_set_*) never allocate, free nothing (a config a write replaced is
  * freed by the writer side), take no lock and never wait once the calling thread made its
@@ -125,8 +129,11 @@ enum pgate_status
    */
   PGATE_STATUS_ROLLBACK_REFUSED = 11,
   /**
-   * An output buffer is too small; the needed length was written, and no text (never a part
-   * of one). A text read in two calls (a size probe, then the copy) can grow in between:
+   * An output buffer is too small; the text's length was written, and no text (never a part
+   * of one). Every text output is written with a NUL after it, and the length written
+   * leaves the NUL out: the buffer needs the length + 1 bytes, so a buffer of exactly the
+   * length is refused again, with the same length. Call again with `*len_out + 1` bytes (or
+   * more). A text read in two calls (a size probe, then the copy) can grow in between:
    * another thread of this process rolls back, promotes, swaps a config or changes a flag,
    * or, with a state store, another process writes. The second call then returns this
    * again with the new length: call until `PGATE_STATUS_OK`, growing the buffer each time.
@@ -651,14 +658,16 @@ pgate_status pgate_sync_now(const struct pgate_gate *gate,
 
 /**
  * Writes the gate's kept changes numbered above `after` (the last 64 at most), oldest first,
- * as a JSON array (NUL-terminated) into `buf` of `cap` bytes and its length into `*len_out`.
+ * as a JSON array (NUL-terminated) into `buf` of `cap` bytes and its length (without the NUL)
+ * into `*len_out`.
  * Each change has `sequence`, `kind` (`rollback`, `promotion`, `flags` or `config`),
  * `origin` (`this_gate`, or `store` for another process's write), `stage`, `from` and `to`
  * (environments, as in the config document), `at_ms` (milliseconds since the Unix epoch),
  * `flags_enabled`, `flags_disabled` (at most 32 names together), `flags_unlisted` (how many
  * more) and `rollback` (the event, as in `pgate_rollback_history_json`, or null). A gap in
- * the `sequence` numbers shows changes no longer kept. If `buf` is NULL or too small, only
- * `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+ * the `sequence` numbers shows changes no longer kept. If `buf` is NULL or `cap` is not above
+ * the length, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call
+ * again with `*len_out + 1` bytes (see `PGATE_STATUS_BUFFER_TOO_SMALL`).
  *
  * # Safety
  * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -733,10 +742,10 @@ pgate_status pgate_gate_free(struct pgate_gate *gate);
 
 /**
  * Writes the gate's current `PromotionConfig` as JSON (NUL-terminated) into `buf` of `cap`
- * bytes and its length (without the NUL) into `*len_out`. If `buf` is NULL or too small,
- * only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again
- * with `*len_out + 1` bytes, until `PGATE_STATUS_OK` (the text may have grown meanwhile, see
- * `PGATE_STATUS_BUFFER_TOO_SMALL`).
+ * bytes and its length (without the NUL) into `*len_out`. If `buf` is NULL or `cap` is not
+ * above the length, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is
+ * returned: call again with `*len_out + 1` bytes, until `PGATE_STATUS_OK` (the text may have
+ * grown meanwhile, see `PGATE_STATUS_BUFFER_TOO_SMALL`).
  *
  * # Safety
  * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -839,8 +848,9 @@ pgate_status pgate_state(const struct pgate_gate *gate,
  * gates refuses two of one name: they would share one state in a store, and their metrics'
  * series would repeat.
  *
- * If `name` is NULL or too small, only `*len` is written and `PGATE_STATUS_BUFFER_TOO_SMALL`
- * is returned; a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len` is
+ * If `name` is NULL or `capacity` is not above the length, only `*len` is written and
+ * `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again with `*len + 1` bytes (see
+ * `PGATE_STATUS_BUFFER_TOO_SMALL`); a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len` is
  * `PGATE_STATUS_NULL_POINTER`, a capacity above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`,
  * and then nothing is written.
  *
@@ -862,9 +872,10 @@ pgate_status pgate_gate_name(const struct pgate_gate *gate,
  * together. A config swap (this process's, or another's applied from the state store) moves
  * `pgate_change_count`: a host that keeps the names reads them again when the count moved.
  *
- * If a buffer is NULL or too small for its name, both lengths are written, neither name is,
- * and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned; buffers of `PGATE_NAME_CAPACITY` bytes
- * always suffice. A NULL `header_len` or `cookie_len` is `PGATE_STATUS_NULL_POINTER`, a
+ * If a buffer is NULL or its capacity is not above its name's length, both lengths are
+ * written, neither name is, and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again with
+ * each length + 1 bytes (see `PGATE_STATUS_BUFFER_TOO_SMALL`); buffers of
+ * `PGATE_NAME_CAPACITY` bytes always suffice. A NULL `header_len` or `cookie_len` is `PGATE_STATUS_NULL_POINTER`, a
  * capacity above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`, and then nothing is
  * written.
  *
@@ -911,9 +922,10 @@ pgate_status pgate_fleet_judging(const struct pgate_gate *gate,
  * `{"rollback_window_seconds": 5}` is read here, and `pgate_gate_new` refuses it with the
  * default SLO (its interval is 1 s), accepts it with an interval of 500 ms or less. On failure
  * nothing is written and, if `err` is not NULL, `*err` receives an error object naming the
- * field and value. If `location` is NULL or too small, only `*len_out` is written (no error
- * object: a size probe leaves nothing to free) and `PGATE_STATUS_BUFFER_TOO_SMALL` is
- * returned.
+ * field and value. If `location` is NULL or `cap` is not above the length, only `*len_out` is
+ * written (no error object: a size probe leaves nothing to free) and
+ * `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again with `*len_out + 1` bytes (see
+ * `PGATE_STATUS_BUFFER_TOO_SMALL`).
  *
  * # Safety
  * `config_json` must be NULL or point to `config_len` readable bytes (length 0 for the
@@ -940,8 +952,9 @@ pgate_status pgate_store_location(const uint8_t *config_json,
  * `pgate_store_location`). On failure nothing is written and, if `err` is not NULL, `*err`
  * receives an error object naming the field and value. The name goes NUL-terminated into
  * `name` of `cap` bytes, its length (without the NUL) into `*len_out`. If `name` is NULL or
- * too small, only `*len_out` is written (no error object) and `PGATE_STATUS_BUFFER_TOO_SMALL`
- * is returned; a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len_out` is
+ * `cap` is not above the length, only `*len_out` is written (no error object) and
+ * `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again with `*len_out + 1` bytes (see
+ * `PGATE_STATUS_BUFFER_TOO_SMALL`); a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len_out` is
  * `PGATE_STATUS_NULL_POINTER`, a `cap` above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`,
  * and then nothing is written.
  *
@@ -1010,9 +1023,10 @@ const char *pgate_version(void);
  * Judges the canary now and writes its health to `*out`. Like the Rust
  * `monitor_canary_health`, this rolls a canary back if a rule fired and
  * `auto_rollback_enabled`. If `evidence` is not NULL, the evidence line (NUL-terminated) is
- * copied into it and its length into `*evidence_len`; if it does not fit, `*out` is still
- * written, `*evidence_len` holds the length needed and `PGATE_STATUS_BUFFER_TOO_SMALL` is
- * returned. Judging again changes the window, so pass `PGATE_EVIDENCE_CAPACITY` bytes, which
+ * copied into it and its length (without the NUL) into `*evidence_len`; if `evidence_cap` is
+ * not above the length, `*out` is still written, `*evidence_len` holds the length and
+ * `PGATE_STATUS_BUFFER_TOO_SMALL` is returned (the line needs `*evidence_len + 1` bytes, see
+ * `PGATE_STATUS_BUFFER_TOO_SMALL`). Judging again changes the window, so pass `PGATE_EVIDENCE_CAPACITY` bytes, which
  * always suffice, rather than retrying. `pgate_read_health` reads the same without judging.
  *
  * # Safety
@@ -1177,11 +1191,12 @@ pgate_status pgate_is_feature_enabled(const struct pgate_gate *gate,
 
 /**
  * Writes the rollback history as a JSON array, oldest first (NUL-terminated), into `buf` of
- * `cap` bytes and its length into `*len_out`. Each event has `rolled_back` (`release` or
+ * `cap` bytes and its length (without the NUL) into `*len_out`. Each event has `rolled_back` (`release` or
  * `flag`), `feature` (the environment rolled back from, or the flag's name), `reason`,
  * `timestamp_ms` (milliseconds since the Unix epoch), `environment`, `trigger` and `rules`
- * (the rules that fired, for an automatic rollback). If `buf` is NULL or too small, only
- * `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+ * (the rules that fired, for an automatic rollback). If `buf` is NULL or `cap` is not above
+ * the length, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call
+ * again with `*len_out + 1` bytes (see `PGATE_STATUS_BUFFER_TOO_SMALL`).
  *
  * # Safety
  * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -1382,14 +1397,15 @@ const char *pgate_status_str(uint32_t status);
 
 /**
  * Writes the gate's metrics in the Prometheus text format 0.0.4 (NUL-terminated) into `buf` of
- * `cap` bytes and its length into `*len_out`: `# HELP` and `# TYPE` lines, every series labelled
+ * `cap` bytes and its length (without the NUL) into `*len_out`: `# HELP` and `# TYPE` lines, every series labelled
  * with the gate's name (`gate="..."`), e.g. `promotion_health_score`,
  * `promotion_canary_error_rate`, `promotion_rollbacks_total{trigger,rule}` and the window's
  * latency histograms (the untyped series `promotion_window_latency_seconds_bucket`, `_sum` and
  * `_count`, which fall as requests leave the window). Serve it with the content type
- * `text/plain; version=0.0.4`. If `buf` is NULL or too small, only `*len_out` is written and
- * `PGATE_STATUS_BUFFER_TOO_SMALL` is returned (the text may grow between two calls: allocate some
- * slack, and call until `PGATE_STATUS_OK`, as `PGATE_STATUS_BUFFER_TOO_SMALL` says). The window is
+ * `text/plain; version=0.0.4`. If `buf` is NULL or `cap` is not above the length, only
+ * `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again with
+ * `*len_out + 1` bytes (the text may grow between two calls: allocate some slack, and call
+ * until `PGATE_STATUS_OK`, as `PGATE_STATUS_BUFFER_TOO_SMALL` says). The window is
  * read as `pgate_read_health` reads it, so an evaluation that fell due meanwhile is made right
  * after, on this thread, and may roll the canary back: like `pgate_read_health`, it is refused
  * from inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
@@ -1454,13 +1470,14 @@ pgate_status pgate_metrics_prometheus_counted(const struct pgate_gate *const *ga
 
 /**
  * Writes each cohort's latency histogram of the judged window as JSON (NUL-terminated) into
- * `buf` of `cap` bytes and its length into `*len_out`:
+ * `buf` of `cap` bytes and its length (without the NUL) into `*len_out`:
  * `{"encoding":"hdrhistogram-v2-deflate-base64","unit":"microseconds","canary":"HISTFAAA...","stable":"HISTFAAA..."}`.
  * Each histogram is HdrHistogram's compressed V2 serialization in base64 (what
  * HdrHistogram's log files hold), readable by its ports in Java, Go, Python, C and Rust,
  * so a host can merge and plot them; values are microseconds (1 µs ..= 60 s, two
- * significant figures); both come from one read of the window. If `buf` is NULL or too
- * small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned. Like
+ * significant figures); both come from one read of the window. If `buf` is NULL or `cap` is
+ * not above the length, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is
+ * returned: call again with `*len_out + 1` bytes (see `PGATE_STATUS_BUFFER_TOO_SMALL`). Like
  * `pgate_metrics_prometheus`, it reads the window as `pgate_read_health` does (an evaluation
  * that fell due meanwhile is made right after, and may roll back), so it is refused from
  * inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).

@@ -59,14 +59,16 @@ pub unsafe extern "C" fn pgate_sync_now(gate: *const pgate_gate, asked: *mut boo
 }
 
 /// Writes the gate's kept changes numbered above `after` (the last 64 at most), oldest first,
-/// as a JSON array (NUL-terminated) into `buf` of `cap` bytes and its length into `*len_out`.
+/// as a JSON array (NUL-terminated) into `buf` of `cap` bytes and its length (without the NUL)
+/// into `*len_out`.
 /// Each change has `sequence`, `kind` (`rollback`, `promotion`, `flags` or `config`),
 /// `origin` (`this_gate`, or `store` for another process's write), `stage`, `from` and `to`
 /// (environments, as in the config document), `at_ms` (milliseconds since the Unix epoch),
 /// `flags_enabled`, `flags_disabled` (at most 32 names together), `flags_unlisted` (how many
 /// more) and `rollback` (the event, as in `pgate_rollback_history_json`, or null). A gap in
-/// the `sequence` numbers shows changes no longer kept. If `buf` is NULL or too small, only
-/// `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+/// the `sequence` numbers shows changes no longer kept. If `buf` is NULL or `cap` is not above
+/// the length, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call
+/// again with `*len_out + 1` bytes (see `PGATE_STATUS_BUFFER_TOO_SMALL`).
 ///
 /// # Safety
 /// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.

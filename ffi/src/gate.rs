@@ -316,10 +316,10 @@ pub unsafe extern "C" fn pgate_gate_free(gate: *mut pgate_gate) -> pgate_status 
 }
 
 /// Writes the gate's current `PromotionConfig` as JSON (NUL-terminated) into `buf` of `cap`
-/// bytes and its length (without the NUL) into `*len_out`. If `buf` is NULL or too small,
-/// only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again
-/// with `*len_out + 1` bytes, until `PGATE_STATUS_OK` (the text may have grown meanwhile, see
-/// `PGATE_STATUS_BUFFER_TOO_SMALL`).
+/// bytes and its length (without the NUL) into `*len_out`. If `buf` is NULL or `cap` is not
+/// above the length, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is
+/// returned: call again with `*len_out + 1` bytes, until `PGATE_STATUS_OK` (the text may have
+/// grown meanwhile, see `PGATE_STATUS_BUFFER_TOO_SMALL`).
 ///
 /// # Safety
 /// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -524,8 +524,9 @@ pub const PGATE_NAME_CAPACITY: usize = 129;
 /// gates refuses two of one name: they would share one state in a store, and their metrics'
 /// series would repeat.
 ///
-/// If `name` is NULL or too small, only `*len` is written and `PGATE_STATUS_BUFFER_TOO_SMALL`
-/// is returned; a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len` is
+/// If `name` is NULL or `capacity` is not above the length, only `*len` is written and
+/// `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again with `*len + 1` bytes (see
+/// `PGATE_STATUS_BUFFER_TOO_SMALL`); a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len` is
 /// `PGATE_STATUS_NULL_POINTER`, a capacity above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`,
 /// and then nothing is written.
 ///
@@ -556,9 +557,10 @@ pub unsafe extern "C" fn pgate_gate_name(
 /// together. A config swap (this process's, or another's applied from the state store) moves
 /// `pgate_change_count`: a host that keeps the names reads them again when the count moved.
 ///
-/// If a buffer is NULL or too small for its name, both lengths are written, neither name is,
-/// and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned; buffers of `PGATE_NAME_CAPACITY` bytes
-/// always suffice. A NULL `header_len` or `cookie_len` is `PGATE_STATUS_NULL_POINTER`, a
+/// If a buffer is NULL or its capacity is not above its name's length, both lengths are
+/// written, neither name is, and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again with
+/// each length + 1 bytes (see `PGATE_STATUS_BUFFER_TOO_SMALL`); buffers of
+/// `PGATE_NAME_CAPACITY` bytes always suffice. A NULL `header_len` or `cookie_len` is `PGATE_STATUS_NULL_POINTER`, a
 /// capacity above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`, and then nothing is
 /// written.
 ///
@@ -715,9 +717,10 @@ unsafe fn text_of_document(
 /// `{"rollback_window_seconds": 5}` is read here, and `pgate_gate_new` refuses it with the
 /// default SLO (its interval is 1 s), accepts it with an interval of 500 ms or less. On failure
 /// nothing is written and, if `err` is not NULL, `*err` receives an error object naming the
-/// field and value. If `location` is NULL or too small, only `*len_out` is written (no error
-/// object: a size probe leaves nothing to free) and `PGATE_STATUS_BUFFER_TOO_SMALL` is
-/// returned.
+/// field and value. If `location` is NULL or `cap` is not above the length, only `*len_out` is
+/// written (no error object: a size probe leaves nothing to free) and
+/// `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again with `*len_out + 1` bytes (see
+/// `PGATE_STATUS_BUFFER_TOO_SMALL`).
 ///
 /// # Safety
 /// `config_json` must be NULL or point to `config_len` readable bytes (length 0 for the
@@ -764,8 +767,9 @@ pub unsafe extern "C" fn pgate_store_location(
 /// `pgate_store_location`). On failure nothing is written and, if `err` is not NULL, `*err`
 /// receives an error object naming the field and value. The name goes NUL-terminated into
 /// `name` of `cap` bytes, its length (without the NUL) into `*len_out`. If `name` is NULL or
-/// too small, only `*len_out` is written (no error object) and `PGATE_STATUS_BUFFER_TOO_SMALL`
-/// is returned; a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len_out` is
+/// `cap` is not above the length, only `*len_out` is written (no error object) and
+/// `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again with `*len_out + 1` bytes (see
+/// `PGATE_STATUS_BUFFER_TOO_SMALL`); a buffer of `PGATE_NAME_CAPACITY` bytes always suffices. A NULL `len_out` is
 /// `PGATE_STATUS_NULL_POINTER`, a `cap` above `PTRDIFF_MAX` `PGATE_STATUS_INVALID_ARGUMENT`,
 /// and then nothing is written.
 ///

@@ -137,9 +137,10 @@ fn bounded(mut text: String) -> String {
 /// Judges the canary now and writes its health to `*out`. Like the Rust
 /// `monitor_canary_health`, this rolls a canary back if a rule fired and
 /// `auto_rollback_enabled`. If `evidence` is not NULL, the evidence line (NUL-terminated) is
-/// copied into it and its length into `*evidence_len`; if it does not fit, `*out` is still
-/// written, `*evidence_len` holds the length needed and `PGATE_STATUS_BUFFER_TOO_SMALL` is
-/// returned. Judging again changes the window, so pass `PGATE_EVIDENCE_CAPACITY` bytes, which
+/// copied into it and its length (without the NUL) into `*evidence_len`; if `evidence_cap` is
+/// not above the length, `*out` is still written, `*evidence_len` holds the length and
+/// `PGATE_STATUS_BUFFER_TOO_SMALL` is returned (the line needs `*evidence_len + 1` bytes, see
+/// `PGATE_STATUS_BUFFER_TOO_SMALL`). Judging again changes the window, so pass `PGATE_EVIDENCE_CAPACITY` bytes, which
 /// always suffice, rather than retrying. `pgate_read_health` reads the same without judging.
 ///
 /// # Safety

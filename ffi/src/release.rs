@@ -236,11 +236,12 @@ pub unsafe extern "C" fn pgate_is_feature_enabled(
 }
 
 /// Writes the rollback history as a JSON array, oldest first (NUL-terminated), into `buf` of
-/// `cap` bytes and its length into `*len_out`. Each event has `rolled_back` (`release` or
+/// `cap` bytes and its length (without the NUL) into `*len_out`. Each event has `rolled_back` (`release` or
 /// `flag`), `feature` (the environment rolled back from, or the flag's name), `reason`,
 /// `timestamp_ms` (milliseconds since the Unix epoch), `environment`, `trigger` and `rules`
-/// (the rules that fired, for an automatic rollback). If `buf` is NULL or too small, only
-/// `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned.
+/// (the rules that fired, for an automatic rollback). If `buf` is NULL or `cap` is not above
+/// the length, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call
+/// again with `*len_out + 1` bytes (see `PGATE_STATUS_BUFFER_TOO_SMALL`).
 ///
 /// # Safety
 /// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.

@@ -43,8 +43,11 @@ pub enum pgate_status {
     /// A rollback was asked for in Production, or with a blank reason (no visible character),
     /// or with a reason over `MAX_REASON_BYTES` (4096).
     RollbackRefused = 11,
-    /// An output buffer is too small; the needed length was written, and no text (never a part
-    /// of one). A text read in two calls (a size probe, then the copy) can grow in between:
+    /// An output buffer is too small; the text's length was written, and no text (never a part
+    /// of one). Every text output is written with a NUL after it, and the length written
+    /// leaves the NUL out: the buffer needs the length + 1 bytes, so a buffer of exactly the
+    /// length is refused again, with the same length. Call again with `*len_out + 1` bytes (or
+    /// more). A text read in two calls (a size probe, then the copy) can grow in between:
     /// another thread of this process rolls back, promotes, swaps a config or changes a flag,
     /// or, with a state store, another process writes. The second call then returns this
     /// again with the new length: call until `PGATE_STATUS_OK`, growing the buffer each time.

@@ -21,14 +21,15 @@ use promotion_gates::PromotionGateManager;
 use promotion_gates::telemetry::prometheus::{self, ExpositionError, OutcomeCounts};
 
 /// Writes the gate's metrics in the Prometheus text format 0.0.4 (NUL-terminated) into `buf` of
-/// `cap` bytes and its length into `*len_out`: `# HELP` and `# TYPE` lines, every series labelled
+/// `cap` bytes and its length (without the NUL) into `*len_out`: `# HELP` and `# TYPE` lines, every series labelled
 /// with the gate's name (`gate="..."`), e.g. `promotion_health_score`,
 /// `promotion_canary_error_rate`, `promotion_rollbacks_total{trigger,rule}` and the window's
 /// latency histograms (the untyped series `promotion_window_latency_seconds_bucket`, `_sum` and
 /// `_count`, which fall as requests leave the window). Serve it with the content type
-/// `text/plain; version=0.0.4`. If `buf` is NULL or too small, only `*len_out` is written and
-/// `PGATE_STATUS_BUFFER_TOO_SMALL` is returned (the text may grow between two calls: allocate some
-/// slack, and call until `PGATE_STATUS_OK`, as `PGATE_STATUS_BUFFER_TOO_SMALL` says). The window is
+/// `text/plain; version=0.0.4`. If `buf` is NULL or `cap` is not above the length, only
+/// `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned: call again with
+/// `*len_out + 1` bytes (the text may grow between two calls: allocate some slack, and call
+/// until `PGATE_STATUS_OK`, as `PGATE_STATUS_BUFFER_TOO_SMALL` says). The window is
 /// read as `pgate_read_health` reads it, so an evaluation that fell due meanwhile is made right
 /// after, on this thread, and may roll the canary back: like `pgate_read_health`, it is refused
 /// from inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
@@ -178,13 +179,14 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_counted(
 }
 
 /// Writes each cohort's latency histogram of the judged window as JSON (NUL-terminated) into
-/// `buf` of `cap` bytes and its length into `*len_out`:
+/// `buf` of `cap` bytes and its length (without the NUL) into `*len_out`:
 /// `{"encoding":"hdrhistogram-v2-deflate-base64","unit":"microseconds","canary":"HISTFAAA...","stable":"HISTFAAA..."}`.
 /// Each histogram is HdrHistogram's compressed V2 serialization in base64 (what
 /// HdrHistogram's log files hold), readable by its ports in Java, Go, Python, C and Rust,
 /// so a host can merge and plot them; values are microseconds (1 µs ..= 60 s, two
-/// significant figures); both come from one read of the window. If `buf` is NULL or too
-/// small, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is returned. Like
+/// significant figures); both come from one read of the window. If `buf` is NULL or `cap` is
+/// not above the length, only `*len_out` is written and `PGATE_STATUS_BUFFER_TOO_SMALL` is
+/// returned: call again with `*len_out + 1` bytes (see `PGATE_STATUS_BUFFER_TOO_SMALL`). Like
 /// `pgate_metrics_prometheus`, it reads the window as `pgate_read_health` does (an evaluation
 /// that fell due meanwhile is made right after, and may roll back), so it is refused from
 /// inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).

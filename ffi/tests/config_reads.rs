@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{error_text, new_gate, refused_gate, text_of};
+use common::{error_text, new_gate, refused_gate, text_of, text_sized_by_its_length};
 use promotion_gates_ffi::*;
 use std::ptr::{null, null_mut};
 
@@ -949,4 +949,50 @@ fn a_refused_number_is_named_as_the_document_writes_it() {
         assert!(message.starts_with(&named), "{message}");
         assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
     }
+}
+
+/// Every text output's buffer needs the length written + 1 bytes: the length leaves out the
+/// NUL. A host sizing its buffer by the length alone is refused with the same length each
+/// time (`PGATE_STATUS_BUFFER_TOO_SMALL`'s docs, the header's conventions); one byte more gets
+/// the text. The calls of each way to the copy: a gate's JSON (config, SLO, rollback history,
+/// changes), its name, a document's store location and gate name (the telemetry calls:
+/// ffi/tests/telemetry.rs).
+#[test]
+fn a_buffer_of_the_length_told_is_refused_as_the_nul_needs_one_byte_more() {
+    let gate = new_gate(r#"{"environment": "staging", "gate": "checkout"}"#);
+    let reason = "bad deploy";
+    // SAFETY: live gate and reason slice; err may be NULL.
+    let status = unsafe { pgate_rollback(gate, reason.as_ptr(), reason.len(), null_mut()) };
+    assert_eq!(status, pgate_status::Ok);
+    // SAFETY: live gate; the helper passes buffers of the capacity it names.
+    let config = text_sized_by_its_length(&|b, c, l| unsafe { pgate_config_json(gate, b, c, l) });
+    assert!(config.contains(r#""gate":"checkout""#), "{config}");
+    // SAFETY: as above.
+    let slo = text_sized_by_its_length(&|b, c, l| unsafe { pgate_slo_json(gate, b, c, l) });
+    assert!(slo.starts_with('{'), "{slo}");
+    // SAFETY: as above.
+    let history =
+        text_sized_by_its_length(&|b, c, l| unsafe { pgate_rollback_history_json(gate, b, c, l) });
+    assert!(history.contains(reason), "{history}");
+    // SAFETY: as above.
+    let changes =
+        text_sized_by_its_length(&|b, c, l| unsafe { pgate_changes_json(gate, 0, b, c, l) });
+    assert!(changes.contains(r#""kind":"rollback""#), "{changes}");
+    // SAFETY: as above.
+    let name = text_sized_by_its_length(&|b, c, l| unsafe { pgate_gate_name(gate, b, c, l) });
+    assert_eq!(name, "checkout");
+    let document = r#"{"gate": "api", "store": {"sqlite": {"path": "/var/lib/pg/g.db"}}}"#;
+    let (doc, doc_len) = (document.as_ptr(), document.len());
+    // SAFETY: the document's slice; buffers as above; err may be NULL.
+    let location = text_sized_by_its_length(&|b, c, l| unsafe {
+        pgate_store_location(doc, doc_len, b, c, l, null_mut())
+    });
+    assert_eq!(location, "sqlite:/var/lib/pg/g.db");
+    // SAFETY: as above.
+    let declared = text_sized_by_its_length(&|b, c, l| unsafe {
+        pgate_document_gate_name(doc, doc_len, b, c, l, null_mut())
+    });
+    assert_eq!(declared, "api");
+    // SAFETY: live gate, freed once.
+    assert_eq!(unsafe { pgate_gate_free(gate) }, pgate_status::Ok);
 }

@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{new_gate, route, text_of, text_within};
+use common::{new_gate, route, text_of, text_sized_by_its_length, text_within};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use promotion_gates_ffi::*;
@@ -27,7 +27,10 @@ fn the_exposition_names_the_gate_and_counts_a_manual_rollback() {
     let gate = new_gate(r#"{"environment": "staging", "gate": "checkout"}"#);
     // SAFETY: live gate; the buffers are handed in by text_of.
     let exposition = || text_of(&|b, c, l| unsafe { pgate_metrics_prometheus(gate, b, c, l) });
-    let before = exposition();
+    // A buffer of the length told is refused (the NUL needs one byte more), one more byte fits.
+    // SAFETY: as above.
+    let before =
+        text_sized_by_its_length(&|b, c, l| unsafe { pgate_metrics_prometheus(gate, b, c, l) });
     assert!(before.contains(
         "# TYPE promotion_health_score gauge\npromotion_health_score{gate=\"checkout\"} "
     ));
@@ -89,8 +92,10 @@ fn each_cohorts_histogram_decodes_to_what_was_recorded() {
     for (i, &us) in latencies_us.iter().enumerate() {
         record(gate, &format!("user-{i}"), true, us * 1000);
     }
-    // SAFETY: live gate; the buffers are handed in by text_of.
-    let json = text_of(&|b, c, l| unsafe { pgate_latency_histograms_json(gate, b, c, l) });
+    // SAFETY: live gate; the buffers are handed in by text_sized_by_its_length.
+    let json = text_sized_by_its_length(&|b, c, l| unsafe {
+        pgate_latency_histograms_json(gate, b, c, l)
+    });
     let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(doc["encoding"], "hdrhistogram-v2-deflate-base64");
     assert_eq!(doc["unit"], "microseconds");

@@ -155,6 +155,34 @@ pub fn text_of(call: &TextCall<'_>) -> String {
     String::from_utf8_lossy(&buf[..len]).into_owned()
 }
 
+/// Runs a caller-owned-buffer call as a C host that sizes its buffer by the length it was
+/// told: a buffer of exactly that length is refused (`BufferTooSmall`, the same length
+/// written again, not a byte of the buffer: the length leaves out the NUL), and one of the
+/// length + 1 gets the text and its NUL. Three calls: the text must not change between them.
+pub fn text_sized_by_its_length(call: &TextCall<'_>) -> String {
+    let mut len = 0;
+    assert_eq!(call(null_mut(), 0, &mut len), pgate_status::BufferTooSmall);
+    let mut exact = vec![0xAAu8; len];
+    let mut told = usize::MAX;
+    assert_eq!(
+        call(exact.as_mut_ptr().cast(), exact.len(), &mut told),
+        pgate_status::BufferTooSmall,
+        "a buffer of the length ({len}) has no room for the NUL"
+    );
+    assert_eq!(told, len, "the length, without the NUL, again");
+    assert!(exact.iter().all(|&b| b == 0xAA), "nothing written");
+    let mut buf = vec![0xAAu8; len + 1];
+    let mut written = usize::MAX;
+    assert_eq!(
+        call(buf.as_mut_ptr().cast(), buf.len(), &mut written),
+        pgate_status::Ok,
+        "the length + 1 ({}) fits",
+        len + 1
+    );
+    assert_eq!((written, buf[len]), (len, 0));
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
 /// Runs a caller-owned-buffer call once, with a buffer of `capacity` bytes the text must fit
 /// in (with its NUL): one rendering where [`text_of`] makes two, which counts under Miri for
 /// the Prometheus exposition (about 20 s a rendering of two gates there). The size query stays
